@@ -1,0 +1,284 @@
+"""The `hitl` command line: parses, calls into bot/ and model/, turns errors into one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from bot.config import Settings, config_path, describe, load_settings
+from bot.errors import HitlError
+from bot.ingest import FORMATS, Row, RowError, read_items
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+IMPORT_BATCH = 1000
+MAX_ERRORS_SHOWN = 50
+EXPORT_FIELDS = ("id", "text", "label", "votes", "agreement", "annotators", "resolved_at", "meta")
+ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
+
+
+class State:
+    """What the group passes to its commands: options, and settings loaded on first use."""
+
+    def __init__(self, db: Path | None):
+        self.db = db
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            settings = load_settings(os.environ, config_path(os.environ))
+            if self.db is not None:
+                settings = settings.with_changes(db=self.db)
+            self._settings = settings
+        return self._settings
+
+    def open_store(self) -> Store:
+        return Store.open(self.settings.db)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Our own errors become `Error: <what to fix>` and exit 1; never a traceback."""
+    try:
+        yield
+    except HitlError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="slack-hitl")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite database file (default: $HITL_DB or ./hitl.db).",
+)
+@click.option("-v", "--verbose", count=True, help="Log more: -v for INFO, -vv for DEBUG.")
+@click.pass_context
+def cli(ctx: click.Context, db: Path | None, verbose: int) -> None:
+    """slack-hitl: a text classifier that asks your team in Slack when it is unsure,
+    and learns from the answers.
+
+    Settings come from environment variables (SLACK_*, HITL_*) and an optional
+    hitl.toml; see `hitl config`.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = State(db)
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="File format (default: from the extension)."
+)
+@click.option(
+    "--text-column", default="text", show_default=True, help="Column or field holding the text."
+)
+@click.option(
+    "--id-column",
+    help="Column holding a unique item id (default: 'id' if present, else a hash of the text).",
+)
+@click.option(
+    "--label-column",
+    help="Column holding a known label (default: 'label' if present); "
+    "labeled rows become seed labels.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejected row.")
+@click.pass_obj
+def import_command(
+    state: State,
+    path: Path,
+    fmt: str | None,
+    text_column: str,
+    id_column: str | None,
+    label_column: str | None,
+    quiet: bool,
+) -> None:
+    """Import items to label from PATH (CSV, TSV, JSONL or plain text, one item per line).
+
+    Columns other than the text, id and label are kept as the item's meta. Rows that
+    already exist (same id, or same text when there is no id) are skipped, so
+    importing the same file twice adds nothing. Bad rows are reported with their line
+    number and skipped; all good rows are imported.
+
+    \b
+    Examples:
+      hitl import tickets.csv --text-column body --id-column ticket_id
+      hitl import labeled.jsonl --label-column intent
+      hitl import messages.txt
+    """
+    with friendly_errors():
+        size = path.stat().st_size if path.is_file() else 0
+        show_bar = sys.stderr.isatty()
+        bar = click.progressbar(
+            length=size, label=f"Importing {path.name}", file=sys.stderr, show_eta=True
+        )
+        rows = read_items(
+            path,
+            fmt,
+            text_column=text_column,
+            id_column=id_column,
+            label_column=label_column,
+            progress=bar.update if show_bar else None,
+        )
+        first = next(rows, None)  # file-level problems surface here, before anything is written
+        with state.open_store() as store:
+            run_id = store.start_run("import", triggered_by=f"cli:{path.name}")
+            counts = {"read": 0, "imported": 0, "labeled": 0, "duplicates": 0, "rejected": 0}
+            errors: list[str] = []
+            batch: list[Row] = []
+
+            def flush() -> None:
+                result = store.add_items(batch, source="import")
+                counts["imported"] += result.imported
+                counts["labeled"] += result.labeled
+                counts["duplicates"] += result.duplicates
+                batch.clear()
+
+            with bar if show_bar else _nothing():
+                for row in _chain(first, rows):
+                    counts["read"] += 1
+                    if isinstance(row, RowError):
+                        counts["rejected"] += 1
+                        message = row.message(path)
+                        if len(errors) < MAX_ERRORS_SHOWN and not quiet:
+                            click.echo(message, err=True)
+                        errors.append(message)
+                        continue
+                    batch.append(row)
+                    if len(batch) >= IMPORT_BATCH:
+                        flush()
+                flush()
+            if len(errors) > MAX_ERRORS_SHOWN and not quiet:
+                click.echo(f"... and {len(errors) - MAX_ERRORS_SHOWN} more rejected rows", err=True)
+            store.finish_run(run_id, "ok", {**counts, "file": str(path), "errors": errors[:100]})
+    click.echo(
+        f"{path.name}: read {counts['read']:,} rows, imported {counts['imported']:,} "
+        f"({counts['labeled']:,} with labels), {counts['duplicates']:,} duplicates, "
+        f"{counts['rejected']:,} rejected"
+    )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _chain(
+    first: Row | RowError | None, rest: Iterator[Row | RowError]
+) -> Iterator[Row | RowError]:
+    if first is not None:
+        yield first
+        yield from rest
+
+
+@cli.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@click.option(
+    "--answers", is_flag=True, help="Export every raw answer instead of the resolved labels."
+)
+@click.pass_obj
+def export_command(state: State, fmt: str, output: Path | None, answers: bool) -> None:
+    """Export resolved labels (or, with --answers, every raw answer).
+
+    Labels have the fields id, text, label, votes, agreement, annotators,
+    resolved_at and meta; `hitl import` reads an export back.
+
+    \b
+    Examples:
+      hitl export > labels.jsonl
+      hitl export --format csv --output labels.csv
+      hitl export --answers --format csv
+    """
+    with friendly_errors(), state.open_store() as store:
+        records = store.iter_answers() if answers else store.iter_resolved()
+        columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
+        if output is None:
+            n = _write_records(sys.stdout, records, columns, fmt)
+        else:
+            n = _write_atomically(output, records, columns, fmt)
+    if output is not None:
+        click.echo(f"wrote {n:,} {'answers' if answers else 'labels'} to {output}", err=True)
+
+
+def _write_atomically(
+    output: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
+) -> int:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w",
+        encoding="utf-8",
+        newline="",
+        dir=output.parent,
+        prefix=f".{output.name}.",
+        delete=False,
+    )
+    try:
+        with handle:
+            n = _write_records(handle, records, columns, fmt)
+        os.replace(handle.name, output)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return n
+
+
+def _write_records(
+    handle: IO[str], records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
+) -> int:
+    n = 0
+    if fmt == "jsonl":
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow(
+            [
+                json.dumps(record[c], ensure_ascii=False)
+                if isinstance(record[c], dict | list)
+                else record[c]
+                for c in columns
+            ]
+        )
+        n += 1
+    return n
+
+
+@cli.command("config")
+@click.pass_obj
+def config_command(state: State) -> None:
+    """Print the effective settings (secrets masked) and where each comes from."""
+    with friendly_errors():
+        settings = state.settings
+    rows = describe(settings)
+    width = max(len(r[0]) for r in rows)
+    value_width = min(max(len(r[1]) for r in rows), 40)
+    for env, value, source, _help in rows:
+        click.echo(f"{env:<{width}}  {value:<{value_width}}  ({source})")
+
+
+def main() -> None:
+    cli(prog_name="hitl")

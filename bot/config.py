@@ -1,0 +1,329 @@
+"""Settings: environment variables over an optional ``hitl.toml`` over defaults.
+
+``load_settings`` reads and validates everything once and raises one ``ConfigError`` listing
+every bad value, each with where it came from and what is allowed. Nothing reads settings at
+import time; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import ConfigError
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+CONFIG_FILE = "hitl.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    db: Path = Path("hitl.db")
+    channel: str | None = None
+    report_channel: str | None = None
+    labels: tuple[str, ...] = ()
+    admins: tuple[str, ...] = ()
+    api_token: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 3000
+    threshold: float = 0.8
+    audit_rate: float = 0.1
+    max_open: int = 5
+    votes: int = 1
+    retrain_cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    routes: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def models_dir(self) -> Path:
+        """Model files live beside the database: ``<db>.models/``."""
+        return self.db.with_name(self.db.name + ".models")
+
+    @property
+    def effective_report_channel(self) -> str | None:
+        return self.report_channel or self.channel
+
+    def channel_for(self, label: str | None) -> str | None:
+        """The channel a question whose top guess is ``label`` goes to."""
+        if label is not None and label in self.routes:
+            return self.routes[label]
+        return self.channel
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+# -- parsers: value (str from env, or a TOML value) -> typed value, or ValueError(what's allowed)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    value = value.strip()
+    if not value:
+        raise ValueError("is empty; unset it or give a value")
+    return value
+
+
+def _number(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"is not a number; use a value between {low:g} and {high:g}") from None
+        if not low <= number <= high:
+            raise ValueError(f"is out of range; use a value between {low:g} and {high:g}")
+        return number
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            if isinstance(value, float) or isinstance(value, bool):
+                raise ValueError
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"is not a whole number; use one from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"is out of range; use a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                value = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ValueError('is not a valid list; use "a,b,c" or ["a", "b"]') from None
+        else:
+            value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError('must be a list of text; use "a,b,c" or ["a", "b"]')
+    items = tuple(v.strip() for v in value if v.strip())
+    if len(set(items)) != len(items):
+        raise ValueError("lists a value twice")
+    return items
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    labels = _list(value)
+    if len(labels) == 1:
+        raise ValueError("names one label; give at least two")
+    long = [label for label in labels if len(label) > 75]
+    if long:
+        raise ValueError(f"has a label over 75 characters (Slack's limit): {long[0][:30]}…")
+    return labels
+
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def _admins(value: Any) -> tuple[str, ...]:
+    admins = _list(value)
+    bad = [a for a in admins if not _USER_ID.match(a)]
+    if bad:
+        raise ValueError(
+            f"has {bad[0]!r}, not a Slack user ID; use IDs like U0123ABCD "
+            "(profile → ⋮ → Copy member ID)"
+        )
+    return admins
+
+
+def _url(value: Any) -> str:
+    value = _text(value)
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("is not an http(s) URL; e.g. https://slack.com/api/")
+    return value if value.endswith("/") else value + "/"
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+def _cron(value: Any) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    value = _text(value)
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(
+            f'is not a cron expression ({exc}); use five fields, e.g. "0 3 * * *" for 03:00 daily'
+        ) from None
+    return value
+
+
+def _timezone(value: Any) -> str:
+    value = _text(value)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            'is not a known time zone; use an IANA name like "Europe/Berlin"'
+        ) from None
+    return value
+
+
+def _routes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
+        raise ValueError('must map labels to channel IDs, e.g. billing = "C0123ABCD"')
+    return {k: v.strip() for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str  # Settings field
+    env: str
+    parse: Callable[[Any], Any]
+    secret: bool = False
+    help: str = ""
+
+    @property
+    def toml_key(self) -> str:
+        return self.env.removeprefix("HITL_").lower()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("slack_bot_token", "SLACK_BOT_TOKEN", _text, True, "bot token (xoxb-…), needed by serve"),
+    Spec("slack_signing_secret", "SLACK_SIGNING_SECRET", _text, True, "signs Slack's requests"),
+    Spec("slack_app_token", "SLACK_APP_TOKEN", _text, True, "xapp-… token: Socket Mode"),
+    Spec("slack_api_url", "SLACK_API_URL", _url, False, "Slack Web API base URL"),
+    Spec("db", "HITL_DB", _path, False, "SQLite file; models go to <db>.models/"),
+    Spec("channel", "HITL_CHANNEL", _text, False, "channel ID the questions go to"),
+    Spec("report_channel", "HITL_REPORT_CHANNEL", _text, False, "channel for reports"),
+    Spec("labels", "HITL_LABELS", _labels, False, "the label set (default: imported labels)"),
+    Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
+    Spec("api_token", "HITL_API_TOKEN", _text, True, "bearer token for /api/* (off without)"),
+    Spec("webhook_secret", "HITL_WEBHOOK_SECRET", _text, True, "signs webhook deliveries"),
+    Spec("host", "HITL_HOST", _text, False, "HTTP server address"),
+    Spec("port", "HITL_PORT", _integer(1, 65535), False, "HTTP server port"),
+    Spec("threshold", "HITL_THRESHOLD", _number(0, 1), False, "below this confidence, ask people"),
+    Spec("audit_rate", "HITL_AUDIT_RATE", _number(0, 1), False, "share of random (audit) posts"),
+    Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
+    Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
+    Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
+    Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+TOML_ONLY = {"routes": _routes}
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    """``HITL_CONFIG`` if set, else ``./hitl.toml`` if it exists."""
+    if environ.get("HITL_CONFIG"):
+        return Path(environ["HITL_CONFIG"]).expanduser()
+    default = Path(CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, toml_path: Path | None = None
+) -> Settings:
+    """Read env vars (winning) and ``hitl.toml``; raise ConfigError listing every bad value."""
+    environ = os.environ if environ is None else environ
+    toml_path = toml_path if toml_path is not None else config_path(environ)
+    problems: list[str] = []
+    from_file: dict[str, Any] = {}
+    if toml_path is not None:
+        try:
+            with open(toml_path, "rb") as handle:
+                document = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError([f"{toml_path}: cannot read it ({exc.strerror})"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{toml_path}: not valid TOML ({exc})"]) from exc
+        section = document.get("hitl", {})
+        if not isinstance(section, dict):
+            raise ConfigError([f"{toml_path}: [hitl] must be a table"])
+        known = {spec.toml_key: spec for spec in SPECS}
+        for key, value in section.items():
+            if key in known:
+                from_file[known[key].name] = value
+            elif key in TOML_ONLY:
+                from_file[key] = value
+            else:
+                problems.append(
+                    f"{toml_path}: unknown setting {key!r} in [hitl]; "
+                    f"known: {', '.join([*known, *TOML_ONLY])}"
+                )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in SPECS:
+        if environ.get(spec.env, "").strip():
+            raw, origin, label = environ[spec.env], "env", spec.env
+        elif spec.name in from_file:
+            raw, origin, label = (
+                from_file[spec.name],
+                str(toml_path),
+                f"{toml_path} {spec.toml_key}",
+            )
+        else:
+            continue
+        try:
+            values[spec.name] = spec.parse(raw)
+            sources[spec.name] = origin
+        except ValueError as exc:
+            shown = raw if isinstance(raw, str) else repr(raw)
+            shown = "***" if spec.secret else shown
+            problems.append(f'{label}="{shown}" {exc}')
+    for name, parse in TOML_ONLY.items():
+        if name in from_file:
+            try:
+                values[name] = parse(from_file[name])
+                sources[name] = str(toml_path)
+            except ValueError as exc:
+                problems.append(f"{toml_path} [hitl.{name}] {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**values, sources=sources)
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """Rows of (env var, effective value with secrets masked, source, help) for `hitl config`."""
+    rows = []
+    for spec in SPECS:
+        value = getattr(settings, spec.name)
+        if value is None or value == ():
+            shown = "-"
+        elif spec.secret:
+            shown = mask(value)
+        elif isinstance(value, tuple):
+            shown = ",".join(value)
+        else:
+            shown = str(value)
+        rows.append((spec.env, shown, settings.sources.get(spec.name, "default"), spec.help))
+    for label, channel in sorted(settings.routes.items()):
+        rows.append((f"routes.{label}", channel, settings.sources.get("routes", "default"), ""))
+    return rows
+
+
+def mask(secret: str) -> str:
+    """Show only enough of a secret to recognise it: its prefix kind and last 4 characters."""
+    if len(secret) <= 8:
+        return "****"
+    prefix = secret[:5] if re.match(r"^x[a-z]{3}-", secret) else ""
+    return f"{prefix}****{secret[-4:]}"
+
+
+__all__ = ["Settings", "load_settings", "describe", "mask", "SPECS", "config_path"]

@@ -1,0 +1,21 @@
+"""Exceptions raised inside bot/; the edges (CLI, Slack, HTTP) turn them into words for people."""
+
+
+class HitlError(Exception):
+    """Base class: the message is meant for a person and says what to do."""
+
+
+class ConfigError(HitlError):
+    """One or more settings are invalid; ``problems`` holds one line per bad value."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StoreError(HitlError):
+    """The database cannot be used as it is (newer schema, unreadable file, ...)."""
+
+
+class IngestError(HitlError):
+    """A whole input file cannot be read (unreadable, unknown format, missing column)."""

@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.store import Store
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False, prog_name="hitl")
+
+
+@pytest.fixture
+def labeled_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "tickets.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ticket", "body", "intent", "team"])
+        writer.writerow(["T1", "I was charged twice", "billing", "ops"])
+        writer.writerow(["T2", "The app crashes, é 👋", "bug", "mobile"])
+        writer.writerow(["T3", "How do I export data?", "", "web"])
+        writer.writerow(["T4", "", "bug", "web"])
+    return path
+
+
+def test_import_prints_a_summary_and_reports_bad_rows(labeled_csv: Path, db_path: Path):
+    result = run(
+        "--db",
+        str(db_path),
+        "import",
+        str(labeled_csv),
+        "--text-column",
+        "body",
+        "--id-column",
+        "ticket",
+        "--label-column",
+        "intent",
+    )
+    assert result.exit_code == 0
+    assert result.stderr == 'tickets.csv line 5: column "body" is empty, row skipped\n'
+    assert result.stdout == (
+        "tickets.csv: read 4 rows, imported 3 (2 with labels), 0 duplicates, 1 rejected\n"
+    )
+    with Store.open(db_path) as store:
+        assert store.count_items()["resolved"] == 2 and store.count_items()["new"] == 1
+        assert store.get_item("T3")["meta"] == {"team": "web"}
+        [run_row] = store.runs("import")
+        assert run_row["detail"]["rejected"] == 1
+
+
+def test_reimporting_the_same_file_adds_nothing(tmp_path: Path, db_path: Path):
+    path = tmp_path / "msgs.txt"
+    path.write_text("reset my password\nrefund please\nreset my password\n")
+    first = run("--db", str(db_path), "import", str(path))
+    assert first.stdout.strip() == (
+        "msgs.txt: read 3 rows, imported 2 (0 with labels), 1 duplicates, 0 rejected"
+    )
+    again = run("--db", str(db_path), "import", str(path))
+    assert again.stdout.strip() == (
+        "msgs.txt: read 3 rows, imported 0 (0 with labels), 3 duplicates, 0 rejected"
+    )
+    with Store.open(db_path) as store:
+        assert store.db["items"].count == 2
+
+
+def test_jsonl_import_uses_the_db_from_the_environment(tmp_path: Path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "a", "text": "hello", "label": "greet"}\n{"text": "bye"}\n')
+    env_db = tmp_path / "env.db"
+    result = run("import", str(path), env={"HITL_DB": str(env_db)})
+    assert result.exit_code == 0 and "imported 2 (1 with labels)" in result.stdout
+    with Store.open(env_db) as store:
+        assert store.label_set() == ["greet"]
+
+
+def test_missing_column_fails_at_once_and_writes_nothing(labeled_csv: Path, db_path: Path):
+    result = run("--db", str(db_path), "import", str(labeled_csv))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f'Error: {labeled_csv}: no column "text" in the header (ticket, body, intent, team); '
+        "pass --text-column with one of these\n"
+    )
+    assert not db_path.exists()
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path, db_path: Path):
+    result = run("--db", str(db_path), "import", str(tmp_path / "nope.csv"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {tmp_path / 'nope.csv'}: cannot read the file (No such file or directory); "
+        "check the path\n"
+    )
+
+
+def test_a_failed_import_keeps_what_was_stored_before(
+    labeled_csv: Path, tmp_path: Path, db_path: Path
+):
+    good = tmp_path / "good.txt"
+    good.write_text("one\ntwo\n")
+    run("--db", str(db_path), "import", str(good))
+    assert run("--db", str(db_path), "import", str(labeled_csv)).exit_code == 1
+    with Store.open(db_path) as store:
+        assert store.db["items"].count == 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_then_import_round_trips(labeled_csv: Path, tmp_path: Path, fmt: str):
+    source_db, copy_db = tmp_path / "a.db", tmp_path / "b.db"
+    run(
+        "--db",
+        str(source_db),
+        "import",
+        str(labeled_csv),
+        "--text-column",
+        "body",
+        "--id-column",
+        "ticket",
+        "--label-column",
+        "intent",
+    )
+    exported = tmp_path / f"labels.{fmt}"
+    result = run("--db", str(source_db), "export", "--format", fmt, "--output", str(exported))
+    assert result.stderr == f"wrote 2 labels to {exported}\n"
+
+    assert run("--db", str(copy_db), "import", str(exported)).exit_code == 0
+    with Store.open(source_db) as a, Store.open(copy_db) as b:
+
+        def key(r):
+            return (r["id"], r["text"], r["label"], r["meta"])
+
+        assert [key(r) for r in a.iter_resolved()] == [key(r) for r in b.iter_resolved()]
+        assert b.get_item("T2")["text"] == "The app crashes, é 👋"
+
+
+def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
+    run(
+        "--db",
+        str(db_path),
+        "import",
+        str(labeled_csv),
+        "--text-column",
+        "body",
+        "--id-column",
+        "ticket",
+        "--label-column",
+        "intent",
+    )
+    lines = run("--db", str(db_path), "export").stdout.splitlines()
+    first = json.loads(lines[0])
+    assert list(first) == [
+        "id",
+        "text",
+        "label",
+        "votes",
+        "agreement",
+        "annotators",
+        "resolved_at",
+        "meta",
+    ]
+    assert (first["id"], first["label"], first["votes"], first["annotators"]) == (
+        "T1",
+        "billing",
+        1,
+        ["import"],
+    )
+
+
+def test_export_answers_lists_every_raw_answer(labeled_csv: Path, db_path: Path):
+    run(
+        "--db",
+        str(db_path),
+        "import",
+        str(labeled_csv),
+        "--text-column",
+        "body",
+        "--id-column",
+        "ticket",
+        "--label-column",
+        "intent",
+    )
+    rows = list(
+        csv.DictReader(
+            run("--db", str(db_path), "export", "--answers", "--format", "csv").stdout.splitlines()
+        )
+    )
+    assert [(r["item_id"], r["label"], r["source"]) for r in rows] == [
+        ("T1", "billing", "import"),
+        ("T2", "bug", "import"),
+    ]
+
+
+def test_config_masks_secrets_and_names_sources(tmp_path: Path):
+    result = run("config", env={"SLACK_BOT_TOKEN": "xoxb-111-222-secretvalue", "HITL_VOTES": "3"})
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "xoxb-****alue" in lines["SLACK_BOT_TOKEN"] and "secretvalue" not in result.stdout
+    assert lines["HITL_VOTES"].split() == ["HITL_VOTES", "3", "(env)"]
+    assert lines["HITL_THRESHOLD"].split() == ["HITL_THRESHOLD", "0.8", "(default)"]
+
+
+def test_bad_setting_is_an_error_naming_the_variable():
+    result = run("config", env={"HITL_THRESHOLD": "abc"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'Error: HITL_THRESHOLD="abc" is not a number; use a value between 0 and 1\n'
+    )
+
+
+def test_help_explains_each_command():
+    for command in ("import", "export", "config"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and result.stdout.startswith(f"Usage: hitl {command} ")
+        assert "Examples" in result.stdout or "settings" in result.stdout

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, describe, load_settings, mask
+from bot.errors import ConfigError
+
+
+def test_defaults_match_the_design():
+    settings = load_settings({}, None)
+    assert settings == Settings()
+    assert (settings.threshold, settings.audit_rate, settings.max_open, settings.votes) == (
+        0.8,
+        0.1,
+        5,
+        1,
+    )
+    assert (settings.host, settings.port, settings.db) == ("127.0.0.1", 3000, Path("hitl.db"))
+    assert settings.retrain_cron == "0 3 * * *" and settings.timezone == "UTC"
+    assert settings.models_dir == Path("hitl.db.models")
+
+
+def test_env_wins_over_the_file_and_the_file_over_defaults(tmp_path: Path):
+    toml = tmp_path / "hitl.toml"
+    toml.write_text(
+        '[hitl]\nthreshold = 0.6\nmax_open = 3\nlabels = ["billing", "bug"]\n'
+        '[hitl.routes]\nbilling = "CBILLING"\n'
+    )
+    settings = load_settings({"HITL_THRESHOLD": "0.7", "HITL_CHANNEL": "CQUESTIONS"}, toml)
+    assert settings.threshold == 0.7 and settings.max_open == 3
+    assert settings.labels == ("billing", "bug")
+    assert settings.sources["threshold"] == "env" and settings.sources["max_open"] == str(toml)
+    assert settings.channel_for("billing") == "CBILLING"
+    assert settings.channel_for("bug") == "CQUESTIONS"
+
+
+def test_each_bad_value_gets_one_line_saying_what_is_allowed():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "HITL_THRESHOLD": "abc",
+                "HITL_MAX_OPEN": "2.5",
+                "HITL_VOTES": "0",
+                "HITL_RETRAIN_CRON": "every night",
+                "HITL_TIMEZONE": "Mars/Base",
+                "HITL_ADMINS": "ana",
+                "SLACK_API_URL": "localhost:9",
+                "HITL_LABELS": "only",
+            },
+            None,
+        )
+    assert caught.value.problems == [
+        'SLACK_API_URL="localhost:9" is not an http(s) URL; e.g. https://slack.com/api/',
+        'HITL_LABELS="only" names one label; give at least two',
+        "HITL_ADMINS=\"ana\" has 'ana', not a Slack user ID; use IDs like U0123ABCD "
+        "(profile → ⋮ → Copy member ID)",
+        'HITL_THRESHOLD="abc" is not a number; use a value between 0 and 1',
+        'HITL_MAX_OPEN="2.5" is not a whole number; use one from 1 to 50',
+        'HITL_VOTES="0" is out of range; use a whole number from 1 to 25',
+        'HITL_RETRAIN_CRON="every night" is not a cron expression (Wrong number of fields; '
+        'got 2, expected 5); use five fields, e.g. "0 3 * * *" for 03:00 daily',
+        'HITL_TIMEZONE="Mars/Base" is not a known time zone; use an IANA name like "Europe/Berlin"',
+    ]
+
+
+def test_bad_values_in_the_file_name_the_file_and_key(tmp_path: Path):
+    toml = tmp_path / "hitl.toml"
+    toml.write_text("[hitl]\nthreshold = 2\ntreshold = 0.5\n[hitl.routes]\nbilling = 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, toml)
+    problems = caught.value.problems
+    assert problems[0].startswith(f"{toml}: unknown setting 'treshold' in [hitl]; known: ")
+    assert f'{toml} threshold="2" is out of range; use a value between 0 and 1' in problems
+    assert any("[hitl.routes] must map labels to channel IDs" in p for p in problems)
+
+
+def test_unparseable_toml_is_one_line(tmp_path: Path):
+    toml = tmp_path / "hitl.toml"
+    toml.write_text("[hitl\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, toml)
+
+
+def test_labels_accept_a_comma_list_or_a_toml_list():
+    assert load_settings({"HITL_LABELS": "a, b ,c"}, None).labels == ("a", "b", "c")
+    assert load_settings({"HITL_LABELS": '["a,1", "b"]'}, None).labels == ("a,1", "b")
+
+
+def test_secrets_are_masked_and_never_in_repr():
+    settings = load_settings(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-1234-5678-abcdefgh",
+            "SLACK_SIGNING_SECRET": "s3cr3t-signing-value",
+        },
+        None,
+    )
+    shown = {row[0]: row[1] for row in describe(settings)}
+    assert shown["SLACK_BOT_TOKEN"] == "xoxb-****efgh"
+    assert shown["SLACK_SIGNING_SECRET"] == "****alue"
+    assert "abcdefgh" not in repr(settings) and "s3cr3t" not in repr(settings)
+    assert mask("short") == "****"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from bot.errors import StoreError
+from bot.store import KNOWN_MIGRATIONS, Store, migrations
+
+TABLES = {"items", "posts", "answers", "labels", "models", "runs", "deliveries"}
+
+
+@dataclass
+class R:
+    id: str
+    text: str
+    label: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def test_fresh_database_gets_every_table_wal_and_foreign_keys(db_path: Path):
+    with Store.open(db_path) as store:
+        assert TABLES <= set(store.db.table_names())
+        assert store.schema_version() == list(KNOWN_MIGRATIONS)
+        assert store.journal_mode() == "wal"
+        assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path):
+    db = Database(db_path)
+    migrations.apply(db, stop_before="m002_runs_deliveries")
+    db["items"].insert(
+        {"id": "a", "text": "old", "source": "import", "created_at": "t", "updated_at": "t"}
+    )
+    assert "runs" not in db.table_names()
+    db.close()
+
+    with Store.open(db_path) as store:
+        assert store.schema_version() == ["m001_core", "m002_runs_deliveries"]
+        assert {"runs", "deliveries"} <= set(store.db.table_names())
+        assert store.get_item("a")["text"] == "old"
+
+
+def test_newer_database_is_refused_with_a_clear_message(db_path: Path):
+    Store.open(db_path).close()
+    db = Database(db_path)
+    db["_sqlite_migrations"].insert(
+        {"migration_set": "hitl", "name": "m999_future", "applied_at": "2030-01-01"}
+    )
+    db.close()
+    with pytest.raises(StoreError, match=r"written by a newer slack-hitl \(schema m999_future\)"):
+        Store.open(db_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not sqlite " * 100)
+    with pytest.raises(StoreError, match="not a slack-hitl database"):
+        Store.open(path)
+
+
+def test_missing_folder_is_refused(tmp_path: Path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "nope" / "hitl.db")
+
+
+def test_add_items_skips_ids_already_stored_or_repeated(memory_store: Store):
+    first = memory_store.add_items([R("1", "a"), R("2", "b"), R("1", "a again")], "import")
+    assert (first.imported, first.duplicates) == (2, 1)
+    second = memory_store.add_items([R("2", "b"), R("3", "c")], "import")
+    assert (second.imported, second.duplicates) == (1, 1)
+    assert memory_store.count_items()["new"] == 3
+
+
+def test_labeled_rows_become_import_answers_and_resolved_labels(memory_store: Store):
+    result = memory_store.add_items(
+        [R("1", "refund me", "billing", {"k": 1}), R("2", "hi")], "import"
+    )
+    assert result.labeled == 1
+    [label] = list(memory_store.iter_resolved())
+    assert label["id"] == "1" and label["label"] == "billing" and label["votes"] == 1
+    assert label["annotators"] == ["import"] and label["meta"] == {"k": 1}
+    [answer] = list(memory_store.iter_answers())
+    assert answer["source"] == "import" and answer["user_id"] == "import"
+    assert memory_store.count_items() == {**memory_store.count_items(), "resolved": 1, "new": 1}
+    assert memory_store.label_set() == ["billing"]
+
+
+def test_add_items_is_one_transaction(memory_store: Store):
+    unstorable = object()  # fails when the answers are inserted, after the items
+    with pytest.raises(sqlite3.Error):
+        memory_store.add_items([R("1", "fine", "ok"), R("2", "bad", unstorable)], "import")
+    assert memory_store.db["items"].count == 0
+    assert memory_store.db["answers"].count == 0
+
+
+def test_foreign_keys_are_enforced(memory_store: Store):
+    with pytest.raises(sqlite3.IntegrityError):
+        memory_store.db["answers"].insert(
+            {
+                "item_id": "ghost",
+                "user_id": "U1",
+                "label": "x",
+                "source": "button",
+                "created_at": "t",
+                "dedupe_key": "k",
+            }
+        )
+
+
+def test_runs_are_recorded_with_their_outcome(memory_store: Store):
+    run_id = memory_store.start_run("import", triggered_by="cli")
+    memory_store.finish_run(run_id, "ok", {"imported": 3})
+    [run] = memory_store.runs("import")
+    assert run["status"] == "ok" and run["detail"] == {"imported": 3} and run["finished_at"]
