@@ -1,0 +1,5 @@
+"""`python -m bot` runs the `hitl` command line."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The README stays true: every command is documented, and CI runs the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bot.cli import cli
+from bot.config import SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_hitl_command_has_a_readme_section_and_help():
+    for name, command in cli.commands.items():
+        assert f"### `hitl {name}" in README, f"README lacks a section for hitl {name}"
+        assert command.help and len(command.help.strip()) > 20, f"hitl {name} needs --help text"
+
+
+def test_every_setting_is_in_the_readme_table():
+    for spec in SPECS:
+        assert f"`{spec.env}`" in README, f"README's settings table lacks {spec.env}"
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", quick_start, flags=re.S)
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    assert commands[0].startswith("pip install -e . && hitl ")
+    test_command = commands[1]
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+    assert "pytest" in test_command
