@@ -11,6 +11,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +152,15 @@ def m002_runs_deliveries(db: Database) -> None:
     db.execute("CREATE INDEX items_status_confidence ON items(status, confidence)")
 
 
+@migrations(name="m003_post_redraw")
+def m003_post_redraw(db: Database) -> None:
+    # A post's Slack message is a view of the database: every change bumps redraw_seq and the
+    # redrawer updates the message until drawn_seq catches up, so failed updates are retried.
+    db.execute("ALTER TABLE posts ADD COLUMN redraw_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE posts ADD COLUMN drawn_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX posts_open ON posts(channel, closed_at)")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 
@@ -171,6 +181,40 @@ class AddResult:
     imported: int
     duplicates: int
     labeled: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Each person's latest answer to one item."""
+
+    votes: dict[str, list[str]]  # label -> user ids, in answer order
+    skips: list[str]
+
+    @property
+    def n_votes(self) -> int:
+        return sum(len(users) for users in self.votes.values())
+
+    def majority(self, votes_needed: int) -> str | None:
+        """The label with more than ``votes_needed / 2`` votes, if any."""
+        for label, users in self.votes.items():
+            if len(users) > votes_needed / 2:
+                return label
+        return None
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """What ``record_answer`` did: recorded, resolved, skipped, duplicate, unchanged, closed
+    (the item was already decided; the answer is kept as history) or unknown_item."""
+
+    status: str
+    item_id: str
+    label: str | None = None
+    tally: Tally | None = None
+
+    @property
+    def is_stored(self) -> bool:
+        return self.status in ("recorded", "resolved", "skipped", "closed")
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -406,6 +450,354 @@ class Store:
         rows = self.db["runs"].rows_where(where, args, order_by="id desc", limit=limit)
         return [{**row, "detail": json.loads(row["detail"])} for row in rows]
 
+    # -- the queue: scoring, posting, answering --
+
+    def pool(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Unlabeled items that may be asked about (new, queued or auto), oldest first."""
+        rows = self.db.execute(
+            "SELECT id, text, status, model_version, predicted_label, confidence, ranked"
+            " FROM items WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid"
+            + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
+        return [
+            {**dict(zip(columns, row[:6], strict=True)), "ranked": _json_or_none(row[6])}
+            for row in rows
+        ]
+
+    def unscored_ids(self, model_version: int | None) -> list[str]:
+        """Unlabeled items not yet scored by ``model_version``."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM items WHERE status IN ('new', 'queued', 'auto')"
+                " AND (model_version IS NOT ? OR confidence IS NULL) ORDER BY rowid",
+                [model_version],
+            )
+        ]
+
+    def texts_of(self, ids: Sequence[str]) -> list[str]:
+        by_id: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            by_id.update(
+                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
+            )
+        return [by_id[i] for i in ids]
+
+    def set_predictions(
+        self, predictions: Iterable[tuple[str, int, str, float, list]], threshold: float
+    ) -> int:
+        """Store (id, model_version, label, confidence, ranked) for unlabeled items, in one
+        transaction. An item at or above ``threshold`` becomes ``auto``; below it, ``queued``."""
+        now = self.now()
+        n = 0
+        with self.db.atomic():
+            for item_id, version, label, confidence, ranked in predictions:
+                cursor = self.db.execute(
+                    "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
+                    " ranked = ?, updated_at = ?, status = CASE WHEN status = 'posted' THEN status"
+                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
+                    " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
+                    [
+                        version,
+                        label,
+                        confidence,
+                        json.dumps(ranked),
+                        now,
+                        confidence,
+                        threshold,
+                        item_id,
+                    ],
+                )
+                n += cursor.rowcount
+        return n
+
+    def open_post_counts(self) -> dict[str, int]:
+        """Unanswered posts per channel."""
+        return dict(
+            self.db.execute(
+                "SELECT channel, count(*) FROM posts WHERE closed_at IS NULL GROUP BY channel"
+            ).fetchall()
+        )
+
+    def record_post(
+        self,
+        item_id: str,
+        channel: str,
+        ts: str,
+        reason: str,
+        model_version: int | None,
+        predicted_label: str | None,
+        confidence: float | None,
+    ) -> int:
+        """Record a question Slack has accepted (it returned ``ts``); the item is now posted."""
+        now = self.now()
+        with self.db.atomic():
+            post = self.db["posts"].insert(
+                {
+                    "item_id": item_id,
+                    "channel": channel,
+                    "ts": ts,
+                    "reason": reason,
+                    "model_version": model_version,
+                    "predicted_label": predicted_label,
+                    "confidence": confidence,
+                    "posted_at": now,
+                }
+            )
+            self.db.execute(
+                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
+            )
+        return int(post.last_pk)
+
+    def post(self, post_id: int) -> dict[str, Any] | None:
+        rows = list(self.db["posts"].rows_where("id = ?", [post_id]))
+        return rows[0] if rows else None
+
+    def post_for_item(self, item_id: str) -> dict[str, Any] | None:
+        """The item's most recent post (open or closed)."""
+        rows = list(
+            self.db["posts"].rows_where("item_id = ?", [item_id], order_by="id desc", limit=1)
+        )
+        return rows[0] if rows else None
+
+    def open_posts(self) -> list[dict[str, Any]]:
+        return list(self.db["posts"].rows_where("closed_at IS NULL", order_by="id"))
+
+    def record_answer(
+        self,
+        item_id: str,
+        user_id: str,
+        label: str | None,
+        *,
+        source: str,
+        dedupe_key: str,
+        votes_needed: int = 1,
+    ) -> AnswerResult:
+        """Store one answer (``label=None`` is a skip) and resolve the item when it has enough
+        votes, all in one transaction, before anything is acknowledged.
+
+        The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
+        latest one (a double click) are stored once. A user's latest answer is the one that
+        counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
+        (more than n/2 votes); it is skipped when n people skipped it.
+        """
+        with self._immediate():
+            item = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
+            if item is None:
+                return AnswerResult("unknown_item", item_id)
+            exists = self.db.execute(
+                "SELECT 1 FROM answers WHERE dedupe_key = ?", [dedupe_key]
+            ).fetchone()
+            if exists:
+                return AnswerResult("duplicate", item_id, tally=self.tally(item_id))
+            latest = self._latest_answer(item_id, user_id)
+            closed = item[0] in ("resolved", "skipped")
+            if latest is not None and latest == (label, source == "undo") and not closed:
+                return AnswerResult("unchanged", item_id, tally=self.tally(item_id))
+            now = self.now()
+            self.db["answers"].insert(
+                {
+                    "item_id": item_id,
+                    "user_id": user_id,
+                    "label": label,
+                    "source": source,
+                    "created_at": now,
+                    "dedupe_key": dedupe_key,
+                }
+            )
+            if closed:
+                return AnswerResult("closed", item_id, tally=self.tally(item_id))
+            tally = self.tally(item_id)
+            self._touch_post(item_id)
+            winner = tally.majority(votes_needed)
+            if winner is not None:
+                self._resolve(item_id, winner, tally, now)
+                return AnswerResult("resolved", item_id, label=winner, tally=tally)
+            if len(tally.skips) >= votes_needed and not tally.votes:
+                self._close(item_id, "skipped", now)
+                return AnswerResult("skipped", item_id, tally=tally)
+            return AnswerResult("recorded", item_id, label=label, tally=tally)
+
+    def undo_resolution(self, item_id: str, user_id: str, since: str) -> bool:
+        """Reopen an item ``user_id`` resolved at or after ``since``; their answer is retracted.
+
+        The undo is itself an answer (source ``undo``), so history stays append-only.
+        """
+        with self._immediate():
+            row = self.db.execute(
+                "SELECT l.resolved_at, l.annotators FROM labels l WHERE l.item_id = ?", [item_id]
+            ).fetchone()
+            if row is None or row[0] < since or user_id not in json.loads(row[1]):
+                return False
+            now = self.now()
+            self.db["answers"].insert(
+                {
+                    "item_id": item_id,
+                    "user_id": user_id,
+                    "label": None,
+                    "source": "undo",
+                    "created_at": now,
+                    "dedupe_key": f"undo:{item_id}:{user_id}:{now}",
+                }
+            )
+            self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            self.db.execute(
+                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
+            )
+            self.db.execute(
+                "UPDATE posts SET closed_at = NULL, redraw_seq = redraw_seq + 1 WHERE id = ("
+                "SELECT max(id) FROM posts WHERE item_id = ?)",
+                [item_id],
+            )
+            return True
+
+    def tally(self, item_id: str) -> Tally:
+        """Each user's latest answer to the item: votes by label, and who skipped."""
+        rows = self.db.execute(
+            "SELECT user_id, label, source FROM answers WHERE id IN ("
+            " SELECT max(id) FROM answers WHERE item_id = ? AND source != 'import'"
+            " GROUP BY user_id) ORDER BY id",
+            [item_id],
+        ).fetchall()
+        votes: dict[str, list[str]] = {}
+        skips: list[str] = []
+        for user_id, label, source in rows:
+            if label is not None:
+                votes.setdefault(label, []).append(user_id)
+            elif source != "undo":
+                skips.append(user_id)
+        return Tally(votes=votes, skips=skips)
+
+    def _latest_answer(self, item_id: str, user_id: str) -> tuple[str | None, bool] | None:
+        row = self.db.execute(
+            "SELECT label, source FROM answers WHERE item_id = ? AND user_id = ?"
+            " ORDER BY id DESC LIMIT 1",
+            [item_id, user_id],
+        ).fetchone()
+        return None if row is None else (row[0], row[1] == "undo")
+
+    def _resolve(self, item_id: str, label: str, tally: Tally, now: str) -> None:
+        voters = tally.votes[label]
+        total = sum(len(users) for users in tally.votes.values())
+        self.db["labels"].insert(
+            {
+                "item_id": item_id,
+                "label": label,
+                "votes": len(voters),
+                "agreement": len(voters) / total,
+                "annotators": json.dumps(voters),
+                "resolved_at": now,
+            },
+            replace=True,
+        )
+        self._close(item_id, "resolved", now)
+
+    def _close(self, item_id: str, status: str, now: str) -> None:
+        self.db.execute(
+            "UPDATE items SET status = ?, updated_at = ? WHERE id = ?", [status, now, item_id]
+        )
+        self.db.execute(
+            "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
+            [now, item_id],
+        )
+
+    def _touch_post(self, item_id: str) -> None:
+        self.db.execute(
+            "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE id = ("
+            "SELECT max(id) FROM posts WHERE item_id = ?)",
+            [item_id],
+        )
+
+    def posts_to_redraw(self) -> list[dict[str, Any]]:
+        return list(self.db["posts"].rows_where("redraw_seq > drawn_seq", order_by="id"))
+
+    def mark_drawn(self, post_id: int, seq: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE posts SET drawn_seq = max(drawn_seq, ?) WHERE id = ?", [seq, post_id]
+            )
+
+    def resolution(self, item_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT label, votes, agreement, annotators, resolved_at FROM labels WHERE item_id = ?",
+            [item_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "label": row[0],
+            "votes": row[1],
+            "agreement": row[2],
+            "annotators": json.loads(row[3]),
+            "resolved_at": row[4],
+        }
+
+    # -- what people see: stats, leaderboard, next item --
+
+    def answers_by_user(self, since: str | None = None) -> list[tuple[str, int]]:
+        """(user, answers given) since a time, most first; imports and undos not counted."""
+        where = "source NOT IN ('import', 'undo')" + (" AND created_at >= ?" if since else "")
+        return self.db.execute(
+            f"SELECT user_id, count(*) AS n FROM answers WHERE {where}"
+            " GROUP BY user_id ORDER BY n DESC, user_id LIMIT 50",
+            [since] if since else [],
+        ).fetchall()
+
+    def mean_agreement(self, min_votes: int = 2) -> tuple[float | None, int]:
+        """Mean agreement over labels decided by at least ``min_votes`` votes, and their number."""
+        row = self.db.execute(
+            "SELECT avg(agreement), count(*) FROM labels WHERE votes >= ?", [min_votes]
+        ).fetchone()
+        return row[0], row[1]
+
+    def next_for_user(self, user_id: str, exclude: Sequence[str] = ()) -> str | None:
+        """The next item for ``user_id`` to label in the modal: open posts they have not
+        answered first (oldest first), then the queue, least confident first."""
+        skip = list(exclude)
+        marks = ",".join("?" * len(skip)) or "''"
+        row = self.db.execute(
+            "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
+            " WHERE p.closed_at IS NULL AND i.status = 'posted'"
+            f" AND p.item_id NOT IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = p.item_id"
+            " AND a.user_id = ?) ORDER BY p.id LIMIT 1",
+            [*skip, user_id],
+        ).fetchone()
+        if row:
+            return row[0]
+        row = self.db.execute(
+            "SELECT id FROM items WHERE status IN ('new', 'queued')"
+            f" AND id NOT IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
+            " AND a.user_id = ?) ORDER BY confidence IS NOT NULL, confidence, rowid LIMIT 1",
+            [*skip, user_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def waiting_count(self) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM items WHERE status IN ('new', 'queued')"
+        ).fetchone()[0]
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction that takes the lock up front (no read-then-upgrade deadlock)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
 
 def _configure(db: Database, memory: bool) -> None:
     db.execute("PRAGMA foreign_keys = ON")
@@ -414,6 +806,10 @@ def _configure(db: Database, memory: bool) -> None:
         db.enable_wal()
         # FULL: a commit is on disk before we acknowledge anything to Slack.
         db.execute("PRAGMA synchronous = FULL")
+
+
+def _json_or_none(value: str | None) -> Any:
+    return json.loads(value) if value else None
 
 
 def _decode_item(row: dict[str, Any]) -> dict[str, Any]:

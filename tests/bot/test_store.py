@@ -41,7 +41,8 @@ def test_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path):
     db.close()
 
     with Store.open(db_path) as store:
-        assert store.schema_version() == ["m001_core", "m002_runs_deliveries"]
+        assert store.schema_version() == list(KNOWN_MIGRATIONS)
+        assert store.schema_version()[:2] == ["m001_core", "m002_runs_deliveries"]
         assert {"runs", "deliveries"} <= set(store.db.table_names())
         assert store.get_item("a")["text"] == "old"
 
