@@ -1,0 +1,101 @@
+"""Answer bookkeeping in the store: dedupe, change of mind, majority votes, skip, undo."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.store import Store
+from tests.bot.test_store import R
+
+
+@pytest.fixture
+def posted(memory_store: Store) -> Store:
+    memory_store.add_items([R("i1", "card charged twice"), R("i2", "app crashes")], "import")
+    memory_store.record_post("i1", "C1", "1.0001", "uncertain", 1, "billing", 0.6)
+    return memory_store
+
+
+def answer(store: Store, user: str, label: str | None, key: str, votes: int = 1):
+    return store.record_answer(
+        "i1", user, label, source="button", dedupe_key=key, votes_needed=votes
+    )
+
+
+def test_first_answer_resolves_with_one_vote_needed(posted: Store):
+    result = answer(posted, "U1", "billing", "k1")
+    assert result.status == "resolved" and result.label == "billing"
+    assert posted.resolution("i1")["annotators"] == ["U1"]
+    assert posted.get_item("i1")["status"] == "resolved"
+    assert posted.open_post_counts() == {}
+    assert posted.posts_to_redraw()[0]["item_id"] == "i1"
+
+
+def test_retried_request_is_stored_once(posted: Store):
+    answer(posted, "U1", "billing", "same-key", votes=3)
+    again = answer(posted, "U1", "billing", "same-key", votes=3)
+    assert again.status == "duplicate"
+    assert posted.count_answers() == 1
+
+
+def test_double_click_is_stored_once(posted: Store):
+    answer(posted, "U1", "billing", "click-1", votes=3)
+    second = answer(posted, "U1", "billing", "click-2", votes=3)
+    assert second.status == "unchanged"
+    assert posted.count_answers() == 1
+
+
+def test_change_of_mind_latest_answer_counts(posted: Store):
+    answer(posted, "U1", "billing", "a", votes=3)
+    answer(posted, "U1", "bug", "b", votes=3)
+    answer(posted, "U1", "billing", "c", votes=3)
+    assert posted.count_answers() == 3
+    assert posted.tally("i1").votes == {"billing": ["U1"]}
+
+
+def test_three_votes_resolve_at_a_majority(posted: Store):
+    assert answer(posted, "U1", "billing", "1", votes=3).status == "recorded"
+    assert answer(posted, "U2", "bug", "2", votes=3).status == "recorded"
+    result = answer(posted, "U3", "billing", "3", votes=3)
+    assert result.status == "resolved" and result.label == "billing"
+    label = posted.resolution("i1")
+    assert (label["votes"], round(label["agreement"], 3)) == (2, 0.667)
+    assert label["annotators"] == ["U1", "U3"]
+    late = answer(posted, "U4", "bug", "4", votes=3)
+    assert late.status == "closed" and posted.resolution("i1")["label"] == "billing"
+
+
+def test_skip_closes_the_item_when_enough_people_skipped(posted: Store):
+    result = answer(posted, "U1", None, "s1")
+    assert result.status == "skipped"
+    assert posted.get_item("i1")["status"] == "skipped"
+    assert posted.resolution("i1") is None
+
+
+def test_undo_reopens_within_the_window_for_the_resolver_only(posted: Store):
+    answer(posted, "U1", "billing", "k1")
+    resolved_at = posted.resolution("i1")["resolved_at"]
+    assert not posted.undo_resolution("i1", "U2", since=resolved_at)
+    assert not posted.undo_resolution("i1", "U1", since="9999")  # window passed
+    assert posted.undo_resolution("i1", "U1", since=resolved_at)
+    assert posted.resolution("i1") is None
+    assert posted.get_item("i1")["status"] == "posted"
+    assert posted.open_post_counts() == {"C1": 1}
+    assert posted.tally("i1").votes == {}
+    # The same person may now answer again.
+    assert answer(posted, "U1", "bug", "k2").status == "resolved"
+
+
+def test_unknown_item_stores_nothing(posted: Store):
+    result = posted.record_answer("nope", "U1", "x", source="button", dedupe_key="z")
+    assert result.status == "unknown_item" and posted.count_answers() == 0
+
+
+def test_redraw_bookkeeping_tracks_what_was_drawn(posted: Store):
+    answer(posted, "U1", "billing", "1", votes=3)
+    [post] = posted.posts_to_redraw()
+    answer(posted, "U2", "billing", "2", votes=3)
+    posted.mark_drawn(post["id"], post["redraw_seq"])  # drew the older state
+    assert [p["id"] for p in posted.posts_to_redraw()] == [post["id"]]
+    latest = posted.posts_to_redraw()[0]
+    posted.mark_drawn(latest["id"], latest["redraw_seq"])
+    assert posted.posts_to_redraw() == []
