@@ -280,5 +280,35 @@ def config_command(state: State) -> None:
         click.echo(f"{env:<{width}}  {value:<{value_width}}  ({source})")
 
 
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (default: $HITL_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: $HITL_PORT or 3000).")
+@click.pass_obj
+def serve_command(state: State, host: str | None, port: int | None) -> None:
+    """Run the Slack bot: POST /slack/events for Slack, plus the question dispatcher.
+
+    Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode),
+    HITL_CHANNEL and a label set (HITL_LABELS, or labels imported with `hitl import`).
+    Stops cleanly on Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      hitl serve
+      HITL_PORT=8080 hitl -v serve
+    """
+    import asyncio
+
+    from bot.server import check_serve_settings, serve
+
+    with friendly_errors():
+        settings = state.settings
+        if host:
+            settings = settings.with_changes(host=host)
+        if port:
+            settings = settings.with_changes(port=port)
+        check_serve_settings(settings)
+        asyncio.run(serve(settings))
+
+
 def main() -> None:
     cli(prog_name="hitl")

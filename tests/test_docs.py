@@ -31,3 +31,13 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     test_command = commands[1]
     assert test_command in (ROOT / ".ci" / "run").read_text()
     assert "pytest" in test_command
+
+
+def test_every_slash_subcommand_is_in_the_readme_help_and_manifest():
+    from bot.commands import HELP, TEXT_COMMANDS
+
+    manifest = (ROOT / "manifest.yml").read_text(encoding="utf-8")
+    for sub in [*TEXT_COMMANDS, "label"]:
+        assert f"`/hitl {sub}`" in README, f"README lacks /hitl {sub}"
+        assert f"`/hitl {sub}`" in HELP, f"/hitl help lacks {sub}"
+        assert sub in manifest.split("usage_hint:", 1)[1].splitlines()[0]

@@ -1,0 +1,335 @@
+"""Block Kit builders: plain data in, ``slack_sdk.models.blocks`` out (their limits are checked).
+
+Every ``action_id`` the bot uses is defined here, once; listeners import them. Action values
+carry the item id and the label as JSON, so nothing depends on a label fitting a button.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    ExternalDataSelectElement,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+# -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
+LABEL_ACTION = re.compile(r"^hitl\.(q|m)\.label\.\d+$")
+OTHER_ACTION = re.compile(r"^hitl\.(q|m)\.other$")
+OTHER_EXTERNAL_ACTION = re.compile(r"^hitl\.(q|m)\.other_ext$")
+SKIP_ACTION = re.compile(r"^hitl\.(q|m)\.skip$")
+UNDO_ACTION = "hitl.undo"
+START_LABELING_ACTION = "hitl.home.start"
+MODAL_CALLBACK = "hitl.label_modal"
+
+MAX_GUESS_BUTTONS = 5
+MAX_STATIC_OPTIONS = 100
+SECTION_LIMIT = 3000
+TEXT_BUDGET = 2800  # room inside a section for the quote marks and the "cut" marker
+FALLBACK_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a question message shows; built from the database by the caller."""
+
+    item_id: str
+    text: str
+    labels: Sequence[str]
+    guesses: Sequence[tuple[str, float]] = ()  # the model's ranked top labels (empty: no model)
+    model_version: int | None = None
+    reason: str = "uncertain"
+    status: str = "open"  # open, resolved, skipped
+    votes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    skips: Sequence[str] = ()
+    votes_needed: int = 1
+    resolved_label: str | None = None
+
+
+def escape(text: str) -> str:
+    """Escape mrkdwn control characters so item text cannot ping, link or mention anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, budget: int = TEXT_BUDGET, *, quote: bool = False) -> str:
+    """Escape ``text`` (as a quote, with ``quote``) and cut it to fit ``budget`` characters,
+    never inside an entity."""
+    escaped = escape(text)
+    if quote:
+        escaped = ">" + escaped.replace("\n", "\n>")
+    if len(escaped) <= budget:
+        return escaped
+    marker = f"… _(cut: {len(text):,} characters in all)_"
+    room = budget - len(marker)
+    head = escaped[:room]
+    amp = head.rfind("&")
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]  # do not leave half of "&amp;"
+    return head.rstrip() + marker
+
+
+def encode_value(item_id: str, label: str | None = None) -> str:
+    return json.dumps({"i": item_id, "l": label}, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_value(value: str | None) -> tuple[str, str | None]:
+    """(item_id, label) from a button value; raises ValueError for anything else."""
+    data = json.loads(value or "")
+    if not isinstance(data, dict) or not isinstance(data.get("i"), str):
+        raise ValueError("not a slack-hitl action value")
+    label = data.get("l")
+    if label is not None and not isinstance(label, str):
+        raise ValueError("label is not text")
+    return data["i"], label
+
+
+def block_id_for(item_id: str) -> str:
+    return f"q:{item_id}"[:255]
+
+
+def item_id_from_block(block_id: str | None) -> str | None:
+    return block_id[2:] if block_id and block_id.startswith("q:") else None
+
+
+def _percent(p: float) -> str:
+    return f"{p * 100:.0f}%"
+
+
+def _label(label: str) -> str:
+    return f"*{escape(label)}*"
+
+
+def _mentions(users: Sequence[str]) -> str:
+    return ", ".join(f"<@{u}>" for u in users)
+
+
+def guess_line(q: Question) -> str:
+    if not q.guesses:
+        return "No model yet: your answers train the first one."
+    label, p = q.guesses[0]
+    line = f"Model's guess: {_label(label)} ({_percent(p)})"
+    if len(q.guesses) > 1:
+        others = ", ".join(f"{escape(lb)} {_percent(pp)}" for lb, pp in q.guesses[1:3])
+        line += f" · then {others}"
+    return line
+
+
+def tally_line(q: Question) -> str | None:
+    if not q.votes and not q.skips:
+        return None
+    parts = [f"{_label(lb)} {len(us)} ({_mentions(us)})" for lb, us in q.votes.items()]
+    if q.skips:
+        parts.append(f"skipped by {_mentions(q.skips)}")
+    needed = q.votes_needed // 2 + 1
+    return f"Votes so far: {' · '.join(parts)}. {needed} matching votes decide."
+
+
+def _reason_text(reason: str, version: int | None) -> str:
+    why = {
+        "uncertain": "the model is unsure",
+        "audit": "random check of the model",
+        "cold_start": "collecting first labels",
+    }.get(reason, reason)
+    model = f"model v{version}" if version else "no model"
+    return f"Why this one: {why} · {model}"
+
+
+def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
+    """The question message (or, with ``prefix="m"``, the body of the labeling modal)."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=cut(q.text, quote=True))),
+    ]
+    if q.status == "resolved" and q.resolved_label is not None:
+        voters = q.votes.get(q.resolved_label, ())
+        if q.votes_needed > 1 or len(q.votes) > 1:
+            tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
+            decided = f"✅ {_label(q.resolved_label)} by vote ({tally}: {_mentions(voters)})"
+        else:
+            decided = f"✅ {_label(q.resolved_label)} by {_mentions(voters)}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=decided)))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_outcome_context(q))]))
+        return blocks
+    if q.status == "skipped":
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=f"⏭ Skipped by {_mentions(q.skips)}"))
+        )
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=guess_line(q))]))
+        return blocks
+
+    context = [MarkdownTextObject(text=guess_line(q))]
+    context.append(MarkdownTextObject(text=_reason_text(q.reason, q.model_version)))
+    tally = tally_line(q)
+    if tally:
+        context.append(MarkdownTextObject(text=tally))
+    blocks.append(ContextBlock(elements=context))
+    blocks.append(
+        ActionsBlock(block_id=block_id_for(q.item_id), elements=answer_elements(q, prefix))
+    )
+    return blocks
+
+
+def _outcome_context(q: Question) -> str:
+    if not q.guesses:
+        return "The model had no guess yet."
+    label, p = q.guesses[0]
+    verdict = "right" if label == q.resolved_label else "wrong"
+    return f"Model guessed {_label(label)} ({_percent(p)}): {verdict}."
+
+
+def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
+    """Buttons for the top guesses (or the first labels, with no model), "Other…" and "Skip"."""
+    shown = [label for label, _ in q.guesses if label in q.labels][:MAX_GUESS_BUTTONS]
+    if not shown:
+        shown = list(q.labels[: min(MAX_GUESS_BUTTONS, len(q.labels))])
+    elements: list[Any] = [
+        ButtonElement(
+            text=label,
+            action_id=f"hitl.{prefix}.label.{n}",
+            value=encode_value(q.item_id, label),
+            style="primary" if n == 0 and q.guesses else None,
+        )
+        for n, label in enumerate(shown)
+    ]
+    rest = [label for label in q.labels if label not in shown]
+    if rest:
+        if len(q.labels) > MAX_STATIC_OPTIONS:
+            elements.append(
+                ExternalDataSelectElement(
+                    action_id=f"hitl.{prefix}.other_ext",
+                    placeholder="Other… (type to search)",
+                    min_query_length=0,
+                )
+            )
+        else:
+            elements.append(
+                StaticSelectElement(
+                    action_id=f"hitl.{prefix}.other",
+                    placeholder="Other…",
+                    options=[Option(value=label, text=label) for label in q.labels],
+                )
+            )
+    elements.append(
+        ButtonElement(text="Skip", action_id=f"hitl.{prefix}.skip", value=encode_value(q.item_id))
+    )
+    return elements
+
+
+def label_options(labels: Sequence[str], query: str, limit: int = MAX_STATIC_OPTIONS) -> list:
+    """Options for the type-ahead "Other…" select: labels containing ``query``, best first."""
+    query = query.strip().lower()
+    starts = [lb for lb in labels if lb.lower().startswith(query)]
+    contains = [lb for lb in labels if query in lb.lower() and lb not in starts]
+    return [Option(value=lb, text=lb).to_dict() for lb in (starts + contains)[:limit]]
+
+
+def question_text(q: Question) -> str:
+    """The plain-text fallback (notifications, screen readers)."""
+    text = escape(q.text.replace("\n", " "))
+    if len(text) > FALLBACK_LIMIT:
+        text = text[: FALLBACK_LIMIT - 1] + "…"
+    if q.status == "resolved":
+        return f"Labeled {q.resolved_label}: {text}"
+    return f"Which label fits? {text}"
+
+
+def undo_blocks(item_id: str, label: str) -> list[Block]:
+    return [
+        SectionBlock(
+            text=MarkdownTextObject(text=f"Saved {_label(label)}. Changed your mind?"),
+            accessory=ButtonElement(
+                text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label)
+            ),
+        )
+    ]
+
+
+def modal_view(q: Question | None, remaining: int, answered: int) -> View:
+    """The labeling modal: one item at a time, or a thank-you when the queue is empty."""
+    if q is None:
+        blocks: list[Block] = [
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"🎉 Nothing left to label. You answered {answered} in this session."
+                )
+            )
+        ]
+    else:
+        blocks = [
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"{remaining} waiting · {answered} answered in this session"
+                    )
+                ]
+            ),
+            *question_blocks(q, prefix="m"),
+        ]
+    return View(
+        type="modal",
+        callback_id=MODAL_CALLBACK,
+        title="Label items",
+        close="Done",
+        private_metadata=json.dumps({"item": q.item_id if q else None, "answered": answered}),
+        blocks=blocks,
+    )
+
+
+@dataclass(frozen=True)
+class HomeStats:
+    user_id: str
+    your_answers: int
+    your_answers_week: int
+    leaderboard: Sequence[tuple[str, int]]
+    model_line: str
+    queue_waiting: int
+    queue_open: int
+
+
+def home_view(stats: HomeStats) -> View:
+    board = (
+        "\n".join(
+            f"{n}. <@{user}> — {count}" for n, (user, count) in enumerate(stats.leaderboard, 1)
+        )
+        or "No answers yet: be the first."
+    )
+    return View(
+        type="home",
+        blocks=[
+            HeaderBlock(text="slack-hitl"),
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"You have answered *{stats.your_answers}* items "
+                    f"({stats.your_answers_week} this week). Thank you!"
+                ),
+                accessory=ButtonElement(
+                    text="Start labeling",
+                    action_id=START_LABELING_ACTION,
+                    style="primary",
+                    value="start",
+                ),
+            ),
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"*Queue:* {stats.queue_waiting} waiting · "
+                    f"{stats.queue_open} posted and open"
+                )
+            ),
+            SectionBlock(text=MarkdownTextObject(text=f"*Model:* {stats.model_line}")),
+            DividerBlock(),
+            SectionBlock(text=MarkdownTextObject(text=f"*Leaderboard (this week)*\n{board}")),
+        ],
+    )

@@ -1,0 +1,168 @@
+"""`/hitl` subcommands and the App Home: each answers ephemerally, well within 3 seconds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from slack_bolt.async_app import AsyncAck
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks
+from bot.modal import open_labeling_modal
+from bot.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+HELP = """*slack-hitl* asks you about items the model is unsure of. Commands:
+• `/hitl help` — this help
+• `/hitl label` — label items one after another in a window
+• `/hitl stats` — answers today and this week, and the state of the items
+• `/hitl queue` — what waits, what is open in each channel, and any posting errors
+• `/hitl leaderboard` — who answered most this week
+• `/hitl accuracy` — how good the current model is
+• `/hitl retrain` — retrain the model now (admins)"""
+
+ADMIN_ONLY = {"retrain", "rollback"}
+
+
+def _since(rt: Runtime) -> tuple[str, str]:
+    """Start of today and of this week (Monday), in HITL_TIMEZONE, as UTC ISO strings."""
+    zone = ZoneInfo(rt.settings.timezone)
+    now = rt.clock().astimezone(zone)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = today - timedelta(days=today.weekday())
+    return _iso(today), _iso(week)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
+
+
+def stats_text(rt: Runtime) -> str:
+    today, week = _since(rt)
+    counts = rt.store.count_items()
+    by_today = rt.store.answers_by_user(today)
+    by_week = rt.store.answers_by_user(week)
+    lines = [
+        f"*Answers today:* {sum(n for _, n in by_today)}"
+        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_today) + ")" if by_today else ""),
+        f"*Answers this week:* {sum(n for _, n in by_week)}"
+        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_week) + ")" if by_week else ""),
+        f"*Items:* {counts['new'] + counts['queued']} pending · {counts['posted']} posted · "
+        f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
+        f"{counts['skipped']} skipped",
+    ]
+    if rt.settings.votes > 1:
+        agreement, n = rt.store.mean_agreement()
+        lines.append(
+            f"*Agreement:* {agreement:.0%} on {n} items decided by vote"
+            if agreement is not None
+            else "*Agreement:* no item decided by vote yet"
+        )
+    return "\n".join(lines)
+
+
+def queue_text(rt: Runtime) -> str:
+    waiting = rt.store.waiting_count()
+    open_counts = rt.store.open_post_counts()
+    channels = sorted({c for c in (rt.settings.channel, *rt.settings.routes.values()) if c})
+    lines = [f"*Waiting:* {waiting} items"]
+    for channel in channels:
+        state = rt.channel_state(channel)
+        line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"
+        if state.broken:
+            line += f" · ⛔ not posting: {state.broken}"
+        elif state.last_error:
+            line += f" · ⚠️ last error: {state.last_error} (retrying)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def leaderboard_text(rt: Runtime) -> str:
+    _, week = _since(rt)
+    week_board = rt.store.answers_by_user(week)[:10]
+    all_board = rt.store.answers_by_user()[:10]
+    if not all_board:
+        return "No answers yet. `/hitl label` to be the first on the board!"
+    medals = ["🥇", "🥈", "🥉"]
+
+    def board(rows: list[tuple[str, int]]) -> str:
+        return "\n".join(
+            f"{medals[i] if i < 3 else f'{i + 1}.'} <@{user}> — {n}"
+            for i, (user, n) in enumerate(rows)
+        )
+
+    return f"*This week*\n{board(week_board) or 'nobody yet'}\n\n*All time*\n{board(all_board)}"
+
+
+def model_line(rt: Runtime) -> str:
+    champion = rt.champion
+    if champion is None:
+        return "no model yet: answers train the first one"
+    return f"v{champion.version}, trained on {champion.n_train:,} labels"
+
+
+def accuracy_text(rt: Runtime) -> str:
+    return (
+        f"*Model:* {model_line(rt)}.\n"
+        "Accuracy reports (cross-validated and live audit accuracy) arrive with the "
+        "learning loop; they are not built yet."
+    )
+
+
+def home(rt: Runtime, user_id: str) -> View:
+    _, week = _since(rt)
+    everyone = dict(rt.store.answers_by_user())
+    this_week = rt.store.answers_by_user(week)
+    return blocks.home_view(
+        blocks.HomeStats(
+            user_id=user_id,
+            your_answers=everyone.get(user_id, 0),
+            your_answers_week=dict(this_week).get(user_id, 0),
+            leaderboard=this_week[:10],
+            model_line=model_line(rt),
+            queue_waiting=rt.store.waiting_count(),
+            queue_open=sum(rt.store.open_post_counts().values()),
+        )
+    )
+
+
+async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClient) -> None:
+    words = (command.get("text") or "").strip().split()
+    name = words[0].lower() if words else "help"
+    user_id = command.get("user_id", "")
+    if name in ADMIN_ONLY and not rt.is_admin(user_id):
+        logger.warning("refused /hitl %s for %s: not an admin", name, user_id)
+        admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
+        await ack(text=f"Only admins can {name}. Admins: {admins}")
+        return
+    if name == "label":
+        await ack()
+        await open_labeling_modal(rt, client, command["trigger_id"], user_id)
+        return
+    handler: Callable[[Runtime], str] | None = TEXT_COMMANDS.get(name)
+    if handler is None:
+        await ack(text=f"I don't know `{blocks.escape(name)}`.\n\n{HELP}")
+        return
+    await ack(text=handler(rt))
+
+
+def _retrain_text(rt: Runtime) -> str:
+    return (
+        "Retraining from Slack arrives with the learning loop; it is not built yet. "
+        "Nothing was changed."
+    )
+
+
+TEXT_COMMANDS: dict[str, Callable[[Runtime], str]] = {
+    "help": lambda rt: HELP,
+    "stats": stats_text,
+    "queue": queue_text,
+    "leaderboard": leaderboard_text,
+    "accuracy": accuracy_text,
+    "retrain": _retrain_text,
+}

@@ -1,0 +1,190 @@
+"""The dispatcher: keeps each question channel filled up to HITL_MAX_OPEN unanswered posts.
+
+It takes the next items from ``model.selection`` (most uncertain first, a random audit share,
+random picks while there is no model), routes each to its channel, and posts at most one
+question per second per channel. A post is recorded only after Slack returns its ``ts``; on a
+failure the item stays queued and the channel backs off (a 429 waits for Retry-After,
+``not_in_channel`` joins once, a permanent error stops posting to that channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import blocks
+from bot.questions import label_set
+from bot.runtime import Runtime
+from bot.scoring import choose, score_pending
+
+logger = logging.getLogger(__name__)
+
+PERMANENT = {
+    "channel_not_found",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "is_archived",
+    "missing_scope",
+    "restricted_action",
+}
+MAX_BACKOFF = 300.0
+IDLE_TICK = 30.0
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime, rng: random.Random | None = None):
+        self.rt = rt
+        self.rng = rng or random.Random()
+
+    def channels(self) -> list[str]:
+        settings = self.rt.settings
+        found = [settings.channel, *settings.routes.values()]
+        return sorted({c for c in found if c})
+
+    async def run(self) -> None:
+        """Background task: fill channels whenever woken, or on a slow tick."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self.rt.wake_dispatcher.clear()
+            try:
+                await self.fill()
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
+                logger.exception("dispatcher round failed")
+            waits = [
+                s.next_attempt - loop.time()
+                for s in self.rt.channels.values()
+                if not s.broken and s.next_attempt > loop.time()
+            ]
+            timeout = min([IDLE_TICK, *waits])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.rt.wake_dispatcher.wait(), timeout)
+
+    async def fill(self) -> int:
+        """One round: post to every channel with room; return how many were posted."""
+        rt = self.rt
+        labels = label_set(rt.settings, rt.store)
+        if len(labels) < 2:
+            return 0
+        await score_pending(rt)
+        loop = asyncio.get_running_loop()
+        open_counts = rt.store.open_post_counts()
+        pool = rt.store.pool()
+        taken: set[str] = set()
+        posted = 0
+        for channel in self.channels():
+            state = rt.channel_state(channel)
+            room = rt.settings.max_open - open_counts.get(channel, 0)
+            if state.broken or room <= 0 or loop.time() < state.next_attempt:
+                continue
+            mine = [
+                it
+                for it in pool
+                if it["id"] not in taken
+                and rt.settings.channel_for(it["predicted_label"]) == channel
+            ]
+            for item, reason in choose(rt, mine, room, self.rng):
+                taken.add(item["id"])
+                wait = state.last_post + rt.post_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not await self.post(channel, item, reason, labels):
+                    break
+                posted += 1
+        return posted
+
+    async def post(
+        self, channel: str, item: dict[str, Any], reason: str, labels: list[str]
+    ) -> bool:
+        rt = self.rt
+        state = rt.channel_state(channel)
+        loop = asyncio.get_running_loop()
+        guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.champion else []
+        question = blocks.Question(
+            item_id=item["id"],
+            text=item["text"],
+            labels=labels,
+            guesses=guesses,
+            model_version=item["model_version"] if guesses else None,
+            reason=reason,
+            votes_needed=rt.settings.votes,
+        )
+        try:
+            response = await self._post_message(channel, question)
+        except SlackApiError as exc:
+            error = exc.response.get("error") or "unknown_error"
+            if error in PERMANENT:
+                state.broken = error
+                logger.error(
+                    "stopped posting to %s: Slack said %s (fix the channel or token, then restart)",
+                    channel,
+                    error,
+                )
+            elif exc.response.status_code == 429:
+                retry_after = _retry_after(exc)
+                state.next_attempt = loop.time() + retry_after
+                state.last_error = "ratelimited"
+                logger.warning("rate limited in %s; waiting %.0f s", channel, retry_after)
+            else:
+                self._back_off(channel, error)
+            return False
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._back_off(channel, type(exc).__name__)
+            return False
+        state.last_post = loop.time()
+        state.failures = 0
+        state.last_error = None
+        rt.store.record_post(
+            item["id"],
+            channel,
+            response["ts"],
+            reason,
+            question.model_version,
+            guesses[0][0] if guesses else None,
+            guesses[0][1] if guesses else None,
+        )
+        logger.info("posted item %s to %s (%s)", item["id"], channel, reason)
+        return True
+
+    async def _post_message(self, channel: str, question: blocks.Question) -> Any:
+        rt = self.rt
+        state = rt.channel_state(channel)
+        kwargs = {
+            "channel": channel,
+            "text": blocks.question_text(question),
+            "blocks": blocks.question_blocks(question),
+        }
+        try:
+            return await rt.client.chat_postMessage(**kwargs)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel" or state.joined:
+                raise
+        state.joined = True
+        logger.warning("not in %s; joining it", channel)
+        await rt.client.conversations_join(channel=channel)
+        return await rt.client.chat_postMessage(**kwargs)
+
+    def _back_off(self, channel: str, error: str) -> None:
+        state = self.rt.channel_state(channel)
+        state.failures += 1
+        state.last_error = error
+        delay = min(self.rt.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
+        state.next_attempt = asyncio.get_running_loop().time() + delay
+        logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = exc.response.headers or {}
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            with contextlib.suppress(TypeError, ValueError):
+                return max(float(raw), 0.0)
+    return 1.0

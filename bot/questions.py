@@ -1,0 +1,45 @@
+"""Turns what the database knows about an item into the ``Question`` the blocks draw."""
+
+from __future__ import annotations
+
+from bot.blocks import Question
+from bot.config import Settings
+from bot.store import Store
+
+
+def label_set(settings: Settings, store: Store) -> list[str]:
+    """HITL_LABELS when set, else every label people or imports have given."""
+    return list(settings.labels) if settings.labels else store.label_set()
+
+
+def build_question(
+    store: Store, settings: Settings, item_id: str, labels: list[str] | None = None
+) -> Question | None:
+    item = store.get_item(item_id)
+    if item is None:
+        return None
+    labels = labels if labels is not None else label_set(settings, store)
+    post = store.post_for_item(item_id)
+    tally = store.tally(item_id)
+    resolution = store.resolution(item_id)
+    guesses: list[tuple[str, float]] = [(str(lb), float(p)) for lb, p in item["ranked"] or []]
+    if post is not None and post["predicted_label"] is not None:
+        # Show what the model guessed when the question was asked, even after a retrain.
+        shown = (post["predicted_label"], float(post["confidence"] or 0.0))
+        guesses = [shown, *[g for g in guesses if g[0] != shown[0]]]
+    elif post is not None and post["model_version"] is None:
+        guesses = []
+    status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
+    return Question(
+        item_id=item_id,
+        text=item["text"],
+        labels=labels,
+        guesses=guesses,
+        model_version=post["model_version"] if post else item["model_version"],
+        reason=post["reason"] if post else "uncertain",
+        status=status,
+        votes=tally.votes,
+        skips=tally.skips,
+        votes_needed=settings.votes,
+        resolved_label=resolution["label"] if resolution else None,
+    )

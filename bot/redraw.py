@@ -1,0 +1,77 @@
+"""Keeps each question message true to the database.
+
+Every change to an item bumps its post's ``redraw_seq``; ``redraw_pending`` draws the message
+from the database with ``chat.update`` and records what it drew. A failed update leaves the
+post pending, and the background ``run_redrawer`` tries again with backoff, so the message ends
+up right even when Slack fails for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import blocks
+from bot.questions import build_question, label_set
+from bot.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+GONE = {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
+MAX_BACKOFF = 300.0
+
+
+async def redraw_pending(rt: Runtime) -> int:
+    """Redraw every post whose message is behind the database; return how many failed."""
+    failed = 0
+    async with rt.redraw_lock:
+        posts = rt.store.posts_to_redraw()
+        labels = label_set(rt.settings, rt.store) if posts else []
+        for post in posts:
+            question = build_question(rt.store, rt.settings, post["item_id"], labels)
+            if question is None:
+                rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                continue
+            try:
+                await rt.client.chat_update(
+                    channel=post["channel"],
+                    ts=post["ts"],
+                    text=blocks.question_text(question),
+                    blocks=blocks.question_blocks(question),
+                )
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                if error in GONE:
+                    logger.warning(
+                        "message for item %s in %s is gone (%s); not redrawing it",
+                        post["item_id"],
+                        post["channel"],
+                        error,
+                    )
+                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                else:
+                    logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
+                    failed += 1
+                continue
+            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+                logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
+                failed += 1
+                continue
+            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+    return failed
+
+
+async def run_redrawer(rt: Runtime) -> None:
+    """Background task: redraw when woken, and retry failures with exponential backoff."""
+    delay = rt.retry_base
+    while True:
+        rt.wake_redrawer.clear()
+        failed = await redraw_pending(rt)
+        timeout = delay if failed else None
+        delay = min(delay * 2, MAX_BACKOFF) if failed else rt.retry_base
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(rt.wake_redrawer.wait(), timeout)

@@ -1,0 +1,80 @@
+"""The running bot's shared parts, handed to listeners and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def make_client(settings: Settings, *, retries: int = 2) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL as base, retrying rate limits, 5xx and resets."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=retries),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=retries),
+            AsyncServerErrorRetryHandler(max_retry_count=retries),
+        ],
+    )
+
+
+@dataclass
+class Champion:
+    """The model that scores items now (``classifier`` is a ``model.TextClassifier``)."""
+
+    version: int
+    classifier: Any
+    created_at: str = ""
+    n_train: int = 0
+
+
+@dataclass
+class ChannelState:
+    """What the dispatcher knows about one question channel."""
+
+    broken: str | None = None  # a permanent error: nothing is posted here until restart
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt: float = 0.0  # loop time before which nothing is posted (backoff, Retry-After)
+    last_post: float = float("-inf")
+    joined: bool = False
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    client: AsyncWebClient
+    champion: Champion | None = None
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+    wake_dispatcher: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_redrawer: asyncio.Event = field(default_factory=asyncio.Event)
+    redraw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
+    post_interval: float = 1.0  # at most one post per second per channel
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    bot_user_id: str | None = None
+
+    def channel_state(self, channel: str) -> ChannelState:
+        return self.channels.setdefault(channel, ChannelState())
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.settings.admins

@@ -1,0 +1,763 @@
+"""An in-memory fake of the Slack Web API, served by aiohttp on an OS-picked loopback port.
+
+It answers the methods slack-hitl uses with Slack's real response shapes and error codes, records
+every call in order, and lets a caller inject faults (an error reply, a 429 with Retry-After, a
+dropped connection, a response held until released). Tests await what they expect
+(`next_call`, `wait_for`) instead of sleeping.
+
+Wire format (slack-sdk's AsyncWebClient): chat.* and views.* send a JSON body; auth.test,
+chat.delete, conversations.join, files.* and apps.connections.open send their arguments in the query
+string of an empty-bodied POST; users.info and conversations.info are GETs. All three are merged
+into `Call.params`, and JSON-encoded string arguments (`blocks`, `view`, `files`...) are decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_TEXT = 24
+JSON_ARGS = frozenset({"attachments", "blocks", "files", "metadata", "view"})
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+FAULT_MODES = frozenset({"error", "reset", "timeout"})
+FIRST_TS_MICROS = 1_700_000_000_000_100
+
+Params = dict[str, Any]
+Reply = dict[str, Any]
+
+
+class SlackError(Exception):
+    """An `ok: false` answer: `error` is Slack's code, `extra` goes into the body beside it."""
+
+    def __init__(self, error: str, **extra: Any):
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+@dataclass
+class Call:
+    """One Web API call as the fake received it."""
+
+    method: str
+    params: Params
+    token: str | None
+    at: int  # position in FakeSlack.calls
+    http_method: str = "POST"
+    faulted: bool = False
+
+
+@dataclass
+class _Fault:
+    error: str
+    times: int
+    status: int
+    retry_after: int | None
+    mode: str
+
+
+class FakeSlack:
+    """One fake workspace: channels, users, messages, views, files, and the calls made to it."""
+
+    def __init__(
+        self,
+        *,
+        team_id: str = "T0HITL",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BHITL",
+        token: str = "xoxb-test-token",
+        app_token: str = "xapp-test-token",
+        app_id: str = "A0HITL",
+        team_name: str = "HITL Sandbox",
+        scopes: tuple[str, ...] = (
+            "chat:write",
+            "commands",
+            "users:read",
+            "channels:join",
+            "channels:read",
+            "groups:read",
+            "files:write",
+        ),
+    ):
+        self.team_id = team_id
+        self.team_name = team_name
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.token = token
+        self.app_token = app_token
+        self.scopes = scopes
+        self.socket_url: str | None = None  # what apps.connections.open hands out
+        self.base_url = ""
+        self.root_url = ""
+
+        self.calls: list[Call] = []
+        self.ephemerals: list[dict] = []
+        self.views: dict[str, dict] = {}
+        self.home: dict[str, dict] = {}
+        self.files: dict[str, dict] = {}
+        self.responses: list[dict] = []  # bodies POSTed to response_url()s
+
+        self._channels: dict[str, dict] = {}
+        self._users: dict[str, dict] = {}
+        self._messages: dict[str, dict[str, dict]] = {}
+        self._used_triggers: set[str] = set()
+        self._faults: dict[str, list[_Fault]] = {}
+        self._cursors: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._ts = itertools.count(0)
+        self._changed = asyncio.Condition()
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+        self.add_user(bot_user_id, "hitl", real_name="slack-hitl")
+        self._users[bot_user_id]["is_bot"] = True
+        self._users[bot_user_id]["profile"]["bot_id"] = bot_id
+        self._handlers: dict[str, Callable[[Params], Reply]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "conversations.join": self._conversations_join,
+            "conversations.info": self._conversations_info,
+            "users.info": self._users_info,
+            "views.open": self._views_open,
+            "views.push": self._views_push,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
+            "apps.connections.open": self._apps_connections_open,
+        }
+        self.app = web.Application()
+        self.app.router.add_route("POST", "/api/{method}", self._handle_api)
+        self.app.router.add_route("GET", "/api/{method}", self._handle_api)
+        self.app.router.add_route("POST", "/upload/{file_id}", self._handle_upload)
+        self.app.router.add_route("PUT", "/upload/{file_id}", self._handle_upload)
+        self.app.router.add_route("POST", "/responses/{channel}/{ts}", self._handle_response_url)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on `host` (port 0: the OS picks one); returns `base_url` for AsyncWebClient."""
+        self._runner = web.AppRunner(self.app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_port = self._runner.addresses[0][1]
+        self.root_url = f"http://{host}:{bound_port}"
+        self.base_url = f"{self.root_url}/api/"
+        return self.base_url
+
+    async def close(self) -> None:
+        self.release_timeouts()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- observing calls
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    async def next_call(self, method: str, timeout: float = 2.0) -> Call:  # noqa: ASYNC109
+        """The next call to `method` not yet returned by this method, waiting for it if needed."""
+        cursor = self._cursors.get(method, 0)
+        self._cursors[method] = cursor + 1
+        try:
+            await self.wait_for(
+                lambda: len(self.calls_to(method)) > cursor,
+                timeout,
+                waiting_for=f"call #{cursor + 1} to {method}",
+            )
+        except TimeoutError:
+            if self._cursors[method] == cursor + 1:
+                self._cursors[method] = cursor
+            raise
+        return self.calls_to(method)[cursor]
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 2.0,  # noqa: ASYNC109 (an upper bound for tests, not a client timeout)
+        *,
+        waiting_for: str = "",
+    ) -> None:
+        """Return once `predicate()` is true; it is re-checked after every call the fake answers."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(predicate)
+        except TimeoutError:
+            seen = ", ".join(call.method for call in self.calls[-10:]) or "none"
+            what = waiting_for or "condition"
+            raise TimeoutError(f"{what} not met within {timeout}s; last calls: {seen}") from None
+
+    # ---------------------------------------------------------------- workspace state
+
+    def add_channel(
+        self, channel_id: str, name: str, *, is_member: bool = True, is_private: bool = False
+    ) -> None:
+        self._channels[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "is_channel": not is_private,
+            "is_group": is_private,
+            "is_im": False,
+            "is_private": is_private,
+            "is_member": is_member,
+            "is_archived": False,
+            "created": 1_700_000_000,
+            "context_team_id": self.team_id,
+        }
+        self._messages.setdefault(channel_id, {})
+
+    def add_user(
+        self, user_id: str, name: str, *, real_name: str | None = None, is_admin: bool = False
+    ) -> None:
+        real_name = real_name or name.title()
+        self._users[user_id] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": real_name,
+            "deleted": False,
+            "is_admin": is_admin,
+            "is_owner": False,
+            "is_bot": False,
+            "tz": "Etc/UTC",
+            "tz_offset": 0,
+            "profile": {"display_name": name, "real_name": real_name},
+        }
+
+    def dm_channel(self, user_id: str) -> str:
+        """The id of the bot's direct-message channel with `user_id` (opened on first use)."""
+        channel_id = "D" + user_id[1:]
+        if channel_id not in self._channels:
+            self._channels[channel_id] = {
+                "id": channel_id,
+                "is_im": True,
+                "is_channel": False,
+                "is_private": True,
+                "is_member": True,
+                "user": user_id,
+            }
+            self._messages[channel_id] = {}
+        return channel_id
+
+    def messages(self, channel_id: str) -> list[dict]:
+        """Current messages of a channel (thread replies included), oldest first."""
+        stored = self._messages.get(channel_id, {})
+        return [copy.deepcopy(stored[ts]) for ts in sorted(stored)]
+
+    def message(self, channel_id: str, ts: str) -> dict:
+        return copy.deepcopy(self._messages[channel_id][ts])
+
+    def response_url(self, channel_id: str, message_ts: str | None = None) -> str:
+        """A response_url for payloads: POSTs to it act on `channel_id` (and that message)."""
+        return f"{self.root_url}/responses/{channel_id}/{message_ts or '-'}"
+
+    # ---------------------------------------------------------------- faults
+
+    def fail(
+        self,
+        method: str,
+        error: str = "internal_error",
+        *,
+        times: int = 1,
+        status: int = 200,
+        retry_after: int | None = None,
+        mode: str = "error",
+    ) -> None:
+        """Make the next `times` calls of `method` fail.
+
+        mode "error": HTTP `status` with `{"ok": false, "error": error}` (429 → "ratelimited"
+        plus `Retry-After: retry_after or 1`; 500/503 → "internal_error"). mode "reset": the
+        connection is dropped without an answer. mode "timeout": no answer until
+        `release_timeouts()`, then the call is answered normally (as a slow Slack would).
+        """
+        if mode not in FAULT_MODES:
+            raise ValueError(f"mode={mode!r}; use one of {sorted(FAULT_MODES)}")
+        if times < 1:
+            raise ValueError(f"times={times}; a fault needs at least one call")
+        fault = _Fault(error, times, status, retry_after, mode)
+        self._faults.setdefault(method, []).append(fault)
+
+    def release_timeouts(self) -> None:
+        """Answer every call held by a "timeout" fault; later "timeout" faults hold again."""
+        self._release.set()
+        self._release = asyncio.Event()
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        queue = self._faults.get(method)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.times -= 1
+        if fault.times == 0:
+            queue.pop(0)
+        return fault
+
+    # ---------------------------------------------------------------- HTTP edge
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        try:
+            params = await _read_params(request)
+        except ValueError:
+            params, bad_body = {}, True
+        else:
+            bad_body = False
+        call = Call(method, params, _bearer_token(request), len(self.calls), request.method)
+        self.calls.append(call)
+        fault = self._take_fault(method)
+        if fault is not None:
+            call.faulted = True
+            logger.debug("fault %s on %s (call %d)", fault.mode, method, call.at)
+            if fault.mode == "reset":
+                await self._notify()
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
+            if fault.mode == "error":
+                await self._notify()
+                return _error_response(fault)
+            await self._notify()
+            await self._release.wait()
+        body = {"ok": False, "error": "invalid_json"} if bad_body else self._answer(call)
+        await self._notify()
+        return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(self.scopes)})
+
+    def _answer(self, call: Call) -> Reply:
+        handler = self._handlers.get(call.method)
+        try:
+            if handler is None:
+                raise SlackError("unknown_method")
+            self._check_token(call)
+            return {"ok": True, **handler(call.params)}
+        except SlackError as failure:
+            return {"ok": False, "error": failure.error, **failure.extra}
+
+    def _check_token(self, call: Call) -> None:
+        expected = self.app_token if call.method in APP_TOKEN_METHODS else self.token
+        if not call.token:
+            raise SlackError("not_authed")
+        if call.token != expected:
+            known = call.token in (self.token, self.app_token)
+            raise SlackError("not_allowed_token_type" if known else "invalid_auth")
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        upload = self.files.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="file not found")
+        upload["content"] = await request.read()
+        await self._notify()
+        return web.Response(text=f"OK - {len(upload['content'])}")
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        channel_id, ts = request.match_info["channel"], request.match_info["ts"]
+        payload = await request.json()
+        self.responses.append({"channel": channel_id, "message_ts": ts, "payload": payload})
+        stored = self._messages.get(channel_id, {})
+        if payload.get("delete_original") and ts in stored:
+            del stored[ts]
+        elif payload.get("replace_original") and ts in stored:
+            for key in ("text", "blocks", "attachments", "metadata"):
+                stored[ts].pop(key, None)
+            stored[ts].update({"text": ""}, **_content(payload))
+            stored[ts]["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
+        elif payload.get("response_type") == "in_channel" and channel_id in self._channels:
+            self._store_message(channel_id, payload)
+        await self._notify()
+        return web.Response(text="ok")
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ---------------------------------------------------------------- methods
+
+    def _auth_test(self, params: Params) -> Reply:
+        return {
+            "url": f"https://{self.team_id.lower()}.slack.com/",
+            "team": self.team_name,
+            "user": self._users[self.bot_user_id]["name"],
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, params: Params) -> Reply:
+        channel_id = self._writable_channel(params.get("channel"))
+        _require_content(params)
+        message = self._store_message(channel_id, params)
+        return {"channel": channel_id, "ts": message["ts"], "message": copy.deepcopy(message)}
+
+    def _chat_update(self, params: Params) -> Reply:
+        channel_id = self._writable_channel(params.get("channel"))
+        stored = self._stored_message(channel_id, params.get("ts"))
+        _require_content(params)
+        stored.update(_content(params), edited={"user": self.bot_user_id, "ts": self._next_ts()})
+        return {
+            "channel": channel_id,
+            "ts": stored["ts"],
+            "text": stored["text"],
+            "message": copy.deepcopy(stored),
+        }
+
+    def _chat_delete(self, params: Params) -> Reply:
+        channel_id = self._writable_channel(params.get("channel"))
+        stored = self._stored_message(channel_id, params.get("ts"))
+        del self._messages[channel_id][stored["ts"]]
+        return {"channel": channel_id, "ts": stored["ts"]}
+
+    def _chat_post_ephemeral(self, params: Params) -> Reply:
+        channel_id = self._writable_channel(params.get("channel"))
+        if params.get("user") not in self._users:
+            raise SlackError("user_not_in_channel")
+        _require_content(params)
+        message_ts = self._next_ts()
+        self.ephemerals.append(
+            {"channel": channel_id, "user": params["user"], "message_ts": message_ts}
+            | {key: params.get(key) for key in ("text", "blocks", "thread_ts")}
+        )
+        return {"message_ts": message_ts}
+
+    def _conversations_join(self, params: Params) -> Reply:
+        channel = self._channels.get(params.get("channel", ""))
+        if channel is None or (channel["is_private"] and not channel["is_member"]):
+            raise SlackError("channel_not_found")
+        if channel["is_private"]:
+            raise SlackError("method_not_supported_for_channel_type")
+        reply: Reply = {}
+        if channel["is_member"]:
+            reply = {"warning": "already_in_channel"}
+            reply["response_metadata"] = {"warnings": ["already_in_channel"]}
+        channel["is_member"] = True
+        return {"channel": copy.deepcopy(channel), **reply}
+
+    def _conversations_info(self, params: Params) -> Reply:
+        return {"channel": copy.deepcopy(self._visible_channel(params.get("channel")))}
+
+    def _users_info(self, params: Params) -> Reply:
+        user = self._users.get(params.get("user", ""))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"user": copy.deepcopy(user)}
+
+    def _views_open(self, params: Params) -> Reply:
+        view = self._checked_view(params, trigger=True)
+        return {"view": self._store_view(view)}
+
+    def _views_push(self, params: Params) -> Reply:
+        view = self._checked_view(params, trigger=True)
+        return {"view": self._store_view(view)}
+
+    def _views_update(self, params: Params) -> Reply:
+        view = self._checked_view(params)
+        if params.get("view_id"):
+            current = self.views.get(params["view_id"])
+        elif params.get("external_id"):
+            by_external = {v.get("external_id"): v for v in self.views.values()}
+            current = by_external.get(params["external_id"])
+        else:
+            raise SlackError("invalid_arguments", response_metadata=_messages("view_id"))
+        if current is None:
+            raise SlackError("not_found")
+        if params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        updated = self._store_view(view, replacing=current)
+        return {"view": updated}
+
+    def _views_publish(self, params: Params) -> Reply:
+        user_id = params.get("user_id")
+        if not user_id:
+            raise SlackError("invalid_arguments", response_metadata=_messages("user_id"))
+        if user_id not in self._users:
+            raise SlackError("user_not_found")
+        view = self._checked_view(params)
+        if view.get("type") != "home":
+            raise SlackError("invalid_arguments", response_metadata=_messages("view/type"))
+        current = self.home.get(user_id)
+        if current and params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        published = self._store_view(view, replacing=current)
+        self.home[user_id] = self.views[published["id"]]
+        return {"view": published}
+
+    def _files_get_upload_url(self, params: Params) -> Reply:
+        filename, length = params.get("filename"), params.get("length")
+        if not filename or length is None:
+            raise SlackError("invalid_arguments", response_metadata=_messages("filename/length"))
+        file_id = f"F{next(self._ids):010d}"
+        self.files[file_id] = {
+            "id": file_id,
+            "filename": filename,
+            "title": None,
+            "length": int(length),
+            "content": b"",
+            "channel": None,
+            "completed": False,
+        }
+        return {"upload_url": f"{self.root_url}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload(self, params: Params) -> Reply:
+        entries = params.get("files")
+        if not isinstance(entries, list) or not entries:
+            raise SlackError("invalid_arguments", response_metadata=_messages("files"))
+        if any(entry.get("id") not in self.files for entry in entries):
+            raise SlackError("file_not_found")
+        channel_id = params.get("channel_id") or params.get("channels")
+        if channel_id:
+            channel_id = self._writable_channel(channel_id)
+        shared = []
+        for entry in entries:
+            upload = self.files[entry["id"]]
+            title = entry.get("title") or upload["filename"]
+            upload.update(title=title, channel=channel_id, completed=True)
+            shared.append(
+                {
+                    "id": upload["id"],
+                    "name": upload["filename"],
+                    "title": title,
+                    "size": len(upload["content"]),
+                    "channels": [channel_id] if channel_id else [],
+                }
+            )
+        if channel_id:
+            text = params.get("initial_comment") or ""
+            self._store_message(channel_id, {"text": text, "files": shared})
+        return {"files": shared}
+
+    def _apps_connections_open(self, params: Params) -> Reply:
+        if self.socket_url is None:
+            raise SlackError("not_enabled")  # this fake has no Socket Mode server attached
+        return {"url": self.socket_url}
+
+    # ---------------------------------------------------------------- helpers
+
+    def _next_ts(self) -> str:
+        micros = FIRST_TS_MICROS + 100 * next(self._ts)
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _visible_channel(self, channel_id: str | None) -> dict:
+        """The channel as the bot sees it: private channels it is not in do not exist."""
+        if channel_id in self._users:
+            channel_id = self.dm_channel(channel_id)
+        channel = self._channels.get(channel_id or "")
+        if channel is None or (channel["is_private"] and not channel["is_member"]):
+            raise SlackError("channel_not_found")
+        return channel
+
+    def _writable_channel(self, channel_id: str | None) -> str:
+        channel = self._visible_channel(channel_id)
+        if not channel["is_member"]:
+            raise SlackError("not_in_channel")
+        return channel["id"]
+
+    def _stored_message(self, channel_id: str, ts: str | None) -> dict:
+        stored = self._messages[channel_id].get(ts or "")
+        if stored is None:
+            raise SlackError("message_not_found")
+        return stored
+
+    def _store_message(self, channel_id: str, params: Params) -> dict:
+        message = {
+            "type": "message",
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "team": self.team_id,
+            "ts": self._next_ts(),
+            "text": "",
+            **_content(params),
+        }
+        for key in ("thread_ts", "files"):
+            if params.get(key):
+                message[key] = params[key]
+        self._messages[channel_id][message["ts"]] = message
+        return message
+
+    def _checked_view(self, params: Params, *, trigger: bool = False) -> dict:
+        if trigger:
+            trigger_id = params.get("trigger_id")
+            if not trigger_id:
+                raise SlackError("invalid_arguments", response_metadata=_messages("trigger_id"))
+            if trigger_id in self._used_triggers:
+                raise SlackError("exchanged_trigger_id")
+            self._used_triggers.add(trigger_id)
+        view = params.get("view")
+        if not isinstance(view, dict):
+            raise SlackError("invalid_arguments", response_metadata=_messages("view"))
+        problems = _view_problems(view)
+        if problems:
+            raise SlackError("invalid_arguments", response_metadata={"messages": problems})
+        return view
+
+    def _store_view(self, view: dict, *, replacing: dict | None = None) -> dict:
+        view_id = replacing["id"] if replacing else f"V{next(self._ids):010d}"
+        external_id = view.get("external_id", "")
+        if external_id and any(
+            v.get("external_id") == external_id and v["id"] != view_id for v in self.views.values()
+        ):
+            raise SlackError("duplicate_external_id")
+        state = replacing["state"] if replacing else {"values": {}}
+        stored = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view.get("type"),
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": external_id,
+            "state": state,
+            "hash": f"{self._next_ts()}.{hashlib.sha1(view_id.encode()).hexdigest()[:8]}",
+            "clear_on_close": view.get("clear_on_close", False),
+            "notify_on_close": view.get("notify_on_close", False),
+            "root_view_id": replacing["root_view_id"] if replacing else view_id,
+            "previous_view_id": replacing["previous_view_id"] if replacing else None,
+            "app_id": self.app_id,
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+        }
+        for key in ("title", "close", "submit"):
+            if view.get(key):
+                stored[key] = view[key]
+        self.views[view_id] = stored
+        return copy.deepcopy(stored)
+
+
+# -------------------------------------------------------------------- pure helpers
+
+
+async def _read_params(request: web.Request) -> Params:
+    """Arguments from the query string, a form body and a JSON body, merged in that order."""
+    params: Params = dict(request.query)
+    if request.body_exists:
+        if request.content_type == "application/json":
+            body = json.loads(await request.text() or "{}")
+            if not isinstance(body, dict):
+                raise ValueError("JSON body is not an object")
+            params.update(body)
+        elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    for key in JSON_ARGS & params.keys():
+        if isinstance(params[key], str):
+            try:
+                params[key] = json.loads(params[key])
+            except json.JSONDecodeError:
+                pass  # left as a string; the method reports it as malformed
+    return params
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _error_response(fault: _Fault) -> web.Response:
+    headers = {}
+    error = fault.error
+    if fault.status == 429:
+        error = "ratelimited"
+        headers["Retry-After"] = str(1 if fault.retry_after is None else fault.retry_after)
+    elif fault.status in (500, 503):
+        error = "internal_error"
+    return web.json_response({"ok": False, "error": error}, status=fault.status, headers=headers)
+
+
+def _messages(field: str) -> dict:
+    return {"messages": [f"[ERROR] missing required field: {field}"]}
+
+
+def _content(params: Params) -> dict:
+    """The message content carried by chat.* / response_url arguments."""
+    content = {}
+    for key in ("text", "blocks", "attachments", "metadata"):
+        if params.get(key) is not None:
+            content[key] = params[key]
+    return content
+
+
+def _require_content(params: Params) -> None:
+    if not (params.get("text") or params.get("blocks") or params.get("attachments")):
+        raise SlackError("no_text")
+    blocks = params.get("blocks")
+    if blocks is None:
+        return
+    if not isinstance(blocks, list):
+        raise SlackError("invalid_blocks_format")
+    problems = []
+    if len(blocks) > MAX_MESSAGE_BLOCKS:
+        problems.append(f"no more than {MAX_MESSAGE_BLOCKS} items allowed [json-pointer:/blocks]")
+    problems += _block_problems(blocks, "/blocks")
+    if problems:
+        metadata = {"messages": problems}
+        raise SlackError("invalid_blocks", errors=problems, response_metadata=metadata)
+
+
+def _view_problems(view: dict) -> list[str]:
+    problems = []
+    if view.get("type") not in ("modal", "home"):
+        problems.append("[ERROR] must be one of modal, home [json-pointer:/view/type]")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list):
+        return [*problems, "[ERROR] must provide an array [json-pointer:/view/blocks]"]
+    if len(blocks) > MAX_VIEW_BLOCKS:
+        problems.append(
+            f"[ERROR] no more than {MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]"
+        )
+    for key in ("title", "close", "submit"):
+        text = (view.get(key) or {}).get("text", "") if isinstance(view.get(key), dict) else ""
+        if len(text) > MAX_VIEW_TEXT:
+            problems.append(
+                f"[ERROR] must be less than {MAX_VIEW_TEXT + 1} characters "
+                f"[json-pointer:/view/{key}/text]"
+            )
+    return problems + [f"[ERROR] {p}" for p in _block_problems(blocks, "/view/blocks")]
+
+
+def _block_problems(blocks: list, pointer: str) -> list[str]:
+    """What slack_sdk's own validators say about each block (plain dicts are never checked)."""
+    problems = []
+    for index, block in enumerate(blocks):
+        where = f"[json-pointer:{pointer}/{index}]"
+        if not isinstance(block, dict) or "type" not in block:
+            problems.append(f"must be a block object with a type {where}")
+            continue
+        try:
+            parsed = Block.parse(block)
+            if parsed is None:
+                problems.append(f"unknown block type {block['type']!r} {where}")
+            else:
+                parsed.to_dict()
+        except (SlackObjectFormationError, TypeError, ValueError, AttributeError) as error:
+            problems.append(f"{error} {where}")
+    return problems

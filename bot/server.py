@@ -1,0 +1,157 @@
+"""Composes the aiohttp application: Slack's endpoint, health, and the background tasks.
+
+``init_app(settings)`` is used by ``hitl serve`` and by the tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.errors import ConfigError
+from bot.questions import label_set
+from bot.redraw import run_redrawer
+from bot.runtime import Runtime, make_client
+from bot.slack_app import build_app
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+BOLT = web.AppKey("bolt", AsyncApp)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+
+MAX_BODY = 1024 * 1024
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """Everything `serve` needs, each missing piece named on its own line."""
+    problems = []
+    if not settings.slack_bot_token:
+        problems.append("SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-…)")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        problems.append(
+            "SLACK_SIGNING_SECRET is not set; copy it from Basic Information → App Credentials "
+            "(or set SLACK_APP_TOKEN for Socket Mode)"
+        )
+    if not settings.channel:
+        problems.append("HITL_CHANNEL is not set; give the ID of the channel for questions")
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_label_set(settings: Settings, store: Store) -> None:
+    if len(label_set(settings, store)) < 2:
+        raise ConfigError(
+            [
+                "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
+                "import items with labels (hitl import FILE --label-column label)"
+            ]
+        )
+
+
+def init_app(
+    settings: Settings,
+    *,
+    run_background: bool = True,
+    configure: Any = None,
+) -> web.Application:
+    """The aiohttp app: POST /slack/events (Bolt), GET /healthz, and background tasks.
+
+    ``configure(runtime)`` may adjust the runtime before anything runs (tests shorten the
+    retry backoff and the post interval there).
+    """
+    app = web.Application(client_max_size=MAX_BODY)
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = Store.open(settings.db)
+        check_label_set(settings, store)
+        rt = Runtime(settings=settings, store=store, client=make_client(settings))
+        if configure is not None:
+            configure(rt)
+        app[RUNTIME] = rt
+        app[BOLT] = build_app(rt)
+        app[DISPATCHER] = Dispatcher(rt)
+        tasks: list[asyncio.Task] = []
+        if run_background:
+            tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
+            tasks.append(asyncio.create_task(run_redrawer(rt), name="hitl-redrawer"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            store.close()
+
+    app.cleanup_ctx.append(runtime_ctx)
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def slack_events(request: web.Request) -> web.StreamResponse:
+    bolt = request.app[BOLT]
+    response = await bolt.async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(response)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    try:
+        rt.store.count_items()
+        db_ok = True
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        logger.exception("health check: database unreachable")
+        db_ok = False
+    body = {
+        "ok": db_ok,
+        "db": "ok" if db_ok else "unreachable",
+        "champion": rt.champion.version if rt.champion else None,
+    }
+    return web.json_response(body, status=200 if db_ok else 503)
+
+
+async def start_socket_mode(app: web.Application, app_token: str) -> AsyncSocketModeHandler:
+    """Connect to Slack over Socket Mode (apps.connections.open through SLACK_API_URL)."""
+    handler = AsyncSocketModeHandler(app[BOLT], app_token)
+    await handler.connect_async()
+    logger.warning("connected to Slack in Socket Mode")
+    return handler
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed)."""
+    app = init_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    socket_handler = None
+    try:
+        if settings.slack_app_token:
+            socket_handler = await start_socket_mode(app, settings.slack_app_token)
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        logger.warning("slack-hitl listening on http://%s:%d", settings.host, settings.port)
+        await stop.wait()
+        logger.warning("shutting down")
+    finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()
+        await runner.cleanup()

@@ -1,0 +1,199 @@
+"""The Bolt app: listeners for answers, /hitl commands, the labeling modal and App Home.
+
+Each listener parses, writes to the store, acks, then talks to Slack: an answer is committed
+to SQLite before Slack gets its acknowledgement, and messages are redrawn from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks, commands
+from bot.modal import next_in_modal, open_labeling_modal
+from bot.questions import label_set
+from bot.redraw import redraw_pending
+from bot.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+UNDO_WINDOW = timedelta(minutes=10)
+SORRY = "Something went wrong on our side; it has been logged."
+
+
+def build_app(rt: Runtime) -> AsyncApp:
+    socket_mode = bool(rt.settings.slack_app_token)
+    app = AsyncApp(
+        client=rt.client,
+        signing_secret=rt.settings.slack_signing_secret or "",
+        logger=logging.getLogger("bot.bolt"),
+        request_verification_enabled=not socket_mode,
+    )
+
+    @app.action(blocks.LABEL_ACTION)
+    async def on_label_button(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        try:
+            item_id, label = blocks.decode_value(action.get("value"))
+        except ValueError:
+            await ack()
+            await _tell(client, body, "That button is not one of mine any more.")
+            return
+        await _answer(rt, ack, body, action, client, item_id, label)
+
+    @app.action(blocks.OTHER_ACTION)
+    @app.action(blocks.OTHER_EXTERNAL_ACTION)
+    async def on_other(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        item_id = blocks.item_id_from_block(action.get("block_id"))
+        selected = action.get("selected_option") or {}
+        label = selected.get("value") if isinstance(selected, dict) else None
+        if item_id is None or not isinstance(label, str):
+            await ack()
+            return
+        await _answer(rt, ack, body, action, client, item_id, label)
+
+    @app.options(blocks.OTHER_EXTERNAL_ACTION)
+    async def on_other_options(ack: AsyncAck, payload: dict):
+        query = payload.get("value") if isinstance(payload.get("value"), str) else ""
+        await ack(options=blocks.label_options(label_set(rt.settings, rt.store), query))
+
+    @app.action(blocks.SKIP_ACTION)
+    async def on_skip(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        try:
+            item_id, _ = blocks.decode_value(action.get("value"))
+        except ValueError:
+            await ack()
+            return
+        await _answer(rt, ack, body, action, client, item_id, None)
+
+    @app.action(blocks.UNDO_ACTION)
+    async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
+        user_id = body["user"]["id"]
+        try:
+            item_id, label = blocks.decode_value(action.get("value"))
+        except ValueError:
+            await ack()
+            return
+        since = (rt.clock() - UNDO_WINDOW).isoformat(timespec="milliseconds")
+        undone = rt.store.undo_resolution(item_id, user_id, since)
+        await ack()
+        if undone:
+            logger.info("user %s undid the label of item %s", user_id, item_id)
+            await respond(
+                text=f"Undone: {label} is no longer the label. The question is open again.",
+                replace_original=True,
+            )
+            await _redraw(rt)
+        else:
+            await respond(
+                text="Too late to undo (10 minutes have passed, or someone else decided it).",
+                replace_original=True,
+            )
+
+    @app.action(blocks.START_LABELING_ACTION)
+    async def on_start_labeling(ack: AsyncAck, body: dict, client: AsyncWebClient):
+        await ack()
+        await open_labeling_modal(rt, client, body["trigger_id"], body["user"]["id"])
+
+    @app.command("/hitl")
+    async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
+        await commands.handle(rt, ack, command, client)
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: dict, client: AsyncWebClient):
+        if event.get("tab") not in (None, "home"):
+            return
+        await client.views_publish(user_id=event["user"], view=commands.home(rt, event["user"]))
+
+    @app.error
+    async def on_error(error: Exception, body: dict) -> None:
+        logger.error("listener failed: %s", type(error).__name__, exc_info=error)
+
+    return app
+
+
+async def _answer(
+    rt: Runtime,
+    ack: AsyncAck,
+    body: dict,
+    action: dict,
+    client: AsyncWebClient,
+    item_id: str,
+    label: str | None,
+) -> None:
+    """Store one answer, then ack, then redraw: the order that makes an ack durable."""
+    user_id = body["user"]["id"]
+    in_modal = body.get("container", {}).get("type") == "view"
+    if label is not None and label not in label_set(rt.settings, rt.store):
+        await ack()
+        await _tell(client, body, f"{label!r} is not in the label set any more; pick another.")
+        return
+    key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
+    result = rt.store.record_answer(
+        item_id,
+        user_id,
+        label,
+        source=_source(action, in_modal),
+        dedupe_key=key,
+        votes_needed=rt.settings.votes,
+    )
+    await ack()
+    logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
+    try:
+        if in_modal:
+            await next_in_modal(rt, client, body, counted=result.is_stored)
+        elif result.status == "unknown_item":
+            await _tell(client, body, "I can't find that item any more; it may have been removed.")
+        elif result.status == "closed":
+            decided = rt.store.resolution(item_id)
+            what = f"labeled {decided['label']}" if decided else "skipped"
+            await _tell(client, body, f"This one was already decided ({what}); thanks anyway!")
+        if (
+            result.status == "resolved"
+            and not in_modal
+            and user_id in (result.tally.votes.get(result.label, []) if result.tally else [])
+        ):
+            await _offer_undo(client, body, item_id, result.label or "")
+        if result.is_stored:
+            await _redraw(rt)
+        rt.wake_dispatcher.set()
+    except SlackApiError as exc:
+        logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
+
+
+def _source(action: dict, in_modal: bool) -> str:
+    if in_modal:
+        return "modal"
+    return "select" if action.get("type", "").endswith("select") else "button"
+
+
+async def _redraw(rt: Runtime) -> None:
+    failed = await redraw_pending(rt)
+    if failed:
+        rt.wake_redrawer.set()
+
+
+async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: str) -> None:
+    channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+    if not channel:
+        return
+    await client.chat_postEphemeral(
+        channel=channel,
+        user=body["user"]["id"],
+        text=f"Saved {label}. Undo within 10 minutes if you change your mind.",
+        blocks=blocks.undo_blocks(item_id, label),
+    )
+
+
+async def _tell(client: AsyncWebClient, body: dict, text: str) -> None:
+    """An ephemeral note to the person who clicked, where there is a channel to put it."""
+    channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+    if not channel:
+        return
+    try:
+        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
+    except SlackApiError as exc:
+        logger.warning("could not tell %s: %s", body["user"]["id"], exc.response.get("error"))

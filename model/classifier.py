@@ -1,0 +1,311 @@
+"""The text classifier: pipeline construction, fit and vectorised scoring.
+
+A :class:`TextClassifier` wraps a scikit-learn pipeline (TF-IDF features into a linear
+model) and a *label set*. The label set may contain labels that have no training example
+yet: they get probability 0 in every row, and the model still predicts among the labels
+it has seen.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as long operations advance."""
+
+DEFAULT_PIPELINE = "word_char_auto"
+AUTO_LR_MAX_SAMPLES = 10_000
+"""``word_char_auto`` fits ``word_char_lr`` up to this many texts and ``word_char_sgd`` above."""
+MAX_CHARS = 20_000
+"""Texts are cut to this many characters before featurisation (keeps 50k-char texts cheap)."""
+
+_SCORE_CHUNK = 10_000
+_MANY_CLASSES = "The number of unique classes is greater than 50%"
+
+
+def _word_tfidf() -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer="word", ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32
+    )
+
+
+def _char_tfidf() -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        sublinear_tf=True,
+        max_features=300_000,
+        dtype=np.float32,
+    )
+
+
+def _word_char() -> FeatureUnion:
+    return FeatureUnion([("word", _word_tfidf()), ("char", _char_tfidf())])
+
+
+def _word_char_lr(random_state: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", _word_char()),
+            ("clf", LogisticRegression(C=10.0, max_iter=2000, random_state=random_state)),
+        ]
+    )
+
+
+def _word_lr(random_state: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", _word_tfidf()),
+            ("clf", LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)),
+        ]
+    )
+
+
+def _word_lr_c10(random_state: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", _word_tfidf()),
+            ("clf", LogisticRegression(C=10.0, max_iter=2000, random_state=random_state)),
+        ]
+    )
+
+
+def _word_cnb(random_state: int) -> Pipeline:
+    del random_state  # ComplementNB is deterministic
+    return Pipeline([("features", _word_tfidf()), ("clf", ComplementNB(alpha=0.3))])
+
+
+def _word_char_sgd(random_state: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", _word_char()),
+            (
+                "clf",
+                SGDClassifier(
+                    loss="modified_huber",
+                    alpha=1e-4,
+                    max_iter=20,
+                    tol=None,
+                    random_state=random_state,
+                ),
+            ),
+        ]
+    )
+
+
+def _word_char_auto(random_state: int, n_samples: int | None = None) -> Pipeline:
+    if n_samples is not None and n_samples > AUTO_LR_MAX_SAMPLES:
+        return _word_char_sgd(random_state)
+    return _word_char_lr(random_state)
+
+
+PIPELINES: dict[str, Callable[..., Pipeline]] = {
+    "word_char_auto": _word_char_auto,
+    "word_char_lr": _word_char_lr,
+    "word_lr": _word_lr,
+    "word_lr_c10": _word_lr_c10,
+    "word_cnb": _word_cnb,
+    "word_char_sgd": _word_char_sgd,
+}
+"""Named pipeline configurations; ``benchmarks/model_comparison.py`` compares them."""
+
+
+def build_pipeline(
+    name: str = DEFAULT_PIPELINE, *, random_state: int = 0, n_samples: int | None = None
+) -> Pipeline:
+    """Return an unfitted pipeline for the configuration ``name`` (see :data:`PIPELINES`).
+
+    ``n_samples`` (the training size) only matters for ``word_char_auto``: logistic
+    regression is the most accurate at small label counts but slow past ~10,000 labels,
+    where SGD with a modified Huber loss is nearly as accurate and several times faster.
+    """
+    try:
+        factory = PIPELINES[name]
+    except KeyError:
+        known = ", ".join(sorted(PIPELINES))
+        raise InvalidInputError(f"unknown pipeline {name!r}; choose one of: {known}") from None
+    if name == "word_char_auto":
+        return factory(random_state, n_samples)
+    return factory(random_state)
+
+
+def prepare_texts(texts: Sequence[str]) -> list[str]:
+    """Coerce to ``str`` and cut every text to :data:`MAX_CHARS` characters."""
+    return [str(t)[:MAX_CHARS] for t in texts]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores for ``n`` texts, kept as arrays so 100,000 rows stay cheap.
+
+    ``classes`` is the classifier's label set (column order). ``top_indices[i]`` holds
+    the indices into ``classes`` of row ``i``'s best ``k`` labels, best first, and
+    ``top_proba[i]`` their probabilities. ``labels[i]``/``confidence[i]`` are the first
+    of those.
+    """
+
+    classes: list[str]
+    labels: list[str]
+    confidence: np.ndarray
+    top_indices: np.ndarray
+    top_proba: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def ranked(self, i: int) -> list[tuple[str, float]]:
+        """Row ``i``'s top-k as ``[(label, probability), ...]``, best first."""
+        return [
+            (self.classes[j], float(p))
+            for j, p in zip(self.top_indices[i], self.top_proba[i], strict=True)
+        ]
+
+
+@dataclass
+class TextClassifier:
+    """A text classifier over a fixed label set.
+
+    Build with :meth:`fit`; ``pipeline_`` is the fitted scikit-learn pipeline and
+    ``classes`` the full label set (sorted), a superset of the labels seen in training.
+    """
+
+    pipeline_name: str = DEFAULT_PIPELINE
+    random_state: int = 0
+    classes: list[str] = field(default_factory=list)
+    pipeline_: Pipeline | None = None
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipeline: Pipeline,
+        classes: Sequence[str],
+        pipeline_name: str = DEFAULT_PIPELINE,
+        random_state: int = 0,
+    ) -> TextClassifier:
+        """Wrap an already fitted pipeline (used by the registry when loading)."""
+        seen = {str(c) for c in pipeline.classes_}
+        missing = seen - set(classes)
+        if missing:
+            raise InvalidInputError(
+                f"label set lacks labels the pipeline was trained on: {sorted(missing)}"
+            )
+        return cls(pipeline_name, random_state, sorted(set(classes)), pipeline)
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        label_set: Sequence[str] | None = None,
+    ) -> TextClassifier:
+        """Fit on ``texts``/``labels``; ``label_set`` may add labels with no example yet.
+
+        Raises :class:`InsufficientDataError` for fewer than 2 distinct labels and
+        :class:`InvalidInputError` when the lengths differ.
+        """
+        if len(texts) != len(labels):
+            raise InvalidInputError(f"{len(texts)} texts but {len(labels)} labels")
+        y = [str(label) for label in labels]
+        seen = sorted(set(y))
+        if len(seen) < 2:
+            raise InsufficientDataError(
+                f"need at least 2 distinct labels to fit, got {len(seen)} "
+                f"({len(y)} labeled texts)"
+            )
+        pipeline = build_pipeline(
+            self.pipeline_name, random_state=self.random_state, n_samples=len(y)
+        )
+        with warnings.catch_warnings():
+            # Many classes and few texts is normal here, not a regression problem.
+            warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
+            pipeline.fit(prepare_texts(texts), np.asarray(y, dtype=object))
+        self.pipeline_ = pipeline
+        self.classes = sorted(set(seen) | {str(x) for x in (label_set or ())})
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.pipeline_ is not None
+
+    @property
+    def trained_classes(self) -> list[str]:
+        """The labels the pipeline has seen in training (a subset of ``classes``)."""
+        return [str(c) for c in self._fitted().classes_]
+
+    def _fitted(self) -> Pipeline:
+        if self.pipeline_ is None:
+            raise NotFittedError("this TextClassifier has not been fitted yet; call fit() first")
+        return self.pipeline_
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, shape ``(len(texts), len(classes))``; unseen labels get 0."""
+        pipeline = self._fitted()
+        out = np.zeros((len(texts), len(self.classes)), dtype=np.float64)
+        if len(texts) == 0:
+            return out
+        column = {c: j for j, c in enumerate(self.classes)}
+        cols = [column[str(c)] for c in pipeline.classes_]
+        out[:, cols] = pipeline.predict_proba(prepare_texts(texts))
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most probable label for each text."""
+        proba = self.predict_proba(texts)
+        return [self.classes[j] for j in proba.argmax(axis=1)]
+
+    def score(
+        self,
+        texts: Sequence[str],
+        *,
+        top_k: int = 3,
+        progress: Progress | None = None,
+    ) -> Scores:
+        """Label, confidence and top-``k`` labels for every text, in one call.
+
+        Works through the texts in chunks of 10,000 to bound memory and calls
+        ``progress(done, total)`` after each chunk.
+        """
+        if top_k < 1:
+            raise InvalidInputError(f"top_k must be at least 1, got {top_k}")
+        self._fitted()
+        n = len(texts)
+        k = min(top_k, len(self.classes))
+        top_indices = np.empty((n, k), dtype=np.int32)
+        top_proba = np.empty((n, k), dtype=np.float64)
+        for start in range(0, n, _SCORE_CHUNK):
+            stop = min(start + _SCORE_CHUNK, n)
+            proba = self.predict_proba(texts[start:stop])
+            idx = _top_k(proba, k)
+            top_indices[start:stop] = idx
+            top_proba[start:stop] = np.take_along_axis(proba, idx, axis=1)
+            if progress is not None:
+                progress(stop, n)
+        labels = [self.classes[j] for j in top_indices[:, 0]] if n else []
+        return Scores(
+            classes=list(self.classes),
+            labels=labels,
+            confidence=top_proba[:, 0].copy() if n else np.empty(0),
+            top_indices=top_indices,
+            top_proba=top_proba,
+        )
+
+
+def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` largest values, largest first (ties: lower index)."""
+    if k < proba.shape[1]:
+        part = np.argpartition(-proba, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(proba.shape[1]), (proba.shape[0], 1))
+    vals = np.take_along_axis(proba, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1) if part.size else part
+    return np.take_along_axis(part, order, axis=1)

@@ -1,0 +1,283 @@
+"""Measuring a classifier: cross-validation, metrics, intervals and annotator agreement.
+
+Metrics come from :mod:`sklearn.metrics`. Fleiss' kappa (scikit-learn has none) is a
+short numpy implementation of Fleiss (1971), tested against a hand-computed case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from sklearn.model_selection import StratifiedKFold
+
+from model.errors import InsufficientDataError, InvalidInputError
+
+MAX_FOLDS = 5
+Fold = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Precision, recall and F1 of one label, and how many true examples it had."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class ConfusionPair:
+    """``count`` examples of ``true`` were predicted as ``predicted``."""
+
+    true: str
+    predicted: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of predictions against true labels (out-of-fold in cross-validation)."""
+
+    n_samples: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassReport]
+    confusions: list[ConfusionPair]
+    n_splits: int = 0
+    fold_macro_f1: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (what the registry stores as ``metrics``)."""
+        return {
+            "n_samples": self.n_samples,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "n_splits": self.n_splits,
+            "fold_macro_f1": list(self.fold_macro_f1),
+            "per_class": {
+                label: {
+                    "precision": r.precision,
+                    "recall": r.recall,
+                    "f1": r.f1,
+                    "support": r.support,
+                }
+                for label, r in self.per_class.items()
+            },
+            "confusions": [[c.true, c.predicted, c.count] for c in self.confusions],
+        }
+
+
+def evaluate_predictions(
+    y_true: Sequence[str], y_pred: Sequence[str], *, max_confusions: int = 20
+) -> Evaluation:
+    """Accuracy, macro-F1, per-class report and the most frequent confusions.
+
+    Classes are those present in ``y_true`` or ``y_pred``; undefined precision or recall
+    (no predictions / no examples of a class) counts as 0.
+    """
+    if len(y_true) != len(y_pred):
+        raise InvalidInputError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    if len(y_true) == 0:
+        raise InsufficientDataError("cannot evaluate zero predictions")
+    t = [str(v) for v in y_true]
+    p = [str(v) for v in y_pred]
+    classes = sorted(set(t) | set(p))
+    prec, rec, f1, support = precision_recall_fscore_support(
+        t, p, labels=classes, zero_division=0
+    )
+    per_class = {
+        c: ClassReport(float(prec[i]), float(rec[i]), float(f1[i]), int(support[i]))
+        for i, c in enumerate(classes)
+    }
+    cm = confusion_matrix(t, p, labels=classes)
+    np.fill_diagonal(cm, 0)
+    rows, cols = np.nonzero(cm)
+    pairs = [ConfusionPair(classes[i], classes[j], int(cm[i, j])) for i, j in zip(rows, cols)]
+    pairs.sort(key=lambda c: (-c.count, c.true, c.predicted))
+    return Evaluation(
+        n_samples=len(t),
+        accuracy=float(accuracy_score(t, p)),
+        macro_f1=float(f1_score(t, p, labels=classes, average="macro", zero_division=0)),
+        per_class=per_class,
+        confusions=pairs[:max_confusions],
+    )
+
+
+def n_splits_for(labels: Sequence[str]) -> int:
+    """Folds for ``labels``: the smallest class with ≥ 2 examples, capped at 5.
+
+    Raises :class:`InsufficientDataError` unless at least 2 classes have ≥ 2 examples.
+    """
+    counts = Counter(str(v) for v in labels)
+    usable = sorted(c for c in counts.values() if c >= 2)
+    if len(usable) < 2:
+        raise InsufficientDataError(
+            "cross-validation needs at least 2 classes with at least 2 examples each; "
+            f"got {_describe_counts(counts)}"
+        )
+    return min(MAX_FOLDS, usable[0])
+
+
+def _describe_counts(counts: Counter[str]) -> str:
+    if not counts:
+        return "no labels"
+    shown = ", ".join(f"{label}: {n}" for label, n in counts.most_common(5))
+    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    return f"{len(counts)} class(es) ({shown}{more})"
+
+
+def make_folds(
+    labels: Sequence[str], *, n_splits: int | None = None, random_state: int = 0
+) -> list[Fold]:
+    """Stratified folds as ``(train_idx, test_idx)`` pairs of positions in ``labels``.
+
+    ``n_splits`` defaults to :func:`n_splits_for`. Examples of classes smaller than
+    ``n_splits`` cannot be stratified; they are never held out and sit in every training
+    fold (so scikit-learn never warns about a too-small class).
+    """
+    y = np.asarray([str(v) for v in labels], dtype=object)
+    k = n_splits_for(y) if n_splits is None else n_splits
+    if k < 2:
+        raise InvalidInputError(f"n_splits must be at least 2, got {k}")
+    counts = Counter(y)
+    is_rare = np.array([counts[v] < k for v in y], dtype=bool)
+    common = np.flatnonzero(~is_rare)
+    rare = np.flatnonzero(is_rare)
+    if len({y[i] for i in common}) < 2:
+        raise InsufficientDataError(
+            f"{k}-fold cross-validation needs at least 2 classes with at least {k} examples; "
+            f"got {_describe_counts(counts)}"
+        )
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    folds = []
+    for train, test in skf.split(np.zeros(len(common)), y[common]):
+        folds.append((np.sort(np.concatenate([common[train], rare])), common[test]))
+    return folds
+
+
+def cross_validate(
+    fit_predict: Callable[[list[int], list[int]], list[str]],
+    labels: Sequence[str],
+    folds: Sequence[Fold],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Evaluate out-of-fold predictions.
+
+    ``fit_predict(train_idx, test_idx)`` fits on the training positions and returns
+    predictions for the test positions. The returned :class:`Evaluation` pools every
+    held-out prediction and also lists each fold's macro-F1.
+    """
+    y = [str(v) for v in labels]
+    y_true: list[str] = []
+    y_pred: list[str] = []
+    fold_f1: list[float] = []
+    for n_done, (train, test) in enumerate(folds, start=1):
+        pred = fit_predict([int(i) for i in train], [int(i) for i in test])
+        truth = [y[i] for i in test]
+        fold_f1.append(
+            float(f1_score(truth, pred, average="macro", zero_division=0))
+        )
+        y_true += truth
+        y_pred += list(pred)
+        if progress is not None:
+            progress(n_done, len(folds))
+    ev = evaluate_predictions(y_true, y_pred)
+    return Evaluation(
+        n_samples=ev.n_samples,
+        accuracy=ev.accuracy,
+        macro_f1=ev.macro_f1,
+        per_class=ev.per_class,
+        confusions=ev.confusions,
+        n_splits=len(folds),
+        fold_macro_f1=fold_f1,
+    )
+
+
+def wilson_interval(n_correct: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion of ``n_correct`` out of ``n``.
+
+    ``n == 0`` gives ``(0.0, 1.0)``: nothing is known yet.
+    """
+    if n < 0 or not 0 <= n_correct <= max(n, 0):
+        raise InvalidInputError(f"need 0 ≤ n_correct ≤ n, got {n_correct} of {n}")
+    if not 0 < confidence < 1:
+        raise InvalidInputError(f"confidence must be between 0 and 1, got {confidence}")
+    if n == 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    phat = n_correct / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two annotators who labeled the same items (scikit-learn).
+
+    When chance agreement is total (both gave one and the same label throughout) kappa
+    is undefined; we return 1.0 if they agree everywhere.
+    """
+    if len(a) != len(b):
+        raise InvalidInputError(f"annotator lists differ in length: {len(a)} and {len(b)}")
+    if len(a) == 0:
+        raise InsufficientDataError("cannot compute agreement on zero items")
+    return float(cohen_kappa_score([str(v) for v in a], [str(v) for v in b],
+                                   replace_undefined_by=1.0))
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float:
+    """Fleiss' kappa for items each labeled by the same number (≥ 2) of annotators.
+
+    ``ratings[i]`` is the list of labels item ``i`` received. When every rating is the
+    same label, expected agreement is 1 and kappa is undefined; we return 1.0.
+    """
+    if len(ratings) == 0:
+        raise InsufficientDataError("cannot compute agreement on zero items")
+    n_raters = {len(r) for r in ratings}
+    if len(n_raters) != 1:
+        raise InvalidInputError(
+            f"every item needs the same number of ratings, got {sorted(n_raters)}"
+        )
+    m = n_raters.pop()
+    if m < 2:
+        raise InsufficientDataError(f"need at least 2 ratings per item, got {m}")
+    categories = sorted({str(v) for r in ratings for v in r})
+    col = {c: j for j, c in enumerate(categories)}
+    table = np.zeros((len(ratings), len(categories)), dtype=np.float64)
+    for i, r in enumerate(ratings):
+        for v in r:
+            table[i, col[str(v)]] += 1
+    return fleiss_kappa_from_table(table)
+
+
+def fleiss_kappa_from_table(table: np.ndarray) -> float:
+    """Fleiss' kappa from an ``(items, categories)`` table of rating counts."""
+    t = np.asarray(table, dtype=np.float64)
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise InvalidInputError(f"need a non-empty 2-D count table, got shape {t.shape}")
+    m = t.sum(axis=1)
+    if not np.all(m == m[0]) or m[0] < 2:
+        raise InvalidInputError("every item needs the same number (≥ 2) of ratings")
+    n_items, n_raters = t.shape[0], m[0]
+    p_j = t.sum(axis=0) / (n_items * n_raters)
+    p_i = ((t * t).sum(axis=1) - n_raters) / (n_raters * (n_raters - 1))
+    p_bar = p_i.mean()
+    p_e = float((p_j * p_j).sum())
+    if math.isclose(p_e, 1.0):
+        return 1.0
+    return float((p_bar - p_e) / (1 - p_e))

@@ -1,0 +1,243 @@
+"""Which unlabeled items to ask people about next.
+
+Scores first, then the pick. The uncertainty functions are pure functions of a
+probability matrix; :func:`select` turns them into a batch of :class:`Pick` objects,
+each tagged with why it was picked:
+
+* ``uncertain`` — among the most uncertain items under the chosen strategy;
+* ``audit`` — drawn uniformly at random from all unlabeled items, so that accuracy
+  measured on audit answers is unbiased;
+* ``cold_start`` — drawn at random because no model exists yet.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from model.errors import InvalidInputError
+
+Strategy = Literal["least_confidence", "margin", "entropy"]
+Reason = Literal["uncertain", "audit", "cold_start"]
+
+STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy")
+DEFAULT_STRATEGY: Strategy = "margin"
+DEFAULT_AUDIT_RATE = 0.1
+DEFAULT_DUPLICATE_THRESHOLD = 0.9
+
+
+def _as_proba(proba: np.ndarray) -> np.ndarray:
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise InvalidInputError(f"probabilities must be a 2-D array, got shape {p.shape}")
+    return p
+
+
+def _top_two(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if p.shape[1] == 0:
+        zeros = np.zeros(p.shape[0])
+        return zeros, zeros
+    if p.shape[1] == 1:
+        return p[:, 0], np.zeros(p.shape[0])
+    part = -np.partition(-p, 1, axis=1)
+    return part[:, 0], part[:, 1]
+
+
+def least_confidence(proba: np.ndarray) -> np.ndarray:
+    """``1 - max(p)`` per row: larger means less confident."""
+    first, _ = _top_two(_as_proba(proba))
+    return 1.0 - first
+
+
+def margin(proba: np.ndarray) -> np.ndarray:
+    """``p(best) - p(second best)`` per row: *smaller* means more uncertain.
+
+    Needs only the two largest probabilities, so a top-k array (k ≥ 2) works too.
+    """
+    first, second = _top_two(_as_proba(proba))
+    return first - second
+
+
+def entropy(proba: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats per row: larger means more uncertain."""
+    p = _as_proba(proba)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return -(p * logs).sum(axis=1)
+
+
+def uncertainty(proba: np.ndarray, strategy: Strategy = DEFAULT_STRATEGY) -> np.ndarray:
+    """Uncertainty per row under ``strategy``, oriented so that larger = more uncertain.
+
+    ``margin`` is reported as ``1 - margin``.
+    """
+    if strategy == "least_confidence":
+        return least_confidence(proba)
+    if strategy == "margin":
+        return 1.0 - margin(proba)
+    if strategy == "entropy":
+        return entropy(proba)
+    raise InvalidInputError(
+        f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}"
+    )
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One item to ask about: its position in the pool, why, and its uncertainty (if any)."""
+
+    index: int
+    reason: Reason
+    uncertainty: float | None = None
+
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded, NFKC-normalised text with punctuation and runs of spaces collapsed."""
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    return _NON_WORD.sub(" ", text).strip()
+
+
+def _shingles(text: str, size: int = 3) -> frozenset[str]:
+    norm = normalize_text(text)[:2000]
+    if len(norm) <= size:
+        return frozenset([norm])
+    return frozenset(norm[i : i + size] for i in range(len(norm) - size + 1))
+
+
+def is_near_duplicate(a: str, b: str, threshold: float = DEFAULT_DUPLICATE_THRESHOLD) -> bool:
+    """True when the normalised texts are equal or their character-trigram Jaccard ≥ threshold."""
+    return _jaccard(_shingles(a), _shingles(b)) >= threshold
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if a == b:
+        return 1.0
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
+
+
+class _Batch:
+    """Picks being gathered, refusing near-duplicates of texts already in the batch."""
+
+    def __init__(self, texts: Sequence[str] | None, threshold: float) -> None:
+        self.texts = texts
+        self.threshold = threshold
+        self.picks: list[Pick] = []
+        self.taken: set[int] = set()
+        self._seen_keys: set[str] = set()
+        self._seen_shingles: list[frozenset[str]] = []
+
+    def try_add(self, pick: Pick) -> bool:
+        if pick.index in self.taken:
+            return False
+        if self.texts is not None:
+            key = normalize_text(self.texts[pick.index])
+            if key in self._seen_keys:
+                return False
+            sh = _shingles(self.texts[pick.index])
+            if any(_jaccard(sh, other) >= self.threshold for other in self._seen_shingles):
+                return False
+            self._seen_keys.add(key)
+            self._seen_shingles.append(sh)
+        self.picks.append(pick)
+        self.taken.add(pick.index)
+        return True
+
+
+def select(
+    batch_size: int,
+    proba: np.ndarray | None,
+    *,
+    n_items: int | None = None,
+    texts: Sequence[str] | None = None,
+    strategy: Strategy = DEFAULT_STRATEGY,
+    audit_rate: float = DEFAULT_AUDIT_RATE,
+    threshold: float | None = None,
+    duplicate_threshold: float = DEFAULT_DUPLICATE_THRESHOLD,
+    random_state: int | np.random.Generator | None = None,
+) -> list[Pick]:
+    """Pick up to ``batch_size`` items of an unlabeled pool to ask about.
+
+    The pool is given by ``proba`` (one row per item: full probabilities or the top-k
+    columns; ``None`` while no model exists) or, in cold start, by ``n_items`` or
+    ``texts``. ``Pick.index`` is the row position in that pool.
+
+    * Cold start (``proba is None``): every pick is random, reason ``cold_start``.
+    * Otherwise the number of audit slots is drawn as ``Binomial(batch_size, audit_rate)``
+      (so the share holds in expectation even for ``batch_size=1``); audit items are
+      drawn uniformly from the whole pool. The other slots go to the most uncertain
+      items (``strategy``; only rows whose top probability is below ``threshold``, if
+      given). Uncertain picks come first, most uncertain first, then the audit picks.
+    * With ``texts``, no two picks are near-duplicates (normalised text equal, or
+      character-trigram Jaccard ≥ ``duplicate_threshold``); a skipped item's slot goes to
+      the next candidate of the same kind.
+
+    The batch can be shorter than ``batch_size`` when the pool runs out.
+    """
+    if batch_size < 0:
+        raise InvalidInputError(f"batch_size must be ≥ 0, got {batch_size}")
+    if not 0.0 <= audit_rate <= 1.0:
+        raise InvalidInputError(f"audit_rate must be between 0 and 1, got {audit_rate}")
+    rng = np.random.default_rng(random_state)
+    p = None if proba is None else _as_proba(proba)
+    n = _pool_size(p, n_items, texts)
+    batch = _Batch(texts, duplicate_threshold)
+    if batch_size == 0 or n == 0:
+        return []
+
+    if p is None:
+        _fill_random(batch, rng.permutation(n), batch_size, "cold_start")
+        return batch.picks
+
+    n_audit = int(rng.binomial(batch_size, audit_rate))
+    audit = _Batch(texts, duplicate_threshold)
+    _fill_random(audit, rng.permutation(n), n_audit, "audit")
+
+    scores = uncertainty(p, strategy)
+    eligible = np.arange(n)
+    if threshold is not None:
+        eligible = eligible[_top_two(p)[0] < threshold]
+    # most uncertain first; ties broken by position for determinism
+    order = eligible[np.lexsort((eligible, -scores[eligible]))]
+    for pick in audit.picks:  # audit picks occupy their slots and block their duplicates
+        batch.try_add(pick)
+    n_uncertain = batch_size - len(audit.picks)
+    uncertain: list[Pick] = []
+    for i in order:
+        if len(uncertain) >= n_uncertain:
+            break
+        pick = Pick(int(i), "uncertain", float(scores[i]))
+        if batch.try_add(pick):
+            uncertain.append(pick)
+    return uncertain + audit.picks
+
+
+def _fill_random(batch: _Batch, order: np.ndarray, limit: int, reason: Reason) -> None:
+    for i in order:
+        if len(batch.picks) >= limit:
+            return
+        batch.try_add(Pick(int(i), reason))
+
+
+def _pool_size(p: np.ndarray | None, n_items: int | None, texts: Sequence[str] | None) -> int:
+    sizes = {
+        name: size
+        for name, size in (
+            ("proba", None if p is None else p.shape[0]),
+            ("n_items", n_items),
+            ("texts", None if texts is None else len(texts)),
+        )
+        if size is not None
+    }
+    if not sizes:
+        raise InvalidInputError("give proba, n_items or texts so the pool size is known")
+    if len(set(sizes.values())) > 1:
+        raise InvalidInputError(f"pool sizes disagree: {sizes}")
+    return next(iter(sizes.values()))

@@ -1,0 +1,159 @@
+"""The bot under test: the real `init_app` over HTTP on loopback, its Web API client pointed at
+the fake Slack, and helpers that send correctly signed requests to `/slack/events`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.blocks import decode_value
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.runtime import Runtime, make_client
+from bot.sandbox import FakeSlack
+from bot.server import DISPATCHER, RUNTIME, init_app
+from bot.store import Store
+from tests import signing
+from tests.fake_slack import CHANNEL
+
+SECRET = "test-signing-secret"
+LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
+
+
+@dataclass
+class Item:
+    id: str
+    text: str
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def seed(db: Path, items: Sequence[Item]) -> None:
+    with Store.open(db) as store:
+        store.add_items(items, "import")
+
+
+def make_settings(fake: FakeSlack, tmp_path: Path, **changes: Any) -> Settings:
+    base = Settings(
+        slack_bot_token=fake.token,
+        slack_signing_secret=SECRET,
+        slack_api_url=fake.base_url,
+        db=tmp_path / "hitl.db",
+        channel=CHANNEL,
+        labels=LABELS,
+        admins=("U0ADMIN",),
+    )
+    return base.with_changes(**changes)
+
+
+@dataclass
+class Bot:
+    http: TestClient
+    rt: Runtime
+    dispatcher: Dispatcher
+    fake: FakeSlack
+    clicks: int = 0
+
+    @property
+    def store(self) -> Store:
+        return self.rt.store
+
+    async def post(self, body: bytes, headers: dict[str, str]):
+        return await self.http.post("/slack/events", data=body, headers=headers)
+
+    async def action(self, payload: dict, *, timestamp: int | None = None):
+        return await self.post(*signing.signed_action(payload, SECRET, timestamp))
+
+    async def command(self, text: str, user: str = "U0ANA", **kwargs: Any):
+        fields = signing.command_fields(text, user, **kwargs)
+        return await self.post(*signing.signed_command(fields, SECRET))
+
+    async def event(self, envelope: dict):
+        return await self.post(*signing.signed_event(envelope, SECRET))
+
+    def next_action_ts(self) -> str:
+        self.clicks += 1
+        return f"1700000100.{self.clicks:06d}"
+
+    def posted(self) -> list[dict]:
+        """Questions in the channel, oldest first, as the fake holds them now."""
+        return self.fake.messages(CHANNEL)
+
+    def button_payload(self, message: dict, user: str, label: str | None, **kw: Any) -> dict:
+        """The payload of a click on `label`'s button (or Skip, for None) in `message`."""
+        for block in message["blocks"]:
+            for element in block.get("elements", []):
+                if element.get("type") != "button":
+                    continue
+                _, value_label = decode_value(element["value"])
+                if value_label == label and (
+                    label is not None or element["action_id"].endswith("skip")
+                ):
+                    payload = signing.block_actions_payload(
+                        user,
+                        element["action_id"],
+                        element["value"],
+                        message_ts=message["ts"],
+                        block_id=block["block_id"],
+                        message=message,
+                        **kw,
+                    )
+                    payload["actions"][0]["action_ts"] = self.next_action_ts()
+                    return payload
+        raise AssertionError(f"no button for {label!r} in {json.dumps(message)[:300]}")
+
+    def select_payload(self, message: dict, user: str, label: str) -> dict:
+        for block in message["blocks"]:
+            for element in block.get("elements", []):
+                if element.get("type") in ("static_select", "external_select"):
+                    payload = signing.block_actions_payload(
+                        user,
+                        element["action_id"],
+                        label,
+                        action_type=element["type"],
+                        message_ts=message["ts"],
+                        block_id=block["block_id"],
+                        message=message,
+                    )
+                    payload["actions"][0]["action_ts"] = self.next_action_ts()
+                    return payload
+        raise AssertionError("no select in the message")
+
+
+async def start_bot(
+    fake: FakeSlack, settings: Settings, *, background: bool = False, retries: int | None = None
+) -> AsyncIterator[Bot]:
+    """Serve the bot on loopback. ``retries`` replaces the Web API client's retry count (0
+    lets a test see the dispatcher's own handling of an error)."""
+
+    def configure(rt: Runtime) -> None:
+        rt.retry_base = 0.01
+        rt.post_interval = 0.0
+        if retries is not None:
+            rt.client = make_client(settings, retries=retries)
+
+    app = init_app(settings, run_background=background, configure=configure)
+    async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as http:
+        yield Bot(http, app[RUNTIME], app[DISPATCHER], fake)
+
+
+def block_suggestion_payload(user: str, action_id: str, block_id: str, value: str) -> dict:
+    """What Slack sends when someone types in an external select (the options request)."""
+    return {
+        "type": "block_suggestion",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0HITL"},
+        "container": {"type": "message", "message_ts": "1", "channel_id": CHANNEL},
+        "api_app_id": "A0HITL",
+        "token": signing.VERIFICATION_TOKEN,
+        "action_id": action_id,
+        "block_id": block_id,
+        "value": value,
+        "team": {"id": "T0HITL", "domain": "hitl-sandbox"},
+        "channel": {"id": CHANNEL, "name": "labeling"},
+        "message": {"type": "message", "ts": "1"},
+    }

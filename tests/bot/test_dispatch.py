@@ -1,0 +1,139 @@
+"""Posting under Slack's faults: rate limits, server errors, missing channels; big label sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import (
+    SECRET,
+    Bot,
+    Item,
+    block_suggestion_payload,
+    make_settings,
+    seed,
+    start_bot,
+)
+from tests.fake_slack import CHANNEL
+
+ITEMS = [Item(f"i{n}", f"ticket number {n} about something") for n in range(4)]
+
+
+async def bot_with(fake: FakeSlack, tmp_path: Path, retries: int | None = 0, **changes):
+    seed(tmp_path / "hitl.db", ITEMS)
+    settings = make_settings(fake, tmp_path, max_open=2, **changes)
+    return start_bot(fake, settings, retries=retries)
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    async for running in await bot_with(fake_slack, tmp_path):
+        yield running
+
+
+async def test_429_waits_for_retry_after_and_keeps_the_item_queued(bot: Bot):
+    bot.fake.fail("chat.postMessage", status=429, retry_after=30)
+    assert await bot.dispatcher.fill() == 0
+    state = bot.rt.channel_state(CHANNEL)
+    loop_wait = state.next_attempt - __import__("asyncio").get_running_loop().time()
+    assert 29 < loop_wait <= 30 and state.last_error == "ratelimited"
+    assert bot.store.db["posts"].count == 0 and bot.store.waiting_count() == 4
+    assert await bot.dispatcher.fill() == 0  # still waiting: nothing is sent
+    assert len(bot.fake.calls_to("chat.postMessage")) == 1
+    state.next_attempt = 0  # Retry-After has passed
+    assert await bot.dispatcher.fill() == 2
+    assert bot.store.db["posts"].count == 2
+
+
+async def test_server_error_backs_off_then_posts_each_item_once(bot: Bot):
+    bot.fake.fail("chat.postMessage", status=500, times=1)
+    assert await bot.dispatcher.fill() == 0
+    state = bot.rt.channel_state(CHANNEL)
+    assert state.failures == 1 and state.last_error == "internal_error"
+    state.next_attempt = 0
+    assert await bot.dispatcher.fill() == 2
+    posted = [p["item_id"] for p in bot.store.db["posts"].rows]
+    assert len(posted) == len(set(posted)) == 2
+
+
+async def test_channel_not_found_stops_posting_there_and_shows_in_queue(bot: Bot):
+    bot.fake.fail("chat.postMessage", "channel_not_found", times=1)
+    assert await bot.dispatcher.fill() == 0
+    assert bot.rt.channel_state(CHANNEL).broken == "channel_not_found"
+    assert await bot.dispatcher.fill() == 0
+    assert len(bot.fake.calls_to("chat.postMessage")) == 1
+    text = await (await bot.command("queue")).text()
+    assert "⛔ not posting: channel_not_found" in text
+
+
+async def test_not_in_channel_joins_once_and_posts(fake_slack: FakeSlack, tmp_path: Path):
+    fake_slack.add_channel("C0PRIVATE", "billing-team", is_member=False)
+    async for bot in await bot_with(fake_slack, tmp_path, channel="C0PRIVATE"):
+        assert await bot.dispatcher.fill() == 2
+        assert len(bot.fake.calls_to("conversations.join")) == 1
+        assert len(bot.fake.messages("C0PRIVATE")) == 2
+
+
+async def test_client_retries_rate_limits_and_server_errors_itself(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in await bot_with(fake_slack, tmp_path, retries=2):
+        bot.fake.fail("chat.postMessage", status=429, retry_after=0, times=1)
+        bot.fake.fail("chat.postMessage", status=500, times=1)
+        assert await bot.dispatcher.fill() == 2
+        assert bot.store.db["posts"].count == 2
+
+
+async def test_routing_sends_a_label_to_its_channel(fake_slack: FakeSlack, tmp_path: Path):
+    fake_slack.add_channel("C0BILLING", "billing")
+    async for bot in await bot_with(fake_slack, tmp_path, routes={"billing": "C0BILLING"}):
+        bot.store.set_predictions(
+            [("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
+             ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]])],
+            threshold=0.8,
+        )  # fmt: skip
+        bot.store.db["items"].update("i2", {"status": "resolved"})
+        bot.store.db["items"].update("i3", {"status": "resolved"})
+        assert await bot.dispatcher.fill() == 2
+        assert {p["item_id"]: p["channel"] for p in bot.store.db["posts"].rows} == {
+            "i0": "C0BILLING",
+            "i1": CHANNEL,
+        }
+
+
+LONG_LABELS = tuple(f"{n:03d} 🎉 " + "é" * 69 for n in range(150))
+
+
+async def test_150_long_emoji_labels_post_and_answer(fake_slack: FakeSlack, tmp_path: Path):
+    assert all(len(label) == 75 for label in LONG_LABELS)
+    async for bot in await bot_with(fake_slack, tmp_path, labels=LONG_LABELS):
+        assert await bot.dispatcher.fill() == 2  # the fake validates every block
+        message = bot.posted()[0]
+        actions = next(b for b in message["blocks"] if b["type"] == "actions")
+        select = next(e for e in actions["elements"] if e["type"] == "external_select")
+        suggestion = block_suggestion_payload(
+            "U0ANA", select["action_id"], actions["block_id"], "149"
+        )
+        response = await bot.post(*signing.signed_action(suggestion, SECRET))
+        options = (await response.json())["options"]
+        assert [o["value"] for o in options] == [LONG_LABELS[149]]
+
+        pick = bot.select_payload(message, "U0ANA", LONG_LABELS[149])
+        pick["actions"][0]["type"] = "external_select"
+        assert (await bot.action(pick)).status == 200
+        item_id = actions["block_id"][2:]
+        assert bot.store.resolution(item_id)["label"] == LONG_LABELS[149]
+        shown = json.dumps(bot.fake.message(CHANNEL, message["ts"]), ensure_ascii=False)
+        assert LONG_LABELS[149] in shown
+
+
+async def test_two_labels_give_two_buttons(fake_slack: FakeSlack, tmp_path: Path):
+    async for bot in await bot_with(fake_slack, tmp_path, labels=("spam", "ham")):
+        await bot.dispatcher.fill()
+        actions = next(b for b in bot.posted()[0]["blocks"] if b["type"] == "actions")
+        assert [e.get("text", {}).get("text") for e in actions["elements"]] == [
+            "spam", "ham", "Skip"]  # fmt: skip

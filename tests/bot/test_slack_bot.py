@@ -1,0 +1,171 @@
+"""The bot end to end: signed requests to the real /slack/events, the fake Slack Web API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.redraw import redraw_pending
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+TEXTS = [
+    "I was charged twice for my subscription",
+    "The app crashes when I open settings",
+    "Please delete my account",
+    "How do I export a report?",
+    "Refund the annual plan please",
+    "Login page is blank on Safari",
+    "Change the email on my account",
+    "Where are notification settings?",
+]
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", text) for n, text in enumerate(TEXTS)])
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=3)):
+        yield running
+
+
+@pytest.fixture
+async def voting_bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", text) for n, text in enumerate(TEXTS)])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3)
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+def context_text(message: dict) -> str:
+    parts = []
+    for block in message["blocks"]:
+        if block["type"] == "section":
+            parts.append(block["text"]["text"])
+        if block["type"] == "context":
+            parts.extend(e.get("text", "") for e in block["elements"])
+    return "\n".join(parts)
+
+
+async def test_dispatcher_posts_up_to_max_open_and_refills(bot: Bot):
+    assert await bot.dispatcher.fill() == 3
+    assert len(bot.fake.calls_to("chat.postMessage")) == 3
+    assert bot.store.open_post_counts() == {CHANNEL: 3}
+    assert await bot.dispatcher.fill() == 0  # full
+
+    first = bot.posted()[0]
+    response = await bot.action(bot.button_payload(first, "U0ANA", "billing"))
+    assert response.status == 200
+    assert await bot.dispatcher.fill() == 1
+    assert bot.store.open_post_counts() == {CHANNEL: 3}
+    posts = bot.store.db["posts"].rows
+    assert {p["reason"] for p in posts} == {"cold_start"}
+
+
+async def test_question_message_has_guess_buttons_other_and_skip(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    elements = [e for b in message["blocks"] for e in b.get("elements", []) if "action_id" in e]
+    kinds = [(e["type"], e["action_id"]) for e in elements]
+    assert kinds[-1] == ("button", "hitl.q.skip")
+    assert ("static_select", "hitl.q.other") in kinds
+    assert "No model yet" in context_text(message)
+    post = bot.store.db["posts"].get(1)
+    assert post["ts"] == message["ts"] and post["model_version"] is None
+
+
+async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    response = await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+    assert response.status == 200
+    assert bot.store.resolution(item_id)["label"] == "billing"
+    [answer] = list(bot.store.iter_answers())
+    assert (answer["user_id"], answer["label"], answer["source"]) == ("U0ANA", "billing", "button")
+
+    update = await bot.fake.next_call("chat.update")
+    assert update.params["ts"] == message["ts"]
+    redrawn = bot.fake.message(CHANNEL, message["ts"])
+    assert "✅ *billing* by <@U0ANA>" in context_text(redrawn)
+    assert not any(b["type"] == "actions" for b in redrawn["blocks"])
+    undo = await bot.fake.next_call("chat.postEphemeral")
+    assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
+
+
+async def test_other_select_pick_and_skip(bot: Bot):
+    await bot.dispatcher.fill()
+    first, second = bot.posted()[:2]
+    assert (await bot.action(bot.select_payload(first, "U0RAJ", "how_to"))).status == 200
+    assert (await bot.action(bot.button_payload(second, "U0RAJ", None))).status == 200
+    answers = {a["item_id"]: a for a in bot.store.iter_answers()}
+    items = [p["item_id"] for p in bot.store.db["posts"].rows]
+    assert (answers[items[0]]["label"], answers[items[0]]["source"]) == ("how_to", "select")
+    assert answers[items[1]]["label"] is None
+    assert bot.store.get_item(items[1])["status"] == "skipped"
+    await bot.fake.wait_for(lambda: len(bot.fake.calls_to("chat.update")) >= 2)
+    assert "Skipped by <@U0RAJ>" in context_text(bot.fake.message(CHANNEL, second["ts"]))
+
+
+async def test_retried_click_and_double_click_are_stored_once(voting_bot: Bot):
+    bot = voting_bot
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    payload = bot.button_payload(message, "U0ANA", "bug")
+    assert (await bot.action(payload)).status == 200
+    assert (await bot.action(payload)).status == 200  # the same request again
+    double = bot.button_payload(message, "U0ANA", "bug")  # a second click, new action_ts
+    assert (await bot.action(double)).status == 200
+    assert bot.store.count_answers() == 1
+
+
+async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot: Bot):
+    bot = voting_bot
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    await bot.action(bot.button_payload(message, "U0ANA", "bug"))
+    await bot.action(bot.button_payload(message, "U0ANA", "billing"))  # changed her mind
+    await bot.action(bot.button_payload(message, "U0RAJ", "bug"))
+    assert bot.store.resolution(item_id) is None
+    shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert "Votes so far:" in shown and "*billing* 1 (<@U0ANA>)" in shown
+    assert "*bug* 1 (<@U0RAJ>)" in shown
+
+    await bot.action(bot.button_payload(message, "U0ADMIN", "billing"))
+    resolved = bot.store.resolution(item_id)
+    assert (resolved["label"], resolved["votes"], resolved["annotators"]) == (
+        "billing",
+        2,
+        ["U0ANA", "U0ADMIN"],
+    )
+    final = context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert "✅ *billing* by vote (*billing* 2 · *bug* 1: <@U0ANA>, <@U0ADMIN>)" in final
+
+
+async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    bot.fake.fail("chat.update", "internal_error", times=1)
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+    assert bot.store.posts_to_redraw() != []  # the update failed; still pending
+    assert "✅" not in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert await redraw_pending(bot.rt) == 0
+    assert "✅ *bug* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert bot.store.posts_to_redraw() == []
+
+
+@pytest.mark.parametrize("age", [0, 6 * 60])
+async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot: Bot, age: int):
+    await bot.dispatcher.fill()
+    payload = bot.button_payload(bot.posted()[0], "U0ANA", "bug")
+    if age:
+        body, headers = signing.signed_action(payload, SECRET, int(time.time()) - age)
+    else:
+        body, headers = signing.signed_action(payload, "not-the-secret")
+    response = await bot.post(body, headers)
+    assert response.status == 401
+    assert bot.store.count_answers() == 0

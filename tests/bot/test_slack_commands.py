@@ -1,0 +1,135 @@
+"""/hitl subcommands, the labeling modal and App Home, through signed requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(
+        tmp_path / "hitl.db",
+        [Item("a", "refund please"), Item("b", "app crashes"), Item("c", "delete my account")],
+    )
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=2)):
+        yield running
+
+
+async def reply(bot: Bot, text: str, user: str = "U0ANA") -> str:
+    response = await bot.command(text, user)
+    assert response.status == 200
+    body = await response.text()
+    return json.loads(body)["text"] if body.startswith("{") else body
+
+
+async def test_help_lists_every_subcommand(bot: Bot):
+    text = await reply(bot, "help")
+    for sub in ("help", "label", "stats", "queue", "leaderboard", "accuracy", "retrain"):
+        assert f"`/hitl {sub}`" in text
+
+
+async def test_unknown_subcommand_gets_help(bot: Bot):
+    text = await reply(bot, "retrian")
+    assert text.startswith("I don't know `retrian`.") and "`/hitl stats`" in text
+
+
+async def test_empty_command_is_help(bot: Bot):
+    assert "`/hitl label`" in await reply(bot, "")
+
+
+async def test_stats_counts_answers_by_person_and_items(bot: Bot):
+    await bot.dispatcher.fill()
+    await bot.action(bot.button_payload(bot.posted()[0], "U0RAJ", "bug"))
+    text = await reply(bot, "stats")
+    assert "*Answers today:* 1 (<@U0RAJ> 1)" in text
+    assert "*Items:* 1 pending · 1 posted · 1 resolved" in text
+
+
+async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
+    await bot.dispatcher.fill()
+    text = await reply(bot, "queue")
+    assert "*Waiting:* 1 items" in text and f"<#{CHANNEL}>: 2 of 2 open" in text
+    bot.rt.channel_state(CHANNEL).broken = "channel_not_found"
+    assert "⛔ not posting: channel_not_found" in await reply(bot, "queue")
+
+
+async def test_leaderboard_ranks_people(bot: Bot):
+    assert "No answers yet" in await reply(bot, "leaderboard")
+    await bot.dispatcher.fill()
+    first, second = bot.posted()
+    await bot.action(bot.button_payload(first, "U0RAJ", "bug"))
+    await bot.action(bot.button_payload(second, "U0RAJ", "billing"))
+    text = await reply(bot, "leaderboard")
+    assert "🥇 <@U0RAJ> — 2" in text
+
+
+async def test_accuracy_says_what_it_can(bot: Bot):
+    text = await reply(bot, "accuracy")
+    assert "no model yet" in text and "not built yet" in text
+
+
+async def test_retrain_refuses_non_admins_politely(bot: Bot, caplog: pytest.LogCaptureFixture):
+    text = await reply(bot, "retrain", user="U0ANA")
+    assert text == "Only admins can retrain. Admins: <@U0ADMIN>"
+    assert "refused /hitl retrain for U0ANA: not an admin" in caplog.text
+    admin_text = await reply(bot, "retrain", user="U0ADMIN")
+    assert "not built yet" in admin_text and "Nothing was changed" in admin_text
+
+
+async def test_labeling_modal_walks_three_items(bot: Bot):
+    response = await bot.command("label", "U0ANA")
+    assert response.status == 200
+    opened = await bot.fake.next_call("views.open")
+    view_id = next(iter(bot.fake.views))
+    seen = []
+    for label in ("billing", "bug", "account"):
+        view = bot.fake.views[view_id]
+        meta = json.loads(view["private_metadata"])
+        seen.append(meta["item"])
+        button = next(
+            e
+            for b in view["blocks"]
+            for e in b.get("elements", [])
+            if e.get("type") == "button" and f'"l":"{label}"' in e.get("value", "")
+        )
+        payload = signing.block_actions_payload(
+            "U0ANA", button["action_id"], button["value"], view=view
+        )
+        payload["actions"][0]["action_ts"] = bot.next_action_ts()
+        assert (await bot.action(payload)).status == 200
+        await bot.fake.next_call("views.update")
+    assert opened.params["view"]["callback_id"] == "hitl.label_modal"
+    assert sorted(seen) == ["a", "b", "c"]
+    final = bot.fake.views[view_id]
+    assert "Nothing left to label. You answered 3" in json.dumps(final["blocks"])
+    sources = {a["source"] for a in bot.store.iter_answers()}
+    assert sources == {"modal"} and bot.store.count_labels() == 3
+
+
+async def test_app_home_shows_your_answers_and_a_start_button(bot: Bot):
+    await bot.dispatcher.fill()
+    await bot.action(bot.button_payload(bot.posted()[0], "U0ANA", "bug"))
+    response = await bot.event(signing.app_home_opened_event("U0ANA"))
+    assert response.status == 200
+    published = await bot.fake.next_call("views.publish")
+    assert published.params["user_id"] == "U0ANA"
+    home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+    assert "You have answered *1* items" in home and "hitl.home.start" in home
+    assert "<@U0ANA> — 1" in home
+
+
+async def test_start_labeling_from_home_opens_the_modal(bot: Bot):
+    payload = signing.block_actions_payload(
+        "U0RAJ", "hitl.home.start", "start", view={"id": "VHOME", "type": "home"}
+    )
+    assert (await bot.action(payload)).status == 200
+    opened = await bot.fake.next_call("views.open")
+    assert opened.params["view"]["title"]["text"] == "Label items"

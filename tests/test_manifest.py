@@ -1,0 +1,163 @@
+"""manifest.yml is a valid Slack app manifest and names what the app serves (slack-platform.md §6).
+
+Validated offline against Slack's published JSON Schema (slackapi/manifest-schema), saved in
+shared/slack beside the repository clone.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT.parent / "shared" / "slack"
+SCHEMA_URL = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/"
+VERSIONS = ("1.0.0", "2.0.0")
+REQUEST_PATH = "/slack/events"
+SUBCOMMANDS = ("help", "stats", "queue", "leaderboard", "label", "accuracy", "retrain")
+
+
+def load_schema(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return yaml.safe_load((ROOT / "manifest.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def v1_validator() -> Draft7Validator:
+    return Draft7Validator(load_schema(SCHEMAS / "schemas" / "manifest.schema.1.0.0.json"))
+
+
+@pytest.fixture(scope="module")
+def top_validator() -> Draft7Validator:
+    """The dispatcher schema, whose `$ref`s point at the versioned files' raw GitHub URLs."""
+    registry = Registry().with_resources(
+        (
+            SCHEMA_URL + f"manifest.schema.{version}.json",
+            Resource.from_contents(
+                load_schema(SCHEMAS / "schemas" / f"manifest.schema.{version}.json"),
+                default_specification=DRAFT7,
+            ),
+        )
+        for version in VERSIONS
+    )
+    return Draft7Validator(load_schema(SCHEMAS / "manifest.schema.json"), registry=registry)
+
+
+def errors(validator: Draft7Validator, manifest: dict) -> list[str]:
+    return [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(manifest)
+    ]
+
+
+def socket_mode_variant(manifest: dict) -> dict:
+    """The manifest as the comment in manifest.yml says to switch it to Socket Mode."""
+    variant = copy.deepcopy(manifest)
+    variant["settings"]["socket_mode_enabled"] = True
+    for command in variant["features"]["slash_commands"]:
+        del command["url"]
+    del variant["settings"]["interactivity"]["request_url"]
+    del variant["settings"]["event_subscriptions"]["request_url"]
+    return variant
+
+
+def test_manifest_is_valid_against_slacks_v1_schema(manifest, v1_validator):
+    assert errors(v1_validator, manifest) == []
+
+
+def test_manifest_is_valid_against_the_top_level_schema(manifest, top_validator):
+    assert errors(top_validator, manifest) == []
+
+
+def test_the_socket_mode_variant_is_valid_too(manifest, v1_validator, top_validator):
+    variant = socket_mode_variant(manifest)
+
+    assert errors(v1_validator, variant) == []
+    assert errors(top_validator, variant) == []
+
+
+def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest):
+    [command] = manifest["features"]["slash_commands"]
+    settings = manifest["settings"]
+
+    assert command["command"] == "/hitl" and command["should_escape"] is False
+    assert command["usage_hint"] == "[" + "|".join(SUBCOMMANDS) + "]"
+    urls = [
+        command["url"],
+        settings["interactivity"]["request_url"],
+        settings["event_subscriptions"]["request_url"],
+    ]
+    assert all(url.startswith("https://") and url.endswith(REQUEST_PATH) for url in urls)
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is False
+
+
+def test_manifest_subscribes_only_to_events_the_app_handles(manifest):
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+
+
+SCOPE_OF_CALL = {
+    "chat_postMessage": "chat:write",
+    "chat_update": "chat:write",
+    "chat_postEphemeral": "chat:write",
+    "chat_delete": "chat:write",
+    "conversations_join": "channels:join",
+    "conversations_info": "channels:read",
+    "users_info": "users:read",
+    "files_upload_v2": "files:write",
+    "views_open": None,
+    "views_update": None,
+    "views_push": None,
+    "views_publish": None,
+}
+
+
+def test_manifest_asks_for_exactly_the_scopes_the_bot_uses(manifest):
+    import re
+
+    bot_dir = Path(__file__).resolve().parents[1] / "bot"
+    called = set()
+    for path in bot_dir.glob("*.py"):  # bot/sandbox is the fake Slack, not the app
+        called |= set(re.findall(r"\.(\w+)\(", path.read_text(encoding="utf-8")))
+    used = {SCOPE_OF_CALL[m] for m in called if m in SCOPE_OF_CALL} - {None}
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(used | {"commands"})
+
+
+def test_manifest_display_information(manifest):
+    display = manifest["display_information"]
+
+    assert display["name"] == "slack-hitl"
+    assert 175 <= len(display["long_description"]) <= 4000
+    assert manifest["features"]["bot_user"] == {"display_name": "hitl", "always_online": True}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (lambda m: m["display_information"].update(name="x" * 40), "is too long"),
+        (lambda m: m["settings"].update(socket_mode=True), "Additional properties"),
+        (lambda m: m["features"]["slash_commands"][0].update(command="hitl"), "does not match"),
+        (lambda m: m["display_information"].update(long_description="short"), "is too short"),
+    ],
+    ids=["40-char-name", "unknown-key", "command-without-slash", "short-long-description"],
+)
+def test_a_broken_manifest_fails_validation(
+    manifest, v1_validator, top_validator, breakage, expected
+):
+    broken = copy.deepcopy(manifest)
+    breakage(broken)
+
+    assert any(expected in error for error in errors(v1_validator, broken))
+    assert not top_validator.is_valid(broken)
