@@ -58,10 +58,11 @@ class Dispatcher:
                 await self.fill()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 logger.exception("dispatcher round failed")
+            now = loop.time()
             waits = [
-                s.next_attempt - loop.time()
+                max(s.next_attempt, s.last_post + self.rt.post_interval) - now
                 for s in self.rt.channels.values()
-                if not s.broken and s.next_attempt > loop.time()
+                if not s.broken and max(s.next_attempt, s.last_post + self.rt.post_interval) > now
             ]
             timeout = min([IDLE_TICK, *waits])
             with contextlib.suppress(TimeoutError):
@@ -91,10 +92,9 @@ class Dispatcher:
                 and rt.settings.channel_for(it["predicted_label"]) == channel
             ]
             for item, reason in choose(rt, mine, room, self.rng):
+                if loop.time() < state.last_post + rt.post_interval:
+                    break  # at most one post per interval per channel; run() comes back
                 taken.add(item["id"])
-                wait = state.last_post + rt.post_interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
                 if not await self.post(channel, item, reason, labels):
                     break
                 posted += 1

@@ -137,3 +137,56 @@ async def test_two_labels_give_two_buttons(fake_slack: FakeSlack, tmp_path: Path
         actions = next(b for b in bot.posted()[0]["blocks"] if b["type"] == "actions")
         assert [e.get("text", {}).get("text") for e in actions["elements"]] == [
             "spam", "ham", "Skip"]  # fmt: skip
+
+
+async def test_at_most_one_post_per_interval_per_channel(bot: Bot):
+    bot.rt.post_interval = 1.0
+    assert await bot.dispatcher.fill() == 1
+    assert await bot.dispatcher.fill() == 0  # within the second: nothing more
+    bot.rt.channel_state(CHANNEL).last_post -= 1.0  # a second later
+    assert await bot.dispatcher.fill() == 1
+
+
+async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from bot.runtime import Champion
+    from model.classifier import TextClassifier
+
+    texts = ["refund my money", "card charged twice", "app crashes", "screen is blank"]
+    classifier = TextClassifier().fit(texts, ["billing", "billing", "bug", "bug"],
+                                      label_set=LABELS_FOR_MODEL)  # fmt: skip
+    async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.99):
+        bot.rt.champion = Champion(version=1, classifier=classifier, n_train=4)
+        assert await bot.dispatcher.fill() == 2
+        posts = list(bot.store.db["posts"].rows)
+        assert {p["reason"] for p in posts} == {"uncertain"}
+        assert all(p["model_version"] == 1 and p["predicted_label"] for p in posts)
+        items = {i["id"]: i for i in bot.store.pool()}
+        margins = sorted(
+            (it["ranked"][0][1] - it["ranked"][1][1], it["id"])
+            for it in [*items.values(), *(bot.store.get_item(p["item_id"]) for p in posts)]
+        )
+        assert {p["item_id"] for p in posts} == {m[1] for m in margins[:2]}
+        text = json.dumps(bot.posted()[0]["blocks"], ensure_ascii=False)
+        assert "Model's guess:" in text and "model v1" in text
+
+
+async def test_confident_items_are_left_to_the_model_except_audits(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from bot.runtime import Champion
+    from model.classifier import TextClassifier
+
+    classifier = TextClassifier().fit(["refund please", "crash bug"], ["billing", "bug"])
+    async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.01):
+        bot.rt.champion = Champion(version=1, classifier=classifier, n_train=2)
+        assert await bot.dispatcher.fill() == 0  # every item is above the threshold
+        assert bot.store.count_items()["auto"] == 4
+        # The audit share still samples them, so accuracy can be measured without bias.
+        bot.rt.settings = bot.rt.settings.with_changes(audit_rate=1.0)
+        assert await bot.dispatcher.fill() == 2
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"audit"}
+
+
+LABELS_FOR_MODEL = ("billing", "bug", "account", "how_to", "feature_request", "praise")

@@ -1,0 +1,101 @@
+"""Block Kit builders: limits checked by slack_sdk's models, text escaped and cut safely."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot import blocks
+from bot.blocks import Question, question_blocks
+
+
+def as_dicts(built) -> list[dict]:
+    return [b.to_dict() for b in built]  # to_dict() runs slack_sdk's limit checks
+
+
+def test_item_text_cannot_ping_or_link():
+    q = Question("i1", "hey <!channel> <@U123> <https://evil.example|click> & more", ["a", "b"])
+    text = as_dicts(question_blocks(q))[0]["text"]["text"]
+    assert "<" not in text and ">" not in text.lstrip(">")
+    assert "&lt;!channel&gt;" in text and "&amp; more" in text
+
+
+def test_long_text_is_cut_within_the_section_limit_with_a_marker():
+    q = Question("i1", "x" * 50_000, ["a", "b"])
+    text = as_dicts(question_blocks(q))[0]["text"]["text"]
+    assert len(text) <= blocks.SECTION_LIMIT
+    assert text.endswith("… _(cut: 50,000 characters in all)_")
+
+
+def test_cut_never_splits_an_escape():
+    text = blocks.cut("a" * 2770 + "&" * 100, budget=2800)
+    head = text.split("…")[0]
+    assert not head.endswith(("&", "&a", "&am", "&amp"))
+
+
+def test_multiline_text_stays_quoted():
+    text = blocks.cut("one\ntwo", quote=True)
+    assert text == ">one\n>two"
+
+
+def actions_of(q: Question) -> list[dict]:
+    return next(b for b in as_dicts(question_blocks(q)) if b["type"] == "actions")["elements"]
+
+
+def test_buttons_follow_the_top_guesses_then_other_and_skip():
+    labels = [f"l{n}" for n in range(10)]
+    guesses = [("l3", 0.4), ("l7", 0.3), ("l1", 0.1), ("l0", 0.1), ("l2", 0.05), ("l9", 0.05)]
+    elements = actions_of(Question("i9", "t", labels, guesses, model_version=2))
+    buttons = [e for e in elements if e["type"] == "button"]
+    assert [b["text"]["text"] for b in buttons] == ["l3", "l7", "l1", "l0", "l2", "Skip"]
+    assert buttons[0]["style"] == "primary"
+    assert [blocks.decode_value(b["value"]) for b in buttons[:2]] == [("i9", "l3"), ("i9", "l7")]
+    select = next(e for e in elements if e["type"] == "static_select")
+    assert [o["value"] for o in select["options"]] == labels
+
+
+def test_over_100_labels_use_a_type_ahead_select():
+    labels = [f"label {n}" for n in range(150)]
+    elements = actions_of(Question("i1", "t", labels, [("label 3", 0.5), ("label 9", 0.2)]))
+    select = next(e for e in elements if e["type"] == "external_select")
+    assert select["min_query_length"] == 0
+    options = blocks.label_options(labels, "label 14")
+    assert [o["value"] for o in options] == ["label 14"] + [f"label {n}" for n in range(140, 150)]
+    assert len(blocks.label_options(labels, "")) == 100
+
+
+@pytest.mark.parametrize("label", ["🎉" * 75, "é" * 75, "a" * 75, 'lbl:with "quotes" & <tags>'])
+def test_label_names_up_to_75_chars_and_emoji_fit(label: str):
+    q = Question("item-" + "x" * 150, "t", [label, "other"], [(label, 0.6), ("other", 0.4)])
+    elements = actions_of(q)
+    assert blocks.decode_value(elements[0]["value"]) == ("item-" + "x" * 150, label)
+    json.dumps(elements)
+
+
+def test_resolved_message_has_no_buttons_and_says_who_and_what_the_model_guessed():
+    q = Question("i1", "t", ["a", "b"], [("b", 0.7), ("a", 0.3)], 3, status="resolved",
+                 votes={"a": ["U1"]}, resolved_label="a")  # fmt: skip
+    built = as_dicts(question_blocks(q))
+    assert not any(b["type"] == "actions" for b in built)
+    text = json.dumps(built, ensure_ascii=False)
+    assert "✅ *a* by <@U1>" in text and "Model guessed *b* (70%): wrong." in text
+
+
+def test_no_model_yet_says_so():
+    text = json.dumps(as_dicts(question_blocks(Question("i1", "t", ["a", "b"]))))
+    assert "No model yet" in text and "collecting first labels" not in text
+
+
+def test_action_values_reject_foreign_payloads():
+    for bad in ["", "not json", "[1]", '{"i": 5}', '{"i": "x", "l": 3}']:
+        with pytest.raises(ValueError):
+            blocks.decode_value(bad)
+
+
+def test_modal_and_home_views_pass_slack_limits():
+    q = Question("i1", "t" * 10_000, ["a", "b"])
+    assert blocks.modal_view(q, remaining=3, answered=1).to_dict()["title"]["text"] == "Label items"
+    assert "Nothing left" in json.dumps(blocks.modal_view(None, 0, 4).to_dict())
+    home = blocks.home_view(blocks.HomeStats("U1", 3, 1, [("U1", 3)], "v1", 10, 2)).to_dict()
+    assert home["type"] == "home"
