@@ -694,6 +694,13 @@ class Store:
             replace=True,
         )
         self._close(item_id, "resolved", now)
+        # The webhook outbox is written in the same transaction as the label it reports.
+        self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
+            " SELECT id, callback_url, ?, ? FROM items"
+            " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
+            [now, now, item_id],
+        )
 
     def _close(self, item_id: str, status: str, now: str) -> None:
         self.db.execute(

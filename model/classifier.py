@@ -34,9 +34,7 @@ _MANY_CLASSES = "The number of unique classes is greater than 50%"
 
 
 def _word_tfidf() -> TfidfVectorizer:
-    return TfidfVectorizer(
-        analyzer="word", ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32
-    )
+    return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
 
 
 def _char_tfidf() -> TfidfVectorizer:
@@ -53,13 +51,15 @@ def _word_char() -> FeatureUnion:
     return FeatureUnion([("word", _word_tfidf()), ("char", _char_tfidf())])
 
 
-def _word_char_lr(random_state: int) -> Pipeline:
-    return Pipeline(
-        [
-            ("features", _word_char()),
-            ("clf", LogisticRegression(C=10.0, max_iter=2000, random_state=random_state)),
-        ]
+def _word_char_lr(random_state: int, class_weight: str | None = None) -> Pipeline:
+    clf = LogisticRegression(
+        C=10.0, max_iter=2000, class_weight=class_weight, random_state=random_state
     )
+    return Pipeline([("features", _word_char()), ("clf", clf)])
+
+
+def _word_char_lr_balanced(random_state: int) -> Pipeline:
+    return _word_char_lr(random_state, class_weight="balanced")
 
 
 def _word_lr(random_state: int) -> Pipeline:
@@ -112,6 +112,7 @@ def _word_char_auto(random_state: int, n_samples: int | None = None) -> Pipeline
 PIPELINES: dict[str, Callable[..., Pipeline]] = {
     "word_char_auto": _word_char_auto,
     "word_char_lr": _word_char_lr,
+    "word_char_lr_balanced": _word_char_lr_balanced,
     "word_lr": _word_lr,
     "word_lr_c10": _word_lr_c10,
     "word_cnb": _word_cnb,
@@ -142,6 +143,15 @@ def build_pipeline(
 def prepare_texts(texts: Sequence[str]) -> list[str]:
     """Coerce to ``str`` and cut every text to :data:`MAX_CHARS` characters."""
     return [str(t)[:MAX_CHARS] for t in texts]
+
+
+def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
+    """Fit ``pipeline`` in place on prepared ``texts`` and return it."""
+    with warnings.catch_warnings():
+        # Many classes and few texts is normal here, not a regression problem.
+        warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
+        pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
+    return pipeline
 
 
 @dataclass(frozen=True)
@@ -219,17 +229,12 @@ class TextClassifier:
         seen = sorted(set(y))
         if len(seen) < 2:
             raise InsufficientDataError(
-                f"need at least 2 distinct labels to fit, got {len(seen)} "
-                f"({len(y)} labeled texts)"
+                f"need at least 2 distinct labels to fit, got {len(seen)} ({len(y)} labeled texts)"
             )
         pipeline = build_pipeline(
             self.pipeline_name, random_state=self.random_state, n_samples=len(y)
         )
-        with warnings.catch_warnings():
-            # Many classes and few texts is normal here, not a regression problem.
-            warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
-            pipeline.fit(prepare_texts(texts), np.asarray(y, dtype=object))
-        self.pipeline_ = pipeline
+        self.pipeline_ = fit_pipeline(pipeline, texts, y)
         self.classes = sorted(set(seen) | {str(x) for x in (label_set or ())})
         return self
 

@@ -95,9 +95,7 @@ def evaluate_predictions(
     t = [str(v) for v in y_true]
     p = [str(v) for v in y_pred]
     classes = sorted(set(t) | set(p))
-    prec, rec, f1, support = precision_recall_fscore_support(
-        t, p, labels=classes, zero_division=0
-    )
+    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=classes, zero_division=0)
     per_class = {
         c: ClassReport(float(prec[i]), float(rec[i]), float(f1[i]), int(support[i]))
         for i, c in enumerate(classes)
@@ -105,7 +103,10 @@ def evaluate_predictions(
     cm = confusion_matrix(t, p, labels=classes)
     np.fill_diagonal(cm, 0)
     rows, cols = np.nonzero(cm)
-    pairs = [ConfusionPair(classes[i], classes[j], int(cm[i, j])) for i, j in zip(rows, cols)]
+    pairs = [
+        ConfusionPair(classes[i], classes[j], int(cm[i, j]))
+        for i, j in zip(rows, cols, strict=True)
+    ]
     pairs.sort(key=lambda c: (-c.count, c.true, c.predicted))
     return Evaluation(
         n_samples=len(t),
@@ -188,9 +189,7 @@ def cross_validate(
     for n_done, (train, test) in enumerate(folds, start=1):
         pred = fit_predict([int(i) for i in train], [int(i) for i in test])
         truth = [y[i] for i in test]
-        fold_f1.append(
-            float(f1_score(truth, pred, average="macro", zero_division=0))
-        )
+        fold_f1.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
         y_true += truth
         y_pred += list(pred)
         if progress is not None:
@@ -236,8 +235,9 @@ def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
         raise InvalidInputError(f"annotator lists differ in length: {len(a)} and {len(b)}")
     if len(a) == 0:
         raise InsufficientDataError("cannot compute agreement on zero items")
-    return float(cohen_kappa_score([str(v) for v in a], [str(v) for v in b],
-                                   replace_undefined_by=1.0))
+    return float(
+        cohen_kappa_score([str(v) for v in a], [str(v) for v in b], replace_undefined_by=1.0)
+    )
 
 
 def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float:
