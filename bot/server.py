@@ -136,7 +136,7 @@ async def start_socket_mode(app: web.Application, app_token: str) -> AsyncSocket
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed)."""
     app = init_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -217,6 +217,14 @@ def wilson_interval(n_correct: int, n: int, *, confidence: float = 0.95) -> tupl
         raise InvalidInputError(f"confidence must be between 0 and 1, got {confidence}")
     if n == 0:
         return 0.0, 1.0
+    if n_correct == n:  # closed forms avoid rounding just below 1 / above 0
+        return _wilson(n_correct, n, confidence)[0], 1.0
+    if n_correct == 0:
+        return 0.0, _wilson(n_correct, n, confidence)[1]
+    return _wilson(n_correct, n, confidence)
+
+
+def _wilson(n_correct: int, n: int, confidence: float) -> tuple[float, float]:
     z = float(norm.ppf(1 - (1 - confidence) / 2))
     phat = n_correct / n
     denom = 1 + z * z / n
@@ -235,9 +243,12 @@ def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
         raise InvalidInputError(f"annotator lists differ in length: {len(a)} and {len(b)}")
     if len(a) == 0:
         raise InsufficientDataError("cannot compute agreement on zero items")
-    return float(
-        cohen_kappa_score([str(v) for v in a], [str(v) for v in b], replace_undefined_by=1.0)
-    )
+    x = [str(v) for v in a]
+    y = [str(v) for v in b]
+    labels = sorted(set(x) | set(y))
+    if len(labels) == 1:
+        return 1.0  # both always gave the same single label
+    return float(cohen_kappa_score(x, y, labels=labels, replace_undefined_by=1.0))
 
 
 def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float:

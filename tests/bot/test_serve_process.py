@@ -54,9 +54,9 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     )
     seen: list[str] = []
     try:
-        await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 30)
+        await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
         await fake_slack.wait_for(
-            lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=10
+            lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
         )
         message = fake_slack.messages(CHANNEL)[0]
         actions = next(b for b in message["blocks"] if b["type"] == "actions")
@@ -75,7 +75,7 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
+        code = await asyncio.wait_for(process.wait(), 60)
     rest = (await process.stderr.read()).decode()
     assert code == 0, "".join(seen) + rest
     assert "shutting down" in rest
