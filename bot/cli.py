@@ -310,5 +310,135 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         asyncio.run(serve(settings))
 
 
+@cli.command("retrain")
+@click.option("--force", is_flag=True, help="Promote the new model even if it is not better.")
+@click.pass_obj
+def retrain_command(state: State, force: bool) -> None:
+    """Retrain the model on every resolved label now, and promote it if it is not worse.
+
+    Only one retrain runs at a time, here or in `hitl serve`. A running server picks up a
+    promoted model on its own.
+
+    \b
+    Examples:
+      hitl retrain
+      hitl retrain --force      # promote even if the new model scores lower
+    """
+    import asyncio
+
+    from bot import loop, reports
+
+    with friendly_errors(), state.open_store() as store:
+        settings = state.settings
+        registry = loop.registry_for(settings)
+        champion = loop.load_champion(registry)
+        plan = loop.begin(store, settings, registry, triggered_by="cli", force=force)
+        if isinstance(plan, loop.Outcome):
+            click.echo(reports.plain(reports.retrain_text(plan)))
+            if plan.status == "busy":
+                raise click.ClickException("another retrain is running; try again later")
+            return
+        label = f"Training on {len(plan.labels):,} labels"
+        with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            outcome = asyncio.run(
+                loop.retrain(
+                    store,
+                    settings,
+                    registry,
+                    champion=champion,
+                    triggered_by="cli",
+                    force=force,
+                    progress=progress,
+                    plan=plan,
+                )
+            )
+    click.echo(reports.plain(reports.retrain_text(outcome)))
+
+
+@cli.command("models")
+@click.pass_obj
+def models_command(state: State) -> None:
+    """List the model versions: status, size of training data, scores and why."""
+    from bot import loop
+
+    with friendly_errors():
+        versions = loop.registry_for(state.settings).versions()
+    if not versions:
+        click.echo("No models yet: `hitl retrain` trains the first one.")
+        return
+    click.echo(f"{'version':<8} {'status':<10} {'created':<26} {'labels':>7} {'accuracy':>9} "
+               f"{'macro-F1':>9}  reason")  # fmt: skip
+    for v in versions:
+        acc, f1 = v.metrics.get("accuracy"), v.metrics.get("macro_f1")
+        click.echo(
+            f"v{v.version:<7} {v.status:<10} {v.created_at:<26} {v.n_train:>7,} "
+            f"{acc * 100 if acc is not None else 0:>8.1f}% {f1 or 0:>9.3f}  {v.reason}"
+        )
+
+
+@cli.command("rollback")
+@click.argument("version")
+@click.pass_obj
+def rollback_command(state: State, version: str) -> None:
+    """Make an earlier model VERSION the champion again (see `hitl models`).
+
+    \b
+    Example:
+      hitl rollback 3
+    """
+    from bot import loop
+    from model import ModelError
+
+    number = version.lstrip("v")
+    if not number.isdigit():
+        raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
+    with friendly_errors(), state.open_store() as store:
+        try:
+            loop.rollback(store, loop.registry_for(state.settings), int(number))
+        except ModelError as exc:
+            raise click.ClickException(f"cannot roll back: {exc}") from exc
+    click.echo(f"v{number} is the champion again.")
+
+
+@cli.command("accuracy")
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the accuracy chart as a PNG file.")  # fmt: skip
+@click.pass_obj
+def accuracy_command(state: State, chart: Path | None) -> None:
+    """How good the current model is: cross-validated scores, live accuracy on audit posts
+    with a 95% interval, agreement on uncertain posts, weakest classes and the trend."""
+    from datetime import UTC, datetime
+
+    from bot import loop, reports
+
+    with friendly_errors(), state.open_store() as store:
+        report = reports.accuracy_report(
+            store, loop.registry_for(state.settings), datetime.now(UTC)
+        )
+    click.echo(reports.plain(reports.accuracy_text(report)))
+    if chart is not None and report is not None:
+        chart.write_bytes(reports.chart_png(report))
+        click.echo(f"chart saved to {chart}", err=True)
+
+
+@cli.command("stats")
+@click.pass_obj
+def stats_command(state: State) -> None:
+    """Answers today and this week by person, and how many items wait, are posted or resolved."""
+    from datetime import UTC, datetime
+
+    from bot import reports
+    from bot.commands import stats_text
+
+    with friendly_errors(), state.open_store() as store:
+        text = stats_text(store, state.settings, datetime.now(UTC))
+    click.echo(reports.plain(text))
+
+
 def main() -> None:
     cli(prog_name="hitl")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncAck
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
+from bot import blocks, loop, reports
+from bot.config import Settings
+from bot.learning import start_retrain, sync_champion
 from bot.modal import open_labeling_modal
 from bot.runtime import Runtime
+from bot.store import Store
+from model import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +30,17 @@ HELP = """*slack-hitl* asks you about items the model is unsure of. Commands:
 • `/hitl queue` — what waits, what is open in each channel, and any posting errors
 • `/hitl leaderboard` — who answered most this week
 • `/hitl accuracy` — how good the current model is
-• `/hitl retrain` — retrain the model now (admins)"""
+• `/hitl retrain` — retrain the model now (admins; `--force` promotes it even if not better)
+• `/hitl rollback` `VERSION` — make an earlier model the champion again (admins)"""
 
 ADMIN_ONLY = {"retrain", "rollback"}
+SUBCOMMANDS = ("help", "label", "stats", "queue", "leaderboard", "accuracy", "retrain", "rollback")
 
 
-def _since(rt: Runtime) -> tuple[str, str]:
+def _since(settings: Settings, now: datetime) -> tuple[str, str]:
     """Start of today and of this week (Monday), in HITL_TIMEZONE, as UTC ISO strings."""
-    zone = ZoneInfo(rt.settings.timezone)
-    now = rt.clock().astimezone(zone)
+    zone = ZoneInfo(settings.timezone)
+    now = now.astimezone(zone)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     week = today - timedelta(days=today.weekday())
     return _iso(today), _iso(week)
@@ -42,11 +50,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
 
 
-def stats_text(rt: Runtime) -> str:
-    today, week = _since(rt)
-    counts = rt.store.count_items()
-    by_today = rt.store.answers_by_user(today)
-    by_week = rt.store.answers_by_user(week)
+def stats_text(store: Store, settings: Settings, now: datetime) -> str:
+    today, week = _since(settings, now)
+    counts = store.count_items()
+    by_today = store.answers_by_user(today)
+    by_week = store.answers_by_user(week)
     lines = [
         f"*Answers today:* {sum(n for _, n in by_today)}"
         + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_today) + ")" if by_today else ""),
@@ -56,8 +64,8 @@ def stats_text(rt: Runtime) -> str:
         f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
         f"{counts['skipped']} skipped",
     ]
-    if rt.settings.votes > 1:
-        agreement, n = rt.store.mean_agreement()
+    if settings.votes > 1:
+        agreement, n = store.mean_agreement()
         lines.append(
             f"*Agreement:* {agreement:.0%} on {n} items decided by vote"
             if agreement is not None
@@ -83,7 +91,7 @@ def queue_text(rt: Runtime) -> str:
 
 
 def leaderboard_text(rt: Runtime) -> str:
-    _, week = _since(rt)
+    _, week = _since(rt.settings, rt.clock())
     week_board = rt.store.answers_by_user(week)[:10]
     all_board = rt.store.answers_by_user()[:10]
     if not all_board:
@@ -106,16 +114,8 @@ def model_line(rt: Runtime) -> str:
     return f"v{champion.version}, trained on {champion.n_train:,} labels"
 
 
-def accuracy_text(rt: Runtime) -> str:
-    return (
-        f"*Model:* {model_line(rt)}.\n"
-        "Accuracy reports (cross-validated and live audit accuracy) arrive with the "
-        "learning loop; they are not built yet."
-    )
-
-
 def home(rt: Runtime, user_id: str) -> View:
-    _, week = _since(rt)
+    _, week = _since(rt.settings, rt.clock())
     everyone = dict(rt.store.answers_by_user())
     this_week = rt.store.answers_by_user(week)
     return blocks.home_view(
@@ -134,6 +134,7 @@ def home(rt: Runtime, user_id: str) -> View:
 async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClient) -> None:
     words = (command.get("text") or "").strip().split()
     name = words[0].lower() if words else "help"
+    args = words[1:]
     user_id = command.get("user_id", "")
     if name in ADMIN_ONLY and not rt.is_admin(user_id):
         logger.warning("refused /hitl %s for %s: not an admin", name, user_id)
@@ -144,6 +145,18 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         await ack()
         await open_labeling_modal(rt, client, command["trigger_id"], user_id)
         return
+    if name == "retrain":
+        await ack(text=retrain_now(rt, user_id, force=bool({"--force", "force"} & set(args))))
+        return
+    if name == "rollback":
+        await ack(text=await rollback_now(rt, user_id, args))
+        return
+    if name == "accuracy":
+        report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
+        await ack(text=reports.accuracy_text(report))
+        if report is not None and len(report.trend) > 0:
+            await attach_chart(rt, client, report, command.get("channel_id"), user_id)
+        return
     handler: Callable[[Runtime], str] | None = TEXT_COMMANDS.get(name)
     if handler is None:
         await ack(text=f"I don't know `{blocks.escape(name)}`.\n\n{HELP}")
@@ -151,18 +164,61 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
     await ack(text=handler(rt))
 
 
-def _retrain_text(rt: Runtime) -> str:
-    return (
-        "Retraining from Slack arrives with the learning loop; it is not built yet. "
-        "Nothing was changed."
-    )
+def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
+    outcome = start_retrain(rt, f"<@{user_id}>", force=force)
+    if outcome is not None:
+        return reports.retrain_text(outcome)
+    where = rt.settings.effective_report_channel
+    forced = " (forced: it will be promoted even if not better)" if force else ""
+    return f"Retraining started{forced}. I'll post the result in <#{where}> when it is done."
+
+
+async def rollback_now(rt: Runtime, user_id: str, args: list[str]) -> str:
+    if len(args) != 1 or not args[0].lstrip("v").isdigit():
+        return "Usage: `/hitl rollback VERSION`, e.g. `/hitl rollback 3` (see `hitl models`)."
+    version = int(args[0].lstrip("v"))
+    assert rt.registry is not None
+    try:
+        loop.rollback(rt.store, rt.registry, version)
+    except ModelError as exc:
+        return f"Cannot roll back: {exc}"
+    logger.warning("user %s rolled back to model v%d", user_id, version)
+    await sync_champion(rt)
+    rt.wake_dispatcher.set()
+    return f"Model v{version} is the champion again (rolled back by <@{user_id}>)."
+
+
+async def attach_chart(
+    rt: Runtime,
+    client: AsyncWebClient,
+    report: reports.AccuracyReport,
+    channel: str | None,
+    user_id: str,
+) -> None:
+    """Upload the accuracy chart where files:write is granted (the text table is already sent)."""
+    if not channel:
+        return
+    try:
+        granted = await client.auth_test()
+        scopes = (granted.headers.get("x-oauth-scopes") or granted.headers.get("X-OAuth-Scopes")
+                  or "")  # fmt: skip
+        if "files:write" not in scopes.split(","):
+            return
+        png = await asyncio.to_thread(reports.chart_png, report)
+        await client.files_upload_v2(
+            channel=channel,
+            content=png,
+            filename=f"hitl-accuracy-v{report.version}.png",
+            title=f"Model v{report.version}: accuracy by version and by labels",
+            initial_comment=f"Accuracy chart for <@{user_id}>",
+        )
+    except (SlackApiError, SlackClientError) as exc:
+        logger.warning("could not attach the accuracy chart: %s", exc)
 
 
 TEXT_COMMANDS: dict[str, Callable[[Runtime], str]] = {
     "help": lambda rt: HELP,
-    "stats": stats_text,
+    "stats": lambda rt: stats_text(rt.store, rt.settings, rt.clock()),
     "queue": queue_text,
     "leaderboard": leaderboard_text,
-    "accuracy": accuracy_text,
-    "retrain": _retrain_text,
 }

@@ -19,6 +19,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import blocks
+from bot.learning import sync_champion
 from bot.questions import label_set
 from bot.runtime import Runtime
 from bot.scoring import choose, score_pending
@@ -74,6 +75,7 @@ class Dispatcher:
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
+        await sync_champion(rt)
         await score_pending(rt)
         loop = asyncio.get_running_loop()
         open_counts = rt.store.open_post_counts()

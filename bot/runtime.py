@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.store import Store
+from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class Runtime:
     post_interval: float = 1.0  # at most one post per second per channel
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     bot_user_id: str | None = None
+    registry: ModelRegistry | None = None
+    scheduler_alive: bool | None = None  # None: no scheduler in this process
+    retrain_task: asyncio.Task | None = None
 
     def channel_state(self, channel: str) -> ChannelState:
         return self.channels.setdefault(channel, ChannelState())

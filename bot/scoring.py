@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.runtime import Runtime
+from bot.runtime import Champion, Runtime
+from bot.store import Store
 from model import selection
 
 logger = logging.getLogger(__name__)
@@ -24,22 +25,26 @@ SCORE_CHUNK = 10_000
 
 async def score_pending(rt: Runtime) -> int:
     """Score unlabeled items the champion has not scored yet; return how many."""
-    champion = rt.champion
-    if champion is None:
+    if rt.champion is None:
         return 0
-    ids = rt.store.unscored_ids(champion.version)
+    return await score_items(rt.store, rt.champion, rt.settings.threshold)
+
+
+async def score_items(store: Store, champion: Champion, threshold: float) -> int:
+    """Score every unlabeled item not yet scored by ``champion`` (fitting-free, in a thread)."""
+    ids = store.unscored_ids(champion.version)
     done = 0
     for start in range(0, len(ids), SCORE_CHUNK):
         chunk = ids[start : start + SCORE_CHUNK]
-        texts = rt.store.texts_of(chunk)
+        texts = store.texts_of(chunk)
         scores = await asyncio.to_thread(champion.classifier.score, texts, top_k=TOP_K)
-        rt.store.set_predictions(
+        store.set_predictions(
             (
                 (item_id, champion.version, scores.labels[i], float(scores.confidence[i]),
                  scores.ranked(i))
                 for i, item_id in enumerate(chunk)
             ),
-            rt.settings.threshold,
+            threshold,
         )  # fmt: skip
         done += len(chunk)
     if done:

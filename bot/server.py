@@ -20,11 +20,14 @@ from slack_bolt.async_app import AsyncApp
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
+from bot.learning import catch_up, start_scheduler, stop_scheduler
+from bot.loop import load_champion, registry_for
 from bot.questions import label_set
 from bot.redraw import run_redrawer
 from bot.runtime import Runtime, make_client
 from bot.slack_app import build_app
 from bot.store import Store
+from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,14 @@ def check_label_set(settings: Settings, store: Store) -> None:
         )
 
 
+def mirror_registry(store: Store, registry: ModelRegistry) -> None:
+    """Make the models table agree with the model files (the registry is the truth)."""
+    known = {(m["version"], m["status"]) for m in store.models()}
+    for meta in registry.versions():
+        if (meta.version, meta.status) not in known:
+            store.record_model(meta.to_dict())
+
+
 def init_app(
     settings: Settings,
     *,
@@ -78,6 +89,9 @@ def init_app(
         store = Store.open(settings.db)
         check_label_set(settings, store)
         rt = Runtime(settings=settings, store=store, client=make_client(settings))
+        rt.registry = registry_for(settings)
+        rt.champion = await asyncio.to_thread(load_champion, rt.registry)
+        mirror_registry(store, rt.registry)
         if configure is not None:
             configure(rt)
         app[RUNTIME] = rt
@@ -87,9 +101,15 @@ def init_app(
         if run_background:
             tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(run_redrawer(rt), name="hitl-redrawer"))
+            scheduler = start_scheduler(rt)
+            tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
         try:
             yield
         finally:
+            if run_background:
+                stop_scheduler(rt, scheduler)
+            if rt.retrain_task is not None:
+                tasks.append(rt.retrain_task)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -161,6 +161,20 @@ def m003_post_redraw(db: Database) -> None:
     db.execute("CREATE INDEX posts_open ON posts(channel, closed_at)")
 
 
+@migrations(name="m004_locks")
+def m004_locks(db: Database) -> None:
+    # One retrain at a time across processes; a crashed holder's lock expires.
+    db.execute(
+        """
+        CREATE TABLE locks (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            acquired_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 
@@ -742,6 +756,96 @@ class Store:
             "resolved_at": row[4],
         }
 
+    # -- the learning loop: training data, locks, models, live accuracy --
+
+    def training_data(self) -> list[tuple[str, str, str, str]]:
+        """(item id, text, label, resolved_at) of every resolved item, oldest first."""
+        return self.db.execute(
+            "SELECT l.item_id, i.text, l.label, l.resolved_at FROM labels l"
+            " JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, l.rowid"
+        ).fetchall()
+
+    def labels_watermark(self) -> dict[str, Any]:
+        """How many labels there are and the newest resolution: "anything new?" compares it."""
+        n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()
+        return {"n_labels": n, "newest": newest}
+
+    def acquire_lock(self, name: str, owner: str, now: str, expires_at: str) -> str | None:
+        """Take lock ``name`` unless someone else holds it unexpired; return the holder then."""
+        with self._immediate():
+            row = self.db.execute(
+                "SELECT owner, expires_at FROM locks WHERE name = ?", [name]
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return row[0]
+            self.db.execute(
+                "INSERT OR REPLACE INTO locks (name, owner, acquired_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                [name, owner, now, expires_at],
+            )
+            return None
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
+
+    def record_model(self, meta: dict[str, Any]) -> None:
+        """Mirror a registry version (and its status) into the models table."""
+        row = {
+            "version": meta["version"],
+            "status": meta["status"],
+            "created_at": meta["created_at"],
+            "n_train": meta["n_train"],
+            "label_set": json.dumps(meta["label_set"], ensure_ascii=False),
+            "metrics": json.dumps(meta["metrics"]),
+            "path": meta["model_file"],
+            "sha256": meta["sha256"],
+            "reason": meta.get("reason") or "",
+        }
+        with self.db.atomic():
+            if row["status"] == "champion":
+                self.db.execute(
+                    "UPDATE models SET status = 'retired' WHERE status = 'champion'"
+                    " AND version != ?",
+                    [row["version"]],
+                )
+            self.db["models"].insert(row, replace=True)
+
+    def champion_version(self) -> int | None:
+        row = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
+        return row[0] if row else None
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {**m, "label_set": json.loads(m["label_set"]), "metrics": json.loads(m["metrics"])}
+            for m in self.db["models"].rows_where(order_by="version")
+        ]
+
+    def last_run(self, kind: str, statuses: Sequence[str] | None = None) -> dict[str, Any] | None:
+        where, args = "kind = ?", [kind]
+        if statuses:
+            where += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        rows = list(self.db["runs"].rows_where(where, args, order_by="id desc", limit=1))
+        return {**rows[0], "detail": json.loads(rows[0]["detail"])} if rows else None
+
+    def live_accuracy(
+        self, model_version: int, reason: str, since: str | None = None
+    ) -> tuple[int, int]:
+        """(answered, matched): posts of ``reason`` shown with ``model_version``'s guess whose
+        item people resolved, and how many of those the guess got right."""
+        sql = (
+            "SELECT count(*), coalesce(sum(p.predicted_label = l.label), 0) FROM posts p"
+            " JOIN labels l ON l.item_id = p.item_id"
+            " WHERE p.model_version = ? AND p.reason = ? AND p.predicted_label IS NOT NULL"
+        )
+        args: list[Any] = [model_version, reason]
+        if since:
+            sql += " AND p.posted_at >= ?"
+            args.append(since)
+        n, correct = self.db.execute(sql, args).fetchone()
+        return int(n), int(correct)
+
     # -- what people see: stats, leaderboard, next item --
 
     def answers_by_user(self, since: str | None = None) -> list[tuple[str, int]]:
@@ -804,6 +908,121 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    # -- producer API and webhooks --
+
+    def add_api_items(self, items: Iterable[Any], source: str = "api") -> list[str]:
+        """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
+        in one transaction; return the ids that were new, in order. Known ids are left alone."""
+        now = self.now()
+        created: list[str] = []
+        with self._immediate():
+            for item in items:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO items (id, text, meta, source, status, created_at,"
+                    " updated_at, callback_url) VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
+                    [
+                        item.id,
+                        item.text,
+                        json.dumps(item.meta, ensure_ascii=False),
+                        source,
+                        now,
+                        now,
+                        item.callback_url,
+                    ],
+                )
+                if cursor.rowcount:
+                    created.append(item.id)
+        return created
+
+    def claim_due_deliveries(self, now: str, lease_until: str, limit: int) -> list[dict[str, Any]]:
+        """Pending webhook deliveries due at ``now``, each with its attempt counted and hidden
+        until ``lease_until`` (so a crash mid-send retries it, and no two senders share one)."""
+        with self._immediate():
+            rows = self.db.execute(
+                "SELECT id, item_id, url, attempts FROM deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, id LIMIT ?",
+                [now, limit],
+            ).fetchall()
+            for row in rows:
+                self.db.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
+                    " WHERE id = ?",
+                    [lease_until, row[0]],
+                )
+        return [
+            {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1}
+            for row in rows
+        ]
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        next_attempt_at: str | None = None,
+    ) -> None:
+        """Record how an attempt ended: ``delivered``, ``pending`` (retry at
+        ``next_attempt_at``), ``failed`` (gave up) or ``cancelled``."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = ?, last_error = ?,"
+                " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
+                [status, error, next_attempt_at, delivery_id],
+            )
+
+    def webhook_payload(self, item_id: str) -> dict[str, Any] | None:
+        """What a webhook reports about a resolved item; None when it is not resolved (now)."""
+        row = self.db.execute(
+            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label FROM labels l"
+            " JOIN items i ON i.id = l.item_id WHERE l.item_id = ?",
+            [item_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "id": item_id,
+            "label": row[0],
+            "votes": row[1],
+            "resolved_at": row[2],
+            "model_label": row[3],
+        }
+
+    def next_delivery_at(self) -> str | None:
+        """When the next pending delivery falls due (None when nothing is pending)."""
+        return self.db.execute(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()[0]
+
+    def deliveries(self, item_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("item_id = ?", [item_id]) if item_id is not None else (None, [])
+        return list(self.db["deliveries"].rows_where(where, args, order_by="id"))
+
+    def metrics_counts(self) -> dict[str, Any]:
+        """Counts /metrics reports: posts, deliveries by status, and runs by kind and status
+        with the total duration of the finished ones."""
+        posts, open_posts = self.db.execute(
+            "SELECT count(*), coalesce(sum(closed_at IS NULL), 0) FROM posts"
+        ).fetchone()
+        deliveries = dict(
+            self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+        )
+        runs = self.db.execute(
+            "SELECT kind, status, count(*), count(finished_at),"
+            " coalesce(sum((julianday(finished_at) - julianday(started_at)) * 86400.0), 0)"
+            " FROM runs GROUP BY kind, status ORDER BY kind, status"
+        ).fetchall()
+        return {
+            "posts": posts,
+            "open_posts": open_posts,
+            "deliveries": deliveries,
+            "runs": [
+                {"kind": r[0], "status": r[1], "count": r[2], "finished": r[3], "seconds": r[4]}
+                for r in runs
+            ],
+        }
 
 
 def _configure(db: Database, memory: bool) -> None:

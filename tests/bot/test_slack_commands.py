@@ -71,17 +71,26 @@ async def test_leaderboard_ranks_people(bot: Bot):
     assert "🥇 <@U0RAJ> — 2" in text
 
 
-async def test_accuracy_says_what_it_can(bot: Bot):
+async def test_accuracy_without_a_model_says_how_to_get_one(bot: Bot):
     text = await reply(bot, "accuracy")
-    assert "no model yet" in text and "not built yet" in text
+    assert text.startswith("*No model yet.*") and "/hitl retrain" in text
 
 
 async def test_retrain_refuses_non_admins_politely(bot: Bot, caplog: pytest.LogCaptureFixture):
     text = await reply(bot, "retrain", user="U0ANA")
     assert text == "Only admins can retrain. Admins: <@U0ADMIN>"
     assert "refused /hitl retrain for U0ANA: not an admin" in caplog.text
-    admin_text = await reply(bot, "retrain", user="U0ADMIN")
-    assert "not built yet" in admin_text and "Nothing was changed" in admin_text
+    assert bot.store.runs("retrain") == []
+    rollback = await reply(bot, "rollback 1", user="U0RAJ")
+    assert rollback == "Only admins can rollback. Admins: <@U0ADMIN>"
+
+
+async def test_admin_retrain_answers_at_once_and_reports_when_done(bot: Bot):
+    text = await reply(bot, "retrain", user="U0ADMIN")
+    assert text.startswith("Retraining started.") and f"<#{CHANNEL}>" in text
+    await bot.rt.retrain_task
+    report = (await bot.fake.next_call("chat.postMessage")).params["text"]
+    assert report.startswith("*Retrain (<@U0ADMIN>) did not produce a model:* not trained")
 
 
 async def test_labeling_modal_walks_three_items(bot: Bot):

@@ -1,0 +1,285 @@
+"""The retrain job: resolved labels → candidate → decision → registry → re-scored queue.
+
+``begin`` (quick, on the caller's thread) takes the database lock, checks whether anything is
+new and reads the training data; ``compute`` (slow, in a worker thread, no database) fits,
+evaluates, decides and writes the model files; ``finish`` records the outcome. ``retrain``
+runs the three and then re-scores the queue when a new champion was promoted. The CLI and the
+server both use it, and the lock in the database keeps them from retraining at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.config import Settings
+from bot.runtime import Champion
+from bot.scoring import score_items
+from bot.store import Store
+from model import ModelRegistry, ModelVersion, decide, train_candidate
+
+logger = logging.getLogger(__name__)
+
+LOCK = "retrain"
+LOCK_TTL = timedelta(hours=2)  # a crashed run's lock expires after this
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Outcome:
+    """What one retrain did; ``status``: promoted, rejected, failed, nothing_new or busy."""
+
+    status: str
+    reason: str
+    triggered_by: str
+    forced: bool = False
+    version: int | None = None
+    previous_version: int | None = None
+    n_labels: int = 0
+    n_new: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    previous_metrics: dict[str, Any] = field(default_factory=dict)
+    rescored: int = 0
+    queue_before: dict[str, int] = field(default_factory=dict)
+    queue_after: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def promoted(self) -> bool:
+        return self.status == "promoted"
+
+
+@dataclass
+class Plan:
+    run_id: int
+    owner: str
+    triggered_by: str
+    force: bool
+    texts: list[str]
+    labels: list[str]
+    champion_mask: list[bool] | None
+    watermark: dict[str, Any]
+    n_new: int
+    label_set: list[str] | None
+    previous: ModelVersion | None
+    started: float
+
+
+@dataclass
+class Computed:
+    outcome: Outcome
+    meta: ModelVersion | None = None
+    retired: list[ModelVersion] = field(default_factory=list)
+
+
+def registry_for(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.models_dir)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def begin(
+    store: Store,
+    settings: Settings,
+    registry: ModelRegistry,
+    *,
+    triggered_by: str,
+    force: bool = False,
+    now: datetime | None = None,
+) -> Plan | Outcome:
+    """Take the lock and read the labels, or say why there is nothing to do."""
+    now = now or datetime.now(UTC)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = store.acquire_lock(LOCK, owner, _iso(now), _iso(now + LOCK_TTL))
+    if holder is not None:
+        return Outcome("busy", f"a retrain is already running ({holder})", triggered_by)
+    run_id = store.start_run("retrain", triggered_by)
+    watermark = store.labels_watermark()
+    last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
+    last_mark = (last or {}).get("detail", {}).get("watermark")
+    if not force and last_mark == watermark:
+        outcome = Outcome(
+            "nothing_new",
+            f"nothing new: no labels since the last run ({watermark['n_labels']} labels)",
+            triggered_by,
+            n_labels=watermark["n_labels"],
+        )
+        store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
+        store.release_lock(LOCK, owner)
+        return outcome
+    rows = store.training_data()
+    previous = registry.champion()
+    trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
+    mask = [r[3] <= trained_until for r in rows] if previous else None
+    n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
+    return Plan(
+        run_id=run_id,
+        owner=owner,
+        triggered_by=triggered_by,
+        force=force,
+        texts=[r[1] for r in rows],
+        labels=[r[2] for r in rows],
+        champion_mask=mask,
+        watermark=watermark,
+        n_new=n_new,
+        label_set=list(settings.labels) or None,
+        previous=previous,
+        started=time.perf_counter(),
+    )
+
+
+def compute(
+    plan: Plan,
+    registry: ModelRegistry,
+    champion: Champion | None,
+    progress: Progress | None = None,
+) -> Computed:
+    """Fit, evaluate, decide and store the model files. Touches no database: thread-safe."""
+    outcome = Outcome(
+        "failed",
+        "",
+        plan.triggered_by,
+        n_labels=len(plan.labels),
+        n_new=plan.n_new,
+        previous_version=plan.previous.version if plan.previous else None,
+        previous_metrics=dict(plan.previous.metrics) if plan.previous else {},
+    )
+    candidate = train_candidate(
+        plan.texts, plan.labels, label_set=plan.label_set, progress=progress
+    )
+    if not candidate.is_trained or candidate.classifier is None:
+        outcome.reason = candidate.reason
+        return Computed(outcome)
+    decision = decide(
+        candidate,
+        champion.classifier if champion else None,
+        champion_mask=plan.champion_mask if champion else None,
+    )
+    promote = decision.promote or plan.force
+    reason = decision.reason
+    if plan.force and not decision.promote:
+        outcome.forced = True
+        reason = f"forced by {plan.triggered_by} although not better ({decision.reason})"
+    metrics = candidate.evaluation.as_dict() if candidate.evaluation else {}
+    meta = registry.save(
+        candidate.classifier,
+        n_train=candidate.n_train,
+        metrics=metrics,
+        reason=reason,
+        extra={
+            "label_watermark": plan.watermark["newest"],
+            "champion_macro_f1": decision.champion_macro_f1,
+            "fit_seconds": round(candidate.fit_seconds, 2),
+            "triggered_by": plan.triggered_by,
+        },
+    )
+    before = {v.version: v.status for v in registry.versions()}
+    meta = (
+        registry.promote(meta.version, reason) if promote else registry.reject(meta.version, reason)
+    )
+    retired = [v for v in registry.versions() if before.get(v.version) != v.status]
+    outcome.status = "promoted" if promote else "rejected"
+    outcome.reason = reason
+    outcome.version = meta.version
+    outcome.metrics = metrics
+    return Computed(outcome, meta, retired)
+
+
+def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
+    """Mirror the model versions into the database, close the run and release the lock."""
+    outcome = computed.outcome
+    outcome.seconds = round(time.perf_counter() - plan.started, 2)
+    for meta in computed.retired:
+        store.record_model(meta.to_dict())
+    if computed.meta is not None:
+        store.record_model(computed.meta.to_dict())
+    detail = {"watermark": plan.watermark, **asdict(outcome)}
+    detail.pop("metrics", None)  # kept in the models table
+    store.finish_run(plan.run_id, outcome.status, detail)
+    store.release_lock(LOCK, plan.owner)
+    logger.info(
+        "retrain v%s %s: %s (n=%d, %.1f s)",
+        outcome.version,
+        outcome.status,
+        outcome.reason,
+        outcome.n_labels,
+        outcome.seconds,
+    )
+    return outcome
+
+
+def load_champion(registry: ModelRegistry) -> Champion | None:
+    """The champion from disk (a tampered or unreadable file falls back to an older one)."""
+    loaded = registry.load_champion()
+    if loaded is None:
+        return None
+    return Champion(
+        version=loaded.meta.version,
+        classifier=loaded.classifier,
+        created_at=loaded.meta.created_at,
+        n_train=loaded.meta.n_train,
+    )
+
+
+async def retrain(
+    store: Store,
+    settings: Settings,
+    registry: ModelRegistry,
+    *,
+    champion: Champion | None,
+    triggered_by: str,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_champion: Callable[[Champion], None] | None = None,
+    plan: Plan | None = None,
+) -> Outcome:
+    """Run a whole retrain; the fit and the re-scoring happen off the event loop."""
+    if plan is None:
+        started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
+        if isinstance(started, Outcome):
+            return started
+        plan = started
+    try:
+        computed = await asyncio.to_thread(compute, plan, registry, champion, progress)
+    except BaseException as exc:
+        computed = Computed(
+            Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by)
+        )
+        finish(store, plan, computed)
+        raise
+    outcome = finish(store, plan, computed)
+    if outcome.promoted:
+        new = await asyncio.to_thread(load_champion, registry)
+        if new is not None:
+            if on_champion is not None:
+                on_champion(new)
+            outcome.queue_before = _queue(store)
+            outcome.rescored = await score_items(store, new, settings.threshold)
+            outcome.queue_after = _queue(store)
+    return outcome
+
+
+def _queue(store: Store) -> dict[str, int]:
+    counts = store.count_items()
+    return {"for_people": counts["new"] + counts["queued"], "for_model": counts["auto"]}
+
+
+def rollback(store: Store, registry: ModelRegistry, version: int) -> ModelVersion:
+    """Make ``version`` the champion again (the current one is retired); mirrors the db."""
+    before = {v.version: v.status for v in registry.versions()}
+    meta = registry.rollback(version)
+    for changed in registry.versions():
+        if before.get(changed.version) != changed.status:
+            store.record_model(changed.to_dict())
+    store.finish_run(store.start_run("rollback", f"v{version}"), "ok", {"version": version})
+    return meta

@@ -1,0 +1,243 @@
+"""Accuracy and retrain reports, as Slack mrkdwn or plain terminal text, and the accuracy chart.
+
+The numbers people should trust most come first: live accuracy on audit posts (random picks,
+so unbiased) with its Wilson 95% interval. Agreement on uncertain posts is shown too, labelled
+as biased low, since those are the items the model found hardest.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.loop import Outcome
+from bot.store import Store
+from model import ModelRegistry, wilson_interval
+
+
+@dataclass(frozen=True)
+class VersionPoint:
+    version: int
+    status: str
+    n_train: int
+    accuracy: float | None
+    macro_f1: float | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    version: int
+    created_at: str
+    age_days: float
+    n_train: int
+    cv_accuracy: float | None
+    cv_macro_f1: float | None
+    n_splits: int
+    audit_n: int
+    audit_correct: int
+    audit_interval: tuple[float, float]
+    uncertain_n: int
+    uncertain_correct: int
+    weakest: list[tuple[str, float, int]]
+    trend: list[VersionPoint] = field(default_factory=list)
+
+    @property
+    def audit_accuracy(self) -> float | None:
+        return self.audit_correct / self.audit_n if self.audit_n else None
+
+
+def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> AccuracyReport | None:
+    """The champion's report, or None while there is no model."""
+    champion = registry.champion()
+    if champion is None:
+        return None
+    metrics = champion.metrics or {}
+    audit_n, audit_ok = store.live_accuracy(champion.version, "audit")
+    unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain")
+    per_class = metrics.get("per_class") or {}
+    weakest = sorted(
+        ((label, float(r["f1"]), int(r["support"])) for label, r in per_class.items()),
+        key=lambda row: (row[1], row[0]),
+    )[:3]
+    created = datetime.fromisoformat(champion.created_at)
+    trend = [
+        VersionPoint(
+            v.version,
+            v.status,
+            v.n_train,
+            _float(v.metrics.get("accuracy")),
+            _float(v.metrics.get("macro_f1")),
+            v.created_at,
+        )
+        for v in registry.versions()
+    ][-10:]
+    return AccuracyReport(
+        version=champion.version,
+        created_at=champion.created_at,
+        age_days=max((now - created).total_seconds() / 86400, 0.0),
+        n_train=champion.n_train,
+        cv_accuracy=_float(metrics.get("accuracy")),
+        cv_macro_f1=_float(metrics.get("macro_f1")),
+        n_splits=int(metrics.get("n_splits") or 0),
+        audit_n=audit_n,
+        audit_correct=audit_ok,
+        audit_interval=wilson_interval(audit_ok, audit_n),
+        uncertain_n=unc_n,
+        uncertain_correct=unc_ok,
+        weakest=weakest,
+        trend=trend,
+    )
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _age(days: float) -> str:
+    if days < 1 / 24:
+        return "less than an hour"
+    if days < 1:
+        return f"{days * 24:.0f} hours"
+    return f"{days:.1f} days"
+
+
+def accuracy_text(report: AccuracyReport | None) -> str:
+    """The report in Slack mrkdwn (see ``plain`` for a terminal)."""
+    if report is None:
+        return (
+            "*No model yet.* Answers train the first one at the next retrain "
+            "(`/hitl retrain` for admins); it needs 2 labels with 2 examples each."
+        )
+    lines = [
+        f"*Model v{report.version}* — {_age(report.age_days)} old, "
+        f"trained on {report.n_train:,} labels",
+        f"*Cross-validated* ({report.n_splits}-fold): accuracy {_pct(report.cv_accuracy)}, "
+        f"macro-F1 {report.cv_macro_f1:.3f}"
+        if report.cv_macro_f1 is not None
+        else "*Cross-validated:* –",
+    ]
+    if report.audit_n:
+        lo, hi = report.audit_interval
+        lines.append(
+            f"*Live accuracy on audit posts* (random picks, unbiased): "
+            f"{_pct(report.audit_accuracy)} (95% CI {_pct(lo)}–{_pct(hi)}, "
+            f"n={report.audit_n})"
+        )
+    else:
+        lines.append("*Live accuracy on audit posts:* no audit answers since it became champion")
+    if report.uncertain_n:
+        share = report.uncertain_correct / report.uncertain_n
+        lines.append(
+            f"*Agreement on uncertain posts* (biased low: the hardest items): "
+            f"{_pct(share)} (n={report.uncertain_n})"
+        )
+    if report.weakest:
+        weak = ", ".join(f"{label} (F1 {f1:.2f}, n={n})" for label, f1, n in report.weakest)
+        lines.append(f"*Weakest classes:* {weak}")
+    if len(report.trend) > 1:
+        lines.append("*Trend:*\n" + trend_table(report.trend))
+    return "\n".join(lines)
+
+
+def trend_table(points: list[VersionPoint]) -> str:
+    rows = ["version  status     labels  accuracy  macro-F1"]
+    for p in points:
+        f1 = "–" if p.macro_f1 is None else f"{p.macro_f1:.3f}"
+        rows.append(
+            f"v{p.version:<7} {p.status:<10} {p.n_train:>6,}  {_pct(p.accuracy):>8}  {f1:>8}"
+        )
+    return "```" + "\n".join(rows) + "```"
+
+
+def retrain_text(outcome: Outcome) -> str:
+    """The report posted after a retrain (mrkdwn)."""
+    who = outcome.triggered_by
+    if outcome.status == "busy":
+        return f"A retrain is already running; try again when it is done. ({outcome.reason})"
+    if outcome.status == "nothing_new":
+        return f"*Retrain ({who}):* {outcome.reason}; training skipped."
+    if outcome.status == "failed":
+        return (
+            f"*Retrain ({who}) did not produce a model:* {outcome.reason}. "
+            f"{outcome.n_labels:,} labels so far."
+        )
+    verdict = "promoted ✅" if outcome.promoted else "rejected ❌"
+    lines = [f"*Retrain v{outcome.version}: {verdict}* ({who}, {outcome.seconds:.0f} s)"]
+    if outcome.forced:
+        lines.append("⚠️ *Forced:* promoted by an admin even though it was not better.")
+    lines.append(f"*Labels:* {outcome.n_labels:,} ({outcome.n_new:,} new)")
+    new_f1, old_f1 = outcome.metrics.get("macro_f1"), outcome.previous_metrics.get("macro_f1")
+    new_acc, old_acc = outcome.metrics.get("accuracy"), outcome.previous_metrics.get("accuracy")
+    if isinstance(new_f1, float):
+        if isinstance(old_f1, float) and isinstance(old_acc, float):
+            lines.append(
+                f"*Macro-F1:* {old_f1:.3f} → {new_f1:.3f} ({new_f1 - old_f1:+.3f}) · "
+                f"*accuracy:* {_pct(old_acc)} → {_pct(new_acc)} "
+                f"(v{outcome.previous_version} → v{outcome.version}, cross-validated)"
+            )
+        else:
+            lines.append(f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} (first model)")
+    lines.append(f"*Why:* {outcome.reason}")
+    if outcome.promoted and outcome.queue_after:
+        before, after = outcome.queue_before, outcome.queue_after
+        lines.append(
+            f"*Queue:* re-scored {outcome.rescored:,} items; for people "
+            f"{before.get('for_people', 0):,} → {after['for_people']:,}, left to the model "
+            f"{before.get('for_model', 0):,} → {after['for_model']:,}"
+        )
+    elif not outcome.promoted:
+        lines.append(f"*Queue:* unchanged; v{outcome.previous_version} stays champion.")
+    return "\n".join(lines)
+
+
+def plain(text: str) -> str:
+    """Slack mrkdwn to terminal text."""
+    text = re.sub(r"<@(\w+)>", r"@\1", text)
+    text = re.sub(r"<#(\w+)>", r"#\1", text)
+    text = text.replace("```", "\n").replace("*", "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def chart_png(report: AccuracyReport) -> bytes:
+    """Accuracy by version and by number of labels, as a PNG (call it off the event loop)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    points = [p for p in report.trend if p.accuracy is not None]
+    figure = Figure(figsize=(9, 3.6), dpi=100)
+    by_version, by_labels = figure.subplots(1, 2)
+    versions = [p.version for p in points]
+    for ax, xs, xlabel in (
+        (by_version, versions, "model version"),
+        (by_labels, [p.n_train for p in points], "labels used"),
+    ):
+        ax.plot(xs, [p.accuracy for p in points], marker="o", label="accuracy (CV)")
+        ax.plot(xs, [p.macro_f1 for p in points], marker="s", label="macro-F1 (CV)")
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    if report.audit_accuracy is not None:
+        lo, hi = report.audit_interval
+        acc = report.audit_accuracy
+        by_version.errorbar(
+            [report.version], [acc], yerr=[[acc - lo], [hi - acc]],
+            fmt="D", color="black", capsize=4, label=f"live audit (n={report.audit_n})",
+        )  # fmt: skip
+    by_version.set_ylabel("score")
+    by_version.legend(loc="lower right", fontsize=8)
+    figure.suptitle(f"slack-hitl: model v{report.version}")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

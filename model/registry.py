@@ -1,0 +1,277 @@
+"""Model versions on disk: atomic save, safe load, promote, reject and roll back.
+
+The registry is a directory (the bot passes ``<db>.models/``). Version ``N`` is two
+files: ``vN.skops`` (the fitted pipeline in skops' safe format, never pickle) and
+``vN.json`` (its metadata, including the sha256 of ``vN.skops``). Both are written to a
+temporary file and renamed into place, model first, so a version exists only once its
+metadata is complete. One writer at a time is assumed (the bot holds a retrain lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import sklearn
+import skops.io as sio
+
+from model.classifier import TextClassifier
+from model.errors import IntegrityError, InvalidInputError, RegistryError
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["candidate", "champion", "rejected", "retired"]
+STATUSES: tuple[str, ...] = ("candidate", "champion", "rejected", "retired")
+
+TRUSTED_TYPES: tuple[str, ...] = ()
+"""Types trusted beyond skops' defaults. Our pipelines need none (a test pins this)."""
+
+_FILE = re.compile(r"^v(\d+)\.(skops|json)$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Metadata of one stored model version (the content of ``vN.json``)."""
+
+    version: int
+    status: Status
+    created_at: str
+    label_set: list[str]
+    n_train: int
+    metrics: dict[str, object]
+    sklearn_version: str
+    sha256: str
+    pipeline_name: str
+    model_file: str
+    reason: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ModelVersion:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded classifier, its metadata, and any newer versions refused on the way."""
+
+    meta: ModelVersion
+    classifier: TextClassifier
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ModelRegistry:
+    """Versioned models in the directory ``root`` (created if missing)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _meta_path(self, version: int) -> Path:
+        return self.root / f"v{version}.json"
+
+    def versions(self) -> list[ModelVersion]:
+        """Every version with readable metadata, oldest first."""
+        out = []
+        for path in self.root.iterdir():
+            m = _FILE.match(path.name)
+            if m and m.group(2) == "json":
+                try:
+                    out.append(self.get(int(m.group(1))))
+                except RegistryError as exc:
+                    logger.warning("skipping model metadata %s: %s", path.name, exc)
+        return sorted(out, key=lambda v: v.version)
+
+    def get(self, version: int) -> ModelVersion:
+        """Metadata of ``version``; :class:`RegistryError` if missing or unreadable."""
+        path = self._meta_path(version)
+        try:
+            return ModelVersion.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise RegistryError(f"model v{version} does not exist in {self.root}") from None
+        except (ValueError, TypeError) as exc:
+            raise RegistryError(f"model v{version} metadata is unreadable: {exc}") from exc
+
+    def champion(self) -> ModelVersion | None:
+        """The champion's metadata (the newest one, should a crash have left two)."""
+        champs = [v for v in self.versions() if v.status == "champion"]
+        return champs[-1] if champs else None
+
+    def load(self, version: int) -> TextClassifier:
+        """Load ``version`` after checking its sha256; refuses untrusted types.
+
+        Raises :class:`IntegrityError` when the file does not match its recorded
+        sha256 and :class:`RegistryError` when it is missing or cannot be loaded.
+        """
+        meta = self.get(version)
+        path = self.root / meta.model_file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RegistryError(
+                f"model v{version} file {meta.model_file} unreadable: {exc}"
+            ) from exc
+        digest = _sha256(data)
+        if digest != meta.sha256:
+            raise IntegrityError(
+                f"model v{version} file {meta.model_file} has sha256 {digest[:12]}…, "
+                f"metadata says {meta.sha256[:12]}…; the file was changed or damaged"
+            )
+        if meta.sklearn_version != sklearn.__version__:
+            logger.warning(
+                "model v%d was saved with scikit-learn %s, running %s",
+                version,
+                meta.sklearn_version,
+                sklearn.__version__,
+            )
+        try:
+            pipeline = sio.loads(data, trusted=list(TRUSTED_TYPES))
+            return TextClassifier.from_pipeline(pipeline, meta.label_set, meta.pipeline_name)
+        except Exception as exc:  # skops raises many kinds; all mean "refuse this file"
+            raise RegistryError(
+                f"model v{version} could not be loaded safely: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def load_champion(self) -> LoadedModel | None:
+        """Load the champion, falling back to the previous good version.
+
+        Each refused version (tampered, unreadable) is logged with its reason and listed
+        in ``LoadedModel.refused``; the fallbacks are the retired versions, newest first.
+        Statuses on disk are not changed (call :meth:`rollback` to make it official).
+        Returns ``None`` when there is no champion or nothing loads.
+        """
+        champ = self.champion()
+        if champ is None:
+            return None
+        retired = [v for v in reversed(self.versions()) if v.status == "retired"]
+        refused: list[tuple[int, str]] = []
+        for meta in [champ, *retired]:
+            try:
+                clf = self.load(meta.version)
+            except RegistryError as exc:
+                logger.warning("model v%d refused: %s", meta.version, exc)
+                refused.append((meta.version, str(exc)))
+                continue
+            if refused:
+                logger.warning(
+                    "using model v%d instead of champion v%d", meta.version, champ.version
+                )
+            return LoadedModel(meta, clf, refused)
+        return None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _next_version(self) -> int:
+        numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _FILE.match(p.name))]
+        return max(numbers, default=0) + 1
+
+    def _write_meta(self, meta: ModelVersion) -> None:
+        text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, sort_keys=True)
+        _atomic_write(self._meta_path(meta.version), text.encode("utf-8"))
+
+    def save(
+        self,
+        classifier: TextClassifier,
+        *,
+        n_train: int,
+        metrics: Mapping[str, object] | None = None,
+        reason: str = "",
+        extra: Mapping[str, object] | None = None,
+        now: datetime | None = None,
+    ) -> ModelVersion:
+        """Store ``classifier`` as the next version with status ``candidate``."""
+        if classifier.pipeline_ is None:
+            raise InvalidInputError("cannot save a classifier that has not been fitted")
+        data = sio.dumps(classifier.pipeline_)
+        version = self._next_version()
+        model_file = f"v{version}.skops"
+        _atomic_write(self.root / model_file, data)
+        meta = ModelVersion(
+            version=version,
+            status="candidate",
+            created_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
+            label_set=list(classifier.classes),
+            n_train=int(n_train),
+            metrics=dict(metrics or {}),
+            sklearn_version=sklearn.__version__,
+            sha256=_sha256(data),
+            pipeline_name=classifier.pipeline_name,
+            model_file=model_file,
+            reason=reason,
+            extra=dict(extra or {}),
+        )
+        self._write_meta(meta)
+        return meta
+
+    def set_status(self, version: int, status: Status, reason: str | None = None) -> ModelVersion:
+        """Change one version's status (use :meth:`promote` to make a champion)."""
+        if status not in STATUSES:
+            raise InvalidInputError(f"unknown status {status!r}; use one of {STATUSES}")
+        meta = self.get(version)
+        new = replace(meta, status=status, reason=meta.reason if reason is None else reason)
+        self._write_meta(new)
+        return new
+
+    def reject(self, version: int, reason: str) -> ModelVersion:
+        """Mark ``version`` rejected, keeping ``reason``."""
+        if self.get(version).status == "champion":
+            raise RegistryError(f"model v{version} is the champion; roll back instead")
+        return self.set_status(version, "rejected", reason)
+
+    def promote(self, version: int, reason: str | None = None) -> ModelVersion:
+        """Make ``version`` the champion; the previous champion becomes ``retired``.
+
+        The file is loaded first: a version that fails its integrity check or does
+        not load is refused (:class:`RegistryError`) and nothing changes. The old
+        champion is retired before the new one is marked, so a crash in between
+        leaves no champion rather than two.
+        """
+        self.load(version)
+        for meta in self.versions():
+            if meta.status == "champion" and meta.version != version:
+                self.set_status(meta.version, "retired")
+        return self.set_status(version, "champion", reason)
+
+    def rollback(self, version: int | None = None) -> ModelVersion:
+        """Make ``version`` (default: the newest retired version) the champion again."""
+        if version is None:
+            retired = [v for v in self.versions() if v.status == "retired"]
+            if not retired:
+                raise RegistryError("no earlier model to roll back to")
+            version = retired[-1].version
+        meta = self.get(version)
+        if meta.status == "champion":
+            raise RegistryError(f"model v{version} is already the champion")
+        return self.promote(version, f"rolled back to v{version}")

@@ -1,0 +1,213 @@
+"""Train a candidate model and decide whether it replaces the champion."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import clone
+
+from model.classifier import (
+    DEFAULT_PIPELINE,
+    Progress,
+    TextClassifier,
+    fit_pipeline,
+    prepare_texts,
+)
+from model.errors import InvalidInputError, ModelError
+from model.evaluation import Evaluation, Fold, cross_validate, make_folds
+
+DEFAULT_TOLERANCE = 0.01
+"""A candidate may be this much worse on macro-F1 than the champion and still be promoted."""
+
+
+@dataclass
+class Candidate:
+    """A trained (or failed) candidate: the model, its cross-validation and its data.
+
+    ``classifier`` is ``None`` exactly when training failed; ``reason`` then says why.
+    ``texts``, ``labels`` and ``folds`` are kept so :func:`decide` can score the
+    champion on the very same folds.
+    """
+
+    texts: list[str]
+    labels: list[str]
+    pipeline_name: str
+    random_state: int
+    classifier: TextClassifier | None = None
+    evaluation: Evaluation | None = None
+    folds: list[Fold] = field(default_factory=list)
+    reason: str = ""
+    fit_seconds: float = 0.0
+
+    @property
+    def is_trained(self) -> bool:
+        return self.classifier is not None
+
+    @property
+    def n_train(self) -> int:
+        return len(self.labels)
+
+    @property
+    def label_set(self) -> list[str]:
+        return list(self.classifier.classes) if self.classifier else sorted(set(self.labels))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``promote`` or not, why, and the two scores compared (macro-F1 on the same folds)."""
+
+    promote: bool
+    reason: str
+    candidate_macro_f1: float | None = None
+    champion_macro_f1: float | None = None
+    n_splits: int = 0
+
+
+def train_candidate(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    pipeline_name: str = DEFAULT_PIPELINE,
+    label_set: Sequence[str] | None = None,
+    random_state: int = 0,
+    progress: Progress | None = None,
+) -> Candidate:
+    """Cross-validate, then fit on all ``texts``/``labels``; never raises for bad data.
+
+    Needs at least 2 classes with at least 2 examples each (k-fold with k = the smallest
+    such class, at most 5). Too few labels, a single class, or a fit that raises give a
+    :class:`Candidate` with ``classifier=None`` and a ``reason``; no partly fitted model
+    is ever returned. ``progress(done, total)`` is called after each fold and the final
+    fit. Only mismatched lengths raise (:class:`InvalidInputError`): that is a caller bug.
+    """
+    if len(texts) != len(labels):
+        raise InvalidInputError(f"{len(texts)} texts but {len(labels)} labels")
+    xs = [str(t) for t in texts]
+    ys = [str(v) for v in labels]
+    cand = Candidate(xs, ys, pipeline_name, random_state)
+    started = time.perf_counter()
+    try:
+        cand.folds = make_folds(ys, random_state=random_state)
+        total = len(cand.folds) + 1
+
+        def fit_predict(train: list[int], test: list[int]) -> list[str]:
+            clf = TextClassifier(pipeline_name, random_state).fit(
+                [xs[i] for i in train], [ys[i] for i in train]
+            )
+            return clf.predict([xs[i] for i in test])
+
+        def fold_done(done: int, _: int) -> None:
+            if progress is not None:
+                progress(done, total)
+
+        evaluation = cross_validate(fit_predict, ys, cand.folds, progress=fold_done)
+        classifier = TextClassifier(pipeline_name, random_state).fit(xs, ys, label_set=label_set)
+    except ModelError as exc:
+        cand.reason = f"not trained: {exc}"
+        cand.fit_seconds = time.perf_counter() - started
+        return cand
+    except Exception as exc:  # a fit that raises must not crash the retrain loop
+        cand.reason = f"not trained: fitting failed with {type(exc).__name__}: {exc}"
+        cand.fit_seconds = time.perf_counter() - started
+        return cand
+    cand.classifier = classifier
+    cand.evaluation = evaluation
+    cand.fit_seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(total, total)
+    return cand
+
+
+def decide(
+    candidate: Candidate,
+    champion: TextClassifier | None,
+    *,
+    champion_mask: Sequence[bool] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: Progress | None = None,
+) -> Decision:
+    """Promote or reject ``candidate`` against ``champion``, on the same folds.
+
+    How the champion is scored: its fitted model has usually seen most of the
+    candidate's labels, so scoring it directly on the candidate's held-out folds would
+    flatter it. Instead, for each of the candidate's folds, the champion's pipeline
+    configuration (``sklearn.base.clone`` of its fitted pipeline, i.e. same steps and
+    hyper-parameters) is refitted on that fold's training rows and predicts the same
+    held-out rows the candidate was scored on. With ``champion_mask`` (one bool per
+    candidate row: was it in the champion's training data?) the refit uses only those
+    training rows, so the comparison is "the champion as it was" against "the
+    candidate with the new labels", with no leakage. If a fold leaves the champion
+    fewer than 2 classes, it predicts its only (or the candidate's majority) label.
+
+    Rules: a failed candidate is rejected with its reason; the first model (no
+    champion) is promoted (training already requires 2 classes with 2 examples each);
+    otherwise the candidate is promoted unless its pooled out-of-fold macro-F1 is lower
+    than the champion's by more than ``tolerance``.
+    """
+    if not candidate.is_trained or candidate.evaluation is None:
+        return Decision(False, f"rejected: {candidate.reason or 'candidate was not trained'}")
+    cand_f1 = candidate.evaluation.macro_f1
+    k = len(candidate.folds)
+    if champion is None:
+        return Decision(
+            True,
+            f"promoted: first model, macro-F1 {cand_f1:.3f} ({k}-fold CV, n={candidate.n_train})",
+            cand_f1,
+            None,
+            k,
+        )
+    if champion_mask is not None and len(champion_mask) != candidate.n_train:
+        raise InvalidInputError(
+            f"champion_mask has {len(champion_mask)} entries for {candidate.n_train} labels"
+        )
+    try:
+        champ_eval = _evaluate_champion(candidate, champion, champion_mask, progress)
+    except Exception as exc:  # the champion's config may no longer fit these data
+        return Decision(
+            True,
+            f"promoted: champion could not be re-evaluated on the same folds "
+            f"({type(exc).__name__}: {exc}); candidate macro-F1 {cand_f1:.3f}",
+            cand_f1,
+            None,
+            k,
+        )
+    champ_f1 = champ_eval.macro_f1
+    detail = f"macro-F1 {champ_f1:.3f}→{cand_f1:.3f} on the same {k} folds (n={candidate.n_train})"
+    if cand_f1 < champ_f1 - tolerance:
+        return Decision(
+            False,
+            f"rejected: {detail}; worse than the champion by more than {tolerance:.3f}",
+            cand_f1,
+            champ_f1,
+            k,
+        )
+    return Decision(True, f"promoted: {detail}", cand_f1, champ_f1, k)
+
+
+def _evaluate_champion(
+    candidate: Candidate,
+    champion: TextClassifier,
+    champion_mask: Sequence[bool] | None,
+    progress: Progress | None,
+) -> Evaluation:
+    template = champion.pipeline_
+    if template is None:
+        raise InvalidInputError("the champion has not been fitted")
+    xs, ys = candidate.texts, candidate.labels
+    mask = None if champion_mask is None else np.asarray(champion_mask, dtype=bool)
+    fallback = Counter(ys).most_common(1)[0][0]
+
+    def fit_predict(train: list[int], test: list[int]) -> list[str]:
+        rows = [i for i in train if mask is None or mask[i]]
+        seen = Counter(ys[i] for i in rows)
+        if len(seen) < 2:
+            only = seen.most_common(1)[0][0] if seen else fallback
+            return [only] * len(test)
+        pipe = fit_pipeline(clone(template), [xs[i] for i in rows], [ys[i] for i in rows])
+        return [str(v) for v in pipe.predict(prepare_texts([xs[i] for i in test]))]
+
+    return cross_validate(fit_predict, ys, candidate.folds, progress=progress)

@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+from model.classifier import (
+    AUTO_LR_MAX_SAMPLES,
+    MAX_CHARS,
+    PIPELINES,
+    TextClassifier,
+    build_pipeline,
+)
+from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
+from tests.model.conftest import make_texts
+
+
+def test_fit_predicts_the_class_of_its_own_vocabulary(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels)
+    assert clf.classes == ["ant", "bee", "cat"]
+    assert clf.predict(["antw1 antw2 the", "catw3 catw0 of"]) == ["ant", "cat"]
+
+
+def test_probabilities_sum_to_one_and_follow_the_label_set(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels)
+    proba = clf.predict_proba(texts[:5])
+    assert proba.shape == (5, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unseen_label_gets_probability_zero_and_model_still_predicts(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+    assert clf.classes == ["ant", "bee", "cat", "dog"]
+    assert clf.trained_classes == ["ant", "bee", "cat"]
+    proba = clf.predict_proba(["dog dog dog", "beew1 beew2"])
+    np.testing.assert_array_equal(proba[:, 3], [0.0, 0.0])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert clf.predict(["beew1 beew2"]) == ["bee"]
+
+
+def test_one_class_is_refused_with_a_clear_error():
+    with pytest.raises(InsufficientDataError, match="at least 2 distinct labels"):
+        TextClassifier().fit(["a", "b", "c"], ["x", "x", "x"])
+
+
+def test_empty_training_data_is_refused():
+    with pytest.raises(InsufficientDataError, match="got 0"):
+        TextClassifier().fit([], [])
+
+
+def test_lengths_must_match():
+    with pytest.raises(InvalidInputError, match="2 texts but 1 labels"):
+        TextClassifier().fit(["a", "b"], ["x"])
+
+
+def test_unknown_pipeline_name_lists_the_known_ones():
+    with pytest.raises(InvalidInputError, match="unknown pipeline 'nope'; choose one of: "):
+        build_pipeline("nope")
+
+
+def test_unfitted_classifier_says_to_fit_first():
+    with pytest.raises(NotFittedError, match="call fit"):
+        TextClassifier().predict(["x"])
+
+
+def test_two_labels_with_one_example_each_is_enough_to_fit():
+    clf = TextClassifier().fit(["good", "bad"], ["pos", "neg"])
+    assert clf.predict(["good"]) == ["pos"]
+
+
+def test_150_classes_fit_and_predict():
+    rng = np.random.default_rng(1)
+    classes = [f"c{i:03d}" for i in range(150)]
+    texts, labels = make_texts(rng, classes, 2, n_words=4)
+    clf = TextClassifier().fit(texts, labels)
+    assert len(clf.classes) == 150
+    pred = clf.predict(texts)
+    assert np.mean(np.array(pred) == np.array(labels)) > 0.9
+
+
+def test_unicode_and_very_long_texts_are_scored(toy):
+    texts, labels = toy
+    odd = ["Ünïcödé façade naïve", "日本語のテキスト", "🙂🚀🔥", "", "  \n\t ", "x" * 50_000]
+    clf = TextClassifier().fit(texts + odd[:3], labels + ["ant", "bee", "cat"])
+    scores = clf.score(odd + ["antw1 " * 10_000])
+    assert len(scores) == 7
+    assert np.all((scores.confidence > 0) & (scores.confidence <= 1))
+    assert scores.labels[1] == "bee"
+    assert scores.labels[-1] == "ant"
+
+
+def test_long_texts_are_cut_before_featurisation(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels)
+    head = "catw1 catw2 " * (MAX_CHARS // 12 + 1)
+    np.testing.assert_allclose(
+        clf.predict_proba([head + "antw1 " * 5_000]), clf.predict_proba([head])
+    )
+
+
+def test_empty_list_scores_to_empty_arrays(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels)
+    assert clf.predict_proba([]).shape == (0, 3)
+    scores = clf.score([])
+    assert len(scores) == 0
+    assert scores.top_indices.shape == (0, 3)
+    assert scores.confidence.shape == (0,)
+
+
+def test_score_matches_predict_proba_and_ranks_best_first(toy):
+    texts, labels = toy
+    clf = TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+    proba = clf.predict_proba(texts)
+    scores = clf.score(texts, top_k=2)
+    np.testing.assert_allclose(scores.confidence, proba.max(axis=1))
+    assert scores.labels == clf.predict(texts)
+    assert scores.top_proba.shape == (len(texts), 2)
+    assert np.all(scores.top_proba[:, 0] >= scores.top_proba[:, 1])
+    label, p = scores.ranked(0)[1]
+    assert p == pytest.approx(proba[0, clf.classes.index(label)])
+
+
+def test_top_k_larger_than_the_label_set_is_capped(toy):
+    texts, labels = toy
+    scores = TextClassifier().fit(texts, labels).score(texts[:2], top_k=10)
+    assert scores.top_indices.shape == (2, 3)
+    assert [sorted(r) for r in scores.top_indices.tolist()] == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_score_reports_progress_per_chunk(toy):
+    texts, labels = toy
+    calls = []
+    TextClassifier().fit(texts, labels).score(
+        texts * 1_000, progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls == [(10_000, 24_000), (20_000, 24_000), (24_000, 24_000)]
+
+
+def test_auto_pipeline_switches_to_sgd_for_large_training_sets():
+    small = build_pipeline("word_char_auto", n_samples=AUTO_LR_MAX_SAMPLES)
+    large = build_pipeline("word_char_auto", n_samples=AUTO_LR_MAX_SAMPLES + 1)
+    assert isinstance(small.named_steps["clf"], LogisticRegression)
+    assert small.named_steps["clf"].class_weight == "balanced"
+    assert isinstance(large.named_steps["clf"], SGDClassifier)
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_named_pipeline_fits_and_gives_probabilities(name, toy):
+    texts, labels = toy
+    proba = TextClassifier(name).fit(texts, labels).predict_proba(texts)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)

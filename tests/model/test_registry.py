@@ -1,0 +1,214 @@
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from model.classifier import PIPELINES, TextClassifier
+from model.errors import IntegrityError, InvalidInputError, RegistryError
+from model.registry import TRUSTED_TYPES, ModelRegistry
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def fitted(toy) -> TextClassifier:
+    texts, labels = toy
+    return TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "hitl.db.models")
+
+
+def tamper(registry: ModelRegistry, version: int) -> None:
+    path = registry.root / f"v{version}.skops"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_our_pipelines_need_no_trusted_types(name, toy):
+    texts, labels = toy
+    pipeline = TextClassifier(name).fit(texts, labels).pipeline_
+    assert sio.get_untrusted_types(data=sio.dumps(pipeline)) == list(TRUSTED_TYPES) == []
+
+
+def test_save_writes_model_and_metadata(registry, fitted):
+    meta = registry.save(fitted, n_train=24, metrics={"macro_f1": 0.9}, now=NOW)
+    assert meta.version == 1
+    assert meta.status == "candidate"
+    assert meta.created_at == "2026-11-24T12:00:00+00:00"
+    assert meta.label_set == ["ant", "bee", "cat", "dog"]
+    assert meta.n_train == 24
+    assert meta.metrics == {"macro_f1": 0.9}
+    data = (registry.root / "v1.skops").read_bytes()
+    assert meta.sha256 == hashlib.sha256(data).hexdigest()
+    on_disk = json.loads((registry.root / "v1.json").read_text())
+    assert on_disk["sha256"] == meta.sha256
+    assert on_disk["sklearn_version"] == meta.sklearn_version
+    assert sorted(p.name for p in registry.root.iterdir()) == ["v1.json", "v1.skops"]
+
+
+def test_round_trip_gives_the_same_probabilities(registry, fitted, toy):
+    texts, _ = toy
+    registry.save(fitted, n_train=24)
+    loaded = registry.load(1)
+    assert loaded.classes == fitted.classes
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
+
+
+def test_versions_are_consecutive_integers(registry, fitted):
+    assert [registry.save(fitted, n_train=1).version for _ in range(3)] == [1, 2, 3]
+    assert [v.version for v in registry.versions()] == [1, 2, 3]
+
+
+def test_a_model_file_left_without_metadata_is_not_a_version_and_not_reused(registry, fitted):
+    registry.save(fitted, n_train=1)
+    (registry.root / "v2.skops").write_bytes(b"half written")
+    assert [v.version for v in registry.versions()] == [1]
+    assert registry.save(fitted, n_train=1).version == 3
+
+
+def test_unfitted_classifier_cannot_be_saved(registry):
+    with pytest.raises(InvalidInputError, match="not been fitted"):
+        registry.save(TextClassifier(), n_train=0)
+
+
+def test_promote_keeps_at_most_one_champion(registry, fitted):
+    for _ in range(3):
+        registry.save(fitted, n_train=1)
+    registry.promote(1)
+    registry.promote(3, "better")
+    statuses = {v.version: v.status for v in registry.versions()}
+    assert statuses == {1: "retired", 2: "candidate", 3: "champion"}
+    assert registry.champion().version == 3
+    assert registry.champion().reason == "better"
+
+
+def test_reject_records_the_reason(registry, fitted):
+    registry.save(fitted, n_train=1)
+    meta = registry.reject(1, "macro-F1 fell")
+    assert (meta.status, meta.reason) == ("rejected", "macro-F1 fell")
+    assert registry.get(1).status == "rejected"
+
+
+def test_the_champion_cannot_be_rejected(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    with pytest.raises(RegistryError, match="is the champion; roll back instead"):
+        registry.reject(1, "no")
+
+
+def test_tampered_file_is_refused(registry, fitted):
+    registry.save(fitted, n_train=1)
+    tamper(registry, 1)
+    with pytest.raises(IntegrityError, match="model v1 file v1.skops has sha256 "):
+        registry.load(1)
+
+
+def test_tampered_champion_falls_back_to_the_previous_good_version(registry, fitted, caplog):
+    registry.save(fitted, n_train=1)
+    registry.save(fitted, n_train=2)
+    registry.promote(1)
+    registry.promote(2)
+    tamper(registry, 2)
+    with caplog.at_level(logging.WARNING, logger="model.registry"):
+        loaded = registry.load_champion()
+    assert loaded.meta.version == 1
+    assert [v for v, _ in loaded.refused] == [2]
+    assert "the file was changed or damaged" in loaded.refused[0][1]
+    assert "model v2 refused: model v2 file v2.skops has sha256" in caplog.text
+    assert "using model v1 instead of champion v2" in caplog.text
+    assert registry.champion().version == 2  # on disk nothing changed
+
+
+def test_file_that_matches_its_hash_but_does_not_load_is_refused(registry, fitted):
+    registry.save(fitted, n_train=1)
+    junk = b"not a skops file"
+    (registry.root / "v1.skops").write_bytes(junk)
+    meta = json.loads((registry.root / "v1.json").read_text())
+    meta["sha256"] = hashlib.sha256(junk).hexdigest()
+    (registry.root / "v1.json").write_text(json.dumps(meta))
+    with pytest.raises(RegistryError, match="model v1 could not be loaded safely: "):
+        registry.load(1)
+
+
+def test_untrusted_types_are_refused(registry, fitted):
+    registry.save(fitted, n_train=1)
+    sneaky = Pipeline([("f", FunctionTransformer(np.sum)), ("clf", fitted.pipeline_[-1])])
+    data = sio.dumps(sneaky)
+    assert sio.get_untrusted_types(data=data)  # numpy.sum is not trusted by default
+    (registry.root / "v1.skops").write_bytes(data)
+    meta = json.loads((registry.root / "v1.json").read_text())
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    (registry.root / "v1.json").write_text(json.dumps(meta))
+    with pytest.raises(RegistryError, match="UntrustedTypesFoundException"):
+        registry.load(1)
+
+
+def test_promoting_a_tampered_version_is_refused_and_changes_nothing(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    tamper(registry, 2)
+    with pytest.raises(IntegrityError):
+        registry.promote(2)
+    assert registry.champion().version == 1
+    assert registry.get(2).status == "candidate"
+
+
+def test_no_champion_loads_nothing(registry, fitted):
+    registry.save(fitted, n_train=1)
+    assert registry.load_champion() is None
+
+
+def test_every_version_broken_loads_nothing(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    tamper(registry, 1)
+    assert registry.load_champion() is None
+
+
+def test_rollback_defaults_to_the_newest_retired_version(registry, fitted):
+    for _ in range(3):
+        registry.save(fitted, n_train=1)
+    for v in (1, 2, 3):
+        registry.promote(v)
+    meta = registry.rollback()
+    assert (meta.version, meta.status, meta.reason) == (2, "champion", "rolled back to v2")
+    assert registry.get(3).status == "retired"
+
+
+def test_rollback_to_a_named_version(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.save(fitted, n_train=1)
+    registry.promote(2)
+    assert registry.rollback(1).status == "champion"
+    assert [v.status for v in registry.versions()] == ["champion", "retired"]
+
+
+def test_rollback_errors_say_what_is_wrong(registry, fitted):
+    with pytest.raises(RegistryError, match="no earlier model to roll back to"):
+        registry.rollback()
+    with pytest.raises(RegistryError, match=r"model v7 does not exist in .*hitl.db.models"):
+        registry.rollback(7)
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    with pytest.raises(RegistryError, match="model v1 is already the champion"):
+        registry.rollback(1)
+
+
+def test_unreadable_metadata_is_skipped_when_listing(registry, fitted, caplog):
+    registry.save(fitted, n_train=1)
+    (registry.root / "v2.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="model.registry"):
+        assert [v.version for v in registry.versions()] == [1]
+    assert "skipping model metadata v2.json" in caplog.text

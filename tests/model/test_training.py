@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+
+from model.classifier import TextClassifier
+from model.errors import InvalidInputError
+from model.training import decide, train_candidate
+
+
+def suffix_texts(seed: int, n_per_class: int = 15) -> tuple[list[str], list[str]]:
+    """Each text is three never-repeated words; only their suffix ('xq' or 'zv') tells
+    the class. Character n-grams learn it, word n-grams cannot."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnoprstuwy")
+    texts, labels = [], []
+    for label, suffix in (("a", "xq"), ("b", "zv")):
+        for _ in range(n_per_class):
+            words = ["".join(rng.choice(letters, 5)) + suffix for _ in range(3)]
+            texts.append(" ".join(words))
+            labels.append(label)
+    return texts, labels
+
+
+def test_candidate_is_fitted_and_cross_validated(toy):
+    texts, labels = toy
+    cand = train_candidate(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+    assert cand.is_trained
+    assert cand.reason == ""
+    assert cand.n_train == 24
+    assert len(cand.folds) == 5
+    assert cand.evaluation.n_samples == 24
+    assert cand.evaluation.macro_f1 > 0.9
+    assert cand.label_set == ["ant", "bee", "cat", "dog"]
+
+
+def test_progress_counts_folds_and_the_final_fit(toy):
+    texts, labels = toy
+    calls = []
+    train_candidate(texts, labels, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+
+
+@pytest.mark.parametrize(
+    ("texts", "labels"),
+    [
+        ([], []),
+        (["x", "y", "z"], ["only", "only", "only"]),
+        (["x", "y"], ["a", "b"]),
+        (["x", "y", "z"], ["a", "a", "b"]),
+    ],
+    ids=["empty", "one-class", "one-each", "two-plus-one"],
+)
+def test_too_few_labels_give_a_reason_and_no_model(texts, labels):
+    cand = train_candidate(texts, labels)
+    assert not cand.is_trained
+    assert cand.classifier is None
+    assert cand.evaluation is None
+    assert cand.reason.startswith("not trained: cross-validation needs at least 2 classes")
+
+
+def test_a_fit_that_raises_gives_a_reason_not_a_crash():
+    cand = train_candidate(["", "", "!", "?"], ["a", "a", "b", "b"])
+    assert not cand.is_trained
+    assert cand.reason.startswith("not trained: fitting failed with ValueError: ")
+    assert "vocabulary" in cand.reason
+
+
+def test_mismatched_lengths_are_a_caller_error():
+    with pytest.raises(InvalidInputError):
+        train_candidate(["a"], ["x", "y"])
+
+
+def test_first_model_is_promoted(toy):
+    texts, labels = toy
+    decision = decide(train_candidate(texts, labels), None)
+    assert decision.promote
+    assert decision.reason.startswith("promoted: first model, macro-F1 1.000 (5-fold CV, n=24)")
+    assert decision.champion_macro_f1 is None
+
+
+def test_failed_candidate_is_rejected_with_its_reason():
+    decision = decide(train_candidate(["x", "y"], ["a", "a"]), None)
+    assert not decision.promote
+    assert decision.reason.startswith("rejected: not trained: cross-validation needs")
+
+
+def test_candidate_worse_than_the_champion_on_the_same_folds_is_rejected():
+    texts, labels = suffix_texts(0)
+    champion = TextClassifier("word_char_lr").fit(texts, labels)
+    cand = train_candidate(texts, labels, pipeline_name="word_lr")
+    decision = decide(cand, champion)
+    assert not decision.promote
+    assert decision.champion_macro_f1 > decision.candidate_macro_f1 + 0.2
+    assert decision.reason.startswith("rejected: macro-F1 ")
+    assert "worse than the champion by more than 0.010" in decision.reason
+
+
+def test_better_candidate_is_promoted_with_both_scores_in_the_reason():
+    texts, labels = suffix_texts(1)
+    champion = TextClassifier("word_lr").fit(texts, labels)
+    decision = decide(train_candidate(texts, labels, pipeline_name="word_char_lr"), champion)
+    assert decision.promote
+    assert decision.candidate_macro_f1 > decision.champion_macro_f1
+    assert "on the same 5 folds (n=30)" in decision.reason
+
+
+def test_equal_candidate_is_promoted_within_tolerance(toy):
+    texts, labels = toy
+    champion = TextClassifier().fit(texts, labels)
+    decision = decide(train_candidate(texts, labels), champion)
+    assert decision.promote
+    assert decision.candidate_macro_f1 == decision.champion_macro_f1
+
+
+def test_champion_mask_limits_the_champion_to_its_own_training_rows(toy):
+    texts, labels = toy
+    champion = TextClassifier().fit(texts[:8] + texts[8:16], labels[:8] + labels[8:16])
+    cand = train_candidate(texts, labels)
+    mask = [label != "cat" for label in labels]  # the champion never saw "cat"
+    decision = decide(cand, champion, champion_mask=mask)
+    assert decision.promote
+    assert decision.champion_macro_f1 < 0.8 < decision.candidate_macro_f1
+
+
+def test_champion_with_no_rows_in_the_mask_predicts_a_constant(toy):
+    texts, labels = toy
+    champion = TextClassifier().fit(texts, labels)
+    decision = decide(train_candidate(texts, labels), champion, champion_mask=[False] * 24)
+    assert decision.promote
+    assert decision.champion_macro_f1 == pytest.approx(0.5 / 3)  # F1 of one class in three
+
+
+def test_champion_mask_must_match_the_candidate_rows(toy):
+    texts, labels = toy
+    champion = TextClassifier().fit(texts, labels)
+    with pytest.raises(InvalidInputError, match="champion_mask has 3 entries for 24 labels"):
+        decide(train_candidate(texts, labels), champion, champion_mask=[True] * 3)
+
+
+def test_decide_reports_progress_while_rescoring_the_champion(toy):
+    texts, labels = toy
+    champion = TextClassifier().fit(texts, labels)
+    calls = []
+    decide(train_candidate(texts, labels), champion, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
