@@ -43,6 +43,7 @@ class Settings:
     votes: int = 1
     retrain_cron: str = "0 3 * * *"
     timezone: str = "UTC"
+    pipeline: str | None = None  # None: model/'s default
     routes: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -182,6 +183,15 @@ def _timezone(value: Any) -> str:
     return value
 
 
+def _pipeline(value: Any) -> str:
+    from model import PIPELINES
+
+    value = _text(value)
+    if value not in PIPELINES:
+        raise ValueError(f"is not a known pipeline; use one of {', '.join(sorted(PIPELINES))}")
+    return value
+
+
 def _routes(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
@@ -223,6 +233,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
     Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
     Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),
+    Spec("pipeline", "HITL_PIPELINE", _pipeline, False, "classifier pipeline for new models"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 TOML_ONLY = {"routes": _routes}

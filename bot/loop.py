@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.runtime import Champion
 from bot.scoring import score_items
 from bot.store import Store
-from model import ModelRegistry, ModelVersion, decide, train_candidate
+from model import DEFAULT_PIPELINE, ModelRegistry, ModelVersion, decide, train_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Plan:
     watermark: dict[str, Any]
     n_new: int
     label_set: list[str] | None
+    pipeline: str | None
     previous: ModelVersion | None
     started: float
 
@@ -133,6 +134,7 @@ def begin(
         watermark=watermark,
         n_new=n_new,
         label_set=list(settings.labels) or None,
+        pipeline=settings.pipeline,
         previous=previous,
         started=time.perf_counter(),
     )
@@ -155,7 +157,11 @@ def compute(
         previous_metrics=dict(plan.previous.metrics) if plan.previous else {},
     )
     candidate = train_candidate(
-        plan.texts, plan.labels, label_set=plan.label_set, progress=progress
+        plan.texts,
+        plan.labels,
+        pipeline_name=plan.pipeline or DEFAULT_PIPELINE,
+        label_set=plan.label_set,
+        progress=progress,
     )
     if not candidate.is_trained or candidate.classifier is None:
         outcome.reason = candidate.reason

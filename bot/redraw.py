@@ -62,6 +62,8 @@ async def redraw_pending(rt: Runtime) -> int:
                 failed += 1
                 continue
             rt.store.mark_drawn(post["id"], post["redraw_seq"])
+    async with rt.redrawn:
+        rt.redrawn.notify_all()
     return failed
 
 

@@ -69,6 +69,7 @@ class Runtime:
     wake_dispatcher: asyncio.Event = field(default_factory=asyncio.Event)
     wake_redrawer: asyncio.Event = field(default_factory=asyncio.Event)
     redraw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    redrawn: asyncio.Condition = field(default_factory=asyncio.Condition)  # after each pass
     retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
     post_interval: float = 1.0  # at most one post per second per channel
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -76,6 +77,13 @@ class Runtime:
     registry: ModelRegistry | None = None
     scheduler_alive: bool | None = None  # None: no scheduler in this process
     retrain_task: asyncio.Task | None = None
+    background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
+
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait for listeners that are still working after their ack."""
+        async with asyncio.timeout(timeout):
+            while self.background:
+                await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def channel_state(self, channel: str) -> ChannelState:
         return self.channels.setdefault(channel, ChannelState())

@@ -17,6 +17,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from bot import api
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
@@ -27,6 +28,7 @@ from bot.redraw import run_redrawer
 from bot.runtime import Runtime, make_client
 from bot.slack_app import build_app
 from bot.store import Store
+from bot.webhooks import run_deliveries
 from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ def init_app(
         if run_background:
             tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(run_redrawer(rt), name="hitl-redrawer"))
+            tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
         try:
@@ -110,6 +113,8 @@ def init_app(
                 stop_scheduler(rt, scheduler)
             if rt.retrain_task is not None:
                 tasks.append(rt.retrain_task)
+            with contextlib.suppress(TimeoutError):
+                await rt.drain(5.0)  # answers already acked finish their redraw first
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -120,6 +125,7 @@ def init_app(
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
+    api.add_routes(app)  # /api/*, /metrics
     return app
 
 
@@ -137,12 +143,14 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception:  # noqa: BLE001 - any failure means "not healthy"
         logger.exception("health check: database unreachable")
         db_ok = False
+    scheduler = getattr(rt, "scheduler_alive", None)  # None: no scheduler in this process
     body = {
-        "ok": db_ok,
+        "ok": db_ok and scheduler is not False,
         "db": "ok" if db_ok else "unreachable",
         "champion": rt.champion.version if rt.champion else None,
+        "scheduler": scheduler,
     }
-    return web.json_response(body, status=200 if db_ok else 503)
+    return web.json_response(body, status=200 if body["ok"] else 503)
 
 
 async def start_socket_mode(app: web.Application, app_token: str) -> AsyncSocketModeHandler:

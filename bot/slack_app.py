@@ -6,8 +6,12 @@ to SQLite before Slack gets its acknowledgement, and messages are redrawn from t
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -34,7 +38,25 @@ def build_app(rt: Runtime) -> AsyncApp:
         request_verification_enabled=not socket_mode,
     )
 
+    def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Listeners keep working after their ack (redraws, modals); the runtime tracks them
+        so shutdown (and a test) can wait for them before the database closes."""
+
+        @functools.wraps(listener)
+        async def run(*args: Any, **kwargs: Any) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                rt.background.add(task)
+            try:
+                await listener(*args, **kwargs)
+            finally:
+                if task is not None:
+                    rt.background.discard(task)
+
+        return run
+
     @app.action(blocks.LABEL_ACTION)
+    @tracked
     async def on_label_button(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
         try:
             item_id, label = blocks.decode_value(action.get("value"))
@@ -46,6 +68,7 @@ def build_app(rt: Runtime) -> AsyncApp:
 
     @app.action(blocks.OTHER_ACTION)
     @app.action(blocks.OTHER_EXTERNAL_ACTION)
+    @tracked
     async def on_other(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
         item_id = blocks.item_id_from_block(action.get("block_id"))
         selected = action.get("selected_option") or {}
@@ -56,11 +79,13 @@ def build_app(rt: Runtime) -> AsyncApp:
         await _answer(rt, ack, body, action, client, item_id, label)
 
     @app.options(blocks.OTHER_EXTERNAL_ACTION)
+    @tracked
     async def on_other_options(ack: AsyncAck, payload: dict):
         query = payload.get("value") if isinstance(payload.get("value"), str) else ""
         await ack(options=blocks.label_options(label_set(rt.settings, rt.store), query))
 
     @app.action(blocks.SKIP_ACTION)
+    @tracked
     async def on_skip(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
         try:
             item_id, _ = blocks.decode_value(action.get("value"))
@@ -70,6 +95,7 @@ def build_app(rt: Runtime) -> AsyncApp:
         await _answer(rt, ack, body, action, client, item_id, None)
 
     @app.action(blocks.UNDO_ACTION)
+    @tracked
     async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
         user_id = body["user"]["id"]
         try:
@@ -94,15 +120,18 @@ def build_app(rt: Runtime) -> AsyncApp:
             )
 
     @app.action(blocks.START_LABELING_ACTION)
+    @tracked
     async def on_start_labeling(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
         await open_labeling_modal(rt, client, body["trigger_id"], body["user"]["id"])
 
     @app.command("/hitl")
+    @tracked
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
         await commands.handle(rt, ack, command, client)
 
     @app.event("app_home_opened")
+    @tracked
     async def on_home_opened(event: dict, client: AsyncWebClient):
         if event.get("tab") not in (None, "home"):
             return

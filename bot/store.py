@@ -952,8 +952,7 @@ class Store:
                     [lease_until, row[0]],
                 )
         return [
-            {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1}
-            for row in rows
+            {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1} for row in rows
         ]
 
     def finish_delivery(
@@ -1011,7 +1010,7 @@ class Store:
         )
         runs = self.db.execute(
             "SELECT kind, status, count(*), count(finished_at),"
-            " coalesce(sum((julianday(finished_at) - julianday(started_at)) * 86400.0), 0)"
+            " coalesce(sum(round((julianday(finished_at) - julianday(started_at)) * 86400, 3)), 0)"
             " FROM runs GROUP BY kind, status ORDER BY kind, status"
         ).fetchall()
         return {

@@ -3,6 +3,7 @@ the fake Slack, and helpers that send correctly signed requests to `/slack/event
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ class Bot:
 
     async def event(self, envelope: dict):
         return await self.post(*signing.signed_event(envelope, SECRET))
+
+    async def settled(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until every question message matches the database (the redraw after an ack
+        runs after Slack got its answer, so a test waits for it here)."""
+        rt = self.rt
+        await rt.drain(timeout)
+        async with asyncio.timeout(timeout), rt.redrawn:
+            await rt.redrawn.wait_for(lambda: not rt.store.posts_to_redraw())
 
     def next_action_ts(self) -> str:
         self.clicks += 1

@@ -127,6 +127,7 @@ async def test_150_long_emoji_labels_post_and_answer(fake_slack: FakeSlack, tmp_
         assert (await bot.action(pick)).status == 200
         item_id = actions["block_id"][2:]
         assert bot.store.resolution(item_id)["label"] == LONG_LABELS[149]
+        await bot.settled()
         shown = json.dumps(bot.fake.message(CHANNEL, message["ts"]), ensure_ascii=False)
         assert LONG_LABELS[149] in shown
 

@@ -1,0 +1,116 @@
+"""Prometheus metrics for ``GET /metrics``: one registry per app, so tests stay independent.
+
+Counts that live in the database (items by status, answers, posts, webhook deliveries,
+retrain runs and their durations) are read from the store at scrape time. API requests and
+their latencies are counted by the API middleware. ``SLACK_API_ERRORS`` is the one counter
+other modules increment, wherever a Slack Web API call fails::
+
+    from bot.metrics import SLACK_API_ERRORS
+    SLACK_API_ERRORS.labels("chat.postMessage", "ratelimited").inc()
+
+It counts for the whole process (a Slack error is not one app's) and every app's registry
+shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+SLACK_API_ERRORS = Counter(
+    "hitl_slack_api_errors",
+    "Slack Web API calls that failed, by method and error",
+    ["method", "error"],
+    registry=None,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class StoreCollector:
+    """Reads the database's counts at scrape time (on the event loop's thread, as the store
+    requires). ``get_store`` returns None before the app has started: nothing is reported."""
+
+    def __init__(self, get_store: Callable[[], Store | None]):
+        self.get_store = get_store
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.get_store()
+        if store is None:
+            return
+        items = GaugeMetricFamily("hitl_items", "Items by status", labels=["status"])
+        for status, n in sorted(store.count_items().items()):
+            items.add_metric([status], n)
+        yield items
+        yield CounterMetricFamily(
+            "hitl_answers", "Answers stored (clicks, selects, skips, imports)",
+            value=store.count_answers(),
+        )  # fmt: skip
+        counts = store.metrics_counts()
+        yield CounterMetricFamily("hitl_posts", "Questions posted to Slack", value=counts["posts"])
+        yield GaugeMetricFamily(
+            "hitl_posts_open", "Questions in Slack still unanswered", value=counts["open_posts"]
+        )
+        deliveries = GaugeMetricFamily(
+            "hitl_webhook_deliveries", "Webhook deliveries by status", labels=["status"]
+        )
+        for status in ("pending", "delivered", "failed", "cancelled"):
+            deliveries.add_metric([status], counts["deliveries"].get(status, 0))
+        yield deliveries
+        runs = CounterMetricFamily(
+            "hitl_runs", "Runs (retrain, ...) by kind and outcome", labels=["kind", "status"]
+        )
+        durations = SummaryMetricFamily(
+            "hitl_run_duration_seconds", "Durations of finished runs", labels=["kind"]
+        )
+        by_kind: dict[str, tuple[int, float]] = {}
+        for run in counts["runs"]:
+            runs.add_metric([run["kind"], run["status"]], run["count"])
+            n, seconds = by_kind.get(run["kind"], (0, 0.0))
+            by_kind[run["kind"]] = (n + run["finished"], seconds + run["seconds"])
+        for kind, (n, seconds) in sorted(by_kind.items()):
+            durations.add_metric([kind], count_value=n, sum_value=seconds)
+        yield runs
+        yield durations
+
+
+class Metrics:
+    """One app's registry: API requests and latencies, the store's counts, Slack errors."""
+
+    def __init__(self, get_store: Callable[[], Store | None]):
+        self.registry = CollectorRegistry()
+        self.api_requests = Counter(
+            "hitl_api_requests",
+            "Producer API requests by route, method and HTTP status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.api_latency = Histogram(
+            "hitl_api_request_duration_seconds",
+            "Producer API latency by route and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(SLACK_API_ERRORS)
+        self.registry.register(StoreCollector(get_store))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything above."""
+        return generate_latest(self.registry)

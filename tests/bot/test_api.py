@@ -1,0 +1,386 @@
+"""The producer API through real HTTP on loopback: auth, predict, items, item lookup, bad input.
+
+Also home to the helpers the other API test files import (`start_api`, `champion`, `AUTH`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.ingest import item_id_for_text
+from bot.runtime import Champion
+from bot.sandbox import FakeSlack
+from model.classifier import TextClassifier
+from tests.bot.harness import Bot, make_settings, start_bot
+
+TOKEN = "api-token-for-tests"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+TRAINING = [
+    ("I was charged twice for my subscription", "billing"),
+    ("Refund the annual plan please", "billing"),
+    ("My invoice shows the wrong amount", "billing"),
+    ("The app crashes when I open settings", "bug"),
+    ("Login page is blank on Safari", "bug"),
+    ("Export button throws an error", "bug"),
+    ("Please delete my account", "account"),
+    ("Change the email on my account", "account"),
+    ("Reset my account password", "account"),
+]
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TextClassifier:
+    texts, labels = zip(*TRAINING, strict=True)
+    return TextClassifier().fit(list(texts), list(labels))
+
+
+@pytest.fixture
+def champion(classifier: TextClassifier) -> Champion:
+    return Champion(version=1, classifier=classifier, n_train=len(TRAINING))
+
+
+async def start_api(
+    fake: FakeSlack, tmp_path: Path, *, champion: Champion | None = None, **changes: Any
+) -> AsyncIterator[Bot]:
+    """The real app on loopback with the API on (token and webhook secret set)."""
+    settings = make_settings(
+        fake, tmp_path, **{"api_token": TOKEN, "webhook_secret": WEBHOOK_SECRET, **changes}
+    )
+    async for bot in start_bot(fake, settings):
+        bot.rt.champion = champion
+        yield bot
+
+
+@pytest.fixture
+async def api(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Bot]:
+    async for bot in start_api(fake_slack, tmp_path):
+        yield bot
+
+
+async def post_json(bot: Bot, path: str, body: Any, headers: dict | None = None):
+    return await bot.http.post(
+        path, data=json.dumps(body), headers=AUTH if headers is None else headers
+    )
+
+
+def stored(bot: Bot) -> int:
+    return sum(bot.store.count_items().values())
+
+
+# -- auth --
+
+
+async def test_api_without_a_token_set_answers_503_saying_how_to_turn_it_on(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in start_api(fake_slack, tmp_path, api_token=None):
+        response = await post_json(bot, "/api/predict", {"text": "hello"})
+        assert response.status == 503
+        body = await response.json()
+        assert "set HITL_API_TOKEN" in body["error"]
+        assert stored(bot) == 0
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer{TOKEN}", "Bearer"],
+)
+async def test_missing_or_wrong_token_gets_401_and_stores_nothing(
+    api: Bot, authorization: str | None
+):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for path, body in (
+        ("/api/predict", {"text": "I was charged twice"}),
+        ("/api/items", {"items": [{"text": "I was charged twice"}]}),
+    ):
+        response = await post_json(api, path, body, headers=headers)
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "Authorization: Bearer" in (await response.json())["error"]
+    assert stored(api) == 0
+
+
+# -- predict --
+
+
+async def test_predict_without_a_champion_needs_review_with_no_label(api: Bot):
+    response = await post_json(api, "/api/predict", {"text": "  Where is my refund?  "})
+    assert response.status == 200
+    item_id = item_id_for_text("Where is my refund?")
+    assert await response.json() == {
+        "id": item_id,
+        "label": None,
+        "confidence": None,
+        "ranked": [],
+        "model_version": None,
+        "model_label": None,
+        "status": "needs_review",
+    }
+    item = api.store.get_item(item_id)
+    assert (item["text"], item["source"], item["status"]) == ("Where is my refund?", "api", "new")
+    assert api.rt.wake_dispatcher.is_set()
+
+
+async def test_predict_with_a_confident_champion_answers_auto(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=0.0):
+        response = await post_json(
+            bot, "/api/predict", {"text": "I was charged twice", "id": "T-1", "meta": {"a": 1}}
+        )
+        assert response.status == 200
+        body = await response.json()
+        assert body["status"] == "auto"
+        assert body["id"] == "T-1" and body["model_version"] == 1
+        assert body["label"] == body["model_label"] == body["ranked"][0]["label"]
+        assert body["confidence"] == body["ranked"][0]["probability"]
+        assert len(body["ranked"]) == 3  # the three labels the model knows
+        item = bot.store.get_item("T-1")
+        assert (item["status"], item["predicted_label"]) == ("auto", body["label"])
+        assert item["meta"] == {"a": 1}
+
+
+async def test_predict_with_an_unsure_champion_needs_review_and_queues_the_item(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=1.0):
+        response = await post_json(bot, "/api/predict", {"text": "The app crashes on start"})
+        body = await response.json()
+        assert response.status == 200
+        assert body["status"] == "needs_review"
+        assert body["label"] is not None and body["model_version"] == 1
+        assert bot.store.get_item(body["id"])["status"] == "queued"
+        assert bot.rt.wake_dispatcher.is_set()
+
+
+async def test_predict_after_people_answered_gives_the_human_label(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=1.0):
+        first = await (await post_json(bot, "/api/predict", {"text": "Refund me", "id": 42})).json()
+        assert first["id"] == "42" and first["status"] == "needs_review"
+        bot.store.record_answer("42", "U1", "praise", source="button", dedupe_key="k1")
+        again = await post_json(bot, "/api/predict", {"text": "Refund me", "id": 42})
+        body = await again.json()
+        assert body["status"] == "resolved"
+        assert body["label"] == "praise"
+        assert body["model_label"] == first["model_label"] != "praise"
+        assert stored(bot) == 1
+
+
+async def test_predict_of_the_same_text_twice_is_one_item(api: Bot):
+    first = await (await post_json(api, "/api/predict", {"text": "same words"})).json()
+    second = await (await post_json(api, "/api/predict", {"text": "same words"})).json()
+    assert first == second
+    assert stored(api) == 1
+
+
+async def test_a_failing_model_leaves_the_item_to_people(fake_slack: FakeSlack, tmp_path: Path):
+    class BrokenModel:
+        def score(self, texts, top_k):
+            raise RuntimeError("model file is corrupt")
+
+    broken = Champion(version=3, classifier=BrokenModel())
+    async for bot in start_api(fake_slack, tmp_path, champion=broken):
+        response = await post_json(bot, "/api/predict", {"text": "Refund please"})
+        assert response.status == 200
+        body = await response.json()
+        assert (body["status"], body["label"]) == ("needs_review", None)
+
+
+# -- items --
+
+
+async def test_items_batch_answers_per_item_and_a_bad_item_sinks_nothing(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=1.0):
+        await post_json(bot, "/api/predict", {"text": "known before", "id": "old"})
+        items = [
+            {"text": "Refund the plan", "id": "a1", "meta": {"channel": "email"}},
+            {"id": "a2"},
+            {"text": "Refund the plan again", "id": "a1"},
+            {"text": "known before", "id": "old"},
+            {"text": "Crash on login", "callback_url": "https://example.com/hook"},
+            5,
+            {"text": "x" * 40_001},
+        ]
+        response = await post_json(bot, "/api/items", {"items": items})
+        assert response.status == 200
+        body = await response.json()
+        assert (body["created"], body["duplicates"], body["rejected"]) == (2, 2, 3)
+        results = body["results"]
+        assert [r["result"] for r in results] == [
+            "created", "rejected", "duplicate", "duplicate", "created", "rejected", "rejected"
+        ]  # fmt: skip
+        assert [r["index"] for r in results] == list(range(7))
+        assert results[1]["field"] == "items[1].text"
+        assert results[1]["error"] == "items[1].text is missing; send the item's text as a string"
+        assert results[5]["field"] == "items[5]"
+        assert results[6]["error"] == (
+            "items[6].text is 40,001 characters, over the limit of 40,000"
+        )
+        generated = item_id_for_text("Crash on login")
+        assert results[4]["id"] == generated
+        assert bot.store.get_item("a1")["meta"] == {"channel": "email"}
+        assert bot.store.get_item("a1")["text"] == "Refund the plan"
+        assert bot.store.get_item(generated)["callback_url"] == "https://example.com/hook"
+        assert bot.store.get_item(generated)["status"] == "queued"  # scored, below threshold
+        assert stored(bot) == 3
+
+
+async def test_items_takes_1000_and_refuses_1001(api: Bot):
+    batch = [{"text": f"item number {n}", "id": f"n{n}"} for n in range(1001)]
+    response = await post_json(api, "/api/items", {"items": batch})
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "items has 1,001 items, over the limit of 1,000 per request",
+        "field": "items",
+    }
+    assert stored(api) == 0
+    response = await post_json(api, "/api/items", {"items": batch[:1000]})
+    assert response.status == 200
+    assert (await response.json())["created"] == 1000
+    assert stored(api) == 1000
+
+
+# -- one item --
+
+
+async def test_get_item_shows_text_status_prediction_and_the_human_label(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=1.0):
+        await post_json(bot, "/api/items", {"items": [{"text": "Refund me", "id": "T/7"}]})
+        response = await bot.http.get("/api/items/T%2F7", headers=AUTH)
+        assert response.status == 200
+        body = await response.json()
+        assert (body["id"], body["text"], body["status"]) == ("T/7", "Refund me", "needs_review")
+        assert body["queue_status"] == "queued" and body["source"] == "api"
+        assert body["prediction"]["model_version"] == 1
+        assert body["human"] is None
+        assert body["created_at"] <= body["updated_at"]
+
+        for n, (user, label) in enumerate([("U1", "bug"), ("U2", "billing"), ("U3", "billing")]):
+            bot.store.record_answer("T/7", user, label, source="button", dedupe_key=f"k{n}",
+                                    votes_needed=3)  # fmt: skip
+        body = await (await bot.http.get("/api/items/T%2F7", headers=AUTH)).json()
+        assert body["status"] == "resolved"
+        human = body["human"]
+        assert (human["label"], human["votes"]) == ("billing", 2)
+        assert human["agreement"] == pytest.approx(2 / 3)
+        assert human["resolved_at"] == body["updated_at"]
+
+
+async def test_get_unknown_item_is_404_naming_the_id(api: Bot):
+    response = await api.http.get("/api/items/nope", headers=AUTH)
+    assert response.status == 404
+    assert await response.json() == {"error": "no item with id 'nope'", "field": "id"}
+
+
+async def test_unknown_api_path_is_a_json_404_and_wrong_method_a_json_405(api: Bot):
+    response = await api.http.get("/api/nothing-here", headers=AUTH)
+    assert response.status == 404
+    assert (await response.json())["error"] == "Not Found"
+    response = await api.http.get("/api/predict", headers=AUTH)
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST"
+    assert (await response.json())["error"] == "Method Not Allowed"
+
+
+# -- bad input --
+
+LONG = "x" * 40_001
+
+BAD_INPUT = [
+    ("/api/predict", b"{not json", "body", "the body is not valid JSON (Expecting property name"),
+    ("/api/predict", b"[1, 2]", "body", "the body must be a JSON object"),
+    ("/api/predict", b"\xff\xfe{}", "body", "the body is not valid UTF-8"),
+    ("/api/predict", b'{"text": NaN}', "body", "the body is not valid JSON (NaN is not"),
+    ("/api/predict", b"", "body", "the body is not valid JSON"),
+    ("/api/predict", b'{"id": "x"}', "text", "text is missing"),
+    ("/api/predict", b'{"text": 5}', "text", "text must be a string"),
+    ("/api/predict", b'{"text": "   "}', "text", "text is empty"),
+    ("/api/predict", json.dumps({"text": LONG}).encode(), "text",
+     "text is 40,001 characters, over the limit of 40,000"),
+    ("/api/predict", b'{"text": "\\ud800"}', "text", "text has an invalid Unicode character"),
+    ("/api/predict", b'{"text": "hi", "id": true}', "id", "id must be a string or an integer"),
+    ("/api/predict", b'{"text": "hi", "id": 1.5}', "id", "id must be a string or an integer"),
+    ("/api/predict", b'{"text": "hi", "id": " "}', "id", "id is empty"),
+    ("/api/predict", b'{"text": "hi", "meta": [1]}', "meta", "meta must be a JSON object"),
+    ("/api/predict", b'{"text": "hi", "meta": {"k": "\\udc80"}}', "meta", "meta has an invalid"),
+    ("/api/predict", b'{"text": "hi", "callback_url": "ftp://x.org/"}', "callback_url",
+     "callback_url must be an http(s) URL"),
+    ("/api/predict", b'{"text": "hi", "callback_url": "https://"}', "callback_url",
+     "callback_url must be an http(s) URL"),
+    ("/api/predict", b'{"text": "hi", "callback_url": "http://h:99999/"}', "callback_url",
+     "callback_url must be an http(s) URL"),
+    ("/api/predict", b'{"text": "hi", "callback_url": 7}', "callback_url",
+     "callback_url must be an http(s) URL"),
+    ("/api/predict", b'{"text": "hi", "colour": "red"}', "colour",
+     "colour is not a known field; use text, id, meta, callback_url"),
+    ("/api/items", b'{"items": {}}', "items", "items must be a list of items"),
+    ("/api/items", b"{}", "items", "items must be a list of items"),
+    ("/api/items", b'{"items": [], "more": 1}', "more", "more is not a known field"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "field", "error"), BAD_INPUT)
+async def test_bad_input_is_400_naming_the_field_and_stores_nothing(
+    api: Bot, path: str, body: bytes, field: str, error: str
+):
+    response = await api.http.post(path, data=body, headers=AUTH)
+    assert response.status == 400
+    answer = await response.json()
+    assert answer["field"] == field
+    assert answer["error"].startswith(error)
+    assert stored(api) == 0
+
+
+async def test_text_of_exactly_40000_characters_is_taken(api: Bot):
+    response = await post_json(api, "/api/predict", {"text": "y" * 40_000})
+    assert response.status == 200
+    assert stored(api) == 1
+
+
+async def test_callback_url_needs_the_webhook_secret(fake_slack: FakeSlack, tmp_path: Path):
+    async for bot in start_api(fake_slack, tmp_path, webhook_secret=None):
+        body = {"text": "hi", "callback_url": "https://example.com/hook"}
+        response = await post_json(bot, "/api/predict", body)
+        assert response.status == 400
+        assert await response.json() == {
+            "error": "callback_url cannot be used: webhooks are off on this server "
+            "(set HITL_WEBHOOK_SECRET to turn them on)",
+            "field": "callback_url",
+        }
+        assert stored(bot) == 0
+
+
+async def test_body_over_1_mb_is_413(api: Bot):
+    big = json.dumps({"items": [{"text": "z" * 30_000}] * 36}).encode()
+    assert len(big) > 1024 * 1024
+    response = await api.http.post("/api/items", data=io.BytesIO(big), headers=AUTH)
+    assert response.status == 413
+    assert (await response.json())["field"] == "body"
+    assert stored(api) == 0
+
+
+async def test_chunked_body_over_1_mb_is_413(api: Bot):
+    async def chunks():
+        for _ in range(40):
+            yield b"z" * 30_000
+
+    response = await api.http.post("/api/predict", data=chunks(), headers=AUTH)
+    assert response.status == 413
+    assert (await response.json())["error"].startswith("the body is over the limit of 1 MB")
+    assert stored(api) == 0

@@ -1,0 +1,293 @@
+"""The learning loop: schedule, missed runs, retrains, promotion and rejection, locks,
+rollback, re-scoring, accuracy you can trust, the chart, and a click during a retrain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot import loop, reports
+from bot.learning import (
+    catch_up,
+    is_missed,
+    make_trigger,
+    run_retrain,
+    scheduled_retrain,
+    start_scheduler,
+    stop_scheduler,
+    sync_champion,
+)
+from bot.sandbox import FakeSlack
+from bot.scoring import choose
+from bot.store import Store
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+BILLING = [
+    "refund my invoice",
+    "charged twice on my card",
+    "invoice amount is wrong",
+    "please refund the payment",
+    "billing address on invoice",
+    "card payment failed",
+]
+BUG = ["app crashes on start", "error 500 when saving", "screen freezes after login",
+       "crash when uploading", "button does nothing error", "page shows an error"]  # fmt: skip
+
+
+def labeled_items(prefix: str = "L") -> list[Item]:
+    items = [Item(f"{prefix}b{n}", t, "billing") for n, t in enumerate(BILLING)]
+    return items + [Item(f"{prefix}g{n}", t, "bug") for n, t in enumerate(BUG)]
+
+
+UNLABELED = [Item("u1", "refund the invoice please"), Item("u2", "crash error on login"),
+             Item("u3", "hello there"), Item("u4", "invoice error crash")]  # fmt: skip
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2)
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+def add_labels(store: Store, items: list[Item]) -> None:
+    store.add_items(items, "import")
+
+
+# -- the schedule ---------------------------------------------------------------------------
+
+
+def test_cron_fires_at_the_configured_time_in_the_time_zone(tmp_path: Path):
+    from bot.config import Settings
+
+    settings = Settings(retrain_cron="30 2 * * *", timezone="Europe/Berlin")
+    trigger = make_trigger(settings)
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    due = trigger.get_next_fire_time(None, now)
+    assert due.astimezone(UTC) == datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
+
+
+def test_a_run_is_missed_only_when_a_scheduled_time_passed_since_the_last_one():
+    from bot.config import Settings
+
+    trigger = make_trigger(Settings())  # 03:00 UTC
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert is_missed(trigger, datetime(2026, 11, 23, 3, 0, 5, tzinfo=UTC), now)
+    assert not is_missed(trigger, datetime(2026, 11, 24, 3, 0, 5, tzinfo=UTC), now)
+    assert not is_missed(trigger, None, now)
+
+
+async def test_the_scheduler_registers_the_nightly_job_and_its_run_retrains(bot: Bot):
+    scheduler = start_scheduler(bot.rt)
+    try:
+        job = scheduler.get_job("retrain")
+        assert str(job.trigger) == str(make_trigger(bot.rt.settings))
+        assert bot.rt.scheduler_alive is True
+        await scheduled_retrain(bot.rt)  # what the scheduler calls at 03:00
+    finally:
+        stop_scheduler(bot.rt, scheduler)
+    [run] = bot.store.runs("retrain")
+    assert (run["triggered_by"], run["status"]) == ("schedule", "promoted")
+    assert bot.rt.champion is not None and bot.rt.champion.version == 1
+    report = (await bot.fake.next_call("chat.postMessage")).params["text"]
+    assert report.startswith("*Retrain v1: promoted ✅* (schedule,")
+
+
+async def test_a_retrain_missed_while_down_runs_once_at_start(bot: Bot):
+    old = bot.store.start_run("retrain", "schedule")
+    bot.store.db["runs"].update(old, {"started_at": "2026-11-20T03:00:00.000+00:00"})
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    outcome = await catch_up(bot.rt, now)
+    assert outcome is not None and outcome.status == "promoted"
+    assert bot.store.runs("retrain")[0]["triggered_by"] == "schedule (missed while down)"
+    assert await catch_up(bot.rt, now) is None  # once
+
+
+async def test_no_new_labels_records_nothing_new_and_skips_training(bot: Bot):
+    await run_retrain(bot.rt, "schedule")
+    again = await run_retrain(bot.rt, "schedule")
+    assert again.status == "nothing_new"
+    statuses = [r["status"] for r in bot.store.runs("retrain")]
+    assert statuses == ["nothing_new", "promoted"]
+    assert len(loop.registry_for(bot.rt.settings).versions()) == 1
+    assert len(bot.fake.calls_to("chat.postMessage")) == 1  # a quiet night is not announced
+
+
+# -- promotion, rejection, force, rollback --------------------------------------------------
+
+
+def char_only_items(prefix: str, n: int) -> list[Item]:
+    """Every word is new, but the class shows in its letters: only character n-grams help."""
+    items = []
+    for i in range(n):
+        items.append(Item(f"{prefix}i{i}", f"invoicexq{i}zz", "billing"))
+        items.append(Item(f"{prefix}c{i}", f"crashvw{i}kk", "bug"))
+    return items
+
+
+async def test_promoted_then_rejected_with_reasons_in_db_and_report(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", char_only_items("a", 6))
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        first = await run_retrain(bot.rt, "<@U0ADMIN>")
+        assert first.status == "promoted" and first.reason.startswith("promoted: first model")
+        add_labels(bot.store, char_only_items("b", 6))
+        # A word-only candidate cannot read letters: worse than the champion on the same folds.
+        bot.rt.settings = bot.rt.settings.with_changes(pipeline="word_lr")
+        second = await run_retrain(bot.rt, "<@U0ADMIN>")
+        assert second.status == "rejected"
+        assert "worse than the champion" in second.reason
+        models = {m["version"]: m for m in bot.store.models()}
+        assert (models[1]["status"], models[2]["status"]) == ("champion", "rejected")
+        assert models[2]["reason"] == second.reason
+        reports_posted = [c.params["text"] for c in bot.fake.calls_to("chat.postMessage")]
+        assert "*Retrain v2: rejected ❌*" in reports_posted[1]
+        assert f"*Why:* {second.reason}" in reports_posted[1]
+        assert "v1 stays champion" in reports_posted[1]
+        assert bot.rt.champion.version == 1
+
+        forced = await run_retrain(bot.rt, "<@U0ADMIN>", force=True)
+        assert forced.status == "promoted" and forced.forced
+        assert "⚠️ *Forced:*" in bot.fake.calls_to("chat.postMessage")[-1].params["text"]
+        assert bot.store.champion_version() == 3
+
+
+async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
+    registry = loop.registry_for(bot.rt.settings)
+    plan = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(plan, loop.Plan)
+    text = await (await bot.command("retrain", "U0ADMIN")).text()
+    assert text.startswith("A retrain is already running")
+    other = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(other, loop.Outcome) and other.status == "busy"
+    await loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+                       triggered_by="cli", plan=plan)  # fmt: skip
+    assert bot.store.db["locks"].count == 0
+
+
+async def test_a_crashed_runs_lock_expires(bot: Bot):
+    registry = loop.registry_for(bot.rt.settings)
+    crashed = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(crashed, loop.Plan)  # ...and its process died here, lock still held
+    later = datetime.now(UTC) + loop.LOCK_TTL + timedelta(minutes=1)
+    plan = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli", now=later)
+    assert isinstance(plan, loop.Plan)
+
+
+async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    add_labels(bot.store, labeled_items("M"))
+    await run_retrain(bot.rt, "cli")
+    assert bot.rt.champion.version == 2
+    text = await (await bot.command("rollback 1", "U0ADMIN")).text()
+    assert text == "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
+    assert bot.store.champion_version() == 1 and bot.rt.champion.version == 1
+    assert loop.registry_for(bot.rt.settings).champion().version == 1
+    bad = await (await bot.command("rollback 7", "U0ADMIN")).text()
+    assert bad.startswith("Cannot roll back: model v7 does not exist")
+
+
+async def test_a_cli_promotion_reaches_the_running_server(bot: Bot):
+    registry = loop.registry_for(bot.rt.settings)
+    await loop.retrain(bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli")
+    assert bot.rt.champion is None
+    await sync_champion(bot.rt)
+    assert bot.rt.champion.version == 1
+
+
+async def test_promotion_rescores_and_reorders_the_queue(bot: Bot):
+    assert [it["confidence"] for it in bot.store.pool()] == [None] * 4
+    outcome = await run_retrain(bot.rt, "cli")
+    assert outcome.rescored == 4
+    pool = bot.store.pool()
+    assert {it["model_version"] for it in pool} == {1}
+    margins = {it["id"]: it["ranked"][0][1] - it["ranked"][1][1] for it in pool}
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.0, threshold=1.0)
+    import random
+
+    order = [it["id"] for it, _ in choose(bot.rt, pool, 4, random.Random(0))]
+    assert order == sorted(margins, key=lambda i: (margins[i], i))  # most uncertain first
+    assert order[-1] in ("u1", "u2")  # the clearest items now wait last
+
+
+# -- accuracy you can trust -------------------------------------------------------------------
+
+
+async def test_audit_accuracy_and_wilson_interval_match_a_hand_check(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    extra = [Item(f"x{n}", f"audit item {n}") for n in range(10)]
+    add_labels(bot.store, extra)
+    for n, item in enumerate(extra):
+        bot.store.record_post(item.id, CHANNEL, f"9.{n}", "audit", 1, "billing", 0.6)
+        truth = "billing" if n < 8 else "bug"  # the model was right 8 times out of 10
+        bot.store.record_answer(item.id, "U0ANA", truth, source="button", dedupe_key=f"k{n}")
+    report = reports.accuracy_report(bot.store, bot.rt.registry, datetime.now(UTC))
+    assert (report.audit_n, report.audit_correct) == (10, 8)
+    lo, hi = report.audit_interval
+    # Wilson 95%: p=0.8, n=10, z=1.96 → (0.490, 0.943), by hand.
+    assert (round(lo, 3), round(hi, 3)) == (0.49, 0.943)
+    text = reports.accuracy_text(report)
+    assert (
+        "*Live accuracy on audit posts* (random picks, unbiased): 80.0% (95% CI 49.0%–94.3%, n=10)"
+        in text
+    )
+
+
+async def test_accuracy_chart_is_a_png_uploaded_through_the_file_calls(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    text = await (await bot.command("accuracy", "U0ANA")).text()
+    assert text.startswith("*Model v1*") and "*Cross-validated*" in text
+    await bot.fake.next_call("files.getUploadURLExternal")
+    complete = await bot.fake.next_call("files.completeUploadExternal")
+    assert complete.params["channel_id"] == CHANNEL
+    [stored] = bot.fake.files.values()
+    assert stored["content"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_without_files_write_the_text_table_is_all(fake_slack: FakeSlack, tmp_path: Path):
+    fake_slack.scopes = ("chat:write", "commands")
+    seed(tmp_path / "hitl.db", labeled_items())
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        await run_retrain(bot.rt, "cli")
+        text = await (await bot.command("accuracy", "U0ANA")).text()
+        assert text.startswith("*Model v1*")
+        await bot.fake.next_call("auth.test")
+        assert bot.fake.calls_to("files.getUploadURLExternal") == []
+
+
+# -- never block the bot ----------------------------------------------------------------------
+
+
+async def test_a_click_is_acknowledged_while_a_retrain_is_fitting(bot: Bot):
+    fitting = threading.Event()
+    release = threading.Event()
+
+    def progress(done: int, total: int) -> None:  # runs in the worker thread
+        fitting.set()
+        release.wait(30)
+
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    registry = loop.registry_for(bot.rt.settings)
+    retrain = asyncio.create_task(
+        loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+                     triggered_by="cli", progress=progress)
+    )  # fmt: skip
+    try:
+        assert await asyncio.to_thread(fitting.wait, 30)
+        response = await bot.action(bot.button_payload(message, "U0ANA", "bug"))
+        assert response.status == 200
+        assert not retrain.done()  # the click completed while the model was still fitting
+        assert [a["label"] for a in bot.store.iter_answers() if a["user_id"] == "U0ANA"] == ["bug"]
+    finally:
+        release.set()
+    outcome = await retrain
+    assert outcome.status == "promoted"

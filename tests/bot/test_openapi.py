@@ -1,0 +1,214 @@
+"""The OpenAPI document stays true: it names every route the app serves (and no other), its
+schemas are valid, answers match them, and a property-based run finds no 500.
+
+The property run generates request bodies from the document's own request schemas (a small
+JSON-Schema-to-Hypothesis translation below), plus arbitrary JSON, mutated items and raw bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from bot.api import openapi_document
+from bot.runtime import Champion
+from bot.sandbox import FakeSlack
+from tests.bot.harness import Bot
+from tests.bot.test_api import AUTH, champion, classifier, start_api
+
+__all__ = ["champion", "classifier"]  # fixtures shared with test_api.py
+
+DOC = openapi_document()
+SERVED = ("/healthz", "/metrics")
+
+
+def documented_operations() -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, ops in DOC["paths"].items() for method in ops}
+
+
+def served_operations(bot: Bot) -> set[tuple[str, str]]:
+    app = bot.http.server.app
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD"
+        and (route.resource.canonical.startswith("/api/") or route.resource.canonical in SERVED)
+    }
+
+
+def validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for one schema of the document, its $refs resolved within the document."""
+    return Draft202012Validator({**schema, "components": DOC["components"]})
+
+
+def check_answer(path: str, method: str, status: int, body: Any) -> None:
+    """The answer's status is documented for the operation and its body fits the schema."""
+    responses = DOC["paths"][path][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {path} answered {status}, not documented"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    errors = sorted(validator(schema).iter_errors(body), key=str)
+    assert errors == [], f"{method} {path} {status}: {errors[0].message}"
+
+
+@pytest.fixture
+async def api(fake_slack: FakeSlack, tmp_path: Path, champion: Champion) -> AsyncIterator[Bot]:
+    async for bot in start_api(fake_slack, tmp_path, champion=champion):
+        response = await bot.http.post("/api/predict", json={"text": "Refund me", "id": "a"},
+                                       headers=AUTH)  # fmt: skip
+        assert response.status == 200
+        yield bot
+
+
+def test_document_is_openapi_3_1_with_valid_schemas_and_resolvable_refs():
+    assert DOC["openapi"] == "3.1.0"
+    for schema in DOC["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    text = json.dumps(DOC)
+    refs = {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}
+    assert refs <= set(DOC["components"]["schemas"])
+    for path, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"] and op["operationId"] and op["summary"], (method, path)
+
+
+async def test_every_served_route_is_documented_and_every_documented_route_served(api: Bot):
+    served = served_operations(api)
+    assert {op for op in served if op[1].startswith("/api/")} >= {("POST", "/api/predict")}
+    assert served == documented_operations()
+
+
+async def test_every_api_route_needs_the_token_and_answers_its_schema(api: Bot):
+    for method, path in sorted(documented_operations()):
+        if not path.startswith("/api/"):
+            continue
+        url = path.replace("{id}", "x")
+        response = await api.http.request(method, url, json={"text": "hi"})
+        assert response.status == 401, (method, path)
+        check_answer(path, method, 401, await response.json())
+
+
+async def test_openapi_json_is_served_and_matches_the_document(api: Bot):
+    response = await api.http.get("/api/openapi.json", headers=AUTH)
+    assert response.status == 200
+    assert await response.json() == json.loads(json.dumps(DOC))
+
+
+async def test_happy_answers_match_their_schemas(api: Bot):
+    response = await api.http.post("/api/predict", json={"text": "Refund me", "id": "a"},
+                                   headers=AUTH)  # fmt: skip
+    check_answer("/api/predict", "POST", response.status, await response.json())
+    items = {"items": [{"text": "Crash"}, {"nope": 1}, {"text": "Crash"}]}
+    response = await api.http.post("/api/items", json=items, headers=AUTH)
+    check_answer("/api/items", "POST", response.status, await response.json())
+    api.store.record_answer("a", "U1", "billing", source="button", dedupe_key="k1")
+    response = await api.http.get("/api/items/a", headers=AUTH)
+    check_answer("/api/items/{id}", "GET", response.status, await response.json())
+    response = await api.http.get("/healthz")
+    check_answer("/healthz", "GET", response.status, await response.json())
+
+
+# -- property-based: bodies from the document's own schemas --------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def from_schema(schema: dict[str, Any]) -> st.SearchStrategy:
+    """Values that fit ``schema`` (the subset of JSON Schema the document uses), kept small."""
+    if "$ref" in schema:
+        return from_schema(DOC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if "oneOf" in schema:
+        return st.one_of([from_schema(s) for s in schema["oneOf"]])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return st.one_of([from_schema({**schema, "type": k}) for k in kind])
+    if kind == "string":
+        if schema.get("pattern") == "^https?://":
+            host = st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True)
+            return st.builds("{}://{}/{}".format, st.sampled_from(["http", "https"]), host,
+                             st.text(max_size=10).map(quote))  # fmt: skip
+        low = schema.get("minLength", 0)
+        return st.text(min_size=low, max_size=min(schema.get("maxLength", 30), low + 30))
+    if kind == "integer":
+        return st.integers()
+    if kind == "number":
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "null":
+        return st.none()
+    if kind == "array":
+        return st.lists(from_schema(schema["items"]), max_size=min(schema.get("maxItems", 4), 4))
+    if kind == "object":
+        if "properties" not in schema:
+            return st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3)
+        required = set(schema.get("required", ()))
+        props = {k: from_schema(v) for k, v in schema["properties"].items()}
+        return st.fixed_dictionaries(
+            {k: s for k, s in props.items() if k in required},
+            optional={k: s for k, s in props.items() if k not in required},
+        )
+    raise AssertionError(f"from_schema does not know {schema}")
+
+
+def request_body(path: str) -> st.SearchStrategy:
+    """Mostly bodies that fit the operation's schema; also near misses and junk."""
+    schema = DOC["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    fitting = from_schema(schema)
+    near_miss = st.builds(lambda body, key, value: {**body, key: value}, fitting,
+                          st.sampled_from(["text", "id", "meta", "callback_url", "items"]),
+                          JSON_VALUES)  # fmt: skip
+    as_bytes = st.one_of(
+        fitting.map(json.dumps),
+        near_miss.map(json.dumps),
+        JSON_VALUES.map(json.dumps),
+    ).map(str.encode)
+    return st.one_of(as_bytes, as_bytes, st.binary(max_size=40))
+
+
+REQUESTS = st.one_of(
+    st.tuples(st.just("POST"), st.just("/api/predict"), request_body("/api/predict")),
+    st.tuples(st.just("POST"), st.just("/api/items"), request_body("/api/items")),
+    st.tuples(
+        st.just("GET"),
+        st.just("/api/items/{id}"),
+        st.one_of(st.just("a"), st.text(min_size=1, max_size=20)).map(lambda s: s.encode()),
+    ),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI stays deterministic
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=REQUESTS)
+async def test_generated_requests_never_get_a_500_and_answers_match_the_document(
+    api: Bot, request: tuple[str, str, bytes]
+):
+    method, path, payload = request
+    if method == "GET":
+        url = "/api/items/" + quote(payload.decode(), safe="")
+        response = await api.http.get(url, headers=AUTH)
+    else:
+        response = await api.http.post(path, data=payload, headers=AUTH)
+    event(f"{method} {path} -> {response.status}")
+    assert response.status < 500
+    check_answer(path, method, response.status, await response.json())
