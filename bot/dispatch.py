@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import blocks
 from bot.learning import sync_champion
+from bot.metrics import count_slack_error
 from bot.questions import label_set
 from bot.runtime import Runtime
 from bot.scoring import choose, score_pending
@@ -122,6 +123,7 @@ class Dispatcher:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
             error = exc.response.get("error") or "unknown_error"
+            count_slack_error("chat.postMessage", error)
             if error in PERMANENT:
                 state.broken = error
                 logger.error(
@@ -138,6 +140,7 @@ class Dispatcher:
                 self._back_off(channel, error)
             return False
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            count_slack_error("chat.postMessage", type(exc).__name__)
             self._back_off(channel, type(exc).__name__)
             return False
         state.last_post = loop.time()

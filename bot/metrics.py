@@ -37,6 +37,12 @@ SLACK_API_ERRORS = Counter(
     registry=None,
 )
 
+
+def count_slack_error(method: str, error: str | None) -> None:
+    """Count one failed Slack Web API call (``error``: Slack's code or the exception's name)."""
+    SLACK_API_ERRORS.labels(method, error or "unknown").inc()
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

@@ -16,6 +16,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import blocks
+from bot.metrics import count_slack_error
 from bot.questions import build_question, label_set
 from bot.runtime import Runtime
 
@@ -45,6 +46,7 @@ async def redraw_pending(rt: Runtime) -> int:
                 )
             except SlackApiError as exc:
                 error = exc.response.get("error")
+                count_slack_error("chat.update", error)
                 if error in GONE:
                     logger.warning(
                         "message for item %s in %s is gone (%s); not redrawing it",
@@ -59,6 +61,7 @@ async def redraw_pending(rt: Runtime) -> int:
                 continue
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
                 logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
+                count_slack_error("chat.update", type(exc).__name__)
                 failed += 1
                 continue
             rt.store.mark_drawn(post["id"], post["redraw_seq"])

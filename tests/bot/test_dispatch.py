@@ -49,9 +49,21 @@ async def test_429_waits_for_retry_after_and_keeps_the_item_queued(bot: Bot):
     assert bot.store.db["posts"].count == 2
 
 
+async def slack_errors_counted(bot: Bot) -> float:
+    text = await (await bot.http.get("/metrics")).text()
+    for line in text.splitlines():
+        if line.startswith(
+            'hitl_slack_api_errors_total{error="internal_error",method="chat.postMessage"}'
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_server_error_backs_off_then_posts_each_item_once(bot: Bot):
+    before = await slack_errors_counted(bot)
     bot.fake.fail("chat.postMessage", status=500, times=1)
     assert await bot.dispatcher.fill() == 0
+    assert await slack_errors_counted(bot) == before + 1  # shown on /metrics
     state = bot.rt.channel_state(CHANNEL)
     assert state.failures == 1 and state.last_error == "internal_error"
     state.next_attempt = 0
