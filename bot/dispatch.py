@@ -22,7 +22,7 @@ from bot import blocks
 from bot.learning import sync_champion
 from bot.metrics import count_slack_error
 from bot.questions import label_set
-from bot.runtime import Runtime
+from bot.runtime import Runtime, wait_until_woken
 from bot.scoring import choose, score_pending
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ PERMANENT = {
     "missing_scope",
     "restricted_action",
 }
+ITEM_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long"}
+MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 IDLE_TICK = 30.0
 
@@ -45,6 +47,10 @@ class Dispatcher:
     def __init__(self, rt: Runtime, rng: random.Random | None = None):
         self.rt = rt
         self.rng = rng or random.Random()
+        self.item_failures: dict[str, int] = {}
+        # What a question showed when it was sent, to record it if Slack posted it silently.
+        self.shown_at_post: dict[str, tuple[Any, Any, Any]] = {}
+        self.reason_at_post: dict[str, str] = {}
 
     def channels(self) -> list[str]:
         settings = self.rt.settings
@@ -67,8 +73,7 @@ class Dispatcher:
                 if not s.broken and max(s.next_attempt, s.last_post + self.rt.post_interval) > now
             ]
             timeout = min([IDLE_TICK, *waits])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.rt.wake_dispatcher.wait(), timeout)
+            await wait_until_woken(self.rt.wake_dispatcher, timeout)
 
     async def fill(self) -> int:
         """One round: post to every channel with room; return how many were posted."""
@@ -85,6 +90,10 @@ class Dispatcher:
         posted = 0
         for channel in self.channels():
             state = rt.channel_state(channel)
+            if state.unsure and not state.broken:
+                await self._reconcile(channel)
+                open_counts = rt.store.open_post_counts()
+                pool = [it for it in pool if it["id"] not in state.adopted]
             room = rt.settings.max_open - open_counts.get(channel, 0)
             if state.broken or room <= 0 or loop.time() < state.next_attempt:
                 continue
@@ -98,14 +107,20 @@ class Dispatcher:
                 if loop.time() < state.last_post + rt.post_interval:
                     break  # at most one post per interval per channel; run() comes back
                 taken.add(item["id"])
-                if not await self.post(channel, item, reason, labels):
+                result = await self.post(channel, item, reason, labels)
+                if result is None:
+                    continue  # this item was refused; the next one may go
+                if not result:
                     break
                 posted += 1
         return posted
 
     async def post(
         self, channel: str, item: dict[str, Any], reason: str, labels: list[str]
-    ) -> bool:
+    ) -> bool | None:
+        """Post one question: True when Slack took it; None when Slack refused this item only
+        (it is retried later, then set aside); False to end this channel's round (backoff,
+        rate limit, a permanent error)."""
         rt = self.rt
         state = rt.channel_state(channel)
         loop = asyncio.get_running_loop()
@@ -119,6 +134,9 @@ class Dispatcher:
             reason=reason,
             votes_needed=rt.settings.votes,
         )
+        shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
+        self.shown_at_post[item["id"]] = shown
+        self.reason_at_post[item["id"]] = reason
         try:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
@@ -131,32 +149,74 @@ class Dispatcher:
                     channel,
                     error,
                 )
+            elif error in ITEM_ERRORS:
+                return self._item_failed(item["id"], error)
             elif exc.response.status_code == 429:
                 retry_after = _retry_after(exc)
                 state.next_attempt = loop.time() + retry_after
                 state.last_error = "ratelimited"
                 logger.warning("rate limited in %s; waiting %.0f s", channel, retry_after)
             else:
+                if exc.response.status_code >= 500:
+                    state.unsure.add(item["id"])  # Slack may have posted it anyway
                 self._back_off(channel, error)
             return False
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             count_slack_error("chat.postMessage", type(exc).__name__)
+            state.unsure.add(item["id"])  # no answer: the message may exist all the same
             self._back_off(channel, type(exc).__name__)
             return False
-        state.last_post = loop.time()
+        self._posted(channel, item["id"], response["ts"], reason, shown)
+        return True
+
+    def _posted(
+        self, channel: str, item_id: str, ts: str, reason: str, shown: tuple[Any, Any, Any]
+    ) -> None:
+        state = self.rt.channel_state(channel)
+        state.last_post = asyncio.get_running_loop().time()
         state.failures = 0
         state.last_error = None
-        rt.store.record_post(
-            item["id"],
-            channel,
-            response["ts"],
-            reason,
-            question.model_version,
-            guesses[0][0] if guesses else None,
-            guesses[0][1] if guesses else None,
-        )
-        logger.info("posted item %s to %s (%s)", item["id"], channel, reason)
-        return True
+        state.unsure.discard(item_id)
+        self.item_failures.pop(item_id, None)
+        self.shown_at_post.pop(item_id, None)
+        self.reason_at_post.pop(item_id, None)
+        self.rt.store.record_post(item_id, channel, ts, reason, *shown)
+        logger.info("posted item %s to %s (%s)", item_id, channel, reason)
+
+    async def _reconcile(self, channel: str) -> None:
+        """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
+        the channel (by their metadata) and record the ones Slack did post, so no item is
+        posted twice. What is not found is posted again as usual."""
+        state = self.rt.channel_state(channel)
+        try:
+            history = await self.rt.client.conversations_history(
+                channel=channel, limit=200, include_all_metadata=True
+            )
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, OSError):
+            return  # cannot tell yet; try again next round
+        state.adopted = set()
+        for message in history.get("messages", []):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            item_id = payload.get("item_id")
+            if item_id in state.unsure:
+                logger.warning("item %s was posted after all (ts %s); recording it", item_id,
+                               message["ts"])  # fmt: skip
+                shown = self.shown_at_post.get(item_id, (None, None, None))
+                reason = self.reason_at_post.get(item_id, "uncertain")
+                self._posted(channel, item_id, message["ts"], reason, shown)
+                state.adopted.add(item_id)
+        state.unsure.clear()
+
+    def _item_failed(self, item_id: str, error: str) -> None:
+        """Slack refused this item's message (e.g. invalid_blocks): retry it a few times in
+        later rounds, then set it aside as skipped so it cannot block the queue."""
+        self.item_failures[item_id] = self.item_failures.get(item_id, 0) + 1
+        if self.item_failures[item_id] >= MAX_ITEM_FAILURES:
+            self.rt.store.set_aside(item_id, f"Slack refused its message: {error}")
+            logger.error("gave up posting item %s: Slack said %s %d times", item_id, error,
+                         MAX_ITEM_FAILURES)  # fmt: skip
+        else:
+            logger.warning("Slack refused item %s (%s); will retry it", item_id, error)
 
     async def _post_message(self, channel: str, question: blocks.Question) -> Any:
         rt = self.rt
@@ -165,7 +225,9 @@ class Dispatcher:
             "channel": channel,
             "text": blocks.question_text(question),
             "blocks": blocks.question_blocks(question),
-        }
+            "metadata": {"event_type": "hitl_question",
+                         "event_payload": {"item_id": question.item_id}},
+        }  # fmt: skip
         try:
             return await rt.client.chat_postMessage(**kwargs)
         except SlackApiError as exc:

@@ -8,8 +8,6 @@ up right even when Slack fails for a while.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import aiohttp
@@ -18,7 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot import blocks
 from bot.metrics import count_slack_error
 from bot.questions import build_question, label_set
-from bot.runtime import Runtime
+from bot.runtime import Runtime, wait_until_woken
 
 logger = logging.getLogger(__name__)
 
@@ -78,5 +76,4 @@ async def run_redrawer(rt: Runtime) -> None:
         failed = await redraw_pending(rt)
         timeout = delay if failed else None
         delay = min(delay * 2, MAX_BACKOFF) if failed else rt.retry_base
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(rt.wake_redrawer.wait(), timeout)
+        await wait_until_woken(rt.wake_redrawer, timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +24,21 @@ from model import ModelRegistry
 logger = logging.getLogger(__name__)
 
 
-def make_client(settings: Settings, *, retries: int = 2) -> AsyncWebClient:
+async def wait_until_woken(event: asyncio.Event, timeout: float | None) -> None:  # noqa: ASYNC109
+    """Wait for ``event`` or ``timeout`` seconds. Uses ``asyncio.timeout``, not ``wait_for``:
+    on Python 3.11 ``wait_for`` can swallow a cancellation that races with the event, and a
+    background loop would then outlive shutdown."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+def make_client(settings: Settings, *, retries: int = 2, timeout: float = 10) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL as base, retrying rate limits, 5xx and resets."""
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
-        timeout=10,
+        timeout=timeout,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=retries),
             AsyncRateLimitErrorRetryHandler(max_retry_count=retries),
@@ -57,6 +67,8 @@ class ChannelState:
     next_attempt: float = 0.0  # loop time before which nothing is posted (backoff, Retry-After)
     last_post: float = float("-inf")
     joined: bool = False
+    unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
+    adopted: set[str] = field(default_factory=set)  # of those, found posted after all
 
 
 @dataclass

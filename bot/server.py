@@ -117,9 +117,10 @@ def init_app(
                 await rt.drain(5.0)  # answers already acked finish their redraw first
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if tasks:
+                _, stuck = await asyncio.wait(tasks, timeout=10)
+                for task in stuck:
+                    logger.error("background task %s did not stop", task.get_name())
             store.close()
 
     app.cleanup_ctx.append(runtime_ctx)

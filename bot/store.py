@@ -528,6 +528,25 @@ class Store:
                 n += cursor.rowcount
         return n
 
+    def set_aside(self, item_id: str, reason: str) -> None:
+        """Stop asking about an item Slack will not show (status skipped), and say why."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE items SET status = 'skipped', updated_at = ? WHERE id = ?"
+                " AND status IN ('new', 'queued', 'auto')",
+                [self.now(), item_id],
+            )
+            self.db["runs"].insert(
+                {
+                    "kind": "dispatch",
+                    "started_at": self.now(),
+                    "finished_at": self.now(),
+                    "status": "failed",
+                    "triggered_by": "dispatcher",
+                    "detail": json.dumps({"item_id": item_id, "reason": reason}),
+                }
+            )
+
     def open_post_counts(self) -> dict[str, int]:
         """Unanswered posts per channel."""
         return dict(

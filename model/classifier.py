@@ -24,8 +24,8 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as long operations advance."""
 
 DEFAULT_PIPELINE = "word_char_auto"
-AUTO_LR_MAX_SAMPLES = 10_000
-"""``word_char_auto`` fits ``word_char_lr`` up to this many texts and ``word_char_sgd`` above."""
+AUTO_LR_MAX_SAMPLES = 2_000
+"""``word_char_auto`` fits ``word_char_lr_balanced`` up to this many texts, SGD above."""
 MAX_CHARS = 20_000
 """Texts are cut to this many characters before featurisation (keeps 50k-char texts cheap)."""
 
@@ -106,7 +106,7 @@ def _word_char_sgd(random_state: int) -> Pipeline:
 def _word_char_auto(random_state: int, n_samples: int | None = None) -> Pipeline:
     if n_samples is not None and n_samples > AUTO_LR_MAX_SAMPLES:
         return _word_char_sgd(random_state)
-    return _word_char_lr(random_state)
+    return _word_char_lr_balanced(random_state)
 
 
 PIPELINES: dict[str, Callable[..., Pipeline]] = {
@@ -126,9 +126,10 @@ def build_pipeline(
 ) -> Pipeline:
     """Return an unfitted pipeline for the configuration ``name`` (see :data:`PIPELINES`).
 
-    ``n_samples`` (the training size) only matters for ``word_char_auto``: logistic
-    regression is the most accurate at small label counts but slow past ~10,000 labels,
-    where SGD with a modified Huber loss is nearly as accurate and several times faster.
+    ``n_samples`` (the training size) only matters for ``word_char_auto`` (the default):
+    class-balanced logistic regression on word 1-2-grams + char_wb 2-5-grams was the most
+    accurate at 50-1,000 labels in ``benchmarks/RESULTS.md`` but is slow past a few thousand
+    labels, where SGD with a modified Huber loss is as accurate and several times faster.
     """
     try:
         factory = PIPELINES[name]

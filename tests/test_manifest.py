@@ -117,6 +117,7 @@ SCOPE_OF_CALL = {
     "chat_delete": "chat:write",
     "conversations_join": "channels:join",
     "conversations_info": "channels:read",
+    "conversations_history": "channels:history",
     "users_info": "users:read",
     "files_upload_v2": "files:write",
     "views_open": None,

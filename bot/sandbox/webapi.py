@@ -60,6 +60,7 @@ class Call:
     at: int  # position in FakeSlack.calls
     http_method: str = "POST"
     faulted: bool = False
+    reply: Reply | None = None  # the body the fake answered with (None: faulted, no body)
 
 
 @dataclass
@@ -124,6 +125,7 @@ class FakeSlack:
         self._changed = asyncio.Condition()
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.observers: list[Callable[[], None]] = []  # called after every change (the sandbox UI)
 
         self.add_user(bot_user_id, "hitl", real_name="slack-hitl")
         self._users[bot_user_id]["is_bot"] = True
@@ -136,6 +138,7 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "conversations.join": self._conversations_join,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
             "users.info": self._users_info,
             "views.open": self._views_open,
             "views.push": self._views_push,
@@ -348,6 +351,7 @@ class FakeSlack:
             await self._notify()
             await self._release.wait()
         body = {"ok": False, "error": "invalid_json"} if bad_body else self._answer(call)
+        call.reply = body
         await self._notify()
         return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(self.scopes)})
 
@@ -397,6 +401,8 @@ class FakeSlack:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+        for observer in list(self.observers):
+            observer()
 
     # ---------------------------------------------------------------- methods
 
@@ -462,6 +468,24 @@ class FakeSlack:
 
     def _conversations_info(self, params: Params) -> Reply:
         return {"channel": copy.deepcopy(self._visible_channel(params.get("channel")))}
+
+    def _conversations_history(self, params: Params) -> Reply:
+        """Newest first; ``oldest``/``latest`` bound the ts; metadata only when asked for."""
+        channel = self._visible_channel(params.get("channel"))
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or "inf")
+        limit = max(1, min(int(params.get("limit") or 100), 999))
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for message in sorted(
+            self._messages[channel["id"]].values(), key=lambda m: float(m["ts"]), reverse=True
+        ):
+            if oldest < float(message["ts"]) <= latest:
+                shown = copy.deepcopy(message)
+                if not with_metadata:
+                    shown.pop("metadata", None)
+                found.append(shown)
+        return {"messages": found[:limit], "has_more": len(found) > limit}
 
     def _users_info(self, params: Params) -> Reply:
         user = self._users.get(params.get("user", ""))
@@ -596,7 +620,7 @@ class FakeSlack:
             "text": "",
             **_content(params),
         }
-        for key in ("thread_ts", "files"):
+        for key in ("thread_ts", "files", "metadata"):
             if params.get(key):
                 message[key] = params[key]
         self._messages[channel_id][message["ts"]] = message

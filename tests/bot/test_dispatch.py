@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.runtime import make_client
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import (
@@ -203,3 +204,47 @@ async def test_confident_items_are_left_to_the_model_except_audits(
 
 
 LABELS_FOR_MODEL = ("billing", "bug", "account", "how_to", "feature_request", "praise")
+
+
+async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS)
+    settings = make_settings(fake_slack, tmp_path, max_open=2)
+
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.rt.client = make_client(settings, retries=0, timeout=0.5)
+        bot.fake.fail("chat.postMessage", mode="timeout")
+        assert await bot.dispatcher.fill() == 0  # the client gave up waiting
+        bot.fake.release_timeouts()
+        await fake_slack.wait_for(lambda: len(fake_slack.messages(CHANNEL)) == 1)  # posted
+        bot.rt.channel_state(CHANNEL).next_attempt = 0
+        assert await bot.dispatcher.fill() == 1  # the lost one is recorded, one more is sent
+        posts = [p["item_id"] for p in bot.store.db["posts"].rows]
+        shown = [m["metadata"]["event_payload"]["item_id"] for m in bot.fake.messages(CHANNEL)]
+        assert sorted(posts) == sorted(shown) and len(set(posts)) == 2  # each exactly once
+        assert len(bot.fake.calls_to("conversations.history")) == 1
+
+
+async def test_invalid_blocks_retries_the_item_then_sets_it_aside(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:2])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        bot.store.db["items"].update("i1", {"status": "resolved"})  # one item in the queue
+        bot.fake.fail("chat.postMessage", "invalid_blocks", times=1)
+        assert await bot.dispatcher.fill() == 0  # refused once: it stays queued...
+        assert await bot.dispatcher.fill() == 1  # ...and goes out on the next round
+        bot.store.db["posts"].delete_where()
+        bot.store.db["items"].update("i0", {"status": "queued"})
+        bot.fake.fail("chat.postMessage", "invalid_blocks", times=3)
+        for _ in range(3):
+            assert await bot.dispatcher.fill() == 0
+        assert bot.store.get_item("i0")["status"] == "skipped"
+        [failed] = [r for r in bot.store.runs("dispatch") if r["status"] == "failed"]
+        assert failed["detail"] == {
+            "item_id": "i0",
+            "reason": "Slack refused its message: invalid_blocks",
+        }
+        assert await bot.dispatcher.fill() == 0  # nothing is tried again
+        assert len(bot.fake.calls_to("chat.postMessage")) == 5
