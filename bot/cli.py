@@ -141,10 +141,13 @@ def import_command(
             batch: list[Row] = []
 
             def flush() -> None:
+                if not batch:
+                    return
                 result = store.add_items(batch, source="import")
                 counts["imported"] += result.imported
                 counts["labeled"] += result.labeled
                 counts["duplicates"] += result.duplicates
+                logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
                 batch.clear()
 
             with bar if show_bar else _nothing():
@@ -438,6 +441,69 @@ def stats_command(state: State) -> None:
     with friendly_errors(), state.open_store() as store:
         text = stats_text(store, state.settings, datetime.now(UTC))
     click.echo(reports.plain(text))
+
+
+@cli.command("demo")
+@click.option("--port", type=int, default=3000, show_default=True, envvar="HITL_PORT",
+              help="Port of the sandbox and the bot ($HITL_PORT; 0 picks a free one).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the demo data, the queue and the simulated teammates.")  # fmt: skip
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own JSONL file ({\"text\", \"label\"} a line) instead of the demo data; "
+              "its labels only drive the simulated teammates.")  # fmt: skip
+@click.option("--simulate", type=click.IntRange(0, 8), default=0, metavar="N",
+              help="Add N simulated teammates who answer open questions.")  # fmt: skip
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of simulated answers that are wrong on purpose.")  # fmt: skip
+@click.option("--answers", type=click.IntRange(1), metavar="K",
+              help="Stop after K simulated answers; print the model's held-out accuracy.")  # fmt: skip
+@click.option("--retrain-every", type=click.IntRange(0), default=20, show_default=True,
+              help="Retrain after this many new labels (0: only on /hitl retrain).")  # fmt: skip
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+@click.pass_obj
+def demo_command(
+    state: State,
+    port: int,
+    seed: int,
+    data_path: Path | None,
+    simulate: int,
+    error_rate: float,
+    answers: int | None,
+    retrain_every: int,
+    no_browser: bool,
+) -> None:
+    """Try slack-hitl without a Slack workspace: the bot and a local Slack in your browser.
+
+    Starts the bot and a sandbox workspace (channels, buttons, /hitl, App Home, the labeling
+    window) on http://127.0.0.1:PORT, with a generated data set of support messages and the
+    first questions posted. Everything stays on this machine; the database (./hitl-demo.db,
+    or --db) is recreated at every start. Ctrl-C stops it.
+
+    \b
+    Examples:
+      hitl demo
+      hitl demo --simulate 3                  # teammates answer while you watch
+      hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
+      hitl demo --data mine.jsonl --port 8080
+    """
+    import asyncio
+
+    from bot.demo import DemoOptions, run_demo
+
+    if answers is not None and not simulate:
+        raise click.ClickException("--answers needs simulated teammates: add --simulate N")
+    options = DemoOptions(
+        db=state.db or Path("hitl-demo.db"),
+        port=port,
+        seed=seed,
+        data=data_path,
+        simulate=simulate,
+        error_rate=error_rate,
+        answers=answers,
+        retrain_every=retrain_every,
+    )
+    with friendly_errors():
+        asyncio.run(run_demo(options, click.echo, open_browser=not no_browser))
 
 
 def main() -> None:

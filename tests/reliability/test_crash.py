@@ -1,0 +1,177 @@
+"""Crash durability: an acked click survives `kill -9`; a killed import completes on rerun."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from bot.blocks import block_id_for, encode_value
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests import signing
+from tests.bot.harness import SECRET, Item, seed
+from tests.bot.test_serve_process import free_port, read_until
+from tests.fake_slack import CHANNEL
+
+N_ITEMS, N_CLICKS, KILL_AFTER = 50, 500, 250
+
+
+def click_payload(n: int) -> dict:
+    item_id, label = f"i{n % N_ITEMS}", ("billing", "bug")[n % 2]
+    payload = signing.block_actions_payload(
+        f"U{n:04d}", "hitl.q.label.0", encode_value(item_id, label), block_id=block_id_for(item_id)
+    )
+    payload["actions"][0]["action_ts"] = f"1700000500.{n:06d}"
+    return payload
+
+
+async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    await asyncio.wait_for(read_until(process.stderr, "listening on", []), 60)
+    return process
+
+
+async def send_clicks(
+    url: str, numbers: list[int], acked: set[int], on_ack: Callable[[], None] | None = None
+) -> None:
+    """Send the clicks from 20 concurrent clients; ``on_ack`` runs after each 200."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in numbers:
+        queue.put_nowait(n)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            body, headers = signing.signed_action(click_payload(n), SECRET)
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    if response.status == 200:
+                        acked.add(n)
+                        if on_ack is not None:
+                            on_ack()
+            except (TimeoutError, aiohttp.ClientError):
+                continue  # the server died under this request: not acknowledged
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(worker(session) for _ in range(20)))
+
+
+async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item(f"i{n}", f"ticket {n} about an invoice or a crash") for n in range(N_ITEMS)])
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.base_url,
+        "HITL_CHANNEL": CHANNEL,
+        "HITL_LABELS": "billing,bug",
+        "HITL_DB": str(db),
+        "HITL_PORT": str(port),
+        "HITL_VOTES": "25",  # ten clicks per item never decide it: every click is an answer
+        "HITL_MAX_OPEN": "1",
+    }
+    url = f"http://127.0.0.1:{port}/slack/events"
+    process = await start_serve(env)
+    acked: set[int] = set()
+
+    def kill_midway() -> None:
+        if len(acked) == KILL_AFTER:
+            process.send_signal(signal.SIGKILL)  # the other clients' requests die in flight
+
+    await send_clicks(url, list(range(N_CLICKS)), acked, kill_midway)
+    assert await process.wait() == -signal.SIGKILL
+    assert KILL_AFTER <= len(acked) < N_CLICKS
+
+    with Store.open(db) as store:  # straight after the crash
+        assert store.integrity_check() == "ok"
+        stored = {(a["item_id"], a["user_id"]) for a in store.iter_answers()}
+        for n in acked:
+            assert (f"i{n % N_ITEMS}", f"U{n:04d}") in stored, f"acked click {n} was lost"
+
+    process = await start_serve(env)  # restart; clients send everything again
+    try:
+        again: set[int] = set()
+        await send_clicks(url, list(range(N_CLICKS)), again)
+        assert again == set(range(N_CLICKS))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    with Store.open(db) as store:
+        assert store.integrity_check() == "ok"
+        answers = [(a["item_id"], a["user_id"]) for a in store.iter_answers()]
+        assert len(answers) == len(set(answers)) == N_CLICKS  # every click once, none twice
+
+
+def rows_csv(n: int) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "text"])
+    for i in range(n):
+        writer.writerow([f"r{i}", f"row {i}: the export button does nothing"])
+    return out.getvalue()
+
+
+def replace_with_file(path: Path, content: str) -> None:
+    path.unlink()
+    path.write_text(content, encoding="utf-8")
+
+
+async def test_an_import_killed_midfile_completes_on_rerun_without_duplicates(tmp_path: Path):
+    db, fifo = tmp_path / "hitl.db", tmp_path / "items.csv"
+    os.mkfifo(fifo)
+    content = rows_csv(5000)
+    head = content[: content.index("r2500,")]  # 2,500 rows arrive; then the writer stalls
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "-v", "--db", str(db), "import", str(fifo),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    writer_done = threading.Event()
+
+    def write_head() -> None:
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write(head)
+            pipe.flush()
+            writer_done.wait(60)  # keep the pipe open: the importer waits for more
+
+    writer = threading.Thread(target=write_head)
+    writer.start()
+    try:
+        seen: list[str] = []
+        await asyncio.wait_for(
+            read_until(process.stderr, "committed rows through line 2001", seen), 60
+        )
+        process.send_signal(signal.SIGKILL)  # mid-file: rows 2001-2500 were read, not committed
+        assert await process.wait() == -signal.SIGKILL
+    finally:
+        writer_done.set()
+        writer.join()
+    with Store.open(db) as store:
+        assert store.db["items"].count == 2000
+    await asyncio.to_thread(replace_with_file, fifo, content)
+    rerun = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "--db", str(db), "import", str(fifo),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await rerun.communicate()
+    assert rerun.returncode == 0
+    assert out.decode().strip() == (
+        "items.csv: read 5,000 rows, imported 3,000 (0 with labels), 2,000 duplicates, 0 rejected"
+    )
+    with Store.open(db) as store:
+        assert store.integrity_check() == "ok"
+        ids = [row[0] for row in store.db.execute("SELECT id FROM items")]
+        assert len(ids) == len(set(ids)) == 5000
