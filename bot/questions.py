@@ -20,8 +20,9 @@ def build_question(
         return None
     labels = labels if labels is not None else label_set(settings, store)
     post = store.post_for_item(item_id)
-    tally = store.tally(item_id)
     resolution = store.resolution(item_id)
+    # A decided item shows the votes that decided it; later answers are kept as history.
+    tally = store.tally(item_id, through=resolution["decided_by"] if resolution else None)
     guesses: list[tuple[str, float]] = [(str(lb), float(p)) for lb, p in item["ranked"] or []]
     if post is not None and post["predicted_label"] is not None:
         # Show what the model guessed when the question was asked, even after a retrain.

@@ -175,6 +175,13 @@ def m004_locks(db: Database) -> None:
     )
 
 
+@migrations(name="m005_label_decided_by")
+def m005_label_decided_by(db: Database) -> None:
+    # The last answer that counted when the item was decided: later answers are history,
+    # and the message shows the tally that decided it.
+    db.execute("ALTER TABLE labels ADD COLUMN decided_by INTEGER")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 
@@ -687,13 +694,14 @@ class Store:
             )
             return True
 
-    def tally(self, item_id: str) -> Tally:
-        """Each user's latest answer to the item: votes by label, and who skipped."""
+    def tally(self, item_id: str, through: int | None = None) -> Tally:
+        """Each user's latest answer to the item (up to answer id ``through``, if given):
+        votes by label, and who skipped."""
         rows = self.db.execute(
             "SELECT user_id, label, source FROM answers WHERE id IN ("
             " SELECT max(id) FROM answers WHERE item_id = ? AND source != 'import'"
-            " GROUP BY user_id) ORDER BY id",
-            [item_id],
+            " AND id <= ? GROUP BY user_id) ORDER BY id",
+            [item_id, through if through is not None else 2**62],
         ).fetchall()
         votes: dict[str, list[str]] = {}
         skips: list[str] = []
@@ -723,6 +731,9 @@ class Store:
                 "agreement": len(voters) / total,
                 "annotators": json.dumps(voters),
                 "resolved_at": now,
+                "decided_by": self.db.execute(
+                    "SELECT max(id) FROM answers WHERE item_id = ?", [item_id]
+                ).fetchone()[0],
             },
             replace=True,
         )
@@ -762,7 +773,8 @@ class Store:
 
     def resolution(self, item_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT label, votes, agreement, annotators, resolved_at FROM labels WHERE item_id = ?",
+            "SELECT label, votes, agreement, annotators, resolved_at, decided_by FROM labels"
+            " WHERE item_id = ?",
             [item_id],
         ).fetchone()
         if row is None:
@@ -773,6 +785,7 @@ class Store:
             "agreement": row[2],
             "annotators": json.loads(row[3]),
             "resolved_at": row[4],
+            "decided_by": row[5],
         }
 
     # -- the learning loop: training data, locks, models, live accuracy --
