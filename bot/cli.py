@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from bot import logs
 from bot.config import Settings, config_path, describe, load_settings
 from bot.errors import HitlError
 from bot.ingest import FORMATS, Row, RowError, read_items
@@ -41,6 +42,13 @@ class State:
             settings = load_settings(os.environ, config_path(os.environ))
             if self.db is not None:
                 settings = settings.with_changes(db=self.db)
+            logs.REDACTOR.add(
+                settings.slack_bot_token,
+                settings.slack_signing_secret,
+                settings.slack_app_token,
+                settings.api_token,
+                settings.webhook_secret,
+            )
             self._settings = settings
         return self._settings
 
@@ -64,7 +72,12 @@ def friendly_errors() -> Iterator[None]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite database file (default: $HITL_DB or ./hitl.db).",
 )
-@click.option("-v", "--verbose", count=True, help="Log more: -v for INFO, -vv for DEBUG.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v INFO, -vv DEBUG, -vvv DEBUG for the Slack and HTTP libraries too.",
+)
 @click.pass_context
 def cli(ctx: click.Context, db: Path | None, verbose: int) -> None:
     """slack-hitl: a text classifier that asks your team in Slack when it is unsure,
@@ -73,8 +86,7 @@ def cli(ctx: click.Context, db: Path | None, verbose: int) -> None:
     Settings come from environment variables (SLACK_*, HITL_*) and an optional
     hitl.toml; see `hitl config`.
     """
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose)
     ctx.obj = State(db)
 
 
@@ -456,7 +468,7 @@ def stats_command(state: State) -> None:
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of simulated answers that are wrong on purpose.")  # fmt: skip
 @click.option("--answers", type=click.IntRange(1), metavar="K",
-              help="Stop after K simulated answers; print the model's held-out accuracy.")  # fmt: skip
+              help="Stop after K simulated answers; print the held-out accuracy.")  # fmt: skip
 @click.option("--retrain-every", type=click.IntRange(0), default=20, show_default=True,
               help="Retrain after this many new labels (0: only on /hitl retrain).")  # fmt: skip
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")

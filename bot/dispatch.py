@@ -90,8 +90,10 @@ class Dispatcher:
         posted = 0
         for channel in self.channels():
             state = rt.channel_state(channel)
-            if state.unsure and not state.broken:
-                await self._reconcile(channel)
+            if state.unsure and not state.broken and loop.time() >= state.next_attempt:
+                if not await self._reconcile(channel):
+                    self._back_off(channel, "history unavailable")
+                    continue  # posting now could post a question twice
                 open_counts = rt.store.open_post_counts()
                 pool = [it for it in pool if it["id"] not in state.adopted]
             room = rt.settings.max_open - open_counts.get(channel, 0)
@@ -183,7 +185,7 @@ class Dispatcher:
         self.rt.store.record_post(item_id, channel, ts, reason, *shown)
         logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 
-    async def _reconcile(self, channel: str) -> None:
+    async def _reconcile(self, channel: str) -> bool:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
         posted twice. What is not found is posted again as usual."""
@@ -193,7 +195,7 @@ class Dispatcher:
                 channel=channel, limit=200, include_all_metadata=True
             )
         except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, OSError):
-            return  # cannot tell yet; try again next round
+            return False  # cannot tell yet; try again next round
         state.adopted = set()
         for message in history.get("messages", []):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
@@ -206,6 +208,7 @@ class Dispatcher:
                 self._posted(channel, item_id, message["ts"], reason, shown)
                 state.adopted.add(item_id)
         state.unsure.clear()
+        return True
 
     def _item_failed(self, item_id: str, error: str) -> None:
         """Slack refused this item's message (e.g. invalid_blocks): retry it a few times in

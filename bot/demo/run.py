@@ -1,0 +1,313 @@
+"""`hitl demo`: the bot and a local Slack workspace in one process, on one event loop.
+
+One aiohttp server (HITL_PORT, default 3000) carries the bot's own app from ``init_app`` (so
+``/slack/events`` is the production code path) with the sandbox's browser UI mounted beside it;
+the fake Slack Web API listens on an OS-picked loopback port and the bot's SLACK_API_URL points
+at it. The database is recreated at every start, since the workspace lives in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import webbrowser
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.demo.data import DemoData, demo_data, read_jsonl
+from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
+from bot.dispatch import Dispatcher
+from bot.errors import HitlError
+from bot.redraw import run_redrawer
+from bot.runtime import Runtime
+from bot.sandbox import FakeSlack, ui
+from bot.sandbox.workspace import Sandbox
+from bot.server import RUNTIME, init_app
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+SIGNING_SECRET = "sandbox-signing-secret"
+BOT_TOKEN = "xoxb-sandbox-token"
+CHANNEL = ("C0QUESTIONS", "hitl-questions")
+REPORT_CHANNEL = ("C0REPORTS", "hitl-reports")
+PEOPLE = (
+    ("U0ANA", "ana", "Ana Souza"),
+    ("U0RAJ", "raj", "Raj Patel"),
+    ("U0MEI", "mei", "Mei Chen"),
+)
+TEAMMATES = (
+    ("U0SIMALEX", "alex"), ("U0SIMKIM", "kim"), ("U0SIMSAM", "sam"), ("U0SIMJO", "jo"),
+    ("U0SIMPAT", "pat"), ("U0SIMLEE", "lee"), ("U0SIMMAX", "max"), ("U0SIMRIA", "ria"),
+)  # fmt: skip
+MARKER = ".demo"  # beside the database: "hitl demo made this file, it may recreate it"
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class DemoOptions:
+    db: Path = Path("hitl-demo.db")
+    host: str = "127.0.0.1"
+    port: int = 3000
+    seed: int = 0
+    data: Path | None = None
+    size: int = 600
+    simulate: int = 0
+    error_rate: float = 0.1
+    answers: int | None = None  # stop after this many simulated answers
+    retrain_every: int = 20
+    pace: float = 1.0  # seconds between simulated answers (0 with --answers)
+    max_open: int = 5
+    pipeline: str = "word_lr"  # HITL_PIPELINE: quick to fit, so the demo retrains in a blink
+
+
+@dataclass
+class Demo:
+    """A running demo: what tests and the CLI reach into."""
+
+    options: DemoOptions
+    data: DemoData
+    settings: Settings
+    fake: FakeSlack
+    sandbox: Sandbox
+    rt: Runtime
+    dispatcher: Dispatcher
+    retrainer: Retrainer
+    url: str
+    teammates: list[Teammate] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def simulator(self, *, drive: bool) -> Simulator:
+        return Simulator(
+            self.sandbox,
+            self.rt,
+            CHANNEL[0],
+            self.teammates,
+            self.data.truth,
+            self.data.labels,
+            error_rate=self.options.error_rate,
+            seed=self.options.seed,
+            dispatcher=self.dispatcher if drive else None,
+            retrainer=self.retrainer,
+            pace=0.0 if drive else self.options.pace,
+        )
+
+
+def prepare_database(db: Path) -> None:
+    """Start from an empty database: only one that `hitl demo` made may be replaced."""
+    marker = db.with_name(db.name + MARKER)
+    if db.exists() and not marker.exists():
+        raise HitlError(
+            f"{db} exists and was not made by hitl demo; the demo recreates its database at "
+            "every start, so pass another file (hitl --db demo.db demo)"
+        )
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        path.unlink(missing_ok=True)
+    models = db.with_name(db.name + ".models")
+    if models.exists():
+        shutil.rmtree(models)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by hitl demo; deleted with the database at its next start\n")
+
+
+def load_data(options: DemoOptions) -> DemoData:
+    if options.data is not None:
+        return read_jsonl(options.data, seed=options.seed)
+    return demo_data(options.size, seed=options.seed)
+
+
+def demo_settings(options: DemoOptions, fake: FakeSlack, data: DemoData) -> Settings:
+    return Settings(
+        slack_bot_token=fake.token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake.base_url,
+        db=options.db,
+        channel=CHANNEL[0],
+        report_channel=REPORT_CHANNEL[0],
+        labels=data.labels,
+        admins=tuple(user_id for user_id, _, _ in PEOPLE),
+        host=options.host,
+        port=options.port,
+        max_open=options.max_open,
+        pipeline=options.pipeline,
+    )
+
+
+def build_workspace(options: DemoOptions) -> tuple[FakeSlack, Sandbox, list[Teammate]]:
+    fake = FakeSlack(token=BOT_TOKEN, team_name="HITL Sandbox")
+    sandbox = Sandbox(fake, SIGNING_SECRET)
+    for channel_id, name in (CHANNEL, REPORT_CHANNEL):
+        sandbox.add_channel(channel_id, name)
+    for user_id, name, real_name in PEOPLE:
+        sandbox.add_user(user_id, name, real_name)
+    teammates = []
+    for user_id, name in TEAMMATES[: options.simulate]:
+        sandbox.add_user(user_id, name, f"{name.title()} (simulated)")
+        teammates.append(Teammate(user_id, name))
+    return fake, sandbox, teammates
+
+
+@asynccontextmanager
+async def running_demo(
+    options: DemoOptions, echo: Echo = print, *, background: bool = True
+) -> AsyncIterator[Demo]:
+    """Start everything, post the first questions, yield, then stop it all in order.
+
+    ``background=False`` leaves the queue to the caller (a headless simulation moves it itself).
+    """
+    if options.simulate > len(TEAMMATES):
+        raise HitlError(f"--simulate {options.simulate}: at most {len(TEAMMATES)} teammates")
+    data = load_data(options)
+    prepare_database(options.db)
+    with Store.open(options.db) as store:
+        store.add_items(data.unlabeled(), source="demo")
+    fake, sandbox, teammates = build_workspace(options)
+    await fake.start(options.host, 0)
+    settings = demo_settings(options, fake, data)
+
+    def configure(rt: Runtime) -> None:
+        rt.post_interval = 0.0  # the fake has no rate limit; new questions appear at once
+
+    app = init_app(settings, run_background=False, configure=configure)
+    ui.add_routes(app, sandbox)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+    tasks: list[asyncio.Task] = []
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, options.host, options.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise HitlError(
+                f"cannot listen on {options.host}:{options.port} ({exc.strerror}); "
+                "pass another --port"
+            ) from exc
+        port = runner.addresses[0][1]
+        url = f"http://{options.host}:{port}"
+        await sandbox.start(f"{url}/slack/events")
+        rt = app[RUNTIME]
+        dispatcher = Dispatcher(rt, random.Random(options.seed))
+        retrainer = Retrainer(rt, data.holdout, options.retrain_every, echo)
+        demo = Demo(options, data, settings, fake, sandbox, rt, dispatcher, retrainer, url,
+                    teammates)  # fmt: skip
+        fake.observers.append(demo.changed.set)
+        await dispatcher.fill()  # the first questions are there when the page opens
+        if background:
+            tasks.append(asyncio.create_task(dispatcher.run(), name="demo-dispatcher"))
+            tasks.append(asyncio.create_task(run_redrawer(rt), name="demo-redrawer"))
+            tasks.append(asyncio.create_task(retrainer.watch(demo.changed), name="demo-retrain"))
+        yield demo
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await sandbox.close()
+        await runner.cleanup()
+        await fake.close()
+
+
+def describe(demo: Demo) -> list[str]:
+    data, settings = demo.data, demo.settings
+    people = ", ".join(f"{real} ({uid})" for uid, _, real in PEOPLE)
+    lines = [
+        "slack-hitl demo: the bot and a local Slack workspace; nothing leaves this machine.",
+        f"  database   {settings.db} ({len(data.pool)} items to label, "
+        f"{len(data.holdout)} held out to score the model)",
+        f"  labels     {', '.join(data.labels)}",
+        f"  channels   #{CHANNEL[1]} ({CHANNEL[0]}) for questions, "
+        f"#{REPORT_CHANNEL[1]} ({REPORT_CHANNEL[0]}) for reports",
+        f"  people     {people}: all admins, so /hitl retrain works",
+        f"  Slack API  fake, at {settings.slack_api_url} (bot token {settings.slack_bot_token}, "
+        f"signing secret {settings.slack_signing_secret})",
+        f"  model      {settings.pipeline}, retrained every {demo.options.retrain_every} labels",
+    ]
+    if demo.teammates:
+        names = ", ".join(t.name for t in demo.teammates)
+        lines.append(
+            f"  simulated  {names}: answer with the true labels, "
+            f"{demo.options.error_rate:.0%} wrong on purpose"
+        )
+    return lines
+
+
+def has_desktop() -> bool:
+    if os.environ.get("CI"):
+        return False
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+async def run_demo(options: DemoOptions, echo: Echo = print, *, open_browser: bool = True) -> None:
+    """The `hitl demo` command: run until Ctrl-C (or, with ``answers``, until that many
+    simulated answers are in, then print the champion's held-out accuracy and stop)."""
+    headless = options.answers is not None
+    async with running_demo(options, echo, background=not headless) as demo:
+        for line in describe(demo):
+            echo(line)
+        if headless:
+            await _simulate_and_report(demo, echo)
+            return
+        echo(f"Open {demo.url} (Ctrl-C to stop)")
+        if open_browser and has_desktop():
+            await asyncio.to_thread(webbrowser.open, demo.url)
+        stop = asyncio.Event()
+        with _stop_on_signals(stop):
+            simulation = None
+            if demo.teammates:
+                simulation = asyncio.create_task(demo.simulator(drive=False).run())
+            await stop.wait()
+            echo("Stopping…")
+            if simulation is not None:
+                simulation.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await simulation
+
+
+async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
+    options = demo.options
+    if not demo.teammates:
+        raise HitlError("--answers needs simulated teammates: add --simulate N")
+    echo(f"Simulating {options.answers} answers…")
+    n = await demo.simulator(drive=True).run(options.answers)
+    await demo.rt.drain()
+    final = await score_champion(demo.rt, demo.data.holdout)
+    scores = demo.retrainer.scores
+    first = next((s for s in scores if s.accuracy is not None), None)
+    echo(f"After {n} simulated answers ({final.n_labels} labels): {final.summary()}")
+    if first is not None and final.accuracy is not None:
+        echo(
+            f"Held-out accuracy went from {first.accuracy:.1%} (first model, {first.n_labels} "
+            f"labels) to {final.accuracy:.1%}."
+        )
+    return scores
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event):
+    loop = asyncio.get_running_loop()
+    installed = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,226 @@
+"""Simulated teammates and the demo's retrain cadence.
+
+The teammates answer open questions with the data's true labels (wrong on purpose at
+``error_rate``), clicking through the sandbox like a person would: each answer is a signed
+``block_actions`` request to the bot's ``/slack/events``. Every ``retrain_every`` new labels the
+real retrain job runs (``bot.learning.run_retrain``) and the champion is scored on the held-out
+items, so the accuracy can be watched as it climbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.blocks import decode_value, item_id_from_block
+from bot.demo.data import DemoItem
+from bot.dispatch import Dispatcher
+from bot.learning import run_retrain
+from bot.runtime import Runtime
+from bot.sandbox.workspace import Sandbox
+
+logger = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Score:
+    """The champion's accuracy on the held-out items after some number of labels."""
+
+    n_labels: int
+    version: int | None
+    accuracy: float | None
+    n_items: int
+
+    def summary(self) -> str:
+        if self.version is None or self.accuracy is None:
+            return "no model yet"
+        accuracy = f"held-out accuracy {self.accuracy:.1%} ({self.n_items} items)"
+        return f"model v{self.version}, {accuracy}"
+
+    def line(self) -> str:
+        return f"after {self.n_labels} labels: {self.summary()}"
+
+
+async def score_champion(rt: Runtime, holdout: Sequence[DemoItem]) -> Score:
+    n_labels = rt.store.count_labels()
+    champion = rt.champion
+    if champion is None or not holdout:
+        return Score(n_labels, None, None, len(holdout))
+    texts = [item.text for item in holdout]
+    predicted = await asyncio.to_thread(champion.classifier.predict, texts)
+    right = sum(p == item.label for p, item in zip(predicted, holdout, strict=True))
+    return Score(n_labels, champion.version, right / len(holdout), len(holdout))
+
+
+@dataclass
+class Retrainer:
+    """Runs the real retrain job each time ``every`` more labels have come in."""
+
+    rt: Runtime
+    holdout: Sequence[DemoItem]
+    every: int
+    echo: Echo
+    scores: list[Score] = field(default_factory=list)
+    _done_at: int = 0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self._done_at = self.rt.store.count_labels()
+
+    def is_due(self) -> bool:
+        return self.every > 0 and self.rt.store.count_labels() >= self._done_at + self.every
+
+    async def maybe_retrain(self) -> Score | None:
+        async with self._lock:
+            if not self.is_due():
+                return None
+            n_labels = self.rt.store.count_labels()
+            outcome = await run_retrain(self.rt, f"demo: every {self.every} labels")
+            self._done_at = n_labels
+            score = await score_champion(self.rt, self.holdout)
+            self.scores.append(score)
+            logger.info("demo retrain: %s (%s)", outcome.status, outcome.reason)
+            self.echo(f"Retrain {outcome.status}; {score.line()}")
+            return score
+
+    async def watch(self, changed: asyncio.Event) -> None:
+        """Background task: retrain when due, checking after every change in the workspace."""
+        while True:
+            await changed.wait()
+            changed.clear()
+            try:
+                await self.maybe_retrain()
+            except Exception:  # noqa: BLE001 - the demo keeps running after a failed retrain
+                logger.exception("demo retrain failed")
+
+
+@dataclass
+class Teammate:
+    user_id: str
+    name: str
+
+
+class Simulator:
+    """Simulated teammates answering the questions in ``channel``.
+
+    With ``dispatcher`` given, the simulator moves the queue itself (it waits for the bot's work
+    after each answer, then fills the channel), so a run is the same every time for a seed.
+    Without it, the bot's own background dispatcher posts and the simulator waits for it.
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        rt: Runtime,
+        channel: str,
+        teammates: Sequence[Teammate],
+        truth: dict[str, str],
+        labels: Sequence[str],
+        *,
+        error_rate: float = 0.1,
+        seed: int = 0,
+        dispatcher: Dispatcher | None = None,
+        retrainer: Retrainer | None = None,
+        pace: float = 0.0,
+    ):
+        self.sandbox = sandbox
+        self.rt = rt
+        self.channel = channel
+        self.teammates = list(teammates)
+        self.truth = truth
+        self.labels = list(labels)
+        self.error_rate = error_rate
+        self.rng = random.Random(seed)
+        self.dispatcher = dispatcher
+        self.retrainer = retrainer
+        self.pace = pace
+        self.answered: set[str] = set()
+        self.n_answers = 0
+
+    def open_questions(self) -> list[tuple[dict, str]]:
+        """Question messages with buttons whose item we know the truth of and did not answer."""
+        found = []
+        for message in self.sandbox.fake.messages(self.channel):
+            for block in message.get("blocks") or []:
+                item_id = item_id_from_block(block.get("block_id"))
+                if block.get("type") == "actions" and item_id and item_id in self.truth:
+                    if item_id not in self.answered:
+                        found.append((message, item_id))
+        return found
+
+    async def next_question(self, timeout: float) -> tuple[dict, str] | None:  # noqa: ASYNC109
+        if self.dispatcher is not None:
+            await self.rt.drain()
+            await self.dispatcher.fill()
+            await self.rt.drain()
+            found = self.open_questions()
+            return self.rng.choice(found) if found else None
+        try:
+            await self.sandbox.fake.wait_for(lambda: bool(self.open_questions()), timeout)
+        except TimeoutError:
+            return None
+        return self.rng.choice(self.open_questions())
+
+    def choose_label(self, item_id: str) -> str:
+        true = self.truth[item_id]
+        if self.rng.random() < self.error_rate:
+            return self.rng.choice([label for label in self.labels if label != true] or [true])
+        return true
+
+    async def answer(self, message: dict, item_id: str, teammate: Teammate, label: str) -> int:
+        """Click ``label``'s button, or pick it in the "Other…" select; returns the HTTP status."""
+        for block in message.get("blocks") or []:
+            if (
+                block.get("type") != "actions"
+                or item_id_from_block(block.get("block_id")) != item_id
+            ):
+                continue
+            for element in block.get("elements") or []:
+                if element.get("type") == "button":
+                    _, button_label = decode_value(element.get("value"))
+                    if button_label == label:
+                        return await self._click(message, block, element, None, teammate)
+            for element in block.get("elements") or []:
+                if element.get("type") in ("static_select", "external_select"):
+                    return await self._click(message, block, element, label, teammate)
+        raise LookupError(f"no way to answer {label!r} on item {item_id}")
+
+    async def _click(
+        self, message: dict, block: dict, element: dict, value: str | None, teammate: Teammate
+    ) -> int:
+        reply = await self.sandbox.click(
+            teammate.user_id,
+            action_id=element["action_id"],
+            block_id=block["block_id"],
+            value=value,
+            channel=self.channel,
+            ts=message["ts"],
+        )
+        return reply.status
+
+    async def run(self, answers: int | None = None, wait: float = 3600.0) -> int:
+        """Answer until ``answers`` have been given (None: until nothing is left)."""
+        while answers is None or self.n_answers < answers:
+            found = await self.next_question(wait)
+            if found is None:
+                break
+            message, item_id = found
+            teammate = self.rng.choice(self.teammates)
+            status = await self.answer(message, item_id, teammate, self.choose_label(item_id))
+            self.answered.add(item_id)
+            if status != 200:
+                logger.warning("simulated answer on %s got HTTP %d", item_id, status)
+                continue
+            self.n_answers += 1
+            if self.retrainer is not None:
+                if self.dispatcher is not None:
+                    await self.rt.drain()
+                await self.retrainer.maybe_retrain()
+            if self.pace:
+                await asyncio.sleep(self.pace)  # a teammate's reading time, so people can watch
+        return self.n_answers

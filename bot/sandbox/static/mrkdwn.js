@@ -1,0 +1,59 @@
+// Slack mrkdwn → safe HTML. The text is HTML-escaped first; formatting is applied to the
+// escaped text only, so nothing from a message can become markup.
+(function () {
+  "use strict";
+
+  function escapeHtml(text) {
+    return String(text)
+      .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  }
+
+  // Slack text carries its own entities (&amp; &lt; &gt; for literal & < >). Escaping made
+  // them &amp;lt; and so on; one level back, they show as the characters Slack means.
+  function slackEntities(html) {
+    return html.replace(/&amp;(amp|lt|gt);/g, "&$1;");
+  }
+
+  function render(text, names) {
+    names = names || {};
+    const stash = [];
+    const keep = function (html) {
+      stash.push(html);
+      return "\u0000" + (stash.length - 1) + "\u0000";
+    };
+    let html = escapeHtml(String(text || "").replace(/\u0000/g, ""));
+    html = html.replace(/```([\s\S]*?)```/g, function (_, code) {
+      return keep("<pre>" + slackEntities(code.replace(/^\n/, "")) + "</pre>");
+    });
+    html = html.replace(/`([^`\n]+)`/g, function (_, code) {
+      return keep("<code>" + slackEntities(code) + "</code>");
+    });
+    html = html.replace(/&lt;@([UWB][A-Z0-9]+)(?:\|([^&]*))?&gt;/g, function (_, id, label) {
+      const name = names[id] ? escapeHtml(names[id]) : (label || id);
+      return keep('<span class="mention">@' + name + "</span>");
+    });
+    html = html.replace(/&lt;#([CGD][A-Z0-9]+)(?:\|([^&]*))?&gt;/g, function (_, id, label) {
+      const name = names[id] ? escapeHtml(names[id]) : (label || id);
+      return keep('<span class="mention">#' + name + "</span>");
+    });
+    html = html.replace(/&lt;(https?:\/\/[^|&\s]+)(?:\|([^&]+))?&gt;/g, function (_, url, label) {
+      return keep('<a href="' + url + '" target="_blank" rel="noopener noreferrer">' +
+        (label || url) + "</a>");
+    });
+    html = html.replace(/&lt;!(here|channel|everyone)&gt;/g, function (_, who) {
+      return keep('<span class="mention">@' + who + "</span>");
+    });
+    html = html.split("\n").map(function (line) {
+      const quoted = /^&gt; ?(.*)$/.exec(line);
+      return quoted ? '<span class="quote">' + quoted[1] + "</span>" : line;
+    }).join("\n");
+    html = html.replace(/(^|[^\w*])\*(?!\s)([^*\n]+?)\*(?![\w*])/g, "$1<b>$2</b>");
+    html = html.replace(/(^|[^\w_])_(?!\s)([^_\n]+?)_(?![\w_])/g, "$1<i>$2</i>");
+    html = html.replace(/(^|[^\w~])~(?!\s)([^~\n]+?)~(?![\w~])/g, "$1<s>$2</s>");
+    html = slackEntities(html);
+    return html.replace(/\u0000(\d+)\u0000/g, function (_, i) { return stash[Number(i)]; });
+  }
+
+  window.hitlMrkdwn = { render: render, escapeHtml: escapeHtml };
+})();

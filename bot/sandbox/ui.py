@@ -1,0 +1,153 @@
+"""The sandbox's browser UI: one HTML page, its CSS and JavaScript, and a small JSON API.
+
+The page asks ``GET /sandbox/state`` for what one person sees (long polling: the request waits
+until something changes), and sends what they do to the ``POST /sandbox/*`` routes, which hand it
+to the ``Sandbox`` (it signs it and POSTs it to the bot's ``/slack/events``). Mounted on the
+bot's own aiohttp app by ``hitl demo``; there is no build step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.sandbox.workspace import Sandbox, SandboxError
+
+logger = logging.getLogger(__name__)
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "mrkdwn.js": "text/javascript",
+}
+LONG_POLL = 20.0  # seconds a state request waits for a change
+MAX_TEXT = 4000
+
+
+def add_routes(app: web.Application, sandbox: Sandbox) -> None:
+    app[SANDBOX] = sandbox
+    app.router.add_get("/", index)
+    app.router.add_get("/sandbox/static/{name}", static)
+    app.router.add_get("/sandbox/state", state)
+    app.router.add_get("/sandbox/files/{file_id}", file_content)
+    app.router.add_post("/sandbox/action", _json_route(_action))
+    app.router.add_post("/sandbox/options", _json_route(_options))
+    app.router.add_post("/sandbox/command", _json_route(_command))
+    app.router.add_post("/sandbox/home", _json_route(_home))
+    app.router.add_post("/sandbox/view/submit", _json_route(_submit))
+    app.router.add_post("/sandbox/view/close", _json_route(_close))
+
+    async def let_browsers_go(app: web.Application) -> None:
+        sandbox.stop_waiting()
+
+    app.on_shutdown.append(let_browsers_go)
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        STATIC / name, headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "no-store"}
+    )
+
+
+async def state(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    user = request.query.get("user") or next(iter(sandbox.users), "")
+    since = request.query.get("since")
+    if since is not None and since.lstrip("-").isdigit():
+        await sandbox.wait_changed(int(since), LONG_POLL)
+    try:
+        return web.json_response(sandbox.state(user))
+    except SandboxError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+
+
+async def file_content(request: web.Request) -> web.Response:
+    upload = request.app[SANDBOX].fake.files.get(request.match_info["file_id"])
+    if upload is None or not upload.get("completed"):
+        raise web.HTTPNotFound()
+    name = upload["filename"].lower()
+    kind = "image/png" if name.endswith(".png") else "application/octet-stream"
+    return web.Response(body=upload["content"], content_type=kind)
+
+
+Handler = Callable[[Sandbox, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _json_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def route(request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return web.json_response({"error": "send a JSON object"}, status=400)
+        try:
+            return web.json_response(await handler(request.app[SANDBOX], data))
+        except SandboxError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except (KeyError, TypeError) as exc:
+            return web.json_response({"error": f"missing or bad field: {exc}"}, status=400)
+
+    return route
+
+
+def _where(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data.get(key) for key in ("channel", "ts", "view_id")}
+
+
+async def _action(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    reply = await sandbox.click(
+        str(data["user"]),
+        action_id=str(data["action_id"]),
+        block_id=str(data["block_id"]),
+        value=data.get("value"),
+        **_where(data),
+    )
+    return {"status": reply.status, "body": reply.body}
+
+
+async def _options(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    options = await sandbox.suggest(
+        str(data["user"]),
+        action_id=str(data["action_id"]),
+        block_id=str(data["block_id"]),
+        value=str(data.get("value") or "")[:MAX_TEXT],
+        **_where(data),
+    )
+    return {"options": options}
+
+
+async def _command(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    text = str(data["text"])[:MAX_TEXT].strip()
+    if not text.startswith("/"):
+        raise SandboxError("The sandbox only sends slash commands: try /hitl help")
+    reply = await sandbox.command(str(data["user"]), str(data["channel"]), text)
+    return {"status": reply.status, "text": reply.text, "body": reply.body}
+
+
+async def _home(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    reply = await sandbox.open_home(str(data["user"]))
+    return {"status": reply.status}
+
+
+async def _submit(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    reply = await sandbox.submit_view(str(data["user"]), str(data["view_id"]))
+    return {"status": reply.status, "body": reply.body}
+
+
+async def _close(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
+    reply = await sandbox.close_view(str(data["user"]), str(data["view_id"]))
+    return {"status": reply.status if reply else 200}

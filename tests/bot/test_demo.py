@@ -1,0 +1,98 @@
+"""`hitl demo`: its generated data, a user's own file, and the simulated teammates whose answers
+make the model better (the real retrain job, through signed requests to /slack/events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.demo import LABELS, DemoOptions, demo_data, generate, read_jsonl, running_demo
+from bot.errors import HitlError
+from bot.store import Store
+
+ACCURACY = re.compile(r"after (\d+) labels: model v\d+, held-out accuracy ([\d.]+)%")
+
+
+def test_the_generated_data_is_the_same_for_a_seed_and_spans_every_label():
+    first, again, other = generate(300, seed=7), generate(300, seed=7), generate(300, seed=8)
+    assert first == again and first != other
+    assert len(first) == 300 and len({item.text for item in first}) == 300
+    assert {item.label for item in first} == set(LABELS) and 5 <= len(LABELS) <= 8
+    assert all(5 < len(item.text) < 200 for item in first)
+
+
+def test_held_out_items_are_not_in_the_pool_and_the_pool_is_imported_without_labels():
+    data = demo_data(600, seed=0)
+    assert (len(data.pool), len(data.holdout)) == (480, 120)
+    assert not {i.id for i in data.pool} & {i.id for i in data.holdout}
+    assert all(item.label is None for item in data.unlabeled())
+    assert data.truth == {item.id: item.label for item in data.pool}
+
+
+def test_a_users_jsonl_keeps_its_labels_out_of_the_database(tmp_path: Path):
+    rows = [{"id": f"r{n}", "text": f"message number {n}", "label": "ab"[n % 2]} for n in range(20)]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    data = read_jsonl(path)
+    assert data.labels == ("a", "b") and len(data.holdout) == 4
+
+    async def start() -> None:
+        options = DemoOptions(db=tmp_path / "d.db", port=0, data=path, retrain_every=0)
+        async with running_demo(options, echo=lambda line: None) as demo:
+            assert demo.settings.labels == ("a", "b")
+            assert demo.rt.store.count_labels() == 0 and demo.rt.store.count_answers() == 0
+            assert demo.rt.store.count_items()["resolved"] == 0
+
+    asyncio.run(start())
+
+
+def test_a_jsonl_without_two_labels_is_refused(tmp_path: Path):
+    path = tmp_path / "plain.jsonl"
+    path.write_text('{"text": "hello"}\n{"text": "there", "label": "x"}\n', encoding="utf-8")
+    with pytest.raises(HitlError, match="at least two labels"):
+        read_jsonl(path)
+    path.write_text('{"text": "hello"}\n{"txt": 1}\n', encoding="utf-8")
+    with pytest.raises(HitlError, match='line 2: no "text"'):
+        read_jsonl(path)
+
+
+def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(tmp_path / "demo.db"), "demo", "--simulate", "3", "--answers", "200",
+         "--retrain-every", "25", "--port", "0", "--no-browser"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = [(int(n), float(acc)) for n, acc in ACCURACY.findall(result.output)]
+    assert scores[0][0] == 25 and scores[-1][0] == 200
+    first, last = scores[0][1], scores[-1][1]
+    assert last > first + 20, result.output
+    assert "After 200 simulated answers (200 labels): model v" in result.output
+    with Store.open(tmp_path / "demo.db") as store:
+        assert store.count_answers() == 200
+        sources = {a["source"] for a in store.iter_answers()}
+        assert sources <= {"button", "select"}
+        assert store.champion_version() is not None
+
+
+def test_demo_refuses_a_database_it_did_not_make(tmp_path: Path):
+    real = tmp_path / "hitl.db"
+    real.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["--db", str(real), "demo", "--port", "0", "--no-browser"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {real} exists and was not made by hitl demo; the demo recreates its database at "
+        "every start, so pass another file (hitl --db demo.db demo)\n"
+    )
+
+
+def test_answers_need_simulated_teammates(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["demo", "--answers", "5", "--no-browser"])
+    assert result.exit_code == 1
+    assert result.output == "Error: --answers needs simulated teammates: add --simulate N\n"

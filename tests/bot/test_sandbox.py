@@ -1,0 +1,217 @@
+"""The sandbox workspace of `hitl demo`, driven without a browser: what a person does becomes a
+signed request to the bot's real /slack/events, and what the bot answers shows to that person."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.demo import DemoOptions, running_demo
+from bot.demo.run import CHANNEL, Demo
+from bot.demo.simulate import Teammate
+from bot.sandbox import payloads
+from bot.sandbox.workspace import SandboxError
+
+QUESTIONS = CHANNEL[0]
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
+    async with running_demo(options, echo=lambda line: None) as running:
+        yield running
+
+
+def open_question(demo: Demo) -> tuple[dict, dict]:
+    """The first question message and its actions block."""
+    for message in demo.fake.messages(QUESTIONS):
+        for block in message.get("blocks") or []:
+            if block["type"] == "actions":
+                return message, block
+    raise AssertionError("no open question")
+
+
+def texts(demo: Demo, user: str) -> list[str]:
+    return [m["text"] for m in demo.sandbox.timeline(user, QUESTIONS) if m["ephemeral"]]
+
+
+async def test_the_first_questions_are_posted_before_anyone_looks(demo: Demo):
+    assert len(demo.fake.messages(QUESTIONS)) == demo.options.max_open
+    assert demo.rt.store.open_post_counts() == {QUESTIONS: demo.options.max_open}
+    state = demo.sandbox.state("U0ANA")
+    assert [c["name"] for c in state["channels"]] == ["hitl-questions", "hitl-reports"]
+    assert state["names"]["U0ANA"] == "ana" and state["modal"] is None
+
+
+async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response_url(demo: Demo):
+    message, block = open_question(demo)
+    button = block["elements"][0]
+    reply = await demo.sandbox.click(
+        "U0ANA", action_id=button["action_id"], block_id=block["block_id"],
+        channel=QUESTIONS, ts=message["ts"],
+    )  # fmt: skip
+    assert reply.status == 200
+    item_id = block["block_id"][2:]
+    label = demo.rt.store.resolution(item_id)["label"]
+    await demo.rt.drain()
+    [undo_note] = [e for e in demo.fake.ephemerals if e["user"] == "U0ANA"]
+    assert texts(demo, "U0RAJ") == []  # ephemerals are only for the person who clicked
+
+    undo = await demo.sandbox.click(
+        "U0ANA", action_id="hitl.undo", block_id="sb0", channel=QUESTIONS,
+        ts=undo_note["message_ts"],
+    )  # fmt: skip
+    assert undo.status == 200
+    await demo.rt.drain()
+    assert demo.rt.store.resolution(item_id) is None
+    assert texts(demo, "U0ANA") == [
+        f"Undone: {label} is no longer the label. The question is open again."
+    ]
+
+
+async def test_a_slash_command_shows_the_bots_ack_to_its_author_only(demo: Demo):
+    reply = await demo.sandbox.command("U0MEI", QUESTIONS, "/hitl queue")
+    assert reply.status == 200
+    assert reply.text.startswith("*Waiting:*")
+    assert texts(demo, "U0MEI") == [reply.text]
+    assert texts(demo, "U0ANA") == []
+
+
+async def test_an_external_select_gets_its_options_from_a_block_suggestion(demo: Demo):
+    message, block = open_question(demo)
+    options = await demo.sandbox.suggest(
+        "U0ANA", action_id="hitl.q.other_ext", block_id=block["block_id"], value="bi",
+        channel=QUESTIONS, ts=message["ts"],
+    )  # fmt: skip
+    assert [o["value"] for o in options] == ["billing"]
+
+
+async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
+    assert (await demo.sandbox.open_home("U0RAJ")).status == 200
+    await demo.fake.wait_for(lambda: "U0RAJ" in demo.fake.home, 5)
+    home = demo.sandbox.state("U0RAJ")["home"]
+    start = next(b for b in home["blocks"] if b.get("accessory", {}).get("text", {}).get("text")
+                 == "Start labeling")  # fmt: skip
+    await demo.sandbox.click(
+        "U0RAJ", action_id=start["accessory"]["action_id"], block_id=start["block_id"],
+        view_id=home["id"],
+    )  # fmt: skip
+    await demo.rt.drain()
+    modal = demo.sandbox.modal_for("U0RAJ")
+    assert modal is not None and demo.sandbox.modal_for("U0ANA") is None
+    actions = next(b for b in modal["blocks"] if b["type"] == "actions")
+    choice = actions["elements"][0]
+    await demo.sandbox.click(
+        "U0RAJ", action_id=choice["action_id"], block_id=actions["block_id"], view_id=modal["id"]
+    )
+    await demo.rt.drain()
+    [answer] = list(demo.rt.store.iter_answers())
+    assert (answer["user_id"], answer["source"]) == ("U0RAJ", "modal")
+    shown = demo.sandbox.modal_for("U0RAJ")
+    assert "1 answered in this session" in str(shown["blocks"][0])
+    await demo.sandbox.close_view("U0RAJ", shown["id"])
+    assert demo.sandbox.modal_for("U0RAJ") is None
+
+
+async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
+    simulator = demo.simulator(drive=False)
+    simulator.teammates = [Teammate("U0ANA", "ana")]  # answers as Ana, with the true labels
+    await simulator.run(answers=8, wait=5)
+    reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl retrain")
+    assert reply.status == 200 and "Retrain" in reply.text
+    assert demo.rt.retrain_task is not None
+    await demo.rt.retrain_task
+    assert demo.rt.champion is not None
+    reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl accuracy")
+    assert reply.text.startswith(f"*Model v{demo.rt.champion.version}")
+    await demo.fake.wait_for(lambda: any(f["completed"] for f in demo.fake.files.values()), 10)
+    [shared] = [m for m in demo.sandbox.timeline("U0ANA", QUESTIONS) if m["files"]]
+    file_id = shared["files"][0]["id"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{demo.url}/sandbox/files/{file_id}") as response:
+            assert response.status == 200 and response.content_type == "image/png"
+            assert (await response.read()).startswith(b"\x89PNG")
+
+
+async def test_a_signature_with_another_secret_is_refused_by_the_bot(demo: Demo):
+    message, block = open_question(demo)
+    demo.sandbox.secret = "not-the-secret"
+    reply = await demo.sandbox.click(
+        "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
+        channel=QUESTIONS, ts=message["ts"],
+    )  # fmt: skip
+    assert reply.status == 401
+    assert demo.rt.store.count_answers() == 0
+    assert texts(demo, "U0ANA")[-1].startswith("⚠️ The app answered HTTP 401")
+
+
+async def test_unknown_messages_and_users_are_sandbox_errors(demo: Demo):
+    with pytest.raises(SandboxError, match="no message"):
+        await demo.sandbox.click("U0ANA", action_id="x", block_id="y", channel=QUESTIONS, ts="1.2")
+    with pytest.raises(SandboxError, match="no user"):
+        demo.sandbox.state("U0NOBODY")
+
+
+async def test_the_browser_api_refuses_plain_messages_and_bad_json(demo: Demo):
+    async with aiohttp.ClientSession() as http:
+        command = {"user": "U0ANA", "channel": QUESTIONS, "text": "hello"}
+        async with http.post(f"{demo.url}/sandbox/command", json=command) as response:
+            assert response.status == 400
+            assert (await response.json())["error"].startswith("The sandbox only sends slash")
+        async with http.post(f"{demo.url}/sandbox/action", data=b"[") as response:
+            assert response.status == 400
+        async with http.get(f"{demo.url}/") as response:
+            assert response.status == 200 and "slack-hitl sandbox" in await response.text()
+
+
+# ------------------------------------------------------------------ Slack's error shapes
+
+
+async def test_a_block_over_a_limit_is_invalid_blocks_with_a_json_pointer(demo: Demo):
+    client = AsyncWebClient(token=demo.fake.token, base_url=demo.fake.base_url)
+    header = {"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}
+    with pytest.raises(SlackApiError) as raised:
+        await client.chat_postMessage(channel=QUESTIONS, text="t", blocks=[header])
+    body = raised.value.response.data
+    assert body["ok"] is False and body["error"] == "invalid_blocks"
+    assert body["errors"] == body["response_metadata"]["messages"]
+    assert "[json-pointer:/blocks/0]" in body["errors"][0]
+
+
+async def test_without_a_token_the_api_says_not_authed(demo: Demo):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{demo.fake.base_url}chat.postMessage", json={}) as response:
+            assert response.status == 200
+            assert await response.json() == {"ok": False, "error": "not_authed"}
+
+
+async def test_channel_not_found_stops_posting_and_shows_in_hitl_queue(demo: Demo):
+    client = AsyncWebClient(token=demo.fake.token, base_url=demo.fake.base_url)
+    with pytest.raises(SlackApiError) as raised:
+        await client.chat_postMessage(channel="C0GONE", text="hello")
+    assert raised.value.response.data == {"ok": False, "error": "channel_not_found"}
+
+    demo.fake.fail("chat.postMessage", "channel_not_found")  # the bot's next post fails so
+    message, block = open_question(demo)
+    await demo.sandbox.click(
+        "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
+        channel=QUESTIONS, ts=message["ts"],
+    )  # fmt: skip
+    await demo.fake.wait_for(lambda: demo.rt.channel_state(QUESTIONS).broken is not None, 5)
+    reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl queue")
+    assert f"<#{QUESTIONS}>: 4 of 5 open · ⛔ not posting: channel_not_found" in reply.text
+
+
+def test_signed_payloads_verify_with_the_signing_secret():
+    from slack_sdk.signature import SignatureVerifier
+
+    body, headers = payloads.signed_command({"command": "/hitl", "text": "help"}, "s3cret")
+    verifier = SignatureVerifier("s3cret")
+    assert verifier.is_valid_request(body, headers)
+    assert not SignatureVerifier("other").is_valid_request(body, headers)
+    assert body == b"command=%2Fhitl&text=help"

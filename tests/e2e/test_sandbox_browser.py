@@ -1,0 +1,139 @@
+"""The sandbox in headless Chromium: a person answers through the page, and every step shows
+both on the page and in the SQLite database (the bot's real /slack/events, signed requests).
+
+Needs Debian's chromium at /usr/bin/chromium (.ci/run installs it); without it the test fails.
+Set SANDBOX_SCREENSHOT=docs/sandbox.png to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
+
+from bot.demo import DemoOptions, running_demo
+from bot.demo.run import CHANNEL, Demo
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT = 10_000  # ms: an upper bound for each expectation, not a pause
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0)
+    async with running_demo(options, echo=lambda line: None) as running:
+        yield running
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(chromium),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 860},
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+def post_by_ts(demo: Demo, ts: str) -> dict:
+    [post] = list(demo.rt.store.db["posts"].rows_where("ts = ?", [ts]))
+    return post
+
+
+async def test_a_person_answers_in_the_channel_and_the_labeling_window(
+    demo: Demo, browser: BrowserContext, tmp_path: Path
+):
+    store = demo.rt.store
+    page: Page = await browser.new_page()
+    await page.goto(f"{demo.url}/?user=U0ANA")
+    questions = page.locator("#messages article.message")
+    await expect(questions).to_have_count(demo.options.max_open, timeout=WAIT)
+    assert store.open_post_counts() == {CHANNEL[0]: demo.options.max_open}
+
+    # 1. A click on a label button resolves the item and redraws the message in place.
+    first = questions.first
+    ts = await first.get_attribute("data-ts")
+    button = first.locator("button[data-action-id^='hitl.q.label.']").first
+    label = (await button.inner_text()).strip()
+    await button.click()
+    resolved = page.locator(f"#messages article[data-ts='{ts}']")
+    await expect(resolved).to_contain_text(f"✅ {label} by @ana", timeout=WAIT)
+    await expect(resolved.locator("button")).to_have_count(0)
+    item_id = post_by_ts(demo, ts)["item_id"]
+    assert store.resolution(item_id)["label"] == label
+    [answer] = list(store.iter_answers())
+    assert (answer["user_id"], answer["label"], answer["source"]) == ("U0ANA", label, "button")
+    undo = page.locator("article.message.ephemeral", has_text="Changed your mind?")
+    await expect(undo).to_contain_text(f"Saved {label}", timeout=WAIT)
+
+    # 2. /hitl stats answers ephemerally, with the numbers the database holds.
+    await page.fill("#composer", "/hitl stats")
+    await page.press("#composer", "Enter")
+    stats = page.locator("article.message.ephemeral", has_text="Answers today")
+    await expect(stats).to_contain_text("Answers today: 1 (@ana 1)", timeout=WAIT)
+    assert store.count_items()["resolved"] == 1
+    await expect(stats).to_contain_text("1 resolved")
+    safe = await page.evaluate("window.hitlSandbox.mrkdwn('<img src=x onerror=alert(1)> *b*')")
+    assert safe == "&lt;img src=x onerror=alert(1)&gt; <b>b</b>"
+    shot = ROOT / os.environ["SANDBOX_SCREENSHOT"] if "SANDBOX_SCREENSHOT" in os.environ else None
+    await page.screenshot(path=shot or tmp_path / "sandbox.png")
+
+    # 3. Another person sees the redrawn question but not Ana's ephemerals.
+    await page.select_option("#user-switcher", "U0RAJ")
+    await expect(page.locator("#messages article.message.ephemeral")).to_have_count(0, timeout=WAIT)
+    await expect(resolved).to_contain_text(f"✅ {label}")
+    await page.select_option("#user-switcher", "U0ANA")
+    await expect(page.locator("article.message.ephemeral")).to_have_count(2, timeout=WAIT)
+
+    # 4. App Home shows Ana's count from the database; "Start labeling" opens the modal.
+    await page.click("#open-home")
+    home = page.locator("#home")
+    await expect(home).to_contain_text("You have answered 1 items", timeout=WAIT)
+    assert dict(store.answers_by_user()) == {"U0ANA": 1}
+    await home.get_by_role("button", name="Start labeling").click()
+    modal = page.locator("#modal")
+    await expect(modal).to_be_visible(timeout=WAIT)
+    await expect(page.locator("#modal-title")).to_have_text("Label items")
+    await expect(modal).to_contain_text("0 answered in this session")
+
+    # 5. One answer in the modal is stored, and the modal moves on to the next item.
+    modal_button = modal.locator("button[data-action-id^='hitl.m.label.']").first
+    modal_label = (await modal_button.inner_text()).strip()
+    await modal_button.click()
+    await expect(modal).to_contain_text("1 answered in this session", timeout=WAIT)
+    answers = list(store.iter_answers())
+    assert len(answers) == 2
+    assert (answers[-1]["user_id"], answers[-1]["label"], answers[-1]["source"]) == (
+        "U0ANA",
+        modal_label,
+        "modal",
+    )
+    assert store.resolution(answers[-1]["item_id"])["label"] == modal_label
+    await page.click("#modal-close")
+    await expect(modal).to_be_hidden(timeout=WAIT)

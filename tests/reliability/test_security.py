@@ -1,0 +1,184 @@
+"""Security: signed requests only, admin checks that payloads cannot skip, no secret in any log
+line, tampered models refused, item text that cannot ping anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.blocks import encode_value
+from bot.learning import run_retrain
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_learning import labeled_items
+from tests.bot.test_serve_process import free_port, read_until
+from tests.fake_slack import CHANNEL
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item("a", "refund please"), Item("b", "app crashes")])
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        yield running
+
+
+def requests(bot: Bot, message: dict) -> dict[str, tuple[str, dict]]:
+    """One request of each kind Slack sends: a click, a slash command, an event."""
+    return {
+        "action": ("action", bot.button_payload(message, "U0ANA", "billing")),
+        "command": ("command", signing.command_fields("label", "U0ANA")),
+        "event": ("event", signing.app_home_opened_event("U0ANA")),
+    }
+
+
+SIGNERS = {
+    "action": signing.signed_action,
+    "command": signing.signed_command,
+    "event": signing.signed_event,
+}
+
+
+@pytest.mark.parametrize("kind", ["action", "command", "event"])
+@pytest.mark.parametrize("attack", ["unsigned", "wrong secret", "replayed", "tampered body"])
+async def test_every_slack_route_refuses_bad_signatures_and_stores_nothing(
+    bot: Bot, kind: str, attack: str
+):
+    await bot.dispatcher.fill()
+    _, payload = requests(bot, bot.posted()[0])[kind]
+    sign = SIGNERS[kind]
+    if attack == "wrong secret":
+        body, headers = sign(payload, "not-the-secret")
+    elif attack == "replayed":
+        body, headers = sign(payload, SECRET, int(time.time()) - 301)
+    else:
+        body, headers = sign(payload, SECRET)
+        if attack == "unsigned":
+            headers = {"Content-Type": headers["Content-Type"]}
+        else:
+            body = body.replace(b"U0ANA", b"U0ADM")
+    calls_before = len(bot.fake.calls)
+    response = await bot.post(body, headers)
+    assert response.status == 401
+    assert bot.store.count_answers() == 0
+    assert len(bot.fake.calls) == calls_before  # nothing opened, published or posted
+
+
+async def test_admin_checks_cannot_be_skipped_by_crafted_payloads(bot: Bot):
+    # A retrain "button" does not exist; the command is the only way, and it checks.
+    text = await (await bot.command("retrain --force", "U0ANA")).text()
+    assert text.startswith("Only admins can retrain.")
+    text = await (await bot.command("ROLLBACK 1", "U0ANA")).text()
+    assert text.startswith("Only admins can rollback.")
+    assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
+    # Undo is for the person who decided: a crafted undo from someone else changes nothing.
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    crafted = signing.block_actions_payload("U0RAJ", "hitl.undo", encode_value(item_id, "billing"))
+    crafted["response_url"] = bot.fake.response_url(CHANNEL)
+    assert (await bot.action(crafted)).status == 200
+    assert bot.store.resolution(item_id)["label"] == "billing"
+
+
+async def test_item_text_cannot_ping_the_channel_or_mention_people(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    evil = "<!channel> urgent <!here> ask <@U0ADMIN> at <https://evil.example|bank> & co"
+    seed(tmp_path / "hitl.db", [Item("evil", evil)])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        shown = json.dumps([message["text"], message["blocks"]])
+        for needle in ("<!channel>", "<!here>", "<@U0ADMIN>", "<https://"):
+            assert needle not in shown
+        assert "&lt;!channel&gt;" in message["blocks"][0]["text"]["text"]
+
+
+async def test_a_tampered_model_file_is_refused_and_the_previous_one_used(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    seed(tmp_path / "hitl.db", labeled_items())
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        await run_retrain(bot.rt, "cli")
+        bot.store.add_items(labeled_items("M"), "import")
+        await run_retrain(bot.rt, "cli", force=True)
+    model_file = settings.models_dir / "v2.skops"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    async for bot in start_bot(fake_slack, settings):
+        assert bot.rt.champion is not None and bot.rt.champion.version == 1
+    assert "model v2 refused" in caplog.text and "sha256" in caplog.text
+
+
+async def test_no_token_or_secret_reaches_the_logs_of_a_failing_run(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please"), Item("b", "crash")])
+    bad_token = "xoxb-1111-2222-not-a-valid-token"
+    secrets = [bad_token, SECRET, "api-token-0123456789", "webhook-secret-abcdef"]
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+        "SLACK_BOT_TOKEN": bad_token,  # Slack answers invalid_auth to everything
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.base_url,
+        "HITL_CHANNEL": CHANNEL,
+        "HITL_LABELS": "billing,bug",
+        "HITL_DB": str(db),
+        "HITL_PORT": str(port),
+        "HITL_API_TOKEN": secrets[2],
+        "HITL_WEBHOOK_SECRET": secrets[3],
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "-vvv", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
+        await asyncio.wait_for(read_until(process.stderr, "invalid_auth", seen), 60)
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}"
+            body, headers = signing.signed_command(signing.command_fields("stats"), "wrong")
+            async with http.post(f"{url}/slack/events", data=body, headers=headers) as r:
+                assert r.status == 401
+            wrong = {"Authorization": "Bearer api-token-0123456789x"}
+            async with http.post(f"{url}/api/predict", json={"text": "x"}, headers=wrong) as r:
+                assert r.status == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 60)
+    logs = "".join(seen) + (await process.stderr.read()).decode()
+    assert "'Authorization':" in logs  # -vvv logged every request with its headers...
+    for secret in secrets:
+        assert secret not in logs  # ...but never a secret
+
+
+def test_the_log_redactor_hides_tokens_and_configured_secrets():
+    import logging
+
+    from bot.logs import Redactor
+
+    redactor = Redactor()
+    redactor.add("hunter2-signing", None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1,
+        "calling %s with %s and Authorization: Bearer abc.def and %s",
+        ("xoxb-123-456-abcdef", "xapp-1-A1-xyz", "hunter2-signing"), None,
+    )  # fmt: skip
+    assert redactor.filter(record)
+    assert record.getMessage() == (
+        "calling xoxb-*** with xapp-*** and Authorization: Bearer *** and ***"
+    )
