@@ -138,6 +138,12 @@ def _decode(raw: bytes) -> str | None:
         return None
 
 
+def _printable(name: str, limit: int = 40) -> str:
+    """A column name fit for a one-line message: control characters escaped, long ones cut."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in name)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
 def _has_bad_bytes(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
@@ -209,11 +215,14 @@ def _csv_rows(
     if any(_has_bad_bytes(name) for name in header):
         raise IngestError(f"{path} line 1: the header is not valid UTF-8; save the file as UTF-8")
     header = [name.strip() for name in header]
+    shown = ", ".join(_printable(name) for name in header[:12]) + (
+        ", …" if len(header) > 12 else ""
+    )
     for name, option in ((columns.text, "--text-column"), (columns.id, "--id-column"),
                          (columns.label, "--label-column")):  # fmt: skip
         if name is not None and name not in header:
             raise IngestError(
-                f'{path}: no column "{name}" in the header ({", ".join(header)}); '
+                f'{path}: no column "{_printable(name)}" in the header ({shown}); '
                 f"pass {option} with one of these"
             )
     end = 1

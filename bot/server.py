@@ -132,7 +132,13 @@ def init_app(
 
 async def slack_events(request: web.Request) -> web.StreamResponse:
     bolt = request.app[BOLT]
-    response = await bolt.async_dispatch(await to_bolt_request(request))
+    try:
+        response = await bolt.async_dispatch(await to_bolt_request(request))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # Bolt's own routing can trip over a body that is not shaped like Slack's (signature
+        # already checked): answer 400, log the kind of error, never the body.
+        logger.warning("malformed Slack request: %s: %s", type(exc).__name__, exc)
+        return web.json_response({"error": "malformed request"}, status=400)
     return await to_aiohttp_response(response)
 
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -39,17 +40,30 @@ def build_app(rt: Runtime) -> AsyncApp:
     )
 
     def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """Listeners keep working after their ack (redraws, modals); the runtime tracks them
-        so shutdown (and a test) can wait for them before the database closes."""
+        """Run a listener so that nothing it meets crashes the request.
+
+        The runtime tracks it (listeners keep working after their ack: redraws, modals), so
+        shutdown and tests can wait for it before the database closes. A payload that does
+        not have the shape Slack sends is acknowledged and logged, not answered with a 500;
+        a Slack error after the ack is logged.
+        """
 
         @functools.wraps(listener)
         async def run(*args: Any, **kwargs: Any) -> None:
             task = asyncio.current_task()
             if task is not None:
                 rt.background.add(task)
+            ack = kwargs.get("ack")
             try:
                 await listener(*args, **kwargs)
+            except SlackApiError as exc:
+                logger.warning("%s: Slack said %s", listener.__name__, exc.response.get("error"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                logger.warning("%s: malformed payload (%s: %s)", listener.__name__,
+                               type(exc).__name__, exc)  # fmt: skip
             finally:
+                if ack is not None and ack.response is None:
+                    await ack()
                 if task is not None:
                     rt.background.discard(task)
 
@@ -138,8 +152,17 @@ def build_app(rt: Runtime) -> AsyncApp:
         await client.views_publish(user_id=event["user"], view=commands.home(rt, event["user"]))
 
     @app.error
-    async def on_error(error: Exception, body: dict) -> None:
-        logger.error("listener failed: %s", type(error).__name__, exc_info=error)
+    async def on_error(error: Exception, response: BoltResponse | None) -> None:
+        """Listeners catch their own failures (see ``tracked``); what reaches here is Bolt
+        routing a body not shaped like Slack's: a 400, logged without the body."""
+        if isinstance(error, KeyError | IndexError | TypeError | ValueError | AttributeError):
+            logger.warning("malformed Slack request: %s: %s", type(error).__name__, error)
+            if response is not None:
+                response.status = 400
+                response.body = '{"error": "malformed request"}'
+                response.headers["content-type"] = ["application/json"]
+            return
+        logger.error("request failed: %s", type(error).__name__, exc_info=error)
 
     return app
 
