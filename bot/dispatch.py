@@ -40,6 +40,7 @@ PERMANENT = {
 ITEM_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long"}
 MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
+BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
 
 
@@ -90,15 +91,17 @@ class Dispatcher:
         posted = 0
         for channel in self.channels():
             state = rt.channel_state(channel)
-            if state.unsure and not state.broken and loop.time() >= state.next_attempt:
+            if state.unsure and loop.time() >= state.next_attempt:
                 if not await self._reconcile(channel):
                     self._back_off(channel, "history unavailable")
                     continue  # posting now could post a question twice
                 open_counts = rt.store.open_post_counts()
                 pool = [it for it in pool if it["id"] not in state.adopted]
             room = rt.settings.max_open - open_counts.get(channel, 0)
-            if state.broken or room <= 0 or loop.time() < state.next_attempt:
+            if room <= 0 or loop.time() < state.next_attempt:
                 continue
+            if state.broken:
+                logger.info("trying %s again after %s", channel, state.broken)
             mine = [
                 it
                 for it in pool
@@ -146,10 +149,13 @@ class Dispatcher:
             count_slack_error("chat.postMessage", error)
             if error in PERMANENT:
                 state.broken = error
+                state.next_attempt = loop.time() + BROKEN_RETRY
                 logger.error(
-                    "stopped posting to %s: Slack said %s (fix the channel or token, then restart)",
+                    "stopped posting to %s: Slack said %s; fix the channel or token (trying "
+                    "again in %d minutes, or restart)",
                     channel,
                     error,
+                    BROKEN_RETRY // 60,
                 )
             elif error in ITEM_ERRORS:
                 return self._item_failed(item["id"], error)
@@ -178,6 +184,7 @@ class Dispatcher:
         state.last_post = asyncio.get_running_loop().time()
         state.failures = 0
         state.last_error = None
+        state.broken = None
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
         self.shown_at_post.pop(item_id, None)

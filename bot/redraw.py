@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 GONE = {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
 MAX_BACKOFF = 300.0
+GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 
 
 async def redraw_pending(rt: Runtime) -> int:
@@ -45,7 +46,8 @@ async def redraw_pending(rt: Runtime) -> int:
             except SlackApiError as exc:
                 error = exc.response.get("error")
                 count_slack_error("chat.update", error)
-                if error in GONE:
+                gone_count = rt.gone.get(post["id"], 0) + 1 if error in GONE else 0
+                if gone_count >= GIVE_UP_AFTER:
                     logger.warning(
                         "message for item %s in %s is gone (%s); not redrawing it",
                         post["item_id"],
@@ -53,7 +55,10 @@ async def redraw_pending(rt: Runtime) -> int:
                         error,
                     )
                     rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                    rt.gone.pop(post["id"], None)
                 else:
+                    if gone_count:
+                        rt.gone[post["id"]] = gone_count  # Slack may say so only for a while
                     logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
                     failed += 1
                 continue
@@ -62,6 +67,7 @@ async def redraw_pending(rt: Runtime) -> int:
                 count_slack_error("chat.update", type(exc).__name__)
                 failed += 1
                 continue
+            rt.gone.pop(post["id"], None)
             rt.store.mark_drawn(post["id"], post["redraw_seq"])
     async with rt.redrawn:
         rt.redrawn.notify_all()

@@ -90,6 +90,7 @@ class Runtime:
     scheduler_alive: bool | None = None  # None: no scheduler in this process
     retrain_task: asyncio.Task | None = None
     background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
+    gone: dict[int, int] = field(default_factory=dict)  # post id -> "message gone" answers
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait for listeners that are still working after their ack."""

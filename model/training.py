@@ -110,8 +110,13 @@ def train_candidate(
         cand.reason = f"not trained: {exc}"
         cand.fit_seconds = time.perf_counter() - started
         return cand
+    except MemoryError:
+        cand.reason = "not trained: ran out of memory while fitting (MemoryError)"
+        cand.fit_seconds = time.perf_counter() - started
+        return cand
     except Exception as exc:  # a fit that raises must not crash the retrain loop
-        cand.reason = f"not trained: fitting failed with {type(exc).__name__}: {exc}"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        cand.reason = f"not trained: fitting failed with {detail}"
         cand.fit_seconds = time.perf_counter() - started
         return cand
     cand.classifier = classifier

@@ -27,6 +27,14 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
         yield running
 
 
+@pytest.fixture
+async def still_demo(tmp_path: Path) -> AsyncIterator[Demo]:
+    """The demo without its background tasks: a test moves the queue itself."""
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
+    async with running_demo(options, echo=lambda line: None, background=False) as running:
+        yield running
+
+
 def open_question(demo: Demo) -> tuple[dict, dict]:
     """The first question message and its actions block."""
     for message in demo.fake.messages(QUESTIONS):
@@ -190,19 +198,22 @@ async def test_without_a_token_the_api_says_not_authed(demo: Demo):
             assert await response.json() == {"ok": False, "error": "not_authed"}
 
 
-async def test_channel_not_found_stops_posting_and_shows_in_hitl_queue(demo: Demo):
+async def test_channel_not_found_stops_posting_and_shows_in_hitl_queue(still_demo: Demo):
+    demo = still_demo
     client = AsyncWebClient(token=demo.fake.token, base_url=demo.fake.base_url)
     with pytest.raises(SlackApiError) as raised:
         await client.chat_postMessage(channel="C0GONE", text="hello")
     assert raised.value.response.data == {"ok": False, "error": "channel_not_found"}
 
-    demo.fake.fail("chat.postMessage", "channel_not_found")  # the bot's next post fails so
     message, block = open_question(demo)
     await demo.sandbox.click(
         "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
         channel=QUESTIONS, ts=message["ts"],
     )  # fmt: skip
-    await demo.fake.wait_for(lambda: demo.rt.channel_state(QUESTIONS).broken is not None, 5)
+    await demo.rt.drain()
+    demo.fake.fail("chat.postMessage", "channel_not_found")  # the bot's next post fails so
+    assert await demo.dispatcher.fill() == 0
+    assert demo.rt.channel_state(QUESTIONS).broken == "channel_not_found"
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl queue")
     assert f"<#{QUESTIONS}>: 4 of 5 open · ⛔ not posting: channel_not_found" in reply.text
 

@@ -53,7 +53,7 @@ async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[BrowserContex
             executable_path=str(chromium),
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 860},
+            viewport={"width": 1280, "height": 1200},
         )
         try:
             yield context
