@@ -1,0 +1,85 @@
+"""A retrain that fails — the fit raises, memory runs out, one class only — leaves the champion
+in place, records the run as failed with its reason, and tells the admins."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.learning import run_retrain
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Item, make_settings, seed, start_bot
+from tests.bot.test_learning import labeled_items
+from tests.fake_slack import CHANNEL
+
+
+async def test_a_fit_that_raises_keeps_the_champion_and_tells_the_admins(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # Texts without a single word: fine for character n-grams, fatal for a word-only model.
+    symbols = [Item(f"s{n}", "!?" * (n + 1), "billing" if n % 2 else "bug") for n in range(12)]
+    seed(tmp_path / "hitl.db", labeled_items() + symbols)
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        assert (await run_retrain(bot.rt, "cli")).status == "promoted"
+        bot.store.add_items([Item("s99", "??!!", "bug")], "import")
+        bot.store.db.execute("DELETE FROM labels WHERE item_id LIKE 'L%'")  # words gone
+        bot.store.db.conn.commit()
+        bot.rt.settings = bot.rt.settings.with_changes(pipeline="word_lr")
+        outcome = await run_retrain(bot.rt, "<@U0ADMIN>")
+        assert outcome.status == "failed"
+        assert outcome.reason.startswith("not trained: fitting failed with ValueError: empty")
+        assert bot.rt.champion.version == 1 and bot.store.champion_version() == 1
+        [run] = [r for r in bot.store.runs("retrain") if r["status"] == "failed"]
+        assert run["detail"]["reason"] == outcome.reason
+        report = bot.fake.calls_to("chat.postMessage")[-1].params
+        assert report["channel"] == CHANNEL
+        assert report["text"].startswith("*Retrain (<@U0ADMIN>) did not produce a model:* not ")
+
+
+async def test_one_class_only_is_a_clear_reason_not_a_crash(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(f"o{n}", f"refund number {n}", "billing") for n in range(6)])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        outcome = await run_retrain(bot.rt, "<@U0ADMIN>")
+        assert outcome.status == "failed" and "got 1 class(es) (billing: 6)" in outcome.reason
+        assert bot.rt.champion is None and bot.store.runs("retrain")[0]["status"] == "failed"
+
+
+def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+           "HITL_DB": str(db)}  # fmt: skip
+    seed(db, labeled_items())
+    first = subprocess.run([sys.executable, "-m", "bot", "retrain"], env=env, capture_output=True,
+                           text=True, check=False)  # fmt: skip
+    assert first.returncode == 0 and "Retrain v1: promoted" in first.stdout
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz "
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as handle:
+        for n in range(2500):
+            text = "".join(rng.choice(letters) for _ in range(4000))
+            handle.write(json.dumps({"id": f"b{n}", "text": text, "label": "billing"}) + "\n")
+    subprocess.run([sys.executable, "-m", "bot", "import", "-q", str(big)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+
+    def limit_memory() -> None:  # imports fit; character n-grams of 10 MB of text do not
+        resource.setrlimit(resource.RLIMIT_AS, (1_200_000_000, 1_200_000_000))
+
+    starved = subprocess.run(
+        [sys.executable, "-m", "bot", "retrain"], env=env, capture_output=True, text=True,
+        preexec_fn=limit_memory, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in starved.stderr
+    assert "did not produce a model: not trained: ran out of memory while fitting" in (
+        starved.stdout
+    )
+    with Store.open(db) as store:
+        assert store.champion_version() == 1
+        assert store.runs("retrain")[0]["status"] == "failed"
