@@ -66,3 +66,11 @@ def test_throughput_benchmark_reports_growth_and_query_plans():
     for query in ("Store.pool", "Store.open_post_counts", "Store.next_for_user"):
         assert f"- `{query}` (" in out
     assert "EXPLAIN QUERY PLAN" in out
+
+
+def test_soak_benchmark_loses_no_answer_under_faults():
+    out = run_quick("soak.py")
+    assert "| acked clicks lost / stored twice | 0 / 0 |" in out
+    assert "| PRAGMA integrity_check | ok |" in out
+    assert "| tracebacks in the server log | 0 |" in out
+    assert out.strip().endswith("verdict: ok")

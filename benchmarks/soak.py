@@ -1,0 +1,289 @@
+"""Soak: mixed load on the real `hitl serve` for a long while, with Slack failing now and then.
+
+The benchmark process runs the fake Slack Web API (``bot.sandbox.FakeSlack``) and the load:
+signed button clicks from several clients (each on an unanswered item, so each one resolves
+it), producer API predictions, an admin `/hitl retrain` every ``--retrain-every`` seconds, and
+a fault injected into the Slack Web API on about ``--fault-rate`` of the seconds (429, 500,
+connection reset, timeout). The server's RSS is sampled every ``--sample-every`` seconds.
+At the end the server is stopped and the database read: every acknowledged click must be
+exactly one answer, and RSS must show no growth trend (the slope of a least-squares line
+through the samples after warm-up, in MB per minute, next to the first sample as baseline).
+
+    python benchmarks/soak.py                  # 30 minutes
+    python benchmarks/soak.py --minutes 5
+    python benchmarks/soak.py --quick          # 20 seconds, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.blocks import block_id_for, encode_value  # noqa: E402
+from bot.sandbox import FakeSlack  # noqa: E402
+from tests import signing  # noqa: E402
+
+SECRET = "soak-signing-secret"
+API_TOKEN = "soak-api-token"
+CHANNEL = "C0SOAK"
+LABELS = ("billing", "bug", "account", "how_to")
+WORDS = {
+    "billing": "invoice refund charged card payment vat receipt plan".split(),
+    "bug": "crash error freeze blank broken fails timeout upload".split(),
+    "account": "password login email delete profile access admin owner".split(),
+    "how_to": "how where export invite settings shortcut merge archive".split(),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def text_for(label: str, rng: random.Random) -> str:
+    words = rng.sample(WORDS[label], 3) + rng.sample([w for ws in WORDS.values() for w in ws], 2)
+    rng.shuffle(words)
+    return "my " + " ".join(words) + f" issue #{rng.randint(1, 99999)}"
+
+
+def write_seed(path: Path, n_labeled: int, n_pending: int, rng: random.Random) -> list[str]:
+    pending = []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        for i in range(n_labeled):
+            label = LABELS[i % len(LABELS)]
+            writer.writerow([f"L{i}", text_for(label, rng), label])
+        for i in range(n_pending):
+            writer.writerow([f"P{i}", text_for(rng.choice(LABELS), rng), ""])
+            pending.append(f"P{i}")
+    return pending
+
+
+class Load:
+    def __init__(self, url: str, pending: list[str], rng: random.Random):
+        self.url = url
+        self.pending = pending
+        self.rng = rng
+        self.acked: set[str] = set()
+        self.clicks = self.errors = self.predictions = self.api_errors = self.retrains = 0
+        self.latencies: list[float] = []
+
+    async def click(self, session: aiohttp.ClientSession) -> None:
+        if not self.pending:
+            return
+        item_id = self.pending.pop()
+        payload = signing.block_actions_payload(
+            f"U{self.rng.randint(1, 40):03d}",
+            "hitl.q.label.0",
+            encode_value(item_id, self.rng.choice(LABELS)),
+            block_id=block_id_for(item_id),
+        )
+        payload["actions"][0]["action_ts"] = f"{time.time():.6f}"
+        body, headers = signing.signed_action(payload, SECRET)
+        self.clicks += 1
+        started = time.perf_counter()
+        try:
+            async with session.post(f"{self.url}/slack/events", data=body, headers=headers) as r:
+                if r.status == 200:
+                    self.acked.add(item_id)
+                    self.latencies.append(time.perf_counter() - started)
+                else:
+                    self.errors += 1
+        except (aiohttp.ClientError, TimeoutError):
+            self.errors += 1
+
+    async def predict(self, session: aiohttp.ClientSession) -> None:
+        label = self.rng.choice(LABELS)
+        body = {"text": text_for(label, self.rng)}
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        self.predictions += 1
+        try:
+            async with session.post(f"{self.url}/api/predict", json=body, headers=headers) as r:
+                if r.status != 200:
+                    self.api_errors += 1
+        except (aiohttp.ClientError, TimeoutError):
+            self.api_errors += 1
+
+    async def retrain(self, session: aiohttp.ClientSession) -> None:
+        fields = signing.command_fields("retrain", "U0ADMIN")
+        body, headers = signing.signed_command(fields, SECRET)
+        async with session.post(f"{self.url}/slack/events", data=body, headers=headers) as r:
+            if r.status != 200:
+                self.errors += 1
+        self.retrains += 1
+
+
+FAULTS = [
+    ("ratelimited", {"status": 429, "retry_after": 1}),
+    ("internal_error", {"status": 500}),
+    ("reset", {"mode": "reset"}),
+    ("timeout", {"mode": "timeout"}),
+]
+
+
+async def run(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    fake = FakeSlack()
+    fake.add_channel(CHANNEL, "soak")
+    for n in range(1, 41):
+        fake.add_user(f"U{n:03d}", f"user{n}")
+    fake.add_user("U0ADMIN", "admin", is_admin=True)
+    await fake.start()
+    tmp = Path(tempfile.mkdtemp(prefix="hitl-soak-"))
+    db = tmp / "hitl.db"
+    pending = write_seed(tmp / "seed.csv", args.labeled, args.pending, rng)
+    rng.shuffle(pending)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+        "SLACK_BOT_TOKEN": fake.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.base_url,
+        "HITL_CHANNEL": CHANNEL,
+        "HITL_LABELS": ",".join(LABELS),
+        "HITL_ADMINS": "U0ADMIN",
+        "HITL_API_TOKEN": API_TOKEN,
+        "HITL_DB": str(db),
+        "HITL_PORT": str(port := free_port()),
+        "HITL_MAX_OPEN": "10",
+    }
+    importer = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "import", "-q", str(tmp / "seed.csv"), env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await importer.wait()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    log: list[str] = []
+    while True:
+        line = (await server.stderr.readline()).decode()
+        log.append(line)
+        if not line or "listening on" in line:
+            break
+    drain = asyncio.create_task(_drain(server.stderr, log))
+    url = f"http://127.0.0.1:{port}"
+    load = Load(url, pending, rng)
+    samples: list[tuple[float, float]] = []
+    faults = 0
+    started = time.monotonic()
+    duration = args.minutes * 60
+    next_sample = next_retrain = 0.0
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while (elapsed := time.monotonic() - started) < duration:
+            if elapsed >= next_sample:
+                samples.append((elapsed, rss_mb(server.pid)))
+                next_sample += args.sample_every
+            if elapsed >= next_retrain:
+                await load.retrain(session)
+                next_retrain += args.retrain_every
+            if rng.random() < args.fault_rate:
+                error, kwargs = rng.choice(FAULTS)
+                fake.fail(rng.choice(["chat.postMessage", "chat.update"]), error, **kwargs)
+                faults += 1
+            fake.release_timeouts()
+            tasks = [load.click(session) for _ in range(args.clicks_per_second)]
+            tasks += [load.predict(session) for _ in range(args.predictions_per_second)]
+            await asyncio.gather(*tasks, asyncio.sleep(1))  # a second's worth of load
+        samples.append((time.monotonic() - started, rss_mb(server.pid)))
+    fake.release_timeouts()
+    server.send_signal(signal.SIGTERM)
+    code = await server.wait()
+    await drain
+    await fake.close()
+
+    with sqlite3.connect(db) as conn:
+        answers = conn.execute(
+            "SELECT item_id, count(*) FROM answers WHERE source = 'button' GROUP BY item_id"
+        ).fetchall()
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        runs = conn.execute("SELECT status, count(*) FROM runs WHERE kind = 'retrain' GROUP BY 1")
+        retrain_runs = dict(runs.fetchall())
+        posts = conn.execute("SELECT count(*), count(DISTINCT item_id) FROM posts").fetchone()
+    stored = {item for item, n in answers}
+    twice = sum(1 for _, n in answers if n > 1)
+    lost = len(load.acked - stored)
+
+    warm = [s for s in samples if s[0] >= min(60, duration / 4)] or samples
+    minutes = np.array([s[0] / 60 for s in warm])
+    rss = np.array([s[1] for s in warm])
+    slope = float(np.polyfit(minutes, rss, 1)[0]) if len(warm) > 2 else 0.0
+    lat = np.array(load.latencies) * 1000 if load.latencies else np.array([0.0])
+    tracebacks = sum("Traceback" in line for line in log)
+
+    print(f"soak: {args.minutes:g} min, seed {args.seed}, server exit code {code}")
+    print("| metric | value |")
+    print("| --- | --- |")
+    print(
+        f"| clicks sent / acked / errors | {load.clicks:,} / {len(load.acked):,} / {load.errors} |"
+    )
+    print(f"| acked clicks lost / stored twice | {lost} / {twice} |")
+    p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
+    print(f"| click ack p50 / p99 (ms) | {p50:.1f} / {p99:.1f} |")
+    print(f"| API predictions / errors | {load.predictions:,} / {load.api_errors} |")
+    print(f"| retrains asked / runs by status | {load.retrains} / {retrain_runs} |")
+    print(f"| Slack faults injected | {faults} |")
+    print(f"| posts / distinct items posted | {posts[0]:,} / {posts[1]:,} |")
+    print(f"| tracebacks in the server log | {tracebacks} |")
+    print(f"| PRAGMA integrity_check | {integrity} |")
+    print(f"| RSS first / last / max (MB) | {samples[0][1]:.0f} / {samples[-1][1]:.0f} / "
+          f"{max(s[1] for s in samples):.0f} |")  # fmt: skip
+    print(f"| RSS trend after warm-up (MB/min) | {slope:+.2f} |")
+    print()
+    print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
+    ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
+    print("verdict:", "ok" if ok else "PROBLEMS (see above)")
+    return 0 if ok else 1
+
+
+async def _drain(stream: asyncio.StreamReader, log: list[str]) -> None:
+    while line := await stream.readline():
+        log.append(line.decode())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--quick", action="store_true", help="20 seconds, small data")
+    parser.add_argument("--clicks-per-second", type=int, default=8)
+    parser.add_argument("--predictions-per-second", type=int, default=4)
+    parser.add_argument("--retrain-every", type=float, default=300)
+    parser.add_argument("--sample-every", type=float, default=60)
+    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--labeled", type=int, default=2000)
+    parser.add_argument("--pending", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.retrain_every, args.sample_every = 20 / 60, 10, 5
+        args.labeled, args.pending, args.fault_rate = 200, 1000, 0.2
+    raise SystemExit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()
