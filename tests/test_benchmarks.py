@@ -74,3 +74,9 @@ def test_soak_benchmark_loses_no_answer_under_faults():
     assert "| PRAGMA integrity_check | ok |" in out
     assert "| tracebacks in the server log | 0 |" in out
     assert out.strip().endswith("verdict: ok")
+
+
+def test_simulated_loop_benchmark_accuracy_rises_with_answers():
+    out = run_quick("simulated_loop.py")
+    assert "trec accuracy on test.jsonl by labels: 20:" in out
+    assert "the curve rises" in out

@@ -162,15 +162,20 @@ def build_workspace(options: DemoOptions) -> tuple[FakeSlack, Sandbox, list[Team
 
 @asynccontextmanager
 async def running_demo(
-    options: DemoOptions, echo: Echo = print, *, background: bool = True
+    options: DemoOptions,
+    echo: Echo = print,
+    *,
+    background: bool = True,
+    data: DemoData | None = None,
 ) -> AsyncIterator[Demo]:
     """Start everything, post the first questions, yield, then stop it all in order.
 
     ``background=False`` leaves the queue to the caller (a headless simulation moves it itself).
+    ``data`` replaces the generated or ``--data`` items (benchmarks bring their own split).
     """
     if options.simulate > len(TEAMMATES):
         raise HitlError(f"--simulate {options.simulate}: at most {len(TEAMMATES)} teammates")
-    data = load_data(options)
+    data = data if data is not None else load_data(options)
     prepare_database(options.db)
     with Store.open(options.db) as store:
         store.add_items(data.unlabeled(), source="demo")

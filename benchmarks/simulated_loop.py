@@ -1,0 +1,106 @@
+"""The whole loop, simulated on a real data set: does the champion get better as people answer?
+
+A data set from ../shared/datasets is imported without labels (train.jsonl is the pool). The
+sandbox workspace and the real bot run in this process; simulated teammates answer the posted
+questions with the true labels (a signed click to ``/slack/events`` each, like a person), the
+real retrain job runs every ``--retrain-every`` answers, and after each retrain the champion is
+scored on test.jsonl (held out, never imported). The curve of that accuracy must rise.
+
+    python benchmarks/simulated_loop.py                        # trec and sms_spam, 400 answers
+    python benchmarks/simulated_loop.py --datasets banking77 --answers 1000
+    python benchmarks/simulated_loop.py --quick                # trec, 60 answers, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(ROOT))
+
+from bot.demo.data import DemoData, DemoItem  # noqa: E402
+from bot.demo.run import DemoOptions, running_demo  # noqa: E402
+from bot.demo.simulate import score_champion  # noqa: E402
+
+
+def load(name: str, n_pool: int, n_test: int, seed: int) -> DemoData:
+    rng = random.Random(seed)
+
+    def read(split: str) -> list[dict]:
+        path = DATASETS / name / f"{split}.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    train, test = read("train"), read("test")
+    rng.shuffle(train)
+    rng.shuffle(test)
+    pool = [DemoItem(f"{name}-{i}", r["text"], r["label"]) for i, r in enumerate(train[:n_pool])]
+    holdout = [DemoItem(f"test-{i}", r["text"], r["label"]) for i, r in enumerate(test[:n_test])]
+    labels = tuple(sorted({r["label"] for r in train}))
+    return DemoData(pool, holdout, labels, {item.id: item.label for item in pool})
+
+
+async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float | None]]:
+    data = load(name, args.pool, args.test, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        options = DemoOptions(
+            db=Path(tmp) / "hitl.db",
+            port=0,
+            seed=args.seed,
+            simulate=3,
+            error_rate=args.error_rate,
+            answers=args.answers,
+            retrain_every=args.retrain_every,
+            max_open=5,
+            pipeline=args.pipeline,
+        )
+        quiet = lambda line: None  # noqa: E731 - the demo's chatter is not the benchmark's
+        async with running_demo(options, quiet, background=False, data=data) as demo:
+            started = time.perf_counter()
+            await demo.simulator(drive=True).run(args.answers)
+            await demo.rt.drain()
+            final = await score_champion(demo.rt, data.holdout)
+            seconds = time.perf_counter() - started
+            curve = [(s.n_labels, s.accuracy) for s in demo.retrainer.scores]
+            if not curve or curve[-1][0] != final.n_labels:
+                curve.append((final.n_labels, final.accuracy))
+    shown = ", ".join(f"{n}: {'–' if a is None else f'{a:.1%}'}" for n, a in curve)
+    print(f"{name}: {len(data.labels)} labels, pool {len(data.pool):,}, test {len(data.holdout):,},"
+          f" {args.answers} answers in {seconds:.0f} s")  # fmt: skip
+    print(f"{name} accuracy on test.jsonl by labels: {shown}")
+    scored = [a for _, a in curve if a is not None]
+    verdict = "rises" if len(scored) >= 2 and scored[-1] > scored[0] else "DOES NOT RISE"
+    print(f"{name}: first {scored[0]:.1%} → last {scored[-1]:.1%}: the curve {verdict}")
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["trec", "sms_spam"])
+    parser.add_argument("--answers", type=int, default=400)
+    parser.add_argument("--retrain-every", type=int, default=50)
+    parser.add_argument("--pool", type=int, default=3000, help="train items imported")
+    parser.add_argument("--test", type=int, default=500, help="test items scored")
+    parser.add_argument("--error-rate", type=float, default=0.05)
+    parser.add_argument("--pipeline", default="word_lr", help="HITL_PIPELINE for the run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.datasets, args.answers, args.retrain_every = ["trec"], 60, 20
+        args.pool, args.test = 600, 200
+    print(f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "
+          f"retrain every {args.retrain_every} answers, seed {args.seed}")  # fmt: skip
+    for name in args.datasets:
+        asyncio.run(simulate(name, args))
+
+
+if __name__ == "__main__":
+    main()
