@@ -23,7 +23,7 @@ from bot.learning import sync_champion
 from bot.metrics import count_slack_error
 from bot.questions import label_set
 from bot.runtime import Runtime, wait_until_woken
-from bot.scoring import choose, score_pending
+from bot.scoring import candidates, choose, score_pending
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Dispatcher:
         await score_pending(rt)
         loop = asyncio.get_running_loop()
         open_counts = rt.store.open_post_counts()
-        pool = rt.store.pool()
+        pool, audit_pool = candidates(rt, self.rng)
         taken: set[str] = set()
         posted = 0
         for channel in self.channels():
@@ -97,18 +97,22 @@ class Dispatcher:
                     continue  # posting now could post a question twice
                 open_counts = rt.store.open_post_counts()
                 pool = [it for it in pool if it["id"] not in state.adopted]
+                audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
             room = rt.settings.max_open - open_counts.get(channel, 0)
             if room <= 0 or loop.time() < state.next_attempt:
                 continue
             if state.broken:
                 logger.info("trying %s again after %s", channel, state.broken)
-            mine = [
-                it
-                for it in pool
-                if it["id"] not in taken
-                and rt.settings.channel_for(it["predicted_label"]) == channel
-            ]
-            for item, reason in choose(rt, mine, room, self.rng):
+
+            def routed_here(it: dict[str, Any], channel: str = channel) -> bool:
+                return (
+                    it["id"] not in taken
+                    and rt.settings.channel_for(it["predicted_label"]) == channel
+                )
+
+            mine = [it for it in pool if routed_here(it)]
+            audits = [it for it in audit_pool if routed_here(it)]
+            for item, reason in choose(rt, mine, room, self.rng, audit_pool=audits):
                 if loop.time() < state.last_post + rt.post_interval:
                     break  # at most one post per interval per channel; run() comes back
                 taken.add(item["id"])

@@ -52,28 +52,72 @@ async def score_items(store: Store, champion: Champion, threshold: float) -> int
     return done
 
 
+UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per round
+AUDIT_SAMPLE = 500  # size of the uniform sample audit picks are drawn from
+
+
+def candidates(
+    rt: Runtime, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What one dispatcher round chooses from, without reading every item: the most uncertain
+    queued items (from the margin index) and a uniform random sample of all unlabeled items
+    (for audit picks, and for random picks while there is no model)."""
+    sample = rt.store.sample_unlabeled(AUDIT_SAMPLE, rng)
+    if rt.champion is None:
+        return sample, sample
+    return rt.store.most_uncertain(UNCERTAIN_WINDOW), sample
+
+
 def choose(
-    rt: Runtime, pool: list[dict[str, Any]], n: int, rng: random.Random
+    rt: Runtime,
+    pool: list[dict[str, Any]],
+    n: int,
+    rng: random.Random,
+    audit_pool: list[dict[str, Any]] | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """Up to ``n`` items of ``pool`` to ask about, each with its reason, in posting order.
 
     Uncertain picks come only from items below HITL_THRESHOLD (or not scored yet); audit picks
-    are drawn uniformly from the whole pool, confident items included.
+    are drawn uniformly from ``audit_pool`` when given (a uniform sample of every unlabeled
+    item, confident ones included), else from ``pool``.
     """
+    if n <= 0 or not (pool or audit_pool):
+        return []
+    generator = np.random.default_rng(rng.getrandbits(64))
+    if audit_pool is not None and rt.champion is not None:
+        n_audit = int(generator.binomial(n, rt.settings.audit_rate)) if audit_pool else 0
+        audits = _pick(rt, audit_pool, n_audit, generator, reason="audit")
+        taken = {it["id"] for it, _ in audits}
+        rest = [it for it in pool if it["id"] not in taken]
+        return _pick(rt, rest, n - len(audits), generator, audit_rate=0.0) + audits
+    if audit_pool is not None:  # no model yet: random picks from the uniform sample
+        return _pick(rt, audit_pool, n, generator)
+    return _pick(rt, pool, n, generator, audit_rate=rt.settings.audit_rate)
+
+
+def _pick(
+    rt: Runtime,
+    pool: list[dict[str, Any]],
+    n: int,
+    generator: np.random.Generator,
+    *,
+    audit_rate: float = 0.0,
+    reason: str | None = None,
+) -> list[tuple[dict[str, Any], str]]:
     if n <= 0 or not pool:
         return []
     proba = None
-    if rt.champion is not None and all(it["ranked"] for it in pool):
+    if reason is None and rt.champion is not None and all(it["ranked"] for it in pool):
         proba = _top_k_matrix([it["ranked"] for it in pool])
     picks = selection.select(
         n,
         proba,
         texts=[it["text"] for it in pool],
-        audit_rate=rt.settings.audit_rate,
+        audit_rate=audit_rate,
         threshold=rt.settings.threshold,
-        random_state=np.random.default_rng(rng.getrandbits(64)),
+        random_state=generator,
     )
-    return [(pool[p.index], p.reason) for p in picks]
+    return [(pool[p.index], reason or p.reason) for p in picks]
 
 
 def _top_k_matrix(ranked: list[list[list[Any]]]) -> np.ndarray:

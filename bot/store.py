@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -180,6 +181,18 @@ def m005_label_decided_by(db: Database) -> None:
     # The last answer that counted when the item was decided: later answers are history,
     # and the message shows the tally that decided it.
     db.execute("ALTER TABLE labels ADD COLUMN decided_by INTEGER")
+
+
+@migrations(name="m006_margin")
+def m006_margin(db: Database) -> None:
+    # The gap between the model's two best guesses: the queue's order ("most uncertain first")
+    # read from an index, so picking the next question does not scan every item.
+    db.execute("ALTER TABLE items ADD COLUMN margin REAL")
+    db.execute(
+        "UPDATE items SET margin = json_extract(ranked, '$[0][1]')"
+        " - coalesce(json_extract(ranked, '$[1][1]'), 0) WHERE ranked IS NOT NULL"
+    )
+    db.execute("CREATE INDEX items_status_margin ON items(status, margin)")
 
 
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
@@ -486,6 +499,54 @@ class Store:
             for row in rows
         ]
 
+    _POOL_COLUMNS = "id, text, status, model_version, predicted_label, confidence, ranked"
+
+    def _pool_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
+        return [
+            {**dict(zip(columns, row[:6], strict=True)), "ranked": _json_or_none(row[6])}
+            for row in self.db.execute(sql, list(args))
+        ]
+
+    def most_uncertain(self, limit: int) -> list[dict[str, Any]]:
+        """The scored items waiting for people, smallest margin first (read from an index)."""
+        return self._pool_rows(
+            f"SELECT {self._POOL_COLUMNS} FROM items INDEXED BY items_status_margin"
+            " WHERE status = 'queued' ORDER BY margin LIMIT ?",
+            [limit],
+        )
+
+    def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
+        """A uniform random sample of the unlabeled items (new, queued or auto), without
+        reading them all: random rowids, kept when they hit an unlabeled item."""
+        row = self.db.execute("SELECT max(rowid) FROM items").fetchone()
+        top = row[0] or 0
+        unlabeled = self.db.execute(
+            "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
+        ).fetchone()[0]
+        if unlabeled <= 4 * size or top <= 4 * size:  # few: read them all, then sample
+            rows = self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items"
+                " WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid",
+                [],
+            )
+            return rng.sample(rows, min(size, len(rows)))
+        picked: dict[str, dict[str, Any]] = {}
+        for _ in range(20):
+            rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
+            marks = ",".join("?" * len(rowids))
+            for found in self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({marks})"
+                " AND status IN ('new', 'queued', 'auto')",
+                rowids,
+            ):
+                picked.setdefault(found["id"], found)
+            if len(picked) >= size:
+                break
+        rows = list(picked.values())
+        rng.shuffle(rows)
+        return rows[:size]
+
     def unscored_ids(self, model_version: int | None) -> list[str]:
         """Unlabeled items not yet scored by ``model_version``."""
         return [
@@ -516,15 +577,17 @@ class Store:
         n = 0
         with self.db.atomic():
             for item_id, version, label, confidence, ranked in predictions:
+                second = float(ranked[1][1]) if len(ranked) > 1 else 0.0
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
-                    " ranked = ?, updated_at = ?, status = CASE WHEN status = 'posted' THEN status"
-                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
+                    " margin = ?, ranked = ?, updated_at = ?, status = CASE"
+                    " WHEN status = 'posted' THEN status WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
                     " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
                     [
                         version,
                         label,
                         confidence,
+                        confidence - second,
                         json.dumps(ranked),
                         now,
                         confidence,

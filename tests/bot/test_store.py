@@ -119,3 +119,40 @@ def test_runs_are_recorded_with_their_outcome(memory_store: Store):
     memory_store.finish_run(run_id, "ok", {"imported": 3})
     [run] = memory_store.runs("import")
     assert run["status"] == "ok" and run["detail"] == {"imported": 3} and run["finished_at"]
+
+
+def test_the_queue_is_read_from_the_margin_index_most_uncertain_first(memory_store: Store):
+    memory_store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
+    memory_store.set_predictions(
+        [(f"i{n}", 1, "a", 0.5 + n / 20, [["a", 0.5 + n / 20], ["b", 0.5 - n / 20]])
+         for n in range(6)],
+        threshold=0.7,
+    )  # fmt: skip
+    order = [it["id"] for it in memory_store.most_uncertain(3)]
+    assert order == ["i0", "i1", "i2"]  # margins 0.0, 0.1, 0.2; i4, i5 are auto (≥ 0.7)
+    plan = " ".join(
+        row[3]
+        for row in memory_store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM items INDEXED BY items_status_margin"
+            " WHERE status = 'queued' ORDER BY margin LIMIT 3"
+        )
+    )
+    assert "USING INDEX items_status_margin" in plan and "TEMP B-TREE" not in plan
+
+
+def test_a_random_sample_covers_only_unlabeled_items_uniformly(memory_store: Store):
+    import random
+
+    memory_store.add_items([R(f"i{n}", f"text {n}") for n in range(3000)], "import")
+    memory_store.db.execute("UPDATE items SET status = 'resolved' WHERE rowid % 3 = 0")
+    memory_store.db.conn.commit()
+    rng = random.Random(0)
+    seen: dict[str, int] = {}
+    for _ in range(40):
+        sample = memory_store.sample_unlabeled(100, rng)  # 2,000 unlabeled: the rowid path
+        assert len(sample) == 100 == len({it["id"] for it in sample})
+        for it in sample:
+            assert it["status"] == "new"
+            seen[it["id"]] = seen.get(it["id"], 0) + 1
+    assert len(seen) > 1500  # 4,000 draws reach most of the 2,000 unlabeled items
+    assert max(seen.values()) <= 10
