@@ -9,12 +9,9 @@ build a replayed request.
 from __future__ import annotations
 
 import itertools
-import json
-import time
 from typing import Any
-from urllib.parse import quote, urlencode
 
-from slack_sdk.signature import SignatureVerifier
+from bot.sandbox import payloads
 
 TEAM_ID = "T0HITL"
 TEAM_DOMAIN = "hitl-sandbox"
@@ -33,34 +30,11 @@ _event_ids = itertools.count(1)
 Signed = tuple[bytes, dict[str, str]]
 
 
-def sign(body: bytes, secret: str, content_type: str, timestamp: int | None = None) -> Signed:
-    """Headers Slack would send with `body`: content type, timestamp and v0 signature."""
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
-    headers = {
-        "Content-Type": content_type,
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": signature,
-    }
-    return body, headers
-
-
-def signed_action(payload: dict, secret: str, timestamp: int | None = None) -> Signed:
-    """An interactivity request: a form with one field, `payload=<url-encoded JSON>`."""
-    body = ("payload=" + quote(json.dumps(payload))).encode()
-    return sign(body, secret, "application/x-www-form-urlencoded", timestamp)
-
-
-def signed_command(fields: dict, secret: str, timestamp: int | None = None) -> Signed:
-    """A slash command: flat form fields."""
-    body = urlencode(fields).encode()
-    return sign(body, secret, "application/x-www-form-urlencoded", timestamp)
-
-
-def signed_event(envelope: dict, secret: str, timestamp: int | None = None) -> Signed:
-    """An Events API delivery: the envelope as JSON."""
-    body = json.dumps(envelope).encode()
-    return sign(body, secret, "application/json", timestamp)
+# The sandbox signs what a person does in the browser the same way: one implementation.
+sign = payloads.sign
+signed_action = payloads.signed_interaction
+signed_command = payloads.signed_command
+signed_event = payloads.signed_event
 
 
 def _user(user_id: str) -> dict:

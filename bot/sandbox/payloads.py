@@ -30,17 +30,20 @@ def sign(body: bytes, secret: str, content_type: str, timestamp: int | None = No
     return body, headers
 
 
-def signed_interaction(payload: dict, secret: str) -> Signed:
+def signed_interaction(payload: dict, secret: str, timestamp: int | None = None) -> Signed:
+    """Interactivity: a form with one field, ``payload=<url-encoded JSON>``."""
     body = ("payload=" + quote(json.dumps(payload, separators=(",", ":")))).encode()
-    return sign(body, secret, "application/x-www-form-urlencoded")
+    return sign(body, secret, "application/x-www-form-urlencoded", timestamp)
 
 
-def signed_command(fields: dict[str, str], secret: str) -> Signed:
-    return sign(urlencode(fields).encode(), secret, "application/x-www-form-urlencoded")
+def signed_command(fields: dict[str, str], secret: str, timestamp: int | None = None) -> Signed:
+    """A slash command: flat form fields."""
+    return sign(urlencode(fields).encode(), secret, "application/x-www-form-urlencoded", timestamp)
 
 
-def signed_event(envelope: dict, secret: str) -> Signed:
-    return sign(json.dumps(envelope).encode(), secret, "application/json")
+def signed_event(envelope: dict, secret: str, timestamp: int | None = None) -> Signed:
+    """An Events API delivery: the envelope as JSON."""
+    return sign(json.dumps(envelope).encode(), secret, "application/json", timestamp)
 
 
 def user_object(user: dict, team_id: str) -> dict:
