@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bot.demo.data import DemoData, DemoItem  # noqa: E402
 from bot.demo.run import DemoOptions, running_demo  # noqa: E402
 from bot.demo.simulate import score_champion  # noqa: E402
+from model import DEFAULT_PIPELINE  # noqa: E402
 
 
 def load(name: str, n_pool: int, n_test: int, seed: int) -> DemoData:
@@ -89,13 +90,15 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=3000, help="train items imported")
     parser.add_argument("--test", type=int, default=500, help="test items scored")
     parser.add_argument("--error-rate", type=float, default=0.05)
-    parser.add_argument("--pipeline", default="word_lr", help="HITL_PIPELINE for the run")
+    parser.add_argument(
+        "--pipeline", default=DEFAULT_PIPELINE, help="HITL_PIPELINE (default: the product's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.answers, args.retrain_every = ["trec"], 60, 20
-        args.pool, args.test = 600, 200
+        args.pool, args.test, args.pipeline = 600, 200, "word_lr"  # fast refits
     print(f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "
           f"retrain every {args.retrain_every} answers, seed {args.seed}")  # fmt: skip
     for name in args.datasets:
