@@ -1,0 +1,26 @@
+"""The SQLite store: schema, migrations and every query. The only package that speaks SQL.
+
+One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the thread that
+opened it). Every change that touches more than one row runs in one transaction, so it is
+committed whole or not at all. ``Store`` is put together from one class per concern:
+``core`` (opening, migrating, items, labels, runs), ``queue`` (scoring, posting, answering),
+``learning`` (training data, the retrain lock, models), ``views`` (stats, the next item to
+label) and ``api`` (the producer API and webhook outbox); the schema is in ``migrations``.
+"""
+
+from bot.store.core import IMPORT_USER, ITEM_STATUSES, Store, utc_now
+from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.records import AddResult, AnswerResult, NewItem, Tally
+
+__all__ = [
+    "IMPORT_USER",
+    "ITEM_STATUSES",
+    "KNOWN_MIGRATIONS",
+    "AddResult",
+    "AnswerResult",
+    "NewItem",
+    "Store",
+    "Tally",
+    "migrations",
+    "utc_now",
+]

@@ -1,0 +1,133 @@
+"""The producer API and the webhook outbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlite_utils import Database
+
+logger = logging.getLogger("bot.store")
+
+
+class ApiMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    # -- producer API and webhooks --
+
+    def add_api_items(self, items: Iterable[Any], source: str = "api") -> list[str]:
+        """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
+        in one transaction; return the ids that were new, in order. Known ids are left alone."""
+        now = self.now()
+        created: list[str] = []
+        with self._immediate():
+            for item in items:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO items (id, text, meta, source, status, created_at,"
+                    " updated_at, callback_url) VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
+                    [
+                        item.id,
+                        item.text,
+                        json.dumps(item.meta, ensure_ascii=False),
+                        source,
+                        now,
+                        now,
+                        item.callback_url,
+                    ],
+                )
+                if cursor.rowcount:
+                    created.append(item.id)
+        return created
+
+    def claim_due_deliveries(self, now: str, lease_until: str, limit: int) -> list[dict[str, Any]]:
+        """Pending webhook deliveries due at ``now``, each with its attempt counted and hidden
+        until ``lease_until`` (so a crash mid-send retries it, and no two senders share one)."""
+        with self._immediate():
+            rows = self.db.execute(
+                "SELECT id, item_id, url, attempts FROM deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, id LIMIT ?",
+                [now, limit],
+            ).fetchall()
+            for row in rows:
+                self.db.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
+                    " WHERE id = ?",
+                    [lease_until, row[0]],
+                )
+        return [
+            {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1} for row in rows
+        ]
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        next_attempt_at: str | None = None,
+    ) -> None:
+        """Record how an attempt ended: ``delivered``, ``pending`` (retry at
+        ``next_attempt_at``), ``failed`` (gave up) or ``cancelled``."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = ?, last_error = ?,"
+                " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
+                [status, error, next_attempt_at, delivery_id],
+            )
+
+    def webhook_payload(self, item_id: str) -> dict[str, Any] | None:
+        """What a webhook reports about a resolved item; None when it is not resolved (now)."""
+        row = self.db.execute(
+            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label FROM labels l"
+            " JOIN items i ON i.id = l.item_id WHERE l.item_id = ?",
+            [item_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "id": item_id,
+            "label": row[0],
+            "votes": row[1],
+            "resolved_at": row[2],
+            "model_label": row[3],
+        }
+
+    def next_delivery_at(self) -> str | None:
+        """When the next pending delivery falls due (None when nothing is pending)."""
+        return self.db.execute(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()[0]
+
+    def deliveries(self, item_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("item_id = ?", [item_id]) if item_id is not None else (None, [])
+        return list(self.db["deliveries"].rows_where(where, args, order_by="id"))
+
+    def metrics_counts(self) -> dict[str, Any]:
+        """Counts /metrics reports: posts, deliveries by status, and runs by kind and status
+        with the total duration of the finished ones."""
+        posts, open_posts = self.db.execute(
+            "SELECT count(*), coalesce(sum(closed_at IS NULL), 0) FROM posts"
+        ).fetchone()
+        deliveries = dict(
+            self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+        )
+        runs = self.db.execute(
+            "SELECT kind, status, count(*), count(finished_at),"
+            " coalesce(sum(round((julianday(finished_at) - julianday(started_at)) * 86400, 3)), 0)"
+            " FROM runs GROUP BY kind, status ORDER BY kind, status"
+        ).fetchall()
+        return {
+            "posts": posts,
+            "open_posts": open_posts,
+            "deliveries": deliveries,
+            "runs": [
+                {"kind": r[0], "status": r[1], "count": r[2], "finished": r[3], "seconds": r[4]}
+                for r in runs
+            ],
+        }

@@ -1,0 +1,303 @@
+"""The SQLite store: schema, migrations and every query. The only module that speaks SQL.
+
+One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the thread that
+opened it). Every change that touches more than one row runs inside ``db.atomic()``, so it
+is committed whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.errors import StoreError
+from bot.store.api import ApiMixin
+from bot.store.learning import LearningMixin
+from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.queue import QueueMixin
+from bot.store.records import AddResult, NewItem
+from bot.store.views import ViewsMixin
+
+logger = logging.getLogger(__name__)
+
+ITEM_STATUSES = ("new", "queued", "posted", "resolved", "skipped", "auto")
+IMPORT_USER = "import"
+
+
+def utc_now() -> str:
+    """The current time as a UTC ISO-8601 string with milliseconds (sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
+    """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
+
+    def __init__(self, db: Database, clock: Callable[[], str] = utc_now):
+        self.db = db
+        self.now = clock
+
+    @classmethod
+    def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
+        """Open (creating or upgrading) the database at ``path``.
+
+        Raises ``StoreError`` for a file that is not a database or was written by a newer
+        slack-hitl.
+        """
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise StoreError(
+                f"{path}: folder {path.parent} does not exist; create it or set HITL_DB"
+            )
+        try:
+            conn = sqlite3.connect(str(path), timeout=10)
+            db = Database(conn)
+            _configure(db, memory=False)
+            store = cls(db, clock)
+            store.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a slack-hitl database ({exc})") from exc
+        return store
+
+    @classmethod
+    def memory(cls, clock: Callable[[], str] = utc_now) -> Store:
+        db = Database(memory=True)
+        _configure(db, memory=True)
+        store = cls(db, clock)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --
+
+    def migrate(self) -> None:
+        applied = [m.name for m in migrations.applied(self.db)]
+        unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
+        if unknown:
+            raise StoreError(
+                f"this database was written by a newer slack-hitl (schema {unknown[-1]}); "
+                "upgrade slack-hitl (pip install -U slack-hitl) or point HITL_DB at another file"
+            )
+        pending = [m.name for m in migrations.pending(self.db)]
+        if pending:
+            logger.info("applying migrations: %s", ", ".join(pending))
+            migrations.apply(self.db)
+
+    def schema_version(self) -> list[str]:
+        """Names of the applied migrations, oldest first."""
+        return [m.name for m in migrations.applied(self.db)]
+
+    def journal_mode(self) -> str:
+        return self.db.execute("PRAGMA journal_mode").fetchone()[0]
+
+    def integrity_check(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- items --
+
+    def existing_item_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self.db.execute(f"SELECT id FROM items WHERE id IN ({marks})", chunk)
+            )
+        return found
+
+    def add_items(self, rows: Iterable[NewItem], source: str) -> AddResult:
+        """Insert new items in one transaction; ids already stored (or repeated) are duplicates.
+
+        A row with a label is stored as a human answer by ``import`` and resolved at once,
+        so it can serve as a seed label.
+        """
+        rows = list(rows)
+        now = self.now()
+        seen = self.existing_item_ids([r.id for r in rows])
+        items, answers, labels = [], [], []
+        duplicates = 0
+        for row in rows:
+            if row.id in seen:
+                duplicates += 1
+                continue
+            seen.add(row.id)
+            items.append(
+                {
+                    "id": row.id,
+                    "text": row.text,
+                    "meta": json.dumps(row.meta, ensure_ascii=False),
+                    "source": source,
+                    "status": "resolved" if row.label is not None else "new",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if row.label is not None:
+                answers.append(
+                    {
+                        "item_id": row.id,
+                        "user_id": IMPORT_USER,
+                        "label": row.label,
+                        "source": source,
+                        "created_at": now,
+                        "dedupe_key": f"{source}:{row.id}",
+                    }
+                )
+                labels.append(
+                    {
+                        "item_id": row.id,
+                        "label": row.label,
+                        "votes": 1,
+                        "agreement": 1.0,
+                        "annotators": json.dumps([IMPORT_USER]),
+                        "resolved_at": now,
+                    }
+                )
+        with self.db.atomic():
+            if items:
+                self.db["items"].insert_all(items, batch_size=500)
+            if answers:
+                self.db["answers"].insert_all(answers, batch_size=500)
+            if labels:
+                self.db["labels"].insert_all(labels, batch_size=500)
+        return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["items"].rows_where("id = ?", [item_id]))
+        return _decode_item(rows[0]) if rows else None
+
+    def count_items(self) -> dict[str, int]:
+        counts = dict.fromkeys(ITEM_STATUSES, 0)
+        for status, n in self.db.execute("SELECT status, count(*) FROM items GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    # -- labels and answers --
+
+    def label_set(self) -> list[str]:
+        """Labels people (or imports) have given, sorted."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT label FROM labels UNION SELECT DISTINCT label FROM answers "
+                "WHERE label IS NOT NULL ORDER BY 1"
+            )
+        ]
+
+    def iter_resolved(self) -> Iterator[dict[str, Any]]:
+        """Resolved items with their label, oldest resolution first (what export reads)."""
+        cursor = self.db.execute(
+            "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
+            " i.meta FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
+        )
+        for row in cursor:
+            yield {
+                "id": row[0],
+                "text": row[1],
+                "label": row[2],
+                "votes": row[3],
+                "agreement": row[4],
+                "annotators": json.loads(row[5]),
+                "resolved_at": row[6],
+                "meta": json.loads(row[7]),
+            }
+
+    def iter_answers(self) -> Iterator[dict[str, Any]]:
+        """Every raw answer, in the order it was given."""
+        cursor = self.db.execute(
+            "SELECT a.item_id, i.text, a.user_id, a.label, a.source, a.created_at"
+            " FROM answers a JOIN items i ON i.id = a.item_id ORDER BY a.id"
+        )
+        for row in cursor:
+            yield {
+                "item_id": row[0],
+                "text": row[1],
+                "user_id": row[2],
+                "label": row[3],
+                "source": row[4],
+                "created_at": row[5],
+            }
+
+    def count_labels(self) -> int:
+        return self.db["labels"].count
+
+    def count_answers(self) -> int:
+        return self.db["answers"].count
+
+    # -- runs --
+
+    def start_run(self, kind: str, triggered_by: str | None = None) -> int:
+        with self.db.atomic():
+            table = self.db["runs"].insert(
+                {
+                    "kind": kind,
+                    "started_at": self.now(),
+                    "status": "running",
+                    "triggered_by": triggered_by,
+                    "detail": "{}",
+                }
+            )
+        return int(table.last_pk)
+
+    def finish_run(self, run_id: int, status: str, detail: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.db["runs"].update(
+                run_id,
+                {"status": status, "finished_at": self.now(), "detail": json.dumps(detail)},
+            )
+
+    def runs(self, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, args = ("kind = ?", [kind]) if kind else (None, [])
+        rows = self.db["runs"].rows_where(where, args, order_by="id desc", limit=limit)
+        return [{**row, "detail": json.loads(row["detail"])} for row in rows]
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction that takes the lock up front (no read-then-upgrade deadlock)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _configure(db: Database, memory: bool) -> None:
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 10000")
+    if not memory:
+        db.enable_wal()
+        # FULL: a commit is on disk before we acknowledge anything to Slack.
+        db.execute("PRAGMA synchronous = FULL")
+
+
+def _decode_item(row: dict[str, Any]) -> dict[str, Any]:
+    item = dict(row)
+    item["meta"] = json.loads(item["meta"] or "{}")
+    item["ranked"] = json.loads(item["ranked"]) if item.get("ranked") else None
+    return item

@@ -1,0 +1,109 @@
+"""The learning loop: training data, the retrain lock, model versions, live accuracy."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+logger = logging.getLogger("bot.store")
+
+
+class LearningMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    # -- the learning loop: training data, locks, models, live accuracy --
+
+    def training_data(self) -> list[tuple[str, str, str, str]]:
+        """(item id, text, label, resolved_at) of every resolved item, oldest first."""
+        return self.db.execute(
+            "SELECT l.item_id, i.text, l.label, l.resolved_at FROM labels l"
+            " JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, l.rowid"
+        ).fetchall()
+
+    def labels_watermark(self) -> dict[str, Any]:
+        """How many labels there are and the newest resolution: "anything new?" compares it."""
+        n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()
+        return {"n_labels": n, "newest": newest}
+
+    def acquire_lock(self, name: str, owner: str, now: str, expires_at: str) -> str | None:
+        """Take lock ``name`` unless someone else holds it unexpired; return the holder then."""
+        with self._immediate():
+            row = self.db.execute(
+                "SELECT owner, expires_at FROM locks WHERE name = ?", [name]
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return row[0]
+            self.db.execute(
+                "INSERT OR REPLACE INTO locks (name, owner, acquired_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                [name, owner, now, expires_at],
+            )
+            return None
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
+
+    def record_model(self, meta: dict[str, Any]) -> None:
+        """Mirror a registry version (and its status) into the models table."""
+        row = {
+            "version": meta["version"],
+            "status": meta["status"],
+            "created_at": meta["created_at"],
+            "n_train": meta["n_train"],
+            "label_set": json.dumps(meta["label_set"], ensure_ascii=False),
+            "metrics": json.dumps(meta["metrics"]),
+            "path": meta["model_file"],
+            "sha256": meta["sha256"],
+            "reason": meta.get("reason") or "",
+        }
+        with self.db.atomic():
+            if row["status"] == "champion":
+                self.db.execute(
+                    "UPDATE models SET status = 'retired' WHERE status = 'champion'"
+                    " AND version != ?",
+                    [row["version"]],
+                )
+            self.db["models"].insert(row, replace=True)
+
+    def champion_version(self) -> int | None:
+        row = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
+        return row[0] if row else None
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {**m, "label_set": json.loads(m["label_set"]), "metrics": json.loads(m["metrics"])}
+            for m in self.db["models"].rows_where(order_by="version")
+        ]
+
+    def last_run(self, kind: str, statuses: Sequence[str] | None = None) -> dict[str, Any] | None:
+        where, args = "kind = ?", [kind]
+        if statuses:
+            where += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        rows = list(self.db["runs"].rows_where(where, args, order_by="id desc", limit=1))
+        return {**rows[0], "detail": json.loads(rows[0]["detail"])} if rows else None
+
+    def live_accuracy(
+        self, model_version: int, reason: str, since: str | None = None
+    ) -> tuple[int, int]:
+        """(answered, matched): posts of ``reason`` shown with ``model_version``'s guess whose
+        item people resolved, and how many of those the guess got right."""
+        sql = (
+            "SELECT count(*), coalesce(sum(p.predicted_label = l.label), 0) FROM posts p"
+            " JOIN labels l ON l.item_id = p.item_id"
+            " WHERE p.model_version = ? AND p.reason = ? AND p.predicted_label IS NOT NULL"
+        )
+        args: list[Any] = [model_version, reason]
+        if since:
+            sql += " AND p.posted_at >= ?"
+            args.append(since)
+        n, correct = self.db.execute(sql, args).fetchone()
+        return int(n), int(correct)

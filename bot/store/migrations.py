@@ -1,0 +1,169 @@
+"""The schema: numbered migrations, recorded by name in the database."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+# -- schema ---------------------------------------------------------------------------------
+#
+# Migrations are applied in order and recorded by name in ``_sqlite_migrations``. Never edit
+# one that has shipped: add the next number. A database that records a name this code does
+# not know was written by a newer slack-hitl, and is refused.
+
+migrations = Migrations("hitl")
+
+
+@migrations(name="m001_core")
+def m001_core(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            source TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'new',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            model_version INTEGER,
+            predicted_label TEXT,
+            confidence REAL,
+            ranked TEXT,
+            callback_url TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE answers (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            user_id TEXT NOT NULL,
+            label TEXT,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL UNIQUE
+        )"""
+    )
+    db.execute("CREATE INDEX answers_item ON answers(item_id, user_id)")
+    db.execute(
+        """
+        CREATE TABLE labels (
+            item_id TEXT PRIMARY KEY REFERENCES items(id),
+            label TEXT NOT NULL,
+            votes INTEGER NOT NULL,
+            agreement REAL NOT NULL,
+            annotators TEXT NOT NULL DEFAULT '[]',
+            resolved_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE posts (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            model_version INTEGER,
+            predicted_label TEXT,
+            confidence REAL,
+            posted_at TEXT NOT NULL,
+            closed_at TEXT,
+            UNIQUE (channel, ts)
+        )"""
+    )
+    db.execute("CREATE INDEX posts_item ON posts(item_id)")
+    db.execute(
+        """
+        CREATE TABLE models (
+            version INTEGER PRIMARY KEY,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            n_train INTEGER NOT NULL,
+            label_set TEXT NOT NULL,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            reason TEXT
+        )"""
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX models_one_champion ON models(status) WHERE status = 'champion'"
+    )
+
+
+@migrations(name="m002_runs_deliveries")
+def m002_runs_deliveries(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            triggered_by TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX runs_kind ON runs(kind, started_at)")
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            url TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at)")
+    db.execute("CREATE INDEX items_status_confidence ON items(status, confidence)")
+
+
+@migrations(name="m003_post_redraw")
+def m003_post_redraw(db: Database) -> None:
+    # A post's Slack message is a view of the database: every change bumps redraw_seq and the
+    # redrawer updates the message until drawn_seq catches up, so failed updates are retried.
+    db.execute("ALTER TABLE posts ADD COLUMN redraw_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE posts ADD COLUMN drawn_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX posts_open ON posts(channel, closed_at)")
+
+
+@migrations(name="m004_locks")
+def m004_locks(db: Database) -> None:
+    # One retrain at a time across processes; a crashed holder's lock expires.
+    db.execute(
+        """
+        CREATE TABLE locks (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            acquired_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations(name="m005_label_decided_by")
+def m005_label_decided_by(db: Database) -> None:
+    # The last answer that counted when the item was decided: later answers are history,
+    # and the message shows the tally that decided it.
+    db.execute("ALTER TABLE labels ADD COLUMN decided_by INTEGER")
+
+
+@migrations(name="m006_margin")
+def m006_margin(db: Database) -> None:
+    # The gap between the model's two best guesses: the queue's order ("most uncertain first")
+    # read from an index, so picking the next question does not scan every item.
+    db.execute("ALTER TABLE items ADD COLUMN margin REAL")
+    db.execute(
+        "UPDATE items SET margin = json_extract(ranked, '$[0][1]')"
+        " - coalesce(json_extract(ranked, '$[1][1]'), 0) WHERE ranked IS NOT NULL"
+    )
+    db.execute("CREATE INDEX items_status_margin ON items(status, margin)")
+
+
+KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -1,0 +1,389 @@
+"""The queue: scoring, posting, answering, resolving, redrawing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.store.records import AnswerResult, Tally, json_or_none
+
+logger = logging.getLogger("bot.store")
+
+
+class QueueMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    # -- the queue: scoring, posting, answering --
+
+    def pool(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Unlabeled items that may be asked about (new, queued or auto), oldest first."""
+        rows = self.db.execute(
+            "SELECT id, text, status, model_version, predicted_label, confidence, ranked"
+            " FROM items WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid"
+            + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
+        return [
+            {**dict(zip(columns, row[:6], strict=True)), "ranked": json_or_none(row[6])}
+            for row in rows
+        ]
+
+    _POOL_COLUMNS = "id, text, status, model_version, predicted_label, confidence, ranked"
+
+    def _pool_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
+        return [
+            {**dict(zip(columns, row[:6], strict=True)), "ranked": json_or_none(row[6])}
+            for row in self.db.execute(sql, list(args))
+        ]
+
+    def most_uncertain(self, limit: int) -> list[dict[str, Any]]:
+        """The scored items waiting for people, smallest margin first (read from an index)."""
+        return self._pool_rows(
+            f"SELECT {self._POOL_COLUMNS} FROM items INDEXED BY items_status_margin"
+            " WHERE status = 'queued' ORDER BY margin LIMIT ?",
+            [limit],
+        )
+
+    def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
+        """A uniform random sample of the unlabeled items (new, queued or auto), without
+        reading them all: random rowids, kept when they hit an unlabeled item."""
+        row = self.db.execute("SELECT max(rowid) FROM items").fetchone()
+        top = row[0] or 0
+        unlabeled = self.db.execute(
+            "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
+        ).fetchone()[0]
+        if unlabeled <= 4 * size or top <= 4 * size:  # few: read them all, then sample
+            rows = self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items"
+                " WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid",
+                [],
+            )
+            return rng.sample(rows, min(size, len(rows)))
+        picked: dict[str, dict[str, Any]] = {}
+        for _ in range(20):
+            rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
+            marks = ",".join("?" * len(rowids))
+            for found in self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({marks})"
+                " AND status IN ('new', 'queued', 'auto')",
+                rowids,
+            ):
+                picked.setdefault(found["id"], found)
+            if len(picked) >= size:
+                break
+        rows = list(picked.values())
+        rng.shuffle(rows)
+        return rows[:size]
+
+    def unscored_ids(self, model_version: int | None) -> list[str]:
+        """Unlabeled items not yet scored by ``model_version``."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM items WHERE status IN ('new', 'queued', 'auto')"
+                " AND (model_version IS NOT ? OR confidence IS NULL) ORDER BY rowid",
+                [model_version],
+            )
+        ]
+
+    def texts_of(self, ids: Sequence[str]) -> list[str]:
+        by_id: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            by_id.update(
+                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
+            )
+        return [by_id[i] for i in ids]
+
+    def set_predictions(
+        self, predictions: Iterable[tuple[str, int, str, float, list]], threshold: float
+    ) -> int:
+        """Store (id, model_version, label, confidence, ranked) for unlabeled items, in one
+        transaction. An item at or above ``threshold`` becomes ``auto``; below it, ``queued``."""
+        now = self.now()
+        n = 0
+        with self.db.atomic():
+            for item_id, version, label, confidence, ranked in predictions:
+                second = float(ranked[1][1]) if len(ranked) > 1 else 0.0
+                cursor = self.db.execute(
+                    "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
+                    " margin = ?, ranked = ?, updated_at = ?, status = CASE"
+                    " WHEN status = 'posted' THEN status WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
+                    " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
+                    [
+                        version,
+                        label,
+                        confidence,
+                        confidence - second,
+                        json.dumps(ranked),
+                        now,
+                        confidence,
+                        threshold,
+                        item_id,
+                    ],
+                )
+                n += cursor.rowcount
+        return n
+
+    def set_aside(self, item_id: str, reason: str) -> None:
+        """Stop asking about an item Slack will not show (status skipped), and say why."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE items SET status = 'skipped', updated_at = ? WHERE id = ?"
+                " AND status IN ('new', 'queued', 'auto')",
+                [self.now(), item_id],
+            )
+            self.db["runs"].insert(
+                {
+                    "kind": "dispatch",
+                    "started_at": self.now(),
+                    "finished_at": self.now(),
+                    "status": "failed",
+                    "triggered_by": "dispatcher",
+                    "detail": json.dumps({"item_id": item_id, "reason": reason}),
+                }
+            )
+
+    def open_post_counts(self) -> dict[str, int]:
+        """Unanswered posts per channel."""
+        return dict(
+            self.db.execute(
+                "SELECT channel, count(*) FROM posts WHERE closed_at IS NULL GROUP BY channel"
+            ).fetchall()
+        )
+
+    def record_post(
+        self,
+        item_id: str,
+        channel: str,
+        ts: str,
+        reason: str,
+        model_version: int | None,
+        predicted_label: str | None,
+        confidence: float | None,
+    ) -> int:
+        """Record a question Slack has accepted (it returned ``ts``); the item is now posted."""
+        now = self.now()
+        with self.db.atomic():
+            post = self.db["posts"].insert(
+                {
+                    "item_id": item_id,
+                    "channel": channel,
+                    "ts": ts,
+                    "reason": reason,
+                    "model_version": model_version,
+                    "predicted_label": predicted_label,
+                    "confidence": confidence,
+                    "posted_at": now,
+                }
+            )
+            self.db.execute(
+                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
+            )
+        return int(post.last_pk)
+
+    def post(self, post_id: int) -> dict[str, Any] | None:
+        rows = list(self.db["posts"].rows_where("id = ?", [post_id]))
+        return rows[0] if rows else None
+
+    def post_for_item(self, item_id: str) -> dict[str, Any] | None:
+        """The item's most recent post (open or closed)."""
+        rows = list(
+            self.db["posts"].rows_where("item_id = ?", [item_id], order_by="id desc", limit=1)
+        )
+        return rows[0] if rows else None
+
+    def open_posts(self) -> list[dict[str, Any]]:
+        return list(self.db["posts"].rows_where("closed_at IS NULL", order_by="id"))
+
+    def record_answer(
+        self,
+        item_id: str,
+        user_id: str,
+        label: str | None,
+        *,
+        source: str,
+        dedupe_key: str,
+        votes_needed: int = 1,
+    ) -> AnswerResult:
+        """Store one answer (``label=None`` is a skip) and resolve the item when it has enough
+        votes, all in one transaction, before anything is acknowledged.
+
+        The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
+        latest one (a double click) are stored once. A user's latest answer is the one that
+        counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
+        (more than n/2 votes); it is skipped when n people skipped it.
+        """
+        with self._immediate():
+            item = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
+            if item is None:
+                return AnswerResult("unknown_item", item_id)
+            exists = self.db.execute(
+                "SELECT 1 FROM answers WHERE dedupe_key = ?", [dedupe_key]
+            ).fetchone()
+            if exists:
+                return AnswerResult("duplicate", item_id, tally=self.tally(item_id))
+            latest = self._latest_answer(item_id, user_id)
+            closed = item[0] in ("resolved", "skipped")
+            if latest is not None and latest == (label, source == "undo") and not closed:
+                return AnswerResult("unchanged", item_id, tally=self.tally(item_id))
+            now = self.now()
+            self.db["answers"].insert(
+                {
+                    "item_id": item_id,
+                    "user_id": user_id,
+                    "label": label,
+                    "source": source,
+                    "created_at": now,
+                    "dedupe_key": dedupe_key,
+                }
+            )
+            if closed:
+                return AnswerResult("closed", item_id, tally=self.tally(item_id))
+            tally = self.tally(item_id)
+            self._touch_post(item_id)
+            winner = tally.majority(votes_needed)
+            if winner is not None:
+                self._resolve(item_id, winner, tally, now)
+                return AnswerResult("resolved", item_id, label=winner, tally=tally)
+            if len(tally.skips) >= votes_needed and not tally.votes:
+                self._close(item_id, "skipped", now)
+                return AnswerResult("skipped", item_id, tally=tally)
+            return AnswerResult("recorded", item_id, label=label, tally=tally)
+
+    def undo_resolution(self, item_id: str, user_id: str, since: str) -> bool:
+        """Reopen an item ``user_id`` resolved at or after ``since``; their answer is retracted.
+
+        The undo is itself an answer (source ``undo``), so history stays append-only.
+        """
+        with self._immediate():
+            row = self.db.execute(
+                "SELECT l.resolved_at, l.annotators FROM labels l WHERE l.item_id = ?", [item_id]
+            ).fetchone()
+            if row is None or row[0] < since or user_id not in json.loads(row[1]):
+                return False
+            now = self.now()
+            self.db["answers"].insert(
+                {
+                    "item_id": item_id,
+                    "user_id": user_id,
+                    "label": None,
+                    "source": "undo",
+                    "created_at": now,
+                    "dedupe_key": f"undo:{item_id}:{user_id}:{now}",
+                }
+            )
+            self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            self.db.execute(
+                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
+            )
+            self.db.execute(
+                "UPDATE posts SET closed_at = NULL, redraw_seq = redraw_seq + 1 WHERE id = ("
+                "SELECT max(id) FROM posts WHERE item_id = ?)",
+                [item_id],
+            )
+            return True
+
+    def tally(self, item_id: str, through: int | None = None) -> Tally:
+        """Each user's latest answer to the item (up to answer id ``through``, if given):
+        votes by label, and who skipped."""
+        rows = self.db.execute(
+            "SELECT user_id, label, source FROM answers WHERE id IN ("
+            " SELECT max(id) FROM answers WHERE item_id = ? AND source != 'import'"
+            " AND id <= ? GROUP BY user_id) ORDER BY id",
+            [item_id, through if through is not None else 2**62],
+        ).fetchall()
+        votes: dict[str, list[str]] = {}
+        skips: list[str] = []
+        for user_id, label, source in rows:
+            if label is not None:
+                votes.setdefault(label, []).append(user_id)
+            elif source != "undo":
+                skips.append(user_id)
+        return Tally(votes=votes, skips=skips)
+
+    def _latest_answer(self, item_id: str, user_id: str) -> tuple[str | None, bool] | None:
+        row = self.db.execute(
+            "SELECT label, source FROM answers WHERE item_id = ? AND user_id = ?"
+            " ORDER BY id DESC LIMIT 1",
+            [item_id, user_id],
+        ).fetchone()
+        return None if row is None else (row[0], row[1] == "undo")
+
+    def _resolve(self, item_id: str, label: str, tally: Tally, now: str) -> None:
+        voters = tally.votes[label]
+        total = sum(len(users) for users in tally.votes.values())
+        self.db["labels"].insert(
+            {
+                "item_id": item_id,
+                "label": label,
+                "votes": len(voters),
+                "agreement": len(voters) / total,
+                "annotators": json.dumps(voters),
+                "resolved_at": now,
+                "decided_by": self.db.execute(
+                    "SELECT max(id) FROM answers WHERE item_id = ?", [item_id]
+                ).fetchone()[0],
+            },
+            replace=True,
+        )
+        self._close(item_id, "resolved", now)
+        # The webhook outbox is written in the same transaction as the label it reports.
+        self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
+            " SELECT id, callback_url, ?, ? FROM items"
+            " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
+            [now, now, item_id],
+        )
+
+    def _close(self, item_id: str, status: str, now: str) -> None:
+        self.db.execute(
+            "UPDATE items SET status = ?, updated_at = ? WHERE id = ?", [status, now, item_id]
+        )
+        self.db.execute(
+            "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
+            [now, item_id],
+        )
+
+    def _touch_post(self, item_id: str) -> None:
+        self.db.execute(
+            "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE id = ("
+            "SELECT max(id) FROM posts WHERE item_id = ?)",
+            [item_id],
+        )
+
+    def posts_to_redraw(self) -> list[dict[str, Any]]:
+        return list(self.db["posts"].rows_where("redraw_seq > drawn_seq", order_by="id"))
+
+    def mark_drawn(self, post_id: int, seq: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE posts SET drawn_seq = max(drawn_seq, ?) WHERE id = ?", [seq, post_id]
+            )
+
+    def resolution(self, item_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT label, votes, agreement, annotators, resolved_at, decided_by FROM labels"
+            " WHERE item_id = ?",
+            [item_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "label": row[0],
+            "votes": row[1],
+            "agreement": row[2],
+            "annotators": json.loads(row[3]),
+            "resolved_at": row[4],
+            "decided_by": row[5],
+        }

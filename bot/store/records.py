@@ -1,0 +1,63 @@
+"""What the store hands out and takes in: small records and JSON helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# -- records --------------------------------------------------------------------------------
+
+
+class NewItem(Protocol):
+    """What ``add_items`` needs of an incoming row (``bot.ingest.Row`` is one)."""
+
+    id: str
+    text: str
+    meta: dict[str, Any]
+    label: str | None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    imported: int
+    duplicates: int
+    labeled: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Each person's latest answer to one item."""
+
+    votes: dict[str, list[str]]  # label -> user ids, in answer order
+    skips: list[str]
+
+    @property
+    def n_votes(self) -> int:
+        return sum(len(users) for users in self.votes.values())
+
+    def majority(self, votes_needed: int) -> str | None:
+        """The label with more than ``votes_needed / 2`` votes, if any."""
+        for label, users in self.votes.items():
+            if len(users) > votes_needed / 2:
+                return label
+        return None
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """What ``record_answer`` did: recorded, resolved, skipped, duplicate, unchanged, closed
+    (the item was already decided; the answer is kept as history) or unknown_item."""
+
+    status: str
+    item_id: str
+    label: str | None = None
+    tally: Tally | None = None
+
+    @property
+    def is_stored(self) -> bool:
+        return self.status in ("recorded", "resolved", "skipped", "closed")
+
+
+def json_or_none(value: str | None) -> Any:
+    return json.loads(value) if value else None

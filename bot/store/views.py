@@ -1,0 +1,64 @@
+"""What people see: answers by person, agreement, the next item to label."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlite_utils import Database
+
+logger = logging.getLogger("bot.store")
+
+
+class ViewsMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    # -- what people see: stats, leaderboard, next item --
+
+    def answers_by_user(self, since: str | None = None) -> list[tuple[str, int]]:
+        """(user, answers given) since a time, most first; imports and undos not counted."""
+        where = "source NOT IN ('import', 'undo')" + (" AND created_at >= ?" if since else "")
+        return self.db.execute(
+            f"SELECT user_id, count(*) AS n FROM answers WHERE {where}"
+            " GROUP BY user_id ORDER BY n DESC, user_id LIMIT 50",
+            [since] if since else [],
+        ).fetchall()
+
+    def mean_agreement(self, min_votes: int = 2) -> tuple[float | None, int]:
+        """Mean agreement over labels decided by at least ``min_votes`` votes, and their number."""
+        row = self.db.execute(
+            "SELECT avg(agreement), count(*) FROM labels WHERE votes >= ?", [min_votes]
+        ).fetchone()
+        return row[0], row[1]
+
+    def next_for_user(self, user_id: str, exclude: Sequence[str] = ()) -> str | None:
+        """The next item for ``user_id`` to label in the modal: open posts they have not
+        answered first (oldest first), then the queue, least confident first."""
+        skip = list(exclude)
+        marks = ",".join("?" * len(skip)) or "''"
+        row = self.db.execute(
+            "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
+            " WHERE p.closed_at IS NULL AND i.status = 'posted'"
+            f" AND p.item_id NOT IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = p.item_id"
+            " AND a.user_id = ?) ORDER BY p.id LIMIT 1",
+            [*skip, user_id],
+        ).fetchone()
+        if row:
+            return row[0]
+        row = self.db.execute(
+            "SELECT id FROM items WHERE status IN ('new', 'queued')"
+            f" AND id NOT IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
+            " AND a.user_id = ?) ORDER BY confidence IS NOT NULL, confidence, rowid LIMIT 1",
+            [*skip, user_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def waiting_count(self) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM items WHERE status IN ('new', 'queued')"
+        ).fetchone()[0]
