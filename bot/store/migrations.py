@@ -166,4 +166,9 @@ def m006_margin(db: Database) -> None:
     db.execute("CREATE INDEX items_status_margin ON items(status, margin)")
 
 
+@migrations(name="m007_label_index")
+def m007_label_index(db: Database) -> None:
+    db.execute("CREATE INDEX labels_label ON labels(label)")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -156,3 +156,18 @@ def test_a_random_sample_covers_only_unlabeled_items_uniformly(memory_store: Sto
             seen[it["id"]] = seen.get(it["id"], 0) + 1
     assert len(seen) > 1500  # 4,000 draws reach most of the 2,000 unlabeled items
     assert max(seen.values()) <= 10
+
+
+def test_the_label_set_hops_through_the_index(memory_store: Store):
+    memory_store.add_items(
+        [R(f"i{n}", f"text {n}", ["bug", "billing", "account"][n % 3]) for n in range(30)],
+        "import",
+    )
+    assert memory_store.label_set() == ["account", "billing", "bug"]
+    plan = " ".join(
+        row[3]
+        for row in memory_store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT min(label) FROM labels WHERE label > 'b'"
+        )
+    )
+    assert "labels_label" in plan
