@@ -63,6 +63,7 @@ async def run_retrain(
         force=force,
         on_champion=swap,
         plan=plan,
+        worker=rt.fit_worker,
     )
     rt.wake_dispatcher.set()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import multiprocessing.pool
 import os
 import socket
 import time
@@ -201,6 +203,47 @@ def compute(
     return Computed(outcome, meta, retired)
 
 
+class FitWorker:
+    """Runs ``compute`` in a child process, for the server.
+
+    In a thread, TF-IDF featurisation holds the GIL for most of a long fit and every click's
+    ack waits for it; a child process leaves the event loop its own core. It can also be
+    stopped: shutdown terminates a fit in progress instead of waiting minutes for it.
+    """
+
+    def __init__(self) -> None:
+        self._pool: multiprocessing.pool.Pool | None = None
+
+    async def run(self, plan: Plan, registry: ModelRegistry, champion: Champion | None) -> Computed:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+            self._pool = context.Pool(processes=1, maxtasksperchild=1)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Computed] = loop.create_future()
+
+        def settle(result: Computed | BaseException) -> None:
+            if done.done():
+                return
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+        self._pool.apply_async(
+            compute,
+            (plan, registry, champion, None),
+            callback=lambda result: loop.call_soon_threadsafe(settle, result),
+            error_callback=lambda exc: loop.call_soon_threadsafe(settle, exc),
+        )
+        return await done
+
+    def close(self) -> None:
+        """Stop the child at once (a fit in progress is abandoned; its run is marked failed)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
 def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
     """Mirror the model versions into the database, close the run and release the lock."""
     outcome = computed.outcome
@@ -248,6 +291,7 @@ async def retrain(
     progress: Progress | None = None,
     on_champion: Callable[[Champion], None] | None = None,
     plan: Plan | None = None,
+    worker: FitWorker | None = None,
 ) -> Outcome:
     """Run a whole retrain; the fit and the re-scoring happen off the event loop."""
     if plan is None:
@@ -256,7 +300,10 @@ async def retrain(
             return started
         plan = started
     try:
-        computed = await asyncio.to_thread(compute, plan, registry, champion, progress)
+        if worker is not None:
+            computed = await worker.run(plan, registry, champion)
+        else:
+            computed = await asyncio.to_thread(compute, plan, registry, champion, progress)
     except BaseException as exc:
         computed = Computed(
             Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by)

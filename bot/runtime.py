@@ -89,6 +89,7 @@ class Runtime:
     registry: ModelRegistry | None = None
     scheduler_alive: bool | None = None  # None: no scheduler in this process
     retrain_task: asyncio.Task | None = None
+    fit_worker: Any = None  # bot.loop.FitWorker in `hitl serve`: fits in a child process
     background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
     gone: dict[int, int] = field(default_factory=dict)  # post id -> "message gone" answers
 

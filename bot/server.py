@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
 from bot.learning import catch_up, start_scheduler, stop_scheduler
-from bot.loop import load_champion, registry_for
+from bot.loop import FitWorker, load_champion, registry_for
 from bot.questions import label_set
 from bot.redraw import run_redrawer
 from bot.runtime import Runtime, make_client
@@ -101,6 +101,7 @@ def init_app(
         app[DISPATCHER] = Dispatcher(rt)
         tasks: list[asyncio.Task] = []
         if run_background:
+            rt.fit_worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
             tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(run_redrawer(rt), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
@@ -111,6 +112,7 @@ def init_app(
         finally:
             if run_background:
                 stop_scheduler(rt, scheduler)
+                rt.fit_worker.close()  # a fit in progress stops now; its run is marked failed
             if rt.retrain_task is not None:
                 tasks.append(rt.retrain_task)
             with contextlib.suppress(TimeoutError):

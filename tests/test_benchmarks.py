@@ -34,7 +34,7 @@ def test_import_memory_benchmark_prints_a_ratio_per_size():
 def test_label_efficiency_benchmark_runs_every_arm_through_the_product_code():
     out = run_quick("label_efficiency.py")
     assert "trec full supervision: accuracy" in out
-    arms = re.findall(r"^\| (\w+) \| [\d.]+±", out, flags=re.M)
+    arms = re.findall(r"^\| (\w+) \(1\) \| [\d.]+±", out, flags=re.M)
     assert arms[:4] == ["default", "random", "least_confidence", "entropy"]
     assert {"st_breaking_ties", "st_least_confidence"} <= set(arms) or "small-text is not" in out
 

@@ -291,3 +291,29 @@ async def test_a_click_is_acknowledged_while_a_retrain_is_fitting(bot: Bot):
         release.set()
     outcome = await retrain
     assert outcome.status == "promoted"
+
+
+async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot):
+    registry = loop.registry_for(bot.rt.settings)
+    worker = loop.FitWorker()
+    try:
+        outcome = await loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+                                     triggered_by="cli", worker=worker)  # fmt: skip
+        assert outcome.status == "promoted" and outcome.rescored == 4
+        assert registry.champion().version == 1
+        bot.store.add_items(labeled_items("N"), "import")
+        second = asyncio.create_task(
+            loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+                         triggered_by="cli", worker=worker)
+        )  # fmt: skip
+        await asyncio.sleep(0)  # the run has begun: lock taken, the child is fitting
+        assert bot.store.db["locks"].count == 1
+    finally:
+        worker.close()  # what shutdown does: the child is terminated, not waited for
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    [stopped, done] = bot.store.runs("retrain")
+    assert stopped["status"] == "failed" and "CancelledError" in stopped["detail"]["reason"]
+    assert done["status"] == "promoted"
+    assert bot.store.db["locks"].count == 0  # released, so the next retrain can run

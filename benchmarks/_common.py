@@ -1,0 +1,110 @@
+"""Helpers shared by label_efficiency.py, bot_load.py and throughput.py (not a product module)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import random
+import socket
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("/work/shared/datasets")
+DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
+PLOTS = ROOT / "benchmarks" / "plots"
+
+if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+
+def load_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    """``(texts, labels)`` of a dataset file, read in place."""
+    texts, labels = [], []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            texts.append(row["text"])
+            labels.append(str(row["label"]))
+    return texts, labels
+
+
+def machine() -> str:
+    """One line: cores, platform and the versions that matter for these numbers."""
+    import os
+
+    import numpy
+    import sklearn
+
+    return (
+        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
+        f"scikit-learn {sklearn.__version__}, numpy {numpy.__version__}"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation, as numpy's default."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def growth_exponent(sizes: Sequence[float], seconds: Sequence[float]) -> float:
+    """``k`` of the least-squares fit ``seconds ∝ size^k`` on a log-log scale."""
+    xs = [math.log(s) for s in sizes]
+    ys = [math.log(max(t, 1e-9)) for t in seconds]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    den = sum((x - mx) ** 2 for x in xs)
+    return num / den if den else math.nan
+
+
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
+    """A Markdown table; ``align`` has one character per column, ``l`` or ``r`` (default r,
+    first column l)."""
+    align = align or "l" + "r" * (len(head) - 1)
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    lines = ["| " + " | ".join(head) + " |", rule]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_seed_csv(path: Path, n_labeled: int, n_pending: int, datasets: tuple[str, ...]) -> None:
+    """Resampled dataset texts: ``n_labeled`` rows labeled "<dataset>/<label>", then pending."""
+    texts, labels = [], []
+    for name in datasets:
+        with (DATA / name / "train.jsonl").open(encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                texts.append(row["text"])
+                labels.append(f"{name}/{row['label']}")
+    rng = random.Random(0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        for i in range(n_labeled + n_pending):
+            j = rng.randrange(len(texts))
+            writer.writerow([f"s{i}", texts[j], labels[j] if i < n_labeled else ""])

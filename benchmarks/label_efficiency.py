@@ -1,0 +1,390 @@
+"""Label efficiency: the product's selection against random and small-text, in a simulated loop.
+
+For each dataset in /work/shared/datasets (train = pool, test = evaluation, read in place) and
+each seed, every arm starts with no labels, as the product does: cold-start picks
+(``model.selection.select`` with no model) until 2 labels have 2 examples each, the same picks
+for every arm. Then each round fits the product's default classifier
+(``model.classifier.TextClassifier``) on the labels so far, scores the test file, and asks the
+oracle for 25 more labels chosen by the arm:
+
+* ``default``: what ``hitl serve`` does (bot/scoring.py ``choose``): ``select`` with the default
+  strategy (margin), the default 10 % audit share and near-duplicate filtering of the batch
+  (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch);
+* ``random``: 25 uniformly random unlabeled items;
+* ``least_confidence``, ``entropy``: ``select`` with the project's other strategies (same audit
+  share and duplicate filter);
+* ``st_breaking_ties``, ``st_least_confidence``: small-text's BreakingTies / LeastConfidence
+  query strategies, given the same classifier through a small-text ``Classifier`` adapter.
+
+Full supervision (the same classifier on the whole pool) is fitted in the same run.
+
+    python benchmarks/label_efficiency.py --out /tmp/le.jsonl            # full (hours)
+    python benchmarks/label_efficiency.py --datasets trec --seeds 0 1 --out /tmp/le.jsonl
+    python benchmarks/label_efficiency.py --report /tmp/le*.jsonl         # tables + plots
+    python benchmarks/label_efficiency.py --quick                         # < 30 s smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from _common import DATA, PLOTS, load_jsonl, machine, markdown_table, mean_sd
+from sklearn.metrics import accuracy_score, f1_score
+
+from model.classifier import TextClassifier
+from model.selection import DEFAULT_AUDIT_RATE, DEFAULT_STRATEGY, select
+
+DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
+ARMS = (
+    "default",
+    "random",
+    "least_confidence",
+    "entropy",
+    "st_breaking_ties",
+    "st_least_confidence",
+)
+BATCH = 25
+MAX_LABELS = {"banking77": 2025}
+CHECKPOINTS = (125, 525, 1025)
+
+try:  # optional: the `bench` / `test` extras install it
+    import small_text
+    from small_text import BreakingTies, LeastConfidence, TextDataset
+    from small_text.classifiers import Classifier as _StClassifier
+except ImportError:  # pragma: no cover - depends on the environment
+    small_text = None
+    _StClassifier = object
+
+
+class SmallTextAdapter(_StClassifier):
+    """Our fitted TextClassifier seen through small-text's ``Classifier`` interface."""
+
+    def __init__(self, clf: TextClassifier):
+        self.clf = clf
+
+    def fit(self, train_set, weights=None):  # noqa: ARG002 - fitted by the loop
+        return self
+
+    def predict(self, data_set, return_proba=False):
+        proba = self.predict_proba(data_set)
+        pred = proba.argmax(axis=1)
+        return (pred, proba) if return_proba else pred
+
+    def predict_proba(self, data_set):
+        return self.clf.predict_proba(list(data_set.x))
+
+
+def _fit_ready(labels: Sequence[str]) -> bool:
+    """The product's first model needs 2 labels with 2 examples each."""
+    counts: dict[str, int] = defaultdict(int)
+    for label in labels:
+        counts[label] += 1
+    return sum(1 for n in counts.values() if n >= 2) >= 2
+
+
+def pick(
+    arm: str,
+    clf: TextClassifier | None,
+    pool_x: list[str],
+    unlabeled: np.ndarray,
+    labeled: list[int],
+    st_dataset: object,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Up to BATCH pool indices (not yet labeled) chosen by ``arm``."""
+    n = min(BATCH, len(unlabeled))
+    texts = [pool_x[i] for i in unlabeled]
+    if clf is None:  # cold start: the product's random picks, identical for every arm
+        return [int(unlabeled[p.index]) for p in select(n, None, texts=texts, random_state=rng)]
+    if arm == "random":
+        return [int(i) for i in rng.choice(unlabeled, n, replace=False)]
+    if arm.startswith("st_"):
+        strategy = BreakingTies() if arm == "st_breaking_ties" else LeastConfidence()
+        y = np.zeros(len(labeled), dtype=int)  # unused by confidence-based strategies
+        chosen = strategy.query(
+            SmallTextAdapter(clf), st_dataset, unlabeled, np.asarray(labeled), y, n=n
+        )
+        return [int(i) for i in chosen]
+    proba = clf.predict_proba(texts)
+    strategy = DEFAULT_STRATEGY if arm == "default" else arm
+    picks = select(
+        n,
+        proba,
+        texts=texts,
+        strategy=strategy,
+        audit_rate=DEFAULT_AUDIT_RATE,
+        random_state=rng,
+    )
+    return [int(unlabeled[p.index]) for p in picks]
+
+
+def run_arm(
+    name: str,
+    arm: str,
+    seed: int,
+    pool: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    max_labels: int,
+) -> Iterable[dict]:
+    """One simulated labeling loop; yields a row per round (after fitting on the labels)."""
+    pool_x, pool_y = pool
+    test_x, test_y = test
+    st_dataset = None
+    if arm.startswith("st_"):
+        st_dataset = TextDataset(pool_x, np.full(len(pool_x), -1, dtype=int))
+    labeled: list[int] = []
+    is_labeled = np.zeros(len(pool_x), dtype=bool)
+    clf: TextClassifier | None = None
+    fit_s = 0.0
+    rnd = 0
+    while True:
+        if clf is not None or len(labeled) >= max_labels:
+            pred = clf.predict(test_x) if clf is not None else None
+            if pred is not None:
+                yield {
+                    "dataset": name,
+                    "arm": arm,
+                    "seed": seed,
+                    "n_labels": len(labeled),
+                    "accuracy": accuracy_score(test_y, pred),
+                    "macro_f1": f1_score(test_y, pred, average="macro", zero_division=0),
+                    "fit_s": fit_s,
+                }
+        if len(labeled) >= max_labels or is_labeled.all():
+            return
+        # cold-start rounds share one RNG stream across arms, so their picks are identical
+        rng = np.random.default_rng([seed, rnd] if clf is None else [seed, rnd, ARMS.index(arm)])
+        chosen = pick(arm, clf, pool_x, np.flatnonzero(~is_labeled), labeled, st_dataset, rng)
+        labeled += chosen
+        is_labeled[chosen] = True
+        rnd += 1
+        ys = [pool_y[i] for i in labeled]
+        if _fit_ready(ys):
+            t0 = time.perf_counter()
+            clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
+            fit_s = time.perf_counter() - t0
+
+
+def full_supervision(name: str, pool, test) -> dict:
+    t0 = time.perf_counter()
+    clf = TextClassifier(random_state=0).fit(*pool)
+    pred = clf.predict(test[0])
+    return {
+        "dataset": name,
+        "arm": "full",
+        "seed": 0,
+        "n_labels": len(pool[0]),
+        "accuracy": accuracy_score(test[1], pred),
+        "macro_f1": f1_score(test[1], pred, average="macro", zero_division=0),
+        "fit_s": time.perf_counter() - t0,
+    }
+
+
+def simulate(args: argparse.Namespace, out) -> None:
+    arms = list(args.arms)
+    if small_text is None:
+        skipped = [a for a in arms if a.startswith("st_")]
+        arms = [a for a in arms if not a.startswith("st_")]
+        print(f"small-text is not installed: skipped {', '.join(skipped)}", flush=True)
+    for name in args.datasets:
+        pool = load_jsonl(DATA / name / "train.jsonl")
+        test = load_jsonl(DATA / name / "test.jsonl")
+        if args.quick:
+            keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
+            pool = ([pool[0][i] for i in keep], [pool[1][i] for i in keep])
+            test = (test[0][:200], test[1][:200])
+        max_labels = args.max_labels or MAX_LABELS.get(name, 1025)
+        if not args.no_full:
+            row = full_supervision(name, pool, test)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(f"{name} full supervision: accuracy {row['accuracy']:.3f}", flush=True)
+        for seed in args.seeds:
+            for arm in arms:
+                t0 = time.perf_counter()
+                last = None
+                for row in run_arm(name, arm, seed, pool, test, max_labels):
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                    last = row
+                print(
+                    f"{name} seed {seed} {arm}: {last['n_labels']} labels, "
+                    f"accuracy {last['accuracy']:.3f}, {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _curves(rows: list[dict]) -> dict[tuple[str, str], dict[int, dict[int, dict]]]:
+    """(dataset, arm) → seed → n_labels → row."""
+    curves: dict = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r["arm"] != "full":
+            curves[(r["dataset"], r["arm"])][r["seed"]][r["n_labels"]] = r
+    return curves
+
+
+def _common_seeds(curves, name: str, arms: list[str]) -> list[int]:
+    sets = [set(curves[(name, a)]) for a in arms if (name, a) in curves]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _auc(curve: dict[int, dict], metric: str, lo: int, hi: int) -> float:
+    """Mean of the metric over [lo, hi] labels (trapezoid area / width)."""
+    ns = [n for n in sorted(curve) if lo <= n <= hi]
+    ys = [curve[n][metric] for n in ns]
+    if len(ns) < 2:
+        return float("nan")
+    return float(np.trapezoid(ys, ns) / (ns[-1] - ns[0]))
+
+
+def report(rows: list[dict], plots: Path | None) -> str:
+    curves = _curves(rows)
+    full = {r["dataset"]: r for r in rows if r["arm"] == "full"}
+    names = sorted({r["dataset"] for r in rows})
+    arms_seen = [a for a in ARMS if any((n, a) in curves for n in names)]
+    parts = []
+    for name in names:
+        arms = [a for a in arms_seen if (name, a) in curves]
+        all_seeds = _common_seeds(curves, name, arms)
+        if not all_seeds:
+            continue
+        reach = {s: min(max(curves[(name, a)][s]) for a in arms) for s in all_seeds}
+        top = max(reach.values())
+        seeds = [s for s in all_seeds if reach[s] == top]  # the seeds run to the end
+        reached = [max(curves[(name, a)][s]) for a in arms for s in curves[(name, a)]]
+        early_top = min(275, *reached)  # every seed of every arm reaches this
+        n_any = len({s for a in arms for s in curves[(name, a)]})
+        extra_seeds = n_any > len(seeds) and early_top >= 125
+        lo = max(min(curves[(name, a)][s]) for a in arms for s in seeds)
+        checkpoints = [c for c in (*CHECKPOINTS, 2025) if c <= top]
+        fs = full.get(name)
+        seed_list = ", ".join(map(str, sorted({s for a in arms for s in curves[(name, a)]})))
+        head = f"### {name}: seeds {seed_list}, up to {top} labels; (n) = seeds to the end"
+        if fs:
+            head += (
+                f"; full supervision ({fs['n_labels']:,} labels): accuracy {fs['accuracy']:.3f},"
+                f" macro-F1 {fs['macro_f1']:.3f}"
+            )
+        table_rows = []
+        for arm in arms:
+            # every seed this arm ran to the end (arms may have more seeds than others)
+            seeds = [s for s in sorted(curves[(name, arm)]) if max(curves[(name, arm)][s]) >= top]
+            cells = [f"{arm} ({len(seeds)})"]
+            for c in checkpoints:
+                acc = mean_sd([curves[(name, arm)][s][c]["accuracy"] for s in seeds])
+                f1 = mean_sd([curves[(name, arm)][s][c]["macro_f1"] for s in seeds])
+                cells.append(f"{acc[0]:.3f}±{acc[1]:.3f} / {f1[0]:.3f}±{f1[1]:.3f}")
+            auc = mean_sd([_auc(curves[(name, arm)][s], "accuracy", lo, top) for s in seeds])
+            cells.append(f"{auc[0]:.4f}±{auc[1]:.4f}")
+            for metric in ("accuracy", "macro_f1"):
+                need = "–"
+                if fs:
+                    target = 0.95 * fs[metric]
+                    mean_curve = {
+                        n: np.mean([curves[(name, arm)][s][n][metric] for s in seeds])
+                        for n in sorted(curves[(name, arm)][seeds[0]])
+                        if all(n in curves[(name, arm)][s] for s in seeds)
+                    }
+                    hit = [n for n, v in mean_curve.items() if v >= target]
+                    need = str(min(hit)) if hit else f">{top}"
+                cells.append(need)
+            # early columns: every seed this arm has (some arms ran more seeds, to 275 labels)
+            mine = sorted(curves[(name, arm)])
+            early = [n for n in sorted(curves[(name, arm)][mine[0]]) if n <= early_top]
+            early = [n for n in early if all(n in curves[(name, arm)][s] for s in mine)]
+            sds = [mean_sd([curves[(name, arm)][s][n]["accuracy"] for s in mine])[1]
+                   for n in early]  # fmt: skip
+            if extra_seeds:
+                acc = mean_sd([curves[(name, arm)][s][125]["accuracy"] for s in mine])
+                cells.append(f"{acc[0]:.3f}±{acc[1]:.3f} ({len(mine)})")
+            cells.append(f"{np.mean(sds):.4f} ({len(mine)})" if len(mine) > 1 and sds else "–")
+            table_rows.append(cells)
+        cols = [f"acc / F1 @ {c}" for c in checkpoints]
+        cols += [f"AUC acc ({lo}–{top})", "labels to 95% acc", "labels to 95% F1"]
+        if extra_seeds:
+            cols.append("acc @ 125, all seeds (n)")
+        cols.append(f"mean sd acc ≤ {early_top}, all seeds (n)")
+        parts += [head, "", markdown_table(["arm", *cols], table_rows), ""]
+        if plots is not None:
+            path = _plot(name, arms, top, curves, fs, plots)
+            parts += [f"![{name}](plots/{path.name})", ""]
+    return "\n".join(parts)
+
+
+def _plot(name, arms, top, curves, fs, plots: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("accuracy", "macro_f1"), strict=True):
+        for arm in arms:
+            seeds = [s for s in sorted(curves[(name, arm)]) if max(curves[(name, arm)][s]) >= top]
+            ns = sorted(set.intersection(*(set(curves[(name, arm)][s]) for s in seeds)))
+            ys = np.array([[curves[(name, arm)][s][n][metric] for n in ns] for s in seeds])
+            style = {"linewidth": 2.2} if arm == "default" else {"linewidth": 1.1}
+            ax.plot(ns, ys.mean(axis=0), label=f"{arm} ({len(seeds)})", **style)
+            if len(seeds) > 1:
+                ax.fill_between(ns, ys.min(axis=0), ys.max(axis=0), alpha=0.12)
+        if fs:
+            ax.axhline(fs[metric], color="k", linestyle=":", label="full supervision")
+            ax.axhline(0.95 * fs[metric], color="grey", linestyle="--", label="95 % of full")
+        ax.set_xlabel("labels")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{name}: mean over (n) seeds, band = min–max over seeds")
+    fig.tight_layout()
+    plots.mkdir(parents=True, exist_ok=True)
+    path = plots / f"label_efficiency_{name}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
+    parser.add_argument("--no-full", action="store_true", help="skip the full-supervision fit")
+    parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
+    parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
+    parser.add_argument("--plots", type=Path, default=PLOTS, help="folder for the PNG plots")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
+    print(machine())
+    if args.report:
+        rows = [json.loads(line) for path in args.report for line in path.open()]
+        print(report(rows, args.plots))
+        return 0
+    if args.quick:
+        args.datasets, args.seeds, args.max_labels = ["trec"], [0], 75
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = args.out or Path(tmp) / "rows.jsonl"
+        with out_path.open("a") as out:
+            simulate(args, out)
+        rows = [json.loads(line) for line in out_path.open()]
+        print(report(rows, Path(tmp) if args.quick else args.plots))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""Throughput and how costs grow: import, scoring, retrain, and the queries behind each click.
+
+* ``import``: ``hitl import`` of a CSV (in a child process; peak RSS from the kernel) against a
+  plain ``sqlite3`` ``executemany`` of the same rows (CSV parsed the same way, one transaction,
+  WAL) in the same run; two file sizes show whether memory stays flat
+  (benchmarks/import_memory.py goes to 1M rows).
+* ``scoring``: ``bot.scoring.score_items`` (what the server and a promoted retrain run: read
+  texts, ``TextClassifier.score``, write predictions) over all pending items, texts/s.
+* ``retrain``: ``hitl retrain`` wall time (cross-validation, fit, save; no pending items to
+  re-score) at growing label counts.
+* ``growth``: with growing numbers of stored items, the time of what the bot does per click or
+  command: the dispatcher's pick (``Store.pool`` + ``bot.scoring.choose``), ``/hitl stats``
+  (``commands.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
+  each one runs (captured with a trace callback). Growth is fitted as time ∝ n^k.
+
+    python benchmarks/throughput.py            # 100k rows; 1k/10k/50k labels; 10k-1M items
+    python benchmarks/throughput.py --quick    # small sizes, for the test suite (< 30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from _common import (
+    DATA,
+    DATASETS,
+    PLOTS,
+    ROOT,
+    growth_exponent,
+    load_jsonl,
+    machine,
+    markdown_table,
+    write_seed_csv,
+)
+
+from bot.commands import stats_text
+from bot.config import Settings
+from bot.runtime import Champion
+from bot.scoring import choose, score_items
+from bot.store import Store
+from model.classifier import TextClassifier
+
+CHANNEL = "C0QUESTIONS"
+
+
+def run_child(db: Path, *args: str) -> tuple[float, float, str]:
+    """Run ``hitl --db db ARGS`` in a child; (seconds, the child's peak RSS in MiB, stdout).
+
+    The child is started by /usr/bin/time (GNU time): a child forked straight from this
+    process would count this process's pages, before its exec, in its own peak RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    command = [sys.executable, "-m", "bot", "--db", str(db), *args]
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        if shutil.which("time") or Path("/usr/bin/time").exists():
+            command = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command]
+        t0 = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, cwd=ROOT, env=env, check=False)
+        seconds = time.perf_counter() - t0
+        if result.returncode != 0:
+            raise SystemExit(f"hitl {' '.join(args)} failed: {result.stderr.decode().strip()}")
+        rss = float(rss_file.read_text().split()[-1]) / 1024 if rss_file.exists() else math.nan
+    return seconds, rss, result.stdout.decode().strip()
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+def plain_executemany(csv_path: Path, db: Path) -> float:
+    """The floor: parse the same CSV and insert the same rows with one executemany."""
+    t0 = time.perf_counter()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE items (id TEXT PRIMARY KEY, text TEXT NOT NULL, meta TEXT, source TEXT,"
+        " status TEXT, created_at TEXT)"
+    )
+    now = datetime.now(UTC).isoformat()
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = (
+            (r["id"], r["text"], json.dumps({}), "import", "new", now)
+            for r in reader  # labels ignored: the floor writes one table
+        )
+        with conn:
+            conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    return time.perf_counter() - t0
+
+
+def bench_import(tmp: Path, sizes: list[int]) -> list[dict]:
+    rows = []
+    for n in sizes:
+        csv_path = tmp / f"import_{n}.csv"
+        write_seed_csv(csv_path, n // 10, n - n // 10, DATASETS)  # 10 % labeled rows
+        seconds, rss, out = run_child(tmp / f"import_{n}.db", "import", "-q", str(csv_path))
+        floor = plain_executemany(csv_path, tmp / f"plain_{n}.db")
+        rows.append(
+            {
+                "rows": n,
+                "file_mib": csv_path.stat().st_size / 2**20,
+                "hitl_s": seconds,
+                "hitl_rows_s": n / seconds,
+                "plain_s": floor,
+                "plain_rows_s": n / floor,
+                "ratio": floor / seconds,
+                "peak_rss_mib": rss,
+                "summary": out,
+            }
+        )
+        csv_path.unlink()
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+# --- scoring and retrain -----------------------------------------------------------------
+
+
+def bench_scoring(tmp: Path, n_pending: int, n_train: int, datasets: tuple[str, ...]) -> dict:
+    """Score ``n_pending`` imported items with a model fitted on ``n_train`` labels."""
+    pool: tuple[list[str], list[str]] = ([], [])
+    for name in datasets:
+        texts, labels = load_jsonl(DATA / name / "train.jsonl")
+        pool[0].extend(texts)
+        pool[1].extend(f"{name}/{label}" for label in labels)
+    rng = random.Random(1)
+    train = [rng.randrange(len(pool[0])) for _ in range(n_train)]
+    clf = TextClassifier().fit([pool[0][i] for i in train], [pool[1][i] for i in train])
+    csv_path = tmp / "score.csv"
+    write_seed_csv(csv_path, 0, n_pending, datasets)
+    db = tmp / "score.db"
+    run_child(db, "import", "-q", str(csv_path))
+    with Store.open(db) as store:
+        t0 = time.perf_counter()
+        n = asyncio.run(score_items(store, Champion(1, clf), 0.8))
+        seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clf.score([pool[0][i] for i in range(min(n_pending, len(pool[0])))], top_k=5)
+    model_only = time.perf_counter() - t0
+    model_n = min(n_pending, len(pool[0]))
+    return {
+        "items": n,
+        "seconds": seconds,
+        "texts_s": n / seconds,
+        "model_only_texts_s": model_n / model_only,
+        "n_classes": len(clf.classes),
+    }
+
+
+def bench_retrain(tmp: Path, sizes: list[int], datasets: tuple[str, ...]) -> list[dict]:
+    rows = []
+    for n in sizes:
+        csv_path = tmp / f"retrain_{n}.csv"
+        write_seed_csv(csv_path, n, 0, datasets)
+        db = tmp / f"retrain_{n}.db"
+        run_child(db, "import", "-q", str(csv_path))
+        seconds, rss, out = run_child(db, "retrain")
+        rows.append({"labels": n, "seconds": seconds, "peak_rss_mib": rss, "report": out})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+# --- growth ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    id: str
+    text: str
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def grow(store: Store, start: int, stop: int, texts: list[str], labels: list[str]) -> None:
+    """Add items ``start..stop-1``: 1 % labeled (resolved), the rest pending and scored."""
+    rng = random.Random(start)
+    batch: list[Row] = []
+    preds = []
+    for i in range(start, stop):
+        j = rng.randrange(len(texts))
+        labeled = i % 100 == 0
+        batch.append(Row(f"g{i}", texts[j], labels[j] if labeled else None))
+        if not labeled:
+            conf = rng.random()
+            ranked = [[labels[j], conf], [labels[(j + 1) % len(labels)], (1 - conf) / 2]]
+            preds.append((f"g{i}", 1, labels[j], conf, ranked))
+        if len(batch) >= 10_000:
+            store.add_items(batch, "import")
+            batch.clear()
+    if batch:
+        store.add_items(batch, "import")
+    store.set_predictions(preds, 0.8)
+
+
+def seed_activity(store: Store, n_posts: int, n_users: int) -> None:
+    """Open posts and answers, as a live channel has them."""
+    pool = store.pool(limit=n_posts * 3)
+    for k, item in enumerate(pool[:n_posts]):
+        store.record_post(item["id"], CHANNEL, f"1700000000.{k:06d}", "uncertain", 1, "x", 0.5)
+    for k, item in enumerate(pool[:n_posts]):
+        for u in range(n_users // 2):
+            store.record_answer(
+                item["id"],
+                f"U0G{u:04d}",
+                "x",
+                source="button",
+                dedupe_key=f"{k}:{u}",
+                votes_needed=25,
+            )
+
+
+def timed(fn, repeat: int) -> float:
+    """Median seconds of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def plans(store: Store, fn) -> list[tuple[str, list[str]]]:
+    """(SQL, EXPLAIN QUERY PLAN lines) of every SELECT that ``fn`` runs."""
+    seen: list[str] = []
+    conn = store.db.conn
+    conn.set_trace_callback(seen.append)
+    try:
+        fn()
+    finally:
+        conn.set_trace_callback(None)
+    out = []
+    for sql in dict.fromkeys(s for s in seen if s.lstrip().upper().startswith("SELECT")):
+        lines = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
+        out.append((sql, lines))
+    return out
+
+
+def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], dict]:
+    texts, labels = [], []
+    for name in DATASETS:
+        t, lb = load_jsonl(DATA / name / "train.jsonl")
+        texts += t
+        labels += [f"{name}/{x}" for x in lb]
+    settings = Settings(db=tmp / "growth.db", channel=CHANNEL, votes=3)
+    rt = SimpleNamespace(settings=settings, champion=Champion(1, None))
+    now = datetime.now(UTC)
+    since = (now.replace(hour=0, minute=0, second=0, microsecond=0)).isoformat()
+    rows: list[dict] = []
+    query_plans: dict = {}
+    with Store.open(tmp / "growth.db") as store:
+        have = 0
+        for n in sizes:
+            grow(store, have, n, texts, labels)
+            if have == 0:
+                seed_activity(store, 50, 20)
+            have = n
+            rng = random.Random(0)
+
+            def pick(rng: random.Random = rng) -> None:
+                choose(rt, store.pool(), 1, rng)
+
+            calls = {
+                "pick next (pool + choose)": pick,
+                "/hitl stats (stats_text)": lambda: stats_text(store, settings, now),
+                "Store.pool": store.pool,
+                "Store.open_post_counts": store.open_post_counts,
+                "Store.count_items": store.count_items,
+                "Store.answers_by_user": lambda: store.answers_by_user(since),
+                "Store.next_for_user": lambda: store.next_for_user("U0NEW"),
+                "Store.waiting_count": store.waiting_count,
+            }
+            row = {"items": n}
+            for name, fn in calls.items():
+                reps = (
+                    1
+                    if name in ("pick next (pool + choose)", "Store.pool") and n > 200_000
+                    else repeat
+                )
+                row[name] = timed(fn, reps)
+                if name.startswith("Store.") and name not in query_plans:
+                    query_plans[name] = plans(store, fn)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows, query_plans
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def plot_growth(retrain: list[dict], growth: list[dict], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    if retrain:
+        ax.loglog([r["labels"] for r in retrain], [r["seconds"] for r in retrain], "o-")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("hitl retrain, s")
+    ax.grid(alpha=0.3, which="both")
+    ax = axes[1]
+    ns = [r["items"] for r in growth]
+    for name in growth[0] if growth else ():
+        if name != "items":
+            ax.loglog(ns, [max(r[name], 1e-6) * 1000 for r in growth], "o-", label=name)
+    ax.set_xlabel("items stored")
+    ax.set_ylabel("ms per call (median)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "throughput_growth.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def report(imports, scoring, retrain, growth, query_plans) -> str:
+    """Markdown for whichever parts ran."""
+    parts: list[str] = []
+    if imports:
+        head = ["rows", "file MiB", "hitl import s", "rows/s", "executemany s", "rows/s"]
+        head += ["hitl / plain", "peak RSS MiB"]
+        table = [
+            [f"{r['rows']:,}", f"{r['file_mib']:.1f}", f"{r['hitl_s']:.1f}",
+             f"{r['hitl_rows_s']:,.0f}", f"{r['plain_s']:.2f}", f"{r['plain_rows_s']:,.0f}",
+             f"{r['ratio']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+            for r in imports
+        ]  # fmt: skip
+        parts += ["#### Import", "", markdown_table(head, table), ""]
+    if scoring:
+        parts += ["#### Scoring", ""]
+        parts.append(
+            f"score_items: {scoring['items']:,} pending items in {scoring['seconds']:.1f} s = "
+            f"{scoring['texts_s']:,.0f} texts/s ({scoring['n_classes']} classes); "
+            f"TextClassifier.score alone: {scoring['model_only_texts_s']:,.0f} texts/s"
+        )
+        parts.append("")
+    if retrain:
+        k = growth_exponent([r["labels"] for r in retrain], [r["seconds"] for r in retrain])
+        parts += [f"#### Retrain (`hitl retrain`, time ∝ labels^{k:.2f})", ""]
+        table = [
+            [f"{r['labels']:,}", f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:.0f}",
+             " / ".join(r["report"].splitlines()[:4])]
+            for r in retrain
+        ]  # fmt: skip
+        parts += [markdown_table(["labels", "seconds", "peak RSS MiB", "report"], table, "rrrl")]
+        parts.append("")
+    if growth:
+        names = [k for k in growth[0] if k != "items"]
+        ns = [r["items"] for r in growth]
+        parts += ["#### Growth with items stored (median ms per call; k: time ∝ n^k)", ""]
+        table = []
+        for name in names:
+            k = growth_exponent(ns, [r[name] for r in growth])
+            table.append([name, *(f"{r[name] * 1000:.2f}" for r in growth), f"{k:.2f}"])
+        parts += [markdown_table(["call", *(f"{n:,} items" for n in ns), "k"], table), ""]
+        parts += ["#### Query plans (EXPLAIN QUERY PLAN)", ""]
+        for name, found in query_plans.items():
+            for sql, lines in found:
+                scans = any(ln.startswith("SCAN") and "USING" not in ln for ln in lines)
+                parts.append(f"- `{name}` ({'SCAN' if scans else 'index'}): `{sql[:160]}`")
+                parts += [f"    - {ln}" for ln in lines]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
+    parser.add_argument("--only", nargs="*", default=["import", "scoring", "retrain", "growth"])
+    parser.add_argument("--plots", type=Path, default=PLOTS)
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--from-json", nargs="*", type=Path, help="only report these raw files")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    print(machine())
+    if args.from_json:
+        raw: dict = {"import": [], "scoring": None, "retrain": [], "growth": [], "plans": {}}
+        for path in args.from_json:
+            for key, value in json.loads(path.read_text()).items():
+                raw[key] = value or raw[key]
+        print(report(raw["import"], raw["scoring"], raw["retrain"], raw["growth"], raw["plans"]))
+        if raw["retrain"] or raw["growth"]:
+            print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots).name}")
+        return 0
+    datasets = DATASETS  # texts resampled from all four: 89 labels "<dataset>/<label>"
+    if args.quick:
+        import_sizes, n_score, retrain_sizes = [500, 2_000], 1_000, [100, 200]
+        growth_sizes, repeat, datasets = [1_000, 3_000, 10_000], 3, ("trec",)
+    else:
+        import_sizes, n_score, retrain_sizes = [10_000, 100_000], 100_000, [1_000, 10_000, 50_000]
+        growth_sizes, repeat = [10_000, 100_000, 1_000_000], 5
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        imports = bench_import(tmp, import_sizes) if "import" in args.only else []
+        scoring = (
+            bench_scoring(tmp, n_score, 1_000 if not args.quick else 200, datasets)
+            if "scoring" in args.only
+            else None
+        )
+        retrain = bench_retrain(tmp, retrain_sizes, datasets) if "retrain" in args.only else []
+        growth, query_plans = (
+            bench_growth(tmp, growth_sizes, repeat) if "growth" in args.only else ([], {})
+        )
+        if args.json:
+            raw = {"import": imports, "scoring": scoring, "retrain": retrain, "growth": growth}
+            args.json.write_text(json.dumps({**raw, "plans": query_plans}, indent=1))
+        print(report(imports, scoring, retrain, growth, query_plans))
+        if retrain or growth:
+            path = plot_growth(retrain, growth, Path(tmp) if args.quick else args.plots)
+            print(f"\nplot: {path.name}")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
