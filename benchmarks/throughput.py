@@ -55,7 +55,7 @@ from _common import (
 from bot.commands import stats_text
 from bot.config import Settings
 from bot.runtime import Champion
-from bot.scoring import choose, score_items
+from bot.scoring import candidates, choose, score_items
 from bot.store import Store
 from model.classifier import TextClassifier
 
@@ -267,6 +267,7 @@ def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], 
     rows: list[dict] = []
     query_plans: dict = {}
     with Store.open(tmp / "growth.db") as store:
+        rt.store = store
         have = 0
         for n in sizes:
             grow(store, have, n, texts, labels)
@@ -276,10 +277,14 @@ def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], 
             rng = random.Random(0)
 
             def pick(rng: random.Random = rng) -> None:
-                choose(rt, store.pool(), 1, rng)
+                # What Dispatcher.fill does: a bounded pool from the indexes, then choose.
+                pool, audit = candidates(rt, rng)
+                choose(rt, pool, 1, rng, audit_pool=audit)
 
             calls = {
-                "pick next (pool + choose)": pick,
+                "pick next (candidates + choose)": pick,
+                "Store.most_uncertain": lambda: store.most_uncertain(500),
+                "Store.sample_unlabeled": lambda: store.sample_unlabeled(500, random.Random(1)),
                 "/hitl stats (stats_text)": lambda: stats_text(store, settings, now),
                 "Store.pool": store.pool,
                 "Store.open_post_counts": store.open_post_counts,
@@ -290,11 +295,7 @@ def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], 
             }
             row = {"items": n}
             for name, fn in calls.items():
-                reps = (
-                    1
-                    if name in ("pick next (pool + choose)", "Store.pool") and n > 200_000
-                    else repeat
-                )
+                reps = 1 if name == "Store.pool" and n > 200_000 else repeat
                 row[name] = timed(fn, reps)
                 if name.startswith("Store.") and name not in query_plans:
                     query_plans[name] = plans(store, fn)
