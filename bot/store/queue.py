@@ -55,22 +55,14 @@ class QueueMixin:
 
     def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
-        reading them all: random rowids, kept when they hit an unlabeled item."""
-        row = self.db.execute("SELECT max(rowid) FROM items").fetchone()
-        top = row[0] or 0
-        unlabeled = self.db.execute(
-            "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
-        ).fetchone()[0]
-        if unlabeled <= 4 * size or top <= 4 * size:  # few: read them all, then sample
-            rows = self._pool_rows(
-                f"SELECT {self._POOL_COLUMNS} FROM items"
-                " WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid",
-                [],
-            )
-            return rng.sample(rows, min(size, len(rows)))
+        reading them all: random rowids, kept when they hit an unlabeled item. When few hit
+        (most items are labeled), the unlabeled ones are few: read them all and sample."""
+        top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
         picked: dict[str, dict[str, Any]] = {}
-        for _ in range(20):
+        drawn = 0
+        while top > 4 * size and len(picked) < size and drawn < 40 * size:
             rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
+            drawn += len(rowids)
             marks = ",".join("?" * len(rowids))
             for found in self._pool_rows(
                 f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({marks})"
@@ -78,8 +70,15 @@ class QueueMixin:
                 rowids,
             ):
                 picked.setdefault(found["id"], found)
-            if len(picked) >= size:
-                break
+            if drawn >= 4 * size and len(picked) * 100 < drawn:
+                break  # under 1% unlabeled: cheaper to read them all
+        if len(picked) < size:
+            rows = self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items"
+                " WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid",
+                [],
+            )
+            return rng.sample(rows, min(size, len(rows)))
         rows = list(picked.values())
         rng.shuffle(rows)
         return rows[:size]
