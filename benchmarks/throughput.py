@@ -284,7 +284,7 @@ def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], 
             calls = {
                 "pick next (candidates + choose)": pick,
                 "Store.most_uncertain": lambda: store.most_uncertain(500),
-                "Store.sample_unlabeled": lambda: store.sample_unlabeled(500, random.Random(1)),
+                "Store.sample_unlabeled": lambda: store.sample_unlabeled(100, random.Random(1)),
                 "/hitl stats (stats_text)": lambda: stats_text(store, settings, now),
                 "Store.pool": store.pool,
                 "Store.open_post_counts": store.open_post_counts,

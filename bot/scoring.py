@@ -53,7 +53,7 @@ async def score_items(store: Store, champion: Champion, threshold: float) -> int
 
 
 UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per round
-AUDIT_SAMPLE = 500  # size of the uniform sample audit picks are drawn from
+AUDIT_SAMPLE = 100  # a uniform sample; a round takes a few audit picks from it
 
 
 def candidates(

@@ -296,6 +296,7 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
 def _configure(db: Database, memory: bool) -> None:
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 10000")
+    db.execute("PRAGMA cache_size = -32000")  # 32 MB of pages: random reads stay in memory
     if not memory:
         db.enable_wal()
         # FULL: a commit is on disk before we acknowledge anything to Slack.

@@ -65,7 +65,7 @@ class QueueMixin:
             drawn += len(rowids)
             marks = ",".join("?" * len(rowids))
             for found in self._pool_rows(
-                f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({marks})"
+                f"SELECT {self._POOL_COLUMNS} FROM items NOT INDEXED WHERE rowid IN ({marks})"
                 " AND status IN ('new', 'queued', 'auto')",
                 rowids,
             ):
