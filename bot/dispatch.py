@@ -82,10 +82,15 @@ class Dispatcher:
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
-        await sync_champion(rt)
-        await score_pending(rt)
         loop = asyncio.get_running_loop()
         open_counts = rt.store.open_post_counts()
+        if all(
+            open_counts.get(c, 0) >= rt.settings.max_open and not rt.channel_state(c).unsure
+            for c in self.channels()
+        ):
+            return 0  # every channel is full: an answer woke us, but there is no room yet
+        await sync_champion(rt)
+        await score_pending(rt)
         pool, audit_pool = candidates(rt, self.rng)
         taken: set[str] = set()
         posted = 0

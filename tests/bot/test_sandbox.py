@@ -129,7 +129,7 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
 async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
     simulator = demo.simulator(drive=False)
     simulator.teammates = [Teammate("U0ANA", "ana")]  # answers as Ana, with the true labels
-    await simulator.run(answers=8, wait=5)
+    await simulator.run(answers=12, wait=5)  # enough for 2 labels with 2 examples each
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl retrain")
     assert reply.status == 200 and "Retrain" in reply.text
     assert demo.rt.retrain_task is not None
