@@ -257,6 +257,11 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
     ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
+    for n, line in enumerate(log):
+        if "Traceback" in line:
+            print("server log around a traceback:")
+            print("".join(log[max(0, n - 3) : n + 30]))
+            break
     print("verdict:", "ok" if ok else "PROBLEMS (see above)")
     return 0 if ok else 1
 

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -93,8 +94,8 @@ async def post_report(rt: Runtime, text: str) -> None:
         return
     try:
         await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
-    except (SlackApiError, SlackClientError) as exc:
-        logger.warning("could not post the report to %s: %s", channel, exc)
+    except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+        logger.warning("could not post the report to %s: %s", channel, type(exc).__name__)
 
 
 async def scheduled_retrain(rt: Runtime) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks, commands
@@ -58,6 +59,11 @@ def build_app(rt: Runtime) -> AsyncApp:
                 await listener(*args, **kwargs)
             except SlackApiError as exc:
                 logger.warning("%s: Slack said %s", listener.__name__, exc.response.get("error"))
+            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+                # After the ack (a redraw, an ephemeral note): the answer is stored; the
+                # redrawer retries what Slack did not take.
+                logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
+                rt.wake_redrawer.set()
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.warning("%s: malformed payload (%s: %s)", listener.__name__,
                                type(exc).__name__, exc)  # fmt: skip
