@@ -8,6 +8,7 @@ raises ``IngestError`` before anything is yielded. Nothing here writes anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -190,10 +191,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     meta: dict[str, Any] = {}
     carried = record.get("meta")
     if isinstance(carried, str) and carried.startswith("{"):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # not JSON: kept as a plain column
             carried = json.loads(carried)
-        except json.JSONDecodeError:
-            pass
     if isinstance(carried, dict):
         meta.update(carried)
         used |= EXPORT_ONLY_FIELDS | {"meta"}

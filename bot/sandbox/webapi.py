@@ -14,6 +14,7 @@ into `Call.params`, and JSON-encoded string arguments (`blocks`, `view`, `files`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -692,10 +693,9 @@ async def _read_params(request: web.Request) -> Params:
             params.update({key: value for key, value in form.items() if isinstance(value, str)})
     for key in JSON_ARGS & params.keys():
         if isinstance(params[key], str):
-            try:
+            # Not JSON: left as a string; the method reports it as malformed.
+            with contextlib.suppress(json.JSONDecodeError):
                 params[key] = json.loads(params[key])
-            except json.JSONDecodeError:
-                pass  # left as a string; the method reports it as malformed
     return params
 
 

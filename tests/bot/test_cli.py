@@ -28,6 +28,12 @@ def labeled_csv(tmp_path: Path) -> Path:
     return path
 
 
+def import_tickets(path: Path, db: Path):
+    """Import the tickets fixture with its own column names."""
+    return run("--db", str(db), "import", str(path), "--text-column", "body",
+               "--id-column", "ticket", "--label-column", "intent")  # fmt: skip
+
+
 def test_import_prints_a_summary_and_reports_bad_rows(labeled_csv: Path, db_path: Path):
     result = run(
         "--db",
@@ -138,18 +144,7 @@ def test_export_then_import_round_trips(labeled_csv: Path, tmp_path: Path, fmt: 
 
 
 def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
-    run(
-        "--db",
-        str(db_path),
-        "import",
-        str(labeled_csv),
-        "--text-column",
-        "body",
-        "--id-column",
-        "ticket",
-        "--label-column",
-        "intent",
-    )
+    import_tickets(labeled_csv, db_path)
     lines = run("--db", str(db_path), "export").stdout.splitlines()
     first = json.loads(lines[0])
     assert list(first) == [
@@ -171,18 +166,7 @@ def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
 
 
 def test_export_answers_lists_every_raw_answer(labeled_csv: Path, db_path: Path):
-    run(
-        "--db",
-        str(db_path),
-        "import",
-        str(labeled_csv),
-        "--text-column",
-        "body",
-        "--id-column",
-        "ticket",
-        "--label-column",
-        "intent",
-    )
+    import_tickets(labeled_csv, db_path)
     rows = list(
         csv.DictReader(
             run("--db", str(db_path), "export", "--answers", "--format", "csv").stdout.splitlines()
