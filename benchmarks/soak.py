@@ -21,6 +21,7 @@ import asyncio
 import csv
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -185,6 +186,12 @@ async def run(args: argparse.Namespace) -> int:
         log.append(line)
         if not line or "listening on" in line:
             break
+    if not line:  # the server exited before it listened
+        await server.wait()
+        print(f"hitl serve exited with {server.returncode} before listening:", file=sys.stderr)
+        print("".join(log[-20:]), file=sys.stderr)
+        await fake.close()
+        return 1
     drain = asyncio.create_task(_drain(server.stderr, log))
     url = f"http://127.0.0.1:{port}"
     load = Load(url, pending, rng)
@@ -263,6 +270,10 @@ async def run(args: argparse.Namespace) -> int:
             print("".join(log[max(0, n - 3) : n + 30]))
             break
     print("verdict:", "ok" if ok else "PROBLEMS (see above)")
+    if ok:
+        shutil.rmtree(tmp)
+    else:
+        print(f"database and models kept for a look in {tmp}")
     return 0 if ok else 1
 
 
@@ -273,16 +284,17 @@ async def _drain(stream: asyncio.StreamReader, log: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--quick", action="store_true", help="20 seconds, small data")
-    parser.add_argument("--clicks-per-second", type=int, default=8)
-    parser.add_argument("--predictions-per-second", type=int, default=4)
-    parser.add_argument("--retrain-every", type=float, default=300)
-    parser.add_argument("--sample-every", type=float, default=60)
-    parser.add_argument("--fault-rate", type=float, default=0.05)
-    parser.add_argument("--labeled", type=int, default=2000)
-    parser.add_argument("--pending", type=int, default=20000)
-    parser.add_argument("--seed", type=int, default=0)
+    add = parser.add_argument
+    add("--minutes", type=float, default=30, help="how long to run (default 30)")
+    add("--quick", action="store_true", help="20 seconds, small data (the test suite's run)")
+    add("--clicks-per-second", type=int, default=8, help="signed button clicks (default 8)")
+    add("--predictions-per-second", type=int, default=4, help="POST /api/predict (default 4)")
+    add("--retrain-every", type=float, default=300, help="seconds between admin /hitl retrain")
+    add("--sample-every", type=float, default=60, help="seconds between RSS samples")
+    add("--fault-rate", type=float, default=0.05, help="share of seconds with a Slack fault")
+    add("--labeled", type=int, default=2000, help="labeled items imported first")
+    add("--pending", type=int, default=20000, help="unlabeled items imported first")
+    add("--seed", type=int, default=0, help="random seed of the load")
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.retrain_every, args.sample_every = 20 / 60, 10, 5

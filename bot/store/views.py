@@ -60,5 +60,5 @@ class ViewsMixin:
 
     def waiting_count(self) -> int:
         return self.db.execute(
-            "SELECT count(*) FROM items WHERE status IN ('new', 'queued')"
+            "SELECT coalesce(sum(n), 0) FROM item_counts WHERE status IN ('new', 'queued')"
         ).fetchone()[0]

@@ -171,3 +171,64 @@ def test_the_label_set_hops_through_the_index(memory_store: Store):
         )
     )
     assert "labels_label" in plan
+
+
+def _counted(store: Store) -> dict[str, int]:
+    counts = {status: 0 for status in store.count_items()}
+    for status, n in store.db.execute("SELECT status, count(*) FROM items GROUP BY status"):
+        counts[status] = n
+    return counts
+
+
+def test_item_counts_follow_every_status_change(memory_store: Store):
+    store = memory_store
+    store.add_items([R(f"i{n}", f"text {n}", "a" if n < 2 else None) for n in range(8)], "import")
+    assert store.count_items() == _counted(store)
+    assert (store.count_items()["resolved"], store.count_items()["new"]) == (2, 6)
+    store.set_predictions(
+        [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in ((2, 0.55), (3, 0.95))],
+        threshold=0.9,
+    )
+    store.set_aside("i4", "invalid_blocks")
+    store.record_post("i2", "C1", "1.1", "uncertain", 1, "a", 0.55)
+    store.record_answer("i2", "U1", "b", source="button", dedupe_key="k1")
+    store.record_answer("i5", "U1", "a", source="button", dedupe_key="k2")
+    assert store.undo_resolution("i5", "U1", since="")
+    with pytest.raises(sqlite3.Error):  # a failed import rolls its counts back too
+        store.add_items([R("j1", "fine"), R("j2", "bad", object())], "import")
+    store.db.execute("DELETE FROM items WHERE id = 'i7'")
+    store.db.conn.commit()
+
+    counts = store.count_items()
+    assert counts == _counted(store)
+    assert [counts[s] for s in ("new", "queued", "auto", "posted", "resolved", "skipped")] == [
+        1, 0, 1, 1, 3, 1,  # i6 · – · i3 · i5 (reopened by the undo) · i0 i1 i2 · i4
+    ]  # fmt: skip
+    assert store.waiting_count() == counts["new"] + counts["queued"]
+
+
+def test_counting_items_does_not_read_the_items(memory_store: Store):
+    plan = " ".join(
+        row[3]
+        for row in memory_store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT status, n FROM item_counts WHERE n != 0"
+        )
+    )
+    assert "items " not in plan + " " and "item_counts" in plan
+
+
+def test_a_version_7_database_gets_the_counts_of_its_rows(db_path: Path):
+    db = Database(db_path)
+    migrations.apply(db, stop_before="m008_item_counts")
+    for n, status in enumerate(["new", "new", "queued", "resolved", "skipped"]):
+        db["items"].insert(
+            {"id": f"i{n}", "text": "t", "source": "import", "status": status,
+             "created_at": "t", "updated_at": "t"}
+        )  # fmt: skip
+    db.close()
+    with Store.open(db_path) as store:
+        counts = store.count_items()
+        assert (counts["new"], counts["queued"], counts["resolved"], counts["skipped"]) == (
+            2, 1, 1, 1,
+        )  # fmt: skip
+        assert counts == _counted(store)
