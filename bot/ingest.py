@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -145,8 +146,11 @@ def _printable(name: str, limit: int = 40) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
+_BAD_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape made of undecodable bytes
+
+
 def _has_bad_bytes(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _BAD_BYTE.search(value) is not None
 
 
 def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | RowError:
@@ -238,7 +242,7 @@ def _csv_rows(
         end = reader.line_num
         if not values or values == [""]:
             continue
-        if any(_has_bad_bytes(v) for v in values):
+        if _has_bad_bytes("".join(values)):
             yield RowError(start, "not valid UTF-8")
             continue
         if len(values) != len(header):

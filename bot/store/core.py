@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 ITEM_STATUSES = ("new", "queued", "posted", "resolved", "skipped", "auto")
 IMPORT_USER = "import"
+_IMPORT_ANNOTATORS = json.dumps([IMPORT_USER])
 
 
 def utc_now() -> str:
@@ -133,52 +134,39 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
         rows = list(rows)
         now = self.now()
         seen = self.existing_item_ids([r.id for r in rows])
-        items, answers, labels = [], [], []
+        items: list[tuple[Any, ...]] = []
+        answers: list[tuple[Any, ...]] = []
+        labels: list[tuple[Any, ...]] = []
         duplicates = 0
         for row in rows:
             if row.id in seen:
                 duplicates += 1
                 continue
             seen.add(row.id)
-            items.append(
-                {
-                    "id": row.id,
-                    "text": row.text,
-                    "meta": json.dumps(row.meta, ensure_ascii=False),
-                    "source": source,
-                    "status": "resolved" if row.label is not None else "new",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            status = "resolved" if row.label is not None else "new"
+            meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
+            items.append((row.id, row.text, meta, source, status, now, now))
             if row.label is not None:
-                answers.append(
-                    {
-                        "item_id": row.id,
-                        "user_id": IMPORT_USER,
-                        "label": row.label,
-                        "source": source,
-                        "created_at": now,
-                        "dedupe_key": f"{source}:{row.id}",
-                    }
-                )
-                labels.append(
-                    {
-                        "item_id": row.id,
-                        "label": row.label,
-                        "votes": 1,
-                        "agreement": 1.0,
-                        "annotators": json.dumps([IMPORT_USER]),
-                        "resolved_at": now,
-                    }
-                )
+                answers.append((row.id, IMPORT_USER, row.label, source, now, f"{source}:{row.id}"))
+                labels.append((row.id, row.label, 1, 1.0, _IMPORT_ANNOTATORS, now))
+        # The hot path of every import: plain executemany inside sqlite-utils' transaction
+        # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
         with self.db.atomic():
-            if items:
-                self.db["items"].insert_all(items, batch_size=500)
-            if answers:
-                self.db["answers"].insert_all(answers, batch_size=500)
-            if labels:
-                self.db["labels"].insert_all(labels, batch_size=500)
+            self.db.conn.executemany(
+                "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                items,
+            )
+            self.db.conn.executemany(
+                "INSERT INTO answers (item_id, user_id, label, source, created_at, dedupe_key)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                answers,
+            )
+            self.db.conn.executemany(
+                "INSERT INTO labels (item_id, label, votes, agreement, annotators, resolved_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                labels,
+            )
         return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
