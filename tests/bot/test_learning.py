@@ -4,6 +4,7 @@ rollback, re-scoring, accuracy you can trust, the chart, and a click during a re
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -301,6 +302,9 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
                                      triggered_by="cli", worker=worker)  # fmt: skip
         assert outcome.status == "promoted" and outcome.rescored == 4
         assert registry.champion().version == 1
+        # the fit's child runs at a lower priority, so the server's acks win the cores
+        child_niceness = worker._pool.apply(os.nice, (0,))
+        assert child_niceness == min(os.nice(0) + loop.FIT_NICENESS, 19)
         bot.store.add_items(labeled_items("N"), "import")
         second = asyncio.create_task(
             loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
