@@ -53,6 +53,7 @@ ARMS = (
     "st_least_confidence",
 )
 BATCH = 25
+RIVALS = ("random", "st_breaking_ties")  # what the default is compared with, round by round
 MAX_LABELS = {"banking77": 2025}
 CHECKPOINTS = (125, 525, 1025)
 
@@ -317,10 +318,38 @@ def report(rows: list[dict], plots: Path | None) -> str:
             cols.append("acc @ 125, all seeds (n)")
         cols.append(f"mean sd acc ≤ {early_top}, all seeds (n)")
         parts += [head, "", markdown_table(["arm", *cols], table_rows), ""]
+        parts += [_versus(curves, name, "default", rival) for rival in RIVALS]
+        parts.append("")
         if plots is not None:
             path = _plot(name, arms, top, curves, fs, plots)
             parts += [f"![{name}](plots/{path.name})", ""]
     return "\n".join(parts)
+
+
+def _versus(curves, name: str, arm: str, other: str) -> str:
+    """``arm`` against ``other`` round by round on the seeds both ran (mean over them), and
+    the paired difference of their AUCs: what the "never below" and AUC targets are judged on."""
+    if (name, arm) not in curves or (name, other) not in curves:
+        return ""
+    a, b = curves[(name, arm)], curves[(name, other)]
+    seeds = sorted(set(a) & set(b))
+    ns = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
+    if not seeds or len(ns) < 2:
+        return ""
+    diff = {n: np.mean([a[s][n]["accuracy"] - b[s][n]["accuracy"] for s in seeds]) for n in ns}
+    below = [n for n in ns if diff[n] < 0]
+    worst = min(ns, key=lambda n: diff[n])
+    aucs = [_auc(a[s], "accuracy", ns[0], ns[-1]) - _auc(b[s], "accuracy", ns[0], ns[-1])
+            for s in seeds]  # fmt: skip
+    d_auc, sd_auc = mean_sd(aucs)
+    text = (
+        f"- {arm} vs {other}, seeds {', '.join(map(str, seeds))}, {len(ns)} rounds "
+        f"({ns[0]}–{ns[-1]} labels): mean accuracy below at {len(below)} rounds"
+    )
+    if below:
+        shown = ", ".join(str(n) for n in below[:8]) + (", …" if len(below) > 8 else "")
+        text += f" ({shown}; worst {100 * diff[worst]:+.1f} points at {worst})"
+    return text + f"; AUC difference {d_auc:+.4f} ± {sd_auc:.4f} (paired, over seeds)"
 
 
 def _plot(name, arms, top, curves, fs, plots: Path) -> Path:
