@@ -207,19 +207,34 @@ def test_item_counts_follow_every_status_change(memory_store: Store):
     assert store.waiting_count() == counts["new"] + counts["queued"]
 
 
-def test_counting_items_does_not_read_the_items(memory_store: Store):
-    plan = " ".join(
-        row[3]
-        for row in memory_store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT status, n FROM item_counts WHERE n != 0"
-        )
+def _plans_of(store: Store, call) -> str:
+    """EXPLAIN QUERY PLAN of every SELECT that ``call`` runs, as one string."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        call()
+    finally:
+        store.db.conn.set_trace_callback(None)
+    selects = [sql for sql in seen if sql.lstrip().upper().startswith("SELECT")]
+    assert selects
+    return " | ".join(
+        row[3] for sql in selects for row in store.db.execute("EXPLAIN QUERY PLAN " + sql)
     )
-    assert "items " not in plan + " " and "item_counts" in plan
+
+
+def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
+    counts = _plans_of(memory_store, memory_store.count_items)
+    waiting = _plans_of(memory_store, memory_store.waiting_count)
+    assert "item_counts" in counts + waiting and " items" not in counts + waiting
+    since = _plans_of(memory_store, lambda: memory_store.answers_by_user("2026-11-24"))
+    assert "SEARCH answers USING INDEX answers_created (created_at>?)" in since
+    voted = _plans_of(memory_store, memory_store.mean_agreement)
+    assert "SEARCH labels USING COVERING INDEX labels_votes (votes>?)" in voted
 
 
 def test_a_version_7_database_gets_the_counts_of_its_rows(db_path: Path):
     db = Database(db_path)
-    migrations.apply(db, stop_before="m008_item_counts")
+    migrations.apply(db, stop_before="m008_flat_stats")
     for n, status in enumerate(["new", "new", "queued", "resolved", "skipped"]):
         db["items"].insert(
             {"id": f"i{n}", "text": "t", "source": "import", "status": status,
