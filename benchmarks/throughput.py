@@ -238,22 +238,6 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def plans(store: Store, fn) -> list[tuple[str, list[str]]]:
-    """(SQL, EXPLAIN QUERY PLAN lines) of every SELECT that ``fn`` runs."""
-    seen: list[str] = []
-    conn = store.db.conn
-    conn.set_trace_callback(seen.append)
-    try:
-        fn()
-    finally:
-        conn.set_trace_callback(None)
-    out = []
-    for sql in dict.fromkeys(s for s in seen if s.lstrip().upper().startswith("SELECT")):
-        lines = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
-        out.append((sql, lines))
-    return out
-
-
 def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], dict]:
     texts, labels = [], []
     for name in DATASETS:
@@ -298,7 +282,7 @@ def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], 
                 reps = 1 if name == "Store.pool" and n > 200_000 else repeat
                 row[name] = timed(fn, reps)
                 if name.startswith("Store.") and name not in query_plans:
-                    query_plans[name] = plans(store, fn)
+                    query_plans[name] = store.query_plans(fn)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return rows, query_plans

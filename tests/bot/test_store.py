@@ -208,18 +208,9 @@ def test_item_counts_follow_every_status_change(memory_store: Store):
 
 
 def _plans_of(store: Store, call) -> str:
-    """EXPLAIN QUERY PLAN of every SELECT that ``call`` runs, as one string."""
-    seen: list[str] = []
-    store.db.conn.set_trace_callback(seen.append)
-    try:
-        call()
-    finally:
-        store.db.conn.set_trace_callback(None)
-    selects = [sql for sql in seen if sql.lstrip().upper().startswith("SELECT")]
-    assert selects
-    return " | ".join(
-        row[3] for sql in selects for row in store.db.execute("EXPLAIN QUERY PLAN " + sql)
-    )
+    plans = store.query_plans(call)
+    assert plans  # the call ran at least one SELECT
+    return " | ".join(line for _, lines in plans for line in lines)
 
 
 def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
