@@ -200,17 +200,11 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
     def label_set(self) -> list[str]:
         """Labels of the resolved items (imported seeds included), sorted.
 
-        Asked on every click when HITL_LABELS is not set, so it hops through the label index
-        (one lookup per distinct label) instead of reading every row."""
+        Asked on every click when HITL_LABELS is not set, so it reads the per-label counts the
+        triggers keep (m008): one row per label, however many items are labeled."""
         return [
             row[0]
-            for row in self.db.execute(
-                "WITH RECURSIVE found(label) AS ("
-                " SELECT min(label) FROM labels"
-                " UNION ALL SELECT (SELECT min(label) FROM labels WHERE label > found.label)"
-                " FROM found WHERE found.label IS NOT NULL)"
-                " SELECT label FROM found WHERE label IS NOT NULL"
-            )
+            for row in self.db.execute("SELECT label FROM label_counts WHERE n > 0 ORDER BY label")
         ]
 
     def iter_resolved(self) -> Iterator[dict[str, Any]]:

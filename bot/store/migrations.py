@@ -173,38 +173,40 @@ def m007_label_index(db: Database) -> None:
 
 @migrations(name="m008_flat_stats")
 def m008_flat_stats(db: Database) -> None:
-    # /hitl stats, /hitl queue, the modal and /metrics must not grow with the items stored.
-    # Answers since a time (today, this week) come from an index on their time; the mean
-    # agreement reads only labels decided by votes.
+    # What every click, /hitl stats, /hitl queue, the modal and /metrics read must not grow
+    # with the rows stored. Answers since a time (today, this week) come from an index on their
+    # time; the mean agreement reads only labels decided by votes.
     db.execute("CREATE INDEX answers_created ON answers(created_at)")
     db.execute("CREATE INDEX labels_votes ON labels(votes, agreement)")
-    # Items per status, kept by triggers in the same transaction as the change: a handful of
-    # rows to read instead of every item.
-    db.execute("CREATE TABLE item_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    # Items per status and resolved items per label, kept by triggers in the same transaction
+    # as the change: a handful of rows to read instead of every item or label.
+    _count_by_triggers(db, "items", "status", "item_counts")
+    _count_by_triggers(db, "labels", "label", "label_counts")
+
+
+def _count_by_triggers(db: Database, table: str, column: str, counts: str) -> None:
+    """``counts(column, n)``: rows of ``table`` per value of ``column``, kept by triggers."""
+    db.execute(f"CREATE TABLE {counts} ({column} TEXT PRIMARY KEY, n INTEGER NOT NULL)")
     db.execute(
-        "INSERT INTO item_counts (status, n) SELECT status, count(*) FROM items GROUP BY status"
+        f"INSERT INTO {counts} ({column}, n) SELECT {column}, count(*) FROM {table}"
+        f" WHERE {column} IS NOT NULL GROUP BY {column}"
     )
-    bump = (
-        "INSERT INTO item_counts (status, n) VALUES ({status}, {delta})"
-        " ON CONFLICT(status) DO UPDATE SET n = n + ({delta});"
-    )
+
+    def bump(row: str, delta: int) -> str:
+        return (
+            f"INSERT INTO {counts} ({column}, n) SELECT {row}.{column}, {delta}"
+            f" WHERE {row}.{column} IS NOT NULL"
+            f" ON CONFLICT({column}) DO UPDATE SET n = n + ({delta});"
+        )
+
+    for event, row, delta in (("INSERT", "new", 1), ("DELETE", "old", -1)):
+        db.execute(
+            f"CREATE TRIGGER {counts}_{event.lower()} AFTER {event} ON {table}"
+            f" BEGIN {bump(row, delta)} END"
+        )
     db.execute(
-        "CREATE TRIGGER item_counts_insert AFTER INSERT ON items BEGIN "
-        + bump.format(status="new.status", delta=1)
-        + " END"
-    )
-    db.execute(
-        "CREATE TRIGGER item_counts_delete AFTER DELETE ON items BEGIN "
-        + bump.format(status="old.status", delta=-1)
-        + " END"
-    )
-    db.execute(
-        "CREATE TRIGGER item_counts_update AFTER UPDATE OF status ON items"
-        " WHEN old.status IS NOT new.status BEGIN "
-        + bump.format(status="old.status", delta=-1)
-        + " "
-        + bump.format(status="new.status", delta=1)
-        + " END"
+        f"CREATE TRIGGER {counts}_update AFTER UPDATE OF {column} ON {table}"
+        f" WHEN old.{column} IS NOT new.{column} BEGIN {bump('old', -1)} {bump('new', 1)} END"
     )
 
 

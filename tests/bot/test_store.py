@@ -158,19 +158,20 @@ def test_a_random_sample_covers_only_unlabeled_items_uniformly(memory_store: Sto
     assert max(seen.values()) <= 10
 
 
-def test_the_label_set_hops_through_the_index(memory_store: Store):
-    memory_store.add_items(
+def test_the_label_set_follows_every_label_and_reads_only_its_counts(memory_store: Store):
+    store = memory_store
+    store.add_items(
         [R(f"i{n}", f"text {n}", ["bug", "billing", "account"][n % 3]) for n in range(30)],
         "import",
     )
-    assert memory_store.label_set() == ["account", "billing", "bug"]
-    plan = " ".join(
-        row[3]
-        for row in memory_store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT min(label) FROM labels WHERE label > 'b'"
-        )
-    )
-    assert "labels_label" in plan
+    store.add_items([R("new1", "a question")], "import")
+    assert store.label_set() == ["account", "billing", "bug"]
+    store.record_answer("new1", "U1", "refund", source="button", dedupe_key="k1")
+    assert store.label_set() == ["account", "billing", "bug", "refund"]
+    assert store.undo_resolution("new1", "U1", since="")  # its only example is gone again
+    assert store.label_set() == ["account", "billing", "bug"]
+    plan = _plans_of(store, store.label_set)
+    assert "label_counts" in plan and "SCAN labels" not in plan and "SEARCH labels" not in plan
 
 
 def _counted(store: Store) -> dict[str, int]:
@@ -231,8 +232,13 @@ def test_a_version_7_database_gets_the_counts_of_its_rows(db_path: Path):
             {"id": f"i{n}", "text": "t", "source": "import", "status": status,
              "created_at": "t", "updated_at": "t"}
         )  # fmt: skip
+    db["labels"].insert(
+        {"item_id": "i3", "label": "bug", "votes": 1, "agreement": 1.0, "annotators": "[]",
+         "resolved_at": "t"}
+    )  # fmt: skip
     db.close()
     with Store.open(db_path) as store:
+        assert store.label_set() == ["bug"]
         counts = store.count_items()
         assert (counts["new"], counts["queued"], counts["resolved"], counts["skipped"]) == (
             2, 1, 1, 1,
