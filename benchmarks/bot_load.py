@@ -284,6 +284,23 @@ def count_answers(db: Path, tag: str) -> tuple[int, int]:
     return rows, pairs
 
 
+def fit_children(pid: int) -> list[dict]:
+    """The server's child processes (the retrain's fit) with their niceness and CPU seconds."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # ppid
+            ticks = os.sysconf("SC_CLK_TCK")
+            found.append(
+                {"pid": int(status.parent.name), "nice": int(fields[16]),
+                 "cpu_s": (int(fields[11]) + int(fields[12])) / ticks}
+            )  # fmt: skip
+    return found
+
+
 def retrain_state(db: Path) -> dict:
     with sqlite3.connect(db) as conn:
         row = conn.execute(
@@ -333,7 +350,10 @@ async def server_phase(
                 body, headers = signing.signed_command(fields, SECRET)
                 async with http.post(url, data=body, headers=headers) as response:
                     info["retrain_ack"] = (await response.text())[:200]
+            # let the child get past its imports and into the fit before the clicks start
+            await asyncio.sleep(args.retrain_lead)
             info["retrain_at_start"] = retrain_state(db)
+            info["fit_children"] = fit_children(process.pid)
         t0 = time.perf_counter()
         name = "hitl serve" if kind == "idle" else "hitl serve + retrain"
         loads.append(await run_load(name, url, payloads, args.concurrency))
@@ -457,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         "--retrain-wait", type=float, default=1200, help="seconds to let the retrain finish"
     )
     parser.add_argument(
+        "--retrain-lead", type=float, default=15, help="seconds of fitting before the clicks"
+    )
+    parser.add_argument(
         "--hitl-labels", action="store_true", help="set HITL_LABELS to the imported label set"
     )
     parser.add_argument("--skip-idle", action="store_true", help="skip phase 2")
@@ -469,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.clicks, args.concurrency, args.max_open = 120, 10, 3
         args.labeled, args.pending, args.datasets = 300, 100, ("trec",)
+        args.retrain_lead = 0.0
     return asyncio.run(main_async(args))
 
 
