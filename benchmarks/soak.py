@@ -65,6 +65,27 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+MEMORY_METRICS = (  # (name on /metrics, unit shown, divisor)
+    ("hitl_sqlite_memory_bytes", "MB", 2**20),
+    ("hitl_python_allocated_blocks", "thousand blocks", 1000),
+)
+
+
+async def memory_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's own memory figures from GET /metrics (empty if it did not answer)."""
+    try:
+        async with session.get(f"{url}/metrics") as response:
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in {m[0] for m in MEMORY_METRICS}:
+            found[name] = float(value)
+    return found
+
+
 def text_for(label: str, rng: random.Random) -> str:
     words = rng.sample(WORDS[label], 3) + rng.sample([w for ws in WORDS.values() for w in ws], 2)
     rng.shuffle(words)
@@ -196,6 +217,7 @@ async def run(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{port}"
     load = Load(url, pending, rng)
     samples: list[tuple[float, float]] = []
+    memory: list[tuple[float, dict[str, float]]] = []  # where the memory goes, from /metrics
     faults = 0
     started = time.monotonic()
     duration = args.minutes * 60
@@ -205,6 +227,7 @@ async def run(args: argparse.Namespace) -> int:
         while (elapsed := time.monotonic() - started) < duration:
             if elapsed >= next_sample:
                 samples.append((elapsed, rss_mb(server.pid)))
+                memory.append((elapsed, await memory_metrics(session, url)))
                 next_sample += args.sample_every
             if elapsed >= next_retrain:
                 await load.retrain(session)
@@ -218,6 +241,7 @@ async def run(args: argparse.Namespace) -> int:
             tasks += [load.predict(session) for _ in range(args.predictions_per_second)]
             await asyncio.gather(*tasks, asyncio.sleep(1))  # a second's worth of load
         samples.append((time.monotonic() - started, rss_mb(server.pid)))
+        memory.append((time.monotonic() - started, await memory_metrics(session, url)))
     fake.release_timeouts()
     server.send_signal(signal.SIGTERM)
     code = await server.wait()
@@ -261,6 +285,14 @@ async def run(args: argparse.Namespace) -> int:
     print(f"| RSS first / last / max (MB) | {samples[0][1]:.0f} / {samples[-1][1]:.0f} / "
           f"{max(s[1] for s in samples):.0f} |")  # fmt: skip
     print(f"| RSS trend after warm-up (MB/min) | {slope:+.2f} |")
+    for name, unit, scale in MEMORY_METRICS:
+        points = [(t / 60, m[name] / scale) for t, m in memory if name in m]
+        warm_points = [pt for pt in points if pt[0] * 60 >= min(60, duration / 4)] or points
+        if len(warm_points) > 2:
+            trend = float(np.polyfit(*zip(*warm_points, strict=True), 1)[0])
+            print(f"| {name} first / last / max ({unit}) | {points[0][1]:,.1f} / "
+                  f"{points[-1][1]:,.1f} / {max(v for _, v in points):,.1f};"
+                  f" trend after warm-up {trend:+,.2f} {unit}/min |")  # fmt: skip
     print()
     print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
     ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0

@@ -14,10 +14,19 @@ shows it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -96,6 +105,51 @@ class StoreCollector:
         yield durations
 
 
+def _sqlite_library() -> ctypes.CDLL | None:
+    """The SQLite library Python's sqlite3 module uses (a shared library on Linux and macOS)."""
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        library = ctypes.CDLL(name)
+        library.sqlite3_status64  # noqa: B018 - present since SQLite 3.10
+    except (OSError, AttributeError):
+        return None
+    return library
+
+
+class MemoryCollector:
+    """Where the server's memory goes: SQLite's own allocations (its page cache, bounded by
+    ``PRAGMA cache_size``) and Python's allocated blocks. A leak shows as blocks that keep
+    growing; a filling page cache as SQLite bytes that level off."""
+
+    SQLITE_STATUS_MEMORY_USED = 0
+
+    def __init__(self) -> None:
+        self.sqlite = _sqlite_library()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "hitl_python_allocated_blocks",
+            "Memory blocks the Python allocator holds (sys.getallocatedblocks)",
+            value=sys.getallocatedblocks(),
+        )
+        if self.sqlite is not None:
+            current, highest = ctypes.c_int64(), ctypes.c_int64()
+            status = self.sqlite.sqlite3_status64(
+                self.SQLITE_STATUS_MEMORY_USED, ctypes.byref(current), ctypes.byref(highest), 0
+            )
+            if status == 0:
+                yield GaugeMetricFamily(
+                    "hitl_sqlite_memory_bytes",
+                    "Memory SQLite holds in this process (page cache included)",
+                    value=current.value,
+                )
+
+
 class Metrics:
     """One app's registry: API requests and latencies, the store's counts, Slack errors."""
 
@@ -116,6 +170,8 @@ class Metrics:
         )
         self.registry.register(SLACK_API_ERRORS)
         self.registry.register(StoreCollector(get_store))
+        self.registry.register(MemoryCollector())
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above."""

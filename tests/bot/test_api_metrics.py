@@ -70,6 +70,18 @@ async def test_metrics_report_items_answers_posts_api_requests_and_runs(
         assert metrics[("hitl_webhook_deliveries", (("status", "pending"),))] == 0
 
 
+async def test_metrics_tell_where_the_memory_goes(fake_slack: FakeSlack, tmp_path: Path):
+    async for bot in start_api(fake_slack, tmp_path):
+        before = await scrape(bot)
+        assert before[("process_resident_memory_bytes", ())] > 0
+        assert before[("hitl_python_allocated_blocks", ())] > 0
+        rows = [{"id": f"m{n}", "text": f"memory item {n} " * 20, "source": "test",
+                 "created_at": "t", "updated_at": "t"} for n in range(5000)]  # fmt: skip
+        bot.store.db["items"].insert_all(rows)  # pages SQLite now holds in its cache
+        after = await scrape(bot)
+        assert after[("hitl_sqlite_memory_bytes", ())] > before[("hitl_sqlite_memory_bytes", ())]
+
+
 async def test_slack_api_errors_counter_shows_in_every_app(fake_slack: FakeSlack, tmp_path: Path):
     key = ("hitl_slack_api_errors_total", (("error", "ratelimited"), ("method", "chat.update")))
     async for bot in start_api(fake_slack, tmp_path):
