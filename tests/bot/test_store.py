@@ -219,7 +219,7 @@ def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
     waiting = _plans_of(memory_store, memory_store.waiting_count)
     assert "item_counts" in counts + waiting and " items" not in counts + waiting
     since = _plans_of(memory_store, lambda: memory_store.answers_by_user("2026-11-24"))
-    assert "SEARCH answers USING INDEX answers_created (created_at>?)" in since
+    assert "SEARCH answers USING COVERING INDEX answers_by_people (created_at>?)" in since
     voted = _plans_of(memory_store, memory_store.mean_agreement)
     assert "SEARCH labels USING COVERING INDEX labels_votes (votes>?)" in voted
 
