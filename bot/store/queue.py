@@ -23,20 +23,17 @@ class QueueMixin:
 
     # -- the queue: scoring, posting, answering --
 
-    def pool(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Unlabeled items that may be asked about (new, queued or auto), oldest first."""
-        rows = self.db.execute(
-            "SELECT id, text, status, model_version, predicted_label, confidence, ranked"
-            " FROM items WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid"
-            + (f" LIMIT {int(limit)}" if limit else "")
-        )
-        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
-        return [
-            {**dict(zip(columns, row[:6], strict=True)), "ranked": json_or_none(row[6])}
-            for row in rows
-        ]
-
     _POOL_COLUMNS = "id, text, status, model_version, predicted_label, confidence, ranked"
+
+    def pool(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Unlabeled items that may be asked about (new, queued or auto), oldest first: every
+        one of them, so not for a hot path (the dispatcher reads ``most_uncertain`` and
+        ``sample_unlabeled``); for the CLI, tests and benchmarks."""
+        return self._pool_rows(
+            f"SELECT {self._POOL_COLUMNS} FROM items WHERE status IN ('new', 'queued', 'auto')"
+            " ORDER BY rowid" + (" LIMIT ?" if limit else ""),
+            [int(limit)] if limit else [],
+        )
 
     def _pool_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
