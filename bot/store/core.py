@@ -290,6 +290,24 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
             raise
         conn.execute("COMMIT")
 
+    @contextmanager
+    def _unsynced(self) -> Iterator[None]:
+        """A write that need not reach the disk before we go on: bookkeeping that is redone if
+        lost (which version of a message Slack shows). Committed without waiting for fsync; in
+        WAL mode the next synchronous commit (every answer's) makes it durable too."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self._immediate():
+                yield
+            return
+        level = conn.execute("PRAGMA synchronous").fetchone()[0]
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self._immediate():
+                yield
+        finally:
+            conn.execute(f"PRAGMA synchronous = {int(level)}")
+
 
 def _configure(db: Database, memory: bool) -> None:
     db.execute("PRAGMA foreign_keys = ON")

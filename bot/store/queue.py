@@ -16,7 +16,8 @@ logger = logging.getLogger("bot.store")
 
 
 class QueueMixin:
-    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+    """Methods of ``Store``; they use ``self.db``, ``self.now``, ``self._immediate`` and
+    ``self._unsynced``."""
 
     db: Database
     now: Callable[[], str]
@@ -362,7 +363,9 @@ class QueueMixin:
         return list(self.db["posts"].rows_where("redraw_seq > drawn_seq", order_by="id"))
 
     def mark_drawn(self, post_id: int, seq: int) -> None:
-        with self.db.atomic():
+        """Record the version of the message Slack now shows. Not worth an fsync per message:
+        if it is lost, the message is drawn once more."""
+        with self._unsynced():
             self.db.execute(
                 "UPDATE posts SET drawn_seq = max(drawn_seq, ?) WHERE id = ?", [seq, post_id]
             )

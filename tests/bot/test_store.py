@@ -244,3 +244,21 @@ def test_a_version_7_database_gets_the_counts_of_its_rows(db_path: Path):
             2, 1, 1, 1,
         )  # fmt: skip
         assert counts == _counted(store)
+
+
+def test_only_redraw_bookkeeping_skips_the_fsync(db_path: Path):
+    with Store.open(db_path) as store:
+        store.add_items([R("i1", "text")], "import")
+        post_id = store.record_post("i1", "C1", "1.1", "uncertain", None, None, None)
+        seen: list[str] = []
+        store.db.conn.set_trace_callback(seen.append)
+        store.mark_drawn(post_id, 3)
+        store.record_answer("i1", "U1", "bug", source="button", dedupe_key="k1")
+        store.db.conn.set_trace_callback(None)
+        assert store.post(post_id)["drawn_seq"] == 3
+        pragmas = [s for s in seen if s.startswith("PRAGMA synchronous =")]
+        assert pragmas == ["PRAGMA synchronous = NORMAL", "PRAGMA synchronous = 2"]
+        assert seen.index("PRAGMA synchronous = 2") < next(
+            n for n, s in enumerate(seen) if "INSERT INTO" in s and "answers" in s
+        )  # the answer is committed with synchronous=FULL again
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
