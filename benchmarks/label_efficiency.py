@@ -27,6 +27,7 @@ Full supervision (the same classifier on the whole pool) is fitted in the same r
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import tempfile
@@ -384,6 +385,11 @@ def _plot(name, arms, top, curves, fs, plots: Path) -> Path:
     return path
 
 
+def _open_rows(path: Path):
+    """A results file, plain or gzipped (benchmarks/results/ keeps them gzipped)."""
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
@@ -399,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
     print(machine())
     if args.report:
-        rows = [json.loads(line) for path in args.report for line in path.open()]
+        rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
         print(report(rows, args.plots))
         return 0
     if args.quick:
