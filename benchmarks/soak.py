@@ -293,8 +293,21 @@ async def run(args: argparse.Namespace) -> int:
             print(f"| {name} first / last / max ({unit}) | {points[0][1]:,.1f} / "
                   f"{points[-1][1]:,.1f} / {max(v for _, v in points):,.1f};"
                   f" trend after warm-up {trend:+,.2f} {unit}/min |")  # fmt: skip
+    # RSS less SQLite's own memory: what is left when the (bounded) page cache is taken out
+    rest = [(t / 60, rss - m["hitl_sqlite_memory_bytes"] / 2**20)
+            for (t, rss), (_, m) in zip(samples, memory, strict=True)
+            if "hitl_sqlite_memory_bytes" in m]  # fmt: skip
+    warm_rest = [pt for pt in rest if pt[0] * 60 >= min(60, duration / 4)] or rest
+    if len(warm_rest) > 2:
+        trend = float(np.polyfit(*zip(*warm_rest, strict=True), 1)[0])
+        first, last = rest[0][1], rest[-1][1]
+        print(f"| RSS less SQLite's memory first / last (MB) | {first:.0f} / {last:.0f};"
+              f" trend after warm-up {trend:+.2f} MB/min |")  # fmt: skip
     print()
     print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
+    for name, unit, scale in MEMORY_METRICS:
+        series = ", ".join(f"{t / 60:.1f}:{m[name] / scale:.1f}" for t, m in memory if name in m)
+        print(f"{name} samples (minute, {unit}): {series}")
     ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
     for n, line in enumerate(log):
         if "Traceback" in line:
