@@ -214,35 +214,40 @@ async def run(args: argparse.Namespace) -> int:
         await fake.close()
         return 1
     drain = asyncio.create_task(_drain(server.stderr, log))
-    url = f"http://127.0.0.1:{port}"
-    load = Load(url, pending, rng)
-    samples: list[tuple[float, float]] = []
-    memory: list[tuple[float, dict[str, float]]] = []  # where the memory goes, from /metrics
-    faults = 0
-    started = time.monotonic()
-    duration = args.minutes * 60
-    next_sample = next_retrain = 0.0
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while (elapsed := time.monotonic() - started) < duration:
-            if elapsed >= next_sample:
-                samples.append((elapsed, rss_mb(server.pid)))
-                memory.append((elapsed, await memory_metrics(session, url)))
-                next_sample += args.sample_every
-            if elapsed >= next_retrain:
-                await load.retrain(session)
-                next_retrain += args.retrain_every
-            if rng.random() < args.fault_rate:
-                error, kwargs = rng.choice(FAULTS)
-                fake.fail(rng.choice(["chat.postMessage", "chat.update"]), error, **kwargs)
-                faults += 1
-            fake.release_timeouts()
-            tasks = [load.click(session) for _ in range(args.clicks_per_second)]
-            tasks += [load.predict(session) for _ in range(args.predictions_per_second)]
-            await asyncio.gather(*tasks, asyncio.sleep(1))  # a second's worth of load
-        samples.append((time.monotonic() - started, rss_mb(server.pid)))
-        memory.append((time.monotonic() - started, await memory_metrics(session, url)))
-    fake.release_timeouts()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        load = Load(url, pending, rng)
+        samples: list[tuple[float, float]] = []
+        memory: list[tuple[float, dict[str, float]]] = []  # where the memory goes, from /metrics
+        faults = 0
+        started = time.monotonic()
+        duration = args.minutes * 60
+        next_sample = next_retrain = 0.0
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while (elapsed := time.monotonic() - started) < duration:
+                if elapsed >= next_sample:
+                    samples.append((elapsed, rss_mb(server.pid)))
+                    memory.append((elapsed, await memory_metrics(session, url)))
+                    next_sample += args.sample_every
+                if elapsed >= next_retrain:
+                    await load.retrain(session)
+                    next_retrain += args.retrain_every
+                if rng.random() < args.fault_rate:
+                    error, kwargs = rng.choice(FAULTS)
+                    fake.fail(rng.choice(["chat.postMessage", "chat.update"]), error, **kwargs)
+                    faults += 1
+                fake.release_timeouts()
+                tasks = [load.click(session) for _ in range(args.clicks_per_second)]
+                tasks += [load.predict(session) for _ in range(args.predictions_per_second)]
+                await asyncio.gather(*tasks, asyncio.sleep(1))  # a second's worth of load
+            samples.append((time.monotonic() - started, rss_mb(server.pid)))
+            memory.append((time.monotonic() - started, await memory_metrics(session, url)))
+        fake.release_timeouts()
+    except BaseException:
+        server.terminate()  # never leave the server running when the soak itself fails
+        await fake.close()
+        raise
     server.send_signal(signal.SIGTERM)
     code = await server.wait()
     await drain
