@@ -334,6 +334,9 @@ def _versus(curves, name: str, arm: str, other: str) -> str:
         return ""
     a, b = curves[(name, arm)], curves[(name, other)]
     seeds = sorted(set(a) & set(b))
+    top = max(max(a[s]) for s in seeds) if seeds else 0
+    finished = [s for s in seeds if max(a[s]) == max(b[s]) == top]
+    seeds = finished or seeds  # seeds both arms ran to the end, else every seed they share
     ns = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
     if not seeds or len(ns) < 2:
         return ""
