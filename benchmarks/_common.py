@@ -92,15 +92,19 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]], align:
     return "\n".join(lines)
 
 
-def write_seed_csv(path: Path, n_labeled: int, n_pending: int, datasets: tuple[str, ...]) -> None:
-    """Resampled dataset texts: ``n_labeled`` rows labeled "<dataset>/<label>", then pending."""
+def load_mixture(datasets: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Every train text of ``datasets``, labeled "<dataset>/<label>" (one many-class pool)."""
     texts, labels = [], []
     for name in datasets:
-        with (DATA / name / "train.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                texts.append(row["text"])
-                labels.append(f"{name}/{row['label']}")
+        t, lb = load_jsonl(DATA / name / "train.jsonl")
+        texts += t
+        labels += [f"{name}/{x}" for x in lb]
+    return texts, labels
+
+
+def write_seed_csv(path: Path, n_labeled: int, n_pending: int, datasets: tuple[str, ...]) -> None:
+    """Resampled dataset texts: ``n_labeled`` rows labeled "<dataset>/<label>", then pending."""
+    texts, labels = load_mixture(datasets)
     rng = random.Random(0)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

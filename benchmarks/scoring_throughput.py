@@ -15,7 +15,6 @@ default pipeline:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -25,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import load_mixture  # noqa: E402
+
 from model.classifier import DEFAULT_PIPELINE, TextClassifier  # noqa: E402
 from model.training import train_candidate  # noqa: E402
 
@@ -33,14 +34,7 @@ DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
 
 
 def load_pool() -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    for name in DATASETS:
-        with (DATA / name / "train.jsonl").open(encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                texts.append(row["text"])
-                labels.append(f"{name}/{row['label']}")
-    return texts, labels
+    return load_mixture(DATASETS)
 
 
 def main(argv: list[str] | None = None) -> int:
