@@ -356,7 +356,9 @@ async def server_phase(
             info["fit_children"] = fit_children(process.pid)
         t0 = time.perf_counter()
         name = "hitl serve" if kind == "idle" else "hitl serve + retrain"
+        updates_before = len(fake.calls_to("chat.update"))
         loads.append(await run_load(name, url, payloads, args.concurrency))
+        info[f"chat_update_calls_{kind}"] = len(fake.calls_to("chat.update")) - updates_before
         if kind == "retrain":
             info["retrain_at_end"] = retrain_state(db)
             state = info["retrain_at_end"]
@@ -376,7 +378,10 @@ async def server_phase(
         server_load.note += f"server exit {code} ({last[0][-120:]}); "
     stored, pairs = count_answers(db, tag)
     server_load.stored = stored
-    server_load.note += f"{pairs} distinct (item, user)"
+    server_load.note += f"{pairs} distinct (item, user); "
+    server_load.note += (
+        f"{info.get(f'chat_update_calls_{kind}', 0):,} chat.update during the clicks"
+    )
     return loads, info
 
 

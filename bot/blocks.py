@@ -6,6 +6,7 @@ carry the item id and the label as JSON, so nothing depends on a label fitting a
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -215,17 +216,36 @@ def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
                 )
             )
         else:
-            elements.append(
-                StaticSelectElement(
-                    action_id=f"hitl.{prefix}.other",
-                    placeholder="Other…",
-                    options=[Option(value=label, text=label) for label in q.labels],
-                )
-            )
+            elements.append(_other_select(prefix, tuple(q.labels)))
     elements.append(
         ButtonElement(text="Skip", action_id=f"hitl.{prefix}.skip", value=encode_value(q.item_id))
     )
     return elements
+
+
+class _SharedSelect(StaticSelectElement):
+    """A static select shown on many messages: validated and turned into a dict once.
+
+    The "Other…" select is the same on every question with the same label set; with up to
+    100 options it is most of a message's Block Kit, so every redraw would otherwise build
+    and check it again. Its dict is shared and must not be changed by callers.
+    """
+
+    @functools.cached_property
+    def _as_dict(self) -> dict:
+        return super().to_dict()
+
+    def to_dict(self, *args: Any) -> dict:
+        return self._as_dict
+
+
+@functools.lru_cache(maxsize=32)
+def _other_select(prefix: str, labels: tuple[str, ...]) -> StaticSelectElement:
+    return _SharedSelect(
+        action_id=f"hitl.{prefix}.other",
+        placeholder="Other…",
+        options=[Option(value=label, text=label) for label in labels],
+    )
 
 
 def label_options(labels: Sequence[str], query: str, limit: int = MAX_STATIC_OPTIONS) -> list:

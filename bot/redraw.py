@@ -25,52 +25,78 @@ MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 
 
+async def redraw_soon(rt: Runtime) -> None:
+    """Bring the messages up to date after a change, coalescing with a pass in progress.
+
+    While a pass is running, a click only asks it to go round once more: under a burst of
+    clicks each busy message is redrawn once per pass with its latest state, not once per
+    click (``chat.update`` is a Tier 3 method, and every redraw costs the event loop).
+    """
+    if rt.redraw_lock.locked():
+        rt.redraw_again = True
+        return
+    if await redraw_pending(rt):
+        rt.wake_redrawer.set()  # the background redrawer retries with backoff
+
+
 async def redraw_pending(rt: Runtime) -> int:
-    """Redraw every post whose message is behind the database; return how many failed."""
-    failed = 0
+    """Redraw every post whose message is behind the database; return how many failed.
+
+    Passes repeat while changes arrive during one (``redraw_soon``), and stop after a failed
+    pass: retrying is the redrawer's job, with backoff."""
     async with rt.redraw_lock:
-        posts = rt.store.posts_to_redraw()
-        labels = label_set(rt.settings, rt.store) if posts else []
-        for post in posts:
-            question = build_question(rt.store, rt.settings, post["item_id"], labels)
-            if question is None:
-                rt.store.mark_drawn(post["id"], post["redraw_seq"])
-                continue
-            try:
-                await rt.client.chat_update(
-                    channel=post["channel"],
-                    ts=post["ts"],
-                    text=blocks.question_text(question),
-                    blocks=blocks.question_blocks(question),
-                )
-            except SlackApiError as exc:
-                error = exc.response.get("error")
-                count_slack_error("chat.update", error)
-                gone_count = rt.gone.get(post["id"], 0) + 1 if error in GONE else 0
-                if gone_count >= GIVE_UP_AFTER:
-                    logger.warning(
-                        "message for item %s in %s is gone (%s); not redrawing it",
-                        post["item_id"],
-                        post["channel"],
-                        error,
-                    )
-                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
-                    rt.gone.pop(post["id"], None)
-                else:
-                    if gone_count:
-                        rt.gone[post["id"]] = gone_count  # Slack may say so only for a while
-                    logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
-                    failed += 1
-                continue
-            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
-                logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
-                count_slack_error("chat.update", type(exc).__name__)
-                failed += 1
-                continue
-            rt.gone.pop(post["id"], None)
-            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+        while True:
+            rt.redraw_again = False
+            failed = await _redraw_pass(rt)
+            if failed or not rt.redraw_again:
+                break
     async with rt.redrawn:
         rt.redrawn.notify_all()
+    return failed
+
+
+async def _redraw_pass(rt: Runtime) -> int:
+    failed = 0
+    posts = rt.store.posts_to_redraw()
+    labels = label_set(rt.settings, rt.store) if posts else []
+    for post in posts:
+        question = build_question(rt.store, rt.settings, post["item_id"], labels)
+        if question is None:
+            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+            continue
+        try:
+            await rt.client.chat_update(
+                channel=post["channel"],
+                ts=post["ts"],
+                text=blocks.question_text(question),
+                blocks=blocks.question_blocks(question),
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            count_slack_error("chat.update", error)
+            gone_count = rt.gone.get(post["id"], 0) + 1 if error in GONE else 0
+            if gone_count >= GIVE_UP_AFTER:
+                logger.warning(
+                    "message for item %s in %s is gone (%s); not redrawing it",
+                    post["item_id"],
+                    post["channel"],
+                    error,
+                )
+                rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                rt.gone.pop(post["id"], None)
+            else:
+                if gone_count:
+                    rt.gone[post["id"]] = gone_count  # Slack may say so only for a while
+                logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
+                failed += 1
+            continue
+        except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+            logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
+            count_slack_error("chat.update", type(exc).__name__)
+            failed += 1
+            continue
+        rt.gone.pop(post["id"], None)
+        rt.store.mark_drawn(post["id"], post["redraw_seq"])
     return failed
 
 

@@ -82,6 +82,7 @@ class Runtime:
     wake_redrawer: asyncio.Event = field(default_factory=asyncio.Event)
     redraw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     redrawn: asyncio.Condition = field(default_factory=asyncio.Condition)  # after each pass
+    redraw_again: bool = False  # a change arrived during the redraw pass in progress
     retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
     post_interval: float = 1.0  # at most one post per second per channel
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

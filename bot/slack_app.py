@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import blocks, commands
 from bot.modal import next_in_modal, open_labeling_modal
 from bot.questions import label_set
-from bot.redraw import redraw_pending
+from bot.redraw import redraw_soon
 from bot.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def build_app(rt: Runtime) -> AsyncApp:
                 text=f"Undone: {label} is no longer the label. The question is open again.",
                 replace_original=True,
             )
-            await _redraw(rt)
+            await redraw_soon(rt)
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -216,7 +216,7 @@ async def _answer(
         ):
             await _offer_undo(client, body, item_id, result.label or "")
         if result.is_stored:
-            await _redraw(rt)
+            await redraw_soon(rt)
         rt.wake_dispatcher.set()
     except SlackApiError as exc:
         logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
@@ -226,12 +226,6 @@ def _source(action: dict, in_modal: bool) -> str:
     if in_modal:
         return "modal"
     return "select" if action.get("type", "").endswith("select") else "button"
-
-
-async def _redraw(rt: Runtime) -> None:
-    failed = await redraw_pending(rt)
-    if failed:
-        rt.wake_redrawer.set()
 
 
 async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from slack_sdk.errors import SlackObjectFormationError
 
 from bot import blocks
 from bot.blocks import Question, question_blocks
@@ -53,6 +54,27 @@ def test_buttons_follow_the_top_guesses_then_other_and_skip():
     assert [blocks.decode_value(b["value"]) for b in buttons[:2]] == [("i9", "l3"), ("i9", "l7")]
     select = next(e for e in elements if e["type"] == "static_select")
     assert [o["value"] for o in select["options"]] == labels
+
+
+def test_the_other_select_is_checked_once_per_label_set_and_shared():
+    labels = [f"intent {n}" for n in range(89)]
+    first = actions_of(Question("i1", "t", labels, [("intent 3", 0.5)]))
+    again = actions_of(Question("i2", "u", labels, [("intent 9", 0.5)], model_version=2))
+    select = next(e for e in first if e["type"] == "static_select")
+    shared = next(e for e in again if e["type"] == "static_select")
+    assert all(a is b for a, b in zip(shared["options"], select["options"], strict=True))  # once
+    fresh = blocks.StaticSelectElement(
+        action_id="hitl.q.other",
+        placeholder="Other…",
+        options=[blocks.Option(value=lb, text=lb) for lb in labels],
+    ).to_dict()
+    assert select == fresh  # what an uncached select would have been
+    other = actions_of(Question("i3", "t", [*labels, "intent 89"]))
+    assert next(e for e in other if e["type"] == "static_select")["options"][-1]["value"] == (
+        "intent 89"
+    )
+    with pytest.raises(SlackObjectFormationError):  # the limits are still checked
+        actions_of(Question("i4", "t", ["a", "b", "c", "d", "e", "x" * 76]))
 
 
 def test_over_100_labels_use_a_type_ahead_select():

@@ -161,6 +161,29 @@ async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
     assert bot.store.posts_to_redraw() == []
 
 
+async def test_clicks_during_a_redraw_are_drawn_together_by_one_more_pass(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item("hot", "card charged twice and the app crashed")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=25)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        bot.fake.fail("chat.update", mode="timeout")  # Slack is slow with the first redraw
+        assert (await bot.action(bot.button_payload(message, "U000", "bug"))).status == 200
+        await bot.fake.next_call("chat.update")  # the first click's redraw waits on Slack
+        for n in range(1, 6):  # five more clicks meanwhile: each acked at once
+            payload = bot.button_payload(message, f"U{n:03d}", "billing")
+            assert (await bot.action(payload)).status == 200
+        assert len(bot.fake.calls_to("chat.update")) == 1  # none queued a redraw of its own
+        bot.fake.release_timeouts()
+        await bot.settled()
+        assert len(bot.fake.calls_to("chat.update")) == 2  # one more pass drew all five
+        shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
+        assert "*bug* 1 (<@U000>)" in shown and "*billing* 5 (<@U001>" in shown
+        assert bot.store.count_answers() == 6
+
+
 @pytest.mark.parametrize("age", [0, 6 * 60])
 async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot: Bot, age: int):
     await bot.dispatcher.fill()
