@@ -69,7 +69,7 @@ async def run_retrain(
     rt.wake_dispatcher.set()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
-        await post_report(rt, reports.retrain_text(outcome))
+        await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins))
     return outcome
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -156,17 +157,20 @@ def trend_table(points: list[VersionPoint]) -> str:
     return "```" + "\n".join(rows) + "```"
 
 
-def retrain_text(outcome: Outcome) -> str:
-    """The report posted after a retrain (mrkdwn)."""
+def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
+    """The report posted after a retrain (mrkdwn); a failure mentions ``admins``, so they hear
+    of it even when nobody of them asked for this retrain (the nightly one)."""
     who = outcome.triggered_by
     if outcome.status == "busy":
         return f"A retrain is already running; try again when it is done. ({outcome.reason})"
     if outcome.status == "nothing_new":
         return f"*Retrain ({who}):* {outcome.reason}; training skipped."
     if outcome.status == "failed":
+        kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
+        cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
         return (
             f"*Retrain ({who}) did not produce a model:* {outcome.reason}. "
-            f"{outcome.n_labels:,} labels so far."
+            f"{outcome.n_labels:,} labels so far.{kept}{cc}"
         )
     verdict = "promoted ✅" if outcome.promoted else "rejected ❌"
     lines = [f"*Retrain v{outcome.version}: {verdict}* ({who}, {outcome.seconds:.0f} s)"]

@@ -32,7 +32,7 @@ async def test_a_fit_that_raises_keeps_the_champion_and_tells_the_admins(
         bot.store.db.execute("DELETE FROM labels WHERE item_id LIKE 'L%'")  # words gone
         bot.store.db.conn.commit()
         bot.rt.settings = bot.rt.settings.with_changes(pipeline="word_lr")
-        outcome = await run_retrain(bot.rt, "<@U0ADMIN>")
+        outcome = await run_retrain(bot.rt, "schedule")  # the nightly one: no admin asked
         assert outcome.status == "failed"
         assert outcome.reason.startswith("not trained: fitting failed with ValueError: empty")
         assert bot.rt.champion.version == 1 and bot.store.champion_version() == 1
@@ -40,13 +40,14 @@ async def test_a_fit_that_raises_keeps_the_champion_and_tells_the_admins(
         assert run["detail"]["reason"] == outcome.reason
         report = bot.fake.calls_to("chat.postMessage")[-1].params
         assert report["channel"] == CHANNEL
-        assert report["text"].startswith("*Retrain (<@U0ADMIN>) did not produce a model:* not ")
+        assert report["text"].startswith("*Retrain (schedule) did not produce a model:* not ")
+        assert report["text"].endswith("Model v1 stays. cc <@U0ADMIN>")  # admins are told
 
 
 async def test_one_class_only_is_a_clear_reason_not_a_crash(fake_slack: FakeSlack, tmp_path: Path):
     seed(tmp_path / "hitl.db", [Item(f"o{n}", f"refund number {n}", "billing") for n in range(6)])
     async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
-        outcome = await run_retrain(bot.rt, "<@U0ADMIN>")
+        outcome = await run_retrain(bot.rt, "schedule")  # the nightly one: no admin asked
         assert outcome.status == "failed" and "got 1 class(es) (billing: 6)" in outcome.reason
         assert bot.rt.champion is None and bot.store.runs("retrain")[0]["status"] == "failed"
 

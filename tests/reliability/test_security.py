@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot import blocks
 from bot.blocks import encode_value
 from bot.learning import run_retrain
 from bot.sandbox import FakeSlack
@@ -78,7 +79,16 @@ async def test_admin_checks_cannot_be_skipped_by_crafted_payloads(bot: Bot):
     assert text.startswith("Only admins can retrain.")
     text = await (await bot.command("ROLLBACK 1", "U0ANA")).text()
     assert text.startswith("Only admins can rollback.")
+    # Retrain and rollback are commands only: no button or modal runs them, so a crafted
+    # click or submission with an admin-sounding id reaches no listener and changes nothing.
+    for action_id in ("hitl.retrain", "hitl.admin.retrain", "hitl.rollback", "hitl.q.retrain"):
+        crafted = signing.block_actions_payload("U0ANA", action_id, "1")
+        assert (await bot.action(crafted)).status in (200, 404)
+    for callback_id in ("hitl.retrain", "hitl.rollback", blocks.MODAL_CALLBACK):
+        crafted = signing.view_submission_payload(callback_id, {}, user_id="U0ANA")
+        assert (await bot.action(crafted)).status in (200, 404)
     assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
+    assert bot.rt.retrain_task is None
     # Undo is for the person who decided: a crafted undo from someone else changes nothing.
     await bot.dispatcher.fill()
     message = bot.posted()[0]
