@@ -376,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=["import", "scoring", "retrain", "growth"])
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument(
+        "--retrain-sizes",
+        nargs="*",
+        type=int,
+        help="label counts for the retrain series (default 1,000, 10,000 and 50,000)",
+    )
     parser.add_argument("--from-json", nargs="*", type=Path, help="only report these raw files")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -396,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import_sizes, n_score, retrain_sizes = [10_000, 100_000], 100_000, [1_000, 10_000, 50_000]
         growth_sizes, repeat = [10_000, 100_000, 1_000_000], 5
+    retrain_sizes = args.retrain_sizes or retrain_sizes
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
