@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.records import count_new_items
+
 logger = logging.getLogger("bot.store")
 
 
@@ -42,6 +44,7 @@ class ApiMixin:
                 )
                 if cursor.rowcount:
                     created.append(item.id)
+            count_new_items(self.db.conn, {"new": len(created)})
         return created
 
     def claim_due_deliveries(self, now: str, lease_until: str, limit: int) -> list[dict[str, Any]]:

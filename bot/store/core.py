@@ -23,7 +23,7 @@ from bot.store.api import ApiMixin
 from bot.store.learning import LearningMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.queue import QueueMixin
-from bot.store.records import AddResult, NewItem
+from bot.store.records import AddResult, NewItem, count_new_items
 from bot.store.views import ViewsMixin
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,9 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 items,
             )
+            count_new_items(
+                self.db.conn, {"new": len(items) - len(labels), "resolved": len(labels)}
+            )
             self.db.conn.executemany(
                 "INSERT INTO answers (item_id, user_id, label, source, created_at, dedupe_key)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -189,7 +192,8 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
         return _decode_item(rows[0]) if rows else None
 
     def count_items(self) -> dict[str, int]:
-        """Items per status, from the counts the triggers keep (m008): flat in the item count."""
+        """Items per status, from the counts kept with every change (m008, m009): flat in the
+        item count."""
         counts = dict.fromkeys(ITEM_STATUSES, 0)
         for status, n in self.db.execute("SELECT status, n FROM item_counts WHERE n != 0"):
             counts[status] = n

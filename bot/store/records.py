@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+def count_new_items(conn: sqlite3.Connection, by_status: Mapping[str, int]) -> None:
+    """Add newly inserted items to ``item_counts`` (``{status: n}``), inside the caller's
+    transaction: every INSERT INTO items must be followed by this (m009 dropped the trigger)."""
+    conn.executemany(
+        "INSERT INTO item_counts (status, n) VALUES (?, ?)"
+        " ON CONFLICT(status) DO UPDATE SET n = n + excluded.n",
+        [(status, n) for status, n in by_status.items() if n],
+    )
+
 
 # -- records --------------------------------------------------------------------------------
 

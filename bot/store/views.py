@@ -36,7 +36,8 @@ class ViewsMixin:
 
     def next_for_user(self, user_id: str, exclude: Sequence[str] = ()) -> str | None:
         """The next item for ``user_id`` to label in the modal: open posts they have not
-        answered first (oldest first), then the queue, least confident first."""
+        answered first (oldest first), then the queue, most uncertain (smallest margin) first,
+        then items no model has scored yet."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
         row = self.db.execute(
@@ -49,14 +50,19 @@ class ViewsMixin:
         ).fetchone()
         if row:
             return row[0]
-        row = self.db.execute(
-            "SELECT id FROM items WHERE status IN ('new', 'queued')"
-            f" AND id NOT IN ({marks})"
-            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
-            " AND a.user_id = ?) ORDER BY confidence IS NOT NULL, confidence, rowid LIMIT 1",
-            [*skip, user_id],
-        ).fetchone()
-        return row[0] if row else None
+        # The queue as the dispatcher sees it (smallest margin first), then items not scored
+        # yet in the order they came; each walks the margin index and stops at the first hit.
+        for status in ("queued", "new"):
+            row = self.db.execute(
+                "SELECT id FROM items INDEXED BY items_status_margin WHERE status = ?"
+                f" AND id NOT IN ({marks})"
+                " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
+                " AND a.user_id = ?) ORDER BY margin, rowid LIMIT 1",
+                [status, *skip, user_id],
+            ).fetchone()
+            if row:
+                return row[0]
+        return None
 
     def waiting_count(self) -> int:
         return self.db.execute(

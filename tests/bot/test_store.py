@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -186,6 +187,11 @@ def test_item_counts_follow_every_status_change(memory_store: Store):
     store.add_items([R(f"i{n}", f"text {n}", "a" if n < 2 else None) for n in range(8)], "import")
     assert store.count_items() == _counted(store)
     assert (store.count_items()["resolved"], store.count_items()["new"]) == (2, 6)
+    sent = [SimpleNamespace(id=i, text="from a producer", meta={}, callback_url=None)
+            for i in ("p1", "i3", "p1")]  # fmt: skip
+    assert store.add_api_items(sent) == ["p1"]  # a known id and a repeat are not counted
+    assert store.count_items() == {**_counted(store), "new": 7}
+    store.db.execute("DELETE FROM items WHERE id = 'p1'")
     store.set_predictions(
         [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in ((2, 0.55), (3, 0.95))],
         threshold=0.9,
@@ -262,3 +268,26 @@ def test_only_redraw_bookkeeping_skips_the_fsync(db_path: Path):
             n for n, s in enumerate(seen) if "INSERT INTO" in s and "answers" in s
         )  # the answer is committed with synchronous=FULL again
         assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_the_modal_walks_the_queue_by_margin_then_unscored_items_from_an_index(
+    memory_store: Store,
+):
+    store = memory_store
+    store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
+    store.set_predictions(  # margins 0.9, 0.1, 0.5 and one confident item (auto, not asked)
+        [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in
+         ((0, 0.95), (1, 0.55), (2, 0.75), (3, 0.99))],
+        threshold=0.98,
+    )  # fmt: skip
+    store.record_answer("i1", "U1", "a", source="button", dedupe_key="k1")  # U1 answered i1
+    walked, seen = [], []
+    while (item := store.next_for_user("U1", exclude=seen)) is not None:
+        walked.append(item)
+        seen.append(item)
+    assert walked == ["i2", "i0", "i4", "i5"]  # queued by margin, then new in import order
+    assert store.get_item("i1")["status"] == "resolved" and store.next_for_user("U2") == "i2"
+    plans = store.query_plans(lambda: store.next_for_user("U1", exclude=["i2", "i0"]))
+    queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
+    assert len(queue) == 2  # the queued walk found nothing left, the new walk did
+    assert all("items_status_margin" in plan and "TEMP B-TREE" not in plan for plan in queue)
