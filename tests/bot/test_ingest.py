@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.errors import IngestError
 from bot.ingest import MAX_TEXT_CHARS, Row, RowError, item_id_for_text, read_items
@@ -134,6 +137,83 @@ def test_reading_is_streamed_line_by_line(tmp_path: Path):
     # After one row only a line or so has been read, not the whole file.
     assert sum(seen) < 100
     assert len(list(rows)) == 9_999
+
+
+def test_csv_is_streamed_and_its_progress_adds_up_to_the_file_size(tmp_path: Path):
+    path = tmp_path / "big.csv"
+    path.write_text("id,text\n" + "".join(f"{i},item {i}\n" for i in range(50_000)))
+    seen: list[int] = []
+    rows = read_items(path, progress=seen.append)
+    next(rows)
+    assert 0 < sum(seen) < path.stat().st_size // 10  # a chunk read, not the whole file
+    assert len(list(rows)) == 49_999
+    assert sum(seen) == path.stat().st_size
+
+
+def test_a_bad_byte_far_into_a_big_csv_is_still_reported_on_its_line(tmp_path: Path):
+    path = tmp_path / "big.csv"
+    rows = [f"{i},item {i}\n".encode() for i in range(20_000)]
+    rows[15_000] = b"15000,caf\xe9\n"  # decoded chunks after the first one held clean rows
+    path.write_bytes(b"id,text\n" + b"".join(rows))
+    result = rows_of(path)
+    errors = [r for r in result if isinstance(r, RowError)]
+    assert [(e.line, e.reason) for e in errors] == [(15_002, "not valid UTF-8")]
+    assert len(result) == 20_000
+
+
+_value = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "  ", " x ", "L" * 76, "i" * 201, "é 👋", "a\nb", "a\r\nb", '"q",']),
+)
+_extra_columns = st.lists(
+    st.text("abcxyz_ ", min_size=1, max_size=6).filter(
+        lambda name: name.strip() not in {"text", "id", "label", "meta"}
+    ),
+    max_size=3,
+    unique_by=str.strip,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    with_id=st.booleans(),
+    with_label=st.booleans(),
+    extra=_extra_columns,
+    rows=st.lists(st.lists(_value, min_size=6, max_size=6), min_size=1, max_size=8),
+)
+def test_a_csv_row_reads_as_the_same_record_in_jsonl(
+    tmp_path: Path, with_id: bool, with_label: bool, extra: list[str], rows: list[list[str]]
+):
+    """CSV rows are made by column position (the import's fast path), JSONL records by
+    name: the same records must give the same rows and the same errors."""
+    header = ["text", *(["id"] if with_id else []), *(["label"] if with_label else []), *extra]
+    header = [name.strip() for name in header]
+    records = [dict(zip(header, values, strict=False)) for values in rows]
+    csv_path, jsonl_path = tmp_path / "same.csv", tmp_path / "same.jsonl"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([record[name] for name in header] for record in records)
+    blank_csv_line = [""]  # a one-column row with nothing in it: skipped like a blank line
+    jsonl_path.write_text(
+        "".join(
+            json.dumps(record, ensure_ascii=False) + "\n"
+            for record in records
+            if list(record.values()) != blank_csv_line
+        ),
+        encoding="utf-8",
+    )
+
+    def shown(result: Row | RowError) -> tuple:
+        if isinstance(result, RowError):
+            return ("error", result.reason)
+        return (result.id, result.text, result.label, result.meta)
+
+    from_csv = [shown(r) for r in read_items(csv_path)]
+    from_jsonl = [shown(r) for r in read_items(jsonl_path)]
+    assert from_csv == from_jsonl
 
 
 def test_exported_meta_is_merged_back_not_nested(tmp_path: Path):
