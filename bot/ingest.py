@@ -200,12 +200,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     if not isinstance(text, str):
         return RowError(line, f'column "{columns.text}" is not a string')
     text = text.strip()
-    if not text:
-        return RowError(line, f'column "{columns.text}" is empty')
-    if len(text) > MAX_TEXT_CHARS:
-        return RowError(
-            line, f"text is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
-        )
+    if error := _text_error(line, columns.text, text):
+        return error
 
     id_key = columns.id or ("id" if "id" in record else None)
     if id_key is None:
@@ -217,8 +213,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         if not isinstance(raw_id, str | int):
             return RowError(line, f'column "{id_key}" (the id) is not a string or number')
         item_id = str(raw_id).strip()
-        if len(item_id) > 200:
-            return RowError(line, f'column "{id_key}" (the id) is over 200 characters')
+        if error := _id_error(line, id_key, item_id):
+            return error
 
     label_key = columns.label or ("label" if "label" in record else None)
     label = record.get(label_key) if label_key else None
@@ -228,8 +224,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         if not isinstance(label, str):
             return RowError(line, f'column "{label_key}" (the label) is not a string')
         label = label.strip() or None
-    if label is not None and len(label) > MAX_LABEL_CHARS:
-        return RowError(line, f"label is over {MAX_LABEL_CHARS} characters (Slack's limit)")
+    if error := _label_error(line, label):
+        return error
 
     used = {columns.text, id_key, label_key}
     meta: dict[str, Any] = {}
@@ -313,29 +309,46 @@ def _csv_row_maker(
 
     def make_row(line: int, values: list[str]) -> Row | RowError:
         text = values[text_at].strip()
-        if not text:
-            return RowError(line, f'column "{text_name}" is empty')
-        if len(text) > MAX_TEXT_CHARS:
-            return RowError(
-                line, f"text is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
-            )
+        if error := _text_error(line, text_name, text):
+            return error
         if id_at is None:
             item_id = item_id_for_text(text)
-        else:
-            item_id = values[id_at].strip()
-            if not item_id:
-                return RowError(line, f'column "{id_name}" (the id) is missing or empty')
-            if len(item_id) > 200:
-                return RowError(line, f'column "{id_name}" (the id) is over 200 characters')
-        label = None
-        if label_at is not None:
-            label = values[label_at].strip() or None
-            if label is not None and len(label) > MAX_LABEL_CHARS:
-                return RowError(line, f"label is over {MAX_LABEL_CHARS} characters (Slack's limit)")
+        elif error := _id_error(line, id_name, item_id := values[id_at].strip()):
+            return error
+        label = values[label_at].strip() or None if label_at is not None else None
+        if error := _label_error(line, label):
+            return error
         meta = {name: values[i] for name, i in meta_at} if meta_at else {}
         return Row(line, item_id, text, label, meta)
 
     return make_row
+
+
+# The checks both paths share, on values already stripped.
+
+
+def _text_error(line: int, name: str, text: str) -> RowError | None:
+    if not text:
+        return RowError(line, f'column "{name}" is empty')
+    if len(text) > MAX_TEXT_CHARS:
+        return RowError(
+            line, f"text is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
+        )
+    return None
+
+
+def _id_error(line: int, name: str | None, item_id: str) -> RowError | None:
+    if not item_id:
+        return RowError(line, f'column "{name}" (the id) is missing or empty')
+    if len(item_id) > 200:
+        return RowError(line, f'column "{name}" (the id) is over 200 characters')
+    return None
+
+
+def _label_error(line: int, label: str | None) -> RowError | None:
+    if label is not None and len(label) > MAX_LABEL_CHARS:
+        return RowError(line, f"label is over {MAX_LABEL_CHARS} characters (Slack's limit)")
+    return None
 
 
 def _jsonl_rows(lines: Iterator[bytes], columns: _Columns) -> Iterator[Row | RowError]:
