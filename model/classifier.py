@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -147,12 +148,33 @@ def prepare_texts(texts: Sequence[str]) -> list[str]:
 
 
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
-    """Fit ``pipeline`` in place on prepared ``texts`` and return it."""
+    """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below)."""
     with warnings.catch_warnings():
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
+    _compact_vocabularies(pipeline)
     return pipeline
+
+
+def _compact_vocabularies(estimator: Any) -> None:
+    """Make every fitted vectorizer in ``estimator`` cheap to save, predictions unchanged.
+
+    A vectorizer with ``max_features`` keeps its vocabulary as numpy integers, and skops
+    writes each numpy scalar as a file of its own, checking the archive's whole name list
+    before each one: saving a model with 77,000 character n-grams took 145 s (5.8 s with
+    plain ints). ``stop_words_`` (the n-grams that ``max_features`` cut) is only there for
+    introspection; scikit-learn's documentation says to drop it before saving."""
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps:
+            _compact_vocabularies(step)
+    elif isinstance(estimator, FeatureUnion):
+        for _, part in estimator.transformer_list:
+            _compact_vocabularies(part)
+    elif isinstance(estimator, TfidfVectorizer) and hasattr(estimator, "vocabulary_"):
+        estimator.vocabulary_ = {term: int(j) for term, j in estimator.vocabulary_.items()}
+        if hasattr(estimator, "stop_words_"):
+            del estimator.stop_words_
 
 
 @dataclass(frozen=True)
