@@ -378,7 +378,11 @@ def retrain_command(state: State, force: bool) -> None:
 @cli.command("models")
 @click.pass_obj
 def models_command(state: State) -> None:
-    """List the model versions: status, size of training data, scores and why."""
+    """List the model versions: status, size of training data, scores and why.
+
+    Only the champion and the newest HITL_KEEP_MODELS other versions keep their model files
+    (each is 100-400 MB); older ones are listed with "(file deleted)" and cannot be rolled
+    back to."""
     from bot import loop
 
     with friendly_errors():
@@ -393,6 +397,7 @@ def models_command(state: State) -> None:
         click.echo(
             f"v{v.version:<7} {v.status:<10} {v.created_at:<26} {v.n_train:>7,} "
             f"{acc * 100 if acc is not None else 0:>8.1f}% {f1 or 0:>9.3f}  {v.reason}"
+            + (" (file deleted)" if v.pruned_at else "")
         )
 
 

@@ -44,6 +44,7 @@ class Settings:
     retrain_cron: str = "0 3 * * *"
     timezone: str = "UTC"
     pipeline: str | None = None  # None: model/'s default
+    keep_models: int = 5
     routes: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -234,6 +235,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
     Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),
     Spec("pipeline", "HITL_PIPELINE", _pipeline, False, "classifier pipeline for new models"),
+    Spec(
+        "keep_models",
+        "HITL_KEEP_MODELS",
+        _integer(0, 1000),
+        False,
+        "model files kept besides the champion's (for rollback)",
+    ),  # fmt: skip
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 TOML_ONLY = {"routes": _routes}

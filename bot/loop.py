@@ -54,6 +54,7 @@ class Outcome:
     queue_before: dict[str, int] = field(default_factory=dict)
     queue_after: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
 
     @property
     def promoted(self) -> bool:
@@ -75,6 +76,7 @@ class Plan:
     pipeline: str | None
     previous: ModelVersion | None
     started: float
+    keep_models: int = 5
 
 
 @dataclass
@@ -140,6 +142,7 @@ def begin(
         pipeline=settings.pipeline,
         previous=previous,
         started=time.perf_counter(),
+        keep_models=settings.keep_models,
     )
 
 
@@ -197,6 +200,7 @@ def compute(
         registry.promote(meta.version, reason) if promote else registry.reject(meta.version, reason)
     )
     retired = [v for v in registry.versions() if before.get(v.version) != v.status]
+    outcome.pruned = registry.prune(plan.keep_models)
     outcome.status = "promoted" if promote else "rejected"
     outcome.reason = reason
     outcome.version = meta.version

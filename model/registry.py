@@ -54,6 +54,7 @@ class ModelVersion:
     model_file: str
     reason: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    pruned_at: str = ""  # when its model file was deleted by ``prune`` ("" = still there)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -136,6 +137,11 @@ class ModelRegistry:
         sha256 and :class:`RegistryError` when it is missing or cannot be loaded.
         """
         meta = self.get(version)
+        if meta.pruned_at:
+            raise RegistryError(
+                f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "
+                "(only the champion and the newest versions keep theirs)"
+            )
         path = self.root / meta.model_file
         try:
             data = path.read_bytes()
@@ -175,7 +181,9 @@ class ModelRegistry:
         champ = self.champion()
         if champ is None:
             return None
-        retired = [v for v in reversed(self.versions()) if v.status == "retired"]
+        retired = [
+            v for v in reversed(self.versions()) if v.status == "retired" and not v.pruned_at
+        ]
         refused: list[tuple[int, str]] = []
         for meta in [champ, *retired]:
             try:
@@ -264,10 +272,32 @@ class ModelRegistry:
                 self.set_status(meta.version, "retired")
         return self.set_status(version, "champion", reason)
 
+    def prune(self, keep: int, now: datetime | None = None) -> list[int]:
+        """Delete the model files of all but the champion and the ``keep`` newest other
+        versions (a model file is 100–400 MB; one is written per retrain). Their metadata
+        stays, with ``pruned_at``, so the history is complete. Returns the pruned versions.
+
+        Run after a retrain's decision. The metadata is marked first, so a crash before the
+        file goes leaves only a stray file, never a version that claims a missing file."""
+        if keep < 0:
+            raise InvalidInputError(f"keep must be ≥ 0, got {keep}")
+        others = [v for v in reversed(self.versions()) if v.status != "champion"]
+        stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        pruned = []
+        for meta in [v for v in others if not v.pruned_at][keep:]:
+            self._write_meta(replace(meta, pruned_at=stamp))
+            pruned.append(meta.version)
+        for meta in others:  # also files a crash left behind
+            if meta.version in pruned or meta.pruned_at:
+                (self.root / meta.model_file).unlink(missing_ok=True)
+        if pruned:
+            logger.info("deleted the model files of v%s", ", v".join(map(str, pruned)))
+        return pruned
+
     def rollback(self, version: int | None = None) -> ModelVersion:
         """Make ``version`` (default: the newest retired version) the champion again."""
         if version is None:
-            retired = [v for v in self.versions() if v.status == "retired"]
+            retired = [v for v in self.versions() if v.status == "retired" and not v.pruned_at]
             if not retired:
                 raise RegistryError("no earlier model to roll back to")
             version = retired[-1].version

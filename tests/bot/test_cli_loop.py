@@ -66,3 +66,23 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
     stats = run(db, "stats").stdout.splitlines()
     assert stats[0] == "Answers today: 0"
     assert stats[2].startswith("Items: 2 pending · 0 posted · 24 resolved")
+
+
+def test_old_model_files_are_deleted_but_listed_and_cannot_be_rolled_back_to(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("HITL_KEEP_MODELS", "1")  # the champion's file and one more
+    db = tmp_path / "hitl.db"
+    for n, prefix in enumerate("abc", start=1):
+        assert run(db, "import", str(labeled_file(tmp_path, prefix))).exit_code == 0
+        assert run(db, "retrain", "--force").stdout.startswith(f"Retrain v{n}: promoted")
+    files = sorted(p.name for p in (tmp_path / "hitl.db.models").glob("*.skops"))
+    assert files == ["v2.skops", "v3.skops"]
+    table = run(db, "models").stdout.splitlines()[1:]
+    assert [row.split()[:2] for row in table] == [["v1", "retired"], ["v2", "retired"],
+                                                  ["v3", "champion"]]  # fmt: skip
+    assert table[0].endswith("(file deleted)") and "(file deleted)" not in table[1] + table[2]
+    gone = run(db, "rollback", "1")
+    assert gone.exit_code == 1
+    assert "model v1's file was deleted on " in gone.stderr and len(gone.stderr.splitlines()) == 1
+    assert run(db, "rollback", "2").stdout == "v2 is the champion again.\n"

@@ -2,6 +2,7 @@ import hashlib
 import json
 import logging
 import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -227,3 +228,47 @@ def test_a_saved_model_is_a_few_files_not_one_per_ngram(registry, fitted, toy):
         assert len(archive.namelist()) < 50
     loaded = registry.load(meta.version)
     assert loaded.predict(toy[0]) == fitted.predict(toy[0])
+
+
+def test_prune_keeps_the_champion_and_the_newest_files_and_all_the_history(registry, fitted):
+    for _ in range(5):
+        registry.save(fitted, n_train=8, now=NOW)
+    registry.promote(2)
+    registry.promote(3)  # v2 retired
+    registry.reject(4, "worse")
+    assert registry.prune(keep=2, now=NOW) == [2, 1]  # kept: the champion v3, and v5, v4
+    assert sorted(p.name for p in registry.root.glob("*.skops")) == [
+        "v3.skops", "v4.skops", "v5.skops"]  # fmt: skip
+    assert [v.version for v in registry.versions()] == [1, 2, 3, 4, 5]
+    assert registry.get(2).pruned_at == NOW.isoformat(timespec="seconds")
+    with pytest.raises(RegistryError, match="v2's file was deleted on 2026-11-24"):
+        registry.load(2)
+    with pytest.raises(RegistryError, match="no earlier model to roll back to"):
+        registry.rollback()  # v2 was the only retired one
+    assert registry.champion().version == 3
+    assert registry.prune(keep=2) == []  # nothing more to do
+    with pytest.raises(InvalidInputError):
+        registry.prune(keep=-1)
+
+
+def test_prune_removes_a_file_a_crash_left_behind(registry, fitted):
+    for _ in range(2):
+        registry.save(fitted, n_train=8, now=NOW)
+    registry.promote(2)
+    meta = registry.get(1)
+    registry._write_meta(replace(meta, pruned_at="2026-11-24T12:00:00+00:00"))  # then a crash
+    assert (registry.root / "v1.skops").exists()
+    assert registry.prune(keep=5) == []
+    assert not (registry.root / "v1.skops").exists()
+
+
+def test_a_tampered_champion_falls_back_past_versions_without_files(registry, fitted, caplog):
+    for _ in range(3):
+        registry.save(fitted, n_train=8, now=NOW)
+    for version in (1, 2, 3):
+        registry.promote(version)  # v1, v2 retired
+    registry.prune(keep=1, now=NOW)  # v1's file goes
+    tamper(registry, 3)
+    loaded = registry.load_champion()
+    assert loaded is not None and loaded.meta.version == 2
+    assert [v for v, _ in loaded.refused] == [3]  # v1 was not even tried
