@@ -241,7 +241,7 @@ SPECS: tuple[Spec, ...] = (
         _integer(0, 1000),
         False,
         "model files kept besides the champion's (for rollback)",
-    ),  # fmt: skip
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 TOML_ONLY = {"routes": _routes}
