@@ -2,7 +2,8 @@
 
 It answers the methods slack-hitl uses with Slack's real response shapes and error codes, records
 every call in order, and lets a caller inject faults (an error reply, a 429 with Retry-After, a
-dropped connection, a response held until released). Tests await what they expect
+dropped connection, a response held until released, an error or a drop after the call took
+effect) and answers `missing_scope` for history it was not granted. Tests await what they expect
 (`next_call`, `wait_for`) instead of sleeping.
 
 Wire format (slack-sdk's AsyncWebClient): chat.* and views.* send a JSON body; auth.test,
@@ -37,6 +38,8 @@ JSON_ARGS = frozenset({"attachments", "blocks", "files", "metadata", "view"})
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 FAULT_MODES = frozenset({"error", "reset", "timeout"})
 FIRST_TS_MICROS = 1_700_000_000_000_100
+MAX_TEXT_OBJECT = 3000  # any plain_text / mrkdwn text object in a block (slack_sdk checks some)
+HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
 
 Params = dict[str, Any]
 Reply = dict[str, Any]
@@ -71,6 +74,7 @@ class _Fault:
     status: int
     retry_after: int | None
     mode: str
+    after: bool = False
 
 
 class FakeSlack:
@@ -92,7 +96,9 @@ class FakeSlack:
             "users:read",
             "channels:join",
             "channels:read",
+            "channels:history",
             "groups:read",
+            "groups:history",
             "files:write",
         ),
     ):
@@ -295,6 +301,7 @@ class FakeSlack:
         status: int = 200,
         retry_after: int | None = None,
         mode: str = "error",
+        after: bool = False,
     ) -> None:
         """Make the next `times` calls of `method` fail.
 
@@ -302,12 +309,18 @@ class FakeSlack:
         plus `Retry-After: retry_after or 1`; 500/503 → "internal_error"). mode "reset": the
         connection is dropped without an answer. mode "timeout": no answer until
         `release_timeouts()`, then the call is answered normally (as a slow Slack would).
+
+        `after=True` ("error" and "reset" only): the call takes effect first (the message is
+        stored, the update applied), then the fault is all the caller gets, as when Slack
+        did the work and its answer was lost.
         """
         if mode not in FAULT_MODES:
             raise ValueError(f"mode={mode!r}; use one of {sorted(FAULT_MODES)}")
         if times < 1:
             raise ValueError(f"times={times}; a fault needs at least one call")
-        fault = _Fault(error, times, status, retry_after, mode)
+        if after and mode == "timeout":
+            raise ValueError("after=True needs mode 'error' or 'reset'")
+        fault = _Fault(error, times, status, retry_after, mode, after)
         self._faults.setdefault(method, []).append(fault)
 
     def release_timeouts(self) -> None:
@@ -341,6 +354,8 @@ class FakeSlack:
         if fault is not None:
             call.faulted = True
             logger.debug("fault %s on %s (call %d)", fault.mode, method, call.at)
+            if fault.after and not bad_body:
+                self._answer(call)  # it takes effect; the caller never hears so
             if fault.mode == "reset":
                 await self._notify()
                 if request.transport is not None:
@@ -471,8 +486,11 @@ class FakeSlack:
         return {"channel": copy.deepcopy(self._visible_channel(params.get("channel")))}
 
     def _conversations_history(self, params: Params) -> Reply:
-        """Newest first; ``oldest``/``latest`` bound the ts; metadata only when asked for."""
+        """Newest first; ``oldest``/``latest`` bound the ts; metadata only when asked for.
+        Needs the history scope of the channel's type (`groups:history` for a private one)."""
         channel = self._visible_channel(params.get("channel"))
+        kind = "im" if channel["is_im"] else "group" if channel["is_private"] else "channel"
+        self._require_scope(HISTORY_SCOPES[kind])
         oldest = float(params.get("oldest") or 0)
         latest = float(params.get("latest") or "inf")
         limit = max(1, min(int(params.get("limit") or 100), 999))
@@ -588,6 +606,10 @@ class FakeSlack:
     def _next_ts(self) -> str:
         micros = FIRST_TS_MICROS + 100 * next(self._ts)
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _require_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
 
     def _visible_channel(self, channel_id: str | None) -> dict:
         """The channel as the bot sees it: private channels it is not in do not exist."""
@@ -784,4 +806,20 @@ def _block_problems(blocks: list, pointer: str) -> list[str]:
                 parsed.to_dict()
         except (SlackObjectFormationError, TypeError, ValueError, AttributeError) as error:
             problems.append(f"{error} {where}")
+            continue
+        problems += _long_texts(block, f"{pointer}/{index}")
     return problems
+
+
+def _long_texts(node: Any, pointer: str) -> list[str]:
+    """Text objects over Slack's 3000 characters, wherever they sit (slack_sdk does not check
+    a context element's text, for one)."""
+    if isinstance(node, list):
+        return [p for n, child in enumerate(node) for p in _long_texts(child, f"{pointer}/{n}")]
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") in ("plain_text", "mrkdwn") and len(str(node.get("text", ""))) > (
+        MAX_TEXT_OBJECT
+    ):
+        return [f"must be less than {MAX_TEXT_OBJECT + 1} characters [json-pointer:{pointer}/text]"]
+    return [p for key, child in node.items() for p in _long_texts(child, f"{pointer}/{key}")]

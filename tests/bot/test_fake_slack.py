@@ -390,6 +390,54 @@ def test_fail_refuses_an_unknown_mode():
         FakeSlack().fail("auth.test", mode="hang")
 
 
+@pytest.mark.parametrize("mode", ["error", "reset"])
+async def test_a_fault_after_the_call_stores_the_message_and_loses_the_answer(
+    fake_slack: FakeSlack, mode: str
+):
+    fake_slack.fail("chat.postMessage", status=500, mode=mode, after=True)
+    client = slack_client(fake_slack, retry_handlers=[])
+
+    with pytest.raises((SlackApiError, aiohttp.ClientError)):
+        await client.chat_postMessage(channel=CHANNEL, text="stored all the same")
+
+    [message] = fake_slack.messages(CHANNEL)
+    assert message["text"] == "stored all the same" and fake_slack.calls[0].faulted
+    assert (await client.chat_postMessage(channel=CHANNEL, text="next"))["ok"]
+
+
+def test_after_needs_an_error_or_a_reset():
+    with pytest.raises(ValueError, match="after=True"):
+        FakeSlack().fail("chat.postMessage", mode="timeout", after=True)
+
+
+async def test_history_of_a_private_channel_needs_groups_history():
+    fake = FakeSlack(scopes=("chat:write", "channels:history"))
+    fake.add_channel("C0PUBLIC", "public")
+    fake.add_channel("G0PRIVATE", "private", is_private=True)
+    async with fake:
+        client = slack_client(fake)
+        assert (await client.conversations_history(channel="C0PUBLIC"))["ok"]
+
+        failure = await error_of(client.conversations_history(channel="G0PRIVATE"))
+
+    assert failure.response["error"] == "missing_scope"
+    assert failure.response["needed"] == "groups:history"
+    assert failure.response["provided"] == "chat:write,channels:history"
+
+
+async def test_a_text_over_3000_characters_anywhere_is_invalid_blocks(fake_slack: FakeSlack):
+    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": "x" * 3001}]}
+
+    failure = await error_of(
+        slack_client(fake_slack).chat_postMessage(channel=CHANNEL, text="x", blocks=[context])
+    )
+
+    assert failure.response["error"] == "invalid_blocks"
+    assert failure.response["errors"] == [
+        "must be less than 3001 characters [json-pointer:/blocks/0/elements/0/text]"
+    ]
+
+
 # ------------------------------------------------------------------ waiting for calls
 
 
