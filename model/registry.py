@@ -55,9 +55,26 @@ class ModelVersion:
     reason: str = ""
     extra: dict[str, object] = field(default_factory=dict)
     pruned_at: str = ""  # when its model file was deleted by ``prune`` ("" = still there)
+    history: list[dict[str, str]] = field(default_factory=list)  # {at, status, reason}, oldest 1st
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def reasons(self) -> list[str]:
+        """Every reason this version was given (its decision, then rollbacks), oldest first."""
+        if self.history:
+            return [entry["reason"] for entry in self.history]
+        return [self.reason] if self.reason else []
+
+    def scores(self) -> str:
+        """``accuracy 26.9%, macro-F1 0.180``, for messages."""
+        accuracy, macro_f1 = self.metrics.get("accuracy"), self.metrics.get("macro_f1")
+        parts = []
+        if isinstance(accuracy, int | float):
+            parts.append(f"accuracy {accuracy:.1%}")
+        if isinstance(macro_f1, int | float):
+            parts.append(f"macro-F1 {macro_f1:.3f}")
+        return ", ".join(parts) or "no scores recorded"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ModelVersion:
@@ -116,14 +133,41 @@ class ModelRegistry:
         return sorted(out, key=lambda v: v.version)
 
     def get(self, version: int) -> ModelVersion:
-        """Metadata of ``version``; :class:`RegistryError` if missing or unreadable."""
+        """Metadata of ``version``; :class:`RegistryError` if missing or unreadable.
+
+        Messages name versions, never a path on this machine (admins see them in Slack); the
+        log keeps the details. Metadata whose model file is not its own ``vN.skops`` in this
+        folder is refused, so neither ``load`` nor ``prune`` ever reaches another file."""
         path = self._meta_path(version)
         try:
-            return ModelVersion.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            meta = ModelVersion.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
-            raise RegistryError(f"model v{version} does not exist in {self.root}") from None
+            raise RegistryError(f"model v{version} does not exist (see `hitl models`)") from None
+        except OSError as exc:
+            logger.warning("model v%d metadata unreadable: %s", version, exc)
+            raise RegistryError(f"model v{version}'s metadata is unreadable") from exc
         except (ValueError, TypeError) as exc:
             raise RegistryError(f"model v{version} metadata is unreadable: {exc}") from exc
+        if meta.version != version or meta.model_file != f"v{version}.skops":
+            logger.warning(
+                "model v%d metadata names version %r, file %r; refused",
+                version,
+                meta.version,
+                meta.model_file,
+            )
+            raise RegistryError(
+                f"model v{version}'s metadata names a model file other than its own "
+                f"(v{version}.skops in the models folder); refused"
+            )
+        return meta
+
+    def _model_path(self, meta: ModelVersion) -> Path:
+        """``vN.skops`` inside this folder (``get`` already refused any other name); a
+        symlink that leads out of the folder is refused too."""
+        path = self.root / f"v{meta.version}.skops"
+        if path.is_symlink() and path.resolve().parent != self.root.resolve():
+            raise RegistryError(f"model v{meta.version}'s file lies outside the models folder")
+        return path
 
     def champion(self) -> ModelVersion | None:
         """The champion's metadata (the newest one, should a crash have left two)."""
@@ -142,13 +186,12 @@ class ModelRegistry:
                 f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "
                 "(only the champion and the newest versions keep theirs)"
             )
-        path = self.root / meta.model_file
+        path = self._model_path(meta)
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise RegistryError(
-                f"model v{version} file {meta.model_file} unreadable: {exc}"
-            ) from exc
+            logger.warning("model v%d file unreadable: %s", version, exc)
+            raise RegistryError(f"model v{version}'s file is missing or unreadable") from exc
         digest = _sha256(data)
         if digest != meta.sha256:
             raise IntegrityError(
@@ -243,12 +286,30 @@ class ModelRegistry:
         self._write_meta(meta)
         return meta
 
-    def set_status(self, version: int, status: Status, reason: str | None = None) -> ModelVersion:
-        """Change one version's status (use :meth:`promote` to make a champion)."""
+    def set_status(
+        self,
+        version: int,
+        status: Status,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> ModelVersion:
+        """Change one version's status (use :meth:`promote` to make a champion).
+
+        A new ``reason`` becomes the current one and is added to ``history``; the earlier
+        reasons stay there (a rejection, then the rollback that overrode it)."""
         if status not in STATUSES:
             raise InvalidInputError(f"unknown status {status!r}; use one of {STATUSES}")
         meta = self.get(version)
-        new = replace(meta, status=status, reason=meta.reason if reason is None else reason)
+        if reason is None or reason == meta.reason:
+            new = replace(meta, status=status)
+        else:
+            history = list(meta.history)
+            if not history and meta.reason:
+                first = {"at": meta.created_at, "status": meta.status, "reason": meta.reason}
+                history.append(first)
+            stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+            history.append({"at": stamp, "status": status, "reason": reason})
+            new = replace(meta, status=status, reason=reason, history=history)
         self._write_meta(new)
         return new
 
@@ -266,11 +327,15 @@ class ModelRegistry:
         champion is retired before the new one is marked, so a crash in between
         leaves no champion rather than two.
         """
-        self.load(version)
+        return self.promote_loaded(version, reason).meta
+
+    def promote_loaded(self, version: int, reason: str | None = None) -> LoadedModel:
+        """:meth:`promote`, returning the classifier it loaded (so nobody loads it twice)."""
+        classifier = self.load(version)
         for meta in self.versions():
             if meta.status == "champion" and meta.version != version:
                 self.set_status(meta.version, "retired")
-        return self.set_status(version, "champion", reason)
+        return LoadedModel(self.set_status(version, "champion", reason), classifier)
 
     def prune(self, keep: int, now: datetime | None = None) -> list[int]:
         """Delete the model files of all but the champion and the ``keep`` newest other
@@ -289,13 +354,18 @@ class ModelRegistry:
             pruned.append(meta.version)
         for meta in others:  # also files a crash left behind
             if meta.version in pruned or meta.pruned_at:
-                (self.root / meta.model_file).unlink(missing_ok=True)
+                (self.root / f"v{meta.version}.skops").unlink(missing_ok=True)
         if pruned:
             logger.info("deleted the model files of v%s", ", v".join(map(str, pruned)))
         return pruned
 
-    def rollback(self, version: int | None = None) -> ModelVersion:
-        """Make ``version`` (default: the newest retired version) the champion again."""
+    def check_rollback(self, version: int | None = None, *, force: bool = False) -> ModelVersion:
+        """What :meth:`rollback` would make champion, or :class:`RegistryError` saying why
+        not; reads only metadata (quick: the model file is checked when it is loaded).
+
+        A version that never was champion (rejected by the gate, or a candidate whose retrain
+        did not finish) needs ``force``; the error names its scores and why it was rejected.
+        """
         if version is None:
             retired = [v for v in self.versions() if v.status == "retired" and not v.pruned_at]
             if not retired:
@@ -304,4 +374,40 @@ class ModelRegistry:
         meta = self.get(version)
         if meta.status == "champion":
             raise RegistryError(f"model v{version} is already the champion")
-        return self.promote(version, f"rolled back to v{version}")
+        if meta.pruned_at:
+            raise RegistryError(
+                f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "
+                "(only the champion and the newest versions keep theirs)"
+            )
+        if meta.status in ("rejected", "candidate") and not force:
+            why = f": {meta.reason}" if meta.reason else ""
+            raise RegistryError(
+                f"model v{version} was {_never_champion(meta)} ({meta.scores()}{why}); "
+                "add --force to make it the champion anyway"
+            )
+        return meta
+
+    def rollback(
+        self, version: int | None = None, *, force: bool = False, by: str | None = None
+    ) -> ModelVersion:
+        """Make ``version`` (default: the newest retired version) the champion again.
+
+        A rejected or unfinished version needs ``force`` (see :meth:`check_rollback`); the
+        rollback's reason is added to the version's history, after the earlier ones."""
+        return self.rollback_loaded(version, force=force, by=by).meta
+
+    def rollback_loaded(
+        self, version: int | None = None, *, force: bool = False, by: str | None = None
+    ) -> LoadedModel:
+        """:meth:`rollback`, returning the classifier it loaded."""
+        meta = self.check_rollback(version, force=force)
+        reason = f"rolled back to v{meta.version}" + (f" by {by}" if by else "")
+        if meta.status in ("rejected", "candidate"):
+            reason += f", forced although {meta.status} ({meta.scores()})"
+        return self.promote_loaded(meta.version, reason)
+
+
+def _never_champion(meta: ModelVersion) -> str:
+    if meta.status == "rejected":
+        return "rejected"
+    return "never promoted (its retrain did not finish)"

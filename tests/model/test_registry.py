@@ -192,15 +192,22 @@ def test_rollback_defaults_to_the_newest_retired_version(registry, fitted):
 def test_rollback_to_a_named_version(registry, fitted):
     registry.save(fitted, n_train=1)
     registry.save(fitted, n_train=1)
+    registry.save(fitted, n_train=1)  # a candidate: its retrain stopped before the decision
+    registry.promote(1)
     registry.promote(2)
     assert registry.rollback(1).status == "champion"
-    assert [v.status for v in registry.versions()] == ["champion", "retired"]
+    assert [v.status for v in registry.versions()] == ["champion", "retired", "candidate"]
+    with pytest.raises(RegistryError, match="v3 was never promoted .* add --force"):
+        registry.rollback(3)
+    assert registry.rollback(3, force=True).reason == (
+        "rolled back to v3, forced although candidate (no scores recorded)"
+    )
 
 
 def test_rollback_errors_say_what_is_wrong(registry, fitted):
     with pytest.raises(RegistryError, match="no earlier model to roll back to"):
         registry.rollback()
-    with pytest.raises(RegistryError, match=r"model v7 does not exist in .*hitl.db.models"):
+    with pytest.raises(RegistryError, match=r"^model v7 does not exist \(see `hitl models`\)$"):
         registry.rollback(7)
     registry.save(fitted, n_train=1)
     registry.promote(1)
@@ -272,3 +279,74 @@ def test_a_tampered_champion_falls_back_past_versions_without_files(registry, fi
     loaded = registry.load_champion()
     assert loaded is not None and loaded.meta.version == 2
     assert [v for v, _ in loaded.refused] == [3]  # v1 was not even tried
+
+
+# -- confinement, errors without paths, rollback to a rejected version ------------------------
+
+
+@pytest.mark.parametrize("named", ["../victim.skops", "{victim}", "sub/v1.skops", "v3.skops"])
+def test_metadata_naming_another_file_is_refused_and_prune_never_deletes_it(
+    registry, fitted, tmp_path, named
+):
+    """A crafted vN.json may name a file outside `<db>.models/` (or another version's file):
+    load refuses it and prune deletes nothing but vN.skops itself."""
+    victim = tmp_path / "victim.skops"
+    victim.write_bytes((registry.root / registry.save(fitted, n_train=1).model_file).read_bytes())
+    for _ in range(2):
+        registry.save(fitted, n_train=1)
+    registry.promote(3)
+    crafted = json.loads((registry.root / "v1.json").read_text())
+    crafted["model_file"] = named.format(victim=victim)
+    crafted["sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
+    (registry.root / "v1.json").write_text(json.dumps(crafted))
+
+    with pytest.raises(RegistryError, match="refused") as refused:
+        registry.load(1)
+    assert str(tmp_path) not in str(refused.value)
+    registry.prune(keep=0)
+    assert victim.exists()
+    assert (registry.root / "v3.skops").exists()  # the champion's file
+    assert registry.load(3).predict(["ant"]) == fitted.predict(["ant"])
+
+
+def test_rollback_errors_name_no_filesystem_path(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    registry.promote(2)
+    with pytest.raises(RegistryError) as missing:
+        registry.rollback(7)
+    (registry.root / "v1.skops").unlink()
+    with pytest.raises(RegistryError) as unreadable:
+        registry.rollback(1)
+    for exc in (missing.value, unreadable.value):
+        assert str(registry.root) not in str(exc) and "/" not in str(exc), str(exc)
+        assert "\n" not in str(exc)
+    assert str(missing.value) == "model v7 does not exist (see `hitl models`)"
+    assert str(unreadable.value) == "model v1's file is missing or unreadable"
+    assert registry.champion().version == 2
+
+
+def test_a_rejected_version_needs_force_and_its_history_keeps_every_reason(registry, fitted):
+    scores = {"accuracy": 0.269, "macro_f1": 0.18}
+    registry.save(fitted, n_train=8, metrics={"accuracy": 0.9, "macro_f1": 0.88})
+    registry.save(fitted, n_train=9, metrics=scores)
+    registry.promote(1, "promoted: first model")
+    registry.reject(2, "rejected: worse than the champion")
+    with pytest.raises(RegistryError) as refused:
+        registry.rollback(2)
+    assert str(refused.value) == (
+        "model v2 was rejected (accuracy 26.9%, macro-F1 0.180: rejected: worse than the "
+        "champion); add --force to make it the champion anyway"
+    )
+    assert registry.champion().version == 1
+
+    meta = registry.rollback(2, force=True, by="cli")
+    assert (meta.version, meta.status) == (2, "champion")
+    assert meta.reasons() == [
+        "rejected: worse than the champion",
+        "rolled back to v2 by cli, forced although rejected (accuracy 26.9%, macro-F1 0.180)",
+    ]
+    assert registry.get(2).reasons() == meta.reasons()  # on disk
+    registry.rollback(1)
+    assert registry.get(1).reasons() == ["promoted: first model", "rolled back to v1"]
