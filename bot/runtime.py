@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
+from slack_sdk.http_retry import HttpRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -33,16 +36,60 @@ async def wait_until_woken(event: asyncio.Event, timeout: float | None) -> None:
             await event.wait()
 
 
+# Calls that create something: sent twice, they create it twice. A 5xx or a dropped
+# connection after the request went out may come after Slack did the work, so they are not
+# retried blindly; the dispatcher looks a lost post up by its metadata instead (bot/dispatch.py).
+NOT_IDEMPOTENT = frozenset(
+    {
+        "chat.postMessage",
+        "chat.postEphemeral",
+        "chat.scheduleMessage",
+        "chat.meMessage",
+        "files.completeUploadExternal",
+        "files.upload",
+    }
+)
+
+
+def api_method(request: HttpRequest) -> str:
+    """The Web API method a request calls ("chat.postMessage"), from its URL."""
+    return urlsplit(request.url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+class _IdempotentConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """Retries resets and refused connections, but a not-idempotent call only when the
+    connection was never made (nothing reached Slack)."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if api_method(request) in NOT_IDEMPOTENT:
+            return isinstance(error, aiohttp.ClientConnectorError)
+        return await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+class _IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    """Retries 500/503, except for a not-idempotent call (Slack may have done it)."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if api_method(request) in NOT_IDEMPOTENT:
+            return False
+        return await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
 def make_client(settings: Settings, *, retries: int = 2, timeout: float = 10) -> AsyncWebClient:
-    """The Web API client: SLACK_API_URL as base, retrying rate limits, 5xx and resets."""
+    """The Web API client: SLACK_API_URL as base, retrying rate limits (a 429 was not carried
+    out), and 5xx and resets for calls that are safe to repeat (not ``NOT_IDEMPOTENT``)."""
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=timeout,
         retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=retries),
+            _IdempotentConnectionErrorRetryHandler(max_retry_count=retries),
             AsyncRateLimitErrorRetryHandler(max_retry_count=retries),
-            AsyncServerErrorRetryHandler(max_retry_count=retries),
+            _IdempotentServerErrorRetryHandler(max_retry_count=retries),
         ],
     )
 

@@ -91,14 +91,21 @@ async def test_not_in_channel_joins_once_and_posts(fake_slack: FakeSlack, tmp_pa
         assert len(bot.fake.messages("C0PRIVATE")) == 2
 
 
-async def test_client_retries_rate_limits_and_server_errors_itself(
+async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_stored(
     fake_slack: FakeSlack, tmp_path: Path
 ):
     async for bot in await bot_with(fake_slack, tmp_path, retries=2):
         bot.fake.fail("chat.postMessage", status=429, retry_after=0, times=1)
         bot.fake.fail("chat.postMessage", status=500, times=1)
-        assert await bot.dispatcher.fill() == 2
-        assert bot.store.db["posts"].count == 2
+        assert await bot.dispatcher.fill() == 0  # the 429 was retried; the 500 is not
+        posts = bot.fake.calls_to("chat.postMessage")
+        assert [c.faulted for c in posts] == [True, True]
+        state = bot.rt.channel_state(CHANNEL)
+        assert state.unsure == {posts[1].params["metadata"]["event_payload"]["item_id"]}
+        state.next_attempt = 0
+        assert await bot.dispatcher.fill() == 2  # not in the history: it is posted now
+        assert len(bot.fake.calls_to("conversations.history")) == 1
+        assert bot.store.db["posts"].count == 2 and len(bot.posted()) == 2
 
 
 async def test_routing_sends_a_label_to_its_channel(fake_slack: FakeSlack, tmp_path: Path):
