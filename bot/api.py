@@ -29,6 +29,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from bot.runtime import Runtime
 from bot.scoring import score_pending
 from bot.store import Store
+from bot.webhooks import ALLOW_HINT, Destinations
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +207,15 @@ def _check_unicode(value: Any, field: str) -> None:
         raise ApiError(400, f"{field} is nested too deeply", field) from None
 
 
-def parse_item(raw: Any, webhook_secret: str | None, prefix: str = "") -> ApiItem:
+def parse_item(
+    raw: Any,
+    webhook_secret: str | None,
+    prefix: str = "",
+    destinations: Destinations = Destinations(),  # noqa: B008 - frozen
+) -> ApiItem:
     """Check one item (``{"text", "id"?, "meta"?, "callback_url"?}``); raise ``ApiError``
-    naming the first bad field."""
+    naming the first bad field. A ``callback_url`` must point at a public address, or at one
+    ``destinations`` (HITL_WEBHOOK_ALLOW) allows."""
     if not isinstance(raw, dict):
         raise ApiError(400, f"{prefix.rstrip('.') or 'the body'} must be a JSON object",
                        prefix.rstrip(".") or "body")  # fmt: skip
@@ -263,6 +270,9 @@ def parse_item(raw: Any, webhook_secret: str | None, prefix: str = "") -> ApiIte
     url = raw.get("callback_url")
     if url is not None:
         url = _check_url(url, field)
+        problem = destinations.url_problem(url)
+        if problem is not None:
+            raise ApiError(400, f"{field} points at {problem}; {ALLOW_HINT}", field)
         if not webhook_secret:
             raise ApiError(
                 400,
@@ -293,13 +303,19 @@ def _check_url(url: Any, field: str) -> str:
     return url
 
 
+def _destinations(rt: Runtime) -> Destinations:
+    return Destinations.allowing(rt.settings.webhook_allow)
+
+
 # -- handlers -------------------------------------------------------------------------------
 
 
 async def predict(request: web.Request) -> web.Response:
     """Store the item (if new), score it, answer with the prediction or the human's label."""
     rt = _runtime(request)
-    item = parse_item(await _read_object(request), rt.settings.webhook_secret)
+    item = parse_item(
+        await _read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
+    )
     created = rt.store.add_api_items([item], SOURCE)
     await _score(rt)
     if created:
@@ -330,7 +346,9 @@ async def add_items(request: web.Request) -> web.Response:
     seen: set[str] = set()
     for index, raw in enumerate(raw_items):
         try:
-            item = parse_item(raw, rt.settings.webhook_secret, prefix=f"items[{index}].")
+            item = parse_item(
+                raw, rt.settings.webhook_secret, f"items[{index}].", _destinations(rt)
+            )
         except ApiError as exc:
             results.append(
                 {"index": index, "id": None, "result": "rejected", "error": exc.message,
@@ -506,7 +524,8 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": "^https?://",
                 "maxLength": MAX_URL_CHARS,
                 "description": "http(s) URL that gets a signed POST when people resolve the "
-                "item (needs HITL_WEBHOOK_SECRET on the server)",
+                "item (needs HITL_WEBHOOK_SECRET on the server); a public address, unless "
+                "the server's HITL_WEBHOOK_ALLOW names it",
             },
         },
     },

@@ -7,6 +7,7 @@ import time; tests build ``Settings(...)`` directly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -35,6 +36,7 @@ class Settings:
     admins: tuple[str, ...] = ()
     api_token: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allow: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 3000
     threshold: float = 0.8
@@ -149,6 +151,31 @@ def _admins(value: Any) -> tuple[str, ...]:
     return admins
 
 
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
+
+
+def _destinations(value: Any) -> tuple[str, ...]:
+    """Host names (lower-case, no trailing dot) and networks (CIDR; an address is a /32 or
+    /128) that webhooks may reach though they are internal."""
+    found = []
+    for entry in _list(value):
+        bare = entry.lower().rstrip(".").removeprefix("[").replace("]", "", 1)
+        try:
+            found.append(str(ipaddress.ip_network(bare, strict=False)))
+            continue
+        except ValueError:
+            pass
+        if "/" in bare or ":" in bare or not _HOST_NAME.match(bare):
+            raise ValueError(
+                f"has {entry!r}, neither a host name nor an IP address or CIDR; "
+                "e.g. hooks.intranet, 10.0.0.0/8, ::1"
+            )
+        found.append(bare)
+    return tuple(found)
+
+
 def _url(value: Any) -> str:
     value = _text(value)
     if not re.match(r"^https?://[^/\s]+", value):
@@ -226,6 +253,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
     Spec("api_token", "HITL_API_TOKEN", _text, True, "bearer token for /api/* (off without)"),
     Spec("webhook_secret", "HITL_WEBHOOK_SECRET", _text, True, "signs webhook deliveries"),
+    Spec(
+        "webhook_allow",
+        "HITL_WEBHOOK_ALLOW",
+        _destinations,
+        False,
+        "internal hosts or CIDRs webhooks may reach (default: public addresses only)",
+    ),
     Spec("host", "HITL_HOST", _text, False, "HTTP server address"),
     Spec("port", "HITL_PORT", _integer(1, 65535), False, "HTTP server port"),
     Spec("threshold", "HITL_THRESHOLD", _number(0, 1), False, "below this confidence, ask people"),

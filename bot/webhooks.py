@@ -11,6 +11,15 @@ The signature (header ``X-HITL-Signature``) is ``t=<unix seconds>,v1=<hex>``, wh
 is the HMAC-SHA256, keyed with the secret, of ``"<t>."`` followed by the exact body bytes.
 ``verify`` checks one; the README shows the same check for receivers.
 
+Webhooks go to public addresses only. ``Destinations.url_problem`` refuses a ``callback_url``
+whose host is written as an internal address (loopback, private, link-local, multicast,
+reserved or unspecified, in any form the system resolver reads, such as ``2130706433``) or is
+an internal name (``localhost``, ``*.internal``, a single label): the API checks it when the
+item arrives, and the sender again before each attempt. The sender's ``GuardedResolver`` checks
+every address a name resolves to, and the connection goes to the checked addresses, so DNS
+cannot swap a public address for an internal one later. HITL_WEBHOOK_ALLOW names the hosts and
+networks that may be reached anyway. A refused delivery fails at once; it is not retried.
+
 Time comes in as ``now`` (tests drive attempts by passing it); the background task
 ``run_deliveries`` calls ``deliver_due`` with the runtime's clock.
 """
@@ -20,12 +29,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import re
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from bot.runtime import Runtime
 
@@ -63,6 +80,146 @@ def verify(secret: str, header: str, body: bytes, *, now: int, tolerance: int = 
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
+# -- where webhooks may go ------------------------------------------------------------------
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Checked in this order: 0.0.0.0 is also private, and 169.254.169.254 link-local before private.
+_KINDS = (
+    ("is_unspecified", "an unspecified address"),
+    ("is_loopback", "a loopback address"),
+    ("is_link_local", "a link-local address"),
+    ("is_multicast", "a multicast address"),
+    ("is_reserved", "a reserved address"),
+    ("is_private", "a private address"),
+)
+# Names that only mean something inside a network (RFC 6761, 6762, 8375; ICANN's .internal).
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".localdomain")
+# A host the C resolver would read as an IPv4 address: 2130706433, 0x7f.1, 127.1, 0177.0.0.1.
+_NUMERIC_HOST = re.compile(r"^[0-9][0-9a-fx.]*$")
+ALLOW_HINT = "webhooks only go to public addresses unless the server's HITL_WEBHOOK_ALLOW names it"
+
+
+class RefusedDestination(OSError):
+    """A webhook destination that is internal and not in HITL_WEBHOOK_ALLOW."""
+
+
+def _bare(host: str) -> str:
+    return host.lower().rstrip(".").removeprefix("[").removesuffix("]")
+
+
+def literal_address(host: str) -> Address | None:
+    """The address ``host`` is written as, read the way the system resolver reads it (so
+    ``2130706433`` and ``0x7f.1`` are 127.0.0.1); an IPv4-mapped IPv6 address is its IPv4
+    address. None for a name."""
+    try:
+        address: Address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _NUMERIC_HOST.match(host):
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_kind(address: Address) -> str | None:
+    """Why webhooks may not go to ``address`` ("a loopback address", …); None when public."""
+    for attribute, kind in _KINDS:
+        if getattr(address, attribute):
+            return kind
+    return None if address.is_global else "a non-public address"
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where webhooks may go: public addresses, and what HITL_WEBHOOK_ALLOW names (host names,
+    which may resolve to anything, and networks)."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def allowing(cls, allow: Iterable[str]) -> Destinations:
+        hosts: set[str] = set()
+        networks: list[Network] = []
+        for entry in allow:
+            try:
+                networks.append(ipaddress.ip_network(_bare(entry), strict=False))
+            except ValueError:
+                hosts.add(_bare(entry))
+        return cls(frozenset(hosts), tuple(networks))
+
+    def is_named(self, host: str) -> bool:
+        return _bare(host) in self.hosts
+
+    def address_problem(self, address: Address) -> str | None:
+        if any(address in network for network in self.networks):
+            return None
+        return address_kind(address)
+
+    def url_problem(self, url: str) -> str | None:
+        """Why ``url`` may not be called, judged on its host as written ("127.0.0.1, a
+        loopback address"); None when it may go on to name resolution."""
+        written = urlsplit(url).hostname or ""
+        host = _bare(yarl.URL(url).raw_host or written)  # what aiohttp will connect to
+        if host in self.hosts:
+            return None
+        address = literal_address(host)
+        if address is not None:
+            kind = self.address_problem(address)
+            shown = str(address)
+        elif host == "localhost" or host.endswith(_INTERNAL_SUFFIXES) or "." not in host:
+            kind, shown = "an internal host name", host
+        else:
+            return None
+        if kind is None:
+            return None
+        return f"{written if _bare(written) == shown else f'{written} ({shown})'}, {kind}"
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves names with ``dns`` (the system resolver by default) and refuses the name when
+    any address it resolves to is internal; the connection then goes to the checked addresses
+    only. Names in the allow-list resolve to whatever they resolve to."""
+
+    def __init__(self, destinations: Destinations, dns: AbstractResolver | None = None):
+        self.destinations = destinations
+        self.dns = dns or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.dns.resolve(host, port, family)
+        if self.destinations.is_named(host):
+            return results
+        for result in results:
+            address = literal_address(result["host"].split("%", 1)[0])
+            kind = (
+                "not an IP address"
+                if address is None
+                else self.destinations.address_problem(address)
+            )
+            if kind is not None:
+                raise RefusedDestination(f"{_bare(host)} resolves to {address}, {kind}")
+        return results
+
+    async def close(self) -> None:
+        await self.dns.close()
+
+
+def guarded_session(
+    destinations: Destinations, dns: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """An HTTP session whose connections only reach addresses ``destinations`` allows."""
+    resolver = GuardedResolver(destinations, dns)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
+
+
 def backoff(attempts: int, base: float = BASE_DELAY, max_delay: float = MAX_DELAY) -> float:
     """Seconds to wait after the ``attempts``-th failure: base, 2·base, 4·base, … up to a cap."""
     return min(base * 2 ** (attempts - 1), max_delay)
@@ -74,7 +231,7 @@ class DeliveryRound:
 
     delivered: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # gave up, or refused (an internal address)
     cancelled: list[int] = field(default_factory=list)
 
     @property
@@ -87,12 +244,16 @@ async def deliver_due(
     *,
     now: datetime | None = None,
     session: aiohttp.ClientSession | None = None,
+    dns: AbstractResolver | None = None,
     base: float = BASE_DELAY,
     max_attempts: int = MAX_ATTEMPTS,
     answer_within: float = TIMEOUT,
     limit: int = BATCH,
 ) -> DeliveryRound:
-    """Send every delivery due at ``now`` (default: the runtime's clock), concurrently."""
+    """Send every delivery due at ``now`` (default: the runtime's clock), concurrently.
+
+    ``session`` must come from ``guarded_session`` (by default one is made for this round,
+    resolving names with ``dns``, the system resolver unless given)."""
     done = DeliveryRound()
     secret = rt.settings.webhook_secret
     if not secret:
@@ -115,8 +276,9 @@ async def deliver_due(
     if not jobs:
         return done
 
+    destinations = Destinations.allowing(rt.settings.webhook_allow)
     own_session = session is None
-    session = session or aiohttp.ClientSession()
+    session = session or guarded_session(destinations, dns)
     limiter = asyncio.Semaphore(CONCURRENCY)
 
     async def send_one(delivery: dict, payload: dict) -> str | None:
@@ -127,6 +289,9 @@ async def deliver_due(
             SIGNATURE_HEADER: sign(secret, body, int(now.timestamp())),
             DELIVERY_HEADER: str(delivery["id"]),
         }
+        problem = destinations.url_problem(delivery["url"])
+        if problem is not None:
+            return RefusedDestination(problem)
         async with limiter:
             return await _post(session, delivery["url"], body, headers, answer_within)
 
@@ -142,6 +307,11 @@ async def deliver_due(
             rt.store.finish_delivery(delivery_id, "delivered")
             done.delivered.append(delivery_id)
             logger.info("webhook %d for item %s delivered", delivery_id, delivery["item_id"])
+        elif isinstance(error, RefusedDestination):
+            reason = f"refused: {error}; {ALLOW_HINT}"
+            rt.store.finish_delivery(delivery_id, "failed", error=reason[:300])
+            done.failed.append(delivery_id)
+            logger.warning("webhook %d for item %s %s", delivery_id, delivery["item_id"], reason)
         elif attempts >= max_attempts:
             rt.store.finish_delivery(delivery_id, "failed", error=error)
             done.failed.append(delivery_id)
@@ -171,8 +341,9 @@ async def deliver_due(
 
 async def _post(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, answer_within: float
-) -> str | None:
-    """POST once; None on a 2xx answer, else what went wrong. Redirects are not followed."""
+) -> str | RefusedDestination | None:
+    """POST once; None on a 2xx answer, else what went wrong (a ``RefusedDestination`` when
+    the name resolved to an internal address). Redirects are not followed."""
     try:
         async with session.post(
             url,
@@ -186,6 +357,10 @@ async def _post(
             return f"HTTP {response.status}"
     except TimeoutError:
         return f"no answer within {answer_within:g} s"
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, RefusedDestination):
+            return exc.os_error
+        return f"{type(exc).__name__}: {exc}"[:300]
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
 
@@ -196,7 +371,7 @@ async def run_deliveries(rt: Runtime, *, base: float = BASE_DELAY, tick: float =
     if not rt.settings.webhook_secret:
         logger.info("HITL_WEBHOOK_SECRET is not set: webhook deliveries are off")
         return
-    async with aiohttp.ClientSession() as session:
+    async with guarded_session(Destinations.allowing(rt.settings.webhook_allow)) as session:
         while True:
             try:
                 done = await deliver_due(rt, session=session, base=base)

@@ -101,3 +101,18 @@ def test_secrets_are_masked_and_never_in_repr():
     assert shown["SLACK_SIGNING_SECRET"] == "****alue"
     assert "abcdefgh" not in repr(settings) and "s3cr3t" not in repr(settings)
     assert mask("short") == "****"
+
+
+def test_webhook_allow_takes_hosts_and_cidrs_and_names_a_bad_entry():
+    settings = load_settings(
+        {"HITL_WEBHOOK_ALLOW": "Hooks.Intranet., 10.0.0.0/8, [::1], 127.0.0.1"}, None
+    )
+    assert settings.webhook_allow == ("hooks.intranet", "10.0.0.0/8", "::1/128", "127.0.0.1/32")
+    shown = {row[0]: row[1] for row in describe(settings)}
+    assert shown["HITL_WEBHOOK_ALLOW"] == "hooks.intranet,10.0.0.0/8,::1/128,127.0.0.1/32"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_WEBHOOK_ALLOW": "10.0.0.0/33,http://x/"}, None)
+    assert caught.value.problems == [
+        "HITL_WEBHOOK_ALLOW=\"10.0.0.0/33,http://x/\" has '10.0.0.0/33', neither a host name "
+        "nor an IP address or CIDR; e.g. hooks.intranet, 10.0.0.0/8, ::1"
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
+from bot.api import ApiItem
 from bot.config import Settings
 from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
@@ -36,9 +39,11 @@ from bot.webhooks import (
     verify,
 )
 from tests.bot.harness import Bot
-from tests.bot.test_api import T0, WEBHOOK_SECRET, post_json, start_api
+from tests.bot.test_api import T0, WEBHOOK_SECRET, post_json, start_api, stored
 
 BASE = 10.0
+# The receivers listen on loopback, which webhooks may reach only when the allow-list says so.
+LOOPBACK = {"webhook_allow": ("127.0.0.1",)}
 
 
 @dataclass
@@ -175,7 +180,7 @@ def test_backoff_doubles_up_to_a_cap():
 async def test_receiver_that_fails_twice_gets_one_signed_delivery_with_backoff(
     fake_slack: FakeSlack, tmp_path: Path, flaky_receiver: Receiver
 ):
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         freeze(bot)
         await resolved_item_with_callback(bot, flaky_receiver.url)
 
@@ -218,13 +223,13 @@ async def test_receiver_that_fails_twice_gets_one_signed_delivery_with_backoff(
 async def test_a_pending_delivery_survives_a_restart(
     fake_slack: FakeSlack, tmp_path: Path, failing_receiver: Receiver
 ):
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         freeze(bot)
         await resolved_item_with_callback(bot, failing_receiver.url)
         assert len((await deliver_due(bot.rt, now=at(0), base=BASE)).retrying) == 1
     # The app and its store are closed; the next one opens the same database file.
     failing_receiver.script[:] = ["fail", "ok"]
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         done = await deliver_due(bot.rt, now=at(BASE), base=BASE)
         assert len(done.delivered) == 1
         [row] = bot.store.deliveries("T-1")
@@ -235,7 +240,7 @@ async def test_a_pending_delivery_survives_a_restart(
 async def test_delivery_gives_up_after_max_attempts(
     fake_slack: FakeSlack, tmp_path: Path, failing_receiver: Receiver
 ):
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         freeze(bot)
         await resolved_item_with_callback(bot, failing_receiver.url)
         rounds = [
@@ -258,7 +263,7 @@ async def test_unreachable_receiver_is_retried(fake_slack: FakeSlack, tmp_path: 
     await closed.start_server()
     url = str(closed.make_url("/hook"))
     await closed.close()  # nothing listens there now
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         freeze(bot)
         await resolved_item_with_callback(bot, url)
         done = await deliver_due(bot.rt, now=at(0), base=BASE)
@@ -270,7 +275,7 @@ async def test_unreachable_receiver_is_retried(fake_slack: FakeSlack, tmp_path: 
 async def test_an_item_reopened_before_delivery_sends_nothing(
     fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
 ):
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         freeze(bot)
         await resolved_item_with_callback(bot, good_receiver.url)
         assert bot.store.undo_resolution("T-1", "U1", since=T0.isoformat())
@@ -281,7 +286,7 @@ async def test_an_item_reopened_before_delivery_sends_nothing(
 
 
 async def test_items_without_callback_url_queue_no_delivery(fake_slack: FakeSlack, tmp_path: Path):
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         await post_json(bot, "/api/predict", {"text": "Refund me", "id": "T-9"})
         bot.store.record_answer("T-9", "U1", "billing", source="button", dedupe_key="k9")
         assert bot.store.deliveries() == []
@@ -292,9 +297,9 @@ async def test_background_worker_delivers_what_the_outbox_holds_at_start(
     fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
 ):
     # Resolved while the server was down: the outbox row waits in the database.
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         await resolved_item_with_callback(bot, good_receiver.url)
-    async for bot in start_api(fake_slack, tmp_path):
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
         worker = asyncio.create_task(run_deliveries(bot.rt))
         try:
             assert await asyncio.wait_for(good_receiver.arrived.get(), 5) == 1
@@ -314,3 +319,151 @@ async def test_no_webhook_secret_means_no_deliveries(tmp_path: Path):
         rt = Runtime(settings=settings, store=store, client=make_client(settings))
         assert (await deliver_due(rt, now=at(0))).attempted == 0
         await asyncio.wait_for(run_deliveries(rt), 5)  # returns at once: nothing to do
+
+
+# -- where webhooks may go --
+
+
+class FakeDNS(AbstractResolver):
+    """Name resolution as a DNS server would answer it: each name maps to its addresses."""
+
+    def __init__(self, names: dict[str, list[str]]):
+        self.names = names
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        if host not in self.names:
+            raise OSError(f"{host}: no such name")
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in self.names[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+# (callback_url, where it points, why it is refused); {port} is the loopback receiver's.
+INTERNAL = [
+    ("http://127.0.0.1:{port}/hook", "127.0.0.1", "a loopback address"),
+    ("http://[::1]:{port}/hook", "::1", "a loopback address"),
+    ("http://0.0.0.0:{port}/hook", "0.0.0.0", "an unspecified address"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254", "a link-local address"),
+    ("http://10.0.0.5/hook", "10.0.0.5", "a private address"),
+    ("http://2130706433:{port}/hook", "2130706433 (127.0.0.1)", "a loopback address"),
+    ("http://0x7f.1:{port}/hook", "0x7f.1 (127.0.0.1)", "a loopback address"),
+    ("http://[::ffff:127.0.0.1]:{port}/hook", "::ffff:127.0.0.1 (127.0.0.1)", "a loopback address"),
+    ("http://224.0.0.1/hook", "224.0.0.1", "a multicast address"),
+    ("http://240.0.0.1/hook", "240.0.0.1", "a reserved address"),
+    ("http://metadata.google.internal/computeMetadata/v1/", "metadata.google.internal",
+     "an internal host name"),
+    ("http://localhost:{port}/hook", "localhost", "an internal host name"),
+]  # fmt: skip
+
+
+async def test_callback_urls_to_internal_addresses_are_refused_with_the_reason(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
+):
+    port = good_receiver.url.split(":")[2].split("/")[0]
+    urls = [url.format(port=port) for url, _, _ in INTERNAL]
+    async for bot in start_api(fake_slack, tmp_path):
+        items = [{"text": f"item {n}", "callback_url": url} for n, url in enumerate(urls)]
+        response = await post_json(bot, "/api/items", {"items": items})
+        assert response.status == 200
+        body = await response.json()
+        assert (body["created"], body["rejected"]) == (0, len(INTERNAL))
+        for result, (_, host, why) in zip(body["results"], INTERNAL, strict=True):
+            assert result["field"] == f"items[{result['index']}].callback_url"
+            assert result["error"] == (
+                f"items[{result['index']}].callback_url points at {host}, {why}; webhooks only"
+                " go to public addresses unless the server's HITL_WEBHOOK_ALLOW names it"
+            )
+        single = await post_json(bot, "/api/predict", {"text": "hi", "callback_url": urls[0]})
+        assert single.status == 400
+        assert (await single.json())["field"] == "callback_url"
+        assert stored(bot) == 0 and bot.store.deliveries() == []
+    assert good_receiver.received == []
+
+
+@pytest.mark.parametrize("url", [url for url, _, _ in INTERNAL if "{port}" in url])
+async def test_an_internal_callback_url_stored_before_is_refused_at_delivery(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver, url: str
+):
+    port = good_receiver.url.split(":")[2].split("/")[0]
+    async for bot in start_api(fake_slack, tmp_path):
+        freeze(bot)
+        # A row from before callback_url was checked on arrival.
+        old = ApiItem(id="T-1", text="Refund me", meta={}, callback_url=url.format(port=port))
+        bot.store.add_api_items([old])
+        bot.store.record_answer("T-1", "U1", "billing", source="button", dedupe_key="k1")
+        done = await deliver_due(bot.rt, now=at(0), base=BASE)
+        assert len(done.failed) == 1 and done.retrying == []
+        [row] = bot.store.deliveries("T-1")
+        assert row["status"] == "failed" and row["last_error"].startswith("refused: ")
+        assert "HITL_WEBHOOK_ALLOW" in row["last_error"]
+    assert good_receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "addresses", [["127.0.0.1"], ["93.184.216.34", "127.0.0.1"], ["::1"], ["10.1.2.3"]]
+)
+async def test_a_host_name_that_resolves_to_an_internal_address_is_refused_at_delivery(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver, addresses: list[str]
+):
+    port = good_receiver.url.split(":")[2].split("/")[0]
+    dns = FakeDNS({"hooks.example.com": addresses})
+    async for bot in start_api(fake_slack, tmp_path):
+        freeze(bot)
+        # A public-looking name passes on arrival; what it resolves to is checked at delivery.
+        await resolved_item_with_callback(bot, f"http://hooks.example.com:{port}/hook")
+        done = await deliver_due(bot.rt, now=at(0), base=BASE, dns=dns)
+        assert len(done.failed) == 1
+        [row] = bot.store.deliveries("T-1")
+        internal = next(a for a in addresses if a != "93.184.216.34")
+        assert row["last_error"].startswith(
+            f"refused: hooks.example.com resolves to {internal}, a "
+        )
+        assert dns.asked == ["hooks.example.com"]
+    assert good_receiver.received == []
+
+
+@pytest.mark.parametrize("allow", [("127.0.0.1",), ("127.0.0.0/8",), ("hooks.example.com",)])
+async def test_an_allow_listed_loopback_receiver_gets_its_webhook(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver, allow: tuple[str, ...]
+):
+    port = good_receiver.url.split(":")[2].split("/")[0]
+    dns = FakeDNS({"hooks.example.com": ["127.0.0.1"]})
+    async for bot in start_api(fake_slack, tmp_path, webhook_allow=allow):
+        freeze(bot)
+        await resolved_item_with_callback(bot, f"http://hooks.example.com:{port}/hook")
+        literal = {"text": "Crash", "id": "T-2", "callback_url": good_receiver.url}
+        response = await post_json(bot, "/api/predict", literal)
+        if allow == ("hooks.example.com",):  # the name is allowed, not its address
+            assert response.status == 400
+        else:
+            assert response.status == 200
+            bot.store.record_answer("T-2", "U1", "bug", source="button", dedupe_key="k2")
+        done = await deliver_due(bot.rt, now=at(0), base=BASE, dns=dns)
+        assert len(done.delivered) == len(bot.store.deliveries()) and done.failed == []
+    assert len(good_receiver.delivered) == len(done.delivered) == (1 if "hooks" in allow[0] else 2)
+
+
+async def test_localhost_named_in_the_allow_list_is_reached(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
+):
+    url = good_receiver.url.replace("127.0.0.1", "localhost")
+    async for bot in start_api(fake_slack, tmp_path, webhook_allow=("localhost",)):
+        freeze(bot)
+        await resolved_item_with_callback(bot, url)
+        assert len((await deliver_due(bot.rt, now=at(0), base=BASE)).delivered) == 1
+    assert len(good_receiver.delivered) == 1
