@@ -1,8 +1,12 @@
-"""Logging for the `hitl` command: levels from -v, and secrets kept out of every line.
+"""Logging for the `hitl` command: levels from -v, secrets kept out of every line, and one
+line per event.
 
 Libraries log what they send (slack_sdk logs request headers at DEBUG, Bearer token included),
 so every record passes through ``Redactor`` before it is written: Slack tokens, bearer tokens
-and the configured secrets become ``***``.
+and the configured secrets become ``***``. It also escapes control characters in the message
+(a newline becomes ``\\n``, an ANSI escape ``\\x1b``), so an item id or text that a producer
+sent cannot forge a log line or recolour the terminal; the traceback of a logged exception
+keeps its lines.
 """
 
 from __future__ import annotations
@@ -11,8 +15,25 @@ import logging
 import re
 import traceback
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
 BEARER = re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE)
+
+
+def escape(text: str, keep: str = "") -> str:
+    """``text`` with control characters (and Unicode line separators) written as escapes,
+    except those in ``keep``."""
+
+    def written(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in keep:
+            return char
+        return NAMED.get(char) or (
+            f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+        )
+
+    return CONTROL.sub(written, text)
 
 
 class Redactor(logging.Filter):
@@ -30,10 +51,11 @@ class Redactor(logging.Filter):
         return BEARER.sub(r"\1***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
+        record.msg = escape(self.redact(record.getMessage()))
         record.args = None
         if record.exc_info:
-            record.exc_text = self.redact("".join(traceback.format_exception(*record.exc_info)))
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = escape(self.redact(text), keep="\n")
             record.exc_info = None
         return True
 
