@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks, loop, reports
 from bot.config import Settings
+from bot.dispatch import scope_fix
 from bot.learning import start_retrain, sync_champion
 from bot.modal import open_labeling_modal
 from bot.runtime import Runtime
@@ -86,6 +87,8 @@ def queue_text(rt: Runtime) -> str:
             line += f" · ⛔ not posting: {state.broken}"
         elif state.last_error:
             line += f" · ⚠️ last error: {state.last_error} (retrying)"
+        if state.missing_scope:
+            line += f" · ⛔ cannot find lost posts: {scope_fix(state.missing_scope)}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -5,6 +5,11 @@ random picks while there is no model), routes each to its channel, and posts at 
 question per second per channel. A post is recorded only after Slack returns its ``ts``; on a
 failure the item stays queued and the channel backs off (a 429 waits for Retry-After,
 ``not_in_channel`` joins once, a permanent error stops posting to that channel).
+
+A post whose answer was lost (a timeout, a reset, a 5xx: Slack may have stored it) is never
+sent again blindly: the channel's history is searched for it by its metadata first. When the
+app lacks the scope to read that history (``groups:history`` for a private channel), the
+scope is named once, the channel keeps getting other questions, and only the lost ones wait.
 """
 
 from __future__ import annotations
@@ -96,22 +101,29 @@ class Dispatcher:
         posted = 0
         for channel in self.channels():
             state = rt.channel_state(channel)
-            if state.unsure and loop.time() >= state.next_attempt:
-                if not await self._reconcile(channel):
+            now = loop.time()
+            if state.unsure and now >= state.next_attempt and now >= state.history_retry_at:
+                if await self._reconcile(channel):
+                    open_counts = rt.store.open_post_counts()
+                    pool = [it for it in pool if it["id"] not in state.adopted]
+                    audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
+                elif not state.missing_scope:
                     self._back_off(channel, "history unavailable")
                     continue  # posting now could post a question twice
-                open_counts = rt.store.open_post_counts()
-                pool = [it for it in pool if it["id"] not in state.adopted]
-                audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
+            # Items whose post may be in a channel already wait until the history says so.
+            held = {item_id for other in rt.channels.values() for item_id in other.unsure}
             room = rt.settings.max_open - open_counts.get(channel, 0)
             if room <= 0 or loop.time() < state.next_attempt:
                 continue
             if state.broken:
                 logger.info("trying %s again after %s", channel, state.broken)
 
-            def routed_here(it: dict[str, Any], channel: str = channel) -> bool:
+            def routed_here(
+                it: dict[str, Any], channel: str = channel, held: set[str] = held
+            ) -> bool:
                 return (
                     it["id"] not in taken
+                    and it["id"] not in held
                     and rt.settings.channel_for(it["predicted_label"]) == channel
                 )
 
@@ -157,13 +169,18 @@ class Dispatcher:
             error = exc.response.get("error") or "unknown_error"
             count_slack_error("chat.postMessage", error)
             if error in PERMANENT:
+                fix = "fix the channel or token"
+                if error == "missing_scope":
+                    needed = exc.response.get("needed") or "chat:write"
+                    error, fix = f"missing_scope {needed}", scope_fix(needed)
                 state.broken = error
                 state.next_attempt = loop.time() + BROKEN_RETRY
                 logger.error(
-                    "stopped posting to %s: Slack said %s; fix the channel or token (trying "
-                    "again in %d minutes, or restart)",
+                    "stopped posting to %s: Slack said %s; %s (trying again in %d minutes, "
+                    "or restart)",
                     channel,
                     error,
+                    fix,
                     BROKEN_RETRY // 60,
                 )
             elif error in ITEM_ERRORS:
@@ -210,8 +227,19 @@ class Dispatcher:
             history = await self.rt.client.conversations_history(
                 channel=channel, limit=200, include_all_metadata=True
             )
-        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, OSError):
+        except SlackApiError as exc:
+            error = exc.response.get("error") or "unknown_error"
+            count_slack_error("conversations.history", error)
+            if error == "missing_scope":
+                self._lacks_history_scope(channel, exc.response.get("needed"))
+            return False  # cannot tell yet; try again later
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            count_slack_error("conversations.history", type(exc).__name__)
             return False  # cannot tell yet; try again next round
+        if state.missing_scope:
+            logger.warning("the history of %s can be read now (%s)", channel, state.missing_scope)
+            state.missing_scope = None
+        state.history_retry_at = 0.0
         state.adopted = set()
         for message in history.get("messages", []):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
@@ -225,6 +253,24 @@ class Dispatcher:
                 state.adopted.add(item_id)
         state.unsure.clear()
         return True
+
+    def _lacks_history_scope(self, channel: str, needed: str | None) -> None:
+        """The app may not read this channel's history: say which scope is missing, once, and
+        look again now and then (an admin may add it and reinstall while the bot runs)."""
+        state = self.rt.channel_state(channel)
+        needed = needed or "channels:history, groups:history"
+        state.history_retry_at = asyncio.get_running_loop().time() + BROKEN_RETRY
+        if state.missing_scope == needed:
+            return
+        state.missing_scope = needed
+        logger.error(
+            "cannot read the history of %s to find %d question(s) whose post got no answer: %s. "
+            "Until then other questions go out there, and those wait rather than risk being "
+            "posted twice",
+            channel,
+            len(state.unsure),
+            scope_fix(needed),
+        )
 
     def _item_failed(self, item_id: str, error: str) -> None:
         """Slack refused this item's message (e.g. invalid_blocks): retry it a few times in
@@ -264,6 +310,14 @@ class Dispatcher:
         delay = min(self.rt.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
         state.next_attempt = asyncio.get_running_loop().time() + delay
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
+
+
+def scope_fix(scope: str) -> str:
+    """What to do about a missing OAuth scope, for the log and `/hitl queue`."""
+    return (
+        f"the app lacks the {scope} scope: add it under OAuth & Permissions → Bot Token Scopes "
+        "(manifest.yml has it) and reinstall the app"
+    )
 
 
 def _retry_after(exc: SlackApiError) -> float:

@@ -116,6 +116,8 @@ class ChannelState:
     joined: bool = False
     unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
     adopted: set[str] = field(default_factory=set)  # of those, found posted after all
+    missing_scope: str | None = None  # the scope reading its history needs and lacks
+    history_retry_at: float = 0.0  # loop time before which the history is not read again
 
 
 @dataclass
