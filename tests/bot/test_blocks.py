@@ -121,3 +121,64 @@ def test_modal_and_home_views_pass_slack_limits():
     assert "Nothing left" in json.dumps(blocks.modal_view(None, 0, 4).to_dict())
     home = blocks.home_view(blocks.HomeStats("U1", 3, 1, [("U1", 3)], "v1", 10, 2)).to_dict()
     assert home["type"] == "home"
+
+
+def texts_of(built: list[dict]) -> list[str]:
+    """Every text object's text in built blocks, wherever it sits."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            if node.get("type") in ("mrkdwn", "plain_text"):
+                found.append(node["text"])
+            for child in node.values():
+                walk(child)
+
+    walk(built)
+    return found
+
+
+def assert_within_limits(built: list[dict]) -> None:
+    for text in texts_of(built):
+        assert 0 < len(text) <= 3000, (len(text), text[:80])
+        assert text.count("<") == text.count(">") - text.count("\n>") - text.startswith(">"), text
+        assert not text.rstrip(" …").endswith(("<@", ",", "&am"))
+
+
+PEOPLE = [f"U{n:010d}" for n in range(400)]  # Slack user ids are 11 characters
+
+
+def test_a_tally_of_185_skippers_is_cut_to_fit_the_context():
+    q = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, skips=PEOPLE[:185],
+                 votes_needed=3)  # fmt: skip
+    built = as_dicts(question_blocks(q))
+    assert_within_limits(built)
+    tally = texts_of(built)[-len(q.labels) - 3]  # the context's last text, before the buttons
+    assert tally.startswith("Votes so far: *a* 1 (<@U0ANA>) · skipped by 185 (<@U0000000000>")
+    assert "more)" in tally and tally.endswith("2 matching votes decide.")
+
+
+def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text():
+    votes = {f"label {n}": PEOPLE[n * 40 : (n + 1) * 40] for n in range(10)}
+    many = Question("i1", "t", list(votes), votes=votes, skips=PEOPLE[:300], votes_needed=401)
+    assert_within_limits(as_dicts(question_blocks(many)))
+    decided = Question("i1", "t", ["a", "b"], votes={"a": PEOPLE[:300], "b": PEOPLE[300:]},
+                       votes_needed=400, status="resolved", resolved_label="a")  # fmt: skip
+    built = as_dicts(question_blocks(decided))
+    assert_within_limits(built)
+    assert "✅ *a* by vote (*a* 300 · *b* 100:" in texts_of(built)[1]
+    skipped = Question("i1", "t", ["a", "b"], skips=PEOPLE, votes_needed=400, status="skipped")
+    built = as_dicts(question_blocks(skipped))
+    assert_within_limits(built)
+    assert texts_of(built)[1].startswith("⏭ Skipped by 400 (<@U0000000000>, ")
+
+
+def test_an_app_home_with_overlong_names_still_builds():
+    board = [(f"U{n}" + "X" * 400, 10 - n) for n in range(10)]
+    stats = blocks.HomeStats("U1", 3, 1, board, "v1, trained on 3 labels " * 200, 10, 2)
+    built = blocks.home_view(stats).to_dict()["blocks"]
+    assert_within_limits(built)
+    assert "1. <@U0XXX" in json.dumps(built)

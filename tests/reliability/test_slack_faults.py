@@ -4,13 +4,22 @@ its label, and no answer was lost."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
+
+import pytest
+import yaml
 
 from bot.redraw import redraw_pending
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
+from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
-from tests.fake_slack import CHANNEL
+from tests.fake_slack import CHANNEL, USERS
+
+ROOT = Path(__file__).resolve().parents[2]
+PRIVATE = "G0PRIVATE"
 
 ITEMS = [Item(f"i{n:02d}", f"ticket {n}: invoice, crash or password? case {n}") for n in range(12)]
 POST_FAULTS = [  # (error, kwargs) in the order Slack throws them at the dispatcher
@@ -37,11 +46,12 @@ async def answer_open_questions(bot: Bot, answered: set[str]) -> None:
         answered.add(item_id)
 
 
-def time_passes(bot: Bot) -> None:
+def time_passes(bot: Bot, channel: str = CHANNEL) -> None:
     """The backoff, Retry-After or the broken-channel pause has run out."""
-    state = bot.rt.channel_state(CHANNEL)
+    state = bot.rt.channel_state(channel)
     state.next_attempt = 0
     state.last_post = float("-inf")
+    state.history_retry_at = 0
 
 
 async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path: Path):
@@ -82,3 +92,195 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
             item_id = message["metadata"]["event_payload"]["item_id"]
             label = bot.store.resolution(item_id)["label"]
             assert f"✅ *{label}* by <@U0ANA>" in str(message["blocks"]), item_id
+
+
+def each_once(bot: Bot, channel: str = CHANNEL) -> dict[str, str]:
+    """item id -> ts of its one message in the channel, checked against the posts table."""
+    shown = [
+        (m["metadata"]["event_payload"]["item_id"], m["ts"]) for m in bot.fake.messages(channel)
+    ]
+    recorded = sorted((p["item_id"], p["ts"]) for p in bot.store.db["posts"].rows)
+    assert sorted(shown) == recorded  # each message is recorded against its own item
+    assert len({item for item, _ in shown}) == len(shown)  # and no item is in two messages
+    return dict(shown)
+
+
+@pytest.mark.parametrize("fault", [{"status": 500}, {"mode": "reset"}], ids=["500", "reset"])
+async def test_a_post_that_fails_after_slack_stored_it_is_not_posted_again(
+    fake_slack: FakeSlack, tmp_path: Path, fault: dict
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings):  # the client `hitl serve` makes
+        bot.fake.fail("chat.postMessage", after=True, **fault)
+        await bot.dispatcher.fill()  # Slack stored it, but the bot never heard so
+        assert len(bot.fake.messages(CHANNEL)) == 1
+        time_passes(bot)
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
+        assert bot.store.get_item("i00")["status"] == "posted"
+
+
+async def test_updates_and_rate_limited_posts_are_still_retried_by_the_client(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings):
+        bot.fake.fail("chat.postMessage", status=429, retry_after=0)
+        assert await bot.dispatcher.fill() == 1  # a 429 means Slack did not take it
+        [message] = bot.posted()
+        bot.fake.fail("chat.update", status=500, after=True)
+        bot.fake.fail("chat.update", mode="reset")
+        await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+        await bot.settled()
+        assert "✅ *billing* by <@U0ANA>" in json.dumps(
+            bot.posted()[0]["blocks"], ensure_ascii=False
+        )
+        assert len(bot.fake.calls_to("chat.update")) == 3
+
+
+async def queue_text(bot: Bot) -> str:
+    """What `/hitl queue` answers (the ack's body: the text, or JSON with it)."""
+    body = await (await bot.command("queue", "U0ADMIN")).text()
+    return json.loads(body)["text"] if body.startswith("{") else body
+
+
+def manifest_scopes() -> tuple[str, ...]:
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text(encoding="utf-8"))
+    return tuple(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def private_workspace(scopes: tuple[str, ...]) -> FakeSlack:
+    """A workspace whose questions channel is private (the bot was invited with /invite)."""
+    fake = FakeSlack(scopes=scopes)
+    fake.add_channel(PRIVATE, "labeling-private", is_private=True)
+    for user_id, name in USERS.items():
+        fake.add_user(user_id, name, is_admin=user_id == "U0ADMIN")
+    return fake
+
+
+async def test_the_manifest_lets_a_private_channel_find_a_lost_post(tmp_path: Path):
+    seed(tmp_path / "hitl.db", ITEMS[:3])
+    async with private_workspace(manifest_scopes()) as fake:
+        settings = make_settings(fake, tmp_path, channel=PRIVATE, max_open=3)
+        async for bot in start_bot(fake, settings):
+            fake.fail("chat.postMessage", status=500, after=True)
+            assert await bot.dispatcher.fill() == 0
+            time_passes(bot, PRIVATE)
+            assert await bot.dispatcher.fill() == 2  # the lost one is found, two more go out
+
+            assert len(each_once(bot, PRIVATE)) == 3
+
+
+async def test_a_missing_history_scope_is_named_once_and_the_channel_keeps_posting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    seed(tmp_path / "hitl.db", ITEMS[:5])
+    installed = ("chat:write", "commands", "channels:history", "channels:join", "files:write")
+    async with private_workspace(installed) as fake:  # installed before groups:history
+        settings = make_settings(fake, tmp_path, channel=PRIVATE, max_open=3)
+        async for bot in start_bot(fake, settings):
+            fake.fail("chat.postMessage", status=500, after=True)
+            await bot.dispatcher.fill()
+            [lost] = [m["metadata"]["event_payload"]["item_id"] for m in fake.messages(PRIVATE)]
+            with caplog.at_level(logging.INFO):
+                for _ in range(4):
+                    time_passes(bot, PRIVATE)
+                    await bot.dispatcher.fill()
+
+            named = [r.getMessage() for r in caplog.records if "groups:history" in r.getMessage()]
+            assert len(named) == 1 and "reinstall" in named[0], named
+            assert "history unavailable" not in caplog.text
+            queue = await queue_text(bot)
+            assert "groups:history" in queue and "reinstall" in queue
+            # The channel still gets questions; the lost one is held back, not posted twice.
+            shown = [m["metadata"]["event_payload"]["item_id"] for m in fake.messages(PRIVATE)]
+            assert len(shown) == 4 and shown.count(lost) == 1
+            assert lost not in {p["item_id"] for p in bot.store.db["posts"].rows}
+
+            fake.scopes = (*installed, "groups:history")  # the admin adds it and reinstalls
+            time_passes(bot, PRIVATE)
+            await bot.dispatcher.fill()
+            assert len(each_once(bot, PRIVATE)) == 4  # the lost one is recorded, once
+            queue = await queue_text(bot)
+            assert "groups:history" not in queue
+
+
+async def posted_and_answered(bot: Bot, n: int) -> list[dict]:
+    """n questions posted; each gets an answer that changes it (its message must be redrawn)."""
+    assert await bot.dispatcher.fill() == n
+    await bot.settled()
+    for k, message in enumerate(bot.posted()):
+        item_id = message["metadata"]["event_payload"]["item_id"]
+        bot.store.record_answer(
+            item_id, "U0RAJ", None, source="button", dedupe_key=f"k{k}", votes_needed=3
+        )
+    return bot.store.posts_to_redraw()
+
+
+@pytest.mark.parametrize(
+    ("error", "lines"),
+    [("invalid_blocks", 3), ("not_in_channel", 1), ("token_revoked", 1)],
+)
+async def test_permanent_update_errors_are_given_up_with_one_log_line(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    error: str,
+    lines: int,
+):
+    seed(tmp_path / "hitl.db", ITEMS[:3])
+    settings = make_settings(fake_slack, tmp_path, max_open=3, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        assert len(await posted_and_answered(bot, 3)) == 3
+        fake_slack.fail("chat.update", error, times=100)
+        with caplog.at_level(logging.INFO, logger="bot"):
+            for _ in range(3):
+                assert await redraw_pending(bot.rt) == 0  # nothing left to retry
+
+        assert bot.store.posts_to_redraw() == []
+        said = [r for r in caplog.records if error in r.getMessage()]
+        assert len(said) == lines and all("gave up" in r.getMessage() for r in said), said
+        assert len(fake_slack.calls_to("chat.update")) == (3 if lines == 3 else 1)
+
+
+async def test_a_tally_of_hundreds_of_skippers_still_fits_the_message(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        [message] = bot.posted()
+        await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+        await bot.settled()
+        for n in range(200):  # distinct people skip it (a vote keeps it open)
+            bot.store.record_answer("i00", f"U{n:010d}", None, source="button",
+                                    dedupe_key=f"skip{n}", votes_needed=3)  # fmt: skip
+        await bot.action(bot.button_payload(message, "U0RAJ", None))
+
+        await bot.settled()  # the fake refuses any text over 3,000 characters
+        context = next(b for b in bot.posted()[0]["blocks"] if b["type"] == "context")
+        tally = context["elements"][-1]["text"]
+        assert len(tally) <= 3000 and "<@U0RAJ>" in tally
+        assert "201" in tally and tally.count("<@") == tally.count(">")
+
+
+async def test_an_app_home_with_overlong_names_is_published(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    seed(tmp_path / "hitl.db", ITEMS[:10])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        for n, item in enumerate(ITEMS[:10]):  # ids as long as a forged payload could make them
+            bot.store.record_answer(item.id, f"U{n}" + "X" * 400, "bug", source="button",
+                                    dedupe_key=f"a{n}")  # fmt: skip
+        with caplog.at_level(logging.INFO):
+            response = await bot.event(signing.app_home_opened_event("U0ANA"))
+            assert response.status == 200
+            await bot.rt.drain()
+
+        assert "U0ANA" in fake_slack.home
+        assert "unreachable" not in caplog.text
