@@ -1,10 +1,19 @@
-"""The labeling modal: one item at a time, moving to the next on each answer."""
+"""The labeling modal: one item at a time, moving to the next on each answer.
+
+The modal keeps each channel's items in their channel, so a label routed to a private channel
+is only shown to people there. ``/hitl label`` serves the channel it was run in: its open
+questions and the waiting items that would be posted there. App Home's "Start labeling" (and
+``/hitl label`` run outside the question channels, in a direct message say) serves HITL_CHANNEL
+and the routed channels the person has answered a question in. The channels ride along in the
+modal's ``private_metadata``, so every next item comes from the same ones.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
@@ -12,12 +21,38 @@ from bot.questions import build_question
 from bot.runtime import Runtime
 
 
+def channels_for_home(rt: Runtime, user_id: str) -> list[str]:
+    """HITL_CHANNEL, and the routed channels where ``user_id`` has answered a question."""
+    settings = rt.settings
+    channels = [settings.channel] if settings.channel else []
+    for routed in sorted(set(settings.routes.values()) - set(channels)):
+        if rt.store.has_answered_in(user_id, routed):
+            channels.append(routed)
+    return channels
+
+
+def channels_for_command(rt: Runtime, channel_id: str | None, user_id: str) -> list[str]:
+    """The channel ``/hitl label`` was run in, when questions go there; else as App Home."""
+    settings = rt.settings
+    if channel_id and channel_id in {settings.channel, *settings.routes.values()}:
+        return [channel_id]
+    return channels_for_home(rt, user_id)
+
+
 async def open_labeling_modal(
-    rt: Runtime, client: AsyncWebClient, trigger_id: str, user_id: str
+    rt: Runtime,
+    client: AsyncWebClient,
+    trigger_id: str,
+    user_id: str,
+    channel_id: str | None = None,
 ) -> None:
-    item_id = rt.store.next_for_user(user_id)
-    question = build_question(rt.store, rt.settings, item_id) if item_id else None
-    view = blocks.modal_view(question, rt.store.waiting_count(), answered=0)
+    """Open the modal on the first item for ``user_id``: of ``channel_id``'s items when the
+    command was run there, else of App Home's channels."""
+    if channel_id is None:
+        channels = channels_for_home(rt, user_id)
+    else:
+        channels = channels_for_command(rt, channel_id, user_id)
+    view = _view(rt, user_id, channels, answered=0)
     await client.views_open(trigger_id=trigger_id, view=view)
 
 
@@ -27,12 +62,24 @@ async def next_in_modal(rt: Runtime, client: AsyncWebClient, body: dict, counted
         meta = json.loads(view.get("private_metadata") or "{}")
     except json.JSONDecodeError:
         meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
     answered = int(meta.get("answered") or 0) + (1 if counted else 0)
     user_id = body["user"]["id"]
-    item_id = rt.store.next_for_user(user_id)
-    question = build_question(rt.store, rt.settings, item_id) if item_id else None
+    channels = meta.get("channels")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        channels = channels_for_home(rt, user_id)  # a modal opened before channels were kept
     await client.views_update(
         view_id=view.get("id"),
         hash=view.get("hash"),
-        view=blocks.modal_view(question, rt.store.waiting_count(), answered),
+        view=_view(rt, user_id, channels, answered),
     )
+
+
+def _view(rt: Runtime, user_id: str, channels: list[str], answered: int) -> View:
+    item_id = rt.store.next_in_channels(user_id, channels, rt.settings.routes, rt.settings.channel)
+    question = build_question(rt.store, rt.settings, item_id) if item_id else None
+    view = blocks.modal_view(question, rt.store.waiting_count(), answered)
+    meta = json.loads(view.private_metadata or "{}")
+    view.private_metadata = json.dumps({**meta, "channels": channels})
+    return view

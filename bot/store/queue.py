@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -290,6 +290,73 @@ class QueueMixin:
                 [item_id],
             )
             return True
+
+    def next_in_channels(
+        self,
+        user_id: str,
+        channels: Collection[str],
+        routes: Mapping[str, str],
+        default_channel: str | None,
+        exclude: Sequence[str] = (),
+    ) -> str | None:
+        """The next item for ``user_id`` to label in the modal, kept to ``channels``: their
+        open posts the user has not answered (oldest first), then the waiting items that would
+        be posted there, queued (smallest margin first) before not scored yet. A waiting item
+        goes where ``routes`` sends its predicted label, else to ``default_channel``."""
+        wanted = sorted(set(channels))
+        if not wanted:
+            return None
+        skip = list(exclude)
+        skip_marks = ",".join("?" * len(skip)) or "''"
+        row = self.db.execute(
+            "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
+            f" WHERE p.channel IN ({','.join('?' * len(wanted))}) AND p.closed_at IS NULL"
+            f" AND i.status = 'posted' AND p.item_id NOT IN ({skip_marks})"
+            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = p.item_id"
+            " AND a.user_id = ?) ORDER BY p.id LIMIT 1",
+            [*wanted, *skip, user_id],
+        ).fetchone()
+        if row:
+            return row[0]
+        # Which waiting items are posted to one of ``wanted``: by their predicted label.
+        routed_here = sorted(label for label, channel in routes.items() if channel in wanted)
+        ours, args = [], []
+        if routed_here:
+            ours.append(f"predicted_label IN ({','.join('?' * len(routed_here))})")
+            args += routed_here
+        if default_channel in wanted:
+            routed = sorted(routes)
+            ours.append(
+                f"predicted_label IS NULL OR predicted_label NOT IN ({','.join('?' * len(routed))})"
+                if routed
+                else "1"
+            )
+            args += routed
+        if not ours:
+            return None
+        for status in ("queued", "new"):
+            row = self.db.execute(
+                "SELECT id FROM items INDEXED BY items_status_margin WHERE status = ?"
+                f" AND ({' OR '.join(ours)}) AND id NOT IN ({skip_marks})"
+                " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
+                " AND a.user_id = ?) ORDER BY margin, rowid LIMIT 1",
+                [status, *args, *skip, user_id],
+            ).fetchone()
+            if row:
+                return row[0]
+        return None
+
+    def has_answered_in(self, user_id: str, channel: str) -> bool:
+        """Whether ``user_id`` has answered a question posted in ``channel``."""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM posts p WHERE p.channel = ? AND EXISTS (SELECT 1 FROM answers a"
+                " WHERE a.item_id = p.item_id AND a.user_id = ? AND a.source != 'import')"
+                " LIMIT 1",
+                [channel, user_id],
+            ).fetchone()
+            is not None
+        )
 
     def tally(self, item_id: str, through: int | None = None) -> Tally:
         """Each user's latest answer to the item (up to answer id ``through``, if given):

@@ -291,3 +291,33 @@ def test_the_modal_walks_the_queue_by_margin_then_unscored_items_from_an_index(
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
     assert len(queue) == 2  # the queued walk found nothing left, the new walk did
     assert all("items_status_margin" in plan and "TEMP B-TREE" not in plan for plan in queue)
+
+
+def test_the_modal_keeps_each_channels_items_in_that_channel_from_an_index(memory_store: Store):
+    store = memory_store
+    store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
+    store.set_predictions(  # i0, i1 go to CBILL (billing is routed); i2, i3 to CMAIN; i4, i5 new
+        [(f"i{n}", 1, label, 0.5 + n / 100, [[label, 0.6], ["x", 0.4]]) for n, label in
+         ((0, "billing"), (1, "billing"), (2, "bug"), (3, "praise"))],
+        threshold=0.9,
+    )  # fmt: skip
+    store.record_post("i1", "CBILL", "1.1", "uncertain", 1, "billing", 0.51)
+    routes = {"billing": "CBILL"}
+
+    def walk(user: str, channels: list[str]) -> list[str]:
+        seen: list[str] = []
+        while (item := store.next_in_channels(user, channels, routes, "CMAIN", seen)) is not None:
+            seen.append(item)
+        return seen
+
+    assert walk("U1", ["CMAIN"]) == ["i2", "i3", "i4", "i5"]  # queued by margin, then new
+    assert walk("U1", ["CBILL"]) == ["i1", "i0"]  # the open post first
+    assert walk("U1", ["CMAIN", "CBILL"]) == ["i1", "i0", "i2", "i3", "i4", "i5"]
+    assert walk("U1", ["COTHER"]) == [] and walk("U1", []) == []
+    assert not store.has_answered_in("U1", "CBILL")
+    store.record_answer("i1", "U1", "billing", source="button", dedupe_key="k1")
+    assert store.has_answered_in("U1", "CBILL") and not store.has_answered_in("U2", "CBILL")
+    assert walk("U1", ["CBILL"]) == ["i0"]
+    plans = store.query_plans(lambda: store.next_in_channels("U1", ["CMAIN"], routes, "CMAIN"))
+    queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
+    assert queue and all("items_status_margin" in p and "TEMP B-TREE" not in p for p in queue)

@@ -1,0 +1,112 @@
+"""The labeling modal keeps a channel's items in that channel, through signed requests.
+
+`/hitl label` serves the items of the channel it was run in: its open questions and the
+waiting items routed there. App Home's "Start labeling" serves HITL_CHANNEL's and those of
+the routed channels the person has answered in. A routed (private) channel's items never reach
+someone who only works in another channel.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+PRIVATE = "C0BILLING"  # where billing questions go: a private channel
+MAIN = ["a1", "a2"]  # predicted bug: HITL_CHANNEL
+ROUTED = ["b1", "b2"]  # predicted billing: PRIVATE
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    fake_slack.add_channel(PRIVATE, "billing-private", is_private=True)
+    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in MAIN + ROUTED])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, routes={"billing": PRIVATE})
+    async for running in start_bot(fake_slack, settings):
+        ranked = {
+            "billing": [["billing", 0.5], ["bug", 0.3]],
+            "bug": [["bug", 0.5], ["billing", 0.3]],
+        }
+        running.store.set_predictions(
+            [(i, 1, "bug", 0.5, ranked["bug"]) for i in MAIN]
+            + [(i, 1, "billing", 0.5, ranked["billing"]) for i in ROUTED],
+            threshold=0.8,
+        )
+        assert await running.dispatcher.fill() == 2  # one open question in each channel
+        yield running
+
+
+def open_question(bot: Bot, channel: str) -> dict:
+    [message] = bot.fake.messages(channel)
+    return message
+
+
+async def walk_modal(bot: Bot, user: str) -> list[str]:
+    """Answer every item the just-opened modal serves; return their ids in order."""
+    opened = await bot.fake.next_call("views.open")
+    view_id = opened.reply["view"]["id"]
+    served = []
+    while (item := json.loads(bot.fake.views[view_id]["private_metadata"])["item"]) is not None:
+        served.append(item)
+        view = bot.fake.views[view_id]
+        button = next(
+            e
+            for b in view["blocks"]
+            for e in b.get("elements", [])
+            if e.get("type") == "button" and '"l":"bug"' in e.get("value", "")
+        )
+        payload = signing.block_actions_payload(
+            user, button["action_id"], button["value"], view=view
+        )
+        payload["actions"][0]["action_ts"] = bot.next_action_ts()
+        assert (await bot.action(payload)).status == 200
+        await bot.fake.next_call("views.update")
+        assert len(served) <= 4, "the modal keeps serving the same items"
+    return served
+
+
+async def test_label_from_one_channel_never_serves_an_item_of_another(bot: Bot):
+    response = await bot.command("label", "U0ANA", channel_id=CHANNEL)
+    assert response.status == 200
+    served = await walk_modal(bot, "U0ANA")
+    assert sorted(served) == MAIN  # the open question first, then the one waiting
+    assert served[0] == open_question(bot, CHANNEL)["metadata"]["event_payload"]["item_id"]
+
+
+async def test_label_from_the_routed_channel_serves_its_items(bot: Bot):
+    response = await bot.command("label", "U0RAJ", channel_id=PRIVATE)
+    assert response.status == 200
+    assert sorted(await walk_modal(bot, "U0RAJ")) == ROUTED
+
+
+async def test_start_labeling_serves_the_main_channel_and_routed_ones_you_answered_in(bot: Bot):
+    assert (await bot.action(start_labeling("U0ANA", "1.1.a"))).status == 200
+    assert sorted(await walk_modal(bot, "U0ANA")) == MAIN
+
+    # U0RAJ answers a question in the routed channel: its other items are theirs to label too.
+    question = open_question(bot, PRIVATE)
+    answered = question["metadata"]["event_payload"]["item_id"]
+    click = bot.button_payload(question, "U0RAJ", "billing", channel=PRIVATE)
+    assert (await bot.action(click)).status == 200
+    await bot.settled()
+    assert (await bot.action(start_labeling("U0RAJ", "1.1.b"))).status == 200
+    assert sorted(await walk_modal(bot, "U0RAJ")) == [i for i in ROUTED if i != answered]
+
+
+def start_labeling(user: str, trigger_id: str) -> dict:
+    home = {"id": "VHOME", "type": "home"}
+    return signing.block_actions_payload(
+        user, "hitl.home.start", "start", view=home, trigger_id=trigger_id
+    )
+
+
+async def test_label_from_a_direct_message_serves_what_start_labeling_serves(bot: Bot):
+    response = await bot.command("label", "U0ANA", channel_id="D0ANA")
+    assert response.status == 200
+    assert sorted(await walk_modal(bot, "U0ANA")) == MAIN
