@@ -1,5 +1,9 @@
 """Block Kit builders: plain data in, ``slack_sdk.models.blocks`` out (their limits are checked).
 
+slack_sdk does not check every limit (a context element's text, for one), so every text these
+builders compose is cut to Slack's 3,000 characters here, never inside a mention or an escape:
+a tally of hundreds of voters names as many as fit and says how many more.
+
 Every ``action_id`` the bot uses is defined here, once; listeners import them. Action values
 carry the item id and the label as JSON, so nothing depends on a label fitting a button.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +44,7 @@ MODAL_CALLBACK = "hitl.label_modal"
 MAX_GUESS_BUTTONS = 5
 MAX_STATIC_OPTIONS = 100
 SECTION_LIMIT = 3000
+TEXT_LIMIT = 3000  # any text object: a section's text, a context element
 TEXT_BUDGET = 2800  # room inside a section for the quote marks and the "cut" marker
 FALLBACK_LIMIT = 300
 
@@ -83,6 +88,22 @@ def cut(text: str, budget: int = TEXT_BUDGET, *, quote: bool = False) -> str:
     return head.rstrip() + marker
 
 
+def fit(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Cut composed mrkdwn to ``limit`` characters with "…": at a line end when one is near,
+    never inside a ``<…>`` mention or link nor an ``&…;`` escape."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    for opener, closer in (("<", ">"), ("&", ";")):
+        at = head.rfind(opener)
+        if at != -1 and closer not in head[at:]:
+            head = head[:at]
+    line_end = head.rfind("\n")
+    if line_end > limit // 2:
+        head = head[:line_end]
+    return head.rstrip(" ,·(") + "…"
+
+
 def encode_value(item_id: str, label: str | None = None) -> str:
     return json.dumps({"i": item_id, "l": label}, ensure_ascii=False, separators=(",", ":"))
 
@@ -114,8 +135,29 @@ def _label(label: str) -> str:
     return f"*{escape(label)}*"
 
 
-def _mentions(users: Sequence[str]) -> str:
-    return ", ".join(f"<@{u}>" for u in users)
+def _mentions(users: Sequence[str], shown: int | None = None) -> str:
+    """Mentions of ``users``; past the first ``shown`` of them, how many more there are."""
+    if shown is None or len(users) <= shown:
+        return ", ".join(f"<@{escape(u)}>" for u in users)
+    if shown == 0:
+        return f"{len(users)} people"
+    head = ", ".join(f"<@{escape(u)}>" for u in users[:shown])
+    return f"{head} and {len(users) - shown} more"
+
+
+def _fit_mentions(build: Callable[[int | None], str], most: int) -> str:
+    """``build(shown)`` naming as many people per list as fit in a text object."""
+    text = build(None)
+    if len(text) <= TEXT_LIMIT:
+        return text
+    low, high = 0, most  # the largest `shown` that fits; the length grows with it
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(build(middle)) <= TEXT_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return fit(build(low))
 
 
 def guess_line(q: Question) -> str:
@@ -132,11 +174,15 @@ def guess_line(q: Question) -> str:
 def tally_line(q: Question) -> str | None:
     if not q.votes and not q.skips:
         return None
-    parts = [f"{_label(lb)} {len(us)} ({_mentions(us)})" for lb, us in q.votes.items()]
-    if q.skips:
-        parts.append(f"skipped by {_mentions(q.skips)}")
     needed = q.votes_needed // 2 + 1
-    return f"Votes so far: {' · '.join(parts)}. {needed} matching votes decide."
+
+    def build(shown: int | None) -> str:
+        parts = [f"{_label(lb)} {len(us)} ({_mentions(us, shown)})" for lb, us in q.votes.items()]
+        if q.skips:
+            parts.append(f"skipped by {_mentions(q.skips, shown)}")
+        return f"Votes so far: {' · '.join(parts)}. {needed} matching votes decide."
+
+    return _fit_mentions(build, max(len(q.skips), *(len(us) for us in q.votes.values()), 0))
 
 
 def _reason_text(reason: str, version: int | None) -> str:
@@ -149,6 +195,11 @@ def _reason_text(reason: str, version: int | None) -> str:
     return f"Why this one: {why} · {model}"
 
 
+def _text(text: str) -> MarkdownTextObject:
+    """A mrkdwn text object, cut to Slack's limit."""
+    return MarkdownTextObject(text=fit(text))
+
+
 def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     """The question message (or, with ``prefix="m"``, the body of the labeling modal)."""
     blocks: list[Block] = [
@@ -156,26 +207,32 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     ]
     if q.status == "resolved" and q.resolved_label is not None:
         voters = q.votes.get(q.resolved_label, ())
+        label = _label(q.resolved_label)
         if q.votes_needed > 1 or len(q.votes) > 1:
             tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
-            decided = f"✅ {_label(q.resolved_label)} by vote ({tally}: {_mentions(voters)})"
+            decided = _fit_mentions(
+                lambda shown: f"✅ {label} by vote ({tally}: {_mentions(voters, shown)})",
+                len(voters),
+            )
         else:
-            decided = f"✅ {_label(q.resolved_label)} by {_mentions(voters)}"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=decided)))
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_outcome_context(q))]))
+            decided = _fit_mentions(
+                lambda shown: f"✅ {label} by {_mentions(voters, shown)}", len(voters)
+            )
+        blocks.append(SectionBlock(text=_text(decided)))
+        blocks.append(ContextBlock(elements=[_text(_outcome_context(q))]))
         return blocks
     if q.status == "skipped":
-        blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=f"⏭ Skipped by {_mentions(q.skips)}"))
-        )
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=guess_line(q))]))
+        skipped = _fit_mentions(lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}",
+                                len(q.skips))  # fmt: skip
+        blocks.append(SectionBlock(text=_text(skipped)))
+        blocks.append(ContextBlock(elements=[_text(guess_line(q))]))
         return blocks
 
-    context = [MarkdownTextObject(text=guess_line(q))]
-    context.append(MarkdownTextObject(text=_reason_text(q.reason, q.model_version)))
+    context = [_text(guess_line(q))]
+    context.append(_text(_reason_text(q.reason, q.model_version)))
     tally = tally_line(q)
     if tally:
-        context.append(MarkdownTextObject(text=tally))
+        context.append(_text(tally))
     blocks.append(ContextBlock(elements=context))
     blocks.append(
         ActionsBlock(block_id=block_id_for(q.item_id), elements=answer_elements(q, prefix))
@@ -269,7 +326,7 @@ def question_text(q: Question) -> str:
 def undo_blocks(item_id: str, label: str) -> list[Block]:
     return [
         SectionBlock(
-            text=MarkdownTextObject(text=f"Saved {_label(label)}. Changed your mind?"),
+            text=_text(f"Saved {_label(label)}. Changed your mind?"),
             accessory=ButtonElement(
                 text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label)
             ),
@@ -290,11 +347,7 @@ def modal_view(q: Question | None, remaining: int, answered: int) -> View:
     else:
         blocks = [
             ContextBlock(
-                elements=[
-                    MarkdownTextObject(
-                        text=f"{remaining} waiting · {answered} answered in this session"
-                    )
-                ]
+                elements=[_text(f"{remaining} waiting · {answered} answered in this session")]
             ),
             *question_blocks(q, prefix="m"),
         ]
@@ -322,7 +375,8 @@ class HomeStats:
 def home_view(stats: HomeStats) -> View:
     board = (
         "\n".join(
-            f"{n}. <@{user}> — {count}" for n, (user, count) in enumerate(stats.leaderboard, 1)
+            f"{n}. {_mentions([user])} — {count}"
+            for n, (user, count) in enumerate(stats.leaderboard, 1)
         )
         or "No answers yet: be the first."
     )
@@ -331,8 +385,8 @@ def home_view(stats: HomeStats) -> View:
         blocks=[
             HeaderBlock(text="slack-hitl"),
             SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"You have answered *{stats.your_answers}* items "
+                text=_text(
+                    f"You have answered *{stats.your_answers}* items "
                     f"({stats.your_answers_week} this week). Thank you!"
                 ),
                 accessory=ButtonElement(
@@ -343,13 +397,12 @@ def home_view(stats: HomeStats) -> View:
                 ),
             ),
             SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"*Queue:* {stats.queue_waiting} waiting · "
-                    f"{stats.queue_open} posted and open"
+                text=_text(
+                    f"*Queue:* {stats.queue_waiting} waiting · {stats.queue_open} posted and open"
                 )
             ),
-            SectionBlock(text=MarkdownTextObject(text=f"*Model:* {stats.model_line}")),
+            SectionBlock(text=_text(f"*Model:* {stats.model_line}")),
             DividerBlock(),
-            SectionBlock(text=MarkdownTextObject(text=f"*Leaderboard (this week)*\n{board}")),
+            SectionBlock(text=_text(f"*Leaderboard (this week)*\n{board}")),
         ],
     )

@@ -4,6 +4,10 @@ Every change to an item bumps its post's ``redraw_seq``; ``redraw_pending`` draw
 from the database with ``chat.update`` and records what it drew. A failed update leaves the
 post pending, and the background ``run_redrawer`` tries again with backoff, so the message ends
 up right even when Slack fails for a while.
+
+An error that no retry can fix is given up at once, with one log line: a message Slack refuses
+(``invalid_blocks``…), a channel the bot is no longer in, a token Slack no longer accepts. The
+message keeps its last drawing; the next change to its item tries again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 
 import aiohttp
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot import blocks
 from bot.metrics import count_slack_error
@@ -21,6 +25,26 @@ from bot.runtime import Runtime, wait_until_woken
 logger = logging.getLogger(__name__)
 
 GONE = {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
+# Permanent: for this message (it cannot be drawn so), for its channel, or for every call.
+MESSAGE_REFUSED = {
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "msg_too_long",
+    "msg_blocks_too_long",
+    "no_text",
+    "edit_window_closed",
+}
+CHANNEL_REFUSED = {"not_in_channel"}
+TOKEN_REFUSED = {
+    "token_revoked",
+    "token_expired",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "missing_scope",
+    "not_allowed_token_type",
+    "team_access_not_granted",
+}
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 
@@ -59,7 +83,13 @@ async def _redraw_pass(rt: Runtime) -> int:
     failed = 0
     posts = rt.store.posts_to_redraw()
     labels = label_set(rt.settings, rt.store) if posts else []
-    for post in posts:
+    refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
+    for n, post in enumerate(posts):
+        if post["channel"] in refused_channels:
+            error, count = refused_channels[post["channel"]]
+            refused_channels[post["channel"]] = (error, count + 1)
+            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+            continue
         question = build_question(rt.store, rt.settings, post["item_id"], labels)
         if question is None:
             rt.store.mark_drawn(post["id"], post["redraw_seq"])
@@ -71,9 +101,30 @@ async def _redraw_pass(rt: Runtime) -> int:
                 text=blocks.question_text(question),
                 blocks=blocks.question_blocks(question),
             )
+        except SlackObjectFormationError as exc:  # built here: Slack was never asked
+            _give_up(rt, post, f"its blocks could not be built ({exc})")
+            continue
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error = exc.response.get("error") or "unknown_error"
             count_slack_error("chat.update", error)
+            if error in TOKEN_REFUSED:
+                for rest in posts[n:]:
+                    rt.store.mark_drawn(rest["id"], rest["redraw_seq"])
+                logger.error(
+                    "gave up redrawing %d message(s): Slack said %s for the bot token; fix "
+                    "SLACK_BOT_TOKEN or the app's scopes (reinstall the app) and restart. The "
+                    "messages keep their last drawing until their items change again",
+                    len(posts) - n,
+                    error,
+                )
+                return failed
+            if error in CHANNEL_REFUSED:
+                rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                refused_channels[post["channel"]] = (error, 1)
+                continue
+            if error in MESSAGE_REFUSED:
+                _give_up(rt, post, f"Slack said {error}")
+                continue
             gone_count = rt.gone.get(post["id"], 0) + 1 if error in GONE else 0
             if gone_count >= GIVE_UP_AFTER:
                 logger.warning(
@@ -97,7 +148,28 @@ async def _redraw_pass(rt: Runtime) -> int:
             continue
         rt.gone.pop(post["id"], None)
         rt.store.mark_drawn(post["id"], post["redraw_seq"])
+    for channel, (error, count) in refused_channels.items():
+        logger.error(
+            "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "
+            "/invite @hitl); they keep their last drawing until their items change again",
+            count,
+            channel,
+            error,
+        )
     return failed
+
+
+def _give_up(rt: Runtime, post: dict, why: str) -> None:
+    """This message cannot be drawn so: leave it as it is, and say so once."""
+    rt.gone.pop(post["id"], None)
+    rt.store.mark_drawn(post["id"], post["redraw_seq"])
+    logger.error(
+        "gave up redrawing the message of item %s in %s: %s; it keeps its last drawing until "
+        "the item changes again",
+        post["item_id"],
+        post["channel"],
+        why,
+    )
 
 
 async def run_redrawer(rt: Runtime) -> None:
