@@ -166,7 +166,10 @@ class Destinations:
         """Why ``url`` may not be called, judged on its host as written ("127.0.0.1, a
         loopback address"); None when it may go on to name resolution."""
         written = urlsplit(url).hostname or ""
-        host = _bare(yarl.URL(url).raw_host or written)  # what aiohttp will connect to
+        try:
+            host = _bare(yarl.URL(url).raw_host or written)  # what aiohttp will connect to
+        except ValueError:  # e.g. a name IDNA cannot encode
+            return f"{written}, not a valid host name"
         if host in self.hosts:
             return None
         address = literal_address(host)
@@ -281,7 +284,7 @@ async def deliver_due(
     session = session or guarded_session(destinations, dns)
     limiter = asyncio.Semaphore(CONCURRENCY)
 
-    async def send_one(delivery: dict, payload: dict) -> str | None:
+    async def send_one(delivery: dict, payload: dict) -> str | RefusedDestination | None:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
