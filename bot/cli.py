@@ -378,7 +378,8 @@ def retrain_command(state: State, force: bool) -> None:
 @cli.command("models")
 @click.pass_obj
 def models_command(state: State) -> None:
-    """List the model versions: status, size of training data, scores and why.
+    """List the model versions: status, size of training data, scores and why (every reason,
+    oldest first: a rejection, then the rollback that overrode it).
 
     Only the champion and the newest HITL_KEEP_MODELS other versions keep their model files
     (each is 100-400 MB); older ones are listed with "(file deleted)" and cannot be rolled
@@ -396,22 +397,29 @@ def models_command(state: State) -> None:
         acc, f1 = v.metrics.get("accuracy"), v.metrics.get("macro_f1")
         click.echo(
             f"v{v.version:<7} {v.status:<10} {v.created_at:<26} {v.n_train:>7,} "
-            f"{acc * 100 if acc is not None else 0:>8.1f}% {f1 or 0:>9.3f}  {v.reason}"
+            f"{acc * 100 if acc is not None else 0:>8.1f}% {f1 or 0:>9.3f}  "
+            + " → ".join(v.reasons())
             + (" (file deleted)" if v.pruned_at else "")
         )
 
 
 @cli.command("rollback")
 @click.argument("version")
+@click.option("--force", is_flag=True, help="Roll back even to a version the gate rejected.")
 @click.pass_obj
-def rollback_command(state: State, version: str) -> None:
+def rollback_command(state: State, version: str, force: bool) -> None:
     """Make an earlier model VERSION the champion again (see `hitl models`).
 
+    A version the gate rejected needs --force, and you are told its scores. Waits for no one:
+    while a retrain or another rollback runs it says so and changes nothing. A running
+    server serves the new champion within 10 seconds.
+
     \b
-    Example:
+    Examples:
       hitl rollback 3
+      hitl rollback 4 --force   # v4 was rejected; make it the champion anyway
     """
-    from bot import loop
+    from bot import loop, reports
     from model import ModelError
 
     number = version.lstrip("v")
@@ -419,9 +427,12 @@ def rollback_command(state: State, version: str) -> None:
         raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
     with friendly_errors(), state.open_store() as store:
         try:
-            loop.rollback(store, loop.registry_for(state.settings), int(number))
-        except ModelError as exc:
-            raise click.ClickException(f"cannot roll back: {exc}") from exc
+            done = loop.rollback(store, loop.registry_for(state.settings), int(number), force=force)
+        except (ModelError, loop.BusyError) as exc:
+            logger.info("rollback to v%s refused: %r", number, exc.__cause__ or exc)
+            raise click.ClickException(f"cannot roll back: {reports.plain(str(exc))}") from exc
+    if done.warning:
+        click.echo(f"Warning: {done.warning}; it is the champion now because of --force.", err=True)
     click.echo(f"v{number} is the champion again.")
 
 

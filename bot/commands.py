@@ -8,15 +8,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import blocks, loop, reports
 from bot.config import Settings
 from bot.dispatch import scope_fix
-from bot.learning import start_retrain, sync_champion
+from bot.learning import run_rollback, start_retrain
 from bot.modal import open_labeling_modal
 from bot.runtime import Runtime
 from bot.store import Store
@@ -32,7 +34,8 @@ HELP = """*slack-hitl* asks you about items the model is unsure of. Commands:
 • `/hitl leaderboard` — who answered most this week
 • `/hitl accuracy` — how good the current model is
 • `/hitl retrain` — retrain the model now (admins; `--force` promotes it even if not better)
-• `/hitl rollback` `VERSION` — make an earlier model the champion again (admins)"""
+• `/hitl rollback` `VERSION` — make an earlier model the champion again (admins; `--force` \
+for one the gate rejected)"""
 
 ADMIN_ONLY = {"retrain", "rollback"}
 SUBCOMMANDS = ("help", "label", "stats", "queue", "leaderboard", "accuracy", "retrain", "rollback")
@@ -152,7 +155,7 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         await ack(text=retrain_now(rt, user_id, force=bool({"--force", "force"} & set(args))))
         return
     if name == "rollback":
-        await ack(text=await rollback_now(rt, user_id, args))
+        await rollback_now(rt, ack, user_id, args, command.get("response_url"))
         return
     if name == "accuracy":
         report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
@@ -176,19 +179,62 @@ def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
     return f"Retraining started{forced}. I'll post the result in <#{where}> when it is done."
 
 
-async def rollback_now(rt: Runtime, user_id: str, args: list[str]) -> str:
-    if len(args) != 1 or not args[0].lstrip("v").isdigit():
-        return "Usage: `/hitl rollback VERSION`, e.g. `/hitl rollback 3` (see `hitl models`)."
-    version = int(args[0].lstrip("v"))
+ROLLBACK_USAGE = (
+    "Usage: `/hitl rollback VERSION [--force]`, e.g. `/hitl rollback 3` (see `hitl models`)."
+)
+SORRY = "Something went wrong on our side; it has been logged."
+
+
+async def rollback_now(
+    rt: Runtime, ack: AsyncAck, user_id: str, args: list[str], response_url: str | None
+) -> None:
+    """Check and take the lock at once, ack, then load the model file off the event loop
+    (hundreds of MB: tens of seconds) and report by ``response_url``."""
+    words = [a for a in args if a.lower() not in ("--force", "force")]
+    force = len(words) != len(args)
+    if len(words) != 1 or not words[0].lstrip("v").isdigit():
+        await ack(text=ROLLBACK_USAGE)
+        return
+    version = int(words[0].lstrip("v"))
     assert rt.registry is not None
     try:
-        loop.rollback(rt.store, rt.registry, version)
+        plan = loop.begin_rollback(
+            rt.store, rt.registry, version, triggered_by=f"<@{user_id}>", force=force
+        )
+    except (ModelError, loop.BusyError) as exc:
+        await ack(text=f"Cannot roll back: {exc}")
+        return
+    warning = f"⚠️ {plan.warning}. Rolling back to it anyway (--force)… " if plan.warning else ""
+    start = warning or f"Rolling back to v{version}… "
+    await ack(text=f"{start}I'll tell you here when it is done.")
+    try:
+        done = await run_rollback(rt, plan)
     except ModelError as exc:
-        return f"Cannot roll back: {exc}"
-    logger.warning("user %s rolled back to model v%d", user_id, version)
-    await sync_champion(rt)
-    rt.wake_dispatcher.set()
-    return f"Model v{version} is the champion again (rolled back by <@{user_id}>)."
+        logger.warning("rollback to v%d by %s failed: %r", version, user_id, exc.__cause__ or exc)
+        await tell(response_url, f"Cannot roll back: {exc}")
+        return
+    except Exception:
+        logger.exception("rollback to v%d by %s failed", version, user_id)
+        await tell(response_url, SORRY)
+        return
+    text = f"Model v{version} is the champion again (rolled back by <@{user_id}>)."
+    if plan.warning:
+        what = "the gate had rejected it" if plan.was == "rejected" else "it was never promoted"
+        text += f" ⚠️ Forced: {what} ({done.meta.scores()})."
+    await tell(response_url, text)
+
+
+async def tell(response_url: str | None, text: str) -> None:
+    """An ephemeral reply to the person who ran the command, after its ack."""
+    if not response_url:
+        logger.warning("no response_url to report to: %s", text)
+        return
+    try:
+        await AsyncWebhookClient(response_url, timeout=10).send(
+            text=text, response_type="ephemeral"
+        )
+    except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        logger.warning("could not answer by response_url: %s", type(exc).__name__)
 
 
 async def attach_chart(

@@ -1,12 +1,15 @@
-"""The learning loop inside `hitl serve`: the nightly schedule, admin retrains, reports, and
-keeping the champion in memory in step with the database (the CLI may retrain or roll back
-while the server runs)."""
+"""The learning loop inside `hitl serve`: the nightly schedule, admin retrains and rollbacks,
+reports, and keeping the champion in memory in step with the database (the CLI may retrain or
+roll back while the server runs: the champion watch picks that up within
+CHAMPION_CHECK_SECONDS, however full the queue)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,10 +20,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import loop, reports
 from bot.config import Settings
-from bot.loop import Outcome, Plan
-from bot.runtime import Runtime
+from bot.loop import Outcome, Plan, RollbackPlan, RolledBack
+from bot.runtime import Champion, Runtime, wait_until_woken
+from bot.scoring import score_pending
 
 logger = logging.getLogger(__name__)
+
+CHAMPION_CHECK_SECONDS = 10.0  # a champion changed from the CLI is in use within this
 
 
 def make_trigger(settings: Settings) -> CronTrigger:
@@ -36,14 +42,114 @@ def is_missed(trigger: CronTrigger, last_started: datetime | None, now: datetime
     return due is not None and due <= now
 
 
-async def sync_champion(rt: Runtime) -> None:
-    """Reload the champion when the database names another one (a CLI retrain or rollback)."""
-    version = rt.store.champion_version()
-    current = rt.champion.version if rt.champion else None
-    if version is None or version == current or rt.registry is None:
-        return
-    rt.champion = await asyncio.to_thread(loop.load_champion, rt.registry)
-    logger.info("champion is now v%s", rt.champion.version if rt.champion else None)
+@dataclass(eq=False)
+class ChampionWatch:
+    """Checks every ``every`` seconds whether the database names another champion than the
+    one in memory (a `hitl retrain` or `hitl rollback` from the CLI) and loads it. It runs on
+    its own, so a queue with every channel full (the dispatcher idle) does not delay it."""
+
+    rt: Runtime
+    every: float = CHAMPION_CHECK_SECONDS
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Condition = field(default_factory=asyncio.Condition)
+    started: int = 0
+    finished: int = 0
+    task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            self.started += 1
+            try:
+                if await sync_champion(self.rt):
+                    await score_pending(self.rt)  # the queue re-ordered by the new champion
+                    self.rt.wake_dispatcher.set()
+            except Exception:  # noqa: BLE001 - the watch must outlive one failed check
+                logger.exception("checking for a new champion failed")
+            async with self.done:
+                self.finished = self.started
+                self.done.notify_all()
+            await wait_until_woken(self.wake, self.every)
+
+    async def check_now(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wake the watch and wait until a check that began after this call is done."""
+        target = self.started + 1
+        self.wake.set()
+        async with asyncio.timeout(timeout), self.done:
+            await self.done.wait_for(lambda: self.finished >= target)
+
+
+@dataclass(eq=False)
+class _ChampionState:
+    """Per runtime: one load at a time, the version last synced, the watch (if running).
+    Kept here, beside the code that uses it, keyed by the runtime (bot/runtime.py has no
+    field for it)."""
+
+    runtime: weakref.ref[Runtime]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    synced_for: int | None = None
+    watch: ChampionWatch | None = None
+
+
+_STATES: dict[int, _ChampionState] = {}
+
+
+def _state(rt: Runtime) -> _ChampionState:
+    key = id(rt)
+    state = _STATES.get(key)
+    if state is None or state.runtime() is not rt:
+
+        def forget(_: object, key: int = key) -> None:
+            if _STATES.get(key) is state:
+                _STATES.pop(key, None)
+
+        state = _STATES[key] = _ChampionState(weakref.ref(rt, forget))
+    return state
+
+
+def champion_watch(rt: Runtime) -> ChampionWatch | None:
+    """The server's champion watch (None when no scheduler runs in this process)."""
+    state = _STATES.get(id(rt))
+    return state.watch if state is not None and state.runtime() is rt else None
+
+
+def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
+    """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload."""
+    rt.champion = champion
+    _state(rt).synced_for = champion.version if champion else None
+
+
+async def sync_champion(rt: Runtime) -> bool:
+    """Reload the champion when the database names another one (a CLI retrain or rollback).
+
+    One load at a time per runtime (a model file can be hundreds of MB): a second caller
+    waits for it and then finds nothing to do. Returns True when a new champion was loaded."""
+    if rt.registry is None:
+        return False
+    state = _state(rt)
+    async with state.lock:
+        version = rt.store.champion_version()
+        current = rt.champion.version if rt.champion else None
+        if version is None or version in (current, state.synced_for):
+            state.synced_for = version
+            return False
+        champion = await asyncio.to_thread(loop.load_champion, rt.registry)
+        rt.champion = champion
+        state.synced_for = version  # even if it fell back to an older file: not again
+    logger.info("champion is now v%s", champion.version if champion else None)
+    return True
+
+
+async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
+    """Finish a rollback begun with ``loop.begin_rollback``: load and check the file in a
+    worker thread, mirror the database, serve the model, re-score the queue."""
+    assert rt.registry is not None
+    done = await loop.rollback_off_loop(rt.store, rt.registry, plan)
+    async with _state(rt).lock:  # after any reload already under way, never before it
+        adopt_champion(rt, done.champion)
+    await score_pending(rt)
+    rt.wake_dispatcher.set()
+    return done
 
 
 async def run_retrain(
@@ -53,7 +159,7 @@ async def run_retrain(
     assert rt.registry is not None
 
     def swap(champion: loop.Champion) -> None:
-        rt.champion = champion
+        adopt_champion(rt, champion)
 
     outcome = await loop.retrain(
         rt.store,
@@ -106,7 +212,12 @@ async def scheduled_retrain(rt: Runtime) -> None:
 
 
 def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
-    """Run the nightly retrain inside the server (APScheduler, one instance at a time)."""
+    """Run the nightly retrain inside the server (APScheduler, one instance at a time), and
+    the champion watch (``stop_scheduler`` stops both)."""
+    state = _state(rt)
+    if state.watch is None:
+        state.watch = ChampionWatch(rt)
+        state.watch.task = asyncio.create_task(state.watch.run(), name="hitl-champion-watch")
     scheduler = AsyncIOScheduler(timezone=ZoneInfo(rt.settings.timezone))
     scheduler.add_job(
         scheduled_retrain,
@@ -136,3 +247,8 @@ def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
     with contextlib.suppress(Exception):
         scheduler.shutdown(wait=False)
     rt.scheduler_alive = False
+    state = _STATES.get(id(rt))
+    if state is not None and state.watch is not None:
+        if state.watch.task is not None:
+            state.watch.task.cancel()
+        state.watch = None

@@ -52,7 +52,11 @@ class LearningMixin:
             self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
 
     def record_model(self, meta: dict[str, Any]) -> None:
-        """Mirror a registry version (and its status) into the models table."""
+        """Mirror a registry version (and its status) into the models table. ``reason`` keeps
+        every reason the version was given, oldest first (a rejection → the rollback that
+        overrode it)."""
+        history = meta.get("history") or []
+        reasons = [h["reason"] for h in history] if history else [meta.get("reason") or ""]
         row = {
             "version": meta["version"],
             "status": meta["status"],
@@ -62,7 +66,7 @@ class LearningMixin:
             "metrics": json.dumps(meta["metrics"]),
             "path": meta["model_file"],
             "sha256": meta["sha256"],
-            "reason": meta.get("reason") or "",
+            "reason": " → ".join(reasons),
         }
         with self.db.atomic():
             if row["status"] == "champion":

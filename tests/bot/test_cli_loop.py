@@ -7,8 +7,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from bot import loop
 from bot.cli import cli
-from tests.bot.test_learning import BILLING, BUG
+from bot.config import Settings
+from bot.store import Store
+from tests.bot.test_learning import BILLING, BUG, char_only_items
 
 
 def run(db: Path, *args: str):
@@ -86,3 +89,68 @@ def test_old_model_files_are_deleted_but_listed_and_cannot_be_rolled_back_to(
     assert gone.exit_code == 1
     assert "model v1's file was deleted on " in gone.stderr and len(gone.stderr.splitlines()) == 1
     assert run(db, "rollback", "2").stdout == "v2 is the champion again.\n"
+
+
+def char_only_file(tmp_path: Path, prefix: str) -> Path:
+    path = tmp_path / f"{prefix}.jsonl"
+    rows = [{"id": it.id, "text": it.text, "label": it.label} for it in char_only_items(prefix, 6)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_rolling_back_to_a_rejected_model_needs_force_and_the_history_keeps_both_reasons(
+    tmp_path: Path, monkeypatch
+):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(char_only_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").stdout.startswith("Retrain v1: promoted")
+    assert run(db, "import", str(char_only_file(tmp_path, "b"))).exit_code == 0
+    monkeypatch.setenv("HITL_PIPELINE", "word_lr")  # cannot read letters: the gate rejects it
+    assert run(db, "retrain").stdout.startswith("Retrain v2: rejected")
+    with Store.open(db) as store:
+        [rejected] = [m for m in store.models() if m["version"] == 2]
+    scores = (
+        f"accuracy {rejected['metrics']['accuracy']:.1%}, "
+        f"macro-F1 {rejected['metrics']['macro_f1']:.3f}"
+    )
+
+    refused = run(db, "rollback", "2")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"Error: cannot roll back: model v2 was rejected ({scores}: {rejected['reason']}); "
+        "add --force to make it the champion anyway\n"
+    )
+    forced = run(db, "rollback", "2", "--force")
+    assert forced.exit_code == 0
+    assert forced.stdout == "v2 is the champion again.\n"
+    assert forced.stderr == (
+        f"Warning: v2 was rejected ({scores}: {rejected['reason']}); it is the champion "
+        "now because of --force.\n"
+    )
+    rows = run(db, "models").stdout.splitlines()[1:]
+    assert rows[1].split()[:2] == ["v2", "champion"]
+    assert rows[1].endswith(
+        f"{rejected['reason']} → rolled back to v2 by cli, forced although rejected ({scores})"
+    )
+    with Store.open(db) as store:
+        assert store.champion_version() == 2
+        assert [r["status"] for r in store.runs("rollback")] == ["ok"]
+
+
+def test_a_cli_rollback_is_refused_while_a_retrain_holds_the_lock(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    assert run(db, "retrain", "--force").exit_code == 0
+    with Store.open(db) as store:
+        registry = loop.registry_for(Settings(db=db))
+        plan = loop.begin(store, Settings(db=db), registry, triggered_by="<@U0ADMIN>", force=True)
+        assert isinstance(plan, loop.Plan)  # a retrain is running (the server's, say)
+        busy = run(db, "rollback", "1")
+        assert busy.exit_code == 1
+        assert busy.stderr.startswith(
+            "Error: cannot roll back: a retrain by @U0ADMIN is already running ("
+        ) and busy.stderr.endswith("); try again when it is done\n")
+        assert store.champion_version() == 2 and registry.champion().version == 2
+        store.release_lock(loop.LOCK, plan.owner)
+    assert run(db, "rollback", "1").stdout == "v1 is the champion again.\n"

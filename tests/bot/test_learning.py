@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,12 +189,187 @@ async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
     add_labels(bot.store, labeled_items("M"))
     await run_retrain(bot.rt, "cli")
     assert bot.rt.champion.version == 2
-    text = await (await bot.command("rollback 1", "U0ADMIN")).text()
-    assert text == "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
+    text = await rollback_reply(bot, "rollback 1")
+    assert text == "Rolling back to v1… I'll tell you here when it is done."
+    assert await rollback_report(bot) == (
+        "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
+    )
     assert bot.store.champion_version() == 1 and bot.rt.champion.version == 1
     assert loop.registry_for(bot.rt.settings).champion().version == 1
-    bad = await (await bot.command("rollback 7", "U0ADMIN")).text()
-    assert bad.startswith("Cannot roll back: model v7 does not exist")
+    bad = await rollback_reply(bot, "rollback 7")
+    assert bad == "Cannot roll back: model v7 does not exist (see `hitl models`)"
+    [run] = bot.store.runs("rollback")
+    assert (run["triggered_by"], run["status"]) == ("<@U0ADMIN>", "ok")
+    assert bot.store.db["locks"].count == 0
+
+
+async def rollback_reply(bot: Bot, text: str) -> str:
+    """The immediate answer to an admin's `/hitl <text>` (its report comes by response_url)."""
+    response = await bot.command(text, "U0ADMIN", response_url=bot.fake.response_url(CHANNEL))
+    assert response.status == 200
+    return await response.text()
+
+
+async def rollback_report(bot: Bot, n: int = 1) -> str:
+    """The text of the ``n``-th message sent to the command's response_url."""
+    await bot.fake.wait_for(lambda: len(bot.fake.responses) >= n, 10)
+    payload = bot.fake.responses[n - 1]["payload"]
+    assert payload.get("response_type", "ephemeral") == "ephemeral"
+    return payload["text"]
+
+
+class SlowLoads:
+    """Holds the first ``hold`` model loads in this process (skops' ``loads``: reading a 543 MB
+    file) until the test releases them, so a slow load is deterministic. A watchdog releases
+    a load after WATCHDOG seconds, so code that blocks the event loop on it fails the test
+    (``watchdog_fired``) instead of hanging it; passing tests never wait for it."""
+
+    WATCHDOG = 30.0
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, hold: int = 1) -> None:
+        import skops.io as sio
+
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+        self.watchdog_fired = False
+        real = sio.loads
+
+        def loads(data, *args, **kwargs):
+            self.calls += 1
+            if self.calls <= hold:
+                self.entered.set()
+                if not self.release.wait(self.WATCHDOG):
+                    self.watchdog_fired = True
+            return real(data, *args, **kwargs)
+
+        monkeypatch.setattr(sio, "loads", loads)
+
+
+async def test_a_rollback_whose_model_load_is_slow_is_acked_at_once(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    await run_retrain(bot.rt, "cli")
+    add_labels(bot.store, labeled_items("M"))
+    await run_retrain(bot.rt, "cli")
+    slow = SlowLoads(monkeypatch)
+    try:
+        text = await rollback_reply(bot, "rollback 1")
+        assert not slow.watchdog_fired, "the ack waited for the model file"
+        assert text == "Rolling back to v1… I'll tell you here when it is done."
+        assert await asyncio.to_thread(slow.entered.wait, 10)  # the load is under way...
+        health = await bot.http.get("/healthz")  # ...and the server answers meanwhile
+        assert health.status == 200 and (await health.json())["champion"] == 2
+        assert not slow.watchdog_fired
+    finally:
+        slow.release.set()
+    assert await rollback_report(bot) == (
+        "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
+    )
+    assert bot.rt.champion.version == bot.store.champion_version() == 1
+    assert slow.calls == 1  # the file is read and checked once, not again to serve it
+
+
+async def test_a_rollback_that_cannot_load_says_why_without_a_path(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    add_labels(bot.store, labeled_items("M"))
+    await run_retrain(bot.rt, "cli")
+    (bot.rt.settings.models_dir / "v1.skops").unlink()
+    assert (await rollback_reply(bot, "rollback 1")).startswith("Rolling back to v1")
+    report = await rollback_report(bot)
+    assert report == "Cannot roll back: model v1's file is missing or unreadable"
+    assert bot.store.champion_version() == bot.rt.champion.version == 2
+    assert bot.store.runs("rollback")[0]["status"] == "failed"
+    assert bot.store.db["locks"].count == 0
+
+
+async def test_slack_rollback_to_a_rejected_model_needs_force_and_warns(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", char_only_items("a", 6))
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        await run_retrain(bot.rt, "<@U0ADMIN>")
+        add_labels(bot.store, char_only_items("b", 6))
+        bot.rt.settings = bot.rt.settings.with_changes(pipeline="word_lr")
+        rejected = await run_retrain(bot.rt, "<@U0ADMIN>")
+        assert rejected.status == "rejected"
+        scores = (
+            f"accuracy {rejected.metrics['accuracy']:.1%}, "
+            f"macro-F1 {rejected.metrics['macro_f1']:.3f}"
+        )
+        refused = await rollback_reply(bot, "rollback 2")
+        assert refused == (
+            f"Cannot roll back: model v2 was rejected ({scores}: {rejected.reason}); "
+            "add --force to make it the champion anyway"
+        )
+        assert bot.store.runs("rollback") == []
+        forced = await rollback_reply(bot, "rollback 2 --force")
+        assert forced == (
+            f"⚠️ v2 was rejected ({scores}: {rejected.reason}). Rolling back to it anyway "
+            "(--force)… I'll tell you here when it is done."
+        )
+        assert await rollback_report(bot) == (
+            "Model v2 is the champion again (rolled back by <@U0ADMIN>). "
+            f"⚠️ Forced: the gate had rejected it ({scores})."
+        )
+        [row] = [m for m in bot.store.models() if m["version"] == 2]
+        assert row["status"] == "champion"
+        assert row["reason"] == (
+            f"{rejected.reason} → rolled back to v2 by <@U0ADMIN>, forced although rejected "
+            f"({scores})"
+        )
+
+
+async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from bot.learning import champion_watch
+
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items() + UNLABELED)
+    for args in (["retrain"], ["retrain", "--force"]):
+        assert (await hitl(db, *args))[0] == 0
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2,
+                             threshold=1.0, api_token="t0ken")  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 2
+        assert bot.store.open_post_counts() == {CHANNEL: 2}  # every channel is full
+        assert bot.rt.champion.version == 2
+        # What `hitl serve` runs in the background: the dispatcher and the scheduler.
+        dispatcher = asyncio.create_task(bot.dispatcher.run())
+        scheduler = start_scheduler(bot.rt)
+        try:
+            code, out = await hitl(db, "rollback", "1")
+            assert (code, out) == (0, "v1 is the champion again.\n")
+            bot.rt.wake_dispatcher.set()  # an answer arrives; the dispatcher finds no room
+            watch = champion_watch(bot.rt)
+            assert watch is not None and watch.every == 10.0  # the bound the README states
+            await watch.check_now()  # what happens on its own within `every` seconds
+            health = await (await bot.http.get("/healthz")).json()
+            assert health["champion"] == 1
+            predicted = await bot.http.post(
+                "/api/predict",
+                json={"id": "p1", "text": "refund my card"},
+                headers={"Authorization": "Bearer t0ken"},
+            )
+            assert (await predicted.json())["model_version"] == 1
+            assert bot.store.open_post_counts() == {CHANNEL: 2}  # still full
+        finally:
+            stop_scheduler(bot.rt, scheduler)
+            dispatcher.cancel()
+
+
+async def hitl(db: Path, *args: str) -> tuple[int, str]:
+    """Run the real `hitl` command in its own process (as an admin at a terminal would)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "--db", str(db), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode == 0 or err, out
+    return process.returncode, out.decode()
 
 
 async def test_a_cli_promotion_reaches_the_running_server(bot: Bot):

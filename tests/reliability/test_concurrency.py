@@ -1,15 +1,21 @@
-"""Many people at once: votes counted exactly, an item resolved once; one retrain at a time."""
+"""Many people at once: votes counted exactly, an item resolved once; one retrain or rollback
+at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 from bot.learning import run_retrain
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Item, make_settings, seed, start_bot
-from tests.bot.test_learning import labeled_items
+from tests.bot.test_learning import SlowLoads, hitl, labeled_items, rollback_reply, rollback_report
 from tests.fake_slack import CHANNEL
 
 
@@ -60,3 +66,52 @@ async def test_two_retrains_started_at_once_one_runs(fake_slack: FakeSlack, tmp_
         assert sorted([first.status, second.status]) == ["busy", "promoted"]
         assert len(bot.rt.registry.versions()) == 1
         assert [r["status"] for r in bot.store.runs("retrain")] == ["promoted"]
+
+
+async def test_a_slack_rollback_and_a_cli_rollback_at_once_leave_registry_and_db_agreeing(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`/hitl rollback 1` is loading its model file when `hitl rollback 2` runs in another
+    process: the CLI is told a rollback is running, and the registry, the database and the
+    server all end on v1."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items())
+    for args in (["retrain"], ["retrain", "--force"], ["retrain", "--force"]):
+        assert (await hitl(db, *args))[0] == 0  # v1, v2 retired; v3 champion
+    cli: dict[str, subprocess.CompletedProcess] = {}
+
+    def cli_rollback_while_loading(slow: SlowLoads) -> None:
+        try:
+            if slow.entered.wait(60):
+                cli["result"] = subprocess.run(
+                    [sys.executable, "-m", "bot", "--db", str(db), "rollback", "2"],
+                    capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
+        finally:
+            slow.release.set()
+
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        slow = SlowLoads(monkeypatch)  # the server's loads from now on; not the CLI's
+        other = threading.Thread(target=cli_rollback_while_loading, args=(slow,))
+        other.start()
+        try:
+            ack = await rollback_reply(bot, "rollback 1")
+        finally:
+            await asyncio.to_thread(other.join, 180)
+        assert ack == "Rolling back to v1… I'll tell you here when it is done."
+        assert await rollback_report(bot) == (
+            "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
+        )
+        result = cli["result"]
+        assert result.returncode == 1
+        assert result.stderr.startswith(
+            "Error: cannot roll back: a rollback to v1 by @U0ADMIN is already running ("
+        ) and result.stderr.endswith("); try again when it is done\n")
+        assert not slow.watchdog_fired
+
+        registry = {v.version: v.status for v in bot.rt.registry.versions()}
+        database = {m["version"]: m["status"] for m in bot.store.models()}
+        assert registry == database == {1: "champion", 2: "retired", 3: "retired"}
+        assert bot.rt.champion.version == 1
+        assert bot.store.db["locks"].count == 0
