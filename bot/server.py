@@ -1,21 +1,34 @@
 """Composes the aiohttp application: Slack's endpoint, health, and the background tasks.
 
-``init_app(settings)`` is used by ``hitl serve`` and by the tests alike.
+``init_app(settings)`` is used by ``hitl serve`` and by the tests alike. Over HTTP, Slack's
+requests come to ``POST /slack/events``, whose signature is checked before the body is read
+as anything; in Socket Mode (``SLACK_APP_TOKEN``) they come over Slack's websocket and the
+HTTP route does not exist. Who the bot is, and that it can see its channels, is checked once
+at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot import api
 from bot.config import Settings
@@ -36,8 +49,11 @@ logger = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 BOLT = web.AppKey("bolt", AsyncApp)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+VERIFIER = web.AppKey("verifier", SignatureVerifier)
 
 MAX_BODY = 1024 * 1024
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
+MAX_BACKOFF = 60.0  # seconds between two attempts to reach Slack, at most
 
 
 def check_serve_settings(settings: Settings) -> None:
@@ -52,8 +68,21 @@ def check_serve_settings(settings: Settings) -> None:
         )
     if not settings.channel:
         problems.append("HITL_CHANNEL is not set; give the ID of the channel for questions")
+    for name, channel in channel_settings(settings):
+        if not CHANNEL_ID.fullmatch(channel):
+            problems.append(
+                f'{name}="{channel}" is not a channel ID; copy the ID from the channel\'s '
+                "details (at the bottom), e.g. C0123ABCD"
+            )
     if problems:
         raise ConfigError(problems)
+
+
+def channel_settings(settings: Settings) -> list[tuple[str, str]]:
+    """Every channel the bot posts in, with the setting that names it."""
+    named = [("HITL_CHANNEL", settings.channel), ("HITL_REPORT_CHANNEL", settings.report_channel)]
+    named += [(f"routes.{label}", channel) for label, channel in sorted(settings.routes.items())]
+    return [(name, channel) for name, channel in named if channel]
 
 
 def check_label_set(settings: Settings, store: Store) -> None:
@@ -74,31 +103,137 @@ def mirror_registry(store: Store, registry: ModelRegistry) -> None:
             store.record_model(meta.to_dict())
 
 
+# -- Slack, asked once at start ------------------------------------------------------------
+
+UNREACHABLE = (SlackClientError, aiohttp.ClientError, OSError, TimeoutError)
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """A Slack error worth another try later (rate limit, 5xx), not a refusal."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or status >= 500 or exc.response.get("error") in TRANSIENT_ERRORS
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a failed connection: the exception's kind and its first line."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def backoff(rt: Runtime, attempt: int) -> float:
+    return min(rt.retry_base * 2**attempt, MAX_BACKOFF)
+
+
+async def retry_until_answered(
+    call: Callable[[], Awaitable[Any]], trouble: str, rt: Runtime
+) -> Any:
+    """``call()`` until Slack answers it: while Slack cannot be reached (or says "later"), one
+    line per failed attempt, and the wait between two attempts doubles up to a minute. A
+    refusal (``SlackApiError``) is raised for the caller to explain. Cancelling stops it."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except SlackApiError as exc:
+            if not is_transient(exc):
+                raise
+            reason = f"Slack said {exc.response.get('error')}"
+        except UNREACHABLE as exc:
+            reason = describe(exc)
+        delay = backoff(rt, attempt)
+        logger.warning("%s (%s); retrying in %g s", trouble, reason, delay)
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+async def check_slack(rt: Runtime) -> Mapping[str, Any]:
+    """Ask Slack once who the bot is (``auth.test``) and whether it sees its channels
+    (``conversations.info``). A refusal is a ``ConfigError`` naming the setting to fix;
+    while Slack cannot be reached this keeps trying. Returns the ``auth.test`` answer."""
+    trouble = f"cannot reach Slack at {rt.client.base_url}"
+    try:
+        auth = await retry_until_answered(rt.client.auth_test, trouble, rt)
+    except SlackApiError as exc:
+        raise ConfigError(
+            [
+                f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}); copy the "
+                "Bot User OAuth Token (xoxb-…) from OAuth & Permissions"
+            ]
+        ) from None
+    rt.bot_user_id = auth.get("user_id")
+    problems = []
+    for name, channel in channel_settings(rt.settings):
+        try:
+            await retry_until_answered(
+                functools.partial(rt.client.conversations_info, channel=channel), trouble, rt
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "missing_scope":
+                needed = exc.response.get("needed") or "channels:read, groups:read"
+                problems.append(
+                    f"{name}={channel}: the app may not read channel details (missing_scope: "
+                    f"{needed}); reinstall it from manifest.yml"
+                )
+            else:
+                problems.append(
+                    f"{name}={channel}: the bot cannot see this channel ({error}); check the "
+                    "ID, and in a private channel /invite @hitl"
+                )
+    if problems:
+        raise ConfigError(problems)
+    return auth.data
+
+
 def init_app(
     settings: Settings,
     *,
     run_background: bool = True,
     configure: Any = None,
 ) -> web.Application:
-    """The aiohttp app: POST /slack/events (Bolt), GET /healthz, and background tasks.
+    """The aiohttp app: POST /slack/events (Bolt; not in Socket Mode), GET /healthz, /api/*,
+    and background tasks.
 
     ``configure(runtime)`` may adjust the runtime before anything runs (tests shorten the
-    retry backoff and the post interval there).
+    retry backoff and the post interval there). Starting the app asks Slack who the bot is,
+    and refuses to start (``ConfigError``) if Slack refuses the token or a channel; with
+    ``run_background`` in Socket Mode it also connects to Slack before the tasks start
+    (without, a caller connects with ``start_socket_mode``).
     """
     app = web.Application(client_max_size=MAX_BODY)
+    socket_mode = bool(settings.slack_app_token)
+    if not socket_mode:
+        if not settings.slack_signing_secret:
+            raise ConfigError(
+                ["SLACK_SIGNING_SECRET is not set; it is needed to verify requests from Slack"]
+            )
+        app[VERIFIER] = SignatureVerifier(settings.slack_signing_secret)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store.open(settings.db)
-        check_label_set(settings, store)
-        rt = Runtime(settings=settings, store=store, client=make_client(settings))
-        rt.registry = registry_for(settings)
-        rt.champion = await asyncio.to_thread(load_champion, rt.registry)
-        mirror_registry(store, rt.registry)
-        if configure is not None:
-            configure(rt)
-        app[RUNTIME] = rt
-        app[BOLT] = build_app(rt)
-        app[DISPATCHER] = Dispatcher(rt)
+        try:
+            check_label_set(settings, store)
+            rt = Runtime(settings=settings, store=store, client=make_client(settings))
+            if configure is not None:
+                configure(rt)
+            auth = await check_slack(rt)  # before the model: a bad token fails fast
+            rt.registry = registry_for(settings)
+            rt.champion = await asyncio.to_thread(load_champion, rt.registry)
+            mirror_registry(store, rt.registry)
+            app[RUNTIME] = rt
+            app[BOLT] = build_app(rt, auth)
+            app[DISPATCHER] = Dispatcher(rt)
+            socket = None
+            if run_background and settings.slack_app_token:
+                # Connected before anything is posted: no question is asked that nobody
+                # could answer.
+                socket = await start_socket_mode(app, settings.slack_app_token)
+        except BaseException:  # a refusal, or a stop while Slack cannot be reached
+            store.close()
+            raise
         tasks: list[asyncio.Task] = []
         if run_background:
             rt.fit_worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
@@ -110,6 +245,8 @@ def init_app(
         try:
             yield
         finally:
+            if socket is not None:
+                await socket.close()  # no new requests from here on
             if run_background:
                 stop_scheduler(rt, scheduler)
                 rt.fit_worker.close()  # a fit in progress stops now; its run is marked failed
@@ -126,20 +263,40 @@ def init_app(
             store.close()
 
     app.cleanup_ctx.append(runtime_ctx)
-    app.router.add_post("/slack/events", slack_events)
+    if not socket_mode:
+        # In Socket Mode Slack never calls us over HTTP: no route, so nothing unsigned gets in.
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)  # /api/*, /metrics
     return app
 
 
+def is_signed_by_slack(verifier: SignatureVerifier, body: bytes, headers: Mapping) -> bool:
+    try:
+        return verifier.is_valid_request(body, dict(headers))
+    except (ValueError, OverflowError):  # a timestamp header that is not a number
+        return False
+
+
 async def slack_events(request: web.Request) -> web.StreamResponse:
+    """Slack's requests: the signature first, over the raw bytes; only then is the body parsed
+    (Bolt's parsing of a hostile body can raise anything, RecursionError included). A refused
+    request is logged without its body, whatever the log level."""
+    body = await request.read()  # over MAX_BODY: aiohttp answers 413
+    if not is_signed_by_slack(request.app[VERIFIER], body, request.headers):
+        logger.info("refused a request to /slack/events without a valid Slack signature "
+                    "(%d bytes)", len(body))  # fmt: skip
+        return web.json_response({"error": "invalid request signature"}, status=401)
     bolt = request.app[BOLT]
     try:
-        response = await bolt.async_dispatch(await to_bolt_request(request))
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        # Bolt's own routing can trip over a body that is not shaped like Slack's (signature
-        # already checked): answer 400, log the kind of error, never the body.
-        logger.warning("malformed Slack request: %s: %s", type(exc).__name__, exc)
+        bolt_request = AsyncBoltRequest(
+            body=body.decode(), query=request.query_string, headers=request.headers
+        )
+        response = await bolt.async_dispatch(bolt_request)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # A signed body that is not shaped like Slack's (not UTF-8, not JSON, too deep, or
+        # missing what Bolt routes on): answer 400, log the kind of error, never the body.
+        logger.warning("malformed Slack request: %s", type(exc).__name__)
         return web.json_response({"error": "malformed request"}, status=400)
     return await to_aiohttp_response(response)
 
@@ -162,33 +319,164 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if body["ok"] else 503)
 
 
-async def start_socket_mode(app: web.Application, app_token: str) -> AsyncSocketModeHandler:
-    """Connect to Slack over Socket Mode (apps.connections.open through SLACK_API_URL)."""
-    handler = AsyncSocketModeHandler(app[BOLT], app_token)
-    await handler.connect_async()
-    logger.warning("connected to Slack in Socket Mode")
-    return handler
+# -- Socket Mode ----------------------------------------------------------------------------
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed)."""
-    app = init_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
-    await runner.setup()
-    stop = asyncio.Event()
+class _OneAttemptClient(SocketModeClient):
+    """slack_sdk's aiohttp Socket Mode client, making one attempt per ``connect()``.
+
+    The library's ``connect()`` retries a failure itself, forever, every few seconds, with a
+    traceback each time, and reuses a wss URL that has already been used. Here a failed
+    attempt raises and forgets its URL, and ``SocketMode.connect`` retries with backoff, one
+    line per attempt. Once connected, reconnections (Slack recycles connections) go through
+    the library's session monitor, which calls this and logs one line when it fails.
+    """
+
+    async def issue_new_wss_url(self) -> str:
+        # The library's version logs a two-line error and sleeps out a rate limit itself.
+        response = await self.web_client.apps_connections_open(app_token=self.app_token)
+        return response["url"]
+
+    async def connect(self) -> None:
+        old = self.current_session
+        self.auto_reconnect_enabled = False
+        try:
+            if old is not None and not old.closed:
+                with contextlib.suppress(Exception):
+                    await old.close()
+            if self.aiohttp_client_session.closed:
+                self.aiohttp_client_session = aiohttp.ClientSession()
+            if self.wss_uri is None:
+                self.wss_uri = await self.issue_new_wss_url()
+            try:
+                session = await self.aiohttp_client_session.ws_connect(
+                    self.wss_uri,
+                    autoping=False,
+                    heartbeat=self.ping_interval,
+                    proxy=self.proxy,
+                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+                )
+            finally:
+                self.wss_uri = None  # one URL, one connection: the next attempt asks again
+        finally:
+            self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
+        self.current_session = session
+        self.stale = False
+        await session.ping(f"sdk-ping-pong:{time.time()}".encode())
+        for task in (self.current_session_monitor, self.message_receiver):
+            if task is not None:
+                task.cancel()
+        self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
+        self.message_receiver = asyncio.ensure_future(self.receive_messages())
+
+
+class SocketMode:
+    """Slack's requests over Socket Mode: envelopes in over a websocket, to the Bolt app, and
+    its answers back as acks (apps.connections.open goes through SLACK_API_URL)."""
+
+    def __init__(self, bolt: AsyncApp, app_token: str, rt: Runtime):
+        self.bolt = bolt
+        self.rt = rt
+        self.client = _OneAttemptClient(
+            app_token=app_token,
+            logger=logging.getLogger("bot.socket_mode"),
+            web_client=rt.client,
+            ping_interval=10,
+        )
+        self.client.socket_mode_request_listeners.append(self._handle)
+
+    async def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
+        started = time.time()
+        response = await run_async_bolt_app(self.bolt, request)
+        await send_async_response(client, request, response, started)
+
+    async def connect(self) -> None:
+        """Connect, retrying with backoff while Slack cannot be reached; a refused app-level
+        token is a ``ConfigError``."""
+        trouble = "Socket Mode: cannot connect to Slack"
+        try:
+            await retry_until_answered(self.client.connect, trouble, self.rt)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "not_enabled":
+                line = (
+                    "Socket Mode is not enabled for this app; turn it on under Socket Mode "
+                    "(manifest.yml: socket_mode_enabled: true), or unset SLACK_APP_TOKEN"
+                )
+            else:
+                line = (
+                    f"SLACK_APP_TOKEN was refused by Slack ({error}); generate an app-level "
+                    "token (xapp-…) with connections:write under Basic Information → "
+                    "App-Level Tokens"
+                )
+            raise ConfigError([line]) from None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def start_socket_mode(app: web.Application, app_token: str) -> SocketMode:
+    """Connect the started app to Slack over Socket Mode."""
+    socket = SocketMode(app[BOLT], app_token, app[RUNTIME])
+    try:
+        await socket.connect()
+    except BaseException:
+        await socket.close()
+        raise
+    return socket
+
+
+# -- hitl serve -----------------------------------------------------------------------------
+
+
+async def unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Run ``work`` until it ends (True) or ``stop`` is set (False: ``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # the work's exception, if any
+    return True
+
+
+def _log_info(line: str) -> None:
+    logger.info("%s", line)
+
+
+async def serve(settings: Settings, announce: Callable[[str], None] = _log_info) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed).
+
+    A signal stops it at any moment, also while Slack cannot be reached at start. ``announce``
+    gets the lines a person wants to see at the default log level (listening, stopping): the
+    CLI prints them on stderr.
+    """
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    socket_handler = None
-    try:
+    app = init_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+
+    async def start() -> None:
+        await runner.setup()  # checks Slack; in Socket Mode, connects
         if settings.slack_app_token:
-            socket_handler = await start_socket_mode(app, settings.slack_app_token)
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        logger.warning("slack-hitl listening on http://%s:%d", settings.host, settings.port)
-        await stop.wait()
-        logger.warning("shutting down")
+            announce("connected to Slack in Socket Mode")
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        announce(f"slack-hitl listening on http://{settings.host}:{settings.port}")
+
+    try:
+        if await unless_stopped(start(), stop):
+            await stop.wait()
+        announce("shutting down")
     finally:
-        if socket_handler is not None:
-            await socket_handler.close_async()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await runner.cleanup()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -31,13 +33,52 @@ UNDO_WINDOW = timedelta(minutes=10)
 SORRY = "Something went wrong on our side; it has been logged."
 
 
-def build_app(rt: Runtime) -> AsyncApp:
-    socket_mode = bool(rt.settings.slack_app_token)
+class _UnusedTokenWarning(logging.Filter):
+    """Drops Bolt's "As you gave `client` as well, `token` will be unused": Bolt reads
+    SLACK_BOT_TOKEN from the environment on its own and warns that it ignores it, which is what
+    we want (the client passed in is the one to use); nothing for a person to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+BOLT_LOGGER = logging.getLogger("bot.bolt")
+BOLT_LOGGER.addFilter(_UnusedTokenWarning())
+
+
+def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
+    """The Bolt app, for requests that are already known to come from Slack.
+
+    ``bot.server`` checks the signature of every HTTP request before its body is parsed, and
+    Socket Mode needs none, so Bolt's own check is off. ``auth`` is the ``auth.test`` answer
+    ``bot.server`` got once at start: Bolt is told who the bot is through ``authorize`` and
+    never calls ``auth.test`` itself (by default it would, inside the first request).
+    """
+
+    async def authorize(user_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=auth.get("enterprise_id"),
+            team_id=auth.get("team_id"),
+            bot_user_id=auth.get("user_id"),
+            bot_id=auth.get("bot_id"),
+            bot_token=rt.client.token,
+            user_id=user_id,
+        )
+
     app = AsyncApp(
-        client=rt.client,
+        # Without a token of its own, Bolt takes the one ``authorize`` returns for each request;
+        # each request's client copies this one's base URL, timeout and retry handlers.
+        client=AsyncWebClient(
+            token=None,
+            base_url=rt.client.base_url,
+            timeout=rt.client.timeout,
+            retry_handlers=rt.client.retry_handlers,
+            logger=rt.client.logger,
+        ),
+        authorize=authorize,
         signing_secret=rt.settings.slack_signing_secret or "",
-        logger=logging.getLogger("bot.bolt"),
-        request_verification_enabled=not socket_mode,
+        logger=BOLT_LOGGER,
+        request_verification_enabled=False,
     )
 
     def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
+from bot import server
 from bot.cli import cli
+from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
 from bot.server import BOLT, RUNTIME, init_app, start_socket_mode
 from tests import signing
-from tests.bot.harness import Item, make_settings, seed
+from tests.bot.harness import SECRET, Item, make_settings, seed, start_bot
+from tests.bot.test_serve_process import free_port
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import FakeSocketMode
 
@@ -59,7 +64,7 @@ async def test_socket_mode_answers_a_click_and_a_command(fake_slack: FakeSlack, 
     app = init_app(settings, run_background=False)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    handler = await start_socket_mode(app, settings.slack_app_token)
+    socket_mode = await start_socket_mode(app, settings.slack_app_token)
     try:
         rt = app[RUNTIME]
         await app_dispatch_fill(app)
@@ -81,7 +86,7 @@ async def test_socket_mode_answers_a_click_and_a_command(fake_slack: FakeSlack, 
         assert "*Answers today:* 1" in json.dumps(ack["payload"], ensure_ascii=False)
         assert app[BOLT] is not None
     finally:
-        await handler.close_async()
+        await socket_mode.close()
         await runner.cleanup()
         await socket.close()
 
@@ -103,3 +108,94 @@ async def test_healthz_reports_the_database(fake_slack: FakeSlack, tmp_path: Pat
         assert response.status == 200
         body = await response.json()
         assert (body["ok"], body["db"], body["champion"]) == (True, "ok", None)
+
+
+# -- Slack is asked who we are once, at start (issue 15, point 8; issue 16, point 10) ----------
+
+
+async def test_a_click_right_after_start_needs_no_auth_test(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        assert len(fake_slack.calls_to("auth.test")) == 1  # checked at start, before any request
+        await bot.dispatcher.fill()
+        fake_slack.fail("auth.test", "invalid_auth", times=10)  # from now on auth.test fails
+        response = await bot.action(bot.button_payload(bot.posted()[0], "U0ANA", "billing"))
+        assert response.status == 200
+        assert bot.store.resolution("a")["annotators"] == ["U0ANA"]
+        assert len(fake_slack.calls_to("auth.test")) == 1
+        assert bot.rt.bot_user_id == fake_slack.bot_user_id
+
+
+def refused(fake: FakeSlack, case: str) -> tuple[dict, str]:
+    """Settings Slack refuses at start, and the one line that says what to fix."""
+    if case == "bad bot token":
+        return {"slack_bot_token": "xoxb-0000-wrong"}, (
+            "SLACK_BOT_TOKEN was refused by Slack (invalid_auth); copy the Bot User OAuth Token "
+            "(xoxb-…) from OAuth & Permissions"
+        )
+    if case == "unknown channel":
+        return {"channel": "C0NOSUCH"}, (
+            "HITL_CHANNEL=C0NOSUCH: the bot cannot see this channel (channel_not_found); check "
+            "the ID, and in a private channel /invite @hitl"
+        )
+    if case == "private channel without the bot":
+        fake.add_channel("G0SECRET", "secret", is_private=True, is_member=False)
+        return {"routes": {"billing": "G0SECRET"}}, (
+            "routes.billing=G0SECRET: the bot cannot see this channel (channel_not_found); check "
+            "the ID, and in a private channel /invite @hitl"
+        )
+    assert case == "bad app token"
+    return {"slack_app_token": "xapp-1-wrong", "slack_signing_secret": None}, (
+        "SLACK_APP_TOKEN was refused by Slack (invalid_auth); generate an app-level token "
+        "(xapp-…) with connections:write under Basic Information → App-Level Tokens"
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bad bot token", "unknown channel", "private channel without the bot", "bad app token"],
+)
+async def test_serve_refuses_to_start_in_one_line_when_slack_refuses(
+    fake_slack: FakeSlack, tmp_path: Path, case: str
+):
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    changes, expected = refused(fake_slack, case)
+    settings = make_settings(fake_slack, tmp_path, port=free_port(), **changes)
+    with pytest.raises(ConfigError) as raised:
+        await asyncio.wait_for(server.serve(settings), 30)
+    assert str(raised.value) == expected
+    assert fake_slack.calls_to("chat.postMessage") == []
+
+
+@pytest.mark.parametrize(
+    "channel", ["#general", "general", "c0123abcd", "https://x.slack.com/archives/C01"]
+)
+def test_a_channel_name_instead_of_an_id_is_refused_in_one_line(tmp_path: Path, channel: str):
+    env = {
+        "HITL_DB": str(tmp_path / "hitl.db"),
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "HITL_CHANNEL": channel,
+    }
+    result = serve(env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f'Error: HITL_CHANNEL="{channel}" is not a channel ID; copy the ID from the channel\'s '
+        "details (at the bottom), e.g. C0123ABCD\n"
+    )
+
+
+async def test_starting_logs_no_warning_with_the_token_in_the_environment(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.token)  # as `hitl serve` is usually run
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    caplog.set_level(logging.DEBUG)
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        await bot.dispatcher.fill()
+    assert "will be unused" not in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

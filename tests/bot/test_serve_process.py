@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -79,4 +80,101 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     rest = (await process.stderr.read()).decode()
     assert code == 0, "".join(seen) + rest
     assert "shutting down" in rest
-    assert "Traceback" not in "".join(seen) + rest
+    output = "".join(seen) + rest
+    assert "Traceback" not in output
+    # Nothing went wrong, so nothing is logged at the default level; the person still sees
+    # that the server is up, and where.
+    assert "WARNING" not in output and "will be unused" not in output
+    assert f"slack-hitl listening on http://127.0.0.1:{port}\n" in seen
+
+
+# -- Socket Mode while Slack cannot be reached (issue 15, point 9) -----------------------------
+
+
+def socket_mode_env(db: Path, api_url: str, token: str, app_token: str) -> dict[str, str]:
+    seed(db, [Item("a", "refund please")])
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+        "SLACK_BOT_TOKEN": token,
+        "SLACK_APP_TOKEN": app_token,
+        "SLACK_API_URL": api_url,
+        "HITL_CHANNEL": CHANNEL,
+        "HITL_LABELS": "billing,bug",
+        "HITL_DB": str(db),
+        "HITL_PORT": str(free_port()),
+    }
+
+
+async def read_lines_until(stream: asyncio.StreamReader, needle: str, count: int, seen: list[str]):
+    """Read until `count` lines contain `needle` (case-insensitive)."""
+    found = 0
+    while found < count:
+        line = (await stream.readline()).decode()
+        if not line:
+            raise AssertionError(f"process ended before {needle!r}: {''.join(seen)}")
+        seen.append(line)
+        found += needle.lower() in line.lower()
+
+
+async def stop_and_collect(process, sig: int, seen: list[str]) -> tuple[int, str]:
+    process.send_signal(sig)
+    try:
+        code = await asyncio.wait_for(process.wait(), 15)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(
+            f"{signal.Signals(sig).name} did not stop it: {''.join(seen)}"
+        ) from None
+    return code, "".join(seen) + (await process.stderr.read()).decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_socket_mode_with_slack_unreachable_stops_on_a_signal_without_a_traceback(
+    tmp_path: Path, sig: int
+):
+    unreachable = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
+    env = socket_mode_env(tmp_path / "hitl.db", unreachable, "xoxb-1", "xapp-1")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(read_lines_until(process.stderr, "retrying", 1, seen), 60)
+    finally:
+        code, output = await stop_and_collect(process, sig, seen)
+    assert code == 0, output
+    assert "Traceback" not in output
+    retries = [line for line in output.splitlines() if "retrying" in line.lower()]
+    assert retries and all("cannot reach Slack" in r and unreachable in r for r in retries)
+
+
+async def test_socket_mode_retries_a_failed_connection_one_line_at_a_time(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from tests.fake_socket_mode import FakeSocketMode
+
+    fake_slack.socket_url = f"ws://127.0.0.1:{free_port()}/link"  # the websocket is unreachable
+    env = socket_mode_env(
+        tmp_path / "hitl.db", fake_slack.base_url, fake_slack.token, fake_slack.app_token
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    socket = FakeSocketMode()
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(read_lines_until(process.stderr, "retrying", 2, seen), 60)
+        assert len(fake_slack.calls_to("apps.connections.open")) >= 2  # a fresh URL each time
+        fake_slack.socket_url = await socket.start()  # Slack is back
+        await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
+        await socket.wait_connected(timeout=10)
+    finally:
+        code, output = await stop_and_collect(process, signal.SIGTERM, seen)
+        await socket.close()
+    assert code == 0, output
+    assert "Traceback" not in output
+    retries = [line for line in output.splitlines() if "retrying" in line.lower()]
+    assert all("Socket Mode: cannot connect to Slack" in line for line in retries), retries
+    assert "retrying in 1 s" in retries[0] and "retrying in 2 s" in retries[1]  # backoff
+    assert "connected to Slack in Socket Mode\n" in seen

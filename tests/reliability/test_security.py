@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
@@ -132,26 +134,30 @@ async def test_a_tampered_model_file_is_refused_and_the_previous_one_used(
     assert "model v2 refused" in caplog.text and "sha256" in caplog.text
 
 
-async def test_no_token_or_secret_reaches_the_logs_of_a_failing_run(
-    fake_slack: FakeSlack, tmp_path: Path
-):
-    db = tmp_path / "hitl.db"
-    seed(db, [Item("a", "refund please"), Item("b", "crash")])
-    bad_token = "xoxb-1111-2222-not-a-valid-token"
-    secrets = [bad_token, SECRET, "api-token-0123456789", "webhook-secret-abcdef"]
-    port = free_port()
-    env = {
+def serve_env(fake_slack: FakeSlack, db: Path, port: int, **more: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
-        "SLACK_BOT_TOKEN": bad_token,  # Slack answers invalid_auth to everything
+        "SLACK_BOT_TOKEN": fake_slack.token,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": fake_slack.base_url,
         "HITL_CHANNEL": CHANNEL,
         "HITL_LABELS": "billing,bug",
         "HITL_DB": str(db),
         "HITL_PORT": str(port),
-        "HITL_API_TOKEN": secrets[2],
-        "HITL_WEBHOOK_SECRET": secrets[3],
+        **more,
     }
+
+
+async def test_no_token_or_secret_reaches_the_logs_of_a_failing_run(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please"), Item("b", "crash")])
+    fake_slack.token = "xoxb-1111-2222-revoked-after-start"
+    fake_slack.fail("chat.postMessage", "invalid_auth", times=100)  # the token stops working
+    secrets = [fake_slack.token, SECRET, "api-token-0123456789", "webhook-secret-abcdef"]
+    port = free_port()
+    env = serve_env(fake_slack, db, port, HITL_API_TOKEN=secrets[2], HITL_WEBHOOK_SECRET=secrets[3])
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "-vvv", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -176,6 +182,29 @@ async def test_no_token_or_secret_reaches_the_logs_of_a_failing_run(
         assert secret not in logs  # ...but never a secret
 
 
+async def test_a_token_slack_refuses_stops_serve_at_start_in_one_line(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please")])
+    env = serve_env(fake_slack, db, free_port(), SLACK_BOT_TOKEN="xoxb-1111-2222-not-valid")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        code = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 1
+    assert (await process.stderr.read()).decode() == (
+        "Error: SLACK_BOT_TOKEN was refused by Slack (invalid_auth); copy the Bot User OAuth "
+        "Token (xoxb-…) from OAuth & Permissions\n"
+    )
+    assert fake_slack.calls_to("chat.postMessage") == []
+
+
 def test_the_log_redactor_hides_tokens_and_configured_secrets():
     import logging
 
@@ -192,3 +221,103 @@ def test_the_log_redactor_hides_tokens_and_configured_secrets():
     assert record.getMessage() == (
         "calling xoxb-*** with xapp-*** and Authorization: Bearer *** and ***"
     )
+
+
+# -- Socket Mode: no HTTP door to the listeners (issue 15, point 1) ----------------------------
+
+
+async def test_in_socket_mode_forged_http_requests_find_no_slack_route(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from tests.bot.test_learning import UNLABELED
+
+    seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
+    settings = make_settings(
+        fake_slack, tmp_path, labels=("billing", "bug"), slack_app_token=fake_slack.app_token
+    )  # a signing secret is set too: in Socket Mode it is not a way in either
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        imported = bot.store.count_answers()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        click = "payload=" + quote(json.dumps(bot.button_payload(bot.posted()[0], "U0RAJ", "bug")))
+        forged = [
+            (urlencode(signing.command_fields("retrain --force", "U0ADMIN")).encode(), form),
+            (urlencode(signing.command_fields("rollback 1", "U0ADMIN")).encode(), form),
+            (click.encode(), form),
+        ]
+        for body, headers in forged:
+            response = await bot.post(body, headers)
+            assert response.status == 404
+        assert bot.rt.retrain_task is None
+        assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
+        assert bot.store.count_answers() == imported
+
+
+# -- the signature is checked before the body is parsed (issue 15, point 7) --------------------
+
+
+NESTED = "[" * 100_000
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (NESTED.encode(), "application/json"),
+        (("payload=" + quote(NESTED)).encode(), "application/x-www-form-urlencoded"),
+        (b"payload=%FF%FE%7B", "application/x-www-form-urlencoded"),
+    ],
+    ids=["nested json", "nested payload form", "bad utf-8 form"],
+)
+async def test_a_malformed_body_gets_a_4xx_and_no_traceback(
+    bot: Bot, caplog: pytest.LogCaptureFixture, signed: bool, body: bytes, content_type: str
+):
+    caplog.set_level(logging.DEBUG)
+    headers = {"Content-Type": content_type}
+    if signed:
+        body, headers = signing.sign(body, SECRET, content_type)
+    response = await bot.post(body, headers)
+    assert response.status == (400 if signed else 401)
+    assert (await response.json())["error"]
+    assert "Traceback" not in caplog.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert bot.store.count_answers() == 0
+
+
+async def test_a_body_that_is_not_utf8_gets_a_401(bot: Bot, caplog: pytest.LogCaptureFixture):
+    # Slack signs text; bytes that are not UTF-8 cannot carry its signature at all.
+    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": "1",
+               "X-Slack-Signature": "v0=00"}  # fmt: skip
+    response = await bot.post(b"\xff\xfe{", headers)
+    assert response.status == 401
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("stamp", ["not-a-number", "", "1e3", "99999999999999999999999"], ids=repr)
+async def test_a_garbled_timestamp_header_gets_a_401(bot: Bot, stamp: str):
+    body, headers = signing.signed_command(signing.command_fields("stats"), SECRET)
+    headers["X-Slack-Request-Timestamp"] = stamp
+    response = await bot.post(body, headers)
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "wrong secret", "replayed"])
+async def test_the_body_of_a_refused_request_is_never_logged(
+    bot: Bot, caplog: pytest.LogCaptureFixture, attack: str
+):
+    caplog.set_level(logging.DEBUG)  # every logger, Bolt's and the libraries' included
+    await bot.dispatcher.fill()
+    payload = bot.button_payload(bot.posted()[0], "U0ANA", "billing")
+    payload["response_url"] = "https://hooks.slack.com/actions/T0HITL/1/SECRET-RESPONSE-URL"
+    if attack == "wrong secret":
+        body, headers = signing.signed_action(payload, "not-the-secret")
+    elif attack == "replayed":
+        body, headers = signing.signed_action(payload, SECRET, int(time.time()) - 301)
+    else:
+        body, headers = signing.signed_action(payload, SECRET)
+        headers = {"Content-Type": headers["Content-Type"]}
+    caplog.clear()  # what the dispatcher's post logged at DEBUG is not the request's
+    response = await bot.post(body, headers)
+    assert response.status == 401
+    assert "SECRET-RESPONSE-URL" not in caplog.text
+    assert "refund please" not in caplog.text and "payload=" not in caplog.text
