@@ -300,11 +300,12 @@ def config_command(state: State) -> None:
 @click.option("--port", type=int, help="Port to listen on (default: $HITL_PORT or 3000).")
 @click.pass_obj
 def serve_command(state: State, host: str | None, port: int | None) -> None:
-    """Run the Slack bot: POST /slack/events for Slack, plus the question dispatcher.
+    """Run the Slack bot: POST /slack/events for Slack (or Socket Mode), plus the dispatcher.
 
     Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode),
     HITL_CHANNEL and a label set (HITL_LABELS, or labels imported with `hitl import`).
-    Stops cleanly on Ctrl-C or SIGTERM.
+    Checks the token and the channels with Slack before it listens. Stops cleanly on Ctrl-C
+    or SIGTERM, also while Slack cannot be reached.
 
     \b
     Examples:
@@ -322,7 +323,7 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         if port:
             settings = settings.with_changes(port=port)
         check_serve_settings(settings)
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
 
 
 @cli.command("retrain")
