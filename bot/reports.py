@@ -162,7 +162,7 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     of it even when nobody of them asked for this retrain (the nightly one)."""
     who = outcome.triggered_by
     if outcome.status == "busy":
-        return f"A retrain is already running; try again when it is done. ({outcome.reason})"
+        return f"Not started: {outcome.reason}; try again when it is done."  # says who holds it
     if outcome.status == "nothing_new":
         return f"*Retrain ({who}):* {outcome.reason}; training skipped."
     if outcome.status == "failed":

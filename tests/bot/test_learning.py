@@ -167,12 +167,33 @@ async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
     plan = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
     assert isinstance(plan, loop.Plan)
     text = await (await bot.command("retrain", "U0ADMIN")).text()
-    assert text.startswith("A retrain is already running")
+    assert text.startswith("Not started: a retrain by cli is already running (")
+    assert text.endswith("); try again when it is done.")
     other = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
     assert isinstance(other, loop.Outcome) and other.status == "busy"
     await loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
                        triggered_by="cli", plan=plan)  # fmt: skip
     assert bot.store.db["locks"].count == 0
+
+
+async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    await run_retrain(bot.rt, "cli")
+    add_labels(bot.store, labeled_items("M"))
+    await run_retrain(bot.rt, "cli")
+    slow = SlowLoads(monkeypatch)
+    try:
+        assert (await rollback_reply(bot, "rollback 1")).startswith("Rolling back to v1")
+        text = await (await bot.command("retrain", "U0ADMIN")).text()
+        assert text.startswith("Not started: a rollback to v1 by <@U0ADMIN> is already running (")
+        again = await rollback_reply(bot, "rollback 1")
+        assert again.startswith("Cannot roll back: a rollback to v1 by <@U0ADMIN> is already ")
+    finally:
+        slow.release.set()
+    await rollback_report(bot)
+    assert [r["status"] for r in bot.store.runs("rollback")] == ["ok"]
+    assert bot.store.champion_version() == 1
 
 
 async def test_a_crashed_runs_lock_expires(bot: Bot):
