@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import signal
@@ -151,8 +150,10 @@ async def retry_until_answered(
 
 async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     """Ask Slack once who the bot is (``auth.test``) and whether it sees its channels
-    (``conversations.info``). A refusal is a ``ConfigError`` naming the setting to fix;
-    while Slack cannot be reached this keeps trying. Returns the ``auth.test`` answer."""
+    (``conversations.info``: ``channels:read``, ``groups:read`` for a private channel). A
+    refusal is a ``ConfigError`` naming the setting to fix (a missing scope only a warning:
+    the channel may still work); while Slack cannot be reached this keeps trying. Returns
+    the ``auth.test`` answer."""
     trouble = f"cannot reach Slack at {rt.client.base_url}"
     try:
         auth = await retry_until_answered(rt.client.auth_test, trouble, rt)
@@ -166,18 +167,21 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     rt.bot_user_id = auth.get("user_id")
     problems = []
     for name, channel in channel_settings(rt.settings):
+
+        async def channel_info(channel: str = channel) -> Any:
+            return await rt.client.conversations_info(channel=channel)
+
         try:
-            await retry_until_answered(
-                functools.partial(rt.client.conversations_info, channel=channel), trouble, rt
-            )
+            await retry_until_answered(channel_info, trouble, rt)
         except SlackApiError as exc:
             error = exc.response.get("error")
-            if error == "missing_scope":
-                needed = exc.response.get("needed") or "channels:read, groups:read"
-                problems.append(
-                    f"{name}={channel}: the app may not read channel details (missing_scope: "
-                    f"{needed}); reinstall it from manifest.yml"
-                )
+            if error == "missing_scope":  # an app installed before the manifest asked for it
+                needed = exc.response.get("needed") or "channels:read"
+                logger.warning(
+                    "cannot check %s=%s: the app lacks %s (missing_scope); add it under OAuth & "
+                    "Permissions → Bot Token Scopes and reinstall the app",
+                    name, channel, needed,
+                )  # fmt: skip
             else:
                 problems.append(
                     f"{name}={channel}: the bot cannot see this channel ({error}); check the "

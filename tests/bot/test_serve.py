@@ -199,3 +199,19 @@ async def test_starting_logs_no_warning_with_the_token_in_the_environment(
         await bot.dispatcher.fill()
     assert "will be unused" not in caplog.text
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_missing_scope_for_the_channel_check_is_a_warning_not_a_refusal(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    # An app installed before the manifest asked for channels:read still starts, and is told
+    # how to let the check run.
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    fake_slack.fail("conversations.info", "missing_scope")
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        assert await bot.dispatcher.fill() == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == (
+        f"cannot check HITL_CHANNEL={CHANNEL}: the app lacks channels:read (missing_scope); add "
+        "it under OAuth & Permissions → Bot Token Scopes and reinstall the app"
+    )
