@@ -107,7 +107,7 @@ async def test_other_select_pick_and_skip(bot: Bot):
     assert (answers[items[0]]["label"], answers[items[0]]["source"]) == ("how_to", "select")
     assert answers[items[1]]["label"] is None
     assert bot.store.get_item(items[1])["status"] == "skipped"
-    await bot.fake.wait_for(lambda: len(bot.fake.calls_to("chat.update")) >= 2)
+    await bot.settled()
     assert "Skipped by <@U0RAJ>" in context_text(bot.fake.message(CHANNEL, second["ts"]))
 
 
@@ -144,6 +144,7 @@ async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot:
         2,
         ["U0ANA", "U0ADMIN"],
     )
+    await bot.settled()  # the redraw runs after the ack
     final = context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert "✅ *billing* by vote (*billing* 2 · *bug* 1: <@U0ANA>, <@U0ADMIN>)" in final
 
