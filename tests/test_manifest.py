@@ -1,7 +1,7 @@
 """manifest.yml is a valid Slack app manifest and names what the app serves (slack-platform.md §6).
 
-Validated offline against Slack's published JSON Schema (slackapi/manifest-schema), saved in
-shared/slack beside the repository clone.
+Validated offline against Slack's published JSON Schema (slackapi/manifest-schema, MIT), which the
+repository carries in tests/data/slack_manifest_schema with its source, version and licence.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT.parent / "shared" / "slack"
+SCHEMAS = ROOT / "tests" / "data" / "slack_manifest_schema"
 SCHEMA_URL = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/"
 VERSIONS = ("1.0.0", "2.0.0")
 REQUEST_PATH = "/slack/events"
@@ -67,6 +67,7 @@ def socket_mode_variant(manifest: dict) -> dict:
     for command in variant["features"]["slash_commands"]:
         del command["url"]
     del variant["settings"]["interactivity"]["request_url"]
+    del variant["settings"]["interactivity"]["message_menu_options_url"]
     del variant["settings"]["event_subscriptions"]["request_url"]
     return variant
 
@@ -105,25 +106,37 @@ def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest)
     assert settings["socket_mode_enabled"] is False
 
 
+def test_the_options_load_url_is_set_because_a_question_can_carry_an_external_select(manifest):
+    from bot.blocks import MAX_STATIC_OPTIONS, Question, question_blocks
+
+    labels = [f"label {n}" for n in range(MAX_STATIC_OPTIONS + 1)]
+    built = [b.to_dict() for b in question_blocks(Question("i1", "t", labels, [("label 3", 0.5)]))]
+    elements = [e for b in built for e in b.get("elements", [])]
+    assert any(e["type"] == "external_select" for e in elements)  # the code can send one ...
+    # ... and Slack asks an Options Load URL for its options: without one "Other…" is empty
+    url = manifest["settings"]["interactivity"]["message_menu_options_url"]
+    assert url.startswith("https://") and url.endswith(REQUEST_PATH)
+
+
 def test_manifest_subscribes_only_to_events_the_app_handles(manifest):
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
 
 
-SCOPE_OF_CALL = {
-    "chat_postMessage": "chat:write",
-    "chat_update": "chat:write",
-    "chat_postEphemeral": "chat:write",
-    "chat_delete": "chat:write",
-    "conversations_join": "channels:join",
-    "conversations_info": "channels:read",
-    "conversations_history": "channels:history",
-    "users_info": "users:read",
-    "files_upload_v2": "files:write",
-    "views_open": None,
-    "views_update": None,
-    "views_push": None,
-    "views_publish": None,
+SCOPE_OF_CALL = {  # the scopes each Web API method the bot calls needs (public and private)
+    "chat_postMessage": ("chat:write",),
+    "chat_update": ("chat:write",),
+    "chat_postEphemeral": ("chat:write",),
+    "chat_delete": ("chat:write",),
+    "conversations_join": ("channels:join",),
+    "conversations_info": ("channels:read", "groups:read"),
+    "conversations_history": ("channels:history", "groups:history"),
+    "users_info": ("users:read",),
+    "files_upload_v2": ("files:write",),
+    "views_open": (),
+    "views_update": (),
+    "views_push": (),
+    "views_publish": (),
 }
 
 
@@ -134,7 +147,7 @@ def test_manifest_asks_for_exactly_the_scopes_the_bot_uses(manifest):
     called = set()
     for path in bot_dir.glob("*.py"):  # bot/sandbox is the fake Slack, not the app
         called |= set(re.findall(r"\.(\w+)\(", path.read_text(encoding="utf-8")))
-    used = {SCOPE_OF_CALL[m] for m in called if m in SCOPE_OF_CALL} - {None}
+    used = {scope for m in called if m in SCOPE_OF_CALL for scope in SCOPE_OF_CALL[m]}
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(used | {"commands"})
 
 
