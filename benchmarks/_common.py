@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
+import os
 import platform
 import random
 import socket
@@ -14,12 +16,71 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/datasets")
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets"  # where the team keeps them beside a clone
 DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
 PLOTS = ROOT / "benchmarks" / "plots"
 
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
+
+
+def add_data_options(
+    parser: argparse.ArgumentParser, default: Sequence[str] = DATASETS, quick: str | None = None
+) -> None:
+    """``--data DIR`` and ``--datasets NAME …``, the same in every benchmark; ``quick`` is the one
+    dataset a ``--quick`` run reads (None: the same as a full run)."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="folder of datasets, one <name>/train.jsonl + test.jsonl each (default: "
+        "$HITL_DATASETS, else ../shared/datasets beside the repository)",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME",
+        help=f"datasets in that folder (default: {', '.join(default)}"
+        + (f"; with --quick: {quick})" if quick else ")"),
+    )
+    parser.set_defaults(default_datasets=tuple(default), quick_dataset=quick)
+
+
+def data_dir(given: Path | None) -> Path:
+    """The datasets folder: ``--data``, else ``$HITL_DATASETS``, else ../shared/datasets.
+
+    A folder that is not there ends the run with one line naming all three ways to give it."""
+    if given is not None:
+        folder, where = given, "--data"
+    elif os.environ.get("HITL_DATASETS"):
+        folder, where = Path(os.environ["HITL_DATASETS"]), "HITL_DATASETS"
+    else:
+        folder, where = DEFAULT_DATA, "the default ../shared/datasets"
+    if not folder.is_dir():
+        raise SystemExit(
+            f"error: no datasets folder at {folder} ({where}); give --data DIR, set "
+            "HITL_DATASETS, or put the datasets in ../shared/datasets beside the repository"
+        )
+    return folder
+
+
+def resolve_data(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
+    """``(folder, dataset names)`` from the options ``add_data_options`` added; a named dataset
+    without a train.jsonl ends the run with one line."""
+    folder = data_dir(args.data)
+    if args.datasets:
+        names = tuple(args.datasets)
+    elif getattr(args, "quick", False) and args.quick_dataset:
+        names = (args.quick_dataset,)
+    else:
+        names = args.default_datasets
+    missing = [n for n in names if not (folder / n / "train.jsonl").is_file()]
+    if missing:
+        raise SystemExit(
+            f"error: {folder} has no {', '.join(missing)} (no <name>/train.jsonl); "
+            "pick others with --datasets NAME …"
+        )
+    return folder, names
 
 
 def load_jsonl(path: Path) -> tuple[list[str], list[str]]:
@@ -92,19 +153,21 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]], align:
     return "\n".join(lines)
 
 
-def load_mixture(datasets: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def load_mixture(data: Path, datasets: Sequence[str]) -> tuple[list[str], list[str]]:
     """Every train text of ``datasets``, labeled "<dataset>/<label>" (one many-class pool)."""
     texts, labels = [], []
     for name in datasets:
-        t, lb = load_jsonl(DATA / name / "train.jsonl")
+        t, lb = load_jsonl(data / name / "train.jsonl")
         texts += t
         labels += [f"{name}/{x}" for x in lb]
     return texts, labels
 
 
-def write_seed_csv(path: Path, n_labeled: int, n_pending: int, datasets: tuple[str, ...]) -> None:
+def write_seed_csv(
+    path: Path, n_labeled: int, n_pending: int, data: Path, datasets: Sequence[str]
+) -> None:
     """Resampled dataset texts: ``n_labeled`` rows labeled "<dataset>/<label>", then pending."""
-    texts, labels = load_mixture(datasets)
+    texts, labels = load_mixture(data, datasets)
     rng = random.Random(0)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -40,7 +40,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from _common import ROOT, free_port, machine, markdown_table, percentile, write_seed_csv
+from _common import (
+    DATASETS,
+    ROOT,
+    add_data_options,
+    free_port,
+    machine,
+    markdown_table,
+    percentile,
+    resolve_data,
+    write_seed_csv,
+)
 
 from bot.sandbox import FakeSlack
 from tests import signing
@@ -48,7 +58,6 @@ from tests import signing
 SECRET = "bench-signing-secret"
 ADMIN = "U0ADMIN"
 CHANNELS = {"idle": "C0LOADIDLE", "retrain": "C0LOADRETRAIN"}
-DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
 
 
 # --- the fake Slack in its own thread -------------------------------------------------------
@@ -452,7 +461,7 @@ async def main_async(args) -> int:
     with tempfile.TemporaryDirectory() as tmp, FakeThread() as ft:
         seed_db = Path(tmp) / "seed.db"
         csv_path = Path(tmp) / "seed.csv"
-        write_seed_csv(csv_path, args.labeled, args.pending, args.datasets)
+        write_seed_csv(csv_path, args.labeled, args.pending, args.data, args.datasets)
         t0 = time.perf_counter()
         print(hitl(seed_db, "import", "-q", str(csv_path)), f"({time.perf_counter() - t0:.0f} s)")
         for kind in CHANNELS:
@@ -477,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-open", type=int, default=50, help="HITL_MAX_OPEN (≤ 50)")
     parser.add_argument("--labeled", type=int, default=50_000)
     parser.add_argument("--pending", type=int, default=5_000)
-    parser.add_argument("--datasets", nargs="*", default=DATASETS, help="texts to seed from")
+    add_data_options(parser, DATASETS, quick="trec")
     parser.add_argument(
         "--retrain-wait", type=float, default=1200, help="seconds to let the retrain finish"
     )
@@ -494,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_server:
         run_bare_server()
         return 0
+    args.data, args.datasets = resolve_data(args)
     if args.quick:
         args.clicks, args.concurrency, args.max_open = 120, 10, 3
-        args.labeled, args.pending, args.datasets = 300, 100, ("trec",)
+        args.labeled, args.pending = 300, 100
         args.retrain_lead = 0.0
     return asyncio.run(main_async(args))
 

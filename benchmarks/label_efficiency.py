@@ -1,11 +1,11 @@
 """Label efficiency: the product's selection against random and small-text, in a simulated loop.
 
-For each dataset in /work/shared/datasets (train = pool, test = evaluation, read in place) and
-each seed, every arm starts with no labels, as the product does: cold-start picks
-(``model.selection.select`` with no model) until 2 labels have 2 examples each, the same picks
-for every arm. Then each round fits the product's default classifier
-(``model.classifier.TextClassifier``) on the labels so far, scores the test file, and asks the
-oracle for 25 more labels chosen by the arm:
+For each dataset in the datasets folder (``--data``, ``$HITL_DATASETS`` or ../shared/datasets;
+train = pool, test = evaluation, read in place) and each seed, every arm starts with no labels, as
+the product does: cold-start picks (``model.selection.select`` with no model) until 2 labels have
+2 examples each, the same picks for every arm. Then each round fits the product's default
+classifier (``model.classifier.TextClassifier``) on the labels so far, scores the test file, and
+asks the oracle for 25 more labels chosen by the arm:
 
 * ``default``: what ``hitl serve`` does (bot/scoring.py ``choose``): ``select`` with the default
   strategy (margin), the default 10 % audit share and near-duplicate filtering of the batch
@@ -38,7 +38,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, PLOTS, load_jsonl, machine, markdown_table, mean_sd
+from _common import (
+    PLOTS,
+    add_data_options,
+    load_jsonl,
+    machine,
+    markdown_table,
+    mean_sd,
+    resolve_data,
+)
 from sklearn.metrics import accuracy_score, f1_score
 
 from model.classifier import TextClassifier
@@ -198,8 +206,8 @@ def simulate(args: argparse.Namespace, out) -> None:
         arms = [a for a in arms if not a.startswith("st_")]
         print(f"small-text is not installed: skipped {', '.join(skipped)}", flush=True)
     for name in args.datasets:
-        pool = load_jsonl(DATA / name / "train.jsonl")
-        test = load_jsonl(DATA / name / "test.jsonl")
+        pool = load_jsonl(args.data / name / "train.jsonl")
+        test = load_jsonl(args.data / name / "test.jsonl")
         if args.quick:
             keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
             pool = ([pool[0][i] for i in keep], [pool[1][i] for i in keep])
@@ -396,7 +404,7 @@ def _open_rows(path: Path):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    add_data_options(parser, DATASETS, quick="trec")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
@@ -411,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
         print(report(rows, args.plots))
         return 0
+    args.data, args.datasets = resolve_data(args)
     if args.quick:
-        args.datasets, args.seeds, args.max_labels = ["trec"], [0], 75
+        args.seeds, args.max_labels = [0], 75
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out_path = args.out or Path(tmp) / "rows.jsonl"

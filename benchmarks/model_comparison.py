@@ -1,10 +1,10 @@
 """Compare the candidate text pipelines at small and full label counts.
 
-Reads /work/shared/datasets/<name>/{train,test}.jsonl (train = labeling pool, test =
-evaluation); never copies them. For each dataset, label count and seed it draws a
-stratified-ish subset of the pool (one example per class when the count allows, the rest
-uniformly at random), fits every pipeline in ``model.classifier.PIPELINES`` and reports
-accuracy, macro-F1 and fit time on the test file.
+Reads <datasets folder>/<name>/{train,test}.jsonl (``--data``, ``$HITL_DATASETS`` or
+../shared/datasets; train = labeling pool, test = evaluation); never copies them. For each
+dataset, label count and seed it draws a stratified-ish subset of the pool (one example per class
+when the count allows, the rest uniformly at random), fits every pipeline in
+``model.classifier.PIPELINES`` and reports accuracy, macro-F1 and fit time on the test file.
 
     python benchmarks/model_comparison.py            # full run (a few minutes)
     python benchmarks/model_comparison.py --quick    # < 60 s smoke run
@@ -25,10 +25,9 @@ from sklearn.metrics import accuracy_score, f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.classifier import PIPELINES, TextClassifier  # noqa: E402
+from _common import DATASETS, add_data_options, resolve_data  # noqa: E402
 
-DATA = Path("/work/shared/datasets")
-DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
+from model.classifier import PIPELINES, TextClassifier  # noqa: E402
 
 
 def load(path: Path) -> tuple[list[str], list[str]]:
@@ -55,13 +54,13 @@ def subset(labels: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.asarray(first, dtype=int), more])
 
 
-def run(quick: bool, datasets: list[str], pipelines: list[str]) -> list[dict]:
+def run(quick: bool, data: Path, datasets: list[str], pipelines: list[str]) -> list[dict]:
     sizes = [100] if quick else [50, 100, 500, 1000, 0]  # 0 = full pool
     n_seeds = 1 if quick else 3
     rows = []
     for name in datasets:
-        pool_x, pool_y = load(DATA / name / "train.jsonl")
-        test_x, test_y = load(DATA / name / "test.jsonl")
+        pool_x, pool_y = load(data / name / "train.jsonl")
+        test_x, test_y = load(data / name / "test.jsonl")
         if quick:
             keep = np.random.default_rng(0).choice(len(test_x), 300, replace=False)
             test_x, test_y = [test_x[i] for i in keep], [test_y[i] for i in keep]
@@ -137,13 +136,14 @@ def summary(rows: list[dict], pipelines: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 labels, 1 seed, 300 test rows")
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    add_data_options(parser, DATASETS)
     parser.add_argument("--pipelines", nargs="*", default=list(PIPELINES))
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
     t0 = time.perf_counter()
-    rows = run(args.quick, args.datasets, args.pipelines)
+    data, datasets = resolve_data(args)
+    rows = run(args.quick, data, list(datasets), args.pipelines)
     print("accuracy / macro-F1 on test.jsonl (mean over seeds)\n")
     print(table(rows, args.pipelines))
     print("\nmean macro-F1 over datasets\n")

@@ -1,8 +1,8 @@
 """Texts per second when scoring 100,000 texts, and the time to retrain on 50,000 labels.
 
-Texts are synthesized by resampling the train files of /work/shared/datasets (read in
-place, never copied); labels are "<dataset>/<label>" (89 classes). Measures, for the
-default pipeline:
+Texts are synthesized by resampling the train files of the datasets folder (``--data``,
+``$HITL_DATASETS`` or ../shared/datasets; read in place, never copied); labels are
+"<dataset>/<label>" (89 classes). Measures, for the default pipeline:
 
 * ``fit``: one ``TextClassifier.fit`` on ``--n-train`` labels;
 * ``train_candidate``: the full retrain step (k-fold cross-validation + final fit);
@@ -24,17 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import load_mixture  # noqa: E402
+from _common import DATASETS, add_data_options, load_mixture, resolve_data  # noqa: E402
 
 from model.classifier import DEFAULT_PIPELINE, TextClassifier  # noqa: E402
 from model.training import train_candidate  # noqa: E402
-
-DATA = Path("/work/shared/datasets")
-DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
-
-
-def load_pool() -> tuple[list[str], list[str]]:
-    return load_mixture(DATASETS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-score", type=int)
     parser.add_argument("--pipeline", default=DEFAULT_PIPELINE)
     parser.add_argument("--skip-cv", action="store_true", help="do not time train_candidate")
+    add_data_options(parser, DATASETS)
     args = parser.parse_args(argv)
     n_train = args.n_train or (5_000 if args.quick else 50_000)
     n_score = args.n_score or (10_000 if args.quick else 100_000)
     warnings.simplefilter("ignore")
 
     rng = np.random.default_rng(0)
-    pool_x, pool_y = load_pool()
+    pool_x, pool_y = load_mixture(*resolve_data(args))
     train_idx = rng.integers(0, len(pool_x), n_train)
     xs = [pool_x[i] for i in train_idx]
     ys = [pool_y[i] for i in train_idx]

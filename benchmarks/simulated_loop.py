@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = ROOT.parent / "shared" / "datasets"
 sys.path.insert(0, str(ROOT))
+
+from _common import add_data_options, resolve_data  # noqa: E402
 
 from bot.demo.data import DemoData, DemoItem  # noqa: E402
 from bot.demo.run import DemoOptions, running_demo  # noqa: E402
@@ -32,11 +33,11 @@ from bot.demo.simulate import score_champion  # noqa: E402
 from model import DEFAULT_PIPELINE  # noqa: E402
 
 
-def load(name: str, n_pool: int, n_test: int, seed: int) -> DemoData:
+def load(data: Path, name: str, n_pool: int, n_test: int, seed: int) -> DemoData:
     rng = random.Random(seed)
 
     def read(split: str) -> list[dict]:
-        path = DATASETS / name / f"{split}.jsonl"
+        path = data / name / f"{split}.jsonl"
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
     train, test = read("train"), read("test")
@@ -49,7 +50,7 @@ def load(name: str, n_pool: int, n_test: int, seed: int) -> DemoData:
 
 
 async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float | None]]:
-    data = load(name, args.pool, args.test, args.seed)
+    data = load(args.data, name, args.pool, args.test, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         options = DemoOptions(
             db=Path(tmp) / "hitl.db",
@@ -82,9 +83,9 @@ async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float
     return curve
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["trec", "sms_spam"])
+    add_data_options(parser, ("trec", "sms_spam"), quick="trec")
     parser.add_argument("--answers", type=int, default=400)
     parser.add_argument("--retrain-every", type=int, default=50)
     parser.add_argument("--pool", type=int, default=3000, help="train items imported")
@@ -95,9 +96,10 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.data, args.datasets = resolve_data(args)
     if args.quick:
-        args.datasets, args.answers, args.retrain_every = ["trec"], 60, 20
+        args.answers, args.retrain_every = 60, 20
         args.pool, args.test, args.pipeline = 600, 200, "word_lr"  # fast refits
     print(f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "
           f"retrain every {args.retrain_every} answers, seed {args.seed}")  # fmt: skip

@@ -41,14 +41,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from _common import (
-    DATA,
     DATASETS,
     PLOTS,
     ROOT,
+    add_data_options,
     growth_exponent,
-    load_jsonl,
+    load_mixture,
     machine,
     markdown_table,
+    resolve_data,
     write_seed_csv,
 )
 
@@ -107,13 +108,15 @@ def plain_executemany(csv_path: Path, db: Path) -> float:
     return time.perf_counter() - t0
 
 
-def bench_import(tmp: Path, sizes: list[int], repeat: int = 1) -> list[dict]:
+def bench_import(
+    tmp: Path, sizes: list[int], data: Path, datasets: tuple[str, ...], repeat: int = 1
+) -> list[dict]:
     """Each size ``repeat`` times, the two sides taking turns; the fastest run of each counts
     (what the code costs, less the machine's noise)."""
     rows = []
     for n in sizes:
         csv_path = tmp / f"import_{n}.csv"
-        write_seed_csv(csv_path, n // 10, n - n // 10, DATASETS)  # 10 % labeled rows
+        write_seed_csv(csv_path, n // 10, n - n // 10, data, datasets)  # 10 % labeled rows
         runs, floors = [], []
         for attempt in range(repeat):
             runs.append(run_child(tmp / f"import_{n}_{attempt}.db", "import", "-q", str(csv_path)))
@@ -144,18 +147,16 @@ def bench_import(tmp: Path, sizes: list[int], repeat: int = 1) -> list[dict]:
 # --- scoring and retrain -----------------------------------------------------------------
 
 
-def bench_scoring(tmp: Path, n_pending: int, n_train: int, datasets: tuple[str, ...]) -> dict:
+def bench_scoring(
+    tmp: Path, n_pending: int, n_train: int, data: Path, datasets: tuple[str, ...]
+) -> dict:
     """Score ``n_pending`` imported items with a model fitted on ``n_train`` labels."""
-    pool: tuple[list[str], list[str]] = ([], [])
-    for name in datasets:
-        texts, labels = load_jsonl(DATA / name / "train.jsonl")
-        pool[0].extend(texts)
-        pool[1].extend(f"{name}/{label}" for label in labels)
+    pool = load_mixture(data, datasets)
     rng = random.Random(1)
     train = [rng.randrange(len(pool[0])) for _ in range(n_train)]
     clf = TextClassifier().fit([pool[0][i] for i in train], [pool[1][i] for i in train])
     csv_path = tmp / "score.csv"
-    write_seed_csv(csv_path, 0, n_pending, datasets)
+    write_seed_csv(csv_path, 0, n_pending, data, datasets)
     db = tmp / "score.db"
     run_child(db, "import", "-q", str(csv_path))
     with Store.open(db) as store:
@@ -175,11 +176,11 @@ def bench_scoring(tmp: Path, n_pending: int, n_train: int, datasets: tuple[str, 
     }
 
 
-def bench_retrain(tmp: Path, sizes: list[int], datasets: tuple[str, ...]) -> list[dict]:
+def bench_retrain(tmp: Path, sizes: list[int], data: Path, datasets: tuple[str, ...]) -> list[dict]:
     rows = []
     for n in sizes:
         csv_path = tmp / f"retrain_{n}.csv"
-        write_seed_csv(csv_path, n, 0, datasets)
+        write_seed_csv(csv_path, n, 0, data, datasets)
         db = tmp / f"retrain_{n}.db"
         run_child(db, "import", "-q", str(csv_path))
         seconds, rss, out = run_child(db, "retrain")
@@ -247,12 +248,10 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def bench_growth(tmp: Path, sizes: list[int], repeat: int) -> tuple[list[dict], dict]:
-    texts, labels = [], []
-    for name in DATASETS:
-        t, lb = load_jsonl(DATA / name / "train.jsonl")
-        texts += t
-        labels += [f"{name}/{x}" for x in lb]
+def bench_growth(
+    tmp: Path, sizes: list[int], repeat: int, data: Path, datasets: tuple[str, ...]
+) -> tuple[list[dict], dict]:
+    texts, labels = load_mixture(data, datasets)
     settings = Settings(db=tmp / "growth.db", channel=CHANNEL, votes=3)
     rt = SimpleNamespace(settings=settings, champion=Champion(1, None))
     now = datetime.now(UTC)
@@ -409,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         help="label counts for the retrain series (default 1,000, 10,000 and 50,000)",
     )
     parser.add_argument("--from-json", nargs="*", type=Path, help="only report these raw files")
+    add_data_options(parser, DATASETS, quick="trec")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     print(machine())
@@ -421,10 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         if raw["retrain"] or raw["growth"]:
             print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots).name}")
         return 0
-    datasets = DATASETS  # texts resampled from all four: 89 labels "<dataset>/<label>"
+    # texts resampled from every dataset (all four: 89 labels "<dataset>/<label>")
+    data, datasets = resolve_data(args)
     if args.quick:
         import_sizes, n_score, retrain_sizes = [500, 2_000], 1_000, [100, 200]
-        growth_sizes, repeat, datasets = [1_000, 3_000, 10_000], 3, ("trec",)
+        growth_sizes, repeat = [1_000, 3_000, 10_000], 3
     else:
         import_sizes, n_score, retrain_sizes = [10_000, 100_000], 100_000, [1_000, 10_000, 50_000]
         growth_sizes, repeat = [10_000, 100_000, 1_000_000], 5
@@ -433,16 +434,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         imports = (
-            bench_import(tmp, import_sizes, 1 if args.quick else 3) if "import" in args.only else []
+            bench_import(tmp, import_sizes, data, datasets, 1 if args.quick else 3)
+            if "import" in args.only
+            else []
         )
         scoring = (
-            bench_scoring(tmp, n_score, 1_000 if not args.quick else 200, datasets)
+            bench_scoring(tmp, n_score, 1_000 if not args.quick else 200, data, datasets)
             if "scoring" in args.only
             else None
         )
-        retrain = bench_retrain(tmp, retrain_sizes, datasets) if "retrain" in args.only else []
+        retrain = (
+            bench_retrain(tmp, retrain_sizes, data, datasets) if "retrain" in args.only else []
+        )
         growth, query_plans = (
-            bench_growth(tmp, growth_sizes, repeat) if "growth" in args.only else ([], {})
+            bench_growth(tmp, growth_sizes, repeat, data, datasets)
+            if "growth" in args.only
+            else ([], {})
         )
         if args.json:
             raw = {"import": imports, "scoring": scoring, "retrain": retrain, "growth": growth}
