@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot.cli import cli
 from bot.sandbox import FakeSlack
 from tests import signing
-from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import SECRET, Item, make_settings, seed, start_bot
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
