@@ -248,7 +248,7 @@ def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.shutdown(wait=False)
     rt.scheduler_alive = False
     state = _STATES.get(id(rt))
-    if state is not None and state.watch is not None:
+    if state is not None and state.runtime() is rt and state.watch is not None:
         if state.watch.task is not None:
             state.watch.task.cancel()
         state.watch = None

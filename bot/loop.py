@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 LOCK = "retrain"  # taken by retrains and rollbacks alike
 LOCK_TTL = timedelta(hours=2)  # a crashed run's lock expires after this
+ROLLBACK_LOCK_TTL = timedelta(minutes=15)  # loading even a 500 MB model takes well under that
 Progress = Callable[[int, int], None]
 
 
@@ -405,7 +406,7 @@ def begin_rollback(
         warning = f"v{version} was {meta.status} ({meta.scores()}{why})"
     now = now or datetime.now(UTC)
     owner = _owner(f"rollback to v{version} by {triggered_by}")
-    holder = store.acquire_lock(LOCK, owner, _iso(now), _iso(now + LOCK_TTL))
+    holder = store.acquire_lock(LOCK, owner, _iso(now), _iso(now + ROLLBACK_LOCK_TTL))
     if holder is not None:
         raise BusyError(f"{busy_reason(holder)}; try again when it is done")
     champion = registry.champion()
