@@ -63,14 +63,15 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz "
     big = tmp_path / "big.jsonl"
-    with big.open("w") as handle:
-        for n in range(2500):
+    with big.open("w") as handle:  # 50 labels × ~300,000 n-grams of random text: the model's
+        for n in range(100):  # coefficients and the optimizer's history need gigabytes at once
             text = "".join(rng.choice(letters) for _ in range(4000))
-            handle.write(json.dumps({"id": f"b{n}", "text": text, "label": "billing"}) + "\n")
+            label = f"topic{n % 50}"
+            handle.write(json.dumps({"id": f"b{n}", "text": text, "label": label}) + "\n")
     subprocess.run([sys.executable, "-m", "bot", "import", "-q", str(big)], env=env, check=True,
                    capture_output=True)  # fmt: skip
 
-    def limit_memory() -> None:  # imports fit; character n-grams of 10 MB of text do not
+    def limit_memory() -> None:  # the process and its imports fit in this; such a fit does not
         resource.setrlimit(resource.RLIMIT_AS, (1_200_000_000, 1_200_000_000))
 
     starved = subprocess.run(
