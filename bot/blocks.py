@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,11 +249,22 @@ def _outcome_context(q: Question) -> str:
     return f"Model guessed {_label(label)} ({_percent(p)}): {verdict}."
 
 
+def cold_start_buttons(item_id: str, labels: Sequence[str]) -> list[str]:
+    """With no model, the labels that get a button: a sample drawn at random, seeded by the
+    item (its redraws and the modal show the same ones), kept in the labels' order. Every
+    label gets buttons on some items, so no label is answerable only through "Other…"."""
+    if len(labels) <= MAX_GUESS_BUTTONS:
+        return list(labels)
+    picked = set(random.Random(f"hitl:{item_id}").sample(range(len(labels)), MAX_GUESS_BUTTONS))
+    return [label for n, label in enumerate(labels) if n in picked]
+
+
 def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
-    """Buttons for the top guesses (or the first labels, with no model), "Other…" and "Skip"."""
+    """Buttons for the top guesses (or, with no model, labels drawn per item), "Other…" and
+    "Skip"."""
     shown = [label for label, _ in q.guesses if label in q.labels][:MAX_GUESS_BUTTONS]
     if not shown:
-        shown = list(q.labels[: min(MAX_GUESS_BUTTONS, len(q.labels))])
+        shown = cold_start_buttons(q.item_id, q.labels)
     elements: list[Any] = [
         ButtonElement(
             text=label,

@@ -187,3 +187,25 @@ def test_an_app_home_with_overlong_names_still_builds():
     built = blocks.home_view(stats).to_dict()["blocks"]
     assert_within_limits(built)
     assert "1. <@U0XXX" in json.dumps(built)
+
+
+def label_buttons(q: Question) -> list[str]:
+    return [e["text"]["text"] for e in actions_of(q) if e["action_id"].startswith("hitl.q.label.")]
+
+
+def test_before_any_model_every_label_gets_to_be_a_button():
+    labels = ["billing", "bug", "account", "how_to", "feature_request", "other"]
+    shown = {f"item{n}": label_buttons(Question(f"item{n}", "t", labels)) for n in range(30)}
+    assert all(len(buttons) == blocks.MAX_GUESS_BUTTONS for buttons in shown.values())
+    counts = {label: sum(label in buttons for buttons in shown.values()) for label in labels}
+    assert all(n >= 1 for n in counts.values()), counts
+    # an item keeps its buttons on every redraw (and in the modal), in the labels' order
+    assert label_buttons(Question("item7", "other text", labels)) == shown["item7"]
+    assert all(buttons == [lb for lb in labels if lb in buttons] for buttons in shown.values())
+    modal = next(b for b in as_dicts(question_blocks(Question("item7", "t", labels), prefix="m"))
+                 if b["type"] == "actions")  # fmt: skip
+    assert [e["text"]["text"] for e in modal["elements"][:5]] == shown["item7"]
+    # the label left out of the buttons is still one pick away in "Other…"
+    elements = actions_of(Question("item7", "t", labels))
+    select = next(e for e in elements if e["type"] == "static_select")
+    assert [o["value"] for o in select["options"]] == labels
