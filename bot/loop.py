@@ -23,7 +23,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,15 @@ from bot.errors import HitlError
 from bot.runtime import Champion
 from bot.scoring import score_items
 from bot.store import Store
-from model import DEFAULT_PIPELINE, ModelRegistry, ModelVersion, decide, train_candidate
+from model import (
+    DEFAULT_PIPELINE,
+    InsufficientDataError,
+    ModelRegistry,
+    ModelVersion,
+    decide,
+    train_candidate,
+)
+from model.evaluation import n_splits_for
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,7 @@ class Outcome:
     queue_after: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
+    n_missing: int = 0  # labels still needed before training can start (0: enough)
 
     @property
     def promoted(self) -> bool:
@@ -141,12 +151,26 @@ def begin(
             f"nothing new: no labels since the last run ({watermark['n_labels']} labels)",
             triggered_by,
             n_labels=watermark["n_labels"],
+            n_missing=(last or {}).get("detail", {}).get("n_missing") or 0,
         )
         store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
     rows = store.training_data()
     previous = registry.champion()
+    too_few = why_too_few([r[2] for r in rows])
+    if too_few is not None:  # no fit, no background work: the caller can answer at once
+        outcome = Outcome(
+            "failed",
+            f"too few labels to train: {too_few[0]}",
+            triggered_by,
+            previous_version=previous.version if previous else None,
+            n_labels=len(rows),
+            n_missing=too_few[1],
+        )
+        store.finish_run(run_id, "failed", {"watermark": watermark, **asdict(outcome)})
+        store.release_lock(LOCK, owner)
+        return outcome
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
@@ -166,6 +190,40 @@ def begin(
         started=time.perf_counter(),
         keep_models=settings.keep_models,
     )
+
+
+def why_too_few(labels: Sequence[str]) -> tuple[str, int] | None:
+    """Why ``labels`` are too few to train on and how many more are needed, or None when
+    they are enough. The rule is the model's own (``n_splits_for``, which training uses):
+    the count is the fewest labels, for classes already seen or new ones, it then accepts."""
+    try:
+        n_splits_for(labels)
+    except InsufficientDataError as exc:
+        return str(exc), _fewest_to_add(sorted(Counter(labels).values()))
+    return None
+
+
+def _is_enough(counts: Sequence[int]) -> bool:
+    try:
+        n_splits_for([str(i) for i, n in enumerate(counts) for _ in range(n)])
+    except InsufficientDataError:
+        return False
+    return True
+
+
+def _fewest_to_add(counts: list[int], limit: int = 16) -> int:
+    """Breadth-first over class sizes: each step adds one label to a class of some size (or
+    to a new class), until the rule accepts them. Only sizes matter, so the steps are few."""
+    frontier = {tuple(counts)}
+    for added in range(limit):
+        if any(_is_enough(state) for state in frontier):
+            return added
+        frontier = {
+            tuple(sorted([*state[:i], state[i] + 1, *state[i + 1 :]]))
+            for state in frontier
+            for i in {state.index(size) for size in set(state)}
+        } | {tuple(sorted([*state, 1])) for state in frontier}
+    return limit
 
 
 def compute(

@@ -164,7 +164,15 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     if outcome.status == "busy":
         return f"Not started: {outcome.reason}; try again when it is done."  # says who holds it
     if outcome.status == "nothing_new":
-        return f"*Retrain ({who}):* {outcome.reason}; training skipped."
+        still = f" {_needed(outcome.n_missing)} to train." if outcome.n_missing else ""
+        return f"*Retrain ({who}):* {outcome.reason}; training skipped.{still}"
+    if outcome.status == "failed" and outcome.n_missing:
+        kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
+        cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
+        return (
+            f"*Retrain ({who}) not started:* {outcome.reason}. "
+            f"{_needed(outcome.n_missing)}.{kept}{cc}"
+        )
     if outcome.status == "failed":
         kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
         cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
@@ -179,12 +187,19 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     lines.append(f"*Labels:* {outcome.n_labels:,} ({outcome.n_new:,} new)")
     new_f1, old_f1 = outcome.metrics.get("macro_f1"), outcome.previous_metrics.get("macro_f1")
     new_acc, old_acc = outcome.metrics.get("accuracy"), outcome.previous_metrics.get("accuracy")
+    # One "before" figure compares: the champion refitted on the labels it had and scored on
+    # the candidate's folds, in *Why* (the gate's comparison). Its score from its own training
+    # is on other labels and folds, so it is shown on its own line, labelled, not as a change.
     if isinstance(new_f1, float):
         if isinstance(old_f1, float) and isinstance(old_acc, float):
             lines.append(
-                f"*Macro-F1:* {old_f1:.3f} → {new_f1:.3f} ({new_f1 - old_f1:+.3f}) · "
-                f"*accuracy:* {_pct(old_acc)} → {_pct(new_acc)} "
-                f"(v{outcome.previous_version} → v{outcome.version}, cross-validated)"
+                f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} "
+                f"(v{outcome.version}, {_cv(outcome.metrics, outcome.n_labels)})"
+            )
+            lines.append(
+                f"*v{outcome.previous_version} at its own training:* macro-F1 {old_f1:.3f} · "
+                f"accuracy {_pct(old_acc)} ({_cv(outcome.previous_metrics, None)}; "
+                f"other labels and folds than v{outcome.version}'s)"
             )
         else:
             lines.append(f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} (first model)")
@@ -199,6 +214,17 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     elif not outcome.promoted:
         lines.append(f"*Queue:* unchanged; v{outcome.previous_version} stays champion.")
     return "\n".join(lines)
+
+
+def _cv(metrics: dict, n_labels: int | None) -> str:
+    """``3-fold CV on its 30 labels`` from a model's metrics (what they hold of it)."""
+    k, n = metrics.get("n_splits"), metrics.get("n_samples", n_labels)
+    folds = f"{k}-fold CV" if isinstance(k, int) and k else "cross-validated"
+    return f"{folds} on its {n:,} labels" if isinstance(n, int) else folds
+
+
+def _needed(n_missing: int) -> str:
+    return f"{n_missing:,} more label{'s' if n_missing != 1 else ''} needed"
 
 
 def plain(text: str) -> str:

@@ -518,3 +518,27 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
     assert stopped["status"] == "failed" and "CancelledError" in stopped["detail"]["reason"]
     assert done["status"] == "promoted"
     assert bot.store.db["locks"].count == 0  # released, so the next retrain can run
+
+
+def test_the_retrain_report_says_which_before_figure_is_which():
+    # v1 scored 0.178 in its own cross-validation (on the 15 labels it had); refitted on the
+    # labels it had and scored on v2's folds it gets 0.165: the gate's comparison, in "Why".
+    outcome = loop.Outcome(
+        "promoted",
+        "promoted: macro-F1 0.165→0.400 on the same 3 folds (n=30)",
+        "cli",
+        version=2,
+        previous_version=1,
+        n_labels=30,
+        n_new=15,
+        metrics={"macro_f1": 0.4, "accuracy": 0.5, "n_samples": 30, "n_splits": 3},
+        previous_metrics={"macro_f1": 0.178, "accuracy": 0.2, "n_samples": 15, "n_splits": 3},
+    )
+    lines = reports.retrain_text(outcome).splitlines()
+    assert lines[2] == "*Macro-F1:* 0.400 · *accuracy:* 50.0% (v2, 3-fold CV on its 30 labels)"
+    assert lines[3] == (
+        "*v1 at its own training:* macro-F1 0.178 · accuracy 20.0% (3-fold CV on its 15 "
+        "labels; other labels and folds than v2's)"
+    )
+    assert lines[4] == "*Why:* promoted: macro-F1 0.165→0.400 on the same 3 folds (n=30)"
+    assert sum("0.178" in line for line in lines) == 1 and sum("→" in line for line in lines) == 1

@@ -10,6 +10,7 @@ import pytest
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_learning import labeled_items
 from tests.fake_slack import CHANNEL
 
 
@@ -86,11 +87,35 @@ async def test_retrain_refuses_non_admins_politely(bot: Bot, caplog: pytest.LogC
 
 
 async def test_admin_retrain_answers_at_once_and_reports_when_done(bot: Bot):
+    bot.store.add_items(labeled_items(), "import")
     text = await reply(bot, "retrain", user="U0ADMIN")
     assert text.startswith("Retraining started.") and f"<#{CHANNEL}>" in text
     await bot.rt.retrain_task
     report = (await bot.fake.next_call("chat.postMessage")).params["text"]
-    assert report.startswith("*Retrain (<@U0ADMIN>) did not produce a model:* not trained")
+    assert report.startswith("*Retrain v1: promoted ✅* (<@U0ADMIN>,")
+
+
+async def test_admin_retrain_with_too_few_labels_says_at_once_what_is_missing(bot: Bot):
+    response = await bot.command("retrain", "U0ADMIN")
+    body = await response.text()  # a plain-text answer (or one without "in_channel") is private
+    assert "in_channel" not in body
+    assert (json.loads(body)["text"] if body.startswith("{") else body) == (
+        "*Retrain (<@U0ADMIN>) not started:* too few labels to train: cross-validation needs "
+        "at least 2 classes with at least 2 examples each; got no labels. "
+        "4 more labels needed."
+    )
+    bot.store.add_items([Item("d", "refund twice", "billing"), Item("e", "card", "billing")],
+                        "import")  # fmt: skip
+    bot.store.add_items([Item("f", "crash on start", "bug")], "import")
+    text = await reply(bot, "retrain", user="U0ADMIN")
+    assert "got 2 class(es) (billing: 2, bug: 1). 1 more label needed." in text
+    assert bot.rt.retrain_task is None  # nothing started in the background,
+    assert bot.fake.calls_to("chat.postMessage") == []  # so no report pings every admin
+    again = await reply(bot, "retrain", user="U0ADMIN")
+    assert again == (
+        "*Retrain (<@U0ADMIN>):* nothing new: no labels since the last run (3 labels); "
+        "training skipped. 1 more label needed to train."
+    )
 
 
 async def test_labeling_modal_walks_three_items(bot: Bot):
