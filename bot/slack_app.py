@@ -248,7 +248,7 @@ async def _answer(
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
     try:
         if in_modal:
-            await next_in_modal(rt, client, body, counted=result.is_stored)
+            await next_in_modal(rt, client, body, counted=result.is_counted)
         elif result.status == "unknown_item":
             await _tell(client, body, "I can't find that item any more; it may have been removed.")
         elif result.status == "closed":

@@ -232,7 +232,8 @@ class QueueMixin:
                 return AnswerResult("duplicate", item_id, tally=self.tally(item_id))
             latest = self._latest_answer(item_id, user_id)
             closed = item[0] in ("resolved", "skipped")
-            if latest is not None and latest == (label, source == "undo") and not closed:
+            same = latest is not None and latest == (label, source == "undo")
+            if same and not closed:
                 return AnswerResult("unchanged", item_id, tally=self.tally(item_id))
             now = self.now()
             self.db["answers"].insert(
@@ -245,8 +246,9 @@ class QueueMixin:
                     "dedupe_key": dedupe_key,
                 }
             )
-            if closed:
-                return AnswerResult("closed", item_id, tally=self.tally(item_id))
+            if closed:  # kept as history; a person's own answer again is a double click
+                status = "repeated" if same else "closed"
+                return AnswerResult(status, item_id, tally=self.tally(item_id))
             tally = self.tally(item_id)
             self._touch_post(item_id)
             winner = tally.majority(votes_needed)

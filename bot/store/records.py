@@ -60,7 +60,9 @@ class Tally:
 @dataclass(frozen=True)
 class AnswerResult:
     """What ``record_answer`` did: recorded, resolved, skipped, duplicate, unchanged, closed
-    (the item was already decided; the answer is kept as history) or unknown_item."""
+    (the item was already decided; the answer is kept as history), repeated (the item was
+    already decided and this is the person's own latest answer again, a double click: kept as
+    history, nothing to say) or unknown_item."""
 
     status: str
     item_id: str
@@ -69,7 +71,12 @@ class AnswerResult:
 
     @property
     def is_stored(self) -> bool:
-        return self.status in ("recorded", "resolved", "skipped", "closed")
+        return self.status in ("recorded", "resolved", "skipped", "closed", "repeated")
+
+    @property
+    def is_counted(self) -> bool:
+        """Stored, and not the same person's same answer again."""
+        return self.is_stored and self.status != "repeated"
 
 
 def json_or_none(value: str | None) -> Any:

@@ -19,10 +19,13 @@ class ViewsMixin:
     # -- what people see: stats, leaderboard, next item --
 
     def answers_by_user(self, since: str | None = None) -> list[tuple[str, int]]:
-        """(user, answers given) since a time, most first; imports and undos not counted."""
+        """(user, items answered) since a time, most first; imports and undos not counted.
+
+        One person's answers to one item count once: a double click, a change of mind or a
+        click on a decided item stay in the history, not in the count."""
         where = "source NOT IN ('import', 'undo')" + (" AND created_at >= ?" if since else "")
         return self.db.execute(
-            f"SELECT user_id, count(*) AS n FROM answers WHERE {where}"
+            f"SELECT user_id, count(DISTINCT item_id) AS n FROM answers WHERE {where}"
             " GROUP BY user_id ORDER BY n DESC, user_id LIMIT 50",
             [since] if since else [],
         ).fetchall()

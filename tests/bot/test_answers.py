@@ -44,12 +44,22 @@ def test_double_click_is_stored_once(posted: Store):
     assert posted.count_answers() == 1
 
 
+def test_a_second_click_on_a_decided_item_is_history_and_counts_once(posted: Store):
+    assert answer(posted, "U1", "billing", "click-1").status == "resolved"
+    assert answer(posted, "U1", "billing", "click-2").status == "repeated"  # a double click
+    assert answer(posted, "U2", "bug", "late").status == "closed"  # someone else, too late
+    assert posted.count_answers() == 3  # all kept as history
+    assert posted.answers_by_user() == [("U1", 1), ("U2", 1)]
+    assert posted.answers_by_user(since="") == [("U1", 1), ("U2", 1)]
+
+
 def test_change_of_mind_latest_answer_counts(posted: Store):
     answer(posted, "U1", "billing", "a", votes=3)
     answer(posted, "U1", "bug", "b", votes=3)
     answer(posted, "U1", "billing", "c", votes=3)
     assert posted.count_answers() == 3
     assert posted.tally("i1").votes == {"billing": ["U1"]}
+    assert posted.answers_by_user() == [("U1", 1)]  # one person, one item: one answer
 
 
 def test_three_votes_resolve_at_a_majority(posted: Store):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.blocks import decode_value
+from bot.cli import cli
 from bot.redraw import redraw_pending
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_slack_commands import reply
 from tests.fake_slack import CHANNEL
 
 TEXTS = [
@@ -40,6 +45,16 @@ async def voting_bot(fake_slack: FakeSlack, tmp_path: Path):
         yield running
 
 
+def buttons(message: dict) -> list[str]:
+    """The labels with a button in ``message`` (with no model, five drawn per item)."""
+    return [
+        decode_value(e["value"])[1]
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and ".label." in e.get("action_id", "")
+    ]
+
+
 def context_text(message: dict) -> str:
     parts = []
     for block in message["blocks"]:
@@ -57,7 +72,7 @@ async def test_dispatcher_posts_up_to_max_open_and_refills(bot: Bot):
     assert await bot.dispatcher.fill() == 0  # full
 
     first = bot.posted()[0]
-    response = await bot.action(bot.button_payload(first, "U0ANA", "billing"))
+    response = await bot.action(bot.button_payload(first, "U0ANA", buttons(first)[0]))
     assert response.status == 200
     assert await bot.dispatcher.fill() == 1
     assert bot.store.open_post_counts() == {CHANNEL: 3}
@@ -81,17 +96,18 @@ async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     item_id = bot.store.db["posts"].get(1)["item_id"]
-    response = await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+    label = buttons(message)[0]
+    response = await bot.action(bot.button_payload(message, "U0ANA", label))
     assert response.status == 200
-    assert bot.store.resolution(item_id)["label"] == "billing"
+    assert bot.store.resolution(item_id)["label"] == label
     [answer] = list(bot.store.iter_answers())
-    assert (answer["user_id"], answer["label"], answer["source"]) == ("U0ANA", "billing", "button")
+    assert (answer["user_id"], answer["label"], answer["source"]) == ("U0ANA", label, "button")
 
     update = await bot.fake.next_call("chat.update")
     assert update.params["ts"] == message["ts"]
     await bot.settled()
     redrawn = bot.fake.message(CHANNEL, message["ts"])
-    assert "✅ *billing* by <@U0ANA>" in context_text(redrawn)
+    assert f"✅ *{label}* by <@U0ANA>" in context_text(redrawn)
     assert not any(b["type"] == "actions" for b in redrawn["blocks"])
     undo = await bot.fake.next_call("chat.postEphemeral")
     assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
@@ -115,12 +131,71 @@ async def test_retried_click_and_double_click_are_stored_once(voting_bot: Bot):
     bot = voting_bot
     await bot.dispatcher.fill()
     message = bot.posted()[0]
-    payload = bot.button_payload(message, "U0ANA", "bug")
+    label = buttons(message)[0]
+    payload = bot.button_payload(message, "U0ANA", label)
     assert (await bot.action(payload)).status == 200
     assert (await bot.action(payload)).status == 200  # the same request again
-    double = bot.button_payload(message, "U0ANA", "bug")  # a second click, new action_ts
+    double = bot.button_payload(message, "U0ANA", label)  # a second click, new action_ts
     assert (await bot.action(double)).status == 200
-    assert bot.store.count_answers() == 1
+    assert bot.store.count_answers() == 1  # an open item: the same answer again is a no-op
+    assert bot.store.answers_by_user() == [("U0ANA", 1)]
+
+
+async def assert_counted_once_each(bot: Bot, users: list[str]) -> None:
+    """Each of ``users`` answered one item (however many clicks): 1 in /hitl stats, the
+    leaderboard, App Home and `hitl stats`."""
+    await bot.settled()
+    stats = await reply(bot, "stats")
+    by_person = ", ".join(f"<@{u}> 1" for u in users)
+    assert f"*Answers today:* {len(users)} ({by_person})" in stats
+    assert f"*Answers this week:* {len(users)} ({by_person})" in stats
+    board = await reply(bot, "leaderboard")
+    for user in users:
+        assert board.count(f"<@{user}> — 1") == 2  # this week and all time
+    for user in users:
+        assert (await bot.event(signing.app_home_opened_event(user))).status == 200
+        await bot.fake.next_call("views.publish")
+        home = json.dumps(bot.fake.home[user], ensure_ascii=False)
+        assert "You have answered *1* items" in home and f"<@{user}> — 1" in home
+    db = str(bot.rt.settings.db)
+    result = CliRunner().invoke(cli, ["--db", db, "stats"], catch_exceptions=False)
+    assert result.exit_code == 0
+    plain = ", ".join(f"@{u} 1" for u in users)
+    assert f"Answers today: {len(users)} ({plain})" in result.stdout
+
+
+async def test_a_double_click_on_a_one_vote_item_counts_once_and_stays_in_history(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    label = buttons(message)[0]
+    first = bot.button_payload(message, "U0ANA", label)
+    second = bot.button_payload(message, "U0ANA", label)  # the same message, a new action_ts
+    assert (await bot.action(first)).status == 200
+    assert (await bot.action(second)).status == 200
+    history = [(a["item_id"], a["user_id"], a["label"]) for a in bot.store.iter_answers()]
+    assert history == [(item_id, "U0ANA", label)] * 2  # both clicks are kept as history
+    await bot.settled()
+    told = [e["text"] for e in bot.fake.ephemerals if e.get("user") == "U0ANA"]
+    assert not any("already decided" in text for text in told)  # she decided it herself
+    await assert_counted_once_each(bot, ["U0ANA"])
+
+
+async def test_repeated_answers_on_a_three_vote_item_count_once_each(voting_bot: Bot):
+    bot = voting_bot
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    a, b = buttons(message)[:2]
+    for label in (a, a, b):  # a double click, then a change of mind
+        assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", b))).status == 200
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", b))).status == 200
+    resolved = bot.store.resolution(item_id)
+    assert (resolved["label"], resolved["annotators"]) == (b, ["U0ANA", "U0RAJ"])
+    assert [a["user_id"] for a in bot.store.iter_answers()] == ["U0ANA", "U0ANA", "U0RAJ", "U0RAJ"]
+    await assert_counted_once_each(bot, ["U0ANA", "U0RAJ"])
+    assert "*Agreement:* 100% on 1 items decided by vote" in await reply(bot, "stats")
 
 
 async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot: Bot):
@@ -128,37 +203,39 @@ async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot:
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     item_id = bot.store.db["posts"].get(1)["item_id"]
-    await bot.action(bot.button_payload(message, "U0ANA", "bug"))
-    await bot.action(bot.button_payload(message, "U0ANA", "billing"))  # changed her mind
-    await bot.action(bot.button_payload(message, "U0RAJ", "bug"))
+    bug, billing = buttons(message)[:2]
+    await bot.action(bot.button_payload(message, "U0ANA", bug))
+    await bot.action(bot.button_payload(message, "U0ANA", billing))  # changed her mind
+    await bot.action(bot.button_payload(message, "U0RAJ", bug))
     assert bot.store.resolution(item_id) is None
     await bot.settled()
     shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert "Votes so far:" in shown and "*billing* 1 (<@U0ANA>)" in shown
-    assert "*bug* 1 (<@U0RAJ>)" in shown
+    assert "Votes so far:" in shown and f"*{billing}* 1 (<@U0ANA>)" in shown
+    assert f"*{bug}* 1 (<@U0RAJ>)" in shown
 
-    await bot.action(bot.button_payload(message, "U0ADMIN", "billing"))
+    await bot.action(bot.button_payload(message, "U0ADMIN", billing))
     resolved = bot.store.resolution(item_id)
     assert (resolved["label"], resolved["votes"], resolved["annotators"]) == (
-        "billing",
+        billing,
         2,
         ["U0ANA", "U0ADMIN"],
     )
     await bot.settled()  # the redraw runs after the ack
     final = context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert "✅ *billing* by vote (*billing* 2 · *bug* 1: <@U0ANA>, <@U0ADMIN>)" in final
+    assert f"✅ *{billing}* by vote (*{billing}* 2 · *{bug}* 1: <@U0ANA>, <@U0ADMIN>)" in final
 
 
 async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     bot.fake.fail("chat.update", "internal_error", times=1)
-    assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+    label = buttons(message)[0]
+    assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
     await bot.fake.next_call("chat.update")  # the listener's attempt, which fails
     assert bot.store.posts_to_redraw() != []  # still pending
     assert "✅" not in context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert await redraw_pending(bot.rt) == 0
-    assert "✅ *bug* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert f"✅ *{label}* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert bot.store.posts_to_redraw() == []
 
 
@@ -171,24 +248,26 @@ async def test_clicks_during_a_redraw_are_drawn_together_by_one_more_pass(
         await bot.dispatcher.fill()
         message = bot.posted()[0]
         bot.fake.fail("chat.update", mode="timeout")  # Slack is slow with the first redraw
-        assert (await bot.action(bot.button_payload(message, "U000", "bug"))).status == 200
+        bug, billing = buttons(message)[:2]
+        assert (await bot.action(bot.button_payload(message, "U000", bug))).status == 200
         await bot.fake.next_call("chat.update")  # the first click's redraw waits on Slack
         for n in range(1, 6):  # five more clicks meanwhile: each acked at once
-            payload = bot.button_payload(message, f"U{n:03d}", "billing")
+            payload = bot.button_payload(message, f"U{n:03d}", billing)
             assert (await bot.action(payload)).status == 200
         assert len(bot.fake.calls_to("chat.update")) == 1  # none queued a redraw of its own
         bot.fake.release_timeouts()
         await bot.settled()
         assert len(bot.fake.calls_to("chat.update")) == 2  # one more pass drew all five
         shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
-        assert "*bug* 1 (<@U000>)" in shown and "*billing* 5 (<@U001>" in shown
+        assert f"*{bug}* 1 (<@U000>)" in shown and f"*{billing}* 5 (<@U001>" in shown
         assert bot.store.count_answers() == 6
 
 
 @pytest.mark.parametrize("age", [0, 6 * 60])
 async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot: Bot, age: int):
     await bot.dispatcher.fill()
-    payload = bot.button_payload(bot.posted()[0], "U0ANA", "bug")
+    message = bot.posted()[0]
+    payload = bot.button_payload(message, "U0ANA", buttons(message)[0])
     if age:
         body, headers = signing.signed_action(payload, SECRET, int(time.time()) - age)
     else:
