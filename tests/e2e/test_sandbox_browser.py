@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from bot.demo import DemoOptions, running_demo
-from bot.demo.run import CHANNEL, Demo
+from bot.demo.run import CHANNEL, REPORT_CHANNEL, Demo
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -137,3 +137,106 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     assert store.resolution(answers[-1]["item_id"])["label"] == modal_label
     await page.click("#modal-close")
     await expect(modal).to_be_hidden(timeout=WAIT)
+
+
+# -------------------------------------------------------------- the page as a person sees it
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes (Playwright's x, y, width, height) share any area."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+async def open_channel(page: Page, demo: Demo) -> None:
+    await page.goto(f"{demo.url}/?user=U0ANA")
+    questions = page.locator("#messages article.message")
+    await expect(questions).to_have_count(demo.options.max_open, timeout=WAIT)
+
+
+async def test_the_composer_shows_only_in_channels(demo: Demo, browser: BrowserContext):
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    composer = page.locator("#composer-form")
+    await expect(composer).to_be_visible()
+
+    await page.click("#open-home")
+    await expect(page.locator("#home")).to_contain_text("You have answered", timeout=WAIT)
+    await expect(composer).to_be_hidden()
+    await expect(page.locator("#messages")).to_be_hidden()
+
+    await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
+    await expect(composer).to_be_visible()
+    await expect(page.locator("#home")).to_be_hidden()
+
+
+# Every text and control in a message lies inside the window and inside its own box.
+CUT_OFF = """() => {
+  const width = document.documentElement.clientWidth;
+  const cut = [];
+  document.querySelectorAll("#messages .mrkdwn, #messages button, #messages select")
+    .forEach(function (node) {
+      const box = node.getBoundingClientRect();
+      if (box.right > width + 0.5 || box.left < -0.5 || node.scrollWidth > node.clientWidth + 1)
+        cut.push((node.textContent || node.tagName).slice(0, 40));
+    });
+  return cut;
+}"""
+
+
+@pytest.mark.parametrize("width", [420, 1280])
+async def test_message_text_wraps_in_a_narrow_window(
+    demo: Demo, browser: BrowserContext, tmp_path: Path, width: int
+):
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": width, "height": 900})
+    await open_channel(page, demo)
+    assert await page.evaluate(CUT_OFF) == []
+    if width < 600:  # the sidebar becomes a bar across the top, not a column beside the text
+        messages = await page.locator("#messages").bounding_box()
+        assert messages is not None and messages["width"] >= 0.9 * width
+        sidebar = await page.locator("#sidebar").bounding_box()
+        assert sidebar is not None and sidebar["height"] <= 0.3 * 900
+        assert (await page.locator("#composer-form").bounding_box())["width"] >= 0.9 * width
+    # the switcher, channels and App Home stay at hand
+    await expect(page.locator("#user-switcher")).to_be_visible()
+    await expect(page.locator("#open-home")).to_be_visible()
+    await page.screenshot(path=tmp_path / f"channel-{width}.png")
+
+
+@pytest.mark.parametrize("width", [420, 1280])
+async def test_the_toast_leaves_the_composer_free(
+    demo: Demo, browser: BrowserContext, tmp_path: Path, width: int
+):
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": width, "height": 900})
+    await open_channel(page, demo)
+    typed = "hello, is anyone there? " * 3 + "Hello?"
+    await page.fill("#composer", typed)
+    await page.press("#composer", "Enter")
+    toast = page.locator("#toast")
+    await expect(toast).to_contain_text("only sends slash commands", timeout=WAIT)
+    await expect(page.locator("#composer")).to_have_value(typed)  # kept, to fix and send again
+    box = await toast.bounding_box()
+    for control in ("#composer-form button[type=submit]", "#composer"):
+        other = await page.locator(control).bounding_box()
+        assert box is not None and other is not None
+        assert not overlaps(box, other), (control, box, other)
+    await page.screenshot(path=tmp_path / f"toast-{width}.png")
+
+
+async def test_counts_read_as_words(demo: Demo, browser: BrowserContext):
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    subtitle = page.locator("#main-subtitle")
+    await expect(subtitle).to_have_text(f"{demo.options.max_open} messages")
+    await page.click(f"#channel-list [data-channel='{REPORT_CHANNEL[0]}']")
+    await expect(subtitle).to_have_text("0 messages")
+    await page.fill("#composer", "/hitl stats")
+    await page.press("#composer", "Enter")
+    await expect(page.locator("#messages article.message")).to_have_count(1, timeout=WAIT)
+    await expect(subtitle).to_have_text("1 message")

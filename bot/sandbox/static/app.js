@@ -40,6 +40,10 @@
     return el("div", { class: "mrkdwn", text: obj.text });
   }
 
+  function count(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
+
   function toast(message) {
     const box = $("toast");
     box.textContent = message;
@@ -215,7 +219,7 @@
     } else {
       const current = channel();
       $("main-title").textContent = "# " + current.name;
-      $("main-subtitle").textContent = current.messages.length + " messages";
+      $("main-subtitle").textContent = count(current.messages.length, "message");
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
       box.replaceChildren(...current.messages.map(function (m) { return renderMessage(m, current.id); }));
@@ -287,12 +291,14 @@
   });
   $("composer-form").addEventListener("submit", async function (event) {
     event.preventDefault();
+    if (S.place.kind !== "channel" || !S.place.id) return; // commands are sent in a channel
     const input = $("composer");
-    const text = input.value.trim();
+    const typed = input.value;
+    const text = typed.trim();
     if (!text) return;
     input.value = "";
     const data = await post("/sandbox/command", { channel: S.place.id, text: text });
-    if (data.error) input.value = text;
+    if (data.error && !input.value) input.value = typed; // keep it to fix and send again
   });
 
   window.hitlSandbox = { mrkdwn: md.render, state: function () { return S.state; } };
