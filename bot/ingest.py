@@ -16,6 +16,7 @@ import io
 import json
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from bot.errors import IngestError
 
 MAX_TEXT_CHARS = 40_000
 MAX_LABEL_CHARS = 75
+# A row whose quoted field runs over lines for longer than this is taken as an unterminated quote
+# (the text itself is limited to MAX_TEXT_CHARS): reading holds at most this much at a time.
+MAX_RECORD_CHARS = 1_000_000
 FORMATS = ("csv", "tsv", "jsonl", "text")
 EXTENSIONS = {
     ".csv": "csv",
@@ -241,16 +245,47 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
 
 
 def _csv_rows(
-    path: str | Path, lines: Iterator[str], columns: _Columns, delimiter: str
+    path: str | Path, text: Iterator[str], columns: _Columns, delimiter: str
 ) -> Iterator[Row | RowError]:
+    """The rows of a CSV or TSV file, numbered by the line each starts on.
+
+    A quoted field may run over several lines. When such a row cannot be read (the file ends
+    inside the quotes, the quotes close in a way CSV does not allow, the row has the wrong
+    number of fields, or it runs on for ``MAX_RECORD_CHARS``), the quote is taken as never
+    closed: the row is reported on its first line and the lines after it are read again as
+    rows, so an unterminated quote costs one row, not the rest of the file."""
     escapes_before = _escapes[0]  # before the first chunk is decoded
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    pending: list[str] = []  # the lines of the row being read
+    replay: deque[str] = deque()  # lines to read again after an unterminated quote
+
+    def feed() -> Iterator[str]:
+        """The lines for ``csv.reader``: those to read again first, then the file's."""
+        held = 0  # characters after the first line of a row that runs over several lines
+        while replay:
+            line = replay.popleft()
+            pending.append(line)
+            held = held + len(line) if len(pending) > 1 else 0
+            if held > MAX_RECORD_CHARS:
+                raise _RunOnError
+            yield line
+        append = pending.append
+        for line in text:  # the hot loop of a CSV import: one list append and a length check
+            append(line)
+            if len(pending) > 1:
+                held = len(line) if len(pending) == 2 else held + len(line)
+                if held > MAX_RECORD_CHARS:
+                    raise _RunOnError
+            yield line
+
+    reader = csv.reader(feed(), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return
-    except csv.Error as exc:
-        raise IngestError(f"{path} line 1: the header cannot be read ({exc})") from exc
+    except (csv.Error, _RunOnError) as exc:
+        field = _open_quote_field(pending[0], delimiter) if pending else None
+        reason = f"unterminated quote in field {field + 1}" if field is not None else exc
+        raise IngestError(f"{path} line 1: the header cannot be read ({reason})") from exc
     if any(_has_bad_bytes(name) for name in header):
         raise IngestError(f"{path} line 1: the header is not valid UTF-8; save the file as UTF-8")
     header = [name.strip() for name in header]
@@ -265,27 +300,71 @@ def _csv_rows(
                 f"pass {option} with one of these"
             )
     make_row = _csv_row_maker(header, columns)
-    end = 1
+
+    def field_name(at: int) -> str:
+        return f'"{_printable(header[at])}"' if at < len(header) else str(at + 1)
+
+    def read_again() -> Iterator[list[str]]:
+        """A reader that starts at the line after the row's first: its other lines first."""
+        replay.extendleft(reversed(pending[1:]))
+        return csv.reader(feed(), delimiter=delimiter, strict=True)
+
+    start = 1 + len(pending)
     while True:
-        start = end + 1
+        pending.clear()
         try:
             values = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
-            end = reader.line_num
-            yield RowError(start, f"malformed CSV ({exc})")
+        except (csv.Error, _RunOnError) as exc:
+            field = _open_quote_field(pending[0], delimiter) if pending else None
+            if field is not None:
+                yield RowError(start, f"unterminated quote in field {field_name(field)}")
+            else:
+                yield RowError(start, f"malformed CSV ({exc})")
+            if field is not None or len(pending) > 1 or isinstance(exc, _RunOnError):
+                reader, start = read_again(), start + 1
+            else:
+                start += 1
             continue
-        end = reader.line_num
+        line, start = start, start + len(pending)
         if not values or values == [""]:
             continue
         if _escapes[0] != escapes_before and _has_bad_bytes("".join(values)):
-            yield RowError(start, "not valid UTF-8")
+            yield RowError(line, "not valid UTF-8")
             continue
         if len(values) != len(header):
-            yield RowError(start, f"has {len(values)} fields, the header has {len(header)}")
+            reason = f"has {len(values)} fields, the header has {len(header)}"
+            if len(pending) > 1 and (field := _open_quote_field(pending[0], delimiter)) is not None:
+                reason += f"; a quote in field {field_name(field)} may be unterminated"
+                reader, start = read_again(), line + 1
+            yield RowError(line, reason)
             continue
-        yield make_row(start, values)
+        yield make_row(line, values)
+
+
+class _RunOnError(Exception):
+    """A row's quoted field ran on for more than ``MAX_RECORD_CHARS``: taken as unterminated."""
+
+
+def _open_quote_field(line: str, delimiter: str) -> int | None:
+    """The index of the field whose quotes are still open at the end of ``line``, if any
+    (CSV's rules: a quote opens a field only at its start; ``""`` inside is a quote)."""
+    field, quoted, can_open = 0, False, True
+    for char in line:
+        if quoted:
+            if char == '"':
+                quoted = False
+                can_open = True  # a second quote right after is an escaped one
+            continue
+        if char == '"' and can_open:
+            quoted = True
+        elif char == delimiter:
+            field += 1
+            can_open = True
+        else:
+            can_open = False
+    return field if quoted else None
 
 
 def _csv_row_maker(

@@ -231,3 +231,95 @@ def test_exported_meta_is_merged_back_not_nested(tmp_path: Path):
     path.write_text(json.dumps(record) + "\n")
     [row] = rows_of(path)
     assert row.meta == {"team": "x"} and row.label == "a"
+
+
+# An unterminated quote (issue 16.8): the row is reported and reading goes on at its next line.
+
+SIX_ROWS = (
+    "id,text,label\n"
+    "1,good one,a\n"
+    '2,"unterminated quote here,b\n'
+    "3,row three,a\n"
+    "4,row four,b\n"
+    "5,row five,a\n"
+    "6,row six,b\n"
+)
+
+
+def shape(result: list[Row | RowError]) -> list[tuple[int, str]]:
+    return [(r.line, r.reason if isinstance(r, RowError) else r.text) for r in result]
+
+
+def test_an_unterminated_quote_skips_its_row_and_the_rows_after_it_are_read(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    path.write_text(SIX_ROWS, encoding="utf-8")
+    result = rows_of(path)
+    assert shape(result) == [
+        (2, "good one"),
+        (3, 'unterminated quote in field "text"'),
+        (4, "row three"),
+        (5, "row four"),
+        (6, "row five"),
+        (7, "row six"),
+    ]
+    assert result[1].message(path) == (
+        'items.csv line 3: unterminated quote in field "text", row skipped'
+    )
+
+
+def test_a_quote_opened_in_the_last_row_is_reported_on_its_line(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    path.write_text('id,text,label\n1,one,a\n2,two,b\n3,"three,a\n', encoding="utf-8")
+    assert shape(rows_of(path)) == [
+        (2, "one"),
+        (3, "two"),
+        (4, 'unterminated quote in field "text"'),
+    ]
+
+
+def test_an_unterminated_quote_closed_by_a_later_rows_quote_loses_no_row(tmp_path: Path):
+    path = tmp_path / "items.tsv"
+    path.write_text(
+        'text\tlabel\n"open here\ta\nplain\tb\n"quoted, fine"\tc\nlast\td\n', encoding="utf-8"
+    )
+    assert shape(rows_of(path)) == [
+        (2, 'unterminated quote in field "text"'),
+        (3, "plain"),
+        (4, "quoted, fine"),
+        (5, "last"),
+    ]
+
+
+def test_a_multiline_row_with_the_wrong_field_count_is_read_again_from_its_next_line(
+    tmp_path: Path,
+):
+    path = tmp_path / "items.csv"
+    path.write_text('id,text\n1,"open\n2,two\n3,3",x\n4,four\n', encoding="utf-8")
+    result = shape(rows_of(path))
+    assert result[0][0] == 2 and 'a quote in field "text" may be unterminated' in result[0][1]
+    assert (3, "two") in result and (5, "four") in result
+
+
+def test_a_quote_in_the_header_that_is_never_closed_stops_at_line_1(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    path.write_text('id,"text\n1,one\n', encoding="utf-8")
+    with pytest.raises(IngestError, match=r"line 1: the header cannot be read"):
+        next(read_items(path))
+
+
+def test_an_unterminated_quote_early_in_a_big_csv_is_reported_without_reading_it_all(
+    tmp_path: Path,
+):
+    path = tmp_path / "big.csv"
+    lines = [f"{i},item number {i} with some words to make it longer\n" for i in range(40_000)]
+    lines[0] = '0,"never closed\n'
+    path.write_text("id,text\n" + "".join(lines), encoding="utf-8")
+    seen: list[int] = []
+    rows = read_items(path, progress=seen.append)
+    first = next(rows)
+    assert isinstance(first, RowError) and first.line == 2
+    assert "unterminated quote" in first.reason
+    assert sum(seen) < path.stat().st_size // 2  # it gave up long before the end of the file
+    rest = list(rows)
+    assert len(rest) == 39_999 and not any(isinstance(r, RowError) for r in rest)
+    assert (rest[0].line, rest[-1].line) == (3, 40_001)
