@@ -161,7 +161,7 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
         await ack(text=reports.accuracy_text(report))
         if report is not None and len(report.trend) > 0:
-            await attach_chart(rt, client, report, command.get("channel_id"), user_id)
+            await attach_chart(client, report, user_id)
         return
     handler: Callable[[Runtime], str] | None = TEXT_COMMANDS.get(name)
     if handler is None:
@@ -238,31 +238,34 @@ async def tell(response_url: str | None, text: str) -> None:
 
 
 async def attach_chart(
-    rt: Runtime,
-    client: AsyncWebClient,
-    report: reports.AccuracyReport,
-    channel: str | None,
-    user_id: str,
+    client: AsyncWebClient, report: reports.AccuracyReport, user_id: str
 ) -> None:
-    """Upload the accuracy chart where files:write is granted (the text table is already sent)."""
-    if not channel:
+    """Send the accuracy chart to the person who asked, in their direct messages with the bot
+    (the text is their private reply; a file shared in the channel would be public). Slack
+    has no private file in a channel, and an image block needs a public URL, which an app
+    behind Socket Mode lacks. Needs files:write and im:write; without them the text is all."""
+    if not user_id:
         return
     try:
         granted = await client.auth_test()
         scopes = (granted.headers.get("x-oauth-scopes") or granted.headers.get("X-OAuth-Scopes")
-                  or "")  # fmt: skip
-        if "files:write" not in scopes.split(","):
+                  or "").split(",")  # fmt: skip
+        if "files:write" not in scopes:
             return
+        if "im:write" not in scopes:
+            logger.warning("no accuracy chart sent: %s", scope_fix("im:write"))
+            return
+        opened = await client.conversations_open(users=user_id)
         png = await asyncio.to_thread(reports.chart_png, report)
         await client.files_upload_v2(
-            channel=channel,
+            channel=opened["channel"]["id"],
             content=png,
             filename=f"hitl-accuracy-v{report.version}.png",
             title=f"Model v{report.version}: accuracy by version and by labels",
-            initial_comment=f"Accuracy chart for <@{user_id}>",
+            initial_comment=f"Your `/hitl accuracy` chart (model v{report.version})",
         )
     except (SlackApiError, SlackClientError) as exc:
-        logger.warning("could not attach the accuracy chart: %s", exc)
+        logger.warning("could not send the accuracy chart: %s", exc)
 
 
 TEXT_COMMANDS: dict[str, Callable[[Runtime], str]] = {

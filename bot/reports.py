@@ -12,10 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.loop import Outcome
 from bot.store import Store
 from model import ModelRegistry, wilson_interval
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,13 @@ def plain(text: str) -> str:
 
 def chart_png(report: AccuracyReport) -> bytes:
     """Accuracy by version and by number of labels, as a PNG (call it off the event loop)."""
+    buffer = io.BytesIO()
+    chart_figure(report).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chart_figure(report: AccuracyReport) -> Figure:
+    """The chart of ``chart_png`` as a matplotlib Figure: by version (left), by labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,6 +268,11 @@ def chart_png(report: AccuracyReport) -> bytes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
+    if versions:  # whole versions, half a step of room each side (one model: 0.5 to 1.5)
+        shown = sorted({*versions, report.version})
+        by_version.set_xticks(shown)
+        by_version.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
+        by_labels.set_xlim(0, max(max(p.n_train for p in points) * 1.1, 1))
     if report.audit_accuracy is not None:
         lo, hi = report.audit_interval
         acc = report.audit_accuracy
@@ -268,6 +284,4 @@ def chart_png(report: AccuracyReport) -> bytes:
     by_version.legend(loc="lower right", fontsize=8)
     figure.suptitle(f"slack-hitl: model v{report.version}")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure

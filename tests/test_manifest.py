@@ -131,6 +131,7 @@ SCOPE_OF_CALL = {  # the scopes each Web API method the bot calls needs (public 
     "conversations_join": ("channels:join",),
     "conversations_info": ("channels:read", "groups:read"),
     "conversations_history": ("channels:history", "groups:history"),
+    "conversations_open": ("im:write",),  # the person's DM with the bot, for their chart
     "users_info": ("users:read",),
     "files_upload_v2": ("files:write",),
     "views_open": (),

@@ -100,6 +100,7 @@ class FakeSlack:
             "groups:read",
             "groups:history",
             "files:write",
+            "im:write",
         ),
     ):
         self.team_id = team_id
@@ -146,6 +147,7 @@ class FakeSlack:
             "conversations.join": self._conversations_join,
             "conversations.info": self._conversations_info,
             "conversations.history": self._conversations_history,
+            "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "views.open": self._views_open,
             "views.push": self._views_push,
@@ -505,6 +507,16 @@ class FakeSlack:
                     shown.pop("metadata", None)
                 found.append(shown)
         return {"messages": found[:limit], "has_more": len(found) > limit}
+
+    def _conversations_open(self, params: Params) -> Reply:
+        """The bot's direct messages with one person (``users``); needs ``im:write``."""
+        self._require_scope("im:write")
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if len(users) != 1:  # group DMs (mpim) are not faked
+            raise SlackError("not_enough_users" if not users else "method_not_supported")
+        if users[0] not in self._users:
+            raise SlackError("user_not_found")
+        return {"channel": {"id": self.dm_channel(users[0])}}
 
     def _users_info(self, params: Params) -> Reply:
         user = self._users.get(params.get("user", ""))

@@ -439,15 +439,37 @@ async def test_audit_accuracy_and_wilson_interval_match_a_hand_check(bot: Bot):
     )
 
 
-async def test_accuracy_chart_is_a_png_uploaded_through_the_file_calls(bot: Bot):
+async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    before = bot.fake.messages(CHANNEL)
     text = await (await bot.command("accuracy", "U0ANA")).text()
     assert text.startswith("*Model v1*") and "*Cross-validated*" in text
-    await bot.fake.next_call("files.getUploadURLExternal")
-    complete = await bot.fake.next_call("files.completeUploadExternal")
-    assert complete.params["channel_id"] == CHANNEL
+    await bot.rt.drain(timeout=60)  # the chart is drawn after the ack (matplotlib: slow)
+    [opened] = bot.fake.calls_to("conversations.open")
+    assert opened.params["users"] == "U0ANA"
+    [complete] = bot.fake.calls_to("files.completeUploadExternal")
+    dm = bot.fake.dm_channel("U0ANA")
+    assert complete.params["channel_id"] == dm  # their direct messages with the bot
     [stored] = bot.fake.files.values()
-    assert stored["content"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert stored["content"][:8] == b"\x89PNG\r\n\x1a\n" and stored["channel"] == dm
+    assert bot.fake.messages(CHANNEL) == before  # nothing public in the questions channel
+    [shared] = bot.fake.messages(dm)
+    assert shared["files"][0]["id"] == stored["id"]
+
+
+async def test_without_im_write_the_chart_is_not_posted_anywhere(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    fake_slack.scopes = tuple(s for s in fake_slack.scopes if s != "im:write")
+    seed(tmp_path / "hitl.db", labeled_items())
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        await run_retrain(bot.rt, "cli")
+        text = await (await bot.command("accuracy", "U0ANA")).text()
+        assert text.startswith("*Model v1*")
+        await bot.rt.drain(timeout=60)
+        assert bot.fake.calls_to("conversations.open") == []
+        assert bot.fake.calls_to("files.getUploadURLExternal") == []
+        assert "the app lacks the im:write scope" in caplog.text
 
 
 async def test_without_files_write_the_text_table_is_all(fake_slack: FakeSlack, tmp_path: Path):
@@ -542,3 +564,19 @@ def test_the_retrain_report_says_which_before_figure_is_which():
     )
     assert lines[4] == "*Why:* promoted: macro-F1 0.165→0.400 on the same 3 folds (n=30)"
     assert sum("0.178" in line for line in lines) == 1 and sum("→" in line for line in lines) == 1
+
+
+def test_a_chart_of_one_model_has_whole_version_ticks_and_a_sane_range():
+    point = reports.VersionPoint(1, "champion", 15, 0.6, 0.558, "2026-11-24T07:16:00+00:00")
+    report = reports.AccuracyReport(
+        version=1, created_at=point.created_at, age_days=0.0, n_train=15, cv_accuracy=0.6,
+        cv_macro_f1=0.558, n_splits=3, audit_n=0, audit_correct=0, audit_interval=(0.0, 1.0),
+        uncertain_n=0, uncertain_correct=0, weakest=[], trend=[point],
+    )  # fmt: skip
+    by_version, by_labels = reports.chart_figure(report).axes
+    assert list(by_version.get_xticks()) == [1]  # not 0.945 … 1.050
+    low, high = by_version.get_xlim()
+    assert (low, high) == (0.5, 1.5)
+    assert all(float(t).is_integer() for t in by_labels.get_xticks())
+    low, high = by_labels.get_xlim()
+    assert low == 0 and 15 < high <= 30  # from no labels to a little past the 15 used
