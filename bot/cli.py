@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 IMPORT_BATCH = 1000
 MAX_ERRORS_SHOWN = 50
-EXPORT_FIELDS = ("id", "text", "label", "votes", "agreement", "annotators", "resolved_at", "meta")
+EXPORT_FIELDS = (
+    "id", "text", "label", "votes", "agreement", "annotators", "resolved_at", "meta", "answers"
+)  # fmt: skip
 ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
 
 
@@ -54,6 +56,20 @@ class State:
 
     def open_store(self) -> Store:
         return Store.open(self.settings.db)
+
+    def require_db(self) -> None:
+        """For commands that only read: an error instead of creating an empty database (and
+        its models folder) in whatever folder they were run from."""
+        db = self.settings.db
+        if not Path(db).exists():
+            raise click.ClickException(
+                f"no database at {db} (nothing imported here yet): run `hitl import FILE` "
+                "first, or point --db or HITL_DB at an existing one"
+            )
+
+    def open_existing_store(self) -> Store:
+        self.require_db()
+        return self.open_store()
 
 
 @contextmanager
@@ -225,8 +241,8 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
       hitl export --format csv --output labels.csv
       hitl export --answers --format csv
     """
-    with friendly_errors(), state.open_store() as store:
-        records = store.iter_answers() if answers else store.iter_resolved()
+    with friendly_errors(), state.open_existing_store() as store:
+        records = store.iter_answers() if answers else store.iter_export()
         columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
         if output is None:
             n = _write_records(sys.stdout, records, columns, fmt)
@@ -285,7 +301,16 @@ def _write_records(
 @cli.command("config")
 @click.pass_obj
 def config_command(state: State) -> None:
-    """Print the effective settings (secrets masked) and where each comes from."""
+    """Print the effective settings (secrets masked) and where each comes from: env (an
+    environment variable), the hitl.toml file, or the default. A bad value is an error
+    naming the variable and what is allowed.
+
+    \b
+    Examples:
+      hitl config
+      HITL_VOTES=3 hitl config | grep HITL_VOTES
+      HITL_CONFIG=team.toml hitl config
+    """
     with friendly_errors():
         settings = state.settings
     rows = describe(settings)
@@ -384,10 +409,17 @@ def models_command(state: State) -> None:
 
     Only the champion and the newest HITL_KEEP_MODELS other versions keep their model files
     (each is 100-400 MB); older ones are listed with "(file deleted)" and cannot be rolled
-    back to."""
+    back to.
+
+    \b
+    Examples:
+      hitl models
+      hitl --db team.db models
+    """
     from bot import loop
 
     with friendly_errors():
+        state.require_db()
         versions = loop.registry_for(state.settings).versions()
     if not versions:
         click.echo("No models yet: `hitl retrain` trains the first one.")
@@ -443,12 +475,18 @@ def rollback_command(state: State, version: str, force: bool) -> None:
 @click.pass_obj
 def accuracy_command(state: State, chart: Path | None) -> None:
     """How good the current model is: cross-validated scores, live accuracy on audit posts
-    with a 95% interval, agreement on uncertain posts, weakest classes and the trend."""
+    with a 95% interval, agreement on uncertain posts, weakest classes and the trend.
+
+    \b
+    Examples:
+      hitl accuracy
+      hitl accuracy --chart accuracy.png   # also a PNG of accuracy by version and by labels
+    """
     from datetime import UTC, datetime
 
     from bot import loop, reports
 
-    with friendly_errors(), state.open_store() as store:
+    with friendly_errors(), state.open_existing_store() as store:
         report = reports.accuracy_report(
             store, loop.registry_for(state.settings), datetime.now(UTC)
         )
@@ -461,13 +499,20 @@ def accuracy_command(state: State, chart: Path | None) -> None:
 @cli.command("stats")
 @click.pass_obj
 def stats_command(state: State) -> None:
-    """Answers today and this week by person, and how many items wait, are posted or resolved."""
+    """Answers today and this week by person, and how many items wait, are posted or resolved
+    (what `/hitl stats` shows in Slack).
+
+    \b
+    Examples:
+      hitl stats
+      HITL_DB=/srv/hitl/hitl.db hitl stats
+    """
     from datetime import UTC, datetime
 
     from bot import reports
     from bot.commands import stats_text
 
-    with friendly_errors(), state.open_store() as store:
+    with friendly_errors(), state.open_existing_store() as store:
         text = stats_text(store, state.settings, datetime.now(UTC))
     click.echo(reports.plain(text))
 

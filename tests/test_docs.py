@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from bot.cli import cli
 from bot.config import SPECS
 
@@ -41,3 +43,15 @@ def test_every_slash_subcommand_is_in_the_readme_help_and_manifest():
         assert f"`/hitl {sub}`" in README, f"README lacks /hitl {sub}"
         assert f"`/hitl {sub}`" in HELP, f"/hitl help lacks {sub}"
         assert sub in manifest.split("usage_hint:", 1)[1].splitlines()[0]
+
+
+def test_every_command_has_examples_in_its_help():
+    runner = CliRunner()
+    for name in cli.commands:
+        result = runner.invoke(cli, [name, "--help"], prog_name="hitl")
+        assert result.exit_code == 0
+        examples = result.stdout.split("Examples:\n", 1)
+        assert len(examples) == 2, f"hitl {name} --help has no Examples"
+        assert re.search(rf"^  .*\bhitl\b.* {name}\b", examples[1], flags=re.M), (
+            f"hitl {name} --help: no example runs hitl {name}"
+        )

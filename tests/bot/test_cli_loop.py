@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bot import loop
@@ -154,3 +155,16 @@ def test_a_cli_rollback_is_refused_while_a_retrain_holds_the_lock(tmp_path: Path
         assert store.champion_version() == 2 and registry.champion().version == 2
         store.release_lock(loop.LOCK, plan.owner)
     assert run(db, "rollback", "1").stdout == "v1 is the champion again.\n"
+
+
+@pytest.mark.parametrize("command", ["stats", "accuracy", "models", "export"])
+def test_read_only_commands_do_not_create_a_database(tmp_path: Path, command: str):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as here:
+        result = runner.invoke(cli, [command], prog_name="hitl")
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "Error: no database at hitl.db (nothing imported here yet): run `hitl import FILE` "
+            "first, or point --db or HITL_DB at an existing one\n"
+        )
+        assert list(Path(here).iterdir()) == []  # no hitl.db, no hitl.db.models/
