@@ -53,7 +53,7 @@ async def score_items(store: Store, champion: Champion, threshold: float) -> int
 
 
 UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per round
-AUDIT_SAMPLE = 100  # a uniform sample; a round takes a few audit picks from it
+AUDIT_SAMPLE = 100  # a uniform sample; a round takes its audit picks from it
 
 
 def candidates(
@@ -80,19 +80,33 @@ def choose(
     Uncertain picks come only from items below HITL_THRESHOLD (or not scored yet); audit picks
     are drawn uniformly from ``audit_pool`` when given (a uniform sample of every unlabeled
     item, confident ones included), else from ``pool``.
+
+    With a model, each position of the list is an audit with probability HITL_AUDIT_RATE,
+    drawn for that position alone. The dispatcher posts only the first few (one a second per
+    channel) and asks again next round, so any prefix must carry the share: audits are not
+    put last, and a position whose kind has run out ends the list rather than going to the
+    other kind (the round's next call draws afresh).
     """
     if n <= 0 or not (pool or audit_pool):
         return []
     generator = np.random.default_rng(rng.getrandbits(64))
-    if audit_pool is not None and rt.champion is not None:
-        n_audit = int(generator.binomial(n, rt.settings.audit_rate)) if audit_pool else 0
-        audits = _pick(rt, audit_pool, n_audit, generator, reason="audit")
-        taken = {it["id"] for it, _ in audits}
-        rest = [it for it in pool if it["id"] not in taken]
-        return _pick(rt, rest, n - len(audits), generator, audit_rate=0.0) + audits
-    if audit_pool is not None:  # no model yet: random picks from the uniform sample
-        return _pick(rt, audit_pool, n, generator)
-    return _pick(rt, pool, n, generator, audit_rate=rt.settings.audit_rate)
+    if rt.champion is None:  # no model yet: random picks (from the uniform sample if given)
+        return _pick(rt, pool if audit_pool is None else audit_pool, n, generator)
+    if audit_pool is None:
+        audit_pool = pool
+    is_audit = [bool(a) for a in generator.random(n) < rt.settings.audit_rate]
+    audits = _pick(rt, audit_pool, sum(is_audit), generator, reason="audit")
+    taken = {it["id"] for it, _ in audits}
+    rest = [it for it in pool if it["id"] not in taken]
+    uncertain = _pick(rt, rest, is_audit.count(False), generator)
+    picks = {True: iter(audits), False: iter(uncertain)}
+    chosen: list[tuple[dict[str, Any], str]] = []
+    for audit in is_audit:
+        pick = next(picks[audit], None)
+        if pick is None:
+            break  # this kind ran out: the share holds only if the slot is not given away
+        chosen.append(pick)
+    return chosen
 
 
 def _pick(

@@ -213,6 +213,56 @@ async def test_confident_items_are_left_to_the_model_except_audits(
 LABELS_FOR_MODEL = ("billing", "bug", "account", "how_to", "feature_request", "praise")
 
 
+def scored_items(prefix: str, count: int) -> list[dict]:
+    """Queued items as the dispatcher reads them, each with a different margin."""
+    return [
+        {"id": f"{prefix}{n}", "text": f"{prefix} ticket {n} " + "x" * n, "status": "queued",
+         "model_version": 1, "predicted_label": "billing", "confidence": 0.5,
+         "ranked": [["billing", 0.5], ["bug", 0.5 - n / 100]]}
+        for n in range(count)
+    ]  # fmt: skip
+
+
+async def test_every_position_of_a_choice_is_an_audit_at_the_audit_rate(bot: Bot):
+    """The dispatcher posts the first pick or two of a round and chooses again next round, so
+    each position of ``choose``'s list must be an audit at HITL_AUDIT_RATE, not audits last
+    (issue 16: 1 audit in 10 posts at HITL_AUDIT_RATE=0.5)."""
+    import random
+
+    from bot.runtime import Champion
+    from bot.scoring import choose
+
+    bot.rt.champion = Champion(version=1, classifier=None)
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.3, threshold=0.8)
+    pool, sample = scored_items("u", 20), scored_items("s", 20)
+    rng = random.Random(7)
+    firsts = [choose(bot.rt, pool, 5, rng, audit_pool=sample)[0][1] for _ in range(1000)]
+    assert 250 <= firsts.count("audit") <= 350  # 300 expected; sd 14.5
+    assert set(firsts) == {"audit", "uncertain"}
+
+
+async def test_a_kind_that_ran_out_ends_the_choice_rather_than_taking_the_other(bot: Bot):
+    """A slot drawn as an audit is not given to an uncertain item when no audit item is left
+    (nor the other way round): the share would drift with the pools' sizes."""
+    import random
+
+    from bot.runtime import Champion
+    from bot.scoring import choose
+
+    bot.rt.champion = Champion(version=1, classifier=None)
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=1.0)
+    assert choose(bot.rt, scored_items("u", 5), 3, random.Random(0), audit_pool=[]) == []
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.0)
+    assert choose(bot.rt, [], 3, random.Random(0), audit_pool=scored_items("s", 5)) == []
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.5)
+    rng = random.Random(3)
+    for _ in range(50):  # one audit item: the list ends at the second audit slot
+        reasons = [r for _, r in choose(bot.rt, scored_items("u", 9), 8, rng,
+                                        audit_pool=scored_items("s", 1))]  # fmt: skip
+        assert reasons.count("audit") <= 1
+        assert len(reasons) == 8 or reasons.count("audit") == 1
+
+
 async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
     fake_slack: FakeSlack, tmp_path: Path
 ):
