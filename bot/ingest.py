@@ -19,6 +19,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -39,11 +40,33 @@ EXTENSIONS = {
     ".txt": "text",
     ".text": "text",
 }
-# Columns that `hitl export` adds; ignored on import of a file that carries a "meta" object,
-# so that importing an export gives back the same items rather than nesting them in meta.
-EXPORT_ONLY_FIELDS = frozenset({"votes", "agreement", "annotators", "resolved_at"})
+# Columns that `hitl export` adds: how each label was decided. In a file that carries a "meta"
+# object (an export) they are read back into ``Row.provenance`` rather than kept as meta, so that
+# importing an export gives back the same items and labels: who decided, when, how they agreed.
+PROVENANCE_FIELDS = ("votes", "agreement", "annotators", "resolved_at")  # all or none
+EXPORT_ONLY_FIELDS = frozenset({*PROVENANCE_FIELDS, "answers"})  # "answers" may be left out
 
 csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's answer that counted when an exported label was decided."""
+
+    user_id: str
+    label: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How an exported label was decided, as `hitl export` wrote it."""
+
+    votes: int
+    agreement: float
+    annotators: tuple[str, ...]
+    resolved_at: str
+    answers: tuple[Vote, ...] = ()  # empty in exports made before it was written
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is built 3x slower (100k rows/import)
@@ -53,6 +76,7 @@ class Row:
     text: str
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None  # a labeled row of an export
 
 
 @dataclass(frozen=True)
@@ -237,11 +261,98 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     if isinstance(carried, str) and carried.startswith("{"):
         with contextlib.suppress(json.JSONDecodeError):  # not JSON: kept as a plain column
             carried = json.loads(carried)
+    provenance = None
     if isinstance(carried, dict):
         meta.update(carried)
         used |= EXPORT_ONLY_FIELDS | {"meta"}
+        if label is not None and any(name in record for name in EXPORT_ONLY_FIELDS):
+            provenance = _provenance(line, record)
+            if isinstance(provenance, RowError):
+                return provenance
     meta.update({k: v for k, v in record.items() if k not in used and k is not None})
-    return Row(line=line, id=item_id, text=text, label=label, meta=meta)
+    return Row(line=line, id=item_id, text=text, label=label, meta=meta, provenance=provenance)
+
+
+def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
+    """An export's votes, agreement, annotators, resolved_at and answers, checked; CSV gives
+    them as text (numbers, and JSON for the lists)."""
+    for name in PROVENANCE_FIELDS:
+        if record.get(name) in (None, ""):
+            return RowError(
+                line,
+                f'column "{name}" is missing or empty (an export has votes, agreement, '
+                "annotators and resolved_at)",
+            )
+    votes = record["votes"]
+    if isinstance(votes, str) and votes.strip().isdecimal():
+        votes = int(votes)
+    if not isinstance(votes, int) or isinstance(votes, bool) or votes < 1:
+        return RowError(line, 'column "votes" is not a whole number of 1 or more')
+    agreement = record["agreement"]
+    with contextlib.suppress(ValueError):
+        agreement = float(agreement) if isinstance(agreement, str) else agreement
+    if (
+        not isinstance(agreement, int | float)
+        or isinstance(agreement, bool)
+        or not (0 < agreement <= 1)
+    ):
+        return RowError(line, 'column "agreement" is not a number over 0 and at most 1')
+    annotators = _json_value(record["annotators"])
+    if (
+        not isinstance(annotators, list)
+        or not annotators
+        or not all(isinstance(user, str) and 0 < len(user) <= 200 for user in annotators)
+    ):
+        return RowError(line, 'column "annotators" is not a list of user ids')
+    resolved_at = record["resolved_at"]
+    if not _is_time(resolved_at):
+        return RowError(line, 'column "resolved_at" is not an ISO 8601 time')
+    answers = _json_value(record.get("answers") or [])
+    votes_given = _votes(answers)
+    if votes_given is None:
+        return RowError(
+            line,
+            'column "answers" is not a list of {"user_id", "label", "created_at"} '
+            "with one answer a person",
+        )
+    return Provenance(votes, float(agreement), tuple(annotators), resolved_at, votes_given)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+    return value
+
+
+def _is_time(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _votes(answers: Any) -> tuple[Vote, ...] | None:
+    if not isinstance(answers, list):
+        return None
+    votes = []
+    for answer in answers:
+        if not isinstance(answer, dict):
+            return None
+        user, label, when = answer.get("user_id"), answer.get("label"), answer.get("created_at")
+        if not (isinstance(user, str) and 0 < len(user) <= 200 and _is_time(when)):
+            return None
+        if not isinstance(label, str) or not label or len(label) > MAX_LABEL_CHARS:
+            return None
+        votes.append(Vote(user, label, when))
+    if len({vote.user_id for vote in votes}) != len(votes):
+        return None
+    return tuple(votes)
 
 
 def _csv_rows(

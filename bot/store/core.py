@@ -23,7 +23,13 @@ from bot.store.api import ApiMixin
 from bot.store.learning import LearningMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.queue import QueueMixin
-from bot.store.records import AddResult, NewItem, count_new_items
+from bot.store.records import (
+    AddResult,
+    NewItem,
+    count_new_items,
+    provenance_answers,
+    provenance_label,
+)
 from bot.store.views import ViewsMixin
 
 logger = logging.getLogger(__name__)
@@ -152,6 +158,7 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
         items: list[tuple[Any, ...]] = []
         answers: list[tuple[Any, ...]] = []
         labels: list[tuple[Any, ...]] = []
+        decided: list[tuple[str]] = []  # labels whose deciding answers came with them
         duplicates = 0
         for row in rows:
             if row.id in seen:
@@ -162,8 +169,17 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
             meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
             items.append((row.id, row.text, meta, source, status, now, now))
             if row.label is not None:
-                answers.append((row.id, IMPORT_USER, row.label, source, now, f"{source}:{row.id}"))
-                labels.append((row.id, row.label, 1, 1.0, _IMPORT_ANNOTATORS, now))
+                came = getattr(row, "provenance", None)  # a label from an export: who, when
+                if came is None:
+                    answers.append(
+                        (row.id, IMPORT_USER, row.label, source, now, f"{source}:{row.id}")
+                    )
+                    labels.append((row.id, row.label, 1, 1.0, _IMPORT_ANNOTATORS, now))
+                else:
+                    answers.extend(provenance_answers(row.id, row.label, came, source))
+                    labels.append(provenance_label(row.id, row.label, came))
+                    if came.answers:
+                        decided.append((row.id,))
         # The hot path of every import: plain executemany inside sqlite-utils' transaction
         # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
         with self.db.atomic():
@@ -184,6 +200,11 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
                 "INSERT INTO labels (item_id, label, votes, agreement, annotators, resolved_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 labels,
+            )
+            self.db.conn.executemany(
+                "UPDATE labels SET decided_by = (SELECT max(id) FROM answers"
+                " WHERE answers.item_id = labels.item_id) WHERE item_id = ?",
+                decided,
             )
         return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
 
@@ -227,6 +248,31 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
                 "annotators": json.loads(row[5]),
                 "resolved_at": row[6],
                 "meta": json.loads(row[7]),
+            }
+
+    def iter_export(self) -> Iterator[dict[str, Any]]:
+        """``iter_resolved`` with ``answers``: each person's answer that counted when the item
+        was decided (user_id, label, created_at; as ``tally`` counts them), so `hitl import`
+        can restore who labeled what and when. Empty for a label imported without them."""
+        cursor = self.db.execute(
+            "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
+            " i.meta, (SELECT json_group_array(json_object('user_id', a.user_id,"
+            " 'label', a.label, 'created_at', a.created_at)) FROM (SELECT * FROM answers a"
+            " WHERE a.id IN (SELECT max(id) FROM answers WHERE item_id = l.item_id"
+            " AND id <= l.decided_by GROUP BY user_id) AND a.label IS NOT NULL ORDER BY a.id) a)"
+            " FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
+        )
+        for row in cursor:
+            yield {
+                "id": row[0],
+                "text": row[1],
+                "label": row[2],
+                "votes": row[3],
+                "agreement": row[4],
+                "annotators": json.loads(row[5]),
+                "resolved_at": row[6],
+                "meta": json.loads(row[7]),
+                "answers": json.loads(row[8]),
             }
 
     def iter_answers(self) -> Iterator[dict[str, Any]]:

@@ -19,6 +19,35 @@ def count_new_items(conn: sqlite3.Connection, by_status: Mapping[str, int]) -> N
     )
 
 
+def provenance_answers(
+    item_id: str, label: str, provenance: Any, source: str
+) -> list[tuple[Any, ...]]:
+    """Answer rows (item_id, user_id, label, source, created_at, dedupe_key) for a label read
+    back from an export (``bot.ingest.Provenance``): the people's own answers with their times
+    when the export has them, else one answer per annotator at the time it was decided. They
+    are stored with ``source`` (``import``), so they are history and count in no one's stats."""
+    if provenance.answers:
+        given = [(a.user_id, a.label, a.created_at) for a in provenance.answers]
+    else:
+        given = [(user, label, provenance.resolved_at) for user in provenance.annotators]
+    return [
+        (item_id, user, answer, source, when, f"{source}+answer:" + json.dumps([user, item_id]))
+        for user, answer, when in given
+    ]
+
+
+def provenance_label(item_id: str, label: str, provenance: Any) -> tuple[Any, ...]:
+    """The labels row (item_id, label, votes, agreement, annotators, resolved_at) as exported."""
+    return (
+        item_id,
+        label,
+        provenance.votes,
+        provenance.agreement,
+        json.dumps(list(provenance.annotators)),
+        provenance.resolved_at,
+    )
+
+
 # -- records --------------------------------------------------------------------------------
 
 

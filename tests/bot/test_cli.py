@@ -156,6 +156,7 @@ def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
         "annotators",
         "resolved_at",
         "meta",
+        "answers",
     ]
     assert (first["id"], first["label"], first["votes"], first["annotators"]) == (
         "T1",
@@ -200,3 +201,90 @@ def test_help_explains_each_command():
         result = run(command, "--help")
         assert result.exit_code == 0 and result.stdout.startswith(f"Usage: hitl {command} ")
         assert "Examples" in result.stdout or "settings" in result.stdout
+
+
+# Export and import keep provenance (issue 16.7), and a CSV quote left open costs one row (16.8).
+
+
+def _ticking_clock():
+    times = iter(f"2026-03-0{day}T0{hour}:00:00.000+00:00" for day in (1, 2) for hour in range(10))
+    return lambda: next(times)
+
+
+def _labeled_by_people(db: Path) -> None:
+    """Four items decided by votes (two and three voters, a dissent, a skip), one seed label."""
+    from bot.ingest import Row
+
+    with Store.open(db, clock=_ticking_clock()) as store:
+        rows = [Row(n, f"I{n}", f"message {n}", None, {"team": "ops"}) for n in range(1, 5)]
+        store.add_items([*rows, Row(5, "I5", "seeded", "praise", {})], source="import")
+        answers = [
+            ("I1", "U1", "billing", 2), ("I1", "U2", "billing", 2),
+            ("I2", "U1", "bug", 3), ("I2", "U2", "billing", 3), ("I2", "U3", "bug", 3),
+            ("I3", "U3", None, 2), ("I3", "U1", "account", 2), ("I3", "U2", "account", 2),
+            ("I4", "U2", "bug", 1),
+        ]  # fmt: skip
+        for n, (item, user, label, needed) in enumerate(answers):
+            store.record_answer(item, user, label, source="button", dedupe_key=f"k{n}",
+                                votes_needed=needed)  # fmt: skip
+        store.record_answer("I4", "U3", "praise", source="button", dedupe_key="late")  # history
+
+
+def _labels_rows(db: Path) -> list[tuple]:
+    with Store.open(db) as store:
+        return store.db.execute(
+            "SELECT item_id, label, votes, agreement, annotators, resolved_at FROM labels"
+            " ORDER BY item_id"
+        ).fetchall()
+
+
+def _counted_answers(db: Path) -> list[tuple]:
+    """Each person's vote that decided an item: (item, user, label, when)."""
+    with Store.open(db) as store:
+        rows = []
+        for item_id, decided_by in store.db.execute(
+            "SELECT item_id, decided_by FROM labels WHERE decided_by IS NOT NULL ORDER BY item_id"
+        ):
+            tally = store.tally(item_id, through=decided_by)
+            for label, users in tally.votes.items():
+                for user in users:
+                    [when] = store.db.execute(
+                        "SELECT max(created_at) FROM answers WHERE item_id = ? AND user_id = ?"
+                        " AND id <= ?",
+                        [item_id, user, decided_by],
+                    ).fetchone()
+                    rows.append((item_id, user, label, when))
+        return sorted(rows)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_then_import_keeps_who_labeled_what_when_and_how_they_agreed(
+    tmp_path: Path, fmt: str
+):
+    source_db, copy_db = tmp_path / "a.db", tmp_path / "b.db"
+    _labeled_by_people(source_db)
+    exported = tmp_path / f"labels.{fmt}"
+    exported_run = run("--db", str(source_db), "export", "--format", fmt, "-o", str(exported))
+    assert exported_run.exit_code == 0
+
+    result = run("--db", str(copy_db), "import", str(exported))
+    assert result.stdout == (
+        f"labels.{fmt}: read 5 rows, imported 5 (5 with labels), 0 duplicates, 0 rejected\n"
+    )
+    original = _labels_rows(source_db)
+    assert [row[2:4] for row in original] == [(2, 1.0), (2, 2 / 3), (2, 1.0), (1, 1.0), (1, 1.0)]
+    assert _labels_rows(copy_db) == original
+    with Store.open(copy_db) as store:
+        imported = [(a["item_id"], a["user_id"], a["label"], a["created_at"])
+                    for a in store.iter_answers()]  # fmt: skip
+        assert {a["source"] for a in store.iter_answers()} == {"import"}
+        assert store.get_item("I1")["meta"] == {"team": "ops"}
+    votes = _counted_answers(source_db)
+    assert ("I2", "U2", "billing") in [vote[:3] for vote in votes]  # the dissent counts too
+    assert all(vote in imported for vote in votes)
+    again = run("--db", str(copy_db), "import", str(exported))
+    assert "imported 0 (0 with labels), 5 duplicates" in again.stdout
+    # A second round trip gives the same file.
+    second = tmp_path / f"again.{fmt}"
+    run("--db", str(copy_db), "export", "--format", fmt, "-o", str(second))
+    assert second.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")

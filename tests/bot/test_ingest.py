@@ -323,3 +323,72 @@ def test_an_unterminated_quote_early_in_a_big_csv_is_reported_without_reading_it
     rest = list(rows)
     assert len(rest) == 39_999 and not any(isinstance(r, RowError) for r in rest)
     assert (rest[0].line, rest[-1].line) == (3, 40_001)
+
+
+# An export's provenance (issue 16.7): who decided each label, when, and how they agreed.
+
+EXPORTED = {
+    "id": "1",
+    "text": "t",
+    "label": "a",
+    "votes": 2,
+    "agreement": 2 / 3,
+    "annotators": ["U1", "U3"],
+    "resolved_at": "2026-01-01T10:00:00.000+00:00",
+    "meta": {"team": "x"},
+    "answers": [
+        {"user_id": "U1", "label": "a", "created_at": "2026-01-01T09:00:00.000+00:00"},
+        {"user_id": "U2", "label": "b", "created_at": "2026-01-01T09:30:00.000+00:00"},
+        {"user_id": "U3", "label": "a", "created_at": "2026-01-01T10:00:00.000+00:00"},
+    ],
+}
+
+
+def test_an_exported_row_gives_back_how_its_label_was_decided_in_jsonl_and_csv(tmp_path: Path):
+    jsonl, csv_path = tmp_path / "export.jsonl", tmp_path / "export.csv"
+    jsonl.write_text(json.dumps(EXPORTED) + "\n")
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EXPORTED)
+        writer.writerow(
+            [json.dumps(v) if isinstance(v, list | dict) else v for v in EXPORTED.values()]
+        )
+    [from_jsonl], [from_csv] = rows_of(jsonl), rows_of(csv_path)
+    for row in (from_jsonl, from_csv):
+        assert (row.label, row.meta) == ("a", {"team": "x"})
+        came = row.provenance
+        assert (came.votes, came.agreement, came.annotators) == (2, 2 / 3, ("U1", "U3"))
+        assert came.resolved_at == "2026-01-01T10:00:00.000+00:00"
+        assert [(v.user_id, v.label) for v in came.answers] == [("U1", "a"), ("U2", "b"),
+                                                                 ("U3", "a")]  # fmt: skip
+    assert from_jsonl.provenance == from_csv.provenance
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"votes": "two"}, 'column "votes" is not a whole number'),
+        ({"votes": 0}, 'column "votes" is not a whole number'),
+        ({"agreement": 1.5}, 'column "agreement" is not a number over 0 and at most 1'),
+        ({"annotators": "U1"}, 'column "annotators" is not a list of user ids'),
+        ({"resolved_at": "yesterday"}, 'column "resolved_at" is not an ISO 8601 time'),
+        ({"resolved_at": ""}, 'column "resolved_at" is missing or empty'),
+        ({"answers": [{"user_id": "U1"}]}, 'column "answers" is not a list of'),
+        ({"answers": [EXPORTED["answers"][0]] * 2}, "with one answer a person"),
+    ],
+)
+def test_a_bad_exported_provenance_is_a_row_error_naming_the_column(
+    tmp_path: Path, changes: dict, reason: str
+):
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps({**EXPORTED, **changes}) + "\n" + json.dumps(EXPORTED) + "\n")
+    bad, good = rows_of(path)
+    assert isinstance(bad, RowError) and bad.line == 1 and reason in bad.reason
+    assert good.provenance is not None
+
+
+def test_an_export_with_its_label_cleared_imports_the_item_without_a_label(tmp_path: Path):
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps({**EXPORTED, "label": ""}) + "\n")
+    [row] = rows_of(path)
+    assert (row.label, row.provenance, row.meta) == (None, None, {"team": "x"})
