@@ -288,3 +288,27 @@ def test_export_then_import_keeps_who_labeled_what_when_and_how_they_agreed(
     second = tmp_path / f"again.{fmt}"
     run("--db", str(copy_db), "export", "--format", fmt, "-o", str(second))
     assert second.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")
+
+
+def test_import_reports_an_unterminated_quote_and_imports_every_row_after_it(
+    tmp_path: Path, db_path: Path
+):
+    path = tmp_path / "items.csv"
+    path.write_text(
+        'id,text,label\n1,good one,a\n2,"unterminated quote here,b\n3,row three,a\n'
+        '4,row four,b\n5,row five,a\n6,"row six,b\n',
+        encoding="utf-8",
+    )
+    result = run("--db", str(db_path), "import", str(path))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        'items.csv line 3: unterminated quote in field "text", row skipped\n'
+        'items.csv line 7: unterminated quote in field "text", row skipped\n'
+    )
+    assert result.stdout == (
+        "items.csv: read 6 rows, imported 4 (4 with labels), 0 duplicates, 2 rejected\n"
+    )
+    with Store.open(db_path) as store:
+        assert sorted(store.existing_item_ids(["1", "2", "3", "4", "5", "6"])) == [
+            "1", "3", "4", "5"
+        ]  # fmt: skip
