@@ -25,9 +25,12 @@ def test_every_setting_is_in_the_readme_table():
         assert f"`{spec.env}`" in README, f"README's settings table lacks {spec.env}"
 
 
-def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
+def test_quick_start_has_a_venv_step_then_exactly_two_commands_and_ci_runs_the_test_one():
     quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.+?)\n```", quick_start, flags=re.S)
+    venv, *commands = re.findall(r"```bash\n(.+?)\n```", quick_start, flags=re.S)
+    # Debian's and Ubuntu's Python refuse `pip install` outside a virtual environment.
+    assert venv == "python3 -m venv .venv && . .venv/bin/activate"
+    assert "externally-managed-environment" in quick_start
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     assert commands[0].startswith("pip install -e . && hitl ")
     test_command = commands[1]
@@ -55,3 +58,36 @@ def test_every_command_has_examples_in_its_help():
         assert re.search(rf"^  .*\bhitl\b.* {name}\b", examples[1], flags=re.M), (
             f"hitl {name} --help: no example runs hitl {name}"
         )
+
+
+def test_what_hitl_demo_writes_beside_its_database_is_ignored_by_git():
+    from fnmatch import fnmatch
+
+    from bot.demo.run import MARKER
+
+    patterns = [
+        line.rstrip("/")
+        for line in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    for name in (
+        "hitl-demo.db",
+        f"hitl-demo.db{MARKER}",
+        "hitl-demo.db-wal",
+        "hitl-demo.db.models",
+    ):
+        assert any(fnmatch(name, pattern) for pattern in patterns), f".gitignore lacks {name}"
+
+
+def test_install_starts_with_socket_mode_and_shows_how_to_expose_http():
+    install = README.split("## Install in your Slack workspace", 1)[1].split("\n## ", 1)[0]
+    socket, http = install.index("Over Socket Mode"), install.index("Over HTTP")
+    assert socket < http, "Socket Mode (no public URL) is the quickest setup: it comes first"
+    assert "cloudflared tunnel --url http://127.0.0.1:3000" in install[http:]
+    assert "reverse_proxy 127.0.0.1:3000" in install[http:]  # a Caddyfile
+
+
+def test_readme_says_how_to_find_user_ids_for_hitl_admins():
+    assert "Copy member ID" in README
+    row = next(line for line in README.splitlines() if line.startswith("| `HITL_ADMINS`"))
+    assert "Copy member ID" in row or "member ID" in row
