@@ -174,7 +174,10 @@ def select(
       (so the share holds in expectation even for ``batch_size=1``); audit items are
       drawn uniformly from the whole pool. The other slots go to the most uncertain
       items (``strategy``; only rows whose top probability is below ``threshold``, if
-      given). Uncertain picks come first, most uncertain first, then the audit picks.
+      given). Uncertain picks come first, most uncertain first, then the audit picks: the
+      share holds for the whole batch only. A caller that asks about a prefix of it (the bot
+      posts one question a second and chooses again) draws each position's kind itself, as
+      ``bot.scoring.choose`` does.
     * With ``texts``, no two picks are near-duplicates (normalised text equal, or
       character-trigram Jaccard ≥ ``duplicate_threshold``); a skipped item's slot goes to
       the next candidate of the same kind.
