@@ -69,6 +69,7 @@ class Sandbox:
         self.team = {"id": fake.team_id, "domain": team_domain}
         self.bot_url: str | None = None  # http://host:port/slack/events, set once it listens
         self.users: dict[str, dict] = {}
+        self.dms: dict[str, str] = {}  # user -> their direct-message channel with the bot
         self.channels: dict[str, dict] = {}
         self.notes: list[Note] = []
         self.modals: dict[str, list[str]] = {}  # user -> stack of open view ids
@@ -88,6 +89,7 @@ class Sandbox:
     def add_user(self, user_id: str, name: str, real_name: str | None = None) -> None:
         self.fake.add_user(user_id, name, real_name=real_name)
         self.users[user_id] = {"id": user_id, "name": name, "real_name": real_name or name.title()}
+        self.dms[user_id] = self.fake.dm_channel(user_id)  # the app's Messages tab, for them
 
     def add_channel(self, channel_id: str, name: str) -> None:
         self.fake.add_channel(channel_id, name)
@@ -234,6 +236,11 @@ class Sandbox:
     async def command(self, user_id: str, channel: str, line: str) -> Reply:
         """A slash command typed in the message box, e.g. ``/hitl stats``."""
         user = self._user(user_id)
+        if channel not in self.channels and channel != self.dms.get(user_id):
+            # its answer would go where nobody can see it
+            raise SandboxError(
+                f"no channel {channel} in the sandbox: slash commands are sent in a channel"
+            )
         command, _, text = line.strip().partition(" ")
         token = f"cmd{next(self._counter)}"
         self._responders[(channel, token)] = user_id
@@ -389,6 +396,7 @@ class Sandbox:
             "channels": [
                 {**c, "messages": self.timeline(user_id, c["id"])} for c in self.channels.values()
             ],
+            "dm": {"id": self.dms[user_id], "messages": self.timeline(user_id, self.dms[user_id])},
             "home": _with_view_block_ids(self.fake.home.get(user_id)),
             "modal": _with_view_block_ids(self.modal_for(user_id)),
         }

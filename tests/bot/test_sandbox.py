@@ -137,8 +137,11 @@ async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
     assert demo.rt.champion is not None
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl accuracy")
     assert reply.text.startswith(f"*Model v{demo.rt.champion.version}")
-    await demo.fake.wait_for(lambda: any(f["completed"] for f in demo.fake.files.values()), 10)
-    [shared] = [m for m in demo.sandbox.timeline("U0ANA", QUESTIONS) if m["files"]]
+    await demo.rt.drain(timeout=60)  # the chart is drawn after the ack (matplotlib: slow)
+    assert [m for m in demo.sandbox.timeline("U0ANA", QUESTIONS) if m["files"]] == []
+    ana, raj = demo.sandbox.state("U0ANA")["dm"], demo.sandbox.state("U0RAJ")["dm"]
+    [shared] = [m for m in ana["messages"] if m["files"]]  # only in Ana's Messages tab
+    assert raj["messages"] == [] and raj["id"] != ana["id"]
     file_id = shared["files"][0]["id"]
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{demo.url}/sandbox/files/{file_id}") as response:
@@ -226,3 +229,19 @@ def test_signed_payloads_verify_with_the_signing_secret():
     assert verifier.is_valid_request(body, headers)
     assert not SignatureVerifier("other").is_valid_request(body, headers)
     assert body == b"command=%2Fhitl&text=help"
+
+
+async def test_a_command_from_outside_a_channel_is_refused_not_lost(demo: Demo):
+    """The page sent App Home's place (no channel) as the command's channel: the bot answered
+    into a channel nobody can open, and what the person typed vanished."""
+    with pytest.raises(SandboxError, match="no channel None"):
+        await demo.sandbox.command("U0ANA", "None", "/hitl stats")
+    with pytest.raises(SandboxError, match="no channel"):  # someone else's direct messages
+        await demo.sandbox.command("U0ANA", demo.sandbox.dms["U0RAJ"], "/hitl stats")
+    assert demo.sandbox.notes == []
+    async with aiohttp.ClientSession() as http:
+        command = {"user": "U0ANA", "channel": None, "text": "/hitl stats"}
+        async with http.post(f"{demo.url}/sandbox/command", json=command) as response:
+            assert response.status == 400
+            assert "slash commands are sent in a channel" in (await response.json())["error"]
+    assert demo.sandbox.notes == []
