@@ -43,6 +43,7 @@ class Settings:
     audit_rate: float = 0.1
     max_open: int = 5
     votes: int = 1
+    skips_to_discard: int = 2
     retrain_cron: str = "0 3 * * *"
     timezone: str = "UTC"
     pipeline: str | None = None  # None: model/'s default
@@ -266,6 +267,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("audit_rate", "HITL_AUDIT_RATE", _number(0, 1), False, "share of random (audit) posts"),
     Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
     Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
+    Spec(
+        "skips_to_discard",
+        "HITL_SKIPS_TO_DISCARD",
+        _integer(1, 25),
+        False,
+        "different people who skip an item before it is set aside",
+    ),
     Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
     Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),
     Spec("pipeline", "HITL_PIPELINE", _pipeline, False, "classifier pipeline for new models"),

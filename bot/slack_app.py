@@ -243,6 +243,7 @@ async def _answer(
         source=_source(action, in_modal),
         dedupe_key=key,
         votes_needed=rt.settings.votes,
+        skips_to_discard=rt.settings.skips_to_discard,
     )
     await ack()
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)

@@ -212,6 +212,7 @@ class QueueMixin:
         source: str,
         dedupe_key: str,
         votes_needed: int = 1,
+        skips_to_discard: int = 2,
     ) -> AnswerResult:
         """Store one answer (``label=None`` is a skip) and resolve the item when it has enough
         votes, all in one transaction, before anything is acknowledged.
@@ -219,7 +220,9 @@ class QueueMixin:
         The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
         latest one (a double click) are stored once. A user's latest answer is the one that
         counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
-        (more than n/2 votes); it is skipped when n people skipped it.
+        (more than n/2 votes). A skip means "not me": the item stays open for the others, and
+        is set aside (status skipped) once ``skips_to_discard`` different people's latest
+        answer is a skip and nobody's is a label (a vote keeps it open for more votes).
         """
         with self._immediate():
             item = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -255,7 +258,7 @@ class QueueMixin:
             if winner is not None:
                 self._resolve(item_id, winner, tally, now)
                 return AnswerResult("resolved", item_id, label=winner, tally=tally)
-            if len(tally.skips) >= votes_needed and not tally.votes:
+            if label is None and len(tally.skips) >= skips_to_discard and not tally.votes:
                 self._close(item_id, "skipped", now)
                 return AnswerResult("skipped", item_id, tally=tally)
             return AnswerResult("recorded", item_id, label=label, tally=tally)

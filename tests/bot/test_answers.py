@@ -74,11 +74,41 @@ def test_three_votes_resolve_at_a_majority(posted: Store):
     assert late.status == "closed" and posted.resolution("i1")["label"] == "billing"
 
 
-def test_skip_closes_the_item_when_enough_people_skipped(posted: Store):
-    result = answer(posted, "U1", None, "s1")
-    assert result.status == "skipped"
-    assert posted.get_item("i1")["status"] == "skipped"
+def skip(store: Store, user: str, key: str, needed: int = 2):
+    return store.record_answer(
+        "i1", user, None, source="button", dedupe_key=key, skips_to_discard=needed
+    )
+
+
+def test_a_skip_passes_the_item_on_and_enough_different_skippers_set_it_aside(posted: Store):
+    assert skip(posted, "U1", "s1").status == "recorded"  # "not me": the item stays open
+    assert posted.get_item("i1")["status"] == "posted" and posted.open_post_counts() == {"C1": 1}
+    assert skip(posted, "U1", "s2").status == "unchanged"  # the same person twice counts once
+    assert posted.tally("i1").skips == ["U1"]
+    result = skip(posted, "U2", "s3")
+    assert result.status == "skipped" and result.tally.skips == ["U1", "U2"]
+    assert posted.get_item("i1")["status"] == "skipped" and posted.open_post_counts() == {}
     assert posted.resolution("i1") is None
+
+
+def test_after_a_skip_someone_else_decides_the_item(posted: Store):
+    assert skip(posted, "U1", "s1").status == "recorded"
+    assert answer(posted, "U2", "billing", "a1").status == "resolved"
+    assert posted.resolution("i1")["annotators"] == ["U2"]
+
+
+def test_a_vote_keeps_a_skipped_item_open_for_more_votes(posted: Store):
+    assert answer(posted, "U1", "billing", "a1", votes=3).status == "recorded"
+    for n, user in enumerate(("U2", "U3", "U4")):
+        result = posted.record_answer(
+            "i1", user, None, source="button", dedupe_key=f"s{n}", votes_needed=3
+        )
+        assert result.status == "recorded"
+    assert answer(posted, "U5", "billing", "a2", votes=3).status == "resolved"
+
+
+def test_one_skip_sets_aside_when_the_setting_says_one(posted: Store):
+    assert skip(posted, "U1", "s1", needed=1).status == "skipped"
 
 
 def test_undo_reopens_within_the_window_for_the_resolver_only(posted: Store):

@@ -20,6 +20,19 @@ def test_defaults_match_the_design():
     assert (settings.host, settings.port, settings.db) == ("127.0.0.1", 3000, Path("hitl.db"))
     assert settings.retrain_cron == "0 3 * * *" and settings.timezone == "UTC"
     assert settings.models_dir == Path("hitl.db.models")
+    assert settings.skips_to_discard == 2
+
+
+def test_skips_to_discard_is_read_checked_and_shown():
+    settings = load_settings({"HITL_SKIPS_TO_DISCARD": "3"}, None)
+    assert settings.skips_to_discard == 3
+    shown = {row[0]: row[1:] for row in describe(settings)}
+    assert shown["HITL_SKIPS_TO_DISCARD"][:2] == ("3", "env")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_SKIPS_TO_DISCARD": "0"}, None)
+    assert caught.value.problems == [
+        'HITL_SKIPS_TO_DISCARD="0" is out of range; use a whole number from 1 to 25'
+    ]
 
 
 def test_env_wins_over_the_file_and_the_file_over_defaults(tmp_path: Path):

@@ -122,9 +122,101 @@ async def test_other_select_pick_and_skip(bot: Bot):
     items = [p["item_id"] for p in bot.store.db["posts"].rows]
     assert (answers[items[0]]["label"], answers[items[0]]["source"]) == ("how_to", "select")
     assert answers[items[1]]["label"] is None
-    assert bot.store.get_item(items[1])["status"] == "skipped"
+    assert bot.store.get_item(items[1])["status"] == "posted"  # Skip is "not me": still open
     await bot.settled()
-    assert "Skipped by <@U0RAJ>" in context_text(bot.fake.message(CHANNEL, second["ts"]))
+    assert "skipped by <@U0RAJ>" in context_text(bot.fake.message(CHANNEL, second["ts"]))
+
+
+def has_buttons(message: dict) -> bool:
+    return any(b["type"] == "actions" for b in message["blocks"])
+
+
+async def test_one_skip_leaves_the_question_open_for_someone_else(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", None))).status == 200
+    assert bot.store.get_item(item_id)["status"] == "posted"
+    assert bot.store.open_post_counts() == {CHANNEL: 3}
+    await bot.settled()
+    redrawn = bot.fake.message(CHANNEL, message["ts"])
+    assert has_buttons(redrawn) and "skipped by <@U0RAJ>" in context_text(redrawn)
+
+    label = buttons(redrawn)[0]
+    assert (await bot.action(bot.button_payload(redrawn, "U0ANA", label))).status == 200
+    assert bot.store.resolution(item_id)["annotators"] == ["U0ANA"]
+    await bot.settled()
+    told = [e["text"] for e in bot.fake.ephemerals if e.get("user") == "U0ANA"]
+    assert not any("already decided" in text for text in told)
+    assert f"✅ *{label}* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+
+
+async def test_different_skippers_set_a_question_aside_and_one_skipping_twice_counts_once(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item("i0", TEXTS[0])])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, skips_to_discard=3)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        for user in ("U0ANA", "U0ANA", "U0RAJ"):  # Ana skips twice: one skip
+            assert (await bot.action(bot.button_payload(message, user, None))).status == 200
+        assert bot.store.get_item("i0")["status"] == "posted"
+        await bot.settled()
+        shown = bot.fake.message(CHANNEL, message["ts"])
+        assert has_buttons(shown) and "skipped by <@U0ANA>, <@U0RAJ>." in context_text(shown)
+
+        assert (await bot.action(bot.button_payload(message, "U0ADMIN", None))).status == 200
+        assert bot.store.get_item("i0")["status"] == "skipped"
+        assert bot.store.open_post_counts() == {}
+        await bot.settled()
+        aside = bot.fake.message(CHANNEL, message["ts"])
+        assert not has_buttons(aside)
+        assert "⏭ Skipped by <@U0ANA>, <@U0RAJ>, <@U0ADMIN>" in context_text(aside)
+
+
+async def open_modal(bot: Bot, user: str) -> str:
+    assert (await bot.command("label", user, trigger_id=f"1.1.{user}")).status == 200
+    opened = await bot.fake.next_call("views.open")
+    return opened.reply["view"]["id"]
+
+
+def served(bot: Bot, view_id: str) -> str | None:
+    return json.loads(bot.fake.views[view_id]["private_metadata"])["item"]
+
+
+async def click_in_modal(bot: Bot, view_id: str, user: str, *, skip: bool = False) -> None:
+    """Skip, or click the first label button, in the modal ``view_id`` shows now."""
+    view = bot.fake.views[view_id]
+    button = next(
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and e["action_id"].endswith(".skip") == skip
+    )
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.fake.next_call("views.update")
+
+
+async def test_the_modal_never_serves_a_skipped_item_back_but_serves_it_to_others(bot: Bot):
+    await bot.dispatcher.fill()
+    raj = await open_modal(bot, "U0RAJ")
+    skipped = served(bot, raj)
+    await click_in_modal(bot, raj, "U0RAJ", skip=True)
+    assert bot.store.get_item(skipped)["status"] == "posted"  # still open for the others
+    walked = []
+    while (item := served(bot, raj)) is not None:
+        walked.append(item)
+        await click_in_modal(bot, raj, "U0RAJ")
+        assert len(walked) <= len(TEXTS), "the modal keeps serving the same items"
+    assert skipped not in walked and len(walked) == len(TEXTS) - 1
+
+    ana = await open_modal(bot, "U0ANA")
+    assert served(bot, ana) == skipped
+    await click_in_modal(bot, ana, "U0ANA")
+    assert bot.store.resolution(skipped)["annotators"] == ["U0ANA"]
 
 
 async def test_retried_click_and_double_click_are_stored_once(voting_bot: Bot):
