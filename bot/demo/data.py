@@ -1,5 +1,6 @@
 """The demo data set: short support messages made from templates and vocabulary written for
-slack-hitl (nothing is downloaded), seeded and deterministic; and a user's own JSONL file.
+slack-hitl (nothing is downloaded), seeded and deterministic; and a user's own file, in any
+format `hitl import` reads.
 
 True labels never reach the database: ``split`` keeps them in a ``DemoData`` in memory, for the
 simulated teammates and for scoring the champion on held-out items.
@@ -7,19 +8,19 @@ simulated teammates and for scoring the champion on held-out items.
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.errors import HitlError
-from bot.ingest import item_id_for_text
+from bot.ingest import RowError, read_items
 
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
 DEFAULT_SIZE = 600
 HOLDOUT_SHARE = 0.2
+MAX_ERRORS_SHOWN = 50  # as `hitl import`: the rest are counted
 
 # {slots} are filled from VOCAB; each label mixes plain and awkward phrasings so the model has
 # something to learn and the first versions get some wrong.
@@ -201,29 +202,34 @@ def demo_data(n: int = DEFAULT_SIZE, seed: int = 0) -> DemoData:
     return DemoData(data.pool, data.holdout, LABELS, data.truth)
 
 
-def read_jsonl(path: Path, seed: int = 0) -> DemoData:
-    """A user's file: one JSON object a line with ``text`` and, optionally, ``id`` and ``label``.
+def read_data(
+    path: Path, seed: int = 0, report: Callable[[str], None] = print, fmt: str | None = None
+) -> DemoData:
+    """A user's file, read as `hitl import` reads it (``bot.ingest.read_items``: CSV, TSV,
+    JSONL or plain text by the extension, with ``text`` and, optionally, ``id`` and ``label``).
 
-    Labels are kept for the simulated teammates and the held-out score, never imported.
+    A bad row is reported through ``report`` (its line and why) and skipped, then one summary
+    line; a file that cannot be read at all raises ``IngestError``. Labels are kept for the
+    simulated teammates and the held-out score, never imported.
     """
     items: list[DemoItem] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HitlError(f"{path}: cannot read it ({exc})") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    lines: dict[str, int] = {}  # id -> the line it was first read on
+    n_read = n_rejected = 0
+    for row in read_items(path, fmt):
+        n_read += 1
+        if not isinstance(row, RowError) and row.id in lines:
+            row = RowError(row.line, f'id "{row.id}" was read on line {lines[row.id]} already')
+        if isinstance(row, RowError):
+            n_rejected += 1
+            if n_rejected <= MAX_ERRORS_SHOWN:
+                report(row.message(path))
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HitlError(f"{path} line {number}: bad JSON ({exc.msg})") from exc
-        text = row.get("text") if isinstance(row, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise HitlError(f'{path} line {number}: no "text"; each line needs {{"text": ...}}')
-        label = row.get("label")
-        item_id = str(row["id"]) if row.get("id") is not None else item_id_for_text(text)
-        items.append(DemoItem(item_id, text, str(label) if label is not None else None))
+        lines[row.id] = row.line
+        items.append(DemoItem(row.id, row.text, row.label, row.meta))
+    if n_rejected:
+        if n_rejected > MAX_ERRORS_SHOWN:
+            report(f"... and {n_rejected - MAX_ERRORS_SHOWN} more rejected rows")
+        report(f"{path.name}: read {n_read} rows, using {len(items)}, {n_rejected} rejected")
     data = split(items, seed=seed)
     if len(data.labels) < 2:
         raise HitlError(
@@ -231,3 +237,8 @@ def read_jsonl(path: Path, seed: int = 0) -> DemoData:
             f"{len(data.labels)}); the labels drive the simulated teammates and the label set"
         )
     return data
+
+
+def read_jsonl(path: Path, seed: int = 0) -> DemoData:
+    """The name ``bot.demo`` exports; any format ``read_data`` reads."""
+    return read_data(path, seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.config import Settings
-from bot.demo.data import DemoData, demo_data, read_jsonl
+from bot.demo.data import DemoData, demo_data, read_data
 from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
 from bot.dispatch import Dispatcher
 from bot.errors import HitlError
@@ -123,9 +123,10 @@ def prepare_database(db: Path) -> None:
     marker.write_text("made by hitl demo; deleted with the database at its next start\n")
 
 
-def load_data(options: DemoOptions) -> DemoData:
+def load_data(options: DemoOptions, warn: Echo = print) -> DemoData:
+    """The generated data, or ``--data``'s file (its bad rows reported through ``warn``)."""
     if options.data is not None:
-        return read_jsonl(options.data, seed=options.seed)
+        return read_data(options.data, seed=options.seed, report=warn)
     return demo_data(options.size, seed=options.seed)
 
 
@@ -167,15 +168,17 @@ async def running_demo(
     *,
     background: bool = True,
     data: DemoData | None = None,
+    warn: Echo | None = None,
 ) -> AsyncIterator[Demo]:
     """Start everything, post the first questions, yield, then stop it all in order.
 
     ``background=False`` leaves the queue to the caller (a headless simulation moves it itself).
     ``data`` replaces the generated or ``--data`` items (benchmarks bring their own split).
+    ``warn`` gets the rows of ``--data`` that were skipped (default: ``echo``).
     """
     if options.simulate > len(TEAMMATES):
         raise HitlError(f"--simulate {options.simulate}: at most {len(TEAMMATES)} teammates")
-    data = data if data is not None else load_data(options)
+    data = data if data is not None else load_data(options, warn or echo)
     prepare_database(options.db)
     with Store.open(options.db) as store:
         store.add_items(data.unlabeled(), source="demo")
@@ -258,11 +261,13 @@ def has_desktop() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-async def run_demo(options: DemoOptions, echo: Echo = print, *, open_browser: bool = True) -> None:
+async def run_demo(
+    options: DemoOptions, echo: Echo = print, *, open_browser: bool = True, warn: Echo | None = None
+) -> None:
     """The `hitl demo` command: run until Ctrl-C (or, with ``answers``, until that many
     simulated answers are in, then print the champion's held-out accuracy and stop)."""
     headless = options.answers is not None
-    async with running_demo(options, echo, background=not headless) as demo:
+    async with running_demo(options, echo, background=not headless, warn=warn) as demo:
         for line in describe(demo):
             echo(line)
         if headless:
@@ -291,6 +296,12 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
     echo(f"Simulating {options.answers} answers…")
     n = await demo.simulator(drive=True).run(options.answers)
     await demo.rt.drain()
+    if options.answers is not None and n < options.answers:
+        pool, known = len(demo.data.pool), len(demo.data.truth)
+        labeled = f" ({known} with a label to answer with)" if known < pool else ""
+        echo(
+            f"The pool has {pool} items{labeled}; stopping at {n} answers (not {options.answers})."
+        )
     final = await score_champion(demo.rt, demo.data.holdout)
     scores = demo.retrainer.scores
     first = next((s for s in scores if s.accuracy is not None), None)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.demo import LABELS, DemoOptions, demo_data, generate, read_jsonl, running_demo
+from bot.demo.data import read_data
 from bot.errors import HitlError
 from bot.store import Store
 
@@ -58,8 +59,10 @@ def test_a_jsonl_without_two_labels_is_refused(tmp_path: Path):
     with pytest.raises(HitlError, match="at least two labels"):
         read_jsonl(path)
     path.write_text('{"text": "hello"}\n{"txt": 1}\n', encoding="utf-8")
-    with pytest.raises(HitlError, match='line 2: no "text"'):
-        read_jsonl(path)
+    reported: list[str] = []
+    with pytest.raises(HitlError, match="at least two labels"):
+        read_data(path, report=reported.append)
+    assert reported[0] == 'plain.jsonl line 2: column "text" is missing, row skipped'
 
 
 def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
@@ -96,3 +99,49 @@ def test_answers_need_simulated_teammates(tmp_path: Path):
     result = CliRunner().invoke(cli, ["demo", "--answers", "5", "--no-browser"])
     assert result.exit_code == 1
     assert result.output == "Error: --answers needs simulated teammates: add --simulate N\n"
+
+
+# --data reads what `hitl import` reads, with the same row errors (issue 16.9).
+
+
+def _write_csv(path: Path, n: int, bad_lines: dict[int, str] | None = None) -> None:
+    lines = ["id,text,label"] + [f"r{k},message number {k} about {'ab'[k % 2]},{'ab'[k % 2]}"
+                                 for k in range(n)]  # fmt: skip
+    for at, line in (bad_lines or {}).items():
+        lines[at - 1] = line
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_users_csv_is_read_like_hitl_import_and_bad_rows_are_reported_and_skipped(
+    tmp_path: Path,
+):
+    path = tmp_path / "mine.csv"
+    _write_csv(path, 20, {4: "r2,,a", 7: 'r5,"never closed,b'})
+    reported: list[str] = []
+    data = read_data(path, report=reported.append)
+    assert reported == [
+        'mine.csv line 4: column "text" is empty, row skipped',
+        'mine.csv line 7: unterminated quote in field "text", row skipped',
+        "mine.csv: read 20 rows, using 18, 2 rejected",
+    ]
+    assert data.labels == ("a", "b") and len(data.pool) + len(data.holdout) == 18
+    assert data.pool[0].text.startswith("message number")
+
+
+def test_demo_runs_on_a_csv_with_a_bad_row_and_says_why_it_stops_before_answers(
+    tmp_path: Path,
+):
+    path = tmp_path / "mine.csv"
+    _write_csv(path, 31, {3: "r1,,b"})  # 30 good rows: 24 to label, 6 held out
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(tmp_path / "demo.db"), "demo", "--data", str(path), "--simulate", "2",
+         "--answers", "40", "--retrain-every", "0", "--port", "0", "--no-browser"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        'mine.csv line 3: column "text" is empty, row skipped',
+        "mine.csv: read 31 rows, using 30, 1 rejected",
+    ]
+    assert "The pool has 24 items; stopping at 24 answers (not 40).\n" in result.stdout
+    assert "After 24 simulated answers (24 labels)" in result.stdout
