@@ -523,8 +523,9 @@ def stats_command(state: State) -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the demo data, the queue and the simulated teammates.")  # fmt: skip
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Your own JSONL file ({\"text\", \"label\"} a line) instead of the demo data; "
-              "its labels only drive the simulated teammates.")  # fmt: skip
+              help="Your own items instead of the demo data: CSV, TSV, JSONL or text, read as "
+              "`hitl import` reads them (text, label and id fields); the labels only drive the "
+              "simulated teammates and the held-out score.")  # fmt: skip
 @click.option("--simulate", type=click.IntRange(0, 8), default=0, metavar="N",
               help="Add N simulated teammates who answer open questions.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
@@ -559,6 +560,7 @@ def demo_command(
       hitl demo --simulate 3                  # teammates answer while you watch
       hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
       hitl demo --data mine.jsonl --port 8080
+      hitl demo --data tickets.csv --simulate 3 --answers 100
     """
     import asyncio
 
@@ -577,7 +579,14 @@ def demo_command(
         retrain_every=retrain_every,
     )
     with friendly_errors():
-        asyncio.run(run_demo(options, click.echo, open_browser=not no_browser))
+        asyncio.run(
+            run_demo(
+                options,
+                click.echo,
+                open_browser=not no_browser,
+                warn=lambda line: click.echo(line, err=True),
+            )
+        )
 
 
 def main() -> None:
