@@ -302,8 +302,9 @@ def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
         not isinstance(annotators, list)
         or not annotators
         or not all(isinstance(user, str) and 0 < len(user) <= 200 for user in annotators)
+        or len(set(annotators)) != len(annotators)
     ):
-        return RowError(line, 'column "annotators" is not a list of user ids')
+        return RowError(line, 'column "annotators" is not a list of different user ids')
     resolved_at = record["resolved_at"]
     if not _is_time(resolved_at):
         return RowError(line, 'column "resolved_at" is not an ISO 8601 time')
