@@ -122,13 +122,12 @@ def model_line(rt: Runtime) -> str:
 
 def home(rt: Runtime, user_id: str) -> View:
     _, week = _since(rt.settings, rt.clock())
-    everyone = dict(rt.store.answers_by_user())
     this_week = rt.store.answers_by_user(week)
     return blocks.home_view(
         blocks.HomeStats(
             user_id=user_id,
-            your_answers=everyone.get(user_id, 0),
-            your_answers_week=dict(this_week).get(user_id, 0),
+            your_answers=rt.store.answers_of(user_id),
+            your_answers_week=rt.store.answers_of(user_id, week),
             leaderboard=this_week[:10],
             model_line=model_line(rt),
             queue_waiting=rt.store.waiting_count(),

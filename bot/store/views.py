@@ -30,6 +30,16 @@ class ViewsMixin:
             [since] if since else [],
         ).fetchall()
 
+    def answers_of(self, user_id: str, since: str | None = None) -> int:
+        """How many items ``user_id`` answered since a time (counted as ``answers_by_user``
+        counts them), whether or not they are among its top 50."""
+        where = "source NOT IN ('import', 'undo') AND user_id = ?"
+        where += " AND created_at >= ?" if since else ""
+        return self.db.execute(
+            f"SELECT count(DISTINCT item_id) FROM answers WHERE {where}",
+            [user_id, since] if since else [user_id],
+        ).fetchone()[0]
+
     def mean_agreement(self, min_votes: int = 2) -> tuple[float | None, int]:
         """Mean agreement over labels decided by at least ``min_votes`` votes, and their number."""
         row = self.db.execute(

@@ -46,9 +46,12 @@ async def test_empty_command_is_help(bot: Bot):
     assert "`/hitl label`" in await reply(bot, "")
 
 
+# Clicks go through "Other…": with no model, which labels get a button is drawn per item.
+
+
 async def test_stats_counts_answers_by_person_and_items(bot: Bot):
     await bot.dispatcher.fill()
-    await bot.action(bot.button_payload(bot.posted()[0], "U0RAJ", "bug"))
+    await bot.action(bot.select_payload(bot.posted()[0], "U0RAJ", "bug"))
     text = await reply(bot, "stats")
     assert "*Answers today:* 1 (<@U0RAJ> 1)" in text
     assert "*Items:* 1 pending · 1 posted · 1 resolved" in text
@@ -66,8 +69,8 @@ async def test_leaderboard_ranks_people(bot: Bot):
     assert "No answers yet" in await reply(bot, "leaderboard")
     await bot.dispatcher.fill()
     first, second = bot.posted()
-    await bot.action(bot.button_payload(first, "U0RAJ", "bug"))
-    await bot.action(bot.button_payload(second, "U0RAJ", "billing"))
+    await bot.action(bot.select_payload(first, "U0RAJ", "bug"))
+    await bot.action(bot.select_payload(second, "U0RAJ", "billing"))
     text = await reply(bot, "leaderboard")
     assert "🥇 <@U0RAJ> — 2" in text
 
@@ -150,7 +153,7 @@ async def test_labeling_modal_walks_three_items(bot: Bot):
 
 async def test_app_home_shows_your_answers_and_a_start_button(bot: Bot):
     await bot.dispatcher.fill()
-    await bot.action(bot.button_payload(bot.posted()[0], "U0ANA", "bug"))
+    await bot.action(bot.select_payload(bot.posted()[0], "U0ANA", "bug"))
     response = await bot.event(signing.app_home_opened_event("U0ANA"))
     assert response.status == 200
     published = await bot.fake.next_call("views.publish")
@@ -167,3 +170,16 @@ async def test_start_labeling_from_home_opens_the_modal(bot: Bot):
     assert (await bot.action(payload)).status == 200
     opened = await bot.fake.next_call("views.open")
     assert opened.params["view"]["title"]["text"] == "Label items"
+
+
+async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot: Bot):
+    bot.store.add_items([Item(f"x{n}", f"text {n}") for n in range(100)], "import")
+    for n in range(50):  # 50 people with 2 answers each: the top 50 of the board
+        for item in (f"x{2 * n}", f"x{2 * n + 1}"):
+            bot.store.record_answer(item, f"U{n:04d}", "bug", source="button",
+                                    dedupe_key=f"{item}:{n}")  # fmt: skip
+    bot.store.record_answer("a", "U0ANA", "bug", source="button", dedupe_key="a:ana")
+    assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+    await bot.fake.next_call("views.publish")
+    home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+    assert "You have answered *1* items" in home
