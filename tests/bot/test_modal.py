@@ -59,8 +59,8 @@ async def walk_modal(bot: Bot, user: str) -> list[str]:
             e
             for b in view["blocks"]
             for e in b.get("elements", [])
-            if e.get("type") == "button" and '"l":"bug"' in e.get("value", "")
-        )
+            if e.get("type") == "button" and '"l":"' in e.get("value", "")
+        )  # any label the question shows (with no model they are drawn per item)
         payload = signing.block_actions_payload(
             user, button["action_id"], button["value"], view=view
         )
