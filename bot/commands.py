@@ -146,9 +146,10 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
         await ack(text=f"Only admins can {name}. Admins: {admins}")
         return
-    if name == "label":
+    if name == "label":  # the modal serves the items of the channel it was run in
         await ack()
-        await open_labeling_modal(rt, client, command["trigger_id"], user_id)
+        trigger = command["trigger_id"]
+        await open_labeling_modal(rt, client, trigger, user_id, command.get("channel_id"))
         return
     if name == "retrain":
         await ack(text=retrain_now(rt, user_id, force=bool({"--force", "force"} & set(args))))

@@ -189,11 +189,6 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.command("/hitl")
     @tracked
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
-        if (command.get("text") or "").strip().lower().split()[:1] == ["label"]:
-            await ack()  # the modal serves the items of the channel the command was run in
-            trigger, user = command["trigger_id"], command.get("user_id", "")
-            await open_labeling_modal(rt, client, trigger, user, command.get("channel_id"))
-            return
         await commands.handle(rt, ack, command, client)
 
     @app.event("app_home_opened")
