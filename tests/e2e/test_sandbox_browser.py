@@ -16,6 +16,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from bot.demo import DemoOptions, running_demo
 from bot.demo.run import CHANNEL, REPORT_CHANNEL, Demo
+from bot.demo.simulate import Teammate
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -240,3 +241,58 @@ async def test_counts_read_as_words(demo: Demo, browser: BrowserContext):
     await page.press("#composer", "Enter")
     await expect(page.locator("#messages article.message")).to_have_count(1, timeout=WAIT)
     await expect(subtitle).to_have_text("1 message")
+
+
+CHART_TIMEOUT = 60_000  # ms: the chart is drawn by matplotlib after the command's ack
+
+
+async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
+    demo: Demo, browser: BrowserContext, tmp_path: Path
+):
+    simulator = demo.simulator(drive=False)
+    simulator.teammates = [Teammate("U0ANA", "ana")]  # Ana answers with the true labels
+    await simulator.run(answers=12, wait=5)
+    page = await browser.new_page()
+    await page.goto(f"{demo.url}/?user=U0ANA")
+    await expect(page.locator("#messages article.message", has_text="by @ana")).to_have_count(
+        12, timeout=WAIT
+    )
+    await page.fill("#composer", "/hitl retrain")
+    await page.press("#composer", "Enter")
+    await expect(page.locator("article.message.ephemeral", has_text="Retrain")).to_have_count(
+        1, timeout=WAIT
+    )
+    assert demo.rt.retrain_task is not None
+    await demo.rt.retrain_task
+    assert demo.rt.champion is not None
+
+    # The text answers Ana privately in the channel; the chart goes to her Messages with the app.
+    await page.fill("#composer", "/hitl accuracy")
+    await page.press("#composer", "Enter")
+    text = page.locator("article.message.ephemeral", has_text="Cross-validated")
+    await expect(text).to_contain_text("Only visible to you", timeout=WAIT)
+    unread = page.locator("#open-home .badge")
+    await expect(unread).to_have_text("1", timeout=CHART_TIMEOUT)
+    await expect(page.locator("#messages img")).to_have_count(0)  # nothing public in #channel
+    await page.click("#open-home")
+    await page.click("#tab-messages")
+    chart = page.locator("#messages figure.file img")
+    await expect(chart).to_be_visible(timeout=WAIT)
+    await page.wait_for_function(
+        "() => { const img = document.querySelector('#messages figure.file img');"
+        " return img && img.complete && img.naturalWidth > 100; }",
+        timeout=WAIT,
+    )
+    await expect(page.locator("#main-subtitle")).to_have_text("1 message")
+    await expect(unread).to_be_hidden()
+    await page.screenshot(path=tmp_path / "chart-in-dm.png")
+
+    # Raj sees neither the chart in his Messages with the app nor anything in the channel.
+    await page.select_option("#user-switcher", "U0RAJ")
+    await expect(page.locator("#main-subtitle")).to_have_text("0 messages", timeout=WAIT)
+    await expect(page.locator("#messages figure.file")).to_have_count(0)
+    await expect(unread).to_be_hidden()
+    await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
+    await expect(page.locator("#messages article.message").first).to_be_visible(timeout=WAIT)
+    await expect(page.locator("#messages figure.file")).to_have_count(0)
+    await expect(page.locator("#messages", has_text="Cross-validated")).to_have_count(0)

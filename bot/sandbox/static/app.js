@@ -6,7 +6,8 @@
   const $ = function (id) { return document.getElementById(id); };
   const S = {
     user: new URLSearchParams(location.search).get("user") || localStorage.getItem("hitl.user"),
-    place: { kind: "channel", id: null },
+    place: { kind: "channel", id: null }, // kind: channel, home (the app's Home) or dm (its Messages)
+    seen: {}, // user -> how many of their direct messages with the app they have looked at
     state: null,
     poll: null,
   };
@@ -206,25 +207,36 @@
       return el("button", { class: "nav-item" + (active ? " active" : ""), type: "button",
         "data-channel": c.id, text: "# " + c.name, onclick: function () { go("channel", c.id); } });
     }));
-    $("open-home").classList.toggle("active", S.place.kind === "home");
+    const inApp = S.place.kind === "home" || S.place.kind === "dm";
     const home = S.place.kind === "home";
+    const dm = state.dm || { id: null, messages: [] };
+    if (S.place.kind === "dm") S.seen[S.user] = dm.messages.length;
+    const unread = dm.messages.length - (S.seen[S.user] || 0);
+    $("dm-unread").hidden = unread <= 0;
+    $("dm-unread").textContent = unread > 0 ? String(unread) : "";
+    $("dm-unread").title = count(Math.max(unread, 0), "new message");
+    $("open-home").classList.toggle("active", inApp);
+    $("app-tabs").hidden = !inApp;
+    $("tab-home").classList.toggle("active", home);
+    $("tab-messages").classList.toggle("active", S.place.kind === "dm");
     $("home").hidden = !home;
     $("messages").hidden = home;
-    $("composer-form").hidden = home;
+    $("composer-form").hidden = home; // slash commands are typed in a channel or the app's DM
     if (home) {
       $("main-title").textContent = "hitl";
-      $("main-subtitle").textContent = "Home";
+      $("main-subtitle").textContent = "";
       $("home").replaceChildren(state.home ? renderBlocks(state.home.blocks, { view_id: state.home.id })
         : el("p", { text: "Opening the app's Home…" }));
     } else {
-      const current = channel();
-      $("main-title").textContent = "# " + current.name;
+      const current = S.place.kind === "dm" ? { id: dm.id, name: "hitl", messages: dm.messages } : channel();
+      $("main-title").textContent = S.place.kind === "dm" ? "hitl" : "# " + current.name;
       $("main-subtitle").textContent = count(current.messages.length, "message");
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
       box.replaceChildren(...current.messages.map(function (m) { return renderMessage(m, current.id); }));
       if (atBottom || S.justMoved) box.scrollTop = box.scrollHeight;
-      $("composer").placeholder = "Message #" + current.name + " — try /hitl stats";
+      $("composer").placeholder = S.place.kind === "dm" ? "Message hitl — try /hitl accuracy"
+        : "Message #" + current.name + " — try /hitl stats";
     }
     S.justMoved = false;
     renderModal(state.modal);
@@ -284,6 +296,8 @@
     if (S.place.kind === "home") post("/sandbox/home", {});
   });
   $("open-home").addEventListener("click", function () { go("home"); });
+  $("tab-home").addEventListener("click", function () { go("home"); });
+  $("tab-messages").addEventListener("click", function () { go("dm"); });
   $("modal-close").addEventListener("click", closeModal);
   $("modal-x").addEventListener("click", closeModal);
   $("modal-submit").addEventListener("click", function () {
@@ -291,13 +305,14 @@
   });
   $("composer-form").addEventListener("submit", async function (event) {
     event.preventDefault();
-    if (S.place.kind !== "channel" || !S.place.id) return; // commands are sent in a channel
+    const where = S.place.kind === "dm" ? S.state && S.state.dm.id : S.place.kind === "channel" && S.place.id;
+    if (!where) return; // commands are sent in a channel or the app's DM, never from App Home
     const input = $("composer");
     const typed = input.value;
     const text = typed.trim();
     if (!text) return;
     input.value = "";
-    const data = await post("/sandbox/command", { channel: S.place.id, text: text });
+    const data = await post("/sandbox/command", { channel: where, text: text });
     if (data.error && !input.value) input.value = typed; // keep it to fix and send again
   });
 
