@@ -296,3 +296,43 @@ async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
     await expect(page.locator("#messages article.message").first).to_be_visible(timeout=WAIT)
     await expect(page.locator("#messages figure.file")).to_have_count(0)
     await expect(page.locator("#messages", has_text="Cross-validated")).to_have_count(0)
+
+
+async def test_a_skip_leaves_the_question_to_the_others(demo: Demo, browser: BrowserContext):
+    store = demo.rt.store
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    questions = page.locator("#messages article.message:not(.ephemeral)")
+    first, second = questions.nth(0), questions.nth(1)
+    ts, other_ts = await first.get_attribute("data-ts"), await second.get_attribute("data-ts")
+    skipped_by_ana = page.locator(f"#messages article[data-ts='{ts}']")
+
+    # Ana skips: the question stays open, for the others, and says who skipped.
+    await first.get_by_role("button", name="Skip").click()
+    await expect(skipped_by_ana).to_contain_text("skipped by @ana", timeout=WAIT)
+    await expect(
+        skipped_by_ana.locator("button[data-action-id^='hitl.q.label.']")
+    ).not_to_have_count(0)
+    item_id = post_by_ts(demo, ts)["item_id"]
+    assert store.resolution(item_id) is None and store.get_item(item_id)["status"] != "skipped"
+
+    # Raj sees it open and answers it.
+    await page.select_option("#user-switcher", "U0RAJ")
+    button = skipped_by_ana.locator("button[data-action-id^='hitl.q.label.']").first
+    await expect(button).to_be_visible(timeout=WAIT)
+    label = (await button.inner_text()).strip()
+    await button.click()
+    await expect(skipped_by_ana).to_contain_text(f"✅ {label} by @raj", timeout=WAIT)
+    assert store.resolution(item_id)["label"] == label
+
+    # A question that two different people skipped is set aside (HITL_SKIPS_TO_DISCARD=2).
+    assert demo.rt.settings.skips_to_discard == 2
+    set_aside = page.locator(f"#messages article[data-ts='{other_ts}']")
+    await set_aside.get_by_role("button", name="Skip").click()
+    await expect(set_aside).to_contain_text("skipped by @raj", timeout=WAIT)
+    await page.select_option("#user-switcher", "U0ANA")
+    await expect(set_aside.get_by_role("button", name="Skip")).to_be_visible(timeout=WAIT)
+    await set_aside.get_by_role("button", name="Skip").click()
+    await expect(set_aside).to_contain_text("Skipped by @raj, @ana", timeout=WAIT)
+    await expect(set_aside.locator("button")).to_have_count(0)
+    assert store.get_item(post_by_ts(demo, other_ts)["item_id"])["status"] == "skipped"
