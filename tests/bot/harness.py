@@ -116,6 +116,14 @@ class Bot:
                     return payload
         raise AssertionError(f"no button for {label!r} in {json.dumps(message)[:300]}")
 
+    def first_label(self, message: dict) -> str:
+        """The first label with a button in ``message`` (with no model, five drawn per item)."""
+        for block in message["blocks"]:
+            for element in block.get("elements", []):
+                if element.get("type") == "button" and ".label." in element["action_id"]:
+                    return decode_value(element["value"])[1]
+        raise AssertionError(f"no label button in {json.dumps(message)[:300]}")
+
     def select_payload(self, message: dict, user: str, label: str) -> dict:
         for block in message["blocks"]:
             for element in block.get("elements", []):

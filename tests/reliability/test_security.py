@@ -37,7 +37,7 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
 def requests(bot: Bot, message: dict) -> dict[str, tuple[str, dict]]:
     """One request of each kind Slack sends: a click, a slash command, an event."""
     return {
-        "action": ("action", bot.button_payload(message, "U0ANA", "billing")),
+        "action": ("action", bot.button_payload(message, "U0ANA", bot.first_label(message))),
         "command": ("command", signing.command_fields("label", "U0ANA")),
         "event": ("event", signing.app_home_opened_event("U0ANA")),
     }
@@ -94,12 +94,13 @@ async def test_admin_checks_cannot_be_skipped_by_crafted_payloads(bot: Bot):
     # Undo is for the person who decided: a crafted undo from someone else changes nothing.
     await bot.dispatcher.fill()
     message = bot.posted()[0]
-    await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+    label = bot.first_label(message)
+    await bot.action(bot.button_payload(message, "U0ANA", label))
     item_id = bot.store.db["posts"].get(1)["item_id"]
-    crafted = signing.block_actions_payload("U0RAJ", "hitl.undo", encode_value(item_id, "billing"))
+    crafted = signing.block_actions_payload("U0RAJ", "hitl.undo", encode_value(item_id, label))
     crafted["response_url"] = bot.fake.response_url(CHANNEL)
     assert (await bot.action(crafted)).status == 200
-    assert bot.store.resolution(item_id)["label"] == "billing"
+    assert bot.store.resolution(item_id)["label"] == label
 
 
 async def test_item_text_cannot_ping_the_channel_or_mention_people(
@@ -307,7 +308,8 @@ async def test_the_body_of_a_refused_request_is_never_logged(
 ):
     caplog.set_level(logging.DEBUG)  # every logger, Bolt's and the libraries' included
     await bot.dispatcher.fill()
-    payload = bot.button_payload(bot.posted()[0], "U0ANA", "billing")
+    message = bot.posted()[0]
+    payload = bot.button_payload(message, "U0ANA", bot.first_label(message))
     payload["response_url"] = "https://hooks.slack.com/actions/T0HITL/1/SECRET-RESPONSE-URL"
     if attack == "wrong secret":
         body, headers = signing.signed_action(payload, "not-the-secret")
