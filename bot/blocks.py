@@ -128,6 +128,11 @@ def item_id_from_block(block_id: str | None) -> str | None:
     return block_id[2:] if block_id and block_id.startswith("q:") else None
 
 
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 item``, ``2 items``: a number and its noun, in the right number."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 def _percent(p: float) -> str:
     return f"{p * 100:.0f}%"
 
@@ -181,7 +186,8 @@ def tally_line(q: Question) -> str | None:
         parts = [f"{_label(lb)} {len(us)} ({_mentions(us, shown)})" for lb, us in q.votes.items()]
         if q.skips:
             parts.append(f"skipped by {_mentions(q.skips, shown)}")
-        return f"Votes so far: {' · '.join(parts)}. {needed} matching votes decide."
+        decide = "decides" if needed == 1 else "decide"
+        return f"Votes so far: {' · '.join(parts)}. {count(needed, 'matching vote')} {decide}."
 
     return _fit_mentions(build, max(len(q.skips), *(len(us) for us in q.votes.values()), 0))
 
@@ -398,7 +404,8 @@ def home_view(stats: HomeStats) -> View:
             HeaderBlock(text="slack-hitl"),
             SectionBlock(
                 text=_text(
-                    f"You have answered *{stats.your_answers}* items "
+                    f"You have answered *{stats.your_answers}* "
+                    f"{'item' if stats.your_answers == 1 else 'items'} "
                     f"({stats.your_answers_week} this week). Thank you!"
                 ),
                 accessory=ButtonElement(

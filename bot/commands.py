@@ -71,7 +71,7 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     if settings.votes > 1:
         agreement, n = store.mean_agreement()
         lines.append(
-            f"*Agreement:* {agreement:.0%} on {n} items decided by vote"
+            f"*Agreement:* {agreement:.0%} on {blocks.count(n, 'item')} decided by vote"
             if agreement is not None
             else "*Agreement:* no item decided by vote yet"
         )
@@ -82,7 +82,7 @@ def queue_text(rt: Runtime) -> str:
     waiting = rt.store.waiting_count()
     open_counts = rt.store.open_post_counts()
     channels = sorted({c for c in (rt.settings.channel, *rt.settings.routes.values()) if c})
-    lines = [f"*Waiting:* {waiting} items"]
+    lines = [f"*Waiting:* {blocks.count(waiting, 'item')}"]
     for channel in channels:
         state = rt.channel_state(channel)
         line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"

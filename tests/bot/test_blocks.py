@@ -209,3 +209,13 @@ def test_before_any_model_every_label_gets_to_be_a_button():
     elements = actions_of(Question("item7", "t", labels))
     select = next(e for e in elements if e["type"] == "static_select")
     assert [o["value"] for o in select["options"]] == labels
+
+
+def test_counts_in_messages_read_as_words():
+    one = Question("i1", "t", ["a", "b"], skips=["U0ANA"], votes_needed=1)
+    tally = next(b for b in as_dicts(question_blocks(one)) if b["type"] == "context")
+    assert tally["elements"][-1]["text"].endswith("1 matching vote decides.")
+    three = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, votes_needed=3)
+    tally = next(b for b in as_dicts(question_blocks(three)) if b["type"] == "context")
+    assert tally["elements"][-1]["text"].endswith("2 matching votes decide.")
+    assert [blocks.count(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]

@@ -248,7 +248,7 @@ async def assert_counted_once_each(bot: Bot, users: list[str]) -> None:
         assert (await bot.event(signing.app_home_opened_event(user))).status == 200
         await bot.fake.next_call("views.publish")
         home = json.dumps(bot.fake.home[user], ensure_ascii=False)
-        assert "You have answered *1* items" in home and f"<@{user}> — 1" in home
+        assert "You have answered *1* item " in home and f"<@{user}> — 1" in home
     db = str(bot.rt.settings.db)
     result = CliRunner().invoke(cli, ["--db", db, "stats"], catch_exceptions=False)
     assert result.exit_code == 0
@@ -287,7 +287,7 @@ async def test_repeated_answers_on_a_three_vote_item_count_once_each(voting_bot:
     assert (resolved["label"], resolved["annotators"]) == (b, ["U0ANA", "U0RAJ"])
     assert [a["user_id"] for a in bot.store.iter_answers()] == ["U0ANA", "U0ANA", "U0RAJ", "U0RAJ"]
     await assert_counted_once_each(bot, ["U0ANA", "U0RAJ"])
-    assert "*Agreement:* 100% on 1 items decided by vote" in await reply(bot, "stats")
+    assert "*Agreement:* 100% on 1 item decided by vote" in await reply(bot, "stats")
 
 
 async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot: Bot):

@@ -60,7 +60,7 @@ async def test_stats_counts_answers_by_person_and_items(bot: Bot):
 async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
     await bot.dispatcher.fill()
     text = await reply(bot, "queue")
-    assert "*Waiting:* 1 items" in text and f"<#{CHANNEL}>: 2 of 2 open" in text
+    assert "*Waiting:* 1 item" in text and f"<#{CHANNEL}>: 2 of 2 open" in text
     bot.rt.channel_state(CHANNEL).broken = "channel_not_found"
     assert "⛔ not posting: channel_not_found" in await reply(bot, "queue")
 
@@ -159,7 +159,7 @@ async def test_app_home_shows_your_answers_and_a_start_button(bot: Bot):
     published = await bot.fake.next_call("views.publish")
     assert published.params["user_id"] == "U0ANA"
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "You have answered *1* items" in home and "hitl.home.start" in home
+    assert "You have answered *1* item " in home and "hitl.home.start" in home
     assert "<@U0ANA> — 1" in home
 
 
@@ -182,4 +182,4 @@ async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot:
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "You have answered *1* items" in home
+    assert "You have answered *1* item " in home

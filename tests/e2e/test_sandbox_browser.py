@@ -115,7 +115,7 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     # 4. App Home shows Ana's count from the database; "Start labeling" opens the modal.
     await page.click("#open-home")
     home = page.locator("#home")
-    await expect(home).to_contain_text("You have answered 1 items", timeout=WAIT)
+    await expect(home).to_contain_text("You have answered 1 item ", timeout=WAIT)
     assert dict(store.answers_by_user()) == {"U0ANA": 1}
     await home.get_by_role("button", name="Start labeling").click()
     modal = page.locator("#modal")
