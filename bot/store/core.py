@@ -232,28 +232,11 @@ class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
             for row in self.db.execute("SELECT label FROM label_counts WHERE n > 0 ORDER BY label")
         ]
 
-    def iter_resolved(self) -> Iterator[dict[str, Any]]:
-        """Resolved items with their label, oldest resolution first (what export reads)."""
-        cursor = self.db.execute(
-            "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
-            " i.meta FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
-        )
-        for row in cursor:
-            yield {
-                "id": row[0],
-                "text": row[1],
-                "label": row[2],
-                "votes": row[3],
-                "agreement": row[4],
-                "annotators": json.loads(row[5]),
-                "resolved_at": row[6],
-                "meta": json.loads(row[7]),
-            }
-
     def iter_export(self) -> Iterator[dict[str, Any]]:
-        """``iter_resolved`` with ``answers``: each person's answer that counted when the item
-        was decided (user_id, label, created_at; as ``tally`` counts them), so `hitl import`
-        can restore who labeled what and when. Empty for a label imported without them."""
+        """Resolved items with their label, oldest resolution first (what export reads), and
+        ``answers``: each person's answer that counted when the item was decided (user_id,
+        label, created_at; as ``tally`` counts them), so `hitl import` can restore who labeled
+        what and when. Empty for a label imported without them."""
         cursor = self.db.execute(
             "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
             " i.meta, (SELECT json_group_array(json_object('user_id', a.user_id,"

@@ -84,7 +84,7 @@ def test_labeled_rows_become_import_answers_and_resolved_labels(memory_store: St
         [R("1", "refund me", "billing", {"k": 1}), R("2", "hi")], "import"
     )
     assert result.labeled == 1
-    [label] = list(memory_store.iter_resolved())
+    [label] = list(memory_store.iter_export())
     assert label["id"] == "1" and label["label"] == "billing" and label["votes"] == 1
     assert label["annotators"] == ["import"] and label["meta"] == {"k": 1}
     [answer] = list(memory_store.iter_answers())

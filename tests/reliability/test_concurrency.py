@@ -34,7 +34,7 @@ async def test_twenty_people_answer_the_same_item_at_once(fake_slack: FakeSlack,
 
         answers = list(bot.store.iter_answers())
         assert len(answers) == 20 and {a["user_id"] for a in answers} == set(users)
-        [resolved] = list(bot.store.iter_resolved())  # resolved once
+        [resolved] = list(bot.store.iter_export())  # resolved once
         tally = bot.store.tally("hot")
         decided = resolved["annotators"]
         assert resolved["votes"] == len(decided) == 2  # a majority of 3
