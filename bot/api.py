@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot import server
+from bot.appkeys import MAX_BODY, METRICS, RUNTIME
 from bot.ingest import MAX_TEXT_CHARS, item_id_for_text
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.runtime import Runtime
@@ -39,8 +39,6 @@ MAX_ID_CHARS = 200
 MAX_URL_CHARS = 2000
 ITEM_FIELDS = ("text", "id", "meta", "callback_url")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
-METRICS = web.AppKey("metrics", Metrics)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -84,12 +82,12 @@ def add_routes(app: web.Application) -> None:
 
 
 def _store_of(app: web.Application) -> Store | None:
-    rt = app.get(server.RUNTIME)
+    rt = app.get(RUNTIME)
     return rt.store if rt is not None else None
 
 
 def _runtime(request: web.Request) -> Runtime:
-    return request.app[server.RUNTIME]
+    return request.app[RUNTIME]
 
 
 # -- the middleware: auth, errors as JSON, request metrics --------------------------------
@@ -142,7 +140,7 @@ def _error(
 
 
 def _too_large_message() -> str:
-    return f"the body is over the limit of 1 MB ({server.MAX_BODY:,} bytes); send fewer items"
+    return f"the body is over the limit of 1 MB ({MAX_BODY:,} bytes); send fewer items"
 
 
 def _authorize(request: web.Request) -> None:
@@ -167,7 +165,7 @@ def _authorize(request: web.Request) -> None:
 
 
 async def _read_object(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > server.MAX_BODY:
+    if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, _too_large_message(), "body")
     raw = await request.read()
     try:

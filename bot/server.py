@@ -30,6 +30,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot import api
+from bot.appkeys import BOLT, DISPATCHER, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
@@ -45,12 +46,6 @@ from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-RUNTIME = web.AppKey("runtime", Runtime)
-BOLT = web.AppKey("bolt", AsyncApp)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-VERIFIER = web.AppKey("verifier", SignatureVerifier)
-
-MAX_BODY = 1024 * 1024
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
 MAX_BACKOFF = 60.0  # seconds between two attempts to reach Slack, at most
 

@@ -38,3 +38,95 @@ def test_model_knows_nothing_of_bot_slack_or_sqlite():
         if banned & imported_modules(path)
     }
     assert offenders == {}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def bot_import_graph() -> dict[str, set[str]]:
+    """Module → the bot modules it imports, at the top or inside a function. Imports under
+    ``if TYPE_CHECKING:`` are left out: they never run, so they cannot make a circle at run
+    time. ``from bot.x import y`` counts as an import of ``bot.x.y`` when that is a module."""
+    paths = {_module_name(path): path for path in (ROOT / "bot").rglob("*.py")}
+
+    def known(name: str) -> str | None:
+        while name and name not in paths:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {
+            id(node)
+            for branch in ast.walk(tree)
+            if isinstance(branch, ast.If) and _is_type_checking(branch.test)
+            for statement in branch.body
+            for node in ast.walk(statement)
+        }
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str | None] = set()
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets.update(known(a.name) for a in node.names if a.name.split(".")[0] == "bot")
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                if base.split(".")[0] != "bot":
+                    continue
+                targets.update(known(f"{base}.{a.name}") or known(base) for a in node.names)
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that import one another, round and round (Tarjan's SCCs)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while (member := stack.pop()) != node:
+                group.append(member)
+            group.append(node)
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_import_circles_are_found():
+    graph = {"bot.a": {"bot.b"}, "bot.b": {"bot.c"}, "bot.c": {"bot.a"}, "bot.d": {"bot.a"}}
+    assert import_circles(graph) == [["bot.a", "bot.b", "bot.c"]]
+
+
+def test_no_import_circle_among_bot_modules():
+    graph = bot_import_graph()
+    assert "bot.appkeys" in graph["bot.api"] and "bot.api" in graph["bot.server"]  # it sees
+    assert import_circles(graph) == []

@@ -1,0 +1,24 @@
+"""The aiohttp app's typed keys and its body limit, shared by ``bot.server`` and ``bot.api``.
+
+``bot.server`` composes the app and stores its parts under these keys; ``bot.api`` and the
+tests read them back. Keeping them here, apart from both, means neither imports the other
+for a key (as aiohttp-demos keeps its ``web.AppKey`` definitions in ``typedefs.py``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
+
+from bot.dispatch import Dispatcher
+from bot.metrics import Metrics
+from bot.runtime import Runtime
+
+RUNTIME = web.AppKey("runtime", Runtime)
+BOLT = web.AppKey("bolt", AsyncApp)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+VERIFIER = web.AppKey("verifier", SignatureVerifier)
+METRICS = web.AppKey("metrics", Metrics)
+
+MAX_BODY = 1024 * 1024  # bytes in one request body; aiohttp answers 413 above it
