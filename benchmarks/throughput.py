@@ -10,7 +10,7 @@
   re-score) at growing label counts.
 * ``growth``: with growing numbers of stored items, the time of what the bot does per click or
   command: the dispatcher's pick (``Store.pool`` + ``bot.scoring.choose``), ``/hitl stats``
-  (``commands.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
+  (``reports.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
   each one runs (captured with a trace callback). Growth is fitted as time ∝ n^k.
 
     python benchmarks/throughput.py            # 100k rows; 1k/10k/50k labels; 10k-1M items
@@ -53,8 +53,8 @@ from _common import (
     write_seed_csv,
 )
 
-from bot.commands import stats_text
 from bot.config import Settings
+from bot.reports import stats_text
 from bot.runtime import Champion
 from bot.scoring import candidates, choose, score_items
 from bot.store import Store

@@ -510,10 +510,9 @@ def stats_command(state: State) -> None:
     from datetime import UTC, datetime
 
     from bot import reports
-    from bot.commands import stats_text
 
     with friendly_errors(), state.open_existing_store() as store:
-        text = stats_text(store, state.settings, datetime.now(UTC))
+        text = reports.stats_text(store, state.settings, datetime.now(UTC))
     click.echo(reports.plain(text))
 
 

@@ -1,4 +1,5 @@
-"""Accuracy and retrain reports, as Slack mrkdwn or plain terminal text, and the accuracy chart.
+"""Stats, accuracy and retrain reports, as Slack mrkdwn or plain terminal text, and the
+accuracy chart. The Slack commands and the CLI both show them (``plain`` for a terminal).
 
 The numbers people should trust most come first: live accuracy on audit posts (random picks,
 so unbiased) with its Wilson 95% interval. Agreement on uncertain posts is shown too, labelled
@@ -11,15 +12,57 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from bot.blocks import count
+from bot.config import Settings
 from bot.loop import Outcome
 from bot.store import Store
 from model import ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+def period_starts(settings: Settings, now: datetime) -> tuple[str, str]:
+    """Start of today and of this week (Monday), in HITL_TIMEZONE, as UTC ISO strings."""
+    zone = ZoneInfo(settings.timezone)
+    now = now.astimezone(zone)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = today - timedelta(days=today.weekday())
+    return _iso(today), _iso(week)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
+
+
+def stats_text(store: Store, settings: Settings, now: datetime) -> str:
+    """Answers today and this week by person, the items by state and, with votes, the
+    agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`)."""
+    today, week = period_starts(settings, now)
+    counts = store.count_items()
+    by_today = store.answers_by_user(today)
+    by_week = store.answers_by_user(week)
+    lines = [
+        f"*Answers today:* {sum(n for _, n in by_today)}"
+        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_today) + ")" if by_today else ""),
+        f"*Answers this week:* {sum(n for _, n in by_week)}"
+        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_week) + ")" if by_week else ""),
+        f"*Items:* {counts['new'] + counts['queued']} pending · {counts['posted']} posted · "
+        f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
+        f"{counts['skipped']} skipped",
+    ]
+    if settings.votes > 1:
+        agreement, n = store.mean_agreement()
+        lines.append(
+            f"*Agreement:* {agreement:.0%} on {count(n, 'item')} decided by vote"
+            if agreement is not None
+            else "*Agreement:* no item decided by vote yet"
+        )
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
