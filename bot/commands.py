@@ -1,12 +1,17 @@
-"""`/hitl` subcommands and the App Home: each answers ephemerally, well within 3 seconds."""
+"""`/hitl` subcommands and the App Home: each answers ephemerally, well within 3 seconds.
+
+``TABLE`` (at the end) lists every subcommand once: its name, usage and help line, its handler
+and whether only admins may run it. The help text, the admin check, dispatch and
+``SUBCOMMANDS`` are derived from it, so in code a new subcommand is a handler here and one row
+in ``TABLE``; tests then ask for it in manifest.yml's usage hint and in the README.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck
@@ -16,66 +21,50 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import blocks, loop, reports
-from bot.config import Settings
 from bot.dispatch import scope_fix
 from bot.learning import run_rollback, start_retrain
 from bot.modal import open_labeling_modal
 from bot.runtime import Runtime
-from bot.store import Store
 from model import ModelError
 
 logger = logging.getLogger(__name__)
 
-HELP = """*slack-hitl* asks you about items the model is unsure of. Commands:
-• `/hitl help` — this help
-• `/hitl label` — label items one after another in a window
-• `/hitl stats` — answers today and this week, and the state of the items
-• `/hitl queue` — what waits, what is open in each channel, and any posting errors
-• `/hitl leaderboard` — who answered most this week
-• `/hitl accuracy` — how good the current model is
-• `/hitl retrain` — retrain the model now (admins; `--force` promotes it even if not better)
-• `/hitl rollback` `VERSION` — make an earlier model the champion again (admins; `--force` \
-for one the gate rejected)"""
 
-ADMIN_ONLY = {"retrain", "rollback"}
-SUBCOMMANDS = ("help", "label", "stats", "queue", "leaderboard", "accuracy", "retrain", "rollback")
+@dataclass(frozen=True)
+class Call:
+    """One `/hitl` command as a handler gets it: the words after the subcommand's name, and
+    what it needs to answer (``ack`` within 3 seconds; ``client`` for anything more)."""
 
+    rt: Runtime
+    ack: AsyncAck
+    client: AsyncWebClient
+    command: dict
+    args: list[str]
 
-def _since(settings: Settings, now: datetime) -> tuple[str, str]:
-    """Start of today and of this week (Monday), in HITL_TIMEZONE, as UTC ISO strings."""
-    zone = ZoneInfo(settings.timezone)
-    now = now.astimezone(zone)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    week = today - timedelta(days=today.weekday())
-    return _iso(today), _iso(week)
+    @property
+    def user_id(self) -> str:
+        return self.command.get("user_id", "")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
+Handler = Callable[[Call], Awaitable[None]]
 
 
-def stats_text(store: Store, settings: Settings, now: datetime) -> str:
-    today, week = _since(settings, now)
-    counts = store.count_items()
-    by_today = store.answers_by_user(today)
-    by_week = store.answers_by_user(week)
-    lines = [
-        f"*Answers today:* {sum(n for _, n in by_today)}"
-        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_today) + ")" if by_today else ""),
-        f"*Answers this week:* {sum(n for _, n in by_week)}"
-        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_week) + ")" if by_week else ""),
-        f"*Items:* {counts['new'] + counts['queued']} pending · {counts['posted']} posted · "
-        f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
-        f"{counts['skipped']} skipped",
-    ]
-    if settings.votes > 1:
-        agreement, n = store.mean_agreement()
-        lines.append(
-            f"*Agreement:* {agreement:.0%} on {blocks.count(n, 'item')} decided by vote"
-            if agreement is not None
-            else "*Agreement:* no item decided by vote yet"
-        )
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Subcommand:
+    """A row of ``TABLE``. Its help line is `/hitl name` `args` — summary (admins; options)."""
+
+    name: str
+    summary: str
+    handler: Handler
+    admins_only: bool = False
+    args: str = ""  # shown after the name, e.g. "VERSION"
+    options: str = ""  # shown in brackets after the summary
+
+    @property
+    def help_line(self) -> str:
+        usage = f"`/hitl {self.name}`" + (f" `{self.args}`" if self.args else "")
+        notes = "; ".join(n for n in ("admins" if self.admins_only else "", self.options) if n)
+        return f"• {usage} — {self.summary}" + (f" ({notes})" if notes else "")
 
 
 def queue_text(rt: Runtime) -> str:
@@ -97,7 +86,7 @@ def queue_text(rt: Runtime) -> str:
 
 
 def leaderboard_text(rt: Runtime) -> str:
-    _, week = _since(rt.settings, rt.clock())
+    _, week = reports.period_starts(rt.settings, rt.clock())
     week_board = rt.store.answers_by_user(week)[:10]
     all_board = rt.store.answers_by_user()[:10]
     if not all_board:
@@ -121,7 +110,7 @@ def model_line(rt: Runtime) -> str:
 
 
 def home(rt: Runtime, user_id: str) -> View:
-    _, week = _since(rt.settings, rt.clock())
+    _, week = reports.period_starts(rt.settings, rt.clock())
     this_week = rt.store.answers_by_user(week)
     return blocks.home_view(
         blocks.HomeStats(
@@ -134,40 +123,6 @@ def home(rt: Runtime, user_id: str) -> View:
             queue_open=sum(rt.store.open_post_counts().values()),
         )
     )
-
-
-async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClient) -> None:
-    words = (command.get("text") or "").strip().split()
-    name = words[0].lower() if words else "help"
-    args = words[1:]
-    user_id = command.get("user_id", "")
-    if name in ADMIN_ONLY and not rt.is_admin(user_id):
-        logger.warning("refused /hitl %s for %s: not an admin", name, user_id)
-        admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
-        await ack(text=f"Only admins can {name}. Admins: {admins}")
-        return
-    if name == "label":  # the modal serves the items of the channel it was run in
-        await ack()
-        trigger = command["trigger_id"]
-        await open_labeling_modal(rt, client, trigger, user_id, command.get("channel_id"))
-        return
-    if name == "retrain":
-        await ack(text=retrain_now(rt, user_id, force=bool({"--force", "force"} & set(args))))
-        return
-    if name == "rollback":
-        await rollback_now(rt, ack, user_id, args, command.get("response_url"))
-        return
-    if name == "accuracy":
-        report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
-        await ack(text=reports.accuracy_text(report))
-        if report is not None and len(report.trend) > 0:
-            await attach_chart(client, report, user_id)
-        return
-    handler: Callable[[Runtime], str] | None = TEXT_COMMANDS.get(name)
-    if handler is None:
-        await ack(text=f"I don't know `{blocks.escape(name)}`.\n\n{HELP}")
-        return
-    await ack(text=handler(rt))
 
 
 def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
@@ -185,11 +140,11 @@ ROLLBACK_USAGE = (
 SORRY = "Something went wrong on our side; it has been logged."
 
 
-async def rollback_now(
-    rt: Runtime, ack: AsyncAck, user_id: str, args: list[str], response_url: str | None
-) -> None:
+async def rollback(call: Call) -> None:
     """Check and take the lock at once, ack, then load the model file off the event loop
     (hundreds of MB: tens of seconds) and report by ``response_url``."""
+    rt, ack, user_id, args = call.rt, call.ack, call.user_id, call.args
+    response_url = call.command.get("response_url")
     words = [a for a in args if a.lower() not in ("--force", "force")]
     force = len(words) != len(args)
     if len(words) != 1 or not words[0].lstrip("v").isdigit():
@@ -268,9 +223,87 @@ async def attach_chart(
         logger.warning("could not send the accuracy chart: %s", exc)
 
 
-TEXT_COMMANDS: dict[str, Callable[[Runtime], str]] = {
-    "help": lambda rt: HELP,
-    "stats": lambda rt: stats_text(rt.store, rt.settings, rt.clock()),
-    "queue": queue_text,
-    "leaderboard": leaderboard_text,
-}
+def answer_with(text_of: Callable[[Runtime], str]) -> Handler:
+    """A handler whose whole answer is ``text_of(rt)``."""
+
+    async def handler(call: Call) -> None:
+        await call.ack(text=text_of(call.rt))
+
+    return handler
+
+
+async def label(call: Call) -> None:
+    """The modal serves the items of the channel it was run in."""
+    await call.ack()
+    trigger, channel = call.command["trigger_id"], call.command.get("channel_id")
+    await open_labeling_modal(call.rt, call.client, trigger, call.user_id, channel)
+
+
+async def accuracy(call: Call) -> None:
+    rt = call.rt
+    report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
+    await call.ack(text=reports.accuracy_text(report))
+    if report is not None and len(report.trend) > 0:
+        await attach_chart(call.client, report, call.user_id)
+
+
+async def retrain(call: Call) -> None:
+    force = bool({"--force", "force"} & set(call.args))
+    await call.ack(text=retrain_now(call.rt, call.user_id, force=force))
+
+
+TABLE: tuple[Subcommand, ...] = (
+    Subcommand("help", "this help", answer_with(lambda rt: HELP)),
+    Subcommand("label", "label items one after another in a window", label),
+    Subcommand(
+        "stats",
+        "answers today and this week, and the state of the items",
+        answer_with(lambda rt: reports.stats_text(rt.store, rt.settings, rt.clock())),
+    ),
+    Subcommand(
+        "queue",
+        "what waits, what is open in each channel, and any posting errors",
+        answer_with(queue_text),
+    ),
+    Subcommand("leaderboard", "who answered most this week", answer_with(leaderboard_text)),
+    Subcommand("accuracy", "how good the current model is", accuracy),
+    Subcommand(
+        "retrain",
+        "retrain the model now",
+        retrain,
+        admins_only=True,
+        options="`--force` promotes it even if not better",
+    ),
+    Subcommand(
+        "rollback",
+        "make an earlier model the champion again",
+        rollback,
+        admins_only=True,
+        args="VERSION",
+        options="`--force` for one the gate rejected",
+    ),
+)
+"""Every `/hitl` subcommand, in the order of the help and of the manifest's usage hint."""
+
+BY_NAME = {sub.name: sub for sub in TABLE}
+SUBCOMMANDS = tuple(BY_NAME)
+ADMIN_ONLY = frozenset(sub.name for sub in TABLE if sub.admins_only)
+HELP = "*slack-hitl* asks you about items the model is unsure of. Commands:\n" + "\n".join(
+    sub.help_line for sub in TABLE
+)
+
+
+async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClient) -> None:
+    words = (command.get("text") or "").strip().split()
+    name = words[0].lower() if words else "help"
+    user_id = command.get("user_id", "")
+    sub = BY_NAME.get(name)
+    if sub is None:
+        await ack(text=f"I don't know `{blocks.escape(name)}`.\n\n{HELP}")
+        return
+    if sub.admins_only and not rt.is_admin(user_id):
+        logger.warning("refused /hitl %s for %s: not an admin", name, user_id)
+        admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
+        await ack(text=f"Only admins can {name}. Admins: {admins}")
+        return
+    await sub.handler(Call(rt, ack, client, command, words[1:]))

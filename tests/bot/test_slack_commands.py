@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.commands import ADMIN_ONLY, HELP, TABLE
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -31,10 +32,22 @@ async def reply(bot: Bot, text: str, user: str = "U0ANA") -> str:
     return json.loads(body)["text"] if body.startswith("{") else body
 
 
-async def test_help_lists_every_subcommand(bot: Bot):
+async def test_help_shows_the_help_line_of_every_subcommand_in_the_table(bot: Bot):
     text = await reply(bot, "help")
-    for sub in ("help", "label", "stats", "queue", "leaderboard", "accuracy", "retrain"):
-        assert f"`/hitl {sub}`" in text
+    assert text == HELP
+    for sub in TABLE:
+        assert sub.help_line in text.splitlines(), sub.name
+        assert f"`/hitl {sub.name}`" in sub.help_line
+        assert ("(admins" in sub.help_line) == sub.admins_only
+
+
+async def test_every_admin_only_subcommand_is_refused_to_a_non_admin_and_no_other_is(bot: Bot):
+    assert ADMIN_ONLY == {sub.name for sub in TABLE if sub.admins_only} == {"retrain", "rollback"}
+    for sub in TABLE:
+        text = await reply(bot, f"{sub.name} 1", user="U0RAJ")
+        refusal = f"Only admins can {sub.name}. Admins: <@U0ADMIN>"
+        assert (text == refusal) == sub.admins_only, (sub.name, text)
+    assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
 
 
 async def test_unknown_subcommand_gets_help(bot: Bot):
