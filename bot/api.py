@@ -6,8 +6,9 @@ or the human's label once people have given one. Every ``/api/*`` request carrie
 Bad input gets a 4xx with ``{"error": ..., "field": ...}``; an unexpected failure gets a 500
 with a generic message, and the traceback goes to the log only.
 
-``add_routes(app)`` registers everything; ``openapi_document()`` describes it (a test keeps the
-two in step).
+``add_routes(app)`` registers everything; ``bot/openapi.json`` describes it, is served as it
+is, and its request schemas are what the API checks bodies against (a test keeps the routes
+and the document in step).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from bot.appkeys import MAX_BODY, METRICS, RUNTIME
-from bot.ingest import MAX_TEXT_CHARS, item_id_for_text
+from bot.ingest import item_id_for_text
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.runtime import Runtime
 from bot.scoring import score_pending
@@ -34,10 +38,6 @@ from bot.webhooks import ALLOW_HINT, Destinations
 logger = logging.getLogger(__name__)
 
 SOURCE = "api"
-MAX_ITEMS = 1000
-MAX_ID_CHARS = 200
-MAX_URL_CHARS = 2000
-ITEM_FIELDS = ("text", "id", "meta", "callback_url")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -196,7 +196,10 @@ def _refuse_constant(name: str) -> Any:
 def _check_unicode(value: Any, field: str) -> None:
     """Refuse strings SQLite cannot store (lone surrogates, from escapes like "\\ud800")."""
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        if isinstance(value, str):
+            value.encode("utf-8")
+        else:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(
             400, f"{field} has an invalid Unicode character (a lone surrogate)", field
@@ -205,89 +208,183 @@ def _check_unicode(value: Any, field: str) -> None:
         raise ApiError(400, f"{field} is nested too deeply", field) from None
 
 
-def parse_item(
-    raw: Any,
-    webhook_secret: str | None,
-    prefix: str = "",
-    destinations: Destinations = Destinations(),  # noqa: B008 - frozen
-) -> ApiItem:
-    """Check one item (``{"text", "id"?, "meta"?, "callback_url"?}``); raise ``ApiError``
-    naming the first bad field. A ``callback_url`` must point at a public address, or at one
-    ``destinations`` (HITL_WEBHOOK_ALLOW) allows."""
-    if not isinstance(raw, dict):
-        raise ApiError(400, f"{prefix.rstrip('.') or 'the body'} must be a JSON object",
-                       prefix.rstrip(".") or "body")  # fmt: skip
-    for key in raw:
-        if key not in ITEM_FIELDS:
-            raise ApiError(
-                400,
-                f"{prefix}{key} is not a known field; use {', '.join(ITEM_FIELDS)}",
-                f"{prefix}{key}",
-            )
+def _is_json_integer(checker: Any, instance: Any) -> bool:
+    """An integer as JSON writes it: ``1`` but not ``1.0`` (JSON Schema would take both)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
 
-    field = f"{prefix}text"
-    text = raw.get("text")
-    if text is None:
-        raise ApiError(400, f"{field} is missing; send the item's text as a string", field)
-    if not isinstance(text, str):
-        raise ApiError(400, f"{field} must be a string", field)
-    text = text.strip()
-    if not text:
-        raise ApiError(400, f"{field} is empty", field)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ApiError(
-            400,
-            f"{field} is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}",
-            field,
+
+# Draft 2020-12, as the document's "openapi": "3.1.0" says; "format" stays an annotation (the
+# callback_url's address rules are checked in code, after the schema).
+Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_json_integer),
+)
+
+# Which of a field's schema errors a producer hears about first.
+KEYWORD_ORDER = ("type", "required", "minLength", "maxLength", "maxItems")
+
+SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")  # \s: what str.isspace() calls space
+URL_PROBLEM = "{field} must be an http(s) URL, e.g. https://example.com/hitl-hook"
+
+# The words for each way a request can fail its schema. The limits in them ({limit}) are the
+# document's; {field} is where (e.g. items[3].text), {length} the length that was sent.
+MESSAGES: dict[tuple[str, str], str] = {
+    ("text", "required"): "{field} is missing; send the item's text as a string",
+    ("text", "type"): "{field} must be a string",
+    ("text", "minLength"): "{field} is empty",
+    ("text", "maxLength"): "{field} is {length:,} characters, over the limit of {limit:,}",
+    ("id", "type"): "{field} must be a string or an integer",
+    ("id", "minLength"): "{field} is empty; leave it out to use a hash of the text",
+    ("id", "maxLength"): "{field} is over {limit} characters",
+    ("meta", "type"): "{field} must be a JSON object",
+    ("callback_url", "maxLength"): "{field} is over {limit:,} characters",
+    ("callback_url", "type"): URL_PROBLEM,
+    ("callback_url", "pattern"): URL_PROBLEM,
+    ("items", "required"): "{field} must be a list of items",
+    ("items", "type"): "{field} must be a list of items",
+    ("items", "maxItems"): "{field} has {length:,} items, over the limit of {limit:,} per request",
+}
+
+
+class RequestSchema:
+    """One request schema of the OpenAPI document, compiled once. ``check`` raises an
+    ``ApiError`` for the first problem, fields in the document's order; ``between`` runs the
+    checks the schema cannot express for a field once the schema has passed it.
+    ``shallow`` leaves out what is inside the properties' lists (``ItemsIn``'s items are
+    checked one by one, so a bad item sinks only itself)."""
+
+    def __init__(self, document: dict[str, Any], name: str, *, shallow: bool = False):
+        schema = document["components"]["schemas"][name]
+        if shallow:
+            properties = {
+                key: {k: v for k, v in value.items() if k != "items"}
+                for key, value in schema["properties"].items()
+            }
+            schema = {**schema, "properties": properties}
+        self.schema = schema
+        self.fields = tuple(schema["properties"])
+        self.validator = Validator({**schema, "components": document["components"]})
+
+    def check(
+        self,
+        body: Any,
+        prefix: str = "",
+        unknown_hint: str = "",
+        between: Callable[[str, str], None] | None = None,
+    ) -> None:
+        first: dict[str | None, ValidationError] = {}
+        for error in self.validator.iter_errors(body):
+            name = _field_of(error)
+            if name not in first or _rank(error) < _rank(first[name]):
+                first[name] = error
+        if None in first:
+            raise self._root_problem(first[None], body, prefix, unknown_hint)
+        for name in self.fields:
+            field = f"{prefix}{name}"
+            if name in first:
+                raise ApiError(400, _message(first[name], name, field), field)
+            if between is not None:
+                between(name, field)
+
+    def _root_problem(
+        self, error: ValidationError, body: Any, prefix: str, unknown_hint: str
+    ) -> ApiError:
+        if error.validator == "additionalProperties":
+            key = next(key for key in body if key not in self.fields)
+            return ApiError(
+                400, f"{prefix}{key} is not a known field; {unknown_hint}", f"{prefix}{key}"
+            )
+        where = prefix.rstrip(".")
+        if error.validator == "type":
+            return ApiError(400, f"{where or 'the body'} must be a JSON object", where or "body")
+        return ApiError(400, f"{where or 'the body'}: {_fallback(error)}", where or "body")
+
+
+def _field_of(error: ValidationError) -> str | None:
+    if error.absolute_path:
+        return str(error.absolute_path[0])
+    if error.validator == "required":
+        return next((k for k in error.validator_value if k not in error.instance), None)
+    return None
+
+
+def _rank(error: ValidationError) -> int:
+    keyword = str(error.validator)
+    return KEYWORD_ORDER.index(keyword) if keyword in KEYWORD_ORDER else len(KEYWORD_ORDER)
+
+
+def _message(error: ValidationError, name: str, field: str) -> str:
+    template = MESSAGES.get((name, str(error.validator)))
+    if template is None:
+        return f"{field} {_fallback(error)}"
+    length = len(error.instance) if isinstance(error.instance, str | list) else 0
+    return template.format(field=field, limit=error.validator_value, length=length)
+
+
+def _fallback(error: ValidationError) -> str:
+    """One line for a failure with no words of its own; never echoes the value sent."""
+    return f"does not fit the API's schema ({error.validator}: {error.validator_value!r})"
+
+
+class ItemSchema:
+    """The document's ``ItemIn``, and how a producer's item becomes an ``ApiItem``."""
+
+    def __init__(self, document: dict[str, Any]):
+        self.request = RequestSchema(document, "ItemIn")
+        self.unknown_hint = f"use {', '.join(self.request.fields)}"
+
+    def parse(
+        self,
+        raw: Any,
+        webhook_secret: str | None,
+        prefix: str = "",
+        destinations: Destinations = Destinations(),  # noqa: B008 - frozen
+    ) -> ApiItem:
+        item = _normalized(raw, self.request.fields)
+
+        def after_schema(name: str, field: str) -> None:
+            value = item.get(name)
+            if name == "callback_url" and value is not None:
+                _check_url(raw["callback_url"], field, destinations, webhook_secret)
+            elif name == "meta" or value is not None:
+                _check_unicode(value if value is not None else {}, field)
+
+        self.request.check(item, prefix, self.unknown_hint, after_schema)
+        return ApiItem(
+            id=item["id"] if "id" in item else item_id_for_text(item["text"]),
+            text=item["text"],
+            meta=item.get("meta", {}),
+            callback_url=raw.get("callback_url"),
         )
-    _check_unicode(text, field)
-
-    field = f"{prefix}id"
-    raw_id = raw.get("id")
-    if raw_id is None:
-        item_id = item_id_for_text(text)
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-        raise ApiError(400, f"{field} must be a string or an integer", field)
-    else:
-        item_id = str(raw_id).strip()
-        if not item_id:
-            raise ApiError(400, f"{field} is empty; leave it out to use a hash of the text", field)
-        if len(item_id) > MAX_ID_CHARS:
-            raise ApiError(400, f"{field} is over {MAX_ID_CHARS} characters", field)
-        _check_unicode(item_id, field)
-
-    field = f"{prefix}meta"
-    meta = raw.get("meta")
-    if meta is None:
-        meta = {}
-    elif not isinstance(meta, dict):
-        raise ApiError(400, f"{field} must be a JSON object", field)
-    _check_unicode(meta, field)
-
-    field = f"{prefix}callback_url"
-    url = raw.get("callback_url")
-    if url is not None:
-        url = _check_url(url, field)
-        problem = destinations.url_problem(url)
-        if problem is not None:
-            raise ApiError(400, f"{field} points at {problem}; {ALLOW_HINT}", field)
-        if not webhook_secret:
-            raise ApiError(
-                400,
-                f"{field} cannot be used: webhooks are off on this server "
-                "(set HITL_WEBHOOK_SECRET to turn them on)",
-                field,
-            )
-    return ApiItem(id=item_id, text=text, meta=meta, callback_url=url)
 
 
-def _check_url(url: Any, field: str) -> str:
-    problem = f"{field} must be an http(s) URL, e.g. https://example.com/hitl-hook"
-    if not isinstance(url, str):
-        raise ApiError(400, problem, field)
-    if len(url) > MAX_URL_CHARS:
-        raise ApiError(400, f"{field} is over {MAX_URL_CHARS:,} characters", field)
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+def _normalized(raw: Any, fields: tuple[str, ...]) -> Any:
+    """The item as the schema checks it: null known fields left out (null means "not given"), the
+    text and id without surrounding whitespace, an integer id as its digits, the
+    callback_url's scheme in lower case (schemes are case-insensitive)."""
+    if not isinstance(raw, dict):
+        return raw
+    item = {key: value for key, value in raw.items() if value is not None or key not in fields}
+    if isinstance(item.get("text"), str):
+        item["text"] = item["text"].strip()
+    raw_id = item.get("id")
+    if isinstance(raw_id, str) or _is_json_integer(None, raw_id):
+        item["id"] = str(raw_id).strip()
+    url = item.get("callback_url")
+    if isinstance(url, str):
+        scheme, sep, rest = url.partition("://")
+        item["callback_url"] = f"{scheme.lower()}{sep}{rest}"
+    return item
+
+
+def _check_url(
+    url: str, field: str, destinations: Destinations, webhook_secret: str | None
+) -> None:
+    """What the schema cannot say of a callback_url (it already is an http(s) URL of at most
+    the document's length): no spaces or control characters, a host and a valid port, a
+    public address unless ``destinations`` (HITL_WEBHOOK_ALLOW) allows it, webhooks on."""
+    problem = URL_PROBLEM.format(field=field)
+    if SPACE_OR_CONTROL.search(url):
         raise ApiError(400, problem, field)
     _check_unicode(url, field)
     try:
@@ -296,9 +393,41 @@ def _check_url(url: Any, field: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
         raise ApiError(400, problem, field) from None
-    if parts.scheme not in ("http", "https") or not host:
+    if not host:
         raise ApiError(400, problem, field)
-    return url
+    where = destinations.url_problem(url)
+    if where is not None:
+        raise ApiError(400, f"{field} points at {where}; {ALLOW_HINT}", field)
+    if not webhook_secret:
+        raise ApiError(
+            400,
+            f"{field} cannot be used: webhooks are off on this server "
+            "(set HITL_WEBHOOK_SECRET to turn them on)",
+            field,
+        )
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of /api/*, /healthz and /metrics (``bot/openapi.json``,
+    served as it is and the source of the request schemas)."""
+    return json.loads(OPENAPI_BYTES)
+
+
+OPENAPI_BYTES = resources.files("bot").joinpath("openapi.json").read_bytes()
+ITEM = ItemSchema(openapi_document())
+ITEMS = RequestSchema(openapi_document(), "ItemsIn", shallow=True)
+
+
+def parse_item(
+    raw: Any,
+    webhook_secret: str | None,
+    prefix: str = "",
+    destinations: Destinations = Destinations(),  # noqa: B008 - frozen
+) -> ApiItem:
+    """Check one item (the document's ``ItemIn``: ``{"text", "id"?, "meta"?,
+    "callback_url"?}``); raise ``ApiError`` naming the first bad field. A ``callback_url`` must
+    point at a public address, or at one ``destinations`` (HITL_WEBHOOK_ALLOW) allows."""
+    return ITEM.parse(raw, webhook_secret, prefix, destinations)
 
 
 def _destinations(rt: Runtime) -> Destinations:
@@ -327,18 +456,8 @@ async def add_items(request: web.Request) -> web.Response:
     never sinks the good ones."""
     rt = _runtime(request)
     body = await _read_object(request)
-    for key in body:
-        if key != "items":
-            raise ApiError(400, f'{key} is not a known field; send {{"items": [...]}}', key)
-    raw_items = body.get("items")
-    if not isinstance(raw_items, list):
-        raise ApiError(400, "items must be a list of items", "items")
-    if len(raw_items) > MAX_ITEMS:
-        raise ApiError(
-            400,
-            f"items has {len(raw_items):,} items, over the limit of {MAX_ITEMS:,} per request",
-            "items",
-        )
+    ITEMS.check(body, unknown_hint='send {"items": [...]}')
+    raw_items = body["items"]
     results: list[dict[str, Any]] = []
     accepted: list[tuple[int, ApiItem]] = []
     seen: set[str] = set()
@@ -419,7 +538,7 @@ async def get_item(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.Response(body=OPENAPI_BYTES, content_type="application/json", charset="utf-8")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -467,294 +586,4 @@ def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
         "model_version": item["model_version"],
         "model_label": item["predicted_label"],
         "status": status,
-    }
-
-
-# -- the OpenAPI document -------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    why = {
-        400: "bad input: invalid JSON, a wrong type, a missing or too long field",
-        401: "missing or wrong bearer token",
-        404: "no such item",
-        413: "body over 1 MB",
-        503: "the API is off: HITL_API_TOKEN is not set",
-    }
-    return {str(s): _json(_ref("Error"), why[s]) for s in statuses}
-
-
-_NULLABLE_STRING = {"type": ["string", "null"]}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string", "description": "what is wrong and what to do"},
-            "field": {"type": "string", "description": "the field at fault, e.g. items[3].text"},
-        },
-    },
-    "ItemIn": {
-        "type": "object",
-        "required": ["text"],
-        "additionalProperties": False,
-        "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
-            "id": {
-                "type": ["string", "integer"],
-                "minLength": 1,
-                "maxLength": MAX_ID_CHARS,
-                "description": "your id for the item; default: a hash of the text",
-            },
-            "meta": {"type": "object", "description": "anything you want kept with the item"},
-            "callback_url": {
-                "type": "string",
-                "format": "uri",
-                "pattern": "^https?://",
-                "maxLength": MAX_URL_CHARS,
-                "description": "http(s) URL that gets a signed POST when people resolve the "
-                "item (needs HITL_WEBHOOK_SECRET on the server); a public address, unless "
-                "the server's HITL_WEBHOOK_ALLOW names it",
-            },
-        },
-    },
-    "Ranked": {
-        "type": "array",
-        "description": "the model's top labels, best first",
-        "items": {
-            "type": "object",
-            "required": ["label", "probability"],
-            "properties": {"label": {"type": "string"}, "probability": {"type": "number"}},
-        },
-    },
-    "Prediction": {
-        "type": "object",
-        "required": [
-            "id",
-            "label",
-            "confidence",
-            "ranked",
-            "model_version",
-            "model_label",
-            "status",
-        ],  # fmt: skip
-        "properties": {
-            "id": {"type": "string"},
-            "label": {
-                **_NULLABLE_STRING,
-                "description": "the human's label once resolved, else the model's; "
-                "null with no model yet",
-            },
-            "confidence": {"type": ["number", "null"], "description": "the model's"},
-            "ranked": _ref("Ranked"),
-            "model_version": {"type": ["integer", "null"]},
-            "model_label": {**_NULLABLE_STRING, "description": "the model's guess"},
-            "status": {"enum": ["auto", "needs_review", "resolved", "skipped"]},
-        },
-    },
-    "ItemsIn": {
-        "type": "object",
-        "required": ["items"],
-        "additionalProperties": False,
-        "properties": {"items": {"type": "array", "maxItems": MAX_ITEMS, "items": _ref("ItemIn")}},
-    },
-    "ItemsResult": {
-        "type": "object",
-        "required": ["created", "duplicates", "rejected", "results"],
-        "properties": {
-            "created": {"type": "integer"},
-            "duplicates": {"type": "integer"},
-            "rejected": {"type": "integer"},
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["index", "id", "result"],
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "id": _NULLABLE_STRING,
-                        "result": {"enum": ["created", "duplicate", "rejected"]},
-                        "error": {"type": "string"},
-                        "field": {"type": ["string", "null"]},
-                    },
-                },
-            },
-        },
-    },
-    "Item": {
-        "type": "object",
-        "required": [
-            "id",
-            "text",
-            "meta",
-            "source",
-            "status",
-            "queue_status",
-            "prediction",
-            "human",
-            "callback_url",
-            "created_at",
-            "updated_at",
-        ],  # fmt: skip
-        "properties": {
-            "id": {"type": "string"},
-            "text": {"type": "string"},
-            "meta": {"type": "object"},
-            "source": {"type": "string", "description": "api, import, …"},
-            "status": {"enum": ["auto", "needs_review", "resolved", "skipped"]},
-            "queue_status": {"enum": ["new", "queued", "posted", "resolved", "skipped", "auto"]},
-            "prediction": {
-                "oneOf": [
-                    {"type": "null"},
-                    {
-                        "type": "object",
-                        "required": ["label", "confidence", "ranked", "model_version"],
-                        "properties": {
-                            "label": {"type": "string"},
-                            "confidence": {"type": "number"},
-                            "ranked": _ref("Ranked"),
-                            "model_version": {"type": "integer"},
-                        },
-                    },
-                ]
-            },
-            "human": {
-                "oneOf": [
-                    {"type": "null"},
-                    {
-                        "type": "object",
-                        "required": ["label", "votes", "agreement", "resolved_at"],
-                        "properties": {
-                            "label": {"type": "string"},
-                            "votes": {"type": "integer"},
-                            "agreement": {"type": "number"},
-                            "resolved_at": {"type": "string", "format": "date-time"},
-                        },
-                    },
-                ]
-            },
-            "callback_url": _NULLABLE_STRING,
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["ok", "db", "champion", "scheduler"],
-        "properties": {
-            "ok": {"type": "boolean"},
-            "db": {"enum": ["ok", "unreachable"]},
-            "champion": {"type": ["integer", "null"], "description": "the model's version"},
-            "scheduler": {"type": ["boolean", "null"], "description": "null: no scheduler"},
-        },
-    },
-}
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of /api/*, /healthz and /metrics."""
-    secured = [{"bearer": []}]
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "slack-hitl producer API",
-            "version": "1",
-            "description": "Send items, get the model's prediction or the human's label, "
-            "and a signed webhook when people resolve an item.",
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
-        },
-        "security": secured,
-        "paths": {
-            "/api/predict": {
-                "post": {
-                    "operationId": "predict",
-                    "summary": "Send one item; get the prediction (or the human's label)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ItemIn")}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("Prediction"), "the prediction"),
-                        **_errors(400, 401, 413, 503),
-                    },
-                }
-            },
-            "/api/items": {
-                "post": {
-                    "operationId": "addItems",
-                    "summary": f"Send up to {MAX_ITEMS:,} items; each gets its own result",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ItemsIn")}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("ItemsResult"), "one result per item, in order"),
-                        **_errors(400, 401, 413, 503),
-                    },
-                }
-            },
-            "/api/items/{id}": {
-                "get": {
-                    "operationId": "getItem",
-                    "summary": "One item: text, status, the model's prediction, the human label",
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {
-                        "200": _json(_ref("Item"), "the item"),
-                        **_errors(401, 404, 503),
-                    },
-                }
-            },
-            "/api/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": _json({"type": "object"}, "the OpenAPI document"),
-                        **_errors(401, 503),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Database reachable, champion version, scheduler alive",
-                    "security": [],
-                    "responses": {
-                        "200": _json(_ref("Health"), "healthy"),
-                        "503": _json(_ref("Health"), "unhealthy"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        "503": {
-                            "description": "the scrape failed",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                    },
-                }
-            },
-        },
     }
