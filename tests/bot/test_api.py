@@ -9,11 +9,13 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.api import ITEM, ApiError, ItemSchema, RequestSchema, parse_item
 from bot.ingest import item_id_for_text
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -384,3 +386,85 @@ async def test_chunked_body_over_1_mb_is_413(api: Bot):
     assert response.status == 413
     assert (await response.json())["error"].startswith("the body is over the limit of 1 MB")
     assert stored(api) == 0
+
+
+# -- the checks come from the OpenAPI document -----------------------------------------
+
+
+def shipped_document() -> dict[str, Any]:
+    return json.loads((resources.files("bot") / "openapi.json").read_bytes())
+
+
+def refusal(schema: ItemSchema, raw: Any) -> tuple[str, str | None]:
+    with pytest.raises(ApiError) as caught:
+        schema.parse(raw, WEBHOOK_SECRET)
+    return caught.value.message, caught.value.field
+
+
+def test_item_limits_are_the_ones_in_the_openapi_document():
+    document = shipped_document()
+    fields = document["components"]["schemas"]["ItemIn"]["properties"]
+    fields["text"]["maxLength"] = 10
+    fields["id"]["maxLength"] = 3
+    strict = ItemSchema(document)
+
+    assert refusal(strict, {"text": "eleven char"}) == (
+        "text is 11 characters, over the limit of 10",
+        "text",
+    )
+    assert refusal(strict, {"text": "ok", "id": "abcd"}) == ("id is over 3 characters", "id")
+    assert strict.parse({"text": "  exactly 10  ", "id": 123}, None).text == "exactly 10"
+    assert parse_item({"text": "eleven char", "id": "abcd"}, None).id == "abcd"  # the shipped one
+
+
+def test_the_batch_limit_is_the_one_in_the_openapi_document():
+    document = shipped_document()
+    document["components"]["schemas"]["ItemsIn"]["properties"]["items"]["maxItems"] = 2
+    with pytest.raises(ApiError) as caught:
+        RequestSchema(document, "ItemsIn", shallow=True).check({"items": [{}, {}, {}]})
+    assert (caught.value.message, caught.value.field) == (
+        "items has 3 items, over the limit of 2 per request",
+        "items",
+    )
+
+
+def test_a_schema_rule_without_words_of_its_own_still_gets_one_line_naming_the_field():
+    document = shipped_document()
+    document["components"]["schemas"]["ItemIn"]["properties"]["text"]["pattern"] = "^[a-z ]+$"
+    message, field = refusal(ItemSchema(document), {"text": "SHOUTING " * 50})
+    assert (message, field) == ("text does not fit the API's schema (pattern: '^[a-z ]+$')", "text")
+
+
+KEPT_AS_BEFORE = [
+    ({"text": "hi", "id": None, "meta": None, "callback_url": None}, ("ok", "hash", {}, None)),
+    ({"text": "hi", "id": 7}, ("ok", "7", {}, None)),
+    ({"text": "hi", "id": "  x  "}, ("ok", "x", {}, None)),
+    ({"text": " " + "y" * 40_000 + " "}, ("ok", "hash", {}, None)),
+    ({"text": "hi", "callback_url": "HTTPS://example.com/h"},
+     ("ok", "hash", {}, "HTTPS://example.com/h")),
+    ({"text": "hi", "id": 1.0}, ("id must be a string or an integer", "id")),
+    ({"text": "hi", "id": 10**200}, ("id is over 200 characters", "id")),
+    ({"colour": None}, ("colour is not a known field; use text, id, meta, callback_url", "colour")),
+    ({"text": "\ud800", "id": True}, ("text has an invalid Unicode character (a lone surrogate)",
+                                      "text")),
+    ({"text": "hi", "callback_url": "ftp://" + "a" * 2000}, ("callback_url is over 2,000 "
+                                                             "characters", "callback_url")),
+    ({"text": "hi", "callback_url": "https://exa mple.com/"},
+     ("callback_url must be an http(s) URL, e.g. https://example.com/hitl-hook", "callback_url")),
+    ({"text": "hi", "callback_url": "https://10.0.0.1/"}, ("callback_url points at",
+                                                           "callback_url")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "expected"), KEPT_AS_BEFORE)
+def test_items_are_read_as_before_the_schema_moved(raw: dict[str, Any], expected: tuple):
+    """Null means "not given", text and id lose surrounding spaces before the limits, an
+    integer id is its digits (1.0 is not one), a URL scheme is case-insensitive, and each field
+    is checked in full, schema then code, before the next."""
+    if expected[0] != "ok":
+        message, field = refusal(ITEM, raw)
+        assert (message[: len(expected[0])], field) == expected
+        return
+    item = parse_item(raw, WEBHOOK_SECRET)
+    item_id = item_id_for_text(item.text) if expected[1] == "hash" else expected[1]
+    assert (item.id, item.meta, item.callback_url) == (item_id, expected[2], expected[3])

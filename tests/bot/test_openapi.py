@@ -8,7 +8,9 @@ JSON-Schema-to-Hypothesis translation below), plus arbitrary JSON, mutated items
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +20,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from bot import api as api_module
 from bot.api import openapi_document
+from bot.ingest import MAX_TEXT_CHARS
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Bot
@@ -99,6 +103,24 @@ async def test_openapi_json_is_served_and_matches_the_document(api: Bot):
     response = await api.http.get("/api/openapi.json", headers=AUTH)
     assert response.status == 200
     assert await response.json() == json.loads(json.dumps(DOC))
+
+
+async def test_the_served_document_is_the_shipped_file_the_checks_are_built_from(api: Bot):
+    shipped = (resources.files("bot") / "openapi.json").read_bytes()
+    response = await api.http.get("/api/openapi.json", headers=AUTH)
+    assert response.content_type == "application/json"
+    assert await response.read() == shipped
+    schemas = json.loads(shipped)["components"]["schemas"]
+    assert api_module.ITEM.request.schema == schemas["ItemIn"]
+    assert api_module.ITEMS.schema["required"] == schemas["ItemsIn"]["required"]
+    assert api_module.ITEMS.fields == tuple(schemas["ItemsIn"]["properties"])
+
+
+def test_the_document_ships_with_the_package_and_agrees_with_hitl_import():
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "openapi.json" in pyproject["tool"]["setuptools"]["package-data"]["bot"]
+    text = DOC["components"]["schemas"]["ItemIn"]["properties"]["text"]
+    assert text["maxLength"] == MAX_TEXT_CHARS  # the same limit for `hitl import`
 
 
 async def test_happy_answers_match_their_schemas(api: Bot):
