@@ -7,8 +7,8 @@ the product does: cold-start picks (``model.selection.select`` with no model) un
 classifier (``model.classifier.TextClassifier``) on the labels so far, scores the test file, and
 asks the oracle for 25 more labels chosen by the arm:
 
-* ``default``: what ``hitl serve`` does (bot/scoring.py ``choose``): ``select`` with the default
-  strategy (margin), the default 10 % audit share and near-duplicate filtering of the batch
+* ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): ``select`` with the
+  default strategy (margin), the default 10 % audit share and near-duplicate filtering of the batch
   (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch);
 * ``random``: 25 uniformly random unlabeled items;
 * ``least_confidence``, ``entropy``: ``select`` with the project's other strategies (same audit

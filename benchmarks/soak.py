@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.blocks import block_id_for, encode_value  # noqa: E402
 from bot.sandbox import FakeSlack  # noqa: E402
+from bot.slack.blocks import block_id_for, encode_value  # noqa: E402
 from tests import signing  # noqa: E402
 
 SECRET = "soak-signing-secret"

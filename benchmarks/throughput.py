@@ -4,12 +4,12 @@
   plain ``sqlite3`` ``executemany`` of the same rows (CSV parsed the same way, one transaction,
   WAL) in the same run, fastest of 3 runs of each; two file sizes show whether memory stays flat
   (benchmarks/import_memory.py goes to 1M rows).
-* ``scoring``: ``bot.scoring.score_items`` (what the server and a promoted retrain run: read
-  texts, ``TextClassifier.score``, write predictions) over all pending items, texts/s.
+* ``scoring``: ``bot.learning.scoring.score_items`` (what the server and a promoted retrain run:
+  read texts, ``TextClassifier.score``, write predictions) over all pending items, texts/s.
 * ``retrain``: ``hitl retrain`` wall time (cross-validation, fit, save; no pending items to
   re-score) at growing label counts.
 * ``growth``: with growing numbers of stored items, the time of what the bot does per click or
-  command: the dispatcher's pick (``Store.pool`` + ``bot.scoring.choose``), ``/hitl stats``
+  command: the dispatcher's pick (``Store.pool`` + ``bot.learning.scoring.choose``), ``/hitl stats``
   (``reports.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
   each one runs (captured with a trace callback). Growth is fitted as time ∝ n^k.
 
@@ -54,9 +54,9 @@ from _common import (
 )
 
 from bot.config import Settings
-from bot.reports import stats_text
+from bot.learning.reports import stats_text
+from bot.learning.scoring import candidates, choose, score_items
 from bot.runtime import Champion
-from bot.scoring import candidates, choose, score_items
 from bot.store import Store
 from model.classifier import TextClassifier
 

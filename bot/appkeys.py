@@ -1,6 +1,6 @@
-"""The aiohttp app's typed keys and its body limit, shared by ``bot.server`` and ``bot.api``.
+"""The aiohttp app's typed keys and its body limit, shared by ``bot.server`` and ``bot.api.routes``.
 
-``bot.server`` composes the app and stores its parts under these keys; ``bot.api`` and the
+``bot.server`` composes the app and stores its parts under these keys; ``bot.api.routes`` and the
 tests read them back. Keeping them here, apart from both, means neither imports the other
 for a key (as aiohttp-demos keeps its ``web.AppKey`` definitions in ``typedefs.py``).
 """
@@ -11,9 +11,9 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
-from bot.dispatch import Dispatcher
-from bot.metrics import Metrics
+from bot.api.metrics import Metrics
 from bot.runtime import Runtime
+from bot.slack.dispatch import Dispatcher
 
 RUNTIME = web.AppKey("runtime", Runtime)
 BOLT = web.AppKey("bolt", AsyncApp)

@@ -367,14 +367,14 @@ def retrain_command(state: State, force: bool) -> None:
     """
     import asyncio
 
-    from bot import loop, reports
+    from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_store() as store:
         settings = state.settings
-        registry = loop.registry_for(settings)
-        champion = loop.load_champion(registry)
-        plan = loop.begin(store, settings, registry, triggered_by="cli", force=force)
-        if isinstance(plan, loop.Outcome):
+        registry = retrain.registry_for(settings)
+        champion = retrain.load_champion(registry)
+        plan = retrain.begin(store, settings, registry, triggered_by="cli", force=force)
+        if isinstance(plan, retrain.Outcome):
             click.echo(reports.plain(reports.retrain_text(plan)))
             if plan.status == "busy":
                 raise click.ClickException("another retrain is running; try again later")
@@ -387,7 +387,7 @@ def retrain_command(state: State, force: bool) -> None:
                 bar.update(done - bar.pos)
 
             outcome = asyncio.run(
-                loop.retrain(
+                retrain.retrain(
                     store,
                     settings,
                     registry,
@@ -416,11 +416,11 @@ def models_command(state: State) -> None:
       hitl models
       hitl --db team.db models
     """
-    from bot import loop
+    from bot.learning import retrain
 
     with friendly_errors():
         state.require_db()
-        versions = loop.registry_for(state.settings).versions()
+        versions = retrain.registry_for(state.settings).versions()
     if not versions:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
@@ -452,7 +452,7 @@ def rollback_command(state: State, version: str, force: bool) -> None:
       hitl rollback 3
       hitl rollback 4 --force   # v4 was rejected; make it the champion anyway
     """
-    from bot import loop, reports
+    from bot.learning import reports, retrain
     from model import ModelError
 
     number = version.lstrip("v")
@@ -460,8 +460,10 @@ def rollback_command(state: State, version: str, force: bool) -> None:
         raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
     with friendly_errors(), state.open_store() as store:
         try:
-            done = loop.rollback(store, loop.registry_for(state.settings), int(number), force=force)
-        except (ModelError, loop.BusyError) as exc:
+            done = retrain.rollback(
+                store, retrain.registry_for(state.settings), int(number), force=force
+            )
+        except (ModelError, retrain.BusyError) as exc:
             logger.info("rollback to v%s refused: %r", number, exc.__cause__ or exc)
             raise click.ClickException(f"cannot roll back: {reports.plain(str(exc))}") from exc
     if done.warning:
@@ -484,11 +486,11 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     """
     from datetime import UTC, datetime
 
-    from bot import loop, reports
+    from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_existing_store() as store:
         report = reports.accuracy_report(
-            store, loop.registry_for(state.settings), datetime.now(UTC)
+            store, retrain.registry_for(state.settings), datetime.now(UTC)
         )
     click.echo(reports.plain(reports.accuracy_text(report)))
     if chart is not None and report is not None:
@@ -509,7 +511,7 @@ def stats_command(state: State) -> None:
     """
     from datetime import UTC, datetime
 
-    from bot import reports
+    from bot.learning import reports
 
     with friendly_errors(), state.open_existing_store() as store:
         text = reports.stats_text(store, state.settings, datetime.now(UTC))

@@ -38,7 +38,8 @@ async def wait_until_woken(event: asyncio.Event, timeout: float | None) -> None:
 
 # Calls that create something: sent twice, they create it twice. A 5xx or a dropped
 # connection after the request went out may come after Slack did the work, so they are not
-# retried blindly; the dispatcher looks a lost post up by its metadata instead (bot/dispatch.py).
+# retried blindly; the dispatcher looks a lost post up by its metadata instead
+# (bot/slack/dispatch.py).
 NOT_IDEMPOTENT = frozenset(
     {
         "chat.postMessage",
@@ -139,7 +140,9 @@ class Runtime:
     registry: ModelRegistry | None = None
     scheduler_alive: bool | None = None  # None: no scheduler in this process
     retrain_task: asyncio.Task | None = None
-    fit_worker: Any = None  # bot.loop.FitWorker in `hitl serve`: fits in a child process
+    fit_worker: Any = (
+        None  # bot.learning.retrain.FitWorker in `hitl serve`: fits in a child process
+    )
     background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
     gone: dict[int, int] = field(default_factory=dict)  # post id -> "message gone" answers
 

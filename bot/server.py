@@ -29,19 +29,19 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
-from bot import api
+from bot.api import routes
+from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, DISPATCHER, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
-from bot.learning import catch_up, start_scheduler, stop_scheduler
-from bot.loop import FitWorker, load_champion, registry_for
-from bot.questions import label_set
-from bot.redraw import run_redrawer
+from bot.learning.jobs import catch_up, start_scheduler, stop_scheduler
+from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.runtime import Runtime, make_client
-from bot.slack_app import build_app
+from bot.slack.app import build_app
+from bot.slack.dispatch import Dispatcher
+from bot.slack.questions import label_set
+from bot.slack.redraw import run_redrawer
 from bot.store import Store
-from bot.webhooks import run_deliveries
 from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def init_app(
         # In Socket Mode Slack never calls us over HTTP: no route, so nothing unsigned gets in.
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
-    api.add_routes(app)  # /api/*, /metrics
+    routes.add_routes(app)  # /api/*, /metrics
     return app
 
 

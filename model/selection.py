@@ -177,7 +177,7 @@ def select(
       given). Uncertain picks come first, most uncertain first, then the audit picks: the
       share holds for the whole batch only. A caller that asks about a prefix of it (the bot
       posts one question a second and chooses again) draws each position's kind itself, as
-      ``bot.scoring.choose`` does.
+      ``bot.learning.scoring.choose`` does.
     * With ``texts``, no two picks are near-duplicates (normalised text equal, or
       character-trigram Jaccard ≥ ``duplicate_threshold``); a skipped item's slot goes to
       the next candidate of the same kind.

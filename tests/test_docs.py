@@ -39,7 +39,7 @@ def test_quick_start_has_a_venv_step_then_exactly_two_commands_and_ci_runs_the_t
 
 
 def test_every_slash_subcommand_is_in_the_readme_help_and_manifest():
-    from bot.commands import HELP, SUBCOMMANDS
+    from bot.slack.commands import HELP, SUBCOMMANDS
 
     manifest = (ROOT / "manifest.yml").read_text(encoding="utf-8")
     for sub in SUBCOMMANDS:

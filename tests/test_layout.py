@@ -51,10 +51,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def bot_import_graph() -> dict[str, set[str]]:
+def bot_import_graph(*, with_type_checking: bool = False) -> dict[str, set[str]]:
     """Module → the bot modules it imports, at the top or inside a function. Imports under
-    ``if TYPE_CHECKING:`` are left out: they never run, so they cannot make a circle at run
-    time. ``from bot.x import y`` counts as an import of ``bot.x.y`` when that is a module."""
+    ``if TYPE_CHECKING:`` are left out unless ``with_type_checking``: they never run, so they
+    cannot make a circle at run time (a layer rule counts them: a type is a dependency too).
+    ``from bot.x import y`` counts as an import of ``bot.x.y`` when that is a module."""
     paths = {_module_name(path): path for path in (ROOT / "bot").rglob("*.py")}
 
     def known(name: str) -> str | None:
@@ -65,7 +66,7 @@ def bot_import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        type_only = {
+        type_checking = {
             id(node)
             for branch in ast.walk(tree)
             if isinstance(branch, ast.If) and _is_type_checking(branch.test)
@@ -75,7 +76,7 @@ def bot_import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str | None] = set()
         for node in ast.walk(tree):
-            if id(node) in type_only:
+            if id(node) in type_checking and not with_type_checking:
                 continue
             if isinstance(node, ast.Import):
                 targets.update(known(a.name) for a in node.names if a.name.split(".")[0] == "bot")
@@ -128,5 +129,34 @@ def test_import_circles_are_found():
 
 def test_no_import_circle_among_bot_modules():
     graph = bot_import_graph()
-    assert "bot.appkeys" in graph["bot.api"] and "bot.api" in graph["bot.server"]  # it sees
+    assert (
+        "bot.appkeys" in graph["bot.api.routes"] and "bot.api.routes" in graph["bot.server"]
+    )  # it sees
     assert import_circles(graph) == []
+
+
+def _in(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+EDGES = ("bot.slack", "bot.api", "bot.learning")
+LAYER_RULES = [  # (these modules, never import these), each name with its submodules
+    (EDGES, ("bot.cli", "bot.server", "bot.demo")),
+    (("bot.store", "bot.config", "bot.ingest"), EDGES),
+    (("bot.api",), ("bot.slack",)),
+]
+
+
+def test_the_layers_import_only_downwards():
+    graph = bot_import_graph(with_type_checking=True)
+    assert {"bot.slack.dispatch", "bot.api.routes", "bot.learning.retrain"} <= set(graph)
+    assert "bot.learning.scoring" in graph["bot.slack.dispatch"]  # it sees
+    broken = sorted(
+        f"{module} imports {target}"
+        for importers, banned in LAYER_RULES
+        for module, targets in graph.items()
+        if _in(module, *importers)
+        for target in targets
+        if _in(target, *banned)
+    )
+    assert broken == []

@@ -92,7 +92,7 @@ def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest)
     settings = manifest["settings"]
 
     assert command["command"] == "/hitl" and command["should_escape"] is False
-    from bot.commands import SUBCOMMANDS as SERVED
+    from bot.slack.commands import SUBCOMMANDS as SERVED
 
     hint = command["usage_hint"].strip("[]").split("|")
     assert [h.split()[0] for h in hint] == list(SERVED)
@@ -107,7 +107,7 @@ def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest)
 
 
 def test_the_options_load_url_is_set_because_a_question_can_carry_an_external_select(manifest):
-    from bot.blocks import MAX_STATIC_OPTIONS, Question, question_blocks
+    from bot.slack.blocks import MAX_STATIC_OPTIONS, Question, question_blocks
 
     labels = [f"label {n}" for n in range(MAX_STATIC_OPTIONS + 1)]
     built = [b.to_dict() for b in question_blocks(Question("i1", "t", labels, [("label 3", 0.5)]))]
@@ -146,8 +146,12 @@ def test_manifest_asks_for_exactly_the_scopes_the_bot_uses(manifest):
 
     bot_dir = Path(__file__).resolve().parents[1] / "bot"
     called = set()
-    for path in bot_dir.glob("*.py"):  # bot/sandbox is the fake Slack, not the app
+    scanned = [  # every module of the app, in its subpackages too; bot/sandbox is the fake Slack
+        path for path in bot_dir.rglob("*.py") if bot_dir / "sandbox" not in path.parents
+    ]
+    for path in scanned:
         called |= set(re.findall(r"\.(\w+)\(", path.read_text(encoding="utf-8")))
+    assert bot_dir / "slack" / "dispatch.py" in scanned and "chat_postMessage" in called  # it sees
     used = {scope for m in called if m in SCOPE_OF_CALL for scope in SCOPE_OF_CALL[m]}
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(used | {"commands"})
 

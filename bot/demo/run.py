@@ -28,13 +28,13 @@ from aiohttp import web
 from bot.config import Settings
 from bot.demo.data import DemoData, demo_data, read_data
 from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
-from bot.dispatch import Dispatcher
 from bot.errors import HitlError
-from bot.redraw import run_redrawer
 from bot.runtime import Runtime
 from bot.sandbox import FakeSlack, ui
 from bot.sandbox.workspace import Sandbox
 from bot.server import RUNTIME, init_app
+from bot.slack.dispatch import Dispatcher
+from bot.slack.redraw import run_redrawer
 from bot.store import Store
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 The teammates answer open questions with the data's true labels (wrong on purpose at
 ``error_rate``), clicking through the sandbox like a person would: each answer is a signed
 ``block_actions`` request to the bot's ``/slack/events``. Every ``retrain_every`` new labels the
-real retrain job runs (``bot.learning.run_retrain``) and the champion is scored on the held-out
+real retrain job runs (``bot.learning.jobs.run_retrain``) and the champion is scored on the held-out
 items, so the accuracy can be watched as it climbs.
 """
 
@@ -15,12 +15,12 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.blocks import decode_value, item_id_from_block
 from bot.demo.data import DemoItem
-from bot.dispatch import Dispatcher
-from bot.learning import run_retrain
+from bot.learning.jobs import run_retrain
 from bot.runtime import Runtime
 from bot.sandbox.workspace import Sandbox
+from bot.slack.blocks import decode_value, item_id_from_block
+from bot.slack.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
 

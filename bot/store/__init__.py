@@ -4,8 +4,9 @@ One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the 
 opened it). Every change that touches more than one row runs in one transaction, so it is
 committed whole or not at all. ``Store`` is put together from one class per concern:
 ``core`` (opening, migrating, items, labels, runs), ``queue`` (scoring, posting, answering),
-``learning`` (training data, the retrain lock, models), ``views`` (stats, the next item to
-label) and ``api`` (the producer API and webhook outbox); the schema is in ``migrations``.
+``models`` (training data, the retrain lock, model versions), ``views`` (stats, the next item
+to label) and ``producer`` (items added over the producer API, the webhook outbox); the schema
+is in ``migrations``.
 """
 
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Store, utc_now

@@ -19,9 +19,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.store.api import ApiMixin
-from bot.store.learning import LearningMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.models import LearningMixin
+from bot.store.producer import ApiMixin
 from bot.store.queue import QueueMixin
 from bot.store.records import (
     AddResult,

@@ -12,12 +12,12 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.blocks import decode_value
 from bot.config import Settings
-from bot.dispatch import Dispatcher
 from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
 from bot.server import DISPATCHER, RUNTIME, init_app
+from bot.slack.blocks import decode_value
+from bot.slack.dispatch import Dispatcher
 from bot.store import Store
 from tests import signing
 from tests.fake_slack import CHANNEL

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.api import ITEM, ApiError, ItemSchema, RequestSchema, parse_item
+from bot.api.routes import ITEM, ApiError, ItemSchema, RequestSchema, parse_item
 from bot.ingest import item_id_for_text
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -392,7 +392,7 @@ async def test_chunked_body_over_1_mb_is_413(api: Bot):
 
 
 def shipped_document() -> dict[str, Any]:
-    return json.loads((resources.files("bot") / "openapi.json").read_bytes())
+    return json.loads((resources.files("bot.api") / "openapi.json").read_bytes())
 
 
 def refusal(schema: ItemSchema, raw: Any) -> tuple[str, str | None]:

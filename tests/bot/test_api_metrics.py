@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.metrics import SLACK_API_ERRORS
+from bot.api.metrics import SLACK_API_ERRORS
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Bot

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
-from bot.blocks import decode_value
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
+from bot.slack.blocks import decode_value
 from model.classifier import TextClassifier
 from tests.bot.harness import LABELS, Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL

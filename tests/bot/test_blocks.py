@@ -8,8 +8,8 @@ import re
 import pytest
 from slack_sdk.errors import SlackObjectFormationError
 
-from bot import blocks
-from bot.blocks import Question, question_blocks
+from bot.slack import blocks
+from bot.slack.blocks import Question, question_blocks
 
 
 def as_dicts(built) -> list[dict]:

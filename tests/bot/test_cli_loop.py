@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot import loop
 from bot.cli import cli
 from bot.config import Settings
+from bot.learning import retrain
 from bot.store import Store
 from tests.bot.test_learning import BILLING, BUG, char_only_items
 
@@ -144,16 +144,18 @@ def test_a_cli_rollback_is_refused_while_a_retrain_holds_the_lock(tmp_path: Path
     assert run(db, "retrain").exit_code == 0
     assert run(db, "retrain", "--force").exit_code == 0
     with Store.open(db) as store:
-        registry = loop.registry_for(Settings(db=db))
-        plan = loop.begin(store, Settings(db=db), registry, triggered_by="<@U0ADMIN>", force=True)
-        assert isinstance(plan, loop.Plan)  # a retrain is running (the server's, say)
+        registry = retrain.registry_for(Settings(db=db))
+        plan = retrain.begin(
+            store, Settings(db=db), registry, triggered_by="<@U0ADMIN>", force=True
+        )
+        assert isinstance(plan, retrain.Plan)  # a retrain is running (the server's, say)
         busy = run(db, "rollback", "1")
         assert busy.exit_code == 1
         assert busy.stderr.startswith(
             "Error: cannot roll back: a retrain by @U0ADMIN is already running ("
         ) and busy.stderr.endswith("); try again when it is done\n")
         assert store.champion_version() == 2 and registry.champion().version == 2
-        store.release_lock(loop.LOCK, plan.owner)
+        store.release_lock(retrain.LOCK, plan.owner)
     assert run(db, "rollback", "1").stdout == "v1 is the champion again.\n"
 
 

@@ -229,8 +229,8 @@ async def test_every_position_of_a_choice_is_an_audit_at_the_audit_rate(bot: Bot
     (issue 16: 1 audit in 10 posts at HITL_AUDIT_RATE=0.5)."""
     import random
 
+    from bot.learning.scoring import choose
     from bot.runtime import Champion
-    from bot.scoring import choose
 
     bot.rt.champion = Champion(version=1, classifier=None)
     bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.3, threshold=0.8)
@@ -246,8 +246,8 @@ async def test_a_kind_that_ran_out_ends_the_choice_rather_than_taking_the_other(
     (nor the other way round): the share would drift with the pools' sizes."""
     import random
 
+    from bot.learning.scoring import choose
     from bot.runtime import Champion
-    from bot.scoring import choose
 
     bot.rt.champion = Champion(version=1, classifier=None)
     bot.rt.settings = bot.rt.settings.with_changes(audit_rate=1.0)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import loop, reports
-from bot.learning import (
+from bot.learning import reports, retrain
+from bot.learning.jobs import (
     catch_up,
     is_missed,
     make_trigger,
@@ -23,8 +23,8 @@ from bot.learning import (
     stop_scheduler,
     sync_champion,
 )
+from bot.learning.scoring import choose
 from bot.sandbox import FakeSlack
-from bot.scoring import choose
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL
@@ -117,7 +117,7 @@ async def test_no_new_labels_records_nothing_new_and_skips_training(bot: Bot):
     assert again.status == "nothing_new"
     statuses = [r["status"] for r in bot.store.runs("retrain")]
     assert statuses == ["nothing_new", "promoted"]
-    assert len(loop.registry_for(bot.rt.settings).versions()) == 1
+    assert len(retrain.registry_for(bot.rt.settings).versions()) == 1
     assert len(bot.fake.calls_to("chat.postMessage")) == 1  # a quiet night is not announced
 
 
@@ -163,15 +163,15 @@ async def test_promoted_then_rejected_with_reasons_in_db_and_report(
 
 
 async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
-    registry = loop.registry_for(bot.rt.settings)
-    plan = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
-    assert isinstance(plan, loop.Plan)
+    registry = retrain.registry_for(bot.rt.settings)
+    plan = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(plan, retrain.Plan)
     text = await (await bot.command("retrain", "U0ADMIN")).text()
     assert text.startswith("Not started: a retrain by cli is already running (")
     assert text.endswith("); try again when it is done.")
-    other = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
-    assert isinstance(other, loop.Outcome) and other.status == "busy"
-    await loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+    other = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(other, retrain.Outcome) and other.status == "busy"
+    await retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
                        triggered_by="cli", plan=plan)  # fmt: skip
     assert bot.store.db["locks"].count == 0
 
@@ -197,12 +197,12 @@ async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
 
 
 async def test_a_crashed_runs_lock_expires(bot: Bot):
-    registry = loop.registry_for(bot.rt.settings)
-    crashed = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
-    assert isinstance(crashed, loop.Plan)  # ...and its process died here, lock still held
-    later = datetime.now(UTC) + loop.LOCK_TTL + timedelta(minutes=1)
-    plan = loop.begin(bot.store, bot.rt.settings, registry, triggered_by="cli", now=later)
-    assert isinstance(plan, loop.Plan)
+    registry = retrain.registry_for(bot.rt.settings)
+    crashed = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
+    assert isinstance(crashed, retrain.Plan)  # ...and its process died here, lock still held
+    later = datetime.now(UTC) + retrain.LOCK_TTL + timedelta(minutes=1)
+    plan = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli", now=later)
+    assert isinstance(plan, retrain.Plan)
 
 
 async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
@@ -216,7 +216,7 @@ async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
         "Model v1 is the champion again (rolled back by <@U0ADMIN>)."
     )
     assert bot.store.champion_version() == 1 and bot.rt.champion.version == 1
-    assert loop.registry_for(bot.rt.settings).champion().version == 1
+    assert retrain.registry_for(bot.rt.settings).champion().version == 1
     bad = await rollback_reply(bot, "rollback 7")
     assert bad == "Cannot roll back: model v7 does not exist (see `hitl models`)"
     [run] = bot.store.runs("rollback")
@@ -345,7 +345,7 @@ async def test_slack_rollback_to_a_rejected_model_needs_force_and_warns(
 async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    from bot.learning import champion_watch
+    from bot.learning.jobs import champion_watch
 
     db = tmp_path / "hitl.db"
     seed(db, labeled_items() + UNLABELED)
@@ -394,8 +394,8 @@ async def hitl(db: Path, *args: str) -> tuple[int, str]:
 
 
 async def test_a_cli_promotion_reaches_the_running_server(bot: Bot):
-    registry = loop.registry_for(bot.rt.settings)
-    await loop.retrain(bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli")
+    registry = retrain.registry_for(bot.rt.settings)
+    await retrain.retrain(bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli")
     assert bot.rt.champion is None
     await sync_champion(bot.rt)
     assert bot.rt.champion.version == 1
@@ -496,37 +496,37 @@ async def test_a_click_is_acknowledged_while_a_retrain_is_fitting(bot: Bot):
 
     await bot.dispatcher.fill()
     message = bot.posted()[0]
-    registry = loop.registry_for(bot.rt.settings)
-    retrain = asyncio.create_task(
-        loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
-                     triggered_by="cli", progress=progress)
+    registry = retrain.registry_for(bot.rt.settings)
+    retraining = asyncio.create_task(
+        retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
+                        triggered_by="cli", progress=progress)
     )  # fmt: skip
     try:
         assert await asyncio.to_thread(fitting.wait, 30)
         response = await bot.action(bot.button_payload(message, "U0ANA", "bug"))
         assert response.status == 200
-        assert not retrain.done()  # the click completed while the model was still fitting
+        assert not retraining.done()  # the click completed while the model was still fitting
         assert [a["label"] for a in bot.store.iter_answers() if a["user_id"] == "U0ANA"] == ["bug"]
     finally:
         release.set()
-    outcome = await retrain
+    outcome = await retraining
     assert outcome.status == "promoted"
 
 
 async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot):
-    registry = loop.registry_for(bot.rt.settings)
-    worker = loop.FitWorker()
+    registry = retrain.registry_for(bot.rt.settings)
+    worker = retrain.FitWorker()
     try:
-        outcome = await loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+        outcome = await retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
                                      triggered_by="cli", worker=worker)  # fmt: skip
         assert outcome.status == "promoted" and outcome.rescored == 4
         assert registry.champion().version == 1
         # the fit's child runs at a lower priority, so the server's acks win the cores
         child_niceness = worker._pool.apply(os.nice, (0,))
-        assert child_niceness == min(os.nice(0) + loop.FIT_NICENESS, 19)
+        assert child_niceness == min(os.nice(0) + retrain.FIT_NICENESS, 19)
         bot.store.add_items(labeled_items("N"), "import")
         second = asyncio.create_task(
-            loop.retrain(bot.store, bot.rt.settings, registry, champion=None,
+            retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
                          triggered_by="cli", worker=worker)
         )  # fmt: skip
         await asyncio.sleep(0)  # the run has begun: lock taken, the child is fitting
@@ -545,7 +545,7 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
 def test_the_retrain_report_says_which_before_figure_is_which():
     # v1 scored 0.178 in its own cross-validation (on the 15 labels it had); refitted on the
     # labels it had and scored on v2's folds it gets 0.165: the gate's comparison, in "Why".
-    outcome = loop.Outcome(
+    outcome = retrain.Outcome(
         "promoted",
         "promoted: macro-F1 0.165→0.400 on the same 3 folds (n=30)",
         "cli",

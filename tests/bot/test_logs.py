@@ -45,7 +45,8 @@ async def test_an_item_id_with_a_newline_and_an_ansi_escape_is_logged_on_one_lin
     lines = log.getvalue().splitlines()
     posted = [line for line in lines if "posted item" in line]
     assert posted == [
-        r"INFO bot.dispatch: posted item T-1\r\nERROR bot.api: forged line \x1b[31mred\x1b[0m"
+        r"INFO bot.slack.dispatch: posted item "
+        r"T-1\r\nERROR bot.api: forged line \x1b[31mred\x1b[0m"
         f" to {CHANNEL} (cold_start)"
     ]
     assert not any(line.startswith("ERROR bot.api: forged") for line in lines)

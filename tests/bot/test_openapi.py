@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from bot import api as api_module
-from bot.api import openapi_document
+from bot.api import routes as api_module
+from bot.api.routes import openapi_document
 from bot.ingest import MAX_TEXT_CHARS
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -106,7 +106,7 @@ async def test_openapi_json_is_served_and_matches_the_document(api: Bot):
 
 
 async def test_the_served_document_is_the_shipped_file_the_checks_are_built_from(api: Bot):
-    shipped = (resources.files("bot") / "openapi.json").read_bytes()
+    shipped = (resources.files("bot.api") / "openapi.json").read_bytes()
     response = await api.http.get("/api/openapi.json", headers=AUTH)
     assert response.content_type == "application/json"
     assert await response.read() == shipped
@@ -118,7 +118,7 @@ async def test_the_served_document_is_the_shipped_file_the_checks_are_built_from
 
 def test_the_document_ships_with_the_package_and_agrees_with_hitl_import():
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert "openapi.json" in pyproject["tool"]["setuptools"]["package-data"]["bot"]
+    assert "openapi.json" in pyproject["tool"]["setuptools"]["package-data"]["bot.api"]
     text = DOC["components"]["schemas"]["ItemIn"]["properties"]["text"]
     assert text["maxLength"] == MAX_TEXT_CHARS  # the same limit for `hitl import`
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.blocks import decode_value
 from bot.cli import cli
-from bot.redraw import redraw_pending
 from bot.sandbox import FakeSlack
+from bot.slack.blocks import decode_value
+from bot.slack.redraw import redraw_pending
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_commands import reply

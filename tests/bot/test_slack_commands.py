@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import ADMIN_ONLY, HELP, TABLE
 from bot.sandbox import FakeSlack
+from bot.slack.commands import ADMIN_ONLY, HELP, TABLE
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_learning import labeled_items

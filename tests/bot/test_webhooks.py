@@ -21,12 +21,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from bot.api import ApiItem
-from bot.config import Settings
-from bot.runtime import Runtime, make_client
-from bot.sandbox import FakeSlack
-from bot.store import Store
-from bot.webhooks import (
+from bot.api.routes import ApiItem
+from bot.api.webhooks import (
     BASE_DELAY,
     DELIVERY_HEADER,
     MAX_ATTEMPTS,
@@ -38,6 +34,10 @@ from bot.webhooks import (
     sign,
     verify,
 )
+from bot.config import Settings
+from bot.runtime import Runtime, make_client
+from bot.sandbox import FakeSlack
+from bot.store import Store
 from tests.bot.harness import Bot
 from tests.bot.test_api import T0, WEBHOOK_SECRET, post_json, start_api, stored
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.learning import run_retrain
+from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_learning import SlowLoads, hitl, labeled_items, rollback_reply, rollback_report

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.blocks import block_id_for, encode_value
 from bot.sandbox import FakeSlack
+from bot.slack.blocks import block_id_for, encode_value
 from bot.store import Store
 from tests import signing
 from tests.bot.harness import SECRET, Item, seed

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.learning import run_retrain
+from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Item, make_settings, seed, start_bot

@@ -16,10 +16,10 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import pytest
 
-from bot import blocks
-from bot.blocks import encode_value
-from bot.learning import run_retrain
+from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
+from bot.slack import blocks
+from bot.slack.blocks import encode_value
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_learning import labeled_items

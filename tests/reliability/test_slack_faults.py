@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.redraw import redraw_pending
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
+from bot.slack.redraw import redraw_pending
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL, USERS

@@ -23,12 +23,12 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import blocks
-from bot.learning import sync_champion
-from bot.metrics import count_slack_error
-from bot.questions import label_set
+from bot.api.metrics import count_slack_error
+from bot.learning.jobs import sync_champion
+from bot.learning.scoring import candidates, choose, score_pending
 from bot.runtime import Runtime, wait_until_woken
-from bot.scoring import candidates, choose, score_pending
+from bot.slack import blocks
+from bot.slack.questions import label_set
 
 logger = logging.getLogger(__name__)
 

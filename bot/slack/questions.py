@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.blocks import Question
 from bot.config import Settings
+from bot.slack.blocks import Question
 from bot.store import Store
 
 

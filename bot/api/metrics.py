@@ -5,7 +5,7 @@ retrain runs and their durations) are read from the store at scrape time. API re
 their latencies are counted by the API middleware. ``SLACK_API_ERRORS`` is the one counter
 other modules increment, wherever a Slack Web API call fails::
 
-    from bot.metrics import SLACK_API_ERRORS
+    from bot.api.metrics import SLACK_API_ERRORS
     SLACK_API_ERRORS.labels("chat.postMessage", "ratelimited").inc()
 
 It counts for the whole process (a Slack error is not one app's) and every app's registry

@@ -21,11 +21,11 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, commands
-from bot.modal import next_in_modal, open_labeling_modal
-from bot.questions import label_set
-from bot.redraw import redraw_soon
 from bot.runtime import Runtime
+from bot.slack import blocks, commands
+from bot.slack.modal import next_in_modal, open_labeling_modal
+from bot.slack.questions import label_set
+from bot.slack.redraw import redraw_soon
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,13 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot import blocks, loop, reports
-from bot.dispatch import scope_fix
-from bot.learning import run_rollback, start_retrain
-from bot.modal import open_labeling_modal
+from bot.learning import reports
+from bot.learning.jobs import run_rollback, start_retrain
+from bot.learning.retrain import BusyError, begin_rollback
 from bot.runtime import Runtime
+from bot.slack import blocks
+from bot.slack.dispatch import scope_fix
+from bot.slack.modal import open_labeling_modal
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -153,10 +155,10 @@ async def rollback(call: Call) -> None:
     version = int(words[0].lstrip("v"))
     assert rt.registry is not None
     try:
-        plan = loop.begin_rollback(
+        plan = begin_rollback(
             rt.store, rt.registry, version, triggered_by=f"<@{user_id}>", force=force
         )
-    except (ModelError, loop.BusyError) as exc:
+    except (ModelError, BusyError) as exc:
         await ack(text=f"Cannot roll back: {exc}")
         return
     warning = f"⚠️ {plan.warning}. Rolling back to it anyway (--force)… " if plan.warning else ""

@@ -16,9 +16,9 @@ from typing import Any
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.questions import build_question
 from bot.runtime import Runtime
+from bot.slack import blocks
+from bot.slack.questions import build_question
 
 
 def channels_for_home(rt: Runtime, user_id: str) -> list[str]:

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.blocks import count
 from bot.config import Settings
-from bot.loop import Outcome
+from bot.learning.retrain import Outcome
+from bot.slack.blocks import count
 from bot.store import Store
 from model import ModelRegistry, wilson_interval
 

@@ -18,11 +18,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import loop, reports
 from bot.config import Settings
-from bot.loop import Outcome, Plan, RollbackPlan, RolledBack
+from bot.learning import reports, retrain
+from bot.learning.retrain import Outcome, Plan, RollbackPlan, RolledBack
+from bot.learning.scoring import score_pending
 from bot.runtime import Champion, Runtime, wait_until_woken
-from bot.scoring import score_pending
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ async def sync_champion(rt: Runtime) -> bool:
         if version is None or version in (current, state.synced_for):
             state.synced_for = version
             return False
-        champion = await asyncio.to_thread(loop.load_champion, rt.registry)
+        champion = await asyncio.to_thread(retrain.load_champion, rt.registry)
         rt.champion = champion
         state.synced_for = version  # even if it fell back to an older file: not again
     logger.info("champion is now v%s", champion.version if champion else None)
@@ -141,10 +141,10 @@ async def sync_champion(rt: Runtime) -> bool:
 
 
 async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
-    """Finish a rollback begun with ``loop.begin_rollback``: load and check the file in a
+    """Finish a rollback begun with ``retrain.begin_rollback``: load and check the file in a
     worker thread, mirror the database, serve the model, re-score the queue."""
     assert rt.registry is not None
-    done = await loop.rollback_off_loop(rt.store, rt.registry, plan)
+    done = await retrain.rollback_off_loop(rt.store, rt.registry, plan)
     async with _state(rt).lock:  # after any reload already under way, never before it
         adopt_champion(rt, done.champion)
     await score_pending(rt)
@@ -158,10 +158,10 @@ async def run_retrain(
     """Retrain, swap in a promoted champion, re-score the queue and post the report."""
     assert rt.registry is not None
 
-    def swap(champion: loop.Champion) -> None:
+    def swap(champion: retrain.Champion) -> None:
         adopt_champion(rt, champion)
 
-    outcome = await loop.retrain(
+    outcome = await retrain.retrain(
         rt.store,
         rt.settings,
         rt.registry,
@@ -185,7 +185,9 @@ def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Out
     Returns the outcome at once when there is nothing to do (busy, nothing new), else None.
     """
     assert rt.registry is not None
-    started = loop.begin(rt.store, rt.settings, rt.registry, triggered_by=triggered_by, force=force)
+    started = retrain.begin(
+        rt.store, rt.settings, rt.registry, triggered_by=triggered_by, force=force
+    )
     if isinstance(started, Outcome):
         return started
     rt.retrain_task = asyncio.create_task(

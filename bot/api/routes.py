@@ -6,7 +6,7 @@ or the human's label once people have given one. Every ``/api/*`` request carrie
 Bad input gets a 4xx with ``{"error": ..., "field": ...}``; an unexpected failure gets a 500
 with a generic message, and the traceback goes to the log only.
 
-``add_routes(app)`` registers everything; ``bot/openapi.json`` describes it, is served as it
+``add_routes(app)`` registers everything; ``bot/api/openapi.json`` describes it, is served as it
 is, and its request schemas are what the API checks bodies against (a test keeps the routes
 and the document in step).
 """
@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from bot.api.metrics import CONTENT_TYPE, Metrics
+from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, METRICS, RUNTIME
 from bot.ingest import item_id_for_text
-from bot.metrics import CONTENT_TYPE, Metrics
+from bot.learning.scoring import score_pending
 from bot.runtime import Runtime
-from bot.scoring import score_pending
 from bot.store import Store
-from bot.webhooks import ALLOW_HINT, Destinations
 
 logger = logging.getLogger(__name__)
 
@@ -408,12 +408,12 @@ def _check_url(
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of /api/*, /healthz and /metrics (``bot/openapi.json``,
+    """The OpenAPI 3.1 description of /api/*, /healthz and /metrics (``bot/api/openapi.json``,
     served as it is and the source of the request schemas)."""
     return json.loads(OPENAPI_BYTES)
 
 
-OPENAPI_BYTES = resources.files("bot").joinpath("openapi.json").read_bytes()
+OPENAPI_BYTES = resources.files("bot.api").joinpath("openapi.json").read_bytes()
 ITEM = ItemSchema(openapi_document())
 ITEMS = RequestSchema(openapi_document(), "ItemsIn", shallow=True)
 

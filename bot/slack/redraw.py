@@ -17,10 +17,10 @@ import logging
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
-from bot import blocks
-from bot.metrics import count_slack_error
-from bot.questions import build_question, label_set
+from bot.api.metrics import count_slack_error
 from bot.runtime import Runtime, wait_until_woken
+from bot.slack import blocks
+from bot.slack.questions import build_question, label_set
 
 logger = logging.getLogger(__name__)
 

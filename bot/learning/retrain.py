@@ -31,8 +31,8 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import HitlError
+from bot.learning.scoring import score_items
 from bot.runtime import Champion
-from bot.scoring import score_items
 from bot.store import Store
 from model import (
     DEFAULT_PIPELINE,
