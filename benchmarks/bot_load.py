@@ -18,7 +18,7 @@ After each server phase the server is stopped and the SQLite file is read: every
 click must be exactly one answer row.
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels
-    python benchmarks/bot_load.py --quick    # 120 clicks, 10 clients, 300 labels (< 30 s)
+    python benchmarks/bot_load.py --quick    # 60 clicks, 10 clients, 300 labels (< 30 s)
 """
 
 from __future__ import annotations
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:
-        args.clicks, args.concurrency, args.max_open = 120, 10, 3
+        args.clicks, args.concurrency, args.max_open = 60, 10, 3
         args.labeled, args.pending = 300, 100
         args.retrain_lead = 0.0
     return asyncio.run(main_async(args))

@@ -150,7 +150,7 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
     }
     for name in ("hitl serve", "hitl serve + retrain"):
         clicks, acked, errors, stored = phases[name]
-        assert (clicks, acked, errors, stored) == ("120", "120", "0", "120")
+        assert (clicks, acked, errors, stored) == ("60", "60", "0", "60")
     assert '"status": "running"' in out  # the retrain was under way while the clicks came
 
 
