@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -23,6 +23,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.store import Store
 from model import ModelRegistry
+
+if TYPE_CHECKING:
+    from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +132,7 @@ class Runtime:
     champion: Champion | None = None
     channels: dict[str, ChannelState] = field(default_factory=dict)
     wake_dispatcher: asyncio.Event = field(default_factory=asyncio.Event)
-    wake_redrawer: asyncio.Event = field(default_factory=asyncio.Event)
-    redraw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    redrawn: asyncio.Condition = field(default_factory=asyncio.Condition)  # after each pass
-    redraw_again: bool = False  # a change arrived during the redraw pass in progress
+    redrawer: Redrawer | None = None  # owns the redraw state; set where the bot is built
     retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
     post_interval: float = 1.0  # at most one post per second per channel
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -144,7 +144,6 @@ class Runtime:
         None  # bot.learning.retrain.FitWorker in `hitl serve`: fits in a child process
     )
     background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
-    gone: dict[int, int] = field(default_factory=dict)  # post id -> "message gone" answers
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait for listeners that are still working after their ack."""

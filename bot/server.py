@@ -40,7 +40,7 @@ from bot.runtime import Runtime, make_client
 from bot.slack.app import build_app
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
-from bot.slack.redraw import run_redrawer
+from bot.slack.redraw import Redrawer
 from bot.store import Store
 from model import ModelRegistry
 
@@ -216,6 +216,7 @@ def init_app(
         try:
             check_label_set(settings, store)
             rt = Runtime(settings=settings, store=store, client=make_client(settings))
+            rt.redrawer = Redrawer(rt)
             if configure is not None:
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast
@@ -237,7 +238,7 @@ def init_app(
         if run_background:
             rt.fit_worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
             tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
-            tasks.append(asyncio.create_task(run_redrawer(rt), name="hitl-redrawer"))
+            tasks.append(asyncio.create_task(rt.redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))

@@ -34,7 +34,6 @@ from bot.sandbox import FakeSlack, ui
 from bot.sandbox.workspace import Sandbox
 from bot.server import RUNTIME, init_app
 from bot.slack.dispatch import Dispatcher
-from bot.slack.redraw import run_redrawer
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ async def running_demo(
         await dispatcher.fill()  # the first questions are there when the page opens
         if background:
             tasks.append(asyncio.create_task(dispatcher.run(), name="demo-dispatcher"))
-            tasks.append(asyncio.create_task(run_redrawer(rt), name="demo-redrawer"))
+            tasks.append(asyncio.create_task(rt.redrawer.run(), name="demo-redrawer"))
             tasks.append(asyncio.create_task(retrainer.watch(demo.changed), name="demo-retrain"))
         yield demo
     finally:

@@ -25,7 +25,6 @@ from bot.runtime import Runtime
 from bot.slack import blocks, commands
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
-from bot.slack.redraw import redraw_soon
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 # After the ack (a redraw, an ephemeral note): the answer is stored; the
                 # redrawer retries what Slack did not take.
                 logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
-                rt.wake_redrawer.set()
+                rt.redrawer.wake()
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.warning("%s: malformed payload (%s: %s)", listener.__name__,
                                type(exc).__name__, exc)  # fmt: skip
@@ -173,7 +172,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 text=f"Undone: {label} is no longer the label. The question is open again.",
                 replace_original=True,
             )
-            await redraw_soon(rt)
+            await rt.redrawer.soon()
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -258,7 +257,7 @@ async def _answer(
         ):
             await _offer_undo(client, body, item_id, result.label or "")
         if result.is_stored:
-            await redraw_soon(rt)
+            await rt.redrawer.soon()
         rt.wake_dispatcher.set()
     except SlackApiError as exc:
         logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))

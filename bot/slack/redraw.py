@@ -1,8 +1,8 @@
 """Keeps each question message true to the database.
 
-Every change to an item bumps its post's ``redraw_seq``; ``redraw_pending`` draws the message
+Every change to an item bumps its post's ``redraw_seq``; ``Redrawer.pending`` draws the message
 from the database with ``chat.update`` and records what it drew. A failed update leaves the
-post pending, and the background ``run_redrawer`` tries again with backoff, so the message ends
+post pending, and the background ``Redrawer.run`` tries again with backoff, so the message ends
 up right even when Slack fails for a while.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
@@ -12,6 +12,7 @@ message keeps its last drawing; the next change to its item tries again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -49,135 +50,154 @@ MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 
 
-async def redraw_soon(rt: Runtime) -> None:
-    """Bring the messages up to date after a change, coalescing with a pass in progress.
+class Redrawer:
+    """Owns the redraw state: one pass at a time, a click during a pass asks for one more, the
+    count of "message gone" answers per post, and the event that wakes the background loop."""
 
-    While a pass is running, a click only asks it to go round once more: under a burst of
-    clicks each busy message is redrawn once per pass with its latest state, not once per
-    click (``chat.update`` is a Tier 3 method, and every redraw costs the event loop).
-    """
-    if rt.redraw_lock.locked():
-        rt.redraw_again = True
-        return
-    if await redraw_pending(rt):
-        rt.wake_redrawer.set()  # the background redrawer retries with backoff
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.lock = asyncio.Lock()
+        self.drawn = asyncio.Condition()  # notified after each pass
+        self.again = False  # a change arrived during the pass in progress
+        self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
+        self.woken = asyncio.Event()
 
+    def wake(self) -> None:
+        """Ask the background loop (``run``) for a pass now."""
+        self.woken.set()
 
-async def redraw_pending(rt: Runtime) -> int:
-    """Redraw every post whose message is behind the database; return how many failed.
+    async def soon(self) -> None:
+        """Bring the messages up to date after a change, coalescing with a pass in progress.
 
-    Passes repeat while changes arrive during one (``redraw_soon``), and stop after a failed
-    pass: retrying is the redrawer's job, with backoff."""
-    async with rt.redraw_lock:
+        While a pass is running, a click only asks it to go round once more: under a burst of
+        clicks each busy message is redrawn once per pass with its latest state, not once per
+        click (``chat.update`` is a Tier 3 method, and every redraw costs the event loop).
+        """
+        if self.lock.locked():
+            self.again = True
+            return
+        if await self.pending():
+            self.wake()  # the background loop retries with backoff
+
+    async def pending(self) -> int:
+        """Redraw every post whose message is behind the database; return how many failed.
+
+        Passes repeat while changes arrive during one (``soon``), and stop after a failed
+        pass: retrying is the background loop's job, with backoff."""
+        async with self.lock:
+            while True:
+                self.again = False
+                failed = await self._pass()
+                if failed or not self.again:
+                    break
+        async with self.drawn:
+            self.drawn.notify_all()
+        return failed
+
+    async def all_drawn(self) -> None:
+        """Wait until every message matches the database (checked after each pass)."""
+        store = self.rt.store
+        async with self.drawn:
+            await self.drawn.wait_for(lambda: not store.posts_to_redraw())
+
+    async def run(self) -> None:
+        """Background task: redraw when woken, and retry failures with exponential backoff."""
+        delay = self.rt.retry_base
         while True:
-            rt.redraw_again = False
-            failed = await _redraw_pass(rt)
-            if failed or not rt.redraw_again:
-                break
-    async with rt.redrawn:
-        rt.redrawn.notify_all()
-    return failed
+            self.woken.clear()
+            failed = await self.pending()
+            timeout = delay if failed else None
+            delay = min(delay * 2, MAX_BACKOFF) if failed else self.rt.retry_base
+            await wait_until_woken(self.woken, timeout)
 
-
-async def _redraw_pass(rt: Runtime) -> int:
-    failed = 0
-    posts = rt.store.posts_to_redraw()
-    labels = label_set(rt.settings, rt.store) if posts else []
-    refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
-    for n, post in enumerate(posts):
-        if post["channel"] in refused_channels:
-            error, count = refused_channels[post["channel"]]
-            refused_channels[post["channel"]] = (error, count + 1)
-            rt.store.mark_drawn(post["id"], post["redraw_seq"])
-            continue
-        question = build_question(rt.store, rt.settings, post["item_id"], labels)
-        if question is None:
-            rt.store.mark_drawn(post["id"], post["redraw_seq"])
-            continue
-        try:
-            await rt.client.chat_update(
-                channel=post["channel"],
-                ts=post["ts"],
-                text=blocks.question_text(question),
-                blocks=blocks.question_blocks(question),
-            )
-        except SlackObjectFormationError as exc:  # built here: Slack was never asked
-            _give_up(rt, post, f"its blocks could not be built ({exc})")
-            continue
-        except SlackApiError as exc:
-            error = exc.response.get("error") or "unknown_error"
-            count_slack_error("chat.update", error)
-            if error in TOKEN_REFUSED:
-                for rest in posts[n:]:
-                    rt.store.mark_drawn(rest["id"], rest["redraw_seq"])
-                logger.error(
-                    "gave up redrawing %d message(s): Slack said %s for the bot token; fix "
-                    "SLACK_BOT_TOKEN or the app's scopes (reinstall the app) and restart. The "
-                    "messages keep their last drawing until their items change again",
-                    len(posts) - n,
-                    error,
-                )
-                return failed
-            if error in CHANNEL_REFUSED:
+    async def _pass(self) -> int:
+        rt, gone = self.rt, self.gone
+        failed = 0
+        posts = rt.store.posts_to_redraw()
+        labels = label_set(rt.settings, rt.store) if posts else []
+        refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
+        for n, post in enumerate(posts):
+            if post["channel"] in refused_channels:
+                error, count = refused_channels[post["channel"]]
+                refused_channels[post["channel"]] = (error, count + 1)
                 rt.store.mark_drawn(post["id"], post["redraw_seq"])
-                refused_channels[post["channel"]] = (error, 1)
                 continue
-            if error in MESSAGE_REFUSED:
-                _give_up(rt, post, f"Slack said {error}")
-                continue
-            gone_count = rt.gone.get(post["id"], 0) + 1 if error in GONE else 0
-            if gone_count >= GIVE_UP_AFTER:
-                logger.warning(
-                    "message for item %s in %s is gone (%s); not redrawing it",
-                    post["item_id"],
-                    post["channel"],
-                    error,
-                )
+            question = build_question(rt.store, rt.settings, post["item_id"], labels)
+            if question is None:
                 rt.store.mark_drawn(post["id"], post["redraw_seq"])
-                rt.gone.pop(post["id"], None)
-            else:
-                if gone_count:
-                    rt.gone[post["id"]] = gone_count  # Slack may say so only for a while
-                logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
+                continue
+            try:
+                await rt.client.chat_update(
+                    channel=post["channel"],
+                    ts=post["ts"],
+                    text=blocks.question_text(question),
+                    blocks=blocks.question_blocks(question),
+                )
+            except SlackObjectFormationError as exc:  # built here: Slack was never asked
+                self._give_up(post, f"its blocks could not be built ({exc})")
+                continue
+            except SlackApiError as exc:
+                error = exc.response.get("error") or "unknown_error"
+                count_slack_error("chat.update", error)
+                if error in TOKEN_REFUSED:
+                    for rest in posts[n:]:
+                        rt.store.mark_drawn(rest["id"], rest["redraw_seq"])
+                    logger.error(
+                        "gave up redrawing %d message(s): Slack said %s for the bot token; fix "
+                        "SLACK_BOT_TOKEN or the app's scopes (reinstall the app) and restart. The "
+                        "messages keep their last drawing until their items change again",
+                        len(posts) - n,
+                        error,
+                    )
+                    return failed
+                if error in CHANNEL_REFUSED:
+                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                    refused_channels[post["channel"]] = (error, 1)
+                    continue
+                if error in MESSAGE_REFUSED:
+                    self._give_up(post, f"Slack said {error}")
+                    continue
+                gone_count = gone.get(post["id"], 0) + 1 if error in GONE else 0
+                if gone_count >= GIVE_UP_AFTER:
+                    logger.warning(
+                        "message for item %s in %s is gone (%s); not redrawing it",
+                        post["item_id"],
+                        post["channel"],
+                        error,
+                    )
+                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                    gone.pop(post["id"], None)
+                else:
+                    if gone_count:
+                        gone[post["id"]] = gone_count  # Slack may say so only for a while
+                    logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
+                    failed += 1
+                continue
+            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+                logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
+                count_slack_error("chat.update", type(exc).__name__)
                 failed += 1
-            continue
-        except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
-            logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
-            count_slack_error("chat.update", type(exc).__name__)
-            failed += 1
-            continue
-        rt.gone.pop(post["id"], None)
-        rt.store.mark_drawn(post["id"], post["redraw_seq"])
-    for channel, (error, count) in refused_channels.items():
+                continue
+            gone.pop(post["id"], None)
+            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+        for channel, (error, count) in refused_channels.items():
+            logger.error(
+                "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "
+                "/invite @hitl); they keep their last drawing until their items change again",
+                count,
+                channel,
+                error,
+            )
+        return failed
+
+    def _give_up(self, post: dict, why: str) -> None:
+        """This message cannot be drawn so: leave it as it is, and say so once."""
+        self.gone.pop(post["id"], None)
+        self.rt.store.mark_drawn(post["id"], post["redraw_seq"])
         logger.error(
-            "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "
-            "/invite @hitl); they keep their last drawing until their items change again",
-            count,
-            channel,
-            error,
+            "gave up redrawing the message of item %s in %s: %s; it keeps its last drawing until "
+            "the item changes again",
+            post["item_id"],
+            post["channel"],
+            why,
         )
-    return failed
-
-
-def _give_up(rt: Runtime, post: dict, why: str) -> None:
-    """This message cannot be drawn so: leave it as it is, and say so once."""
-    rt.gone.pop(post["id"], None)
-    rt.store.mark_drawn(post["id"], post["redraw_seq"])
-    logger.error(
-        "gave up redrawing the message of item %s in %s: %s; it keeps its last drawing until "
-        "the item changes again",
-        post["item_id"],
-        post["channel"],
-        why,
-    )
-
-
-async def run_redrawer(rt: Runtime) -> None:
-    """Background task: redraw when woken, and retry failures with exponential backoff."""
-    delay = rt.retry_base
-    while True:
-        rt.wake_redrawer.clear()
-        failed = await redraw_pending(rt)
-        timeout = delay if failed else None
-        delay = min(delay * 2, MAX_BACKOFF) if failed else rt.retry_base
-        await wait_until_woken(rt.wake_redrawer, timeout)

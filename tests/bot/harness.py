@@ -82,8 +82,8 @@ class Bot:
         runs after Slack got its answer, so a test waits for it here)."""
         rt = self.rt
         await rt.drain(timeout)
-        async with asyncio.timeout(timeout), rt.redrawn:
-            await rt.redrawn.wait_for(lambda: not rt.store.posts_to_redraw())
+        async with asyncio.timeout(timeout):
+            await rt.redrawer.all_drawn()
 
     def next_action_ts(self) -> str:
         self.clicks += 1

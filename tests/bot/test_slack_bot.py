@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.slack.blocks import decode_value
-from bot.slack.redraw import redraw_pending
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_commands import reply
@@ -326,7 +325,7 @@ async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
     await bot.fake.next_call("chat.update")  # the listener's attempt, which fails
     assert bot.store.posts_to_redraw() != []  # still pending
     assert "✅" not in context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert await redraw_pending(bot.rt) == 0
+    assert await bot.rt.redrawer.pending() == 0
     assert f"✅ *{label}* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert bot.store.posts_to_redraw() == []
 

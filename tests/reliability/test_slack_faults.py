@@ -14,7 +14,6 @@ import yaml
 
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
-from bot.slack.redraw import redraw_pending
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL, USERS
@@ -78,8 +77,8 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
             await bot.dispatcher.fill()
             await answer_open_questions(bot, answered)
             await bot.rt.drain()
-            await redraw_pending(bot.rt)
-        assert await redraw_pending(bot.rt) == 0
+            await bot.rt.redrawer.pending()
+        assert await bot.rt.redrawer.pending() == 0
         assert bot.store.posts_to_redraw() == []
 
         posts = [p["item_id"] for p in bot.store.db["posts"].rows]
@@ -240,7 +239,7 @@ async def test_permanent_update_errors_are_given_up_with_one_log_line(
         fake_slack.fail("chat.update", error, times=100)
         with caplog.at_level(logging.INFO, logger="bot"):
             for _ in range(3):
-                assert await redraw_pending(bot.rt) == 0  # nothing left to retry
+                assert await bot.rt.redrawer.pending() == 0  # nothing left to retry
 
         assert bot.store.posts_to_redraw() == []
         said = [r for r in caplog.records if error in r.getMessage()]
