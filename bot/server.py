@@ -34,7 +34,7 @@ from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, DISPATCHER, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.learning.jobs import catch_up, start_scheduler, stop_scheduler
+from bot.learning.jobs import ChampionHolder, catch_up, start_scheduler, stop_scheduler
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.runtime import Runtime, make_client
 from bot.slack.app import build_app
@@ -217,6 +217,7 @@ def init_app(
             check_label_set(settings, store)
             rt = Runtime(settings=settings, store=store, client=make_client(settings))
             rt.redrawer = Redrawer(rt)
+            rt.champion_holder = ChampionHolder()
             if configure is not None:
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -80,43 +79,26 @@ class ChampionWatch:
 
 
 @dataclass(eq=False)
-class _ChampionState:
-    """Per runtime: one load at a time, the version last synced, the watch (if running).
-    Kept here, beside the code that uses it, keyed by the runtime (bot/runtime.py has no
-    field for it)."""
+class ChampionHolder:
+    """Owns the champion's loading state for one runtime: a lock so one model loads at a
+    time, the version last synced, and the champion watch while one runs. Held as
+    ``rt.champion_holder`` and created where the runtime is built (bot/server.py)."""
 
-    runtime: weakref.ref[Runtime]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     synced_for: int | None = None
     watch: ChampionWatch | None = None
 
 
-_STATES: dict[int, _ChampionState] = {}
-
-
-def _state(rt: Runtime) -> _ChampionState:
-    key = id(rt)
-    state = _STATES.get(key)
-    if state is None or state.runtime() is not rt:
-
-        def forget(_: object, key: int = key) -> None:
-            if _STATES.get(key) is state:
-                _STATES.pop(key, None)
-
-        state = _STATES[key] = _ChampionState(weakref.ref(rt, forget))
-    return state
-
-
-def champion_watch(rt: Runtime) -> ChampionWatch | None:
-    """The server's champion watch (None when no scheduler runs in this process)."""
-    state = _STATES.get(id(rt))
-    return state.watch if state is not None and state.runtime() is rt else None
+def _holder(rt: Runtime) -> ChampionHolder:
+    holder = rt.champion_holder
+    assert holder is not None, "the runtime was built without a champion holder"
+    return holder
 
 
 def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
     """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload."""
     rt.champion = champion
-    _state(rt).synced_for = champion.version if champion else None
+    _holder(rt).synced_for = champion.version if champion else None
 
 
 async def sync_champion(rt: Runtime) -> bool:
@@ -126,7 +108,7 @@ async def sync_champion(rt: Runtime) -> bool:
     waits for it and then finds nothing to do. Returns True when a new champion was loaded."""
     if rt.registry is None:
         return False
-    state = _state(rt)
+    state = _holder(rt)
     async with state.lock:
         version = rt.store.champion_version()
         current = rt.champion.version if rt.champion else None
@@ -145,7 +127,7 @@ async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
     worker thread, mirror the database, serve the model, re-score the queue."""
     assert rt.registry is not None
     done = await retrain.rollback_off_loop(rt.store, rt.registry, plan)
-    async with _state(rt).lock:  # after any reload already under way, never before it
+    async with _holder(rt).lock:  # after any reload already under way, never before it
         adopt_champion(rt, done.champion)
     await score_pending(rt)
     rt.wake_dispatcher.set()
@@ -216,7 +198,7 @@ async def scheduled_retrain(rt: Runtime) -> None:
 def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
     """Run the nightly retrain inside the server (APScheduler, one instance at a time), and
     the champion watch (``stop_scheduler`` stops both)."""
-    state = _state(rt)
+    state = _holder(rt)
     if state.watch is None:
         state.watch = ChampionWatch(rt)
         state.watch.task = asyncio.create_task(state.watch.run(), name="hitl-champion-watch")
@@ -249,8 +231,8 @@ def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
     with contextlib.suppress(Exception):
         scheduler.shutdown(wait=False)
     rt.scheduler_alive = False
-    state = _STATES.get(id(rt))
-    if state is not None and state.runtime() is rt and state.watch is not None:
+    state = rt.champion_holder
+    if state is not None and state.watch is not None:
         if state.watch.task is not None:
             state.watch.task.cancel()
         state.watch = None

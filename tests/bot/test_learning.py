@@ -345,8 +345,6 @@ async def test_slack_rollback_to_a_rejected_model_needs_force_and_warns(
 async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    from bot.learning.jobs import champion_watch
-
     db = tmp_path / "hitl.db"
     seed(db, labeled_items() + UNLABELED)
     for args in (["retrain"], ["retrain", "--force"]):
@@ -364,7 +362,7 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
             code, out = await hitl(db, "rollback", "1")
             assert (code, out) == (0, "v1 is the champion again.\n")
             bot.rt.wake_dispatcher.set()  # an answer arrives; the dispatcher finds no room
-            watch = champion_watch(bot.rt)
+            watch = bot.rt.champion_holder.watch
             assert watch is not None and watch.every == 10.0  # the bound the README states
             await watch.check_now()  # what happens on its own within `every` seconds
             health = await (await bot.http.get("/healthz")).json()
