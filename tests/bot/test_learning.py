@@ -85,6 +85,13 @@ def test_a_run_is_missed_only_when_a_scheduled_time_passed_since_the_last_one():
     assert not is_missed(trigger, None, now)
 
 
+async def two_models(bot: Bot) -> None:
+    """v1, then v2 trained on more labels: something to roll back to."""
+    await run_retrain(bot.rt, "cli")
+    add_labels(bot.store, labeled_items("M"))
+    await run_retrain(bot.rt, "cli")
+
+
 async def test_the_scheduler_registers_the_nightly_job_and_its_run_retrains(bot: Bot):
     scheduler = start_scheduler(bot.rt)
     try:
@@ -179,9 +186,7 @@ async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
 async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ):
-    await run_retrain(bot.rt, "cli")
-    add_labels(bot.store, labeled_items("M"))
-    await run_retrain(bot.rt, "cli")
+    await two_models(bot)
     slow = SlowLoads(monkeypatch)
     try:
         assert (await rollback_reply(bot, "rollback 1")).startswith("Rolling back to v1")
@@ -206,9 +211,7 @@ async def test_a_crashed_runs_lock_expires(bot: Bot):
 
 
 async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
-    await run_retrain(bot.rt, "cli")
-    add_labels(bot.store, labeled_items("M"))
-    await run_retrain(bot.rt, "cli")
+    await two_models(bot)
     assert bot.rt.champion.version == 2
     text = await rollback_reply(bot, "rollback 1")
     assert text == "Rolling back to v1… I'll tell you here when it is done."
@@ -270,9 +273,7 @@ class SlowLoads:
 async def test_a_rollback_whose_model_load_is_slow_is_acked_at_once(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ):
-    await run_retrain(bot.rt, "cli")
-    add_labels(bot.store, labeled_items("M"))
-    await run_retrain(bot.rt, "cli")
+    await two_models(bot)
     slow = SlowLoads(monkeypatch)
     try:
         text = await rollback_reply(bot, "rollback 1")
@@ -292,9 +293,7 @@ async def test_a_rollback_whose_model_load_is_slow_is_acked_at_once(
 
 
 async def test_a_rollback_that_cannot_load_says_why_without_a_path(bot: Bot):
-    await run_retrain(bot.rt, "cli")
-    add_labels(bot.store, labeled_items("M"))
-    await run_retrain(bot.rt, "cli")
+    await two_models(bot)
     (bot.rt.settings.models_dir / "v1.skops").unlink()
     assert (await rollback_reply(bot, "rollback 1")).startswith("Rolling back to v1")
     report = await rollback_report(bot)
