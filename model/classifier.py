@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
@@ -154,6 +155,25 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
     _compact_vocabularies(pipeline)
+    fast_layout(pipeline)
+    return pipeline
+
+
+def fast_layout(pipeline: Pipeline) -> Pipeline:
+    """Give the final step's coefficients the layout that scores one text fast; returns it.
+
+    Scoring computes ``X @ coef_.T``; scipy multiplies a sparse ``X`` by a C-ordered dense
+    matrix only, so a C-ordered ``coef_`` (what scikit-learn fits) is copied whole on every
+    call: 84 ms for one text with an 89-class SGD model over 100,000 features. Fortran-ordered,
+    ``coef_.T`` is C-ordered and nothing is copied; the numbers are the same. A sparse
+    ``coef_`` (how a model file stores SGD's) is made dense the same way."""
+    clf = pipeline.steps[-1][1]
+    for name in ("coef_", "feature_log_prob_"):
+        value = getattr(clf, name, None)
+        if sparse.issparse(value):
+            value = value.toarray()
+        if isinstance(value, np.ndarray) and value.ndim == 2 and not value.flags.f_contiguous:
+            setattr(clf, name, np.asfortranarray(value))
     return pipeline
 
 
@@ -232,7 +252,7 @@ class TextClassifier:
             raise InvalidInputError(
                 f"label set lacks labels the pipeline was trained on: {sorted(missing)}"
             )
-        return cls(pipeline_name, random_state, sorted(set(classes)), pipeline)
+        return cls(pipeline_name, random_state, sorted(set(classes)), fast_layout(pipeline))
 
     def fit(
         self,

@@ -1,10 +1,11 @@
 """Model versions on disk: atomic save, safe load, promote, reject and roll back.
 
 The registry is a directory (the bot passes ``<db>.models/``). Version ``N`` is two
-files: ``vN.skops`` (the fitted pipeline in skops' safe format, never pickle) and
-``vN.json`` (its metadata, including the sha256 of ``vN.skops``). Both are written to a
-temporary file and renamed into place, model first, so a version exists only once its
-metadata is complete. One writer at a time is assumed (the bot holds a retrain lock).
+files: ``vN.skops`` (the fitted pipeline in skops' safe format, never pickle; the layout is
+in ``model/modelfile.py``) and ``vN.json`` (its metadata, including the sha256 of
+``vN.skops``). Both are written to a temporary file and renamed into place, model first, so a
+version exists only once its metadata is complete. One writer at a time is assumed (the bot
+holds a retrain lock).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 import sklearn
-import skops.io as sio
 
+from model import modelfile
 from model.classifier import TextClassifier
 from model.errors import IntegrityError, InvalidInputError, RegistryError
 
@@ -206,7 +207,7 @@ class ModelRegistry:
                 sklearn.__version__,
             )
         try:
-            pipeline = sio.loads(data, trusted=list(TRUSTED_TYPES))
+            pipeline = modelfile.loads(data, trusted=list(TRUSTED_TYPES))
             return TextClassifier.from_pipeline(pipeline, meta.label_set, meta.pipeline_name)
         except Exception as exc:  # skops raises many kinds; all mean "refuse this file"
             raise RegistryError(
@@ -265,7 +266,7 @@ class ModelRegistry:
         """Store ``classifier`` as the next version with status ``candidate``."""
         if classifier.pipeline_ is None:
             raise InvalidInputError("cannot save a classifier that has not been fitted")
-        data = sio.dumps(classifier.pipeline_)
+        data = modelfile.dumps(classifier.pipeline_)
         version = self._next_version()
         model_file = f"v{version}.skops"
         _atomic_write(self.root / model_file, data)

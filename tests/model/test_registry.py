@@ -350,3 +350,38 @@ def test_a_rejected_version_needs_force_and_its_history_keeps_every_reason(regis
     assert registry.get(2).reasons() == meta.reasons()  # on disk
     registry.rollback(1)
     assert registry.get(1).reasons() == ["promoted: first model", "rolled back to v1"]
+
+
+def write_format_1(registry: ModelRegistry, clf: TextClassifier) -> None:
+    """A version as the registry wrote it before model files had a format of their own: the
+    bare fitted pipeline, ``sio.dumps(classifier.pipeline_)``, and its metadata."""
+    data = sio.dumps(clf.pipeline_)
+    meta = registry.save(clf, n_train=8, now=NOW)
+    (registry.root / meta.model_file).write_bytes(data)
+    on_disk = json.loads((registry.root / "v1.json").read_text())
+    on_disk["sha256"] = hashlib.sha256(data).hexdigest()
+    (registry.root / "v1.json").write_text(json.dumps(on_disk))
+
+
+@pytest.mark.parametrize("name", ["word_char_sgd", "word_char_lr_balanced"])
+def test_a_model_file_in_the_earlier_format_loads_with_the_same_probabilities(registry, toy, name):
+    texts, labels = toy
+    clf = TextClassifier(name).fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+    write_format_1(registry, clf)
+    loaded = registry.load(1)
+    assert loaded.classes == clf.classes
+    np.testing.assert_array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
+    assert loaded.pipeline_[-1].coef_.flags.f_contiguous
+    tamper(registry, 1)
+    with pytest.raises(IntegrityError):
+        registry.load(1)
+
+
+@pytest.mark.parametrize("name", ["word_char_sgd", "word_char_lr_balanced"])
+def test_a_loaded_model_scores_one_text_without_copying_its_coefficients(registry, toy, name):
+    texts, labels = toy
+    clf = TextClassifier(name).fit(texts, labels)
+    registry.save(clf, n_train=len(texts))
+    loaded = registry.load(1)
+    assert loaded.pipeline_[-1].coef_.flags.f_contiguous
+    np.testing.assert_array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
