@@ -1,0 +1,192 @@
+"""Turning several people's votes into one label per item: majority, or weighted by reliability.
+
+:func:`majority` takes the label with the most votes (a tie stays undecided).
+:func:`dawid_skene` weighs each annotator by how reliable the votes show them to be: the
+Dawid–Skene model (Dawid & Skene, *Maximum likelihood estimation of observer error-rates using
+the EM algorithm*, Applied Statistics 28(1), 1979) gives every annotator a confusion matrix
+(how often they answer l when the truth is k) and the labels prior probabilities, and finds
+both with EM, starting from the vote shares. Items with a known (gold) answer can be fixed to
+it, which anchors the confusion matrices. The result is deterministic: no random start.
+
+Both return an :class:`Aggregation`: per item the resolved label and its posterior
+probability, and per annotator their estimated accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.agreement import MISSING, Tally
+from model.errors import InvalidInputError
+
+DEFAULT_MAX_ITER = 500
+DEFAULT_TOL = 1e-6
+DEFAULT_SMOOTHING = 0.01
+"""Pseudo-count added to every cell of the confusion matrices and to the priors, so that a
+label an annotator never used has a small probability instead of zero."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The label an item resolves to (``None``: a tie, or no votes) and its probability."""
+
+    item: str
+    label: str | None
+    posterior: float
+    n_votes: int
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Resolved labels and estimated annotator accuracies from one method.
+
+    ``posteriors[i, k]``: the probability that item ``items[i]`` is ``labels[k]``.
+    ``accuracy[a]``: the expected share of annotator ``a``'s votes that are right (for
+    majority: the share that agree with the resolved label). ``confusion[a][k, l]`` (Dawid–
+    Skene only): the probability that ``a`` answers ``labels[l]`` when the truth is
+    ``labels[k]``."""
+
+    method: str
+    items: list[str]
+    labels: list[str]
+    posteriors: np.ndarray
+    resolved: list[Resolution]
+    accuracy: dict[str, float | None]
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)
+    priors: np.ndarray | None = None
+    n_iter: int = 0
+    converged: bool = True
+
+    def label_of(self) -> dict[str, str | None]:
+        """Item id → resolved label (``None`` for undecided items)."""
+        return {r.item: r.label for r in self.resolved}
+
+
+def _resolve(tally: Tally, posteriors: np.ndarray) -> list[Resolution]:
+    n_votes = (tally.codes != MISSING).sum(axis=1)
+    out = []
+    for i, item in enumerate(tally.items):
+        row = posteriors[i]
+        top = row.max() if len(row) else 0.0
+        winners = np.flatnonzero(np.isclose(row, top, rtol=0, atol=1e-12))
+        label = tally.labels[winners[0]] if n_votes[i] and len(winners) == 1 else None
+        out.append(Resolution(item, label, float(top), int(n_votes[i])))
+    return out
+
+
+def _vote_shares(tally: Tally) -> np.ndarray:
+    counts = tally.counts().astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _expected_accuracy(tally: Tally, posteriors: np.ndarray) -> dict[str, float | None]:
+    """Per annotator: the mean posterior probability of the labels they gave."""
+    out: dict[str, float | None] = {}
+    for a, annotator in enumerate(tally.annotators):
+        rows = np.flatnonzero(tally.codes[:, a] != MISSING)
+        out[annotator] = float(posteriors[rows, tally.codes[rows, a]].mean()) if len(rows) else None
+    return out
+
+
+def majority(tally: Tally) -> Aggregation:
+    """The label with the most votes per item; a tie stays undecided (label ``None``).
+
+    The posterior is the label's share of the item's votes; an annotator's accuracy is the
+    share of their votes that agree with the decided label (undecided items left out)."""
+    shares = _vote_shares(tally)
+    resolved = _resolve(tally, shares)
+    decided = np.array([r.label is not None for r in resolved], dtype=bool)
+    winner = shares.argmax(axis=1) if len(tally.labels) else np.zeros(len(tally.items), int)
+    accuracy: dict[str, float | None] = {}
+    for a, annotator in enumerate(tally.annotators):
+        rows = np.flatnonzero((tally.codes[:, a] != MISSING) & decided)
+        accuracy[annotator] = (
+            float((tally.codes[rows, a] == winner[rows]).mean()) if len(rows) else None
+        )
+    return Aggregation(
+        "majority", list(tally.items), list(tally.labels), shares, resolved, accuracy
+    )
+
+
+def dawid_skene(
+    tally: Tally,
+    *,
+    gold: Mapping[str, str] | None = None,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    smoothing: float = DEFAULT_SMOOTHING,
+) -> Aggregation:
+    """Labels weighted by each annotator's estimated confusion matrix (Dawid–Skene EM).
+
+    Starts from the vote shares (majority), then alternates: confusion matrices and label
+    priors from the current posteriors (M step, with ``smoothing`` pseudo-counts), posteriors
+    from them (E step), until no posterior moves by more than ``tol`` or after ``max_iter``
+    rounds. Items in ``gold`` (item id → label) keep that label with probability 1 throughout;
+    gold items not in the tally are ignored, and a gold label nobody chose joins the labels.
+    """
+    if max_iter < 1:
+        raise InvalidInputError(f"max_iter must be at least 1, got {max_iter}")
+    if smoothing <= 0:
+        raise InvalidInputError(f"smoothing must be above 0, got {smoothing}")
+    gold = {str(k): str(v) for k, v in (gold or {}).items()}
+    in_tally = set(tally.items)
+    extra = {v for k, v in gold.items() if k in in_tally} - set(tally.labels)
+    if extra:  # a gold label nobody chose: widen the label set, keep the votes
+        labels = sorted({*tally.labels, *extra})
+        new_code = np.array([labels.index(x) for x in tally.labels] + [MISSING])  # -1 → -1
+        tally = Tally(tally.items, tally.annotators, labels, new_code[tally.codes])
+    n_items, n_labels = len(tally.items), len(tally.labels)
+    row = {item: i for i, item in enumerate(tally.items)}
+    fixed = np.array(sorted(row[k] for k in gold if k in row), dtype=np.int64)
+    fixed_post = np.zeros((len(fixed), n_labels))
+    for j, i in enumerate(fixed):
+        fixed_post[j, tally.labels.index(gold[tally.items[i]])] = 1.0
+
+    item_of, annotator_of = np.nonzero(tally.codes != MISSING)
+    label_of = tally.codes[item_of, annotator_of]
+    one_hot = np.zeros((len(label_of), n_labels))
+    one_hot[np.arange(len(label_of)), label_of] = 1.0
+    has_votes = np.bincount(item_of, minlength=n_items) > 0
+
+    posteriors = _vote_shares(tally)
+    posteriors[fixed] = fixed_post
+    confusion = np.zeros((len(tally.annotators), n_labels, n_labels))
+    priors = np.full(n_labels, 1.0 / max(n_labels, 1))
+    converged, n_iter = False, 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
+        # M step: priors and confusion matrices from the current posteriors
+        weight = posteriors[has_votes]
+        priors = (weight.sum(axis=0) + smoothing) / (weight.sum() + smoothing * n_labels)
+        for a in range(len(tally.annotators)):
+            mine = annotator_of == a
+            counts = posteriors[item_of[mine]].T @ one_hot[mine] + smoothing
+            confusion[a] = counts / counts.sum(axis=1, keepdims=True)
+        # E step: posteriors from priors and confusion matrices
+        log_post = np.tile(np.log(priors), (n_items, 1))
+        np.add.at(log_post, item_of, np.log(confusion[annotator_of, :, label_of]))
+        log_post -= log_post.max(axis=1, keepdims=True)
+        updated = np.exp(log_post)
+        updated /= updated.sum(axis=1, keepdims=True)
+        updated[~has_votes] = 0.0
+        updated[fixed] = fixed_post
+        change = float(np.abs(updated - posteriors).max()) if n_items else 0.0
+        posteriors = updated
+        if change <= tol:
+            converged = True
+            break
+    return Aggregation(
+        "dawid_skene" if not len(fixed) else "dawid_skene_gold",
+        list(tally.items),
+        list(tally.labels),
+        posteriors,
+        _resolve(tally, posteriors),
+        _expected_accuracy(tally, posteriors),
+        {annotator: confusion[a].copy() for a, annotator in enumerate(tally.annotators)},
+        priors,
+        n_iter,
+        converged,
+    )

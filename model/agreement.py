@@ -1,0 +1,451 @@
+"""How far annotators agree, and how often each one is right on gold: numbers you can cite.
+
+Everything starts from a :class:`Tally`, each annotator's (latest) label per item, built from
+``(item_id, annotator, label)`` votes or from an items × annotators table with gaps. From it:
+
+- :func:`pairwise_kappa`: Cohen's kappa (scikit-learn) of every pair of annotators who share
+  at least ``min_shared`` items;
+- :func:`overall_agreement`: Krippendorff's alpha for nominal data over every item with two or
+  more votes (it allows any number of votes per item), and Fleiss' kappa over the items that
+  have the most common number of votes (Fleiss needs the same number of raters per item);
+- :func:`label_agreement`: per label, the proportion of specific agreement and the alpha of the
+  data recoded as "this label or another";
+- :func:`annotator_agreement`: each annotator against the majority of the others (leave one out);
+- :func:`gold_accuracy`: each annotator's accuracy on items with a known answer, with a Wilson
+  interval and n.
+
+A value that cannot be defined (one annotator, no shared items, a single label throughout so
+that chance agreement is total) is ``None`` with a ``reason``, never a made-up 0 or 1.
+
+Krippendorff's alpha is written out here from its textbook formula (numpy, a few lines) rather
+than taken from the ``krippendorff`` package, so that ``model/`` keeps to numpy, scipy and
+scikit-learn; the tests check it against Krippendorff's own worked example.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+from model.errors import InvalidInputError
+from model.evaluation import fleiss_kappa_from_table, wilson_interval
+
+MISSING = -1
+"""The code of "no vote" in :attr:`Tally.codes`."""
+
+DEFAULT_MIN_SHARED = 10
+"""Cohen's kappa is given for pairs of annotators with at least this many items in common."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Who gave which label to which item: ``codes[i, a]`` is the index in ``labels`` of
+    annotator ``annotators[a]``'s label for item ``items[i]``, or :data:`MISSING`."""
+
+    items: list[str]
+    annotators: list[str]
+    labels: list[str]
+    codes: np.ndarray
+
+    @classmethod
+    def from_votes(
+        cls, votes: Iterable[tuple[str, str, str | None]], labels: Sequence[str] = ()
+    ) -> Tally:
+        """From ``(item_id, annotator, label)`` triples in the order they were given.
+
+        An annotator's later vote on the same item replaces the earlier one (the product
+        counts a person's latest answer); a ``None`` label (a skip) is no vote. ``labels``
+        may add labels nobody chose; the label list is sorted.
+        """
+        latest: dict[tuple[str, str], str | None] = {}
+        for n, vote in enumerate(votes, 1):
+            if len(vote) != 3:
+                raise InvalidInputError(
+                    f"vote {n} has {len(vote)} fields; give (item_id, annotator, label)"
+                )
+            item, annotator, label = (None if v is None else str(v) for v in vote)
+            if not item or not annotator:
+                raise InvalidInputError(f"vote {n} has an empty item id or annotator")
+            latest[(item, annotator)] = label
+        kept = {key: label for key, label in latest.items() if label is not None}
+        items = sorted({i for i, _ in kept})
+        annotators = sorted({a for _, a in kept})
+        all_labels = sorted(set(kept.values()) | {str(x) for x in labels})
+        row = {x: j for j, x in enumerate(items)}
+        col = {x: j for j, x in enumerate(annotators)}
+        code = {x: j for j, x in enumerate(all_labels)}
+        codes = np.full((len(items), len(annotators)), MISSING, dtype=np.int64)
+        for (item, annotator), label in kept.items():
+            codes[row[item], col[annotator]] = code[label]
+        return cls(items, annotators, all_labels, codes)
+
+    @classmethod
+    def from_matrix(
+        cls,
+        rows: Sequence[Sequence[str | None]],
+        *,
+        items: Sequence[str] | None = None,
+        annotators: Sequence[str] | None = None,
+        labels: Sequence[str] = (),
+    ) -> Tally:
+        """From an items × annotators table; ``None`` is no vote. Items default to "0", "1", …
+        and annotators to "a0", "a1", …"""
+        width = {len(r) for r in rows}
+        if len(width) > 1:
+            raise InvalidInputError(f"every row needs one cell per annotator, got {sorted(width)}")
+        n_cols = width.pop() if width else len(annotators or ())
+        items = [str(x) for x in items] if items is not None else [str(i) for i in range(len(rows))]
+        annotators = (
+            [str(x) for x in annotators]
+            if annotators is not None
+            else [f"a{j}" for j in range(n_cols)]
+        )
+        if len(items) != len(rows) or len(annotators) != n_cols:
+            raise InvalidInputError(
+                f"{len(rows)} rows × {n_cols} columns but {len(items)} item ids and "
+                f"{len(annotators)} annotators"
+            )
+        if len(set(items)) != len(items) or len(set(annotators)) != len(annotators):
+            raise InvalidInputError("item ids and annotators must each be unique")
+        all_labels = sorted(
+            {str(c) for r in rows for c in r if c is not None} | set(map(str, labels))
+        )
+        code = {x: j for j, x in enumerate(all_labels)}
+        codes = np.full((len(items), len(annotators)), MISSING, dtype=np.int64)
+        for i, r in enumerate(rows):
+            for a, cell in enumerate(r):
+                if cell is not None:
+                    codes[i, a] = code[str(cell)]
+        return cls(items, annotators, all_labels, codes)
+
+    @property
+    def n_votes(self) -> int:
+        return int((self.codes != MISSING).sum())
+
+    def votes(self) -> list[tuple[str, str, str]]:
+        """The tally as ``(item_id, annotator, label)`` triples, item by item."""
+        i, a = np.nonzero(self.codes != MISSING)
+        return [
+            (self.items[r], self.annotators[c], self.labels[self.codes[r, c]])
+            for r, c in zip(i.tolist(), a.tolist(), strict=True)
+        ]
+
+    def counts(self) -> np.ndarray:
+        """``(items, labels)`` table: how many votes each item got for each label."""
+        table = np.zeros((len(self.items), len(self.labels)), dtype=np.int64)
+        i, a = np.nonzero(self.codes != MISSING)
+        np.add.at(table, (i, self.codes[i, a]), 1)
+        return table
+
+
+@dataclass(frozen=True)
+class PairKappa:
+    """Cohen's kappa of annotators ``a`` and ``b`` on the ``n_shared`` items both labeled."""
+
+    a: str
+    b: str
+    n_shared: int
+    observed: float
+    kappa: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OverallAgreement:
+    """Chance-corrected agreement of the whole team.
+
+    ``alpha``: Krippendorff's alpha (nominal) over the ``n_alpha_items`` items with two or
+    more votes. ``fleiss``: Fleiss' kappa over the ``n_fleiss_items`` items that have exactly
+    ``n_raters`` votes (the most common number). ``observed``: the share of agreeing pairs of
+    votes within an item, over the alpha items."""
+
+    n_items: int
+    n_annotators: int
+    n_votes: int
+    alpha: float | None
+    n_alpha_items: int
+    fleiss: float | None
+    n_fleiss_items: int
+    n_raters: int
+    observed: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    """Agreement on one label over items with two or more votes.
+
+    ``specific``: of the votes for this label, the share of their pairings with the other votes
+    on the same item that agree (the proportion of specific agreement, for any number of
+    raters). ``alpha``: Krippendorff's alpha of the votes recoded as this label or another.
+    ``n_votes``: votes for this label on those items."""
+
+    label: str
+    n_votes: int
+    specific: float | None
+    alpha: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    """One annotator against the majority of the others, item by item (leave one out).
+
+    Items where the others are tied or absent are not compared (``n_tied``, left out of ``n``).
+    ``kappa`` is Cohen's kappa between this annotator and that majority."""
+
+    annotator: str
+    n_votes: int
+    n: int
+    n_agree: int
+    n_tied: int
+    rate: float | None
+    interval: tuple[float, float]
+    kappa: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GoldAccuracy:
+    """``n_correct`` of an annotator's ``n`` answers to gold items were the gold label."""
+
+    annotator: str
+    n: int
+    n_correct: int
+    accuracy: float | None
+    interval: tuple[float, float]
+
+
+def _kappa(x: np.ndarray, y: np.ndarray) -> tuple[float | None, str]:
+    """Cohen's kappa of two code arrays, or None and why."""
+    if len(x) == 0:
+        return None, "no items in common"
+    used = np.union1d(x, y)
+    if len(used) == 1:
+        return None, "a single label throughout: chance agreement is total, kappa is undefined"
+    return float(cohen_kappa_score(x, y, labels=used)), ""
+
+
+def pairwise_kappa(tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED) -> list[PairKappa]:
+    """Cohen's kappa of every pair of annotators with at least ``min_shared`` items in common,
+    in the order of the annotators' names. Pairs with fewer are left out."""
+    if min_shared < 1:
+        raise InvalidInputError(f"min_shared must be at least 1, got {min_shared}")
+    present = tally.codes != MISSING
+    shared = present.T.astype(np.int64) @ present.astype(np.int64)
+    out = []
+    for a, b in combinations(range(len(tally.annotators)), 2):
+        if shared[a, b] < min_shared:
+            continue
+        both = present[:, a] & present[:, b]
+        x, y = tally.codes[both, a], tally.codes[both, b]
+        kappa, reason = _kappa(x, y)
+        out.append(
+            PairKappa(
+                tally.annotators[a],
+                tally.annotators[b],
+                int(both.sum()),
+                float((x == y).mean()),
+                kappa,
+                reason,
+            )
+        )
+    return out
+
+
+def krippendorff_alpha(counts: np.ndarray) -> float | None:
+    """Krippendorff's alpha for nominal data from an ``(items, labels)`` table of vote counts.
+
+    Items with fewer than two votes are not pairable and drop out. With ``n_uc`` the votes for
+    label c on item u, ``m_u`` the votes on u, ``n_c = Σ_u n_uc`` and ``n = Σ_c n_c`` over
+    pairable items (Krippendorff, *Computing Krippendorff's Alpha-Reliability*, 2011, §C):
+
+        alpha = ((n − 1) · Σ_u Σ_c n_uc(n_uc − 1)/(m_u − 1) − Σ_c n_c(n_c − 1))
+                / (n(n − 1) − Σ_c n_c(n_c − 1))
+
+    ``None`` when there are no pairable items or every vote is the same label (the expected
+    disagreement is 0).
+    """
+    t = np.asarray(counts, dtype=np.float64)
+    m = t.sum(axis=1)
+    t = t[m >= 2]
+    m = m[m >= 2]
+    if len(t) == 0:
+        return None
+    n_c = t.sum(axis=0)
+    n = n_c.sum()
+    chance = float((n_c * (n_c - 1)).sum())
+    denominator = n * (n - 1) - chance
+    if denominator <= 0:
+        return None
+    observed = float(((t * (t - 1)).sum(axis=1) / (m - 1)).sum())
+    return float(((n - 1) * observed - chance) / denominator)
+
+
+def overall_agreement(tally: Tally) -> OverallAgreement:
+    """Krippendorff's alpha over all items with two or more votes, and Fleiss' kappa over the
+    items that have the most common number (≥ 2) of votes; see :class:`OverallAgreement`."""
+    counts = tally.counts()
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    base = {
+        "n_items": len(tally.items),
+        "n_annotators": len(tally.annotators),
+        "n_votes": tally.n_votes,
+    }
+    if not pairable.any():
+        return OverallAgreement(
+            **base,
+            alpha=None,
+            n_alpha_items=0,
+            fleiss=None,
+            n_fleiss_items=0,
+            n_raters=0,
+            observed=None,
+            reason="no item has two or more votes",
+        )
+    t = counts[pairable]
+    observed = float(((t * (t - 1)).sum(axis=1)).sum() / (m[pairable] * (m[pairable] - 1)).sum())
+    alpha = krippendorff_alpha(t)
+    # the most common number of votes among pairable items; the larger one on a tie
+    k = max(Counter(m[pairable].tolist()).items(), key=lambda kv: (kv[1], kv[0]))[0]
+    fixed = t[t.sum(axis=1) == k]
+    reasons = []
+    if alpha is None:
+        reasons.append("every vote is the same label: chance agreement is total")
+    fleiss = None
+    if (fixed.sum(axis=0) > 0).sum() < 2:
+        reasons.append(f"the items with {k} votes all got one label: Fleiss' kappa is undefined")
+    else:
+        fleiss = fleiss_kappa_from_table(fixed)
+    reason = "; ".join(dict.fromkeys(reasons))
+    return OverallAgreement(
+        **base,
+        alpha=alpha,
+        n_alpha_items=int(pairable.sum()),
+        fleiss=fleiss,
+        n_fleiss_items=len(fixed),
+        n_raters=int(k),
+        observed=observed,
+        reason=reason,
+    )
+
+
+def label_agreement(tally: Tally) -> list[LabelAgreement]:
+    """Per label, over items with two or more votes: the proportion of specific agreement
+    ``Σ_u n_uc(n_uc − 1) / Σ_u n_uc(m_u − 1)`` and the alpha of "this label or another"."""
+    counts = tally.counts()
+    m = counts.sum(axis=1)
+    t = counts[m >= 2]
+    m = m[m >= 2]
+    out = []
+    for c, label in enumerate(tally.labels):
+        n_uc = t[:, c]
+        n_votes = int(n_uc.sum())
+        if n_votes == 0:
+            out.append(LabelAgreement(label, 0, None, None, "no votes on items with two or more"))
+            continue
+        specific = float((n_uc * (n_uc - 1)).sum() / (n_uc * (m - 1)).sum())
+        binary = np.column_stack([n_uc, m - n_uc])
+        alpha = krippendorff_alpha(binary)
+        reason = "" if alpha is not None else "every vote is this label: alpha is undefined"
+        out.append(LabelAgreement(label, n_votes, specific, alpha, reason))
+    return out
+
+
+def _plurality(row_counts: np.ndarray) -> int | None:
+    """The index of the label with the most votes, or None on a tie or no votes."""
+    if row_counts.sum() == 0:
+        return None
+    top = row_counts.max()
+    winners = np.flatnonzero(row_counts == top)
+    return int(winners[0]) if len(winners) == 1 else None
+
+
+def annotator_agreement(tally: Tally) -> list[AnnotatorAgreement]:
+    """Each annotator against the plurality label of the other annotators on each item they
+    labeled (items where the others are tied or absent are not compared)."""
+    counts = tally.counts()
+    out = []
+    for a, annotator in enumerate(tally.annotators):
+        mine_rows = np.flatnonzero(tally.codes[:, a] != MISSING)
+        mine, others, n_tied = [], [], 0
+        for i in mine_rows:
+            own = tally.codes[i, a]
+            rest = counts[i].copy()
+            rest[own] -= 1
+            if rest.sum() == 0:
+                continue
+            winner = _plurality(rest)
+            if winner is None:
+                n_tied += 1
+                continue
+            mine.append(own)
+            others.append(winner)
+        x, y = np.asarray(mine, dtype=np.int64), np.asarray(others, dtype=np.int64)
+        n, n_agree = len(x), int((x == y).sum())
+        kappa, reason = _kappa(x, y)
+        if n == 0:
+            reason = "no item shared with others who are not tied"
+        out.append(
+            AnnotatorAgreement(
+                annotator,
+                n_votes=len(mine_rows),
+                n=n,
+                n_agree=n_agree,
+                n_tied=n_tied,
+                rate=n_agree / n if n else None,
+                interval=wilson_interval(n_agree, n),
+                kappa=kappa,
+                reason=reason,
+            )
+        )
+    return out
+
+
+def gold_accuracy(tally: Tally, gold: Mapping[str, str]) -> list[GoldAccuracy]:
+    """Each annotator's accuracy on the items of ``gold`` (item id → the right label) they
+    answered, with a 95% Wilson interval; annotators with no gold answer get n = 0."""
+    row = {item: i for i, item in enumerate(tally.items)}
+    out = []
+    for a, annotator in enumerate(tally.annotators):
+        n = n_correct = 0
+        for item, label in gold.items():
+            i = row.get(str(item))
+            if i is None or tally.codes[i, a] == MISSING:
+                continue
+            n += 1
+            n_correct += tally.labels[tally.codes[i, a]] == str(label)
+        out.append(
+            GoldAccuracy(
+                annotator, n, n_correct, n_correct / n if n else None, wilson_interval(n_correct, n)
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """Everything :func:`agreement` measures on one tally."""
+
+    overall: OverallAgreement
+    pairs: list[PairKappa]
+    per_label: list[LabelAgreement]
+    per_annotator: list[AnnotatorAgreement]
+    min_shared: int
+
+
+def agreement(tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED) -> AgreementReport:
+    """Overall, pairwise, per-label and per-annotator agreement of ``tally``."""
+    return AgreementReport(
+        overall=overall_agreement(tally),
+        pairs=pairwise_kappa(tally, min_shared=min_shared),
+        per_label=label_agreement(tally),
+        per_annotator=annotator_agreement(tally),
+        min_shared=min_shared,
+    )
