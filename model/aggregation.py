@@ -132,6 +132,9 @@ def dawid_skene(
         raise InvalidInputError(f"max_iter must be at least 1, got {max_iter}")
     if smoothing <= 0:
         raise InvalidInputError(f"smoothing must be above 0, got {smoothing}")
+    if not tally.items:
+        empty = np.zeros((0, len(tally.labels)))
+        return Aggregation("dawid_skene", [], list(tally.labels), empty, [], {})
     gold = {str(k): str(v) for k, v in (gold or {}).items()}
     in_tally = set(tally.items)
     extra = {v for k, v in gold.items() if k in in_tally} - set(tally.labels)

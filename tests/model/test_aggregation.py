@@ -156,3 +156,9 @@ def test_bad_settings_are_refused_in_one_line():
         dawid_skene(tally, max_iter=0)
     with pytest.raises(InvalidInputError, match=r"^smoothing must be above 0, got 0$"):
         dawid_skene(tally, smoothing=0)
+
+
+def test_an_empty_tally_resolves_nothing():
+    empty = Tally.from_votes([])
+    for result in (majority(empty), dawid_skene(empty)):
+        assert result.resolved == [] and result.accuracy == {}, result.method
