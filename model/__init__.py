@@ -23,12 +23,23 @@ from model.evaluation import (
     wilson_interval,
 )
 from model.registry import LoadedModel, ModelRegistry, ModelVersion
-from model.selection import Pick, entropy, least_confidence, margin, select, uncertainty
+from model.selection import (
+    STRATEGIES,
+    Pick,
+    entropy,
+    least_confidence,
+    margin,
+    priority,
+    register_strategy,
+    select,
+    uncertainty,
+)
 from model.training import Candidate, Decision, decide, train_candidate
 
 __all__ = [
     "DEFAULT_PIPELINE",
     "PIPELINES",
+    "STRATEGIES",
     "Candidate",
     "ClassReport",
     "ConfusionPair",
@@ -55,6 +66,8 @@ __all__ = [
     "least_confidence",
     "make_folds",
     "margin",
+    "priority",
+    "register_strategy",
     "select",
     "train_candidate",
     "uncertainty",

@@ -1,8 +1,15 @@
 """Which unlabeled items to ask people about next.
 
-Scores first, then the pick. The uncertainty functions are pure functions of a
-probability matrix; :func:`select` turns them into a batch of :class:`Pick` objects,
-each tagged with why it was picked:
+Scores first, then the pick. An uncertainty *strategy* is a pure function of the full
+probability matrix (one row per item, one column per label) that returns a *priority* per
+row: larger means "ask about it sooner". The strategies live in one registry,
+:data:`STRATEGIES`; :func:`priority` applies one by name, and the bot stores that number with
+each scored item and orders its queue by it. A new strategy is one function registered here
+(``@register_strategy("name")``): the bot's setting ``HITL_STRATEGY`` accepts every
+registered name, and the queue follows it.
+
+:func:`select` turns priorities into a batch of :class:`Pick` objects, each tagged with why it
+was picked:
 
 * ``uncertain`` — among the most uncertain items under the chosen strategy;
 * ``audit`` — drawn uniformly at random from all unlabeled items, so that accuracy
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,13 +29,49 @@ import numpy as np
 
 from model.errors import InvalidInputError
 
-Strategy = Literal["least_confidence", "margin", "entropy"]
+Strategy = str  # a name in STRATEGIES
 Reason = Literal["uncertain", "audit", "cold_start"]
+PriorityFunction = Callable[[np.ndarray], np.ndarray]
 
-STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy")
+STRATEGIES: dict[str, PriorityFunction] = {}
 DEFAULT_STRATEGY: Strategy = "margin"
 DEFAULT_AUDIT_RATE = 0.1
 DEFAULT_DUPLICATE_THRESHOLD = 0.9
+
+
+def register_strategy(name: str) -> Callable[[PriorityFunction], PriorityFunction]:
+    """Register ``function(proba) -> priority per row`` (larger = ask sooner) as ``name``.
+
+    ``proba`` is the full probability matrix, shape ``(n_items, n_labels)``, rows summing to
+    1; the function returns ``n_items`` finite numbers. Used as a decorator."""
+
+    def add(function: PriorityFunction) -> PriorityFunction:
+        if name in STRATEGIES:
+            raise InvalidInputError(f"a strategy named {name!r} is registered already")
+        STRATEGIES[name] = function
+        return function
+
+    return add
+
+
+def unregister_strategy(name: str) -> None:
+    """Remove a registered strategy (for code that registers one for a while, e.g. tests)."""
+    STRATEGIES.pop(name, None)
+
+
+def strategy_names() -> tuple[str, ...]:
+    """The registered strategies' names, sorted."""
+    return tuple(sorted(STRATEGIES))
+
+
+def check_strategy(strategy: str) -> PriorityFunction:
+    """The function registered as ``strategy``; ``InvalidInputError`` naming the choices."""
+    try:
+        return STRATEGIES[strategy]
+    except (KeyError, TypeError):
+        raise InvalidInputError(
+            f"unknown strategy {strategy!r}; choose one of: {', '.join(strategy_names())}"
+        ) from None
 
 
 def _as_proba(proba: np.ndarray) -> np.ndarray:
@@ -70,20 +113,33 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     return -(p * logs).sum(axis=1)
 
 
-def uncertainty(proba: np.ndarray, strategy: Strategy = DEFAULT_STRATEGY) -> np.ndarray:
-    """Uncertainty per row under ``strategy``, oriented so that larger = more uncertain.
+@register_strategy("margin")
+def _margin_priority(proba: np.ndarray) -> np.ndarray:
+    """``1 - margin``: the closer the two best guesses, the sooner."""
+    return 1.0 - margin(proba)
 
-    ``margin`` is reported as ``1 - margin``.
-    """
-    if strategy == "least_confidence":
-        return least_confidence(proba)
-    if strategy == "margin":
-        return 1.0 - margin(proba)
-    if strategy == "entropy":
-        return entropy(proba)
-    raise InvalidInputError(
-        f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}"
-    )
+
+register_strategy("least_confidence")(least_confidence)
+register_strategy("entropy")(entropy)
+
+
+def priority(proba: np.ndarray, strategy: Strategy = DEFAULT_STRATEGY) -> np.ndarray:
+    """Priority per row under ``strategy``: larger = more uncertain = ask sooner.
+
+    ``margin`` is reported as ``1 - margin``. Raises ``InvalidInputError`` for an unknown
+    strategy or a function that does not give one finite number per row."""
+    function = check_strategy(strategy)
+    p = _as_proba(proba)
+    scores = np.asarray(function(p), dtype=np.float64)
+    if scores.shape != (p.shape[0],) or not np.isfinite(scores).all():
+        raise InvalidInputError(
+            f"strategy {strategy!r} must return one finite number per row "
+            f"(got shape {scores.shape} for {p.shape[0]} rows)"
+        )
+    return scores
+
+
+uncertainty = priority  # the earlier name
 
 
 @dataclass(frozen=True)
@@ -155,6 +211,8 @@ def select(
     batch_size: int,
     proba: np.ndarray | None,
     *,
+    priorities: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
     n_items: int | None = None,
     texts: Sequence[str] | None = None,
     strategy: Strategy = DEFAULT_STRATEGY,
@@ -166,10 +224,14 @@ def select(
     """Pick up to ``batch_size`` items of an unlabeled pool to ask about.
 
     The pool is given by ``proba`` (one row per item: full probabilities or the top-k
-    columns; ``None`` while no model exists) or, in cold start, by ``n_items`` or
-    ``texts``. ``Pick.index`` is the row position in that pool.
+    columns; ``None`` while no model exists), or by ``priorities`` computed earlier (one per
+    item, from :func:`priority`; with ``confidence``, each item's top probability, for
+    ``threshold``), or, in cold start, by ``n_items`` or ``texts``. ``Pick.index`` is the row
+    position in that pool. ``priorities`` given with ``proba`` replace the ones ``strategy``
+    would compute from it.
 
-    * Cold start (``proba is None``): every pick is random, reason ``cold_start``.
+    * Cold start (neither ``proba`` nor ``priorities``): every pick is random, reason
+      ``cold_start``.
     * Otherwise the number of audit slots is drawn as ``Binomial(batch_size, audit_rate)``
       (so the share holds in expectation even for ``batch_size=1``); audit items are
       drawn uniformly from the whole pool. The other slots go to the most uncertain
@@ -190,12 +252,16 @@ def select(
         raise InvalidInputError(f"audit_rate must be between 0 and 1, got {audit_rate}")
     rng = np.random.default_rng(random_state)
     p = None if proba is None else _as_proba(proba)
-    n = _pool_size(p, n_items, texts)
+    given = None if priorities is None else np.asarray(priorities, dtype=np.float64).ravel()
+    top = None if confidence is None else np.asarray(confidence, dtype=np.float64).ravel()
+    if p is not None:
+        top = _top_two(p)[0]
+    n = _pool_size(p, n_items, texts, given, top)
     batch = _Batch(texts, duplicate_threshold)
     if batch_size == 0 or n == 0:
         return []
 
-    if p is None:
+    if p is None and given is None:
         _fill_random(batch, rng.permutation(n), batch_size, "cold_start")
         return batch.picks
 
@@ -203,10 +269,10 @@ def select(
     audit = _Batch(texts, duplicate_threshold)
     _fill_random(audit, rng.permutation(n), n_audit, "audit")
 
-    scores = uncertainty(p, strategy)
+    scores = given if given is not None else priority(p, strategy)
     eligible = np.arange(n)
-    if threshold is not None:
-        eligible = eligible[_top_two(p)[0] < threshold]
+    if threshold is not None and top is not None:
+        eligible = eligible[top < threshold]
     # most uncertain first; ties broken by position for determinism
     order = eligible[np.lexsort((eligible, -scores[eligible]))]
     for pick in audit.picks:  # audit picks occupy their slots and block their duplicates
@@ -229,11 +295,19 @@ def _fill_random(batch: _Batch, order: np.ndarray, limit: int, reason: Reason) -
         batch.try_add(Pick(int(i), reason))
 
 
-def _pool_size(p: np.ndarray | None, n_items: int | None, texts: Sequence[str] | None) -> int:
+def _pool_size(
+    p: np.ndarray | None,
+    n_items: int | None,
+    texts: Sequence[str] | None,
+    priorities: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+) -> int:
     sizes = {
         name: size
         for name, size in (
             ("proba", None if p is None else p.shape[0]),
+            ("priorities", None if priorities is None else len(priorities)),
+            ("confidence", None if confidence is None else len(confidence)),
             ("n_items", n_items),
             ("texts", None if texts is None else len(texts)),
         )

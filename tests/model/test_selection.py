@@ -7,12 +7,16 @@ from hypothesis import strategies as st
 
 from model.errors import InvalidInputError
 from model.selection import (
+    STRATEGIES,
     entropy,
     is_near_duplicate,
     least_confidence,
     margin,
+    priority,
+    register_strategy,
     select,
     uncertainty,
+    unregister_strategy,
 )
 
 ROWS = np.array([[0.5, 0.5], [0.9, 0.1]])
@@ -181,3 +185,55 @@ def test_audit_picks_cover_the_whole_pool_uniformly():
         for p in select(1, proba, audit_rate=1.0, random_state=rng):
             counts[p.index] += 1
     assert counts.min() > 150  # 200 expected per item
+
+
+# -- the strategy registry --
+
+
+def test_each_registered_strategy_gives_a_priority_by_hand():
+    # rows [.5,.5] and [.9,.1]: margin 0 and .8; top probability .5 and .9
+    np.testing.assert_allclose(priority(ROWS, "margin"), [1.0, 0.2])
+    np.testing.assert_allclose(priority(ROWS, "least_confidence"), [0.5, 0.1])
+    np.testing.assert_allclose(priority(ROWS, "entropy"), entropy(ROWS))
+    assert set(STRATEGIES) >= {"margin", "least_confidence", "entropy"}
+
+
+def test_a_registered_strategy_is_used_by_priority_and_select():
+    @register_strategy("second_column")
+    def second_column(proba: np.ndarray) -> np.ndarray:
+        return proba[:, 1]
+
+    try:
+        proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+        np.testing.assert_allclose(priority(proba, "second_column"), [0.1, 0.8, 0.5])
+        picks = select(3, proba, strategy="second_column", audit_rate=0.0, random_state=0)
+        assert [p.index for p in picks] == [1, 2, 0]
+        with pytest.raises(InvalidInputError, match="'second_column' is registered already"):
+            register_strategy("second_column")(second_column)
+    finally:
+        unregister_strategy("second_column")
+    assert "second_column" not in STRATEGIES
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(InvalidInputError) as caught:
+        priority(ROWS, "random")
+    assert str(caught.value) == (
+        "unknown strategy 'random'; choose one of: entropy, least_confidence, margin"
+    )
+
+
+def test_a_strategy_that_does_not_give_one_number_per_row_is_refused():
+    register_strategy("broken")(lambda proba: proba)
+    try:
+        with pytest.raises(InvalidInputError, match="one finite number per row"):
+            priority(ROWS, "broken")
+    finally:
+        unregister_strategy("broken")
+
+
+def test_select_can_take_priorities_computed_earlier():
+    stored = np.array([0.1, 0.9, 0.5, 0.95])
+    confidence = np.array([0.5, 0.5, 0.6, 0.99])  # the last is confident: not asked
+    picks = select(3, None, priorities=stored, confidence=confidence, threshold=0.8, audit_rate=0.0)
+    assert [(p.index, p.uncertainty) for p in picks] == [(1, 0.9), (2, 0.5), (0, 0.1)]
