@@ -212,13 +212,13 @@ def grow(store: Store, start: int, stop: int, texts: list[str], labels: list[str
         if not labeled:
             conf = rng.random()
             ranked = [[labels[j], conf], [labels[(j + 1) % len(labels)], (1 - conf) / 2]]
-            preds.append((f"g{i}", 1, labels[j], conf, ranked))
+            preds.append((f"g{i}", 1, labels[j], conf, ranked, 1 - (conf - (1 - conf) / 2)))
         if len(batch) >= 10_000:
             store.add_items(batch, "import")
             batch.clear()
     if batch:
         store.add_items(batch, "import")
-    store.set_predictions(preds, 0.8)
+    store.set_predictions(preds, 0.8, "margin")
 
 
 def seed_activity(store: Store, n_posts: int, n_users: int) -> None:

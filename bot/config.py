@@ -47,6 +47,7 @@ class Settings:
     retrain_cron: str = "0 3 * * *"
     timezone: str = "UTC"
     pipeline: str | None = None  # None: model/'s default
+    strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     routes: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -221,6 +222,15 @@ def _pipeline(value: Any) -> str:
     return value
 
 
+def _strategy(value: Any) -> str:
+    from model.selection import STRATEGIES, strategy_names
+
+    value = _text(value)
+    if value not in STRATEGIES:
+        raise ValueError(f"is not a known strategy; use one of {', '.join(strategy_names())}")
+    return value
+
+
 def _routes(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
@@ -277,6 +287,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
     Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),
     Spec("pipeline", "HITL_PIPELINE", _pipeline, False, "classifier pipeline for new models"),
+    Spec(
+        "strategy",
+        "HITL_STRATEGY",
+        _strategy,
+        False,
+        "how uncertainty orders the queue (model.selection.STRATEGIES)",
+    ),
     Spec(
         "keep_models",
         "HITL_KEEP_MODELS",

@@ -26,6 +26,7 @@ from model import ModelRegistry
 
 if TYPE_CHECKING:
     from bot.learning.jobs import ChampionHolder
+    from bot.learning.scoring import Scorer
     from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class Runtime:
     wake_dispatcher: asyncio.Event = field(default_factory=asyncio.Event)
     redrawer: Redrawer | None = None  # owns the redraw state; set where the bot is built
     champion_holder: ChampionHolder | None = None  # owns the champion's loading; likewise
+    scorer: Scorer | None = None  # owns the scoring of items; likewise
     retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
     post_interval: float = 1.0  # at most one post per second per channel
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -36,6 +36,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.learning.jobs import ChampionHolder, catch_up, start_scheduler, stop_scheduler
 from bot.learning.retrain import FitWorker, load_champion, registry_for
+from bot.learning.scoring import Scorer
 from bot.runtime import Runtime, make_client
 from bot.slack.app import build_app
 from bot.slack.dispatch import Dispatcher
@@ -218,6 +219,7 @@ def init_app(
             rt = Runtime(settings=settings, store=store, client=make_client(settings))
             rt.redrawer = Redrawer(rt)
             rt.champion_holder = ChampionHolder()
+            rt.scorer = Scorer.for_runtime(rt)
             if configure is not None:
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast
@@ -240,6 +242,8 @@ def init_app(
             rt.fit_worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
             tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(rt.redrawer.run(), name="hitl-redrawer"))
+            tasks.append(asyncio.create_task(rt.scorer.run(), name="hitl-scorer"))
+            rt.scorer.wake()  # items a new strategy or a restart left unscored
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))

@@ -31,7 +31,7 @@ from bot.api.metrics import CONTENT_TYPE, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, METRICS, RUNTIME
 from bot.ingest import item_id_for_text
-from bot.learning.scoring import score_pending
+from bot.learning.scoring import scorer_of
 from bot.runtime import Runtime
 from bot.store import Store
 
@@ -444,7 +444,7 @@ async def predict(request: web.Request) -> web.Response:
         await _read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
     created = rt.store.add_api_items([item], SOURCE)
-    await _score(rt)
+    await _score(rt, [item.id])
     if created:
         rt.wake_dispatcher.set()
     stored = rt.store.get_item(item.id)
@@ -483,7 +483,8 @@ async def add_items(request: web.Request) -> web.Response:
         results.append({"index": index, "id": item.id, "result": result})
     results.sort(key=lambda r: r["index"])
     if created:
-        await _score(rt)
+        await _score(rt, [item.id for _, item in accepted if item.id in created])
+        scorer_of(rt).wake()  # anything else waiting (e.g. a model that failed on some)
         rt.wake_dispatcher.set()
     counts = {name: sum(r["result"] == name for r in results) for name in
               ("created", "duplicate", "rejected")}  # fmt: skip
@@ -550,12 +551,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _score(rt: Runtime) -> None:
-    """Score new items with the champion; a failing model leaves them to people."""
+async def _score(rt: Runtime, ids: list[str]) -> None:
+    """Score this request's items, and only those, with the champion (in a worker thread;
+    an item another request is scoring is waited for, not scored twice). A failing model
+    leaves the items to people."""
     if rt.champion is None:
         return
     try:
-        await score_pending(rt)
+        await scorer_of(rt).score_ids(ids)
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
         logger.exception("scoring with model v%d failed", rt.champion.version)
 

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.config import Settings
 from bot.learning import reports, retrain
 from bot.learning.retrain import Outcome, Plan, RollbackPlan, RolledBack
-from bot.learning.scoring import score_pending
+from bot.learning.scoring import score_pending, scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ async def run_retrain(
         on_champion=swap,
         plan=plan,
         worker=rt.fit_worker,
+        scorer=scorer_of(rt),
     )
     rt.wake_dispatcher.set()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")

@@ -31,7 +31,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import HitlError
-from bot.learning.scoring import score_items
+from bot.learning.scoring import Scorer, score_items
 from bot.runtime import Champion
 from bot.store import Store
 from model import (
@@ -386,8 +386,10 @@ async def retrain(
     on_champion: Callable[[Champion], None] | None = None,
     plan: Plan | None = None,
     worker: FitWorker | None = None,
+    scorer: Scorer | None = None,
 ) -> Outcome:
-    """Run a whole retrain; the fit and the re-scoring happen off the event loop."""
+    """Run a whole retrain; the fit and the re-scoring happen off the event loop (through
+    ``scorer``, the running bot's, when given)."""
     if plan is None:
         started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
         if isinstance(started, Outcome):
@@ -411,7 +413,9 @@ async def retrain(
             if on_champion is not None:
                 on_champion(new)
             outcome.queue_before = _queue(store)
-            outcome.rescored = await score_items(store, new, settings.threshold)
+            outcome.rescored = await score_items(
+                store, new, settings.threshold, settings.strategy, scorer=scorer
+            )
             outcome.queue_after = _queue(store)
     return outcome
 

@@ -1,7 +1,16 @@
 """Between the store and model/: scoring unlabeled items and choosing what to ask next.
 
-Reads happen on the event loop's thread (the SQLite connection belongs to it); the model's
-work gets plain lists and runs in a worker thread, so the bot never blocks on it.
+Scoring has one owner per runtime, the :class:`Scorer` (``rt.scorer``). It scores an item
+once per model version and strategy however many callers ask at the same time: ``/api/predict``
+and ``/api/items`` have it score their own items before they answer; the dispatcher, the API
+and a promotion or rollback wake it, and it walks the unlabeled items in bounded chunks from
+where its last walk stopped. Each step reads one chunk on the event loop's thread (the SQLite
+connection belongs to it) from an index, hands the texts to the model in a worker thread, and
+writes the predictions in one short transaction, so nothing on the loop grows with the backlog.
+
+The priority that orders the queue is computed here, from the model's full probabilities,
+by ``model.selection.priority`` under ``HITL_STRATEGY``, and stored with the strategy's name:
+an item scored under another strategy (or model version) is scored again.
 """
 
 from __future__ import annotations
@@ -9,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from bot.config import Settings
 from bot.runtime import Champion, Runtime
 from bot.store import Store
 from model import selection
@@ -20,36 +31,196 @@ from model import selection
 logger = logging.getLogger(__name__)
 
 TOP_K = 5
-SCORE_CHUNK = 10_000
+SCORE_CHUNK = 500  # items per step: one bounded read, one model call, one short write
+
+Prediction = tuple[str, float, list[tuple[str, float]], float]  # label, confidence, top-k, priority
 
 
-async def score_pending(rt: Runtime) -> int:
-    """Score unlabeled items the champion has not scored yet; return how many."""
+def predict_texts(
+    classifier: Any, texts: Sequence[str], strategy: str, top_k: int = TOP_K
+) -> list[Prediction]:
+    """The model's label, confidence, top-``k`` labels and priority for each text, from one
+    ``predict_proba`` call (the full probability matrix). Pure; run it in a worker thread."""
+    proba = np.asarray(classifier.predict_proba(list(texts)), dtype=np.float64)
+    if len(texts) == 0:
+        return []
+    priorities = selection.priority(proba, strategy)
+    classes = list(classifier.classes)
+    k = min(top_k, proba.shape[1])
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]  # ties: the lower column first
+    out: list[Prediction] = []
+    for i, row in enumerate(top):
+        ranked = [(classes[j], float(proba[i, j])) for j in row]
+        out.append((ranked[0][0], ranked[0][1], ranked, float(priorities[i])))
+    return out
+
+
+class Scorer:
+    """Owns the scoring of unlabeled items for one runtime: which items are being scored
+    right now (so no two callers score one item for the same model and strategy), how far
+    the walk over the unlabeled items got, and the event that wakes its background run.
+
+    ``champion`` and ``settings`` are read at every step, so a new champion or strategy is
+    used from the next chunk on; ``on_scored`` is called after each chunk of the background
+    walk (the server wakes the dispatcher there)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        champion: Callable[[], Champion | None],
+        settings: Callable[[], Settings],
+        chunk: int = SCORE_CHUNK,
+        on_scored: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.champion = champion
+        self.settings = settings
+        self.chunk = chunk
+        self.on_scored = on_scored
+        self.wake_event = asyncio.Event()
+        self.walking = asyncio.Lock()  # one walk at a time
+        self.in_flight: dict[tuple[int, str, str], asyncio.Future[None]] = {}
+        self.cursor: tuple[tuple[int, str], int] | None = None  # ((version, strategy), rowid)
+        self.n_scored = 0  # items written since start
+
+    @classmethod
+    def for_runtime(cls, rt: Runtime) -> Scorer:
+        return cls(
+            rt.store,
+            champion=lambda: rt.champion,
+            settings=lambda: rt.settings,
+            on_scored=rt.wake_dispatcher.set,
+        )
+
+    def wake(self) -> None:
+        """Ask the background run to walk the items not scored yet (returns at once)."""
+        self.wake_event.set()
+
+    async def run(self) -> None:
+        """Background task: walk whenever woken."""
+        while True:
+            self.wake_event.clear()
+            try:
+                await self.catch_up(background=True)
+            except Exception:  # noqa: BLE001 - the scorer must outlive a failing model
+                champion = self.champion()
+                logger.exception("scoring with model v%s failed", champion and champion.version)
+            await self.wake_event.wait()
+
+    async def score_ids(self, ids: Iterable[str]) -> int:
+        """Score these items now, those of them the champion has not scored under the
+        strategy yet; wait for any of them another caller is scoring. Returns how many this
+        call wrote. The work grows with ``ids`` only."""
+        champion = self.champion()
+        if champion is None:
+            return 0
+        strategy = self.settings().strategy
+        wanted = list(dict.fromkeys(ids))
+        done = 0
+        for start in range(0, len(wanted), self.chunk):
+            batch = wanted[start : start + self.chunk]
+            rows = self.store.unscored_of(batch, champion.version, strategy)
+            done += await self._score(champion, strategy, rows)
+        return done
+
+    async def catch_up(self, *, max_chunks: int | None = None, background: bool = False) -> int:
+        """Walk the unlabeled items from where the last walk for this model and strategy
+        stopped, scoring those not scored yet, one bounded chunk at a time; return how many
+        were written. With ``max_chunks``, stop after that many chunks (and wake the
+        background run for the rest), or return at once if a walk is under way."""
+        if max_chunks is not None and self.walking.locked():
+            return 0
+        async with self.walking:
+            done = chunks = 0
+            while (champion := self.champion()) is not None:
+                strategy = self.settings().strategy
+                key = (champion.version, strategy)
+                after = self.cursor[1] if self.cursor and self.cursor[0] == key else 0
+                rows, last = self.store.unscored_chunk(*key, after, self.chunk)
+                if last is None:
+                    self.cursor = (key, after)
+                    break
+                written = await self._score(champion, strategy, rows)
+                done += written
+                if self.champion() is champion and self.settings().strategy == strategy:
+                    self.cursor = (key, last)
+                if written and background and self.on_scored is not None:
+                    self.on_scored()
+                chunks += 1
+                if max_chunks is not None and chunks >= max_chunks:
+                    self.wake()
+                    break
+        if done:
+            logger.info("scored %d items", done)
+        return done
+
+    async def _score(
+        self, champion: Champion, strategy: str, rows: Sequence[tuple[str, str]]
+    ) -> int:
+        """Score ``rows`` (id, text), except those another caller is scoring for the same
+        model and strategy (wait for those). Marking and unmarking happen without an await in
+        between the read that found the rows and the write, so each item is written once."""
+        version = champion.version
+        busy = self.in_flight
+        waits = {busy[(version, strategy, i)] for i, _ in rows if (version, strategy, i) in busy}
+        mine = [(i, t) for i, t in dict(rows).items() if (version, strategy, i) not in busy]
+        written = 0
+        if mine:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for item_id, _ in mine:
+                self.in_flight[(version, strategy, item_id)] = future
+            try:
+                predictions = await asyncio.to_thread(
+                    predict_texts, champion.classifier, [t for _, t in mine], strategy
+                )
+                if self.champion() is champion:  # not a model replaced while this ran
+                    rows_out = [
+                        (item_id, version, *prediction)
+                        for (item_id, _), prediction in zip(mine, predictions, strict=True)
+                    ]
+                    threshold = self.settings().threshold
+                    written = self.store.set_predictions(rows_out, threshold, strategy)
+                    self.n_scored += written
+            finally:
+                for item_id, _ in mine:
+                    self.in_flight.pop((version, strategy, item_id), None)
+                future.set_result(None)
+        if waits:
+            await asyncio.gather(*waits)
+        return written
+
+
+def scorer_of(rt: Runtime) -> Scorer:
+    """The runtime's scorer (made on first use where the runtime was built without one)."""
+    if rt.scorer is None:
+        rt.scorer = Scorer.for_runtime(rt)
+    return rt.scorer
+
+
+async def score_pending(rt: Runtime, *, max_chunks: int | None = None) -> int:
+    """Score unlabeled items the champion has not scored yet (under HITL_STRATEGY), from
+    where the last walk stopped; with ``max_chunks``, at most that many chunks now and the
+    rest in the background. Returns how many were written."""
     if rt.champion is None:
         return 0
-    return await score_items(rt.store, rt.champion, rt.settings.threshold)
+    return await scorer_of(rt).catch_up(max_chunks=max_chunks)
 
 
-async def score_items(store: Store, champion: Champion, threshold: float) -> int:
-    """Score every unlabeled item not yet scored by ``champion`` (fitting-free, in a thread)."""
-    ids = store.unscored_ids(champion.version)
-    done = 0
-    for start in range(0, len(ids), SCORE_CHUNK):
-        chunk = ids[start : start + SCORE_CHUNK]
-        texts = store.texts_of(chunk)
-        scores = await asyncio.to_thread(champion.classifier.score, texts, top_k=TOP_K)
-        store.set_predictions(
-            (
-                (item_id, champion.version, scores.labels[i], float(scores.confidence[i]),
-                 scores.ranked(i))
-                for i, item_id in enumerate(chunk)
-            ),
-            threshold,
-        )  # fmt: skip
-        done += len(chunk)
-    if done:
-        logger.info("scored %d items with model v%d", done, champion.version)
-    return done
+async def score_items(
+    store: Store,
+    champion: Champion,
+    threshold: float,
+    strategy: str = selection.DEFAULT_STRATEGY,
+    scorer: Scorer | None = None,
+) -> int:
+    """Score every unlabeled item not yet scored by ``champion`` under ``strategy`` (the CLI,
+    a promotion without a running bot, benchmarks). With ``scorer``, through it (it then
+    reads the champion and settings itself)."""
+    if scorer is None:
+        settings = Settings(threshold=threshold, strategy=strategy)
+        scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
+    return await scorer.catch_up()
 
 
 UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per round
@@ -60,7 +231,7 @@ def candidates(
     rt: Runtime, rng: random.Random
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What one dispatcher round chooses from, without reading every item: the most uncertain
-    queued items (from the margin index) and a uniform random sample of all unlabeled items
+    queued items (from the priority index) and a uniform random sample of all unlabeled items
     (for audit picks, and for random picks while there is no model)."""
     sample = rt.store.sample_unlabeled(AUDIT_SAMPLE, rng)
     if rt.champion is None:
@@ -77,9 +248,9 @@ def choose(
 ) -> list[tuple[dict[str, Any], str]]:
     """Up to ``n`` items of ``pool`` to ask about, each with its reason, in posting order.
 
-    Uncertain picks come only from items below HITL_THRESHOLD (or not scored yet); audit picks
-    are drawn uniformly from ``audit_pool`` when given (a uniform sample of every unlabeled
-    item, confident ones included), else from ``pool``.
+    Uncertain picks come only from items below HITL_THRESHOLD (or not scored yet), highest
+    stored priority first; audit picks are drawn uniformly from ``audit_pool`` when given (a
+    uniform sample of every unlabeled item, confident ones included), else from ``pool``.
 
     With a model, each position of the list is an audit with probability HITL_AUDIT_RATE,
     drawn for that position alone. The dispatcher posts only the first few (one a second per
@@ -120,24 +291,19 @@ def _pick(
 ) -> list[tuple[dict[str, Any], str]]:
     if n <= 0 or not pool:
         return []
-    proba = None
-    if reason is None and rt.champion is not None and all(it["ranked"] for it in pool):
-        proba = _top_k_matrix([it["ranked"] for it in pool])
+    priorities = confidence = None
+    scored = all(it.get("priority") is not None for it in pool)
+    if reason is None and rt.champion is not None and scored:
+        priorities = np.array([float(it["priority"]) for it in pool])
+        confidence = np.array([float(it["confidence"]) for it in pool])
     picks = selection.select(
         n,
-        proba,
+        None,
+        priorities=priorities,
+        confidence=confidence,
         texts=[it["text"] for it in pool],
         audit_rate=audit_rate,
         threshold=rt.settings.threshold,
         random_state=generator,
     )
     return [(pool[p.index], reason or p.reason) for p in picks]
-
-
-def _top_k_matrix(ranked: list[list[list[Any]]]) -> np.ndarray:
-    """Each item's stored top-k probabilities as rows (enough for margin and confidence)."""
-    width = max(len(r) for r in ranked)
-    rows = np.zeros((len(ranked), width))
-    for i, top in enumerate(ranked):
-        rows[i, : len(top)] = [float(p) for _, p in top]
-    return rows

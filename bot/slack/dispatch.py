@@ -95,7 +95,7 @@ class Dispatcher:
         ):
             return 0  # every channel is full: an answer woke us, but there is no room yet
         await sync_champion(rt)
-        await score_pending(rt)
+        await score_pending(rt, max_chunks=1)  # one bounded chunk; the scorer does the rest
         pool, audit_pool = candidates(rt, self.rng)
         taken: set[str] = set()
         posted = 0

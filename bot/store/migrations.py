@@ -238,4 +238,28 @@ def m010_answers_by_people_items(db: Database) -> None:
     )
 
 
+# Unlabeled items, read in rowid order from an index that holds nothing else: the scorer walks
+# them in bounded chunks (``Store.unscored_chunk``). The key is the partial index's own
+# condition (always true inside it), so that the rowid after it orders the walk.
+UNLABELED = "status IN ('new', 'queued', 'auto')"
+
+
+@migrations(name="m011_priority")
+def m011_priority(db: Database) -> None:
+    # The queue's order is a generic priority (larger = ask sooner) that model.selection
+    # computes from the full probabilities under the configured strategy (HITL_STRATEGY), and
+    # ``strategy`` records which one, so a change of strategy re-scores the items. Items
+    # scored before keep their order: their margin becomes the margin strategy's priority
+    # (1 - margin, exact, since the margin needs only the two best guesses). The margin
+    # column stays (dropping a column needs SQLite 3.35) but nothing reads or writes it now.
+    db.execute("ALTER TABLE items ADD COLUMN priority REAL")
+    db.execute("ALTER TABLE items ADD COLUMN strategy TEXT")
+    db.execute(
+        "UPDATE items SET priority = 1.0 - margin, strategy = 'margin' WHERE margin IS NOT NULL"
+    )
+    db.execute("DROP INDEX items_status_margin")
+    db.execute("CREATE INDEX items_status_priority ON items(status, priority DESC)")
+    db.execute(f"CREATE INDEX items_unlabeled ON items(({UNLABELED})) WHERE {UNLABELED}")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.migrations import UNLABELED
 from bot.store.records import AnswerResult, Tally, json_or_none
 
 logger = logging.getLogger("bot.store")
@@ -24,7 +25,7 @@ class QueueMixin:
 
     # -- the queue: scoring, posting, answering --
 
-    _POOL_COLUMNS = "id, text, status, model_version, predicted_label, confidence, ranked"
+    _POOL_COLUMNS = "id, text, status, model_version, predicted_label, confidence, priority, ranked"
 
     def pool(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Unlabeled items that may be asked about (new, queued or auto), oldest first: every
@@ -37,17 +38,18 @@ class QueueMixin:
         )
 
     def _pool_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        columns = ("id", "text", "status", "model_version", "predicted_label", "confidence")
+        columns = self._POOL_COLUMNS.split(", ")[:-1]  # ranked is JSON, read apart
         return [
-            {**dict(zip(columns, row[:6], strict=True)), "ranked": json_or_none(row[6])}
+            {**dict(zip(columns, row[:7], strict=True)), "ranked": json_or_none(row[7])}
             for row in self.db.execute(sql, list(args))
         ]
 
     def most_uncertain(self, limit: int) -> list[dict[str, Any]]:
-        """The scored items waiting for people, smallest margin first (read from an index)."""
+        """The scored items waiting for people, highest priority (most uncertain under the
+        strategy they were scored with) first, read from an index."""
         return self._pool_rows(
-            f"SELECT {self._POOL_COLUMNS} FROM items INDEXED BY items_status_margin"
-            " WHERE status = 'queued' ORDER BY margin LIMIT ?",
+            f"SELECT {self._POOL_COLUMNS} FROM items INDEXED BY items_status_priority"
+            " WHERE status = 'queued' ORDER BY priority DESC, rowid LIMIT ?",
             [limit],
         )
 
@@ -81,47 +83,77 @@ class QueueMixin:
         rng.shuffle(rows)
         return rows[:size]
 
-    def unscored_ids(self, model_version: int | None) -> list[str]:
-        """Unlabeled items not yet scored by ``model_version``."""
-        return [
-            row[0]
-            for row in self.db.execute(
-                "SELECT id FROM items WHERE status IN ('new', 'queued', 'auto')"
-                " AND (model_version IS NOT ? OR confidence IS NULL) ORDER BY rowid",
-                [model_version],
-            )
-        ]
+    def unscored_chunk(
+        self, model_version: int, strategy: str, after: int, limit: int
+    ) -> tuple[list[tuple[str, str]], int | None]:
+        """One bounded step of a walk over the unlabeled items in rowid order: the next
+        ``limit`` of them after rowid ``after`` (read from the ``items_unlabeled`` index), and
+        of those the ones not scored by ``model_version`` under ``strategy`` as (id, text).
+        Returns them with the last rowid read, where the next step starts (None when nothing
+        is left after ``after``). The work does not grow with the number of items."""
+        rows = self.db.execute(
+            "SELECT rowid, id, CASE WHEN model_version IS ? AND strategy IS ?"
+            " AND priority IS NOT NULL THEN NULL ELSE text END"
+            f" FROM items INDEXED BY items_unlabeled WHERE {UNLABELED} AND ({UNLABELED}) = 1"
+            " AND rowid > ? ORDER BY rowid LIMIT ?",
+            [model_version, strategy, after, limit],
+        ).fetchall()
+        if not rows:
+            return [], None
+        return [(item_id, text) for _, item_id, text in rows if text is not None], rows[-1][0]
 
-    def texts_of(self, ids: Sequence[str]) -> list[str]:
-        by_id: dict[str, str] = {}
+    def unscored_of(
+        self, ids: Sequence[str], model_version: int, strategy: str
+    ) -> list[tuple[str, str]]:
+        """Of ``ids``, the unlabeled items not scored by ``model_version`` under ``strategy``,
+        as (id, text), in the order given."""
+        found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            by_id.update(
-                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
+            found.update(
+                self.db.execute(
+                    f"SELECT id, text FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+                    f" AND {UNLABELED} AND (model_version IS NOT ? OR strategy IS NOT ?"
+                    " OR priority IS NULL)",
+                    [*chunk, model_version, strategy],
+                )
             )
-        return [by_id[i] for i in ids]
+        return [(i, found[i]) for i in ids if i in found]
+
+    def unscored_count(self, model_version: int | None, strategy: str) -> int:
+        """Unlabeled items not scored by ``model_version`` under ``strategy`` (reads every
+        unlabeled item: for the CLI, tests and benchmarks, not a hot path)."""
+        return self.db.execute(
+            f"SELECT count(*) FROM items WHERE {UNLABELED} AND (model_version IS NOT ?"
+            " OR strategy IS NOT ? OR priority IS NULL)",
+            [model_version, strategy],
+        ).fetchone()[0]
 
     def set_predictions(
-        self, predictions: Iterable[tuple[str, int, str, float, list]], threshold: float
+        self,
+        predictions: Iterable[tuple[str, int, str, float, list, float]],
+        threshold: float,
+        strategy: str,
     ) -> int:
-        """Store (id, model_version, label, confidence, ranked) for unlabeled items, in one
-        transaction. An item at or above ``threshold`` becomes ``auto``; below it, ``queued``."""
+        """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items,
+        in one transaction, with the ``strategy`` the priorities were computed under. An item
+        at or above ``threshold`` becomes ``auto``; below it, ``queued``. Returns the number
+        of items written."""
         now = self.now()
         n = 0
         with self.db.atomic():
-            for item_id, version, label, confidence, ranked in predictions:
-                second = float(ranked[1][1]) if len(ranked) > 1 else 0.0
+            for item_id, version, label, confidence, ranked, priority in predictions:
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
-                    " margin = ?, ranked = ?, updated_at = ?, status = CASE"
+                    " priority = ?, strategy = ?, ranked = ?, updated_at = ?, status = CASE"
                     " WHEN status = 'posted' THEN status WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
                     " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
                     [
                         version,
                         label,
                         confidence,
-                        confidence - second,
+                        priority,
+                        strategy,
                         json.dumps(ranked),
                         now,
                         confidence,
@@ -306,7 +338,7 @@ class QueueMixin:
     ) -> str | None:
         """The next item for ``user_id`` to label in the modal, kept to ``channels``: their
         open posts the user has not answered (oldest first), then the waiting items that would
-        be posted there, queued (smallest margin first) before not scored yet. A waiting item
+        be posted there, queued (highest priority first) before not scored yet. A waiting item
         goes where ``routes`` sends its predicted label, else to ``default_channel``."""
         wanted = sorted(set(channels))
         if not wanted:
@@ -341,10 +373,10 @@ class QueueMixin:
             return None
         for status in ("queued", "new"):
             row = self.db.execute(
-                "SELECT id FROM items INDEXED BY items_status_margin WHERE status = ?"
+                "SELECT id FROM items INDEXED BY items_status_priority WHERE status = ?"
                 f" AND ({' OR '.join(ours)}) AND id NOT IN ({skip_marks})"
                 " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
-                " AND a.user_id = ?) ORDER BY margin, rowid LIMIT 1",
+                " AND a.user_id = ?) ORDER BY priority DESC, rowid LIMIT 1",
                 [status, *args, *skip, user_id],
             ).fetchone()
             if row:

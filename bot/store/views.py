@@ -49,7 +49,7 @@ class ViewsMixin:
 
     def next_for_user(self, user_id: str, exclude: Sequence[str] = ()) -> str | None:
         """The next item for ``user_id`` to label in the modal: open posts they have not
-        answered first (oldest first), then the queue, most uncertain (smallest margin) first,
+        answered first (oldest first), then the queue, highest priority (most uncertain) first,
         then items no model has scored yet."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
@@ -63,14 +63,14 @@ class ViewsMixin:
         ).fetchone()
         if row:
             return row[0]
-        # The queue as the dispatcher sees it (smallest margin first), then items not scored
-        # yet in the order they came; each walks the margin index and stops at the first hit.
+        # The queue as the dispatcher sees it (highest priority first), then items not scored
+        # yet in the order they came; each walks the priority index and stops at the first hit.
         for status in ("queued", "new"):
             row = self.db.execute(
-                "SELECT id FROM items INDEXED BY items_status_margin WHERE status = ?"
+                "SELECT id FROM items INDEXED BY items_status_priority WHERE status = ?"
                 f" AND id NOT IN ({marks})"
                 " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
-                " AND a.user_id = ?) ORDER BY margin, rowid LIMIT 1",
+                " AND a.user_id = ?) ORDER BY priority DESC, rowid LIMIT 1",
                 [status, *skip, user_id],
             ).fetchone()
             if row:

@@ -26,6 +26,12 @@ SECRET = "test-signing-secret"
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
 
 
+def margin_scored(rows: Sequence[tuple]) -> list[tuple]:
+    """(id, version, label, confidence, ranked) rows with the margin strategy's priority
+    (1 - (best - second best)) added, as ``Store.set_predictions`` takes them."""
+    return [(*row, 1 - (row[4][0][1] - (row[4][1][1] if len(row[4]) > 1 else 0.0))) for row in rows]
+
+
 @dataclass
 class Item:
     id: str

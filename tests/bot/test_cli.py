@@ -196,6 +196,17 @@ def test_bad_setting_is_an_error_naming_the_variable():
     )
 
 
+def test_an_unknown_strategy_is_one_line_naming_the_choices():
+    result = run("config", env={"HITL_STRATEGY": "smallest_margin"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'Error: HITL_STRATEGY="smallest_margin" is not a known strategy; use one of entropy,'
+        " least_confidence, margin\n"
+    )
+    shown = run("config", env={"HITL_STRATEGY": "entropy"}).stdout.splitlines()
+    assert ["HITL_STRATEGY", "entropy", "(env)"] in [line.split()[:3] for line in shown]
+
+
 def test_help_explains_each_command():
     for command in ("import", "export", "config"):
         result = run(command, "--help")

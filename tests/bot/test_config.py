@@ -129,3 +129,14 @@ def test_webhook_allow_takes_hosts_and_cidrs_and_names_a_bad_entry():
         "HITL_WEBHOOK_ALLOW=\"10.0.0.0/33,http://x/\" has '10.0.0.0/33', neither a host name "
         "nor an IP address or CIDR; e.g. hooks.intranet, 10.0.0.0/8, ::1"
     ]
+
+
+def test_strategy_is_one_of_the_registered_ones_and_defaults_to_margin():
+    assert load_settings({}, None).strategy == "margin"
+    assert load_settings({"HITL_STRATEGY": "entropy"}, None).strategy == "entropy"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_STRATEGY": "random"}, None)
+    assert caught.value.problems == [
+        'HITL_STRATEGY="random" is not a known strategy; use one of entropy, least_confidence,'
+        " margin"
+    ]

@@ -16,6 +16,7 @@ from tests.bot.harness import (
     Item,
     block_suggestion_payload,
     make_settings,
+    margin_scored,
     seed,
     start_bot,
 )
@@ -112,10 +113,15 @@ async def test_routing_sends_a_label_to_its_channel(fake_slack: FakeSlack, tmp_p
     fake_slack.add_channel("C0BILLING", "billing")
     async for bot in await bot_with(fake_slack, tmp_path, routes={"billing": "C0BILLING"}):
         bot.store.set_predictions(
-            [("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
-             ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]])],
+            margin_scored(
+                [
+                    ("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
+                    ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]),
+                ]
+            ),
             threshold=0.8,
-        )  # fmt: skip
+            strategy="margin",
+        )
         bot.store.db["items"].update("i2", {"status": "resolved"})
         bot.store.db["items"].update("i3", {"status": "resolved"})
         assert await bot.dispatcher.fill() == 2
@@ -218,7 +224,7 @@ def scored_items(prefix: str, count: int) -> list[dict]:
     return [
         {"id": f"{prefix}{n}", "text": f"{prefix} ticket {n} " + "x" * n, "status": "queued",
          "model_version": 1, "predicted_label": "billing", "confidence": 0.5,
-         "ranked": [["billing", 0.5], ["bug", 0.5 - n / 100]]}
+         "priority": 1 - n / 100, "ranked": [["billing", 0.5], ["bug", 0.5 - n / 100]]}
         for n in range(count)
     ]  # fmt: skip
 

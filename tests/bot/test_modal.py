@@ -15,7 +15,7 @@ import pytest
 
 from bot.sandbox import FakeSlack
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, margin_scored, seed, start_bot
 from tests.fake_slack import CHANNEL
 
 PRIVATE = "C0BILLING"  # where billing questions go: a private channel
@@ -34,9 +34,12 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
             "bug": [["bug", 0.5], ["billing", 0.3]],
         }
         running.store.set_predictions(
-            [(i, 1, "bug", 0.5, ranked["bug"]) for i in MAIN]
-            + [(i, 1, "billing", 0.5, ranked["billing"]) for i in ROUTED],
+            margin_scored(
+                [(i, 1, "bug", 0.5, ranked["bug"]) for i in MAIN]
+                + [(i, 1, "billing", 0.5, ranked["billing"]) for i in ROUTED]
+            ),
             threshold=0.8,
+            strategy="margin",
         )
         assert await running.dispatcher.fill() == 2  # one open question in each channel
         yield running

@@ -11,6 +11,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store import KNOWN_MIGRATIONS, Store, migrations
+from tests.bot.harness import margin_scored
 
 TABLES = {"items", "posts", "answers", "labels", "models", "runs", "deliveries"}
 
@@ -122,23 +123,28 @@ def test_runs_are_recorded_with_their_outcome(memory_store: Store):
     assert run["status"] == "ok" and run["detail"] == {"imported": 3} and run["finished_at"]
 
 
-def test_the_queue_is_read_from_the_margin_index_most_uncertain_first(memory_store: Store):
+def test_the_queue_is_read_from_the_priority_index_most_uncertain_first(memory_store: Store):
     memory_store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
     memory_store.set_predictions(
-        [(f"i{n}", 1, "a", 0.5 + n / 20, [["a", 0.5 + n / 20], ["b", 0.5 - n / 20]])
-         for n in range(6)],
+        margin_scored(
+            [
+                (f"i{n}", 1, "a", 0.5 + n / 20, [["a", 0.5 + n / 20], ["b", 0.5 - n / 20]])
+                for n in range(6)
+            ]
+        ),
         threshold=0.7,
-    )  # fmt: skip
+        strategy="margin",
+    )
     order = [it["id"] for it in memory_store.most_uncertain(3)]
     assert order == ["i0", "i1", "i2"]  # margins 0.0, 0.1, 0.2; i4, i5 are auto (≥ 0.7)
     plan = " ".join(
         row[3]
         for row in memory_store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM items INDEXED BY items_status_margin"
-            " WHERE status = 'queued' ORDER BY margin LIMIT 3"
+            "EXPLAIN QUERY PLAN SELECT id FROM items INDEXED BY items_status_priority"
+            " WHERE status = 'queued' ORDER BY priority DESC, rowid LIMIT 3"
         )
     )
-    assert "USING INDEX items_status_margin" in plan and "TEMP B-TREE" not in plan
+    assert "USING INDEX items_status_priority" in plan and "TEMP B-TREE" not in plan
 
 
 def test_a_random_sample_covers_only_unlabeled_items_uniformly(memory_store: Store):
@@ -193,8 +199,11 @@ def test_item_counts_follow_every_status_change(memory_store: Store):
     assert store.count_items() == {**_counted(store), "new": 7}
     store.db.execute("DELETE FROM items WHERE id = 'p1'")
     store.set_predictions(
-        [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in ((2, 0.55), (3, 0.95))],
+        margin_scored(
+            [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in ((2, 0.55), (3, 0.95))]
+        ),
         threshold=0.9,
+        strategy="margin",
     )
     store.set_aside("i4", "invalid_blocks")
     store.record_post("i2", "C1", "1.1", "uncertain", 1, "a", 0.55)
@@ -270,16 +279,21 @@ def test_only_redraw_bookkeeping_skips_the_fsync(db_path: Path):
         assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
-def test_the_modal_walks_the_queue_by_margin_then_unscored_items_from_an_index(
+def test_the_modal_walks_the_queue_by_priority_then_unscored_items_from_an_index(
     memory_store: Store,
 ):
     store = memory_store
     store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
     store.set_predictions(  # margins 0.9, 0.1, 0.5 and one confident item (auto, not asked)
-        [(f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]]) for n, c in
-         ((0, 0.95), (1, 0.55), (2, 0.75), (3, 0.99))],
+        margin_scored(
+            [
+                (f"i{n}", 1, "a", c, [["a", c], ["b", 1 - c]])
+                for n, c in ((0, 0.95), (1, 0.55), (2, 0.75), (3, 0.99))
+            ]
+        ),
         threshold=0.98,
-    )  # fmt: skip
+        strategy="margin",
+    )
     store.record_answer("i1", "U1", "a", source="button", dedupe_key="k1")  # U1 answered i1
     walked, seen = [], []
     while (item := store.next_for_user("U1", exclude=seen)) is not None:
@@ -290,17 +304,22 @@ def test_the_modal_walks_the_queue_by_margin_then_unscored_items_from_an_index(
     plans = store.query_plans(lambda: store.next_for_user("U1", exclude=["i2", "i0"]))
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
     assert len(queue) == 2  # the queued walk found nothing left, the new walk did
-    assert all("items_status_margin" in plan and "TEMP B-TREE" not in plan for plan in queue)
+    assert all("items_status_priority" in plan and "TEMP B-TREE" not in plan for plan in queue)
 
 
 def test_the_modal_keeps_each_channels_items_in_that_channel_from_an_index(memory_store: Store):
     store = memory_store
     store.add_items([R(f"i{n}", f"text {n}") for n in range(6)], "import")
     store.set_predictions(  # i0, i1 go to CBILL (billing is routed); i2, i3 to CMAIN; i4, i5 new
-        [(f"i{n}", 1, label, 0.5 + n / 100, [[label, 0.6], ["x", 0.4]]) for n, label in
-         ((0, "billing"), (1, "billing"), (2, "bug"), (3, "praise"))],
+        margin_scored(
+            [
+                (f"i{n}", 1, label, 0.5 + n / 100, [[label, 0.6], ["x", 0.4]])
+                for n, label in ((0, "billing"), (1, "billing"), (2, "bug"), (3, "praise"))
+            ]
+        ),
         threshold=0.9,
-    )  # fmt: skip
+        strategy="margin",
+    )
     store.record_post("i1", "CBILL", "1.1", "uncertain", 1, "billing", 0.51)
     routes = {"billing": "CBILL"}
 
@@ -320,4 +339,4 @@ def test_the_modal_keeps_each_channels_items_in_that_channel_from_an_index(memor
     assert walk("U1", ["CBILL"]) == ["i0"]
     plans = store.query_plans(lambda: store.next_in_channels("U1", ["CMAIN"], routes, "CMAIN"))
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
-    assert queue and all("items_status_margin" in p and "TEMP B-TREE" not in p for p in queue)
+    assert queue and all("items_status_priority" in p and "TEMP B-TREE" not in p for p in queue)

@@ -1,0 +1,241 @@
+"""Scoring: the strategy as an extension point, one owner of scoring, bounded work per step.
+
+Through a real Store (a file, migrated as in production) and the real app on loopback. Items
+are counted as scored by a temporary trigger on the test's own connection, which records
+every write of a prediction: the product's code is not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlite_utils import Database
+
+from bot.learning.scoring import Scorer, score_items, score_pending
+from bot.runtime import Champion
+from bot.sandbox import FakeSlack
+from bot.store import Store, migrations
+from model import selection
+from model.classifier import TextClassifier
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+
+TOKEN = "api-token-for-scoring-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TRAINING = [
+    ("I was charged twice for my subscription", "billing"),
+    ("Refund the annual plan please", "billing"),
+    ("My invoice shows the wrong amount", "billing"),
+    ("The app crashes when I open settings", "bug"),
+    ("Login page is blank on Safari", "bug"),
+    ("Export button throws an error", "bug"),
+    ("Please delete my account", "account"),
+    ("Change the email on my account", "account"),
+    ("Reset my account password", "account"),
+]
+WORDS = ["refund", "charged", "crash", "blank", "account", "email", "invoice", "login", "plan"]
+
+
+def backlog(n: int, prefix: str = "b") -> list[Item]:
+    """``n`` unlabeled items whose texts mix the training words differently."""
+    return [
+        Item(f"{prefix}{k}", f"{WORDS[k % 9]} {WORDS[(k * 4 + 1) % 9]} {WORDS[(k * 7) % 9]} {k}")
+        for k in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TextClassifier:
+    texts, labels = zip(*TRAINING, strict=True)
+    return TextClassifier().fit(list(texts), list(labels))
+
+
+def count_scorings(store: Store) -> None:
+    """Record every prediction written (item, version, strategy) in a temporary table."""
+    store.db.execute("CREATE TEMP TABLE scorings (item_id TEXT, version INTEGER, strategy TEXT)")
+    store.db.execute(
+        "CREATE TEMP TRIGGER count_scorings AFTER UPDATE OF confidence ON main.items"
+        " BEGIN INSERT INTO scorings VALUES (new.id, new.model_version, new.strategy); END"
+    )
+
+
+def scorings(store: Store) -> dict[tuple[str, int], int]:
+    rows = store.db.execute("SELECT item_id, version, count(*) FROM scorings GROUP BY 1, 2")
+    return {(item_id, version): n for item_id, version, n in rows}
+
+
+async def start(
+    fake: FakeSlack, tmp_path: Path, items: list[Item], **changes
+) -> AsyncIterator[Bot]:
+    seed(tmp_path / "hitl.db", items)
+    settings = make_settings(fake, tmp_path, **{"api_token": TOKEN, "max_open": 2, **changes})
+    async for bot in start_bot(fake, settings):
+        yield bot
+
+
+@pytest.fixture
+def most_confident_first() -> Iterator[str]:
+    """A strategy registered in model.selection, as a new one would be: nothing else changes."""
+    name = "most_confident_first"
+    selection.register_strategy(name)(lambda proba: proba.max(axis=1))
+    yield name
+    selection.unregister_strategy(name)
+
+
+# -- the strategy is an extension point --
+
+
+async def test_a_strategy_registered_in_model_selection_orders_the_dispatchers_posts(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier, most_confident_first: str
+):
+    items = backlog(12)
+    proba = classifier.predict_proba([it.text for it in items])
+    by_hand = [items[i].id for i in np.argsort(-proba.max(axis=1), kind="stable")[:2]]
+    by_margin = [items[i].id for i in np.argsort(-selection.priority(proba), kind="stable")[:2]]
+    assert set(by_hand) != set(by_margin)  # the new strategy asks about other items
+    async for bot in start(fake_slack, tmp_path, items, audit_rate=0.0, threshold=1.0,
+                           strategy=most_confident_first):  # fmt: skip
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        assert await bot.dispatcher.fill() == 2
+        posts = list(bot.store.db["posts"].rows_where(order_by="id"))
+        assert [p["item_id"] for p in posts] == by_hand
+        assert {p["reason"] for p in posts} == {"uncertain"}
+        stored = bot.store.get_item(items[0].id)
+        assert stored["strategy"] == most_confident_first
+        assert stored["priority"] == pytest.approx(proba[0].max())
+
+
+async def test_changing_the_strategy_scores_the_items_again_under_the_new_one(
+    tmp_path: Path, classifier: TextClassifier
+):
+    items = backlog(30)
+    seed(tmp_path / "hitl.db", items)
+    with Store.open(tmp_path / "hitl.db") as store:
+        champion = Champion(version=1, classifier=classifier)
+        assert await score_items(store, champion, 1.0, "margin") == 30
+        assert await score_items(store, champion, 1.0, "margin") == 0  # scored once
+        assert store.unscored_count(1, "entropy") == 30
+        assert await score_items(store, champion, 1.0, "entropy") == 30
+        entropy = selection.entropy(classifier.predict_proba([it.text for it in items]))
+        by_hand = [items[i].id for i in np.argsort(-entropy, kind="stable")]
+        assert [it["id"] for it in store.most_uncertain(30)] == by_hand
+        assert {it["strategy"] for it in map(store.get_item, by_hand)} == {"entropy"}
+
+
+def test_a_database_scored_before_priorities_keeps_its_queue_order(tmp_path: Path):
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m011_priority")
+    margins = {"q0": 0.30, "q1": 0.05, "q2": 0.60, "q3": 0.05, "q4": 0.15}
+    for n, (item_id, gap) in enumerate(margins.items()):
+        ranked = [["billing", 0.6], ["bug", 0.6 - gap]]
+        db["items"].insert(
+            {"id": item_id, "text": f"old item {n}", "source": "import", "status": "queued",
+             "created_at": "2026-11-01", "updated_at": "2026-11-01", "model_version": 1,
+             "predicted_label": "billing", "confidence": 0.6, "ranked": json.dumps(ranked),
+             "margin": 0.6 - (0.6 - gap)}
+        )  # fmt: skip
+    db["items"].insert({"id": "n0", "text": "never scored", "source": "import",
+                        "status": "new", "created_at": "2026-11-02",
+                        "updated_at": "2026-11-02"})  # fmt: skip
+    old_order = [r[0] for r in db.execute("SELECT id FROM items WHERE status = 'queued'"
+                                          " ORDER BY margin, rowid")]  # fmt: skip
+    db.close()
+
+    with Store.open(path) as store:
+        assert [it["id"] for it in store.most_uncertain(10)] == old_order == [
+            "q1", "q3", "q4", "q0", "q2"
+        ]  # fmt: skip
+        item = store.get_item("q4")
+        assert (item["strategy"], item["priority"]) == ("margin", pytest.approx(0.85))
+        # Under the default strategy only the item never scored waits; under another, all.
+        assert store.unscored_count(1, "margin") == 1
+        assert store.unscored_count(1, "entropy") == 6
+        indexes = {index.name for index in store.db["items"].indexes}
+        assert "items_status_margin" not in indexes and "items_status_priority" in indexes
+
+
+# -- bounded work: the walk, the predict, the dispatcher round --
+
+
+def test_the_walk_over_unscored_items_reads_an_index_in_bounded_chunks(tmp_path: Path):
+    items = backlog(25)
+    seed(tmp_path / "hitl.db", [*items, Item("done", "labeled already", label="billing")])
+    with Store.open(tmp_path / "hitl.db") as store:
+        walked, after, steps = [], 0, 0
+        while True:
+            rows, last = store.unscored_chunk(1, "margin", after, 10)
+            if last is None:
+                break
+            walked += [item_id for item_id, _ in rows]
+            after, steps = last, steps + 1
+        assert walked == [it.id for it in items] and steps == 3
+        plans = store.query_plans(lambda: store.unscored_chunk(1, "margin", 5, 10))
+        [(sql, plan)] = plans
+        assert "USING INDEX items_unlabeled" in " ".join(plan), plan
+        assert "TEMP B-TREE" not in " ".join(plan) and "SCAN" not in " ".join(plan)
+
+
+async def test_predict_scores_only_its_own_item_not_the_backlog(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
+):
+    async for bot in start(fake_slack, tmp_path, backlog(40), threshold=1.0):
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        count_scorings(bot.store)
+        response = await bot.http.post(
+            "/api/predict", data=json.dumps({"text": "Refund me", "id": "p1"}), headers=AUTH
+        )
+        body = await response.json()
+        assert (response.status, body["model_version"], body["status"]) == (200, 1, "needs_review")
+        assert scorings(bot.store) == {("p1", 1): 1}  # the backlog waits for the scorer
+        assert bot.store.unscored_count(1, "margin") == 40
+
+
+async def test_a_dispatcher_round_scores_one_bounded_chunk_and_leaves_the_rest(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
+):
+    async for bot in start(fake_slack, tmp_path, backlog(35), threshold=1.0, audit_rate=0.0):
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        bot.rt.scorer = Scorer.for_runtime(bot.rt)
+        bot.rt.scorer.chunk = 10
+        count_scorings(bot.store)
+        assert await bot.dispatcher.fill() == 2  # from the chunk it scored
+        assert len(scorings(bot.store)) == 10
+        assert bot.rt.scorer.wake_event.is_set()  # the rest goes to the background run
+        assert await score_pending(bot.rt) == 25
+        assert await bot.dispatcher.fill() == 0  # the channel is full; nothing scanned again
+        assert len(scorings(bot.store)) == 35 and set(scorings(bot.store).values()) == {1}
+
+
+# -- one owner: each item scored once per model version --
+
+
+async def test_concurrent_predicts_and_rounds_score_each_item_once_per_version(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
+):
+    items = backlog(60)
+    async for bot in start(fake_slack, tmp_path, items, threshold=1.0, max_open=50):
+        count_scorings(bot.store)
+
+        async def predict(k: int, bot: Bot = bot) -> int:
+            known = items[k % 20]  # the same items asked about by several producers at once
+            body = {"text": known.text, "id": known.id} if k % 2 else {"text": f"new {k % 7}"}
+            response = await bot.http.post("/api/predict", data=json.dumps(body), headers=AUTH)
+            return response.status
+
+        for version in (1, 2):
+            bot.rt.champion = Champion(version=version, classifier=classifier)
+            calls = [predict(k) for k in range(30)]
+            rounds = [bot.dispatcher.fill() for _ in range(3)]
+            results = await asyncio.gather(*calls, *rounds, score_pending(bot.rt))
+            assert results[:30] == [200] * 30
+            await score_pending(bot.rt)  # whatever is left: still once each
+        counts = scorings(bot.store)
+        assert set(counts.values()) == {1}, {k: n for k, n in counts.items() if n > 1}
+        unlabeled = {r[0] for r in bot.store.db.execute("SELECT id FROM items")}
+        assert {item_id for item_id, version in counts if version == 1} == unlabeled
+        assert bot.store.unscored_count(2, "margin") == 0
