@@ -67,7 +67,7 @@ async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float
         async with running_demo(options, quiet, background=False, data=data) as demo:
             started = time.perf_counter()
             await demo.simulator(drive=True).run(args.answers)
-            await demo.rt.drain()
+            await demo.rt.background.drain()
             final = await score_champion(demo.rt, data.holdout)
             seconds = time.perf_counter() - started
             curve = [(s.n_labels, s.accuracy) for s in demo.retrainer.scores]

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,12 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.store import Store
-from model import ModelRegistry
-
-if TYPE_CHECKING:
-    from bot.learning.jobs import ChampionHolder
-    from bot.learning.scoring import Scorer
-    from bot.slack.redraw import Redrawer
+from model import ModelRegistry, TextClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -102,61 +97,80 @@ def make_client(settings: Settings, *, retries: int = 2, timeout: float = 10) ->
 
 @dataclass
 class Champion:
-    """The model that scores items now (``classifier`` is a ``model.TextClassifier``)."""
+    """The model that scores items now."""
 
     version: int
-    classifier: Any
+    classifier: TextClassifier
     created_at: str = ""
     n_train: int = 0
 
 
-@dataclass
-class ChannelState:
-    """What the dispatcher knows about one question channel."""
+class Wakeable(Protocol):
+    """A background loop that others may wake when there is work for it: the dispatcher
+    (``bot.slack.dispatch.Dispatcher``) when items or a new champion may fill a channel."""
 
-    broken: str | None = None  # a permanent error: nothing is posted here until restart
-    last_error: str | None = None
-    failures: int = 0
-    next_attempt: float = 0.0  # loop time before which nothing is posted (backoff, Retry-After)
-    last_post: float = float("-inf")
-    joined: bool = False
-    unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
-    adopted: set[str] = field(default_factory=set)  # of those, found posted after all
-    missing_scope: str | None = None  # the scope reading its history needs and lacks
-    history_retry_at: float = 0.0  # loop time before which the history is not read again
+    def wake(self) -> None: ...
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    store: Store
-    client: AsyncWebClient
-    champion: Champion | None = None
-    channels: dict[str, ChannelState] = field(default_factory=dict)
-    wake_dispatcher: asyncio.Event = field(default_factory=asyncio.Event)
-    redrawer: Redrawer | None = None  # owns the redraw state; set where the bot is built
-    champion_holder: ChampionHolder | None = None  # owns the champion's loading; likewise
-    scorer: Scorer | None = None  # owns the scoring of items; likewise
-    retry_base: float = 1.0  # seconds; backoff doubles from here (tests make it small)
-    post_interval: float = 1.0  # at most one post per second per channel
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    bot_user_id: str | None = None
-    registry: ModelRegistry | None = None
-    scheduler_alive: bool | None = None  # None: no scheduler in this process
-    retrain_task: asyncio.Task | None = None
-    fit_worker: Any = (
-        None  # bot.learning.retrain.FitWorker in `hitl serve`: fits in a child process
-    )
-    background: set[asyncio.Task] = field(default_factory=set)  # listeners still at work
+@dataclass(eq=False)
+class Background:
+    """Owns the listener tasks still at work after their ack (redraws, modals, charts), so
+    that shutdown and tests can wait for them before the database closes."""
+
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def track(self, task: asyncio.Task) -> None:
+        self.tasks.add(task)
+
+    def done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait for listeners that are still working after their ack."""
         async with asyncio.timeout(timeout):
-            while self.background:
-                await asyncio.gather(*list(self.background), return_exceptions=True)
+            while self.tasks:
+                await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    def channel_state(self, channel: str) -> ChannelState:
-        return self.channels.setdefault(channel, ChannelState())
+
+@dataclass(eq=False)
+class Runtime:
+    """What listeners, routes and background tasks share in one running bot.
+
+    It holds the core (settings, store, Web API client, registry, the champion) and a
+    reference to each owner of mutable state, never that state itself. The owners live in the
+    layer that uses them and are set where the bot is built (``bot.server.init_app``); the
+    core knows them only as far as it calls them. Each owner's class reads its slot back,
+    checked, with ``Owner.of(rt)``:
+
+    - ``dispatcher``: ``bot.slack.dispatch.Dispatcher``, the question channels' state; the
+      API and the learning loop only ``wake()`` it;
+    - ``redrawer``: ``bot.slack.redraw.Redrawer``, the redraw state;
+    - ``champion_holder``: ``bot.learning.jobs.ChampionHolder``, the champion's loading;
+    - ``trainer``: ``bot.learning.jobs.Trainer``, the fit worker, the retrain under way and
+      the nightly scheduler;
+    - ``scorer``: ``bot.learning.scoring.Scorer``, the scoring of items (read it with
+      ``scorer_of(rt)``, which makes one where the runtime was built without);
+    - ``background``: the listeners still at work after their ack.
+    """
+
+    settings: Settings
+    store: Store
+    client: AsyncWebClient
+    champion: Champion | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    bot_user_id: str | None = None
+    registry: ModelRegistry | None = None
+    background: Background = field(default_factory=Background)
+    dispatcher: Wakeable | None = None
+    redrawer: object | None = None
+    champion_holder: object | None = None
+    trainer: object | None = None
+    scorer: object | None = None
+
+    def wake_dispatcher(self) -> None:
+        """There may be something to post now (new items, a new champion, a free slot)."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.settings.admins

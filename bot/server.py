@@ -31,10 +31,16 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.api import routes
 from bot.api.webhooks import run_deliveries
-from bot.appkeys import BOLT, DISPATCHER, MAX_BODY, RUNTIME, VERIFIER
+from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.learning.jobs import ChampionHolder, catch_up, start_scheduler, stop_scheduler
+from bot.learning.jobs import (
+    ChampionHolder,
+    Trainer,
+    catch_up,
+    start_scheduler,
+    stop_scheduler,
+)
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
 from bot.runtime import Runtime, make_client
@@ -48,6 +54,7 @@ from model import ModelRegistry
 logger = logging.getLogger(__name__)
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
+RETRY_BASE = 1.0  # seconds before the second attempt to reach Slack at start
 MAX_BACKOFF = 60.0  # seconds between two attempts to reach Slack, at most
 
 
@@ -118,13 +125,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def backoff(rt: Runtime, attempt: int) -> float:
-    return min(rt.retry_base * 2**attempt, MAX_BACKOFF)
+def backoff(attempt: int, base: float = RETRY_BASE) -> float:
+    return min(base * 2**attempt, MAX_BACKOFF)
 
 
-async def retry_until_answered(
-    call: Callable[[], Awaitable[Any]], trouble: str, rt: Runtime
-) -> Any:
+async def retry_until_answered(call: Callable[[], Awaitable[Any]], trouble: str) -> Any:
     """``call()`` until Slack answers it: while Slack cannot be reached (or says "later"), one
     line per failed attempt, and the wait between two attempts doubles up to a minute. A
     refusal (``SlackApiError``) is raised for the caller to explain. Cancelling stops it."""
@@ -138,7 +143,7 @@ async def retry_until_answered(
             reason = f"Slack said {exc.response.get('error')}"
         except UNREACHABLE as exc:
             reason = describe(exc)
-        delay = backoff(rt, attempt)
+        delay = backoff(attempt)
         logger.warning("%s (%s); retrying in %g s", trouble, reason, delay)
         await asyncio.sleep(delay)
         attempt += 1
@@ -152,7 +157,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     the ``auth.test`` answer."""
     trouble = f"cannot reach Slack at {rt.client.base_url}"
     try:
-        auth = await retry_until_answered(rt.client.auth_test, trouble, rt)
+        auth = await retry_until_answered(rt.client.auth_test, trouble)
     except SlackApiError as exc:
         raise ConfigError(
             [
@@ -168,7 +173,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
             return await rt.client.conversations_info(channel=channel)
 
         try:
-            await retry_until_answered(channel_info, trouble, rt)
+            await retry_until_answered(channel_info, trouble)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "missing_scope":  # an app installed before the manifest asked for it
@@ -192,16 +197,18 @@ def init_app(
     settings: Settings,
     *,
     run_background: bool = True,
-    configure: Any = None,
+    configure: Callable[[Runtime], None] | None = None,
+    retry_base: float = 1.0,
 ) -> web.Application:
     """The aiohttp app: POST /slack/events (Bolt; not in Socket Mode), GET /healthz, /api/*,
     and background tasks.
 
-    ``configure(runtime)`` may adjust the runtime before anything runs (tests shorten the
-    retry backoff and the post interval there). Starting the app asks Slack who the bot is,
-    and refuses to start (``ConfigError``) if Slack refuses the token or a channel; with
-    ``run_background`` in Socket Mode it also connects to Slack before the tasks start
-    (without, a caller connects with ``start_socket_mode``).
+    ``retry_base`` is where the dispatcher's and the redrawer's backoff start (seconds; tests
+    make it small). ``configure(runtime)`` may adjust the runtime's parts before anything runs
+    (the demo and tests set the dispatcher's post interval there). Starting the app asks
+    Slack who the bot is, and refuses to start (``ConfigError``) if Slack refuses the token or
+    a channel; with ``run_background`` in Socket Mode it also connects to Slack before the
+    tasks start (without, a caller connects with ``start_socket_mode``).
     """
     app = web.Application(client_max_size=MAX_BODY)
     socket_mode = bool(settings.slack_app_token)
@@ -217,9 +224,11 @@ def init_app(
         try:
             check_label_set(settings, store)
             rt = Runtime(settings=settings, store=store, client=make_client(settings))
-            rt.redrawer = Redrawer(rt)
+            rt.dispatcher = dispatcher = Dispatcher(rt, retry_base=retry_base)
+            rt.redrawer = redrawer = Redrawer(rt, retry_base=retry_base)
             rt.champion_holder = ChampionHolder()
-            rt.scorer = Scorer.for_runtime(rt)
+            rt.scorer = scorer = Scorer.for_runtime(rt)
+            rt.trainer = trainer = Trainer()
             if configure is not None:
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast
@@ -228,7 +237,6 @@ def init_app(
             mirror_registry(store, rt.registry)
             app[RUNTIME] = rt
             app[BOLT] = build_app(rt, auth)
-            app[DISPATCHER] = Dispatcher(rt)
             socket = None
             if run_background and settings.slack_app_token:
                 # Connected before anything is posted: no question is asked that nobody
@@ -239,11 +247,11 @@ def init_app(
             raise
         tasks: list[asyncio.Task] = []
         if run_background:
-            rt.fit_worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
-            tasks.append(asyncio.create_task(app[DISPATCHER].run(), name="hitl-dispatcher"))
-            tasks.append(asyncio.create_task(rt.redrawer.run(), name="hitl-redrawer"))
-            tasks.append(asyncio.create_task(rt.scorer.run(), name="hitl-scorer"))
-            rt.scorer.wake()  # items a new strategy or a restart left unscored
+            trainer.worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
+            tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
+            tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
+            tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))
+            scorer.wake()  # items a new strategy or a restart left unscored
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
@@ -254,11 +262,11 @@ def init_app(
                 await socket.close()  # no new requests from here on
             if run_background:
                 stop_scheduler(rt, scheduler)
-                rt.fit_worker.close()  # a fit in progress stops now; its run is marked failed
-            if rt.retrain_task is not None:
-                tasks.append(rt.retrain_task)
+                trainer.worker.close()  # a fit in progress stops now; its run is marked failed
+            if trainer.task is not None:
+                tasks.append(trainer.task)
             with contextlib.suppress(TimeoutError):
-                await rt.drain(5.0)  # answers already acked finish their redraw first
+                await rt.background.drain(5.0)  # answers already acked finish their redraw first
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -314,7 +322,7 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception:  # noqa: BLE001 - any failure means "not healthy"
         logger.exception("health check: database unreachable")
         db_ok = False
-    scheduler = getattr(rt, "scheduler_alive", None)  # None: no scheduler in this process
+    scheduler = Trainer.of(rt).scheduler_alive  # None: no scheduler in this process
     body = {
         "ok": db_ok and scheduler is not False,
         "db": "ok" if db_ok else "unreachable",
@@ -400,7 +408,7 @@ class SocketMode:
         token is a ``ConfigError``."""
         trouble = "Socket Mode: cannot connect to Slack"
         try:
-            await retry_until_answered(self.client.connect, trouble, self.rt)
+            await retry_until_answered(self.client.connect, trouble)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "not_enabled":

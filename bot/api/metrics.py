@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -176,3 +177,6 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above."""
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)  # the app's Metrics, set by bot.api.routes.add_routes

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from bot.api.metrics import CONTENT_TYPE, Metrics
+from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
-from bot.appkeys import MAX_BODY, METRICS, RUNTIME
+from bot.appkeys import MAX_BODY, RUNTIME
 from bot.ingest import item_id_for_text
 from bot.learning.scoring import scorer_of
 from bot.runtime import Runtime
@@ -446,7 +446,7 @@ async def predict(request: web.Request) -> web.Response:
     created = rt.store.add_api_items([item], SOURCE)
     await _score(rt, [item.id])
     if created:
-        rt.wake_dispatcher.set()
+        rt.wake_dispatcher()
     stored = rt.store.get_item(item.id)
     return web.json_response(_prediction(rt.store, stored))
 
@@ -485,7 +485,7 @@ async def add_items(request: web.Request) -> web.Response:
     if created:
         await _score(rt, [item.id for _, item in accepted if item.id in created])
         scorer_of(rt).wake()  # anything else waiting (e.g. a model that failed on some)
-        rt.wake_dispatcher.set()
+        rt.wake_dispatcher()
     counts = {name: sum(r["result"] == name for r in results) for name in
               ("created", "duplicate", "rejected")}  # fmt: skip
     return web.json_response(

@@ -34,6 +34,7 @@ from bot.sandbox import FakeSlack, ui
 from bot.sandbox.workspace import Sandbox
 from bot.server import RUNTIME, init_app
 from bot.slack.dispatch import Dispatcher
+from bot.slack.redraw import Redrawer
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,9 @@ async def running_demo(
     settings = demo_settings(options, fake, data)
 
     def configure(rt: Runtime) -> None:
-        rt.post_interval = 0.0  # the fake has no rate limit; new questions appear at once
+        dispatcher = Dispatcher.of(rt)
+        dispatcher.post_interval = 0.0  # the fake has no rate limit; new questions at once
+        dispatcher.rng = random.Random(options.seed)
 
     app = init_app(settings, run_background=False, configure=configure)
     ui.add_routes(app, sandbox)
@@ -206,7 +209,7 @@ async def running_demo(
         url = f"http://{options.host}:{port}"
         await sandbox.start(f"{url}/slack/events")
         rt = app[RUNTIME]
-        dispatcher = Dispatcher(rt, random.Random(options.seed))
+        dispatcher = Dispatcher.of(rt)
         retrainer = Retrainer(rt, data.holdout, options.retrain_every, echo)
         demo = Demo(options, data, settings, fake, sandbox, rt, dispatcher, retrainer, url,
                     teammates)  # fmt: skip
@@ -214,7 +217,7 @@ async def running_demo(
         await dispatcher.fill()  # the first questions are there when the page opens
         if background:
             tasks.append(asyncio.create_task(dispatcher.run(), name="demo-dispatcher"))
-            tasks.append(asyncio.create_task(rt.redrawer.run(), name="demo-redrawer"))
+            tasks.append(asyncio.create_task(Redrawer.of(rt).run(), name="demo-redrawer"))
             tasks.append(asyncio.create_task(retrainer.watch(demo.changed), name="demo-retrain"))
         yield demo
     finally:
@@ -294,7 +297,7 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
         raise HitlError("--answers needs simulated teammates: add --simulate N")
     echo(f"Simulating {options.answers} answers…")
     n = await demo.simulator(drive=True).run(options.answers)
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     if options.answers is not None and n < options.answers:
         pool, known = len(demo.data.pool), len(demo.data.truth)
         labeled = f" ({known} with a label to answer with)" if known < pool else ""

@@ -155,9 +155,9 @@ class Simulator:
 
     async def next_question(self, timeout: float) -> tuple[dict, str] | None:  # noqa: ASYNC109
         if self.dispatcher is not None:
-            await self.rt.drain()
+            await self.rt.background.drain()
             await self.dispatcher.fill()
-            await self.rt.drain()
+            await self.rt.background.drain()
             found = self.open_questions()
             return self.rng.choice(found) if found else None
         try:
@@ -219,7 +219,7 @@ class Simulator:
             self.n_answers += 1
             if self.retrainer is not None:
                 if self.dispatcher is not None:
-                    await self.rt.drain()
+                    await self.rt.background.drain()
                 await self.retrainer.maybe_retrain()
             if self.pace:
                 await asyncio.sleep(self.pace)  # a teammate's reading time, so people can watch

@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
 from bot.learning import reports, retrain
-from bot.learning.retrain import Outcome, Plan, RollbackPlan, RolledBack
+from bot.learning.retrain import FitWorker, Outcome, Plan, RollbackPlan, RolledBack
 from bot.learning.scoring import score_pending, scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
 
@@ -62,7 +62,7 @@ class ChampionWatch:
             try:
                 if await sync_champion(self.rt):
                     await score_pending(self.rt)  # the queue re-ordered by the new champion
-                    self.rt.wake_dispatcher.set()
+                    self.rt.wake_dispatcher()
             except Exception:  # noqa: BLE001 - the watch must outlive one failed check
                 logger.exception("checking for a new champion failed")
             async with self.done:
@@ -88,17 +88,37 @@ class ChampionHolder:
     synced_for: int | None = None
     watch: ChampionWatch | None = None
 
+    @classmethod
+    def of(cls, rt: Runtime) -> ChampionHolder:
+        """The champion holder ``rt`` holds."""
+        if not isinstance(rt.champion_holder, cls):
+            raise RuntimeError("the runtime was built without a champion holder")
+        return rt.champion_holder
 
-def _holder(rt: Runtime) -> ChampionHolder:
-    holder = rt.champion_holder
-    assert holder is not None, "the runtime was built without a champion holder"
-    return holder
+
+@dataclass(eq=False)
+class Trainer:
+    """Owns the retraining in one running bot: the worker that fits off the event loop (a
+    child process in `hitl serve`; None: a worker thread), the retrain running in the
+    background after an admin asked for it, and whether the nightly scheduler is alive (None:
+    no scheduler in this process). Held as ``rt.trainer``; created with the runtime."""
+
+    worker: FitWorker | None = None
+    task: asyncio.Task | None = None
+    scheduler_alive: bool | None = None
+
+    @classmethod
+    def of(cls, rt: Runtime) -> Trainer:
+        """The trainer ``rt`` holds."""
+        if not isinstance(rt.trainer, cls):
+            raise RuntimeError("the runtime was built without a trainer")
+        return rt.trainer
 
 
 def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
     """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload."""
     rt.champion = champion
-    _holder(rt).synced_for = champion.version if champion else None
+    ChampionHolder.of(rt).synced_for = champion.version if champion else None
 
 
 async def sync_champion(rt: Runtime) -> bool:
@@ -108,7 +128,7 @@ async def sync_champion(rt: Runtime) -> bool:
     waits for it and then finds nothing to do. Returns True when a new champion was loaded."""
     if rt.registry is None:
         return False
-    state = _holder(rt)
+    state = ChampionHolder.of(rt)
     async with state.lock:
         version = rt.store.champion_version()
         current = rt.champion.version if rt.champion else None
@@ -127,10 +147,10 @@ async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
     worker thread, mirror the database, serve the model, re-score the queue."""
     assert rt.registry is not None
     done = await retrain.rollback_off_loop(rt.store, rt.registry, plan)
-    async with _holder(rt).lock:  # after any reload already under way, never before it
+    async with ChampionHolder.of(rt).lock:  # after any reload already under way, never before it
         adopt_champion(rt, done.champion)
     await score_pending(rt)
-    rt.wake_dispatcher.set()
+    rt.wake_dispatcher()
     return done
 
 
@@ -152,10 +172,10 @@ async def run_retrain(
         force=force,
         on_champion=swap,
         plan=plan,
-        worker=rt.fit_worker,
+        worker=Trainer.of(rt).worker,
         scorer=scorer_of(rt),
     )
-    rt.wake_dispatcher.set()
+    rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
         await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins))
@@ -173,7 +193,7 @@ def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Out
     )
     if isinstance(started, Outcome):
         return started
-    rt.retrain_task = asyncio.create_task(
+    Trainer.of(rt).task = asyncio.create_task(
         run_retrain(rt, triggered_by, force=force, plan=started), name="hitl-retrain"
     )
     return None
@@ -199,7 +219,7 @@ async def scheduled_retrain(rt: Runtime) -> None:
 def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
     """Run the nightly retrain inside the server (APScheduler, one instance at a time), and
     the champion watch (``stop_scheduler`` stops both)."""
-    state = _holder(rt)
+    state = ChampionHolder.of(rt)
     if state.watch is None:
         state.watch = ChampionWatch(rt)
         state.watch.task = asyncio.create_task(state.watch.run(), name="hitl-champion-watch")
@@ -214,7 +234,7 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
         misfire_grace_time=3600,
     )
     scheduler.start()
-    rt.scheduler_alive = True
+    Trainer.of(rt).scheduler_alive = True
     return scheduler
 
 
@@ -231,9 +251,9 @@ async def catch_up(rt: Runtime, now: datetime) -> Outcome | None:
 def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
     with contextlib.suppress(Exception):
         scheduler.shutdown(wait=False)
-    rt.scheduler_alive = False
-    state = rt.champion_holder
-    if state is not None and state.watch is not None:
+    Trainer.of(rt).scheduler_alive = False
+    state = ChampionHolder.of(rt)
+    if state.watch is not None:
         if state.watch.task is not None:
             state.watch.task.cancel()
         state.watch = None

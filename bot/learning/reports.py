@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from bot.config import Settings
 from bot.learning.retrain import Outcome
-from bot.slack.blocks import count
 from bot.store import Store
 from model import ModelRegistry, wilson_interval
 
@@ -58,7 +57,7 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     if settings.votes > 1:
         agreement, n = store.mean_agreement()
         lines.append(
-            f"*Agreement:* {agreement:.0%} on {count(n, 'item')} decided by vote"
+            f"*Agreement:* {agreement:.0%} on {n} {'item' if n == 1 else 'items'} decided by vote"
             if agreement is not None
             else "*Agreement:* no item decided by vote yet"
         )

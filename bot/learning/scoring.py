@@ -90,7 +90,7 @@ class Scorer:
             rt.store,
             champion=lambda: rt.champion,
             settings=lambda: rt.settings,
-            on_scored=rt.wake_dispatcher.set,
+            on_scored=rt.wake_dispatcher,
         )
 
     def wake(self) -> None:

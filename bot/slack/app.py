@@ -25,6 +25,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks, commands
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
+from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         async def run(*args: Any, **kwargs: Any) -> None:
             task = asyncio.current_task()
             if task is not None:
-                rt.background.add(task)
+                rt.background.track(task)
             ack = kwargs.get("ack")
             try:
                 await listener(*args, **kwargs)
@@ -103,7 +104,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 # After the ack (a redraw, an ephemeral note): the answer is stored; the
                 # redrawer retries what Slack did not take.
                 logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
-                rt.redrawer.wake()
+                Redrawer.of(rt).wake()
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.warning("%s: malformed payload (%s: %s)", listener.__name__,
                                type(exc).__name__, exc)  # fmt: skip
@@ -111,7 +112,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 if ack is not None and ack.response is None:
                     await ack()
                 if task is not None:
-                    rt.background.discard(task)
+                    rt.background.done(task)
 
         return run
 
@@ -172,7 +173,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 text=f"Undone: {label} is no longer the label. The question is open again.",
                 replace_original=True,
             )
-            await rt.redrawer.soon()
+            await Redrawer.of(rt).soon()
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -257,8 +258,8 @@ async def _answer(
         ):
             await _offer_undo(client, body, item_id, result.label or "")
         if result.is_stored:
-            await rt.redrawer.soon()
-        rt.wake_dispatcher.set()
+            await Redrawer.of(rt).soon()
+        rt.wake_dispatcher()
     except SlackApiError as exc:
         logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
 

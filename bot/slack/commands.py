@@ -25,7 +25,7 @@ from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError, begin_rollback
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.dispatch import scope_fix
+from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.modal import open_labeling_modal
 from model import ModelError
 
@@ -72,10 +72,10 @@ class Subcommand:
 def queue_text(rt: Runtime) -> str:
     waiting = rt.store.waiting_count()
     open_counts = rt.store.open_post_counts()
-    channels = sorted({c for c in (rt.settings.channel, *rt.settings.routes.values()) if c})
+    dispatcher = Dispatcher.of(rt)
     lines = [f"*Waiting:* {blocks.count(waiting, 'item')}"]
-    for channel in channels:
-        state = rt.channel_state(channel)
+    for channel in dispatcher.question_channels():
+        state = dispatcher.channel_state(channel)
         line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"
         if state.broken:
             line += f" · ⛔ not posting: {state.broken}"

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -49,16 +50,60 @@ BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried 
 IDLE_TICK = 30.0
 
 
+@dataclass
+class ChannelState:
+    """What the dispatcher knows about one question channel."""
+
+    broken: str | None = None  # a permanent error: nothing is posted here until restart
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt: float = 0.0  # loop time before which nothing is posted (backoff, Retry-After)
+    last_post: float = float("-inf")
+    joined: bool = False
+    unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
+    adopted: set[str] = field(default_factory=set)  # of those, found posted after all
+    missing_scope: str | None = None  # the scope reading its history needs and lacks
+    history_retry_at: float = 0.0  # loop time before which the history is not read again
+
+
 class Dispatcher:
-    def __init__(self, rt: Runtime, rng: random.Random | None = None):
+    """Owns the question channels' state (``channels``), the pace of posting and the event
+    that wakes its background loop. Held as ``rt.dispatcher``; others only ``wake()`` it."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        rng: random.Random | None = None,
+        *,
+        post_interval: float = 1.0,
+        retry_base: float = 1.0,
+    ):
         self.rt = rt
         self.rng = rng or random.Random()
+        self.post_interval = post_interval  # seconds between two posts to one channel, at least
+        self.retry_base = retry_base  # seconds; a failing channel's backoff doubles from here
+        self.channels: dict[str, ChannelState] = {}
+        self.woken = asyncio.Event()
         self.item_failures: dict[str, int] = {}
         # What a question showed when it was sent, to record it if Slack posted it silently.
         self.shown_at_post: dict[str, tuple[Any, Any, Any]] = {}
         self.reason_at_post: dict[str, str] = {}
 
-    def channels(self) -> list[str]:
+    @classmethod
+    def of(cls, rt: Runtime) -> Dispatcher:
+        """The dispatcher ``rt`` holds."""
+        if not isinstance(rt.dispatcher, cls):
+            raise RuntimeError("the runtime was built without a dispatcher")
+        return rt.dispatcher
+
+    def wake(self) -> None:
+        """Ask the background loop (``run``) for a round now."""
+        self.woken.set()
+
+    def channel_state(self, channel: str) -> ChannelState:
+        return self.channels.setdefault(channel, ChannelState())
+
+    def question_channels(self) -> list[str]:
         settings = self.rt.settings
         found = [settings.channel, *settings.routes.values()]
         return sorted({c for c in found if c})
@@ -67,19 +112,19 @@ class Dispatcher:
         """Background task: fill channels whenever woken, or on a slow tick."""
         loop = asyncio.get_running_loop()
         while True:
-            self.rt.wake_dispatcher.clear()
+            self.woken.clear()
             try:
                 await self.fill()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 logger.exception("dispatcher round failed")
             now = loop.time()
             waits = [
-                max(s.next_attempt, s.last_post + self.rt.post_interval) - now
-                for s in self.rt.channels.values()
-                if not s.broken and max(s.next_attempt, s.last_post + self.rt.post_interval) > now
+                max(s.next_attempt, s.last_post + self.post_interval) - now
+                for s in self.channels.values()
+                if not s.broken and max(s.next_attempt, s.last_post + self.post_interval) > now
             ]
             timeout = min([IDLE_TICK, *waits])
-            await wait_until_woken(self.rt.wake_dispatcher, timeout)
+            await wait_until_woken(self.woken, timeout)
 
     async def fill(self) -> int:
         """One round: post to every channel with room; return how many were posted."""
@@ -90,8 +135,8 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         open_counts = rt.store.open_post_counts()
         if all(
-            open_counts.get(c, 0) >= rt.settings.max_open and not rt.channel_state(c).unsure
-            for c in self.channels()
+            open_counts.get(c, 0) >= rt.settings.max_open and not self.channel_state(c).unsure
+            for c in self.question_channels()
         ):
             return 0  # every channel is full: an answer woke us, but there is no room yet
         await sync_champion(rt)
@@ -99,8 +144,8 @@ class Dispatcher:
         pool, audit_pool = candidates(rt, self.rng)
         taken: set[str] = set()
         posted = 0
-        for channel in self.channels():
-            state = rt.channel_state(channel)
+        for channel in self.question_channels():
+            state = self.channel_state(channel)
             now = loop.time()
             if state.unsure and now >= state.next_attempt and now >= state.history_retry_at:
                 if await self._reconcile(channel):
@@ -111,7 +156,7 @@ class Dispatcher:
                     self._back_off(channel, "history unavailable")
                     continue  # posting now could post a question twice
             # Items whose post may be in a channel already wait until the history says so.
-            held = {item_id for other in rt.channels.values() for item_id in other.unsure}
+            held = {item_id for other in self.channels.values() for item_id in other.unsure}
             room = rt.settings.max_open - open_counts.get(channel, 0)
             if room <= 0 or loop.time() < state.next_attempt:
                 continue
@@ -130,7 +175,7 @@ class Dispatcher:
             mine = [it for it in pool if routed_here(it)]
             audits = [it for it in audit_pool if routed_here(it)]
             for item, reason in choose(rt, mine, room, self.rng, audit_pool=audits):
-                if loop.time() < state.last_post + rt.post_interval:
+                if loop.time() < state.last_post + self.post_interval:
                     break  # at most one post per interval per channel; run() comes back
                 taken.add(item["id"])
                 result = await self.post(channel, item, reason, labels)
@@ -148,7 +193,7 @@ class Dispatcher:
         (it is retried later, then set aside); False to end this channel's round (backoff,
         rate limit, a permanent error)."""
         rt = self.rt
-        state = rt.channel_state(channel)
+        state = self.channel_state(channel)
         loop = asyncio.get_running_loop()
         guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.champion else []
         question = blocks.Question(
@@ -206,7 +251,7 @@ class Dispatcher:
     def _posted(
         self, channel: str, item_id: str, ts: str, reason: str, shown: tuple[Any, Any, Any]
     ) -> None:
-        state = self.rt.channel_state(channel)
+        state = self.channel_state(channel)
         state.last_post = asyncio.get_running_loop().time()
         state.failures = 0
         state.last_error = None
@@ -222,7 +267,7 @@ class Dispatcher:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
         posted twice. What is not found is posted again as usual."""
-        state = self.rt.channel_state(channel)
+        state = self.channel_state(channel)
         try:
             history = await self.rt.client.conversations_history(
                 channel=channel, limit=200, include_all_metadata=True
@@ -257,7 +302,7 @@ class Dispatcher:
     def _lacks_history_scope(self, channel: str, needed: str | None) -> None:
         """The app may not read this channel's history: say which scope is missing, once, and
         look again now and then (an admin may add it and reinstall while the bot runs)."""
-        state = self.rt.channel_state(channel)
+        state = self.channel_state(channel)
         needed = needed or "channels:history, groups:history"
         state.history_retry_at = asyncio.get_running_loop().time() + BROKEN_RETRY
         if state.missing_scope == needed:
@@ -285,7 +330,7 @@ class Dispatcher:
 
     async def _post_message(self, channel: str, question: blocks.Question) -> Any:
         rt = self.rt
-        state = rt.channel_state(channel)
+        state = self.channel_state(channel)
         kwargs = {
             "channel": channel,
             "text": blocks.question_text(question),
@@ -304,10 +349,10 @@ class Dispatcher:
         return await rt.client.chat_postMessage(**kwargs)
 
     def _back_off(self, channel: str, error: str) -> None:
-        state = self.rt.channel_state(channel)
+        state = self.channel_state(channel)
         state.failures += 1
         state.last_error = error
-        delay = min(self.rt.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
+        delay = min(self.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
         state.next_attempt = asyncio.get_running_loop().time() + delay
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
 

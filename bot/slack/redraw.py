@@ -52,15 +52,24 @@ GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as
 
 class Redrawer:
     """Owns the redraw state: one pass at a time, a click during a pass asks for one more, the
-    count of "message gone" answers per post, and the event that wakes the background loop."""
+    count of "message gone" answers per post, and the event that wakes the background loop.
+    Held as ``rt.redrawer``."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, retry_base: float = 1.0) -> None:
         self.rt = rt
+        self.retry_base = retry_base  # seconds; the backoff after a failed pass doubles from here
         self.lock = asyncio.Lock()
         self.drawn = asyncio.Condition()  # notified after each pass
         self.again = False  # a change arrived during the pass in progress
         self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
         self.woken = asyncio.Event()
+
+    @classmethod
+    def of(cls, rt: Runtime) -> Redrawer:
+        """The redrawer ``rt`` holds."""
+        if not isinstance(rt.redrawer, cls):
+            raise RuntimeError("the runtime was built without a redrawer")
+        return rt.redrawer
 
     def wake(self) -> None:
         """Ask the background loop (``run``) for a pass now."""
@@ -102,12 +111,12 @@ class Redrawer:
 
     async def run(self) -> None:
         """Background task: redraw when woken, and retry failures with exponential backoff."""
-        delay = self.rt.retry_base
+        delay = self.retry_base
         while True:
             self.woken.clear()
             failed = await self.pending()
             timeout = delay if failed else None
-            delay = min(delay * 2, MAX_BACKOFF) if failed else self.rt.retry_base
+            delay = min(delay * 2, MAX_BACKOFF) if failed else self.retry_base
             await wait_until_woken(self.woken, timeout)
 
     async def _pass(self) -> int:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.config import Settings
 from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
-from bot.server import DISPATCHER, RUNTIME, init_app
+from bot.server import RUNTIME, init_app
 from bot.slack.blocks import decode_value
 from bot.slack.dispatch import Dispatcher
 from bot.store import Store
@@ -87,7 +87,7 @@ class Bot:
         """Wait until every question message matches the database (the redraw after an ack
         runs after Slack got its answer, so a test waits for it here)."""
         rt = self.rt
-        await rt.drain(timeout)
+        await rt.background.drain(timeout)
         async with asyncio.timeout(timeout):
             await rt.redrawer.all_drawn()
 
@@ -155,14 +155,13 @@ async def start_bot(
     lets a test see the dispatcher's own handling of an error)."""
 
     def configure(rt: Runtime) -> None:
-        rt.retry_base = 0.01
-        rt.post_interval = 0.0
+        Dispatcher.of(rt).post_interval = 0.0
         if retries is not None:
             rt.client = make_client(settings, retries=retries)
 
-    app = init_app(settings, run_background=background, configure=configure)
+    app = init_app(settings, run_background=background, configure=configure, retry_base=0.01)
     async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as http:
-        yield Bot(http, app[RUNTIME], app[DISPATCHER], fake)
+        yield Bot(http, app[RUNTIME], Dispatcher.of(app[RUNTIME]), fake)
 
 
 def block_suggestion_payload(user: str, action_id: str, block_id: str, value: str) -> dict:

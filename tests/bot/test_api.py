@@ -130,7 +130,7 @@ async def test_predict_without_a_champion_needs_review_with_no_label(api: Bot):
     }
     item = api.store.get_item(item_id)
     assert (item["text"], item["source"], item["status"]) == ("Where is my refund?", "api", "new")
-    assert api.rt.wake_dispatcher.is_set()
+    assert api.rt.dispatcher.woken.is_set()
 
 
 async def test_predict_with_a_confident_champion_answers_auto(
@@ -162,7 +162,7 @@ async def test_predict_with_an_unsure_champion_needs_review_and_queues_the_item(
         assert body["status"] == "needs_review"
         assert body["label"] is not None and body["model_version"] == 1
         assert bot.store.get_item(body["id"])["status"] == "queued"
-        assert bot.rt.wake_dispatcher.is_set()
+        assert bot.rt.dispatcher.woken.is_set()
 
 
 async def test_predict_after_people_answered_gives_the_human_label(

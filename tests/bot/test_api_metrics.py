@@ -119,9 +119,9 @@ async def test_healthz_reports_db_champion_and_scheduler(
         response = await bot.http.get("/healthz")
         assert response.status == 200
         assert await response.json() == {"ok": True, "db": "ok", "champion": 1, "scheduler": None}
-        bot.rt.scheduler_alive = True
+        bot.rt.trainer.scheduler_alive = True
         assert (await (await bot.http.get("/healthz")).json())["scheduler"] is True
-        bot.rt.scheduler_alive = False
+        bot.rt.trainer.scheduler_alive = False
         response = await bot.http.get("/healthz")
         assert response.status == 503
         assert await response.json() == {

@@ -62,14 +62,14 @@ async def audit_bot(fake: FakeSlack, tmp_path: Path, audit_rate: float, seed_: i
     )
     async for bot in start_bot(fake, settings):
         bot.rt.champion = champion()
-        bot.rt.post_interval = INTERVAL
+        bot.dispatcher.post_interval = INTERVAL
         bot.dispatcher.rng = random.Random(seed_)
         yield bot
 
 
 async def one_round(bot: Bot) -> int:
     """A dispatcher round one interval after the last post: it may post one question."""
-    state = bot.rt.channel_state(CHANNEL)
+    state = bot.dispatcher.channel_state(CHANNEL)
     state.last_post -= INTERVAL
     return await bot.dispatcher.fill()
 

@@ -40,7 +40,7 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
 async def test_429_waits_for_retry_after_and_keeps_the_item_queued(bot: Bot):
     bot.fake.fail("chat.postMessage", status=429, retry_after=30)
     assert await bot.dispatcher.fill() == 0
-    state = bot.rt.channel_state(CHANNEL)
+    state = bot.dispatcher.channel_state(CHANNEL)
     loop_wait = state.next_attempt - __import__("asyncio").get_running_loop().time()
     assert 29 < loop_wait <= 30 and state.last_error == "ratelimited"
     assert bot.store.db["posts"].count == 0 and bot.store.waiting_count() == 4
@@ -66,7 +66,7 @@ async def test_server_error_backs_off_then_posts_each_item_once(bot: Bot):
     bot.fake.fail("chat.postMessage", status=500, times=1)
     assert await bot.dispatcher.fill() == 0
     assert await slack_errors_counted(bot) == before + 1  # shown on /metrics
-    state = bot.rt.channel_state(CHANNEL)
+    state = bot.dispatcher.channel_state(CHANNEL)
     assert state.failures == 1 and state.last_error == "internal_error"
     state.next_attempt = 0
     assert await bot.dispatcher.fill() == 2
@@ -77,7 +77,7 @@ async def test_server_error_backs_off_then_posts_each_item_once(bot: Bot):
 async def test_channel_not_found_stops_posting_there_and_shows_in_queue(bot: Bot):
     bot.fake.fail("chat.postMessage", "channel_not_found", times=1)
     assert await bot.dispatcher.fill() == 0
-    assert bot.rt.channel_state(CHANNEL).broken == "channel_not_found"
+    assert bot.dispatcher.channel_state(CHANNEL).broken == "channel_not_found"
     assert await bot.dispatcher.fill() == 0
     assert len(bot.fake.calls_to("chat.postMessage")) == 1
     text = await (await bot.command("queue")).text()
@@ -101,7 +101,7 @@ async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_sto
         assert await bot.dispatcher.fill() == 0  # the 429 was retried; the 500 is not
         posts = bot.fake.calls_to("chat.postMessage")
         assert [c.faulted for c in posts] == [True, True]
-        state = bot.rt.channel_state(CHANNEL)
+        state = bot.dispatcher.channel_state(CHANNEL)
         assert state.unsure == {posts[1].params["metadata"]["event_payload"]["item_id"]}
         state.next_attempt = 0
         assert await bot.dispatcher.fill() == 2  # not in the history: it is posted now
@@ -167,10 +167,10 @@ async def test_two_labels_give_two_buttons(fake_slack: FakeSlack, tmp_path: Path
 
 
 async def test_at_most_one_post_per_interval_per_channel(bot: Bot):
-    bot.rt.post_interval = 1.0
+    bot.dispatcher.post_interval = 1.0
     assert await bot.dispatcher.fill() == 1
     assert await bot.dispatcher.fill() == 0  # within the second: nothing more
-    bot.rt.channel_state(CHANNEL).last_post -= 1.0  # a second later
+    bot.dispatcher.channel_state(CHANNEL).last_post -= 1.0  # a second later
     assert await bot.dispatcher.fill() == 1
 
 
@@ -281,7 +281,7 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
         assert await bot.dispatcher.fill() == 0  # the client gave up waiting
         bot.fake.release_timeouts()
         await fake_slack.wait_for(lambda: len(fake_slack.messages(CHANNEL)) == 1)  # posted
-        bot.rt.channel_state(CHANNEL).next_attempt = 0
+        bot.dispatcher.channel_state(CHANNEL).next_attempt = 0
         assert await bot.dispatcher.fill() == 1  # the lost one is recorded, one more is sent
         posts = [p["item_id"] for p in bot.store.db["posts"].rows]
         shown = [m["metadata"]["event_payload"]["item_id"] for m in bot.fake.messages(CHANNEL)]

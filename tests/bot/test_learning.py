@@ -97,7 +97,7 @@ async def test_the_scheduler_registers_the_nightly_job_and_its_run_retrains(bot:
     try:
         job = scheduler.get_job("retrain")
         assert str(job.trigger) == str(make_trigger(bot.rt.settings))
-        assert bot.rt.scheduler_alive is True
+        assert bot.rt.trainer.scheduler_alive is True
         await scheduled_retrain(bot.rt)  # what the scheduler calls at 03:00
     finally:
         stop_scheduler(bot.rt, scheduler)
@@ -360,7 +360,7 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
         try:
             code, out = await hitl(db, "rollback", "1")
             assert (code, out) == (0, "v1 is the champion again.\n")
-            bot.rt.wake_dispatcher.set()  # an answer arrives; the dispatcher finds no room
+            bot.rt.wake_dispatcher()  # an answer arrives; the dispatcher finds no room
             watch = bot.rt.champion_holder.watch
             assert watch is not None and watch.every == 10.0  # the bound the README states
             await watch.check_now()  # what happens on its own within `every` seconds
@@ -441,7 +441,7 @@ async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     before = bot.fake.messages(CHANNEL)
     text = await (await bot.command("accuracy", "U0ANA")).text()
     assert text.startswith("*Model v1*") and "*Cross-validated*" in text
-    await bot.rt.drain(timeout=60)  # the chart is drawn after the ack (matplotlib: slow)
+    await bot.rt.background.drain(timeout=60)  # the chart is drawn after the ack (matplotlib: slow)
     [opened] = bot.fake.calls_to("conversations.open")
     assert opened.params["users"] == "U0ANA"
     [complete] = bot.fake.calls_to("files.completeUploadExternal")
@@ -463,7 +463,7 @@ async def test_without_im_write_the_chart_is_not_posted_anywhere(
         await run_retrain(bot.rt, "cli")
         text = await (await bot.command("accuracy", "U0ANA")).text()
         assert text.startswith("*Model v1*")
-        await bot.rt.drain(timeout=60)
+        await bot.rt.background.drain(timeout=60)
         assert bot.fake.calls_to("conversations.open") == []
         assert bot.fake.calls_to("files.getUploadURLExternal") == []
         assert "the app lacks the im:write scope" in caplog.text

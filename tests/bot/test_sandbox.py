@@ -66,7 +66,7 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
     assert reply.status == 200
     item_id = block["block_id"][2:]
     label = demo.rt.store.resolution(item_id)["label"]
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     [undo_note] = [e for e in demo.fake.ephemerals if e["user"] == "U0ANA"]
     assert texts(demo, "U0RAJ") == []  # ephemerals are only for the person who clicked
 
@@ -75,7 +75,7 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
         ts=undo_note["message_ts"],
     )  # fmt: skip
     assert undo.status == 200
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     assert demo.rt.store.resolution(item_id) is None
     assert texts(demo, "U0ANA") == [
         f"Undone: {label} is no longer the label. The question is open again."
@@ -109,7 +109,7 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
         "U0RAJ", action_id=start["accessory"]["action_id"], block_id=start["block_id"],
         view_id=home["id"],
     )  # fmt: skip
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     modal = demo.sandbox.modal_for("U0RAJ")
     assert modal is not None and demo.sandbox.modal_for("U0ANA") is None
     actions = next(b for b in modal["blocks"] if b["type"] == "actions")
@@ -117,7 +117,7 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
     await demo.sandbox.click(
         "U0RAJ", action_id=choice["action_id"], block_id=actions["block_id"], view_id=modal["id"]
     )
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     [answer] = list(demo.rt.store.iter_answers())
     assert (answer["user_id"], answer["source"]) == ("U0RAJ", "modal")
     shown = demo.sandbox.modal_for("U0RAJ")
@@ -132,12 +132,12 @@ async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
     await simulator.run(answers=12, wait=5)  # enough for 2 labels with 2 examples each
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl retrain")
     assert reply.status == 200 and "Retrain" in reply.text
-    assert demo.rt.retrain_task is not None
-    await demo.rt.retrain_task
+    assert demo.rt.trainer.task is not None
+    await demo.rt.trainer.task
     assert demo.rt.champion is not None
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl accuracy")
     assert reply.text.startswith(f"*Model v{demo.rt.champion.version}")
-    await demo.rt.drain(timeout=60)  # the chart is drawn after the ack (matplotlib: slow)
+    await demo.rt.background.drain(timeout=60)  # the chart is drawn after the ack (slow)
     assert [m for m in demo.sandbox.timeline("U0ANA", QUESTIONS) if m["files"]] == []
     ana, raj = demo.sandbox.state("U0ANA")["dm"], demo.sandbox.state("U0RAJ")["dm"]
     [shared] = [m for m in ana["messages"] if m["files"]]  # only in Ana's Messages tab
@@ -213,10 +213,10 @@ async def test_channel_not_found_stops_posting_and_shows_in_hitl_queue(still_dem
         "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
         channel=QUESTIONS, ts=message["ts"],
     )  # fmt: skip
-    await demo.rt.drain()
+    await demo.rt.background.drain()
     demo.fake.fail("chat.postMessage", "channel_not_found")  # the bot's next post fails so
     assert await demo.dispatcher.fill() == 0
-    assert demo.rt.channel_state(QUESTIONS).broken == "channel_not_found"
+    assert demo.dispatcher.channel_state(QUESTIONS).broken == "channel_not_found"
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl queue")
     assert f"<#{QUESTIONS}>: 4 of 5 open · ⛔ not posting: channel_not_found" in reply.text
 

@@ -16,6 +16,7 @@ from bot.cli import cli
 from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
 from bot.server import BOLT, RUNTIME, init_app, start_socket_mode
+from bot.slack.dispatch import Dispatcher
 from tests import signing
 from tests.bot.harness import SECRET, Item, make_settings, seed, start_bot
 from tests.bot.test_serve_process import free_port
@@ -92,9 +93,7 @@ async def test_socket_mode_answers_a_click_and_a_command(fake_slack: FakeSlack, 
 
 
 async def app_dispatch_fill(app: web.Application) -> None:
-    from bot.server import DISPATCHER
-
-    assert await app[DISPATCHER].fill() == 1
+    assert await Dispatcher.of(app[RUNTIME]).fill() == 1
 
 
 @pytest.mark.parametrize("path", ["/healthz"])

@@ -74,7 +74,7 @@ async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
     await bot.dispatcher.fill()
     text = await reply(bot, "queue")
     assert "*Waiting:* 1 item" in text and f"<#{CHANNEL}>: 2 of 2 open" in text
-    bot.rt.channel_state(CHANNEL).broken = "channel_not_found"
+    bot.dispatcher.channel_state(CHANNEL).broken = "channel_not_found"
     assert "⛔ not posting: channel_not_found" in await reply(bot, "queue")
 
 
@@ -106,7 +106,7 @@ async def test_admin_retrain_answers_at_once_and_reports_when_done(bot: Bot):
     bot.store.add_items(labeled_items(), "import")
     text = await reply(bot, "retrain", user="U0ADMIN")
     assert text.startswith("Retraining started.") and f"<#{CHANNEL}>" in text
-    await bot.rt.retrain_task
+    await bot.rt.trainer.task
     report = (await bot.fake.next_call("chat.postMessage")).params["text"]
     assert report.startswith("*Retrain v1: promoted ✅* (<@U0ADMIN>,")
 
@@ -125,7 +125,7 @@ async def test_admin_retrain_with_too_few_labels_says_at_once_what_is_missing(bo
     bot.store.add_items([Item("f", "crash on start", "bug")], "import")
     text = await reply(bot, "retrain", user="U0ADMIN")
     assert "got 2 class(es) (billing: 2, bug: 1). 1 more label needed." in text
-    assert bot.rt.retrain_task is None  # nothing started in the background,
+    assert bot.rt.trainer.task is None  # nothing started in the background,
     assert bot.fake.calls_to("chat.postMessage") == []  # so no report pings every admin
     again = await reply(bot, "retrain", user="U0ADMIN")
     assert again == (

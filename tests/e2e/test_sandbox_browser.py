@@ -262,8 +262,8 @@ async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
     await expect(page.locator("article.message.ephemeral", has_text="Retrain")).to_have_count(
         1, timeout=WAIT
     )
-    assert demo.rt.retrain_task is not None
-    await demo.rt.retrain_task
+    assert demo.rt.trainer.task is not None
+    await demo.rt.trainer.task
     assert demo.rt.champion is not None
 
     # The text answers Ana privately in the channel; the chart goes to her Messages with the app.

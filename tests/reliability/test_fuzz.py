@@ -105,7 +105,7 @@ async def test_fuzzed_interaction_payloads_never_get_a_500(fake_slack: FakeSlack
             if status >= 500:
                 failures.append((status, payload))
         assert not failures, failures[:3]
-        await bot.rt.drain()
+        await bot.rt.background.drain()
         assert bot.store.integrity_check() == "ok"
 
 

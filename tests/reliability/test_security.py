@@ -90,7 +90,7 @@ async def test_admin_checks_cannot_be_skipped_by_crafted_payloads(bot: Bot):
         crafted = signing.view_submission_payload(callback_id, {}, user_id="U0ANA")
         assert (await bot.action(crafted)).status in (200, 404)
     assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
-    assert bot.rt.retrain_task is None
+    assert bot.rt.trainer.task is None
     # Undo is for the person who decided: a crafted undo from someone else changes nothing.
     await bot.dispatcher.fill()
     message = bot.posted()[0]
@@ -249,7 +249,7 @@ async def test_in_socket_mode_forged_http_requests_find_no_slack_route(
         for body, headers in forged:
             response = await bot.post(body, headers)
             assert response.status == 404
-        assert bot.rt.retrain_task is None
+        assert bot.rt.trainer.task is None
         assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
         assert bot.store.count_answers() == imported
 

@@ -48,7 +48,7 @@ async def answer_open_questions(bot: Bot, answered: set[str]) -> None:
 
 def time_passes(bot: Bot, channel: str = CHANNEL) -> None:
     """The backoff, Retry-After or the broken-channel pause has run out."""
-    state = bot.rt.channel_state(channel)
+    state = bot.dispatcher.channel_state(channel)
     state.next_attempt = 0
     state.last_post = float("-inf")
     state.history_retry_at = 0
@@ -68,7 +68,7 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
             await bot.dispatcher.fill()
             bot.fake.release_timeouts()
             await answer_open_questions(bot, answered)
-            await bot.rt.drain()
+            await bot.rt.background.drain()
             time_passes(bot)
 
         # The faults stop. The dispatcher and the redrawer catch up.
@@ -76,7 +76,7 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
             time_passes(bot)
             await bot.dispatcher.fill()
             await answer_open_questions(bot, answered)
-            await bot.rt.drain()
+            await bot.rt.background.drain()
             await bot.rt.redrawer.pending()
         assert await bot.rt.redrawer.pending() == 0
         assert bot.store.posts_to_redraw() == []
@@ -282,7 +282,7 @@ async def test_an_app_home_with_overlong_names_is_published(
         with caplog.at_level(logging.INFO):
             response = await bot.event(signing.app_home_opened_event("U0ANA"))
             assert response.status == 200
-            await bot.rt.drain()
+            await bot.rt.background.drain()
 
         assert "U0ANA" in fake_slack.home
         assert "unreachable" not in caplog.text
