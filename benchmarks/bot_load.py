@@ -304,9 +304,12 @@ def fit_children(pid: int) -> list[dict]:
         if int(fields[1]) == pid:  # ppid
             ticks = os.sysconf("SC_CLK_TCK")
             found.append(
-                {"pid": int(status.parent.name), "nice": int(fields[16]),
-                 "cpu_s": (int(fields[11]) + int(fields[12])) / ticks}
-            )  # fmt: skip
+                {
+                    "pid": int(status.parent.name),
+                    "nice": int(fields[16]),
+                    "cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
+                }
+            )
     return found
 
 

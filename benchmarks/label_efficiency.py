@@ -314,8 +314,7 @@ def report(rows: list[dict], plots: Path | None) -> str:
             mine = sorted(curves[(name, arm)])
             early = [n for n in sorted(curves[(name, arm)][mine[0]]) if n <= early_top]
             early = [n for n in early if all(n in curves[(name, arm)][s] for s in mine)]
-            sds = [mean_sd([curves[(name, arm)][s][n]["accuracy"] for s in mine])[1]
-                   for n in early]  # fmt: skip
+            sds = [mean_sd([curves[(name, arm)][s][n]["accuracy"] for s in mine])[1] for n in early]
             if extra_seeds:
                 acc = mean_sd([curves[(name, arm)][s][125]["accuracy"] for s in mine])
                 cells.append(f"{acc[0]:.3f}±{acc[1]:.3f} ({len(mine)})")
@@ -351,8 +350,9 @@ def _versus(curves, name: str, arm: str, other: str) -> str:
     diff = {n: np.mean([a[s][n]["accuracy"] - b[s][n]["accuracy"] for s in seeds]) for n in ns}
     below = [n for n in ns if diff[n] < 0]
     worst = min(ns, key=lambda n: diff[n])
-    aucs = [_auc(a[s], "accuracy", ns[0], ns[-1]) - _auc(b[s], "accuracy", ns[0], ns[-1])
-            for s in seeds]  # fmt: skip
+    aucs = [
+        _auc(a[s], "accuracy", ns[0], ns[-1]) - _auc(b[s], "accuracy", ns[0], ns[-1]) for s in seeds
+    ]
     d_auc, sd_auc = mean_sd(aucs)
     text = (
         f"- {arm} vs {other}, seeds {', '.join(map(str, seeds))}, {len(ns)} rounds "

@@ -74,8 +74,10 @@ async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float
             if not curve or curve[-1][0] != final.n_labels:
                 curve.append((final.n_labels, final.accuracy))
     shown = ", ".join(f"{n}: {'–' if a is None else f'{a:.1%}'}" for n, a in curve)
-    print(f"{name}: {len(data.labels)} labels, pool {len(data.pool):,}, test {len(data.holdout):,},"
-          f" {args.answers} answers in {seconds:.0f} s")  # fmt: skip
+    print(
+        f"{name}: {len(data.labels)} labels, pool {len(data.pool):,}, test {len(data.holdout):,},"
+        f" {args.answers} answers in {seconds:.0f} s"
+    )
     print(f"{name} accuracy on test.jsonl by labels: {shown}")
     scored = [a for _, a in curve if a is not None]
     verdict = "rises" if len(scored) >= 2 and scored[-1] > scored[0] else "DOES NOT RISE"
@@ -101,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.answers, args.retrain_every = 60, 20
         args.pool, args.test, args.pipeline = 600, 200, "word_lr"  # fast refits
-    print(f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "
-          f"retrain every {args.retrain_every} answers, seed {args.seed}")  # fmt: skip
+    print(
+        f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "
+        f"retrain every {args.retrain_every} answers, seed {args.seed}"
+    )
     for name in args.datasets:
         asyncio.run(simulate(name, args))
 

@@ -194,9 +194,15 @@ async def run(args: argparse.Namespace) -> int:
         "HITL_MAX_OPEN": "10",
     }
     importer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "import", "-q", str(tmp / "seed.csv"), env=env,
+        sys.executable,
+        "-m",
+        "bot",
+        "import",
+        "-q",
+        str(tmp / "seed.csv"),
+        env=env,
         stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     await importer.wait()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
@@ -287,27 +293,35 @@ async def run(args: argparse.Namespace) -> int:
     print(f"| posts / distinct items posted | {posts[0]:,} / {posts[1]:,} |")
     print(f"| tracebacks in the server log | {tracebacks} |")
     print(f"| PRAGMA integrity_check | {integrity} |")
-    print(f"| RSS first / last / max (MB) | {samples[0][1]:.0f} / {samples[-1][1]:.0f} / "
-          f"{max(s[1] for s in samples):.0f} |")  # fmt: skip
+    print(
+        f"| RSS first / last / max (MB) | {samples[0][1]:.0f} / {samples[-1][1]:.0f} / "
+        f"{max(s[1] for s in samples):.0f} |"
+    )
     print(f"| RSS trend after warm-up (MB/min) | {slope:+.2f} |")
     for name, unit, scale in MEMORY_METRICS:
         points = [(t / 60, m[name] / scale) for t, m in memory if name in m]
         warm_points = [pt for pt in points if pt[0] * 60 >= min(60, duration / 4)] or points
         if len(warm_points) > 2:
             trend = float(np.polyfit(*zip(*warm_points, strict=True), 1)[0])
-            print(f"| {name} first / last / max ({unit}) | {points[0][1]:,.1f} / "
-                  f"{points[-1][1]:,.1f} / {max(v for _, v in points):,.1f};"
-                  f" trend after warm-up {trend:+,.2f} {unit}/min |")  # fmt: skip
+            print(
+                f"| {name} first / last / max ({unit}) | {points[0][1]:,.1f} / "
+                f"{points[-1][1]:,.1f} / {max(v for _, v in points):,.1f};"
+                f" trend after warm-up {trend:+,.2f} {unit}/min |"
+            )
     # RSS less SQLite's own memory: what is left when the (bounded) page cache is taken out
-    rest = [(t / 60, rss - m["hitl_sqlite_memory_bytes"] / 2**20)
-            for (t, rss), (_, m) in zip(samples, memory, strict=True)
-            if "hitl_sqlite_memory_bytes" in m]  # fmt: skip
+    rest = [
+        (t / 60, rss - m["hitl_sqlite_memory_bytes"] / 2**20)
+        for (t, rss), (_, m) in zip(samples, memory, strict=True)
+        if "hitl_sqlite_memory_bytes" in m
+    ]
     warm_rest = [pt for pt in rest if pt[0] * 60 >= min(60, duration / 4)] or rest
     if len(warm_rest) > 2:
         trend = float(np.polyfit(*zip(*warm_rest, strict=True), 1)[0])
         first, last = rest[0][1], rest[-1][1]
-        print(f"| RSS less SQLite's memory first / last (MB) | {first:.0f} / {last:.0f};"
-              f" trend after warm-up {trend:+.2f} MB/min |")  # fmt: skip
+        print(
+            f"| RSS less SQLite's memory first / last (MB) | {first:.0f} / {last:.0f};"
+            f" trend after warm-up {trend:+.2f} MB/min |"
+        )
     print()
     print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
     for name, unit, scale in MEMORY_METRICS:

@@ -341,11 +341,18 @@ def report(imports, scoring, retrain, growth, query_plans) -> str:
         head = ["rows", "file MiB", "hitl import s", "rows/s", "executemany s", "rows/s"]
         head += ["hitl / plain", "peak RSS MiB"]
         table = [
-            [f"{r['rows']:,}", f"{r['file_mib']:.1f}", f"{r['hitl_s']:.2f}",
-             f"{r['hitl_rows_s']:,.0f}", f"{r['plain_s']:.2f}", f"{r['plain_rows_s']:,.0f}",
-             f"{r['ratio']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+            [
+                f"{r['rows']:,}",
+                f"{r['file_mib']:.1f}",
+                f"{r['hitl_s']:.2f}",
+                f"{r['hitl_rows_s']:,.0f}",
+                f"{r['plain_s']:.2f}",
+                f"{r['plain_rows_s']:,.0f}",
+                f"{r['ratio']:.2f}",
+                f"{r['peak_rss_mib']:.0f}",
+            ]
             for r in imports
-        ]  # fmt: skip
+        ]
         parts += ["#### Import", "", markdown_table(head, table), ""]
         if imports[0].get("runs", 1) > 1:
             parts += [
@@ -371,10 +378,14 @@ def report(imports, scoring, retrain, growth, query_plans) -> str:
         k = growth_exponent([r["labels"] for r in retrain], [r["seconds"] for r in retrain])
         parts += [f"#### Retrain (`hitl retrain`, time ∝ labels^{k:.2f})", ""]
         table = [
-            [f"{r['labels']:,}", f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:.0f}",
-             " / ".join(r["report"].splitlines()[:4])]
+            [
+                f"{r['labels']:,}",
+                f"{r['seconds']:.1f}",
+                f"{r['peak_rss_mib']:.0f}",
+                " / ".join(r["report"].splitlines()[:4]),
+            ]
             for r in retrain
-        ]  # fmt: skip
+        ]
         parts += [markdown_table(["labels", "seconds", "peak RSS MiB", "report"], table, "rrrl")]
         parts.append("")
     if growth:

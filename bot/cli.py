@@ -26,8 +26,16 @@ logger = logging.getLogger(__name__)
 IMPORT_BATCH = 1000
 MAX_ERRORS_SHOWN = 50
 EXPORT_FIELDS = (
-    "id", "text", "label", "votes", "agreement", "annotators", "resolved_at", "meta", "answers"
-)  # fmt: skip
+    "id",
+    "text",
+    "label",
+    "votes",
+    "agreement",
+    "annotators",
+    "resolved_at",
+    "meta",
+    "answers",
+)
 ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
 
 
@@ -424,8 +432,10 @@ def models_command(state: State) -> None:
     if not versions:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
-    click.echo(f"{'version':<8} {'status':<10} {'created':<26} {'labels':>7} {'accuracy':>9} "
-               f"{'macro-F1':>9}  reason")  # fmt: skip
+    click.echo(
+        f"{'version':<8} {'status':<10} {'created':<26} {'labels':>7} {'accuracy':>9} "
+        f"{'macro-F1':>9}  reason"
+    )
     for v in versions:
         acc, f1 = v.metrics.get("accuracy"), v.metrics.get("macro_f1")
         click.echo(
@@ -472,8 +482,11 @@ def rollback_command(state: State, version: str, force: bool) -> None:
 
 
 @cli.command("accuracy")
-@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also save the accuracy chart as a PNG file.")  # fmt: skip
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the accuracy chart as a PNG file.",
+)
 @click.pass_obj
 def accuracy_command(state: State, chart: Path | None) -> None:
     """How good the current model is: cross-validated scores, live accuracy on audit posts
@@ -519,22 +532,56 @@ def stats_command(state: State) -> None:
 
 
 @cli.command("demo")
-@click.option("--port", type=int, default=3000, show_default=True, envvar="HITL_PORT",
-              help="Port of the sandbox and the bot ($HITL_PORT; 0 picks a free one).")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the demo data, the queue and the simulated teammates.")  # fmt: skip
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Your own items instead of the demo data: CSV, TSV, JSONL or text, read as "
-              "`hitl import` reads them (text, label and id fields); the labels only drive the "
-              "simulated teammates and the held-out score.")  # fmt: skip
-@click.option("--simulate", type=click.IntRange(0, 8), default=0, metavar="N",
-              help="Add N simulated teammates who answer open questions.")  # fmt: skip
-@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
-              help="Share of simulated answers that are wrong on purpose.")  # fmt: skip
-@click.option("--answers", type=click.IntRange(1), metavar="K",
-              help="Stop after K simulated answers; print the held-out accuracy.")  # fmt: skip
-@click.option("--retrain-every", type=click.IntRange(0), default=20, show_default=True,
-              help="Retrain after this many new labels (0: only on /hitl retrain).")  # fmt: skip
+@click.option(
+    "--port",
+    type=int,
+    default=3000,
+    show_default=True,
+    envvar="HITL_PORT",
+    help="Port of the sandbox and the bot ($HITL_PORT; 0 picks a free one).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the demo data, the queue and the simulated teammates.",
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your own items instead of the demo data: CSV, TSV, JSONL or text, read as "
+    "`hitl import` reads them (text, label and id fields); the labels only drive the "
+    "simulated teammates and the held-out score.",
+)
+@click.option(
+    "--simulate",
+    type=click.IntRange(0, 8),
+    default=0,
+    metavar="N",
+    help="Add N simulated teammates who answer open questions.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Share of simulated answers that are wrong on purpose.",
+)
+@click.option(
+    "--answers",
+    type=click.IntRange(1),
+    metavar="K",
+    help="Stop after K simulated answers; print the held-out accuracy.",
+)
+@click.option(
+    "--retrain-every",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Retrain after this many new labels (0: only on /hitl retrain).",
+)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @click.pass_obj
 def demo_command(

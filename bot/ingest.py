@@ -404,8 +404,11 @@ def _csv_rows(
     shown = ", ".join(_printable(name) for name in header[:12]) + (
         ", …" if len(header) > 12 else ""
     )
-    for name, option in ((columns.text, "--text-column"), (columns.id, "--id-column"),
-                         (columns.label, "--label-column")):  # fmt: skip
+    for name, option in (
+        (columns.text, "--text-column"),
+        (columns.id, "--id-column"),
+        (columns.label, "--label-column"),
+    ):
         if name is not None and name not in header:
             raise IngestError(
                 f'{path}: no column "{_printable(name)}" in the header ({shown}); '

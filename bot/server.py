@@ -181,8 +181,10 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
                 logger.warning(
                     "cannot check %s=%s: the app lacks %s (missing_scope); add it under OAuth & "
                     "Permissions → Bot Token Scopes and reinstall the app",
-                    name, channel, needed,
-                )  # fmt: skip
+                    name,
+                    channel,
+                    needed,
+                )
             else:
                 problems.append(
                     f"{name}={channel}: the bot cannot see this channel ({error}); check the "
@@ -297,8 +299,10 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     request is logged without its body, whatever the log level."""
     body = await request.read()  # over MAX_BODY: aiohttp answers 413
     if not is_signed_by_slack(request.app[VERIFIER], body, request.headers):
-        logger.info("refused a request to /slack/events without a valid Slack signature "
-                    "(%d bytes)", len(body))  # fmt: skip
+        logger.info(
+            "refused a request to /slack/events without a valid Slack signature (%d bytes)",
+            len(body),
+        )
         return web.json_response({"error": "invalid request signature"}, status=401)
     bolt = request.app[BOLT]
     try:

@@ -91,8 +91,9 @@ def test_a_missing_datasets_folder_ends_the_process_with_that_line_and_no_traceb
 
 def test_datasets_come_from_hitl_datasets_when_no_data_option_is_given(standin: Path):
     env = {**os.environ, "HITL_DATASETS": str(standin)}
-    result = run("model_comparison.py", "--quick", "--datasets", STANDIN, "--pipelines",
-                 "word_lr", env=env)  # fmt: skip
+    result = run(
+        "model_comparison.py", "--quick", "--datasets", STANDIN, "--pipelines", "word_lr", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(rf"^\| {STANDIN} \|", result.stdout, flags=re.M), result.stdout
 

@@ -75,9 +75,10 @@ class StoreCollector:
             items.add_metric([status], n)
         yield items
         yield CounterMetricFamily(
-            "hitl_answers", "Answers stored (clicks, selects, skips, imports)",
+            "hitl_answers",
+            "Answers stored (clicks, selects, skips, imports)",
             value=store.count_answers(),
-        )  # fmt: skip
+        )
         counts = store.metrics_counts()
         yield CounterMetricFamily("hitl_posts", "Questions posted to Slack", value=counts["posts"])
         yield GaugeMetricFamily(

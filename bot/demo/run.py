@@ -49,9 +49,15 @@ PEOPLE = (
     ("U0MEI", "mei", "Mei Chen"),
 )
 TEAMMATES = (
-    ("U0SIMALEX", "alex"), ("U0SIMKIM", "kim"), ("U0SIMSAM", "sam"), ("U0SIMJO", "jo"),
-    ("U0SIMPAT", "pat"), ("U0SIMLEE", "lee"), ("U0SIMMAX", "max"), ("U0SIMRIA", "ria"),
-)  # fmt: skip
+    ("U0SIMALEX", "alex"),
+    ("U0SIMKIM", "kim"),
+    ("U0SIMSAM", "sam"),
+    ("U0SIMJO", "jo"),
+    ("U0SIMPAT", "pat"),
+    ("U0SIMLEE", "lee"),
+    ("U0SIMMAX", "max"),
+    ("U0SIMRIA", "ria"),
+)
 MARKER = ".demo"  # beside the database: "hitl demo made this file, it may recreate it"
 
 Echo = Callable[[str], None]
@@ -211,8 +217,9 @@ async def running_demo(
         rt = app[RUNTIME]
         dispatcher = Dispatcher.of(rt)
         retrainer = Retrainer(rt, data.holdout, options.retrain_every, echo)
-        demo = Demo(options, data, settings, fake, sandbox, rt, dispatcher, retrainer, url,
-                    teammates)  # fmt: skip
+        demo = Demo(
+            options, data, settings, fake, sandbox, rt, dispatcher, retrainer, url, teammates
+        )
         fake.observers.append(demo.changed.set)
         await dispatcher.fill()  # the first questions are there when the page opens
         if background:

@@ -319,9 +319,14 @@ def chart_figure(report: AccuracyReport) -> Figure:
         lo, hi = report.audit_interval
         acc = report.audit_accuracy
         by_version.errorbar(
-            [report.version], [acc], yerr=[[acc - lo], [hi - acc]],
-            fmt="D", color="black", capsize=4, label=f"live audit (n={report.audit_n})",
-        )  # fmt: skip
+            [report.version],
+            [acc],
+            yerr=[[acc - lo], [hi - acc]],
+            fmt="D",
+            color="black",
+            capsize=4,
+            label=f"live audit (n={report.audit_n})",
+        )
     by_version.set_ylabel("score")
     by_version.legend(loc="lower right", fontsize=8)
     figure.suptitle(f"slack-hitl: model v{report.version}")

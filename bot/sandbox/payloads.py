@@ -120,9 +120,17 @@ def block_actions(
 
 
 def block_suggestion(
-    *, user: dict, team: dict, app_id: str, action_id: str, block_id: str, value: str,
-    container: dict, channel: dict | None = None, view: dict | None = None,
-) -> dict:  # fmt: skip
+    *,
+    user: dict,
+    team: dict,
+    app_id: str,
+    action_id: str,
+    block_id: str,
+    value: str,
+    container: dict,
+    channel: dict | None = None,
+    view: dict | None = None,
+) -> dict:
     """What Slack sends while someone types in an external select."""
     payload: dict[str, Any] = {
         "type": "block_suggestion",
@@ -172,9 +180,16 @@ def view_closed(*, user: dict, team: dict, app_id: str, view: dict) -> dict:
 
 
 def command_fields(
-    *, user: dict, team: dict, app_id: str, channel: dict, command: str, text: str,
-    trigger_id: str, response_url: str,
-) -> dict[str, str]:  # fmt: skip
+    *,
+    user: dict,
+    team: dict,
+    app_id: str,
+    channel: dict,
+    command: str,
+    text: str,
+    trigger_id: str,
+    response_url: str,
+) -> dict[str, str]:
     """The form fields of a slash command (§2.6)."""
     return {
         "token": VERIFICATION_TOKEN,

@@ -183,9 +183,13 @@ class Sandbox:
             element = _find_element(view.get("blocks", []), block_id, action_id)
             action = payloads.action_object(element, block_id, self._action_ts(), value)
             payload = payloads.block_actions(
-                user=user, team=self.team, app_id=self.fake.app_id, action=action,
-                trigger_id=self._trigger(user_id), view=view,
-            )  # fmt: skip
+                user=user,
+                team=self.team,
+                app_id=self.fake.app_id,
+                action=action,
+                trigger_id=self._trigger(user_id),
+                view=view,
+            )
         else:
             if channel is None or ts is None:
                 raise SandboxError("a click needs a message (channel and ts) or a view")
@@ -194,11 +198,16 @@ class Sandbox:
             action = payloads.action_object(element, block_id, self._action_ts(), value)
             self._responders[(channel, ts)] = user_id
             payload = payloads.block_actions(
-                user=user, team=self.team, app_id=self.fake.app_id, action=action,
-                trigger_id=self._trigger(user_id), message=message,
+                user=user,
+                team=self.team,
+                app_id=self.fake.app_id,
+                action=action,
+                trigger_id=self._trigger(user_id),
+                message=message,
                 channel=self.channels.get(channel, {"id": channel}),
-                response_url=self.fake.response_url(channel, ts), is_ephemeral=ephemeral,
-            )  # fmt: skip
+                response_url=self.fake.response_url(channel, ts),
+                is_ephemeral=ephemeral,
+            )
         reply = await self._send(*payloads.signed_interaction(payload, self.secret))
         self._note_reply(user_id, channel, reply)
         return reply
@@ -222,10 +231,16 @@ class Sandbox:
         else:
             container = {"type": "message", "message_ts": ts, "channel_id": channel}
         payload = payloads.block_suggestion(
-            user=user, team=self.team, app_id=self.fake.app_id, action_id=action_id,
-            block_id=block_id, value=value, container=container,
-            channel=self.channels.get(channel or "") if view is None else None, view=view,
-        )  # fmt: skip
+            user=user,
+            team=self.team,
+            app_id=self.fake.app_id,
+            action_id=action_id,
+            block_id=block_id,
+            value=value,
+            container=container,
+            channel=self.channels.get(channel or "") if view is None else None,
+            view=view,
+        )
         reply = await self._send(*payloads.signed_interaction(payload, self.secret))
         if reply.status != 200 or not isinstance(reply.body, dict):
             return []
@@ -245,11 +260,15 @@ class Sandbox:
         token = f"cmd{next(self._counter)}"
         self._responders[(channel, token)] = user_id
         fields = payloads.command_fields(
-            user=user, team=self.team, app_id=self.fake.app_id,
-            channel=self.channels.get(channel, {"id": channel}), command=command,
-            text=text.strip(), trigger_id=self._trigger(user_id),
+            user=user,
+            team=self.team,
+            app_id=self.fake.app_id,
+            channel=self.channels.get(channel, {"id": channel}),
+            command=command,
+            text=text.strip(),
+            trigger_id=self._trigger(user_id),
             response_url=self.fake.response_url(channel, token),
-        )  # fmt: skip
+        )
         reply = await self._send(*payloads.signed_command(fields, self.secret))
         self._note_reply(user_id, channel, reply)
         return reply
@@ -260,18 +279,24 @@ class Sandbox:
         home = self.fake.home.get(user_id)
         event = payloads.app_home_opened(user_id, self._action_ts(), home)
         envelope = payloads.event_envelope(
-            event, team_id=self.team["id"], app_id=self.fake.app_id,
-            bot_user_id=self.fake.bot_user_id, number=next(self._counter),
-        )  # fmt: skip
+            event,
+            team_id=self.team["id"],
+            app_id=self.fake.app_id,
+            bot_user_id=self.fake.bot_user_id,
+            number=next(self._counter),
+        )
         return await self._send(*payloads.signed_event(envelope, self.secret))
 
     async def submit_view(self, user_id: str, view_id: str) -> Reply:
         user = self._user(user_id)
         view = self._view(view_id)
         payload = payloads.view_submission(
-            user=user, team=self.team, app_id=self.fake.app_id, view=view,
+            user=user,
+            team=self.team,
+            app_id=self.fake.app_id,
+            view=view,
             trigger_id=self._trigger(user_id),
-        )  # fmt: skip
+        )
         reply = await self._send(*payloads.signed_interaction(payload, self.secret))
         action = reply.body.get("response_action") if isinstance(reply.body, dict) else None
         if reply.status == 200 and action in (None, "clear"):
@@ -334,8 +359,9 @@ class Sandbox:
             return  # the fake already posted it
         user = self._responders.get((channel, ts))
         if user is not None:
-            self._add_note(user, channel, body.get("text") or "", body.get("blocks") or [],
-                           "response_url")  # fmt: skip
+            self._add_note(
+                user, channel, body.get("text") or "", body.get("blocks") or [], "response_url"
+            )
 
     # ------------------------------------------------------------ what a person sees
 

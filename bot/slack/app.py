@@ -106,8 +106,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
                 Redrawer.of(rt).wake()
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                logger.warning("%s: malformed payload (%s: %s)", listener.__name__,
-                               type(exc).__name__, exc)  # fmt: skip
+                logger.warning(
+                    "%s: malformed payload (%s: %s)", listener.__name__, type(exc).__name__, exc
+                )
             finally:
                 if ack is not None and ack.response is None:
                     await ack()

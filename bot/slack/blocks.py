@@ -229,8 +229,9 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
         blocks.append(ContextBlock(elements=[_text(_outcome_context(q))]))
         return blocks
     if q.status == "skipped":
-        skipped = _fit_mentions(lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}",
-                                len(q.skips))  # fmt: skip
+        skipped = _fit_mentions(
+            lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}", len(q.skips)
+        )
         blocks.append(SectionBlock(text=_text(skipped)))
         blocks.append(ContextBlock(elements=[_text(guess_line(q))]))
         return blocks

@@ -205,8 +205,9 @@ async def attach_chart(
         return
     try:
         granted = await client.auth_test()
-        scopes = (granted.headers.get("x-oauth-scopes") or granted.headers.get("X-OAuth-Scopes")
-                  or "").split(",")  # fmt: skip
+        scopes = (
+            granted.headers.get("x-oauth-scopes") or granted.headers.get("X-OAuth-Scopes") or ""
+        ).split(",")
         if "files:write" not in scopes:
             return
         if "im:write" not in scopes:

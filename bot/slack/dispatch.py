@@ -290,8 +290,9 @@ class Dispatcher:
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             item_id = payload.get("item_id")
             if item_id in state.unsure:
-                logger.warning("item %s was posted after all (ts %s); recording it", item_id,
-                               message["ts"])  # fmt: skip
+                logger.warning(
+                    "item %s was posted after all (ts %s); recording it", item_id, message["ts"]
+                )
                 shown = self.shown_at_post.get(item_id, (None, None, None))
                 reason = self.reason_at_post.get(item_id, "uncertain")
                 self._posted(channel, item_id, message["ts"], reason, shown)
@@ -323,8 +324,9 @@ class Dispatcher:
         self.item_failures[item_id] = self.item_failures.get(item_id, 0) + 1
         if self.item_failures[item_id] >= MAX_ITEM_FAILURES:
             self.rt.store.set_aside(item_id, f"Slack refused its message: {error}")
-            logger.error("gave up posting item %s: Slack said %s %d times", item_id, error,
-                         MAX_ITEM_FAILURES)  # fmt: skip
+            logger.error(
+                "gave up posting item %s: Slack said %s %d times", item_id, error, MAX_ITEM_FAILURES
+            )
         else:
             logger.warning("Slack refused item %s (%s); will retry it", item_id, error)
 
@@ -335,9 +337,11 @@ class Dispatcher:
             "channel": channel,
             "text": blocks.question_text(question),
             "blocks": blocks.question_blocks(question),
-            "metadata": {"event_type": "hitl_question",
-                         "event_payload": {"item_id": question.item_id}},
-        }  # fmt: skip
+            "metadata": {
+                "event_type": "hitl_question",
+                "event_payload": {"item_id": question.item_id},
+            },
+        }
         try:
             return await rt.client.chat_postMessage(**kwargs)
         except SlackApiError as exc:

@@ -75,8 +75,16 @@ async def test_metrics_tell_where_the_memory_goes(fake_slack: FakeSlack, tmp_pat
         before = await scrape(bot)
         assert before[("process_resident_memory_bytes", ())] > 0
         assert before[("hitl_python_allocated_blocks", ())] > 0
-        rows = [{"id": f"m{n}", "text": f"memory item {n} " * 20, "source": "test",
-                 "created_at": "t", "updated_at": "t"} for n in range(5000)]  # fmt: skip
+        rows = [
+            {
+                "id": f"m{n}",
+                "text": f"memory item {n} " * 20,
+                "source": "test",
+                "created_at": "t",
+                "updated_at": "t",
+            }
+            for n in range(5000)
+        ]
         bot.store.db["items"].insert_all(rows)  # pages SQLite now holds in its cache
         after = await scrape(bot)
         assert after[("hitl_sqlite_memory_bytes", ())] > before[("hitl_sqlite_memory_bytes", ())]
@@ -124,6 +132,4 @@ async def test_healthz_reports_db_champion_and_scheduler(
         bot.rt.trainer.scheduler_alive = False
         response = await bot.http.get("/healthz")
         assert response.status == 503
-        assert await response.json() == {
-            "ok": False, "db": "ok", "champion": 1, "scheduler": False
-        }  # fmt: skip
+        assert await response.json() == {"ok": False, "db": "ok", "champion": 1, "scheduler": False}

@@ -97,8 +97,16 @@ def test_label_names_up_to_75_chars_and_emoji_fit(label: str):
 
 
 def test_resolved_message_has_no_buttons_and_says_who_and_what_the_model_guessed():
-    q = Question("i1", "t", ["a", "b"], [("b", 0.7), ("a", 0.3)], 3, status="resolved",
-                 votes={"a": ["U1"]}, resolved_label="a")  # fmt: skip
+    q = Question(
+        "i1",
+        "t",
+        ["a", "b"],
+        [("b", 0.7), ("a", 0.3)],
+        3,
+        status="resolved",
+        votes={"a": ["U1"]},
+        resolved_label="a",
+    )
     built = as_dicts(question_blocks(q))
     assert not any(b["type"] == "actions" for b in built)
     text = json.dumps(built, ensure_ascii=False)
@@ -153,8 +161,7 @@ PEOPLE = [f"U{n:010d}" for n in range(400)]  # Slack user ids are 11 characters
 
 
 def test_a_tally_of_185_skippers_is_cut_to_fit_the_context():
-    q = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, skips=PEOPLE[:185],
-                 votes_needed=3)  # fmt: skip
+    q = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, skips=PEOPLE[:185], votes_needed=3)
     built = as_dicts(question_blocks(q))
     assert_within_limits(built)
     tally = next(b for b in built if b["type"] == "context")["elements"][-1]["text"]
@@ -168,8 +175,15 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
     votes = {f"label {n}": PEOPLE[n * 40 : (n + 1) * 40] for n in range(10)}
     many = Question("i1", "t", list(votes), votes=votes, skips=PEOPLE[:300], votes_needed=401)
     assert_within_limits(as_dicts(question_blocks(many)))
-    decided = Question("i1", "t", ["a", "b"], votes={"a": PEOPLE[:300], "b": PEOPLE[300:]},
-                       votes_needed=400, status="resolved", resolved_label="a")  # fmt: skip
+    decided = Question(
+        "i1",
+        "t",
+        ["a", "b"],
+        votes={"a": PEOPLE[:300], "b": PEOPLE[300:]},
+        votes_needed=400,
+        status="resolved",
+        resolved_label="a",
+    )
     built = as_dicts(question_blocks(decided))
     assert_within_limits(built)
     assert texts_of(built)[1].startswith("✅ *a* by vote (*a* 300 · *b* 100: <@U0000000000>, ")
@@ -202,8 +216,11 @@ def test_before_any_model_every_label_gets_to_be_a_button():
     # an item keeps its buttons on every redraw (and in the modal), in the labels' order
     assert label_buttons(Question("item7", "other text", labels)) == shown["item7"]
     assert all(buttons == [lb for lb in labels if lb in buttons] for buttons in shown.values())
-    modal = next(b for b in as_dicts(question_blocks(Question("item7", "t", labels), prefix="m"))
-                 if b["type"] == "actions")  # fmt: skip
+    modal = next(
+        b
+        for b in as_dicts(question_blocks(Question("item7", "t", labels), prefix="m"))
+        if b["type"] == "actions"
+    )
     assert [e["text"]["text"] for e in modal["elements"][:5]] == shown["item7"]
     # the label left out of the buttons is still one pick away in "Other…"
     elements = actions_of(Question("item7", "t", labels))

@@ -30,8 +30,18 @@ def labeled_csv(tmp_path: Path) -> Path:
 
 def import_tickets(path: Path, db: Path):
     """Import the tickets fixture with its own column names."""
-    return run("--db", str(db), "import", str(path), "--text-column", "body",
-               "--id-column", "ticket", "--label-column", "intent")  # fmt: skip
+    return run(
+        "--db",
+        str(db),
+        "import",
+        str(path),
+        "--text-column",
+        "body",
+        "--id-column",
+        "ticket",
+        "--label-column",
+        "intent",
+    )
 
 
 def test_import_prints_a_summary_and_reports_bad_rows(labeled_csv: Path, db_path: Path):
@@ -229,15 +239,16 @@ def _labeled_by_people(db: Path) -> None:
     with Store.open(db, clock=_ticking_clock()) as store:
         rows = [Row(n, f"I{n}", f"message {n}", None, {"team": "ops"}) for n in range(1, 5)]
         store.add_items([*rows, Row(5, "I5", "seeded", "praise", {})], source="import")
-        answers = [
+        answers = [  # one item a line: (item, user, label, votes needed)
             ("I1", "U1", "billing", 2), ("I1", "U2", "billing", 2),
             ("I2", "U1", "bug", 3), ("I2", "U2", "billing", 3), ("I2", "U3", "bug", 3),
             ("I3", "U3", None, 2), ("I3", "U1", "account", 2), ("I3", "U2", "account", 2),
             ("I4", "U2", "bug", 1),
         ]  # fmt: skip
         for n, (item, user, label, needed) in enumerate(answers):
-            store.record_answer(item, user, label, source="button", dedupe_key=f"k{n}",
-                                votes_needed=needed)  # fmt: skip
+            store.record_answer(
+                item, user, label, source="button", dedupe_key=f"k{n}", votes_needed=needed
+            )
         store.record_answer("I4", "U3", "praise", source="button", dedupe_key="late")  # history
 
 
@@ -286,8 +297,9 @@ def test_export_then_import_keeps_who_labeled_what_when_and_how_they_agreed(
     assert [row[2:4] for row in original] == [(2, 1.0), (2, 2 / 3), (2, 1.0), (1, 1.0), (1, 1.0)]
     assert _labels_rows(copy_db) == original
     with Store.open(copy_db) as store:
-        imported = [(a["item_id"], a["user_id"], a["label"], a["created_at"])
-                    for a in store.iter_answers()]  # fmt: skip
+        imported = [
+            (a["item_id"], a["user_id"], a["label"], a["created_at"]) for a in store.iter_answers()
+        ]
         assert {a["source"] for a in store.iter_answers()} == {"import"}
         assert store.get_item("I1")["meta"] == {"team": "ops"}
     votes = _counted_answers(source_db)
@@ -321,5 +333,8 @@ def test_import_reports_an_unterminated_quote_and_imports_every_row_after_it(
     )
     with Store.open(db_path) as store:
         assert sorted(store.existing_item_ids(["1", "2", "3", "4", "5", "6"])) == [
-            "1", "3", "4", "5"
-        ]  # fmt: skip
+            "1",
+            "3",
+            "4",
+            "5",
+        ]

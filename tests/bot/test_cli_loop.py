@@ -49,8 +49,15 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
     assert run(db, "import", str(labeled_file(tmp_path, "b"))).exit_code == 0
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
     table = run(db, "models").stdout.splitlines()
-    assert table[0].split() == ["version", "status", "created", "labels", "accuracy", "macro-F1",
-                                "reason"]  # fmt: skip
+    assert table[0].split() == [
+        "version",
+        "status",
+        "created",
+        "labels",
+        "accuracy",
+        "macro-F1",
+        "reason",
+    ]
     assert [row.split()[:2] for row in table[1:]] == [["v1", "retired"], ["v2", "champion"]]
 
     assert run(db, "rollback", "1").stdout == "v1 is the champion again.\n"
@@ -83,8 +90,11 @@ def test_old_model_files_are_deleted_but_listed_and_cannot_be_rolled_back_to(
     files = sorted(p.name for p in (tmp_path / "hitl.db.models").glob("*.skops"))
     assert files == ["v2.skops", "v3.skops"]
     table = run(db, "models").stdout.splitlines()[1:]
-    assert [row.split()[:2] for row in table] == [["v1", "retired"], ["v2", "retired"],
-                                                  ["v3", "champion"]]  # fmt: skip
+    assert [row.split()[:2] for row in table] == [
+        ["v1", "retired"],
+        ["v2", "retired"],
+        ["v3", "champion"],
+    ]
     assert table[0].endswith("(file deleted)") and "(file deleted)" not in table[1] + table[2]
     gone = run(db, "rollback", "1")
     assert gone.exit_code == 1

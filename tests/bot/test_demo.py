@@ -68,9 +68,21 @@ def test_a_jsonl_without_two_labels_is_refused(tmp_path: Path):
 def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
     result = CliRunner().invoke(
         cli,
-        ["--db", str(tmp_path / "demo.db"), "demo", "--simulate", "3", "--answers", "200",
-         "--retrain-every", "25", "--port", "0", "--no-browser"],
-    )  # fmt: skip
+        [
+            "--db",
+            str(tmp_path / "demo.db"),
+            "demo",
+            "--simulate",
+            "3",
+            "--answers",
+            "200",
+            "--retrain-every",
+            "25",
+            "--port",
+            "0",
+            "--no-browser",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = [(int(n), float(acc)) for n, acc in ACCURACY.findall(result.output)]
     assert scores[0][0] == 25 and scores[-1][0] == 200
@@ -105,8 +117,9 @@ def test_answers_need_simulated_teammates(tmp_path: Path):
 
 
 def _write_csv(path: Path, n: int, bad_lines: dict[int, str] | None = None) -> None:
-    lines = ["id,text,label"] + [f"r{k},message number {k} about {'ab'[k % 2]},{'ab'[k % 2]}"
-                                 for k in range(n)]  # fmt: skip
+    lines = ["id,text,label"] + [
+        f"r{k},message number {k} about {'ab'[k % 2]},{'ab'[k % 2]}" for k in range(n)
+    ]
     for at, line in (bad_lines or {}).items():
         lines[at - 1] = line
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -135,9 +148,23 @@ def test_demo_runs_on_a_csv_with_a_bad_row_and_says_why_it_stops_before_answers(
     _write_csv(path, 31, {3: "r1,,b"})  # 30 good rows: 24 to label, 6 held out
     result = CliRunner().invoke(
         cli,
-        ["--db", str(tmp_path / "demo.db"), "demo", "--data", str(path), "--simulate", "2",
-         "--answers", "40", "--retrain-every", "0", "--port", "0", "--no-browser"],
-    )  # fmt: skip
+        [
+            "--db",
+            str(tmp_path / "demo.db"),
+            "demo",
+            "--data",
+            str(path),
+            "--simulate",
+            "2",
+            "--answers",
+            "40",
+            "--retrain-every",
+            "0",
+            "--port",
+            "0",
+            "--no-browser",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
         'mine.csv line 3: column "text" is empty, row skipped',

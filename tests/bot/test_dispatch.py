@@ -163,7 +163,10 @@ async def test_two_labels_give_two_buttons(fake_slack: FakeSlack, tmp_path: Path
         await bot.dispatcher.fill()
         actions = next(b for b in bot.posted()[0]["blocks"] if b["type"] == "actions")
         assert [e.get("text", {}).get("text") for e in actions["elements"]] == [
-            "spam", "ham", "Skip"]  # fmt: skip
+            "spam",
+            "ham",
+            "Skip",
+        ]
 
 
 async def test_at_most_one_post_per_interval_per_channel(bot: Bot):
@@ -181,8 +184,9 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
     from model.classifier import TextClassifier
 
     texts = ["refund my money", "card charged twice", "app crashes", "screen is blank"]
-    classifier = TextClassifier().fit(texts, ["billing", "billing", "bug", "bug"],
-                                      label_set=LABELS_FOR_MODEL)  # fmt: skip
+    classifier = TextClassifier().fit(
+        texts, ["billing", "billing", "bug", "bug"], label_set=LABELS_FOR_MODEL
+    )
     async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.99):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=4)
         assert await bot.dispatcher.fill() == 2
@@ -222,11 +226,18 @@ LABELS_FOR_MODEL = ("billing", "bug", "account", "how_to", "feature_request", "p
 def scored_items(prefix: str, count: int) -> list[dict]:
     """Queued items as the dispatcher reads them, each with a different margin."""
     return [
-        {"id": f"{prefix}{n}", "text": f"{prefix} ticket {n} " + "x" * n, "status": "queued",
-         "model_version": 1, "predicted_label": "billing", "confidence": 0.5,
-         "priority": 1 - n / 100, "ranked": [["billing", 0.5], ["bug", 0.5 - n / 100]]}
+        {
+            "id": f"{prefix}{n}",
+            "text": f"{prefix} ticket {n} " + "x" * n,
+            "status": "queued",
+            "model_version": 1,
+            "predicted_label": "billing",
+            "confidence": 0.5,
+            "priority": 1 - n / 100,
+            "ranked": [["billing", 0.5], ["bug", 0.5 - n / 100]],
+        }
         for n in range(count)
-    ]  # fmt: skip
+    ]
 
 
 async def test_every_position_of_a_choice_is_an_audit_at_the_audit_rate(bot: Bot):
@@ -263,8 +274,12 @@ async def test_a_kind_that_ran_out_ends_the_choice_rather_than_taking_the_other(
     bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.5)
     rng = random.Random(3)
     for _ in range(50):  # one audit item: the list ends at the second audit slot
-        reasons = [r for _, r in choose(bot.rt, scored_items("u", 9), 8, rng,
-                                        audit_pool=scored_items("s", 1))]  # fmt: skip
+        reasons = [
+            r
+            for _, r in choose(
+                bot.rt, scored_items("u", 9), 8, rng, audit_pool=scored_items("s", 1)
+            )
+        ]
         assert reasons.count("audit") <= 1
         assert len(reasons) == 8 or reasons.count("audit") == 1
 

@@ -359,8 +359,11 @@ def test_an_exported_row_gives_back_how_its_label_was_decided_in_jsonl_and_csv(t
         came = row.provenance
         assert (came.votes, came.agreement, came.annotators) == (2, 2 / 3, ("U1", "U3"))
         assert came.resolved_at == "2026-01-01T10:00:00.000+00:00"
-        assert [(v.user_id, v.label) for v in came.answers] == [("U1", "a"), ("U2", "b"),
-                                                                 ("U3", "a")]  # fmt: skip
+        assert [(v.user_id, v.label) for v in came.answers] == [
+            ("U1", "a"),
+            ("U2", "b"),
+            ("U3", "a"),
+        ]
     assert from_jsonl.provenance == from_csv.provenance
 
 

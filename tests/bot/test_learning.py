@@ -37,8 +37,14 @@ BILLING = [
     "billing address on invoice",
     "card payment failed",
 ]
-BUG = ["app crashes on start", "error 500 when saving", "screen freezes after login",
-       "crash when uploading", "button does nothing error", "page shows an error"]  # fmt: skip
+BUG = [
+    "app crashes on start",
+    "error 500 when saving",
+    "screen freezes after login",
+    "crash when uploading",
+    "button does nothing error",
+    "page shows an error",
+]
 
 
 def labeled_items(prefix: str = "L") -> list[Item]:
@@ -46,8 +52,12 @@ def labeled_items(prefix: str = "L") -> list[Item]:
     return items + [Item(f"{prefix}g{n}", t, "bug") for n, t in enumerate(BUG)]
 
 
-UNLABELED = [Item("u1", "refund the invoice please"), Item("u2", "crash error on login"),
-             Item("u3", "hello there"), Item("u4", "invoice error crash")]  # fmt: skip
+UNLABELED = [
+    Item("u1", "refund the invoice please"),
+    Item("u2", "crash error on login"),
+    Item("u3", "hello there"),
+    Item("u4", "invoice error crash"),
+]
 
 
 @pytest.fixture
@@ -178,8 +188,9 @@ async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
     assert text.endswith("); try again when it is done.")
     other = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
     assert isinstance(other, retrain.Outcome) and other.status == "busy"
-    await retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
-                       triggered_by="cli", plan=plan)  # fmt: skip
+    await retrain.retrain(
+        bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli", plan=plan
+    )
     assert bot.store.db["locks"].count == 0
 
 
@@ -348,8 +359,14 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
     seed(db, labeled_items() + UNLABELED)
     for args in (["retrain"], ["retrain", "--force"]):
         assert (await hitl(db, *args))[0] == 0
-    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2,
-                             threshold=1.0, api_token="t0ken")  # fmt: skip
+    settings = make_settings(
+        fake_slack,
+        tmp_path,
+        labels=("billing", "bug"),
+        max_open=2,
+        threshold=1.0,
+        api_token="t0ken",
+    )
     async for bot in start_bot(fake_slack, settings):
         assert await bot.dispatcher.fill() == 2
         assert bot.store.open_post_counts() == {CHANNEL: 2}  # every channel is full
@@ -381,9 +398,15 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
 async def hitl(db: Path, *args: str) -> tuple[int, str]:
     """Run the real `hitl` command in its own process (as an admin at a terminal would)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "--db", str(db), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "bot",
+        "--db",
+        str(db),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(120):
         out, err = await process.communicate()
     assert process.returncode == 0 or err, out
@@ -495,9 +518,15 @@ async def test_a_click_is_acknowledged_while_a_retrain_is_fitting(bot: Bot):
     message = bot.posted()[0]
     registry = retrain.registry_for(bot.rt.settings)
     retraining = asyncio.create_task(
-        retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
-                        triggered_by="cli", progress=progress)
-    )  # fmt: skip
+        retrain.retrain(
+            bot.store,
+            bot.rt.settings,
+            registry,
+            champion=None,
+            triggered_by="cli",
+            progress=progress,
+        )
+    )
     try:
         assert await asyncio.to_thread(fitting.wait, 30)
         response = await bot.action(bot.button_payload(message, "U0ANA", "bug"))
@@ -514,8 +543,9 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
     registry = retrain.registry_for(bot.rt.settings)
     worker = retrain.FitWorker()
     try:
-        outcome = await retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
-                                     triggered_by="cli", worker=worker)  # fmt: skip
+        outcome = await retrain.retrain(
+            bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli", worker=worker
+        )
         assert outcome.status == "promoted" and outcome.rescored == 4
         assert registry.champion().version == 1
         # the fit's child runs at a lower priority, so the server's acks win the cores
@@ -523,9 +553,15 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
         assert child_niceness == min(os.nice(0) + retrain.FIT_NICENESS, 19)
         bot.store.add_items(labeled_items("N"), "import")
         second = asyncio.create_task(
-            retrain.retrain(bot.store, bot.rt.settings, registry, champion=None,
-                         triggered_by="cli", worker=worker)
-        )  # fmt: skip
+            retrain.retrain(
+                bot.store,
+                bot.rt.settings,
+                registry,
+                champion=None,
+                triggered_by="cli",
+                worker=worker,
+            )
+        )
         await asyncio.sleep(0)  # the run has begun: lock taken, the child is fitting
         assert bot.store.db["locks"].count == 1
     finally:
@@ -566,10 +602,21 @@ def test_the_retrain_report_says_which_before_figure_is_which():
 def test_a_chart_of_one_model_has_whole_version_ticks_and_a_sane_range():
     point = reports.VersionPoint(1, "champion", 15, 0.6, 0.558, "2026-11-24T07:16:00+00:00")
     report = reports.AccuracyReport(
-        version=1, created_at=point.created_at, age_days=0.0, n_train=15, cv_accuracy=0.6,
-        cv_macro_f1=0.558, n_splits=3, audit_n=0, audit_correct=0, audit_interval=(0.0, 1.0),
-        uncertain_n=0, uncertain_correct=0, weakest=[], trend=[point],
-    )  # fmt: skip
+        version=1,
+        created_at=point.created_at,
+        age_days=0.0,
+        n_train=15,
+        cv_accuracy=0.6,
+        cv_macro_f1=0.558,
+        n_splits=3,
+        audit_n=0,
+        audit_correct=0,
+        audit_interval=(0.0, 1.0),
+        uncertain_n=0,
+        uncertain_correct=0,
+        weakest=[],
+        trend=[point],
+    )
     by_version, by_labels = reports.chart_figure(report).axes
     assert list(by_version.get_xticks()) == [1]  # not 0.945 … 1.050
     low, high = by_version.get_xlim()

@@ -60,9 +60,12 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
     message, block = open_question(demo)
     button = block["elements"][0]
     reply = await demo.sandbox.click(
-        "U0ANA", action_id=button["action_id"], block_id=block["block_id"],
-        channel=QUESTIONS, ts=message["ts"],
-    )  # fmt: skip
+        "U0ANA",
+        action_id=button["action_id"],
+        block_id=block["block_id"],
+        channel=QUESTIONS,
+        ts=message["ts"],
+    )
     assert reply.status == 200
     item_id = block["block_id"][2:]
     label = demo.rt.store.resolution(item_id)["label"]
@@ -71,9 +74,12 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
     assert texts(demo, "U0RAJ") == []  # ephemerals are only for the person who clicked
 
     undo = await demo.sandbox.click(
-        "U0ANA", action_id="hitl.undo", block_id="sb0", channel=QUESTIONS,
+        "U0ANA",
+        action_id="hitl.undo",
+        block_id="sb0",
+        channel=QUESTIONS,
         ts=undo_note["message_ts"],
-    )  # fmt: skip
+    )
     assert undo.status == 200
     await demo.rt.background.drain()
     assert demo.rt.store.resolution(item_id) is None
@@ -93,9 +99,13 @@ async def test_a_slash_command_shows_the_bots_ack_to_its_author_only(demo: Demo)
 async def test_an_external_select_gets_its_options_from_a_block_suggestion(demo: Demo):
     message, block = open_question(demo)
     options = await demo.sandbox.suggest(
-        "U0ANA", action_id="hitl.q.other_ext", block_id=block["block_id"], value="bi",
-        channel=QUESTIONS, ts=message["ts"],
-    )  # fmt: skip
+        "U0ANA",
+        action_id="hitl.q.other_ext",
+        block_id=block["block_id"],
+        value="bi",
+        channel=QUESTIONS,
+        ts=message["ts"],
+    )
     assert [o["value"] for o in options] == ["billing"]
 
 
@@ -103,12 +113,17 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
     assert (await demo.sandbox.open_home("U0RAJ")).status == 200
     await demo.fake.wait_for(lambda: "U0RAJ" in demo.fake.home, 5)
     home = demo.sandbox.state("U0RAJ")["home"]
-    start = next(b for b in home["blocks"] if b.get("accessory", {}).get("text", {}).get("text")
-                 == "Start labeling")  # fmt: skip
+    start = next(
+        b
+        for b in home["blocks"]
+        if b.get("accessory", {}).get("text", {}).get("text") == "Start labeling"
+    )
     await demo.sandbox.click(
-        "U0RAJ", action_id=start["accessory"]["action_id"], block_id=start["block_id"],
+        "U0RAJ",
+        action_id=start["accessory"]["action_id"],
+        block_id=start["block_id"],
         view_id=home["id"],
-    )  # fmt: skip
+    )
     await demo.rt.background.drain()
     modal = demo.sandbox.modal_for("U0RAJ")
     assert modal is not None and demo.sandbox.modal_for("U0ANA") is None
@@ -153,9 +168,12 @@ async def test_a_signature_with_another_secret_is_refused_by_the_bot(demo: Demo)
     message, block = open_question(demo)
     demo.sandbox.secret = "not-the-secret"
     reply = await demo.sandbox.click(
-        "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
-        channel=QUESTIONS, ts=message["ts"],
-    )  # fmt: skip
+        "U0ANA",
+        action_id=block["elements"][0]["action_id"],
+        block_id=block["block_id"],
+        channel=QUESTIONS,
+        ts=message["ts"],
+    )
     assert reply.status == 401
     assert demo.rt.store.count_answers() == 0
     assert texts(demo, "U0ANA")[-1].startswith("⚠️ The app answered HTTP 401")
@@ -210,9 +228,12 @@ async def test_channel_not_found_stops_posting_and_shows_in_hitl_queue(still_dem
 
     message, block = open_question(demo)
     await demo.sandbox.click(
-        "U0ANA", action_id=block["elements"][0]["action_id"], block_id=block["block_id"],
-        channel=QUESTIONS, ts=message["ts"],
-    )  # fmt: skip
+        "U0ANA",
+        action_id=block["elements"][0]["action_id"],
+        block_id=block["block_id"],
+        channel=QUESTIONS,
+        ts=message["ts"],
+    )
     await demo.rt.background.drain()
     demo.fake.fail("chat.postMessage", "channel_not_found")  # the bot's next post fails so
     assert await demo.dispatcher.fill() == 0

@@ -71,13 +71,19 @@ async def test_socket_mode_answers_a_click_and_a_command(fake_slack: FakeSlack, 
         await app_dispatch_fill(app)
         message = fake_slack.messages(CHANNEL)[0]
         button = next(
-            e for b in message["blocks"] for e in b.get("elements", [])
+            e
+            for b in message["blocks"]
+            for e in b.get("elements", [])
             if e.get("action_id") == "hitl.q.label.0"
-        )  # fmt: skip
+        )
         payload = signing.block_actions_payload(
-            "U0ANA", button["action_id"], button["value"], message_ts=message["ts"],
-            block_id="q:a", message=message,
-        )  # fmt: skip
+            "U0ANA",
+            button["action_id"],
+            button["value"],
+            message_ts=message["ts"],
+            block_id="q:a",
+            message=message,
+        )
         envelope = await socket.send_envelope("interactive", payload)
         await socket.next_ack(envelope)
         assert rt.store.resolution("a")["annotators"] == ["U0ANA"]

@@ -63,9 +63,13 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
         actions = next(b for b in message["blocks"] if b["type"] == "actions")
         button = actions["elements"][0]
         payload = signing.block_actions_payload(
-            "U0ANA", button["action_id"], button["value"], message_ts=message["ts"],
-            block_id=actions["block_id"], message=message,
-        )  # fmt: skip
+            "U0ANA",
+            button["action_id"],
+            button["value"],
+            message_ts=message["ts"],
+            block_id=actions["block_id"],
+            message=message,
+        )
         body, headers = signing.signed_action(payload, SECRET)
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{port}/slack/events"

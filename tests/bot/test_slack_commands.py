@@ -120,8 +120,9 @@ async def test_admin_retrain_with_too_few_labels_says_at_once_what_is_missing(bo
         "at least 2 classes with at least 2 examples each; got no labels. "
         "4 more labels needed."
     )
-    bot.store.add_items([Item("d", "refund twice", "billing"), Item("e", "card", "billing")],
-                        "import")  # fmt: skip
+    bot.store.add_items(
+        [Item("d", "refund twice", "billing"), Item("e", "card", "billing")], "import"
+    )
     bot.store.add_items([Item("f", "crash on start", "bug")], "import")
     text = await reply(bot, "retrain", user="U0ADMIN")
     assert "got 2 class(es) (billing: 2, bug: 1). 1 more label needed." in text
@@ -189,8 +190,9 @@ async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot:
     bot.store.add_items([Item(f"x{n}", f"text {n}") for n in range(100)], "import")
     for n in range(50):  # 50 people with 2 answers each: the top 50 of the board
         for item in (f"x{2 * n}", f"x{2 * n + 1}"):
-            bot.store.record_answer(item, f"U{n:04d}", "bug", source="button",
-                                    dedupe_key=f"{item}:{n}")  # fmt: skip
+            bot.store.record_answer(
+                item, f"U{n:04d}", "bug", source="button", dedupe_key=f"{item}:{n}"
+            )
     bot.store.record_answer("a", "U0ANA", "bug", source="button", dedupe_key="a:ana")
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")

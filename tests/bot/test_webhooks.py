@@ -365,10 +365,13 @@ INTERNAL = [
     ("http://[::ffff:127.0.0.1]:{port}/hook", "::ffff:127.0.0.1 (127.0.0.1)", "a loopback address"),
     ("http://224.0.0.1/hook", "224.0.0.1", "a multicast address"),
     ("http://240.0.0.1/hook", "240.0.0.1", "a reserved address"),
-    ("http://metadata.google.internal/computeMetadata/v1/", "metadata.google.internal",
-     "an internal host name"),
+    (
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "metadata.google.internal",
+        "an internal host name",
+    ),
     ("http://localhost:{port}/hook", "localhost", "an internal host name"),
-]  # fmt: skip
+]
 
 
 async def test_callback_urls_to_internal_addresses_are_refused_with_the_reason(

@@ -85,8 +85,10 @@ async def test_a_slack_rollback_and_a_cli_rollback_at_once_leave_registry_and_db
             if slow.entered.wait(60):
                 cli["result"] = subprocess.run(
                     [sys.executable, "-m", "bot", "--db", str(db), "rollback", "2"],
-                    capture_output=True, text=True, timeout=120,
-                )  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
         finally:
             slow.release.set()
 

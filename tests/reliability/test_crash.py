@@ -136,9 +136,16 @@ async def test_an_import_killed_midfile_completes_on_rerun_without_duplicates(tm
     content = rows_csv(5000)
     head = content[: content.index("r2500,")]  # 2,500 rows arrive; then the writer stalls
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "-v", "--db", str(db), "import", str(fifo),
+        sys.executable,
+        "-m",
+        "bot",
+        "-v",
+        "--db",
+        str(db),
+        "import",
+        str(fifo),
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     writer_done = threading.Event()
 
     def write_head() -> None:
@@ -163,9 +170,15 @@ async def test_an_import_killed_midfile_completes_on_rerun_without_duplicates(tm
         assert store.db["items"].count == 2000
     await asyncio.to_thread(replace_with_file, fifo, content)
     rerun = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "--db", str(db), "import", str(fifo),
+        sys.executable,
+        "-m",
+        "bot",
+        "--db",
+        str(db),
+        "import",
+        str(fifo),
         stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, _ = await rerun.communicate()
     assert rerun.returncode == 0
     assert out.decode().strip() == (

@@ -27,8 +27,16 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-ACTION_IDS = ["hitl.q.label.0", "hitl.q.other", "hitl.q.other_ext", "hitl.q.skip", "hitl.undo",
-              "hitl.m.label.1", "hitl.home.start", "unknown.action"]  # fmt: skip
+ACTION_IDS = [
+    "hitl.q.label.0",
+    "hitl.q.other",
+    "hitl.q.other_ext",
+    "hitl.q.skip",
+    "hitl.undo",
+    "hitl.m.label.1",
+    "hitl.home.start",
+    "unknown.action",
+]
 VALUES = st.one_of(
     st.just('{"i":"a","l":"billing"}'),
     st.just('{"i":"nope","l":"billing"}'),
@@ -84,8 +92,13 @@ def draw_payloads(n: int) -> list[dict]:
     is sent: nothing else runs while it draws, so its checks on the ``random`` module hold."""
     drawn: list[dict] = []
 
-    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(payload=payloads())
     def collect(payload: dict) -> None:
         drawn.append(payload)
@@ -135,8 +148,12 @@ async def test_malformed_bodies_get_a_4xx_not_a_crash(
         assert 200 <= response.status < 500
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     content=st.one_of(
         st.binary(max_size=3000),

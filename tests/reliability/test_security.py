@@ -214,10 +214,14 @@ def test_the_log_redactor_hides_tokens_and_configured_secrets():
     redactor = Redactor()
     redactor.add("hunter2-signing", None)
     record = logging.LogRecord(
-        "x", logging.ERROR, __file__, 1,
+        "x",
+        logging.ERROR,
+        __file__,
+        1,
         "calling %s with %s and Authorization: Bearer abc.def and %s",
-        ("xoxb-123-456-abcdef", "xapp-1-A1-xyz", "hunter2-signing"), None,
-    )  # fmt: skip
+        ("xoxb-123-456-abcdef", "xapp-1-A1-xyz", "hunter2-signing"),
+        None,
+    )
     assert redactor.filter(record)
     assert record.getMessage() == (
         "calling xoxb-*** with xapp-*** and Authorization: Bearer *** and ***"
@@ -287,8 +291,11 @@ async def test_a_malformed_body_gets_a_4xx_and_no_traceback(
 
 async def test_a_body_that_is_not_utf8_gets_a_401(bot: Bot, caplog: pytest.LogCaptureFixture):
     # Slack signs text; bytes that are not UTF-8 cannot carry its signature at all.
-    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": "1",
-               "X-Slack-Signature": "v0=00"}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": "1",
+        "X-Slack-Signature": "v0=00",
+    }
     response = await bot.post(b"\xff\xfe{", headers)
     assert response.status == 401
     assert "Traceback" not in caplog.text

@@ -258,8 +258,9 @@ async def test_a_tally_of_hundreds_of_skippers_still_fits_the_message(
         await bot.action(bot.button_payload(message, "U0ANA", "billing"))
         await bot.settled()
         for n in range(200):  # distinct people skip it (a vote keeps it open)
-            bot.store.record_answer("i00", f"U{n:010d}", None, source="button",
-                                    dedupe_key=f"skip{n}", votes_needed=3)  # fmt: skip
+            bot.store.record_answer(
+                "i00", f"U{n:010d}", None, source="button", dedupe_key=f"skip{n}", votes_needed=3
+            )
         await bot.action(bot.button_payload(message, "U0RAJ", None))
 
         await bot.settled()  # the fake refuses any text over 3,000 characters
@@ -277,8 +278,9 @@ async def test_an_app_home_with_overlong_names_is_published(
     seed(tmp_path / "hitl.db", ITEMS[:10])
     async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
         for n, item in enumerate(ITEMS[:10]):  # ids as long as a forged payload could make them
-            bot.store.record_answer(item.id, f"U{n}" + "X" * 400, "bug", source="button",
-                                    dedupe_key=f"a{n}")  # fmt: skip
+            bot.store.record_answer(
+                item.id, f"U{n}" + "X" * 400, "bug", source="button", dedupe_key=f"a{n}"
+            )
         with caplog.at_level(logging.INFO):
             response = await bot.event(signing.app_home_opened_event("U0ANA"))
             assert response.status == 200
