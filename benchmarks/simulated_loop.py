@@ -64,7 +64,7 @@ async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float
             pipeline=args.pipeline,
         )
         quiet = lambda line: None  # noqa: E731 - the demo's chatter is not the benchmark's
-        async with running_demo(options, quiet, background=False, data=data) as demo:
+        async with running_demo(options, data, quiet, background=False) as demo:
             started = time.perf_counter()
             await demo.simulator(drive=True).run(args.answers)
             await demo.rt.background.drain()

@@ -8,7 +8,6 @@ raises ``IngestError`` before anything is yielded. Nothing here writes anywhere.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import hashlib
@@ -130,26 +129,32 @@ def read_items(
     columns = _Columns(text_column, id_column, label_column)
     if fmt in ("csv", "tsv"):
         # Decoded by the io module in large chunks rather than line by line in Python; bytes
-        # that are not UTF-8 become surrogates that the row check below reports.
-        source: BinaryIO = handle
-        if progress:
-            source = io.BufferedReader(_CountingReader(handle, progress))
+        # that are not UTF-8 become surrogates that the row check below reports. The reader
+        # notes whether any byte so far was not ASCII: until then no row can hold a bad byte
+        # and the per-row check is skipped (most files are clean).
+        raw = _ByteReader(handle, progress)
         text = io.TextIOWrapper(
-            source, encoding="utf-8-sig", errors="hitl-surrogateescape", newline=""
+            io.BufferedReader(raw),
+            encoding="utf-8-sig",
+            errors="surrogateescape",
+            newline="",
         )
-        rows = _csv_rows(path, text, columns, delimiter="\t" if fmt == "tsv" else ",")
+        delimiter = "\t" if fmt == "tsv" else ","
+        rows = _csv_rows(path, text, columns, delimiter, lambda: raw.non_ascii)
         return _closing(rows, text, handle)
     if fmt == "jsonl":
         return _closing(_jsonl_rows(_lines(handle, progress), columns), handle)
     return _closing(_text_rows(_lines(handle, progress)), handle)
 
 
-class _CountingReader(io.RawIOBase):
-    """A binary file that tells ``progress`` how many bytes each read returned."""
+class _ByteReader(io.RawIOBase):
+    """A binary file that tells ``progress`` how many bytes each read returned, and notes
+    whether any byte it returned was not ASCII (``non_ascii``)."""
 
-    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]) -> None:
+    def __init__(self, raw: BinaryIO, progress: Callable[[int], None] | None) -> None:
         self._raw = raw
         self._progress = progress
+        self.non_ascii = False
 
     def readable(self) -> bool:
         return True
@@ -157,7 +162,10 @@ class _CountingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._raw.read(len(buffer))
         buffer[: len(data)] = data
-        self._progress(len(data))
+        if not self.non_ascii and not data.isascii():
+            self.non_ascii = True
+        if self._progress is not None:
+            self._progress(len(data))
         return len(data)
 
 
@@ -201,20 +209,6 @@ def _printable(name: str, limit: int = 40) -> str:
 
 
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape made of undecodable bytes
-_escapes = [0]  # how many times the decoder met bytes that are not UTF-8, in any file
-
-
-_surrogateescape = codecs.lookup_error("surrogateescape")
-
-
-def _escape_and_count(exc: UnicodeError) -> tuple[str, int]:
-    _escapes[0] += 1
-    return _surrogateescape(exc)
-
-
-# A CSV is decoded in chunks ahead of the rows read from it; while this count has not moved,
-# no row can hold an escaped byte and the per-row check is skipped (most files are clean).
-codecs.register_error("hitl-surrogateescape", _escape_and_count)
 
 
 def _has_bad_bytes(value: str) -> bool:
@@ -357,7 +351,11 @@ def _votes(answers: Any) -> tuple[Vote, ...] | None:
 
 
 def _csv_rows(
-    path: str | Path, text: Iterator[str], columns: _Columns, delimiter: str
+    path: str | Path,
+    text: Iterator[str],
+    columns: _Columns,
+    delimiter: str,
+    may_have_bad_bytes: Callable[[], bool],
 ) -> Iterator[Row | RowError]:
     """The rows of a CSV or TSV file, numbered by the line each starts on.
 
@@ -365,8 +363,9 @@ def _csv_rows(
     inside the quotes, the quotes close in a way CSV does not allow, the row has the wrong
     number of fields, or it runs on for ``MAX_RECORD_CHARS``), the quote is taken as never
     closed: the row is reported on its first line and the lines after it are read again as
-    rows, so an unterminated quote costs one row, not the rest of the file."""
-    escapes_before = _escapes[0]  # before the first chunk is decoded
+    rows, so an unterminated quote costs one row, not the rest of the file.
+    ``may_have_bad_bytes()`` False means no row read so far can hold a byte that is not UTF-8.
+    """
     pending: list[str] = []  # the lines of the row being read
     replay: deque[str] = deque()  # lines to read again after an unterminated quote
 
@@ -445,7 +444,7 @@ def _csv_rows(
         line, start = start, start + len(pending)
         if not values or values == [""]:
             continue
-        if _escapes[0] != escapes_before and _has_bad_bytes("".join(values)):
+        if may_have_bad_bytes() and _has_bad_bytes("".join(values)):
             yield RowError(line, "not valid UTF-8")
             continue
         if len(values) != len(header):

@@ -1,7 +1,7 @@
 """`hitl demo`: the whole loop on one machine, in a browser, without a Slack workspace."""
 
 from bot.demo.data import LABELS, DemoData, DemoItem, demo_data, generate, read_jsonl, split
-from bot.demo.run import DemoOptions, run_demo, running_demo
+from bot.demo.run import DemoOptions, load_data, run_demo, running_demo
 from bot.demo.simulate import Retrainer, Score, Simulator, score_champion
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Simulator",
     "demo_data",
     "generate",
+    "load_data",
     "read_jsonl",
     "run_demo",
     "running_demo",

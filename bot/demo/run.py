@@ -167,24 +167,21 @@ def build_workspace(options: DemoOptions) -> tuple[FakeSlack, Sandbox, list[Team
     return fake, sandbox, teammates
 
 
-@asynccontextmanager
-async def running_demo(
-    options: DemoOptions,
-    echo: Echo = print,
-    *,
-    background: bool = True,
-    data: DemoData | None = None,
-    warn: Echo | None = None,
-) -> AsyncIterator[Demo]:
-    """Start everything, post the first questions, yield, then stop it all in order.
-
-    ``background=False`` leaves the queue to the caller (a headless simulation moves it itself).
-    ``data`` replaces the generated or ``--data`` items (benchmarks bring their own split).
-    ``warn`` gets the rows of ``--data`` that were skipped (default: ``echo``).
-    """
+def check_options(options: DemoOptions) -> None:
     if options.simulate > len(TEAMMATES):
         raise HitlError(f"--simulate {options.simulate}: at most {len(TEAMMATES)} teammates")
-    data = data if data is not None else load_data(options, warn or echo)
+
+
+@asynccontextmanager
+async def running_demo(
+    options: DemoOptions, data: DemoData, echo: Echo = print, *, background: bool = True
+) -> AsyncIterator[Demo]:
+    """Start everything on ``data`` (``load_data(options)``: generated or ``--data``; a
+    benchmark brings its own split), post the first questions, yield, then stop it all in
+    order. ``background=False`` leaves the queue to the caller (a headless simulation moves it
+    itself).
+    """
+    check_options(options)
     prepare_database(options.db)
     with Store.open(options.db) as store:
         store.add_items(data.unlabeled(), source="demo")
@@ -275,8 +272,10 @@ async def run_demo(
 ) -> None:
     """The `hitl demo` command: run until Ctrl-C (or, with ``answers``, until that many
     simulated answers are in, then print the champion's held-out accuracy and stop)."""
+    check_options(options)  # before the data is read: a bad option fails at once
+    data = load_data(options, warn or echo)
     headless = options.answers is not None
-    async with running_demo(options, echo, background=not headless, warn=warn) as demo:
+    async with running_demo(options, data, echo, background=not headless) as demo:
         for line in describe(demo):
             echo(line)
         if headless:

@@ -1,8 +1,10 @@
-"""The SQLite store: schema, migrations and every query. The only module that speaks SQL.
+"""``Store``: opening and migrating the database, items, labels and runs.
 
 One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the thread that
 opened it). Every change that touches more than one row runs inside ``db.atomic()``, so it
-is committed whole or not at all.
+is committed whole or not at all. The other queries live beside this module, one class per
+concern that ``Store`` is put together from (see the package docstring); SQL is spoken only
+inside ``bot.store``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
-from bot.store.models import LearningMixin
-from bot.store.producer import ApiMixin
+from bot.store.models import ModelsMixin
+from bot.store.producer import ProducerMixin
 from bot.store.queue import QueueMixin
 from bot.store.records import (
     AddResult,
@@ -47,7 +49,7 @@ def utc_now() -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
-class Store(QueueMixin, LearningMixin, ViewsMixin, ApiMixin):
+class Store(QueueMixin, ModelsMixin, ViewsMixin, ProducerMixin):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 
     def __init__(self, db: Database, clock: Callable[[], str] = utc_now):

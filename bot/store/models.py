@@ -12,7 +12,7 @@ from sqlite_utils import Database
 logger = logging.getLogger("bot.store")
 
 
-class LearningMixin:
+class ModelsMixin:
     """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
 
     db: Database

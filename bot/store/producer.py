@@ -14,7 +14,7 @@ from bot.store.records import count_new_items
 logger = logging.getLogger("bot.store")
 
 
-class ApiMixin:
+class ProducerMixin:
     """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
 
     db: Database

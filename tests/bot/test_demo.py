@@ -12,7 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.demo import LABELS, DemoOptions, demo_data, generate, read_jsonl, running_demo
+from bot.demo import (
+    LABELS,
+    DemoOptions,
+    demo_data,
+    generate,
+    load_data,
+    read_jsonl,
+    running_demo,
+)
 from bot.demo.data import read_data
 from bot.errors import HitlError
 from bot.store import Store
@@ -45,7 +53,7 @@ def test_a_users_jsonl_keeps_its_labels_out_of_the_database(tmp_path: Path):
 
     async def start() -> None:
         options = DemoOptions(db=tmp_path / "d.db", port=0, data=path, retrain_every=0)
-        async with running_demo(options, echo=lambda line: None) as demo:
+        async with running_demo(options, load_data(options), echo=lambda line: None) as demo:
             assert demo.settings.labels == ("a", "b")
             assert demo.rt.store.count_labels() == 0 and demo.rt.store.count_answers() == 0
             assert demo.rt.store.count_items()["resolved"] == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from pathlib import Path
@@ -172,6 +173,14 @@ _extra_columns = st.lists(
     max_size=3,
     unique_by=str.strip,
 )
+
+
+def test_reading_a_csv_with_bad_bytes_leaves_the_codecs_of_the_process_alone(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"text\ncaf\xc3\xa9 ok\ncaf\xe9 bad\n")
+    assert [(r.line, type(r).__name__) for r in rows_of(path)] == [(2, "Row"), (3, "RowError")]
+    with pytest.raises(LookupError):  # no error handler of ours registered for every file
+        codecs.lookup_error("hitl-surrogateescape")
 
 
 @settings(

@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.demo import DemoOptions, running_demo
+from bot.demo import DemoOptions, load_data, running_demo
 from bot.demo.run import CHANNEL, Demo
 from bot.demo.simulate import Teammate
 from bot.sandbox import payloads
@@ -23,7 +23,7 @@ QUESTIONS = CHANNEL[0]
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
-    async with running_demo(options, echo=lambda line: None) as running:
+    async with running_demo(options, load_data(options), echo=lambda line: None) as running:
         yield running
 
 
@@ -31,7 +31,9 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
 async def still_demo(tmp_path: Path) -> AsyncIterator[Demo]:
     """The demo without its background tasks: a test moves the queue itself."""
     options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
-    async with running_demo(options, echo=lambda line: None, background=False) as running:
+    async with running_demo(
+        options, load_data(options), echo=lambda line: None, background=False
+    ) as running:
         yield running
 
 

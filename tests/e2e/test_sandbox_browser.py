@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
-from bot.demo import DemoOptions, running_demo
+from bot.demo import DemoOptions, load_data, running_demo
 from bot.demo.run import CHANNEL, REPORT_CHANNEL, Demo
 from bot.demo.simulate import Teammate
 
@@ -35,7 +35,7 @@ WAIT = 10_000  # ms: an upper bound for each expectation, not a pause
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0)
-    async with running_demo(options, echo=lambda line: None) as running:
+    async with running_demo(options, load_data(options), echo=lambda line: None) as running:
         yield running
 
 
