@@ -59,6 +59,7 @@ from bot.learning.scoring import candidates, choose, score_items
 from bot.runtime import Champion
 from bot.store import Store
 from model.classifier import TextClassifier
+from tests.query_plans import query_plans as plans_of
 
 CHANNEL = "C0QUESTIONS"
 
@@ -295,7 +296,7 @@ def bench_growth(
                 reps = 1 if name == "Store.pool" and n > 200_000 else repeat
                 row[name] = timed(fn, reps)
                 if name.startswith("Store.") and name not in query_plans:
-                    query_plans[name] = store.query_plans(fn)
+                    query_plans[name] = plans_of(store, fn)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return rows, query_plans

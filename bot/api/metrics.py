@@ -14,8 +14,6 @@ shows it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -34,6 +32,8 @@ from prometheus_client.core import (
     Metric,
     SummaryMetricFamily,
 )
+
+from bot.store.memory import sqlite_memory_bytes
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -107,28 +107,10 @@ class StoreCollector:
         yield durations
 
 
-def _sqlite_library() -> ctypes.CDLL | None:
-    """The SQLite library Python's sqlite3 module uses (a shared library on Linux and macOS)."""
-    name = ctypes.util.find_library("sqlite3")
-    if name is None:
-        return None
-    try:
-        library = ctypes.CDLL(name)
-        library.sqlite3_status64  # noqa: B018 - present since SQLite 3.10
-    except (OSError, AttributeError):
-        return None
-    return library
-
-
 class MemoryCollector:
     """Where the server's memory goes: SQLite's own allocations (its page cache, bounded by
     ``PRAGMA cache_size``) and Python's allocated blocks. A leak shows as blocks that keep
     growing; a filling page cache as SQLite bytes that level off."""
-
-    SQLITE_STATUS_MEMORY_USED = 0
-
-    def __init__(self) -> None:
-        self.sqlite = _sqlite_library()
 
     def describe(self) -> list[Metric]:
         return []
@@ -139,17 +121,13 @@ class MemoryCollector:
             "Memory blocks the Python allocator holds (sys.getallocatedblocks)",
             value=sys.getallocatedblocks(),
         )
-        if self.sqlite is not None:
-            current, highest = ctypes.c_int64(), ctypes.c_int64()
-            status = self.sqlite.sqlite3_status64(
-                self.SQLITE_STATUS_MEMORY_USED, ctypes.byref(current), ctypes.byref(highest), 0
+        used = sqlite_memory_bytes()
+        if used is not None:
+            yield GaugeMetricFamily(
+                "hitl_sqlite_memory_bytes",
+                "Memory SQLite holds in this process (page cache included)",
+                value=used,
             )
-            if status == 0:
-                yield GaugeMetricFamily(
-                    "hitl_sqlite_memory_bytes",
-                    "Memory SQLite holds in this process (page cache included)",
-                    value=current.value,
-                )
 
 
 class Metrics:

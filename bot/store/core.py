@@ -120,21 +120,6 @@ class Store(QueueMixin, ModelsMixin, ViewsMixin, ProducerMixin):
     def integrity_check(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
-    def query_plans(self, call: Callable[[], object]) -> list[tuple[str, list[str]]]:
-        """(SQL, EXPLAIN QUERY PLAN lines) of every SELECT that ``call`` runs: how benchmarks
-        and tests check that a query reads an index instead of every row."""
-        seen: list[str] = []
-        self.db.conn.set_trace_callback(seen.append)
-        try:
-            call()
-        finally:
-            self.db.conn.set_trace_callback(None)
-        selects = dict.fromkeys(s for s in seen if s.lstrip().upper().startswith("SELECT"))
-        return [
-            (sql, [row[3] for row in self.db.execute("EXPLAIN QUERY PLAN " + sql)])
-            for sql in selects
-        ]
-
     # -- items --
 
     def existing_item_ids(self, ids: Sequence[str]) -> set[str]:

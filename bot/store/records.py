@@ -74,10 +74,6 @@ class Tally:
     votes: dict[str, list[str]]  # label -> user ids, in answer order
     skips: list[str]
 
-    @property
-    def n_votes(self) -> int:
-        return sum(len(users) for users in self.votes.values())
-
     def majority(self, votes_needed: int) -> str | None:
         """The label with more than ``votes_needed / 2`` votes, if any."""
         for label, users in self.votes.items():

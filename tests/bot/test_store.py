@@ -12,6 +12,7 @@ from sqlite_utils import Database
 from bot.errors import StoreError
 from bot.store import KNOWN_MIGRATIONS, Store, migrations
 from tests.bot.harness import margin_scored
+from tests.query_plans import query_plans
 
 TABLES = {"items", "posts", "answers", "labels", "models", "runs", "deliveries"}
 
@@ -224,7 +225,7 @@ def test_item_counts_follow_every_status_change(memory_store: Store):
 
 
 def _plans_of(store: Store, call) -> str:
-    plans = store.query_plans(call)
+    plans = query_plans(store, call)
     assert plans  # the call ran at least one SELECT
     return " | ".join(line for _, lines in plans for line in lines)
 
@@ -301,7 +302,7 @@ def test_the_modal_walks_the_queue_by_priority_then_unscored_items_from_an_index
         seen.append(item)
     assert walked == ["i2", "i0", "i4", "i5"]  # queued by margin, then new in import order
     assert store.get_item("i1")["status"] == "resolved" and store.next_for_user("U2") == "i2"
-    plans = store.query_plans(lambda: store.next_for_user("U1", exclude=["i2", "i0"]))
+    plans = query_plans(store, lambda: store.next_for_user("U1", exclude=["i2", "i0"]))
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
     assert len(queue) == 2  # the queued walk found nothing left, the new walk did
     assert all("items_status_priority" in plan and "TEMP B-TREE" not in plan for plan in queue)
@@ -337,6 +338,6 @@ def test_the_modal_keeps_each_channels_items_in_that_channel_from_an_index(memor
     store.record_answer("i1", "U1", "billing", source="button", dedupe_key="k1")
     assert store.has_answered_in("U1", "CBILL") and not store.has_answered_in("U2", "CBILL")
     assert walk("U1", ["CBILL"]) == ["i0"]
-    plans = store.query_plans(lambda: store.next_in_channels("U1", ["CMAIN"], routes, "CMAIN"))
+    plans = query_plans(store, lambda: store.next_in_channels("U1", ["CMAIN"], routes, "CMAIN"))
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
     assert queue and all("items_status_priority" in p and "TEMP B-TREE" not in p for p in queue)
