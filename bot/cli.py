@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -18,12 +19,11 @@ import click
 from bot import logs
 from bot.config import Settings, config_path, describe, load_settings
 from bot.errors import HitlError
-from bot.ingest import FORMATS, Row, RowError, read_items
+from bot.ingest import FORMATS, import_rows, rows_of_file
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
-IMPORT_BATCH = 1000
 MAX_ERRORS_SHOWN = 50
 EXPORT_FIELDS = (
     "id",
@@ -161,7 +161,7 @@ def import_command(
         bar = click.progressbar(
             length=size, label=f"Importing {path.name}", file=sys.stderr, show_eta=True
         )
-        rows = read_items(
+        rows = rows_of_file(  # a problem of the whole file surfaces here, before any write
             path,
             fmt,
             text_column=text_column,
@@ -169,58 +169,25 @@ def import_command(
             label_column=label_column,
             progress=bar.update if show_bar else None,
         )
-        first = next(rows, None)  # file-level problems surface here, before anything is written
-        with state.open_store() as store:
-            run_id = store.start_run("import", triggered_by=f"cli:{path.name}")
-            counts = {"read": 0, "imported": 0, "labeled": 0, "duplicates": 0, "rejected": 0}
-            errors: list[str] = []
-            batch: list[Row] = []
+        shown = 0
 
-            def flush() -> None:
-                if not batch:
-                    return
-                result = store.add_items(batch, source="import")
-                counts["imported"] += result.imported
-                counts["labeled"] += result.labeled
-                counts["duplicates"] += result.duplicates
-                logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
-                batch.clear()
+        def show(message: str) -> None:
+            nonlocal shown
+            if shown < MAX_ERRORS_SHOWN and not quiet:
+                click.echo(message, err=True)
+            shown += 1
 
-            with bar if show_bar else _nothing():
-                for row in _chain(first, rows):
-                    counts["read"] += 1
-                    if isinstance(row, RowError):
-                        counts["rejected"] += 1
-                        message = row.message(path)
-                        if len(errors) < MAX_ERRORS_SHOWN and not quiet:
-                            click.echo(message, err=True)
-                        errors.append(message)
-                        continue
-                    batch.append(row)
-                    if len(batch) >= IMPORT_BATCH:
-                        flush()
-                flush()
-            if len(errors) > MAX_ERRORS_SHOWN and not quiet:
-                click.echo(f"... and {len(errors) - MAX_ERRORS_SHOWN} more rejected rows", err=True)
-            store.finish_run(run_id, "ok", {**counts, "file": str(path), "errors": errors[:100]})
+        with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
+            summary = import_rows(store, path, rows, triggered_by=f"cli:{path.name}", on_error=show)
+        if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
+            click.echo(
+                f"... and {summary.rejected - MAX_ERRORS_SHOWN} more rejected rows", err=True
+            )
     click.echo(
-        f"{path.name}: read {counts['read']:,} rows, imported {counts['imported']:,} "
-        f"({counts['labeled']:,} with labels), {counts['duplicates']:,} duplicates, "
-        f"{counts['rejected']:,} rejected"
+        f"{path.name}: read {summary.read:,} rows, imported {summary.imported:,} "
+        f"({summary.labeled:,} with labels), {summary.duplicates:,} duplicates, "
+        f"{summary.rejected:,} rejected"
     )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
-def _chain(
-    first: Row | RowError | None, rest: Iterator[Row | RowError]
-) -> Iterator[Row | RowError]:
-    if first is not None:
-        yield first
-        yield from rest
 
 
 @cli.command("export")

@@ -10,7 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import IngestError
-from bot.ingest import MAX_TEXT_CHARS, Row, RowError, item_id_for_text, read_items
+from bot.ingest import (
+    MAX_TEXT_CHARS,
+    Row,
+    RowError,
+    import_rows,
+    item_id_for_text,
+    read_items,
+    rows_of_file,
+)
+from bot.store import Store
 
 
 def rows_of(path: Path, **kwargs) -> list[Row | RowError]:
@@ -405,3 +414,26 @@ def test_an_export_with_its_label_cleared_imports_the_item_without_a_label(tmp_p
     path.write_text(json.dumps({**EXPORTED, "label": ""}) + "\n")
     [row] = rows_of(path)
     assert (row.label, row.provenance, row.meta) == (None, None, {"team": "x"})
+
+
+def test_import_rows_commits_in_batches_and_records_the_run(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    path.write_text("id,text,label\n1,one,a\n2,two,\n3,,b\n4,four,a\n1,one again,a\n")
+    rejected: list[str] = []
+    with Store.open(tmp_path / "hitl.db") as store:
+        rows = rows_of_file(path)
+        summary = import_rows(
+            store, path, rows, triggered_by="cli:items.csv", on_error=rejected.append, batch_size=2
+        )
+        run = store.last_run("import")
+        assert sorted(store.existing_item_ids(["1", "2", "3", "4"])) == ["1", "2", "4"]
+    assert rejected == ['items.csv line 4: column "text" is empty, row skipped']
+    assert summary.counts() == {
+        "read": 5,
+        "imported": 3,
+        "labeled": 2,
+        "duplicates": 1,
+        "rejected": 1,
+    }
+    assert run["status"] == "ok" and run["triggered_by"] == "cli:items.csv"
+    assert run["detail"] == {**summary.counts(), "file": str(path), "errors": rejected}

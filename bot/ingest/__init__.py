@@ -1,0 +1,36 @@
+"""Items in from files: ``readers`` turns a CSV, TSV, JSONL or text file into rows and row
+errors (pure: it writes nothing); ``load`` adds those rows to the store in batches and records
+the import as a run. `hitl import`, the demo's ``--data`` and the API's item ids use it.
+
+May import the core (``bot.store``, ``bot.errors``). Never the edges (``bot.slack``,
+``bot.api``, ``bot.learning``) nor what composes them (checked by tests/test_layout.py).
+"""
+
+from bot.ingest.load import IMPORT_BATCH, ImportSummary, import_rows, rows_of_file
+from bot.ingest.readers import (
+    FORMATS,
+    MAX_TEXT_CHARS,
+    Provenance,
+    Row,
+    RowError,
+    Vote,
+    detect_format,
+    item_id_for_text,
+    read_items,
+)
+
+__all__ = [
+    "FORMATS",
+    "IMPORT_BATCH",
+    "MAX_TEXT_CHARS",
+    "ImportSummary",
+    "Provenance",
+    "Row",
+    "RowError",
+    "Vote",
+    "detect_format",
+    "import_rows",
+    "item_id_for_text",
+    "read_items",
+    "rows_of_file",
+]
