@@ -429,7 +429,7 @@ def rollback_command(state: State, version: str, force: bool) -> None:
       hitl rollback 3
       hitl rollback 4 --force   # v4 was rejected; make it the champion anyway
     """
-    from bot.learning import reports, retrain
+    from bot.learning import reports, retrain, rollback
     from model import ModelError
 
     number = version.lstrip("v")
@@ -437,7 +437,7 @@ def rollback_command(state: State, version: str, force: bool) -> None:
         raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
     with friendly_errors(), state.open_store() as store:
         try:
-            done = retrain.rollback(
+            done = rollback.rollback(
                 store, retrain.registry_for(state.settings), int(number), force=force
             )
         except (ModelError, retrain.BusyError) as exc:

@@ -159,11 +159,24 @@ CORE = (
     "bot.errors",
     "bot.logs",
 )
+
+
+def all_but(*allowed: str) -> tuple[str, ...]:
+    """Every top-level module and package of ``bot`` except ``allowed``."""
+    names = {p.stem for p in (ROOT / "bot").glob("*.py")} | {
+        p.parent.name for p in (ROOT / "bot").glob("*/__init__.py")
+    }
+    return tuple(f"bot.{n}" for n in sorted(names) if f"bot.{n}" not in allowed and n != "__init__")
+
+
 LAYER_RULES = [  # (these modules, never import these), each name with its submodules
     (EDGES, COMPOSERS),
     (CORE, (*EDGES, *COMPOSERS)),  # the core holds the edges' owners only as Protocols
     (("bot.learning",), ("bot.slack", "bot.api")),  # the learning loop serves both edges
     (("bot.api",), ("bot.slack",)),
+    (("bot.store",), all_but("bot.store", "bot.errors")),  # the ground floor
+    (("bot.sandbox",), all_but("bot.sandbox")),  # it talks to the bot over HTTP only
+    (("bot.ingest",), all_but("bot.ingest", "bot.store", "bot.errors")),
 ]
 
 

@@ -1,11 +1,14 @@
 """The learning loop: labels in, a better champion out, the queue re-scored.
 
-``retrain`` is the retrain and rollback jobs (lock, fit off the event loop, decide, record),
-shared by the CLI and the server; ``jobs`` runs them inside ``hitl serve`` (the nightly
-schedule and its catch-up, admin retrains and rollbacks, the champion watch); ``scoring``
+``retrain`` is the retrain job (lock, fit off the event loop, decide, record) and
+``rollback`` the rollback job under the same lock, both shared by the CLI and the server;
+``jobs`` runs them inside ``hitl serve`` (the nightly schedule and its catch-up, admin
+retrains and rollbacks, the champion watch) and owns their state there (``ChampionHolder``,
+``Trainer``); ``scoring``
 scores pending items with the champion and picks what to ask next; ``reports`` writes the
 stats, accuracy and retrain texts Slack and the CLI share.
 
 May import the core (``bot.config``, ``bot.store``, ``bot.runtime``, ``bot.errors``) and
-``model``. Never ``bot.cli``, ``bot.server`` or ``bot.demo`` (checked by tests/test_layout.py).
+``model``. Never the edges it serves (``bot.slack``, ``bot.api``), nor ``bot.cli``,
+``bot.server`` or ``bot.demo`` (checked by tests/test_layout.py).
 """

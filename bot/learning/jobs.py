@@ -19,7 +19,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
 from bot.learning import reports, retrain
-from bot.learning.retrain import FitWorker, Outcome, Plan, RollbackPlan, RolledBack
+from bot.learning.retrain import FitWorker, Outcome, Plan
+from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import score_pending, scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
 
@@ -143,10 +144,10 @@ async def sync_champion(rt: Runtime) -> bool:
 
 
 async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
-    """Finish a rollback begun with ``retrain.begin_rollback``: load and check the file in a
+    """Finish a rollback begun with ``rollback.begin_rollback``: load and check the file in a
     worker thread, mirror the database, serve the model, re-score the queue."""
     assert rt.registry is not None
-    done = await retrain.rollback_off_loop(rt.store, rt.registry, plan)
+    done = await rollback_off_loop(rt.store, rt.registry, plan)
     async with ChampionHolder.of(rt).lock:  # after any reload already under way, never before it
         adopt_champion(rt, done.champion)
     await score_pending(rt)

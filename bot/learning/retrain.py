@@ -6,10 +6,8 @@ evaluates, decides and writes the model files; ``finish`` records the outcome. `
 runs the three and then re-scores the queue when a new champion was promoted. The CLI and the
 server both use it, and the lock in the database keeps them from retraining at once.
 
-A rollback has the same three steps (``begin_rollback``, ``compute_rollback``,
-``finish_rollback``) under the same lock: a model file is loaded and checked (hundreds of MB)
-off the event loop, and a retrain and a rollback, or two rollbacks, never interleave their
-writes, so the registry and the models table always agree.
+A rollback (``bot.learning.rollback``) takes the same lock, so a retrain and a rollback
+never interleave their writes. ``FitWorker`` fits in a child process for the server.
 """
 
 from __future__ import annotations
@@ -48,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 LOCK = "retrain"  # taken by retrains and rollbacks alike
 LOCK_TTL = timedelta(hours=2)  # a crashed run's lock expires after this
-ROLLBACK_LOCK_TTL = timedelta(minutes=15)  # loading even a 500 MB model takes well under that
 Progress = Callable[[int, int], None]
 
 
@@ -56,7 +53,7 @@ class BusyError(HitlError):
     """Another retrain or rollback holds the lock."""
 
 
-def _owner(what: str) -> str:
+def lock_owner(what: str) -> str:
     """The lock's owner: what holds it, and a unique id (``retrain by cli on host:pid:id``)."""
     return f"{what} on {socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -122,7 +119,7 @@ def registry_for(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.models_dir)
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
@@ -137,8 +134,8 @@ def begin(
 ) -> Plan | Outcome:
     """Take the lock and read the labels, or say why there is nothing to do."""
     now = now or datetime.now(UTC)
-    owner = _owner(f"retrain by {triggered_by}")
-    holder = store.acquire_lock(LOCK, owner, _iso(now), _iso(now + LOCK_TTL))
+    owner = lock_owner(f"retrain by {triggered_by}")
+    holder = store.acquire_lock(LOCK, owner, iso_time(now), iso_time(now + LOCK_TTL))
     if holder is not None:
         return Outcome("busy", busy_reason(holder), triggered_by)
     run_id = store.start_run("retrain", triggered_by)
@@ -423,148 +420,3 @@ async def retrain(
 def _queue(store: Store) -> dict[str, int]:
     counts = store.count_items()
     return {"for_people": counts["new"] + counts["queued"], "for_model": counts["auto"]}
-
-
-# -- rollback ---------------------------------------------------------------------------
-
-
-@dataclass
-class RollbackPlan:
-    version: int
-    force: bool
-    triggered_by: str
-    owner: str
-    run_id: int
-    previous: int | None  # the champion before
-    was: str = ""  # the version's status before (rejected, candidate, retired)
-    warning: str = ""  # set when forced onto a version the gate rejected (names its scores)
-
-
-@dataclass
-class RolledBack:
-    meta: ModelVersion
-    champion: Champion
-    versions: list[ModelVersion]  # every version after the rollback, to mirror into the db
-    warning: str = ""
-
-
-def begin_rollback(
-    store: Store,
-    registry: ModelRegistry,
-    version: int,
-    *,
-    triggered_by: str,
-    force: bool = False,
-    now: datetime | None = None,
-) -> RollbackPlan:
-    """Quick, on the caller's thread: check the version's metadata and take the lock.
-
-    Raises ``model.RegistryError`` (no such version, already champion, file deleted, rejected
-    without ``force``) or :class:`BusyError`; nothing is changed then."""
-    meta = registry.check_rollback(version, force=force)
-    warning = ""
-    if meta.status in ("rejected", "candidate"):
-        why = f": {meta.reason}" if meta.reason else ""
-        warning = f"v{version} was {meta.status} ({meta.scores()}{why})"
-    now = now or datetime.now(UTC)
-    owner = _owner(f"rollback to v{version} by {triggered_by}")
-    holder = store.acquire_lock(LOCK, owner, _iso(now), _iso(now + ROLLBACK_LOCK_TTL))
-    if holder is not None:
-        raise BusyError(f"{busy_reason(holder)}; try again when it is done")
-    champion = registry.champion()
-    return RollbackPlan(
-        version=version,
-        force=force,
-        triggered_by=triggered_by,
-        owner=owner,
-        run_id=store.start_run("rollback", triggered_by),
-        previous=champion.version if champion else None,
-        was=meta.status,
-        warning=warning,
-    )
-
-
-def compute_rollback(registry: ModelRegistry, plan: RollbackPlan) -> RolledBack:
-    """Slow, in a worker thread, no database: load and check the file once, then mark it the
-    champion. Raises ``model.RegistryError`` when the file is missing, damaged or unsafe."""
-    loaded = registry.rollback_loaded(plan.version, force=plan.force, by=plan.triggered_by)
-    champion = Champion(
-        version=loaded.meta.version,
-        classifier=loaded.classifier,
-        created_at=loaded.meta.created_at,
-        n_train=loaded.meta.n_train,
-    )
-    return RolledBack(loaded.meta, champion, registry.versions(), plan.warning)
-
-
-def finish_rollback(
-    store: Store,
-    plan: RollbackPlan,
-    done: RolledBack | None,
-    *,
-    registry: ModelRegistry | None = None,
-    error: str = "",
-) -> None:
-    """Mirror the versions into the database, close the run and release the lock. After a
-    failure (``done`` None) the registry is read again: whatever it holds is the truth."""
-    try:
-        if done is not None:
-            mirror_models(store, done.versions)
-        elif registry is not None:
-            mirror_models(store, registry.versions())
-        detail = {"version": plan.version, "previous": plan.previous, "forced": bool(plan.warning)}
-        if error:
-            detail["reason"] = error
-        store.finish_run(plan.run_id, "ok" if done is not None else "failed", detail)
-    finally:
-        store.release_lock(LOCK, plan.owner)
-    if done is not None:
-        logger.info(
-            "%s rolled back to model v%d (was v%s)%s",
-            plan.triggered_by,
-            plan.version,
-            plan.previous,
-            f"; forced: {plan.warning}" if plan.warning else "",
-        )
-
-
-def mirror_models(store: Store, versions: list[ModelVersion]) -> None:
-    """Make the models table agree with the registry (status and reasons of each version)."""
-    known = {m["version"]: (m["status"], m["reason"]) for m in store.models()}
-    for meta in versions:
-        if known.get(meta.version) != (meta.status, " → ".join(meta.reasons())):
-            store.record_model(meta.to_dict())
-
-
-def rollback(
-    store: Store,
-    registry: ModelRegistry,
-    version: int,
-    *,
-    force: bool = False,
-    triggered_by: str = "cli",
-) -> RolledBack:
-    """Make ``version`` the champion again (the current one is retired), all on this thread
-    (the CLI); the server runs the steps with the load in a worker thread."""
-    plan = begin_rollback(store, registry, version, triggered_by=triggered_by, force=force)
-    try:
-        done = compute_rollback(registry, plan)
-    except BaseException as exc:
-        finish_rollback(store, plan, None, registry=registry, error=f"{type(exc).__name__}: {exc}")
-        raise
-    finish_rollback(store, plan, done)
-    return done
-
-
-async def rollback_off_loop(
-    store: Store, registry: ModelRegistry, plan: RollbackPlan
-) -> RolledBack:
-    """:func:`rollback` for the server after :func:`begin_rollback`: the file is loaded in a
-    worker thread; the database is written here, on the loop's thread."""
-    try:
-        done = await asyncio.to_thread(compute_rollback, registry, plan)
-    except BaseException as exc:
-        finish_rollback(store, plan, None, registry=registry, error=f"{type(exc).__name__}: {exc}")
-        raise
-    finish_rollback(store, plan, done)
-    return done

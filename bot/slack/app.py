@@ -46,6 +46,46 @@ BOLT_LOGGER = logging.getLogger("bot.bolt")
 BOLT_LOGGER.addFilter(_UnusedTokenWarning())
 
 
+Listener = Callable[..., Awaitable[None]]
+
+
+def track_listener(rt: Runtime, listener: Listener) -> Listener:
+    """Run a listener so that nothing it meets crashes the request.
+
+    ``rt.background`` tracks it (listeners keep working after their ack: redraws, modals), so
+    shutdown and tests can wait for it before the database closes. A payload that does
+    not have the shape Slack sends is acknowledged and logged, not answered with a 500;
+    a Slack error after the ack is logged. ``build_app`` binds ``rt``: ``@tracked``.
+    """
+
+    @functools.wraps(listener)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            rt.background.track(task)
+        ack = kwargs.get("ack")
+        try:
+            await listener(*args, **kwargs)
+        except SlackApiError as exc:
+            logger.warning("%s: Slack said %s", listener.__name__, exc.response.get("error"))
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            # After the ack (a redraw, an ephemeral note): the answer is stored; the
+            # redrawer retries what Slack did not take.
+            logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
+            Redrawer.of(rt).wake()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logger.warning(
+                "%s: malformed payload (%s: %s)", listener.__name__, type(exc).__name__, exc
+            )
+        finally:
+            if ack is not None and ack.response is None:
+                await ack()
+            if task is not None:
+                rt.background.done(task)
+
+    return run
+
+
 def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     """The Bolt app, for requests that are already known to come from Slack.
 
@@ -81,41 +121,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         request_verification_enabled=False,
     )
 
-    def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """Run a listener so that nothing it meets crashes the request.
-
-        The runtime tracks it (listeners keep working after their ack: redraws, modals), so
-        shutdown and tests can wait for it before the database closes. A payload that does
-        not have the shape Slack sends is acknowledged and logged, not answered with a 500;
-        a Slack error after the ack is logged.
-        """
-
-        @functools.wraps(listener)
-        async def run(*args: Any, **kwargs: Any) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                rt.background.track(task)
-            ack = kwargs.get("ack")
-            try:
-                await listener(*args, **kwargs)
-            except SlackApiError as exc:
-                logger.warning("%s: Slack said %s", listener.__name__, exc.response.get("error"))
-            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-                # After the ack (a redraw, an ephemeral note): the answer is stored; the
-                # redrawer retries what Slack did not take.
-                logger.warning("%s: Slack unreachable (%s)", listener.__name__, type(exc).__name__)
-                Redrawer.of(rt).wake()
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                logger.warning(
-                    "%s: malformed payload (%s: %s)", listener.__name__, type(exc).__name__, exc
-                )
-            finally:
-                if ack is not None and ack.response is None:
-                    await ack()
-                if task is not None:
-                    rt.background.done(task)
-
-        return run
+    tracked = functools.partial(track_listener, rt)
 
     @app.action(blocks.LABEL_ACTION)
     @tracked

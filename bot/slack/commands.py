@@ -22,7 +22,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.learning import reports
 from bot.learning.jobs import run_rollback, start_retrain
-from bot.learning.retrain import BusyError, begin_rollback
+from bot.learning.retrain import BusyError
+from bot.learning.rollback import begin_rollback
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix

@@ -6,7 +6,11 @@ committed whole or not at all. ``Store`` is put together from one class per conc
 ``core`` (opening, migrating, items, labels, runs), ``queue`` (scoring, posting, answering),
 ``models`` (training data, the retrain lock, model versions), ``views`` (stats, the next item
 to label) and ``producer`` (items added over the producer API, the webhook outbox); the schema
-is in ``migrations``.
+is in ``migrations``; ``records`` holds what it hands out, ``memory`` asks SQLite how much
+memory it holds.
+
+May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; nothing else of
+``bot`` (it is the ground floor: checked by tests/test_layout.py).
 """
 
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Store, utc_now

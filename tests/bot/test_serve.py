@@ -15,7 +15,8 @@ from bot import server
 from bot.cli import cli
 from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
-from bot.server import BOLT, RUNTIME, init_app, start_socket_mode
+from bot.server import BOLT, RUNTIME, init_app
+from bot.slack.connect import start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from tests import signing
 from tests.bot.harness import SECRET, Item, make_settings, seed, start_bot
