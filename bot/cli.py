@@ -1,4 +1,11 @@
-"""The `hitl` command line: parses, calls into bot/ and model/, turns errors into one line."""
+"""The `hitl` command line: parses, calls into bot/ and model/, turns errors into one line.
+
+One click command per `hitl` subcommand, each thin: parse the options, call the library
+(``bot.ingest``, ``bot.learning``, ``bot.store``, ``bot.server``, ``bot.demo``), print what it
+returns. Most of its ~600 lines are options, help text and printing, which `hitl --help` and
+the README show; like sqlite-utils' ``cli.py`` it stays one module so the whole command reads
+in one place.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ slash command becomes the payload Slack would send, signed with the signing secr
 over HTTP to the bot's real ``/slack/events``. What the bot answers in the HTTP response (a slash
 command's ephemeral text, a modal's ``response_action``) and what it POSTs to a ``response_url``
 are kept here and shown to the person they were for.
+
+Its length (~480 lines) is one method per thing a person can do in Slack (click, pick,
+submit, type a command, open a tab), each building its payload from ``payloads`` and keeping
+what the bot answered; they share the people, channels and pending notes of one workspace.
 """
 
 from __future__ import annotations
