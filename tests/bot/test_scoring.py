@@ -23,6 +23,7 @@ from bot.store import Store, migrations
 from model import selection
 from model.classifier import TextClassifier
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.query_plans import query_plans
 
 TOKEN = "api-token-for-scoring-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -174,7 +175,7 @@ def test_the_walk_over_unscored_items_reads_an_index_in_bounded_chunks(tmp_path:
             walked += [item_id for item_id, _ in rows]
             after, steps = last, steps + 1
         assert walked == [it.id for it in items] and steps == 3
-        plans = store.query_plans(lambda: store.unscored_chunk(1, "margin", 5, 10))
+        plans = query_plans(store, lambda: store.unscored_chunk(1, "margin", 5, 10))
         [(sql, plan)] = plans
         assert "USING INDEX items_unlabeled" in " ".join(plan), plan
         assert "TEMP B-TREE" not in " ".join(plan) and "SCAN" not in " ".join(plan)
