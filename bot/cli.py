@@ -611,5 +611,10 @@ def demo_command(
         )
 
 
+from bot.cli_labels import labels_group  # noqa: E402 (a group of its own module, added here)
+
+cli.add_command(labels_group)
+
+
 def main() -> None:
     cli(prog_name="hitl")

@@ -149,7 +149,7 @@ def _in(module: str, *packages: str) -> bool:
 
 
 EDGES = ("bot.slack", "bot.api", "bot.learning")
-COMPOSERS = ("bot.cli", "bot.server", "bot.demo")
+COMPOSERS = ("bot.cli", "bot.cli_labels", "bot.server", "bot.demo")
 CORE = (
     "bot.runtime",
     "bot.appkeys",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from bot.config import Settings
+from bot.labelset import current_labels
 from bot.slack.blocks import Question
 from bot.store import Store
 
 
 def label_set(settings: Settings, store: Store) -> list[str]:
-    """HITL_LABELS when set, else every label people or imports have given."""
-    return list(settings.labels) if settings.labels else store.label_set()
+    """The label set in force (``bot.labelset``)."""
+    return current_labels(settings, store)
 
 
 def build_question(

@@ -21,6 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.store.labels import LabelsMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
 from bot.store.producer import ProducerMixin
@@ -49,7 +50,7 @@ def utc_now() -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
-class Store(QueueMixin, ModelsMixin, ViewsMixin, ProducerMixin):
+class Store(QueueMixin, LabelsMixin, ModelsMixin, ViewsMixin, ProducerMixin):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 
     def __init__(self, db: Database, clock: Callable[[], str] = utc_now):

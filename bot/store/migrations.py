@@ -262,4 +262,45 @@ def m011_priority(db: Database) -> None:
     db.execute(f"CREATE INDEX items_unlabeled ON items(({UNLABELED})) WHERE {UNLABELED}")
 
 
+@migrations(name="m013_label_history_reviews")
+def m013_label_history_reviews(db: Database) -> None:
+    # A label can be changed or removed after it was decided (a bad import, a review): the
+    # labels table holds the current label, and label_history every change to it (who, when,
+    # old, new, why). Answers are never rewritten: they keep what people clicked.
+    db.execute(
+        """
+        CREATE TABLE label_history (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            old_label TEXT,
+            new_label TEXT,
+            action TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX label_history_item ON label_history(item_id, id)")
+    # The review queue: items people should look at again (a split vote, low agreement, a
+    # confident model saying otherwise, a gold miss), one row per item and reason, pending
+    # until an admin decides (decision: a label, 'removed' or 'skipped') or the votes do.
+    db.execute(
+        """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            decided_by TEXT,
+            decision TEXT
+        )"""
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX reviews_pending ON reviews(item_id, reason) WHERE decided_at IS NULL"
+    )
+    db.execute("CREATE INDEX reviews_open ON reviews(decided_at, id)")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

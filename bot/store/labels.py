@@ -1,0 +1,167 @@
+"""Changing decided labels: relabel, remove, with every change kept in ``label_history``.
+
+The labels table holds each item's current label, which is what training and export read; a
+change rewrites that row and appends the change (who, when, old, new, why) to the history.
+Answers are never rewritten: they keep what people clicked. A change also closes the item's
+pending reviews (``bot.store.reviews``) with the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.errors import StoreError
+
+logger = logging.getLogger("bot.store")
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """What ``set_label`` / ``remove_label`` did: the item's label before and after (None:
+    no label), and whether anything changed."""
+
+    item_id: str
+    old: str | None
+    new: str | None
+
+    @property
+    def is_changed(self) -> bool:
+        return self.old != self.new
+
+
+class LabelsMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now``, ``self._immediate`` and the
+    queue's ``tally``, ``_close`` and ``_touch_post``."""
+
+    db: Database
+    now: Callable[[], str]
+    _immediate: Callable[[], AbstractContextManager[None]]
+    tally: Callable[..., Any]
+    _close: Callable[[str, str, str], None]
+    _touch_post: Callable[[str], None]
+
+    def _item_status(self, item_id: str) -> str:
+        row = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no item with id {item_id!r}; `hitl export` lists the labeled ones")
+        return row[0]
+
+    def current_label(self, item_id: str) -> str | None:
+        row = self.db.execute("SELECT label FROM labels WHERE item_id = ?", [item_id]).fetchone()
+        return row[0] if row else None
+
+    def set_label(
+        self, item_id: str, label: str, *, user_id: str, reason: str = "", action: str = "set"
+    ) -> LabelChange:
+        """Make ``label`` the item's label, whatever it was (an import, people's votes, none
+        yet: an open or set-aside item is resolved with it), in one transaction: the change goes
+        to ``label_history``, the item's message is redrawn and its pending reviews are closed.
+        The label counts as decided now (``resolved_at``), so the next retrain sees a change.
+        """
+        with self._immediate():
+            self._item_status(item_id)
+            old = self.current_label(item_id)
+            now = self.now()
+            if old == label:
+                self._close_reviews(item_id, label, user_id, now)
+                return LabelChange(item_id, old, label)
+            if old is not None:
+                self.db.execute(
+                    "UPDATE labels SET label = ?, resolved_at = ? WHERE item_id = ?",
+                    [label, now, item_id],
+                )
+            else:
+                tally = self.tally(item_id)
+                voters = list(tally.votes.get(label, []))
+                total = sum(len(users) for users in tally.votes.values())
+                self.db["labels"].insert(
+                    {
+                        "item_id": item_id,
+                        "label": label,
+                        "votes": len(voters),
+                        "agreement": len(voters) / total if total else 0.0,
+                        "annotators": json.dumps(voters or [user_id]),
+                        "resolved_at": now,
+                        "decided_by": self.db.execute(
+                            "SELECT max(id) FROM answers WHERE item_id = ?", [item_id]
+                        ).fetchone()[0],
+                    }
+                )
+                self._close(item_id, "resolved", now)
+            self._record_change(item_id, old, label, action, user_id, reason, now)
+            self._after_change(item_id, label, user_id, now)
+        logger.info("label of item %s changed by %s (%s)", item_id, user_id, action)
+        return LabelChange(item_id, old, label)
+
+    def remove_label(
+        self, item_id: str, *, user_id: str, reason: str = "", action: str = "remove"
+    ) -> LabelChange:
+        """Take the item's label away (it leaves training and export) and set the item aside
+        (status skipped: not asked again), in one transaction, with the change in history.
+        An open item without a label (a split vote) is set aside too."""
+        with self._immediate():
+            status = self._item_status(item_id)
+            old = self.current_label(item_id)
+            if old is None and status in ("resolved", "skipped"):
+                raise StoreError(f"item {item_id!r} has no label to remove")
+            now = self.now()
+            self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            self._close(item_id, "skipped", now)
+            self._record_change(item_id, old, None, action, user_id, reason, now)
+            self._after_change(item_id, "removed", user_id, now)
+        logger.info("label of item %s removed by %s", item_id, user_id)
+        return LabelChange(item_id, old, None)
+
+    def label_history(self, item_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Changes to decided labels, oldest first (of one item, or of all)."""
+        where, args = ("item_id = ?", [item_id]) if item_id is not None else (None, [])
+        rows = self.db["label_history"].rows_where(where, args, order_by="id", limit=limit)
+        return [dict(row) for row in rows]
+
+    def _record_change(
+        self,
+        item_id: str,
+        old: str | None,
+        new: str | None,
+        action: str,
+        user_id: str,
+        reason: str,
+        now: str,
+    ) -> None:
+        self.db["label_history"].insert(
+            {
+                "item_id": item_id,
+                "old_label": old,
+                "new_label": new,
+                "action": action,
+                "user_id": user_id,
+                "reason": reason,
+                "created_at": now,
+            }
+        )
+
+    def _after_change(self, item_id: str, decision: str, user_id: str, now: str) -> None:
+        self._touch_post(item_id)
+        self._close_reviews(item_id, decision, user_id, now)
+        # A producer who asked about the item hears of its new label (webhook outbox).
+        if decision != "removed":
+            self.db.execute(
+                "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
+                " SELECT id, callback_url, ?, ? FROM items"
+                " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
+                [now, now, item_id],
+            )
+
+    def _close_reviews(self, item_id: str, decision: str, user_id: str, now: str) -> None:
+        self.db.execute(
+            "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = ?"
+            " WHERE item_id = ? AND decided_at IS NULL",
+            [now, user_id, decision, item_id],
+        )
