@@ -44,6 +44,8 @@ class Settings:
     max_open: int = 5
     votes: int = 1
     skips_to_discard: int = 2
+    review_agreement: float = 0.6
+    review_confidence: float = 0.95
     retrain_cron: str = "0 3 * * *"
     timezone: str = "UTC"
     pipeline: str | None = None  # None: model/'s default
@@ -283,6 +285,20 @@ SPECS: tuple[Spec, ...] = (
         _integer(1, 25),
         False,
         "different people who skip an item before it is set aside",
+    ),
+    Spec(
+        "review_agreement",
+        "HITL_REVIEW_AGREEMENT",
+        _number(0, 1),
+        False,
+        "a decision with agreement below this goes to review (/hitl review)",
+    ),
+    Spec(
+        "review_confidence",
+        "HITL_REVIEW_CONFIDENCE",
+        _number(0, 1),
+        False,
+        "a decision the model contradicts with this confidence goes to review",
     ),
     Spec("retrain_cron", "HITL_RETRAIN_CRON", _cron, False, "when to retrain (cron)"),
     Spec("timezone", "HITL_TIMEZONE", _timezone, False, "time zone of the cron schedule"),

@@ -26,6 +26,8 @@ from bot.slack import blocks, commands
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
+from bot.slack.review import REVIEW_CALLBACK, on_review_submit
+from bot.store import ReviewRules
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +195,11 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         await ack()
         await open_labeling_modal(rt, client, body["trigger_id"], body["user"]["id"])
 
+    @app.view(REVIEW_CALLBACK)
+    @tracked
+    async def on_review_decision(ack: AsyncAck, body: dict, view: dict):
+        await on_review_submit(rt, ack, body, view)
+
     @app.command("/hitl")
     @tracked
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
@@ -246,6 +253,7 @@ async def _answer(
         dedupe_key=key,
         votes_needed=rt.settings.votes,
         skips_to_discard=rt.settings.skips_to_discard,
+        review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
     )
     await ack()
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)

@@ -28,6 +28,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.modal import open_labeling_modal
+from bot.slack.review import open_review
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,11 @@ async def accuracy(call: Call) -> None:
         await attach_chart(call.client, report, call.user_id)
 
 
+async def review(call: Call) -> None:
+    await call.ack()
+    await open_review(call.rt, call.client, call.command["trigger_id"])
+
+
 async def retrain(call: Call) -> None:
     force = bool({"--force", "force"} & set(call.args))
     await call.ack(text=retrain_now(call.rt, call.user_id, force=force))
@@ -271,6 +277,12 @@ TABLE: tuple[Subcommand, ...] = (
     ),
     Subcommand("leaderboard", "who answered most this week", answer_with(leaderboard_text)),
     Subcommand("accuracy", "how good the current model is", accuracy),
+    Subcommand(
+        "review",
+        "decide the items in review (split votes, low agreement, the model disagreeing)",
+        review,
+        admins_only=True,
+    ),
     Subcommand(
         "retrain",
         "retrain the model now",

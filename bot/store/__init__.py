@@ -17,6 +17,7 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.records import AddResult, AnswerResult, NewItem, Tally
+from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
 __all__ = [
     "IMPORT_USER",
@@ -25,6 +26,8 @@ __all__ = [
     "AddResult",
     "AnswerResult",
     "NewItem",
+    "REVIEW_REASONS",
+    "ReviewRules",
     "Store",
     "Tally",
     "migrations",

@@ -33,6 +33,7 @@ from bot.store.records import (
     provenance_answers,
     provenance_label,
 )
+from bot.store.reviews import ReviewsMixin
 from bot.store.views import ViewsMixin
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def utc_now() -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
-class Store(QueueMixin, LabelsMixin, ModelsMixin, ViewsMixin, ProducerMixin):
+class Store(QueueMixin, LabelsMixin, ReviewsMixin, ModelsMixin, ViewsMixin, ProducerMixin):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 
     def __init__(self, db: Database, clock: Callable[[], str] = utc_now):

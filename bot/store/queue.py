@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from bot.store.migrations import UNLABELED
 from bot.store.records import AnswerResult, Tally, json_or_none
+from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
 
@@ -22,6 +23,7 @@ class QueueMixin:
 
     db: Database
     now: Callable[[], str]
+    review_after_answer: Callable[..., None]
 
     # -- the queue: scoring, posting, answering --
 
@@ -245,6 +247,7 @@ class QueueMixin:
         dedupe_key: str,
         votes_needed: int = 1,
         skips_to_discard: int = 2,
+        review: ReviewRules = ReviewRules(),  # noqa: B008 (frozen: safe as a default)
     ) -> AnswerResult:
         """Store one answer (``label=None`` is a skip) and resolve the item when it has enough
         votes, all in one transaction, before anything is acknowledged.
@@ -254,7 +257,9 @@ class QueueMixin:
         counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
         (more than n/2 votes). A skip means "not me": the item stays open for the others, and
         is set aside (status skipped) once ``skips_to_discard`` different people's latest
-        answer is a skip and nobody's is a label (a vote keeps it open for more votes).
+        answer is a skip and nobody's is a label (a vote keeps it open for more votes). A split
+        vote, and a decision ``review``'s rules question, go to the review queue
+        (``bot.store.reviews``).
         """
         with self._immediate():
             item = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -287,6 +292,7 @@ class QueueMixin:
             tally = self.tally(item_id)
             self._touch_post(item_id)
             winner = tally.majority(votes_needed)
+            self.review_after_answer(item_id, tally, winner, votes_needed, review)
             if winner is not None:
                 self._resolve(item_id, winner, tally, now)
                 return AnswerResult("resolved", item_id, label=winner, tally=tally)

@@ -42,7 +42,15 @@ async def test_help_shows_the_help_line_of_every_subcommand_in_the_table(bot: Bo
 
 
 async def test_every_admin_only_subcommand_is_refused_to_a_non_admin_and_no_other_is(bot: Bot):
-    assert ADMIN_ONLY == {sub.name for sub in TABLE if sub.admins_only} == {"retrain", "rollback"}
+    assert (
+        ADMIN_ONLY
+        == {sub.name for sub in TABLE if sub.admins_only}
+        == {
+            "review",
+            "retrain",
+            "rollback",
+        }
+    )
     for sub in TABLE:
         text = await reply(bot, f"{sub.name} 1", user="U0RAJ")
         refusal = f"Only admins can {sub.name}. Admins: <@U0ADMIN>"

@@ -1,0 +1,119 @@
+"""The review queue: items people should look at again, until an admin (or the votes) decides.
+
+An item goes to review for a reason (``REVIEW_REASONS``), one pending row per item and reason:
+a split vote (``HITL_VOTES`` people answered and no label has a majority), a decision with low
+agreement, a confident model that says otherwise, a gold miss. ``flag_review`` is the one way
+in, for any reason: the answer path calls it through ``review_after_answer``, and other checks
+(gold questions) call it directly. ``set_label`` / ``remove_label`` (``bot.store.labels``)
+close an item's pending reviews with the decision; a later vote that decides a split closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.store.records import Tally
+
+logger = logging.getLogger("bot.store")
+
+REVIEW_REASONS = {
+    "split": "split vote",
+    "low_agreement": "low agreement",
+    "contradicted": "the model says otherwise",
+    "gold_miss": "a gold answer missed",
+}
+"""Why an item is in review: reason → how the review modal words it."""
+
+
+@dataclass(frozen=True)
+class ReviewRules:
+    """When a decided item goes to review: its agreement below ``min_agreement``, or the
+    model's guess another label with confidence at or above ``contradict_confidence``."""
+
+    min_agreement: float = 0.0
+    contradict_confidence: float = 1.01
+
+
+class ReviewsMixin:
+    """Methods of ``Store``; they use ``self.db`` and ``self.now``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    def flag_review(self, item_id: str, reason: str, detail: str = "") -> bool:
+        """Put the item in review for ``reason`` (once while it is pending); inside the
+        caller's transaction, if any. Returns whether it was added."""
+        if reason not in REVIEW_REASONS:
+            raise ValueError(f"unknown review reason {reason!r}")
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO reviews (item_id, reason, detail, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            [item_id, reason, detail, self.now()],
+        )
+        if cursor.rowcount:
+            logger.info("item %s goes to review: %s", item_id, reason)
+        return bool(cursor.rowcount)
+
+    def review_after_answer(
+        self, item_id: str, tally: Tally, winner: str | None, votes_needed: int, rules: ReviewRules
+    ) -> None:
+        """The answer path's checks, inside its transaction: a split vote goes to review; a
+        vote that decides closes a pending split, and the decision goes to review if its
+        agreement is low or a confident model says otherwise."""
+        n_voters = sum(len(users) for users in tally.votes.values())
+        if winner is None:
+            if votes_needed > 1 and n_voters >= votes_needed:
+                self.flag_review(item_id, "split", _tally_text(tally))
+            return
+        self.db.execute(
+            "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = ?"
+            " WHERE item_id = ? AND reason = 'split' AND decided_at IS NULL",
+            [self.now(), winner, item_id],
+        )
+        agreement = len(tally.votes[winner]) / n_voters
+        if agreement < rules.min_agreement:
+            self.flag_review(item_id, "low_agreement", f"{agreement:.0%}: {_tally_text(tally)}")
+        row = self.db.execute(
+            "SELECT predicted_label, confidence, model_version FROM items WHERE id = ?", [item_id]
+        ).fetchone()
+        if row and row[0] not in (None, winner) and (row[1] or 0) >= rules.contradict_confidence:
+            self.flag_review(item_id, "contradicted", f"model v{row[2]}: {row[0]} ({row[1]:.0%})")
+
+    def pending_review_count(self) -> int:
+        return self.db.execute(
+            "SELECT count(DISTINCT item_id) FROM reviews WHERE decided_at IS NULL"
+        ).fetchone()[0]
+
+    def next_review(self, exclude: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The item waiting longest in review (not in ``exclude``), with its reasons (reason,
+        detail), current label and tally; None when nothing waits."""
+        skip = list(exclude)
+        marks = ",".join("?" * len(skip)) or "''"
+        row = self.db.execute(
+            "SELECT item_id FROM reviews INDEXED BY reviews_open WHERE decided_at IS NULL"
+            f" AND item_id NOT IN ({marks}) ORDER BY id LIMIT 1",
+            skip,
+        ).fetchone()
+        if row is None:
+            return None
+        item_id = row[0]
+        reasons = self.db.execute(
+            "SELECT reason, detail FROM reviews WHERE item_id = ? AND decided_at IS NULL"
+            " ORDER BY id",
+            [item_id],
+        ).fetchall()
+        return {"item_id": item_id, "reasons": [tuple(r) for r in reasons]}
+
+    def reviews_of(self, item_id: str) -> list[dict[str, Any]]:
+        """Every review of the item, oldest first, decided or not."""
+        rows = self.db["reviews"].rows_where("item_id = ?", [item_id], order_by="id")
+        return [dict(row) for row in rows]
+
+
+def _tally_text(tally: Tally) -> str:
+    return ", ".join(f"{label} {len(users)}" for label, users in tally.votes.items())

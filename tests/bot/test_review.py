@@ -1,0 +1,157 @@
+"""The review queue through signed requests: a split vote goes to review, an admin decides it in
+the `/hitl review` modal, the decision is kept in history, resolves the item and redraws it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from bot.slack.review import DECISION_ACTION, DECISION_BLOCK, REVIEW_CALLBACK
+from bot.store import ReviewRules, Store
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_slack_bot import buttons, context_text
+from tests.fake_slack import CHANNEL
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash"), Item("b", "hello")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3)
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+async def split_vote(bot: Bot) -> tuple[str, dict, list[str]]:
+    """Three people answer the open question with three labels: no majority."""
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    labels = buttons(message)[:3]
+    for user, label in zip(("U0ANA", "U0RAJ", "U0MEI"), labels, strict=True):
+        assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+    await bot.settled()
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    return item_id, message, labels
+
+
+def decision(view: dict, value: str, user: str = "U0ADMIN") -> dict:
+    option = next(
+        o
+        for b in view["blocks"]
+        if b.get("block_id") == DECISION_BLOCK
+        for o in b["element"]["options"]
+        if o["value"] == value
+    )
+    chosen = {"type": "static_select", "selected_option": option}
+    values = {DECISION_BLOCK: {DECISION_ACTION: chosen}}
+    return signing.view_submission_payload(
+        REVIEW_CALLBACK, values, user_id=user, private_metadata=view["private_metadata"]
+    )
+
+
+def view_text(view: dict) -> str:
+    return json.dumps(view["blocks"])
+
+
+async def test_a_split_vote_goes_to_review_and_an_admins_decision_resolves_it(bot: Bot):
+    item_id, message, labels = await split_vote(bot)
+    assert bot.store.get_item(item_id)["status"] == "posted"  # still open for a fourth vote
+    assert bot.store.next_review() == {
+        "item_id": item_id,
+        "reasons": [("split", f"{labels[0]} 1, {labels[1]} 1, {labels[2]} 1")],
+    }
+
+    response = await bot.command("review", "U0ADMIN")
+    assert response.status == 200
+    opened = await bot.fake.next_call("views.open")
+    view = opened.reply["view"]
+    shown = view_text(view)
+    assert "split vote" in shown and "<@U0ANA>" in shown and "<@U0MEI>" in shown
+    assert bot.store.get_item(item_id)["text"] in shown
+
+    before = len(bot.fake.calls_to("chat.update"))
+    reply = await bot.action(decision(view, f"label:{labels[1]}"))
+    assert reply.status == 200
+    answer = json.loads(await reply.text())
+    assert answer["response_action"] == "update"
+    assert "Nothing to review. You decided 1" in json.dumps(answer["view"])
+    await bot.settled()
+
+    assert bot.store.resolution(item_id)["label"] == labels[1]
+    assert bot.store.get_item(item_id)["status"] == "resolved"
+    assert bot.store.next_review() is None
+    [review] = bot.store.reviews_of(item_id)
+    assert (review["decision"], review["decided_by"]) == (labels[1], "U0ADMIN")
+    [change] = bot.store.label_history(item_id)
+    assert (change["old_label"], change["new_label"], change["action"], change["user_id"]) == (
+        None,
+        labels[1],
+        "review",
+        "U0ADMIN",
+    )
+    assert change["reason"] == "review: split"
+    assert len(bot.fake.calls_to("chat.update")) > before  # the question is redrawn, decided
+    assert labels[1] in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
+
+
+async def test_review_is_refused_to_a_non_admin_command_and_submission(bot: Bot):
+    item_id, _, labels = await split_vote(bot)
+    text = await (await bot.command("review", "U0RAJ")).text()
+    assert text == "Only admins can review. Admins: <@U0ADMIN>"
+    assert bot.fake.calls_to("views.open") == []
+
+    await bot.command("review", "U0ADMIN")
+    view = (await bot.fake.next_call("views.open")).reply["view"]
+    crafted = await bot.action(decision(view, f"label:{labels[0]}", user="U0RAJ"))
+    assert json.loads(await crafted.text()) == {
+        "response_action": "errors",
+        "errors": {DECISION_BLOCK: "Only admins can review."},
+    }
+    assert bot.store.resolution(item_id) is None
+    assert bot.store.next_review()["item_id"] == item_id
+
+
+async def test_remove_sets_the_item_aside_and_skip_moves_on_leaving_it_in_review(bot: Bot):
+    item_id, _, _ = await split_vote(bot)
+    await bot.command("review", "U0ADMIN")
+    view = (await bot.fake.next_call("views.open")).reply["view"]
+    skipped = json.loads(await (await bot.action(decision(view, "skip"))).text())
+    assert "Nothing to review. You decided 0" in json.dumps(skipped["view"])
+    assert bot.store.next_review()["item_id"] == item_id  # still waiting for someone
+
+    await bot.command("review", "U0ADMIN", trigger_id="13345224609.738474920.8088930838d88f0")
+    view = (await bot.fake.next_call("views.open")).reply["view"]
+    await bot.action(decision(view, "remove"))
+    await bot.settled()
+    assert bot.store.get_item(item_id)["status"] == "skipped"
+    assert bot.store.resolution(item_id) is None
+    assert bot.store.next_review() is None
+    assert bot.store.label_history(item_id)[0]["action"] == "review"
+
+
+def test_a_vote_that_decides_a_split_closes_it_and_low_agreement_or_a_confident_model_flag_it():
+    store = Store.memory()
+    store.add_items([Item("x", "text"), Item("y", "text")], "import")
+    rules = ReviewRules(min_agreement=0.7, contradict_confidence=0.95)
+    for n, (user, label) in enumerate([("U1", "a"), ("U2", "b"), ("U3", "c")]):
+        store.record_answer("x", user, label, source="button", dedupe_key=f"x{n}", votes_needed=3)
+    assert [r["reason"] for r in store.reviews_of("x")] == ["split"]  # no majority of 3
+    result = store.record_answer(
+        "x", "U4", "a", source="button", dedupe_key="x4", votes_needed=3, review=rules
+    )
+    assert result.status == "resolved"
+    split, low = store.reviews_of("x")
+    assert (split["decision"], split["decided_by"]) == ("a", "votes")
+    assert (low["reason"], low["decided_at"], low["detail"]) == (
+        "low_agreement",
+        None,
+        "50%: a 2, b 1, c 1",
+    )
+    store.set_predictions([("y", 1, "b", 0.97, [["b", 0.97]], 0.03)], 0.99, "margin")
+    store.record_answer("y", "U1", "a", source="button", dedupe_key="y1", review=rules)
+    [contradicted] = store.reviews_of("y")
+    assert (contradicted["reason"], contradicted["detail"]) == ("contradicted", "model v1: b (97%)")
