@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,6 +85,8 @@ class Scorer:
         self.in_flight: dict[tuple[int, str, str], asyncio.Future[None]] = {}
         self.cursor: tuple[tuple[int, str], int] | None = None  # ((version, strategy), rowid)
         self.n_scored = 0  # items written since start
+        self.batches: deque[_Batch] = deque()  # score_ids' items waiting for the model
+        self.batcher: asyncio.Task[None] | None = None
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -110,8 +114,12 @@ class Scorer:
 
     async def score_ids(self, ids: Iterable[str]) -> int:
         """Score these items now, those of them the champion has not scored under the
-        strategy yet; wait for any of them another caller is scoring. Returns how many this
-        call wrote. The work grows with ``ids`` only."""
+        strategy yet, and wait for any of them another caller is scoring; return how many of
+        them this call had scored. The work grows with ``ids`` only.
+
+        Calls that come while a batch is being scored are scored together in the next one
+        (up to ``chunk`` items): one model call and one write for many requests, and one
+        worker thread at a time competing with the event loop."""
         champion = self.champion()
         if champion is None:
             return 0
@@ -119,10 +127,45 @@ class Scorer:
         wanted = list(dict.fromkeys(ids))
         done = 0
         for start in range(0, len(wanted), self.chunk):
-            batch = wanted[start : start + self.chunk]
-            rows = self.store.unscored_of(batch, champion.version, strategy)
-            done += await self._score(champion, strategy, rows)
+            rows = self.store.unscored_of(
+                wanted[start : start + self.chunk], champion.version, strategy
+            )
+            mine, waits = self._claim(champion, strategy, rows)
+            if not mine:
+                await asyncio.gather(*waits, return_exceptions=True)
+                continue
+            batch = self._batch_for(champion, strategy, len(mine))
+            batch.rows += mine
+            for item_id, _ in mine:
+                self.in_flight[(champion.version, strategy, item_id)] = batch.done
+            written, *_ = await asyncio.gather(batch.done, *waits, return_exceptions=True)
+            if isinstance(written, BaseException):
+                raise written
+            done += len(mine) if written else 0
         return done
+
+    def _batch_for(self, champion: Champion, strategy: str, n: int) -> _Batch:
+        """The batch waiting to be scored with room for ``n`` more items (a new one queued
+        after the others if none has); one task scores the queued batches in turn."""
+        if self.batches and self.batches[-1].fits(champion, strategy, n, self.chunk):
+            return self.batches[-1]
+        batch = _Batch(champion, strategy, asyncio.get_running_loop().create_future())
+        self.batches.append(batch)
+        if self.batcher is None or self.batcher.done():
+            self.batcher = asyncio.create_task(self._score_batches(), name="hitl-score-batches")
+        return batch
+
+    async def _score_batches(self) -> None:
+        while self.batches:
+            batch = self.batches.popleft()
+            try:
+                written = await self._score_now(batch.champion, batch.strategy, batch.rows)
+            except Exception as exc:  # noqa: BLE001 - each caller logs it in its own context
+                batch.done.set_exception(exc)
+            else:
+                batch.done.set_result(written)
+            finally:
+                self._release(batch.champion, batch.strategy, batch.rows)
 
     async def catch_up(self, *, max_chunks: int | None = None, background: bool = False) -> int:
         """Walk the unlabeled items from where the last walk for this model and strategy
@@ -142,6 +185,8 @@ class Scorer:
                     self.cursor = (key, after)
                     break
                 written = await self._score(champion, strategy, rows)
+                if not rows:
+                    await asyncio.sleep(0)  # a chunk with nothing to score: let others run
                 done += written
                 if self.champion() is champion and self.settings().strategy == strategy:
                     self.cursor = (key, last)
@@ -158,37 +203,74 @@ class Scorer:
     async def _score(
         self, champion: Champion, strategy: str, rows: Sequence[tuple[str, str]]
     ) -> int:
-        """Score ``rows`` (id, text), except those another caller is scoring for the same
-        model and strategy (wait for those). Marking and unmarking happen without an await in
-        between the read that found the rows and the write, so each item is written once."""
-        version = champion.version
-        busy = self.in_flight
-        waits = {busy[(version, strategy, i)] for i, _ in rows if (version, strategy, i) in busy}
-        mine = [(i, t) for i, t in dict(rows).items() if (version, strategy, i) not in busy]
+        """Score ``rows`` (id, text) now, except those another caller is scoring for the same
+        model and strategy (wait for those)."""
+        mine, waits = self._claim(champion, strategy, rows)
         written = 0
         if mine:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             for item_id, _ in mine:
-                self.in_flight[(version, strategy, item_id)] = future
+                self.in_flight[(champion.version, strategy, item_id)] = done
             try:
-                predictions = await asyncio.to_thread(
-                    predict_texts, champion.classifier, [t for _, t in mine], strategy
-                )
-                if self.champion() is champion:  # not a model replaced while this ran
-                    rows_out = [
-                        (item_id, version, *prediction)
-                        for (item_id, _), prediction in zip(mine, predictions, strict=True)
-                    ]
-                    threshold = self.settings().threshold
-                    written = self.store.set_predictions(rows_out, threshold, strategy)
-                    self.n_scored += written
+                written = await self._score_now(champion, strategy, mine)
             finally:
-                for item_id, _ in mine:
-                    self.in_flight.pop((version, strategy, item_id), None)
-                future.set_result(None)
+                self._release(champion, strategy, mine)
+                done.set_result(written)
         if waits:
-            await asyncio.gather(*waits)
+            await asyncio.gather(*waits, return_exceptions=True)
         return written
+
+    def _claim(
+        self, champion: Champion, strategy: str, rows: Sequence[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], set[asyncio.Future[int]]]:
+        """Split ``rows`` into those nobody is scoring (for this model and strategy) and the
+        futures of those someone is. The caller marks its own as in flight before its next
+        await, and the read that found the rows had none in between either: so each item is
+        scored once."""
+        version, busy = champion.version, self.in_flight
+        waits = {busy[(version, strategy, i)] for i, _ in rows if (version, strategy, i) in busy}
+        mine = [(i, t) for i, t in dict(rows).items() if (version, strategy, i) not in busy]
+        return mine, waits
+
+    def _release(self, champion: Champion, strategy: str, rows: list[tuple[str, str]]) -> None:
+        for item_id, _ in rows:
+            self.in_flight.pop((champion.version, strategy, item_id), None)
+
+    async def _score_now(
+        self, champion: Champion, strategy: str, rows: list[tuple[str, str]]
+    ) -> int:
+        """The model in a worker thread, then one write (skipped if the champion changed
+        meanwhile: its predictions would be stale)."""
+        predictions = await asyncio.to_thread(
+            predict_texts, champion.classifier, [t for _, t in rows], strategy
+        )
+        if self.champion() is not champion:
+            return 0
+        written = self.store.set_predictions(
+            [
+                (item_id, champion.version, *p)
+                for (item_id, _), p in zip(rows, predictions, strict=True)
+            ],
+            self.settings().threshold,
+            strategy,
+        )
+        self.n_scored += written
+        return written
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Items of several ``score_ids`` calls, scored together; ``done`` gets the count written."""
+
+    champion: Champion
+    strategy: str
+    done: asyncio.Future[int]
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def fits(self, champion: Champion, strategy: str, n: int, chunk: int) -> bool:
+        return (
+            self.champion is champion and self.strategy == strategy and len(self.rows) + n <= chunk
+        )
 
 
 def scorer_of(rt: Runtime) -> Scorer:

@@ -140,10 +140,10 @@ class QueueMixin:
         """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items,
         in one transaction, with the ``strategy`` the priorities were computed under. An item
         at or above ``threshold`` becomes ``auto``; below it, ``queued``. Returns the number
-        of items written."""
+        of items written. Not worth an fsync: predictions lost in a crash are made again."""
         now = self.now()
         n = 0
-        with self.db.atomic():
+        with self._unsynced():  # predictions are made again if lost
             for item_id, version, label, confidence, ranked, priority in predictions:
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sqlite_utils import Database
 
+from bot.config import Settings
 from bot.learning.scoring import Scorer, score_items, score_pending
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -240,3 +241,58 @@ async def test_concurrent_predicts_and_rounds_score_each_item_once_per_version(
         unlabeled = {r[0] for r in bot.store.db.execute("SELECT id FROM items")}
         assert {item_id for item_id, version in counts if version == 1} == unlabeled
         assert bot.store.unscored_count(2, "margin") == 0
+
+
+class CountingModel:
+    """The real classifier, counting the texts of each ``predict_proba`` call (a double of the
+    model only: every line of the product's code runs)."""
+
+    def __init__(self, classifier: TextClassifier) -> None:
+        self.classifier = classifier
+        self.classes = classifier.classes
+        self.calls: list[int] = []
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.classifier.predict_proba(texts)
+
+
+async def test_requests_that_come_together_are_scored_in_one_model_call(
+    tmp_path: Path, classifier: TextClassifier
+):
+    items = backlog(20)
+    seed(tmp_path / "hitl.db", items)
+    model = CountingModel(classifier)
+    champion = Champion(version=1, classifier=model)
+    with Store.open(tmp_path / "hitl.db") as store:
+        settings = Settings(threshold=1.0)
+        scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
+        counts = await asyncio.gather(*(scorer.score_ids([it.id, items[0].id]) for it in items))
+        assert model.calls == [20]  # one batch: each item once, the repeated one too
+        assert sum(counts) == 20 and scorer.n_scored == 20
+        assert store.unscored_count(1, "margin") == 0
+        assert await scorer.score_ids([it.id for it in items]) == 0 and model.calls == [20]
+
+
+async def test_a_walk_over_items_scored_already_gives_the_loop_a_turn_after_each_chunk(
+    tmp_path: Path, classifier: TextClassifier
+):
+    seed(tmp_path / "hitl.db", backlog(50))
+    champion = Champion(version=1, classifier=classifier)
+    with Store.open(tmp_path / "hitl.db") as store:
+        settings = Settings(threshold=1.0)
+        assert await score_items(store, champion, 1.0) == 50
+        scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings, chunk=10)
+        turns = 0
+
+        async def other_work() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_work())
+        await asyncio.sleep(0)  # it has started
+        assert await scorer.catch_up() == 0  # five chunks read, nothing to score
+        other.cancel()
+        assert turns >= 5  # a click waiting on the loop is served between chunks
