@@ -24,6 +24,7 @@ DATA_SCRIPTS = (
     "bot_load.py",
     "label_efficiency.py",
     "model_comparison.py",
+    "predict_growth.py",
     "scoring_throughput.py",
     "simulated_loop.py",
     "throughput.py",
@@ -155,6 +156,16 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
         clicks, acked, errors, stored = phases[name]
         assert (clicks, acked, errors, stored) == ("60", "60", "0", "60")
     assert '"status": "running"' in out  # the retrain was under way while the clicks came
+
+
+def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(standin: Path):
+    out = run_quick("predict_growth.py", standin)
+    rows = re.findall(r"^\| ([\d,]+) \| ([\d.]+) \|.*\| (\d+) \| (\S+) \|$", out, flags=re.M)
+    assert [(size, errors, stored) for size, _, errors, stored in rows] == [
+        ("1,000", "0", "yes"),
+        ("4,000", "0", "yes"),
+    ]
+    assert "bare Bolt floor (after the first size / the last): p50 " in out
 
 
 def test_throughput_benchmark_reports_growth_and_query_plans(standin: Path):

@@ -1,0 +1,379 @@
+"""/api/predict and click acks as the backlog grows: the real `hitl serve` at 10k, 100k, 1M items.
+
+One database grows through the sizes. It holds a trained champion (``hitl import`` of labeled
+dataset texts, then ``hitl retrain``; banking77's 77 classes by default) and a backlog of
+unlabeled items already scored by that champion (the steady state of a server that keeps up),
+written through ``Store.add_items`` and ``Store.set_predictions`` in bulk with synthetic texts.
+At each size the real server runs as a subprocess (``python -m bot serve``, started as
+``bot_load.py`` starts it, HITL_MAX_OPEN questions posted to the fake Slack), and the
+benchmark measures, over HTTP on loopback:
+
+1. ``predict``: ``--predicts`` calls to ``/api/predict`` from ``--predict-clients`` clients,
+   each with a new text (an item stored and scored per call): p50 / p99 and calls/s;
+2. ``clicks, quiet``: ``--clicks`` signed button clicks (``bot_load.py``'s payloads) from
+   ``--click-clients`` clients on the posted questions, nothing else running;
+3. ``clicks under predict load``: the same number of new clicks while the predict clients
+   keep calling ``/api/predict``.
+
+The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process) under the same
+clicks, measured after the first size and after the last; ratios use the lower p99. After each
+size the database is read: every acknowledged click must be exactly one answer row.
+
+    python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
+    python benchmarks/predict_growth.py --quick           # 1k and 4k items; trec (< 60 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _common import (
+    add_data_options,
+    free_port,
+    load_mixture,
+    machine,
+    markdown_table,
+    resolve_data,
+    write_seed_csv,
+)
+from bot_load import (
+    CHANNELS,
+    FakeThread,
+    Load,
+    bare_phase,
+    click_payloads,
+    count_answers,
+    hitl,
+    run_load,
+    serve_env,
+    start_process,
+    stop_process,
+)
+
+from bot.store import Store
+
+TOKEN = "bench-api-token"
+CHANNEL = CHANNELS["idle"]
+BATCH = 10_000
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One unlabeled item, as ``Store.add_items`` takes it."""
+
+    id: str
+    text: str
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def train_champion(db: Path, args) -> tuple[list[str], float]:
+    """Import ``--labeled`` labeled texts and retrain: the champion v1. Returns its labels and
+    the seconds the retrain took."""
+    csv_path = db.with_suffix(".csv")
+    write_seed_csv(csv_path, args.labeled, 0, args.data, args.datasets)
+    hitl(db, "import", "-q", str(csv_path))
+    t0 = time.perf_counter()
+    hitl(db, "retrain")
+    seconds = time.perf_counter() - t0
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT label_set FROM models WHERE status = 'champion'").fetchone()
+    if row is None:
+        raise SystemExit("hitl retrain promoted no champion")
+    return json.loads(row[0]), seconds
+
+
+def grow(db: Path, start: int, stop: int, words: list[str], labels: list[str]) -> float:
+    """Add unlabeled items ``start..stop-1`` with synthetic texts, scored as the champion (v1,
+    margin) would leave them; returns the seconds it took."""
+    rng = random.Random(start)
+    t0 = time.perf_counter()
+    with Store.open(db) as store:
+        for first in range(start, stop, BATCH):
+            ids = range(first, min(first + BATCH, stop))
+            store.add_items(
+                [Row(f"g{i}", " ".join(rng.choices(words, k=12)) + f" #{i}") for i in ids],
+                "import",
+            )
+            predictions = []
+            for i in ids:
+                top = rng.sample(labels, min(5, len(labels)))
+                p = sorted((rng.random() for _ in top), reverse=True)
+                total = sum(p) + rng.random()
+                ranked = [[label, q / total] for label, q in zip(top, p, strict=True)]
+                margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
+                predictions.append((f"g{i}", 1, top[0], ranked[0][1], ranked, 1 - margin))
+            store.set_predictions(predictions, 0.8, "margin")
+    return time.perf_counter() - t0
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+async def predict_load(
+    url: str, texts: list[str], clients: int, *, n: int | None, stop: asyncio.Event | None, tag: str
+) -> Load:
+    """``clients`` clients calling /api/predict with new texts, ``n`` calls in all or until
+    ``stop`` is set."""
+    result = Load(f"predict {tag}")
+    counter = iter(range(10**9))
+    rng = random.Random(tag)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def more() -> bool:
+        return (stop is None or not stop.is_set()) and (n is None or sent < n)
+
+    sent = 0
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        while more():
+            sent += 1
+            body = json.dumps({"text": f"{rng.choice(texts)} ({tag} {next(counter)})"})
+            t0 = time.perf_counter()
+            try:
+                async with http.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                result.errors.append(type(exc).__name__)
+                continue
+            result.latencies.append(time.perf_counter() - t0)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        result.seconds = time.perf_counter() - t0
+    return result
+
+
+async def open_questions(ft: FakeThread, n: int, limit_s: float) -> list[dict]:
+    """The channel's first ``n`` questions: with HITL_VOTES=25 no click resolves one, so they
+    stay open from size to size and each server finds the channel full."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        messages = [m for m in ft.messages(CHANNEL) if m.get("blocks")]
+        if len(messages) >= n:
+            for m in messages:
+                m.setdefault("channel", CHANNEL)
+            return messages[:n]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(messages)} of {n} questions posted in {limit_s:.0f} s")
+        await asyncio.sleep(0.25)  # a benchmark polling another thread, not a test
+
+
+async def size_phase(
+    ft: FakeThread, db: Path, size: int, index: int, texts: list[str], args
+) -> dict:
+    port = free_port()
+    env = serve_env(ft.fake, db, CHANNEL, port, args.max_open)
+    env["HITL_API_TOKEN"] = TOKEN
+    t0 = time.perf_counter()
+    process = await start_process([sys.executable, "-m", "bot", "serve"], env)
+    base = f"http://127.0.0.1:{port}"
+    out: dict = {"size": size, "start_s": time.perf_counter() - t0}
+    tag = f"S{index}"
+    try:
+        messages = await open_questions(ft, args.max_open, 20 + 2 * args.max_open)
+        predict_url = f"{base}/api/predict"
+        await predict_load(
+            predict_url, texts, args.predict_clients, n=args.warmup, stop=None, tag=f"{tag}w"
+        )
+        out["predict"] = await predict_load(
+            predict_url, texts, args.predict_clients, n=args.predicts, stop=None, tag=tag
+        )
+        quiet = click_payloads(messages, args.clicks, args.max_open, f"{tag}Q")
+        out["payloads"] = quiet
+        out["clicks_quiet"] = await run_load(
+            "clicks, quiet", f"{base}/slack/events", quiet, args.click_clients
+        )
+        loaded = click_payloads(messages, args.clicks, args.max_open, f"{tag}L")
+        stop = asyncio.Event()
+        background = asyncio.create_task(
+            predict_load(predict_url, texts, args.predict_clients, n=None, stop=stop, tag=f"{tag}b")
+        )
+        await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
+        out["clicks_loaded"] = await run_load(
+            "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
+        )
+        stop.set()
+        out["predict_during_clicks"] = await background
+    finally:
+        code, rest = await stop_process(process)
+    out["server_exit"] = code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
+    out["answers"] = {
+        kind: count_answers(db, f"{tag}{kind}") for kind in ("Q", "L")
+    }  # (rows, distinct (item, user))
+    return out
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def report(results: list[dict], floors: list[Load]) -> str:
+    floor99 = min(lo.p(99) for lo in floors)
+    first = results[0]["predict"].p(50)
+    rows = []
+    for r in results:
+        pr, quiet, loaded = r["predict"], r["clicks_quiet"], r["clicks_loaded"]
+        acked = {"Q": quiet.ok, "L": loaded.ok}
+        stored = all(r["answers"][k] == (acked[k], acked[k]) for k in acked)
+        errors = sum(
+            len(lo.errors) + sum(n for s, n in lo.statuses.items() if s != 200)
+            for lo in (pr, quiet, loaded, r["predict_during_clicks"])
+        )
+        rows.append(
+            [
+                f"{r['size']:,}",
+                f"{pr.p(50):.1f}",
+                f"{pr.p(99):.1f}",
+                f"{len(pr.latencies) / pr.seconds:,.0f}",
+                f"{pr.p(50) / first:.2f}",
+                f"{quiet.p(50):.1f}",
+                f"{quiet.p(99):.1f}",
+                f"{loaded.p(50):.1f}",
+                f"{loaded.p(99):.1f}",
+                f"{loaded.p(99) / floor99:.2f}",
+                f"{len(r['predict_during_clicks'].latencies):,}",
+                errors,
+                "yes" if stored else f"NO {r['answers']} vs {acked}",
+            ]
+        )
+    head = [
+        "unlabeled items",
+        "predict p50 ms",
+        "predict p99 ms",
+        "predicts/s",
+        "p50 / smallest",
+        "click p50 ms (quiet)",
+        "click p99 ms (quiet)",
+        "click p50 ms (predict load)",
+        "click p99 ms (predict load)",
+        "loaded p99 / floor",
+        "predicts during clicks",
+        "errors",
+        "acked = answer rows",
+    ]
+    floor_line = (
+        "bare Bolt floor (after the first size / the last): p50 "
+        + " / ".join(f"{lo.p(50):.1f}" for lo in floors)
+        + " ms, p99 "
+        + " / ".join(f"{lo.p(99):.1f}" for lo in floors)
+        + " ms"
+    )
+    return markdown_table(head, rows, "l" + "r" * 11 + "l") + "\n\n" + floor_line
+
+
+async def main_async(args) -> int:
+    print(machine())
+    sizes = args.sizes
+    print(
+        f"sizes {', '.join(f'{s:,}' for s in sizes)}; {args.labeled:,} labels; "
+        f"{args.predicts} predicts and {args.clicks} clicks per phase; "
+        f"{args.predict_clients} predict clients, {args.click_clients} click clients"
+    )
+    texts, _ = load_mixture(args.data, args.datasets)
+    words = sorted({w for t in texts[:20_000] for w in t.split()})
+    with tempfile.TemporaryDirectory() as tmp, FakeThread() as ft:
+        db = Path(tmp) / "growth.db"
+        labels, retrain_s = train_champion(db, args)
+        print(
+            f"champion v1: {len(labels)} classes, {args.labeled:,} labels, retrain "
+            f"{retrain_s:.0f} s"
+        )
+        results: list[dict] = []
+        floors: list[Load] = []
+        have = 0
+        for index, size in enumerate(sizes):
+            seconds = grow(db, have, size, words, labels)
+            print(
+                f"{size:,} unlabeled items ({size - have:,} added in {seconds:.0f} s)", flush=True
+            )
+            have = size
+            result = await size_phase(ft, db, size, index, texts, args)
+            if not floors:
+                floors.append(
+                    await bare_phase(
+                        ft.fake,
+                        result["payloads"],
+                        args_for_floor(args),
+                        "bare Bolt (after the first size)",
+                    )
+                )
+            results.append(result)
+            print(
+                f"  predict p50 {result['predict'].p(50):.1f} ms, click p99 quiet "
+                f"{result['clicks_quiet'].p(99):.1f} / loaded "
+                f"{result['clicks_loaded'].p(99):.1f} ms; server exit "
+                f"{result['server_exit']}",
+                flush=True,
+            )
+        floors.append(
+            await bare_phase(
+                ft.fake,
+                results[-1]["payloads"],
+                args_for_floor(args),
+                "bare Bolt (after the last size)",
+            )
+        )
+    print(report(results, floors))
+    return 0
+
+
+def args_for_floor(args) -> argparse.Namespace:
+    """bot_load.bare_phase reads ``concurrency``: the click clients."""
+    return argparse.Namespace(concurrency=args.click_clients)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run for the test suite")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--labeled", type=int, default=2_000, help="labels the champion learns")
+    parser.add_argument("--predicts", type=int, default=1_000, help="calls in the predict phase")
+    parser.add_argument("--warmup", type=int, default=100, help="predict calls before measuring")
+    parser.add_argument("--clicks", type=int, default=400, help="clicks in each click phase")
+    parser.add_argument("--predict-clients", type=int, default=20)
+    parser.add_argument("--click-clients", type=int, default=10)
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        default=50,
+        help="HITL_MAX_OPEN (≤ 50): the questions clicked, so that no label of one reaches the "
+        "13 votes that resolve it under HITL_VOTES=25 over all sizes and phases",
+    )
+    parser.add_argument(
+        "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
+    )
+    add_data_options(parser, ("banking77",), quick="trec")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 200, 100, 20
+        args.clicks, args.max_open, args.load_lead = 40, 4, 0.2
+    args.data, args.datasets = resolve_data(args)
+    if sorted(args.sizes) != args.sizes:
+        parser.error("--sizes must grow")
+    if 2 * len(args.sizes) * args.clicks > 60 * args.max_open:
+        parser.error("too many clicks per question: some would resolve; raise --max-open")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
