@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, RUNTIME
@@ -73,6 +74,7 @@ class ApiItem:
 def add_routes(app: web.Application) -> None:
     """Register /api/*, /metrics and the API middleware on the (not yet started) app."""
     app[METRICS] = Metrics(lambda: _store_of(app))
+    app[INTAKE] = Intake(lambda: app[RUNTIME].store, SOURCE)
     app.middlewares.append(api_middleware)
     app.router.add_post("/api/predict", predict)
     app.router.add_post("/api/items", add_items)
@@ -443,7 +445,7 @@ async def predict(request: web.Request) -> web.Response:
     item = parse_item(
         await _read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
-    created = rt.store.add_api_items([item], SOURCE)
+    created = await request.app[INTAKE].add([item])
     await _score(rt, [item.id])
     if created:
         rt.wake_dispatcher()

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from sqlite_utils import Database
 
+from bot.api.intake import Intake
+from bot.api.routes import ApiItem
 from bot.config import Settings
 from bot.learning.scoring import Scorer, score_items, score_pending
 from bot.runtime import Champion
@@ -296,3 +298,18 @@ async def test_a_walk_over_items_scored_already_gives_the_loop_a_turn_after_each
         assert await scorer.catch_up() == 0  # five chunks read, nothing to score
         other.cancel()
         assert turns >= 5  # a click waiting on the loop is served between chunks
+
+
+async def test_predicts_that_come_together_are_stored_in_one_commit(tmp_path: Path):
+    with Store.open(tmp_path / "hitl.db") as store:
+        intake = Intake(lambda: store, "api")
+        items = [ApiItem(f"p{n}", f"text {n}", {}, None) for n in range(10)]
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        try:
+            created = await asyncio.gather(*(intake.add([it]) for it in [*items, items[0]]))
+        finally:
+            store.db.conn.set_trace_callback(None)
+        assert created == [{it.id} for it in items] + [{"p0"}]
+        assert sum(s.strip().upper() == "COMMIT" for s in statements) == 1  # one fsync
+        assert store.count_items()["new"] == 10

@@ -1,0 +1,56 @@
+"""Storing what ``/api/predict`` receives, many requests to one commit.
+
+Each commit of a new item waits for the disk (fsync, several milliseconds) on the event
+loop's thread, where click acks wait too. ``Intake`` stores the items of the requests that
+arrive together in one transaction: the first request's item is written at once, and those
+that come while it is written go together in the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from bot.store import Store
+
+
+class Intake:
+    """Owns the items waiting to be stored for ``/api/predict``, and the task storing them."""
+
+    def __init__(self, store: Callable[[], Store], source: str) -> None:
+        self.store = store
+        self.source = source
+        self.waiting: list[tuple[Sequence[Any], asyncio.Future[set[str]]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def add(self, items: Sequence[Any]) -> set[str]:
+        """Store ``items`` (each with ``id``, ``text``, ``meta``, ``callback_url``) with those of
+        concurrent calls; return the ids of ``items`` that were new."""
+        done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((items, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write(), name="hitl-api-intake")
+        return await done
+
+    async def _write(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                created = set(
+                    self.store().add_api_items(
+                        [it for items, _ in batch for it in items], self.source
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - each request answers it in its own way
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for items, done in batch:
+                    done.set_result({it.id for it in items} & created)
+            await asyncio.sleep(0)  # the requests woken here run before the next commit
+
+
+INTAKE = web.AppKey("intake", Intake)  # the app's Intake, set by bot.api.routes.add_routes
