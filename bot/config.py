@@ -43,6 +43,7 @@ class Settings:
     audit_rate: float = 0.1
     max_open: int = 5
     votes: int = 1
+    show_votes: bool = False
     skips_to_discard: int = 2
     review_agreement: float = 0.6
     review_confidence: float = 0.95
@@ -142,6 +143,17 @@ def _labels(value: Any) -> tuple[str, ...]:
 
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not true or false; use true or false")
 
 
 def _admins(value: Any) -> tuple[str, ...]:
@@ -279,6 +291,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("audit_rate", "HITL_AUDIT_RATE", _number(0, 1), False, "share of random (audit) posts"),
     Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
     Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
+    Spec(
+        "show_votes",
+        "HITL_SHOW_VOTES",
+        _boolean,
+        False,
+        "show earlier answers and voters on an open question",
+    ),
     Spec(
         "skips_to_discard",
         "HITL_SKIPS_TO_DISCARD",

@@ -65,6 +65,7 @@ class Question:
     skips: Sequence[str] = ()
     votes_needed: int = 1
     resolved_label: str | None = None
+    show_votes: bool = False  # False: an open question shows how many answered, not what
 
 
 def escape(text: str) -> str:
@@ -181,12 +182,27 @@ def tally_line(q: Question) -> str | None:
     if not q.votes and not q.skips:
         return None
     needed = q.votes_needed // 2 + 1
+    decide = "decides" if needed == 1 else "decide"
+    if not q.show_votes:
+        # Answers stay independent: no label and no voter until the item is decided.
+        n_in = sum(len(us) for us in q.votes.values())
+        answered = f"{n_in} of {q.votes_needed} answers in" if n_in else ""
+
+        def hidden(shown: int | None) -> str:
+            parts = [answered] if answered else []
+            if q.skips:
+                parts.append(f"skipped by {_mentions(q.skips, shown)}")
+            return (
+                f"{' · '.join(parts)}. {count(needed, 'matching answer')} {decide}; "
+                "answers show once it is decided."
+            )
+
+        return _fit_mentions(hidden, len(q.skips))
 
     def build(shown: int | None) -> str:
         parts = [f"{_label(lb)} {len(us)} ({_mentions(us, shown)})" for lb, us in q.votes.items()]
         if q.skips:
             parts.append(f"skipped by {_mentions(q.skips, shown)}")
-        decide = "decides" if needed == 1 else "decide"
         return f"Votes so far: {' · '.join(parts)}. {count(needed, 'matching vote')} {decide}."
 
     return _fit_mentions(build, max(len(q.skips), *(len(us) for us in q.votes.values()), 0))

@@ -44,4 +44,5 @@ def build_question(
         skips=tally.skips,
         votes_needed=settings.votes,
         resolved_label=resolution["label"] if resolution else None,
+        show_votes=settings.show_votes,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from slack_sdk.errors import SlackObjectFormationError
@@ -161,7 +162,10 @@ PEOPLE = [f"U{n:010d}" for n in range(400)]  # Slack user ids are 11 characters
 
 
 def test_a_tally_of_185_skippers_is_cut_to_fit_the_context():
-    q = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, skips=PEOPLE[:185], votes_needed=3)
+    q = Question(
+        "i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, skips=PEOPLE[:185], votes_needed=3,
+        show_votes=True,
+    )  # fmt: skip
     built = as_dicts(question_blocks(q))
     assert_within_limits(built)
     tally = next(b for b in built if b["type"] == "context")["elements"][-1]["text"]
@@ -175,6 +179,7 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
     votes = {f"label {n}": PEOPLE[n * 40 : (n + 1) * 40] for n in range(10)}
     many = Question("i1", "t", list(votes), votes=votes, skips=PEOPLE[:300], votes_needed=401)
     assert_within_limits(as_dicts(question_blocks(many)))
+    assert_within_limits(as_dicts(question_blocks(replace(many, show_votes=True))))
     decided = Question(
         "i1",
         "t",
@@ -231,8 +236,15 @@ def test_before_any_model_every_label_gets_to_be_a_button():
 def test_counts_in_messages_read_as_words():
     one = Question("i1", "t", ["a", "b"], skips=["U0ANA"], votes_needed=1)
     tally = next(b for b in as_dicts(question_blocks(one)) if b["type"] == "context")
-    assert tally["elements"][-1]["text"].endswith("1 matching vote decides.")
+    assert tally["elements"][-1]["text"].endswith(
+        "1 matching answer decides; answers show once it is decided."
+    )
     three = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, votes_needed=3)
     tally = next(b for b in as_dicts(question_blocks(three)) if b["type"] == "context")
+    assert tally["elements"][-1]["text"] == (
+        "1 of 3 answers in. 2 matching answers decide; answers show once it is decided."
+    )
+    shown = replace(three, show_votes=True)
+    tally = next(b for b in as_dicts(question_blocks(shown)) if b["type"] == "context")
     assert tally["elements"][-1]["text"].endswith("2 matching votes decide.")
     assert [blocks.count(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]

@@ -140,3 +140,17 @@ def test_strategy_is_one_of_the_registered_ones_and_defaults_to_margin():
         'HITL_STRATEGY="random" is not a known strategy; use one of entropy, least_confidence,'
         " margin"
     ]
+
+
+def test_show_votes_is_off_by_default_and_reads_true_or_false(tmp_path: Path):
+    assert load_settings({}, None).show_votes is False
+    assert load_settings({"HITL_SHOW_VOTES": "true"}, None).show_votes is True
+    assert load_settings({"HITL_SHOW_VOTES": "0"}, None).show_votes is False
+    toml = tmp_path / "hitl.toml"
+    toml.write_text("[hitl]\nshow_votes = true\n")
+    assert load_settings({}, toml).show_votes is True
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_SHOW_VOTES": "maybe"}, None)
+    assert caught.value.problems == [
+        'HITL_SHOW_VOTES="maybe" is not true or false; use true or false'
+    ]

@@ -289,8 +289,53 @@ async def test_repeated_answers_on_a_three_vote_item_count_once_each(voting_bot:
     assert "*Agreement:* 100% on 1 item decided by vote" in await reply(bot, "stats")
 
 
-async def test_change_of_mind_and_three_vote_majority_show_the_tally(voting_bot: Bot):
+def tally_texts(message: dict) -> str:
+    """The context lines of a question: what it says besides the item's text and buttons."""
+    return "\n".join(
+        e.get("text", "")
+        for b in message["blocks"]
+        if b["type"] == "context"
+        for e in b["elements"]
+    )
+
+
+async def test_votes_stay_hidden_from_later_voters_until_the_item_is_decided(voting_bot: Bot):
     bot = voting_bot
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    labels = buttons(message)
+    bug, billing = labels[:2]
+    await bot.action(bot.button_payload(message, "U0ANA", bug))
+    await bot.settled()
+    shown = bot.fake.message(CHANNEL, message["ts"])
+    said = tally_texts(shown)
+    assert "1 of 3 answers in. 2 matching answers decide" in said
+    assert "U0ANA" not in said and not any(label in said for label in labels)
+    assert "U0ANA" not in shown.get("text", "") and bug not in shown.get("text", "")
+
+    await bot.action(bot.button_payload(message, "U0RAJ", billing))
+    await bot.settled()
+    said = tally_texts(bot.fake.message(CHANNEL, message["ts"]))
+    assert "2 of 3 answers in" in said and "U0RAJ" not in said and billing not in said
+
+    await bot.action(bot.button_payload(message, "U0ADMIN", bug))
+    assert bot.store.resolution(item_id)["label"] == bug
+    await bot.settled()
+    final = context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert f"✅ *{bug}* by vote (*{bug}* 2 · *{billing}* 1: <@U0ANA>, <@U0ADMIN>)" in final
+
+
+async def test_change_of_mind_and_three_vote_majority_show_the_tally_with_show_votes(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", text) for n, text in enumerate(TEXTS)])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3, show_votes=True)
+    async for bot in start_bot(fake_slack, settings):
+        await _change_of_mind_shows_the_tally(bot)
+
+
+async def _change_of_mind_shows_the_tally(bot: Bot) -> None:
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     item_id = bot.store.db["posts"].get(1)["item_id"]
@@ -334,7 +379,7 @@ async def test_clicks_during_a_redraw_are_drawn_together_by_one_more_pass(
     fake_slack: FakeSlack, tmp_path: Path
 ):
     seed(tmp_path / "hitl.db", [Item("hot", "card charged twice and the app crashed")])
-    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=25)
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=25, show_votes=True)
     async for bot in start_bot(fake_slack, settings):
         await bot.dispatcher.fill()
         message = bot.posted()[0]
