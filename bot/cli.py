@@ -488,8 +488,8 @@ def accuracy_command(state: State, chart: Path | None) -> None:
 @cli.command("stats")
 @click.pass_obj
 def stats_command(state: State) -> None:
-    """Answers today and this week by person, and how many items wait, are posted or resolved
-    (what `/hitl stats` shows in Slack).
+    """Answers today and this week by person, how many items wait, are posted or resolved,
+    and with HITL_VOTES > 1 how far people agree (what `/hitl stats` shows in Slack).
 
     \b
     Examples:
@@ -498,11 +498,12 @@ def stats_command(state: State) -> None:
     """
     from datetime import UTC, datetime
 
-    from bot.learning import reports
+    from bot.learning import quality, reports
 
     with friendly_errors(), state.open_existing_store() as store:
-        text = reports.stats_text(store, state.settings, datetime.now(UTC))
-    click.echo(reports.plain(text))
+        sections = [reports.stats_text(store, state.settings, datetime.now(UTC))]
+        sections += quality.quality_sections(quality.measure(store, state.settings))
+    click.echo(reports.plain("\n\n".join(sections)))
 
 
 @cli.command("demo")

@@ -396,6 +396,14 @@ def modal_view(q: Question | None, remaining: int, answered: int) -> View:
     )
 
 
+MAX_BLOCKS = 50  # in a message
+
+
+def report_blocks(sections: Sequence[str]) -> list[Block]:
+    """A report (``/hitl stats``) as one section block per part, each cut to Slack's limit."""
+    return [SectionBlock(text=_text(section)) for section in sections[:MAX_BLOCKS]]
+
+
 @dataclass(frozen=True)
 class HomeStats:
     user_id: str

@@ -20,7 +20,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.learning import reports
+from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
@@ -257,6 +257,17 @@ async def review(call: Call) -> None:
     await open_review(call.rt, call.client, call.command["trigger_id"])
 
 
+async def stats(call: Call) -> None:
+    """The counts at once from the store; agreement (and gold accuracy) read every vote, so
+    they are measured in a worker thread on a connection of their own."""
+    rt = call.rt
+    sections = [reports.stats_text(rt.store, rt.settings, rt.clock())]
+    sections += quality.quality_sections(
+        await quality.measure_off_loop(rt.settings.db, rt.settings)
+    )
+    await call.ack(text="\n\n".join(sections), blocks=blocks.report_blocks(sections))
+
+
 async def retrain(call: Call) -> None:
     force = bool({"--force", "force"} & set(call.args))
     await call.ack(text=retrain_now(call.rt, call.user_id, force=force))
@@ -267,8 +278,8 @@ TABLE: tuple[Subcommand, ...] = (
     Subcommand("label", "label items one after another in a window", label),
     Subcommand(
         "stats",
-        "answers today and this week, and the state of the items",
-        answer_with(lambda rt: reports.stats_text(rt.store, rt.settings, rt.clock())),
+        "answers today and this week, the state of the items, and how far people agree",
+        stats,
     ),
     Subcommand(
         "queue",

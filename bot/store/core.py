@@ -25,6 +25,7 @@ from bot.store.labels import LabelsMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
 from bot.store.producer import ProducerMixin
+from bot.store.quality import QualityMixin
 from bot.store.queue import QueueMixin
 from bot.store.records import (
     AddResult,
@@ -51,7 +52,9 @@ def utc_now() -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
-class Store(QueueMixin, LabelsMixin, ReviewsMixin, ModelsMixin, ViewsMixin, ProducerMixin):
+class Store(
+    QueueMixin, LabelsMixin, ReviewsMixin, ModelsMixin, ViewsMixin, ProducerMixin, QualityMixin
+):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 
     def __init__(self, db: Database, clock: Callable[[], str] = utc_now):

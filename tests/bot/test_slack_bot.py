@@ -286,7 +286,7 @@ async def test_repeated_answers_on_a_three_vote_item_count_once_each(voting_bot:
     assert (resolved["label"], resolved["annotators"]) == (b, ["U0ANA", "U0RAJ"])
     assert [a["user_id"] for a in bot.store.iter_answers()] == ["U0ANA", "U0ANA", "U0RAJ", "U0RAJ"]
     await assert_counted_once_each(bot, ["U0ANA", "U0RAJ"])
-    assert "*Agreement:* 100% on 1 item decided by vote" in await reply(bot, "stats")
+    assert "*Votes for the winner:* 100% on 1 item decided by vote" in await reply(bot, "stats")
 
 
 def tally_texts(message: dict) -> str:

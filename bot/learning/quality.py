@@ -1,0 +1,110 @@
+"""How good the people's answers are: agreement you can cite (with ``HITL_VOTES`` > 1).
+
+The numbers come from ``model.agreement`` (Cohen's kappa per pair from scikit-learn,
+Krippendorff's alpha and Fleiss' kappa overall, per-label specific agreement, each person
+against the majority of the others), computed on each person's counted vote per item
+(``Store.iter_votes``). Reading every vote grows with the data, so the server measures in a
+worker thread on a connection of its own (``measure_off_loop``); the CLI calls ``measure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+from bot.store import Store
+from model.agreement import DEFAULT_MIN_SHARED, AgreementReport, Tally, agreement
+
+MAX_PAIRS = 10  # pairs shown, most shared items first
+MAX_PEOPLE = 20  # people shown against the majority, most votes first
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What ``/hitl stats`` and ``hitl stats`` show about the answers' quality."""
+
+    agreement: AgreementReport | None  # None with HITL_VOTES = 1 (one answer per item)
+
+
+def measure(store: Store, settings: Settings) -> Quality:
+    """Measure on ``store`` in this thread (reads every vote)."""
+    if settings.votes <= 1:
+        return Quality(agreement=None)
+    tally = Tally.from_votes(store.iter_votes())
+    return Quality(agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED))
+
+
+async def measure_off_loop(db: Path, settings: Settings) -> Quality:
+    """``measure`` in a worker thread, on a connection of its own (a sqlite connection is bound
+    to the thread that opened it)."""
+
+    def run() -> Quality:
+        with Store.open(db) as store:
+            return measure(store, settings)
+
+    return await asyncio.to_thread(run)
+
+
+def _number(value: float | None, reason: str = "") -> str:
+    return f"{value:.2f}" if value is not None else "n/a" + (f" ({reason})" if reason else "")
+
+
+def _share(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "n/a"
+
+
+def agreement_sections(report: AgreementReport) -> list[str]:
+    """The agreement, as mrkdwn sections: overall, by pair, by label, by person."""
+    overall = report.overall
+    if overall.alpha is None and overall.observed is None:
+        return ["*Agreement between people:* no item has two answers yet"]
+    head = (
+        f"*Agreement between people* ({overall.n_alpha_items} items with two or more answers, "
+        f"{overall.n_annotators} people): Krippendorff's α {_number(overall.alpha)} · "
+        f"Fleiss' κ {_number(overall.fleiss)}"
+        + (
+            f" ({overall.n_fleiss_items} items with {overall.n_raters} answers)"
+            if overall.fleiss is not None
+            else ""
+        )
+        + f" · raw agreement {_share(overall.observed)}"
+    )
+    if overall.reason:
+        head += f"\n_{overall.reason}_"
+    sections = [head]
+    pairs = sorted(
+        (p for p in report.pairs if p.n_shared >= report.min_shared),
+        key=lambda p: (-p.n_shared, p.a, p.b),
+    )
+    if pairs:
+        shown = [
+            f"<@{p.a}> & <@{p.b}>: κ {_number(p.kappa)} ({p.n_shared} items, "
+            f"{_share(p.observed)} the same)"
+            for p in pairs[:MAX_PAIRS]
+        ]
+        more = f"\n…and {len(pairs) - MAX_PAIRS} more pairs" if len(pairs) > MAX_PAIRS else ""
+        sections.append("*Cohen's κ by pair:*\n" + "\n".join(shown) + more)
+    else:
+        sections.append(f"*Cohen's κ by pair:* no two people share {report.min_shared} items yet")
+    labels = [lb for lb in report.per_label if lb.specific is not None]
+    if labels:
+        sections.append(
+            "*By label* (specific agreement): "
+            + " · ".join(f"{lb.label} {_share(lb.specific)}" for lb in labels)
+        )
+    people = sorted((p for p in report.per_annotator if p.n), key=lambda p: (-p.n, p.annotator))
+    if people:
+        shown = [
+            f"<@{p.annotator}> {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
+            f"{_share(p.interval[0])}–{_share(p.interval[1])})"
+            for p in people[:MAX_PEOPLE]
+        ]
+        more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
+        sections.append("*With the majority of the others:*\n" + "\n".join(shown) + more)
+    return sections
+
+
+def quality_sections(quality: Quality) -> list[str]:
+    return agreement_sections(quality.agreement) if quality.agreement is not None else []

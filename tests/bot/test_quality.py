@@ -1,0 +1,93 @@
+"""Agreement you can cite: `/hitl stats` (through the real server) and `hitl stats` show
+kappa, alpha, Fleiss, per-label and per-person agreement equal to a hand computation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+
+# Ana and Raj answer ten items (HITL_VOTES=2): both "billing" on i0-i4, both "bug" on i7-i9;
+# on i5 Ana says billing and Raj bug, on i6 the reverse.
+ANA = ["billing"] * 6 + ["bug"] * 4
+RAJ = ["billing"] * 5 + ["bug", "billing"] + ["bug"] * 3
+
+
+def answer_all(store: Store) -> None:
+    for n, (ana, raj) in enumerate(zip(ANA, RAJ, strict=True)):
+        for user, label in (("U0ANA", ana), ("U0RAJ", raj)):
+            store.record_answer(
+                f"i{n}", user, label, source="button", dedupe_key=f"{n}{user}", votes_needed=2
+            )
+
+
+# By hand. Observed agreement 8/10. Ana and Raj each say billing 6 times and bug 4 times, so
+# chance agreement is .6*.6 + .4*.4 = .52, and Cohen's kappa = (.8 - .52) / (1 - .52) = .5833.
+# Fleiss' kappa on two raters: the pooled shares are again .6 and .4, so it is .5833 too.
+# Krippendorff's alpha: 20 pairable values (12 billing, 8 bug), 4 disagreeing ordered pairs:
+# D_o = 4/20 = .2, D_e = 2*12*8 / (20*19) = .50526, alpha = 1 - .2/.50526 = .6042.
+# Specific agreement: billing 2*5 / (2*5 + 2) = 83%, bug 2*3 / (2*3 + 2) = 75%.
+# Each against the other (the majority of the others): 8 of 10, Wilson 95% CI 49%–94%.
+EXPECTED = [
+    "Agreement between people* (10 items with two or more answers, 2 people): "
+    "Krippendorff's α 0.60 · Fleiss' κ 0.58 (10 items with 2 answers) · raw agreement 80%",
+    "<@U0ANA> & <@U0RAJ>: κ 0.58 (10 items, 80% the same)",
+    "*By label* (specific agreement): billing 83% · bug 75%",
+    "<@U0ANA> 80% (8 of 10, 95% CI 49%–94%)",
+    "<@U0RAJ> 80% (8 of 10, 95% CI 49%–94%)",
+]
+
+
+@pytest.fixture
+async def voting_bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"item {n}") for n in range(10)])
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path, votes=2)):
+        yield running
+
+
+async def test_stats_in_slack_show_agreement_equal_to_a_hand_computation(voting_bot: Bot):
+    bot = voting_bot
+    answer_all(bot.store)
+    response = await bot.command("stats", "U0RAJ")
+    assert response.status == 200
+    body = json.loads(await response.text())
+    for line in EXPECTED:
+        assert line in body["text"], line
+    sections = [b["text"]["text"] for b in body["blocks"]]
+    assert all(b["type"] == "section" and len(b["text"]["text"]) <= 3000 for b in body["blocks"])
+    assert sections[1].startswith("*Agreement between people*")
+    assert sections[2] == (
+        "*Cohen's κ by pair:*\n<@U0ANA> & <@U0RAJ>: κ 0.58 (10 items, 80% the same)"
+    )
+
+
+async def test_stats_in_the_cli_show_the_same_agreement(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item(f"i{n}", f"item {n}") for n in range(10)])
+    with Store.open(db) as store:
+        answer_all(store)
+    result = CliRunner().invoke(
+        cli, ["--db", str(db), "stats"], env={"HITL_VOTES": "2"}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "Agreement between people (10 items with two or more answers, 2 people): "
+        "Krippendorff's α 0.60 · Fleiss' κ 0.58 (10 items with 2 answers) · raw agreement 80%"
+    ) in result.output.splitlines()
+    assert "@U0ANA & @U0RAJ: κ 0.58 (10 items, 80% the same)" in result.output.splitlines()
+    assert "By label (specific agreement): billing 83% · bug 75%" in result.output.splitlines()
+    assert "@U0RAJ 80% (8 of 10, 95% CI 49%–94%)" in result.output.splitlines()
+
+
+async def test_with_one_vote_per_item_stats_show_no_agreement(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("i0", "item 0")])
+    result = CliRunner().invoke(cli, ["--db", str(db), "stats"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Agreement between people" not in result.output
