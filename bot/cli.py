@@ -27,6 +27,7 @@ from bot import logs
 from bot.config import Settings, config_path, describe, load_settings
 from bot.errors import HitlError
 from bot.ingest import FORMATS, import_rows, rows_of_file
+from bot.labelset import current_labels
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ EXPORT_FIELDS = (
     "resolved_at",
     "meta",
     "answers",
+    "label_set",
 )
 ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
 
@@ -215,7 +217,8 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
     """Export resolved labels (or, with --answers, every raw answer).
 
     Labels have the fields id, text, label, votes, agreement, annotators,
-    resolved_at and meta; `hitl import` reads an export back.
+    resolved_at, meta, answers and label_set (which label set they follow: its
+    version and a hash of its labels); `hitl import` reads an export back.
 
     \b
     Examples:
@@ -224,7 +227,11 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
       hitl export --answers --format csv
     """
     with friendly_errors(), state.open_existing_store() as store:
-        records = store.iter_answers() if answers else store.iter_export()
+        if answers:
+            records = store.iter_answers()
+        else:  # which label set the labels follow: its version and a hash of its labels
+            version = store.label_set_version(current_labels(state.settings, store))
+            records = ({**r, "label_set": version} for r in store.iter_export())
         columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
         if output is None:
             n = _write_records(sys.stdout, records, columns, fmt)

@@ -42,16 +42,22 @@ _BY = click.option("--by", help="Who made the change, for the history (default: 
 
 @click.group("labels")
 def labels_group() -> None:
-    """Change or remove any decided label (imported ones included) and read the history.
+    """Change or remove any decided label (imported ones included), change the label set
+    (add, rename, merge, retire), and read the history.
 
     Every change is kept (who, when, old label, new label, why) and reaches the next retrain,
-    which trains on the current labels; `hitl export` writes the current ones.
+    which trains on the current labels; `hitl export` writes the current ones. Once the label
+    set is changed here (or with /hitl labels), the stored set is the one in force, over
+    HITL_LABELS and the imported labels.
 
     \b
     Examples:
       hitl labels set T-1001 billing --reason "refund request, not a bug"
       hitl labels remove T-1002 --reason "spam"
       hitl labels history T-1001
+      hitl labels show
+      hitl labels rename how_to question
+      hitl labels merge praise feedback
     """
 
 
@@ -75,7 +81,8 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
         )
     with _errors(), state.open_existing_store() as store:
         known = current_labels(state.settings, store)
-        if state.settings.labels and label not in known:
+        fixed = state.settings.labels or store.stored_labels() is not None
+        if fixed and label not in known:
             raise click.ClickException(
                 f"{label!r} is not in the label set ({', '.join(known)}); use one of these"
             )
@@ -125,3 +132,118 @@ def history_command(state: Any, item_id: str | None) -> None:
             f"{row['created_at']}  {row['item_id']}  {row['old_label'] or '-'} → "
             f"{row['new_label'] or '-'}  {row['action']} by {row['user_id']}{why}"
         )
+
+
+def _check_name(label: str) -> str:
+    label = label.strip()
+    if not label or len(label) > MAX_LABEL:
+        raise click.ClickException(
+            f"label {label[:30]!r} must be 1 to {MAX_LABEL} characters (Slack's button limit)"
+        )
+    return label
+
+
+def _change(state: Any, action: str, label: str, new: str | None, reason: str, by: str | None):
+    with _errors(), state.open_existing_store() as store:
+        labels = store.change_label_set(
+            action,
+            label,
+            new,
+            current=current_labels(state.settings, store),
+            user_id=_who(by),
+            reason=reason,
+        )
+    click.echo(f"Label set now: {', '.join(labels)}")
+
+
+@labels_group.command("show")
+@click.pass_obj
+def show_command(state: Any) -> None:
+    """The label set in force, where it comes from, and its changes.
+
+    \b
+    Examples:
+      hitl labels show
+    """
+    with _errors(), state.open_existing_store() as store:
+        labels = current_labels(state.settings, store)
+        stored = store.stored_labels() is not None
+        changes = store.label_set_changes()
+        version = store.label_set_version(labels)
+    source = (
+        "stored (changed with hitl labels)"
+        if stored
+        else "HITL_LABELS"
+        if state.settings.labels
+        else "the imported labels"
+    )
+    click.echo(f"Labels ({source}, {version}): {', '.join(labels) or 'none'}")
+    for c in changes:
+        what = f"{c['label']} → {c['new_label']}" if c["new_label"] else c["label"]
+        why = f" ({c['reason']})" if c["reason"] else ""
+        click.echo(f"{c['created_at']}  {c['action']} {what} by {c['user_id']}{why}")
+
+
+@labels_group.command("add")
+@click.argument("label")
+@_REASON
+@_BY
+@click.pass_obj
+def add_command(state: Any, label: str, reason: str, by: str | None) -> None:
+    """Add LABEL to the label set (a retired one comes back).
+
+    \b
+    Examples:
+      hitl labels add refund
+    """
+    _change(state, "add", _check_name(label), None, reason, by)
+
+
+@labels_group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@_REASON
+@_BY
+@click.pass_obj
+def rename_command(state: Any, old: str, new: str, reason: str, by: str | None) -> None:
+    """Rename label OLD to NEW: its decided labels become NEW (each in the history), and a
+    click on an old OLD button counts for NEW.
+
+    \b
+    Examples:
+      hitl labels rename how_to question
+    """
+    _change(state, "rename", old, _check_name(new), reason, by)
+
+
+@labels_group.command("merge")
+@click.argument("old")
+@click.argument("into")
+@_REASON
+@_BY
+@click.pass_obj
+def merge_command(state: Any, old: str, into: str, reason: str, by: str | None) -> None:
+    """Merge label OLD into INTO: OLD leaves the set, its decided labels become INTO (each in
+    the history), and a click on an old OLD button counts for INTO.
+
+    \b
+    Examples:
+      hitl labels merge praise feedback
+    """
+    _change(state, "merge", old, into, reason, by)
+
+
+@labels_group.command("retire")
+@click.argument("label")
+@_REASON
+@_BY
+@click.pass_obj
+def retire_command(state: Any, label: str, reason: str, by: str | None) -> None:
+    """Retire LABEL: no question offers it any more and a click on an old button for it is
+    refused with a note; its decided labels stay (change them with `hitl labels set`).
+
+    \b
+    Examples:
+      hitl labels retire feature_request
+    """
+    _change(state, "retire", label, None, reason, by)

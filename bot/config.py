@@ -24,6 +24,14 @@ CONFIG_FILE = "hitl.toml"
 
 
 @dataclass(frozen=True)
+class Guideline:
+    """What a label means, for the people answering: ``[labels.NAME]`` in hitl.toml."""
+
+    description: str = ""
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -53,6 +61,8 @@ class Settings:
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     routes: Mapping[str, str] = field(default_factory=dict)
+    guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
+    show_meta: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -253,6 +263,27 @@ def _routes(value: Any) -> dict[str, str]:
     return {k: v.strip() for k, v in value.items()}
 
 
+def _guidelines(value: Any) -> dict[str, Guideline]:
+    """``[labels.NAME]`` tables: ``description = "..."`` and ``examples = ["...", ...]``."""
+    if not isinstance(value, dict):
+        raise ValueError("must be tables like [labels.billing] with description and examples")
+    found = {}
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"[labels.{name}] must be a table with description and examples")
+        unknown = sorted(set(table) - {"description", "examples"})
+        if unknown:
+            raise ValueError(f"[labels.{name}] has {unknown[0]!r}; use description and examples")
+        description = table.get("description", "")
+        examples = table.get("examples", [])
+        if not isinstance(description, str):
+            raise ValueError(f"[labels.{name}] description must be text")
+        if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+            raise ValueError(f'[labels.{name}] examples must be a list of text, e.g. ["..."]')
+        found[name] = Guideline(description.strip(), tuple(e.strip() for e in examples))
+    return found
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str  # Settings field
@@ -330,6 +361,13 @@ SPECS: tuple[Spec, ...] = (
         "how uncertainty orders the queue (model.selection.STRATEGIES)",
     ),
     Spec(
+        "show_meta",
+        "HITL_SHOW_META",
+        _list,
+        False,
+        "fields of an item's meta shown under its question, e.g. channel,customer",
+    ),
+    Spec(
         "keep_models",
         "HITL_KEEP_MODELS",
         _integer(0, 1000),
@@ -379,6 +417,11 @@ def load_settings(
                     f"{toml_path}: unknown setting {key!r} in [hitl]; "
                     f"known: {', '.join([*known, *TOML_ONLY])}"
                 )
+        if "labels" in document:  # [labels.NAME]: guidelines, beside [hitl]
+            try:
+                from_file["guidelines"] = _guidelines(document["labels"])
+            except ValueError as exc:
+                problems.append(f"{toml_path} {exc}")
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -407,6 +450,9 @@ def load_settings(
                 sources[name] = str(toml_path)
             except ValueError as exc:
                 problems.append(f"{toml_path} [hitl.{name}] {exc}")
+    if "guidelines" in from_file:
+        values["guidelines"] = from_file["guidelines"]
+        sources["guidelines"] = str(toml_path)
     if problems:
         raise ConfigError(problems)
     return Settings(**values, sources=sources)

@@ -1,5 +1,7 @@
 """The label set in force: which labels questions offer, answers may use and training knows.
 
+The stored label set once an admin has changed it (`hitl labels add|rename|merge|retire`,
+`/hitl labels`): from the first change on, the database's set wins. Before that,
 ``HITL_LABELS`` when it is set, else every label people or imports have given.
 """
 
@@ -11,4 +13,17 @@ from bot.store import Store
 
 def current_labels(settings: Settings, store: Store) -> list[str]:
     """The label set in force, in its order."""
+    stored = store.stored_labels()
+    if stored is not None:
+        return stored
     return list(settings.labels) if settings.labels else store.label_set()
+
+
+def resolve_label(settings: Settings, store: Store, label: str) -> str | None:
+    """The label a click on ``label`` counts for: itself while it is in force, its successor
+    after a rename or merge, None when it was retired (or never was one)."""
+    labels = current_labels(settings, store)
+    if label in labels:
+        return label
+    successor = store.label_aliases().get(label)
+    return successor if successor in labels else None

@@ -181,7 +181,7 @@ def begin(
         champion_mask=mask,
         watermark=watermark,
         n_new=n_new,
-        label_set=list(settings.labels) or None,
+        label_set=store.stored_labels() or list(settings.labels) or None,
         pipeline=settings.pipeline,
         previous=previous,
         started=time.perf_counter(),

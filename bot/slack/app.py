@@ -21,8 +21,10 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.labelset import resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
+from bot.slack.guidelines import guidelines_view
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
@@ -164,6 +166,16 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             return
         await _answer(rt, ack, body, action, client, item_id, None)
 
+    @app.action(blocks.GUIDELINES_ACTION)
+    @tracked
+    async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient):
+        await ack()
+        view = guidelines_view(label_set(rt.settings, rt.store), rt.settings.guidelines)
+        if body.get("container", {}).get("type") == "view":  # over the labeling modal
+            await client.views_push(trigger_id=body["trigger_id"], view=view)
+        else:
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
     @app.action(blocks.UNDO_ACTION)
     @tracked
     async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
@@ -240,10 +252,15 @@ async def _answer(
     """Store one answer, then ack, then redraw: the order that makes an ack durable."""
     user_id = body["user"]["id"]
     in_modal = body.get("container", {}).get("type") == "view"
-    if label is not None and label not in label_set(rt.settings, rt.store):
-        await ack()
-        await _tell(client, body, f"{label!r} is not in the label set any more; pick another.")
-        return
+    if label is not None:
+        # A button drawn before a rename or merge counts for the label's successor.
+        clicked, label = label, resolve_label(rt.settings, rt.store, label)
+        if label is None:
+            await ack()
+            await _tell(
+                client, body, f"{clicked!r} is not in the label set any more; pick another."
+            )
+            return
     key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
     result = rt.store.record_answer(
         item_id,

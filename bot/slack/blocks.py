@@ -40,6 +40,7 @@ OTHER_EXTERNAL_ACTION = re.compile(r"^hitl\.(q|m)\.other_ext$")
 SKIP_ACTION = re.compile(r"^hitl\.(q|m)\.skip$")
 UNDO_ACTION = "hitl.undo"
 START_LABELING_ACTION = "hitl.home.start"
+GUIDELINES_ACTION = re.compile(r"^hitl\.(q|m)\.guidelines$")
 MODAL_CALLBACK = "hitl.label_modal"
 
 MAX_GUESS_BUTTONS = 5
@@ -66,6 +67,8 @@ class Question:
     votes_needed: int = 1
     resolved_label: str | None = None
     show_votes: bool = False  # False: an open question shows how many answered, not what
+    meta_line: str = ""  # the item's HITL_SHOW_META fields, drawn under an open question
+    has_guidelines: bool = False  # a "Guidelines" button opens the labels' descriptions
 
 
 def escape(text: str) -> str:
@@ -257,6 +260,8 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     tally = tally_line(q)
     if tally:
         context.append(_text(tally))
+    if q.meta_line:
+        context.append(_text(q.meta_line))
     blocks.append(ContextBlock(elements=context))
     blocks.append(
         ActionsBlock(block_id=block_id_for(q.item_id), elements=answer_elements(q, prefix))
@@ -309,6 +314,14 @@ def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
             )
         else:
             elements.append(_other_select(prefix, tuple(q.labels)))
+    if q.has_guidelines:
+        elements.append(
+            ButtonElement(
+                text="Guidelines",
+                action_id=f"hitl.{prefix}.guidelines",
+                value=encode_value(q.item_id),
+            )
+        )
     elements.append(
         ButtonElement(text="Skip", action_id=f"hitl.{prefix}.skip", value=encode_value(q.item_id))
     )

@@ -27,7 +27,9 @@ from bot.learning.rollback import begin_rollback
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
+from bot.slack.labels import labels_reply
 from bot.slack.modal import open_labeling_modal
+from bot.slack.redraw import Redrawer
 from bot.slack.review import open_review
 from model import ModelError
 
@@ -268,6 +270,13 @@ async def stats(call: Call) -> None:
     await call.ack(text="\n\n".join(sections), blocks=blocks.report_blocks(sections))
 
 
+async def labels(call: Call) -> None:
+    text, changed = labels_reply(call.rt, call.user_id, call.args)
+    await call.ack(text=text)
+    if changed:
+        await Redrawer.of(call.rt).soon()
+
+
 async def retrain(call: Call) -> None:
     force = bool({"--force", "force"} & set(call.args))
     await call.ack(text=retrain_now(call.rt, call.user_id, force=force))
@@ -293,6 +302,13 @@ TABLE: tuple[Subcommand, ...] = (
         "decide the items in review (split votes, low agreement, the model disagreeing)",
         review,
         admins_only=True,
+    ),
+    Subcommand(
+        "labels",
+        "the label set; add, rename, merge or retire a label",
+        labels,
+        admins_only=True,
+        args="[add|rename|merge|retire …]",
     ),
     Subcommand(
         "retrain",

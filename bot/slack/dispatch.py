@@ -29,6 +29,7 @@ from bot.learning.jobs import sync_champion
 from bot.learning.scoring import candidates, choose, score_pending
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
+from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,14 @@ class Dispatcher:
                 posted += 1
         return posted
 
+    def _meta_line(self, item_id: str) -> str:
+        """The item's HITL_SHOW_META fields, for under its question (one read, when set)."""
+        fields = self.rt.settings.show_meta
+        if not fields:
+            return ""
+        item = self.rt.store.get_item(item_id) or {}
+        return meta_line(item.get("meta") or {}, fields)
+
     async def post(
         self, channel: str, item: dict[str, Any], reason: str, labels: list[str]
     ) -> bool | None:
@@ -204,6 +213,8 @@ class Dispatcher:
             model_version=item["model_version"] if guesses else None,
             reason=reason,
             votes_needed=rt.settings.votes,
+            meta_line=self._meta_line(item["id"]),
+            has_guidelines=bool(rt.settings.guidelines),
         )
         shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
         self.shown_at_post[item["id"]] = shown

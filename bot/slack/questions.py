@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.labelset import current_labels
 from bot.slack.blocks import Question
+from bot.slack.guidelines import meta_line
 from bot.store import Store
 
 
@@ -31,6 +32,7 @@ def build_question(
         guesses = [shown, *[g for g in guesses if g[0] != shown[0]]]
     elif post is not None and post["model_version"] is None:
         guesses = []
+    guesses = _in_force(guesses, store.label_aliases(), store.retired_labels())
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
     return Question(
         item_id=item_id,
@@ -45,4 +47,19 @@ def build_question(
         votes_needed=settings.votes,
         resolved_label=resolution["label"] if resolution else None,
         show_votes=settings.show_votes,
+        meta_line=meta_line(item["meta"], settings.show_meta) if settings.show_meta else "",
+        has_guidelines=bool(settings.guidelines),
     )
+
+
+def _in_force(
+    guesses: list[tuple[str, float]], aliases: dict[str, str], retired: set[str]
+) -> list[tuple[str, float]]:
+    """The model's guesses under the label set in force: a renamed or merged label shows as
+    its successor (once, at its best guess), a retired one not at all."""
+    kept: dict[str, float] = {}
+    for label, p in guesses:
+        label = aliases.get(label, label)
+        if label not in retired and label not in kept:
+            kept[label] = p
+    return list(kept.items())

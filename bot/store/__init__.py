@@ -4,7 +4,8 @@ One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the 
 opened it). Every change that touches more than one row runs in one transaction, so it is
 committed whole or not at all. ``Store`` is put together from one class per concern:
 ``core`` (opening, migrating, items, labels, runs), ``queue`` (scoring, posting, answering),
-``labels`` (changing decided labels, with their history), ``reviews`` (the review queue),
+``labels`` (changing decided labels, with their history), ``labelset`` (adding, renaming,
+merging and retiring labels), ``reviews`` (the review queue),
 ``models`` (training data, the retrain lock, model versions), ``views`` (stats, the next item
 to label) and ``producer`` (items added over the producer API, the webhook outbox); the schema
 is in ``migrations``; ``records`` holds what it hands out, ``memory`` asks SQLite how much

@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store.labels import LabelsMixin
+from bot.store.labelset import LabelSetMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
 from bot.store.producer import ProducerMixin
@@ -53,7 +54,14 @@ def utc_now() -> str:
 
 
 class Store(
-    QueueMixin, LabelsMixin, ReviewsMixin, ModelsMixin, ViewsMixin, ProducerMixin, QualityMixin
+    QueueMixin,
+    LabelsMixin,
+    LabelSetMixin,
+    ReviewsMixin,
+    ModelsMixin,
+    ViewsMixin,
+    ProducerMixin,
+    QualityMixin,
 ):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 

@@ -303,4 +303,34 @@ def m013_label_history_reviews(db: Database) -> None:
     db.execute("CREATE INDEX reviews_open ON reviews(decided_at, id)")
 
 
+@migrations(name="m014_label_set")
+def m014_label_set(db: Database) -> None:
+    # A label set that can change: once an admin adds, renames, merges or retires a label,
+    # the stored set (active labels, in order) is the one in force, over HITL_LABELS and the
+    # imported labels. A renamed or merged label maps to its successor (label_aliases), so a
+    # click on an old button and an old answer count for the new label; every change is a row
+    # of label_set_changes, whose count is the label set's version.
+    db.execute(
+        """
+        CREATE TABLE label_set (
+            name TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active'
+        )"""
+    )
+    db.execute("CREATE TABLE label_aliases (old TEXT PRIMARY KEY, new TEXT NOT NULL)")
+    db.execute(
+        """
+        CREATE TABLE label_set_changes (
+            id INTEGER PRIMARY KEY,
+            action TEXT NOT NULL,
+            label TEXT NOT NULL,
+            new_label TEXT,
+            user_id TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

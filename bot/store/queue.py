@@ -403,11 +403,13 @@ class QueueMixin:
 
     def tally(self, item_id: str, through: int | None = None) -> Tally:
         """Each user's latest answer to the item (up to answer id ``through``, if given):
-        votes by label, and who skipped."""
+        votes by label (a renamed or merged label's votes count for its successor), and who
+        skipped."""
         rows = self.db.execute(
-            "SELECT user_id, label, source FROM answers WHERE id IN ("
+            "SELECT a.user_id, coalesce(m.new, a.label), a.source FROM answers a"
+            " LEFT JOIN label_aliases m ON m.old = a.label WHERE a.id IN ("
             " SELECT max(id) FROM answers WHERE item_id = ? AND source != 'import'"
-            " AND id <= ? GROUP BY user_id) ORDER BY id",
+            " AND id <= ? GROUP BY user_id) ORDER BY a.id",
             [item_id, through if through is not None else 2**62],
         ).fetchall()
         votes: dict[str, list[str]] = {}

@@ -167,6 +167,7 @@ def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
         "resolved_at",
         "meta",
         "answers",
+        "label_set",
     ]
     assert (first["id"], first["label"], first["votes"], first["annotators"]) == (
         "T1",

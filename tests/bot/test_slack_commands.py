@@ -45,11 +45,7 @@ async def test_every_admin_only_subcommand_is_refused_to_a_non_admin_and_no_othe
     assert (
         ADMIN_ONLY
         == {sub.name for sub in TABLE if sub.admins_only}
-        == {
-            "review",
-            "retrain",
-            "rollback",
-        }
+        == {"review", "labels", "retrain", "rollback"}
     )
     for sub in TABLE:
         text = await reply(bot, f"{sub.name} 1", user="U0RAJ")

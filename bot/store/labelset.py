@@ -1,0 +1,145 @@
+"""A label set that can change: add, rename, merge and retire labels.
+
+Until the first change nothing is stored, and the set in force is ``HITL_LABELS`` or the
+imported labels (``bot.labelset``). The first change stores that set, changed; from then on the
+stored set wins. A rename or merge rewrites the decided labels (each change in
+``label_history``, so training uses the new mapping) and maps the old label to its successor
+(``label_aliases``): a click on an old button, and an old answer in a tally, count for the new
+label. Answers themselves keep what people clicked. Every change redraws the open questions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+from sqlite_utils import Database
+
+from bot.errors import StoreError
+
+ACTIONS = ("add", "rename", "merge", "retire")
+
+
+class LabelSetMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+    _immediate: Callable[[], AbstractContextManager[None]]
+
+    def stored_labels(self) -> list[str] | None:
+        """The stored label set's active labels in order, or None before the first change."""
+        rows = self.db.execute("SELECT name, status FROM label_set ORDER BY position").fetchall()
+        return [name for name, status in rows if status == "active"] if rows else None
+
+    def retired_labels(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM label_set WHERE status = 'retired'")
+        return {row[0] for row in rows}
+
+    def label_aliases(self) -> dict[str, str]:
+        """Renamed and merged labels → the label they count for now."""
+        return dict(self.db.execute("SELECT old, new FROM label_aliases").fetchall())
+
+    def label_set_version(self, labels: Sequence[str]) -> str:
+        """Which label set ``labels`` is, for exports: ``v<changes>:<hash of the labels>``."""
+        n = self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]
+        digest = hashlib.sha256(json.dumps(list(labels)).encode()).hexdigest()[:8]
+        return f"v{n}:{digest}"
+
+    def label_set_changes(self) -> list[dict]:
+        return [dict(r) for r in self.db["label_set_changes"].rows_where(order_by="id")]
+
+    def change_label_set(
+        self,
+        action: str,
+        label: str,
+        new: str | None = None,
+        *,
+        current: Sequence[str],
+        user_id: str,
+        reason: str = "",
+    ) -> list[str]:
+        """Apply one change to the label set in force (``current``, stored first if it is not
+        yet) in one transaction, and return the new set. Raises ``StoreError`` saying what to
+        fix for a change that does not fit (an unknown label, a name taken, ...)."""
+        with self._immediate():
+            if self.stored_labels() is None:
+                self.db.execute("DELETE FROM label_set")
+                self.db.conn.executemany(
+                    "INSERT INTO label_set (name, position) VALUES (?, ?)",
+                    [(name, n) for n, name in enumerate(current)],
+                )
+            active = self.stored_labels() or []
+            now = self.now()
+            if action == "add":
+                if label in active:
+                    raise StoreError(f"{label!r} is in the label set already")
+                self.db.execute(
+                    "INSERT INTO label_set (name, position, status) VALUES (?,"
+                    " (SELECT coalesce(max(position), -1) + 1 FROM label_set), 'active')"
+                    " ON CONFLICT(name) DO UPDATE SET status = 'active'",
+                    [label],
+                )
+                self.db.execute("DELETE FROM label_aliases WHERE old = ?", [label])
+            elif action in ("rename", "merge"):
+                if label not in active:
+                    raise StoreError(_not_in(label, active))
+                if new is None or new == label:
+                    raise StoreError(f"{action} needs a second, different label")
+                if action == "rename" and new in active:
+                    raise StoreError(
+                        f"{new!r} is in the label set already; merge {label!r} into it instead"
+                    )
+                if action == "merge" and new not in active:
+                    raise StoreError(_not_in(new, active))
+                if action == "rename":
+                    self.db.execute("DELETE FROM label_set WHERE name = ?", [new])
+                    self.db.execute("UPDATE label_set SET name = ? WHERE name = ?", [new, label])
+                else:
+                    self.db.execute("DELETE FROM label_set WHERE name = ?", [label])
+                self._relabel_all(label, new, action, user_id, reason, now)
+            elif action == "retire":
+                if label not in active:
+                    raise StoreError(_not_in(label, active))
+                if len(active) <= 2:
+                    raise StoreError("a label set needs two labels; add one before retiring")
+                self.db.execute("UPDATE label_set SET status = 'retired' WHERE name = ?", [label])
+            else:
+                raise StoreError(f"unknown change {action!r}; use one of {', '.join(ACTIONS)}")
+            self.db["label_set_changes"].insert(
+                {
+                    "action": action,
+                    "label": label,
+                    "new_label": new,
+                    "user_id": user_id,
+                    "reason": reason,
+                    "created_at": now,
+                }
+            )
+            # Every open question is drawn again with the new buttons.
+            self.db.execute("UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE closed_at IS NULL")
+            return self.stored_labels() or []
+
+    def _relabel_all(
+        self, old: str, new: str, action: str, user_id: str, reason: str, now: str
+    ) -> None:
+        """Decided labels ``old`` become ``new`` (each change in the history); ``old`` and
+        whatever was mapped to it count for ``new`` from now on."""
+        self.db.execute(
+            "INSERT INTO label_history"
+            " (item_id, old_label, new_label, action, user_id, reason, created_at)"
+            " SELECT item_id, label, ?, ?, ?, ?, ? FROM labels WHERE label = ?",
+            [new, action, user_id, reason, now, old],
+        )
+        self.db.execute(
+            "UPDATE labels SET label = ?, resolved_at = ? WHERE label = ?", [new, now, old]
+        )
+        self.db.execute("UPDATE label_aliases SET new = ? WHERE new = ?", [new, old])
+        self.db.execute("DELETE FROM label_aliases WHERE old = ?", [new])
+        self.db.execute("INSERT OR REPLACE INTO label_aliases (old, new) VALUES (?, ?)", [old, new])
+
+
+def _not_in(label: str, active: Sequence[str]) -> str:
+    return f"{label!r} is not in the label set ({', '.join(active)})"

@@ -1,0 +1,88 @@
+"""Guidelines through signed requests: a question's "Guidelines" button opens a modal with the
+labels' descriptions from hitl.toml, and the item's HITL_SHOW_META fields are drawn under it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.config import Guideline, load_settings
+from bot.errors import ConfigError
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_slack_bot import context_text
+
+GUIDES = {
+    "billing": Guideline("Money: charges, refunds, invoices.", ("I was charged twice",)),
+    "bug": Guideline("Something is broken.", ()),
+}
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    meta = {"channel": "email", "customer": "ACME <!channel>", "secret": "not shown"}
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash", meta=meta)])
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=1, guidelines=GUIDES, show_meta=("channel", "customer")
+    )
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+def guidelines_button(message: dict) -> tuple[dict, dict]:
+    for block in message["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id", "").endswith(".guidelines"):
+                return block, element
+    raise AssertionError("no Guidelines button")
+
+
+async def test_the_guidelines_button_opens_a_modal_with_the_labels_descriptions(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    block, button = guidelines_button(message)
+    payload = signing.block_actions_payload(
+        "U0ANA",
+        button["action_id"],
+        button["value"],
+        message_ts=message["ts"],
+        block_id=block["block_id"],
+        message=message,
+    )
+    assert (await bot.action(payload)).status == 200
+    opened = await bot.fake.next_call("views.open")
+    shown = json.dumps(opened.reply["view"]["blocks"])
+    assert "Money: charges, refunds, invoices." in shown and "I was charged twice" in shown
+    assert "Something is broken." in shown
+    assert "*account*\\n_no description yet_" in shown  # a label in force without a guideline
+    assert bot.store.count_answers() == 0  # opening the guidelines is not an answer
+
+
+async def test_the_chosen_meta_fields_are_drawn_under_the_question_escaped(bot: Bot):
+    await bot.dispatcher.fill()
+    shown = context_text(bot.posted()[0])
+    assert "channel: email · customer: ACME &lt;!channel&gt;" in shown
+    assert "not shown" not in shown
+
+
+def test_guidelines_come_from_labels_tables_in_hitl_toml_and_a_bad_one_is_one_line(
+    tmp_path: Path,
+):
+    good = tmp_path / "hitl.toml"
+    good.write_text(
+        '[hitl]\nshow_meta = "channel,customer"\n\n'
+        '[labels.billing]\ndescription = "Money"\nexamples = ["charged twice", "refund"]\n'
+    )
+    settings = load_settings({}, good)
+    assert settings.guidelines == {"billing": Guideline("Money", ("charged twice", "refund"))}
+    assert settings.show_meta == ("channel", "customer")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[labels.billing]\ndescription = "Money"\nexample = "refund"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, bad)
+    assert str(error.value).endswith(
+        f"{bad} [labels.billing] has 'example'; use description and examples"
+    )

@@ -1,0 +1,115 @@
+"""A label set that can change, through signed requests and the CLI: a rename redraws the open
+questions and an old button counts for the new name, a retired label's old button is refused
+with a note, a merge reaches training, and exports say which label set they follow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_cli_loop import labeled_file, run
+from tests.bot.test_slack_bot import buttons
+from tests.fake_slack import CHANNEL
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(
+        tmp_path / "hitl.db",
+        [Item("a", "refund and a crash"), Item("s1", "seed one", "billing")],
+    )
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        yield running
+
+
+async def reply(bot: Bot, text: str, user: str = "U0ADMIN") -> str:
+    response = await bot.command(text, user)
+    assert response.status == 200
+    body = await response.text()
+    return json.loads(body)["text"] if body.startswith("{") else body
+
+
+async def test_a_rename_redraws_open_questions_and_an_old_button_counts_for_the_new_name(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    old = buttons(message)[0]
+    before = len(bot.fake.calls_to("chat.update"))
+
+    text = await reply(bot, f"labels rename {old} renamed")
+    assert text.startswith("Done. Labels now: ") and "`renamed`" in text
+    await bot.settled()
+    updates = bot.fake.calls_to("chat.update")[before:]
+    assert updates and "renamed" in json.dumps(updates[-1].params)
+    redrawn = bot.fake.message(CHANNEL, message["ts"])
+    assert "renamed" in buttons(redrawn) and old not in buttons(redrawn)
+
+    # A click on the button drawn before the rename counts for the new name.
+    assert (await bot.action(bot.button_payload(message, "U0ANA", old))).status == 200
+    await bot.settled()
+    assert bot.store.resolution("a")["label"] == "renamed"
+    assert [a["label"] for a in bot.store.iter_answers() if a["item_id"] == "a"] == ["renamed"]
+
+
+async def test_a_retired_labels_old_button_is_refused_with_a_note_and_nothing_is_stored(bot: Bot):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    retired = buttons(message)[0]
+    assert (await reply(bot, f"labels retire {retired}")).startswith("Done. Labels now: ")
+    await bot.settled()
+    assert retired not in buttons(bot.fake.message(CHANNEL, message["ts"]))
+
+    assert (await bot.action(bot.button_payload(message, "U0ANA", retired))).status == 200
+    note = await bot.fake.next_call("chat.postEphemeral")
+    assert note.params["text"] == f"{retired!r} is not in the label set any more; pick another."
+    assert bot.store.count_answers() == 1  # the seed's only
+
+
+async def test_labels_shows_the_set_and_bad_changes_say_what_to_fix(bot: Bot):
+    shown = await reply(bot, "labels")
+    assert shown.startswith("*Labels* (v0:") and "`billing`" in shown and "Usage:" in shown
+    assert (await reply(bot, "labels rename nope x")).startswith(
+        "Cannot rename: 'nope' is not in the label set (billing, bug,"
+    )
+    assert (await reply(bot, "labels rename bug billing")) == (
+        "Cannot rename: 'billing' is in the label set already; merge 'bug' into it instead"
+    )
+    assert (await reply(bot, "labels frobnicate x")).startswith("Usage: `/hitl labels`")
+    assert (await reply(bot, "labels add", "U0RAJ")).startswith("Only admins can labels.")
+    assert bot.store.stored_labels() is None  # nothing changed yet: HITL_LABELS in force
+
+
+def test_a_merge_reaches_training_keeps_history_and_exports_name_their_label_set(
+    tmp_path: Path,
+):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    before = json.loads(run(db, "export").stdout.splitlines()[0])["label_set"]
+    merged = run(db, "labels", "merge", "bug", "billing", "--reason", "one queue", "--by", "ana")
+    assert merged.stdout == "Label set now: billing\n", merged.output
+    # a set of one label: further retiring is refused, in one line
+    assert run(db, "labels", "retire", "billing").stderr == (
+        "Error: a label set needs two labels; add one before retiring\n"
+    )
+    assert run(db, "labels", "add", "refund").stdout == "Label set now: billing, refund\n"
+    with Store.open(db) as store:
+        assert {row[2] for row in store.training_data()} == {"billing"}
+        history = store.label_history("ag0")
+        assert [(h["old_label"], h["new_label"], h["action"]) for h in history] == [
+            ("bug", "billing", "merge")
+        ]
+        # the imported answer keeps the label it was given
+        assert [a["label"] for a in store.iter_answers() if a["item_id"] == "ag0"] == ["bug"]
+    after = json.loads(run(db, "export").stdout.splitlines()[0])["label_set"]
+    assert before.startswith("v0:") and after.startswith("v2:") and before != after
+    show = run(db, "labels", "show").stdout.splitlines()
+    assert show[0] == f"Labels (stored (changed with hitl labels), {after}): billing, refund"
+    assert show[1].endswith("merge bug → billing by ana (one queue)")
+    # the label set in force is the stored one now: set refuses a label outside it
+    assert run(db, "labels", "set", "ab0", "bug").stderr == (
+        "Error: 'bug' is not in the label set (billing, refund); use one of these\n"
+    )
