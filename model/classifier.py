@@ -29,7 +29,7 @@ DEFAULT_PIPELINE = "word_char_auto"
 AUTO_LR_MAX_SAMPLES = 2_000
 """``word_char_auto`` fits ``word_char_lr_balanced`` up to this many texts, SGD above."""
 LR_SOLVER = "newton-cg"
-"""The logistic-regression solver (see ``_logistic``); ``benchmarks/model_footprint.py`` sets
+"""The word + char logistic regressions' solver (see ``_logistic``); ``model_footprint.py`` sets
 scikit-learn's default, ``"lbfgs"``, to measure the models fitted before."""
 MAX_CHARS = 20_000
 """Texts are cut to this many characters before featurisation (keeps 50k-char texts cheap)."""
@@ -57,12 +57,13 @@ def _word_char() -> FeatureUnion:
 
 
 def _logistic(C: float, random_state: int, class_weight: str | None = None) -> LogisticRegression:
-    """Multinomial logistic regression fitted by Newton-CG.
+    """Multinomial logistic regression over word + char n-grams, fitted by Newton-CG.
 
     Same objective as scikit-learn's default L-BFGS, so the same model up to the solvers'
-    tolerance, but L-BFGS keeps 25 copies of the n_classes × n_features coefficients: 1.35 GB
-    and 32–48 s for 1,000 labels × 89 classes, against 0.37 GB and 9 s with Newton-CG
-    (``benchmarks/model_footprint.py``)."""
+    tolerance, but L-BFGS keeps 25 copies of the n_classes × n_features coefficients: 1.4 GB
+    for 1,000 labels × 89 classes, against 0.4 GB with Newton-CG, and a quarter of the time
+    (``benchmarks/model_footprint.py``). The word-only pipelines (``hitl demo``'s) have few
+    features and keep L-BFGS."""
     return LogisticRegression(
         C=C,
         solver=LR_SOLVER,
@@ -85,7 +86,7 @@ def _word_lr(random_state: int) -> Pipeline:
     return Pipeline(
         [
             ("features", _word_tfidf()),
-            ("clf", _logistic(1.0, random_state)),
+            ("clf", LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)),
         ]
     )
 
@@ -94,7 +95,7 @@ def _word_lr_c10(random_state: int) -> Pipeline:
     return Pipeline(
         [
             ("features", _word_tfidf()),
-            ("clf", _logistic(10.0, random_state)),
+            ("clf", LogisticRegression(C=10.0, max_iter=2000, random_state=random_state)),
         ]
     )
 

@@ -166,7 +166,7 @@ def test_fitted_coefficients_are_laid_out_so_one_text_is_scored_without_copying_
     np.testing.assert_array_equal(clf.predict_proba(texts), reference.predict_proba(texts))
 
 
-@pytest.mark.parametrize("name", ["word_char_lr_balanced", "word_lr"])
+@pytest.mark.parametrize("name", ["word_char_lr_balanced", "word_char_lr"])
 def test_logistic_regression_fits_the_model_lbfgs_would_fit_with_less_memory(name, toy):
     """Newton-CG minimises the same objective as scikit-learn's default L-BFGS, which keeps 25
     copies of the coefficients (1.4 GB for 1,000 labels × 89 classes); run to a tight tolerance,
