@@ -140,6 +140,12 @@ def cli(ctx: click.Context, db: Path | None, verbose: int) -> None:
     help="Column holding a known label (default: 'label' if present); "
     "labeled rows become seed labels.",
 )
+@click.option(
+    "--gold",
+    is_flag=True,
+    help="The rows are gold: known answers to score people on, mixed into the questions at "
+    "HITL_GOLD_RATE; each row needs a label, and an id already stored is marked gold.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejected row.")
 @click.pass_obj
 def import_command(
@@ -149,6 +155,7 @@ def import_command(
     text_column: str,
     id_column: str | None,
     label_column: str | None,
+    gold: bool,
     quiet: bool,
 ) -> None:
     """Import items to label from PATH (CSV, TSV, JSONL or plain text, one item per line).
@@ -163,6 +170,8 @@ def import_command(
       hitl import tickets.csv --text-column body --id-column ticket_id
       hitl import labeled.jsonl --label-column intent
       hitl import messages.txt
+      hitl import --gold checked.csv
+      hitl export > decided.jsonl && hitl import --gold decided.jsonl
     """
     with friendly_errors():
         size = path.stat().st_size if path.is_file() else 0
@@ -187,11 +196,20 @@ def import_command(
             shown += 1
 
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
-            summary = import_rows(store, path, rows, triggered_by=f"cli:{path.name}", on_error=show)
+            summary = import_rows(
+                store, path, rows, triggered_by=f"cli:{path.name}", on_error=show, gold=gold
+            )
         if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
             click.echo(
                 f"... and {summary.rejected - MAX_ERRORS_SHOWN} more rejected rows", err=True
             )
+    if gold:
+        click.echo(
+            f"{path.name}: read {summary.read:,} rows, {summary.imported:,} new gold items, "
+            f"{summary.marked_gold:,} stored items marked gold, {summary.duplicates:,} already "
+            f"gold, {summary.rejected:,} rejected"
+        )
+        return
     click.echo(
         f"{path.name}: read {summary.read:,} rows, imported {summary.imported:,} "
         f"({summary.labeled:,} with labels), {summary.duplicates:,} duplicates, "
@@ -509,7 +527,7 @@ def stats_command(state: State) -> None:
 
     with friendly_errors(), state.open_existing_store() as store:
         sections = [reports.stats_text(store, state.settings, datetime.now(UTC))]
-        sections += quality.quality_sections(quality.measure(store, state.settings))
+        sections += quality.quality_sections(quality.measure(store, state.settings), gold=True)
     click.echo(reports.plain("\n\n".join(sections)))
 
 

@@ -49,6 +49,7 @@ class Settings:
     port: int = 3000
     threshold: float = 0.8
     audit_rate: float = 0.1
+    gold_rate: float = 0.05
     max_open: int = 5
     votes: int = 1
     show_votes: bool = False
@@ -320,6 +321,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("port", "HITL_PORT", _integer(1, 65535), False, "HTTP server port"),
     Spec("threshold", "HITL_THRESHOLD", _number(0, 1), False, "below this confidence, ask people"),
     Spec("audit_rate", "HITL_AUDIT_RATE", _number(0, 1), False, "share of random (audit) posts"),
+    Spec(
+        "gold_rate",
+        "HITL_GOLD_RATE",
+        _number(0, 1),
+        False,
+        "share of posts that are gold questions (0: none)",
+    ),
     Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
     Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
     Spec(

@@ -30,6 +30,7 @@ class ImportSummary:
     labeled: int = 0
     duplicates: int = 0
     rejected: int = 0
+    marked_gold: int = 0  # with ``gold``: items already stored, now gold
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -39,6 +40,7 @@ class ImportSummary:
             "labeled": self.labeled,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
+            **({"marked_gold": self.marked_gold} if self.marked_gold else {}),
         }
 
 
@@ -75,15 +77,25 @@ def import_rows(
     triggered_by: str,
     on_error: Callable[[str], None] = lambda message: None,
     batch_size: int = IMPORT_BATCH,
+    gold: bool = False,
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
-    ``on_error`` gets the message of each rejected row as it is met."""
+    ``on_error`` gets the message of each rejected row as it is met. With ``gold``, the rows
+    are gold (``Store.add_gold``): each needs a label; an id already stored is marked gold."""
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     batch: list[Row] = []
 
     def flush() -> None:
         if not batch:
+            return
+        if gold:
+            done = store.add_gold(batch)
+            summary.imported += done.added
+            summary.labeled += done.added
+            summary.marked_gold += done.marked
+            summary.duplicates += done.unchanged
+            batch.clear()
             return
         result = store.add_items(batch, source="import")
         summary.imported += result.imported
@@ -94,6 +106,8 @@ def import_rows(
 
     for row in rows:
         summary.read += 1
+        if gold and isinstance(row, Row) and row.label is None:
+            row = RowError(row.line, "a gold row needs a label")
         if isinstance(row, RowError):
             summary.rejected += 1
             message = row.message(path)

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.store import Store
-from model.agreement import DEFAULT_MIN_SHARED, AgreementReport, Tally, agreement
+from model.agreement import (
+    DEFAULT_MIN_SHARED,
+    AgreementReport,
+    GoldAccuracy,
+    Tally,
+    agreement,
+    gold_accuracy,
+)
 
 MAX_PAIRS = 10  # pairs shown, most shared items first
 MAX_PEOPLE = 20  # people shown against the majority, most votes first
@@ -26,14 +33,44 @@ class Quality:
     """What ``/hitl stats`` and ``hitl stats`` show about the answers' quality."""
 
     agreement: AgreementReport | None  # None with HITL_VOTES = 1 (one answer per item)
+    gold: list[GoldAccuracy]  # each person who answered a gold item; empty without gold
+    n_gold: int = 0  # gold items
 
 
 def measure(store: Store, settings: Settings) -> Quality:
     """Measure on ``store`` in this thread (reads every vote)."""
-    if settings.votes <= 1:
-        return Quality(agreement=None)
+    gold = store.gold_labels()
+    if settings.votes <= 1 and not gold:
+        return Quality(agreement=None, gold=[], n_gold=0)
     tally = Tally.from_votes(store.iter_votes())
-    return Quality(agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED))
+    return Quality(
+        agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED) if settings.votes > 1 else None,
+        gold=[g for g in gold_accuracy(tally, gold) if g.n] if gold else [],
+        n_gold=len(gold),
+    )
+
+
+def own_gold(store: Store, user_id: str) -> GoldAccuracy | None:
+    """``user_id``'s accuracy on gold, from their own answers only (for their App Home)."""
+    votes, gold = store.gold_votes_of(user_id)
+    if not votes:
+        return None
+    return gold_accuracy(Tally.from_votes(votes), gold)[0]
+
+
+def gold_line(g: GoldAccuracy) -> str:
+    low, high = g.interval
+    return f"{_share(g.accuracy)} ({g.n_correct} of {g.n}, 95% CI {_share(low)}–{_share(high)})"
+
+
+def gold_section(gold: list[GoldAccuracy]) -> str:
+    """Each person's accuracy on gold, least accurate first (for admins)."""
+    if not gold:
+        return "*Accuracy on gold:* nobody has answered a gold question yet"
+    ranked = sorted(gold, key=lambda g: (g.accuracy or 0.0, -g.n, g.annotator))
+    shown = [f"<@{g.annotator}> {gold_line(g)}" for g in ranked[:MAX_PEOPLE]]
+    more = f"\n…and {len(ranked) - MAX_PEOPLE} more" if len(ranked) > MAX_PEOPLE else ""
+    return "*Accuracy on gold:*\n" + "\n".join(shown) + more
 
 
 async def measure_off_loop(db: Path, settings: Settings) -> Quality:
@@ -106,5 +143,10 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     return sections
 
 
-def quality_sections(quality: Quality) -> list[str]:
-    return agreement_sections(quality.agreement) if quality.agreement is not None else []
+def quality_sections(quality: Quality, *, gold: bool) -> list[str]:
+    """The sections of a report; ``gold`` (admins, the CLI) adds each person's accuracy on
+    gold when there are gold items."""
+    sections = agreement_sections(quality.agreement) if quality.agreement is not None else []
+    if gold and quality.n_gold:
+        sections.append(gold_section(quality.gold))
+    return sections

@@ -426,6 +426,7 @@ class HomeStats:
     model_line: str
     queue_waiting: int
     queue_open: int
+    gold_line: str | None = None  # this person's accuracy on gold, when they answered some
 
 
 def home_view(stats: HomeStats) -> View:
@@ -457,6 +458,11 @@ def home_view(stats: HomeStats) -> View:
                 text=_text(
                     f"*Queue:* {stats.queue_waiting} waiting · {stats.queue_open} posted and open"
                 )
+            ),
+            *(
+                [SectionBlock(text=_text(f"*Your accuracy on gold questions:* {stats.gold_line}"))]
+                if stats.gold_line
+                else []
             ),
             SectionBlock(text=_text(f"*Model:* {stats.model_line}")),
             DividerBlock(),

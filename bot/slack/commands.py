@@ -118,6 +118,7 @@ def model_line(rt: Runtime) -> str:
 def home(rt: Runtime, user_id: str) -> View:
     _, week = reports.period_starts(rt.settings, rt.clock())
     this_week = rt.store.answers_by_user(week)
+    own = quality.own_gold(rt.store, user_id)  # one person's gold answers: a small read
     return blocks.home_view(
         blocks.HomeStats(
             user_id=user_id,
@@ -127,6 +128,7 @@ def home(rt: Runtime, user_id: str) -> View:
             model_line=model_line(rt),
             queue_waiting=rt.store.waiting_count(),
             queue_open=sum(rt.store.open_post_counts().values()),
+            gold_line=quality.gold_line(own) if own is not None else None,
         )
     )
 
@@ -265,7 +267,8 @@ async def stats(call: Call) -> None:
     rt = call.rt
     sections = [reports.stats_text(rt.store, rt.settings, rt.clock())]
     sections += quality.quality_sections(
-        await quality.measure_off_loop(rt.settings.db, rt.settings)
+        await quality.measure_off_loop(rt.settings.db, rt.settings),
+        gold=rt.is_admin(call.user_id),  # each person sees their own in App Home
     )
     await call.ack(text="\n\n".join(sections), blocks=blocks.report_blocks(sections))
 

@@ -26,11 +26,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
 from bot.learning.jobs import sync_champion
-from bot.learning.scoring import candidates, choose, score_pending
+from bot.learning.scoring import candidates, choose, predict_texts, score_pending
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
-from bot.slack.questions import label_set
+from bot.slack.questions import label_set, shown_reason
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
+GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 
 
 @dataclass
@@ -178,6 +179,9 @@ class Dispatcher:
             for item, reason in choose(rt, mine, room, self.rng, audit_pool=audits):
                 if loop.time() < state.last_post + self.post_interval:
                     break  # at most one post per interval per channel; run() comes back
+                gold = await self._gold_instead(channel, taken | held)
+                if gold is not None:
+                    item, reason = gold, "gold"
                 taken.add(item["id"])
                 result = await self.post(channel, item, reason, labels)
                 if result is None:
@@ -195,6 +199,27 @@ class Dispatcher:
         item = self.rt.store.get_item(item_id) or {}
         return meta_line(item.get("meta") or {}, fields)
 
+    async def _gold_instead(self, channel: str, taken: set[str]) -> dict[str, Any] | None:
+        """With probability HITL_GOLD_RATE, drawn for each post, a gold item to post instead
+        (None: post the pick, also when no gold item waits for this channel). It gets the
+        champion's guess as every other question has one, computed in a worker thread."""
+        rt = self.rt
+        if rt.settings.gold_rate <= 0:
+            return None
+        waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken))
+        if not waiting or self.rng.random() >= rt.settings.gold_rate:
+            return None
+        for item in waiting:
+            champion = rt.champion
+            if champion is not None:
+                [(label, confidence, ranked, _)] = await asyncio.to_thread(
+                    predict_texts, champion.classifier, [item["text"]], rt.settings.strategy
+                )
+                item.update(model_version=champion.version, predicted_label=label, ranked=ranked)
+            if rt.settings.channel_for(item["predicted_label"]) == channel:
+                return item
+        return None
+
     async def post(
         self, channel: str, item: dict[str, Any], reason: str, labels: list[str]
     ) -> bool | None:
@@ -211,7 +236,7 @@ class Dispatcher:
             labels=labels,
             guesses=guesses,
             model_version=item["model_version"] if guesses else None,
-            reason=reason,
+            reason=shown_reason(reason, item["model_version"] if guesses else None),
             votes_needed=rt.settings.votes,
             meta_line=self._meta_line(item["id"]),
             has_guidelines=bool(rt.settings.guidelines),

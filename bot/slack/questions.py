@@ -14,6 +14,14 @@ def label_set(settings: Settings, store: Store) -> list[str]:
     return current_labels(settings, store)
 
 
+def shown_reason(reason: str, model_version: int | None) -> str:
+    """The reason a question shows. A gold question says what a random pick says (an audit,
+    or a first-labels pick before there is a model): nothing tells it from the others."""
+    if reason != "gold":
+        return reason
+    return "audit" if model_version is not None else "cold_start"
+
+
 def build_question(
     store: Store, settings: Settings, item_id: str, labels: list[str] | None = None
 ) -> Question | None:
@@ -40,7 +48,7 @@ def build_question(
         labels=labels,
         guesses=guesses,
         model_version=post["model_version"] if post else item["model_version"],
-        reason=post["reason"] if post else "uncertain",
+        reason=shown_reason(post["reason"], post["model_version"]) if post else "uncertain",
         status=status,
         votes=tally.votes,
         skips=tally.skips,

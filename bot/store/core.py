@@ -21,6 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
@@ -62,6 +63,7 @@ class Store(
     ViewsMixin,
     ProducerMixin,
     QualityMixin,
+    GoldMixin,
 ):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 

@@ -333,4 +333,20 @@ def m014_label_set(db: Database) -> None:
     )
 
 
+@migrations(name="m015_gold")
+def m015_gold(db: Database) -> None:
+    # Gold: items whose right label is known, to score people's answers against. An item
+    # imported as gold waits with status 'gold' until the dispatcher mixes it into the
+    # questions (HITL_GOLD_RATE); an item already stored can be marked gold. Training reads
+    # the gold label for these items, once, never the answers people gave them.
+    db.execute(
+        """
+        CREATE TABLE gold (
+            item_id TEXT PRIMARY KEY REFERENCES items(id),
+            label TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -21,16 +21,29 @@ class ModelsMixin:
     # -- the learning loop: training data, locks, models, live accuracy --
 
     def training_data(self) -> list[tuple[str, str, str, str]]:
-        """(item id, text, label, resolved_at) of every resolved item, oldest first."""
-        return self.db.execute(
-            "SELECT l.item_id, i.text, l.label, l.resolved_at FROM labels l"
-            " JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, l.rowid"
+        """(item id, text, label, resolved_at) of every resolved item, oldest first, and of
+        every gold item: a gold item trains once, with its gold label (from the time it was
+        made gold, if people have not decided it), never with the answers people gave it."""
+        rows = self.db.execute(
+            "SELECT l.item_id, i.text, coalesce(g.label, l.label), l.resolved_at FROM labels l"
+            " JOIN items i ON i.id = l.item_id LEFT JOIN gold g ON g.item_id = l.item_id"
+            " ORDER BY l.resolved_at, l.rowid"
         ).fetchall()
+        gold_only = self.db.execute(
+            "SELECT g.item_id, i.text, g.label, g.created_at FROM gold g"
+            " JOIN items i ON i.id = g.item_id"
+            " WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = g.item_id)"
+            " ORDER BY g.rowid"
+        ).fetchall()
+        if not gold_only:
+            return rows
+        return sorted(rows + gold_only, key=lambda row: row[3])  # stable: ties keep their order
 
     def labels_watermark(self) -> dict[str, Any]:
         """How many labels there are and the newest resolution: "anything new?" compares it."""
         n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()
-        return {"n_labels": n, "newest": newest}
+        n_gold = self.db.execute("SELECT count(*) FROM gold").fetchone()[0]
+        return {"n_labels": n, "newest": newest, **({"n_gold": n_gold} if n_gold else {})}
 
     def acquire_lock(self, name: str, owner: str, now: str, expires_at: str) -> str | None:
         """Take lock ``name`` unless someone else holds it unexpired; return the holder then."""

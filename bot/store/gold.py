@@ -1,0 +1,104 @@
+"""Gold items: items whose right label is known, mixed into the questions to score people.
+
+An item imported as gold is stored with status ``gold`` (out of the queue, never scored in
+the background) and a row in ``gold``; the dispatcher takes them one at a time
+(``next_gold``) at HITL_GOLD_RATE and posts each once, as it posts any item. An item already
+stored (an export read back, say) is only marked gold: it keeps its place and its votes, and
+those votes are scored too. ``training_data`` reads a gold item's gold label, once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.store.records import NewItem, count_new_items
+
+
+@dataclass(frozen=True)
+class GoldResult:
+    added: int  # new items, waiting to be asked
+    marked: int  # items already stored, now gold
+    unchanged: int  # already gold with this label
+
+
+class GoldMixin:
+    """Methods of ``Store``; they use ``self.db`` and ``self.now``."""
+
+    db: Database
+    now: Callable[[], str]
+
+    def add_gold(self, rows: Iterable[NewItem]) -> GoldResult:
+        """Store gold rows (each with a label) in one transaction: new ids as items waiting to
+        be asked (status gold), ids already stored marked gold with the row's label."""
+        now = self.now()
+        added = marked = unchanged = 0
+        with self.db.atomic():
+            for row in rows:
+                assert row.label is not None, "a gold row has a label"
+                known = self.db.execute(
+                    "SELECT g.label, i.id FROM items i LEFT JOIN gold g ON g.item_id = i.id"
+                    " WHERE i.id = ?",
+                    [row.id],
+                ).fetchone()
+                if known is None:
+                    meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
+                    self.db.execute(
+                        "INSERT INTO items (id, text, meta, source, status, created_at,"
+                        " updated_at) VALUES (?, ?, ?, 'gold', 'gold', ?, ?)",
+                        [row.id, row.text, meta, now, now],
+                    )
+                    count_new_items(self.db.conn, {"gold": 1})
+                    added += 1
+                elif known[0] == row.label:
+                    unchanged += 1
+                    continue
+                else:
+                    marked += 1
+                self.db.execute(
+                    "INSERT OR REPLACE INTO gold (item_id, label, created_at) VALUES (?, ?, ?)",
+                    [row.id, row.label, now],
+                )
+        return GoldResult(added, marked, unchanged)
+
+    def next_gold(self, limit: int, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Up to ``limit`` gold items not asked yet, oldest first (read from an index)."""
+        skip = list(exclude)
+        marks = ",".join("?" * len(skip)) or "''"
+        rows = self.db.execute(
+            "SELECT id, text FROM items INDEXED BY items_status_priority WHERE status = 'gold'"
+            f" AND id NOT IN ({marks}) ORDER BY priority DESC, rowid LIMIT ?",
+            [*skip, limit],
+        ).fetchall()
+        return [
+            {"id": i, "text": t, "model_version": None, "predicted_label": None, "ranked": None}
+            for i, t in rows
+        ]
+
+    def gold_labels(self) -> dict[str, str]:
+        """Every gold item's label (reads them all: for a worker thread or the CLI)."""
+        return dict(self.db.execute("SELECT item_id, label FROM gold"))
+
+    def is_gold(self, item_id: str) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM gold WHERE item_id = ?", [item_id]).fetchone()
+            is not None
+        )
+
+    def gold_votes_of(self, user_id: str) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+        """``user_id``'s counted votes on gold items (as ``iter_votes`` counts them) and those
+        items' gold labels: one person's gold answers, for their App Home."""
+        rows = self.db.execute(
+            "SELECT a.item_id, a.user_id, a.label, g.label FROM answers a"
+            " JOIN gold g ON g.item_id = a.item_id WHERE a.id IN ("
+            " SELECT max(b.id) FROM answers b JOIN gold g2 ON g2.item_id = b.item_id"
+            " LEFT JOIN labels l ON l.item_id = b.item_id WHERE b.user_id = ?"
+            " AND b.source != 'import' AND (l.decided_by IS NULL OR b.id <= l.decided_by)"
+            " GROUP BY b.item_id) AND a.label IS NOT NULL AND a.source != 'undo'",
+            [user_id],
+        ).fetchall()
+        return [(i, u, lb) for i, u, lb, _ in rows], {i: g for i, _, _, g in rows}

@@ -1,0 +1,151 @@
+"""Gold questions: imported as gold (not as training labels), mixed into the questions at
+HITL_GOLD_RATE looking like any other, scored per person, shown to admins in `/hitl stats` and
+to each person in their own App Home; a gold item trains once, with its gold label."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from scipy.stats import binomtest
+
+from bot.cli import cli
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_audit_share import INTERVAL, one_round
+from tests.bot.test_slack_bot import buttons, tally_texts
+from tests.fake_slack import CHANNEL
+
+
+def gold_rows(store: Store, rows: list[tuple[str, str, str]]) -> None:
+    store.add_gold([Item(i, text, label) for i, text, label in rows])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False, prog_name="hitl")
+
+
+def test_import_gold_stores_gold_items_and_no_training_label_from_people(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("T-1", "charged twice", "billing"), Item("T-2", "it crashes")])
+    path = tmp_path / "gold.csv"
+    path.write_text(
+        "id,text,label\nG-1,refund my card,billing\nG-2,app is blank,\nT-2,it crashes,bug\n"
+        "G-1,refund my card,billing\n"
+    )
+    result = run_cli("--db", str(db), "import", "--gold", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "gold.csv line 3: a gold row needs a label, row skipped",
+        "gold.csv: read 4 rows, 1 new gold items, 1 stored items marked gold, 1 already gold, "
+        "1 rejected",
+    ]
+    with Store.open(db) as store:
+        assert store.get_item("G-1")["status"] == "gold"
+        assert store.gold_labels() == {"G-1": "billing", "T-2": "bug"}
+        assert store.count_labels() == 1  # T-1's seed label only; gold is not a label
+        # what retrain reads: each gold item once, with its gold label
+        assert sorted((r[0], r[2]) for r in store.training_data()) == [
+            ("G-1", "billing"),
+            ("T-1", "billing"),
+            ("T-2", "bug"),
+        ]
+        assert store.pool() == [] or all(r["id"] != "G-1" for r in store.pool())
+
+
+def test_import_gold_help_says_what_it_does():
+    result = run_cli("import", "--help")
+    assert "--gold" in result.output and "HITL_GOLD_RATE" in result.output
+
+
+@pytest.mark.parametrize("gold_rate", [0.2])
+async def test_gold_is_mixed_into_the_questions_at_the_set_rate(
+    fake_slack: FakeSlack, tmp_path: Path, gold_rate: float
+):
+    posts = 200
+    seed(tmp_path / "hitl.db", [Item(f"t{n}", f"ticket number {n}") for n in range(posts + 20)])
+    with Store.open(tmp_path / "hitl.db") as store:
+        gold_rows(store, [(f"g{n}", f"checked ticket {n}", "billing") for n in range(posts)])
+    settings = make_settings(fake_slack, tmp_path, gold_rate=gold_rate, max_open=5)
+    async for bot in start_bot(fake_slack, settings):
+        bot.dispatcher.post_interval = INTERVAL
+        bot.dispatcher.rng = random.Random(20)
+        for n in range(posts):
+            assert await one_round(bot) == 1
+            [post] = bot.store.open_posts()
+            bot.store.record_answer(
+                post["item_id"], "U0MEI", "bug", source="test", dedupe_key=f"k{n}"
+            )
+        reasons = [p["reason"] for p in bot.store.db["posts"].rows]
+        assert len(reasons) == posts and set(reasons) == {"gold", "cold_start"}
+        assert binomtest(reasons.count("gold"), posts, gold_rate).pvalue >= 0.01
+        # a gold question looks like any other: the same reason line, no tell in its metadata
+        calls = bot.fake.calls_to("chat.postMessage")
+        by_item = {c.params["metadata"]["event_payload"]["item_id"]: c.params for c in calls}
+        gold_call = next(c for i, c in by_item.items() if i.startswith("g"))
+        other_call = next(c for i, c in by_item.items() if i.startswith("t"))
+        assert gold_call["metadata"].keys() == other_call["metadata"].keys()
+        assert gold_call["metadata"]["event_payload"].keys() == {"item_id"}
+        assert tally_texts(gold_call) == tally_texts(other_call)
+        assert "gold" not in json.dumps(gold_call["blocks"]).lower()
+
+
+@pytest.fixture
+async def gold_bot(fake_slack: FakeSlack, tmp_path: Path):
+    with Store.open(tmp_path / "hitl.db") as store:
+        gold_rows(store, [("g1", "please refund the double charge", "billing")])
+    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=3, max_open=1)
+    async for bot in start_bot(fake_slack, settings):
+        yield bot
+
+
+async def test_clicks_on_a_gold_question_are_scored_per_person(gold_bot: Bot):
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert bot.store.post_for_item("g1")["reason"] == "gold"
+    assert "billing" in buttons(message) and "bug" in buttons(message)
+    # Raj and the admin get it wrong (and decide it, wrongly); Ana, right, came first
+    for user, label in (("U0ANA", "billing"), ("U0RAJ", "bug"), ("U0ADMIN", "bug")):
+        assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+    assert bot.store.resolution("g1")["label"] == "bug"
+    await bot.settled()
+
+    admin = json.loads(await (await bot.command("stats", "U0ADMIN")).text())["text"]
+    assert "*Accuracy on gold:*\n<@U0ADMIN> 0% (0 of 1, 95% CI 0%–79%)\n" in admin
+    assert "<@U0RAJ> 0% (0 of 1, 95% CI 0%–79%)\n<@U0ANA> 100% (1 of 1, 95% CI 21%–100%)" in admin
+    mine = json.loads(await (await bot.command("stats", "U0RAJ")).text())["text"]
+    assert "Accuracy on gold" not in mine  # people see only their own, in App Home
+
+    assert (await bot.event(signing.app_home_opened_event("U0RAJ"))).status == 200
+    await bot.settled()  # the home is published after the ack
+    home = json.dumps(bot.fake.home["U0RAJ"], ensure_ascii=False)
+    assert "*Your accuracy on gold questions:* 0% (0 of 1, 95% CI 0%–79%)" in home
+    assert "100%" not in home and "U0ADMIN" not in home.split("Leaderboard")[0]
+    assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+    await bot.settled()
+    home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+    assert "*Your accuracy on gold questions:* 100% (1 of 1, 95% CI 21%–100%)" in home
+
+    # the wrong decision never trains: the gold item trains once, with its gold label
+    rows = [r for r in bot.store.training_data() if r[0] == "g1"]
+    assert [(r[0], r[2]) for r in rows] == [("g1", "billing")]
+
+
+async def test_without_gold_or_at_rate_zero_no_gold_is_posted(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    with Store.open(tmp_path / "hitl.db") as store:
+        gold_rows(store, [("g1", "please refund the double charge", "billing")])
+    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    settings = make_settings(fake_slack, tmp_path, gold_rate=0.0, max_open=2)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        assert [p["item_id"] for p in bot.store.open_posts()] == ["i1"]
+        assert CHANNEL in bot.store.open_post_counts()
