@@ -61,6 +61,7 @@ class Settings:
     pipeline: str | None = None  # None: model/'s default
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
+    refresh_every: int = 50  # refit the working model after this many new labels; 0: off
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
     show_meta: tuple[str, ...] = ()
@@ -381,6 +382,13 @@ SPECS: tuple[Spec, ...] = (
         _integer(0, 1000),
         False,
         "model files kept besides the champion's (for rollback)",
+    ),
+    Spec(
+        "refresh_every",
+        "HITL_REFRESH_EVERY",
+        _integer(0, 100_000),
+        False,
+        "refit the working model after this many new labels between retrains (0: off)",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

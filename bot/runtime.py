@@ -95,6 +95,14 @@ def make_client(settings: Settings, *, retries: int = 2, timeout: float = 10) ->
     )
 
 
+def model_name(version: int | None) -> str:
+    """``v3`` for a registry version, ``r315`` for a working model (a refresh on 315 labels,
+    stored as version -315), ``no model`` for None."""
+    if version is None:
+        return "no model"
+    return f"r{-version}" if version < 0 else f"v{version}"
+
+
 @dataclass
 class Champion:
     """The model that scores items now."""
@@ -107,7 +115,8 @@ class Champion:
 
 class Wakeable(Protocol):
     """A background loop that others may wake when there is work for it: the dispatcher
-    (``bot.slack.dispatch.Dispatcher``) when items or a new champion may fill a channel."""
+    (``bot.slack.dispatch.Dispatcher``) when items or a new champion may fill a channel, the
+    trainer (``bot.learning.jobs.Trainer``) when people resolved items (a refresh may be due)."""
 
     def wake(self) -> None: ...
 
@@ -146,8 +155,9 @@ class Runtime:
       API and the learning loop only ``wake()`` it;
     - ``redrawer``: ``bot.slack.redraw.Redrawer``, the redraw state;
     - ``champion_holder``: ``bot.learning.jobs.ChampionHolder``, the champion's loading;
-    - ``trainer``: ``bot.learning.jobs.Trainer``, the fit worker, the retrain under way and
-      the nightly scheduler;
+    - ``trainer``: ``bot.learning.jobs.Trainer``, the fit worker, the retrain under way,
+      the refreshes of the working model and the nightly scheduler; others only ``wake()``
+      it when people resolved items;
     - ``scorer``: ``bot.learning.scoring.Scorer``, the scoring of items (read it with
       ``scorer_of(rt)``, which makes one where the runtime was built without);
     - ``background``: the listeners still at work after their ack.
@@ -157,6 +167,7 @@ class Runtime:
     store: Store
     client: AsyncWebClient
     champion: Champion | None = None
+    working: Champion | None = None  # the champion refreshed with today's labels (see ``model``)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     bot_user_id: str | None = None
     registry: ModelRegistry | None = None
@@ -164,8 +175,20 @@ class Runtime:
     dispatcher: Wakeable | None = None
     redrawer: object | None = None
     champion_holder: object | None = None
-    trainer: object | None = None
+    trainer: Wakeable | None = None
     scorer: object | None = None
+
+    @property
+    def model(self) -> Champion | None:
+        """The model that scores the queue, so asks the questions and answers the producer
+        API: the working model (a refresh since the last gated retrain, negative version) when
+        there is one, else the champion."""
+        return self.working or self.champion
+
+    def labels_changed(self) -> None:
+        """People resolved items: a refresh of the working model may be due."""
+        if self.trainer is not None:
+            self.trainer.wake()
 
     def wake_dispatcher(self) -> None:
         """There may be something to post now (new items, a new champion, a free slot)."""

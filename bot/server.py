@@ -125,7 +125,7 @@ def init_app(
             rt.redrawer = redrawer = Redrawer(rt, retry_base=retry_base)
             rt.champion_holder = ChampionHolder()
             rt.scorer = scorer = Scorer.for_runtime(rt)
-            rt.trainer = trainer = Trainer()
+            rt.trainer = trainer = Trainer().bind(rt)
             if configure is not None:
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast
@@ -162,6 +162,8 @@ def init_app(
                 trainer.worker.close()  # a fit in progress stops now; its run is marked failed
             if trainer.task is not None:
                 tasks.append(trainer.task)
+            if trainer.refresh_task is not None:
+                tasks.append(trainer.refresh_task)
             with contextlib.suppress(TimeoutError):
                 await rt.background.drain(5.0)  # answers already acked finish their redraw first
             for task in tasks:

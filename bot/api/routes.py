@@ -557,12 +557,13 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
     """Score this request's items, and only those, with the champion (in a worker thread;
     an item another request is scoring is waited for, not scored twice). A failing model
     leaves the items to people."""
-    if rt.champion is None:
+    model = rt.model  # the working model when a gated refresh replaced the champion
+    if model is None:
         return
     try:
         await scorer_of(rt).score_ids(ids)
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
-        logger.exception("scoring with model v%d failed", rt.champion.version)
+        logger.exception("scoring with model v%d failed", model.version)
 
 
 def api_status(item_status: str) -> str:

@@ -1,7 +1,18 @@
 """The learning loop inside `hitl serve`: the nightly schedule, admin retrains and rollbacks,
-reports, and keeping the champion in memory in step with the database (the CLI may retrain or
-roll back while the server runs: the champion watch picks that up within
-CHAMPION_CHECK_SECONDS, however full the queue)."""
+reports, the refreshes of the working model during the day, and keeping the champion in
+memory in step with the database (the CLI may retrain or roll back while the server runs: the
+champion watch picks that up within CHAMPION_CHECK_SECONDS, however full the queue).
+
+Two models: the *champion* is the gated one, promoted by a retrain with its report and kept
+in the registry. The *working model* is the champion refitted in the fit worker every
+HITL_REFRESH_EVERY new labels, so the next questions come from a model that knows today's
+answers; it lives in memory only (never in the registry, so rollback and prune never see
+it), and its version is minus the number of labels read. A refresh holds out the audit
+answers given since the champion was trained and replaces the model that scores the queue
+only when it gets at least as many of them right as the champion (the cheap gate); then it
+both asks (orders the queue) and answers (``/api/predict``, auto-labels), as every item has
+one stored prediction. A promotion or rollback ends the working model; a rejected retrain
+leaves it in place."""
 
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
 from bot.learning import reports, retrain
-from bot.learning.retrain import FitWorker, Outcome, Plan
+from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import score_pending, scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
@@ -101,12 +112,25 @@ class ChampionHolder:
 class Trainer:
     """Owns the retraining in one running bot: the worker that fits off the event loop (a
     child process in `hitl serve`; None: a worker thread), the retrain running in the
-    background after an admin asked for it, and whether the nightly scheduler is alive (None:
-    no scheduler in this process). Held as ``rt.trainer``; created with the runtime."""
+    background after an admin asked for it, whether the nightly scheduler is alive (None:
+    no scheduler in this process), and the refreshes of the working model: the fit lock
+    (one fit at a time, retrain or refresh), the refresh under way, the label count the
+    model now scoring was fitted at, and the last refresh. Held as ``rt.trainer``; created
+    with the runtime, bound to it by ``bind``."""
 
     worker: FitWorker | None = None
     task: asyncio.Task | None = None
     scheduler_alive: bool | None = None
+    rt: Runtime | None = None
+    fit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refresh_task: asyncio.Task | None = None
+    again: bool = False  # labels came while a refresh ran: check once more after it
+    fitted_at: int | None = None  # resolved items when the scoring model's labels were read
+    last_refresh: Refreshed | None = None
+    refreshes: int = 0  # refreshes fitted (adopted or not)
+    fits_running: int = 0
+    most_fits_at_once: int = 0
+    idle: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @classmethod
     def of(cls, rt: Runtime) -> Trainer:
@@ -115,11 +139,117 @@ class Trainer:
             raise RuntimeError("the runtime was built without a trainer")
         return rt.trainer
 
+    def bind(self, rt: Runtime) -> Trainer:
+        self.rt = rt
+        return self
+
+    def wake(self) -> None:
+        """People resolved items: start a refresh if one is due (returns at once)."""
+        if self.rt is None or self.rt.settings.refresh_every <= 0:
+            return
+        if self.refresh_task is not None and not self.refresh_task.done():
+            self.again = True
+            return
+        self.refresh_task = asyncio.create_task(self._refreshing(), name="hitl-refresh")
+
+    async def _refreshing(self) -> None:
+        assert self.rt is not None
+        try:
+            while True:
+                self.again = False
+                try:
+                    await refresh(self.rt)
+                except Exception:  # noqa: BLE001 - the next labels try again
+                    logger.exception("refreshing the working model failed")
+                if not self.again:
+                    break
+        finally:
+            async with self.idle:
+                self.idle.notify_all()
+
+    async def settled(self, timeout: float = 120.0) -> None:  # noqa: ASYNC109
+        """Wait until no refresh is running or due to run (tests, benchmarks)."""
+        async with asyncio.timeout(timeout), self.idle:
+            await self.idle.wait_for(lambda: self.refresh_task is None or self.refresh_task.done())
+
+    @contextlib.asynccontextmanager
+    async def fitting(self):  # noqa: ANN201
+        """Hold the fit lock and count the fit (``most_fits_at_once`` stays 1)."""
+        async with self.fit_lock:
+            self.fits_running += 1
+            self.most_fits_at_once = max(self.most_fits_at_once, self.fits_running)
+            try:
+                yield
+            finally:
+                self.fits_running -= 1
+
+    def retrain_running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+def labels_now(rt: Runtime) -> int:
+    """Resolved items (a count the store keeps by trigger: cheap)."""
+    return int(rt.store.count_items().get("resolved", 0))
+
+
+async def refresh(rt: Runtime) -> Refreshed | None:
+    """Refit the working model when HITL_REFRESH_EVERY labels came since the model that
+    scores the queue was fitted, gate it, and re-score the queue with it. Skipped while a
+    retrain runs (the retrain brings the labels in; it takes precedence). Returns the
+    refresh, or None when none was due."""
+    trainer = Trainer.of(rt)
+    every = rt.settings.refresh_every
+    if every <= 0 or trainer.retrain_running():
+        return None
+    if trainer.fitted_at is None:
+        trainer.fitted_at = rt.champion.n_train if rt.champion else 0
+    if labels_now(rt) - trainer.fitted_at < every:
+        return None
+    async with trainer.fitting():
+        if trainer.retrain_running() or labels_now(rt) - trainer.fitted_at < every:
+            return None  # a retrain came first, and fitted these labels
+        champion = rt.champion
+        plan = retrain.begin_refresh(rt.store, rt.settings, rt.registry, champion)
+        trainer.fitted_at = -plan.version
+        model = champion.classifier if champion else None
+        if trainer.worker is not None:
+            done = await trainer.worker.refresh(plan, model)
+        else:
+            done = await asyncio.to_thread(retrain.compute_refresh, plan, model)
+    trainer.refreshes += 1
+    trainer.last_refresh = done
+    if rt.champion is not champion:
+        logger.info("dropped a refresh: the champion changed while it fitted")
+        return done
+    logger.info(
+        "refresh r%d on %d labels (%.1f s): %s", -done.version, done.n_train, done.seconds,
+        done.reason,
+    )  # fmt: skip
+    if not done.passed or done.classifier is None:
+        return done
+    rt.working = Champion(
+        version=done.version,
+        classifier=done.classifier,
+        created_at=rt.clock().isoformat(timespec="seconds"),
+        n_train=done.n_train,
+    )
+    await score_pending(rt)  # the queue re-ordered by the refreshed model
+    rt.wake_dispatcher()
+    return done
+
 
 def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
-    """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload."""
+    """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload. The
+    working model ends: the next refresh starts from this champion."""
     rt.champion = champion
+    _end_working(rt, champion)
     ChampionHolder.of(rt).synced_for = champion.version if champion else None
+
+
+def _end_working(rt: Runtime, champion: Champion | None) -> None:
+    rt.working = None
+    if isinstance(rt.trainer, Trainer):
+        rt.trainer.fitted_at = champion.n_train if champion else 0
 
 
 async def sync_champion(rt: Runtime) -> bool:
@@ -138,6 +268,7 @@ async def sync_champion(rt: Runtime) -> bool:
             return False
         champion = await asyncio.to_thread(retrain.load_champion, rt.registry)
         rt.champion = champion
+        _end_working(rt, champion)
         state.synced_for = version  # even if it fell back to an older file: not again
     logger.info("champion is now v%s", champion.version if champion else None)
     return True
@@ -164,18 +295,19 @@ async def run_retrain(
     def swap(champion: retrain.Champion) -> None:
         adopt_champion(rt, champion)
 
-    outcome = await retrain.retrain(
-        rt.store,
-        rt.settings,
-        rt.registry,
-        champion=rt.champion,
-        triggered_by=triggered_by,
-        force=force,
-        on_champion=swap,
-        plan=plan,
-        worker=Trainer.of(rt).worker,
-        scorer=scorer_of(rt),
-    )
+    async with Trainer.of(rt).fitting():  # after a refresh under way, never beside it
+        outcome = await retrain.retrain(
+            rt.store,
+            rt.settings,
+            rt.registry,
+            champion=rt.champion,
+            triggered_by=triggered_by,
+            force=force,
+            on_champion=swap,
+            plan=plan,
+            worker=Trainer.of(rt).worker,
+            scorer=scorer_of(rt),
+        )
     rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced

@@ -35,8 +35,10 @@ from bot.store import Store
 from model import (
     DEFAULT_PIPELINE,
     InsufficientDataError,
+    ModelError,
     ModelRegistry,
     ModelVersion,
+    TextClassifier,
     decide,
     train_candidate,
 )
@@ -285,6 +287,108 @@ def compute(
     return Computed(outcome, meta, retired)
 
 
+@dataclass
+class RefreshPlan:
+    """A refresh of the working model: every label, less the audit answers given since the
+    champion was trained (held out: the gate compares the refresh with the champion on
+    them). ``version`` is the working model's id, minus the number of labels read."""
+
+    version: int
+    texts: list[str]
+    labels: list[str]
+    held_texts: list[str]
+    held_labels: list[str]
+    label_set: list[str] | None
+    pipeline: str | None
+    base: int | None  # the champion's version (None: no champion yet)
+
+
+@dataclass
+class Refreshed:
+    """A refresh's fit and its gate: on the held-out audit answers, how many the refresh
+    and the champion got right. ``classifier`` is None when the labels are too few."""
+
+    version: int
+    base: int | None
+    n_train: int
+    classifier: TextClassifier | None = None
+    reason: str = ""
+    held: int = 0
+    correct: int = 0
+    champion_correct: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """The gate: not worse than the champion on the held-out audit answers (no champion,
+        or no audit answer held out, is no evidence of worse)."""
+        if self.classifier is None:
+            return False
+        return self.champion_correct is None or self.correct >= self.champion_correct
+
+    def gate_text(self) -> str:
+        if self.champion_correct is None:
+            return "no champion to compare with"
+        return (
+            f"{self.correct}/{self.held} held-out audit answers right"
+            f" (champion v{self.base}: {self.champion_correct}/{self.held})"
+        )
+
+
+def begin_refresh(
+    store: Store, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
+) -> RefreshPlan:
+    """Read the labels for a refresh (on the caller's thread: the connection is its own).
+    With a champion, the audit answers resolved after its training are held out."""
+    rows = store.training_data()
+    held: set[str] = set()
+    if champion is not None:
+        meta = registry.champion() if registry is not None else None
+        since = (meta.extra.get("label_watermark") if meta else None) or ""
+        held = store.audit_answered_since(since)
+    train = [r for r in rows if r[0] not in held]
+    kept = [r for r in rows if r[0] in held]
+    return RefreshPlan(
+        version=-len(rows),
+        texts=[r[1] for r in train],
+        labels=[r[2] for r in train],
+        held_texts=[r[1] for r in kept],
+        held_labels=[r[2] for r in kept],
+        label_set=store.stored_labels() or list(settings.labels) or None,
+        pipeline=settings.pipeline,
+        base=champion.version if champion else None,
+    )
+
+
+def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:
+    """Fit the working model on ``plan`` (no cross-validation: the gate is the held-out audit
+    answers) and score it and ``champion`` on those. Touches no database or file."""
+    started = time.perf_counter()
+    out = Refreshed(plan.version, plan.base, len(plan.labels), held=len(plan.held_labels))
+    try:
+        classifier = TextClassifier(plan.pipeline or DEFAULT_PIPELINE).fit(
+            plan.texts, plan.labels, label_set=plan.label_set
+        )
+    except ModelError as exc:
+        out.reason = f"not refreshed: {exc}"
+        out.seconds = time.perf_counter() - started
+        return out
+    except Exception as exc:  # noqa: BLE001 - a failing fit leaves the model before in place
+        out.reason = f"not refreshed: fitting failed with {type(exc).__name__}: {exc}"
+        out.seconds = time.perf_counter() - started
+        return out
+    out.classifier = classifier
+    if champion is not None:
+        truth = plan.held_labels
+        guesses = classifier.predict(plan.held_texts) if truth else []
+        before = champion.predict(plan.held_texts) if truth else []
+        out.correct = sum(g == t for g, t in zip(guesses, truth, strict=True))
+        out.champion_correct = sum(g == t for g, t in zip(before, truth, strict=True))
+    out.seconds = time.perf_counter() - started
+    out.reason = "refreshed" if out.passed else "kept the model before: " + out.gate_text()
+    return out
+
+
 FIT_NICENESS = 10  # a fit yields the CPU to the bot: a click's ack comes before a retrain
 
 
@@ -306,13 +410,20 @@ class FitWorker:
         self._pool: multiprocessing.pool.Pool | None = None
 
     async def run(self, plan: Plan, registry: ModelRegistry, champion: Champion | None) -> Computed:
+        return await self._call(compute, (plan, registry, champion, None))
+
+    async def refresh(self, plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:
+        return await self._call(compute_refresh, (plan, champion))
+
+    async def _call(self, function: Callable[..., Any], args: tuple) -> Any:
+        """Run ``function(*args)`` in the child (one at a time: the pool has one process)."""
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no fork of a threaded process
             self._pool = context.Pool(processes=1, maxtasksperchild=1, initializer=_background)
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Computed] = loop.create_future()
+        done: asyncio.Future[Any] = loop.create_future()
 
-        def settle(result: Computed | BaseException) -> None:
+        def settle(result: Any) -> None:
             if done.done():
                 return
             if isinstance(result, BaseException):
@@ -321,8 +432,8 @@ class FitWorker:
                 done.set_result(result)
 
         self._pool.apply_async(
-            compute,
-            (plan, registry, champion, None),
+            function,
+            args,
             callback=lambda result: loop.call_soon_threadsafe(settle, result),
             error_callback=lambda exc: loop.call_soon_threadsafe(settle, exc),
         )

@@ -92,7 +92,7 @@ class Scorer:
     def for_runtime(cls, rt: Runtime) -> Scorer:
         return cls(
             rt.store,
-            champion=lambda: rt.champion,
+            champion=lambda: rt.model,  # the working model when there is one
             settings=lambda: rt.settings,
             on_scored=rt.wake_dispatcher,
         )
@@ -284,7 +284,7 @@ async def score_pending(rt: Runtime, *, max_chunks: int | None = None) -> int:
     """Score unlabeled items the champion has not scored yet (under HITL_STRATEGY), from
     where the last walk stopped; with ``max_chunks``, at most that many chunks now and the
     rest in the background. Returns how many were written."""
-    if rt.champion is None:
+    if rt.model is None:
         return 0
     return await scorer_of(rt).catch_up(max_chunks=max_chunks)
 
@@ -316,7 +316,7 @@ def candidates(
     queued items (from the priority index) and a uniform random sample of all unlabeled items
     (for audit picks, and for random picks while there is no model)."""
     sample = rt.store.sample_unlabeled(AUDIT_SAMPLE, rng)
-    if rt.champion is None:
+    if rt.model is None:
         return sample, sample
     return rt.store.most_uncertain(UNCERTAIN_WINDOW), sample
 
@@ -343,7 +343,7 @@ def choose(
     if n <= 0 or not (pool or audit_pool):
         return []
     generator = np.random.default_rng(rng.getrandbits(64))
-    if rt.champion is None:  # no model yet: random picks (from the uniform sample if given)
+    if rt.model is None:  # no model yet: random picks (from the uniform sample if given)
         return _pick(rt, pool if audit_pool is None else audit_pool, n, generator)
     if audit_pool is None:
         audit_pool = pool
@@ -375,7 +375,7 @@ def _pick(
         return []
     priorities = confidence = None
     scored = all(it.get("priority") is not None for it in pool)
-    if reason is None and rt.champion is not None and scored:
+    if reason is None and rt.model is not None and scored:
         priorities = np.array([float(it["priority"]) for it in pool])
         confidence = np.array([float(it["confidence"]) for it in pool])
     picks = selection.select(

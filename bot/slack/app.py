@@ -274,6 +274,8 @@ async def _answer(
     )
     await ack()
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
+    if result.status == "resolved":
+        rt.labels_changed()  # a refresh of the working model may be due
     try:
         if in_modal:
             await next_in_modal(rt, client, body, counted=result.is_counted)

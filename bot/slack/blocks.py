@@ -217,7 +217,10 @@ def _reason_text(reason: str, version: int | None) -> str:
         "audit": "random check of the model",
         "cold_start": "collecting first labels",
     }.get(reason, reason)
-    model = f"model v{version}" if version else "no model"
+    if not version:
+        model = "no model"
+    else:  # a negative version is a working model (a refresh on -version labels)
+        model = f"model r{-version}" if version < 0 else f"model v{version}"
     return f"Why this one: {why} · {model}"
 
 

@@ -229,7 +229,7 @@ class Dispatcher:
         rt = self.rt
         state = self.channel_state(channel)
         loop = asyncio.get_running_loop()
-        guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.champion else []
+        guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.model else []
         question = blocks.Question(
             item_id=item["id"],
             text=item["text"],

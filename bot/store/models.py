@@ -39,6 +39,16 @@ class ModelsMixin:
             return rows
         return sorted(rows + gold_only, key=lambda row: row[3])  # stable: ties keep their order
 
+    def audit_answered_since(self, resolved_after: str) -> set[str]:
+        """Items asked as random audits and resolved after ``resolved_after`` (ISO time; ""
+        for all): the answers a refresh of the working model holds out to gate itself on."""
+        rows = self.db.execute(
+            "SELECT DISTINCT l.item_id FROM labels l JOIN posts p ON p.item_id = l.item_id"
+            " WHERE p.reason = 'audit' AND l.resolved_at > ?",
+            [resolved_after],
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def labels_watermark(self) -> dict[str, Any]:
         """How many labels there are and the newest resolution: "anything new?" compares it."""
         n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()

@@ -1,0 +1,173 @@
+"""Refresh during the day: after HITL_REFRESH_EVERY new labels the working model is refitted
+(in the fit worker, one fit at a time, never beside a retrain), gated on the held-out audit
+answers, and scores the queue, so the next question and the producer API come from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.learning import retrain
+from bot.learning.jobs import Trainer, run_retrain, start_retrain
+from bot.sandbox import FakeSlack
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_learning import labeled_items
+from tests.fake_slack import CHANNEL
+
+TOKEN = "refresh-api-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+UNLABELED = [Item(f"u{n}", f"{word} ticket {n}") for n, word in enumerate(
+    ["refund", "crash", "invoice", "error", "card", "freeze", "payment", "login"] * 2
+)]  # fmt: skip
+
+
+async def started(fake: FakeSlack, tmp_path: Path, **changes) -> Bot:
+    seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
+    settings = make_settings(
+        fake,
+        tmp_path,
+        labels=("billing", "bug"),
+        max_open=1,
+        audit_rate=0.0,
+        threshold=1.0,  # every item waits for people: the queue is all questions
+        api_token=TOKEN,
+        **changes,
+    )
+    return start_bot(fake, settings)
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    async for running in await started(fake_slack, tmp_path, refresh_every=3):
+        yield running
+
+
+async def answer_next(bot: Bot, label: str = "billing") -> dict:
+    """Post the next question and answer it with a signed click; returns its post row."""
+    await bot.dispatcher.fill()
+    message = bot.posted()[-1]
+    response = await bot.action(bot.button_payload(message, "U0ANA", label))
+    assert response.status == 200
+    await bot.settled()
+    return bot.store.db.execute("SELECT * FROM posts WHERE ts = ?", [message["ts"]]).fetchone()
+
+
+def versions(bot: Bot) -> set[int]:
+    return {it["model_version"] for it in bot.store.pool()}
+
+
+async def test_after_n_answers_the_working_model_refits_and_asks_the_next_question(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    assert bot.rt.champion.version == 1 and versions(bot) == {1}
+    trainer = Trainer.of(bot.rt)
+    for _ in range(2):
+        await answer_next(bot)
+        await trainer.settled()
+    assert trainer.refreshes == 0 and bot.rt.working is None  # 2 labels: not yet
+    await answer_next(bot)
+    await trainer.settled()
+    assert trainer.refreshes == 1
+    working = bot.rt.working
+    assert working is not None and working.version == -15  # 12 imported + 3 answered
+    assert working.n_train == 15 and trainer.last_refresh.passed
+    assert versions(bot) == {-15}  # the queue is scored by the refreshed model
+    await bot.dispatcher.fill()
+    [post] = bot.store.db.execute(
+        "SELECT model_version FROM posts WHERE ts = ?", [bot.posted()[-1]["ts"]]
+    ).fetchall()
+    assert post[0] == -15  # the next question comes from the working model
+    assert bot.rt.champion.version == 1  # not promoted
+    assert [m.version for m in retrain.registry_for(bot.rt.settings).versions()] == [1]
+
+
+async def test_the_producer_api_answers_with_the_working_model_that_passed_the_gate(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    for _ in range(3):
+        await answer_next(bot)
+    await Trainer.of(bot.rt).settled()
+    response = await bot.http.post(
+        "/api/predict", json={"text": "refund my card payment"}, headers=AUTH
+    )
+    body = await response.json()
+    assert response.status == 200 and body["model_version"] == -15
+
+
+async def test_a_refresh_worse_on_the_held_out_audits_is_dropped(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    # Audit answers since the champion (held out of the refresh): billing words are billing.
+    audits = [Item(f"a{n}", f"refund invoice payment {n}") for n in range(4)]
+    bot.store.add_items(audits, "import")
+    for n, item in enumerate(audits):
+        posted = await bot.rt.client.chat_postMessage(channel=CHANNEL, text=item.text)
+        bot.store.record_post(item.id, CHANNEL, posted["ts"], "audit", 1, "billing", 0.9)
+        bot.store.record_answer(item.id, "U0ANA", "billing", source="button", dedupe_key=f"a{n}")
+    # The answers it trains on call billing words bugs, many times over.
+    wrong = [Item(f"w{n}", f"refund invoice payment card {n}") for n in range(30)]
+    bot.store.add_items(wrong, "import")
+    for n, item in enumerate(wrong):
+        bot.store.record_answer(item.id, "U0ANA", "bug", source="button", dedupe_key=f"w{n}")
+    await answer_next(bot, "bug")  # a click: the trainer hears of the labels
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    done = trainer.last_refresh
+    assert trainer.refreshes == 1 and not done.passed
+    assert (done.held, done.champion_correct) == (4, 4) and done.correct < 4
+    assert bot.rt.working is None and versions(bot) == {1}  # the champion still scores
+
+
+async def test_a_promotion_ends_the_working_model(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    for _ in range(3):
+        await answer_next(bot)
+    await Trainer.of(bot.rt).settled()
+    assert bot.rt.working is not None
+    outcome = await run_retrain(bot.rt, "cli", force=True)
+    assert outcome.promoted and bot.rt.working is None
+    assert versions(bot) == {2}
+
+
+async def test_a_refresh_never_runs_beside_a_retrain(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    trainer.worker = retrain.FitWorker()  # as in `hitl serve`: fits in a child process
+    try:
+        for _ in range(2):
+            await answer_next(bot)
+        assert start_retrain(bot.rt, "<@U0ADMIN>", force=True) is None  # fitting now
+        await answer_next(bot)  # the third label while the retrain runs: no refresh
+        await trainer.settled()
+        assert trainer.refreshes == 0
+        await trainer.task
+        assert bot.rt.champion.n_train == 14  # the third label came after it read them
+        for _ in range(2):
+            await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 1  # in the child process
+        assert trainer.most_fits_at_once == 1
+        assert bot.rt.champion.version == 2 and bot.rt.working.version == -17
+    finally:
+        trainer.worker.close()
+
+
+async def test_refresh_every_zero_turns_it_off(fake_slack: FakeSlack, tmp_path: Path):
+    async for bot in await started(fake_slack, tmp_path, refresh_every=0):
+        await run_retrain(bot.rt, "cli")
+        for _ in range(4):
+            await answer_next(bot)
+        trainer = Trainer.of(bot.rt)
+        await trainer.settled()
+        assert trainer.refresh_task is None and trainer.refreshes == 0
+        assert bot.rt.working is None and versions(bot) == {1}
+
+
+async def test_without_a_champion_the_first_refresh_is_the_first_model(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in await started(fake_slack, tmp_path, refresh_every=2):
+        assert bot.rt.champion is None  # 12 imported labels, no model yet
+        await answer_next(bot)
+        trainer = Trainer.of(bot.rt)
+        await trainer.settled()
+        assert bot.rt.working.version == -13 and trainer.last_refresh.champion_correct is None
+        assert versions(bot) == {-13}  # questions now come from a model, not at random
