@@ -254,7 +254,8 @@ def bench_growth(
 ) -> tuple[list[dict], dict]:
     texts, labels = load_mixture(data, datasets)
     settings = Settings(db=tmp / "growth.db", channel=CHANNEL, votes=3)
-    rt = SimpleNamespace(settings=settings, champion=Champion(1, None))
+    champion = Champion(1, None)
+    rt = SimpleNamespace(settings=settings, champion=champion, model=champion)
     now = datetime.now(UTC)
     since = (now.replace(hour=0, minute=0, second=0, microsecond=0)).isoformat()
     rows: list[dict] = []
