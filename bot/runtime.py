@@ -185,6 +185,18 @@ class Runtime:
         there is one, else the champion."""
         return self.working or self.champion
 
+    def model_roles(self) -> dict[str, int | None]:
+        """Versions: the gated ``champion``, the ``working`` model (a refresh, negative), and
+        the model that ``asks`` the questions and ``answers`` the producer API (the same one:
+        each item keeps one prediction). None: no such model."""
+        serving = self.model.version if self.model else None
+        return {
+            "champion": self.champion.version if self.champion else None,
+            "working": self.working.version if self.working else None,
+            "asks": serving,
+            "answers": serving,
+        }
+
     def labels_changed(self) -> None:
         """People resolved items: a refresh of the working model may be due."""
         if self.trainer is not None:

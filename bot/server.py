@@ -227,7 +227,7 @@ async def healthz(request: web.Request) -> web.Response:
     body = {
         "ok": db_ok and scheduler is not False,
         "db": "ok" if db_ok else "unreachable",
-        "champion": rt.champion.version if rt.champion else None,
+        **rt.model_roles(),  # champion, working (a refresh: negative), asks, answers
         "scheduler": scheduler,
     }
     return web.json_response(body, status=200 if body["ok"] else 503)

@@ -107,6 +107,33 @@ class StoreCollector:
         yield durations
 
 
+class ModelCollector:
+    """Which model does what, at scrape time: ``hitl_model_version{role}`` for the roles
+    ``champion`` (the gated one), ``working`` (a refresh since, negative: minus the labels it
+    read), ``asks`` (scores the queue) and ``answers`` (the producer API); a role with no model
+    is left out. ``get_roles`` returns None before the app has started."""
+
+    def __init__(self, get_roles: Callable[[], dict[str, int | None] | None]):
+        self.get_roles = get_roles
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        roles = self.get_roles()
+        if roles is None:
+            return
+        family = GaugeMetricFamily(
+            "hitl_model_version",
+            "Model version per role: champion, working (a refresh, negative), asks, answers",
+            labels=["role"],
+        )
+        for role, version in roles.items():
+            if version is not None:
+                family.add_metric([role], version)
+        yield family
+
+
 class MemoryCollector:
     """Where the server's memory goes: SQLite's own allocations (its page cache, bounded by
     ``PRAGMA cache_size``) and Python's allocated blocks. A leak shows as blocks that keep
@@ -131,9 +158,14 @@ class MemoryCollector:
 
 
 class Metrics:
-    """One app's registry: API requests and latencies, the store's counts, Slack errors."""
+    """One app's registry: API requests and latencies, the store's counts, which model
+    asks and answers, Slack errors."""
 
-    def __init__(self, get_store: Callable[[], Store | None]):
+    def __init__(
+        self,
+        get_store: Callable[[], Store | None],
+        get_roles: Callable[[], dict[str, int | None] | None] = lambda: None,
+    ):
         self.registry = CollectorRegistry()
         self.api_requests = Counter(
             "hitl_api_requests",
@@ -150,6 +182,7 @@ class Metrics:
         )
         self.registry.register(SLACK_API_ERRORS)
         self.registry.register(StoreCollector(get_store))
+        self.registry.register(ModelCollector(get_roles))
         self.registry.register(MemoryCollector())
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
 

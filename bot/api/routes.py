@@ -73,7 +73,7 @@ class ApiItem:
 
 def add_routes(app: web.Application) -> None:
     """Register /api/*, /metrics and the API middleware on the (not yet started) app."""
-    app[METRICS] = Metrics(lambda: _store_of(app))
+    app[METRICS] = Metrics(lambda: _store_of(app), lambda: _roles_of(app))
     app[INTAKE] = Intake(lambda: app[RUNTIME].store, SOURCE)
     app.middlewares.append(api_middleware)
     app.router.add_post("/api/predict", predict)
@@ -86,6 +86,11 @@ def add_routes(app: web.Application) -> None:
 def _store_of(app: web.Application) -> Store | None:
     rt = app.get(RUNTIME)
     return rt.store if rt is not None else None
+
+
+def _roles_of(app: web.Application) -> dict[str, int | None] | None:
+    rt = app.get(RUNTIME)
+    return rt.model_roles() if rt is not None else None
 
 
 def _runtime(request: web.Request) -> Runtime:

@@ -109,10 +109,21 @@ def leaderboard_text(rt: Runtime) -> str:
 
 
 def model_line(rt: Runtime) -> str:
-    champion = rt.champion
+    """Which model asks the questions and answers the producer API, and the champion."""
+    champion, working = rt.champion, rt.working
+    if working is not None:
+        since = (
+            f"champion v{champion.version} (trained on {champion.n_train:,} labels) refreshed"
+            if champion
+            else "no champion yet; the first model"
+        )
+        return (
+            f"r{-working.version} asks and answers ({since} with today's labels:"
+            f" {working.n_train:,}; the working model until the next retrain)"
+        )
     if champion is None:
         return "no model yet: answers train the first one"
-    return f"v{champion.version}, trained on {champion.n_train:,} labels"
+    return f"v{champion.version}, trained on {champion.n_train:,} labels; it asks and answers"
 
 
 def home(rt: Runtime, user_id: str) -> View:
@@ -251,7 +262,8 @@ async def label(call: Call) -> None:
 async def accuracy(call: Call) -> None:
     rt = call.rt
     report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
-    await call.ack(text=reports.accuracy_text(report))
+    text = reports.accuracy_text(report) + f"\n*Asking and answering now:* {model_line(rt)}"
+    await call.ack(text=text)
     if report is not None and len(report.trend) > 0:
         await attach_chart(call.client, report, call.user_id)
 

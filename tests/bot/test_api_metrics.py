@@ -126,10 +126,19 @@ async def test_healthz_reports_db_champion_and_scheduler(
     async for bot in start_api(fake_slack, tmp_path, champion=champion):
         response = await bot.http.get("/healthz")
         assert response.status == 200
-        assert await response.json() == {"ok": True, "db": "ok", "champion": 1, "scheduler": None}
+        assert await response.json() == {
+            "ok": True,
+            "db": "ok",
+            "champion": 1,
+            "working": None,
+            "asks": 1,
+            "answers": 1,
+            "scheduler": None,
+        }
         bot.rt.trainer.scheduler_alive = True
         assert (await (await bot.http.get("/healthz")).json())["scheduler"] is True
         bot.rt.trainer.scheduler_alive = False
         response = await bot.http.get("/healthz")
         assert response.status == 503
-        assert await response.json() == {"ok": False, "db": "ok", "champion": 1, "scheduler": False}
+        body = await response.json()
+        assert (body["ok"], body["champion"], body["scheduler"]) == (False, 1, False)

@@ -4,6 +4,7 @@ answers, and scores the queue, so the next question and the producer API come fr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, run_retrain, start_retrain
 from bot.sandbox import FakeSlack
+from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_learning import labeled_items
 from tests.fake_slack import CHANNEL
@@ -171,3 +173,23 @@ async def test_without_a_champion_the_first_refresh_is_the_first_model(
         await trainer.settled()
         assert bot.rt.working.version == -13 and trainer.last_refresh.champion_correct is None
         assert versions(bot) == {-13}  # questions now come from a model, not at random
+
+
+async def test_healthz_metrics_app_home_and_accuracy_name_both_models(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    for _ in range(3):
+        await answer_next(bot)
+    await Trainer.of(bot.rt).settled()
+    health = await (await bot.http.get("/healthz")).json()
+    assert (health["champion"], health["working"]) == (1, -15)
+    assert (health["asks"], health["answers"]) == (-15, -15)
+    metrics = await (await bot.http.get("/metrics")).text()
+    for role, version in (("champion", 1), ("working", -15), ("asks", -15), ("answers", -15)):
+        assert f'hitl_model_version{{role="{role}"}} {float(version)}' in metrics
+    line = "r15 asks and answers (champion v1 (trained on 12 labels) refreshed with"
+    accuracy = await (await bot.command("accuracy", "U0ANA")).text()
+    assert accuracy.startswith("*Model v1*") and f"*Asking and answering now:* {line}" in accuracy
+    await bot.rt.background.drain(timeout=60)
+    assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+    await bot.fake.next_call("views.publish")
+    assert line in json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
