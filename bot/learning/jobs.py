@@ -128,6 +128,7 @@ class Trainer:
     fitted_at: int | None = None  # resolved items when the scoring model's labels were read
     last_refresh: Refreshed | None = None
     refreshes: int = 0  # refreshes fitted (adopted or not)
+    retraining: int = 0  # retrains begun in this process and not finished
     fits_running: int = 0
     most_fits_at_once: int = 0
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -184,7 +185,7 @@ class Trainer:
                 self.fits_running -= 1
 
     def retrain_running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.retraining > 0 or (self.task is not None and not self.task.done())
 
 
 def labels_now(rt: Runtime) -> int:
@@ -295,19 +296,32 @@ async def run_retrain(
     def swap(champion: retrain.Champion) -> None:
         adopt_champion(rt, champion)
 
-    async with Trainer.of(rt).fitting():  # after a refresh under way, never beside it
-        outcome = await retrain.retrain(
-            rt.store,
-            rt.settings,
-            rt.registry,
-            champion=rt.champion,
-            triggered_by=triggered_by,
-            force=force,
-            on_champion=swap,
-            plan=plan,
-            worker=Trainer.of(rt).worker,
-            scorer=scorer_of(rt),
+    trainer = Trainer.of(rt)
+    started: Plan | Outcome | None = plan
+    if started is None:  # the lock first: a second retrain is told at once that one runs
+        started = retrain.begin(
+            rt.store, rt.settings, rt.registry, triggered_by=triggered_by, force=force
         )
+    if isinstance(started, Outcome):
+        outcome = started
+    else:
+        trainer.retraining += 1  # a refresh due meanwhile is skipped: this fit brings it in
+        try:
+            async with trainer.fitting():  # after a refresh under way, never beside it
+                outcome = await retrain.retrain(
+                    rt.store,
+                    rt.settings,
+                    rt.registry,
+                    champion=rt.champion,
+                    triggered_by=triggered_by,
+                    force=force,
+                    on_champion=swap,
+                    plan=started,
+                    worker=trainer.worker,
+                    scorer=scorer_of(rt),
+                )
+        finally:
+            trainer.retraining -= 1
     rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
