@@ -26,6 +26,7 @@ DATA_SCRIPTS = (
     "model_comparison.py",
     "model_footprint.py",
     "predict_growth.py",
+    "refresh.py",
     "scoring_throughput.py",
     "simulated_loop.py",
     "throughput.py",
@@ -191,6 +192,16 @@ def test_simulated_loop_benchmark_accuracy_rises_with_answers(standin: Path):
     out = run_quick("simulated_loop.py", standin)
     assert f"{STANDIN} accuracy on test.jsonl by labels: 20:" in out
     assert "the curve rises" in out
+
+
+def test_refresh_benchmark_compares_nightly_the_product_and_the_fast_loop(standin: Path):
+    out = run_quick("refresh.py", standin)
+    for arm, refreshes in (("nightly", "0 refreshes"), ("product", ""), ("every5", "")):
+        [line] = [ln for ln in out.splitlines() if ln.startswith(f"{STANDIN} {arm}: ")]
+        assert "30 labels in" in line and refreshes in line
+    product = re.search(r"product: .*, (\d+) refreshes", out)
+    fast = re.search(r"every5: .*, (\d+) refreshes", out)
+    assert product and fast and 0 < int(product[1]) < int(fast[1])
 
 
 def test_annotators_benchmark_compares_majority_and_dawid_skene_on_a_simulated_team(

@@ -1,0 +1,225 @@
+"""Refresh during the day: does the model the product asks and answers with keep up with a loop
+that refits after every 25 labels?
+
+A data set from ../shared/datasets is imported without labels (train.jsonl is the pool). The
+sandbox workspace and the real bot run in this process; simulated teammates answer the posted
+questions with the true labels (a signed click to ``/slack/events`` each, as `hitl demo
+--simulate` does). Every ``--night`` labels the real, gated retrain runs (a "night"). Three arms:
+
+- ``nightly``: ``HITL_REFRESH_EVERY=0``, the model changes only at night;
+- ``product``: the default ``HITL_REFRESH_EVERY``;
+- ``every25``: ``HITL_REFRESH_EVERY=25`` (the loop ``label_efficiency.py`` measures).
+
+The refreshes happen as in ``hitl serve``: a click wakes the trainer, which refits in the fit
+worker (a child process) and re-scores the queue. After every ``--every`` labels the model
+that scores the queue (the working model, else the champion) is scored on test.jsonl (held
+out, never imported), with the wall-clock time since the start. With ``--pace 0`` (default) the
+teammates wait for a refresh under way before the next answer (people slower than a refit:
+the same for every run of a seed); with ``--pace S`` they answer every S seconds whatever the
+trainer does (a refresh then lands some answers later).
+
+    python benchmarks/refresh.py                               # four datasets, 1,025 labels
+    python benchmarks/refresh.py --datasets trec --answers 300
+    python benchmarks/refresh.py --quick                       # generated stand-in, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from _common import add_data_options, machine, resolve_data  # noqa: E402
+from simulated_loop import load  # noqa: E402
+
+from bot.config import Settings  # noqa: E402
+from bot.demo.run import DemoOptions, running_demo  # noqa: E402
+from bot.learning.jobs import Trainer  # noqa: E402
+from bot.learning.retrain import FitWorker  # noqa: E402
+from model import DEFAULT_PIPELINE  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "refresh.csv"
+MARKS = (275, 1025)  # where the target is read
+
+
+def arms(args: argparse.Namespace) -> list[tuple[str, int]]:
+    return [("nightly", 0), ("product", args.product), (f"every{args.fast}", args.fast)]
+
+
+async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> list[dict]:
+    data = load(args.data, name, args.pool, args.test, args.seed)
+    texts = [item.text for item in data.holdout]
+    truth = [item.label for item in data.holdout]
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        options = DemoOptions(
+            db=Path(tmp) / "hitl.db",
+            port=0,
+            seed=args.seed,
+            simulate=3,
+            error_rate=args.error_rate,
+            answers=args.answers,
+            retrain_every=args.night,
+            max_open=5,
+            pipeline=args.pipeline,
+        )
+        quiet = lambda line: None  # noqa: E731 - the demo's chatter is not the benchmark's
+        async with running_demo(options, data, quiet, background=False) as demo:
+            rt = demo.rt
+            rt.settings = rt.settings.with_changes(refresh_every=every)
+            trainer = Trainer.of(rt)
+            if not args.in_thread:  # as in `hitl serve`
+                trainer.worker = FitWorker()
+            simulator = demo.simulator(drive=True)
+            simulator.pace = args.pace
+            started = time.perf_counter()
+            try:
+                target = 0
+                while target < args.answers:
+                    target = min(target + args.every, args.answers)
+                    while simulator.n_answers < target:
+                        before = simulator.n_answers
+                        await simulator.run(before + 1)
+                        if simulator.n_answers == before:
+                            break  # no question left
+                        if not args.pace:
+                            await trainer.settled(timeout=3600)
+                    if simulator.n_answers < target:
+                        break  # the pool ran out
+                    seconds = time.perf_counter() - started
+                    model = rt.model
+                    accuracy = None
+                    if model is not None:
+                        guesses = await asyncio.to_thread(model.classifier.predict, texts)
+                        accuracy = sum(g == t for g, t in zip(guesses, truth, strict=True))
+                        accuracy /= len(truth)
+                    rows.append(
+                        {
+                            "dataset": name,
+                            "arm": arm,
+                            "refresh_every": every,
+                            "seed": args.seed,
+                            "labels": rt.store.count_labels(),
+                            "answers": simulator.n_answers,
+                            "seconds": round(seconds, 1),
+                            "model": None if model is None else model.version,
+                            "refreshes": trainer.refreshes,
+                            "accuracy": None if accuracy is None else round(accuracy, 4),
+                        }
+                    )
+            finally:
+                if trainer.worker is not None:
+                    trainer.worker.close()
+    return rows
+
+
+def at(rows: list[dict], labels: int) -> dict | None:
+    """The first row at or past ``labels``."""
+    return next((r for r in rows if r["labels"] >= labels), None)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -> list[str]:
+    lines = []
+    fast = by_arm[f"every{args.fast}"]
+    for arm, rows in by_arm.items():
+        last = rows[-1] if rows else None
+        curve = ", ".join(
+            f"{r['labels']}: {percent(r['accuracy'])}" for r in rows[:: max(1, len(rows) // 8)]
+        )
+        lines.append(
+            f"{name} {arm}: {curve}"
+            + (
+                f"; {last['labels']} labels in {last['seconds']:.0f} s,"
+                f" {last['refreshes']} refreshes"
+                if last
+                else ""
+            )
+        )
+    for mark in MARKS:
+        loop = at(fast, mark)
+        if loop is None or loop["accuracy"] is None:
+            continue
+        for arm in ("nightly", "product"):
+            row = at(by_arm[arm], mark)
+            if row is None or row["accuracy"] is None:
+                lines.append(f"{name} at {mark}: {arm} has no model")
+                continue
+            gap = (loop["accuracy"] - row["accuracy"]) * 100
+            verdict = "within 1 point" if gap <= 1.0 else "MORE THAN 1 POINT behind"
+            lines.append(
+                f"{name} at {mark} labels: {arm} {percent(row['accuracy'])} vs every{args.fast}"
+                f" {percent(loop['accuracy'])} ({gap:+.1f} points behind: {verdict})"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_options(parser, quick=None)
+    parser.add_argument("--answers", type=int, default=1025)
+    parser.add_argument("--night", type=int, default=200, help="labels per night (retrain)")
+    parser.add_argument(
+        "--product",
+        type=int,
+        default=Settings().refresh_every,
+        help="HITL_REFRESH_EVERY of the product arm (default: the setting's)",
+    )
+    parser.add_argument("--fast", type=int, default=25, help="the loop to keep up with")
+    parser.add_argument("--every", type=int, default=25, help="score the model every N labels")
+    parser.add_argument(
+        "--pace", type=float, default=0.0, help="seconds between answers (0: wait for refreshes)"
+    )
+    parser.add_argument("--pool", type=int, default=3000, help="train items imported")
+    parser.add_argument("--test", type=int, default=1000, help="test items scored")
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--pipeline", default=DEFAULT_PIPELINE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="raw rows (CSV)")
+    parser.add_argument(
+        "--in-thread",
+        action="store_true",
+        help="fit in a worker thread, not a child process (faster here; --quick does)",
+    )
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    args.data, args.datasets = resolve_data(args)
+    if args.quick:
+        args.answers, args.night, args.product, args.fast, args.every = 30, 20, 10, 5, 10
+        args.pool, args.test, args.pipeline, args.in_thread = 150, 100, "word_lr", True
+    print(
+        f"refresh: {', '.join(args.datasets)}; {args.answers} answers, a night every"
+        f" {args.night} labels, product refresh every {args.product}, loop every {args.fast},"
+        f" pace {args.pace or 'wait for refreshes'}, pipeline {args.pipeline}, seed {args.seed}"
+    )
+    print(f"machine: {machine()}; {datetime.now(UTC):%Y-%m-%d}")
+    every_row: list[dict] = []
+    for name in args.datasets:
+        by_arm = {}
+        for arm, every in arms(args):
+            by_arm[arm] = asyncio.run(run_arm(name, arm, every, args))
+            every_row += by_arm[arm]
+        for line in report(name, by_arm, args):
+            print(line, flush=True)
+    if not args.quick:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(every_row[0]))
+            writer.writeheader()
+            writer.writerows(every_row)
+        print(f"rows: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
