@@ -6,6 +6,10 @@ in ``model/modelfile.py``) and ``vN.json`` (its metadata, including the sha256 o
 ``vN.skops``). Both are written to a temporary file and renamed into place, model first, so a
 version exists only once its metadata is complete. One writer at a time is assumed (the bot
 holds a retrain lock).
+
+Slightly over ~400 lines: saving, loading, promotion and rollback share the metadata
+format and the confinement checks, so they stay together; the file layout is in
+``model/modelfile.py``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ with a generic message, and the traceback goes to the log only.
 ``add_routes(app)`` registers everything; ``bot/api/openapi.json`` describes it, is served as it
 is, and its request schemas are what the API checks bodies against (a test keeps the routes
 and the document in step).
+
+Its length (~600 lines, over the house's ~400) is one handler per route of the document, each
+parsing, calling the store or the scorer and shaping its answer, beside the shared auth,
+error and schema helpers they all use; the intake of predict batches is its own module
+(``bot/api/intake.py``), webhooks and metrics too.
 """
 
 from __future__ import annotations

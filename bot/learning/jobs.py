@@ -12,7 +12,11 @@ answers given since the champion was trained and replaces the model that scores 
 only when it gets at least as many of them right as the champion (the cheap gate); then it
 both asks (orders the queue) and answers (``/api/predict``, auto-labels), as every item has
 one stored prediction. A promotion or rollback ends the working model; a rejected retrain
-leaves it in place."""
+leaves it in place.
+
+Slightly over ~400 lines: the schedule, the champion holder and watch, and the refresh
+share the ``Trainer``'s fit worker and lock.
+"""
 
 from __future__ import annotations
 

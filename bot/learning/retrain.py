@@ -8,6 +8,10 @@ server both use it, and the lock in the database keeps them from retraining at o
 
 A rollback (``bot.learning.rollback``) takes the same lock, so a retrain and a rollback
 never interleave their writes. ``FitWorker`` fits in a child process for the server.
+
+Its length (~530 lines) is the three steps, the report's outcome record and ``FitWorker``
+(the child process the server fits in, with its memory limit and error mapping): one job
+whose steps share the outcome type; rollback already lives in its own module.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ a tally of hundreds of voters names as many as fit and says how many more.
 
 Every ``action_id`` the bot uses is defined here, once; listeners import them. Action values
 carry the item id and the label as JSON, so nothing depends on a label fitting a button.
+
+Its length (~470 lines) is one builder per message or view, with the fitting of texts into
+Slack's limits they share; the review, labels and guidelines views are in their own modules.
 """
 
 from __future__ import annotations

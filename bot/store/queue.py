@@ -1,4 +1,9 @@
-"""The queue: scoring, posting, answering, resolving, redrawing."""
+"""The queue: scoring, posting, answering, resolving, redrawing.
+
+Its length (~500 lines) is the life of an item in the queue (scored, posted, answered,
+resolved, redrawn), each a few SQL statements over the same tables and indexes; answers and
+labels changed by admins live in ``labels.py``, reviews in ``reviews.py``, gold in ``gold.py``.
+"""
 
 from __future__ import annotations
 
