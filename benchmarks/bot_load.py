@@ -249,6 +249,22 @@ def click_payloads(messages: list[dict], n_clicks: int, n_posts: int, tag: str) 
     return payloads
 
 
+async def timed_post(
+    http: aiohttp.ClientSession, url: str, body: str | bytes, headers: dict, result: Load
+) -> None:
+    """POST once and note the outcome in ``result``: the latency and status, or the error."""
+    t0 = time.perf_counter()
+    try:
+        async with http.post(url, data=body, headers=headers) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        result.errors.append(type(exc).__name__)
+        return
+    result.latencies.append(time.perf_counter() - t0)
+    result.statuses[status] = result.statuses.get(status, 0) + 1
+
+
 async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) -> Load:
     signed = [signing.signed_action(p, SECRET) for p in payloads]
     queue: asyncio.Queue = asyncio.Queue()
@@ -262,16 +278,7 @@ async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) 
                 body, headers = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            t0 = time.perf_counter()
-            try:
-                async with http.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                result.errors.append(type(exc).__name__)
-                continue
-            result.latencies.append(time.perf_counter() - t0)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await timed_post(http, url, body, headers, result)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)

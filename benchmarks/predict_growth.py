@@ -59,6 +59,7 @@ from bot_load import (
     serve_env,
     start_process,
     stop_process,
+    timed_post,
 )
 
 from bot.store import Store
@@ -144,16 +145,7 @@ async def predict_load(
         while more():
             sent += 1
             body = json.dumps({"text": f"{rng.choice(texts)} ({tag} {next(counter)})"})
-            t0 = time.perf_counter()
-            try:
-                async with http.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                result.errors.append(type(exc).__name__)
-                continue
-            result.latencies.append(time.perf_counter() - t0)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await timed_post(http, url, body, headers, result)
 
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
