@@ -25,6 +25,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -38,6 +39,8 @@ from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import score_pending, scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
+from bot.store import Store
+from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +200,16 @@ def labels_now(rt: Runtime) -> int:
     return int(rt.store.count_items().get("resolved", 0))
 
 
+def read_refresh_plan(
+    db: Path, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
+) -> retrain.RefreshPlan:
+    """Every label a refresh trains on, read on a connection of this thread's own: the read
+    grows with the labels, so it runs in a worker thread, never on the event loop (a sqlite
+    connection is bound to the thread that opened it)."""
+    with Store.open(db) as store:
+        return retrain.begin_refresh(store, settings, registry, champion)
+
+
 async def refresh(rt: Runtime) -> Refreshed | None:
     """Refit the working model when HITL_REFRESH_EVERY labels came since the model that
     scores the queue was fitted, gate it, and re-score the queue with it. Skipped while a
@@ -214,7 +227,9 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         if trainer.retrain_running() or labels_now(rt) - trainer.fitted_at < every:
             return None  # a retrain came first, and fitted these labels
         champion = rt.champion
-        plan = retrain.begin_refresh(rt.store, rt.settings, rt.registry, champion)
+        plan = await asyncio.to_thread(
+            read_refresh_plan, rt.settings.db, rt.settings, rt.registry, champion
+        )
         trainer.fitted_at = -plan.version
         model = champion.classifier if champion else None
         if trainer.worker is not None:

@@ -193,3 +193,21 @@ async def test_healthz_metrics_app_home_and_accuracy_name_both_models(bot: Bot):
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")
     assert line in json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+
+
+async def test_a_refresh_reads_its_labels_off_the_event_loops_connection(bot: Bot):
+    """The labels a refresh trains on grow with the data: they are read in a worker thread on
+    a connection of its own, never on the loop's (traced here by SQLite itself)."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    on_the_loop: list[str] = []
+    bot.store.db.conn.set_trace_callback(on_the_loop.append)
+    try:
+        for _ in range(3):
+            await answer_next(bot)
+            await trainer.settled()
+    finally:
+        bot.store.db.conn.set_trace_callback(None)
+    assert trainer.refreshes == 1
+    assert on_the_loop  # the trace works: clicks and posts ran on the loop's connection
+    assert not [sql for sql in on_the_loop if "FROM labels l" in sql and "JOIN items" in sql]
