@@ -318,9 +318,7 @@ async def run_retrain(
     trainer = Trainer.of(rt)
     started: Plan | Outcome | None = plan
     if started is None:  # the lock first: a second retrain is told at once that one runs
-        started = retrain.begin(
-            rt.store, rt.settings, rt.registry, triggered_by=triggered_by, force=force
-        )
+        started = await begin_retrain(rt, triggered_by, force=force)
     if isinstance(started, Outcome):
         outcome = started
     else:
@@ -348,15 +346,32 @@ async def run_retrain(
     return outcome
 
 
-def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Outcome | None:
-    """Begin a retrain now (takes the lock) and finish it in the background.
+def read_retrain_plan(
+    db: Path, settings: Settings, registry: ModelRegistry, triggered_by: str, force: bool
+) -> Plan | Outcome:
+    """``retrain.begin`` (the lock, the run, every label the retrain trains on) on a
+    connection of this thread's own: the read grows with the labels, so it runs in a worker
+    thread, never on the event loop."""
+    with Store.open(db) as store:
+        return retrain.begin(store, settings, registry, triggered_by=triggered_by, force=force)
 
-    Returns the outcome at once when there is nothing to do (busy, nothing new), else None.
-    """
+
+async def begin_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Plan | Outcome:
+    """Take the lock and read the training data off the event loop (see ``read_retrain_plan``)."""
     assert rt.registry is not None
-    started = retrain.begin(
-        rt.store, rt.settings, rt.registry, triggered_by=triggered_by, force=force
+    return await asyncio.to_thread(
+        read_retrain_plan, rt.settings.db, rt.settings, rt.registry, triggered_by, force
     )
+
+
+async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Outcome | None:
+    """Begin a retrain now (takes the lock, reads the labels off the event loop) and finish
+    it in the background.
+
+    Returns the outcome as soon as it is known when there is nothing to do (busy, nothing
+    new), else None once the retrain is under way.
+    """
+    started = await begin_retrain(rt, triggered_by, force=force)
     if isinstance(started, Outcome):
         return started
     Trainer.of(rt).task = asyncio.create_task(

@@ -144,8 +144,8 @@ def home(rt: Runtime, user_id: str) -> View:
     )
 
 
-def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
-    outcome = start_retrain(rt, f"<@{user_id}>", force=force)
+async def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
+    outcome = await start_retrain(rt, f"<@{user_id}>", force=force)
     if outcome is not None:
         return reports.retrain_text(outcome)
     where = rt.settings.effective_report_channel
@@ -294,7 +294,7 @@ async def labels(call: Call) -> None:
 
 async def retrain(call: Call) -> None:
     force = bool({"--force", "force"} & set(call.args))
-    await call.ack(text=retrain_now(call.rt, call.user_id, force=force))
+    await call.ack(text=await retrain_now(call.rt, call.user_id, force=force))
 
 
 TABLE: tuple[Subcommand, ...] = (

@@ -136,7 +136,7 @@ async def test_a_refresh_never_runs_beside_a_retrain(bot: Bot):
     try:
         for _ in range(2):
             await answer_next(bot)
-        assert start_retrain(bot.rt, "<@U0ADMIN>", force=True) is None  # fitting now
+        assert await start_retrain(bot.rt, "<@U0ADMIN>", force=True) is None  # fitting now
         await answer_next(bot)  # the third label while the retrain runs: no refresh
         await trainer.settled()
         assert trainer.refreshes == 0
