@@ -4,11 +4,12 @@ Texts are resampled from the train files of the datasets folder (``--data``, ``$
 or ../shared/datasets; read in place), labeled "<dataset>/<label>" (89 classes with the four
 public datasets). For each size, two sides, each in child processes of its own:
 
-* ``before``: the models and files as the product made them before: logistic regression fitted
-  by scikit-learn's default L-BFGS (``model.classifier.LR_SOLVER = "lbfgs"``), the model file a
-  bare skops dump of the pipeline (``skops.io.dumps(pipeline)``, format 1) and the classifier
-  taken as loaded, its coefficients in the order scikit-learn fits them (C for SGD, Fortran
-  for L-BFGS);
+* ``before``: the models and files as the product made them before: every character n-gram a
+  feature (``model.classifier.CHAR_MIN_DF = 1``), logistic regression fitted by scikit-learn's
+  default L-BFGS (``LR_SOLVER = "lbfgs"``), its coefficients as fitted (``COEF_DTYPE = None``),
+  the model file a bare skops dump of the pipeline (``skops.io.dumps(pipeline)``, format 1) and
+  the classifier taken as loaded, its coefficients in the order scikit-learn fits them (C for
+  SGD, Fortran for L-BFGS);
 * ``now``: the product as it is (``train_candidate``, ``ModelRegistry.save`` / ``load``).
 
 Steps (one child each, so each peak RSS is that step's own): ``retrain`` = ``train_candidate``
@@ -82,8 +83,10 @@ def child_retrain(spec: dict) -> dict:
     from model.registry import ModelRegistry
     from model.training import train_candidate
 
-    if spec["side"] == "before":
+    if spec["side"] == "before":  # every character n-gram, coefficients as fitted by L-BFGS
         model.classifier.LR_SOLVER = "lbfgs"
+        model.classifier.CHAR_MIN_DF = 1
+        model.classifier.COEF_DTYPE = None
     texts, labels = _sample(Path(spec["data"]), spec["datasets"], spec["n"])
     t0 = time.perf_counter()
     cand = train_candidate(texts, labels)

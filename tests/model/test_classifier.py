@@ -4,10 +4,12 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from model.classifier import (
     AUTO_LR_MAX_SAMPLES,
+    CHAR_MIN_DF_FROM,
     MAX_CHARS,
     PIPELINES,
     TextClassifier,
     build_pipeline,
+    round_coefficients,
 )
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
 from tests.model.conftest import make_texts
@@ -163,6 +165,7 @@ def test_fitted_coefficients_are_laid_out_so_one_text_is_scored_without_copying_
     weights = final.coef_ if hasattr(final, "coef_") else final.feature_log_prob_
     assert weights.flags.f_contiguous and weights.T.flags.c_contiguous
     reference = build_pipeline(name).fit(texts, labels)  # scikit-learn's own layout
+    round_coefficients(reference)
     np.testing.assert_array_equal(clf.predict_proba(texts), reference.predict_proba(texts))
 
 
@@ -178,3 +181,42 @@ def test_logistic_regression_fits_the_model_lbfgs_would_fit_with_less_memory(nam
     reference.set_params(clf__solver="lbfgs", clf__tol=1e-10)
     reference.fit(texts, labels)
     np.testing.assert_allclose(clf.predict_proba(texts), reference.predict_proba(texts), atol=1e-3)
+
+
+def char_vocabulary(clf: TextClassifier) -> dict[str, int]:
+    return dict(clf.pipeline_.named_steps["features"].transformer_list)["char"].vocabulary_
+
+
+@pytest.mark.parametrize("name", ["word_char_auto", "word_char_lr", "word_char_sgd"])
+def test_a_character_ngram_of_one_text_is_no_feature_from_100_texts_on(name):
+    """An n-gram seen in one training text is a third of the features at 1,000 labels and
+    nearly all noise; with fewer texts than ``CHAR_MIN_DF_FROM`` every n-gram stays."""
+    texts, labels = make_texts(np.random.default_rng(3), ["ant", "bee", "cat", "dog"], 25)
+    assert len(texts) == CHAR_MIN_DF_FROM
+    texts[0] += " qzxjv"  # in this text only
+    texts[1] += " wkyp"
+    texts[2] += " wkyp"  # in two texts
+    many = char_vocabulary(TextClassifier(name).fit(texts, labels))
+    assert "qzx" not in many and "wky" in many
+    few = char_vocabulary(TextClassifier(name).fit(texts[:99], labels[:99]))
+    assert "qzx" in few and "wky" in few
+
+
+@pytest.mark.parametrize("name", ["word_char_auto", "word_char_lr", "word_lr"])
+def test_logistic_regression_coefficients_are_kept_at_float16_precision(name, toy):
+    """So the model file holds them in 2 bytes each and loads exactly the model that was
+    fitted and used (``model/modelfile.py``)."""
+    texts, labels = toy
+    coef = TextClassifier(name).fit(texts, labels).pipeline_[-1].coef_
+    assert coef.dtype in (np.float32, np.float64)
+    np.testing.assert_array_equal(coef.astype(np.float16).astype(coef.dtype), coef)
+    unrounded = build_pipeline(name).fit(texts, labels)[-1].coef_
+    assert not np.array_equal(unrounded, coef)
+    np.testing.assert_allclose(coef, unrounded, rtol=1e-3, atol=1e-7)
+
+
+def test_sgd_coefficients_are_kept_as_fitted(toy):
+    texts, labels = toy
+    coef = TextClassifier("word_char_sgd").fit(texts, labels).pipeline_[-1].coef_
+    unrounded = build_pipeline("word_char_sgd").fit(texts, labels)[-1].coef_
+    np.testing.assert_array_equal(coef, unrounded)

@@ -69,12 +69,44 @@ def test_vocabularies_are_arrays_and_sparse_coefficients_are_stored_sparse(texts
     assert obj["coef"]["data"].size == np.count_nonzero(coef) < coef.size
 
 
-def test_logistic_regression_coefficients_stay_dense_where_that_is_smaller(texts_labels):
+def test_logistic_regression_coefficients_are_stored_dense_as_float16(texts_labels):
+    """L2-regularised coefficients are dense; fitted, they are rounded to float16 values
+    (``round_coefficients``), so the file holds them in 2 bytes each and loads them exactly."""
     texts, labels = texts_labels
     clf = TextClassifier("word_char_lr").fit(texts, labels)
+    coef = clf.pipeline_[-1].coef_
+    assert coef.dtype == np.float32 and np.count_nonzero(coef) == coef.size
+    data = modelfile.dumps(clf.pipeline_)
+    obj = sio.loads(data, trusted=[])
+    assert obj["format"] == "slack-hitl model 3"
+    assert obj["pipeline"][-1].coef_ is None
+    assert obj["coef"]["half"].dtype == np.float16 and obj["coef"]["half"].shape == coef.T.shape
+    loaded = modelfile.loads(data)[-1].coef_
+    assert loaded.dtype == np.float32 and loaded.flags.f_contiguous
+    np.testing.assert_array_equal(loaded, coef)
+
+
+def test_coefficients_float16_cannot_hold_exactly_are_stored_as_they_are(texts_labels):
+    texts, labels = texts_labels
+    clf = TextClassifier("word_char_lr").fit(texts, labels)
+    clf.pipeline_[-1].coef_ = clf.pipeline_[-1].coef_ + np.float32(1e-4)  # off the float16 grid
     obj = sio.loads(modelfile.dumps(clf.pipeline_), trusted=[])
     assert obj["coef"] is None
     np.testing.assert_array_equal(obj["pipeline"][-1].coef_, clf.pipeline_[-1].coef_)
+
+
+def test_a_format_2_file_still_loads(texts_labels):
+    """Format 2 (no float16 coefficients) is what models saved before this one are in."""
+    texts, labels = texts_labels
+    for name in ("word_char_lr", "word_char_sgd"):
+        clf = TextClassifier(name).fit(texts, labels)
+        obj = payload(clf)
+        if obj["coef"] is not None and "half" in obj["coef"]:
+            obj["pipeline"][-1].coef_ = np.asfortranarray(obj.pop("coef")["half"].T, np.float32)
+            obj["coef"] = None
+        obj["format"] = "slack-hitl model 2"
+        loaded = TextClassifier.from_pipeline(modelfile.loads(sio.dumps(obj)), clf.classes, name)
+        np.testing.assert_array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
 
 
 def test_a_bare_pipeline_file_written_before_this_format_still_loads(texts_labels):
@@ -102,6 +134,23 @@ def payload(clf: TextClassifier) -> dict:
             "vocabulary is damaged",
         ),  # fmt: skip
         (lambda p: setattr(p["pipeline"][-1], "coef_", np.zeros(3)), "stored twice"),
+        (lambda p: p["coef"].update(shape=[10**6, 12]), "coefficients are damaged"),
+        (lambda p: p["coef"].update(indices=p["coef"]["indices"] + 12), "damaged"),
+        (lambda p: p["coef"].update(indptr=p["coef"]["indptr"][:-1]), "damaged"),
+        (lambda p: p["coef"].update(data=p["coef"]["data"][:-1]), "damaged"),
+        (lambda p: p["coef"].pop("indptr"), "damaged"),
+    ],
+    ids=[
+        "format",
+        "no-coef",
+        "vocabulary-missing",
+        "vocabulary-damaged",
+        "coef-twice",
+        "sparse-oversized",
+        "sparse-index-out-of-bounds",
+        "sparse-indptr-short",
+        "sparse-data-short",
+        "sparse-indptr-missing",
     ],
 )
 def test_a_file_that_is_not_a_model_in_our_format_is_refused(change, message, texts_labels):
@@ -109,6 +158,38 @@ def test_a_file_that_is_not_a_model_in_our_format_is_refused(change, message, te
     obj = payload(TextClassifier("word_char_sgd").fit(texts, labels))
     change(obj)
     with pytest.raises(modelfile.ModelFileError, match=message):
+        modelfile.loads(sio.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda h: np.zeros((h.shape[0] * 1000, h.shape[1]), np.float16),  # oversized
+        lambda h: h[:-1],  # a feature short
+        lambda h: h[:, :-1],  # a class short
+        lambda h: h.astype(np.float64),  # not float16
+        lambda h: h.ravel(),
+    ],
+    ids=["oversized", "feature-short", "class-short", "float64", "flat"],
+)
+def test_float16_coefficients_that_do_not_fit_the_pipeline_are_refused(change, texts_labels):
+    texts, labels = texts_labels
+    obj = payload(TextClassifier("word_char_lr").fit(texts, labels))
+    obj["coef"]["half"] = change(obj["coef"]["half"])
+    with pytest.raises(modelfile.ModelFileError) as refused:
+        modelfile.loads(sio.dumps(obj))
+    n_features = obj["pipeline"][-1].n_features_in_
+    assert str(refused.value) == (
+        f"the model file's coefficients are damaged (they do not fit {n_features:,} features × "
+        "12 classes)"
+    )
+
+
+def test_float16_coefficients_with_an_unknown_dtype_are_refused(texts_labels):
+    texts, labels = texts_labels
+    obj = payload(TextClassifier("word_char_lr").fit(texts, labels))
+    obj["coef"]["dtype"] = "object"
+    with pytest.raises(modelfile.ModelFileError, match="unknown dtype 'object'"):
         modelfile.loads(sio.dumps(obj))
 
 
