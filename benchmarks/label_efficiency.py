@@ -22,6 +22,7 @@ Full supervision (the same classifier on the whole pool) is fitted in the same r
     python benchmarks/label_efficiency.py --datasets trec --seeds 0 1 --out /tmp/le.jsonl
     python benchmarks/label_efficiency.py --report /tmp/le*.jsonl         # tables + plots
     python benchmarks/label_efficiency.py --quick                         # < 30 s smoke run
+    python benchmarks/label_efficiency.py --paired new.jsonl.gz   # default arm vs stored rows
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     PLOTS,
+    ROOT,
     add_data_options,
     load_jsonl,
     machine,
@@ -364,6 +366,40 @@ def _versus(curves, name: str, arm: str, other: str) -> str:
     return text + f"; AUC difference {d_auc:+.4f} ± {sd_auc:.4f} (paired, over seeds)"
 
 
+def paired(base_rows: list[dict], new_rows: list[dict], arm: str = "default") -> str:
+    """``arm``'s AUC of accuracy in ``new_rows`` (a changed classifier) against ``base_rows``
+    (the stored rows), paired by seed: per dataset, the seeds both have, each seed's AUC over
+    the rounds both reached, and the paired difference (new − base), mean ± sd and per seed."""
+    base, new = _curves(base_rows), _curves(new_rows)
+    table = []
+    for name in sorted({r["dataset"] for r in new_rows}):
+        a, b = new.get((name, arm), {}), base.get((name, arm), {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        ns = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
+        if len(ns) < 2:
+            continue
+        old_auc = [_auc(b[s], "accuracy", ns[0], ns[-1]) for s in seeds]
+        new_auc = [_auc(a[s], "accuracy", ns[0], ns[-1]) for s in seeds]
+        diff = [n - o for n, o in zip(new_auc, old_auc, strict=True)]
+        d, sd = mean_sd(diff)
+        (ob, osd), (nb, nsd) = mean_sd(old_auc), mean_sd(new_auc)
+        table.append(
+            (
+                name,
+                ", ".join(map(str, seeds)),
+                f"{ns[0]}–{ns[-1]} ({len(ns)})",
+                f"{ob:.4f} ± {osd:.4f}",
+                f"{nb:.4f} ± {nsd:.4f}",
+                f"{d:+.4f} ± {sd:.4f}",
+                ", ".join(f"{x:+.4f}" for x in diff),
+            )
+        )
+    head = ["dataset", "seeds", "labels (rounds)", "AUC before", "AUC now", "now − before"]
+    return markdown_table([*head, "per seed"], table) if table else f"no {arm} rows to pair"
+
+
 def _plot(name, arms, top, curves, fs, plots: Path) -> Path:
     import matplotlib
 
@@ -401,6 +437,25 @@ def _open_rows(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
 
 
+def _read_rows(path: Path) -> list[dict]:
+    """The rows of a results file; ``ValueError`` naming the file (and line) if it is bad."""
+    rows = []
+    try:
+        with _open_rows(path) as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path} line {n}: bad JSON ({exc.msg})") from None
+                missing = {"dataset", "arm", "seed", "n_labels", "accuracy"} - set(row)
+                if missing:
+                    raise ValueError(f"{path} line {n}: no field {sorted(missing)[0]!r}")
+                rows.append(row)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read it ({exc})") from None
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
@@ -412,9 +467,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
     parser.add_argument("--plots", type=Path, default=PLOTS, help="folder for the PNG plots")
+    parser.add_argument(
+        "--paired",
+        nargs="+",
+        type=Path,
+        metavar="NEW",
+        help="only compare the default arm in these JSONL files with --baseline's, paired by seed",
+    )
+    parser.add_argument(
+        "--baseline",
+        nargs="+",
+        type=Path,
+        default=sorted((ROOT / "benchmarks" / "results" / "label_efficiency").glob("*.jsonl.gz")),
+        help="the rows --paired compares with (default: the stored rows, "
+        "benchmarks/results/label_efficiency/*.jsonl.gz)",
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
     print(machine())
+    if args.paired:
+        try:
+            new = [row for path in args.paired for row in _read_rows(path)]
+            base = [row for path in args.baseline for row in _read_rows(path)]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(paired(base, new))
+        return 0
     if args.report:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
         print(report(rows, args.plots))
