@@ -15,12 +15,13 @@ public datasets). For each size, two sides, each in child processes of its own:
 Steps (one child each, so each peak RSS is that step's own): ``retrain`` = ``train_candidate``
 (k-fold CV + final fit) and writing the model file, the model part of ``hitl retrain``; ``load``
 = reading the file back into a ``TextClassifier``, then ``predict_proba`` on one text at a time
-(median of 200 test texts). Peak RSS is the child's ``ru_maxrss``; "load +MiB" is the peak above
-the RSS the child had before loading. Accuracy / macro-F1 are on 1,000 texts of each test file.
+(median of 200 test texts; 20 with ``--quick``). Peak RSS is the child's ``ru_maxrss``; "load
++MiB" is the peak above the RSS the child had before loading. Accuracy / macro-F1 are on 1,000
+texts of each test file.
 
     python benchmarks/model_footprint.py [--data DIR]           # 1,000 and 10,000 labels
     python benchmarks/model_footprint.py --sizes 1000 10000 50000 --json rows.json
-    python benchmarks/model_footprint.py --quick     # stand-in data, 150 and 2,050 labels
+    python benchmarks/model_footprint.py --quick     # stand-in data, 120 and 2,600 labels
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def child_load(spec: dict) -> dict:
     load_peak = _peak_mib()
     same = bool(np.array_equal(clf.predict_proba(test_x[:500]), np.load(spec["proba"])))
     times = []
-    for text in test_x[:N_LATENCY]:
+    for text in test_x[: spec.get("n_latency", N_LATENCY)]:
         t0 = time.perf_counter()
         clf.predict_proba([text])
         times.append(time.perf_counter() - t0)
@@ -165,9 +166,10 @@ def _run_child(kind: str, spec: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(data: Path, datasets: list[str], n: int, side: str) -> dict:
+def measure(data: Path, datasets: list[str], n: int, side: str, n_latency: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="footprint-") as tmp:
         spec = {"data": str(data), "datasets": datasets, "n": n, "side": side, "dir": tmp}
+        spec["n_latency"] = n_latency
         row = {"n_labels": n, "side": side, **_run_child("retrain", spec)}
         spec["proba"] = str(Path(tmp) / "proba.npy")
         row |= _run_child("load", spec)
@@ -215,7 +217,9 @@ def report(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="150 and 2,050 labels")
+    parser.add_argument(
+        "--quick", action="store_true", help="120 and 2,600 labels (SGD in every CV fold)"
+    )
     parser.add_argument("--sizes", nargs="+", type=int, help="label counts (default 1000 10000)")
     parser.add_argument("--json", type=Path, help="write the raw rows here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -228,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     data, datasets = resolve_data(args)
-    sizes = args.sizes or ([150, 2050] if args.quick else [1000, 10000])
+    sizes = args.sizes or ([120, 2600] if args.quick else [1000, 10000])
     print(machine())
-    rows = [measure(data, list(datasets), n, side) for n in sizes for side in SIDES]
+    n_latency = 20 if args.quick else N_LATENCY
+    rows = [measure(data, list(datasets), n, side, n_latency) for n in sizes for side in SIDES]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(report(rows))
