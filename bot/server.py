@@ -36,6 +36,7 @@ from bot.learning.jobs import (
 )
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
+from bot.learning.scoring_worker import ScoringWorker
 from bot.runtime import Runtime, make_client
 from bot.slack.app import build_app
 from bot.slack.connect import channel_settings, check_slack, start_socket_mode
@@ -145,6 +146,8 @@ def init_app(
         tasks: list[asyncio.Task] = []
         if run_background:
             trainer.worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
+            scorer.worker = ScoringWorker()  # and the model scores in another one
+            scorer.worker.warm()
             tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))
@@ -172,6 +175,8 @@ def init_app(
                 _, stuck = await asyncio.wait(tasks, timeout=10)
                 for task in stuck:
                     logger.error("background task %s did not stop", task.get_name())
+            if scorer.worker is not None:
+                scorer.worker.close()  # after the tasks that score: none starts a new child
             store.close()
 
     app.cleanup_ctx.append(runtime_ctx)

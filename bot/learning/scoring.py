@@ -26,35 +26,14 @@ from typing import Any
 import numpy as np
 
 from bot.config import Settings
+from bot.learning.scoring_worker import ScoringWorker, predict_texts
 from bot.runtime import Champion, Runtime
 from bot.store import Store
 from model import selection
 
 logger = logging.getLogger(__name__)
 
-TOP_K = 5
 SCORE_CHUNK = 500  # items per step: one bounded read, one model call, one short write
-
-Prediction = tuple[str, float, list[tuple[str, float]], float]  # label, confidence, top-k, priority
-
-
-def predict_texts(
-    classifier: Any, texts: Sequence[str], strategy: str, top_k: int = TOP_K
-) -> list[Prediction]:
-    """The model's label, confidence, top-``k`` labels and priority for each text, from one
-    ``predict_proba`` call (the full probability matrix). Pure; run it in a worker thread."""
-    proba = np.asarray(classifier.predict_proba(list(texts)), dtype=np.float64)
-    if len(texts) == 0:
-        return []
-    priorities = selection.priority(proba, strategy)
-    classes = list(classifier.classes)
-    k = min(top_k, proba.shape[1])
-    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]  # ties: the lower column first
-    out: list[Prediction] = []
-    for i, row in enumerate(top):
-        ranked = [(classes[j], float(proba[i, j])) for j in row]
-        out.append((ranked[0][0], ranked[0][1], ranked, float(priorities[i])))
-    return out
 
 
 class Scorer:
@@ -87,6 +66,7 @@ class Scorer:
         self.n_scored = 0  # items written since start
         self.batches: deque[_Batch] = deque()  # score_ids' items waiting for the model
         self.batcher: asyncio.Task[None] | None = None
+        self.worker: ScoringWorker | None = None  # `hitl serve`: the model in a child process
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -239,11 +219,17 @@ class Scorer:
     async def _score_now(
         self, champion: Champion, strategy: str, rows: list[tuple[str, str]]
     ) -> int:
-        """The model in a worker thread, then one write (skipped if the champion changed
-        meanwhile: its predictions would be stale)."""
-        predictions = await asyncio.to_thread(
-            predict_texts, champion.classifier, [t for _, t in rows], strategy
-        )
+        """The model in the scoring child (``worker``; else a worker thread), then one write
+        (skipped if the champion changed meanwhile: its predictions would be stale)."""
+        texts = [t for _, t in rows]
+        if self.worker is not None:
+            predictions = await self.worker.predict(
+                champion.version, champion.classifier, texts, strategy
+            )
+        else:
+            predictions = await asyncio.to_thread(
+                predict_texts, champion.classifier, texts, strategy
+            )
         if self.champion() is not champion:
             return 0
         written = self.store.set_predictions(

@@ -262,16 +262,18 @@ async def _answer(
             )
             return
     key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
-    result = rt.store.record_answer(
-        item_id,
-        user_id,
-        label,
-        source=_source(action, in_modal),
-        dedupe_key=key,
-        votes_needed=rt.settings.votes,
-        skips_to_discard=rt.settings.skips_to_discard,
-        review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
-    )
+    with rt.store.synced_later():  # no fsync on the event loop...
+        result = rt.store.record_answer(
+            item_id,
+            user_id,
+            label,
+            source=_source(action, in_modal),
+            dedupe_key=key,
+            votes_needed=rt.settings.votes,
+            skips_to_discard=rt.settings.skips_to_discard,
+            review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
+        )
+    await rt.store.synced()  # ...but the answer is on disk before the ack
     await ack()
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
     if result.status == "resolved":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from sqlite_utils import Database
 from bot.api.intake import Intake
 from bot.api.routes import ApiItem
 from bot.config import Settings
-from bot.learning.scoring import Scorer, score_items, score_pending
+from bot.learning.scoring import Scorer, score_items, score_pending, scorer_of
+from bot.learning.scoring_worker import ScoringWorker
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from bot.store import Store, migrations
@@ -218,12 +221,14 @@ async def test_a_dispatcher_round_scores_one_bounded_chunk_and_leaves_the_rest(
 # -- one owner: each item scored once per model version --
 
 
+@pytest.mark.parametrize("where", ["thread", "child process"])
 async def test_concurrent_predicts_and_rounds_score_each_item_once_per_version(
-    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier, where: str
 ):
     items = backlog(60)
     async for bot in start(fake_slack, tmp_path, items, threshold=1.0, max_open=50):
         count_scorings(bot.store)
+        worker = scorer_of(bot.rt).worker = ScoringWorker() if where != "thread" else None
 
         async def predict(k: int, bot: Bot = bot) -> int:
             known = items[k % 20]  # the same items asked about by several producers at once
@@ -243,6 +248,9 @@ async def test_concurrent_predicts_and_rounds_score_each_item_once_per_version(
         unlabeled = {r[0] for r in bot.store.db.execute("SELECT id FROM items")}
         assert {item_id for item_id, version in counts if version == 1} == unlabeled
         assert bot.store.unscored_count(2, "margin") == 0
+        if worker is not None:
+            assert worker.calls > 0 and worker.restarts == 0
+            worker.close()
 
 
 class CountingModel:
@@ -313,3 +321,89 @@ async def test_predicts_that_come_together_are_stored_in_one_commit(tmp_path: Pa
         assert created == [{it.id} for it in items] + [{"p0"}]
         assert sum(s.strip().upper() == "COMMIT" for s in statements) == 1  # one fsync
         assert store.count_items()["new"] == 10
+
+
+# -- `hitl serve` scores in a child process --
+
+
+async def test_serve_scores_predicts_in_a_child_process_and_replaces_one_that_died(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    classifier: TextClassifier,
+    caplog: pytest.LogCaptureFixture,
+):
+    seed(tmp_path / "hitl.db", backlog(3))
+    settings = make_settings(fake_slack, tmp_path, api_token=TOKEN, max_open=1, threshold=1.0)
+    async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        worker = scorer_of(bot.rt).worker
+        assert isinstance(worker, ScoringWorker)
+
+        async def predict(text: str, bot: Bot = bot) -> dict:
+            response = await bot.http.post(
+                "/api/predict", data=json.dumps({"text": text}), headers=AUTH
+            )
+            assert response.status == 200
+            return await response.json()
+
+        first = await predict("Refund my invoice")
+        assert (first["model_version"], first["model_label"]) == (1, "billing")
+        child = worker.pid
+        assert child is not None and child != os.getpid() and worker.calls >= 1
+        os.kill(child, signal.SIGKILL)
+        second = await predict("The app crashes on login")  # finds the child dead
+        assert (second["model_version"], second["model_label"]) == (1, "bug")
+        assert worker.restarts == 1 and worker.pid not in (None, child)
+        died = [r.getMessage() for r in caplog.records if "scoring process" in r.getMessage()]
+        assert died == [
+            f"the scoring process (pid {child}) died while scoring with model v1; "
+            "starting a new one"
+        ]
+
+
+def commits_by_sync_level(statements: list[str]) -> list[tuple[str, str]]:
+    """(what was committed, the PRAGMA synchronous level in force) for each COMMIT traced:
+    the level is FULL (2) from the start, and each ``PRAGMA synchronous = X`` changes it."""
+    level, out, doing = "2", [], ""
+    for sql in statements:
+        words = sql.strip().split()
+        if words[:2] == ["PRAGMA", "synchronous"] and "=" in sql:
+            level = {"NORMAL": "1", "FULL": "2"}.get(words[-1], words[-1])
+        elif sql.strip().upper() == "COMMIT":
+            out.append((doing, level))
+        elif sql.lstrip().upper().startswith(("INSERT", "UPDATE")) and not doing:
+            doing = sql.split("(")[0].replace('"', "").strip()
+        if sql.strip().upper() in ("COMMIT", "ROLLBACK"):
+            doing = ""
+    return out
+
+
+async def test_no_commit_of_a_predict_or_an_answer_waits_for_the_disk_on_the_event_loop(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A predict's item is committed without an fsync (a producer can send it again); an
+    answer too, and its ack waits for an fsync of the log in a worker thread (an acknowledged
+    click is on disk)."""
+    async for bot in start(fake_slack, tmp_path, backlog(3), max_open=1):
+        assert await bot.dispatcher.fill() == 1
+        message = bot.posted()[-1]
+        statements: list[str] = []
+        bot.store.db.conn.set_trace_callback(statements.append)
+        try:
+            response = await bot.http.post(
+                "/api/predict", data=json.dumps({"text": "Refund me", "id": "p1"}), headers=AUTH
+            )
+            assert response.status == 200
+            predicted = commits_by_sync_level(statements)
+            statements.clear()
+            label = bot.first_label(message)
+            syncs = bot.store.wal_sync.n_syncs
+            assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+            answered = commits_by_sync_level(statements)
+            synced = bot.store.wal_sync.n_syncs - syncs  # when the ack had come
+        finally:
+            bot.store.db.conn.set_trace_callback(None)
+        assert predicted == [("INSERT OR IGNORE INTO items", "1")]  # NORMAL: no fsync, no wait
+        # the answer: committed without an fsync on the loop, the log fsynced before the ack
+        assert ("INSERT INTO answers", "1") in answered and synced == 1
+        assert bot.store.get_item("p1") is not None

@@ -1,0 +1,199 @@
+"""Scoring in a long-lived child process, for `hitl serve`.
+
+In a worker thread the model holds the GIL while it tokenizes (TF-IDF's character n-grams are
+pure Python), and every click's ack on the event loop waits for it between steps. A child
+process has its own interpreter: the loop only sends texts and awaits the predictions.
+
+The child keeps the models it was sent (the last ``KEEP`` of them), so a model crosses the pipe
+once per version: the champion and a refreshed working model alike (the working model lives
+in memory only, with no file to load it from). A child that dies (killed, out of memory) is
+replaced at once: the call that found it dead is sent again to the new one, once, after one
+warning line in the log; a call that fails again raises :class:`ScoringProcessError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from bot.errors import HitlError
+from model import selection
+
+logger = logging.getLogger(__name__)
+
+KEEP = 2  # models the child keeps: the one scoring and the one that just replaced it
+
+ModelKey = tuple[int, int]  # (model version, the parent's id of the classifier object)
+
+_models: OrderedDict[ModelKey, Any] = OrderedDict()  # in the child: the models it was sent
+
+
+class ScoringProcessError(HitlError):
+    """The scoring process failed twice in a row for one call."""
+
+
+TOP_K = 5
+
+Prediction = tuple[str, float, list[tuple[str, float]], float]  # label, confidence, top-k, priority
+
+
+def predict_texts(
+    classifier: Any, texts: Sequence[str], strategy: str, top_k: int = TOP_K
+) -> list[Prediction]:
+    """The model's label, confidence, top-``k`` labels and priority for each text, from one
+    ``predict_proba`` call (the full probability matrix). Pure; run it in a worker thread."""
+    proba = np.asarray(classifier.predict_proba(list(texts)), dtype=np.float64)
+    if len(texts) == 0:
+        return []
+    priorities = selection.priority(proba, strategy)
+    classes = list(classifier.classes)
+    k = min(top_k, proba.shape[1])
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]  # ties: the lower column first
+    out: list[Prediction] = []
+    for i, row in enumerate(top):
+        ranked = [(classes[j], float(proba[i, j])) for j in row]
+        out.append((ranked[0][0], ranked[0][1], ranked, float(priorities[i])))
+    return out
+
+
+def _child_start() -> None:
+    """In the child: nothing to set up beyond this module's imports (numpy and ``model``,
+    not the server's: the child starts in about a second)."""
+
+
+def _keep(key: ModelKey, classifier: Any) -> int:
+    """In the child: hold ``classifier`` under ``key`` (the oldest beyond KEEP goes)."""
+    _models[key] = classifier
+    _models.move_to_end(key)
+    while len(_models) > KEEP:
+        _models.popitem(last=False)
+    return os.getpid()
+
+
+def _predict(key: ModelKey, texts: list[str], strategy: str) -> list[Any]:
+    """In the child: ``predict_texts`` with the model kept under ``key``."""
+    if key not in _models:
+        raise LookupError(f"model v{key[0]} was not sent to the scoring process")
+    return predict_texts(_models[key], texts, strategy)
+
+
+class ScoringWorker:
+    """Owns the scoring child of one running bot: the process, which models it holds, and
+    how often it was replaced. ``predict`` is safe to call from many tasks at once: the
+    child takes the calls in order, and a model is sent before the first call that needs it.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._sent: OrderedDict[ModelKey, Any] = OrderedDict()  # keeps the ids from reuse
+        self.pid: int | None = None
+        self.calls = 0  # predict calls the child answered
+        self.restarts = 0  # children replaced after one died
+        self.closed = False
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self.closed:
+            raise ScoringProcessError("the scoring process is stopped (the server is stopping)")
+        if self._executor is None:
+            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=_child_start
+            )
+            self._sent.clear()
+        return self._executor
+
+    def warm(self) -> None:
+        """Start the child now (a spawned interpreter takes a second or more to import), so
+        the first predict does not wait for it."""
+        self._start().submit(os.getpid)
+
+    async def predict(
+        self, version: int, classifier: Any, texts: Sequence[str], strategy: str
+    ) -> list[Any]:
+        """``predict_texts(classifier, texts, strategy)`` in the child; ``version`` names the
+        model in the log and, with the classifier object's identity, keys it in the child."""
+        key: ModelKey = (version, id(classifier))
+        for attempt in (1, 2):
+            executor = self._start()
+            try:
+                *kept, result = await asyncio.gather(
+                    *self._steps(executor, key, classifier, texts, strategy),
+                    return_exceptions=True,
+                )
+            except BrokenProcessPool as exc:  # found dead when the call was submitted
+                kept, result = [], exc
+            failed = [r for r in (*kept, result) if isinstance(r, BaseException)]
+            if any(isinstance(r, BrokenProcessPool) for r in failed):
+                self._replace(executor, version, attempt)
+                continue
+            if failed:
+                self._sent.pop(key, None)  # a model that did not arrive is sent again next time
+                raise failed[0]
+            if kept:
+                self.pid = kept[0]
+            self.calls += 1
+            return result
+        raise ScoringProcessError(f"the scoring process died twice scoring with model v{version}")
+
+    def _steps(
+        self,
+        executor: ProcessPoolExecutor,
+        key: ModelKey,
+        classifier: Any,
+        texts: Sequence[str],
+        strategy: str,
+    ) -> list[asyncio.Future[Any]]:
+        """The calls to submit: the model first if the child does not hold it yet (the child
+        takes calls in order), then the prediction."""
+        loop = asyncio.get_running_loop()
+        steps = []
+        if key not in self._sent:
+            self._sent[key] = classifier
+            while len(self._sent) > KEEP:
+                self._sent.popitem(last=False)
+            steps.append(loop.run_in_executor(executor, _keep, key, classifier))
+        steps.append(loop.run_in_executor(executor, _predict, key, list(texts), strategy))
+        return steps
+
+    def _replace(self, executor: ProcessPoolExecutor, version: int, attempt: int) -> None:
+        """The child died: say so in one line and start afresh at the next call (once per
+        child: the calls that were waiting on it all find it dead)."""
+        if executor is not self._executor:
+            return  # another call replaced it already
+        logger.warning(
+            "the scoring process (pid %s) died while scoring with model v%d; %s",
+            self.pid,
+            version,
+            "starting a new one" if attempt == 1 else "giving up on this call",
+        )
+        self.restarts += 1
+        self._stop()
+
+    def close(self) -> None:
+        """Stop the child for good (shutdown): calls in flight and later fail."""
+        self.closed = True
+        self._stop()
+
+    def _stop(self) -> None:
+        executor, self._executor = self._executor, None
+        self._sent.clear()
+        if executor is None:
+            return
+        # No public way to stop a worker in 3.11 (3.14 has terminate_workers): the executor's
+        # own table of its processes.
+        processes = list(getattr(executor, "_processes", {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+        self.pid = None
