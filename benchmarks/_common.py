@@ -1,4 +1,4 @@
-"""Helpers shared by label_efficiency.py, bot_load.py and throughput.py (not a product module)."""
+"""Helpers shared by the benchmarks (not a product module)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import random
 import socket
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,3 +176,45 @@ def write_seed_csv(
         for i in range(n_labeled + n_pending):
             j = rng.randrange(len(texts))
             writer.writerow([f"s{i}", texts[j], labels[j] if i < n_labeled else ""])
+
+
+class BacklogRow:
+    """One unlabeled item, as ``Store.add_items`` takes it."""
+
+    def __init__(self, id: str, text: str) -> None:  # noqa: A002 - the store's field name
+        self.id, self.text, self.label, self.meta = id, text, None, {}
+
+
+def grow_backlog(
+    db: Path,
+    start: int,
+    stop: int,
+    words: Sequence[str],
+    labels: Sequence[str],
+    batch: int = 10_000,
+) -> float:
+    """Add unlabeled items ``g<start>..g<stop-1>`` with synthetic texts (12 random ``words``),
+    scored as the champion v1 would leave them under the margin strategy (the steady state
+    of a server that keeps up), through ``Store.add_items`` and ``Store.set_predictions``;
+    returns the seconds it took."""
+    from bot.store import Store
+
+    rng = random.Random(start)
+    t0 = time.perf_counter()
+    with Store.open(db) as store:
+        for first in range(start, stop, batch):
+            ids = range(first, min(first + batch, stop))
+            store.add_items(
+                [BacklogRow(f"g{i}", " ".join(rng.choices(words, k=12)) + f" #{i}") for i in ids],
+                "import",
+            )
+            predictions = []
+            for i in ids:
+                top = rng.sample(list(labels), min(5, len(labels)))
+                p = sorted((rng.random() for _ in top), reverse=True)
+                total = sum(p) + rng.random()
+                ranked = [[label, q / total] for label, q in zip(top, p, strict=True)]
+                margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
+                predictions.append((f"g{i}", 1, top[0], ranked[0][1], ranked, 1 - margin))
+            store.set_predictions(predictions, 0.8, "margin")
+    return time.perf_counter() - t0

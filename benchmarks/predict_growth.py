@@ -27,133 +27,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import random
-import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 from _common import (
     add_data_options,
     free_port,
+    grow_backlog,
     load_mixture,
     machine,
     markdown_table,
     resolve_data,
-    write_seed_csv,
 )
 from bot_load import (
     CHANNELS,
+    TOKEN,
     FakeThread,
     Load,
     bare_phase,
     click_payloads,
     count_answers,
-    hitl,
+    predict_load,
     run_load,
     serve_env,
     start_process,
     stop_process,
-    timed_post,
+    train_seed_champion,
 )
 
-from bot.store import Store
-
-TOKEN = "bench-api-token"
 CHANNEL = CHANNELS["idle"]
-BATCH = 10_000
-
-
-# --- the database -------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One unlabeled item, as ``Store.add_items`` takes it."""
-
-    id: str
-    text: str
-    label: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def train_champion(db: Path, args) -> tuple[list[str], float]:
-    """Import ``--labeled`` labeled texts and retrain: the champion v1. Returns its labels and
-    the seconds the retrain took."""
-    csv_path = db.with_suffix(".csv")
-    write_seed_csv(csv_path, args.labeled, 0, args.data, args.datasets)
-    hitl(db, "import", "-q", str(csv_path))
-    t0 = time.perf_counter()
-    hitl(db, "retrain")
-    seconds = time.perf_counter() - t0
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT label_set FROM models WHERE status = 'champion'").fetchone()
-    if row is None:
-        raise SystemExit("hitl retrain promoted no champion")
-    return json.loads(row[0]), seconds
-
-
-def grow(db: Path, start: int, stop: int, words: list[str], labels: list[str]) -> float:
-    """Add unlabeled items ``start..stop-1`` with synthetic texts, scored as the champion (v1,
-    margin) would leave them; returns the seconds it took."""
-    rng = random.Random(start)
-    t0 = time.perf_counter()
-    with Store.open(db) as store:
-        for first in range(start, stop, BATCH):
-            ids = range(first, min(first + BATCH, stop))
-            store.add_items(
-                [Row(f"g{i}", " ".join(rng.choices(words, k=12)) + f" #{i}") for i in ids],
-                "import",
-            )
-            predictions = []
-            for i in ids:
-                top = rng.sample(labels, min(5, len(labels)))
-                p = sorted((rng.random() for _ in top), reverse=True)
-                total = sum(p) + rng.random()
-                ranked = [[label, q / total] for label, q in zip(top, p, strict=True)]
-                margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
-                predictions.append((f"g{i}", 1, top[0], ranked[0][1], ranked, 1 - margin))
-            store.set_predictions(predictions, 0.8, "margin")
-    return time.perf_counter() - t0
 
 
 # --- load ---------------------------------------------------------------------------------
-
-
-async def predict_load(
-    url: str, texts: list[str], clients: int, *, n: int | None, stop: asyncio.Event | None, tag: str
-) -> Load:
-    """``clients`` clients calling /api/predict with new texts, ``n`` calls in all or until
-    ``stop`` is set."""
-    result = Load(f"predict {tag}")
-    counter = iter(range(10**9))
-    rng = random.Random(tag)
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-    def more() -> bool:
-        return (stop is None or not stop.is_set()) and (n is None or sent < n)
-
-    sent = 0
-
-    async def client(http: aiohttp.ClientSession) -> None:
-        nonlocal sent
-        while more():
-            sent += 1
-            body = json.dumps({"text": f"{rng.choice(texts)} ({tag} {next(counter)})"})
-            await timed_post(http, url, body, headers, result)
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        result.seconds = time.perf_counter() - t0
-    return result
 
 
 async def open_questions(ft: FakeThread, n: int, limit_s: float) -> list[dict]:
@@ -285,7 +192,7 @@ async def main_async(args) -> int:
     words = sorted({w for t in texts[:20_000] for w in t.split()})
     with tempfile.TemporaryDirectory() as tmp, FakeThread() as ft:
         db = Path(tmp) / "growth.db"
-        labels, retrain_s = train_champion(db, args)
+        labels, retrain_s = train_seed_champion(db, args.labeled, args.data, args.datasets)
         print(
             f"champion v1: {len(labels)} classes, {args.labeled:,} labels, retrain "
             f"{retrain_s:.0f} s"
@@ -294,7 +201,7 @@ async def main_async(args) -> int:
         floors: list[Load] = []
         have = 0
         for index, size in enumerate(sizes):
-            seconds = grow(db, have, size, words, labels)
+            seconds = grow_backlog(db, have, size, words, labels)
             print(
                 f"{size:,} unlabeled items ({size - have:,} added in {seconds:.0f} s)", flush=True
             )

@@ -10,21 +10,30 @@ from tests.benchmarks.runner import run_quick
 
 def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
     out = run_quick("bot_load.py", standin)
-    phases = {}
-    for row in re.findall(
-        r"^\| ([^|]+?) \| ([\d,]+) \| (\d+) \| (\d+) \|.*\| ([\d,–]+) \| [^|]*\|$", out, flags=re.M
-    ):
-        phases[row[0]] = row[1:]
+    row = r"^\| ([^|]+?) \| ([\d,]+) \| (\d+) \| (\d+) \|.*\| ([\d,–]+) \| ([^|]*)\|$"
+    phases = {found[0]: found[1:] for found in re.findall(row, out, flags=re.M)}
     assert set(phases) == {
         "bare Bolt (before)",
         "hitl serve",
         "bare Bolt (after)",
         "hitl serve + retrain",
+        "hitl serve, realistic mix",
+        "/api/predict during the mix (5 clients)",
+        "bare Bolt (after the mix)",
     }
     for name in ("hitl serve", "hitl serve + retrain"):
-        clicks, acked, errors, stored = phases[name]
+        clicks, acked, errors, stored, _ = phases[name]
         assert (clicks, acked, errors, stored) == ("60", "60", "0", "60")
-    assert '"status": "running"' in out  # the retrain was under way while the clicks came
+    # the fit child is held while the clicks come: the retrain is under way, whatever the load
+    assert '"status": "running"' in out and '"fit_held_during_clicks": true' in out
+    # HITL_VOTES=1: the first click on each of the 3 questions decides it and queues its
+    # webhook; the 57 later clicks are kept as history and told so
+    clicks, acked, errors, stored, note = phases["hitl serve, realistic mix"]
+    assert (clicks, acked, errors, stored) == ("60", "60", "0", "60")
+    assert note.startswith("60 distinct (item, user); 3 items decided by a click (3 webhooks"), note
+    assert "57 later clicks told already decided" in note
+    _, _, predict_errors, _, _ = phases["/api/predict during the mix (5 clients)"]
+    assert predict_errors == "0"
 
 
 def test_soak_benchmark_loses_no_answer_under_faults():
