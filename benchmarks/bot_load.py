@@ -198,9 +198,11 @@ def train_seed_champion(
 # --- servers -----------------------------------------------------------------------------
 
 
-async def start_process(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+async def start_process(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        *args, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        *args, env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE
     )
     seen: list[str] = []
 

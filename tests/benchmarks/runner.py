@@ -17,6 +17,7 @@ DATA_SCRIPTS = (
     "model_comparison.py",
     "model_footprint.py",
     "predict_growth.py",
+    "predict_throughput.py",
     "refresh.py",
     "scoring_throughput.py",
     "simulated_loop.py",

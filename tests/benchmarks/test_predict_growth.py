@@ -1,4 +1,5 @@
-"""predict_growth.py: /api/predict and clicks as the backlog grows."""
+"""predict_growth.py and predict_throughput.py: /api/predict as the backlog grows, and against
+an earlier commit."""
 
 from __future__ import annotations
 
@@ -16,3 +17,14 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
         ("4,000", "0", "yes"),
     ]
     assert "bare Bolt floor (after the first size / the last): p50 " in out
+
+
+def test_predict_throughput_benchmark_runs_both_sides_and_gives_their_ratio(standin: Path):
+    out = run_quick("predict_throughput.py", standin)
+    rows = re.findall(r"^\| (old|new) \(\S+\) \| (\d+) \| (\d+) \|.*\| (\d+) \| \|$", out, re.M)
+    assert [(side, calls, errors) for side, _, calls, errors in rows] == [
+        ("old", "40", "0"),
+        ("new", "40", "0"),
+    ]
+    ratio = r"^throughput: new [\d.,]+ calls/s, old [\d.,]+ calls/s: new / old = [\d.]+$"
+    assert re.search(ratio, out, re.M)
