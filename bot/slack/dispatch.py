@@ -144,6 +144,12 @@ class Dispatcher:
             for c in self.question_channels()
         ):
             return 0  # every channel is full: an answer woke us, but there is no room yet
+        now = loop.time()
+        if all(
+            now < max(s.next_attempt, s.last_post + self.post_interval)
+            for s in map(self.channel_state, self.question_channels())
+        ):
+            return 0  # no channel may post yet (clicks and predicts wake us): run() comes back
         await sync_champion(rt)
         await score_pending(rt, max_chunks=1)  # one bounded chunk; the scorer does the rest
         pool, audit_pool = candidates(rt, self.rng)

@@ -407,3 +407,21 @@ async def test_no_commit_of_a_predict_or_an_answer_waits_for_the_disk_on_the_eve
         # the answer: committed without an fsync on the loop, the log fsynced before the ack
         assert ("INSERT INTO answers", "1") in answered and synced == 1
         assert bot.store.get_item("p1") is not None
+
+
+async def test_a_wake_while_no_channel_may_post_yet_reads_no_candidates(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Each click and predict wakes the dispatcher; while the post interval holds every
+    channel back, a round reads nothing of the queue (it comes back when one may post)."""
+    async for bot in start(fake_slack, tmp_path, backlog(5), max_open=3):
+        bot.dispatcher.post_interval = 3600.0  # Slack's pace, stretched: no second post now
+        assert await bot.dispatcher.fill() == 1
+        statements: list[str] = []
+        bot.store.db.conn.set_trace_callback(statements.append)
+        try:
+            assert await bot.dispatcher.fill() == 0
+        finally:
+            bot.store.db.conn.set_trace_callback(None)
+        assert statements  # the trace works: the round looked at the open posts
+        assert [sql for sql in statements if "FROM items" in sql] == []
