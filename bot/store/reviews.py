@@ -2,9 +2,9 @@
 
 An item goes to review for a reason (``REVIEW_REASONS``), one pending row per item and reason:
 a split vote (``HITL_VOTES`` people answered and no label has a majority), a decision with low
-agreement, a confident model that says otherwise, a gold miss. ``flag_review`` is the one way
-in, for any reason: the answer path calls it through ``review_after_answer``, and other checks
-(gold questions) call it directly. ``set_label`` / ``remove_label`` (``bot.store.labels``)
+agreement, a confident model that says otherwise, a gold miss (an answer on a gold question
+that is not its gold label). ``flag_review`` is the one way in, for any reason: the answer path
+calls it through ``review_after_answer``, where gold answers are scored too. ``set_label`` / ``remove_label`` (``bot.store.labels``)
 close an item's pending reviews with the decision; a later vote that decides a split closes it.
 """
 
@@ -62,9 +62,11 @@ class ReviewsMixin:
     def review_after_answer(
         self, item_id: str, tally: Tally, winner: str | None, votes_needed: int, rules: ReviewRules
     ) -> None:
-        """The answer path's checks, inside its transaction: a split vote goes to review; a
-        vote that decides closes a pending split, and the decision goes to review if its
-        agreement is low or a confident model says otherwise."""
+        """The answer path's checks, inside its transaction: an answer on a gold question that
+        misses its gold label sends the item to review; a split vote goes to review; a vote that
+        decides closes a pending split, and the decision goes to review if its agreement is low
+        or a confident model says otherwise."""
+        self._review_gold_miss(item_id, tally)
         n_voters = sum(len(users) for users in tally.votes.values())
         if winner is None:
             if votes_needed > 1 and n_voters >= votes_needed:
@@ -83,6 +85,15 @@ class ReviewsMixin:
         ).fetchone()
         if row and row[0] not in (None, winner) and (row[1] or 0) >= rules.contradict_confidence:
             self.flag_review(item_id, "contradicted", f"model v{row[2]}: {row[0]} ({row[1]:.0%})")
+
+    def _review_gold_miss(self, item_id: str, tally: Tally) -> None:
+        row = self.db.execute("SELECT label FROM gold WHERE item_id = ?", [item_id]).fetchone()
+        if row is None:
+            return
+        missed = {label: users for label, users in tally.votes.items() if label != row[0]}
+        if missed:
+            who = ", ".join(f"<@{u}> {label}" for label, users in missed.items() for u in users)
+            self.flag_review(item_id, "gold_miss", f"{who}; gold: {row[0]}")
 
     def pending_review_count(self) -> int:
         return self.db.execute(

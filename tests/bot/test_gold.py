@@ -149,3 +149,22 @@ async def test_without_gold_or_at_rate_zero_no_gold_is_posted(
         await bot.dispatcher.fill()
         assert [p["item_id"] for p in bot.store.open_posts()] == ["i1"]
         assert CHANNEL in bot.store.open_post_counts()
+
+
+async def test_a_gold_miss_sends_the_item_to_review_and_a_right_answer_does_not(gold_bot: Bot):
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "billing"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review() is None  # a right answer on gold: nothing to review
+
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review() == {
+        "item_id": "g1",
+        "reasons": [("gold_miss", "<@U0RAJ> bug; gold: billing")],
+    }
+    assert (await bot.command("review", "U0ADMIN")).status == 200
+    view = (await bot.fake.next_call("views.open")).reply["view"]
+    assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in json.dumps(view)
