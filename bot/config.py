@@ -67,6 +67,7 @@ class Settings:
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     refresh_every: int = 50  # refit the working model after this many new labels; 0: off
+    aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
     show_meta: tuple[str, ...] = ()
@@ -262,6 +263,16 @@ def _strategy(value: Any) -> str:
     return value
 
 
+AGGREGATIONS = ("majority", "dawid_skene")
+
+
+def _aggregation(value: Any) -> str:
+    value = _text(value)
+    if value not in AGGREGATIONS:
+        raise ValueError(f"is not a known aggregation; use one of {', '.join(AGGREGATIONS)}")
+    return value
+
+
 def _routes(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
@@ -394,6 +405,13 @@ SPECS: tuple[Spec, ...] = (
         _integer(0, 100_000),
         False,
         "refit the working model after this many new labels between retrains (0: off)",
+    ),
+    Spec(
+        "aggregation",
+        "HITL_AGGREGATION",
+        _aggregation,
+        False,
+        "how training reads items with several votes: majority or dawid_skene (weighted)",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

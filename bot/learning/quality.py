@@ -5,16 +5,26 @@ Krippendorff's alpha and Fleiss' kappa overall, per-label specific agreement, ea
 against the majority of the others), computed on each person's counted vote per item
 (``Store.iter_votes``). Reading every vote grows with the data, so the server measures in a
 worker thread on a connection of its own (``measure_off_loop``); the CLI calls ``measure``.
+
+It also says which labels training reads (``training_rows``, what a retrain and a refresh
+train on): the decided labels under the label set in force (a renamed label, gold labels
+included, as its successor; a retired label's items left out), and with
+``HITL_AGGREGATION=dawid_skene`` the items with two or more votes re-aggregated by Dawid–Skene
+(``model.aggregation``), seeded with the gold answers: items still resolve live by majority,
+so questions close as before, and the weighted labels replace majority's only in training.
+An item an admin decided (``hitl labels set``, ``/hitl review``) keeps that label.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
 from bot.store import Store
+from model.aggregation import Aggregation, dawid_skene
 from model.agreement import (
     DEFAULT_MIN_SHARED,
     AgreementReport,
@@ -24,8 +34,20 @@ from model.agreement import (
     gold_accuracy,
 )
 
+logger = logging.getLogger(__name__)
+
 MAX_PAIRS = 10  # pairs shown, most shared items first
 MAX_PEOPLE = 20  # people shown against the majority, most votes first
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Dawid–Skene over the items with two or more votes (and the gold items answered)."""
+
+    aggregation: Aggregation
+    n_items: int  # items with two or more votes
+    n_gold: int  # gold items among the items it read
+    n_votes: dict[str, int]  # votes per person it read
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,7 @@ class Quality:
     agreement: AgreementReport | None  # None with HITL_VOTES = 1 (one answer per item)
     gold: list[GoldAccuracy]  # each person who answered a gold item; empty without gold
     n_gold: int = 0  # gold items
+    estimates: Estimates | None = None  # with HITL_AGGREGATION=dawid_skene and votes to read
 
 
 def measure(store: Store, settings: Settings) -> Quality:
@@ -42,12 +65,84 @@ def measure(store: Store, settings: Settings) -> Quality:
     gold = store.gold_labels()
     if settings.votes <= 1 and not gold:
         return Quality(agreement=None, gold=[], n_gold=0)
-    tally = Tally.from_votes(store.iter_votes())
+    votes = list(store.iter_votes())
+    tally = Tally.from_votes(votes)
+    weighted = settings.aggregation == "dawid_skene" and settings.votes > 1
     return Quality(
         agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED) if settings.votes > 1 else None,
         gold=[g for g in gold_accuracy(tally, gold) if g.n] if gold else [],
         n_gold=len(gold),
+        estimates=estimate(store, votes, gold) if weighted else None,
     )
+
+
+def estimate(
+    store: Store,
+    votes: list[tuple[str, str, str]] | None = None,
+    gold: dict[str, str] | None = None,
+) -> Estimates | None:
+    """Gold-seeded Dawid–Skene over the items with two or more counted votes and the gold
+    items people answered (votes and gold labels under the label set in force); None when no
+    item has two votes. Reads every vote: a worker thread's or the CLI's job."""
+    aliases = store.label_aliases()
+    votes = store.iter_votes() if votes is None else votes
+    gold = store.gold_labels() if gold is None else gold
+    gold = {item: aliases.get(label, label) for item, label in gold.items()}
+    by_item: dict[str, dict[str, str]] = {}
+    for item, user, label in votes:
+        by_item.setdefault(item, {})[user] = aliases.get(label, label)
+    multi = {item for item, given in by_item.items() if len(given) >= 2}
+    if not multi:
+        return None
+    kept = [
+        (item, user, label)
+        for item, given in by_item.items()
+        if item in multi or item in gold
+        for user, label in given.items()
+    ]
+    tally = Tally.from_votes(kept)
+    n_votes: dict[str, int] = {}
+    for _, user, _ in kept:
+        n_votes[user] = n_votes.get(user, 0) + 1
+    return Estimates(
+        aggregation=dawid_skene(tally, gold=gold),
+        n_items=len(multi),
+        n_gold=len(set(gold) & set(by_item)),
+        n_votes=n_votes,
+    )
+
+
+def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(item id, text, label, resolved_at) to train on, oldest first: ``Store.training_data``
+    under the label set in force, with ``HITL_AGGREGATION=dawid_skene`` re-aggregated (see
+    the module's docstring). Reads every label and vote: call it off the event loop."""
+    aliases = store.label_aliases()
+    retired = store.retired_labels()
+    rows = [
+        (item, text, aliases.get(label, label), when)
+        for item, text, label, when in store.training_data()
+    ]
+    rows = [row for row in rows if row[2] not in retired]
+    if settings.aggregation != "dawid_skene":
+        return rows
+    found = estimate(store)
+    if found is None:
+        return rows
+    weighted = {
+        r.item: r.label
+        for r in found.aggregation.resolved
+        if r.n_votes >= 2 and r.label is not None and r.label not in retired
+    }
+    keep = store.gold_labels().keys() | store.decided_by_people()
+    changed = 0
+    out = []
+    for item, text, label, when in rows:
+        new = weighted.get(item, label) if item not in keep else label
+        changed += new != label
+        out.append((item, text, new, when))
+    if changed:
+        logger.info("training labels: %d of %d changed by Dawid-Skene", changed, len(out))
+    return out
 
 
 def own_gold(store: Store, user_id: str) -> GoldAccuracy | None:
@@ -71,6 +166,24 @@ def gold_section(gold: list[GoldAccuracy]) -> str:
     shown = [f"<@{g.annotator}> {gold_line(g)}" for g in ranked[:MAX_PEOPLE]]
     more = f"\n…and {len(ranked) - MAX_PEOPLE} more" if len(ranked) > MAX_PEOPLE else ""
     return "*Accuracy on gold:*\n" + "\n".join(shown) + more
+
+
+def estimates_section(found: Estimates | None) -> str:
+    """Each person's accuracy as Dawid–Skene estimates it, least accurate first (admins)."""
+    if found is None:
+        return "*Estimated accuracy* (Dawid–Skene): no item has two answers yet"
+    people = sorted(
+        (a for a in found.aggregation.accuracy.items() if a[1] is not None),
+        key=lambda a: (a[1], a[0]),
+    )
+    shown = [f"<@{who}> {_share(acc)} ({found.n_votes.get(who, 0)} answers)"
+             for who, acc in people[:MAX_PEOPLE]]  # fmt: skip
+    more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
+    seeded = f", {found.n_gold} of them gold" if found.n_gold else ""
+    return (
+        f"*Estimated accuracy* (Dawid–Skene over {found.n_items} items with two or more "
+        f"answers{seeded}; training uses its labels):\n" + "\n".join(shown) + more
+    )
 
 
 async def measure_off_loop(db: Path, settings: Settings) -> Quality:
@@ -149,4 +262,6 @@ def quality_sections(quality: Quality, *, gold: bool) -> list[str]:
     sections = agreement_sections(quality.agreement) if quality.agreement is not None else []
     if gold and quality.n_gold:
         sections.append(gold_section(quality.gold))
+    if gold and quality.agreement is not None and quality.estimates is not None:
+        sections.append(estimates_section(quality.estimates))
     return sections

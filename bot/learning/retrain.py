@@ -33,6 +33,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import HitlError
+from bot.learning import quality
 from bot.learning.scoring import Scorer, score_items
 from bot.runtime import Champion
 from bot.store import Store
@@ -159,7 +160,7 @@ def begin(
         store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
-    rows = store.training_data()
+    rows = quality.training_rows(store, settings)
     previous = registry.champion()
     too_few = why_too_few([r[2] for r in rows])
     if too_few is not None:  # no fit, no background work: the caller can answer at once
@@ -344,7 +345,7 @@ def begin_refresh(
 ) -> RefreshPlan:
     """Read the labels for a refresh (on the caller's thread: the connection is its own).
     With a champion, the audit answers resolved after its training are held out."""
-    rows = store.training_data()
+    rows = quality.training_rows(store, settings)
     held: set[str] = set()
     if champion is not None:
         meta = registry.champion() if registry is not None else None

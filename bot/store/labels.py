@@ -119,6 +119,16 @@ class LabelsMixin:
         logger.info("label of item %s removed by %s", item_id, user_id)
         return LabelChange(item_id, old, None)
 
+    def decided_by_people(self) -> set[str]:
+        """Items whose current label a person set (``hitl labels set``, a review decision):
+        a re-aggregation of the votes leaves them as they are."""
+        rows = self.db.execute(
+            "SELECT h.item_id FROM label_history h JOIN labels l ON l.item_id = h.item_id"
+            " WHERE h.id IN (SELECT max(id) FROM label_history GROUP BY item_id)"
+            " AND h.action IN ('set', 'review') AND h.new_label IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
     def label_history(self, item_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Changes to decided labels, oldest first (of one item, or of all)."""
         where, args = ("item_id = ?", [item_id]) if item_id is not None else (None, [])

@@ -1,0 +1,112 @@
+"""HITL_AGGREGATION: items resolve live by majority, and a retrain or refresh trains on the
+labels the setting gives: majority's, or gold-seeded Dawid–Skene's. A fixed tally, clicked
+through the real server, where the two disagree; `/hitl stats` shows admins the estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.learning import retrain
+from bot.learning.quality import training_rows
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from model import ModelRegistry
+from tests.bot.harness import Bot, Item, make_settings, start_bot
+from tests.fake_slack import CHANNEL
+
+A, B, C = "U0ANA", "U0RAJ", "U0MEI"  # Ana is careful; Raj and Mei make the same mistakes
+GOLD = [("g1", "refund my card please", "billing"), ("g2", "charged twice in May", "billing"),
+        ("g3", "the app crashes on start", "bug")]  # fmt: skip
+ITEMS = [("t1", "invoice shows the wrong amount"), ("p1", "button does nothing"),
+         ("p2", "login page is blank"), ("p3", "change my email address")]  # fmt: skip
+VOTES = {  # item → each person's answer, in the order they click
+    "g1": [(A, "billing"), (B, "bug"), (C, "bug")],
+    "g2": [(A, "billing"), (B, "bug"), (C, "bug")],
+    "g3": [(A, "bug"), (B, "bug")],
+    "t1": [(A, "billing"), (B, "bug"), (C, "bug")],  # majority: bug; Dawid–Skene: billing
+    "p1": [(A, "bug"), (B, "bug")],
+    "p2": [(A, "bug"), (C, "bug")],
+    "p3": [(A, "account"), (B, "account")],
+}
+
+
+async def click_the_tally(bot: Bot) -> None:
+    """Post every item and click VOTES through signed requests."""
+    for _ in range(3):  # a gold question takes a pick's place: the pick waits for the next round
+        await bot.dispatcher.fill()
+    assert {p["item_id"] for p in bot.store.open_posts()} == set(VOTES)
+    for item, votes in VOTES.items():
+        ts = bot.store.post_for_item(item)["ts"]
+        for user, label in votes:
+            message = bot.fake.message(CHANNEL, ts)
+            assert (await bot.action(bot.select_payload(message, user, label))).status == 200
+    await bot.settled()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold([Item(i, text, label) for i, text, label in GOLD])
+        store.add_items([Item(i, text) for i, text in ITEMS], "import")
+    return tmp_path / "hitl.db"
+
+
+@pytest.mark.parametrize(("aggregation", "t1"), [("majority", "bug"), ("dawid_skene", "billing")])
+async def test_training_labels_follow_the_aggregation_setting(
+    fake_slack: FakeSlack, tmp_path: Path, db: Path, aggregation: str, t1: str
+):
+    settings = make_settings(
+        fake_slack, tmp_path, votes=3, gold_rate=1.0, max_open=10, aggregation=aggregation
+    )
+    async for bot in start_bot(fake_slack, settings):
+        await click_the_tally(bot)
+        # live, items resolve by majority whatever the setting: the question closed as bug
+        assert bot.store.resolution("t1")["label"] == "bug"
+        assert bot.store.get_item("t1")["status"] == "resolved"
+
+        # what a retrain trains on (its own read, on a connection of its own)
+        with Store.open(db) as store:
+            plan = retrain.begin(
+                store, settings, ModelRegistry(settings.models_dir), triggered_by="test"
+            )
+        assert isinstance(plan, retrain.Plan)
+        trained = dict(zip(plan.texts, plan.labels, strict=True))
+        assert trained["invoice shows the wrong amount"] == t1
+        assert trained["refund my card please"] == "billing"  # gold trains with its gold label
+        assert trained["button does nothing"] == "bug"
+
+        stats = json.loads(await (await bot.command("stats", "U0ADMIN")).text())["text"]
+        if aggregation == "majority":
+            assert "Estimated accuracy" not in stats
+        else:
+            head = (
+                "*Estimated accuracy* (Dawid–Skene over 7 items with two or more answers, "
+                "3 of them gold; training uses its labels):\n"
+            )
+            assert head in stats
+            # Mei gave 4 answers, 3 wrong on gold or with Raj against Ana; Raj 6, 3 of them
+            assert stats.split(head)[1].split("\n")[:3] == [
+                f"<@{C}> 25% (4 answers)",
+                f"<@{B}> 50% (6 answers)",
+                f"<@{A}> 100% (7 answers)",
+            ]
+            mine = json.loads(await (await bot.command("stats", A)).text())["text"]
+            assert "Estimated accuracy" not in mine  # admins only
+
+
+def test_an_admins_decision_is_kept_over_the_weighted_labels(tmp_path: Path):
+    settings = make_settings(FakeSlack(), tmp_path, votes=3, aggregation="dawid_skene")
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold([Item(i, text, label) for i, text, label in GOLD])
+        store.add_items([Item(i, text) for i, text in ITEMS], "import")
+        for n, (item, votes) in enumerate(VOTES.items()):
+            for k, (user, label) in enumerate(votes):
+                store.record_answer(
+                    item, user, label, source="test", dedupe_key=f"{n}:{k}", votes_needed=3
+                )
+        assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "billing"
+        store.set_label("t1", "account", user_id="cli:ana", reason="checked")
+        assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "account"
