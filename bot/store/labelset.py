@@ -5,7 +5,9 @@ imported labels (``bot.labelset``). The first change stores that set, changed; f
 stored set wins. A rename or merge rewrites the decided labels (each change in
 ``label_history``, so training uses the new mapping) and maps the old label to its successor
 (``label_aliases``): a click on an old button, and an old answer in a tally, count for the new
-label. Answers themselves keep what people clicked. Every change redraws the open questions.
+label. A retired label's decided items leave training and go to review (reason ``retired``)
+until an admin gives them a label in force. Answers themselves keep what people clicked. Every
+change redraws the open questions.
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ class LabelSetMixin:
                 if len(active) <= 2:
                     raise StoreError("a label set needs two labels; add one before retiring")
                 self.db.execute("UPDATE label_set SET status = 'retired' WHERE name = ?", [label])
+                # Its decided labels leave training (``bot.learning.quality.training_rows``)
+                # and wait in review for an admin to give them a label in force.
+                self.db.execute(
+                    "INSERT OR IGNORE INTO reviews (item_id, reason, detail, created_at)"
+                    " SELECT item_id, 'retired', ?, ? FROM labels WHERE label = ?",
+                    [f"{label} was retired", now, label],
+                )
             else:
                 raise StoreError(f"unknown change {action!r}; use one of {', '.join(ACTIONS)}")
             self.db["label_set_changes"].insert(

@@ -4,8 +4,10 @@ An item goes to review for a reason (``REVIEW_REASONS``), one pending row per it
 a split vote (``HITL_VOTES`` people answered and no label has a majority), a decision with low
 agreement, a confident model that says otherwise, a gold miss (an answer on a gold question
 that is not its gold label). ``flag_review`` is the one way in, for any reason: the answer path
-calls it through ``review_after_answer``, where gold answers are scored too. ``set_label`` / ``remove_label`` (``bot.store.labels``)
-close an item's pending reviews with the decision; a later vote that decides a split closes it.
+calls it through ``review_after_answer``, where gold answers are scored too; retiring a label
+(``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``
+(``bot.store.labels``) close an item's pending reviews with the decision; a later vote that
+decides a split closes it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ REVIEW_REASONS = {
     "low_agreement": "low agreement",
     "contradicted": "the model says otherwise",
     "gold_miss": "a gold answer missed",
+    "retired": "its label was retired",
 }
 """Why an item is in review: reason → how the review modal words it."""
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.learning.quality import training_rows
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
+from tests.bot.test_review import decision
 from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
@@ -113,3 +115,23 @@ def test_a_merge_reaches_training_keeps_history_and_exports_name_their_label_set
     assert run(db, "labels", "set", "ab0", "bug").stderr == (
         "Error: 'bug' is not in the label set (billing, refund); use one of these\n"
     )
+
+
+async def test_a_retired_labels_items_leave_training_and_wait_in_review_for_a_label_in_force(
+    bot: Bot,
+):
+    assert [(r[0], r[2]) for r in training_rows(bot.store, bot.rt.settings)] == [("s1", "billing")]
+    assert (await reply(bot, "labels retire billing")).startswith("Done. Labels now: ")
+    assert training_rows(bot.store, bot.rt.settings) == []  # no longer trains as billing
+    assert bot.store.next_review() == {
+        "item_id": "s1",
+        "reasons": [("retired", "billing was retired")],
+    }
+    assert (await bot.command("review", "U0ADMIN")).status == 200
+    view = (await bot.fake.next_call("views.open")).reply["view"]
+    assert "its label was retired (billing was retired)" in json.dumps(view)
+    assert "label:billing" not in json.dumps(view)  # only labels in force to pick
+    assert (await bot.action(decision(view, "label:account"))).status == 200
+    await bot.settled()
+    assert [(r[0], r[2]) for r in training_rows(bot.store, bot.rt.settings)] == [("s1", "account")]
+    assert bot.store.next_review() is None
