@@ -33,7 +33,7 @@ from bot.learning.scoring import candidates, choose, predict_texts, score_pendin
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
-from bot.slack.questions import label_set, shown_reason
+from bot.slack.questions import in_force, label_set, shown_reason
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +239,8 @@ class Dispatcher:
         state = self.channel_state(channel)
         loop = asyncio.get_running_loop()
         guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.model else []
+        if guesses:  # under the label set in force: a renamed label shows its new name
+            guesses = in_force(guesses, rt.store.label_aliases(), rt.store.retired_labels())
         question = blocks.Question(
             item_id=item["id"],
             text=item["text"],

@@ -40,7 +40,7 @@ def build_question(
         guesses = [shown, *[g for g in guesses if g[0] != shown[0]]]
     elif post is not None and post["model_version"] is None:
         guesses = []
-    guesses = _in_force(guesses, store.label_aliases(), store.retired_labels())
+    guesses = in_force(guesses, store.label_aliases(), store.retired_labels())
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
     return Question(
         item_id=item_id,
@@ -60,7 +60,7 @@ def build_question(
     )
 
 
-def _in_force(
+def in_force(
     guesses: list[tuple[str, float]], aliases: dict[str, str], retired: set[str]
 ) -> list[tuple[str, float]]:
     """The model's guesses under the label set in force: a renamed or merged label shows as

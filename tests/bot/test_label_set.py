@@ -135,3 +135,22 @@ async def test_a_retired_labels_items_leave_training_and_wait_in_review_for_a_la
     await bot.settled()
     assert [(r[0], r[2]) for r in training_rows(bot.store, bot.rt.settings)] == [("s1", "account")]
     assert bot.store.next_review() is None
+
+
+async def test_a_question_posted_after_a_rename_shows_the_models_guess_by_its_new_name(bot: Bot):
+    from bot.runtime import Champion
+    from tests.bot.harness import margin_scored
+
+    bot.rt.champion = Champion(version=1, classifier=None)  # scored by v1, before the rename
+    ranked = [["billing", 0.6], ["bug", 0.3], ["praise", 0.1]]
+    bot.store.set_predictions(
+        margin_scored([("a", 1, "billing", 0.6, ranked)]), threshold=0.8, strategy="margin"
+    )
+    assert (await reply(bot, "labels rename billing money")).startswith("Done. Labels now: ")
+    assert (await reply(bot, "labels retire praise")).startswith("Done. Labels now: ")
+    assert await bot.dispatcher.fill() == 1
+    [post] = bot.fake.calls_to("chat.postMessage")
+    shown = json.dumps(post.params["blocks"])
+    assert "Model's guess: *money* (60%)" in shown and "billing" not in shown
+    assert "praise" not in shown  # a retired label is no guess any more
+    assert buttons(bot.posted()[0])[:2] == ["money", "bug"]
