@@ -176,7 +176,7 @@ class QueueMixin:
         with self.db.atomic():
             self.db.execute(
                 "UPDATE items SET status = 'skipped', updated_at = ? WHERE id = ?"
-                " AND status IN ('new', 'queued', 'auto')",
+                " AND status IN ('new', 'queued', 'auto', 'gold')",  # a gold question too
                 [self.now(), item_id],
             )
             self.db["runs"].insert(

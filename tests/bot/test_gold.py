@@ -168,3 +168,17 @@ async def test_a_gold_miss_sends_the_item_to_review_and_a_right_answer_does_not(
     assert (await bot.command("review", "U0ADMIN")).status == 200
     view = (await bot.fake.next_call("views.open")).reply["view"]
     assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in json.dumps(view)
+
+
+async def test_a_gold_question_slack_refuses_is_set_aside_not_drawn_again(gold_bot: Bot):
+    bot = gold_bot
+    bot.fake.fail("chat.postMessage", "invalid_blocks", times=3)
+    for _ in range(3):  # the gold question takes i1's place each round, and is refused
+        assert await bot.dispatcher.fill() == 0
+    assert bot.store.get_item("g1")["status"] == "skipped"
+    assert bot.store.next_gold(5) == []
+    assert await bot.dispatcher.fill() == 1  # the round after: the item it stood in for
+    calls = bot.fake.calls_to("chat.postMessage")
+    assert [c.params["metadata"]["event_payload"]["item_id"] for c in calls] == ["g1"] * 3 + ["i1"]
+    # still gold: it trains with its gold label, and its answers would be scored
+    assert [(r[0], r[2]) for r in bot.store.training_data() if r[0] == "g1"] == [("g1", "billing")]
