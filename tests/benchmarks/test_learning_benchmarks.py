@@ -35,14 +35,21 @@ def test_annotators_benchmark_compares_majority_and_dawid_skene_on_a_simulated_t
     for variant in ("uniform", "confusable"):
         assert f"### {STANDIN}, {variant} errors: 200 items, 10 gold, 2 seeds" in out
     methods = re.findall(r"^\| (\w+) \| [\d.]+ ± [\d.]+ \|", out, flags=re.M)
-    assert methods == ["truth", "majority", "dawid_skene", "dawid_skene_gold"] * 2
+    assert methods == ["truth", "majority", "dawid_skene", "dawid_skene_gold", "product"] * 2
     annotators = re.findall(r"^\| (\d+%) \| [\d.]+ ± ", out, flags=re.M)
     assert annotators == ["95%", "85%", "60%"] * 2
     rows = [json.loads(line) for line in out_file.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 2 * 2 * 4  # variants × seeds × methods
-    assert {r["method"] for r in rows} == {"truth", "majority", "dawid_skene", "dawid_skene_gold"}
+    assert len(rows) == 2 * 2 * 5  # variants × seeds × methods
+    assert {r["method"] for r in rows} == {
+        "truth", "majority", "dawid_skene", "dawid_skene_gold", "product"
+    }  # fmt: skip
     truth = [r for r in rows if r["method"] == "truth"]
     assert all(r["resolved_accuracy"] == 1.0 and r["n_undecided"] == 0 for r in truth)
+    # the product trains on what majority decided, with Dawid–Skene's labels
+    by = {(r["variant"], r["seed"], r["method"]): r for r in rows}
+    for variant, seed, method in by:
+        if method == "product":
+            assert by[variant, seed, method]["n_train"] == by[variant, seed, "majority"]["n_train"]
 
 
 def test_annotators_benchmark_refuses_a_gold_share_out_of_range(standin: Path):
