@@ -44,6 +44,7 @@ EXPORT_FIELDS = (
     "meta",
     "answers",
     "label_set",
+    "gold",
 )
 ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
 
@@ -235,8 +236,9 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
     """Export resolved labels (or, with --answers, every raw answer).
 
     Labels have the fields id, text, label, votes, agreement, annotators,
-    resolved_at, meta, answers and label_set (which label set they follow: its
-    version and a hash of its labels); `hitl import` reads an export back.
+    resolved_at, meta, answers, label_set (which label set they follow: its
+    version and a hash of its labels) and gold (a gold item's gold label, which
+    training uses; else empty); `hitl import` reads an export back.
 
     \b
     Examples:
@@ -251,6 +253,7 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
             version = store.label_set_version(current_labels(state.settings, store))
             records = ({**r, "label_set": version} for r in store.iter_export())
         columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
+        records = ({name: r[name] for name in columns} for r in records)  # in this order
         if output is None:
             n = _write_records(sys.stdout, records, columns, fmt)
         else:

@@ -263,7 +263,7 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     provenance = None
     if isinstance(carried, dict):
         meta.update(carried)
-        used |= EXPORT_ONLY_FIELDS | {"meta", "label_set"}
+        used |= EXPORT_ONLY_FIELDS | {"meta", "label_set", "gold"}
         if label is not None and any(name in record for name in EXPORT_ONLY_FIELDS):
             provenance = _provenance(line, record)
             if isinstance(provenance, RowError):

@@ -241,13 +241,15 @@ class Store(
         """Resolved items with their label, oldest resolution first (what export reads), and
         ``answers``: each person's answer that counted when the item was decided (user_id,
         label, created_at; as ``tally`` counts them), so `hitl import` can restore who labeled
-        what and when. Empty for a label imported without them."""
+        what and when. Empty for a label imported without them. ``gold``: a gold item's gold
+        label (what training uses for it), else None."""
         cursor = self.db.execute(
             "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
             " i.meta, (SELECT json_group_array(json_object('user_id', a.user_id,"
             " 'label', a.label, 'created_at', a.created_at)) FROM (SELECT * FROM answers a"
             " WHERE a.id IN (SELECT max(id) FROM answers WHERE item_id = l.item_id"
-            " AND id <= l.decided_by GROUP BY user_id) AND a.label IS NOT NULL ORDER BY a.id) a)"
+            " AND id <= l.decided_by GROUP BY user_id) AND a.label IS NOT NULL ORDER BY a.id) a),"
+            " (SELECT g.label FROM gold g WHERE g.item_id = l.item_id)"
             " FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
         )
         for row in cursor:
@@ -261,6 +263,7 @@ class Store(
                 "resolved_at": row[6],
                 "meta": json.loads(row[7]),
                 "answers": json.loads(row[8]),
+                "gold": row[9],
             }
 
     def iter_answers(self) -> Iterator[dict[str, Any]]:

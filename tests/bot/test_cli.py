@@ -168,6 +168,7 @@ def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
         "meta",
         "answers",
         "label_set",
+        "gold",
     ]
     assert (first["id"], first["label"], first["votes"], first["annotators"]) == (
         "T1",

@@ -182,3 +182,32 @@ async def test_a_gold_question_slack_refuses_is_set_aside_not_drawn_again(gold_b
     assert [c.params["metadata"]["event_payload"]["item_id"] for c in calls] == ["g1"] * 3 + ["i1"]
     # still gold: it trains with its gold label, and its answers would be scored
     assert [(r[0], r[2]) for r in bot.store.training_data() if r[0] == "g1"] == [("g1", "billing")]
+
+
+async def test_an_export_names_a_gold_items_gold_label_and_reads_back_without_it_in_meta(
+    gold_bot: Bot, tmp_path: Path
+):
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    for user in ("U0RAJ", "U0ADMIN"):  # decided wrongly: bug; training uses billing
+        assert (await bot.action(bot.button_payload(message, user, "bug"))).status == 200
+    await bot.settled()
+    db = str(tmp_path / "hitl.db")
+    for fmt in ("jsonl", "csv"):
+        out = run_cli("--db", db, "export", "--format", fmt, "--output", str(tmp_path / f"e.{fmt}"))
+        assert out.exit_code == 0, out.output
+    [row] = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert (row["id"], row["label"], row["gold"]) == ("g1", "bug", "billing")
+    for fmt in ("jsonl", "csv"):
+        again = tmp_path / f"again-{fmt}.db"
+        assert run_cli("--db", str(again), "import", str(tmp_path / f"e.{fmt}")).exit_code == 0
+        with Store.open(again) as store:
+            assert store.get_item("g1")["meta"] == {}  # the gold column is not the item's meta
+    # the gold label read back as gold: hitl import --gold with --label-column gold
+    gold_again = tmp_path / "gold-again.db"
+    marked = run_cli("--db", str(gold_again), "import", "--gold", str(tmp_path / "e.jsonl"),
+                     "--label-column", "gold")  # fmt: skip
+    assert marked.exit_code == 0, marked.output
+    with Store.open(gold_again) as store:
+        assert store.gold_labels() == {"g1": "billing"}
