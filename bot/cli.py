@@ -585,6 +585,12 @@ def stats_command(state: State) -> None:
     show_default=True,
     help="Retrain after this many new labels (0: only on /hitl retrain).",
 )
+@click.option(
+    "--careless",
+    is_flag=True,
+    help="Add a careless simulated teammate (wrong half the time) and gold questions: "
+    "/hitl stats shows their accuracy on gold, /hitl review the gold misses.",
+)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @click.pass_obj
 def demo_command(
@@ -596,6 +602,7 @@ def demo_command(
     error_rate: float,
     answers: int | None,
     retrain_every: int,
+    careless: bool,
     no_browser: bool,
 ) -> None:
     """Try slack-hitl without a Slack workspace: the bot and a local Slack in your browser.
@@ -612,12 +619,13 @@ def demo_command(
       hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
       hitl demo --data mine.jsonl --port 8080
       hitl demo --data tickets.csv --simulate 3 --answers 100
+      hitl demo --simulate 2 --careless       # gold questions catch a careless teammate
     """
     import asyncio
 
     from bot.demo import DemoOptions, run_demo
 
-    if answers is not None and not simulate:
+    if answers is not None and not simulate and not careless:
         raise click.ClickException("--answers needs simulated teammates: add --simulate N")
     options = DemoOptions(
         db=state.db or Path("hitl-demo.db"),
@@ -628,6 +636,7 @@ def demo_command(
         error_rate=error_rate,
         answers=answers,
         retrain_every=retrain_every,
+        careless=careless,
     )
     with friendly_errors():
         asyncio.run(

@@ -3,7 +3,9 @@
 One aiohttp server (HITL_PORT, default 3000) carries the bot's own app from ``init_app`` (so
 ``/slack/events`` is the production code path) with the sandbox's browser UI mounted beside it;
 the fake Slack Web API listens on an OS-picked loopback port and the bot's SLACK_API_URL points
-at it. The database is recreated at every start, since the workspace lives in memory.
+at it. The database is recreated at every start, since the workspace lives in memory. With
+``careless`` a teammate answers wrong half the time and some items are gold questions, so
+``/hitl stats`` and ``/hitl review`` have something to show.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.config import Settings
-from bot.demo.data import DemoData, demo_data, read_data
+from bot.demo.data import DemoData, DemoItem, demo_data, read_data
 from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
 from bot.errors import HitlError
 from bot.runtime import Runtime
@@ -48,6 +50,10 @@ PEOPLE = (
     ("U0RAJ", "raj", "Raj Patel"),
     ("U0MEI", "mei", "Mei Chen"),
 )
+CARELESS = ("U0SIMCAL", "cal")  # --careless: a teammate wrong at CARELESS_ERROR_RATE
+CARELESS_ERROR_RATE = 0.5
+GOLD_ITEMS = 20  # --careless: pool items asked as gold questions (their label known)
+GOLD_RATE = 0.25  # ... at this share of the posts, so they come up in a short session
 TEAMMATES = (
     ("U0SIMALEX", "alex"),
     ("U0SIMKIM", "kim"),
@@ -78,6 +84,7 @@ class DemoOptions:
     pace: float = 1.0  # seconds between simulated answers (0 with --answers)
     max_open: int = 5
     pipeline: str = "word_lr"  # HITL_PIPELINE: quick to fit, so the demo retrains in a blink
+    careless: bool = False  # a careless teammate, and gold questions that catch them
 
 
 @dataclass
@@ -150,6 +157,7 @@ def demo_settings(options: DemoOptions, fake: FakeSlack, data: DemoData) -> Sett
         port=options.port,
         max_open=options.max_open,
         pipeline=options.pipeline,
+        gold_rate=GOLD_RATE if options.careless else 0.0,
     )
 
 
@@ -164,7 +172,17 @@ def build_workspace(options: DemoOptions) -> tuple[FakeSlack, Sandbox, list[Team
     for user_id, name in TEAMMATES[: options.simulate]:
         sandbox.add_user(user_id, name, f"{name.title()} (simulated)")
         teammates.append(Teammate(user_id, name))
+    if options.careless:
+        user_id, name = CARELESS
+        sandbox.add_user(user_id, name, f"{name.title()} (simulated, careless)")
+        teammates.append(Teammate(user_id, name, error_rate=CARELESS_ERROR_RATE))
     return fake, sandbox, teammates
+
+
+def gold_items(data: DemoData) -> list[DemoItem]:
+    """The pool items asked as gold questions with --careless: the first GOLD_ITEMS with a
+    known label (as ``hitl import --gold`` would load them)."""
+    return [item for item in data.pool if item.label is not None][:GOLD_ITEMS]
 
 
 def check_options(options: DemoOptions) -> None:
@@ -184,7 +202,10 @@ async def running_demo(
     check_options(options)
     prepare_database(options.db)
     with Store.open(options.db) as store:
-        store.add_items(data.unlabeled(), source="demo")
+        gold = gold_items(data) if options.careless else []
+        asked_as_gold = {item.id for item in gold}
+        store.add_items([i for i in data.unlabeled() if i.id not in asked_as_gold], source="demo")
+        store.add_gold(gold)
     fake, sandbox, teammates = build_workspace(options)
     await fake.start(options.host, 0)
     settings = demo_settings(options, fake, data)
@@ -255,6 +276,13 @@ def describe(demo: Demo) -> list[str]:
         lines.append(
             f"  simulated  {names}: answer with the true labels, "
             f"{demo.options.error_rate:.0%} wrong on purpose"
+            + (f" ({CARELESS[1]}: {CARELESS_ERROR_RATE:.0%})" if demo.options.careless else "")
+        )
+    if demo.options.careless:
+        lines.append(
+            f"  gold       {len(gold_items(data))} questions with a known label, "
+            f"{GOLD_RATE:.0%} of the posts: /hitl stats shows each person's accuracy on them, "
+            "/hitl review the items someone missed"
         )
     return lines
 

@@ -103,6 +103,7 @@ class Retrainer:
 class Teammate:
     user_id: str
     name: str
+    error_rate: float | None = None  # None: the simulator's
 
 
 class Simulator:
@@ -166,9 +167,12 @@ class Simulator:
             return None
         return self.rng.choice(self.open_questions())
 
-    def choose_label(self, item_id: str) -> str:
+    def choose_label(self, item_id: str, teammate: Teammate | None = None) -> str:
         true = self.truth[item_id]
-        if self.rng.random() < self.error_rate:
+        error_rate = self.error_rate
+        if teammate is not None and teammate.error_rate is not None:
+            error_rate = teammate.error_rate
+        if self.rng.random() < error_rate:
             return self.rng.choice([label for label in self.labels if label != true] or [true])
         return true
 
@@ -211,7 +215,8 @@ class Simulator:
                 break
             message, item_id = found
             teammate = self.rng.choice(self.teammates)
-            status = await self.answer(message, item_id, teammate, self.choose_label(item_id))
+            label = self.choose_label(item_id, teammate)
+            status = await self.answer(message, item_id, teammate, label)
             self.answered.add(item_id)
             if status != 200:
                 logger.warning("simulated answer on %s got HTTP %d", item_id, status)

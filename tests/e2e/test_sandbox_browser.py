@@ -336,3 +336,43 @@ async def test_a_skip_leaves_the_question_to_the_others(demo: Demo, browser: Bro
     await expect(set_aside).to_contain_text("Skipped by @raj, @ana", timeout=WAIT)
     await expect(set_aside.locator("button")).to_have_count(0)
     assert store.get_item(post_by_ts(demo, other_ts)["item_id"])["status"] == "skipped"
+
+
+async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
+    browser: BrowserContext, tmp_path: Path
+):
+    """`hitl demo --simulate 2 --careless`: gold questions catch the careless teammate; an
+    admin sees it in /hitl stats and decides a gold miss in /hitl review, in the browser."""
+    from bot.demo.run import CARELESS
+    from bot.learning import quality
+
+    options = DemoOptions(
+        db=tmp_path / "demo.db", port=0, size=120, retrain_every=0, simulate=2, careless=True
+    )
+    data = load_data(options)
+    async with running_demo(options, data, echo=lambda line: None, background=False) as demo:
+        store = demo.rt.store
+        assert len(store.gold_labels()) == 20
+        await demo.simulator(drive=True).run(answers=40)  # the same answers for the seed
+        measured = quality.measure(store, demo.settings)
+        careless = next(g for g in measured.gold if g.annotator == CARELESS[0])
+        assert careless.n and careless.n_correct < careless.n  # caught
+        review = store.next_review()
+        assert review is not None and review["reasons"][0][0] == "gold_miss"
+
+        page = await browser.new_page()
+        await page.goto(f"{demo.url}/?user=U0ANA")  # an admin
+        await expect(page.locator("#messages article.message").first).to_be_visible(timeout=WAIT)
+        await page.fill("#composer", "/hitl stats")
+        await page.press("#composer", "Enter")
+        stats = page.locator("article.message.ephemeral", has_text="Accuracy on gold")
+        line = f"@{CARELESS[1]} {quality.gold_line(careless)}"
+        await expect(stats).to_contain_text(line, timeout=WAIT)
+
+        await page.fill("#composer", "/hitl review")
+        await page.press("#composer", "Enter")
+        modal = page.locator("#modal")
+        await expect(page.locator("#modal-title")).to_have_text("Review", timeout=WAIT)
+        await expect(modal).to_contain_text("a gold answer missed")
+        await expect(modal).to_contain_text(store.get_item(review["item_id"])["text"][:30])
+        await page.screenshot(path=tmp_path / "careless-review.png")
