@@ -91,3 +91,25 @@ async def test_with_one_vote_per_item_stats_show_no_agreement(tmp_path: Path):
     seed(db, [Item("i0", "item 0")])
     result = CliRunner().invoke(cli, ["--db", str(db), "stats"], catch_exceptions=False)
     assert result.exit_code == 0 and "Agreement between people" not in result.output
+
+
+async def test_signed_clicks_give_agreement_equal_to_the_hand_computation(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The same tally as ``answer_all``, clicked through signed requests on the posted
+    questions (Ana first, then Raj), then `/hitl stats`."""
+    from tests.fake_slack import CHANNEL
+
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"item {n}") for n in range(10)])
+    settings = make_settings(fake_slack, tmp_path, votes=2, max_open=10)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        for n, (ana, raj) in enumerate(zip(ANA, RAJ, strict=True)):
+            ts = bot.store.post_for_item(f"i{n}")["ts"]
+            for user, label in (("U0ANA", ana), ("U0RAJ", raj)):
+                message = bot.fake.message(CHANNEL, ts)
+                assert (await bot.action(bot.select_payload(message, user, label))).status == 200
+        await bot.settled()
+        body = json.loads(await (await bot.command("stats", "U0RAJ")).text())
+        for line in EXPECTED:
+            assert line in body["text"], line

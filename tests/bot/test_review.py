@@ -155,3 +155,34 @@ def test_a_vote_that_decides_a_split_closes_it_and_low_agreement_or_a_confident_
     store.record_answer("y", "U1", "a", source="button", dedupe_key="y1", review=rules)
     [contradicted] = store.reviews_of("y")
     assert (contradicted["reason"], contradicted["detail"]) == ("contradicted", "model v1: b (97%)")
+
+
+async def test_a_label_an_admin_removes_in_review_leaves_training(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from bot.learning.quality import training_rows
+
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash"), Item("s", "seed", "billing")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3, review_agreement=0.9)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        for user, label in (("U0ANA", "bug"), ("U0RAJ", "billing"), ("U0ADMIN", "bug")):
+            assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+        await bot.settled()
+        assert bot.store.resolution("a")["label"] == "bug"  # 2 of 3: below 90%, to review
+        assert [r[0] for r in training_rows(bot.store, settings)] == ["s", "a"]
+        assert bot.store.next_review()["reasons"] == [("low_agreement", "67%: bug 2, billing 1")]
+
+        await bot.command("review", "U0ADMIN")
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        assert (await bot.action(decision(view, "remove"))).status == 200
+        await bot.settled()
+        assert [r[0] for r in training_rows(bot.store, settings)] == ["s"]  # left training
+        assert bot.store.get_item("a")["status"] == "skipped"
+        [change] = bot.store.label_history("a")
+        assert (change["old_label"], change["new_label"], change["action"]) == (
+            "bug",
+            None,
+            "review",
+        )
