@@ -1,0 +1,311 @@
+"""When to stop: does the stabilizing-predictions signal fire where the curves flatten?
+
+Runs the ``default`` arm of ``label_efficiency.py`` (its ``pick`` and cold start, imported, so
+the picks and accuracies are the stored curves' own: each round's accuracy is checked against
+``label_efficiency.run_arm``'s in the tests) and, at every round, predicts a fixed stop set (up
+to 2,000 items of the pool, ``model.stopping.stop_sample``) with the round's model: Cohen's
+kappa with the previous round's predictions, and where the signal (kappa ≥ 0.99 over the last
+3 models, ``model.stopping``) first fires. Beside it: the label count where the stored curves
+(``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) reach 95 %
+of full supervision.
+
+At a few label counts it also extrapolates the gain from the next 500 labels two ways and
+compares it with the gain this run then measures on test.jsonl:
+``labels``: the product's way (``model.stopping.curve_points``: a learning curve on the labels
+themselves, then ``extrapolate``); ``history``: the inverse power law fitted to this run's own
+test accuracies so far (what a team with a test set could do).
+
+    python benchmarks/stopping.py --out benchmarks/results/stopping.jsonl     # 4 datasets, seed 0
+    python benchmarks/stopping.py --datasets trec --seeds 0 1 2 --out s.jsonl
+    python benchmarks/stopping.py --report benchmarks/results/stopping.jsonl.gz
+    python benchmarks/stopping.py --quick                                      # stand-in, ~20 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table, resolve_data
+from label_efficiency import ARMS, DATASETS, MAX_LABELS, _fit_ready, pick
+from sklearn.metrics import accuracy_score
+
+from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
+from model.stopping import (
+    KAPPA_THRESHOLD,
+    STOP_SET_SIZE,
+    WINDOW,
+    agreement,
+    curve_points,
+    extrapolate,
+    first_firing,
+    stop_sample,
+)
+
+ARM = "default"
+STORED = ROOT / "benchmarks" / "results" / "label_efficiency"
+CURVE_AT = (100, 200, 300, 500)  # label counts where the gain of the next labels is forecast
+THRESHOLDS = (KAPPA_THRESHOLD, 0.98, 0.95)
+
+
+def run_default(
+    name: str,
+    seed: int,
+    pool: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    max_labels: int,
+    stop_size: int = STOP_SET_SIZE,
+    curve_at: Iterable[int] = CURVE_AT,
+    next_labels: int = 500,
+) -> Iterable[dict]:
+    """``label_efficiency.run_arm(..., "default", ...)``'s loop, with the stop set predicted by
+    each round's model and the product's extrapolation at ``curve_at`` labels. Yields a
+    ``round`` row per fitted round and an ``extrapolation`` row per forecast."""
+    pool_x, pool_y = pool
+    test_x, test_y = test
+    stop = [pool_x[i] for i in stop_sample(len(pool_x), stop_size, random_state=seed)]
+    labeled: list[int] = []
+    is_labeled = np.zeros(len(pool_x), dtype=bool)
+    clf: TextClassifier | None = None
+    before: list[str] | None = None
+    forecast = sorted(set(curve_at))
+    rnd = 0
+    while True:
+        if clf is not None:
+            predicted = clf.predict(stop)
+            kappa = agreement(before, predicted) if before is not None else None
+            before = predicted
+            n = len(labeled)
+            row = {
+                "kind": "round",
+                "dataset": name,
+                "seed": seed,
+                "n_labels": n,
+                "accuracy": accuracy_score(test_y, clf.predict(test_x)),
+                "kappa": kappa,
+                "stop_set": len(stop),
+            }
+            yield row
+            if n in forecast and n + next_labels <= max_labels:
+                yield forecast_row(name, seed, n, labeled, pool, next_labels)
+        if len(labeled) >= max_labels or is_labeled.all():
+            return
+        rng = np.random.default_rng([seed, rnd] if clf is None else [seed, rnd, ARMS.index(ARM)])
+        chosen = pick(ARM, clf, pool_x, np.flatnonzero(~is_labeled), labeled, None, rng)
+        labeled += chosen
+        is_labeled[chosen] = True
+        rnd += 1
+        ys = [pool_y[i] for i in labeled]
+        if _fit_ready(ys):
+            clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
+
+
+def forecast_row(name, seed, n, labeled, pool, next_labels) -> dict:
+    """The product's extrapolation on the ``n`` labels so far (timed)."""
+    texts = [pool[0][i] for i in labeled]
+    labels = [pool[1][i] for i in labeled]
+    t0 = time.perf_counter()
+    sizes, scores = curve_points(
+        texts, labels, lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels))
+    )
+    found = extrapolate(sizes, scores, n, next_labels)
+    return {
+        "kind": "extrapolation",
+        "method": "labels",
+        "dataset": name,
+        "seed": seed,
+        "n_labels": n,
+        "next_labels": next_labels,
+        "predicted": found.as_dict() if found else None,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def simulate(args: argparse.Namespace, out) -> None:
+    for name in args.datasets:
+        pool = load_jsonl(args.data / name / "train.jsonl")
+        test = load_jsonl(args.data / name / "test.jsonl")
+        if args.quick:
+            keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
+            pool = ([pool[0][i] for i in keep], [pool[1][i] for i in keep])
+            test = (test[0][:200], test[1][:200])
+        max_labels = args.max_labels or MAX_LABELS.get(name, 1025)
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            rows = run_default(
+                name, seed, pool, test, max_labels, args.stop_size, args.curve_at, args.next
+            )
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def stored_rows(name: str, stored: Path = STORED) -> list[dict]:
+    path = stored / f"{name}.jsonl.gz"
+    return [json.loads(line) for line in gzip.open(path, "rt")] if path.is_file() else []
+
+
+def stored_difference(name: str, seed: int, run: list[dict], stored: Path = STORED) -> str:
+    """The largest accuracy difference from the stored default curve of the same seed (0:
+    the loop is the stored one's), over the label counts both have."""
+    mine = {r["n_labels"]: r["accuracy"] for r in run}
+    theirs = {
+        r["n_labels"]: r["accuracy"]
+        for r in stored_rows(name, stored)
+        if r["arm"] == ARM and r["seed"] == seed and r["n_labels"] in mine
+    }
+    if not theirs:
+        return "–"
+    return f"{max(abs(mine[n] - a) for n, a in theirs.items()):.3f} ({len(theirs)})"
+
+
+def stored_95(name: str, stored: Path = STORED) -> tuple[str, int | None, float | None]:
+    """From the stored label-efficiency rows: (seeds, the first label count where the default
+    arm's mean accuracy over those seeds reaches 95 % of full supervision, full accuracy)."""
+    if not (stored / f"{name}.jsonl.gz").is_file():
+        return "–", None, None
+    rows = stored_rows(name, stored)
+    full = next((r["accuracy"] for r in rows if r["arm"] == "full"), None)
+    curves: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if r["arm"] == ARM:
+            curves[r["seed"]][r["n_labels"]] = r["accuracy"]
+    if not curves or full is None:
+        return "–", None, full
+    ns = sorted(set.intersection(*(set(c) for c in curves.values())))
+    mean = {n: float(np.mean([c[n] for c in curves.values()])) for n in ns}
+    hit = [n for n in ns if mean[n] >= 0.95 * full]
+    seeds = ",".join(map(str, sorted(curves)))
+    return seeds, (min(hit) if hit else None), full
+
+
+def report(rows: list[dict], stored: Path = STORED) -> str:
+    rounds: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "round":
+            rounds[(r["dataset"], r["seed"])].append(r)
+    parts = [
+        f"Signal: kappa ≥ {KAPPA_THRESHOLD} over the last {WINDOW} models on the stop set;"
+        " 'fires at' = labels of the model that completes the window (– = not within the run)."
+    ]
+    table = []
+    for (name, seed), run in sorted(rounds.items()):
+        run.sort(key=lambda r: r["n_labels"])
+        kappas = [r["kappa"] for r in run]
+        seeds, at95, full = stored_95(name, stored)
+        top = run[-1]
+        own95 = next((r["n_labels"] for r in run if full and r["accuracy"] >= 0.95 * full), None)
+        cells = [name, str(seed), f"{run[0]['stop_set']:,}"]
+        for threshold in THRESHOLDS:
+            i = first_firing(kappas, threshold)
+            cells.append("–" if i is None else f"{run[i]['n_labels']} ({run[i]['accuracy']:.3f})")
+        cells += [
+            "–" if at95 is None else f"{at95} ({seeds})",
+            "–" if own95 is None else str(own95),
+            f"{top['n_labels']} ({top['accuracy']:.3f})",
+            "–" if full is None else f"{full:.3f}",
+            stored_difference(name, seed, run, stored),
+        ]
+        table.append(cells)
+    head = ["dataset", "seed", "stop set"]
+    head += [f"fires at κ≥{t} (acc)" for t in THRESHOLDS]
+    head += ["95 % of full: stored mean (seeds)", "95 %: this run", "end (acc)", "full acc"]
+    head += ["max |Δacc| vs stored run (rounds)"]
+    parts += ["", markdown_table(head, table)]
+    parts += ["", extrapolation_table(rows, rounds)]
+    return "\n".join(parts)
+
+
+def extrapolation_table(rows: list[dict], rounds) -> str:
+    """Predicted gain over the next labels (and range) against the gain measured."""
+    table = []
+    for r in rows:
+        if r["kind"] != "extrapolation":
+            continue
+        run = {x["n_labels"]: x for x in rounds[(r["dataset"], r["seed"])]}
+        n, later = r["n_labels"], r["n_labels"] + r["next_labels"]
+        if n not in run or later not in run:
+            continue
+        measured = run[later]["accuracy"] - run[n]["accuracy"]
+        history = [m for m in sorted(run) if m <= n]
+        cells = [r["dataset"], str(r["seed"]), str(n), f"{100 * measured:+.1f}"]
+        for found in (
+            r["predicted"],
+            _as_dict(extrapolate(history, [run[m]["accuracy"] for m in history], n, later - n)),
+        ):
+            cells.append(_cell(found, measured))
+        cells.append(f"{r['seconds']:.1f} s")
+        table.append(cells)
+    if not table:
+        return "(no extrapolation with its next labels measured)"
+    head = ["dataset", "seed", "labels", "measured gain (points)"]
+    head += ["labels' curve: predicted (range)", "test-accuracy history: predicted (range)"]
+    head += ["curve time"]
+    return markdown_table(head, table)
+
+
+def _as_dict(found) -> dict | None:
+    return found.as_dict() if found is not None else None
+
+
+def _cell(found: dict | None, measured: float) -> str:
+    if found is None:
+        return "–"
+    text = f"{100 * found['gain']:+.1f}"
+    if found["low"] is None:
+        return text + " (no range)"
+    inside = found["low"] <= measured <= found["high"]
+    return f"{text} ({100 * found['low']:+.1f} to {100 * found['high']:+.1f})" + (
+        " ✓" if inside else " ✗"
+    )
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="400-item pool, 150 labels")
+    add_data_options(parser, DATASETS, quick="trec")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
+    parser.add_argument("--stop-size", type=int, default=STOP_SET_SIZE)
+    parser.add_argument("--curve-at", nargs="*", type=int, default=list(CURVE_AT))
+    parser.add_argument("--next", type=int, default=500, help="forecast the gain of this many")
+    parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
+    parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
+    print(machine())
+    if args.report:
+        print(report([json.loads(line) for path in args.report for line in _open(path)]))
+        return 0
+    args.data, args.datasets = resolve_data(args)
+    if args.quick:
+        args.max_labels, args.stop_size, args.curve_at, args.next = 150, 300, [75], 50
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = args.out or Path(tmp) / "rows.jsonl"
+        with out_path.open("a") as out:
+            simulate(args, out)
+        print(report([json.loads(line) for line in out_path.open()]))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
