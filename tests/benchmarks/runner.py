@@ -21,6 +21,7 @@ DATA_SCRIPTS = (
     "refresh.py",
     "scoring_throughput.py",
     "simulated_loop.py",
+    "stopping.py",
     "throughput.py",
 )
 
