@@ -126,6 +126,7 @@ def forecast_row(name, seed, n, labeled, pool, next_labels) -> dict:
         "n_labels": n,
         "next_labels": next_labels,
         "predicted": found.as_dict() if found else None,
+        "curve": [sizes, scores],
         "seconds": time.perf_counter() - t0,
     }
 

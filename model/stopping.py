@@ -170,17 +170,37 @@ class Extrapolation:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+def _log_law(n: np.ndarray, a: float, log_b: float, log_c: float) -> np.ndarray:
+    return inverse_power_law(n, a, np.exp(log_b), np.exp(log_c))
+
+
 def _fit_curve(
     x: np.ndarray, y: np.ndarray, start: Sequence[float] | None = None
 ) -> np.ndarray | None:
+    """``(a, b, c)`` fitted by Levenberg-Marquardt on ``(a, log b, log c)`` (b, c > 0; fast),
+    refitted within ``_BOUNDS`` (trust region, ~20× slower) when its ceiling ``a`` is above 1
+    (a steep ``c`` is kept: the curve is flat already, whatever its exact value)."""
     start = start if start is not None else (min(1.0, float(y.max()) + 0.05), 1.0, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # OptimizeWarning: no covariance (not used)
         try:
-            params, _ = curve_fit(inverse_power_law, x, y, p0=start, bounds=_BOUNDS, maxfev=10_000)
+            a, log_b, log_c = curve_fit(
+                _log_law,
+                x,
+                y,
+                p0=(start[0], math.log(max(start[1], 1e-6)), math.log(max(start[2], 1e-6))),
+                maxfev=2_000,
+            )[0]
+            params = np.array([a, math.exp(log_b), math.exp(log_c)])
+            if 0.0 <= a <= 1.0 and np.all(np.isfinite(params)):
+                return params
+        except (RuntimeError, ValueError, OverflowError):
+            pass
+        try:
+            start = np.clip(start, _BOUNDS[0], _BOUNDS[1])
+            return curve_fit(inverse_power_law, x, y, p0=start, bounds=_BOUNDS, maxfev=10_000)[0]
         except (RuntimeError, ValueError):
             return None
-    return params
 
 
 _BOUNDS = ([0.0, 0.0, 0.01], [1.0, 100.0, 3.0])  # a ≤ 1 (accuracy), b ≥ 0 (rising), c > 0
@@ -192,7 +212,7 @@ def extrapolate(
     n_labels: int,
     next_labels: int = NEXT_LABELS,
     *,
-    n_boot: int = 100,
+    n_boot: int = 200,
     random_state: int = 0,
 ) -> Extrapolation | None:
     """Fit ``a − b·n^(−c)`` to accuracy ``scores`` at label counts ``sizes`` and read the gain
@@ -214,9 +234,20 @@ def extrapolate(
         return None
     a, b, c = (float(p) for p in params)
     start, end = float(n_labels), float(n_labels + next_labels)
-    at_n = float(inverse_power_law(np.array(start), a, b, c))
-    gain = float(inverse_power_law(np.array(end), a, b, c)) - at_n
     rng = np.random.default_rng(random_state)
+    with np.errstate(all="ignore"):  # a steep curve's huge b·n^(−c): its gain is just 0
+        at_n = float(inverse_power_law(np.array(start), a, b, c))
+        gain = float(inverse_power_law(np.array(end), a, b, c)) - at_n
+        gains = _bootstrap(x, y, params, start, end, n_boot, rng)
+    low = high = None
+    if len(gains) >= n_boot / 2:
+        low, high = (float(v) for v in np.percentile(gains, INTERVAL))
+        low, high = min(low, gain), max(high, gain)  # the range holds the estimate it is of
+    return Extrapolation(n_labels, next_labels, a, b, c, at_n, gain, low, high, len(pairs))
+
+
+def _bootstrap(x, y, params, start: float, end: float, n_boot: int, rng) -> list[float]:
+    """The gain from ``start`` to ``end`` labels of ``n_boot`` refits on resampled points."""
     gains: list[float] = []
     for _ in range(n_boot):
         pick = rng.integers(0, len(x), len(x))
@@ -224,11 +255,10 @@ def extrapolate(
             continue
         refit = _fit_curve(x[pick], y[pick], params)
         if refit is not None:
-            gains.append(float(np.diff(inverse_power_law(np.array([start, end]), *refit))[0]))
-    low = high = None
-    if len(gains) >= n_boot / 2:
-        low, high = (float(v) for v in np.percentile(gains, INTERVAL))
-    return Extrapolation(n_labels, next_labels, a, b, c, at_n, gain, low, high, len(pairs))
+            gain = float(np.diff(inverse_power_law(np.array([start, end]), *refit))[0])
+            if math.isfinite(gain):
+                gains.append(gain)
+    return gains
 
 
 def curve_points(
