@@ -243,8 +243,11 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
         measured = run[later]["accuracy"] - run[n]["accuracy"]
         history = [m for m in sorted(run) if m <= n]
         cells = [r["dataset"], str(r["seed"]), str(n), f"{100 * measured:+.1f}"]
+        predicted = r["predicted"]
+        if r.get("curve"):  # refit the stored curve points with this code's extrapolate
+            predicted = _as_dict(extrapolate(*r["curve"], n, r["next_labels"]))
         for found in (
-            r["predicted"],
+            predicted,
             _as_dict(extrapolate(history, [run[m]["accuracy"] for m in history], n, later - n)),
         ):
             cells.append(_cell(found, measured))

@@ -170,35 +170,31 @@ class Extrapolation:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
-def _log_law(n: np.ndarray, a: float, log_b: float, log_c: float) -> np.ndarray:
-    return inverse_power_law(n, a, np.exp(log_b), np.exp(log_c))
+def _log_law(n: np.ndarray, log_gap: float, log_b: float, log_c: float) -> np.ndarray:
+    """``a − b·n^(−c)`` with ``a = 1 − e^log_gap`` (below 1), ``b = e^log_b``, ``c = e^log_c``."""
+    return inverse_power_law(n, 1.0 - np.exp(log_gap), np.exp(log_b), np.exp(log_c))
 
 
 def _fit_curve(
     x: np.ndarray, y: np.ndarray, start: Sequence[float] | None = None
 ) -> np.ndarray | None:
-    """``(a, b, c)`` fitted by Levenberg-Marquardt on ``(a, log b, log c)`` (b, c > 0; fast),
-    refitted within ``_BOUNDS`` (trust region, ~20× slower) when its ceiling ``a`` is above 1
-    (a steep ``c`` is kept: the curve is flat already, whatever its exact value)."""
-    start = start if start is not None else (min(1.0, float(y.max()) + 0.05), 1.0, 0.5)
-    with warnings.catch_warnings():
+    """``(a, b, c)`` fitted by Levenberg-Marquardt on ``(log(1 − a), log b, log c)``, so that
+    ``a < 1`` and ``b, c > 0`` without bounds (20× faster than a bounded trust region, which
+    is the fallback when that fit fails)."""
+    a0, b0, c0 = start if start is not None else (min(0.99, float(y.max()) + 0.05), 1.0, 0.5)
+    guess = (math.log(max(1.0 - a0, 1e-9)), math.log(max(b0, 1e-9)), math.log(max(c0, 1e-9)))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # OptimizeWarning: no covariance (not used)
         try:
-            a, log_b, log_c = curve_fit(
-                _log_law,
-                x,
-                y,
-                p0=(start[0], math.log(max(start[1], 1e-6)), math.log(max(start[2], 1e-6))),
-                maxfev=2_000,
-            )[0]
-            params = np.array([a, math.exp(log_b), math.exp(log_c)])
-            if 0.0 <= a <= 1.0 and np.all(np.isfinite(params)):
+            log_gap, log_b, log_c = curve_fit(_log_law, x, y, p0=guess, maxfev=2_000)[0]
+            params = np.array([1.0 - math.exp(log_gap), math.exp(log_b), math.exp(log_c)])
+            if np.all(np.isfinite(params)):
                 return params
         except (RuntimeError, ValueError, OverflowError):
             pass
         try:
-            start = np.clip(start, _BOUNDS[0], _BOUNDS[1])
-            return curve_fit(inverse_power_law, x, y, p0=start, bounds=_BOUNDS, maxfev=10_000)[0]
+            first = np.clip((a0, b0, c0), _BOUNDS[0], _BOUNDS[1])
+            return curve_fit(inverse_power_law, x, y, p0=first, bounds=_BOUNDS, maxfev=10_000)[0]
         except (RuntimeError, ValueError):
             return None
 
