@@ -34,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
-from bot.learning import reports, retrain
+from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import score_pending, scorer_of
@@ -238,6 +238,9 @@ async def refresh(rt: Runtime) -> Refreshed | None:
             done = await asyncio.to_thread(retrain.compute_refresh, plan, model)
     trainer.refreshes += 1
     trainer.last_refresh = done
+    if done.stop is not None:  # every fitted update counts for when to stop, adopted or not
+        stopping.record(rt.store, done.stop, kind="refresh", version=done.version,
+                        n_train=done.n_train)  # fmt: skip
     if rt.champion is not champion:
         logger.info("dropped a refresh: the champion changed while it fitted")
         return done

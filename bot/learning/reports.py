@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import Settings
 from bot.learning.retrain import Outcome
+from bot.learning.stopping import StopStatus, stop_status
 from bot.store import Store
 from model import ModelRegistry, wilson_interval
 
@@ -91,6 +92,7 @@ class AccuracyReport:
     uncertain_correct: int
     weakest: list[tuple[str, float, int]]
     trend: list[VersionPoint] = field(default_factory=list)
+    stopping: StopStatus | None = None  # when to stop: the signal and the extrapolation
 
     @property
     def audit_accuracy(self) -> float | None:
@@ -137,6 +139,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         uncertain_correct=unc_ok,
         weakest=weakest,
         trend=trend,
+        stopping=stop_status(store),
     )
 
 
@@ -189,6 +192,8 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     if report.weakest:
         weak = ", ".join(f"{label} (F1 {f1:.2f}, n={n})" for label, f1, n in report.weakest)
         lines.append(f"*Weakest classes:* {weak}")
+    if report.stopping is not None:
+        lines += report.stopping.lines()
     if len(report.trend) > 1:
         lines.append("*Trend:*\n" + trend_table(report.trend))
     return "\n".join(lines)
@@ -251,6 +256,8 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         else:
             lines.append(f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} (first model)")
     lines.append(f"*Why:* {outcome.reason}")
+    if outcome.stopping:
+        lines += StopStatus.from_dict(outcome.stopping).lines()
     if outcome.promoted and outcome.queue_after:
         before, after = outcome.queue_before, outcome.queue_after
         lines.append(

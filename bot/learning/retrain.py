@@ -33,7 +33,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import HitlError
-from bot.learning import quality
+from bot.learning import quality, stopping
 from bot.learning.scoring import Scorer, score_items
 from bot.runtime import Champion
 from bot.store import Store
@@ -91,6 +91,7 @@ class Outcome:
     seconds: float = 0.0
     pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
     n_missing: int = 0  # labels still needed before training can start (0: enough)
+    stopping: dict[str, Any] = field(default_factory=dict)  # StopStatus.as_dict, for the report
 
     @property
     def promoted(self) -> bool:
@@ -113,6 +114,7 @@ class Plan:
     previous: ModelVersion | None
     started: float
     keep_models: int = 5
+    stop: stopping.StopPlan | None = None  # read by ``retrain`` off the event loop
 
 
 @dataclass
@@ -120,6 +122,7 @@ class Computed:
     outcome: Outcome
     meta: ModelVersion | None = None
     retired: list[ModelVersion] = field(default_factory=list)
+    stop: stopping.StopCheck | None = None
 
 
 def registry_for(settings: Settings) -> ModelRegistry:
@@ -256,6 +259,11 @@ def compute(
     if not candidate.is_trained or candidate.classifier is None:
         outcome.reason = candidate.reason
         return Computed(outcome)
+    stop = None
+    if plan.stop is not None:  # when to stop: the candidate on the stop set, its curve
+        stop = stopping.compute_stop(
+            plan.stop, candidate.classifier, plan.texts, plan.labels, plan.pipeline
+        )
     decision = decide(
         candidate,
         champion.classifier if champion else None,
@@ -289,7 +297,7 @@ def compute(
     outcome.reason = reason
     outcome.version = meta.version
     outcome.metrics = metrics
-    return Computed(outcome, meta, retired)
+    return Computed(outcome, meta, retired, stop)
 
 
 @dataclass
@@ -306,6 +314,7 @@ class RefreshPlan:
     label_set: list[str] | None
     pipeline: str | None
     base: int | None  # the champion's version (None: no champion yet)
+    stop: stopping.StopPlan | None = None
 
 
 @dataclass
@@ -322,6 +331,7 @@ class Refreshed:
     correct: int = 0
     champion_correct: int | None = None
     seconds: float = 0.0
+    stop: stopping.StopCheck | None = None
 
     @property
     def passed(self) -> bool:
@@ -362,6 +372,7 @@ def begin_refresh(
         label_set=store.stored_labels() or list(settings.labels) or None,
         pipeline=settings.pipeline,
         base=champion.version if champion else None,
+        stop=stopping.read_stop_plan(store),
     )
 
 
@@ -383,6 +394,10 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
         out.seconds = time.perf_counter() - started
         return out
     out.classifier = classifier
+    if plan.stop is not None:
+        out.stop = stopping.compute_stop(
+            plan.stop, classifier, plan.texts, plan.labels, plan.pipeline
+        )
     if champion is not None:
         truth = plan.held_labels
         guesses = classifier.predict(plan.held_texts) if truth else []
@@ -509,6 +524,8 @@ async def retrain(
             return started
         plan = started
     try:
+        if plan.stop is None:  # the stop set (a draw reads every item id): off the event loop
+            plan.stop = await asyncio.to_thread(stopping.read_stop_plan_at, settings.db)
         if worker is not None:
             computed = await worker.run(plan, registry, champion)
         else:
@@ -520,6 +537,12 @@ async def retrain(
         finish(store, plan, computed)
         raise
     outcome = finish(store, plan, computed)
+    if computed.stop is not None:
+        stopping.record(
+            store, computed.stop, kind="retrain", version=outcome.version, n_train=outcome.n_labels
+        )
+        status = stopping.stop_status(store)
+        outcome.stopping = status.as_dict() if status else {}
     if outcome.promoted:
         new = await asyncio.to_thread(load_champion, registry)
         if new is not None:

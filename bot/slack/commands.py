@@ -24,6 +24,7 @@ from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
+from bot.learning.stopping import stop_status
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
@@ -130,13 +131,15 @@ def home(rt: Runtime, user_id: str) -> View:
     _, week = reports.period_starts(rt.settings, rt.clock())
     this_week = rt.store.answers_by_user(week)
     own = quality.own_gold(rt.store, user_id)  # one person's gold answers: a small read
+    stop = stop_status(rt.store)  # the last few checks: a small read
+    model = model_line(rt) + ("\n" + "\n".join(stop.lines()) if stop else "")
     return blocks.home_view(
         blocks.HomeStats(
             user_id=user_id,
             your_answers=rt.store.answers_of(user_id),
             your_answers_week=rt.store.answers_of(user_id, week),
             leaderboard=this_week[:10],
-            model_line=model_line(rt),
+            model_line=model,
             queue_waiting=rt.store.waiting_count(),
             queue_open=sum(rt.store.open_post_counts().values()),
             gold_line=quality.gold_line(own) if own is not None else None,

@@ -7,7 +7,8 @@ committed whole or not at all. ``Store`` is put together from one class per conc
 ``labels`` (changing decided labels, with their history), ``labelset`` (adding, renaming,
 merging and retiring labels), ``reviews`` (the review queue),
 ``models`` (training data, the retrain lock, model versions), ``views`` (stats, the next item
-to label) and ``producer`` (items added over the producer API, the webhook outbox); the schema
+to label), ``producer`` (items added over the producer API, the webhook outbox) and
+``stopping`` (the stop set and each model update's check, for when to stop); the schema
 is in ``migrations``; ``records`` holds what it hands out, ``memory`` asks SQLite how much
 memory it holds.
 

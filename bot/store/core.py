@@ -39,6 +39,7 @@ from bot.store.records import (
     provenance_label,
 )
 from bot.store.reviews import ReviewsMixin
+from bot.store.stopping import StoppingMixin
 from bot.store.views import ViewsMixin
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Store(
     ProducerMixin,
     QualityMixin,
     GoldMixin,
+    StoppingMixin,
 ):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 

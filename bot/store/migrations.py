@@ -349,4 +349,35 @@ def m015_gold(db: Database) -> None:
     )
 
 
+@migrations(name="m016_stopping")
+def m016_stopping(db: Database) -> None:
+    # When to stop: a fixed sample of items (the stop set, drawn once, redrawn only while it is
+    # small and the items have doubled: ``draw`` counts the draws), and each model update's
+    # check: Cohen's kappa between its predictions on the stop set and the update before's,
+    # and its learning-curve extrapolation. Only the newest check keeps its predictions.
+    db.execute(
+        """
+        CREATE TABLE stop_set (
+            position INTEGER PRIMARY KEY,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            draw INTEGER NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE stop_checks (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            model_version INTEGER,
+            n_train INTEGER NOT NULL,
+            draw INTEGER NOT NULL,
+            n_stop INTEGER NOT NULL,
+            kappa REAL,
+            predictions TEXT,
+            extrapolation TEXT
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -1,0 +1,188 @@
+"""When to stop, in the product: every model update (a refresh of the working model, a retrain's
+candidate) predicts the stop set and measures its learning curve, in the fit worker; the check
+is stored (``bot.store.stopping``) and shown in `/hitl accuracy`, the retrain report and the
+App Home (the signal and the extrapolation: ``model.stopping``).
+
+``read_stop_plan`` runs where the labels are read (a worker thread with a connection of its
+own), ``compute_stop`` in the fit worker (no database), ``record`` and ``stop_status`` on the
+caller's store (a bounded write and a read of the last few checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.store import Store
+from model import DEFAULT_PIPELINE, TextClassifier, build_pipeline
+from model.stopping import (
+    NEXT_LABELS,
+    STOP_SET_SIZE,
+    WINDOW,
+    Extrapolation,
+    StopSignal,
+    agreement,
+    curve_points,
+    extrapolate,
+    stop_sample,
+    stop_signal,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StopPlan:
+    """The stop set's draw and texts, and the newest check's predictions on that same draw
+    (None: nothing to compare with, the first update or a new draw)."""
+
+    draw: int
+    texts: list[str]
+    previous: list[str] | None
+
+
+@dataclass
+class StopCheck:
+    """One update's check: its predictions on the stop set, its kappa with the update before
+    (None when there is none), its extrapolation (``Extrapolation.as_dict``, or None)."""
+
+    draw: int
+    predictions: list[str]
+    kappa: float | None
+    extrapolation: dict[str, Any] | None
+    seconds: float = 0.0
+
+
+def read_stop_plan(store: Store, size: int = STOP_SET_SIZE) -> StopPlan:
+    """The stop set, drawn now when there is none yet, or when it is smaller than ``size`` and
+    the items have since doubled (a draw reads every item id: call it off the event loop)."""
+    draw, items = store.stop_set()
+    n_items = sum(store.count_items().values())
+    if draw == 0 or (len(items) < size and n_items >= 2 * len(items)):
+        ids = store.item_ids()
+        if ids:
+            store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)])
+            draw, items = store.stop_set()
+    last = store.last_stop_predictions()
+    previous = None
+    if last is not None and last[0] == draw and len(last[1]) == len(items):
+        previous = last[1]
+    return StopPlan(draw, [text for _, text in items], previous)
+
+
+def read_stop_plan_at(db: Path) -> StopPlan:
+    """``read_stop_plan`` on a connection of this thread's own (for ``asyncio.to_thread``)."""
+    with Store.open(db) as store:
+        return read_stop_plan(store)
+
+
+def compute_stop(
+    plan: StopPlan,
+    classifier: TextClassifier,
+    texts: list[str],
+    labels: list[str],
+    pipeline: str | None,
+) -> StopCheck | None:
+    """Predict the stop set with ``classifier`` (fitted on ``texts``/``labels``), compare with
+    the update before, and extrapolate the learning curve measured on those labels. Touches no
+    database: runs in the fit worker. None when there is no stop set."""
+    if not plan.texts:
+        return None
+    started = time.perf_counter()
+    predictions = classifier.predict(plan.texts)
+    kappa = agreement(plan.previous, predictions) if plan.previous is not None else None
+    found: Extrapolation | None = None
+    try:
+        name = pipeline or DEFAULT_PIPELINE
+        sizes, scores = curve_points(
+            texts, labels, lambda: build_pipeline(name, n_samples=len(labels))
+        )
+        found = extrapolate(sizes, scores, len(labels))
+    except Exception:  # noqa: BLE001 - no forecast is better than no model
+        logger.exception("the learning-curve extrapolation failed")
+    return StopCheck(
+        plan.draw,
+        predictions,
+        kappa,
+        found.as_dict() if found else None,
+        time.perf_counter() - started,
+    )
+
+
+def record(store: Store, check: StopCheck, *, kind: str, version: int | None, n_train: int):
+    """Store ``check`` for the model ``version`` (a refresh's is negative)."""
+    store.record_stop_check(
+        kind=kind,
+        model_version=version,
+        n_train=n_train,
+        draw=check.draw,
+        predictions=check.predictions,
+        kappa=check.kappa,
+        extrapolation=check.extrapolation,
+    )
+
+
+@dataclass(frozen=True)
+class StopStatus:
+    """What the checks say now: the signal over the last updates, and the newest update's
+    extrapolation with the model it is of."""
+
+    signal: StopSignal
+    extrapolation: Extrapolation | None
+    model: str  # "v3" or "r315": the newest check's model
+    n_train: int
+
+    def lines(self) -> list[str]:
+        """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
+        stop = f"*When to stop:* {self.signal.sentence()} (stop-set agreement of the models)"
+        if self.extrapolation is None:
+            return [
+                stop,
+                f"*Next {NEXT_LABELS} labels:* no forecast yet (the learning curve needs at"
+                " least 30 labels and a curve that fits)",
+            ]
+        return [
+            stop,
+            f"*Next {self.extrapolation.next_labels} labels:* {self.extrapolation.sentence()};"
+            f" accuracy now about {self.extrapolation.at_n * 100:.0f}% (learning curve of"
+            f" {self.model} on its {self.n_train:,} labels)",
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kappas": list(self.signal.kappas),
+            "extrapolation": self.extrapolation.as_dict() if self.extrapolation else None,
+            "model": self.model,
+            "n_train": self.n_train,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StopStatus:
+        found = data.get("extrapolation")
+        return cls(
+            StopSignal(tuple(data.get("kappas") or ())),
+            Extrapolation.from_dict(found) if found else None,
+            data.get("model", "?"),
+            int(data.get("n_train") or 0),
+        )
+
+
+def stop_status(store: Store) -> StopStatus | None:
+    """The status from the newest checks, or None before the first."""
+    checks = store.stop_checks(limit=WINDOW * 3)
+    if not checks:
+        return None
+    kappas = [check["kappa"] for check in checks]  # None after a new draw: the run restarts
+    newest = checks[-1]
+    version = newest["model_version"]
+    model = f"r{-version}" if newest["kind"] == "refresh" and version else f"v{version}"
+    found = newest["extrapolation"]
+    return StopStatus(
+        stop_signal(kappas),
+        Extrapolation.from_dict(found) if found else None,
+        model,
+        newest["n_train"],
+    )

@@ -1,0 +1,166 @@
+"""When to stop: each model update (a retrain's candidate, a refresh) predicts the stop set and
+measures its learning curve in the fit worker; `/hitl accuracy`, the retrain report and the App
+Home say whether predictions have stopped changing and what the next 500 labels should bring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.learning.jobs import Trainer, run_retrain
+from bot.learning.stopping import read_stop_plan
+from bot.sandbox import FakeSlack
+from bot.store import KNOWN_MIGRATIONS, Store
+from model.stopping import Extrapolation, stop_signal
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_learning import labeled_items
+
+WORDS = {"billing": ["refund", "invoice", "payment", "card"], "bug": ["crash", "error", "freeze"]}
+UNLABELED = [
+    Item(f"u{n}", f"{word} ticket {n}")
+    for n, word in enumerate([w for words in WORDS.values() for w in words] * 3)
+]
+TRUTH = {
+    item.text: label
+    for item in UNLABELED
+    for label, w in WORDS.items()
+    if item.text.split()[0] in w
+}
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    # 36 labels: enough for a learning curve (30); 21 items wait for people
+    seed(
+        tmp_path / "hitl.db",
+        labeled_items("A") + labeled_items("B") + labeled_items("C") + UNLABELED,
+    )
+    settings = make_settings(
+        fake_slack,
+        tmp_path,
+        labels=("billing", "bug"),
+        max_open=1,
+        audit_rate=0.0,
+        threshold=1.0,
+        refresh_every=3,
+    )
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+async def answer_three(bot: Bot) -> None:
+    """Three questions answered right with signed clicks; then the refresh they start."""
+    for _ in range(3):
+        await bot.dispatcher.fill()
+        message = bot.posted()[-1]
+        label = TRUTH[item_text(bot, message)]
+        response = await bot.action(bot.button_payload(message, "U0ANA", label))
+        assert response.status == 200
+        await bot.settled()
+    await Trainer.of(bot.rt).settled()
+
+
+def item_text(bot: Bot, message: dict) -> str:
+    [row] = bot.store.db.execute(
+        "SELECT i.text FROM posts p JOIN items i ON i.id = p.item_id WHERE p.ts = ?",
+        [message["ts"]],
+    )
+    return row[0]
+
+
+def reports_posted(bot: Bot) -> list[str]:
+    texts = [c.params["text"] for c in bot.fake.calls_to("chat.postMessage")]
+    return [t for t in texts if t.startswith("*Retrain")]
+
+
+async def accuracy_text(bot: Bot) -> str:
+    return await (await bot.command("accuracy", "U0ANA")).text()
+
+
+async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_loop(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    [first] = bot.store.stop_checks()
+    assert (first["kind"], first["model_version"], first["kappa"]) == ("retrain", 1, None)
+    assert first["n_stop"] == 57  # every item: fewer than 2,000
+    forecast = Extrapolation.from_dict(first["extrapolation"])
+    assert forecast.n_labels == 36 and forecast.next_labels == 500
+    [report] = reports_posted(bot)
+    assert "*When to stop:* no two models to compare yet" in report
+    assert f"*Next 500 labels:* {forecast.sentence()};" in report
+    assert "(learning curve of v1 on its 36 labels)" in report
+
+    on_the_loop: list[str] = []
+    bot.store.db.conn.set_trace_callback(on_the_loop.append)
+    try:
+        await answer_three(bot)
+    finally:
+        bot.store.db.conn.set_trace_callback(None)
+    # the stop set is read (and drawn) in a worker thread, on a connection of its own
+    assert on_the_loop and not [sql for sql in on_the_loop if "FROM stop_set" in sql]
+    checks = bot.store.stop_checks()
+    assert [(c["kind"], c["model_version"]) for c in checks] == [("retrain", 1), ("refresh", -39)]
+    kappas = [c["kappa"] for c in checks]
+    assert kappas[0] is None and all(-1.0 <= k <= 1.0 for k in kappas[1:])
+    newest = Extrapolation.from_dict(checks[-1]["extrapolation"])
+    assert newest.n_labels == 39
+    sentence = stop_signal(kappas).sentence()
+    text = await accuracy_text(bot)
+    assert f"*When to stop:* {sentence} (stop-set agreement of the models)" in text
+    assert f"*Next 500 labels:* {newest.sentence()};" in text
+    assert "(learning curve of r39 on its 39 labels)" in text
+    assert newest.sentence().startswith("about +") or newest.sentence().startswith("about -")
+    assert " (range " in newest.sentence()  # its uncertainty, from bootstrap refits
+
+    await bot.rt.background.drain(timeout=60)
+    assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+    await bot.fake.next_call("views.publish")
+    home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+    assert f"*When to stop:* {sentence}" in home and newest.sentence() in home
+
+    outcome = await run_retrain(bot.rt, "cli", force=True)
+    assert outcome.promoted
+    report = reports_posted(bot)[-1]
+    kappas = [c["kappa"] for c in bot.store.stop_checks()]
+    assert len(kappas) == 3 and kappas[-1] is not None  # the candidate against r39
+    assert f"*When to stop:* {stop_signal(kappas).sentence()}" in report
+    assert "(learning curve of v2 on its 39 labels)" in report
+
+
+async def test_three_updates_in_agreement_fire_the_signal(bot: Bot):
+    await run_retrain(bot.rt, "cli")  # a real first check: its draw of the stop set
+    [first] = bot.store.stop_checks()
+    for n, kappa in enumerate([0.995, 1.0, 0.99]):  # three later updates, as refreshes store them
+        bot.store.record_stop_check(kind="refresh", model_version=-37 - n, n_train=37 + n,
+                                    draw=first["draw"], predictions=["billing"] * first["n_stop"],
+                                    kappa=kappa, extrapolation=None)  # fmt: skip
+    text = await accuracy_text(bot)
+    assert (
+        "*When to stop:* predictions have stopped changing: more labels are unlikely to help"
+        " much (kappa ≥ 0.99 over the last 3 models) (stop-set agreement of the models)"
+    ) in text
+    assert "*Next 500 labels:* no forecast yet (the learning curve needs at least 30 labels" in text
+
+
+def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: Path):
+    assert KNOWN_MIGRATIONS[-1] == "m016_stopping"
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text {n}") for n in range(10)])
+    with Store.open(tmp_path / "hitl.db") as store:
+        plan = read_stop_plan(store, size=20)
+        assert plan.draw == 1 and len(plan.texts) == 10 and plan.previous is None
+        store.record_stop_check(kind="retrain", model_version=1, n_train=10, draw=1,
+                                predictions=["a"] * 10, kappa=None, extrapolation=None)  # fmt: skip
+        again = read_stop_plan(store, size=20)
+        assert (again.draw, again.texts, again.previous) == (1, plan.texts, ["a"] * 10)
+        store.record_stop_check(kind="refresh", model_version=-12, n_train=12, draw=1,
+                                predictions=["b"] * 10, kappa=0.5, extrapolation=None)  # fmt: skip
+        stored = store.db.execute("SELECT predictions FROM stop_checks ORDER BY id").fetchall()
+        assert [r[0] for r in stored] == [None, json.dumps(["b"] * 10)]  # only the newest
+        store.add_items([Item(f"j{n}", f"more {n}") for n in range(5)], "import")
+        kept = read_stop_plan(store, size=20)  # 15 items: not doubled since the draw of 10
+        assert kept.draw == 1 and kept.previous == ["b"] * 10
+        store.add_items([Item(f"k{n}", f"again {n}") for n in range(10)], "import")
+        redrawn = read_stop_plan(store, size=20)  # 25 items: a new draw of 20
+        assert redrawn.draw == 2 and len(redrawn.texts) == 20 and redrawn.previous is None
