@@ -428,6 +428,18 @@ class FitWorker:
 
     def __init__(self) -> None:
         self._pool: multiprocessing.pool.Pool | None = None
+        self.handed = 0  # fits handed to the child so far
+        self._handed = asyncio.Condition()
+
+    def child_pids(self) -> list[int]:
+        """The pids of the child processes (one, once a fit was handed; none before)."""
+        pool = self._pool
+        return [p.pid for p in getattr(pool, "_pool", ()) if p.pid is not None]
+
+    async def wait_handed(self, n: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wait until ``n`` fits have been handed to the child (tests pause it there)."""
+        async with asyncio.timeout(timeout), self._handed:
+            await self._handed.wait_for(lambda: self.handed >= n)
 
     async def run(self, plan: Plan, registry: ModelRegistry, champion: Champion | None) -> Computed:
         return await self._call(compute, (plan, registry, champion, None))
@@ -457,6 +469,9 @@ class FitWorker:
             callback=lambda result: loop.call_soon_threadsafe(settle, result),
             error_callback=lambda exc: loop.call_soon_threadsafe(settle, exc),
         )
+        async with self._handed:
+            self.handed += 1
+            self._handed.notify_all()
         return await done
 
     def close(self) -> None:

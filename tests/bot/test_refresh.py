@@ -4,13 +4,18 @@ answers, and scores the queue, so the next question and the producer API come fr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.learning import retrain
-from bot.learning.jobs import Trainer, run_retrain, start_retrain
+from bot.learning.jobs import Trainer, begin_retrain, run_retrain, start_retrain
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -211,3 +216,73 @@ async def test_a_refresh_reads_its_labels_off_the_event_loops_connection(bot: Bo
     assert trainer.refreshes == 1
     assert on_the_loop  # the trace works: clicks and posts ran on the loop's connection
     assert not [sql for sql in on_the_loop if "FROM labels l" in sql and "JOIN items" in sql]
+
+
+@contextlib.asynccontextmanager
+async def refresh_paused_in_its_child(bot: Bot) -> AsyncIterator[Trainer]:
+    """Three answers start a refresh in a fresh fit worker's child process (as `hitl serve`
+    fits); SIGSTOP holds the child there until the block ends (SIGCONT), then the refreshes
+    due are let finish. The fixture ``child_fits`` closes the worker."""
+    trainer = Trainer.of(bot.rt)
+    for _ in range(3):
+        await answer_next(bot)
+    assert trainer.worker is not None
+    await trainer.worker.wait_handed(1)  # the child was spawned for it and is starting
+    pids = trainer.worker.child_pids()
+    assert len(pids) == 1
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert trainer.fits_running == 1 and not trainer.refresh_task.done()
+        yield trainer
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    await trainer.settled()
+
+
+@pytest.fixture
+async def child_fits(bot: Bot):
+    """The bot, its champion trained, fitting from now on in a child process (as `hitl serve`)."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    trainer.worker = retrain.FitWorker()
+    try:
+        yield bot
+    finally:
+        trainer.worker.close()
+
+
+async def test_a_click_during_a_refresh_is_acknowledged_at_once(child_fits: Bot):
+    bot = child_fits
+    async with refresh_paused_in_its_child(bot) as trainer:
+        await bot.dispatcher.fill()
+        message = bot.posted()[-1]
+        response = await bot.action(bot.button_payload(message, "U0ANA", "bug"))
+        assert response.status == 200  # acked while the refresh's fit cannot move
+        [(label,)] = bot.store.db.execute(
+            "SELECT a.label FROM answers a JOIN posts p ON p.item_id = a.item_id"
+            " WHERE p.ts = ? AND a.user_id = 'U0ANA'",
+            [message["ts"]],
+        ).fetchall()
+        assert label == "bug"  # stored before the ack
+        assert not trainer.refresh_task.done() and trainer.refreshes == 0
+    assert trainer.refreshes == 1 and bot.rt.working.version == -15
+
+
+async def test_refreshes_never_run_two_at_a_time_nor_beside_the_nightly_retrain(child_fits: Bot):
+    bot = child_fits
+    async with refresh_paused_in_its_child(bot) as trainer:
+        for _ in range(3):
+            await answer_next(bot)  # another refresh is due: it waits for this one
+        assert trainer.again and trainer.fits_running == 1
+        plan = await begin_retrain(bot.rt, "schedule")  # the nightly job's start, lock taken
+        nightly = asyncio.create_task(run_retrain(bot.rt, "schedule", plan=plan))
+        await asyncio.sleep(0)  # let it run up to the fit lock
+        assert trainer.retraining == 1 and trainer.fits_running == 1  # it waits its turn
+    outcome = await nightly
+    assert outcome.promoted and bot.rt.champion.version == 2
+    assert trainer.most_fits_at_once == 1  # never two fits at once
+    assert trainer.worker.handed == 2  # the refresh, then the retrain
+    assert trainer.refreshes == 1  # the second refresh gave way: the retrain read its labels
+    assert bot.rt.champion.n_train == 18 and bot.rt.working is None  # the promotion ends it
