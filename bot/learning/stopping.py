@@ -56,13 +56,19 @@ class StopCheck:
     seconds: float = 0.0
 
 
+UNLABELED = ("new", "queued", "posted", "auto")  # statuses of the items a stop set is drawn from
+
+
 def read_stop_plan(store: Store, size: int = STOP_SET_SIZE) -> StopPlan:
-    """The stop set, drawn now when there is none yet, or when it is smaller than ``size`` and
-    the items have since doubled (a draw reads every item id: call it off the event loop)."""
+    """The stop set, drawn from the items without a label (the models' own training labels
+    would agree trivially) when there is none yet, or when it is smaller than ``size`` and
+    those items have since doubled (a draw reads every such id: call it off the event loop).
+    With no item left without a label there is no stop set, and no check."""
     draw, items = store.stop_set()
-    n_items = sum(store.count_items().values())
-    if draw == 0 or (len(items) < size and n_items >= 2 * len(items)):
-        ids = store.item_ids()
+    counts = store.count_items()
+    n_unlabeled = sum(counts[status] for status in UNLABELED)
+    if draw == 0 or (len(items) < size and n_unlabeled >= 2 * len(items)):
+        ids = store.unlabeled_ids()
         if ids:
             store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)])
             draw, items = store.stop_set()
@@ -85,15 +91,16 @@ def compute_stop(
     texts: list[str],
     labels: list[str],
     pipeline: str | None,
-) -> StopCheck | None:
+) -> StopCheck:
     """Predict the stop set with ``classifier`` (fitted on ``texts``/``labels``), compare with
     the update before, and extrapolate the learning curve measured on those labels. Touches no
-    database: runs in the fit worker. None when there is no stop set."""
-    if not plan.texts:
-        return None
+    database: runs in the fit worker. With no stop set (no item without a label) only the
+    curve is measured."""
     started = time.perf_counter()
-    predictions = classifier.predict(plan.texts)
-    kappa = agreement(plan.previous, predictions) if plan.previous is not None else None
+    predictions = classifier.predict(plan.texts) if plan.texts else []
+    kappa = None
+    if plan.previous is not None and predictions:
+        kappa = agreement(plan.previous, predictions)
     found: Extrapolation | None = None
     try:
         name = pipeline or DEFAULT_PIPELINE
@@ -134,10 +141,13 @@ class StopStatus:
     extrapolation: Extrapolation | None
     model: str  # "v3" or "r315": the newest check's model
     n_train: int
+    n_stop: int = 0  # items in the newest check's stop set (0: none without a label)
 
     def lines(self) -> list[str]:
         """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
         stop = f"*When to stop:* {self.signal.sentence()} (stop-set agreement of the models)"
+        if self.n_stop == 0:
+            stop = "*When to stop:* no item without a label to compare the models on"
         if self.extrapolation is None:
             return [
                 stop,
@@ -157,6 +167,7 @@ class StopStatus:
             "extrapolation": self.extrapolation.as_dict() if self.extrapolation else None,
             "model": self.model,
             "n_train": self.n_train,
+            "n_stop": self.n_stop,
         }
 
     @classmethod
@@ -167,6 +178,7 @@ class StopStatus:
             Extrapolation.from_dict(found) if found else None,
             data.get("model", "?"),
             int(data.get("n_train") or 0),
+            int(data.get("n_stop") or 0),
         )
 
 
@@ -185,4 +197,5 @@ def stop_status(store: Store) -> StopStatus | None:
         Extrapolation.from_dict(found) if found else None,
         model,
         newest["n_train"],
+        newest["n_stop"],
     )

@@ -1,7 +1,8 @@
 """When to stop: the stop set (a fixed sample of items every model update predicts) and each
 update's check (its kappa with the update before on the stop set, its extrapolation).
 
-The stop set is drawn once and kept; the draws read every item id, so they happen in a worker
+The stop set is drawn once, from the items without a label, and kept (an item labelled later
+stays in it); the draws read every such id, so they happen in a worker
 thread (``bot.learning.stopping`` opens a connection of its own there). Only the newest check
 keeps its predictions (up to 2,000 labels): the next update compares with them.
 """
@@ -30,9 +31,16 @@ class StoppingMixin:
         ).fetchall()
         return (rows[0][0] if rows else 0), [(i, t) for _, i, t in rows]
 
-    def item_ids(self) -> list[str]:
-        """Every item id, in the order stored (reads them all: for a worker thread)."""
-        return [r[0] for r in self.db.execute("SELECT id FROM items ORDER BY rowid")]
+    def unlabeled_ids(self) -> list[str]:
+        """The ids of the items without a label (waiting, asked, or left to the model), in the
+        order stored (reads them all: for a worker thread)."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT id FROM items WHERE status IN ('new', 'queued', 'posted', 'auto')"
+                " ORDER BY rowid"
+            )
+        ]
 
     def draw_stop_set(self, item_ids: Sequence[str]) -> int:
         """Replace the stop set with ``item_ids`` (one transaction); returns the new draw."""

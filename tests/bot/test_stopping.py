@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.learning.jobs import Trainer, run_retrain
 from bot.learning.stopping import read_stop_plan
 from bot.sandbox import FakeSlack
@@ -84,7 +86,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     await run_retrain(bot.rt, "cli")
     [first] = bot.store.stop_checks()
     assert (first["kind"], first["model_version"], first["kappa"]) == ("retrain", 1, None)
-    assert first["n_stop"] == 57  # every item: fewer than 2,000
+    assert first["n_stop"] == 21  # every item without a label: fewer than 2,000
     forecast = Extrapolation.from_dict(first["extrapolation"])
     assert forecast.n_labels == 36 and forecast.next_labels == 500
     [report] = reports_posted(bot)
@@ -164,3 +166,26 @@ def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: 
         store.add_items([Item(f"k{n}", f"again {n}") for n in range(10)], "import")
         redrawn = read_stop_plan(store, size=20)  # 25 items: a new draw of 20
         assert redrawn.draw == 2 and len(redrawn.texts) == 20 and redrawn.previous is None
+
+
+def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items("A") + labeled_items("B") + labeled_items("C"))  # nothing unlabeled
+    trained = run_cli(db, "retrain")
+    assert trained.exit_code == 0, trained.output
+    lines = trained.output.splitlines()
+    assert "When to stop: no item without a label to compare the models on" in lines
+    with Store.open(db) as store:
+        [check] = store.stop_checks()
+    forecast = Extrapolation.from_dict(check["extrapolation"])
+    assert check["n_stop"] == 0 and forecast.n_labels == 36
+    assert (
+        f"Next 500 labels: {forecast.sentence()}; accuracy now about"
+        f" {forecast.at_n * 100:.0f}% (learning curve of v1 on its 36 labels)"
+    ) in lines
+    shown = run_cli(db, "accuracy").output.splitlines()
+    assert lines[-3:-1] == shown[-2:]  # the same two lines in hitl accuracy
+
+
+def run_cli(db: Path, *args: str):
+    return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
