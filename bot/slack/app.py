@@ -293,11 +293,12 @@ async def _answer(
             and user_id in (result.tally.votes.get(result.label, []) if result.tally else [])
         ):
             await _offer_undo(client, body, item_id, result.label or "")
+    except SlackApiError as exc:
+        logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
+    finally:  # a refused note (the person is not in the channel) must not keep the redraw back
         if result.is_stored:
             await Redrawer.of(rt).soon()
         rt.wake_dispatcher()
-    except SlackApiError as exc:
-        logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
 
 
 def _source(action: dict, in_modal: bool) -> str:

@@ -411,3 +411,21 @@ async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot:
     response = await bot.post(body, headers)
     assert response.status == 401
     assert bot.store.count_answers() == 0
+
+
+async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_note(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Mei is not in the channel, so Slack refuses her ephemeral "Undo" (user_not_in_channel);
+    the question she decided is redrawn all the same."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        for user, label in (("U0ANA", "bug"), ("U0RAJ", "billing"), ("U0MEI", "bug")):
+            assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+        await bot.settled()  # timed out: the redraw was skipped after the refused note
+        assert bot.store.resolution("a")["label"] == "bug"
+        assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
+        assert "user_not_in_channel" in [c.reply.get("error") for c in bot.fake.calls]
