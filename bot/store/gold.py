@@ -4,7 +4,8 @@ An item imported as gold is stored with status ``gold`` (out of the queue, never
 the background) and a row in ``gold``; the dispatcher takes them one at a time
 (``next_gold``) at HITL_GOLD_RATE and posts each once, as it posts any item. An item already
 stored (an export read back, say) is only marked gold: it keeps its place and its votes, and
-those votes are scored too. ``training_data`` reads a gold item's gold label, once.
+those votes are scored too (one that misses the gold label sends the item to review).
+``training_data`` reads a gold item's gold label, once.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ class GoldResult:
 
 
 class GoldMixin:
-    """Methods of ``Store``; they use ``self.db`` and ``self.now``."""
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and the queue's ``tally`` and
+    the reviews' ``_review_gold_miss``."""
 
     db: Database
     now: Callable[[], str]
+    tally: Callable[..., Any]
+    _review_gold_miss: Callable[[str, Any], None]
 
     def add_gold(self, rows: Iterable[NewItem]) -> GoldResult:
         """Store gold rows (each with a label) in one transaction: new ids as items waiting to
@@ -63,6 +67,8 @@ class GoldMixin:
                     "INSERT OR REPLACE INTO gold (item_id, label, created_at) VALUES (?, ?, ?)",
                     [row.id, row.label, now],
                 )
+                if known is not None:  # its earlier answers are scored now: a miss to review
+                    self._review_gold_miss(row.id, self.tally(row.id))
         return GoldResult(added, marked, unchanged)
 
     def next_gold(self, limit: int, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -90,7 +90,11 @@ class ReviewsMixin:
             self.flag_review(item_id, "contradicted", f"model v{row[2]}: {row[0]} ({row[1]:.0%})")
 
     def _review_gold_miss(self, item_id: str, tally: Tally) -> None:
-        row = self.db.execute("SELECT label FROM gold WHERE item_id = ?", [item_id]).fetchone()
+        row = self.db.execute(  # under the label set in force, as the tally's labels are
+            "SELECT coalesce(m.new, g.label) FROM gold g LEFT JOIN label_aliases m"
+            " ON m.old = g.label WHERE g.item_id = ?",
+            [item_id],
+        ).fetchone()
         if row is None:
             return
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}

@@ -211,3 +211,24 @@ async def test_an_export_names_a_gold_items_gold_label_and_reads_back_without_it
     assert marked.exit_code == 0, marked.output
     with Store.open(gold_again) as store:
         assert store.gold_labels() == {"g1": "billing"}
+
+
+def test_marking_a_stored_item_gold_sends_its_earlier_miss_to_review(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("T-1", "refund my card"), Item("T-2", "app is blank")])
+    with Store.open(db) as store:
+        for n, (item, user, label) in enumerate(
+            [("T-1", "U0ANA", "billing"), ("T-1", "U0RAJ", "bug"), ("T-2", "U0ANA", "bug")]
+        ):
+            store.record_answer(
+                item, user, label, source="button", dedupe_key=f"k{n}", votes_needed=3
+            )
+    path = tmp_path / "gold.csv"
+    path.write_text("id,text,label\nT-1,refund my card,billing\nT-2,app is blank,bug\n")
+    assert run_cli("--db", str(db), "import", "--gold", str(path)).exit_code == 0
+    with Store.open(db) as store:
+        assert store.next_review() == {
+            "item_id": "T-1",
+            "reasons": [("gold_miss", "<@U0RAJ> bug; gold: billing")],
+        }
+        assert store.reviews_of("T-2") == []  # answered right
