@@ -186,3 +186,24 @@ async def test_a_label_an_admin_removes_in_review_leaves_training(
             None,
             "review",
         )
+
+
+def test_the_review_modal_escapes_what_a_reason_quotes():
+    """A reason's detail quotes labels and the model's guess; Slack must show them, not act on
+    them (a label "<!channel>" would notify the whole channel from an admin's modal)."""
+    from bot.slack.review import ReviewItem, review_view
+
+    item = ReviewItem(
+        item_id="a",
+        text="hello",
+        reasons=[("split", "<!channel> 1, a&b 1"), ("contradicted", "model v2: <!here> (97%)")],
+        votes={"<!channel>": ["U0ANA"], "a&b": ["U0RAJ"]},
+        label=None,
+        guess=("<!here>", 0.97),
+        labels=["<!channel>", "a&b"],
+        waiting=1,
+    )
+    blocks = review_view(item, 0, []).to_dict()["blocks"]
+    shown = json.dumps([b["text"] for b in blocks if b.get("text", {}).get("type") == "mrkdwn"])
+    assert "<!channel>" not in shown and "<!here>" not in shown
+    assert "&lt;!channel&gt; 1, a&amp;b 1" in shown and "&lt;!here&gt; (97%)" in shown
