@@ -16,8 +16,9 @@ benchmark measures, over HTTP on loopback:
    keep calling ``/api/predict``.
 
 The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process) under the same
-clicks, measured after the first size and after the last; ratios use the lower p99. After each
-size the database is read: every acknowledged click must be exactly one answer row.
+clicks, measured right after each size (a shared machine's load drifts over the run: each size
+is read against its own floor). After each size the database is read: every acknowledged click
+must be exactly one answer row. The load average is printed before and after each size.
 
     python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
     python benchmarks/predict_growth.py --quick           # 1k and 4k items; trec (< 60 s)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -45,7 +47,6 @@ from bot_load import (
     CHANNELS,
     TOKEN,
     FakeThread,
-    Load,
     bare_phase,
     click_payloads,
     count_answers,
@@ -126,8 +127,7 @@ async def size_phase(
 # --- report -------------------------------------------------------------------------------
 
 
-def report(results: list[dict], floors: list[Load]) -> str:
-    floor99 = min(lo.p(99) for lo in floors)
+def report(results: list[dict]) -> str:
     first = results[0]["predict"].p(50)
     rows = []
     for r in results:
@@ -149,7 +149,9 @@ def report(results: list[dict], floors: list[Load]) -> str:
                 f"{quiet.p(99):.1f}",
                 f"{loaded.p(50):.1f}",
                 f"{loaded.p(99):.1f}",
-                f"{loaded.p(99) / floor99:.2f}",
+                f"{r['floor'].p(99):.1f}",
+                f"{loaded.p(99) / r['floor'].p(99):.2f}",
+                f"{quiet.p(99) / r['floor'].p(99):.2f}",
                 f"{len(r['predict_during_clicks'].latencies):,}",
                 errors,
                 "yes" if stored else f"NO {r['answers']} vs {acked}",
@@ -165,19 +167,21 @@ def report(results: list[dict], floors: list[Load]) -> str:
         "click p99 ms (quiet)",
         "click p50 ms (predict load)",
         "click p99 ms (predict load)",
+        "floor p99 ms",
         "loaded p99 / floor",
+        "quiet p99 / floor",
         "predicts during clicks",
         "errors",
         "acked = answer rows",
     ]
-    floor_line = (
-        "bare Bolt floor (after the first size / the last): p50 "
-        + " / ".join(f"{lo.p(50):.1f}" for lo in floors)
-        + " ms, p99 "
-        + " / ".join(f"{lo.p(99):.1f}" for lo in floors)
-        + " ms"
+    floor_line = "bare Bolt floor after each size: p50 " + " / ".join(
+        f"{r['floor'].p(50):.1f}" for r in results
     )
-    return markdown_table(head, rows, "l" + "r" * 11 + "l") + "\n\n" + floor_line
+    loads = "; ".join(f"{r['size']:,}: {r['load']}" for r in results)
+    return (
+        markdown_table(head, rows, "l" + "r" * 13 + "l")
+        + f"\n\n{floor_line} ms\nload average (1, 5, 15 min) before / after each size: {loads}"
+    )
 
 
 async def main_async(args) -> int:
@@ -198,7 +202,6 @@ async def main_async(args) -> int:
             f"{retrain_s:.0f} s"
         )
         results: list[dict] = []
-        floors: list[Load] = []
         have = 0
         for index, size in enumerate(sizes):
             seconds = grow_backlog(db, have, size, words, labels)
@@ -206,34 +209,26 @@ async def main_async(args) -> int:
                 f"{size:,} unlabeled items ({size - have:,} added in {seconds:.0f} s)", flush=True
             )
             have = size
+            before = load_average()
             result = await size_phase(ft, db, size, index, texts, args)
-            if not floors:
-                floors.append(
-                    await bare_phase(
-                        ft.fake,
-                        result["payloads"],
-                        args_for_floor(args),
-                        "bare Bolt (after the first size)",
-                    )
-                )
+            result["floor"] = await bare_phase(
+                ft.fake, result["payloads"], args_for_floor(args), f"bare Bolt ({size:,})"
+            )
+            result["load"] = f"{before} / {load_average()}"
             results.append(result)
             print(
                 f"  predict p50 {result['predict'].p(50):.1f} ms, click p99 quiet "
                 f"{result['clicks_quiet'].p(99):.1f} / loaded "
-                f"{result['clicks_loaded'].p(99):.1f} ms; server exit "
-                f"{result['server_exit']}",
+                f"{result['clicks_loaded'].p(99):.1f} ms, floor "
+                f"{result['floor'].p(99):.1f} ms; server exit {result['server_exit']}",
                 flush=True,
             )
-        floors.append(
-            await bare_phase(
-                ft.fake,
-                results[-1]["payloads"],
-                args_for_floor(args),
-                "bare Bolt (after the last size)",
-            )
-        )
-    print(report(results, floors))
+    print(report(results))
     return 0
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def args_for_floor(args) -> argparse.Namespace:

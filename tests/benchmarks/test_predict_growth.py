@@ -16,7 +16,8 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
         ("1,000", "0", "yes"),
         ("4,000", "0", "yes"),
     ]
-    assert "bare Bolt floor (after the first size / the last): p50 " in out
+    assert "bare Bolt floor after each size: p50 " in out
+    assert "load average (1, 5, 15 min) before / after each size: 1,000: " in out
 
 
 def test_predict_throughput_benchmark_runs_both_sides_and_gives_their_ratio(standin: Path):
