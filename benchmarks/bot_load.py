@@ -216,7 +216,21 @@ async def start_process(
                 return
 
     await asyncio.wait_for(until_listening(), 120)
+    # Read the server's log from here on, or a full pipe (64 KiB of warnings) stops the server
+    # at its next write: it is kept for stop_process.
+    DRAINS[process.pid] = asyncio.create_task(drain(process.stderr))
     return process
+
+
+DRAINS: dict[int, asyncio.Task] = {}  # pid → the task reading that server's stderr
+KEEP_LOG = 200_000  # characters of a server's log kept for the report
+
+
+async def drain(stream: asyncio.StreamReader) -> str:
+    kept = ""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk.decode(errors="replace"))[-KEEP_LOG:]
+    return kept
 
 
 async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -227,7 +241,8 @@ async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
     except TimeoutError:  # a retrain still fitting in a worker thread holds the exit
         process.kill()
         code = await process.wait()
-    rest = (await process.stderr.read()).decode()
+    reader = DRAINS.pop(process.pid, None)
+    rest = await reader if reader is not None else (await process.stderr.read()).decode()
     return code, rest
 
 
