@@ -622,9 +622,11 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         stop.set()
         predict = await predicts
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
-        calls = {m: ft.count_calls(*m) - n for m, n in calls_before.items()}
     finally:
         stop_code, rest = await stop_process(process)
+    # after the stop: the server finishes what its listeners do after an ack (the "already
+    # decided" notes, the redraws) before it exits
+    calls = {m: ft.count_calls(*m) - n for m, n in calls_before.items()}
     stored, pairs = count_answers(db, "M")
     with sqlite3.connect(db) as conn:
         decided, outbox = conn.execute(
