@@ -79,6 +79,15 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
+
+
+def escape_but_people(text: str) -> str:
+    """``escape``, keeping user mentions (``<@U…>``) as mentions: for text the bot composed
+    with the names of the people who answered and labels or guesses that must not act."""
+    return _USER_MENTION.sub(r"<@\1>", escape(text))
+
+
 def cut(text: str, budget: int = TEXT_BUDGET, *, quote: bool = False) -> str:
     """Escape ``text`` (as a quote, with ``quote``) and cut it to fit ``budget`` characters,
     never inside an entity."""

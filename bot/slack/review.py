@@ -76,7 +76,8 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
             ],
         )
     why = "; ".join(
-        f"{REVIEW_REASONS.get(reason, reason)}" + (f" ({blocks.escape(detail)})" if detail else "")
+        f"{REVIEW_REASONS.get(reason, reason)}"
+        + (f" ({blocks.escape_but_people(detail)})" if detail else "")
         for reason, detail in item.reasons
     )
     votes = " · ".join(

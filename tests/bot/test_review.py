@@ -196,7 +196,11 @@ def test_the_review_modal_escapes_what_a_reason_quotes():
     item = ReviewItem(
         item_id="a",
         text="hello",
-        reasons=[("split", "<!channel> 1, a&b 1"), ("contradicted", "model v2: <!here> (97%)")],
+        reasons=[
+            ("split", "<!channel> 1, a&b 1"),
+            ("contradicted", "model v2: <!here> (97%)"),
+            ("gold_miss", "<@U0RAJ> <!subteam^S1>; gold: a&b"),
+        ],
         votes={"<!channel>": ["U0ANA"], "a&b": ["U0RAJ"]},
         label=None,
         guess=("<!here>", 0.97),
@@ -207,3 +211,4 @@ def test_the_review_modal_escapes_what_a_reason_quotes():
     shown = json.dumps([b["text"] for b in blocks if b.get("text", {}).get("type") == "mrkdwn"])
     assert "<!channel>" not in shown and "<!here>" not in shown
     assert "&lt;!channel&gt; 1, a&amp;b 1" in shown and "&lt;!here&gt; (97%)" in shown
+    assert "(<@U0RAJ> &lt;!subteam^S1&gt;; gold: a&amp;b)" in shown  # who answered: a mention
