@@ -232,10 +232,9 @@ def agreement_sections(report: AgreementReport) -> list[str]:
         shown = [
             f"<@{p.a}> & <@{p.b}>: κ {_number(p.kappa)} ({p.n_shared} items, "
             f"{_share(p.observed)} the same)"
-            for p in pairs[:MAX_PAIRS]
+            for p in pairs
         ]
-        more = f"\n…and {len(pairs) - MAX_PAIRS} more pairs" if len(pairs) > MAX_PAIRS else ""
-        sections.append("*Cohen's κ by pair:*\n" + "\n".join(shown) + more)
+        sections.append("*Cohen's κ by pair:*\n" + _capped(shown, MAX_PAIRS, " pairs"))
     else:
         sections.append(f"*Cohen's κ by pair:* no two people share {report.min_shared} items yet")
     labels = [lb for lb in report.per_label if lb.specific is not None]
@@ -249,11 +248,16 @@ def agreement_sections(report: AgreementReport) -> list[str]:
         shown = [
             f"<@{p.annotator}> {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
             f"{_share(p.interval[0])}–{_share(p.interval[1])})"
-            for p in people[:MAX_PEOPLE]
+            for p in people
         ]
-        more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
-        sections.append("*With the majority of the others:*\n" + "\n".join(shown) + more)
+        sections.append("*With the majority of the others:*\n" + _capped(shown, MAX_PEOPLE))
     return sections
+
+
+def _capped(lines: list[str], limit: int, what: str = "") -> str:
+    """The first ``limit`` lines, then how many more there are ("…and 3 more pairs")."""
+    more = f"\n…and {len(lines) - limit} more{what}" if len(lines) > limit else ""
+    return "\n".join(lines[:limit]) + more
 
 
 def quality_sections(quality: Quality, *, gold: bool) -> list[str]:
