@@ -1,10 +1,12 @@
 """``Store``: opening and migrating the database, items, labels and runs.
 
 One ``Store`` wraps one sqlite-utils ``Database`` (one connection, bound to the thread that
-opened it). Every change that touches more than one row runs inside ``db.atomic()``, so it
-is committed whole or not at all. The other queries live beside this module, one class per
-concern that ``Store`` is put together from (see the package docstring); SQL is spoken only
-inside ``bot.store``.
+opened it). Every change that touches more than one row runs inside ``_immediate()``, so it
+is committed whole or not at all, and takes the write lock when it begins: a transaction
+that began as a read cannot become a write once another connection (a worker thread's) has
+committed, and SQLite then says "database is locked" at once instead of waiting. The other
+queries live beside this module, one class per concern that ``Store`` is put together from
+(see the package docstring); SQL is spoken only inside ``bot.store``.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ class Store(
                         decided.append((row.id,))
         # The hot path of every import: plain executemany inside sqlite-utils' transaction
         # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
-        with self.db.atomic():
+        with self._immediate():
             self.db.conn.executemany(
                 "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -293,7 +295,7 @@ class Store(
     # -- runs --
 
     def start_run(self, kind: str, triggered_by: str | None = None) -> int:
-        with self.db.atomic():
+        with self._immediate():
             table = self.db["runs"].insert(
                 {
                     "kind": kind,
@@ -306,7 +308,7 @@ class Store(
         return int(table.last_pk)
 
     def finish_run(self, run_id: int, status: str, detail: dict[str, Any]) -> None:
-        with self.db.atomic():
+        with self._immediate():
             self.db["runs"].update(
                 run_id,
                 {"status": status, "finished_at": self.now(), "detail": json.dumps(detail)},
@@ -319,10 +321,12 @@ class Store(
 
     @contextmanager
     def _immediate(self) -> Iterator[None]:
-        """A write transaction that takes the lock up front (no read-then-upgrade deadlock)."""
+        """A write transaction that takes the lock up front. A deferred one (``db.atomic()``)
+        that reads first, as sqlite-utils' ``insert`` does, fails with "database is locked"
+        without waiting when another connection commits between its read and its write."""
         conn = self.db.conn
         if conn.in_transaction:
-            with self.db.atomic():
+            with self.db.atomic():  # a savepoint inside the open transaction
                 yield
             return
         conn.execute("BEGIN IMMEDIATE")

@@ -41,7 +41,7 @@ class GoldMixin:
         be asked (status gold), ids already stored marked gold with the row's label."""
         now = self.now()
         added = marked = unchanged = 0
-        with self.db.atomic():
+        with self._immediate():
             for row in rows:
                 assert row.label is not None, "a gold row has a label"
                 known = self.db.execute(

@@ -71,7 +71,7 @@ class ModelsMixin:
             return None
 
     def release_lock(self, name: str, owner: str) -> None:
-        with self.db.atomic():
+        with self._immediate():
             self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
 
     def record_model(self, meta: dict[str, Any]) -> None:
@@ -91,7 +91,7 @@ class ModelsMixin:
             "sha256": meta["sha256"],
             "reason": " → ".join(reasons),
         }
-        with self.db.atomic():
+        with self._immediate():
             if row["status"] == "champion":
                 self.db.execute(
                     "UPDATE models SET status = 'retired' WHERE status = 'champion'"

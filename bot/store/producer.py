@@ -77,7 +77,7 @@ class ProducerMixin:
     ) -> None:
         """Record how an attempt ended: ``delivered``, ``pending`` (retry at
         ``next_attempt_at``), ``failed`` (gave up) or ``cancelled``."""
-        with self.db.atomic():
+        with self._immediate():
             self.db.execute(
                 "UPDATE deliveries SET status = ?, last_error = ?,"
                 " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",

@@ -173,7 +173,7 @@ class QueueMixin:
 
     def set_aside(self, item_id: str, reason: str) -> None:
         """Stop asking about an item Slack will not show (status skipped), and say why."""
-        with self.db.atomic():
+        with self._immediate():
             self.db.execute(
                 "UPDATE items SET status = 'skipped', updated_at = ? WHERE id = ?"
                 " AND status IN ('new', 'queued', 'auto', 'gold')",  # a gold question too
@@ -210,7 +210,7 @@ class QueueMixin:
     ) -> int:
         """Record a question Slack has accepted (it returned ``ts``); the item is now posted."""
         now = self.now()
-        with self.db.atomic():
+        with self._immediate():
             post = self.db["posts"].insert(
                 {
                     "item_id": item_id,

@@ -44,7 +44,7 @@ class StoppingMixin:
 
     def draw_stop_set(self, item_ids: Sequence[str]) -> int:
         """Replace the stop set with ``item_ids`` (one transaction); returns the new draw."""
-        with self.db.atomic():
+        with self._immediate():
             (last,) = self.db.execute("SELECT coalesce(max(draw), 0) FROM stop_set").fetchone()
             (checked,) = self.db.execute(
                 "SELECT coalesce(max(draw), 0) FROM stop_checks"
@@ -77,7 +77,7 @@ class StoppingMixin:
         extrapolation: dict[str, Any] | None,
     ) -> None:
         """Store a model update's check; older checks drop their predictions (one transaction)."""
-        with self.db.atomic():
+        with self._immediate():
             self.db.execute(
                 "UPDATE stop_checks SET predictions = NULL WHERE predictions IS NOT NULL"
             )
