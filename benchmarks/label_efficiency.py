@@ -52,7 +52,15 @@ from _common import (
 from sklearn.metrics import accuracy_score, f1_score
 
 from model.classifier import TextClassifier
-from model.selection import DEFAULT_AUDIT_RATE, DEFAULT_STRATEGY, select
+from model.selection import (
+    DEFAULT_AUDIT_RATE,
+    DEFAULT_STRATEGY,
+    density_weighted_margin,
+    margin,
+    pool_density,
+    representatives,
+    select,
+)
 
 DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
 ARMS = (
@@ -63,6 +71,14 @@ ARMS = (
     "st_breaking_ties",
     "st_least_confidence",
 )
+# screened alternatives (RESULTS "Alternatives screened"), run only when named with --arms:
+# density-weighted margin (Settles & Craven 2008, beta 1), medoids of 25 k-means clusters as the
+# first model's batch (margin after), density-weighted margin below 150 labels (margin after).
+# Each keeps select()'s uniform audit share and duplicate filter.
+SCREENS = ("density", "medoids", "density150")
+ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
+MEDOID_CLUSTERS = 25
+HYBRID_UNTIL = 150
 BATCH = 25
 RIVALS = ("random", "st_breaking_ties")  # what the default is compared with, round by round
 MAX_LABELS = {"banking77": 2025}
@@ -111,8 +127,14 @@ def pick(
     labeled: list[int],
     st_dataset: object,
     rng: np.random.Generator,
+    *,
+    density: np.ndarray | None = None,
+    medoids: np.ndarray | None = None,
+    model_round: int = 0,
 ) -> list[int]:
-    """Up to BATCH pool indices (not yet labeled) chosen by ``arm``."""
+    """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
+    item) and ``medoids`` (pool positions) serve the screened arms; ``model_round`` counts the
+    rounds with a model (0 = the first model's)."""
     n = min(BATCH, len(unlabeled))
     texts = [pool_x[i] for i in unlabeled]
     if clf is None:  # cold start: the product's random picks, identical for every arm
@@ -127,10 +149,17 @@ def pick(
         )
         return [int(i) for i in chosen]
     proba = clf.predict_proba(texts)
-    strategy = DEFAULT_STRATEGY if arm == "default" else arm
+    priorities = None
+    if arm == "density" or (arm == "density150" and len(labeled) < HYBRID_UNTIL):
+        priorities = density_weighted_margin(proba, density[unlabeled])
+    elif arm == "medoids" and model_round == 0:
+        priorities = 1.0 - margin(proba)
+        priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
+    strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
     picks = select(
         n,
         proba,
+        priorities=priorities,
         texts=texts,
         strategy=strategy,
         audit_rate=DEFAULT_AUDIT_RATE,
@@ -153,11 +182,16 @@ def run_arm(
     st_dataset = None
     if arm.startswith("st_"):
         st_dataset = TextDataset(pool_x, np.full(len(pool_x), -1, dtype=int))
+    density = pool_density(pool_x) if arm in ("density", "density150") else None
+    medoids = None
+    if arm == "medoids":
+        rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
+        medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
     labeled: list[int] = []
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
     fit_s = 0.0
-    rnd = 0
+    rnd = model_rounds = 0
     while True:
         if clf is not None or len(labeled) >= max_labels:
             pred = clf.predict(test_x) if clf is not None else None
@@ -174,8 +208,23 @@ def run_arm(
         if len(labeled) >= max_labels or is_labeled.all():
             return
         # cold-start rounds share one RNG stream across arms, so their picks are identical
-        rng = np.random.default_rng([seed, rnd] if clf is None else [seed, rnd, ARMS.index(arm)])
-        chosen = pick(arm, clf, pool_x, np.flatnonzero(~is_labeled), labeled, st_dataset, rng)
+        rng = np.random.default_rng(
+            [seed, rnd] if clf is None else [seed, rnd, ALL_ARMS.index(arm)]
+        )
+        unlabeled = np.flatnonzero(~is_labeled)
+        chosen = pick(
+            arm,
+            clf,
+            pool_x,
+            unlabeled,
+            labeled,
+            st_dataset,
+            rng,
+            density=density,
+            medoids=medoids,
+            model_round=model_rounds,
+        )
+        model_rounds += clf is not None
         labeled += chosen
         is_labeled[chosen] = True
         rnd += 1
@@ -265,7 +314,7 @@ def report(rows: list[dict], plots: Path | None) -> str:
     curves = _curves(rows)
     full = {r["dataset"]: r for r in rows if r["arm"] == "full"}
     names = sorted({r["dataset"] for r in rows})
-    arms_seen = [a for a in ARMS if any((n, a) in curves for n in names)]
+    arms_seen = [a for a in ALL_ARMS if any((n, a) in curves for n in names)]
     parts = []
     for name in names:
         arms = [a for a in arms_seen if (name, a) in curves]
@@ -366,6 +415,59 @@ def _versus(curves, name: str, arm: str, other: str) -> str:
     return text + f"; AUC difference {d_auc:+.4f} ± {sd_auc:.4f} (paired, over seeds)"
 
 
+def screens(rows: list[dict], lo: int = 50, hi: int = 300, base: str = "random") -> str:
+    """Every arm against ``base``, paired by seed over the rounds from ``lo`` to ``hi`` labels:
+    rounds where the mean over seeds is below, points above at ``hi``, the paired AUC
+    difference (mean ± sd over seeds) and the mean sd over seeds up to 275 labels (base's
+    beside it). What "Alternatives screened" in RESULTS is made of."""
+    curves = _curves(rows)
+    table = []
+    for name in sorted({r["dataset"] for r in rows}):
+        b = curves.get((name, base))
+        if not b:
+            continue
+        for arm in [a for a in ALL_ARMS if (name, a) in curves and a != base]:
+            a = curves[(name, arm)]
+            seeds = sorted(set(a) & set(b))
+            ns = [
+                n for n in range(lo, hi + 1, BATCH) if all(n in a[s] and n in b[s] for s in seeds)
+            ]
+            if not seeds or len(ns) < 2:
+                continue
+            diff = {
+                n: np.mean([a[s][n]["accuracy"] - b[s][n]["accuracy"] for s in seeds]) for n in ns
+            }
+            below = [n for n in ns if diff[n] < 0]
+            aucs = [
+                _auc(a[s], "accuracy", ns[0], ns[-1]) - _auc(b[s], "accuracy", ns[0], ns[-1])
+                for s in seeds
+            ]
+            d, sd = mean_sd(aucs)
+            early = [n for n in ns if n <= 275]
+            sd_arm = np.mean([mean_sd([a[s][n]["accuracy"] for s in seeds])[1] for n in early])
+            sd_base = np.mean([mean_sd([b[s][n]["accuracy"] for s in seeds])[1] for n in early])
+            worst = min(ns, key=lambda n: diff[n])
+            table.append(
+                (
+                    name,
+                    arm,
+                    ", ".join(map(str, seeds)),
+                    f"{len(below)} of {len(ns)}"
+                    + (
+                        f" ({', '.join(map(str, below))}; worst {100 * diff[worst]:+.1f})"
+                        if below
+                        else ""
+                    ),
+                    f"{100 * diff[ns[-1]]:+.1f}",
+                    f"{d:+.4f} ± {sd:.4f}",
+                    f"{sd_arm:.4f} / {sd_base:.4f}",
+                )
+            )
+    head = ["dataset", "arm", "seeds", f"rounds below {base} ({lo}–{hi})", f"points @ {hi}"]
+    head += [f"AUC − {base} (paired)", f"mean sd ≤ 275: arm / {base}"]
+    return markdown_table(head, table) if table else f"no rows beside {base}'s"
+
+
 def paired(base_rows: list[dict], new_rows: list[dict], arm: str = "default") -> str:
     """``arm``'s AUC of accuracy in ``new_rows`` (a changed classifier) against ``base_rows``
     (the stored rows), paired by seed: per dataset, the seeds both have, each seed's AUC over
@@ -460,12 +562,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
     add_data_options(parser, DATASETS, quick="trec")
-    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ALL_ARMS)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision fit")
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
+    parser.add_argument(
+        "--screens",
+        action="store_true",
+        help="with --report: every arm against random, paired by seed, 50 to --max-labels "
+        "(default 300) labels",
+    )
     parser.add_argument("--plots", type=Path, default=PLOTS, help="folder for the PNG plots")
     parser.add_argument(
         "--paired",
@@ -496,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.report:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
-        print(report(rows, args.plots))
+        print(
+            screens(rows, hi=args.max_labels or 300) if args.screens else report(rows, args.plots)
+        )
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:

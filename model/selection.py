@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -318,3 +319,79 @@ def _pool_size(
     if len(set(sizes.values())) > 1:
         raise InvalidInputError(f"pool sizes disagree: {sizes}")
     return next(iter(sizes.values()))
+
+
+# --- pool-aware priorities (screened in benchmarks/label_efficiency.py; not the default) -----
+#
+# Margin looks at one item at a time. These two also look at the pool the item sits in, from
+# the texts' TF-IDF rows: how typical an item is (density-weighted margin, Settles & Craven
+# 2008) and which items stand for the pool's clusters (a representative first batch). Both are
+# pure given their inputs (and ``random_state``); the product would compute them off the
+# event loop, as it scores.
+
+
+def _tfidf_rows(texts: Sequence[str]):
+    """L2-normalised word TF-IDF rows of ``texts`` (sparse), sublinear term frequency."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if len(texts) == 0:
+        raise InvalidInputError("the pool has no texts")
+    try:
+        return TfidfVectorizer(sublinear_tf=True).fit_transform([str(t) for t in texts])
+    except ValueError:  # no word in any text (all punctuation, say): every row is empty
+        from scipy.sparse import csr_matrix
+
+        return csr_matrix((len(texts), 1))
+
+
+def pool_density(texts: Sequence[str]) -> np.ndarray:
+    """Each text's mean cosine similarity to every text of the pool (itself included), on
+    TF-IDF rows: larger means more typical of the pool. ``O(n × terms)``: the mean of the
+    dot products is the dot product with the mean row."""
+    rows = _tfidf_rows(texts)
+    centre = np.asarray(rows.mean(axis=0)).ravel()
+    return np.asarray(rows @ centre, dtype=np.float64).ravel()
+
+
+def density_weighted_margin(
+    proba: np.ndarray, density: np.ndarray, beta: float = 1.0
+) -> np.ndarray:
+    """Settles & Craven's information density with margin: ``(1 - margin) × density^beta``
+    per row, larger = ask sooner. A close call among typical items comes before an equally
+    close call on an outlier."""
+    p = _as_proba(proba)
+    d = np.asarray(density, dtype=np.float64).ravel()
+    if d.shape != (p.shape[0],):
+        raise InvalidInputError(f"density has {d.shape[0]} values for {p.shape[0]} rows")
+    return (1.0 - margin(p)) * np.clip(d, 0.0, None) ** beta
+
+
+def representatives(
+    texts: Sequence[str],
+    n_clusters: int = 25,
+    *,
+    random_state: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Positions of the pool's medoids: MiniBatchKMeans with ``n_clusters`` on the TF-IDF
+    rows, and for each cluster the text nearest its centre (largest cosine similarity), in
+    order of cluster size, largest first. Fewer when the pool has fewer distinct rows."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    rows = _tfidf_rows(texts)
+    k = min(n_clusters, rows.shape[0])
+    if k == 0:
+        return np.zeros(0, dtype=int)
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024)
+    with warnings.catch_warnings():  # fewer distinct texts than clusters: fewer medoids
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assign = km.fit_predict(rows)
+    sims = np.asarray(rows @ km.cluster_centers_.T)
+    sizes = np.bincount(assign, minlength=k)
+    medoids: list[int] = []
+    for c in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(assign == c)
+        if len(members):
+            medoids.append(int(members[np.argmax(sims[members, c])]))
+    return np.asarray(list(dict.fromkeys(medoids)), dtype=int)
