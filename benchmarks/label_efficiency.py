@@ -443,7 +443,7 @@ def screens(rows: list[dict], lo: int = 50, hi: int = 300, base: str = "random")
                 for s in seeds
             ]
             d, sd = mean_sd(aucs)
-            early = [n for n in ns if n <= 275]
+            early = [n for n in ns if n <= min(275, hi)]
             sd_arm = np.mean([mean_sd([a[s][n]["accuracy"] for s in seeds])[1] for n in early])
             sd_base = np.mean([mean_sd([b[s][n]["accuracy"] for s in seeds])[1] for n in early])
             worst = min(ns, key=lambda n: diff[n])
@@ -464,7 +464,7 @@ def screens(rows: list[dict], lo: int = 50, hi: int = 300, base: str = "random")
                 )
             )
     head = ["dataset", "arm", "seeds", f"rounds below {base} ({lo}–{hi})", f"points @ {hi}"]
-    head += [f"AUC − {base} (paired)", f"mean sd ≤ 275: arm / {base}"]
+    head += [f"AUC − {base} (paired)", f"mean sd ≤ {min(275, hi)}: arm / {base}"]
     return markdown_table(head, table) if table else f"no rows beside {base}'s"
 
 
@@ -602,11 +602,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(paired(base, new))
         return 0
+    if args.report and args.screens:
+        try:
+            rows = [row for path in args.report for row in _read_rows(path)]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(screens(rows, hi=args.max_labels or 300))
+        return 0
     if args.report:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
-        print(
-            screens(rows, hi=args.max_labels or 300) if args.screens else report(rows, args.plots)
-        )
+        print(report(rows, args.plots))
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:

@@ -1,0 +1,43 @@
+"""label_efficiency.py --report --screens: every screened arm against random, paired by seed."""
+
+from __future__ import annotations
+
+import json
+
+from tests.benchmarks.runner import benchmark_main
+
+
+def curve(arm: str, seed: int, accs: list[float]) -> list[dict]:
+    return [
+        {"dataset": "d", "arm": arm, "seed": seed, "n_labels": 50 + 25 * i, "accuracy": acc}
+        for i, acc in enumerate(accs)
+    ]
+
+
+def test_screens_table_counts_rounds_below_random_and_pairs_the_auc_by_seed(tmp_path, capsys):
+    rows = (
+        curve("random", 0, [0.5, 0.6, 0.7])
+        + curve("random", 1, [0.5, 0.6, 0.7])
+        + curve("medoids", 0, [0.4, 0.7, 0.8])
+        + curve("medoids", 1, [0.5, 0.6, 0.8])
+    )
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = benchmark_main("label_efficiency.py")(
+        ["--report", str(path), "--screens", "--max-labels", "100"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # mean differences: −0.05 at 50, +0.05 at 75, +0.10 at 100; AUC over 50–100 per seed:
+    # 0.65 − 0.60 and 0.625 − 0.60; sd over seeds: 0.0707, 0.0707, 0 against random's 0
+    assert out.splitlines()[-1] == (
+        "| d | medoids | 0, 1 | 1 of 3 (50; worst -5.0) | +10.0 | +0.0375 ± 0.0177 "
+        "| 0.0471 / 0.0000 |"
+    )
+
+
+def test_a_bad_rows_file_is_named_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"dataset": "d", "arm": "random"}\n')
+    code = benchmark_main("label_efficiency.py")(["--report", str(bad), "--screens"])
+    assert (code, capsys.readouterr().err) == (2, f"error: {bad} line 1: no field 'accuracy'\n")
