@@ -51,6 +51,7 @@ from _common import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
+import model.classifier
 from model.classifier import TextClassifier
 from model.selection import (
     DEFAULT_AUDIT_RATE,
@@ -250,6 +251,33 @@ def full_supervision(name: str, pool, test) -> dict:
     }
 
 
+EXPERIMENT = {
+    "LR_SOLVER": str,
+    "CHAR_MIN_DF": int,
+    "CHAR_MIN_DF_FROM": int,
+    "COEF_DTYPE": lambda v: None if v.lower() == "none" else np.dtype(v).type,
+}
+
+
+def set_classifier(settings: Sequence[str]) -> dict[str, str]:
+    """Set ``model.classifier``'s module constants from ``NAME=VALUE`` strings (an experiment's
+    variant of the classifier); returns them for the rows. ``ValueError`` names a bad one, and
+    then nothing is set."""
+    variant, values = {}, {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or name not in EXPERIMENT:
+            raise ValueError(f"{item!r}: expected NAME=VALUE, NAME one of {', '.join(EXPERIMENT)}")
+        try:
+            values[name] = EXPERIMENT[name](value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r}: bad value for {name}") from None
+        variant[name] = value
+    for name, value in values.items():
+        setattr(model.classifier, name, value)
+    return variant
+
+
 def simulate(args: argparse.Namespace, out) -> None:
     arms = list(args.arms)
     if small_text is None:
@@ -274,6 +302,8 @@ def simulate(args: argparse.Namespace, out) -> None:
                 t0 = time.perf_counter()
                 last = None
                 for row in run_arm(name, arm, seed, pool, test, max_labels):
+                    if getattr(args, "variant", None):
+                        row["classifier"] = args.variant
                     out.write(json.dumps(row) + "\n")
                     out.flush()
                     last = row
@@ -566,6 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision fit")
+    parser.add_argument(
+        "--classifier",
+        nargs="+",
+        metavar="NAME=VALUE",
+        default=[],
+        help="an experiment, not a product setting: set model.classifier's LR_SOLVER, "
+        "CHAR_MIN_DF, CHAR_MIN_DF_FROM or COEF_DTYPE (float16, float32 or none) for this run; "
+        "each row records it",
+    )
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
     parser.add_argument(
@@ -614,6 +653,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
         print(report(rows, args.plots))
         return 0
+    try:
+        args.variant = set_classifier(args.classifier)
+    except ValueError as exc:
+        print(f"error: --classifier {exc}", file=sys.stderr)
+        return 2
     args.data, args.datasets = resolve_data(args)
     if args.quick:
         args.seeds, args.max_labels = [0], 75

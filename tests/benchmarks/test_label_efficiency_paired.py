@@ -63,3 +63,19 @@ def test_a_bad_rows_file_is_named_in_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith(f"error: {tmp_path / 'no'}: cannot read it (")
     assert len(err.splitlines()) == 1
+
+
+def test_a_bad_classifier_setting_is_named_in_one_line_and_nothing_runs(capsys):
+    import model.classifier
+
+    before = model.classifier.CHAR_MIN_DF_FROM
+    code, out, err = run(capsys, "--classifier", "CHAR_MIN_DF_FROM=500", "COEF_DTYPE=float17")
+    assert (code, err) == (
+        2,
+        "error: --classifier 'COEF_DTYPE=float17': bad value for COEF_DTYPE\n",
+    )
+    code, out, err = run(capsys, "--classifier", "MAX_CHARS=5")
+    assert code == 2
+    assert err.startswith("error: --classifier 'MAX_CHARS=5': expected NAME=VALUE, NAME one of ")
+    assert len(err.splitlines()) == 1
+    assert model.classifier.CHAR_MIN_DF_FROM == before
