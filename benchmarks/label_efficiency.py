@@ -498,14 +498,24 @@ def screens(rows: list[dict], lo: int = 50, hi: int = 300, base: str = "random")
     return markdown_table(head, table) if table else f"no rows beside {base}'s"
 
 
+def _variant(row: dict) -> str:
+    """The row's dataset, followed by the classifier settings of an experiment's run
+    (``--classifier``) if it had any: ``ag_news_7600 (COEF_DTYPE=none)``."""
+    settings = row.get("classifier") or {}
+    if not settings:
+        return row["dataset"]
+    return f"{row['dataset']} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
+
+
 def paired(base_rows: list[dict], new_rows: list[dict], arm: str = "default") -> str:
     """``arm``'s AUC of accuracy in ``new_rows`` (a changed classifier) against ``base_rows``
-    (the stored rows), paired by seed: per dataset, the seeds both have, each seed's AUC over
+    (the stored rows), paired by seed: per dataset (and classifier variant, for rows of
+    ``--classifier`` runs), the seeds both have, each seed's AUC over
     the rounds both reached, and the paired difference (new − base), mean ± sd and per seed."""
-    base, new = _curves(base_rows), _curves(new_rows)
+    base, new = _curves(base_rows), _curves([{**r, "dataset": _variant(r)} for r in new_rows])
     table = []
-    for name in sorted({r["dataset"] for r in new_rows}):
-        a, b = new.get((name, arm), {}), base.get((name, arm), {})
+    for name in sorted({_variant(r) for r in new_rows}):
+        a, b = new.get((name, arm), {}), base.get((name.split(" ")[0], arm), {})
         seeds = sorted(set(a) & set(b))
         if not seeds:
             continue

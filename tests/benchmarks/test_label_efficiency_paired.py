@@ -79,3 +79,15 @@ def test_a_bad_classifier_setting_is_named_in_one_line_and_nothing_runs(capsys):
     assert err.startswith("error: --classifier 'MAX_CHARS=5': expected NAME=VALUE, NAME one of ")
     assert len(err.splitlines()) == 1
     assert model.classifier.CHAR_MIN_DF_FROM == before
+
+
+def test_paired_report_keeps_each_classifier_variant_apart(tmp_path, capsys):
+    base = write(tmp_path / "base.jsonl.gz", rows({0: [0.5, 0.6, 0.7]}))
+    variant = [{**r, "classifier": {"COEF_DTYPE": "none"}} for r in rows({0: [0.5, 0.5, 0.5]})]
+    new = write(tmp_path / "new.jsonl.gz", rows({0: [0.6, 0.7, 0.8]}) + variant)
+    code, out, err = run(capsys, "--paired", str(new), "--baseline", str(base))
+    assert code == 0, err
+    assert [line.split(" | ")[0::5] for line in out.splitlines()[3:]] == [
+        ["| d", "+0.1000 ± 0.0000"],
+        ["| d (COEF_DTYPE=none)", "-0.1000 ± 0.0000"],
+    ]
