@@ -604,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     add_data_options(parser, DATASETS, quick="trec")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ALL_ARMS)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
+    parser.add_argument(
+        "--max-labels",
+        type=int,
+        help="stop here (default 1,025; 2,025 banking77); with --paired, compare up to here",
+    )
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision fit")
     parser.add_argument(
         "--classifier",
@@ -649,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.max_labels:  # compare the rounds up to it only
+            new = [row for row in new if row["n_labels"] <= args.max_labels]
+            base = [row for row in base if row["n_labels"] <= args.max_labels]
         print(paired(base, new))
         return 0
     if args.report and args.screens:

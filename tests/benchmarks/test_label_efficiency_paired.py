@@ -91,3 +91,13 @@ def test_paired_report_keeps_each_classifier_variant_apart(tmp_path, capsys):
         ["| d", "+0.1000 ± 0.0000"],
         ["| d (COEF_DTYPE=none)", "-0.1000 ± 0.0000"],
     ]
+
+
+def test_paired_report_stops_at_max_labels(tmp_path, capsys):
+    base = write(tmp_path / "base.jsonl.gz", rows({0: [0.5, 0.6, 0.7]}))
+    new = write(tmp_path / "new.jsonl.gz", rows({0: [0.6, 0.7, 0.0]}))
+    code, out, err = run(
+        capsys, "--paired", str(new), "--baseline", str(base), "--max-labels", "50"
+    )
+    assert code == 0, err
+    assert out.splitlines()[3].split(" | ")[2::3] == ["25–50 (2)", "+0.1000 ± 0.0000"]
