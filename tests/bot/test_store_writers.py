@@ -27,8 +27,10 @@ def commit_from_another_connection_before(store: Store, path: Path, statement: s
         if events or not sql.lstrip().upper().startswith(statement):
             return
         try:
-            other.execute("INSERT INTO locks (name, owner, acquired_at, expires_at)"
-                          " VALUES ('other', 'other', '', '')")
+            other.execute(
+                "INSERT INTO locks (name, owner, acquired_at, expires_at)"
+                " VALUES ('other', 'other', '', '')"
+            )
             events.append("the other connection committed")
         except sqlite3.OperationalError:
             events.append("the other connection waited: the store held the write lock")
