@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ from bot.slack.dispatch import Dispatcher
 logger = logging.getLogger(__name__)
 
 Echo = Callable[[str], None]
+
+# Drive mode: dispatcher rounds tried for one question before giving up. A round posts an
+# audit with probability HITL_AUDIT_RATE when nothing uncertain waits, so 40 / rate rounds all
+# fail with probability about e^-40.
+ROUNDS_PER_AUDIT = 40
+MIN_ROUNDS = 100
 
 
 @dataclass
@@ -156,16 +163,49 @@ class Simulator:
 
     async def next_question(self, timeout: float) -> tuple[dict, str] | None:  # noqa: ASYNC109
         if self.dispatcher is not None:
-            await self.rt.background.drain()
-            await self.dispatcher.fill()
-            await self.rt.background.drain()
-            found = self.open_questions()
-            return self.rng.choice(found) if found else None
+            return await self._drive(self.dispatcher)
         try:
             await self.sandbox.fake.wait_for(lambda: bool(self.open_questions()), timeout)
         except TimeoutError:
             return None
         return self.rng.choice(self.open_questions())
+
+    async def _drive(self, dispatcher: Dispatcher) -> tuple[dict, str] | None:
+        """Move the queue as the server's background dispatcher would, round after round,
+        until a question we can answer is up; None when no round ever could post one.
+
+        A round may post nothing although unlabeled items remain: once the model is sure of
+        every item (all at or above HITL_THRESHOLD), only audit picks are left, and each round
+        draws one with probability HITL_AUDIT_RATE. The server's dispatcher comes back at its
+        next wake or tick; here the next round runs at once (the rounds use the dispatcher's
+        seeded RNG, so a seed gives the same questions)."""
+        rate = self.rt.settings.audit_rate
+        rounds = max(MIN_ROUNDS, math.ceil(ROUNDS_PER_AUDIT / rate)) if rate > 0 else MIN_ROUNDS
+        for _ in range(rounds):
+            await self.rt.background.drain()
+            await dispatcher.fill()
+            await self.rt.background.drain()
+            found = self.open_questions()
+            if found:
+                return self.rng.choice(found)
+            if not self._may_post_later():
+                return None
+        logger.warning("no question posted in %d dispatcher rounds; the simulation stops", rounds)
+        return None
+
+    def _may_post_later(self) -> bool:
+        """Whether another dispatcher round could post here: the channel has room and some
+        unlabeled item is not posted yet (one only an audit could pick needs a model and an
+        audit share: without a model every pick is random)."""
+        store, settings = self.rt.store, self.rt.settings
+        if store.open_post_counts().get(self.channel, 0) >= settings.max_open:
+            return False  # full of questions these teammates cannot answer (or already did)
+        counts = store.count_items()
+        if counts.get("new", 0) or counts.get("queued", 0):
+            return True
+        if not counts.get("auto", 0):
+            return False  # every item is labeled, posted or set aside
+        return self.rt.model is None or settings.audit_rate > 0
 
     def choose_label(self, item_id: str, teammate: Teammate | None = None) -> str:
         true = self.truth[item_id]
