@@ -21,6 +21,11 @@ trainer does (a refresh then lands some answers later).
     python benchmarks/refresh.py                               # four datasets, 1,025 labels
     python benchmarks/refresh.py --datasets trec --answers 300
     python benchmarks/refresh.py --quick                       # generated stand-in, for the tests
+
+The rows (``--out``, default benchmarks/results/refresh.csv; ``--quick`` writes none unless
+``--out`` is given) are appended to the file, each with the commit measured and where the fits
+ran (``fits``: ``thread`` or ``child``). A file written before those two columns existed gets
+them, empty on its earlier rows; a file with another header is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +54,87 @@ from model import DEFAULT_PIPELINE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "refresh.csv"
 MARKS = (275, 1025)  # where the target is read
+FIELDS = [
+    "dataset",
+    "arm",
+    "refresh_every",
+    "seed",
+    "labels",
+    "answers",
+    "seconds",
+    "model",
+    "refreshes",
+    "accuracy",
+    "commit",
+    "fits",
+]
+EARLIER = FIELDS[:-2]  # the header before the commit and the fits were recorded
+
+
+class BadOut(Exception):
+    """The --out file cannot take these rows."""
+
+
+def commit() -> str:
+    """The commit measured (short hash), with ``+dirty`` when code differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git(
+        "status", "--porcelain", "--untracked-files=no", "--", "bot", "model", "benchmarks/*.py"
+    )
+    return f"{head}+dirty" if changed else head
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The header of an existing rows file (None: no file, or an empty one); BadOut when it
+    is not one refresh.py writes or wrote."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadOut(f"{path}: cannot read it ({exc}); pass another --out") from None
+    if header not in (FIELDS, EARLIER):
+        raise BadOut(
+            f"{path} line 1: the header ({', '.join(header)}) is not refresh.py's"
+            f" ({', '.join(FIELDS)}); pass another --out"
+        )
+    return header
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    """Append ``rows`` to ``path`` (made with a header if new); a file with the earlier
+    header is rewritten with the new columns, empty on its rows. Returns what was done."""
+    header = read_header(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if header == FIELDS:
+        with path.open("a", newline="", encoding="utf-8") as handle:
+            csv.DictWriter(handle, fieldnames=FIELDS).writerows(rows)
+        return f"{len(rows)} rows appended to {path}"
+    earlier: list[dict] = []
+    if header == EARLIER:
+        with path.open(newline="", encoding="utf-8") as handle:
+            earlier = list(csv.DictReader(handle))
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(earlier)
+        writer.writerows(rows)
+    partial.replace(path)
+    if earlier:
+        return (
+            f"{len(rows)} rows appended to {path} (columns commit and fits added,"
+            f" empty on its {len(earlier)} earlier rows)"
+        )
+    return f"{len(rows)} rows written to {path}"
 
 
 def arms(args: argparse.Namespace) -> list[tuple[str, int]]:
@@ -59,6 +146,7 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
     texts = [item.text for item in data.holdout]
     truth = [item.label for item in data.holdout]
     rows: list[dict] = []
+    measured = commit()
     with tempfile.TemporaryDirectory() as tmp:
         options = DemoOptions(
             db=Path(tmp) / "hitl.db",
@@ -89,7 +177,13 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
                         before = simulator.n_answers
                         await simulator.run(before + 1)
                         if simulator.n_answers == before:
-                            break  # no question left
+                            counts = rt.store.count_items()
+                            print(
+                                f"{name} {arm}: no question left after {before} answers"
+                                f" (items: {', '.join(f'{k} {v}' for k, v in counts.items())})",
+                                flush=True,
+                            )
+                            break
                         if not args.pace:
                             await trainer.settled(timeout=3600)
                     if simulator.n_answers < target:
@@ -113,6 +207,8 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
                             "model": None if model is None else model.version,
                             "refreshes": trainer.refreshes,
                             "accuracy": None if accuracy is None else round(accuracy, 4),
+                            "commit": measured,
+                            "fits": "thread" if args.in_thread else "child",
                         }
                     )
             finally:
@@ -186,7 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--pipeline", default=DEFAULT_PIPELINE)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="raw rows (CSV)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"raw rows (CSV), appended (default: {RESULTS.relative_to(ROOT)}; --quick: none)",
+    )
     parser.add_argument(
         "--in-thread",
         action="store_true",
@@ -194,6 +294,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    if args.out is None and not args.quick:
+        args.out = RESULTS
+    if args.out is not None:
+        try:
+            read_header(args.out)  # before the hour it runs, not after
+        except BadOut as exc:
+            parser.error(str(exc))
     args.data, args.datasets = resolve_data(args)
     if args.quick:
         args.answers, args.night, args.product, args.fast, args.every = 30, 20, 10, 5, 10
@@ -212,13 +319,11 @@ def main(argv: list[str] | None = None) -> None:
             every_row += by_arm[arm]
         for line in report(name, by_arm, args):
             print(line, flush=True)
-    if not args.quick:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(every_row[0]))
-            writer.writeheader()
-            writer.writerows(every_row)
-        print(f"rows: {args.out}")
+    if args.out is not None:
+        try:
+            print(f"rows: {write_rows(args.out, every_row)}")
+        except (BadOut, OSError) as exc:
+            sys.exit(f"rows not written: {exc}")
 
 
 if __name__ == "__main__":

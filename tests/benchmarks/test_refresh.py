@@ -1,0 +1,84 @@
+"""refresh.py: the --quick run, and its rows appended to an earlier file."""
+
+from __future__ import annotations
+
+import csv
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.runner import ROOT, benchmark_main, run
+from tests.standin_data import STANDIN
+
+EARLIER = "dataset,arm,refresh_every,seed,labels,answers,seconds,model,refreshes,accuracy"
+
+
+def test_refresh_benchmark_compares_nightly_the_product_and_the_fast_loop(
+    standin: Path, tmp_path: Path
+):
+    out_file = tmp_path / "rows.csv"  # written before rows said their commit and fits
+    out_file.write_text(f"{EARLIER}\ntrec,nightly,0,0,25,25,3.1,,0,\n", encoding="utf-8")
+    result = run(
+        "refresh.py", "--quick", "--data", str(standin), "--datasets", STANDIN,
+        "--out", str(out_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for arm, refreshes in (("nightly", "0 refreshes"), ("product", ""), ("every5", "")):
+        [line] = [ln for ln in out.splitlines() if ln.startswith(f"{STANDIN} {arm}: ")]
+        assert "30 labels in" in line and refreshes in line
+    product = re.search(r"product: .*, (\d+) refreshes", out)
+    fast = re.search(r"every5: .*, (\d+) refreshes", out)
+    assert product and fast and 0 < int(product[1]) < int(fast[1])
+    assert f"rows: 9 rows appended to {out_file} (columns commit and fits added, empty on" in out
+    with out_file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    values = "trec,nightly,0,0,25,25,3.1,,0,".split(",")
+    assert rows[0] == dict(zip(EARLIER.split(","), values, strict=True)) | {
+        "commit": "",
+        "fits": "",
+    }
+    assert [(r["arm"], r["labels"]) for r in rows[1:]] == [
+        (arm, str(n)) for arm in ("nightly", "product", "every5") for n in (10, 20, 30)
+    ]
+    assert {r["fits"] for r in rows[1:]} == {"thread"}
+    assert all(re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", r["commit"]) for r in rows[1:])
+
+
+def test_rows_file_with_another_header_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    out_file = tmp_path / "other.csv"
+    out_file.write_text("dataset,arm,accuracy\n", encoding="utf-8")
+    main = benchmark_main("refresh.py")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--datasets", "nowhere", "--out", str(out_file)])
+    assert stopped.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            f": error: {out_file} line 1: the header (dataset, arm, accuracy) is not"
+            " refresh.py's (dataset, arm, refresh_every, seed, labels, answers, seconds, model,"
+            " refreshes, accuracy, commit, fits); pass another --out"
+        )
+    )
+    assert out_file.read_text(encoding="utf-8") == "dataset,arm,accuracy\n"
+
+
+def test_rows_are_appended_to_a_file_with_the_same_header(tmp_path: Path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        refresh = runpy.run_path(str(ROOT / "benchmarks" / "refresh.py"), run_name="benchmark")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out_file = tmp_path / "rows.csv"
+    first = dict.fromkeys(refresh["FIELDS"], "1")
+    second = dict.fromkeys(refresh["FIELDS"], "2")
+    assert refresh["write_rows"](out_file, [first]) == f"1 rows written to {out_file}"
+    assert refresh["write_rows"](out_file, [second]) == f"1 rows appended to {out_file}"
+    with out_file.open(newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == [first, second]
