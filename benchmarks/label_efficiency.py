@@ -59,8 +59,10 @@ from model.selection import (
     density_weighted_margin,
     margin,
     pool_density,
+    ramp_share,
     representatives,
     select,
+    warm_share,
 )
 
 DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
@@ -76,7 +78,13 @@ ARMS = (
 # density-weighted margin (Settles & Craven 2008, beta 1), medoids of 25 k-means clusters as the
 # first model's batch (margin after), density-weighted margin below 150 labels (margin after).
 # Each keeps select()'s uniform audit share and duplicate filter.
-SCREENS = ("density", "medoids", "density150")
+# Third screen (issue 19): lean on random while the model is young. ``warm<K>``: random picks
+# below K labels, drawn exactly as the random arm draws them (its RNG stream, its call), so its
+# rows below K are random's by construction; margin with the audit share from K labels on.
+# ``ramp<N>``: every batch is select() with a random (audit) share of max(10 %, 1 - labels / N).
+SCREENS = ("density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200")
+WARM = {"warm100": 100, "warm150": 150, "warm200": 200}
+RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
 HYBRID_UNTIL = 150
@@ -140,7 +148,7 @@ def pick(
     texts = [pool_x[i] for i in unlabeled]
     if clf is None:  # cold start: the product's random picks, identical for every arm
         return [int(unlabeled[p.index]) for p in select(n, None, texts=texts, random_state=rng)]
-    if arm == "random":
+    if arm == "random" or _is_warming(arm, len(labeled)):
         return [int(i) for i in rng.choice(unlabeled, n, replace=False)]
     if arm.startswith("st_"):
         strategy = BreakingTies() if arm == "st_breaking_ties" else LeastConfidence()
@@ -157,16 +165,24 @@ def pick(
         priorities = 1.0 - margin(proba)
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
+    audit_rate = DEFAULT_AUDIT_RATE
+    if arm in RAMP:
+        audit_rate = ramp_share(len(labeled), RAMP[arm])
     picks = select(
         n,
         proba,
         priorities=priorities,
         texts=texts,
         strategy=strategy,
-        audit_rate=DEFAULT_AUDIT_RATE,
+        audit_rate=audit_rate,
         random_state=rng,
     )
     return [int(unlabeled[p.index]) for p in picks]
+
+
+def _is_warming(arm: str, n_labels: int) -> bool:
+    """True while a ``warm<K>`` arm picks at random (fewer than K labels)."""
+    return arm in WARM and warm_share(n_labels, WARM[arm]) == 1.0
 
 
 def run_arm(
@@ -209,8 +225,10 @@ def run_arm(
         if len(labeled) >= max_labels or is_labeled.all():
             return
         # cold-start rounds share one RNG stream across arms, so their picks are identical
+        # a warm<K> arm below K labels draws from random's stream: the same picks as random
+        stream = "random" if _is_warming(arm, len(labeled)) else arm
         rng = np.random.default_rng(
-            [seed, rnd] if clf is None else [seed, rnd, ALL_ARMS.index(arm)]
+            [seed, rnd] if clf is None else [seed, rnd, ALL_ARMS.index(stream)]
         )
         unlabeled = np.flatnonzero(~is_labeled)
         chosen = pick(

@@ -321,6 +321,45 @@ def _pool_size(
     return next(iter(sizes.values()))
 
 
+# --- random share by label count (screened in benchmarks/label_efficiency.py; not the default) ---
+#
+# A young model's uncertainty is least reliable exactly when a bad pick costs most. These rules
+# lean on random picks while the model is young and move to the uncertain ones as it matures,
+# as a share of random picks per batch given the number of labels so far. Random picks are drawn
+# uniformly from the whole pool, so they serve as audit answers too: the audit sample stays
+# uniform whatever the share.
+
+DEFAULT_WARM_UNTIL = 150
+DEFAULT_RAMP_UNTIL = 300
+
+
+def warm_share(
+    n_labels: int, warm_until: int = DEFAULT_WARM_UNTIL, audit_rate: float = DEFAULT_AUDIT_RATE
+) -> float:
+    """Share of random picks for a model trained on ``n_labels`` labels: all of them
+    (``1.0``) below ``warm_until`` labels, the audit share from there on."""
+    _check_share_args(n_labels, warm_until, audit_rate)
+    return 1.0 if n_labels < warm_until else audit_rate
+
+
+def ramp_share(
+    n_labels: int, ramp_until: int = DEFAULT_RAMP_UNTIL, audit_rate: float = DEFAULT_AUDIT_RATE
+) -> float:
+    """Share of random picks falling linearly with the label count:
+    ``max(audit_rate, 1 - n_labels / ramp_until)``."""
+    _check_share_args(n_labels, ramp_until, audit_rate)
+    return max(audit_rate, 1.0 - n_labels / ramp_until)
+
+
+def _check_share_args(n_labels: int, until: int, audit_rate: float) -> None:
+    if n_labels < 0:
+        raise InvalidInputError(f"n_labels must be ≥ 0, got {n_labels}")
+    if until < 1:
+        raise InvalidInputError(f"the label count to switch at must be ≥ 1, got {until}")
+    if not 0.0 <= audit_rate <= 1.0:
+        raise InvalidInputError(f"audit_rate must be between 0 and 1, got {audit_rate}")
+
+
 # --- pool-aware priorities (screened in benchmarks/label_efficiency.py; not the default) -----
 #
 # Margin looks at one item at a time. These two also look at the pool the item sits in, from
