@@ -645,6 +645,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --report: every arm against random, paired by seed, 50 to --max-labels "
         "(default 300) labels",
     )
+    parser.add_argument(
+        "--base",
+        default="random",
+        choices=ALL_ARMS,
+        help="with --screens: the arm every other is paired with (default random)",
+    )
     parser.add_argument("--plots", type=Path, default=PLOTS, help="folder for the PNG plots")
     parser.add_argument(
         "--paired",
@@ -682,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(screens(rows, hi=args.max_labels or 300))
+        print(screens(rows, hi=args.max_labels or 300, base=args.base))
         return 0
     if args.report:
         rows = [json.loads(line) for path in args.report for line in _open_rows(path)]

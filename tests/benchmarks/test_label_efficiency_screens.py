@@ -41,3 +41,19 @@ def test_a_bad_rows_file_is_named_in_one_line(tmp_path, capsys):
     bad.write_text('{"dataset": "d", "arm": "random"}\n')
     code = benchmark_main("label_efficiency.py")(["--report", str(bad), "--screens"])
     assert (code, capsys.readouterr().err) == (2, f"error: {bad} line 1: no field 'accuracy'\n")
+
+
+def test_screens_pair_every_arm_with_the_base_named(tmp_path, capsys):
+    rows = curve("st_breaking_ties", 0, [0.5, 0.7]) + curve("warm150", 0, [0.5, 0.6])
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = benchmark_main("label_efficiency.py")(
+        ["--report", str(path), "--screens", "--base", "st_breaking_ties", "--max-labels", "75"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # one seed: −0.10 at 75; AUC over 50–75 0.55 against 0.60
+    assert out.splitlines()[-1] == (
+        "| d | warm150 | 0 | 1 of 2 (75; worst -10.0) | -10.0 | -0.0500 ± 0.0000 "
+        "| 0.0000 / 0.0000 |"
+    )
