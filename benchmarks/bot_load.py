@@ -27,7 +27,7 @@ later ones are kept as history and told it was already decided). Every click pha
 p50 / p95 / p99 and each one's ratio to the floor's (the lowest of the floors measured).
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels; mix 100k
-    python benchmarks/bot_load.py --quick    # 60 clicks, 10 clients, 300 labels; mix 1,000
+    python benchmarks/bot_load.py --quick    # 60 clicks, 10 clients, 300 labels; phases 3-4
 """
 
 from __future__ import annotations
@@ -801,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the retrain's fit child (SIGSTOP) while the clicks run, so they certainly "
         "come during the retrain (--quick sets it; it then measures no fit's CPU cost)",
     )
-    parser.add_argument("--skip-idle", action="store_true", help="skip phase 2")
+    parser.add_argument("--skip-idle", action="store_true", help="skip phase 2 (--quick sets it)")
     parser.add_argument("--no-retrain", action="store_true", help="skip phase 3")
     parser.add_argument("--no-mix", action="store_true", help="skip phase 4 (the realistic mix)")
     parser.add_argument(
@@ -826,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         args.mix_labeled, args.mix_pending = 300, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
         args.retrain_lead, args.hold_fit = 0.0, True
+        args.skip_idle = True  # phase 3 clicks the same server with its floor around it
     return asyncio.run(main_async(args))
 
 
