@@ -181,13 +181,14 @@ class Simulator:
         seeded RNG, so a seed gives the same questions)."""
         rate = self.rt.settings.audit_rate
         rounds = max(MIN_ROUNDS, math.ceil(ROUNDS_PER_AUDIT / rate)) if rate > 0 else MIN_ROUNDS
-        for _ in range(rounds):
+        for round_ in range(rounds):
             await self.rt.background.drain()
-            await dispatcher.fill()
+            posted = await dispatcher.fill()
             await self.rt.background.drain()
-            found = self.open_questions()
-            if found:
-                return self.rng.choice(found)
+            if posted or not round_:  # else no question is new: the channel is not read again
+                found = self.open_questions()
+                if found:
+                    return self.rng.choice(found)
             if not self._may_post_later():
                 return None
         logger.warning("no question posted in %d dispatcher rounds; the simulation stops", rounds)
