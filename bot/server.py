@@ -17,6 +17,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import yarl
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -209,7 +210,9 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     bolt = request.app[BOLT]
     try:
         bolt_request = AsyncBoltRequest(
-            body=body.decode(), query=request.query_string, headers=request.headers
+            body=bolt_body(body.decode(), request.content_type),
+            query=request.query_string,
+            headers=request.headers,
         )
         response = await bolt.async_dispatch(bolt_request)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
@@ -218,6 +221,27 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
         logger.warning("malformed Slack request: %s", type(exc).__name__)
         return web.json_response({"error": "malformed request"}, status=400)
     return await to_aiohttp_response(response)
+
+
+def bolt_body(text: str, content_type: str) -> str:
+    """The body to hand Bolt, with its costliest step done here.
+
+    A click, a modal submission or a menu's options request comes as a form whose one field,
+    ``payload``, is percent-encoded JSON. Bolt decodes that with urllib's ``parse_qsl``, in
+    Python: about 0.5 ms for a 7 KB click, most of what a click costs the event loop. yarl
+    (aiohttp's URL library) decodes the same form in C, ten times faster; Bolt is then handed
+    the decoded JSON, which it reads as JSON whatever the content type. Anything else (a slash
+    command's form, an event's JSON, a payload that is not a JSON object) goes to Bolt as it
+    came. Bolt reads the last ``payload`` field if there are several, and so does this.
+    """
+    if content_type != "application/x-www-form-urlencoded" or text.startswith("{"):
+        return text
+    if "payload" not in text:
+        return text
+    payloads = yarl.URL.build(query_string=text, encoded=True).query.getall("payload", [])
+    if not payloads or not payloads[-1].startswith("{"):
+        return text
+    return payloads[-1]
 
 
 async def healthz(request: web.Request) -> web.Response:
