@@ -80,19 +80,40 @@ class _IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
         )
 
 
-def make_client(settings: Settings, *, retries: int = 2, timeout: float = 10) -> AsyncWebClient:
+SLACK_TIMEOUT = 10.0  # seconds for one Web API call
+
+
+def make_client(
+    settings: Settings,
+    *,
+    retries: int = 2,
+    timeout: float = SLACK_TIMEOUT,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL as base, retrying rate limits (a 429 was not carried
-    out), and 5xx and resets for calls that are safe to repeat (not ``NOT_IDEMPOTENT``)."""
+    out), and 5xx and resets for calls that are safe to repeat (not ``NOT_IDEMPOTENT``).
+
+    With ``session`` (see ``slack_session``) the calls share its connections and its timeout;
+    without, each call opens a connection of its own and closes it, as slack_sdk does.
+    """
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=timeout,
+        session=session,
         retry_handlers=[
             _IdempotentConnectionErrorRetryHandler(max_retry_count=retries),
             AsyncRateLimitErrorRetryHandler(max_retry_count=retries),
             _IdempotentServerErrorRetryHandler(max_retry_count=retries),
         ],
     )
+
+
+def slack_session(timeout: float = SLACK_TIMEOUT) -> aiohttp.ClientSession:
+    """The connections a server's Web API calls share (kept alive between calls: a click's
+    note to its author no longer costs a TCP connect and close). Create it on the running
+    loop; the server closes it at shutdown."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
 
 def model_name(version: int | None) -> str:

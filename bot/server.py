@@ -38,7 +38,7 @@ from bot.learning.jobs import (
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import ScoringWorker
-from bot.runtime import Runtime, make_client
+from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.app import build_app
 from bot.slack.connect import channel_settings, check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
@@ -120,9 +120,11 @@ def init_app(
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store.open(settings.db)
+        session = slack_session()
         try:
             check_label_set(settings, store)
-            rt = Runtime(settings=settings, store=store, client=make_client(settings))
+            client = make_client(settings, session=session)
+            rt = Runtime(settings=settings, store=store, client=client)
             rt.dispatcher = dispatcher = Dispatcher(rt, retry_base=retry_base)
             rt.redrawer = redrawer = Redrawer(rt, retry_base=retry_base)
             rt.champion_holder = ChampionHolder()
@@ -142,6 +144,7 @@ def init_app(
                 # could answer.
                 socket = await start_socket_mode(app, settings.slack_app_token)
         except BaseException:  # a refusal, or a stop while Slack cannot be reached
+            await session.close()
             store.close()
             raise
         tasks: list[asyncio.Task] = []
@@ -178,6 +181,7 @@ def init_app(
                     logger.error("background task %s did not stop", task.get_name())
             if scorer.worker is not None:
                 scorer.worker.close()  # after the tasks that score: none starts a new child
+            await session.close()  # after the tasks that call Slack
             store.close()
 
     app.cleanup_ctx.append(runtime_ctx)

@@ -70,6 +70,7 @@ class Call:
     http_method: str = "POST"
     faulted: bool = False
     reply: Reply | None = None  # the body the fake answered with (None: faulted, no body)
+    peer: tuple | None = None  # the caller's (host, port): one per TCP connection
 
 
 @dataclass
@@ -356,6 +357,7 @@ class FakeSlack:
         else:
             bad_body = False
         call = Call(method, params, _bearer_token(request), len(self.calls), request.method)
+        call.peer = request.transport.get_extra_info("peername") if request.transport else None
         self.calls.append(call)
         fault = self._take_fault(method)
         if fault is not None:

@@ -116,6 +116,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             token=None,
             base_url=rt.client.base_url,
             timeout=rt.client.timeout,
+            session=rt.client.session,  # the server's connections to Slack, kept alive
             retry_handlers=rt.client.retry_handlers,
             logger=rt.client.logger,
         ),

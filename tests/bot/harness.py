@@ -157,7 +157,7 @@ async def start_bot(
     def configure(rt: Runtime) -> None:
         Dispatcher.of(rt).post_interval = 0.0
         if retries is not None:
-            rt.client = make_client(settings, retries=retries)
+            rt.client = make_client(settings, retries=retries, session=rt.client.session)
 
     app = init_app(settings, run_background=background, configure=configure, retry_base=0.01)
     async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as http:

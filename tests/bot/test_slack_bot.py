@@ -429,3 +429,20 @@ async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_n
         assert bot.store.resolution("a")["label"] == "bug"
         assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
         assert "user_not_in_channel" in [c.reply.get("error") for c in bot.fake.calls]
+
+
+async def test_the_servers_calls_to_slack_share_their_connections(bot: Bot):
+    """The server keeps its connections to the Web API alive: questions, a redraw and a note
+    to a late clicker do not each open (and close) a TCP connection of their own."""
+    assert await bot.dispatcher.fill() == 3
+    first = bot.posted()[0]
+    for user in ("U0ANA", "U0BOB", "U0CAT"):  # one decides; two are told it was decided
+        response = await bot.action(bot.button_payload(first, user, buttons(first)[0]))
+        assert response.status == 200
+    await bot.rt.background.drain()
+    assert await bot.dispatcher.fill() == 1
+    calls = [c for c in bot.fake.calls if c.method != "auth.test"]
+    assert len(calls) >= 8, [c.method for c in calls]
+    peers = {c.peer for c in calls}
+    assert None not in peers
+    assert len(peers) <= 2, f"{len(calls)} calls came over {len(peers)} connections"
