@@ -8,6 +8,11 @@ up right even when Slack fails for a while.
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
 (``invalid_blocks``…), a channel the bot is no longer in, a token Slack no longer accepts. The
 message keeps its last drawing; the next change to its item tries again.
+
+A change made outside the server (`hitl labels rename|set|remove …` while `hitl serve` runs)
+bumps the posts in the database, but no click tells the server: every ``IDLE_TICK`` the
+background loop asks SQLite whether another connection committed since its last pass
+(``PRAGMA data_version``, no table read) and makes a pass if one did.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ TOKEN_REFUSED = {
 }
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
+IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
 
 
 class Redrawer:
@@ -63,6 +69,8 @@ class Redrawer:
         self.again = False  # a change arrived during the pass in progress
         self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
         self.woken = asyncio.Event()
+        self.idle_tick = IDLE_TICK
+        self.seen_version: int | None = None  # the database's data_version at the last pass
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -110,18 +118,24 @@ class Redrawer:
             await self.drawn.wait_for(lambda: not store.posts_to_redraw())
 
     async def run(self) -> None:
-        """Background task: redraw when woken, and retry failures with exponential backoff."""
+        """Background task: redraw when woken, retry failures with exponential backoff, and
+        every ``idle_tick`` look for changes another connection (the CLI) committed."""
         delay = self.retry_base
+        failed = 0
         while True:
             self.woken.clear()
-            failed = await self.pending()
-            timeout = delay if failed else None
+            if failed or self.seen_version != self.rt.store.data_version():
+                failed = await self.pending()
+            timeout = delay if failed else self.idle_tick
             delay = min(delay * 2, MAX_BACKOFF) if failed else self.retry_base
             await wait_until_woken(self.woken, timeout)
+            if self.woken.is_set():
+                self.seen_version = None  # woken: a pass whatever the version says
 
     async def _pass(self) -> int:
         rt, gone = self.rt, self.gone
         failed = 0
+        self.seen_version = rt.store.data_version()
         posts = rt.store.posts_to_redraw()
         labels = label_set(rt.settings, rt.store) if posts else []
         refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)

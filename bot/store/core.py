@@ -142,6 +142,11 @@ class Store(
     def integrity_check(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def data_version(self) -> int:
+        """A number that changes when another connection (the CLI, a worker thread) commits
+        to the database; this connection's own commits leave it as it is."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
     # -- items --
 
     def existing_item_ids(self, ids: Sequence[str]) -> set[str]:

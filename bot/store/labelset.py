@@ -6,8 +6,8 @@ stored set wins. A rename or merge rewrites the decided labels (each change in
 ``label_history``, so training uses the new mapping) and maps the old label to its successor
 (``label_aliases``): a click on an old button, and an old answer in a tally, count for the new
 label. A retired label's decided items leave training and go to review (reason ``retired``)
-until an admin gives them a label in force. Answers themselves keep what people clicked. Every
-change redraws the open questions.
+until an admin gives them a label in force, or the label is added back (which decides those
+reviews). Answers themselves keep what people clicked. Every change redraws the open questions.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ class LabelSetMixin:
             if action == "add":
                 if label in active:
                     raise StoreError(f"{label!r} is in the label set already")
+                # A retired label back: its items train with it again, so their reviews for
+                # the retirement are decided (by this change).
+                self.db.execute(
+                    "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = ?"
+                    " WHERE reason = 'retired' AND decided_at IS NULL AND item_id IN"
+                    " (SELECT item_id FROM labels WHERE label = ?)",
+                    [now, user_id, label, label],
+                )
                 self.db.execute(
                     "INSERT INTO label_set (name, position, status) VALUES (?,"
                     " (SELECT coalesce(max(position), -1) + 1 FROM label_set), 'active')"

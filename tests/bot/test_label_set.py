@@ -4,15 +4,20 @@ with a note, a merge reaches training, and exports say which label set they foll
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.learning.quality import training_rows
 from bot.sandbox import FakeSlack
+from bot.slack.redraw import Redrawer
 from bot.store import Store
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import LABELS, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
 from tests.bot.test_review import decision
 from tests.bot.test_slack_bot import buttons
@@ -137,6 +142,16 @@ async def test_a_retired_labels_items_leave_training_and_wait_in_review_for_a_la
     assert bot.store.next_review() is None
 
 
+async def test_a_retired_label_added_back_trains_again_and_its_items_leave_review(bot: Bot):
+    assert (await reply(bot, "labels retire billing")).startswith("Done. Labels now: ")
+    assert bot.store.next_review()["reasons"] == [("retired", "billing was retired")]
+    assert (await reply(bot, "labels add billing")).startswith("Done. Labels now: ")
+    assert [(r[0], r[2]) for r in training_rows(bot.store, bot.rt.settings)] == [("s1", "billing")]
+    assert bot.store.next_review() is None  # nothing left to decide: its label is in force
+    [review] = bot.store.reviews_of("s1")
+    assert (review["decision"], review["decided_by"]) == ("billing", "U0ADMIN")
+
+
 async def test_a_question_posted_after_a_rename_shows_the_models_guess_by_its_new_name(bot: Bot):
     from bot.runtime import Champion
     from tests.bot.harness import margin_scored
@@ -154,3 +169,32 @@ async def test_a_question_posted_after_a_rename_shows_the_models_guess_by_its_ne
     assert "Model's guess: *money* (60%)" in shown and "billing" not in shown
     assert "praise" not in shown  # a retired label is no guess any more
     assert buttons(bot.posted()[0])[:2] == ["money", "bug"]
+
+
+async def test_a_rename_made_in_the_cli_while_the_server_runs_redraws_the_open_questions(
+    bot: Bot,
+):
+    """`hitl labels rename` from another process's connection: no click tells the server, and
+    the redrawer's background loop (as `hitl serve` runs it) sees the commit on its idle tick."""
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    old = buttons(message)[0]
+    redrawer = Redrawer.of(bot.rt)
+    redrawer.idle_tick = 0.01
+    async with redrawer.drawn:
+        loop_task = asyncio.create_task(redrawer.run())
+        await redrawer.drawn.wait()  # its first pass is done: from here it only waits
+    try:
+        renamed = CliRunner().invoke(
+            cli,
+            ["--db", str(bot.rt.settings.db), "labels", "rename", old, "renamed"],
+            env={"HITL_LABELS": ",".join(LABELS)},
+        )
+        assert renamed.exit_code == 0, renamed.output
+        await bot.settled()  # fails (times out) unless a pass draws the change
+        redrawn = bot.fake.message(CHANNEL, message["ts"])
+        assert "renamed" in buttons(redrawn) and old not in buttons(redrawn)
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
