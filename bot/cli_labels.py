@@ -94,20 +94,23 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
 
 
 @labels_group.command("remove")
-@click.argument("item_id")
+@click.argument("item_ids", metavar="ITEM_ID...", nargs=-1, required=True)
 @_REASON
 @_BY
 @click.pass_obj
-def remove_command(state: Any, item_id: str, reason: str, by: str | None) -> None:
-    """Remove the label of item ITEM_ID: it leaves training and export, and is not asked again.
+def remove_command(state: Any, item_ids: tuple[str, ...], reason: str, by: str | None) -> None:
+    """Remove the label of each ITEM_ID: it leaves training and export, and is not asked
+    again. Several items are removed together or, if one cannot be (an unknown id), none.
 
     \b
     Examples:
       hitl labels remove T-1002 --reason "spam, not a ticket"
+      hitl labels remove $(jq -r .id wrong.jsonl) --reason "a bad import"
     """
     with _errors(), state.open_existing_store() as store:
-        change = store.remove_label(item_id, user_id=_who(by), reason=reason)
-    click.echo(f"{item_id}: {change.old or '(no label)'} removed; the item is set aside")
+        changes = store.remove_labels(list(item_ids), user_id=_who(by), reason=reason)
+    for change in changes:
+        click.echo(f"{change.item_id}: {change.old or '(no label)'} removed; the item is set aside")
 
 
 @labels_group.command("history")

@@ -119,6 +119,14 @@ class LabelsMixin:
         logger.info("label of item %s removed by %s", item_id, user_id)
         return LabelChange(item_id, old, None)
 
+    def remove_labels(
+        self, item_ids: list[str], *, user_id: str, reason: str = ""
+    ) -> list[LabelChange]:
+        """``remove_label`` for each item, in one transaction: all are removed, or (an unknown
+        id, an item with no label) none, with the ``StoreError`` naming the item."""
+        with self._immediate():
+            return [self.remove_label(i, user_id=user_id, reason=reason) for i in item_ids]
+
     def decided_by_people(self) -> set[str]:
         """Items whose current label a person set (``hitl labels set``, a review decision):
         a re-aggregation of the votes leaves them as they are."""

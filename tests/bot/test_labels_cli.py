@@ -3,10 +3,17 @@ is kept in history, and the next retrain and export see the current labels."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.learning.jobs import catch_up
+from bot.learning.retrain import Outcome
+from bot.sandbox import FakeSlack
 from bot.store import Store
+from tests.bot.harness import make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
 
 
@@ -89,4 +96,91 @@ def test_an_unlabeled_item_is_resolved_by_set_and_bad_input_is_one_line(
     assert run(db, "labels", "history", "ab2").stdout == "No label changes for ab2.\n"
     assert run(tmp_path / "none.db", "labels", "history").stderr.startswith(
         "Error: no database at "
+    )
+
+
+def wrong_import_files(tmp_path: Path) -> tuple[Path, Path, Path, list[str]]:
+    """Generated tickets in three labels: 150 right ones; then 120 with a wrong label (another
+    label drawn at random) and 30 more right ones; then 30 more right ones; the ids of the
+    wrong ones."""
+    rng = random.Random(1)
+    words = {
+        "billing": "charge refund invoice card payment price paid money receipt plan",
+        "bug": "crash error broken blank freeze fails bug slow glitch stuck",
+        "account": "password login email username profile delete signup reset locked otp",
+    }
+    labels = list(words)
+    filler = [f"w{n}" for n in range(40)]
+
+    def rows(prefix: str, n: int, wrong: bool = False) -> list[dict]:
+        out = []
+        for k in range(n):
+            label = labels[k % 3]
+            text = " ".join(rng.sample(words[label].split(), 1) + rng.sample(filler, 4))
+            given = labels[(k % 3 + 1 + rng.randrange(2)) % 3] if wrong else label
+            out.append({"id": f"{prefix}{k}", "text": text, "label": given})
+        return out
+
+    good, bad, extra = (tmp_path / f"{name}.jsonl" for name in ("good", "later", "extra"))
+    good.write_text("".join(json.dumps(r) + "\n" for r in rows("g", 150)))
+    wrong = rows("w", 120, wrong=True)
+    bad.write_text("".join(json.dumps(r) + "\n" for r in wrong + rows("m", 30)))
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows("x", 30)))
+    return good, bad, extra, [r["id"] for r in wrong]
+
+
+async def test_after_an_admin_removes_120_wrong_imported_labels_the_next_retrain_passes_the_gate(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Issue 20's case: wrong imported labels made every later retrain fail the gate, the
+    server's catch-up run included. `hitl labels remove` takes them all away at once; the next
+    retrain (here the catch-up run of the running server) is promoted."""
+    db = tmp_path / "hitl.db"
+    good, later, extra, wrong = wrong_import_files(tmp_path)
+    assert run(db, "import", str(good)).exit_code == 0
+    # the CLI runs its own event loop: from this test's, in a thread
+    first = await asyncio.to_thread(run, db, "retrain")
+    assert first.stdout.startswith("Retrain v1: promoted ✅"), first.output
+    settings = make_settings(fake_slack, tmp_path, labels=())  # the imported label set
+
+    async def missed_run() -> Outcome | None:  # the last retrain was long ago: one is missed
+        [last] = bot.store.runs("retrain", limit=1)
+        bot.store.db["runs"].update(last["id"], {"started_at": "2026-11-20T03:00:00.000+00:00"})
+        return await catch_up(bot.rt, datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+
+    async for bot in start_bot(fake_slack, settings):
+        assert run(db, "import", str(later)).exit_code == 0
+        caught_up = await missed_run()
+        assert caught_up.triggered_by == "schedule (missed while down)"
+        assert caught_up.status == "rejected" and "worse than the champion" in caught_up.reason
+        assert run(db, "import", str(extra)).exit_code == 0  # right labels do not outweigh them
+        rejected = (await asyncio.to_thread(run, db, "retrain")).stdout
+        assert rejected.startswith("Retrain v3: rejected ❌"), rejected
+
+        removed = run(db, "labels", "remove", *wrong, "--reason", "a bad import", "--by", "ana")
+        assert removed.exit_code == 0, removed.output
+        assert len(removed.stdout.splitlines()) == 120
+        assert removed.stdout.splitlines()[0].endswith("removed; the item is set aside")
+        assert not set(wrong) & {row[0] for row in bot.store.training_data()}
+        assert len(bot.store.label_history()) == 120  # each removal kept, with who and why
+
+        caught_up = await missed_run()
+        assert caught_up.status == "promoted", caught_up.reason
+        assert caught_up.n_labels == 210  # the right ones only
+        assert bot.rt.champion.version == caught_up.version
+
+
+def test_removing_several_labels_is_all_or_nothing_with_the_bad_id_named(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    refused = run(db, "labels", "remove", "ab0", "nope", "ab1")
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        "Error: no item with id 'nope'; `hitl export` lists the labeled ones\n",
+    )
+    with Store.open(db) as store:
+        assert store.label_history() == [] and store.resolution("ab0") is not None
+    both = run(db, "labels", "remove", "ab0", "ab1")
+    assert both.stdout == (
+        "ab0: billing removed; the item is set aside\nab1: billing removed; the item is set aside\n"
     )
