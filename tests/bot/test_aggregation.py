@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.learning import retrain
-from bot.learning.quality import training_rows
+from bot.learning.quality import estimate, training_rows
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from model import ModelRegistry
@@ -110,3 +110,32 @@ def test_an_admins_decision_is_kept_over_the_weighted_labels(tmp_path: Path):
         assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "billing"
         store.set_label("t1", "account", user_id="cli:ana", reason="checked")
         assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "account"
+
+
+@pytest.mark.parametrize("aggregation", ["majority", "dawid_skene"])
+def test_a_three_way_split_waits_in_review_out_of_training_until_an_admin_decides(
+    tmp_path: Path, aggregation: str
+):
+    """Under either setting a split item has no decided label, so training leaves it out
+    (Dawid–Skene would give it Ana's label: it is not used) and it waits in review; the admin's
+    decision is what it trains with."""
+    settings = make_settings(FakeSlack(), tmp_path, votes=3, aggregation=aggregation)
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold([Item(i, text, label) for i, text, label in GOLD])
+        store.add_items([Item(i, text) for i, text in [*ITEMS, ("s1", "refund after a crash")]],
+                        "import")  # fmt: skip
+        votes = {**VOTES, "s1": [(A, "billing"), (B, "bug"), (C, "account")]}
+        for n, (item, given) in enumerate(votes.items()):
+            for k, (user, label) in enumerate(given):
+                store.record_answer(
+                    item, user, label, source="test", dedupe_key=f"{n}:{k}", votes_needed=3
+                )
+        if aggregation == "dawid_skene":
+            [weighted] = [r for r in estimate(store).aggregation.resolved if r.item == "s1"]
+            assert weighted.label == "billing"  # what Dawid–Skene makes of it
+        assert "s1" not in {r[0] for r in training_rows(store, settings)}
+        pending = [(r["reason"], r["detail"]) for r in store.reviews_of("s1")]
+        assert pending == [("split", "billing 1, bug 1, account 1")]
+        store.set_label("s1", "bug", user_id="U0ADMIN", action="review")
+        assert store.reviews_of("s1")[0]["decision"] == "bug"
+        assert {r[0]: r[2] for r in training_rows(store, settings)}["s1"] == "bug"
