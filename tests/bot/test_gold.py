@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 
 from bot.cli import cli
+from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from bot.store import Store
+from model import TextClassifier
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_audit_share import INTERVAL, one_round
@@ -232,3 +235,34 @@ def test_marking_a_stored_item_gold_sends_its_earlier_miss_to_review(tmp_path: P
             "reasons": [("gold_miss", "<@U0RAJ> bug; gold: billing")],
         }
         assert store.reviews_of("T-2") == []  # answered right
+
+
+class ThreadNoting(TextClassifier):
+    """The real classifier, noting the thread each prediction runs on."""
+
+    threads: list[int]
+
+    def predict_proba(self, texts):  # noqa: ANN001, ANN201
+        self.threads.append(threading.get_ident())
+        return super().predict_proba(texts)
+
+
+async def test_a_gold_question_gets_the_models_guess_computed_off_the_event_loop(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    with Store.open(tmp_path / "hitl.db") as store:
+        gold_rows(store, [("g1", "please refund the double charge", "billing")])
+    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, max_open=1, threshold=0.999)
+    classifier = ThreadNoting().fit(
+        ["refund my money", "card charged twice", "app crashes", "screen is blank"],
+        ["billing", "billing", "bug", "bug"],
+    )
+    classifier.threads = []
+    async for bot in start_bot(fake_slack, settings):
+        bot.rt.champion = Champion(version=1, classifier=classifier, n_train=4)
+        assert await bot.dispatcher.fill() == 1
+        assert bot.store.post_for_item("g1")["reason"] == "gold"
+        [post] = bot.fake.calls_to("chat.postMessage")
+        assert "Model's guess: *billing*" in json.dumps(post.params["blocks"])  # as any question
+        assert classifier.threads and threading.get_ident() not in classifier.threads
