@@ -185,7 +185,11 @@ class Dispatcher:
 
             mine = [it for it in pool if routed_here(it)]
             audits = [it for it in audit_pool if routed_here(it)]
-            for item, reason in choose(rt, mine, room, self.rng, audit_pool=audits):
+            # At Slack's pace one post per channel goes out this round (a second pick stands
+            # by in case Slack refuses the first); choosing a batch for all the room, with its
+            # duplicate checks, and posting one of it was most of a round's work.
+            wanted = room if self.post_interval <= 0 else min(room, 2)
+            for item, reason in choose(rt, mine, wanted, self.rng, audit_pool=audits):
                 if loop.time() < state.last_post + self.post_interval:
                     break  # at most one post per interval per channel; run() comes back
                 gold = await self._gold_instead(channel, taken | held)
