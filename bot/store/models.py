@@ -50,10 +50,20 @@ class ModelsMixin:
         return {row[0] for row in rows}
 
     def labels_watermark(self) -> dict[str, Any]:
-        """How many labels there are and the newest resolution: "anything new?" compares it."""
+        """How many labels there are and the newest resolution: "anything new?" compares it.
+        Gold labels (a gold item given another label) and changes to the label set (a retired
+        label's items leave training, come back when it is added) count as new too."""
         n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()
-        n_gold = self.db.execute("SELECT count(*) FROM gold").fetchone()[0]
-        return {"n_labels": n, "newest": newest, **({"n_gold": n_gold} if n_gold else {})}
+        n_gold, gold_newest = self.db.execute(
+            "SELECT count(*), max(created_at) FROM gold"
+        ).fetchone()
+        n_changes = self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]
+        return {
+            "n_labels": n,
+            "newest": newest,
+            **({"n_gold": n_gold, "gold_newest": gold_newest} if n_gold else {}),
+            **({"label_set_changes": n_changes} if n_changes else {}),
+        }
 
     def acquire_lock(self, name: str, owner: str, now: str, expires_at: str) -> str | None:
         """Take lock ``name`` unless someone else holds it unexpired; return the holder then."""

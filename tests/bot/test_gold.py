@@ -266,3 +266,24 @@ async def test_a_gold_question_gets_the_models_guess_computed_off_the_event_loop
         [post] = bot.fake.calls_to("chat.postMessage")
         assert "Model's guess: *billing*" in json.dumps(post.params["blocks"])  # as any question
         assert classifier.threads and threading.get_ident() not in classifier.threads
+
+
+def test_a_gold_label_corrected_reaches_the_next_retrain(tmp_path: Path):
+    from tests.bot.test_cli_loop import labeled_file
+
+    db = tmp_path / "hitl.db"
+    assert run_cli("--db", str(db), "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,text,label\nab0,refund my invoice,bug\n")  # a slip: ab0 is billing
+    assert run_cli("--db", str(db), "import", "--gold", str(gold)).exit_code == 0
+    assert run_cli("--db", str(db), "retrain").stdout.startswith("Retrain v1: promoted")
+    gold.write_text("id,text,label\nab0,refund my invoice,billing\n")
+    assert run_cli("--db", str(db), "import", "--gold", str(gold)).stdout.endswith(
+        "1 stored items marked gold, 0 already gold, 0 rejected\n"
+    )
+    again = run_cli("--db", str(db), "retrain").stdout
+    assert again.startswith("Retrain v2: "), again  # not "nothing new"
+    with Store.open(db) as store:
+        assert [(r[0], r[2]) for r in store.training_data() if r[0] == "ab0"] == [
+            ("ab0", "billing")
+        ]

@@ -198,3 +198,25 @@ async def test_a_rename_made_in_the_cli_while_the_server_runs_redraws_the_open_q
         loop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop_task
+
+
+def test_the_retrain_after_a_retire_or_an_add_trains_on_the_label_set_in_force(tmp_path: Path):
+    """Retiring a label changes what training reads, though no label is new: the next
+    retrain trains without its items (not "nothing new"), and with them once it is back."""
+    db, path = tmp_path / "hitl.db", tmp_path / "three.jsonl"
+    words = {"billing": "refund invoice card charge", "bug": "crash error freeze blank",
+             "account": "password login email profile"}  # fmt: skip
+    rows = [{"id": f"{label}{n}", "text": f"{word} please", "label": label}
+            for label, text in words.items() for n, word in enumerate(text.split())]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(db, "import", str(path)).exit_code == 0
+    first = run(db, "retrain").stdout.splitlines()
+    assert first[0].startswith("Retrain v1: promoted ✅") and first[1] == "Labels: 12 (12 new)"
+    assert run(db, "labels", "retire", "account").exit_code == 0
+    retired = run(db, "retrain").stdout
+    assert retired.startswith("Retrain v2: "), retired
+    assert retired.splitlines()[1].startswith("Labels: 8 ")  # account's 4 left out
+    assert run(db, "labels", "add", "account").exit_code == 0
+    back = run(db, "retrain").stdout
+    assert back.startswith("Retrain v3: ") and back.splitlines()[1].startswith("Labels: 12 ")
+    assert run(db, "retrain").stdout.startswith("Retrain (cli): nothing new")

@@ -357,6 +357,8 @@ async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
         measured = quality.measure(store, demo.settings)
         careless = next(g for g in measured.gold if g.annotator == CARELESS[0])
         assert careless.n and careless.n_correct < careless.n  # caught
+        others = [g.accuracy for g in measured.gold if g.annotator != CARELESS[0]]
+        assert others and careless.accuracy < min(others)  # the lowest, as the README says
         review = store.next_review()
         assert review is not None and review["reasons"][0][0] == "gold_miss"
 
