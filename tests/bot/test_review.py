@@ -212,3 +212,26 @@ def test_the_review_modal_escapes_what_a_reason_quotes():
     assert "<!channel>" not in shown and "<!here>" not in shown
     assert "&lt;!channel&gt; 1, a&amp;b 1" in shown and "&lt;!here&gt; (97%)" in shown
     assert "(<@U0RAJ> &lt;!subteam^S1&gt;; gold: a&amp;b)" in shown  # who answered: a mention
+
+
+async def test_an_answer_a_confident_model_contradicts_goes_to_review_through_a_click(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from tests.bot.harness import margin_scored
+
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, review_confidence=0.9)
+    async for bot in start_bot(fake_slack, settings):
+        ranked = [["billing", 0.95], ["bug", 0.03], ["account", 0.02]]
+        bot.store.set_predictions(
+            margin_scored([("a", 1, "billing", 0.95, ranked)]), threshold=0.99, strategy="margin"
+        )
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        assert (await bot.action(bot.select_payload(message, "U0ANA", "bug"))).status == 200
+        await bot.settled()
+        assert bot.store.resolution("a")["label"] == "bug"  # decided, and to be looked at again
+        assert bot.store.next_review() == {
+            "item_id": "a",
+            "reasons": [("contradicted", "model v1: billing (95%)")],
+        }
