@@ -213,7 +213,8 @@ def read_refresh_plan(
 async def refresh(rt: Runtime) -> Refreshed | None:
     """Refit the working model when HITL_REFRESH_EVERY labels came since the model that
     scores the queue was fitted, gate it, and re-score the queue with it. Skipped while a
-    retrain runs (the retrain brings the labels in; it takes precedence). Returns the
+    retrain runs (it takes precedence; it brings in the labels it read at its start, and the
+    trainer checks again when it ends, for those answered during its fit). Returns the
     refresh, or None when none was due."""
     trainer = Trainer.of(rt)
     every = rt.settings.refresh_every
@@ -342,6 +343,7 @@ async def run_retrain(
                 )
         finally:
             trainer.retraining -= 1
+        trainer.wake()  # labels answered during the fit are not in it: a refresh may be due
     rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
@@ -377,9 +379,12 @@ async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
     started = await begin_retrain(rt, triggered_by, force=force)
     if isinstance(started, Outcome):
         return started
-    Trainer.of(rt).task = asyncio.create_task(
+    trainer = Trainer.of(rt)
+    trainer.task = asyncio.create_task(
         run_retrain(rt, triggered_by, force=force, plan=started), name="hitl-retrain"
     )
+    # A refresh counts this task as a retrain under way until it is done: check again then.
+    trainer.task.add_done_callback(lambda _task: trainer.wake())
     return None
 
 

@@ -286,3 +286,38 @@ async def test_refreshes_never_run_two_at_a_time_nor_beside_the_nightly_retrain(
     assert trainer.worker.handed == 2  # the refresh, then the retrain
     assert trainer.refreshes == 1  # the second refresh gave way: the retrain read its labels
     assert bot.rt.champion.n_train == 18 and bot.rt.working is None  # the promotion ends it
+
+
+@pytest.mark.parametrize("started_by", ["admin", "schedule"])
+async def test_labels_answered_during_a_retrain_are_refreshed_in_when_it_ends(
+    child_fits: Bot, started_by: str
+):
+    """The retrain reads its labels at its start: those answered while it fits are not in the
+    champion it promotes, so a refresh due for them runs as soon as it ends, not at the next
+    click (a team that stops answering would otherwise be asked by a model without them)."""
+    bot = child_fits
+    trainer = Trainer.of(bot.rt)
+    if started_by == "admin":  # /hitl retrain: in the background, as trainer.task
+        assert await start_retrain(bot.rt, "<@U0ADMIN>", force=True) is None  # reads 12 labels
+        retraining = trainer.task
+    else:  # the nightly job runs the retrain in a task of the scheduler's
+        plan = await begin_retrain(bot.rt, "schedule", force=True)
+        retraining = asyncio.create_task(run_retrain(bot.rt, "schedule", force=True, plan=plan))
+    await trainer.worker.wait_handed(1)
+    pids = trainer.worker.child_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # the retrain's fit holds until the three answers are in
+    try:
+        for _ in range(3):
+            await answer_next(bot)  # a refresh due: skipped, the retrain runs
+        await trainer.settled()
+        assert trainer.refreshes == 0 and trainer.retrain_running()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    outcome = await retraining
+    assert outcome.promoted and bot.rt.champion.n_train == 12  # without the three answers
+    await trainer.settled()  # no click since
+    assert trainer.refreshes == 1 and trainer.most_fits_at_once == 1
+    assert bot.rt.working is not None and bot.rt.working.version == -15
+    assert versions(bot) == {-15}  # the queue is scored by a model that knows them
