@@ -23,9 +23,11 @@ trainer does (a refresh then lands some answers later).
     python benchmarks/refresh.py --quick                       # generated stand-in, for the tests
 
 The rows (``--out``, default benchmarks/results/refresh.csv; ``--quick`` writes none unless
-``--out`` is given) are appended to the file, each with the commit measured and where the fits
-ran (``fits``: ``thread`` or ``child``). A file written before those two columns existed gets
-them, empty on its earlier rows; a file with another header is refused before anything runs.
+``--out`` is given) are appended to the file, each with the commit measured (read once, at the
+start, so a commit or rebase of the worktree during the run does not relabel the later arms)
+and where the fits ran (``fits``: ``thread`` or ``child``). A file written before those two
+columns existed gets them, empty on its earlier rows; a file with another header is refused
+before anything runs.
 """
 
 from __future__ import annotations
@@ -146,7 +148,6 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
     texts = [item.text for item in data.holdout]
     truth = [item.label for item in data.holdout]
     rows: list[dict] = []
-    measured = commit()
     with tempfile.TemporaryDirectory() as tmp:
         options = DemoOptions(
             db=Path(tmp) / "hitl.db",
@@ -207,7 +208,7 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
                             "model": None if model is None else model.version,
                             "refreshes": trainer.refreshes,
                             "accuracy": None if accuracy is None else round(accuracy, 4),
-                            "commit": measured,
+                            "commit": args.commit,
                             "fits": "thread" if args.in_thread else "child",
                         }
                     )
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         except BadOut as exc:
             parser.error(str(exc))
     args.data, args.datasets = resolve_data(args)
+    args.commit = commit()  # the code imported now: a commit made during the run is not it
     if args.quick:
         args.answers, args.night, args.product, args.fast, args.every = 30, 20, 10, 5, 10
         args.pool, args.test, args.pipeline, args.in_thread = 150, 100, "word_lr", True

@@ -82,3 +82,17 @@ def test_rows_are_appended_to_a_file_with_the_same_header(tmp_path: Path):
     assert refresh["write_rows"](out_file, [second]) == f"1 rows appended to {out_file}"
     with out_file.open(newline="", encoding="utf-8") as handle:
         assert list(csv.DictReader(handle)) == [first, second]
+
+
+def test_every_row_names_the_commit_read_at_the_start_of_the_run(standin: Path, tmp_path: Path):
+    """A commit or rebase in the worktree while the arms run does not relabel the later arms:
+    the commit is read once, before the first arm (here HEAD "moves" at every read)."""
+    main = benchmark_main("refresh.py")
+    heads = iter(["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd"])
+    main.__globals__["commit"] = lambda: next(heads)  # stands in for `git rev-parse`
+    out_file = tmp_path / "rows.csv"
+    main(["--quick", "--data", str(standin), "--datasets", STANDIN, "--out", str(out_file)])
+    with out_file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["arm"] for r in rows] == ["nightly"] * 3 + ["product"] * 3 + ["every5"] * 3
+    assert {r["commit"] for r in rows} == {"aaaaaaa"}
