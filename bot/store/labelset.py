@@ -135,8 +135,12 @@ class LabelSetMixin:
                     "created_at": now,
                 }
             )
-            # Every open question is drawn again with the new buttons.
-            self.db.execute("UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE closed_at IS NULL")
+            # Every open question is drawn again with the new buttons (a split too: its post no
+            # longer counts as open, but its buttons still take votes).
+            self.db.execute(
+                "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE closed_at IS NULL OR item_id"
+                " IN (SELECT item_id FROM reviews WHERE reason = 'split' AND decided_at IS NULL)"
+            )
             return self.stored_labels() or []
 
     def _relabel_all(

@@ -1,7 +1,8 @@
 """The review queue: items people should look at again, until an admin (or the votes) decides.
 
 An item goes to review for a reason (``REVIEW_REASONS``), one pending row per item and reason:
-a split vote (``HITL_VOTES`` people answered and no label has a majority), a decision with low
+a split vote (``HITL_VOTES`` people answered and no label has a majority: its post stops counting
+as open, so the channel gets the next question), a decision with low
 agreement, a confident model that says otherwise, a gold miss (an answer on a gold question
 that is not its gold label). ``flag_review`` is the one way in, for any reason: the answer path
 calls it through ``review_after_answer``, where gold answers are scored too; retiring a label
@@ -74,6 +75,13 @@ class ReviewsMixin:
         if winner is None:
             if votes_needed > 1 and n_voters >= votes_needed:
                 self.flag_review(item_id, "split", _tally_text(tally))
+                # Answered by as many as it asked: it no longer holds one of the channel's
+                # HITL_MAX_OPEN places (a team that all voted would wait on it for good). Its
+                # message keeps its buttons: a later vote that makes a majority decides it.
+                self.db.execute(
+                    "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
+                    [self.now(), item_id],
+                )
             return
         self.db.execute(
             "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = ?"

@@ -235,3 +235,28 @@ async def test_an_answer_a_confident_model_contradicts_goes_to_review_through_a_
             "item_id": "a",
             "reasons": [("contradicted", "model v1: billing (95%)")],
         }
+
+
+async def test_a_split_frees_its_place_in_the_channel_and_a_later_vote_still_decides_it(bot: Bot):
+    """With HITL_MAX_OPEN=1 and a team that all voted, a split used to hold the channel's only
+    place until an admin came: no other question was asked meanwhile."""
+    item_id, message, labels = await split_vote(bot)
+    assert await bot.dispatcher.fill() == 1  # the next question takes its place
+    [other] = {"a", "b"} - {item_id}
+    assert [p["item_id"] for p in bot.store.open_posts()] == [other]
+
+    rename = await bot.command(f"labels rename {labels[2]} renamed", "U0ADMIN")
+    assert rename.status == 200
+    await bot.settled()
+    split = bot.fake.message(CHANNEL, message["ts"])  # still waiting: redrawn with the set
+    assert "renamed" in json.dumps(split["blocks"]) and buttons(split)
+
+    # a fourth person's vote on it makes a majority: it is decided (the split by the votes;
+    # at 2 of 4 it waits in review for its low agreement)
+    assert (await bot.action(bot.button_payload(split, "U0ADMIN", labels[0]))).status == 200
+    await bot.settled()
+    assert bot.store.resolution(item_id)["label"] == labels[0]
+    reviews = {r["reason"]: r for r in bot.store.reviews_of(item_id)}
+    assert (reviews["split"]["decided_by"], reviews["split"]["decision"]) == ("votes", labels[0])
+    assert reviews["low_agreement"]["decided_at"] is None
+    assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
