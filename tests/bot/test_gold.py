@@ -125,6 +125,13 @@ async def test_clicks_on_a_gold_question_are_scored_per_person(gold_bot: Bot):
     assert "<@U0RAJ> 0% (0 of 1, 95% CI 0%–79%)\n<@U0ANA> 100% (1 of 1, 95% CI 21%–100%)" in admin
     mine = json.loads(await (await bot.command("stats", "U0RAJ")).text())["text"]
     assert "Accuracy on gold" not in mine  # people see only their own, in App Home
+    cli_stats = run_cli("--db", str(bot.rt.settings.db), "stats").stdout.splitlines()
+    at = cli_stats.index("Accuracy on gold:")
+    assert cli_stats[at + 1 : at + 4] == [
+        "@U0ADMIN 0% (0 of 1, 95% CI 0%–79%)",
+        "@U0RAJ 0% (0 of 1, 95% CI 0%–79%)",
+        "@U0ANA 100% (1 of 1, 95% CI 21%–100%)",
+    ]
 
     assert (await bot.event(signing.app_home_opened_event("U0RAJ"))).status == 200
     await bot.settled()  # the home is published after the ack

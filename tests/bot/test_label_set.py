@@ -220,3 +220,18 @@ def test_the_retrain_after_a_retire_or_an_add_trains_on_the_label_set_in_force(t
     back = run(db, "retrain").stdout
     assert back.startswith("Retrain v3: ") and back.splitlines()[1].startswith("Labels: 12 ")
     assert run(db, "retrain").stdout.startswith("Retrain (cli): nothing new")
+
+
+async def test_a_merge_in_slack_redraws_and_an_old_button_counts_for_the_label_it_went_into(
+    bot: Bot,
+):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    old, into = buttons(message)[:2]
+    text = await reply(bot, f"labels merge {old} {into}")
+    assert text.startswith("Done. Labels now: ") and f"`{old}`" not in text
+    await bot.settled()
+    assert old not in buttons(bot.fake.message(CHANNEL, message["ts"]))
+    assert (await bot.action(bot.button_payload(message, "U0ANA", old))).status == 200
+    assert bot.store.resolution("a")["label"] == into
+    assert bot.store.label_set_changes()[-1]["action"] == "merge"
