@@ -70,23 +70,29 @@ def test_import_gold_help_says_what_it_does():
 async def test_gold_is_mixed_into_the_questions_at_the_set_rate(
     fake_slack: FakeSlack, tmp_path: Path, gold_rate: float
 ):
-    posts = 200
+    """Each question is answered by a signed click as soon as it is posted."""
+    posts = 120
     seed(tmp_path / "hitl.db", [Item(f"t{n}", f"ticket number {n}") for n in range(posts + 20)])
     with Store.open(tmp_path / "hitl.db") as store:
         gold_rows(store, [(f"g{n}", f"checked ticket {n}", "billing") for n in range(posts)])
-    settings = make_settings(fake_slack, tmp_path, gold_rate=gold_rate, max_open=5)
+    # no refresh of the working model midway: the picks stay random (cold start)
+    settings = make_settings(fake_slack, tmp_path, gold_rate=gold_rate, max_open=5, refresh_every=0)
     async for bot in start_bot(fake_slack, settings):
         bot.dispatcher.post_interval = INTERVAL
         bot.dispatcher.rng = random.Random(20)
-        for n in range(posts):
+        for _ in range(posts):
             assert await one_round(bot) == 1
             [post] = bot.store.open_posts()
-            bot.store.record_answer(
-                post["item_id"], "U0MEI", "bug", source="test", dedupe_key=f"k{n}"
-            )
+            message = bot.fake.message(CHANNEL, post["ts"])
+            assert (await bot.action(bot.select_payload(message, "U0MEI", "bug"))).status == 200
+        await bot.settled()
+        assert bot.store.count_answers() == posts
         reasons = [p["reason"] for p in bot.store.db["posts"].rows]
         assert len(reasons) == posts and set(reasons) == {"gold", "cold_start"}
         assert binomtest(reasons.count("gold"), posts, gold_rate).pvalue >= 0.01
+        # every gold answer was scored: "bug" misses each gold label (billing), so to review
+        missed = bot.store.db.execute("SELECT count(*) FROM reviews WHERE reason = 'gold_miss'")
+        assert missed.fetchone()[0] == reasons.count("gold")
         # a gold question looks like any other: the same reason line, no tell in its metadata
         calls = bot.fake.calls_to("chat.postMessage")
         by_item = {c.params["metadata"]["event_payload"]["item_id"]: c.params for c in calls}
