@@ -19,7 +19,8 @@ acknowledgement. Phases, in one run:
    labels, ``--mix-pending`` items waiting (scored, each with a callback_url), HITL_VOTES=1 so
    the first click on a question decides it (a label, a redraw, a webhook to a receiver in
    this process, a new question), and ``--predict-clients`` clients calling ``/api/predict``
-   with new texts all along; then the bare Bolt floor again on the same clicks.
+   with new texts all along, from a process of their own (``--predict-worker``); then the
+   bare Bolt floor again on the same clicks.
 
 After each server phase the server is stopped and the SQLite file is read: every acknowledged
 click must be exactly one answer row (in the mix the first click on a question decides it; the
@@ -199,10 +200,21 @@ def train_seed_champion(
 
 
 async def start_process(
-    args: list[str], env: dict[str, str], cwd: Path = ROOT
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path = ROOT,
+    *,
+    ready: str = "listening on",
+    stdout: bool = False,
 ) -> asyncio.subprocess.Process:
+    """Start ``args`` and return once its stderr says ``ready`` (with ``stdout``, its stdout is
+    a pipe to read)."""
     process = await asyncio.create_subprocess_exec(
-        *args, env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE
+        *args,
+        env=env,
+        cwd=cwd,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if stdout else None,
     )
     seen: list[str] = []
 
@@ -212,7 +224,7 @@ async def start_process(
             if not line:
                 raise SystemExit(f"server ended before listening: {''.join(seen)}")
             seen.append(line)
-            if "listening on" in line:
+            if ready in line:
                 return
 
     await asyncio.wait_for(until_listening(), 120)
@@ -380,6 +392,51 @@ async def predict_load(
         await asyncio.gather(*(client(http) for _ in range(clients)))
         result.seconds = time.perf_counter() - t0
     return result
+
+
+def run_predict_worker(url: str, clients: int) -> None:
+    """``--predict-worker URL CLIENTS``: the mix's /api/predict clients, in a process of their
+    own so that their work does not share the click clients' interpreter (as the producers
+    calling a real server would not); they run until SIGTERM, then print their Load as JSON."""
+    texts = json.loads(Path(os.environ["BENCH_TEXTS"]).read_text())
+
+    async def run() -> Load:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        print("predict clients started", file=sys.stderr, flush=True)
+        return await predict_load(url, texts, clients, n=None, stop=stop, tag="M")
+
+    result = asyncio.run(run())
+    print(json.dumps(result.__dict__), flush=True)
+
+
+def start_predict_worker(url: str, clients: int, texts: Path) -> subprocess.Popen:
+    """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
+    watcher is not involved in its exit)."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--predict-worker", url, str(clients)],
+        env=clean_env(BENCH_TEXTS=str(texts)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stderr.readline()
+    if "predict clients started" not in line:
+        process.kill()
+        rest = line + process.communicate()[1]
+        raise SystemExit(f"the predict clients did not start: {rest.strip()[-300:]}")
+    return process
+
+
+async def stop_predict_worker(process: subprocess.Popen) -> Load:
+    process.send_signal(signal.SIGTERM)
+    out, err = await asyncio.to_thread(process.communicate, timeout=120)
+    if process.returncode != 0:
+        raise SystemExit(f"the predict clients failed ({process.returncode}): {err[-300:]}")
+    fields = json.loads(out)
+    fields["statuses"] = {int(k): v for k, v in fields["statuses"].items()}
+    return Load(**fields)
 
 
 async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) -> Load:
@@ -611,16 +668,14 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         await predict_load(predict_url, texts, clients, n=5 * clients, stop=None, tag="Mw")
         calls_before = {m: ft.count_calls(*m) for m in (("chat.update", ""), late)}
         hooks_before = ft.hooks_received
-        stop = asyncio.Event()
-        predicts = asyncio.create_task(
-            predict_load(predict_url, texts, clients, n=None, stop=stop, tag="M")
-        )
+        texts_file = tmp / "predict_texts.json"
+        texts_file.write_text(json.dumps(texts[:20_000]))
+        predicts = await asyncio.to_thread(start_predict_worker, predict_url, clients, texts_file)
         await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
         clicks = await run_load(
             "hitl serve, realistic mix", f"{base}/slack/events", payloads, args.concurrency
         )
-        stop.set()
-        predict = await predicts
+        predict = await stop_predict_worker(predicts)
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
     finally:
         stop_code, rest = await stop_process(process)
@@ -815,9 +870,13 @@ def main(argv: list[str] | None = None) -> int:
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--predict-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
         run_bare_server()
+        return 0
+    if args.predict_worker:
+        run_predict_worker(args.predict_worker[0], int(args.predict_worker[1]))
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:
