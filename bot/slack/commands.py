@@ -272,8 +272,13 @@ async def accuracy(call: Call) -> None:
 
 
 async def review(call: Call) -> None:
+    item_id = call.args[0] if call.args else None
+    if item_id is not None and call.rt.store.get_item(item_id) is None:
+        shown = blocks.escape(item_id[:80])
+        await call.ack(text=f"No item with id `{shown}`; `hitl export` lists the labeled ones.")
+        return
     await call.ack()
-    await open_review(call.rt, call.client, call.command["trigger_id"])
+    await open_review(call.rt, call.client, call.command["trigger_id"], item_id)
 
 
 async def stats(call: Call) -> None:
@@ -317,9 +322,11 @@ TABLE: tuple[Subcommand, ...] = (
     Subcommand("accuracy", "how good the current model is", accuracy),
     Subcommand(
         "review",
-        "decide the items in review (split votes, low agreement, the model disagreeing)",
+        "decide the items in review (split votes, low agreement, the model disagreeing), "
+        "or relabel or remove any item's label by its id",
         review,
         admins_only=True,
+        args="[ITEM_ID]",
     ),
     Subcommand(
         "labels",

@@ -1,8 +1,9 @@
 """`/hitl review`: admins decide the items of the review queue in a modal, one at a time.
 
-The modal shows the next item waiting in review (``Store.next_review``): its text, why it is
-there, the votes, the model's guess and the current label; the admin picks a label, removes
-the label (the item is set aside) or skips it for now. A decision goes through
+The modal shows the next item waiting in review (``Store.next_review``), or with `/hitl review
+ITEM_ID` any item (so an admin can relabel or remove any label in Slack, an imported one too):
+its text, why it is there, the votes, the model's guess and the current label; the admin picks
+a label, removes the label (the item is set aside) or skips it for now. A decision goes through
 ``Store.set_label`` / ``remove_label`` (kept in the label history, closing the item's reviews,
 redrawing its question), and the modal moves on to the next item. The admin check is made
 again on every submission: a crafted submission from someone else changes nothing.
@@ -75,10 +76,13 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
                 )
             ],
         )
-    why = "; ".join(
-        f"{REVIEW_REASONS.get(reason, reason)}"
-        + (f" ({blocks.escape_but_people(detail)})" if detail else "")
-        for reason, detail in item.reasons
+    why = (
+        "; ".join(
+            f"{REVIEW_REASONS.get(reason, reason)}"
+            + (f" ({blocks.escape_but_people(detail)})" if detail else "")
+            for reason, detail in item.reasons
+        )
+        or "opened by its id (`/hitl review ID`), not waiting in review"
     )
     votes = " · ".join(
         f"{blocks.escape(label)}: {', '.join(f'<@{u}>' for u in users)}"
@@ -119,11 +123,18 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
     )
 
 
-def next_view(rt: Runtime, decided: int, skipped: list[str]) -> View:
-    found = rt.store.next_review(exclude=skipped)
-    if found is None:
-        return review_view(None, decided, skipped)
-    item_id = found["item_id"]
+def next_view(rt: Runtime, decided: int, skipped: list[str], item_id: str | None = None) -> View:
+    """The next item waiting in review; with ``item_id``, that item (any item, an imported
+    label's too), with its pending reasons if it has any."""
+    if item_id is None:
+        found = rt.store.next_review(exclude=skipped)
+        if found is None:
+            return review_view(None, decided, skipped)
+        item_id, reasons = found["item_id"], found["reasons"]
+    else:
+        reasons = [
+            (r["reason"], r["detail"]) for r in rt.store.reviews_of(item_id) if not r["decided_at"]
+        ]
     item = rt.store.get_item(item_id) or {"text": "", "predicted_label": None, "meta": {}}
     guess = None
     if item.get("predicted_label") is not None:
@@ -132,7 +143,7 @@ def next_view(rt: Runtime, decided: int, skipped: list[str]) -> View:
         ReviewItem(
             item_id=item_id,
             text=item["text"],
-            reasons=found["reasons"],
+            reasons=reasons,
             votes=rt.store.tally(item_id).votes,
             label=rt.store.current_label(item_id),
             guess=guess,
@@ -145,8 +156,11 @@ def next_view(rt: Runtime, decided: int, skipped: list[str]) -> View:
     )
 
 
-async def open_review(rt: Runtime, client: Any, trigger_id: str) -> None:
-    await client.views_open(trigger_id=trigger_id, view=next_view(rt, 0, []))
+async def open_review(
+    rt: Runtime, client: Any, trigger_id: str, item_id: str | None = None
+) -> None:
+    """The review modal on the next item in review, or on ``item_id`` (which must exist)."""
+    await client.views_open(trigger_id=trigger_id, view=next_view(rt, 0, [], item_id))
 
 
 async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -> None:

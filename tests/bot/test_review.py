@@ -260,3 +260,31 @@ async def test_a_split_frees_its_place_in_the_channel_and_a_later_vote_still_dec
     assert (reviews["split"]["decided_by"], reviews["split"]["decision"]) == ("votes", labels[0])
     assert reviews["low_agreement"]["decided_at"] is None
     assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
+
+
+async def test_an_admin_relabels_any_item_in_slack_by_its_id_an_imported_label_too(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from bot.learning.quality import training_rows
+
+    seed(tmp_path / "hitl.db", [Item("s", "refund after the crash", "billing")])  # imported
+    settings = make_settings(fake_slack, tmp_path, max_open=1)
+    async for bot in start_bot(fake_slack, settings):
+        assert bot.store.next_review() is None  # nothing waits in review
+        missing = await bot.command("review nope", "U0ADMIN")
+        assert await missing.text() == (
+            "No item with id `nope`; `hitl export` lists the labeled ones."
+        )
+        assert (await bot.command("review s", "U0ADMIN")).status == 200
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        shown = view_text(view)
+        assert "opened by its id" in shown and "*Label now:* billing" in shown
+        answer = json.loads(await (await bot.action(decision(view, "label:bug"))).text())
+        assert "Nothing to review. You decided 1" in json.dumps(answer["view"])
+        assert [(r[0], r[2]) for r in training_rows(bot.store, settings)] == [("s", "bug")]
+        [change] = bot.store.label_history("s")
+        assert (change["old_label"], change["new_label"], change["user_id"]) == (
+            "billing",
+            "bug",
+            "U0ADMIN",
+        )
