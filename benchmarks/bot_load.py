@@ -394,8 +394,8 @@ async def predict_load(
     return result
 
 
-def run_predict_worker(url: str, clients: int) -> None:
-    """``--predict-worker URL CLIENTS``: the mix's /api/predict clients, in a process of their
+def run_predict_worker(url: str, clients: int, tag: str) -> None:
+    """``--predict-worker URL CLIENTS TAG``: the mix's /api/predict clients, in a process of their
     own so that their work does not share the click clients' interpreter (as the producers
     calling a real server would not); they run until SIGTERM, then print their Load as JSON."""
     texts = json.loads(Path(os.environ["BENCH_TEXTS"]).read_text())
@@ -404,17 +404,17 @@ def run_predict_worker(url: str, clients: int) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         print("predict clients started", file=sys.stderr, flush=True)
-        return await predict_load(url, texts, clients, n=None, stop=stop, tag="M")
+        return await predict_load(url, texts, clients, n=None, stop=stop, tag=tag)
 
     result = asyncio.run(run())
     print(json.dumps(result.__dict__), flush=True)
 
 
-def start_predict_worker(url: str, clients: int, texts: Path) -> subprocess.Popen:
+def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> subprocess.Popen:
     """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
     watcher is not involved in its exit)."""
     process = subprocess.Popen(
-        [sys.executable, __file__, "--predict-worker", url, str(clients)],
+        [sys.executable, __file__, "--predict-worker", url, str(clients), tag],
         env=clean_env(BENCH_TEXTS=str(texts)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -670,7 +670,9 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         hooks_before = ft.hooks_received
         texts_file = tmp / "predict_texts.json"
         texts_file.write_text(json.dumps(texts[:20_000]))
-        predicts = await asyncio.to_thread(start_predict_worker, predict_url, clients, texts_file)
+        predicts = await asyncio.to_thread(
+            start_predict_worker, predict_url, clients, texts_file, "M"
+        )
         await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
         clicks = await run_load(
             "hitl serve, realistic mix", f"{base}/slack/events", payloads, args.concurrency
@@ -870,13 +872,14 @@ def main(argv: list[str] | None = None) -> int:
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--predict-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--predict-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
         run_bare_server()
         return 0
     if args.predict_worker:
-        run_predict_worker(args.predict_worker[0], int(args.predict_worker[1]))
+        url, clients, tag = args.predict_worker
+        run_predict_worker(url, int(clients), tag)
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:

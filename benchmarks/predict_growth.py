@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -53,7 +54,9 @@ from bot_load import (
     predict_load,
     run_load,
     serve_env,
+    start_predict_worker,
     start_process,
+    stop_predict_worker,
     stop_process,
     train_seed_champion,
 )
@@ -105,16 +108,16 @@ async def size_phase(
             "clicks, quiet", f"{base}/slack/events", quiet, args.click_clients
         )
         loaded = click_payloads(messages, args.clicks, args.max_open, f"{tag}L")
-        stop = asyncio.Event()
-        background = asyncio.create_task(
-            predict_load(predict_url, texts, args.predict_clients, n=None, stop=stop, tag=f"{tag}b")
-        )
+        texts_file = db.parent / "predict_texts.json"
+        texts_file.write_text(json.dumps(texts[:20_000]))
+        background = await asyncio.to_thread(
+            start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
+        )  # in a process of its own, as in bot_load's mix
         await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
         out["clicks_loaded"] = await run_load(
             "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
         )
-        stop.set()
-        out["predict_during_clicks"] = await background
+        out["predict_during_clicks"] = await stop_predict_worker(background)
     finally:
         code, rest = await stop_process(process)
     out["server_exit"] = code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
