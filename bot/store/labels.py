@@ -64,15 +64,25 @@ class LabelsMixin:
         yet: an open or set-aside item is resolved with it), in one transaction: the change goes
         to ``label_history``, the item's message is redrawn and its pending reviews are closed.
         The label counts as decided now (``resolved_at``), so the next retrain sees a change.
+        On a gold item it replaces the gold label (what training reads for it).
         """
         with self._immediate():
             self._item_status(item_id)
-            old = self.current_label(item_id)
+            row = self.current_label(item_id)
+            gold = self._gold_label(item_id)
+            old = gold if gold is not None else row  # what training reads now
             now = self.now()
-            if old == label:
+            if row == label and gold in (None, label):
                 self._close_reviews(item_id, label, user_id, now)
                 return LabelChange(item_id, old, label)
-            if old is not None:
+            if gold is not None and gold != label:
+                # A gold item trains with its gold label: the admin's label replaces it, and
+                # people's answers are scored against it from now on.
+                self.db.execute(
+                    "UPDATE gold SET label = ?, created_at = ? WHERE item_id = ?",
+                    [label, now, item_id],
+                )
+            if row is not None:
                 self.db.execute(
                     "UPDATE labels SET label = ?, resolved_at = ? WHERE item_id = ?",
                     [label, now, item_id],
@@ -105,14 +115,19 @@ class LabelsMixin:
     ) -> LabelChange:
         """Take the item's label away (it leaves training and export) and set the item aside
         (status skipped: not asked again), in one transaction, with the change in history.
-        An open item without a label (a split vote) is set aside too."""
+        An open item without a label (a split vote) is set aside too; a gold item stops being
+        gold (its gold label is what training read)."""
         with self._immediate():
             status = self._item_status(item_id)
-            old = self.current_label(item_id)
+            gold = self._gold_label(item_id)
+            old = self.current_label(item_id) or gold
             if old is None and status in ("resolved", "skipped"):
                 raise StoreError(f"item {item_id!r} has no label to remove")
             now = self.now()
             self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            # A gold item trains with its gold label: it stops being gold (not trained on,
+            # nobody scored against it).
+            self.db.execute("DELETE FROM gold WHERE item_id = ?", [item_id])
             self._close(item_id, "skipped", now)
             self._record_change(item_id, old, None, action, user_id, reason, now)
             self._after_change(item_id, "removed", user_id, now)
@@ -126,6 +141,10 @@ class LabelsMixin:
         id, an item with no label) none, with the ``StoreError`` naming the item."""
         with self._immediate():
             return [self.remove_label(i, user_id=user_id, reason=reason) for i in item_ids]
+
+    def _gold_label(self, item_id: str) -> str | None:
+        row = self.db.execute("SELECT label FROM gold WHERE item_id = ?", [item_id]).fetchone()
+        return row[0] if row else None
 
     def decided_by_people(self) -> set[str]:
         """Items whose current label a person set (``hitl labels set``, a review decision):

@@ -184,3 +184,27 @@ def test_removing_several_labels_is_all_or_nothing_with_the_bad_id_named(tmp_pat
     assert both.stdout == (
         "ab0: billing removed; the item is set aside\nab1: billing removed; the item is set aside\n"
     )
+
+
+def test_a_gold_items_label_is_changed_or_removed_as_training_reads_it(tmp_path: Path):
+    """A gold item trains with its gold label: `hitl labels set` replaces that label, and
+    `hitl labels remove` takes the item out of training (it is gold no more)."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        '{"id": "ab0", "text": "refund my invoice", "label": "bug"}\n'  # a slip in the gold file
+        '{"id": "G-1", "text": "my card was charged twice", "label": "billing"}\n'
+    )
+    assert run(db, "import", "--gold", str(gold)).exit_code == 0
+    assert run(db, "labels", "set", "ab0", "billing").stdout == "ab0: bug → billing\n"
+    removed = run(db, "labels", "remove", "G-1", "--reason", "not a real ticket")
+    assert removed.stdout == "G-1: billing removed; the item is set aside\n"
+    with Store.open(db) as store:
+        trained = {r[0]: r[2] for r in store.training_data()}
+        assert trained["ab0"] == "billing" and "G-1" not in trained
+        assert store.gold_labels() == {"ab0": "billing"}
+        assert [(h["item_id"], h["old_label"], h["new_label"]) for h in store.label_history()] == [
+            ("ab0", "bug", "billing"),
+            ("G-1", "billing", None),
+        ]
