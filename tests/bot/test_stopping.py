@@ -147,7 +147,7 @@ async def test_three_updates_in_agreement_fire_the_signal(bot: Bot):
 
 
 def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: Path):
-    assert KNOWN_MIGRATIONS[-1] == "m016_stopping"
+    assert "m016_stopping" in KNOWN_MIGRATIONS
     seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text {n}") for n in range(10)])
     with Store.open(tmp_path / "hitl.db") as store:
         plan = read_stop_plan(store, size=20)

@@ -240,6 +240,22 @@ def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
     assert "SEARCH labels USING COVERING INDEX labels_votes (votes>?)" in voted
 
 
+def test_a_redraw_pass_reads_only_the_posts_behind_their_message(memory_store: Store):
+    """Every click asks for a redraw pass on the event loop: it must not read every post ever
+    made, only those whose message is behind (a partial index of them)."""
+    store = memory_store
+    store.add_items([R(f"i{n}", f"text {n}") for n in range(3)], "import")
+    for n in range(3):
+        store.record_post(f"i{n}", "C1", f"1.{n}", "uncertain", 1, "a", 0.5)
+    store.record_answer("i1", "U1", "a", source="button", dedupe_key="k1")
+    behind = store.posts_to_redraw()
+    assert [p["item_id"] for p in behind] == ["i1"]
+    store.mark_drawn(behind[0]["id"], behind[0]["redraw_seq"])
+    assert store.posts_to_redraw() == []
+    plan = _plans_of(store, store.posts_to_redraw)
+    assert plan == "SCAN posts USING INDEX posts_behind", plan
+
+
 def test_a_version_7_database_gets_the_counts_of_its_rows(db_path: Path):
     db = Database(db_path)
     migrations.apply(db, stop_before="m008_flat_stats")
