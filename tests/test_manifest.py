@@ -94,8 +94,14 @@ def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest)
     assert command["command"] == "/hitl" and command["should_escape"] is False
     from bot.slack.commands import SUBCOMMANDS as SERVED
 
-    hint = command["usage_hint"].strip("[]").split("|")
+    from bot.slack.commands import BY_NAME
+
+    hint = command["usage_hint"].removeprefix("[").removesuffix("]").split("|")
     assert [h.split()[0] for h in hint] == list(SERVED)
+    for entry in hint:  # each one's arguments as /hitl help gives them (where they fit a hint)
+        args = BY_NAME[entry.split()[0]].args
+        if "|" not in args:
+            assert entry == f"{entry.split()[0]} {args}".strip()
     urls = [
         command["url"],
         settings["interactivity"]["request_url"],
