@@ -653,6 +653,9 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
     env = serve_env(ft.fake, db, channel, port, args.max_open)
     env.update(
         HITL_VOTES="1",
+        **(
+            {} if args.mix_refresh_every is None else {"HITL_REFRESH_EVERY": args.mix_refresh_every}
+        ),
         HITL_API_TOKEN=TOKEN,
         HITL_WEBHOOK_SECRET=HOOK_SECRET,
         HITL_WEBHOOK_ALLOW="127.0.0.1",
@@ -868,6 +871,11 @@ def main(argv: list[str] | None = None) -> int:
         "--mix-pending", type=int, default=100_000, help="items waiting in the mix's database"
     )
     parser.add_argument("--predict-clients", type=int, default=20, help="/api/predict clients")
+    parser.add_argument(
+        "--mix-refresh-every",
+        help="HITL_REFRESH_EVERY of the mix's server (default: the product's; 0 turns the "
+        "refresh of the working model off)",
+    )
     parser.add_argument(
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
