@@ -92,9 +92,8 @@ def test_manifest_names_the_command_and_the_request_url_the_app_serves(manifest)
     settings = manifest["settings"]
 
     assert command["command"] == "/hitl" and command["should_escape"] is False
-    from bot.slack.commands import SUBCOMMANDS as SERVED
-
     from bot.slack.commands import BY_NAME
+    from bot.slack.commands import SUBCOMMANDS as SERVED
 
     hint = command["usage_hint"].removeprefix("[").removesuffix("]").split("|")
     assert [h.split()[0] for h in hint] == list(SERVED)
