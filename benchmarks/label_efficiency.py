@@ -682,17 +682,16 @@ def main(argv: list[str] | None = None) -> int:
             base = [row for row in base if row["n_labels"] <= args.max_labels]
         print(paired(base, new))
         return 0
-    if args.report and args.screens:
+    if args.report:
         try:
             rows = [row for path in args.report for row in _read_rows(path)]
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(screens(rows, hi=args.max_labels or 300, base=args.base))
-        return 0
-    if args.report:
-        rows = [json.loads(line) for path in args.report for line in _open_rows(path)]
-        print(report(rows, args.plots))
+        if args.screens:
+            print(screens(rows, hi=args.max_labels or 300, base=args.base))
+        else:
+            print(report(rows, args.plots))
         return 0
     try:
         args.variant = set_classifier(args.classifier)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.benchmarks.runner import benchmark_main
 
 
@@ -36,11 +38,16 @@ def test_screens_table_counts_rounds_below_random_and_pairs_the_auc_by_seed(tmp_
     )
 
 
-def test_a_bad_rows_file_is_named_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("screens", [["--screens"], []])
+def test_a_bad_rows_file_is_named_in_one_line(tmp_path, capsys, screens):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"dataset": "d", "arm": "random"}\n')
-    code = benchmark_main("label_efficiency.py")(["--report", str(bad), "--screens"])
+    code = benchmark_main("label_efficiency.py")(["--report", str(bad), *screens])
     assert (code, capsys.readouterr().err) == (2, f"error: {bad} line 1: no field 'accuracy'\n")
+    bad.write_text("not json\n")
+    code = benchmark_main("label_efficiency.py")(["--report", str(bad), *screens])
+    err = capsys.readouterr().err
+    assert (code, err) == (2, f"error: {bad} line 1: bad JSON (Expecting value)\n")
 
 
 def test_screens_pair_every_arm_with_the_base_named(tmp_path, capsys):
