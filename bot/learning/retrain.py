@@ -35,6 +35,7 @@ from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
 from bot.learning.scoring import Scorer, score_items
+from bot.learning.scoring_worker import exit_with_parent
 from bot.runtime import Champion
 from bot.store import Store
 from model import (
@@ -412,10 +413,12 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
 FIT_NICENESS = 10  # a fit yields the CPU to the bot: a click's ack comes before a retrain
 
 
-def _background() -> None:
-    """Run in the fit's child: lower its priority so the server's acks win the cores."""
+def _background(server: int) -> None:
+    """Run in the fit's child: lower its priority so the server's acks win the cores, and
+    exit if the server (pid ``server``) is killed."""
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
         os.nice(FIT_NICENESS)
+    exit_with_parent(server)
 
 
 class FitWorker:
@@ -451,7 +454,12 @@ class FitWorker:
         """Run ``function(*args)`` in the child (one at a time: the pool has one process)."""
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-            self._pool = context.Pool(processes=1, maxtasksperchild=1, initializer=_background)
+            self._pool = context.Pool(
+                processes=1,
+                maxtasksperchild=1,
+                initializer=_background,
+                initargs=(os.getpid(),),
+            )
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
 

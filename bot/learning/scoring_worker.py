@@ -18,6 +18,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -66,9 +68,29 @@ def predict_texts(
     return out
 
 
-def _child_start() -> None:
+def exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """In a child process of the server: exit once the server is gone.
+
+    A server that shuts down closes its pools, but one killed (``kill -9``, the kernel's OOM
+    killer) cannot; its children would wait forever for work, each with a model in memory,
+    holding the server's stderr open, and a restarted server would add more. A pool's child
+    never sees the end of its queue (it holds a copy of the writing end), so it watches its
+    parent instead: once it is not ``parent`` (the server's pid, passed from the server: a
+    server killed while the child still imports is gone before this runs), the server is gone.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="hitl-exit-with-parent", daemon=True).start()
+
+
+def _child_start(server: int) -> None:
     """In the child: nothing to set up beyond this module's imports (numpy and ``model``,
-    not the server's: the child starts in about a second)."""
+    not the server's: the child starts in about a second), and exiting with the server."""
+    exit_with_parent(server)
 
 
 def _keep(key: ModelKey, classifier: Any) -> int:
@@ -107,7 +129,10 @@ class ScoringWorker:
         if self._executor is None:
             context = multiprocessing.get_context("spawn")  # no fork of a threaded process
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_child_start
+                max_workers=1,
+                mp_context=context,
+                initializer=_child_start,
+                initargs=(os.getpid(),),
             )
             self._sent.clear()
         return self._executor

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import os
+import select
 import signal
 import sys
 import threading
@@ -68,6 +70,30 @@ async def send_clicks(
         await asyncio.gather(*(worker(session) for _ in range(20)))
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def exited_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not our child) ends within ``seconds``: waits on a pidfd."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
+
+
 async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path: Path):
     db = tmp_path / "hitl.db"
     seed(db, [Item(f"i{n}", f"ticket {n} about an invoice or a crash") for n in range(N_ITEMS)])
@@ -88,13 +114,19 @@ async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path
     process = await start_serve(env)
     acked: set[int] = set()
 
+    children: list[int] = []
+
     def kill_midway() -> None:
         if len(acked) == KILL_AFTER:
+            children.extend(children_of(process.pid))  # the scoring child, the tracker
             process.send_signal(signal.SIGKILL)  # the other clients' requests die in flight
 
     await send_clicks(url, list(range(N_CLICKS)), acked, kill_midway)
     assert await process.wait() == -signal.SIGKILL
     assert KILL_AFTER <= len(acked) < N_CLICKS
+    assert children  # the server had its scoring child when it was killed
+    # no child outlives the killed server (each would keep a model in memory for good)
+    assert [pid for pid in children if not exited_within(pid, 30)] == []
 
     with Store.open(db) as store:  # straight after the crash
         assert store.integrity_check() == "ok"
