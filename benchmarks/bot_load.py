@@ -397,7 +397,8 @@ async def predict_load(
 def run_predict_worker(url: str, clients: int, tag: str) -> None:
     """``--predict-worker URL CLIENTS TAG``: the mix's /api/predict clients, in a process of their
     own so that their work does not share the click clients' interpreter (as the producers
-    calling a real server would not); they run until SIGTERM, then print their Load as JSON."""
+    calling a real server would not); they run until SIGTERM, then write their Load as JSON
+    to the file BENCH_OUT names."""
     texts = json.loads(Path(os.environ["BENCH_TEXTS"]).read_text())
 
     async def run() -> Load:
@@ -407,17 +408,18 @@ def run_predict_worker(url: str, clients: int, tag: str) -> None:
         return await predict_load(url, texts, clients, n=None, stop=stop, tag=tag)
 
     result = asyncio.run(run())
-    print(json.dumps(result.__dict__), flush=True)
+    Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result.__dict__))
 
 
 def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> subprocess.Popen:
     """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
     watcher is not involved in its exit)."""
+    out = texts.with_suffix(f".{tag}.json")  # the Load, written at SIGTERM (not a pipe)
     process = subprocess.Popen(
         [sys.executable, __file__, "--predict-worker", url, str(clients), tag],
-        env=clean_env(BENCH_TEXTS=str(texts)),
+        env=clean_env(BENCH_TEXTS=str(texts), BENCH_OUT=str(out)),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -426,15 +428,16 @@ def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> subpr
         process.kill()
         rest = line + process.communicate()[1]
         raise SystemExit(f"the predict clients did not start: {rest.strip()[-300:]}")
+    process.env_out = out  # type: ignore[attr-defined]
     return process
 
 
 async def stop_predict_worker(process: subprocess.Popen) -> Load:
     process.send_signal(signal.SIGTERM)
-    out, err = await asyncio.to_thread(process.communicate, timeout=120)
+    _, err = await asyncio.to_thread(process.communicate, timeout=120)
     if process.returncode != 0:
         raise SystemExit(f"the predict clients failed ({process.returncode}): {err[-300:]}")
-    fields = json.loads(out)
+    fields = json.loads(process.env_out.read_text())  # type: ignore[attr-defined]
     fields["statuses"] = {int(k): v for k, v in fields["statuses"].items()}
     return Load(**fields)
 

@@ -273,13 +273,13 @@ class QueueMixin:
             exists = self.db.execute(
                 "SELECT 1 FROM answers WHERE dedupe_key = ?", [dedupe_key]
             ).fetchone()
-            if exists:
-                return AnswerResult("duplicate", item_id, tally=self.tally(item_id))
+            if exists:  # no tally on these paths: they change nothing, and a decided item
+                return AnswerResult("duplicate", item_id)  # may have many late answers
             latest = self._latest_answer(item_id, user_id)
             closed = item[0] in ("resolved", "skipped")
             same = latest is not None and latest == (label, source == "undo")
             if same and not closed:
-                return AnswerResult("unchanged", item_id, tally=self.tally(item_id))
+                return AnswerResult("unchanged", item_id)
             now = self.now()
             self.db["answers"].insert(
                 {
@@ -292,8 +292,7 @@ class QueueMixin:
                 }
             )
             if closed:  # kept as history; a person's own answer again is a double click
-                status = "repeated" if same else "closed"
-                return AnswerResult(status, item_id, tally=self.tally(item_id))
+                return AnswerResult("repeated" if same else "closed", item_id)
             tally = self.tally(item_id)
             self._touch_post(item_id)
             winner = tally.majority(votes_needed)

@@ -139,3 +139,36 @@ def test_redraw_bookkeeping_tracks_what_was_drawn(posted: Store):
     latest = posted.posts_to_redraw()[0]
     posted.mark_drawn(latest["id"], latest["redraw_seq"])
     assert posted.posts_to_redraw() == []
+
+
+def _vm_steps(store: Store, call) -> int:  # noqa: ANN001
+    """SQLite virtual-machine instructions ``call`` runs on the store's connection: a count of
+    the work done, the same on every machine."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # 0: go on
+
+    store.db.conn.set_progress_handler(count, 1)
+    try:
+        call()
+    finally:
+        store.db.conn.set_progress_handler(None, 1)
+    return steps
+
+
+def test_a_late_click_on_a_decided_item_costs_the_same_however_many_clicked_before(
+    posted: Store,
+):
+    """In a busy channel many people click a question after it was decided: each of those
+    clicks is kept as history on the event loop, and must not read every answer the item got."""
+    answer(posted, "U1", "billing", "k1")  # decides i1
+    costs = {}
+    for n in (10, 1_000):
+        while posted.count_answers() < n:
+            k = posted.count_answers()
+            assert answer(posted, f"L{k}", "bug", f"late{k}").status == "closed"
+        costs[n] = _vm_steps(posted, lambda n=n: answer(posted, f"X{n}", "bug", f"x{n}"))
+    assert costs[1_000] <= costs[10] * 1.1, costs
