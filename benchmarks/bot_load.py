@@ -20,7 +20,10 @@ acknowledgement. Phases, in one run:
    the first click on a question decides it (a label, a redraw, a webhook to a receiver in
    this process, a new question), and ``--predict-clients`` clients calling ``/api/predict``
    with new texts all along, from a process of their own (``--predict-worker``); then the
-   bare Bolt floor again on the same clicks.
+   bare Bolt floor again on the same clicks. With ``--mix-during-rescore`` (set by
+   ``--quick``) the first clicks decide the open questions, the benchmark waits (through
+   ``/metrics``) until the refresh of the working model they bring is adopted, and times the
+   other clicks while that refresh re-scores every waiting item.
 
 After each server phase the server is stopped and the SQLite file is read: every acknowledged
 click must be exactly one answer row (in the mix the first click on a question decides it; the
@@ -29,6 +32,8 @@ p50 / p95 / p99 and each one's ratio to the floor's (the lowest of the floors me
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels; mix 100k
     python benchmarks/bot_load.py --quick    # 60 clicks, 10 clients, 300 labels; phases 3-4
+    python benchmarks/bot_load.py --skip-idle --no-retrain --labeled 1000 --pending 100 \
+        --clicks 5000 --mix-during-rescore   # the mix while a refresh re-scores 100,000 items
 """
 
 from __future__ import annotations
@@ -680,9 +685,21 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
             start_predict_worker, predict_url, clients, texts_file, "M"
         )
         await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
-        clicks = await run_load(
-            "hitl serve, realistic mix", f"{base}/slack/events", payloads, args.concurrency
-        )
+        name, measured = "hitl serve, realistic mix", payloads
+        if args.mix_during_rescore:
+            name += ", re-scoring after a refresh"
+            measured = await refresh_first(base, payloads, args, info)
+            scored = [await metric(base, "hitl_items_scored_total")]
+        clicks = await run_load(name, f"{base}/slack/events", measured, args.concurrency)
+        if args.mix_during_rescore:
+            scored.append(await metric(base, "hitl_items_scored_total"))
+            at_refresh = info.pop("_scored_at_refresh")
+            start, end = (n - at_refresh for n in scored)
+            info["rescore_walk"] = (
+                f"{args.mix_pending - args.max_open:,} items waiting; the walk had re-scored "
+                f"{start:,.0f} when the clicks began, {end:,.0f} when they ended (predicts "
+                "included)"
+            )
         predict = await stop_predict_worker(predicts)
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
     finally:
@@ -709,6 +726,44 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
     info["mix_predicts"] = len(predict.latencies)
     floor = await bare_phase(ft.fake, payloads, args, "bare Bolt (after the mix)")
     return [clicks, predict, floor], info
+
+
+async def refresh_first(base: str, payloads: list[dict], args, info: dict) -> list[dict]:
+    """Decide the open questions (each on its last label button, not the model's first guess,
+    so the audit gate does not keep the champion), wait until the server has fitted and adopted
+    the refresh that follows (HITL_REFRESH_EVERY ≤ the open questions), and return the clicks
+    left: they run while the re-scoring walk goes over every waiting item."""
+    first = [_on_last_button(p) for p in payloads[: args.max_open]]
+    warm = await run_load("deciding", f"{base}/slack/events", first, args.concurrency)
+    if warm.ok != len(first):
+        raise SystemExit(f"deciding the open questions failed: {warm.statuses} {warm.errors[:3]}")
+    deadline = time.monotonic() + args.retrain_wait
+    while (asks := await metric(base, 'hitl_model_version{role="asks"}')) >= 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no refresh adopted in {args.retrain_wait:.0f} s (asks v{asks})")
+        await asyncio.sleep(0.2)  # a benchmark watching another process, not a test
+    info["_scored_at_refresh"] = await metric(base, "hitl_items_scored_total")
+    info["refresh"] = f"r{-asks:.0f} asks"
+    return payloads[args.max_open :]
+
+
+async def metric(base: str, name: str) -> float:
+    """One sample of the server's /metrics (``name`` with its labels), -1 when absent."""
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return -1.0
+
+
+def _on_last_button(payload: dict) -> dict:
+    message = payload["message"]
+    actions = next(b for b in message["blocks"] if b["type"] == "actions")
+    last = [e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label.")][-1]
+    out = json.loads(json.dumps(payload))
+    out["actions"][0].update(action_id=last["action_id"], value=last["value"])
+    return out
 
 
 async def slash_retrain(url: str, channel: str, text: str = "retrain") -> str:
@@ -880,6 +935,13 @@ def main(argv: list[str] | None = None) -> int:
         "refresh of the working model off)",
     )
     parser.add_argument(
+        "--mix-during-rescore",
+        action="store_true",
+        help="decide the open questions first, wait for the refresh they bring (fitted and "
+        "adopted), and time the other clicks while it re-scores every waiting item "
+        "(needs --mix-refresh-every at most --max-open)",
+    )
+    parser.add_argument(
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -898,6 +960,7 @@ def main(argv: list[str] | None = None) -> int:
         args.labeled, args.pending = 300, 100
         args.mix_labeled, args.mix_pending = 300, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
+        args.mix_during_rescore, args.mix_refresh_every = True, "3"
         args.retrain_lead, args.hold_fit = 0.0, True
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
     return asyncio.run(main_async(args))

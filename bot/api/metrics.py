@@ -134,6 +134,25 @@ class ModelCollector:
         yield family
 
 
+class ScoringCollector:
+    """``hitl_items_scored_total``: predictions the server has written since it started (the
+    queue's walks after a new model, and the producer API's items). After a refresh or a
+    promotion it climbs by the number of waiting items while the queue is re-scored."""
+
+    def __init__(self, get_scored: Callable[[], int | None]):
+        self.get_scored = get_scored
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        scored = self.get_scored()
+        if scored is not None:
+            yield CounterMetricFamily(
+                "hitl_items_scored", "Predictions written since the server started", scored
+            )
+
+
 class MemoryCollector:
     """Where the server's memory goes: SQLite's own allocations (its page cache, bounded by
     ``PRAGMA cache_size``) and Python's allocated blocks. A leak shows as blocks that keep
@@ -165,6 +184,7 @@ class Metrics:
         self,
         get_store: Callable[[], Store | None],
         get_roles: Callable[[], dict[str, int | None] | None] = lambda: None,
+        get_scored: Callable[[], int | None] = lambda: None,
     ):
         self.registry = CollectorRegistry()
         self.api_requests = Counter(
@@ -183,6 +203,7 @@ class Metrics:
         self.registry.register(SLACK_API_ERRORS)
         self.registry.register(StoreCollector(get_store))
         self.registry.register(ModelCollector(get_roles))
+        self.registry.register(ScoringCollector(get_scored))
         self.registry.register(MemoryCollector())
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
 

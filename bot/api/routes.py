@@ -78,7 +78,7 @@ class ApiItem:
 
 def add_routes(app: web.Application) -> None:
     """Register /api/*, /metrics and the API middleware on the (not yet started) app."""
-    app[METRICS] = Metrics(lambda: _store_of(app), lambda: _roles_of(app))
+    app[METRICS] = Metrics(lambda: _store_of(app), lambda: _roles_of(app), lambda: _scored_of(app))
     app[INTAKE] = Intake(lambda: app[RUNTIME].store, SOURCE)
     app.middlewares.append(api_middleware)
     app.router.add_post("/api/predict", predict)
@@ -91,6 +91,11 @@ def add_routes(app: web.Application) -> None:
 def _store_of(app: web.Application) -> Store | None:
     rt = app.get(RUNTIME)
     return rt.store if rt is not None else None
+
+
+def _scored_of(app: web.Application) -> int | None:
+    rt = app.get(RUNTIME)
+    return rt.scorer.n_scored if rt is not None and rt.scorer is not None else None
 
 
 def _roles_of(app: web.Application) -> dict[str, int | None] | None:

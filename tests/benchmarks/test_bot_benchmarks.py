@@ -16,7 +16,7 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
         "bare Bolt (before)",
         "bare Bolt (after)",
         "hitl serve + retrain",
-        "hitl serve, realistic mix",
+        "hitl serve, realistic mix, re-scoring after a refresh",
         "/api/predict during the mix (5 clients)",
         "bare Bolt (after the mix)",
     }
@@ -25,9 +25,14 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
     # the fit child is held while the clicks come: the retrain is under way, whatever the load
     assert '"status": "running"' in out and '"fit_held_during_clicks": true' in out
     # HITL_VOTES=1: the first click on each of the 3 questions decides it and queues its
-    # webhook; the 57 later clicks are kept as history and told so
-    clicks, acked, errors, stored, note = phases["hitl serve, realistic mix"]
-    assert (clicks, acked, errors, stored) == ("60", "60", "0", "60")
+    # webhook; the 3 labels bring a refresh (HITL_REFRESH_EVERY=3), and the 57 later clicks,
+    # timed while it re-scores the waiting items, are kept as history and told so
+    clicks, acked, errors, stored, note = phases[
+        "hitl serve, realistic mix, re-scoring after a refresh"
+    ]
+    assert (clicks, acked, errors, stored) == ("57", "57", "0", "60")
+    assert re.search(r'"refresh": "r303 asks"', out), out[-600:]
+    assert re.search(r'"rescore_walk": "997 items waiting; the walk had re-scored', out)
     assert note.startswith("60 distinct (item, user); 3 items decided by a click (3 webhooks"), note
     assert "57 later clicks told already decided" in note
     _, _, predict_errors, _, _ = phases["/api/predict during the mix (5 clients)"]

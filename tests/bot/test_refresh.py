@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,6 +192,9 @@ async def test_healthz_metrics_app_home_and_accuracy_name_both_models(bot: Bot):
     metrics = await (await bot.http.get("/metrics")).text()
     for role, version in (("champion", 1), ("working", -15), ("asks", -15), ("answers", -15)):
         assert f'hitl_model_version{{role="{role}"}} {float(version)}' in metrics
+    waiting = sum(n for status, n in bot.store.count_items().items() if status != "resolved")
+    scored = float(re.search(r"^hitl_items_scored_total (\S+)$", metrics, re.M).group(1))
+    assert scored == bot.rt.scorer.n_scored >= 2 * waiting  # the champion's walk, the refresh's
     line = "r15 asks and answers (champion v1 (trained on 12 labels) refreshed with"
     accuracy = await (await bot.command("accuracy", "U0ANA")).text()
     assert accuracy.startswith("*Model v1*") and f"*Asking and answering now:* {line}" in accuracy
