@@ -37,7 +37,7 @@ from bot.learning.jobs import (
 )
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
-from bot.learning.scoring_worker import ScoringWorker
+from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.app import build_app
 from bot.slack.connect import channel_settings, check_slack, start_socket_mode
@@ -151,7 +151,11 @@ def init_app(
         if run_background:
             trainer.worker = FitWorker()  # retrains fit in a child process, off the loop's GIL
             scorer.worker = ScoringWorker()  # and the model scores in another one
+            # Walks over the waiting items (after a refresh or a promotion: every one of them)
+            # in a third, at a lower priority: the clicks and the producers' items come first.
+            scorer.walk_worker = ScoringWorker(niceness=WALK_NICENESS)
             scorer.worker.warm()
+            scorer.walk_worker.warm()
             tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))
@@ -179,8 +183,9 @@ def init_app(
                 _, stuck = await asyncio.wait(tasks, timeout=10)
                 for task in stuck:
                     logger.error("background task %s did not stop", task.get_name())
-            if scorer.worker is not None:
-                scorer.worker.close()  # after the tasks that score: none starts a new child
+            for worker in (scorer.worker, scorer.walk_worker):
+                if worker is not None:
+                    worker.close()  # after the tasks that score: none starts a new child
             await session.close()  # after the tasks that call Slack
             store.close()
 

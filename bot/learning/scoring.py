@@ -67,6 +67,7 @@ class Scorer:
         self.batches: deque[_Batch] = deque()  # score_ids' items waiting for the model
         self.batcher: asyncio.Task[None] | None = None
         self.worker: ScoringWorker | None = None  # `hitl serve`: the model in a child process
+        self.walk_worker: ScoringWorker | None = None  # `hitl serve`: the walks' child, niced
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -164,7 +165,7 @@ class Scorer:
                 if last is None:
                     self.cursor = (key, after)
                     break
-                written = await self._score(champion, strategy, rows)
+                written = await self._score(champion, strategy, rows, walking=True)
                 if not rows:
                     await asyncio.sleep(0)  # a chunk with nothing to score: let others run
                 done += written
@@ -181,10 +182,16 @@ class Scorer:
         return done
 
     async def _score(
-        self, champion: Champion, strategy: str, rows: Sequence[tuple[str, str]]
+        self,
+        champion: Champion,
+        strategy: str,
+        rows: Sequence[tuple[str, str]],
+        *,
+        walking: bool = False,
     ) -> int:
         """Score ``rows`` (id, text) now, except those another caller is scoring for the same
-        model and strategy (wait for those)."""
+        model and strategy (wait for those); ``walking``: a step of a walk, which yields the
+        CPU to the items a request waits for (``walk_worker``)."""
         mine, waits = self._claim(champion, strategy, rows)
         written = 0
         if mine:
@@ -192,7 +199,7 @@ class Scorer:
             for item_id, _ in mine:
                 self.in_flight[(champion.version, strategy, item_id)] = done
             try:
-                written = await self._score_now(champion, strategy, mine)
+                written = await self._score_now(champion, strategy, mine, walking=walking)
             finally:
                 self._release(champion, strategy, mine)
                 done.set_result(written)
@@ -217,13 +224,20 @@ class Scorer:
             self.in_flight.pop((champion.version, strategy, item_id), None)
 
     async def _score_now(
-        self, champion: Champion, strategy: str, rows: list[tuple[str, str]]
+        self,
+        champion: Champion,
+        strategy: str,
+        rows: list[tuple[str, str]],
+        *,
+        walking: bool = False,
     ) -> int:
-        """The model in the scoring child (``worker``; else a worker thread), then one write
-        (skipped if the champion changed meanwhile: its predictions would be stale)."""
+        """The model in a scoring child (``walk_worker`` for a walk's step, ``worker`` for the
+        items requests wait for; else a worker thread), then one write (skipped if the
+        champion changed meanwhile: its predictions would be stale)."""
         texts = [t for _, t in rows]
-        if self.worker is not None:
-            predictions = await self.worker.predict(
+        worker = (self.walk_worker if walking else None) or self.worker
+        if worker is not None:
+            predictions = await worker.predict(
                 champion.version, champion.classifier, texts, strategy
             )
         else:

@@ -34,6 +34,7 @@ from model import selection
 logger = logging.getLogger(__name__)
 
 KEEP = 2  # models the child keeps: the one scoring and the one that just replaced it
+WALK_NICENESS = 10  # the child that re-scores the queue yields the CPU to clicks and producers
 
 ModelKey = tuple[int, int]  # (model version, the parent's id of the classifier object)
 
@@ -87,9 +88,13 @@ def exit_with_parent(parent: int, poll: float = 1.0) -> None:
     threading.Thread(target=watch, name="hitl-exit-with-parent", daemon=True).start()
 
 
-def _child_start(server: int) -> None:
+def _child_start(server: int, niceness: int = 0) -> None:
     """In the child: nothing to set up beyond this module's imports (numpy and ``model``,
-    not the server's: the child starts in about a second), and exiting with the server."""
+    not the server's: the child starts in about a second), its priority, and exiting with
+    the server."""
+    if niceness:
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
+            os.nice(niceness)
     exit_with_parent(server)
 
 
@@ -115,7 +120,8 @@ class ScoringWorker:
     child takes the calls in order, and a model is sent before the first call that needs it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, niceness: int = 0) -> None:
+        self.niceness = niceness  # added to the child's nice value: >0 yields the CPU
         self._executor: ProcessPoolExecutor | None = None
         self._sent: OrderedDict[ModelKey, Any] = OrderedDict()  # keeps the ids from reuse
         self.pid: int | None = None
@@ -132,7 +138,7 @@ class ScoringWorker:
                 max_workers=1,
                 mp_context=context,
                 initializer=_child_start,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), self.niceness),
             )
             self._sent.clear()
         return self._executor

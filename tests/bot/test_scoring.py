@@ -22,7 +22,7 @@ from bot.api.intake import Intake
 from bot.api.routes import ApiItem
 from bot.config import Settings
 from bot.learning.scoring import Scorer, score_items, score_pending, scorer_of
-from bot.learning.scoring_worker import ScoringWorker
+from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from bot.store import Store, migrations
@@ -326,18 +326,27 @@ async def test_predicts_that_come_together_are_stored_in_one_commit(tmp_path: Pa
 # -- `hitl serve` scores in a child process --
 
 
-async def test_serve_scores_predicts_in_a_child_process_and_replaces_one_that_died(
+async def test_serve_scores_in_child_processes_the_walks_niced_and_replaces_one_that_died(
     fake_slack: FakeSlack,
     tmp_path: Path,
     classifier: TextClassifier,
     caplog: pytest.LogCaptureFixture,
 ):
-    seed(tmp_path / "hitl.db", backlog(3))
+    """A new model re-scores every waiting item (100,000 of them take a core for a minute):
+    in `hitl serve` that walk runs in a child of its own at a lower priority, so clicks and the
+    producers' items, scored in the other child at the server's priority, come first."""
+    seed(tmp_path / "hitl.db", backlog(40))
     settings = make_settings(fake_slack, tmp_path, api_token=TOKEN, max_open=1, threshold=1.0)
     async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
         bot.rt.champion = Champion(version=1, classifier=classifier)
-        worker = scorer_of(bot.rt).worker
-        assert isinstance(worker, ScoringWorker)
+        scorer = scorer_of(bot.rt)
+        worker, walk = scorer.worker, scorer.walk_worker
+        assert isinstance(worker, ScoringWorker) and isinstance(walk, ScoringWorker)
+        await score_pending(bot.rt)  # what a promotion or a refresh does: a walk
+        assert bot.store.unscored_count(1, bot.rt.settings.strategy) == 0
+        assert walk.calls >= 1 and worker.calls == 0
+        server = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, walk.pid) == min(server + WALK_NICENESS, 19)
 
         async def predict(text: str, bot: Bot = bot) -> dict:
             response = await bot.http.post(
@@ -349,7 +358,8 @@ async def test_serve_scores_predicts_in_a_child_process_and_replaces_one_that_di
         first = await predict("Refund my invoice")
         assert (first["model_version"], first["model_label"]) == (1, "billing")
         child = worker.pid
-        assert child is not None and child != os.getpid() and worker.calls >= 1
+        assert child not in (None, os.getpid(), walk.pid) and worker.calls == 1
+        assert os.getpriority(os.PRIO_PROCESS, child) == server
         os.kill(child, signal.SIGKILL)
         second = await predict("The app crashes on login")  # finds the child dead
         assert (second["model_version"], second["model_label"]) == (1, "bug")
