@@ -164,12 +164,18 @@ class FakeThread:
 # --- seeding -----------------------------------------------------------------------------
 
 
+# The product the servers and `hitl` commands run: this checkout, or another one's (to set an
+# older server beside this benchmark). `python -m bot` puts its working directory first on the
+# path, ahead of PYTHONPATH: so the other checkout is their working directory.
+SERVER_ROOT = Path(os.environ.get("BENCH_SERVER_CHECKOUT") or ROOT).resolve()
+
+
 def hitl(db: Path, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "bot", "--db", str(db), *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=SERVER_ROOT,
         check=False,
         env=clean_env(),
     )
@@ -207,7 +213,7 @@ def train_seed_champion(
 async def start_process(
     args: list[str],
     env: dict[str, str],
-    cwd: Path = ROOT,
+    cwd: Path = SERVER_ROOT,
     *,
     ready: str = "listening on",
     stdout: bool = False,
@@ -406,11 +412,22 @@ def run_predict_worker(url: str, clients: int, tag: str) -> None:
     to the file BENCH_OUT names."""
     texts = json.loads(Path(os.environ["BENCH_TEXTS"]).read_text())
 
+    parent = os.getppid()
+
+    async def orphaned(stop: asyncio.Event) -> None:
+        while os.getppid() == parent:  # noqa: ASYNC110 - a failed benchmark would leave these
+            await asyncio.sleep(1)  # clients calling a server that is gone, for ever
+        stop.set()
+
     async def run() -> Load:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        watch = asyncio.create_task(orphaned(stop))
         print("predict clients started", file=sys.stderr, flush=True)
-        return await predict_load(url, texts, clients, n=None, stop=stop, tag=tag)
+        try:
+            return await predict_load(url, texts, clients, n=None, stop=stop, tag=tag)
+        finally:
+            watch.cancel()
 
     result = asyncio.run(run())
     Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result.__dict__))
@@ -670,6 +687,7 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
     )
     process = await start_process([sys.executable, "-m", "bot", "serve"], env)
     base = f"http://127.0.0.1:{port}"
+    predicts = None
     try:
         messages = await wait_for_posts(ft, channel, args.max_open, 10 + 2 * args.max_open)
         payloads = click_payloads(messages, args.clicks, args.max_open, "M")
@@ -703,6 +721,8 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         predict = await stop_predict_worker(predicts)
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
     finally:
+        if predicts is not None and predicts.poll() is None:  # the run failed: no figures
+            predicts.kill()
         stop_code, rest = await stop_process(process)
     # after the stop: the server finishes what its listeners do after an ack (the "already
     # decided" notes, the redraws) before it exits

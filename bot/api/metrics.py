@@ -14,6 +14,7 @@ shows it.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -162,6 +163,11 @@ class MemoryCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "hitl_python_gc_frozen_objects",
+            "Objects moved out of the garbage collector's sight at start (gc.freeze)",
+            value=gc.get_freeze_count(),
+        )
         yield GaugeMetricFamily(
             "hitl_python_allocated_blocks",
             "Memory blocks the Python allocator holds (sys.getallocatedblocks)",
