@@ -373,7 +373,7 @@ def begin_refresh(
         label_set=store.stored_labels() or list(settings.labels) or None,
         pipeline=settings.pipeline,
         base=champion.version if champion else None,
-        stop=stopping.read_stop_plan(store),
+        stop=stopping.read_stop_plan(store, refresh_labels=len(rows)),
     )
 
 

@@ -97,6 +97,19 @@ class StoppingMixin:
                 ],
             )
 
+    def last_curve(self) -> dict[str, Any] | None:
+        """The newest check that measured a learning curve: its kind, model version, label
+        count and extrapolation (None before any, or when none fitted)."""
+        row = self.db.execute(
+            "SELECT kind, model_version, n_train, extrapolation FROM stop_checks"
+            " WHERE extrapolation IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        kind, version, n_train, found = row
+        return {"kind": kind, "model_version": version, "n_train": n_train,
+                "extrapolation": json.loads(found)}  # fmt: skip
+
     def stop_checks(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest ``limit`` checks, oldest first, without their predictions."""
         rows = self.db.execute(

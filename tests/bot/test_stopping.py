@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.learning.jobs import Trainer, run_retrain
-from bot.learning.stopping import read_stop_plan
+from bot.learning.stopping import read_stop_plan, stop_status
 from bot.sandbox import FakeSlack
 from bot.store import KNOWN_MIGRATIONS, Store
 from model.stopping import Extrapolation, stop_signal
@@ -106,13 +106,24 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert [(c["kind"], c["model_version"]) for c in checks] == [("retrain", 1), ("refresh", -39)]
     kappas = [c["kappa"] for c in checks]
     assert kappas[0] is None and all(-1.0 <= k <= 1.0 for k in kappas[1:])
+    # 39 labels are not a quarter more than the 36 of the last curve: the refresh compares
+    # the models on the stop set but measures no learning curve (ten fits); v1's stands
+    assert checks[-1]["extrapolation"] is None
+    text = await accuracy_text(bot)
+    assert "(learning curve of v1 on its 36 labels)" in text
+    await answer_three(bot)  # 42 labels: still not due
+    await answer_three(bot)  # 45 = 1.25 × 36: due
+    checks = bot.store.stop_checks()
+    assert [c["model_version"] for c in checks[1:]] == [-39, -42, -45]
+    assert [c["extrapolation"] is not None for c in checks] == [True, False, False, True]
+    kappas = [c["kappa"] for c in checks]
     newest = Extrapolation.from_dict(checks[-1]["extrapolation"])
-    assert newest.n_labels == 39
+    assert newest.n_labels == 45
     sentence = stop_signal(kappas).sentence()
     text = await accuracy_text(bot)
     assert f"*When to stop:* {sentence} (stop-set agreement of the models)" in text
     assert f"*Next 500 labels:* {newest.sentence()};" in text
-    assert "(learning curve of r39 on its 39 labels)" in text
+    assert "(learning curve of r45 on its 45 labels)" in text
     assert newest.sentence().startswith("about +") or newest.sentence().startswith("about -")
     assert " (range " in newest.sentence()  # its uncertainty, from bootstrap refits
 
@@ -126,9 +137,9 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert outcome.promoted
     report = reports_posted(bot)[-1]
     kappas = [c["kappa"] for c in bot.store.stop_checks()]
-    assert len(kappas) == 3 and kappas[-1] is not None  # the candidate against r39
+    assert len(kappas) == 5 and kappas[-1] is not None  # the candidate against r45
     assert f"*When to stop:* {stop_signal(kappas).sentence()}" in report
-    assert "(learning curve of v2 on its 39 labels)" in report
+    assert "(learning curve of v2 on its 45 labels)" in report  # a retrain always measures it
 
 
 async def test_three_updates_in_agreement_fire_the_signal(bot: Bot):
@@ -143,7 +154,8 @@ async def test_three_updates_in_agreement_fire_the_signal(bot: Bot):
         "*When to stop:* predictions have stopped changing: more labels are unlikely to help"
         " much (kappa ≥ 0.99 over the last 3 models) (stop-set agreement of the models)"
     ) in text
-    assert "*Next 500 labels:* no forecast yet (the learning curve needs at least 30 labels" in text
+    # those updates measured no learning curve (as refreshes between curves): v1's stands
+    assert "(learning curve of v1 on its 36 labels)" in text
 
 
 def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: Path):
@@ -166,6 +178,28 @@ def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: 
         store.add_items([Item(f"k{n}", f"again {n}") for n in range(10)], "import")
         redrawn = read_stop_plan(store, size=20)  # 25 items: a new draw of 20
         assert redrawn.draw == 2 and len(redrawn.texts) == 20 and redrawn.previous is None
+
+
+def test_a_refresh_measures_the_curve_once_labels_grew_a_quarter_and_until_then_none_shows(
+    tmp_path: Path,
+):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text {n}") for n in range(10)])
+    with Store.open(tmp_path / "hitl.db") as store:
+        assert read_stop_plan(store, refresh_labels=40).curve  # no curve yet: due
+        store.record_stop_check(kind="retrain", model_version=1, n_train=40, draw=1,
+                                predictions=["a"] * 10, kappa=None, extrapolation=None)  # fmt: skip
+        assert read_stop_plan(store, refresh_labels=45).curve  # that one did not fit one
+        assert stop_status(store).lines()[1].startswith("*Next 500 labels:* no forecast yet")
+        forecast = {"n_labels": 40, "next_labels": 500, "a": 0.9, "b": 1.0, "c": 0.5,
+                    "at_n": 0.8, "gain": 0.01, "low": 0.0, "high": 0.02,
+                    "n_points": 10}  # fmt: skip
+        store.record_stop_check(kind="refresh", model_version=-40, n_train=40, draw=1,
+                                predictions=["a"] * 10, kappa=1.0,
+                                extrapolation=forecast)  # fmt: skip
+        assert not read_stop_plan(store, refresh_labels=49).curve
+        assert read_stop_plan(store, refresh_labels=50).curve  # 1.25 × 40
+        assert read_stop_plan(store).curve  # a retrain always measures it
+        assert "(learning curve of r40 on its 40 labels)" in stop_status(store).lines()[1]
 
 
 def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_path: Path):
