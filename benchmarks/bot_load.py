@@ -720,6 +720,7 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
             )
         predict = await stop_predict_worker(predicts)
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
+        info["memory"] = process_memory(process.pid)
     finally:
         if predicts is not None and predicts.poll() is None:  # the run failed: no figures
             predicts.kill()
@@ -746,6 +747,33 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
     info["mix_predicts"] = len(predict.latencies)
     floor = await bare_phase(ft.fake, payloads, args, "bare Bolt (after the mix)")
     return [clicks, predict, floor], info
+
+
+def process_memory(pid: int) -> str:
+    """Resident memory of the server and each of its children (the scoring and fit children
+    each hold a copy of the model), from /proc; "" where /proc is not there."""
+
+    def rss_mib(p: int) -> float:
+        status = Path(f"/proc/{p}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    def children(p: int) -> list[int]:
+        found: list[int] = []
+        for task in Path(f"/proc/{p}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+
+    try:
+        parts = [f"server {rss_mib(pid):.0f} MiB"]
+        for child in children(pid):
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            nice = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16]
+            kind = "resource tracker" if "resource_tracker" in cmd else f"child (nice {nice})"
+            parts.append(f"{kind} {rss_mib(child):.0f} MiB")
+        return ", ".join(parts)
+    except (OSError, StopIteration, ValueError):
+        return ""
 
 
 async def refresh_first(base: str, payloads: list[dict], args, info: dict) -> list[dict]:
