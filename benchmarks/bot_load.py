@@ -433,7 +433,15 @@ def run_predict_worker(url: str, clients: int, tag: str) -> None:
     Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result.__dict__))
 
 
-def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> subprocess.Popen:
+@dataclass
+class PredictWorker:
+    """A running ``--predict-worker`` process and the file its figures go to."""
+
+    process: subprocess.Popen
+    out: Path
+
+
+def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> PredictWorker:
     """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
     watcher is not involved in its exit)."""
     out = texts.with_suffix(f".{tag}.json")  # the Load, written at SIGTERM (not a pipe)
@@ -450,16 +458,16 @@ def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> subpr
         process.kill()
         rest = line + process.communicate()[1]
         raise SystemExit(f"the predict clients did not start: {rest.strip()[-300:]}")
-    process.env_out = out  # type: ignore[attr-defined]
-    return process
+    return PredictWorker(process, out)
 
 
-async def stop_predict_worker(process: subprocess.Popen) -> Load:
+async def stop_predict_worker(worker: PredictWorker) -> Load:
+    process = worker.process
     process.send_signal(signal.SIGTERM)
     _, err = await asyncio.to_thread(process.communicate, timeout=120)
     if process.returncode != 0:
         raise SystemExit(f"the predict clients failed ({process.returncode}): {err[-300:]}")
-    fields = json.loads(process.env_out.read_text())  # type: ignore[attr-defined]
+    fields = json.loads(worker.out.read_text())
     fields["statuses"] = {int(k): v for k, v in fields["statuses"].items()}
     return Load(**fields)
 
@@ -722,8 +730,8 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
         info["memory"] = process_memory(process.pid)
     finally:
-        if predicts is not None and predicts.poll() is None:  # the run failed: no figures
-            predicts.kill()
+        if predicts is not None and predicts.process.poll() is None:  # the run failed
+            predicts.process.kill()
         stop_code, rest = await stop_process(process)
     # after the stop: the server finishes what its listeners do after an ack (the "already
     # decided" notes, the redraws) before it exits
