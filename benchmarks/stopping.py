@@ -115,7 +115,9 @@ def forecast_row(name, seed, n, labeled, pool, next_labels) -> dict:
     labels = [pool[1][i] for i in labeled]
     t0 = time.perf_counter()
     sizes, scores = curve_points(
-        texts, labels, lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels))
+        texts,
+        labels,
+        lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels), n_classes=len(set(labels))),
     )
     found = extrapolate(sizes, scores, n, next_labels)
     return {

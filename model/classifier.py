@@ -36,6 +36,13 @@ CHAR_MIN_DF = 2
 :data:`CHAR_MIN_DF_FROM` of them (see ``_char_tfidf``); ``model_footprint.py`` sets 1 to measure
 the models fitted before."""
 CHAR_MIN_DF_FROM = 100
+LEAN_FROM_CLASSES = 10
+"""The three lean choices above (Newton-CG, pruned character n-grams, float16 coefficients) apply
+from this many classes on. A logistic regression's fit memory and its model file grow with
+classes × features: at 89 classes they are what made a 1,000-label fit 1.4 GB and 27 s. With
+fewer classes the fit is small as it is (scikit-learn's L-BFGS, every n-gram, coefficients as
+fitted), and there the lean choices cost accuracy: about 1 point of label-efficiency AUC on
+ag_news (4 classes; ``benchmarks/RESULTS.md``, "Model footprint")."""
 COEF_DTYPE: type[np.floating] | None = np.float16
 """Logistic regressions keep their coefficients at this precision (see ``round_coefficients``);
 ``None`` keeps them as fitted (``model_footprint.py``'s "before" side)."""
@@ -50,13 +57,20 @@ def _word_tfidf() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
 
 
-def _char_tfidf(n_samples: int | None = None) -> TfidfVectorizer:
-    """char_wb 2-5-grams; from :data:`CHAR_MIN_DF_FROM` texts on, only those in at least
+def lean(n_classes: int | None) -> bool:
+    """Whether a fit over ``n_classes`` classes takes the lean choices (:data:`LEAN_FROM_CLASSES`);
+    unknown counts as lean."""
+    return n_classes is None or n_classes >= LEAN_FROM_CLASSES
+
+
+def _char_tfidf(n_samples: int | None = None, n_classes: int | None = None) -> TfidfVectorizer:
+    """char_wb 2-5-grams; with many classes (:func:`lean`), from :data:`CHAR_MIN_DF_FROM` texts
+    on, only those in at least
     :data:`CHAR_MIN_DF` of them. An n-gram seen in one text is a third of the features at 1,000
     labels and nearly all noise: without them a 1,000-label, 89-class fit is 35 % smaller and
     faster with the same test accuracy (``benchmarks/RESULTS.md``, "Model footprint"). Below
     that many texts every n-gram stays, so a vocabulary is never pruned empty."""
-    many = n_samples is not None and n_samples >= CHAR_MIN_DF_FROM
+    many = n_samples is not None and n_samples >= CHAR_MIN_DF_FROM and lean(n_classes)
     return TfidfVectorizer(
         analyzer="char_wb",
         ngram_range=(2, 5),
@@ -67,12 +81,15 @@ def _char_tfidf(n_samples: int | None = None) -> TfidfVectorizer:
     )
 
 
-def _word_char(n_samples: int | None = None) -> FeatureUnion:
-    return FeatureUnion([("word", _word_tfidf()), ("char", _char_tfidf(n_samples))])
+def _word_char(n_samples: int | None = None, n_classes: int | None = None) -> FeatureUnion:
+    return FeatureUnion([("word", _word_tfidf()), ("char", _char_tfidf(n_samples, n_classes))])
 
 
-def _logistic(C: float, random_state: int, class_weight: str | None = None) -> LogisticRegression:
-    """Multinomial logistic regression over word + char n-grams, fitted by Newton-CG.
+def _logistic(
+    C: float, random_state: int, class_weight: str | None = None, n_classes: int | None = None
+) -> LogisticRegression:
+    """Multinomial logistic regression over word + char n-grams, fitted by Newton-CG with many
+    classes (:func:`lean`), by scikit-learn's default L-BFGS with few.
 
     Same objective as scikit-learn's default L-BFGS, so the same model up to the solvers'
     tolerance, but L-BFGS keeps 25 copies of the n_classes × n_features coefficients: 1.4 GB
@@ -81,7 +98,7 @@ def _logistic(C: float, random_state: int, class_weight: str | None = None) -> L
     features and keep L-BFGS."""
     return LogisticRegression(
         C=C,
-        solver=LR_SOLVER,
+        solver=LR_SOLVER if lean(n_classes) else "lbfgs",
         max_iter=2000,
         class_weight=class_weight,
         random_state=random_state,
@@ -89,17 +106,24 @@ def _logistic(C: float, random_state: int, class_weight: str | None = None) -> L
 
 
 def _word_char_lr(
-    random_state: int, n_samples: int | None = None, class_weight: str | None = None
+    random_state: int,
+    n_samples: int | None = None,
+    n_classes: int | None = None,
+    class_weight: str | None = None,
 ) -> Pipeline:
-    clf = _logistic(10.0, random_state, class_weight)
-    return Pipeline([("features", _word_char(n_samples)), ("clf", clf)])
+    clf = _logistic(10.0, random_state, class_weight, n_classes)
+    return Pipeline([("features", _word_char(n_samples, n_classes)), ("clf", clf)])
 
 
-def _word_char_lr_balanced(random_state: int, n_samples: int | None = None) -> Pipeline:
-    return _word_char_lr(random_state, n_samples, class_weight="balanced")
+def _word_char_lr_balanced(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
+    return _word_char_lr(random_state, n_samples, n_classes, class_weight="balanced")
 
 
-def _word_lr(random_state: int, n_samples: int | None = None) -> Pipeline:
+def _word_lr(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
     return Pipeline(
         [
             ("features", _word_tfidf()),
@@ -108,7 +132,9 @@ def _word_lr(random_state: int, n_samples: int | None = None) -> Pipeline:
     )
 
 
-def _word_lr_c10(random_state: int, n_samples: int | None = None) -> Pipeline:
+def _word_lr_c10(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
     return Pipeline(
         [
             ("features", _word_tfidf()),
@@ -117,15 +143,19 @@ def _word_lr_c10(random_state: int, n_samples: int | None = None) -> Pipeline:
     )
 
 
-def _word_cnb(random_state: int, n_samples: int | None = None) -> Pipeline:
-    del random_state, n_samples  # ComplementNB is deterministic
+def _word_cnb(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
+    del random_state, n_samples, n_classes  # ComplementNB is deterministic
     return Pipeline([("features", _word_tfidf()), ("clf", ComplementNB(alpha=0.3))])
 
 
-def _word_char_sgd(random_state: int, n_samples: int | None = None) -> Pipeline:
+def _word_char_sgd(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
     return Pipeline(
         [
-            ("features", _word_char(n_samples)),
+            ("features", _word_char(n_samples, n_classes)),
             (
                 "clf",
                 SGDClassifier(
@@ -140,10 +170,12 @@ def _word_char_sgd(random_state: int, n_samples: int | None = None) -> Pipeline:
     )
 
 
-def _word_char_auto(random_state: int, n_samples: int | None = None) -> Pipeline:
+def _word_char_auto(
+    random_state: int, n_samples: int | None = None, n_classes: int | None = None
+) -> Pipeline:
     if n_samples is not None and n_samples > AUTO_LR_MAX_SAMPLES:
-        return _word_char_sgd(random_state, n_samples)
-    return _word_char_lr_balanced(random_state, n_samples)
+        return _word_char_sgd(random_state, n_samples, n_classes)
+    return _word_char_lr_balanced(random_state, n_samples, n_classes)
 
 
 PIPELINES: dict[str, Callable[..., Pipeline]] = {
@@ -159,7 +191,11 @@ PIPELINES: dict[str, Callable[..., Pipeline]] = {
 
 
 def build_pipeline(
-    name: str = DEFAULT_PIPELINE, *, random_state: int = 0, n_samples: int | None = None
+    name: str = DEFAULT_PIPELINE,
+    *,
+    random_state: int = 0,
+    n_samples: int | None = None,
+    n_classes: int | None = None,
 ) -> Pipeline:
     """Return an unfitted pipeline for the configuration ``name`` (see :data:`PIPELINES`).
 
@@ -168,14 +204,15 @@ def build_pipeline(
     accurate at 50-1,000 labels in ``benchmarks/RESULTS.md`` but is slow past a few thousand
     labels, where SGD with a modified Huber loss is as accurate and several times faster. In
     every word + char pipeline it also decides whether rare character n-grams are dropped
-    (``_char_tfidf``); without it they are kept.
+    (``_char_tfidf``); without it they are kept. ``n_classes`` (the distinct training labels)
+    decides whether the fit takes the lean choices (:func:`lean`); unknown, it does.
     """
     try:
         factory = PIPELINES[name]
     except KeyError:
         known = ", ".join(sorted(PIPELINES))
         raise InvalidInputError(f"unknown pipeline {name!r}; choose one of: {known}") from None
-    return factory(random_state, n_samples)
+    return factory(random_state, n_samples, n_classes)
 
 
 def prepare_texts(texts: Sequence[str]) -> list[str]:
@@ -208,6 +245,8 @@ def round_coefficients(pipeline: Pipeline) -> Pipeline:
     coef = getattr(clf, "coef_", None)
     if COEF_DTYPE is None or not isinstance(clf, LogisticRegression):
         return pipeline
+    if not lean(len(getattr(clf, "classes_", ()))):
+        return pipeline  # few classes: a small file as fitted (LEAN_FROM_CLASSES)
     if isinstance(coef, np.ndarray) and np.all(np.abs(coef) <= np.finfo(COEF_DTYPE).max):
         clf.coef_ = coef.astype(COEF_DTYPE).astype(coef.dtype)
     return pipeline
@@ -329,7 +368,10 @@ class TextClassifier:
                 f"need at least 2 distinct labels to fit, got {len(seen)} ({len(y)} labeled texts)"
             )
         pipeline = build_pipeline(
-            self.pipeline_name, random_state=self.random_state, n_samples=len(y)
+            self.pipeline_name,
+            random_state=self.random_state,
+            n_samples=len(y),
+            n_classes=len(seen),
         )
         self.pipeline_ = fit_pipeline(pipeline, texts, y)
         self.classes = sorted(set(seen) | {str(x) for x in (label_set or ())})

@@ -133,7 +133,9 @@ def _curve(texts: list[str], labels: list[str], pipeline: str | None) -> Extrapo
     try:
         name = pipeline or DEFAULT_PIPELINE
         sizes, scores = curve_points(
-            texts, labels, lambda: build_pipeline(name, n_samples=len(labels))
+            texts,
+            labels,
+            lambda: build_pipeline(name, n_samples=len(labels), n_classes=len(set(labels))),
         )
         return extrapolate(sizes, scores, len(labels))
     except Exception:  # noqa: BLE001 - no forecast is better than no model

@@ -5,6 +5,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from model.classifier import (
     AUTO_LR_MAX_SAMPLES,
     CHAR_MIN_DF_FROM,
+    LEAN_FROM_CLASSES,
     MAX_CHARS,
     PIPELINES,
     TextClassifier,
@@ -13,6 +14,14 @@ from model.classifier import (
 )
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
 from tests.model.conftest import make_texts
+
+MANY = [f"c{i}" for i in range(LEAN_FROM_CLASSES)]
+
+
+@pytest.fixture
+def many_classes():
+    """LEAN_FROM_CLASSES classes: enough for the lean fit (Newton-CG, pruning, float16)."""
+    return make_texts(np.random.default_rng(1), MANY, 6)
 
 
 def test_fit_predicts_the_class_of_its_own_vocabulary(toy):
@@ -164,17 +173,17 @@ def test_fitted_coefficients_are_laid_out_so_one_text_is_scored_without_copying_
     final = clf.pipeline_[-1]
     weights = final.coef_ if hasattr(final, "coef_") else final.feature_log_prob_
     assert weights.flags.f_contiguous and weights.T.flags.c_contiguous
-    reference = build_pipeline(name).fit(texts, labels)  # scikit-learn's own layout
+    reference = build_pipeline(name, n_classes=3).fit(texts, labels)  # scikit-learn's layout
     round_coefficients(reference)
     np.testing.assert_array_equal(clf.predict_proba(texts), reference.predict_proba(texts))
 
 
 @pytest.mark.parametrize("name", ["word_char_lr_balanced", "word_char_lr"])
-def test_logistic_regression_fits_the_model_lbfgs_would_fit_with_less_memory(name, toy):
+def test_logistic_regression_fits_the_model_lbfgs_would_fit_with_less_memory(name, many_classes):
     """Newton-CG minimises the same objective as scikit-learn's default L-BFGS, which keeps 25
     copies of the coefficients (1.4 GB for 1,000 labels × 89 classes); run to a tight tolerance,
     both land on the same model."""
-    texts, labels = toy
+    texts, labels = many_classes
     clf = TextClassifier(name).fit(texts, labels)
     assert clf.pipeline_[-1].solver == "newton-cg"
     reference = build_pipeline(name)
@@ -191,7 +200,7 @@ def char_vocabulary(clf: TextClassifier) -> dict[str, int]:
 def test_a_character_ngram_of_one_text_is_no_feature_from_100_texts_on(name):
     """An n-gram seen in one training text is a third of the features at 1,000 labels and
     nearly all noise; with fewer texts than ``CHAR_MIN_DF_FROM`` every n-gram stays."""
-    texts, labels = make_texts(np.random.default_rng(3), ["ant", "bee", "cat", "dog"], 25)
+    texts, labels = make_texts(np.random.default_rng(3), MANY, CHAR_MIN_DF_FROM // len(MANY))
     assert len(texts) == CHAR_MIN_DF_FROM
     texts[0] += " qzxjv"  # in this text only
     texts[1] += " wkyp"
@@ -203,16 +212,47 @@ def test_a_character_ngram_of_one_text_is_no_feature_from_100_texts_on(name):
 
 
 @pytest.mark.parametrize("name", ["word_char_auto", "word_char_lr", "word_lr"])
-def test_logistic_regression_coefficients_are_kept_at_float16_precision(name, toy):
+def test_logistic_regression_coefficients_are_kept_at_float16_precision(name, many_classes):
     """So the model file holds them in 2 bytes each and loads exactly the model that was
     fitted and used (``model/modelfile.py``)."""
-    texts, labels = toy
+    texts, labels = many_classes
     coef = TextClassifier(name).fit(texts, labels).pipeline_[-1].coef_
     assert coef.dtype in (np.float32, np.float64)
     np.testing.assert_array_equal(coef.astype(np.float16).astype(coef.dtype), coef)
     unrounded = build_pipeline(name).fit(texts, labels)[-1].coef_
     assert not np.array_equal(unrounded, coef)
     np.testing.assert_allclose(coef, unrounded, rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["word_char_auto", "word_char_lr", "word_char_lr_balanced"])
+def test_with_few_classes_the_fit_is_scikit_learns_own_with_every_ngram_and_exact_coefficients(
+    name,
+):
+    """Below LEAN_FROM_CLASSES the fit is small as it is, and the lean choices cost accuracy
+    (about a point of label-efficiency AUC on 4-class ag_news): L-BFGS, every character n-gram,
+    coefficients as fitted, the same model the pipeline fits unmodified."""
+    few = MANY[: LEAN_FROM_CLASSES - 1]
+    texts, labels = make_texts(np.random.default_rng(3), few, CHAR_MIN_DF_FROM // len(few) + 1)
+    texts[0] += " qzxjv"  # in one text only
+    clf = TextClassifier(name).fit(texts, labels)
+    final = clf.pipeline_[-1]
+    assert final.solver == "lbfgs"
+    assert "qzx" in char_vocabulary(clf)
+    plain = build_pipeline(name)  # unknown class count: lean, as before this gate
+    plain.set_params(clf__solver="lbfgs", features__char__min_df=1)
+    plain.fit(texts, labels)
+    assert not np.array_equal(final.coef_.astype(np.float16).astype(final.coef_.dtype), final.coef_)
+    np.testing.assert_array_equal(final.coef_, plain[-1].coef_)
+    np.testing.assert_array_equal(clf.predict_proba(texts), plain.predict_proba(texts))
+
+
+def test_from_lean_from_classes_on_the_fit_is_lean(many_classes):
+    texts, labels = many_classes
+    final = TextClassifier("word_char_lr").fit(texts, labels).pipeline_[-1]
+    assert final.solver == "newton-cg"
+    fewer = [t for t, y in zip(texts, labels) if y != MANY[-1]]
+    final = TextClassifier("word_char_lr").fit(fewer, [y for y in labels if y != MANY[-1]])
+    assert final.pipeline_[-1].solver == "lbfgs"
 
 
 def test_sgd_coefficients_are_kept_as_fitted(toy):
