@@ -284,7 +284,9 @@ def serve_env(fake: FakeSlack, db: Path, channel: str, port: int, max_open: int)
 
 
 def run_bare_server() -> None:
-    """``--bare-server``: Bolt with one listener that only acks, on $HITL_PORT."""
+    """``--bare-server``: Bolt with one listener that only acks, on $HITL_PORT; beside it a
+    ``/api/predict`` that only answers (the JSON body read, a fixed prediction sent back), so
+    that the floor can be measured under the same predict traffic as the server."""
     from aiohttp import web
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncApp
@@ -302,8 +304,13 @@ def run_bare_server() -> None:
     async def events(request: web.Request) -> web.StreamResponse:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
+    async def predict(request: web.Request) -> web.Response:
+        item = json.loads(await request.read())
+        return web.json_response({"id": None, "label": None, "text_chars": len(item["text"])})
+
     app = web.Application()
     app.router.add_post("/slack/events", events)
+    app.router.add_post("/api/predict", predict)
     port = int(os.environ["HITL_PORT"])
     print(f"bare Bolt listening on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
     web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=1)
@@ -859,7 +866,17 @@ async def until(condition, limit_s: float, what: str) -> None:  # noqa: ANN001
         await asyncio.sleep(0.01)  # a benchmark watching another process, not a test
 
 
-async def bare_phase(fake: FakeSlack, payloads: list[dict], args, name: str) -> Load:
+async def bare_phase(
+    fake: FakeSlack,
+    payloads: list[dict],
+    args,
+    name: str,
+    under_predicts: tuple[Path, int, float] | None = None,
+) -> Load | tuple[Load, Load]:
+    """The bare Bolt floor: ``payloads`` clicked at ``args.concurrency``. With
+    ``under_predicts`` = (texts file, clients, lead seconds), the clicks run while that many
+    predict clients (a ``--predict-worker``) call the bare server's ``/api/predict``, started
+    ``lead`` seconds before; then the clicks' and the predicts' Loads are returned."""
     port = free_port()
     env = clean_env(
         SLACK_BOT_TOKEN=fake.token,
@@ -870,7 +887,17 @@ async def bare_phase(fake: FakeSlack, payloads: list[dict], args, name: str) -> 
     process = await start_process([sys.executable, __file__, "--bare-server"], env)
     try:
         url = f"http://127.0.0.1:{port}/slack/events"
-        return await run_load(name, url, payloads, args.concurrency)
+        if under_predicts is None:
+            return await run_load(name, url, payloads, args.concurrency)
+        texts, clients, lead = under_predicts
+        predict_url = f"http://127.0.0.1:{port}/api/predict"
+        worker = await asyncio.to_thread(start_predict_worker, predict_url, clients, texts, "bare")
+        try:
+            await asyncio.sleep(lead)  # the predict clients are busy before the clicks
+            clicks = await run_load(name, url, payloads, args.concurrency)
+        finally:
+            predicts = await stop_predict_worker(worker)
+        return clicks, predicts
     finally:
         await stop_process(process)
 

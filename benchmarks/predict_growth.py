@@ -17,8 +17,11 @@ benchmark measures, over HTTP on loopback:
 
 The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process) under the same
 clicks, measured right after each size (a shared machine's load drifts over the run: each size
-is read against its own floor). After each size the database is read: every acknowledged click
-must be exactly one answer row. The load average is printed before and after each size.
+is read against its own floor), twice: alone, and while the same predict clients call the bare
+server's ``/api/predict``, which only answers (the loaded floor: what the machine, aiohttp and
+Bolt give a click under that traffic with no product code at all). After each size the
+database is read: every acknowledged click must be exactly one answer row. The load average
+is printed before and after each size.
 
     python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
     python benchmarks/predict_growth.py --quick           # 1k and 4k items; trec (< 60 s)
@@ -118,6 +121,7 @@ async def size_phase(
             "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
         )
         out["predict_during_clicks"] = await stop_predict_worker(background)
+        out["texts_file"] = texts_file
     finally:
         code, rest = await stop_process(process)
     out["server_exit"] = code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
@@ -139,7 +143,8 @@ def report(results: list[dict]) -> str:
         stored = all(r["answers"][k] == (acked[k], acked[k]) for k in acked)
         errors = sum(
             len(lo.errors) + sum(n for s, n in lo.statuses.items() if s != 200)
-            for lo in (pr, quiet, loaded, r["predict_during_clicks"])
+            for lo in (pr, quiet, loaded, r["predict_during_clicks"], r["floor_loaded"])
+            + (r["floor_predicts"],)
         )
         rows.append(
             [
@@ -155,7 +160,10 @@ def report(results: list[dict]) -> str:
                 f"{r['floor'].p(99):.1f}",
                 f"{loaded.p(99) / r['floor'].p(99):.2f}",
                 f"{quiet.p(99) / r['floor'].p(99):.2f}",
-                f"{len(r['predict_during_clicks'].latencies):,}",
+                f"{r['floor_loaded'].p(99):.1f}",
+                f"{loaded.p(99) / r['floor_loaded'].p(99):.2f}",
+                f"{len(r['predict_during_clicks'].latencies):,} / "
+                f"{len(r['floor_predicts'].latencies):,}",
                 errors,
                 "yes" if stored else f"NO {r['answers']} vs {acked}",
             ]
@@ -173,16 +181,21 @@ def report(results: list[dict]) -> str:
         "floor p99 ms",
         "loaded p99 / floor",
         "quiet p99 / floor",
-        "predicts during clicks",
+        "floor p99 ms (predict load)",
+        "loaded p99 / loaded floor",
+        "predicts during clicks (server / floor)",
         "errors",
         "acked = answer rows",
     ]
     floor_line = "bare Bolt floor after each size: p50 " + " / ".join(
         f"{r['floor'].p(50):.1f}" for r in results
     )
+    floor_line += " ms; under the predict clients: p50 " + " / ".join(
+        f"{r['floor_loaded'].p(50):.1f}" for r in results
+    )
     loads = "; ".join(f"{r['size']:,}: {r['load']}" for r in results)
     return (
-        markdown_table(head, rows, "l" + "r" * 13 + "l")
+        markdown_table(head, rows, "l" + "r" * 15 + "l")
         + f"\n\n{floor_line} ms\nload average (1, 5, 15 min) before / after each size: {loads}"
     )
 
@@ -216,6 +229,13 @@ async def main_async(args) -> int:
             result = await size_phase(ft, db, size, index, texts, args)
             result["floor"] = await bare_phase(
                 ft.fake, result["payloads"], args_for_floor(args), f"bare Bolt ({size:,})"
+            )
+            result["floor_loaded"], result["floor_predicts"] = await bare_phase(
+                ft.fake,
+                result["payloads"],
+                args_for_floor(args),
+                f"bare Bolt under predicts ({size:,})",
+                under_predicts=(result["texts_file"], args.predict_clients, args.load_lead),
             )
             result["load"] = f"{before} / {load_average()}"
             results.append(result)

@@ -17,6 +17,10 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
         ("4,000", "0", "yes"),
     ]
     assert "bare Bolt floor after each size: p50 " in out
+    floor = re.search(r"ms; under the predict clients: p50 ([\d.]+) / ([\d.]+) ms$", out, re.M)
+    assert floor and all(float(p50) > 0 for p50 in floor.groups())
+    served = re.findall(r"\| ([\d,]+) / ([\d,]+) \| 0 \| yes \|$", out, re.M)
+    assert len(served) == 2 and all(int(n.replace(",", "")) > 0 for pair in served for n in pair)
     assert "load average (1, 5, 15 min) before / after each size: 1,000: " in out
 
 

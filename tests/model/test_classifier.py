@@ -250,7 +250,7 @@ def test_from_lean_from_classes_on_the_fit_is_lean(many_classes):
     texts, labels = many_classes
     final = TextClassifier("word_char_lr").fit(texts, labels).pipeline_[-1]
     assert final.solver == "newton-cg"
-    fewer = [t for t, y in zip(texts, labels) if y != MANY[-1]]
+    fewer = [t for t, y in zip(texts, labels, strict=True) if y != MANY[-1]]
     final = TextClassifier("word_char_lr").fit(fewer, [y for y in labels if y != MANY[-1]])
     assert final.pipeline_[-1].solver == "lbfgs"
 
