@@ -349,6 +349,7 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     """
     import asyncio
 
+    from bot.eventloop import FastLaneEventLoop
     from bot.server import check_serve_settings, serve
 
     with friendly_errors():
@@ -358,7 +359,9 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         if port:
             settings = settings.with_changes(port=port)
         check_serve_settings(settings)
-        asyncio.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
+        # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
+        with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
+            runner.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
 
 
 @cli.command("retrain")

@@ -155,6 +155,11 @@ class Background:
     def done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
 
+    def keep(self, task: asyncio.Task) -> None:
+        """Track ``task`` until it ends."""
+        self.track(task)
+        task.add_done_callback(self.done)
+
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait for listeners that are still working after their ack."""
         async with asyncio.timeout(timeout):

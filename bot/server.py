@@ -29,6 +29,7 @@ from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.eventloop import urgent
 from bot.learning.jobs import (
     ChampionHolder,
     Trainer,
@@ -40,6 +41,7 @@ from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
+from bot.slack.acks import dispatch_until_acked
 from bot.slack.app import build_app
 from bot.slack.connect import channel_settings, check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
@@ -210,6 +212,7 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     """Slack's requests: the signature first, over the raw bytes; only then is the body parsed
     (Bolt's parsing of a hostile body can raise anything, RecursionError included). A refused
     request is logged without its body, whatever the log level."""
+    urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
     body = await request.read()  # over MAX_BODY: aiohttp answers 413
     if not is_signed_by_slack(request.app[VERIFIER], body, request.headers):
         logger.info(
@@ -224,7 +227,9 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
             query=request.query_string,
             headers=request.headers,
         )
-        response = await bolt.async_dispatch(bolt_request)
+        response = await dispatch_until_acked(
+            lambda: bolt.async_dispatch(bolt_request), request.app[RUNTIME].background.keep
+        )
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         # A signed body that is not shaped like Slack's (not UTF-8, not JSON, too deep, or
         # missing what Bolt routes on): answer 400, log the kind of error, never the body.

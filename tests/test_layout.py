@@ -158,6 +158,7 @@ CORE = (
     "bot.ingest",
     "bot.errors",
     "bot.logs",
+    "bot.eventloop",
 )
 
 
@@ -174,7 +175,9 @@ LAYER_RULES = [  # (these modules, never import these), each name with its submo
     (CORE, (*EDGES, *COMPOSERS)),  # the core holds the edges' owners only as Protocols
     (("bot.learning",), ("bot.slack", "bot.api")),  # the learning loop serves both edges
     (("bot.api",), ("bot.slack",)),
-    (("bot.store",), all_but("bot.store", "bot.errors")),  # the ground floor
+    # the ground floor; the event loop's fast lane is a leaf (an fsync that acks wait for)
+    (("bot.store",), all_but("bot.store", "bot.errors", "bot.eventloop")),
+    (("bot.eventloop",), all_but("bot.eventloop")),
     (("bot.sandbox",), all_but("bot.sandbox")),  # it talks to the bot over HTTP only
     (("bot.ingest",), all_but("bot.ingest", "bot.store", "bot.errors")),
 ]

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.labelset import resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
+from bot.slack.acks import signalling
 from bot.slack.guidelines import guidelines_view
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
@@ -67,6 +68,8 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         task = asyncio.current_task()
         if task is not None:
             rt.background.track(task)
+        if kwargs.get("ack") is not None:
+            kwargs["ack"] = signalling(kwargs["ack"])  # the ack is sent when it is made
         ack = kwargs.get("ack")
         try:
             await listener(*args, **kwargs)

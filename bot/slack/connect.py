@@ -24,7 +24,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.eventloop import urgent
 from bot.runtime import Runtime
+from bot.slack.acks import dispatch_until_acked
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +199,10 @@ class SocketMode:
 
     async def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.time()
-        response = await run_async_bolt_app(self.bolt, request)
+        urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
+        response = await dispatch_until_acked(
+            lambda: run_async_bolt_app(self.bolt, request), self.rt.background.keep
+        )
         await send_async_response(client, request, response, started)
 
     async def connect(self) -> None:

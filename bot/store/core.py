@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot import eventloop
 from bot.errors import StoreError
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
@@ -403,7 +404,10 @@ class WalSync:
             self.next = asyncio.get_running_loop().create_future()
         waiter = self.next
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run(), name="hitl-wal-sync")
+            # Urgent: an ack waits for this fsync (bot/eventloop.py).
+            self.task = asyncio.create_task(
+                self._run(), name="hitl-wal-sync", context=eventloop.urgent_context()
+            )
         await asyncio.shield(waiter)  # a cancelled caller leaves the others their fsync
 
     async def _run(self) -> None:
@@ -412,7 +416,7 @@ class WalSync:
             batch, self.next = self.next, None  # commits from here on wait for the next fsync
             try:
                 if path is not None:
-                    await asyncio.to_thread(_fsync, path)
+                    await eventloop.to_thread(_fsync, path)
             except Exception as exc:  # noqa: BLE001 - the waiting callers each report it
                 batch.set_exception(exc)
             else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from slack_bolt.listener import asyncio_runner
 
 from bot.cli import cli
 from bot.sandbox import FakeSlack
@@ -110,6 +112,39 @@ async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
     assert not any(b["type"] == "actions" for b in redrawn["blocks"])
     undo = await bot.fake.next_call("chat.postEphemeral")
     assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
+
+
+async def test_a_click_is_answered_when_its_listener_acks_not_at_bolts_next_poll(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """Bolt runs the listener in a task and looks every 10 ms whether it has acked. Here that
+    poll never comes back until the end (Bolt's ``asyncio.sleep`` held): the click's answer is
+    still stored and acked, with the response the listener's ack made, and Bolt's dispatch
+    finishes once released."""
+    released = asyncio.Event()
+
+    class BoltsAsyncio:  # Bolt's listener runner's ``asyncio``, with its poll held
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay: float, result: object = None) -> object:
+            await released.wait()
+            return result
+
+    monkeypatch.setattr(asyncio_runner, "asyncio", BoltsAsyncio())
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    label = buttons(message)[0]
+    async with asyncio.timeout(10):  # without the early answer: no response until released
+        response = await bot.action(bot.button_payload(message, "U0ANA", label))
+    assert response.status == 200 and await response.text() == ""
+    [answer] = list(bot.store.iter_answers())
+    assert (answer["user_id"], answer["label"]) == ("U0ANA", label)
+    assert bot.rt.background.tasks  # Bolt's dispatch, still polling
+    released.set()
+    await bot.settled()
+    assert not bot.rt.background.tasks
 
 
 async def test_other_select_pick_and_skip(bot: Bot):

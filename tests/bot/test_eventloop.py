@@ -1,0 +1,119 @@
+"""The fast lane (bot/eventloop.py): urgent steps run before the work queued ahead of them, and
+a worker thread's result wakes an urgent caller first."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from bot import eventloop
+from bot.eventloop import FastLaneEventLoop, urgent
+
+
+def run(main, loop_factory=FastLaneEventLoop):  # noqa: ANN001
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_an_urgent_tasks_steps_run_before_the_steps_queued_ahead_of_them(fast_lane: bool):
+    order: list[str] = []
+
+    async def main() -> None:
+        async def steps(name: str, is_urgent: bool = False) -> None:
+            if is_urgent:
+                urgent()
+            for _ in range(3):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(steps(f"p{i}") for i in range(5)), steps("click", True))
+
+    run(main, FastLaneEventLoop if fast_lane else None)
+    first = order.index("click")
+    if fast_lane:  # started last, then never waits behind the five
+        assert order[first : first + 3] == ["click"] * 3
+    else:  # first come, first served: each of its steps waits for the five
+        assert order[first : first + 3] == ["click", "p0", "p1"]
+    assert sorted(order) == sorted([f"p{i}" for i in range(5)] * 3 + ["click"] * 3)
+
+
+def test_tasks_an_urgent_task_starts_are_urgent_and_a_task_can_step_out_of_the_lane():
+    order: list[str] = []
+
+    async def main() -> None:
+        async def background(name: str, n: int) -> None:
+            for _ in range(n):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def request() -> None:
+            urgent()
+            order.append("request")
+            child = asyncio.create_task(background("child", 2))  # inherits the lane
+            await asyncio.sleep(0)
+            urgent(False)  # acked: what follows waits its turn
+            await asyncio.sleep(0)
+            order.append("after ack")
+            await child
+
+        others = [asyncio.create_task(background(f"p{i}", 6)) for i in range(3)]
+        await asyncio.gather(request(), *others)
+
+    run(main)
+    start = order.index("request")
+    assert order[start + 1 : start + 3] == ["child", "child"]  # ahead of the queued steps
+    between = order[start + 3 : order.index("after ack")]
+    assert sorted(between) == ["p0", "p1", "p2"]  # out of the lane: behind one step of each
+
+
+@pytest.mark.parametrize("to_thread", [eventloop.to_thread, asyncio.to_thread])
+def test_a_threads_result_wakes_an_urgent_caller_before_the_queued_work(to_thread):  # noqa: ANN001
+    """``eventloop.to_thread`` hands the result back in the caller's context; asyncio's own, in
+    the worker thread's, so the urgent caller waits behind everything queued meanwhile."""
+    order: list[object] = []
+    handed_back = threading.Event()
+
+    class Observed(FastLaneEventLoop):
+        def call_soon_threadsafe(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            handle = super().call_soon_threadsafe(*args, **kwargs)
+            handed_back.set()
+            return handle
+
+    async def main() -> None:
+        release = threading.Event()
+
+        async def caller() -> None:
+            urgent()
+            await to_thread(release.wait)
+            order.append("woken")
+
+        task = asyncio.create_task(caller())
+        await asyncio.sleep(0)  # the caller waits for its thread
+        loop = asyncio.get_running_loop()
+        for n in range(20):
+            loop.call_soon(order.append, n)
+        release.set()
+        assert handed_back.wait(10)  # the result is queued (the loop thread waits for it here)
+        await task
+
+    run(main, Observed)
+    if to_thread is eventloop.to_thread:
+        assert order[0] == "woken"
+    else:
+        assert order.index("woken") == 20
+    assert [x for x in order if x != "woken"] == list(range(20))
+
+
+def test_a_threads_error_is_raised_in_the_caller():
+    async def main() -> None:
+        def fail() -> None:
+            raise OSError("disk gone")
+
+        with pytest.raises(OSError, match="disk gone"):
+            await eventloop.to_thread(fail)
+        assert await eventloop.to_thread(sum, [1, 2]) == 3
+
+    run(main)
