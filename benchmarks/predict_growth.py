@@ -54,6 +54,7 @@ from bot_load import (
     bare_phase,
     click_payloads,
     count_answers,
+    metric,
     predict_load,
     run_load,
     serve_env,
@@ -117,9 +118,12 @@ async def size_phase(
             start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
         )  # in a process of its own, as in bot_load's mix
         await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
+        before = await fsyncs(base)
         out["clicks_loaded"] = await run_load(
             "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
         )
+        after = await fsyncs(base)
+        out["fsyncs"] = [a - b for a, b in zip(after, before, strict=True)]
         out["predict_during_clicks"] = await stop_predict_worker(background)
         out["texts_file"] = texts_file
     finally:
@@ -129,6 +133,20 @@ async def size_phase(
         kind: count_answers(db, f"{tag}{kind}") for kind in ("Q", "L")
     }  # (rows, distinct (item, user))
     return out
+
+
+FSYNC_SLOW = ("0.05", "0.1")  # seconds: the /metrics buckets that tell a slow fsync
+
+
+async def fsyncs(base: str) -> list[float]:
+    """The server's fsyncs so far (``hitl_wal_fsync_seconds``): all, and those over 50 and
+    100 ms (-1 each from a server without the metric)."""
+    name = "hitl_wal_fsync_seconds"
+    total = await metric(base, f"{name}_count")
+    within = [await metric(base, f'{name}_bucket{{le="{le}"}}') for le in FSYNC_SLOW]
+    if total < 0 or min(within) < 0:
+        return [-1.0] * (1 + len(FSYNC_SLOW))
+    return [total, *(total - n for n in within)]
 
 
 # --- report -------------------------------------------------------------------------------
@@ -192,6 +210,14 @@ def report(results: list[dict]) -> str:
     )
     floor_line += " ms; under the predict clients: p50 " + " / ".join(
         f"{r['floor_loaded'].p(50):.1f}" for r in results
+    )
+    floor_line += " ms\nfsyncs during the loaded clicks (all / over 50 ms / over 100 ms): " + (
+        "; ".join(
+            f"{r['size']:,}: " + " / ".join(f"{n:.0f}" for n in r["fsyncs"])
+            if min(r["fsyncs"]) >= 0
+            else f"{r['size']:,}: not reported by this server"
+            for r in results
+        )
     )
     loads = "; ".join(f"{r['size']:,}: {r['load']}" for r in results)
     return (

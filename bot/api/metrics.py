@@ -30,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -106,6 +107,18 @@ class StoreCollector:
             durations.add_metric([kind], count_value=n, sum_value=seconds)
         yield runs
         yield durations
+        sync = store.wal_sync
+        fsyncs = HistogramMetricFamily(
+            "hitl_wal_fsync_seconds",
+            "fsyncs of the write-ahead log that acks waited for (in a worker thread)",
+        )
+        fsyncs.add_metric(
+            [],
+            [(str(b), n) for b, n in zip(sync.BUCKETS, sync.within, strict=True)]
+            + [("+Inf", sync.timed)],
+            sum_value=sync.seconds,
+        )
+        yield fsyncs
 
 
 class ModelCollector:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -386,11 +387,16 @@ class WalSync:
     every commit, and checkpoints sync the log first at either level. An in-memory database
     has no log: nothing to do."""
 
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # seconds, for /metrics
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.next: asyncio.Future[None] | None = None  # for the callers of the next fsync
         self.task: asyncio.Task[None] | None = None
         self.n_syncs = 0  # fsyncs done
+        self.timed = 0  # fsyncs of a file (an in-memory database has none)
+        self.seconds = 0.0  # their time in all, in the worker thread
+        self.within = [0] * len(self.BUCKETS)  # fsyncs that took at most each bucket's seconds
 
     def wal_path(self) -> str | None:
         row = self.db.execute("PRAGMA database_list").fetchone()
@@ -415,22 +421,33 @@ class WalSync:
         while self.next is not None:
             batch, self.next = self.next, None  # commits from here on wait for the next fsync
             try:
-                if path is not None:
-                    await eventloop.to_thread(_fsync, path)
+                seconds = None if path is None else await eventloop.to_thread(_fsync, path)
             except Exception as exc:  # noqa: BLE001 - the waiting callers each report it
                 batch.set_exception(exc)
             else:
                 self.n_syncs += 1
+                if seconds is not None:
+                    self._record(seconds)
                 batch.set_result(None)
 
+    def _record(self, seconds: float) -> None:
+        self.timed += 1
+        self.seconds += seconds
+        for i, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                self.within[i] += 1
 
-def _fsync(path: str) -> None:
-    """fsync ``path`` (flushes what any descriptor of the file wrote, SQLite's included)."""
+
+def _fsync(path: str) -> float:
+    """fsync ``path`` (flushes what any descriptor of the file wrote, SQLite's included); the
+    seconds it took."""
+    started = time.perf_counter()
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return time.perf_counter() - started
 
 
 def _configure(db: Database, memory: bool) -> None:

@@ -18,6 +18,8 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
     ]
     assert "bare Bolt floor after each size: p50 " in out
     floor = re.search(r"ms; under the predict clients: p50 ([\d.]+) / ([\d.]+) ms$", out, re.M)
+    fsyncs = re.search(r"over 100 ms\): 1,000: (\d+) / (\d+) / (\d+); 4,000: (\d+)", out)
+    assert fsyncs and int(fsyncs[1]) >= 1 and int(fsyncs[4]) >= 1  # one at least per ack batch
     assert floor and all(float(p50) > 0 for p50 in floor.groups())
     served = re.findall(r"\| ([\d,]+) / ([\d,]+) \| 0 \| yes \|$", out, re.M)
     assert len(served) == 2 and all(int(n.replace(",", "")) > 0 for pair in served for n in pair)

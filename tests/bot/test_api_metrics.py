@@ -142,3 +142,21 @@ async def test_healthz_reports_db_champion_and_scheduler(
         assert response.status == 503
         body = await response.json()
         assert (body["ok"], body["champion"], body["scheduler"]) == (False, 1, False)
+
+
+async def test_metrics_show_how_long_the_fsyncs_that_acks_wait_for_took(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in start_api(fake_slack, tmp_path):
+        before = await scrape(bot)
+        for _ in range(3):
+            await bot.store.synced()  # as an answer's ack does, one after another
+        after = await scrape(bot)
+        count = ("hitl_wal_fsync_seconds_count", ())
+        assert after[count] == before[count] + 3
+        assert (
+            after[("hitl_wal_fsync_seconds_sum", ())] > before[("hitl_wal_fsync_seconds_sum", ())]
+        )
+        bounds = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "+Inf")
+        buckets = [after[("hitl_wal_fsync_seconds_bucket", (("le", le),))] for le in bounds]
+        assert buckets == sorted(buckets) and buckets[-1] == after[count]
