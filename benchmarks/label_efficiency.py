@@ -274,6 +274,7 @@ EXPERIMENT = {
     "CHAR_MIN_DF": int,
     "CHAR_MIN_DF_FROM": int,
     "COEF_DTYPE": lambda v: None if v.lower() == "none" else np.dtype(v).type,
+    "LEAN_FROM_CLASSES": int,
 }
 
 
@@ -634,8 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         default=[],
         help="an experiment, not a product setting: set model.classifier's LR_SOLVER, "
-        "CHAR_MIN_DF, CHAR_MIN_DF_FROM or COEF_DTYPE (float16, float32 or none) for this run; "
-        "each row records it",
+        "CHAR_MIN_DF, CHAR_MIN_DF_FROM, LEAN_FROM_CLASSES or COEF_DTYPE (float16, float32 or "
+        "none) for this run; each row records it",
     )
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")

@@ -3,9 +3,10 @@ other work waiting on the loop.
 
 asyncio runs ready callbacks first come, first served. With twenty ``/api/predict`` calls in
 flight, every step of a click (its task waking after the body was read, after the answer's
-fsync, after its ack) waited behind a step of each: at 1,300 predicts a second a click's p99
-was 145–157 ms, against 45–64 ms with the clicks' steps run first (``benchmarks/RESULTS.md``,
-"Predict and clicks as the backlog grows"). :class:`FastLaneEventLoop` puts a callback whose
+fsync, after its ack) waited behind a step of each: at 1,000–1,600 predicts a second a click's
+p99 was 116–259 ms with 10,000 and 100,000 items waiting, and is 28–41 ms in seven runs of
+eight with the clicks' steps run first (``benchmarks/RESULTS.md``, "Predict and clicks as the
+backlog grows"). :class:`FastLaneEventLoop` puts a callback whose
 context has :data:`URGENT` set at the front of the ready queue. The Slack edge sets it in the
 task of each request it serves (``bot.server.slack_events``, ``bot.slack.connect``), tasks it
 starts inherit it, and a listener clears it once it has acked (``bot.slack.acks``), so the
