@@ -10,8 +10,9 @@ backlog grows"). :class:`FastLaneEventLoop` puts a callback whose
 context has :data:`URGENT` set at the front of the ready queue. The Slack edge sets it in the
 task of each request it serves (``bot.server.slack_events``, ``bot.slack.connect``), tasks it
 starts inherit it, and a listener clears it once it has acked (``bot.slack.acks``), so the
-work after an ack (redraws, notes) waits its turn like the rest. Nothing is starved for long:
-urgent work is a few small steps per request, and Slack sends few.
+work after an ack (redraws, notes) waits its turn like the rest; work a request starts that
+outlives it (a refresh, a retrain) is started outside the lane (:func:`background`). Nothing
+is starved for long: urgent work is a few small steps per request, and Slack sends few.
 
 ``hitl serve`` runs on :class:`FastLaneEventLoop` (``bot.cli``); on any other loop
 :data:`URGENT` is a flag nobody reads, and everything works as before.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -69,6 +70,16 @@ def urgent_context() -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(URGENT.set, True)
     return context
+
+
+def background(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+    """``asyncio.create_task`` for work that outlives the request that starts it (a refresh, a
+    retrain, a scoring batch): never urgent, whoever starts it. A task otherwise inherits its
+    creator's context, so a refresh started by a click would run in the fast lane ahead of
+    everyone, clicks included."""
+    context = contextvars.copy_context()
+    context.run(URGENT.set, False)
+    return asyncio.create_task(coro, name=name, context=context)
 
 
 async def to_thread(func: Callable[..., T], *args: Any) -> T:

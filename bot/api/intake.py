@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import eventloop
 from bot.store import Store
 
 
@@ -34,7 +35,7 @@ class Intake:
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
         self.waiting.append((items, done))
         if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._write(), name="hitl-api-intake")
+            self.writer = eventloop.background(self._write(), name="hitl-api-intake")
         return await done
 
     async def _write(self) -> None:

@@ -33,6 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import eventloop
 from bot.config import Settings
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
@@ -158,7 +159,7 @@ class Trainer:
         if self.refresh_task is not None and not self.refresh_task.done():
             self.again = True
             return
-        self.refresh_task = asyncio.create_task(self._refreshing(), name="hitl-refresh")
+        self.refresh_task = eventloop.background(self._refreshing(), name="hitl-refresh")
 
     async def _refreshing(self) -> None:
         assert self.rt is not None
@@ -380,7 +381,7 @@ async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
     if isinstance(started, Outcome):
         return started
     trainer = Trainer.of(rt)
-    trainer.task = asyncio.create_task(
+    trainer.task = eventloop.background(
         run_retrain(rt, triggered_by, force=force, plan=started), name="hitl-retrain"
     )
     # A refresh counts this task as a retrain under way until it is done: check again then.
@@ -411,7 +412,7 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
     state = ChampionHolder.of(rt)
     if state.watch is None:
         state.watch = ChampionWatch(rt)
-        state.watch.task = asyncio.create_task(state.watch.run(), name="hitl-champion-watch")
+        state.watch.task = eventloop.background(state.watch.run(), name="hitl-champion-watch")
     scheduler = AsyncIOScheduler(timezone=ZoneInfo(rt.settings.timezone))
     scheduler.add_job(
         scheduled_retrain,

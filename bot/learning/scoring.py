@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bot import eventloop
 from bot.config import Settings
 from bot.learning.scoring_worker import ScoringWorker, predict_texts
 from bot.runtime import Champion, Runtime
@@ -133,7 +134,7 @@ class Scorer:
         batch = _Batch(champion, strategy, asyncio.get_running_loop().create_future())
         self.batches.append(batch)
         if self.batcher is None or self.batcher.done():
-            self.batcher = asyncio.create_task(self._score_batches(), name="hitl-score-batches")
+            self.batcher = eventloop.background(self._score_batches(), name="hitl-score-batches")
         return batch
 
     async def _score_batches(self) -> None:

@@ -117,3 +117,27 @@ def test_a_threads_error_is_raised_in_the_caller():
         assert await eventloop.to_thread(sum, [1, 2]) == 3
 
     run(main)
+
+
+def test_work_an_urgent_task_starts_in_the_background_waits_its_turn():
+    order: list[str] = []
+
+    async def main() -> None:
+        async def steps(name: str, n: int) -> None:
+            for _ in range(n):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def request() -> asyncio.Task:
+            urgent()
+            return eventloop.background(steps("refresh", 2), name="refresh")
+
+        others = [asyncio.create_task(steps(f"p{i}", 4)) for i in range(3)]
+        await asyncio.sleep(0)  # the three have taken a step
+        refresh = await asyncio.create_task(request())
+        await asyncio.gather(refresh, *others)
+
+    run(main)
+    first = order.index("refresh")
+    assert order[first + 1 : first + 4] != ["refresh"] and order.count("refresh") == 2
+    assert sorted(order[first + 1 : order.index("refresh", first + 1)]) == ["p0", "p1", "p2"]

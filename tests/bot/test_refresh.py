@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.eventloop import URGENT
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, begin_retrain, run_retrain, start_retrain
 from bot.sandbox import FakeSlack
@@ -220,6 +221,28 @@ async def test_a_refresh_reads_its_labels_off_the_event_loops_connection(bot: Bo
     assert trainer.refreshes == 1
     assert on_the_loop  # the trace works: clicks and posts ran on the loop's connection
     assert not [sql for sql in on_the_loop if "FROM labels l" in sql and "JOIN items" in sql]
+
+
+async def test_a_refresh_a_click_starts_runs_outside_the_clicks_fast_lane(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """A click's steps run ahead of other work on `hitl serve`'s loop until its ack
+    (bot/eventloop.py); the refresh it starts outlives it and must wait its turn like the
+    rest, or its re-scoring of the queue would run ahead of every later click."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    urgent_when_fitting: list[bool] = []
+    compute = retrain.compute_refresh
+
+    def traced(*args, **kwargs):  # noqa: ANN002, ANN003 - the real refresh, observed
+        urgent_when_fitting.append(URGENT.get())
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(retrain, "compute_refresh", traced)
+    for _ in range(3):
+        await answer_next(bot)  # the third click's listener starts the refresh
+        await trainer.settled()
+    assert trainer.refreshes == 1 and urgent_when_fitting == [False]
 
 
 @contextlib.asynccontextmanager
