@@ -17,19 +17,23 @@ def run(main, loop_factory=FastLaneEventLoop):  # noqa: ANN001
         return runner.run(main())
 
 
+async def steps(order: list[str], name: str, n: int, *, is_urgent: bool = False) -> None:
+    """``n`` steps, each recorded in ``order`` under ``name`` before yielding to the loop."""
+    if is_urgent:
+        urgent()
+    for _ in range(n):
+        order.append(name)
+        await asyncio.sleep(0)
+
+
 @pytest.mark.parametrize("fast_lane", [True, False])
 def test_an_urgent_tasks_steps_run_before_the_steps_queued_ahead_of_them(fast_lane: bool):
     order: list[str] = []
 
     async def main() -> None:
-        async def steps(name: str, is_urgent: bool = False) -> None:
-            if is_urgent:
-                urgent()
-            for _ in range(3):
-                order.append(name)
-                await asyncio.sleep(0)
-
-        await asyncio.gather(*(steps(f"p{i}") for i in range(5)), steps("click", True))
+        await asyncio.gather(
+            *(steps(order, f"p{i}", 3) for i in range(5)), steps(order, "click", 3, is_urgent=True)
+        )
 
     run(main, FastLaneEventLoop if fast_lane else None)
     first = order.index("click")
@@ -44,22 +48,17 @@ def test_tasks_an_urgent_task_starts_are_urgent_and_a_task_can_step_out_of_the_l
     order: list[str] = []
 
     async def main() -> None:
-        async def background(name: str, n: int) -> None:
-            for _ in range(n):
-                order.append(name)
-                await asyncio.sleep(0)
-
         async def request() -> None:
             urgent()
             order.append("request")
-            child = asyncio.create_task(background("child", 2))  # inherits the lane
+            child = asyncio.create_task(steps(order, "child", 2))  # inherits the lane
             await asyncio.sleep(0)
             urgent(False)  # acked: what follows waits its turn
             await asyncio.sleep(0)
             order.append("after ack")
             await child
 
-        others = [asyncio.create_task(background(f"p{i}", 6)) for i in range(3)]
+        others = [asyncio.create_task(steps(order, f"p{i}", 6)) for i in range(3)]
         await asyncio.gather(request(), *others)
 
     run(main)
@@ -123,16 +122,11 @@ def test_work_an_urgent_task_starts_in_the_background_waits_its_turn():
     order: list[str] = []
 
     async def main() -> None:
-        async def steps(name: str, n: int) -> None:
-            for _ in range(n):
-                order.append(name)
-                await asyncio.sleep(0)
-
         async def request() -> asyncio.Task:
             urgent()
-            return eventloop.background(steps("refresh", 2), name="refresh")
+            return eventloop.background(steps(order, "refresh", 2), name="refresh")
 
-        others = [asyncio.create_task(steps(f"p{i}", 4)) for i in range(3)]
+        others = [asyncio.create_task(steps(order, f"p{i}", 4)) for i in range(3)]
         await asyncio.sleep(0)  # the three have taken a step
         refresh = await asyncio.create_task(request())
         await asyncio.gather(refresh, *others)
