@@ -597,7 +597,7 @@ async def wait_for_posts(ft: FakeThread, channel: str, n: int, limit_s: float) -
             return messages
         if time.monotonic() > deadline:
             raise SystemExit(f"only {len(messages)} of {n} questions posted in {limit_s:.0f} s")
-        await asyncio.sleep(0.25)  # a benchmark polling another thread, not a test
+        await asyncio.sleep(0.05)  # a benchmark polling another thread, not a test
 
 
 async def server_phase(
@@ -646,7 +646,7 @@ async def server_phase(
             state = info["retrain_at_end"]
             deadline = time.monotonic() + args.retrain_wait
             while state and state["finished_at"] is None and time.monotonic() < deadline:
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.1)  # a benchmark watching another process, not a test
                 state = retrain_state(db)
             info["retrain_final"] = state
             info["retrain_wait_s"] = time.perf_counter() - t0

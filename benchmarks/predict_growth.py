@@ -83,7 +83,7 @@ async def open_questions(ft: FakeThread, n: int, limit_s: float) -> list[dict]:
             return messages[:n]
         if time.monotonic() > deadline:
             raise SystemExit(f"only {len(messages)} of {n} questions posted in {limit_s:.0f} s")
-        await asyncio.sleep(0.25)  # a benchmark polling another thread, not a test
+        await asyncio.sleep(0.05)  # a benchmark polling another thread, not a test
 
 
 async def size_phase(

@@ -1,5 +1,4 @@
-"""predict_growth.py and predict_throughput.py: /api/predict as the backlog grows, and against
-an earlier commit."""
+"""predict_growth.py: /api/predict and clicks as the backlog grows."""
 
 from __future__ import annotations
 
@@ -24,14 +23,3 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
     served = re.findall(r"\| ([\d,]+) / ([\d,]+) \| 0 \| yes \|$", out, re.M)
     assert len(served) == 2 and all(int(n.replace(",", "")) > 0 for pair in served for n in pair)
     assert "load average (1, 5, 15 min) before / after each size: 1,000: " in out
-
-
-def test_predict_throughput_benchmark_runs_both_sides_and_gives_their_ratio(standin: Path):
-    out = run_quick("predict_throughput.py", standin)
-    rows = re.findall(r"^\| (old|new) \(\S+\) \| (\d+) \| (\d+) \|.*\| (\d+) \|  \|$", out, re.M)
-    assert [(side, calls, errors) for side, _, calls, errors in rows] == [
-        ("old", "40", "0"),
-        ("new", "40", "0"),
-    ]
-    ratio = r"^throughput: new [\d.,]+ calls/s, old [\d.,]+ calls/s: new / old = [\d.]+$"
-    assert re.search(ratio, out, re.M)

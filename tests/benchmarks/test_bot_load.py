@@ -1,4 +1,4 @@
-"""The bot under load and faults: bot_load.py and soak.py."""
+"""bot_load.py: the bot under load, and the realistic mix."""
 
 from __future__ import annotations
 
@@ -39,11 +39,3 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
     assert "57 later clicks told already decided" in note
     _, _, predict_errors, _, _ = phases["/api/predict during the mix (5 clients)"]
     assert predict_errors == "0"
-
-
-def test_soak_benchmark_loses_no_answer_under_faults():
-    out = run_quick("soak.py")
-    assert "| acked clicks lost / stored twice | 0 / 0 |" in out
-    assert "| PRAGMA integrity_check | ok |" in out
-    assert "| tracebacks in the server log | 0 |" in out
-    assert out.strip().endswith("verdict: ok")
