@@ -538,25 +538,39 @@ def count_answers(db: Path, tag: str) -> tuple[int, int]:
     return rows, pairs
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``: its children (the fork server, the resource tracker) and
+    theirs (the scoring and fit children, forked by the fork server)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        for task in tasks:
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    except OSError:  # gone meanwhile
+        pass
+    return found
+
+
 def fit_children(pid: int) -> list[dict]:
-    """The server's child processes (the retrain's fit, the scoring child) with their
-    niceness, CPU seconds and state (Z: exited, not yet reaped)."""
+    """The server's child processes, and theirs (the retrain's fit, the scoring children, the
+    fork server they come from) with their niceness, CPU seconds and state (Z: exited, not
+    yet reaped)."""
     found = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
+    ticks = os.sysconf("SC_CLK_TCK")
+    for child in descendants(pid):
         try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:  # ppid
-            ticks = os.sysconf("SC_CLK_TCK")
-            found.append(
-                {
-                    "pid": int(status.parent.name),
-                    "state": fields[0],
-                    "nice": int(fields[16]),
-                    "cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
-                }
-            )
+        found.append(
+            {
+                "pid": child,
+                "state": fields[0],
+                "nice": int(fields[16]),
+                "cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
+            }
+        )
     return found
 
 
@@ -797,18 +811,18 @@ def process_memory(pid: int) -> str:
         line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
         return int(line.split()[1]) / 1024
 
-    def children(p: int) -> list[int]:
-        found: list[int] = []
-        for task in Path(f"/proc/{p}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
-        return found
-
     try:
         parts = [f"server {rss_mib(pid):.0f} MiB"]
-        for child in children(pid):
+        for child in descendants(pid):
             cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             nice = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16]
-            kind = "resource tracker" if "resource_tracker" in cmd else f"child (nice {nice})"
+            kind = (
+                "resource tracker"
+                if "resource_tracker" in cmd
+                else "fork server"
+                if "forkserver" in cmd
+                else f"child (nice {nice})"
+            )
             parts.append(f"{kind} {rss_mib(child):.0f} MiB")
         return ", ".join(parts)
     except (OSError, StopIteration, ValueError):

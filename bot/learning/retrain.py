@@ -35,7 +35,7 @@ from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
 from bot.learning.scoring import Scorer, score_items
-from bot.learning.scoring_worker import exit_with_parent
+from bot.learning.scoring_worker import child_context, exit_with_parent
 from bot.runtime import Champion
 from bot.store import Store
 from model import (
@@ -453,8 +453,7 @@ class FitWorker:
     async def _call(self, function: Callable[..., Any], args: tuple) -> Any:
         """Run ``function(*args)`` in the child (one at a time: the pool has one process)."""
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-            self._pool = context.Pool(
+            self._pool = child_context().Pool(
                 processes=1,
                 maxtasksperchild=1,
                 initializer=_background,

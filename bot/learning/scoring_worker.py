@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import threading
 import time
 from collections import OrderedDict
@@ -69,29 +70,65 @@ def predict_texts(
     return out
 
 
+# The children start from a fork server: a process the server starts once, which imports
+# what the children run (numpy, scikit-learn, the model code, the fit) and then forks one per
+# child. A child is ready in milliseconds and shares those modules' memory, where a spawned
+# interpreter imports them anew (about 2 s of CPU, and for the fit child that is every fit:
+# it is a new process each time). The fork server has no threads, so forking it is safe, as
+# forking the server (event loop, worker threads) would not be. Where there is no fork server
+# or no pidfd to watch the server by (see ``exit_with_parent``), children are spawned.
+CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain")
+
+
+def child_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context the server's children start from (see CHILD_PRELOAD)."""
+    if "forkserver" in multiprocessing.get_all_start_methods() and _pidfd_works():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(CHILD_PRELOAD))  # read when the server starts
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return False
+    return True
+
+
 def exit_with_parent(parent: int, poll: float = 1.0) -> None:
-    """In a child process of the server: exit once the server is gone.
+    """In a child process of the server: exit once the server (pid ``parent``) is gone.
 
     A server that shuts down closes its pools, but one killed (``kill -9``, the kernel's OOM
     killer) cannot; its children would wait forever for work, each with a model in memory,
     holding the server's stderr open, and a restarted server would add more. A pool's child
-    never sees the end of its queue (it holds a copy of the writing end), so it watches its
-    parent instead: once it is not ``parent`` (the server's pid, passed from the server: a
-    server killed while the child still imports is gone before this runs), the server is gone.
+    never sees the end of its queue (it holds a copy of the writing end), so it watches the
+    server instead: through a pidfd, which turns readable when the server exits (a child of
+    the fork server is not the server's own), else (a spawned child) by its parent's pid
+    changing. A server already gone when this runs ends the child at once.
     """
+    try:
+        pidfd: int | None = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        pidfd = None
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll)
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while os.getppid() == parent:
+                time.sleep(poll)
         os._exit(0)
 
     threading.Thread(target=watch, name="hitl-exit-with-parent", daemon=True).start()
 
 
 def _child_start(server: int, niceness: int = 0) -> None:
-    """In the child: nothing to set up beyond this module's imports (numpy and ``model``,
-    not the server's: the child starts in about a second), its priority, and exiting with
-    the server."""
+    """In the child: its priority, and exiting with the server (the imports are the fork
+    server's, see CHILD_PRELOAD)."""
     if niceness:
         with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
             os.nice(niceness)
@@ -133,10 +170,9 @@ class ScoringWorker:
         if self.closed:
             raise ScoringProcessError("the scoring process is stopped (the server is stopping)")
         if self._executor is None:
-            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
             self._executor = ProcessPoolExecutor(
                 max_workers=1,
-                mp_context=context,
+                mp_context=child_context(),
                 initializer=_child_start,
                 initargs=(os.getpid(), self.niceness),
             )
@@ -144,8 +180,8 @@ class ScoringWorker:
         return self._executor
 
     def warm(self) -> None:
-        """Start the child now (a spawned interpreter takes a second or more to import), so
-        the first predict does not wait for it."""
+        """Start the child now (the fork server imports for a second or more at its start),
+        so the first predict does not wait for it."""
         self._start().submit(os.getpid)
 
     async def predict(
