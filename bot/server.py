@@ -24,6 +24,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot import eventloop
 from bot.api import routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
@@ -47,7 +48,7 @@ from bot.slack.connect import channel_settings, check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
-from bot.store import Store
+from bot.store import Checkpointer, Store
 from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,11 @@ def init_app(
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
+            # The log goes back into the database file in a worker thread, never inside a
+            # commit on the loop (bot/store/core.py: Checkpointer).
+            checkpointer = Checkpointer(store.db)
+            checkpointer.take_over()
+            tasks.append(eventloop.background(checkpointer.keep_up(), "hitl-checkpoint"))
         try:
             yield
         finally:

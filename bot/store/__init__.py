@@ -16,7 +16,7 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 ``bot`` (it is the ground floor: checked by tests/test_layout.py).
 """
 
-from bot.store.core import IMPORT_USER, ITEM_STATUSES, Store, utc_now
+from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.records import AddResult, AnswerResult, NewItem, Tally
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
@@ -26,6 +26,7 @@ __all__ = [
     "ITEM_STATUSES",
     "KNOWN_MIGRATIONS",
     "AddResult",
+    "Checkpointer",
     "AnswerResult",
     "NewItem",
     "REVIEW_REASONS",

@@ -399,11 +399,8 @@ class WalSync:
         self.within = [0] * len(self.BUCKETS)  # fsyncs that took at most each bucket's seconds
 
     def wal_path(self) -> str | None:
-        row = self.db.execute("PRAGMA database_list").fetchone()
-        path = row[2] if row else ""
-        if not path or self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            return None
-        return path + "-wal"
+        path = _wal_database(self.db)
+        return None if path is None else path + "-wal"
 
     async def sync(self) -> None:
         if self.next is None:
@@ -436,6 +433,62 @@ class WalSync:
         for i, bound in enumerate(self.BUCKETS):
             if seconds <= bound:
                 self.within[i] += 1
+
+
+class Checkpointer:
+    """Copies the write-ahead log back into the database file in a worker thread, for a
+    server whose commits run on its event loop.
+
+    SQLite does it inside the commit that takes the log past 1,000 pages (its automatic
+    checkpoint): it writes every page the log holds into the database file and fsyncs that
+    file, on the connection that committed. With a million items those pages lie all over a
+    large file, and that commit (an answer's, a predict's) held the event loop for 200-400 ms.
+    ``take_over`` turns that off on the loop's connection; ``run`` (in a worker thread, on a
+    connection of its own) does a passive checkpoint, which neither waits for nor blocks the
+    loop's reads and writes. The next commit after a complete one starts the log afresh.
+    An in-memory database has no log: nothing to do."""
+
+    EVERY = 1.0  # seconds between the server's checkpoints
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = _wal_database(db)
+        self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        self.runs = 0  # checkpoints done
+
+    def take_over(self) -> None:
+        """From now on the connection's commits leave the log to ``run``."""
+        if self.path is not None:
+            self.db.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def run(self) -> tuple[int, int, int]:
+        """A passive checkpoint (for a worker thread): (busy, pages in the log, pages copied)."""
+        if self.path is None:
+            return (0, 0, 0)
+        conn = sqlite3.connect(self.path, timeout=10)  # this thread's own
+        try:
+            busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+        self.runs += 1
+        return int(busy), int(log), int(copied)
+
+    async def keep_up(self) -> None:
+        """The server's task: a passive checkpoint in a worker thread every ``EVERY`` seconds
+        (one that finds nothing new in the log returns at once, without writing)."""
+        while True:
+            if self.path is not None:
+                await asyncio.to_thread(self.run)
+            await asyncio.sleep(self.EVERY)
+
+
+def _wal_database(db: Database) -> str | None:
+    """The database file's path, if it is a file in WAL mode."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    path = row[2] if row else ""
+    if not path or db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        return None
+    return str(path)
 
 
 def _fsync(path: str) -> float:

@@ -342,11 +342,17 @@ async def test_serve_scores_in_child_processes_the_walks_niced_and_replaces_one_
         scorer = scorer_of(bot.rt)
         worker, walk = scorer.worker, scorer.walk_worker
         assert isinstance(worker, ScoringWorker) and isinstance(walk, ScoringWorker)
+        # its commits leave the write-ahead log to a checkpoint task (in a worker thread)
+        assert bot.store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert "hitl-checkpoint" in {task.get_name() for task in asyncio.all_tasks()}
         await score_pending(bot.rt)  # what a promotion or a refresh does: a walk
         assert bot.store.unscored_count(1, bot.rt.settings.strategy) == 0
         assert walk.calls >= 1 and worker.calls == 0
         server = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, walk.pid) == min(server + WALK_NICENESS, 19)
+        # forked by the fork server, which imported their code once (not spawned, each
+        # importing scikit-learn anew)
+        assert "multiprocessing.forkserver" in command_line(parent_of(walk.pid))
 
         async def predict(text: str, bot: Bot = bot) -> dict:
             response = await bot.http.post(
@@ -359,6 +365,7 @@ async def test_serve_scores_in_child_processes_the_walks_niced_and_replaces_one_
         assert (first["model_version"], first["model_label"]) == (1, "billing")
         child = worker.pid
         assert child not in (None, os.getpid(), walk.pid) and worker.calls == 1
+        assert parent_of(child) == parent_of(walk.pid) != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, child) == server
         os.kill(child, signal.SIGKILL)
         second = await predict("The app crashes on login")  # finds the child dead
@@ -369,6 +376,14 @@ async def test_serve_scores_in_child_processes_the_walks_niced_and_replaces_one_
             f"the scoring process (pid {child}) died while scoring with model v1; "
             "starting a new one"
         ]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def commits_by_sync_level(statements: list[str]) -> list[tuple[str, str]]:
