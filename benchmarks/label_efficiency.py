@@ -82,8 +82,8 @@ ARMS = (
 # below K labels, drawn exactly as the random arm draws them (its RNG stream, its call), so its
 # rows below K are random's by construction; margin with the audit share from K labels on.
 # ``ramp<N>``: every batch is select() with a random (audit) share of max(10 %, 1 - labels / N).
-SCREENS = ("density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200")
-WARM = {"warm100": 100, "warm150": 150, "warm200": 200}
+SCREENS = ("density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50")
+WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
