@@ -815,14 +815,13 @@ def process_memory(pid: int) -> str:
         parts = [f"server {rss_mib(pid):.0f} MiB"]
         for child in descendants(pid):
             cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            nice = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16]
-            kind = (
-                "resource tracker"
-                if "resource_tracker" in cmd
-                else "fork server"
-                if "forkserver" in cmd
-                else f"child (nice {nice})"
-            )
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            if "resource_tracker" in cmd:
+                kind = "resource tracker"
+            elif "forkserver" in cmd and int(fields[1]) == pid:  # its children share its cmdline
+                kind = "fork server"
+            else:
+                kind = f"child (nice {fields[16]})"
             parts.append(f"{kind} {rss_mib(child):.0f} MiB")
         return ", ".join(parts)
     except (OSError, StopIteration, ValueError):
