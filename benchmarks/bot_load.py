@@ -682,7 +682,7 @@ async def server_phase(
                 info["fit_held_during_clicks"] = hold.live_held() != []
                 await hold.release()
             state = info["retrain_at_end"]
-            deadline = time.monotonic() + args.retrain_wait
+            deadline = time.monotonic() + (0 if args.leave_retrain else args.retrain_wait)
             while state and state["finished_at"] is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)  # a benchmark watching another process, not a test
                 state = retrain_state(db)
@@ -1039,6 +1039,12 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the retrain's fit child (SIGSTOP) while the clicks run, so they certainly "
         "come during the retrain (--quick sets it; it then measures no fit's CPU cost)",
     )
+    parser.add_argument(
+        "--leave-retrain",
+        action="store_true",
+        help="stop phase 3's server once the clicks are done, its retrain still fitting, instead "
+        "of waiting for the retrain's end (--quick sets it)",
+    )
     parser.add_argument("--skip-idle", action="store_true", help="skip phase 2 (--quick sets it)")
     parser.add_argument("--no-retrain", action="store_true", help="skip phase 3")
     parser.add_argument("--no-mix", action="store_true", help="skip phase 4 (the realistic mix)")
@@ -1081,7 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
         args.mix_labeled, args.mix_pending = 300, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
         args.mix_during_rescore, args.mix_refresh_every = True, "3"
-        args.retrain_lead, args.hold_fit = 0.0, True
+        args.retrain_lead, args.hold_fit, args.leave_retrain = 0.0, True, True
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
     return asyncio.run(main_async(args))
 
