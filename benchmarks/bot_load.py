@@ -542,13 +542,10 @@ def descendants(pid: int) -> list[int]:
     """The processes below ``pid``: its children (the fork server, the resource tracker) and
     theirs (the scoring and fit children, forked by the fork server)."""
     found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        for task in tasks:
+    with contextlib.suppress(OSError):  # gone meanwhile
+        for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
                 found += [int(child), *descendants(int(child))]
-    except OSError:  # gone meanwhile
-        pass
     return found
 
 

@@ -45,10 +45,16 @@ def run_quick(script: str, data: Path | None = None) -> str:
     return result.stdout
 
 
-def benchmark_main(script: str):
-    """The ``main`` of a benchmark script, loaded as ``python benchmarks/<script>`` loads it."""
+def benchmark_module(script: str) -> dict:
+    """The globals of a benchmark script, loaded as ``python benchmarks/<script>`` loads it
+    (its folder on the import path), without running its ``main``."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        return runpy.run_path(str(ROOT / "benchmarks" / script), run_name="benchmark")["main"]
+        return runpy.run_path(str(ROOT / "benchmarks" / script), run_name="benchmark")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def benchmark_main(script: str):
+    """The ``main`` of a benchmark script (see ``benchmark_module``)."""
+    return benchmark_module(script)["main"]

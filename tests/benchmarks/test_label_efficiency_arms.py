@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-
 import numpy as np
 
 from model.classifier import TextClassifier
-from tests.benchmarks.runner import ROOT
+from tests.benchmarks.runner import benchmark_module
 from tests.standin_data import write_standin_dataset
 
 
 def load_benchmark() -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return runpy.run_path(str(ROOT / "benchmarks" / "label_efficiency.py"), run_name="bench")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return benchmark_module("label_efficiency.py")
 
 
 def test_warm_arm_is_random_below_its_label_count_and_margin_from_it(tmp_path):

@@ -4,27 +4,17 @@ the load generator's own pauses."""
 from __future__ import annotations
 
 import gc
-import runpy
-import sys
 
 from aiohttp import web
 
-from tests.benchmarks.runner import ROOT
-
-
-def load_bot_load() -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return runpy.run_path(str(ROOT / "benchmarks" / "bot_load.py"), run_name="bench")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+from tests.benchmarks.runner import benchmark_module
 
 
 async def test_requests_are_timed_with_the_load_generators_collector_off():
     """A full collection scans every object the benchmark holds (at a million items it took
     55-83 ms, every half second) and stops the whole process, the requests in flight included:
     the clients would count it as the server's latency."""
-    bench = load_bot_load()
+    bench = benchmark_module("bot_load.py")
     seen: list[tuple[bool, int]] = []
 
     async def handler(request: web.Request) -> web.Response:
