@@ -453,8 +453,6 @@ class Checkpointer:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.path = _wal_database(db)
-        self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-        self.runs = 0  # checkpoints done
 
     def take_over(self) -> None:
         """From now on the connection's commits leave the log to ``run``."""
@@ -470,15 +468,15 @@ class Checkpointer:
             busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             conn.close()
-        self.runs += 1
         return int(busy), int(log), int(copied)
 
     async def keep_up(self) -> None:
         """The server's task: a passive checkpoint in a worker thread every ``EVERY`` seconds
         (one that finds nothing new in the log returns at once, without writing)."""
+        if self.path is None:
+            return  # no log to copy back
         while True:
-            if self.path is not None:
-                await asyncio.to_thread(self.run)
+            await asyncio.to_thread(self.run)
             await asyncio.sleep(self.EVERY)
 
 

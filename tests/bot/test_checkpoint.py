@@ -48,7 +48,8 @@ def test_the_loops_commits_leave_the_log_to_the_checkpointer_in_a_worker_thread(
     write_pages(store, 150)  # ~3,000 pages of log
     # No commit copied the log back: SQLite's own checkpoint would have, in the commit that
     # passed 1,000 pages, and the log would have started again from its beginning.
-    assert wal.stat().st_size > 2.5 * SQLITE_AUTOCHECKPOINT_PAGES * checkpointer.page_size
+    page_size = store.db.execute("PRAGMA page_size").fetchone()[0]
+    assert wal.stat().st_size > 2.5 * SQLITE_AUTOCHECKPOINT_PAGES * page_size
     (busy, log, copied), where = in_a_thread(checkpointer)
     assert (busy, where) == (0, "worker") and copied == log > 2.5 * SQLITE_AUTOCHECKPOINT_PAGES
     write_pages(store, 1, start=150)  # the next commit starts the log afresh
