@@ -225,8 +225,14 @@ class Store(
         return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["items"].rows_where("id = ?", [item_id]))
-        return _decode_item(rows[0]) if rows else None
+        """One statement: ``/api/predict`` reads its item back on the event loop, and
+        sqlite-utils' ``db["items"].rows_where`` first asks the schema whether ``items`` is a
+        view and whether it exists (two more queries of ``sqlite_master`` per call)."""
+        cursor = self.db.execute("SELECT * FROM items WHERE id = ?", [item_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return _decode_item(dict(zip((c[0] for c in cursor.description), row, strict=True)))
 
     def count_items(self) -> dict[str, int]:
         """Items per status, from the counts kept with every change (m008, m009): flat in the

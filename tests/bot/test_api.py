@@ -152,6 +152,24 @@ async def test_predict_with_a_confident_champion_answers_auto(
         assert item["meta"] == {"a": 1}
 
 
+async def test_a_predict_never_reads_the_schema_on_the_event_loop(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    """Each statement on the server's connection runs on the event loop, where 20 producers'
+    predicts queue behind one another: the schema is read once, at start, not per call."""
+    async for bot in start_api(fake_slack, tmp_path, champion=champion, threshold=0.0):
+        await post_json(bot, "/api/predict", {"text": "warm-up: the first call may look"})
+        statements: list[str] = []
+        bot.store.db.conn.set_trace_callback(statements.append)
+        try:
+            response = await post_json(bot, "/api/predict", {"text": "I was charged twice"})
+        finally:
+            bot.store.db.conn.set_trace_callback(None)
+        assert response.status == 200 and (await response.json())["status"] == "auto"
+        assert any("INSERT" in s.upper() for s in statements)  # the trace saw the predict
+        assert [s for s in statements if "sqlite_master" in s.lower()] == []
+
+
 async def test_predict_with_an_unsure_champion_needs_review_and_queues_the_item(
     fake_slack: FakeSlack, tmp_path: Path, champion: Champion
 ):
