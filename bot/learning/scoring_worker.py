@@ -151,11 +151,6 @@ def _predict(key: ModelKey, texts: list[str], strategy: str) -> list[Any]:
     return predict_texts(_models[key], texts, strategy)
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 class ScoringWorker:
     """Owns the scoring child of one running bot: the process, which models it holds, and
     how often it was replaced. ``predict`` is safe to call from many tasks at once: the
@@ -170,42 +165,24 @@ class ScoringWorker:
         self.calls = 0  # predict calls the child answered
         self.restarts = 0  # children replaced after one died
         self.closed = False
-        # Starting the child waits for the fork server's imports (a second or more at the
-        # server's start): ``warm`` does it in a worker thread, and the lock keeps a call on
-        # the loop, or ``close``, from starting or stopping a second executor meanwhile.
-        self._lock = threading.Lock()
-        self._warming: asyncio.Future[None] | None = None
 
     def _start(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self.closed:
-                raise ScoringProcessError("the scoring process is stopped (the server is stopping)")
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=child_context(),
-                    initializer=_child_start,
-                    initargs=(os.getpid(), self.niceness),
-                )
-                self._sent.clear()
-                # 3.11 starts the child at the first submit, and waits for its pid there
-                self._executor.submit(os.getpid)
-            return self._executor
+        if self.closed:
+            raise ScoringProcessError("the scoring process is stopped (the server is stopping)")
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=child_context(),
+                initializer=_child_start,
+                initargs=(os.getpid(), self.niceness),
+            )
+            self._sent.clear()
+        return self._executor
 
     def warm(self) -> None:
-        """Start the child in a worker thread (call on the event loop): the server listens
-        while the fork server imports, and the first predict awaits the start instead of
-        blocking the loop for it."""
-        task = asyncio.ensure_future(asyncio.to_thread(self._start))
-        task.add_done_callback(_retrieve)  # a start that failed is the next call's to report
-        self._warming = task
-
-    async def _started(self) -> None:
-        """The warm-up's start is over (if it failed, the call starts the child itself)."""
-        if self._warming is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._warming)
-            self._warming = None
+        """Start the child now (the fork server imports for a second or more at its start),
+        so the first predict does not wait for it."""
+        self._start().submit(os.getpid)
 
     async def predict(
         self, version: int, classifier: Any, texts: Sequence[str], strategy: str
@@ -213,7 +190,6 @@ class ScoringWorker:
         """``predict_texts(classifier, texts, strategy)`` in the child; ``version`` names the
         model in the log and, with the classifier object's identity, keys it in the child."""
         key: ModelKey = (version, id(classifier))
-        await self._started()
         for attempt in (1, 2):
             executor = self._start()
             try:
@@ -276,8 +252,7 @@ class ScoringWorker:
         self._stop()
 
     def _stop(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
+        executor, self._executor = self._executor, None
         self._sent.clear()
         if executor is None:
             return

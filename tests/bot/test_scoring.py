@@ -378,30 +378,6 @@ async def test_serve_scores_in_child_processes_the_walks_niced_and_replaces_one_
         ]
 
 
-async def test_the_scoring_child_starts_off_the_event_loop_and_a_predict_awaits_it(
-    classifier: TextClassifier,
-):
-    """Starting a child waits for the fork server's imports (a second or more as the server
-    starts): ``warm`` leaves that wait to a worker thread, so the server listens and acks
-    clicks meanwhile, and a predict that comes first awaits the start instead of blocking."""
-    worker = ScoringWorker()
-    try:
-        with worker._lock:  # the start cannot get on until the test lets it
-            worker.warm()
-            call = asyncio.ensure_future(
-                worker.predict(1, classifier, ["Refund my invoice"], "margin")
-            )
-            for _ in range(5):
-                await asyncio.sleep(0)  # the loop turns while the start waits
-            assert worker._warming is not None and not worker._warming.done()
-            assert not call.done() and worker.pid is None
-        [(label, *_)] = await call
-        assert label == "billing" and worker.pid not in (None, os.getpid())
-        assert worker.calls == 1 and worker.restarts == 0
-    finally:
-        worker.close()
-
-
 def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
