@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small run for the test suite")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--labeled", type=int, default=2_000, help="labels the champion learns")
-    parser.add_argument("--predicts", type=int, default=1_000, help="calls in the predict phase")
+    parser.add_argument("--predicts", type=int, default=3_000, help="calls in the predict phase")
     parser.add_argument("--warmup", type=int, default=100, help="predict calls before measuring")
     parser.add_argument("--clicks", type=int, default=400, help="clicks in each click phase")
     parser.add_argument("--predict-clients", type=int, default=20)
