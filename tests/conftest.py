@@ -34,3 +34,21 @@ def store(db_path: Path):
 def memory_store():
     with Store.memory() as opened:
         yield opened
+
+
+# The folders whose files take longest, first: with `--dist loadfile` pytest-xdist hands the
+# files to its workers in collection order, so the long ones (benchmarks' --quick runs, the
+# crash and fault tests, the browser) start early and the many short unit tests under bot/ and
+# model/ fill the workers' last minutes, instead of one worker running a 30 s file alone.
+SLOW_FOLDERS_FIRST = ("benchmarks", "reliability", "e2e", "bot")
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(TESTS).parts
+        folder = parts[0] if len(parts) > 1 else ""
+        order = SLOW_FOLDERS_FIRST
+        return order.index(folder) if folder in order else len(order)
+
+    items.sort(key=rank)  # stable: the order within a folder stays
