@@ -48,7 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         parts = item.path.relative_to(TESTS).parts
         folder = parts[0] if len(parts) > 1 else ""
-        order = SLOW_FOLDERS_FIRST
-        return order.index(folder) if folder in order else len(order)
+        if folder in SLOW_FOLDERS_FIRST:
+            return SLOW_FOLDERS_FIRST.index(folder)
+        return len(SLOW_FOLDERS_FIRST)
 
     items.sort(key=rank)  # stable: the order within a folder stays

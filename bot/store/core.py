@@ -228,11 +228,8 @@ class Store(
         """One statement: ``/api/predict`` reads its item back on the event loop, and
         sqlite-utils' ``db["items"].rows_where`` first asks the schema whether ``items`` is a
         view and whether it exists (two more queries of ``sqlite_master`` per call)."""
-        cursor = self.db.execute("SELECT * FROM items WHERE id = ?", [item_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return _decode_item(dict(zip((c[0] for c in cursor.description), row, strict=True)))
+        row = next(self.db.query("SELECT * FROM items WHERE id = ?", [item_id]), None)
+        return _decode_item(row) if row is not None else None
 
     def count_items(self) -> dict[str, int]:
         """Items per status, from the counts kept with every change (m008, m009): flat in the
