@@ -16,7 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.migrations import UNLABELED
-from bot.store.records import AnswerResult, Tally, json_or_none
+from bot.store.records import AnswerResult, Tally, insert_row, json_or_none
 from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
@@ -281,7 +281,9 @@ class QueueMixin:
             if same and not closed:
                 return AnswerResult("unchanged", item_id)
             now = self.now()
-            self.db["answers"].insert(
+            insert_row(
+                self.db,
+                "answers",
                 {
                     "item_id": item_id,
                     "user_id": user_id,
@@ -289,7 +291,7 @@ class QueueMixin:
                     "source": source,
                     "created_at": now,
                     "dedupe_key": dedupe_key,
-                }
+                },
             )
             if closed:  # kept as history; a person's own answer again is a double click
                 return AnswerResult("repeated" if same else "closed", item_id)
@@ -317,7 +319,9 @@ class QueueMixin:
             if row is None or row[0] < since or user_id not in json.loads(row[1]):
                 return False
             now = self.now()
-            self.db["answers"].insert(
+            insert_row(
+                self.db,
+                "answers",
                 {
                     "item_id": item_id,
                     "user_id": user_id,
@@ -325,7 +329,7 @@ class QueueMixin:
                     "source": "undo",
                     "created_at": now,
                     "dedupe_key": f"undo:{item_id}:{user_id}:{now}",
-                }
+                },
             )
             self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
             self.db.execute(
@@ -436,7 +440,9 @@ class QueueMixin:
     def _resolve(self, item_id: str, label: str, tally: Tally, now: str) -> None:
         voters = tally.votes[label]
         total = sum(len(users) for users in tally.votes.values())
-        self.db["labels"].insert(
+        insert_row(
+            self.db,
+            "labels",
             {
                 "item_id": item_id,
                 "label": label,

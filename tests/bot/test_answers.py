@@ -172,3 +172,19 @@ def test_a_late_click_on_a_decided_item_costs_the_same_however_many_clicked_befo
             assert answer(posted, f"L{k}", "bug", f"late{k}").status == "closed"
         costs[n] = _vm_steps(posted, lambda n=n: answer(posted, f"X{n}", "bug", f"x{n}"))
     assert costs[1_000] <= costs[10] * 1.1, costs
+
+
+def test_recording_and_deciding_an_answer_never_reads_the_schema(posted: Store):
+    """An answer is written on the event loop while its click waits for the ack: its
+    statements are the answer's own, with no query of the schema among them."""
+    statements: list[str] = []
+    posted.db.conn.set_trace_callback(statements.append)
+    try:
+        assert answer(posted, "U1", "billing", "k1", votes=2).status == "recorded"
+        assert answer(posted, "U2", "billing", "k2", votes=2).status == "resolved"
+    finally:
+        posted.db.conn.set_trace_callback(None)
+    assert sum("INSERT" in s and "answers" in s for s in statements) == 2
+    assert any("INSERT OR REPLACE" in s and "labels" in s for s in statements)
+    assert [s for s in statements if "sqlite_master" in s.lower()] == []
+    assert posted.resolution("i1")["annotators"] == ["U1", "U2"]
