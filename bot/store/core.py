@@ -41,6 +41,7 @@ from bot.store.records import (
     count_new_items,
     provenance_answers,
     provenance_label,
+    select_rows,
 )
 from bot.store.reviews import ReviewsMixin
 from bot.store.stopping import StoppingMixin
@@ -225,11 +226,10 @@ class Store(
         return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
-        """One statement: ``/api/predict`` reads its item back on the event loop, and
-        sqlite-utils' ``db["items"].rows_where`` first asks the schema whether ``items`` is a
-        view and whether it exists (two more queries of ``sqlite_master`` per call)."""
-        row = next(self.db.query("SELECT * FROM items WHERE id = ?", [item_id]), None)
-        return _decode_item(row) if row is not None else None
+        """One statement (``/api/predict`` reads its item back on the event loop; see
+        ``select_rows``)."""
+        rows = select_rows(self.db, "SELECT * FROM items WHERE id = ?", [item_id])
+        return _decode_item(rows[0]) if rows else None
 
     def count_items(self) -> dict[str, int]:
         """Items per status, from the counts kept with every change (m008, m009): flat in the
@@ -400,10 +400,15 @@ class WalSync:
         self.timed = 0  # fsyncs of a file (an in-memory database has none)
         self.seconds = 0.0  # their time in all, in the worker thread
         self.within = [0] * len(self.BUCKETS)  # fsyncs that took at most each bucket's seconds
+        self._wal: tuple[str | None] | None = None  # (the log's path,) once read
 
     def wal_path(self) -> str | None:
-        path = _wal_database(self.db)
-        return None if path is None else path + "-wal"
+        """The write-ahead log's path (None: no log), read once: a store's journal mode is
+        set when it is opened, and two PRAGMAs per ack on the event loop are not free."""
+        if self._wal is None:
+            path = _wal_database(self.db)
+            self._wal = (None if path is None else path + "-wal",)
+        return self._wal[0]
 
     async def sync(self) -> None:
         if self.next is None:

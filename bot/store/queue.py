@@ -16,7 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.migrations import UNLABELED
-from bot.store.records import AnswerResult, Tally, insert_row, json_or_none
+from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
 from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
@@ -229,18 +229,18 @@ class QueueMixin:
         return int(post.last_pk)
 
     def post(self, post_id: int) -> dict[str, Any] | None:
-        rows = list(self.db["posts"].rows_where("id = ?", [post_id]))
+        rows = select_rows(self.db, "SELECT * FROM posts WHERE id = ?", [post_id])
         return rows[0] if rows else None
 
     def post_for_item(self, item_id: str) -> dict[str, Any] | None:
         """The item's most recent post (open or closed)."""
-        rows = list(
-            self.db["posts"].rows_where("item_id = ?", [item_id], order_by="id desc", limit=1)
+        rows = select_rows(
+            self.db, "SELECT * FROM posts WHERE item_id = ? ORDER BY id DESC LIMIT 1", [item_id]
         )
         return rows[0] if rows else None
 
     def open_posts(self) -> list[dict[str, Any]]:
-        return list(self.db["posts"].rows_where("closed_at IS NULL", order_by="id"))
+        return select_rows(self.db, "SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
 
     def record_answer(
         self,

@@ -114,6 +114,29 @@ async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
     assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
 
 
+async def test_a_click_and_its_redraw_never_read_the_schema(voting_bot: Bot):
+    """Every statement of a click runs on the event loop, before its ack (the answer, the label
+    it decides, the fsync's log path) or after it (the redraw): none reads the schema, which
+    sqlite-utils' table objects do on each call (three queries of ``sqlite_master``)."""
+    bot = voting_bot
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    label = buttons(message)[0]
+    assert (await bot.action(bot.button_payload(message, "U0FIRST", label))).status == 200
+    await bot.settled()  # the first click's redraw: the one after it is what is traced
+    statements: list[str] = []
+    bot.store.db.conn.set_trace_callback(statements.append)
+    try:
+        assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+        await bot.settled()
+    finally:
+        bot.store.db.conn.set_trace_callback(None)
+    assert any('INSERT INTO "answers"' in s for s in statements)
+    assert any("drawn_seq" in s for s in statements)  # the redraw was traced too
+    schema = [s for s in statements if "sqlite_master" in s.lower() or "database_list" in s]
+    assert schema == []
+
+
 async def test_a_click_is_answered_when_its_listener_acks_not_at_bolts_next_poll(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ):
