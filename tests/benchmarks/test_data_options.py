@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,24 @@ def test_import_memory_benchmark_prints_a_ratio_per_size():
     assert [r[0] for r in rows] == ["2,000", "20,000"]
     assert rows[0][2] == "1.00"
     assert "imported 20,000" in out
+
+
+def test_the_machine_line_names_the_installed_versions_without_importing_scikit_learn():
+    """Every benchmark prints this line first; a load generator's own process never needs
+    scikit-learn, and importing it only to read its version cost a second of CPU."""
+    import numpy
+    import sklearn
+
+    code = (
+        "import sys; from _common import machine; print(machine()); print('sklearn' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line, imported = result.stdout.splitlines()
+    assert f"scikit-learn {sklearn.__version__}, numpy {numpy.__version__}" in line
+    assert imported == "False"
