@@ -14,6 +14,7 @@ import pytest
 
 from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
+from bot.store import Store
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_learning import SlowLoads, hitl, labeled_items, rollback_reply, rollback_report
 from tests.fake_slack import CHANNEL
@@ -41,18 +42,23 @@ async def test_twenty_people_answer_the_same_item_at_once(fake_slack: FakeSlack,
         assert all(tally.votes[resolved["label"]][i] == decided[i] for i in range(2))
         shown = json.dumps(bot.fake.message(CHANNEL, message["ts"]), ensure_ascii=False)
         winners = " · ".join(
-            f"*{label}* {len(voters)}"
-            for label, voters in _at_resolution(answers, resolved["resolved_at"]).items()
+            f"*{label}* {len(voters)}" for label, voters in _at_resolution(bot.store, "hot").items()
         )
         assert f"✅ *{resolved['label']}* by vote ({winners}" in shown
 
 
-def _at_resolution(answers: list[dict], resolved_at: str) -> dict[str, list[str]]:
-    """The tally as it stood when the item was decided (later answers are history only)."""
+def _at_resolution(store: Store, item_id: str) -> dict[str, list[str]]:
+    """The tally as it stood when the item was decided: the answers up to the one that decided
+    it (``labels.decided_by``); later ones are history only. Not by time: an answer stored just
+    after the decision can carry the decision's millisecond when twenty come at once."""
+    rows = store.db.execute(
+        "SELECT a.label, a.user_id FROM answers a JOIN labels l ON l.item_id = a.item_id"
+        " WHERE a.item_id = ? AND a.id <= l.decided_by AND a.label IS NOT NULL ORDER BY a.id",
+        [item_id],
+    )
     votes: dict[str, list[str]] = {}
-    for answer in answers:
-        if answer["created_at"] <= resolved_at and answer["label"]:
-            votes.setdefault(answer["label"], []).append(answer["user_id"])
+    for label, user_id in rows:
+        votes.setdefault(label, []).append(user_id)
     return votes
 
 
