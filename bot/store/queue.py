@@ -484,9 +484,7 @@ class QueueMixin:
     def posts_to_redraw(self) -> list[dict[str, Any]]:
         """The posts whose message is behind the database, oldest first (from the partial
         index of those: as many rows as there are messages to redraw, not as posts ever made)."""
-        cursor = self.db.execute("SELECT * FROM posts WHERE redraw_seq > drawn_seq ORDER BY id")
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor]
+        return select_rows(self.db, "SELECT * FROM posts WHERE redraw_seq > drawn_seq ORDER BY id")
 
     def mark_drawn(self, post_id: int, seq: int) -> None:
         """Record the version of the message Slack now shows. Not worth an fsync per message:
