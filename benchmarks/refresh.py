@@ -140,7 +140,18 @@ def write_rows(path: Path, rows: list[dict]) -> str:
 
 
 def arms(args: argparse.Namespace) -> list[tuple[str, int]]:
-    return [("nightly", 0), ("product", args.product), (f"every{args.fast}", args.fast)]
+    """(arm, HITL_REFRESH_EVERY) to run: nightly-only, the product, the loop, then any
+    ``--compare`` step. A step already run under another name is not run again (with
+    ``--pace 0`` a seed gives the same curve): a product whose step is the loop's is the loop."""
+    wanted = [("nightly", 0), ("product", args.product), (f"every{args.fast}", args.fast)]
+    wanted += [(f"every{step}", step) for step in args.compare]
+    steps: set[int] = set()
+    out = []
+    for arm, every in wanted:
+        if every not in steps:
+            steps.add(every)
+            out.append((arm, every))
+    return out
 
 
 async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> list[dict]:
@@ -229,7 +240,13 @@ def percent(value: float | None) -> str:
 
 def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -> list[str]:
     lines = []
-    fast = by_arm[f"every{args.fast}"]
+    same = args.product == args.fast
+    fast = by_arm["product" if same else f"every{args.fast}"]
+    if same:
+        lines.append(
+            f"{name}: the product refreshes every {args.fast} labels, as the loop does"
+            f" (one run, named product)"
+        )
     for arm, rows in by_arm.items():
         last = rows[-1] if rows else None
         curve = ", ".join(
@@ -248,7 +265,9 @@ def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -
         loop = at(fast, mark)
         if loop is None or loop["accuracy"] is None:
             continue
-        for arm in ("nightly", "product"):
+        for arm in [
+            a for a in by_arm if a != f"every{args.fast}" and not (same and a == "product")
+        ]:
             row = at(by_arm[arm], mark)
             if row is None or row["accuracy"] is None:
                 lines.append(f"{name} at {mark}: {arm} has no model")
@@ -274,6 +293,13 @@ def main(argv: list[str] | None = None) -> None:
         help="HITL_REFRESH_EVERY of the product arm (default: the setting's)",
     )
     parser.add_argument("--fast", type=int, default=25, help="the loop to keep up with")
+    parser.add_argument(
+        "--compare",
+        type=int,
+        nargs="*",
+        metavar="N",
+        help="more HITL_REFRESH_EVERY steps to run beside them (default: 50; --quick: none)",
+    )
     parser.add_argument("--every", type=int, default=25, help="score the model every N labels")
     parser.add_argument(
         "--pace", type=float, default=0.0, help="seconds between answers (0: wait for refreshes)"
@@ -303,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         except BadOut as exc:
             parser.error(str(exc))
     args.data, args.datasets = resolve_data(args)
+    if args.compare is None:
+        args.compare = [] if args.quick else [50]
     args.commit = commit()  # the code imported now: a commit made during the run is not it
     if args.quick:
         args.answers, args.night, args.product, args.fast, args.every = 30, 20, 10, 5, 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import re
 import runpy
@@ -70,11 +71,7 @@ def test_rows_file_with_another_header_is_refused_before_anything_runs(
 
 
 def test_rows_are_appended_to_a_file_with_the_same_header(tmp_path: Path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        refresh = runpy.run_path(str(ROOT / "benchmarks" / "refresh.py"), run_name="benchmark")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    refresh = load_refresh()
     out_file = tmp_path / "rows.csv"
     first = dict.fromkeys(refresh["FIELDS"], "1")
     second = dict.fromkeys(refresh["FIELDS"], "2")
@@ -96,3 +93,39 @@ def test_every_row_names_the_commit_read_at_the_start_of_the_run(standin: Path, 
         rows = list(csv.DictReader(handle))
     assert [r["arm"] for r in rows] == ["nightly"] * 3 + ["product"] * 3 + ["every5"] * 3
     assert {r["commit"] for r in rows} == {"aaaaaaa"}
+
+
+def load_refresh() -> dict:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return runpy.run_path(str(ROOT / "benchmarks" / "refresh.py"), run_name="benchmark")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_a_step_is_run_once_and_a_product_with_the_loops_step_is_read_as_the_loop():
+    refresh = load_refresh()
+    args = argparse.Namespace(product=25, fast=25, compare=[50, 25])
+    assert refresh["arms"](args) == [("nightly", 0), ("product", 25), ("every50", 50)]
+    other = argparse.Namespace(product=50, fast=25, compare=[50])
+    assert refresh["arms"](other) == [("nightly", 0), ("product", 50), ("every25", 25)]
+
+    def rows(*accuracies: float) -> list[dict]:
+        return [{"labels": n, "accuracy": a, "seconds": 1.0, "refreshes": 0}
+                for n, a in zip((275, 1025), accuracies, strict=True)]  # fmt: skip
+
+    by_arm = {"nightly": rows(0.60, 0.80), "product": rows(0.70, 0.85), "every50": rows(0.68, 0.86)}
+    lines = refresh["report"]("trec", by_arm, args)
+    assert (
+        "trec: the product refreshes every 25 labels, as the loop does (one run, named product)"
+        in lines
+    )
+    assert (
+        "trec at 275 labels: every50 68.0% vs every25 70.0%"
+        " (+2.0 points behind: MORE THAN 1 POINT behind)" in lines
+    )
+    assert (
+        "trec at 1025 labels: nightly 80.0% vs every25 85.0%"
+        " (+5.0 points behind: MORE THAN 1 POINT behind)" in lines
+    )
+    assert not [line for line in lines if line.startswith("trec at") and ": product " in line]
