@@ -665,7 +665,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=ALL_ARMS,
         help="with --screens: the arm every other is paired with (default random)",
     )
-    parser.add_argument("--plots", type=Path, default=PLOTS, help="folder for the PNG plots")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        help="folder for the PNG plots (default: benchmarks/plots with --report; a"
+        " measuring run draws none unless given, so the committed plots stay those of the"
+        " stored rows)",
+    )
     parser.add_argument(
         "--paired",
         nargs="+",
@@ -705,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.screens:
             print(screens(rows, hi=args.max_labels or 300, base=args.base))
         else:
-            print(report(rows, args.plots))
+            print(report(rows, args.plots or PLOTS))
         return 0
     try:
         args.variant = set_classifier(args.classifier)
@@ -721,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         with out_path.open("a") as out:
             simulate(args, out)
         rows = [json.loads(line) for line in out_path.open()]
-        print(report(rows, Path(tmp) if args.quick else args.plots))
+        print(report(rows, args.plots or Path(tmp)))
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 

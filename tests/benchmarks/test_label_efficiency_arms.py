@@ -39,3 +39,21 @@ def test_warm_arm_is_random_below_its_label_count_and_margin_from_it(tmp_path):
     # ramp300: the random share is down to the audit share at 270 labels: the default's batch
     assert picks("ramp300", 270) == picks("default", 270)
     assert picks("ramp300", 0) != picks("default", 0)
+
+
+def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tmp_path):
+    le = load_benchmark()
+    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
+    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
+    clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
+    unlabeled = np.arange(60, 300)
+
+    def picks(arm: str, n_labels: int, n_classes: int) -> list[int]:
+        rng = np.random.default_rng([0, 1])
+        return le["pick"](
+            arm, clf, pool[0], unlabeled, list(range(n_labels)), None, rng, n_classes=n_classes
+        )
+
+    assert picks("classwarm", 153, 77) == picks("random", 153, 77)
+    assert picks("classwarm", 154, 77) == picks("default", 154, 77) != picks("random", 154, 77)
+    assert picks("classwarm", 25, 6) == picks("default", 25, 6)
