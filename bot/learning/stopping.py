@@ -67,7 +67,7 @@ def curve_due(store: Store, n_labels: int) -> bool:
     """Whether a refresh on ``n_labels`` labels measures the learning curve: when none was
     measured yet, or the labels grew by CURVE_GROWTH since the last one. The curve is ten fits
     (80 of a refresh's 102 CPU seconds at 2,050 labels and 89 classes), and its forecast
-    moves little between refreshes 50 labels apart; a retrain always measures it."""
+    moves little between refreshes 25 labels apart; a retrain always measures it."""
     last = store.last_curve()
     return last is None or n_labels >= CURVE_GROWTH * last["n_train"]
 
