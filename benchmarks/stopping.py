@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table, resolve_data
-from label_efficiency import ARMS, DATASETS, MAX_LABELS, _fit_ready, pick
+from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, pick, round_rng
 from sklearn.metrics import accuracy_score
 
 from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
@@ -99,7 +99,7 @@ def run_default(
                 yield forecast_row(name, seed, n, labeled, pool, next_labels)
         if len(labeled) >= max_labels or is_labeled.all():
             return
-        rng = np.random.default_rng([seed, rnd] if clf is None else [seed, rnd, ARMS.index(ARM)])
+        rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled))
         chosen = pick(ARM, clf, pool_x, np.flatnonzero(~is_labeled), labeled, None, rng)
         labeled += chosen
         is_labeled[chosen] = True

@@ -67,6 +67,7 @@ class Settings:
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
+    warm_up: int = 50  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
@@ -405,6 +406,14 @@ SPECS: tuple[Spec, ...] = (
         _integer(0, 100_000),
         False,
         "refit the working model after this many new labels between retrains (0: off)",
+    ),
+    Spec(
+        "warm_up",
+        "HITL_WARM_UP",
+        _integer(0, 1_000_000),
+        False,
+        "labels a model needs before its uncertainty picks the questions; below, every"
+        " question is a random audit (0: uncertainty from the first model)",
     ),
     Spec(
         "aggregation",

@@ -38,6 +38,11 @@ STRATEGIES: dict[str, PriorityFunction] = {}
 DEFAULT_STRATEGY: Strategy = "margin"
 DEFAULT_AUDIT_RATE = 0.1
 DEFAULT_DUPLICATE_THRESHOLD = 0.9
+# Labels a model is trained on before its uncertainty picks the questions: below it every pick
+# is a uniform random one (an audit), see ``warm_share``. The first model (25 labels) asking
+# by margin was below random at 50 labels on all three datasets with more than two classes
+# (benchmarks/RESULTS.md, "Label efficiency").
+DEFAULT_WARM_UP = 50
 
 
 def register_strategy(name: str) -> Callable[[PriorityFunction], PriorityFunction]:
@@ -321,13 +326,14 @@ def _pool_size(
     return next(iter(sizes.values()))
 
 
-# --- random share by label count (screened in benchmarks/label_efficiency.py; not the default) ---
+# --- random share by label count (benchmarks/label_efficiency.py) ---------------------------
 #
 # A young model's uncertainty is least reliable exactly when a bad pick costs most. These rules
 # lean on random picks while the model is young and move to the uncertain ones as it matures,
 # as a share of random picks per batch given the number of labels so far. Random picks are drawn
 # uniformly from the whole pool, so they serve as audit answers too: the audit sample stays
-# uniform whatever the share.
+# uniform whatever the share. The product asks with ``warm_share(n, DEFAULT_WARM_UP)``
+# (``bot.learning.scoring.choose``, HITL_WARM_UP); ``ramp_share`` and longer warm-ups were screened.
 
 DEFAULT_WARM_UNTIL = 150
 DEFAULT_RAMP_UNTIL = 300

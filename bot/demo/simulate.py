@@ -197,7 +197,8 @@ class Simulator:
     def _may_post_later(self) -> bool:
         """Whether another dispatcher round could post here: the channel has room and some
         unlabeled item is not posted yet (one only an audit could pick needs a model and an
-        audit share: without a model every pick is random)."""
+        audit share: without a model, or with one younger than HITL_WARM_UP labels, every pick
+        is random)."""
         store, settings = self.rt.store, self.rt.settings
         if store.open_post_counts().get(self.channel, 0) >= settings.max_open:
             return False  # full of questions these teammates cannot answer (or already did)
@@ -206,7 +207,8 @@ class Simulator:
             return True
         if not counts.get("auto", 0):
             return False  # every item is labeled, posted or set aside
-        return self.rt.model is None or settings.audit_rate > 0
+        model = self.rt.model
+        return model is None or settings.audit_rate > 0 or model.n_train < settings.warm_up
 
     def choose_label(self, item_id: str, teammate: Teammate | None = None) -> str:
         true = self.truth[item_id]

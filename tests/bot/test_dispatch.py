@@ -203,6 +203,43 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
         assert "Model's guess:" in text and "model v1" in text
 
 
+async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Below HITL_WARM_UP labels (the product's default) every question is a random audit: the
+    first model's uncertainty lost to random picks at 50 labels; from there on, the most
+    uncertain items are asked (HITL_AUDIT_RATE=0 here, so no other audit)."""
+    import random
+
+    from bot.config import Settings
+    from bot.learning.scoring import choose
+    from bot.runtime import Champion
+    from model.classifier import TextClassifier
+    from model.selection import DEFAULT_WARM_UP
+
+    assert Settings().warm_up == DEFAULT_WARM_UP == 50
+    texts = ["refund my money", "card charged twice", "app crashes", "screen is blank"]
+    classifier = TextClassifier().fit(
+        texts, ["billing", "billing", "bug", "bug"], label_set=LABELS_FOR_MODEL
+    )
+    async for bot in await bot_with(
+        fake_slack, tmp_path, audit_rate=0.0, threshold=0.99, warm_up=Settings().warm_up
+    ):
+        bot.rt.champion = Champion(version=1, classifier=classifier, n_train=49)
+        assert await bot.dispatcher.fill() == 2
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"audit"}
+        assert "random check of the model" in json.dumps(bot.posted()[0]["blocks"])
+
+        pool, sample = scored_items("u", 20), scored_items("s", 20)
+        rng = random.Random(0)
+        young = choose(bot.rt, pool, 5, rng, audit_pool=sample)
+        assert [r for _, r in young] == ["audit"] * 5
+        assert {it["id"][0] for it, _ in young} == {"s"}  # from the uniform sample
+        bot.rt.champion = Champion(version=2, classifier=classifier, n_train=50)
+        grown = choose(bot.rt, pool, 5, rng, audit_pool=sample)
+        assert [(it["id"], r) for it, r in grown] == [(f"u{n}", "uncertain") for n in range(5)]
+
+
 async def test_confident_items_are_left_to_the_model_except_audits(
     fake_slack: FakeSlack, tmp_path: Path
 ):
