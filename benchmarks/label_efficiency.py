@@ -8,7 +8,7 @@ classifier (``model.classifier.TextClassifier``) on the labels so far, scores th
 asks the oracle for 25 more labels chosen by the arm:
 
 * ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): while the model
-  was fitted on fewer than HITL_WARM_UP (50) labels, every pick a random one (audits; drawn as
+  was fitted on fewer than HITL_WARM_UP (50) labels, every pick a random one (drawn as
   the random arm draws them, so those rounds are random's); from there ``select`` with the
   default strategy (margin), the default 10 % audit share and near-duplicate filtering of the
   batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch);
@@ -200,7 +200,7 @@ def pick(
 
 def _is_warming(arm: str, n_labels: int, n_classes: int = 0) -> bool:
     """True while a ``warm<K>`` arm picks at random (fewer than K labels), ``default``
-    (fewer than DEFAULT_WARM_UP: the product's audits while the model is young, drawn as the
+    (fewer than DEFAULT_WARM_UP: the product's random picks while the model is young, drawn as the
     random arm draws, so these rounds are random's by construction), or ``classwarm`` (fewer
     than CLASSWARM_PER_CLASS labels per class of the ``n_classes``)."""
     if arm == "default":  # the product's warm-up (bot.learning.scoring.choose, HITL_WARM_UP)

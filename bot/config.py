@@ -413,7 +413,7 @@ SPECS: tuple[Spec, ...] = (
         _integer(0, 1_000_000),
         False,
         "labels a model needs before its uncertainty picks the questions; below, every"
-        " question is a random audit (0: uncertainty from the first model)",
+        " question is a random pick (0: uncertainty from the first model)",
     ),
     Spec(
         "aggregation",

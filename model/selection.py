@@ -39,7 +39,7 @@ DEFAULT_STRATEGY: Strategy = "margin"
 DEFAULT_AUDIT_RATE = 0.1
 DEFAULT_DUPLICATE_THRESHOLD = 0.9
 # Labels a model is trained on before its uncertainty picks the questions: below it every pick
-# is a uniform random one (an audit), see ``warm_share``. The first model (25 labels) asking
+# is a uniform random one, see ``warm_share``. The first model (25 labels) asking
 # by margin was below random at 50 labels on all three datasets with more than two classes
 # (benchmarks/RESULTS.md, "Label efficiency").
 DEFAULT_WARM_UP = 50
@@ -332,7 +332,7 @@ def _pool_size(
 # lean on random picks while the model is young and move to the uncertain ones as it matures,
 # as a share of random picks per batch given the number of labels so far. Random picks are drawn
 # uniformly from the whole pool, so they serve as audit answers too: the audit sample stays
-# uniform whatever the share. The product asks with ``warm_share(n, DEFAULT_WARM_UP)``
+# uniform whatever the share. The product's choice follows ``warm_share(n, DEFAULT_WARM_UP)``
 # (``bot.learning.scoring.choose``, HITL_WARM_UP); ``ramp_share`` and longer warm-ups were screened.
 
 DEFAULT_WARM_UNTIL = 150

@@ -335,12 +335,15 @@ def choose(
     stored priority first; audit picks are drawn uniformly from ``audit_pool`` when given (a
     uniform sample of every unlabeled item, confident ones included), else from ``pool``.
 
-    With a model, each position of the list is an audit with probability HITL_AUDIT_RATE,
-    drawn for that position alone; every position, while the model was trained on fewer than
-    HITL_WARM_UP labels (its uncertainty is not worth following yet). The dispatcher posts
-    only the first few (one a second per channel) and asks again next round, so any prefix
-    must carry the share: audits are not put last, and a position whose kind has run out ends
-    the list rather than going to the other kind (the round's next call draws afresh).
+    While the model was trained on fewer than HITL_WARM_UP labels its uncertainty is not
+    worth following yet: every pick is a uniform random one, reason ``warm_up`` (not ``audit``:
+    a refresh trains on these answers instead of holding them out to gate itself).
+
+    Then each position of the list is an audit with probability HITL_AUDIT_RATE, drawn for
+    that position alone. The dispatcher posts only the first few (one a second per channel)
+    and asks again next round, so any prefix must carry the share: audits are not put last,
+    and a position whose kind has run out ends the list rather than going to the other kind
+    (the round's next call draws afresh).
     """
     if n <= 0 or not (pool or audit_pool):
         return []
@@ -349,10 +352,9 @@ def choose(
         return _pick(rt, pool if audit_pool is None else audit_pool, n, generator)
     if audit_pool is None:
         audit_pool = pool
-    rate = rt.settings.audit_rate
-    if rt.settings.warm_up > 0:
-        rate = selection.warm_share(rt.model.n_train, rt.settings.warm_up, rate)
-    is_audit = [bool(a) for a in generator.random(n) < rate]
+    if rt.model.n_train < rt.settings.warm_up:  # a young model (HITL_WARM_UP; 0: none)
+        return _pick(rt, audit_pool, n, generator, reason="warm_up")
+    is_audit = [bool(a) for a in generator.random(n) < rt.settings.audit_rate]
     audits = _pick(rt, audit_pool, sum(is_audit), generator, reason="audit")
     taken = {it["id"] for it, _ in audits}
     rest = [it for it in pool if it["id"] not in taken]

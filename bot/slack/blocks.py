@@ -228,6 +228,7 @@ def _reason_text(reason: str, version: int | None) -> str:
         "uncertain": "the model is unsure",
         "audit": "random check of the model",
         "cold_start": "collecting first labels",
+        "warm_up": "random pick while the model is young",
     }.get(reason, reason)
     if not version:
         model = "no model"

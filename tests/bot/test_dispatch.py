@@ -206,9 +206,9 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
 async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    """Below HITL_WARM_UP labels (the product's default) every question is a random audit: the
+    """Below HITL_WARM_UP labels (the product's default) every question is a random pick: the
     first model's uncertainty lost to random picks at 50 labels; from there on, the most
-    uncertain items are asked (HITL_AUDIT_RATE=0 here, so no other audit)."""
+    uncertain items are asked (HITL_AUDIT_RATE=0 here, so no audit)."""
     import random
 
     from bot.config import Settings
@@ -227,13 +227,13 @@ async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     ):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=49)
         assert await bot.dispatcher.fill() == 2
-        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"audit"}
-        assert "random check of the model" in json.dumps(bot.posted()[0]["blocks"])
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"warm_up"}
+        assert "random pick while the model is young" in json.dumps(bot.posted()[0]["blocks"])
 
         pool, sample = scored_items("u", 20), scored_items("s", 20)
         rng = random.Random(0)
         young = choose(bot.rt, pool, 5, rng, audit_pool=sample)
-        assert [r for _, r in young] == ["audit"] * 5
+        assert [r for _, r in young] == ["warm_up"] * 5
         assert {it["id"][0] for it, _ in young} == {"s"}  # from the uniform sample
         bot.rt.champion = Champion(version=2, classifier=classifier, n_train=50)
         grown = choose(bot.rt, pool, 5, rng, audit_pool=sample)

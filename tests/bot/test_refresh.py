@@ -348,3 +348,31 @@ async def test_labels_answered_during_a_retrain_are_refreshed_in_when_it_ends(
     assert trainer.refreshes == 1 and trainer.most_fits_at_once == 1
     assert bot.rt.working is not None and bot.rt.working.version == -15
     assert versions(bot) == {-15}  # the queue is scored by a model that knows them
+
+
+async def test_a_young_models_random_picks_train_the_refresh_and_end_the_warm_up(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Below HITL_WARM_UP labels every question is a random pick (``warm_up``). Those answers
+    are not held out as audits: the refresh trains on them, so the warm-up ends once the model
+    that asks has the labels, and the next question is an uncertain one."""
+
+    def reasons(bot: Bot) -> list[str]:
+        return [p["reason"] for p in bot.store.db["posts"].rows_where(order_by="rowid")]
+
+    async for bot in await started(fake_slack, tmp_path, refresh_every=3, warm_up=18):
+        await run_retrain(bot.rt, "cli")
+        assert bot.rt.champion.n_train == 12
+        trainer = Trainer.of(bot.rt)
+        for _ in range(3):
+            await answer_next(bot)
+        await trainer.settled()
+        assert reasons(bot) == ["warm_up"] * 3
+        refreshed = trainer.last_refresh
+        assert refreshed.held == 0 and refreshed.n_train == 15 and bot.rt.model.n_train == 15
+        for _ in range(3):
+            await answer_next(bot)
+        await trainer.settled()
+        assert reasons(bot) == ["warm_up"] * 6 and bot.rt.model.n_train == 18
+        await answer_next(bot)
+        assert reasons(bot)[-1] == "uncertain"
