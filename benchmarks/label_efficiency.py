@@ -7,12 +7,11 @@ the product does: cold-start picks (``model.selection.select`` with no model) un
 classifier (``model.classifier.TextClassifier``) on the labels so far, scores the test file, and
 asks the oracle for 25 more labels chosen by the arm:
 
-* ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): while the model
-  was fitted on fewer than HITL_WARM_UP (50) labels, every pick a random one (drawn as
-  the random arm draws them, so those rounds are random's); from there ``select`` with the
+* ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): ``select`` with the
   default strategy (margin), the default 10 % audit share and near-duplicate filtering of the
-  batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch);
-* ``margin``: the default without its warm-up (margin from the first model on);
+  batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch); with a
+  warm-up (``model.selection.DEFAULT_WARM_UP``, HITL_WARM_UP; 0 by default) random picks below
+  it, drawn as the random arm draws them, as ``warm<K>`` does;
 * ``random``: 25 uniformly random unlabeled items;
 * ``least_confidence``, ``entropy``: ``select`` with the project's other strategies (same audit
   share and duplicate filter);
@@ -77,7 +76,6 @@ ARMS = (
     "entropy",
     "st_breaking_ties",
     "st_least_confidence",
-    "margin",  # the default without its warm-up: margin from the first model
 )
 # screened alternatives (RESULTS "Alternatives screened"), run only when named with --arms:
 # density-weighted margin (Settles & Craven 2008, beta 1), medoids of 25 k-means clusters as the
@@ -97,12 +95,7 @@ SCREENS = (
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
 RAMP = {"ramp300": 300}
-ALL_ARMS = ARMS + SCREENS
-# An arm's RNG stream is its index here (frozen: stored rows stay reproducible). The default
-# draws as warm50 does (the product's warm-up is 50 labels, HITL_WARM_UP), so its rows are
-# warm50's; margin, the default before the warm-up, draws on the default's former stream.
-STREAMS = ARMS[:-1] + SCREENS
-STREAM_OF = {"default": "warm50", "margin": "default"}
+ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
 HYBRID_UNTIL = 150
 BATCH = 25
@@ -182,7 +175,7 @@ def pick(
     elif arm == "medoids" and model_round == 0:
         priorities = 1.0 - margin(proba)
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
-    strategy = DEFAULT_STRATEGY if arm in ("default", "margin") or arm in SCREENS else arm
+    strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
     audit_rate = DEFAULT_AUDIT_RATE
     if arm in RAMP:
         audit_rate = ramp_share(len(labeled), RAMP[arm])
@@ -199,10 +192,9 @@ def pick(
 
 
 def _is_warming(arm: str, n_labels: int, n_classes: int = 0) -> bool:
-    """True while a ``warm<K>`` arm picks at random (fewer than K labels), ``default``
-    (fewer than DEFAULT_WARM_UP: the product's random picks while the model is young, drawn as the
-    random arm draws, so these rounds are random's by construction), or ``classwarm`` (fewer
-    than CLASSWARM_PER_CLASS labels per class of the ``n_classes``)."""
+    """True while a ``warm<K>`` arm picks at random (fewer than K labels), ``default`` (fewer
+    than DEFAULT_WARM_UP, the product's warm-up; 0: never), or ``classwarm`` (fewer than
+    CLASSWARM_PER_CLASS labels per class of the ``n_classes``)."""
     if arm == "default":  # the product's warm-up (bot.learning.scoring.choose, HITL_WARM_UP)
         return n_labels < DEFAULT_WARM_UP
     if arm == "classwarm":
@@ -218,8 +210,8 @@ def round_rng(
     its picks are random's; otherwise each arm has its own (its index in ALL_ARMS)."""
     if not has_model:
         return np.random.default_rng([seed, rnd])
-    stream = "random" if _is_warming(arm, n_labels, n_classes) else STREAM_OF.get(arm, arm)
-    return np.random.default_rng([seed, rnd, STREAMS.index(stream)])
+    stream = "random" if _is_warming(arm, n_labels, n_classes) else arm
+    return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 
 def run_arm(
@@ -239,7 +231,7 @@ def run_arm(
     density = pool_density(pool_x) if arm in ("density", "density150") else None
     medoids = None
     if arm == "medoids":
-        rng = np.random.default_rng([seed, STREAMS.index(arm)])
+        rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
         medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
     n_classes = len(set(pool_y))  # the label set the team configured
     labeled: list[int] = []

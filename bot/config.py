@@ -67,7 +67,7 @@ class Settings:
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
-    warm_up: int = 50  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
+    warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml

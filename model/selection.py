@@ -38,11 +38,11 @@ STRATEGIES: dict[str, PriorityFunction] = {}
 DEFAULT_STRATEGY: Strategy = "margin"
 DEFAULT_AUDIT_RATE = 0.1
 DEFAULT_DUPLICATE_THRESHOLD = 0.9
-# Labels a model is trained on before its uncertainty picks the questions: below it every pick
-# is a uniform random one, see ``warm_share``. The first model (25 labels) asking
-# by margin was below random at 50 labels on all three datasets with more than two classes
-# (benchmarks/RESULTS.md, "Label efficiency").
-DEFAULT_WARM_UP = 50
+# Labels a model is trained on before its uncertainty picks the questions (below it every pick
+# is a uniform random one, see ``warm_share``); 0: none. A warm-up of 50 ties random where the
+# first model's margin picks trail it (50 labels) but cost AUC on three of the four benchmark
+# datasets (benchmarks/RESULTS.md, "Label efficiency", "The warm-up"): off by default.
+DEFAULT_WARM_UP = 0
 
 
 def register_strategy(name: str) -> Callable[[PriorityFunction], PriorityFunction]:
@@ -332,8 +332,9 @@ def _pool_size(
 # lean on random picks while the model is young and move to the uncertain ones as it matures,
 # as a share of random picks per batch given the number of labels so far. Random picks are drawn
 # uniformly from the whole pool, so they serve as audit answers too: the audit sample stays
-# uniform whatever the share. The product's choice follows ``warm_share(n, DEFAULT_WARM_UP)``
-# (``bot.learning.scoring.choose``, HITL_WARM_UP); ``ramp_share`` and longer warm-ups were screened.
+# uniform whatever the share. With HITL_WARM_UP set, the product's choice follows
+# ``warm_share(n, HITL_WARM_UP)`` (``bot.learning.scoring.choose``); ``ramp_share`` and longer
+# warm-ups were screened.
 
 DEFAULT_WARM_UNTIL = 150
 DEFAULT_RAMP_UNTIL = 300

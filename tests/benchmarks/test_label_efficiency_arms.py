@@ -35,9 +35,11 @@ def test_warm_arm_is_random_below_its_label_count_and_margin_from_it(tmp_path):
         return le["pick"](arm, clf, pool[0], unlabeled, labeled, None, rng)
 
     assert picks("warm100", 99) == picks("random", 99)
-    # the product's warm-up (HITL_WARM_UP, 50): the default arm is warm50
-    assert picks("default", 49) == picks("warm50", 49) == picks("random", 49)
-    assert picks("default", 50) == picks("warm50", 50) != picks("random", 50)
+    # the product has no warm-up by default (HITL_WARM_UP=0): margin from the first model
+    assert picks("default", 25) != picks("random", 25)
+    assert picks("warm50", 49) == picks("random", 49) and picks("warm50", 50) == picks(
+        "default", 50
+    )
     assert picks("warm100", 100) == picks("default", 100) != picks("random", 100)
     # ramp300: the random share is down to the audit share at 270 labels: the default's batch
     assert picks("ramp300", 270) == picks("default", 270)
@@ -59,23 +61,4 @@ def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tm
 
     assert picks("classwarm", 153, 77) == picks("random", 153, 77)
     assert picks("classwarm", 154, 77) == picks("default", 154, 77) != picks("random", 154, 77)
-    assert picks("classwarm", 50, 6) == picks("default", 50, 6)  # both past their warm-up
-
-
-def test_the_default_arm_is_warm50_and_margin_is_the_default_without_its_warm_up(tmp_path):
-    """The stored rows stay reproducible: the default draws on warm50's stream (so its rows are
-    warm50's), margin on the default's former one."""
-    le = load_benchmark()
-    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
-    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
-    test = le["load_jsonl"](folder / "standin" / "test.jsonl")
-    rows = {
-        arm: [(r["n_labels"], r["accuracy"]) for r in le["run_arm"]("s", arm, 0, pool, test, 100)]
-        for arm in ("default", "warm50", "margin", "random")
-    }
-    assert rows["default"] == rows["warm50"]
-    assert rows["default"][:2] == rows["random"][:2]  # 25 (cold start) and 50: random's picks
-    assert rows["margin"][0] == rows["random"][0] and rows["margin"][1] != rows["random"][1]
-    # margin draws on the default's former stream: [seed, round, 0]
-    former = np.random.default_rng([0, 3, 0]).integers(1 << 30, size=4).tolist()
-    assert le["round_rng"]("margin", 0, 3, True, 100).integers(1 << 30, size=4).tolist() == former
+    assert picks("classwarm", 25, 6) == picks("default", 25, 6)

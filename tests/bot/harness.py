@@ -54,9 +54,6 @@ def make_settings(fake: FakeSlack, tmp_path: Path, **changes: Any) -> Settings:
         channel=CHANNEL,
         labels=LABELS,
         admins=("U0ADMIN",),
-        # The harness's models are fitted on a handful of labels; a test of what a young
-        # model's warm-up does asks for it (tests/bot/test_dispatch.py).
-        warm_up=0,
     )
     return base.with_changes(**changes)
 

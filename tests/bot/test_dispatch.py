@@ -206,9 +206,8 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
 async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    """Below HITL_WARM_UP labels (the product's default) every question is a random pick: the
-    first model's uncertainty lost to random picks at 50 labels; from there on, the most
-    uncertain items are asked (HITL_AUDIT_RATE=0 here, so no audit)."""
+    """With HITL_WARM_UP=50, below 50 labels every question is a random pick; from there on,
+    the most uncertain items are asked (HITL_AUDIT_RATE=0 here, so no audit)."""
     import random
 
     from bot.config import Settings
@@ -217,13 +216,13 @@ async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     from model.classifier import TextClassifier
     from model.selection import DEFAULT_WARM_UP
 
-    assert Settings().warm_up == DEFAULT_WARM_UP == 50
+    assert Settings().warm_up == DEFAULT_WARM_UP == 0  # off unless set
     texts = ["refund my money", "card charged twice", "app crashes", "screen is blank"]
     classifier = TextClassifier().fit(
         texts, ["billing", "billing", "bug", "bug"], label_set=LABELS_FOR_MODEL
     )
     async for bot in await bot_with(
-        fake_slack, tmp_path, audit_rate=0.0, threshold=0.99, warm_up=Settings().warm_up
+        fake_slack, tmp_path, audit_rate=0.0, threshold=0.99, warm_up=50
     ):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=49)
         assert await bot.dispatcher.fill() == 2

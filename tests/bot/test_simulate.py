@@ -18,7 +18,7 @@ async def test_drive_mode_keeps_answering_when_the_model_is_sure_of_every_item(t
         rt = demo.rt
         # Every scored item is at or above the threshold: once a model exists nothing is
         # queued as uncertain, and each dispatcher round posts an audit pick or nothing.
-        rt.settings = rt.settings.with_changes(threshold=0.0, warm_up=0)  # audits from 20 labels
+        rt.settings = rt.settings.with_changes(threshold=0.0)
         simulator = demo.simulator(drive=True)
         answered = await simulator.run(len(data.pool))
         await rt.background.drain()
