@@ -331,10 +331,10 @@ def _pool_size(
 # A young model's uncertainty is least reliable exactly when a bad pick costs most. These rules
 # lean on random picks while the model is young and move to the uncertain ones as it matures,
 # as a share of random picks per batch given the number of labels so far. Random picks are drawn
-# uniformly from the whole pool, so they serve as audit answers too: the audit sample stays
-# uniform whatever the share. With HITL_WARM_UP set, the product's choice follows
-# ``warm_share(n, HITL_WARM_UP)`` (``bot.learning.scoring.choose``); ``ramp_share`` and longer
-# warm-ups were screened.
+# uniformly from the whole pool, so the random sample stays uniform whatever the share. With
+# HITL_WARM_UP set, the product's choice follows ``warm_share(n, HITL_WARM_UP)``
+# (``bot.learning.scoring.choose``; its warm-up picks are not audits: a refresh trains on
+# them); ``ramp_share`` and longer warm-ups were screened.
 
 DEFAULT_WARM_UNTIL = 150
 DEFAULT_RAMP_UNTIL = 300
