@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import re
 import runpy
 import sys
@@ -95,7 +96,9 @@ def test_every_row_names_the_commit_read_at_the_start_of_the_run(standin: Path, 
     assert {r["commit"] for r in rows} == {"aaaaaaa"}
 
 
+@functools.cache
 def load_refresh() -> dict:
+    """refresh.py's globals, loaded once per worker (it imports the bot and the demo)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         return runpy.run_path(str(ROOT / "benchmarks" / "refresh.py"), run_name="benchmark")
