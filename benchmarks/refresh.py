@@ -240,12 +240,11 @@ def percent(value: float | None) -> str:
 
 def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -> list[str]:
     lines = []
-    same = args.product == args.fast
-    fast = by_arm["product" if same else f"every{args.fast}"]
-    if same:
+    loop = next(arm for arm, every in arms(args) if every == args.fast)  # the run with its step
+    if loop != f"every{args.fast}":
         lines.append(
-            f"{name}: the product refreshes every {args.fast} labels, as the loop does"
-            f" (one run, named product)"
+            f"{name}: the {loop} refreshes every {args.fast} labels, as the loop does"
+            f" (one run, named {loop})"
         )
     for arm, rows in by_arm.items():
         last = rows[-1] if rows else None
@@ -262,21 +261,19 @@ def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -
             )
         )
     for mark in MARKS:
-        loop = at(fast, mark)
-        if loop is None or loop["accuracy"] is None:
+        reached = at(by_arm[loop], mark)
+        if reached is None or reached["accuracy"] is None:
             continue
-        for arm in [
-            a for a in by_arm if a != f"every{args.fast}" and not (same and a == "product")
-        ]:
+        for arm in [a for a in by_arm if a != loop]:
             row = at(by_arm[arm], mark)
             if row is None or row["accuracy"] is None:
                 lines.append(f"{name} at {mark}: {arm} has no model")
                 continue
-            gap = (loop["accuracy"] - row["accuracy"]) * 100
+            gap = (reached["accuracy"] - row["accuracy"]) * 100
             verdict = "within 1 point" if gap <= 1.0 else "MORE THAN 1 POINT behind"
             lines.append(
                 f"{name} at {mark} labels: {arm} {percent(row['accuracy'])} vs every{args.fast}"
-                f" {percent(loop['accuracy'])} ({gap:+.1f} points behind: {verdict})"
+                f" {percent(reached['accuracy'])} ({gap:+.1f} points behind: {verdict})"
             )
     return lines
 
