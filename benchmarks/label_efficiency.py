@@ -88,9 +88,12 @@ ARMS = (
 # ``classwarm``: random picks (random's, as warm<K>) while the labels number fewer than
 # CLASSWARM_PER_CLASS per class of the label set, margin after: 154 labels on banking77, and
 # on the others (4-6 classes) the cold start's 25 labels are already past it.
+# ``albl``: active learning by learning (Hsu & Lin 2015) for batches, driven by the audit
+# answers (see ``Albl``): each batch's non-audit picks come from margin or from random, chosen
+# by an EXP3 bandit rewarded by how much the batch raised the audit-estimated accuracy.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm",
+    "classwarm", "albl",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
@@ -98,6 +101,9 @@ RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
 HYBRID_UNTIL = 150
+ALBL_EXPERTS = ("margin", "random")
+ALBL_GAMMA = 0.15  # EXP3's exploration: sqrt(K ln K / ((e - 1) T)) for K = 2, T = 40 rounds
+ALBL_SCALE = 5.0  # reward = 0.5 + 5 × (accuracy gain on the audits), clipped to [0, 1]
 BATCH = 25
 RIVALS = ("random", "st_breaking_ties")  # what the default is compared with, round by round
 MAX_LABELS = {"banking77": 2025}
@@ -130,6 +136,58 @@ class SmallTextAdapter(_StClassifier):
         return self.clf.predict_proba(list(data_set.x))
 
 
+class Albl:
+    """Active learning by learning (Hsu & Lin 2015), for batches and the product's audits.
+
+    The experts are margin and random. Each batch, EXP3 (Auer et al. 2002; Hsu & Lin use its
+    contextual cousin EXP4.P over single picks) draws one expert with probability
+    ``(1 - γ) w_k / Σw + γ / K``; the batch's non-audit picks are that expert's and the audit
+    share (``select``'s uniform 10 %) is kept either way. The reward is Hsu & Lin's idea, an
+    unbiased estimate of accuracy, taken from the audit answers as the product has them: a
+    *shadow* model is fitted on every label except the audit picks (a refresh holds them out
+    the same way), and the batch's reward is how much the shadow model after it gained over
+    the one before, both scored on every audit answer so far (paired on the same items),
+    mapped to [0, 1] as ``0.5 + ALBL_SCALE × gain``. IW-ACC over the labeled points, as
+    libact computes it, would be the training accuracy of a model that fits them."""
+
+    def __init__(self) -> None:
+        self.weights = np.ones(len(ALBL_EXPERTS))
+        self.chosen: int | None = None
+        self.p_chosen = 1.0
+        self.audits: list[int] = []
+        self.shadow: TextClassifier | None = None
+        self.choices: list[str] = []
+
+    def probabilities(self) -> np.ndarray:
+        k = len(self.weights)
+        return (1 - ALBL_GAMMA) * self.weights / self.weights.sum() + ALBL_GAMMA / k
+
+    def choose(self, rng: np.random.Generator) -> str:
+        p = self.probabilities()
+        self.chosen = int(rng.choice(len(p), p=p))
+        self.p_chosen = float(p[self.chosen])
+        self.choices.append(ALBL_EXPERTS[self.chosen])
+        return ALBL_EXPERTS[self.chosen]
+
+    def learn(self, pool_x: list[str], pool_y: list[str], labeled: list[int], seed: int):
+        """Fit the shadow model on the non-audit labels and reward the last batch's expert."""
+        audit = set(self.audits)
+        train = [i for i in labeled if i not in audit]
+        ys = [pool_y[i] for i in train]
+        if not _fit_ready(ys):
+            return
+        shadow = TextClassifier(random_state=seed).fit([pool_x[i] for i in train], ys)
+        if self.shadow is not None and self.chosen is not None and self.audits:
+            xs = [pool_x[i] for i in self.audits]
+            truth = np.asarray([pool_y[i] for i in self.audits])
+            gain = np.mean(shadow.predict(xs) == truth) - np.mean(self.shadow.predict(xs) == truth)
+            reward = float(np.clip(0.5 + ALBL_SCALE * gain, 0.0, 1.0))
+            k = len(self.weights)
+            self.weights[self.chosen] *= np.exp(ALBL_GAMMA * reward / (self.p_chosen * k))
+            self.weights /= self.weights.max()  # keep them finite; p is scale-free
+        self.shadow = shadow
+
+
 def _fit_ready(labels: Sequence[str]) -> bool:
     """The product's first model needs 2 labels with 2 examples each."""
     counts: dict[str, int] = defaultdict(int)
@@ -151,6 +209,7 @@ def pick(
     medoids: np.ndarray | None = None,
     model_round: int = 0,
     n_classes: int = 0,
+    albl: Albl | None = None,
 ) -> list[int]:
     """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
     item) and ``medoids`` (pool positions) serve the screened arms; ``model_round`` counts the
@@ -175,6 +234,8 @@ def pick(
     elif arm == "medoids" and model_round == 0:
         priorities = 1.0 - margin(proba)
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
+    elif arm == "albl" and albl.choose(rng) == "random":
+        priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
     audit_rate = DEFAULT_AUDIT_RATE
     if arm in RAMP:
@@ -188,6 +249,8 @@ def pick(
         audit_rate=audit_rate,
         random_state=rng,
     )
+    if albl is not None:
+        albl.audits += [int(unlabeled[p.index]) for p in picks if p.reason == "audit"]
     return [int(unlabeled[p.index]) for p in picks]
 
 
@@ -234,6 +297,7 @@ def run_arm(
         rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
         medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
     n_classes = len(set(pool_y))  # the label set the team configured
+    albl = Albl() if arm == "albl" else None
     labeled: list[int] = []
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
@@ -251,6 +315,14 @@ def run_arm(
                     "accuracy": accuracy_score(test_y, pred),
                     "macro_f1": f1_score(test_y, pred, average="macro", zero_division=0),
                     "fit_s": fit_s,
+                    **(
+                        {
+                            "albl": (albl.choices or [None])[-1],
+                            "albl_p": float(albl.probabilities()[0]),
+                        }
+                        if albl
+                        else {}
+                    ),
                 }
         if len(labeled) >= max_labels or is_labeled.all():
             return
@@ -268,6 +340,7 @@ def run_arm(
             medoids=medoids,
             model_round=model_rounds,
             n_classes=n_classes,
+            albl=albl,
         )
         model_rounds += clf is not None
         labeled += chosen
@@ -278,6 +351,8 @@ def run_arm(
             t0 = time.perf_counter()
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
             fit_s = time.perf_counter() - t0
+            if albl is not None:
+                albl.learn(pool_x, pool_y, labeled, seed)
 
 
 def full_supervision(name: str, pool, test) -> dict:

@@ -62,3 +62,72 @@ def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tm
     assert picks("classwarm", 153, 77) == picks("random", 153, 77)
     assert picks("classwarm", 154, 77) == picks("default", 154, 77) != picks("random", 154, 77)
     assert picks("classwarm", 25, 6) == picks("default", 25, 6)
+
+
+def test_albl_rewards_the_expert_whose_batch_raised_accuracy_on_the_held_out_audits(tmp_path):
+    le = load_benchmark()
+    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
+    pool_x, pool_y = le["load_jsonl"](folder / "standin" / "train.jsonl")
+    weak = TextClassifier(random_state=0).fit(pool_x[:8], pool_y[:8])
+
+    def after_a_batch(expert: str, shadow_before, labeled: list[int]) -> np.ndarray:
+        albl = le["Albl"]()
+        albl.audits = list(range(250, 300))  # held out of the shadow fit, scored on
+        albl.shadow = shadow_before
+        albl.chosen = le["ALBL_EXPERTS"].index(expert)
+        albl.p_chosen = 0.5
+        albl.learn(pool_x, pool_y, labeled + albl.audits, 0)
+        assert albl.shadow is not shadow_before  # fitted on the labels minus the audits
+        return albl.probabilities()
+
+    # a batch that took the shadow model from 8 labels to 200: its expert gains weight
+    assert after_a_batch("margin", weak, list(range(200)))[0] > 0.5
+    assert after_a_batch("random", weak, list(range(200)))[1] > 0.5
+    # a batch after which the audits are scored worse earns nothing (EXP3's rewards are in
+    # [0, 1]; the weights of experts not drawn stay, their estimated reward being 0)
+    strong = TextClassifier(random_state=0).fit(pool_x[:200], pool_y[:200])
+    assert after_a_batch("margin", strong, list(range(8)))[0] == 0.5
+
+
+def test_albl_keeps_the_uniform_audit_share_and_takes_the_rest_from_the_expert_it_drew(tmp_path):
+    le = load_benchmark()
+    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
+    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
+    test = le["load_jsonl"](folder / "standin" / "test.jsonl")
+    clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
+    unlabeled = np.arange(60, 300)
+    margin_order = list(
+        unlabeled[
+            np.argsort(
+                le["margin"](clf.predict_proba([pool[0][i] for i in unlabeled])), kind="stable"
+            )
+        ]
+    )
+
+    seen = set()
+    for seed in range(12):
+        albl = le["Albl"]()
+        chosen = le["pick"](
+            "albl",
+            clf,
+            pool[0],
+            unlabeled,
+            list(range(60)),
+            None,
+            np.random.default_rng(seed),
+            albl=albl,
+        )
+        expert = albl.choices[-1]
+        seen.add(expert)
+        assert set(albl.audits) <= set(chosen) and len(chosen) == le["BATCH"]
+        rest = [i for i in chosen if i not in albl.audits]
+        closest = set(margin_order[: 3 * len(rest)])  # margin's closest calls (duplicates skipped)
+        if expert == "margin":
+            assert set(rest) <= closest
+        else:
+            assert len(set(rest) - closest) > len(rest) // 2
+    assert seen == {"margin", "random"}
+
+    rows = list(le["run_arm"]("s", "albl", 0, pool, test, 100))
+    assert [r["n_labels"] for r in rows] == [25, 50, 75, 100]
+    assert {r["albl"] for r in rows[1:]} <= {"margin", "random"}
