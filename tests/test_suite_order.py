@@ -1,11 +1,17 @@
-"""The suite's own order: the slow folders' files reach the xdist workers first."""
+"""The suite's own order: the slow folders' files reach the xdist workers first; and its
+processes' BLAS threads: one each."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from tests.conftest import TESTS, pytest_collection_modifyitems
 
@@ -44,3 +50,29 @@ def test_xdist_hands_out_files_in_that_order():
     addopts = shlex.split(options["ini_options"]["addopts"])
     assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "loadfile"
     assert "--no-loadscope-reorder" in addopts
+
+
+def test_each_worker_and_its_subprocesses_use_one_blas_thread():
+    """tests/conftest.py: OpenBLAS threads fighting the other workers for the cores made every
+    small fit several times slower."""
+    import numpy  # noqa: F401 - the BLAS libraries loaded, as every test that fits loads them
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    from tests.conftest import BLAS_THREADS
+
+    if any(os.environ[name] != "1" for name in BLAS_THREADS):
+        pytest.skip("a BLAS thread count set by the developer")
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas), blas
+    child = subprocess.run(  # a subprocess inherits it: `hitl serve`, a benchmark script
+        [sys.executable, "-c", PRINT_BLAS_THREADS], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.split() == ["1"] * len(blas), child.stdout
+
+
+PRINT_BLAS_THREADS = """import numpy, scipy.linalg, threadpoolctl
+for pool in threadpoolctl.threadpool_info():
+    if pool["user_api"] == "blas":
+        print(pool["num_threads"])
+"""
