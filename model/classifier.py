@@ -19,6 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
+from threadpoolctl import threadpool_limits
 
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
 
@@ -220,9 +221,19 @@ def prepare_texts(texts: Sequence[str]) -> list[str]:
     return [str(t)[:MAX_CHARS] for t in texts]
 
 
+# BLAS threads a fit may use. The solvers' BLAS calls are small vector operations (L-BFGS's dot
+# products and axpys over the coefficients), which a second OpenBLAS thread does not speed up:
+# it spins waiting for work, burning a core that the server's event loop, its scoring child or
+# another fit needs. On 2 cores, a 200-text trec fit: the same wall time alone but 1.9× the
+# CPU with OpenBLAS's 2 threads; 8.9× the wall time with another such fit beside it
+# (benchmarks/RESULTS.md, "Fit threads"; the same model either way).
+FIT_BLAS_THREADS = 1
+
+
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
-    """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below)."""
-    with warnings.catch_warnings():
+    """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below), with
+    at most :data:`FIT_BLAS_THREADS` BLAS threads."""
+    with warnings.catch_warnings(), threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))

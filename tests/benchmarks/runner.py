@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_SCRIPTS = (
     "annotators.py",
     "bot_load.py",
+    "fit_threads.py",
     "label_efficiency.py",
     "model_comparison.py",
     "model_footprint.py",

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from model.classifier import (
     AUTO_LR_MAX_SAMPLES,
@@ -260,3 +261,25 @@ def test_sgd_coefficients_are_kept_as_fitted(toy):
     coef = TextClassifier("word_char_sgd").fit(texts, labels).pipeline_[-1].coef_
     unrounded = build_pipeline("word_char_sgd").fit(texts, labels)[-1].coef_
     np.testing.assert_array_equal(coef, unrounded)
+
+
+def _blas_threads() -> set[int]:
+    return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+def test_a_fit_uses_one_blas_thread_whatever_the_process_allows(toy, monkeypatch):
+    """OpenBLAS's spare threads spin through a fit's small vector operations and take a core
+    from the server's event loop and its other children (model.classifier.FIT_BLAS_THREADS)."""
+    seen = []
+    fit = LogisticRegression.fit
+
+    def watched_fit(self, *args, **kwargs):  # scikit-learn's own fit, its thread count noted
+        seen.append(_blas_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", watched_fit)
+    with threadpool_limits(2, user_api="blas"):
+        assert _blas_threads() == {2}
+        TextClassifier().fit(*toy)
+        assert _blas_threads() == {2}  # the process's own setting is back after the fit
+    assert seen == [{1}]
