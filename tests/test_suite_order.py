@@ -76,3 +76,14 @@ for pool in threadpoolctl.threadpool_info():
     if pool["user_api"] == "blas":
         print(pool["num_threads"])
 """
+
+
+def test_auto_starts_a_worker_per_core_and_one_more_capped_by_maxprocesses():
+    from tests.conftest import pytest_xdist_auto_num_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert pytest_xdist_auto_num_workers(None) == cores + 1  # type: ignore[arg-type]
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    addopts = shlex.split(options["ini_options"]["addopts"])
+    assert "-n" in addopts and addopts[addopts.index("-n") + 1] == "auto"
+    assert "--maxprocesses=4" in addopts
