@@ -12,6 +12,7 @@ from pathlib import Path
 # fit 5-30 times slower (200 texts: 0.06 s of CPU with one thread, 0.4-1.8 s with two). A
 # thread count chosen by the developer is kept.
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_THREADS_GIVEN = {name: os.environ.get(name) for name in BLAS_THREADS}
 for _name in BLAS_THREADS:
     os.environ.setdefault(_name, "1")
 
