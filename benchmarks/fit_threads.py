@@ -6,10 +6,10 @@ variables set (as ``hitl serve`` starts): ``default`` sets ``FIT_BLAS_THREADS = 
 limit: OpenBLAS takes a thread per core), ``one`` keeps the product's 1. Each child fits
 ``TextClassifier()`` ``--fits`` times on N texts drawn from a dataset's train file (seeded: the
 same texts both ways) and reports the median wall and CPU seconds of a fit, and the
-probabilities it gives 200 of them. Two
-settings: ``alone`` (one child at a time) and ``pair`` (two children of the same way at once,
-as a refresh's fit shares two cores with the server's event loop and scoring child). The ways
-alternate (default, one, default, one …) so a drift of the machine reaches both.
+probabilities it gives 200 of them. Two settings: ``alone`` (one child at a time) and ``pair``
+(two children of the same way at once, as a refresh's fit shares two cores with the server's
+event loop and scoring child). The ways alternate (default, one, default, one …) so a drift of
+the machine reaches both.
 
     python benchmarks/fit_threads.py [--data DIR] [--datasets NAME …] [--sizes N …] [--fits 5]
     python benchmarks/fit_threads.py --quick     # trec, 200 texts, 3 fits, alone and pair (~15 s)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         help="alternations of the two ways per size and setting (default 2)",
     )
     parser.add_argument("--quick", action="store_true", help="200 texts, 3 fits, 1 round")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.fits, args.rounds = [200], 3, 1
     folder, names = resolve_data(args)

@@ -307,7 +307,7 @@ def run_arm(
         if clf is not None or len(labeled) >= max_labels:
             pred = clf.predict(test_x) if clf is not None else None
             if pred is not None:
-                yield {
+                row = {
                     "dataset": name,
                     "arm": arm,
                     "seed": seed,
@@ -315,15 +315,11 @@ def run_arm(
                     "accuracy": accuracy_score(test_y, pred),
                     "macro_f1": f1_score(test_y, pred, average="macro", zero_division=0),
                     "fit_s": fit_s,
-                    **(
-                        {
-                            "albl": (albl.choices or [None])[-1],
-                            "albl_p": float(albl.probabilities()[0]),
-                        }
-                        if albl
-                        else {}
-                    ),
                 }
+                if albl is not None:  # the expert of the batch just learned from (none yet)
+                    choice = albl.choices[-1] if albl.choices else None
+                    row |= {"albl": choice, "albl_p": float(albl.probabilities()[0])}
+                yield row
         if len(labeled) >= max_labels or is_labeled.all():
             return
         rng = round_rng(arm, seed, rnd, clf is not None, len(labeled), n_classes)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 # One BLAS thread per process, set before numpy is first imported (this module's imports below
 # bring it in) and inherited by every subprocess the tests start (the benchmark scripts, `hitl
-# serve` and its fit and scoring children). The suite runs a process per core already (xdist),
-# and OpenBLAS's own threads, spinning for a core that another worker holds, made each small
-# fit 5-30 times slower (200 texts: 0.06 s of CPU with one thread, 0.4-1.8 s with two). A
-# thread count chosen by the developer is kept.
+# serve` and its fit and scoring children). The product's fits limit themselves
+# (model.classifier.FIT_BLAS_THREADS); this covers the rest of the suite's BLAS work, whose
+# spare OpenBLAS threads would spin for a core that another xdist worker holds (RESULTS "Fit
+# threads": 1.8-8.9x slower beside another busy process). A developer's own count is kept.
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BLAS_THREADS_GIVEN = {name: os.environ.get(name) for name in BLAS_THREADS}
 for _name in BLAS_THREADS:
