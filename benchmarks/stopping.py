@@ -3,11 +3,14 @@
 Runs the ``default`` arm of ``label_efficiency.py`` (its ``pick`` and cold start, imported, so
 the picks and accuracies are the stored curves' own: each round's accuracy is checked against
 ``label_efficiency.run_arm``'s in the tests) and, at every round, predicts a fixed stop set (up
-to 2,000 items of the pool, ``model.stopping.stop_sample``) with the round's model: Cohen's
-kappa with the previous round's predictions, and where the signal (kappa ≥ 0.99 over the last
-3 models, ``model.stopping``) first fires. Beside it: the label count where the stored curves
-(``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) reach 95 %
-of full supervision.
+to 2,000 items of the pool, ``model.stopping.stop_sample``) with the round's model: the share
+of the stop set predicted otherwise than by the model 100 or more labels older, and where the
+product's signal (at most 2 %, ``model.stopping``) first fires; beside it, the same at 1 % and
+3 %, and the rule before (Cohen's kappa with the round before ≥ 0.99 over 3 rounds). Each round
+keeps its share changed against each of the 20 rounds before, so other rules can be read off
+the rows. Beside the firing points: the label count where the stored curves
+(``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) and this run
+reach 95 % of full supervision, and where this run gains at most 1 point more.
 
 At a few label counts it also extrapolates the gain from the next 500 labels two ways and
 compares it with the gain this run then measures on test.jsonl:
@@ -16,6 +19,7 @@ themselves, then ``extrapolate``); ``history``: the inverse power law fitted to 
 test accuracies so far (what a team with a test set could do).
 
     python benchmarks/stopping.py --out benchmarks/results/stopping.jsonl     # 4 datasets, seed 0
+    python benchmarks/stopping.py --seeds 0 1 2 3 4 --curve-at --out s.jsonl   # no forecasts
     python benchmarks/stopping.py --datasets trec --seeds 0 1 2 --out s.jsonl
     python benchmarks/stopping.py --report benchmarks/results/stopping.jsonl.gz
     python benchmarks/stopping.py --quick                                      # stand-in, ~20 s
@@ -37,14 +41,15 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table, resolve_data
 from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, pick, round_rng
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score
 
 from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.stopping import (
-    KAPPA_THRESHOLD,
+    SETTLE_CHANGE,
+    SETTLE_SPAN,
     STOP_SET_SIZE,
-    WINDOW,
-    agreement,
+    baseline,
+    changed_share,
     curve_points,
     extrapolate,
     first_firing,
@@ -54,7 +59,9 @@ from model.stopping import (
 ARM = "default"
 STORED = ROOT / "benchmarks" / "results" / "label_efficiency"
 CURVE_AT = (100, 200, 300, 500)  # label counts where the gain of the next labels is forecast
-THRESHOLDS = (KAPPA_THRESHOLD, 0.98, 0.95)
+THRESHOLDS = (SETTLE_CHANGE, 0.01, 0.03)  # the product's share changed, and two beside it
+KAPPA = 0.99  # the rule before: kappa with the update before ≥ 0.99 over the last 3 updates
+BACK = 20  # each round stores its disagreement with this many rounds before it (500 labels)
 
 
 def run_default(
@@ -76,24 +83,34 @@ def run_default(
     labeled: list[int] = []
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
-    before: list[str] | None = None
+    history: list[tuple[int, np.ndarray]] = []  # every round's (labels, predictions), oldest 1st
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
         if clf is not None:
-            predicted = clf.predict(stop)
-            kappa = agreement(before, predicted) if before is not None else None
-            before = predicted
+            predicted = list(clf.predict(stop))
+            now = np.asarray(predicted)
             n = len(labeled)
+            older = baseline([m for m, _ in history], n)  # the product's comparison
+            recent = history[::-1][:BACK]
             row = {
                 "kind": "round",
                 "dataset": name,
                 "seed": seed,
                 "n_labels": n,
                 "accuracy": accuracy_score(test_y, clf.predict(test_x)),
-                "kappa": kappa,
+                "kappa": _kappa(list(history[-1][1]), predicted) if history else None,
+                "changed": None
+                if older is None
+                else changed_share(list(history[older][1]), predicted),
+                "span": None if older is None else n - history[older][0],
+                # the share of the stop set predicted otherwise than by the model this many
+                # labels before, for the last BACK rounds (other rules can be read off them)
+                "disagree": [float(np.mean(now != old)) for _, old in recent],
+                "labels_back": [n - m for m, _ in recent],
                 "stop_set": len(stop),
             }
+            history.append((n, now))
             yield row
             if n in forecast and n + next_labels <= max_labels:
                 yield forecast_row(name, seed, n, labeled, pool, next_labels)
@@ -107,6 +124,15 @@ def run_default(
         ys = [pool_y[i] for i in labeled]
         if _fit_ready(ys):
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
+
+
+def _kappa(before: list[str], now: list[str]) -> float:
+    """Cohen's kappa of two rounds' predictions (the rule before the product's: 1.0 when
+    identical, as kappa is 0/0 when both predict one label everywhere)."""
+    if before == now:
+        return 1.0
+    kappa = float(cohen_kappa_score(before, now))
+    return 0.0 if np.isnan(kappa) else kappa
 
 
 def forecast_row(name, seed, n, labeled, pool, next_labels) -> dict:
@@ -201,35 +227,79 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
         if r["kind"] == "round":
             rounds[(r["dataset"], r["seed"])].append(r)
     parts = [
-        f"Signal: kappa ≥ {KAPPA_THRESHOLD} over the last {WINDOW} models on the stop set;"
-        " 'fires at' = labels of the model that completes the window (– = not within the run)."
+        f"Signal (the product's): the newest model predicts at most {SETTLE_CHANGE:.0%} of the"
+        f" stop set otherwise than the model {SETTLE_SPAN} or more labels older; ≤ 1 % and ≤ 3 %"
+        f" beside it; κ ≥ {KAPPA} ×3: the rule before (kappa with the round before ≥ {KAPPA}"
+        " over 3 rounds). 'fires at' = labels (accuracy then, points the run gains after it);"
+        " '1-point flat' = the first label count after which this run gains at most 1 point"
+        " (– = not within the run)."
     ]
     table = []
     for (name, seed), run in sorted(rounds.items()):
         run.sort(key=lambda r: r["n_labels"])
-        kappas = [r["kappa"] for r in run]
         seeds, at95, full = stored_95(name, stored)
         top = run[-1]
         own95 = next((r["n_labels"] for r in run if full and r["accuracy"] >= 0.95 * full), None)
         cells = [name, str(seed), f"{run[0]['stop_set']:,}"]
-        for threshold in THRESHOLDS:
-            i = first_firing(kappas, threshold)
-            cells.append("–" if i is None else f"{run[i]['n_labels']} ({run[i]['accuracy']:.3f})")
+        ns = [r["n_labels"] for r in run]
+        changed = [_changed(r) for r in run]
+        fired = [first_firing(ns, changed, threshold) for threshold in THRESHOLDS]
+        fired.append(_kappa_firing(run))
+        cells += [_fired(run, n) for n in fired]
         cells += [
             "–" if at95 is None else f"{at95} ({seeds})",
             "–" if own95 is None else str(own95),
+            _flat(run),
             f"{top['n_labels']} ({top['accuracy']:.3f})",
             "–" if full is None else f"{full:.3f}",
             stored_difference(name, seed, run, stored),
         ]
         table.append(cells)
     head = ["dataset", "seed", "stop set"]
-    head += [f"fires at κ≥{t} (acc)" for t in THRESHOLDS]
-    head += ["95 % of full: stored mean (seeds)", "95 %: this run", "end (acc)", "full acc"]
-    head += ["max |Δacc| vs stored run (rounds)"]
+    head += [f"fires at ≤ {t:.0%} (acc, gain after)" for t in THRESHOLDS]
+    head += [f"κ ≥ {KAPPA} ×3"]
+    head += ["95 % of full: stored mean (seeds)", "95 %: this run", "1-point flat"]
+    head += ["end (acc)", "full acc", "max |Δacc| vs stored run (rounds)"]
     parts += ["", markdown_table(head, table)]
     parts += ["", extrapolation_table(rows, rounds)]
     return "\n".join(parts)
+
+
+def _changed(row: dict) -> float | None:
+    """The product's share changed, read off a round's ``disagree`` (None: no model
+    ``SETTLE_SPAN`` labels older, or rows stored before ``disagree`` was)."""
+    for share, back in zip(row.get("disagree") or [], row.get("labels_back") or [], strict=True):
+        if back >= SETTLE_SPAN:
+            return share
+    return None
+
+
+def _kappa_firing(run: list[dict]) -> int | None:
+    """Where the rule before fires: kappa ≥ KAPPA at 3 rounds in a row."""
+    streak = 0
+    for r in run:
+        streak = streak + 1 if r["kappa"] is not None and r["kappa"] >= KAPPA else 0
+        if streak == 3:
+            return r["n_labels"]
+    return None
+
+
+def _fired(run: list[dict], n: int | None) -> str:
+    """'labels (accuracy, points the run gains after)' of a firing point, or –."""
+    if n is None:
+        return "–"
+    accuracy = {r["n_labels"]: r["accuracy"] for r in run}
+    after = max(a for m, a in accuracy.items() if m >= n)
+    return f"{n} ({accuracy[n]:.3f}, {100 * (after - accuracy[n]):+.1f})"
+
+
+def _flat(run: list[dict], points: float = 1.0) -> str:
+    """The first label count after which the run gains at most ``points``."""
+    accuracies = [r["accuracy"] for r in run]
+    for i, r in enumerate(run):
+        if 100 * (max(accuracies[i:]) - accuracies[i]) <= points:
+            return str(r["n_labels"])
+    return "–"
 
 
 def extrapolation_table(rows: list[dict], rounds) -> str:

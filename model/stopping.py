@@ -1,10 +1,14 @@
 """When to stop labeling: stabilizing predictions and a learning-curve extrapolation.
 
-*Stabilizing predictions* (Bloodgood & Vijay-Shanker 2009): every model update predicts a fixed
-*stop set* of items (a deterministic sample, up to ``STOP_SET_SIZE``); Cohen's kappa between
-the predictions of successive models measures how much the model still changes. The signal
-fires once the kappa has stayed at or above ``KAPPA_THRESHOLD`` (their 0.99) over the last
-``WINDOW`` (3) updates: more labels are then unlikely to change the model much.
+*Stabilizing predictions* (Bloodgood & Vijay-Shanker 2009), measured over a span of labels:
+every model update predicts a fixed *stop set* of items (a deterministic sample, up to
+``STOP_SET_SIZE``), and the newest update is compared with the newest one at least
+``SETTLE_SPAN`` labels older: the share of the stop set it predicts otherwise bounds how much
+its accuracy on such items moved over those labels. The signal fires once that share is at most
+``SETTLE_CHANGE``: on a learning curve that flattens, the next labels move it less still.
+Comparing models a span of labels apart, instead of successive updates (their kappa ≥ 0.99
+over 3 updates), makes the signal mean the same whether updates come 25 labels apart (refreshes)
+or 200 (nightly retrains), and two updates on the same labels do not count as settling.
 
 *Learning-curve extrapolation*: accuracy against the number of labels, measured on subsets of
 the labels (scikit-learn's ``learning_curve``) or taken from a history of evaluations, is fitted
@@ -24,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import curve_fit
-from sklearn.metrics import cohen_kappa_score
 
 STOP_SET_SIZE = 2_000
-KAPPA_THRESHOLD = 0.99
-WINDOW = 3
+SETTLE_SPAN = 100  # labels between the two models compared
+SETTLE_CHANGE = 0.02  # settled: at most this share of the stop set predicted otherwise
 NEXT_LABELS = 500
 CURVE_SIZES = (0.2, 0.4, 0.6, 0.8, 1.0)  # of the training part of each split
 CURVE_SPLITS = 2
@@ -47,79 +50,69 @@ def stop_sample(n_items: int, size: int = STOP_SET_SIZE, random_state: int = 0) 
     return sorted(int(i) for i in rng.choice(n_items, size, replace=False))
 
 
-def agreement(previous: Sequence[str], current: Sequence[str]) -> float:
-    """Cohen's kappa between two models' predictions on the same stop set. Identical
-    predictions are 1.0 (kappa is 0/0 when both predict one label everywhere)."""
-    if len(previous) != len(current):
+def changed_share(before: Sequence[str], now: Sequence[str]) -> float:
+    """The share of the stop set that two models predict differently (0–1). The accuracy of
+    the two on those items differs by at most this much."""
+    if len(before) != len(now):
         raise ValueError(
-            f"the stop set changed between the models ({len(previous)} vs {len(current)} items)"
+            f"the stop set changed between the models ({len(before)} vs {len(now)} items)"
         )
-    if not current:
+    if not now:
         raise ValueError("an empty stop set has no agreement")
-    if list(previous) == list(current):
-        return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        kappa = float(cohen_kappa_score(list(previous), list(current)))
-    return 0.0 if math.isnan(kappa) else kappa
+    return sum(a != b for a, b in zip(before, now, strict=True)) / len(now)
+
+
+def baseline(label_counts: Sequence[int], n_labels: int, span: int = SETTLE_SPAN) -> int | None:
+    """Among earlier updates' label counts (oldest first), the index of the newest one at
+    least ``span`` labels below ``n_labels``: the model to compare with (None: none yet)."""
+    found = None
+    for i, n in enumerate(label_counts):
+        if n <= n_labels - span:
+            found = i
+    return found
 
 
 @dataclass(frozen=True)
 class StopSignal:
-    """Whether predictions have stabilized: the last ``window`` kappas (oldest first; fewer
-    while there are fewer updates), the threshold, and whether the signal fires."""
+    """Whether predictions have settled: the share of the stop set ``changed`` between the
+    newest model and the newest one ``span`` or more labels older (None: no such model yet),
+    and whether that is at most ``threshold``."""
 
-    kappas: tuple[float, ...]
-    threshold: float = KAPPA_THRESHOLD
-    window: int = WINDOW
+    changed: float | None
+    span: int | None
+    threshold: float = SETTLE_CHANGE
+    min_span: int = SETTLE_SPAN
 
     @property
     def fired(self) -> bool:
-        return len(self.kappas) >= self.window and min(self.kappas) >= self.threshold
-
-    @property
-    def lowest(self) -> float | None:
-        return min(self.kappas) if self.kappas else None
+        return self.changed is not None and self.changed <= self.threshold
 
     def sentence(self) -> str:
         """A plain sentence for people."""
-        n = len(self.kappas)
+        if self.changed is None or self.span is None:
+            return f"no model {self.min_span} labels older than the newest to compare with yet"
+        what = (
+            f"the last {self.span:,} labels changed {self.changed:.1%} of the stop set's"
+            " predictions"
+        )
         if self.fired:
             return (
-                "predictions have stopped changing: more labels are unlikely to help much"
-                f" (kappa ≥ {self.threshold:.2f} over the last {self.window} models)"
+                f"predictions have settled: {what} (settled at ≤ {self.threshold:.0%}),"
+                " so more labels are unlikely to help much"
             )
-        if n == 0:
-            return "no two models to compare yet"
-        if n < self.window:
-            return (
-                f"still changing: kappa {self.lowest:.2f} over the last {n} "
-                f"model{'s' if n > 1 else ''} ({self.window} needed at ≥ {self.threshold:.2f})"
-            )
-        return (
-            f"still changing: kappa {self.lowest:.2f} over the last {self.window} models"
-            f" (stops at ≥ {self.threshold:.2f})"
-        )
-
-
-def stop_signal(
-    kappas: Sequence[float | None], threshold: float = KAPPA_THRESHOLD, window: int = WINDOW
-) -> StopSignal:
-    """The signal from the kappas of successive updates, oldest first. A None (the stop set
-    was drawn anew, so nothing to compare) cuts the run: only kappas after it count."""
-    run: list[float] = []
-    for kappa in kappas:
-        run = [] if kappa is None else [*run, float(kappa)]
-    return StopSignal(tuple(run[-window:]), threshold, window)
+        return f"still changing: {what} (settled at ≤ {self.threshold:.0%})"
 
 
 def first_firing(
-    kappas: Sequence[float | None], threshold: float = KAPPA_THRESHOLD, window: int = WINDOW
+    label_counts: Sequence[int],
+    changed: Sequence[float | None],
+    threshold: float = SETTLE_CHANGE,
 ) -> int | None:
-    """The index of the first update at which the signal fires, or None."""
-    for end in range(1, len(kappas) + 1):
-        if stop_signal(kappas[:end], threshold, window).fired:
-            return end - 1
+    """The label count of the first update whose ``changed`` share (against the model
+    ``SETTLE_SPAN`` labels older) is at most ``threshold``, or None."""
+    for n, share in zip(label_counts, changed, strict=True):
+        if share is not None and share <= threshold:
+            return n
     return None
 
 

@@ -20,15 +20,15 @@ from bot.store import Store
 from model import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.stopping import (
     NEXT_LABELS,
+    SETTLE_SPAN,
     STOP_SET_SIZE,
-    WINDOW,
     Extrapolation,
     StopSignal,
-    agreement,
+    baseline,
+    changed_share,
     curve_points,
     extrapolate,
     stop_sample,
-    stop_signal,
 )
 
 logger = logging.getLogger(__name__)
@@ -36,23 +36,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StopPlan:
-    """The stop set's draw and texts, and the newest check's predictions on that same draw
-    (None: nothing to compare with, the first update or a new draw)."""
+    """The stop set's draw and texts, and the earlier checks' label counts and predictions on
+    that same draw, oldest first (empty: nothing to compare with, the first update or a new
+    draw)."""
 
     draw: int
     texts: list[str]
-    previous: list[str] | None
+    earlier: list[tuple[int, list[str]]]
     curve: bool = True  # measure the learning curve (a refresh: only when it is due)
 
 
 @dataclass
 class StopCheck:
-    """One update's check: its predictions on the stop set, its kappa with the update before
-    (None when there is none), its extrapolation (``Extrapolation.as_dict``, or None)."""
+    """One update's check: its predictions on the stop set; the share of them that differ
+    from the newest earlier check ``SETTLE_SPAN`` or more labels older, and the labels between
+    the two (both None when there is none); its extrapolation (``Extrapolation.as_dict``, or
+    None)."""
 
     draw: int
     predictions: list[str]
-    kappa: float | None
+    changed: float | None
+    span: int | None
     extrapolation: dict[str, Any] | None
     seconds: float = 0.0
 
@@ -88,12 +92,9 @@ def read_stop_plan(
         if ids:
             store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)])
             draw, items = store.stop_set()
-    last = store.last_stop_predictions()
-    previous = None
-    if last is not None and last[0] == draw and len(last[1]) == len(items):
-        previous = last[1]
+    earlier = [(n, p) for n, p in store.stop_predictions(draw) if len(p) == len(items)]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
-    return StopPlan(draw, [text for _, text in items], previous, curve)
+    return StopPlan(draw, [text for _, text in items], earlier, curve)
 
 
 def read_stop_plan_at(db: Path) -> StopPlan:
@@ -110,19 +111,22 @@ def compute_stop(
     pipeline: str | None,
 ) -> StopCheck:
     """Predict the stop set with ``classifier`` (fitted on ``texts``/``labels``), compare with
-    the update before, and extrapolate the learning curve measured on those labels. Touches no
-    database: runs in the fit worker. With no stop set (no item without a label) only the
-    curve is measured."""
+    the newest earlier update ``SETTLE_SPAN`` or more labels older, and extrapolate the
+    learning curve measured on those labels. Touches no database: runs in the fit worker.
+    With no stop set (no item without a label) only the curve is measured."""
     started = time.perf_counter()
-    predictions = classifier.predict(plan.texts) if plan.texts else []
-    kappa = None
-    if plan.previous is not None and predictions:
-        kappa = agreement(plan.previous, predictions)
+    predictions = list(classifier.predict(plan.texts)) if plan.texts else []
+    changed = span = None
+    older = baseline([n for n, _ in plan.earlier], len(labels))
+    if older is not None and predictions:
+        n_before, before = plan.earlier[older]
+        changed, span = changed_share(before, predictions), len(labels) - n_before
     found = _curve(texts, labels, pipeline) if plan.curve else None  # None: the last stands
     return StopCheck(
         plan.draw,
         predictions,
-        kappa,
+        changed,
+        span,
         found.as_dict() if found else None,
         time.perf_counter() - started,
     )
@@ -144,15 +148,18 @@ def _curve(texts: list[str], labels: list[str], pipeline: str | None) -> Extrapo
 
 
 def record(store: Store, check: StopCheck, *, kind: str, version: int | None, n_train: int):
-    """Store ``check`` for the model ``version`` (a refresh's is negative)."""
+    """Store ``check`` for the model ``version`` (a refresh's is negative), keeping the
+    predictions a later update may compare with."""
     store.record_stop_check(
         kind=kind,
         model_version=version,
         n_train=n_train,
         draw=check.draw,
         predictions=check.predictions,
-        kappa=check.kappa,
+        changed=check.changed,
+        span=check.span,
         extrapolation=check.extrapolation,
+        keep_since=n_train - SETTLE_SPAN,
     )
 
 
@@ -169,7 +176,7 @@ class StopStatus:
 
     def lines(self) -> list[str]:
         """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
-        stop = f"*When to stop:* {self.signal.sentence()} (stop-set agreement of the models)"
+        stop = f"*When to stop:* {self.signal.sentence()}"
         if self.n_stop == 0:
             stop = "*When to stop:* no item without a label to compare the models on"
         if self.extrapolation is None:
@@ -187,7 +194,8 @@ class StopStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kappas": list(self.signal.kappas),
+            "changed": self.signal.changed,
+            "span": self.signal.span,
             "extrapolation": self.extrapolation.as_dict() if self.extrapolation else None,
             "model": self.model,
             "n_train": self.n_train,
@@ -198,7 +206,7 @@ class StopStatus:
     def from_dict(cls, data: dict[str, Any]) -> StopStatus:
         found = data.get("extrapolation")
         return cls(
-            StopSignal(tuple(data.get("kappas") or ())),
+            StopSignal(data.get("changed"), data.get("span")),
             Extrapolation.from_dict(found) if found else None,
             data.get("model", "?"),
             int(data.get("n_train") or 0),
@@ -208,17 +216,16 @@ class StopStatus:
 
 def stop_status(store: Store) -> StopStatus | None:
     """The status from the newest checks, or None before the first."""
-    checks = store.stop_checks(limit=WINDOW * 3)
+    checks = store.stop_checks(limit=1)
     if not checks:
         return None
-    kappas = [check["kappa"] for check in checks]  # None after a new draw: the run restarts
     newest = checks[-1]
     curve = store.last_curve() or newest  # refreshes measure the curve only now and then
     version = curve["model_version"]
     model = f"r{-version}" if curve["kind"] == "refresh" and version else f"v{version}"
     found = curve["extrapolation"]
     return StopStatus(
-        stop_signal(kappas),
+        StopSignal(newest["changed"], newest["span"]),
         Extrapolation.from_dict(found) if found else None,
         model,
         curve["n_train"],

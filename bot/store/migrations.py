@@ -388,4 +388,14 @@ def m017_posts_behind(db: Database) -> None:
     db.execute("CREATE INDEX posts_behind ON posts(id) WHERE redraw_seq > drawn_seq")
 
 
+@migrations(name="m018_stop_changed")
+def m018_stop_changed(db: Database) -> None:
+    # The stopping signal compares a model with the one at least 100 labels older: each check
+    # stores the share of the stop set predicted otherwise (``changed``) and the labels between
+    # the two (``span``); the checks within that span keep their predictions. ``kappa`` (with
+    # the update just before) is no longer written and stays on older checks.
+    db.execute("ALTER TABLE stop_checks ADD COLUMN changed REAL")
+    db.execute("ALTER TABLE stop_checks ADD COLUMN span INTEGER")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -1,10 +1,12 @@
 """When to stop: the stop set (a fixed sample of items every model update predicts) and each
-update's check (its kappa with the update before on the stop set, its extrapolation).
+update's check (the share of the stop set it predicts otherwise than an older model, the labels
+between the two, its extrapolation).
 
 The stop set is drawn once, from the items without a label, and kept (an item labelled later
 stays in it); the draws read every such id, so they happen in a worker
-thread (``bot.learning.stopping`` opens a connection of its own there). Only the newest check
-keeps its predictions (up to 2,000 labels): the next update compares with them.
+thread (``bot.learning.stopping`` opens a connection of its own there). A check keeps its
+predictions (up to 2,000 labels) while a later update may still compare with it: the checks of
+the stop set's draw from the newest one at or below ``keep_since`` labels on.
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class StoppingMixin:
             )
         return draw
 
-    def last_stop_predictions(self) -> tuple[int, list[str]] | None:
-        """The newest check's draw and predictions on the stop set, or None before any."""
-        row = self.db.execute(
-            "SELECT draw, predictions FROM stop_checks WHERE predictions IS NOT NULL"
-            " ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+    def stop_predictions(self, draw: int) -> list[tuple[int, list[str]]]:
+        """The label counts and stop-set predictions of the checks of ``draw`` that keep them,
+        oldest first (a handful: ``record_stop_check`` drops the rest)."""
+        rows = self.db.execute(
+            "SELECT n_train, predictions FROM stop_checks WHERE predictions IS NOT NULL"
+            " AND draw = ? ORDER BY id",
+            [draw],
+        ).fetchall()
+        return [(n, json.loads(predictions)) for n, predictions in rows]
 
     def record_stop_check(
         self,
@@ -73,17 +77,19 @@ class StoppingMixin:
         n_train: int,
         draw: int,
         predictions: Sequence[str],
-        kappa: float | None,
+        changed: float | None,
+        span: int | None,
         extrapolation: dict[str, Any] | None,
+        keep_since: int,
     ) -> None:
-        """Store a model update's check; older checks drop their predictions (one transaction)."""
+        """Store a model update's check (one transaction). Older checks drop their
+        predictions unless a later update may compare with them: of this draw, the newest
+        check at or below ``keep_since`` labels and every one above."""
         with self._immediate():
             self.db.execute(
-                "UPDATE stop_checks SET predictions = NULL WHERE predictions IS NOT NULL"
-            )
-            self.db.execute(
                 "INSERT INTO stop_checks (created_at, kind, model_version, n_train, draw, n_stop,"
-                " kappa, predictions, extrapolation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " changed, span, predictions, extrapolation)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     self.now(),
                     kind,
@@ -91,10 +97,21 @@ class StoppingMixin:
                     n_train,
                     draw,
                     len(predictions),
-                    kappa,
+                    changed,
+                    span,
                     json.dumps(list(predictions), ensure_ascii=False),
                     json.dumps(extrapolation) if extrapolation is not None else None,
                 ],
+            )
+            oldest_kept = self.db.execute(
+                "SELECT max(id) FROM stop_checks WHERE predictions IS NOT NULL AND draw = ?"
+                " AND n_train <= ?",
+                [draw, keep_since],
+            ).fetchone()[0]
+            self.db.execute(
+                "UPDATE stop_checks SET predictions = NULL WHERE predictions IS NOT NULL"
+                " AND (draw != ? OR (n_train <= ? AND id < ?))",
+                [draw, keep_since, oldest_kept or 0],
             )
 
     def last_curve(self) -> dict[str, Any] | None:
@@ -113,15 +130,15 @@ class StoppingMixin:
     def stop_checks(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest ``limit`` checks, oldest first, without their predictions."""
         rows = self.db.execute(
-            "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, kappa,"
+            "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, changed, span,"
             " extrapolation FROM stop_checks ORDER BY id DESC LIMIT ?",
             [limit],
         ).fetchall()
         keys = ("id", "created_at", "kind", "model_version", "n_train", "draw", "n_stop")
+        keys += ("changed", "span")
         out = []
         for row in reversed(rows):
-            check = dict(zip(keys, row[:7], strict=True))
-            check["kappa"] = row[7]
-            check["extrapolation"] = json.loads(row[8]) if row[8] else None
+            check = dict(zip(keys, row[:9], strict=True))
+            check["extrapolation"] = json.loads(row[9]) if row[9] else None
             out.append(check)
         return out

@@ -16,9 +16,11 @@ def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: P
     # the stop set: --quick draws 300 items of the pool
     [row] = re.findall(rf"^\| {STANDIN} \| 0 \| 300 \| (.+)$", out, flags=re.M)
     cells = [c.strip() for c in row.split("|")]
-    fires = cells[:3]  # at kappa 0.99, 0.98, 0.95: labels (accuracy), or – within the run
-    assert all(re.fullmatch(r"\d+ \([01]\.\d{3}\)|–", c) for c in fires), cells
-    assert cells[5].startswith("150 (")  # the run's end
+    # at a share changed of 2 % (the product's), 1 %, 3 %, and kappa ≥ 0.99 ×3 (the rule
+    # before): labels (accuracy, points gained after), or – within the run
+    fires = cells[:4]
+    assert all(re.fullmatch(r"\d+ \([01]\.\d{3}, [+-]\d+\.\d\)|–", c) for c in fires), cells
+    assert cells[7].startswith("150 (")  # the run's end
     forecast = re.search(rf"^\| {STANDIN} \| 0 \| 75 \| ([+-]\d+\.\d) \| (.+)$", out, flags=re.M)
     assert forecast is not None, out  # the gain of the next 50 labels, forecast and measured
 
@@ -32,13 +34,14 @@ def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path
         sys.path.remove(str(ROOT / "benchmarks"))
     pool = stopping["load_jsonl"](standin / STANDIN / "train.jsonl")
     test = stopping["load_jsonl"](standin / STANDIN / "test.jsonl")
-    ours = [
-        (r["n_labels"], r["accuracy"])
-        for r in stopping["run_default"](STANDIN, 0, pool, test, 100, 200, ())
-        if r["kind"] == "round"
-    ]
+    rounds = [r for r in stopping["run_default"](STANDIN, 0, pool, test, 150, 200, ())]
+    ours = [(r["n_labels"], r["accuracy"]) for r in rounds if r["kind"] == "round"]
+    # the product's share changed (model.stopping), and the report's reading of the rows
+    assert [r["changed"] for r in rounds] == [stopping["_changed"](r) for r in rounds]
+    spans = [(r["n_labels"], r["span"]) for r in rounds]
+    assert spans == [(25, None), (50, None), (75, None), (100, None), (125, 100), (150, 100)]
     theirs = [
         (r["n_labels"], r["accuracy"])
-        for r in efficiency["run_arm"](STANDIN, "default", 0, pool, test, 100)
+        for r in efficiency["run_arm"](STANDIN, "default", 0, pool, test, 150)
     ]
     assert ours == theirs and len(ours) >= 3

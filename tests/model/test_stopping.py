@@ -4,56 +4,61 @@ import pytest
 from model.classifier import build_pipeline
 from model.stopping import (
     Extrapolation,
-    agreement,
+    StopSignal,
+    baseline,
+    changed_share,
     curve_points,
     extrapolate,
     first_firing,
     inverse_power_law,
     stop_sample,
-    stop_signal,
 )
 
 
-def test_kappa_between_successive_models_by_hand():
-    # observed agreement 3/4; chance (0.5·0.25 + 0.5·0.75) = 0.5; kappa (0.75−0.5)/0.5 = 0.5
-    assert agreement(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(0.5)
-
-
-def test_identical_predictions_agree_fully_even_with_one_label():
-    assert agreement(["a", "a", "a"], ["a", "a", "a"]) == 1.0
+def test_the_share_changed_counts_the_items_two_models_predict_differently():
+    assert changed_share(["a", "a", "b", "b"], ["a", "b", "b", "a"]) == 0.5
+    assert changed_share(["a", "a", "a"], ["a", "a", "a"]) == 0.0
 
 
 def test_a_changed_stop_set_is_an_error_naming_both_sizes():
     with pytest.raises(ValueError, match=r"3 vs 2 items"):
-        agreement(["a", "b", "a"], ["a", "b"])
+        changed_share(["a", "b", "a"], ["a", "b"])
 
 
-def test_signal_fires_after_three_kappas_at_or_above_the_threshold():
-    assert stop_signal([0.9, 0.995, 0.99, 1.0]).fired
-    still = stop_signal([0.995, 0.93, 0.999])
-    assert not still.fired and still.lowest == pytest.approx(0.93)
+def test_the_model_compared_with_is_the_newest_one_a_span_of_labels_older():
+    counts = [50, 75, 100, 125, 150, 175]
+    assert counts[baseline(counts, 200)] == 100  # the newest at or below 200 − 100
+    assert counts[baseline(counts, 226)] == 125
+    assert baseline(counts, 149) is None  # nothing 100 labels older yet
+    # updates on the same labels (a retrain right after a refresh) are not a span apart
+    assert baseline([200, 200, 200], 200) is None
+
+
+def test_the_signal_fires_at_a_share_changed_of_two_percent_or_less():
+    settled = StopSignal(changed=0.015, span=100)
+    assert settled.fired
+    assert settled.sentence() == (
+        "predictions have settled: the last 100 labels changed 1.5% of the stop set's"
+        " predictions (settled at ≤ 2%), so more labels are unlikely to help much"
+    )
+    still = StopSignal(changed=0.052, span=125)
+    assert not still.fired
     assert still.sentence() == (
-        "still changing: kappa 0.93 over the last 3 models (stops at ≥ 0.99)"
+        "still changing: the last 125 labels changed 5.2% of the stop set's predictions"
+        " (settled at ≤ 2%)"
     )
+    assert StopSignal(changed=0.02, span=100).fired
 
 
-def test_a_redrawn_stop_set_restarts_the_run():
-    signal = stop_signal([0.995, 0.999, None, 0.999, 1.0])
-    assert signal.kappas == (0.999, 1.0) and not signal.fired
-    assert "over the last 2 models (3 needed" in signal.sentence()
+def test_no_model_a_span_older_is_no_signal():
+    signal = StopSignal(changed=None, span=None)
+    assert not signal.fired
+    assert signal.sentence() == ("no model 100 labels older than the newest to compare with yet")
 
 
-def test_first_firing_is_the_update_that_completes_the_window():
-    assert first_firing([0.5, 0.99, 0.99, 0.99, 0.2]) == 3
-    assert first_firing([0.5, 0.99, 0.98, 0.99]) is None
-
-
-def test_fired_sentence_says_more_labels_are_unlikely_to_help():
-    assert (
-        stop_signal([1.0, 1.0, 1.0])
-        .sentence()
-        .startswith("predictions have stopped changing: more labels are unlikely to help much")
-    )
+def test_first_firing_is_the_first_update_at_or_below_the_threshold():
+    assert first_firing([100, 125, 150, 175], [None, 0.05, 0.02, 0.01]) == 150
+    assert first_firing([100, 125], [None, 0.021]) is None
 
 
 def test_stop_sample_is_deterministic_and_bounded():
