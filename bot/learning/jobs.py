@@ -241,8 +241,9 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     trainer.refreshes += 1
     trainer.last_refresh = done
     if done.stop is not None:  # every fitted update counts for when to stop, adopted or not
+        # at every label it was planned on (held-out audit answers too), as a retrain counts
         stopping.record(rt.store, done.stop, kind="refresh", version=done.version,
-                        n_train=done.n_train)  # fmt: skip
+                        n_train=-done.version)  # fmt: skip
     if rt.champion is not champion:
         logger.info("dropped a refresh: the champion changed while it fitted")
         return done

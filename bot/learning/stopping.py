@@ -44,6 +44,9 @@ class StopPlan:
     texts: list[str]
     earlier: list[tuple[int, list[str]]]
     curve: bool = True  # measure the learning curve (a refresh: only when it is due)
+    # the labels the update is on: a refresh's, its audit answers held out included (as a
+    # retrain counts them); None: as many as it fits on
+    n_labels: int | None = None
 
 
 @dataclass
@@ -94,7 +97,7 @@ def read_stop_plan(
             draw, items = store.stop_set()
     earlier = [(n, p) for n, p in store.stop_predictions(draw) if len(p) == len(items)]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
-    return StopPlan(draw, [text for _, text in items], earlier, curve)
+    return StopPlan(draw, [text for _, text in items], earlier, curve, refresh_labels)
 
 
 def read_stop_plan_at(db: Path) -> StopPlan:
@@ -117,10 +120,11 @@ def compute_stop(
     started = time.perf_counter()
     predictions = list(classifier.predict(plan.texts)) if plan.texts else []
     changed = span = None
-    older = baseline([n for n, _ in plan.earlier], len(labels))
+    n_labels = len(labels) if plan.n_labels is None else plan.n_labels
+    older = baseline([n for n, _ in plan.earlier], n_labels)
     if older is not None and predictions:
         n_before, before = plan.earlier[older]
-        changed, span = changed_share(before, predictions), len(labels) - n_before
+        changed, span = changed_share(before, predictions), n_labels - n_before
     found = _curve(texts, labels, pipeline) if plan.curve else None  # None: the last stands
     return StopCheck(
         plan.draw,

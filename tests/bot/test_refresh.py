@@ -123,6 +123,10 @@ async def test_a_refresh_worse_on_the_held_out_audits_is_dropped(bot: Bot):
     assert trainer.refreshes == 1 and not done.passed
     assert (done.held, done.champion_correct) == (4, 4) and done.correct < 4
     assert bot.rt.working is None and versions(bot) == {1}  # the champion still scores
+    # when to stop counts the refresh at every label it was planned on, the 4 held out too
+    newest = bot.store.stop_checks()[-1]
+    assert (newest["kind"], newest["n_train"]) == ("refresh", -done.version)
+    assert done.n_train == -done.version - 4
 
 
 async def test_a_promotion_ends_the_working_model(bot: Bot):

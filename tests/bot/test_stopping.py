@@ -217,7 +217,11 @@ def test_a_model_is_compared_with_the_one_100_labels_older_whose_predictions_are
                                     extrapolation=None, keep_since=n - 100)  # fmt: skip
         kept = [n for n, _ in store.stop_predictions(plan.draw)]
         assert kept == [25, 50, 75, 100, 125]  # 25 is the newest at or below 125 − 100
-        check = compute_stop(read_stop_plan(store), classifier, texts, labels * 4, None)
+        # a refresh on 160 labels that holds 10 audit answers out of its fit counts all 160
+        plan = read_stop_plan(store, refresh_labels=160)
+        check = compute_stop(
+            plan, classifier, texts * 3 + texts[:30], labels * 3 + labels[:30], None
+        )
         assert (check.changed, check.span) == (2 / 20, 160 - 50)  # against the one at 50
         record(store, check, kind="refresh", version=-160, n_train=160)
         assert [n for n, _ in store.stop_predictions(plan.draw)] == [50, 75, 100, 125, 160]
