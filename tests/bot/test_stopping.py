@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlite_utils import Database
 
 from bot.cli import cli
 from bot.learning.jobs import Trainer, run_retrain
@@ -273,3 +274,32 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
 
 def run_cli(db: Path, *args: str):
     return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
+
+
+def test_an_upgraded_database_compares_with_the_check_the_kappa_code_stored(tmp_path: Path):
+    # A database of the release before m018: the newest check kept its predictions (kappa
+    # rule). After the upgrade the next update 100 labels on compares with it.
+    db_path = tmp_path / "hitl.db"
+    seed(db_path, [Item(f"u{n}", f"{w} note {n}") for n, w in enumerate(["invoice", "error"] * 10)])
+    with Store.open(db_path) as store:
+        plan = read_stop_plan(store)  # the draw
+    texts = [f"{w} ticket {n}" for n in range(60) for w in ("refund", "crash")]
+    labels = ["billing", "bug"] * 60
+    classifier = TextClassifier().fit(texts, labels)
+    predicted = list(classifier.predict(plan.texts))
+    db = Database(db_path)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm018_stop_changed'")
+    db.execute("ALTER TABLE stop_checks DROP COLUMN changed")
+    db.execute("ALTER TABLE stop_checks DROP COLUMN span")
+    db.execute(
+        "INSERT INTO stop_checks (created_at, kind, model_version, n_train, draw, n_stop, kappa,"
+        " predictions, extrapolation) VALUES ('t', 'retrain', 1, 20, ?, ?, 0.97, ?, NULL)",
+        [plan.draw, len(predicted), json.dumps(["billing"] * 3 + predicted[3:])],
+    )
+    db.close()
+    with Store.open(db_path) as store:
+        assert store.schema_version()[-1] == "m018_stop_changed"
+        assert stop_status(store).signal == StopSignal(None, None)  # the old check: no share
+        check = compute_stop(read_stop_plan(store), classifier, texts, labels, None)
+        assert check.changed == sum(p != "billing" for p in predicted[:3]) / len(predicted) > 0
+        assert check.span == 120 - 20
