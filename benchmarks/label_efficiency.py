@@ -210,16 +210,24 @@ def pick(
     model_round: int = 0,
     n_classes: int = 0,
     albl: Albl | None = None,
+    reasons: dict[int, str] | None = None,
 ) -> list[int]:
     """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
     item) and ``medoids`` (pool positions) serve the screened arms; ``model_round`` counts the
-    rounds with a model (0 = the first model's)."""
+    rounds with a model (0 = the first model's). ``reasons`` (given) gets each pick's reason
+    from ``select`` (``cold_start``, ``audit``, ``uncertain``; ``random`` for random picks)."""
     n = min(BATCH, len(unlabeled))
     texts = [pool_x[i] for i in unlabeled]
     if clf is None:  # cold start: the product's random picks, identical for every arm
-        return [int(unlabeled[p.index]) for p in select(n, None, texts=texts, random_state=rng)]
+        picks = select(n, None, texts=texts, random_state=rng)
+        if reasons is not None:
+            reasons.update((int(unlabeled[p.index]), p.reason) for p in picks)
+        return [int(unlabeled[p.index]) for p in picks]
     if arm == "random" or _is_warming(arm, len(labeled), n_classes):
-        return [int(i) for i in rng.choice(unlabeled, n, replace=False)]
+        chosen = [int(i) for i in rng.choice(unlabeled, n, replace=False)]
+        if reasons is not None:
+            reasons.update((i, "random") for i in chosen)
+        return chosen
     if arm.startswith("st_"):
         strategy = BreakingTies() if arm == "st_breaking_ties" else LeastConfidence()
         y = np.zeros(len(labeled), dtype=int)  # unused by confidence-based strategies
@@ -251,6 +259,8 @@ def pick(
     )
     if albl is not None:
         albl.audits += [int(unlabeled[p.index]) for p in picks if p.reason == "audit"]
+    if reasons is not None:
+        reasons.update((int(unlabeled[p.index]), p.reason) for p in picks)
     return [int(unlabeled[p.index]) for p in picks]
 
 

@@ -61,6 +61,7 @@ STORED = ROOT / "benchmarks" / "results" / "label_efficiency"
 CURVE_AT = (100, 200, 300, 500)  # label counts where the gain of the next labels is forecast
 THRESHOLDS = (SETTLE_CHANGE, 0.01, 0.03)  # the product's share changed, and two beside it
 KAPPA = 0.99  # the rule before: kappa with the update before ≥ 0.99 over the last 3 updates
+METHODS = ("labels", "uniform")  # how a forecast's learning curve is tested (forecast_row)
 BACK = 20  # each round stores its disagreement with this many rounds before it (500 labels)
 
 
@@ -84,6 +85,7 @@ def run_default(
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
     history: list[tuple[int, np.ndarray]] = []  # every round's (labels, predictions), oldest 1st
+    reasons: dict[int, str] = {}  # each pick's reason (cold_start, audit, uncertain)
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
@@ -113,11 +115,13 @@ def run_default(
             history.append((n, now))
             yield row
             if n in forecast and n + next_labels <= max_labels:
-                yield forecast_row(name, seed, n, labeled, pool, next_labels)
+                for method in METHODS:
+                    yield forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons)
         if len(labeled) >= max_labels or is_labeled.all():
             return
         rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled))
-        chosen = pick(ARM, clf, pool_x, np.flatnonzero(~is_labeled), labeled, None, rng)
+        unlabeled = np.flatnonzero(~is_labeled)
+        chosen = pick(ARM, clf, pool_x, unlabeled, labeled, None, rng, reasons=reasons)
         labeled += chosen
         is_labeled[chosen] = True
         rnd += 1
@@ -135,20 +139,26 @@ def _kappa(before: list[str], now: list[str]) -> float:
     return 0.0 if np.isnan(kappa) else kappa
 
 
-def forecast_row(name, seed, n, labeled, pool, next_labels) -> dict:
-    """The product's extrapolation on the ``n`` labels so far (timed)."""
+def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> dict:
+    """An extrapolation on the ``n`` labels so far (timed): ``labels``, a learning curve
+    tested on shuffled splits of all of them; ``uniform``, tested on halves of those drawn
+    uniformly (cold start and audit picks)."""
     texts = [pool[0][i] for i in labeled]
     labels = [pool[1][i] for i in labeled]
+    uniform = None
+    if method == "uniform":
+        uniform = [reasons.get(i) in ("cold_start", "audit") for i in labeled]
     t0 = time.perf_counter()
     sizes, scores = curve_points(
         texts,
         labels,
         lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels), n_classes=len(set(labels))),
+        uniform=uniform,
     )
     found = extrapolate(sizes, scores, n, next_labels)
     return {
         "kind": "extrapolation",
-        "method": "labels",
+        "method": method,
         "dataset": name,
         "seed": seed,
         "n_labels": n,
@@ -303,34 +313,57 @@ def _flat(run: list[dict], points: float = 1.0) -> str:
 
 
 def extrapolation_table(rows: list[dict], rounds) -> str:
-    """Predicted gain over the next labels (and range) against the gain measured."""
-    table = []
+    """Predicted gain over the next labels (and range), by each method, against the gain
+    measured; ✓ = inside the range. Then each method's count of gains inside its range."""
+    forecasts: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in rows:
-        if r["kind"] != "extrapolation":
-            continue
-        run = {x["n_labels"]: x for x in rounds[(r["dataset"], r["seed"])]}
-        n, later = r["n_labels"], r["n_labels"] + r["next_labels"]
+        if r["kind"] == "extrapolation":
+            key = (r["dataset"], r["seed"], r["n_labels"], r["next_labels"])
+            forecasts[key][r.get("method", "labels")] = r
+    methods = [m for m in METHODS if any(m in f for f in forecasts.values())]
+    table = []
+    inside: dict[str, list[bool]] = defaultdict(list)
+    errors: dict[str, list[float]] = defaultdict(list)  # |predicted − measured| gain
+    for (name, seed, n, next_labels), found_by in forecasts.items():
+        run = {x["n_labels"]: x for x in rounds[(name, seed)]}
+        later = n + next_labels
         if n not in run or later not in run:
             continue
         measured = run[later]["accuracy"] - run[n]["accuracy"]
         history = [m for m in sorted(run) if m <= n]
-        cells = [r["dataset"], str(r["seed"]), str(n), f"{100 * measured:+.1f}"]
-        predicted = r["predicted"]
-        if r.get("curve"):  # refit the stored curve points with this code's extrapolate
-            predicted = _as_dict(extrapolate(*r["curve"], n, r["next_labels"]))
-        for found in (
-            predicted,
-            _as_dict(extrapolate(history, [run[m]["accuracy"] for m in history], n, later - n)),
-        ):
-            cells.append(_cell(found, measured))
-        cells.append(f"{r['seconds']:.1f} s")
+        cells = [name, str(seed), str(n), f"{100 * measured:+.1f}"]
+        seconds = []
+        for method in methods:
+            r = found_by.get(method)
+            predicted = None
+            if r is not None:
+                predicted = r["predicted"]
+                if r.get("curve"):  # refit the stored curve points with this code's extrapolate
+                    predicted = _as_dict(extrapolate(*r["curve"], n, next_labels))
+                seconds.append(f"{r['seconds']:.1f}")
+                if predicted is not None and predicted["low"] is not None:
+                    inside[method].append(predicted["low"] <= measured <= predicted["high"])
+                    errors[method].append(abs(predicted["gain"] - measured))
+            cells.append(_cell(predicted, measured) if r is not None else "–")
+        history_fit = extrapolate(history, [run[m]["accuracy"] for m in history], n, later - n)
+        cells.append(_cell(_as_dict(history_fit), measured))
+        if history_fit is not None and history_fit.low is not None:
+            inside["history"].append(history_fit.low <= measured <= history_fit.high)
+            errors["history"].append(abs(history_fit.gain - measured))
+        cells.append(" / ".join(seconds) + " s")
         table.append(cells)
     if not table:
         return "(no extrapolation with its next labels measured)"
+    names = {"labels": "labels' curve", "uniform": "uniform picks' curve"}
     head = ["dataset", "seed", "labels", "measured gain (points)"]
-    head += ["labels' curve: predicted (range)", "test-accuracy history: predicted (range)"]
-    head += ["curve time"]
-    return markdown_table(head, table)
+    head += [f"{names[m]}: predicted (range)" for m in methods]
+    head += ["test-accuracy history: predicted (range)", "curve time"]
+    counts = "; ".join(
+        f"{names.get(m, 'test-accuracy history')} {sum(v)} of {len(v)}, mean |error|"
+        f" {100 * float(np.mean(errors[m])):.1f} points"
+        for m, v in inside.items()
+    )
+    return markdown_table(head, table) + f"\n\nmeasured gain inside the 90 % range: {counts}"
 
 
 def _as_dict(found) -> dict | None:

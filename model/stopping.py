@@ -38,6 +38,7 @@ CURVE_SPLITS = 2
 CURVE_TEST_SIZE = 0.2
 CURVE_MAX_LABELS = 2_000  # the learning curve subsamples above this (bounded cost)
 MIN_CURVE_LABELS = 30  # fewer labels: no learning curve
+MIN_UNIFORM = 10  # a curve tested on the uniformly drawn labels tests on at least this many
 INTERVAL = (5.0, 95.0)  # percentiles of the gain's range (a 90 % range)
 
 
@@ -260,12 +261,18 @@ def curve_points(
     test_size: float = CURVE_TEST_SIZE,
     max_labels: int = CURVE_MAX_LABELS,
     random_state: int = 0,
+    uniform: Sequence[bool] | None = None,
 ) -> tuple[list[int], list[float]]:
     """Accuracy against training size on the labels themselves: scikit-learn's
     ``learning_curve`` over ``n_splits`` shuffled splits (``test_size`` held out), at
     ``sizes`` of each training part, on at most ``max_labels`` labels (a sample). Returns the
     sizes (label counts) and scores, one per split and size; a fit that fails is left out.
-    Empty under ``MIN_CURVE_LABELS`` labels."""
+    Empty under ``MIN_CURVE_LABELS`` labels.
+
+    ``uniform`` marks the labels of items drawn uniformly from the pool (cold start, audits):
+    given, each split tests on half of those (at least ``MIN_UNIFORM`` of them, else no
+    curve) and trains on the rest, so the scores estimate accuracy on items like the pool's
+    rather than on the uncertain ones the bot chose."""
     from sklearn.model_selection import ShuffleSplit, learning_curve
 
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
@@ -276,7 +283,15 @@ def curve_points(
         keep = np.sort(rng.choice(len(keep), max_labels, replace=False))
     x = np.array([texts[i] for i in keep], dtype=object)
     y = np.array([labels[i] for i in keep], dtype=object)
-    splits = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
+    splits: object = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
+    if uniform is not None:
+        drawn = np.flatnonzero(np.asarray(uniform, dtype=bool)[keep])
+        if len(drawn) < 2 * MIN_UNIFORM:
+            return [], []
+        splits = []
+        for _ in range(n_splits):
+            test = np.sort(rng.permutation(drawn)[: len(drawn) // 2])
+            splits.append((np.setdiff1d(np.arange(len(keep)), test), test))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a subset with one class fails: error_score=nan
         counts, _, test_scores = learning_curve(

@@ -116,6 +116,7 @@ class Plan:
     started: float
     keep_models: int = 5
     stop: stopping.StopPlan | None = None  # read by ``retrain`` off the event loop
+    uniform: list[bool] | None = None  # per label: not asked for uncertainty (learning curve)
 
 
 @dataclass
@@ -179,6 +180,7 @@ def begin(
         store.finish_run(run_id, "failed", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
+    asked = store.asked_as_uncertain()
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
@@ -197,6 +199,7 @@ def begin(
         previous=previous,
         started=time.perf_counter(),
         keep_models=settings.keep_models,
+        uniform=[r[0] not in asked for r in rows],
     )
 
 
@@ -263,7 +266,7 @@ def compute(
     stop = None
     if plan.stop is not None:  # when to stop: the candidate on the stop set, its curve
         stop = stopping.compute_stop(
-            plan.stop, candidate.classifier, plan.texts, plan.labels, plan.pipeline
+            plan.stop, candidate.classifier, plan.texts, plan.labels, plan.pipeline, plan.uniform
         )
     decision = decide(
         candidate,
@@ -316,6 +319,7 @@ class RefreshPlan:
     pipeline: str | None
     base: int | None  # the champion's version (None: no champion yet)
     stop: stopping.StopPlan | None = None
+    uniform: list[bool] | None = None  # per label: not asked for uncertainty (learning curve)
 
 
 @dataclass
@@ -364,6 +368,7 @@ def begin_refresh(
         held = store.audit_answered_since(since)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
+    asked = store.asked_as_uncertain()
     return RefreshPlan(
         version=-len(rows),
         texts=[r[1] for r in train],
@@ -374,6 +379,7 @@ def begin_refresh(
         pipeline=settings.pipeline,
         base=champion.version if champion else None,
         stop=stopping.read_stop_plan(store, refresh_labels=len(rows)),
+        uniform=[r[0] not in asked for r in train],
     )
 
 
@@ -397,7 +403,7 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
     out.classifier = classifier
     if plan.stop is not None:
         out.stop = stopping.compute_stop(
-            plan.stop, classifier, plan.texts, plan.labels, plan.pipeline
+            plan.stop, classifier, plan.texts, plan.labels, plan.pipeline, plan.uniform
         )
     if champion is not None:
         truth = plan.held_labels

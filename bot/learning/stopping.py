@@ -19,6 +19,7 @@ from typing import Any
 from bot.store import Store
 from model import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.stopping import (
+    MIN_UNIFORM,
     NEXT_LABELS,
     SETTLE_SPAN,
     STOP_SET_SIZE,
@@ -112,11 +113,13 @@ def compute_stop(
     texts: list[str],
     labels: list[str],
     pipeline: str | None,
+    uniform: list[bool] | None = None,
 ) -> StopCheck:
     """Predict the stop set with ``classifier`` (fitted on ``texts``/``labels``), compare with
     the newest earlier update ``SETTLE_SPAN`` or more labels older, and extrapolate the
-    learning curve measured on those labels. Touches no database: runs in the fit worker.
-    With no stop set (no item without a label) only the curve is measured."""
+    learning curve measured on those labels (tested on the ``uniform`` ones, see ``_curve``).
+    Touches no database: runs in the fit worker. With no stop set (no item without a label)
+    only the curve is measured."""
     started = time.perf_counter()
     predictions = list(classifier.predict(plan.texts)) if plan.texts else []
     changed = span = None
@@ -125,7 +128,7 @@ def compute_stop(
     if older is not None and predictions:
         n_before, before = plan.earlier[older]
         changed, span = changed_share(before, predictions), n_labels - n_before
-    found = _curve(texts, labels, pipeline) if plan.curve else None  # None: the last stands
+    found = _curve(texts, labels, pipeline, uniform) if plan.curve else None  # None: last stands
     return StopCheck(
         plan.draw,
         predictions,
@@ -136,14 +139,22 @@ def compute_stop(
     )
 
 
-def _curve(texts: list[str], labels: list[str], pipeline: str | None) -> Extrapolation | None:
-    """The learning curve measured on these labels, extrapolated (None when it fails)."""
+def _curve(
+    texts: list[str], labels: list[str], pipeline: str | None, uniform: list[bool] | None = None
+) -> Extrapolation | None:
+    """The learning curve measured on these labels, extrapolated (None when it fails). It is
+    tested on the labels marked ``uniform`` (not asked because the model was unsure: cold
+    start, audits, warm-up, imported), a sample of the pool like the items to come, when
+    there are at least ``2 × MIN_UNIFORM`` of them; else on shuffled splits of all."""
+    if uniform is not None and sum(uniform) < 2 * MIN_UNIFORM:
+        uniform = None
     try:
         name = pipeline or DEFAULT_PIPELINE
         sizes, scores = curve_points(
             texts,
             labels,
             lambda: build_pipeline(name, n_samples=len(labels), n_classes=len(set(labels))),
+            uniform=uniform,
         )
         return extrapolate(sizes, scores, len(labels))
     except Exception:  # noqa: BLE001 - no forecast is better than no model

@@ -49,6 +49,13 @@ class ModelsMixin:
         ).fetchall()
         return {row[0] for row in rows}
 
+    def asked_as_uncertain(self) -> set[str]:
+        """Items ever posted because the model was unsure of them (reason ``uncertain``): their
+        labels are not a sample of the pool, so a learning curve is not tested on them. Reads
+        every such post: call it off the event loop."""
+        rows = self.db.execute("SELECT DISTINCT item_id FROM posts WHERE reason = 'uncertain'")
+        return {row[0] for row in rows}
+
     def labels_watermark(self) -> dict[str, Any]:
         """How many labels there are and the newest resolution: "anything new?" compares it.
         Gold labels (a gold item given another label) and changes to the label set (a retired

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from sqlite_utils import Database
 
 from bot.cli import cli
+from bot.learning import quality, retrain
 from bot.learning.jobs import Trainer, run_retrain
+from bot.learning.stopping import _curve as stopping_curve
 from bot.learning.stopping import compute_stop, read_stop_plan, record, stop_status
 from bot.sandbox import FakeSlack
 from bot.store import KNOWN_MIGRATIONS, Store
@@ -303,3 +305,26 @@ def test_an_upgraded_database_compares_with_the_check_the_kappa_code_stored(tmp_
         check = compute_stop(read_stop_plan(store), classifier, texts, labels, None)
         assert check.changed == sum(p != "billing" for p in predicted[:3]) / len(predicted) > 0
         assert check.span == 120 - 20
+
+
+async def test_the_learning_curve_is_tested_on_the_labels_not_asked_for_uncertainty(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    await answer_three(bot)  # three questions the model was unsure of (no audits here)
+    asked = bot.store.asked_as_uncertain()
+    assert len(asked) == 3
+    with Store.open(bot.rt.settings.db) as store:
+        plan = retrain.begin_refresh(store, bot.rt.settings, bot.rt.registry, bot.rt.champion)
+        rows = quality.training_rows(store, bot.rt.settings)
+    by_text = {text: item for item, text, _, _ in rows}
+    assert plan.uniform == [by_text[text] not in asked for text in plan.texts]
+    assert plan.uniform.count(False) == 3 and plan.uniform.count(True) == 36
+
+
+def test_with_fewer_than_20_uniform_labels_the_curve_tests_on_all_of_them():
+    texts = [f"{w} ticket {n}" for n in range(30) for w in ("refund", "crash")]
+    labels = ["billing", "bug"] * 30
+    few = [n < 19 for n in range(60)]
+    enough = [n < 20 for n in range(60)]
+    everything = stopping_curve(texts, labels, None)
+    assert stopping_curve(texts, labels, None, few) == everything
+    assert stopping_curve(texts, labels, None, enough) != everything

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 
 from model.classifier import build_pipeline
 from model.stopping import (
@@ -116,3 +117,27 @@ def test_curve_points_need_thirty_labels():
         [],
         [],
     )
+
+
+def _always_u() -> DummyClassifier:
+    """Says "u" for everything: its accuracy is the share of "u" among the items tested."""
+    return DummyClassifier(strategy="constant", constant="u")
+
+
+def test_a_curve_tested_on_the_uniform_picks_tests_on_nothing_else():
+    # 40 uniformly drawn items labelled "u", 160 uncertain ones labelled "x": tested on the
+    # uniform half-splits only, an estimator that always says "u" scores 1.0 at every size
+    texts = [f"t{n}" for n in range(200)]
+    labels = ["u" if n % 5 == 0 else "x" for n in range(200)]
+    uniform = [n % 5 == 0 for n in range(200)]
+    sizes, scores = curve_points(texts, labels, _always_u, uniform=uniform)
+    assert len(scores) == 10 and set(scores) == {1.0}
+    assert max(sizes) == 200 - 20  # trains on all but the tested half of the uniform picks
+    mixed_sizes, mixed = curve_points(texts, labels, _always_u)  # shuffled splits of everything
+    assert len(mixed) == 10 and max(mixed) < 0.5
+
+
+def test_too_few_uniform_picks_give_no_curve():
+    texts = [f"t{n}" for n in range(100)]
+    labels = ["u", "x"] * 50
+    assert curve_points(texts, labels, _always_u, uniform=[n < 19 for n in range(100)]) == ([], [])
