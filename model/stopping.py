@@ -93,15 +93,15 @@ class StopSignal:
         if self.changed is None or self.span is None:
             return f"no model {self.min_span} labels older than the newest to compare with yet"
         what = (
-            f"the last {self.span:,} labels changed {self.changed:.1%} of the stop set's"
-            " predictions"
+            f"the last {self.span:,} labels changed {self.changed:.1%} of the model's answers on"
+            " a fixed sample of unlabelled items"
         )
         if self.fired:
             return (
-                f"predictions have settled: {what} (settled at ≤ {self.threshold:.0%}),"
+                f"predictions have settled: {what} (settled at {self.threshold:.0%} or less),"
                 " so more labels are unlikely to help much"
             )
-        return f"still changing: {what} (settled at ≤ {self.threshold:.0%})"
+        return f"still changing: {what} (settled at {self.threshold:.0%} or less)"
 
 
 def first_firing(

@@ -156,8 +156,9 @@ async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fi
                                     keep_since=n - 100)  # fmt: skip
     text = await accuracy_text(bot)
     assert (
-        "*When to stop:* predictions have settled: the last 100 labels changed 2.0% of the stop"
-        " set's predictions (settled at ≤ 2%), so more labels are unlikely to help much"
+        "*When to stop:* predictions have settled: the last 100 labels changed 2.0% of the"
+        " model's answers on a fixed sample of unlabelled items (settled at 2% or less), so more"
+        " labels are unlikely to help much"
     ) in text
     # those updates measured no learning curve (as refreshes between curves): v1's stands
     assert "(learning curve of v1 on its 36 labels)" in text

@@ -39,14 +39,15 @@ def test_the_signal_fires_at_a_share_changed_of_two_percent_or_less():
     settled = StopSignal(changed=0.015, span=100)
     assert settled.fired
     assert settled.sentence() == (
-        "predictions have settled: the last 100 labels changed 1.5% of the stop set's"
-        " predictions (settled at ≤ 2%), so more labels are unlikely to help much"
+        "predictions have settled: the last 100 labels changed 1.5% of the model's answers on a"
+        " fixed sample of unlabelled items (settled at 2% or less), so more labels are unlikely"
+        " to help much"
     )
     still = StopSignal(changed=0.052, span=125)
     assert not still.fired
     assert still.sentence() == (
-        "still changing: the last 125 labels changed 5.2% of the stop set's predictions"
-        " (settled at ≤ 2%)"
+        "still changing: the last 125 labels changed 5.2% of the model's answers on a fixed"
+        " sample of unlabelled items (settled at 2% or less)"
     )
     assert StopSignal(changed=0.02, span=100).fired
 
