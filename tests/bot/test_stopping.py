@@ -183,14 +183,25 @@ def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: 
         assert redrawn.draw == 2 and len(redrawn.texts) == 20 and redrawn.earlier == []
 
 
+def two_word_labels(n: int) -> tuple[list[str], list[str]]:
+    """``2n`` labels: "refund …" tickets are billing, "crash …" ones bugs."""
+    return [f"{w} ticket {k}" for k in range(n) for w in ("refund", "crash")], [
+        "billing",
+        "bug",
+    ] * n
+
+
+def seed_notes(db: Path) -> None:
+    """20 items without a label (the stop set), none of them like the labelled tickets."""
+    seed(db, [Item(f"u{n}", f"{w} note {n}") for n, w in enumerate(["invoice", "error"] * 10)])
+
+
 def test_updates_on_the_same_labels_do_not_count_as_settling(tmp_path: Path):
     # A retrain right after refreshes, with no new label between, predicts the stop set as
     # they did: under the rule before (kappa ≥ 0.99 with the update just before, 3 times)
     # that fired with nothing learned. Only a model 100 labels older is compared with.
-    texts = [f"{w} ticket {n}" for n in range(20) for w in ("refund", "crash")]
-    labels = ["billing", "bug"] * 20
-    seed(tmp_path / "hitl.db", [Item(f"u{n}", f"{w} note {n}")
-                                for n, w in enumerate(["invoice", "error"] * 10)])  # fmt: skip
+    texts, labels = two_word_labels(20)
+    seed_notes(tmp_path / "hitl.db")
     classifier = TextClassifier().fit(texts, labels)
     with Store.open(tmp_path / "hitl.db") as store:
         for version in range(1, 5):
@@ -204,10 +215,8 @@ def test_updates_on_the_same_labels_do_not_count_as_settling(tmp_path: Path):
 def test_a_model_is_compared_with_the_one_100_labels_older_whose_predictions_are_kept(
     tmp_path: Path,
 ):
-    texts = [f"{w} ticket {n}" for n in range(20) for w in ("refund", "crash")]
-    labels = ["billing", "bug"] * 20
-    seed(tmp_path / "hitl.db", [Item(f"u{n}", f"{w} note {n}")
-                                for n, w in enumerate(["invoice", "error"] * 10)])  # fmt: skip
+    texts, labels = two_word_labels(20)
+    seed_notes(tmp_path / "hitl.db")
     classifier = TextClassifier().fit(texts, labels)
     with Store.open(tmp_path / "hitl.db") as store:
         plan = read_stop_plan(store)
@@ -283,11 +292,10 @@ def test_an_upgraded_database_compares_with_the_check_the_kappa_code_stored(tmp_
     # A database of the release before m018: the newest check kept its predictions (kappa
     # rule). After the upgrade the next update 100 labels on compares with it.
     db_path = tmp_path / "hitl.db"
-    seed(db_path, [Item(f"u{n}", f"{w} note {n}") for n, w in enumerate(["invoice", "error"] * 10)])
+    seed_notes(db_path)
     with Store.open(db_path) as store:
         plan = read_stop_plan(store)  # the draw
-    texts = [f"{w} ticket {n}" for n in range(60) for w in ("refund", "crash")]
-    labels = ["billing", "bug"] * 60
+    texts, labels = two_word_labels(60)
     classifier = TextClassifier().fit(texts, labels)
     predicted = list(classifier.predict(plan.texts))
     db = Database(db_path)
@@ -322,8 +330,7 @@ async def test_the_learning_curve_is_tested_on_the_labels_not_asked_for_uncertai
 
 
 def test_with_fewer_than_20_uniform_labels_the_curve_tests_on_all_of_them():
-    texts = [f"{w} ticket {n}" for n in range(30) for w in ("refund", "crash")]
-    labels = ["billing", "bug"] * 30
+    texts, labels = two_word_labels(30)
     few = [n < 19 for n in range(60)]
     enough = [n < 20 for n in range(60)]
     everything = stopping_curve(texts, labels, None)
