@@ -185,10 +185,8 @@ def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: 
 
 def two_word_labels(n: int) -> tuple[list[str], list[str]]:
     """``2n`` labels: "refund …" tickets are billing, "crash …" ones bugs."""
-    return [f"{w} ticket {k}" for k in range(n) for w in ("refund", "crash")], [
-        "billing",
-        "bug",
-    ] * n
+    texts = [f"{w} ticket {k}" for k in range(n) for w in ("refund", "crash")]
+    return texts, ["billing", "bug"] * n
 
 
 def seed_notes(db: Path) -> None:
