@@ -59,6 +59,7 @@ from model.selection import (
     DEFAULT_AUDIT_RATE,
     DEFAULT_STRATEGY,
     DEFAULT_WARM_UP,
+    _tfidf_rows,
     density_weighted_margin,
     margin,
     pool_density,
@@ -91,15 +92,19 @@ ARMS = (
 # ``albl``: active learning by learning (Hsu & Lin 2015) for batches, driven by the audit
 # answers (see ``Albl``): each batch's non-audit picks come from margin or from random, chosen
 # by an EXP3 bandit rewarded by how much the batch raised the audit-estimated accuracy.
+# ``spread1``: the first model's batch only, its uncertain picks spread out: k-means++ seeding
+# (scikit-learn's ``kmeans_plusplus``) over the TF-IDF rows of margin's SPREAD_CANDIDATES
+# closest calls; the audit share stays uniform; margin from the second model on.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl",
+    "classwarm", "albl", "spread1",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
+SPREAD_CANDIDATES = 100
 HYBRID_UNTIL = 150
 ALBL_EXPERTS = ("margin", "random")
 ALBL_GAMMA = 0.15  # EXP3's exploration: sqrt(K ln K / ((e - 1) T)) for K = 2, T = 40 rounds
@@ -242,6 +247,8 @@ def pick(
     elif arm == "medoids" and model_round == 0:
         priorities = 1.0 - margin(proba)
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
+    elif arm == "spread1" and model_round == 0:
+        priorities = spread_priorities(proba, texts, rng)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
@@ -262,6 +269,20 @@ def pick(
     if reasons is not None:
         reasons.update((int(unlabeled[p.index]), p.reason) for p in picks)
     return [int(unlabeled[p.index]) for p in picks]
+
+
+def spread_priorities(proba: np.ndarray, texts: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Margin's priorities, with BATCH of its SPREAD_CANDIDATES closest calls, chosen by
+    k-means++ seeding on their TF-IDF rows (spread over the candidates), put first."""
+    from sklearn.cluster import kmeans_plusplus
+
+    priorities = 1.0 - margin(proba)
+    candidates = np.argsort(-priorities, kind="stable")[:SPREAD_CANDIDATES]
+    k = min(BATCH, len(candidates))
+    rows = _tfidf_rows([texts[i] for i in candidates])
+    _, chosen = kmeans_plusplus(rows, k, random_state=int(rng.integers(2**31 - 1)))
+    priorities[candidates[chosen]] += 2.0  # the spread picks first, closest calls first
+    return priorities
 
 
 def _is_warming(arm: str, n_labels: int, n_classes: int = 0) -> bool:

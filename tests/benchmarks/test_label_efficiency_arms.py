@@ -131,3 +131,34 @@ def test_albl_keeps_the_uniform_audit_share_and_takes_the_rest_from_the_expert_i
     rows = list(le["run_arm"]("s", "albl", 0, pool, test, 100))
     assert [r["n_labels"] for r in rows] == [25, 50, 75, 100]
     assert {r["albl"] for r in rows[1:]} <= {"margin", "random"}
+
+
+def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_is_margin_after(
+    tmp_path,
+):
+    le = load_benchmark()
+    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
+    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
+    clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
+    unlabeled = np.arange(60, 300)
+    texts = [pool[0][i] for i in unlabeled]
+    closest = 1.0 - le["margin"](clf.predict_proba(texts))
+    top = set(unlabeled[np.argsort(-closest, kind="stable")[: le["SPREAD_CANDIDATES"]]])
+
+    def picks(arm: str, model_round: int) -> tuple[list[int], dict[int, str]]:
+        rng = np.random.default_rng([0, 1])
+        reasons: dict[int, str] = {}
+        chosen = le["pick"](arm, clf, pool[0], unlabeled, list(range(60)), None, rng,
+                            model_round=model_round, reasons=reasons)  # fmt: skip
+        return chosen, reasons
+
+    spread, reasons = picks("spread1", 0)
+    uncertain = [i for i in spread if reasons[i] == "uncertain"]
+    default, default_reasons = picks("default", 0)
+    closest = [i for i in default if default_reasons[i] == "uncertain"]  # margin's own
+    # the first model's batch: its uncertain picks all among margin's 100 closest calls, not
+    # margin's closest ones; the rest are audits (select's uniform share)
+    assert len(spread) == 25 and uncertain and set(uncertain) <= top
+    assert set(uncertain) != set(closest)
+    assert {reasons[i] for i in spread} <= {"uncertain", "audit"}
+    assert picks("spread1", 1)[0] == picks("default", 1)[0]  # margin from the second model on
