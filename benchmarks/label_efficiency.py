@@ -95,9 +95,11 @@ ARMS = (
 # ``spread1``: the first model's batch only, its uncertain picks spread out: k-means++ seeding
 # (scikit-learn's ``kmeans_plusplus``) over the TF-IDF rows of margin's SPREAD_CANDIDATES
 # closest calls; the audit share stays uniform; margin from the second model on.
+# ``hybrid1``: the first model's batch is random (random's picks, as warm<K>) while that model
+# knows fewer than half of the label set's classes, else spread as spread1; margin after.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl", "spread1",
+    "classwarm", "albl", "spread1", "hybrid1",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
@@ -216,6 +218,7 @@ def pick(
     n_classes: int = 0,
     albl: Albl | None = None,
     reasons: dict[int, str] | None = None,
+    known: int = 0,
 ) -> list[int]:
     """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
     item) and ``medoids`` (pool positions) serve the screened arms; ``model_round`` counts the
@@ -228,7 +231,7 @@ def pick(
         if reasons is not None:
             reasons.update((int(unlabeled[p.index]), p.reason) for p in picks)
         return [int(unlabeled[p.index]) for p in picks]
-    if arm == "random" or _is_warming(arm, len(labeled), n_classes):
+    if arm == "random" or _is_warming(arm, len(labeled), n_classes, model_round, known):
         chosen = [int(i) for i in rng.choice(unlabeled, n, replace=False)]
         if reasons is not None:
             reasons.update((i, "random") for i in chosen)
@@ -247,7 +250,7 @@ def pick(
     elif arm == "medoids" and model_round == 0:
         priorities = 1.0 - margin(proba)
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
-    elif arm == "spread1" and model_round == 0:
+    elif arm in ("spread1", "hybrid1") and model_round == 0:
         priorities = spread_priorities(proba, texts, rng)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
@@ -285,26 +288,39 @@ def spread_priorities(proba: np.ndarray, texts: list[str], rng: np.random.Genera
     return priorities
 
 
-def _is_warming(arm: str, n_labels: int, n_classes: int = 0) -> bool:
+def _is_warming(
+    arm: str, n_labels: int, n_classes: int = 0, model_round: int = 0, known: int = 0
+) -> bool:
     """True while a ``warm<K>`` arm picks at random (fewer than K labels), ``default`` (fewer
-    than DEFAULT_WARM_UP, the product's warm-up; 0: never), or ``classwarm`` (fewer than
-    CLASSWARM_PER_CLASS labels per class of the ``n_classes``)."""
+    than DEFAULT_WARM_UP, the product's warm-up; 0: never), ``classwarm`` (fewer than
+    CLASSWARM_PER_CLASS labels per class of the ``n_classes``), or ``hybrid1`` (the first
+    model's batch, ``model_round`` 0, while the labels have met fewer than half the classes:
+    ``known``)."""
     if arm == "default":  # the product's warm-up (bot.learning.scoring.choose, HITL_WARM_UP)
         return n_labels < DEFAULT_WARM_UP
     if arm == "classwarm":
         return n_labels < CLASSWARM_PER_CLASS * n_classes
+    if arm == "hybrid1":  # the first model's batch, while it knows under half the classes
+        return model_round == 0 and known < n_classes / 2
     return arm in WARM and warm_share(n_labels, WARM[arm]) == 1.0
 
 
 def round_rng(
-    arm: str, seed: int, rnd: int, has_model: bool, n_labels: int, n_classes: int = 0
+    arm: str,
+    seed: int,
+    rnd: int,
+    has_model: bool,
+    n_labels: int,
+    n_classes: int = 0,
+    model_round: int = 0,
+    known: int = 0,
 ) -> np.random.Generator:
     """The RNG of round ``rnd``. Cold-start rounds share one stream across arms, so their
     picks are identical; an arm warming up (``_is_warming``) draws from random's stream, so
     its picks are random's; otherwise each arm has its own (its index in ALL_ARMS)."""
     if not has_model:
         return np.random.default_rng([seed, rnd])
-    stream = "random" if _is_warming(arm, n_labels, n_classes) else arm
+    stream = "random" if _is_warming(arm, n_labels, n_classes, model_round, known) else arm
     return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 
@@ -353,7 +369,10 @@ def run_arm(
                 yield row
         if len(labeled) >= max_labels or is_labeled.all():
             return
-        rng = round_rng(arm, seed, rnd, clf is not None, len(labeled), n_classes)
+        known = len({pool_y[i] for i in labeled})  # classes the labels so far have met
+        rng = round_rng(
+            arm, seed, rnd, clf is not None, len(labeled), n_classes, model_rounds, known
+        )
         unlabeled = np.flatnonzero(~is_labeled)
         chosen = pick(
             arm,
@@ -368,6 +387,7 @@ def run_arm(
             model_round=model_rounds,
             n_classes=n_classes,
             albl=albl,
+            known=known,
         )
         model_rounds += clf is not None
         labeled += chosen

@@ -162,3 +162,26 @@ def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_i
     assert set(uncertain) != set(closest)
     assert {reasons[i] for i in spread} <= {"uncertain", "audit"}
     assert picks("spread1", 1)[0] == picks("default", 1)[0]  # margin from the second model on
+
+
+def test_hybrid1_is_random_while_the_first_model_knows_under_half_the_classes_else_spread(
+    tmp_path,
+):
+    le = load_benchmark()
+    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
+    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
+    clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
+    unlabeled = np.arange(60, 300)
+
+    def picks(arm: str, model_round: int, n_classes: int, known: int) -> list[int]:
+        rng = np.random.default_rng([0, 1])
+        return le["pick"](arm, clf, pool[0], unlabeled, list(range(60)), None, rng,
+                          model_round=model_round, n_classes=n_classes, known=known)  # fmt: skip
+
+    assert picks("hybrid1", 0, 77, 21) == picks("random", 0, 77, 21)  # 21 of 77 known
+    assert picks("hybrid1", 0, 6, 5) == picks("spread1", 0, 6, 5) != picks("random", 0, 6, 5)
+    assert picks("hybrid1", 1, 77, 40) == picks("default", 1, 77, 40)  # margin after
+    # and the loop draws a warming batch from random's stream, the others from its own
+    assert le["_is_warming"]("hybrid1", 25, 77, 0, 21) and not le["_is_warming"](
+        "hybrid1", 25, 77, 1, 21
+    )
