@@ -12,11 +12,14 @@ the rows. Beside the firing points: the label count where the stored curves
 (``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) and this run
 reach 95 % of full supervision, and where this run gains at most 1 point more.
 
-At a few label counts it also extrapolates the gain from the next 500 labels two ways and
-compares it with the gain this run then measures on test.jsonl:
-``labels``: the product's way (``model.stopping.curve_points``: a learning curve on the labels
-themselves, then ``extrapolate``); ``history``: the inverse power law fitted to this run's own
-test accuracies so far (what a team with a test set could do).
+At a few label counts it also extrapolates the gain from the next 500 labels three ways and
+compares it with the gain this run then measures on test.jsonl: ``uniform``, the product's way
+(``model.stopping.curve_points``: a learning curve on the labels themselves, tested on halves
+of the uniformly drawn ones, cold start and audit picks, then ``extrapolate``; with fewer than
+20 of those the product tests on all labels, here there is no forecast); ``labels``, the same
+curve tested on shuffled splits of all the labels (the product's before); ``history``: the
+inverse power law fitted to this run's own test accuracies so far (what a team with a test set
+could do).
 
     python benchmarks/stopping.py --out benchmarks/results/stopping.jsonl     # 4 datasets, seed 0
     python benchmarks/stopping.py --seeds 0 1 2 3 4 --curve-at --out s.jsonl   # no forecasts

@@ -133,14 +133,20 @@ def test_albl_keeps_the_uniform_audit_share_and_takes_the_rest_from_the_expert_i
     assert {r["albl"] for r in rows[1:]} <= {"margin", "random"}
 
 
-def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_is_margin_after(
-    tmp_path,
-):
+def first_model(tmp_path) -> tuple[dict, tuple[list[str], list[str]], TextClassifier, np.ndarray]:
+    """The benchmark, a 300-item stand-in pool, a model fitted on its first 60 items, and the
+    positions of the other 240."""
     le = load_benchmark()
     folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
     pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
     clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
-    unlabeled = np.arange(60, 300)
+    return le, pool, clf, np.arange(60, 300)
+
+
+def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_is_margin_after(
+    tmp_path,
+):
+    le, pool, clf, unlabeled = first_model(tmp_path)
     texts = [pool[0][i] for i in unlabeled]
     closest = 1.0 - le["margin"](clf.predict_proba(texts))
     top = set(unlabeled[np.argsort(-closest, kind="stable")[: le["SPREAD_CANDIDATES"]]])
@@ -167,11 +173,7 @@ def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_i
 def test_hybrid1_is_random_while_the_first_model_knows_under_half_the_classes_else_spread(
     tmp_path,
 ):
-    le = load_benchmark()
-    folder = write_standin_dataset(tmp_path, n_train=300, n_test=60)
-    pool = le["load_jsonl"](folder / "standin" / "train.jsonl")
-    clf = TextClassifier(random_state=0).fit(pool[0][:60], pool[1][:60])
-    unlabeled = np.arange(60, 300)
+    le, pool, clf, unlabeled = first_model(tmp_path)
 
     def picks(arm: str, model_round: int, n_classes: int, known: int) -> list[int]:
         rng = np.random.default_rng([0, 1])
