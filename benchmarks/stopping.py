@@ -87,14 +87,13 @@ def run_default(
     labeled: list[int] = []
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
-    history: list[tuple[int, np.ndarray]] = []  # every round's (labels, predictions), oldest 1st
+    history: list[tuple[int, list[str]]] = []  # every round's (labels, predictions), oldest 1st
     reasons: dict[int, str] = {}  # each pick's reason (cold_start, audit, uncertain)
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
         if clf is not None:
             predicted = list(clf.predict(stop))
-            now = np.asarray(predicted)
             n = len(labeled)
             older = baseline([m for m, _ in history], n)  # the product's comparison
             recent = history[::-1][:BACK]
@@ -104,18 +103,16 @@ def run_default(
                 "seed": seed,
                 "n_labels": n,
                 "accuracy": accuracy_score(test_y, clf.predict(test_x)),
-                "kappa": _kappa(list(history[-1][1]), predicted) if history else None,
-                "changed": None
-                if older is None
-                else changed_share(list(history[older][1]), predicted),
+                "kappa": _kappa(history[-1][1], predicted) if history else None,
+                "changed": None if older is None else changed_share(history[older][1], predicted),
                 "span": None if older is None else n - history[older][0],
                 # the share of the stop set predicted otherwise than by the model this many
                 # labels before, for the last BACK rounds (other rules can be read off them)
-                "disagree": [float(np.mean(now != old)) for _, old in recent],
+                "disagree": [changed_share(old, predicted) for _, old in recent],
                 "labels_back": [n - m for m, _ in recent],
                 "stop_set": len(stop),
             }
-            history.append((n, now))
+            history.append((n, predicted))
             yield row
             if n in forecast and n + next_labels <= max_labels:
                 for method in METHODS:
@@ -279,12 +276,12 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
 
 
 def _changed(row: dict) -> float | None:
-    """The product's share changed, read off a round's ``disagree`` (None: no model
-    ``SETTLE_SPAN`` labels older, or rows stored before ``disagree`` was)."""
-    for share, back in zip(row.get("disagree") or [], row.get("labels_back") or [], strict=True):
-        if back >= SETTLE_SPAN:
-            return share
-    return None
+    """The product's share changed, read off a round's ``disagree`` with the product's choice
+    of the model to compare with (``baseline``; None: none ``SETTLE_SPAN`` labels older, or
+    rows stored before ``disagree`` was)."""
+    n, back = row["n_labels"], row.get("labels_back") or []
+    older = baseline([n - b for b in reversed(back)], n)
+    return None if older is None else row["disagree"][len(back) - 1 - older]
 
 
 def _kappa_firing(run: list[dict]) -> int | None:
