@@ -93,6 +93,10 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert first["n_stop"] == 21  # every item without a label: fewer than 2,000
     forecast = Extrapolation.from_dict(first["extrapolation"])
     assert forecast.n_labels == 36 and forecast.next_labels == 500
+    # its curve is tested on those 36 labels, none asked for uncertainty (seeded)
+    rows = quality.training_rows(bot.store, bot.rt.settings)
+    texts, labels = [r[1] for r in rows], [r[2] for r in rows]
+    assert first["extrapolation"] == stopping_curve(texts, labels, None, [True] * 36).as_dict()
     [report] = reports_posted(bot)
     assert "*When to stop:* no model 100 labels older than the newest to compare with" in report
     assert f"*Next 500 labels:* {forecast.sentence()};" in report
@@ -325,6 +329,11 @@ async def test_the_learning_curve_is_tested_on_the_labels_not_asked_for_uncertai
     by_text = {text: item for item, text, _, _ in rows}
     assert plan.uniform == [by_text[text] not in asked for text in plan.texts]
     assert plan.uniform.count(False) == 3 and plan.uniform.count(True) == 36
+    # and the refresh's learning curve is tested on those 36 (the curve forced due here)
+    plan.stop.curve = True
+    done = retrain.compute_refresh(plan, None)
+    expected = stopping_curve(plan.texts, plan.labels, None, plan.uniform)
+    assert done.stop.extrapolation == expected.as_dict()
 
 
 def test_with_fewer_than_20_uniform_labels_the_curve_tests_on_all_of_them():
@@ -334,3 +343,15 @@ def test_with_fewer_than_20_uniform_labels_the_curve_tests_on_all_of_them():
     everything = stopping_curve(texts, labels, None)
     assert stopping_curve(texts, labels, None, few) == everything
     assert stopping_curve(texts, labels, None, enough) != everything
+
+
+def test_an_update_passes_its_uniform_labels_to_the_learning_curve(tmp_path: Path):
+    texts, labels = two_word_labels(30)
+    seed_notes(tmp_path / "hitl.db")
+    classifier = TextClassifier().fit(texts, labels)
+    uniform = [n < 20 for n in range(60)]
+    with Store.open(tmp_path / "hitl.db") as store:
+        plan = read_stop_plan(store)
+    check = compute_stop(plan, classifier, texts, labels, None, uniform)
+    assert check.extrapolation == stopping_curve(texts, labels, None, uniform).as_dict()
+    assert check.extrapolation != stopping_curve(texts, labels, None).as_dict()
