@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table, resolve_data
 from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, pick, round_rng
-from sklearn.metrics import accuracy_score, cohen_kappa_score
+from sklearn.metrics import accuracy_score
 
 from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
+from model.evaluation import cohens_kappa
 from model.stopping import (
     SETTLE_CHANGE,
     SETTLE_SPAN,
@@ -103,7 +104,7 @@ def run_default(
                 "seed": seed,
                 "n_labels": n,
                 "accuracy": accuracy_score(test_y, clf.predict(test_x)),
-                "kappa": _kappa(history[-1][1], predicted) if history else None,
+                "kappa": cohens_kappa(history[-1][1], predicted) if history else None,
                 "changed": None if older is None else changed_share(history[older][1], predicted),
                 "span": None if older is None else n - history[older][0],
                 # the share of the stop set predicted otherwise than by the model this many
@@ -128,15 +129,6 @@ def run_default(
         ys = [pool_y[i] for i in labeled]
         if _fit_ready(ys):
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
-
-
-def _kappa(before: list[str], now: list[str]) -> float:
-    """Cohen's kappa of two rounds' predictions (the rule before the product's: 1.0 when
-    identical, as kappa is 0/0 when both predict one label everywhere)."""
-    if before == now:
-        return 1.0
-    kappa = float(cohen_kappa_score(before, now))
-    return 0.0 if np.isnan(kappa) else kappa
 
 
 def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> dict:
