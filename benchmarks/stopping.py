@@ -6,7 +6,9 @@ the picks and accuracies are the stored curves' own: each round's accuracy is ch
 to 2,000 items of the pool, ``model.stopping.stop_sample``) with the round's model: the share
 of the stop set predicted otherwise than by the model 100 or more labels older, and where the
 product's signal (at most 2 %, ``model.stopping``) first fires; beside it, the same at 1 % and
-3 %, and the rule before (Cohen's kappa with the round before ≥ 0.99 over 3 rounds). Each round
+3 %, and the rule before (Cohen's kappa with the round before ≥ 0.99 over 3 rounds); and where
+the product advises stopping (``StopSignal.advises_stop``: the signal, unless the newest
+forecast below is sure of a gain of a point or more), when the run has forecasts. Each round
 keeps its share changed against each of the 20 rounds before, so other rules can be read off
 the rows. Beside the firing points: the label count where the stored curves
 (``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) and this run
@@ -46,12 +48,15 @@ from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table,
 from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, pick, round_rng
 from sklearn.metrics import accuracy_score
 
+from bot.learning.stopping import CURVE_GROWTH
 from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.evaluation import cohens_kappa
 from model.stopping import (
     SETTLE_CHANGE,
     SETTLE_SPAN,
     STOP_SET_SIZE,
+    Extrapolation,
+    StopSignal,
     baseline,
     changed_share,
     curve_points,
@@ -78,6 +83,7 @@ def run_default(
     stop_size: int = STOP_SET_SIZE,
     curve_at: Iterable[int] = CURVE_AT,
     next_labels: int = 500,
+    methods: Iterable[str] = METHODS,
 ) -> Iterable[dict]:
     """``label_efficiency.run_arm(..., "default", ...)``'s loop, with the stop set predicted by
     each round's model and the product's extrapolation at ``curve_at`` labels. Yields a
@@ -115,8 +121,8 @@ def run_default(
             }
             history.append((n, predicted))
             yield row
-            if n in forecast and n + next_labels <= max_labels:
-                for method in METHODS:
+            if n in forecast:
+                for method in methods:
                     yield forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons)
         if len(labeled) >= max_labels or is_labeled.all():
             return
@@ -173,7 +179,15 @@ def simulate(args: argparse.Namespace, out) -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             rows = run_default(
-                name, seed, pool, test, max_labels, args.stop_size, args.curve_at, args.next
+                name,
+                seed,
+                pool,
+                test,
+                max_labels,
+                args.stop_size,
+                args.curve_at,
+                args.next,
+                args.methods,
             )
             for row in rows:
                 out.write(json.dumps(row) + "\n")
@@ -248,6 +262,8 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
         fired = [first_firing(ns, changed, threshold) for threshold in THRESHOLDS]
         fired.append(_kappa_firing(run))
         cells += [_fired(run, n) for n in fired]
+        forecasts = _uniform_forecasts(rows, name, seed)
+        cells.append(_fired(run, _advice_firing(run, forecasts)) if forecasts else "(no forecast)")
         cells += [
             "–" if at95 is None else f"{at95} ({seeds})",
             "–" if own95 is None else str(own95),
@@ -259,7 +275,7 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
         table.append(cells)
     head = ["dataset", "seed", "stop set"]
     head += [f"fires at ≤ {t:.0%} (acc, gain after)" for t in THRESHOLDS]
-    head += [f"κ ≥ {KAPPA} ×3"]
+    head += [f"κ ≥ {KAPPA} ×3", "advises stopping (acc, gain after)"]
     head += ["95 % of full: stored mean (seeds)", "95 %: this run", "1-point flat"]
     head += ["end (acc)", "full acc", "max |Δacc| vs stored run (rounds)"]
     parts += ["", markdown_table(head, table)]
@@ -274,6 +290,36 @@ def _changed(row: dict) -> float | None:
     n, back = row["n_labels"], row.get("labels_back") or []
     older = baseline([n - b for b in reversed(back)], n)
     return None if older is None else row["disagree"][len(back) - 1 - older]
+
+
+def _uniform_forecasts(rows: list[dict], name: str, seed: int) -> dict[int, Extrapolation]:
+    """The run's forecasts the product's way (``uniform``), by label count, refitted from
+    their stored curve points with this code's ``extrapolate`` (those that fitted)."""
+    found = {}
+    for r in rows:
+        if (r["kind"], r.get("method"), r["dataset"], r["seed"]) == (
+            "extrapolation",
+            "uniform",
+            name,
+            seed,
+        ) and r.get("curve"):
+            fit = extrapolate(*r["curve"], r["n_labels"], r["next_labels"])
+            if fit is not None:
+                found[r["n_labels"]] = fit
+    return found
+
+
+def _advice_firing(run: list[dict], forecasts: dict[int, Extrapolation]) -> int | None:
+    """Where the product first advises stopping: the signal fired and the newest forecast at
+    or before that round (one measured within ``CURVE_GROWTH`` of its labels, as a refresh
+    re-measures the curve) is not sure of a gain of ``STILL_GAINING`` or more."""
+    for r in run:
+        n = r["n_labels"]
+        newest = max((m for m in forecasts if m <= n), default=None)
+        forecast = forecasts[newest] if newest and n < CURVE_GROWTH * newest else None
+        if StopSignal(_changed(r), SETTLE_SPAN).advises_stop(forecast):
+            return n
+    return None
 
 
 def _kappa_firing(run: list[dict]) -> int | None:
@@ -387,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-size", type=int, default=STOP_SET_SIZE)
     parser.add_argument("--curve-at", nargs="*", type=int, default=list(CURVE_AT))
     parser.add_argument("--next", type=int, default=500, help="forecast the gain of this many")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="how the forecasts' learning curves are tested (uniform: the product's way)",
+    )
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
     args = parser.parse_args(argv)

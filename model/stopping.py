@@ -40,6 +40,8 @@ CURVE_MAX_LABELS = 2_000  # the learning curve subsamples above this (bounded co
 MIN_CURVE_LABELS = 30  # fewer labels: no learning curve
 MIN_UNIFORM = 10  # a curve tested on the uniformly drawn labels tests on at least this many
 INTERVAL = (5.0, 95.0)  # percentiles of the gain's range (a 90 % range)
+# settled predictions do not advise stopping while the forecast's whole range gains this much
+STILL_GAINING = 0.01
 
 
 def stop_sample(n_items: int, size: int = STOP_SET_SIZE, random_state: int = 0) -> list[int]:
@@ -88,20 +90,40 @@ class StopSignal:
     def fired(self) -> bool:
         return self.changed is not None and self.changed <= self.threshold
 
-    def sentence(self) -> str:
-        """A plain sentence for people."""
+    def advises_stop(self, forecast: Extrapolation | None = None) -> bool:
+        """Whether to tell people more labels are unlikely to help much: predictions have
+        settled and the newest ``forecast`` (if any) is not sure of a gain of STILL_GAINING or
+        more. A curve that still climbs slowly (0.4 points every 100 labels) changes fewer
+        predictions than the threshold resolves; its learning curve can still see the climb."""
+        return self.fired and not still_gaining(forecast)
+
+    def sentence(self, forecast: Extrapolation | None = None) -> str:
+        """A plain sentence for people; with the newest ``forecast``, one that does not
+        advise stopping while the forecast is sure more labels help (``advises_stop``)."""
         if self.changed is None or self.span is None:
             return f"no model {self.min_span} labels older than the newest to compare with yet"
         what = (
             f"the last {self.span:,} labels changed {self.changed:.1%} of the model's answers on"
             " a fixed sample of unlabelled items"
         )
+        if self.fired and forecast is not None and still_gaining(forecast):
+            return (
+                f"predictions have settled: {what} (settled at {self.threshold:.0%} or less),"
+                f" but the learning curve still expects {forecast.gain * 100:+.1f} points from"
+                f" the next {forecast.next_labels:,} labels, so more labels should still help"
+            )
         if self.fired:
             return (
                 f"predictions have settled: {what} (settled at {self.threshold:.0%} or less),"
                 " so more labels are unlikely to help much"
             )
         return f"still changing: {what} (settled at {self.threshold:.0%} or less)"
+
+
+def still_gaining(forecast: Extrapolation | None, at_least: float = STILL_GAINING) -> bool:
+    """Whether ``forecast``'s whole range gains ``at_least`` (accuracy, 0–1): the low end of
+    its range is at or above it (a forecast with no range is sure of nothing)."""
+    return forecast is not None and forecast.low is not None and forecast.low >= at_least
 
 
 def first_firing(

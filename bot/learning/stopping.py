@@ -191,7 +191,7 @@ class StopStatus:
 
     def lines(self) -> list[str]:
         """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
-        stop = f"*When to stop:* {self.signal.sentence()}"
+        stop = f"*When to stop:* {self.signal.sentence(self.extrapolation)}"
         if self.n_stop == 0:
             stop = "*When to stop:* no item without a label to compare the models on"
         if self.extrapolation is None:

@@ -7,7 +7,8 @@ import runpy
 import sys
 from pathlib import Path
 
-from tests.benchmarks.runner import ROOT, run_quick
+from model.stopping import Extrapolation
+from tests.benchmarks.runner import ROOT, benchmark_module, run_quick
 from tests.standin_data import STANDIN
 
 
@@ -18,9 +19,10 @@ def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: P
     cells = [c.strip() for c in row.split("|")]
     # at a share changed of 2 % (the product's), 1 %, 3 %, and kappa ≥ 0.99 ×3 (the rule
     # before): labels (accuracy, points gained after), or – within the run
-    fires = cells[:4]
+    # then where the product advises stopping (the signal, unless a forecast is sure of more)
+    fires = cells[:5]
     assert all(re.fullmatch(r"\d+ \([01]\.\d{3}, [+-]\d+\.\d\)|–", c) for c in fires), cells
-    assert cells[7].startswith("150 (")  # the run's end
+    assert cells[8].startswith("150 (")  # the run's end
     forecast = re.search(rf"^\| {STANDIN} \| 0 \| 75 \| ([+-]\d+\.\d) \| (.+)$", out, flags=re.M)
     assert forecast is not None, out  # the gain of the next 50 labels, forecast and measured
 
@@ -45,3 +47,21 @@ def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path
         for r in efficiency["run_arm"](STANDIN, "default", 0, pool, test, 150)
     ]
     assert ours == theirs and len(ours) >= 3
+
+
+def test_the_advice_waits_while_the_newest_fresh_forecast_is_sure_of_a_point_more():
+    bench = benchmark_module("stopping.py")
+
+    def round_row(n: int, changed: float) -> dict:  # changed against the model 100 labels older
+        return {"n_labels": n, "disagree": [changed], "labels_back": [100]}
+
+    def forecast(n: int, low: float) -> Extrapolation:
+        return Extrapolation(n, 500, 0.9, 1.0, 0.5, 0.8, low + 0.005, low, low + 0.01, 10)
+
+    run = [round_row(100, 0.05)] + [round_row(n, 0.01) for n in (125, 150, 175, 200)]
+    assert bench["first_firing"]([100, 125, 150, 175, 200], [0.05] + [0.01] * 4) == 125
+    # sure of 1.5 points from 125 labels: it holds at 125 and 150 (within 25 % more labels)
+    sure = {125: forecast(125, 0.015)}
+    assert bench["_advice_firing"](run, sure) == 175  # stale at 175 (≥ 1.25 × 125)
+    assert bench["_advice_firing"](run, {**sure, 150: forecast(150, 0.005)}) == 150  # unsure
+    assert bench["_advice_firing"](run, {}) == 125  # no forecast: the signal itself

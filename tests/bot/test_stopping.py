@@ -168,6 +168,26 @@ async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fi
     assert "(learning curve of v1 on its 36 labels)" in text
 
 
+async def test_settled_predictions_with_a_forecast_sure_of_more_do_not_advise_stopping(bot: Bot):
+    await run_retrain(bot.rt, "cli")
+    [first] = bot.store.stop_checks()
+    climbing = Extrapolation(161, 500, 0.9, 1.0, 0.5, 0.8, 0.035, 0.012, 0.041, 10)
+    for n, changed, curve in [(136, 0.03, None), (161, 0.02, climbing.as_dict())]:
+        bot.store.record_stop_check(kind="refresh", model_version=-n, n_train=n,
+                                    draw=first["draw"], predictions=["billing"] * first["n_stop"],
+                                    changed=changed, span=100, extrapolation=curve,
+                                    keep_since=n - 100)  # fmt: skip
+    text = await accuracy_text(bot)
+    assert (
+        "*When to stop:* predictions have settled: the last 100 labels changed 2.0% of the"
+        " model's answers on a fixed sample of unlabelled items (settled at 2% or less), but the"
+        " learning curve still expects +3.5 points from the next 500 labels, so more labels"
+        " should still help"
+    ) in text
+    assert "(learning curve of r161 on its 161 labels)" in text
+    assert "unlikely to help much" not in text
+
+
 def test_the_stop_set_is_drawn_once_and_redrawn_when_the_items_double(tmp_path: Path):
     assert {"m016_stopping", "m018_stop_changed"} <= set(KNOWN_MIGRATIONS)
     seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text {n}") for n in range(10)])

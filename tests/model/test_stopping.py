@@ -12,6 +12,7 @@ from model.stopping import (
     extrapolate,
     first_firing,
     inverse_power_law,
+    still_gaining,
     stop_sample,
 )
 
@@ -50,6 +51,29 @@ def test_the_signal_fires_at_a_share_changed_of_two_percent_or_less():
         " sample of unlabelled items (settled at 2% or less)"
     )
     assert StopSignal(changed=0.02, span=100).fired
+
+
+def forecast(gain: float, low: float | None, high: float | None) -> Extrapolation:
+    return Extrapolation(1000, 500, 0.9, 1.0, 0.5, 0.85, gain, low, high, 10)
+
+
+def test_settled_predictions_do_not_advise_stopping_while_the_forecast_is_sure_of_a_point():
+    settled = StopSignal(changed=0.015, span=100)
+    climbing = forecast(0.035, 0.012, 0.041)  # trec at 1,000 labels: 0.4 points a 100 labels
+    assert still_gaining(climbing) and settled.fired and not settled.advises_stop(climbing)
+    assert settled.sentence(climbing) == (
+        "predictions have settled: the last 100 labels changed 1.5% of the model's answers on a"
+        " fixed sample of unlabelled items (settled at 2% or less), but the learning curve still"
+        " expects +3.5 points from the next 500 labels, so more labels should still help"
+    )
+    # a range reaching below a point, no range, or no forecast: settled advises stopping
+    for unsure in (forecast(0.02, 0.009, 0.03), forecast(0.05, None, None), None):
+        assert not still_gaining(unsure) and settled.advises_stop(unsure)
+        assert settled.sentence(unsure).endswith("so more labels are unlikely to help much")
+    assert still_gaining(forecast(0.02, 0.01, 0.03))  # a point exactly: still gaining
+    # predictions still changing: the forecast does not make them settled
+    still = StopSignal(changed=0.05, span=100)
+    assert not still.advises_stop(None) and still.sentence(climbing).startswith("still changing")
 
 
 def test_no_model_a_span_older_is_no_signal():
