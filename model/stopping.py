@@ -8,7 +8,10 @@ its accuracy on such items moved over those labels. The signal fires once that s
 ``SETTLE_CHANGE``: on a learning curve that flattens, the next labels move it less still.
 Comparing models a span of labels apart, instead of successive updates (their kappa ≥ 0.99
 over 3 updates), makes the signal mean the same whether updates come 25 labels apart (refreshes)
-or 200 (nightly retrains), and two updates on the same labels do not count as settling.
+or 200 (nightly retrains), and two updates on the same labels do not count as settling. Settled
+predictions advise stopping unless the newest learning-curve forecast (below) is sure of a
+point more (``StopSignal.advises_stop``): a slow climb changes fewer predictions than the
+threshold resolves.
 
 *Learning-curve extrapolation*: accuracy against the number of labels, measured on subsets of
 the labels (scikit-learn's ``learning_curve``) or taken from a history of evaluations, is fitted

@@ -149,16 +149,23 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert "(learning curve of v2 on its 45 labels)" in report  # a retrain always measures it
 
 
-async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fires(bot: Bot):
-    await run_retrain(bot.rt, "cli")  # a real first check: its draw of the stop set
+async def settle(bot: Bot, curve: Extrapolation | None = None) -> str:
+    """A real first check (v1's, its draw of the stop set), then two refreshes' checks as
+    refreshes store them: 3 % and 2 % of the stop set changed over 100 labels, the second
+    with ``curve``'s forecast (if any). `/hitl accuracy`'s text then."""
+    await run_retrain(bot.rt, "cli")
     [first] = bot.store.stop_checks()
-    n_stop = first["n_stop"]
-    for n, changed in [(136, 0.03), (161, 0.02)]:  # later updates, as refreshes store them
+    for n, changed, found in [(136, 0.03, None), (161, 0.02, curve)]:
         bot.store.record_stop_check(kind="refresh", model_version=-n, n_train=n,
-                                    draw=first["draw"], predictions=["billing"] * n_stop,
-                                    changed=changed, span=100, extrapolation=None,
+                                    draw=first["draw"], predictions=["billing"] * first["n_stop"],
+                                    changed=changed, span=100,
+                                    extrapolation=found.as_dict() if found else None,
                                     keep_since=n - 100)  # fmt: skip
-    text = await accuracy_text(bot)
+    return await accuracy_text(bot)
+
+
+async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fires(bot: Bot):
+    text = await settle(bot)
     assert (
         "*When to stop:* predictions have settled: the last 100 labels changed 2.0% of the"
         " model's answers on a fixed sample of unlabelled items (settled at 2% or less), so more"
@@ -169,15 +176,7 @@ async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fi
 
 
 async def test_settled_predictions_with_a_forecast_sure_of_more_do_not_advise_stopping(bot: Bot):
-    await run_retrain(bot.rt, "cli")
-    [first] = bot.store.stop_checks()
-    climbing = Extrapolation(161, 500, 0.9, 1.0, 0.5, 0.8, 0.035, 0.012, 0.041, 10)
-    for n, changed, curve in [(136, 0.03, None), (161, 0.02, climbing.as_dict())]:
-        bot.store.record_stop_check(kind="refresh", model_version=-n, n_train=n,
-                                    draw=first["draw"], predictions=["billing"] * first["n_stop"],
-                                    changed=changed, span=100, extrapolation=curve,
-                                    keep_since=n - 100)  # fmt: skip
-    text = await accuracy_text(bot)
+    text = await settle(bot, Extrapolation(161, 500, 0.9, 1.0, 0.5, 0.8, 0.035, 0.012, 0.041, 10))
     assert (
         "*When to stop:* predictions have settled: the last 100 labels changed 2.0% of the"
         " model's answers on a fixed sample of unlabelled items (settled at 2% or less), but the"
