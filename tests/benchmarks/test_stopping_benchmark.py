@@ -36,8 +36,11 @@ def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path
         sys.path.remove(str(ROOT / "benchmarks"))
     pool = stopping["load_jsonl"](standin / STANDIN / "train.jsonl")
     test = stopping["load_jsonl"](standin / STANDIN / "test.jsonl")
-    rounds = [r for r in stopping["run_default"](STANDIN, 0, pool, test, 150, 200, ())]
-    ours = [(r["n_labels"], r["accuracy"]) for r in rounds if r["kind"] == "round"]
+    rows = list(stopping["run_default"](STANDIN, 0, pool, test, 150, 200, (75,), 50, ["uniform"]))
+    # one forecast, the product's way only (--methods uniform)
+    assert [(r["n_labels"], r["method"]) for r in rows if r["kind"] != "round"] == [(75, "uniform")]
+    rounds = [r for r in rows if r["kind"] == "round"]
+    ours = [(r["n_labels"], r["accuracy"]) for r in rounds]
     # the product's share changed (model.stopping), and the report's reading of the rows
     assert [r["changed"] for r in rounds] == [stopping["_changed"](r) for r in rounds]
     spans = [(r["n_labels"], r["span"]) for r in rounds]
