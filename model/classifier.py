@@ -364,8 +364,14 @@ class TextClassifier:
         labels: Sequence[str],
         *,
         label_set: Sequence[str] | None = None,
+        sized_for: int | None = None,
     ) -> TextClassifier:
         """Fit on ``texts``/``labels``; ``label_set`` may add labels with no example yet.
+
+        The pipeline's configuration (``word_char_auto``'s logistic regression or SGD, the
+        character n-grams' pruning) is the one for ``sized_for`` labels, by default these
+        labels' count: cross-validation passes the whole training set's, so every fold fits
+        the model that is then fitted on all of it.
 
         Raises :class:`InsufficientDataError` for fewer than 2 distinct labels and
         :class:`InvalidInputError` when the lengths differ.
@@ -381,7 +387,7 @@ class TextClassifier:
         pipeline = build_pipeline(
             self.pipeline_name,
             random_state=self.random_state,
-            n_samples=len(y),
+            n_samples=len(y) if sized_for is None else sized_for,
             n_classes=len(seen),
         )
         self.pipeline_ = fit_pipeline(pipeline, texts, y)

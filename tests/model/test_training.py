@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.linear_model import SGDClassifier
 
-from model.classifier import TextClassifier
+from model.classifier import TextClassifier, fit_pipeline
 from model.errors import InvalidInputError
+from model.evaluation import cross_validate
 from model.training import decide, train_candidate
 
 
@@ -142,3 +145,32 @@ def test_decide_reports_progress_while_rescoring_the_champion(toy):
     calls = []
     decide(train_candidate(texts, labels), champion, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+
+
+def test_every_fold_fits_the_configuration_of_the_model_that_is_promoted():
+    # 2,100 labels: word_char_auto fits SGD on all of them, but each fold's 1,680 would pick
+    # logistic regression; the evaluation (and so the gate) must be of the SGD model
+    rng = np.random.default_rng(0)
+    vocab = {c: [f"{c}{i}" for i in range(40)] for c in ("red", "green", "blue")}
+    shared = [f"w{i}" for i in range(200)]
+    texts, labels = [], []
+    for n in range(2_100):
+        label = ("red", "green", "blue")[n % 3]
+        words = list(rng.choice(shared, 6)) + list(rng.choice(vocab[label], 1))
+        if rng.random() < 0.3:  # some texts carry another class's word: the models disagree
+            words += list(rng.choice(vocab[("red", "green", "blue")[(n + 1) % 3]], 1))
+        texts.append(" ".join(words))
+        labels.append(label)
+    cand = train_candidate(texts, labels)
+    final = cand.classifier.pipeline_
+    assert isinstance(final.steps[-1][1], SGDClassifier)
+
+    def as_promoted(train: list[int], test: list[int]) -> list[str]:
+        fitted = fit_pipeline(clone(final), [texts[i] for i in train], [labels[i] for i in train])
+        return TextClassifier.from_pipeline(fitted, sorted(set(labels))).predict(
+            [texts[i] for i in test]
+        )
+
+    expected = cross_validate(as_promoted, labels, cand.folds)
+    assert cand.evaluation.fold_macro_f1 == expected.fold_macro_f1
+    assert cand.evaluation == expected
