@@ -36,18 +36,38 @@ def click_payload(n: int) -> dict:
     return payload
 
 
+LOGS: dict[int, list[str]] = {}  # pid → the server's stderr lines, read all along
+
+
 async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start `hitl serve` and return once it listens; its stderr is read from then on (into
+    LOGS), so a full pipe never stops it and a failure can show what it said."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
-    await asyncio.wait_for(read_until(process.stderr, "listening on", []), 60)
+    seen = LOGS.setdefault(process.pid, [])
+    await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
+
+    async def drain(stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            seen.append(line.decode())
+
+    DRAINS.add(asyncio.create_task(drain(process.stderr)))
     return process
 
 
+DRAINS: set[asyncio.Task] = set()
+
+
 async def send_clicks(
-    url: str, numbers: list[int], acked: set[int], on_ack: Callable[[], None] | None = None
+    url: str,
+    numbers: list[int],
+    acked: set[int],
+    on_ack: Callable[[], None] | None = None,
+    failed: dict[int, str] | None = None,
 ) -> None:
-    """Send the clicks from 20 concurrent clients; ``on_ack`` runs after each 200."""
+    """Send the clicks from 20 concurrent clients; ``on_ack`` runs after each 200; ``failed``
+    gets why each other click was not acknowledged."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in numbers:
         queue.put_nowait(n)
@@ -62,8 +82,11 @@ async def send_clicks(
                         acked.add(n)
                         if on_ack is not None:
                             on_ack()
-            except (TimeoutError, aiohttp.ClientError):
-                continue  # the server died under this request: not acknowledged
+                    elif failed is not None:
+                        failed[n] = f"HTTP {response.status}: {(await response.text())[:200]}"
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if failed is not None:  # (else: the server died under this request)
+                    failed[n] = f"{type(exc).__name__}: {exc}"
 
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -144,8 +167,11 @@ async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path
     process = await start_serve(env)  # restart; clients send everything again
     try:
         again: set[int] = set()
-        await send_clicks(url, list(range(N_CLICKS)), again)
-        assert again == set(range(N_CLICKS))
+        failed: dict[int, str] = {}
+        await send_clicks(url, list(range(N_CLICKS)), again, failed=failed)
+        first = sorted(failed.items())[:5]
+        log = "".join(LOGS[process.pid][-40:])
+        assert again == set(range(N_CLICKS)), f"{len(failed)} not acked, first {first}; log:\n{log}"
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
