@@ -29,10 +29,10 @@ from __future__ import annotations
 import copy
 import zipfile
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -45,6 +45,16 @@ holding a bare pipeline."""
 _READS = (FORMAT, "slack-hitl model 2")
 
 _KEYS = {"format", "pipeline", "vocabularies", "coef"}
+
+
+def _skops() -> ModuleType:
+    """skops.io, imported when a model file is first written or read: importing it lists every
+    scikit-learn estimator (it imports them all, 0.6 s of CPU), which a process that fits or
+    scores without touching a model file (a benchmark's, the test suite's) need not pay. The
+    server's fork server preloads it for the fit children (``CHILD_PRELOAD``)."""
+    import skops.io
+
+    return skops.io
 
 
 class ModelFileError(ModelError):
@@ -63,13 +73,13 @@ def dumps(pipeline: Pipeline) -> bytes:
         del vectorizer.vocabulary_
     coef = _sparse_coefficients(compact) or _half_coefficients(compact)
     payload = {"format": FORMAT, "pipeline": compact, "vocabularies": vocabularies, "coef": coef}
-    return sio.dumps(payload, compression=zipfile.ZIP_DEFLATED)
+    return _skops().dumps(payload, compression=zipfile.ZIP_DEFLATED)
 
 
 def loads(data: bytes, trusted: list[str] | None = None) -> Pipeline:
     """The fitted pipeline in ``data`` (format 2 or a bare pipeline); skops' errors propagate,
     :class:`ModelFileError` for anything else that is not a model."""
-    obj = sio.loads(data, trusted=trusted or [])
+    obj = _skops().loads(data, trusted=trusted or [])
     if isinstance(obj, Pipeline):  # format 1: the pipeline as fitted
         return obj
     if not isinstance(obj, dict) or set(obj) != _KEYS or obj["format"] not in _READS:

@@ -77,7 +77,7 @@ def predict_texts(
 # it is a new process each time). The fork server has no threads, so forking it is safe, as
 # forking the server (event loop, worker threads) would not be. Where there is no fork server
 # or no pidfd to watch the server by (see ``exit_with_parent``), children are spawned.
-CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain")
+CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain", "skops.io")
 
 
 def child_context() -> multiprocessing.context.BaseContext:
