@@ -292,21 +292,23 @@ def _changed(row: dict) -> float | None:
     return None if older is None else row["disagree"][len(back) - 1 - older]
 
 
+def _refit(row: dict) -> Extrapolation | None:
+    """An extrapolation row's forecast, refitted from its stored curve points with this
+    code's ``extrapolate`` (None: it does not fit)."""
+    return extrapolate(*row["curve"], row["n_labels"], row["next_labels"])
+
+
 def _uniform_forecasts(rows: list[dict], name: str, seed: int) -> dict[int, Extrapolation]:
-    """The run's forecasts the product's way (``uniform``), by label count, refitted from
-    their stored curve points with this code's ``extrapolate`` (those that fitted)."""
-    found = {}
-    for r in rows:
-        if (r["kind"], r.get("method"), r["dataset"], r["seed"]) == (
-            "extrapolation",
-            "uniform",
-            name,
-            seed,
-        ) and r.get("curve"):
-            fit = extrapolate(*r["curve"], r["n_labels"], r["next_labels"])
-            if fit is not None:
-                found[r["n_labels"]] = fit
-    return found
+    """The run's forecasts the product's way (``uniform``) that fit, by label count."""
+    mine = [
+        r
+        for r in rows
+        if r["kind"] == "extrapolation"
+        and r.get("method") == "uniform"
+        and r.get("curve")
+        and (r["dataset"], r["seed"]) == (name, seed)
+    ]
+    return {r["n_labels"]: fit for r in mine if (fit := _refit(r)) is not None}
 
 
 def _advice_firing(run: list[dict], forecasts: dict[int, Extrapolation]) -> int | None:
@@ -376,8 +378,8 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
             predicted = None
             if r is not None:
                 predicted = r["predicted"]
-                if r.get("curve"):  # refit the stored curve points with this code's extrapolate
-                    predicted = _as_dict(extrapolate(*r["curve"], n, next_labels))
+                if r.get("curve"):
+                    predicted = _as_dict(_refit(r))
                 seconds.append(f"{r['seconds']:.1f}")
                 if predicted is not None and predicted["low"] is not None:
                     inside[method].append(predicted["low"] <= measured <= predicted["high"])
