@@ -64,13 +64,13 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     letters = "abcdefghijklmnopqrstuvwxyz "
     big = tmp_path / "big.jsonl"
     # 50 labels × ~300,000 n-grams of random text: the model's coefficients and the optimizer's
-    # history need gigabytes at once. Each text comes twice, so its n-grams are in two texts:
-    # the fit on all of them keeps them (from 100 labels on, an n-gram in one text only is
-    # dropped, and with it nearly all of random text's)
+    # history need gigabytes at once. Each text comes 4 times, so its n-grams are in at least
+    # two texts of every fold (from 100 labels on, an n-gram in one text only is dropped, and
+    # with it nearly all of random text's): the first fold's fit runs out of memory
     texts = ["".join(rng.choice(letters) for _ in range(4000)) for _ in range(50)]
     with big.open("w") as handle:
-        for n in range(100):
-            text = texts[n % 50]  # two items of one text
+        for n in range(200):
+            text = texts[n % 50]  # four items of one text
             label = f"topic{n % 50}"
             handle.write(json.dumps({"id": f"b{n}", "text": text, "label": label}) + "\n")
     subprocess.run([sys.executable, "-m", "bot", "import", "-q", str(big)], env=env, check=True,
