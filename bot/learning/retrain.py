@@ -180,7 +180,6 @@ def begin(
         store.finish_run(run_id, "failed", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
-    asked = store.asked_as_uncertain()
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
@@ -199,7 +198,7 @@ def begin(
         previous=previous,
         started=time.perf_counter(),
         keep_models=settings.keep_models,
-        uniform=[r[0] not in asked for r in rows],
+        uniform=store.drawn_uniformly(r[0] for r in rows),
     )
 
 
@@ -368,7 +367,6 @@ def begin_refresh(
         held = store.audit_answered_since(since)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
-    asked = store.asked_as_uncertain()
     return RefreshPlan(
         version=-len(rows),
         texts=[r[1] for r in train],
@@ -379,7 +377,7 @@ def begin_refresh(
         pipeline=settings.pipeline,
         base=champion.version if champion else None,
         stop=stopping.read_stop_plan(store, refresh_labels=len(rows)),
-        uniform=[r[0] not in asked for r in train],
+        uniform=store.drawn_uniformly(r[0] for r in train),
     )
 
 

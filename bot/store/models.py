@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -55,6 +55,12 @@ class ModelsMixin:
         every such post: call it off the event loop."""
         rows = self.db.execute("SELECT DISTINCT item_id FROM posts WHERE reason = 'uncertain'")
         return {row[0] for row in rows}
+
+    def drawn_uniformly(self, item_ids: Iterable[str]) -> list[bool]:
+        """Per item, whether it was not asked for uncertainty (``asked_as_uncertain``): its
+        label is a sample of the pool (cold start, audits, warm-up, imported)."""
+        asked = self.asked_as_uncertain()
+        return [item_id not in asked for item_id in item_ids]
 
     def labels_watermark(self) -> dict[str, Any]:
         """How many labels there are and the newest resolution: "anything new?" compares it.
