@@ -29,6 +29,7 @@ from bot.errors import HitlError
 from bot.ingest import FORMATS, import_rows, rows_of_file
 from bot.labelset import current_labels
 from bot.store import Store
+from bot.words import count
 
 logger = logging.getLogger(__name__)
 
@@ -202,18 +203,19 @@ def import_command(
             )
         if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
             click.echo(
-                f"... and {summary.rejected - MAX_ERRORS_SHOWN} more rejected rows", err=True
+                f"... and {summary.rejected - MAX_ERRORS_SHOWN:,} more rejected rows", err=True
             )
     if gold:
         click.echo(
-            f"{path.name}: read {summary.read:,} rows, {summary.imported:,} new gold items, "
-            f"{summary.marked_gold:,} stored items marked gold, {summary.duplicates:,} already "
-            f"gold, {summary.rejected:,} rejected"
+            f"{path.name}: read {count(summary.read, 'row')}, "
+            f"{count(summary.imported, 'new gold item')}, "
+            f"{count(summary.marked_gold, 'stored item')} marked gold, "
+            f"{summary.duplicates:,} already gold, {summary.rejected:,} rejected"
         )
         return
     click.echo(
-        f"{path.name}: read {summary.read:,} rows, imported {summary.imported:,} "
-        f"({summary.labeled:,} with labels), {summary.duplicates:,} duplicates, "
+        f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
+        f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}, "
         f"{summary.rejected:,} rejected"
     )
 

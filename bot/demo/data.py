@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.errors import HitlError
 from bot.ingest import RowError, read_items
+from bot.words import count
 
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
 DEFAULT_SIZE = 600
@@ -229,7 +230,10 @@ def read_data(
     if n_rejected:
         if n_rejected > MAX_ERRORS_SHOWN:
             report(f"... and {n_rejected - MAX_ERRORS_SHOWN} more rejected rows")
-        report(f"{path.name}: read {n_read} rows, using {len(items)}, {n_rejected} rejected")
+        report(
+            f"{path.name}: read {count(n_read, 'row')}, using {len(items):,}, "
+            f"{n_rejected:,} rejected"
+        )
     data = split(items, seed=seed)
     if len(data.labels) < 2:
         raise HitlError(

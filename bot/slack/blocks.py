@@ -36,6 +36,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.words import count
+
 # -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
 LABEL_ACTION = re.compile(r"^hitl\.(q|m)\.label\.\d+$")
 OTHER_ACTION = re.compile(r"^hitl\.(q|m)\.other$")
@@ -142,11 +144,6 @@ def block_id_for(item_id: str) -> str:
 
 def item_id_from_block(block_id: str | None) -> str | None:
     return block_id[2:] if block_id and block_id.startswith("q:") else None
-
-
-def count(n: int, word: str, plural: str | None = None) -> str:
-    """``1 item``, ``2 items``: a number and its noun, in the right number."""
-    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def _percent(p: float) -> str:

@@ -74,7 +74,7 @@ def test_reimporting_the_same_file_adds_nothing(tmp_path: Path, db_path: Path):
     path.write_text("reset my password\nrefund please\nreset my password\n")
     first = run("--db", str(db_path), "import", str(path))
     assert first.stdout.strip() == (
-        "msgs.txt: read 3 rows, imported 2 (0 with labels), 1 duplicates, 0 rejected"
+        "msgs.txt: read 3 rows, imported 2 (0 with labels), 1 duplicate, 0 rejected"
     )
     again = run("--db", str(db_path), "import", str(path))
     assert again.stdout.strip() == (
@@ -82,6 +82,19 @@ def test_reimporting_the_same_file_adds_nothing(tmp_path: Path, db_path: Path):
     )
     with Store.open(db_path) as store:
         assert store.db["items"].count == 2
+
+
+def test_the_import_summary_counts_in_words(tmp_path: Path, db_path: Path):
+    one = tmp_path / "one.txt"
+    one.write_text("reset my password\n")
+    assert run("--db", str(db_path), "import", str(one)).stdout.strip() == (
+        "one.txt: read 1 row, imported 1 (0 with labels), 0 duplicates, 0 rejected"
+    )
+    many = tmp_path / "many.txt"
+    many.write_text("".join(f"ticket {n}\n" for n in range(1_200)))
+    assert run("--db", str(db_path), "import", str(many)).stdout.strip() == (
+        "many.txt: read 1,200 rows, imported 1,200 (0 with labels), 0 duplicates, 0 rejected"
+    )
 
 
 def test_jsonl_import_uses_the_db_from_the_environment(tmp_path: Path):

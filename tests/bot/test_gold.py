@@ -45,7 +45,7 @@ def test_import_gold_stores_gold_items_and_no_training_label_from_people(tmp_pat
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "gold.csv line 3: a gold row needs a label, row skipped",
-        "gold.csv: read 4 rows, 1 new gold items, 1 stored items marked gold, 1 already gold, "
+        "gold.csv: read 4 rows, 1 new gold item, 1 stored item marked gold, 1 already gold, "
         "1 rejected",
     ]
     with Store.open(db) as store:
@@ -292,7 +292,7 @@ def test_a_gold_label_corrected_reaches_the_next_retrain(tmp_path: Path):
     assert run_cli("--db", str(db), "retrain").stdout.startswith("Retrain v1: promoted")
     gold.write_text("id,text,label\nab0,refund my invoice,billing\n")
     assert run_cli("--db", str(db), "import", "--gold", str(gold)).stdout.endswith(
-        "1 stored items marked gold, 0 already gold, 0 rejected\n"
+        "1 stored item marked gold, 0 already gold, 0 rejected\n"
     )
     again = run_cli("--db", str(db), "retrain").stdout
     assert again.startswith("Retrain v2: "), again  # not "nothing new"

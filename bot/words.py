@@ -1,0 +1,8 @@
+"""Counts in words, for every message a person reads (Slack, the CLI)."""
+
+from __future__ import annotations
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 item``, ``2 items``, ``1,500 items``: a number and its noun, in the right number."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
