@@ -202,7 +202,7 @@ class StopStatus:
             ]
         return [
             stop,
-            f"*Next {self.extrapolation.next_labels} labels:* {self.extrapolation.sentence()};"
+            f"*Next {self.extrapolation.next_labels} labels:* {self.extrapolation.gain_text()};"
             f" accuracy now about {self.extrapolation.at_n * 100:.0f}% (learning curve of"
             f" {self.model} on its {self.n_train:,} labels)",
         ]

@@ -5,6 +5,7 @@ Home say whether predictions have stopped changing and what the next 500 labels 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert first["extrapolation"] == stopping_curve(texts, labels, None, [True] * 36).as_dict()
     [report] = reports_posted(bot)
     assert "*When to stop:* no model 100 labels older than the newest to compare with" in report
-    assert f"*Next 500 labels:* {forecast.sentence()};" in report
+    assert f"*Next 500 labels:* {forecast.gain_text()};" in report
     assert "(learning curve of v1 on its 36 labels)" in report
 
     on_the_loop: list[str] = []
@@ -129,7 +130,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     sentence = StopSignal(None, None).sentence()
     text = await accuracy_text(bot)
     assert f"*When to stop:* {sentence}" in text
-    assert f"*Next 500 labels:* {newest.sentence()};" in text
+    assert f"*Next 500 labels:* {newest.gain_text()};" in text
     assert "(learning curve of r45 on its 45 labels)" in text
     assert newest.sentence().startswith("about +") or newest.sentence().startswith("about -")
     assert " (range " in newest.sentence()  # its uncertainty, from bootstrap refits
@@ -138,7 +139,10 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert f"*When to stop:* {sentence}" in home and newest.sentence() in home
+    assert (
+        f"*When to stop:* {sentence}" in home
+        and f"*Next 500 labels:* {newest.gain_text()};" in home
+    )
 
     outcome = await run_retrain(bot.rt, "cli", force=True)
     assert outcome.promoted
@@ -298,9 +302,17 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
     forecast = Extrapolation.from_dict(check["extrapolation"])
     assert check["n_stop"] == 0 and forecast.n_labels == 36
     assert (
-        f"Next 500 labels: {forecast.sentence()}; accuracy now about"
+        f"Next 500 labels: {forecast.gain_text()}; accuracy now about"
         f" {forecast.at_n * 100:.0f}% (learning curve of v1 on its 36 labels)"
     ) in lines
+    [line] = [line for line in lines if line.startswith("Next 500 labels:")]
+    # the line names the label count once: "Next 500 labels: about +3.6 points (range …); …"
+    assert re.fullmatch(
+        r"Next 500 labels: about [+-]\d+\.\d points \((range [+-]\d+\.\d to [+-]\d+\.\d|"
+        r"range unknown: the curve's fit is too loose)\); accuracy now about \d+% \(learning "
+        r"curve of v1 on its 36 labels\)",
+        line,
+    ), line
     shown = run_cli(db, "accuracy").output.splitlines()
     assert lines[-3:-1] == shown[-2:]  # the same two lines in hitl accuracy
 
