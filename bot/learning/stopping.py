@@ -193,7 +193,10 @@ class StopStatus:
         """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
         stop = f"*When to stop:* {self.signal.sentence(self.extrapolation)}"
         if self.n_stop == 0:
-            stop = "*When to stop:* no item without a label to compare the models on"
+            stop = (
+                "*When to stop:* every item has a label, so there is no unlabeled item to"
+                " compare the models on"
+            )
         if self.extrapolation is None:
             return [
                 stop,

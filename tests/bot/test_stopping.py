@@ -296,7 +296,10 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
     trained = run_cli(db, "retrain")
     assert trained.exit_code == 0, trained.output
     lines = trained.output.splitlines()
-    assert "When to stop: no item without a label to compare the models on" in lines
+    assert (
+        "When to stop: every item has a label, so there is no unlabeled item to compare the"
+        " models on"
+    ) in lines
     with Store.open(db) as store:
         [check] = store.stop_checks()
     forecast = Extrapolation.from_dict(check["extrapolation"])
