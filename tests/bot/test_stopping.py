@@ -15,8 +15,8 @@ from sqlite_utils import Database
 from bot.cli import cli
 from bot.learning import quality, retrain
 from bot.learning.jobs import Trainer, run_retrain
+from bot.learning.stopping import StopStatus, compute_stop, read_stop_plan, record, stop_status
 from bot.learning.stopping import _curve as stopping_curve
-from bot.learning.stopping import compute_stop, read_stop_plan, record, stop_status
 from bot.sandbox import FakeSlack
 from bot.store import KNOWN_MIGRATIONS, Store
 from model import TextClassifier
@@ -322,6 +322,22 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
 
 def run_cli(db: Path, *args: str):
     return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
+
+
+def test_a_curve_measured_on_a_sample_of_the_labels_shows_no_accuracy_beside_the_measured_one():
+    # above 2,000 labels the curve is measured on a sample: its value at all the labels is an
+    # extrapolation (on 10,000 labels 79 % where cross-validation measured 89 %)
+    forecast = Extrapolation(10_000, 500, 0.8, 1.0, 0.5, 0.79, 0.003, 0.002, 0.004, 10)
+    big = StopStatus(StopSignal(0.01, 100), forecast, "v7", 10_000, n_stop=2_000).lines()[1]
+    assert big == (
+        "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4) (learning curve of v7 on"
+        " 2,000 of its 10,000 labels)"
+    )
+    small = StopStatus(StopSignal(0.01, 100), forecast, "v7", 2_000, n_stop=2_000).lines()[1]
+    assert small == (
+        "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4); accuracy now about 79%"
+        " (learning curve of v7 on its 2,000 labels)"
+    )
 
 
 def test_an_upgraded_database_compares_with_the_check_the_kappa_code_stored(tmp_path: Path):
