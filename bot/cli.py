@@ -203,7 +203,8 @@ def import_command(
             )
         if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
             click.echo(
-                f"... and {summary.rejected - MAX_ERRORS_SHOWN:,} more rejected rows", err=True
+                f"... and {count(summary.rejected - MAX_ERRORS_SHOWN, 'more rejected row')}",
+                err=True,
             )
     if gold:
         click.echo(

@@ -229,7 +229,7 @@ def read_data(
         items.append(DemoItem(row.id, row.text, row.label, row.meta))
     if n_rejected:
         if n_rejected > MAX_ERRORS_SHOWN:
-            report(f"... and {n_rejected - MAX_ERRORS_SHOWN} more rejected rows")
+            report(f"... and {count(n_rejected - MAX_ERRORS_SHOWN, 'more rejected row')}")
         report(
             f"{path.name}: read {count(n_read, 'row')}, using {len(items):,}, "
             f"{n_rejected:,} rejected"

@@ -90,6 +90,12 @@ def test_the_import_summary_counts_in_words(tmp_path: Path, db_path: Path):
     assert run("--db", str(db_path), "import", str(one)).stdout.strip() == (
         "one.txt: read 1 row, imported 1 (0 with labels), 0 duplicates, 0 rejected"
     )
+    # 50 errors are shown, the rest counted
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,text\n" + "".join(f"b{n},\n" for n in range(51)))
+    result = run("--db", str(db_path), "import", str(bad))
+    assert result.stderr.splitlines()[-1] == "... and 1 more rejected row"
+    assert len(result.stderr.splitlines()) == 51
     many = tmp_path / "many.txt"
     many.write_text("".join(f"ticket {n}\n" for n in range(1_200)))
     assert run("--db", str(db_path), "import", str(many)).stdout.strip() == (
