@@ -164,21 +164,13 @@ class Extrapolation:
     high: float | None
     n_points: int
 
-    def sentence(self) -> str:
-        """``about +3.6 points from the next 500 labels (range +3.3 to +4.3)``."""
-        return f"about {self.gain * 100:+.1f} points from the next {self.next_labels:,} labels" + (
-            self._range()
-        )
-
     def gain_text(self) -> str:
-        """The sentence without its label count, for a line that names it already: ``about
-        +3.6 points (range +3.3 to +4.3)``."""
-        return f"about {self.gain * 100:+.1f} points{self._range()}"
-
-    def _range(self) -> str:
+        """``about +3.6 points (range +3.3 to +4.3)``: the gain of the next ``next_labels``
+        labels (the line it goes on names them), with its range."""
+        points = f"about {self.gain * 100:+.1f} points"
         if self.low is None or self.high is None:
-            return " (range unknown: the curve's fit is too loose)"
-        return f" (range {self.low * 100:+.1f} to {self.high * 100:+.1f})"
+            return points + " (range unknown: the curve's fit is too loose)"
+        return f"{points} (range {self.low * 100:+.1f} to {self.high * 100:+.1f})"
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {

@@ -213,8 +213,8 @@ class StopStatus:
             # cross-validation measured 89 %), so it is not shown beside the measured one.
             return [
                 stop,
-                f"{forecast} (learning curve of {self.model} on {CURVE_MAX_LABELS:,} of its"
-                f" {self.n_train:,} labels)",
+                f"{forecast}; learning curve of {self.model} on {CURVE_MAX_LABELS:,} of its"
+                f" {self.n_train:,} labels",
             ]
         return [
             stop,

@@ -132,8 +132,8 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert f"*When to stop:* {sentence}" in text
     assert f"*Next 500 labels:* {newest.gain_text()};" in text
     assert "(learning curve of r45 on its 45 labels)" in text
-    assert newest.sentence().startswith("about +") or newest.sentence().startswith("about -")
-    assert " (range " in newest.sentence()  # its uncertainty, from bootstrap refits
+    assert newest.gain_text().startswith("about +") or newest.gain_text().startswith("about -")
+    assert " (range " in newest.gain_text()  # its uncertainty, from bootstrap refits
 
     await bot.rt.background.drain(timeout=60)
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
@@ -330,8 +330,8 @@ def test_a_curve_measured_on_a_sample_of_the_labels_shows_no_accuracy_beside_the
     forecast = Extrapolation(10_000, 500, 0.8, 1.0, 0.5, 0.79, 0.003, 0.002, 0.004, 10)
     big = StopStatus(StopSignal(0.01, 100), forecast, "v7", 10_000, n_stop=2_000).lines()[1]
     assert big == (
-        "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4) (learning curve of v7 on"
-        " 2,000 of its 10,000 labels)"
+        "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4); learning curve of v7 on"
+        " 2,000 of its 10,000 labels"
     )
     small = StopStatus(StopSignal(0.01, 100), forecast, "v7", 2_000, n_stop=2_000).lines()[1]
     assert small == (

@@ -103,7 +103,6 @@ def test_extrapolation_recovers_an_exact_inverse_power_law():
     assert found.a == pytest.approx(0.9, abs=1e-3) and found.c == pytest.approx(0.5, abs=1e-2)
     assert found.low == pytest.approx(found.gain, abs=1e-3)
     assert found.high == pytest.approx(found.gain, abs=1e-3)
-    assert found.sentence() == "about +0.8 points from the next 500 labels (range +0.8 to +0.8)"
     assert found.gain_text() == "about +0.8 points (range +0.8 to +0.8)"  # for "Next 500 labels:"
     assert Extrapolation.from_dict(found.as_dict()) == found
 
