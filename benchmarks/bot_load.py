@@ -31,7 +31,7 @@ later ones are kept as history and told it was already decided). Every click pha
 p50 / p95 / p99 and each one's ratio to the floor's (the lowest of the floors measured).
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels; mix 100k
-    python benchmarks/bot_load.py --quick    # 60 clicks, 10 clients, 300 labels; phases 3-4
+    python benchmarks/bot_load.py --quick  # 60 clicks, 10 clients, 350 labels (mix 300); phases 3-4
     python benchmarks/bot_load.py --skip-idle --no-retrain --labeled 1000 --pending 100 \
         --clicks 5000 --mix-during-rescore   # the mix while a refresh re-scores 100,000 items
 """
@@ -202,9 +202,13 @@ def train_seed_champion(
     hitl(db, "retrain")
     seconds = time.perf_counter() - t0
     with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT label_set FROM models WHERE status = 'champion'").fetchone()
+        row = conn.execute(
+            "SELECT label_set, n_train FROM models WHERE status = 'champion'"
+        ).fetchone()
     if row is None:
         raise SystemExit("hitl retrain promoted no champion")
+    if row[1] != n_labeled:
+        raise SystemExit(f"the champion learned {row[1]:,} labels, not {n_labeled:,}")
     return json.loads(row[0]), seconds
 
 
@@ -994,7 +998,7 @@ async def main_async(args) -> int:
         write_seed_csv(csv_path, args.labeled, args.pending, args.data, args.datasets)
         t0 = time.perf_counter()
         print(hitl(seed_db, "import", "-q", str(csv_path)), f"({time.perf_counter() - t0:.0f} s)")
-        for kind in CHANNELS:
+        for kind in ("idle", "retrain"):  # the mix seeds a database of its own (mix_phase)
             shutil.copy(seed_db, Path(tmp) / f"{kind}.db")
         loads, info = [], {}
         if not args.skip_idle:
@@ -1080,7 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
     args.data, args.datasets = resolve_data(args)
     if args.quick:
         args.clicks, args.concurrency, args.max_open = 60, 10, 3
-        args.labeled, args.pending = 300, 100
+        args.labeled, args.pending = 350, 100  # more than the mix's: its database is its own
         args.mix_labeled, args.mix_pending = 300, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
         args.mix_during_rescore, args.mix_refresh_every = True, "3"
