@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -82,10 +83,11 @@ def background(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
     return asyncio.create_task(coro, name=name, context=context)
 
 
-async def to_thread(func: Callable[..., T], *args: Any) -> T:
+async def to_thread(func: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
     """``asyncio.to_thread``, whose result wakes the caller in the caller's context: an urgent
     caller is woken urgently. (asyncio's own hands the result back in a handle made in the
-    worker thread, whose context is the thread's, so it would wait its turn.)"""
+    worker thread, whose context is the thread's, so it would wait its turn.) ``executor``:
+    threads of the caller's own instead of the loop's shared ones."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
@@ -98,7 +100,7 @@ async def to_thread(func: Callable[..., T], *args: Any) -> T:
         else:
             context.run(loop.call_soon_threadsafe, _settle, future, value, None)
 
-    loop.run_in_executor(None, run)
+    loop.run_in_executor(executor, run)
     return await future
 
 

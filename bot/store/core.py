@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +113,7 @@ class Store(
         return store
 
     def close(self) -> None:
+        self.wal_sync.close()
         self.db.close()
 
     def __enter__(self) -> Store:
@@ -387,8 +389,10 @@ class WalSync:
     thread, never on the event loop; the callers that come while one fsync runs share the
     next one (a group commit). A commit made at ``synchronous = NORMAL`` and then fsynced here
     is as durable as one made at FULL: in WAL mode FULL only adds that fsync of the log to
-    every commit, and checkpoints sync the log first at either level. An in-memory database
-    has no log: nothing to do."""
+    every commit, and checkpoints sync the log first at either level. The fsync runs on a thread
+    of its own: an ack never waits for the loop's shared worker threads, which the server's
+    longer reads (a refresh's labels, a stop set's draw, a model file) may all be holding. An
+    in-memory database has no log: nothing to do."""
 
     BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # seconds, for /metrics
 
@@ -401,6 +405,13 @@ class WalSync:
         self.seconds = 0.0  # their time in all, in the worker thread
         self.within = [0] * len(self.BUCKETS)  # fsyncs that took at most each bucket's seconds
         self._wal: tuple[str | None] | None = None  # (the log's path,) once read
+        self._thread: ThreadPoolExecutor | None = None  # the fsyncs' own, started at the first
+
+    def close(self) -> None:
+        """Let the fsync thread go (a running fsync finishes; nothing waits for it)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
     def wal_path(self) -> str | None:
         """The write-ahead log's path (None: no log), read once: a store's journal mode is
@@ -426,7 +437,13 @@ class WalSync:
         while self.next is not None:
             batch, self.next = self.next, None  # commits from here on wait for the next fsync
             try:
-                seconds = None if path is None else await eventloop.to_thread(_fsync, path)
+                if path is not None and self._thread is None:
+                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="hitl-wal-sync")
+                seconds = (
+                    None
+                    if path is None
+                    else await eventloop.to_thread(_fsync, path, executor=self._thread)
+                )
             except Exception as exc:  # noqa: BLE001 - the waiting callers each report it
                 batch.set_exception(exc)
             else:

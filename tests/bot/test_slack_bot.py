@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -112,6 +113,23 @@ async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
     assert not any(b["type"] == "actions" for b in redrawn["blocks"])
     undo = await bot.fake.next_call("chat.postEphemeral")
     assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
+
+
+async def test_a_click_is_acked_while_every_shared_worker_thread_is_busy(bot: Bot):
+    # The server's longer reads (a refresh's labels, a stop set's draw, a model file) run on
+    # the loop's shared worker threads; with all of them held, the ack's fsync has its own.
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    held = [loop.run_in_executor(None, release.wait) for _ in range(64)]  # above any pool size
+    try:
+        response = await bot.action(bot.button_payload(message, "U0ANA", buttons(message)[0]))
+        assert response.status == 200, await response.text()  # Bolt gives up after 3 s: 404
+        assert [a["user_id"] for a in bot.store.iter_answers()] == ["U0ANA"]
+    finally:
+        release.set()
+        await asyncio.gather(*held)
 
 
 async def test_a_click_and_its_redraw_never_read_the_schema(voting_bot: Bot):
