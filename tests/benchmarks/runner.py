@@ -42,7 +42,7 @@ def run(script: str, *args: str, env: dict[str, str] | None = None):
 def run_quick(script: str, data: Path | None = None) -> str:
     extra = ["--data", str(data), "--datasets", STANDIN] if data is not None else []
     result = run(script, "--quick", *extra)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr + result.stdout[-3000:]  # a verdict goes to stdout
     return result.stdout
 
 
