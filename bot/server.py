@@ -177,6 +177,7 @@ def init_app(
         finally:
             if socket is not None:
                 await socket.close()  # no new requests from here on
+            trainer.closing = True  # the clicks acked while the server stops start no refresh
             if run_background:
                 stop_scheduler(rt, scheduler)
                 trainer.worker.close()  # a fit in progress stops now; its run is marked failed

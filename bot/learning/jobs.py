@@ -139,6 +139,7 @@ class Trainer:
     retraining: int = 0  # retrains begun in this process and not finished
     fits_running: int = 0
     most_fits_at_once: int = 0
+    closing: bool = False  # the server is stopping: no refresh starts or runs again
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @classmethod
@@ -154,7 +155,7 @@ class Trainer:
 
     def wake(self) -> None:
         """People resolved items: start a refresh if one is due (returns at once)."""
-        if self.rt is None or self.rt.settings.refresh_every <= 0:
+        if self.rt is None or self.rt.settings.refresh_every <= 0 or self.closing:
             return
         if self.refresh_task is not None and not self.refresh_task.done():
             self.again = True
@@ -170,7 +171,7 @@ class Trainer:
                     await refresh(self.rt)
                 except Exception:  # noqa: BLE001 - the next labels try again
                     logger.exception("refreshing the working model failed")
-                if not self.again:
+                if not self.again or self.closing:  # closing: the store may be closed next
                     break
         finally:
             async with self.idle:

@@ -174,6 +174,19 @@ async def test_refresh_every_zero_turns_it_off(fake_slack: FakeSlack, tmp_path: 
         assert bot.rt.working is None and versions(bot) == {1}
 
 
+async def test_clicks_acked_while_the_server_stops_start_no_refresh(bot: Bot):
+    # A refresh started then would read the store after the server closed it ("Cannot operate
+    # on a closed database" in the soak's log): the server marks the trainer closing first.
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    before, refreshes = trainer.refresh_task, trainer.refreshes
+    trainer.closing = True  # as init_app's cleanup does before it drains the acked clicks
+    for _ in range(3):  # HITL_REFRESH_EVERY=3: a refresh would be due
+        await answer_next(bot)
+    assert trainer.refresh_task is before and trainer.refreshes == refreshes
+
+
 async def test_without_a_champion_the_first_refresh_is_the_first_model(
     fake_slack: FakeSlack, tmp_path: Path
 ):
