@@ -405,7 +405,13 @@ class WalSync:
         self.seconds = 0.0  # their time in all, in the worker thread
         self.within = [0] * len(self.BUCKETS)  # fsyncs that took at most each bucket's seconds
         self._wal: tuple[str | None] | None = None  # (the log's path,) once read
-        self._thread: ThreadPoolExecutor | None = None  # the fsyncs' own, started at the first
+        self._thread: ThreadPoolExecutor | None = None  # the fsyncs' own (_own_thread)
+
+    def _own_thread(self) -> ThreadPoolExecutor:
+        """The fsyncs' thread, started at the first."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="hitl-wal-sync")
+        return self._thread
 
     def close(self) -> None:
         """Let the fsync thread go (a running fsync finishes; nothing waits for it)."""
@@ -437,12 +443,10 @@ class WalSync:
         while self.next is not None:
             batch, self.next = self.next, None  # commits from here on wait for the next fsync
             try:
-                if path is not None and self._thread is None:
-                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="hitl-wal-sync")
                 seconds = (
                     None
                     if path is None
-                    else await eventloop.to_thread(_fsync, path, executor=self._thread)
+                    else await eventloop.to_thread(_fsync, path, executor=self._own_thread())
                 )
             except Exception as exc:  # noqa: BLE001 - the waiting callers each report it
                 batch.set_exception(exc)
