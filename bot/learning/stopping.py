@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import Store
+from bot.words import count
 from model import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.stopping import (
     CURVE_MAX_LABELS,
@@ -189,6 +190,7 @@ class StopStatus:
     model: str  # "v3" or "r315": the model of the newest check with a learning curve
     n_train: int
     n_stop: int = 0  # items in the newest check's stop set (0: none without a label)
+    n_left: int | None = None  # items without a label now (None: not known)
 
     def lines(self) -> list[str]:
         """Two mrkdwn lines: the signal and the forecast, each in a plain sentence."""
@@ -204,9 +206,17 @@ class StopStatus:
                 f"*Next {NEXT_LABELS} labels:* no forecast yet (the learning curve needs at"
                 " least 30 labels and a curve that fits)",
             ]
-        forecast = (
-            f"*Next {self.extrapolation.next_labels} labels:* {self.extrapolation.gain_text()}"
-        )
+        next_labels = self.extrapolation.next_labels
+        forecast = f"*Next {next_labels} labels:* {self.extrapolation.gain_text()}"
+        if self.n_left is not None and self.n_left < next_labels:
+            # the forecast is of labels the team cannot give yet: say so where it is read
+            left = (
+                f"only {count(self.n_left, 'item')} {'is' if self.n_left == 1 else 'are'} left"
+                " to label; import more for the rest"
+                if self.n_left
+                else "no item is left to label; import more first"
+            )
+            forecast = f"*Next {next_labels} labels* ({left}): {self.extrapolation.gain_text()}"
         if self.n_train > CURVE_MAX_LABELS:
             # The curve was measured on a sample of the labels: its accuracy at all of them is
             # an extrapolation too (10,000 distinct texts of the four datasets: 79 %, where
@@ -230,6 +240,7 @@ class StopStatus:
             "model": self.model,
             "n_train": self.n_train,
             "n_stop": self.n_stop,
+            "n_left": self.n_left,
         }
 
     @classmethod
@@ -241,6 +252,7 @@ class StopStatus:
             data.get("model", "?"),
             int(data.get("n_train") or 0),
             int(data.get("n_stop") or 0),
+            data.get("n_left"),
         )
 
 
@@ -260,4 +272,5 @@ def stop_status(store: Store) -> StopStatus | None:
         model,
         curve["n_train"],
         newest["n_stop"],
+        sum(store.count_items()[status] for status in UNLABELED),
     )

@@ -100,7 +100,9 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     assert first["extrapolation"] == stopping_curve(texts, labels, None, [True] * 36).as_dict()
     [report] = reports_posted(bot)
     assert "*When to stop:* no model 100 labels older than the newest to compare with" in report
-    assert f"*Next 500 labels:* {forecast.gain_text()};" in report
+    # 21 items are left to label: fewer than the forecast's 500, and the line says so
+    left = "*Next 500 labels* (only {} items are left to label; import more for the rest):"
+    assert f"{left.format(21)} {forecast.gain_text()};" in report
     assert "(learning curve of v1 on its 36 labels)" in report
 
     on_the_loop: list[str] = []
@@ -130,7 +132,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     sentence = StopSignal(None, None).sentence()
     text = await accuracy_text(bot)
     assert f"*When to stop:* {sentence}" in text
-    assert f"*Next 500 labels:* {newest.gain_text()};" in text
+    assert f"{left.format(12)} {newest.gain_text()};" in text  # 9 answered since
     assert "(learning curve of r45 on its 45 labels)" in text
     assert newest.gain_text().startswith("about +") or newest.gain_text().startswith("about -")
     assert " (range " in newest.gain_text()  # its uncertainty, from bootstrap refits
@@ -140,8 +142,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
     assert (
-        f"*When to stop:* {sentence}" in home
-        and f"*Next 500 labels:* {newest.gain_text()};" in home
+        f"*When to stop:* {sentence}" in home and f"{left.format(12)} {newest.gain_text()};" in home
     )
 
     outcome = await run_retrain(bot.rt, "cli", force=True)
@@ -304,14 +305,17 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
         [check] = store.stop_checks()
     forecast = Extrapolation.from_dict(check["extrapolation"])
     assert check["n_stop"] == 0 and forecast.n_labels == 36
+    # the forecast is of labels the team cannot give before it imports more: the line says so
+    left = "(no item is left to label; import more first)"
     assert (
-        f"Next 500 labels: {forecast.gain_text()}; accuracy now about"
+        f"Next 500 labels {left}: {forecast.gain_text()}; accuracy now about"
         f" {forecast.at_n * 100:.0f}% (learning curve of v1 on its 36 labels)"
     ) in lines
-    [line] = [line for line in lines if line.startswith("Next 500 labels:")]
-    # the line names the label count once: "Next 500 labels: about +3.6 points (range …); …"
+    [line] = [line for line in lines if line.startswith("Next 500 labels")]
+    # the line names the label count once: "Next 500 labels …: about +3.6 points (range …); …"
     assert re.fullmatch(
-        r"Next 500 labels: about [+-]\d+\.\d points \((range [+-]\d+\.\d to [+-]\d+\.\d|"
+        r"Next 500 labels \(no item is left to label; import more first\): about [+-]\d+\.\d"
+        r" points \((range [+-]\d+\.\d to [+-]\d+\.\d|"
         r"range unknown: the curve's fit is too loose)\); accuracy now about \d+% \(learning "
         r"curve of v1 on its 36 labels\)",
         line,
@@ -338,6 +342,30 @@ def test_a_curve_measured_on_a_sample_of_the_labels_shows_no_accuracy_beside_the
         "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4); accuracy now about 79%"
         " (learning curve of v7 on its 2,000 labels)"
     )
+
+
+def test_a_forecast_beyond_the_items_left_to_label_says_how_many_are_left():
+    forecast = Extrapolation(1_000, 500, 0.8, 1.0, 0.5, 0.65, 0.036, 0.033, 0.043, 10)
+
+    def line(n_left: int | None) -> str:
+        status = StopStatus(StopSignal(0.05, 100), forecast, "v3", 1_000, 300, n_left)
+        return status.lines()[1]
+
+    now = "accuracy now about 65% (learning curve of v3 on its 1,000 labels)"
+    assert (
+        line(None)
+        == line(500)
+        == line(1_200)
+        == (f"*Next 500 labels:* about +3.6 points (range +3.3 to +4.3); {now}")
+    )
+    assert line(440) == (
+        "*Next 500 labels* (only 440 items are left to label; import more for the rest):"
+        f" about +3.6 points (range +3.3 to +4.3); {now}"
+    )
+    assert line(1).startswith("*Next 500 labels* (only 1 item is left to label; import more")
+    # the count is kept with a retrain's outcome, so its report says the same
+    status = StopStatus(StopSignal(0.05, 100), forecast, "v3", 1_000, 300, 440)
+    assert StopStatus.from_dict(status.as_dict()) == status
 
 
 def test_an_upgraded_database_compares_with_the_check_the_kappa_code_stored(tmp_path: Path):
