@@ -22,7 +22,7 @@ QUESTIONS = CHANNEL[0]
 
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0, pace=0.0)
     async with running_demo(options, load_data(options), echo=lambda line: None) as running:
         yield running
 
@@ -30,7 +30,7 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
 @pytest.fixture
 async def still_demo(tmp_path: Path) -> AsyncIterator[Demo]:
     """The demo without its background tasks: a test moves the queue itself."""
-    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0)
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=60, retrain_every=0, pace=0.0)
     async with running_demo(
         options, load_data(options), echo=lambda line: None, background=False
     ) as running:

@@ -34,7 +34,7 @@ WAIT = 10_000  # ms: an upper bound for each expectation, not a pause
 
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0)
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0, pace=0.0)
     async with running_demo(options, load_data(options), echo=lambda line: None) as running:
         yield running
 
