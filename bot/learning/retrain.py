@@ -35,7 +35,7 @@ from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
 from bot.learning.scoring import Scorer, score_items
-from bot.learning.scoring_worker import child_context, exit_with_parent
+from bot.learning.scoring_worker import child_context, exit_with_parent, resume
 from bot.runtime import Champion
 from bot.store import Store
 from model import (
@@ -488,6 +488,7 @@ class FitWorker:
     def close(self) -> None:
         """Stop the child at once (a fit in progress is abandoned; its run is marked failed)."""
         if self._pool is not None:
+            resume(self.child_pids())  # a stopped child would hold terminate() for ever
             self._pool.terminate()
             self._pool = None
 

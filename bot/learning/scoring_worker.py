@@ -19,10 +19,11 @@ import logging
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -124,6 +125,16 @@ def exit_with_parent(parent: int, poll: float = 1.0) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="hitl-exit-with-parent", daemon=True).start()
+
+
+def resume(pids: Iterable[int | None]) -> None:
+    """SIGCONT each child about to be terminated. A stopped child (SIGSTOP, a debugger, a
+    frozen cgroup) keeps a SIGTERM pending and never exits, and the pool's join waits for it
+    for ever: the server's stop would hang. Running children ignore SIGCONT."""
+    for pid in pids:
+        if pid is not None:
+            with contextlib.suppress(OSError):  # already gone
+                os.kill(pid, signal.SIGCONT)
 
 
 def _child_start(server: int, niceness: int = 0) -> None:
@@ -259,6 +270,7 @@ class ScoringWorker:
         # No public way to stop a worker in 3.11 (3.14 has terminate_workers): the executor's
         # own table of its processes.
         processes = list(getattr(executor, "_processes", {}).values())
+        resume(process.pid for process in processes)
         for process in processes:
             with contextlib.suppress(Exception):
                 process.terminate()

@@ -1,0 +1,77 @@
+"""The server's children stopped (SIGSTOP, a debugger, a frozen cgroup) do not hold its stop.
+
+A stopped process keeps a SIGTERM pending and does not exit. A pool that terminates it, then
+joins it, waits for ever; the server's shutdown (the fit pool's ``terminate``) or its exit
+(the scoring executor's manager thread, joined at interpreter exit) hangs, until something
+kills it with SIGKILL. The workers resume their children before they terminate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import threading
+import time
+
+from bot.learning.retrain import FitWorker
+from bot.learning.scoring_worker import ScoringWorker
+from model.classifier import TextClassifier
+
+BOUND = 30  # seconds: the children exit in milliseconds; without the fix, never
+
+
+def exits_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not necessarily ours: the fork server's child) exits within
+    ``seconds``; a pidfd turns readable when it does."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # gone already (and reaped)
+    try:
+        ready, _, _ = select.select([fd], [], [], seconds)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_stopped_scoring_child_exits_when_the_worker_closes():
+    classifier = TextClassifier().fit(
+        ["refund my card", "charged twice", "app crashes", "blank page"],
+        ["billing", "billing", "bug", "bug"],
+    )
+    worker = ScoringWorker()
+    await worker.predict(1, classifier, ["a refund please"], "margin")
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        worker.close()
+        assert exits_within(pid, BOUND), "a stopped scoring child outlived close()"
+    finally:
+        kill(pid)
+
+
+async def test_a_stopped_fit_child_does_not_hold_the_close():
+    worker = FitWorker()
+    fit = asyncio.ensure_future(worker._call(time.sleep, (600,)))  # a fit that takes long
+    await worker.wait_handed(1)
+    [pid] = worker.child_pids()
+    os.kill(pid, signal.SIGSTOP)
+    closing = threading.Thread(target=worker.close, daemon=True)  # shutdown's call
+    closing.start()
+    try:
+        closing.join(BOUND)
+        assert not closing.is_alive(), "close() waited for a stopped fit child"
+        assert exits_within(pid, BOUND)
+    finally:
+        kill(pid)
+        closing.join(BOUND)
+        fit.cancel()
