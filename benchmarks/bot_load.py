@@ -46,6 +46,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -215,6 +216,11 @@ def train_seed_champion(
 # --- servers -----------------------------------------------------------------------------
 
 
+def no_core_file() -> None:
+    """In a server about to start: SIGABRT prints its stacks and writes no core file."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 async def start_process(
     args: list[str],
     env: dict[str, str],
@@ -231,6 +237,7 @@ async def start_process(
         cwd=cwd,
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE if stdout else None,
+        preexec_fn=no_core_file,  # stop_process may ask it for its stacks with SIGABRT
     )
     seen: list[str] = []
 
@@ -252,6 +259,7 @@ async def start_process(
 
 DRAINS: dict[int, asyncio.Task] = {}  # pid → the task reading that server's stderr
 KEEP_LOG = 200_000  # characters of a server's log kept for the report
+STOP_WITHIN = 60  # seconds from SIGTERM to a server's exit before it is asked where it waits
 
 
 async def drain(stream: asyncio.StreamReader) -> str:
@@ -265,12 +273,22 @@ async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
     try:
-        code = await asyncio.wait_for(process.wait(), 60)
-    except TimeoutError:  # a retrain still fitting in a worker thread holds the exit
-        process.kill()
-        code = await process.wait()
+        code = await asyncio.wait_for(process.wait(), STOP_WITHIN)
+    except TimeoutError:
+        # A stop that hangs is a defect: the server prints where each thread waits on
+        # SIGABRT (faulthandler), and the report shows it.
+        process.send_signal(signal.SIGABRT)
+        try:
+            code = await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            code = await process.wait()
     reader = DRAINS.pop(process.pid, None)
     rest = await reader if reader is not None else (await process.stderr.read()).decode()
+    if "Fatal Python error: Aborted" in rest:
+        stacks = rest[rest.rindex("Fatal Python error: Aborted") :]
+        print(f"server {process.pid} did not stop within {STOP_WITHIN} s of SIGTERM; its threads:")
+        print(stacks[:20_000], flush=True)
     return code, rest
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
 import re
@@ -316,6 +317,9 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     gets the lines a person wants to see at the default log level (listening, stopping): the
     CLI prints them on stderr.
     """
+    # A server that hangs can be asked where: SIGABRT (or a crash in C) prints every thread's
+    # stack on stderr before it ends.
+    faulthandler.enable(all_threads=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

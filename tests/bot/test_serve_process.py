@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import sys
@@ -35,11 +36,8 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
             return
 
 
-async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, tmp_path: Path):
-    db = tmp_path / "hitl.db"
-    seed(db, [Item("a", "refund please"), Item("b", "app crashes"), Item("c", "hello")])
-    port = free_port()
-    env = {
+def serve_env(fake_slack: FakeSlack, db: Path, port: int) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
         "SLACK_BOT_TOKEN": fake_slack.token,
         "SLACK_SIGNING_SECRET": SECRET,
@@ -50,6 +48,13 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
         "HITL_PORT": str(port),
         "HITL_MAX_OPEN": "2",
     }
+
+
+async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please"), Item("b", "app crashes"), Item("c", "hello")])
+    port = free_port()
+    env = serve_env(fake_slack, db, port)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -98,6 +103,40 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     # that the server is up, and where.
     assert "WARNING" not in output and "will be unused" not in output
     assert f"slack-hitl listening on http://127.0.0.1:{port}\n" in seen
+
+
+async def test_a_server_asked_with_sigabrt_prints_where_every_thread_is(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A server that hangs (a stop that never ends) can be asked where it waits."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please")])
+    env = serve_env(fake_slack, db, free_port())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)),  # no core file
+    )
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
+        process.send_signal(signal.SIGABRT)
+        code = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = "".join(seen) + (await process.stderr.read()).decode()
+    assert code == -signal.SIGABRT, output
+    assert "Fatal Python error: Aborted" in output, output
+    # every thread's stack (the worker threads' too), the main one down to the command
+    assert "Current thread 0x" in output and "Thread 0x" in output.replace("Current thread", "")
+    assert "bot/cli.py" in output
 
 
 # -- Socket Mode while Slack cannot be reached (issue 15, point 9) -----------------------------
