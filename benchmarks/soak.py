@@ -41,6 +41,7 @@ from bot.slack.blocks import block_id_for, encode_value  # noqa: E402
 from tests import signing  # noqa: E402
 
 SECRET = "soak-signing-secret"
+STOP_WITHIN = 60  # seconds from SIGTERM to the server's exit before it is asked where it waits
 API_TOKEN = "soak-api-token"
 CHANNEL = "C0SOAK"
 LABELS = ("billing", "bug", "account", "how_to")
@@ -63,6 +64,38 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: the fork server and resource tracker, and the fork
+    server's children (the scoring children, a fit's child while it fits)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone since the listing
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def children_rss_mb(pid: int) -> tuple[float, int]:
+    """The summed RSS of ``pid``'s descendants (pages they share with the fork server are
+    counted in each), and how many there are."""
+    total, alive = 0.0, 0
+    for child in descendants(pid):
+        try:
+            total += rss_mb(child)
+            alive += 1
+        except OSError:
+            continue  # ended since the listing
+    return total, alive
 
 
 MEMORY_METRICS = (  # (name on /metrics, unit shown, divisor)
@@ -224,6 +257,7 @@ async def run(args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{port}"
         load = Load(url, pending, rng)
         samples: list[tuple[float, float]] = []
+        child_samples: list[tuple[float, float, int]] = []  # (seconds, summed MB, processes)
         memory: list[tuple[float, dict[str, float]]] = []  # where the memory goes, from /metrics
         faults = 0
         started = time.monotonic()
@@ -234,6 +268,7 @@ async def run(args: argparse.Namespace) -> int:
             while (elapsed := time.monotonic() - started) < duration:
                 if elapsed >= next_sample:
                     samples.append((elapsed, rss_mb(server.pid)))
+                    child_samples.append((elapsed, *children_rss_mb(server.pid)))
                     memory.append((elapsed, await memory_metrics(session, url)))
                     next_sample += args.sample_every
                 if elapsed >= next_retrain:
@@ -248,6 +283,7 @@ async def run(args: argparse.Namespace) -> int:
                 tasks += [load.predict(session) for _ in range(args.predictions_per_second)]
                 await asyncio.gather(*tasks, asyncio.sleep(1))  # a second's worth of load
             samples.append((time.monotonic() - started, rss_mb(server.pid)))
+            child_samples.append((time.monotonic() - started, *children_rss_mb(server.pid)))
             memory.append((time.monotonic() - started, await memory_metrics(session, url)))
         fake.release_timeouts()
     except BaseException:
@@ -255,7 +291,16 @@ async def run(args: argparse.Namespace) -> int:
         await fake.close()
         raise
     server.send_signal(signal.SIGTERM)
-    code = await server.wait()
+    try:
+        code = await asyncio.wait_for(server.wait(), STOP_WITHIN)
+    except TimeoutError:  # a stop that hangs: the server prints its threads' stacks on SIGABRT
+        log.append(f"[soak] the server did not stop within {STOP_WITHIN} s of SIGTERM\n")
+        server.send_signal(signal.SIGABRT)
+        try:
+            code = await asyncio.wait_for(server.wait(), 10)
+        except TimeoutError:
+            server.kill()
+            code = await server.wait()
     await drain
     await fake.close()
 
@@ -298,6 +343,15 @@ async def run(args: argparse.Namespace) -> int:
         f"{max(s[1] for s in samples):.0f} |"
     )
     print(f"| RSS trend after warm-up (MB/min) | {slope:+.2f} |")
+    warm_children = [c for c in child_samples if c[0] >= min(60, duration / 4)] or child_samples
+    if len(warm_children) > 2:
+        trend = float(np.polyfit([c[0] / 60 for c in warm_children],
+                                 [c[1] for c in warm_children], 1)[0])  # fmt: skip
+        print(
+            f"| children's RSS first / last / max (MB; {child_samples[-1][2]} processes at the"
+            f" end) | {child_samples[0][1]:.0f} / {child_samples[-1][1]:.0f} /"
+            f" {max(c[1] for c in child_samples):.0f}; trend after warm-up {trend:+.2f} MB/min |"
+        )
     for name, unit, scale in MEMORY_METRICS:
         points = [(t / 60, m[name] / scale) for t, m in memory if name in m]
         warm_points = [pt for pt in points if pt[0] * 60 >= min(60, duration / 4)] or points
@@ -324,12 +378,16 @@ async def run(args: argparse.Namespace) -> int:
         )
     print()
     print("RSS samples (minute, MB): " + ", ".join(f"{t / 60:.1f}:{m:.0f}" for t, m in samples))
+    print(
+        "children's RSS samples (minute, MB, processes): "
+        + ", ".join(f"{t / 60:.1f}:{m:.0f}:{n}" for t, m, n in child_samples)
+    )
     for name, unit, scale in MEMORY_METRICS:
         series = ", ".join(f"{t / 60:.1f}:{m[name] / scale:.1f}" for t, m in memory if name in m)
         print(f"{name} samples (minute, {unit}): {series}")
     ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
     for n, line in enumerate(log):
-        if "Traceback" in line:
+        if "Traceback" in line or "did not stop within" in line:
             print("server log around a traceback:")
             print("".join(log[max(0, n - 3) : n + 30]))
             break
