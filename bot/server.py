@@ -318,8 +318,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     CLI prints them on stderr.
     """
     # A server that hangs can be asked where: SIGABRT (or a crash in C) prints every thread's
-    # stack on stderr before it ends.
-    faulthandler.enable(all_threads=True)
+    # stack on stderr before it ends; where stderr is no file (no fileno: run inside another
+    # program), there is nowhere to print them.
+    with contextlib.suppress(RuntimeError, OSError, ValueError):
+        faulthandler.enable(all_threads=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
