@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import math
 import os
 import platform
 import random
+import signal
 import socket
 import statistics
 import sys
@@ -112,6 +114,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def stop_server(process: asyncio.subprocess.Process, within: float = 60) -> tuple[int, bool]:
+    """SIGTERM ``hitl serve`` and wait ``within`` s for its exit. A stop that hangs is a
+    defect: the server is then sent SIGABRT, on which it prints every thread's stack on stderr
+    (faulthandler), and killed if even that does not end it. Its exit code, and whether it
+    had to be aborted."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(process.wait(), within), False
+    except TimeoutError:
+        process.send_signal(signal.SIGABRT)
+    try:
+        return await asyncio.wait_for(process.wait(), 10), True
+    except TimeoutError:
+        process.kill()
+        return await process.wait(), True
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:

@@ -71,6 +71,7 @@ from _common import (
     markdown_table,
     percentile,
     resolve_data,
+    stop_server,
     write_seed_csv,
 )
 
@@ -270,22 +271,10 @@ async def drain(stream: asyncio.StreamReader) -> str:
 
 
 async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        code = await asyncio.wait_for(process.wait(), STOP_WITHIN)
-    except TimeoutError:
-        # A stop that hangs is a defect: the server prints where each thread waits on
-        # SIGABRT (faulthandler), and the report shows it.
-        process.send_signal(signal.SIGABRT)
-        try:
-            code = await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            code = await process.wait()
+    code, aborted = await stop_server(process, STOP_WITHIN)
     reader = DRAINS.pop(process.pid, None)
     rest = await reader if reader is not None else (await process.stderr.read()).decode()
-    if "Fatal Python error: Aborted" in rest:
+    if aborted and "Fatal Python error: Aborted" in rest:  # the report shows where it waited
         stacks = rest[rest.rindex("Fatal Python error: Aborted") :]
         print(f"server {process.pid} did not stop within {STOP_WITHIN} s of SIGTERM; its threads:")
         print(stacks[:20_000], flush=True)

@@ -22,7 +22,6 @@ import csv
 import os
 import random
 import shutil
-import signal
 import socket
 import sqlite3
 import sys
@@ -35,6 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import stop_server  # noqa: E402
 
 from bot.sandbox import FakeSlack  # noqa: E402
 from bot.slack.blocks import block_id_for, encode_value  # noqa: E402
@@ -290,17 +291,9 @@ async def run(args: argparse.Namespace) -> int:
         server.terminate()  # never leave the server running when the soak itself fails
         await fake.close()
         raise
-    server.send_signal(signal.SIGTERM)
-    try:
-        code = await asyncio.wait_for(server.wait(), STOP_WITHIN)
-    except TimeoutError:  # a stop that hangs: the server prints its threads' stacks on SIGABRT
+    code, aborted = await stop_server(server, STOP_WITHIN)  # a hang: its stacks in the log
+    if aborted:
         log.append(f"[soak] the server did not stop within {STOP_WITHIN} s of SIGTERM\n")
-        server.send_signal(signal.SIGABRT)
-        try:
-            code = await asyncio.wait_for(server.wait(), 10)
-        except TimeoutError:
-            server.kill()
-            code = await server.wait()
     await drain
     await fake.close()
 
