@@ -201,8 +201,29 @@ def _fit_curve(
 ) -> np.ndarray | None:
     """``(a, b, c)`` fitted by Levenberg-Marquardt on ``(log(1 − a), log b, log c)``, so that
     ``a < 1`` and ``b, c > 0`` without bounds (20× faster than a bounded trust region, which
-    is the fallback when that fit fails)."""
-    a0, b0, c0 = start if start is not None else (min(0.99, float(y.max()) + 0.05), 1.0, 0.5)
+    is the fallback when that fit fails). From ``start``, or else from each of ``_STARTS``,
+    keeping the closest fit: from one start the fit can settle on a step (``c`` in the
+    hundreds, flat over the points) far from points that still climb."""
+    if start is not None:
+        return _fit_from(x, y, start)
+    best, best_sse = None, math.inf
+    top = float(y.max())
+    for above, c0 in _STARTS:
+        params = _fit_from(x, y, (min(0.99, top + above), 1.0, c0))
+        if params is not None:
+            with np.errstate(all="ignore"):
+                sse = float(np.sum((inverse_power_law(x, *params) - y) ** 2))
+            if sse < best_sse:
+                best, best_sse = params, sse
+    return best
+
+
+# where the fit starts: the asymptote this far above the best score, and the exponent c
+_STARTS = ((0.05, 0.1), (0.05, 0.3), (0.05, 1.0), (0.2, 0.1), (0.2, 0.3), (0.2, 1.0))
+
+
+def _fit_from(x: np.ndarray, y: np.ndarray, start: Sequence[float]) -> np.ndarray | None:
+    a0, b0, c0 = start
     guess = (math.log(max(1.0 - a0, 1e-9)), math.log(max(b0, 1e-9)), math.log(max(c0, 1e-9)))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # OptimizeWarning: no covariance (not used)

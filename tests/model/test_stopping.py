@@ -117,6 +117,20 @@ def test_extrapolation_range_widens_with_noise_and_holds_the_gain():
     assert found.high - found.low > 0.01
 
 
+def test_a_curve_that_still_climbs_is_not_fitted_as_a_flat_step():
+    # benchmarks/stopping.py, trec seed 0 at 1,200 labels: the learning curve on its 74
+    # held-out uniform picks climbs from 47 % to 85 %. Fitted from one start, the law settled
+    # on a step (c ≈ 1,000: flat at 73 % over every point) and forecast +0.0 (range +0.0 to
+    # +0.0), so the product advised stopping with 3.8 points still to come.
+    sizes = [225, 225, 450, 450, 675, 675, 900, 900, 1126, 1126]
+    scores = [n / 74 for n in (38, 32, 52, 52, 56, 60, 63, 61, 65, 61)]
+    found = extrapolate(sizes, scores, n_labels=1200)
+    fitted = inverse_power_law(np.array(sizes, dtype=float), found.a, found.b, found.c)
+    assert np.sum((fitted - np.array(scores)) ** 2) < 0.01  # the step's: 0.199
+    assert found.c < 3
+    assert 0.01 < found.gain < 0.06 and found.high > found.low  # measured next: +2.6 points
+
+
 def test_extrapolation_needs_four_points_on_three_sizes():
     assert extrapolate([10, 20, 40], [0.5, 0.6, 0.7], n_labels=50) is None
     assert extrapolate([10, 10, 20, 20], [0.5, 0.5, 0.6, 0.6], n_labels=50) is None
