@@ -147,13 +147,13 @@ def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> 
     if method == "uniform":
         uniform = [reasons.get(i) in ("cold_start", "audit") for i in labeled]
     t0 = time.perf_counter()
-    sizes, scores = curve_points(
+    points = curve_points(
         texts,
         labels,
         lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels), n_classes=len(set(labels))),
         uniform=uniform,
     )
-    found = extrapolate(sizes, scores, n, next_labels)
+    found = extrapolate(points.sizes, points.scores, n, next_labels, n_test=points.n_test)
     return {
         "kind": "extrapolation",
         "method": method,
@@ -162,7 +162,7 @@ def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> 
         "n_labels": n,
         "next_labels": next_labels,
         "predicted": found.as_dict() if found else None,
-        "curve": [sizes, scores],
+        "curve": [points.sizes, points.scores],
         "seconds": time.perf_counter() - t0,
     }
 

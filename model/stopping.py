@@ -28,6 +28,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -151,7 +152,8 @@ def inverse_power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray
 class Extrapolation:
     """The fitted curve and what it says of the next ``next_labels`` labels after ``n_labels``:
     ``gain`` (accuracy, 0–1) with its range ``low``–``high`` (None when the fit's covariance
-    gives none), and ``at_n`` the curve's accuracy at ``n_labels``."""
+    gives none), ``at_n`` the curve's accuracy at ``n_labels``, and ``n_test`` how many labels
+    each point of the curve was tested on (None: not known)."""
 
     n_labels: int
     next_labels: int
@@ -163,6 +165,7 @@ class Extrapolation:
     low: float | None
     high: float | None
     n_points: int
+    n_test: int | None = None
 
     def gain_text(self) -> str:
         """``about +3.6 points (range +3.3 to +4.3)``: the gain of the next ``next_labels``
@@ -184,11 +187,12 @@ class Extrapolation:
             "low": self.low,
             "high": self.high,
             "n_points": self.n_points,
+            "n_test": self.n_test,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Extrapolation:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def _log_law(n: np.ndarray, log_gap: float, log_b: float, log_c: float) -> np.ndarray:
@@ -250,6 +254,7 @@ def extrapolate(
     n_labels: int,
     next_labels: int = NEXT_LABELS,
     *,
+    n_test: int | None = None,
     n_boot: int = 200,
     random_state: int = 0,
 ) -> Extrapolation | None:
@@ -257,7 +262,9 @@ def extrapolate(
     from ``n_labels`` to ``n_labels + next_labels``. Its range is the ``INTERVAL`` percentiles
     of the gain over ``n_boot`` bootstrap refits (the points resampled with replacement);
     None when fewer than half of them fit. Returns None when the points are too few (under
-    4, or under 3 distinct sizes) or the fit fails."""
+    4, or under 3 distinct sizes) or the fit fails. ``n_test`` (how many labels each score
+    was measured on, ``CurvePoints.n_test``) is kept with the result for the people reading
+    it."""
     pairs = [
         (float(n), float(s))
         for n, s in zip(sizes, scores, strict=True)
@@ -281,7 +288,9 @@ def extrapolate(
     if len(gains) >= n_boot / 2:
         low, high = (float(v) for v in np.percentile(gains, INTERVAL))
         low, high = min(low, gain), max(high, gain)  # the range holds the estimate it is of
-    return Extrapolation(n_labels, next_labels, a, b, c, at_n, gain, low, high, len(pairs))
+    return Extrapolation(
+        n_labels, next_labels, a, b, c, at_n, gain, low, high, len(pairs), n_test or None
+    )
 
 
 def _bootstrap(x, y, params, start: float, end: float, n_boot: int, rng) -> list[float]:
@@ -299,6 +308,15 @@ def _bootstrap(x, y, params, start: float, end: float, n_boot: int, rng) -> list
     return gains
 
 
+class CurvePoints(NamedTuple):
+    """A learning curve: accuracy ``scores`` at training ``sizes`` (one per split and size),
+    each measured on ``n_test`` labels (0: no curve)."""
+
+    sizes: list[int]
+    scores: list[float]
+    n_test: int = 0
+
+
 def curve_points(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -310,12 +328,12 @@ def curve_points(
     max_labels: int = CURVE_MAX_LABELS,
     random_state: int = 0,
     uniform: Sequence[bool] | None = None,
-) -> tuple[list[int], list[float]]:
+) -> CurvePoints:
     """Accuracy against training size on the labels themselves: scikit-learn's
     ``learning_curve`` over ``n_splits`` shuffled splits (``test_size`` held out), at
     ``sizes`` of each training part, on at most ``max_labels`` labels (a sample). Returns the
-    sizes (label counts) and scores, one per split and size; a fit that fails is left out.
-    Empty under ``MIN_CURVE_LABELS`` labels.
+    sizes (label counts) and scores, one per split and size (a fit that fails is left out),
+    and how many labels each split tests on. Empty under ``MIN_CURVE_LABELS`` labels.
 
     ``uniform`` marks the labels of items drawn uniformly from the pool (cold start, audits):
     given, each split tests on half of those (at least ``MIN_UNIFORM`` of them, else no
@@ -324,7 +342,7 @@ def curve_points(
     from sklearn.model_selection import ShuffleSplit, learning_curve
 
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
-        return [], []
+        return CurvePoints([], [])
     rng = np.random.default_rng(random_state)
     keep = np.arange(len(labels))
     if len(keep) > max_labels:
@@ -332,11 +350,13 @@ def curve_points(
     x = np.array([texts[i] for i in keep], dtype=object)
     y = np.array([labels[i] for i in keep], dtype=object)
     splits: object = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
+    n_test = math.ceil(test_size * len(keep))  # ShuffleSplit's count
     if uniform is not None:
         drawn = np.flatnonzero(np.asarray(uniform, dtype=bool)[keep])
         if len(drawn) < 2 * MIN_UNIFORM:
-            return [], []
+            return CurvePoints([], [])
         splits = []
+        n_test = len(drawn) // 2
         for _ in range(n_splits):
             test = np.sort(rng.permutation(drawn)[: len(drawn) // 2])
             splits.append((np.setdiff1d(np.arange(len(keep)), test), test))
@@ -360,4 +380,4 @@ def curve_points(
             if math.isfinite(score):
                 out_sizes.append(int(count))
                 out_scores.append(float(score))
-    return out_sizes, out_scores
+    return CurvePoints(out_sizes, out_scores, n_test)

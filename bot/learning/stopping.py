@@ -152,13 +152,13 @@ def _curve(
         uniform = None
     try:
         name = pipeline or DEFAULT_PIPELINE
-        sizes, scores = curve_points(
+        points = curve_points(
             texts,
             labels,
             lambda: build_pipeline(name, n_samples=len(labels), n_classes=len(set(labels))),
             uniform=uniform,
         )
-        return extrapolate(sizes, scores, len(labels))
+        return extrapolate(points.sizes, points.scores, len(labels), n_test=points.n_test)
     except Exception:  # noqa: BLE001 - no forecast is better than no model
         logger.exception("the learning-curve extrapolation failed")
         return None
@@ -217,6 +217,10 @@ class StopStatus:
                 else "no item is left to label; import more first"
             )
             forecast = f"*Next {next_labels} labels* ({left}): {self.extrapolation.gain_text()}"
+        # how many labels each point was tested on: with few, the curve is rough (a dozen
+        # labels move its accuracy by several points), and people can see that
+        n_test = self.extrapolation.n_test
+        tested = f", tested on {n_test:,} of them" if n_test else ""
         if self.n_train > CURVE_MAX_LABELS:
             # The curve was measured on a sample of the labels: its accuracy at all of them is
             # an extrapolation too (10,000 distinct texts of the four datasets: 79 %, where
@@ -224,12 +228,12 @@ class StopStatus:
             return [
                 stop,
                 f"{forecast}; learning curve of {self.model} on {CURVE_MAX_LABELS:,} of its"
-                f" {self.n_train:,} labels",
+                f" {self.n_train:,} labels{tested}",
             ]
         return [
             stop,
             f"{forecast}; accuracy now about {self.extrapolation.at_n * 100:.0f}% (learning"
-            f" curve of {self.model} on its {self.n_train:,} labels)",
+            f" curve of {self.model} on its {self.n_train:,} labels{tested})",
         ]
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Home say whether predictions have stopped changing and what the next 500 labels 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -103,7 +104,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     # 21 items are left to label: fewer than the forecast's 500, and the line says so
     left = "*Next 500 labels* (only {} items are left to label; import more for the rest):"
     assert f"{left.format(21)} {forecast.gain_text()};" in report
-    assert "(learning curve of v1 on its 36 labels)" in report
+    assert "(learning curve of v1 on its 36 labels, tested on 18 of them)" in report
 
     on_the_loop: list[str] = []
     bot.store.db.conn.set_trace_callback(on_the_loop.append)
@@ -121,7 +122,7 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     # the models on the stop set but measures no learning curve (ten fits); v1's stands
     assert checks[-1]["extrapolation"] is None
     text = await accuracy_text(bot)
-    assert "(learning curve of v1 on its 36 labels)" in text
+    assert "(learning curve of v1 on its 36 labels, tested on 18 of them)" in text
     await answer_three(bot)  # 42 labels: still not due
     await answer_three(bot)  # 45 = 1.25 × 36: due
     checks = bot.store.stop_checks()
@@ -133,7 +134,9 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     text = await accuracy_text(bot)
     assert f"*When to stop:* {sentence}" in text
     assert f"{left.format(12)} {newest.gain_text()};" in text  # 9 answered since
-    assert "(learning curve of r45 on its 45 labels)" in text
+    # tested on half the 36 imported labels: the 9 answers were asked for the model's doubt
+    assert newest.n_test == 18
+    assert "(learning curve of r45 on its 45 labels, tested on 18 of them)" in text
     assert newest.gain_text().startswith("about +") or newest.gain_text().startswith("about -")
     assert " (range " in newest.gain_text()  # its uncertainty, from bootstrap refits
 
@@ -151,7 +154,9 @@ async def test_retrains_and_refreshes_show_the_signal_and_the_forecast_off_the_l
     checks = bot.store.stop_checks()
     assert len(checks) == 5 and checks[-1]["n_train"] == 45
     assert f"*When to stop:* {sentence}" in report
-    assert "(learning curve of v2 on its 45 labels)" in report  # a retrain always measures it
+    assert (
+        "(learning curve of v2 on its 45 labels, tested on 18 of them)" in report
+    )  # a retrain always measures it
 
 
 async def settle(bot: Bot, curve: Extrapolation | None = None) -> str:
@@ -177,7 +182,7 @@ async def test_a_model_that_changed_two_percent_of_the_stop_set_in_100_labels_fi
         " labels are unlikely to help much"
     ) in text
     # those updates measured no learning curve (as refreshes between curves): v1's stands
-    assert "(learning curve of v1 on its 36 labels)" in text
+    assert "(learning curve of v1 on its 36 labels, tested on 18 of them)" in text
 
 
 async def test_settled_predictions_with_a_forecast_sure_of_more_do_not_advise_stopping(bot: Bot):
@@ -288,7 +293,10 @@ def test_a_refresh_measures_the_curve_once_labels_grew_a_quarter_and_until_then_
         assert not read_stop_plan(store, refresh_labels=49).curve
         assert read_stop_plan(store, refresh_labels=50).curve  # 1.25 × 40
         assert read_stop_plan(store).curve  # a retrain always measures it
-        assert "(learning curve of r40 on its 40 labels)" in stop_status(store).lines()[1]
+        assert (
+            "(learning curve of r40 on its 40 labels)"  # stored before n_test was
+            in stop_status(store).lines()[1]
+        )
 
 
 def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_path: Path):
@@ -309,7 +317,7 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
     left = "(no item is left to label; import more first)"
     assert (
         f"Next 500 labels {left}: {forecast.gain_text()}; accuracy now about"
-        f" {forecast.at_n * 100:.0f}% (learning curve of v1 on its 36 labels)"
+        f" {forecast.at_n * 100:.0f}% (learning curve of v1 on its 36 labels, tested on 18 of them)"
     ) in lines
     [line] = [line for line in lines if line.startswith("Next 500 labels")]
     # the line names the label count once: "Next 500 labels …: about +3.6 points (range …); …"
@@ -317,7 +325,7 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_pat
         r"Next 500 labels \(no item is left to label; import more first\): about [+-]\d+\.\d"
         r" points \((range [+-]\d+\.\d to [+-]\d+\.\d|"
         r"range unknown: the curve's fit is too loose)\); accuracy now about \d+% \(learning "
-        r"curve of v1 on its 36 labels\)",
+        r"curve of v1 on its 36 labels, tested on 18 of them\)",
         line,
     ), line
     shown = run_cli(db, "accuracy").output.splitlines()
@@ -342,6 +350,9 @@ def test_a_curve_measured_on_a_sample_of_the_labels_shows_no_accuracy_beside_the
         "*Next 500 labels:* about +0.3 points (range +0.2 to +0.4); accuracy now about 79%"
         " (learning curve of v7 on its 2,000 labels)"
     )
+    tested = dataclasses.replace(forecast, n_test=400)
+    big = StopStatus(StopSignal(0.01, 100), tested, "v7", 10_000, n_stop=2_000).lines()[1]
+    assert big.endswith("learning curve of v7 on 2,000 of its 10,000 labels, tested on 400 of them")
 
 
 def test_a_forecast_beyond_the_items_left_to_label_says_how_many_are_left():

@@ -4,6 +4,7 @@ from sklearn.dummy import DummyClassifier
 
 from model.classifier import build_pipeline
 from model.stopping import (
+    CurvePoints,
     Extrapolation,
     StopSignal,
     baseline,
@@ -104,7 +105,11 @@ def test_extrapolation_recovers_an_exact_inverse_power_law():
     assert found.low == pytest.approx(found.gain, abs=1e-3)
     assert found.high == pytest.approx(found.gain, abs=1e-3)
     assert found.gain_text() == "about +0.8 points (range +0.8 to +0.8)"  # for "Next 500 labels:"
-    assert Extrapolation.from_dict(found.as_dict()) == found
+    assert Extrapolation.from_dict(found.as_dict()) == found and found.n_test is None
+    tested = extrapolate(sizes, scores, n_labels=400, n_test=37)
+    assert tested.n_test == 37 and Extrapolation.from_dict(tested.as_dict()) == tested
+    stored_before = {k: v for k, v in tested.as_dict().items() if k != "n_test"}
+    assert Extrapolation.from_dict(stored_before).n_test is None  # kept before n_test was
 
 
 def test_extrapolation_range_widens_with_noise_and_holds_the_gain():
@@ -143,19 +148,17 @@ def test_curve_points_measure_accuracy_on_subsets_of_the_labels():
         for label, vocab in words.items():
             texts.append(f"{vocab.split()[n % 3]} number {n}")
             labels.append(label)
-    sizes, scores = curve_points(
+    sizes, scores, n_test = curve_points(
         texts, labels, lambda: build_pipeline("word_lr"), sizes=(0.5, 1.0), n_splits=2
     )
     # 80 labels, 20 % held out: training parts of 64, so sizes 32 and 64, two splits each
-    assert sorted(sizes) == [32, 32, 64, 64]
+    assert sorted(sizes) == [32, 32, 64, 64] and n_test == 16
     assert all(0.9 <= s <= 1.0 for s in scores)
 
 
 def test_curve_points_need_thirty_labels():
-    assert curve_points(["a b"] * 10, ["x", "y"] * 5, lambda: build_pipeline("word_lr")) == (
-        [],
-        [],
-    )
+    found = curve_points(["a b"] * 10, ["x", "y"] * 5, lambda: build_pipeline("word_lr"))
+    assert found == CurvePoints([], [], 0)
 
 
 def _always_u() -> DummyClassifier:
@@ -169,14 +172,15 @@ def test_a_curve_tested_on_the_uniform_picks_tests_on_nothing_else():
     texts = [f"t{n}" for n in range(200)]
     labels = ["u" if n % 5 == 0 else "x" for n in range(200)]
     uniform = [n % 5 == 0 for n in range(200)]
-    sizes, scores = curve_points(texts, labels, _always_u, uniform=uniform)
-    assert len(scores) == 10 and set(scores) == {1.0}
+    sizes, scores, n_test = curve_points(texts, labels, _always_u, uniform=uniform)
+    assert len(scores) == 10 and set(scores) == {1.0} and n_test == 20  # half the 40
     assert max(sizes) == 200 - 20  # trains on all but the tested half of the uniform picks
-    mixed_sizes, mixed = curve_points(texts, labels, _always_u)  # shuffled splits of everything
-    assert len(mixed) == 10 and max(mixed) < 0.5
+    _, mixed, n_mixed = curve_points(texts, labels, _always_u)  # shuffled splits of everything
+    assert len(mixed) == 10 and max(mixed) < 0.5 and n_mixed == 40  # 20 % of 200
 
 
 def test_too_few_uniform_picks_give_no_curve():
     texts = [f"t{n}" for n in range(100)]
     labels = ["u", "x"] * 50
-    assert curve_points(texts, labels, _always_u, uniform=[n < 19 for n in range(100)]) == ([], [])
+    found = curve_points(texts, labels, _always_u, uniform=[n < 19 for n in range(100)])
+    assert found == CurvePoints([], [], 0)
