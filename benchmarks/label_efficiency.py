@@ -97,9 +97,13 @@ ARMS = (
 # closest calls; the audit share stays uniform; margin from the second model on.
 # ``hybrid1``: the first model's batch is random (random's picks, as warm<K>) while that model
 # knows fewer than half of the label set's classes, else spread as spread1; margin after.
+# Sixth screen (issue 19): stochastic batches (Kirsch et al. 2023, "Stochastic Batch
+# Acquisition"): the non-audit picks are drawn without replacement instead of taken from the
+# top, by the Gumbel-top-k trick. ``power``: with probability proportional to 1 - margin;
+# ``softrank``: proportional to 1 / (margin's rank). Every round, the audit share uniform.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl", "spread1", "hybrid1",
+    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
@@ -252,6 +256,8 @@ def pick(
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
     elif arm in ("spread1", "hybrid1") and model_round == 0:
         priorities = spread_priorities(proba, texts, rng)
+    elif arm in ("power", "softrank"):
+        priorities = stochastic_priorities(proba, arm, rng)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
@@ -272,6 +278,19 @@ def pick(
     if reasons is not None:
         reasons.update((int(unlabeled[p.index]), p.reason) for p in picks)
     return [int(unlabeled[p.index]) for p in picks]
+
+
+def stochastic_priorities(proba: np.ndarray, arm: str, rng: np.random.Generator) -> np.ndarray:
+    """Priorities whose top k are a draw of k items without replacement (Gumbel-top-k), with
+    probability proportional to 1 - margin (``power``) or to 1 / margin's rank (``softrank``)."""
+    uncertainty = 1.0 - margin(proba)
+    if arm == "power":
+        log_weight = np.log(np.maximum(uncertainty, 1e-12))
+    else:
+        ranks = np.empty(len(uncertainty))
+        ranks[np.argsort(-uncertainty, kind="stable")] = np.arange(1, len(uncertainty) + 1)
+        log_weight = -np.log(ranks)
+    return log_weight + rng.gumbel(size=len(uncertainty))
 
 
 def spread_priorities(proba: np.ndarray, texts: list[str], rng: np.random.Generator) -> np.ndarray:

@@ -187,3 +187,36 @@ def test_hybrid1_is_random_while_the_first_model_knows_under_half_the_classes_el
     assert le["_is_warming"]("hybrid1", 25, 77, 0, 21) and not le["_is_warming"](
         "hybrid1", 25, 77, 1, 21
     )
+
+
+def test_power_and_softrank_draw_the_non_audit_picks_in_proportion_to_their_weights():
+    le = load_benchmark()
+    # four items: margins 0.0, 0.5, 0.9, 1.0, so 1 - margin = 1.0, 0.5, 0.1, 0.0
+    proba = np.array([[0.5, 0.5], [0.75, 0.25], [0.95, 0.05], [1.0, 0.0]])
+    rng = np.random.default_rng(0)
+    firsts = {"power": np.zeros(4), "softrank": np.zeros(4)}
+    for arm, counts in firsts.items():
+        for _ in range(4_000):
+            counts[np.argmax(le["stochastic_priorities"](proba, arm, rng))] += 1
+    # power: the first pick is item i with probability (1 - margin_i) / 1.6
+    assert np.allclose(firsts["power"] / 4_000, [1 / 1.6, 0.5 / 1.6, 0.1 / 1.6, 0.0], atol=0.03)
+    # softrank: with probability 1/rank over 1 + 1/2 + 1/3 + 1/4 = 25/12
+    expected = np.array([1, 1 / 2, 1 / 3, 1 / 4]) * 12 / 25
+    assert np.allclose(firsts["softrank"] / 4_000, expected, atol=0.03)
+
+
+def test_power_keeps_the_uniform_audit_share_and_differs_from_margins_top(tmp_path):
+    le, pool, clf, unlabeled = first_model(tmp_path)
+
+    def picks(arm: str) -> tuple[list[int], dict[int, str]]:
+        rng = np.random.default_rng([0, 1])
+        reasons: dict[int, str] = {}
+        chosen = le["pick"](arm, clf, pool[0], unlabeled, list(range(60)), None, rng,
+                            reasons=reasons)  # fmt: skip
+        return chosen, reasons
+
+    for arm in ("power", "softrank"):
+        chosen, reasons = picks(arm)
+        assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
+        assert set(chosen) != set(picks("default")[0])
+        assert chosen == picks(arm)[0]  # deterministic per RNG stream
