@@ -84,6 +84,14 @@ CHANNELS = {"idle": "C0LOADIDLE", "retrain": "C0LOADRETRAIN", "mix": "C0LOADMIX"
 TOKEN = "bench-api-token"  # HITL_API_TOKEN of the servers that take /api/predict
 HOOK_SECRET = "bench-webhook-secret"
 FIT_NICENESS = 10  # bot.learning.retrain's: how the fit child is told from the scoring child
+HITL_COMMAND_S = 900  # the longest a `hitl` command (the full run's retrain of 50,000) may take
+STARTED = time.monotonic()
+
+
+def step(what: str) -> None:
+    """Note on stderr, with the seconds since the start, the step the run is at: a run that
+    waits too long shows where."""
+    print(f"[{time.monotonic() - STARTED:7.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 # --- the fake Slack in its own thread -------------------------------------------------------
@@ -174,14 +182,19 @@ SERVER_ROOT = Path(os.environ.get("BENCH_SERVER_CHECKOUT") or ROOT).resolve()
 
 
 def hitl(db: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        cwd=SERVER_ROOT,
-        check=False,
-        env=clean_env(),
-    )
+    step(f"hitl {' '.join(args)}")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "--db", str(db), *args],
+            capture_output=True,
+            text=True,
+            cwd=SERVER_ROOT,
+            check=False,
+            env=clean_env(),
+            timeout=HITL_COMMAND_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SystemExit(f"hitl {' '.join(args)} still ran after {HITL_COMMAND_S} s") from exc
     if result.returncode != 0:
         raise SystemExit(f"hitl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -232,6 +245,7 @@ async def start_process(
 ) -> asyncio.subprocess.Process:
     """Start ``args`` and return once its stderr says ``ready`` (with ``stdout``, its stdout is
     a pipe to read)."""
+    step(f"starting {' '.join(Path(a).name for a in args[1:])}")
     process = await asyncio.create_subprocess_exec(
         *args,
         env=env,
@@ -252,9 +266,10 @@ async def start_process(
                 return
 
     await asyncio.wait_for(until_listening(), 120)
+    step(f"pid {process.pid} is ready")
     # Read the server's log from here on, or a full pipe (64 KiB of warnings) stops the server
     # at its next write: it is kept for stop_process.
-    DRAINS[process.pid] = asyncio.create_task(drain(process.stderr))
+    DRAINS[process.pid] = asyncio.create_task(drain(process.stderr, process.pid))
     return process
 
 
@@ -263,15 +278,20 @@ KEEP_LOG = 200_000  # characters of a server's log kept for the report
 STOP_WITHIN = 60  # seconds from SIGTERM to a server's exit before it is asked where it waits
 
 
-async def drain(stream: asyncio.StreamReader) -> str:
-    kept = ""
+LOGS: dict[int, str] = {}  # pid → that server's log so far (the last KEEP_LOG characters)
+
+
+async def drain(stream: asyncio.StreamReader, pid: int) -> str:
+    LOGS[pid] = ""
     while chunk := await stream.read(65536):
-        kept = (kept + chunk.decode(errors="replace"))[-KEEP_LOG:]
-    return kept
+        LOGS[pid] = (LOGS[pid] + chunk.decode(errors="replace"))[-KEEP_LOG:]
+    return LOGS.pop(pid)
 
 
 async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    step(f"stopping pid {process.pid}")
     code, aborted = await stop_server(process, STOP_WITHIN)
+    step(f"pid {process.pid} exited ({code})")
     reader = DRAINS.pop(process.pid, None)
     rest = await reader if reader is not None else (await process.stderr.read()).decode()
     if aborted and "Fatal Python error: Aborted" in rest:  # the report shows where it waited
@@ -485,6 +505,7 @@ class PredictWorker:
 def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> PredictWorker:
     """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
     watcher is not involved in its exit)."""
+    step(f"starting the predict clients ({tag})")
     out = texts.with_suffix(f".{tag}.json")  # the Load, written at SIGTERM (not a pipe)
     process = subprocess.Popen(
         [sys.executable, __file__, "--predict-worker", url, str(clients), tag],
@@ -504,6 +525,7 @@ def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> Predi
 
 async def stop_predict_worker(worker: PredictWorker) -> Load:
     process = worker.process
+    step(f"stopping the predict clients (pid {process.pid})")
     process.send_signal(signal.SIGTERM)
     _, err = await asyncio.to_thread(process.communicate, timeout=120)
     if process.returncode != 0:
@@ -514,6 +536,7 @@ async def stop_predict_worker(worker: PredictWorker) -> Load:
 
 
 async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) -> Load:
+    step(f"{name}: {len(payloads)} clicks")
     signed = [signing.signed_action(p, SECRET) for p in payloads]
     queue: asyncio.Queue = asyncio.Queue()
     for item in signed:
@@ -535,6 +558,7 @@ async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) 
             t0 = time.perf_counter()
             await asyncio.gather(*(client(http) for _ in range(concurrency)))
             result.seconds = time.perf_counter() - t0
+    step(f"{name}: done, {result.statuses} {result.errors[:3]}")
     return result
 
 
@@ -634,6 +658,7 @@ def retrain_state(db: Path) -> dict:
 
 
 async def wait_for_posts(ft: FakeThread, channel: str, n: int, limit_s: float) -> list[dict]:
+    step(f"waiting for {n} questions in {channel}")
     deadline = time.monotonic() + limit_s
     while True:
         messages = [m for m in ft.messages(channel) if m.get("blocks")]
@@ -746,7 +771,9 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         HITL_WEBHOOK_SECRET=HOOK_SECRET,
         HITL_WEBHOOK_ALLOW="127.0.0.1",
     )
-    process = await start_process([sys.executable, "-m", "bot", "serve"], env)
+    # the quick run's server logs at INFO (the refresh's fit and gate): a failure shows its log
+    verbose = ["-v"] if args.quick else []
+    process = await start_process([sys.executable, "-m", "bot", *verbose, "serve"], env)
     base = f"http://127.0.0.1:{port}"
     predicts = None
     try:
@@ -755,6 +782,7 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         late = ("chat.postEphemeral", "already decided")
         predict_url = f"{base}/api/predict"
         clients = args.predict_clients
+        step("warming /api/predict")
         await predict_load(predict_url, texts, clients, n=5 * clients, stop=None, tag="Mw")
         calls_before = {m: ft.count_calls(*m) for m in (("chat.update", ""), late)}
         hooks_before = ft.hooks_received
@@ -767,7 +795,7 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         name, measured = "hitl serve, realistic mix", payloads
         if args.mix_during_rescore:
             name += ", re-scoring after a refresh"
-            measured = await refresh_first(base, payloads, args, info)
+            measured = await refresh_first(base, payloads, args, info, db, process.pid)
             scored = [await metric(base, "hitl_items_scored_total")]
         clicks = await run_load(name, f"{base}/slack/events", measured, args.concurrency)
         if args.mix_during_rescore:
@@ -836,7 +864,9 @@ def process_memory(pid: int) -> str:
         return ""
 
 
-async def refresh_first(base: str, payloads: list[dict], args, info: dict) -> list[dict]:
+async def refresh_first(
+    base: str, payloads: list[dict], args, info: dict, db: Path, pid: int
+) -> list[dict]:
     """Decide the open questions (each on its last label button, not the model's first guess,
     so the audit gate does not keep the champion), wait until the server has fitted and adopted
     the refresh that follows (HITL_REFRESH_EVERY ≤ the open questions), and return the clicks
@@ -845,10 +875,24 @@ async def refresh_first(base: str, payloads: list[dict], args, info: dict) -> li
     warm = await run_load("deciding", f"{base}/slack/events", first, args.concurrency)
     if warm.ok != len(first):
         raise SystemExit(f"deciding the open questions failed: {warm.statuses} {warm.errors[:3]}")
-    deadline = time.monotonic() + args.retrain_wait
+    step("waiting for the refresh to be adopted")
+    deadline = time.monotonic() + args.refresh_wait
     while (asks := await metric(base, 'hitl_model_version{role="asks"}')) >= 0:
         if time.monotonic() > deadline:
-            raise SystemExit(f"no refresh adopted in {args.retrain_wait:.0f} s (asks v{asks})")
+            with sqlite3.connect(db) as conn:
+                clicked = conn.execute(
+                    "SELECT a.item_id, i.status, count(*) FROM answers a JOIN items i"
+                    " ON i.id = a.item_id WHERE a.user_id LIKE 'U0M%' GROUP BY a.item_id"
+                ).fetchall()
+                resolved = conn.execute(
+                    "SELECT count(*) FROM items WHERE status = 'resolved'"
+                ).fetchone()[0]
+            log = LOGS.get(pid, "").strip().splitlines()[-20:]
+            raise SystemExit(
+                f"no refresh adopted in {args.refresh_wait:.0f} s (asks v{asks:.0f}); the "
+                f"{len(first)} clicks answered (item, status, answers) {clicked}; {resolved} "
+                "items resolved; the server's log ends:\n" + "\n".join(log)
+            )
         await asyncio.sleep(0.2)  # a benchmark watching another process, not a test
     info["_scored_at_refresh"] = await metric(base, "hitl_items_scored_total")
     info["refresh"] = f"r{-asks:.0f} asks"
@@ -857,7 +901,11 @@ async def refresh_first(base: str, payloads: list[dict], args, info: dict) -> li
 
 async def metric(base: str, name: str) -> float:
     """One sample of the server's /metrics (``name`` with its labels), -1 when absent."""
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.get(f"{base}/metrics") as response,
+    ):
         text = await response.text()
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -876,8 +924,9 @@ def _on_last_button(payload: dict) -> dict:
 
 async def slash_retrain(url: str, channel: str, text: str = "retrain") -> str:
     """``/hitl retrain`` from the admin, signed; returns the ack's text."""
+    step(f"/hitl {text}")
     fields = signing.command_fields(text, ADMIN, channel_id=channel)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         body, headers = signing.signed_command(fields, SECRET)
         async with http.post(url, data=body, headers=headers) as response:
             return (await response.text())[:200]
@@ -904,6 +953,7 @@ async def start_held_retrain(url: str, db: Path, channel: str, hold: FitHold) ->
 
 
 async def until(condition, limit_s: float, what: str) -> None:  # noqa: ANN001
+    step(f"waiting for {what}")
     deadline = time.monotonic() + limit_s
     while not condition():
         if time.monotonic() > deadline:
@@ -1036,6 +1086,12 @@ def main(argv: list[str] | None = None) -> int:
         "--retrain-wait", type=float, default=1200, help="seconds to let the retrain finish"
     )
     parser.add_argument(
+        "--refresh-wait",
+        type=float,
+        default=600,
+        help="seconds to let the mix's refresh be fitted and adopted (--mix-during-rescore)",
+    )
+    parser.add_argument(
         "--retrain-lead", type=float, default=15, help="seconds of fitting before the clicks"
     )
     parser.add_argument(
@@ -1096,6 +1152,7 @@ def main(argv: list[str] | None = None) -> int:
         args.predict_clients, args.load_lead = 5, 0.2
         args.mix_during_rescore, args.mix_refresh_every = True, "3"
         args.retrain_lead, args.hold_fit, args.leave_retrain = 0.0, True, True
+        args.refresh_wait = 120  # a refresh of 303 labels fits in a second alone
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
     return asyncio.run(main_async(args))
 

@@ -379,10 +379,11 @@ async def run(args: argparse.Namespace) -> int:
         series = ", ".join(f"{t / 60:.1f}:{m[name] / scale:.1f}" for t, m in memory if name in m)
         print(f"{name} samples (minute, {unit}): {series}")
     ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
-    for n, line in enumerate(log):
-        if "Traceback" in line or "did not stop within" in line:
+    for mark in ("Fatal Python error", "Traceback"):  # a hang (its threads' stacks), a failure
+        n = next((n for n, line in enumerate(log) if mark in line), None)
+        if n is not None:
             print("server log around a traceback:")
-            print("".join(log[max(0, n - 3) : n + 30]))
+            print("".join(log[max(0, n - 3) : n + 200])[:20_000])
             break
     print("verdict:", "ok" if ok else "PROBLEMS (see above)")
     if ok:

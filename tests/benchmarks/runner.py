@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +30,35 @@ DATA_SCRIPTS = (
 )
 
 
+TIMEOUT_S = 300  # a quick run takes under a minute alone; past this it waits on something
+
+
 def run(script: str, *args: str, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
-        capture_output=True,
+    """Run the script in a session of its own. Its output is unbuffered, so that a run that has
+    to be stopped at ``TIMEOUT_S`` still shows how far it came; it is then killed with every
+    process it started (the servers, their children), which would otherwise run on."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        timeout=300,
-        check=False,
         env=env,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"{script} {' '.join(args)} still ran after {TIMEOUT_S} s; it printed:\n"
+                f"{stdout[-6000:]}\n--- stderr ---\n{stderr[-6000:]}"
+            ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def run_quick(script: str, data: Path | None = None) -> str:
