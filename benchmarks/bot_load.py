@@ -933,14 +933,11 @@ async def slash_retrain(url: str, channel: str, text: str = "retrain") -> str:
 
 
 async def start_held_retrain(url: str, db: Path, channel: str, hold: FitHold) -> str:
-    """``/hitl retrain``, its fit child stopped as soon as it shows (``hold`` watches). The
-    first fit child is spawned by the command; should its fit end before it was seen (a very
-    loaded machine), the next retrain (forced: nothing is new) goes to the child the pool
-    spawned in its place, which ``hold`` stopped while idle: so this returns with the run
-    under way and its fit stopped, on the first try or the second."""
+    """``/hitl retrain``, its fit child stopped as soon as it shows (``hold`` watches). Should
+    the fit end before its child was seen (a very loaded machine), the retrain is asked for
+    again (forced: nothing is new), in a child of its own: so this returns with the run under
+    way and its fit stopped, on the first try or a later one."""
     for attempt in range(3):
-        if attempt:  # the replacement child is stopped before the command reaches it
-            await until(lambda: hold.live_held() != [], 60, "an idle fit child to hold")
         ack = await slash_retrain(url, channel, "retrain --force" if attempt else "retrain")
         await until(
             lambda: hold.live_held() != [] or retrain_state(db).get("finished_at") is not None,

@@ -233,12 +233,16 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         plan = await asyncio.to_thread(
             read_refresh_plan, rt.settings.db, rt.settings, rt.registry, champion
         )
-        trainer.fitted_at = -plan.version
+        before, trainer.fitted_at = trainer.fitted_at, -plan.version
         model = champion.classifier if champion else None
-        if trainer.worker is not None:
-            done = await trainer.worker.refresh(plan, model)
-        else:
-            done = await asyncio.to_thread(retrain.compute_refresh, plan, model)
+        try:
+            if trainer.worker is not None:
+                done = await trainer.worker.refresh(plan, model)
+            else:
+                done = await asyncio.to_thread(retrain.compute_refresh, plan, model)
+        except BaseException:
+            trainer.fitted_at = before  # nothing fitted: the next answer tries again
+            raise
     trainer.refreshes += 1
     trainer.last_refresh = done
     if done.stop is not None:  # every fitted update counts for when to stop, adopted or not

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
-import multiprocessing
-import multiprocessing.pool
 import os
 import socket
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -419,10 +420,22 @@ FIT_NICENESS = 10  # a fit yields the CPU to the bot: a click's ack comes before
 
 def _background(server: int) -> None:
     """Run in the fit's child: lower its priority so the server's acks win the cores, and
-    exit if the server (pid ``server``) is killed."""
+    exit if the server (pid ``server``) is killed. A crash in C (a segfault) prints the
+    child's stack on the server's stderr, as the server's own would."""
+    with contextlib.suppress(RuntimeError, OSError, ValueError):
+        faulthandler.enable()
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
         os.nice(FIT_NICENESS)
     exit_with_parent(server)
+
+
+class FitDied(HitlError):
+    """A fit's child process ended without a result (killed: the kernel's OOM killer, a
+    ``kill -9``), twice."""
+
+
+class FitStopped(HitlError):
+    """The fit worker was closed (the server is stopping) while a fit ran."""
 
 
 class FitWorker:
@@ -431,20 +444,32 @@ class FitWorker:
     In a thread, TF-IDF featurisation holds the GIL for most of a long fit and every click's
     ack waits for it; a child process leaves the event loop its own core. It can also be
     stopped: shutdown terminates a fit in progress instead of waiting minutes for it.
+
+    Each fit gets a child of its own (forked by the fork server, which imported the fit's
+    code once), which ends with the fit and gives its memory back. The child runs in a
+    ``ProcessPoolExecutor`` of one process: a child that dies mid-fit fails the fit
+    (``multiprocessing.Pool`` never answers for a task whose process died, and the fit lock
+    would be held for good: no refresh or retrain again). A fit whose child died is run once
+    more in a new child before it fails with ``FitDied``.
     """
 
+    RETRIES = 1  # fits run again after their child died
+
     def __init__(self) -> None:
-        self._pool: multiprocessing.pool.Pool | None = None
-        self.handed = 0  # fits handed to the child so far
+        self._executor: ProcessPoolExecutor | None = None  # the fit running now, if any
+        self._lock: asyncio.Lock | None = None  # one fit at a time
+        self.handed = 0  # fits handed to a child so far
+        self.died = 0  # children that died mid-fit
+        self.closed = False
         self._handed = asyncio.Condition()
 
     def child_pids(self) -> list[int]:
-        """The pids of the child processes (one, once a fit was handed; none before)."""
-        pool = self._pool
-        return [p.pid for p in getattr(pool, "_pool", ()) if p.pid is not None]
+        """The pid of the child fitting now (none between fits)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in list(processes.values()) if p.pid is not None]
 
     async def wait_handed(self, n: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        """Wait until ``n`` fits have been handed to the child (tests pause it there)."""
+        """Wait until ``n`` fits have been handed to a child (tests pause it there)."""
         async with asyncio.timeout(timeout), self._handed:
             await self._handed.wait_for(lambda: self.handed >= n)
 
@@ -455,42 +480,64 @@ class FitWorker:
         return await self._call(compute_refresh, (plan, champion))
 
     async def _call(self, function: Callable[..., Any], args: tuple) -> Any:
-        """Run ``function(*args)`` in the child (one at a time: the pool has one process)."""
-        if self._pool is None:
-            self._pool = child_context().Pool(
-                processes=1,
-                maxtasksperchild=1,
-                initializer=_background,
-                initargs=(os.getpid(),),
-            )
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
+        """Run ``function(*args)`` in a new child (one fit at a time)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            for attempt in range(self.RETRIES + 1):
+                try:
+                    return await self._in_child(function, args)
+                except BrokenProcessPool as exc:
+                    if self.closed:
+                        raise FitStopped("the fit was stopped: the server is stopping") from exc
+                    self.died += 1
+                    if attempt == self.RETRIES:
+                        raise FitDied(
+                            f"the fit's process died {self.RETRIES + 1} times before it finished "
+                            f"({exc.args[0] if exc.args else 'no reason given'}); was it killed "
+                            "for lack of memory?"
+                        ) from None
+                    logger.warning("a fit's process died (%s); fitting again in a new one", exc)
+        raise AssertionError("unreachable")
 
-        def settle(result: Any) -> None:
-            if done.done():
-                return
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
-
-        self._pool.apply_async(
-            function,
-            args,
-            callback=lambda result: loop.call_soon_threadsafe(settle, result),
-            error_callback=lambda exc: loop.call_soon_threadsafe(settle, exc),
+    async def _in_child(self, function: Callable[..., Any], args: tuple) -> Any:
+        if self.closed:
+            raise BrokenProcessPool("the fit worker is closed")
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=child_context(),
+            initializer=_background,
+            initargs=(os.getpid(),),
         )
-        async with self._handed:
-            self.handed += 1
-            self._handed.notify_all()
-        return await done
+        self._executor = executor
+        try:
+            future = executor.submit(function, *args)  # the child is forked here
+            processes = list(executor._processes.values())  # noqa: SLF001 - for the exit code
+            async with self._handed:
+                self.handed += 1
+                self._handed.notify_all()
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:
+                codes = [p.exitcode for p in processes]
+                raise BrokenProcessPool(f"exit code {codes[0] if codes else None}") from exc
+        finally:
+            if self._executor is executor:
+                self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)  # the child ends, idle
 
     def close(self) -> None:
         """Stop the child at once (a fit in progress is abandoned; its run is marked failed)."""
-        if self._pool is not None:
-            resume(self.child_pids())  # a stopped child would hold terminate() for ever
-            self._pool.terminate()
-            self._pool = None
+        self.closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        processes = list(getattr(executor, "_processes", {}).values())
+        resume(p.pid for p in processes)  # a stopped child would never take the SIGTERM
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
@@ -557,6 +604,8 @@ async def retrain(
             computed = await worker.run(plan, registry, champion)
         else:
             computed = await asyncio.to_thread(compute, plan, registry, champion, progress)
+    except FitDied as exc:  # the champion stays; the report says why
+        computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by))
     except BaseException as exc:
         computed = Computed(
             Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by)

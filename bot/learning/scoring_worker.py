@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -138,8 +139,10 @@ def resume(pids: Iterable[int | None]) -> None:
 
 
 def _child_start(server: int, niceness: int = 0) -> None:
-    """In the child: its priority, and exiting with the server (the imports are the fork
-    server's, see CHILD_PRELOAD)."""
+    """In the child: its priority, exiting with the server (the imports are the fork
+    server's, see CHILD_PRELOAD), and its stack on stderr should it crash in C."""
+    with contextlib.suppress(RuntimeError, OSError, ValueError):
+        faulthandler.enable()
     if niceness:
         with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
             os.nice(niceness)

@@ -549,11 +549,11 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
         assert outcome.status == "promoted" and outcome.rescored == 4
         assert registry.champion().version == 1
         # the fit's child runs at a lower priority, so the server's acks win the cores
-        child_niceness = worker._pool.apply(os.nice, (0,))
+        child_niceness = await worker._call(os.nice, (0,))
         assert child_niceness == min(os.nice(0) + retrain.FIT_NICENESS, 19)
         # forked by the fork server, which imported the fit's code once (not spawned by the
         # server: every fit's new child would import scikit-learn again)
-        assert worker._pool.apply(os.getppid) != os.getpid()
+        assert await worker._call(os.getppid, ()) != os.getpid()
         bot.store.add_items(labeled_items("N"), "import")
         second = asyncio.create_task(
             retrain.retrain(

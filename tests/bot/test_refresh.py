@@ -332,6 +332,46 @@ async def test_refreshes_never_run_two_at_a_time_nor_beside_the_nightly_retrain(
     assert bot.rt.champion.n_train == 18 and bot.rt.working is None  # the promotion ends it
 
 
+async def test_a_refresh_whose_fit_process_is_killed_fits_again_and_is_adopted(child_fits: Bot):
+    """The kernel's OOM killer (here SIGKILL) ends the refresh's child mid-fit: the fit runs
+    again in a new child, and the refresh is adopted. (A multiprocessing Pool never answered
+    for a task whose process died: the refresh waited for ever, holding the fit lock, and the
+    server never refreshed or retrained again.)"""
+    bot = child_fits
+    trainer = Trainer.of(bot.rt)
+    for _ in range(3):
+        await answer_next(bot)
+    await trainer.worker.wait_handed(1)
+    [pid] = trainer.worker.child_pids()
+    os.kill(pid, signal.SIGKILL)
+    await trainer.settled(timeout=60)
+    assert trainer.worker.died == 1 and trainer.worker.handed == 2
+    assert trainer.refreshes == 1 and bot.rt.working.version == -15
+    assert versions(bot) == {-15}
+
+
+async def test_a_retrain_whose_fit_process_dies_twice_fails_and_frees_the_fit_lock(
+    child_fits: Bot,
+):
+    """Killed in both tries, the retrain fails with its reason in the channel, the champion
+    stays, and the fit lock is free: the next retrain runs."""
+    bot = child_fits
+    trainer = Trainer.of(bot.rt)
+    plan = await begin_retrain(bot.rt, "<@U0ADMIN>", force=True)
+    retraining = asyncio.create_task(run_retrain(bot.rt, "<@U0ADMIN>", force=True, plan=plan))
+    for n in (1, 2):
+        await trainer.worker.wait_handed(n)
+        for pid in trainer.worker.child_pids():
+            os.kill(pid, signal.SIGKILL)
+    outcome = await asyncio.wait_for(retraining, 60)
+    assert outcome.status == "failed" and "process died 2 times" in outcome.reason
+    assert "exit code -9" in outcome.reason
+    assert bot.rt.champion.version == 1 and bot.store.runs("retrain")[0]["status"] == "failed"
+    assert "process died 2 times" in bot.fake.messages(CHANNEL)[-1]["text"]
+    again = await asyncio.wait_for(run_retrain(bot.rt, "<@U0ADMIN>", force=True), 60)
+    assert again.promoted and bot.rt.champion.version == 2
+
+
 @pytest.mark.parametrize("started_by", ["admin", "schedule"])
 async def test_labels_answered_during_a_retrain_are_refreshed_in_when_it_ends(
     child_fits: Bot, started_by: str
