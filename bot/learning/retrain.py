@@ -36,7 +36,7 @@ from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
 from bot.learning.scoring import Scorer, score_items
-from bot.learning.scoring_worker import child_context, exit_with_parent, resume
+from bot.learning.scoring_worker import child_context, exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
 from model import (
@@ -511,7 +511,10 @@ class FitWorker:
         )
         self._executor = executor
         try:
-            future = executor.submit(function, *args)  # the child is forked here
+            try:  # the child is forked here, a round trip to the fork server: off the loop
+                future = await asyncio.to_thread(executor.submit, function, *args)
+            except RuntimeError as exc:  # closed meanwhile: "cannot schedule new futures"
+                raise BrokenProcessPool("the fit worker is closed") from exc
             processes = list(executor._processes.values())  # noqa: SLF001 - for the exit code
             async with self._handed:
                 self.handed += 1
@@ -530,14 +533,8 @@ class FitWorker:
         """Stop the child at once (a fit in progress is abandoned; its run is marked failed)."""
         self.closed = True
         executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        processes = list(getattr(executor, "_processes", {}).values())
-        resume(p.pid for p in processes)  # a stopped child would never take the SIGTERM
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
+        if executor is not None:
+            terminate(executor)  # a stopped child is resumed first, or it would never exit
 
 
 def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:

@@ -138,6 +138,18 @@ def resume(pids: Iterable[int | None]) -> None:
                 os.kill(pid, signal.SIGCONT)
 
 
+def terminate(executor: ProcessPoolExecutor) -> None:
+    """Stop ``executor``'s children now (their work is abandoned) without waiting for them.
+    There is no public way to stop a worker in 3.11 (3.14 has ``terminate_workers``): the
+    executor's own table of its processes."""
+    processes = list(getattr(executor, "_processes", {}).values())
+    resume(process.pid for process in processes)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _child_start(server: int, niceness: int = 0) -> None:
     """In the child: its priority, exiting with the server (the imports are the fork
     server's, see CHILD_PRELOAD), and its stack on stderr should it crash in C."""
@@ -270,12 +282,5 @@ class ScoringWorker:
         self._sent.clear()
         if executor is None:
             return
-        # No public way to stop a worker in 3.11 (3.14 has terminate_workers): the executor's
-        # own table of its processes.
-        processes = list(getattr(executor, "_processes", {}).values())
-        resume(process.pid for process in processes)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
+        terminate(executor)
         self.pid = None
