@@ -143,11 +143,20 @@ def terminate(executor: ProcessPoolExecutor) -> None:
     There is no public way to stop a worker in 3.11 (3.14 has ``terminate_workers``): the
     executor's own table of its processes."""
     processes = list(getattr(executor, "_processes", {}).values())
+    results = getattr(executor, "_result_queue", None)  # gone after shutdown: read it first
     resume(process.pid for process in processes)
     for process in processes:
         with contextlib.suppress(Exception):
             process.terminate()
     executor.shutdown(wait=False, cancel_futures=True)
+    # A child ended while it sent a result leaves half a message in the results pipe: the
+    # executor's thread, reading it, waits for the rest for ever, and the interpreter's exit
+    # joins that thread (a server that would not stop). The pipe's other writing ends are
+    # the children's: with this process's closed, the read ends at theirs.
+    writer = getattr(results, "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
 
 
 def _child_start(server: int, niceness: int = 0) -> None:

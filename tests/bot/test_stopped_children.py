@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import signal
+import struct
 import threading
 import time
 
@@ -75,3 +76,24 @@ async def test_a_stopped_fit_child_does_not_hold_the_close():
         kill(pid)
         closing.join(BOUND)
         fit.cancel()
+
+
+async def test_a_child_ended_while_it_sends_a_result_does_not_hold_the_stop():
+    """A child terminated halfway through sending its result (here: a result's length and
+    its first bytes, written into the results pipe as a child would) leaves the executor's
+    thread reading the rest for ever; the interpreter's exit joins that thread, so the server
+    never stopped (a quick bot_load run, under load: "did not stop within 60 s of SIGTERM",
+    its stacks in `_python_exit`). Closing the server's end of the pipe ends the read."""
+    classifier = TextClassifier().fit(
+        ["refund my card", "charged twice", "app crashes", "blank page"],
+        ["billing", "billing", "bug", "bug"],
+    )
+    worker = ScoringWorker()
+    await worker.predict(1, classifier, ["a refund please"], "margin")
+    executor = worker._executor
+    reader_thread = executor._executor_manager_thread
+    writer = executor._result_queue._writer
+    os.write(writer.fileno(), struct.pack("!i", 1000) + b"half a result")
+    worker.close()
+    reader_thread.join(BOUND)
+    assert not reader_thread.is_alive(), "the executor's thread still reads the cut result"
