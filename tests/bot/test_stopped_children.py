@@ -43,13 +43,19 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-async def test_a_stopped_scoring_child_exits_when_the_worker_closes():
+async def scoring_worker_with_a_child() -> ScoringWorker:
+    """A scoring worker whose child has a model and has answered once."""
     classifier = TextClassifier().fit(
         ["refund my card", "charged twice", "app crashes", "blank page"],
         ["billing", "billing", "bug", "bug"],
     )
     worker = ScoringWorker()
     await worker.predict(1, classifier, ["a refund please"], "margin")
+    return worker
+
+
+async def test_a_stopped_scoring_child_exits_when_the_worker_closes():
+    worker = await scoring_worker_with_a_child()
     pid = worker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
@@ -84,12 +90,7 @@ async def test_a_child_ended_while_it_sends_a_result_does_not_hold_the_stop():
     thread reading the rest for ever; the interpreter's exit joins that thread, so the server
     never stopped (a quick bot_load run, under load: "did not stop within 60 s of SIGTERM",
     its stacks in `_python_exit`). Closing the server's end of the pipe ends the read."""
-    classifier = TextClassifier().fit(
-        ["refund my card", "charged twice", "app crashes", "blank page"],
-        ["billing", "billing", "bug", "bug"],
-    )
-    worker = ScoringWorker()
-    await worker.predict(1, classifier, ["a refund please"], "margin")
+    worker = await scoring_worker_with_a_child()
     executor = worker._executor
     reader_thread = executor._executor_manager_thread
     writer = executor._result_queue._writer
