@@ -887,7 +887,8 @@ async def refresh_first(
                 resolved = conn.execute(
                     "SELECT count(*) FROM items WHERE status = 'resolved'"
                 ).fetchone()[0]
-            log = LOGS.get(pid, "").strip().splitlines()[-20:]
+            lines = LOGS.get(pid, "").strip().splitlines()
+            log = [line for line in lines if "aiohttp.access" not in line][-20:]  # no requests
             raise SystemExit(
                 f"no refresh adopted in {args.refresh_wait:.0f} s (asks v{asks:.0f}); the "
                 f"{len(first)} clicks answered (item, status, answers) {clicked}; {resolved} "
