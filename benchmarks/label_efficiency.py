@@ -101,12 +101,15 @@ ARMS = (
 # Acquisition"): the non-audit picks are drawn without replacement instead of taken from the
 # top, by the Gumbel-top-k trick. ``power``: with probability proportional to 1 - margin;
 # ``softrank``: proportional to 1 / (margin's rank). Every round, the audit share uniform.
+# Seventh screen (issue 19): ``warmsoft``: random's picks below 50 labels (as warm50), softrank
+# from there: the first model's batch ties random by construction, and later batches are drawn
+# over the model's doubts instead of packed into its closest calls.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank",
+    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
-WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200}
+WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
@@ -256,7 +259,7 @@ def pick(
         priorities[np.isin(unlabeled, medoids)] += 2.0  # medoids first, closest calls first
     elif arm in ("spread1", "hybrid1") and model_round == 0:
         priorities = spread_priorities(proba, texts, rng)
-    elif arm in ("power", "softrank"):
+    elif arm in ("power", "softrank", "warmsoft"):
         priorities = stochastic_priorities(proba, arm, rng)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
