@@ -47,6 +47,12 @@ ag_news (4 classes; ``benchmarks/RESULTS.md``, "Model footprint")."""
 COEF_DTYPE: type[np.floating] | None = np.float16
 """Logistic regressions keep their coefficients at this precision (see ``round_coefficients``);
 ``None`` keeps them as fitted (``model_footprint.py``'s "before" side)."""
+MAX_FEATURES = 300_000
+"""Each vectorizer keeps at most this many n-grams, the most frequent (ties: scikit-learn's
+order). Texts with a unique token each (ticket numbers, order ids) add a word and two word
+bigrams per label, so without a cap a model's vocabulary, its file and every process holding it
+grow with the labels for ever. Below the cap nothing changes: the same columns in the same
+order."""
 MAX_CHARS = 20_000
 """Texts are cut to this many characters before featurisation (keeps 50k-char texts cheap)."""
 
@@ -55,7 +61,13 @@ _MANY_CLASSES = "The number of unique classes is greater than 50%"
 
 
 def _word_tfidf() -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
+    return TfidfVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        max_features=MAX_FEATURES,
+        dtype=np.float32,
+    )
 
 
 def lean(n_classes: int | None) -> bool:
@@ -76,7 +88,7 @@ def _char_tfidf(n_samples: int | None = None, n_classes: int | None = None) -> T
         analyzer="char_wb",
         ngram_range=(2, 5),
         sublinear_tf=True,
-        max_features=300_000,
+        max_features=MAX_FEATURES,
         min_df=CHAR_MIN_DF if many else 1,
         dtype=np.float32,
     )

@@ -3,6 +3,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from model import classifier
 from model.classifier import (
     AUTO_LR_MAX_SAMPLES,
     CHAR_MIN_DF_FROM,
@@ -254,6 +255,38 @@ def test_from_lean_from_classes_on_the_fit_is_lean(many_classes):
     fewer = [t for t, y in zip(texts, labels, strict=True) if y != MANY[-1]]
     final = TextClassifier("word_char_lr").fit(fewer, [y for y in labels if y != MANY[-1]])
     assert final.pipeline_[-1].solver == "lbfgs"
+
+
+def word_vocabulary(clf: TextClassifier) -> dict[str, int]:
+    features = clf.pipeline_.named_steps["features"]
+    return dict(getattr(features, "transformer_list", [("word", features)]))["word"].vocabulary_
+
+
+@pytest.mark.parametrize("name", ["word_char_auto", "word_char_sgd", "word_lr"])
+def test_a_vocabulary_stops_growing_at_the_cap_when_each_text_brings_a_new_token(name, monkeypatch):
+    """Ticket numbers: each label adds a word and two bigrams; the cap keeps the most frequent."""
+    monkeypatch.setattr(classifier, "MAX_FEATURES", 300)
+    texts, labels = make_texts(np.random.default_rng(5), MANY[:4], 100)
+    texts = [f"{text} ticket #{48_000 + i}" for i, text in enumerate(texts)]
+    clf = TextClassifier(name).fit(texts, labels)
+    words = word_vocabulary(clf)
+    assert len(words) == 300
+    assert "ticket" in words and "48007" not in words
+    if name != "word_lr":
+        assert len(char_vocabulary(clf)) == 300
+    assert np.mean(np.array(clf.predict(texts)) == np.array(labels)) > 0.9  # it still learns
+
+
+@pytest.mark.parametrize("name", ["word_char_auto", "word_char_lr", "word_lr"])
+def test_below_the_cap_the_model_is_the_uncapped_one(name, toy):
+    texts, labels = toy
+    clf = TextClassifier(name).fit(texts, labels)
+    plain = build_pipeline(name, n_samples=len(texts), n_classes=len(set(labels)))
+    caps = [key for key in plain.get_params() if key.endswith("max_features")]
+    assert caps
+    plain.set_params(**dict.fromkeys(caps, None)).fit(texts, labels)
+    np.testing.assert_array_equal(clf.pipeline_[-1].coef_, plain[-1].coef_)
+    np.testing.assert_array_equal(clf.predict_proba(texts), plain.predict_proba(texts))
 
 
 def test_sgd_coefficients_are_kept_as_fitted(toy):
