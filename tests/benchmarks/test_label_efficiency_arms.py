@@ -220,3 +220,15 @@ def test_power_keeps_the_uniform_audit_share_and_differs_from_margins_top(tmp_pa
         assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
         assert set(chosen) != set(picks("default")[0])
         assert chosen == picks(arm)[0]  # deterministic per RNG stream
+
+
+def test_warmsoft_is_random_below_50_labels_and_softrank_from_there(tmp_path):
+    le, pool, clf, unlabeled = first_model(tmp_path)
+
+    def picks(arm: str, n_labels: int) -> list[int]:
+        rng = np.random.default_rng([0, 1])
+        return le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None, rng)
+
+    assert picks("warmsoft", 49) == picks("random", 49) != picks("softrank", 49)
+    assert picks("warmsoft", 50) == picks("softrank", 50) != picks("random", 50)
+    assert le["_is_warming"]("warmsoft", 49) and not le["_is_warming"]("warmsoft", 50)
