@@ -597,6 +597,12 @@ def stats_command(state: State) -> None:
     help="Add a careless simulated teammate (wrong half the time) and gold questions: "
     "/hitl stats shows their accuracy on gold, /hitl review the gold misses.",
 )
+@click.option(
+    "--api-token",
+    envvar="HITL_API_TOKEN",
+    help="Token of the producer API (/api/*) on the demo's port ($HITL_API_TOKEN; default: a "
+    "new one at every start, printed with a ready curl command).",
+)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @click.pass_obj
 def demo_command(
@@ -609,6 +615,7 @@ def demo_command(
     answers: int | None,
     retrain_every: int,
     careless: bool,
+    api_token: str | None,
     no_browser: bool,
 ) -> None:
     """Try slack-hitl without a Slack workspace: the bot and a local Slack in your browser.
@@ -643,6 +650,7 @@ def demo_command(
         answers=answers,
         retrain_every=retrain_every,
         careless=careless,
+        **({"api_token": api_token} if api_token else {}),
     )
     with friendly_errors():
         asyncio.run(

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
+import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -85,6 +88,11 @@ class DemoOptions:
     max_open: int = 5
     pipeline: str = "word_lr"  # HITL_PIPELINE: quick to fit, so the demo retrains in a blink
     careless: bool = False  # a careless teammate, and gold questions that catch them
+    # the producer API's token (HITL_API_TOKEN); a new one at every start unless given
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
+
+
+API_EXAMPLE = "I was charged twice this month"  # the banner's producer API example
 
 
 @dataclass
@@ -158,6 +166,7 @@ def demo_settings(options: DemoOptions, fake: FakeSlack, data: DemoData) -> Sett
         max_open=options.max_open,
         pipeline=options.pipeline,
         gold_rate=GOLD_RATE if options.careless else 0.0,
+        api_token=options.api_token,
     )
 
 
@@ -270,6 +279,9 @@ def describe(demo: Demo) -> list[str]:
         f"  Slack API  fake, at {settings.slack_api_url} (bot token {settings.slack_bot_token}, "
         f"signing secret {settings.slack_signing_secret})",
         f"  model      {settings.pipeline}, retrained every {demo.options.retrain_every} labels",
+        f"  API        curl -s {demo.url}/api/predict "
+        f"-H {shlex.quote(f'Authorization: Bearer {settings.api_token}')} "
+        f"-d {shlex.quote(json.dumps({'text': API_EXAMPLE}))}",
     ]
     if demo.teammates:
         names = ", ".join(t.name for t in demo.teammates)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 from pathlib import Path
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
@@ -22,6 +24,7 @@ from bot.demo import (
     running_demo,
 )
 from bot.demo.data import read_data
+from bot.demo.run import describe
 from bot.errors import HitlError
 from bot.store import Store
 
@@ -180,3 +183,35 @@ def test_demo_runs_on_a_csv_with_a_bad_row_and_says_why_it_stops_before_answers(
     ]
     assert "The pool has 24 items; stopping at 24 answers (not 40).\n" in result.stdout
     assert "After 24 simulated answers (24 labels)" in result.stdout
+
+
+async def test_the_banners_curl_command_reaches_the_producer_api(tmp_path: Path):
+    """The demo turns the producer API on with a token of its own and prints a command that
+    works as printed (README's curl against `hitl demo` answered 503 "set HITL_API_TOKEN")."""
+    options = DemoOptions(db=tmp_path / "demo.db", port=0)
+    async with running_demo(options, load_data(options), background=False) as demo:
+        line = next(line for line in describe(demo) if line.lstrip().startswith("API"))
+        words = shlex.split(line.split("API", 1)[1])
+        assert words[:2] == ["curl", "-s"] and words[3] == "-H" and words[5] == "-d"
+        url, header, body = words[2], words[4], words[6]
+        name, value = header.split(": ", 1)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, headers={name: value}, data=body) as answer:
+                assert answer.status == 200, await answer.text()
+                predicted = await answer.json()
+            async with http.post(url, headers={name: "Bearer wrong"}, data=body) as answer:
+                assert answer.status == 401
+    assert predicted["status"] == "needs_review" and predicted["id"]
+    assert value == f"Bearer {options.api_token}" and len(options.api_token) >= 16
+    assert DemoOptions().api_token != options.api_token  # a new one at every start
+
+
+def test_the_demo_takes_its_api_token_from_the_environment(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HITL_API_TOKEN", "team-token")
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(tmp_path / "demo.db"), "demo", "--simulate", "1", "--answers", "1",
+         "--retrain-every", "0", "--port", "0", "--no-browser"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "-H 'Authorization: Bearer team-token'" in result.output
