@@ -27,6 +27,7 @@ DATA_SCRIPTS = (
     "simulated_loop.py",
     "stopping.py",
     "throughput.py",
+    "vocabulary_growth.py",
 )
 
 
