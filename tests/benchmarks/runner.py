@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_SCRIPTS = (
     "annotators.py",
     "bot_load.py",
+    "calibration.py",
     "fit_threads.py",
     "label_efficiency.py",
     "model_comparison.py",
