@@ -29,9 +29,9 @@ vocabulary grows with each size, and exits 1 if not; ``--quick`` also checks tha
     python benchmarks/vocabulary_growth.py --sizes 10000 300000 --json rows.json
     python benchmarks/vocabulary_growth.py --quick         # 2,100 and 4,200 labels, cap 1,500
 
-Each size fits SGD. The default sizes take about 12 minutes on a 2-core machine, most of it the
-two fits at 150,000 labels (a fit's CPU time grows about linearly with the labels: 12 s at
-10,000, 76 s at 50,000); 300,000 labels would add some 16 minutes more.
+Each size fits SGD. The default sizes took 15 minutes on a shared 2-core machine, most of it the
+two fits at 150,000 labels (a fit's CPU time grows about linearly with the labels: 13, 80 and
+284 s at 10,000, 50,000 and 150,000); 300,000 labels would add some 20 minutes more.
 """
 
 from __future__ import annotations
