@@ -69,6 +69,7 @@ class Settings:
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
     warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
+    connect_retry: float = 1.0  # bot.slack.connect.RETRY_BASE: first wait to reach Slack at start
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
     show_meta: tuple[str, ...] = ()
@@ -421,6 +422,13 @@ SPECS: tuple[Spec, ...] = (
         _aggregation,
         False,
         "how training reads items with several votes: majority or dawid_skene (weighted)",
+    ),
+    Spec(
+        "connect_retry",
+        "HITL_CONNECT_RETRY",
+        _number(0.01, 60),
+        False,
+        "seconds before the second attempt to reach Slack at start; doubles per attempt up to 60",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

@@ -65,10 +65,13 @@ def backoff(attempt: int, base: float = RETRY_BASE) -> float:
     return min(base * 2**attempt, MAX_BACKOFF)
 
 
-async def retry_until_answered(call: Callable[[], Awaitable[Any]], trouble: str) -> Any:
+async def retry_until_answered(
+    call: Callable[[], Awaitable[Any]], trouble: str, base: float = RETRY_BASE
+) -> Any:
     """``call()`` until Slack answers it: while Slack cannot be reached (or says "later"), one
-    line per failed attempt, and the wait between two attempts doubles up to a minute. A
-    refusal (``SlackApiError``) is raised for the caller to explain. Cancelling stops it."""
+    line per failed attempt, and the wait between two attempts doubles from ``base`` seconds
+    (HITL_CONNECT_RETRY) up to a minute. A refusal (``SlackApiError``) is raised for the caller
+    to explain. Cancelling stops it."""
     attempt = 0
     while True:
         try:
@@ -79,7 +82,7 @@ async def retry_until_answered(call: Callable[[], Awaitable[Any]], trouble: str)
             reason = f"Slack said {exc.response.get('error')}"
         except UNREACHABLE as exc:
             reason = describe(exc)
-        delay = backoff(attempt)
+        delay = backoff(attempt, base)
         logger.warning("%s (%s); retrying in %g s", trouble, reason, delay)
         await asyncio.sleep(delay)
         attempt += 1
@@ -93,7 +96,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     the ``auth.test`` answer."""
     trouble = f"cannot reach Slack at {rt.client.base_url}"
     try:
-        auth = await retry_until_answered(rt.client.auth_test, trouble)
+        auth = await retry_until_answered(rt.client.auth_test, trouble, rt.settings.connect_retry)
     except SlackApiError as exc:
         raise ConfigError(
             [
@@ -109,7 +112,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
             return await rt.client.conversations_info(channel=channel)
 
         try:
-            await retry_until_answered(channel_info, trouble)
+            await retry_until_answered(channel_info, trouble, rt.settings.connect_retry)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "missing_scope":  # an app installed before the manifest asked for it
@@ -210,7 +213,7 @@ class SocketMode:
         token is a ``ConfigError``."""
         trouble = "Socket Mode: cannot connect to Slack"
         try:
-            await retry_until_answered(self.client.connect, trouble)
+            await retry_until_answered(self.client.connect, trouble, self.rt.settings.connect_retry)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "not_enabled":

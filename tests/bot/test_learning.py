@@ -4,6 +4,7 @@ rollback, re-scoring, accuracy you can trust, the chart, and a click during a re
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import threading
@@ -358,7 +359,7 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
     db = tmp_path / "hitl.db"
     seed(db, labeled_items() + UNLABELED)
     for args in (["retrain"], ["retrain", "--force"]):
-        assert (await hitl(db, *args))[0] == 0
+        assert (await hitl_here(db, *args))[0] == 0
     settings = make_settings(
         fake_slack,
         tmp_path,
@@ -393,6 +394,19 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
         finally:
             stop_scheduler(bot.rt, scheduler)
             dispatcher.cancel()
+
+
+async def hitl_here(db: Path, *args: str) -> tuple[int, str]:
+    """The same `hitl` command in this process, for set-up steps that need no process of their
+    own (a new interpreter costs ~2 s): from a thread, as the CLI runs its own event loop."""
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    invoke = functools.partial(CliRunner().invoke, cli, ["--db", str(db), *args], prog_name="hitl")
+    result = await asyncio.to_thread(invoke)
+    assert result.exit_code == 0 or result.stderr, (result.output, result.exception)
+    return result.exit_code, result.stdout
 
 
 async def hitl(db: Path, *args: str) -> tuple[int, str]:

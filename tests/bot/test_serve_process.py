@@ -198,6 +198,7 @@ async def test_socket_mode_with_slack_unreachable_stops_on_a_signal_without_a_tr
     assert "Traceback" not in output
     retries = [line for line in output.splitlines() if "retrying" in line.lower()]
     assert retries and all("cannot reach Slack" in r and unreachable in r for r in retries)
+    assert "retrying in 1 s" in retries[0]  # HITL_CONNECT_RETRY's default
 
 
 async def test_socket_mode_retries_a_failed_connection_one_line_at_a_time(
@@ -209,6 +210,9 @@ async def test_socket_mode_retries_a_failed_connection_one_line_at_a_time(
     env = socket_mode_env(
         tmp_path / "hitl.db", fake_slack.base_url, fake_slack.token, fake_slack.app_token
     )
+    # the backoff doubles from HITL_CONNECT_RETRY (default 1 s, as the tests below see): a
+    # twentieth of it here, so that this test does not wait out 1 + 2 s
+    env["HITL_CONNECT_RETRY"] = "0.05"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -227,5 +231,5 @@ async def test_socket_mode_retries_a_failed_connection_one_line_at_a_time(
     assert "Traceback" not in output
     retries = [line for line in output.splitlines() if "retrying" in line.lower()]
     assert all("Socket Mode: cannot connect to Slack" in line for line in retries), retries
-    assert "retrying in 1 s" in retries[0] and "retrying in 2 s" in retries[1]  # backoff
+    assert "retrying in 0.05 s" in retries[0] and "retrying in 0.1 s" in retries[1]  # backoff
     assert "connected to Slack in Socket Mode\n" in seen

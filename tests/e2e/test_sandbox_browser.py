@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from bot.demo import DemoOptions, load_data, running_demo
 from bot.demo.run import CHANNEL, REPORT_CHANNEL, Demo
@@ -31,35 +32,45 @@ CHROMIUM_ARGS = [
 ]
 WAIT = 10_000  # ms: an upper bound for each expectation, not a pause
 
+# One Chromium for the file (starting it took ~1 s of each test's set-up), so the tests and
+# their fixtures share the file's event loop; each test still gets a fresh demo and a fresh
+# browser context (its own cookies, storage and pages).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0, pace=0.0)
     async with running_demo(options, load_data(options), echo=lambda line: None) as running:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Path:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     return CHROMIUM
 
 
-@pytest.fixture
-async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[BrowserContext]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium_browser(chromium: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(chromium),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1200},
+        launched = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            yield context
+            yield launched
         finally:
-            await context.close()
+            await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium_browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await chromium_browser.new_context(viewport={"width": 1280, "height": 1200})
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 def post_by_ts(demo: Demo, ts: str) -> dict:

@@ -16,7 +16,13 @@ from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Item, make_settings, seed, start_bot
-from tests.bot.test_learning import SlowLoads, hitl, labeled_items, rollback_reply, rollback_report
+from tests.bot.test_learning import (
+    SlowLoads,
+    hitl_here,
+    labeled_items,
+    rollback_reply,
+    rollback_report,
+)
 from tests.fake_slack import CHANNEL
 
 
@@ -83,7 +89,7 @@ async def test_a_slack_rollback_and_a_cli_rollback_at_once_leave_registry_and_db
     db = tmp_path / "hitl.db"
     seed(db, labeled_items())
     for args in (["retrain"], ["retrain", "--force"], ["retrain", "--force"]):
-        assert (await hitl(db, *args))[0] == 0  # v1, v2 retired; v3 champion
+        assert (await hitl_here(db, *args))[0] == 0  # v1, v2 retired; v3 champion
     cli: dict[str, subprocess.CompletedProcess] = {}
 
     def cli_rollback_while_loading(slow: SlowLoads) -> None:
