@@ -63,7 +63,9 @@ class QueueMixin:
     def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
         reading them all: random rowids, kept when they hit an unlabeled item. When few hit
-        (most items are labeled), the unlabeled ones are few: read them all and sample."""
+        (under 1 in 40: most items are labeled), the sample is drawn from the unlabeled items'
+        rowids, read from their partial index (no text, no JSON), and only the chosen rows
+        are read. The dispatcher calls this on the event loop before every post."""
         top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
         picked: dict[str, dict[str, Any]] = {}
         drawn = 0
@@ -77,15 +79,27 @@ class QueueMixin:
                 rowids,
             ):
                 picked.setdefault(found["id"], found)
-            if drawn >= 4 * size and len(picked) * 100 < drawn:
-                break  # under 1% unlabeled: cheaper to read them all
+            if drawn >= 4 * size and len(picked) * 40 < drawn:
+                break  # under 1 in 40 unlabeled: the draws would run out before the sample
         if len(picked) < size:
-            rows = self._pool_rows(
-                f"SELECT {self._POOL_COLUMNS} FROM items"
-                " WHERE status IN ('new', 'queued', 'auto') ORDER BY rowid",
-                [],
-            )
-            return rng.sample(rows, min(size, len(rows)))
+            rowids = [
+                rowid
+                for (rowid,) in self.db.execute(
+                    f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
+                    f" AND ({UNLABELED}) = 1"
+                ).fetchall()
+            ]
+            chosen = rng.sample(rowids, min(size, len(rowids)))
+            sample: list[dict[str, Any]] = []
+            for start in range(0, len(chosen), 500):
+                part = chosen[start : start + 500]
+                sample += self._pool_rows(
+                    f"SELECT {self._POOL_COLUMNS} FROM items"
+                    f" WHERE rowid IN ({','.join('?' * len(part))})",
+                    part,
+                )
+            rng.shuffle(sample)
+            return sample
         rows = list(picked.values())
         rng.shuffle(rows)
         return rows[:size]

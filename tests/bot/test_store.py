@@ -166,6 +166,32 @@ def test_a_random_sample_covers_only_unlabeled_items_uniformly(memory_store: Sto
     assert max(seen.values()) <= 10
 
 
+def test_a_sample_from_few_unlabeled_items_reads_only_the_rows_it_returns(memory_store: Store):
+    """1 in 50 items unlabeled: too few for the random rowids, so the sample comes from the
+    unlabeled rowids in their index; only the chosen rows (text, JSON) are read. It used to read
+    every unlabeled row: 234 ms a post at 1M items with 2 % unlabeled, on the event loop."""
+    import random
+
+    memory_store.add_items([R(f"i{n}", f"text {n}") for n in range(10_000)], "import")
+    memory_store.db.execute("UPDATE items SET status = 'resolved' WHERE rowid % 50 != 0")
+    memory_store.db.conn.commit()
+    rng = random.Random(0)
+    plans = query_plans(memory_store, lambda: memory_store.sample_unlabeled(100, rng))
+    reads = [(sql, lines) for sql, lines in plans if "text" in sql]
+    assert reads and all(
+        all("USING INTEGER PRIMARY KEY (rowid=?)" in line for line in lines) for _, lines in reads
+    ), plans
+    seen: dict[str, int] = {}
+    for _ in range(200):
+        sample = memory_store.sample_unlabeled(100, rng)
+        assert len(sample) == 100 == len({it["id"] for it in sample})
+        for it in sample:
+            assert it["status"] == "new"
+            seen[it["id"]] = seen.get(it["id"], 0) + 1
+    # 200 unlabeled items, each in half of the samples: 100 ± 7 times (sd), uniformly
+    assert len(seen) == 200 and 65 <= min(seen.values()) and max(seen.values()) <= 135
+
+
 def test_the_label_set_follows_every_label_and_reads_only_its_counts(memory_store: Store):
     store = memory_store
     store.add_items(
