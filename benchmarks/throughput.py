@@ -12,8 +12,12 @@
   command: the dispatcher's pick (``Store.pool`` + ``bot.learning.scoring.choose``), ``/hitl stats``
   (``reports.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
   each one runs (captured with a trace callback). Growth is fitted as time ∝ n^k.
+* ``sparse``: the same dispatcher pick and ``Store.sample_unlabeled`` on the largest growth size
+  as the unlabeled share falls (most items labeled: imported history, or a team that keeps up),
+  with the ratio to the 50 % row of the same run.
 
     python benchmarks/throughput.py            # 100k rows; 1k/10k/50k labels; 10k-1M items
+    python benchmarks/throughput.py --only sparse   # 1M items, 50 % to 0.5 % unlabeled
     python benchmarks/throughput.py --quick    # small sizes, for the test suite (< 30 s)
 """
 
@@ -303,6 +307,49 @@ def bench_growth(
     return rows, query_plans
 
 
+SPARSE_SHARES = (0.5, 0.1, 0.05, 0.02, 0.01, 0.005)
+
+
+def bench_sparse(
+    tmp: Path, n: int, repeat: int, data: Path, datasets: tuple[str, ...]
+) -> list[dict]:
+    """At ``n`` items, the dispatcher's pick and its audit sample as the unlabeled share falls
+    (items marked resolved in place, a fixed pseudo-random subset each step)."""
+    texts, labels = load_mixture(data, datasets)
+    settings = Settings(db=tmp / "sparse.db", channel=CHANNEL, votes=3)
+    champion = Champion(1, None)
+    rt = SimpleNamespace(settings=settings, champion=champion, model=champion)
+    rows: list[dict] = []
+    with Store.open(tmp / "sparse.db") as store:
+        rt.store = store
+        grow(store, 0, n, texts, labels)
+        for share in SPARSE_SHARES:
+            store.db.execute(
+                "UPDATE items SET status = 'resolved' WHERE status IN ('new', 'queued', 'auto')"
+                " AND (rowid * 7919) % 1000 >= ?",
+                [round(share * 1000)],
+            )
+            store.db.conn.commit()
+            rng = random.Random(0)
+
+            def pick(rng: random.Random = rng) -> None:
+                pool, audit = candidates(rt, rng)
+                choose(rt, pool, 1, rng, audit_pool=audit)
+
+            row = {
+                "items": n,
+                "share": share,
+                "unlabeled": store.db.execute(
+                    "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
+                ).fetchone()[0],
+                "sample_unlabeled": timed(lambda r=rng: store.sample_unlabeled(100, r), repeat),
+                "pick": timed(pick, repeat),
+            }
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -336,7 +383,7 @@ def plot_growth(retrain: list[dict], growth: list[dict], out: Path) -> Path:
     return path
 
 
-def report(imports, scoring, retrain, growth, query_plans) -> str:
+def report(imports, scoring, retrain, growth, query_plans, sparse=()) -> str:
     """Markdown for whichever parts ran."""
     parts: list[str] = []
     if imports:
@@ -405,13 +452,37 @@ def report(imports, scoring, retrain, growth, query_plans) -> str:
                 scans = any(ln.startswith("SCAN") and "USING" not in ln for ln in lines)
                 parts.append(f"- `{name}` ({'SCAN' if scans else 'index'}): `{sql[:160]}`")
                 parts += [f"    - {ln}" for ln in lines]
+    if sparse:
+        dense = sparse[0]
+        parts += [
+            "",
+            f"#### Few unlabeled among {dense['items']:,} items (median ms per call; "
+            f"× = against the {dense['share']:.0%} row)",
+            "",
+        ]
+        table = [
+            [
+                f"{r['share']:.1%}",
+                f"{r['unlabeled']:,}",
+                f"{r['sample_unlabeled'] * 1000:.2f}",
+                f"{r['sample_unlabeled'] / dense['sample_unlabeled']:.1f}×",
+                f"{r['pick'] * 1000:.2f}",
+                f"{r['pick'] / dense['pick']:.1f}×",
+            ]
+            for r in sparse
+        ]
+        head = ["unlabeled share", "unlabeled", "Store.sample_unlabeled", "×"]
+        head += ["pick next (candidates + choose)", "×"]
+        parts += [markdown_table(head, table)]
     return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
-    parser.add_argument("--only", nargs="*", default=["import", "scoring", "retrain", "growth"])
+    parser.add_argument(
+        "--only", nargs="*", default=["import", "scoring", "retrain", "growth", "sparse"]
+    )
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument(
@@ -426,11 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     print(machine())
     if args.from_json:
-        raw: dict = {"import": [], "scoring": None, "retrain": [], "growth": [], "plans": {}}
+        raw: dict = {
+            "import": [], "scoring": None, "retrain": [], "growth": [], "plans": {}, "sparse": []
+        }  # fmt: skip
         for path in args.from_json:
             for key, value in json.loads(path.read_text()).items():
                 raw[key] = value or raw[key]
-        print(report(raw["import"], raw["scoring"], raw["retrain"], raw["growth"], raw["plans"]))
+        print(report(raw["import"], raw["scoring"], raw["retrain"], raw["growth"], raw["plans"],
+                     raw["sparse"]))  # fmt: skip
         if raw["retrain"] or raw["growth"]:
             print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots).name}")
         return 0
@@ -464,10 +538,16 @@ def main(argv: list[str] | None = None) -> int:
             if "growth" in args.only
             else ([], {})
         )
+        sparse = (
+            bench_sparse(tmp, growth_sizes[-1], repeat, data, datasets)
+            if "sparse" in args.only
+            else []
+        )
         if args.json:
             raw = {"import": imports, "scoring": scoring, "retrain": retrain, "growth": growth}
+            raw["sparse"] = sparse
             args.json.write_text(json.dumps({**raw, "plans": query_plans}, indent=1))
-        print(report(imports, scoring, retrain, growth, query_plans))
+        print(report(imports, scoring, retrain, growth, query_plans, sparse))
         if retrain or growth:
             path = plot_growth(retrain, growth, Path(tmp) if args.quick else args.plots)
             print(f"\nplot: {path.name}")

@@ -16,3 +16,13 @@ def test_throughput_benchmark_reports_growth_and_query_plans(standin: Path):
     for query in ("Store.pool", "Store.open_post_counts", "Store.next_for_user"):
         assert f"- `{query}` (" in out
     assert "EXPLAIN QUERY PLAN" in out
+    # few unlabeled among the largest size: one row per share, each unlabeled count smaller
+    sparse = re.findall(
+        r"^\| ([\d.]+)% \| ([\d,]+) \| [\d.]+ \| ([\d.]+)× \| [\d.]+ \| ([\d.]+)× \|$",
+        out,
+        flags=re.M,
+    )
+    assert [share for share, *_ in sparse] == ["50.0", "10.0", "5.0", "2.0", "1.0", "0.5"], out
+    counts = [int(n.replace(",", "")) for _, n, *_ in sparse]
+    assert counts == sorted(counts, reverse=True) and counts[-1] > 0
+    assert sparse[0][2:] == ("1.0", "1.0")  # the first row is the baseline
