@@ -162,6 +162,7 @@ def import_command(
 ) -> None:
     """Import items to label from PATH (CSV, TSV, JSONL or plain text, one item per line).
 
+    A CSV may be separated by semicolons or tabs instead of commas (read from its header).
     Columns other than the text, id and label are kept as the item's meta. Rows that
     already exist (same id, or same text when there is no id) are skipped, so
     importing the same file twice adds nothing. Bad rows are reported with their line

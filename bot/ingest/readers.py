@@ -17,6 +17,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import sys
@@ -144,12 +145,24 @@ def read_items(
             errors="surrogateescape",
             newline="",
         )
-        delimiter = "\t" if fmt == "tsv" else ","
-        rows = _csv_rows(path, text, columns, delimiter, lambda: raw.non_ascii)
+        header = text.readline()
+        delimiter = "\t" if fmt == "tsv" else csv_delimiter(header)
+        lines = itertools.chain([header], text) if header else text
+        rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
         return _closing(rows, text, handle)
     if fmt == "jsonl":
         return _closing(_jsonl_rows(_lines(handle, progress), columns), handle)
     return _closing(_text_rows(_lines(handle, progress)), handle)
+
+
+def csv_delimiter(header: str) -> str:
+    """The delimiter of a .csv file, from its header line: a comma, unless the header has none
+    and has semicolons (what Excel writes where the comma is the decimal separator) or tabs."""
+    if "," not in header:
+        for other in (";", "\t"):
+            if other in header:
+                return other
+    return ","
 
 
 class _ByteReader(io.RawIOBase):

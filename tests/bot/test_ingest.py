@@ -52,6 +52,27 @@ def test_tsv_and_bom(tmp_path: Path):
     assert (row.text, row.label) == ("hello", "greet")
 
 
+def test_a_csv_separated_by_semicolons_or_tabs_is_read_by_its_header(tmp_path: Path):
+    """Excel writes ';' where the comma is the decimal separator; such a file used to fail with
+    'no column "text" in the header (text;label); pass --text-column', the wrong fix."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        '\ufeffid;text;label\r\nT1;"refund; twice";billing\r\nT2;1,5 € off;sales\r\n'.encode()
+    )
+    assert [(r.id, r.text, r.label) for r in rows_of(path)] == [
+        ("T1", "refund; twice", "billing"),
+        ("T2", "1,5 € off", "sales"),
+    ]
+    path.write_text("text\tlabel\nhello\tgreet\n", encoding="utf-8")
+    assert [(r.text, r.label) for r in rows_of(path)] == [("hello", "greet")]
+    # a comma in the header wins: a semicolon in a name or in the rows is data
+    path.write_text("text,note;s\nhi; there,x;y\n", encoding="utf-8")
+    [row] = rows_of(path)
+    assert (row.text, row.meta) == ("hi; there", {"note;s": "x;y"})
+    path.write_text("text\nhi; there\n", encoding="utf-8")  # one column, no separator in it
+    assert [r.text for r in rows_of(path)] == ["hi; there"]
+
+
 def test_jsonl_rows_use_id_and_label_fields_when_present(tmp_path: Path):
     path = tmp_path / "t.jsonl"
     lines = [{"id": 7, "text": "héllo 👋", "label": "greet", "lang": "fr"}, {"text": "no id"}]
