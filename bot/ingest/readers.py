@@ -250,8 +250,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         raw_id = record.get(id_key)
         if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
             return RowError(line, f'column "{id_key}" (the id) is missing or empty')
-        if not isinstance(raw_id, str | int):
-            return RowError(line, f'column "{id_key}" (the id) is not a string or number')
+        if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+            return RowError(line, f'column "{id_key}" (the id) is not a string or whole number')
         item_id = str(raw_id).strip()
         if error := _id_error(line, id_key, item_id):
             return error

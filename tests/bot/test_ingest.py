@@ -111,6 +111,8 @@ def test_format_flag_overrides_the_extension(tmp_path: Path):
         (b'{"text": "' + b"a" * (MAX_TEXT_CHARS + 1) + b'"}\n', "over the limit of 40,000"),
         (b'{"text": "x", "label": "' + b"L" * 76 + b'"}\n', "label is over 75 characters"),
         (b'{"text": "x", "id": ""}\n', "(the id) is missing or empty"),
+        (b'{"text": "x", "id": 1.5}\n', "(the id) is not a string or whole number"),
+        (b'{"text": "x", "id": true}\n', "(the id) is not a string or whole number"),
     ],
 )
 def test_each_bad_jsonl_row_is_reported_with_line_and_reason(tmp_path: Path, content, reason):
