@@ -258,6 +258,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
 
     label_key = columns.label or ("label" if "label" in record else None)
     label = record.get(label_key) if label_key else None
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)  # 1.0, as pandas writes an integer column that has gaps, is "1"
     if isinstance(label, int | float) and not isinstance(label, bool):
         label = str(label)
     if label is not None:
