@@ -110,6 +110,13 @@ def machine() -> str:
     )
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (``ru_maxrss``), in MiB (Linux: KiB units)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,15 +45,12 @@ from _common import (
     load_mixture,
     machine,
     markdown_table,
+    peak_rss_mib,
     resolve_data,
 )
 
 SIDES = ("before", "now")
 N_LATENCY = 200
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sample(data: Path, datasets: list[str], n: int) -> tuple[list[str], list[str]]:
@@ -105,7 +101,7 @@ def child_retrain(spec: dict) -> dict:
         meta = ModelRegistry(spec["dir"]).save(clf, n_train=len(labels))
         path = Path(spec["dir"]) / meta.model_file
     seconds = time.perf_counter() - t0
-    peak = _peak_mib()
+    peak = peak_rss_mib()
     test_x, test_y = _test_set(Path(spec["data"]), spec["datasets"])
     pred = clf.predict(test_x)
     np.save(Path(spec["dir"]) / "proba.npy", clf.predict_proba(test_x[:500]))
@@ -129,7 +125,7 @@ def child_load(spec: dict) -> dict:
     from model.registry import ModelRegistry
 
     test_x, _ = _test_set(Path(spec["data"]), spec["datasets"])
-    rss0 = _peak_mib()
+    rss0 = peak_rss_mib()
     t0 = time.perf_counter()
     if spec["side"] == "before":  # as the registry loaded format 1: no change of layout
         pipeline = sio.loads((Path(spec["dir"]) / "before.skops").read_bytes(), trusted=[])
@@ -138,7 +134,7 @@ def child_load(spec: dict) -> dict:
     else:
         clf = ModelRegistry(spec["dir"]).load(1)
     load_s = time.perf_counter() - t0
-    load_peak = _peak_mib()
+    load_peak = peak_rss_mib()
     same = bool(np.array_equal(clf.predict_proba(test_x[:500]), np.load(spec["proba"])))
     times = []
     for text in test_x[: spec.get("n_latency", N_LATENCY)]:

@@ -253,19 +253,30 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def dispatcher_runtime(db: Path, store: Store) -> SimpleNamespace:
+    """What ``candidates`` and ``choose`` read of a runtime: settings, a champion, the store."""
+    settings = Settings(db=db, channel=CHANNEL, votes=3)
+    champion = Champion(1, None)
+    return SimpleNamespace(settings=settings, champion=champion, model=champion, store=store)
+
+
+def pick_next(rt: SimpleNamespace, rng: random.Random) -> None:
+    """What Dispatcher.fill does before a post: a bounded pool from the indexes, then choose."""
+    pool, audit = candidates(rt, rng)
+    choose(rt, pool, 1, rng, audit_pool=audit)
+
+
 def bench_growth(
     tmp: Path, sizes: list[int], repeat: int, data: Path, datasets: tuple[str, ...]
 ) -> tuple[list[dict], dict]:
     texts, labels = load_mixture(data, datasets)
-    settings = Settings(db=tmp / "growth.db", channel=CHANNEL, votes=3)
-    champion = Champion(1, None)
-    rt = SimpleNamespace(settings=settings, champion=champion, model=champion)
     now = datetime.now(UTC)
     since = (now.replace(hour=0, minute=0, second=0, microsecond=0)).isoformat()
     rows: list[dict] = []
     query_plans: dict = {}
     with Store.open(tmp / "growth.db") as store:
-        rt.store = store
+        rt = dispatcher_runtime(tmp / "growth.db", store)
+        settings = rt.settings
         have = 0
         for n in sizes:
             grow(store, have, n, texts, labels)
@@ -275,13 +286,8 @@ def bench_growth(
             rng = random.Random(0)
             open_ids = [r[0] for r in store.db.execute("SELECT item_id FROM posts")]
 
-            def pick(rng: random.Random = rng) -> None:
-                # What Dispatcher.fill does: a bounded pool from the indexes, then choose.
-                pool, audit = candidates(rt, rng)
-                choose(rt, pool, 1, rng, audit_pool=audit)
-
             calls = {
-                "pick next (candidates + choose)": pick,
+                "pick next (candidates + choose)": lambda r=rng: pick_next(rt, r),
                 "Store.most_uncertain": lambda: store.most_uncertain(500),
                 "Store.sample_unlabeled": lambda: store.sample_unlabeled(100, random.Random(1)),
                 "/hitl stats (stats_text)": lambda: stats_text(store, settings, now),
@@ -316,12 +322,9 @@ def bench_sparse(
     """At ``n`` items, the dispatcher's pick and its audit sample as the unlabeled share falls
     (items marked resolved in place, a fixed pseudo-random subset each step)."""
     texts, labels = load_mixture(data, datasets)
-    settings = Settings(db=tmp / "sparse.db", channel=CHANNEL, votes=3)
-    champion = Champion(1, None)
-    rt = SimpleNamespace(settings=settings, champion=champion, model=champion)
     rows: list[dict] = []
     with Store.open(tmp / "sparse.db") as store:
-        rt.store = store
+        rt = dispatcher_runtime(tmp / "sparse.db", store)
         grow(store, 0, n, texts, labels)
         for share in SPARSE_SHARES:
             store.db.execute(
@@ -331,11 +334,6 @@ def bench_sparse(
             )
             store.db.conn.commit()
             rng = random.Random(0)
-
-            def pick(rng: random.Random = rng) -> None:
-                pool, audit = candidates(rt, rng)
-                choose(rt, pool, 1, rng, audit_pool=audit)
-
             row = {
                 "items": n,
                 "share": share,
@@ -343,7 +341,7 @@ def bench_sparse(
                     "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
                 ).fetchone()[0],
                 "sample_unlabeled": timed(lambda r=rng: store.sample_unlabeled(100, r), repeat),
-                "pick": timed(pick, repeat),
+                "pick": timed(lambda r=rng: pick_next(rt, r), repeat),
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -55,6 +55,7 @@ from _common import (
     load_mixture,
     machine,
     markdown_table,
+    peak_rss_mib,
     resolve_data,
 )
 
@@ -64,10 +65,6 @@ QUICK_SIZES = (2_100, 4_200)
 QUICK_CAP = 1_500
 FIRST_TICKET = 100_000
 N_TEST = 1_000  # texts of each test file
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_s() -> float:
@@ -115,11 +112,11 @@ def child_fit(spec: dict) -> dict:
 
     _set_cap(spec)
     texts, labels = training_set(Path(spec["data"]), spec["datasets"], spec["n"])
-    rss0 = _peak_mib()
+    rss0 = peak_rss_mib()
     cpu0, t0 = _cpu_s(), time.perf_counter()
     clf = TextClassifier().fit(texts, labels)
     fit_s, fit_cpu_s = time.perf_counter() - t0, _cpu_s() - cpu0
-    peak = _peak_mib()
+    peak = peak_rss_mib()
     t0 = time.perf_counter()
     meta = ModelRegistry(spec["dir"]).save(clf, n_train=len(labels))
     save_s = time.perf_counter() - t0
@@ -153,12 +150,12 @@ def child_load(spec: dict) -> dict:
 
     _set_cap(spec)
     test_x, test_y = held_out_set(Path(spec["data"]), spec["datasets"], spec["n"])
-    rss0 = _peak_mib()
+    rss0 = peak_rss_mib()
     t0 = time.perf_counter()
     clf = ModelRegistry(spec["dir"]).load(1)
     clf.predict_proba(test_x[:1])
     load_s = time.perf_counter() - t0
-    peak = _peak_mib()
+    peak = peak_rss_mib()
     pred = clf.predict(test_x)
     return {
         "load_s": load_s,
