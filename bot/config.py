@@ -406,7 +406,8 @@ SPECS: tuple[Spec, ...] = (
         "HITL_REFRESH_EVERY",
         _integer(0, 100_000),
         False,
-        "refit the working model after this many new labels between retrains (0: off)",
+        "refit the working model after this many new labels between retrains, or 1 % of the"
+        " labels last fitted when more (0: off)",
     ),
     Spec(
         "warm_up",

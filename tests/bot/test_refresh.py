@@ -174,6 +174,39 @@ async def test_refresh_every_zero_turns_it_off(fake_slack: FakeSlack, tmp_path: 
         assert bot.rt.working is None and versions(bot) == {1}
 
 
+async def test_with_many_labels_a_refresh_waits_for_one_percent_more(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A refresh refits every label: with an imported history of 400 labels the step is 1 % of
+    them (4 answers), not HITL_REFRESH_EVERY's 3, so a refresh's fit is paid for by what it
+    adds (at 150,000 labels: every 1,500 answers instead of a 284 s fit every 25)."""
+    words = {"billing": "refund invoice payment card", "bug": "crash error freeze blank"}
+    history = [
+        Item(f"h{n}", f"{words[label].split()[n % 4]} history {n}", label)
+        for n in range(388)
+        for label in [("billing", "bug")[n % 2]]
+    ]
+    seed(tmp_path / "hitl.db", history)
+    async for bot in await started(fake_slack, tmp_path, refresh_every=3):
+        await run_retrain(bot.rt, "cli")
+        assert bot.rt.champion.n_train == 400  # 388 + the 12 imported with the unlabeled
+        trainer = Trainer.of(bot.rt)
+        for _ in range(3):
+            await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 0 and bot.rt.working is None  # 3 of the 4 answers
+        await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 1 and bot.rt.working.version == -404
+        for _ in range(4):  # 404 labels fitted: the next step is ceil(4.04) = 5
+            await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 1
+        await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 2 and bot.rt.working.version == -409
+
+
 async def test_clicks_acked_while_the_server_stops_start_no_refresh(bot: Bot):
     # A refresh started then would read the store after the server closed it ("Cannot operate
     # on a closed database" in the soak's log): the server marks the trainer closing first.
