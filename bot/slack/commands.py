@@ -74,11 +74,26 @@ class Subcommand:
         return f"• {usage} — {self.summary}" + (f" ({notes})" if notes else "")
 
 
+def picking_text(rt: Runtime) -> str:
+    """How the next questions are chosen, so a team knows why they look random (or not)."""
+    model, settings = rt.model, rt.settings
+    if model is None:
+        return "*Picking:* at random: there is no model yet (`/hitl retrain` makes the first)"
+    if model.n_train < settings.warm_up:
+        return (
+            f"*Picking:* at random while the model is young: it has {model.n_train} of the"
+            f" {settings.warm_up} labels it needs before its doubts pick the questions"
+            " (HITL_WARM_UP)"
+        )
+    audits = f", {settings.audit_rate:.0%} random audits" if settings.audit_rate else ""
+    return f"*Picking:* the model's closest calls first ({settings.strategy}){audits}"
+
+
 def queue_text(rt: Runtime) -> str:
     waiting = rt.store.waiting_count()
     open_counts = rt.store.open_post_counts()
     dispatcher = Dispatcher.of(rt)
-    lines = [f"*Waiting:* {blocks.count(waiting, 'item')}"]
+    lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt)]
     for channel in dispatcher.question_channels():
         state = dispatcher.channel_state(channel)
         line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"
@@ -315,7 +330,7 @@ TABLE: tuple[Subcommand, ...] = (
     ),
     Subcommand(
         "queue",
-        "what waits, what is open in each channel, and any posting errors",
+        "what waits, how questions are picked, what is open in each channel, posting errors",
         answer_with(queue_text),
     ),
     Subcommand("leaderboard", "who answered most this week", answer_with(leaderboard_text)),

@@ -82,6 +82,18 @@ async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
     assert "⛔ not posting: channel_not_found" in await reply(bot, "queue")
 
 
+async def test_queue_says_how_the_questions_are_picked(bot: Bot):
+    from bot.runtime import Champion
+
+    assert "*Picking:* at random: there is no model yet" in await reply(bot, "queue")
+    bot.rt.champion = Champion(version=1, classifier=None, n_train=30)
+    young = "*Picking:* at random while the model is young: it has 30 of the 50 labels"
+    assert young in await reply(bot, "queue")  # HITL_WARM_UP's default
+    bot.rt.champion = Champion(version=2, classifier=None, n_train=50)
+    grown = "*Picking:* the model's closest calls first (margin), 10% random audits"
+    assert grown in await reply(bot, "queue")
+
+
 async def test_leaderboard_ranks_people(bot: Bot):
     assert "No answers yet" in await reply(bot, "leaderboard")
     await bot.dispatcher.fill()
