@@ -9,12 +9,9 @@ asks the oracle for 25 more labels chosen by the arm:
 
 * ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): ``select`` with the
   default strategy (margin), the default 10 % audit share and near-duplicate filtering of the
-  batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch); below the
-  warm-up (``model.selection.DEFAULT_WARM_UP``, HITL_WARM_UP, 50 labels) random picks, drawn as
-  the random arm draws them, as ``warm<K>`` does;
-* ``margin``: the same with no warm-up (HITL_WARM_UP=0, the default before): margin from the
-  first model; it shares the default's RNG stream, so its rows are the stored ``default`` rows
-  measured before the warm-up was the default;
+  batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch); with a
+  warm-up (``model.selection.DEFAULT_WARM_UP``, HITL_WARM_UP; 0 by default) random picks below
+  it, drawn as the random arm draws them, as ``warm<K>`` does;
 * ``random``: 25 uniformly random unlabeled items;
 * ``least_confidence``, ``entropy``: ``select`` with the project's other strategies (same audit
   share and duplicate filter);
@@ -109,7 +106,7 @@ ARMS = (
 # over the model's doubts instead of packed into its closest calls.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "margin",
+    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50}
@@ -323,8 +320,6 @@ def _is_warming(
     ``known``)."""
     if arm == "default":  # the product's warm-up (bot.learning.scoring.choose, HITL_WARM_UP)
         return n_labels < DEFAULT_WARM_UP
-    if arm == "margin":  # HITL_WARM_UP=0
-        return False
     if arm == "classwarm":
         return n_labels < CLASSWARM_PER_CLASS * n_classes
     if arm == "hybrid1":  # the first model's batch, while it knows under half the classes
@@ -348,7 +343,6 @@ def round_rng(
     if not has_model:
         return np.random.default_rng([seed, rnd])
     stream = "random" if _is_warming(arm, n_labels, n_classes, model_round, known) else arm
-    stream = "default" if stream == "margin" else stream  # the default's rows before the warm-up
     return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 

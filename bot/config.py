@@ -67,7 +67,7 @@ class Settings:
     strategy: str = "margin"  # a name registered in model.selection.STRATEGIES
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
-    warm_up: int = 50  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
+    warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     connect_retry: float = 1.0  # bot.slack.connect.RETRY_BASE: first wait to reach Slack at start
     routes: Mapping[str, str] = field(default_factory=dict)

@@ -39,11 +39,10 @@ DEFAULT_STRATEGY: Strategy = "margin"
 DEFAULT_AUDIT_RATE = 0.1
 DEFAULT_DUPLICATE_THRESHOLD = 0.9
 # Labels a model is trained on before its uncertainty picks the questions (below it every pick
-# is a uniform random one, see ``warm_share``); 0: none. The first model's margin picks (25
-# labels) trail random at 50 labels on trec with 20 seeds; with a warm-up of 50 that batch is
-# random's, and the curve is at or above random at every round on all four benchmark datasets
-# (benchmarks/RESULTS.md, "Label efficiency", "The warm-up"), for 0.001-0.011 of AUC.
-DEFAULT_WARM_UP = 50
+# is a uniform random one, see ``warm_share``); 0: none. A warm-up of 50 ties random where the
+# first model's margin picks trail it (50 labels) but cost AUC on three of the four benchmark
+# datasets (benchmarks/RESULTS.md, "Label efficiency", "The warm-up"): off by default.
+DEFAULT_WARM_UP = 0
 
 
 def register_strategy(name: str) -> Callable[[PriorityFunction], PriorityFunction]:
@@ -333,7 +332,7 @@ def _pool_size(
 # lean on random picks while the model is young and move to the uncertain ones as it matures,
 # as a share of random picks per batch given the number of labels so far. Random picks are drawn
 # uniformly from the whole pool, so the random sample stays uniform whatever the share. With
-# HITL_WARM_UP (50 by default), the product's choice follows ``warm_share(n, HITL_WARM_UP)``
+# HITL_WARM_UP set, the product's choice follows ``warm_share(n, HITL_WARM_UP)``
 # (``bot.learning.scoring.choose``; its warm-up picks are not audits: a refresh trains on
 # them); ``ramp_share`` and longer warm-ups were screened.
 

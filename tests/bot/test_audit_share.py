@@ -57,8 +57,8 @@ def champion() -> Champion:
 async def audit_bot(fake: FakeSlack, tmp_path: Path, audit_rate: float, seed_: int):
     rng = random.Random(seed_)
     seed(tmp_path / "hitl.db", [Item(f"t{n}", ticket(n, rng)) for n in range(POSTS + 60)])
-    settings = make_settings(  # warm_up=0: the 18-label model is past its warm-up
-        fake, tmp_path, audit_rate=audit_rate, threshold=1.0, max_open=MAX_OPEN, warm_up=0
+    settings = make_settings(
+        fake, tmp_path, audit_rate=audit_rate, threshold=1.0, max_open=MAX_OPEN
     )
     async for bot in start_bot(fake, settings):
         bot.rt.champion = champion()

@@ -187,9 +187,7 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
     classifier = TextClassifier().fit(
         texts, ["billing", "billing", "bug", "bug"], label_set=LABELS_FOR_MODEL
     )
-    async for bot in await bot_with(
-        fake_slack, tmp_path, audit_rate=0.0, threshold=0.99, warm_up=0
-    ):
+    async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.99):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=4)
         assert await bot.dispatcher.fill() == 2
         posts = list(bot.store.db["posts"].rows)
@@ -208,8 +206,8 @@ async def test_with_a_model_the_most_uncertain_go_first_and_confident_ones_wait(
 async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    """By default (HITL_WARM_UP=50), below 50 labels every question is a random pick; from
-    there on, the most uncertain items are asked (HITL_AUDIT_RATE=0 here, so no audit)."""
+    """With HITL_WARM_UP=50, below 50 labels every question is a random pick; from there on,
+    the most uncertain items are asked (HITL_AUDIT_RATE=0 here, so no audit)."""
     import random
 
     from bot.config import Settings
@@ -218,12 +216,14 @@ async def test_a_young_model_asks_at_random_until_it_has_the_warm_up_labels(
     from model.classifier import TextClassifier
     from model.selection import DEFAULT_WARM_UP
 
-    assert Settings().warm_up == DEFAULT_WARM_UP == 50  # on unless set to 0
+    assert Settings().warm_up == DEFAULT_WARM_UP == 0  # off unless set
     texts = ["refund my money", "card charged twice", "app crashes", "screen is blank"]
     classifier = TextClassifier().fit(
         texts, ["billing", "billing", "bug", "bug"], label_set=LABELS_FOR_MODEL
     )
-    async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.99):
+    async for bot in await bot_with(
+        fake_slack, tmp_path, audit_rate=0.0, threshold=0.99, warm_up=50
+    ):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=49)
         assert await bot.dispatcher.fill() == 2
         assert {p["reason"] for p in bot.store.db["posts"].rows} == {"warm_up"}
@@ -246,9 +246,7 @@ async def test_confident_items_are_left_to_the_model_except_audits(
     from model.classifier import TextClassifier
 
     classifier = TextClassifier().fit(["refund please", "crash bug"], ["billing", "bug"])
-    async for bot in await bot_with(
-        fake_slack, tmp_path, audit_rate=0.0, threshold=0.01, warm_up=0
-    ):
+    async for bot in await bot_with(fake_slack, tmp_path, audit_rate=0.0, threshold=0.01):
         bot.rt.champion = Champion(version=1, classifier=classifier, n_train=2)
         assert await bot.dispatcher.fill() == 0  # every item is above the threshold
         assert bot.store.count_items()["auto"] == 4
@@ -288,7 +286,7 @@ async def test_every_position_of_a_choice_is_an_audit_at_the_audit_rate(bot: Bot
     from bot.runtime import Champion
 
     bot.rt.champion = Champion(version=1, classifier=None)
-    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.3, threshold=0.8, warm_up=0)
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.3, threshold=0.8)
     pool, sample = scored_items("u", 20), scored_items("s", 20)
     rng = random.Random(7)
     firsts = [choose(bot.rt, pool, 5, rng, audit_pool=sample)[0][1] for _ in range(1000)]
@@ -305,7 +303,7 @@ async def test_a_kind_that_ran_out_ends_the_choice_rather_than_taking_the_other(
     from bot.runtime import Champion
 
     bot.rt.champion = Champion(version=1, classifier=None)
-    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=1.0, warm_up=0)
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=1.0)
     assert choose(bot.rt, scored_items("u", 5), 3, random.Random(0), audit_pool=[]) == []
     bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.0)
     assert choose(bot.rt, [], 3, random.Random(0), audit_pool=scored_items("s", 5)) == []

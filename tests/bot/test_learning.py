@@ -442,7 +442,7 @@ async def test_promotion_rescores_and_reorders_the_queue(bot: Bot):
     pool = bot.store.pool()
     assert {it["model_version"] for it in pool} == {1}
     margins = {it["id"]: it["ranked"][0][1] - it["ranked"][1][1] for it in pool}
-    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.0, threshold=1.0, warm_up=0)
+    bot.rt.settings = bot.rt.settings.with_changes(audit_rate=0.0, threshold=1.0)
     import random
 
     order = [it["id"] for it, _ in choose(bot.rt, pool, 4, random.Random(0))]

@@ -105,7 +105,7 @@ async def test_a_strategy_registered_in_model_selection_orders_the_dispatchers_p
     by_margin = [items[i].id for i in np.argsort(-selection.priority(proba), kind="stable")[:2]]
     assert set(by_hand) != set(by_margin)  # the new strategy asks about other items
     async for bot in start(fake_slack, tmp_path, items, audit_rate=0.0, threshold=1.0,
-                           strategy=most_confident_first, warm_up=0):  # fmt: skip
+                           strategy=most_confident_first):  # fmt: skip
         bot.rt.champion = Champion(version=1, classifier=classifier)
         assert await bot.dispatcher.fill() == 2
         posts = list(bot.store.db["posts"].rows_where(order_by="id"))
@@ -205,9 +205,7 @@ async def test_predict_scores_only_its_own_item_not_the_backlog(
 async def test_a_dispatcher_round_scores_one_bounded_chunk_and_leaves_the_rest(
     fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
 ):
-    async for bot in start(
-        fake_slack, tmp_path, backlog(35), threshold=1.0, audit_rate=0.0, warm_up=0
-    ):
+    async for bot in start(fake_slack, tmp_path, backlog(35), threshold=1.0, audit_rate=0.0):
         bot.rt.champion = Champion(version=1, classifier=classifier)
         bot.rt.scorer = Scorer.for_runtime(bot.rt)
         bot.rt.scorer.chunk = 10

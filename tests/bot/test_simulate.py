@@ -17,9 +17,8 @@ async def test_drive_mode_keeps_answering_when_the_model_is_sure_of_every_item(t
     async with running_demo(options, data, lambda line: None, background=False) as demo:
         rt = demo.rt
         # Every scored item is at or above the threshold: once a model exists nothing is
-        # queued as uncertain, and each dispatcher round posts an audit pick or nothing (no
-        # warm-up, whose random picks would ask regardless).
-        rt.settings = rt.settings.with_changes(threshold=0.0, warm_up=0)
+        # queued as uncertain, and each dispatcher round posts an audit pick or nothing.
+        rt.settings = rt.settings.with_changes(threshold=0.0)
         simulator = demo.simulator(drive=True)
         answered = await simulator.run(len(data.pool))
         await rt.background.drain()

@@ -87,8 +87,11 @@ async def test_queue_says_how_the_questions_are_picked(bot: Bot):
 
     assert "*Picking:* at random: there is no model yet" in await reply(bot, "queue")
     bot.rt.champion = Champion(version=1, classifier=None, n_train=30)
+    grown = "*Picking:* the model's closest calls first (margin), 10% random audits"
+    assert grown in await reply(bot, "queue")  # no warm-up by default
+    bot.rt.settings = bot.rt.settings.with_changes(warm_up=50)
     young = "*Picking:* at random while the model is young: it has 30 of the 50 labels"
-    assert young in await reply(bot, "queue")  # HITL_WARM_UP's default
+    assert young in await reply(bot, "queue")
     bot.rt.champion = Champion(version=2, classifier=None, n_train=50)
     grown = "*Picking:* the model's closest calls first (margin), 10% random audits"
     assert grown in await reply(bot, "queue")

@@ -54,7 +54,6 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
         audit_rate=0.0,
         threshold=1.0,
         refresh_every=3,
-        warm_up=0,  # the questions are the model's doubts from 36 labels on (no warm-up)
     )
     async for running in start_bot(fake_slack, settings):
         yield running
