@@ -104,12 +104,15 @@ ARMS = (
 # Seventh screen (issue 19): ``warmsoft``: random's picks below 50 labels (as warm50), softrank
 # from there: the first model's batch ties random by construction, and later batches are drawn
 # over the model's doubts instead of packed into its closest calls.
+# ``warm50a``: warm50 drawing its audit picks from the default arm's RNG stream instead of its
+# own: what the default arm was with HITL_WARM_UP=50 (at 1261f2b). warm50 and warm50a differ
+# only in which 2-3 uniform audit picks each batch gets, which measures that draw's effect.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
-    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft",
+    "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
-WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50}
+WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
@@ -343,6 +346,7 @@ def round_rng(
     if not has_model:
         return np.random.default_rng([seed, rnd])
     stream = "random" if _is_warming(arm, n_labels, n_classes, model_round, known) else arm
+    stream = "default" if stream == "warm50a" else stream  # the default's audit draws
     return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 

@@ -44,6 +44,16 @@ def test_warm_arm_is_random_below_its_label_count_and_margin_from_it(tmp_path):
     # ramp300: the random share is down to the audit share at 270 labels: the default's batch
     assert picks("ramp300", 270) == picks("default", 270)
     assert picks("ramp300", 0) != picks("default", 0)
+    # warm50a: warm50's picks, its audits drawn from the default's stream from 50 labels on
+    assert picks("warm50a", 49) == picks("random", 49) and picks("warm50a", 50) == picks(
+        "default", 50
+    )
+
+    def draw(arm: str, n_labels: int) -> float:
+        return le["round_rng"](arm, 0, 3, True, n_labels).random()
+
+    assert draw("warm50a", 49) == draw("random", 49) == draw("warm50", 49)
+    assert draw("warm50a", 50) == draw("default", 50) != draw("warm50", 50)
 
 
 def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tmp_path):
