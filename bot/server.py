@@ -50,6 +50,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.store import Checkpointer, Store
+from bot.store.lock import server_lock
 from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def init_app(
     run_background: bool = True,
     configure: Callable[[Runtime], None] | None = None,
     retry_base: float = 1.0,
+    lock: bool = True,
 ) -> web.Application:
     """The aiohttp app: POST /slack/events (Bolt; not in Socket Mode), GET /healthz, /api/*,
     and background tasks.
@@ -112,7 +114,9 @@ def init_app(
     (the demo and tests set the dispatcher's post interval there). Starting the app asks
     Slack who the bot is, and refuses to start (``ConfigError``) if Slack refuses the token or
     a channel; with ``run_background`` in Socket Mode it also connects to Slack before the
-    tasks start (without, a caller connects with ``start_socket_mode``).
+    tasks start (without, a caller connects with ``start_socket_mode``). While it runs it holds
+    the database's server lock (``bot.store.lock``; ``lock=False``: the caller holds it), so a
+    second server on the same database refuses to start (``StoreError``).
     """
     app = web.Application(client_max_size=MAX_BODY)
     socket_mode = bool(settings.slack_app_token)
@@ -124,7 +128,14 @@ def init_app(
         app[VERIFIER] = SignatureVerifier(settings.slack_signing_secret)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = Store.open(settings.db)
+        held = contextlib.ExitStack()
+        if lock:
+            held.enter_context(server_lock(settings.db))  # one server per database
+        try:
+            store = Store.open(settings.db)
+        except BaseException:
+            held.close()
+            raise
         session = slack_session()
         try:
             check_label_set(settings, store)
@@ -151,6 +162,7 @@ def init_app(
         except BaseException:  # a refusal, or a stop while Slack cannot be reached
             await session.close()
             store.close()
+            held.close()
             raise
         tasks: list[asyncio.Task] = []
         if run_background:
@@ -199,6 +211,7 @@ def init_app(
                     worker.close()  # after the tasks that score: none starts a new child
             await session.close()  # after the tasks that call Slack
             store.close()
+            held.close()  # another server may start on this database from here
 
     app.cleanup_ctx.append(runtime_ctx)
     if not socket_mode:

@@ -41,6 +41,7 @@ from bot.server import RUNTIME, init_app
 from bot.slack.dispatch import Dispatcher
 from bot.slack.redraw import Redrawer
 from bot.store import Store
+from bot.store.lock import server_lock
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +210,16 @@ async def running_demo(
     itself).
     """
     check_options(options)
+    # Held before the database is replaced: a demo already running on it keeps it.
+    with server_lock(options.db):
+        async with _running_demo(options, data, echo, background=background) as demo:
+            yield demo
+
+
+@asynccontextmanager
+async def _running_demo(
+    options: DemoOptions, data: DemoData, echo: Echo, *, background: bool
+) -> AsyncIterator[Demo]:
     prepare_database(options.db)
     with Store.open(options.db) as store:
         gold = gold_items(data) if options.careless else []
@@ -224,7 +235,7 @@ async def running_demo(
         dispatcher.post_interval = 0.0  # the fake has no rate limit; new questions at once
         dispatcher.rng = random.Random(options.seed)
 
-    app = init_app(settings, run_background=False, configure=configure)
+    app = init_app(settings, run_background=False, configure=configure, lock=False)
     ui.add_routes(app, sandbox)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
     tasks: list[asyncio.Task] = []

@@ -118,6 +118,23 @@ def test_demo_refuses_a_database_it_did_not_make(tmp_path: Path):
     )
 
 
+async def test_a_second_demo_on_the_same_database_refuses_and_leaves_it_alone(tmp_path: Path):
+    """The demo recreates its database at every start: a second one in the same folder deleted
+    the running demo's database from under it. Now it refuses, naming the first."""
+    options = DemoOptions(db=tmp_path / "demo.db", port=0)
+    async with running_demo(options, load_data(options), background=False) as demo:
+        items = demo.rt.store.db["items"].count
+        second = ["--db", str(options.db), "demo", "--port", "0", "--no-browser"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, second)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(
+            f"Error: {options.db} is in use by another hitl server or demo (pid "
+        )
+        assert len(result.output.splitlines()) == 1
+        with Store.open(options.db) as store:  # the first demo's database is still there
+            assert store.db["items"].count == items > 0
+
+
 def test_answers_need_simulated_teammates(tmp_path: Path):
     result = CliRunner().invoke(cli, ["demo", "--answers", "5", "--no-browser"])
     assert result.exit_code == 1

@@ -233,3 +233,53 @@ async def test_socket_mode_retries_a_failed_connection_one_line_at_a_time(
     assert all("Socket Mode: cannot connect to Slack" in line for line in retries), retries
     assert "retrying in 0.05 s" in retries[0] and "retrying in 0.1 s" in retries[1]  # backoff
     assert "connected to Slack in Socket Mode\n" in seen
+
+
+async def test_a_second_server_on_the_same_database_refuses_to_start_until_the_first_is_gone(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Two servers on one database would each post the queue's questions: every question
+    twice. The second refuses with one line naming the first; once the first is gone, even by
+    kill -9, a server starts."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please"), Item("b", "app crashes"), Item("c", "hello")])
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start() -> asyncio.subprocess.Process:
+        env = serve_env(fake_slack, db, free_port())
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        started.append(process)
+        return process
+
+    try:
+        first = await start()
+        await asyncio.wait_for(read_until(first.stderr, "listening on", []), 60)
+        await fake_slack.wait_for(
+            lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
+        )
+        second = await start()
+        code = await asyncio.wait_for(second.wait(), 60)
+        error = (await second.stderr.read()).decode()
+        assert code == 1, error
+        [line] = error.strip().splitlines()
+        assert line.startswith(
+            f"Error: {db} is in use by another hitl server or demo (pid {first.pid} "
+        )
+        assert "Stop that one first, or give this one another database (--db or HITL_DB)" in line
+        posted = [c.params["metadata"]["event_payload"]["item_id"]
+                  for c in fake_slack.calls_to("chat.postMessage")]  # fmt: skip
+        assert sorted(posted) == sorted(set(posted))  # no question went out twice
+        assert first.returncode is None  # the first one goes on
+        first.kill()  # no clean stop: the kernel drops its lock
+        await first.wait()
+        third = await start()
+        await asyncio.wait_for(read_until(third.stderr, "listening on", []), 60)
+        third.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(third.wait(), 60) == 0
+    finally:
+        for process in started:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

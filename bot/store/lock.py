@@ -1,0 +1,65 @@
+"""One server per database.
+
+Two servers on one database (a second `hitl serve` left running, a deploy that starts the new
+one before the old one stops, two `hitl demo`s in one folder) would each fill the channel from
+the same queue and post every question twice. A server holds an exclusive ``flock`` on
+``<db>.server.lock`` while it runs; a second one refuses to start, naming the first. The kernel
+drops the lock when its holder ends, however it ends (``kill -9``, a crash), so no stale lock
+outlives a server. The file descriptor is not inherited by the server's children (they are
+started through ``exec``), so a child left behind holds nothing. Where ``fcntl`` is missing
+(Windows) there is no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+
+def lock_path(db: Path) -> Path:
+    return db.with_name(db.name + ".server.lock")
+
+
+@contextlib.contextmanager
+def server_lock(db: Path) -> Iterator[None]:
+    """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
+    second hold, in this process too, is refused: each opens the file anew)."""
+    path = lock_path(Path(db))
+    if fcntl is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open {path} ({exc.strerror}), the lock that keeps a second server off"
+            f" {db}: the server needs to write in {path.parent}"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise StoreError(
+                f"{db} is in use by another hitl server or demo ({holder}): two would post every"
+                " question twice. Stop that one first, or give this one another database"
+                " (--db or HITL_DB)"
+            ) from None
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
