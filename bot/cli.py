@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -162,6 +163,7 @@ def import_command(
 ) -> None:
     """Import items to label from PATH (CSV, TSV, JSONL or plain text, one item per line).
 
+    PATH "-" reads standard input (give --format); rows are reported as lines of "stdin".
     A CSV may be separated by semicolons or tabs instead of commas (read from its header).
     Columns other than the text, id and label are kept as the item's meta. Rows that
     already exist (same id, or same text when there is no id) are skipped, so
@@ -175,8 +177,11 @@ def import_command(
       hitl import messages.txt
       hitl import --gold checked.csv
       hitl export > decided.jsonl && hitl import --gold decided.jsonl
+      curl -s https://example.com/tickets.jsonl | hitl import - --format jsonl
     """
-    with friendly_errors():
+    with friendly_errors(), contextlib.ExitStack() as spool:
+        if str(path) == "-":
+            path = spool.enter_context(stdin_as_file(fmt))
         size = path.stat().st_size if path.is_file() else 0
         show_bar = sys.stderr.isatty()
         bar = click.progressbar(
@@ -220,6 +225,21 @@ def import_command(
         f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}, "
         f"{summary.rejected:,} rejected"
     )
+
+
+@contextlib.contextmanager
+def stdin_as_file(fmt: str | None) -> Iterator[Path]:
+    """Standard input copied to a file named ``stdin`` in a folder of its own (the readers read
+    a file, some twice: a CSV's header sniffing), removed afterwards."""
+    if fmt is None:
+        raise HitlError(f"reading standard input (-) needs --format ({', '.join(FORMATS)})")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise HitlError("- reads standard input, but nothing is piped in: hitl import - < FILE")
+    with tempfile.TemporaryDirectory(prefix="hitl-import-") as folder:
+        path = Path(folder) / "stdin"
+        with path.open("wb") as handle:
+            shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
+        yield path
 
 
 @cli.command("export")

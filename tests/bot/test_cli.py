@@ -172,6 +172,33 @@ def test_export_then_import_round_trips(labeled_csv: Path, tmp_path: Path, fmt: 
         assert b.get_item("T2")["text"] == "The app crashes, é 👋"
 
 
+def test_import_reads_standard_input_given_a_format(labeled_csv: Path, tmp_path: Path):
+    """`hitl export | hitl import - --format jsonl`: "-" is standard input ("-: cannot read the
+    file (No such file or directory)" before); rows are reported as lines of "stdin"."""
+    source_db, copy_db = tmp_path / "a.db", tmp_path / "b.db"
+    import_tickets(labeled_csv, source_db)
+    exported = run("--db", str(source_db), "export").stdout
+    piped = exported + "not json\n"
+
+    def import_stdin(*options: str):
+        return CliRunner().invoke(cli, ["--db", str(copy_db), "import", "-", *options],
+                                  input=piped, prog_name="hitl")  # fmt: skip
+
+    result = import_stdin("--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "stdin line 3: bad JSON (Expecting value at column 1), row skipped\n"
+    assert result.stdout.startswith("stdin: read 3 rows, imported 2 (2 with labels),")
+    with Store.open(source_db) as a, Store.open(copy_db) as b:
+        assert [(r["id"], r["label"]) for r in a.iter_export()] == [
+            (r["id"], r["label"]) for r in b.iter_export()
+        ]
+    result = import_stdin()
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: reading standard input (-) needs --format (csv, tsv, jsonl, text)\n"
+    )
+
+
 def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
     import_tickets(labeled_csv, db_path)
     lines = run("--db", str(db_path), "export").stdout.splitlines()
