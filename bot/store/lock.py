@@ -35,7 +35,7 @@ def lock_path(db: Path) -> Path:
 def server_lock(db: Path) -> Iterator[None]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
     second hold, in this process too, is refused: each opens the file anew)."""
-    path = lock_path(Path(db))
+    path = lock_path(Path(db).resolve())  # one lock whichever path (symlink) names the file
     if fcntl is None:
         yield
         return
