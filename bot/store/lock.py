@@ -13,6 +13,7 @@ started through ``exec``), so a child left behind holds nothing. Where ``fcntl``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.errors import StoreError
+
+logger = logging.getLogger(__name__)
 
 try:
     import fcntl
@@ -57,6 +60,14 @@ def server_lock(db: Path) -> Iterator[None]:
                 " question twice. Stop that one first, or give this one another database"
                 " (--db or HITL_DB)"
             ) from None
+        except OSError as exc:  # a filesystem without locks (some network ones): run without
+            logger.warning(
+                "cannot lock %s (%s): nothing stops a second server on this database",
+                path,
+                exc.strerror,
+            )
+            yield
+            return
         since = datetime.now(UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)

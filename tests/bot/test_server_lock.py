@@ -44,3 +44,22 @@ def test_a_lock_that_cannot_be_made_is_one_line_saying_where(tmp_path: Path):
         pass
     assert str(refused.value).startswith(f"cannot open {not_a_folder / 'hitl.db.server.lock'} (")
     assert str(refused.value).endswith(f"the server needs to write in {not_a_folder}")
+
+
+def test_a_filesystem_without_locks_runs_without_one_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """Some network filesystems refuse flock (ENOLCK): the server still starts, with a warning,
+    rather than failing with a traceback."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with server_lock(tmp_path / "hitl.db"):
+        pass
+    [warning] = caplog.records
+    assert warning.levelname == "WARNING"
+    assert "nothing stops a second server on this database" in warning.getMessage()
