@@ -12,12 +12,19 @@
   command: the dispatcher's pick (``Store.pool`` + ``bot.learning.scoring.choose``), ``/hitl stats``
   (``reports.stats_text``) and the single Store queries, with ``EXPLAIN QUERY PLAN`` of the SQL
   each one runs (captured with a trace callback). Growth is fitted as time ∝ n^k.
+* ``window``: after a new model (a refresh, a promotion) on the largest growth size, the
+  dispatcher's first round scores its uncertain window (500 items) with the new model
+  (``bot.learning.scoring.fresh_window``): its time, the part of it on the event loop (the
+  store's reads and the write), and, beside it, how long the walk, which re-scores the waiting
+  items oldest first, takes to reach the last of those items at the scoring rate of the same
+  run (without ``fresh_window`` the window is the old model's until then).
 * ``sparse``: the same dispatcher pick and ``Store.sample_unlabeled`` on the largest growth size
   as the unlabeled share falls (most items labeled: imported history, or a team that keeps up),
   with the ratio to the 50 % row of the same run.
 
     python benchmarks/throughput.py            # 100k rows; 1k/10k/50k labels; 10k-1M items
     python benchmarks/throughput.py --only sparse   # 1M items, 50 % to 0.5 % unlabeled
+    python benchmarks/throughput.py --only window   # 1M items, a new model's first round
     python benchmarks/throughput.py --quick    # small sizes, for the test suite (< 30 s)
 """
 
@@ -59,7 +66,14 @@ from _common import (
 
 from bot.config import Settings
 from bot.learning.reports import stats_text
-from bot.learning.scoring import candidates, choose, score_items
+from bot.learning.scoring import (
+    UNCERTAIN_WINDOW,
+    Scorer,
+    candidates,
+    choose,
+    fresh_window,
+    score_items,
+)
 from bot.runtime import Champion
 from bot.store import Store
 from model.classifier import TextClassifier
@@ -316,6 +330,74 @@ def bench_growth(
 SPARSE_SHARES = (0.5, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 
+def bench_window(
+    tmp: Path, n: int, n_labels: int, repeat: int, data: Path, datasets: tuple[str, ...]
+) -> dict:
+    """At ``n`` items scored by model 1, a new model (fitted on ``n_labels`` texts) and the
+    dispatcher's first round with it: ``fresh_window`` on a fresh copy of the scores each time
+    (median of ``repeat``), its store calls alone (on the event loop in the server), and the
+    walk's time to the window's last item, estimated at this run's rate of scoring."""
+    texts, labels = load_mixture(data, datasets)
+    rng = random.Random(0)
+    picks = [rng.randrange(len(texts)) for _ in range(n_labels)]
+    newer = TextClassifier().fit([texts[i] for i in picks], [labels[i] for i in picks])
+    db = tmp / "window.db"
+    with Store.open(db) as store:
+        grow(store, 0, n, texts, labels)
+        # grow's stand-in priorities reach 1.5; a margin's stay in [0, 1]
+        store.db.execute("UPDATE items SET priority = priority / 1.5")
+        store.db.conn.commit()
+    totals, on_loop, fresh = [], [], []
+    for _ in range(repeat):
+        copy = tmp / "window-copy.db"
+        shutil.copyfile(db, copy)
+        with Store.open(copy) as store:
+            champion = Champion(2, newer)
+            rt = dispatcher_runtime(copy, store)
+            rt.champion = rt.model = champion
+            rt.scorer = Scorer(
+                store, champion=lambda c=champion: c, settings=lambda s=rt.settings: s
+            )
+            pool = store.most_uncertain(UNCERTAIN_WINDOW)
+            ids = [it["id"] for it in pool]
+            last = max(store.db.execute(
+                f"SELECT rowid FROM items WHERE id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall())[0]  # fmt: skip
+            before = store.db.execute(
+                "SELECT count(*) FROM items WHERE status IN ('new', 'queued', 'auto')"
+                " AND rowid <= ?",
+                [last],
+            ).fetchone()[0]
+            t0 = time.perf_counter()
+            window = asyncio.run(fresh_window(rt, pool))
+            totals.append(time.perf_counter() - t0)
+            fresh.append(sum(it["model_version"] == 2 for it in window) / len(window))
+            rows = [(it["id"], 3, it["predicted_label"], it["confidence"], it["ranked"],
+                     it["priority"]) for it in window]  # fmt: skip
+            t0 = time.perf_counter()  # the store's part again, alone: reads and the write
+            store.unscored_of(ids, 1, "margin")
+            store.set_predictions(rows, 0.8, "margin")
+            store.most_uncertain(UNCERTAIN_WINDOW)
+            on_loop.append(time.perf_counter() - t0)
+        copy.unlink()
+    sample = [texts[i % len(texts)] for i in range(2_000)]
+    t0 = time.perf_counter()
+    newer.score(sample)
+    per_item = (time.perf_counter() - t0) / len(sample)
+    row = {
+        "items": n,
+        "window": UNCERTAIN_WINDOW,
+        "fresh_window_s": statistics.median(totals),
+        "store_s": statistics.median(on_loop),
+        "window_by_new_model": min(fresh),
+        "walk_items_to_window": before,
+        "walk_s_to_window": before * per_item,
+        "score_texts_s": 1 / per_item,
+    }
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
 def bench_sparse(
     tmp: Path, n: int, repeat: int, data: Path, datasets: tuple[str, ...]
 ) -> list[dict]:
@@ -381,9 +463,29 @@ def plot_growth(retrain: list[dict], growth: list[dict], out: Path) -> Path:
     return path
 
 
-def report(imports, scoring, retrain, growth, query_plans, sparse=()) -> str:
+def report(imports, scoring, retrain, growth, query_plans, sparse=(), window=None) -> str:
     """Markdown for whichever parts ran."""
     parts: list[str] = []
+    if window:
+        w = window
+        head = ["items", "window", "first round (fresh_window) ms", "its store calls ms"]
+        head += ["chosen from: new model's share", "walk to the window: items", "s (est.)"]
+        parts += [
+            markdown_table(
+                head,
+                [
+                    [
+                        f"{w['items']:,}",
+                        f"{w['window']:,}",
+                        f"{w['fresh_window_s'] * 1000:.0f}",
+                        f"{w['store_s'] * 1000:.1f}",
+                        f"{w['window_by_new_model']:.0%}",
+                        f"{w['walk_items_to_window']:,}",
+                        f"{w['walk_s_to_window']:,.0f}",
+                    ]
+                ],
+            )
+        ]
     if imports:
         head = ["rows", "file MiB", "hitl import s", "rows/s", "executemany s", "rows/s"]
         head += ["hitl / plain", "peak RSS MiB"]
@@ -479,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument(
-        "--only", nargs="*", default=["import", "scoring", "retrain", "growth", "sparse"]
+        "--only",
+        nargs="*",
+        default=["import", "scoring", "retrain", "growth", "sparse", "window"],
     )
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
@@ -496,13 +600,14 @@ def main(argv: list[str] | None = None) -> int:
     print(machine())
     if args.from_json:
         raw: dict = {
-            "import": [], "scoring": None, "retrain": [], "growth": [], "plans": {}, "sparse": []
+            "import": [], "scoring": None, "retrain": [], "growth": [], "plans": {}, "sparse": [],
+            "window": None,
         }  # fmt: skip
         for path in args.from_json:
             for key, value in json.loads(path.read_text()).items():
                 raw[key] = value or raw[key]
         print(report(raw["import"], raw["scoring"], raw["retrain"], raw["growth"], raw["plans"],
-                     raw["sparse"]))  # fmt: skip
+                     raw["sparse"], raw["window"]))  # fmt: skip
         if raw["retrain"] or raw["growth"]:
             print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots).name}")
         return 0
@@ -541,11 +646,16 @@ def main(argv: list[str] | None = None) -> int:
             if "sparse" in args.only
             else []
         )
+        window = (
+            bench_window(tmp, growth_sizes[-1], 200 if args.quick else 1_000, 3, data, datasets)
+            if "window" in args.only
+            else None
+        )
         if args.json:
             raw = {"import": imports, "scoring": scoring, "retrain": retrain, "growth": growth}
-            raw["sparse"] = sparse
+            raw["sparse"], raw["window"] = sparse, window
             args.json.write_text(json.dumps({**raw, "plans": query_plans}, indent=1))
-        print(report(imports, scoring, retrain, growth, query_plans, sparse))
+        print(report(imports, scoring, retrain, growth, query_plans, sparse, window))
         if retrain or growth:
             path = plot_growth(retrain, growth, Path(tmp) if args.quick else args.plots)
             print(f"\nplot: {path.name}")

@@ -322,6 +322,35 @@ def candidates(
     return rt.store.most_uncertain(UNCERTAIN_WINDOW), sample
 
 
+FRESH_PASSES = 4  # at most this many windows re-scored in one dispatcher round (2,000 items)
+
+
+async def fresh_window(rt: Runtime, pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The uncertain window (``candidates``' first list) as the model that asks ranks it.
+
+    After a refresh or a promotion the walk re-scores the waiting items oldest first: at a
+    million items that takes minutes, and until it got there the window's order, and its
+    questions' guesses, were the old model's. So the window's items an older model scored are
+    scored now (in the scoring child; the walk skips them), and the round chooses among the
+    window's items the new model leaves in the queue: the old model's closest calls, ranked by
+    the new one. When it is sure of them all, the next window is scored, up to FRESH_PASSES
+    windows a round (the next round goes on). Once the window is the new model's, a round
+    costs nothing more."""
+    model = rt.model
+    if model is None:
+        return pool
+    for _ in range(FRESH_PASSES):
+        stale = [it["id"] for it in pool if it["model_version"] != model.version]
+        if not stale:
+            return pool
+        await scorer_of(rt).score_ids(stale)
+        fresh = rt.store.queued_of([it["id"] for it in pool])
+        if any(it["model_version"] == model.version for it in fresh):
+            return [it for it in fresh if it["model_version"] == model.version]
+        pool = rt.store.most_uncertain(UNCERTAIN_WINDOW)
+    return pool
+
+
 def choose(
     rt: Runtime,
     pool: list[dict[str, Any]],

@@ -29,7 +29,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
 from bot.learning.jobs import sync_champion
-from bot.learning.scoring import candidates, choose, predict_texts, score_pending
+from bot.learning.scoring import (
+    candidates,
+    choose,
+    fresh_window,
+    predict_texts,
+    score_pending,
+)
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
@@ -153,6 +159,7 @@ class Dispatcher:
         await sync_champion(rt)
         await score_pending(rt, max_chunks=1)  # one bounded chunk; the scorer does the rest
         pool, audit_pool = candidates(rt, self.rng)
+        pool = await fresh_window(rt, pool)  # a new model ranks the window first
         taken: set[str] = set()
         posted = 0
         for channel in self.question_channels():

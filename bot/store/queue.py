@@ -60,6 +60,17 @@ class QueueMixin:
             [limit],
         )
 
+    def queued_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Of ``ids`` (at most a few hundred: one statement), the items waiting for people,
+        highest priority first, as ``most_uncertain`` gives them."""
+        if not ids:
+            return []
+        return self._pool_rows(
+            f"SELECT {self._POOL_COLUMNS} FROM items WHERE id IN ({','.join('?' * len(ids))})"
+            " AND status = 'queued' ORDER BY priority DESC, rowid",
+            list(ids),
+        )
+
     def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
         reading them all: random rowids, kept when they hit an unlabeled item. When few hit

@@ -26,3 +26,11 @@ def test_throughput_benchmark_reports_growth_and_query_plans(standin: Path):
     counts = [int(n.replace(",", "")) for _, n, *_ in sparse]
     assert counts == sorted(counts, reverse=True) and counts[-1] > 0
     assert sparse[0][2:] == ("1.0", "1.0")  # the first row is the baseline
+    # a new model's first dispatcher round at the largest size: it chooses among items the
+    # new model scored (100 %), against the walk's way to the window's last item
+    [window] = re.findall(
+        r"^\| 10,000 \| 500 \| (\d+) \| ([\d.]+) \| (\d+)% \| ([\d,]+) \| ([\d,]+) \|$",
+        out,
+        flags=re.M,
+    )
+    assert window[2] == "100" and int(window[3].replace(",", "")) > 500, out

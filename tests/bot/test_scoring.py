@@ -218,6 +218,60 @@ async def test_a_dispatcher_round_scores_one_bounded_chunk_and_leaves_the_rest(
         assert len(scorings(bot.store)) == 35 and set(scorings(bot.store).values()) == {1}
 
 
+async def test_a_new_model_ranks_the_dispatchers_window_before_the_walk_gets_there(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier
+):
+    """After a refresh or a promotion the walk re-scores the waiting items oldest first (at a
+    million items: minutes). The dispatcher's next round scores its window with the new model
+    first, so the question it posts is the new model's closest call, with its guess."""
+    items = backlog(35)
+    texts, labels = zip(*TRAINING, strict=True)
+    newer = TextClassifier().fit([*texts, "refund crash login", "invoice blank email"],
+                                 [*labels, "bug", "account"])  # fmt: skip
+    proba = newer.predict_proba([it.text for it in items])
+    by_newer = [items[i].id for i in np.argsort(-selection.priority(proba), kind="stable")]
+    async for bot in start(fake_slack, tmp_path, items, threshold=1.0, audit_rate=0.0):
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        bot.rt.scorer = Scorer.for_runtime(bot.rt)
+        assert await score_pending(bot.rt) == 35  # the queue as v1 ranked it
+        old_order = [it["id"] for it in bot.store.most_uncertain(35)]
+        assert old_order[:2] != by_newer[:2]  # the two models disagree on what to ask
+        bot.rt.champion = Champion(version=2, classifier=newer)
+        bot.rt.scorer.chunk = 5  # a round's own step of the walk covers 5 items of 35
+        count_scorings(bot.store)
+        assert await bot.dispatcher.fill() == 2
+        posts = list(bot.store.db["posts"].rows_where(order_by="id"))
+        assert [p["item_id"] for p in posts] == by_newer[:2]
+        assert {p["model_version"] for p in posts} == {2}
+        assert len(scorings(bot.store)) == 35  # the window (all 35 here), each once
+
+
+async def test_when_the_new_model_is_sure_of_the_window_the_next_windows_are_scored_a_few_a_round(
+    fake_slack: FakeSlack, tmp_path: Path, classifier: TextClassifier, monkeypatch
+):
+    """Items the new model is sure of leave the queue: the round scores the next window, up to
+    FRESH_PASSES of them, and chooses among the items the new model left in the queue."""
+    from bot.learning import scoring
+
+    monkeypatch.setattr(scoring, "UNCERTAIN_WINDOW", 4)  # 35 items: several windows
+    items = backlog(35)
+    texts, labels = zip(*TRAINING, strict=True)
+    newer = TextClassifier().fit([*texts, *texts], [*labels, *labels])  # surer of the same
+    async for bot in start(fake_slack, tmp_path, items, threshold=0.45, audit_rate=0.0,
+                           max_open=1):  # fmt: skip
+        bot.rt.champion = Champion(version=1, classifier=classifier)
+        bot.rt.scorer = Scorer.for_runtime(bot.rt)
+        await score_pending(bot.rt)
+        bot.rt.champion = Champion(version=2, classifier=newer)
+        bot.rt.scorer.chunk = 1  # the round's own step of the walk: one item
+        count_scorings(bot.store)
+        assert await bot.dispatcher.fill() == 1
+        scored = {item_id for item_id, version in scorings(bot.store) if version == 2}
+        assert 4 < len(scored) <= 1 + scoring.FRESH_PASSES * 4  # more than one window
+        [post] = bot.store.db["posts"].rows
+        assert post["model_version"] == 2 and post["item_id"] in scored
+
+
 # -- one owner: each item scored once per model version --
 
 
