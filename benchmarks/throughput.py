@@ -299,6 +299,7 @@ def bench_growth(
             have = n
             rng = random.Random(0)
             open_ids = [r[0] for r in store.db.execute("SELECT item_id FROM posts")]
+            some_ids = [f"g{i}" for i in random.Random(2).sample(range(n), 500)]
 
             calls = {
                 "pick next (candidates + choose)": lambda r=rng: pick_next(rt, r),
@@ -315,6 +316,10 @@ def bench_growth(
                     "U0NEW", exclude=ids
                 ),
                 "Store.waiting_count": store.waiting_count,
+                # POST /api/items scores its new items: which of them need it (up to 500)
+                "Store.unscored_of (500 ids)": lambda ids=some_ids: store.unscored_of(
+                    ids, 2, "margin"
+                ),
             }
             row = {"items": n}
             for name, fn in calls.items():
