@@ -114,13 +114,13 @@ class Scorer:
             )
             mine, waits = self._claim(champion, strategy, rows)
             if not mine:
-                await asyncio.gather(*waits, return_exceptions=True)
+                await _wait_for(waits)
                 continue
             batch = self._batch_for(champion, strategy, len(mine))
             batch.rows += mine
             for item_id, _ in mine:
                 self.in_flight[(champion.version, strategy, item_id)] = batch.done
-            written, *_ = await asyncio.gather(batch.done, *waits, return_exceptions=True)
+            written, *_ = await _wait_for([batch.done, *waits])
             if isinstance(written, BaseException):
                 raise written
             done += len(mine) if written else 0
@@ -143,9 +143,9 @@ class Scorer:
             try:
                 written = await self._score_now(batch.champion, batch.strategy, batch.rows)
             except Exception as exc:  # noqa: BLE001 - each caller logs it in its own context
-                batch.done.set_exception(exc)
+                _settle(batch.done, exception=exc)
             else:
-                batch.done.set_result(written)
+                _settle(batch.done, written)
             finally:
                 self._release(batch.champion, batch.strategy, batch.rows)
 
@@ -203,9 +203,9 @@ class Scorer:
                 written = await self._score_now(champion, strategy, mine, walking=walking)
             finally:
                 self._release(champion, strategy, mine)
-                done.set_result(written)
+                _settle(done, written)
         if waits:
-            await asyncio.gather(*waits, return_exceptions=True)
+            await _wait_for(waits)
         return written
 
     def _claim(
@@ -257,6 +257,25 @@ class Scorer:
         )
         self.n_scored += written
         return written
+
+
+async def _wait_for(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
+    """Wait for futures other callers share (each one's results or exceptions). Shielded: a
+    caller cancelled while it waits (a producer hung up, the server stops) leaves them to
+    those who set them and the others who wait."""
+    return await asyncio.gather(*map(asyncio.shield, futures), return_exceptions=True)
+
+
+def _settle(
+    future: asyncio.Future[Any], result: Any = None, *, exception: BaseException | None = None
+) -> None:
+    """Set a shared future's outcome unless it has one (nothing cancels it but the loop's end)."""
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
 
 
 @dataclass(eq=False)

@@ -272,6 +272,42 @@ async def test_when_the_new_model_is_sure_of_the_window_the_next_windows_are_sco
         assert post["model_version"] == 2 and post["item_id"] in scored
 
 
+async def test_a_caller_that_stops_waiting_for_items_another_scores_does_not_break_that_scoring(
+    tmp_path: Path, classifier: TextClassifier
+):
+    """A request (or the dispatcher) waiting for items the walk is scoring may be cancelled (a
+    producer hung up; the server stops). Its wait cancelled the walk's own future, and the walk's
+    step then failed setting it ("invalid state"), which also swallowed the walk's own
+    cancellation at shutdown ("background task hitl-scorer did not stop")."""
+    import concurrent.futures
+    import threading
+
+    items = backlog(10)
+    seed(tmp_path / "hitl.db", items)
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    one_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(one_thread)
+    with Store.open(tmp_path / "hitl.db") as store:
+        settings = Settings(threshold=1.0)
+        champion = Champion(version=1, classifier=classifier)
+        scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
+        blocker = loop.run_in_executor(None, release.wait)  # the only thread is busy
+        rows = [(it.id, it.text) for it in items]
+        walk = asyncio.create_task(scorer._score(champion, "margin", rows, walking=True))
+        await asyncio.sleep(0)  # the walk's step claims the items and waits for the thread
+        waiter = asyncio.create_task(scorer.score_ids([it.id for it in items]))
+        await asyncio.sleep(0)  # the caller finds them in flight and waits for the walk
+        assert not waiter.done() and not walk.done()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await blocker
+        assert await walk == 10  # written, not "invalid state"
+        assert store.unscored_of([it.id for it in items], 1, "margin") == []
+
+
 # -- one owner: each item scored once per model version --
 
 
