@@ -522,6 +522,10 @@ class FitWorker:
             try:
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool as exc:
+                # The pool fails the future before its manager thread reaps the child: read
+                # the exit code after that thread ends. Two threads reading one forkserver
+                # child's status race for its 4 bytes, and the loser records "exit code 255".
+                await asyncio.to_thread(executor.shutdown, wait=True)
                 codes = [p.exitcode for p in processes]
                 raise BrokenProcessPool(f"exit code {codes[0] if codes else None}") from exc
         finally:

@@ -10,7 +10,10 @@ import json
 import os
 import re
 import signal
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import process as futures_process
+from multiprocessing import forkserver
 from pathlib import Path
 
 import pytest
@@ -403,6 +406,55 @@ async def test_a_retrain_whose_fit_process_dies_twice_fails_and_frees_the_fit_lo
     assert "process died 2 times" in bot.fake.messages(CHANNEL)[-1]["text"]
     again = await asyncio.wait_for(run_retrain(bot.rt, "<@U0ADMIN>", force=True), 60)
     assert again.promoted and bot.rt.champion.version == 2
+
+
+async def test_a_dead_fits_exit_code_is_read_once_the_pool_has_reaped_its_child(
+    child_fits: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """The pool fails the fit's future before its manager thread reads the dead child's status
+    from the fork server. Read from the event loop's side too, the two reads race for its 4
+    bytes and the loser records "exit code 255" (seen under load). Here the race is made
+    certain: once the child is killed, the manager thread reads its status only after the
+    loop's side has begun to look for it (reading it, or waiting for the pool to shut down),
+    and any other thread's read waits until the manager thread has read."""
+    bot = child_fits
+    trainer = Trainer.of(bot.rt)
+    armed, looking, reaped = threading.Event(), threading.Event(), threading.Event()
+    read_signed, shutdown = forkserver.read_signed, futures_process.ProcessPoolExecutor.shutdown
+
+    def ordered_read(fd: int) -> int:
+        if not armed.is_set():
+            return read_signed(fd)
+        if isinstance(threading.current_thread(), futures_process._ExecutorManagerThread):
+            looking.wait(30)
+            try:
+                return read_signed(fd)
+            finally:
+                reaped.set()
+        looking.set()
+        reaped.wait(30)
+        return read_signed(fd)
+
+    def looking_shutdown(self, wait=True, *, cancel_futures=False):
+        if wait and armed.is_set():
+            looking.set()
+        return shutdown(self, wait, cancel_futures=cancel_futures)
+
+    monkeypatch.setattr(forkserver, "read_signed", ordered_read)
+    monkeypatch.setattr(futures_process.ProcessPoolExecutor, "shutdown", looking_shutdown)
+    plan = await begin_retrain(bot.rt, "<@U0ADMIN>", force=True)
+    retraining = asyncio.create_task(run_retrain(bot.rt, "<@U0ADMIN>", force=True, plan=plan))
+    for n in (1, 2):
+        await trainer.worker.wait_handed(n)
+        armed.clear()
+        looking.clear()
+        reaped.clear()
+        armed.set()
+        for pid in trainer.worker.child_pids():
+            os.kill(pid, signal.SIGKILL)
+    outcome = await asyncio.wait_for(retraining, 60)
+    armed.clear()
+    assert outcome.status == "failed" and "(exit code -9)" in outcome.reason, outcome.reason
 
 
 @pytest.mark.parametrize("started_by", ["admin", "schedule"])
