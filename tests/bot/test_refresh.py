@@ -386,39 +386,14 @@ async def test_a_refresh_whose_fit_process_is_killed_fits_again_and_is_adopted(c
     assert versions(bot) == {-15}
 
 
-async def test_a_retrain_whose_fit_process_dies_twice_fails_and_frees_the_fit_lock(
-    child_fits: Bot,
-):
-    """Killed in both tries, the retrain fails with its reason in the channel, the champion
-    stays, and the fit lock is free: the next retrain runs."""
-    bot = child_fits
-    trainer = Trainer.of(bot.rt)
-    plan = await begin_retrain(bot.rt, "<@U0ADMIN>", force=True)
-    retraining = asyncio.create_task(run_retrain(bot.rt, "<@U0ADMIN>", force=True, plan=plan))
-    for n in (1, 2):
-        await trainer.worker.wait_handed(n)
-        for pid in trainer.worker.child_pids():
-            os.kill(pid, signal.SIGKILL)
-    outcome = await asyncio.wait_for(retraining, 60)
-    assert outcome.status == "failed" and "process died 2 times" in outcome.reason
-    assert "exit code -9" in outcome.reason
-    assert bot.rt.champion.version == 1 and bot.store.runs("retrain")[0]["status"] == "failed"
-    assert "process died 2 times" in bot.fake.messages(CHANNEL)[-1]["text"]
-    again = await asyncio.wait_for(run_retrain(bot.rt, "<@U0ADMIN>", force=True), 60)
-    assert again.promoted and bot.rt.champion.version == 2
-
-
-async def test_a_dead_fits_exit_code_is_read_once_the_pool_has_reaped_its_child(
-    child_fits: Bot, monkeypatch: pytest.MonkeyPatch
-):
-    """The pool fails the fit's future before its manager thread reads the dead child's status
-    from the fork server. Read from the event loop's side too, the two reads race for its 4
-    bytes and the loser records "exit code 255" (seen under load). Here the race is made
-    certain: once the child is killed, the manager thread reads its status only after the
-    loop's side has begun to look for it (reading it, or waiting for the pool to shut down),
-    and any other thread's read waits until the manager thread has read."""
-    bot = child_fits
-    trainer = Trainer.of(bot.rt)
+@pytest.fixture
+def racing_status_reads(monkeypatch: pytest.MonkeyPatch):
+    """Once armed (call it just before killing a fit's child), make certain the race between
+    two readers of the dead child's status: the process pool fails the fit's future before its
+    manager thread reads that status from the fork server, and a second reader on the loop's
+    side loses the race for its 4 bytes and records "exit code 255" (seen under load). The
+    manager thread reads only after the loop's side has begun to look (reading the status, or
+    waiting for the pool to shut down); any other thread's read waits for the manager's."""
     armed, looking, reaped = threading.Event(), threading.Event(), threading.Event()
     read_signed, shutdown = forkserver.read_signed, futures_process.ProcessPoolExecutor.shutdown
 
@@ -440,21 +415,39 @@ async def test_a_dead_fits_exit_code_is_read_once_the_pool_has_reaped_its_child(
             looking.set()
         return shutdown(self, wait, cancel_futures=cancel_futures)
 
+    def arm() -> None:
+        looking.clear()
+        reaped.clear()
+        armed.set()
+
     monkeypatch.setattr(forkserver, "read_signed", ordered_read)
     monkeypatch.setattr(futures_process.ProcessPoolExecutor, "shutdown", looking_shutdown)
+    yield arm
+    armed.clear()
+
+
+async def test_a_retrain_whose_fit_process_dies_twice_fails_and_frees_the_fit_lock(
+    child_fits: Bot, racing_status_reads
+):
+    """Killed in both tries, the retrain fails with its reason in the channel (the child's
+    exit code read once the pool has reaped it, whatever order the readers come in), the
+    champion stays, and the fit lock is free: the next retrain runs."""
+    bot = child_fits
+    trainer = Trainer.of(bot.rt)
     plan = await begin_retrain(bot.rt, "<@U0ADMIN>", force=True)
     retraining = asyncio.create_task(run_retrain(bot.rt, "<@U0ADMIN>", force=True, plan=plan))
     for n in (1, 2):
         await trainer.worker.wait_handed(n)
-        armed.clear()
-        looking.clear()
-        reaped.clear()
-        armed.set()
+        racing_status_reads()
         for pid in trainer.worker.child_pids():
             os.kill(pid, signal.SIGKILL)
     outcome = await asyncio.wait_for(retraining, 60)
-    armed.clear()
-    assert outcome.status == "failed" and "(exit code -9)" in outcome.reason, outcome.reason
+    assert outcome.status == "failed" and "process died 2 times" in outcome.reason
+    assert "(exit code -9)" in outcome.reason, outcome.reason
+    assert bot.rt.champion.version == 1 and bot.store.runs("retrain")[0]["status"] == "failed"
+    assert "process died 2 times" in bot.fake.messages(CHANNEL)[-1]["text"]
+    again = await asyncio.wait_for(run_retrain(bot.rt, "<@U0ADMIN>", force=True), 60)
+    assert again.promoted and bot.rt.champion.version == 2
 
 
 @pytest.mark.parametrize("started_by", ["admin", "schedule"])
