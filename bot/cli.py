@@ -373,6 +373,9 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     """
     import asyncio
 
+    from bot.learning.children import start_fork_server
+
+    start_fork_server()  # its imports run beside the ones below (bot.learning.children)
     from bot.eventloop import FastLaneEventLoop
     from bot.server import check_serve_settings, serve
 
@@ -657,10 +660,13 @@ def demo_command(
     """
     import asyncio
 
-    from bot.demo import DemoOptions, run_demo
+    from bot.learning.children import start_fork_server
 
     if answers is not None and not simulate and not careless:
         raise click.ClickException("--answers needs simulated teammates: add --simulate N")
+    start_fork_server()  # its imports run beside the ones below (bot.learning.children)
+    from bot.demo import DemoOptions, run_demo
+
     options = DemoOptions(
         db=state.db or Path("hitl-demo.db"),
         port=port,

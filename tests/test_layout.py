@@ -196,3 +196,24 @@ def test_the_layers_import_only_downwards():
         if _in(target, *banned)
     )
     assert broken == []
+
+
+def test_the_fork_server_starts_before_numpy_or_scikit_learn_is_imported():
+    """`hitl serve` and `hitl demo` start the fork server first, so that its imports run
+    beside their own (bot/learning/children.py): its module must stay that light."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "scipy", "sklearn", "model")
+    code = f"import sys, bot.learning.children; print([m for m in {heavy} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+    cli = (ROOT / "bot" / "cli.py").read_text(encoding="utf-8")
+    for command, heavy_import in (
+        ("def serve_command", "from bot.server import"),
+        ("def demo_command", "from bot.demo import"),
+    ):
+        body = cli[cli.index(command) :]
+        assert body.index("start_fork_server()") < body.index(heavy_import), command

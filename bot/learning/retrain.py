@@ -35,8 +35,9 @@ from typing import Any
 from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
+from bot.learning.children import child_context
 from bot.learning.scoring import Scorer, score_items
-from bot.learning.scoring_worker import child_context, exit_with_parent, terminate
+from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
 from model import (

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import faulthandler
 import logging
-import multiprocessing
 import os
 import select
 import signal
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import HitlError
+from bot.learning.children import child_context
 from model import selection
 
 logger = logging.getLogger(__name__)
@@ -70,33 +70,6 @@ def predict_texts(
         ranked = [(classes[j], float(proba[i, j])) for j in row]
         out.append((ranked[0][0], ranked[0][1], ranked, float(priorities[i])))
     return out
-
-
-# The children start from a fork server: a process the server starts once, which imports
-# what the children run (numpy, scikit-learn, the model code, the fit) and then forks one per
-# child. A child is ready in milliseconds and shares those modules' memory, where a spawned
-# interpreter imports them anew (about 2 s of CPU, and for the fit child that is every fit:
-# it is a new process each time). The fork server has no threads, so forking it is safe, as
-# forking the server (event loop, worker threads) would not be. Where there is no fork server
-# or no pidfd to watch the server by (see ``exit_with_parent``), children are spawned.
-CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain", "skops.io")
-
-
-def child_context() -> multiprocessing.context.BaseContext:
-    """The multiprocessing context the server's children start from (see CHILD_PRELOAD)."""
-    if "forkserver" in multiprocessing.get_all_start_methods() and _pidfd_works():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(CHILD_PRELOAD))  # read when the server starts
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def _pidfd_works() -> bool:
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
-        return False
-    return True
 
 
 def exit_with_parent(parent: int, poll: float = 1.0) -> None:
@@ -161,7 +134,7 @@ def terminate(executor: ProcessPoolExecutor) -> None:
 
 def _child_start(server: int, niceness: int = 0) -> None:
     """In the child: its priority, exiting with the server (the imports are the fork
-    server's, see CHILD_PRELOAD), and its stack on stderr should it crash in C."""
+    server's, see children.CHILD_PRELOAD), and its stack on stderr should it crash in C."""
     with contextlib.suppress(RuntimeError, OSError, ValueError):
         faulthandler.enable()
     if niceness:
