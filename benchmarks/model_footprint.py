@@ -12,7 +12,8 @@ public datasets). For each size, two sides, each in child processes of its own:
   SGD, Fortran for L-BFGS);
 * ``now``: the product as it is (``train_candidate``, ``ModelRegistry.save`` / ``load``).
 
-Steps (one child each, so each peak RSS is that step's own): ``retrain`` = ``train_candidate``
+Steps (one child each, so each peak RSS is that step's own; forked, as `hitl serve` forks its
+fit child, from a fork server that imported the model code once): ``retrain`` = ``train_candidate``
 (k-fold CV + final fit) and writing the model file, the model part of ``hitl retrain``; ``load``
 = reading the file back into a ``TextClassifier``, then ``predict_proba`` on one text at a time
 (median of 200 test texts; 20 with ``--quick``). Peak RSS is the child's ``ru_maxrss``; "load
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,14 +39,15 @@ from pathlib import Path
 
 from _common import (
     DATASETS,
-    ROOT,
     add_data_options,
+    fork_server,
     load_jsonl,
     load_mixture,
     machine,
     markdown_table,
     peak_rss_mib,
     resolve_data,
+    run_in_children,
 )
 
 SIDES = ("before", "now")
@@ -72,6 +73,7 @@ def _test_set(data: Path, datasets: list[str]) -> tuple[list[str], list[str]]:
 
 
 def child_retrain(spec: dict) -> dict:
+    warnings.simplefilter("ignore")
     import numpy as np
     import skops.io as sio
     from sklearn.linear_model import SGDClassifier
@@ -118,6 +120,7 @@ def child_retrain(spec: dict) -> dict:
 
 
 def child_load(spec: dict) -> dict:
+    warnings.simplefilter("ignore")
     import numpy as np
     import skops.io as sio
 
@@ -150,17 +153,15 @@ def child_load(spec: dict) -> dict:
     }
 
 
+# What a child imports before it forks one per step (see _common.fork_server)
+PRELOAD = ("__main__", "model.training", "model.registry", "skops.io", "sklearn.metrics")
+CHILDREN = fork_server(PRELOAD)
+
+
 def _run_child(kind: str, spec: dict) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", kind, json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if result.returncode != 0:
-        raise SystemExit(result.stderr.strip().splitlines()[-1] if result.stderr else kind)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    step = child_retrain if kind == "retrain" else child_load
+    [result] = run_in_children(CHILDREN, step, [(spec,)], kind)
+    return result
 
 
 def measure(data: Path, datasets: list[str], n: int, side: str, n_latency: int) -> dict:
@@ -219,15 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", nargs="+", type=int, help="label counts (default 1000 10000)")
     parser.add_argument("--json", type=Path, help="write the raw rows here")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     add_data_options(parser, DATASETS)
     args = parser.parse_args(argv)
-    if args.child:
-        warnings.simplefilter("ignore")
-        kind, spec = args.child[0], json.loads(args.child[1])
-        result = child_retrain(spec) if kind == "retrain" else child_load(spec)
-        print(json.dumps(result))
-        return 0
     data, datasets = resolve_data(args)
     sizes = args.sizes or ([120, 2600] if args.quick else [1000, 10000])
     print(machine())
