@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # One BLAS thread per process, set before numpy is first imported (this module's imports below
@@ -15,6 +16,13 @@ BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BLAS_THREADS_GIVEN = {name: os.environ.get(name) for name in BLAS_THREADS}
 for _name in BLAS_THREADS:
     os.environ.setdefault(_name, "1")
+
+# Bytecode caches are written, also where PYTHONDONTWRITEBYTECODE is set (as in some CI
+# images): the suite starts over a hundred interpreters (`hitl` commands, servers, benchmark
+# scripts) that would each compile the project's modules anew, and each xdist worker would
+# rewrite the test modules' asserts anew (pytest keeps them in __pycache__ too).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 import pytest  # noqa: E402
 
