@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import random
 import resource
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 from _common import (
     DATASETS,
     add_data_options,
+    fork_server,
     load_jsonl,
     load_mixture,
     machine,
@@ -183,9 +183,7 @@ def _step(kind: str, spec: dict) -> dict:
 
 def step_pool(workers: int) -> ProcessPoolExecutor:
     """Each step in a child of its own (``max_tasks_per_child=1``), forked from a fork server."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
+    return ProcessPoolExecutor(workers, mp_context=fork_server(PRELOAD), max_tasks_per_child=1)
 
 
 def _run_child(pool: ProcessPoolExecutor, kind: str, spec: dict) -> dict:
