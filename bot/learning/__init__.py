@@ -7,7 +7,8 @@ retrains and rollbacks, the champion watch) and owns their state there (``Champi
 ``Trainer``); ``scoring``
 scores pending items with the champion and picks what to ask next; ``reports`` writes the
 stats, accuracy and retrain texts Slack and the CLI share; ``stopping`` checks each model update
-on the stop set and its learning curve (when to stop).
+on the stop set and its learning curve (when to stop); ``children`` is where the server's
+scoring and fit children start from (the fork server).
 
 May import the core (``bot.config``, ``bot.store``, ``bot.runtime``, ``bot.errors``) and
 ``model``. Never the edges it serves (``bot.slack``, ``bot.api``), nor ``bot.cli``,
