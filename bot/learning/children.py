@@ -15,10 +15,13 @@ side by side on two cores, and a server listens about 2 s sooner.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
+
+logger = logging.getLogger(__name__)
 
 CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain", "skops.io")
 """The modules the fork server imports before it forks the first child."""
@@ -36,9 +39,14 @@ def child_context() -> multiprocessing.context.BaseContext:
 def start_fork_server() -> None:
     """Start the fork server now, if children start from one; it imports CHILD_PRELOAD while
     the caller goes on. The first child would start it anyway, but only once the caller's
-    own imports were done: one after the other instead of side by side."""
+    own imports were done: one after the other instead of side by side. Where it cannot start
+    now (no room for its socket, a process limit), nothing is lost: the first child tries
+    again, where the server reports a failure as it always has."""
     if child_context().get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
+        try:
+            multiprocessing.forkserver.ensure_running()
+        except OSError as exc:
+            logger.debug("the fork server did not start early (%s); the first child starts it", exc)
 
 
 def _pidfd_works() -> bool:
