@@ -8,6 +8,7 @@ it has seen.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import threadpool_limits
 
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
+
+logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as long operations advance."""
@@ -244,11 +247,21 @@ FIT_BLAS_THREADS = 1
 
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
     """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below), with
-    at most :data:`FIT_BLAS_THREADS` BLAS threads."""
-    with warnings.catch_warnings(), threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
+    at most :data:`FIT_BLAS_THREADS` BLAS threads.
+
+    The solvers' own warnings (a line search that failed, no convergence within ``max_iter``)
+    go to the log at INFO, once each, instead of to stderr with scikit-learn's file paths in
+    the middle of `hitl retrain`'s output: nothing a user can act on there, where the model's
+    cross-validated score and the promotion gate judge what the fit gave."""
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        threadpool_limits(FIT_BLAS_THREADS, user_api="blas"),
+    ):
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
+    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        logger.info("while fitting %d texts: %s", len(texts), message)
     _compact_vocabularies(pipeline)
     round_coefficients(pipeline)
     fast_layout(pipeline)
