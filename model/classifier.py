@@ -8,7 +8,6 @@ it has seen.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
@@ -23,8 +23,6 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import threadpool_limits
 
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
-
-logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as long operations advance."""
@@ -61,6 +59,12 @@ MAX_CHARS = 20_000
 
 _SCORE_CHUNK = 10_000
 _MANY_CLASSES = "The number of unique classes is greater than 50%"
+SOLVER_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (ConvergenceWarning, ""),  # no convergence within max_iter
+    (RuntimeWarning, "The line search algorithm did not converge"),  # scipy's LineSearchWarning
+    (UserWarning, "Line Search failed"),  # Newton-CG's, after it
+)
+"""The solvers' warnings a fit does not show (see :func:`fit_pipeline`)."""
 
 
 def _word_tfidf() -> TfidfVectorizer:
@@ -250,18 +254,15 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
     at most :data:`FIT_BLAS_THREADS` BLAS threads.
 
     The solvers' own warnings (a line search that failed, no convergence within ``max_iter``)
-    go to the log at INFO, once each, instead of to stderr with scikit-learn's file paths in
-    the middle of `hitl retrain`'s output: nothing a user can act on there, where the model's
+    are not shown: Python would print them on stderr with scikit-learn's file paths in the
+    middle of `hitl retrain`'s output, with nothing there for a user to act on; the model's
     cross-validated score and the promotion gate judge what the fit gave."""
-    with (
-        warnings.catch_warnings(record=True) as caught,
-        threadpool_limits(FIT_BLAS_THREADS, user_api="blas"),
-    ):
+    with warnings.catch_warnings(), threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
+        for category, message in SOLVER_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
         pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
-    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
-        logger.info("while fitting %d texts: %s", len(texts), message)
     _compact_vocabularies(pipeline)
     round_coefficients(pipeline)
     fast_layout(pipeline)
