@@ -131,15 +131,14 @@ def fork_server(preload: Sequence[str]):
     return context
 
 
-def run_in_children(context, fn, jobs: Sequence[tuple], what: str) -> list:
-    """``fn(*job)`` for each job, all at once, each in a new child of ``context``; their
-    results in order. A child that fails ends the benchmark with one line."""
+def run_in_child(context, what: str, fn, *args):
+    """``fn(*args)`` in a new child of ``context``, and its result. A child that fails ends
+    the benchmark with one line."""
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(len(jobs), mp_context=context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(fn, *job) for job in jobs]
+    with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
         try:
-            return [future.result() for future in futures]
+            return pool.submit(fn, *args).result()
         except Exception as exc:  # noqa: BLE001 (any failure of the child's work)
             raise SystemExit(f"error: the {what} child failed: {exc!r}") from None
 

@@ -47,7 +47,7 @@ from _common import (
     markdown_table,
     peak_rss_mib,
     resolve_data,
-    run_in_children,
+    run_in_child,
 )
 
 SIDES = ("before", "now")
@@ -159,9 +159,7 @@ CHILDREN = fork_server(PRELOAD)
 
 
 def _run_child(kind: str, spec: dict) -> dict:
-    step = child_retrain if kind == "retrain" else child_load
-    [result] = run_in_children(CHILDREN, step, [(spec,)], kind)
-    return result
+    return run_in_child(CHILDREN, kind, child_retrain if kind == "retrain" else child_load, spec)
 
 
 def measure(data: Path, datasets: list[str], n: int, side: str, n_latency: int) -> dict:
