@@ -373,11 +373,7 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     """
     import asyncio
 
-    from bot.learning.children import start_fork_server
-
-    start_fork_server()  # its imports run beside the ones below (bot.learning.children)
-    from bot.eventloop import FastLaneEventLoop
-    from bot.server import check_serve_settings, serve
+    from bot.learning.children import has_champion, start_fork_server
 
     with friendly_errors():
         settings = state.settings
@@ -385,6 +381,11 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
             settings = settings.with_changes(host=host)
         if port:
             settings = settings.with_changes(port=port)
+        if has_champion(settings.models_dir):
+            start_fork_server()  # its imports run beside the ones below (bot.learning.children)
+        from bot.eventloop import FastLaneEventLoop
+        from bot.server import check_serve_settings, serve
+
         check_serve_settings(settings)
         # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
         with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,7 +22,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.store import Store
-from model import ModelRegistry, TextClassifier
+from model import ModelRegistry
+
+if TYPE_CHECKING:
+    from model import TextClassifier
 
 logger = logging.getLogger(__name__)
 

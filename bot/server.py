@@ -171,8 +171,9 @@ def init_app(
             # Walks over the waiting items (after a refresh or a promotion: every one of them)
             # in a third, at a lower priority: the clicks and the producers' items come first.
             scorer.walk_worker = ScoringWorker(niceness=WALK_NICENESS)
-            scorer.worker.warm()
-            scorer.walk_worker.warm()
+            if rt.champion is not None:  # with no model, nothing scores until the first fit
+                scorer.worker.warm()
+                scorer.walk_worker.warm()
             tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))

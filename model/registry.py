@@ -24,13 +24,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import sklearn
-
-from model import modelfile
-from model.classifier import TextClassifier
 from model.errors import IntegrityError, InvalidInputError, RegistryError
+
+if TYPE_CHECKING:
+    from model.classifier import TextClassifier
+
+# scikit-learn, skops and the classifier are imported where a model file is read or written,
+# not here: listing versions and reading the champion's metadata stay cheap (``hitl serve``
+# asks whether there is a champion before it imports anything heavy).
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +206,11 @@ class ModelRegistry:
                 f"model v{version} file {meta.model_file} has sha256 {digest[:12]}…, "
                 f"metadata says {meta.sha256[:12]}…; the file was changed or damaged"
             )
+        import sklearn
+
+        from model import modelfile
+        from model.classifier import TextClassifier
+
         if meta.sklearn_version != sklearn.__version__:
             logger.warning(
                 "model v%d was saved with scikit-learn %s, running %s",
@@ -270,6 +278,10 @@ class ModelRegistry:
         """Store ``classifier`` as the next version with status ``candidate``."""
         if classifier.pipeline_ is None:
             raise InvalidInputError("cannot save a classifier that has not been fitted")
+        import sklearn
+
+        from model import modelfile
+
         data = modelfile.dumps(classifier.pipeline_)
         version = self._next_version()
         model_file = f"v{version}.skops"

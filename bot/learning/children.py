@@ -10,7 +10,10 @@ server by (see ``scoring_worker.exit_with_parent``), children are spawned.
 
 This module imports neither numpy nor scikit-learn, so that a command can start the fork
 server (:func:`start_fork_server`) before it imports them itself: the two imports then run
-side by side on two cores, and a server listens about 2 s sooner.
+side by side on two cores, and a server listens about 2 s sooner. ``hitl serve`` does that
+only where a champion waits (:func:`has_champion`): it starts a scoring child at once. A server
+with no model yet needs no child until its first fit, which starts the fork server then, so a
+first start (and a refused one) does not spend ~3 s of CPU on imports nothing may use.
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ def start_fork_server() -> None:
             multiprocessing.forkserver.ensure_running()
         except OSError as exc:
             logger.debug("the fork server did not start early (%s); the first child starts it", exc)
+
+
+def has_champion(models_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``models_dir`` holds a champion, read from the versions' metadata alone (no
+    scikit-learn). An unreadable folder counts as none: the server reports it itself."""
+    from model.registry import ModelRegistry
+
+    try:
+        return ModelRegistry(models_dir).champion() is not None
+    except OSError:
+        return False
 
 
 def _pidfd_works() -> bool:

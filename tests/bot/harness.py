@@ -45,6 +45,16 @@ def seed(db: Path, items: Sequence[Item]) -> None:
         store.add_items(items, "import")
 
 
+def seed_champion(db: Path, texts: Sequence[str], labels: Sequence[str]) -> None:
+    """A champion model beside ``db`` (in ``<db>.models/``, where the server looks), fitted on
+    ``texts``: a server started on ``db`` scores with it, and has its scoring children."""
+    from model import ModelRegistry, TextClassifier
+
+    registry = ModelRegistry(db.with_name(db.name + ".models"))
+    meta = registry.save(TextClassifier().fit(list(texts), list(labels)), n_train=len(texts))
+    registry.promote(meta.version)
+
+
 def make_settings(fake: FakeSlack, tmp_path: Path, **changes: Any) -> Settings:
     base = Settings(
         slack_bot_token=fake.token,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import multiprocessing.forkserver
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from bot.learning.children import child_context, start_fork_server
+from bot.learning.children import child_context, has_champion, start_fork_server
 
 
 def test_a_fork_server_that_cannot_start_early_is_left_to_the_first_child(
@@ -26,3 +29,29 @@ def test_a_fork_server_that_cannot_start_early_is_left_to_the_first_child(
     start_fork_server()  # raises nothing
     uses_fork_server = child_context().get_start_method() == "forkserver"
     assert tries == ([1] if uses_fork_server else [])
+
+
+def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tmp_path: Path):
+    """`hitl serve` starts the fork server early only where a champion waits to score
+    (`has_champion`). The question is asked before the server's imports, so answering it must
+    not import scikit-learn itself; a folder it cannot read counts as no champion."""
+    from model import TextClassifier
+    from model.registry import ModelRegistry
+
+    models = tmp_path / "hitl.db.models"
+    registry = ModelRegistry(models)
+    clf = TextClassifier().fit(["red car", "blue sky", "red sun", "blue sea"], list("xyxy"))
+    assert not has_champion(models)
+    registry.save(clf, n_train=4)
+    assert not has_champion(models)  # a candidate is not a champion
+    registry.promote(1)
+    assert has_champion(models)
+    (tmp_path / "a file").write_text("")
+    assert not has_champion(tmp_path / "a file" / "below it")  # "a file" is a file
+    code = (
+        "import sys; from bot.learning.children import has_champion;"
+        f"print(has_champion({str(models)!r}),"
+        " [m for m in ('numpy', 'sklearn') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(maxsplit=1) == ["True", "[]\n"]

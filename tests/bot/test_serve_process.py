@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -36,6 +37,18 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
             return
 
 
+def child_commands(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes (Linux's /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out.append(
+                    Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+    return out
+
+
 def serve_env(fake_slack: FakeSlack, db: Path, port: int) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
@@ -61,6 +74,8 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     seen: list[str] = []
     try:
         await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
+        # no model yet, so no child to fork: no fork server importing scikit-learn for nothing
+        assert not [c for c in child_commands(process.pid) if "forkserver" in c]
         await fake_slack.wait_for(
             lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
         )

@@ -218,7 +218,7 @@ def test_a_registry_refuses_such_a_file_in_one_line(tmp_path, texts_labels):
 def test_skops_is_imported_only_when_a_model_file_is_written_or_read():
     # importing skops.io imports every scikit-learn estimator (0.6 s of CPU a process)
     code = (
-        "import sys, model; from model.classifier import TextClassifier;"
+        "import sys, model.modelfile; from model.classifier import TextClassifier;"
         "clf = TextClassifier().fit(['red car', 'blue sky', 'red sun', 'blue sea'], list('xyxy'));"
         "before = 'skops.io' in sys.modules; model.modelfile.dumps(clf.pipeline_);"
         "print(before, 'skops.io' in sys.modules)"

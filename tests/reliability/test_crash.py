@@ -20,7 +20,7 @@ from bot.sandbox import FakeSlack
 from bot.slack.blocks import block_id_for, encode_value
 from bot.store import Store
 from tests import signing
-from tests.bot.harness import SECRET, Item, seed
+from tests.bot.harness import SECRET, Item, seed, seed_champion
 from tests.bot.test_serve_process import free_port, read_until
 from tests.fake_slack import CHANNEL
 
@@ -93,6 +93,9 @@ async def send_clicks(
         await asyncio.gather(*(worker(session) for _ in range(20)))
 
 
+BILLING_BUG = ["billing", "billing", "bug", "bug"]
+
+
 def descendants_of(pid: int) -> list[int]:
     """The processes below ``pid``: its children and theirs (from /proc)."""
     parents: dict[int, list[int]] = {}
@@ -126,6 +129,8 @@ def exited_within(pid: int, seconds: float) -> bool:
 async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path: Path):
     db = tmp_path / "hitl.db"
     seed(db, [Item(f"i{n}", f"ticket {n} about an invoice or a crash") for n in range(N_ITEMS)])
+    # a model to score with, so that the server has its scoring children when it is killed
+    seed_champion(db, ["an invoice to pay", "a refund", "the app crashes", "an error"], BILLING_BUG)
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
