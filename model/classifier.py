@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
 
@@ -249,6 +249,17 @@ def prepare_texts(texts: Sequence[str]) -> list[str]:
 FIT_BLAS_THREADS = 1
 
 
+_BLAS: list[ThreadpoolController] = []
+
+
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once: finding them walks every loaded library
+    (~3 ms, each fit). numpy, scipy and scikit-learn are imported by now, so are theirs."""
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
+
+
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
     """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below), with
     at most :data:`FIT_BLAS_THREADS` BLAS threads.
@@ -257,7 +268,7 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
     are not shown: Python would print them on stderr with scikit-learn's file paths in the
     middle of `hitl retrain`'s output, with nothing there for a user to act on; the model's
     cross-validated score and the promotion gate judge what the fit gave."""
-    with warnings.catch_warnings(), threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
+    with warnings.catch_warnings(), _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas"):
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         for category, message in SOLVER_WARNINGS:

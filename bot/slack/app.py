@@ -113,6 +113,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         )
 
     app = AsyncApp(
+        # Named: without a name Bolt calls inspect.stack() to take its caller's file name, which
+        # reads the source of every frame on the stack (~20 ms, more under a deep caller).
+        name="slack-hitl",
         # Without a token of its own, Bolt takes the one ``authorize`` returns for each request;
         # each request's client copies this one's base URL, timeout and retry handlers.
         client=AsyncWebClient(
