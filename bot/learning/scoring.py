@@ -6,7 +6,8 @@ and ``/api/items`` have it score their own items before they answer; the dispatc
 and a promotion or rollback wake it, and it walks the unlabeled items in bounded chunks from
 where its last walk stopped. Each step reads one chunk on the event loop's thread (the SQLite
 connection belongs to it) from an index, hands the texts to the model in a worker thread, and
-writes the predictions in one short transaction, so nothing on the loop grows with the backlog.
+writes the predictions in short transactions (WRITE_BATCH each), so nothing on the loop grows
+with the backlog.
 
 The priority that orders the queue is computed here, from the model's full probabilities,
 by ``model.selection.priority`` under ``HITL_STRATEGY``, and stored with the strategy's name:
@@ -34,7 +35,11 @@ from model import selection
 
 logger = logging.getLogger(__name__)
 
-SCORE_CHUNK = 500  # items per step: one bounded read, one model call, one short write
+SCORE_CHUNK = 500  # items per step: one bounded read, one model call, short writes
+WRITE_BATCH = 50
+"""Predictions written per transaction, the event loop's turn between two. At a million items a
+prediction's write costs ~0.1 ms (its row and the queue's index, pages all over a large file):
+500 in one go held the loop 40-110 ms, 50 hold it 3-11 ms (``benchmarks/walk_writes.py``)."""
 
 
 class Scorer:
@@ -233,8 +238,9 @@ class Scorer:
         walking: bool = False,
     ) -> int:
         """The model in a scoring child (``walk_worker`` for a walk's step, ``worker`` for the
-        items requests wait for; else a worker thread), then one write (skipped if the
-        champion changed meanwhile: its predictions would be stale)."""
+        items requests wait for; else a worker thread), then the writes, WRITE_BATCH at a time
+        with the loop's other work (a click's ack) between them; the rest is skipped if the
+        champion changed meanwhile (its predictions would be stale)."""
         texts = [t for _, t in rows]
         worker = (self.walk_worker if walking else None) or self.worker
         if worker is not None:
@@ -245,16 +251,19 @@ class Scorer:
             predictions = await asyncio.to_thread(
                 predict_texts, champion.classifier, texts, strategy
             )
-        if self.champion() is not champion:
-            return 0
-        written = self.store.set_predictions(
-            [
-                (item_id, champion.version, *p)
-                for (item_id, _), p in zip(rows, predictions, strict=True)
-            ],
-            self.settings().threshold,
-            strategy,
-        )
+        scored = [
+            (item_id, champion.version, *p)
+            for (item_id, _), p in zip(rows, predictions, strict=True)
+        ]
+        threshold = self.settings().threshold
+        written = 0
+        for start in range(0, len(scored), WRITE_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            if self.champion() is not champion:
+                break
+            batch = scored[start : start + WRITE_BATCH]
+            written += self.store.set_predictions(batch, threshold, strategy)
         self.n_scored += written
         return written
 
