@@ -249,6 +249,8 @@ class Dispatcher:
         rt = self.rt
         state = self.channel_state(channel)
         loop = asyncio.get_running_loop()
+        if rt.model and "ranked" not in item:  # the round's rows leave the guesses out
+            item = {**item, **rt.store.prediction(item["id"])}
         guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.model else []
         if guesses:  # under the label set in force: a renamed label shows its new name
             guesses = in_force(guesses, rt.store.label_aliases(), rt.store.retired_labels())

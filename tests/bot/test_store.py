@@ -136,8 +136,15 @@ def test_the_queue_is_read_from_the_priority_index_most_uncertain_first(memory_s
         threshold=0.7,
         strategy="margin",
     )
-    order = [it["id"] for it in memory_store.most_uncertain(3)]
+    window = memory_store.most_uncertain(3)
+    order = [it["id"] for it in window]
     assert order == ["i0", "i1", "i2"]  # margins 0.0, 0.1, 0.2; i4, i5 are auto (≥ 0.7)
+    # the window's rows leave the guesses (JSON) out; the question posted reads its own
+    assert "ranked" not in window[0]
+    assert memory_store.prediction("i1") == {
+        "model_version": 1, "predicted_label": "a", "ranked": [["a", 0.55], ["b", 0.45]]
+    }  # fmt: skip
+    assert memory_store.prediction("unknown")["ranked"] is None
     plan = " ".join(
         row[3]
         for row in memory_store.db.execute(
