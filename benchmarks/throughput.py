@@ -377,8 +377,9 @@ def bench_window(
             window = asyncio.run(fresh_window(rt, pool))
             totals.append(time.perf_counter() - t0)
             fresh.append(sum(it["model_version"] == 2 for it in window) / len(window))
-            rows = [(it["id"], 3, it["predicted_label"], it["confidence"], it["ranked"],
-                     it["priority"]) for it in window]  # fmt: skip
+            rows = [(it["id"], 3, it["predicted_label"], it["confidence"],
+                     store.prediction(it["id"])["ranked"], it["priority"])
+                    for it in window]  # fmt: skip
             t0 = time.perf_counter()  # the store's part again, alone: reads and the write
             store.unscored_of(ids, 1, "margin")
             store.set_predictions(rows, 0.8, "margin")

@@ -2,8 +2,8 @@
 
 ``model/`` imports only the standard library, numpy, scipy, scikit-learn and skops.
 Its names are imported on first use (``model.ModelRegistry`` imports ``model.registry`` and
-no more), so that reading the registry, or a server with no model yet, does not pay for
-scikit-learn's import (~2 s of CPU).
+no more), so that reading the registry does not pay for scikit-learn's import (~2 s of CPU):
+``hitl serve`` asks whether there is a champion before its own heavy imports.
 """
 
 from __future__ import annotations

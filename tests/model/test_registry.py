@@ -385,3 +385,17 @@ def test_a_loaded_model_scores_one_text_without_copying_its_coefficients(registr
     loaded = registry.load(1)
     assert loaded.pipeline_[-1].coef_.flags.f_contiguous
     np.testing.assert_array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
+
+
+def test_the_package_gives_every_name_it_lists_and_only_those():
+    """`model`'s names are imported on first use (model/__init__.py): each one it lists comes
+    from the module it names, and a name it does not list is an AttributeError."""
+    import importlib
+
+    import model
+
+    assert sorted(model.__all__) == sorted(model._WHERE)
+    for name in model.__all__:
+        assert getattr(model, name) is getattr(importlib.import_module(model._WHERE[name]), name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        model.nothing_here  # noqa: B018
