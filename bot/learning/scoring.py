@@ -39,7 +39,8 @@ SCORE_CHUNK = 500  # items per step: one bounded read, one model call, short wri
 WRITE_BATCH = 50
 """Predictions written per transaction, the event loop's turn between two. At a million items a
 prediction's write costs ~0.1 ms (its row and the queue's index, pages all over a large file):
-500 in one go held the loop 40-110 ms, 50 hold it 3-11 ms (``benchmarks/walk_writes.py``)."""
+500 in one go held the loop ~37 ms (at times 55-110), 50 hold it ~4 ms (at most 10-26;
+``benchmarks/walk_writes.py``)."""
 
 
 class Scorer:
