@@ -8,6 +8,7 @@ it has seen.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -249,15 +250,11 @@ def prepare_texts(texts: Sequence[str]) -> list[str]:
 FIT_BLAS_THREADS = 1
 
 
-_BLAS: list[ThreadpoolController] = []
-
-
+@functools.cache
 def _blas() -> ThreadpoolController:
     """The process's thread pools, found once: finding them walks every loaded library
     (~3 ms, each fit). numpy, scipy and scikit-learn are imported by now, so are theirs."""
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0]
+    return ThreadpoolController()
 
 
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
