@@ -39,7 +39,7 @@ from bot.config import Settings
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
-from bot.learning.scoring import score_pending, scorer_of
+from bot.learning.scoring import scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import Store
 from model import ModelRegistry
@@ -82,7 +82,7 @@ class ChampionWatch:
             self.started += 1
             try:
                 if await sync_champion(self.rt):
-                    await score_pending(self.rt)  # the queue re-ordered by the new champion
+                    await scorer_of(self.rt).rescore()  # the queue re-ordered by the new champion
                     self.rt.wake_dispatcher()
             except Exception:  # noqa: BLE001 - the watch must outlive one failed check
                 logger.exception("checking for a new champion failed")
@@ -282,7 +282,10 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         created_at=rt.clock().isoformat(timespec="seconds"),
         n_train=done.n_train,
     )
-    await score_pending(rt)  # the queue re-ordered by the refreshed model
+    # The queue re-ordered by the refreshed model: in the background in `hitl serve` (at a
+    # million items the walk takes minutes, and the next refresh must not wait for it; the
+    # dispatcher's next round re-scores the items it chooses among: ``fresh_window``).
+    await scorer_of(rt).rescore()
     rt.wake_dispatcher()
     return done
 
@@ -330,7 +333,8 @@ async def run_rollback(rt: Runtime, plan: RollbackPlan) -> RolledBack:
     done = await rollback_off_loop(rt.store, rt.registry, plan)
     async with ChampionHolder.of(rt).lock:  # after any reload already under way, never before it
         adopt_champion(rt, done.champion)
-    await score_pending(rt)
+    if rt.model is not None:
+        await scorer_of(rt).rescore()
     rt.wake_dispatcher()
     return done
 

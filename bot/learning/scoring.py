@@ -7,7 +7,10 @@ and a promotion or rollback wake it, and it walks the unlabeled items in bounded
 where its last walk stopped. Each step reads one chunk on the event loop's thread (the SQLite
 connection belongs to it) from an index, hands the texts to the model in a worker thread, and
 writes the predictions in short transactions (WRITE_BATCH each), so nothing on the loop grows
-with the backlog.
+with the backlog. A new model's walk goes on from where the last one was, to the end and round
+from the start (:class:`_Walk`): refreshes come every few dozen answers, and at a million items
+a walk takes minutes, so a walk that began again at the oldest item for each new model would
+re-score the oldest items all day and never reach the newest.
 
 The priority that orders the queue is computed here, from the model's full probabilities,
 by ``model.selection.priority`` under ``HITL_STRATEGY``, and stored with the strategy's name:
@@ -69,12 +72,13 @@ class Scorer:
         self.wake_event = asyncio.Event()
         self.walking = asyncio.Lock()  # one walk at a time
         self.in_flight: dict[tuple[int, str, str], asyncio.Future[None]] = {}
-        self.cursor: tuple[tuple[int, str], int] | None = None  # ((version, strategy), rowid)
+        self.walk: _Walk | None = None  # where the walk over the unlabeled items is
         self.n_scored = 0  # items written since start
         self.batches: deque[_Batch] = deque()  # score_ids' items waiting for the model
         self.batcher: asyncio.Task[None] | None = None
         self.worker: ScoringWorker | None = None  # `hitl serve`: the model in a child process
         self.walk_worker: ScoringWorker | None = None  # `hitl serve`: the walks' child, niced
+        self.walks_in_background = False  # ``run`` is running: ``rescore`` wakes it
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -91,6 +95,7 @@ class Scorer:
 
     async def run(self) -> None:
         """Background task: walk whenever woken."""
+        self.walks_in_background = True
         while True:
             self.wake_event.clear()
             try:
@@ -156,28 +161,29 @@ class Scorer:
                 self._release(batch.champion, batch.strategy, batch.rows)
 
     async def catch_up(self, *, max_chunks: int | None = None, background: bool = False) -> int:
-        """Walk the unlabeled items from where the last walk for this model and strategy
-        stopped, scoring those not scored yet, one bounded chunk at a time; return how many
-        were written. With ``max_chunks``, stop after that many chunks (and wake the
-        background run for the rest), or return at once if a walk is under way."""
+        """Walk the unlabeled items, scoring those the model (and strategy) has not scored yet,
+        one bounded chunk at a time; return how many were written. A walk for a new model
+        starts where the last one was and goes round (:class:`_Walk`). With ``max_chunks``,
+        stop after that many chunks (and wake the background run for the rest), or return at
+        once if a walk is under way."""
         if max_chunks is not None and self.walking.locked():
             return 0
         async with self.walking:
             done = chunks = 0
             while (champion := self.champion()) is not None:
                 strategy = self.settings().strategy
-                key = (champion.version, strategy)
-                after = self.cursor[1] if self.cursor and self.cursor[0] == key else 0
-                rows, last = self.store.unscored_chunk(*key, after, self.chunk)
+                walk = self.walk = _Walk.next(self.walk, (champion.version, strategy))
+                rows, last = self.store.unscored_chunk(*walk.key, walk.at, self.chunk)
                 if last is None:
-                    self.cursor = (key, after)
+                    if walk.wrap():
+                        continue  # on from the oldest item to where this walk began
                     break
                 written = await self._score(champion, strategy, rows, walking=True)
                 if not rows:
                     await asyncio.sleep(0)  # a chunk with nothing to score: let others run
                 done += written
                 if self.champion() is champion and self.settings().strategy == strategy:
-                    self.cursor = (key, last)
+                    walk.advance(last)  # else the next model's walk takes this chunk again
                 if written and background and self.on_scored is not None:
                     self.on_scored()
                 chunks += 1
@@ -187,6 +193,16 @@ class Scorer:
         if done:
             logger.info("scored %d items", done)
         return done
+
+    async def rescore(self) -> int:
+        """Score the items a new model has not scored yet: in the background where ``run``
+        walks (`hitl serve`: returns at once, so a refresh does not wait minutes for a walk
+        over a large backlog before the next can start), else now, to the end. Returns how
+        many this call wrote."""
+        if self.walks_in_background:
+            self.wake()
+            return 0
+        return await self.catch_up()
 
     async def _score(
         self,
@@ -286,6 +302,43 @@ def _settle(
         future.set_exception(exception)
     else:
         future.set_result(result)
+
+
+@dataclass
+class _Walk:
+    """Where the walk over the unlabeled items (rowid order, oldest first) is, for one model
+    and strategy: ``at``, the last rowid read. A new model's walk starts at the last one's
+    ``at``, goes to the end, then round from the oldest item up to where it began
+    (``start``); so with a new model every few minutes each item is re-scored once a round,
+    none left to an old model while the first items are scored again and again."""
+
+    key: tuple[int, str]  # (model version, strategy)
+    at: int  # the last rowid read
+    start: int  # where this walk began: the second leg ends there
+    end: int | None = None  # the last rowid read before the walk went round (None: first leg)
+
+    @classmethod
+    def next(cls, walk: _Walk | None, key: tuple[int, str]) -> _Walk:
+        """``walk`` if it is this model's, else a new walk from where ``walk`` was."""
+        if walk is not None and walk.key == key:
+            return walk
+        at = walk.at if walk is not None else 0
+        return cls(key, at, start=at)
+
+    def wrap(self) -> bool:
+        """The end is reached: go round to the oldest item (True), unless the walk began
+        there or already went round (False: it has seen every item)."""
+        if self.end is not None or self.start == 0:
+            return False
+        self.end, self.at = self.at, 0
+        return True
+
+    def advance(self, last: int) -> None:
+        """The chunk up to rowid ``last`` is scored. Past ``start`` on the second leg the walk
+        is round: it goes on from the end it had reached (items added since come after it)."""
+        self.at = last
+        if self.end is not None and last >= self.start:
+            self.at, self.start, self.end = max(self.end, last), 0, None
 
 
 @dataclass(eq=False)

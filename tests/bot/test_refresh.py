@@ -21,6 +21,7 @@ import pytest
 from bot.eventloop import URGENT
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, begin_retrain, run_retrain, start_retrain
+from bot.learning.scoring import scorer_of
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -91,6 +92,36 @@ async def test_after_n_answers_the_working_model_refits_and_asks_the_next_questi
     assert post[0] == -15  # the next question comes from the working model
     assert bot.rt.champion.version == 1  # not promoted
     assert [m.version for m in retrain.registry_for(bot.rt.settings).versions()] == [1]
+
+
+async def test_in_serve_a_refresh_leaves_the_walk_to_the_background_and_asks_from_the_new_model(
+    bot: Bot,
+):
+    """`hitl serve` walks the queue in a background task, and at a million items a walk takes
+    minutes. A refresh that re-scored the whole queue before it ended held back the next
+    refresh that long, however many answers came meanwhile. It wakes the walk and is done; the
+    dispatcher's next round scores the items it chooses among with the new model."""
+    await run_retrain(bot.rt, "cli")
+    scorer = scorer_of(bot.rt)
+    walker = asyncio.create_task(scorer.run())  # as `hitl serve` runs it
+    try:
+        await scorer.walking.acquire()  # a long walk under way (the first model's)
+        for _ in range(3):
+            await answer_next(bot)
+        trainer = Trainer.of(bot.rt)
+        await trainer.settled(timeout=60)  # the refresh ended while the walk goes on
+        assert trainer.refreshes == 1 and bot.rt.working.version == -15
+        assert versions(bot) == {1}  # the walk has not re-scored the queue yet
+        await bot.dispatcher.fill()
+        [(version,)] = bot.store.db.execute(
+            "SELECT model_version FROM posts WHERE ts = ?", [bot.posted()[-1]["ts"]]
+        ).fetchall()
+        assert version == -15  # the next question is the new model's all the same
+        scorer.walking.release()
+        await scorer.catch_up()  # after the background walk (the lock is first come, first served)
+        assert versions(bot) == {-15}
+    finally:
+        walker.cancel()
 
 
 async def test_the_producer_api_answers_with_the_working_model_that_passed_the_gate(bot: Bot):

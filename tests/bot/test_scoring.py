@@ -398,6 +398,46 @@ async def test_a_walk_over_items_scored_already_gives_the_loop_a_turn_after_each
         assert turns >= 5  # a click waiting on the loop is served between chunks
 
 
+def scored_in_order(store: Store, version: int) -> list[str]:
+    rows = store.db.execute(
+        "SELECT item_id FROM scorings WHERE version = ? ORDER BY rowid", [version]
+    )
+    return [item_id for (item_id,) in rows]
+
+
+async def test_a_new_models_walk_goes_on_from_where_the_last_one_was_and_round(
+    tmp_path: Path, classifier: TextClassifier
+):
+    """Refreshes come every few dozen answers, and at a million items a walk takes minutes. A
+    walk that began again at the oldest item for each new model re-scored the oldest items all
+    day and never reached the newest: each new model's walk goes on from where the last one
+    was, to the end and round, and a walk that went round stops where it began."""
+    items = backlog(30)
+    seed(tmp_path / "hitl.db", items)
+    ids = [it.id for it in items]
+    models = [Champion(version=v, classifier=classifier) for v in (1, 2, 3)]
+    serving = models[0]
+    settings = Settings(threshold=1.0)
+    with Store.open(tmp_path / "hitl.db") as store:
+        count_scorings(store)
+        scorer = Scorer(store, champion=lambda: serving, settings=lambda: settings, chunk=5)
+        assert await scorer.catch_up(max_chunks=2) == 10  # v1 walks the first ten
+        serving = models[1]  # a refresh
+        assert await scorer.catch_up(max_chunks=3) == 15
+        assert scored_in_order(store, 2) == ids[10:25]  # on from v1's place, not from b0
+        serving = models[2]  # another, before v2's walk got round
+        assert await scorer.catch_up() == 30
+        assert scored_in_order(store, 3) == ids[25:] + ids[:25]  # to the end, then round
+        assert await scorer.catch_up() == 0  # round: it stops where it began
+
+        store.add_items([Item("late1", "refund login 1"), Item("late2", "crash plan 2")], "api")
+        assert await scorer.catch_up() == 2  # items added after the round, from its end
+        assert scored_in_order(store, 3)[30:] == ["late1", "late2"]
+        serving = models[0]  # a rollback to v1: a new walk from there, once round
+        assert await scorer.catch_up() == 32
+        assert sorted(scored_in_order(store, 1)[10:]) == sorted([*ids, "late1", "late2"])
+
+
 async def test_a_chunks_predictions_are_written_in_batches_with_the_loops_turn_between(
     tmp_path: Path, classifier: TextClassifier
 ):
