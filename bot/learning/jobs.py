@@ -231,7 +231,7 @@ def read_refresh_plan(
 async def refresh(rt: Runtime) -> Refreshed | None:
     """Refit the working model when HITL_REFRESH_EVERY labels (or REFRESH_GROWTH of the labels
     it was fitted on, when more: ``refresh_step``) came since the model that scores the queue
-    was fitted, gate it, and re-score the queue with it. Skipped while a
+    was fitted, gate it, and have the queue re-scored with it (``Scorer.rescore``). Skipped while a
     retrain runs (it takes precedence; it brings in the labels it read at its start, and the
     trainer checks again when it ends, for those answered during its fit). Returns the
     refresh, or None when none was due."""

@@ -265,6 +265,13 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
             f"{before.get('for_people', 0):,} → {after['for_people']:,}, left to the model "
             f"{before.get('for_model', 0):,} → {after['for_model']:,}"
         )
+    elif outcome.promoted and outcome.rescoring:
+        before = outcome.queue_before
+        lines.append(
+            f"*Queue:* v{outcome.version} is re-scoring the waiting items in the background "
+            f"(before it: {before.get('for_people', 0):,} for people, "
+            f"{before.get('for_model', 0):,} left to the model); new questions are its choice now."
+        )
     elif not outcome.promoted:
         lines.append(f"*Queue:* unchanged; v{outcome.previous_version} stays champion.")
     return "\n".join(lines)

@@ -89,6 +89,7 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     previous_metrics: dict[str, Any] = field(default_factory=dict)
     rescored: int = 0
+    rescoring: bool = False  # the queue is being re-scored in the background (`hitl serve`)
     queue_before: dict[str, int] = field(default_factory=dict)
     queue_after: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -593,7 +594,9 @@ async def retrain(
     scorer: Scorer | None = None,
 ) -> Outcome:
     """Run a whole retrain; the fit and the re-scoring happen off the event loop (through
-    ``scorer``, the running bot's, when given)."""
+    ``scorer``, the running bot's, when given: in `hitl serve` its background walk re-scores the
+    queue after the retrain ends, as after a refresh, so neither its report nor the next
+    refresh waits minutes for a walk over a large backlog)."""
     if plan is None:
         started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
         if isinstance(started, Outcome):
@@ -627,10 +630,16 @@ async def retrain(
             if on_champion is not None:
                 on_champion(new)
             outcome.queue_before = _queue(store)
-            outcome.rescored = await score_items(
-                store, new, settings.threshold, settings.strategy, scorer=scorer
+            rescored = await (
+                scorer.rescore()
+                if scorer is not None
+                else score_items(store, new, settings.threshold, settings.strategy)
             )
-            outcome.queue_after = _queue(store)
+            if rescored is None:  # the running bot's walk re-scores the queue in the background
+                outcome.rescoring = True
+            else:
+                outcome.rescored = rescored
+                outcome.queue_after = _queue(store)
     return outcome
 
 

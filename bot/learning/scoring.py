@@ -194,14 +194,14 @@ class Scorer:
             logger.info("scored %d items", done)
         return done
 
-    async def rescore(self) -> int:
+    async def rescore(self) -> int | None:
         """Score the items a new model has not scored yet: in the background where ``run``
-        walks (`hitl serve`: returns at once, so a refresh does not wait minutes for a walk
-        over a large backlog before the next can start), else now, to the end. Returns how
-        many this call wrote."""
+        walks (`hitl serve`: returns None at once, so a refresh does not wait minutes for a
+        walk over a large backlog before the next can start), else now, to the end, returning
+        how many were written."""
         if self.walks_in_background:
             self.wake()
-            return 0
+            return None
         return await self.catch_up()
 
     async def _score(
@@ -410,7 +410,7 @@ FRESH_PASSES = 4  # at most this many windows re-scored in one dispatcher round 
 async def fresh_window(rt: Runtime, pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The uncertain window (``candidates``' first list) as the model that asks ranks it.
 
-    After a refresh or a promotion the walk re-scores the waiting items oldest first: at a
+    After a refresh or a promotion the walk re-scores the waiting items in rowid order: at a
     million items that takes minutes, and until it got there the window's order, and its
     questions' guesses, were the old model's. So the window's items an older model scored are
     scored now (in the scoring child; the walk skips them), and the round chooses among the

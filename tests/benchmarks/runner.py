@@ -24,6 +24,7 @@ DATA_SCRIPTS = (
     "predict_growth.py",
     "predict_throughput.py",
     "refresh.py",
+    "refresh_backlog.py",
     "scoring_throughput.py",
     "simulated_loop.py",
     "stopping.py",

@@ -15,6 +15,7 @@ import pytest
 
 from bot.learning import reports, retrain
 from bot.learning.jobs import (
+    Trainer,
     catch_up,
     is_missed,
     make_trigger,
@@ -24,7 +25,7 @@ from bot.learning.jobs import (
     stop_scheduler,
     sync_champion,
 )
-from bot.learning.scoring import choose
+from bot.learning.scoring import choose, scorer_of
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -433,6 +434,30 @@ async def test_a_cli_promotion_reaches_the_running_server(bot: Bot):
     assert bot.rt.champion is None
     await sync_champion(bot.rt)
     assert bot.rt.champion.version == 1
+
+
+async def test_in_serve_a_promotion_leaves_the_walk_to_the_background_and_reports_at_once(
+    bot: Bot,
+):
+    """`hitl serve` walks the queue in a background task, and at a million items a walk takes
+    minutes. A retrain that re-scored the whole queue first held the fit lock that long (no
+    refresh of the answers given meanwhile) and posted its report only then."""
+    scorer = scorer_of(bot.rt)
+    walker = asyncio.create_task(scorer.run())  # as `hitl serve` runs it
+    try:
+        await scorer.walking.acquire()  # a long walk under way
+        outcome = await asyncio.wait_for(run_retrain(bot.rt, "cli"), 60)
+        assert outcome.promoted and outcome.rescoring and not outcome.queue_after
+        assert not Trainer.of(bot.rt).fit_lock.locked()  # a refresh may run
+        report = (await bot.fake.next_call("chat.postMessage")).params["text"]
+        queue = "*Queue:* v1 is re-scoring the waiting items in the background (before it: 4 for"
+        assert queue in report
+        assert [it["model_version"] for it in bot.store.pool()] == [None] * 4
+        scorer.walking.release()
+        await scorer.catch_up()  # after the background walk (the lock is first come, first served)
+        assert [it["model_version"] for it in bot.store.pool()] == [1] * 4
+    finally:
+        walker.cancel()
 
 
 async def test_promotion_rescores_and_reorders_the_queue(bot: Bot):
