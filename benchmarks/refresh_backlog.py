@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     add_data_options(parser, DATASETS, quick="trec")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.rounds, args.every, args.labeled = [500], 2, 5, 150
+        args.sizes, args.rounds, args.every, args.labeled = [500], 2, 3, 100
     args.data, args.datasets = resolve_data(args)
     return asyncio.run(main_async(args))
 
