@@ -377,14 +377,11 @@ async def score_items(
     champion: Champion,
     threshold: float,
     strategy: str = selection.DEFAULT_STRATEGY,
-    scorer: Scorer | None = None,
 ) -> int:
     """Score every unlabeled item not yet scored by ``champion`` under ``strategy`` (the CLI,
-    a promotion without a running bot, benchmarks). With ``scorer``, through it (it then
-    reads the champion and settings itself)."""
-    if scorer is None:
-        settings = Settings(threshold=threshold, strategy=strategy)
-        scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
+    a promotion without a running bot, benchmarks); a running bot's ``Scorer.rescore``."""
+    settings = Settings(threshold=threshold, strategy=strategy)
+    scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
     return await scorer.catch_up()
 
 
