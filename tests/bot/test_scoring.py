@@ -438,6 +438,45 @@ async def test_a_new_models_walk_goes_on_from_where_the_last_one_was_and_round(
         assert sorted(scored_in_order(store, 1)[10:]) == sorted([*ids, "late1", "late2"])
 
 
+async def test_whatever_models_strategies_and_new_items_come_between_chunks_a_walk_scores_all(
+    tmp_path: Path, classifier: TextClassifier
+):
+    """The walk's bookkeeping (where it is, where it began, whether it went round) under a
+    seeded random mix of steps, new models, strategy changes and new items: a walk left to
+    finish scores every waiting item with the model and strategy of the end, each once."""
+    import random
+
+    rng = random.Random(19)
+    seed(tmp_path / "hitl.db", backlog(40))
+    models = [Champion(version=v, classifier=classifier) for v in range(1, 6)]
+    serving, settings = models[0], Settings(threshold=1.0)
+    with Store.open(tmp_path / "hitl.db") as store:
+        count_scorings(store)
+        scorer = Scorer(store, champion=lambda: serving, settings=lambda: settings, chunk=4)
+        added = 0
+        for _ in range(120):
+            step = rng.choice(["chunks", "chunks", "chunks", "model", "strategy", "items"])
+            if step == "chunks":
+                await scorer.catch_up(max_chunks=rng.randint(1, 3))
+            elif step == "model":
+                serving = rng.choice(models)
+            elif step == "strategy":
+                settings = Settings(threshold=1.0, strategy=rng.choice(["margin", "entropy"]))
+            else:
+                new = [Item(f"n{added + k}", f"refund crash {added + k}") for k in range(3)]
+                store.add_items(new, "api")
+                added += 3
+            if rng.random() < 0.05:
+                await scorer.catch_up()  # a walk that ends now and then
+        store.db.execute("DELETE FROM scorings")
+        await scorer.catch_up()
+        rows = store.db.execute("SELECT model_version, strategy FROM items").fetchall()
+        assert len(rows) == 40 + added and set(rows) == {(serving.version, settings.strategy)}
+        counts = store.db.execute("SELECT item_id, count(*) FROM scorings GROUP BY 1").fetchall()
+        assert all(n == 1 for _, n in counts)  # the last walk scored none twice
+        assert await scorer.catch_up() == 0
+
+
 async def test_a_chunks_predictions_are_written_in_batches_with_the_loops_turn_between(
     tmp_path: Path, classifier: TextClassifier
 ):
