@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 from model.errors import InvalidInputError
 from model.evaluation import fleiss_kappa_from_table, wilson_interval
@@ -231,6 +230,10 @@ def _kappa(x: np.ndarray, y: np.ndarray) -> tuple[float | None, str]:
     used = np.union1d(x, y)
     if len(used) == 1:
         return None, "a single label throughout: chance agreement is total, kappa is undefined"
+    from sklearn.metrics import (
+        cohen_kappa_score,  # here, not at the top: a server with no model yet need not import it
+    )
+
     return float(cohen_kappa_score(x, y, labels=used)), ""
 
 

@@ -1,7 +1,12 @@
 """Measuring a classifier: cross-validation, metrics, intervals and annotator agreement.
 
 Metrics come from :mod:`sklearn.metrics`. Fleiss' kappa (scikit-learn has none) is a
-short numpy implementation of Fleiss (1971), tested against a hand-computed case.
+short numpy implementation of Fleiss (1971), tested against a hand-computed case. The
+Wilson interval's z is the standard library's (``statistics.NormalDist``).
+
+scikit-learn is imported in the functions that use it, not at the top: the server's process
+imports this module (for the intervals) and with no model yet need not pay ~2 s of imports
+before it listens, nor do the commands that only read (``hitl models``, ``hitl accuracy``).
 """
 
 from __future__ import annotations
@@ -10,17 +15,9 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
-from sklearn.model_selection import StratifiedKFold
 
 from model.errors import InsufficientDataError, InvalidInputError
 
@@ -92,6 +89,13 @@ def evaluate_predictions(
         raise InvalidInputError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     if len(y_true) == 0:
         raise InsufficientDataError("cannot evaluate zero predictions")
+    from sklearn.metrics import (  # here: see the module docstring
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
     t = [str(v) for v in y_true]
     p = [str(v) for v in y_pred]
     classes = sorted(set(t) | set(p))
@@ -162,6 +166,8 @@ def make_folds(
             f"{k}-fold cross-validation needs at least 2 classes with at least {k} examples; "
             f"got {_describe_counts(counts)}"
         )
+    from sklearn.model_selection import StratifiedKFold
+
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
     folds = []
     for train, test in skf.split(np.zeros(len(common)), y[common]):
@@ -182,6 +188,8 @@ def cross_validate(
     predictions for the test positions. The returned :class:`Evaluation` pools every
     held-out prediction and also lists each fold's macro-F1.
     """
+    from sklearn.metrics import f1_score
+
     y = [str(v) for v in labels]
     y_true: list[str] = []
     y_pred: list[str] = []
@@ -225,7 +233,7 @@ def wilson_interval(n_correct: int, n: int, *, confidence: float = 0.95) -> tupl
 
 
 def _wilson(n_correct: int, n: int, confidence: float) -> tuple[float, float]:
-    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     phat = n_correct / n
     denom = 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / denom
@@ -248,6 +256,8 @@ def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     labels = sorted(set(x) | set(y))
     if len(labels) == 1:
         return 1.0  # both always gave the same single label
+    from sklearn.metrics import cohen_kappa_score
+
     return float(cohen_kappa_score(x, y, labels=labels, replace_undefined_by=1.0))
 
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 STOP_SET_SIZE = 2_000
 SETTLE_SPAN = 100  # labels between the two models compared
@@ -227,6 +226,10 @@ _STARTS = ((0.05, 0.1), (0.05, 0.3), (0.05, 1.0), (0.2, 0.1), (0.2, 0.3), (0.2, 
 
 
 def _fit_from(x: np.ndarray, y: np.ndarray, start: Sequence[float]) -> np.ndarray | None:
+    from scipy.optimize import (
+        curve_fit,  # here, not at the top: a server with no model yet need not import it
+    )
+
     a0, b0, c0 = start
     guess = (math.log(max(1.0 - a0, 1e-9)), math.log(max(b0, 1e-9)), math.log(max(c0, 1e-9)))
     with warnings.catch_warnings(), np.errstate(all="ignore"):

@@ -26,7 +26,17 @@ import os
 
 logger = logging.getLogger(__name__)
 
-CHILD_PRELOAD = ("bot.learning.scoring_worker", "bot.learning.retrain", "skops.io")
+# What a child runs: the scoring and fit code, and what they import on first use (the bot's
+# modules import scikit-learn and scipy only there, so that a server with no model, and the
+# commands that only read, do not).
+CHILD_PRELOAD = (
+    "bot.learning.scoring_worker",
+    "bot.learning.retrain",
+    "model.classifier",
+    "model.training",
+    "scipy.optimize",
+    "skops.io",
+)
 """The modules the fork server imports before it forks the first child."""
 
 

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.errors import HitlError
@@ -40,17 +40,11 @@ from bot.learning.scoring import Scorer, score_items
 from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
-from model import (
-    DEFAULT_PIPELINE,
-    InsufficientDataError,
-    ModelError,
-    ModelRegistry,
-    ModelVersion,
-    TextClassifier,
-    decide,
-    train_candidate,
-)
+from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion
 from model.evaluation import n_splits_for
+
+if TYPE_CHECKING:
+    from model import TextClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +240,8 @@ def compute(
     progress: Progress | None = None,
 ) -> Computed:
     """Fit, evaluate, decide and store the model files. Touches no database: thread-safe."""
+    from model.training import DEFAULT_PIPELINE, decide, train_candidate  # the fit worker's
+
     outcome = Outcome(
         "failed",
         "",
@@ -387,6 +383,8 @@ def begin_refresh(
 def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:
     """Fit the working model on ``plan`` (no cross-validation: the gate is the held-out audit
     answers) and score it and ``champion`` on those. Touches no database or file."""
+    from model.classifier import DEFAULT_PIPELINE, TextClassifier  # the fit worker's
+
     started = time.perf_counter()
     out = Refreshed(plan.version, plan.base, len(plan.labels), held=len(plan.held_labels))
     try:

@@ -14,11 +14,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.store import Store
 from bot.words import count
-from model import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.stopping import (
     CURVE_MAX_LABELS,
     MIN_UNIFORM,
@@ -33,6 +32,9 @@ from model.stopping import (
     extrapolate,
     stop_sample,
 )
+
+if TYPE_CHECKING:
+    from model import TextClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ def _curve(
     there are at least ``2 × MIN_UNIFORM`` of them; else on shuffled splits of all."""
     if uniform is not None and sum(uniform) < 2 * MIN_UNIFORM:
         uniform = None
+    from model.classifier import DEFAULT_PIPELINE, build_pipeline  # in the fit worker
+
     try:
         name = pipeline or DEFAULT_PIPELINE
         points = curve_points(

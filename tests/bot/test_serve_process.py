@@ -37,6 +37,11 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
             return
 
 
+def mapped_files(pid: int) -> str:
+    """The files ``pid`` has mapped: its shared libraries among them (Linux's /proc)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 def child_commands(pid: int) -> list[str]:
     """The command lines of ``pid``'s child processes (Linux's /proc)."""
     out = []
@@ -76,6 +81,9 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
         await asyncio.wait_for(read_until(process.stderr, "listening on", seen), 60)
         # no model yet, so no child to fork: no fork server importing scikit-learn for nothing
         assert not [c for c in child_commands(process.pid) if "forkserver" in c]
+        # nor does the server import it (or scipy) before it listens: ~2 s on two cores
+        maps = mapped_files(process.pid)
+        assert "/sklearn/" not in maps and "/scipy/" not in maps
         await fake_slack.wait_for(
             lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
         )
