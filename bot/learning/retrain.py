@@ -240,7 +240,8 @@ def compute(
     progress: Progress | None = None,
 ) -> Computed:
     """Fit, evaluate, decide and store the model files. Touches no database: thread-safe."""
-    from model.training import DEFAULT_PIPELINE, decide, train_candidate  # the fit worker's
+    from model.classifier import DEFAULT_PIPELINE  # the fit worker's imports
+    from model.training import decide, train_candidate
 
     outcome = Outcome(
         "failed",
