@@ -257,6 +257,12 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def fit_threads():
+    """A context in which BLAS uses at most :data:`FIT_BLAS_THREADS` threads: every fit's
+    (:func:`fit_pipeline`, and the learning curve's in :mod:`model.stopping`)."""
+    return _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas")
+
+
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
     """Fit ``pipeline`` in place on prepared ``texts`` and return it (compacted, below), with
     at most :data:`FIT_BLAS_THREADS` BLAS threads.
@@ -265,7 +271,7 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
     are not shown: Python would print them on stderr with scikit-learn's file paths in the
     middle of `hitl retrain`'s output, with nothing there for a user to act on; the model's
     cross-validated score and the promotion gate judge what the fit gave."""
-    with warnings.catch_warnings(), _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas"):
+    with warnings.catch_warnings(), fit_threads():
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         for category, message in SOLVER_WARNINGS:

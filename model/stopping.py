@@ -344,6 +344,8 @@ def curve_points(
     rather than on the uncertain ones the bot chose."""
     from sklearn.model_selection import ShuffleSplit, learning_curve
 
+    from model.classifier import fit_threads
+
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
         return CurvePoints([], [])
     rng = np.random.default_rng(random_state)
@@ -363,7 +365,8 @@ def curve_points(
         for _ in range(n_splits):
             test = np.sort(rng.permutation(drawn)[: len(drawn) // 2])
             splits.append((np.setdiff1d(np.arange(len(keep)), test), test))
-    with warnings.catch_warnings():
+    # its fits run with the fits' BLAS threads, as the product's own fits do (fit_pipeline)
+    with warnings.catch_warnings(), fit_threads():
         warnings.simplefilter("ignore")  # a subset with one class fails: error_score=nan
         counts, _, test_scores = learning_curve(
             make_estimator(),

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from model.classifier import build_pipeline
+from model.classifier import FIT_BLAS_THREADS, build_pipeline
 from model.stopping import (
     CurvePoints,
     Extrapolation,
@@ -177,6 +178,30 @@ def test_a_curve_tested_on_the_uniform_picks_tests_on_nothing_else():
     assert max(sizes) == 200 - 20  # trains on all but the tested half of the uniform picks
     _, mixed, n_mixed = curve_points(texts, labels, _always_u)  # shuffled splits of everything
     assert len(mixed) == 10 and max(mixed) < 0.5 and n_mixed == 40  # 20 % of 200
+
+
+class _SeesBlasThreads(DummyClassifier):
+    """Notes, at each fit, how many threads every BLAS library loaded may use."""
+
+    seen: list[set[int]] = []
+
+    def fit(self, X, y, sample_weight=None):
+        blas = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+        type(self).seen.append(blas)
+        return super().fit(X, y, sample_weight)
+
+
+def test_the_learning_curves_fits_use_the_fits_blas_threads():
+    # as the product's fits do (fit_pipeline): a second OpenBLAS thread only spins beside the
+    # server (RESULTS "Fit threads"); the process here allows two
+    texts = [f"t{n}" for n in range(60)]
+    labels = ["u", "x"] * 30
+    _SeesBlasThreads.seen = []
+    with threadpool_limits(2, user_api="blas"):
+        found = curve_points(texts, labels, lambda: _SeesBlasThreads(strategy="most_frequent"))
+        allowed = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    assert len(found.scores) == 10 and allowed == {2}
+    assert _SeesBlasThreads.seen == [{FIT_BLAS_THREADS}] * 10
 
 
 def test_too_few_uniform_picks_give_no_curve():
