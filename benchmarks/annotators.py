@@ -15,7 +15,7 @@ labels (undecided items left out) and on the truth.
 
     python benchmarks/annotators.py [--data DIR]           # trec and ag_news_7600, 5 seeds
     python benchmarks/annotators.py --datasets banking77 --seeds 2
-    python benchmarks/annotators.py --quick                # 200 items, 2 seeds, for the tests
+    python benchmarks/annotators.py --quick                # 100 items, 2 seeds, for the tests
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.preprocessing import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,7 +41,6 @@ from _common import (  # noqa: E402
     resolve_data,
 )
 
-from model import TextClassifier  # noqa: E402
 from model.aggregation import Aggregation, dawid_skene, majority  # noqa: E402
 from model.agreement import Tally, gold_accuracy, overall_agreement  # noqa: E402
 
@@ -59,6 +55,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "annotators.jsonl"
 
 def confusable(texts: list[str], labels: list[str], classes: list[str]) -> dict[str, str]:
     """Each label → the other label whose TF-IDF centroid is nearest (cosine)."""
+    # scikit-learn is imported where it is used: a refused option ends the run without it
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     X = TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
     y = np.asarray(labels)
     centroids = np.vstack(
@@ -97,6 +97,10 @@ def run_one(
     test: tuple[list[str], list[str]],
     args: argparse.Namespace,
 ) -> list[dict]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from model import TextClassifier
+
     rng = np.random.default_rng(seed)
     texts_all, labels_all = pool
     classes = sorted(set(labels_all))
@@ -268,7 +272,7 @@ def report(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 items, 2 seeds, 300 test rows")
+    parser.add_argument("--quick", action="store_true", help="100 items, 2 seeds, 100 test rows")
     add_data_options(parser, ("trec", "ag_news_7600"), quick="trec")
     parser.add_argument("--items", type=int, default=1000, help="items per run (default 1000)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.gold_share < 1:
         raise SystemExit(f"error: --gold-share {args.gold_share} is not in [0, 1); try 0.05")
     if args.quick:
-        args.items, args.seeds = min(args.items, 200), min(args.seeds, 2)
+        args.items, args.seeds = min(args.items, 100), min(args.seeds, 2)
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
     started = time.perf_counter()
     data, datasets = resolve_data(args)
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         pool = load_jsonl(data / name / "train.jsonl")
         test = load_jsonl(data / name / "test.jsonl")
         if args.quick:
-            keep = np.random.default_rng(0).choice(len(test[0]), min(300, len(test[0])), False)
+            keep = np.random.default_rng(0).choice(len(test[0]), min(100, len(test[0])), False)
             test = ([test[0][i] for i in keep], [test[1][i] for i in keep])
         for variant in args.variants:
             for seed in range(args.seeds):

@@ -7,7 +7,8 @@ from a distinct user on its item, each with a unique ``action_ts``) and time eve
 acknowledgement. Phases, in one run:
 
 1. ``bare Bolt``: a Bolt AsyncApp whose only listener acks, served by the same aiohttp adapter
-   in its own process (``--bare-server``): the floor (measured before and after phase 2);
+   in its own process (``--bare-server``): the floor (measured before and after phase 2; with
+   ``--keep-bare``, as in ``--quick``, one such process serves every floor of the run);
 2. ``hitl serve``: the real server as a subprocess (``python -m bot serve``) on a database
    seeded by ``hitl import`` with ``--labeled`` labeled and ``--pending`` unlabeled items,
    HITL_MAX_OPEN=50 and HITL_VOTES=25 so the clicks stay answers and nothing resolves;
@@ -23,7 +24,9 @@ acknowledgement. Phases, in one run:
    bare Bolt floor again on the same clicks. With ``--mix-during-rescore`` (set by
    ``--quick``) the first clicks decide the open questions, the benchmark waits (through
    ``/metrics``) until the refresh of the working model they bring is adopted, and times the
-   other clicks while that refresh re-scores every waiting item.
+   other clicks while that refresh re-scores every waiting item (with
+   ``--predicts-after-refresh``, also set by ``--quick``, the predict clients begin calling
+   only then).
 
 After each server phase the server is stopped and the SQLite file is read: every acknowledged
 click must be exactly one answer row (in the mix the first click on a question decides it; the
@@ -31,7 +34,7 @@ later ones are kept as history and told it was already decided). Every click pha
 p50 / p95 / p99 and each one's ratio to the floor's (the lowest of the floors measured).
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels; mix 100k
-    python benchmarks/bot_load.py --quick  # 60 clicks, 10 clients, 350 labels (mix 300); phases 3-4
+    python benchmarks/bot_load.py --quick  # 60 clicks, 10 clients, 350 labels (mix 60); phases 3-4
     python benchmarks/bot_load.py --skip-idle --no-retrain --labeled 1000 --pending 100 \
         --clicks 5000 --mix-during-rescore   # the mix while a refresh re-scores 100,000 items
 """
@@ -470,7 +473,8 @@ def run_predict_worker(url: str, clients: int, tag: str) -> None:
     """``--predict-worker URL CLIENTS TAG``: the mix's /api/predict clients, in a process of their
     own so that their work does not share the click clients' interpreter (as the producers
     calling a real server would not); they run until SIGTERM, then write their Load as JSON
-    to the file BENCH_OUT names."""
+    to the file BENCH_OUT names. With BENCH_GO set they are started (imports done) but wait
+    for a line on stdin before the first call (``release_predict_worker``)."""
     texts = json.loads(Path(os.environ["BENCH_TEXTS"]).read_text())
 
     parent = os.getppid()
@@ -485,6 +489,8 @@ def run_predict_worker(url: str, clients: int, tag: str) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         watch = asyncio.create_task(orphaned(stop))
         print("predict clients started", file=sys.stderr, flush=True)
+        if os.environ.get("BENCH_GO"):
+            await asyncio.to_thread(sys.stdin.readline)  # the word to start calling
         try:
             return await predict_load(url, texts, clients, n=None, stop=stop, tag=tag)
         finally:
@@ -502,15 +508,20 @@ class PredictWorker:
     out: Path
 
 
-def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> PredictWorker:
+def start_predict_worker(
+    url: str, clients: int, texts: Path, tag: str, *, paused: bool = False
+) -> PredictWorker:
     """The ``--predict-worker`` process, once its clients run (a plain Popen: asyncio's child
-    watcher is not involved in its exit)."""
-    step(f"starting the predict clients ({tag})")
+    watcher is not involved in its exit); ``paused``: once they are ready, waiting for
+    ``release_predict_worker``."""
+    step(f"starting the predict clients ({tag}{', paused' if paused else ''})")
     out = texts.with_suffix(f".{tag}.json")  # the Load, written at SIGTERM (not a pipe)
+    go = {"BENCH_GO": "stdin"} if paused else {}
     process = subprocess.Popen(
         [sys.executable, __file__, "--predict-worker", url, str(clients), tag],
-        env=clean_env(BENCH_TEXTS=str(texts), BENCH_OUT=str(out)),
+        env=clean_env(BENCH_TEXTS=str(texts), BENCH_OUT=str(out), **go),
         cwd=ROOT,
+        stdin=subprocess.PIPE if paused else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -521,6 +532,13 @@ def start_predict_worker(url: str, clients: int, texts: Path, tag: str) -> Predi
         rest = line + process.communicate()[1]
         raise SystemExit(f"the predict clients did not start: {rest.strip()[-300:]}")
     return PredictWorker(process, out)
+
+
+def release_predict_worker(worker: PredictWorker) -> None:
+    """Let a paused ``--predict-worker``'s clients start calling."""
+    step(f"releasing the predict clients (pid {worker.process.pid})")
+    worker.process.stdin.write("go\n")
+    worker.process.stdin.flush()
 
 
 async def stop_predict_worker(worker: PredictWorker) -> Load:
@@ -788,14 +806,19 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         hooks_before = ft.hooks_received
         texts_file = tmp / "predict_texts.json"
         texts_file.write_text(json.dumps(texts[:20_000]))
+        paused = args.predicts_after_refresh and args.mix_during_rescore
         predicts = await asyncio.to_thread(
-            start_predict_worker, predict_url, clients, texts_file, "M"
+            start_predict_worker, predict_url, clients, texts_file, "M", paused=paused
         )
-        await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
+        if not paused:
+            await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
         name, measured = "hitl serve, realistic mix", payloads
         if args.mix_during_rescore:
             name += ", re-scoring after a refresh"
             measured = await refresh_first(base, payloads, args, info, db, process.pid)
+            if paused:  # --predicts-after-refresh: they start calling once the refresh asks
+                release_predict_worker(predicts)
+                await asyncio.sleep(args.load_lead)
             scored = [await metric(base, "hitl_items_scored_total")]
         clicks = await run_load(name, f"{base}/slack/events", measured, args.concurrency)
         if args.mix_during_rescore:
@@ -969,15 +992,23 @@ async def bare_phase(
     """The bare Bolt floor: ``payloads`` clicked at ``args.concurrency``. With
     ``under_predicts`` = (texts file, clients, lead seconds), the clicks run while that many
     predict clients (a ``--predict-worker``) call the bare server's ``/api/predict``, started
-    ``lead`` seconds before; then the clicks' and the predicts' Loads are returned."""
-    port = free_port()
-    env = clean_env(
-        SLACK_BOT_TOKEN=fake.token,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=fake.base_url,
-        HITL_PORT=str(port),
-    )
-    process = await start_process([sys.executable, __file__, "--bare-server"], env)
+    ``lead`` seconds before; then the clicks' and the predicts' Loads are returned. Each floor
+    has a bare server of its own, unless ``args.keep_bare`` (``--quick``): then the first
+    floor's server serves the later ones too, and ``main_async`` stops it at the end."""
+    keep = getattr(args, "keep_bare", False)
+    if keep and getattr(args, "bare", None) is not None:
+        process, port = args.bare
+    else:
+        port = free_port()
+        env = clean_env(
+            SLACK_BOT_TOKEN=fake.token,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=fake.base_url,
+            HITL_PORT=str(port),
+        )
+        process = await start_process([sys.executable, __file__, "--bare-server"], env)
+        if keep:
+            args.bare = process, port
     try:
         url = f"http://127.0.0.1:{port}/slack/events"
         if under_predicts is None:
@@ -992,7 +1023,8 @@ async def bare_phase(
             predicts = await stop_predict_worker(worker)
         return clicks, predicts
     finally:
-        await stop_process(process)
+        if not keep:
+            await stop_process(process)
 
 
 def report(loads: list[Load], info: dict, args) -> str:
@@ -1056,17 +1088,21 @@ async def main_async(args) -> int:
         for kind in ("idle", "retrain"):  # the mix seeds a database of its own (mix_phase)
             shutil.copy(seed_db, Path(tmp) / f"{kind}.db")
         loads, info = [], {}
-        if not args.skip_idle:
-            loads, info = await server_phase(ft, args, Path(tmp) / "idle.db", "idle", True)
-        if not args.no_retrain:
-            more, info = await server_phase(
-                ft, args, Path(tmp) / "retrain.db", "retrain", args.skip_idle
-            )
-            loads += more
-        if not args.no_mix:
-            more, mixed = await mix_phase(ft, args, Path(tmp))
-            loads += more
-            info.update(mixed)
+        try:
+            if not args.skip_idle:
+                loads, info = await server_phase(ft, args, Path(tmp) / "idle.db", "idle", True)
+            if not args.no_retrain:
+                more, info = await server_phase(
+                    ft, args, Path(tmp) / "retrain.db", "retrain", args.skip_idle
+                )
+                loads += more
+            if not args.no_mix:
+                more, mixed = await mix_phase(ft, args, Path(tmp))
+                loads += more
+                info.update(mixed)
+        finally:
+            if args.bare is not None:  # the one bare server of a --keep-bare run
+                await stop_process(args.bare[0])
     print(report(loads, info, args))
     return 0
 
@@ -1132,6 +1168,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
+    parser.add_argument(
+        "--predicts-after-refresh",
+        action="store_true",
+        help="with --mix-during-rescore: the /api/predict clients, started before the deciding "
+        "clicks, begin calling once the refresh asks (they still run all through the timed "
+        "clicks; --quick sets it, so that they do not take the CPU the refresh's fit needs)",
+    )
+    parser.add_argument(
+        "--keep-bare",
+        action="store_true",
+        help="one bare Bolt server for every floor instead of one each (--quick sets it)",
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--predict-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1143,15 +1191,18 @@ def main(argv: list[str] | None = None) -> int:
         run_predict_worker(url, int(clients), tag)
         return 0
     args.data, args.datasets = resolve_data(args)
+    args.bare = None  # the bare server kept for every floor (--keep-bare): (process, port)
     if args.quick:
         args.clicks, args.concurrency, args.max_open = 60, 10, 3
         args.labeled, args.pending = 350, 100  # more than the mix's: its database is its own
-        args.mix_labeled, args.mix_pending = 300, 1_000
+        args.mix_labeled, args.mix_pending = 60, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
         args.mix_during_rescore, args.mix_refresh_every = True, "3"
+        args.predicts_after_refresh = True
         args.retrain_lead, args.hold_fit, args.leave_retrain = 0.0, True, True
-        args.refresh_wait = 120  # a refresh of 303 labels fits in a second alone
+        args.refresh_wait = 120  # a refresh of 63 labels fits in a second alone
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
+        args.keep_bare = True  # its three floors on one bare server (one process, not three)
     return asyncio.run(main_async(args))
 
 

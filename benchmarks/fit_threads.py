@@ -12,7 +12,7 @@ event loop and scoring child). The ways alternate (default, one, default, one �
 the machine reaches both.
 
     python benchmarks/fit_threads.py [--data DIR] [--datasets NAME …] [--sizes N …] [--fits 5]
-    python benchmarks/fit_threads.py --quick     # trec, 200 texts, 3 fits, alone and pair (~15 s)
+    python benchmarks/fit_threads.py --quick     # trec, 200 texts, 1 fit, alone and pair (~10 s)
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="alternations of the two ways per size and setting (default 2)",
     )
-    parser.add_argument("--quick", action="store_true", help="200 texts, 3 fits, 1 round")
+    parser.add_argument("--quick", action="store_true", help="200 texts, 1 fit, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.fits, args.rounds = [200], 3, 1
+        args.sizes, args.fits, args.rounds = [200], 1, 1
     folder, names = resolve_data(args)
     print(machine(), flush=True)
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ Full supervision (the same classifier on the whole pool) is fitted in the same r
     python benchmarks/label_efficiency.py --out /tmp/le.jsonl            # full (hours)
     python benchmarks/label_efficiency.py --datasets trec --seeds 0 1 --out /tmp/le.jsonl
     python benchmarks/label_efficiency.py --report /tmp/le*.jsonl         # tables + plots
-    python benchmarks/label_efficiency.py --quick                         # < 30 s smoke run
+    python benchmarks/label_efficiency.py --quick   # smoke run: 50 labels, no plot, < 15 s
     python benchmarks/label_efficiency.py --paired new.jsonl.gz   # default arm vs stored rows
 """
 
@@ -793,7 +793,11 @@ def _read_rows(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="trec, 400-item pool, 75 labels")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="trec, 400-item pool, 50 labels, 1 seed; no plot unless --plots names a folder",
+    )
     add_data_options(parser, DATASETS, quick="trec")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ALL_ARMS)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
@@ -880,15 +884,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --classifier {exc}", file=sys.stderr)
         return 2
     args.data, args.datasets = resolve_data(args)
-    if args.quick:
-        args.seeds, args.max_labels = [0], 75
+    if args.quick:  # the cold start's round and one of each arm's own picks
+        args.seeds, args.max_labels = [0], 50
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out_path = args.out or Path(tmp) / "rows.jsonl"
         with out_path.open("a") as out:
             simulate(args, out)
         rows = [json.loads(line) for line in out_path.open()]
-        print(report(rows, args.plots or Path(tmp)))
+        # a quick run draws no plot unless --plots asks (tests/benchmarks/
+        # test_label_efficiency_plots.py draws them): matplotlib was a fifth of its time
+        plots = args.plots or (None if args.quick else Path(tmp))
+        print(report(rows, plots))
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -15,16 +15,17 @@ benchmark measures, over HTTP on loopback:
 3. ``clicks under predict load``: the same number of new clicks while the predict clients
    keep calling ``/api/predict``.
 
-The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process) under the same
-clicks, measured right after each size (a shared machine's load drifts over the run: each size
-is read against its own floor), twice: alone, and while the same predict clients call the bare
-server's ``/api/predict``, which only answers (the loaded floor: what the machine, aiohttp and
-Bolt give a click under that traffic with no product code at all). After each size the
-database is read: every acknowledged click must be exactly one answer row. The load average
+The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process; with
+``--quick`` one such process serves every floor of the run) under the same clicks, measured
+right after each size (a shared machine's load drifts over the run: each size is read against
+its own floor), twice: alone, and while the same predict clients call the bare server's
+``/api/predict``, which only answers (the loaded floor: what the machine, aiohttp and Bolt give
+a click under that traffic with no product code at all). After each size the database is read:
+every acknowledged click must be exactly one answer row. The load average
 is printed before and after each size.
 
     python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
-    python benchmarks/predict_growth.py --quick           # 1k and 4k items; trec (< 60 s)
+    python benchmarks/predict_growth.py --quick           # 1k, 4k items, 20 labels; trec (< 60 s)
 """
 
 from __future__ import annotations
@@ -245,33 +246,37 @@ async def main_async(args) -> int:
         )
         results: list[dict] = []
         have = 0
-        for index, size in enumerate(sizes):
-            seconds = grow_backlog(db, have, size, words, labels)
-            print(
-                f"{size:,} unlabeled items ({size - have:,} added in {seconds:.0f} s)", flush=True
-            )
-            have = size
-            before = load_average()
-            result = await size_phase(ft, db, size, index, texts, args)
-            result["floor"] = await bare_phase(
-                ft.fake, result["payloads"], args_for_floor(args), f"bare Bolt ({size:,})"
-            )
-            result["floor_loaded"], result["floor_predicts"] = await bare_phase(
-                ft.fake,
-                result["payloads"],
-                args_for_floor(args),
-                f"bare Bolt under predicts ({size:,})",
-                under_predicts=(result["texts_file"], args.predict_clients, args.load_lead),
-            )
-            result["load"] = f"{before} / {load_average()}"
-            results.append(result)
-            print(
-                f"  predict p50 {result['predict'].p(50):.1f} ms, click p99 quiet "
-                f"{result['clicks_quiet'].p(99):.1f} / loaded "
-                f"{result['clicks_loaded'].p(99):.1f} ms, floor "
-                f"{result['floor'].p(99):.1f} ms; server exit {result['server_exit']}",
-                flush=True,
-            )
+        floor_args = args_for_floor(args)
+        try:
+            for index, size in enumerate(sizes):
+                seconds = grow_backlog(db, have, size, words, labels)
+                added = f"{size - have:,} added in {seconds:.0f} s"
+                print(f"{size:,} unlabeled items ({added})", flush=True)
+                have = size
+                before = load_average()
+                result = await size_phase(ft, db, size, index, texts, args)
+                result["floor"] = await bare_phase(
+                    ft.fake, result["payloads"], floor_args, f"bare Bolt ({size:,})"
+                )
+                result["floor_loaded"], result["floor_predicts"] = await bare_phase(
+                    ft.fake,
+                    result["payloads"],
+                    floor_args,
+                    f"bare Bolt under predicts ({size:,})",
+                    under_predicts=(result["texts_file"], args.predict_clients, args.load_lead),
+                )
+                result["load"] = f"{before} / {load_average()}"
+                results.append(result)
+                print(
+                    f"  predict p50 {result['predict'].p(50):.1f} ms, click p99 quiet "
+                    f"{result['clicks_quiet'].p(99):.1f} / loaded "
+                    f"{result['clicks_loaded'].p(99):.1f} ms, floor "
+                    f"{result['floor'].p(99):.1f} ms; server exit {result['server_exit']}",
+                    flush=True,
+                )
+        finally:
+            if getattr(floor_args, "bare", None) is not None:  # the one kept for every floor
+                await stop_process(floor_args.bare[0])
     print(report(results))
     return 0
 
@@ -281,8 +286,9 @@ def load_average() -> str:
 
 
 def args_for_floor(args) -> argparse.Namespace:
-    """bot_load.bare_phase reads ``concurrency``: the click clients."""
-    return argparse.Namespace(concurrency=args.click_clients)
+    """bot_load.bare_phase reads ``concurrency``: the click clients; and ``keep_bare`` (set by
+    ``--quick``): one bare server for every floor of the run, kept in ``bare`` until the end."""
+    return argparse.Namespace(concurrency=args.click_clients, keep_bare=args.quick, bare=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     add_data_options(parser, ("banking77",), quick="trec")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 200, 100, 20
-        args.clicks, args.max_open, args.load_lead = 40, 4, 0.2
+        args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 20, 40, 10
+        args.clicks, args.max_open, args.load_lead = 20, 4, 0.2
     args.data, args.datasets = resolve_data(args)
     if sorted(args.sizes) != args.sizes:
         parser.error("--sizes must grow")

@@ -17,7 +17,7 @@ the last before the first change made for issue 18 (f784a40: coefficients stored
 Fortran-ordered so one text is scored without copying them; then the scorer and the intake).
 
     python benchmarks/predict_throughput.py [--data DIR]   # 10,000 labels, 2 rounds of 2,000
-    python benchmarks/predict_throughput.py --quick        # 300 labels, HEAD against itself
+    python benchmarks/predict_throughput.py --quick        # 20 labels, HEAD against itself
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.old_commit = "HEAD"
-        args.labeled, args.pending, args.clients = 300, 50, 5
+        args.labeled, args.pending, args.clients = 20, 50, 5
         args.predicts, args.warmup, args.rounds, args.max_open = 40, 10, 1, 2
     args.data, args.datasets = resolve_data(args)
     return asyncio.run(main_async(args))

@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         args.compare = [] if args.quick else [50]
     args.commit = commit()  # the code imported now: a commit made during the run is not it
     if args.quick:
-        args.answers, args.night, args.product, args.fast, args.every = 30, 20, 10, 5, 10
+        args.answers, args.night, args.product, args.fast, args.every = 20, 20, 10, 5, 10
         args.pool, args.test, args.pipeline, args.in_thread = 150, 100, "word_lr", True
     print(
         f"refresh: {', '.join(args.datasets)}; {args.answers} answers, a night every"

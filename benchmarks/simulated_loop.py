@@ -8,7 +8,7 @@ scored on test.jsonl (held out, never imported). The curve of that accuracy must
 
     python benchmarks/simulated_loop.py                        # trec and sms_spam, 400 answers
     python benchmarks/simulated_loop.py --datasets banking77 --answers 1000
-    python benchmarks/simulated_loop.py --quick                # trec, 60 answers, for the tests
+    python benchmarks/simulated_loop.py --quick                # trec, 40 answers, for the tests
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.data, args.datasets = resolve_data(args)
     if args.quick:
-        args.answers, args.retrain_every = 60, 20
+        args.answers, args.retrain_every = 40, 20  # two retrains: the curve's two ends
         args.pool, args.test, args.pipeline = 600, 200, "word_lr"  # fast refits
     print(
         f"simulated loop: pipeline {args.pipeline}, error rate {args.error_rate:.0%}, "

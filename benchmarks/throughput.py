@@ -281,7 +281,12 @@ def pick_next(rt: SimpleNamespace, rng: random.Random) -> None:
 
 
 def bench_growth(
-    tmp: Path, sizes: list[int], repeat: int, data: Path, datasets: tuple[str, ...]
+    tmp: Path,
+    sizes: list[int],
+    repeat: int,
+    data: Path,
+    datasets: tuple[str, ...],
+    n_users: int = 20,
 ) -> tuple[list[dict], dict]:
     texts, labels = load_mixture(data, datasets)
     now = datetime.now(UTC)
@@ -295,7 +300,7 @@ def bench_growth(
         for n in sizes:
             grow(store, have, n, texts, labels)
             if have == 0:
-                seed_activity(store, 50, 20)
+                seed_activity(store, 50, n_users)
             have = n
             rng = random.Random(0)
             open_ids = [r[0] for r in store.db.execute("SELECT item_id FROM posts")]
@@ -336,19 +341,30 @@ SPARSE_SHARES = (0.5, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 
 def bench_window(
-    tmp: Path, n: int, n_labels: int, repeat: int, data: Path, datasets: tuple[str, ...]
+    tmp: Path,
+    n: int,
+    n_labels: int,
+    repeat: int,
+    data: Path,
+    datasets: tuple[str, ...],
+    n_rate: int = 2_000,
+    grown: Path | None = None,
 ) -> dict:
     """At ``n`` items scored by model 1, a new model (fitted on ``n_labels`` texts) and the
     dispatcher's first round with it: ``fresh_window`` on a fresh copy of the scores each time
     (median of ``repeat``), its store calls alone (on the event loop in the server), and the
-    walk's time to the window's last item, estimated at this run's rate of scoring."""
+    walk's time to the window's last item, estimated at this run's rate of scoring (timed on
+    ``n_rate`` texts). ``grown``: a copy of it is the database (see ``grown_db``)."""
     texts, labels = load_mixture(data, datasets)
     rng = random.Random(0)
     picks = [rng.randrange(len(texts)) for _ in range(n_labels)]
     newer = TextClassifier().fit([texts[i] for i in picks], [labels[i] for i in picks])
     db = tmp / "window.db"
+    if grown is not None:
+        shutil.copyfile(grown, db)
     with Store.open(db) as store:
-        grow(store, 0, n, texts, labels)
+        if grown is None:
+            grow(store, 0, n, texts, labels)
         # grow's stand-in priorities reach 1.5; a margin's stay in [0, 1]
         store.db.execute("UPDATE items SET priority = priority / 1.5")
         store.db.conn.commit()
@@ -386,7 +402,7 @@ def bench_window(
             store.most_uncertain(UNCERTAIN_WINDOW)
             on_loop.append(time.perf_counter() - t0)
         copy.unlink()
-    sample = [texts[i % len(texts)] for i in range(2_000)]
+    sample = [texts[i % len(texts)] for i in range(n_rate)]
     t0 = time.perf_counter()
     newer.score(sample)
     per_item = (time.perf_counter() - t0) / len(sample)
@@ -404,16 +420,37 @@ def bench_window(
     return row
 
 
+def grown_db(tmp: Path, n: int, data: Path, datasets: tuple[str, ...]) -> Path:
+    """A database holding what ``grow(store, 0, n)`` writes (seeded: the same rows each time),
+    for ``bench_sparse`` and ``bench_window`` to start from a copy of instead of growing their
+    own (the quick run's saving)."""
+    texts, labels = load_mixture(data, datasets)
+    db = tmp / f"grown_{n}.db"
+    with Store.open(db) as store:
+        grow(store, 0, n, texts, labels)
+    return db
+
+
 def bench_sparse(
-    tmp: Path, n: int, repeat: int, data: Path, datasets: tuple[str, ...]
+    tmp: Path,
+    n: int,
+    repeat: int,
+    data: Path,
+    datasets: tuple[str, ...],
+    grown: Path | None = None,
 ) -> list[dict]:
     """At ``n`` items, the dispatcher's pick and its audit sample as the unlabeled share falls
-    (items marked resolved in place, a fixed pseudo-random subset each step)."""
+    (items marked resolved in place, a fixed pseudo-random subset each step). ``grown``: a
+    copy of it is the database (see ``grown_db``)."""
     texts, labels = load_mixture(data, datasets)
     rows: list[dict] = []
-    with Store.open(tmp / "sparse.db") as store:
-        rt = dispatcher_runtime(tmp / "sparse.db", store)
-        grow(store, 0, n, texts, labels)
+    db = tmp / "sparse.db"
+    if grown is not None:
+        shutil.copyfile(grown, db)
+    with Store.open(db) as store:
+        rt = dispatcher_runtime(db, store)
+        if grown is None:
+            grow(store, 0, n, texts, labels)
         for share in SPARSE_SHARES:
             store.db.execute(
                 "UPDATE items SET status = 'resolved' WHERE status IN ('new', 'queued', 'auto')"
@@ -619,12 +656,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # texts resampled from every dataset (all four: 89 labels "<dataset>/<label>")
     data, datasets = resolve_data(args)
-    if args.quick:
-        import_sizes, n_score, retrain_sizes = [500, 2_000], 1_000, [100, 200]
-        growth_sizes, repeat = [1_000, 3_000, 10_000], 3
+    if args.quick:  # under 30 labels `hitl retrain` skips its learning curve (model/stopping.py)
+        import_sizes, n_score, retrain_sizes = [500, 2_000], 1_000, [15, 25]
+        growth_sizes, repeat, window_repeat = [1_000, 3_000, 10_000], 1, 1
+        n_users, n_rate = 4, 500  # answers seeded for the growth; texts timed for the walk
     else:
         import_sizes, n_score, retrain_sizes = [10_000, 100_000], 100_000, [1_000, 10_000, 50_000]
-        growth_sizes, repeat = [10_000, 100_000, 1_000_000], 5
+        growth_sizes, repeat, window_repeat = [10_000, 100_000, 1_000_000], 5, 3
+        n_users, n_rate = 20, 2_000
     retrain_sizes = args.retrain_sizes or retrain_sizes
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -643,17 +682,31 @@ def main(argv: list[str] | None = None) -> int:
             bench_retrain(tmp, retrain_sizes, data, datasets) if "retrain" in args.only else []
         )
         growth, query_plans = (
-            bench_growth(tmp, growth_sizes, repeat, data, datasets)
+            bench_growth(tmp, growth_sizes, repeat, data, datasets, n_users)
             if "growth" in args.only
             else ([], {})
         )
+        grown = (  # one grown database for both, in the quick run
+            grown_db(tmp, growth_sizes[-1], data, datasets)
+            if args.quick and {"sparse", "window"} <= set(args.only)
+            else None
+        )
         sparse = (
-            bench_sparse(tmp, growth_sizes[-1], repeat, data, datasets)
+            bench_sparse(tmp, growth_sizes[-1], repeat, data, datasets, grown)
             if "sparse" in args.only
             else []
         )
         window = (
-            bench_window(tmp, growth_sizes[-1], 200 if args.quick else 1_000, 3, data, datasets)
+            bench_window(
+                tmp,
+                growth_sizes[-1],
+                200 if args.quick else 1_000,
+                window_repeat,
+                data,
+                datasets,
+                n_rate,
+                grown,
+            )
             if "window" in args.only
             else None
         )

@@ -50,7 +50,8 @@ def test_datasets_come_from_hitl_datasets_when_no_data_option_is_given(standin: 
 
 
 def test_a_dataset_not_in_the_folder_is_named(standin: Path):
-    result = run("label_efficiency.py", "--quick", "--data", str(standin), "--datasets", "trec")
+    # annotators.py imports scikit-learn only once it measures: the process ends in a moment
+    result = run("annotators.py", "--quick", "--data", str(standin), "--datasets", "trec")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"error: {standin} has no trec (no <name>/train.jsonl); pick others with --datasets NAME …"

@@ -138,8 +138,8 @@ def test_albl_keeps_the_uniform_audit_share_and_takes_the_rest_from_the_expert_i
             assert len(set(rest) - closest) > len(rest) // 2
     assert seen == {"margin", "random"}
 
-    rows = list(le["run_arm"]("s", "albl", 0, pool, test, 100))
-    assert [r["n_labels"] for r in rows] == [25, 50, 75, 100]
+    rows = list(le["run_arm"]("s", "albl", 0, pool, test, 75))  # two batches of albl's own
+    assert [r["n_labels"] for r in rows] == [25, 50, 75]
     assert {r["albl"] for r in rows[1:]} <= {"margin", "random"}
 
 

@@ -33,7 +33,7 @@ def test_annotators_benchmark_compares_majority_and_dawid_skene_on_a_simulated_t
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for variant in ("uniform", "confusable"):
-        assert f"### {STANDIN}, {variant} errors: 200 items, 10 gold, 2 seeds" in out
+        assert f"### {STANDIN}, {variant} errors: 100 items, 5 gold, 2 seeds" in out
     methods = re.findall(r"^\| (\w+) \| [\d.]+ ± [\d.]+ \|", out, flags=re.M)
     assert methods == ["truth", "majority", "dawid_skene", "dawid_skene_gold", "product"] * 2
     annotators = re.findall(r"^\| (\d+%) \| [\d.]+ ± ", out, flags=re.M)

@@ -31,11 +31,11 @@ def test_refresh_benchmark_compares_nightly_the_product_and_the_fast_loop(
     out = result.stdout
     for arm, refreshes in (("nightly", "0 refreshes"), ("product", ""), ("every5", "")):
         [line] = [ln for ln in out.splitlines() if ln.startswith(f"{STANDIN} {arm}: ")]
-        assert "30 labels in" in line and refreshes in line
+        assert "20 labels in" in line and refreshes in line
     product = re.search(r"product: .*, (\d+) refreshes", out)
     fast = re.search(r"every5: .*, (\d+) refreshes", out)
     assert product and fast and 0 < int(product[1]) < int(fast[1])
-    assert f"rows: 9 rows appended to {out_file} (columns commit and fits added, empty on" in out
+    assert f"rows: 6 rows appended to {out_file} (columns commit and fits added, empty on" in out
     with out_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     values = "trec,nightly,0,0,25,25,3.1,,0,".split(",")
@@ -44,7 +44,7 @@ def test_refresh_benchmark_compares_nightly_the_product_and_the_fast_loop(
         "fits": "",
     }
     assert [(r["arm"], r["labels"]) for r in rows[1:]] == [
-        (arm, str(n)) for arm in ("nightly", "product", "every5") for n in (10, 20, 30)
+        (arm, str(n)) for arm in ("nightly", "product", "every5") for n in (10, 20)
     ]
     assert {r["fits"] for r in rows[1:]} == {"thread"}
     assert all(re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", r["commit"]) for r in rows[1:])
@@ -84,15 +84,20 @@ def test_rows_are_appended_to_a_file_with_the_same_header(tmp_path: Path):
 
 def test_every_row_names_the_commit_read_at_the_start_of_the_run(standin: Path, tmp_path: Path):
     """A commit or rebase in the worktree while the arms run does not relabel the later arms:
-    the commit is read once, before the first arm (here HEAD "moves" at every read)."""
+    the commit is read once, before the first arm (here HEAD "moves" at every read). The
+    arms are the quick run's, each only 10 answers long: one row each is enough here."""
     main = benchmark_main("refresh.py")
     heads = iter(["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd"])
     main.__globals__["commit"] = lambda: next(heads)  # stands in for `git rev-parse`
     out_file = tmp_path / "rows.csv"
-    main(["--quick", "--data", str(standin), "--datasets", STANDIN, "--out", str(out_file)])
+    main([
+        "--data", str(standin), "--datasets", STANDIN, "--out", str(out_file),
+        "--answers", "10", "--every", "10", "--night", "20", "--product", "10", "--fast", "5",
+        "--compare", "--pool", "150", "--test", "100", "--pipeline", "word_lr", "--in-thread",
+    ])  # fmt: skip
     with out_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["arm"] for r in rows] == ["nightly"] * 3 + ["product"] * 3 + ["every5"] * 3
+    assert [r["arm"] for r in rows] == ["nightly", "product", "every5"]
     assert {r["commit"] for r in rows} == {"aaaaaaa"}
 
 

@@ -22,12 +22,12 @@ def test_vocabulary_growth_benchmark_keeps_the_capped_side_at_the_cap_as_the_unc
     assert sorted(vocab) == [
         ("2,100", "capped"),
         ("2,100", "uncapped"),
-        ("4,200", "capped"),
-        ("4,200", "uncapped"),
+        ("2,400", "capped"),
+        ("2,400", "uncapped"),
     ]
-    assert vocab[("2,100", "capped")] == vocab[("4,200", "capped")] == (1_500, 1_500)
-    assert 1_500 < vocab[("2,100", "uncapped")][0] < vocab[("4,200", "uncapped")][0]
-    tickets = re.search(r"^\| 4,200 \| uncapped \| [\d,]+ \| 8,400 \|", out, re.M)
+    assert vocab[("2,100", "capped")] == vocab[("2,400", "capped")] == (1_500, 1_500)
+    assert 1_500 < vocab[("2,100", "uncapped")][0] < vocab[("2,400", "uncapped")][0]
+    tickets = re.search(r"^\| 2,400 \| uncapped \| [\d,]+ \| 4,800 \|", out, re.M)
     assert tickets, out  # a word and a bigram for each training text's own ticket number
     assert len(re.findall(r"^\| [\d,]+ \| capped / uncapped \|", out, re.M)) == 2
     assert out.strip().endswith("verdict: ok")
