@@ -86,7 +86,7 @@ def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
             "--simulate",
             "3",
             "--answers",
-            "100",
+            "75",  # three retrains (25, 50, 75 labels): 50.8 % → 74.2 % on this seed
             "--retrain-every",
             "25",
             "--port",
@@ -96,12 +96,12 @@ def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     scores = [(int(n), float(acc)) for n, acc in ACCURACY.findall(result.output)]
-    assert scores[0][0] == 25 and scores[-1][0] == 100
+    assert [n for n, _ in scores] == [25, 50, 75]
     first, last = scores[0][1], scores[-1][1]
     assert last > first + 20, result.output
-    assert "After 100 simulated answers (100 labels): model v" in result.output
+    assert "After 75 simulated answers (75 labels): model v" in result.output
     with Store.open(tmp_path / "demo.db") as store:
-        assert store.count_answers() == 100
+        assert store.count_answers() == 75
         sources = {a["source"] for a in store.iter_answers()}
         assert sources <= {"button", "select"}
         assert store.champion_version() is not None

@@ -145,8 +145,10 @@ async def test_a_refresh_worse_on_the_held_out_audits_is_dropped(bot: Bot):
         posted = await bot.rt.client.chat_postMessage(channel=CHANNEL, text=item.text)
         bot.store.record_post(item.id, CHANNEL, posted["ts"], "audit", 1, "billing", 0.9)
         bot.store.record_answer(item.id, "U0ANA", "billing", source="button", dedupe_key=f"a{n}")
-    # The answers it trains on call billing words bugs, many times over.
-    wrong = [Item(f"w{n}", f"refund invoice payment card {n}") for n in range(30)]
+    # The answers it trains on call billing words bugs, many times over (16: with the 12
+    # imported and the click's, the refresh fits 29 labels, under the 30 at which it would
+    # also measure a learning curve, which this test does not look at).
+    wrong = [Item(f"w{n}", f"refund invoice payment card {n}") for n in range(16)]
     bot.store.add_items(wrong, "import")
     for n, item in enumerate(wrong):
         bot.store.record_answer(item.id, "U0ANA", "bug", source="button", dedupe_key=f"w{n}")

@@ -19,12 +19,27 @@ from tests.model.conftest import make_texts
 WEIRD = ["naïve café", "line\nbreak and\ttab", "emoji 🎉🎉 party", "中文 文本 分类", "a\x00b nul"]
 
 
-@pytest.fixture
-def texts_labels() -> tuple[list[str], list[str]]:
+def twelve_classes() -> tuple[list[str], list[str]]:
     """Twelve classes (SGD's coefficients come out mostly zeros), with terms that are not plain
     ASCII words (a newline, a tab and a NUL inside char n-grams)."""
     texts, labels = make_texts(np.random.default_rng(1), [f"c{j}" for j in range(12)], 10)
     return texts + WEIRD, labels + ["c0", "c1", "c2", "c3", "c0"]
+
+
+@pytest.fixture
+def texts_labels() -> tuple[list[str], list[str]]:
+    return twelve_classes()
+
+
+@pytest.fixture(scope="module")
+def model_files() -> dict[str, bytes]:
+    """The model file of each pipeline the damaged-file tests below start from, written once:
+    bytes, which each test loads into a payload of its own to damage."""
+    texts, labels = twelve_classes()
+    return {
+        name: modelfile.dumps(TextClassifier(name).fit(texts, labels).pipeline_)
+        for name in ("word_char_sgd", "word_char_lr")
+    }
 
 
 def schema(data: bytes) -> str:
@@ -155,9 +170,9 @@ def payload(clf: TextClassifier) -> dict:
         "sparse-indptr-missing",
     ],
 )
-def test_a_file_that_is_not_a_model_in_our_format_is_refused(change, message, texts_labels):
-    texts, labels = texts_labels
-    obj = payload(TextClassifier("word_char_sgd").fit(texts, labels))
+def test_a_file_that_is_not_a_model_in_our_format_is_refused(change, message, model_files):
+    obj = sio.loads(model_files["word_char_sgd"], trusted=[])
+    modelfile.loads(sio.dumps(obj))  # undamaged, it loads
     change(obj)
     with pytest.raises(modelfile.ModelFileError, match=message):
         modelfile.loads(sio.dumps(obj))
@@ -174,9 +189,9 @@ def test_a_file_that_is_not_a_model_in_our_format_is_refused(change, message, te
     ],
     ids=["oversized", "feature-short", "class-short", "float64", "flat"],
 )
-def test_float16_coefficients_that_do_not_fit_the_pipeline_are_refused(change, texts_labels):
-    texts, labels = texts_labels
-    obj = payload(TextClassifier("word_char_lr").fit(texts, labels))
+def test_float16_coefficients_that_do_not_fit_the_pipeline_are_refused(change, model_files):
+    obj = sio.loads(model_files["word_char_lr"], trusted=[])
+    modelfile.loads(sio.dumps(obj))  # undamaged, it loads
     obj["coef"]["half"] = change(obj["coef"]["half"])
     with pytest.raises(modelfile.ModelFileError) as refused:
         modelfile.loads(sio.dumps(obj))
@@ -187,9 +202,8 @@ def test_float16_coefficients_that_do_not_fit_the_pipeline_are_refused(change, t
     )
 
 
-def test_float16_coefficients_with_an_unknown_dtype_are_refused(texts_labels):
-    texts, labels = texts_labels
-    obj = payload(TextClassifier("word_char_lr").fit(texts, labels))
+def test_float16_coefficients_with_an_unknown_dtype_are_refused(model_files):
+    obj = sio.loads(model_files["word_char_lr"], trusted=[])
     obj["coef"]["dtype"] = "object"
     with pytest.raises(modelfile.ModelFileError, match="unknown dtype 'object'"):
         modelfile.loads(sio.dumps(obj))

@@ -6,7 +6,8 @@ from sklearn.linear_model import SGDClassifier
 from model.classifier import TextClassifier, fit_pipeline
 from model.errors import InvalidInputError
 from model.evaluation import cross_validate
-from model.training import decide, train_candidate
+from model.training import Candidate, decide, train_candidate
+from tests.model.conftest import make_texts
 
 
 def suffix_texts(seed: int, n_per_class: int = 15) -> tuple[list[str], list[str]]:
@@ -72,9 +73,25 @@ def test_mismatched_lengths_are_a_caller_error():
         train_candidate(["a"], ["x", "y"])
 
 
-def test_first_model_is_promoted(toy):
-    texts, labels = toy
-    decision = decide(train_candidate(texts, labels), None)
+@pytest.fixture(scope="module")
+def toy_candidate() -> Candidate:
+    """A candidate trained on the ``toy`` data, once for the tests below that only read it:
+    ``decide`` changes neither the candidate nor the champion (it refits clones)."""
+    return train_candidate(*make_texts(np.random.default_rng(0), ["ant", "bee", "cat"], 8))
+
+
+@pytest.fixture(scope="module")
+def toy_champion() -> TextClassifier:
+    """A champion fitted on all the ``toy`` data, as ``toy_candidate`` is."""
+    return TextClassifier().fit(*make_texts(np.random.default_rng(0), ["ant", "bee", "cat"], 8))
+
+
+def test_the_shared_toy_candidate_is_the_toy_fixtures(toy, toy_candidate):
+    assert (toy_candidate.texts, toy_candidate.labels) == (list(toy[0]), list(toy[1]))
+
+
+def test_first_model_is_promoted(toy_candidate):
+    decision = decide(toy_candidate, None)
     assert decision.promote
     assert decision.reason.startswith("promoted: first model, macro-F1 1.000 (5-fold CV, n=24)")
     assert decision.champion_macro_f1 is None
@@ -106,57 +123,50 @@ def test_better_candidate_is_promoted_with_both_scores_in_the_reason():
     assert "on the same 5 folds (n=30)" in decision.reason
 
 
-def test_equal_candidate_is_promoted_within_tolerance(toy):
-    texts, labels = toy
-    champion = TextClassifier().fit(texts, labels)
-    decision = decide(train_candidate(texts, labels), champion)
+def test_equal_candidate_is_promoted_within_tolerance(toy_candidate, toy_champion):
+    decision = decide(toy_candidate, toy_champion)
     assert decision.promote
     assert decision.candidate_macro_f1 == decision.champion_macro_f1
 
 
-def test_champion_mask_limits_the_champion_to_its_own_training_rows(toy):
+def test_champion_mask_limits_the_champion_to_its_own_training_rows(toy, toy_candidate):
     texts, labels = toy
     champion = TextClassifier().fit(texts[:8] + texts[8:16], labels[:8] + labels[8:16])
-    cand = train_candidate(texts, labels)
     mask = [label != "cat" for label in labels]  # the champion never saw "cat"
-    decision = decide(cand, champion, champion_mask=mask)
+    decision = decide(toy_candidate, champion, champion_mask=mask)
     assert decision.promote
     assert decision.champion_macro_f1 < 0.8 < decision.candidate_macro_f1
 
 
-def test_champion_with_no_rows_in_the_mask_predicts_a_constant(toy):
-    texts, labels = toy
-    champion = TextClassifier().fit(texts, labels)
-    decision = decide(train_candidate(texts, labels), champion, champion_mask=[False] * 24)
+def test_champion_with_no_rows_in_the_mask_predicts_a_constant(toy_candidate, toy_champion):
+    decision = decide(toy_candidate, toy_champion, champion_mask=[False] * 24)
     assert decision.promote
     assert decision.champion_macro_f1 == pytest.approx(0.5 / 3)  # F1 of one class in three
 
 
-def test_champion_mask_must_match_the_candidate_rows(toy):
-    texts, labels = toy
-    champion = TextClassifier().fit(texts, labels)
+def test_champion_mask_must_match_the_candidate_rows(toy_candidate, toy_champion):
     with pytest.raises(InvalidInputError, match="champion_mask has 3 entries for 24 labels"):
-        decide(train_candidate(texts, labels), champion, champion_mask=[True] * 3)
+        decide(toy_candidate, toy_champion, champion_mask=[True] * 3)
 
 
-def test_decide_reports_progress_while_rescoring_the_champion(toy):
-    texts, labels = toy
-    champion = TextClassifier().fit(texts, labels)
+def test_decide_reports_progress_while_rescoring_the_champion(toy_candidate, toy_champion):
     calls = []
-    decide(train_candidate(texts, labels), champion, progress=lambda d, t: calls.append((d, t)))
+    decide(toy_candidate, toy_champion, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
 
 
 def test_every_fold_fits_the_configuration_of_the_model_that_is_promoted():
     # 2,100 labels: word_char_auto fits SGD on all of them, but each fold's 1,680 would pick
-    # logistic regression; the evaluation (and so the gate) must be of the SGD model
+    # logistic regression; the evaluation (and so the gate) must be of the SGD model. Short
+    # texts (two shared words, class words like "r7"): the count is what picks the model, and
+    # the character n-grams of long ones only made each of the 11 fits slower.
     rng = np.random.default_rng(0)
-    vocab = {c: [f"{c}{i}" for i in range(40)] for c in ("red", "green", "blue")}
+    vocab = {c: [f"{c[0]}{i}" for i in range(40)] for c in ("red", "green", "blue")}
     shared = [f"w{i}" for i in range(200)]
     texts, labels = [], []
     for n in range(2_100):
         label = ("red", "green", "blue")[n % 3]
-        words = list(rng.choice(shared, 6)) + list(rng.choice(vocab[label], 1))
+        words = list(rng.choice(shared, 2)) + list(rng.choice(vocab[label], 1))
         if rng.random() < 0.3:  # some texts carry another class's word: the models disagree
             words += list(rng.choice(vocab[("red", "green", "blue")[(n + 1) % 3]], 1))
         texts.append(" ".join(words))

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.slack.blocks import block_id_for, encode_value
 from bot.store import Store
@@ -248,19 +250,12 @@ async def test_an_import_killed_midfile_completes_on_rerun_without_duplicates(tm
     with Store.open(db) as store:
         assert store.db["items"].count == 2000
     await asyncio.to_thread(replace_with_file, fifo, content)
-    rerun = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--db",
-        str(db),
-        "import",
-        str(fifo),
-        stdout=asyncio.subprocess.PIPE,
+    # the rerun in this process (the kill needed a process of its own; a rerun does not)
+    rerun = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["--db", str(db), "import", str(fifo)], prog_name="hitl"
     )
-    out, _ = await rerun.communicate()
-    assert rerun.returncode == 0
-    assert out.decode().strip() == (
+    assert rerun.exit_code == 0, rerun.output
+    assert rerun.stdout.strip() == (
         "items.csv: read 5,000 rows, imported 3,000 (0 with labels), 2,000 duplicates, 0 rejected"
     )
     with Store.open(db) as store:

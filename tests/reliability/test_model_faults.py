@@ -76,8 +76,11 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
             text = texts[n % 50]  # four items of one text
             label = f"topic{n % 50}"
             handle.write(json.dumps({"id": f"b{n}", "text": text, "label": label}) + "\n")
-    subprocess.run([sys.executable, "-m", "bot", "import", "-q", str(big)], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    # imported in this process too: only the retrain below needs an interpreter of its own
+    imported = CliRunner().invoke(
+        cli, ["--db", str(db), "import", "-q", str(big)], prog_name="hitl"
+    )
+    assert imported.exit_code == 0, imported.output
 
     def limit_memory() -> None:  # the process and its imports fit in this; such a fit does not
         resource.setrlimit(resource.RLIMIT_AS, (1_200_000_000, 1_200_000_000))
