@@ -344,7 +344,7 @@ def curve_points(
     rather than on the uncertain ones the bot chose."""
     from sklearn.model_selection import ShuffleSplit, learning_curve
 
-    from model.classifier import fit_threads
+    from model.classifier import fit_threads, prepare_texts
 
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
         return CurvePoints([], [])
@@ -352,7 +352,7 @@ def curve_points(
     keep = np.arange(len(labels))
     if len(keep) > max_labels:
         keep = np.sort(rng.choice(len(keep), max_labels, replace=False))
-    x = np.array([texts[i] for i in keep], dtype=object)
+    x = np.array(prepare_texts([texts[i] for i in keep]), dtype=object)  # cut as a fit cuts them
     y = np.array([labels[i] for i in keep], dtype=object)
     splits: object = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
     n_test = math.ceil(test_size * len(keep))  # ShuffleSplit's count

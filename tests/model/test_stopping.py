@@ -3,7 +3,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from model.classifier import FIT_BLAS_THREADS, build_pipeline
+from model.classifier import FIT_BLAS_THREADS, MAX_CHARS, build_pipeline
 from model.stopping import (
     CurvePoints,
     Extrapolation,
@@ -202,6 +202,26 @@ def test_the_learning_curves_fits_use_the_fits_blas_threads():
         allowed = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
     assert len(found.scores) == 10 and allowed == {2}
     assert _SeesBlasThreads.seen == [{FIT_BLAS_THREADS}] * 10
+
+
+class _SeesLengths(DummyClassifier):
+    """Notes the longest text of each fit."""
+
+    seen: list[int] = []
+
+    def fit(self, X, y, sample_weight=None):
+        type(self).seen.append(max(len(text) for text in X))
+        return super().fit(X, y, sample_weight)
+
+
+def test_the_learning_curve_fits_texts_cut_as_the_models_fit_cuts_them():
+    # a stored text may be twice MAX_CHARS (imports keep 40,000 characters); the model is fitted
+    # on its first MAX_CHARS, so the curve of that model must be too
+    texts = [("long " * 9_000) + str(n) for n in range(40)]
+    labels = ["u", "x"] * 20
+    _SeesLengths.seen = []
+    found = curve_points(texts, labels, lambda: _SeesLengths(strategy="most_frequent"))
+    assert len(found.scores) == 10 and _SeesLengths.seen == [MAX_CHARS] * 10
 
 
 def test_too_few_uniform_picks_give_no_curve():
