@@ -994,11 +994,9 @@ async def bare_phase(
     predict clients (a ``--predict-worker``) call the bare server's ``/api/predict``, started
     ``lead`` seconds before; then the clicks' and the predicts' Loads are returned. Each floor
     has a bare server of its own, unless ``args.keep_bare`` (``--quick``): then the first
-    floor's server serves the later ones too, and ``main_async`` stops it at the end."""
-    keep = getattr(args, "keep_bare", False)
-    if keep and getattr(args, "bare", None) is not None:
-        process, port = args.bare
-    else:
+    floor's server, kept in ``args.bare``, serves the later ones too, until
+    ``stop_kept_bare``."""
+    if args.bare is None:
         port = free_port()
         env = clean_env(
             SLACK_BOT_TOKEN=fake.token,
@@ -1007,8 +1005,10 @@ async def bare_phase(
             HITL_PORT=str(port),
         )
         process = await start_process([sys.executable, __file__, "--bare-server"], env)
-        if keep:
+        if args.keep_bare:
             args.bare = process, port
+    else:
+        process, port = args.bare
     try:
         url = f"http://127.0.0.1:{port}/slack/events"
         if under_predicts is None:
@@ -1023,8 +1023,15 @@ async def bare_phase(
             predicts = await stop_predict_worker(worker)
         return clicks, predicts
     finally:
-        if not keep:
+        if not args.keep_bare:
             await stop_process(process)
+
+
+async def stop_kept_bare(args) -> None:
+    """Stop the bare server a ``keep_bare`` run kept for its floors (``bare_phase``)."""
+    if args.bare is not None:
+        await stop_process(args.bare[0])
+        args.bare = None
 
 
 def report(loads: list[Load], info: dict, args) -> str:
@@ -1101,8 +1108,7 @@ async def main_async(args) -> int:
                 loads += more
                 info.update(mixed)
         finally:
-            if args.bare is not None:  # the one bare server of a --keep-bare run
-                await stop_process(args.bare[0])
+            await stop_kept_bare(args)
     print(report(loads, info, args))
     return 0
 

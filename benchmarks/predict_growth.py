@@ -61,6 +61,7 @@ from bot_load import (
     serve_env,
     start_predict_worker,
     start_process,
+    stop_kept_bare,
     stop_predict_worker,
     stop_process,
     train_seed_champion,
@@ -275,8 +276,7 @@ async def main_async(args) -> int:
                     flush=True,
                 )
         finally:
-            if getattr(floor_args, "bare", None) is not None:  # the one kept for every floor
-                await stop_process(floor_args.bare[0])
+            await stop_kept_bare(floor_args)
     print(report(results))
     return 0
 
