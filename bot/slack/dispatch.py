@@ -6,10 +6,14 @@ question per second per channel. A post is recorded only after Slack returns its
 failure the item stays queued and the channel backs off (a 429 waits for Retry-After,
 ``not_in_channel`` joins once, a permanent error stops posting to that channel).
 
-A post whose answer was lost (a timeout, a reset, a 5xx: Slack may have stored it) is never
-sent again blindly: the channel's history is searched for it by its metadata first. When the
-app lacks the scope to read that history (``groups:history`` for a private channel), the
-scope is named once, the channel keeps getting other questions, and only the lost ones wait.
+A post whose answer was lost (a timeout, a reset, a 5xx or Slack's ``fatal_error``: Slack
+may have stored it) is never sent again blindly: the channel's history is searched for it by
+its metadata first, and a message not there yet is looked for again until ``post_settle``
+seconds have passed since the post (a slow Slack may store it after the client gave up).
+Every post is noted in the database before the call (``post_attempts``), so a server that
+stopped or died during a post looks for it too before posting the item again. When the app
+lacks the scope to read that history (``groups:history`` for a private channel), the scope is
+named once, the channel keeps getting other questions, and only the lost ones wait.
 
 Slightly over ~400 lines: the round, the channel backoff and the lost-post search share the
 channel state this dispatcher owns.
@@ -22,6 +26,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -40,6 +45,7 @@ from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import in_force, label_set, shown_reason
+from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +65,9 @@ MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
+POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
+# Errors Slack answers when the call may have done its work all the same.
+MAYBE_DONE = {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
 
 
 @dataclass
@@ -72,6 +81,7 @@ class ChannelState:
     last_post: float = float("-inf")
     joined: bool = False
     unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
+    # (mirrors the post_attempts rows left behind; read from them when the dispatcher starts)
     adopted: set[str] = field(default_factory=set)  # of those, found posted after all
     missing_scope: str | None = None  # the scope reading its history needs and lacks
     history_retry_at: float = 0.0  # loop time before which the history is not read again
@@ -88,17 +98,17 @@ class Dispatcher:
         *,
         post_interval: float = 1.0,
         retry_base: float = 1.0,
+        post_settle: float = POST_SETTLE,
     ):
         self.rt = rt
         self.rng = rng or random.Random()
         self.post_interval = post_interval  # seconds between two posts to one channel, at least
         self.retry_base = retry_base  # seconds; a failing channel's backoff doubles from here
+        self.post_settle = post_settle
         self.channels: dict[str, ChannelState] = {}
         self.woken = asyncio.Event()
         self.item_failures: dict[str, int] = {}
-        # What a question showed when it was sent, to record it if Slack posted it silently.
-        self.shown_at_post: dict[str, tuple[Any, Any, Any]] = {}
-        self.reason_at_post: dict[str, str] = {}
+        self._attempts_read = False
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -137,9 +147,29 @@ class Dispatcher:
             timeout = min([IDLE_TICK, *waits])
             await wait_until_woken(self.woken, timeout)
 
+    def _read_attempts(self) -> None:
+        """Once, before the first round: the posts an earlier run of the server left without an
+        answer (it stopped or died during them) are looked for before their items go again."""
+        if self._attempts_read:
+            return
+        self._attempts_read = True
+        channels = self.question_channels()
+        for attempt in self.rt.store.post_attempts():
+            if attempt["channel"] not in channels:  # no longer asked in: post it where it goes
+                self.rt.store.end_post_attempt(attempt["item_id"])
+                continue
+            self.channel_state(attempt["channel"]).unsure.add(attempt["item_id"])
+            logger.info(
+                "item %s was being posted to %s when the server stopped; looking for it in the"
+                " channel before posting it again",
+                attempt["item_id"],
+                attempt["channel"],
+            )
+
     async def fill(self) -> int:
         """One round: post to every channel with room; return how many were posted."""
         rt = self.rt
+        self._read_attempts()
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
@@ -266,13 +296,18 @@ class Dispatcher:
             has_guidelines=bool(rt.settings.guidelines),
         )
         shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
-        self.shown_at_post[item["id"]] = shown
-        self.reason_at_post[item["id"]] = reason
+        # Durable before the call: if the answer is lost, or this process with it, whoever
+        # posts next looks for the message first.
+        rt.store.begin_post_attempt(item["id"], channel, reason, *shown)
         try:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
             error = exc.response.get("error") or "unknown_error"
             count_slack_error("chat.postMessage", error)
+            if exc.response.status_code >= 500 or error in MAYBE_DONE:
+                state.unsure.add(item["id"])  # Slack may have posted it anyway
+            else:
+                rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
             if error in PERMANENT:
                 fix = "fix the channel or token"
                 if error == "missing_scope":
@@ -296,8 +331,6 @@ class Dispatcher:
                 state.last_error = "ratelimited"
                 logger.warning("rate limited in %s; waiting %.0f s", channel, retry_after)
             else:
-                if exc.response.status_code >= 500:
-                    state.unsure.add(item["id"])  # Slack may have posted it anyway
                 self._back_off(channel, error)
             return False
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -307,6 +340,11 @@ class Dispatcher:
             return False
         self._posted(channel, item["id"], response["ts"], reason, shown)
         return True
+
+    def _settled(self, attempted_at: str) -> bool:
+        """Whether ``post_settle`` seconds have passed since a post made at ``attempted_at``."""
+        now = datetime.fromisoformat(self.rt.store.now())
+        return (now - datetime.fromisoformat(attempted_at)).total_seconds() >= self.post_settle
 
     def _posted(
         self, channel: str, item_id: str, ts: str, reason: str, shown: tuple[Any, Any, Any]
@@ -318,15 +356,14 @@ class Dispatcher:
         state.broken = None
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
-        self.shown_at_post.pop(item_id, None)
-        self.reason_at_post.pop(item_id, None)
         self.rt.store.record_post(item_id, channel, ts, reason, *shown)
         logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 
     async def _reconcile(self, channel: str) -> bool:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
-        posted twice. What is not found is posted again as usual."""
+        posted twice. What is not found once ``post_settle`` seconds have passed since its
+        post is posted again as usual; until then it is looked for again."""
         state = self.channel_state(channel)
         try:
             history = await self.rt.client.conversations_history(
@@ -346,6 +383,7 @@ class Dispatcher:
             state.missing_scope = None
         state.history_retry_at = 0.0
         state.adopted = set()
+        attempts = {a["item_id"]: a for a in self.rt.store.post_attempts()}
         for message in history.get("messages", []):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             item_id = payload.get("item_id")
@@ -353,11 +391,23 @@ class Dispatcher:
                 logger.warning(
                     "item %s was posted after all (ts %s); recording it", item_id, message["ts"]
                 )
-                shown = self.shown_at_post.get(item_id, (None, None, None))
-                reason = self.reason_at_post.get(item_id, "uncertain")
+                attempt = attempts.get(item_id) or {}
+                shown = tuple(
+                    attempt.get(k) for k in ("model_version", "predicted_label", "confidence")
+                )
+                reason = attempt.get("reason") or "uncertain"
                 self._posted(channel, item_id, message["ts"], reason, shown)
                 state.adopted.add(item_id)
-        state.unsure.clear()
+        for item_id in sorted(state.unsure):
+            attempt = attempts.get(item_id)
+            if attempt is not None and not self._settled(attempt["attempted_at"]):
+                continue  # a slow Slack may still store it: look again later
+            self.rt.store.end_post_attempt(item_id)
+            state.unsure.discard(item_id)
+        if state.unsure:  # look again soon
+            state.history_retry_at = asyncio.get_running_loop().time() + min(self.post_settle, 10.0)
+        if state.adopted and isinstance(self.rt.redrawer, Redrawer):
+            await self.rt.redrawer.soon()  # a message answered before it was found shows so
         return True
 
     def _lacks_history_scope(self, channel: str, needed: str | None) -> None:

@@ -398,4 +398,24 @@ def m018_stop_changed(db: Database) -> None:
     db.execute("ALTER TABLE stop_checks ADD COLUMN span INTEGER")
 
 
+@migrations(name="m019_post_attempts")
+def m019_post_attempts(db: Database) -> None:
+    # A question being posted: written before chat.postMessage, removed when Slack's answer
+    # says what happened. A row left behind (the answer was lost, or the server died during
+    # the call) means the message may be in the channel: the dispatcher, this one or the next
+    # after a restart, looks for it in the channel's history before posting the item again.
+    db.execute(
+        """
+        CREATE TABLE post_attempts (
+            item_id TEXT PRIMARY KEY REFERENCES items(id),
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            model_version INTEGER,
+            predicted_label TEXT,
+            confidence REAL,
+            attempted_at TEXT NOT NULL
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -250,9 +250,19 @@ class QueueMixin:
         predicted_label: str | None,
         confidence: float | None,
     ) -> int:
-        """Record a question Slack has accepted (it returned ``ts``); the item is now posted."""
+        """Record a question Slack has accepted (it returned ``ts``, or its message was found
+        in the channel's history): the item is now posted, and its post attempt is over.
+
+        An item people decided meanwhile (they answered the message the bot had not heard
+        of) stays decided: its post is recorded closed, with its message due for a redraw
+        that shows the decision."""
         now = self.now()
         with self._immediate():
+            moved = self.db.execute(
+                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?"
+                " AND status NOT IN ('resolved', 'skipped')",
+                [now, item_id],
+            ).rowcount
             post = self.db["posts"].insert(
                 {
                     "item_id": item_id,
@@ -263,12 +273,46 @@ class QueueMixin:
                     "predicted_label": predicted_label,
                     "confidence": confidence,
                     "posted_at": now,
+                    **({} if moved else {"closed_at": now, "redraw_seq": 1}),
                 }
             )
-            self.db.execute(
-                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
-            )
+            self.db.execute("DELETE FROM post_attempts WHERE item_id = ?", [item_id])
         return int(post.last_pk)
+
+    def begin_post_attempt(
+        self,
+        item_id: str,
+        channel: str,
+        reason: str,
+        model_version: int | None,
+        predicted_label: str | None,
+        confidence: float | None,
+    ) -> None:
+        """Note, durably, that ``item_id`` is about to be posted to ``channel``: until
+        ``record_post`` or ``end_post_attempt``, its message may exist without a record."""
+        with self._immediate():
+            self.db["post_attempts"].insert(
+                {
+                    "item_id": item_id,
+                    "channel": channel,
+                    "reason": reason,
+                    "model_version": model_version,
+                    "predicted_label": predicted_label,
+                    "confidence": confidence,
+                    "attempted_at": self.now(),
+                },
+                replace=True,
+            )
+
+    def end_post_attempt(self, item_id: str) -> None:
+        """Slack did not post ``item_id``'s message (it refused it, or its history shows no
+        such message): the item may be posted again."""
+        with self._immediate():
+            self.db.execute("DELETE FROM post_attempts WHERE item_id = ?", [item_id])
+
+    def post_attempts(self) -> list[dict[str, Any]]:
+        """The posts whose outcome is unknown (see ``begin_post_attempt``), oldest first."""
+        return select_rows(self.db, "SELECT * FROM post_attempts ORDER BY attempted_at")
 
     def post(self, post_id: int) -> dict[str, Any] | None:
         rows = select_rows(self.db, "SELECT * FROM posts WHERE id = ?", [post_id])

@@ -4,6 +4,8 @@ its label, and no answer was lost."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -47,11 +49,13 @@ async def answer_open_questions(bot: Bot, answered: set[str]) -> None:
 
 
 def time_passes(bot: Bot, channel: str = CHANNEL) -> None:
-    """The backoff, Retry-After or the broken-channel pause has run out."""
+    """The backoff, Retry-After or the broken-channel pause has run out, and so has the wait
+    for a lost post to show up in the channel's history."""
     state = bot.dispatcher.channel_state(channel)
     state.next_attempt = 0
     state.last_post = float("-inf")
     state.history_retry_at = 0
+    bot.dispatcher.post_settle = 0.0
 
 
 async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path: Path):
@@ -121,6 +125,123 @@ async def test_a_post_that_fails_after_slack_stored_it_is_not_posted_again(
         assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
         assert len(bot.fake.calls_to("chat.postMessage")) == 1
         assert bot.store.get_item("i00")["status"] == "posted"
+
+
+@pytest.mark.parametrize("error", ["fatal_error", "internal_error"])
+async def test_a_post_slack_stored_before_answering_an_error_with_200_is_not_posted_again(
+    fake_slack: FakeSlack, tmp_path: Path, error: str
+):
+    # Slack's fatal_error and internal_error may come with HTTP 200 after the message was
+    # stored ("some aspect of the operation may have succeeded"): as after a 5xx, the history
+    # is searched before the item goes again.
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.fake.fail("chat.postMessage", error, after=True)
+        await bot.dispatcher.fill()
+        time_passes(bot)
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
+        assert len(bot.fake.calls_to("conversations.history")) == 1
+
+
+async def test_a_lost_post_is_looked_for_after_a_restart_before_it_is_posted_again(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.fake.fail("chat.postMessage", status=500, after=True)  # stored, answer lost
+        bot.fake.fail("conversations.history", status=503)  # and the history is down too
+        await bot.dispatcher.fill()
+        time_passes(bot)
+        await bot.dispatcher.fill()  # cannot tell yet: the item waits
+        assert len(bot.fake.messages(CHANNEL)) == 1
+    async for bot in start_bot(fake_slack, settings, retries=0):  # restarted (SIGTERM)
+        await bot.dispatcher.fill()
+        time_passes(bot)
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
+        assert bot.store.get_item("i00")["status"] == "posted"
+        assert bot.store.post_attempts() == []
+
+
+async def test_a_post_under_way_when_the_server_dies_is_found_after_the_restart(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.fake.fail("chat.postMessage", mode="timeout")  # Slack holds the call...
+        round_ = asyncio.create_task(bot.dispatcher.fill())
+        await bot.fake.next_call("chat.postMessage")
+        round_.cancel()  # ...and the server dies before any answer: nothing after the call runs
+        with contextlib.suppress(asyncio.CancelledError):
+            await round_
+    fake_slack.release_timeouts()  # then Slack stores the message
+    await fake_slack.wait_for(lambda: len(fake_slack.messages(CHANNEL)) == 1)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
+        assert len(bot.fake.calls_to("conversations.history")) == 1
+
+
+async def test_a_post_slack_stores_only_after_the_client_gave_up_is_not_posted_twice(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.rt.client = make_client(settings, retries=0, timeout=0.5)
+        bot.fake.fail("chat.postMessage", mode="timeout")
+        assert await bot.dispatcher.fill() == 0  # the client gave up waiting
+        state = bot.dispatcher.channel_state(CHANNEL)
+        state.next_attempt = 0
+        assert await bot.dispatcher.fill() == 0  # not in the history yet: it is looked for again
+        assert len(bot.fake.calls_to("conversations.history")) == 1
+        assert state.unsure == {"i00"} and state.history_retry_at > 0
+        fake_slack.release_timeouts()  # Slack, slow, stores it now
+        await fake_slack.wait_for(lambda: len(fake_slack.messages(CHANNEL)) == 1)
+        state.history_retry_at = 0  # the next look
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
+        assert bot.store.post_attempts() == []
+
+
+async def test_a_lost_post_answered_before_it_is_found_stays_decided(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.fake.fail("chat.postMessage", status=500, after=True)
+        bot.fake.fail("conversations.history", status=503)
+        await bot.dispatcher.fill()
+        time_passes(bot)
+        await bot.dispatcher.fill()  # the history is down: the item waits, unrecorded
+        [message] = bot.posted()
+        response = await bot.action(bot.button_payload(message, "U0ANA", "billing"))
+        assert response.status == 200  # the visible message is answered meanwhile
+        time_passes(bot)
+        await bot.dispatcher.fill()  # and then found in the history
+        await bot.settled()
+
+        assert bot.store.get_item("i00")["status"] == "resolved"
+        assert bot.store.resolution("i00")["label"] == "billing"
+        assert bot.store.open_post_counts() == {}  # it holds no place in the channel
+        assert "✅ *billing* by <@U0ANA>" in json.dumps(
+            bot.posted()[0]["blocks"], ensure_ascii=False
+        )
+        assert not [b for b in bot.posted()[0]["blocks"] if b["type"] == "actions"]
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
 
 
 async def test_updates_and_rate_limited_posts_are_still_retried_by_the_client(
