@@ -271,6 +271,37 @@ def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
     assert "SEARCH answers USING COVERING INDEX answers_by_people (created_at>?)" in since
     voted = _plans_of(memory_store, memory_store.mean_agreement)
     assert "SEARCH labels USING COVERING INDEX labels_votes (votes>?)" in voted
+    # all time (the leaderboard, App Home): a row per person, not every answer ever given
+    ever = _plans_of(memory_store, memory_store.answers_by_user)
+    ever += " | " + _plans_of(memory_store, lambda: memory_store.answers_of("U1"))
+    assert "answered_by_user" in ever and " answers " not in ever + " ", ever
+
+
+def test_the_all_time_counts_count_each_persons_items_once_as_the_period_counts_do(
+    db_path: Path,
+):
+    clicks = [  # (item, user, label, source): double clicks, a change of mind, skips, undo
+        ("i0", "U1", "bug", "button"), ("i0", "U1", "bug", "button"),
+        ("i1", "U1", "bug", "button"), ("i1", "U1", "billing", "button"),
+        ("i2", "U1", "bug", "modal"), ("i2", "U2", "bug", "button"),
+        ("i3", "U2", None, "button"), ("i4", "U3", "bug", "button"), ("i4", "U3", None, "undo"),
+        ("imp", "U3", "bug", "import"),
+    ]  # fmt: skip
+    with Store.open(db_path) as store:
+        store.add_items([R(f"i{n}", f"text {n}") for n in range(6)] + [R("imp", "x")], "api")
+        for n, (item, user, label, source) in enumerate(clicks[:5]):
+            store.record_answer(item, user, label, source=source, dedupe_key=f"k{n}")
+        # the first answers were given before m020: it counts them when it comes
+        store.db.execute("DROP TRIGGER answered_by_user_insert")
+        store.db.execute("DROP TABLE answered_by_user")
+        store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm020_answered_by_user'")
+    with Store.open(db_path) as store:
+        for n, (item, user, label, source) in enumerate(clicks[5:], start=5):
+            store.record_answer(item, user, label, source=source, dedupe_key=f"k{n}")
+        ever = store.answers_by_user()
+        assert ever == store.answers_by_user("2000-01-01") == [("U1", 3), ("U2", 2), ("U3", 1)]
+        assert [store.answers_of(u) for u in ("U1", "U2", "U3", "U9")] == [3, 2, 1, 0]
+        assert [store.answers_of(u, "2000-01-01") for u in ("U1", "U2", "U3")] == [3, 2, 1]
 
 
 def test_items_asked_for_by_id_are_found_by_id_not_by_reading_every_queued_one(
