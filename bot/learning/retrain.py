@@ -62,6 +62,36 @@ def lock_owner(what: str) -> str:
     return f"{what} on {socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def holder_gone(holder: str) -> bool:
+    """Whether the lock's owner (``… on host:pid:id``) was a process of this machine that is
+    no longer running (killed, or the machine restarted): its lock need not wait to expire."""
+    _, _, where = holder.rpartition(" on ")
+    host, _, rest = where.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdecimal():
+        return False  # another machine's process, or an owner of another form: trust the lock
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # someone's process runs under that pid
+    return False
+
+
+def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:
+    """Take the retrain lock for ``ttl`` (from a holder that expired or died too); return the
+    holder when it is busy."""
+    return store.acquire_lock(
+        LOCK,
+        owner,
+        iso_time(now),
+        iso_time(now + ttl),
+        holder_gone=holder_gone,
+        runs=("retrain", "rollback"),
+    )
+
+
 def busy_reason(holder: str) -> str:
     """``a rollback to v1 by <@U1> is already running (host:pid:id)`` from the lock's owner."""
     what, _, where = holder.rpartition(" on ")
@@ -144,7 +174,7 @@ def begin(
     """Take the lock and read the labels, or say why there is nothing to do."""
     now = now or datetime.now(UTC)
     owner = lock_owner(f"retrain by {triggered_by}")
-    holder = store.acquire_lock(LOCK, owner, iso_time(now), iso_time(now + LOCK_TTL))
+    holder = take_lock(store, owner, now, LOCK_TTL)
     if holder is not None:
         return Outcome("busy", busy_reason(holder), triggered_by)
     run_id = store.start_run("retrain", triggered_by)

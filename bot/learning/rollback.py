@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.learning.retrain import LOCK, BusyError, busy_reason, iso_time, lock_owner
+from bot.learning.retrain import LOCK, BusyError, busy_reason, lock_owner, take_lock
 from bot.runtime import Champion
 from bot.store import Store
 from model import ModelRegistry, ModelVersion
@@ -65,7 +65,7 @@ def begin_rollback(
         warning = f"v{version} was {meta.status} ({meta.scores()}{why})"
     now = now or datetime.now(UTC)
     owner = lock_owner(f"rollback to v{version} by {triggered_by}")
-    holder = store.acquire_lock(LOCK, owner, iso_time(now), iso_time(now + ROLLBACK_LOCK_TTL))
+    holder = take_lock(store, owner, now, ROLLBACK_LOCK_TTL)
     if holder is not None:
         raise BusyError(f"{busy_reason(holder)}; try again when it is done")
     champion = registry.champion()

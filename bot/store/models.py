@@ -78,14 +78,34 @@ class ModelsMixin:
             **({"label_set_changes": n_changes} if n_changes else {}),
         }
 
-    def acquire_lock(self, name: str, owner: str, now: str, expires_at: str) -> str | None:
-        """Take lock ``name`` unless someone else holds it unexpired; return the holder then."""
+    def acquire_lock(
+        self,
+        name: str,
+        owner: str,
+        now: str,
+        expires_at: str,
+        *,
+        holder_gone: Callable[[str], bool] | None = None,
+        runs: Sequence[str] = (),
+    ) -> str | None:
+        """Take lock ``name`` unless someone else holds it unexpired (and, with
+        ``holder_gone``, alive); return the holder then. Taking it from a holder that expired
+        or is gone ends that holder's unfinished ``runs`` (kinds run only under this lock)
+        as failed: they will not finish."""
         with self._immediate():
             row = self.db.execute(
                 "SELECT owner, expires_at FROM locks WHERE name = ?", [name]
             ).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
-                return row[0]
+            if row is not None and row[0] != owner:
+                if row[1] > now and not (holder_gone and holder_gone(row[0])):
+                    return row[0]
+                if runs:
+                    why = f"it ended before it finished (its process, {row[0]}, is gone)"
+                    self.db.execute(
+                        "UPDATE runs SET status = 'failed', finished_at = ?, detail = ?"
+                        f" WHERE status = 'running' AND kind IN ({','.join('?' * len(runs))})",
+                        [now, json.dumps({"reason": why}), *runs],
+                    )
             self.db.execute(
                 "INSERT OR REPLACE INTO locks (name, owner, acquired_at, expires_at)"
                 " VALUES (?, ?, ?, ?)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -194,6 +195,36 @@ async def test_concurrent_retrains_one_runs_the_other_is_told(bot: Bot):
         bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli", plan=plan
     )
     assert bot.store.db["locks"].count == 0
+
+
+@pytest.mark.parametrize("where", ["killed here", "elsewhere", "alive here"])
+async def test_a_lock_left_by_a_killed_retrain_is_taken_over_and_its_run_ends_failed(
+    bot: Bot, where: str
+):
+    # A server killed during a retrain leaves the lock and a "running" run. On this machine
+    # a holder whose process is gone holds nothing; another machine's holder is trusted
+    # until the lock expires (its processes cannot be seen from here).
+    ended = await asyncio.create_subprocess_exec("true")
+    await ended.wait()  # ended and reaped: its pid names no process
+    pid = os.getpid() if where == "alive here" else ended.pid
+    host = "elsewhere.example" if where == "elsewhere" else socket.gethostname()
+    now = datetime.now(UTC)
+    holder = f"retrain by <@U0RAJ> on {host}:{pid}:0badc0de"
+    later = retrain.iso_time(now + timedelta(hours=2))
+    assert bot.store.acquire_lock(retrain.LOCK, holder, retrain.iso_time(now), later) is None
+    bot.store.start_run("retrain", "<@U0RAJ>")
+
+    text = await (await bot.command("retrain", "U0ADMIN")).text()
+
+    [*new, killed] = bot.store.runs("retrain")
+    if where == "killed here":
+        assert "already running" not in text, text
+        assert killed["status"] == "failed" and killed["finished_at"]
+        assert f"its process, {holder}, is gone" in killed["detail"]["reason"]
+        assert len(new) == 1
+    else:
+        assert text.startswith(f"Not started: a retrain by <@U0RAJ> is already running ({host}:")
+        assert killed["status"] == "running" and new == []
 
 
 async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
