@@ -22,6 +22,7 @@ import faulthandler
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -263,11 +264,41 @@ def _fewest_to_add(counts: list[int], limit: int = 16) -> int:
     return limit
 
 
+class Abandoned(HitlError):
+    """The caller gave up on this retrain (Ctrl-C) before its model files were written."""
+
+
+class Abandon:
+    """Between the caller and a ``compute`` running in a thread: the caller may give the
+    retrain up until the model files start being written, and not after (they are written
+    to the end, and the outcome recorded), so the registry and the database always agree."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._writing = False
+        self.finished = threading.Event()  # set when compute has returned or raised
+        self.result: Computed | BaseException | None = None
+
+    def begin_writing(self) -> bool:
+        """In ``compute``: may the files be written (the retrain was not given up)?"""
+        with self._lock:
+            self._writing = not self._abandoned
+            return self._writing
+
+    def give_up(self) -> bool:
+        """In the caller: give the retrain up; False when its files are being written."""
+        with self._lock:
+            self._abandoned = not self._writing
+            return self._abandoned
+
+
 def compute(
     plan: Plan,
     registry: ModelRegistry,
     champion: Champion | None,
     progress: Progress | None = None,
+    abandon: Abandon | None = None,
 ) -> Computed:
     """Fit, evaluate, decide and store the model files. Touches no database: thread-safe."""
     from model.classifier import DEFAULT_PIPELINE  # the fit worker's imports
@@ -308,6 +339,8 @@ def compute(
         outcome.forced = True
         reason = f"forced by {plan.triggered_by} although not better ({decision.reason})"
     metrics = candidate.evaluation.as_dict() if candidate.evaluation else {}
+    if abandon is not None and not abandon.begin_writing():
+        raise Abandoned("the retrain was given up before its model was stored")
     meta = registry.save(
         candidate.classifier,
         n_train=candidate.n_train,
@@ -631,19 +664,24 @@ async def retrain(
         if isinstance(started, Outcome):
             return started
         plan = started
+    abandon = Abandon()
     try:
         if plan.stop is None:  # the stop set (a draw reads every item id): off the event loop
             plan.stop = await asyncio.to_thread(stopping.read_stop_plan_at, settings.db)
         if worker is not None:
             computed = await worker.run(plan, registry, champion)
         else:
-            computed = await asyncio.to_thread(compute, plan, registry, champion, progress)
+            computed = await _fit_in_thread(abandon, plan, registry, champion, progress)
     except FitDied as exc:  # the champion stays; the report says why
         computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by))
     except BaseException as exc:
         computed = Computed(
             Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by)
         )
+        if worker is None and not abandon.give_up():  # its files are being written: record
+            abandon.finished.wait()  # them (seconds), or the database and registry disagree
+            if isinstance(abandon.result, Computed):
+                computed = abandon.result
         finish(store, plan, computed)
         raise
     outcome = finish(store, plan, computed)
@@ -670,6 +708,35 @@ async def retrain(
                 outcome.rescored = rescored
                 outcome.queue_after = _queue(store)
     return outcome
+
+
+async def _fit_in_thread(abandon: Abandon, *args: Any) -> Computed:
+    """``compute(*args, abandon)`` in a daemon thread. A fit cannot be interrupted; given up
+    (Ctrl-C in `hitl retrain`), the caller returns at once and the process may exit without
+    waiting minutes for it (``asyncio.to_thread``'s executor is joined at exit): the thread
+    stores nothing after ``Abandon.give_up``."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Computed] = loop.create_future()
+
+    def deliver(result: Computed | BaseException) -> None:
+        if future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            abandon.result = compute(*args, abandon)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            abandon.result = exc
+        abandon.finished.set()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(deliver, abandon.result)
+
+    threading.Thread(target=run, name="hitl-retrain-fit", daemon=True).start()
+    return await future
 
 
 def _queue(store: Store) -> dict[str, int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,51 @@ def test_read_only_commands_do_not_create_a_database(tmp_path: Path, command: st
             "first, or point --db or HITL_DB at an existing one\n"
         )
         assert list(Path(here).iterdir()) == []  # no hitl.db, no hitl.db.models/
+
+
+def test_a_retrain_given_up_mid_fit_returns_at_once_and_stores_nothing(tmp_path: Path):
+    # Ctrl-C in `hitl retrain` cancels the retrain while the fit runs in its thread. The
+    # caller (and so the process) must not wait for the fit to end, and the fit, which
+    # cannot be stopped, must not store a model after the run was recorded failed: else
+    # the registry has a champion the database does not know of.
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    settings = Settings(db=db)
+    registry = retrain.registry_for(settings)
+    fitting, go_on = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int) -> None:  # in the fit's thread, once per fold
+        fitting.set()
+        go_on.wait()
+
+    async def give_up() -> None:
+        with Store.open(db) as store:
+            task = asyncio.create_task(
+                retrain.retrain(
+                    store, settings, registry, champion=None, triggered_by="cli",
+                    progress=progress,
+                )
+            )  # fmt: skip
+            await asyncio.to_thread(fitting.wait)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    returned = threading.Event()
+    caller = threading.Thread(target=lambda: (asyncio.run(give_up()), returned.set()))
+    caller.start()
+    try:
+        caller.join(timeout=60)  # it returns at once (it used to wait for the fit to end)
+        returned_while_fitting = returned.is_set()
+    finally:
+        go_on.set()  # now let the fit end
+    caller.join()
+    assert returned_while_fitting
+    for thread in threading.enumerate():
+        if thread.name == "hitl-retrain-fit":
+            thread.join()
+    with Store.open(db) as store:
+        [run_] = store.runs("retrain")
+        assert run_["status"] == "failed" and "CancelledError" in run_["detail"]["reason"]
+        assert store.db["locks"].count == 0 and store.champion_version() is None
+    assert registry.versions() == []  # the registry agrees: no model was stored
