@@ -184,7 +184,9 @@ def test_recording_and_deciding_an_answer_never_reads_the_schema(posted: Store):
         assert answer(posted, "U2", "billing", "k2", votes=2).status == "resolved"
     finally:
         posted.db.conn.set_trace_callback(None)
-    assert sum("INSERT" in s and "answers" in s for s in statements) == 2
+    # (SQLite reports the statement that fired a trigger once more per statement the trigger
+    # runs, e.g. answered_by_user's count: distinct statements are the answer's own)
+    assert len({s for s in statements if "INSERT" in s and '"answers"' in s}) == 2
     assert any("INSERT OR REPLACE" in s and "labels" in s for s in statements)
     assert [s for s in statements if "sqlite_master" in s.lower()] == []
     assert posted.resolution("i1")["annotators"] == ["U1", "U2"]
