@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import faulthandler
 import gc
+import hmac
 import logging
 import re
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import yarl
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
@@ -30,7 +34,7 @@ from bot.api import routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, HitlError
 from bot.eventloop import urgent
 from bot.learning.jobs import (
     ChampionHolder,
@@ -223,23 +227,65 @@ def init_app(
     return app
 
 
-def is_signed_by_slack(verifier: SignatureVerifier, body: bytes, headers: Mapping) -> bool:
+def signature_problem(verifier: SignatureVerifier, body: bytes, headers: Mapping) -> str | None:
+    """None when Slack signed ``body`` (slack_sdk's check over the raw bytes); else why not, in
+    words for the log line, which names the likely fix and never shows the body."""
     try:
-        return verifier.is_valid_request(body, dict(headers))
-    except (ValueError, OverflowError):  # a timestamp header that is not a number
+        if verifier.is_valid_request(body, dict(headers)):
+            return None
+        timestamp = headers.get("X-Slack-Request-Timestamp")
+        signature = headers.get("X-Slack-Signature")
+        if not timestamp or not signature:
+            return "no X-Slack-Signature or X-Slack-Request-Timestamp header"
+        expected = verifier.generate_signature(timestamp=timestamp, body=body) or ""
+    except (ValueError, OverflowError):  # a timestamp that is not a number, a body not UTF-8
+        return "a malformed signature timestamp or body"
+    if hmac.compare_digest(expected, signature):
+        return "its timestamp is over 5 minutes off (a replayed request, or this machine's clock)"
+    return "the signature does not match SLACK_SIGNING_SECRET (is it the app's Signing Secret?)"
+
+
+# The requests Slack sends, as Bolt parses them, each with the fields Bolt routes it on (Bolt's
+# own checks): a slash command, an event, an interaction, an options request, a shortcut, a modal.
+SLACK_KINDS = (
+    payload_utils.is_slash_command,
+    payload_utils.is_event,
+    payload_utils.is_action,
+    payload_utils.is_options,
+    payload_utils.is_shortcut,
+    payload_utils.is_view,
+)
+ENVELOPES = ("url_verification", "app_rate_limited")  # answered by Bolt itself, or unhandled
+
+
+def is_slack_payload(body: Any) -> bool:
+    """Whether a signed body, as Bolt parsed it, is one of Slack's requests. One that is not (an
+    empty body, a form with no command, ``block_actions`` without ``actions``) is answered 400;
+    one that is but that no listener takes (an unknown action or event) gets Bolt's 404."""
+    if not isinstance(body, dict) or not body:
         return False
+    if body.get("type") in ENVELOPES or body.get("ssl_check") == "1":
+        return True
+    return any(kind(body) for kind in SLACK_KINDS)
+
+
+class NotSlackPayload(ValueError):
+    """A signed body that is not one of Slack's requests."""
 
 
 async def slack_events(request: web.Request) -> web.StreamResponse:
     """Slack's requests: the signature first, over the raw bytes; only then is the body parsed
     (Bolt's parsing of a hostile body can raise anything, RecursionError included). A refused
-    request is logged without its body, whatever the log level."""
+    request is logged as a warning in one line, without its body, so a wrong
+    SLACK_SIGNING_SECRET shows at the default log level."""
     urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
     body = await request.read()  # over MAX_BODY: aiohttp answers 413
-    if not is_signed_by_slack(request.app[VERIFIER], body, request.headers):
-        logger.info(
-            "refused a request to /slack/events without a valid Slack signature (%d bytes)",
+    problem = signature_problem(request.app[VERIFIER], body, request.headers)
+    if problem is not None:
+        logger.warning(
+            "refused a request to /slack/events (%d bytes) without a valid Slack signature: %s",
             len(body),
+            problem,
         )
         return web.json_response({"error": "invalid request signature"}, status=401)
     bolt = request.app[BOLT]
@@ -249,13 +295,17 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
             query=request.query_string,
             headers=request.headers,
         )
+        if not is_slack_payload(bolt_request.body):
+            raise NotSlackPayload("not a command, event or interaction")
         response = await dispatch_until_acked(
             lambda: bolt.async_dispatch(bolt_request), request.app[RUNTIME].background.keep
         )
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        # A signed body that is not shaped like Slack's (not UTF-8, not JSON, too deep, or
-        # missing what Bolt routes on): answer 400, log the kind of error, never the body.
-        logger.warning("malformed Slack request: %s", type(exc).__name__)
+        # A signed body that is not shaped like Slack's (not UTF-8, not JSON, too deep, not one
+        # of Slack's requests, or missing what Bolt routes on): answer 400, log the kind of
+        # error, never the body.
+        what = str(exc) if isinstance(exc, NotSlackPayload) else type(exc).__name__
+        logger.warning("malformed Slack request: %s", what)
         return web.json_response({"error": "malformed request"}, status=400)
     return await to_aiohttp_response(response)
 
@@ -320,6 +370,30 @@ async def unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
     return True
 
 
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """Why the server cannot listen on ``host:port``, in one line that says what to change
+    (``hitl serve`` prints it instead of the bind's traceback)."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (another hitl serve?): "
+            "stop it or set HITL_PORT / --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"not allowed to listen on port {port} on {host} (ports below 1024 need root): "
+            "set HITL_PORT / --port"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (
+            f"cannot listen on {host}: it is not an address of this machine; "
+            "set HITL_HOST / --host (e.g. 127.0.0.1, or 0.0.0.0 for every address)"
+        )
+    reason = exc.strerror or type(exc).__name__
+    return (
+        f"cannot listen on {host}:{port} ({reason}): set HITL_HOST / --host or HITL_PORT / --port"
+    )
+
+
 def _log_info(line: str) -> None:
     logger.info("%s", line)
 
@@ -347,7 +421,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
         await runner.setup()  # checks Slack; in Socket Mode, connects
         if settings.slack_app_token:
             announce("connected to Slack in Socket Mode")
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+        except OSError as exc:  # the port is taken, the host is not this machine's, …
+            raise HitlError(listen_problem(settings.host, settings.port, exc)) from None
         # What start-up made (~160,000 objects: the libraries' modules and the champion) lives
         # as long as the server: out of the collector's sight, so that a full collection, which
         # would walk them all (~70 ms on the event loop), walks only what requests left behind.

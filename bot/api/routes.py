@@ -76,6 +76,11 @@ class ApiItem:
     callback_url: str | None
 
 
+# Any id the API or `hitl import` could have stored, newlines and "/" included ("." would not
+# match a newline): a row stored before ids were checked stays reachable.
+ITEM_ROUTE = r"/api/items/{id:[\s\S]+}"
+
+
 def add_routes(app: web.Application) -> None:
     """Register /api/*, /metrics and the API middleware on the (not yet started) app."""
     app[METRICS] = Metrics(lambda: _store_of(app), lambda: _roles_of(app), lambda: _scored_of(app))
@@ -83,7 +88,7 @@ def add_routes(app: web.Application) -> None:
     app.middlewares.append(api_middleware)
     app.router.add_post("/api/predict", predict)
     app.router.add_post("/api/items", add_items)
-    app.router.add_get("/api/items/{id:.+}", get_item)
+    app.router.add_get(ITEM_ROUTE, get_item)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/metrics", metrics)
 
@@ -253,6 +258,8 @@ MESSAGES: dict[tuple[str, str], str] = {
     ("id", "type"): "{field} must be a string or an integer",
     ("id", "minLength"): "{field} is empty; leave it out to use a hash of the text",
     ("id", "maxLength"): "{field} is over {limit} characters",
+    ("id", "not"): "{field} has a control character (a newline, a tab, NUL, …); send an id "
+    "without them",
     ("meta", "type"): "{field} must be a JSON object",
     ("callback_url", "maxLength"): "{field} is over {limit:,} characters",
     ("callback_url", "type"): URL_PROBLEM,
@@ -465,7 +472,8 @@ async def predict(request: web.Request) -> web.Response:
     if created:
         rt.wake_dispatcher()
     stored = rt.store.get_item(item.id)
-    return web.json_response(_prediction(rt.store, stored))
+    callback = callback_results(rt.store, [item]).get((item.id, item.callback_url), {})
+    return web.json_response({**_prediction(rt.store, stored), **callback})
 
 
 async def add_items(request: web.Request) -> web.Response:
@@ -477,6 +485,7 @@ async def add_items(request: web.Request) -> web.Response:
     raw_items = body["items"]
     results: list[dict[str, Any]] = []
     accepted: list[tuple[int, ApiItem]] = []
+    repeated: list[tuple[int, ApiItem]] = []  # an id already earlier in this request
     seen: set[str] = set()
     for index, raw in enumerate(raw_items):
         try:
@@ -490,14 +499,18 @@ async def add_items(request: web.Request) -> web.Response:
             )  # fmt: skip
             continue
         if item.id in seen:
-            results.append({"index": index, "id": item.id, "result": "duplicate"})
+            repeated.append((index, item))
             continue
         seen.add(item.id)
         accepted.append((index, item))
-    created = set(rt.store.add_api_items([item for _, item in accepted], SOURCE))
-    for index, item in accepted:
-        result = "created" if item.id in created else "duplicate"
-        results.append({"index": index, "id": item.id, "result": result})
+    sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
+    created = set(rt.store.add_api_items(sent, SOURCE))
+    repeated_at = {index for index, _ in repeated}
+    callbacks = callback_results(rt.store, sent)
+    for index, item in accepted + repeated:
+        result = "created" if index not in repeated_at and item.id in created else "duplicate"
+        callback = callbacks.get((item.id, item.callback_url), {})
+        results.append({"index": index, "id": item.id, "result": result, **callback})
     results.sort(key=lambda r: r["index"])
     if created:
         await _score(rt, [item.id for _, item in accepted if item.id in created])
@@ -579,6 +592,31 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
         await scorer_of(rt).score_ids(ids)
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
         logger.exception("scoring with model v%d failed", model.version)
+
+
+def callback_results(store: Store, items: list[ApiItem]) -> dict[tuple[str, str], dict[str, str]]:
+    """What to tell the producer of each item it sent with a callback_url, by (id, URL):
+    ``callback`` is ``registered`` when that URL is the item's now (the webhook goes to it once
+    people resolve the item), else ``not_registered`` with ``callback_note`` saying why. A known
+    item takes a callback_url only while it has none and is not resolved
+    (``Store.add_api_items``): a registered URL is never replaced, and a resolved item's label
+    is for asking (GET /api/items/{id})."""
+    sent = {(item.id, item.callback_url) for item in items if item.callback_url}
+    stored_urls = store.callback_urls(sorted({item_id for item_id, _ in sent}))
+    answers: dict[tuple[str, str], dict[str, str]] = {}
+    for item_id, url in sent:
+        stored = stored_urls[item_id]
+        if stored == url:
+            answers[item_id, url] = {"callback": "registered"}
+            continue
+        # Items are never deleted: with no URL stored, the item was resolved when it came.
+        note = (
+            "the item already has another callback_url, which is kept"
+            if stored is not None
+            else "the item is already resolved: GET /api/items/{id} has its label"
+        )
+        answers[item_id, url] = {"callback": "not_registered", "callback_note": note}
+    return answers
 
 
 def api_status(item_status: str) -> str:

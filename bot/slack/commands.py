@@ -184,10 +184,11 @@ async def rollback(call: Call) -> None:
     response_url = call.command.get("response_url")
     words = [a for a in args if a.lower() not in ("--force", "force")]
     force = len(words) != len(args)
-    if len(words) != 1 or not words[0].lstrip("v").isdigit():
+    digits = words[0].lstrip("v") if len(words) == 1 else ""
+    if not (digits.isascii() and digits.isdigit()):  # "²" and "٣" are digits int() refuses
         await ack(text=ROLLBACK_USAGE)
         return
-    version = int(words[0].lstrip("v"))
+    version = int(digits)
     assert rt.registry is not None
     try:
         plan = begin_rollback(
@@ -387,6 +388,6 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
     if sub.admins_only and not rt.is_admin(user_id):
         logger.warning("refused /hitl %s for %s: not an admin", name, user_id)
         admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
-        await ack(text=f"Only admins can {name}. Admins: {admins}")
+        await ack(text=f"Only admins can use `/hitl {name}`. Admins: {admins}")
         return
     await sub.handler(Call(rt, ack, client, command, words[1:]))

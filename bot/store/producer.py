@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -24,7 +24,10 @@ class ProducerMixin:
 
     def add_api_items(self, items: Iterable[Any], source: str = "api") -> list[str]:
         """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
-        in one transaction; return the ids that were new, in order. Known ids are left alone."""
+        in one transaction; return the ids that were new, in order. A known item keeps its
+        text and meta; it takes the ``callback_url`` sent only while it has none and people
+        have not decided it (a registered URL is never replaced; ``callback_urls`` tells the
+        producer which URL the item has)."""
         now = self.now()
         created: list[str] = []
         with self._immediate():
@@ -44,8 +47,26 @@ class ProducerMixin:
                 )
                 if cursor.rowcount:
                     created.append(item.id)
+                elif item.callback_url:
+                    self.db.execute(
+                        "UPDATE items SET callback_url = ?, updated_at = ? WHERE id = ?"
+                        " AND coalesce(callback_url, '') = ''"
+                        " AND NOT EXISTS (SELECT 1 FROM labels WHERE item_id = items.id)",
+                        [item.callback_url, now, item.id],
+                    )
             count_new_items(self.db.conn, {"new": len(created)})
         return created
+
+    def callback_urls(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """Each stored item's ``callback_url`` (None: none), by id: what the API tells a producer
+        about the callback_url it sent. One statement, by key."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, nullif(callback_url, '') FROM items WHERE id IN ({marks})", list(ids)
+        ).fetchall()
+        return dict(rows)
 
     def claim_due_deliveries(self, now: str, lease_until: str, limit: int) -> list[dict[str, Any]]:
         """Pending webhook deliveries due at ``now``, each with its attempt counted and hidden

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from bot.api.routes import ITEM, ApiError, ItemSchema, RequestSchema, parse_item
+from bot.api.routes import ITEM, ApiError, ApiItem, ItemSchema, RequestSchema, parse_item
 from bot.ingest import item_id_for_text
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -306,6 +307,35 @@ async def test_get_unknown_item_is_404_naming_the_id(api: Bot):
     response = await api.http.get("/api/items/nope", headers=AUTH)
     assert response.status == 404
     assert await response.json() == {"error": "no item with id 'nope'", "field": "id"}
+
+
+@pytest.mark.parametrize("item_id", ["ticket\n42", "a/b\r\nc", "tab\there", "nul\x00", "c1\x85x"])
+async def test_an_item_stored_with_a_control_character_in_its_id_can_still_be_read(
+    api: Bot, item_id: str
+):
+    """Rows the API stored before it checked ids (and ones `hitl import` stores) stay
+    reachable: the route takes any id, a newline included."""
+    api.store.add_api_items([ApiItem(id=item_id, text="Refund me", meta={}, callback_url=None)])
+    response = await api.http.get("/api/items/" + quote(item_id, safe=""), headers=AUTH)
+    assert response.status == 200
+    assert (await response.json())["id"] == item_id
+
+
+@pytest.mark.parametrize("item_id", ["ticket\n42", "tab\there", "nul\x00x", "del\x7f", "c1\x85x"])
+async def test_an_id_with_a_control_character_is_refused_naming_the_field(api: Bot, item_id: str):
+    response = await post_json(api, "/api/predict", {"text": "Refund me", "id": item_id})
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "id has a control character (a newline, a tab, NUL, …); send an id without them",
+        "field": "id",
+    }
+    items = {"items": [{"text": "Refund me", "id": item_id}, {"text": "fine", "id": "ok 1"}]}
+    body = await (await post_json(api, "/api/items", items)).json()
+    assert [(r["result"], r.get("field")) for r in body["results"]] == [
+        ("rejected", "items[0].id"),
+        ("created", None),
+    ]
+    assert api.store.get_item(item_id) is None and stored(api) == 1
 
 
 async def test_unknown_api_path_is_a_json_404_and_wrong_method_a_json_405(api: Bot):

@@ -86,7 +86,9 @@ async def test_labels_shows_the_set_and_bad_changes_say_what_to_fix(bot: Bot):
         "Cannot rename: 'billing' is in the label set already; merge 'bug' into it instead"
     )
     assert (await reply(bot, "labels frobnicate x")).startswith("Usage: `/hitl labels`")
-    assert (await reply(bot, "labels add", "U0RAJ")).startswith("Only admins can labels.")
+    assert (await reply(bot, "labels add", "U0RAJ")).startswith(
+        "Only admins can use `/hitl labels`."
+    )
     assert bot.store.stored_labels() is None  # nothing changed yet: HITL_LABELS in force
 
 

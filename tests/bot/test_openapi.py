@@ -25,7 +25,8 @@ from bot.api.routes import openapi_document
 from bot.ingest import MAX_TEXT_CHARS
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
-from tests.bot.harness import Bot
+from bot.store import ITEM_STATUSES
+from tests.bot.harness import Bot, Item
 from tests.bot.test_api import AUTH, champion, classifier, start_api
 
 __all__ = ["champion", "classifier"]  # fixtures shared with test_api.py
@@ -135,6 +136,51 @@ async def test_happy_answers_match_their_schemas(api: Bot):
     check_answer("/api/items/{id}", "GET", response.status, await response.json())
     response = await api.http.get("/healthz")
     check_answer("/healthz", "GET", response.status, await response.json())
+
+
+async def test_a_gold_question_not_asked_yet_answers_its_schema(api: Bot):
+    """`hitl import --gold` stores an item with queue status gold until it is asked."""
+    api.store.add_gold([Item("G-1", "Refund the annual plan", label="billing")])
+    response = await api.http.get("/api/items/G-1", headers=AUTH)
+    body = await response.json()
+    assert body["queue_status"] == "gold"
+    check_answer("/api/items/{id}", "GET", response.status, body)
+    statuses = DOC["components"]["schemas"]["Item"]["properties"]["queue_status"]["enum"]
+    assert set(statuses) == {*ITEM_STATUSES, "gold"}
+
+
+async def test_a_wrong_method_on_every_documented_path_answers_its_documented_405(api: Bot):
+    for path, ops in DOC["paths"].items():
+        url = path.replace("{id}", "a")
+        method = "PUT"
+        assert method.lower() not in ops
+        response = await api.http.request(method, url, headers=AUTH)
+        assert response.status == 405, (method, path)
+        documented = next(iter(ops.values()))["responses"]["405"]
+        assert set(response.headers["Allow"].split(",")) >= {m.upper() for m in ops}
+        if path.startswith("/api/"):  # the API's errors are JSON; /healthz and /metrics text
+            check_answer(path, next(iter(ops)), 405, await response.json())
+        else:
+            assert response.content_type in documented["content"]
+
+
+async def test_answers_about_a_callback_url_match_their_schemas(api: Bot):
+    hook = {"callback_url": "https://example.com/hook"}
+    response = await api.http.post("/api/predict", json={"text": "Refund me", "id": "a", **hook},
+                                   headers=AUTH)  # fmt: skip
+    body = await response.json()
+    assert body["callback"] == "registered"
+    check_answer("/api/predict", "POST", response.status, body)
+    other = {"text": "Refund me", "id": "a", "callback_url": "https://example.com/other"}
+    response = await api.http.post("/api/predict", json=other, headers=AUTH)
+    body = await response.json()
+    assert body["callback"] == "not_registered"
+    check_answer("/api/predict", "POST", response.status, body)
+    items = {"items": [other, {"text": "Crash", **hook}]}
+    response = await api.http.post("/api/items", json=items, headers=AUTH)
+    body = await response.json()
+    assert [r["callback"] for r in body["results"]] == ["not_registered", "registered"]
+    check_answer("/api/items", "POST", response.status, body)
 
 
 # -- property-based: bodies from the document's own schemas --------------------------------

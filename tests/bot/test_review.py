@@ -101,7 +101,7 @@ async def test_a_split_vote_goes_to_review_and_an_admins_decision_resolves_it(bo
 async def test_review_is_refused_to_a_non_admin_command_and_submission(bot: Bot):
     item_id, _, labels = await split_vote(bot)
     text = await (await bot.command("review", "U0RAJ")).text()
-    assert text == "Only admins can review. Admins: <@U0ADMIN>"
+    assert text == "Only admins can use `/hitl review`. Admins: <@U0ADMIN>"
     assert bot.fake.calls_to("views.open") == []
 
     await bot.command("review", "U0ADMIN")

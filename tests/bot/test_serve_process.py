@@ -14,11 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+import bot as package_under_test
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests import signing
 from tests.bot.harness import SECRET, Item, seed
 from tests.fake_slack import CHANNEL
+
+# Where `python -m bot` finds the bot under test, also when the tests run from another checkout.
+CHECKOUT = Path(package_under_test.__file__).parents[1]
 
 
 def free_port() -> int:
@@ -126,6 +130,41 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     # that the server is up, and where.
     assert "WARNING" not in output and "will be unused" not in output
     assert f"slack-hitl listening on http://127.0.0.1:{port}\n" in seen
+
+
+async def test_a_port_in_use_is_one_line_and_nothing_else_prints_a_traceback(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The bind fails after start-up (Slack checked, background tasks running): they stop
+    without a word. (With a champion, the fork server and the scoring children stop quietly too;
+    that run costs ~10 s of model loading, so it is not repeated here.)"""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please"), Item("b", "app crashes")])
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            env=serve_env(fake_slack, db, port),
+            stderr=asyncio.subprocess.PIPE,
+            cwd=CHECKOUT,
+        )
+        try:
+            output = (await asyncio.wait_for(process.stderr.read(), 60)).decode()
+            code = await asyncio.wait_for(process.wait(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert code == 1, output
+    assert output == (
+        f"Error: port {port} on 127.0.0.1 is in use (another hitl serve?): "
+        "stop it or set HITL_PORT / --port\n"
+    )
 
 
 async def test_a_server_asked_with_sigabrt_prints_where_every_thread_is(

@@ -15,6 +15,7 @@ from slack_bolt.listener import asyncio_runner
 from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.slack.blocks import decode_value
+from bot.slack.commands import ADMIN_ONLY, ROLLBACK_USAGE
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_commands import reply
@@ -522,3 +523,19 @@ async def test_the_servers_calls_to_slack_share_their_connections(bot: Bot):
     peers = {c.peer for c in calls}
     assert None not in peers
     assert len(peers) <= 2, f"{len(calls)} calls came over {len(peers)} connections"
+
+
+# -- /hitl refusals read right ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["²", "v²", "٣", "1²", "-1", "v", "1.5"])
+async def test_rollback_to_anything_but_ascii_digits_answers_the_usage(bot: Bot, version: str):
+    """'²'.isdigit() is True, yet int() refuses it: the check is for ASCII digits."""
+    assert await reply(bot, f"rollback {version}", user="U0ADMIN") == ROLLBACK_USAGE
+    assert bot.store.runs("rollback") == []
+
+
+async def test_a_non_admin_is_told_each_admin_only_command_in_a_sentence(bot: Bot):
+    for name in sorted(ADMIN_ONLY):
+        text = await reply(bot, f"{name} 1", user="U0RAJ")
+        assert text == f"Only admins can use `/hitl {name}`. Admins: <@U0ADMIN>"

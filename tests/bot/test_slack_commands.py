@@ -49,7 +49,7 @@ async def test_every_admin_only_subcommand_is_refused_to_a_non_admin_and_no_othe
     )
     for sub in TABLE:
         text = await reply(bot, f"{sub.name} 1", user="U0RAJ")
-        refusal = f"Only admins can {sub.name}. Admins: <@U0ADMIN>"
+        refusal = f"Only admins can use `/hitl {sub.name}`. Admins: <@U0ADMIN>"
         assert (text == refusal) == sub.admins_only, (sub.name, text)
     assert bot.store.runs("retrain") == [] and bot.store.runs("rollback") == []
 
@@ -114,11 +114,11 @@ async def test_accuracy_without_a_model_says_how_to_get_one(bot: Bot):
 
 async def test_retrain_refuses_non_admins_politely(bot: Bot, caplog: pytest.LogCaptureFixture):
     text = await reply(bot, "retrain", user="U0ANA")
-    assert text == "Only admins can retrain. Admins: <@U0ADMIN>"
+    assert text == "Only admins can use `/hitl retrain`. Admins: <@U0ADMIN>"
     assert "refused /hitl retrain for U0ANA: not an admin" in caplog.text
     assert bot.store.runs("retrain") == []
     rollback = await reply(bot, "rollback 1", user="U0RAJ")
-    assert rollback == "Only admins can rollback. Admins: <@U0ADMIN>"
+    assert rollback == "Only admins can use `/hitl rollback`. Admins: <@U0ADMIN>"
 
 
 async def test_admin_retrain_answers_at_once_and_reports_when_done(bot: Bot):

@@ -78,9 +78,9 @@ async def test_every_slack_route_refuses_bad_signatures_and_stores_nothing(
 async def test_admin_checks_cannot_be_skipped_by_crafted_payloads(bot: Bot):
     # A retrain "button" does not exist; the command is the only way, and it checks.
     text = await (await bot.command("retrain --force", "U0ANA")).text()
-    assert text.startswith("Only admins can retrain.")
+    assert text.startswith("Only admins can use `/hitl retrain`.")
     text = await (await bot.command("ROLLBACK 1", "U0ANA")).text()
-    assert text.startswith("Only admins can rollback.")
+    assert text.startswith("Only admins can use `/hitl rollback`.")
     # Retrain and rollback are commands only: no button or modal runs them, so a crafted
     # click or submission with an admin-sounding id reaches no listener and changes nothing.
     for action_id in ("hitl.retrain", "hitl.admin.retrain", "hitl.rollback", "hitl.q.retrain"):
