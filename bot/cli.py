@@ -15,16 +15,17 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
 from bot import logs
+from bot.cli_errors import friendly_errors, os_problem
 from bot.config import Settings, config_path, describe, load_settings
 from bot.errors import HitlError
 from bot.ingest import FORMATS, import_rows, rows_of_file
@@ -77,6 +78,11 @@ class State:
     def open_store(self) -> Store:
         return Store.open(self.settings.db)
 
+    def known_db(self) -> Path | None:
+        """The database path as far as it is known, without loading the settings: for an error
+        about the database, whose handler must not raise an error of its own."""
+        return self._settings.db if self._settings is not None else self.db
+
     def require_db(self) -> None:
         """For commands that only read: an error instead of creating an empty database (and
         its models folder) in whatever folder they were run from."""
@@ -90,15 +96,6 @@ class State:
     def open_existing_store(self) -> Store:
         self.require_db()
         return self.open_store()
-
-
-@contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Our own errors become `Error: <what to fix>` and exit 1; never a traceback."""
-    try:
-        yield
-    except HitlError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -195,6 +192,7 @@ def import_command(
             label_column=label_column,
             progress=bar.update if show_bar else None,
         )
+        spool.callback(getattr(rows, "close", lambda: None))  # the file, however this ends
         shown = 0
 
         def show(message: str) -> None:
@@ -205,7 +203,13 @@ def import_command(
 
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
             summary = import_rows(
-                store, path, rows, triggered_by=f"cli:{path.name}", on_error=show, gold=gold
+                store,
+                path,
+                rows,
+                triggered_by=f"cli:{path.name}",
+                on_error=show,
+                gold=gold,
+                configured_labels=state.settings.labels,
             )
         if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
             click.echo(
@@ -279,33 +283,104 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
         columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
         records = ({name: r[name] for name in columns} for r in records)  # in this order
         if output is None:
-            n = _write_records(sys.stdout, records, columns, fmt)
+            n = _write_stdout(records, columns, fmt)
         else:
-            n = _write_atomically(output, records, columns, fmt)
+            n = _write_file(output, records, columns, fmt)
     if output is not None:
         click.echo(f"wrote {n:,} {'answers' if answers else 'labels'} to {output}", err=True)
 
 
-def _write_atomically(
+def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> int:
+    """The export on standard output, flushed here: a full disk is this command's one-line error,
+    not a traceback, nor a second one when Python flushes at exit (the rest of the output goes
+    to os.devnull, as the signal module's docs advise for a closed pipe)."""
+    try:
+        n = _write_records(sys.stdout, records, columns, fmt)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader went away (| head): click exits quietly
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (tests)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise click.ClickException(os_problem(exc, "cannot write to standard output")) from exc
+    return n
+
+
+def _write_file(
     output: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
 ) -> int:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w",
-        encoding="utf-8",
-        newline="",
-        dir=output.parent,
-        prefix=f".{output.name}.",
-        delete=False,
-    )
+    """The export written to ``output``; an OS error is one line naming it.
+
+    A regular file, or a new path, is replaced atomically: a reader never sees half an export
+    and a failed one leaves the old file as it was. Through a symlink, its target is replaced and
+    the link kept. Anything else (a FIFO, a device, /dev/stdout) is written as it is: replacing
+    it would swap the pipe or device node for a regular file that no one reads."""
     try:
-        with handle:
+        if _written_in_place(output):  # appended: "w" would truncate the file behind >>
+            with open(output, "a", encoding="utf-8", newline="") as handle:
+                return _write_records(handle, records, columns, fmt)
+        return _replace_atomically(Path(os.path.realpath(output)), records, columns, fmt)
+    except OSError as exc:
+        raise click.ClickException(os_problem(exc, f"cannot write {output}")) from exc
+
+
+def _written_in_place(output: Path) -> bool:
+    """Whether ``output`` is no regular file to replace: an existing FIFO, device or socket, or
+    the name of a file descriptor (/dev/stdout, /dev/fd/1, /proc/self/fd/1, or a link to one),
+    whose file the caller opened already (``>> all.jsonl`` appends, so it must not be replaced)."""
+    descriptors = ("/proc/", "/dev/fd/", "/dev/stdout", "/dev/stderr")
+    name = os.path.abspath(output)
+    for _ in range(40):  # the kernel follows at most 40 links (ELOOP)
+        if name.startswith(descriptors):
+            return True
+        if not os.path.islink(name):
+            break
+        name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
+    try:
+        return not stat.S_ISREG(os.stat(output).st_mode)
+    except OSError:  # a new file (or a link to one): created; any other error shows on writing
+        return False
+
+
+def _replace_atomically(
+    target: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
+) -> int:
+    """Write a new file beside ``target`` and rename it over ``target``. It gets the old file's
+    mode and owner, or for a new file the mode the umask gives (not mkstemp's 0600)."""
+    if not target.parent.exists():  # a file in its place: mkstemp's "Not a directory" says so
+        target.parent.mkdir(parents=True)
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
             n = _write_records(handle, records, columns, fmt)
-        os.replace(handle.name, output)
+            handle.flush()
+            _give_mode(handle.fileno(), old)
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
     except BaseException:
-        os.unlink(handle.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
     return n
+
+
+def _give_mode(fd: int, old: os.stat_result | None) -> None:
+    """The replaced file's mode and (where allowed) owner; else what the umask leaves of 0666."""
+    if old is None:
+        umask = os.umask(0o022)  # reading the umask means setting it; put back at once
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        return
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, old.st_uid, old.st_gid)
 
 
 def _write_records(
@@ -449,8 +524,8 @@ def models_command(state: State) -> None:
     oldest first: a rejection, then the rollback that overrode it).
 
     Only the champion and the newest HITL_KEEP_MODELS other versions keep their model files
-    (each is 100-400 MB); older ones are listed with "(file deleted)" and cannot be rolled
-    back to.
+    (each a few MiB: about 4 MiB at 1,000 labels in 89 classes); older ones are listed with
+    "(file deleted)" and cannot be rolled back to.
 
     \b
     Examples:
@@ -461,7 +536,9 @@ def models_command(state: State) -> None:
 
     with friendly_errors():
         state.require_db()
-        versions = retrain.registry_for(state.settings).versions()
+        # No models folder, no models: a command that reads creates no folder (nor fails to).
+        models_dir = state.settings.models_dir
+        versions = retrain.registry_for(state.settings).versions() if models_dir.is_dir() else []
     if not versions:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
@@ -539,9 +616,16 @@ def accuracy_command(state: State, chart: Path | None) -> None:
             store, retrain.registry_for(state.settings), datetime.now(UTC)
         )
     click.echo(reports.plain(reports.accuracy_text(report)))
-    if chart is not None and report is not None:
+    if chart is None:
+        return
+    if report is None:
+        click.echo(f"no chart saved to {chart}: there is no model to chart yet", err=True)
+        return
+    try:
         chart.write_bytes(reports.chart_png(report))
-        click.echo(f"chart saved to {chart}", err=True)
+    except OSError as exc:
+        raise click.ClickException(os_problem(exc, f"cannot save the chart to {chart}")) from exc
+    click.echo(f"chart saved to {chart}", err=True)
 
 
 @cli.command("stats")

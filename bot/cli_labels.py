@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from bot.errors import HitlError
+from bot.cli_errors import friendly_errors
 from bot.labelset import current_labels
 
 MAX_LABEL = 75  # Slack's limit for a button's text
@@ -21,10 +21,10 @@ MAX_LABEL = 75  # Slack's limit for a button's text
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    try:
+    """``friendly_errors``: the same one line for every error, a locked or read-only
+    database's too."""
+    with friendly_errors():
         yield
-    except HitlError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _who(by: str | None) -> str:

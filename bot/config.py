@@ -12,6 +12,7 @@ parsing out is the next step if it grows.
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import os
 import re
@@ -444,6 +445,22 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     return default if default.exists() else None
 
 
+def _toml_text(path: Path) -> str:
+    """The text of a TOML file, which TOML says is UTF-8. A UTF-8 byte-order mark (Notepad's
+    "UTF-8 with BOM") is dropped; any other encoding is a ConfigError naming the first bad byte's
+    line, not a UnicodeDecodeError from every command."""
+    data = Path(path).read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in data:
+        found = "it looks like UTF-16"
+    else:
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            found = f"byte 0x{data[exc.start]:02x} on line {line}"
+    raise ConfigError([f"{path} is not UTF-8 text ({found}); save it as UTF-8"])
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, toml_path: Path | None = None
 ) -> Settings:
@@ -454,8 +471,7 @@ def load_settings(
     from_file: dict[str, Any] = {}
     if toml_path is not None:
         try:
-            with open(toml_path, "rb") as handle:
-                document = tomllib.load(handle)
+            document = tomllib.loads(_toml_text(toml_path))
         except OSError as exc:
             raise ConfigError([f"{toml_path}: cannot read it ({exc.strerror})"]) from exc
         except tomllib.TOMLDecodeError as exc:

@@ -1,5 +1,7 @@
 """Exceptions raised inside bot/; the edges (CLI, Slack, HTTP) turn them into words for people."""
 
+from __future__ import annotations
+
 
 class HitlError(Exception):
     """Base class: the message is meant for a person and says what to do."""

@@ -8,17 +8,19 @@ The CLI (`hitl import`) only shows what this reports: each rejected row through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import shlex
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ingest.readers import Row, RowError, read_items
+from bot.ingest.readers import Row, RowError, _printable, read_items
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
 IMPORT_BATCH = 1000  # rows committed in one transaction
 ERRORS_RECORDED = 100  # rejected rows kept in the run's record
+LABELS_SHOWN = 12  # of the label set, in the message of a row whose label is outside it
 
 
 @dataclass
@@ -66,7 +68,7 @@ def rows_of_file(
     first = next(rows, None)
     if first is None:
         return iter(())
-    return _chain(first, rows)
+    return _Chain(first, rows)
 
 
 def import_rows(
@@ -78,10 +80,22 @@ def import_rows(
     on_error: Callable[[str], None] = lambda message: None,
     batch_size: int = IMPORT_BATCH,
     gold: bool = False,
+    configured_labels: Sequence[str] = (),
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
     ``on_error`` gets the message of each rejected row as it is met. With ``gold``, the rows
-    are gold (``Store.add_gold``): each needs a label; an id already stored is marked gold."""
+    are gold (``Store.add_gold``): each needs a label; an id already stored is marked gold.
+
+    ``configured_labels`` is the label set of the settings (``HITL_LABELS``). With it, or a
+    label set stored by `hitl labels` (which wins over it), a row whose label is outside the set
+    in force is refused, as `hitl labels set` refuses such a label: training would learn it.
+    With neither, the labels are open and the imported ones make the set.
+
+    An unexpected error ends the run as failed (the batches committed before it stay) and is
+    raised again."""
+    in_force = _label_set_in_force(store, configured_labels)
+    allowed = frozenset(in_force) if in_force is not None else None
+    successors = store.label_aliases() if in_force is not None else {}
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     batch: list[Row] = []
@@ -104,25 +118,89 @@ def import_rows(
         logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
         batch.clear()
 
-    for row in rows:
-        summary.read += 1
-        if gold and isinstance(row, Row) and row.label is None:
-            row = RowError(row.line, "a gold row needs a label")
-        if isinstance(row, RowError):
-            summary.rejected += 1
-            message = row.message(path)
-            on_error(message)
-            summary.errors.append(message)
-            continue
-        batch.append(row)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
-    details = {**summary.counts(), "file": str(path), "errors": summary.errors[:ERRORS_RECORDED]}
-    store.finish_run(run_id, "ok", details)
+    def details() -> dict[str, object]:
+        return {**summary.counts(), "file": str(path), "errors": summary.errors[:ERRORS_RECORDED]}
+
+    try:
+        for row in rows:
+            summary.read += 1
+            if gold and isinstance(row, Row) and row.label is None:
+                row = RowError(row.line, "a gold row needs a label")
+            if allowed is not None and isinstance(row, Row) and row.label is not None:
+                if row.label not in allowed:
+                    row = RowError(row.line, _outside(row.label, in_force or [], successors))
+            if isinstance(row, RowError):
+                summary.rejected += 1
+                message = row.message(path)
+                on_error(message)
+                summary.errors.append(message)
+                continue
+            batch.append(row)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+    except BaseException as exc:  # an interrupt too: the run must not stay "running"
+        _fail_run(store, run_id, {**details(), "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    store.finish_run(run_id, "ok", details())
     return summary
 
 
-def _chain(first: Row | RowError, rest: Iterator[Row | RowError]) -> Iterator[Row | RowError]:
-    yield first
-    yield from rest
+def _fail_run(store: Store, run_id: int, detail: dict[str, object]) -> None:
+    """Record the run as failed; if even that fails (the database is gone), log it rather
+    than hide the error that ended the import."""
+    try:
+        store.finish_run(run_id, "failed", detail)
+    except Exception:
+        logger.warning("could not record import run %d as failed", run_id, exc_info=True)
+
+
+def _label_set_in_force(store: Store, configured: Sequence[str]) -> list[str] | None:
+    """The labels an imported row may have, in order: the stored set once `hitl labels`
+    changed it, else the configured one; None (any label) when there is neither. The rule of
+    ``bot.labelset.current_labels``, which this layer may not import."""
+    stored = store.stored_labels()
+    if stored is not None:
+        return stored
+    return list(configured) if configured else None
+
+
+def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) -> str:
+    """Why a row's label is refused, and the two ways to fix it."""
+    shown = ", ".join(_printable(name) for name in in_force[:LABELS_SHOWN])
+    if len(in_force) > LABELS_SHOWN:
+        shown += f", … ({len(in_force)} in all: `hitl labels show`)"
+    add = _printable(f"hitl labels add {shlex.quote(label)}", limit=120)
+    successor = successors.get(label)
+    if successor in in_force:
+        return (
+            f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
+            f"`hitl labels`): write that in the file, or add it back with `{add}`"
+        )
+    return (
+        f'label "{_printable(label)}" is not in the label set ({shown}): add it with `{add}`, '
+        "or fix the row"
+    )
+
+
+class _Chain:
+    """``first``, then ``rest``; ``close()`` closes ``rest`` (the reader, and with it the file)
+    whether or not iteration started: a generator never started ignores ``close()``, and a
+    store that cannot be opened would leave the file open until garbage collection."""
+
+    def __init__(self, first: Row | RowError, rest: Iterator[Row | RowError]) -> None:
+        self._first: list[Row | RowError] = [first]
+        self._rest = rest
+
+    def __iter__(self) -> _Chain:
+        return self
+
+    def __next__(self) -> Row | RowError:
+        if self._first:
+            return self._first.pop()
+        return next(self._rest)
+
+    def close(self) -> None:
+        close = getattr(self._rest, "close", None)
+        if close is not None:
+            close()

@@ -5,10 +5,11 @@ and reason) per bad one, reading the file line by line so its size does not matt
 with the whole file (unreadable, unknown format, a named column missing from the header)
 raises ``IngestError`` before anything is yielded. Nothing here writes anywhere.
 
-At ~580 lines it is over the house's ~400: it is one job (a file in, rows or row errors
-out), and its parts share the row checks (``_make_row``, the field limits) that make a CSV
-row and a JSONL record of the same item read the same; the CSV reader's recovery from an
-unterminated quote is most of the length. Splitting by format would scatter those checks.
+At ~720 lines it is over the house's ~400: it is one job (a file in, rows or row errors
+out), and its parts share the row checks (``_make_row``, the field limits, ``_unfit`` for JSON
+values the store cannot keep) that make a CSV row and a JSONL record of the same item read the
+same; the CSV reader's recovery from an unterminated quote is most of the length. Splitting by
+format would scatter those checks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import re
 import sys
 from collections import deque
@@ -32,6 +34,7 @@ from bot.errors import IngestError
 
 MAX_TEXT_CHARS = 40_000
 MAX_LABEL_CHARS = 75
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # refused in ids, as the producer API refuses them
 # A row whose quoted field runs over lines for longer than this is taken as an unterminated quote
 # (the text itself is limited to MAX_TEXT_CHARS): reading holds at most this much at a time.
 MAX_RECORD_CHARS = 1_000_000
@@ -49,6 +52,7 @@ EXTENSIONS = {
 # object (an export) they are read back into ``Row.provenance`` rather than kept as meta, so that
 # importing an export gives back the same items and labels: who decided, when, how they agreed.
 PROVENANCE_FIELDS = ("votes", "agreement", "annotators", "resolved_at")  # all or none
+_WHOLE_NUMBER = re.compile(r"\s*[0-9]{1,18}\s*")  # a CSV's votes: digits int() reads at once
 EXPORT_ONLY_FIELDS = frozenset({*PROVENANCE_FIELDS, "answers"})  # "answers" may be left out
 
 csv.field_size_limit(sys.maxsize)
@@ -273,8 +277,11 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     meta: dict[str, Any] = {}
     carried = record.get("meta")
     if isinstance(carried, str) and carried.startswith("{"):
-        with contextlib.suppress(json.JSONDecodeError):  # not JSON: kept as a plain column
-            carried = json.loads(carried)
+        parsed = _json_cell(carried)  # not JSON: kept as a plain column
+        if isinstance(parsed, dict):
+            if reason := _unfit(parsed):
+                return RowError(line, f'column "meta" {reason}')
+            carried = parsed
     provenance = None
     if isinstance(carried, dict):
         meta.update(carried)
@@ -289,7 +296,11 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
 
 def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
     """An export's votes, agreement, annotators, resolved_at and answers, checked; CSV gives
-    them as text (numbers, and JSON for the lists)."""
+    them as text (numbers, and JSON for the lists).
+
+    A label an admin set (`hitl labels set`) that no vote was for is exported with 0 votes and
+    agreement 0 (``Store.set_label``): it reads back so. Any other label had votes for it, so
+    more than 0 votes goes with an agreement over 0, and 0 votes with agreement 0 only."""
     for name in PROVENANCE_FIELDS:
         if record.get(name) in (None, ""):
             return RowError(
@@ -298,20 +309,30 @@ def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
                 "annotators and resolved_at)",
             )
     votes = record["votes"]
-    if isinstance(votes, str) and votes.strip().isdecimal():
+    if isinstance(votes, str) and _WHOLE_NUMBER.fullmatch(votes):
         votes = int(votes)
-    if not isinstance(votes, int) or isinstance(votes, bool) or votes < 1:
-        return RowError(line, 'column "votes" is not a whole number of 1 or more')
+    if not isinstance(votes, int) or isinstance(votes, bool) or votes < 0:
+        return RowError(line, 'column "votes" is not a whole number of 0 or more')
     agreement = record["agreement"]
     with contextlib.suppress(ValueError):
         agreement = float(agreement) if isinstance(agreement, str) else agreement
     if (
         not isinstance(agreement, int | float)
         or isinstance(agreement, bool)
-        or not (0 < agreement <= 1)
+        or not (0 <= agreement <= 1)
     ):
-        return RowError(line, 'column "agreement" is not a number over 0 and at most 1')
+        return RowError(line, 'column "agreement" is not a number from 0 to 1')
+    if (votes == 0) != (agreement == 0):
+        return RowError(
+            line,
+            f'columns "votes" ({votes}) and "agreement" ({agreement:g}) disagree: a label with '
+            "no votes for it has agreement 0, any other one more than 0",
+        )
     annotators = _json_value(record["annotators"])
+    answers = _json_value(record.get("answers") or [])
+    for name, value in (("annotators", annotators), ("answers", answers)):
+        if reason := _unfit(value):
+            return RowError(line, f'column "{name}" {reason}')
     if (
         not isinstance(annotators, list)
         or not annotators
@@ -322,7 +343,6 @@ def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
     resolved_at = record["resolved_at"]
     if not _is_time(resolved_at):
         return RowError(line, 'column "resolved_at" is not an ISO 8601 time')
-    answers = _json_value(record.get("answers") or [])
     votes_given = _votes(answers)
     if votes_given is None:
         return RowError(
@@ -334,12 +354,7 @@ def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            return None
-    return value
+    return _json_cell(value) if isinstance(value, str) else value
 
 
 def _is_time(value: Any) -> bool:
@@ -455,7 +470,7 @@ def _csv_rows(
             if field is not None:
                 yield RowError(start, f"unterminated quote in field {field_name(field)}")
             else:
-                yield RowError(start, f"malformed CSV ({exc})")
+                yield RowError(start, _malformed(exc))
             if field is not None or len(pending) > 1 or isinstance(exc, _RunOnError):
                 reader, start = read_again(), start + 1
             else:
@@ -475,6 +490,15 @@ def _csv_rows(
             yield RowError(line, reason)
             continue
         yield make_row(line, values)
+
+
+def _malformed(exc: Exception) -> str:
+    """The reason for a row ``csv`` cannot read, on one line (a tab shown as ``\\t``), with
+    what to do for a quote in the middle of a field that starts with one."""
+    reason = f"malformed CSV ({_printable(str(exc), limit=80)})"
+    if "expected after '\"'" in str(exc):
+        reason += '; a field that starts with a quote must end with one, with "" for each " inside'
+    return reason
 
 
 class _RunOnError(Exception):
@@ -555,6 +579,10 @@ def _id_error(line: int, name: str | None, item_id: str) -> RowError | None:
         return RowError(line, f'column "{name}" (the id) is missing or empty')
     if len(item_id) > 200:
         return RowError(line, f'column "{name}" (the id) is over 200 characters')
+    if CONTROL.search(item_id):  # as the producer API refuses them: a URL could not name it
+        return RowError(
+            line, f'column "{name}" (the id) has a control character (a newline, a tab, NUL, …)'
+        )
     return None
 
 
@@ -572,18 +600,124 @@ def _jsonl_rows(lines: Iterator[bytes], columns: _Columns) -> Iterator[Row | Row
             continue
         if not line.strip():
             continue
+        record = _json_record(number, line)
+        yield record if isinstance(record, RowError) else _make_row(number, record, columns)
+
+
+# JSON that parses but cannot be stored: a lone surrogate escape ("\ud83d", half of an emoji),
+# which UTF-8 and so SQLite cannot hold; NaN and the infinities, which Python reads but JSON
+# (and SQLite's json functions) do not allow; an integer longer than int() reads (4,300 digits).
+# Each would fail the import far from its line, so the row is refused naming its column.
+
+
+class _Unfit(ValueError):
+    """Raised by the strict decoder's hooks at NaN, an infinity or a float too large."""
+
+
+@dataclass(frozen=True)
+class _UnfitNumber:
+    """What the marking decoder leaves where such a number was, for ``_unfit`` to report."""
+
+    reason: str
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Unfit(text)
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise _Unfit(text)
+
+
+def _marked_float(text: str) -> float | _UnfitNumber:
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    return _UnfitNumber(f"holds {text[:20]}, a number too large to store (write it as a string)")
+
+
+def _marked_int(text: str) -> int | _UnfitNumber:
+    try:
+        return int(text)
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        digits = len(text.lstrip("-"))
+        return _UnfitNumber(
+            f"holds a whole number of {digits:,} digits, over the limit of "
+            f"{sys.get_int_max_str_digits():,} (write it as a string)"
+        )
+
+
+def _marked_constant(text: str) -> _UnfitNumber:
+    return _UnfitNumber(f"holds {text}, which JSON does not allow (use null or a number)")
+
+
+# The fast path: plain decoding, except at a float (rare in item files) or NaN/Infinity.
+_STRICT_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+# Only once that failed: every unfit number becomes a marker, so its column can be named.
+_MARKING_JSON = json.JSONDecoder(
+    parse_float=_marked_float, parse_int=_marked_int, parse_constant=_marked_constant
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # may make one: then ``_unfit`` looks
+
+
+def _json_record(number: int, line: str) -> dict[str, Any] | RowError:
+    """A JSONL line's object, or the row error that says what is wrong with it (naming the
+    column when a value in it parses but cannot be stored)."""
+    try:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RowError(number, f"bad JSON ({exc.msg} at column {exc.colno})")
-            continue
-        except RecursionError:
-            yield RowError(number, "bad JSON (nested too deeply)")
-            continue
-        if not isinstance(record, dict):
-            yield RowError(number, "not a JSON object")
-            continue
-        yield _make_row(number, record, columns)
+            record = _STRICT_JSON.decode(line)
+            suspect = "\\u" in line and _SURROGATE_ESCAPE.search(line) is not None
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # _Unfit, or an integer too long for int()
+            record, suspect = _MARKING_JSON.decode(line), True
+    except json.JSONDecodeError as exc:
+        return RowError(number, f"bad JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:
+        return RowError(number, "bad JSON (nested too deeply)")
+    if not isinstance(record, dict):
+        return RowError(number, "not a JSON object")
+    if suspect:
+        for key, value in record.items():
+            if reason := _unfit(key) or _unfit(value):
+                return RowError(number, f'column "{_printable(key)}" {reason}')
+    return record
+
+
+def _unfit(value: Any) -> str | None:
+    """Why a decoded JSON value (a marking decoder's) cannot be stored, or None if it can;
+    it looks through lists and objects, keys included."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if found := _SURROGATE.search(item):
+                escape = found.group().encode("unicode_escape").decode()
+                return (
+                    f"holds a lone surrogate {escape} (half of a character such as an emoji): "
+                    "fix or remove it"
+                )
+        elif isinstance(item, _UnfitNumber):
+            return item.reason
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _json_cell(text: str) -> Any:
+    """A JSON value written in a CSV cell (an export's meta, annotators, answers), with any
+    unfit number marked for ``_unfit``; None when it is not JSON."""
+    try:
+        return _MARKING_JSON.decode(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _text_rows(lines: Iterator[bytes]) -> Iterator[Row | RowError]:

@@ -10,7 +10,7 @@ merging and retiring labels), ``reviews`` (the review queue),
 to label), ``producer`` (items added over the producer API, the webhook outbox) and
 ``stopping`` (the stop set and each model update's check, for when to stop); the schema
 is in ``migrations``; ``records`` holds what it hands out, ``memory`` asks SQLite how much
-memory it holds.
+memory it holds, ``problems`` turns SQLite's errors into one line for a person.
 
 May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; nothing else of
 ``bot`` (it is the ground floor: checked by tests/test_layout.py).
@@ -18,6 +18,7 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.problems import DatabaseError, database_problem
 from bot.store.records import AddResult, AnswerResult, NewItem, Tally
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
@@ -27,12 +28,14 @@ __all__ = [
     "KNOWN_MIGRATIONS",
     "AddResult",
     "Checkpointer",
+    "DatabaseError",
     "AnswerResult",
     "NewItem",
     "REVIEW_REASONS",
     "ReviewRules",
     "Store",
     "Tally",
+    "database_problem",
     "migrations",
     "utc_now",
 ]

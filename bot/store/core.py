@@ -33,6 +33,7 @@ from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
+from bot.store.problems import database_problem
 from bot.store.producer import ProducerMixin
 from bot.store.quality import QualityMixin
 from bot.store.queue import QueueMixin
@@ -86,22 +87,30 @@ class Store(
     def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
         """Open (creating or upgrading) the database at ``path``.
 
-        Raises ``StoreError`` for a file that is not a database or was written by a newer
-        slack-hitl.
+        Raises ``StoreError`` in one line that says what to do: for a file that is not a
+        database, another program's database (refused before anything is written to it), one
+        written by a newer slack-hitl, one another process is writing to, or one that cannot be
+        written (``database_problem``).
         """
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise StoreError(
                 f"{path}: folder {path.parent} does not exist; create it or set HITL_DB"
             )
+        conn = None
         try:
             conn = sqlite3.connect(str(path), timeout=10)
             db = Database(conn)
+            _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
             _configure(db, memory=False)
             store = cls(db, clock)
             store.migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a slack-hitl database ({exc})") from exc
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise database_problem(path, exc) from exc
+            raise
         return store
 
     @classmethod
@@ -528,6 +537,28 @@ def _fsync(path: str) -> float:
     finally:
         os.close(fd)
     return time.perf_counter() - started
+
+
+def _refuse_foreign(db: Database, path: Path) -> None:
+    """Refuse another program's database before anything is written to it: one that has tables
+    but records no slack-hitl migration. Migrating it would add our tables beside its own (or
+    fail halfway on a name both use); an empty file, or one holding only the empty migrations
+    table a first open that failed left behind, is ours to create."""
+    tables = [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
+    others = [name for name in tables if name != migrations.migrations_table]
+    if not others or migrations.applied(db):
+        return
+    shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+    raise StoreError(
+        f"{path} is not a slack-hitl database (it has {'tables' if len(others) > 1 else 'table'}"
+        f" {shown}); point --db/HITL_DB at another file"
+    )
 
 
 def _configure(db: Database, memory: bool) -> None:

@@ -154,3 +154,28 @@ def test_show_votes_is_off_by_default_and_reads_true_or_false(tmp_path: Path):
     assert caught.value.problems == [
         'HITL_SHOW_VOTES="maybe" is not true or false; use true or false'
     ]
+
+
+def test_a_toml_file_with_a_utf8_byte_order_mark_is_read(tmp_path: Path):
+    toml = tmp_path / "hitl.toml"
+    toml.write_bytes(b"\xef\xbb\xbf[hitl]\nthreshold = 0.7\n")  # Notepad's "UTF-8 with BOM"
+    settings = load_settings({}, toml)
+    assert settings.threshold == 0.7 and settings.sources["threshold"] == str(toml)
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        ("[hitl]\nthreshold = 0.7\n".encode("utf-16"), "it looks like UTF-16"),
+        (b'[hitl]\nchannel = "C0123"\n# caf\xe9\n', "byte 0xe9 on line 3"),  # Latin-1
+    ],
+    ids=["utf-16", "latin-1"],
+)
+def test_a_toml_file_that_is_not_utf8_is_one_line_saying_to_save_it_as_utf8(
+    tmp_path: Path, data: bytes, found: str
+):
+    toml = tmp_path / "hitl.toml"
+    toml.write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, toml)
+    assert caught.value.problems == [f"{toml} is not UTF-8 text ({found}); save it as UTF-8"]

@@ -121,6 +121,29 @@ def test_format_flag_overrides_the_extension(tmp_path: Path):
         (b'{"text": "x", "id": ""}\n', "(the id) is missing or empty"),
         (b'{"text": "x", "id": 1.5}\n', "(the id) is not a string or whole number"),
         (b'{"text": "x", "id": true}\n', "(the id) is not a string or whole number"),
+        (b'{"text": "x", "id": "ticket\\n42"}\n', "(the id) has a control character"),
+        (b'{"text": "x", "id": "a\\u0000b"}\n', "(the id) has a control character"),
+        # Values JSON parses but the store cannot keep: each used to crash the whole import.
+        (b'{"text": "half \\ud83d an emoji"}\n', 'column "text" holds a lone surrogate \\ud83d'),
+        (b'{"text": "x", "id": "\\udc00"}\n', 'column "id" holds a lone surrogate \\udc00'),
+        (b'{"text": "x", "label": "\\ud800"}\n', 'column "label" holds a lone surrogate'),
+        (b'{"text": "x", "who": ["a", "\\uDBFF"]}\n', 'column "who" holds a lone surrogate'),
+        (b'{"text": "x", "k\\ud800": 1}\n', 'column "k\\ud800" holds a lone surrogate'),
+        pytest.param(
+            b'{"text": "x", "n": 1' + b"0" * 5000 + b"}\n",
+            'column "n" holds a whole number of 5,001 digits, over the limit of 4,300',
+            id="5001-digit-meta",
+        ),
+        pytest.param(
+            b'{"text": "x", "label": -1' + b"0" * 5000 + b"}\n",
+            'column "label" holds a whole number of 5,001 digits',
+            id="5001-digit-label",
+        ),
+        (b'{"text": "x", "label": NaN}\n', 'column "label" holds NaN, which JSON does not'),
+        (b'{"text": "x", "label": Infinity}\n', 'column "label" holds Infinity'),
+        (b'{"text": "x", "score": -Infinity}\n', 'column "score" holds -Infinity'),
+        (b'{"text": "x", "meta": {"p": [NaN]}}\n', 'column "meta" holds NaN'),
+        (b'{"text": "x", "score": 1e400}\n', 'column "score" holds 1e400, a number too large'),
     ],
 )
 def test_each_bad_jsonl_row_is_reported_with_line_and_reason(tmp_path: Path, content, reason):
@@ -420,8 +443,13 @@ def test_an_exported_row_gives_back_how_its_label_was_decided_in_jsonl_and_csv(t
     ("changes", "reason"),
     [
         ({"votes": "two"}, 'column "votes" is not a whole number'),
-        ({"votes": 0}, 'column "votes" is not a whole number'),
-        ({"agreement": 1.5}, 'column "agreement" is not a number over 0 and at most 1'),
+        ({"votes": -1}, 'column "votes" is not a whole number of 0 or more'),
+        ({"votes": 1.5}, 'column "votes" is not a whole number of 0 or more'),
+        ({"votes": "1" + "0" * 5000}, 'column "votes" is not a whole number'),
+        ({"votes": 0}, 'columns "votes" (0) and "agreement" (0.666667) disagree'),
+        ({"agreement": 0}, 'columns "votes" (2) and "agreement" (0) disagree'),
+        ({"agreement": 1.5}, 'column "agreement" is not a number from 0 to 1'),
+        ({"agreement": -0.5}, 'column "agreement" is not a number from 0 to 1'),
         ({"annotators": "U1"}, 'column "annotators" is not a list of different user ids'),
         ({"annotators": ["U1", "U1"]}, 'column "annotators" is not a list of different'),
         ({"resolved_at": "yesterday"}, 'column "resolved_at" is not an ISO 8601 time'),
@@ -468,3 +496,66 @@ def test_import_rows_commits_in_batches_and_records_the_run(tmp_path: Path):
     }
     assert run["status"] == "ok" and run["triggered_by"] == "cli:items.csv"
     assert run["detail"] == {**summary.counts(), "file": str(path), "errors": rejected}
+
+
+def test_a_label_an_admin_set_without_votes_reads_back_with_0_votes_and_agreement_0(
+    tmp_path: Path,
+):
+    """`hitl labels set` on an item nobody voted for exports votes 0, agreement 0.0
+    (``Store.set_label``): `hitl import` used to refuse it, breaking export → import."""
+    path = tmp_path / "export.jsonl"
+    set_by_admin = {**EXPORTED, "votes": 0, "agreement": 0.0, "annotators": ["cli:ana"]}
+    path.write_text(json.dumps({**set_by_admin, "answers": []}) + "\n")
+    [row] = rows_of(path)
+    assert isinstance(row, Row), row
+    assert (row.provenance.votes, row.provenance.agreement) == (0, 0.0)
+    assert row.provenance.annotators == ("cli:ana",)
+
+
+def _export_csv(path: Path, **changes: str) -> Path:
+    """``EXPORTED`` as `hitl export --format csv` writes it (lists and objects as JSON text),
+    with ``changes`` written over its cells as they are."""
+    cells = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in EXPORTED.items()}
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(cells)
+        writer.writerow({**cells, **changes}.values())
+        writer.writerow({**cells, "id": "2"}.values())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"meta": '{"team": NaN}'}, 'column "meta" holds NaN'),
+        ({"meta": '{"team": "\\ud83d"}'}, 'column "meta" holds a lone surrogate \\ud83d'),
+        ({"meta": '{"n": 1' + "0" * 5000 + "}"}, 'column "meta" holds a whole number of 5,001'),
+        ({"annotators": '["U1", "\\udfff"]'}, 'column "annotators" holds a lone surrogate'),
+        ({"answers": '[{"user_id": "U\\ud800"}]'}, 'column "answers" holds a lone surrogate'),
+        ({"annotators": "[1" + "0" * 5000 + "]"}, 'column "annotators" holds a whole number'),
+        ({"votes": "1" + "0" * 5000}, 'column "votes" is not a whole number'),
+    ],
+)
+def test_json_in_a_csv_exports_cells_that_cannot_be_stored_is_a_row_error(
+    tmp_path: Path, changes: dict, reason: str
+):
+    bad, good = rows_of(_export_csv(tmp_path / "export.csv", **changes))
+    assert isinstance(bad, RowError) and bad.line == 2 and reason in bad.reason, bad
+    assert good.id == "2" and good.provenance is not None
+
+
+def test_a_whole_surrogate_pair_is_its_character_and_floats_still_read(tmp_path: Path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"text": "smile \\ud83d\\ude00", "label": 2.5, "score": -1.5e3}\n')
+    [row] = rows_of(path)
+    assert (row.text, row.label, row.meta) == ("smile 😀", "2.5", {"score": -1500.0})
+
+
+def test_a_tsv_quote_error_shows_the_tab_as_backslash_t_and_says_what_to_do(tmp_path: Path):
+    path = tmp_path / "q.tsv"
+    path.write_text('id\ttext\n1\t"Hello" she said\n2\tplain\n', encoding="utf-8")
+    bad, good = rows_of(path)
+    assert isinstance(bad, RowError) and "\t" not in bad.reason
+    assert bad.reason.startswith("malformed CSV ('\\t' expected after '\"')")
+    assert 'with "" for each " inside' in bad.reason
+    assert good.text == "plain"

@@ -436,3 +436,85 @@ def test_the_modal_keeps_each_channels_items_in_that_channel_from_an_index(memor
     plans = query_plans(store, lambda: store.next_in_channels("U1", ["CMAIN"], routes, "CMAIN"))
     queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
     assert queue and all("items_status_priority" in p and "TEMP B-TREE" not in p for p in queue)
+
+
+def _tables_and_journal(path: Path) -> tuple[list[str], str]:
+    conn = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master ORDER BY name")]
+        return names, conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_another_programs_database_is_refused_before_anything_is_written(tmp_path: Path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE orders (id);"
+        "INSERT INTO users (name) VALUES ('ana');"
+    )
+    conn.close()
+    before = _tables_and_journal(path)
+    with pytest.raises(StoreError) as caught:
+        Store.open(path)
+    assert str(caught.value) == (
+        f"{path} is not a slack-hitl database (it has tables orders, users); "
+        "point --db/HITL_DB at another file"
+    )
+    assert _tables_and_journal(path) == before == (["orders", "users"], "delete")
+
+
+def test_a_table_name_both_use_is_refused_without_adding_the_migrations_table(tmp_path: Path):
+    path = tmp_path / "clash.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE items (sku TEXT, price REAL)")
+    conn.close()
+    with pytest.raises(StoreError, match=r"is not a slack-hitl database \(it has table items\)"):
+        Store.open(path)
+    assert _tables_and_journal(path) == (["items"], "delete")
+
+
+def test_an_empty_file_or_one_left_by_a_failed_first_open_becomes_a_database(tmp_path: Path):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    left = tmp_path / "left.db"
+    conn = sqlite3.connect(left)  # what a first open that failed in m001 leaves: the table only
+    conn.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT)")
+    conn.close()
+    for path in (empty, left):
+        with Store.open(path) as store:
+            assert store.schema_version() == list(KNOWN_MIGRATIONS)
+
+
+def test_a_database_another_process_writes_to_is_reported_as_locked_not_as_foreign(
+    db_path: Path,
+):
+    Store.open(db_path).close()
+    other = sqlite3.connect(db_path, isolation_level=None)  # the other process's connection
+    # Out of WAL mode (as a tool may leave it), SQLite reports the lock at once instead of
+    # after the 10 s busy timeout: opening must turn WAL back on, which the writer blocks.
+    other.execute("PRAGMA journal_mode = DELETE")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute(
+        "INSERT INTO runs (kind, started_at, status, detail) VALUES ('x', 't', 'r', '{}')"
+    )
+    try:
+        with pytest.raises(StoreError) as caught:
+            Store.open(db_path)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert str(caught.value) == (
+        f"{db_path} is locked by another process writing to it (a hitl import or serve?); "
+        "try again when it is done"
+    )
+
+
+def test_a_folder_given_as_the_database_is_not_called_a_foreign_database(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with pytest.raises(StoreError) as caught:
+        Store.open(folder)
+    assert "not a slack-hitl database" not in str(caught.value)
+    assert str(caught.value).startswith(f"{folder}: cannot open it (unable to open database file)")

@@ -1,0 +1,47 @@
+"""How `hitl` commands end on an error: one line, `Error: <what to fix>`, exit 1; never a
+traceback. Shared by bot.cli and bot.cli_labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from bot.errors import HitlError
+from bot.store import DatabaseError, database_problem
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Our own errors become `Error: <what to fix>` and exit 1; never a traceback. So do the
+    database's (locked by another writer, read-only: ``database_problem``, naming the file) and
+    the system's (a folder that cannot be written), wherever in the command they are raised."""
+    try:
+        yield
+    except HitlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except DatabaseError as exc:
+        raise click.ClickException(str(database_problem(_db_path(), exc))) from exc
+    except BrokenPipeError:
+        raise  # the reader of our output went away (| head): click exits quietly
+    except OSError as exc:
+        raise click.ClickException(os_problem(exc)) from exc
+
+
+def _db_path() -> Path | str:
+    """The running command's database, for an error about it (``hitl``'s context object, the
+    CLI's State, knows it once settings are read)."""
+    context = click.get_current_context(silent=True)
+    state = context.find_root().obj if context is not None else None
+    known = state.known_db() if hasattr(state, "known_db") else None
+    return known if known is not None else "the database"
+
+
+def os_problem(exc: OSError, path: Path | str | None = None) -> str:
+    """An OS error as one line: the path and the system's reason (Python's ``[Errno 30]`` and
+    traceback say nothing more to a person)."""
+    where = path if path is not None else exc.filename
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where is not None else reason

@@ -1,0 +1,60 @@
+"""SQLite's errors on the database file, as one line for a person that says what to do."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from bot.errors import StoreError
+
+DatabaseError = sqlite3.Error  # what the edges (the CLI) catch, without importing sqlite3
+
+
+def database_problem(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
+    """What a SQLite error on the database at ``path`` means, in one line that says what to do.
+
+    SQLite's own words ("database is locked", "unable to open database file") name neither the
+    file nor the way out, and a busy or read-only file is not a damaged one: each cause gets its
+    own line, told apart by SQLite's error name (``sqlite_errorname``), not by its text.
+    """
+    path = Path(path)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_BUSY"):
+        return StoreError(
+            f"{path} is locked by another process writing to it (a hitl import or serve?); "
+            "try again when it is done"
+        )
+    if name == "SQLITE_READONLY_DBMOVED":
+        return StoreError(f"{path} was moved or deleted while hitl had it open; run it again")
+    if name.startswith("SQLITE_READONLY") or (
+        name.startswith("SQLITE_CANTOPEN") and not _writable(path)
+    ):
+        return StoreError(
+            f"{path} is read-only: hitl needs write access to the file and its folder "
+            f"{path.parent} (SQLite keeps {path.name}-wal and {path.name}-shm beside it)"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return StoreError(
+            f"{path}: cannot open it ({exc}); hitl needs to read and write the file and its "
+            f"folder {path.parent}"
+        )
+    if name == "SQLITE_NOTADB":
+        return StoreError(
+            f"{path} is not a slack-hitl database (not an SQLite file); "
+            "point --db/HITL_DB at another file"
+        )
+    if name.startswith("SQLITE_CORRUPT"):
+        return StoreError(f"{path} is damaged ({exc}); restore it from a backup")
+    if name == "SQLITE_FULL":
+        return StoreError(f"{path}: the disk is full; free some space and try again")
+    if name.startswith("SQLITE_IOERR"):
+        return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
+    return StoreError(f"{path}: database error ({exc})")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file (if it exists) and its folder, where
+    SQLite creates its -wal and -shm files. ``os.access`` also says no on a read-only mount."""
+    folder = path.parent
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))

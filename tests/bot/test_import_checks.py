@@ -1,0 +1,273 @@
+"""`hitl import` end to end (click's CliRunner, in process): rows the store cannot keep are
+refused one by one, an import that fails midway is recorded as failed, an export of labels an
+admin set reads back, and labels outside the label set in force are refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.ingest import Row, RowError, import_rows, read_items
+from bot.store import Store
+
+
+def run(db: Path, *args: str):
+    return CliRunner().invoke(
+        cli, ["--db", str(db), *args], catch_exceptions=False, prog_name="hitl"
+    )
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_a_lone_surrogate_is_refused_on_its_line_and_every_good_row_of_its_batch_stored(
+    tmp_path: Path,
+):
+    """It used to crash the import with a UnicodeEncodeError, lose the 500 good rows of its
+    batch and leave the run "running"."""
+    path = write_jsonl(tmp_path / "items.jsonl", [{"id": f"i{n}", "text": f"good {n}"}
+                                                  for n in range(1500)])  # fmt: skip
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"id": "bad", "text": "broken emoji \\ud83d here"}\n')
+    db = tmp_path / "hitl.db"
+    result = run(db, "import", str(path))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        'items.jsonl line 1501: column "text" holds a lone surrogate \\ud83d (half of a '
+        "character such as an emoji): fix or remove it, row skipped\n"
+    )
+    assert result.stdout.startswith("items.jsonl: read 1,501 rows, imported 1,500 (0 with")
+    with Store.open(db) as store:
+        assert store.db["items"].count == 1500
+        assert store.last_run("import")["status"] == "ok"
+
+
+def test_numbers_a_store_cannot_keep_refuse_their_row_and_the_rest_is_imported(tmp_path: Path):
+    """A 5,001-digit number used to stop the whole import with a traceback; NaN and Infinity
+    became the labels "nan" and "inf", and a NaN meta value was stored as invalid JSON."""
+    path = tmp_path / "items.jsonl"
+    path.write_text(
+        '{"id": "a", "text": "fine"}\n'
+        '{"id": "b", "text": "x", "n": 1' + "0" * 5000 + "}\n"
+        '{"id": "c", "text": "y", "label": NaN}\n'
+        '{"id": "d", "text": "z", "score": Infinity}\n'
+        '{"id": "e", "text": "also fine", "score": 0.5}\n',
+        encoding="utf-8",
+    )
+    db = tmp_path / "hitl.db"
+    result = run(db, "import", str(path))
+    assert result.stderr.splitlines() == [
+        'items.jsonl line 2: column "n" holds a whole number of 5,001 digits, over the limit '
+        "of 4,300 (write it as a string), row skipped",
+        'items.jsonl line 3: column "label" holds NaN, which JSON does not allow (use null or '
+        "a number), row skipped",
+        'items.jsonl line 4: column "score" holds Infinity, which JSON does not allow (use null '
+        "or a number), row skipped",
+    ]
+    with Store.open(db) as store:
+        assert sorted(store.existing_item_ids(list("abcde"))) == ["a", "e"]
+        assert store.label_set() == []
+        assert store.get_item("e")["meta"] == {"score": 0.5}
+
+
+def test_an_import_that_fails_midway_is_recorded_failed_and_keeps_its_committed_batches(
+    tmp_path: Path,
+):
+    def rows() -> Iterator[Row | RowError]:
+        yield from (Row(n, f"i{n}", f"text {n}") for n in range(1, 6))
+        raise OSError("the disk went away")
+
+    with Store.open(tmp_path / "hitl.db") as store:
+        with pytest.raises(OSError, match="the disk went away"):
+            import_rows(store, tmp_path / "f.jsonl", rows(), triggered_by="test", batch_size=2)
+        run_ = store.last_run("import", ["running", "ok", "failed"])
+        assert run_["status"] == "failed"
+        assert run_["detail"]["error"] == "OSError: the disk went away"
+        assert run_["detail"]["imported"] == 4  # two batches of two; the fifth row was pending
+        assert sorted(store.existing_item_ids(["i1", "i2", "i3", "i4", "i5"])) == [
+            "i1",
+            "i2",
+            "i3",
+            "i4",
+        ]
+
+
+# Labels an admin set (`hitl labels set`) are exported with 0 votes and agreement 0 when no vote
+# was for them; `hitl import` used to refuse them, so an export did not read back.
+
+
+def admin_labeled_db(tmp_path: Path) -> Path:
+    db = tmp_path / "a.db"
+    path = write_jsonl(
+        tmp_path / "items.jsonl",
+        [
+            {"id": "T1", "text": "charged twice", "label": "billing"},
+            {"id": "T2", "text": "app crashes"},
+            {"id": "T3", "text": "refund please"},
+        ],
+    )
+    assert run(db, "import", str(path)).exit_code == 0
+    with Store.open(db) as store:  # someone voted bug on T3, and one more vote was needed
+        store.record_answer("T3", "U1", "bug", source="button", dedupe_key="k1", votes_needed=2)
+    assert run(db, "labels", "set", "T2", "bug", "--by", "cli:ana").exit_code == 0
+    assert run(db, "labels", "set", "T3", "billing", "--by", "cli:ana").exit_code == 0
+    assert run(db, "labels", "set", "T1", "bug", "--by", "cli:ana").exit_code == 0
+    return db
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_of_labels_an_admin_set_imports_back_the_same(tmp_path: Path, fmt: str):
+    db, copy = admin_labeled_db(tmp_path), tmp_path / "copy.db"
+    exported, again = tmp_path / f"decided.{fmt}", tmp_path / f"again.{fmt}"
+    assert run(db, "export", "--format", fmt, "-o", str(exported)).exit_code == 0
+    with Store.open(db) as store:
+        votes = {r["id"]: (r["votes"], r["agreement"]) for r in store.iter_export()}
+    assert votes == {"T1": (1, 1.0), "T2": (0, 0.0), "T3": (0, 0.0)}
+
+    result = run(copy, "import", str(exported))
+    assert (result.stderr, result.stdout) == (
+        "",
+        f"decided.{fmt}: read 3 rows, imported 3 (3 with labels), 0 duplicates, 0 rejected\n",
+    )
+    assert run(copy, "export", "--format", fmt, "-o", str(again)).exit_code == 0
+    assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_of_labels_an_admin_set_imports_as_gold(tmp_path: Path, fmt: str):
+    db, copy = admin_labeled_db(tmp_path), tmp_path / "copy.db"
+    exported = tmp_path / f"decided.{fmt}"
+    assert run(db, "export", "--format", fmt, "-o", str(exported)).exit_code == 0
+    result = run(copy, "import", "--gold", str(exported))
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"decided.{fmt}: read 3 rows, 3 new gold items")
+    marked = run(db, "import", "--gold", str(exported))  # the same database: marked gold
+    assert marked.stderr == ""
+    assert "3 stored items marked gold" in marked.stdout
+
+
+def test_exported_votes_that_make_no_sense_are_still_refused(tmp_path: Path):
+    db = admin_labeled_db(tmp_path)
+    exported = tmp_path / "decided.jsonl"
+    assert run(db, "export", "-o", str(exported)).exit_code == 0
+    records = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["T2", "T3", "T1"]  # in the order they were decided
+    records[0]["votes"], records[1]["agreement"], records[2]["votes"] = -1, 0.5, 1.5
+    write_jsonl(exported, records)
+    result = run(tmp_path / "copy.db", "import", str(exported))
+    assert result.stderr.splitlines() == [
+        'decided.jsonl line 1: column "votes" is not a whole number of 0 or more, row skipped',
+        'decided.jsonl line 2: columns "votes" (0) and "agreement" (0.5) disagree: a label '
+        "with no votes for it has agreement 0, any other one more than 0, row skipped",
+        'decided.jsonl line 3: column "votes" is not a whole number of 0 or more, row skipped',
+    ]
+
+
+# The label set in force (HITL_LABELS, or the set stored by `hitl labels`): `hitl labels set`
+# refuses a label outside it, and so does import, or the next retrain would learn it.
+
+OUT_OF_SET = [
+    {"id": "1", "text": "charged twice on my card", "label": "billing"},
+    {"id": "2", "text": "app crashes on start", "label": "bug"},
+    {"id": "3", "text": "hello how are you", "label": "chitchat"},
+    {"id": "4", "text": "random typo label", "label": "biling"},
+    {"id": "5", "text": "not labeled yet"},
+]
+
+
+def stored_label_set(db: Path, tmp_path: Path) -> None:
+    """billing, bug, question: stored by `hitl labels add`."""
+    seeds = write_jsonl(
+        tmp_path / "seeds.jsonl",
+        [{"id": "s1", "text": "refund", "label": "billing"}, {"id": "s2", "text": "crash",
+                                                              "label": "bug"}],
+    )  # fmt: skip
+    assert run(db, "import", str(seeds)).exit_code == 0
+    assert run(db, "labels", "add", "question").exit_code == 0
+
+
+@pytest.mark.parametrize("gold", [False, True])
+def test_a_row_labeled_outside_the_stored_label_set_is_refused_saying_how_to_fix_it(
+    tmp_path: Path, gold: bool
+):
+    db = tmp_path / "hitl.db"
+    stored_label_set(db, tmp_path)
+    rows = OUT_OF_SET if not gold else OUT_OF_SET[:4]
+    path = write_jsonl(tmp_path / "items.jsonl", rows)
+    result = run(db, "import", *(["--gold"] if gold else []), str(path))
+    assert result.stderr.splitlines() == [
+        f'items.jsonl line {n}: label "{label}" is not in the label set (billing, bug, '
+        f"question): add it with `hitl labels add {label}`, or fix the row, row skipped"
+        for n, label in ((3, "chitchat"), (4, "biling"))
+    ]
+    with Store.open(db) as store:
+        assert sorted(store.label_set()) == ["billing", "bug"]
+        stored = store.existing_item_ids([r["id"] for r in OUT_OF_SET])
+        assert sorted(stored) == (["1", "2"] if gold else ["1", "2", "5"])
+
+    assert run(db, "labels", "add", "chitchat").exit_code == 0  # the fix the message gives
+    again = run(db, "import", *(["--gold"] if gold else []), str(path))
+    assert again.stderr.splitlines() == [
+        'items.jsonl line 4: label "biling" is not in the label set (billing, bug, question, '
+        "chitchat): add it with `hitl labels add biling`, or fix the row, row skipped"
+    ]
+
+
+def test_a_row_with_a_renamed_label_is_told_its_new_name(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    stored_label_set(db, tmp_path)
+    assert run(db, "labels", "rename", "question", "how_to").exit_code == 0
+    path = write_jsonl(
+        tmp_path / "old.jsonl", [{"id": "9", "text": "how do I", "label": "question"}]
+    )
+    assert run(db, "import", str(path)).stderr == (
+        'old.jsonl line 1: label "question" is now "how_to" (changed with `hitl labels`): write '
+        "that in the file, or add it back with `hitl labels add question`, row skipped\n"
+    )
+
+
+def test_the_configured_label_set_refuses_rows_outside_it_and_none_leaves_labels_open(
+    tmp_path: Path,
+):
+    """``configured_labels`` is HITL_LABELS, which the CLI passes; without it and without a
+    stored set, an import's labels make the set."""
+    path = write_jsonl(tmp_path / "items.jsonl", OUT_OF_SET)
+    with Store.open(tmp_path / "a.db") as store:
+        errors: list[str] = []
+        summary = import_rows(
+            store,
+            path,
+            iter_rows(path),
+            triggered_by="test",
+            on_error=errors.append,
+            configured_labels=["billing", "bug"],
+        )
+        assert (summary.imported, summary.rejected) == (3, 2)
+        assert errors[0] == (
+            'items.jsonl line 3: label "chitchat" is not in the label set (billing, bug): '
+            "add it with `hitl labels add chitchat`, or fix the row, row skipped"
+        )
+    with Store.open(tmp_path / "b.db") as store:
+        summary = import_rows(store, path, iter_rows(path), triggered_by="test")
+        assert (summary.imported, summary.rejected) == (5, 0)
+        assert store.label_set() == ["biling", "billing", "bug", "chitchat"]
+
+
+def iter_rows(path: Path) -> Iterator[Row | RowError]:
+    return read_items(path)
+
+
+def test_hitl_labels_refuses_rows_outside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HITL_LABELS", "billing,bug")
+    path = write_jsonl(tmp_path / "items.jsonl", OUT_OF_SET)
+    assert run(tmp_path / "hitl.db", "import", str(path)).stderr.splitlines()[0] == (
+        'items.jsonl line 3: label "chitchat" is not in the label set (billing, bug): add it '
+        "with `hitl labels add chitchat`, or fix the row, row skipped"
+    )
