@@ -19,11 +19,15 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 CONFIG_FILE = "hitl.toml"
@@ -224,16 +228,73 @@ def _path(value: Any) -> Path:
     return Path(_text(value)).expanduser()
 
 
-def _cron(value: Any) -> str:
+DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: Sunday 0 (or 7)
+
+
+def cron_trigger(expression: str, timezone: str | tzinfo) -> CronTrigger:
+    """A crontab expression as APScheduler's trigger, with the day of the week read as cron
+    reads it. APScheduler 3 numbers the days from Monday (0 = Monday, no 7): passed through,
+    "1-5" ran Tuesday to Saturday and "0" on Mondays. The day field is handed over as day
+    names, which both read alike."""
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = expression.split()
+    if len(fields) == 5:
+        if fields[2] != "*" and fields[4] != "*":  # cron: either matches; APScheduler: both
+            raise ValueError(
+                "both a day of the month and a day of the week: cron runs on either, "
+                "APScheduler only on both; set one of them to *"
+            )
+        fields[4] = _crontab_days(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+
+
+def _crontab_days(field: str) -> str:
+    """A crontab day-of-week field (``1-5``, ``0,6``, ``*/2``, ``mon-fri``, ``7``) as the list
+    of day names it means, in cron's reading."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first, last = (_crontab_day(end) for end in span.split("-", 1))
+        else:
+            first = _crontab_day(span)
+            last = 7 if step else first  # "1/2": from Monday to the week's end
+        if first > last or (step and not step.isdecimal()) or step == "0":
+            raise ValueError(f"the day of the week {part!r} is not a range cron can read")
+        days.update(day % 7 for day in range(first, last + 1, int(step or 1)))
+    return ",".join(DAYS[day] for day in sorted(days))
+
+
+def _crontab_day(token: str) -> int:
+    if token.isdecimal() and int(token) <= 7:
+        return int(token)
+    name = token[:3].lower()
+    if name in DAYS and token.lower() in (name, _DAY_NAMES[DAYS.index(name)]):
+        return DAYS.index(name)
+    raise ValueError(f"{token!r} is not a day of the week (0-7, Sunday being 0 or 7, or sun-sat)")
+
+
+_DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+
+
+def _cron(value: Any) -> str:
     value = _text(value)
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        trigger = cron_trigger(value, "UTC")
     except ValueError as exc:
         raise ValueError(
             f'is not a cron expression ({exc}); use five fields, e.g. "0 3 * * *" for 03:00 daily'
         ) from None
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(
+            "never comes (no such date, e.g. the 31st of February): the nightly retrain would "
+            'never run; e.g. "0 3 * * *" for 03:00 daily'
+        )
     return value
 
 

@@ -35,7 +35,7 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import eventloop
-from bot.config import Settings
+from bot.config import Settings, cron_trigger
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
@@ -51,7 +51,7 @@ CHAMPION_CHECK_SECONDS = 10.0  # a champion changed from the CLI is in use withi
 
 def make_trigger(settings: Settings) -> CronTrigger:
     """HITL_RETRAIN_CRON in HITL_TIMEZONE, parsed by APScheduler."""
-    return CronTrigger.from_crontab(settings.retrain_cron, timezone=ZoneInfo(settings.timezone))
+    return cron_trigger(settings.retrain_cron, ZoneInfo(settings.timezone))
 
 
 def is_missed(trigger: CronTrigger, last_started: datetime | None, now: datetime) -> bool:

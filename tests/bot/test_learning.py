@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
 from bot.learning import reports, retrain
 from bot.learning.jobs import (
     Trainer,
@@ -86,6 +88,45 @@ def test_cron_fires_at_the_configured_time_in_the_time_zone(tmp_path: Path):
     now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     due = trigger.get_next_fire_time(None, now)
     assert due.astimezone(UTC) == datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
+
+
+@pytest.mark.parametrize(
+    ("cron", "days"),
+    [
+        ("0 3 * * 1-5", ["Mon", "Tue", "Wed", "Thu", "Fri", "Mon"]),
+        ("0 3 * * 0", ["Sun"] * 6),
+        ("0 3 * * 7", ["Sun"] * 6),
+        ("0 3 * * 6", ["Sat"] * 6),
+        ("0 3 * * */2", ["Tue", "Thu", "Sat", "Sun", "Tue", "Thu"]),
+        ("0 3 * * 5-7", ["Fri", "Sat", "Sun", "Fri", "Sat", "Sun"]),
+        ("0 3 * * mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri", "Mon"]),
+    ],
+)
+def test_the_days_of_the_week_are_read_as_cron_reads_them(cron: str, days: list[str]):
+    # APScheduler 3 counts weekdays from Monday: "1-5" passed through ran Tuesday to Saturday.
+    trigger = make_trigger(Settings(retrain_cron=cron))
+    moment, seen = datetime(2026, 12, 6, 12, tzinfo=UTC), []  # a Sunday noon
+    for _ in range(6):
+        moment = trigger.get_next_fire_time(None, moment)
+        seen.append(moment.strftime("%a"))
+        moment += timedelta(minutes=1)
+    assert seen == days
+
+
+@pytest.mark.parametrize(
+    ("cron", "why"),
+    [
+        ("0 3 31 2 *", "never comes (no such date, e.g. the 31st of February)"),
+        ("0 3 1 * mon", "both a day of the month and a day of the week"),
+        ("0 3 * * 8", "'8' is not a day of the week"),
+        ("0 3 * * 5-1", "the day of the week '5-1' is not a range"),
+    ],
+)
+def test_a_schedule_cron_would_read_otherwise_or_that_never_comes_is_refused(cron, why):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_RETRAIN_CRON": cron}, None)
+    [problem] = caught.value.problems
+    assert problem.startswith(f'HITL_RETRAIN_CRON="{cron}" ') and why in problem, problem
 
 
 def test_a_run_is_missed_only_when_a_scheduled_time_passed_since_the_last_one():
