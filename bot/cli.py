@@ -674,6 +674,16 @@ def stats_command(state: State) -> None:
     "simulated teammates and the held-out score.",
 )
 @click.option(
+    "--text-column",
+    default="text",
+    show_default=True,
+    help="--data's column with the text, as in `hitl import`.",
+)
+@click.option("--id-column", help="--data's column with the ids (default: id, when present).")
+@click.option(
+    "--label-column", help="--data's column with the labels (default: label, when present)."
+)
+@click.option(
     "--simulate",
     type=click.IntRange(0, 8),
     default=0,
@@ -719,6 +729,9 @@ def demo_command(
     port: int,
     seed: int,
     data_path: Path | None,
+    text_column: str,
+    id_column: str | None,
+    label_column: str | None,
     simulate: int,
     error_rate: float,
     answers: int | None,
@@ -741,6 +754,7 @@ def demo_command(
       hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
       hitl demo --data mine.jsonl --port 8080
       hitl demo --data tickets.csv --simulate 3 --answers 100
+      hitl demo --data examples/tickets.csv --text-column body --id-column ticket_id
       hitl demo --simulate 2 --careless       # gold questions catch a careless teammate
     """
     import asyncio
@@ -751,12 +765,14 @@ def demo_command(
         raise click.ClickException("--answers needs simulated teammates: add --simulate N")
     start_fork_server()  # its imports run beside the ones below (bot.learning.children)
     from bot.demo import DemoOptions, run_demo
+    from bot.demo.data import Columns
 
     options = DemoOptions(
         db=state.db or Path("hitl-demo.db"),
         port=port,
         seed=seed,
         data=data_path,
+        columns=Columns(text_column, id_column, label_column),
         simulate=simulate,
         error_rate=error_rate,
         answers=answers,

@@ -203,11 +203,25 @@ def demo_data(n: int = DEFAULT_SIZE, seed: int = 0) -> DemoData:
     return DemoData(data.pool, data.holdout, LABELS, data.truth)
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The fields of a user's file (`hitl demo --text-column ...`, as `hitl import` names them)."""
+
+    text: str = "text"
+    id: str | None = None
+    label: str | None = None
+
+
 def read_data(
-    path: Path, seed: int = 0, report: Callable[[str], None] = print, fmt: str | None = None
+    path: Path,
+    seed: int = 0,
+    report: Callable[[str], None] = print,
+    fmt: str | None = None,
+    columns: Columns | None = None,
 ) -> DemoData:
     """A user's file, read as `hitl import` reads it (``bot.ingest.read_items``: CSV, TSV,
-    JSONL or plain text by the extension, with ``text`` and, optionally, ``id`` and ``label``).
+    JSONL or plain text by the extension, with ``text`` and, optionally, ``id`` and ``label``,
+    or the fields ``columns`` names).
 
     A bad row is reported through ``report`` (its line and why) and skipped, then one summary
     line; a file that cannot be read at all raises ``IngestError``. Labels are kept for the
@@ -216,7 +230,14 @@ def read_data(
     items: list[DemoItem] = []
     lines: dict[str, int] = {}  # id -> the line it was first read on
     n_read = n_rejected = 0
-    for row in read_items(path, fmt):
+    columns = columns or Columns()
+    for row in read_items(
+        path,
+        fmt,
+        text_column=columns.text,
+        id_column=columns.id,
+        label_column=columns.label,
+    ):
         n_read += 1
         if not isinstance(row, RowError) and row.id in lines:
             row = RowError(row.line, f'id "{row.id}" was read on line {lines[row.id]} already')

@@ -31,7 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.config import Settings
-from bot.demo.data import DemoData, DemoItem, demo_data, read_data
+from bot.demo.data import Columns, DemoData, DemoItem, demo_data, read_data
 from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
 from bot.errors import HitlError
 from bot.runtime import Runtime
@@ -80,6 +80,7 @@ class DemoOptions:
     port: int = 3000
     seed: int = 0
     data: Path | None = None
+    columns: Columns = field(default_factory=Columns)  # --data's fields
     size: int = 600
     simulate: int = 0
     error_rate: float = 0.1
@@ -148,7 +149,7 @@ def prepare_database(db: Path) -> None:
 def load_data(options: DemoOptions, warn: Echo = print) -> DemoData:
     """The generated data, or ``--data``'s file (its bad rows reported through ``warn``)."""
     if options.data is not None:
-        return read_data(options.data, seed=options.seed, report=warn)
+        return read_data(options.data, seed=options.seed, report=warn, columns=options.columns)
     return demo_data(options.size, seed=options.seed)
 
 

@@ -23,7 +23,7 @@ from bot.demo import (
     read_jsonl,
     running_demo,
 )
-from bot.demo.data import read_data
+from bot.demo.data import Columns, read_data
 from bot.demo.run import describe
 from bot.errors import HitlError
 from bot.store import Store
@@ -232,3 +232,21 @@ def test_the_demo_takes_its_api_token_from_the_environment(tmp_path: Path, monke
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "-H 'Authorization: Bearer team-token'" in result.output
+
+
+def test_a_data_file_with_other_column_names_is_read_with_the_options_its_error_names(
+    tmp_path: Path,
+):
+    # The README's examples/tickets.csv has body and ticket_id: the error says to pass
+    # --text-column, so `hitl demo` must have it (it used to answer "No such option").
+    tickets = Path(__file__).resolve().parents[2] / "examples" / "tickets.csv"
+    result = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "d.db"), "demo", "--data", str(tickets), "--no-browser"]
+    )
+    assert result.exit_code == 1 and "pass --text-column with one of these" in result.stderr
+    help_text = CliRunner().invoke(cli, ["demo", "--help"]).stdout
+    assert "--text-column" in help_text and "--id-column" in help_text
+    data = read_data(tickets, columns=Columns(text="body", id="ticket_id"), report=print)
+    items = {item.id: item for item in data.pool + data.holdout}
+    assert len(items) == 30 and data.truth["T-1002"] == "bug"
+    assert items["T-1002"].text == "The app crashes every time I open the settings page"
