@@ -112,7 +112,7 @@ def _bare(host: str) -> str:
 def literal_address(host: str) -> Address | None:
     """The address ``host`` is written as, read the way the system resolver reads it (so
     ``2130706433`` and ``0x7f.1`` are 127.0.0.1); an IPv4-mapped IPv6 address is its IPv4
-    address. None for a name."""
+    address, as is the IPv4 address inside a 6to4 one. None for a name."""
     try:
         address: Address = ipaddress.ip_address(host)
     except ValueError:
@@ -122,8 +122,12 @@ def literal_address(host: str) -> Address | None:
             address = ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
             return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv6 address that carries an IPv4 one (mapped ::ffff:…, 6to4 2002:…) reaches it:
+        # judged as that address (Python counts 6to4 as global whatever it wraps).
+        wrapped = address.ipv4_mapped or address.sixtofour
+        if wrapped is not None:
+            return wrapped
     return address
 
 
@@ -284,7 +288,7 @@ async def deliver_due(
     session = session or guarded_session(destinations, dns)
     limiter = asyncio.Semaphore(CONCURRENCY)
 
-    async def send_one(delivery: dict, payload: dict) -> str | RefusedDestination | None:
+    async def send_one(delivery: dict, payload: dict) -> None:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
@@ -294,52 +298,66 @@ async def deliver_due(
         }
         problem = destinations.url_problem(delivery["url"])
         if problem is not None:
-            return RefusedDestination(problem)
-        async with limiter:
-            return await _post(session, delivery["url"], body, headers, answer_within)
+            error: str | RefusedDestination | None = RefusedDestination(problem)
+        else:
+            async with limiter:
+                error = await _post(session, delivery["url"], body, headers, answer_within)
+        # Recorded as soon as it is known, not when the round's slowest receiver is done: a
+        # delivery the receiver took is not sent again after a restart during the round.
+        _record(rt, done, delivery, error, now, base, max_attempts)
 
     try:
-        errors = await asyncio.gather(*(send_one(d, p) for d, p in jobs))
+        await asyncio.gather(*(send_one(d, p) for d, p in jobs))
     finally:
         if own_session:
             await session.close()
-
-    for (delivery, _), error in zip(jobs, errors, strict=True):
-        delivery_id, attempts = delivery["id"], delivery["attempts"]
-        if error is None:
-            rt.store.finish_delivery(delivery_id, "delivered")
-            done.delivered.append(delivery_id)
-            logger.info("webhook %d for item %s delivered", delivery_id, delivery["item_id"])
-        elif isinstance(error, RefusedDestination):
-            reason = f"refused: {error}; {ALLOW_HINT}"
-            rt.store.finish_delivery(delivery_id, "failed", error=reason[:300])
-            done.failed.append(delivery_id)
-            logger.warning("webhook %d for item %s %s", delivery_id, delivery["item_id"], reason)
-        elif attempts >= max_attempts:
-            rt.store.finish_delivery(delivery_id, "failed", error=error)
-            done.failed.append(delivery_id)
-            logger.warning(
-                "webhook %d for item %s failed %d times, giving up: %s",
-                delivery_id,
-                delivery["item_id"],
-                attempts,
-                error,
-            )
-        else:
-            retry_at = now + timedelta(seconds=backoff(attempts, base))
-            rt.store.finish_delivery(
-                delivery_id, "pending", error=error, next_attempt_at=_iso(retry_at)
-            )
-            done.retrying.append(delivery_id)
-            logger.warning(
-                "webhook %d for item %s failed (attempt %d): %s; retrying at %s",
-                delivery_id,
-                delivery["item_id"],
-                attempts,
-                error,
-                _iso(retry_at),
-            )
     return done
+
+
+def _record(
+    rt: Runtime,
+    done: DeliveryRound,
+    delivery: dict,
+    error: str | RefusedDestination | None,
+    now: datetime,
+    base: float,
+    max_attempts: int,
+) -> None:
+    """Store what one attempt came to: delivered, refused, given up, or due again later."""
+    delivery_id, attempts = delivery["id"], delivery["attempts"]
+    if error is None:
+        rt.store.finish_delivery(delivery_id, "delivered")
+        done.delivered.append(delivery_id)
+        logger.info("webhook %d for item %s delivered", delivery_id, delivery["item_id"])
+    elif isinstance(error, RefusedDestination):
+        reason = f"refused: {error}; {ALLOW_HINT}"
+        rt.store.finish_delivery(delivery_id, "failed", error=reason[:300])
+        done.failed.append(delivery_id)
+        logger.warning("webhook %d for item %s %s", delivery_id, delivery["item_id"], reason)
+    elif attempts >= max_attempts:
+        rt.store.finish_delivery(delivery_id, "failed", error=error)
+        done.failed.append(delivery_id)
+        logger.warning(
+            "webhook %d for item %s failed %d times, giving up: %s",
+            delivery_id,
+            delivery["item_id"],
+            attempts,
+            error,
+        )
+    else:
+        retry_at = now + timedelta(seconds=backoff(attempts, base))
+        rt.store.finish_delivery(
+            delivery_id, "pending", error=error, next_attempt_at=_iso(retry_at)
+        )
+        done.retrying.append(delivery_id)
+        logger.warning(
+            "webhook %d for item %s failed (attempt %d): %s; retrying at %s",
+            delivery_id,
+            delivery["item_id"],
+            attempts,
+            error,
+            _iso(retry_at),
+        )
 
 
 async def _post(

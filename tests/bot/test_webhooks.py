@@ -11,7 +11,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -124,7 +124,9 @@ async def resolved_item_with_callback(bot: Bot, url: str, item_id: str = "T-1") 
         bot, "/api/predict", {"text": "Refund me", "id": item_id, "callback_url": url}
     )
     assert response.status == 200
-    result = bot.store.record_answer(item_id, "U1", "billing", source="button", dedupe_key="k1")
+    result = bot.store.record_answer(
+        item_id, "U1", "billing", source="button", dedupe_key=f"k-{item_id}"
+    )
     assert result.status == "resolved"
 
 
@@ -175,6 +177,40 @@ def test_backoff_doubles_up_to_a_cap():
 
 
 # -- delivery --
+
+
+def observed(method: Callable[..., None], event: asyncio.Event) -> Callable[..., None]:
+    """``method``, which sets ``event`` each time it has run."""
+
+    def call(*args: object, **kwargs: object) -> None:
+        method(*args, **kwargs)
+        event.set()
+
+    return call
+
+
+async def test_a_delivery_is_recorded_when_its_receiver_answers_not_when_the_round_ends(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver, monkeypatch
+):
+    # A receiver that took its webhook must not get it again after a restart because another
+    # receiver of the same round was still hanging.
+    async for slow in serve_receiver(["hang"]):
+        async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
+            freeze(bot)
+            await resolved_item_with_callback(bot, slow.url, "T-1")
+            await resolved_item_with_callback(bot, good_receiver.url, "T-2")
+            recorded = asyncio.Event()  # the real finish_delivery runs, observed
+            monkeypatch.setattr(
+                bot.store, "finish_delivery", observed(bot.store.finish_delivery, recorded)
+            )
+            round_ = asyncio.create_task(deliver_due(bot.rt, now=at(0), base=BASE))
+            await slow.arrived.get()  # T-1's receiver holds its answer
+            await asyncio.wait_for(recorded.wait(), timeout=10)  # T-2's outcome is stored
+            statuses = {d["item_id"]: d["status"] for d in bot.store.deliveries()}
+            assert statuses == {"T-1": "pending", "T-2": "delivered"}  # T-1: claimed, awaited
+            slow.release.set()
+            done = await round_
+            assert sorted(done.delivered) == [d["id"] for d in bot.store.deliveries()]
 
 
 async def test_receiver_that_fails_twice_gets_one_signed_delivery_with_backoff(
@@ -363,6 +399,8 @@ INTERNAL = [
     ("http://2130706433:{port}/hook", "2130706433 (127.0.0.1)", "a loopback address"),
     ("http://0x7f.1:{port}/hook", "0x7f.1 (127.0.0.1)", "a loopback address"),
     ("http://[::ffff:127.0.0.1]:{port}/hook", "::ffff:127.0.0.1 (127.0.0.1)", "a loopback address"),
+    ("http://[2002:7f00:1::]/hook", "2002:7f00:1:: (127.0.0.1)", "a loopback address"),  # 6to4
+    ("http://[2002:a00:1::]/hook", "2002:a00:1:: (10.0.0.1)", "a private address"),
     ("http://224.0.0.1/hook", "224.0.0.1", "a multicast address"),
     ("http://240.0.0.1/hook", "240.0.0.1", "a reserved address"),
     (
