@@ -188,20 +188,28 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
         user_id = body["user"]["id"]
         try:
-            item_id, label = blocks.decode_value(action.get("value"))
+            item_id, _ = blocks.decode_value(action.get("value"))
         except ValueError:
             await ack()
             return
         since = (rt.clock() - UNDO_WINDOW).isoformat(timespec="milliseconds")
         undone = rt.store.undo_resolution(item_id, user_id, since)
         await ack()
-        if undone:
+        if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)
             await respond(
-                text=f"Undone: {label} is no longer the label. The question is open again.",
+                text=f"Undone: {undone.label} is no longer the label. The question is open again.",
                 replace_original=True,
             )
             await Redrawer.of(rt).soon()
+        elif undone.refused == "changed":  # an admin's decision is not the clicker's to erase
+            by = undone.changed_by or "an admin"
+            who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
+            await respond(
+                text=f"Not undone: {who} has since changed the label to {undone.label};"
+                " ask them if it should change again.",
+                replace_original=True,
+            )
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -264,9 +272,8 @@ async def _answer(
         clicked, label = label, resolve_label(rt.settings, rt.store, label)
         if label is None:
             await ack()
-            await _tell(
-                client, body, f"{clicked!r} is not in the label set any more; pick another."
-            )
+            note = f"{clicked!r} is not in the label set any more; pick another."
+            await _tell(client, body, note, rt)
             return
     key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
     with rt.store.synced_later():  # no fsync on the event loop...
@@ -286,14 +293,18 @@ async def _answer(
     if result.status == "resolved":
         rt.labels_changed()  # a refresh of the working model may be due
     try:
-        if in_modal:
-            await next_in_modal(rt, client, body, counted=result.is_counted)
-        elif result.status == "unknown_item":
-            await _tell(client, body, "I can't find that item any more; it may have been removed.")
-        elif result.status == "closed":
+        note = ""
+        if result.status == "unknown_item":
+            note = "I can't find that item any more; it may have been removed."
+        elif result.status == "closed":  # kept as history, not counted: in the modal too
             decided = rt.store.resolution(item_id)
             what = f"labeled {decided['label']}" if decided else "skipped"
-            await _tell(client, body, f"This one was already decided ({what}); thanks anyway!")
+            note = f"This one was already decided ({what}); thanks anyway!"
+        if in_modal:
+            counted = result.is_counted and result.status != "closed"
+            await next_in_modal(rt, client, body, counted=counted, note=note)
+        elif note:
+            await _tell(client, body, note)
         if (
             result.status == "resolved"
             and not in_modal
@@ -326,8 +337,12 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
     )
 
 
-async def _tell(client: AsyncWebClient, body: dict, text: str) -> None:
-    """An ephemeral note to the person who clicked, where there is a channel to put it."""
+async def _tell(client: AsyncWebClient, body: dict, text: str, rt: Runtime | None = None) -> None:
+    """An ephemeral note to the person who clicked, where there is a channel to put it; in the
+    labeling modal (given ``rt``), the modal redrawn with the note on top."""
+    if rt is not None and body.get("container", {}).get("type") == "view":
+        await next_in_modal(rt, client, body, counted=False, note=text)
+        return
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
     if not channel:
         return

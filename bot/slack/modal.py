@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -56,7 +57,12 @@ async def open_labeling_modal(
     await client.views_open(trigger_id=trigger_id, view=view)
 
 
-async def next_in_modal(rt: Runtime, client: AsyncWebClient, body: dict, counted: bool) -> None:
+async def next_in_modal(
+    rt: Runtime, client: AsyncWebClient, body: dict, counted: bool, note: str = ""
+) -> None:
+    """Redraw the modal on the person's next item, with ``note`` on top: what a message in the
+    channel would say as an ephemeral note (a modal has no channel to put one in), such as an
+    answer that came too late or a label no longer in the set."""
     view: dict[str, Any] = body.get("view") or {}
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -72,14 +78,16 @@ async def next_in_modal(rt: Runtime, client: AsyncWebClient, body: dict, counted
     await client.views_update(
         view_id=view.get("id"),
         hash=view.get("hash"),
-        view=_view(rt, user_id, channels, answered),
+        view=_view(rt, user_id, channels, answered, note),
     )
 
 
-def _view(rt: Runtime, user_id: str, channels: list[str], answered: int) -> View:
+def _view(rt: Runtime, user_id: str, channels: list[str], answered: int, note: str = "") -> View:
     item_id = rt.store.next_in_channels(user_id, channels, rt.settings.routes, rt.settings.channel)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
     view = blocks.modal_view(question, rt.store.waiting_count(), answered)
+    if note:
+        view.blocks = [SectionBlock(text=MarkdownTextObject(text=blocks.fit(note))), *view.blocks]
     meta = json.loads(view.private_metadata or "{}")
     view.private_metadata = json.dumps({**meta, "channels": channels})
     return view

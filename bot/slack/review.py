@@ -6,11 +6,14 @@ its text, why it is there, the votes, the model's guess and the current label; t
 a label, removes the label (the item is set aside) or skips it for now. A decision goes through
 ``Store.set_label`` / ``remove_label`` (kept in the label history, closing the item's reviews,
 redrawing its question), and the modal moves on to the next item. The admin check is made
-again on every submission: a crafted submission from someone else changes nothing.
+again on every submission: a crafted submission from someone else changes nothing. Nor does a
+submission on an item someone decided after the modal was drawn (two admins at once, the
+votes): the modal shows it again as it is now, and a second submission changes it deliberately.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     Option,
+    OptionGroup,
     SectionBlock,
     StaticSelectElement,
 )
@@ -56,11 +60,15 @@ class ReviewItem:
     labels: list[str]
     waiting: int
     meta: dict[str, Any] = field(default_factory=dict)
+    seen: dict[str, Any] = field(default_factory=dict)  # ``drawn_on``: checked on submission
+    note: str = ""  # why the modal shows this item again (decided meanwhile)
 
 
 def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> View:
     """The review modal on ``item``, or a closing note when nothing waits."""
     state = {"item": item.item_id if item else None, "decided": decided, "skipped": skipped}
+    if item is not None and item.seen:
+        state["seen"] = item.seen
     if item is None:
         return View(
             type="modal",
@@ -92,24 +100,15 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
     if item.guess is not None:
         facts.append(f"*Model:* {blocks.escape(item.guess[0])} ({item.guess[1]:.0%})")
     facts.append(f"*Label now:* {blocks.escape(item.label) if item.label else 'none'}")
-    options = [
-        Option(text="Skip for now", value=SKIP),
-        Option(text="Remove the label (set the item aside)", value=REMOVE),
-        *[
-            Option(text=blocks.fit(label, 75), value=LABEL_PREFIX + label)
-            for label in item.labels[: blocks.MAX_STATIC_OPTIONS - 2]
-        ],
-    ]
     body: list[Block] = [
         ContextBlock(elements=[MarkdownTextObject(text=f"{item.waiting} waiting in review")]),
+        *([SectionBlock(text=MarkdownTextObject(text=blocks.fit(item.note)))] if item.note else []),
         SectionBlock(text=MarkdownTextObject(text=blocks.cut(item.text, quote=True))),
         SectionBlock(text=MarkdownTextObject(text=blocks.fit("\n".join(facts)))),
         InputBlock(
             block_id=DECISION_BLOCK,
             label="Decision",
-            element=StaticSelectElement(
-                action_id=DECISION_ACTION, placeholder="Pick a label", options=options
-            ),
+            element=decision_select(item.labels),
         ),
     ]
     return View(
@@ -123,9 +122,64 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
     )
 
 
-def next_view(rt: Runtime, decided: int, skipped: list[str], item_id: str | None = None) -> View:
+def drawn_on(rt: Runtime, item_id: str) -> dict[str, Any]:
+    """What a decision in the modal is made on: the item's label and its last change (in the
+    label history). Two admins may review the same item at once; a submission whose item no
+    longer matches was decided meanwhile, and must not silently overwrite that decision."""
+    history = rt.store.label_history(item_id)
+    label = rt.store.current_label(item_id)
+    digest = hashlib.sha256(json.dumps(label).encode()).hexdigest()[:12]  # metadata stays small
+    return {"label": digest, "change": history[-1]["id"] if history else None}
+
+
+def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any]) -> str:
+    """Who decided ``item_id`` since the modal showed it (``seen``), and how."""
+    history = rt.store.label_history(item_id)
+    label = rt.store.current_label(item_id)
+    change = history[-1] if history else None
+    if change is not None and change["id"] != seen.get("change"):
+        by = change["user_id"]
+        who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
+        what = f"*{blocks.escape(label)}*" if label else "removed the label"
+        decided = f"{who} decided this item meanwhile ({what})"
+    else:
+        decided = f"The votes decided this item meanwhile (*{blocks.escape(label or 'none')}*)"
+    return f":warning: {decided}. Your decision was not saved: pick again to change it, or skip."
+
+
+def decision_select(labels: list[str]) -> StaticSelectElement:
+    """Skip, Remove and every label in force. Up to 100 options they are one list; above,
+    groups of 100 (Slack takes 100 groups of 100), so no label is out of reach (Slack filters
+    a select's options as the admin types)."""
+    actions = [
+        Option(text="Skip for now", value=SKIP),
+        Option(text="Remove the label (set the item aside)", value=REMOVE),
+    ]
+    options = [Option(text=blocks.fit(label, 75), value=LABEL_PREFIX + label) for label in labels]
+    if len(actions) + len(options) <= blocks.MAX_STATIC_OPTIONS:
+        return StaticSelectElement(
+            action_id=DECISION_ACTION, placeholder="Pick a label", options=actions + options
+        )
+    size = blocks.MAX_STATIC_OPTIONS
+    groups = [OptionGroup(label="Decision", options=actions)] + [
+        OptionGroup(label=f"Labels {n + 1}–{n + len(chunk)}", options=chunk)
+        for n in range(0, len(options), size)
+        if (chunk := options[n : n + size])
+    ]
+    return StaticSelectElement(
+        action_id=DECISION_ACTION, placeholder="Pick a label", option_groups=groups
+    )
+
+
+def next_view(
+    rt: Runtime,
+    decided: int,
+    skipped: list[str],
+    item_id: str | None = None,
+    note: str = "",
+) -> View:
     """The next item waiting in review; with ``item_id``, that item (any item, an imported
-    label's too), with its pending reasons if it has any."""
+    label's too), with its pending reasons if it has any, and ``note`` on top."""
     if item_id is None:
         found = rt.store.next_review(exclude=skipped)
         if found is None:
@@ -150,6 +204,8 @@ def next_view(rt: Runtime, decided: int, skipped: list[str], item_id: str | None
             labels=label_set(rt.settings, rt.store),
             waiting=rt.store.pending_review_count(),
             meta=item.get("meta") or {},
+            seen=drawn_on(rt, item_id),
+            note=note,
         ),
         decided,
         skipped,
@@ -184,6 +240,13 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
     choice = selected.get("value") or ""
     if not isinstance(item_id, str) or not choice:
         await ack(response_action="errors", errors={DECISION_BLOCK: "Pick a decision."})
+        return
+    seen = state.get("seen")
+    if choice != SKIP and isinstance(seen, dict) and seen != drawn_on(rt, item_id):
+        # Decided by someone else since this modal was drawn: show it as it is now; a second
+        # submission of the redrawn modal is a deliberate change.
+        note = decided_meanwhile(rt, item_id, seen)
+        await ack(response_action="update", view=next_view(rt, decided, skipped, item_id, note))
         return
     pending = [r["reason"] for r in rt.store.reviews_of(item_id) if r["decided_at"] is None]
     why = "review: " + ", ".join(pending) if pending else "review"

@@ -11,6 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
@@ -20,6 +21,20 @@ from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, sel
 from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What ``undo_resolution`` did: ``label`` is the label it took away (true: undone), or,
+    refused, why: ``late`` (the window passed), ``not_yours`` (no label of theirs to undo) or
+    ``changed`` (``changed_by`` changed the label since; ``label`` is the label now)."""
+
+    label: str | None
+    refused: str | None = None
+    changed_by: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.refused is None
 
 
 class QueueMixin:
@@ -393,18 +408,41 @@ class QueueMixin:
                 return AnswerResult("skipped", item_id, tally=tally)
             return AnswerResult("recorded", item_id, label=label, tally=tally)
 
-    def undo_resolution(self, item_id: str, user_id: str, since: str) -> bool:
-        """Reopen an item ``user_id`` resolved at or after ``since``; their answer is retracted.
+    def undo_resolution(self, item_id: str, user_id: str, since: str) -> Undo:
+        """Reopen an item ``user_id`` decided at or after ``since``; their answer is retracted.
 
-        The undo is itself an answer (source ``undo``), so history stays append-only.
+        The window runs from the decision (the time of the answer that decided it), not from
+        ``resolved_at``, which a rename, a merge or an admin's change moves to their own time.
+        Only someone who voted for the label may undo it, and only while it is still the
+        people's decision: once an admin changed it (``hitl labels set``, ``/hitl review``; in
+        ``label_history``), an Undo would erase the admin's decision, so it is refused.
+
+        The undo is itself an answer (source ``undo``), so history stays append-only. Answers
+        given while the item was decided stay history (their senders were told so): see
+        ``_reopen_answers``.
         """
         with self._immediate():
             row = self.db.execute(
-                "SELECT l.resolved_at, l.annotators FROM labels l WHERE l.item_id = ?", [item_id]
+                "SELECT l.label, l.annotators, l.decided_by, coalesce(a.created_at, l.resolved_at)"
+                " FROM labels l LEFT JOIN answers a ON a.id = l.decided_by WHERE l.item_id = ?",
+                [item_id],
             ).fetchone()
-            if row is None or row[0] < since or user_id not in json.loads(row[1]):
-                return False
+            if row is None or user_id not in json.loads(row[1]):
+                return Undo(None, "not_yours")
+            label, _, decided_by, decided_at = row
+            changed = self.db.execute(
+                "SELECT user_id, new_label FROM label_history WHERE item_id = ?"
+                " AND action NOT IN ('rename', 'merge') AND created_at >= ?"
+                " ORDER BY id DESC LIMIT 1",
+                [item_id, decided_at],
+            ).fetchone()
+            if changed is not None:
+                return Undo(label, "changed", changed_by=changed[0])
+            if decided_at < since:
+                return Undo(None, "late")
             now = self.now()
+            if decided_by is not None:
+                self._reopen_answers(item_id, decided_by, user_id)
             insert_row(
                 self.db,
                 "answers",
@@ -426,7 +464,42 @@ class QueueMixin:
                 "SELECT max(id) FROM posts WHERE item_id = ?)",
                 [item_id],
             )
-            return True
+            return Undo(label)
+
+    def _reopen_answers(self, item_id: str, decided_by: int, undoer: str) -> None:
+        """Give each person who answered the item after its decision (answer ``decided_by``)
+        back the answer that counted when it was decided: the one they gave while it was open,
+        or none (an ``undo`` row, neither a vote nor a skip).
+
+        A late answer was told "already decided" and kept as history; counting it once the
+        item reopens would let it decide the item with the next person's click. The restored
+        answer is appended (history stays append-only) so that everything that reads a
+        person's latest answer agrees on it: the tally, the double-click check of
+        ``record_answer`` (the same click again is a new answer) and the agreement stats."""
+        late = self.db.execute(
+            "SELECT DISTINCT user_id FROM answers WHERE item_id = ? AND id > ? AND user_id != ?"
+            " AND source != 'import' ORDER BY user_id",
+            [item_id, decided_by, undoer],
+        ).fetchall()
+        for (user,) in late:
+            before = self.db.execute(
+                "SELECT label, source, created_at FROM answers WHERE item_id = ? AND user_id = ?"
+                " AND id <= ? AND source != 'import' ORDER BY id DESC LIMIT 1",
+                [item_id, user, decided_by],
+            ).fetchone()
+            label, source, created_at = before or (None, "undo", self.now())
+            insert_row(
+                self.db,
+                "answers",
+                {
+                    "item_id": item_id,
+                    "user_id": user,
+                    "label": label,
+                    "source": source,
+                    "created_at": created_at,
+                    "dedupe_key": f"reopen:{item_id}:{user}:{decided_by}",
+                },
+            )
 
     def next_in_channels(
         self,

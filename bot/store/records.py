@@ -96,10 +96,14 @@ class Tally:
     skips: list[str]
 
     def majority(self, votes_needed: int) -> str | None:
-        """The label with more than ``votes_needed / 2`` votes, if any."""
+        """The label with more than ``votes_needed / 2`` votes and more than any other, if any.
+
+        Two labels over half are a tie, not a decision for whichever was answered first (a tally
+        can hold more answers than ``votes_needed``: a split that took more votes)."""
+        counts = sorted((len(users) for users in self.votes.values()), reverse=True)
         for label, users in self.votes.items():
-            if len(users) > votes_needed / 2:
-                return label
+            if len(users) > votes_needed / 2 and len(users) == counts[0]:
+                return label if counts[1:2] != [counts[0]] else None
         return None
 
 

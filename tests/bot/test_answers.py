@@ -190,3 +190,28 @@ def test_recording_and_deciding_an_answer_never_reads_the_schema(posted: Store):
     assert any("INSERT OR REPLACE" in s and "labels" in s for s in statements)
     assert [s for s in statements if "sqlite_master" in s.lower()] == []
     assert posted.resolution("i1")["annotators"] == ["U1", "U2"]
+
+
+def test_a_reopened_item_counts_the_answers_given_while_it_was_open_only(posted: Store):
+    # HITL_VOTES=3: U1 and U3 decide billing over U2's bug; U2 changes his mind too late and U4
+    # answers too late; U3 undoes. U2's counted answer is bug again, U4 has none.
+    assert answer(posted, "U1", "billing", "a1", votes=3).status == "recorded"
+    assert answer(posted, "U2", "bug", "a2", votes=3).status == "recorded"
+    assert answer(posted, "U3", "billing", "a3", votes=3).status == "resolved"
+    assert answer(posted, "U2", "account", "late2", votes=3).status == "closed"
+    assert answer(posted, "U4", "account", "late4", votes=3).status == "closed"
+    undone = posted.undo_resolution("i1", "U3", since="")
+    assert undone and undone.label == "billing"
+    assert posted.tally("i1").votes == {"billing": ["U1"], "bug": ["U2"]}
+    # U4 gives the same answer again: it now counts (not taken for a double click).
+    assert answer(posted, "U4", "account", "again4", votes=3).status == "recorded"
+    assert answer(posted, "U5", "bug", "a5", votes=3).status == "resolved"
+    assert posted.resolution("i1")["annotators"] == ["U2", "U5"]
+
+
+def test_two_labels_over_half_of_the_votes_are_a_tie_not_a_decision():
+    from bot.store.records import Tally
+
+    assert Tally({"bug": ["U1"], "billing": ["U2"]}, []).majority(1) is None
+    assert Tally({"bug": ["U1"], "billing": ["U2", "U3"]}, []).majority(1) == "billing"
+    assert Tally({"bug": ["U1", "U2"]}, []).majority(3) == "bug"

@@ -113,3 +113,68 @@ async def test_label_from_a_direct_message_serves_what_start_labeling_serves(bot
     response = await bot.command("label", "U0ANA", channel_id="D0ANA")
     assert response.status == 200
     assert sorted(await walk_modal(bot, "U0ANA")) == MAIN
+
+
+async def open_modal(bot: Bot, user: str, trigger_id: str) -> str:
+    """``user`` runs `/hitl label` in HITL_CHANNEL; the id of the modal it opens."""
+    assert (
+        await bot.command("label", user, channel_id=CHANNEL, trigger_id=trigger_id)
+    ).status == 200
+    opened = await bot.fake.next_call("views.open")
+    return opened.reply["view"]["id"]
+
+
+async def click_in_modal(bot: Bot, user: str, view_id: str, label: str) -> None:
+    view = bot.fake.views[view_id]
+    button = next(
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
+    )
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+def modal_labels(bot: Bot, view_id: str) -> list[str]:
+    return [
+        json.loads(e["value"])["l"]
+        for b in bot.fake.views[view_id]["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and ".label." in e.get("action_id", "")
+    ]
+
+
+def modal_text(bot: Bot, view_id: str) -> str:
+    return json.dumps(bot.fake.views[view_id]["blocks"])
+
+
+async def test_an_answer_in_the_modal_on_an_item_just_decided_says_so_and_is_not_counted(bot: Bot):
+    ana, raj = await open_modal(bot, "U0ANA", "1.1.a"), await open_modal(bot, "U0RAJ", "1.1.r")
+    item = json.loads(bot.fake.views[ana]["private_metadata"])["item"]
+    assert json.loads(bot.fake.views[raj]["private_metadata"])["item"] == item
+    first, second = modal_labels(bot, ana)[:2]
+    await click_in_modal(bot, "U0ANA", ana, first)  # decides it (HITL_VOTES=1)
+
+    await click_in_modal(bot, "U0RAJ", raj, second)
+    shown = modal_text(bot, raj)
+    assert f"This one was already decided (labeled {first}); thanks anyway!" in shown
+    assert "0 answered in this session" in shown  # history, not an answer counted
+    assert bot.store.resolution(item)["label"] == first
+
+
+async def test_a_click_in_the_modal_on_a_label_retired_meanwhile_redraws_it_with_a_note(bot: Bot):
+    ana = await open_modal(bot, "U0ANA", "1.1.a")
+    item = json.loads(bot.fake.views[ana]["private_metadata"])["item"]
+    retired = modal_labels(bot, ana)[0]
+    assert (await bot.command(f"labels retire {retired}", "U0ADMIN")).status == 200
+    await bot.settled()
+
+    await click_in_modal(bot, "U0ANA", ana, retired)
+    shown = modal_text(bot, ana)
+    assert f"'{retired}' is not in the label set any more; pick another." in shown
+    assert retired not in modal_labels(bot, ana)
+    assert json.loads(bot.fake.views[ana]["private_metadata"])["item"] == item  # still to do
+    assert list(bot.store.iter_answers()) == []

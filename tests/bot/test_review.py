@@ -288,3 +288,66 @@ async def test_an_admin_relabels_any_item_in_slack_by_its_id_an_imported_label_t
             "bug",
             "U0ADMIN",
         )
+
+
+async def test_a_second_admin_is_told_the_item_was_decided_meanwhile_and_overwrites_nothing(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash"), Item("b", "hello")])
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=1, votes=3, admins=("U0ADMIN", "U0BOSS")
+    )
+    async for bot in start_bot(fake_slack, settings):
+        item_id, _, labels = await split_vote(bot)
+        await bot.command("review", "U0ADMIN", trigger_id="1.1.first")
+        first = (await bot.fake.next_call("views.open")).reply["view"]
+        await bot.command("review", "U0BOSS", trigger_id="1.1.second")
+        second = (await bot.fake.next_call("views.open")).reply["view"]
+        assert json.loads(first["private_metadata"])["item"] == item_id
+        assert json.loads(second["private_metadata"])["item"] == item_id
+
+        await bot.action(decision(first, f"label:{labels[0]}"))
+        reply = await bot.action(decision(second, f"label:{labels[1]}", user="U0BOSS"))
+        answer = json.loads(await reply.text())
+        assert answer["response_action"] == "update"
+        shown = view_text(answer["view"])
+        assert f"<@U0ADMIN> decided this item meanwhile (*{labels[0]}*)" in shown
+        assert "Your decision was not saved" in shown
+        assert json.loads(answer["view"]["private_metadata"])["item"] == item_id
+        assert bot.store.resolution(item_id)["label"] == labels[0]  # nothing overwritten
+        assert len(bot.store.label_history(item_id)) == 1
+
+        # Shown the decision, the second admin may still change it, deliberately.
+        again = json.loads(
+            await (
+                await bot.action(decision(answer["view"], f"label:{labels[1]}", "U0BOSS"))
+            ).text()
+        )
+        assert "Nothing to review. You decided 1" in json.dumps(again["view"])
+        assert bot.store.resolution(item_id)["label"] == labels[1]
+        assert [c["user_id"] for c in bot.store.label_history(item_id)] == ["U0ADMIN", "U0BOSS"]
+
+
+async def test_the_review_modal_offers_every_label_of_a_set_above_slacks_100_options(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    many = tuple(f"label_{n:03d}" for n in range(120))
+    seed(tmp_path / "hitl.db", [Item("s", "refund after the crash", "label_000")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, labels=many)):
+        assert (await bot.command("review s", "U0ADMIN")).status == 200
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        [select] = [b["element"] for b in view["blocks"] if b.get("block_id") == DECISION_BLOCK]
+        groups = select.get("option_groups") or [{"options": select["options"]}]
+        assert len(groups) <= 100 and all(len(g["options"]) <= 100 for g in groups)
+        offered = [o for g in groups for o in g["options"]]
+        assert [o["value"] for o in offered] == ["skip", "remove", *(f"label:{x}" for x in many)]
+
+        last = offered[-1]
+        values = {
+            DECISION_BLOCK: {DECISION_ACTION: {"type": "static_select", "selected_option": last}}
+        }
+        submitted = signing.view_submission_payload(
+            REVIEW_CALLBACK, values, user_id="U0ADMIN", private_metadata=view["private_metadata"]
+        )
+        assert (await bot.action(submitted)).status == 200
+        assert bot.store.resolution("s")["label"] == "label_119"
