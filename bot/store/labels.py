@@ -82,21 +82,25 @@ class LabelsMixin:
                     "UPDATE gold SET label = ?, created_at = ? WHERE item_id = ?",
                     [label, now, item_id],
                 )
+            # The votes and agreement are people's for the label now (none, if nobody chose
+            # it): the producer API and webhooks report them beside the label.
+            tally = self.tally(item_id)
+            voters = list(tally.votes.get(label, []))
+            total = sum(len(users) for users in tally.votes.values())
+            agreement = len(voters) / total if total else 0.0
             if row is not None:
                 self.db.execute(
-                    "UPDATE labels SET label = ?, resolved_at = ? WHERE item_id = ?",
-                    [label, now, item_id],
+                    "UPDATE labels SET label = ?, votes = ?, agreement = ?, resolved_at = ?"
+                    " WHERE item_id = ?",
+                    [label, len(voters), agreement, now, item_id],
                 )
             else:
-                tally = self.tally(item_id)
-                voters = list(tally.votes.get(label, []))
-                total = sum(len(users) for users in tally.votes.values())
                 self.db["labels"].insert(
                     {
                         "item_id": item_id,
                         "label": label,
                         "votes": len(voters),
-                        "agreement": len(voters) / total if total else 0.0,
+                        "agreement": agreement,
                         "annotators": json.dumps(voters or [user_id]),
                         "resolved_at": now,
                         "decided_by": self.db.execute(

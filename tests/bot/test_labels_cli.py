@@ -13,7 +13,7 @@ from bot.learning.jobs import catch_up
 from bot.learning.retrain import Outcome
 from bot.sandbox import FakeSlack
 from bot.store import Store
-from tests.bot.harness import make_settings, start_bot
+from tests.bot.harness import Item, make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
 
 
@@ -208,3 +208,32 @@ def test_a_gold_items_label_is_changed_or_removed_as_training_reads_it(tmp_path:
             ("ab0", "bug", "billing"),
             ("G-1", "billing", None),
         ]
+
+
+def test_a_relabel_reports_the_votes_people_gave_the_new_label_not_the_old_ones(tmp_path: Path):
+    # Ana and Raj chose billing; an admin sets bug. The producer API and the webhook report
+    # the label's votes: nobody voted bug, so 0 votes and agreement 0 (it said 2 and 1.0).
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        store.add_items([Item("t1", "refund me")], "api")
+        for user in ("U0ANA", "U0RAJ"):
+            store.record_answer(
+                "t1", user, "billing", source="button", dedupe_key=user, votes_needed=2
+            )
+        assert store.resolution("t1")["votes"] == 2
+    assert run(db, "labels", "set", "t1", "bug").stdout == "t1: billing → bug\n"
+    with Store.open(db) as store:
+        resolution = store.resolution("t1")
+        assert (resolution["label"], resolution["votes"], resolution["agreement"]) == (
+            "bug",
+            0,
+            0.0,
+        )
+        assert store.webhook_payload("t1")["votes"] == 0
+    assert run(db, "labels", "set", "t1", "billing").stdout == "t1: bug → billing\n"
+    with Store.open(db) as store:  # back to the people's label: their votes again
+        assert (store.resolution("t1")["votes"], store.resolution("t1")["agreement"]) == (2, 1.0)
+    exported = [json.loads(line) for line in run(db, "export").stdout.splitlines()]
+    copy = tmp_path / "copy.db"
+    (tmp_path / "out.jsonl").write_text("\n".join(json.dumps(r) for r in exported) + "\n")
+    assert run(copy, "import", str(tmp_path / "out.jsonl")).exit_code == 0  # reads back
