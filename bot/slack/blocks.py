@@ -73,6 +73,7 @@ class Question:
     resolved_label: str | None = None
     show_votes: bool = False  # False: an open question shows how many answered, not what
     meta_line: str = ""  # the item's HITL_SHOW_META fields, drawn under an open question
+    set_by: str | None = None  # who set the decided label when nobody voted it (an admin)
     has_guidelines: bool = False  # a "Guidelines" button opens the labels' descriptions
 
 
@@ -82,6 +83,7 @@ def escape(text: str) -> str:
 
 
 _USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
+SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
 
 
 def escape_but_people(text: str) -> str:
@@ -152,6 +154,11 @@ def _percent(p: float) -> str:
 
 def _label(label: str) -> str:
     return f"*{escape(label)}*"
+
+
+def _person(user: str) -> str:
+    """A Slack user ID as a mention; anyone else (``cli:ana``, from `hitl labels`) by name."""
+    return f"<@{user}>" if SLACK_USER.fullmatch(user) else escape(user.removeprefix("cli:"))
 
 
 def _mentions(users: Sequence[str], shown: int | None = None) -> str:
@@ -247,7 +254,9 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     if q.status == "resolved" and q.resolved_label is not None:
         voters = q.votes.get(q.resolved_label, ())
         label = _label(q.resolved_label)
-        if q.votes_needed > 1 or len(q.votes) > 1:
+        if not voters:  # an admin's label (review, hitl labels set): nobody voted it
+            decided = f"✅ {label}, set by {_person(q.set_by)}" if q.set_by else f"✅ {label}"
+        elif q.votes_needed > 1 or len(q.votes) > 1:
             tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
             decided = _fit_mentions(
                 lambda shown: f"✅ {label} by vote ({tally}: {_mentions(voters, shown)})",

@@ -42,6 +42,11 @@ def build_question(
         guesses = []
     guesses = in_force(guesses, store.label_aliases(), store.retired_labels())
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
+    set_by = None
+    if resolution and not tally.votes.get(resolution["label"]):  # an admin's label
+        changes = store.label_history(item_id)
+        if changes and changes[-1]["new_label"] == resolution["label"]:
+            set_by = changes[-1]["user_id"]
     return Question(
         item_id=item_id,
         text=item["text"],
@@ -57,6 +62,7 @@ def build_question(
         show_votes=settings.show_votes,
         meta_line=meta_line(item["meta"], settings.show_meta) if settings.show_meta else "",
         has_guidelines=bool(settings.guidelines),
+        set_by=set_by,
     )
 
 

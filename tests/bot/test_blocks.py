@@ -9,8 +9,12 @@ from dataclasses import replace
 import pytest
 from slack_sdk.errors import SlackObjectFormationError
 
+from bot.config import Settings
 from bot.slack import blocks
 from bot.slack.blocks import Question, question_blocks
+from bot.slack.questions import build_question
+from bot.store import Store
+from tests.bot.harness import Item
 
 
 def as_dicts(built) -> list[dict]:
@@ -248,3 +252,17 @@ def test_counts_in_messages_read_as_words():
     tally = next(b for b in as_dicts(question_blocks(shown)) if b["type"] == "context")
     assert tally["elements"][-1]["text"].endswith("2 matching votes decide.")
     assert [blocks.count(n, "item") for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]
+
+
+@pytest.mark.parametrize(("by", "shown"), [("U0ADMIN", "<@U0ADMIN>"), ("cli:ana", "ana")])
+def test_a_label_nobody_voted_shows_who_set_it_not_an_empty_by(tmp_path, by: str, shown: str):
+    # Ana voted billing; an admin set bug in review (or with hitl labels set): the message
+    # read "✅ *bug* by " with nobody after "by".
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_items([Item("t1", "refund me")], "api")
+        store.record_answer("t1", "U0ANA", "billing", source="button", dedupe_key="k")
+        store.set_label("t1", "bug", user_id=by, action="review")
+        question = build_question(store, Settings(labels=("billing", "bug")), "t1")
+    assert question is not None
+    decided = question_blocks(question)[1].to_dict()["text"]["text"]
+    assert decided == f"✅ *bug*, set by {shown}"
