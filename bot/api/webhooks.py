@@ -56,6 +56,7 @@ MAX_ATTEMPTS = 12  # about six hours of retries with the defaults
 TIMEOUT = 10.0  # seconds a receiver has to answer (``answer_within``)
 BATCH = 50
 CONCURRENCY = 8
+PER_RECEIVER = 4  # deliveries to one receiver a round: one that hangs takes half the slots
 IDLE_TICK = 2.0  # seconds between looks at the outbox when nothing is due sooner
 TOLERANCE = 300  # seconds a signature stays valid for ``verify``
 
@@ -267,7 +268,7 @@ async def deliver_due(
         return done
     now = (now or rt.clock()).astimezone(UTC)
     lease = now + timedelta(seconds=answer_within + 60)
-    claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit)
+    claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit, PER_RECEIVER)
     if not claimed:
         return done
     jobs = []
@@ -396,8 +397,8 @@ async def run_deliveries(rt: Runtime, *, base: float = BASE_DELAY, tick: float =
         while True:
             try:
                 done = await deliver_due(rt, session=session, base=base)
-                if done.attempted + len(done.cancelled) >= BATCH:
-                    continue  # more may be due already
+                if done.attempted or done.cancelled:
+                    continue  # more may be due already (a round takes a few per receiver)
                 wait = _seconds_until_next(rt, tick)
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
                 logger.exception("webhook round failed")

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
@@ -68,16 +69,23 @@ class ProducerMixin:
         ).fetchall()
         return dict(rows)
 
-    def claim_due_deliveries(self, now: str, lease_until: str, limit: int) -> list[dict[str, Any]]:
+    def claim_due_deliveries(
+        self, now: str, lease_until: str, limit: int, per_receiver: int | None = None
+    ) -> list[dict[str, Any]]:
         """Pending webhook deliveries due at ``now``, each with its attempt counted and hidden
-        until ``lease_until`` (so a crash mid-send retries it, and no two senders share one)."""
+        until ``lease_until`` (so a crash mid-send retries it, and no two senders share one).
+        With ``per_receiver``, at most that many go to one receiver (host and port), oldest
+        first: a receiver with a long backlog, or one that hangs, cannot fill a round and hold
+        back everyone else's."""
         with self._immediate():
             rows = self.db.execute(
                 "SELECT id, item_id, url, attempts FROM deliveries"
                 " WHERE status = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at, id LIMIT ?",
-                [now, limit],
+                [now, limit if per_receiver is None else limit * 20],
             ).fetchall()
+            if per_receiver is not None:
+                rows = _fair_share(rows, limit, per_receiver)
             for row in rows:
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
@@ -155,3 +163,18 @@ class ProducerMixin:
                 for r in runs
             ],
         }
+
+
+def _fair_share(rows: list[tuple], limit: int, per_receiver: int) -> list[tuple]:
+    """Up to ``limit`` of ``rows`` (id, item, url, attempts; oldest first), at most
+    ``per_receiver`` to one receiver."""
+    taken: list[tuple] = []
+    per: dict[str, int] = {}
+    for row in rows:
+        receiver = urlsplit(row[2]).netloc.lower()
+        if per.get(receiver, 0) < per_receiver:
+            per[receiver] = per.get(receiver, 0) + 1
+            taken.append(row)
+            if len(taken) == limit:
+                break
+    return taken

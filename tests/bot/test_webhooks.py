@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
+from bot.api import webhooks
 from bot.api.routes import ApiItem
 from bot.api.webhooks import (
     BASE_DELAY,
@@ -211,6 +212,32 @@ async def test_a_delivery_is_recorded_when_its_receiver_answers_not_when_the_rou
             slow.release.set()
             done = await round_
             assert sorted(done.delivered) == [d["id"] for d in bot.store.deliveries()]
+
+
+async def test_a_receiver_that_hangs_does_not_hold_up_another_receivers_webhook(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
+):
+    # Ten decided items whose receiver never answers, then one whose receiver does: a round
+    # used to give all 8 of its sending slots to the first, and the last waited for their
+    # timeouts (over a minute in production).
+    async for slow in serve_receiver(["hang"]):
+        async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
+            freeze(bot)
+            for n in range(10):
+                await resolved_item_with_callback(bot, slow.url, f"S-{n}")
+            await resolved_item_with_callback(bot, good_receiver.url, "G-1")
+            round_ = asyncio.create_task(
+                deliver_due(bot.rt, now=at(0), base=BASE, answer_within=60)
+            )
+            await asyncio.wait_for(good_receiver.arrived.get(), timeout=10)
+            assert slow.received and len(slow.received) <= webhooks.PER_RECEIVER
+            slow.release.set()
+            done = await round_
+            assert len(done.delivered) == 1 + len(slow.received)  # the rest: the next rounds
+            pending = [d for d in bot.store.deliveries() if d["status"] == "pending"]
+            assert len(pending) == 10 - len(slow.received) and all(
+                d["attempts"] == 0 for d in pending
+            )
 
 
 async def test_receiver_that_fails_twice_gets_one_signed_delivery_with_backoff(
