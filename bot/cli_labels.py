@@ -7,6 +7,7 @@ readable module; it gets the same ``State`` as every command (``click.pass_obj``
 from __future__ import annotations
 
 import getpass
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,7 +75,7 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
     Examples:
       hitl labels set T-1001 billing --reason "refund request"
     """
-    label = label.strip()
+    label = unicodedata.normalize("NFC", label.strip())
     if not label or len(label) > MAX_LABEL:
         raise click.ClickException(
             f"label {label[:30]!r} must be 1 to {MAX_LABEL} characters (Slack's button limit)"
@@ -138,7 +139,7 @@ def history_command(state: Any, item_id: str | None) -> None:
 
 
 def _check_name(label: str) -> str:
-    label = label.strip()
+    label = unicodedata.normalize("NFC", label.strip())
     if not label or len(label) > MAX_LABEL:
         raise click.ClickException(
             f"label {label[:30]!r} must be 1 to {MAX_LABEL} characters (Slack's button limit)"

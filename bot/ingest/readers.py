@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -269,7 +270,7 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     if label is not None:
         if not isinstance(label, str):
             return RowError(line, f'column "{label_key}" (the label) is not a string')
-        label = label.strip() or None
+        label = unicodedata.normalize("NFC", label.strip()) or None  # one spelling of é
     if error := _label_error(line, label):
         return error
 
@@ -552,7 +553,7 @@ def _csv_row_maker(
             item_id = item_id_for_text(text)
         elif error := _id_error(line, id_name, item_id := values[id_at].strip()):
             return error
-        label = values[label_at].strip() or None if label_at is not None else None
+        label = _label_text(values[label_at]) if label_at is not None else None
         if error := _label_error(line, label):
             return error
         meta = {name: values[i] for name, i in meta_at} if meta_at else {}
@@ -730,3 +731,9 @@ def _text_rows(lines: Iterator[bytes]) -> Iterator[Row | RowError]:
         if not line.strip():
             continue
         yield _make_row(number, {"text": line}, columns)
+
+
+def _label_text(raw: str) -> str | None:
+    """A label as stored: trimmed, in one Unicode spelling (NFC: "café" with a combining
+    accent is "café"), None when empty."""
+    return unicodedata.normalize("NFC", raw.strip()) or None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
@@ -66,6 +67,9 @@ class LabelSetMixin:
         """Apply one change to the label set in force (``current``, stored first if it is not
         yet) in one transaction, and return the new set. Raises ``StoreError`` saying what to
         fix for a change that does not fit (an unknown label, a name taken, ...)."""
+        # One spelling per label: "café" typed as e + a combining accent is "café".
+        label = unicodedata.normalize("NFC", label)
+        new = unicodedata.normalize("NFC", new) if new is not None else None
         with self._immediate():
             if self.stored_labels() is None:
                 self.db.execute("DELETE FROM label_set")
@@ -75,6 +79,9 @@ class LabelSetMixin:
                 )
             active = self.stored_labels() or []
             now = self.now()
+            if action in ("add", "rename"):
+                added = label if action == "add" else new
+                _refuse_case_twin(added, [name for name in active if name != label])
             if action == "add":
                 if label in active:
                     raise StoreError(f"{label!r} is in the label set already")
@@ -164,3 +171,15 @@ class LabelSetMixin:
 
 def _not_in(label: str, active: Sequence[str]) -> str:
     return f"{label!r} is not in the label set ({', '.join(active)})"
+
+
+def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
+    """Two labels that differ only in case ("Billing", "billing") split one class in two:
+    refuse the second, naming the one to use."""
+    if added is None or added in active:
+        return
+    twin = next((name for name in active if name.casefold() == added.casefold()), None)
+    if twin is not None:
+        raise StoreError(
+            f"{added!r} differs from the label {twin!r} only in case; use {twin!r}, or rename it"
+        )

@@ -237,3 +237,28 @@ async def test_a_merge_in_slack_redraws_and_an_old_button_counts_for_the_label_i
     assert (await bot.action(bot.button_payload(message, "U0ANA", old))).status == 200
     assert bot.store.resolution("a")["label"] == into
     assert bot.store.label_set_changes()[-1]["action"] == "merge"
+
+
+def test_one_label_has_one_spelling_and_a_case_twin_is_refused(tmp_path: Path):
+    # "café" as é and as e + a combining accent looked the same and were two classes, and
+    # "Billing" beside "billing" split one class in two.
+    db = tmp_path / "hitl.db"
+    rows = [
+        {"id": "1", "text": "a flat white", "label": "caf\u00e9"},
+        {"id": "2", "text": "an espresso", "label": "cafe\u0301"},
+        {"id": "3", "text": "green tea", "label": "tea"},
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).exit_code == 0
+    with Store.open(db) as store:
+        assert store.label_set() == ["caf\u00e9", "tea"]
+    refused = run(db, "labels", "add", "Tea")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: 'Tea' differs from the label 'tea' only in case; use 'tea', or rename it\n"
+    )
+    assert run(db, "labels", "add", "cafe\u0301").stderr == (
+        "Error: 'caf\u00e9' is in the label set already\n"
+    )
+    assert run(db, "labels", "rename", "tea", "Tea").stdout == "Label set now: caf\u00e9, Tea\n"
