@@ -147,18 +147,24 @@ async def test_a_post_slack_stored_before_answering_an_error_with_200_is_not_pos
         assert len(bot.fake.calls_to("conversations.history")) == 1
 
 
+async def lose_a_post_while_the_history_is_down(bot: Bot) -> None:
+    """Slack stores a question but its answer is lost (a 500), and the history that would
+    show it is down too: the item waits, its message in the channel but not recorded."""
+    bot.fake.fail("chat.postMessage", status=500, after=True)
+    bot.fake.fail("conversations.history", status=503)
+    await bot.dispatcher.fill()
+    time_passes(bot)
+    await bot.dispatcher.fill()  # cannot tell yet
+    assert len(bot.fake.messages(CHANNEL)) == 1 and bot.store.db["posts"].count == 0
+
+
 async def test_a_lost_post_is_looked_for_after_a_restart_before_it_is_posted_again(
     fake_slack: FakeSlack, tmp_path: Path
 ):
     seed(tmp_path / "hitl.db", ITEMS[:1])
     settings = make_settings(fake_slack, tmp_path, max_open=3)
     async for bot in start_bot(fake_slack, settings, retries=0):
-        bot.fake.fail("chat.postMessage", status=500, after=True)  # stored, answer lost
-        bot.fake.fail("conversations.history", status=503)  # and the history is down too
-        await bot.dispatcher.fill()
-        time_passes(bot)
-        await bot.dispatcher.fill()  # cannot tell yet: the item waits
-        assert len(bot.fake.messages(CHANNEL)) == 1
+        await lose_a_post_while_the_history_is_down(bot)
     async for bot in start_bot(fake_slack, settings, retries=0):  # restarted (SIGTERM)
         await bot.dispatcher.fill()
         time_passes(bot)
@@ -222,11 +228,7 @@ async def test_a_lost_post_answered_before_it_is_found_stays_decided(
     seed(tmp_path / "hitl.db", ITEMS[:1])
     settings = make_settings(fake_slack, tmp_path, max_open=3)
     async for bot in start_bot(fake_slack, settings, retries=0):
-        bot.fake.fail("chat.postMessage", status=500, after=True)
-        bot.fake.fail("conversations.history", status=503)
-        await bot.dispatcher.fill()
-        time_passes(bot)
-        await bot.dispatcher.fill()  # the history is down: the item waits, unrecorded
+        await lose_a_post_while_the_history_is_down(bot)
         [message] = bot.posted()
         response = await bot.action(bot.button_payload(message, "U0ANA", "billing"))
         assert response.status == 200  # the visible message is answered meanwhile
