@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,16 +271,67 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
     are not shown: Python would print them on stderr with scikit-learn's file paths in the
     middle of `hitl retrain`'s output, with nothing there for a user to act on; the model's
     cross-validated score and the promotion gate judge what the fit gave."""
+    texts = prepare_texts(texts)
+    _fit_words_only_if_any(pipeline, texts)
     with warnings.catch_warnings(), fit_threads():
         # Many classes and few texts is normal here, not a regression problem.
         warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
         for category, message in SOLVER_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=category)
-        pipeline.fit(prepare_texts(texts), np.asarray([str(v) for v in labels], dtype=object))
+        pipeline.fit(texts, np.asarray([str(v) for v in labels], dtype=object))
     _compact_vocabularies(pipeline)
     round_coefficients(pipeline)
     fast_layout(pipeline)
     return pipeline
+
+
+def _has_terms(vectorizer: TfidfVectorizer, texts: Sequence[str]) -> bool:
+    """Whether ``vectorizer``'s analyzer finds a term in any of ``texts`` (stops at the first:
+    for most data, the first text)."""
+    analyze = vectorizer.build_analyzer()
+    return any(analyze(t) for t in texts)
+
+
+def _fit_words_only_if_any(pipeline: Pipeline, texts: Sequence[str]) -> None:
+    """Leave the word n-grams out of this fit of ``pipeline`` when ``texts`` have no word.
+
+    The word vectorizer's tokens are runs of 2+ letters or digits: replies such as "好", "👍",
+    "1" or "?" have none, and an empty vocabulary raises, sinking the whole fit although the
+    character n-grams have features. Then the word part of the feature union is set to
+    ``"drop"`` (scikit-learn's way to switch a part off: no columns, nothing saved for it) and
+    the model learns from the character n-grams alone; a later fit of the same pipeline (a
+    clone of it) with words puts the word part back. Data with a word fit exactly as before.
+    Data with no feature at all (blank texts; no word for a words-only pipeline) raise
+    :class:`InsufficientDataError` saying so, not scikit-learn's "stop words" message."""
+    for _, step in pipeline.steps:
+        if not isinstance(step, FeatureUnion):
+            continue
+        parts = dict(step.transformer_list)
+        if parts.get("word") == "drop" and "char" in parts:
+            parts["word"] = _word_tfidf()  # dropped by an earlier fit, for its data
+            step.set_params(word=parts["word"])
+        word = parts.get("word")
+        if isinstance(word, TfidfVectorizer) and "char" in parts and not _has_terms(word, texts):
+            step.set_params(word="drop")
+    vectorizers = list(_active_vectorizers(pipeline))
+    if vectorizers and not any(_has_terms(v, texts) for v in vectorizers):
+        if all(v.analyzer == "word" for v in vectorizers):
+            raise InsufficientDataError(
+                "no training text has a word (2+ letters or digits) to learn from; "
+                "a word + char pipeline learns from single characters and symbols too"
+            )
+        raise InsufficientDataError("every training text is blank: nothing to learn from")
+
+
+def _active_vectorizers(estimator: Any) -> Iterator[TfidfVectorizer]:
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps:
+            yield from _active_vectorizers(step)
+    elif isinstance(estimator, FeatureUnion):
+        for _, part in estimator.transformer_list:
+            yield from _active_vectorizers(part)
+    elif isinstance(estimator, TfidfVectorizer):
+        yield estimator
 
 
 def round_coefficients(pipeline: Pipeline) -> Pipeline:

@@ -82,8 +82,12 @@ def evaluate_predictions(
 ) -> Evaluation:
     """Accuracy, macro-F1, per-class report and the most frequent confusions.
 
-    Classes are those present in ``y_true`` or ``y_pred``; undefined precision or recall
-    (no predictions / no examples of a class) counts as 0.
+    Macro-F1 and the per-class report are over the classes present in ``y_true``: a class
+    with no true example here has no recall to measure, and counting it as F1 = 0 would
+    punish a model for knowing a class that this sample does not hold (one label of a new
+    class is never held out, see :func:`make_folds`). A prediction of such a class is still
+    an error: it lowers the true class's recall, the accuracy, and is listed in
+    ``confusions``. Undefined precision (a class never predicted) counts as 0.
     """
     if len(y_true) != len(y_pred):
         raise InvalidInputError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
@@ -98,11 +102,14 @@ def evaluate_predictions(
 
     t = [str(v) for v in y_true]
     p = [str(v) for v in y_pred]
-    classes = sorted(set(t) | set(p))
-    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=classes, zero_division=0)
+    true_classes = sorted(set(t))
+    classes = sorted(set(t) | set(p))  # the confusions include predictions of absent classes
+    prec, rec, f1, support = precision_recall_fscore_support(
+        t, p, labels=true_classes, zero_division=0
+    )
     per_class = {
         c: ClassReport(float(prec[i]), float(rec[i]), float(f1[i]), int(support[i]))
-        for i, c in enumerate(classes)
+        for i, c in enumerate(true_classes)
     }
     cm = confusion_matrix(t, p, labels=classes)
     np.fill_diagonal(cm, 0)
@@ -115,7 +122,7 @@ def evaluate_predictions(
     return Evaluation(
         n_samples=len(t),
         accuracy=float(accuracy_score(t, p)),
-        macro_f1=float(f1_score(t, p, labels=classes, average="macro", zero_division=0)),
+        macro_f1=float(f1_score(t, p, labels=true_classes, average="macro", zero_division=0)),
         per_class=per_class,
         confusions=pairs[:max_confusions],
     )
@@ -186,7 +193,8 @@ def cross_validate(
 
     ``fit_predict(train_idx, test_idx)`` fits on the training positions and returns
     predictions for the test positions. The returned :class:`Evaluation` pools every
-    held-out prediction and also lists each fold's macro-F1.
+    held-out prediction and also lists each fold's macro-F1 (each over the classes held out
+    in that fold, as :func:`evaluate_predictions`).
     """
     from sklearn.metrics import f1_score
 
@@ -197,7 +205,11 @@ def cross_validate(
     for n_done, (train, test) in enumerate(folds, start=1):
         pred = fit_predict([int(i) for i in train], [int(i) for i in test])
         truth = [y[i] for i in test]
-        fold_f1.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
+        fold_f1.append(
+            float(
+                f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)
+            )
+        )
         y_true += truth
         y_pred += list(pred)
         if progress is not None:

@@ -166,15 +166,26 @@ def normalize_text(text: str) -> str:
     return _NON_WORD.sub(" ", text).strip()
 
 
+def _key(text: str) -> str:
+    """:func:`normalize_text`, or for a text of emoji, punctuation or symbols only (which that
+    empties) the text case-folded with its spaces collapsed: "👍" and "👎" differ."""
+    norm = normalize_text(text)
+    if norm:
+        return norm
+    return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
+
+
 def _shingles(text: str, size: int = 3) -> frozenset[str]:
-    norm = normalize_text(text)[:2000]
+    norm = _key(text)[:2000]
     if len(norm) <= size:
         return frozenset([norm])
     return frozenset(norm[i : i + size] for i in range(len(norm) - size + 1))
 
 
 def is_near_duplicate(a: str, b: str, threshold: float = DEFAULT_DUPLICATE_THRESHOLD) -> bool:
-    """True when the normalised texts are equal or their character-trigram Jaccard ≥ threshold."""
+    """True when the normalised texts are equal or their character-trigram Jaccard ≥ threshold.
+
+    Texts that normalise to nothing (emoji, punctuation) are compared as written."""
     return _jaccard(_shingles(a), _shingles(b)) >= threshold
 
 
@@ -200,7 +211,7 @@ class _Batch:
         if pick.index in self.taken:
             return False
         if self.texts is not None:
-            key = normalize_text(self.texts[pick.index])
+            key = _key(self.texts[pick.index])
             if key in self._seen_keys:
                 return False
             sh = _shingles(self.texts[pick.index])

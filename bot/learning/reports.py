@@ -108,8 +108,12 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
     audit_n, audit_ok = store.live_accuracy(champion.version, "audit")
     unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain")
     per_class = metrics.get("per_class") or {}
-    weakest = sorted(
-        ((label, float(r["f1"]), int(r["support"])) for label, r in per_class.items()),
+    weakest = sorted(  # a class with no held-out example (older models' metrics list it) has no F1
+        (
+            (label, float(r["f1"]), int(r["support"]))
+            for label, r in per_class.items()
+            if int(r.get("support") or 0) > 0
+        ),
         key=lambda row: (row[1], row[0]),
     )[:3]
     created = datetime.fromisoformat(champion.created_at)
