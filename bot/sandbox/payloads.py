@@ -64,15 +64,45 @@ def action_object(element: dict, block_id: str, action_ts: str, chosen: str | No
         if element.get("style"):
             action["style"] = element["style"]
     else:
-        label = chosen or ""
-        for option in element.get("options", []):
-            if option.get("value") == chosen:
-                label = option.get("text", {}).get("text", label)
-        action["selected_option"] = {
-            "text": {"type": "plain_text", "text": label, "emoji": True},
-            "value": chosen,
-        }
+        action["selected_option"] = selected_option(element, chosen)
     return action
+
+
+def options_of(element: dict) -> list[dict]:
+    """A select's options, its ``option_groups``' too (Slack takes one or the other)."""
+    grouped = [o for group in element.get("option_groups") or [] for o in group.get("options", [])]
+    return list(element.get("options") or []) + grouped
+
+
+def selected_option(element: dict, chosen: str | None) -> dict | None:
+    """The ``selected_option`` Slack sends for ``chosen``: the option with that value (its text
+    from the element), or null when nothing is chosen."""
+    if not chosen:
+        return None
+    label = chosen
+    for option in options_of(element):
+        if option.get("value") == chosen:
+            label = option.get("text", {}).get("text", label)
+    return {"text": {"type": "plain_text", "text": label, "emoji": True}, "value": chosen}
+
+
+def view_state(blocks: list[dict], chosen: dict[str, dict[str, Any]]) -> dict:
+    """A view's ``state``: ``{"values": {block_id: {action_id: {type, ...}}}}`` for every input
+    block, with what the person chose (``chosen[block_id][action_id]``, a value or None)."""
+    values: dict[str, dict] = {}
+    for block in blocks:
+        element = block.get("element")
+        if block.get("type") != "input" or not isinstance(element, dict):
+            continue
+        action_id = element.get("action_id", "")
+        picked = (chosen.get(block["block_id"]) or {}).get(action_id)
+        entry: dict[str, Any] = {"type": element.get("type")}
+        if element.get("type") in ("static_select", "external_select"):
+            entry["selected_option"] = selected_option(element, picked)
+        else:  # plain_text_input and the like
+            entry["value"] = picked if picked else None
+        values[block["block_id"]] = {action_id: entry}
+    return {"values": values}
 
 
 def block_actions(
@@ -151,6 +181,7 @@ def block_suggestion(
 
 
 def view_submission(*, user: dict, team: dict, app_id: str, view: dict, trigger_id: str) -> dict:
+    """A modal's submission; ``view`` carries ``state.values`` (what the person chose)."""
     return {
         "type": "view_submission",
         "team": team,

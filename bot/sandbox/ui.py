@@ -34,6 +34,7 @@ def add_routes(app: web.Application, sandbox: Sandbox) -> None:
     app[SANDBOX] = sandbox
     app.router.add_get("/", index)
     app.router.add_get("/sandbox/static/{name}", static)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/sandbox/state", state)
     app.router.add_get("/sandbox/files/{file_id}", file_content)
     app.router.add_post("/sandbox/action", _json_route(_action))
@@ -51,6 +52,11 @@ def add_routes(app: web.Application, sandbox: Sandbox) -> None:
 
 async def index(request: web.Request) -> web.Response:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """No icon: an empty answer, so the browser does not log a 404 on every page load."""
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
 async def static(request: web.Request) -> web.StreamResponse:
@@ -144,7 +150,10 @@ async def _home(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _submit(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
-    reply = await sandbox.submit_view(str(data["user"]), str(data["view_id"]))
+    values = data.get("values") or {}
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise SandboxError("values: send {block_id: {action_id: value}}")
+    reply = await sandbox.submit_view(str(data["user"]), str(data["view_id"]), values)
     return {"status": reply.status, "body": reply.body}
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from bot.sandbox import payloads
-from bot.sandbox.webapi import FakeSlack
+from bot.sandbox.webapi import FakeSlack, SlackError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Sandbox:
         self.channels: dict[str, dict] = {}
         self.notes: list[Note] = []
         self.modals: dict[str, list[str]] = {}  # user -> stack of open view ids
+        self.errors: dict[str, dict[str, str]] = {}  # view id -> block_id -> the bot's error
         self.version = 0
         self.closing = False  # set at shutdown: browsers waiting for a change are let go
         self._event = asyncio.Event()
@@ -274,7 +275,11 @@ class Sandbox:
             response_url=self.fake.response_url(channel, token),
         )
         reply = await self._send(*payloads.signed_command(fields, self.secret))
-        self._note_reply(user_id, channel, reply)
+        if reply.status == 404 and command != COMMAND:  # Slack answers it, not an app
+            text = f"{command} is not a valid command. Try {COMMAND} help."
+            self._add_note(user_id, channel, text, [], "ack")
+        else:
+            self._note_reply(user_id, channel, reply)
         return reply
 
     async def open_home(self, user_id: str) -> Reply:
@@ -291,9 +296,17 @@ class Sandbox:
         )
         return await self._send(*payloads.signed_event(envelope, self.secret))
 
-    async def submit_view(self, user_id: str, view_id: str) -> Reply:
+    async def submit_view(
+        self, user_id: str, view_id: str, values: dict[str, dict[str, Any]] | None = None
+    ) -> Reply:
+        """The person pressed the modal's submit button, with ``values`` chosen in its input
+        blocks (``{block_id: {action_id: value}}``); then what the bot's ``response_action``
+        says: ``errors`` (shown under their blocks, the modal stays), ``update`` (this view
+        becomes the one sent), ``push`` (a new view on top), ``clear`` (every view closes),
+        none (this view closes)."""
         user = self._user(user_id)
         view = self._view(view_id)
+        view["state"] = payloads.view_state(with_block_ids(view.get("blocks") or []), values or {})
         payload = payloads.view_submission(
             user=user,
             team=self.team,
@@ -302,10 +315,31 @@ class Sandbox:
             trigger_id=self._trigger(user_id),
         )
         reply = await self._send(*payloads.signed_interaction(payload, self.secret))
-        action = reply.body.get("response_action") if isinstance(reply.body, dict) else None
-        if reply.status == 200 and action in (None, "clear"):
+        body = reply.body if isinstance(reply.body, dict) else {}
+        action = body.get("response_action")
+        self.errors.pop(view_id, None)
+        if reply.status != 200:
+            self._bump()
+        elif action in (None, "clear"):
             self._close(user_id, view_id, everything=action == "clear")
+        elif action == "errors":
+            self.errors[view_id] = {str(k): str(v) for k, v in (body.get("errors") or {}).items()}
+            self._bump()
+        elif action in ("update", "push"):
+            self._show(user_id, view_id, body.get("view"), push=action == "push")
         return reply
+
+    def _show(self, user_id: str, view_id: str, new: Any, *, push: bool) -> None:
+        """A view the bot answered a submission with: in place of ``view_id``, or on top."""
+        try:
+            if push:
+                stored = self.fake._views_push({"view": new, "trigger_id": self._trigger(user_id)})
+                self.modals.setdefault(user_id, []).append(stored["view"]["id"])
+            else:
+                self.fake._views_update({"view": new, "view_id": view_id})
+        except SlackError as exc:  # Slack would refuse it too, and leave the modal as it was
+            raise SandboxError(f"the app answered an invalid view: {exc.error}") from exc
+        self._bump()
 
     async def close_view(self, user_id: str, view_id: str) -> Reply | None:
         user = self._user(user_id)
@@ -332,7 +366,9 @@ class Sandbox:
         text = reply.text
         blocks = reply.body.get("blocks") if isinstance(reply.body, dict) else None
         if reply.status != 200:
-            text = f"⚠️ The app answered HTTP {reply.status}: {str(reply.body)[:200]}"
+            said = reply.body.get("error") if isinstance(reply.body, dict) else reply.body
+            said = str(said or "").strip()[:200]
+            text = f"⚠️ The app answered HTTP {reply.status}" + (f": {said}" if said else "")
         if not channel or not (text or blocks):
             return
         self._add_note(user_id, channel, text, blocks or [], "ack")
@@ -428,8 +464,15 @@ class Sandbox:
             ],
             "dm": {"id": self.dms[user_id], "messages": self.timeline(user_id, self.dms[user_id])},
             "home": _with_view_block_ids(self.fake.home.get(user_id)),
-            "modal": _with_view_block_ids(self.modal_for(user_id)),
+            "modal": self._modal_state(user_id),
         }
+
+    def _modal_state(self, user_id: str) -> dict | None:
+        """The modal on top, with the errors the bot answered its last submission with."""
+        view = _with_view_block_ids(self.modal_for(user_id))
+        if view is not None:
+            view["errors"] = self.errors.get(view["id"], {})
+        return view
 
 
 def block_id_of(block: dict, index: int) -> str:

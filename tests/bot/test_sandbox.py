@@ -268,3 +268,92 @@ async def test_a_command_from_outside_a_channel_is_refused_not_lost(demo: Demo):
             assert response.status == 400
             assert "slash commands are sent in a channel" in (await response.json())["error"]
     assert demo.sandbox.notes == []
+
+
+# ------------------------------------------------------------------ modals with input blocks
+
+
+async def test_the_review_modal_is_decided_through_the_browser_api(demo: Demo):
+    """`/hitl review ID`: the decision is an input block; the page sends what was picked, the
+    sandbox sends it in view.state.values as Slack does, and keeps the bot's errors and
+    response_action update (it had sent the view without any value: "Pick a decision.")."""
+    from bot.slack.review import DECISION_ACTION, DECISION_BLOCK
+
+    message, block = open_question(demo)
+    item_id = block["block_id"][2:]
+    await demo.sandbox.command("U0ANA", QUESTIONS, f"/hitl review {item_id}")
+    modal = demo.sandbox.state("U0ANA")["modal"]
+    assert modal is not None and not modal.get("errors")
+    [decision] = [b for b in modal["blocks"] if b["type"] == "input"]
+    element = decision["element"]
+    groups = element.get("option_groups") or [{"options": element.get("options")}]
+    labels = [o["value"] for g in groups for o in g["options"]]
+    label = next(v for v in labels if v.startswith("label:")).removeprefix("label:")
+
+    async def submit(values: dict | None) -> dict:
+        body = {"user": "U0ANA", "view_id": modal["id"]}
+        if values is not None:
+            body["values"] = values
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{demo.url}/sandbox/view/submit", json=body) as response:
+                assert response.status == 200
+                return await response.json()
+
+    answered = await submit(None)  # nothing picked: the bot's error shows under the block
+    assert answered["body"]["response_action"] == "errors"
+    shown = demo.sandbox.state("U0ANA")["modal"]
+    assert shown["id"] == modal["id"]
+    assert shown.get("errors") == {DECISION_BLOCK: "Pick a decision."}
+    assert shown["state"]["values"][DECISION_BLOCK][DECISION_ACTION]["selected_option"] is None
+
+    answered = await submit({DECISION_BLOCK: {DECISION_ACTION: f"label:{label}"}})
+    assert answered["body"]["response_action"] == "update"
+    assert demo.rt.store.current_label(item_id) == label
+    [change] = demo.rt.store.label_history(item_id)[-1:]
+    assert change["user_id"] == "U0ANA"
+    shown = demo.sandbox.state("U0ANA")["modal"]  # the same modal, updated to what comes next
+    assert shown["id"] == modal["id"] and not shown.get("errors")
+    assert shown["hash"] != modal["hash"]
+
+
+def test_a_submission_carries_every_input_block_in_state_values():
+    select = {
+        "type": "static_select",
+        "action_id": "pick",
+        "option_groups": [
+            {
+                "label": {"type": "plain_text", "text": "G"},
+                "options": [{"text": {"type": "plain_text", "text": "Cat"}, "value": "cat"}],
+            }
+        ],
+    }
+    text = {"type": "plain_text_input", "action_id": "why"}
+    blocks = [
+        {"type": "section", "block_id": "s", "text": {"type": "mrkdwn", "text": "x"}},
+        {"type": "input", "block_id": "a", "label": {}, "element": select},
+        {"type": "input", "block_id": "b", "label": {}, "element": text},
+    ]
+    state = payloads.view_state(blocks, {"a": {"pick": "cat"}})
+    assert state == {
+        "values": {
+            "a": {
+                "pick": {
+                    "type": "static_select",
+                    "selected_option": {
+                        "text": {"type": "plain_text", "text": "Cat", "emoji": True},
+                        "value": "cat",
+                    },
+                }
+            },
+            "b": {"why": {"type": "plain_text_input", "value": None}},
+        }
+    }
+
+
+async def test_an_unknown_command_is_said_in_a_sentence_and_the_page_has_no_404s(demo: Demo):
+    reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/foo bar")
+    assert reply.status == 404
+    assert texts(demo, "U0ANA") == ["/foo is not a valid command. Try /hitl help."]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{demo.url}/favicon.ico") as response:
+            assert response.status == 204

@@ -113,6 +113,9 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     await expect(stats).to_contain_text("1 resolved")
     safe = await page.evaluate("window.hitlSandbox.mrkdwn('<img src=x onerror=alert(1)> *b*')")
     assert safe == "&lt;img src=x onerror=alert(1)&gt; <b>b</b>"
+    # a code block in a quoted item shows its code, not the quote's ">" markers
+    quoted_code = await page.evaluate("window.hitlSandbox.mrkdwn('>```\\n>a\\n>b\\n>```')")
+    assert quoted_code == '<span class="quote"><pre>a\nb\n</pre></span>'
     shot = ROOT / os.environ["SANDBOX_SCREENSHOT"] if "SANDBOX_SCREENSHOT" in os.environ else None
     await page.screenshot(path=shot or tmp_path / "sandbox.png")
 
@@ -133,6 +136,7 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     await expect(modal).to_be_visible(timeout=WAIT)
     await expect(page.locator("#modal-title")).to_have_text("Label items")
     await expect(modal).to_contain_text("0 answered in this session")
+    await page.wait_for_function(IN_MODAL, timeout=WAIT)  # the focus moved into the window
 
     # 5. One answer in the modal is stored, and the modal moves on to the next item.
     modal_button = modal.locator("button[data-action-id^='hitl.m.label.']").first
@@ -147,8 +151,11 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
         "modal",
     )
     assert store.resolution(answers[-1]["item_id"])["label"] == modal_label
-    await page.click("#modal-close")
+    await page.keyboard.press("Escape")  # closes the window, as in Slack
     await expect(modal).to_be_hidden(timeout=WAIT)
+
+
+IN_MODAL = "() => document.getElementById('modal').contains(document.activeElement)"
 
 
 # -------------------------------------------------------------- the page as a person sees it
@@ -173,6 +180,30 @@ async def open_channel(page: Page, demo: Demo) -> None:
 async def test_the_composer_shows_only_in_channels(demo: Demo, browser: BrowserContext):
     page = await browser.new_page()
     await open_channel(page, demo)
+
+    # A teammate's click redraws their message only: Ana's focus (an open "Other…") stays.
+    other = page.locator("#messages article.message").last.locator("select, input").first
+    await other.focus()
+    await page.evaluate("window.focused = document.activeElement")
+    message, block = next(
+        (m, b)
+        for m in demo.fake.messages(CHANNEL[0])
+        for b in m.get("blocks") or []
+        if b["type"] == "actions"
+    )
+    skip = next(e for e in block["elements"] if e.get("text", {}).get("text") == "Skip")
+    await demo.sandbox.click(
+        "U0RAJ",
+        action_id=skip["action_id"],
+        block_id=block["block_id"],
+        channel=CHANNEL[0],
+        ts=message["ts"],
+    )
+    skipped = page.locator(f"#messages article[data-ts='{message['ts']}']")
+    await expect(skipped).to_contain_text("skipped by @raj", timeout=WAIT)
+    assert await page.evaluate("document.activeElement === window.focused")
+    assert await page.evaluate("document.contains(window.focused)")
+
     composer = page.locator("#composer-form")
     await expect(composer).to_be_visible()
 
@@ -387,5 +418,28 @@ async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
         modal = page.locator("#modal")
         await expect(page.locator("#modal-title")).to_have_text("Review", timeout=WAIT)
         await expect(modal).to_contain_text("a gold answer missed")
-        await expect(modal).to_contain_text(store.get_item(review["item_id"])["text"][:30])
+        text = store.get_item(review["item_id"])["text"][:30]
+        await expect(modal).to_contain_text(text)
+        await page.wait_for_function(IN_MODAL, timeout=WAIT)  # the focus moved into the window
+
+        # The decision: an input block with a select. Deciding with nothing picked shows the
+        # app's error under it; a label picked is stored, and the window moves on.
+        decision = modal.locator("select[data-action-id='hitl.review.choose']")
+        await expect(decision).to_be_visible()
+        await expect(modal.locator(".b-input-label")).to_have_text("Decision")
+        await page.click("#modal-submit")
+        await expect(modal.locator(".b-error")).to_have_text("Pick a decision.", timeout=WAIT)
+        await expect(modal).to_contain_text(text)  # still open on the same item
+        values = await decision.locator("option").evaluate_all("os => os.map(o => o.value)")
+        label = next(v for v in values if v.startswith("label:")).removeprefix("label:")
+        await decision.select_option(f"label:{label}")
         await page.screenshot(path=tmp_path / "careless-review.png")
+        await page.click("#modal-submit")
+        await expect(modal).not_to_contain_text(text, timeout=WAIT)
+        await expect(modal.locator(".b-error")).to_have_count(0)
+        assert store.current_label(review["item_id"]) == label
+        [change] = store.label_history(review["item_id"])[-1:]
+        assert (change["user_id"], change["action"]) == ("U0ANA", "review")
+        await page.keyboard.press("Escape")
+        await expect(modal).to_be_hidden(timeout=WAIT)
+        await expect(page.locator("#composer")).to_be_focused()  # back where it was

@@ -10,6 +10,10 @@
     seen: {}, // user -> how many of their direct messages with the app they have looked at
     state: null,
     poll: null,
+    inputs: {}, // what the person chose in the open modal's input blocks: block_id -> action_id -> value
+    inputsFor: null, // the view (id and hash) those choices were made in
+    drawn: {}, // part of the page -> the JSON it was last drawn from (redraw only what changed)
+    returnFocus: null, // where the focus was before the modal opened
   };
 
   function el(tag, attrs, children) {
@@ -61,7 +65,10 @@
     });
     const data = await response.json();
     if (!response.ok) toast(data.error || "The sandbox could not do that");
-    else if (data.status && data.status !== 200) toast("The app answered HTTP " + data.status);
+    // (an unknown command's 404 is said in the channel: "/foo is not a valid command")
+    else if (data.status && data.status !== 200 && !(path === "/sandbox/command" && data.status === 404)) {
+      toast("The app answered HTTP " + data.status);
+    }
     return data;
   }
 
@@ -103,6 +110,8 @@
           (block.elements || []).map(function (item) { return renderElement(item, block, where); }));
       case "markdown":
         return mrkdwn(block.text);
+      case "input":
+        return renderInput(block, where);
       default:
         return el("div", { class: "unsupported", text: "[" + block.type + " block]" });
     }
@@ -129,12 +138,7 @@
       return button;
     }
     if (element.type === "static_select") {
-      const select = el("select", { class: "b-select", "data-action-id": element.action_id,
-        "aria-label": (element.placeholder || {}).text || "Choose" });
-      select.appendChild(el("option", { value: "", text: (element.placeholder || {}).text || "Choose…" }));
-      const options = (element.options || []).concat(
-        ...(element.option_groups || []).map(function (g) { return g.options || []; }));
-      options.forEach(function (o) { select.appendChild(el("option", { value: o.value, text: o.text.text })); });
+      const select = selectFor(element, { "aria-label": (element.placeholder || {}).text || "Choose" });
       select.addEventListener("change", function () {
         if (select.value) act(element, block, where, select.value);
       });
@@ -163,7 +167,120 @@
     return el("span", { class: "unsupported", text: "[" + element.type + "]" });
   }
 
+  // A static select's options, or its option_groups as <optgroup>s (Slack takes one or the other).
+  function selectFor(element, attrs) {
+    const select = el("select", Object.assign({ class: "b-select", "data-action-id": element.action_id }, attrs));
+    select.appendChild(el("option", { value: "", text: (element.placeholder || {}).text || "Choose…" }));
+    const option = function (o) { return el("option", { value: o.value, text: (o.text || {}).text }); };
+    (element.options || []).forEach(function (o) { select.appendChild(option(o)); });
+    (element.option_groups || []).forEach(function (group) {
+      select.appendChild(el("optgroup", { label: (group.label || {}).text || "" }, (group.options || []).map(option)));
+    });
+    return select;
+  }
+
+  // An input block (in a modal): its label, its control, a hint, and the error the app answered
+  // the last submission with, under it as Slack shows it. What is chosen is kept in S.inputs, so
+  // a redraw of the modal (an error arriving) does not lose it; it is sent on submit.
+  function renderInput(block, where) {
+    const element = block.element || {};
+    const id = "input-" + block.block_id + "-" + element.action_id;
+    const error = ((S.state && S.state.modal && S.state.modal.errors) || {})[block.block_id];
+    const chosen = (S.inputs[block.block_id] || {})[element.action_id];
+    const attrs = { id: id, "data-block-id": block.block_id, "aria-invalid": error ? "true" : null,
+      "aria-describedby": error ? id + "-error" : null };
+    let control;
+    if (element.type === "static_select") {
+      control = selectFor(element, attrs);
+      const initial = (element.initial_option || {}).value;
+      control.value = chosen !== undefined ? chosen : (initial || "");
+    } else if (element.type === "plain_text_input") {
+      control = el(element.multiline ? "textarea" : "input", Object.assign({ class: "b-text",
+        "data-action-id": element.action_id, placeholder: (element.placeholder || {}).text }, attrs));
+      control.value = chosen !== undefined ? chosen : (element.initial_value || "");
+    } else {
+      return el("div", { class: "b-input" }, [renderElement(element, block, where)]);
+    }
+    const remember = function () {
+      S.inputs[block.block_id] = Object.assign(S.inputs[block.block_id] || {}, { [element.action_id]: control.value });
+    };
+    control.addEventListener("change", remember);
+    control.addEventListener("input", remember);
+    return el("div", { class: "b-input" + (error ? " has-error" : ""), "data-block-id": block.block_id }, [
+      el("label", { class: "b-input-label", for: id, text: ((block.label || {}).text || "") +
+        (block.optional ? " (optional)" : "") }),
+      control,
+      block.hint ? el("div", { class: "b-hint", text: block.hint.text }) : null,
+      error ? el("div", { class: "b-error", id: id + "-error", role: "alert", text: error }) : null,
+    ]);
+  }
+
+  // What the modal's input blocks hold: {block_id: {action_id: value}}, as view.state.values has it.
+  function modalValues() {
+    const values = {};
+    document.querySelectorAll("#modal-body .b-input [data-action-id][data-block-id]").forEach(function (control) {
+      const block = control.dataset.blockId;
+      values[block] = Object.assign(values[block] || {}, { [control.dataset.actionId]: control.value });
+    });
+    return values;
+  }
+
   // -------------------------------------------------------------- the page
+
+  // Redraw a part of the page only when what it shows changed, so focus, an open select or
+  // what someone typed survive the polls and other people's clicks.
+  function changed(part, data) {
+    const json = JSON.stringify(data);
+    if (S.drawn[part] === json) return false;
+    S.drawn[part] = json;
+    return true;
+  }
+
+  // Where the focus is, as a key that survives a redraw: the message (or modal) and the control.
+  function focusKey() {
+    const active = document.activeElement;
+    if (!active || active === document.body || !active.dataset) return null;
+    const holder = active.closest("[data-ts], #modal-body, #home");
+    if (!holder) return null;
+    const scope = holder.dataset.ts ? "[data-ts='" + CSS.escape(holder.dataset.ts) + "']" : "#" + holder.id;
+    if (active.dataset.actionId) return scope + " [data-action-id='" + CSS.escape(active.dataset.actionId) + "']";
+    return null;
+  }
+
+  function restoreFocus(key) {
+    if (!key) return;
+    const active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) return;
+    const again = document.querySelector(key);
+    if (again) again.focus();
+  }
+
+  // The messages of the place shown: each message's node is kept while it is unchanged; only
+  // new, edited and removed messages touch the page.
+  function drawMessages(box, messages, channelId) {
+    const people = JSON.stringify(names());
+    if (S.msgNames !== people || S.msgPlace !== channelId) {
+      S.msgCache = new Map();
+      S.msgNames = people;
+      S.msgPlace = channelId;
+    }
+    const next = new Map();
+    const nodes = messages.map(function (m) {
+      const json = JSON.stringify(m);
+      const before = S.msgCache.get(m.ts);
+      const node = before && before.json === json ? before.node : renderMessage(m, channelId);
+      next.set(m.ts, { json: json, node: node });
+      return node;
+    });
+    S.msgCache = next;
+    const keep = new Set(nodes);
+    Array.from(box.children).forEach(function (child) { if (!keep.has(child)) child.remove(); });
+    let cursor = box.firstChild;
+    nodes.forEach(function (node) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else box.insertBefore(node, cursor);
+    });
+  }
 
   function channel() {
     return (S.state.channels || []).find(function (c) { return c.id === S.place.id; });
@@ -202,11 +319,15 @@
     }
     switcher.value = S.user;
     if (!S.place.id && S.place.kind === "channel") S.place.id = state.channels[0].id;
-    $("channel-list").replaceChildren(...state.channels.map(function (c) {
-      const active = S.place.kind === "channel" && S.place.id === c.id;
-      return el("button", { class: "nav-item" + (active ? " active" : ""), type: "button",
-        "data-channel": c.id, text: "# " + c.name, onclick: function () { go("channel", c.id); } });
-    }));
+    const focus = focusKey();
+    const channels = state.channels.map(function (c) { return [c.id, c.name]; });
+    if (changed("channels", [channels, S.place])) {
+      $("channel-list").replaceChildren(...state.channels.map(function (c) {
+        const active = S.place.kind === "channel" && S.place.id === c.id;
+        return el("button", { class: "nav-item" + (active ? " active" : ""), type: "button",
+          "data-channel": c.id, text: "# " + c.name, onclick: function () { go("channel", c.id); } });
+      }));
+    }
     const inApp = S.place.kind === "home" || S.place.kind === "dm";
     const home = S.place.kind === "home";
     const dm = state.dm || { id: null, messages: [] };
@@ -225,26 +346,50 @@
     if (home) {
       $("main-title").textContent = "hitl";
       $("main-subtitle").textContent = "";
-      $("home").replaceChildren(state.home ? renderBlocks(state.home.blocks, { view_id: state.home.id })
-        : el("p", { text: "Opening the app's Home…" }));
+      if (changed("home", [state.home, names()])) {
+        $("home").replaceChildren(state.home ? renderBlocks(state.home.blocks, { view_id: state.home.id })
+          : el("p", { text: "Opening the app's Home…" }));
+      }
     } else {
       const current = S.place.kind === "dm" ? { id: dm.id, name: "hitl", messages: dm.messages } : channel();
       $("main-title").textContent = S.place.kind === "dm" ? "hitl" : "# " + current.name;
       $("main-subtitle").textContent = count(current.messages.length, "message");
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-      box.replaceChildren(...current.messages.map(function (m) { return renderMessage(m, current.id); }));
+      S.drawn.home = null; // drawn afresh when the person comes back to it
+      drawMessages(box, current.messages, current.id);
       if (atBottom || S.justMoved) box.scrollTop = box.scrollHeight;
       $("composer").placeholder = S.place.kind === "dm" ? "Message hitl — try /hitl accuracy"
         : "Message #" + current.name + " — try /hitl stats";
     }
     S.justMoved = false;
     renderModal(state.modal);
+    restoreFocus(focus);
   }
 
+  function focusables() {
+    return Array.from($("modal").querySelectorAll("button, select, input, textarea, a[href]"))
+      .filter(function (node) { return !node.disabled && !node.hidden && node.offsetParent !== null; });
+  }
+
+  // The modal (Slack's window): drawn again only when its view or the app's errors change. When
+  // it opens, the focus moves into it (it is aria-modal); when it closes, back where it was.
   function renderModal(view) {
     const backdrop = $("modal-backdrop");
-    if (!view) { backdrop.hidden = true; return; }
+    if (!changed("modal", view)) return;
+    if (!view) {
+      if (!backdrop.hidden) {
+        backdrop.hidden = true;
+        const back = S.returnFocus;
+        S.returnFocus = null;
+        (back && document.contains(back) ? back : $("composer")).focus();
+      }
+      return;
+    }
+    const opening = backdrop.hidden;
+    if (opening) S.returnFocus = document.activeElement;
+    const form = view.id + "@" + (view.hash || "");
+    if (S.inputsFor !== form) { S.inputs = {}; S.inputsFor = form; } // a new view: a fresh form
     backdrop.hidden = false;
     backdrop.dataset.viewId = view.id;
     $("modal-title").textContent = (view.title || {}).text || "";
@@ -252,10 +397,35 @@
     $("modal-close").textContent = (view.close || {}).text || "Cancel";
     $("modal-submit").hidden = !view.submit;
     $("modal-submit").textContent = (view.submit || {}).text || "Submit";
+    const error = $("modal-body").querySelector(".has-error [data-action-id]");
+    if (error) error.focus();
+    else if (opening || !$("modal").contains(document.activeElement)) {
+      const first = $("modal-body").querySelector("select, input, textarea") || focusables()
+        .find(function (node) { return $("modal-body").contains(node); }) || $("modal-close");
+      first.focus();
+    }
   }
 
   function closeModal() {
     post("/sandbox/view/close", { view_id: $("modal-backdrop").dataset.viewId });
+  }
+
+  async function submitModal() {
+    const button = $("modal-submit");
+    if (button.disabled || button.hidden) return;
+    button.disabled = true;
+    try {
+      const data = await post("/sandbox/view/submit", {
+        view_id: $("modal-backdrop").dataset.viewId, values: modalValues() });
+      const body = data.body || {};
+      const modal = S.state && S.state.modal;
+      if (body.response_action === "errors" && modal && modal.id === $("modal-backdrop").dataset.viewId) {
+        modal.errors = body.errors || {}; // shown now; the next state says the same
+        renderModal(modal);
+      }
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function go(kind, id) {
@@ -283,7 +453,9 @@
       try {
         await refresh(S.state ? S.state.version : undefined);
       } catch (error) {
-        if (error.name !== "AbortError") await new Promise(function (r) { setTimeout(r, 1000); });
+        if (error.name === "AbortError") continue;
+        console.error(error); // seen in the browser's console, not swallowed
+        await new Promise(function (r) { setTimeout(r, 1000); });
       }
     }
   }
@@ -293,6 +465,8 @@
     localStorage.setItem("hitl.user", S.user);
     if (S.poll) S.poll.abort();
     S.state = null;
+    S.drawn = {}; // another person: everything is drawn afresh
+    S.msgCache = new Map();
     if (S.place.kind === "home") post("/sandbox/home", {});
   });
   $("open-home").addEventListener("click", function () { go("home"); });
@@ -300,8 +474,21 @@
   $("tab-messages").addEventListener("click", function () { go("dm"); });
   $("modal-close").addEventListener("click", closeModal);
   $("modal-x").addEventListener("click", closeModal);
-  $("modal-submit").addEventListener("click", function () {
-    post("/sandbox/view/submit", { view_id: $("modal-backdrop").dataset.viewId });
+  $("modal-submit").addEventListener("click", submitModal);
+  // Escape closes the modal as in Slack; Tab stays inside it (it is aria-modal).
+  document.addEventListener("keydown", function (event) {
+    if ($("modal-backdrop").hidden) return;
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closeModal();
+    } else if (event.key === "Tab") {
+      const all = focusables();
+      if (!all.length) return;
+      const first = all[0], last = all[all.length - 1];
+      const inside = $("modal").contains(document.activeElement);
+      if (event.shiftKey && (document.activeElement === first || !inside)) { event.preventDefault(); last.focus(); }
+      else if (!event.shiftKey && (document.activeElement === last || !inside)) { event.preventDefault(); first.focus(); }
+    }
   });
   $("composer-form").addEventListener("submit", async function (event) {
     event.preventDefault();

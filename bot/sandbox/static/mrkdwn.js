@@ -22,8 +22,14 @@
       stash.push(html);
       return "\u0000" + (stash.length - 1) + "\u0000";
     };
-    let html = escapeHtml(String(text || "").replace(/\u0000/g, ""));
-    html = html.replace(/```([\s\S]*?)```/g, function (_, code) {
+    let html = escapeHtml(String(text || "").replace(/[\u0000\u0001]/g, ""));
+    // A quoted line's marker is taken out first (\u0001 stands for it), so a code block inside
+    // a quote shows its code, not the quote's ">" on each line; in a code block that is not
+    // quoted, a ">" is the code's own and stays.
+    html = html.replace(/^&gt;/gm, "\u0001");
+    html = html.replace(/```([\s\S]*?)```/g, function (_, code, offset, whole) {
+      const quoted = whole.charAt(whole.lastIndexOf("\n", offset - 1) + 1) === "\u0001";
+      code = quoted ? code.replace(/\u0001 ?/g, "") : code.replace(/\u0001/g, "&gt;");
       return keep("<pre>" + slackEntities(code.replace(/^\n/, "")) + "</pre>");
     });
     html = html.replace(/`([^`\n]+)`/g, function (_, code) {
@@ -45,7 +51,7 @@
       return keep('<span class="mention">@' + who + "</span>");
     });
     html = html.split("\n").map(function (line) {
-      const quoted = /^&gt; ?(.*)$/.exec(line);
+      const quoted = /^\u0001 ?(.*)$/.exec(line);
       return quoted ? '<span class="quote">' + quoted[1] + "</span>" : line;
     }).join("\n");
     html = html.replace(/(^|[^\w*])\*(?!\s)([^*\n]+?)\*(?![\w*])/g, "$1<b>$2</b>");
