@@ -37,7 +37,7 @@ async def test_a_fit_that_raises_keeps_the_champion_and_tells_the_admins(
         bot.rt.settings = bot.rt.settings.with_changes(pipeline="word_lr")
         outcome = await run_retrain(bot.rt, "schedule")  # the nightly one: no admin asked
         assert outcome.status == "failed"
-        assert outcome.reason.startswith("not trained: fitting failed with ValueError: empty")
+        assert outcome.reason.startswith("not trained: no training text has a word")
         assert bot.rt.champion.version == 1 and bot.store.champion_version() == 1
         [run] = [r for r in bot.store.runs("retrain") if r["status"] == "failed"]
         assert run["detail"]["reason"] == outcome.reason
