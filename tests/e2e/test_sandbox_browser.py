@@ -328,6 +328,12 @@ async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
     await expect(page.locator("#main-subtitle")).to_have_text("1 message")
     await expect(unread).to_be_hidden()
     await page.screenshot(path=tmp_path / "chart-in-dm.png")
+    await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
+    await page.reload()  # a message read stays read
+    await expect(page.locator("#messages article.message").first).to_be_visible(timeout=WAIT)
+    await expect(unread).to_be_hidden()
+    await page.click("#open-home")
+    await page.click("#tab-messages")
 
     # Raj sees neither the chart in his Messages with the app nor anything in the channel.
     await page.select_option("#user-switcher", "U0RAJ")
@@ -338,6 +344,8 @@ async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
     await expect(page.locator("#messages article.message").first).to_be_visible(timeout=WAIT)
     await expect(page.locator("#messages figure.file")).to_have_count(0)
     await expect(page.locator("#messages", has_text="Cross-validated")).to_have_count(0)
+    await page.reload()  # still Raj, though the address named Ana
+    await expect(page.locator("#user-switcher")).to_have_value("U0RAJ", timeout=WAIT)
 
 
 async def test_a_skip_leaves_the_question_to_the_others(demo: Demo, browser: BrowserContext):

@@ -7,7 +7,9 @@
   const S = {
     user: new URLSearchParams(location.search).get("user") || localStorage.getItem("hitl.user"),
     place: { kind: "channel", id: null }, // kind: channel, home (the app's Home) or dm (its Messages)
-    seen: {}, // user -> how many of their direct messages with the app they have looked at
+    // user -> how many of their direct messages with the app they have looked at (kept across
+    // reloads: a message read stays read)
+    seen: JSON.parse(localStorage.getItem("hitl.seen") || "{}"),
     state: null,
     poll: null,
     inputs: {}, // what the person chose in the open modal's input blocks: block_id -> action_id -> value
@@ -331,7 +333,10 @@
     const inApp = S.place.kind === "home" || S.place.kind === "dm";
     const home = S.place.kind === "home";
     const dm = state.dm || { id: null, messages: [] };
-    if (S.place.kind === "dm") S.seen[S.user] = dm.messages.length;
+    if (S.place.kind === "dm" && S.seen[S.user] !== dm.messages.length) {
+      S.seen[S.user] = dm.messages.length;
+      localStorage.setItem("hitl.seen", JSON.stringify(S.seen));
+    }
     const unread = dm.messages.length - (S.seen[S.user] || 0);
     $("dm-unread").hidden = unread <= 0;
     $("dm-unread").textContent = unread > 0 ? String(unread) : "";
@@ -463,6 +468,9 @@
   $("user-switcher").addEventListener("change", function (event) {
     S.user = event.target.value;
     localStorage.setItem("hitl.user", S.user);
+    const address = new URL(location.href); // a reload stays this person (?user= wins)
+    address.searchParams.set("user", S.user);
+    history.replaceState(null, "", address);
     if (S.poll) S.poll.abort();
     S.state = null;
     S.drawn = {}; // another person: everything is drawn afresh
