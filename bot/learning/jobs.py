@@ -418,12 +418,25 @@ async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
 
 
 async def post_report(rt: Runtime, text: str) -> None:
+    """Post a report to HITL_REPORT_CHANNEL; a public channel the bot is not in yet it joins
+    once (``channels:join``, as the question channels), else the report would be lost."""
     channel = rt.settings.effective_report_channel
     if not channel:
         return
     try:
-        await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
-    except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+        try:
+            await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel":
+                raise
+            logger.warning("not in %s, the report channel; joining it", channel)
+            await rt.client.conversations_join(channel=channel)
+            await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
+    except SlackApiError as exc:
+        logger.warning(
+            "could not post the report to %s: Slack said %s", channel, exc.response.get("error")
+        )
+    except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("could not post the report to %s: %s", channel, type(exc).__name__)
 
 

@@ -64,6 +64,21 @@ class ReviewItem:
     note: str = ""  # why the modal shows this item again (decided meanwhile)
 
 
+METADATA_LIMIT = 3000  # Slack's limit for a view's private_metadata
+
+
+def metadata(state: dict[str, Any]) -> str:
+    """The modal's state as its private_metadata, within Slack's 3,000 characters: past
+    that, the oldest skipped items are forgotten (they may come back in this session) rather
+    than the view refused and the modal closed without a word."""
+    text = json.dumps(state)
+    skipped = list(state.get("skipped") or [])
+    while len(text) > METADATA_LIMIT and skipped:
+        skipped = skipped[max(1, len(skipped) // 8) :]  # a few at a time, oldest first
+        text = json.dumps({**state, "skipped": skipped})
+    return text
+
+
 def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> View:
     """The review modal on ``item``, or a closing note when nothing waits."""
     state = {"item": item.item_id if item else None, "decided": decided, "skipped": skipped}
@@ -75,7 +90,7 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
             callback_id=REVIEW_CALLBACK,
             title="Review",
             close="Done",
-            private_metadata=json.dumps(state),
+            private_metadata=metadata(state),
             blocks=[
                 SectionBlock(
                     text=MarkdownTextObject(
@@ -117,7 +132,7 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
         title="Review",
         submit="Decide",
         close="Done",
-        private_metadata=json.dumps(state),
+        private_metadata=metadata(state),
         blocks=body,
     )
 

@@ -738,3 +738,19 @@ def test_a_chart_of_one_model_has_whole_version_ticks_and_a_sane_range():
     assert all(float(t).is_integer() for t in by_labels.get_xticks())
     low, high = by_labels.get_xlim()
     assert low == 0 and 15 < high <= 30  # from no labels to a little past the 15 used
+
+
+async def test_the_report_reaches_a_public_report_channel_the_bot_was_not_in(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # HITL_REPORT_CHANNEL public but never joined: chat.postMessage says not_in_channel and
+    # the nightly report was lost with one warning; the bot joins it, as question channels.
+    fake_slack.add_channel("C0REPORTS", "hitl-reports", is_member=False)
+    seed(tmp_path / "hitl.db", labeled_items())
+    settings = make_settings(fake_slack, tmp_path, report_channel="C0REPORTS")
+    async for bot in start_bot(fake_slack, settings):
+        outcome = await run_retrain(bot.rt, "schedule")
+        assert outcome.status == "promoted"
+        [report] = fake_slack.messages("C0REPORTS")
+        assert report["text"].startswith("*Retrain v1: promoted")
+        assert len(fake_slack.calls_to("conversations.join")) == 1

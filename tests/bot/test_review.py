@@ -351,3 +351,23 @@ async def test_the_review_modal_offers_every_label_of_a_set_above_slacks_100_opt
         )
         assert (await bot.action(submitted)).status == 200
         assert bot.store.resolution("s")["label"] == "label_119"
+
+
+async def test_skipping_many_long_ids_keeps_the_review_window_within_slacks_metadata_limit(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # Each "Skip for now" kept the item id in the view's private_metadata: past Slack's 3,000
+    # characters the view could not be built, and the window closed without a word.
+    ids = [f"ticket-{n:0190d}" for n in range(20)]  # ids may have up to 200 characters
+    seed(tmp_path / "hitl.db", [Item(item_id, f"text {n}") for n, item_id in enumerate(ids)])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        for item_id in ids:
+            bot.store.flag_review(item_id, "split", "billing 1, bug 1")
+        await bot.command("review", "U0ADMIN")
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        for _ in ids:
+            reply = await bot.action(decision(view, "skip"))
+            answer = json.loads(await reply.text())  # an empty body closes the window
+            assert answer["response_action"] == "update"
+            view = answer["view"]
+            assert len(view["private_metadata"]) <= 3000
