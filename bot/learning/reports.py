@@ -39,6 +39,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
 
 
+def _by_people(rows: list[tuple[str, int]]) -> str:
+    """`` (<@U1> 3, <@U2> 1)``: the most active people (``answers_by_user`` keeps 50)."""
+    if not rows:
+        return ""
+    more = " and others" if len(rows) == 50 else ""
+    return " (" + ", ".join(f"<@{u}> {n}" for u, n in rows) + more + ")"
+
+
 def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     """Answers today and this week by person, the items by state and, with votes, the
     agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`)."""
@@ -47,10 +55,8 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     by_today = store.answers_by_user(today)
     by_week = store.answers_by_user(week)
     lines = [
-        f"*Answers today:* {sum(n for _, n in by_today)}"
-        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_today) + ")" if by_today else ""),
-        f"*Answers this week:* {sum(n for _, n in by_week)}"
-        + (" (" + ", ".join(f"<@{u}> {n}" for u, n in by_week) + ")" if by_week else ""),
+        f"*Answers today:* {store.answers_since(today)}" + _by_people(by_today),
+        f"*Answers this week:* {store.answers_since(week)}" + _by_people(by_week),
         f"*Items:* {counts['new'] + counts['queued']} pending · {counts['posted']} posted · "
         f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
         f"{counts['skipped']} skipped",

@@ -36,6 +36,15 @@ class ViewsMixin:
             [since],
         ).fetchall()
 
+    def answers_since(self, since: str) -> int:
+        """How many answers were given since a time, counted as ``answers_by_user`` counts
+        them (one per person and item), by everyone: not only its top 50."""
+        return self.db.execute(  # one pair as one value: a range of the period's index
+            "SELECT count(DISTINCT user_id || char(31) || item_id) FROM answers"
+            " WHERE source NOT IN ('import', 'undo') AND created_at >= ?",
+            [since],
+        ).fetchone()[0]
+
     def answers_of(self, user_id: str, since: str | None = None) -> int:
         """How many items ``user_id`` answered since a time (counted as ``answers_by_user``
         counts them), whether or not they are among its top 50."""

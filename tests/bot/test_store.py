@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
+from bot.config import Settings
 from bot.errors import StoreError
+from bot.learning.reports import stats_text
 from bot.store import KNOWN_MIGRATIONS, Store, migrations
 from tests.bot.harness import margin_scored
 from tests.query_plans import query_plans
@@ -269,6 +272,8 @@ def test_stats_queries_read_indexes_not_every_row(memory_store: Store):
     assert "item_counts" in counts + waiting and " items" not in counts + waiting
     since = _plans_of(memory_store, lambda: memory_store.answers_by_user("2026-11-24"))
     assert "SEARCH answers USING COVERING INDEX answers_by_people (created_at>?)" in since
+    total = _plans_of(memory_store, lambda: memory_store.answers_since("2026-11-24"))
+    assert "SEARCH answers USING COVERING INDEX answers_by_people (created_at>?)" in total
     voted = _plans_of(memory_store, memory_store.mean_agreement)
     assert "SEARCH labels USING COVERING INDEX labels_votes (votes>?)" in voted
     # all time (the leaderboard, App Home): a row per person, not every answer ever given
@@ -518,3 +523,16 @@ def test_a_folder_given_as_the_database_is_not_called_a_foreign_database(tmp_pat
         Store.open(folder)
     assert "not a slack-hitl database" not in str(caught.value)
     assert str(caught.value).startswith(f"{folder}: cannot open it (unable to open database file)")
+
+
+def test_the_stats_count_every_answer_not_only_the_50_most_active_peoples(db_path: Path):
+    # answers_by_user keeps the 50 most active people (for the list); the totals of
+    # /hitl stats and hitl stats added up that list: 60 people answering said 50.
+    with Store.open(db_path) as store:
+        store.add_items([R(f"i{n}", f"text {n}") for n in range(60)], "api")
+        for n in range(60):
+            store.record_answer(f"i{n}", f"U{n:03d}", "bug", source="button", dedupe_key=f"k{n}")
+        assert len(store.answers_by_user("2000-01-01")) == 50
+        text = stats_text(store, Settings(), datetime.now(UTC))
+    assert "*Answers today:* 60 (" in text and "*Answers this week:* 60 (" in text
+    assert text.count("and others)") == 2
