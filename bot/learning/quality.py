@@ -68,9 +68,11 @@ def measure(store: Store, settings: Settings) -> Quality:
     votes = list(store.iter_votes())
     tally = Tally.from_votes(votes)
     weighted = settings.aggregation == "dawid_skene" and settings.votes > 1
+    aliases = store.label_aliases()  # answers given before a rename count under the new name
+    in_force = Tally.from_votes([(i, u, aliases.get(lb, lb)) for i, u, lb in votes])
     return Quality(
         agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED) if settings.votes > 1 else None,
-        gold=[g for g in gold_accuracy(tally, gold) if g.n] if gold else [],
+        gold=[g for g in gold_accuracy(in_force, _in_force(gold, aliases)) if g.n] if gold else [],
         n_gold=len(gold),
         estimates=estimate(store, votes, gold) if weighted else None,
     )
@@ -150,7 +152,14 @@ def own_gold(store: Store, user_id: str) -> GoldAccuracy | None:
     votes, gold = store.gold_votes_of(user_id)
     if not votes:
         return None
-    return gold_accuracy(Tally.from_votes(votes), gold)[0]
+    aliases = store.label_aliases()  # as ``measure``: under the label set in force
+    votes = [(item, user, aliases.get(label, label)) for item, user, label in votes]
+    return gold_accuracy(Tally.from_votes(votes), _in_force(gold, aliases))[0]
+
+
+def _in_force(gold: dict[str, str], aliases: dict[str, str]) -> dict[str, str]:
+    """Gold labels under the label set in force (a renamed or merged label's successor)."""
+    return {item: aliases.get(label, label) for item, label in gold.items()}
 
 
 def gold_line(g: GoldAccuracy) -> str:

@@ -5,7 +5,8 @@ the background) and a row in ``gold``; the dispatcher takes them one at a time
 (``next_gold``) at HITL_GOLD_RATE and posts each once, as it posts any item. An item already
 stored (an export read back, say) is only marked gold: it keeps its place and its votes, and
 those votes are scored too (one that misses the gold label sends the item to review).
-``training_data`` reads a gold item's gold label, once.
+``training_data`` leaves gold items out: a model that learned a gold answer would give it
+away in its guess on the gold question.
 """
 
 from __future__ import annotations

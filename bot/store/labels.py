@@ -76,8 +76,8 @@ class LabelsMixin:
                 self._close_reviews(item_id, label, user_id, now)
                 return LabelChange(item_id, old, label)
             if gold is not None and gold != label:
-                # A gold item trains with its gold label: the admin's label replaces it, and
-                # people's answers are scored against it from now on.
+                # A gold item's gold label: the admin's label replaces it, and people's
+                # answers are scored against it from now on.
                 self.db.execute(
                     "UPDATE gold SET label = ?, created_at = ? WHERE item_id = ?",
                     [label, now, item_id],
@@ -129,8 +129,7 @@ class LabelsMixin:
                 raise StoreError(f"item {item_id!r} has no label to remove")
             now = self.now()
             self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
-            # A gold item trains with its gold label: it stops being gold (not trained on,
-            # nobody scored against it).
+            # A gold item stops being gold (nobody is scored against it).
             self.db.execute("DELETE FROM gold WHERE item_id = ?", [item_id])
             self._close(item_id, "skipped", now)
             self._record_change(item_id, old, None, action, user_id, reason, now)

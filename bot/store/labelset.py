@@ -164,6 +164,7 @@ class LabelSetMixin:
         self.db.execute(
             "UPDATE labels SET label = ?, resolved_at = ? WHERE label = ?", [new, now, old]
         )
+        self.db.execute("UPDATE gold SET label = ? WHERE label = ?", [new, old])  # gold too
         self.db.execute("UPDATE label_aliases SET new = ? WHERE new = ?", [new, old])
         self.db.execute("DELETE FROM label_aliases WHERE old = ?", [new])
         self.db.execute("INSERT OR REPLACE INTO label_aliases (old, new) VALUES (?, ?)", [old, new])

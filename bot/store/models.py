@@ -21,23 +21,17 @@ class ModelsMixin:
     # -- the learning loop: training data, locks, models, live accuracy --
 
     def training_data(self) -> list[tuple[str, str, str, str]]:
-        """(item id, text, label, resolved_at) of every resolved item, oldest first, and of
-        every gold item: a gold item trains once, with its gold label (from the time it was
-        made gold, if people have not decided it), never with the answers people gave it."""
-        rows = self.db.execute(
-            "SELECT l.item_id, i.text, coalesce(g.label, l.label), l.resolved_at FROM labels l"
-            " JOIN items i ON i.id = l.item_id LEFT JOIN gold g ON g.item_id = l.item_id"
+        """(item id, text, label, resolved_at) of every resolved item, oldest first, except
+        gold items: the model never learns a gold answer. A champion trained on one guesses
+        it on the gold question, and the guess (shown, and the first button) gives it away:
+        gold would measure who follows the model. An item made gold no more (`hitl labels
+        remove`, then a label) trains as any other."""
+        return self.db.execute(
+            "SELECT l.item_id, i.text, l.label, l.resolved_at FROM labels l"
+            " JOIN items i ON i.id = l.item_id"
+            " WHERE NOT EXISTS (SELECT 1 FROM gold g WHERE g.item_id = l.item_id)"
             " ORDER BY l.resolved_at, l.rowid"
         ).fetchall()
-        gold_only = self.db.execute(
-            "SELECT g.item_id, i.text, g.label, g.created_at FROM gold g"
-            " JOIN items i ON i.id = g.item_id"
-            " WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = g.item_id)"
-            " ORDER BY g.rowid"
-        ).fetchall()
-        if not gold_only:
-            return rows
-        return sorted(rows + gold_only, key=lambda row: row[3])  # stable: ties keep their order
 
     def audit_answered_since(self, resolved_after: str) -> set[str]:
         """Items asked as random audits and resolved after ``resolved_after`` (ISO time; ""

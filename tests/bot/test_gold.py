@@ -1,6 +1,7 @@
 """Gold questions: imported as gold (not as training labels), mixed into the questions at
 HITL_GOLD_RATE looking like any other, scored per person, shown to admins in `/hitl stats` and
-to each person in their own App Home; a gold item trains once, with its gold label."""
+to each person in their own App Home; a gold item never trains (the model would learn the
+answer and its guess would give it away)."""
 
 from __future__ import annotations
 
@@ -52,12 +53,8 @@ def test_import_gold_stores_gold_items_and_no_training_label_from_people(tmp_pat
         assert store.get_item("G-1")["status"] == "gold"
         assert store.gold_labels() == {"G-1": "billing", "T-2": "bug"}
         assert store.count_labels() == 1  # T-1's seed label only; gold is not a label
-        # what retrain reads: each gold item once, with its gold label
-        assert sorted((r[0], r[2]) for r in store.training_data()) == [
-            ("G-1", "billing"),
-            ("T-1", "billing"),
-            ("T-2", "bug"),
-        ]
+        # what retrain reads: no gold item (T-2 was stored, then made gold)
+        assert sorted((r[0], r[2]) for r in store.training_data()) == [("T-1", "billing")]
         assert store.pool() == [] or all(r["id"] != "G-1" for r in store.pool())
 
 
@@ -149,9 +146,8 @@ async def test_clicks_on_a_gold_question_are_scored_per_person(gold_bot: Bot):
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
     assert "*Your accuracy on gold questions:* 100% (1 of 1, 95% CI 21%–100%)" in home
 
-    # the wrong decision never trains: the gold item trains once, with its gold label
-    rows = [r for r in bot.store.training_data() if r[0] == "g1"]
-    assert [(r[0], r[2]) for r in rows] == [("g1", "billing")]
+    # neither the wrong decision nor the gold label trains: the model never learns gold
+    assert [r for r in bot.store.training_data() if r[0] == "g1"] == []
 
 
 async def test_without_gold_or_at_rate_zero_no_gold_is_posted(
@@ -196,8 +192,9 @@ async def test_a_gold_question_slack_refuses_is_set_aside_not_drawn_again(gold_b
     assert await bot.dispatcher.fill() == 1  # the round after: the item it stood in for
     calls = bot.fake.calls_to("chat.postMessage")
     assert [c.params["metadata"]["event_payload"]["item_id"] for c in calls] == ["g1"] * 3 + ["i1"]
-    # still gold: it trains with its gold label, and its answers would be scored
-    assert [(r[0], r[2]) for r in bot.store.training_data() if r[0] == "g1"] == [("g1", "billing")]
+    # still gold: its answers would be scored, and it does not train
+    assert bot.store.gold_labels() == {"g1": "billing"}
+    assert [r for r in bot.store.training_data() if r[0] == "g1"] == []
 
 
 async def test_an_export_names_a_gold_items_gold_label_and_reads_back_without_it_in_meta(
@@ -297,6 +294,25 @@ def test_a_gold_label_corrected_reaches_the_next_retrain(tmp_path: Path):
     again = run_cli("--db", str(db), "retrain").stdout
     assert again.startswith("Retrain v2: "), again  # not "nothing new"
     with Store.open(db) as store:
-        assert [(r[0], r[2]) for r in store.training_data() if r[0] == "ab0"] == [
-            ("ab0", "billing")
-        ]
+        assert store.gold_labels() == {"ab0": "billing"}  # answers are scored against this
+        assert [r for r in store.training_data() if r[0] == "ab0"] == []  # gold never trains
+
+
+async def test_a_gold_answer_given_after_a_rename_is_scored_right(gold_bot: Bot):
+    # The gold label billing is renamed payments; a click on payments is right, in
+    # /hitl stats and in App Home alike (both said 0 of 1), and the gold label follows.
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.command("labels rename billing payments", "U0ADMIN")).status == 200
+    await bot.settled()
+    [message] = bot.posted()  # redrawn with the new name
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "payments"))).status == 200
+    await bot.settled()
+    assert bot.store.gold_labels() == {"g1": "payments"}
+    stats = await (await bot.command("stats", "U0ADMIN")).text()
+    assert "<@U0ANA> 100% (1 of 1" in stats, stats
+    assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+    await bot.settled()
+    home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+    assert "*Your accuracy on gold questions:* 100% (1 of 1" in home
