@@ -267,7 +267,11 @@ class Store(
         ``answers``: each person's answer that counted when the item was decided (user_id,
         label, created_at; as ``tally`` counts them), so `hitl import` can restore who labeled
         what and when. Empty for a label imported without them. ``gold``: a gold item's gold
-        label (what training uses for it), else None."""
+        label (what its answers are scored against), else None, under the label set in force.
+        An item whose label was retired is left out, as training leaves it out: read back, it
+        would bring the retired label back."""
+        aliases = self.label_aliases()
+        retired = self.retired_labels()
         cursor = self.db.execute(
             "SELECT i.id, i.text, l.label, l.votes, l.agreement, l.annotators, l.resolved_at,"
             " i.meta, (SELECT json_group_array(json_object('user_id', a.user_id,"
@@ -278,6 +282,8 @@ class Store(
             " FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
         )
         for row in cursor:
+            if row[2] in retired:
+                continue
             yield {
                 "id": row[0],
                 "text": row[1],
@@ -288,7 +294,7 @@ class Store(
                 "resolved_at": row[6],
                 "meta": json.loads(row[7]),
                 "answers": json.loads(row[8]),
-                "gold": row[9],
+                "gold": aliases.get(row[9], row[9]) if row[9] is not None else None,
             }
 
     def iter_answers(self) -> Iterator[dict[str, Any]]:

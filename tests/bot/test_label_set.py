@@ -262,3 +262,25 @@ def test_one_label_has_one_spelling_and_a_case_twin_is_refused(tmp_path: Path):
         "Error: 'caf\u00e9' is in the label set already\n"
     )
     assert run(db, "labels", "rename", "tea", "Tea").stdout == "Label set now: caf\u00e9, Tea\n"
+
+
+def test_an_export_leaves_out_items_of_a_retired_label_so_reading_it_back_keeps_it_retired(
+    tmp_path: Path,
+):
+    db, copy = tmp_path / "hitl.db", tmp_path / "copy.db"
+    rows = [{"id": f"b{n}", "text": f"refund {n}", "label": "billing"} for n in range(3)]
+    rows += [{"id": f"g{n}", "text": f"crash {n}", "label": "bug"} for n in range(3)]
+    rows += [{"id": f"q{n}", "text": f"how do I {n}", "label": "question"} for n in range(3)]
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).exit_code == 0
+    assert run(db, "labels", "retire", "bug").exit_code == 0
+    exported = tmp_path / "decided.jsonl"
+    assert run(db, "export", "-o", str(exported)).exit_code == 0
+    labels = [json.loads(line)["label"] for line in exported.read_text().splitlines()]
+    assert sorted(labels) == ["billing"] * 3 + ["question"] * 3  # bug's items wait in review
+    again = run(db, "import", str(exported))  # into the same database: nothing new, none refused
+    assert "6 duplicates, 0 rejected" in again.stdout, again.output
+    assert run(copy, "import", str(exported)).exit_code == 0
+    with Store.open(copy) as store:
+        assert store.label_set() == ["billing", "question"]  # bug is not brought back
