@@ -28,7 +28,7 @@ from bot import logs
 from bot.cli_errors import friendly_errors, os_problem
 from bot.config import Settings, config_path, describe, load_settings
 from bot.errors import HitlError
-from bot.ingest import FORMATS, import_rows, rows_of_file
+from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file
 from bot.labelset import current_labels
 from bot.store import Store
 from bot.words import count
@@ -399,7 +399,7 @@ def _write_records(
             [
                 json.dumps(record[c], ensure_ascii=False)
                 if isinstance(record[c], dict | list)
-                else record[c]
+                else formula_guarded(record[c])
                 for c in columns
             ]
         )

@@ -15,6 +15,7 @@ from bot.ingest.readers import (
     RowError,
     Vote,
     detect_format,
+    formula_guarded,
     item_id_for_text,
     read_items,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "RowError",
     "Vote",
     "detect_format",
+    "formula_guarded",
     "import_rows",
     "item_id_for_text",
     "read_items",

@@ -490,7 +490,7 @@ def _csv_rows(
                 reader, start = read_again(), line + 1
             yield RowError(line, reason)
             continue
-        yield make_row(line, values)
+        yield make_row(line, [formula_unguarded(value) for value in values])
 
 
 def _malformed(exc: Exception) -> str:
@@ -737,3 +737,23 @@ def _label_text(raw: str) -> str | None:
     """A label as stored: trimmed, in one Unicode spelling (NFC: "café" with a combining
     accent is "café"), None when empty."""
     return unicodedata.normalize("NFC", raw.strip()) or None
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): item
+# texts come from producers, so `hitl export --format csv` writes such a cell after a ', which
+# spreadsheets show as text and hide, and a CSV import takes the ' off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_guarded(value: Any) -> Any:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading '."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def formula_unguarded(value: str) -> str:
+    """A CSV cell as ``formula_guarded`` wrote it, back to its text."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value

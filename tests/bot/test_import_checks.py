@@ -4,6 +4,7 @@ admin set reads back, and labels outside the label set in force are refused."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +273,26 @@ def test_hitl_labels_refuses_rows_outside_it(tmp_path: Path, monkeypatch: pytest
         'items.jsonl line 3: label "chitchat" is not in the label set (billing, bug): add it '
         "with `hitl labels add chitchat`, or fix the row, row skipped"
     )
+
+
+def test_a_csv_export_guards_formula_cells_and_reads_them_back_unchanged(tmp_path: Path):
+    # Item texts come from producers: a spreadsheet opening the CSV export ran a cell such as
+    # =HYPERLINK(...) as a formula (CSV injection). It is written after a ', which
+    # spreadsheets show as text, and `hitl import` takes the ' off again.
+    texts = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)", "plain"]
+    rows = [{"id": f"t{n}", "text": t, "label": "bug"} for n, t in enumerate(texts)]
+    rows.append({"id": "t9", "text": "another", "label": "=cmd"})
+    db, copy = tmp_path / "a.db", tmp_path / "b.db"
+    assert run(db, "import", str(write_jsonl(tmp_path / "items.jsonl", rows))).exit_code == 0
+    exported = tmp_path / "decided.csv"
+    assert run(db, "export", "--format", "csv", "-o", str(exported)).exit_code == 0
+    with exported.open(newline="") as handle:
+        cells = [row for row in csv.DictReader(handle)]
+    assert sorted(r["text"] for r in cells) == sorted(
+        ["'" + t for t in texts if t != "plain"] + ["plain", "another"]
+    )
+    assert [r["label"] for r in cells if r["id"] == "t9"] == ["'=cmd"]
+    assert run(copy, "import", str(exported)).exit_code == 0
+    with Store.open(copy) as store:
+        assert {store.get_item(f"t{n}")["text"] for n in range(5)} == set(texts)
+        assert store.resolution("t9")["label"] == "=cmd"
