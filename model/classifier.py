@@ -313,9 +313,9 @@ def _fit_words_only_if_any(pipeline: Pipeline, texts: Sequence[str]) -> None:
         word = parts.get("word")
         if isinstance(word, TfidfVectorizer) and "char" in parts and not _has_terms(word, texts):
             step.set_params(word="drop")
-    vectorizers = list(_active_vectorizers(pipeline))
-    if vectorizers and not any(_has_terms(v, texts) for v in vectorizers):
-        if all(v.analyzer == "word" for v in vectorizers):
+    found = list(vectorizers(pipeline))
+    if found and not any(_has_terms(v, texts) for v in found):
+        if all(v.analyzer == "word" for v in found):
             raise InsufficientDataError(
                 "no training text has a word (2+ letters or digits) to learn from; "
                 "a word + char pipeline learns from single characters and symbols too"
@@ -323,13 +323,15 @@ def _fit_words_only_if_any(pipeline: Pipeline, texts: Sequence[str]) -> None:
         raise InsufficientDataError("every training text is blank: nothing to learn from")
 
 
-def _active_vectorizers(estimator: Any) -> Iterator[TfidfVectorizer]:
+def vectorizers(estimator: Any) -> Iterator[TfidfVectorizer]:
+    """The TF-IDF vectorizers of a pipeline, in order (a union's parts that are ``"drop"``
+    are not vectorizers, so they are skipped)."""
     if isinstance(estimator, Pipeline):
         for _, step in estimator.steps:
-            yield from _active_vectorizers(step)
+            yield from vectorizers(step)
     elif isinstance(estimator, FeatureUnion):
         for _, part in estimator.transformer_list:
-            yield from _active_vectorizers(part)
+            yield from vectorizers(part)
     elif isinstance(estimator, TfidfVectorizer):
         yield estimator
 

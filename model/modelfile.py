@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import copy
 import zipfile
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from model.classifier import vectorizers as pipeline_vectorizers
 from model.errors import ModelError
 
 FORMAT = "slack-hitl model 3"
@@ -65,7 +64,7 @@ def dumps(pipeline: Pipeline) -> bytes:
     """The model file's bytes for a fitted ``pipeline`` (which is not changed)."""
     compact = _copy_steps(pipeline)
     vocabularies = []
-    for vectorizer in _vectorizers(compact):
+    for vectorizer in pipeline_vectorizers(compact):
         terms = _terms(vectorizer.vocabulary_)
         ends = np.cumsum([len(t) for t in terms], dtype=np.int64)
         text = np.frombuffer("".join(terms).encode("utf-8"), dtype=np.uint8)
@@ -86,7 +85,7 @@ def loads(data: bytes, trusted: list[str] | None = None) -> Pipeline:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ModelFileError(f"not a model file in a format this version reads ({got!r})")
     pipeline = obj["pipeline"]
-    vectorizers = list(_vectorizers(pipeline)) if isinstance(pipeline, Pipeline) else []
+    vectorizers = list(pipeline_vectorizers(pipeline)) if isinstance(pipeline, Pipeline) else []
     vocabularies = obj["vocabularies"]
     if not vectorizers or len(vectorizers) != len(vocabularies):
         raise ModelFileError("the model file's vocabularies do not match its pipeline")
@@ -170,17 +169,6 @@ def _copy_steps(estimator: Any) -> Any:
             (name, _copy_steps(part)) for name, part in estimator.transformer_list
         ]
     return clone
-
-
-def _vectorizers(estimator: Any) -> Iterator[TfidfVectorizer]:
-    if isinstance(estimator, Pipeline):
-        for _, step in estimator.steps:
-            yield from _vectorizers(step)
-    elif isinstance(estimator, FeatureUnion):
-        for _, part in estimator.transformer_list:
-            yield from _vectorizers(part)
-    elif isinstance(estimator, TfidfVectorizer):
-        yield estimator
 
 
 def _sparse_coefficients(pipeline: Pipeline) -> dict[str, Any] | None:

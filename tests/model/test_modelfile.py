@@ -11,7 +11,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from model import modelfile
-from model.classifier import PIPELINES, TextClassifier
+from model.classifier import PIPELINES, TextClassifier, vectorizers
 from model.errors import RegistryError
 from model.registry import TRUSTED_TYPES, ModelRegistry
 from tests.model.conftest import make_texts
@@ -55,8 +55,8 @@ def test_a_model_file_gives_back_the_same_pipeline_and_needs_no_trusted_types(na
     assert sio.get_untrusted_types(data=data) == list(TRUSTED_TYPES) == []
     loaded = TextClassifier.from_pipeline(modelfile.loads(data), clf.classes, name)
     np.testing.assert_array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
-    before = [part.vocabulary_ for part in modelfile._vectorizers(clf.pipeline_)]
-    assert [part.vocabulary_ for part in modelfile._vectorizers(loaded.pipeline_)] == before
+    before = [part.vocabulary_ for part in vectorizers(clf.pipeline_)]
+    assert [part.vocabulary_ for part in vectorizers(loaded.pipeline_)] == before
 
 
 def test_saving_leaves_the_fitted_pipeline_as_it_was(texts_labels):
@@ -65,7 +65,7 @@ def test_saving_leaves_the_fitted_pipeline_as_it_was(texts_labels):
     coef = clf.pipeline_[-1].coef_
     modelfile.dumps(clf.pipeline_)
     assert clf.pipeline_[-1].coef_ is coef
-    assert all(len(part.vocabulary_) > 10 for part in modelfile._vectorizers(clf.pipeline_))
+    assert all(len(part.vocabulary_) > 10 for part in vectorizers(clf.pipeline_))
 
 
 def test_vocabularies_are_arrays_and_sparse_coefficients_are_stored_sparse(texts_labels):
