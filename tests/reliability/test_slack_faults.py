@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.config import Settings
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
 from tests import signing
@@ -98,6 +99,12 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
             assert f"✅ *{label}* by <@U0ANA>" in str(message["blocks"]), item_id
 
 
+def one_item(fake_slack: FakeSlack, tmp_path: Path) -> Settings:
+    """The settings of a bot whose queue holds one item (i00), room for three questions."""
+    seed(tmp_path / "hitl.db", ITEMS[:1])
+    return make_settings(fake_slack, tmp_path, max_open=3)
+
+
 def each_once(bot: Bot, channel: str = CHANNEL) -> dict[str, str]:
     """item id -> ts of its one message in the channel, checked against the posts table."""
     shown = [
@@ -113,8 +120,7 @@ def each_once(bot: Bot, channel: str = CHANNEL) -> dict[str, str]:
 async def test_a_post_that_fails_after_slack_stored_it_is_not_posted_again(
     fake_slack: FakeSlack, tmp_path: Path, fault: dict
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings):  # the client `hitl serve` makes
         bot.fake.fail("chat.postMessage", after=True, **fault)
         await bot.dispatcher.fill()  # Slack stored it, but the bot never heard so
@@ -134,8 +140,7 @@ async def test_a_post_slack_stored_before_answering_an_error_with_200_is_not_pos
     # Slack's fatal_error and internal_error may come with HTTP 200 after the message was
     # stored ("some aspect of the operation may have succeeded"): as after a 5xx, the history
     # is searched before the item goes again.
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings, retries=0):
         bot.fake.fail("chat.postMessage", error, after=True)
         await bot.dispatcher.fill()
@@ -161,8 +166,7 @@ async def lose_a_post_while_the_history_is_down(bot: Bot) -> None:
 async def test_a_lost_post_is_looked_for_after_a_restart_before_it_is_posted_again(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings, retries=0):
         await lose_a_post_while_the_history_is_down(bot)
     async for bot in start_bot(fake_slack, settings, retries=0):  # restarted (SIGTERM)
@@ -179,8 +183,7 @@ async def test_a_lost_post_is_looked_for_after_a_restart_before_it_is_posted_aga
 async def test_a_post_under_way_when_the_server_dies_is_found_after_the_restart(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings, retries=0):
         bot.fake.fail("chat.postMessage", mode="timeout")  # Slack holds the call...
         round_ = asyncio.create_task(bot.dispatcher.fill())
@@ -201,8 +204,7 @@ async def test_a_post_under_way_when_the_server_dies_is_found_after_the_restart(
 async def test_a_post_slack_stores_only_after_the_client_gave_up_is_not_posted_twice(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings, retries=0):
         bot.rt.client = make_client(settings, retries=0, timeout=0.5)
         bot.fake.fail("chat.postMessage", mode="timeout")
@@ -225,8 +227,7 @@ async def test_a_post_slack_stores_only_after_the_client_gave_up_is_not_posted_t
 async def test_a_lost_post_answered_before_it_is_found_stays_decided(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings, retries=0):
         await lose_a_post_while_the_history_is_down(bot)
         [message] = bot.posted()
@@ -249,8 +250,7 @@ async def test_a_lost_post_answered_before_it_is_found_stays_decided(
 async def test_updates_and_rate_limited_posts_are_still_retried_by_the_client(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    seed(tmp_path / "hitl.db", ITEMS[:1])
-    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings):
         bot.fake.fail("chat.postMessage", status=429, retry_after=0)
         assert await bot.dispatcher.fill() == 1  # a 429 means Slack did not take it
