@@ -890,11 +890,12 @@ def process_memory(pid: int) -> str:
 async def refresh_first(
     base: str, payloads: list[dict], args, info: dict, db: Path, pid: int
 ) -> list[dict]:
-    """Decide the open questions (each on its last label button, not the model's first guess,
-    so the audit gate does not keep the champion), wait until the server has fitted and adopted
-    the refresh that follows (HITL_REFRESH_EVERY ≤ the open questions), and return the clicks
-    left: they run while the re-scoring walk goes over every waiting item."""
-    first = [_on_last_button(p) for p in payloads[: args.max_open]]
+    """Decide the open questions, each on a label the champion does not predict (so the audit
+    gate, which holds out the audit answers, cannot keep the champion), wait until the server
+    has fitted and adopted the refresh that follows (HITL_REFRESH_EVERY ≤ the open questions),
+    and return the clicks left: they run while the re-scoring walk goes over every waiting
+    item."""
+    first = _not_the_champions_guess(payloads[: args.max_open], db)
     warm = await run_load("deciding", f"{base}/slack/events", first, args.concurrency)
     if warm.ok != len(first):
         raise SystemExit(f"deciding the open questions failed: {warm.statuses} {warm.errors[:3]}")
@@ -937,12 +938,28 @@ async def metric(base: str, name: str) -> float:
     return -1.0
 
 
-def _on_last_button(payload: dict) -> dict:
-    message = payload["message"]
-    actions = next(b for b in message["blocks"] if b["type"] == "actions")
-    last = [e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label.")][-1]
-    out = json.loads(json.dumps(payload))
-    out["actions"][0].update(action_id=last["action_id"], value=last["value"])
+def _not_the_champions_guess(payloads: list[dict], db: Path) -> list[dict]:
+    """Each payload moved to a label button the champion does not predict for its item. The
+    buttons do not tell: the backlog's stored scores are synthetic (``grow_backlog``), so the
+    champion's own guess may be any button, the last one included."""
+    from bot.slack.blocks import decode_value
+    from model.registry import ModelRegistry
+
+    loaded = ModelRegistry(db.with_name(db.name + ".models")).load_champion()
+    if loaded is None:
+        raise SystemExit(f"{db}: no champion to answer against")
+    out = []
+    with sqlite3.connect(db) as conn:
+        for payload in payloads:
+            actions = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")
+            buttons = [e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label.")]
+            item = decode_value(buttons[0]["value"])[0]
+            (text,) = conn.execute("SELECT text FROM items WHERE id = ?", [item]).fetchone()
+            guess = loaded.classifier.predict([text])[0]
+            button = next(b for b in reversed(buttons) if decode_value(b["value"])[1] != guess)
+            moved = json.loads(json.dumps(payload))
+            moved["actions"][0].update(action_id=button["action_id"], value=button["value"])
+            out.append(moved)
     return out
 
 
