@@ -6,12 +6,13 @@ items takes minutes. This runs the real `hitl serve` (``bot_load.py``'s fake Sla
 process handling) on a champion trained by ``hitl retrain`` on ``--labeled`` dataset labels,
 with N items waiting (``_common.grow_backlog``: synthetic texts scored as the champion leaves
 them), HITL_VOTES=1 (a click decides its question), HITL_MAX_OPEN = HITL_REFRESH_EVERY =
-``--every``. Each round decides the open questions (signed clicks on each one's last label
-button, as ``bot_load.py``'s mix does, so the refresh is not the champion again) and times
-from the last click's ack to the server asking with the refresh those labels bring (its
-``hitl_model_version{role="asks"}``): the team answers on as soon as it is asked from the new
-model, faster than a walk over the backlog. Cells: per size, each round's wait; the ratio of a
-round's wait at each size to the smallest size's in the same run; the items the walks scored.
+``--every``. Each round decides the open questions (signed clicks on a label the champion
+does not predict, as ``bot_load.py``'s mix does, so the audit gate cannot keep the
+champion) and times from the last click's ack to the server asking with the refresh those
+labels bring (its ``hitl_model_version{role="asks"}``): the team answers on as soon as it is
+asked from the new model, faster than a walk over the backlog. Cells: per size, each round's
+wait; the ratio of a round's wait at each size to the smallest size's in the same run; the
+items the walks scored.
 
     python benchmarks/refresh_backlog.py                          # 10,000 and 1,000,000 waiting
     python benchmarks/refresh_backlog.py --sizes 10000 100000 --rounds 4
@@ -43,7 +44,7 @@ from bot_load import (
     CHANNELS,
     SERVER_ROOT,
     FakeThread,
-    _on_last_button,
+    _not_the_champions_guess,
     metric,
     run_load,
     serve_env,
@@ -72,8 +73,8 @@ def open_questions(ft: FakeThread, clicked: set[str]) -> list[dict]:
     return out
 
 
-def decide(message: dict, round_no: int) -> dict:
-    """A signed-click payload deciding ``message`` on its last label button."""
+def decide(message: dict, round_no: int, db: Path) -> dict:
+    """A signed-click payload deciding ``message`` on a label the champion does not predict."""
     actions = next(b for b in message["blocks"] if b["type"] == "actions")
     first = next(e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label."))
     payload = signing.block_actions_payload(
@@ -85,7 +86,7 @@ def decide(message: dict, round_no: int) -> dict:
         block_id=actions["block_id"],
         message=message,
     )
-    return _on_last_button(payload)
+    return _not_the_champions_guess([payload], db)[0]
 
 
 async def until(condition, limit_s: float) -> float | None:  # noqa: ANN001
@@ -128,7 +129,7 @@ async def run_size(ft: FakeThread, args: argparse.Namespace, n_items: int, tmp: 
             clicked.update(m["ts"] for m in batch)
             load = await run_load(
                 f"round {round_no}", f"{base}/slack/events",
-                [decide(m, round_no) for m in batch], args.every,
+                [decide(m, round_no, db) for m in batch], args.every,
             )  # fmt: skip
             if load.ok != len(batch):
                 raise SystemExit(f"round {round_no}: {load.statuses} {load.errors[:3]}")
