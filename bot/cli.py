@@ -485,7 +485,7 @@ def retrain_command(state: State, force: bool) -> None:
 
     from bot.learning import reports, retrain
 
-    with friendly_errors(), state.open_store() as store:
+    with friendly_errors(), state.open_existing_store() as store:
         settings = state.settings
         registry = retrain.registry_for(settings)
         champion = retrain.load_champion(registry)
@@ -578,7 +578,7 @@ def rollback_command(state: State, version: str, force: bool) -> None:
     number = version.lstrip("v")
     if not number.isdigit():
         raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
-    with friendly_errors(), state.open_store() as store:
+    with friendly_errors(), state.open_existing_store() as store:
         try:
             done = rollback.rollback(
                 store, retrain.registry_for(state.settings), int(number), force=force

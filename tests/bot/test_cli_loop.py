@@ -173,11 +173,15 @@ def test_a_cli_rollback_is_refused_while_a_retrain_holds_the_lock(tmp_path: Path
     assert run(db, "rollback", "1").stdout == "v1 is the champion again.\n"
 
 
-@pytest.mark.parametrize("command", ["stats", "accuracy", "models", "export"])
-def test_read_only_commands_do_not_create_a_database(tmp_path: Path, command: str):
+@pytest.mark.parametrize(
+    "command", ["stats", "accuracy", "models", "export", "retrain", "rollback 1"]
+)
+def test_commands_with_nothing_to_work_on_do_not_create_a_database(tmp_path: Path, command: str):
+    # a retrain or a rollback run in the wrong folder used to leave an empty hitl.db and
+    # hitl.db.models/ there (and the retrain exited 0, "too few labels")
     runner = CliRunner()
     with runner.isolated_filesystem(temp_dir=tmp_path) as here:
-        result = runner.invoke(cli, [command], prog_name="hitl")
+        result = runner.invoke(cli, command.split(), prog_name="hitl")
         assert result.exit_code == 1
         assert result.stderr == (
             "Error: no database at hitl.db (nothing imported here yet): run `hitl import FILE` "
