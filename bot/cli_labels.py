@@ -16,8 +16,7 @@ import click
 
 from bot.cli_errors import friendly_errors
 from bot.labelset import current_labels
-
-MAX_LABEL = 75  # Slack's limit for a button's text
+from bot.store.labelset import label_problem
 
 
 @contextmanager
@@ -75,11 +74,7 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
     Examples:
       hitl labels set T-1001 billing --reason "refund request"
     """
-    label = unicodedata.normalize("NFC", label.strip())
-    if not label or len(label) > MAX_LABEL:
-        raise click.ClickException(
-            f"label {label[:30]!r} must be 1 to {MAX_LABEL} characters (Slack's button limit)"
-        )
+    label = _check_name(label)
     with _errors(), state.open_existing_store() as store:
         known = current_labels(state.settings, store)
         fixed = state.settings.labels or store.stored_labels() is not None
@@ -140,10 +135,8 @@ def history_command(state: Any, item_id: str | None) -> None:
 
 def _check_name(label: str) -> str:
     label = unicodedata.normalize("NFC", label.strip())
-    if not label or len(label) > MAX_LABEL:
-        raise click.ClickException(
-            f"label {label[:30]!r} must be 1 to {MAX_LABEL} characters (Slack's button limit)"
-        )
+    if problem := label_problem(label):
+        raise click.ClickException(f"the label {label[:40]!r} {problem}")
     return label
 
 

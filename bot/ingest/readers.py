@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from bot.errors import IngestError
+from bot.store.labelset import label_problem
 
 MAX_TEXT_CHARS = 40_000
-MAX_LABEL_CHARS = 75
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # refused in ids, as the producer API refuses them
 # A row whose quoted field runs over lines for longer than this is taken as an unterminated quote
 # (the text itself is limited to MAX_TEXT_CHARS): reading holds at most this much at a time.
@@ -378,7 +378,7 @@ def _votes(answers: Any) -> tuple[Vote, ...] | None:
         user, label, when = answer.get("user_id"), answer.get("label"), answer.get("created_at")
         if not (isinstance(user, str) and 0 < len(user) <= 200 and _is_time(when)):
             return None
-        if not isinstance(label, str) or not label or len(label) > MAX_LABEL_CHARS:
+        if not isinstance(label, str) or label_problem(label):
             return None
         votes.append(Vote(user, label, when))
     if len({vote.user_id for vote in votes}) != len(votes):
@@ -588,8 +588,8 @@ def _id_error(line: int, name: str | None, item_id: str) -> RowError | None:
 
 
 def _label_error(line: int, label: str | None) -> RowError | None:
-    if label is not None and len(label) > MAX_LABEL_CHARS:
-        return RowError(line, f"label is over {MAX_LABEL_CHARS} characters (Slack's limit)")
+    if label is not None and (problem := label_problem(label)):
+        return RowError(line, f"the label {problem}")
     return None
 
 

@@ -11,6 +11,7 @@ from bot.errors import StoreError
 from bot.labelset import current_labels
 from bot.runtime import Runtime
 from bot.slack import blocks
+from bot.store.labelset import label_problem
 
 USAGE = (
     "Usage: `/hitl labels` shows the label set; `/hitl labels add LABEL`, "
@@ -18,7 +19,6 @@ USAGE = (
     "change it."
 )
 ARITY = {"add": 1, "rename": 2, "merge": 2, "retire": 1}
-MAX_LABEL = 75
 
 
 def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool]:
@@ -31,8 +31,9 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
     action, names = words[0].lower(), words[1:]
     if action not in ARITY or len(names) != ARITY[action]:
         return USAGE, False
-    if any(len(name) > MAX_LABEL for name in names):
-        return f"A label has at most {MAX_LABEL} characters (Slack's button limit).", False
+    for name in names:
+        if problem := label_problem(name):
+            return f"Cannot {action}: the label `{blocks.escape(name[:40])}` {problem}.", False
     try:
         after = rt.store.change_label_set(
             action,

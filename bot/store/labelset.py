@@ -23,6 +23,20 @@ from sqlite_utils import Database
 from bot.errors import StoreError
 
 ACTIONS = ("add", "rename", "merge", "retire")
+MAX_LABEL = 75  # Slack's limit for a button's text
+
+
+def label_problem(label: str) -> str | None:
+    """What makes ``label`` (trimmed, NFC) unusable as a label, or None. A label is a button's
+    text, an option, a CSV cell and a word in ``HITL_LABELS``: 1 to 75 characters, and no
+    control character (a line break or a tab would split it, a bell would hide in it)."""
+    if not label:
+        return "is empty"
+    if len(label) > MAX_LABEL:
+        return f"is over {MAX_LABEL} characters (Slack's button limit)"
+    if any(unicodedata.category(c) == "Cc" for c in label):
+        return "has a control character (a line break, a tab, ...); labels are one line of text"
+    return None
 
 
 class LabelSetMixin:
@@ -70,6 +84,9 @@ class LabelSetMixin:
         # One spelling per label: "café" typed as e + a combining accent is "café".
         label = unicodedata.normalize("NFC", label)
         new = unicodedata.normalize("NFC", new) if new is not None else None
+        for name in (label, new) if action in ("add", "rename") else ():
+            if name is not None and (problem := label_problem(name)):
+                raise StoreError(f"the label {name[:40]!r} {problem}")
         with self._immediate():
             if self.stored_labels() is None:
                 self.db.execute("DELETE FROM label_set")

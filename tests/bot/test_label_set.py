@@ -284,3 +284,40 @@ def test_an_export_leaves_out_items_of_a_retired_label_so_reading_it_back_keeps_
     assert run(copy, "import", str(exported)).exit_code == 0
     with Store.open(copy) as store:
         assert store.label_set() == ["billing", "question"]  # bug is not brought back
+
+
+def test_a_label_with_a_line_break_or_another_control_character_is_refused_everywhere(
+    tmp_path: Path,
+):
+    # "a\nb" was imported as one label and `hitl labels add` took "new\nline": a button
+    # text split over lines, and a label with a bell in it looked like "c" but was not.
+    db = tmp_path / "hitl.db"
+    rows = [
+        {"id": "1", "text": "a refund please", "label": "billing"},
+        {"id": "2", "text": "it crashed", "label": "bug\nreport"},
+        {"id": "3", "text": "how do I log in", "label": "question\u0007"},
+        {"id": "4", "text": "the app froze", "label": "bug"},
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run(db, "import", str(items))
+    assert "imported 2 (2 with labels), 0 duplicates, 2 rejected" in result.stdout, result.output
+    control = "the label has a control character (a line break, a tab, ...)"
+    assert f"line 2: {control}" in result.output and f"line 3: {control}" in result.output
+    for args in (["add", "new\nline"], ["rename", "bug", "bug\treport"], ["set", "4", "x\x1b"]):
+        refused = run(db, "labels", *args)
+        assert refused.exit_code == 1, args
+        assert refused.stderr.startswith("Error: the label ") and control[10:] in refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr  # one line, with the \n escaped
+    with Store.open(db) as store:
+        assert sorted(store.label_set()) == ["billing", "bug"]
+        assert store.stored_labels() is None  # nothing was changed
+
+
+async def test_a_slash_command_label_with_a_control_character_is_refused(bot: Bot):
+    assert (await reply(bot, "labels add bell\u0007")) == (
+        "Cannot add: the label `bell\u0007` has a control character (a line break, a tab, "
+        "...); labels are one line of text."
+    )
+    assert (await reply(bot, "labels add " + "x" * 76)).startswith("Cannot add: the label `xxxx")
+    assert bot.store.stored_labels() is None
