@@ -1,8 +1,10 @@
 """Webhook deliveries: tell a producer when one of its items is resolved.
 
 When an item with a ``callback_url`` resolves, the store writes a ``deliveries`` row in the
-same transaction as the label (the outbox). ``deliver_due`` sends the due ones: a POST of
-``{"id", "label", "votes", "resolved_at", "model_label"}`` signed with HITL_WEBHOOK_SECRET.
+same transaction as the label (the outbox); so does taking back a label the producer may have
+been told of (an Undo, ``hitl labels remove``). ``deliver_due`` sends the due ones: a POST of
+the item as it is then, ``{"id", "label", "votes", "resolved_at", "model_label", "status"}``
+(``label`` null once taken back), signed with HITL_WEBHOOK_SECRET.
 A 2xx answer delivers it; any other answer, a connection error or a timeout schedules a retry
 with exponential backoff, until ``max_attempts``. Because the outbox is in the database, a
 restart loses nothing: the next round picks up what is due.
@@ -273,7 +275,7 @@ async def deliver_due(
         return done
     jobs = []
     for delivery in claimed:
-        payload = rt.store.webhook_payload(delivery["item_id"])
+        payload = rt.store.webhook_payload(delivery["item_id"], sending=delivery["id"])
         if payload is None:  # undone since: the next resolution queues a new delivery
             rt.store.finish_delivery(
                 delivery["id"], "cancelled", error="the item was reopened before delivery"

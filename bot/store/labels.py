@@ -46,6 +46,7 @@ class LabelsMixin:
     tally: Callable[..., Any]
     _close: Callable[[str, str, str], None]
     _touch_post: Callable[[str], None]
+    _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
 
     def _item_status(self, item_id: str) -> str:
         row = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -190,8 +191,11 @@ class LabelsMixin:
     def _after_change(self, item_id: str, decision: str, user_id: str, now: str) -> None:
         self._touch_post(item_id)
         self._close_reviews(item_id, decision, user_id, now)
-        # A producer who asked about the item hears of its new label (webhook outbox).
-        if decision != "removed":
+        # A producer who asked about the item hears of its new label (webhook outbox), or
+        # that the label it may have been told of was taken back.
+        if decision == "removed":
+            self._queue_taken_back(item_id, now)
+        else:
             self.db.execute(
                 "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
                 " SELECT id, callback_url, ?, ? FROM items"

@@ -113,22 +113,53 @@ class ProducerMixin:
                 [status, error, next_attempt_at, delivery_id],
             )
 
-    def webhook_payload(self, item_id: str) -> dict[str, Any] | None:
-        """What a webhook reports about a resolved item; None when it is not resolved (now)."""
+    def webhook_payload(self, item_id: str, sending: int | None = None) -> dict[str, Any] | None:
+        """What a webhook reports about an item now: its label once resolved. After a label
+        was taken back (an Undo, ``hitl labels remove``) it reports ``label`` None and the
+        item's status, but only when the producer may have been told the label (a delivery
+        for the item was delivered or attempted); None when there is nothing to tell.
+        ``sending``: the delivery the payload is for, claimed (this attempt counted) but not
+        sent yet."""
         row = self.db.execute(
-            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label FROM labels l"
-            " JOIN items i ON i.id = l.item_id WHERE l.item_id = ?",
+            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label, i.status FROM items i"
+            " LEFT JOIN labels l ON l.item_id = i.id WHERE i.id = ?",
             [item_id],
         ).fetchone()
-        if row is None:
+        if row is None or (row[0] is None and not self._maybe_told(item_id, sending)):
             return None
         return {
             "id": item_id,
             "label": row[0],
-            "votes": row[1],
+            "votes": row[1] or 0,
             "resolved_at": row[2],
             "model_label": row[3],
+            "status": row[4],
         }
+
+    def _maybe_told(self, item_id: str, sending: int | None = None) -> bool:
+        """Whether a webhook for the item may have reached its producer: one was delivered,
+        or an attempt was made (``sending``'s own attempt, counted when it was claimed, is not
+        made yet)."""
+        return self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE item_id = ? AND (status = 'delivered'"
+            " OR attempts > (CASE WHEN id IS ? THEN 1 ELSE 0 END)))",
+            [item_id, sending],
+        ).fetchone()[0]
+
+    def _queue_taken_back(self, item_id: str, now: str) -> None:
+        """In the transaction that takes an item's label back: a delivery telling its producer,
+        when a webhook may have told them the label (and none is waiting to be sent: that one
+        reads the item as it is when it goes)."""
+        self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
+            " SELECT id, callback_url, ?, ? FROM items WHERE id = ?"
+            " AND coalesce(callback_url, '') != ''"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
+            "  AND (d.status = 'delivered' OR d.attempts > 0))"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
+            "  AND d.status = 'pending' AND d.attempts = 0)",
+            [now, now, item_id],
+        )
 
     def next_delivery_at(self) -> str | None:
         """When the next pending delivery falls due (None when nothing is pending)."""

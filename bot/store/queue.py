@@ -44,6 +44,7 @@ class QueueMixin:
     db: Database
     now: Callable[[], str]
     review_after_answer: Callable[..., None]
+    _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
 
     # -- the queue: scoring, posting, answering --
 
@@ -464,6 +465,7 @@ class QueueMixin:
                 "SELECT max(id) FROM posts WHERE item_id = ?)",
                 [item_id],
             )
+            self._queue_taken_back(item_id, now)
             return Undo(label)
 
     def _reopen_answers(self, item_id: str, decided_by: int, undoer: str) -> None:

@@ -29,6 +29,7 @@ from bot.api.webhooks import (
     MAX_ATTEMPTS,
     SIGNATURE_HEADER,
     TIMEOUT,
+    DeliveryRound,
     backoff,
     deliver_due,
     run_deliveries,
@@ -273,6 +274,7 @@ async def test_receiver_that_fails_twice_gets_one_signed_delivery_with_backoff(
             "votes": 1,
             "resolved_at": T0.isoformat(timespec="milliseconds"),
             "model_label": None,
+            "status": "resolved",
         }
         signed_at = int(at(3 * BASE).timestamp())
         assert delivered.headers[SIGNATURE_HEADER].startswith(f"t={signed_at},v1=")
@@ -346,6 +348,36 @@ async def test_an_item_reopened_before_delivery_sends_nothing(
         assert len(done.cancelled) == 1 and done.attempted == 0
         assert bot.store.deliveries("T-1")[0]["status"] == "cancelled"
         assert good_receiver.received == []
+
+
+async def test_a_label_taken_back_after_its_webhook_is_told_to_the_producer(
+    fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver
+):
+    # An Undo or `hitl labels remove` after the webhook was delivered told the producer
+    # nothing: it went on using a label the team had taken back.
+    async for bot in start_api(fake_slack, tmp_path, **LOOPBACK):
+        freeze(bot)
+        await resolved_item_with_callback(bot, good_receiver.url)
+        await resolved_item_with_callback(bot, good_receiver.url, "T-2")
+        assert len((await deliver_due(bot.rt, now=at(0), base=BASE)).delivered) == 2
+        assert bot.store.undo_resolution("T-1", "U1", since=T0.isoformat())
+        bot.store.remove_label("T-2", user_id="cli:admin", reason="not a refund")
+        assert len((await deliver_due(bot.rt, now=at(1), base=BASE)).delivered) == 2
+        told = {(b := json.loads(r.body))["id"]: b for r in good_receiver.received[2:]}
+        first = json.loads(good_receiver.received[0].body)
+        assert first["label"] == "billing" and first["status"] == "resolved"
+        model = first["model_label"]
+        assert told == {
+            "T-1": {"id": "T-1", "label": None, "votes": 0, "resolved_at": None,
+                    "model_label": model, "status": "posted"},  # asked again
+            "T-2": {"id": "T-2", "label": None, "votes": 0, "resolved_at": None,
+                    "model_label": model, "status": "skipped"},  # set aside
+        }  # fmt: skip
+        # decided again: the producer hears the new label (and nothing more is waiting)
+        bot.store.record_answer("T-1", "U2", "bug", source="button", dedupe_key="k-again")
+        assert len((await deliver_due(bot.rt, now=at(2), base=BASE)).delivered) == 1
+        assert json.loads(good_receiver.received[-1].body)["label"] == "bug"
+        assert await deliver_due(bot.rt, now=at(86_400), base=BASE) == DeliveryRound()
 
 
 async def test_items_without_callback_url_queue_no_delivery(fake_slack: FakeSlack, tmp_path: Path):
