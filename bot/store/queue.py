@@ -466,6 +466,14 @@ class QueueMixin:
                 [item_id],
             )
             self._queue_taken_back(item_id, now)
+            # Reviews of the decision (its agreement, the model against it) go with it; a gold
+            # miss is about someone's answer, which stays history.
+            self.db.execute(
+                "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = 'undone'"
+                " WHERE item_id = ? AND decided_at IS NULL"
+                " AND reason IN ('low_agreement', 'contradicted')",
+                [now, user_id, item_id],
+            )
             return Undo(label)
 
     def _reopen_answers(self, item_id: str, decided_by: int, undoer: str) -> None:

@@ -156,3 +156,19 @@ async def test_a_rename_does_not_reopen_an_undo_window_that_has_passed(bot: Bot)
     said = await click_undo(bot, "U0ANA", message)
     assert said == "Too late to undo (10 minutes have passed, or someone else decided it)."
     assert bot.store.resolution(item_id)["label"] == f"{label}_x"
+
+
+async def test_an_undo_closes_the_reviews_of_the_decision_it_takes_back(bot: Bot):
+    # A low-agreement or contradicted review stayed open after an Undo reopened its item:
+    # /hitl review asked an admin to judge a decision that no longer existed.
+    item_id, message, _ = await decide(bot)
+    for reason in ("low_agreement", "contradicted", "gold_miss"):
+        assert bot.store.flag_review(item_id, reason)
+    assert "Undone" in await click_undo(bot, "U0ANA", message)
+    reviews = {r["reason"]: r for r in bot.store.db["reviews"].rows_where("item_id = ?", [item_id])}
+    assert {reason: r["decision"] for reason, r in reviews.items()} == {
+        "low_agreement": "undone",
+        "contradicted": "undone",
+        "gold_miss": None,  # about an answer, which stays
+    }
+    assert reviews["contradicted"]["decided_by"] == "U0ANA"
