@@ -265,8 +265,8 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
 
     Labels have the fields id, text, label, votes, agreement, annotators,
     resolved_at, meta, answers, label_set (which label set they follow: its
-    version and a hash of its labels) and gold (a gold item's gold label, which
-    training uses; else empty); `hitl import` reads an export back.
+    version and a hash of its labels) and gold (a gold item's gold label, which its
+    answers are scored against; else empty); `hitl import` reads an export back.
 
     \b
     Examples:
