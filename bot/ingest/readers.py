@@ -39,6 +39,10 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # refused in ids, as the producer 
 # A row whose quoted field runs over lines for longer than this is taken as an unterminated quote
 # (the text itself is limited to MAX_TEXT_CHARS): reading holds at most this much at a time.
 MAX_RECORD_CHARS = 1_000_000
+# A line is read at most this far (any line of MAX_RECORD_CHARS characters fits): the rest of a
+# longer one (a file with no line breaks, a binary file) is skipped and its row refused, so
+# memory stays bounded whatever the file holds.
+MAX_LINE_BYTES = 4 * MAX_RECORD_CHARS
 FORMATS = ("csv", "tsv", "jsonl", "text")
 EXTENSIONS = {
     ".csv": "csv",
@@ -150,9 +154,10 @@ def read_items(
             errors="surrogateescape",
             newline="",
         )
-        header = text.readline()
+        lines = _bounded_text(text)
+        header = next(lines, "")
         delimiter = "\t" if fmt == "tsv" else csv_delimiter(header)
-        lines = itertools.chain([header], text) if header else text
+        lines = itertools.chain([header], lines) if header else lines
         rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
         return _closing(rows, text, handle)
     if fmt == "jsonl":
@@ -207,15 +212,43 @@ def _closing(rows: Iterator[Row | RowError], *files: IO[Any]) -> Iterator[Row | 
             file.close()
 
 
-def _lines(handle: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[bytes]:
+def _lines(handle: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[bytes | None]:
+    """The file's lines; None for a line over MAX_LINE_BYTES, whose rest is skipped unread."""
     first = True
-    for raw in handle:
+    for raw in iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""):
         if progress:
             progress(len(raw))
         if first:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
             first = False
+        if len(raw) > MAX_LINE_BYTES:
+            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                if progress:
+                    progress(len(rest))
+            if progress and rest:
+                progress(len(rest))
+            yield None
+            continue
         yield raw
+
+
+def _bounded_text(text: IO[str]) -> Iterator[str]:
+    """A CSV file's lines, each cut at MAX_RECORD_CHARS characters (and its rest skipped): the
+    row of a cut line is refused (its text too long, or its quote never closed)."""
+    for line in iter(lambda: text.readline(MAX_RECORD_CHARS + 1), ""):
+        if len(line) > MAX_RECORD_CHARS and not line.endswith(("\n", "\r")):
+            while (rest := text.readline(MAX_RECORD_CHARS)) and not rest.endswith(("\n", "\r")):
+                pass
+            line += "\n"
+        yield line
+
+
+def _long_line(number: int) -> RowError:
+    return RowError(
+        number,
+        f"the line is over {MAX_LINE_BYTES:,} bytes (a text has at most "
+        f"{MAX_TEXT_CHARS:,} characters); its rest was not read",
+    )
 
 
 def _decode(raw: bytes) -> str | None:
@@ -593,8 +626,11 @@ def _label_error(line: int, label: str | None) -> RowError | None:
     return None
 
 
-def _jsonl_rows(lines: Iterator[bytes], columns: _Columns) -> Iterator[Row | RowError]:
+def _jsonl_rows(lines: Iterator[bytes | None], columns: _Columns) -> Iterator[Row | RowError]:
     for number, raw in enumerate(lines, start=1):
+        if raw is None:
+            yield _long_line(number)
+            continue
         line = _decode(raw)
         if line is None:
             yield RowError(number, "not valid UTF-8")
@@ -721,9 +757,12 @@ def _json_cell(text: str) -> Any:
         return None
 
 
-def _text_rows(lines: Iterator[bytes]) -> Iterator[Row | RowError]:
+def _text_rows(lines: Iterator[bytes | None]) -> Iterator[Row | RowError]:
     columns = _Columns("text", None, None)
     for number, raw in enumerate(lines, start=1):
+        if raw is None:
+            yield _long_line(number)
+            continue
         line = _decode(raw)
         if line is None:
             yield RowError(number, "not valid UTF-8")

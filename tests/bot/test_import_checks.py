@@ -296,3 +296,31 @@ def test_a_csv_export_guards_formula_cells_and_reads_them_back_unchanged(tmp_pat
     with Store.open(copy) as store:
         assert {store.get_item(f"t{n}")["text"] for n in range(5)} == set(texts)
         assert store.resolution("t9")["label"] == "=cmd"
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv"])
+def test_a_line_of_40_mb_is_refused_without_being_held_in_memory(tmp_path: Path, fmt: str):
+    # A file with no line breaks (a binary file, minified JSON) was read a whole line at a
+    # time: a 150 MB line took 0.5-1 GB. Now a line is read at most 4 MB far.
+    import tracemalloc
+
+    long = "x" * 40_000_000
+    path = tmp_path / f"items.{fmt}"
+    if fmt == "jsonl":
+        lines = [json.dumps({"text": t}) for t in ("first", long, "last")]
+    else:
+        lines = (["text"] if fmt == "csv" else []) + ["first", long, "last"]
+    path.write_text("\n".join(lines) + "\n")
+    del long, lines
+    tracemalloc.start()
+    try:
+        rows = list(read_items(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 25_000_000, f"{peak:,} bytes"  # 4 MB of the line, a few times; not all 40 MB
+    assert [r.text for r in rows if isinstance(r, Row)] == ["first", "last"]
+    [refused] = [r for r in rows if isinstance(r, RowError)]
+    assert refused.line == (3 if fmt == "csv" else 2)
+    expected = "over the limit of 40,000" if fmt == "csv" else "the line is over 4,000,000 bytes"
+    assert expected in refused.reason
