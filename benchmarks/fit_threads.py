@@ -12,7 +12,13 @@ event loop and scoring child). The ways alternate (default, one, default, one �
 the machine reaches both.
 
     python benchmarks/fit_threads.py [--data DIR] [--datasets NAME …] [--sizes N …] [--fits 5]
-    python benchmarks/fit_threads.py --quick     # trec, 200 texts, 1 fit, alone and pair (~10 s)
+    python benchmarks/fit_threads.py --quick     # trec, 60 texts, 1 fit, alone and pair (~7 s)
+
+``--quick`` (the test suite's run) checks the benchmark's workings, not its times: its children
+are forked from one fork server that imported the model code once, with no BLAS thread
+variables set (as ``hitl serve`` forks its fit child, bot/learning/children.py), instead of
+each importing scikit-learn anew (about 2.5 s of CPU a child, six children); its 60 texts are
+all probed.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import add_data_options, load_jsonl, machine, markdown_table, resolve_data
+from _common import (
+    add_data_options,
+    fork_server,
+    load_jsonl,
+    machine,
+    markdown_table,
+    resolve_data,
+)
 
 WAYS = ("default", "one")
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -60,7 +73,13 @@ def child(way: str, train: Path, n: int, fits: int) -> dict:
     }
 
 
-def run_children(way: str, train: Path, n: int, fits: int, at_once: int) -> list[dict]:
+def run_children(way: str, train: Path, n: int, fits: int, at_once: int, forked=None) -> list[dict]:
+    if forked is not None:  # --quick: children forked from the fork server (see the docstring)
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(at_once, mp_context=forked, max_tasks_per_child=1) as pool:
+            futures = [pool.submit(child, way, train, n, fits) for _ in range(at_once)]
+            return [f.result() for f in futures]
     env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
     command = [sys.executable, __file__, "--child", way, str(train), str(n), str(fits)]
     procs = [
@@ -76,11 +95,13 @@ def run_children(way: str, train: Path, n: int, fits: int, at_once: int) -> list
     return results
 
 
-def measure(train: Path, n: int, fits: int, at_once: int, rounds: int) -> dict[str, list[dict]]:
+def measure(
+    train: Path, n: int, fits: int, at_once: int, rounds: int, forked=None
+) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {way: [] for way in WAYS}
     for _ in range(rounds):
         for way in WAYS:
-            runs[way] += run_children(way, train, n, fits, at_once)
+            runs[way] += run_children(way, train, n, fits, at_once, forked)
     return runs
 
 
@@ -117,10 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="alternations of the two ways per size and setting (default 2)",
     )
-    parser.add_argument("--quick", action="store_true", help="200 texts, 1 fit, 1 round")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="60 texts, 1 fit, 1 round; children forked from one fork server",
+    )
     args = parser.parse_args(argv)
+    forked = None
     if args.quick:
-        args.sizes, args.fits, args.rounds = [200], 1, 1
+        args.sizes, args.fits, args.rounds = [60], 1, 1
+        for name in BLAS_VARIABLES:  # the fork server starts with this environment
+            os.environ.pop(name, None)
+        forked = fork_server(("__main__", "model.classifier"))
     folder, names = resolve_data(args)
     print(machine(), flush=True)
     t0 = time.perf_counter()
@@ -129,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         train = folder / name / "train.jsonl"
         for n in args.sizes:
             for setting, at_once in (("alone", 1), ("pair", 2)):
-                runs = measure(train, n, args.fits, at_once, args.rounds)
+                runs = measure(train, n, args.fits, at_once, args.rounds, forked)
                 wall = {w: statistics.median(r["wall"] for r in runs[w]) for w in WAYS}
                 cpu = {w: statistics.median(r["cpu"] for r in runs[w]) for w in WAYS}
                 diff = max(

@@ -22,7 +22,7 @@ texts of each test file.
 
     python benchmarks/model_footprint.py [--data DIR]           # 1,000 and 10,000 labels
     python benchmarks/model_footprint.py --sizes 1000 10000 50000 --json rows.json
-    python benchmarks/model_footprint.py --quick     # stand-in, 120 and 2,100 labels, two at a time
+    python benchmarks/model_footprint.py --quick     # stand-in, 60 and 2,001 labels, two at a time
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="120 and 2,100 labels (SGD in every CV fold)"
+        "--quick", action="store_true", help="60 and 2,001 labels (SGD in every CV fold)"
     )
     parser.add_argument("--sizes", nargs="+", type=int, help="label counts (default 1000 10000)")
     parser.add_argument("--json", type=Path, help="write the raw rows here")
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     data, datasets = resolve_data(args)
     # --quick: logistic regression, and SGD just above AUTO_LR_MAX_SAMPLES (2,000; the CV
     # folds fit the configuration of all the labels, TextClassifier.fit's sized_for)
-    sizes = args.sizes or ([120, 2100] if args.quick else [1000, 10000])
+    sizes = args.sizes or ([60, 2001] if args.quick else [1000, 10000])
     print(machine())
     n_latency = 20 if args.quick else N_LATENCY
     jobs = [(n, side) for n in sizes for side in SIDES]

@@ -5,8 +5,10 @@ dataset texts, then ``hitl retrain``; banking77's 77 classes by default) and a b
 unlabeled items already scored by that champion (the steady state of a server that keeps up),
 written through ``Store.add_items`` and ``Store.set_predictions`` in bulk with synthetic texts.
 At each size the real server runs as a subprocess (``python -m bot serve``, started as
-``bot_load.py`` starts it, HITL_MAX_OPEN questions posted to the fake Slack), and the
-benchmark measures, over HTTP on loopback:
+``bot_load.py`` starts it, HITL_MAX_OPEN questions posted to the fake Slack; with
+``--keep-server``, set by ``--quick``, one server serves every size: started at the first,
+the backlog grown beneath it as an import while it runs would grow it, stopped after the
+last), and the benchmark measures, over HTTP on loopback:
 
 1. ``predict``: ``--predicts`` calls to ``/api/predict`` from ``--predict-clients`` clients,
    each with a new text (an item stored and scored per call): p50 / p99 and calls/s;
@@ -20,12 +22,13 @@ The floor is ``bot_load.py``'s bare Bolt (a Bolt app that only acks, own process
 right after each size (a shared machine's load drifts over the run: each size is read against
 its own floor), twice: alone, and while the same predict clients call the bare server's
 ``/api/predict``, which only answers (the loaded floor: what the machine, aiohttp and Bolt give
-a click under that traffic with no product code at all). After each size the database is read:
-every acknowledged click must be exactly one answer row. The load average
-is printed before and after each size.
+a click under that traffic with no product code at all; with ``--keep-server`` the idle
+server still runs beside the floors). After each size's server stopped (``--keep-server``:
+after the last size) the database is read: every acknowledged click must be exactly one
+answer row. The load average is printed before and after each size.
 
     python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
-    python benchmarks/predict_growth.py --quick           # 1k, 4k items, 20 labels; trec (< 60 s)
+    python benchmarks/predict_growth.py --quick   # 1k, 4k items, 20 labels, one server; trec
 """
 
 from __future__ import annotations
@@ -88,52 +91,62 @@ async def open_questions(ft: FakeThread, n: int, limit_s: float) -> list[dict]:
         await asyncio.sleep(0.05)  # a benchmark polling another thread, not a test
 
 
-async def size_phase(
-    ft: FakeThread, db: Path, size: int, index: int, texts: list[str], args
-) -> dict:
+async def start_server(ft: FakeThread, db: Path, args) -> tuple[asyncio.subprocess.Process, str]:
+    """``hitl serve`` on ``db`` (the fake Slack's channel, HITL_MAX_OPEN questions, the API
+    token set), once it listens; the process and its base URL."""
     port = free_port()
     env = serve_env(ft.fake, db, CHANNEL, port, args.max_open)
     env["HITL_API_TOKEN"] = TOKEN
-    t0 = time.perf_counter()
     process = await start_process([sys.executable, "-m", "bot", "serve"], env)
-    base = f"http://127.0.0.1:{port}"
-    out: dict = {"size": size, "start_s": time.perf_counter() - t0}
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def stop_hitl_serve(process: asyncio.subprocess.Process) -> int | str:
+    """Stop ``hitl serve``: its exit code, with the end of its log if it failed."""
+    code, rest = await stop_process(process)
+    return code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
+
+
+def answers(db: Path, index: int) -> dict[str, tuple[int, int]]:
+    """The answer rows of size ``index``'s clicks, quiet and loaded, read once the server
+    stopped: (rows, distinct (item, user)) each."""
+    return {kind: count_answers(db, f"S{index}{kind}") for kind in ("Q", "L")}
+
+
+async def size_phase(
+    ft: FakeThread, db: Path, size: int, index: int, texts: list[str], args, base: str
+) -> dict:
+    """The predicts and both click phases of one size, on the running server at ``base``."""
+    out: dict = {"size": size}
     tag = f"S{index}"
-    try:
-        messages = await open_questions(ft, args.max_open, 20 + 2 * args.max_open)
-        predict_url = f"{base}/api/predict"
-        await predict_load(
-            predict_url, texts, args.predict_clients, n=args.warmup, stop=None, tag=f"{tag}w"
-        )
-        out["predict"] = await predict_load(
-            predict_url, texts, args.predict_clients, n=args.predicts, stop=None, tag=tag
-        )
-        quiet = click_payloads(messages, args.clicks, args.max_open, f"{tag}Q")
-        out["payloads"] = quiet
-        out["clicks_quiet"] = await run_load(
-            "clicks, quiet", f"{base}/slack/events", quiet, args.click_clients
-        )
-        loaded = click_payloads(messages, args.clicks, args.max_open, f"{tag}L")
-        texts_file = db.parent / "predict_texts.json"
-        texts_file.write_text(json.dumps(texts[:20_000]))
-        background = await asyncio.to_thread(
-            start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
-        )  # in a process of its own, as in bot_load's mix
-        await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
-        before = await fsyncs(base)
-        out["clicks_loaded"] = await run_load(
-            "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
-        )
-        after = await fsyncs(base)
-        out["fsyncs"] = [a - b for a, b in zip(after, before, strict=True)]
-        out["predict_during_clicks"] = await stop_predict_worker(background)
-        out["texts_file"] = texts_file
-    finally:
-        code, rest = await stop_process(process)
-    out["server_exit"] = code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
-    out["answers"] = {
-        kind: count_answers(db, f"{tag}{kind}") for kind in ("Q", "L")
-    }  # (rows, distinct (item, user))
+    messages = await open_questions(ft, args.max_open, 20 + 2 * args.max_open)
+    predict_url = f"{base}/api/predict"
+    await predict_load(
+        predict_url, texts, args.predict_clients, n=args.warmup, stop=None, tag=f"{tag}w"
+    )
+    out["predict"] = await predict_load(
+        predict_url, texts, args.predict_clients, n=args.predicts, stop=None, tag=tag
+    )
+    quiet = click_payloads(messages, args.clicks, args.max_open, f"{tag}Q")
+    out["payloads"] = quiet
+    out["clicks_quiet"] = await run_load(
+        "clicks, quiet", f"{base}/slack/events", quiet, args.click_clients
+    )
+    loaded = click_payloads(messages, args.clicks, args.max_open, f"{tag}L")
+    texts_file = db.parent / "predict_texts.json"
+    texts_file.write_text(json.dumps(texts[:20_000]))
+    background = await asyncio.to_thread(
+        start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
+    )  # in a process of its own, as in bot_load's mix
+    await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
+    before = await fsyncs(base)
+    out["clicks_loaded"] = await run_load(
+        "clicks under predict load", f"{base}/slack/events", loaded, args.click_clients
+    )
+    after = await fsyncs(base)
+    out["fsyncs"] = [a - b for a, b in zip(after, before, strict=True)]
+    out["predict_during_clicks"] = await stop_predict_worker(background)
+    out["texts_file"] = texts_file
     return out
 
 
@@ -248,14 +261,22 @@ async def main_async(args) -> int:
         results: list[dict] = []
         have = 0
         floor_args = args_for_floor(args)
+        server = None  # the running `hitl serve`: (process, base URL)
         try:
             for index, size in enumerate(sizes):
                 seconds = grow_backlog(db, have, size, words, labels)
                 added = f"{size - have:,} added in {seconds:.0f} s"
+                added += ", beneath the running server" if server is not None else ""
                 print(f"{size:,} unlabeled items ({added})", flush=True)
                 have = size
                 before = load_average()
-                result = await size_phase(ft, db, size, index, texts, args)
+                if server is None:
+                    server = await start_server(ft, db, args)
+                result = await size_phase(ft, db, size, index, texts, args, server[1])
+                if not args.keep_server:
+                    result["server_exit"] = await stop_hitl_serve(server[0])
+                    server = None
+                    result["answers"] = answers(db, index)
                 result["floor"] = await bare_phase(
                     ft.fake, result["payloads"], floor_args, f"bare Bolt ({size:,})"
                 )
@@ -272,10 +293,19 @@ async def main_async(args) -> int:
                     f"  predict p50 {result['predict'].p(50):.1f} ms, click p99 quiet "
                     f"{result['clicks_quiet'].p(99):.1f} / loaded "
                     f"{result['clicks_loaded'].p(99):.1f} ms, floor "
-                    f"{result['floor'].p(99):.1f} ms; server exit {result['server_exit']}",
+                    f"{result['floor'].p(99):.1f} ms; server exit "
+                    f"{result.get('server_exit', 'later (kept for the next size)')}",
                     flush=True,
                 )
+            if server is not None:  # --keep-server: each size's answers read once it stopped
+                code = await stop_hitl_serve(server[0])
+                server = None
+                print(f"server (one for every size) exit {code}", flush=True)
+                for index, result in enumerate(results):
+                    result["server_exit"], result["answers"] = code, answers(db, index)
         finally:
+            if server is not None:
+                await stop_process(server[0])
             await stop_kept_bare(floor_args)
     print(report(results))
     return 0
@@ -311,11 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load-lead", type=float, default=1.0, help="seconds of predict load before the clicks"
     )
+    parser.add_argument(
+        "--keep-server",
+        action="store_true",
+        help="one `hitl serve` for every size (set by --quick): started at the first, the "
+        "backlog grown beneath it, stopped after the last",
+    )
     add_data_options(parser, ("banking77",), quick="trec")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 20, 40, 10
         args.clicks, args.max_open, args.load_lead = 20, 4, 0.2
+        args.keep_server = True  # one server start (~8 s of CPU with its fork server), not two
     args.data, args.datasets = resolve_data(args)
     if sorted(args.sizes) != args.sizes:
         parser.error("--sizes must grow")

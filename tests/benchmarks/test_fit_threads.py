@@ -14,7 +14,7 @@ def test_fit_threads_benchmark_fits_both_ways_alone_and_in_pairs_with_the_same_m
 ):
     out = run_quick("fit_threads.py", standin)
     rows = re.findall(
-        rf"^\| {STANDIN} \| 200 \| (\d+) \| (alone|pair) \|((?: [\d.]+ \|){{6}}) ([\d.e+-]+) \|$",
+        rf"^\| {STANDIN} \| 60 \| (\d+) \| (alone|pair) \|((?: [\d.]+ \|){{6}}) ([\d.e+-]+) \|$",
         out,
         flags=re.M,
     )

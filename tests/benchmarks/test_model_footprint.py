@@ -10,7 +10,7 @@ from tests.benchmarks.runner import run_quick
 
 def test_model_footprint_benchmark_compares_before_and_now_side_by_side(standin: Path):
     out = run_quick("model_footprint.py", standin)
-    for n, estimator in (("120", "LogisticRegression"), ("2,100", "SGDClassifier")):
+    for n, estimator in (("60", "LogisticRegression"), ("2,001", "SGDClassifier")):
         assert re.search(rf"^{n} labels, 6 classes, {estimator} \(", out, flags=re.M), out
     rows = re.findall(r"^\| ([a-z][^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
     assert [r[0] for r in rows[:8]] == [

@@ -16,6 +16,8 @@ def test_predict_growth_benchmark_serves_every_size_and_stores_every_click_once(
         ("4,000", "0", "yes"),
     ], out[-3000:]  # a row whose stored answers differ from its acks reads "NO …" there
     assert "bare Bolt floor after each size: p50 " in out
+    assert "(3,000 added in " in out and "s, beneath the running server)" in out  # --quick
+    assert "server (one for every size) exit 0" in out  # read the answers once it stopped
     floor = re.search(r"ms; under the predict clients: p50 ([\d.]+) / ([\d.]+) ms$", out, re.M)
     fsyncs = re.search(r"over 100 ms\): 1,000: (\d+) / (\d+) / (\d+); 4,000: (\d+)", out)
     assert fsyncs and int(fsyncs[1]) >= 1 and int(fsyncs[4]) >= 1  # one at least per ack batch
