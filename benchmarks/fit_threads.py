@@ -144,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         help="60 texts, 1 fit, 1 round; children forked from one fork server",
     )
     args = parser.parse_args(argv)
-    forked = None
     if args.quick:
         args.sizes, args.fits, args.rounds = [60], 1, 1
+    folder, names = resolve_data(args)
+    forked = None
+    if args.quick:  # (after the data is found: a run that ends there changes no environment)
         for name in BLAS_VARIABLES:  # the fork server starts with this environment
             os.environ.pop(name, None)
         forked = fork_server(("__main__", "model.classifier"))
-    folder, names = resolve_data(args)
     print(machine(), flush=True)
     t0 = time.perf_counter()
     rows = []
