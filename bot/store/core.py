@@ -142,9 +142,27 @@ class Store(
                 "upgrade slack-hitl (pip install -U slack-hitl) or point HITL_DB at another file"
             )
         pending = [m.name for m in migrations.pending(self.db)]
-        if pending:
-            logger.info("applying migrations: %s", ", ".join(pending))
-            migrations.apply(self.db)
+        if not pending:
+            return
+        logger.info("applying migrations: %s", ", ".join(pending))
+        # One at a time, each in a transaction that holds the write lock and looks again at
+        # what is pending once it has it: two processes upgrading one file at once (a server
+        # starting beside a cron import) wait for each other's migration instead of the second
+        # failing half way ("duplicate column name") on a list it read before the first began.
+        while True:
+            with self._immediate():
+                migrations.ensure_migrations_table(self.db)
+                todo = migrations.pending(self.db)
+                if not todo:
+                    return
+                todo[0].fn(self.db)
+                self.db[migrations.migrations_table].insert(
+                    {
+                        "migration_set": migrations.name,
+                        "name": todo[0].name,
+                        "applied_at": str(datetime.now(UTC)),
+                    }
+                )
 
     def schema_version(self) -> list[str]:
         """Names of the applied migrations, oldest first."""

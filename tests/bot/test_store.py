@@ -536,3 +536,46 @@ def test_the_stats_count_every_answer_not_only_the_50_most_active_peoples(db_pat
         text = stats_text(store, Settings(), datetime.now(UTC))
     assert "*Answers today:* 60 (" in text and "*Answers this week:* 60 (" in text
     assert text.count("and others)") == 2
+
+
+def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path):
+    """A second opener that read the pending migrations before the first applied them failed
+    half way ("duplicate column name: priority"). The first opener here holds the write lock;
+    the second starts its upgrade (its first write waits for the lock), the first applies every
+    migration and commits, and the second must then open the database, not fail."""
+    import threading
+
+    old = Database(db_path)
+    migrations.apply(old, stop_before="m009_lighter_inserts")
+    old.execute("PRAGMA journal_mode=WAL")  # as Store.open leaves every database
+    old.conn.close()
+    first = Store(Database(sqlite3.connect(str(db_path), timeout=10, check_same_thread=False)))
+    second_conn = sqlite3.connect(str(db_path), timeout=10, check_same_thread=False)
+    writing = threading.Event()
+
+    def trace(statement: str) -> None:  # in the second's thread, as each statement starts
+        if statement.lstrip().upper().startswith(("BEGIN", "ALTER", "CREATE", "DROP", "INSERT")):
+            writing.set()
+
+    second_conn.set_trace_callback(trace)
+    outcome: list[BaseException | None] = []
+
+    def second_opens() -> None:
+        try:
+            Store(Database(second_conn)).migrate()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            outcome.append(exc)
+
+    with first._immediate():
+        opener = threading.Thread(target=second_opens)
+        opener.start()
+        assert writing.wait(30), "the second opener never began to write"
+        first.migrate()  # inside the held transaction: every migration, then one commit
+    opener.join(30)
+    assert outcome == [None], outcome
+    with Store.open(db_path) as store:
+        assert store.schema_version() == list(KNOWN_MIGRATIONS)
+        assert store.integrity_check() == "ok"
+    first.db.conn.close()
+    second_conn.close()
