@@ -31,6 +31,7 @@ from bot.errors import StoreError
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
+from bot.store.lock import other_server
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
 from bot.store.problems import database_problem
@@ -104,7 +105,7 @@ class Store(
             _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
             _configure(db, memory=False)
             store = cls(db, clock)
-            store.migrate()
+            store.migrate(path)
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -133,7 +134,10 @@ class Store(
 
     # -- schema --
 
-    def migrate(self) -> None:
+    def migrate(self, path: Path | None = None) -> None:
+        """Apply the pending migrations. With ``path`` (the file's), an upgrade is refused while
+        another process serves the database: an older server would go on with the old schema
+        under it (its queries failing on a dropped index, its writes missing new triggers)."""
         applied = [m.name for m in migrations.applied(self.db)]
         unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
         if unknown:
@@ -144,6 +148,12 @@ class Store(
         pending = [m.name for m in migrations.pending(self.db)]
         if not pending:
             return
+        if path is not None and (holder := other_server(path)):
+            raise StoreError(
+                f"{path} needs an upgrade to this slack-hitl ({len(pending)} migrations), but a"
+                f" hitl server or demo runs on it ({holder}): stop it first, then run the new"
+                " version"
+            )
         logger.info("applying migrations: %s", ", ".join(pending))
         # One at a time, each in a transaction that holds the write lock and looks again at
         # what is pending once it has it: two processes upgrading one file at once (a server

@@ -74,3 +74,29 @@ def server_lock(db: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # drops the lock
+
+
+def other_server(db: Path) -> str | None:
+    """Who holds ``db``'s server lock, when another process does (a running `hitl serve` or
+    `hitl demo`: "pid 812 on host, since …"), else None. The probe is a shared lock taken and
+    dropped at once; it is only made before an upgrade (see ``Store.migrate``)."""
+    path = lock_path(Path(db).resolve())
+    if fcntl is None or not path.exists():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip()
+            if holder.startswith(f"pid {os.getpid()} "):
+                return None  # this process's own server, upgrading as it starts
+            return holder or "unknown"
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)

@@ -579,3 +579,43 @@ def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path
         assert store.integrity_check() == "ok"
     first.db.conn.close()
     second_conn.close()
+
+
+def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
+    """A new `hitl stats` upgraded the database under a running older server: the server's
+    queries then failed on a dropped index, and items it stored went uncounted for good. While
+    another process holds the server lock, opening a database that needs migrations is refused
+    in one line, and nothing is changed; once that server is gone the upgrade runs."""
+    import subprocess
+    import sys
+
+    from bot.store.lock import lock_path
+
+    old = Database(db_path)
+    migrations.apply(old, stop_before="m019_post_attempts")
+    old.conn.close()
+    holds = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(lock_path(db_path.resolve()))!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.pwrite(fd, f'pid {os.getpid()} on testhost'.encode(), 0)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", holds], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline() == "held\n"
+        with pytest.raises(StoreError) as refused:
+            Store.open(db_path)
+        assert str(refused.value) == (
+            f"{db_path} needs an upgrade to this slack-hitl (2 migrations), but a hitl server or"
+            f" demo runs on it (pid {server.pid} on testhost): stop it first, then run the new"
+            " version"
+        )
+        assert [m.name for m in migrations.applied(Database(db_path))][-1] == "m018_stop_changed"
+    finally:
+        server.communicate("")
+    with Store.open(db_path) as store:
+        assert store.schema_version() == list(KNOWN_MIGRATIONS)
