@@ -27,3 +27,16 @@ def resolve_label(settings: Settings, store: Store, label: str) -> str | None:
         return label
     successor = store.label_aliases().get(label)
     return successor if successor in labels else None
+
+
+def in_force(
+    guesses: list[tuple[str, float]], aliases: dict[str, str], retired: set[str]
+) -> list[tuple[str, float]]:
+    """The model's guesses under the label set in force: a renamed or merged label shows as
+    its successor (once, at its best guess), a retired one not at all."""
+    kept: dict[str, float] = {}
+    for label, p in guesses:
+        label = aliases.get(label, label)
+        if label not in retired and label not in kept:
+            kept[label] = p
+    return list(kept.items())

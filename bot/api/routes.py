@@ -37,6 +37,7 @@ from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, RUNTIME
 from bot.ingest import item_id_for_text
+from bot.labelset import in_force
 from bot.learning.scoring import scorer_of
 from bot.runtime import Runtime
 from bot.store import Store
@@ -537,10 +538,11 @@ async def get_item(request: web.Request) -> web.Response:
     resolution = rt.store.resolution(item_id)
     prediction = None
     if item["confidence"] is not None:
+        model_label, ranked = _guesses(rt.store, item)
         prediction = {
-            "label": item["predicted_label"],
+            "label": model_label,
             "confidence": item["confidence"],
-            "ranked": _ranked(item["ranked"]),
+            "ranked": ranked,
             "model_version": item["model_version"],
         }
     human = None
@@ -627,13 +629,19 @@ def api_status(item_status: str) -> str:
     return "needs_review"
 
 
-def _ranked(ranked: list | None) -> list[dict[str, Any]]:
-    return [{"label": label, "probability": p} for label, p in ranked or []]
+def _guesses(store: Store, item: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The model's label and ranked guesses under the label set in force: a model trained
+    before a rename or merge (a rollback's) guesses the old name, which the producer must not
+    see; a retired label is left out (``bot.labelset.in_force``, as the questions do)."""
+    ranked = in_force(item["ranked"] or [], store.label_aliases(), store.retired_labels())
+    label = ranked[0][0] if ranked else item["predicted_label"]
+    return label, [{"label": name, "probability": p} for name, p in ranked]
 
 
 def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
     status = api_status(item["status"])
-    label = item["predicted_label"]
+    model_label, ranked = _guesses(store, item)
+    label = model_label
     if status == "resolved":
         resolution = store.resolution(item["id"])
         label = resolution["label"] if resolution else label
@@ -641,8 +649,8 @@ def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
         "id": item["id"],
         "label": label,
         "confidence": item["confidence"],
-        "ranked": _ranked(item["ranked"]),
+        "ranked": ranked,
         "model_version": item["model_version"],
-        "model_label": item["predicted_label"],
+        "model_label": model_label,
         "status": status,
     }

@@ -33,6 +33,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
+from bot.labelset import in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
     candidates,
@@ -44,7 +45,7 @@ from bot.learning.scoring import (
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
-from bot.slack.questions import in_force, label_set, shown_reason
+from bot.slack.questions import label_set, shown_reason
 from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)

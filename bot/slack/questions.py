@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.labelset import current_labels
+from bot.labelset import current_labels, in_force
 from bot.slack.blocks import Question
 from bot.slack.guidelines import meta_line
 from bot.store import Store
@@ -64,16 +64,3 @@ def build_question(
         has_guidelines=bool(settings.guidelines),
         set_by=set_by,
     )
-
-
-def in_force(
-    guesses: list[tuple[str, float]], aliases: dict[str, str], retired: set[str]
-) -> list[tuple[str, float]]:
-    """The model's guesses under the label set in force: a renamed or merged label shows as
-    its successor (once, at its best guess), a retired one not at all."""
-    kept: dict[str, float] = {}
-    for label, p in guesses:
-        label = aliases.get(label, label)
-        if label not in retired and label not in kept:
-            kept[label] = p
-    return list(kept.items())

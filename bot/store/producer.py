@@ -132,7 +132,7 @@ class ProducerMixin:
             "label": row[0],
             "votes": row[1] or 0,
             "resolved_at": row[2],
-            "model_label": row[3],
+            "model_label": self.label_aliases().get(row[3], row[3]),  # a rollback's old name
             "status": row[4],
         }
 

@@ -21,7 +21,7 @@ from bot.ingest import item_id_for_text
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from model.classifier import TextClassifier
-from tests.bot.harness import Bot, make_settings, start_bot
+from tests.bot.harness import LABELS, Bot, make_settings, start_bot
 
 TOKEN = "api-token-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -516,3 +516,27 @@ def test_items_are_read_as_before_the_schema_moved(raw: dict[str, Any], expected
     item = parse_item(raw, WEBHOOK_SECRET)
     item_id = item_id_for_text(item.text) if expected[1] == "hash" else expected[1]
     assert (item.id, item.meta, item.callback_url) == (item_id, expected[2], expected[3])
+
+
+async def test_a_model_from_before_a_rename_answers_under_the_label_in_force(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    # After `hitl labels rename billing refunds` and a rollback to a model trained before it,
+    # the producer API and webhooks answered "billing", a label that no longer exists (the
+    # questions in Slack already showed "refunds").
+    async for api in start_api(fake_slack, tmp_path, champion=champion):
+        first = await (await post_json(api, "/api/predict", {"text": "Refund my order"})).json()
+        assert first["model_label"] == "billing"
+        api.store.change_label_set(
+            "rename", "billing", "refunds", current=list(LABELS), user_id="U0ADMIN"
+        )
+        api.store.change_label_set("retire", "bug", current=list(LABELS), user_id="U0ADMIN")
+        again = await (await post_json(api, "/api/predict", {"text": "Refund my order"})).json()
+        assert again["model_version"] == 1 and again["model_label"] == again["label"] == "refunds"
+        named = [r["label"] for r in again["ranked"]]
+        assert "refunds" in named and "billing" not in named and "bug" not in named  # retired
+        shown = await (await api.http.get(f"/api/items/{first['id']}", headers=AUTH)).json()
+        assert shown["prediction"]["label"] == "refunds"
+        assert "billing" not in [r["label"] for r in shown["prediction"]["ranked"]]
+        api.store.record_answer(first["id"], "U1", "refunds", source="button", dedupe_key="k1")
+        assert api.store.webhook_payload(first["id"])["model_label"] == "refunds"
