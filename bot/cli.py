@@ -321,7 +321,14 @@ def _write_file(
         if _written_in_place(output):  # appended: "w" would truncate the file behind >>
             with open(output, "a", encoding="utf-8", newline="") as handle:
                 return _write_records(handle, records, columns, fmt)
-        return _replace_atomically(Path(os.path.realpath(output)), records, columns, fmt)
+        target = Path(os.path.realpath(output))
+        if not target.parent.exists():  # a mistyped path: said, not created
+            folder = output.parent if output.parent.resolve() == target.parent else target.parent
+            raise click.ClickException(
+                f"cannot write {output}: the folder {folder} does not exist; create it or fix "
+                "the path"
+            )
+        return _replace_atomically(target, records, columns, fmt)
     except OSError as exc:
         raise click.ClickException(os_problem(exc, f"cannot write {output}")) from exc
 
@@ -348,9 +355,8 @@ def _replace_atomically(
     target: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
 ) -> int:
     """Write a new file beside ``target`` and rename it over ``target``. It gets the old file's
-    mode and owner, or for a new file the mode the umask gives (not mkstemp's 0600)."""
-    if not target.parent.exists():  # a file in its place: mkstemp's "Not a directory" says so
-        target.parent.mkdir(parents=True)
+    mode and owner, or for a new file the mode the umask gives (not mkstemp's 0600). A file
+    in the folder's place: mkstemp's "Not a directory" says so."""
     try:
         old = os.stat(target)
     except FileNotFoundError:

@@ -16,7 +16,7 @@ import click
 
 from bot.cli_errors import friendly_errors
 from bot.labelset import current_labels
-from bot.store.labelset import label_problem
+from bot.store.labelset import case_twin, label_problem
 
 
 @contextmanager
@@ -78,6 +78,10 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
     with _errors(), state.open_existing_store() as store:
         known = current_labels(state.settings, store)
         fixed = state.settings.labels or store.stored_labels() is not None
+        if (twin := case_twin(label, known)) is not None:  # open labels too: one spelling
+            raise click.ClickException(
+                f"{label!r} differs from the label {twin!r} only in case; use {twin!r}"
+            )
         if fixed and label not in known:
             raise click.ClickException(
                 f"{label!r} is not in the label set ({', '.join(known)}); use one of these"

@@ -164,6 +164,11 @@ def _labels(value: Any) -> tuple[str, ...]:
     long = [label for label in labels if len(label) > 75]
     if long:
         raise ValueError(f"has a label over 75 characters (Slack's limit): {long[0][:30]}…")
+    first: dict[str, str] = {}  # as `hitl labels add` refuses it: one class split in two
+    for label in labels:
+        twin = first.setdefault(label.casefold(), label)
+        if twin != label:
+            raise ValueError(f"has {twin!r} and {label!r}, which differ only in case; keep one")
     return labels
 
 

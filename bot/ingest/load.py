@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bot.ingest.readers import Row, RowError, _printable, read_items
 from bot.store import Store
+from bot.store.labelset import case_twin
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +90,16 @@ def import_rows(
     ``configured_labels`` is the label set of the settings (``HITL_LABELS``). With it, or a
     label set stored by `hitl labels` (which wins over it), a row whose label is outside the set
     in force is refused, as `hitl labels set` refuses such a label: training would learn it.
-    With neither, the labels are open and the imported ones make the set.
+    With neither, the labels are open and the imported ones make the set, one spelling each: a
+    row whose label differs only in case from one stored, or from one an earlier row gave, is
+    refused (as `hitl labels add` refuses such a label), naming the spelling to write.
 
     An unexpected error ends the run as failed (the batches committed before it stay) and is
     raised again."""
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
     successors = store.label_aliases() if in_force is not None else {}
+    spellings = _Spellings(store) if in_force is None else None
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     batch: list[Row] = []
@@ -129,6 +133,9 @@ def import_rows(
             if allowed is not None and isinstance(row, Row) and row.label is not None:
                 if row.label not in allowed:
                     row = RowError(row.line, _outside(row.label, in_force or [], successors))
+            elif spellings is not None and isinstance(row, Row) and row.label is not None:
+                if (twin := spellings.twin_of(row.label)) is not None:
+                    row = RowError(row.line, _twin(row.label, twin))
             if isinstance(row, RowError):
                 summary.rejected += 1
                 message = row.message(path)
@@ -177,10 +184,42 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
             f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
             f"`hitl labels`): write that in the file, or add it back with `{add}`"
         )
+    if (twin := case_twin(label, in_force)) is not None:  # `hitl labels add` would refuse it
+        return _twin(label, twin)
     return (
         f'label "{_printable(label)}" is not in the label set ({shown}): add it with `{add}`, '
         "or fix the row"
     )
+
+
+def _twin(label: str, twin: str) -> str:
+    return (
+        f'label "{_printable(label)}" differs from the label "{_printable(twin)}" only in case: '
+        "write that in the file"
+    )
+
+
+class _Spellings:
+    """With the labels open, the one spelling of each: the store's labels (decided and gold;
+    twins stored before they were refused stay usable), then each new one an accepted row
+    gives; the first spelling met wins."""
+
+    def __init__(self, store: Store) -> None:
+        self._known = {*store.label_set(), *store.gold_labels().values()}
+        self._by_case: dict[str, str] = {}
+        for label in sorted(self._known):
+            self._by_case.setdefault(label.casefold(), label)
+
+    def twin_of(self, label: str) -> str | None:
+        """The spelling ``label`` differs from only in case, or None (``label`` is then kept
+        as the spelling of its label)."""
+        if label in self._known:
+            return None
+        twin = self._by_case.setdefault(label.casefold(), label)
+        if twin != label:
+            return twin
+        self._known.add(label)
+        return None
 
 
 class _Chain:

@@ -780,19 +780,22 @@ def _label_text(raw: str) -> str | None:
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): item
 # texts come from producers, so `hitl export --format csv` writes such a cell after a ', which
-# spreadsheets show as text and hide, and a CSV import takes the ' off again.
+# spreadsheets show as text and hide, and a CSV import takes the ' off again. A text that
+# starts with 's and then one of these gets one more ' too, so that every text reads back as
+# it was ("'=1" is written "''=1"; "'plain" is written as it is).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def formula_guarded(value: Any) -> Any:
-    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading '."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """``value`` for a CSV cell: text that is a formula after any leading 's gets one more '."""
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
 
 def formula_unguarded(value: str) -> str:
-    """A CSV cell as ``formula_guarded`` wrote it, back to its text."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+    """A CSV cell as ``formula_guarded`` wrote it, back to its text: one ' less on a cell that
+    is 's then a formula."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
         return value[1:]
     return value

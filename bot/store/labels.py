@@ -65,13 +65,13 @@ class LabelsMixin:
         yet: an open or set-aside item is resolved with it), in one transaction: the change goes
         to ``label_history``, the item's message is redrawn and its pending reviews are closed.
         The label counts as decided now (``resolved_at``), so the next retrain sees a change.
-        On a gold item it replaces the gold label (what training reads for it).
+        On a gold item it replaces the gold label (what answers on it are scored against).
         """
         with self._immediate():
-            self._item_status(item_id)
+            status = self._item_status(item_id)
             row = self.current_label(item_id)
             gold = self._gold_label(item_id)
-            old = gold if gold is not None else row  # what training reads now
+            old = gold if gold is not None else row  # its label now (gold: what is scored)
             now = self.now()
             if row == label and gold in (None, label):
                 self._close_reviews(item_id, label, user_id, now)
@@ -83,6 +83,16 @@ class LabelsMixin:
                     "UPDATE gold SET label = ?, created_at = ? WHERE item_id = ?",
                     [label, now, item_id],
                 )
+            if status == "gold" and gold is not None:
+                # Not asked yet: it keeps waiting (``next_gold``) as a gold question with this
+                # label; resolving it would take it out of the gold questions for good.
+                if gold == label:
+                    self._close_reviews(item_id, label, user_id, now)
+                    return LabelChange(item_id, old, label)
+                self._record_change(item_id, old, label, action, user_id, reason, now)
+                self._after_change(item_id, label, user_id, now)
+                logger.info("gold label of item %s changed by %s (%s)", item_id, user_id, action)
+                return LabelChange(item_id, old, label)
             # The votes and agreement are people's for the label now (none, if nobody chose
             # it): the producer API and webhooks report them beside the label.
             tally = self.tally(item_id)

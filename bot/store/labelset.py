@@ -191,12 +191,21 @@ def _not_in(label: str, active: Sequence[str]) -> str:
     return f"{label!r} is not in the label set ({', '.join(active)})"
 
 
+def case_twin(label: str, labels: Sequence[str]) -> str | None:
+    """The label of ``labels`` that ``label`` differs from only in case ("Billing" for
+    "billing"), or None: there is none, or ``label`` is one of ``labels`` itself."""
+    if label in labels:
+        return None
+    folded = label.casefold()
+    return next((name for name in labels if name.casefold() == folded), None)
+
+
 def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
     """Two labels that differ only in case ("Billing", "billing") split one class in two:
     refuse the second, naming the one to use."""
-    if added is None or added in active:
+    if added is None:
         return
-    twin = next((name for name in active if name.casefold() == added.casefold()), None)
+    twin = case_twin(added, active)
     if twin is not None:
         raise StoreError(
             f"{added!r} differs from the label {twin!r} only in case; use {twin!r}, or rename it"

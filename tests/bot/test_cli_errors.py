@@ -237,6 +237,18 @@ def test_export_to_a_path_that_cannot_be_written_is_one_line(db: Path, tmp_path:
     assert in_the_way.read_text() == "a file, not a folder"
 
 
+def test_export_into_a_folder_that_does_not_exist_is_one_line_naming_it(db: Path, tmp_path: Path):
+    # The missing folders were created and "wrote 12 labels" said: a mistyped path went unseen.
+    output = tmp_path / "no" / "such" / "out.jsonl"
+    result = run("--db", str(db), "export", "-o", str(output))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: cannot write {output}: the folder {output.parent} does not exist; create it "
+        "or fix the path\n"
+    )
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_chart_without_a_model_says_that_no_chart_was_saved(db: Path, tmp_path: Path):
     chart = tmp_path / "chart.png"
     result = run("--db", str(db), "accuracy", "--chart", str(chart))

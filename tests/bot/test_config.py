@@ -101,6 +101,16 @@ def test_labels_accept_a_comma_list_or_a_toml_list():
     assert load_settings({"HITL_LABELS": '["a,1", "b"]'}, None).labels == ("a,1", "b")
 
 
+def test_labels_that_differ_only_in_case_are_refused_naming_the_two():
+    # "billing,Billing,bug" was taken: two classes of one, as `hitl labels add` refuses.
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_LABELS": "billing,Billing,bug"}, None)
+    assert caught.value.problems == [
+        "HITL_LABELS=\"billing,Billing,bug\" has 'billing' and 'Billing', which differ only in "
+        "case; keep one"
+    ]
+
+
 def test_secrets_are_masked_and_never_in_repr():
     settings = load_settings(
         {

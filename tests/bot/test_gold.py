@@ -247,6 +247,29 @@ def test_marking_a_stored_item_gold_sends_its_earlier_miss_to_review(tmp_path: P
         assert store.reviews_of("T-2") == []  # answered right
 
 
+def test_setting_the_label_of_a_gold_item_not_asked_yet_keeps_it_waiting_as_gold(tmp_path: Path):
+    # `hitl labels set G1 bug` changed the gold label but resolved the item: it was never asked.
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        gold_rows(store, [("G1", "app is blank", "billing"), ("G2", "refund me", "billing")])
+    result = run_cli("--db", str(db), "labels", "set", "G1", "bug", "--reason", "a slip")
+    assert result.output == "G1: billing → bug\n"
+    assert run_cli("--db", str(db), "labels", "set", "G2", "billing").output == (
+        "G2: already billing, nothing changed\n"
+    )
+    with Store.open(db) as store:
+        assert [store.get_item(i)["status"] for i in ("G1", "G2")] == ["gold", "gold"]
+        assert store.gold_labels() == {"G1": "bug", "G2": "billing"}
+        assert [g["id"] for g in store.next_gold(5)] == ["G1", "G2"]  # both still to be asked
+        assert store.count_labels() == 0  # a gold label is no decided label
+        [change] = store.label_history("G1")
+        assert (change["old_label"], change["new_label"], change["reason"]) == (
+            "billing",
+            "bug",
+            "a slip",
+        )
+
+
 class ThreadNoting(TextClassifier):
     """The real classifier, noting the thread each prediction runs on."""
 

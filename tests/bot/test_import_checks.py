@@ -298,6 +298,25 @@ def test_a_csv_export_guards_formula_cells_and_reads_them_back_unchanged(tmp_pat
         assert store.resolution("t9")["label"] == "=cmd"
 
 
+def test_a_csv_export_reads_back_exactly_a_text_that_starts_with_a_quote(tmp_path: Path):
+    # "'=1" was written "'=1" and read back as "=1": the guard's ' and the text's own were one.
+    texts = ["=1", "'=1", "''=1", "'plain", "-3", "'", "''+x"]
+    rows = [{"id": f"t{n}", "text": t, "label": "bug"} for n, t in enumerate(texts)]
+    db, copy = tmp_path / "a.db", tmp_path / "b.db"
+    assert run(db, "import", str(write_jsonl(tmp_path / "items.jsonl", rows))).exit_code == 0
+    exported = tmp_path / "decided.csv"
+    assert run(db, "export", "--format", "csv", "-o", str(exported)).exit_code == 0
+    with exported.open(newline="") as handle:
+        written = {r["id"]: r["text"] for r in csv.DictReader(handle)}
+    assert [written[f"t{n}"] for n in range(len(texts))] == [
+        "'=1", "''=1", "'''=1", "'plain", "'-3", "'", "'''+x"
+    ]  # fmt: skip
+    result = run(copy, "import", str(exported))
+    assert result.exit_code == 0, result.output
+    with Store.open(copy) as store:
+        assert [store.get_item(f"t{n}")["text"] for n in range(len(texts))] == texts
+
+
 @pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv"])
 def test_a_line_of_40_mb_is_refused_without_being_held_in_memory(tmp_path: Path, fmt: str):
     # A file with no line breaks (a binary file, minified JSON) was read a whole line at a

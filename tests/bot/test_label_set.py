@@ -264,6 +264,67 @@ def test_one_label_has_one_spelling_and_a_case_twin_is_refused(tmp_path: Path):
     assert run(db, "labels", "rename", "tea", "Tea").stdout == "Label set now: caf\u00e9, Tea\n"
 
 
+def test_an_import_refuses_a_case_twin_of_a_label_stored_or_met_earlier_in_the_file(
+    tmp_path: Path,
+):
+    # With no label set in force, a file labelled "billing" then one labelled "Billing" made
+    # the set "Billing, billing": two classes of one. The first spelling wins, in one file too.
+    db = tmp_path / "hitl.db"
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text(json.dumps({"id": "1", "text": "refund me", "label": "billing"}) + "\n")
+    rows = [
+        {"id": "2", "text": "charged twice", "label": "Billing"},
+        {"id": "3", "text": "app crashes", "label": "Bug"},
+        {"id": "4", "text": "blank screen", "label": "BUG"},
+        {"id": "5", "text": "it froze", "label": "Bug"},
+    ]
+    second.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(first)).exit_code == 0
+    result = run(db, "import", str(second))
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        'second.jsonl line 1: label "Billing" differs from the label "billing" only in case: '
+        "write that in the file, row skipped",
+        'second.jsonl line 3: label "BUG" differs from the label "Bug" only in case: write '
+        "that in the file, row skipped",
+    ]
+    shown = run(db, "labels", "show").stdout
+    assert shown.startswith("Labels (the imported labels, ") and shown.endswith("): Bug, billing\n")
+    # `hitl labels set` with the labels open names the spelling to use too
+    refused = run(db, "labels", "set", "1", "BILLING")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: 'BILLING' differs from the label 'billing' only in case; use 'billing'\n"
+    )
+
+
+def test_a_case_twin_of_a_label_in_force_is_told_the_label_to_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # "add it with `hitl labels add Billing`" was advice that then failed, and `hitl labels
+    # set` said only that "Billing" is not in the set.
+    monkeypatch.setenv("HITL_LABELS", "billing,bug")
+    db = tmp_path / "hitl.db"
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "1", "text": "refund me", "label": "billing"},
+        {"id": "2", "text": "charged twice", "label": "Billing"},
+    ]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).stderr == (
+        'items.jsonl line 2: label "Billing" differs from the label "billing" only in case: '
+        "write that in the file, row skipped\n"
+    )
+    refused = run(db, "labels", "set", "1", "Billing")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: 'Billing' differs from the label 'billing' only in case; use 'billing'\n"
+    )
+    assert run(db, "labels", "set", "1", "Refund").stderr == (
+        "Error: 'Refund' is not in the label set (billing, bug); use one of these\n"
+    )
+
+
 def test_an_export_leaves_out_items_of_a_retired_label_so_reading_it_back_keeps_it_retired(
     tmp_path: Path,
 ):
