@@ -751,7 +751,8 @@ def demo_command(
     Starts the bot and a sandbox workspace (channels, buttons, /hitl, App Home, the labeling
     window) on http://127.0.0.1:PORT, with a generated data set of support messages and the
     first questions posted. Everything stays on this machine; the database (./hitl-demo.db,
-    or --db) is recreated at every start. Ctrl-C stops it.
+    or hitl's own --db: `hitl --db other.db demo`) is recreated at every start. Ctrl-C stops
+    it.
 
     \b
     Examples:

@@ -334,12 +334,14 @@ TABLE: tuple[Subcommand, ...] = (
         "what waits, how questions are picked, what is open in each channel, posting errors",
         answer_with(queue_text),
     ),
-    Subcommand("leaderboard", "who answered most this week", answer_with(leaderboard_text)),
+    Subcommand(
+        "leaderboard", "who answered most, this week and all time", answer_with(leaderboard_text)
+    ),
     Subcommand("accuracy", "how good the current model is", accuracy),
     Subcommand(
         "review",
-        "decide the items in review (split votes, low agreement, the model disagreeing), "
-        "or relabel or remove any item's label by its id",
+        "decide the items in review (split votes, low agreement, the model disagreeing, "
+        "missed gold answers, retired labels), or relabel or remove any item's label by its id",
         review,
         admins_only=True,
         args="[ITEM_ID]",
