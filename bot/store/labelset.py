@@ -81,12 +81,18 @@ class LabelSetMixin:
         """Apply one change to the label set in force (``current``, stored first if it is not
         yet) in one transaction, and return the new set. Raises ``StoreError`` saying what to
         fix for a change that does not fit (an unknown label, a name taken, ...)."""
-        # One spelling per label: "café" typed as e + a combining accent is "café".
-        label = unicodedata.normalize("NFC", label)
-        new = unicodedata.normalize("NFC", new) if new is not None else None
-        for name in (label, new) if action in ("add", "rename") else ():
-            if name is not None and (problem := label_problem(name)):
-                raise StoreError(f"the label {name[:40]!r} {problem}")
+        # One spelling per label: a name made here ("café" typed as e + a combining accent) is
+        # stored in NFC and must be usable; a name that refers to a label already in the set is
+        # taken as it is stored when it is (an older version stored labels as they came, so
+        # "café" in NFD, or a label with a line break, can still be renamed, merged, retired).
+        nfc = unicodedata.normalize
+        if action == "add":
+            label = nfc("NFC", label)
+        if action == "rename" and new is not None:
+            new = nfc("NFC", new)
+        made = label if action == "add" else new if action == "rename" else None
+        if made is not None and (problem := label_problem(made)):
+            raise StoreError(f"the label {made[:40]!r} {problem}")
         with self._immediate():
             if self.stored_labels() is None:
                 self.db.execute("DELETE FROM label_set")
@@ -95,6 +101,10 @@ class LabelSetMixin:
                     [(name, n) for n, name in enumerate(current)],
                 )
             active = self.stored_labels() or []
+            if action != "add" and label not in active:
+                label = nfc("NFC", label)
+            if action == "merge" and new is not None and new not in active:
+                new = nfc("NFC", new)
             now = self.now()
             if action in ("add", "rename"):
                 added = label if action == "add" else new

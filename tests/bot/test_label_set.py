@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.errors import StoreError
 from bot.learning.quality import training_rows
 from bot.sandbox import FakeSlack
 from bot.slack.redraw import Redrawer
@@ -382,3 +384,22 @@ async def test_a_slash_command_label_with_a_control_character_is_refused(bot: Bo
     )
     assert (await reply(bot, "labels add " + "x" * 76)).startswith("Cannot add: the label `xxxx")
     assert bot.store.stored_labels() is None
+
+
+def test_labels_an_older_version_stored_as_they_came_can_still_be_changed(tmp_path: Path):
+    # Before labels were stored in NFC and checked, "café" could be stored twice (NFC and
+    # NFD) and a label could hold a line break. `hitl labels rename <NFD café> coffee` then
+    # renamed the NFC one, retiring the NFD one was refused as "not in the label set", and
+    # renaming "bug\nreport" was refused for its line break.
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    with Store.open(tmp_path / "hitl.db") as store:
+        with store.db.conn:  # the label set as an older version left it
+            for n, name in enumerate(["tea", nfc, nfd, "bug\nreport"]):
+                store.db.execute("INSERT INTO label_set (name, position) VALUES (?, ?)", [name, n])
+        change = functools.partial(store.change_label_set, current=[], user_id="cli:admin")
+        assert change("rename", nfd, "coffee") == ["tea", nfc, "coffee", "bug\nreport"]
+        assert change("rename", "bug\nreport", "bug_report") == ["tea", nfc, "coffee", "bug_report"]
+        assert change("merge", nfc, "coffee") == ["tea", "coffee", "bug_report"]
+        assert change("add", "cafe\u0301") == ["tea", "coffee", "bug_report", nfc]  # made: NFC
+        with pytest.raises(StoreError, match="has a control character"):
+            change("rename", "tea", "green\ntea")  # a name made now is checked
