@@ -126,6 +126,7 @@ class Demo:
             dispatcher=self.dispatcher if drive else None,
             retrainer=self.retrainer,
             pace=0.0 if drive else self.options.pace,
+            skip_unknown=drive,  # nobody else is there to answer what they cannot
         )
 
 
@@ -153,8 +154,13 @@ def load_data(options: DemoOptions, warn: Echo = print) -> DemoData:
     return demo_data(options.size, seed=options.seed)
 
 
-def demo_settings(options: DemoOptions, fake: FakeSlack, data: DemoData) -> Settings:
-    return Settings(
+def demo_settings(
+    options: DemoOptions, fake: FakeSlack, data: DemoData, *, headless: bool = False
+) -> Settings:
+    """The bot's settings. ``headless`` (the simulated teammates are the only people): an item
+    is set aside once every teammate skipped it, if there are fewer of them than
+    HITL_SKIPS_TO_DISCARD, so the questions they cannot answer do not fill the channel."""
+    settings = Settings(
         slack_bot_token=fake.token,
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake.base_url,
@@ -170,6 +176,10 @@ def demo_settings(options: DemoOptions, fake: FakeSlack, data: DemoData) -> Sett
         gold_rate=GOLD_RATE if options.careless else 0.0,
         api_token=options.api_token,
     )
+    n_teammates = min(options.simulate, len(TEAMMATES)) + options.careless
+    if headless and 0 < n_teammates < settings.skips_to_discard:
+        settings = settings.with_changes(skips_to_discard=n_teammates)
+    return settings
 
 
 def build_workspace(options: DemoOptions) -> tuple[FakeSlack, Sandbox, list[Teammate]]:
@@ -229,7 +239,7 @@ async def _running_demo(
         store.add_gold(gold)
     fake, sandbox, teammates = build_workspace(options)
     await fake.start(options.host, 0)
-    settings = demo_settings(options, fake, data)
+    settings = demo_settings(options, fake, data, headless=not background)
 
     def configure(rt: Runtime) -> None:
         dispatcher = Dispatcher.of(rt)
@@ -354,11 +364,16 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
     if not demo.teammates:
         raise HitlError("--answers needs simulated teammates: add --simulate N")
     echo(f"Simulating {options.answers} answers…")
-    n = await demo.simulator(drive=True).run(options.answers)
+    simulator = demo.simulator(drive=True)
+    n = await simulator.run(options.answers)
     await demo.rt.background.drain()
     if options.answers is not None and n < options.answers:
         pool, known = len(demo.data.pool), len(demo.data.truth)
-        labeled = f" ({known} with a label to answer with)" if known < pool else ""
+        labeled = ""
+        if known < pool:
+            set_aside = simulator.n_set_aside()
+            skipped = f"; {set_aside} without one skipped and set aside" if set_aside else ""
+            labeled = f" ({known} with a label to answer with{skipped})"
         echo(
             f"The pool has {pool} items{labeled}; stopping at {n} answers (not {options.answers})."
         )

@@ -2,9 +2,11 @@
 
 The teammates answer open questions with the data's true labels (wrong on purpose at
 ``error_rate``), clicking through the sandbox like a person would: each answer is a signed
-``block_actions`` request to the bot's ``/slack/events``. Every ``retrain_every`` new labels the
-real retrain job runs (``bot.learning.jobs.run_retrain``) and the champion is scored on the held-out
-items, so the accuracy can be watched as it climbs.
+``block_actions`` request to the bot's ``/slack/events``. With ``skip_unknown`` they click Skip
+on a question whose true label they do not know (an item of a partly labeled ``--data`` file),
+so that once enough of them did (HITL_SKIPS_TO_DISCARD) the bot sets it aside and posts another.
+Every ``retrain_every`` new labels the real retrain job runs (``bot.learning.jobs.run_retrain``)
+and the champion is scored on the held-out items, so the accuracy can be watched as it climbs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bot.demo.data import DemoItem
 from bot.learning.jobs import run_retrain
 from bot.runtime import Runtime
 from bot.sandbox.workspace import Sandbox
-from bot.slack.blocks import decode_value, item_id_from_block
+from bot.slack.blocks import SKIP_ACTION, decode_value, item_id_from_block
 from bot.slack.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,9 @@ class Simulator:
     With ``dispatcher`` given, the simulator moves the queue itself (it waits for the bot's work
     after each answer, then fills the channel), so a run is the same every time for a seed.
     Without it, the bot's own background dispatcher posts and the simulator waits for it.
+
+    A question whose item is not in ``truth`` is left to the people in the workspace, or, with
+    ``skip_unknown`` (no person is there: drive mode), skipped by each teammate in turn.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class Simulator:
         dispatcher: Dispatcher | None = None,
         retrainer: Retrainer | None = None,
         pace: float = 0.0,
+        skip_unknown: bool = False,
     ):
         self.sandbox = sandbox
         self.rt = rt
@@ -147,19 +153,32 @@ class Simulator:
         self.dispatcher = dispatcher
         self.retrainer = retrainer
         self.pace = pace
+        self.skip_unknown = skip_unknown
         self.answered: set[str] = set()
+        self.skipped_by: dict[str, set[str]] = {}  # item id -> the teammates who skipped it
         self.n_answers = 0
+        self.n_skips = 0
 
     def open_questions(self) -> list[tuple[dict, str]]:
-        """Question messages with buttons whose item we know the truth of and did not answer."""
+        """Question messages with buttons whose item we know the truth of and did not answer;
+        with ``skip_unknown``, also those we do not know and some teammate has not skipped."""
         found = []
         for message in self.sandbox.fake.messages(self.channel):
             for block in message.get("blocks") or []:
                 item_id = item_id_from_block(block.get("block_id"))
-                if block.get("type") == "actions" and item_id and item_id in self.truth:
+                if block.get("type") != "actions" or not item_id:
+                    continue
+                if item_id in self.truth:
                     if item_id not in self.answered:
                         found.append((message, item_id))
+                elif self.skip_unknown and self._skippers(item_id):
+                    found.append((message, item_id))
         return found
+
+    def _skippers(self, item_id: str) -> list[Teammate]:
+        """The teammates who have not skipped ``item_id`` yet."""
+        done = self.skipped_by.get(item_id, set())
+        return [t for t in self.teammates if t.user_id not in done]
 
     async def next_question(self, timeout: float) -> tuple[dict, str] | None:  # noqa: ASYNC109
         if self.dispatcher is not None:
@@ -237,6 +256,21 @@ class Simulator:
                     return await self._click(message, block, element, label, teammate)
         raise LookupError(f"no way to answer {label!r} on item {item_id}")
 
+    async def skip(self, message: dict, item_id: str, teammate: Teammate) -> int:
+        """Click the question's Skip button; returns the HTTP status."""
+        for block in message.get("blocks") or []:
+            if (
+                block.get("type") != "actions"
+                or item_id_from_block(block.get("block_id")) != item_id
+            ):
+                continue
+            for element in block.get("elements") or []:
+                if element.get("type") == "button" and SKIP_ACTION.match(
+                    element.get("action_id") or ""
+                ):
+                    return await self._click(message, block, element, None, teammate)
+        raise LookupError(f"no Skip button on item {item_id}")
+
     async def _click(
         self, message: dict, block: dict, element: dict, value: str | None, teammate: Teammate
     ) -> int:
@@ -257,6 +291,9 @@ class Simulator:
             if found is None:
                 break
             message, item_id = found
+            if item_id not in self.truth:  # only with skip_unknown: see open_questions
+                await self._skip_by_someone(message, item_id)
+                continue
             teammate = self.rng.choice(self.teammates)
             label = self.choose_label(item_id, teammate)
             status = await self.answer(message, item_id, teammate, label)
@@ -272,3 +309,24 @@ class Simulator:
             if self.pace:
                 await asyncio.sleep(self.pace)  # a teammate's reading time, so people can watch
         return self.n_answers
+
+    def n_set_aside(self) -> int:
+        """Items the teammates skipped that the bot has set aside (status skipped)."""
+        items = (self.rt.store.get_item(item_id) for item_id in self.skipped_by)
+        return sum(1 for item in items if item is not None and item["status"] == "skipped")
+
+    async def _skip_by_someone(self, message: dict, item_id: str) -> None:
+        """One of the teammates who have not skipped the question yet clicks Skip ("not me"),
+        as a person who does not know the answer would. The bot sets the item aside once
+        HITL_SKIPS_TO_DISCARD people skipped it, which frees its place in the channel."""
+        teammate = self.rng.choice(self._skippers(item_id))
+        status = await self.skip(message, item_id, teammate)
+        self.skipped_by.setdefault(item_id, set()).add(teammate.user_id)
+        if status != 200:
+            logger.warning("simulated skip on %s got HTTP %d", item_id, status)
+            return
+        self.n_skips += 1
+        if self.dispatcher is not None:
+            await self.rt.background.drain()
+        if self.pace:
+            await asyncio.sleep(self.pace)

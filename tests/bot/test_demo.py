@@ -250,3 +250,35 @@ def test_a_data_file_with_other_column_names_is_read_with_the_options_its_error_
     items = {item.id: item for item in data.pool + data.holdout}
     assert len(items) == 30 and data.truth["T-1002"] == "bug"
     assert items["T-1002"].text == "The app crashes every time I open the settings page"
+
+
+@pytest.mark.parametrize("simulate", [1, 2])
+def test_teammates_skip_what_they_cannot_answer_and_go_on_to_every_labeled_item(
+    tmp_path: Path, simulate: int
+):
+    """README's examples/tickets.csv has 15 of 30 rows labeled: the unlabeled ones filled the
+    channel (HITL_MAX_OPEN) with questions the teammates could not answer, and the run stopped
+    after a few answers. Now each teammate clicks Skip on them, the bot sets them aside once
+    every teammate did (fewer than HITL_SKIPS_TO_DISCARD: all of them), and every one of the
+    12 labeled pool items is answered."""
+    tickets = Path(__file__).resolve().parents[2] / "examples" / "tickets.csv"
+    db = tmp_path / "demo.db"
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(db), "demo", "--data", str(tickets), "--text-column", "body",
+         "--id-column", "ticket_id", "--simulate", str(simulate), "--answers", "400",
+         "--retrain-every", "0", "--seed", "1", "--port", "0", "--no-browser"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "The pool has 27 items (12 with a label to answer with; 15 without one skipped and set "
+        "aside); stopping at 12 answers (not 400).\n"
+    ) in result.stdout
+    assert "After 12 simulated answers (12 labels)" in result.stdout
+    with Store.open(db) as store:
+        counts = store.count_items()
+        answers = list(store.iter_answers())
+    assert counts["resolved"] == 12 and counts["skipped"] == 15
+    skips = [a for a in answers if a["label"] is None]
+    assert len(skips) == 15 * simulate and {a["source"] for a in skips} == {"button"}
+    assert len({(a["item_id"], a["user_id"]) for a in skips}) == len(skips)
