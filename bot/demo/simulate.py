@@ -240,12 +240,7 @@ class Simulator:
 
     async def answer(self, message: dict, item_id: str, teammate: Teammate, label: str) -> int:
         """Click ``label``'s button, or pick it in the "Other…" select; returns the HTTP status."""
-        for block in message.get("blocks") or []:
-            if (
-                block.get("type") != "actions"
-                or item_id_from_block(block.get("block_id")) != item_id
-            ):
-                continue
+        for block in _actions(message, item_id):
             for element in block.get("elements") or []:
                 if element.get("type") == "button":
                     _, button_label = decode_value(element.get("value"))
@@ -258,12 +253,7 @@ class Simulator:
 
     async def skip(self, message: dict, item_id: str, teammate: Teammate) -> int:
         """Click the question's Skip button; returns the HTTP status."""
-        for block in message.get("blocks") or []:
-            if (
-                block.get("type") != "actions"
-                or item_id_from_block(block.get("block_id")) != item_id
-            ):
-                continue
+        for block in _actions(message, item_id):
             for element in block.get("elements") or []:
                 if element.get("type") == "button" and SKIP_ACTION.match(
                     element.get("action_id") or ""
@@ -330,3 +320,12 @@ class Simulator:
             await self.rt.background.drain()
         if self.pace:
             await asyncio.sleep(self.pace)
+
+
+def _actions(message: dict, item_id: str) -> list[dict]:
+    """The question's actions blocks for ``item_id`` (its buttons and selects)."""
+    return [
+        block
+        for block in message.get("blocks") or []
+        if block.get("type") == "actions" and item_id_from_block(block.get("block_id")) == item_id
+    ]
