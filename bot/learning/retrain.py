@@ -163,6 +163,9 @@ def iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+TRAINING_RULES = 2  # raise when quality.training_rows changes what trains (2: gold never does)
+
+
 def begin(
     store: Store,
     settings: Settings,
@@ -179,7 +182,9 @@ def begin(
     if holder is not None:
         return Outcome("busy", busy_reason(holder), triggered_by)
     run_id = store.start_run("retrain", triggered_by)
-    watermark = store.labels_watermark()
+    # What training reads, and by which rules: a version whose rules differ (before gold
+    # stopped training, say) recorded another watermark, so its last run is not "nothing new".
+    watermark = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
     last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
     last_mark = (last or {}).get("detail", {}).get("watermark")
     if not force and last_mark == watermark:

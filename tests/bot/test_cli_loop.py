@@ -236,3 +236,20 @@ def test_a_retrain_given_up_mid_fit_returns_at_once_and_stores_nothing(tmp_path:
         assert run_["status"] == "failed" and "CancelledError" in run_["detail"]["reason"]
         assert store.db["locks"].count == 0 and store.champion_version() is None
     assert registry.versions() == []  # the registry agrees: no model was stored
+
+
+def test_a_retrain_recorded_under_other_training_rules_is_not_nothing_new(tmp_path: Path):
+    # After an upgrade that changed what trains (gold stopped training), the nightly retrain
+    # said "nothing new" and kept the champion trained under the old rules.
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    assert "nothing new" in run(db, "retrain").stdout
+    with Store.open(db) as store, store.db.conn:  # the last run as an older version left it
+        last = store.db.execute("SELECT id, detail FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        detail = json.loads(last[1])
+        del detail["watermark"]["training_rules"]
+        store.db.execute("UPDATE runs SET detail = ? WHERE id = ?", [json.dumps(detail), last[0]])
+    again = run(db, "retrain").stdout
+    assert again.startswith("Retrain v2: promoted"), again  # trained again, not skipped
+    assert "nothing new" in run(db, "retrain").stdout
