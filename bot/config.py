@@ -89,12 +89,6 @@ class Settings:
     def effective_report_channel(self) -> str | None:
         return self.report_channel or self.channel
 
-    def channel_for(self, label: str | None) -> str | None:
-        """The channel a question whose top guess is ``label`` goes to."""
-        if label is not None and label in self.routes:
-            return self.routes[label]
-        return self.channel
-
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 

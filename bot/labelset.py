@@ -7,6 +7,9 @@ The stored label set once an admin has changed it (`hitl labels add|rename|merge
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from bot.config import Settings
 from bot.store import Store
 
@@ -40,3 +43,30 @@ def in_force(
         if label not in retired and label not in kept:
             kept[label] = p
     return list(kept.items())
+
+
+T = TypeVar("T")
+
+
+def follow_renames(by_label: Mapping[str, T], aliases: Mapping[str, str]) -> dict[str, T]:
+    """Settings keyed by label (``[hitl.routes]``, ``[labels.NAME]`` guidelines) after
+    `hitl labels rename|merge`: what was set for the old name holds for its successor too (what
+    the successor has itself wins), and still for the old name, which models trained before
+    the change go on guessing."""
+    out = dict(by_label)
+    for label, value in by_label.items():
+        out.setdefault(aliases.get(label, label), value)
+    return out
+
+
+def routes_in_force(settings: Settings, store: Store) -> dict[str, str]:
+    """``HITL`` routes (label → channel) following renames and merges."""
+    if not settings.routes:
+        return {}
+    return follow_renames(settings.routes, store.label_aliases())
+
+
+def channel_for(routes: Mapping[str, str], settings: Settings, label: str | None) -> str | None:
+    """The channel a question whose top guess is ``label`` goes to (``routes`` from
+    ``routes_in_force``)."""
+    return routes.get(label, settings.channel) if label is not None else settings.channel

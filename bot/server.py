@@ -54,6 +54,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.store import Checkpointer, Store
+from bot.store.labelset import case_twin
 from bot.store.lock import server_lock
 from model import ModelRegistry
 
@@ -85,13 +86,28 @@ def check_serve_settings(settings: Settings) -> None:
 
 
 def check_label_set(settings: Settings, store: Store) -> None:
-    if len(label_set(settings, store)) < 2:
+    labels = label_set(settings, store)
+    if len(labels) < 2:
         raise ConfigError(
             [
                 "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
                 "import items with labels (hitl import FILE --label-column label)"
             ]
         )
+    # A route or guideline for a label that is not one (a typo, "Billing" for "billing") would
+    # never apply, silently: a label's private channel would get none of its questions.
+    known = {*labels, *store.label_aliases()}  # an old name follows its rename
+    problems = []
+    for where, keys in (("[hitl.routes]", settings.routes), ("[labels.*]", settings.guidelines)):
+        for key in sorted(k for k in keys if k not in known):
+            twin = case_twin(key, labels)
+            hint = f"; did you mean {twin!r}?" if twin else ""
+            problems.append(
+                f"{where} names {key!r}, which is not a label in force"
+                f" ({', '.join(labels[:12])}{', …' if len(labels) > 12 else ''}){hint}"
+            )
+    if problems:
+        raise ConfigError(problems)
 
 
 def mirror_registry(store: Store, registry: ModelRegistry) -> None:

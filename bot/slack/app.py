@@ -21,7 +21,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.labelset import resolve_label
+from bot.labelset import follow_renames, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling
@@ -177,7 +177,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @tracked
     async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
-        view = guidelines_view(label_set(rt.settings, rt.store), rt.settings.guidelines)
+        guides = follow_renames(rt.settings.guidelines, rt.store.label_aliases())
+        view = guidelines_view(label_set(rt.settings, rt.store), guides)
         if body.get("container", {}).get("type") == "view":  # over the labeling modal
             await client.views_push(trigger_id=body["trigger_id"], view=view)
         else:

@@ -33,7 +33,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
-from bot.labelset import in_force
+from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
     candidates,
@@ -193,6 +193,7 @@ class Dispatcher:
         pool = await fresh_window(rt, pool)  # a new model ranks the window first
         taken: set[str] = set()
         posted = 0
+        routes = routes_in_force(rt.settings, rt.store)
         for channel in self.question_channels():
             state = self.channel_state(channel)
             now = loop.time()
@@ -218,7 +219,7 @@ class Dispatcher:
                 return (
                     it["id"] not in taken
                     and it["id"] not in held
-                    and rt.settings.channel_for(it["predicted_label"]) == channel
+                    and channel_for(routes, rt.settings, it["predicted_label"]) == channel
                 )
 
             mine = [it for it in pool if routed_here(it)]
@@ -260,6 +261,7 @@ class Dispatcher:
         waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken))
         if not waiting or self.rng.random() >= rt.settings.gold_rate:
             return None
+        routes = routes_in_force(rt.settings, rt.store)
         for item in waiting:
             champion = rt.champion
             if champion is not None:
@@ -267,7 +269,7 @@ class Dispatcher:
                     predict_texts, champion.classifier, [item["text"]], rt.settings.strategy
                 )
                 item.update(model_version=champion.version, predicted_label=label, ranked=ranked)
-            if rt.settings.channel_for(item["predicted_label"]) == channel:
+            if channel_for(routes, rt.settings, item["predicted_label"]) == channel:
                 return item
         return None
 

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.labelset import routes_in_force
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.questions import build_question
@@ -83,7 +84,8 @@ async def next_in_modal(
 
 
 def _view(rt: Runtime, user_id: str, channels: list[str], answered: int, note: str = "") -> View:
-    item_id = rt.store.next_in_channels(user_id, channels, rt.settings.routes, rt.settings.channel)
+    routes = routes_in_force(rt.settings, rt.store)
+    item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
     view = blocks.modal_view(question, rt.store.waiting_count(), answered)
     if note:

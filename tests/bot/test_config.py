@@ -45,8 +45,7 @@ def test_env_wins_over_the_file_and_the_file_over_defaults(tmp_path: Path):
     assert settings.threshold == 0.7 and settings.max_open == 3
     assert settings.labels == ("billing", "bug")
     assert settings.sources["threshold"] == "env" and settings.sources["max_open"] == str(toml)
-    assert settings.channel_for("billing") == "CBILLING"
-    assert settings.channel_for("bug") == "CQUESTIONS"
+    assert settings.routes == {"billing": "CBILLING"} and settings.channel == "CQUESTIONS"
 
 
 def test_each_bad_value_gets_one_line_saying_what_is_allowed():

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Guideline
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import (
+    LABELS,
     SECRET,
     Bot,
     Item,
@@ -20,6 +22,7 @@ from tests.bot.harness import (
     seed,
     start_bot,
 )
+from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
 ITEMS = [Item(f"i{n}", f"ticket number {n} about something") for n in range(4)]
@@ -131,6 +134,52 @@ async def test_routing_sends_a_label_to_its_channel(fake_slack: FakeSlack, tmp_p
             "i0": "C0BILLING",
             "i1": CHANNEL,
         }
+
+
+async def test_a_route_and_guidelines_follow_a_rename_of_their_label(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # After `/hitl labels rename billing payments` a new model guesses "payments", and every
+    # such item went to the default channel (a private billing channel's items to the public
+    # one), and the Guidelines window showed "payments" with no description.
+    fake_slack.add_channel("C0BILLING", "billing")
+    guide = {"billing": Guideline(description="Money: charges, refunds")}
+    async for bot in await bot_with(
+        fake_slack, tmp_path, routes={"billing": "C0BILLING"}, guidelines=guide
+    ):
+        bot.store.change_label_set(
+            "rename", "billing", "payments", current=list(LABELS), user_id="U0ADMIN"
+        )
+        bot.store.set_predictions(
+            margin_scored(
+                [
+                    ("i0", 2, "payments", 0.5, [["payments", 0.5], ["bug", 0.3]]),  # a new model
+                    ("i1", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),  # an older one
+                ]
+            ),
+            threshold=0.8,
+            strategy="margin",
+        )
+        bot.store.db["items"].update("i2", {"status": "resolved"})
+        bot.store.db["items"].update("i3", {"status": "resolved"})
+        assert await bot.dispatcher.fill() == 2
+        assert {p["item_id"]: p["channel"] for p in bot.store.db["posts"].rows} == {
+            "i0": "C0BILLING",
+            "i1": "C0BILLING",
+        }
+        message = bot.fake.messages("C0BILLING")[0]
+        payload = bot.button_payload(message, "U0ANA", buttons(message)[0])
+        guidelines = next(
+            e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+            if e["action_id"].endswith(".guidelines")
+        )  # fmt: skip
+        payload["actions"][0].update(action_id=guidelines["action_id"], value="")
+        payload["trigger_id"] = "1.2.3"
+        assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        [opened] = bot.fake.calls_to("views.open")
+        shown = json.dumps(opened.params["view"])
+        assert "*payments*\\nMoney: charges, refunds" in shown, shown
 
 
 LONG_LABELS = tuple(f"{n:03d} 🎉 " + "é" * 69 for n in range(150))

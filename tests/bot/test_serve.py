@@ -56,6 +56,33 @@ def test_no_label_set_refuses_to_start_and_says_how_to_give_one(tmp_path: Path):
     )
 
 
+def test_a_route_or_guideline_for_no_label_refuses_to_start_naming_it(tmp_path: Path):
+    # "Billing" for "billing", or a typo, in [hitl.routes] was accepted and never applied:
+    # the label's questions went to the default channel without a word.
+    config = tmp_path / "hitl.toml"
+    config.write_text(
+        '[hitl]\nlabels = ["billing", "bug", "account"]\n'
+        '[hitl.routes]\nBilling = "C0BILLING"\nbugz = "C0BUGS"\n'
+        '[labels.acount]\ndescription = "Logins and profiles"\n'
+    )
+    env = {
+        "HITL_DB": str(tmp_path / "hitl.db"),
+        "HITL_CONFIG": str(config),
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "HITL_CHANNEL": "C1",
+        "HITL_PORT": "1",
+    }
+    result = serve(env)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: [hitl.routes] names 'Billing', which is not a label in force (billing, bug,"
+        " account); did you mean 'billing'?",
+        "[hitl.routes] names 'bugz', which is not a label in force (billing, bug, account)",
+        "[labels.*] names 'acount', which is not a label in force (billing, bug, account)",
+    ]
+
+
 async def test_socket_mode_answers_a_click_and_a_command(fake_slack: FakeSlack, tmp_path: Path):
     socket = FakeSocketMode()
     fake_slack.socket_url = await socket.start()
