@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCK = "retrain"  # taken by retrains and rollbacks alike
-LOCK_TTL = timedelta(hours=2)  # a crashed run's lock expires after this
+LOCK_TTL = timedelta(hours=2)  # another machine's holder's lock expires after this
 Progress = Callable[[int, int], None]
 
 
@@ -63,32 +63,38 @@ def lock_owner(what: str) -> str:
     return f"{what} on {socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def holder_gone(holder: str) -> bool:
-    """Whether the lock's owner (``… on host:pid:id``) was a process of this machine that is
-    no longer running (killed, or the machine restarted): its lock need not wait to expire."""
+def holder_alive(holder: str) -> bool | None:
+    """Whether the lock's owner (``… on host:pid:id``) is a process of this machine that is
+    still running: True while it runs, False once it is gone (killed, or the machine
+    restarted), None for another machine's process or an owner of another form, which
+    cannot be seen from here."""
     _, _, where = holder.rpartition(" on ")
     host, _, rest = where.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdecimal():
-        return False  # another machine's process, or an owner of another form: trust the lock
+        return None  # another machine's process, or an owner of another form: trust the lock
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return True
+        return False
     except (PermissionError, OverflowError):
-        return False  # someone's process runs under that pid
-    return False
+        return True  # someone's process runs under that pid
+    return True
 
 
 def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:
-    """Take the retrain lock for ``ttl`` (from a holder that expired or died too); return the
-    holder when it is busy."""
+    """Take the retrain lock for ``ttl``; return the holder when it is busy.
+
+    A holder on this machine holds the lock while its process runs, expired or not (a
+    retrain may outlast ``ttl``, and the clock may jump forward, as when a VM resumes from
+    suspend), and not a moment after it is gone. A holder on another machine cannot be
+    seen from here: its lock is trusted until it expires, after ``ttl``."""
     return store.acquire_lock(
         LOCK,
         owner,
         iso_time(now),
         iso_time(now + ttl),
-        holder_gone=holder_gone,
+        holder_alive=holder_alive,
         runs=("retrain", "rollback"),
     )
 

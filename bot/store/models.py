@@ -79,22 +79,28 @@ class ModelsMixin:
         now: str,
         expires_at: str,
         *,
-        holder_gone: Callable[[str], bool] | None = None,
+        holder_alive: Callable[[str], bool | None] | None = None,
         runs: Sequence[str] = (),
     ) -> str | None:
-        """Take lock ``name`` unless someone else holds it unexpired (and, with
-        ``holder_gone``, alive); return the holder then. Taking it from a holder that expired
-        or is gone ends that holder's unfinished ``runs`` (kinds run only under this lock)
-        as failed: they will not finish."""
+        """Take lock ``name`` unless someone else holds it; return the holder then. A holder
+        holds it until it expires; with ``holder_alive`` (True: its process runs, False: it
+        is gone, None: cannot tell), one that runs holds it expired or not and one that is
+        gone holds nothing. Taking it from another holder ends that holder's unfinished
+        ``runs`` (kinds run only under this lock) as failed: they will not finish."""
         with self._immediate():
             row = self.db.execute(
                 "SELECT owner, expires_at FROM locks WHERE name = ?", [name]
             ).fetchone()
             if row is not None and row[0] != owner:
-                if row[1] > now and not (holder_gone and holder_gone(row[0])):
+                alive = holder_alive(row[0]) if holder_alive else None
+                if alive or (alive is None and row[1] > now):
                     return row[0]
                 if runs:
-                    why = f"it ended before it finished (its process, {row[0]}, is gone)"
+                    why = (
+                        f"it ended before it finished (its process, {row[0]}, is gone)"
+                        if alive is False
+                        else f"it did not finish before its lock expired ({row[0]})"
+                    )
                     self.db.execute(
                         "UPDATE runs SET status = 'failed', finished_at = ?, detail = ?"
                         f" WHERE status = 'running' AND kind IN ({','.join('?' * len(runs))})",

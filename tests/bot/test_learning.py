@@ -268,6 +268,34 @@ async def test_a_lock_left_by_a_killed_retrain_is_taken_over_and_its_run_ends_fa
         assert killed["status"] == "running" and new == []
 
 
+async def test_an_expired_lock_whose_holder_runs_here_is_held_until_the_holder_ends(bot: Bot):
+    # A retrain that outlasts LOCK_TTL (or a clock that jumps forward: a VM resumed from
+    # suspend) leaves an expired lock while its process still runs on this machine: a second
+    # retrain must wait for that process, not for the clock; once it has ended, it takes over.
+    running = await asyncio.create_subprocess_exec("cat", stdin=asyncio.subprocess.PIPE)
+    holder = f"retrain by <@U0RAJ> on {socket.gethostname()}:{running.pid}:0badc0de"
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    expired = retrain.iso_time(long_ago + retrain.LOCK_TTL)
+    assert bot.store.acquire_lock(retrain.LOCK, holder, retrain.iso_time(long_ago), expired) is None
+    bot.store.start_run("retrain", "<@U0RAJ>")
+    try:
+        text = await (await bot.command("retrain", "U0ADMIN")).text()
+        where = holder.rpartition(" on ")[2]
+        assert text.startswith(f"Not started: a retrain by <@U0RAJ> is already running ({where})")
+        [first] = bot.store.runs("retrain")
+        assert first["status"] == "running"
+    finally:
+        running.stdin.close()  # cat ends at end of input
+        await running.wait()  # ended and reaped: its pid names no process
+
+    text = await (await bot.command("retrain", "U0ADMIN")).text()
+
+    assert "already running" not in text, text
+    [_, first] = bot.store.runs("retrain")
+    assert first["status"] == "failed"
+    assert f"its process, {holder}, is gone" in first["detail"]["reason"]
+
+
 async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ):
@@ -286,13 +314,23 @@ async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
     assert bot.store.champion_version() == 1
 
 
-async def test_a_crashed_runs_lock_expires(bot: Bot):
+async def test_another_machines_lock_expires_and_its_run_ends_failed(bot: Bot):
+    # A retrain on another machine that crashed: its process cannot be seen from here, so
+    # its lock holds until it expires, and its run is failed as unfinished, not as gone.
     registry = retrain.registry_for(bot.rt.settings)
-    crashed = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli")
-    assert isinstance(crashed, retrain.Plan)  # ...and its process died here, lock still held
-    later = datetime.now(UTC) + retrain.LOCK_TTL + timedelta(minutes=1)
+    now = datetime.now(UTC)
+    holder = "retrain by cli on elsewhere.example:4242:0badc0de"
+    expires = retrain.iso_time(now + retrain.LOCK_TTL)
+    assert bot.store.acquire_lock(retrain.LOCK, holder, retrain.iso_time(now), expires) is None
+    bot.store.start_run("retrain", "cli")
+    busy = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli", now=now)
+    assert isinstance(busy, retrain.Outcome) and busy.status == "busy"
+    later = now + retrain.LOCK_TTL + timedelta(minutes=1)
     plan = retrain.begin(bot.store, bot.rt.settings, registry, triggered_by="cli", now=later)
     assert isinstance(plan, retrain.Plan)
+    [_, crashed] = bot.store.runs("retrain")
+    assert crashed["status"] == "failed"
+    assert crashed["detail"]["reason"] == f"it did not finish before its lock expired ({holder})"
 
 
 async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
