@@ -11,9 +11,10 @@ import logging
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.ingest.readers import Row, RowError, _printable, read_items
+from bot.ingest.readers import Provenance, Row, RowError, _printable, read_items
 from bot.store import Store
 from bot.store.labelset import case_twin
 
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 IMPORT_BATCH = 1000  # rows committed in one transaction
 ERRORS_RECORDED = 100  # rejected rows kept in the run's record
 LABELS_SHOWN = 12  # of the label set, in the message of a row whose label is outside it
+# How far past the store's clock a time in the file may be (another machine's clock may run a
+# little ahead); a later one is refused: the store would take it as newer than all it writes.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -95,7 +99,14 @@ def import_rows(
     refused (as `hitl labels add` refuses such a label), naming the spelling to write.
 
     An unexpected error ends the run as failed (the batches committed before it stay) and is
-    raised again."""
+    raised again.
+
+    A row whose ``resolved_at``, or the ``created_at`` of one of its answers, is more than
+    ``CLOCK_SKEW`` past the store's clock (``store.now()`` at the start) is refused: times are
+    compared as text, and a label decided "later" than anything the store writes would hide
+    every label set after it from the next retrain (the readers already wrote each time in
+    the store's form, so the text comparison holds)."""
+    latest = _latest_allowed(store.now())
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
     successors = store.label_aliases() if in_force is not None else {}
@@ -130,6 +141,9 @@ def import_rows(
             summary.read += 1
             if gold and isinstance(row, Row) and row.label is None:
                 row = RowError(row.line, "a gold row needs a label")
+            if isinstance(row, Row) and row.provenance is not None:
+                if (late := _in_future(row.provenance, latest)) is not None:
+                    row = RowError(row.line, late)
             if allowed is not None and isinstance(row, Row) and row.label is not None:
                 if row.label not in allowed:
                     row = RowError(row.line, _outside(row.label, in_force or [], successors))
@@ -160,6 +174,30 @@ def _fail_run(store: Store, run_id: int, detail: dict[str, object]) -> None:
         store.finish_run(run_id, "failed", detail)
     except Exception:
         logger.warning("could not record import run %d as failed", run_id, exc_info=True)
+
+
+def _latest_allowed(now: str) -> str:
+    """The latest time a row may hold, in the store's form: its clock's ``now`` (a UTC ISO
+    time with milliseconds) plus ``CLOCK_SKEW``."""
+    moment = datetime.fromisoformat(now)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment + CLOCK_SKEW).astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _in_future(came: Provenance, latest: str) -> str | None:
+    """Why a row's times are refused, or None: the first one later than ``latest``."""
+    skew = f"over {CLOCK_SKEW.seconds // 60} minutes past this machine's clock"
+    fix = "fix the time, or the clock of the machine that wrote it"
+    if came.resolved_at > latest:
+        return f'column "resolved_at" is in the future ({came.resolved_at}, {skew}): {fix}'
+    for vote in came.answers:
+        if vote.created_at > latest:
+            return (
+                f'a "created_at" in column "answers" is in the future ({vote.created_at}, '
+                f"{skew}): {fix}"
+            )
+    return None
 
 
 def _label_set_in_force(store: Store, configured: Sequence[str]) -> list[str] | None:

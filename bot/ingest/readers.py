@@ -27,7 +27,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -374,10 +374,13 @@ def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
         or len(set(annotators)) != len(annotators)
     ):
         return RowError(line, 'column "annotators" is not a list of different user ids')
-    resolved_at = record["resolved_at"]
-    if not _is_time(resolved_at):
-        return RowError(line, 'column "resolved_at" is not an ISO 8601 time')
+    try:
+        resolved_at = utc_time(record["resolved_at"])
+    except BadTime as exc:
+        return RowError(line, f'column "resolved_at" {exc}')
     votes_given = _votes(answers)
+    if isinstance(votes_given, str):
+        return RowError(line, votes_given)
     if votes_given is None:
         return RowError(
             line,
@@ -391,17 +394,42 @@ def _json_value(value: Any) -> Any:
     return _json_cell(value) if isinstance(value, str) else value
 
 
-def _is_time(value: Any) -> bool:
+class BadTime(Exception):
+    """Why a time read from a file is refused; the message follows the field's name."""
+
+
+def utc_time(value: Any) -> str:
+    """An ISO 8601 time with its UTC offset (``Z``, ``+02:00``, …), in the store's own form:
+    UTC, ``+00:00``, milliseconds, as ``bot.store.utc_now`` writes it. The store compares its
+    times as text (the newest label, a retrain's watermark, Undo's window), which holds only
+    when every one is written the same way. A date alone or a time without an offset is
+    refused (``BadTime``): which zone it meant cannot be told, and guessing one would move it
+    by hours."""
     if not isinstance(value, str) or len(value) > 64:
-        return False
+        raise BadTime("is not an ISO 8601 time")
+    text = value.strip()
     try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError):  # OverflowError: a +01:00 on 0001-01-01, say
+        raise BadTime("is not an ISO 8601 time") from None
+    shown = _printable(text)
+    with contextlib.suppress(ValueError):
+        day = date.fromisoformat(text).isoformat()
+        raise BadTime(
+            f"is a date without a time ({shown}): write a time with its UTC offset, as "
+            f"`hitl export` does ({day}T00:00:00.000+00:00 for midnight UTC)"
+        )
+    example = moment.isoformat(timespec="milliseconds") + "+00:00"
+    raise BadTime(
+        f"has no UTC offset ({shown}): add it, as `hitl export` does ({example} if it is UTC)"
+    )
 
 
-def _votes(answers: Any) -> tuple[Vote, ...] | None:
+def _votes(answers: Any) -> tuple[Vote, ...] | str | None:
+    """The answers of an export, each ``created_at`` in the store's form (``utc_time``); the
+    reason a time is refused, or None when the list is not one of answers."""
     if not isinstance(answers, list):
         return None
     votes = []
@@ -409,10 +437,14 @@ def _votes(answers: Any) -> tuple[Vote, ...] | None:
         if not isinstance(answer, dict):
             return None
         user, label, when = answer.get("user_id"), answer.get("label"), answer.get("created_at")
-        if not (isinstance(user, str) and 0 < len(user) <= 200 and _is_time(when)):
+        if not (isinstance(user, str) and 0 < len(user) <= 200 and isinstance(when, str)):
             return None
         if not isinstance(label, str) or label_problem(label):
             return None
+        try:
+            when = utc_time(when)
+        except BadTime as exc:
+            return f'a "created_at" in column "answers" {exc}'
         votes.append(Vote(user, label, when))
     if len({vote.user_id for vote in votes}) != len(votes):
         return None

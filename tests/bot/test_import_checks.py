@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -343,3 +344,134 @@ def test_a_line_of_40_mb_is_refused_without_being_held_in_memory(tmp_path: Path,
     assert refused.line == (3 if fmt == "csv" else 2)
     expected = "over the limit of 40,000" if fmt == "csv" else "the line is over 4,000,000 bytes"
     assert expected in refused.reason
+
+
+# Times read from an export (resolved_at, each answer's created_at) were stored as written:
+# the store compares its times as text, so a time in the future, or one in another offset,
+# hid the labels decided after it (`hitl retrain` said "nothing new" after `hitl labels set`).
+
+
+def exported(item_id: str, text: str, label: str, resolved_at: str, answered_at: str) -> dict:
+    return {
+        "id": item_id,
+        "text": text,
+        "label": label,
+        "votes": 1,
+        "agreement": 1.0,
+        "annotators": ["U1"],
+        "resolved_at": resolved_at,
+        "meta": {},
+        "answers": [{"user_id": "U1", "label": label, "created_at": answered_at}],
+    }
+
+
+def test_a_time_in_the_future_is_refused_on_its_row(tmp_path: Path):
+    past = "2026-01-01T10:00:00.000+00:00"
+    path = write_jsonl(
+        tmp_path / "decided.jsonl",
+        [
+            exported("1", "refund please", "billing", "2099-01-01T00:00:00+00:00", past),
+            exported("2", "app crashes", "bug", past, "2099-01-01"),
+            exported("3", "charged twice", "billing", past, "2099-01-01T00:00:00Z"),
+            exported("4", "error 500", "bug", past, past),
+        ],
+    )
+    db = tmp_path / "hitl.db"
+    result = run(db, "import", str(path))
+    skew = "over 5 minutes past this machine's clock): fix the time, or the clock of the machine"
+    assert result.stderr.splitlines() == [
+        'decided.jsonl line 1: column "resolved_at" is in the future (2099-01-01T00:00:00.000'
+        f"+00:00, {skew} that wrote it, row skipped",
+        'decided.jsonl line 2: a "created_at" in column "answers" is a date without a time '
+        "(2099-01-01): write a time with its UTC offset, as `hitl export` does (2099-01-01T00:"
+        "00:00.000+00:00 for midnight UTC), row skipped",
+        'decided.jsonl line 3: a "created_at" in column "answers" is in the future (2099-01-01'
+        f"T00:00:00.000+00:00, {skew} that wrote it, row skipped",
+    ]
+    assert result.stdout == (
+        "decided.jsonl: read 4 rows, imported 1 (1 with labels), 0 duplicates, 3 rejected\n"
+    )
+    with Store.open(db) as store:
+        assert store.labels_watermark()["newest"] == past
+
+
+def test_a_time_up_to_five_minutes_past_the_stores_clock_is_taken(tmp_path: Path):
+    """Another machine's clock may run a little ahead; ``now`` is the store's clock."""
+    path = write_jsonl(
+        tmp_path / "decided.jsonl",
+        [
+            exported("1", "a", "x", "2026-06-01T12:05:00+00:00", "2026-06-01T14:04:00+02:00"),
+            exported("2", "b", "x", "2026-06-01T12:05:00.001Z", "2026-06-01T12:00:00Z"),
+            exported("3", "c", "x", "2026-06-01T12:00:00Z", "2026-06-01T14:05:01+02:00"),
+        ],
+    )
+    errors: list[str] = []
+    with Store.open(tmp_path / "hitl.db", clock=lambda: "2026-06-01T12:00:00.000+00:00") as store:
+        summary = import_rows(
+            store, path, iter_rows(path), triggered_by="test", on_error=errors.append
+        )
+    assert (summary.imported, summary.rejected) == (1, 2)
+    assert [e.split(" (")[0] for e in errors] == [
+        'decided.jsonl line 2: column "resolved_at" is in the future',
+        'decided.jsonl line 3: a "created_at" in column "answers" is in the future',
+    ]
+    assert "(2026-06-01T12:05:01.000+00:00, over 5 minutes past" in errors[1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_times_in_another_offset_or_with_z_are_stored_as_utc_in_the_stores_form(
+    tmp_path: Path, fmt: str
+):
+    records = [
+        exported("1", "refund", "billing", "2026-01-01T12:00:00+02:00", "2026-01-01T09:30:00Z"),
+        exported("2", "crash", "bug", "2026-01-01T10:00:00.123456Z", "2025-12-31T23:30:00-01:00"),
+    ]
+    path = tmp_path / f"decided.{fmt}"
+    if fmt == "jsonl":
+        write_jsonl(path, records)
+    else:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            for record in records:
+                writer.writerow({k: json.dumps(v) if k in ("annotators", "meta", "answers")
+                                 else v for k, v in record.items()})  # fmt: skip
+    db = tmp_path / "hitl.db"
+    result = run(db, "import", str(path))
+    assert (result.stderr, result.exit_code) == ("", 0)
+    with Store.open(db) as store:
+        times = {
+            r["id"]: (r["resolved_at"], [a["created_at"] for a in r["answers"]])
+            for r in store.iter_export()
+        }
+    assert times == {
+        "1": ("2026-01-01T10:00:00.000+00:00", ["2026-01-01T09:30:00.000+00:00"]),
+        "2": ("2026-01-01T10:00:00.123+00:00", ["2026-01-01T00:30:00.000+00:00"]),
+    }
+
+
+def test_a_label_set_after_importing_labels_from_another_offset_is_seen_by_retrain(
+    tmp_path: Path,
+):
+    """Labels decided an hour ago, written in +14:00, sorted as text after the time of any
+    label set now: `hitl retrain` then said "nothing new" and skipped it."""
+    from tests.bot.test_learning import BILLING, BUG
+
+    kiribati = timezone(timedelta(hours=14))
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).astimezone(kiribati).isoformat()
+    records = [
+        exported(f"b{n}", text, "billing", an_hour_ago, an_hour_ago)
+        for n, text in enumerate(BILLING)
+    ]
+    records += [
+        exported(f"g{n}", text, "bug", an_hour_ago, an_hour_ago) for n, text in enumerate(BUG)
+    ]
+    db = tmp_path / "hitl.db"
+    path = write_jsonl(tmp_path / "decided.jsonl", records)
+    assert run(db, "import", str(path)).stderr == ""
+    assert run(db, "retrain").stdout.startswith("Retrain v1: promoted")
+    assert run(db, "labels", "set", "b0", "bug", "--by", "cli:ana").exit_code == 0
+    again = run(db, "retrain").stdout
+    assert "nothing new" not in again
+    assert again.startswith("Retrain v2: "), again
+    assert again.splitlines()[1] == "Labels: 12 (1 new)"  # b0's new label, after v1's

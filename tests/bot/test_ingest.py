@@ -297,7 +297,7 @@ def test_exported_meta_is_merged_back_not_nested(tmp_path: Path):
         "votes": 2,
         "agreement": 1.0,
         "annotators": ["U1", "U2"],
-        "resolved_at": "2026-01-01",
+        "resolved_at": "2026-01-01T10:00:00.000+00:00",
         "meta": {"team": "x"},
     }
     path.write_text(json.dumps(record) + "\n")
@@ -454,6 +454,24 @@ def test_an_exported_row_gives_back_how_its_label_was_decided_in_jsonl_and_csv(t
         ({"annotators": ["U1", "U1"]}, 'column "annotators" is not a list of different'),
         ({"resolved_at": "yesterday"}, 'column "resolved_at" is not an ISO 8601 time'),
         ({"resolved_at": ""}, 'column "resolved_at" is missing or empty'),
+        (
+            {"resolved_at": "2026-01-01"},
+            'column "resolved_at" is a date without a time (2026-01-01): write a time with its '
+            "UTC offset, as `hitl export` does (2026-01-01T00:00:00.000+00:00 for midnight UTC)",
+        ),
+        (
+            {"resolved_at": "2026-01-01T10:00:00"},
+            'column "resolved_at" has no UTC offset (2026-01-01T10:00:00): add it, as `hitl '
+            "export` does (2026-01-01T10:00:00.000+00:00 if it is UTC)",
+        ),
+        (
+            {"answers": [{**EXPORTED["answers"][0], "created_at": "2026-01-01 09:00"}]},
+            'a "created_at" in column "answers" has no UTC offset (2026-01-01 09:00)',
+        ),
+        (
+            {"answers": [{**EXPORTED["answers"][0], "created_at": "soon"}]},
+            'a "created_at" in column "answers" is not an ISO 8601 time',
+        ),
         ({"answers": [{"user_id": "U1"}]}, 'column "answers" is not a list of'),
         ({"answers": [EXPORTED["answers"][0]] * 2}, "with one answer a person"),
     ],
