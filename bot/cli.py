@@ -497,9 +497,9 @@ def retrain_command(state: State, force: bool) -> None:
         champion = retrain.load_champion(registry)
         plan = retrain.begin(store, settings, registry, triggered_by="cli", force=force)
         if isinstance(plan, retrain.Outcome):
+            if plan.status == "busy":  # one line, on stderr, exit 1
+                raise click.ClickException(reports.plain(reports.retrain_text(plan)))
             click.echo(reports.plain(reports.retrain_text(plan)))
-            if plan.status == "busy":
-                raise click.ClickException("another retrain is running; try again later")
             return
         label = f"Training on {len(plan.labels):,} labels"
         with click.progressbar(length=1, label=label, file=sys.stderr) as bar:

@@ -253,3 +253,18 @@ def test_a_retrain_recorded_under_other_training_rules_is_not_nothing_new(tmp_pa
     again = run(db, "retrain").stdout
     assert again.startswith("Retrain v2: promoted"), again  # trained again, not skipped
     assert "nothing new" in run(db, "retrain").stdout
+
+
+def test_a_retrain_refused_while_another_runs_says_so_once(tmp_path: Path):
+    # It printed the refusal on stdout and then "Error: another retrain is running; try again
+    # later" on stderr: the same news twice.
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    with Store.open(db) as store:
+        settings = Settings(db=db)
+        plan = retrain.begin(store, settings, retrain.registry_for(settings), triggered_by="x")
+        busy = run(db, "retrain")
+        store.release_lock(retrain.LOCK, plan.owner)
+    assert busy.exit_code == 1 and busy.stdout == ""
+    assert busy.stderr.startswith("Error: Not started: a retrain by x is already running (")
+    assert busy.stderr.count("\n") == 1, busy.stderr
