@@ -237,8 +237,9 @@ def _bounded_text(text: IO[str]) -> Iterator[str]:
     row of a cut line is refused (its text too long, or its quote never closed)."""
     for line in iter(lambda: text.readline(MAX_RECORD_CHARS + 1), ""):
         if len(line) > MAX_RECORD_CHARS and not line.endswith(("\n", "\r")):
-            while (rest := text.readline(MAX_RECORD_CHARS)) and not rest.endswith(("\n", "\r")):
-                pass
+            for rest in iter(lambda: text.readline(MAX_RECORD_CHARS), ""):  # the rest, unkept
+                if rest.endswith(("\n", "\r")):
+                    break
             line += "\n"
         yield line
 

@@ -114,22 +114,22 @@ async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_sto
         assert bot.store.db["posts"].count == 2 and len(bot.posted()) == 2
 
 
+async def fill_with_two(bot: Bot, *predictions: tuple) -> None:
+    """Only ``i0`` and ``i1`` wait, scored with ``predictions``; one round posts both."""
+    bot.store.set_predictions(margin_scored(list(predictions)), threshold=0.8, strategy="margin")
+    bot.store.db["items"].update("i2", {"status": "resolved"})
+    bot.store.db["items"].update("i3", {"status": "resolved"})
+    assert await bot.dispatcher.fill() == 2
+
+
 async def test_routing_sends_a_label_to_its_channel(fake_slack: FakeSlack, tmp_path: Path):
     fake_slack.add_channel("C0BILLING", "billing")
     async for bot in await bot_with(fake_slack, tmp_path, routes={"billing": "C0BILLING"}):
-        bot.store.set_predictions(
-            margin_scored(
-                [
-                    ("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
-                    ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]),
-                ]
-            ),
-            threshold=0.8,
-            strategy="margin",
+        await fill_with_two(
+            bot,
+            ("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
+            ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]),
         )
-        bot.store.db["items"].update("i2", {"status": "resolved"})
-        bot.store.db["items"].update("i3", {"status": "resolved"})
-        assert await bot.dispatcher.fill() == 2
         assert {p["item_id"]: p["channel"] for p in bot.store.db["posts"].rows} == {
             "i0": "C0BILLING",
             "i1": CHANNEL,
@@ -150,19 +150,11 @@ async def test_a_route_and_guidelines_follow_a_rename_of_their_label(
         bot.store.change_label_set(
             "rename", "billing", "payments", current=list(LABELS), user_id="U0ADMIN"
         )
-        bot.store.set_predictions(
-            margin_scored(
-                [
-                    ("i0", 2, "payments", 0.5, [["payments", 0.5], ["bug", 0.3]]),  # a new model
-                    ("i1", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),  # an older one
-                ]
-            ),
-            threshold=0.8,
-            strategy="margin",
+        await fill_with_two(
+            bot,
+            ("i0", 2, "payments", 0.5, [["payments", 0.5], ["bug", 0.3]]),  # a new model's guess
+            ("i1", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),  # an older model's
         )
-        bot.store.db["items"].update("i2", {"status": "resolved"})
-        bot.store.db["items"].update("i3", {"status": "resolved"})
-        assert await bot.dispatcher.fill() == 2
         assert {p["item_id"]: p["channel"] for p in bot.store.db["posts"].rows} == {
             "i0": "C0BILLING",
             "i1": "C0BILLING",

@@ -40,15 +40,20 @@ def test_missing_tokens_are_named_one_per_line(tmp_path: Path):
     ]
 
 
-def test_no_label_set_refuses_to_start_and_says_how_to_give_one(tmp_path: Path):
-    env = {
+def startable(tmp_path: Path, **more: str) -> dict[str, str]:
+    """Everything `hitl serve` needs but a label set (it refuses before it binds the port)."""
+    return {
         "HITL_DB": str(tmp_path / "hitl.db"),
         "SLACK_BOT_TOKEN": "xoxb-1",
         "SLACK_SIGNING_SECRET": "s",
         "HITL_CHANNEL": "C1",
         "HITL_PORT": "1",
+        **more,
     }
-    result = serve(env)
+
+
+def test_no_label_set_refuses_to_start_and_says_how_to_give_one(tmp_path: Path):
+    result = serve(startable(tmp_path))
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or import "
@@ -65,15 +70,7 @@ def test_a_route_or_guideline_for_no_label_refuses_to_start_naming_it(tmp_path: 
         '[hitl.routes]\nBilling = "C0BILLING"\nbugz = "C0BUGS"\n'
         '[labels.acount]\ndescription = "Logins and profiles"\n'
     )
-    env = {
-        "HITL_DB": str(tmp_path / "hitl.db"),
-        "HITL_CONFIG": str(config),
-        "SLACK_BOT_TOKEN": "xoxb-1",
-        "SLACK_SIGNING_SECRET": "s",
-        "HITL_CHANNEL": "C1",
-        "HITL_PORT": "1",
-    }
-    result = serve(env)
+    result = serve(startable(tmp_path, HITL_CONFIG=str(config)))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: [hitl.routes] names 'Billing', which is not a label in force (billing, bug,"
