@@ -13,6 +13,7 @@ parsing out is the next step if it grows.
 from __future__ import annotations
 
 import codecs
+import functools
 import ipaddress
 import os
 import re
@@ -235,7 +236,6 @@ def cron_trigger(expression: str, timezone: str | tzinfo) -> CronTrigger:
     reads it. APScheduler 3 numbers the days from Monday (0 = Monday, no 7): passed through,
     "1-5" ran Tuesday to Saturday and "0" on Mondays. The day field is handed over as day
     names, which both read alike."""
-    from apscheduler.triggers.cron import CronTrigger
 
     fields = expression.split()
     if len(fields) == 5:
@@ -245,7 +245,36 @@ def cron_trigger(expression: str, timezone: str | tzinfo) -> CronTrigger:
                 "APScheduler only on both; set one of them to *"
             )
         fields[4] = _crontab_days(fields[4])
-    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+    return _once_a_wall_clock_time().from_crontab(" ".join(fields), timezone=timezone)
+
+
+@functools.cache
+def _once_a_wall_clock_time() -> type[CronTrigger]:
+    """APScheduler's CronTrigger that, as cron does, runs a set hour the clocks pass twice (as
+    they go back: 01:30 in London on the last Sunday of October) at its first passing only;
+    APScheduler ran it at both, so a nightly retrain ran twice that night. As in cron, an hour
+    field starting with * (every hour, */2) still runs by the time that passes. A rule on the
+    time alone, so it holds across a restart within the repeated hour too."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    class OnceAWallClockTime(CronTrigger):
+        __slots__ = ()
+
+        def get_next_fire_time(self, previous_fire_time, now):  # noqa: ANN001, ANN202
+            fire = super().get_next_fire_time(previous_fire_time, now)
+            hour = next(str(f) for f in self.fields if f.name == "hour")
+            while fire is not None and not hour.startswith("*") and _passed_before(fire):
+                fire = super().get_next_fire_time(fire, fire)
+            return fire
+
+    return OnceAWallClockTime
+
+
+def _passed_before(moment: datetime) -> bool:
+    """Whether the clocks showed ``moment``'s wall-clock time once before (it is the second
+    passing of a time the clocks went back over)."""
+    first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
+    return first.astimezone(UTC) < moment.astimezone(UTC)
 
 
 def _crontab_days(field: str) -> str:

@@ -139,6 +139,31 @@ def test_a_run_is_missed_only_when_a_scheduled_time_passed_since_the_last_one():
     assert not is_missed(trigger, None, now)
 
 
+def test_a_set_hour_the_clocks_pass_twice_runs_once_as_in_cron():
+    """On the night clocks go back (London, 25 October 2026: 01:00-01:59 passes twice) the
+    01:30 retrain runs at the first 01:30 only, also for a server restarted in between; a
+    schedule by the hour (*/20) runs on through the repeated hour."""
+    from bot.config import Settings
+
+    def fires(cron: str, start: datetime, end: datetime) -> list[str]:
+        trigger = make_trigger(Settings(retrain_cron=cron, timezone="Europe/London"))
+        out, previous, now = [], None, start
+        while (fire := trigger.get_next_fire_time(previous, now)) < end:
+            out.append(fire.astimezone(UTC).strftime("%d %H:%M"))
+            previous = now = fire
+        return out
+
+    night = datetime(2026, 10, 24, 12, 0, tzinfo=UTC), datetime(2026, 10, 26, 12, 0, tzinfo=UTC)
+    assert fires("30 1 * * *", *night) == ["25 00:30", "26 01:30"]  # BST, then GMT
+    hours = datetime(2026, 10, 25, 0, 0, tzinfo=UTC), datetime(2026, 10, 25, 2, 0, tzinfo=UTC)
+    assert fires("*/30 * * * *", *hours) == ["25 00:00", "25 00:30", "25 01:00", "25 01:30"]
+    # restarted at 01:45 GMT, after the run at the first 01:30 (00:30 UTC): nothing missed
+    trigger = make_trigger(Settings(retrain_cron="30 1 * * *", timezone="Europe/London"))
+    first_run = datetime(2026, 10, 25, 0, 30, 4, tzinfo=UTC)
+    assert not is_missed(trigger, first_run, datetime(2026, 10, 25, 1, 45, tzinfo=UTC))
+    assert is_missed(trigger, first_run, datetime(2026, 10, 26, 1, 45, tzinfo=UTC))
+
+
 async def two_models(bot: Bot) -> None:
     """v1, then v2 trained on more labels: something to roll back to."""
     await run_retrain(bot.rt, "cli")
