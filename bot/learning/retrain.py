@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
@@ -59,18 +60,37 @@ class BusyError(HitlError):
 
 
 def lock_owner(what: str) -> str:
-    """The lock's owner: what holds it, and a unique id (``retrain by cli on host:pid:id``)."""
-    return f"{what} on {socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """The lock's owner: what holds it, where, and a unique id (``retrain by cli on
+    host:pid:id:started``; ``started`` tells this process from a later one given its pid)."""
+    pid = os.getpid()
+    owner = f"{what} on {socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+    started = process_started(pid)
+    return f"{owner}:{started}" if started else owner
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>.<clock ticks since boot>`` (Linux's
+    /proc), None where that cannot be read (no /proc, or no such process). A pid is used
+    again by a later process (after a container restarts, its first processes get the same
+    pids), never with the same start."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name, in brackets, may hold spaces
+    return f"{boot}.{fields[19]}" if len(fields) > 19 else None
 
 
 def holder_alive(holder: str) -> bool | None:
-    """Whether the lock's owner (``… on host:pid:id``) is a process of this machine that is
-    still running: True while it runs, False once it is gone (killed, or the machine
-    restarted), None for another machine's process or an owner of another form, which
-    cannot be seen from here."""
+    """Whether the lock's owner (``… on host:pid:id[:started]``) is a process of this
+    machine that is still running: True while it runs, False once it is gone (killed, the
+    machine restarted, or its pid now another process's), None for another machine's
+    process or an owner of another form, which cannot be seen from here."""
     _, _, where = holder.rpartition(" on ")
     host, _, rest = where.partition(":")
-    pid = rest.partition(":")[0]
+    pid, _, rest = rest.partition(":")
+    started = rest.partition(":")[2]
     if host != socket.gethostname() or not pid.isdecimal():
         return None  # another machine's process, or an owner of another form: trust the lock
     try:
@@ -78,8 +98,9 @@ def holder_alive(holder: str) -> bool | None:
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        return True  # someone's process runs under that pid
-    return True
+        pass  # someone's process runs under that pid
+    now_started = process_started(int(pid))
+    return not (started and now_started and now_started != started)
 
 
 def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:
@@ -102,6 +123,7 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
 def busy_reason(holder: str) -> str:
     """``a rollback to v1 by <@U1> is already running (host:pid:id)`` from the lock's owner."""
     what, _, where = holder.rpartition(" on ")
+    where = ":".join(where.split(":")[:3])  # the process's start stamp says nothing to people
     return f"a {what or 'retrain'} is already running ({where})"
 
 

@@ -321,6 +321,30 @@ async def test_an_expired_lock_whose_holder_runs_here_is_held_until_the_holder_e
     assert f"its process, {holder}, is gone" in first["detail"]["reason"]
 
 
+async def test_an_expired_lock_whose_pid_is_now_another_process_is_taken(bot: Bot):
+    # A container restarted with the same hostname gives its first processes the same pids:
+    # the holder's pid then names a live process that is not the holder (here: this one,
+    # under a start stamp it never had). Its lock must go once expired, not stay for ever.
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    holder = f"retrain by <@U0RAJ> on {me}:0badc0de:00000000.1"
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    expired = retrain.iso_time(long_ago + retrain.LOCK_TTL)
+    assert bot.store.acquire_lock(retrain.LOCK, holder, retrain.iso_time(long_ago), expired) is None
+    bot.store.start_run("retrain", "<@U0RAJ>")
+
+    text = await (await bot.command("retrain", "U0ADMIN")).text()
+
+    assert text.startswith("Retraining started"), text
+    [_, first] = bot.store.runs("retrain")
+    assert first["status"] == "failed"
+    assert f"its process, {holder}, is gone" in first["detail"]["reason"]
+    # this process's own stamp, in the owners it writes, keeps its locks held
+    started = retrain.process_started(os.getpid())
+    assert started and retrain.lock_owner("retrain by cli").endswith(f":{started}")
+    assert retrain.holder_alive(f"retrain by cli on {me}:0badc0de:{started}") is True
+    assert retrain.holder_alive(f"retrain by cli on {me}:0badc0de") is True  # an older owner
+
+
 async def test_a_retrain_while_a_rollback_runs_says_a_rollback_is_running(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ):
