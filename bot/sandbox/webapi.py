@@ -253,6 +253,11 @@ class FakeSlack:
         }
         self._messages.setdefault(channel_id, {})
 
+    def remove_bot(self, channel_id: str) -> None:
+        """Someone removes the bot from the channel (``/remove @bot``): posting there says
+        ``not_in_channel`` until it joins again."""
+        self._channels[channel_id]["is_member"] = False
+
     def add_user(
         self, user_id: str, name: str, *, real_name: str | None = None, is_admin: bool = False
     ) -> None:

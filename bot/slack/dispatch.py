@@ -80,7 +80,7 @@ class ChannelState:
     failures: int = 0
     next_attempt: float = 0.0  # loop time before which nothing is posted (backoff, Retry-After)
     last_post: float = float("-inf")
-    joined: bool = False
+    joined: bool = False  # joined since the last post went through: joins once, not in a loop
     unsure: set[str] = field(default_factory=set)  # items whose post got no clear answer
     # (mirrors the post_attempts rows left behind; read from them when the dispatcher starts)
     adopted: set[str] = field(default_factory=set)  # of those, found posted after all
@@ -456,14 +456,19 @@ class Dispatcher:
             },
         }
         try:
-            return await rt.client.chat_postMessage(**kwargs)
+            posted = await rt.client.chat_postMessage(**kwargs)
         except SlackApiError as exc:
             if exc.response.get("error") != "not_in_channel" or state.joined:
                 raise
+        else:
+            state.joined = False  # removed again later, it joins again
+            return posted
         state.joined = True
         logger.warning("not in %s; joining it", channel)
         await rt.client.conversations_join(channel=channel)
-        return await rt.client.chat_postMessage(**kwargs)
+        posted = await rt.client.chat_postMessage(**kwargs)
+        state.joined = False
+        return posted
 
     def _back_off(self, channel: str, error: str) -> None:
         state = self.channel_state(channel)

@@ -95,6 +95,26 @@ async def test_not_in_channel_joins_once_and_posts(fake_slack: FakeSlack, tmp_pa
         assert len(bot.fake.messages("C0PRIVATE")) == 2
 
 
+async def test_removed_from_the_channel_again_the_bot_joins_again(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Someone removes the bot (``/remove @bot``) after it joined once: it joins again at
+    its next post, every time, rather than backing off for ever ("(retrying)")."""
+    fake_slack.add_channel("C0PRIVATE", "billing-team", is_member=False)
+    async for bot in await bot_with(fake_slack, tmp_path, channel="C0PRIVATE"):
+        for joins, posted in ((1, 2), (2, 3), (3, 4)):
+            assert await bot.dispatcher.fill() == (2 if joins == 1 else 1)
+            assert len(bot.fake.calls_to("conversations.join")) == joins
+            assert len(bot.fake.messages("C0PRIVATE")) == posted
+            message = bot.fake.messages("C0PRIVATE")[-1]
+            payload = bot.button_payload(message, "U0ANA", buttons(message)[0])
+            assert (await bot.action(payload)).status == 200  # a free slot for one more
+            await bot.settled()
+            bot.fake.remove_bot("C0PRIVATE")
+        state = bot.dispatcher.channel_state("C0PRIVATE")
+        assert (state.failures, state.last_error) == (0, None)
+
+
 async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_stored(
     fake_slack: FakeSlack, tmp_path: Path
 ):
