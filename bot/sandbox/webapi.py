@@ -258,6 +258,10 @@ class FakeSlack:
         ``not_in_channel`` until it joins again."""
         self._channels[channel_id]["is_member"] = False
 
+    def archive_channel(self, channel_id: str) -> None:
+        """Someone archives the channel: posting or joining there says ``is_archived``."""
+        self._channels[channel_id]["is_archived"] = True
+
     def add_user(
         self, user_id: str, name: str, *, real_name: str | None = None, is_admin: bool = False
     ) -> None:
@@ -489,6 +493,8 @@ class FakeSlack:
             raise SlackError("channel_not_found")
         if channel["is_private"]:
             raise SlackError("method_not_supported_for_channel_type")
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
         reply: Reply = {}
         if channel["is_member"]:
             reply = {"warning": "already_in_channel"}
@@ -646,6 +652,8 @@ class FakeSlack:
 
     def _writable_channel(self, channel_id: str | None) -> str:
         channel = self._visible_channel(channel_id)
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
         if not channel["is_member"]:
             raise SlackError("not_in_channel")
         return channel["id"]

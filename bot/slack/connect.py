@@ -112,7 +112,12 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
             return await rt.client.conversations_info(channel=channel)
 
         try:
-            await retry_until_answered(channel_info, trouble, rt.settings.connect_retry)
+            info = await retry_until_answered(channel_info, trouble, rt.settings.connect_retry)
+            if (info.get("channel") or {}).get("is_archived"):
+                problems.append(
+                    f"{name}={channel}: the channel is archived; unarchive it in Slack or name "
+                    "another channel"
+                )
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error == "missing_scope":  # an app installed before the manifest asked for it

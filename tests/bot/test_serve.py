@@ -174,6 +174,13 @@ def refused(fake: FakeSlack, case: str) -> tuple[dict, str]:
             "routes.billing=G0SECRET: the bot cannot see this channel (channel_not_found); check "
             "the ID, and in a private channel /invite @hitl"
         )
+    if case == "archived report channel":
+        fake.add_channel("C0REPORTS", "hitl-reports")
+        fake.archive_channel("C0REPORTS")
+        return {"report_channel": "C0REPORTS"}, (
+            "HITL_REPORT_CHANNEL=C0REPORTS: the channel is archived; unarchive it in Slack or "
+            "name another channel"
+        )
     assert case == "bad app token"
     return {"slack_app_token": "xapp-1-wrong", "slack_signing_secret": None}, (
         "SLACK_APP_TOKEN was refused by Slack (invalid_auth); generate an app-level token "
@@ -183,7 +190,13 @@ def refused(fake: FakeSlack, case: str) -> tuple[dict, str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["bad bot token", "unknown channel", "private channel without the bot", "bad app token"],
+    [
+        "bad bot token",
+        "unknown channel",
+        "private channel without the bot",
+        "archived report channel",
+        "bad app token",
+    ],
 )
 async def test_serve_refuses_to_start_in_one_line_when_slack_refuses(
     fake_slack: FakeSlack, tmp_path: Path, case: str
