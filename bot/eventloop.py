@@ -7,7 +7,8 @@ fsync, after its ack) waited behind a step of each: at 1,000–1,600 predicts a 
 p99 was 116–259 ms with 10,000 and 100,000 items waiting, and is 28–41 ms in seven runs of
 eight with the clicks' steps run first (``benchmarks/RESULTS.md``, "Predict and clicks as the
 backlog grows"). :class:`FastLaneEventLoop` puts a callback whose
-context has :data:`URGENT` set at the front of the ready queue. The Slack edge sets it in the
+context has :data:`URGENT` set ahead of the others in the ready queue (behind the urgent ones
+already there: first come, first served within the lane). The Slack edge sets it in the
 task of each request it serves (``bot.server.slack_events``, ``bot.slack.connect``), tasks it
 starts inherit it, and a listener clears it once it has acked (``bot.slack.acks``), so the
 work after an ack (redraws, notes) waits its turn like the rest; work a request starts that
@@ -21,6 +22,7 @@ is starved for long: urgent work is a few small steps per request, and Slack sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -37,9 +39,9 @@ class FastLaneEventLoop(asyncio.SelectorEventLoop):
 
     Every ``call_soon`` and ``call_soon_threadsafe`` (a task's next step, a future's callbacks)
     goes through ``_call_soon``, and every I/O callback through ``_add_callback``: asyncio's
-    own methods, overridden to put an urgent handle at the front of the ready queue
-    (``collections.deque.appendleft`` is atomic, as ``append`` is, for calls from other
-    threads). ``tests/bot/test_eventloop.py`` checks the order on this Python."""
+    own methods, overridden to put an urgent handle ahead of every other waiting handle,
+    behind the urgent ones already waiting (each ``collections.deque`` call is atomic for calls
+    from other threads). ``tests/bot/test_eventloop.py`` checks the order on this Python."""
 
     def _call_soon(self, callback: Callable[..., Any], args: Any, context: Any) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
@@ -53,10 +55,23 @@ class FastLaneEventLoop(asyncio.SelectorEventLoop):
             self._enqueue(handle)
 
     def _enqueue(self, handle: asyncio.Handle) -> None:
-        if handle._context.get(URGENT, False):
-            self._ready.appendleft(handle)
-        else:
-            self._ready.append(handle)
+        ready = self._ready
+        if not handle._context.get(URGENT, False):
+            ready.append(handle)
+            return
+        # Behind the urgent handles already at the front: the lane is first come, first served
+        # too. asyncio relies on the order of callbacks: a future's run in the order they were
+        # added, so a connecting socket's writer is removed (``_sock_write_done``) before the
+        # task that awaited the connection wakes and gives the socket to its transport. Put at
+        # the very front, they ran in reverse, and every new connection an urgent task opened
+        # failed ("File descriptor 9 is used by transport"). The urgent handles at the front are
+        # a few; a thread's ``call_soon_threadsafe`` meanwhile can at worst put this one a
+        # place later.
+        i = 0
+        with contextlib.suppress(IndexError):  # the loop may pop the front meanwhile
+            while ready[i]._context.get(URGENT, False):
+                i += 1
+        ready.insert(i, handle)
 
 
 def urgent(on: bool = True) -> None:

@@ -135,3 +135,64 @@ def test_work_an_urgent_task_starts_in_the_background_waits_its_turn():
     first = order.index("refresh")
     assert order[first + 1 : first + 4] != ["refresh"] and order.count("refresh") == 2
     assert sorted(order[first + 1 : order.index("refresh", first + 1)]) == ["p0", "p1", "p2"]
+
+
+def test_urgent_callbacks_run_first_come_first_served_among_themselves():
+    """asyncio relies on the order of callbacks (a future's run in the order they were added):
+    the lane keeps it among urgent ones, ahead of the rest."""
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lane = eventloop.urgent_context()
+        loop.call_soon(order.append, "n1")
+        for name in ("u1", "u2", "u3"):
+            loop.call_soon(order.append, name, context=lane)
+        loop.call_soon(order.append, "n2")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    run(main)
+    assert order == ["u1", "u2", "u3", "n1", "n2"]
+
+
+def test_an_urgent_task_opens_new_connections_without_an_error():
+    """Slack's requests open connections in the lane (the App Home's views.publish after an
+    idle while, when no pooled connection is left). Run in reverse, the connecting socket's
+    callbacks gave it to its transport before removing its writer: every such request failed
+    with "Can not write request body" and the loop logged "File descriptor … is used by
+    transport"."""
+    from aiohttp import ClientSession, web
+
+    errors: list[str] = []
+
+    async def main() -> list[dict]:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: errors.append(context["message"])
+        )
+
+        async def publish(_request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        app = web.Application()
+        app.router.add_post("/api/views.publish", publish)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+
+        async def request() -> dict:
+            urgent()
+            async with ClientSession() as http:  # a new connection each
+                url = f"http://127.0.0.1:{port}/api/views.publish"
+                async with http.post(url, json={}) as response:
+                    return await response.json()
+
+        try:
+            return await asyncio.gather(*(request() for _ in range(3)))
+        finally:
+            await runner.cleanup()
+
+    assert run(main) == [{"ok": True}] * 3
+    assert errors == []
