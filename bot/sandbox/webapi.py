@@ -493,7 +493,7 @@ class FakeSlack:
             raise SlackError("channel_not_found")
         if channel["is_private"]:
             raise SlackError("method_not_supported_for_channel_type")
-        if channel["is_archived"]:
+        if channel.get("is_archived"):
             raise SlackError("is_archived")
         reply: Reply = {}
         if channel["is_member"]:
@@ -652,7 +652,7 @@ class FakeSlack:
 
     def _writable_channel(self, channel_id: str | None) -> str:
         channel = self._visible_channel(channel_id)
-        if channel["is_archived"]:
+        if channel.get("is_archived"):
             raise SlackError("is_archived")
         if not channel["is_member"]:
             raise SlackError("not_in_channel")
