@@ -29,6 +29,15 @@ import pytest  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
+    """Every async test runs on the event loop `hitl serve` runs on, its fast lane included
+    (``bot.eventloop``): on asyncio's own, a defect of the lane's ordering went unseen by the
+    whole in-process suite."""
+    from bot.eventloop import FastLaneEventLoop
+
+    return {"fast_lane": FastLaneEventLoop}
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):

@@ -282,6 +282,8 @@ async def test_the_review_modal_is_decided_through_the_browser_api(demo: Demo):
     message, block = open_question(demo)
     item_id = block["block_id"][2:]
     await demo.sandbox.command("U0ANA", QUESTIONS, f"/hitl review {item_id}")
+    # the modal opens (views.open) after the command's ack, as in Slack
+    await demo.fake.wait_for(lambda: demo.sandbox.modal_for("U0ANA") is not None, 5)
     modal = demo.sandbox.state("U0ANA")["modal"]
     assert modal is not None and not modal.get("errors")
     [decision] = [b for b in modal["blocks"] if b["type"] == "input"]
