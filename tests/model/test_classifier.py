@@ -142,13 +142,17 @@ def test_top_k_larger_than_the_label_set_is_capped(toy):
     assert [sorted(r) for r in scores.top_indices.tolist()] == [[0, 1, 2], [0, 1, 2]]
 
 
-def test_score_reports_progress_per_chunk(toy):
+def test_score_reports_progress_per_chunk(toy, monkeypatch: pytest.MonkeyPatch):
+    """Chunks of 10,000 texts; the chunking itself is checked with chunks of 10 (the same
+    code path, without scoring 24,000 texts: 1 CPU-s)."""
+    assert classifier._SCORE_CHUNK == 10_000
+    monkeypatch.setattr(classifier, "_SCORE_CHUNK", 10)
     texts, labels = toy
     calls = []
-    TextClassifier().fit(texts, labels).score(
-        texts * 1_000, progress=lambda d, t: calls.append((d, t))
-    )
-    assert calls == [(10_000, 24_000), (20_000, 24_000), (24_000, 24_000)]
+    clf = TextClassifier().fit(texts, labels)
+    scores = clf.score(texts, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(10, 24), (20, 24), (24, 24)]
+    assert scores.labels == list(clf.predict(texts))  # every chunk lands in its own rows
 
 
 def test_auto_pipeline_switches_to_sgd_for_large_training_sets():
