@@ -50,12 +50,10 @@ from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
 
+TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 PERMANENT = {
     "channel_not_found",
-    "invalid_auth",
-    "not_authed",
-    "account_inactive",
-    "token_revoked",
+    *TOKEN_REFUSED,
     "is_archived",
     "missing_scope",
     "restricted_action",
@@ -64,6 +62,7 @@ ITEM_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_b
 MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
+TOKEN_RETRY = 60  # the same for a token Slack refused: an admin fixing it expects it to work
 IDLE_TICK = 30.0
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
@@ -312,20 +311,23 @@ class Dispatcher:
             else:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
             if error in PERMANENT:
-                fix = "fix the channel or token"
+                fix, retry = "fix the channel", BROKEN_RETRY
+                if error in TOKEN_REFUSED:
+                    fix, retry = "fix SLACK_BOT_TOKEN (or reinstall the app)", TOKEN_RETRY
                 if error == "missing_scope":
                     needed = exc.response.get("needed") or "chat:write"
                     error, fix = f"missing_scope {needed}", scope_fix(needed)
+                if state.broken != error:
+                    logger.error(
+                        "stopped posting to %s: Slack said %s; %s (trying again every %s, or "
+                        "restart)",
+                        channel,
+                        error,
+                        fix,
+                        "minute" if retry == TOKEN_RETRY else f"{retry // 60} minutes",
+                    )
                 state.broken = error
-                state.next_attempt = loop.time() + BROKEN_RETRY
-                logger.error(
-                    "stopped posting to %s: Slack said %s; %s (trying again in %d minutes, "
-                    "or restart)",
-                    channel,
-                    error,
-                    fix,
-                    BROKEN_RETRY // 60,
-                )
+                state.next_attempt = loop.time() + retry
             elif error in ITEM_ERRORS:
                 return self._item_failed(item["id"], error)
             elif exc.response.status_code == 429:

@@ -6,8 +6,10 @@ post pending, and the background ``Redrawer.run`` tries again with backoff, so t
 up right even when Slack fails for a while.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
-(``invalid_blocks``…), a channel the bot is no longer in, a token Slack no longer accepts. The
-message keeps its last drawing; the next change to its item tries again.
+(``invalid_blocks``…), a channel the bot is no longer in. The message keeps its last drawing;
+the next change to its item tries again. A token Slack no longer accepts is said once and
+waited out: the messages stay pending, tried again with backoff (at most every 5 minutes),
+and are drawn once the token works again (an admin fixes it, or reinstalls the app).
 
 A change made outside the server (`hitl labels rename|set|remove …` while `hitl serve` runs)
 bumps the posts in the database, but no click tells the server: every ``IDLE_TICK`` the
@@ -71,6 +73,7 @@ class Redrawer:
         self.woken = asyncio.Event()
         self.idle_tick = IDLE_TICK
         self.seen_version: int | None = None  # the database's data_version at the last pass
+        self.token_refused: str | None = None  # what Slack said of the bot token, until it works
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -163,16 +166,16 @@ class Redrawer:
                 error = exc.response.get("error") or "unknown_error"
                 count_slack_error("chat.update", error)
                 if error in TOKEN_REFUSED:
-                    for rest in posts[n:]:
-                        rt.store.mark_drawn(rest["id"], rest["redraw_seq"])
-                    logger.error(
-                        "gave up redrawing %d message(s): Slack said %s for the bot token; fix "
-                        "SLACK_BOT_TOKEN or the app's scopes (reinstall the app) and restart. The "
-                        "messages keep their last drawing until their items change again",
-                        len(posts) - n,
-                        error,
-                    )
-                    return failed
+                    if self.token_refused != error:
+                        self.token_refused = error
+                        logger.error(
+                            "cannot redraw %d message(s): Slack said %s for the bot token; fix "
+                            "SLACK_BOT_TOKEN or the app's scopes (reinstall the app). They are "
+                            "drawn once the token works again",
+                            len(posts) - n,
+                            error,
+                        )
+                    return failed + len(posts) - n  # every call would say the same: wait
                 if error in CHANNEL_REFUSED:
                     rt.store.mark_drawn(post["id"], post["redraw_seq"])
                     refused_channels[post["channel"]] = (error, 1)
@@ -203,6 +206,9 @@ class Redrawer:
                 continue
             gone.pop(post["id"], None)
             rt.store.mark_drawn(post["id"], post["redraw_seq"])
+            if self.token_refused:
+                logger.warning("Slack accepts the bot token again; redrawing the messages")
+                self.token_refused = None
         for channel, (error, count) in refused_channels.items():
             logger.error(
                 "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "

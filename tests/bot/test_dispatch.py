@@ -87,6 +87,24 @@ async def test_channel_not_found_stops_posting_there_and_shows_in_queue(bot: Bot
     assert "⛔ not posting: channel_not_found" in text
 
 
+async def test_a_refused_token_is_tried_again_within_a_minute_not_fifteen(bot: Bot):
+    """An admin who fixes the token (or reinstalls the app) expects questions to flow again
+    soon: posting waited 15 minutes, as for a channel that is gone."""
+    bot.fake.fail("chat.postMessage", "token_revoked", times=2)
+    loop = __import__("asyncio").get_running_loop()
+    assert await bot.dispatcher.fill() == 0
+    state = bot.dispatcher.channel_state(CHANNEL)
+    assert state.broken == "token_revoked"
+    assert 55 < state.next_attempt - loop.time() <= 60
+    state.next_attempt = 0  # a minute on: still refused, tried again in another minute
+    assert await bot.dispatcher.fill() == 0
+    assert 55 < state.next_attempt - loop.time() <= 60
+    state.next_attempt = 0  # the token works again
+    assert await bot.dispatcher.fill() == 2
+    assert state.broken is None
+    assert "⛔" not in await (await bot.command("queue")).text()
+
+
 async def test_not_in_channel_joins_once_and_posts(fake_slack: FakeSlack, tmp_path: Path):
     fake_slack.add_channel("C0PRIVATE", "billing-team", is_member=False)
     async for bot in await bot_with(fake_slack, tmp_path, channel="C0PRIVATE"):

@@ -346,7 +346,7 @@ async def posted_and_answered(bot: Bot, n: int) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("error", "lines"),
-    [("invalid_blocks", 3), ("not_in_channel", 1), ("token_revoked", 1)],
+    [("invalid_blocks", 3), ("not_in_channel", 1)],
 )
 async def test_permanent_update_errors_are_given_up_with_one_log_line(
     fake_slack: FakeSlack,
@@ -368,6 +368,29 @@ async def test_permanent_update_errors_are_given_up_with_one_log_line(
         said = [r for r in caplog.records if error in r.getMessage()]
         assert len(said) == lines and all("gave up" in r.getMessage() for r in said), said
         assert len(fake_slack.calls_to("chat.update")) == (3 if lines == 3 else 1)
+
+
+async def test_messages_wait_out_a_refused_token_and_are_drawn_once_it_works(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A token Slack refuses (revoked, or rotated by a reinstall) is said once; the messages
+    stay pending and are drawn once the token works again. They were given up: left with
+    buttons on decided questions for good, even after a restart."""
+    seed(tmp_path / "hitl.db", ITEMS[:3])
+    settings = make_settings(fake_slack, tmp_path, max_open=3, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        assert len(await posted_and_answered(bot, 3)) == 3
+        fake_slack.fail("chat.update", "token_revoked", times=3)
+        with caplog.at_level(logging.INFO, logger="bot"):
+            for _ in range(3):
+                assert await bot.rt.redrawer.pending() == 3  # left to retry, with backoff
+            assert len(bot.store.posts_to_redraw()) == 3
+            assert await bot.rt.redrawer.pending() == 0  # the token works again
+        assert bot.store.posts_to_redraw() == []
+        said = [r.getMessage() for r in caplog.records if "token" in r.getMessage()]
+        assert len(said) == 2 and "token_revoked" in said[0] and "again" in said[1], said
+        updates = fake_slack.calls_to("chat.update")
+        assert [c.faulted for c in updates] == [True] * 3 + [False] * 3  # one call a pass
 
 
 async def test_a_tally_of_hundreds_of_skippers_still_fits_the_message(
