@@ -502,24 +502,53 @@ def retrain_command(state: State, force: bool) -> None:
             click.echo(reports.plain(reports.retrain_text(plan)))
             return
         label = f"Training on {len(plan.labels):,} labels"
-        with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+        with contextlib.ExitStack() as bars:
+            bar = bars.enter_context(click.progressbar(length=1, label=label, file=sys.stderr))
 
             def progress(done: int, total: int) -> None:
                 bar.length = total
                 bar.update(done - bar.pos)
 
-            outcome = asyncio.run(
-                retrain.retrain(
-                    store,
-                    settings,
-                    registry,
-                    champion=champion,
-                    triggered_by="cli",
-                    force=force,
-                    progress=progress,
-                    plan=plan,
+            scoring: list = []  # the second bar, once the promoted model scores the queue
+
+            def rescore_progress(done: int, total: int) -> None:
+                if not scoring:
+                    bars.close()  # the training bar ends here
+                    scoring.append(
+                        bars.enter_context(
+                            click.progressbar(
+                                length=max(total, 1),
+                                label=f"Scoring {total:,} waiting items with the new model",
+                                file=sys.stderr,
+                            )
+                        )
+                    )
+                scoring[0].update(done - scoring[0].pos)
+
+            try:
+                outcome = asyncio.run(
+                    retrain.retrain(
+                        store,
+                        settings,
+                        registry,
+                        champion=champion,
+                        triggered_by="cli",
+                        force=force,
+                        progress=progress,
+                        plan=plan,
+                        rescore_progress=rescore_progress,
+                    )
                 )
-            )
+            except KeyboardInterrupt:
+                if scoring:  # promoted and recorded; only the queue's scores are behind
+                    bars.close()
+                    click.echo(
+                        "Stopped while scoring the waiting items: the new model is the champion "
+                        "(`hitl models`); items not scored yet keep the previous model's scores "
+                        "until `hitl serve` scores them (it does at start).",
+                        err=True,
+                    )
+                raise
     click.echo(reports.plain(reports.retrain_text(outcome)))
 
 

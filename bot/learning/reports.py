@@ -270,8 +270,9 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         lines += StopStatus.from_dict(outcome.stopping).lines()
     if outcome.promoted and outcome.queue_after:
         before, after = outcome.queue_before, outcome.queue_after
+        took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""
         lines.append(
-            f"*Queue:* re-scored {outcome.rescored:,} items; for people "
+            f"*Queue:* re-scored {outcome.rescored:,} items{took}; for people "
             f"{before.get('for_people', 0):,} → {after['for_people']:,}, left to the model "
             f"{before.get('for_model', 0):,} → {after['for_model']:,}"
         )

@@ -145,7 +145,8 @@ class Outcome:
     rescoring: bool = False  # the queue is being re-scored in the background (`hitl serve`)
     queue_before: dict[str, int] = field(default_factory=dict)
     queue_after: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the fit and the gate (re-scoring the queue after: rescore_seconds)
+    rescore_seconds: float = 0.0
     pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
     n_missing: int = 0  # labels still needed before training can start (0: enough)
     stopping: dict[str, Any] = field(default_factory=dict)  # StopStatus.as_dict, for the report
@@ -687,6 +688,7 @@ async def retrain(
     plan: Plan | None = None,
     worker: FitWorker | None = None,
     scorer: Scorer | None = None,
+    rescore_progress: Progress | None = None,
 ) -> Outcome:
     """Run a whole retrain; the fit and the re-scoring happen off the event loop (through
     ``scorer``, the running bot's, when given: in `hitl serve` its background walk re-scores the
@@ -730,15 +732,19 @@ async def retrain(
             if on_champion is not None:
                 on_champion(new)
             outcome.queue_before = _queue(store)
+            scoring_started = time.perf_counter()
             rescored = await (
                 scorer.rescore()
                 if scorer is not None
-                else score_items(store, new, settings.threshold, settings.strategy)
+                else score_items(
+                    store, new, settings.threshold, settings.strategy, progress=rescore_progress
+                )
             )
             if rescored is None:  # the running bot's walk re-scores the queue in the background
                 outcome.rescoring = True
             else:
                 outcome.rescored = rescored
+                outcome.rescore_seconds = round(time.perf_counter() - scoring_started, 2)
                 outcome.queue_after = _queue(store)
     return outcome
 

@@ -160,16 +160,25 @@ class Scorer:
             finally:
                 self._release(batch.champion, batch.strategy, batch.rows)
 
-    async def catch_up(self, *, max_chunks: int | None = None, background: bool = False) -> int:
+    async def catch_up(
+        self,
+        *,
+        max_chunks: int | None = None,
+        background: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Walk the unlabeled items, scoring those the model (and strategy) has not scored yet,
         one bounded chunk at a time; return how many were written. A walk for a new model
         starts where the last one was and goes round (:class:`_Walk`). With ``max_chunks``,
         stop after that many chunks (and wake the background run for the rest), or return at
-        once if a walk is under way."""
+        once if a walk is under way. ``progress(scored, waiting)`` after each chunk (the CLI's
+        bar: minutes at a million items)."""
         if max_chunks is not None and self.walking.locked():
             return 0
         async with self.walking:
             done = chunks = 0
+            counts = self.store.count_items() if progress is not None else {}
+            waiting = counts.get("new", 0) + counts.get("queued", 0) + counts.get("auto", 0)
             while (champion := self.champion()) is not None:
                 strategy = self.settings().strategy
                 walk = self.walk = _Walk.next(self.walk, (champion.version, strategy))
@@ -182,6 +191,8 @@ class Scorer:
                 if not rows:
                     await asyncio.sleep(0)  # a chunk with nothing to score: let others run
                 done += written
+                if progress is not None:
+                    progress(min(done, waiting), waiting)
                 if self.champion() is champion and self.settings().strategy == strategy:
                     walk.advance(last)  # else the next model's walk takes this chunk again
                 if written and background and self.on_scored is not None:
@@ -190,6 +201,8 @@ class Scorer:
                 if max_chunks is not None and chunks >= max_chunks:
                     self.wake()
                     break
+        if progress is not None:
+            progress(waiting, waiting)
         if done:
             logger.info("scored %d items", done)
         return done
@@ -377,12 +390,13 @@ async def score_items(
     champion: Champion,
     threshold: float,
     strategy: str = selection.DEFAULT_STRATEGY,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Score every unlabeled item not yet scored by ``champion`` under ``strategy`` (the CLI,
     a promotion without a running bot, benchmarks); a running bot's ``Scorer.rescore``."""
     settings = Settings(threshold=threshold, strategy=strategy)
     scorer = Scorer(store, champion=lambda: champion, settings=lambda: settings)
-    return await scorer.catch_up()
+    return await scorer.catch_up(progress=progress)
 
 
 UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per round

@@ -43,6 +43,8 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
     assert lines[1] == "Labels: 12 (12 new)"
     assert lines[-1].startswith("Queue: re-scored 1 items; for people ")
     assert "Training on 12 labels" in first.stderr  # the progress bar's label
+    # then a bar of its own for scoring the waiting items (minutes at a million, in silence)
+    assert "Scoring 1 waiting items with the new model" in first.stderr
     again = run(db, "retrain")
     assert again.stdout.strip() == (
         "Retrain (cli): nothing new: no labels since the last run (12 labels); training skipped."
