@@ -55,11 +55,11 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     by_today = store.answers_by_user(today)
     by_week = store.answers_by_user(week)
     lines = [
-        f"*Answers today:* {store.answers_since(today)}" + _by_people(by_today),
-        f"*Answers this week:* {store.answers_since(week)}" + _by_people(by_week),
-        f"*Items:* {counts['new'] + counts['queued']} pending · {counts['posted']} posted · "
-        f"{counts['resolved']} resolved · {counts['auto']} decided by the model · "
-        f"{counts['skipped']} skipped",
+        f"*Answers today:* {store.answers_since(today):,}" + _by_people(by_today),
+        f"*Answers this week:* {store.answers_since(week):,}" + _by_people(by_week),
+        f"*Items:* {counts['new'] + counts['queued']:,} pending · {counts['posted']:,} posted · "
+        f"{counts['resolved']:,} resolved · {counts['auto']:,} decided by the model · "
+        f"{counts['skipped']:,} skipped",
     ]
     if settings.votes > 1:
         agreement, n = store.mean_agreement()

@@ -219,7 +219,7 @@ def begin(
     if not force and last_mark == watermark:
         outcome = Outcome(
             "nothing_new",
-            f"nothing new: no labels since the last run ({watermark['n_labels']} labels)",
+            f"nothing new: no labels since the last run ({watermark['n_labels']:,} labels)",
             triggered_by,
             n_labels=watermark["n_labels"],
             n_missing=(last or {}).get("detail", {}).get("n_missing") or 0,

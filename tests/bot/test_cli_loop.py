@@ -270,3 +270,15 @@ def test_a_retrain_refused_while_another_runs_says_so_once(tmp_path: Path):
     assert busy.exit_code == 1 and busy.stdout == ""
     assert busy.stderr.startswith("Error: Not started: a retrain by x is already running (")
     assert busy.stderr.count("\n") == 1, busy.stderr
+
+
+def test_stats_counts_are_written_as_everywhere_else(tmp_path: Path):
+    """`hitl stats` wrote "1234 pending" where import, retrain and /hitl queue write 1,234."""
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "many.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"m{n}", "text": f"ticket {n}"}) + "\n" for n in range(1234))
+    )
+    assert run(db, "import", "-q", str(path)).exit_code == 0
+    stats = run(db, "stats").stdout.splitlines()
+    assert stats[2].startswith("Items: 1,234 pending · 0 posted · 0 resolved"), stats
