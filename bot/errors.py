@@ -21,3 +21,10 @@ class StoreError(HitlError):
 
 class IngestError(HitlError):
     """A whole input file cannot be read (unreadable, unknown format, missing column)."""
+
+
+# What Slack answers when it refuses the bot token itself (revoked, rotated, the app or its
+# installer deactivated): no channel or message is at fault, and a fixed token ends it.
+SLACK_TOKEN_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)

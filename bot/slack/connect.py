@@ -23,7 +23,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
-from bot.errors import ConfigError
+from bot.errors import SLACK_TOKEN_REFUSED, ConfigError
 from bot.eventloop import urgent
 from bot.runtime import Runtime
 from bot.slack.acks import dispatch_until_acked
@@ -88,6 +88,13 @@ async def retry_until_answered(
         attempt += 1
 
 
+def token_refused(error: str | None) -> str:
+    return (
+        f"SLACK_BOT_TOKEN was refused by Slack ({error}); copy the Bot User OAuth Token "
+        "(xoxb-…) from OAuth & Permissions"
+    )
+
+
 async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     """Ask Slack once who the bot is (``auth.test``) and whether it sees its channels
     (``conversations.info``: ``channels:read``, ``groups:read`` for a private channel). A
@@ -98,12 +105,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     try:
         auth = await retry_until_answered(rt.client.auth_test, trouble, rt.settings.connect_retry)
     except SlackApiError as exc:
-        raise ConfigError(
-            [
-                f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}); copy the "
-                "Bot User OAuth Token (xoxb-…) from OAuth & Permissions"
-            ]
-        ) from None
+        raise ConfigError([token_refused(exc.response.get("error"))]) from None
     rt.bot_user_id = auth.get("user_id")
     problems = []
     for name, channel in channel_settings(rt.settings):
@@ -120,6 +122,8 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
                 )
         except SlackApiError as exc:
             error = exc.response.get("error")
+            if error in SLACK_TOKEN_REFUSED:  # revoked since auth.test: not the channel
+                raise ConfigError([token_refused(error)]) from None
             if error == "missing_scope":  # an app installed before the manifest asked for it
                 needed = exc.response.get("needed") or "channels:read"
                 logger.warning(

@@ -33,6 +33,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
+from bot.errors import SLACK_TOKEN_REFUSED
 from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
@@ -50,10 +51,9 @@ from bot.slack.redraw import Redrawer
 
 logger = logging.getLogger(__name__)
 
-TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 PERMANENT = {
     "channel_not_found",
-    *TOKEN_REFUSED,
+    *SLACK_TOKEN_REFUSED,
     "is_archived",
     "missing_scope",
     "restricted_action",
@@ -312,7 +312,7 @@ class Dispatcher:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
             if error in PERMANENT:
                 fix, retry = "fix the channel", BROKEN_RETRY
-                if error in TOKEN_REFUSED:
+                if error in SLACK_TOKEN_REFUSED:
                     fix, retry = "fix SLACK_BOT_TOKEN (or reinstall the app)", TOKEN_RETRY
                 if error == "missing_scope":
                     needed = exc.response.get("needed") or "chat:write"

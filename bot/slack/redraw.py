@@ -26,6 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot.api.metrics import count_slack_error
+from bot.errors import SLACK_TOKEN_REFUSED
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
@@ -44,11 +45,7 @@ MESSAGE_REFUSED = {
 }
 CHANNEL_REFUSED = {"not_in_channel"}
 TOKEN_REFUSED = {
-    "token_revoked",
-    "token_expired",
-    "invalid_auth",
-    "not_authed",
-    "account_inactive",
+    *SLACK_TOKEN_REFUSED,
     "missing_scope",
     "not_allowed_token_type",
     "team_access_not_granted",

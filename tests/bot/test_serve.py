@@ -174,6 +174,12 @@ def refused(fake: FakeSlack, case: str) -> tuple[dict, str]:
             "routes.billing=G0SECRET: the bot cannot see this channel (channel_not_found); check "
             "the ID, and in a private channel /invite @hitl"
         )
+    if case == "token revoked after auth.test":
+        fake.fail("conversations.info", "token_revoked", times=1)
+        return {}, (
+            "SLACK_BOT_TOKEN was refused by Slack (token_revoked); copy the Bot User OAuth Token "
+            "(xoxb-…) from OAuth & Permissions"
+        )
     if case == "archived report channel":
         fake.add_channel("C0REPORTS", "hitl-reports")
         fake.archive_channel("C0REPORTS")
@@ -195,6 +201,7 @@ def refused(fake: FakeSlack, case: str) -> tuple[dict, str]:
         "unknown channel",
         "private channel without the bot",
         "archived report channel",
+        "token revoked after auth.test",
         "bad app token",
     ],
 )
