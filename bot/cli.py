@@ -224,9 +224,15 @@ def import_command(
             f"{summary.duplicates:,} already gold, {summary.rejected:,} rejected"
         )
         return
+    ignored = (
+        f" ({count(summary.labels_not_applied, 'label')} for items stored unlabeled not applied: "
+        "`hitl labels set ID LABEL` labels a stored item)"
+        if summary.labels_not_applied
+        else ""
+    )
     click.echo(
         f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
-        f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}, "
+        f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}{ignored}, "
         f"{summary.rejected:,} rejected"
     )
 

@@ -36,6 +36,7 @@ class ImportSummary:
     imported: int = 0
     labeled: int = 0
     duplicates: int = 0
+    labels_not_applied: int = 0  # of the duplicates: stored without a label, given one here
     rejected: int = 0
     marked_gold: int = 0  # with ``gold``: items already stored, now gold
     errors: list[str] = field(default_factory=list)
@@ -46,6 +47,7 @@ class ImportSummary:
             "imported": self.imported,
             "labeled": self.labeled,
             "duplicates": self.duplicates,
+            **({"labels_not_applied": self.labels_not_applied} if self.labels_not_applied else {}),
             "rejected": self.rejected,
             **({"marked_gold": self.marked_gold} if self.marked_gold else {}),
         }
@@ -130,6 +132,7 @@ def import_rows(
         summary.imported += result.imported
         summary.labeled += result.labeled
         summary.duplicates += result.duplicates
+        summary.labels_not_applied += result.labels_not_applied
         logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
         batch.clear()
 

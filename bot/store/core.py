@@ -216,9 +216,12 @@ class Store(
         labels: list[tuple[Any, ...]] = []
         decided: list[tuple[str]] = []  # labels whose deciding answers came with them
         duplicates = 0
+        labeled_again: list[str] = []  # duplicates given a label: is the stored item without?
         for row in rows:
             if row.id in seen:
                 duplicates += 1
+                if row.label is not None:
+                    labeled_again.append(row.id)
                 continue
             seen.add(row.id)
             status = "resolved" if row.label is not None else "new"
@@ -262,7 +265,26 @@ class Store(
                 " WHERE answers.item_id = labels.item_id) WHERE item_id = ?",
                 decided,
             )
-        return AddResult(imported=len(items), duplicates=duplicates, labeled=len(labels))
+        return AddResult(
+            imported=len(items),
+            duplicates=duplicates,
+            labeled=len(labels),
+            labels_not_applied=self._count_unlabeled(labeled_again),
+        )
+
+    def _count_unlabeled(self, ids: Sequence[str]) -> int:
+        """How many of ``ids`` (distinct) are stored without a label."""
+        ids = list(dict.fromkeys(ids))
+        n = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            n += self.db.execute(
+                f"SELECT count(*) FROM items WHERE id IN ({marks})"
+                " AND status IN ('new', 'queued', 'auto', 'posted')",
+                chunk,
+            ).fetchone()[0]
+        return n
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         """One statement (``/api/predict`` reads its item back on the event loop; see

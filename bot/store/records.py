@@ -86,6 +86,7 @@ class AddResult:
     imported: int
     duplicates: int
     labeled: int
+    labels_not_applied: int = 0  # duplicates stored without a label, given one in the rows
 
 
 @dataclass(frozen=True)

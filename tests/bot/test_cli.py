@@ -84,6 +84,30 @@ def test_reimporting_the_same_file_adds_nothing(tmp_path: Path, db_path: Path):
         assert store.db["items"].count == 2
 
 
+def test_labels_for_items_stored_unlabeled_are_said_not_applied(tmp_path: Path, db_path: Path):
+    """Items imported unlabeled, then a file of the same ids with labels: they stay duplicates
+    (an import never changes a stored item), and the summary says the labels were not applied
+    and how to set them, rather than "2 duplicates" alone. A labelled item given its label
+    again is a plain duplicate."""
+    (tmp_path / "items.csv").write_text("id,text\na,refund please\nb,app crashes\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,text,label\na,refund please,billing\nb,app crashes,bug\n")
+    assert run("--db", str(db_path), "import", str(tmp_path / "items.csv")).exit_code == 0
+    assert run("--db", str(db_path), "labels", "set", "a", "billing").exit_code == 0
+
+    result = run("--db", str(db_path), "import", str(labels))
+
+    assert result.stdout.strip() == (
+        "labels.csv: read 2 rows, imported 0 (0 with labels), 2 duplicates (1 label for items "
+        "stored unlabeled not applied: `hitl labels set ID LABEL` labels a stored item), "
+        "0 rejected"
+    )
+    with Store.open(db_path) as store:
+        assert store.current_label("b") is None
+        [run_row] = [r for r in store.runs("import") if r["detail"]["file"] == str(labels)]
+        assert run_row["detail"]["labels_not_applied"] == 1
+
+
 def test_the_import_summary_counts_in_words(tmp_path: Path, db_path: Path):
     one = tmp_path / "one.txt"
     one.write_text("reset my password\n")
