@@ -21,6 +21,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import SLACK_TOKEN_REFUSED
 from bot.labelset import follow_renames, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
@@ -54,6 +55,24 @@ BOLT_LOGGER.addFilter(_UnusedTokenWarning())
 Listener = Callable[..., Awaitable[None]]
 
 
+def slack_refused(exc: SlackApiError) -> str:
+    """``Slack said E to METHOD``, and what to do where the error says (a log line after an
+    ack, when nobody waits for an answer)."""
+    error = exc.response.get("error")
+    method = str(getattr(exc.response, "api_url", "") or "").rsplit("/", 1)[-1] or "a call"
+    line = f"Slack said {error} to {method}"
+    if error in SLACK_TOKEN_REFUSED:
+        return f"{line}; fix SLACK_BOT_TOKEN (or reinstall the app)"
+    if error == "not_in_channel":
+        return f"{line}; invite the bot there (/invite @hitl)"
+    if error == "user_not_in_channel":
+        return f"{line}: the person is not in that channel, so the note was not shown"
+    if error == "missing_scope":
+        needed = exc.response.get("needed") or "a scope"
+        return f"{line}; the app lacks {needed}: add it under OAuth & Permissions, reinstall"
+    return line
+
+
 def track_listener(rt: Runtime, listener: Listener) -> Listener:
     """Run a listener so that nothing it meets crashes the request.
 
@@ -74,7 +93,7 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         try:
             await listener(*args, **kwargs)
         except SlackApiError as exc:
-            logger.warning("%s: Slack said %s", listener.__name__, exc.response.get("error"))
+            logger.warning("%s: %s", listener.__name__, slack_refused(exc))
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             # After the ack (a redraw, an ephemeral note): the answer is stored; the
             # redrawer retries what Slack did not take.
@@ -313,7 +332,7 @@ async def _answer(
         ):
             await _offer_undo(client, body, item_id, result.label or "")
     except SlackApiError as exc:
-        logger.warning("after answer on %s: Slack said %s", item_id, exc.response.get("error"))
+        logger.warning("after the answer on %s: %s", item_id, slack_refused(exc))
     finally:  # a refused note (the person is not in the channel) must not keep the redraw back
         if result.is_stored:
             await Redrawer.of(rt).soon()

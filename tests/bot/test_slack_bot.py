@@ -491,7 +491,7 @@ async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot:
 
 
 async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_note(
-    fake_slack: FakeSlack, tmp_path: Path
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     """Mei is not in the channel, so Slack refuses her ephemeral "Undo" (user_not_in_channel);
     the question she decided is redrawn all the same."""
@@ -506,6 +506,12 @@ async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_n
         assert bot.store.resolution("a")["label"] == "bug"
         assert buttons(bot.fake.message(CHANNEL, message["ts"])) == []
         assert "user_not_in_channel" in [c.reply.get("error") for c in bot.fake.calls]
+        # the log says which call Slack refused, and what that means
+        said = [r.getMessage() for r in caplog.records if "user_not_in_channel" in r.getMessage()]
+        assert said == [
+            "after the answer on a: Slack said user_not_in_channel to chat.postEphemeral: the "
+            "person is not in that channel, so the note was not shown"
+        ]
 
 
 async def test_the_servers_calls_to_slack_share_their_connections(bot: Bot):
