@@ -201,6 +201,8 @@ class Dispatcher:
                     open_counts = rt.store.open_post_counts()
                     pool = [it for it in pool if it["id"] not in state.adopted]
                     audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
+                elif state.broken:  # the token: nothing can be posted until it works
+                    continue
                 elif not state.missing_scope:
                     self._back_off(channel, "history unavailable")
                     continue  # posting now could post a question twice
@@ -310,24 +312,24 @@ class Dispatcher:
                 state.unsure.add(item["id"])  # Slack may have posted it anyway
             else:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
-            if error in PERMANENT:
-                fix, retry = "fix the channel", BROKEN_RETRY
-                if error in SLACK_TOKEN_REFUSED:
-                    fix, retry = "fix SLACK_BOT_TOKEN (or reinstall the app)", TOKEN_RETRY
+            if error in SLACK_TOKEN_REFUSED:
+                self._token_refused(channel, error)
+            elif error in PERMANENT:
+                fix = "fix the channel"
                 if error == "missing_scope":
                     needed = exc.response.get("needed") or "chat:write"
                     error, fix = f"missing_scope {needed}", scope_fix(needed)
                 if state.broken != error:
                     logger.error(
-                        "stopped posting to %s: Slack said %s; %s (trying again every %s, or "
-                        "restart)",
+                        "stopped posting to %s: Slack said %s; %s (trying again every %d "
+                        "minutes, or restart)",
                         channel,
                         error,
                         fix,
-                        "minute" if retry == TOKEN_RETRY else f"{retry // 60} minutes",
+                        BROKEN_RETRY // 60,
                     )
                 state.broken = error
-                state.next_attempt = loop.time() + retry
+                state.next_attempt = loop.time() + BROKEN_RETRY
             elif error in ITEM_ERRORS:
                 return self._item_failed(item["id"], error)
             elif exc.response.status_code == 429:
@@ -379,6 +381,8 @@ class Dispatcher:
             count_slack_error("conversations.history", error)
             if error == "missing_scope":
                 self._lacks_history_scope(channel, exc.response.get("needed"))
+            elif error in SLACK_TOKEN_REFUSED:  # said as for a post: the token, not the history
+                self._token_refused(channel, error)
             return False  # cannot tell yet; try again later
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             count_slack_error("conversations.history", type(exc).__name__)
@@ -471,6 +475,20 @@ class Dispatcher:
         posted = await rt.client.chat_postMessage(**kwargs)
         state.joined = False
         return posted
+
+    def _token_refused(self, channel: str, error: str) -> None:
+        """Slack refused the bot token itself: no post goes out here until it works again,
+        tried every ``TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""
+        state = self.channel_state(channel)
+        if state.broken != error:
+            logger.error(
+                "stopped posting to %s: Slack said %s; fix SLACK_BOT_TOKEN (or reinstall the "
+                "app) (trying again every minute, or restart)",
+                channel,
+                error,
+            )
+        state.broken = error
+        state.next_attempt = asyncio.get_running_loop().time() + TOKEN_RETRY
 
     def _back_off(self, channel: str, error: str) -> None:
         state = self.channel_state(channel)

@@ -152,6 +152,27 @@ async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_sto
         assert bot.store.db["posts"].count == 2 and len(bot.posted()) == 2
 
 
+async def test_a_token_refused_while_looking_for_a_lost_post_is_said_as_the_token(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A post's answer is lost, then Slack refuses the token for the history search: /hitl
+    queue and the log said "history unavailable (retrying)", nothing about the token."""
+    async for bot in await bot_with(fake_slack, tmp_path):
+        bot.fake.fail("chat.postMessage", status=500, times=1)
+        assert await bot.dispatcher.fill() == 0
+        state = bot.dispatcher.channel_state(CHANNEL)
+        assert len(state.unsure) == 1
+        bot.fake.fail("conversations.history", "token_revoked", times=1)
+        state.next_attempt = 0
+        assert await bot.dispatcher.fill() == 0
+        assert state.broken == "token_revoked" and state.last_error != "history unavailable"
+        assert "⛔ not posting: token_revoked" in await (await bot.command("queue")).text()
+        state.next_attempt = 0  # a minute on, the token works: the lost post is looked for
+        bot.dispatcher.post_settle = 0.0
+        assert await bot.dispatcher.fill() == 2
+        assert state.broken is None and state.unsure == set()
+
+
 async def fill_with_two(bot: Bot, *predictions: tuple) -> None:
     """Only ``i0`` and ``i1`` wait, scored with ``predictions``; one round posts both."""
     bot.store.set_predictions(margin_scored(list(predictions)), threshold=0.8, strategy="margin")
