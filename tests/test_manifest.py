@@ -124,7 +124,13 @@ def test_the_options_load_url_is_set_because_a_question_can_carry_an_external_se
 
 
 def test_manifest_subscribes_only_to_events_the_app_handles(manifest):
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == [
+        "app_home_opened",
+        "channel_archive",
+        "channel_unarchive",
+        "group_archive",
+        "group_unarchive",
+    ]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
 
 

@@ -433,9 +433,16 @@ async def post_report(rt: Runtime, text: str) -> None:
             await rt.client.conversations_join(channel=channel)
             await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
     except SlackApiError as exc:
-        logger.warning(
-            "could not post the report to %s: Slack said %s", channel, exc.response.get("error")
-        )
+        error = exc.response.get("error")
+        if error in ("is_archived", "channel_not_found"):  # every report will be lost: say how
+            logger.error(
+                "could not post the report to %s: Slack said %s; unarchive it, or set "
+                "HITL_REPORT_CHANNEL to another channel and restart",
+                channel,
+                error,
+            )
+        else:
+            logger.warning("could not post the report to %s: Slack said %s", channel, error)
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("could not post the report to %s: %s", channel, type(exc).__name__)
 

@@ -262,6 +262,9 @@ class FakeSlack:
         """Someone archives the channel: posting or joining there says ``is_archived``."""
         self._channels[channel_id]["is_archived"] = True
 
+    def unarchive_channel(self, channel_id: str) -> None:
+        self._channels[channel_id]["is_archived"] = False
+
     def add_user(
         self, user_id: str, name: str, *, real_name: str | None = None, is_admin: bool = False
     ) -> None:

@@ -26,6 +26,7 @@ from bot.labelset import follow_renames, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling
+from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view
 from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
@@ -258,6 +259,18 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         if event.get("tab") not in (None, "home"):
             return
         await client.views_publish(user_id=event["user"], view=commands.home(rt, event["user"]))
+
+    @tracked
+    async def on_archived(event: dict) -> None:
+        Dispatcher.of(rt).channel_archived(event.get("channel") or "", event.get("user"))
+
+    @tracked
+    async def on_unarchived(event: dict) -> None:
+        Dispatcher.of(rt).channel_unarchived(event.get("channel") or "")
+
+    for kind in ("channel", "group"):  # a public channel, a private one
+        app.event(f"{kind}_archive")(on_archived)
+        app.event(f"{kind}_unarchive")(on_unarchived)
 
     @app.error
     async def on_error(error: Exception, response: BoltResponse | None) -> None:

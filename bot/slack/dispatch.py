@@ -476,6 +476,32 @@ class Dispatcher:
         state.joined = False
         return posted
 
+    def channel_archived(self, channel: str, by: str | None = None) -> None:
+        """Slack says a question channel was archived (``channel_archive``): stop posting there
+        and say so, in the log and `/hitl queue`, rather than wait on its open questions in
+        silence (a full channel posts nothing, so no refused post would tell)."""
+        if channel not in self.question_channels():
+            return
+        state = self.channel_state(channel)
+        state.broken = "is_archived"
+        state.next_attempt = asyncio.get_running_loop().time() + BROKEN_RETRY
+        logger.error(
+            "stopped posting to %s: the channel was archived%s; unarchive it, or route its "
+            "labels to another channel and restart (its open questions wait until then)",
+            channel,
+            f" by {by}" if by else "",
+        )
+
+    def channel_unarchived(self, channel: str) -> None:
+        """The channel is back: post there again now."""
+        state = self.channels.get(channel)
+        if state is None or state.broken != "is_archived":
+            return
+        state.broken = None
+        state.next_attempt = 0.0
+        logger.warning("%s was unarchived; posting there again", channel)
+        self.wake()
+
     def _token_refused(self, channel: str, error: str) -> None:
         """Slack refused the bot token itself: no post goes out here until it works again,
         tried every ``TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""

@@ -173,6 +173,26 @@ async def test_a_token_refused_while_looking_for_a_lost_post_is_said_as_the_toke
         assert state.broken is None and state.unsure == set()
 
 
+async def test_a_question_channel_archived_while_full_says_so_and_resumes_when_unarchived(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """A full channel posts nothing, so no refused post tells the bot it was archived: its
+    questions waited in silence. Slack's channel_archive event stops it and says so."""
+    assert await bot.dispatcher.fill() == 2  # full (HITL_MAX_OPEN 2)
+    bot.fake.archive_channel(CHANNEL)
+    event = {"type": "channel_archive", "channel": CHANNEL, "user": "U0RAJ"}
+    assert (await bot.event(signing.event_envelope(event))).status == 200
+    await bot.settled()
+    assert "⛔ not posting: is_archived" in await (await bot.command("queue")).text()
+    assert any("archived by U0RAJ" in r.getMessage() for r in caplog.records)
+    bot.fake.unarchive_channel(CHANNEL)
+    event = {"type": "channel_unarchive", "channel": CHANNEL, "user": "U0RAJ"}
+    assert (await bot.event(signing.event_envelope(event))).status == 200
+    await bot.settled()
+    assert "⛔" not in await (await bot.command("queue")).text()
+    assert bot.dispatcher.channel_state(CHANNEL).next_attempt == 0.0
+
+
 async def fill_with_two(bot: Bot, *predictions: tuple) -> None:
     """Only ``i0`` and ``i1`` wait, scored with ``predictions``; one round posts both."""
     bot.store.set_predictions(margin_scored(list(predictions)), threshold=0.8, strategy="margin")

@@ -827,6 +827,20 @@ def test_a_chart_of_one_model_has_whole_version_ticks_and_a_sane_range():
     assert low == 0 and 15 < high <= 30  # from no labels to a little past the 15 used
 
 
+async def test_a_report_channel_archived_while_serving_is_an_error_that_says_the_fix(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    fake_slack.add_channel("C0REPORTS", "hitl-reports")
+    seed(tmp_path / "hitl.db", labeled_items())
+    settings = make_settings(fake_slack, tmp_path, report_channel="C0REPORTS")
+    async for bot in start_bot(fake_slack, settings):
+        fake_slack.archive_channel("C0REPORTS")  # after the start-up check
+        assert (await run_retrain(bot.rt, "schedule")).status == "promoted"
+    [said] = [r for r in caplog.records if "the report" in r.getMessage()]
+    assert said.levelname == "ERROR"
+    assert "is_archived; unarchive it, or set HITL_REPORT_CHANNEL" in said.getMessage()
+
+
 async def test_the_report_reaches_a_public_report_channel_the_bot_was_not_in(
     fake_slack: FakeSlack, tmp_path: Path
 ):
