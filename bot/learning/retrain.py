@@ -93,14 +93,21 @@ def holder_alive(holder: str) -> bool | None:
     started = rest.partition(":")[2]
     if host != socket.gethostname() or not pid.isdecimal():
         return None  # another machine's process, or an owner of another form: trust the lock
+    if not _pid_runs(int(pid)):
+        return False
+    now_started = process_started(int(pid))
+    return not (started and now_started and now_started != started)
+
+
+def _pid_runs(pid: int) -> bool:
+    """Whether a process of this machine runs under ``pid`` (its own or another user's)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        pass  # someone's process runs under that pid
-    now_started = process_started(int(pid))
-    return not (started and now_started and now_started != started)
+        return True  # another user's process
+    return True
 
 
 def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:
