@@ -319,17 +319,7 @@ class Dispatcher:
                 if error == "missing_scope":
                     needed = exc.response.get("needed") or "chat:write"
                     error, fix = f"missing_scope {needed}", scope_fix(needed)
-                if state.broken != error:
-                    logger.error(
-                        "stopped posting to %s: Slack said %s; %s (trying again every %d "
-                        "minutes, or restart)",
-                        channel,
-                        error,
-                        fix,
-                        BROKEN_RETRY // 60,
-                    )
-                state.broken = error
-                state.next_attempt = loop.time() + BROKEN_RETRY
+                self._stop_posting(channel, error, f"Slack said {error}; {fix}", BROKEN_RETRY)
             elif error in ITEM_ERRORS:
                 return self._item_failed(item["id"], error)
             elif exc.response.status_code == 429:
@@ -482,15 +472,11 @@ class Dispatcher:
         silence (a full channel posts nothing, so no refused post would tell)."""
         if channel not in self.question_channels():
             return
-        state = self.channel_state(channel)
-        state.broken = "is_archived"
-        state.next_attempt = asyncio.get_running_loop().time() + BROKEN_RETRY
-        logger.error(
-            "stopped posting to %s: the channel was archived%s; unarchive it, or route its "
-            "labels to another channel and restart (its open questions wait until then)",
-            channel,
-            f" by {by}" if by else "",
+        why = (
+            f"the channel was archived{f' by {by}' if by else ''}; unarchive it, or route its "
+            "labels to another channel (its open questions wait until then)"
         )
+        self._stop_posting(channel, "is_archived", why, BROKEN_RETRY)
 
     def channel_unarchived(self, channel: str) -> None:
         """The channel is back: post there again now."""
@@ -505,16 +491,20 @@ class Dispatcher:
     def _token_refused(self, channel: str, error: str) -> None:
         """Slack refused the bot token itself: no post goes out here until it works again,
         tried every ``TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""
+        why = f"Slack said {error}; fix SLACK_BOT_TOKEN (or reinstall the app)"
+        self._stop_posting(channel, error, why, TOKEN_RETRY)
+
+    def _stop_posting(self, channel: str, error: str, why: str, retry: float) -> None:
+        """Nothing is posted to ``channel`` until ``retry`` seconds have passed (or a post there
+        works again); said once, in the log and in `/hitl queue` (``broken``)."""
         state = self.channel_state(channel)
         if state.broken != error:
+            every = "minute" if retry == 60 else f"{retry / 60:g} minutes"
             logger.error(
-                "stopped posting to %s: Slack said %s; fix SLACK_BOT_TOKEN (or reinstall the "
-                "app) (trying again every minute, or restart)",
-                channel,
-                error,
+                "stopped posting to %s: %s (trying again every %s, or restart)", channel, why, every
             )
         state.broken = error
-        state.next_attempt = asyncio.get_running_loop().time() + TOKEN_RETRY
+        state.next_attempt = asyncio.get_running_loop().time() + retry
 
     def _back_off(self, channel: str, error: str) -> None:
         state = self.channel_state(channel)
