@@ -382,4 +382,4 @@ async def _tell(client: AsyncWebClient, body: dict, text: str, rt: Runtime | Non
     try:
         await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
     except SlackApiError as exc:
-        logger.warning("could not tell %s: %s", body["user"]["id"], exc.response.get("error"))
+        logger.warning("could not tell %s: %s", body["user"]["id"], slack_refused(exc))

@@ -350,6 +350,10 @@ class Dispatcher:
         state.last_post = asyncio.get_running_loop().time()
         state.failures = 0
         state.last_error = None
+        if state.broken is not None:
+            logger.warning("posting to %s again (it had stopped: %s)", channel, state.broken)
+            if state.broken in SLACK_TOKEN_REFUSED and isinstance(self.rt.redrawer, Redrawer):
+                self.rt.redrawer.wake()  # the token works: its waiting redraws need no backoff
         state.broken = None
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)

@@ -51,6 +51,7 @@ TOKEN_REFUSED = {
     "team_access_not_granted",
 }
 MAX_BACKOFF = 300.0
+TOKEN_RETRY = 60.0  # the longest wait between two redraws while Slack refuses the token
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
 
@@ -127,7 +128,9 @@ class Redrawer:
             if failed or self.seen_version != self.rt.store.data_version():
                 failed = await self.pending()
             timeout = delay if failed else self.idle_tick
-            delay = min(delay * 2, MAX_BACKOFF) if failed else self.retry_base
+            # a refused token is tried as often as the dispatcher tries it (every minute)
+            cap = TOKEN_RETRY if self.token_refused else MAX_BACKOFF
+            delay = min(delay * 2, cap) if failed else self.retry_base
             await wait_until_woken(self.woken, timeout)
             if self.woken.is_set():
                 self.seen_version = None  # woken: a pass whatever the version says

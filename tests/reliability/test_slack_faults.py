@@ -393,6 +393,33 @@ async def test_messages_wait_out_a_refused_token_and_are_drawn_once_it_works(
         assert [c.faulted for c in updates] == [True] * 3 + [False] * 3  # one call a pass
 
 
+async def test_a_post_that_goes_through_again_says_so_and_wakes_the_waiting_redraws(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """After a long refusal the redraws' backoff had grown to minutes: answered questions kept
+    their buttons that long after the token worked and new questions went out. The first post
+    that goes through wakes them, and the log says posting resumed (only an INFO line did)."""
+    seed(tmp_path / "hitl.db", ITEMS[:4])
+    settings = make_settings(fake_slack, tmp_path, max_open=3, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        assert len(await posted_and_answered(bot, 3)) == 3
+        fake_slack.fail("chat.update", "token_revoked", times=1)
+        assert await bot.rt.redrawer.pending() == 3
+        item_id = bot.posted()[0]["metadata"]["event_payload"]["item_id"]
+        for user in ("U0ANA", "U0MEI"):  # decided (3 votes with posted_and_answered's): a slot
+            bot.store.record_answer(
+                item_id, user, "billing", source="button", dedupe_key=user, votes_needed=3
+            )
+        fake_slack.fail("chat.postMessage", "token_revoked", times=1)
+        assert await bot.dispatcher.fill() == 0
+        bot.rt.redrawer.woken.clear()
+        bot.dispatcher.channel_state(CHANNEL).next_attempt = 0  # a minute on; the token works
+        with caplog.at_level(logging.WARNING, logger="bot"):
+            assert await bot.dispatcher.fill() == 1
+        assert bot.rt.redrawer.woken.is_set()
+        assert any(f"posting to {CHANNEL} again" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_tally_of_hundreds_of_skippers_still_fits_the_message(
     fake_slack: FakeSlack, tmp_path: Path
 ):
