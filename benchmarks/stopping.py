@@ -14,14 +14,17 @@ the rows. Beside the firing points: the label count where the stored curves
 (``benchmarks/results/label_efficiency/*.jsonl.gz``, default arm, mean over seeds) and this run
 reach 95 % of full supervision, and where this run gains at most 1 point more.
 
-At a few label counts it also extrapolates the gain from the next 500 labels three ways and
-compares it with the gain this run then measures on test.jsonl: ``uniform``, the product's way
-(``model.stopping.curve_points``: a learning curve on the labels themselves, tested on halves
-of the uniformly drawn ones, cold start and audit picks, then ``extrapolate``; with fewer than
-20 of those the product tests on all labels, here there is no forecast); ``labels``, the same
-curve tested on shuffled splits of all the labels (the product's before); ``history``: the
-inverse power law fitted to this run's own test accuracies so far (what a team with a test set
-could do).
+At a few label counts it also extrapolates the gain from the next 500 labels three ways (a
+fourth, ``audit``, with ``--methods``) and compares it with the gain this run then measures
+on test.jsonl: ``uniform``, the product's way (``model.stopping.curve_points``: a learning
+curve on the labels themselves, tested on halves of the uniformly drawn ones, cold start and
+audit picks, then ``extrapolate``; with fewer than 20 of those the product tests on all
+labels, here there is no forecast); ``labels``, the same curve tested on shuffled splits of
+all the labels (the product's before); ``history``: the inverse power law fitted to this
+run's own test accuracies so far (what a team with a test set could do); ``audit``
+(``--methods ... audit``), the curve tested on halves of the audit picks only, the cold
+start always in training. The report sets each method's accuracy now (the curve at the
+label count) beside the test accuracy then, and counts the forecasts each method could make.
 
     python benchmarks/stopping.py --out benchmarks/results/stopping.jsonl     # 4 datasets, seed 0
     python benchmarks/stopping.py --seeds 0 1 2 3 4 --curve-at --out s.jsonl   # no forecasts
@@ -70,7 +73,10 @@ STORED = ROOT / "benchmarks" / "results" / "label_efficiency"
 CURVE_AT = (100, 200, 300, 500)  # label counts where the gain of the next labels is forecast
 THRESHOLDS = (SETTLE_CHANGE, 0.01, 0.03)  # the product's share changed, and two beside it
 KAPPA = 0.99  # the rule before: kappa with the update before ≥ 0.99 over the last 3 updates
-METHODS = ("labels", "uniform")  # how a forecast's learning curve is tested (forecast_row)
+METHODS = ("labels", "uniform", "audit")  # how a forecast's learning curve is tested
+# (forecast_row); the labels each method tests on, by their pick's reason (None: all labels)
+TESTED_ON = {"labels": None, "uniform": ("cold_start", "audit"), "audit": ("audit",)}
+DEFAULT_METHODS = ("labels", "uniform")  # run unless --methods names others
 BACK = 20  # each round stores its disagreement with this many rounds before it (500 labels)
 
 
@@ -83,7 +89,7 @@ def run_default(
     stop_size: int = STOP_SET_SIZE,
     curve_at: Iterable[int] = CURVE_AT,
     next_labels: int = 500,
-    methods: Iterable[str] = METHODS,
+    methods: Iterable[str] = DEFAULT_METHODS,
 ) -> Iterable[dict]:
     """``label_efficiency.run_arm(..., "default", ...)``'s loop, with the stop set predicted by
     each round's model and the product's extrapolation at ``curve_at`` labels. Yields a
@@ -140,12 +146,12 @@ def run_default(
 def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> dict:
     """An extrapolation on the ``n`` labels so far (timed): ``labels``, a learning curve
     tested on shuffled splits of all of them; ``uniform``, tested on halves of those drawn
-    uniformly (cold start and audit picks)."""
+    uniformly (cold start and audit picks); ``audit``, tested on halves of the audit picks
+    only, the cold start always in training (its items are the ones every later pick was
+    chosen knowing: held out, they leave holes no other label covers)."""
     texts = [pool[0][i] for i in labeled]
     labels = [pool[1][i] for i in labeled]
-    uniform = None
-    if method == "uniform":
-        uniform = [reasons.get(i) in ("cold_start", "audit") for i in labeled]
+    uniform = tested_on(method, labeled, reasons)
     t0 = time.perf_counter()
     points = curve_points(
         texts,
@@ -165,6 +171,15 @@ def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> 
         "curve": [points.sizes, points.scores],
         "seconds": time.perf_counter() - t0,
     }
+
+
+def tested_on(method: str, labeled: list[int], reasons: dict[int, str]) -> list[bool] | None:
+    """The labels a ``method``'s curve may test on (``curve_points``' ``uniform``), in
+    ``labeled``'s order; None: shuffled splits of all of them."""
+    reasons_tested = TESTED_ON[method]
+    if reasons_tested is None:
+        return None
+    return [reasons.get(i) in reasons_tested for i in labeled]
 
 
 def simulate(args: argparse.Namespace, out) -> None:
@@ -280,6 +295,7 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
     head += ["end (acc)", "full acc", "max |Δacc| vs stored run (rounds)"]
     parts += ["", markdown_table(head, table)]
     parts += ["", extrapolation_table(rows, rounds)]
+    parts += ["", forecast_summary(rows, rounds)]
     return "\n".join(parts)
 
 
@@ -394,7 +410,11 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
         table.append(cells)
     if not table:
         return "(no extrapolation with its next labels measured)"
-    names = {"labels": "labels' curve", "uniform": "uniform picks' curve"}
+    names = {
+        "labels": "labels' curve",
+        "uniform": "uniform picks' curve",
+        "audit": "audit picks' curve",
+    }
     head = ["dataset", "seed", "labels", "measured gain (points)"]
     head += [f"{names[m]}: predicted (range)" for m in methods]
     head += ["test-accuracy history: predicted (range)", "curve time"]
@@ -404,6 +424,70 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
         for m, v in inside.items()
     )
     return markdown_table(head, table) + f"\n\nmeasured gain inside the 90 % range: {counts}"
+
+
+def forecast_summary(rows: list[dict], rounds) -> str:
+    """Per dataset and method: forecasts made of those asked for (with too few labels to test
+    on there is none), the mean bias of the curve's accuracy now (``at_n`` − the test
+    accuracy at that label count, points), the mean |error| of the gain forecast against the
+    gain measured over the next labels, and how often that gain falls inside the range. Then
+    the forecasts made by label count, per method."""
+    made: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    bias: dict[tuple[str, str], list[float]] = defaultdict(list)
+    errors: dict[tuple[str, str], list[float]] = defaultdict(list)
+    inside: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    by_count: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["kind"] != "extrapolation":
+            continue
+        method = r.get("method", "labels")
+        key = (r["dataset"], method)
+        run = {x["n_labels"]: x["accuracy"] for x in rounds[(r["dataset"], r["seed"])]}
+        n = r["n_labels"]
+        found = _refit(r) if r.get("curve") else None
+        made[key][1] += 1
+        by_count[(method, n)][1] += 1
+        if found is None:
+            continue
+        made[key][0] += 1
+        by_count[(method, n)][0] += 1
+        if n in run:
+            bias[key].append(found.at_n - run[n])
+        later = n + r["next_labels"]
+        if n in run and later in run:
+            measured = run[later] - run[n]
+            errors[key].append(abs(found.gain - measured))
+            if found.low is not None:
+                inside[key].append(found.low <= measured <= found.high)
+    if not made:
+        return "(no forecast)"
+
+    def mean(values: list[float]) -> str:
+        return f"{100 * float(np.mean(values)):+.1f} ({len(values)})" if values else "–"
+
+    table = [
+        [
+            name,
+            method,
+            f"{made[(name, method)][0]} of {made[(name, method)][1]}",
+            mean(bias[(name, method)]),
+            mean(errors[(name, method)]).lstrip("+"),
+            f"{sum(inside[(name, method)])} of {len(inside[(name, method)])}",
+        ]
+        for name, method in sorted(made, key=lambda k: (k[0], METHODS.index(k[1])))
+    ]
+    head = ["dataset", "method", "forecasts made", "accuracy now: mean bias, points (n)"]
+    head += ["gain: mean abs. error, points (n)", "measured gain inside the range"]
+    methods = [m for m in METHODS if any(k[0] == m for k in by_count)]
+    counts = sorted({n for _, n in by_count})
+    made_at = [
+        [m] + [f"{by_count[(m, n)][0]} of {by_count[(m, n)][1]}" for n in counts] for m in methods
+    ]
+    return (
+        markdown_table(head, table)
+        + "\n\nforecasts made, by label count:\n\n"
+        + markdown_table(["method"] + [str(n) for n in counts], made_at)
+    )
 
 
 def _as_dict(found) -> dict | None:
@@ -439,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         "--methods",
         nargs="+",
         choices=METHODS,
-        default=list(METHODS),
-        help="how the forecasts' learning curves are tested (uniform: the product's way)",
+        default=list(DEFAULT_METHODS),
+        help="how the forecasts' learning curves are tested (uniform: the product's way;"
+        " audit: on the audit picks only)",
     )
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")

@@ -7,7 +7,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from model.stopping import Extrapolation
+from model.stopping import CurvePoints, Extrapolation
 from tests.benchmarks.runner import ROOT, benchmark_module, run_quick
 from tests.standin_data import STANDIN
 
@@ -69,3 +69,52 @@ def test_the_advice_waits_while_the_newest_fresh_forecast_is_sure_of_a_point_mor
     assert bench["_advice_firing"](run, sure) == 175  # stale at 175 (≥ 1.25 × 125)
     assert bench["_advice_firing"](run, {**sure, 150: forecast(150, 0.005)}) == 150  # unsure
     assert bench["_advice_firing"](run, {}) == 125  # no forecast: the signal itself
+
+
+def test_the_audit_method_tests_its_curve_on_the_audit_picks_only():
+    bench = benchmark_module("stopping.py")
+    seen: dict[str, list[bool] | None] = {}
+
+    def curve_points(texts, labels, make_estimator, *, uniform=None):  # records what it tests on
+        seen[method] = None if uniform is None else list(uniform)
+        return CurvePoints([], [])
+
+    bench["forecast_row"].__globals__["curve_points"] = curve_points
+    why = ["cold_start"] * 4 + ["audit", "uncertain", "uncertain", "audit", "uncertain"]
+    labeled = [7, 3, 11, 0, 5, 2, 9, 1, 4]  # pool indices, in the order they were labeled
+    reasons = dict(zip(labeled, why, strict=True))
+    pool = ([f"text {i}" for i in range(12)], ["a", "b", "c"] * 4)
+    for method in ("labels", "uniform", "audit"):
+        row = bench["forecast_row"]("d", 0, 9, labeled, pool, 500, method, reasons)
+        assert (row["method"], row["predicted"]) == (method, None)  # no curve: no forecast
+    assert seen["labels"] is None  # shuffled splits of all the labels
+    assert seen["uniform"] == [r in ("cold_start", "audit") for r in why]  # unchanged
+    # tested on the audit picks only: the cold start always trains
+    assert seen["audit"] == [False] * 4 + [True, False, False, True, False]
+
+
+def test_the_summary_sets_each_methods_accuracy_now_beside_the_test_accuracy():
+    bench = benchmark_module("stopping.py")
+    sizes = [20, 40, 60, 80] * 3
+    scores = [0.9 - 0.5 * s**-0.5 for s in sizes]  # an inverse power law, fitted exactly
+    rounds = {("d", 0): [{"n_labels": 100, "accuracy": 0.8}, {"n_labels": 600, "accuracy": 0.9}]}
+
+    def forecast(method: str, curve: list) -> dict:  # at 100 labels, of the next 500
+        return {
+            "kind": "extrapolation",
+            "method": method,
+            "dataset": "d",
+            "seed": 0,
+            "n_labels": 100,
+            "next_labels": 500,
+            "curve": curve,
+        }
+
+    rows = [forecast("uniform", [sizes, scores]), forecast("audit", [[], []])]
+    found = bench["extrapolate"](sizes, scores, 100, 500)
+    out = bench["forecast_summary"](rows, rounds)
+    bias = f"{100 * (found.at_n - 0.8):+.1f} (1)"  # the curve's accuracy now − the test's
+    error = f"{100 * abs(found.gain - 0.1):.1f} (1)"  # against the 10 points measured
+    assert f"| d | uniform | 1 of 1 | {bias} | {error} |" in out, out
+    assert "| d | audit | 0 of 1 | – | – | 0 of 0 |" in out, out  # too few to test on: none
+    assert "| uniform | 1 of 1 |" in out and "| audit | 0 of 1 |" in out, out  # at 100 labels
