@@ -344,7 +344,14 @@ class Dispatcher:
         return (now - datetime.fromisoformat(attempted_at)).total_seconds() >= self.post_settle
 
     def _posted(
-        self, channel: str, item_id: str, ts: str, reason: str, shown: tuple[Any, Any, Any]
+        self,
+        channel: str,
+        item_id: str,
+        ts: str,
+        reason: str,
+        shown: tuple[Any, Any, Any],
+        *,
+        found: bool = False,  # found in the history after a lost answer: said so already
     ) -> None:
         state = self.channel_state(channel)
         state.last_post = asyncio.get_running_loop().time()
@@ -358,7 +365,8 @@ class Dispatcher:
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
         self.rt.store.record_post(item_id, channel, ts, reason, *shown)
-        logger.info("posted item %s to %s (%s)", item_id, channel, reason)
+        if not found:  # else "posted after all" said it: a second line read as a second post
+            logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 
     async def _reconcile(self, channel: str) -> bool:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
@@ -399,7 +407,7 @@ class Dispatcher:
                     attempt.get(k) for k in ("model_version", "predicted_label", "confidence")
                 )
                 reason = attempt.get("reason") or "uncertain"
-                self._posted(channel, item_id, message["ts"], reason, shown)
+                self._posted(channel, item_id, message["ts"], reason, shown, found=True)
                 state.adopted.add(item_id)
         for item_id in sorted(state.unsure):
             attempt = attempts.get(item_id)

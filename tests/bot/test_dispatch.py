@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -443,8 +444,9 @@ async def test_a_kind_that_ran_out_ends_the_choice_rather_than_taking_the_other(
 
 
 async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
-    fake_slack: FakeSlack, tmp_path: Path
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
+    caplog.set_level(logging.INFO, logger="bot")
     seed(tmp_path / "hitl.db", ITEMS)
     settings = make_settings(fake_slack, tmp_path, max_open=2)
 
@@ -460,6 +462,11 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
         shown = [m["metadata"]["event_payload"]["item_id"] for m in bot.fake.messages(CHANNEL)]
         assert sorted(posts) == sorted(shown) and len(set(posts)) == 2  # each exactly once
         assert len(bot.fake.calls_to("conversations.history")) == 1
+        # the log tells one post per item: the found one as found, not as posted again
+        lines = [r.getMessage() for r in caplog.records]
+        for item_id in posts:
+            told = [m for m in lines if f"item {item_id} " in m and "posted" in m]
+            assert len(told) == 1, told
 
 
 async def test_invalid_blocks_retries_the_item_then_sets_it_aside(
