@@ -28,3 +28,6 @@ class IngestError(HitlError):
 SLACK_TOKEN_REFUSED = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
+# How often a refused token is tried again (posting, redrawing): an admin who fixes it expects
+# the bot to work again within a minute.
+SLACK_TOKEN_RETRY = 60.0

@@ -33,7 +33,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.api.metrics import count_slack_error
-from bot.errors import SLACK_TOKEN_REFUSED
+from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
 from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
@@ -62,7 +62,6 @@ ITEM_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_b
 MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
-TOKEN_RETRY = 60  # the same for a token Slack refused: an admin fixing it expects it to work
 IDLE_TICK = 30.0
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
@@ -502,9 +501,9 @@ class Dispatcher:
 
     def _token_refused(self, channel: str, error: str) -> None:
         """Slack refused the bot token itself: no post goes out here until it works again,
-        tried every ``TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""
+        tried every ``SLACK_TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""
         why = f"Slack said {error}; fix SLACK_BOT_TOKEN (or reinstall the app)"
-        self._stop_posting(channel, error, why, TOKEN_RETRY)
+        self._stop_posting(channel, error, why, SLACK_TOKEN_RETRY)
 
     def _stop_posting(self, channel: str, error: str, why: str, retry: float) -> None:
         """Nothing is posted to ``channel`` until ``retry`` seconds have passed (or a post there

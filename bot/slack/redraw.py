@@ -26,7 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot.api.metrics import count_slack_error
-from bot.errors import SLACK_TOKEN_REFUSED
+from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
@@ -51,7 +51,6 @@ TOKEN_REFUSED = {
     "team_access_not_granted",
 }
 MAX_BACKOFF = 300.0
-TOKEN_RETRY = 60.0  # the longest wait between two redraws while Slack refuses the token
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
 
@@ -129,7 +128,7 @@ class Redrawer:
                 failed = await self.pending()
             timeout = delay if failed else self.idle_tick
             # a refused token is tried as often as the dispatcher tries it (every minute)
-            cap = TOKEN_RETRY if self.token_refused else MAX_BACKOFF
+            cap = SLACK_TOKEN_RETRY if self.token_refused else MAX_BACKOFF
             delay = min(delay * 2, cap) if failed else self.retry_base
             await wait_until_woken(self.woken, timeout)
             if self.woken.is_set():
