@@ -68,6 +68,9 @@ def slack_refused(exc: SlackApiError) -> str:
         return f"{line}; invite the bot there (/invite @hitl)"
     if error == "user_not_in_channel":
         return f"{line}: the person is not in that channel, so the note was not shown"
+    if error == "user_not_found":
+        gone = "that account is gone (deactivated, or of another workspace)"
+        return f"{line}: {gone}, so it was not shown"
     if error == "missing_scope":
         needed = exc.response.get("needed") or "a scope"
         return f"{line}; the app lacks {needed}: add it under OAuth & Permissions, reinstall"

@@ -514,6 +514,27 @@ async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_n
         ]
 
 
+async def test_a_note_to_an_account_slack_no_longer_knows_is_logged_with_what_it_means(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Ana's account is deactivated between her click and her "Undo" note: Slack answers
+    user_not_found, and the log says what that means, not only the error's name."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        fake_slack.fail("chat.postEphemeral", "user_not_found")
+        assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+        await bot.settled()
+        assert bot.store.resolution("a")["label"] == "bug"
+        said = [r.getMessage() for r in caplog.records if "user_not_found" in r.getMessage()]
+        assert said == [
+            "after the answer on a: Slack said user_not_found to chat.postEphemeral: that "
+            "account is gone (deactivated, or of another workspace), so it was not shown"
+        ]
+
+
 async def test_the_servers_calls_to_slack_share_their_connections(bot: Bot):
     """The server keeps its connections to the Web API alive: questions, a redraw and a note
     to a late clicker do not each open (and close) a TCP connection of their own."""
