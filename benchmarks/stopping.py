@@ -252,6 +252,23 @@ def stored_95(name: str, stored: Path = STORED) -> tuple[str, int | None, float 
     return seeds, (min(hit) if hit else None), full
 
 
+def stored_end(name: str, stored: Path = STORED) -> int | None:
+    """The largest label count of the stored default arm's rows (None: no stored rows)."""
+    if not (stored / f"{name}.jsonl.gz").is_file():
+        return None
+    return max((r["n_labels"] for r in stored_rows(name, stored) if r["arm"] == ARM), default=None)
+
+
+def _cell_95(at: int | None, seeds: str | None, full: float | None, end: int | None) -> str:
+    """Where a curve reaches 95 % of full supervision: the count (with the seeds), '> end'
+    when it does not within its rows, or why it cannot be told (no full-supervision figure
+    stored for the dataset: a data set without stored rows)."""
+    if full is None or end is None:
+        return "no stored rows"
+    seeds_text = f" ({seeds})" if seeds else ""
+    return f"{at}{seeds_text}" if at is not None else f"> {end}{seeds_text}"
+
+
 def report(rows: list[dict], stored: Path = STORED) -> str:
     rounds: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in rows:
@@ -280,8 +297,8 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
         forecasts = _uniform_forecasts(rows, name, seed)
         cells.append(_fired(run, _advice_firing(run, forecasts)) if forecasts else "(no forecast)")
         cells += [
-            "–" if at95 is None else f"{at95} ({seeds})",
-            "–" if own95 is None else str(own95),
+            _cell_95(at95, seeds, full, stored_end(name, stored)),
+            _cell_95(own95, None, full, top["n_labels"]),
             _flat(run),
             f"{top['n_labels']} ({top['accuracy']:.3f})",
             "–" if full is None else f"{full:.3f}",

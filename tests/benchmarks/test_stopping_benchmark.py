@@ -23,6 +23,9 @@ def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: P
     fires = cells[:5]
     assert all(re.fullmatch(r"\d+ \([01]\.\d{3}, [+-]\d+\.\d\)|–", c) for c in fires), cells
     assert cells[8].startswith("150 (")  # the run's end
+    # 95 % of full supervision: the stand-in has no stored rows to tell it, which reads
+    # otherwise than a curve that does not get there ("> 150")
+    assert cells[5] == "no stored rows", cells
     forecast = re.search(rf"^\| {STANDIN} \| 0 \| 75 \| ([+-]\d+\.\d) \| (.+)$", out, flags=re.M)
     assert forecast is not None, out  # the gain of the next 50 labels, forecast and measured
 
