@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from bot.cli_errors import friendly_errors
+from bot.labelnames import case_twin, how_twins_differ, label_problem
 from bot.labelset import current_labels
-from bot.store.labelset import case_twin, label_problem
 
 
 @contextmanager
@@ -80,7 +80,8 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
         fixed = state.settings.labels or store.stored_labels() is not None
         if (twin := case_twin(label, known)) is not None:  # open labels too: one spelling
             raise click.ClickException(
-                f"{label!r} differs from the label {twin!r} only in case; use {twin!r}"
+                f"{label!r} differs from the label {twin!r} {how_twins_differ(label, twin)};"
+                f" use {twin!r}"
             )
         if fixed and label not in known:
             raise click.ClickException(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError
+from bot.labelnames import MAX_LABEL, how_twins_differ, label_key, label_problem
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -156,14 +157,18 @@ def _labels(value: Any) -> tuple[str, ...]:
     labels = _list(value)
     if len(labels) == 1:
         raise ValueError("names one label; give at least two")
-    long = [label for label in labels if len(label) > 75]
+    long = [label for label in labels if len(label) > MAX_LABEL]
     if long:
         raise ValueError(f"has a label over 75 characters (Slack's limit): {long[0][:30]}…")
+    for label in labels:
+        if problem := label_problem(label):
+            raise ValueError(f"has a label that {problem}: {label[:30]!r}")
     first: dict[str, str] = {}  # as `hitl labels add` refuses it: one class split in two
     for label in labels:
-        twin = first.setdefault(label.casefold(), label)
+        twin = first.setdefault(label_key(label), label)
         if twin != label:
-            raise ValueError(f"has {twin!r} and {label!r}, which differ only in case; keep one")
+            differ = how_twins_differ(label, twin)
+            raise ValueError(f"has {twin!r} and {label!r}, which differ {differ}; keep one")
     return labels
 
 

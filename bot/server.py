@@ -36,6 +36,7 @@ from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
 from bot.errors import ConfigError, HitlError
 from bot.eventloop import urgent
+from bot.labelnames import case_twin
 from bot.learning.jobs import (
     ChampionHolder,
     Trainer,
@@ -54,7 +55,6 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.store import Checkpointer, Store
-from bot.store.labelset import case_twin
 from bot.store.lock import server_lock
 from model import ModelRegistry
 

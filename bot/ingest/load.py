@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.ingest.readers import Provenance, Row, RowError, _printable, read_items
+from bot.labelnames import case_twin, how_twins_differ, label_key
 from bot.store import Store
-from bot.store.labelset import case_twin
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +235,8 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
 
 def _twin(label: str, twin: str) -> str:
     return (
-        f'label "{_printable(label)}" differs from the label "{_printable(twin)}" only in case: '
-        "write that in the file"
+        f'label "{_printable(label)}" differs from the label "{_printable(twin)}" '
+        f"{how_twins_differ(label, twin)}: write that in the file"
     )
 
 
@@ -249,14 +249,14 @@ class _Spellings:
         self._known = {*store.label_set(), *store.gold_labels().values()}
         self._by_case: dict[str, str] = {}
         for label in sorted(self._known):
-            self._by_case.setdefault(label.casefold(), label)
+            self._by_case.setdefault(label_key(label), label)
 
     def twin_of(self, label: str) -> str | None:
         """The spelling ``label`` differs from only in case, or None (``label`` is then kept
         as the spelling of its label)."""
         if label in self._known:
             return None
-        twin = self._by_case.setdefault(label.casefold(), label)
+        twin = self._by_case.setdefault(label_key(label), label)
         if twin != label:
             return twin
         self._known.add(label)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from bot.errors import IngestError
-from bot.store.labelset import label_problem
+from bot.labelnames import label_problem
 
 MAX_TEXT_CHARS = 40_000
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # refused in ids, as the producer API refuses them

@@ -8,10 +8,10 @@ the new buttons by the caller (``bot.slack.commands``), through the redrawer.
 from __future__ import annotations
 
 from bot.errors import StoreError
+from bot.labelnames import label_problem
 from bot.labelset import current_labels
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.store.labelset import label_problem
 
 USAGE = (
     "Usage: `/hitl labels` shows the label set; `/hitl labels add LABEL`, "

@@ -21,22 +21,9 @@ from contextlib import AbstractContextManager
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.labelnames import case_twin, how_twins_differ, label_problem
 
 ACTIONS = ("add", "rename", "merge", "retire")
-MAX_LABEL = 75  # Slack's limit for a button's text
-
-
-def label_problem(label: str) -> str | None:
-    """What makes ``label`` (trimmed, NFC) unusable as a label, or None. A label is a button's
-    text, an option, a CSV cell and a word in ``HITL_LABELS``: 1 to 75 characters, and no
-    control character (a line break or a tab would split it, a bell would hide in it)."""
-    if not label:
-        return "is empty"
-    if len(label) > MAX_LABEL:
-        return f"is over {MAX_LABEL} characters (Slack's button limit)"
-    if any(unicodedata.category(c) == "Cc" for c in label):
-        return "has a control character (a line break, a tab, ...); labels are one line of text"
-    return None
 
 
 class LabelSetMixin:
@@ -201,15 +188,6 @@ def _not_in(label: str, active: Sequence[str]) -> str:
     return f"{label!r} is not in the label set ({', '.join(active)})"
 
 
-def case_twin(label: str, labels: Sequence[str]) -> str | None:
-    """The label of ``labels`` that ``label`` differs from only in case ("Billing" for
-    "billing"), or None: there is none, or ``label`` is one of ``labels`` itself."""
-    if label in labels:
-        return None
-    folded = label.casefold()
-    return next((name for name in labels if name.casefold() == folded), None)
-
-
 def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
     """Two labels that differ only in case ("Billing", "billing") split one class in two:
     refuse the second, naming the one to use."""
@@ -218,5 +196,6 @@ def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
     twin = case_twin(added, active)
     if twin is not None:
         raise StoreError(
-            f"{added!r} differs from the label {twin!r} only in case; use {twin!r}, or rename it"
+            f"{added!r} differs from the label {twin!r} {how_twins_differ(added, twin)}; use"
+            f" {twin!r}, or rename it"
         )

@@ -377,6 +377,87 @@ def test_a_label_with_a_line_break_or_another_control_character_is_refused_every
         assert store.stored_labels() is None  # nothing was changed
 
 
+@pytest.mark.parametrize(
+    ("hidden", "name"),
+    [
+        ("\u200b", "U+200B ZERO WIDTH SPACE"),
+        ("\u00ad", "U+00AD SOFT HYPHEN"),
+        ("\ufeff", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+    ],
+)
+def test_a_label_with_an_invisible_character_is_refused_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hidden: str, name: str
+):
+    # `hitl labels add` took "billing" + a zero-width space (a soft hyphen, a byte-order mark):
+    # a second button that looks exactly like "billing", and a class split in two.
+    db = tmp_path / "hitl.db"
+    rows = [
+        {"id": "1", "text": "a refund please", "label": "billing"},
+        {"id": "2", "text": "charged twice", "label": f"billing{hidden}"},
+        {"id": "3", "text": "it crashed", "label": "bug"},
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run(db, "import", str(items))
+    assert "imported 2 (2 with labels), 0 duplicates, 1 rejected" in result.stdout, result.output
+    said = f"the label has an invisible character ({name}); labels are text people can see"
+    assert f"items.jsonl line 2: {said}" in result.stderr, result.stderr
+    for args in (["add", f"billing{hidden}"], ["rename", "bug", f"{hidden}bug"]):
+        refused = run(db, "labels", *args)
+        assert refused.exit_code == 1, args
+        assert refused.stderr.startswith("Error: the label ") and said[10:] in refused.stderr
+    with Store.open(db) as store:
+        assert sorted(store.label_set()) == ["billing", "bug"]
+        assert store.stored_labels() is None  # nothing was changed
+    monkeypatch.setenv("HITL_LABELS", f"billing,bug{hidden}")
+    refused = run(db, "labels", "show")
+    assert refused.exit_code == 1 and f"has a label that has an invisible character ({name})" in (
+        refused.stderr
+    ), refused.stderr
+
+
+def test_joiners_a_script_needs_are_kept_in_a_label(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "1", "text": "refund", "label": "billing"},
+        {"id": "2", "text": "crash", "label": "bug"},
+    ]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).exit_code == 0
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want": a non-joiner
+    coder = "\U0001f469\u200d\U0001f4bb"  # an emoji sequence with a zero-width joiner
+    for label in (persian, coder):
+        assert run(db, "labels", "add", label).exit_code == 0, label
+    with Store.open(db) as store:
+        assert store.stored_labels() == ["billing", "bug", persian, coder]
+
+
+def test_a_fullwidth_twin_of_a_label_is_told_the_label_to_use(tmp_path: Path):
+    # "ｂｕｇ" (fullwidth) beside "bug" was taken as a new label: two buttons that read alike.
+    db = tmp_path / "hitl.db"
+    rows = [
+        {"id": "1", "text": "a refund please", "label": "billing"},
+        {"id": "2", "text": "it crashed", "label": "bug"},
+        {"id": "3", "text": "it froze", "label": "\uff42\uff55\uff47"},
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).stderr == (
+        'items.jsonl line 3: label "\uff42\uff55\uff47" differs from the label "bug" only in '
+        "character form (fullwidth, ligatures, ...): write that in the file, row skipped\n"
+    )
+    refused = run(db, "labels", "add", "\uff22\uff35\uff27")  # fullwidth and upper case
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: '\uff22\uff35\uff27' differs from the label 'bug' only in character form "
+        "(fullwidth, ligatures, ...); use 'bug', or rename it\n"
+    )
+    assert run(db, "labels", "add", "Bug").stderr == (
+        "Error: 'Bug' differs from the label 'bug' only in case; use 'bug', or rename it\n"
+    )
+
+
 async def test_a_slash_command_label_with_a_control_character_is_refused(bot: Bot):
     assert (await reply(bot, "labels add bell\u0007")) == (
         "Cannot add: the label `bell\u0007` has a control character (a line break, a tab, "
