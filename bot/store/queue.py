@@ -169,16 +169,19 @@ class QueueMixin:
         self, ids: Sequence[str], model_version: int, strategy: str
     ) -> list[tuple[str, str]]:
         """Of ``ids``, the unlabeled items not scored by ``model_version`` under ``strategy``,
-        as (id, text), in the order given. Found by id: ``+status`` keeps SQLite from the
-        status index, which from 10 ids on it took, reading every queued item (2 s at a million,
-        on the event loop, for a POST /api/items of 10 items or more)."""
+        as (id, text), in the order given; a question open in Slack too (posted before the
+        first model, it had no prediction for a producer who asked). Found by id: ``+status``
+        keeps SQLite from the status index, which from 10 ids on it took, reading every
+        queued item (2 s at a million, on the event loop, for a POST /api/items of 10 items
+        or more)."""
         found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             found.update(
                 self.db.execute(
                     f"SELECT id, text FROM items WHERE id IN ({','.join('?' * len(chunk))})"
-                    f" AND +{UNLABELED} AND (model_version IS NOT ? OR strategy IS NOT ?"
+                    f" AND (+{UNLABELED} OR +status = 'posted')"
+                    " AND (model_version IS NOT ? OR strategy IS NOT ?"
                     " OR priority IS NULL)",
                     [*chunk, model_version, strategy],
                 )

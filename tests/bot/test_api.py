@@ -199,6 +199,27 @@ async def test_predict_after_people_answered_gives_the_human_label(
         assert stored(bot) == 1
 
 
+async def test_an_item_posted_before_the_first_model_is_scored_when_a_producer_asks(
+    fake_slack: FakeSlack, tmp_path: Path, champion: Champion
+):
+    """An item asked in Slack while no model existed had no prediction for good: once a
+    champion came, /api/predict answered label null, model_version null for it."""
+    async for bot in start_api(fake_slack, tmp_path, champion=None, threshold=1.0):
+        first = await (await post_json(bot, "/api/predict", {"text": "Refund me", "id": 7})).json()
+        assert first["label"] is None and first["model_version"] is None
+        assert await bot.dispatcher.fill() == 1  # posted with no model yet
+        assert bot.store.get_item("7")["status"] == "posted"
+        bot.rt.champion = champion  # the first model is promoted
+        body = await (await post_json(bot, "/api/predict", {"text": "Refund me", "id": 7})).json()
+        assert body["status"] == "needs_review"  # still waiting for people in Slack
+        assert body["model_version"] == 1 and body["label"] == body["model_label"] is not None
+        assert body["ranked"] and body["confidence"] is not None
+        assert bot.store.get_item("7")["status"] == "posted"  # the question stays open
+        bot.store.record_answer("7", "U1", "praise", source="button", dedupe_key="k1")
+        after = await (await post_json(bot, "/api/predict", {"text": "Refund me", "id": 7})).json()
+        assert (after["status"], after["label"]) == ("resolved", "praise")
+
+
 async def test_predict_of_the_same_text_twice_is_one_item(api: Bot):
     first = await (await post_json(api, "/api/predict", {"text": "same words"})).json()
     second = await (await post_json(api, "/api/predict", {"text": "same words"})).json()
