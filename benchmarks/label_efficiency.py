@@ -107,9 +107,15 @@ ARMS = (
 # ``warm50a``: warm50 drawing its audit picks from the default arm's RNG stream instead of its
 # own: what the default arm was with HITL_WARM_UP=50 (at 1261f2b). warm50 and warm50a differ
 # only in which 2-3 uniform audit picks each batch gets, which measures that draw's effect.
+# Eighth screen (issue 19): ``badge`` (Ash et al. 2020, "Deep Batch Active Learning by Diverse,
+# Uncertain Gradient Lower Bounds"): every round the non-audit picks are k-means++ seeds over
+# the whole unlabeled pool's gradient embeddings, (p - onehot(argmax p)) ⊗ x, x the fitted
+# model's own word + char TF-IDF row: uncertain (long gradients) and diverse (spread
+# directions) at once; the audit share stays uniform.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
+    "badge",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
@@ -264,6 +270,8 @@ def pick(
         priorities = spread_priorities(proba, texts, rng)
     elif arm in ("power", "softrank", "warmsoft"):
         priorities = stochastic_priorities(proba, arm, rng)
+    elif arm == "badge":
+        priorities = badge_priorities(clf, proba, texts, n, rng)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
@@ -297,6 +305,36 @@ def stochastic_priorities(proba: np.ndarray, arm: str, rng: np.random.Generator)
         ranks[np.argsort(-uncertainty, kind="stable")] = np.arange(1, len(uncertainty) + 1)
         log_weight = -np.log(ranks)
     return log_weight + rng.gumbel(size=len(uncertainty))
+
+
+def badge_priorities(
+    clf: TextClassifier, proba: np.ndarray, texts: list[str], k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Margin's priorities with BADGE's ``k`` picks put first, in the order drawn: k-means++
+    seeding over the gradient embeddings g_i = a_i ⊗ x_i, a_i = p_i - onehot(argmax p_i), x_i
+    the fitted pipeline's feature row. Never built: <g_i, g_j> = (a_i·a_j)(x_i·x_j), so each
+    seed costs one sparse product with the pool. The first seed is the longest gradient."""
+    from model.classifier import prepare_texts
+
+    x = clf.pipeline_[:-1].transform(prepare_texts(texts)).tocsr()
+    a = proba.copy()
+    a[np.arange(len(a)), a.argmax(axis=1)] -= 1.0
+    x_sq = np.asarray(x.multiply(x).sum(axis=1)).ravel()
+    norms = (a * a).sum(axis=1) * x_sq  # |g_i|^2
+    priorities = 1.0 - margin(proba)
+    chosen = [int(np.argmax(norms))]
+    closest = np.full(len(a), np.inf)
+    for _ in range(min(k, len(a)) - 1):
+        c = chosen[-1]
+        dot = (a @ a[c]) * np.asarray(x @ x[c].T.toarray()).ravel()
+        closest = np.minimum(closest, np.maximum(norms + norms[c] - 2.0 * dot, 0.0))
+        closest[chosen] = 0.0
+        total = closest.sum()
+        if total <= 0:
+            break
+        chosen.append(int(rng.choice(len(a), p=closest / total)))
+    priorities[chosen] = 2.0 + np.linspace(1.0, 0.0, len(chosen))  # drawn order first
+    return priorities
 
 
 def spread_priorities(proba: np.ndarray, texts: list[str], rng: np.random.Generator) -> np.ndarray:

@@ -242,3 +242,37 @@ def test_warmsoft_is_random_below_50_labels_and_softrank_from_there(tmp_path):
     assert picks("warmsoft", 49) == picks("random", 49) != picks("softrank", 49)
     assert picks("warmsoft", 50) == picks("softrank", 50) != picks("random", 50)
     assert le["_is_warming"]("warmsoft", 49) and not le["_is_warming"]("warmsoft", 50)
+
+
+def test_badge_draws_k_means_plus_plus_seeds_over_the_explicit_gradient_embeddings(tmp_path):
+    """badge never builds g_i = (p_i - onehot(argmax p_i)) ⊗ x_i; its draws are the ones
+    k-means++ seeding makes over those vectors built out, the longest one first."""
+    from model.classifier import prepare_texts
+
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    texts = [pool[0][i] for i in unlabeled]
+    proba = clf.predict_proba(texts)
+    k = 10
+    got = le["badge_priorities"](clf, proba, texts, k, np.random.default_rng(7))
+    chosen = list(np.argsort(-got, kind="stable")[:k])
+    assert np.all(got[chosen] >= 2.0) and np.all(np.delete(got, chosen) <= 1.0)
+
+    x = clf.pipeline_[:-1].transform(prepare_texts(texts)).toarray()
+    a = proba.copy()
+    a[np.arange(len(a)), a.argmax(axis=1)] -= 1.0
+    g = np.einsum("ik,if->ikf", a, x).reshape(len(a), -1)  # the embeddings, built out
+    rng = np.random.default_rng(7)
+    expected = [int(np.argmax((g * g).sum(axis=1)))]
+    while len(expected) < k:
+        d2 = np.min([((g - g[c]) ** 2).sum(axis=1) for c in expected], axis=0)
+        d2[expected] = 0.0
+        expected.append(int(rng.choice(len(g), p=d2 / d2.sum())))
+    assert chosen == expected
+
+    # in the loop: the uncertain picks are badge's draws, the audit share stays uniform
+    reasons: dict[int, str] = {}
+    picked = le["pick"]("badge", clf, pool[0], unlabeled, list(range(60)), None,
+                        np.random.default_rng([0, 1]), reasons=reasons)  # fmt: skip
+    assert len(picked) == 25 and {reasons[i] for i in picked} <= {"uncertain", "audit"}
+    assert picked != le["pick"]("default", clf, pool[0], unlabeled, list(range(60)), None,
+                                np.random.default_rng([0, 1]))  # fmt: skip
