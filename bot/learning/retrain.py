@@ -189,6 +189,9 @@ class Computed:
     meta: ModelVersion | None = None
     retired: list[ModelVersion] = field(default_factory=list)
     stop: stopping.StopCheck | None = None
+    # Failed on its way (the fit died, the disk filled, the server stopped), not for the
+    # labels: its run keeps no watermark, so the next retrain tries the same labels again.
+    crashed: bool = False
 
 
 def registry_for(settings: Settings) -> ModelRegistry:
@@ -655,6 +658,8 @@ def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
     if computed.meta is not None:
         store.record_model(computed.meta.to_dict())
     detail = {"watermark": plan.watermark, **asdict(outcome)}
+    if computed.crashed:  # not the labels' fault: the next retrain tries them again
+        del detail["watermark"]
     detail.pop("metrics", None)  # kept in the models table
     store.finish_run(plan.run_id, outcome.status, detail)
     store.release_lock(LOCK, plan.owner)
@@ -715,10 +720,11 @@ async def retrain(
         else:
             computed = await _fit_in_thread(abandon, plan, registry, champion, progress)
     except FitDied as exc:  # the champion stays; the report says why
-        computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by))
+        computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by), crashed=True)
     except BaseException as exc:
         computed = Computed(
-            Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by)
+            Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by),
+            crashed=True,
         )
         if worker is None and not abandon.give_up():  # its files are being written: record
             abandon.finished.wait()  # them (seconds), or the database and registry disagree

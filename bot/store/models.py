@@ -165,10 +165,12 @@ class ModelsMixin:
         self, model_version: int, reason: str, since: str | None = None
     ) -> tuple[int, int]:
         """(answered, matched): posts of ``reason`` shown with ``model_version``'s guess whose
-        item people resolved, and how many of those the guess got right."""
+        item people resolved, and how many of those the guess got right. A guess of a label
+        renamed or merged since counts under its successor, as the decided label does."""
         sql = (
-            "SELECT count(*), coalesce(sum(p.predicted_label = l.label), 0) FROM posts p"
-            " JOIN labels l ON l.item_id = p.item_id"
+            "SELECT count(*), coalesce(sum(coalesce(m.new, p.predicted_label) = l.label), 0)"
+            " FROM posts p JOIN labels l ON l.item_id = p.item_id"
+            " LEFT JOIN label_aliases m ON m.old = p.predicted_label"
             " WHERE p.model_version = ? AND p.reason = ? AND p.predicted_label IS NOT NULL"
         )
         args: list[Any] = [model_version, reason]

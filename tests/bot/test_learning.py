@@ -657,6 +657,31 @@ async def test_audit_accuracy_and_wilson_interval_match_a_hand_check(bot: Bot):
     )
 
 
+async def test_audit_accuracy_holds_when_a_label_is_renamed_or_merged(bot: Bot):
+    # The posts keep the guess as it was shown ("bug"); the decided labels follow the rename.
+    # A guess counts under the label's successor, or a rename, with no new answer, would turn
+    # right guesses into wrong ones (60% became 20% of the same five answers).
+    await run_retrain(bot.rt, "cli")
+    extra = [Item(f"x{n}", f"audit item {n}") for n in range(5)]
+    add_labels(bot.store, extra)
+    guesses = ["bug", "bug", "billing", "bug", "billing"]
+    truths = ["bug", "bug", "billing", "billing", "bug"]  # 3 of 5 right
+    for n, (item, guess, truth) in enumerate(zip(extra, guesses, truths, strict=True)):
+        bot.store.record_post(item.id, CHANNEL, f"9.{n}", "audit", 1, guess, 0.6)
+        bot.store.record_answer(item.id, "U0ANA", truth, source="button", dedupe_key=f"k{n}")
+    assert bot.store.live_accuracy(1, "audit") == (5, 3)
+    current = ["billing", "bug"]
+    current = bot.store.change_label_set(
+        "rename", "bug", "bug_x", current=current, user_id="U0ADMIN"
+    )
+    assert bot.store.live_accuracy(1, "audit") == (5, 3)
+    report = reports.accuracy_report(bot.store, bot.rt.registry, datetime.now(UTC))
+    assert "audit posts* (random picks, unbiased): 60.0% (" in reports.accuracy_text(report)
+    # A merge too: bug_x's items are billing now, and so are its guesses: all five right.
+    bot.store.change_label_set("merge", "bug_x", "billing", current=current, user_id="U0ADMIN")
+    assert bot.store.live_accuracy(1, "audit") == (5, 5)
+
+
 async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     await run_retrain(bot.rt, "cli")
     before = bot.fake.messages(CHANNEL)
@@ -774,6 +799,36 @@ async def test_the_server_fits_in_a_child_process_and_shutdown_stops_it(bot: Bot
     assert stopped["status"] == "failed" and "CancelledError" in stopped["detail"]["reason"]
     assert done["status"] == "promoted"
     assert bot.store.db["locks"].count == 0  # released, so the next retrain can run
+
+
+async def test_a_retrain_that_failed_on_its_way_is_tried_again_without_new_labels(bot: Bot):
+    """A retrain whose fit died (the disk filled, the child was killed) recorded the labels it
+    read, so the next one said "nothing new: no labels since the last run" and trained nothing
+    until new labels came, with no model at all. Only a failure of the labels themselves (too
+    few to train) waits for new ones."""
+    registry = retrain.registry_for(bot.rt.settings)
+    bot.store.add_items(labeled_items("K"), "import")
+    worker = retrain.FitWorker()
+    try:
+        first = asyncio.create_task(
+            retrain.retrain(
+                bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli",
+                worker=worker,
+            )
+        )  # fmt: skip
+        await asyncio.sleep(0)  # the run has begun: lock taken, the child is fitting
+        assert bot.store.db["locks"].count == 1
+    finally:
+        worker.close()  # the fit's child is gone mid-fit
+    with pytest.raises(retrain.FitStopped):
+        await first
+    [stopped] = bot.store.runs("retrain")
+    assert stopped["status"] == "failed" and "FitStopped" in stopped["detail"]["reason"]
+    again = await retrain.retrain(
+        bot.store, bot.rt.settings, registry, champion=None, triggered_by="cli"
+    )
+    assert again.status == "promoted", again.reason
+    assert registry.champion().version == 1
 
 
 def test_the_retrain_report_says_which_before_figure_is_which():
