@@ -73,9 +73,10 @@ STORED = ROOT / "benchmarks" / "results" / "label_efficiency"
 CURVE_AT = (100, 200, 300, 500)  # label counts where the gain of the next labels is forecast
 THRESHOLDS = (SETTLE_CHANGE, 0.01, 0.03)  # the product's share changed, and two beside it
 KAPPA = 0.99  # the rule before: kappa with the update before ≥ 0.99 over the last 3 updates
-METHODS = ("labels", "uniform", "audit")  # how a forecast's learning curve is tested
+METHODS = ("labels", "uniform", "audit", "prequential")  # how a forecast's curve is made
 # (forecast_row); the labels each method tests on, by their pick's reason (None: all labels)
 TESTED_ON = {"labels": None, "uniform": ("cold_start", "audit"), "audit": ("audit",)}
+# ``prequential``: no refit; each audit pick scored by the model that asked it (its labels then)
 DEFAULT_METHODS = ("labels", "uniform")  # run unless --methods names others
 BACK = 20  # each round stores its disagreement with this many rounds before it (500 labels)
 
@@ -96,12 +97,14 @@ def run_default(
     ``round`` row per fitted round and an ``extrapolation`` row per forecast."""
     pool_x, pool_y = pool
     test_x, test_y = test
-    stop = [pool_x[i] for i in stop_sample(len(pool_x), stop_size, random_state=seed)]
+    stop_at = stop_sample(len(pool_x), stop_size, random_state=seed)
+    stop = [pool_x[i] for i in stop_at]
     labeled: list[int] = []
     is_labeled = np.zeros(len(pool_x), dtype=bool)
     clf: TextClassifier | None = None
     history: list[tuple[int, list[str]]] = []  # every round's (labels, predictions), oldest 1st
     reasons: dict[int, str] = {}  # each pick's reason (cold_start, audit, uncertain)
+    asked: list[tuple[int, bool]] = []  # each audit pick: (its model's labels, right?)
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
@@ -124,17 +127,26 @@ def run_default(
                 "disagree": [changed_share(old, predicted) for _, old in recent],
                 "labels_back": [n - m for m, _ in recent],
                 "stop_set": len(stop),
+                # accuracy on the stop set's items not labeled yet: a uniform sample of what
+                # the team's items are now (test.jsonl can differ from the pool: trec's does)
+                "pool_accuracy": _pool_accuracy(predicted, stop_at, pool_y, is_labeled),
             }
             history.append((n, predicted))
             yield row
             if n in forecast:
                 for method in methods:
-                    yield forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons)
+                    yield forecast_row(
+                        name, seed, n, labeled, pool, next_labels, method, reasons, asked
+                    )
         if len(labeled) >= max_labels or is_labeled.all():
             return
         rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled))
         unlabeled = np.flatnonzero(~is_labeled)
         chosen = pick(ARM, clf, pool_x, unlabeled, labeled, None, rng, reasons=reasons)
+        audits = [i for i in chosen if reasons.get(i) == "audit"]
+        if clf is not None and audits:  # what the asking model said, before the answer came
+            said = clf.predict([pool_x[i] for i in audits])
+            asked += [(len(labeled), s == pool_y[i]) for i, s in zip(audits, said, strict=True)]
         labeled += chosen
         is_labeled[chosen] = True
         rnd += 1
@@ -143,12 +155,36 @@ def run_default(
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
 
 
-def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons) -> dict:
+def _pool_accuracy(predicted, stop_at, pool_y, is_labeled) -> float | None:
+    """The share of the stop set's unlabeled items predicted right (None: none is left)."""
+    right = [p == pool_y[i] for p, i in zip(predicted, stop_at, strict=True) if not is_labeled[i]]
+    return float(np.mean(right)) if right else None
+
+
+def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons, asked=()) -> dict:
     """An extrapolation on the ``n`` labels so far (timed): ``labels``, a learning curve
     tested on shuffled splits of all of them; ``uniform``, tested on halves of those drawn
     uniformly (cold start and audit picks); ``audit``, tested on halves of the audit picks
     only, the cold start always in training (its items are the ones every later pick was
-    chosen knowing: held out, they leave holes no other label covers)."""
+    chosen knowing: held out, they leave holes no other label covers); ``prequential``, no
+    refit: each audit pick (``asked``) is a point at the label count of the model that asked
+    it, 1 if that model's guess was the answer, else 0 (the model never saw the label)."""
+    if method == "prequential":
+        t0 = time.perf_counter()
+        sizes = [m for m, _ in asked]
+        scores = [float(right) for _, right in asked]
+        found = extrapolate(sizes, scores, n, next_labels, n_test=len(asked))
+        return {
+            "kind": "extrapolation",
+            "method": method,
+            "dataset": name,
+            "seed": seed,
+            "n_labels": n,
+            "next_labels": next_labels,
+            "predicted": found.as_dict() if found else None,
+            "curve": [sizes, scores],
+            "seconds": time.perf_counter() - t0,
+        }
     texts = [pool[0][i] for i in labeled]
     labels = [pool[1][i] for i in labeled]
     uniform = tested_on(method, labeled, reasons)
@@ -431,6 +467,7 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
         "labels": "labels' curve",
         "uniform": "uniform picks' curve",
         "audit": "audit picks' curve",
+        "prequential": "asking models on the audits",
     }
     head = ["dataset", "seed", "labels", "measured gain (points)"]
     head += [f"{names[m]}: predicted (range)" for m in methods]
@@ -446,11 +483,13 @@ def extrapolation_table(rows: list[dict], rounds) -> str:
 def forecast_summary(rows: list[dict], rounds) -> str:
     """Per dataset and method: forecasts made of those asked for (with too few labels to test
     on there is none), the mean bias of the curve's accuracy now (``at_n`` − the test
-    accuracy at that label count, points), the mean |error| of the gain forecast against the
+    accuracy at that label count, points; and − the pool's, the stop set's unlabeled items,
+    where the rows have it), the mean |error| of the gain forecast against the
     gain measured over the next labels, and how often that gain falls inside the range. Then
     the forecasts made by label count, per method."""
     made: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     bias: dict[tuple[str, str], list[float]] = defaultdict(list)
+    pool_bias: dict[tuple[str, str], list[float]] = defaultdict(list)
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)
     inside: dict[tuple[str, str], list[bool]] = defaultdict(list)
     by_count: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -460,6 +499,11 @@ def forecast_summary(rows: list[dict], rounds) -> str:
         method = r.get("method", "labels")
         key = (r["dataset"], method)
         run = {x["n_labels"]: x["accuracy"] for x in rounds[(r["dataset"], r["seed"])]}
+        on_pool = {
+            x["n_labels"]: x["pool_accuracy"]
+            for x in rounds[(r["dataset"], r["seed"])]
+            if x.get("pool_accuracy") is not None
+        }
         n = r["n_labels"]
         found = _refit(r) if r.get("curve") else None
         made[key][1] += 1
@@ -470,6 +514,8 @@ def forecast_summary(rows: list[dict], rounds) -> str:
         by_count[(method, n)][0] += 1
         if n in run:
             bias[key].append(found.at_n - run[n])
+        if n in on_pool:
+            pool_bias[key].append(found.at_n - on_pool[n])
         later = n + r["next_labels"]
         if n in run and later in run:
             measured = run[later] - run[n]
@@ -488,12 +534,14 @@ def forecast_summary(rows: list[dict], rounds) -> str:
             method,
             f"{made[(name, method)][0]} of {made[(name, method)][1]}",
             mean(bias[(name, method)]),
+            mean(pool_bias[(name, method)]),
             mean(errors[(name, method)]).lstrip("+"),
             f"{sum(inside[(name, method)])} of {len(inside[(name, method)])}",
         ]
         for name, method in sorted(made, key=lambda k: (k[0], METHODS.index(k[1])))
     ]
     head = ["dataset", "method", "forecasts made", "accuracy now: mean bias, points (n)"]
+    head += ["against the pool's accuracy (n)"]
     head += ["gain: mean abs. error, points (n)", "measured gain inside the range"]
     methods = [m for m in METHODS if any(k[0] == m for k in by_count)]
     counts = sorted({n for _, n in by_count})

@@ -118,6 +118,58 @@ def test_the_summary_sets_each_methods_accuracy_now_beside_the_test_accuracy():
     out = bench["forecast_summary"](rows, rounds)
     bias = f"{100 * (found.at_n - 0.8):+.1f} (1)"  # the curve's accuracy now − the test's
     error = f"{100 * abs(found.gain - 0.1):.1f} (1)"  # against the 10 points measured
-    assert f"| d | uniform | 1 of 1 | {bias} | {error} |" in out, out
-    assert "| d | audit | 0 of 1 | – | – | 0 of 0 |" in out, out  # too few to test on: none
+    # no pool accuracy in these rounds: that bias is not known ("–")
+    assert f"| d | uniform | 1 of 1 | {bias} | – | {error} |" in out, out
+    assert "| d | audit | 0 of 1 | – | – | – | 0 of 0 |" in out, out  # too few to test on: none
+    rounds[("d", 0)][0]["pool_accuracy"] = 0.75  # the stop set's unlabeled items
+    out = bench["forecast_summary"](rows, rounds)
+    on_pool = f"{100 * (found.at_n - 0.75):+.1f} (1)"
+    assert f"| d | uniform | 1 of 1 | {bias} | {on_pool} | {error} |" in out, out
     assert "| uniform | 1 of 1 |" in out and "| audit | 0 of 1 |" in out, out  # at 100 labels
+
+
+def test_the_prequential_method_scores_each_audit_pick_by_the_model_that_asked_it(
+    standin: Path,
+):
+    """No refit: a point per audit pick, at the label count of the model that picked it, 1
+    when that model's guess was the answer (asked before the answer was known)."""
+    bench = benchmark_module("stopping.py")
+    texts, labels = bench["load_jsonl"](standin / STANDIN / "train.jsonl")
+    pool = (texts[:400], labels[:400])
+    test = bench["load_jsonl"](standin / STANDIN / "test.jsonl")
+    expected: list[tuple[int, float]] = []
+    n_labeled = 0
+    pick = bench["pick"]
+
+    def watched_pick(arm, clf, pool_x, unlabeled, labeled, st, rng, *, reasons, **kwargs):
+        nonlocal n_labeled
+        chosen = pick(arm, clf, pool_x, unlabeled, labeled, st, rng, reasons=reasons, **kwargs)
+        audits = [i for i in chosen if reasons[i] == "audit"]
+        if clf is not None:  # what the model that asked said, the answer not known yet
+            said = clf.predict([pool[0][i] for i in audits]) if audits else []
+            expected.extend(
+                (n_labeled, float(s == pool[1][i])) for i, s in zip(audits, said, strict=True)
+            )
+        n_labeled += len(chosen)
+        return chosen
+
+    bench["run_default"].__globals__["pick"] = watched_pick
+    try:
+        rows = list(bench["run_default"](STANDIN, 0, pool, test, 200, 200, (200,), 50,
+                                         ["prequential"]))  # fmt: skip
+    finally:
+        bench["run_default"].__globals__["pick"] = pick
+    [row] = [r for r in rows if r["kind"] == "extrapolation"]
+    assert row["method"] == "prequential" and len(expected) >= 5
+    assert [tuple(p) for p in zip(*row["curve"], strict=True)] == expected
+    assert {n for n, _ in expected} <= {25, 50, 75, 100, 125, 150, 175}  # no cold start
+    assert 0 < sum(right for _, right in expected) < len(expected)
+
+
+def test_the_pools_accuracy_counts_the_stop_sets_items_not_labeled_yet():
+    bench = benchmark_module("stopping.py")
+    pool_y = ["a", "a", "a", "b"]
+    labeled = [False, False, True, False]  # item 2 is labeled: it no longer counts
+    # the stop set is items 3, 0, 2, 1 of the pool, predicted b, b, a, a: 3 and 1 right of 3
+    assert bench["_pool_accuracy"](["b", "b", "a", "a"], [3, 0, 2, 1], pool_y, labeled) == 2 / 3
+    assert bench["_pool_accuracy"](["a"], [2], pool_y, labeled) is None  # none left to count
