@@ -88,7 +88,9 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
                 f"{label!r} is not in the label set ({', '.join(known)}); use one of these"
             )
         change = store.set_label(item_id, label, user_id=_who(by), reason=reason)
-    if not change.is_changed:
+    if change.confirmed:
+        click.echo(f"{item_id}: {label} kept, now decided by a person (training keeps it)")
+    elif not change.is_changed:
         click.echo(f"{item_id}: already {label}, nothing changed")
     else:
         click.echo(f"{item_id}: {change.old or '(no label)'} → {label}")

@@ -12,7 +12,10 @@ included, as its successor; a retired label's items left out), and with
 ``HITL_AGGREGATION=dawid_skene`` the items with two or more votes re-aggregated by Dawid–Skene
 (``model.aggregation``), seeded with the gold answers: items still resolve live by majority,
 so questions close as before, and the weighted labels replace majority's only in training.
-An item an admin decided (``hitl labels set``, ``/hitl review``) keeps that label.
+Dawid–Skene only chooses among the labels an item's votes gave (``weighted_labels``): a label
+nobody gave an item is never its training label, so an item everyone agreed on keeps it. An
+item an admin decided (``hitl labels set``, to the label it had too, ``/hitl review``) keeps
+that label, through renames and merges of the label set.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from bot.config import Settings
 from bot.store import Store
@@ -48,6 +53,7 @@ class Estimates:
     n_items: int  # items with two or more votes
     n_gold: int  # gold items among the items it read
     n_votes: dict[str, int]  # votes per person it read
+    voted: dict[str, frozenset[str]]  # item → the labels its counted votes gave (in force)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,33 @@ def estimate(
         n_items=len(multi),
         n_gold=len(set(gold) & set(by_item)),
         n_votes=n_votes,
+        voted={
+            item: frozenset(given.values())
+            for item, given in by_item.items()
+            if item in multi or item in gold
+        },
     )
+
+
+def weighted_labels(
+    found: Estimates, retired: set[str] | frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Item → its training label under Dawid–Skene, for the items with two or more votes: of
+    the labels the item's votes gave (not retired), the one with the highest posterior. A label
+    nobody gave the item is never chosen, however the model weighs the people (a unanimous item
+    keeps its label); a tie between the labels given leaves the item out (it keeps its label)."""
+    agg = found.aggregation
+    column = {label: k for k, label in enumerate(agg.labels)}
+    out: dict[str, str] = {}
+    for i, (item, resolution) in enumerate(zip(agg.items, agg.resolved, strict=True)):
+        given = sorted(label for label in found.voted.get(item, ()) if label not in retired)
+        if resolution.n_votes < 2 or not given:
+            continue
+        posterior = agg.posteriors[i, [column[label] for label in given]]
+        best = np.flatnonzero(np.isclose(posterior, posterior.max(), rtol=0, atol=1e-12))
+        if len(best) == 1:
+            out[item] = given[best[0]]
+    return out
 
 
 def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str, str]]:
@@ -130,11 +162,7 @@ def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str,
     found = estimate(store)
     if found is None:
         return rows
-    weighted = {
-        r.item: r.label
-        for r in found.aggregation.resolved
-        if r.n_votes >= 2 and r.label is not None and r.label not in retired
-    }
+    weighted = weighted_labels(found, retired)
     keep = store.gold_labels().keys() | store.decided_by_people()
     changed = 0
     out = []

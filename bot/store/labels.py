@@ -21,15 +21,22 @@ from bot.errors import StoreError
 
 logger = logging.getLogger("bot.store")
 
+# An item's latest decision in label_history: a rename or merge of the label set only carries
+# its label over (``bot.store.labelset``), so it is passed over; and whether a person made it.
+_LAST_DECISION = "SELECT max(id) FROM label_history WHERE action NOT IN ('rename', 'merge')"
+_BY_A_PERSON = "h.action IN ('set', 'review') AND h.new_label IS NOT NULL"
+
 
 @dataclass(frozen=True)
 class LabelChange:
     """What ``set_label`` / ``remove_label`` did: the item's label before and after (None:
-    no label), and whether anything changed."""
+    no label), and whether anything changed. ``confirmed``: the label stayed, and is a person's
+    decision now (it was the votes' or an import's), which training keeps."""
 
     item_id: str
     old: str | None
     new: str | None
+    confirmed: bool = False
 
     @property
     def is_changed(self) -> bool:
@@ -66,6 +73,9 @@ class LabelsMixin:
         to ``label_history``, the item's message is redrawn and its pending reviews are closed.
         The label counts as decided now (``resolved_at``), so the next retrain sees a change.
         On a gold item it replaces the gold label (what answers on it are scored against).
+        The label the item has already, decided by votes or an import, is recorded as a
+        person's decision (``confirmed``): training keeps it (``decided_by_people``) where
+        Dawid–Skene would weigh the votes otherwise.
         """
         with self._immediate():
             status = self._item_status(item_id)
@@ -74,8 +84,19 @@ class LabelsMixin:
             old = gold if gold is not None else row  # its label now (gold: what is scored)
             now = self.now()
             if row == label and gold in (None, label):
+                if gold is not None or self._decided_by_person(item_id):
+                    self._close_reviews(item_id, label, user_id, now)
+                    return LabelChange(item_id, old, label)
+                # Decided now (``resolved_at``), so the next retrain sees what it trains on
+                # may have changed.
+                self.db.execute(
+                    "UPDATE labels SET resolved_at = ? WHERE item_id = ?", [now, item_id]
+                )
+                self._record_change(item_id, old, label, action, user_id, reason, now)
+                self._touch_post(item_id)  # no webhook: the label a producer heard of stays
                 self._close_reviews(item_id, label, user_id, now)
-                return LabelChange(item_id, old, label)
+                logger.info("label of item %s confirmed by %s (%s)", item_id, user_id, action)
+                return LabelChange(item_id, old, label, confirmed=True)
             if gold is not None and gold != label:
                 # A gold item's gold label: the admin's label replaces it, and people's
                 # answers are scored against it from now on.
@@ -161,14 +182,23 @@ class LabelsMixin:
         return row[0] if row else None
 
     def decided_by_people(self) -> set[str]:
-        """Items whose current label a person set (``hitl labels set``, a review decision):
-        a re-aggregation of the votes leaves them as they are."""
+        """Items whose current label a person set (``hitl labels set``, a review decision, the
+        label it had too): a re-aggregation of the votes leaves them as they are. A rename or a
+        merge of the label set carries the label over and leaves who decided it as it was."""
         rows = self.db.execute(
             "SELECT h.item_id FROM label_history h JOIN labels l ON l.item_id = h.item_id"
-            " WHERE h.id IN (SELECT max(id) FROM label_history GROUP BY item_id)"
-            " AND h.action IN ('set', 'review') AND h.new_label IS NOT NULL"
+            f" WHERE h.id IN ({_LAST_DECISION} GROUP BY item_id) AND {_BY_A_PERSON}"
         )
         return {row[0] for row in rows}
+
+    def _decided_by_person(self, item_id: str) -> bool:
+        """``decided_by_people`` for one item (whose label the caller knows is there)."""
+        row = self.db.execute(
+            f"SELECT 1 FROM label_history h WHERE h.id = ({_LAST_DECISION} AND item_id = ?)"
+            f" AND {_BY_A_PERSON}",
+            [item_id],
+        ).fetchone()
+        return row is not None
 
     def label_history(self, item_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Changes to decided labels, oldest first (of one item, or of all)."""

@@ -133,3 +133,50 @@ def test_a_three_way_split_waits_in_review_out_of_training_until_an_admin_decide
         store.set_label("s1", "bug", user_id="U0ADMIN", action="review")
         assert store.reviews_of("s1")[0]["decision"] == "bug"
         assert {r[0]: r[2] for r in training_rows(store, settings)}["s1"] == "bug"
+
+
+# An outside tester's counted votes (HITL_VOTES=3, three gold items): on gold, Ana is wrong on
+# g2 and Raj on g1 and g3, so Dawid–Skene trusts nobody's "billing" and, left to itself, gives
+# "account" to items where nobody chose it (i1 and i7: two billing votes; i4, i5).
+TESTER_GOLD = {"g1": "billing", "g2": "bug", "g3": "account"}
+TESTER = {
+    "i1": [(A, "billing"), (B, "billing")],
+    "i2": [(A, "bug"), (B, "billing"), (C, "account"), ("U0CAL", "bug")],
+    "i3": [(A, "bug"), (B, "bug")],
+    "i4": [(B, "billing"), (C, "bug"), ("U0CAL", "bug")],
+    "i5": [(A, "billing"), (C, "bug"), ("U0CAL", "billing")],
+    "i7": [(A, "billing"), (B, "billing")],
+    "g1": [(A, "billing"), (B, "bug"), (C, "billing")],
+    "g2": [("U0CAL", "billing"), (A, "bug"), (B, "bug")],
+    "g3": [(B, "account"), (C, "bug"), ("U0CAL", "bug")],
+    "i10": [(A, "bug"), (B, "bug")],
+}
+
+
+def test_dawid_skene_trains_an_item_only_with_a_label_its_votes_gave(tmp_path: Path):
+    settings = make_settings(FakeSlack(), tmp_path, votes=3, aggregation="dawid_skene")
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold([Item(i, f"gold {i}", label) for i, label in TESTER_GOLD.items()])
+        store.add_items([Item(i, f"item {i}") for i in TESTER if i not in TESTER_GOLD], "import")
+        for n, (item, votes) in enumerate(TESTER.items()):
+            for k, (user, label) in enumerate(votes):
+                store.record_answer(
+                    item, user, label, source="test", dedupe_key=f"{n}:{k}", votes_needed=3
+                )
+        found = estimate(store)
+        assert found is not None
+        voted = {item: frozenset(label for _, label in votes) for item, votes in TESTER.items()}
+        assert found.voted == voted
+        alone = found.aggregation.label_of()  # the model left to itself
+        assert [alone[i] for i in ("i1", "i4", "i5", "i7")] == ["account"] * 4
+        decided = {i: store.resolution(i)["label"] for i in TESTER if i not in TESTER_GOLD}
+        trained = {item: label for item, _, label, _ in training_rows(store, settings)}
+        assert set(trained) == set(decided)  # gold never trains
+        assert {i: label for i, label in trained.items() if label not in voted[i]} == {}
+        # unanimous items keep the label everyone gave
+        assert [trained[i] for i in ("i1", "i3", "i7", "i10")] == [
+            "billing",
+            "bug",
+            "billing",
+            "bug",
+        ]

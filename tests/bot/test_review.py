@@ -371,3 +371,38 @@ async def test_skipping_many_long_ids_keeps_the_review_window_within_slacks_meta
             assert answer["response_action"] == "update"
             view = answer["view"]
             assert len(view["private_metadata"]) <= 3000
+
+
+async def test_confirming_the_label_the_votes_gave_in_review_keeps_it_in_training(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """With HITL_AGGREGATION=dawid_skene, an admin's review decision for the label an item
+    has (t1: bug by majority; Dawid–Skene would train it as billing) is the label it trains
+    with: the decision is recorded, as a change would be."""
+    from bot.learning.quality import training_rows
+    from tests.bot.test_aggregation import GOLD, ITEMS, click_the_tally
+
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold([Item(i, text, label) for i, text, label in GOLD])
+        store.add_items([Item(i, text) for i, text in ITEMS], "import")
+    settings = make_settings(
+        fake_slack, tmp_path, votes=3, gold_rate=1.0, max_open=10, aggregation="dawid_skene"
+    )
+    async for bot in start_bot(fake_slack, settings):
+        await click_the_tally(bot)
+        assert bot.store.resolution("t1")["label"] == "bug"
+        assert {r[0]: r[2] for r in training_rows(bot.store, settings)}["t1"] == "billing"
+
+        assert (await bot.command("review t1", "U0ADMIN")).status == 200
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        assert "*Label now:* bug" in view_text(view)
+        assert (await bot.action(decision(view, "label:bug"))).status == 200
+        await bot.settled()
+        assert {r[0]: r[2] for r in training_rows(bot.store, settings)}["t1"] == "bug"
+        [change] = bot.store.label_history("t1")
+        assert (change["old_label"], change["new_label"], change["action"]) == (
+            "bug",
+            "bug",
+            "review",
+        )
+        assert all(r["decided_at"] is not None for r in bot.store.reviews_of("t1"))
