@@ -73,7 +73,13 @@ class Question:
     resolved_label: str | None = None
     show_votes: bool = False  # False: an open question shows how many answered, not what
     meta_line: str = ""  # the item's HITL_SHOW_META fields, drawn under an open question
-    set_by: str | None = None  # who set the decided label when nobody voted it (an admin)
+    # An admin's decision (``hitl labels set``/``remove``, ``/hitl review``), however people
+    # voted: who made it; ``confirmed``: the label it had kept; a set-aside item's
+    # ``removed_label`` (None: it had none) and the ``removal_reason``.
+    set_by: str | None = None
+    confirmed: bool = False
+    removed_label: str | None = None
+    removal_reason: str = ""
     has_guidelines: bool = False  # a "Guidelines" button opens the labels' descriptions
 
 
@@ -254,8 +260,14 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     if q.status == "resolved" and q.resolved_label is not None:
         voters = q.votes.get(q.resolved_label, ())
         label = _label(q.resolved_label)
-        if not voters:  # an admin's label (review, hitl labels set): nobody voted it
-            decided = f"✅ {label}, set by {_person(q.set_by)}" if q.set_by else f"✅ {label}"
+        if q.set_by:  # an admin's label (review, hitl labels set), whoever voted it
+            how = "confirmed" if q.confirmed else "set"
+            decided = f"✅ {label}, {how} by {_person(q.set_by)}"
+            if q.votes:  # the counts only: the admin's decision, not the voters', is in force
+                tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
+                decided += f" (votes: {tally})"
+        elif not voters:
+            decided = f"✅ {label}"
         elif q.votes_needed > 1 or len(q.votes) > 1:
             tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
             decided = _fit_mentions(
@@ -270,9 +282,17 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
         blocks.append(ContextBlock(elements=[_text(_outcome_context(q))]))
         return blocks
     if q.status == "skipped":
-        skipped = _fit_mentions(
-            lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}", len(q.skips)
-        )
+        if q.set_by:  # an admin took the label away (or set the open item aside)
+            what = f"Label {_label(q.removed_label)} removed" if q.removed_label else "Set aside"
+            skipped = f"⏭ {what} by {_person(q.set_by)}"
+            if q.removal_reason:
+                skipped += f" ({escape(q.removal_reason)})"
+        elif q.skips:
+            skipped = _fit_mentions(
+                lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}", len(q.skips)
+            )
+        else:
+            skipped = "⏭ Set aside"
         blocks.append(SectionBlock(text=_text(skipped)))
         blocks.append(ContextBlock(elements=[_text(guess_line(q))]))
         return blocks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.config import Settings
 from bot.labelset import current_labels, in_force
 from bot.slack.blocks import Question
@@ -42,11 +44,8 @@ def build_question(
         guesses = []
     guesses = in_force(guesses, store.label_aliases(), store.retired_labels())
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
-    set_by = None
-    if resolution and not tally.votes.get(resolution["label"]):  # an admin's label
-        changes = store.label_history(item_id)
-        if changes and changes[-1]["new_label"] == resolution["label"]:
-            set_by = changes[-1]["user_id"]
+    label = resolution["label"] if resolution else None
+    decision = admin_decision(store, item_id, label, item["status"])
     return Question(
         item_id=item_id,
         text=item["text"],
@@ -58,9 +57,40 @@ def build_question(
         votes=tally.votes,
         skips=tally.skips,
         votes_needed=settings.votes,
-        resolved_label=resolution["label"] if resolution else None,
+        resolved_label=label,
         show_votes=settings.show_votes,
         meta_line=meta_line(item["meta"], settings.show_meta) if settings.show_meta else "",
         has_guidelines=bool(settings.guidelines),
-        set_by=set_by,
+        set_by=decision.get("user_id"),
+        confirmed=decision.get("confirmed", False),
+        removed_label=decision.get("removed_label"),
+        removal_reason=decision.get("reason", ""),
     )
+
+
+def admin_decision(store: Store, item_id: str, label: str | None, status: str) -> dict[str, Any]:
+    """The admin's decision the item's state is (``hitl labels set``/``remove``, a ``/hitl
+    review`` decision), as its message tells it: ``user_id``, ``confirmed`` (the label it had
+    kept), ``removed_label`` and ``reason`` (a removal's); empty when the people's answers
+    decided it. The last change that is not a rename or merge of the label set (those carry a
+    decision over), its label under the label set in force, is that decision when the item is
+    where it left it: decided with its label, or set aside without one."""
+    if status not in ("resolved", "skipped"):  # open: nobody decided it yet
+        return {}
+    last = store.last_decision(item_id)
+    if last is None:
+        return {}
+    aliases = store.label_aliases()
+    new = aliases.get(last["new_label"], last["new_label"])
+    if new is None:
+        if label is not None or status != "skipped":
+            return {}
+        return {
+            "user_id": last["user_id"],
+            "removed_label": aliases.get(last["old_label"], last["old_label"]),
+            "reason": last["reason"] or "",
+        }
+    if new != label:
+        return {}
+    old = aliases.get(last["old_label"], last["old_label"])
+    return {"user_id": last["user_id"], "confirmed": old == new}

@@ -347,6 +347,21 @@ class Store(
                 "gold": aliases.get(row[9], row[9]) if row[9] is not None else None,
             }
 
+    def last_decision(self, item_id: str) -> dict[str, Any] | None:
+        """The item's last change in ``label_history`` that is a decision (a rename or merge of
+        the label set carries one over): old_label, new_label, action, user_id, reason. For its
+        question's message, so read without sqlite-utils' table objects (they read the schema,
+        on the event loop)."""
+        row = self.db.execute(
+            "SELECT old_label, new_label, action, user_id, reason FROM label_history"
+            " WHERE item_id = ? AND action NOT IN ('rename', 'merge') ORDER BY id DESC LIMIT 1",
+            [item_id],
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("old_label", "new_label", "action", "user_id", "reason")
+        return dict(zip(keys, row, strict=True))
+
     def iter_answers(self) -> Iterator[dict[str, Any]]:
         """Every raw answer, in the order it was given."""
         cursor = self.db.execute(

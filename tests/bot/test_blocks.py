@@ -265,4 +265,4 @@ def test_a_label_nobody_voted_shows_who_set_it_not_an_empty_by(tmp_path, by: str
         question = build_question(store, Settings(labels=("billing", "bug")), "t1")
     assert question is not None
     decided = question_blocks(question)[1].to_dict()["text"]["text"]
-    assert decided == f"✅ *bug*, set by {shown}"
+    assert decided == f"✅ *bug*, set by {shown} (votes: *billing* 1)"  # Ana's vote, counted
