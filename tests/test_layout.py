@@ -157,6 +157,7 @@ CORE = (
     "bot.config",
     "bot.ingest",
     "bot.errors",
+    "bot.labelnames",
     "bot.logs",
     "bot.eventloop",
 )
@@ -176,10 +177,11 @@ LAYER_RULES = [  # (these modules, never import these), each name with its submo
     (("bot.learning",), ("bot.slack", "bot.api")),  # the learning loop serves both edges
     (("bot.api",), ("bot.slack",)),
     # the ground floor; the event loop's fast lane is a leaf (an fsync that acks wait for)
-    (("bot.store",), all_but("bot.store", "bot.errors", "bot.eventloop")),
+    (("bot.store",), all_but("bot.store", "bot.errors", "bot.eventloop", "bot.labelnames")),
     (("bot.eventloop",), all_but("bot.eventloop")),
     (("bot.sandbox",), all_but("bot.sandbox")),  # it talks to the bot over HTTP only
-    (("bot.ingest",), all_but("bot.ingest", "bot.store", "bot.errors")),
+    (("bot.ingest",), all_but("bot.ingest", "bot.store", "bot.errors", "bot.labelnames")),
+    (("bot.labelnames",), all_but("bot.labelnames")),  # a label's name rules: a leaf
 ]
 
 
