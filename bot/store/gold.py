@@ -97,15 +97,15 @@ class GoldMixin:
         )
 
     def gold_votes_of(self, user_id: str) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
-        """``user_id``'s counted votes on gold items (as ``iter_votes`` counts them) and those
+        """``user_id``'s counted votes on gold items (as ``iter_votes`` counts them: not an
+        answer given while the item was decided or set aside, ``answers.late``) and those
         items' gold labels: one person's gold answers, for their App Home."""
         rows = self.db.execute(
             "SELECT a.item_id, a.user_id, a.label, g.label FROM answers a"
             " JOIN gold g ON g.item_id = a.item_id WHERE a.id IN ("
             " SELECT max(b.id) FROM answers b JOIN gold g2 ON g2.item_id = b.item_id"
-            " LEFT JOIN labels l ON l.item_id = b.item_id WHERE b.user_id = ?"
-            " AND b.source != 'import' AND (l.decided_by IS NULL OR b.id <= l.decided_by)"
-            " GROUP BY b.item_id) AND a.label IS NOT NULL AND a.source != 'undo'",
+            " WHERE b.user_id = ? AND b.source != 'import' AND b.late = 0 GROUP BY b.item_id)"
+            " AND a.label IS NOT NULL AND a.source != 'undo'",
             [user_id],
         ).fetchall()
         return [(i, u, lb) for i, u, lb, _ in rows], {i: g for i, _, _, g in rows}

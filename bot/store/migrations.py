@@ -443,4 +443,84 @@ def m020_answered_by_user(db: Database) -> None:
     )
 
 
+# An answer that counts (a vote, a skip, an undo): not imported, and given while its item was
+# open. A click on a decided or set-aside item is kept as history (``answers.late``) and its
+# sender is told it was not counted: no vote, no gold score, no answer in anyone's count.
+COUNTED = "source != 'import' AND late = 0"
+
+
+@migrations(name="m021_late_answers")
+def m021_late_answers(db: Database) -> None:
+    # ``late``: the answer came while its item was decided or set aside (``record_answer``
+    # found it closed), so it is history and counts nowhere. Before this column the vote
+    # queries cut answers off only at ``labels.decided_by``, which an item set aside by skips,
+    # one whose label an admin removed, or one an admin decided before anyone voted does not
+    # have. Answers stored before are marked by what is known of them: after the answer that
+    # decided the item, else after the item's last closing (its last post closed, or the
+    # first decision in label_history for an item never posted).
+    db.execute("ALTER TABLE answers ADD COLUMN late INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE answers SET late = 1 WHERE source != 'import' AND id > ("
+        "SELECT l.decided_by FROM labels l WHERE l.item_id = answers.item_id)"
+    )
+    db.execute("CREATE TEMP TABLE m021_closed (item_id TEXT PRIMARY KEY, at TEXT NOT NULL)")
+    db.execute(
+        "INSERT INTO m021_closed SELECT i.id, coalesce((SELECT p.closed_at FROM posts p"
+        " WHERE p.item_id = i.id ORDER BY p.id DESC LIMIT 1), (SELECT min(h.created_at)"
+        " FROM label_history h WHERE h.item_id = i.id AND h.action NOT IN ('rename', 'merge')))"
+        " AS at FROM items i LEFT JOIN labels l ON l.item_id = i.id"
+        " WHERE i.status IN ('resolved', 'skipped') AND l.decided_by IS NULL AND at IS NOT NULL"
+    )
+    db.execute(
+        "UPDATE answers SET late = 1 WHERE source != 'import' AND created_at > ("
+        "SELECT c.at FROM m021_closed c WHERE c.item_id = answers.item_id)"
+    )
+    db.execute("DROP TABLE m021_closed")
+    # Each person's counted answers per item, their latest last: what the agreement, the gold
+    # scores and Dawid-Skene read (``Store.iter_votes``), from the index alone.
+    db.execute(f"CREATE INDEX answers_counted ON answers(item_id, user_id) WHERE {COUNTED}")
+    # The answers of a period (today, this week) leave late answers out, from their index; an
+    # answer taken back with Undo is found in the small index of undo rows. (``late`` is a
+    # column too: SQLite reads a column the query names from the table otherwise.)
+    db.execute("DROP INDEX answers_by_people")
+    db.execute(
+        "CREATE INDEX answers_by_people ON answers(created_at, user_id, item_id, source, late)"
+        " WHERE source NOT IN ('import', 'undo') AND late = 0"
+    )
+    db.execute("CREATE INDEX answers_undo ON answers(item_id, user_id) WHERE source = 'undo'")
+    # The items each person answered: those whose latest counted answer is not an undo (an
+    # undone answer is no answer; a late one never was). Kept by two triggers: a counted answer
+    # after none (or after an undo) adds the item, an undo after an answer takes it away.
+    db.execute("DROP TRIGGER answered_by_user_insert")
+    db.execute("DELETE FROM answered_by_user")
+    db.execute(
+        "INSERT INTO answered_by_user (user_id, n) SELECT user_id, count(*) FROM answers"
+        f" WHERE id IN (SELECT max(id) FROM answers WHERE {COUNTED} GROUP BY item_id, user_id)"
+        " AND source != 'undo' GROUP BY user_id"
+    )
+    before = (
+        "(SELECT a.source FROM answers a WHERE a.item_id = new.item_id"
+        " AND a.user_id = new.user_id AND a.id < new.id AND a.source != 'import'"
+        " AND a.late = 0 ORDER BY a.id DESC LIMIT 1)"
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER answered_by_user_insert AFTER INSERT ON answers
+        WHEN new.source NOT IN ('import', 'undo') AND new.late = 0
+            AND coalesce({before}, 'undo') = 'undo'
+        BEGIN
+            INSERT INTO answered_by_user (user_id, n) VALUES (new.user_id, 1)
+            ON CONFLICT(user_id) DO UPDATE SET n = n + 1;
+        END"""
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER answered_by_user_undo AFTER INSERT ON answers
+        WHEN new.source = 'undo' AND new.late = 0 AND coalesce({before}, 'undo') != 'undo'
+        BEGIN
+            UPDATE answered_by_user SET n = n - 1 WHERE user_id = new.user_id;
+        END"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -369,7 +369,9 @@ class QueueMixin:
         is set aside (status skipped) once ``skips_to_discard`` different people's latest
         answer is a skip and nobody's is a label (a vote keeps it open for more votes). A split
         vote, and a decision ``review``'s rules question, go to the review queue
-        (``bot.store.reviews``).
+        (``bot.store.reviews``). An answer to a decided or set-aside item is kept as history
+        (``answers.late``; its sender is told it was not counted): no vote, skip or answer in
+        any count (``iter_votes``, ``answers_by_user``).
         """
         with self._immediate():
             item = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -396,6 +398,7 @@ class QueueMixin:
                     "source": source,
                     "created_at": now,
                     "dedupe_key": dedupe_key,
+                    "late": int(closed),  # told "already decided": history, counted nowhere
                 },
             )
             if closed:  # kept as history; a person's own answer again is a double click

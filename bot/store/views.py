@@ -9,6 +9,19 @@ from sqlite_utils import Database
 
 logger = logging.getLogger("bot.store")
 
+# An answer of a period (from ``?`` on) that counts in the answers per person: a vote or
+# a skip given while its item was open (the period's partial index, m021), whose person has
+# not taken it back with Undo since: the person's latest counted answer to the item is not an
+# undo (undo rows are few, and read from their own index).
+_IN_PERIOD = (
+    "source NOT IN ('import', 'undo') AND late = 0 AND created_at >= ?"
+    " AND NOT EXISTS (SELECT 1 FROM answers u WHERE u.item_id = answers.item_id"
+    " AND u.user_id = answers.user_id AND u.source = 'undo' AND u.late = 0"
+    " AND NOT EXISTS (SELECT 1 FROM answers v WHERE v.item_id = u.item_id"
+    " AND v.user_id = u.user_id AND v.source != 'import' AND v.late = 0 AND v.id > u.id"
+    " AND v.source != 'undo'))"
+)
+
 
 class ViewsMixin:
     """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
@@ -19,10 +32,13 @@ class ViewsMixin:
     # -- what people see: stats, leaderboard, next item --
 
     def answers_by_user(self, since: str | None = None) -> list[tuple[str, int]]:
-        """(user, items answered) since a time, most first; imports and undos not counted.
+        """(user, items answered) since a time, most first; imports, undos and late answers
+        not counted.
 
-        One person's answers to one item count once: a double click, a change of mind or a
-        click on a decided item stay in the history, not in the count. Since a time: the
+        One person's answers to one item count once: a double click or a change of mind stay
+        in the history, not in the count. An answer counts as the vote or skip it was: not one
+        given after the item was decided or set aside (its sender was told it was not
+        counted), nor one taken back with Undo (unless answered again). Since a time: the
         answers of that period, from their index; all time: the counts kept per person."""
         if not since:
             return self.db.execute(
@@ -31,8 +47,7 @@ class ViewsMixin:
             ).fetchall()
         return self.db.execute(
             "SELECT user_id, count(DISTINCT item_id) AS n FROM answers"
-            " WHERE source NOT IN ('import', 'undo') AND created_at >= ?"
-            " GROUP BY user_id ORDER BY n DESC, user_id LIMIT 50",
+            f" WHERE {_IN_PERIOD} GROUP BY user_id ORDER BY n DESC, user_id LIMIT 50",
             [since],
         ).fetchall()
 
@@ -40,8 +55,8 @@ class ViewsMixin:
         """How many answers were given since a time, counted as ``answers_by_user`` counts
         them (one per person and item), by everyone: not only its top 50."""
         return self.db.execute(  # one pair as one value: a range of the period's index
-            "SELECT count(DISTINCT user_id || char(31) || item_id) FROM answers"
-            " WHERE source NOT IN ('import', 'undo') AND created_at >= ?",
+            f"SELECT count(DISTINCT user_id || char(31) || item_id) FROM answers"
+            f" WHERE {_IN_PERIOD}",
             [since],
         ).fetchone()[0]
 
@@ -54,8 +69,7 @@ class ViewsMixin:
             ).fetchone()
             return row[0] if row else 0
         return self.db.execute(
-            "SELECT count(DISTINCT item_id) FROM answers"
-            " WHERE source NOT IN ('import', 'undo') AND user_id = ? AND created_at >= ?",
+            f"SELECT count(DISTINCT item_id) FROM answers WHERE user_id = ? AND {_IN_PERIOD}",
             [user_id, since],
         ).fetchone()[0]
 

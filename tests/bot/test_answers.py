@@ -49,8 +49,9 @@ def test_a_second_click_on_a_decided_item_is_history_and_counts_once(posted: Sto
     assert answer(posted, "U1", "billing", "click-2").status == "repeated"  # a double click
     assert answer(posted, "U2", "bug", "late").status == "closed"  # someone else, too late
     assert posted.count_answers() == 3  # all kept as history
-    assert posted.answers_by_user() == [("U1", 1), ("U2", 1)]
-    assert posted.answers_by_user(since="") == [("U1", 1), ("U2", 1)]
+    # U2 was told his answer was not counted: it is not (test_late_answers.py)
+    assert posted.answers_by_user() == [("U1", 1)]
+    assert posted.answers_by_user(since="") == [("U1", 1)]
 
 
 def test_change_of_mind_latest_answer_counts(posted: Store):

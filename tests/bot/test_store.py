@@ -288,7 +288,7 @@ def test_the_all_time_counts_count_each_persons_items_once_as_the_period_counts_
     clicks = [  # (item, user, label, source): double clicks, a change of mind, skips, undo
         ("i0", "U1", "bug", "button"), ("i0", "U1", "bug", "button"),
         ("i1", "U1", "bug", "button"), ("i1", "U1", "billing", "button"),
-        ("i2", "U1", "bug", "modal"), ("i2", "U2", "bug", "button"),
+        ("i2", "U1", "bug", "modal"), ("i5", "U2", "bug", "button"),
         ("i3", "U2", None, "button"), ("i4", "U3", "bug", "button"), ("i4", "U3", None, "undo"),
         ("imp", "U3", "bug", "import"),
     ]  # fmt: skip
@@ -610,7 +610,7 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
         with pytest.raises(StoreError) as refused:
             Store.open(db_path)
         assert str(refused.value) == (
-            f"{db_path} needs an upgrade to this slack-hitl (2 migrations), but a hitl server or"
+            f"{db_path} needs an upgrade to this slack-hitl (3 migrations), but a hitl server or"
             f" demo runs on it (pid {server.pid} on testhost): stop it first, then run the new"
             " version"
         )

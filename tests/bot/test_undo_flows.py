@@ -172,3 +172,25 @@ async def test_an_undo_closes_the_reviews_of_the_decision_it_takes_back(bot: Bot
         "gold_miss": None,  # about an answer, which stays
     }
     assert reviews["contradicted"]["decided_by"] == "U0ANA"
+
+
+async def test_an_answer_taken_back_with_undo_is_not_counted_on_the_app_home(bot: Bot):
+    """ANA's only answer decided the question; she undid it. Her App Home said she had answered
+    1 item, and a late click by RAJ (told "already decided … thanks anyway") counted too."""
+    item_id, message, label = await decide(bot, "U0ANA")
+    await bot.action(bot.button_payload(message, "U0RAJ", buttons(message)[1]))
+    await bot.settled()
+    assert (await click_undo(bot, "U0ANA", message)).startswith(f"Undone: {label}")
+
+    def published(user: str) -> int:
+        return sum(c.params["user_id"] == user for c in bot.fake.calls_to("views.publish"))
+
+    for user in ("U0ANA", "U0RAJ"):
+        before = published(user)
+        assert (await bot.event(signing.app_home_opened_event(user))).status == 200
+        await bot.fake.wait_for(
+            lambda u=user, n=before: published(u) > n, 2.0, waiting_for="the home"
+        )
+        home = json.dumps(bot.fake.home[user], ensure_ascii=False)
+        assert "You have answered *0* items" in home, home
+        assert f"<@{user}> — " not in home  # nor on the leaderboard
