@@ -32,7 +32,7 @@ from bot.slack.modal import next_in_modal, open_labeling_modal
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
-from bot.store import ReviewRules
+from bot.store import DatabaseError, ReviewRules, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,21 @@ def slack_refused(exc: SlackApiError) -> str:
     return line
 
 
+class NotStored(Exception):
+    """A request whose write the database refused (a full disk, a read-only file, a lock held
+    too long): it is not acknowledged; ``on_error`` answers Slack 503, so the person sees the
+    click fail and can click again."""
+
+
 def track_listener(rt: Runtime, listener: Listener) -> Listener:
     """Run a listener so that nothing it meets crashes the request.
 
     ``rt.background`` tracks it (listeners keep working after their ack: redraws, modals), so
     shutdown and tests can wait for it before the database closes. A payload that does
     not have the shape Slack sends is acknowledged and logged, not answered with a 500;
-    a Slack error after the ack is logged. ``build_app`` binds ``rt``: ``@tracked``.
+    a Slack error after the ack is logged. A database that refuses the write before the ack
+    (a full disk) means nothing was stored: no ack (``NotStored``), one line in the log.
+    ``build_app`` binds ``rt``: ``@tracked``.
     """
 
     @functools.wraps(listener)
@@ -94,8 +102,22 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         if kwargs.get("ack") is not None:
             kwargs["ack"] = signalling(kwargs["ack"])  # the ack is sent when it is made
         ack = kwargs.get("ack")
+        refused = False
         try:
             await listener(*args, **kwargs)
+        except DatabaseError as exc:
+            problem = database_problem(rt.settings.db, exc)
+            if ack is None or ack.response is not None:  # after the ack: what it told stands
+                logger.error("%s: after the ack, the database refused a write: %s",
+                             listener.__name__, problem)  # fmt: skip
+                return
+            refused = True
+            logger.error(
+                "%s: not stored, so not acknowledged (Slack shows the person it failed): %s",
+                listener.__name__,
+                problem,
+            )
+            raise NotStored(str(problem)) from None
         except SlackApiError as exc:
             logger.warning("%s: %s", listener.__name__, slack_refused(exc))
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
@@ -108,7 +130,7 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
                 "%s: malformed payload (%s: %s)", listener.__name__, type(exc).__name__, exc
             )
         finally:
-            if ack is not None and ack.response is None:
+            if ack is not None and ack.response is None and not refused:
                 await ack()
             if task is not None:
                 rt.background.done(task)
@@ -278,7 +300,14 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.error
     async def on_error(error: Exception, response: BoltResponse | None) -> None:
         """Listeners catch their own failures (see ``tracked``); what reaches here is Bolt
-        routing a body not shaped like Slack's: a 400, logged without the body."""
+        routing a body not shaped like Slack's: a 400, logged without the body; and a write the
+        database refused before the ack (``NotStored``, logged there): a 503."""
+        if isinstance(error, NotStored):
+            if response is not None:
+                response.status = 503
+                response.body = '{"error": "not stored: the database refused the write"}'
+                response.headers["content-type"] = ["application/json"]
+            return
         if isinstance(error, KeyError | IndexError | TypeError | ValueError | AttributeError):
             logger.warning("malformed Slack request: %s: %s", type(error).__name__, error)
             if response is not None:

@@ -490,6 +490,31 @@ async def test_bad_signature_or_stale_timestamp_gets_401_and_stores_nothing(bot:
     assert bot.store.count_answers() == 0
 
 
+async def test_a_click_the_database_cannot_store_is_not_acknowledged(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """With the disk full, a click was answered 200 (acknowledged, as if stored) and lost:
+    the listener's error ran into an ack meant for malformed payloads. Now Slack gets an
+    error, so the person sees the click failed and can click again, and the log says why in
+    one line. (SQLite refusing every write here stands for the full disk.)"""
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    bot.store.db.execute("PRAGMA query_only = ON")  # no write gets through
+    try:
+        response = await bot.action(bot.button_payload(message, "U0ANA", buttons(message)[0]))
+        assert response.status == 503, await response.text()
+        assert bot.store.count_answers() == 0  # not acknowledged, and not stored
+        said = [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+        assert len(said) == 1 and "\n" not in said[0], said
+        assert "is read-only" in said[0] and "not acknowledged" in said[0], said
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    finally:
+        bot.store.db.execute("PRAGMA query_only = OFF")
+    response = await bot.action(bot.button_payload(message, "U0ANA", buttons(message)[0]))
+    assert response.status == 200  # writable again: the same click is stored
+    assert bot.store.count_answers() == 1
+
+
 async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_note(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
