@@ -363,7 +363,8 @@ class QueueMixin:
         votes, all in one transaction, before anything is acknowledged.
 
         The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
-        latest one (a double click) are stored once. A user's latest answer is the one that
+        latest one (a double click, on an open item or on the one it just decided) are stored
+        once. A user's latest answer is the one that
         counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
         (more than n/2 votes). A skip means "not me": the item stays open for the others, and
         is set aside (status skipped) once ``skips_to_discard`` different people's latest
@@ -385,8 +386,8 @@ class QueueMixin:
             latest = self._latest_answer(item_id, user_id)
             closed = item[0] in ("resolved", "skipped")
             same = latest is not None and latest == (label, source == "undo")
-            if same and not closed:
-                return AnswerResult("unchanged", item_id)
+            if same:  # a double click, before the decision or after it: stored once
+                return AnswerResult("repeated" if closed else "unchanged", item_id)
             now = self.now()
             insert_row(
                 self.db,
@@ -401,8 +402,8 @@ class QueueMixin:
                     "late": int(closed),  # told "already decided": history, counted nowhere
                 },
             )
-            if closed:  # kept as history; a person's own answer again is a double click
-                return AnswerResult("repeated" if same else "closed", item_id)
+            if closed:  # kept as history: the sender is told it came too late
+                return AnswerResult("closed", item_id)
             tally = self.tally(item_id)
             self._touch_post(item_id)
             winner = tally.majority(votes_needed)
