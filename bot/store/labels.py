@@ -122,9 +122,9 @@ class LabelsMixin:
             agreement = len(voters) / total if total else 0.0
             if row is not None:
                 self.db.execute(
-                    "UPDATE labels SET label = ?, votes = ?, agreement = ?, resolved_at = ?"
-                    " WHERE item_id = ?",
-                    [label, len(voters), agreement, now, item_id],
+                    "UPDATE labels SET label = ?, votes = ?, agreement = ?, annotators = ?,"
+                    " resolved_at = ? WHERE item_id = ?",
+                    [label, len(voters), agreement, json.dumps(voters or [user_id]), now, item_id],
                 )
             else:
                 self.db["labels"].insert(

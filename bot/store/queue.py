@@ -435,15 +435,27 @@ class QueueMixin:
                 " FROM labels l LEFT JOIN answers a ON a.id = l.decided_by WHERE l.item_id = ?",
                 [item_id],
             ).fetchone()
-            if row is None or user_id not in json.loads(row[1]):
+            if row is None:
                 return Undo(None, "not_yours")
-            label, _, decided_by, decided_at = row
+            label, annotators, decided_by, decided_at = row
             changed = self.db.execute(
                 "SELECT user_id, new_label FROM label_history WHERE item_id = ?"
                 " AND action NOT IN ('rename', 'merge') AND created_at >= ?"
                 " ORDER BY id DESC LIMIT 1",
                 [item_id, decided_at],
             ).fetchone()
+            # An admin's label has its own voters (``set_label``): whoever voted on the item is
+            # told who changed it, not that it is not theirs.
+            if (
+                changed is not None
+                and self.db.execute(
+                    "SELECT 1 FROM answers WHERE item_id = ? AND user_id = ? AND label IS NOT NULL",
+                    [item_id, user_id],
+                ).fetchone()
+            ):
+                return Undo(label, "changed", changed_by=changed[0])
+            if user_id not in json.loads(annotators):
+                return Undo(None, "not_yours")
             if changed is not None:
                 return Undo(label, "changed", changed_by=changed[0])
             if decided_at < since:

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.store import Store
+from tests.bot.harness import Item
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -410,3 +411,33 @@ def test_import_reports_an_unterminated_quote_and_imports_every_row_after_it(
             "4",
             "5",
         ]
+
+
+def test_an_export_after_labels_set_names_the_voters_of_the_label_in_force(
+    tmp_path: Path, db_path: Path
+):
+    """`hitl labels set` over people's votes: ``annotators`` are the new label's voters (or who
+    set it, when nobody voted it: `hitl import` needs someone), as ``votes`` counts them. They
+    stayed the old label's voters: billing, votes 0, annotators ANA and RAJ (who voted bug)."""
+    with Store.open(db_path) as store:
+        store.add_items([Item("i1", "refund and a crash")], "api")
+        for user, label in (("U0ANA", "bug"), ("U0CAL", "billing"), ("U0RAJ", "bug")):
+            store.record_answer("i1", user, label, source="button", dedupe_key=user, votes_needed=3)
+        assert store.resolution("i1")["annotators"] == ["U0ANA", "U0RAJ"]
+    assert (
+        run("--db", str(db_path), "labels", "set", "i1", "billing", "--by", "cli:ana").exit_code
+        == 0
+    )
+    [row] = [json.loads(line) for line in run("--db", str(db_path), "export").stdout.splitlines()]
+    assert (row["label"], row["votes"], row["annotators"]) == ("billing", 1, ["U0CAL"])
+    assert (
+        run("--db", str(db_path), "labels", "set", "i1", "account", "--by", "cli:ana").exit_code
+        == 0
+    )
+    [row] = [json.loads(line) for line in run("--db", str(db_path), "export").stdout.splitlines()]
+    assert (row["label"], row["votes"], row["annotators"]) == ("account", 0, ["cli:ana"])
+    # ... and it reads back: `hitl import` of the export into a new database takes the row.
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(run("--db", str(db_path), "export").stdout)
+    again = run("--db", str(tmp_path / "again.db"), "import", str(exported))
+    assert again.exit_code == 0 and "1 with labels" in again.stdout, again.stdout
