@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.errors import StoreError
 from bot.ingest.readers import Provenance, Row, RowError, _printable, read_items
 from bot.labelnames import case_twin, how_twins_differ, label_key
-from bot.store import Store
+from bot.store import DatabaseError, Store, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ def import_rows(
     refused (as `hitl labels add` refuses such a label), naming the spelling to write.
 
     An unexpected error ends the run as failed (the batches committed before it stay) and is
-    raised again.
+    raised again; a database's (a full disk, a lock held too long) as a ``StoreError`` in one
+    line that also says how many rows were stored before it, and that running the import
+    again is safe: it skips them as duplicates.
 
     A row whose ``resolved_at``, or the ``created_at`` of one of its answers, is more than
     ``CLOCK_SKEW`` past the store's clock (``store.now()`` at the start) is refused: times are
@@ -116,6 +119,7 @@ def import_rows(
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     batch: list[Row] = []
+    stored = _Stored()
 
     def flush() -> None:
         if not batch:
@@ -126,14 +130,15 @@ def import_rows(
             summary.labeled += done.added
             summary.marked_gold += done.marked
             summary.duplicates += done.unchanged
-            batch.clear()
-            return
-        result = store.add_items(batch, source="import")
-        summary.imported += result.imported
-        summary.labeled += result.labeled
-        summary.duplicates += result.duplicates
-        summary.labels_not_applied += result.labels_not_applied
-        logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
+        else:
+            result = store.add_items(batch, source="import")
+            summary.imported += result.imported
+            summary.labeled += result.labeled
+            summary.duplicates += result.duplicates
+            summary.labels_not_applied += result.labels_not_applied
+            logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
+        stored.rows += len(batch)
+        stored.through = batch[-1].line
         batch.clear()
 
     def details() -> dict[str, object]:
@@ -165,18 +170,46 @@ def import_rows(
         flush()
     except BaseException as exc:  # an interrupt too: the run must not stay "running"
         _fail_run(store, run_id, {**details(), "error": f"{type(exc).__name__}: {exc}"})
+        if isinstance(exc, DatabaseError):
+            problem = database_problem(store.path or "the database", exc)
+            raise StoreError(f"{problem}. {stored.told(path)}") from exc
         raise
     store.finish_run(run_id, "ok", details())
     return summary
 
 
+@dataclass
+class _Stored:
+    """The rows of the batches committed so far: how many, and the line of the last."""
+
+    rows: int = 0
+    through: int = 0
+
+    def told(self, path: Path) -> str:
+        """What an import that failed on the database kept, and that running it again is
+        safe (the rows stored are then duplicates)."""
+        if not self.rows:
+            return "No row was stored: run the import again once that is fixed"
+        rows = "1 row, through line" if self.rows == 1 else f"{self.rows:,} rows, through line"
+        return (
+            f"{rows} {self.through:,} of {path.name}, {'is' if self.rows == 1 else 'are'}"
+            " stored: once that is fixed, run the same import again; it skips them as"
+            " duplicates and imports the rest"
+        )
+
+
 def _fail_run(store: Store, run_id: int, detail: dict[str, object]) -> None:
-    """Record the run as failed; if even that fails (the database is gone), log it rather
-    than hide the error that ended the import."""
+    """Record the run as failed; if even that fails (a full disk, the database gone), say so
+    in one line rather than hide the error that ended the import: the next run to start ends
+    it as failed (its process is gone then; ``Store.start_run``)."""
     try:
         store.finish_run(run_id, "failed", detail)
-    except Exception:
-        logger.warning("could not record import run %d as failed", run_id, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the error that ended the import is raised next
+        logger.warning(
+            "could not record import run %d as failed (%s): the next import or retrain will",
+            run_id,
+            exc,
+        )
 
 
 def _latest_allowed(now: str) -> str:

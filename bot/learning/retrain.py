@@ -31,7 +31,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
@@ -42,6 +41,7 @@ from bot.learning.scoring import Scorer, score_items
 from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
+from bot.store.core import process_gone, process_started
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion
 from model.evaluation import n_splits_for
 
@@ -68,20 +68,6 @@ def lock_owner(what: str) -> str:
     return f"{owner}:{started}" if started else owner
 
 
-def process_started(pid: int) -> str | None:
-    """When process ``pid`` started, as ``<boot id>.<clock ticks since boot>`` (Linux's
-    /proc), None where that cannot be read (no /proc, or no such process). A pid is used
-    again by a later process (after a container restarts, its first processes get the same
-    pids), never with the same start."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # the name, in brackets, may hold spaces
-    return f"{boot}.{fields[19]}" if len(fields) > 19 else None
-
-
 def holder_alive(holder: str) -> bool | None:
     """Whether the lock's owner (``… on host:pid:id[:started]``) is a process of this
     machine that is still running: True while it runs, False once it is gone (killed, the
@@ -93,21 +79,7 @@ def holder_alive(holder: str) -> bool | None:
     started = rest.partition(":")[2]
     if host != socket.gethostname() or not pid.isdecimal():
         return None  # another machine's process, or an owner of another form: trust the lock
-    if not _pid_runs(int(pid)):
-        return False
-    now_started = process_started(int(pid))
-    return not (started and now_started and now_started != started)
-
-
-def _pid_runs(pid: int) -> bool:
-    """Whether a process of this machine runs under ``pid`` (its own or another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process
-    return True
+    return not process_gone(f"{host}:{pid}" + (f":{started}" if started else ""))
 
 
 def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:

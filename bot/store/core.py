@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,6 +56,10 @@ logger = logging.getLogger(__name__)
 ITEM_STATUSES = ("new", "queued", "posted", "resolved", "skipped", "auto")
 IMPORT_USER = "import"
 _IMPORT_ANNOTATORS = json.dumps([IMPORT_USER])
+# Runs that record the process running them (``host:pid:started``) and that no lock ends when
+# that process is gone (retrains and rollbacks have the retrain lock for it, bot.learning):
+# the next run to start ends each one whose process is gone as failed.
+PROCESS_RUNS = ("import",)
 
 
 def utc_now() -> str:
@@ -83,6 +88,7 @@ class Store(
         self.db = db
         self.now = clock
         self.wal_sync = WalSync(db)
+        self.path: Path | None = None  # the file, as opened (None: in memory)
 
     @classmethod
     def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
@@ -105,6 +111,7 @@ class Store(
             _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
             _configure(db, memory=False)
             store = cls(db, clock)
+            store.path = path
             store.migrate(path)
         except BaseException as exc:
             if conn is not None:
@@ -387,17 +394,43 @@ class Store(
     # -- runs --
 
     def start_run(self, kind: str, triggered_by: str | None = None) -> int:
+        """Record a run as running. A run of ``PROCESS_RUNS`` records this process; and each
+        such run still "running" whose process is gone (killed, or it could not record its end:
+        a full disk) is ended now as failed, saying so: it will not finish."""
+        now = self.now()
         with self._immediate():
+            self._end_orphaned_runs(now)
+            process = {"process": _this_process()} if kind in PROCESS_RUNS else {}
             table = self.db["runs"].insert(
                 {
                     "kind": kind,
-                    "started_at": self.now(),
+                    "started_at": now,
                     "status": "running",
                     "triggered_by": triggered_by,
-                    "detail": "{}",
+                    "detail": json.dumps(process),
                 }
             )
         return int(table.last_pk)
+
+    def _end_orphaned_runs(self, now: str) -> None:
+        """End as failed each running run of ``PROCESS_RUNS`` whose recorded process is gone
+        (inside the caller's transaction). One of another machine, or one recorded before runs
+        named their process, is left as it is: nothing here can tell it has ended."""
+        marks = ",".join("?" * len(PROCESS_RUNS))
+        rows = self.db.execute(
+            f"SELECT id, detail FROM runs WHERE kind IN ({marks}) AND status = 'running'",
+            list(PROCESS_RUNS),
+        ).fetchall()
+        for run_id, detail in rows:
+            recorded = json.loads(detail or "{}")
+            process = recorded.get("process") if isinstance(recorded, dict) else None
+            if not isinstance(process, str) or not process_gone(process):
+                continue
+            why = f"it ended before it finished (its process, {process}, is gone)"
+            self.db.execute(
+                "UPDATE runs SET status = 'failed', finished_at = ?, detail = ? WHERE id = ?",
+                [now, json.dumps({**recorded, "reason": why}), run_id],
+            )
 
     def finish_run(self, run_id: int, status: str, detail: dict[str, Any]) -> None:
         with self._immediate():
@@ -424,10 +457,13 @@ class Store(
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled it back already (a statement or the COMMIT that found the
+            # disk full): a ROLLBACK then fails, and its error would hide the one that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def synced_later(self) -> AbstractContextManager[None]:
         """The writes inside commit without waiting for the disk; the caller then awaits
@@ -608,6 +644,47 @@ def _fsync(path: str) -> float:
     finally:
         os.close(fd)
     return time.perf_counter() - started
+
+
+def _this_process() -> str:
+    """This process, as a run records it: ``host:pid:started`` (``started``, when /proc tells
+    it, tells this process from a later one given its pid; as ``bot.learning.retrain``'s lock
+    owner, which this layer may not import)."""
+    pid = os.getpid()
+    started = process_started(pid)
+    return f"{socket.gethostname()}:{pid}" + (f":{started}" if started else "")
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>.<clock ticks since boot>`` (Linux's
+    /proc), None where that cannot be read (no /proc, or no such process). A pid is used
+    again by a later process (after a container restarts, its first processes get the same
+    pids), never with the same start. The retrain lock's owner carries it too."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name, in brackets, may hold spaces
+    return f"{boot}.{fields[19]}" if len(fields) > 19 else None
+
+
+def process_gone(process: str) -> bool:
+    """Whether the process a run recorded (``host:pid[:started]``) is known to be gone: of
+    this machine, and no process runs under its pid, or the one that does started later.
+    False when it runs, or is another machine's (which cannot be seen from here)."""
+    host, _, rest = process.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdecimal():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        pass  # another user's process runs under that pid
+    now_started = process_started(int(pid))
+    return bool(started and now_started and now_started != started)
 
 
 def _refuse_foreign(db: Database, path: Path) -> None:

@@ -27,17 +27,29 @@ def database_problem(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreE
         )
     if name == "SQLITE_READONLY_DBMOVED":
         return StoreError(f"{path} was moved or deleted while hitl had it open; run it again")
+    folder = _folder(path)
+    if name.startswith("SQLITE_CANTOPEN") and os.path.isdir(path):
+        return StoreError(
+            f"{path}: cannot open it ({exc}): it is a directory, not a database file; point"
+            f" --db/HITL_DB at a file (such as {path / 'hitl.db'})"
+        )
+    if name.startswith("SQLITE_CANTOPEN") and not os.path.lexists(path) and not _writable(path):
+        return StoreError(
+            f"cannot create {path}: its folder {folder} is read-only (hitl creates {path.name},"
+            f" {path.name}-wal and {path.name}-shm there); make the folder writable or point"
+            " --db/HITL_DB at a file in another folder"
+        )
     if name.startswith("SQLITE_READONLY") or (
         name.startswith("SQLITE_CANTOPEN") and not _writable(path)
     ):
         return StoreError(
             f"{path} is read-only: hitl needs write access to the file and its folder "
-            f"{path.parent} (SQLite keeps {path.name}-wal and {path.name}-shm beside it)"
+            f"{folder} (SQLite keeps {path.name}-wal and {path.name}-shm beside it)"
         )
     if name.startswith("SQLITE_CANTOPEN"):
         return StoreError(
             f"{path}: cannot open it ({exc}); hitl needs to read and write the file and its "
-            f"folder {path.parent}"
+            f"folder {folder}"
         )
     if name == "SQLITE_NOTADB":
         return StoreError(
@@ -51,6 +63,12 @@ def database_problem(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreE
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
     return StoreError(f"{path}: database error ({exc})")
+
+
+def _folder(path: Path) -> Path:
+    """The folder of ``path`` as a person can find it: its absolute path when ``path`` names
+    none ("hitl.db": the folder hitl runs in, which would show as ".")."""
+    return path.parent if path.parent != Path() else Path.cwd()
 
 
 def _writable(path: Path) -> bool:
