@@ -10,6 +10,7 @@ hyphen, a byte-order mark) would make two labels that look the same, so it is re
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
@@ -30,6 +31,8 @@ def label_problem(label: str) -> str | None:
     if any(unicodedata.category(c) == "Cc" for c in label):
         return "has a control character (a line break, a tab, ...); labels are one line of text"
     hidden = next((c for c in label if unicodedata.category(c) == "Cf" and c not in _JOINERS), None)
+    if not _BLANK.sub("", _IGNORABLE.sub("", label)):
+        return "has no visible character (only blank ones); labels are text people can see"
     if hidden is not None:
         name = unicodedata.name(hidden, "a format character")
         return (
@@ -39,9 +42,22 @@ def label_problem(label: str) -> str | None:
     return None
 
 
+# Unicode's default-ignorable code points that are not format characters (those are refused):
+# a combining grapheme joiner, Hangul fillers, Mongolian and other variation selectors, which
+# show as nothing. VS16 after an emoji (❤️) is a spelling some labels need, so they are kept,
+# but two labels that differ only by them are one label (``label_key`` leaves them out).
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u200c\u200d\u3164\ufe00-\ufe0f"
+    "\uffa0\U000e0100-\U000e01ef]"
+)
+# Characters that draw nothing (blank, beside the spaces): a label of only these is invisible.
+_BLANK = re.compile("[\\s\u2800\u3164\u115f\u1160\uffa0]")
+
+
 def label_key(label: str) -> str:
-    """What two spellings of one label share: case and character form folded (NFKC)."""
-    return unicodedata.normalize("NFKC", label).casefold()
+    """What two spellings of one label share: case and character form folded (NFKC), the
+    characters that show as nothing left out."""
+    return _IGNORABLE.sub("", unicodedata.normalize("NFKC", label)).casefold()
 
 
 def case_twin(label: str, labels: Iterable[str]) -> str | None:
@@ -57,6 +73,8 @@ def case_twin(label: str, labels: Iterable[str]) -> str | None:
 
 def how_twins_differ(label: str, twin: str) -> str:
     """``only in case``, or ``only in character form (fullwidth, ...)``: for the refusal."""
-    if label.casefold() == twin.casefold():
+    if label.lower() == twin.lower():  # not casefold(): it also folds ligatures ("ﬁ")
         return "only in case"
+    if _IGNORABLE.sub("", label).lower() == _IGNORABLE.sub("", twin).lower():
+        return "only in characters that show as nothing (a joiner, a variation selector)"
     return "only in character form (fullwidth, ligatures, ...)"

@@ -249,10 +249,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             )
             await Redrawer.of(rt).soon()
         elif undone.refused == "changed":  # an admin's decision is not the clicker's to erase
-            by = undone.changed_by or "an admin"
-            who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
+            who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
+            did = "confirmed the label" if undone.kept else "changed the label to"
             await respond(
-                text=f"Not undone: {who} has since changed the label to {undone.label};"
+                text=f"Not undone: {who} has since {did} {undone.label};"
                 " ask them if it should change again.",
                 replace_original=True,
             )

@@ -162,7 +162,7 @@ def _label(label: str) -> str:
     return f"*{escape(label)}*"
 
 
-def _person(user: str) -> str:
+def person(user: str) -> str:
     """A Slack user ID as a mention; anyone else (``cli:ana``, from `hitl labels`) by name."""
     return f"<@{user}>" if SLACK_USER.fullmatch(user) else escape(user.removeprefix("cli:"))
 
@@ -262,7 +262,7 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
         label = _label(q.resolved_label)
         if q.set_by:  # an admin's label (review, hitl labels set), whoever voted it
             how = "confirmed" if q.confirmed else "set"
-            decided = f"✅ {label}, {how} by {_person(q.set_by)}"
+            decided = f"✅ {label}, {how} by {person(q.set_by)}"
             if q.votes:  # the counts only: the admin's decision, not the voters', is in force
                 tally = " · ".join(f"{_label(lb)} {len(us)}" for lb, us in q.votes.items())
                 decided += f" (votes: {tally})"
@@ -284,7 +284,7 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
     if q.status == "skipped":
         if q.set_by:  # an admin took the label away (or set the open item aside)
             what = f"Label {_label(q.removed_label)} removed" if q.removed_label else "Set aside"
-            skipped = f"⏭ {what} by {_person(q.set_by)}"
+            skipped = f"⏭ {what} by {person(q.set_by)}"
             if q.removal_reason:
                 skipped += f" ({escape(q.removal_reason)})"
         elif q.skips:

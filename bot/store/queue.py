@@ -27,11 +27,13 @@ logger = logging.getLogger("bot.store")
 class Undo:
     """What ``undo_resolution`` did: ``label`` is the label it took away (true: undone), or,
     refused, why: ``late`` (the window passed), ``not_yours`` (no label of theirs to undo) or
-    ``changed`` (``changed_by`` changed the label since; ``label`` is the label now)."""
+    ``changed`` (``changed_by`` changed the label since, or ``kept`` it as it was: confirmed
+    it; ``label`` is the label now)."""
 
     label: str | None
     refused: str | None = None
     changed_by: str | None = None
+    kept: bool = False
 
     def __bool__(self) -> bool:
         return self.refused is None
@@ -439,7 +441,7 @@ class QueueMixin:
                 return Undo(None, "not_yours")
             label, annotators, decided_by, decided_at = row
             changed = self.db.execute(
-                "SELECT user_id, new_label FROM label_history WHERE item_id = ?"
+                "SELECT user_id, new_label IS old_label FROM label_history WHERE item_id = ?"
                 " AND action NOT IN ('rename', 'merge') AND created_at >= ?"
                 " ORDER BY id DESC LIMIT 1",
                 [item_id, decided_at],
@@ -453,11 +455,11 @@ class QueueMixin:
                     [item_id, user_id],
                 ).fetchone()
             ):
-                return Undo(label, "changed", changed_by=changed[0])
+                return Undo(label, "changed", changed_by=changed[0], kept=bool(changed[1]))
             if user_id not in json.loads(annotators):
                 return Undo(None, "not_yours")
             if changed is not None:
-                return Undo(label, "changed", changed_by=changed[0])
+                return Undo(label, "changed", changed_by=changed[0], kept=bool(changed[1]))
             if decided_at < since:
                 return Undo(None, "late")
             now = self.now()

@@ -416,6 +416,36 @@ def test_a_label_with_an_invisible_character_is_refused_everywhere(
     ), refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("label", "said"),
+    [
+        ("bug\u034f", "differs from the label 'bug' only in characters that show as nothing"),
+        ("bug\ufe0f", "differs from the label 'bug' only in characters that show as nothing"),
+        ("bug\u200d", "differs from the label 'bug' only in characters that show as nothing"),
+        ("\u3164", "has no visible character"),
+        ("\u2800", "has no visible character"),
+        ("\ufb01x", "differs from the label 'fix' only in character form"),  # the ligature "ﬁ"
+    ],
+)
+def test_a_label_that_looks_like_another_or_like_nothing_is_refused(
+    tmp_path: Path, label: str, said: str
+):
+    # A combining grapheme joiner, a variation selector or a joiner after "bug" made a second
+    # "bug" button; a Hangul filler or a blank braille cell made a button with no text.
+    db = tmp_path / "hitl.db"
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "1", "text": "crash", "label": "bug"},
+        {"id": "2", "text": "fix", "label": "fix"},
+    ]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert run(db, "import", str(items)).exit_code == 0
+    refused = run(db, "labels", "add", label)
+    assert refused.exit_code == 1 and said in refused.stderr, refused.stderr
+    with Store.open(db) as store:
+        assert store.stored_labels() is None  # nothing was changed
+
+
 def test_joiners_a_script_needs_are_kept_in_a_label(tmp_path: Path):
     db = tmp_path / "hitl.db"
     items = tmp_path / "items.jsonl"

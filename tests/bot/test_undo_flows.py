@@ -10,6 +10,7 @@ import pytest
 
 from bot.sandbox import FakeSlack
 from bot.slack.blocks import UNDO_ACTION
+from bot.slack.redraw import Redrawer
 from bot.slack.review import DECISION_ACTION, DECISION_BLOCK, REVIEW_CALLBACK
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -131,6 +132,33 @@ async def test_undo_is_refused_once_an_admin_changed_the_label_and_says_who(bot:
     )
     assert bot.store.resolution(item_id)["label"] == other  # the admin's decision stands
     assert bot.store.get_item(item_id)["status"] == "resolved"
+
+
+async def test_undo_refused_after_an_admin_confirmed_the_label_says_confirmed(bot: Bot):
+    """The admin's review kept the label the votes gave: "has since changed the label to
+    bug" was not what happened."""
+    item_id, message, label = await decide(bot)
+    await review_to(bot, item_id, label)
+    said = await click_undo(bot, "U0ANA", message)
+    assert said == (
+        f"Not undone: <@U0ADMIN> has since confirmed the label {label};"
+        " ask them if it should change again."
+    )
+    assert bot.store.resolution(item_id)["label"] == label
+
+
+async def test_undo_refused_after_a_change_from_the_cli_names_the_admin_as_the_message_does(
+    bot: Bot,
+):
+    item_id, message, label = await decide(bot)
+    other = buttons(message)[1]
+    bot.store.set_label(item_id, other, user_id="cli:root")  # what `hitl labels set` does
+    await Redrawer.of(bot.rt).soon()  # as the server does on seeing another process's change
+    said = await click_undo(bot, "U0ANA", message)
+    assert said == (  # "cli:root has since changed…", where the question says "set by root"
+        f"Not undone: root has since changed the label to {other};"
+        " ask them if it should change again."
+    )
 
 
 async def test_undo_after_a_rename_names_the_label_now(bot: Bot):
