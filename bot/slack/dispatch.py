@@ -48,6 +48,7 @@ from bot.slack import blocks
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
 from bot.slack.redraw import Redrawer
+from bot.store import DatabaseError, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class Dispatcher:
             self.woken.clear()
             try:
                 await self.fill()
+            except DatabaseError as exc:  # a full disk: one line a round, not a traceback
+                problem = database_problem(self.rt.settings.db, exc)
+                logger.error("dispatcher round failed: %s; tried again at the next round", problem)
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 logger.exception("dispatcher round failed")
             now = loop.time()

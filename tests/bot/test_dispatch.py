@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -491,3 +492,30 @@ async def test_invalid_blocks_retries_the_item_then_sets_it_aside(
         }
         assert await bot.dispatcher.fill() == 0  # nothing is tried again
         assert len(bot.fake.calls_to("chat.postMessage")) == 5
+
+
+async def test_a_round_the_database_refuses_is_one_line_in_the_log_not_a_traceback(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """With the disk full, each dispatcher round logged a full traceback."""
+    logged = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "dispatcher round failed" in record.getMessage():
+                loop.call_soon_threadsafe(logged.set)
+
+    watch = Watch()
+    logging.getLogger("bot.slack.dispatch").addHandler(watch)
+    bot.store.db.execute("PRAGMA query_only = ON")  # no write gets through: a full disk
+    task = asyncio.create_task(bot.dispatcher.run())
+    try:
+        await asyncio.wait_for(logged.wait(), 30)
+    finally:
+        task.cancel()
+        logging.getLogger("bot.slack.dispatch").removeHandler(watch)
+        bot.store.db.execute("PRAGMA query_only = OFF")
+    [line] = [r for r in caplog.records if "dispatcher round failed" in r.getMessage()][:1]
+    assert line.exc_info is None, "a traceback was logged"
+    assert "is read-only" in line.getMessage() and "tried again" in line.getMessage()
