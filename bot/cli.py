@@ -49,7 +49,7 @@ EXPORT_FIELDS = (
     "label_set",
     "gold",
 )
-ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at")
+ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at", "late")
 
 
 class State:

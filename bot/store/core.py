@@ -370,9 +370,10 @@ class Store(
         return dict(zip(keys, row, strict=True))
 
     def iter_answers(self) -> Iterator[dict[str, Any]]:
-        """Every raw answer, in the order it was given."""
+        """Every raw answer, in the order it was given; ``late``: given while its item was
+        decided or set aside (its sender was told so), history that counts nowhere."""
         cursor = self.db.execute(
-            "SELECT a.item_id, i.text, a.user_id, a.label, a.source, a.created_at"
+            "SELECT a.item_id, i.text, a.user_id, a.label, a.source, a.created_at, a.late"
             " FROM answers a JOIN items i ON i.id = a.item_id ORDER BY a.id"
         )
         for row in cursor:
@@ -383,6 +384,7 @@ class Store(
                 "label": row[3],
                 "source": row[4],
                 "created_at": row[5],
+                "late": bool(row[6]),
             }
 
     def count_labels(self) -> int:

@@ -262,6 +262,26 @@ def test_export_answers_lists_every_raw_answer(labeled_csv: Path, db_path: Path)
     ]
 
 
+def test_export_answers_marks_the_late_ones_that_counted_nowhere(db_path: Path):
+    """A late answer was listed like any other, so figures computed from the export did not
+    match `hitl stats` (which leaves it out)."""
+    with Store.open(db_path) as store:
+        store.add_items([Item("i1", "refund and a crash")], "api")
+        store.record_answer("i1", "U0ANA", "bug", source="button", dedupe_key="a")  # decides
+        store.record_answer("i1", "U0RAJ", "billing", source="button", dedupe_key="b")  # late
+    rows = list(
+        csv.DictReader(
+            run("--db", str(db_path), "export", "--answers", "--format", "csv").stdout.splitlines()
+        )
+    )
+    assert [(r["user_id"], r["label"], r["late"]) for r in rows] == [
+        ("U0ANA", "bug", "False"),
+        ("U0RAJ", "billing", "True"),
+    ]
+    lines = run("--db", str(db_path), "export", "--answers").stdout.splitlines()
+    assert [json.loads(line)["late"] for line in lines] == [False, True]
+
+
 def test_config_masks_secrets_and_names_sources(tmp_path: Path):
     result = run("config", env={"SLACK_BOT_TOKEN": "xoxb-111-222-secretvalue", "HITL_VOTES": "3"})
     assert result.exit_code == 0
