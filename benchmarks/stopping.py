@@ -58,6 +58,7 @@ from model.stopping import (
     SETTLE_CHANGE,
     SETTLE_SPAN,
     STOP_SET_SIZE,
+    CurvePoints,
     Extrapolation,
     StopSignal,
     baseline,
@@ -169,32 +170,21 @@ def forecast_row(name, seed, n, labeled, pool, next_labels, method, reasons, ask
     chosen knowing: held out, they leave holes no other label covers); ``prequential``, no
     refit: each audit pick (``asked``) is a point at the label count of the model that asked
     it, 1 if that model's guess was the answer, else 0 (the model never saw the label)."""
-    if method == "prequential":
-        t0 = time.perf_counter()
-        sizes = [m for m, _ in asked]
-        scores = [float(right) for _, right in asked]
-        found = extrapolate(sizes, scores, n, next_labels, n_test=len(asked))
-        return {
-            "kind": "extrapolation",
-            "method": method,
-            "dataset": name,
-            "seed": seed,
-            "n_labels": n,
-            "next_labels": next_labels,
-            "predicted": found.as_dict() if found else None,
-            "curve": [sizes, scores],
-            "seconds": time.perf_counter() - t0,
-        }
-    texts = [pool[0][i] for i in labeled]
-    labels = [pool[1][i] for i in labeled]
-    uniform = tested_on(method, labeled, reasons)
     t0 = time.perf_counter()
-    points = curve_points(
-        texts,
-        labels,
-        lambda: build_pipeline(DEFAULT_PIPELINE, n_samples=len(labels), n_classes=len(set(labels))),
-        uniform=uniform,
-    )
+    if method == "prequential":
+        points = CurvePoints(
+            [m for m, _ in asked], [float(right) for _, right in asked], len(asked)
+        )
+    else:
+        labels = [pool[1][i] for i in labeled]
+        points = curve_points(
+            [pool[0][i] for i in labeled],
+            labels,
+            lambda: build_pipeline(
+                DEFAULT_PIPELINE, n_samples=len(labels), n_classes=len(set(labels))
+            ),
+            uniform=tested_on(method, labeled, reasons),
+        )
     found = extrapolate(points.sizes, points.scores, n, next_labels, n_test=points.n_test)
     return {
         "kind": "extrapolation",
