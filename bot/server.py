@@ -58,6 +58,12 @@ from bot.store import Checkpointer, Store
 from bot.store.lock import server_lock
 from model import ModelRegistry
 
+# The event loop's connection waits at most this long for another process's write lock (an
+# import commits every few hundred ms; a `sqlite3` shell left in BEGIN IMMEDIATE holds it for
+# good): the write runs on the loop, so the wait holds every request, and a click refused
+# after 2 s still gets its 503 before Slack's 3-second deadline. Worker threads keep 10 s.
+LOOP_BUSY_TIMEOUT_MS = 2_000
+
 logger = logging.getLogger(__name__)
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
@@ -153,6 +159,7 @@ def init_app(
             held.enter_context(server_lock(settings.db))  # one server per database
         try:
             store = Store.open(settings.db)
+            store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
         except BaseException:
             held.close()
             raise

@@ -369,6 +369,11 @@ class Store(
         keys = ("old_label", "new_label", "action", "user_id", "reason")
         return dict(zip(keys, row, strict=True))
 
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long a write on this connection waits for another connection's write lock
+        before SQLite refuses it ("database is locked"): 10 s unless set."""
+        self.db.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
     def iter_answers(self) -> Iterator[dict[str, Any]]:
         """Every raw answer, in the order it was given; ``late``: given while its item was
         decided or set aside (its sender was told so), history that counts nowhere."""

@@ -516,6 +516,37 @@ async def test_a_click_the_database_cannot_store_is_not_acknowledged(
     assert bot.store.count_answers() == 1
 
 
+async def test_a_click_waits_briefly_for_another_process_holding_the_write_lock(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """Another process left a write transaction open (a `sqlite3` shell in BEGIN IMMEDIATE):
+    a click waited SQLite's 10 s on the event loop, holding every other request, and missed
+    Slack's 3-second deadline. The server's connection waits LOOP_BUSY_TIMEOUT_MS (2 s), then
+    the click is refused (503, not stored) before that deadline."""
+    import sqlite3
+
+    from bot.server import LOOP_BUSY_TIMEOUT_MS
+
+    assert LOOP_BUSY_TIMEOUT_MS < 3_000  # under Slack's deadline for an ack
+    waits = bot.store.db.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert waits == LOOP_BUSY_TIMEOUT_MS  # the server's own connection (10 s elsewhere)
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    other = sqlite3.connect(bot.rt.settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        response = await bot.action(bot.button_payload(message, "U0ANA", buttons(message)[0]))
+        assert response.status == 503
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert bot.store.count_answers() == 0
+    said = [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+    assert len(said) == 1 and "locked by another process" in said[0], said
+    response = await bot.action(bot.button_payload(message, "U0ANA", buttons(message)[0]))
+    assert response.status == 200 and bot.store.count_answers() == 1
+
+
 async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_note(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
