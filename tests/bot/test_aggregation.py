@@ -91,9 +91,10 @@ async def test_training_labels_follow_the_aggregation_setting(
             assert "Estimated accuracy" not in mine  # admins only
 
 
-def test_an_admins_decision_is_kept_over_the_weighted_labels(tmp_path: Path):
-    settings = make_settings(FakeSlack(), tmp_path, votes=3, aggregation="dawid_skene")
-    with Store.open(tmp_path / "hitl.db") as store:
+def voted_db(tmp_path: Path) -> Path:
+    """A database with GOLD, ITEMS and VOTES answered (each item asked of three people)."""
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
         store.add_gold([Item(i, text, label) for i, text, label in GOLD])
         store.add_items([Item(i, text) for i, text in ITEMS], "import")
         for n, (item, votes) in enumerate(VOTES.items()):
@@ -101,6 +102,12 @@ def test_an_admins_decision_is_kept_over_the_weighted_labels(tmp_path: Path):
                 store.record_answer(
                     item, user, label, source="test", dedupe_key=f"{n}:{k}", votes_needed=3
                 )
+    return db
+
+
+def test_an_admins_decision_is_kept_over_the_weighted_labels(tmp_path: Path):
+    settings = make_settings(FakeSlack(), tmp_path, votes=3, aggregation="dawid_skene")
+    with Store.open(voted_db(tmp_path)) as store:
         assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "billing"
         store.set_label("t1", "account", user_id="cli:ana", reason="checked")
         assert {r[0]: r[2] for r in training_rows(store, settings)}["t1"] == "account"

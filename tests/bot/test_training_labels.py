@@ -13,21 +13,8 @@ from bot.cli import cli
 from bot.learning.quality import training_rows
 from bot.sandbox import FakeSlack
 from bot.store import Store
-from tests.bot.harness import LABELS, Item, make_settings
-from tests.bot.test_aggregation import GOLD, ITEMS, VOTES
-
-
-def voted_db(tmp_path: Path) -> Path:
-    db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold([Item(i, text, label) for i, text, label in GOLD])
-        store.add_items([Item(i, text) for i, text in ITEMS], "import")
-        for n, (item, votes) in enumerate(VOTES.items()):
-            for k, (user, label) in enumerate(votes):
-                store.record_answer(
-                    item, user, label, source="test", dedupe_key=f"{n}:{k}", votes_needed=3
-                )
-    return db
+from tests.bot.harness import LABELS, make_settings
+from tests.bot.test_aggregation import voted_db
 
 
 def hitl(db: Path, *args: str) -> str:
