@@ -15,6 +15,10 @@ stopped or died during a post looks for it too before posting the item again. Wh
 lacks the scope to read that history (``groups:history`` for a private channel), the scope is
 named once, the channel keeps getting other questions, and only the lost ones wait.
 
+A post Slack accepted but the database could not record (a full disk) is kept, with its
+``ts``, and recorded first in every later round: a round whose record fails posts nothing, so
+no question goes out twice, or unrecorded, while the database refuses writes.
+
 Slightly over ~400 lines: the round, the channel backoff and the lost-post search share the
 channel state this dispatcher owns.
 """
@@ -87,6 +91,16 @@ class ChannelState:
     history_retry_at: float = 0.0  # loop time before which the history is not read again
 
 
+@dataclass(frozen=True)
+class Unrecorded:
+    """A post Slack accepted whose record the database refused: what ``record_post`` needs."""
+
+    channel: str
+    ts: str
+    reason: str
+    shown: tuple[Any, Any, Any]  # model_version, predicted_label, confidence
+
+
 class Dispatcher:
     """Owns the question channels' state (``channels``), the pace of posting and the event
     that wakes its background loop. Held as ``rt.dispatcher``; others only ``wake()`` it."""
@@ -108,6 +122,7 @@ class Dispatcher:
         self.channels: dict[str, ChannelState] = {}
         self.woken = asyncio.Event()
         self.item_failures: dict[str, int] = {}
+        self.unrecorded: dict[str, Unrecorded] = {}  # by item id, in the order they were posted
         self._attempts_read = False
 
     @classmethod
@@ -169,10 +184,23 @@ class Dispatcher:
                 attempt["channel"],
             )
 
+    def _record_unrecorded(self) -> None:
+        """Record the posts Slack accepted while the database refused their record."""
+        for item_id, post in list(self.unrecorded.items()):
+            self.rt.store.record_post(item_id, post.channel, post.ts, post.reason, *post.shown)
+            del self.unrecorded[item_id]
+            logger.warning(
+                "recorded item %s's post to %s (ts %s): the database takes writes again",
+                item_id,
+                post.channel,
+                post.ts,
+            )
+
     async def fill(self) -> int:
         """One round: post to every channel with room; return how many were posted."""
         rt = self.rt
         self._read_attempts()
+        self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
@@ -367,7 +395,20 @@ class Dispatcher:
         state.broken = None
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
-        self.rt.store.record_post(item_id, channel, ts, reason, *shown)
+        try:
+            self.rt.store.record_post(item_id, channel, ts, reason, *shown)
+        except DatabaseError:
+            # Slack shows it and the database does not know: keep it, to record it before
+            # anything else is posted (the item, still queued, would otherwise go again).
+            self.unrecorded[item_id] = Unrecorded(channel, ts, reason, shown)
+            logger.warning(
+                "item %s was posted to %s (ts %s) but the database refused to record it;"
+                " nothing more is posted until it is recorded",
+                item_id,
+                channel,
+                ts,
+            )
+            raise
         if not found:  # else "posted after all" said it: a second line read as a second post
             logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 

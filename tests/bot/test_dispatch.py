@@ -12,6 +12,7 @@ import pytest
 from bot.config import Guideline
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
+from bot.store import DatabaseError
 from tests import signing
 from tests.bot.harness import (
     LABELS,
@@ -519,3 +520,32 @@ async def test_a_round_the_database_refuses_is_one_line_in_the_log_not_a_traceba
     [line] = [r for r in caplog.records if "dispatcher round failed" in r.getMessage()][:1]
     assert line.exc_info is None, "a traceback was logged"
     assert "is read-only" in line.getMessage() and "tried again" in line.getMessage()
+
+
+async def test_a_post_the_database_could_not_record_is_recorded_later_not_posted_again(bot: Bot):
+    """With the disk full, the note made before a post fitted and the post's record did not:
+    the item stayed queued and went out again at every round, no copy recorded."""
+    bot.fake.fail("chat.postMessage", mode="timeout")  # Slack holds the post...
+    first_round = asyncio.create_task(bot.dispatcher.fill())
+    sent = await bot.fake.next_call("chat.postMessage")
+    bot.store.db.execute("PRAGMA query_only = ON")  # ...while the disk fills up
+    bot.fake.release_timeouts()
+    try:
+        with pytest.raises(DatabaseError):
+            await first_round
+        for _ in range(3):  # the disk stays full: the rounds fail and post nothing
+            with pytest.raises(DatabaseError):
+                await bot.dispatcher.fill()
+    finally:
+        bot.store.db.execute("PRAGMA query_only = OFF")  # space again
+    assert await bot.dispatcher.fill() == 1  # the held post is recorded, another item goes
+    item_id = sent.params["metadata"]["event_payload"]["item_id"]
+    asked = [
+        c.params["metadata"]["event_payload"]["item_id"]
+        for c in bot.fake.calls_to("chat.postMessage")
+    ]
+    assert asked.count(item_id) == 1 and len(set(asked)) == len(asked) == 2
+    [post] = bot.store.db["posts"].rows_where("item_id = ?", [item_id])
+    assert post["ts"] == sent.reply["ts"] and post["closed_at"] is None
+    assert bot.store.get_item(item_id)["status"] == "posted"
+    assert bot.store.post_attempts() == [] and bot.dispatcher.unrecorded == {}
