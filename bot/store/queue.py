@@ -433,19 +433,15 @@ class QueueMixin:
         """
         with self._immediate():
             row = self.db.execute(
-                "SELECT l.label, l.annotators, l.decided_by, coalesce(a.created_at, l.resolved_at)"
-                " FROM labels l LEFT JOIN answers a ON a.id = l.decided_by WHERE l.item_id = ?",
+                "SELECT l.label, l.annotators, l.decided_by, coalesce(a.created_at, l.resolved_at),"
+                " i.source = 'gold' FROM labels l JOIN items i ON i.id = l.item_id"
+                " LEFT JOIN answers a ON a.id = l.decided_by WHERE l.item_id = ?",
                 [item_id],
             ).fetchone()
             if row is None:
                 return Undo(None, "not_yours")
-            label, annotators, decided_by, decided_at = row
-            changed = self.db.execute(
-                "SELECT user_id, new_label IS old_label FROM label_history WHERE item_id = ?"
-                " AND action NOT IN ('rename', 'merge') AND created_at >= ?"
-                " ORDER BY id DESC LIMIT 1",
-                [item_id, decided_at],
-            ).fetchone()
+            label, annotators, decided_by, decided_at, gold_question = row
+            changed = self._changed_since_decided(item_id, decided_at if gold_question else None)
             # An admin's label has its own voters (``set_label``): whoever voted on the item is
             # told who changed it, not that it is not theirs.
             if (
@@ -496,6 +492,27 @@ class QueueMixin:
                 [now, user_id, item_id],
             )
             return Undo(label)
+
+    def _changed_since_decided(
+        self, item_id: str, gold_decided_at: str | None
+    ) -> tuple[str, int] | None:
+        """The latest change of the item's label by an admin since people decided it (in
+        ``label_history``: ``hitl labels set``, ``/hitl review``; a rename or a merge only
+        carries the label over): who made it, and whether it kept the label (confirmed it).
+
+        Latest by the history's row ids, never by the times it records, and the decision needs
+        no time either: a changed label never goes back to the votes (an Undo is refused, a
+        removal sets the item aside), so every change of an item people decided came after the
+        decision. A wall clock stepped back between the two stamped the admin's change before
+        the decision, and the Undo then erased it. The one exception is a gold question, whose
+        gold label an admin may change before it is asked: only its changes are told apart by
+        their times, from the time of its decision (``gold_decided_at``; None: not gold)."""
+        return self.db.execute(
+            "SELECT user_id, new_label IS old_label FROM label_history WHERE item_id = ?"
+            " AND action NOT IN ('rename', 'merge') AND (? IS NULL OR created_at >= ?)"
+            " ORDER BY id DESC LIMIT 1",
+            [item_id, gold_decided_at, gold_decided_at],
+        ).fetchone()
 
     def _reopen_answers(self, item_id: str, decided_by: int, undoer: str) -> None:
         """Give each person who answered the item after its decision (answer ``decided_by``)
