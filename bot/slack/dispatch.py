@@ -167,11 +167,20 @@ class Dispatcher:
 
     def _read_attempts(self) -> None:
         """Once, before the first round: the posts an earlier run of the server left without an
-        answer (it stopped or died during them) are looked for before their items go again."""
+        answer (it stopped or died during them) are looked for before their items go again,
+        and the open questions of channels no longer asked in go back to the queue."""
         if self._attempts_read:
             return
         self._attempts_read = True
         channels = self.question_channels()
+        moved = self.rt.store.requeue_posts_outside(channels) if channels else []
+        if moved:
+            logger.info(
+                "moved %d open question(s) out of channels no longer asked in; they are asked"
+                " again in %s (an answer on the old message still counts)",
+                len(moved),
+                ", ".join(channels),
+            )
         for attempt in self.rt.store.post_attempts():
             if attempt["channel"] not in channels:  # no longer asked in: post it where it goes
                 self.rt.store.end_post_attempt(attempt["item_id"])

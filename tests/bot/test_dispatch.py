@@ -549,3 +549,31 @@ async def test_a_post_the_database_could_not_record_is_recorded_later_not_posted
     assert post["ts"] == sent.reply["ts"] and post["closed_at"] is None
     assert bot.store.get_item(item_id)["status"] == "posted"
     assert bot.store.post_attempts() == [] and bot.dispatcher.unrecorded == {}
+
+
+async def test_open_questions_of_a_channel_no_longer_asked_in_are_asked_in_the_new_one(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The team moved to another channel between two runs: the questions still open in the old
+    one were never asked again, nor shown in /hitl queue."""
+    caplog.set_level(logging.INFO, logger="bot")
+    fake_slack.add_channel("C0OLD", "old-labeling")
+    seed(tmp_path / "hitl.db", ITEMS[:3])
+    old = make_settings(fake_slack, tmp_path, channel="C0OLD", max_open=2)
+    async for bot in start_bot(fake_slack, old):
+        assert await bot.dispatcher.fill() == 2
+    first, second = fake_slack.messages("C0OLD")
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=3)):
+        assert await bot.dispatcher.fill() == 3  # the two moved and the one that waited
+        asked = [m["metadata"]["event_payload"]["item_id"] for m in bot.posted()]
+        assert sorted(asked) == ["i0", "i1", "i2"]
+        assert {p["channel"] for p in bot.store.open_posts()} == {CHANNEL}
+        [moved] = [r.getMessage() for r in caplog.records if "no longer asked in" in r.getMessage()]
+        assert moved.startswith("moved 2 open question(s)")
+        # someone still reading the old channel answers there: the answer counts
+        item_id = first["metadata"]["event_payload"]["item_id"]
+        payload = bot.button_payload(first, "U0ANA", bot.first_label(first))
+        assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        assert bot.store.get_item(item_id)["status"] == "resolved"
+        assert bot.store.open_post_counts() == {CHANNEL: 2}
