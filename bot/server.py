@@ -43,6 +43,7 @@ from bot.learning.jobs import (
     catch_up,
     start_scheduler,
     stop_scheduler,
+    warm_scoring,
 )
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
@@ -198,9 +199,8 @@ def init_app(
             # Walks over the waiting items (after a refresh or a promotion: every one of them)
             # in a third, at a lower priority: the clicks and the producers' items come first.
             scorer.walk_worker = ScoringWorker(niceness=WALK_NICENESS)
-            if rt.champion is not None:  # with no model, nothing scores until the first fit
-                scorer.worker.warm()
-                scorer.walk_worker.warm()
+            if rt.champion is not None:  # with no model, nothing scores until the first one
+                warm_scoring(rt)  # (the champion watch warms them when it comes from the CLI)
             tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))

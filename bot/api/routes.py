@@ -38,6 +38,7 @@ from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, RUNTIME
 from bot.ingest import item_id_for_text
 from bot.labelset import in_force
+from bot.learning.jobs import follow_champion
 from bot.learning.scoring import scorer_of
 from bot.runtime import Runtime
 from bot.store import Store
@@ -586,7 +587,16 @@ async def metrics(request: web.Request) -> web.Response:
 async def _score(rt: Runtime, ids: list[str]) -> None:
     """Score this request's items, and only those, with the champion (in a worker thread;
     an item another request is scoring is waited for, not scored twice). A failing model
-    leaves the items to people."""
+    leaves the items to people.
+
+    A server with no model first loads the champion the database names, if any (made by
+    `hitl retrain` from the CLI, which scored the waiting items with it), rather than wait for
+    the champion watch: an answer never names a model that ``/healthz`` says is not there."""
+    if rt.model is None:
+        try:
+            await follow_champion(rt)  # one read of the models table while there is none
+        except Exception:  # noqa: BLE001 - the items are stored; people will label them
+            logger.exception("loading the champion the database names failed")
     model = rt.model  # the working model when a gated refresh replaced the champion
     if model is None:
         return

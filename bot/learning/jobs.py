@@ -1,7 +1,8 @@
 """The learning loop inside `hitl serve`: the nightly schedule, admin retrains and rollbacks,
 reports, the refreshes of the working model during the day, and keeping the champion in
 memory in step with the database (the CLI may retrain or roll back while the server runs: the
-champion watch picks that up within CHAMPION_CHECK_SECONDS, however full the queue).
+champion watch notices that within CHAMPION_CHECK_SECONDS, however full the queue, and serves
+the new champion once its file is loaded).
 
 Two models: the *champion* is the gated one, promoted by a retrain with its report and kept
 in the registry. The *working model* is the champion refitted in the fit worker every
@@ -46,7 +47,11 @@ from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-CHAMPION_CHECK_SECONDS = 10.0  # a champion changed from the CLI is in use within this
+# How often the champion watch asks the database which version is the champion: one SELECT of
+# the small models table, so it can ask every second. A champion changed from the CLI is noticed
+# within this, then served once its file is loaded (a few MiB: a second or so; the first model
+# of a server that started with none also imports scikit-learn, a few seconds on a busy machine).
+CHAMPION_CHECK_SECONDS = 1.0
 
 
 def make_trigger(settings: Settings) -> CronTrigger:
@@ -65,8 +70,9 @@ def is_missed(trigger: CronTrigger, last_started: datetime | None, now: datetime
 @dataclass(eq=False)
 class ChampionWatch:
     """Checks every ``every`` seconds whether the database names another champion than the
-    one in memory (a `hitl retrain` or `hitl rollback` from the CLI) and loads it. It runs on
-    its own, so a queue with every channel full (the dispatcher idle) does not delay it."""
+    one in memory (a `hitl retrain` or `hitl rollback` from the CLI) and loads it. A check
+    that finds none reads one row (``Store.champion_version``), so it can run often. It runs
+    on its own, so a queue with every channel full (the dispatcher idle) does not delay it."""
 
     rt: Runtime
     every: float = CHAMPION_CHECK_SECONDS
@@ -81,9 +87,7 @@ class ChampionWatch:
             self.wake.clear()
             self.started += 1
             try:
-                if await sync_champion(self.rt):
-                    await scorer_of(self.rt).rescore()  # the queue re-ordered by the new champion
-                    self.rt.wake_dispatcher()
+                await follow_champion(self.rt)
             except Exception:  # noqa: BLE001 - the watch must outlive one failed check
                 logger.exception("checking for a new champion failed")
             async with self.done:
@@ -304,6 +308,17 @@ def _end_working(rt: Runtime, champion: Champion | None) -> None:
         rt.trainer.fitted_at = champion.n_train if champion else 0
 
 
+def warm_scoring(rt: Runtime) -> None:
+    """Start `hitl serve`'s scoring children now (``ScoringWorker.warm``), so that the first
+    request after a model arrives does not wait for one. Blocks while the fork server imports
+    the model code (seconds, the first time): on the event loop only before the server listens;
+    else in a worker thread, while nothing scores (see ``sync_champion``)."""
+    scorer = scorer_of(rt)
+    for worker in (scorer.worker, scorer.walk_worker):
+        if worker is not None and not worker.closed:
+            worker.warm()
+
+
 async def sync_champion(rt: Runtime) -> bool:
     """Reload the champion when the database names another one (a CLI retrain or rollback).
 
@@ -318,11 +333,35 @@ async def sync_champion(rt: Runtime) -> bool:
         if version is None or version in (current, state.synced_for):
             state.synced_for = version
             return False
-        champion = await asyncio.to_thread(retrain.load_champion, rt.registry)
+        loading = asyncio.to_thread(retrain.load_champion, rt.registry)
+        if rt.model is None:
+            # The server's first model: its scoring children were never started (nothing to
+            # score), and the first one starts the fork server, which imports scikit-learn.
+            # Start them beside the load (both import it: side by side on two cores), in a
+            # thread, as nothing scores yet; else the first /api/predict would wait seconds.
+            champion, warmed = await asyncio.gather(
+                loading, asyncio.to_thread(warm_scoring, rt), return_exceptions=True
+            )
+            if isinstance(warmed, Exception):  # the first request tries again, and says why
+                logger.warning("could not start the scoring process ahead: %s", warmed)
+            if isinstance(champion, BaseException):
+                raise champion
+        else:
+            champion = await loading
         rt.champion = champion
         _end_working(rt, champion)
         state.synced_for = version  # even if it fell back to an older file: not again
     logger.info("champion is now v%s", champion.version if champion else None)
+    return True
+
+
+async def follow_champion(rt: Runtime) -> bool:
+    """``sync_champion``; when it loaded a new champion, the queue is re-ordered by it and the
+    dispatcher woken. Returns True when a new champion was loaded."""
+    if not await sync_champion(rt):
+        return False
+    await scorer_of(rt).rescore()
+    rt.wake_dispatcher()
     return True
 
 

@@ -18,6 +18,7 @@ from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.learning import reports, retrain
 from bot.learning.jobs import (
+    CHAMPION_CHECK_SECONDS,
     Trainer,
     catch_up,
     is_missed,
@@ -540,7 +541,7 @@ async def test_a_cli_rollback_reaches_a_server_whose_channels_are_full(
             assert (code, out) == (0, "v1 is the champion again.\n")
             bot.rt.wake_dispatcher()  # an answer arrives; the dispatcher finds no room
             watch = bot.rt.champion_holder.watch
-            assert watch is not None and watch.every == 10.0  # the bound the README states
+            assert watch is not None and watch.every == CHAMPION_CHECK_SECONDS == 1.0  # README
             await watch.check_now()  # what happens on its own within `every` seconds
             health = await (await bot.http.get("/healthz")).json()
             assert health["champion"] == 1
