@@ -41,6 +41,7 @@ from bot.learning.jobs import (
     ChampionHolder,
     Trainer,
     catch_up,
+    check_database_file,
     start_scheduler,
     stop_scheduler,
     warm_scoring,
@@ -355,6 +356,9 @@ def bolt_body(text: str, content_type: str) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers and is still the file at its path, and the scheduler (if
+    any) runs; else 503. ``db`` is unreachable also when the file was deleted, moved away or
+    replaced under the server, which then refuses writes (``check_database_file``)."""
     rt = request.app[RUNTIME]
     try:
         rt.store.count_items()
@@ -362,6 +366,7 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception:  # noqa: BLE001 - any failure means "not healthy"
         logger.exception("health check: database unreachable")
         db_ok = False
+    db_ok = db_ok and check_database_file(rt)  # one stat; says it once when the file is gone
     scheduler = Trainer.of(rt).scheduler_alive  # None: no scheduler in this process
     body = {
         "ok": db_ok and scheduler is not False,

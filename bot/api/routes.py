@@ -3,8 +3,10 @@
 Producers (a ticket queue, a moderation pipeline) send items and get the model's prediction,
 or the human's label once people have given one. Every ``/api/*`` request carries
 ``Authorization: Bearer <HITL_API_TOKEN>``; the API is off (503) while that setting is unset.
-Bad input gets a 4xx with ``{"error": ..., "field": ...}``; an unexpected failure gets a 500
-with a generic message, and the traceback goes to the log only.
+Bad input gets a 4xx with ``{"error": ..., "field": ...}``; a write the database refuses for
+now (another process holds its write lock, the disk is full) gets a 503 that says why, with
+``Retry-After``, and one line in the log; an unexpected failure gets a 500 with a generic
+message, and the traceback goes to the log only.
 
 ``add_routes(app)`` registers everything; ``bot/api/openapi.json`` describes it, is served as it
 is, and its request schemas are what the API checks bodies against (a test keeps the routes
@@ -41,7 +43,7 @@ from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
 from bot.learning.scoring import scorer_of
 from bot.runtime import Runtime
-from bot.store import Store
+from bot.store import DatabaseError, Store, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +151,49 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _error(exc.status, exc.reason, None, allow)
+    except DatabaseError as exc:
+        refused = _refused_for_now(_runtime(request), exc)
+        if refused is None:
+            logger.exception("%s %s failed", request.method, request.path[:100])
+            return _error(500, "Something went wrong on our side; it has been logged")
+        rt = _runtime(request)
+        problem = rt.store.lost or database_problem(rt.settings.db, exc)
+        logger.error(
+            "%s %s: not stored, answered 503: %s", request.method, request.path[:100], problem
+        )
+        return _error(503, refused.message, None, refused.headers)
     except Exception:  # noqa: BLE001 - a producer never sees a traceback
         logger.exception("%s %s failed", request.method, request.path[:100])
         return _error(500, "Something went wrong on our side; it has been logged")
+
+
+# The database's refusals that pass (SQLite's error names, as prefixes): what the producer is
+# told and after how many seconds to retry. Producers retry a 503; a 500 is a bug to them.
+REFUSALS = (
+    ("SQLITE_BUSY", "the database is busy (another process holds its write lock)", 5),
+    ("SQLITE_FULL", "the server's disk is full", 60),
+    ("SQLITE_READONLY", "the database cannot be written now (its file is read-only)", 60),
+    ("SQLITE_IOERR", "the server's disk failed to read or write the database", 60),
+    ("SQLITE_CANTOPEN", "the server cannot open its database file", 60),
+)
+
+
+def _refused_for_now(rt: Runtime, exc: DatabaseError) -> ApiError | None:
+    """The 503 for a write the database refused for a reason that passes (its lock, its disk),
+    None for any other error (a bug: a 500)."""
+    if rt.store.lost is not None:  # the file was deleted or replaced (Store.check_file)
+        cause, seconds = "the server's database file was deleted or replaced", 60
+    else:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        found = [(cause, seconds) for prefix, cause, seconds in REFUSALS if name.startswith(prefix)]
+        if not found:
+            return None
+        cause, seconds = found[0]
+    return ApiError(
+        503,
+        f"not stored: {cause}; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def _error(
@@ -602,6 +644,9 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
         return
     try:
         await scorer_of(rt).score_ids(ids)
+    except DatabaseError as exc:  # a full disk: one line, not a traceback
+        problem = database_problem(rt.settings.db, exc)
+        logger.error("scores of model v%d not stored: %s", model.version, problem)
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
         logger.exception("scoring with model v%d failed", model.version)
 

@@ -67,12 +67,34 @@ def is_missed(trigger: CronTrigger, last_started: datetime | None, now: datetime
     return due is not None and due <= now
 
 
+def check_database_file(rt: Runtime) -> bool:
+    """Whether the server's database file is still at its path (``Store.check_file``: one
+    stat). The first time it is found deleted, moved away or replaced, one ERROR line says so
+    and what to do; from then on the store refuses writes, which would go into a file nobody
+    will read again, and ``/healthz`` answers 503. The champion watch asks every second."""
+    problem = rt.store.check_file()
+    if problem is not None:
+        logger.error(
+            "%s: from now on it refuses writes (they would be lost) and /healthz answers 503;"
+            " put the database back at %s (or move what is left there away to start afresh)"
+            " and restart hitl serve",
+            problem,
+            rt.settings.db,
+        )
+    return rt.store.lost is None
+
+
 @dataclass(eq=False)
 class ChampionWatch:
     """Checks every ``every`` seconds whether the database names another champion than the
     one in memory (a `hitl retrain` or `hitl rollback` from the CLI) and loads it. A check
     that finds none reads one row (``Store.champion_version``), so it can run often. It runs
-    on its own, so a queue with every channel full (the dispatcher idle) does not delay it."""
+    on its own, so a queue with every channel full (the dispatcher idle) does not delay it.
+
+    Each check first looks whether the database file is still there (``check_database_file``);
+    once it is not, there is nothing to follow. A check the model files fail (the models folder
+    deleted or moved) is said in one line, once until it changes, not with a traceback a
+    second."""
 
     rt: Runtime
     every: float = CHAMPION_CHECK_SECONDS
@@ -81,19 +103,37 @@ class ChampionWatch:
     started: int = 0
     finished: int = 0
     task: asyncio.Task | None = None
+    problem: str | None = None  # why the last check failed, said once
 
     async def run(self) -> None:
         while True:
             self.wake.clear()
             self.started += 1
             try:
-                await follow_champion(self.rt)
+                if check_database_file(self.rt):
+                    await follow_champion(self.rt)
+                    self.problem = None
+            except OSError as exc:  # the model files: a models folder deleted or moved
+                self._say(exc)
             except Exception:  # noqa: BLE001 - the watch must outlive one failed check
                 logger.exception("checking for a new champion failed")
             async with self.done:
                 self.finished = self.started
                 self.done.notify_all()
             await wait_until_woken(self.wake, self.every)
+
+    def _say(self, exc: OSError) -> None:
+        champion = self.rt.champion
+        serving = f"keeps serving v{champion.version}" if champion else "has no model"
+        problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
+        if problem != self.problem:
+            logger.error(
+                "checking for a new champion failed (%s); the server %s: if the models folder"
+                " was moved or deleted, put it back or restart hitl serve",
+                problem,
+                serving,
+            )
+        self.problem = problem
 
     async def check_now(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Wake the watch and wait until a check that began after this call is done."""
@@ -241,8 +281,8 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     refresh, or None when none was due."""
     trainer = Trainer.of(rt)
     every = rt.settings.refresh_every
-    if every <= 0 or trainer.retrain_running():
-        return None
+    if every <= 0 or trainer.retrain_running() or rt.store.lost is not None:
+        return None  # (a lost database: its worker's connection would create a new one)
     if trainer.fitted_at is None:
         trainer.fitted_at = rt.champion.n_train if rt.champion else 0
     if labels_now(rt) - trainer.fitted_at < refresh_step(every, trainer.fitted_at):

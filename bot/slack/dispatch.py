@@ -208,6 +208,8 @@ class Dispatcher:
     async def fill(self) -> int:
         """One round: post to every channel with room; return how many were posted."""
         rt = self.rt
+        if rt.store.lost is not None:
+            return 0  # the database file is gone: nothing asked could be recorded (said once)
         self._read_attempts()
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         labels = label_set(rt.settings, rt.store)
@@ -226,7 +228,8 @@ class Dispatcher:
             for s in map(self.channel_state, self.question_channels())
         ):
             return 0  # no channel may post yet (clicks and predicts wake us): run() comes back
-        await sync_champion(rt)
+        with contextlib.suppress(OSError):  # the models folder is gone: the watch says so
+            await sync_champion(rt)
         await score_pending(rt, max_chunks=1)  # one bounded chunk; the scorer does the rest
         pool, audit_pool = candidates(rt, self.rng)
         pool = await fresh_window(rt, pool)  # a new model ranks the window first

@@ -60,6 +60,11 @@ _IMPORT_ANNOTATORS = json.dumps([IMPORT_USER])
 # that process is gone (retrains and rollbacks have the retrain lock for it, bot.learning):
 # the next run to start ends each one whose process is gone as failed.
 PROCESS_RUNS = ("import",)
+# The size the write-ahead log is cut back to when it starts afresh after a complete checkpoint
+# (SQLite keeps the file at its largest otherwise: 114 MB after a burst of 9,000 predicts, for
+# a 3.7 MB database). SQLite's own checkpoint would keep it near 4 MB (1,000 pages); a moderate
+# load (40 predicts a second) keeps it under 9 MB.
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
 
 
 def utc_now() -> str:
@@ -89,6 +94,8 @@ class Store(
         self.now = clock
         self.wal_sync = WalSync(db)
         self.path: Path | None = None  # the file, as opened (None: in memory)
+        self.file_id: tuple[int, int] | None = None  # its (st_dev, st_ino) when opened
+        self.lost: str | None = None  # why writes are refused: the file is gone (check_file)
 
     @classmethod
     def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
@@ -112,6 +119,7 @@ class Store(
             _configure(db, memory=False)
             store = cls(db, clock)
             store.path = path
+            store.file_id = _file_id(path)
             store.migrate(path)
         except BaseException as exc:
             if conn is not None:
@@ -155,6 +163,12 @@ class Store(
         pending = [m.name for m in migrations.pending(self.db)]
         if not pending:
             return
+        if path is not None and not applied and (holder := other_server(path)):
+            raise StoreError(
+                f"{path} is empty (a new database), but a hitl server or demo runs on it"
+                f" ({holder}): was its database deleted or replaced while it ran? Stop it, put"
+                " the database back, and start it again"
+            )
         if path is not None and (holder := other_server(path)):
             raise StoreError(
                 f"{path} needs an upgrade to this slack-hitl ({len(pending)} migrations), but a"
@@ -180,6 +194,24 @@ class Store(
                         "applied_at": str(datetime.now(UTC)),
                     }
                 )
+
+    def check_file(self) -> str | None:
+        """Whether the file at ``path`` is still the one this store opened.
+
+        One that was deleted, moved away or replaced while the store had it open (a cleanup
+        script, a restore over a running server) keeps taking this connection's writes into a
+        file nobody will read again: they are lost when the process ends. From the first check
+        that finds it, the store refuses writes (``PRAGMA query_only``: SQLite says
+        SQLITE_READONLY) and ``lost`` says why. Returns that reason the first time, None
+        otherwise. One ``stat``: cheap enough to run every second (the champion watch does)."""
+        if self.lost is not None or self.path is None or self.file_id is None:
+            return None
+        problem = _file_problem(self.path, self.file_id)
+        if problem is None:
+            return None
+        self.lost = problem
+        self.db.execute("PRAGMA query_only = ON")
+        return problem
 
     def schema_version(self) -> list[str]:
         """Names of the applied migrations, oldest first."""
@@ -605,6 +637,8 @@ class Checkpointer:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.path = _wal_database(db)
+        self.last_log = -1  # the log's pages at the last checkpoint
+        self.failed: str | None = None  # the last checkpoint's error, said once
 
     def take_over(self) -> None:
         """From now on the connection's commits leave the log to ``run``."""
@@ -612,23 +646,46 @@ class Checkpointer:
             self.db.execute("PRAGMA wal_autocheckpoint = 0")
 
     def run(self) -> tuple[int, int, int]:
-        """A passive checkpoint (for a worker thread): (busy, pages in the log, pages copied)."""
+        """A passive checkpoint (for a worker thread): (busy, pages in the log, pages copied).
+
+        While writes keep coming, a passive checkpoint never lets the log start afresh, so it
+        grows with a burst. Once nothing was written since the last checkpoint (the log has
+        the same pages, all copied) and the log's file is over JOURNAL_SIZE_LIMIT, it is
+        truncated (``wal_checkpoint(TRUNCATE)``, which waits for no one: if the loop writes
+        just then, it is left to the next time). The connection opens the file only if it
+        exists: a server whose database was deleted does not create an empty one at its path.
+        """
         if self.path is None:
             return (0, 0, 0)
-        conn = sqlite3.connect(self.path, timeout=10)  # this thread's own
+        # This thread's own connection.
+        conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", uri=True, timeout=10)
         try:
             busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            idle = not busy and log == copied == self.last_log
+            self.last_log = log
+            if idle and _size(self.path + "-wal") > JOURNAL_SIZE_LIMIT:
+                conn.execute("PRAGMA busy_timeout = 0")
+                busy, log, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         finally:
             conn.close()
         return int(busy), int(log), int(copied)
 
     async def keep_up(self) -> None:
         """The server's task: a passive checkpoint in a worker thread every ``EVERY`` seconds
-        (one that finds nothing new in the log returns at once, without writing)."""
+        (one that finds nothing new in the log returns at once, without writing). One that
+        fails (a full disk, a deleted file) is said once, in one line, and tried again."""
         if self.path is None:
             return  # no log to copy back
         while True:
-            await asyncio.to_thread(self.run)
+            try:
+                await asyncio.to_thread(self.run)
+            except sqlite3.Error as exc:
+                problem = str(database_problem(self.path, exc))
+                if problem != self.failed:
+                    logger.warning("checkpoint failed: %s; trying again every second", problem)
+                self.failed = problem
+            else:
+                self.failed = None
             await asyncio.sleep(self.EVERY)
 
 
@@ -639,6 +696,36 @@ def _wal_database(db: Database) -> str | None:
     if not path or db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         return None
     return str(path)
+
+
+def _size(path: str) -> int:
+    """The size of the file at ``path``; 0 if there is none."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` as (device, inode), None if it cannot be read."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _file_problem(path: Path, opened: tuple[int, int]) -> str | None:
+    """Why the file at ``path`` is no longer the file ``opened`` (see ``_file_id``)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return f"{path} was deleted or moved away while the server had it open"
+    except OSError:
+        return None  # cannot tell (a permission): nothing to say
+    if (found.st_dev, found.st_ino) != opened:
+        return f"{path} was replaced by another file while the server had it open"
+    return None
 
 
 def _fsync(path: str) -> float:
@@ -724,6 +811,7 @@ def _configure(db: Database, memory: bool) -> None:
         db.enable_wal()
         # FULL: a commit is on disk before we acknowledge anything to Slack.
         db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
 
 
 def _decode_item(row: dict[str, Any]) -> dict[str, Any]:

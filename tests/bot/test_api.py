@@ -561,3 +561,50 @@ async def test_a_model_from_before_a_rename_answers_under_the_label_in_force(
         assert "billing" not in [r["label"] for r in shown["prediction"]["ranked"]]
         api.store.record_answer(first["id"], "U1", "refunds", source="button", dedupe_key="k1")
         assert api.store.webhook_payload(first["id"])["model_label"] == "refunds"
+
+
+async def test_a_write_lock_held_by_another_process_gets_a_503_with_retry_after(
+    api: Bot, caplog: pytest.LogCaptureFixture
+):
+    """Another process held the write lock (a `sqlite3` shell in BEGIN IMMEDIATE): predict
+    and items answered 500 "Something went wrong" and logged a traceback. A producer retries a
+    503; to it a 500 is a bug."""
+    import sqlite3
+
+    api.store.set_busy_timeout(0)  # refused at once, not after the server's 2 s
+    other = sqlite3.connect(api.rt.settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        predicted = await post_json(api, "/api/predict", {"id": "L1", "text": "refund charge"})
+        added = await post_json(api, "/api/items", {"items": [{"id": "L2", "text": "refund"}]})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for response in (predicted, added):
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        assert (await response.json()) == {
+            "error": "not stored: the database is busy (another process holds its write lock);"
+            " retry in 5 s"
+        }
+    said = [r for r in caplog.records if r.name == "bot.api.routes"]
+    assert [r.exc_info for r in said] == [None, None]  # one line each, no traceback
+    assert "answered 503" in said[0].getMessage()
+    assert "locked by another process" in said[0].getMessage()
+    assert stored(api) == 0
+    again = await post_json(api, "/api/predict", {"id": "L1", "text": "refund charge"})
+    assert again.status == 200 and stored(api) == 1
+
+
+async def test_a_full_disk_gets_a_503_that_says_so(api: Bot, caplog: pytest.LogCaptureFixture):
+    """The disk is full (here: the database may not grow by a page): a 503 naming it, with
+    Retry-After, one log line."""
+    pages = api.store.db.execute("PRAGMA page_count").fetchone()[0]
+    api.store.db.execute(f"PRAGMA max_page_count = {pages}")
+    many = [{"id": f"F{i}", "text": "refund charge " * 500} for i in range(50)]
+    response = await post_json(api, "/api/items", {"items": many})
+    assert response.status == 503 and response.headers["Retry-After"] == "60"
+    body = await response.json()
+    assert body == {"error": "not stored: the server's disk is full; retry in 60 s"}
+    said = [r for r in caplog.records if r.name == "bot.api.routes"]
+    assert len(said) == 1 and said[0].exc_info is None
+    assert "the disk is full" in said[0].getMessage()

@@ -13,7 +13,8 @@ from sqlite_utils import Database
 from bot.config import Settings
 from bot.errors import StoreError
 from bot.learning.reports import stats_text
-from bot.store import KNOWN_MIGRATIONS, Store, migrations
+from bot.store import KNOWN_MIGRATIONS, Checkpointer, Store, migrations
+from bot.store.core import JOURNAL_SIZE_LIMIT
 from tests.bot.harness import margin_scored
 from tests.query_plans import query_plans
 
@@ -607,10 +608,12 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
     )
     try:
         assert server.stdout.readline() == "held\n"
+        pending = len(KNOWN_MIGRATIONS) - KNOWN_MIGRATIONS.index("m019_post_attempts")
         with pytest.raises(StoreError) as refused:
             Store.open(db_path)
         assert str(refused.value) == (
-            f"{db_path} needs an upgrade to this slack-hitl (3 migrations), but a hitl server or"
+            f"{db_path} needs an upgrade to this slack-hitl ({pending} migrations), but a hitl"
+            " server or"
             f" demo runs on it (pid {server.pid} on testhost): stop it first, then run the new"
             " version"
         )
@@ -619,3 +622,96 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
         server.communicate("")
     with Store.open(db_path) as store:
         assert store.schema_version() == list(KNOWN_MIGRATIONS)
+
+
+def write_a_burst(store: Store, commits: int, start: int = 0) -> None:
+    """``commits`` commits of 10 items, each text about two pages long."""
+    for c in range(start, start + commits):
+        rows = [R(f"b{c}-{k}", f"burst {c} {k} " + "word " * 1600) for k in range(10)]
+        store.add_items(rows, source="api")
+
+
+def burst_past_the_limit(db_path: Path) -> tuple[Store, Checkpointer, Path]:
+    """A server's store whose log a burst of writes took past JOURNAL_SIZE_LIMIT, none of it
+    copied back yet (the server's commits leave the log to its Checkpointer)."""
+    store = Store.open(db_path)
+    checkpointer = Checkpointer(store.db)
+    checkpointer.take_over()
+    page_size = store.db.execute("PRAGMA page_size").fetchone()[0]
+    write_a_burst(store, JOURNAL_SIZE_LIMIT // page_size // 20 + 20)
+    wal = db_path.with_name(db_path.name + "-wal")
+    assert wal.stat().st_size > JOURNAL_SIZE_LIMIT
+    return store, checkpointer, wal
+
+
+def test_after_a_burst_the_next_commit_cuts_the_log_back_to_the_limit(db_path: Path):
+    """The log kept its largest size until the server stopped (114 MB after 9,000 predicts on
+    a 3.7 MB database): once a checkpoint copied all of it, the next commit starts it afresh
+    and cuts the file back to JOURNAL_SIZE_LIMIT."""
+    store, checkpointer, wal = burst_past_the_limit(db_path)
+    busy, log, copied = checkpointer.run()
+    assert busy == 0 and copied == log > 0
+    write_a_burst(store, 1, start=10_000)
+    assert wal.stat().st_size <= JOURNAL_SIZE_LIMIT
+    assert store.count_items()["new"] > 0 and store.integrity_check() == "ok"
+    store.close()
+
+
+def test_an_idle_servers_checkpointer_truncates_a_grown_log(db_path: Path):
+    """No write comes after the burst: the checkpoint that finds nothing new since the last
+    one (all copied) truncates the log's file."""
+    store, checkpointer, wal = burst_past_the_limit(db_path)
+    checkpointer.run()  # copies the burst back
+    assert wal.stat().st_size > JOURNAL_SIZE_LIMIT  # the log is reused, not shrunk
+    assert checkpointer.run()[0] == 0  # nothing new since: the log is truncated
+    assert wal.stat().st_size == 0
+    n_items = store.count_items()["new"]
+    store.close()
+    with Store.open(db_path) as again:
+        assert again.count_items()["new"] == n_items and again.integrity_check() == "ok"
+
+
+def test_the_checkpointer_does_not_create_a_deleted_database(db_path: Path):
+    """The server's checkpointer re-created an empty file at the path of a deleted database
+    (every second, on a connection of its own)."""
+    store = Store.open(db_path)
+    checkpointer = Checkpointer(store.db)
+    for name in (db_path.name, db_path.name + "-wal", db_path.name + "-shm"):
+        db_path.with_name(name).unlink()
+    with pytest.raises(sqlite3.OperationalError):
+        checkpointer.run()
+    assert not db_path.exists()
+    store.close()
+
+
+def test_an_empty_database_a_server_runs_on_is_not_said_to_need_an_upgrade(db_path: Path):
+    """The database was deleted under a running server and an empty file appeared at its path:
+    the CLI said it "needs an upgrade to this slack-hitl (20 migrations)"."""
+    import subprocess
+    import sys
+
+    from bot.store.lock import lock_path
+
+    db_path.touch()
+    holds = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(lock_path(db_path.resolve()))!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.pwrite(fd, f'pid {os.getpid()} on testhost'.encode(), 0)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", holds], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline() == "held\n"
+        with pytest.raises(StoreError) as refused:
+            Store.open(db_path)
+        assert str(refused.value) == (
+            f"{db_path} is empty (a new database), but a hitl server or demo runs on it (pid"
+            f" {server.pid} on testhost): was its database deleted or replaced while it ran?"
+            " Stop it, put the database back, and start it again"
+        )
+    finally:
+        server.communicate("")

@@ -1,0 +1,126 @@
+"""The server's files changed under it while it runs: its database deleted, moved away or
+replaced (a cleanup script, a restore over a running server), its models folder moved.
+
+Before, a server whose database was deleted went on writing into the deleted file (lost when
+it stopped), /healthz said ok and nothing was logged; after a move of the models folder the
+champion watch and the dispatcher logged a traceback every round. Now the server says it
+once, in one line, refuses writes and answers /healthz with 503."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.learning import retrain
+from bot.learning.jobs import ChampionWatch
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+
+TOKEN = "api-token-for-file-fault-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BILLING = ("refund my invoice", "charged twice on my card", "card payment failed")
+BUG = ("app crashes on start", "error 500 when saving", "page shows an error")
+LABELED = [Item(f"b{n}", text, "billing") for n, text in enumerate(BILLING)] + [
+    Item(f"g{n}", text, "bug") for n, text in enumerate(BUG)
+]
+WAITING = [Item("u1", "refund the invoice please"), Item("u2", "crash error on login")]
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Bot]:
+    seed(tmp_path / "hitl.db", LABELED + WAITING)
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), api_token=TOKEN)
+    async for running in start_bot(fake_slack, settings):
+        yield running
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def health(bot: Bot) -> tuple[int, dict]:
+    response = await bot.http.get("/healthz")
+    return response.status, await response.json()
+
+
+async def test_a_database_deleted_under_the_server_is_said_once_and_refuses_writes(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    db = Path(bot.rt.settings.db)
+    assert (await health(bot))[0] == 200
+    for name in (db.name, db.name + "-wal", db.name + "-shm"):
+        db.with_name(name).unlink()
+    status, body = await health(bot)
+    assert (status, body["ok"], body["db"]) == (503, False, "unreachable")
+    said = errors(caplog)
+    assert len(said) == 1 and said[0].exc_info is None
+    line = said[0].getMessage()
+    assert f"{db} was deleted or moved away while the server had it open" in line
+    assert "refuses writes" in line and "restart hitl serve" in line
+    response = await bot.http.post(
+        "/api/predict", json={"id": "RM1", "text": "refund charge"}, headers=AUTH
+    )
+    assert response.status == 503 and "Retry-After" in response.headers
+    refused = (await response.json())["error"]
+    assert (
+        refused == "not stored: the server's database file was deleted or replaced; retry in 60 s"
+    )
+    assert await bot.dispatcher.fill() == 0  # nothing is asked that could not be recorded
+    assert (await health(bot))[0] == 503
+    assert len([r for r in errors(caplog) if "read-only" in r.getMessage()]) == 0
+    assert len([r for r in errors(caplog) if "refuses writes" in r.getMessage()]) == 1  # once
+    assert db.name not in os.listdir(db.parent)  # nothing re-created an empty database there
+
+
+async def test_a_database_replaced_under_the_server_is_not_written_to(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    db = Path(bot.rt.settings.db)
+    bot.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    backup = db.with_name("restored.db")
+    shutil.copy(db, backup)
+    backup.replace(db)  # a restore over the running server: another file at the path
+    assert (await health(bot))[0] == 503
+    said = errors(caplog)
+    assert len(said) == 1 and "was replaced by another file" in said[0].getMessage()
+    before = sum(bot.store.count_items().values())
+    response = await bot.http.post("/api/items", json={"items": [{"text": "x"}]}, headers=AUTH)
+    assert response.status == 503
+    assert sum(bot.store.count_items().values()) == before
+
+
+async def test_a_models_folder_moved_under_the_server_is_said_in_one_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """The folder moved (a CLI retrain then promoted v1 there): the champion watch and the
+    dispatcher failed every round with a FileNotFoundError traceback."""
+    settings = bot.rt.settings
+    with Store.open(settings.db) as store:
+        outcome = await retrain.retrain(
+            store, settings, retrain.registry_for(settings), champion=None, triggered_by="cli"
+        )
+    assert outcome.promoted
+    models = Path(f"{settings.db}.models")
+    os.rename(models, models.with_name("elsewhere.models"))
+    watch = ChampionWatch(bot.rt)
+    task = asyncio.create_task(watch.run())
+    try:
+        await watch.check_now(timeout=30)
+        await watch.check_now(timeout=30)
+    finally:
+        task.cancel()
+    await bot.dispatcher.fill()  # no FileNotFoundError: the round goes on
+    said = errors(caplog)
+    assert all(r.exc_info is None for r in said), [r.getMessage() for r in said]
+    assert len(said) <= 1  # once, not every round (none if the registry takes a missing folder)
+    if said:
+        assert "checking for a new champion failed" in said[0].getMessage()
+        assert str(models) in said[0].getMessage()
+        assert "restart hitl serve" in said[0].getMessage()
