@@ -545,6 +545,14 @@ def retrain_command(state: State, force: bool) -> None:
                         rescore_progress=rescore_progress,
                     )
                 )
+            except retrain.ScoringStopped as exc:  # promoted and recorded; the queue is behind
+                bars.close()
+                click.echo(reports.plain(reports.retrain_text(exc.outcome)))
+                why = _problem(exc.__cause__, settings.db)
+                raise click.ClickException(
+                    f"{exc} ({why}); items not scored yet keep the previous model's scores "
+                    "until `hitl serve` scores them (it does at start)"
+                ) from exc
             except KeyboardInterrupt:
                 if scoring:  # promoted and recorded; only the queue's scores are behind
                     bars.close()
@@ -556,6 +564,19 @@ def retrain_command(state: State, force: bool) -> None:
                     )
                 raise
     click.echo(reports.plain(reports.retrain_text(outcome)))
+
+
+def _problem(exc: BaseException | None, db: Path) -> str:
+    """An error as the one line `friendly_errors` would print for it (without "Error: ")."""
+    from bot.store import DatabaseError, database_problem
+
+    if isinstance(exc, HitlError):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return str(database_problem(db, exc))
+    if isinstance(exc, OSError):
+        return os_problem(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 @cli.command("models")
@@ -575,26 +596,97 @@ def models_command(state: State) -> None:
     """
     from bot.learning import retrain
 
-    with friendly_errors():
-        state.require_db()
+    with friendly_errors(), state.open_existing_store() as store:
+        known = {int(m["version"]): m for m in store.models()}
         # No models folder, no models: a command that reads creates no folder (nor fails to).
         models_dir = state.settings.models_dir
-        versions = retrain.registry_for(state.settings).versions() if models_dir.is_dir() else []
-    if not versions:
+        registry = retrain.registry_for(state.settings) if models_dir.is_dir() else None
+        versions, unreadable = registry.scan() if registry is not None else ([], {})
+    if not versions and not known and not unreadable:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
+    rows = {v.version: _model_row(v.to_dict(), v.reasons(), v.pruned_at) for v in versions}
+    for version, why in unreadable.items():
+        row = known.get(version) or {"version": version, "status": "?"}
+        rows[version] = _model_row(row, [], "", f"(metadata v{version}.json unreadable: {why})")
+    for version in sorted(set(known) - set(rows)):
+        rows[version] = _model_row(known[version], [], "", f"(files missing in {models_dir})")
     click.echo(
         f"{'version':<8} {'status':<10} {'created':<26} {'labels':>7} {'accuracy':>9} "
         f"{'macro-F1':>9}  reason"
     )
-    for v in versions:
-        acc, f1 = v.metrics.get("accuracy"), v.metrics.get("macro_f1")
-        click.echo(
-            f"v{v.version:<7} {v.status:<10} {v.created_at:<26} {v.n_train:>7,} "
-            f"{acc * 100 if acc is not None else 0:>8.1f}% {f1 or 0:>9.3f}  "
-            + " → ".join(v.reasons())
-            + (" (file deleted)" if v.pruned_at else "")
+    for version in sorted(rows):
+        click.echo(rows[version])
+    for line in _lost_models(known, versions, unreadable, models_dir):
+        click.echo(f"Warning: {line}", err=True)
+
+
+def _model_row(model: dict[str, Any], reasons: list[str], pruned_at: str, note: str = "") -> str:
+    """One line of `hitl models`, from a version's metadata or the database's row of it."""
+    metrics = model.get("metrics") or {}
+    acc, f1 = metrics.get("accuracy"), metrics.get("macro_f1")
+    reason = " → ".join(reasons) if reasons else model.get("reason") or ""
+    notes = [note] if note else []
+    if pruned_at:
+        notes.insert(0, "(file deleted)")
+    return (
+        f"v{model['version']:<7} {model['status']:<10} {model.get('created_at') or '':<26} "
+        f"{model.get('n_train') or 0:>7,} {acc * 100 if acc is not None else 0:>8.1f}% "
+        f"{f1 or 0:>9.3f}  " + " ".join([reason, *notes] if reason else notes)
+    )
+
+
+def _lost_models(
+    known: dict[int, dict[str, Any]],
+    versions: list[Any],
+    unreadable: dict[int, str],
+    models_dir: Path,
+) -> list[str]:
+    """What is wrong when the models folder lacks versions the database records, or holds
+    metadata it cannot read, and the fix (empty when all is well)."""
+    lines = []
+    readable = {v.version for v in versions}
+    missing = sorted(set(known) - readable - set(unreadable))
+    has_champion = any(v.status == "champion" for v in versions)
+    newest = max([*known, *readable, *unreadable], default=0)
+    if missing:
+        champion = [v for v in missing if known[v]["status"] == "champion"]
+        which = ", ".join(f"v{v}" for v in missing)
+        lines.append(
+            f"the database records model{'s' if len(missing) > 1 else ''} {which}"
+            + (f" (champion v{champion[0]})" if champion else "")
+            + f" but {models_dir} has no files for "
+            + ("it" if len(missing) == 1 else "them")
+            + f": restore them from a backup of {models_dir}, or `hitl retrain` trains a new "
+            f"model (v{newest + 1})"
         )
+    for version, why in unreadable.items():
+        earlier = [
+            v.version
+            for v in versions
+            if v.version < version and v.status == "retired" and not v.pruned_at
+        ]
+        if has_champion:
+            fix = f"until then v{version} cannot be rolled back to"
+        elif earlier:
+            fix = f"or `hitl rollback {earlier[-1]}` makes v{earlier[-1]} the champion"
+        else:
+            fix = f"or `hitl retrain` trains a new model (v{newest + 1})"
+        lines.append(
+            f"{models_dir / f'v{version}.json'} is damaged ({why}): restore it from a backup"
+            + ("; " if has_champion else ", ")
+            + fix
+        )
+    if (missing or unreadable) and not has_champion:
+        below = max(unreadable, default=newest + 1)  # the registry's fallback: older than that
+        earlier = [
+            v.version
+            for v in versions
+            if v.version < below and v.status == "retired" and not v.pruned_at
+        ]
+        serves = f"v{earlier[-1]}, an earlier model" if earlier else "no model"
+        lines.append(f"until then `hitl serve` serves {serves}")
+    return lines
 
 
 @cli.command("rollback")
@@ -653,10 +745,13 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_existing_store() as store:
-        report = reports.accuracy_report(
-            store, retrain.registry_for(state.settings), datetime.now(UTC)
-        )
+        registry = retrain.registry_for(state.settings)
+        report = reports.accuracy_report(store, registry, datetime.now(UTC))
+        known = {int(m["version"]): m for m in store.models()}
+        versions, unreadable = registry.scan()
     click.echo(reports.plain(reports.accuracy_text(report)))
+    for line in _lost_models(known, versions, unreadable, state.settings.models_dir):
+        click.echo(f"Warning: {line}", err=True)
     if chart is None:
         return
     if report is None:

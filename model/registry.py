@@ -122,23 +122,40 @@ class ModelRegistry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._warned: set[int] = set()  # versions whose unreadable metadata was logged
 
     # -- reading ---------------------------------------------------------------------
 
     def _meta_path(self, version: int) -> Path:
         return self.root / f"v{version}.json"
 
-    def versions(self) -> list[ModelVersion]:
-        """Every version with readable metadata, oldest first."""
-        out = []
+    def scan(self) -> tuple[list[ModelVersion], dict[int, str]]:
+        """Every version with readable metadata, oldest first, and the unreadable ones with
+        why (``vN.json`` damaged, or naming another file); nothing is logged."""
+        out, unreadable = [], {}
         for path in self.root.iterdir():
             m = _FILE.match(path.name)
             if m and m.group(2) == "json":
                 try:
                     out.append(self.get(int(m.group(1))))
                 except RegistryError as exc:
-                    logger.warning("skipping model metadata %s: %s", path.name, exc)
-        return sorted(out, key=lambda v: v.version)
+                    unreadable[int(m.group(1))] = str(exc)
+        return sorted(out, key=lambda v: v.version), dict(sorted(unreadable.items()))
+
+    def versions(self) -> list[ModelVersion]:
+        """Every version with readable metadata, oldest first (an unreadable one is logged,
+        once per registry; :meth:`scan` returns them)."""
+        out, unreadable = self.scan()
+        for version, why in unreadable.items():
+            if version not in self._warned:
+                self._warned.add(version)
+                logger.warning("skipping model metadata v%d.json: %s", version, why)
+        return out
+
+    def highest_version(self) -> int:
+        """The highest version number any file in the folder has (0: none)."""
+        numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _FILE.match(p.name))]
+        return max(numbers, default=0)
 
     def get(self, version: int) -> ModelVersion:
         """Metadata of ``version``; :class:`RegistryError` if missing or unreadable.
@@ -232,23 +249,44 @@ class ModelRegistry:
         Each refused version (tampered, unreadable) is logged with its reason and listed
         in ``LoadedModel.refused``; the fallbacks are the retired versions, newest first.
         Statuses on disk are not changed (call :meth:`rollback` to make it official).
-        Returns ``None`` when there is no champion or nothing loads.
+        With no readable champion but damaged metadata (a ``vN.json`` that does not parse), the
+        damaged version is taken for the champion, refused: the fallbacks are the retired
+        versions older than it. Returns ``None`` when there is no champion or nothing loads.
         """
-        champ = self.champion()
-        if champ is None:
-            return None
-        retired = [
-            v for v in reversed(self.versions()) if v.status == "retired" and not v.pruned_at
-        ]
+        versions, unreadable = self.scan()
+        champs = [v for v in versions if v.status == "champion"]
+        retired = [v for v in reversed(versions) if v.status == "retired" and not v.pruned_at]
         refused: list[tuple[int, str]] = []
-        for meta in [champ, *retired]:
+        if champs:
+            champ = champs[-1]
+        elif unreadable:  # the champion may be the version whose metadata is damaged
+            broken = max(unreadable)
+            retired = [v for v in retired if v.version < broken]
+            if not retired:
+                return None
+            champ = retired[0]
+            refused.append((broken, unreadable[broken]))
+            self._warned.update(unreadable)
+            logger.warning(
+                "no champion: %s; using v%d, the newest earlier version. Restore v%d.json "
+                "from a backup, or make v%d the champion (`hitl rollback %d`)",
+                unreadable[broken],
+                champ.version,
+                broken,
+                champ.version,
+                champ.version,
+            )
+            # (``refused`` is not empty: the loop below logs which version it used)
+        else:
+            return None
+        for meta in [champ, *(v for v in retired if v is not champ)]:
             try:
                 clf = self.load(meta.version)
             except RegistryError as exc:
                 logger.warning("model v%d refused: %s", meta.version, exc)
                 refused.append((meta.version, str(exc)))
                 continue
-            if refused:
+            if refused and meta is not champ:
                 logger.warning(
                     "using model v%d instead of champion v%d", meta.version, champ.version
                 )
@@ -256,10 +294,6 @@ class ModelRegistry:
         return None
 
     # -- writing ---------------------------------------------------------------------
-
-    def _next_version(self) -> int:
-        numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _FILE.match(p.name))]
-        return max(numbers, default=0) + 1
 
     def _write_meta(self, meta: ModelVersion) -> None:
         text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, sort_keys=True)
@@ -274,8 +308,11 @@ class ModelRegistry:
         reason: str = "",
         extra: Mapping[str, object] | None = None,
         now: datetime | None = None,
+        at_least: int = 1,
     ) -> ModelVersion:
-        """Store ``classifier`` as the next version with status ``candidate``."""
+        """Store ``classifier`` as the next version with status ``candidate``: one above
+        every version in the folder, and at least ``at_least`` (the caller may know of
+        versions whose files are gone; a number is never used twice)."""
         if classifier.pipeline_ is None:
             raise InvalidInputError("cannot save a classifier that has not been fitted")
         import sklearn
@@ -283,7 +320,7 @@ class ModelRegistry:
         from model import modelfile
 
         data = modelfile.dumps(classifier.pipeline_)
-        version = self._next_version()
+        version = max(self.highest_version() + 1, at_least)
         model_file = f"v{version}.skops"
         _atomic_write(self.root / model_file, data)
         meta = ModelVersion(

@@ -153,6 +153,7 @@ class Plan:
     keep_models: int = 5
     stop: stopping.StopPlan | None = None  # read by ``retrain`` off the event loop
     uniform: list[bool] | None = None  # per label: not asked for uncertainty (learning curve)
+    next_version: int = 1  # above every version the database records (files may be lost)
 
 
 @dataclass
@@ -188,19 +189,74 @@ def begin(
     force: bool = False,
     now: datetime | None = None,
 ) -> Plan | Outcome:
-    """Take the lock and read the labels, or say why there is nothing to do."""
+    """Take the lock and read the labels, or say why there is nothing to do. Whatever goes
+    wrong once the lock is taken (the models folder gone, a full disk) ends the run as failed
+    and releases the lock before the error is raised: a later retrain is not refused."""
     now = now or datetime.now(UTC)
     owner = lock_owner(f"retrain by {triggered_by}")
     holder = take_lock(store, owner, now, LOCK_TTL)
     if holder is not None:
         return Outcome("busy", busy_reason(holder), triggered_by)
-    run_id = store.start_run("retrain", triggered_by)
+    run_id = None
+    try:
+        run_id = store.start_run("retrain", triggered_by)
+        if not registry.root.is_dir():  # deleted or moved while `hitl serve` runs
+            outcome = Outcome("failed", missing_folder(registry), triggered_by)
+            store.finish_run(run_id, "failed", asdict(outcome))  # no watermark: not the labels
+            store.release_lock(LOCK, owner)
+            return outcome
+        return _plan(store, settings, registry, run_id, owner, triggered_by, force)
+    except BaseException as exc:
+        _give_back(store, run_id, owner, exc)
+        raise
+
+
+def missing_folder(registry: ModelRegistry) -> str:
+    """Why a retrain cannot start when the models folder is gone, and the fix."""
+    name = registry.root.name
+    return (
+        f"the models folder {name} (beside the database) is missing: was it deleted or moved? "
+        f"Put it back, or create an empty {name} to start a new model, then retrain again"
+    )
+
+
+def _give_back(store: Store, run_id: int | None, owner: str, exc: BaseException) -> None:
+    """End the run as failed and release the lock after ``exc`` (which the caller raises)."""
+    reason = f"retrain failed: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):  # a full disk may refuse this too; the lock matters
+        if run_id is not None:
+            store.finish_run(run_id, "failed", {"status": "failed", "reason": reason})
+    try:
+        store.release_lock(LOCK, owner)
+    except Exception:  # noqa: BLE001 - the caller's error is the one to raise
+        logger.exception("could not release the retrain lock after: %s", reason)
+
+
+def known_versions(store: Store) -> dict[int, str]:
+    """The model versions the database records, with their status."""
+    return {int(m["version"]): m["status"] for m in store.models()}
+
+
+def _plan(
+    store: Store,
+    settings: Settings,
+    registry: ModelRegistry,
+    run_id: int,
+    owner: str,
+    triggered_by: str,
+    force: bool,
+) -> Plan | Outcome:
     # What training reads, and by which rules: a version whose rules differ (before gold
     # stopped training, say) recorded another watermark, so its last run is not "nothing new".
     watermark = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
     last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
     last_mark = (last or {}).get("detail", {}).get("watermark")
-    if not force and last_mark == watermark:
+    previous = registry.champion()
+    known = known_versions(store)
+    # The database records models but none is champion in the folder (restored without its
+    # model files, or its champion's metadata damaged): train, or nothing would ever serve.
+    lost = previous is None and bool(known)
+    if not force and not lost and last_mark == watermark:
         outcome = Outcome(
             "nothing_new",
             f"nothing new: no labels since the last run ({watermark['n_labels']:,} labels)",
@@ -212,7 +268,6 @@ def begin(
         store.release_lock(LOCK, owner)
         return outcome
     rows = quality.training_rows(store, settings)
-    previous = registry.champion()
     too_few = why_too_few([r[2] for r in rows])
     if too_few is not None:  # no fit, no background work: the caller can answer at once
         outcome = Outcome(
@@ -245,6 +300,7 @@ def begin(
         started=time.perf_counter(),
         keep_models=settings.keep_models,
         uniform=store.drawn_uniformly(r[0] for r in rows),
+        next_version=max(known, default=0) + 1,
     )
 
 
@@ -370,6 +426,7 @@ def compute(
             "fit_seconds": round(candidate.fit_seconds, 2),
             "triggered_by": plan.triggered_by,
         },
+        at_least=plan.next_version,
     )
     before = {v.version: v.status for v in registry.versions()}
     meta = (
@@ -714,26 +771,56 @@ async def retrain(
         status = stopping.stop_status(store)
         outcome.stopping = status.as_dict() if status else {}
     if outcome.promoted:
-        new = await asyncio.to_thread(load_champion, registry)
-        if new is not None:
-            if on_champion is not None:
-                on_champion(new)
-            outcome.queue_before = _queue(store)
-            scoring_started = time.perf_counter()
-            rescored = await (
-                scorer.rescore()
-                if scorer is not None
-                else score_items(
-                    store, new, settings.threshold, settings.strategy, progress=rescore_progress
-                )
+        try:
+            await _take_up(
+                store, settings, registry, outcome, on_champion, scorer, rescore_progress
             )
-            if rescored is None:  # the running bot's walk re-scores the queue in the background
-                outcome.rescoring = True
-            else:
-                outcome.rescored = rescored
-                outcome.rescore_seconds = round(time.perf_counter() - scoring_started, 2)
-                outcome.queue_after = _queue(store)
+        except Exception as exc:
+            raise ScoringStopped(outcome) from exc  # promoted and recorded all the same
     return outcome
+
+
+class ScoringStopped(HitlError):
+    """A retrain promoted and recorded its model, then scoring the waiting items with it
+    failed (a full disk, say): ``outcome`` is the retrain's, ``__cause__`` the failure."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(
+            f"v{outcome.version} is the champion, but scoring the waiting items stopped"
+        )
+        self.outcome = outcome
+
+
+async def _take_up(
+    store: Store,
+    settings: Settings,
+    registry: ModelRegistry,
+    outcome: Outcome,
+    on_champion: Callable[[Champion], None] | None,
+    scorer: Scorer | None,
+    rescore_progress: Progress | None,
+) -> None:
+    """After a promotion: load the new champion, hand it over and re-score the queue."""
+    new = await asyncio.to_thread(load_champion, registry)
+    if new is None:
+        return
+    if on_champion is not None:
+        on_champion(new)
+    outcome.queue_before = _queue(store)
+    scoring_started = time.perf_counter()
+    rescored = await (
+        scorer.rescore()
+        if scorer is not None
+        else score_items(
+            store, new, settings.threshold, settings.strategy, progress=rescore_progress
+        )
+    )
+    if rescored is None:  # the running bot's walk re-scores the queue in the background
+        outcome.rescoring = True
+    else:
+        outcome.rescored = rescored
+        outcome.rescore_seconds = round(time.perf_counter() - scoring_started, 2)
+        outcome.queue_after = _queue(store)
 
 
 async def _fit_in_thread(abandon: Abandon, *args: Any) -> Computed:

@@ -68,13 +68,18 @@ def begin_rollback(
     holder = take_lock(store, owner, now, ROLLBACK_LOCK_TTL)
     if holder is not None:
         raise BusyError(f"{busy_reason(holder)}; try again when it is done")
-    champion = registry.champion()
+    try:  # an error here (the models folder gone, a full disk) must not keep the lock
+        champion = registry.champion()
+        run_id = store.start_run("rollback", triggered_by)
+    except BaseException:
+        store.release_lock(LOCK, owner)
+        raise
     return RollbackPlan(
         version=version,
         force=force,
         triggered_by=triggered_by,
         owner=owner,
-        run_id=store.start_run("rollback", triggered_by),
+        run_id=run_id,
         previous=champion.version if champion else None,
         was=meta.status,
         warning=warning,

@@ -132,6 +132,43 @@ def test_tampered_champion_falls_back_to_the_previous_good_version(registry, fit
     assert registry.champion().version == 2  # on disk nothing changed
 
 
+def test_damaged_champion_metadata_falls_back_to_the_newest_earlier_version(
+    registry, fitted, caplog
+):
+    for n in (1, 2, 3):
+        registry.save(fitted, n_train=n)
+        registry.promote(n)
+    (registry.root / "v3.json").write_text('{"broken')
+    with caplog.at_level(logging.WARNING, logger="model.registry"):
+        loaded = registry.load_champion()
+        registry.versions()  # already said: not warned again
+    assert loaded is not None and loaded.meta.version == 2
+    assert [v for v, _ in loaded.refused] == [3]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("no champion: model v3 metadata is unreadable: ")
+    assert warning.endswith(
+        "; using v2, the newest earlier version. Restore v3.json from a backup, or make v2 "
+        "the champion (`hitl rollback 2`)"
+    )
+    assert registry.scan()[1].keys() == {3}
+    (registry.root / "v1.json").write_text("{broken")  # only a champion's damage falls back
+    registry.promote(2)
+    assert registry.load_champion().meta.version == 2
+
+
+def test_the_damaged_metadata_of_the_only_version_leaves_no_champion(registry, fitted):
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    (registry.root / "v1.json").write_text("{broken")
+    assert registry.load_champion() is None
+    assert registry.scan() == ([], {1: registry.scan()[1][1]})
+
+
+def test_a_new_version_is_numbered_at_least_as_the_caller_asks(registry, fitted):
+    assert registry.save(fitted, n_train=1, at_least=5).version == 5  # v1..v4 known elsewhere
+    assert registry.save(fitted, n_train=1, at_least=2).version == 6  # never below the files
+
+
 def test_file_that_matches_its_hash_but_does_not_load_is_refused(registry, fitted):
     registry.save(fitted, n_train=1)
     junk = b"not a skops file"
