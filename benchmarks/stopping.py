@@ -26,6 +26,11 @@ run's own test accuracies so far (what a team with a test set could do); ``audit
 start always in training. The report sets each method's accuracy now (the curve at the
 label count) beside the test accuracy then, and counts the forecasts each method could make.
 
+Every round also estimates accuracy now the product's way (``model.stopping.accuracy_now``:
+the round's model's confidence on the stop set's unlabeled items, mapped to accuracy by an
+isotonic fit on every question asked so far, the asking model's confidence against whether its
+guess was right) and the report sets it beside the stop set's measured accuracy.
+
     python benchmarks/stopping.py --out benchmarks/results/stopping.jsonl     # 4 datasets, seed 0
     python benchmarks/stopping.py --seeds 0 1 2 3 4 --curve-at --out s.jsonl   # no forecasts
     python benchmarks/stopping.py --datasets trec --seeds 0 1 2 --out s.jsonl
@@ -55,12 +60,14 @@ from bot.learning.stopping import CURVE_GROWTH
 from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.evaluation import cohens_kappa
 from model.stopping import (
+    ASKED_MAX,
     SETTLE_CHANGE,
     SETTLE_SPAN,
     STOP_SET_SIZE,
     CurvePoints,
     Extrapolation,
     StopSignal,
+    accuracy_now,
     baseline,
     changed_share,
     curve_points,
@@ -106,11 +113,13 @@ def run_default(
     history: list[tuple[int, list[str]]] = []  # every round's (labels, predictions), oldest 1st
     reasons: dict[int, str] = {}  # each pick's reason (cold_start, audit, uncertain)
     asked: list[tuple[int, bool]] = []  # each audit pick: (its model's labels, right?)
+    calibration: list[tuple[float, bool]] = []  # every pick a model asked: (its confidence, right?)
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
         if clf is not None:
-            predicted = list(clf.predict(stop))
+            proba = clf.predict_proba(stop)
+            predicted = [clf.classes[j] for j in proba.argmax(axis=1)]  # = clf.predict(stop)
             n = len(labeled)
             older = baseline([m for m, _ in history], n)  # the product's comparison
             recent = history[::-1][:BACK]
@@ -131,6 +140,8 @@ def run_default(
                 # accuracy on the stop set's items not labeled yet: a uniform sample of what
                 # the team's items are now (test.jsonl can differ from the pool: trec's does)
                 "pool_accuracy": _pool_accuracy(predicted, stop_at, pool_y, is_labeled),
+                # the product's estimate of that accuracy (None: under 30 questions asked)
+                "accuracy_now": _accuracy_now(proba, stop_at, is_labeled, calibration),
             }
             history.append((n, predicted))
             yield row
@@ -144,16 +155,33 @@ def run_default(
         rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled))
         unlabeled = np.flatnonzero(~is_labeled)
         chosen = pick(ARM, clf, pool_x, unlabeled, labeled, None, rng, reasons=reasons)
-        audits = [i for i in chosen if reasons.get(i) == "audit"]
-        if clf is not None and audits:  # what the asking model said, before the answer came
-            said = clf.predict([pool_x[i] for i in audits])
-            asked += [(len(labeled), s == pool_y[i]) for i, s in zip(audits, said, strict=True)]
+        if clf is not None:  # what the asking model said, before the answer came
+            chosen_proba = clf.predict_proba([pool_x[i] for i in chosen])
+            said = [clf.classes[j] for j in chosen_proba.argmax(axis=1)]
+            right = [s == pool_y[i] for i, s in zip(chosen, said, strict=True)]
+            calibration += zip(chosen_proba.max(axis=1).tolist(), right, strict=True)
+            asked += [
+                (len(labeled), r)
+                for i, r in zip(chosen, right, strict=True)
+                if reasons.get(i) == "audit"
+            ]
         labeled += chosen
         is_labeled[chosen] = True
         rnd += 1
         ys = [pool_y[i] for i in labeled]
         if _fit_ready(ys):
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
+
+
+def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
+    """``accuracy_now`` as the product computes it: the round's confidence on the stop set's
+    unlabeled items, calibrated on the newest ``ASKED_MAX`` questions asked."""
+    unlabeled = [not is_labeled[i] for i in stop_at]
+    newest = calibration[-ASKED_MAX:]
+    found = accuracy_now(
+        proba.max(axis=1)[unlabeled], [c for c, _ in newest], [r for _, r in newest]
+    )
+    return found.as_dict() if found else None
 
 
 def _pool_accuracy(predicted, stop_at, pool_y, is_labeled) -> float | None:
@@ -339,7 +367,72 @@ def report(rows: list[dict], stored: Path = STORED) -> str:
     parts += ["", markdown_table(head, table)]
     parts += ["", extrapolation_table(rows, rounds)]
     parts += ["", forecast_summary(rows, rounds)]
+    parts += ["", accuracy_now_summary(rows, rounds)]
     return "\n".join(parts)
+
+
+def accuracy_now_summary(rows: list[dict], rounds) -> str:
+    """Per dataset, the product's accuracy now (``accuracy_now`` rows) against the stop set's
+    measured accuracy on its unlabeled items, over every round with both; beside it, the
+    ``uniform`` learning curve's level (its ``at_n``) at the label counts it was forecast at."""
+    errors: dict[str, list[float]] = defaultdict(list)
+    inside: dict[str, list[bool]] = defaultdict(list)
+    width: dict[str, list[float]] = defaultdict(list)
+    test: dict[str, list[float]] = defaultdict(list)
+    curve: dict[str, list[float]] = defaultdict(list)
+    pool_at: dict[tuple[str, int, int], float] = {}
+    for (name, seed), run in rounds.items():
+        for r in run:
+            found, truth = r.get("accuracy_now"), r.get("pool_accuracy")
+            if truth is not None:
+                pool_at[(name, seed, r["n_labels"])] = truth
+            if found is None or truth is None:
+                continue
+            errors[name].append(found["estimate"] - truth)
+            inside[name].append(found["low"] <= truth <= found["high"])
+            width[name].append(found["high"] - found["low"])
+            test[name].append(found["estimate"] - r["accuracy"])
+    for r in rows:
+        key = (r["dataset"], r["seed"], r["n_labels"])
+        if r["kind"] == "extrapolation" and r.get("method") == "uniform" and key in pool_at:
+            found = _refit(r) if r.get("curve") else None
+            if found is not None:
+                curve[r["dataset"]].append(found.at_n - pool_at[key])
+    if not errors:
+        return "(no accuracy now: rows stored before it, or under 30 questions asked)"
+
+    def points(values: list[float], signed: bool = True) -> str:
+        if not values:
+            return "–"
+        value = float(np.mean(values if signed else np.abs(values)))
+        return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+
+    table = [
+        [
+            name,
+            str(len(errors[name])),
+            points(errors[name]),
+            points(errors[name], signed=False),
+            points(test[name], signed=False),
+            f"{sum(inside[name])} of {len(inside[name])}",
+            points(width[name], signed=False),
+            f"{points(curve[name])} / {points(curve[name], signed=False)} ({len(curve[name])})",
+        ]
+        for name in sorted(errors)
+    ]
+    everything = [e for values in errors.values() for e in values]
+    held = [i for values in inside.values() for i in values]
+    head = ["dataset", "rounds", "accuracy now − the pool's: mean", "mean abs."]
+    head += ["mean abs. − test", "pool's inside the range", "range width"]
+    head += ["uniform curve's level − the pool's: mean / abs. (n)"]
+    return (
+        "Accuracy now (the product's: confidence calibrated on the questions asked) against"
+        " the stop set's unlabeled items, points:\n\n"
+        + markdown_table(head, table)
+        + f"\n\nall: mean abs. error {points(everything, signed=False)} points over"
+        f" {len(everything)} rounds; the pool's accuracy inside the range {sum(held)} of"
+        f" {len(held)}"
+    )
 
 
 def _changed(row: dict) -> float | None:

@@ -523,4 +523,11 @@ def m021_late_answers(db: Database) -> None:
     )
 
 
+@migrations(name="m022_stop_accuracy")
+def m022_stop_accuracy(db: Database) -> None:
+    # Each check's accuracy now (``model.stopping.AccuracyNow.as_dict``, JSON): the model's
+    # confidence on the stop set's unlabeled items, mapped to accuracy by the answered questions.
+    db.execute("ALTER TABLE stop_checks ADD COLUMN accuracy TEXT")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

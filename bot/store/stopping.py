@@ -1,6 +1,7 @@
 """When to stop: the stop set (a fixed sample of items every model update predicts) and each
 update's check (the share of the stop set it predicts otherwise than an older model, the labels
-between the two, its extrapolation).
+between the two, its extrapolation, its accuracy now) and the answered questions that
+calibrate that accuracy.
 
 The stop set is drawn once, from the items without a label, and kept (an item labelled later
 stays in it); the draws read every such id, so they happen in a worker
@@ -81,6 +82,7 @@ class StoppingMixin:
         span: int | None,
         extrapolation: dict[str, Any] | None,
         keep_since: int,
+        accuracy: dict[str, Any] | None = None,
     ) -> None:
         """Store a model update's check (one transaction). Older checks drop their
         predictions unless a later update may compare with them: of this draw, the newest
@@ -88,8 +90,8 @@ class StoppingMixin:
         with self._immediate():
             self.db.execute(
                 "INSERT INTO stop_checks (created_at, kind, model_version, n_train, draw, n_stop,"
-                " changed, span, predictions, extrapolation)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " changed, span, predictions, extrapolation, accuracy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     self.now(),
                     kind,
@@ -101,6 +103,7 @@ class StoppingMixin:
                     span,
                     json.dumps(list(predictions), ensure_ascii=False),
                     json.dumps(extrapolation) if extrapolation is not None else None,
+                    json.dumps(accuracy) if accuracy is not None else None,
                 ],
             )
             oldest_kept = self.db.execute(
@@ -131,7 +134,7 @@ class StoppingMixin:
         """The newest ``limit`` checks, oldest first, without their predictions."""
         rows = self.db.execute(
             "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, changed, span,"
-            " extrapolation FROM stop_checks ORDER BY id DESC LIMIT ?",
+            " extrapolation, accuracy FROM stop_checks ORDER BY id DESC LIMIT ?",
             [limit],
         ).fetchall()
         keys = ("id", "created_at", "kind", "model_version", "n_train", "draw", "n_stop")
@@ -140,5 +143,30 @@ class StoppingMixin:
         for row in reversed(rows):
             check = dict(zip(keys, row[:9], strict=True))
             check["extrapolation"] = json.loads(row[9]) if row[9] else None
+            check["accuracy"] = json.loads(row[10]) if row[10] else None
             out.append(check)
         return out
+
+    def stop_set_unlabeled(self) -> list[bool]:
+        """Per stop-set item, in order: whether it is still without a label."""
+        return [
+            bool(r[0])
+            for r in self.db.execute(
+                "SELECT i.status IN ('new', 'queued', 'posted', 'auto') FROM stop_set s"
+                " JOIN items i ON i.id = s.item_id ORDER BY s.position"
+            )
+        ]
+
+    def asked_answers(self, limit: int) -> tuple[list[float], list[bool]]:
+        """The newest ``limit`` questions people answered that a model asked with a guess: the
+        confidence the asking model had, and whether its guess is the label the item has now (a
+        guess of a label renamed or merged since counts under its successor)."""
+        rows = self.db.execute(
+            "SELECT p.confidence, coalesce(m.new, p.predicted_label) = l.label"
+            " FROM posts p JOIN labels l ON l.item_id = p.item_id"
+            " LEFT JOIN label_aliases m ON m.old = p.predicted_label"
+            " WHERE p.confidence IS NOT NULL AND p.predicted_label IS NOT NULL"
+            " ORDER BY p.id DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [float(c) for c, _ in rows], [bool(r) for _, r in rows]

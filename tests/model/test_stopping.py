@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -5,9 +7,11 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from model.classifier import FIT_BLAS_THREADS, MAX_CHARS, build_pipeline
 from model.stopping import (
+    AccuracyNow,
     CurvePoints,
     Extrapolation,
     StopSignal,
+    accuracy_now,
     baseline,
     changed_share,
     curve_points,
@@ -229,3 +233,47 @@ def test_too_few_uniform_picks_give_no_curve():
     labels = ["u", "x"] * 50
     found = curve_points(texts, labels, _always_u, uniform=[n < 19 for n in range(100)])
     assert found == CurvePoints([], [], 0)
+
+
+def answered(confidence: np.ndarray, lift: float, rng: np.random.Generator) -> np.ndarray:
+    """Whether each guess was right, for a model whose accuracy at confidence c is c + lift."""
+    return rng.uniform(size=len(confidence)) < np.clip(confidence + lift, 0, 1)
+
+
+def test_accuracy_now_maps_an_underconfident_models_confidence_to_its_accuracy():
+    # a young regularised model is underconfident: right 20 points more often than it says;
+    # the mean confidence alone would read 20 points low
+    rng = np.random.default_rng(3)
+    pool = rng.uniform(0.3, 0.8, 2_000)
+    truth = float(np.mean(np.clip(pool + 0.2, 0, 1)))
+    asked = rng.uniform(0.3, 0.8, 400)
+    found = accuracy_now(pool, asked, answered(asked, 0.2, rng))
+    assert abs(found.estimate - truth) < 0.03 and found.low <= truth <= found.high
+    assert found.estimate - float(pool.mean()) > 0.15
+    assert (found.n_pool, found.n_asked) == (2_000, 400)
+
+
+def test_questions_asked_for_their_low_confidence_calibrate_as_well_as_uniform_ones():
+    # the bot asks the least confident items, and a few uniform audits: the map is of right
+    # given the confidence, which that choice does not bend
+    rng = np.random.default_rng(4)
+    pool = rng.uniform(0.3, 1.0, 2_000)
+    truth = float(np.mean(np.clip(pool + 0.1, 0, 1)))
+    candidates = rng.uniform(0.3, 1.0, 5_000)
+    asked = np.concatenate([np.sort(candidates)[:450], rng.choice(candidates, 50)])
+    found = accuracy_now(pool, asked, answered(asked, 0.1, rng))
+    assert abs(found.estimate - truth) < 0.04
+    assert found.low <= found.estimate <= found.high
+
+
+def test_accuracy_now_needs_answered_questions_and_unlabeled_items():
+    rng = np.random.default_rng(5)
+    asked = rng.uniform(0.3, 1.0, 40)
+    right = answered(asked, 0.0, rng)
+    assert accuracy_now([0.5, 0.9], asked[:29], right[:29]) is None  # under MIN_ASKED (30)
+    assert accuracy_now([], asked, right) is None
+    found = accuracy_now([0.5, 0.9], asked, right)
+    assert AccuracyNow.from_dict(found.as_dict()) == found
+    assert re.fullmatch(r"about \d+% \(range \d+–\d+%\)", found.text())
+    with pytest.raises(ValueError, match="40 confidences for 39 answers"):
+        accuracy_now([0.5], asked, right[:39])
