@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +19,7 @@ from bot.errors import StoreError
 from bot.learning.reports import stats_text
 from bot.store import KNOWN_MIGRATIONS, Checkpointer, Store, migrations
 from bot.store.core import JOURNAL_SIZE_LIMIT
+from bot.store.lock import lock_path
 from tests.bot.harness import margin_scored
 from tests.query_plans import query_plans
 
@@ -582,19 +587,10 @@ def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path
     second_conn.close()
 
 
-def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
-    """A new `hitl stats` upgraded the database under a running older server: the server's
-    queries then failed on a dropped index, and items it stored went uncounted for good. While
-    another process holds the server lock, opening a database that needs migrations is refused
-    in one line, and nothing is changed; once that server is gone the upgrade runs."""
-    import subprocess
-    import sys
-
-    from bot.store.lock import lock_path
-
-    old = Database(db_path)
-    migrations.apply(old, stop_before="m019_post_attempts")
-    old.conn.close()
+@contextmanager
+def another_server(db_path: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding ``db_path``'s server lock, as a running `hitl serve` does (its
+    pid and host written in the lock file), until the block ends."""
     holds = (
         "import fcntl, os, sys\n"
         f"fd = os.open({str(lock_path(db_path.resolve()))!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
@@ -608,6 +604,20 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
     )
     try:
         assert server.stdout.readline() == "held\n"
+        yield server
+    finally:
+        server.communicate("")
+
+
+def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
+    """A new `hitl stats` upgraded the database under a running older server: the server's
+    queries then failed on a dropped index, and items it stored went uncounted for good. While
+    another process holds the server lock, opening a database that needs migrations is refused
+    in one line, and nothing is changed; once that server is gone the upgrade runs."""
+    old = Database(db_path)
+    migrations.apply(old, stop_before="m019_post_attempts")
+    old.conn.close()
+    with another_server(db_path) as server:
         pending = len(KNOWN_MIGRATIONS) - KNOWN_MIGRATIONS.index("m019_post_attempts")
         with pytest.raises(StoreError) as refused:
             Store.open(db_path)
@@ -618,8 +628,6 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
             " version"
         )
         assert [m.name for m in migrations.applied(Database(db_path))][-1] == "m018_stop_changed"
-    finally:
-        server.communicate("")
     with Store.open(db_path) as store:
         assert store.schema_version() == list(KNOWN_MIGRATIONS)
 
@@ -687,25 +695,8 @@ def test_the_checkpointer_does_not_create_a_deleted_database(db_path: Path):
 def test_an_empty_database_a_server_runs_on_is_not_said_to_need_an_upgrade(db_path: Path):
     """The database was deleted under a running server and an empty file appeared at its path:
     the CLI said it "needs an upgrade to this slack-hitl (20 migrations)"."""
-    import subprocess
-    import sys
-
-    from bot.store.lock import lock_path
-
     db_path.touch()
-    holds = (
-        "import fcntl, os, sys\n"
-        f"fd = os.open({str(lock_path(db_path.resolve()))!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "os.pwrite(fd, f'pid {os.getpid()} on testhost'.encode(), 0)\n"
-        "print('held', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-c", holds], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout.readline() == "held\n"
+    with another_server(db_path) as server:
         with pytest.raises(StoreError) as refused:
             Store.open(db_path)
         assert str(refused.value) == (
@@ -713,5 +704,3 @@ def test_an_empty_database_a_server_runs_on_is_not_said_to_need_an_upgrade(db_pa
             f" {server.pid} on testhost): was its database deleted or replaced while it ran?"
             " Stop it, put the database back, and start it again"
         )
-    finally:
-        server.communicate("")
