@@ -124,6 +124,7 @@ class Dispatcher:
         self.item_failures: dict[str, int] = {}
         self.unrecorded: dict[str, Unrecorded] = {}  # by item id, in the order they were posted
         self._attempts_read = False
+        self.moved: list[dict[str, Any]] = []  # old posts of moved questions, to redraw (once)
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -171,10 +172,10 @@ class Dispatcher:
         and the open questions of channels no longer asked in go back to the queue."""
         if self._attempts_read:
             return
-        self._attempts_read = True
         channels = self.question_channels()
         moved = self.rt.store.requeue_posts_outside(channels) if channels else []
         if moved:
+            self.moved += moved
             logger.info(
                 "moved %d open question(s) out of channels no longer asked in; they are asked"
                 " again in %s (an answer on the old message still counts)",
@@ -192,6 +193,37 @@ class Dispatcher:
                 attempt["item_id"],
                 attempt["channel"],
             )
+        # Only now: a round the database refused (another process's write lock at start) reads
+        # them again, or a post the last run left unfinished would be posted a second time.
+        self._attempts_read = True
+
+    async def _say_moved(self) -> None:
+        """Redraw the old messages of the questions moved out of channels no longer asked in,
+        once: they say where the question went, and show no buttons, so no question is left
+        with two live messages (the old and the new). Best effort: a refusal is logged."""
+        where = ", ".join(f"<#{c}>" for c in self.question_channels())
+        while self.moved:
+            post = self.moved.pop(0)
+            text = (
+                f"This question is now asked in {where}: answer it there (an answer already"
+                " given here counts)."
+            )
+            try:
+                await self.rt.client.chat_update(
+                    channel=post["channel"],
+                    ts=post["ts"],
+                    text=text,
+                    blocks=blocks.report_blocks([text]),
+                )
+            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+                error = getattr(exc, "response", None) and exc.response.get("error")
+                logger.warning(
+                    "could not redraw item %s's old message in %s as moved (%s); it keeps its"
+                    " buttons, and an answer there still counts",
+                    post["item_id"],
+                    post["channel"],
+                    error or exc,
+                )
 
     def _record_unrecorded(self) -> None:
         """Record the posts Slack accepted while the database refused their record."""
@@ -211,6 +243,7 @@ class Dispatcher:
         if rt.store.lost is not None:
             return 0  # the database file is gone: nothing asked could be recorded (said once)
         self._read_attempts()
+        await self._say_moved()
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:

@@ -349,33 +349,33 @@ class QueueMixin:
     def open_posts(self) -> list[dict[str, Any]]:
         return select_rows(self.db, "SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
 
-    def requeue_posts_outside(self, channels: Sequence[str]) -> list[str]:
+    def requeue_posts_outside(self, channels: Sequence[str]) -> list[dict[str, Any]]:
         """Close the open posts in channels other than ``channels`` (the question channels
         changed since they were posted) and put their items back in the queue, to be posted
-        where they go now; returns those items' ids. An answer on an old message is still
-        stored: answers go by item id."""
+        where they go now; returns those posts (``item_id``, ``channel``, ``ts``). An answer on
+        an old message is still stored: answers go by item id. With none to move it only reads
+        (no write lock: another process may hold it while the server starts)."""
         marks = ",".join("?" * len(channels)) or "''"
+        find = (
+            "SELECT item_id, channel, ts FROM posts WHERE closed_at IS NULL"
+            f" AND channel NOT IN ({marks}) ORDER BY id"
+        )
+        if not self.db.execute(find, list(channels)).fetchone():
+            return []
         now = self.now()
         with self._immediate():
-            moved = [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT item_id FROM posts WHERE closed_at IS NULL"
-                    f" AND channel NOT IN ({marks}) ORDER BY id",
-                    list(channels),
-                )
-            ]
-            for item_id in moved:
+            moved = select_rows(self.db, find, list(channels))
+            for post in moved:
                 self.db.execute(
                     "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
-                    [now, item_id],
+                    [now, post["item_id"]],
                 )
                 self.db.execute(  # as it waited before its post: gold, not scored, or scored
                     "UPDATE items SET updated_at = ?, status = CASE"
                     " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
                     " WHEN model_version IS NULL THEN 'new' ELSE 'queued' END"
                     " WHERE id = ? AND status = 'posted'",
-                    [now, item_id],
+                    [now, post["item_id"]],
                 )
         return moved
 

@@ -570,6 +570,14 @@ async def test_open_questions_of_a_channel_no_longer_asked_in_are_asked_in_the_n
         assert {p["channel"] for p in bot.store.open_posts()} == {CHANNEL}
         [moved] = [r.getMessage() for r in caplog.records if "no longer asked in" in r.getMessage()]
         assert moved.startswith("moved 2 open question(s)")
+        # the old messages say where their questions went, and offer no buttons: no question
+        # has two live messages (a channel set wrong for one run would have left them both)
+        updates = {c.params["ts"]: c.params for c in bot.fake.calls_to("chat.update")}
+        for message in (first, second):
+            update = updates[message["ts"]]
+            assert update["channel"] == "C0OLD"
+            assert update["text"].startswith(f"This question is now asked in <#{CHANNEL}>")
+            assert "actions" not in json.dumps(update["blocks"])
         # someone still reading the old channel answers there: the answer counts
         item_id = first["metadata"]["event_payload"]["item_id"]
         payload = bot.button_payload(first, "U0ANA", bot.first_label(first))

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import yaml
 from bot.config import Settings
 from bot.runtime import make_client
 from bot.sandbox import FakeSlack
+from bot.store import DatabaseError
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL, USERS
@@ -199,6 +201,39 @@ async def test_a_post_under_way_when_the_server_dies_is_found_after_the_restart(
         assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
         assert len(bot.fake.calls_to("chat.postMessage")) == 1
         assert len(bot.fake.calls_to("conversations.history")) == 1
+
+
+async def test_a_post_under_way_is_still_looked_for_when_the_first_round_finds_the_db_locked(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The server died during a post Slack then stored, and restarted while another process
+    (a `hitl import`, a sqlite3 shell) held the database's write lock: the start's one-time
+    read of the unfinished posts failed on the lock, was never done again, and the question
+    went out a second time."""
+    settings = one_item(fake_slack, tmp_path)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.fake.fail("chat.postMessage", mode="timeout")
+        round_ = asyncio.create_task(bot.dispatcher.fill())
+        await bot.fake.next_call("chat.postMessage")
+        round_.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await round_
+    fake_slack.release_timeouts()
+    await fake_slack.wait_for(lambda: len(fake_slack.messages(CHANNEL)) == 1)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        bot.store.set_busy_timeout(0)  # refused at once, not after the server's 2 s
+        other = sqlite3.connect(settings.db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write lock
+        try:
+            with contextlib.suppress(DatabaseError):
+                await bot.dispatcher.fill()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await bot.dispatcher.fill()
+
+        assert each_once(bot) == {"i00": bot.fake.messages(CHANNEL)[0]["ts"]}
+        assert len(bot.fake.calls_to("chat.postMessage")) == 1
 
 
 async def test_a_post_slack_stores_only_after_the_client_gave_up_is_not_posted_twice(
