@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -138,10 +139,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         metrics_.api_latency.labels(route, method).observe(time.perf_counter() - started)
 
 
+# Per runtime, the refusal last logged (a 503 for a database that cannot store now): a busy
+# producer meets the same one on every request, so it is said again only once it changes or
+# after a request went through.
+_REFUSAL_SAID: weakref.WeakKeyDictionary[Runtime, str] = weakref.WeakKeyDictionary()
+
+
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         _authorize(request)
-        return await handler(request)
+        response = await handler(request)
+        _REFUSAL_SAID.pop(_runtime(request), None)
+        return response
     except ApiError as exc:
         return _error(exc.status, exc.message, exc.field, exc.headers)
     except web.HTTPRequestEntityTooLarge:
@@ -157,10 +166,15 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             logger.exception("%s %s failed", request.method, request.path[:100])
             return _error(500, "Something went wrong on our side; it has been logged")
         rt = _runtime(request)
-        problem = rt.store.lost or database_problem(rt.settings.db, exc)
-        logger.error(
-            "%s %s: not stored, answered 503: %s", request.method, request.path[:100], problem
-        )
+        problem = str(rt.store.lost or database_problem(rt.settings.db, exc))
+        if _REFUSAL_SAID.get(rt) != problem:
+            _REFUSAL_SAID[rt] = problem
+            logger.error(
+                "%s %s: not stored, answered 503: %s (said once while it lasts)",
+                request.method,
+                request.path[:100],
+                problem,
+            )
         return _error(503, refused.message, None, refused.headers)
     except Exception:  # noqa: BLE001 - a producer never sees a traceback
         logger.exception("%s %s failed", request.method, request.path[:100])
@@ -638,7 +652,8 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
         try:
             await follow_champion(rt)  # one read of the models table while there is none
         except Exception:  # noqa: BLE001 - the items are stored; people will label them
-            logger.exception("loading the champion the database names failed")
+            # the champion watch tries it every second and says why, once: not every request
+            logger.debug("loading the champion the database names failed", exc_info=True)
     model = rt.model  # the working model when a gated refresh replaced the champion
     if model is None:
         return

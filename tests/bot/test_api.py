@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
@@ -587,12 +588,23 @@ async def test_a_write_lock_held_by_another_process_gets_a_503_with_retry_after(
             " retry in 5 s"
         }
     said = [r for r in caplog.records if r.name == "bot.api.routes"]
-    assert [r.exc_info for r in said] == [None, None]  # one line each, no traceback
+    # one line, no traceback, for both: a busy producer meets the same refusal on every
+    # request, and the log said it once while it lasted (not a line a request)
+    assert [r.exc_info for r in said] == [None]
     assert "answered 503" in said[0].getMessage()
     assert "locked by another process" in said[0].getMessage()
     assert stored(api) == 0
     again = await post_json(api, "/api/predict", {"id": "L1", "text": "refund charge"})
     assert again.status == 200 and stored(api) == 1
+    other = sqlite3.connect(api.rt.settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the same refusal after a request went through
+    try:
+        refused = await post_json(api, "/api/items", {"items": [{"id": "L3", "text": "x"}]})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert refused.status == 503
+    assert len([r for r in caplog.records if r.name == "bot.api.routes"]) == 2  # said again
 
 
 async def test_a_full_disk_gets_a_503_that_says_so(api: Bot, caplog: pytest.LogCaptureFixture):
@@ -608,3 +620,32 @@ async def test_a_full_disk_gets_a_503_that_says_so(api: Bot, caplog: pytest.LogC
     said = [r for r in caplog.records if r.name == "bot.api.routes"]
     assert len(said) == 1 and said[0].exc_info is None
     assert "the disk is full" in said[0].getMessage()
+
+
+async def test_a_champion_that_fails_to_load_is_not_a_traceback_per_predict(
+    api: Bot, caplog: pytest.LogCaptureFixture
+):
+    """The database names a champion the server cannot load (its models folder gone): each
+    /api/predict of a server with no model tries to load it first, and each logged a full
+    traceback (566 log lines for 20 requests). The champion watch says why, once."""
+    import shutil
+
+    shutil.rmtree(api.rt.registry.root)
+    api.store.db["models"].insert(
+        {
+            "version": 1,
+            "status": "champion",
+            "created_at": "2026-12-04T00:00:00+00:00",
+            "n_train": 4,
+            "label_set": "[]",
+            "metrics": "{}",
+            "path": "v1.skops",
+            "sha256": "0" * 64,
+            "reason": "",
+        }  # fmt: skip
+    )
+    for n in range(3):
+        response = await post_json(api, "/api/predict", {"id": f"P{n}", "text": "refund"})
+        assert response.status == 200 and (await response.json())["model_version"] is None
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info]
+    assert loud == []
