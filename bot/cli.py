@@ -468,7 +468,7 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
             settings = settings.with_changes(host=host)
         if port:
             settings = settings.with_changes(port=port)
-        if has_champion(settings.models_dir):
+        if settings.models_dir.is_dir() and has_champion(settings.models_dir):  # (makes none)
             start_fork_server()  # its imports run beside the ones below (bot.learning.children)
         from bot.eventloop import FastLaneEventLoop
         from bot.server import check_serve_settings, serve
@@ -594,7 +594,7 @@ def models_command(state: State) -> None:
       hitl models
       hitl --db team.db models
     """
-    from bot.learning import retrain
+    from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_existing_store() as store:
         known = {int(m["version"]): m for m in store.models()}
@@ -617,7 +617,7 @@ def models_command(state: State) -> None:
     )
     for version in sorted(rows):
         click.echo(rows[version])
-    for line in _lost_models(known, versions, unreadable, models_dir):
+    for line in reports.lost_models(known, versions, unreadable, models_dir):
         click.echo(f"Warning: {line}", err=True)
 
 
@@ -634,59 +634,6 @@ def _model_row(model: dict[str, Any], reasons: list[str], pruned_at: str, note: 
         f"{model.get('n_train') or 0:>7,} {acc * 100 if acc is not None else 0:>8.1f}% "
         f"{f1 or 0:>9.3f}  " + " ".join([reason, *notes] if reason else notes)
     )
-
-
-def _lost_models(
-    known: dict[int, dict[str, Any]],
-    versions: list[Any],
-    unreadable: dict[int, str],
-    models_dir: Path,
-) -> list[str]:
-    """What is wrong when the models folder lacks versions the database records, or holds
-    metadata it cannot read, and the fix (empty when all is well)."""
-    lines = []
-    readable = {v.version for v in versions}
-    missing = sorted(set(known) - readable - set(unreadable))
-    has_champion = any(v.status == "champion" for v in versions)
-    newest = max([*known, *readable, *unreadable], default=0)
-    if missing:
-        champion = [v for v in missing if known[v]["status"] == "champion"]
-        which = ", ".join(f"v{v}" for v in missing)
-        lines.append(
-            f"the database records model{'s' if len(missing) > 1 else ''} {which}"
-            + (f" (champion v{champion[0]})" if champion else "")
-            + f" but {models_dir} has no files for "
-            + ("it" if len(missing) == 1 else "them")
-            + f": restore them from a backup of {models_dir}, or `hitl retrain` trains a new "
-            f"model (v{newest + 1})"
-        )
-    for version, why in unreadable.items():
-        earlier = [
-            v.version
-            for v in versions
-            if v.version < version and v.status == "retired" and not v.pruned_at
-        ]
-        if has_champion:
-            fix = f"until then v{version} cannot be rolled back to"
-        elif earlier:
-            fix = f"or `hitl rollback {earlier[-1]}` makes v{earlier[-1]} the champion"
-        else:
-            fix = f"or `hitl retrain` trains a new model (v{newest + 1})"
-        lines.append(
-            f"{models_dir / f'v{version}.json'} is damaged ({why}): restore it from a backup"
-            + ("; " if has_champion else ", ")
-            + fix
-        )
-    if (missing or unreadable) and not has_champion:
-        below = max(unreadable, default=newest + 1)  # the registry's fallback: older than that
-        earlier = [
-            v.version
-            for v in versions
-            if v.version < below and v.status == "retired" and not v.pruned_at
-        ]
-        serves = f"v{earlier[-1]}, an earlier model" if earlier else "no model"
-        lines.append(f"until then `hitl serve` serves {serves}")
-    return lines
 
 
 @cli.command("rollback")
@@ -745,12 +692,16 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_existing_store() as store:
-        registry = retrain.registry_for(state.settings)
-        report = reports.accuracy_report(store, registry, datetime.now(UTC))
         known = {int(m["version"]): m for m in store.models()}
-        versions, unreadable = registry.scan()
+        # No models folder, no model: a command that reads creates no folder (`hitl models`).
+        if state.settings.models_dir.is_dir():
+            registry = retrain.registry_for(state.settings)
+            report = reports.accuracy_report(store, registry, datetime.now(UTC))
+            versions, unreadable = registry.scan()
+        else:
+            report, versions, unreadable = None, [], {}
     click.echo(reports.plain(reports.accuracy_text(report)))
-    for line in _lost_models(known, versions, unreadable, state.settings.models_dir):
+    for line in reports.lost_models(known, versions, unreadable, state.settings.models_dir):
         click.echo(f"Warning: {line}", err=True)
     if chart is None:
         return

@@ -20,6 +20,7 @@ import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yarl
@@ -46,6 +47,7 @@ from bot.learning.jobs import (
     stop_scheduler,
     warm_scoring,
 )
+from bot.learning.reports import lost_models
 from bot.learning.retrain import FitWorker, load_champion, registry_for
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
@@ -57,7 +59,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.store import Checkpointer, Store
-from bot.store.lock import server_lock
+from bot.store.lock import lock_path, server_lock
 from model import ModelRegistry
 
 # The event loop's connection waits at most this long for another process's write lock (an
@@ -126,6 +128,37 @@ def mirror_registry(store: Store, registry: ModelRegistry) -> None:
             store.record_model(meta.to_dict())
 
 
+def new_lock_file(db: Path) -> bool:
+    """Whether ``db``'s server lock file does not exist yet (starting creates it)."""
+    return not lock_path(Path(db).resolve()).exists()
+
+
+def drop_lock_file(db: Path) -> None:
+    """Delete the server lock file a start made, when that start was refused."""
+    lock_path(Path(db).resolve()).unlink(missing_ok=True)
+
+
+def models_problem(
+    store: Store, registry: ModelRegistry, settings: Settings, *, loaded: bool
+) -> str | None:
+    """What is wrong with the model files at start, in one line with the fix, as `hitl models`
+    says it (``reports.lost_models``): versions the database records but the models folder
+    lacks (a database restored without its folder), damaged metadata, or (``loaded`` False) a
+    champion whose file, and every earlier one's, was refused. None when all is well."""
+    known = {int(m["version"]): m for m in store.models()}
+    versions, unreadable = registry.scan()
+    lines = lost_models(known, versions, unreadable, settings.models_dir)
+    champion = next((v for v in reversed(versions) if v.status == "champion"), None)
+    if not loaded and champion is not None:  # its file: missing or damaged, no fallback
+        lines.append(
+            f"no model is served: champion v{champion.version}'s file v{champion.version}.skops"
+            f" in {settings.models_dir} was refused, and no earlier version can stand in (see"
+            f" above): restore it from a backup of {settings.models_dir}, or `hitl retrain"
+            " --force` trains a new model"
+        )
+    return "; ".join(lines) or None
+
+
 def init_app(
     settings: Settings,
     *,
@@ -157,12 +190,15 @@ def init_app(
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         held = contextlib.ExitStack()
+        new_lock = lock and new_lock_file(settings.db)
         if lock:
             held.enter_context(server_lock(settings.db))  # one server per database
         try:
             store = Store.open(settings.db)
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
         except BaseException:
+            if new_lock:  # a refused file (another program's) keeps no lock file beside it
+                drop_lock_file(settings.db)  # while held: nobody else took it meanwhile
             held.close()
             raise
         session = slack_session()
@@ -180,6 +216,9 @@ def init_app(
             auth = await check_slack(rt)  # before the model: a bad token fails fast
             rt.registry = registry_for(settings)
             rt.champion = await asyncio.to_thread(load_champion, rt.registry)
+            problem = models_problem(store, rt.registry, settings, loaded=rt.champion is not None)
+            if problem is not None:
+                logger.warning("%s", problem)
             mirror_registry(store, rt.registry)
             app[RUNTIME] = rt
             app[BOLT] = build_app(rt, auth)

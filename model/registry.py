@@ -243,6 +243,25 @@ class ModelRegistry:
                 f"model v{version} could not be loaded safely: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def serving_order(self) -> tuple[list[ModelVersion], dict[int, str]]:
+        """The versions :meth:`load_champion` tries, in order, and the unreadable metadata (as
+        :meth:`scan` returns it); reads metadata only, so a report can name the version a
+        server serves without loading it.
+
+        The first is the champion, then the retired versions that keep their files, newest
+        first. With no readable champion but damaged metadata (a ``vN.json`` that does not
+        parse), the damaged version is taken for the champion: the order holds only the
+        retired versions older than it (its first then is no champion). Empty when there is no
+        champion and nothing to fall back to."""
+        versions, unreadable = self.scan()
+        champs = [v for v in versions if v.status == "champion"]
+        retired = [v for v in reversed(versions) if v.status == "retired" and not v.pruned_at]
+        if champs:
+            return [champs[-1], *retired], unreadable
+        if unreadable:
+            return [v for v in retired if v.version < max(unreadable)], unreadable
+        return [], unreadable
+
     def load_champion(self) -> LoadedModel | None:
         """Load the champion, falling back to the previous good version.
 
@@ -253,18 +272,13 @@ class ModelRegistry:
         damaged version is taken for the champion, refused: the fallbacks are the retired
         versions older than it. Returns ``None`` when there is no champion or nothing loads.
         """
-        versions, unreadable = self.scan()
-        champs = [v for v in versions if v.status == "champion"]
-        retired = [v for v in reversed(versions) if v.status == "retired" and not v.pruned_at]
+        order, unreadable = self.serving_order()
+        if not order:
+            return None
+        champ = order[0]
         refused: list[tuple[int, str]] = []
-        if champs:
-            champ = champs[-1]
-        elif unreadable:  # the champion may be the version whose metadata is damaged
+        if champ.status != "champion":  # the champion may be the version whose metadata is damaged
             broken = max(unreadable)
-            retired = [v for v in retired if v.version < broken]
-            if not retired:
-                return None
-            champ = retired[0]
             refused.append((broken, unreadable[broken]))
             self._warned.update(unreadable)
             logger.warning(
@@ -277,9 +291,7 @@ class ModelRegistry:
                 champ.version,
             )
             # (``refused`` is not empty: the loop below logs which version it used)
-        else:
-            return None
-        for meta in [champ, *(v for v in retired if v is not champ)]:
+        for meta in order:
             try:
                 clf = self.load(meta.version)
             except RegistryError as exc:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.config import Settings
@@ -24,6 +25,8 @@ from model import ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from model import ModelVersion
 
 
 def period_starts(settings: Settings, now: datetime) -> tuple[str, str]:
@@ -99,6 +102,7 @@ class AccuracyReport:
     weakest: list[tuple[str, float, int]]
     trend: list[VersionPoint] = field(default_factory=list)
     stopping: StopStatus | None = None  # when to stop: the signal and the extrapolation
+    damaged: int | None = None  # the champion whose metadata is damaged; this is its fallback
 
     @property
     def audit_accuracy(self) -> float | None:
@@ -106,10 +110,15 @@ class AccuracyReport:
 
 
 def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> AccuracyReport | None:
-    """The champion's report, or None while there is no model."""
-    champion = registry.champion()
-    if champion is None:
-        return None
+    """The report of the model a server serves (``ModelRegistry.serving_order``): the champion,
+    or, when its metadata (``vN.json``) is damaged, the earlier version a server falls back to,
+    with ``damaged`` set; None while there is no model."""
+    champion, damaged = registry.champion(), None
+    if champion is None:  # none, or its metadata is damaged: the version a server falls back to
+        order, unreadable = registry.serving_order()
+        if not order:
+            return None
+        champion, damaged = order[0], max(unreadable)
     metrics = champion.metrics or {}
     audit_n, audit_ok = store.live_accuracy(champion.version, "audit")
     unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain")
@@ -150,6 +159,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         weakest=weakest,
         trend=trend,
         stopping=stop_status(store),
+        damaged=damaged,
     )
 
 
@@ -179,6 +189,15 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     lines = [
         f"*Model v{report.version}* — {_age(report.age_days)} old, "
         f"trained on {report.n_train:,} labels",
+        *(
+            [
+                f"*Champion v{report.damaged}:* its metadata (v{report.damaged}.json) is "
+                f"damaged, so v{report.version}, the newest earlier version, is the one a "
+                "server loads"
+            ]
+            if report.damaged is not None
+            else []
+        ),
         f"*Cross-validated* ({report.n_splits}-fold): accuracy {_pct(report.cv_accuracy)}, "
         f"macro-F1 {report.cv_macro_f1:.3f}"
         if report.cv_macro_f1 is not None
@@ -207,6 +226,59 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     if len(report.trend) > 1:
         lines.append("*Trend:*\n" + trend_table(report.trend))
     return "\n".join(lines)
+
+
+def lost_models(
+    known: Mapping[int, Mapping[str, Any]],
+    versions: Sequence[ModelVersion],
+    unreadable: dict[int, str],
+    models_dir: Path,
+) -> list[str]:
+    """What is wrong when the models folder lacks versions the database records, or holds
+    metadata it cannot read, and the fix (empty when all is well)."""
+    lines = []
+    readable = {v.version for v in versions}
+    missing = sorted(set(known) - readable - set(unreadable))
+    has_champion = any(v.status == "champion" for v in versions)
+    newest = max([*known, *readable, *unreadable], default=0)
+    if missing:
+        champion = [v for v in missing if known[v]["status"] == "champion"]
+        which = ", ".join(f"v{v}" for v in missing)
+        lines.append(
+            f"the database records model{'s' if len(missing) > 1 else ''} {which}"
+            + (f" (champion v{champion[0]})" if champion else "")
+            + f" but {models_dir} has no files for "
+            + ("it" if len(missing) == 1 else "them")
+            + f": restore them from a backup of {models_dir}, or `hitl retrain` trains a new "
+            f"model (v{newest + 1})"
+        )
+    for version, why in unreadable.items():
+        earlier = [
+            v.version
+            for v in versions
+            if v.version < version and v.status == "retired" and not v.pruned_at
+        ]
+        if has_champion:
+            fix = f"until then v{version} cannot be rolled back to"
+        elif earlier:
+            fix = f"or `hitl rollback {earlier[-1]}` makes v{earlier[-1]} the champion"
+        else:
+            fix = f"or `hitl retrain` trains a new model (v{newest + 1})"
+        lines.append(
+            f"{models_dir / f'v{version}.json'} is damaged ({why}): restore it from a backup"
+            + ("; " if has_champion else ", ")
+            + fix
+        )
+    if (missing or unreadable) and not has_champion:
+        below = max(unreadable, default=newest + 1)  # the registry's fallback: older than that
+        earlier = [
+            v.version
+            for v in versions
+            if v.version < below and v.status == "retired" and not v.pruned_at
+        ]
+        serves = f"v{earlier[-1]}, an earlier model" if earlier else "no model"
+        lines.append(f"until then `hitl serve` serves {serves}")
+    return lines
 
 
 def trend_table(points: list[VersionPoint]) -> str:

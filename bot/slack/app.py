@@ -106,7 +106,7 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         try:
             await listener(*args, **kwargs)
         except DatabaseError as exc:
-            problem = database_problem(rt.settings.db, exc)
+            problem = database_problem(rt.settings.db, exc, lost=rt.store.lost)
             if ack is None or ack.response is not None:  # after the ack: what it told stands
                 logger.error("%s: after the ack, the database refused a write: %s",
                              listener.__name__, problem)  # fmt: skip

@@ -11,13 +11,20 @@ from bot.errors import StoreError
 DatabaseError = sqlite3.Error  # what the edges (the CLI) catch, without importing sqlite3
 
 
-def database_problem(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
+def database_problem(
+    path: str | os.PathLike[str], exc: sqlite3.Error, *, lost: str | None = None
+) -> StoreError:
     """What a SQLite error on the database at ``path`` means, in one line that says what to do.
 
     SQLite's own words ("database is locked", "unable to open database file") name neither the
     file nor the way out, and a busy or read-only file is not a damaged one: each cause gets its
     own line, told apart by SQLite's error name (``sqlite_errorname``), not by its text.
-    """
+
+    A store whose file was deleted, moved away or replaced under it refuses writes
+    (``Store.check_file``: ``PRAGMA query_only``, which SQLite reports as read-only); ``lost``
+    is its reason (``Store.lost``). Without it, a read-only refusal while nothing is at
+    ``path`` is told as the file's deletion, not as "read-only" (a file replaced under the
+    store cannot be told from a read-only one here: pass ``lost``)."""
     path = Path(path)
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_BUSY"):
@@ -27,6 +34,12 @@ def database_problem(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreE
         )
     if name == "SQLITE_READONLY_DBMOVED":
         return StoreError(f"{path} was moved or deleted while hitl had it open; run it again")
+    if name == "SQLITE_READONLY" and (lost is not None or not os.path.lexists(path)):
+        why = lost or f"{path} was deleted or moved away while hitl had it open"
+        return StoreError(
+            f"{why}, so writes to it are refused (they would be lost): put the database back at"
+            f" {path} (or move what is left there away to start afresh) and restart hitl serve"
+        )
     folder = _folder(path)
     if name.startswith("SQLITE_CANTOPEN") and os.path.isdir(path):
         return StoreError(

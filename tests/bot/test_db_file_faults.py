@@ -124,3 +124,23 @@ async def test_a_models_folder_moved_under_the_server_is_said_in_one_line(
         assert "checking for a new champion failed" in said[0].getMessage()
         assert str(models) in said[0].getMessage()
         assert "restart hitl serve" in said[0].getMessage()
+
+
+async def test_a_click_after_the_database_was_replaced_is_refused_naming_the_replacement(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """A click the lost file refuses was logged as "hitl.db is read-only: hitl needs write
+    access", which sends an admin to the file's permissions."""
+    assert await bot.dispatcher.fill() >= 1
+    [message, *_] = bot.posted()
+    db = Path(bot.rt.settings.db)
+    bot.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    backup = db.with_name("restored.db")
+    shutil.copy(db, backup)
+    backup.replace(db)
+    assert (await health(bot))[0] == 503  # the check that finds it
+    caplog.clear()
+    response = await bot.action(bot.button_payload(message, "U0ANA", bot.first_label(message)))
+    assert response.status == 503
+    [line] = [r.getMessage() for r in errors(caplog)]
+    assert "was replaced by another file" in line and "read-only" not in line

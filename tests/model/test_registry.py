@@ -156,6 +156,24 @@ def test_damaged_champion_metadata_falls_back_to_the_newest_earlier_version(
     assert registry.load_champion().meta.version == 2
 
 
+def test_the_serving_order_is_what_load_champion_tries_read_from_metadata_alone(registry, fitted):
+    for n in (1, 2, 3):
+        registry.save(fitted, n_train=n)
+        registry.promote(n)
+    order, unreadable = registry.serving_order()
+    assert [(v.version, v.status) for v in order] == [
+        (3, "champion"),
+        (2, "retired"),
+        (1, "retired"),
+    ]
+    assert unreadable == {}
+    (registry.root / "v3.json").write_text('{"broken')
+    (registry.root / "v2.skops").unlink()  # the order reads no model file
+    order, unreadable = registry.serving_order()
+    assert [v.version for v in order] == [2, 1]  # the retired versions older than the damage
+    assert unreadable.keys() == {3}
+
+
 def test_the_damaged_metadata_of_the_only_version_leaves_no_champion(registry, fitted):
     registry.save(fitted, n_train=1)
     registry.promote(1)
