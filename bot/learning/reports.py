@@ -310,10 +310,9 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     if outcome.status == "failed":
         kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
         cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
-        return (
-            f"*Retrain ({who}) did not produce a model:* {outcome.reason}. "
-            f"{outcome.n_labels:,} labels so far.{kept}{cc}"
-        )
+        # a retrain stopped before it read the labels (the models folder missing) knows none
+        so_far = f" {outcome.n_labels:,} labels so far." if outcome.n_labels else ""
+        return f"*Retrain ({who}) did not produce a model:* {outcome.reason}.{so_far}{kept}{cc}"
     verdict = "promoted ✅" if outcome.promoted else "rejected ❌"
     lines = [f"*Retrain v{outcome.version}: {verdict}* ({who}, {outcome.seconds:.0f} s)"]
     if outcome.forced:

@@ -27,6 +27,7 @@ async def test_a_slack_retrain_without_the_models_folder_says_so_and_leaves_no_l
     text = await (await bot.command("retrain", "U0ADMIN")).text()
 
     assert "the models folder hitl.db.models (beside the database) is missing" in text
+    assert "labels so far" not in text  # it stopped before reading them: not "0 labels"
     assert bot.store.db["locks"].count == 0
     assert [r["status"] for r in bot.store.runs("retrain")] == ["failed", "promoted"]
     models_dir.mkdir()  # the fix: put it back, or start again from an empty one
