@@ -68,6 +68,7 @@ MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
+UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again this often
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
 # Errors Slack answers when the call may have done its work all the same.
@@ -157,14 +158,20 @@ class Dispatcher:
                 logger.error("dispatcher round failed: %s; tried again at the next round", problem)
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 logger.exception("dispatcher round failed")
-            now = loop.time()
-            waits = [
-                max(s.next_attempt, s.last_post + self.post_interval) - now
-                for s in self.channels.values()
-                if not s.broken and max(s.next_attempt, s.last_post + self.post_interval) > now
-            ]
-            timeout = min([IDLE_TICK, *waits])
-            await wait_until_woken(self.woken, timeout)
+            await wait_until_woken(self.woken, self.next_wait(loop.time()))
+
+    def next_wait(self, now: float) -> float:
+        """Seconds until the next round: the first channel due, at most IDLE_TICK; a post the
+        database has not recorded yet (a full disk) is tried every UNRECORDED_TICK, so it is
+        recorded, and posting goes on, soon after space is back."""
+        waits = [
+            max(s.next_attempt, s.last_post + self.post_interval) - now
+            for s in self.channels.values()
+            if not s.broken and max(s.next_attempt, s.last_post + self.post_interval) > now
+        ]
+        if self.unrecorded:
+            waits.append(UNRECORDED_TICK)
+        return min([IDLE_TICK, *waits])
 
     def _read_attempts(self) -> None:
         """Once, before the first round: the posts an earlier run of the server left without an

@@ -536,6 +536,9 @@ async def test_a_post_the_database_could_not_record_is_recorded_later_not_posted
         for _ in range(3):  # the disk stays full: the rounds fail and post nothing
             with pytest.raises(DatabaseError):
                 await bot.dispatcher.fill()
+        # the next try comes within a second, not at the idle round 30 s on: once space is
+        # back the post is recorded, and posting goes on, at once
+        assert bot.dispatcher.next_wait(asyncio.get_running_loop().time()) <= 1.0
     finally:
         bot.store.db.execute("PRAGMA query_only = OFF")  # space again
     assert await bot.dispatcher.fill() == 1  # the held post is recorded, another item goes
