@@ -130,14 +130,19 @@ class Demo:
         )
 
 
-def prepare_database(db: Path) -> None:
-    """Start from an empty database: only one that `hitl demo` made may be replaced."""
-    marker = db.with_name(db.name + MARKER)
-    if db.exists() and not marker.exists():
+def refuse_foreign(db: Path) -> None:
+    """Refuse a database `hitl demo` did not make: the demo recreates its own at every start."""
+    if db.exists() and not db.with_name(db.name + MARKER).exists():
         raise HitlError(
             f"{db} exists and was not made by hitl demo; the demo recreates its database at "
             "every start, so pass another file (hitl --db demo.db demo)"
         )
+
+
+def prepare_database(db: Path) -> None:
+    """Start from an empty database: only one that `hitl demo` made may be replaced."""
+    refuse_foreign(db)
+    marker = db.with_name(db.name + MARKER)
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         path.unlink(missing_ok=True)
     models = db.with_name(db.name + ".models")
@@ -221,6 +226,7 @@ async def running_demo(
     itself).
     """
     check_options(options)
+    refuse_foreign(options.db)  # before the lock: a refused start leaves no lock file beside it
     # Held before the database is replaced: a demo already running on it keeps it.
     with server_lock(options.db):
         async with _running_demo(options, data, echo, background=background) as demo:

@@ -116,6 +116,7 @@ def test_demo_refuses_a_database_it_did_not_make(tmp_path: Path):
         f"Error: {real} exists and was not made by hitl demo; the demo recreates its database at "
         "every start, so pass another file (hitl --db demo.db demo)\n"
     )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hitl.db"]  # no lock file left beside
 
 
 async def test_a_second_demo_on_the_same_database_refuses_and_leaves_it_alone(tmp_path: Path):
