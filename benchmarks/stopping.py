@@ -140,7 +140,7 @@ def run_default(
                 # accuracy on the stop set's items not labeled yet: a uniform sample of what
                 # the team's items are now (test.jsonl can differ from the pool: trec's does)
                 "pool_accuracy": _pool_accuracy(predicted, stop_at, pool_y, is_labeled),
-                # the product's estimate of that accuracy (None: under 30 questions asked)
+                # the product's estimate of that accuracy, or why there is none
                 "accuracy_now": _accuracy_now(proba, stop_at, is_labeled, calibration),
             }
             history.append((n, predicted))
@@ -181,7 +181,7 @@ def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
     found = accuracy_now(
         proba.max(axis=1)[unlabeled], [c for c, _ in newest], [r for _, r in newest]
     )
-    return found.as_dict() if found else None
+    return found.as_dict()  # the estimate, or {"reason": why there is none}
 
 
 def _pool_accuracy(predicted, stop_at, pool_y, is_labeled) -> float | None:
@@ -380,13 +380,16 @@ def accuracy_now_summary(rows: list[dict], rounds) -> str:
     width: dict[str, list[float]] = defaultdict(list)
     test: dict[str, list[float]] = defaultdict(list)
     curve: dict[str, list[float]] = defaultdict(list)
+    withheld: dict[str, list[bool]] = defaultdict(list)  # per round from 100 labels: no estimate
     pool_at: dict[tuple[str, int, int], float] = {}
     for (name, seed), run in rounds.items():
         for r in run:
             found, truth = r.get("accuracy_now"), r.get("pool_accuracy")
             if truth is not None:
                 pool_at[(name, seed, r["n_labels"])] = truth
-            if found is None or truth is None:
+            if r["n_labels"] >= 100:
+                withheld[name].append(not found or "reason" in found)
+            if not found or "reason" in found or truth is None:
                 continue
             errors[name].append(found["estimate"] - truth)
             inside[name].append(found["low"] <= truth <= found["high"])
@@ -417,14 +420,16 @@ def accuracy_now_summary(rows: list[dict], rounds) -> str:
             f"{sum(inside[name])} of {len(inside[name])}",
             points(width[name], signed=False),
             f"{points(curve[name])} / {points(curve[name], signed=False)} ({len(curve[name])})",
+            f"{sum(withheld[name])} of {len(withheld[name])}",
         ]
-        for name in sorted(errors)
+        for name in sorted(set(errors) | set(withheld))
     ]
     everything = [e for values in errors.values() for e in values]
     held = [i for values in inside.values() for i in values]
     head = ["dataset", "rounds", "accuracy now − the pool's: mean", "mean abs."]
     head += ["mean abs. − test", "pool's inside the range", "range width"]
     head += ["uniform curve's level − the pool's: mean / abs. (n)"]
+    head += ["rounds from 100 labels with no estimate"]
     return (
         "Accuracy now (the product's: confidence calibrated on the questions asked) against"
         " the stop set's unlabeled items, points:\n\n"

@@ -53,6 +53,10 @@ MIN_CURVE_LABELS = 30  # fewer labels: no learning curve
 MIN_UNIFORM = 10  # a curve tested on the uniformly drawn labels tests on at least this many
 INTERVAL = (5.0, 95.0)  # percentiles of the gain's range (a 90 % range)
 MIN_ASKED = 30  # answered questions before accuracy now is estimated
+MIN_EACH = 5  # ... of them at least this many right and this many wrong (else no map to fit)
+# ... and at least this share of the unlabeled items' confidences within the answered ones'
+# range: outside it the map is a guess (an isotonic fit holds its end value)
+MIN_COVERED = 0.9
 ASKED_MAX = 5_000  # the newest answered questions the calibration map is fitted on
 # settled predictions do not advise stopping while the forecast's whole range gains this much
 STILL_GAINING = 0.01
@@ -432,21 +436,39 @@ class AccuracyNow:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True)
+class NoAccuracyNow:
+    """Why accuracy now is not estimated (a sentence for people)."""
+
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"reason": self.reason}
+
+
 def accuracy_now(
     pool_confidence: Sequence[float],
     asked_confidence: Sequence[float],
     asked_right: Sequence[bool],
     *,
     min_asked: int = MIN_ASKED,
+    min_each: int = MIN_EACH,
+    min_covered: float = MIN_COVERED,
     n_boot: int = 200,
     random_state: int = 0,
-) -> AccuracyNow | None:
+) -> AccuracyNow | NoAccuracyNow:
     """Accuracy on the unlabeled items: the mean, over their ``pool_confidence`` (the model's
     top probability for each), of the calibration map fitted on the answered questions (the
     asking model's ``asked_confidence`` and whether its guess was right, ``asked_right``). The
     questions a bot chose for uncertainty are as good for the map as the audits: the choice
     depended on the confidence only, and the map is of right-or-wrong *given* the confidence.
-    None with no unlabeled item or fewer than ``min_asked`` answered questions."""
+
+    ``NoAccuracyNow``, saying why, with no unlabeled item, fewer than ``min_asked`` answered
+    questions or fewer than ``min_each`` right or wrong ones (a map that has seen only one
+    outcome says 100 % or 0 %, sure of it), or when fewer than ``min_covered`` of the
+    unlabeled items have a confidence within the answered questions' range (a model surer of
+    most items than of any question asked: questions chosen for the model's doubt, few audits;
+    or a model whose confidences run on another scale than the askers')."""
     from sklearn.isotonic import IsotonicRegression
 
     pool = np.asarray(pool_confidence, dtype=float)
@@ -457,8 +479,23 @@ def accuracy_now(
     keep = np.isfinite(conf)
     conf, right = conf[keep], right[keep]
     pool = pool[np.isfinite(pool)]
-    if len(pool) == 0 or len(conf) < min_asked:
-        return None
+    if len(pool) == 0:
+        return NoAccuracyNow("every item of the fixed sample has a label")
+    if len(conf) < min_asked:
+        return NoAccuracyNow(f"{len(conf)} of the {min_asked} answered questions it needs")
+    n_right = int(right.sum())
+    if min(n_right, len(right) - n_right) < min_each:
+        return NoAccuracyNow(
+            f"the model's guess was right on {n_right} of {len(right)} answered questions; it"
+            f" needs {min_each} right and {min_each} wrong to calibrate"
+        )
+    covered = float(np.mean((pool >= conf.min()) & (pool <= conf.max())))
+    if covered < min_covered:
+        return NoAccuracyNow(
+            f"the model's confidence on {1 - covered:.0%} of the unlabeled items is outside"
+            f" that of every answered question ({conf.min():.0%}–{conf.max():.0%}); audit"
+            " answers, asked at random, fill it in"
+        )
 
     def mapped(c: np.ndarray, r: np.ndarray) -> float:
         fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(c, r)

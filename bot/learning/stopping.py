@@ -27,6 +27,7 @@ from model.stopping import (
     STOP_SET_SIZE,
     AccuracyNow,
     Extrapolation,
+    NoAccuracyNow,
     StopSignal,
     accuracy_now,
     baseline,
@@ -66,7 +67,7 @@ class StopCheck:
     """One update's check: its predictions on the stop set; the share of them that differ
     from the newest earlier check ``SETTLE_SPAN`` or more labels older, and the labels between
     the two (both None when there is none); its extrapolation (``Extrapolation.as_dict``, or
-    None); its accuracy now (``AccuracyNow.as_dict``, or None)."""
+    None); its accuracy now (``AccuracyNow.as_dict``, or ``NoAccuracyNow.as_dict``: why not)."""
 
     draw: int
     predictions: list[str]
@@ -143,7 +144,9 @@ def compute_stop(
     item without a label) only the curve is measured."""
     started = time.perf_counter()
     predictions: list[str] = []
-    found_now: AccuracyNow | None = None
+    found_now: AccuracyNow | NoAccuracyNow = NoAccuracyNow(
+        "every item has a label, so there is no unlabeled item to estimate it on"
+    )
     if plan.texts:
         proba = classifier.predict_proba(plan.texts)  # what ``predict`` takes the argmax of
         predictions = [classifier.classes[j] for j in proba.argmax(axis=1)]
@@ -165,7 +168,7 @@ def compute_stop(
         span,
         found.as_dict() if found else None,
         time.perf_counter() - started,
-        found_now.as_dict() if found_now else None,
+        found_now.as_dict(),
     )
 
 
@@ -222,7 +225,8 @@ class StopStatus:
     n_train: int
     n_stop: int = 0  # items in the newest check's stop set (0: none without a label)
     n_left: int | None = None  # items without a label now (None: not known)
-    accuracy: AccuracyNow | None = None  # the newest check's accuracy now (None: none yet)
+    # the newest check's accuracy now, or why there is none (None: checks from before it)
+    accuracy: AccuracyNow | NoAccuracyNow | None = None
     accuracy_model: str = ""  # the model it is of ("v3", "r315")
 
     def lines(self) -> list[str]:
@@ -234,6 +238,8 @@ class StopStatus:
         found = self.accuracy
         if found is None:
             return []
+        if isinstance(found, NoAccuracyNow):
+            return [f"*Accuracy now:* not estimated: {found.reason}"]
         return [
             f"*Accuracy now:* {found.text()} on the {count(found.n_pool, 'item')} of a fixed"
             f" sample still without a label: {self.accuracy_model}'s confidence, calibrated on"
@@ -305,7 +311,7 @@ class StopStatus:
             int(data.get("n_train") or 0),
             int(data.get("n_stop") or 0),
             data.get("n_left"),
-            AccuracyNow.from_dict(now) if now else None,
+            _accuracy(now),
             data.get("accuracy_model", "?"),
         )
 
@@ -326,7 +332,7 @@ def stop_status(store: Store) -> StopStatus | None:
         curve["n_train"],
         newest["n_stop"],
         sum(store.count_items()[status] for status in UNLABELED),
-        AccuracyNow.from_dict(now) if now else None,
+        _accuracy(now),
         _model_name(newest),
     )
 
@@ -335,3 +341,12 @@ def _model_name(check: dict[str, Any]) -> str:
     """``v3`` for a retrain's model, ``r315`` for a refresh's (its version is negative)."""
     version = check["model_version"]
     return f"r{-version}" if check["kind"] == "refresh" and version else f"v{version}"
+
+
+def _accuracy(data: dict[str, Any] | None) -> AccuracyNow | NoAccuracyNow | None:
+    """A stored accuracy now: the estimate, or why there is none (None: not stored)."""
+    if not data:
+        return None
+    if "reason" in data:
+        return NoAccuracyNow(data["reason"])
+    return AccuracyNow.from_dict(data)

@@ -56,9 +56,13 @@ def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path
     assert ours == theirs and len(ours) >= 3
     # each round estimates accuracy now as the product does, once 30 questions were asked
     found = [r["accuracy_now"] for r in rounds]
-    assert found[0] is None and found[-1] is not None  # 25 labels: no question asked yet
-    assert 0 < found[-1]["n_pool"] <= 200  # the stop set's items not labeled yet
-    assert found[-1]["n_asked"] >= 30 and found[-1]["low"] <= found[-1]["estimate"]
+    assert found[0] == {"reason": "0 of the 30 answered questions it needs"}  # 25 labels
+    assert found[1] == {"reason": "25 of the 30 answered questions it needs"}
+    # then an estimate, or why not (here the few audits span less than the newest model's
+    # confidences: the estimate is withheld, as the product withholds it)
+    assert all(
+        set(f) in ({"reason"}, {"estimate", "low", "high", "n_pool", "n_asked"}) for f in found
+    )
 
 
 def test_the_accuracy_now_summary_sets_the_estimate_beside_the_pools_accuracy():
@@ -69,11 +73,17 @@ def test_the_accuracy_now_summary_sets_the_estimate_beside_the_pools_accuracy():
             {"n_labels": 100, "accuracy": 0.76, "pool_accuracy": 0.75, "accuracy_now": estimate},
             {"n_labels": 125, "accuracy": 0.8, "pool_accuracy": 0.9, "accuracy_now": estimate},
             {"n_labels": 150, "accuracy": 0.8, "pool_accuracy": 0.9, "accuracy_now": None},
+            {
+                "n_labels": 175,
+                "accuracy": 0.8,
+                "pool_accuracy": 0.9,
+                "accuracy_now": {"reason": "x"},
+            },
         ]
     }
     text = bench["accuracy_now_summary"]([], rounds)
     # +5 and −10 points: mean −2.5, abs. 7.5; against test +4 and 0: 2.0; inside 1 of 2
-    assert "| d | 2 | -2.5 | 7.5 | 2.0 | 1 of 2 | 15.0 | – / – (0) |" in text, text
+    assert "| d | 2 | -2.5 | 7.5 | 2.0 | 1 of 2 | 15.0 | – / – (0) | 2 of 4 |" in text, text
     assert "mean abs. error 7.5 points over 2 rounds" in text
 
 

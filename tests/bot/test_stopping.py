@@ -464,11 +464,12 @@ def test_an_update_passes_its_uniform_labels_to_the_learning_curve(tmp_path: Pat
 
 def record_asked(store: Store, items: list[Item], right: int) -> None:
     """Posts of ``items`` (labeled already) as a model asked them: the first ``right`` with the
-    label as its guess, the rest with the other label; confidences 0.55 to 0.95."""
+    label as its guess, the rest with the other label; confidences 0.5 to 1.0 (the span of a
+    two-label model's)."""
     other = {"billing": "bug", "bug": "billing"}
     for n, item in enumerate(items):
         guess = item.label if n < right else other[item.label]
-        confidence = 0.55 + 0.4 * (n % 5) / 4
+        confidence = 0.5 + 0.5 * (n % 5) / 4
         store.record_post(item.id, "C0Q", f"{n}.000100", "uncertain", 1, guess, confidence)
 
 
@@ -505,7 +506,7 @@ def test_accuracy_now_reads_the_stop_sets_unlabeled_items_and_every_answered_que
         store.record_post("u0", "C0Q", "99.000100", "audit", 1, "billing", 0.9)  # no label yet
         plan = read_stop_plan(store)
         assert len(plan.texts) == 20 and plan.unlabeled == [True] * 20
-        assert sorted(plan.asked[0]) == sorted(0.55 + 0.4 * (n % 5) / 4 for n in range(40))
+        assert sorted(plan.asked[0]) == sorted(0.5 + 0.5 * (n % 5) / 4 for n in range(40))
         assert plan.asked[1].count(True) == 32  # the post of u0, not labeled, is not one
         store.set_label(
             "u1", "bug", user_id="U0ADMIN"
@@ -517,3 +518,14 @@ def test_accuracy_now_reads_the_stop_sets_unlabeled_items_and_every_answered_que
         proba = classifier.predict_proba(plan.texts).max(axis=1)
         expected = accuracy_now(np.delete(proba, 1), *plan.asked)
         assert check.accuracy == expected.as_dict() and expected.n_pool == 19
+        record(store, check, kind="retrain", version=1, n_train=40)
+        line = stop_status(store).lines()[-1]
+        assert line.startswith(f"*Accuracy now:* {expected.text()} on the 19 items")
+
+
+async def test_accuracy_now_says_why_it_is_not_estimated(bot: Bot):
+    # 10 answered questions: under the 30 it needs, and the line says so rather than vanish
+    record_asked(bot.store, labeled_items("A")[:10], right=8)
+    await run_retrain(bot.rt, "cli")
+    [report] = reports_posted(bot)
+    assert "*Accuracy now:* not estimated: 10 of the 30 answered questions it needs" in report

@@ -10,6 +10,7 @@ from model.stopping import (
     AccuracyNow,
     CurvePoints,
     Extrapolation,
+    NoAccuracyNow,
     StopSignal,
     accuracy_now,
     baseline,
@@ -270,10 +271,40 @@ def test_accuracy_now_needs_answered_questions_and_unlabeled_items():
     rng = np.random.default_rng(5)
     asked = rng.uniform(0.3, 1.0, 40)
     right = answered(asked, 0.0, rng)
-    assert accuracy_now([0.5, 0.9], asked[:29], right[:29]) is None  # under MIN_ASKED (30)
-    assert accuracy_now([], asked, right) is None
+    assert accuracy_now([0.5, 0.9], asked[:29], right[:29]) == NoAccuracyNow(
+        "29 of the 30 answered questions it needs"
+    )
+    assert accuracy_now([], asked, right) == NoAccuracyNow(
+        "every item of the fixed sample has a label"
+    )
     found = accuracy_now([0.5, 0.9], asked, right)
     assert AccuracyNow.from_dict(found.as_dict()) == found
     assert re.fullmatch(r"about \d+% \(range \d+–\d+%\)", found.text())
     with pytest.raises(ValueError, match="40 confidences for 39 answers"):
         accuracy_now([0.5], asked, right[:39])
+
+
+def test_answers_of_one_outcome_calibrate_nothing():
+    # every guess right (or all but a few): the map says 100 %, and its bootstrap is sure of it
+    asked = np.linspace(0.3, 1.0, 40)
+    right = np.ones(40, dtype=bool)
+    right[:4] = False
+    found = accuracy_now([0.5, 0.9], asked, right)
+    assert found == NoAccuracyNow(
+        "the model's guess was right on 36 of 40 answered questions; it needs 5 right and 5"
+        " wrong to calibrate"
+    )
+
+
+def test_a_model_surer_of_the_items_than_of_any_question_asked_is_not_calibrated():
+    # questions chosen for the model's doubt (confidence at most 0.26, as with many labels)
+    # say nothing of the items it is sure of: the map would hold its last value for them all
+    rng = np.random.default_rng(6)
+    asked = rng.uniform(0.1, 0.26, 60)
+    pool = np.concatenate([rng.uniform(0.1, 0.26, 50), rng.uniform(0.5, 1.0, 150)])
+    found = accuracy_now(pool, asked, answered(asked, 0.2, rng))
+    assert isinstance(found, NoAccuracyNow)
+    assert re.match(
+        r"the model's confidence on 7\d% of the unlabeled items is outside", found.reason
+    )
+    assert found.reason.endswith("audit answers, asked at random, fill it in")
