@@ -164,18 +164,19 @@ class ModelsMixin:
     def live_accuracy(
         self, model_version: int, reason: str, since: str | None = None
     ) -> tuple[int, int]:
-        """(answered, matched): posts of ``reason`` shown with ``model_version``'s guess whose
-        item people resolved, and how many of those the guess got right. A guess of a label
-        renamed or merged since counts under its successor, as the decided label does."""
+        """(answered, matched): items people resolved that a post of ``reason`` showed with
+        ``model_version``'s guess, and how many of those the guess got right. A guess of a label
+        renamed or merged since counts under its successor, as the decided label does. An item
+        posted more than once so (its question moved to another channel) counts once, by its
+        newest such post."""
+        after = " AND q.posted_at >= ?" if since else ""
         sql = (
             "SELECT count(*), coalesce(sum(coalesce(m.new, p.predicted_label) = l.label), 0)"
             " FROM posts p JOIN labels l ON l.item_id = p.item_id"
             " LEFT JOIN label_aliases m ON m.old = p.predicted_label"
-            " WHERE p.model_version = ? AND p.reason = ? AND p.predicted_label IS NOT NULL"
+            " WHERE p.id IN (SELECT max(q.id) FROM posts q WHERE q.model_version = ?"
+            f" AND q.reason = ? AND q.predicted_label IS NOT NULL{after} GROUP BY q.item_id)"
         )
-        args: list[Any] = [model_version, reason]
-        if since:
-            sql += " AND p.posted_at >= ?"
-            args.append(since)
+        args: list[Any] = [model_version, reason, *([since] if since else [])]
         n, correct = self.db.execute(sql, args).fetchone()
         return int(n), int(correct)

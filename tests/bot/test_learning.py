@@ -683,6 +683,19 @@ async def test_audit_accuracy_holds_when_a_label_is_renamed_or_merged(bot: Bot):
     assert bot.store.live_accuracy(1, "audit") == (5, 5)
 
 
+async def test_an_audit_question_posted_twice_counts_once_in_live_accuracy(bot: Bot):
+    # its question moved to another channel (the question channels changed between two runs):
+    # two posts of the same item, one answer; live accuracy counted the answer twice
+    await run_retrain(bot.rt, "cli")
+    [item] = [Item("x0", "audit item 0")]
+    add_labels(bot.store, [item])
+    bot.store.record_post(item.id, "C0OLD", "9.1", "audit", 1, "bug", 0.6)
+    bot.store.requeue_posts_outside([CHANNEL])
+    bot.store.record_post(item.id, CHANNEL, "9.2", "audit", 1, "billing", 0.6)
+    bot.store.record_answer(item.id, "U0ANA", "billing", source="button", dedupe_key="k0")
+    assert bot.store.live_accuracy(1, "audit") == (1, 1)  # by its newest post's guess
+
+
 async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     await run_retrain(bot.rt, "cli")
     before = bot.fake.messages(CHANNEL)
