@@ -27,7 +27,6 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -37,6 +36,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import eventloop
 from bot.config import Settings, cron_trigger
+from bot.errors import StoreError
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
@@ -263,12 +263,12 @@ def labels_now(rt: Runtime) -> int:
 
 
 def read_refresh_plan(
-    db: Path, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
+    served: Store, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
 ) -> retrain.RefreshPlan:
-    """Every label a refresh trains on, read on a connection of this thread's own: the read
-    grows with the labels, so it runs in a worker thread, never on the event loop (a sqlite
-    connection is bound to the thread that opened it)."""
-    with Store.open(db) as store:
+    """Every label a refresh trains on, read on a connection of this thread's own
+    (``Store.apart``): the read grows with the labels, so it runs in a worker thread, never on
+    the event loop."""
+    with served.apart() as store:
         return retrain.begin_refresh(store, settings, registry, champion)
 
 
@@ -293,7 +293,7 @@ async def refresh(rt: Runtime) -> Refreshed | None:
             return None  # a retrain came first, and fitted these labels
         champion = rt.champion
         plan = await asyncio.to_thread(
-            read_refresh_plan, rt.settings.db, rt.settings, rt.registry, champion
+            read_refresh_plan, rt.store, rt.settings, rt.registry, champion
         )
         before, trainer.fitted_at = trainer.fitted_at, -plan.version
         model = champion.classifier if champion else None
@@ -460,12 +460,13 @@ async def run_retrain(
 
 
 def read_retrain_plan(
-    db: Path, settings: Settings, registry: ModelRegistry, triggered_by: str, force: bool
+    served: Store, settings: Settings, registry: ModelRegistry, triggered_by: str, force: bool
 ) -> Plan | Outcome:
     """``retrain.begin`` (the lock, the run, every label the retrain trains on) on a
     connection of this thread's own: the read grows with the labels, so it runs in a worker
-    thread, never on the event loop."""
-    with Store.open(db) as store:
+    thread, never on the event loop. Refused (``StoreError``) once the server's file was
+    deleted or replaced: a retrain would create an empty database at its path."""
+    with served.apart() as store:
         return retrain.begin(store, settings, registry, triggered_by=triggered_by, force=force)
 
 
@@ -473,7 +474,7 @@ async def begin_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
     """Take the lock and read the training data off the event loop (see ``read_retrain_plan``)."""
     assert rt.registry is not None
     return await asyncio.to_thread(
-        read_retrain_plan, rt.settings.db, rt.settings, rt.registry, triggered_by, force
+        read_retrain_plan, rt.store, rt.settings, rt.registry, triggered_by, force
     )
 
 
@@ -529,6 +530,8 @@ async def post_report(rt: Runtime, text: str) -> None:
 async def scheduled_retrain(rt: Runtime) -> None:
     try:
         await run_retrain(rt, "schedule")
+    except StoreError as exc:  # the database file was lost (Store.apart): one line, no trace
+        logger.error("the nightly retrain did not run: %s", exc)
     except Exception:  # noqa: BLE001 - the scheduler must survive a failed night
         logger.exception("scheduled retrain failed")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -223,12 +222,11 @@ def estimates_section(found: Estimates | None) -> str:
     )
 
 
-async def measure_off_loop(db: Path, settings: Settings) -> Quality:
-    """``measure`` in a worker thread, on a connection of its own (a sqlite connection is bound
-    to the thread that opened it)."""
+async def measure_off_loop(served: Store, settings: Settings) -> Quality:
+    """``measure`` in a worker thread, on a connection of its own (``Store.apart``)."""
 
     def run() -> Quality:
-        with Store.open(db) as store:
+        with served.apart() as store:
             return measure(store, settings)
 
     return await asyncio.to_thread(run)

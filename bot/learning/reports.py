@@ -8,6 +8,7 @@ as biased low, since those are the items the model found hardest.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from collections.abc import Mapping, Sequence
@@ -161,6 +162,19 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         stopping=stop_status(store),
         damaged=damaged,
     )
+
+
+async def accuracy_report_off_loop(
+    served: Store, registry: ModelRegistry, now: datetime
+) -> AccuracyReport | None:
+    """``accuracy_report`` in a worker thread, on a connection of its own (``Store.apart``):
+    it reads every model's metadata file and the answers to one version's questions."""
+
+    def run() -> AccuracyReport | None:
+        with served.apart() as store:
+            return accuracy_report(store, registry, now)
+
+    return await asyncio.to_thread(run)
 
 
 def _float(value: object) -> float | None:

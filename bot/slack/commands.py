@@ -20,6 +20,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.errors import StoreError
 from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
@@ -280,7 +281,11 @@ async def label(call: Call) -> None:
 
 async def accuracy(call: Call) -> None:
     rt = call.rt
-    report = reports.accuracy_report(rt.store, rt.registry, rt.clock()) if rt.registry else None
+    report = (
+        await reports.accuracy_report_off_loop(rt.store, rt.registry, rt.clock())
+        if rt.registry
+        else None
+    )
     text = reports.accuracy_text(report) + f"\n*Asking and answering now:* {model_line(rt)}"
     await call.ack(text=text)
     if report is not None and len(report.trend) > 0:
@@ -303,7 +308,7 @@ async def stats(call: Call) -> None:
     rt = call.rt
     sections = [reports.stats_text(rt.store, rt.settings, rt.clock())]
     sections += quality.quality_sections(
-        await quality.measure_off_loop(rt.settings.db, rt.settings),
+        await quality.measure_off_loop(rt.store, rt.settings),
         gold=rt.is_admin(call.user_id),  # each person sees their own in App Home
     )
     await call.ack(text="\n\n".join(sections), blocks=blocks.report_blocks(sections))
@@ -392,4 +397,9 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
         await ack(text=f"Only admins can use `/hitl {name}`. Admins: {admins}")
         return
-    await sub.handler(Call(rt, ack, client, command, words[1:]))
+    try:
+        await sub.handler(Call(rt, ack, client, command, words[1:]))
+    except StoreError as exc:  # its database file was lost (``Store.apart``): say so, in a line
+        logger.error("/hitl %s: %s", name, exc)
+        if getattr(ack, "response", None) is None:  # not acknowledged yet
+            await ack(text=f"Not now: {exc}")

@@ -195,6 +195,25 @@ class Store(
                     }
                 )
 
+    def apart(self) -> Store:
+        """This store's file on a connection of its own, for a worker thread (a sqlite
+        connection is bound to the thread that opened it): reads that grow with the data run
+        there, off the event loop. Safe to call from any thread: it reads ``path``,
+        ``file_id`` and ``lost`` and stats the file, nothing on this store's connection.
+
+        Refused (``StoreError``, one line that says what to do) once the file is not the one
+        this store opened (``check_file``'s causes): opening the path again would create an
+        empty database where the deleted file was, or read another one."""
+        if self.path is None:
+            raise StoreError("an in-memory store has no file to open on another connection")
+        problem = self.lost or (_file_problem(self.path, self.file_id) if self.file_id else None)
+        if problem is not None:
+            raise StoreError(
+                f"{problem}: put the database back at {self.path} (or move what is left there"
+                " away to start afresh) and restart hitl serve"
+            )
+        return Store.open(self.path, self.now)
+
     def check_file(self) -> str | None:
         """Whether the file at ``path`` is still the one this store opened.
 

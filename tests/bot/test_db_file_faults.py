@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bot.learning import retrain
-from bot.learning.jobs import ChampionWatch
+from bot.learning.jobs import ChampionWatch, run_retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
@@ -144,3 +144,22 @@ async def test_a_click_after_the_database_was_replaced_is_refused_naming_the_rep
     assert response.status == 503
     [line] = [r.getMessage() for r in errors(caplog)]
     assert "was replaced by another file" in line and "read-only" not in line
+
+
+@pytest.mark.parametrize("command", ["stats", "accuracy", "retrain"])
+async def test_a_command_that_reads_apart_after_the_database_was_deleted_says_so_and_creates_none(
+    bot: Bot, command: str
+):
+    # /hitl stats, accuracy and retrain read on a connection of their own, in a worker thread:
+    # opening the deleted file's path again created an empty database there (which a restore
+    # then had to move away) and answered from it, or failed with a traceback
+    if command == "accuracy":
+        await run_retrain(bot.rt, "cli")  # a model to report on
+    db = Path(bot.rt.settings.db)
+    for name in (db.name, db.name + "-wal", db.name + "-shm"):
+        db.with_name(name).unlink()
+    text = await (await bot.command(command, "U0ADMIN")).text()
+    assert text.startswith(f"Not now: {db} was deleted or moved away while the server had it open")
+    assert f"put the database back at {db}" in text and "restart hitl serve" in text
+    await bot.rt.background.drain(timeout=30)
+    assert db.name not in os.listdir(db.parent)  # nothing re-created an empty database there

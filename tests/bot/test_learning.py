@@ -714,6 +714,22 @@ async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     assert shared["files"][0]["id"] == stored["id"]
 
 
+async def test_accuracy_reads_the_answers_off_the_event_loops_connection(bot: Bot):
+    # /hitl accuracy read every answer to the champion's questions (and every model's
+    # metadata file) on the event loop: the report is built in a worker thread now
+    await run_retrain(bot.rt, "cli")
+    on_the_loop: list[str] = []
+    bot.store.db.conn.set_trace_callback(on_the_loop.append)
+    try:
+        text = await (await bot.command("accuracy", "U0ANA")).text()
+        await bot.command("stats", "U0ANA")  # the trace works: it counts on the loop
+    finally:
+        bot.store.db.conn.set_trace_callback(None)
+    assert text.startswith("*Model v1*") and "*Live accuracy on audit posts:*" in text, text
+    assert any("FROM item_counts" in sql for sql in on_the_loop)
+    assert [sql for sql in on_the_loop if "FROM posts p JOIN labels" in sql] == []
+
+
 async def test_without_im_write_the_chart_is_not_posted_anywhere(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
