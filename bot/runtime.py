@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.http_retry import HttpRequest
+from slack_sdk.http_retry import HttpRequest, HttpResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -83,6 +83,41 @@ class _IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
         )
 
 
+# Calls that spend a trigger_id, which Slack takes for 3 s after the click or command.
+TRIGGER_BOUND = frozenset({"views.open", "views.push"})
+TRIGGER_LIFE = 3.0
+
+
+def retry_after(response: HttpResponse) -> float | None:
+    """A 429's ``Retry-After`` in seconds (1 when missing, as slack_sdk waits then); None
+    when it is not a number."""
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return float(values[0] if isinstance(values, list) else values)
+            except (IndexError, TypeError, ValueError):
+                return None
+    return 1.0
+
+
+class _TriggerAwareRateLimitErrorRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """Waits out a 429's ``Retry-After`` and calls again, but a call that spends a trigger_id
+    (``TRIGGER_BOUND``) only once, and only when the wait (Retry-After, plus up to a second
+    slack_sdk adds) ends within the trigger's 3 s: later, Slack can only answer
+    ``expired_trigger_id``. The caller tells the person to try again instead (a new
+    command, a new click), at once rather than after the wait."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if not await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        ):
+            return False
+        if api_method(request) not in TRIGGER_BOUND:
+            return True
+        wait = retry_after(response) if response is not None else None
+        return state.current_attempt == 0 and wait is not None and wait + 1 < TRIGGER_LIFE
+
+
 SLACK_TIMEOUT = 10.0  # seconds for one Web API call
 
 
@@ -94,7 +129,8 @@ def make_client(
     session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL as base, retrying rate limits (a 429 was not carried
-    out), and 5xx and resets for calls that are safe to repeat (not ``NOT_IDEMPOTENT``).
+    out; a trigger_id's call only within the trigger's life), and 5xx and resets for calls
+    that are safe to repeat (not ``NOT_IDEMPOTENT``).
 
     With ``session`` (see ``slack_session``) the calls share its connections and its timeout;
     without, each call opens a connection of its own and closes it, as slack_sdk does.
@@ -106,7 +142,7 @@ def make_client(
         session=session,
         retry_handlers=[
             _IdempotentConnectionErrorRetryHandler(max_retry_count=retries),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=retries),
+            _TriggerAwareRateLimitErrorRetryHandler(max_retry_count=retries),
             _IdempotentServerErrorRetryHandler(max_retry_count=retries),
         ],
     )

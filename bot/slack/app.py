@@ -7,16 +7,19 @@ to SQLite before Slack gets its acknowledgement, and messages are redrawn from t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -28,7 +31,7 @@ from bot.slack import blocks, commands
 from bot.slack.acks import signalling
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view
-from bot.slack.modal import next_in_modal, open_labeling_modal
+from bot.slack.modal import next_in_modal, not_opened, open_labeling_modal
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
@@ -54,6 +57,35 @@ BOLT_LOGGER.addFilter(_UnusedTokenWarning())
 
 
 Listener = Callable[..., Awaitable[None]]
+
+
+class AppRateLimited(AsyncMiddleware):
+    """Slack's ``app_rate_limited`` envelope: sent to every app, with no subscription, once it
+    passes 30,000 events an hour in a workspace. It has no inner event, so no listener takes
+    it; answered 200 (Slack counts anything else as a failed delivery, and may disable the
+    subscriptions of an app that fails most) with one warning line: the events of that
+    workspace are being dropped."""
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]
+    ) -> BoltResponse | None:
+        if req.body.get("type") != "app_rate_limited":
+            return await next()
+        logger.warning(
+            "Slack is rate-limiting this app's events for team %s since %s: events past"
+            " 30,000 an hour are dropped until the hour is over",
+            req.body.get("team_id") or "?",
+            _minute(req.body.get("minute_rate_limited")),
+        )
+        return BoltResponse(status=200, body="")
+
+
+def _minute(epoch: object) -> str:
+    """``minute_rate_limited`` (Unix seconds) as a UTC minute; as given when it is not one."""
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"minute {epoch!r}"
 
 
 def slack_refused(exc: SlackApiError) -> str:
@@ -177,6 +209,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         request_verification_enabled=False,
     )
 
+    app.use(AppRateLimited())
     tracked = functools.partial(track_listener, rt)
 
     @app.action(blocks.LABEL_ACTION)
@@ -256,6 +289,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 " ask them if it should change again.",
                 replace_original=True,
             )
+        elif undone.refused == "undone":  # a second click on the same Undo (a double click)
+            await respond(text="Already undone: the question is open again.", replace_original=True)
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -266,7 +301,13 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @tracked
     async def on_start_labeling(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
-        await open_labeling_modal(rt, client, body["trigger_id"], body["user"]["id"])
+        user_id = body["user"]["id"]
+        try:
+            await open_labeling_modal(rt, client, body["trigger_id"], user_id)
+        except SlackApiError as exc:  # said on the Home itself: it has no channel to say it in
+            logger.warning("on_start_labeling: %s", slack_refused(exc))
+            note = not_opened(exc.response.get("error"), "labeling", "click *Start labeling*")
+            await client.views_publish(user_id=user_id, view=commands.home(rt, user_id, note))
 
     @app.view(REVIEW_CALLBACK)
     @tracked

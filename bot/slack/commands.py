@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -30,7 +31,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import labels_reply
-from bot.slack.modal import open_labeling_modal
+from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import Redrawer
 from bot.slack.review import open_review
 from model import ModelError
@@ -143,13 +144,15 @@ def model_line(rt: Runtime) -> str:
     return f"v{champion.version}, trained on {champion.n_train:,} labels; it asks and answers"
 
 
-def home(rt: Runtime, user_id: str) -> View:
+def home(rt: Runtime, user_id: str, note: str = "") -> View:
+    """``user_id``'s App Home; with ``note`` on top (what they must know of their last click
+    there: App Home has no channel for an ephemeral message, nor a response_url)."""
     _, week = reports.period_starts(rt.settings, rt.clock())
     this_week = rt.store.answers_by_user(week)
     own = quality.own_gold(rt.store, user_id)  # one person's gold answers: a small read
     stop = stop_status(rt.store)  # the last few checks: a small read
     model = model_line(rt) + ("\n" + "\n".join(stop.lines()) if stop else "")
-    return blocks.home_view(
+    view = blocks.home_view(
         blocks.HomeStats(
             user_id=user_id,
             your_answers=rt.store.answers_of(user_id),
@@ -161,6 +164,9 @@ def home(rt: Runtime, user_id: str) -> View:
             gold_line=quality.gold_line(own) if own is not None else None,
         )
     )
+    if note:
+        view.blocks = [SectionBlock(text=MarkdownTextObject(text=blocks.fit(note))), *view.blocks]
+    return view
 
 
 async def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
@@ -276,7 +282,10 @@ async def label(call: Call) -> None:
     """The modal serves the items of the channel it was run in."""
     await call.ack()
     trigger, channel = call.command["trigger_id"], call.command.get("channel_id")
-    await open_labeling_modal(call.rt, call.client, trigger, call.user_id, channel)
+    try:
+        await open_labeling_modal(call.rt, call.client, trigger, call.user_id, channel)
+    except SlackApiError as exc:
+        await window_refused(call, exc, "labeling", "label")
 
 
 async def accuracy(call: Call) -> None:
@@ -299,7 +308,20 @@ async def review(call: Call) -> None:
         await call.ack(text=f"No item with id `{shown}`; `hitl export` lists the labeled ones.")
         return
     await call.ack()
-    await open_review(call.rt, call.client, call.command["trigger_id"], item_id)
+    try:
+        await open_review(call.rt, call.client, call.command["trigger_id"], item_id)
+    except SlackApiError as exc:
+        await window_refused(call, exc, "review", "review")
+
+
+async def window_refused(call: Call, exc: SlackApiError, window: str, name: str) -> None:
+    """Slack refused ``views.open`` for `/hitl name` after the command was acknowledged (an
+    expired trigger, a rate limit): the person is told so by the command's ``response_url``,
+    which outlives the trigger (30 minutes), and the log has the error."""
+    error = exc.response.get("error")
+    logger.warning("/hitl %s by %s: Slack said %s to views.open", name, call.user_id, error)
+    again = f"run `/hitl {name}`"
+    await tell(call.command.get("response_url"), not_opened(error, window, again))
 
 
 async def stats(call: Call) -> None:

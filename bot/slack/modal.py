@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import SLACK_TOKEN_REFUSED
 from bot.labelset import routes_in_force
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -56,6 +57,24 @@ async def open_labeling_modal(
         channels = channels_for_command(rt, channel_id, user_id)
     view = _view(rt, user_id, channels, answered=0)
     await client.views_open(trigger_id=trigger_id, view=view)
+
+
+# What views.open says when the trigger_id (3 s of life, one use) can no longer open a window.
+TRIGGER_ERRORS = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"})
+
+
+def not_opened(error: str | None, window: str, again: str) -> str:
+    """The one line that tells a person why Slack did not open ``window`` (``views.open``
+    answered ``error``) and what to do: do ``again`` (a trigger lives 3 s, a rate limit
+    passes), or, with a token Slack refuses, ask an admin (doing it again cannot help)."""
+    said = f"Slack did not let me open the {window} window ({error or 'no reason given'})"
+    if error in SLACK_TOKEN_REFUSED:
+        return f"{said}: the bot's token is refused; ask an admin to reinstall the app."
+    if error == "ratelimited":
+        return f"{said}: Slack is busy; {again} again in a few seconds."
+    if error in TRIGGER_ERRORS:  # too old or used: a new command brings a new trigger
+        return f"{said}: {again} again."
+    return f"{said}: {again} again, and tell an admin if it keeps failing."
 
 
 async def next_in_modal(

@@ -26,9 +26,10 @@ logger = logging.getLogger("bot.store")
 @dataclass(frozen=True)
 class Undo:
     """What ``undo_resolution`` did: ``label`` is the label it took away (true: undone), or,
-    refused, why: ``late`` (the window passed), ``not_yours`` (no label of theirs to undo) or
-    ``changed`` (``changed_by`` changed the label since, or ``kept`` it as it was: confirmed
-    it; ``label`` is the label now)."""
+    refused, why: ``late`` (the window passed), ``not_yours`` (no label of theirs to undo),
+    ``undone`` (they undid it already: a second click on the same Undo; the question is open)
+    or ``changed`` (``changed_by`` changed the label since, or ``kept`` it as it was:
+    confirmed it; ``label`` is the label now)."""
 
     label: str | None
     refused: str | None = None
@@ -469,7 +470,7 @@ class QueueMixin:
                 [item_id],
             ).fetchone()
             if row is None:
-                return Undo(None, "not_yours")
+                return Undo(None, "undone" if self._undone_by(item_id, user_id) else "not_yours")
             label, annotators, decided_by, decided_at, gold_question = row
             changed = self._changed_since_decided(item_id, decided_at if gold_question else None)
             # An admin's label has its own voters (``set_label``): whoever voted on the item is
@@ -522,6 +523,22 @@ class QueueMixin:
                 [now, user_id, item_id],
             )
             return Undo(label)
+
+    def _undone_by(self, item_id: str, user_id: str) -> bool:
+        """Whether ``item_id`` is open, taken back by ``user_id``'s Undo: their latest answer
+        on it is their own undo (not one ``_reopen_answers`` gave them back)."""
+        latest = self.db.execute(
+            "SELECT a.source, a.dedupe_key, i.status FROM answers a JOIN items i"
+            " ON i.id = a.item_id WHERE a.item_id = ? AND a.user_id = ? AND a.source != 'import'"
+            " ORDER BY a.id DESC LIMIT 1",
+            [item_id, user_id],
+        ).fetchone()
+        return (
+            latest is not None
+            and latest[0] == "undo"
+            and str(latest[1]).startswith("undo:")
+            and latest[2] == "posted"
+        )
 
     def _changed_since_decided(
         self, item_id: str, gold_decided_at: str | None
