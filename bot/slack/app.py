@@ -253,14 +253,19 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
 
     @app.action(blocks.GUIDELINES_ACTION)
     @tracked
-    async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient):
+    async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient, respond):
         await ack()
         guides = follow_renames(rt.settings.guidelines, rt.store.label_aliases())
         view = guidelines_view(label_set(rt.settings, rt.store), guides)
         if body.get("container", {}).get("type") == "view":  # over the labeling modal
             await client.views_push(trigger_id=body["trigger_id"], view=view)
-        else:
+            return  # (a refusal there is logged: a modal's click has no response_url)
+        try:
             await client.views_open(trigger_id=body["trigger_id"], view=view)
+        except SlackApiError as exc:  # said to the person, privately, under the question
+            logger.warning("on_guidelines: %s", slack_refused(exc))
+            note = not_opened(exc.response.get("error"), "guidelines", "click *Guidelines*")
+            await respond(text=note, response_type="ephemeral", replace_original=False)
 
     @app.action(blocks.UNDO_ACTION)
     @tracked

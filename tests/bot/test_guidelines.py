@@ -14,6 +14,7 @@ from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_bot import context_text
+from tests.fake_slack import CHANNEL
 
 GUIDES = {
     "billing": Guideline("Money: charges, refunds, invoices.", ("I was charged twice",)),
@@ -59,6 +60,33 @@ async def test_the_guidelines_button_opens_a_modal_with_the_labels_descriptions(
     assert "Something is broken." in shown
     assert "*account*\\n_no description yet_" in shown  # a label in force without a guideline
     assert bot.store.count_answers() == 0  # opening the guidelines is not an answer
+
+
+async def test_guidelines_slack_refuses_to_open_are_said_to_the_person_under_the_question(
+    bot: Bot,
+):
+    # Slack refused views.open (the click's trigger expired): the person saw nothing happen
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    block, button = guidelines_button(message)
+    bot.fake.fail("views.open", "expired_trigger_id")
+    payload = signing.block_actions_payload(
+        "U0ANA",
+        button["action_id"],
+        button["value"],
+        message_ts=message["ts"],
+        block_id=block["block_id"],
+        message=message,
+        response_url=bot.fake.response_url(CHANNEL, message["ts"]),
+    )
+    assert (await bot.action(payload)).status == 200
+    await bot.rt.background.drain()
+    [told] = [r["payload"] for r in bot.fake.responses]
+    assert told["text"] == (
+        "Slack did not let me open the guidelines window (expired_trigger_id):"
+        " click *Guidelines* again."
+    )
+    assert (told["response_type"], told["replace_original"]) == ("ephemeral", False)
 
 
 async def test_the_chosen_meta_fields_are_drawn_under_the_question_escaped(bot: Bot):
