@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.config import Settings
+from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, stop_status
 from bot.store import Store
@@ -74,6 +75,20 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
             else "*Votes for the winner:* no item decided by vote yet"
         )
     return "\n".join(lines)
+
+
+async def stats_off_loop(
+    served: Store, settings: Settings, now: datetime
+) -> tuple[str, quality.Quality]:
+    """``stats_text`` and ``quality.measure`` in a worker thread, on one connection of their
+    own (``Store.apart``): the counts of the day's and week's answers grow with them, and the
+    quality reads every vote."""
+
+    def run() -> tuple[str, quality.Quality]:
+        with served.apart() as store:
+            return stats_text(store, settings, now), quality.measure(store, settings)
+
+    return await asyncio.to_thread(run)
 
 
 @dataclass(frozen=True)

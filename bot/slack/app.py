@@ -312,7 +312,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         except SlackApiError as exc:  # said on the Home itself: it has no channel to say it in
             logger.warning("on_start_labeling: %s", slack_refused(exc))
             note = not_opened(exc.response.get("error"), "labeling", "click *Start labeling*")
-            await client.views_publish(user_id=user_id, view=commands.home(rt, user_id, note))
+            await commands.publish_home(rt, client, user_id, note)
 
     @app.view(REVIEW_CALLBACK)
     @tracked
@@ -329,7 +329,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     async def on_home_opened(event: dict, client: AsyncWebClient):
         if event.get("tab") not in (None, "home"):
             return
-        await client.views_publish(user_id=event["user"], view=commands.home(rt, event["user"]))
+        await commands.publish_home(rt, client, event["user"])
 
     @tracked
     async def on_archived(event: dict) -> None:

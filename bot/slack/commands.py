@@ -34,6 +34,7 @@ from bot.slack.labels import labels_reply
 from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import Redrawer
 from bot.slack.review import open_review
+from bot.store import DatabaseError, database_problem
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -144,38 +145,46 @@ def model_line(rt: Runtime) -> str:
     return f"v{champion.version}, trained on {champion.n_train:,} labels; it asks and answers"
 
 
-def home(rt: Runtime, user_id: str, note: str = "") -> View:
+async def home(rt: Runtime, user_id: str, note: str = "") -> View:
     """``user_id``'s App Home; with ``note`` on top (what they must know of their last click
-    there: App Home has no channel for an ephemeral message, nor a response_url)."""
+    there: App Home has no channel for an ephemeral message, nor a response_url).
+
+    Its numbers are read in a worker thread on a connection of their own (``Store.apart``): the
+    week's answers by person grow with the week's answers, and the person's gold answers are
+    found among every counted answer. Raises ``StoreError`` once the database file is lost."""
     _, week = reports.period_starts(rt.settings, rt.clock())
-    this_week = rt.store.answers_by_user(week)
-    own = quality.own_gold(rt.store, user_id)  # one person's gold answers: a small read
-    stop = stop_status(rt.store)  # the last few checks: a small read
-    model = model_line(rt) + ("\n" + "\n".join(stop.lines()) if stop else "")
-    view = blocks.home_view(
-        blocks.HomeStats(
-            user_id=user_id,
-            your_answers=rt.store.answers_of(user_id),
-            your_answers_week=rt.store.answers_of(user_id, week),
-            leaderboard=this_week[:10],
-            model_line=model,
-            queue_waiting=rt.store.waiting_count(),
-            queue_open=sum(rt.store.open_post_counts().values()),
-            gold_line=quality.gold_line(own) if own is not None else None,
-        )
-    )
+    served, line = rt.store, model_line(rt)
+
+    def read() -> blocks.HomeStats:
+        with served.apart() as store:
+            own = quality.own_gold(store, user_id)
+            stop = stop_status(store)
+            return blocks.HomeStats(
+                user_id=user_id,
+                your_answers=store.answers_of(user_id),
+                your_answers_week=store.answers_of(user_id, week),
+                leaderboard=store.answers_by_user(week)[:10],
+                model_line=line + ("\n" + "\n".join(stop.lines()) if stop else ""),
+                queue_waiting=store.waiting_count(),
+                queue_open=sum(store.open_post_counts().values()),
+                gold_line=quality.gold_line(own) if own is not None else None,
+            )
+
+    view = blocks.home_view(await asyncio.to_thread(read))
     if note:
         view.blocks = [SectionBlock(text=MarkdownTextObject(text=blocks.fit(note))), *view.blocks]
     return view
 
 
-async def retrain_now(rt: Runtime, user_id: str, *, force: bool) -> str:
-    outcome = await start_retrain(rt, f"<@{user_id}>", force=force)
-    if outcome is not None:
-        return reports.retrain_text(outcome)
-    where = rt.settings.effective_report_channel
-    forced = " (forced: it will be promoted even if not better)" if force else ""
-    return f"Retraining started{forced}. I'll post the result in <#{where}> when it is done."
+async def publish_home(rt: Runtime, client: AsyncWebClient, user_id: str, note: str = "") -> None:
+    """Show ``user_id`` their App Home (``home``). Once the database file is lost there is
+    nothing true to show: one line in the log, and the Home they saw last stays."""
+    try:
+        view = await home(rt, user_id, note)
+    except StoreError as exc:
+        logger.error("App Home of %s not shown: %s", user_id, exc)
+        return
+    await client.views_publish(user_id=user_id, view=view)
 
 
 ROLLBACK_USAGE = (
@@ -325,12 +334,13 @@ async def window_refused(call: Call, exc: SlackApiError, window: str, name: str)
 
 
 async def stats(call: Call) -> None:
-    """The counts at once from the store; agreement (and gold accuracy) read every vote, so
-    they are measured in a worker thread on a connection of their own."""
+    """The answers of the day and week by person grow with them, and agreement (and gold
+    accuracy) read every vote: all are read in a worker thread, on one connection of its own."""
     rt = call.rt
-    sections = [reports.stats_text(rt.store, rt.settings, rt.clock())]
+    counts, measured = await reports.stats_off_loop(rt.store, rt.settings, rt.clock())
+    sections = [counts]
     sections += quality.quality_sections(
-        await quality.measure_off_loop(rt.store, rt.settings),
+        measured,
         gold=rt.is_admin(call.user_id),  # each person sees their own in App Home
     )
     await call.ack(text="\n\n".join(sections), blocks=blocks.report_blocks(sections))
@@ -344,8 +354,32 @@ async def labels(call: Call) -> None:
 
 
 async def retrain(call: Call) -> None:
+    """Ack at once, then take the lock and read the labels in a worker thread (the read grows
+    with the labels: over a minute at 16,000, far past Slack's 3 s). What is known before
+    the fit (a retrain already running, nothing new, a lost database) is told by the command's
+    ``response_url``; the result is posted in the report channel when the retrain is done."""
+    rt, user_id = call.rt, call.user_id
+    response_url = call.command.get("response_url")
     force = bool({"--force", "force"} & set(call.args))
-    await call.ack(text=await retrain_now(call.rt, call.user_id, force=force))
+    where = rt.settings.effective_report_channel
+    forced = " (forced: it will be promoted even if not better)" if force else ""
+    await call.ack(
+        text=f"Retraining{forced}: checking for new labels; I'll post the result in <#{where}>"
+        " when it is done."
+    )
+    try:
+        outcome = await start_retrain(rt, f"<@{user_id}>", force=force)
+    except (StoreError, DatabaseError) as exc:  # its file lost (``Store.apart``), a full disk
+        problem = exc if isinstance(exc, StoreError) else database_problem(rt.settings.db, exc)
+        logger.error("/hitl retrain: %s", problem)
+        await tell(response_url, f"Not now: {problem}")
+        return
+    except Exception:
+        logger.exception("retrain by %s failed to start", user_id)
+        await tell(response_url, SORRY)
+        return
+    if outcome is not None:
+        await tell(response_url, reports.retrain_text(outcome))
 
 
 TABLE: tuple[Subcommand, ...] = (

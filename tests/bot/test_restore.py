@@ -13,7 +13,7 @@ from bot.learning import retrain
 from bot.learning.jobs import run_retrain
 from tests.bot.harness import Bot
 from tests.bot.test_cli_loop import labeled_file, run
-from tests.bot.test_learning import bot, labeled_items  # noqa: F401 - bot: the fixture
+from tests.bot.test_learning import bot, labeled_items, retrain_told  # noqa: F401 - bot: the fixture
 
 # -- the models folder deleted or moved under `hitl serve` -------------------------------------
 
@@ -24,7 +24,7 @@ async def test_a_slack_retrain_without_the_models_folder_says_so_and_leaves_no_l
     shutil.rmtree(models_dir)
     bot.store.add_items(labeled_items("N"), "import")  # something new to train on
 
-    text = await (await bot.command("retrain", "U0ADMIN")).text()
+    _, [text] = await retrain_told(bot)
 
     assert "the models folder hitl.db.models (beside the database) is missing" in text
     assert "labels so far" not in text  # it stopped before reading them: not "0 labels"

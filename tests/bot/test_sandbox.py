@@ -149,6 +149,7 @@ async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
     await simulator.run(answers=12, wait=5)  # enough for 2 labels with 2 examples each
     reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl retrain")
     assert reply.status == 200 and "Retrain" in reply.text
+    await demo.rt.background.drain(timeout=60)  # the labels are read after the ack
     assert demo.rt.trainer.task is not None
     await demo.rt.trainer.task
     assert demo.rt.champion is not None

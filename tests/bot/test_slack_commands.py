@@ -11,7 +11,7 @@ from bot.sandbox import FakeSlack
 from bot.slack.commands import ADMIN_ONLY, HELP, TABLE
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
-from tests.bot.test_learning import labeled_items
+from tests.bot.test_learning import labeled_items, retrain_told
 from tests.fake_slack import CHANNEL
 
 
@@ -123,18 +123,21 @@ async def test_retrain_refuses_non_admins_politely(bot: Bot, caplog: pytest.LogC
 
 async def test_admin_retrain_answers_at_once_and_reports_when_done(bot: Bot):
     bot.store.add_items(labeled_items(), "import")
-    text = await reply(bot, "retrain", user="U0ADMIN")
-    assert text.startswith("Retraining started.") and f"<#{CHANNEL}>" in text
+    ack, told = await retrain_told(bot)
+    assert ack == (
+        f"Retraining: checking for new labels; I'll post the result in <#{CHANNEL}> when it is"
+        " done."
+    )
+    assert told == []  # it began: nothing more to say before the report
     await bot.rt.trainer.task
     report = (await bot.fake.next_call("chat.postMessage")).params["text"]
     assert report.startswith("*Retrain v1: promoted ✅* (<@U0ADMIN>,")
 
 
-async def test_admin_retrain_with_too_few_labels_says_at_once_what_is_missing(bot: Bot):
-    response = await bot.command("retrain", "U0ADMIN")
-    body = await response.text()  # a plain-text answer (or one without "in_channel") is private
-    assert "in_channel" not in body
-    assert (json.loads(body)["text"] if body.startswith("{") else body) == (
+async def test_admin_retrain_with_too_few_labels_says_what_is_missing(bot: Bot):
+    _, [text] = await retrain_told(bot)
+    assert bot.fake.responses[-1]["payload"]["response_type"] == "ephemeral"  # private
+    assert text == (
         "*Retrain (<@U0ADMIN>) not started:* too few labels to train: cross-validation needs "
         "at least 2 classes with at least 2 examples each; got no labels. "
         "4 more labels needed."
@@ -143,11 +146,11 @@ async def test_admin_retrain_with_too_few_labels_says_at_once_what_is_missing(bo
         [Item("d", "refund twice", "billing"), Item("e", "card", "billing")], "import"
     )
     bot.store.add_items([Item("f", "crash on start", "bug")], "import")
-    text = await reply(bot, "retrain", user="U0ADMIN")
+    _, [text] = await retrain_told(bot)
     assert "got 2 class(es) (billing: 2, bug: 1). 1 more label needed." in text
     assert bot.rt.trainer.task is None  # nothing started in the background,
     assert bot.fake.calls_to("chat.postMessage") == []  # so no report pings every admin
-    again = await reply(bot, "retrain", user="U0ADMIN")
+    _, [again] = await retrain_told(bot)
     assert again == (
         "*Retrain (<@U0ADMIN>):* nothing new: no labels since the last run (3 labels); "
         "training skipped. 1 more label needed to train."

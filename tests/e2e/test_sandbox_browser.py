@@ -304,6 +304,7 @@ async def test_the_accuracy_chart_reaches_only_the_person_who_asked(
     await expect(page.locator("article.message.ephemeral", has_text="Retrain")).to_have_count(
         1, timeout=WAIT
     )
+    await demo.rt.background.drain(timeout=60)  # the labels are read after the ack
     assert demo.rt.trainer.task is not None
     await demo.rt.trainer.task
     assert demo.rt.champion is not None
