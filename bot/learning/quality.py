@@ -4,7 +4,7 @@ The numbers come from ``model.agreement`` (Cohen's kappa per pair from scikit-le
 Krippendorff's alpha and Fleiss' kappa overall, per-label specific agreement, each person
 against the majority of the others), computed on each person's counted vote per item
 (``Store.iter_votes``). Reading every vote grows with the data, so the server measures in a
-worker thread on a connection of its own (``measure_off_loop``); the CLI calls ``measure``.
+worker thread on a connection of its own (``reports.stats_off_loop``); the CLI calls ``measure``.
 
 It also says which labels training reads (``training_rows``, what a retrain and a refresh
 train on): the decided labels under the label set in force (a renamed label, gold labels
@@ -20,7 +20,6 @@ that label, through renames and merges of the label set.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -220,16 +219,6 @@ def estimates_section(found: Estimates | None) -> str:
         f"*Estimated accuracy* (Dawid–Skene over {found.n_items} items with two or more "
         f"answers{seeded}; training uses its labels):\n" + "\n".join(shown) + more
     )
-
-
-async def measure_off_loop(served: Store, settings: Settings) -> Quality:
-    """``measure`` in a worker thread, on a connection of its own (``Store.apart``)."""
-
-    def run() -> Quality:
-        with served.apart() as store:
-            return measure(store, settings)
-
-    return await asyncio.to_thread(run)
 
 
 def _number(value: float | None, reason: str = "") -> str:
