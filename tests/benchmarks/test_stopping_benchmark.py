@@ -83,8 +83,23 @@ def test_the_accuracy_now_summary_sets_the_estimate_beside_the_pools_accuracy():
     }
     text = bench["accuracy_now_summary"]([], rounds)
     # +5 and −10 points: mean −2.5, abs. 7.5; against test +4 and 0: 2.0; inside 1 of 2
-    assert "| d | 2 | -2.5 | 7.5 | 2.0 | 1 of 2 | 15.0 | – / – (0) | 2 of 4 |" in text, text
+    assert "| d | 2 | -2.5 | 7.5 | 2.0 | 1 of 2 | – | 15.0 | – / – (0) | 2 of 4 |" in text, text
     assert "mean abs. error 7.5 points over 2 rounds" in text
+    assert "allowance was chosen" not in text  # rows measured before the allowance
+
+
+def test_the_accuracy_now_summary_tells_the_allowances_rounds_from_the_held_out_ones():
+    bench = benchmark_module("stopping.py")
+    # the shown range (bootstrap ± the allowance) holds 0.9; the bootstrap's alone does not
+    shown = {"estimate": 0.8, "low": 0.7, "high": 0.9, "n_pool": 100, "n_asked": 40}
+    shown |= {"boot_low": 0.76, "boot_high": 0.84}
+    row = {"n_labels": 100, "accuracy": 0.8, "pool_accuracy": 0.9, "accuracy_now": shown}
+    missed = {**row, "pool_accuracy": 0.95}
+    rounds = {("trec", 0): [row, missed], ("trec", 3): [row], ("debian_topics", 0): [row]}
+    text = bench["accuracy_now_summary"]([], rounds)
+    assert "| trec | 3 | -11.7 | 11.7 | 0.0 | 2 of 3 | 0 of 3 | 20.0 |" in text, text
+    assert "where its allowance was chosen (the four tuned sets, seeds 0–2): inside 1 of 2" in text
+    assert "elsewhere (other seeds and data sets): inside 2 of 2" in text
 
 
 def test_the_advice_waits_while_the_newest_fresh_forecast_is_sure_of_a_point_more():
