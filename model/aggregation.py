@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from model.agreement import MISSING, Tally
 from model.errors import InvalidInputError
@@ -149,28 +150,38 @@ def dawid_skene(
     for j, i in enumerate(fixed):
         fixed_post[j, tally.labels.index(gold[tally.items[i]])] = 1.0
 
+    # Each vote falls in a group, (annotator, label given): at most annotators × labels of
+    # them. ``by_group`` counts each item's votes per group (sparse), so both steps are one
+    # sparse product each, in C and without BLAS threads. The loop over annotators with a
+    # dense (labels × votes) @ (votes × labels) product and ``np.add.at`` they replace took
+    # 82 s for an outside tester's 47,600 votes over 154 labels (benchmarks/aggregation_speed.py).
     item_of, annotator_of = np.nonzero(tally.codes != MISSING)
     label_of = tally.codes[item_of, annotator_of]
-    one_hot = np.zeros((len(label_of), n_labels))
-    one_hot[np.arange(len(label_of)), label_of] = 1.0
     has_votes = np.bincount(item_of, minlength=n_items) > 0
+    n_annotators = len(tally.annotators)
+    by_group = csr_matrix(
+        (np.ones(len(item_of)), (item_of, annotator_of * n_labels + label_of)),
+        shape=(n_items, n_annotators * n_labels),
+    )
+    by_group_t = by_group.T.tocsr()
 
     posteriors = _vote_shares(tally)
     posteriors[fixed] = fixed_post
-    confusion = np.zeros((len(tally.annotators), n_labels, n_labels))
+    confusion = np.zeros((n_annotators, n_labels, n_labels))
     priors = np.full(n_labels, 1.0 / max(n_labels, 1))
     converged, n_iter = False, 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        # M step: priors and confusion matrices from the current posteriors
+        # M step: priors and confusion matrices from the current posteriors; counts[a, k, l]
+        # sums the posterior of truth k over a's votes for l
         weight = posteriors[has_votes]
         priors = (weight.sum(axis=0) + smoothing) / (weight.sum() + smoothing * n_labels)
-        for a in range(len(tally.annotators)):
-            mine = annotator_of == a
-            counts = posteriors[item_of[mine]].T @ one_hot[mine] + smoothing
-            confusion[a] = counts / counts.sum(axis=1, keepdims=True)
-        # E step: posteriors from priors and confusion matrices
-        log_post = np.tile(np.log(priors), (n_items, 1))
-        np.add.at(log_post, item_of, np.log(confusion[annotator_of, :, label_of]))
+        given = by_group_t @ posteriors  # (annotator, label given) × truth
+        counts = given.reshape(n_annotators, n_labels, n_labels).transpose(0, 2, 1) + smoothing
+        confusion = counts / counts.sum(axis=2, keepdims=True)
+        # E step: posteriors from priors and confusion matrices; row (a, l) of ``log_given``
+        # is log P(a answers l | truth k) over k
+        log_given = np.log(confusion).transpose(0, 2, 1).reshape(-1, n_labels)
+        log_post = np.log(priors) + by_group @ log_given
         log_post -= log_post.max(axis=1, keepdims=True)
         updated = np.exp(log_post)
         updated /= updated.sum(axis=1, keepdims=True)

@@ -162,3 +162,34 @@ def test_an_empty_tally_resolves_nothing():
     empty = Tally.from_votes([])
     for result in (majority(empty), dawid_skene(empty)):
         assert result.resolved == [] and result.accuracy == {}, result.method
+
+
+def test_one_em_step_sums_each_persons_votes_as_the_textbook_loops_do():
+    # the M and E steps sum over groups of votes (np.add.reduceat); written out as loops over
+    # people, votes and labels, one step from the vote shares gives the same matrices
+    rng = np.random.default_rng(11)
+    votes = [
+        (f"i{i}", f"p{a}", LABELS[rng.integers(0, len(LABELS))])
+        for i in range(40)
+        for a in rng.choice(5, rng.integers(1, 4), replace=False)
+    ]
+    tally = Tally.from_votes(votes)
+    result = dawid_skene(tally, max_iter=1, smoothing=0.5)
+    shares = majority(tally).posteriors  # the vote shares EM starts from
+    n_labels = len(tally.labels)
+    for a, person in enumerate(tally.annotators):
+        counts = np.full((n_labels, n_labels), 0.5)
+        for i in range(len(tally.items)):
+            given = tally.codes[i, a]
+            if given >= 0:
+                counts[:, given] += shares[i]
+        expected = counts / counts.sum(axis=1, keepdims=True)
+        assert np.allclose(result.confusion[person], expected)
+    priors = (shares.sum(axis=0) + 0.5) / (shares.sum() + 0.5 * n_labels)
+    log_post = np.tile(np.log(priors), (len(tally.items), 1))
+    for i in range(len(tally.items)):
+        for a, person in enumerate(tally.annotators):
+            if tally.codes[i, a] >= 0:
+                log_post[i] += np.log(result.confusion[person][:, tally.codes[i, a]])
+    expected = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    assert np.allclose(result.posteriors, expected / expected.sum(axis=1, keepdims=True))

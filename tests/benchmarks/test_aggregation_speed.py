@@ -1,0 +1,28 @@
+"""aggregation_speed.py: the product's Dawid–Skene against the loops it replaced, same answers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tests.benchmarks.runner import benchmark_module, run_quick
+
+
+def test_the_benchmark_times_both_on_each_size_and_they_agree():
+    out = run_quick("aggregation_speed.py")
+    rows = re.findall(
+        r"^\| 300 \| 600 \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)× \|$", out, re.M
+    )
+    assert [labels for labels, *_ in rows] == ["6", "30"], out
+    assert all(float(before) > 0 and float(now) > 0 for _, before, now, _ in rows)
+    assert "the product's defaults on 300 items (600 votes, 30 labels):" in out
+    assert "converged True" in out
+
+
+def test_the_baseline_is_the_same_model_as_the_product():
+    bench = benchmark_module("aggregation_speed.py")
+    tally, gold = bench["votes"](120, 5, people=6, per_item=3, seed=2)
+    before = bench["dawid_skene_before"](tally, gold=gold)
+    now = bench["dawid_skene"](tally, gold=gold)
+    assert np.allclose(before, now.posteriors, atol=1e-9)
