@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
 from model.agreement import MISSING, Tally
 from model.errors import InvalidInputError
@@ -155,6 +154,8 @@ def dawid_skene(
     # sparse product each, in C and without BLAS threads. The loop over annotators with a
     # dense (labels × votes) @ (votes × labels) product and ``np.add.at`` they replace took
     # 82 s for an outside tester's 47,600 votes over 154 labels (benchmarks/aggregation_speed.py).
+    from scipy.sparse import csr_matrix  # here: a server with no model has not loaded scipy
+
     item_of, annotator_of = np.nonzero(tally.codes != MISSING)
     label_of = tally.codes[item_of, annotator_of]
     has_votes = np.bincount(item_of, minlength=n_items) > 0
