@@ -638,8 +638,9 @@ class FitHold:
 
     def hold_new(self) -> None:
         base = os.getpriority(os.PRIO_PROCESS, self.server_pid)  # the fit adds its own to it
+        fit = min(base + FIT_NICENESS, 19)  # Linux's lowest priority (a server run under nice)
         for child in fit_children(self.server_pid):
-            if child["nice"] >= base + FIT_NICENESS and child["state"] != "Z":
+            if child["nice"] >= fit and child["state"] != "Z":
                 if child["pid"] not in self.held:
                     os.kill(child["pid"], signal.SIGSTOP)
                     self.held.add(child["pid"])
@@ -669,10 +670,11 @@ class FitHold:
 def retrain_state(db: Path) -> dict:
     with sqlite3.connect(db) as conn:
         row = conn.execute(
-            "SELECT started_at, finished_at, status FROM runs WHERE kind = 'retrain'"
+            "SELECT id, started_at, finished_at, status FROM runs WHERE kind = 'retrain'"
             " ORDER BY id DESC LIMIT 1"
         ).fetchone()
-    return dict(zip(("started_at", "finished_at", "status"), row, strict=True)) if row else {}
+    keys = ("id", "started_at", "finished_at", "status")
+    return dict(zip(keys, row, strict=True)) if row else {}
 
 
 async def wait_for_posts(ft: FakeThread, channel: str, n: int, limit_s: float) -> list[dict]:
@@ -979,13 +981,19 @@ async def start_held_retrain(url: str, db: Path, channel: str, hold: FitHold) ->
     again (forced: nothing is new), in a child of its own: so this returns with the run under
     way and its fit stopped, on the first try or a later one."""
     for attempt in range(3):
+        before = retrain_state(db).get("id")  # the command is acked before its run is recorded
+
+        def ended(before: int | None = before) -> bool:
+            state = retrain_state(db)
+            return state.get("id") != before and state.get("finished_at") is not None
+
         ack = await slash_retrain(url, channel, "retrain --force" if attempt else "retrain")
         await until(
-            lambda: hold.live_held() != [] or retrain_state(db).get("finished_at") is not None,
+            lambda: hold.live_held() != [] or ended(),
             120,
             "the fit child or the retrain's end",
         )
-        if retrain_state(db).get("finished_at") is None:
+        if not ended():
             return ack
     raise SystemExit("could not hold a retrain's fit in three tries")
 
