@@ -48,7 +48,7 @@ from bot.learning.jobs import (
     warm_scoring,
 )
 from bot.learning.reports import lost_models
-from bot.learning.retrain import FitWorker, load_champion, registry_for
+from bot.learning.retrain import FitWorker, load_champion, recover_champion, registry_for
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
@@ -216,6 +216,9 @@ def init_app(
             auth = await check_slack(rt)  # before the model: a bad token fails fast
             rt.registry = registry_for(settings)
             rt.champion = await asyncio.to_thread(load_champion, rt.registry)
+            if rt.champion is None:  # none in the folder, one in the database: warns, serves it
+                named = store.champion_version()
+                rt.champion = await asyncio.to_thread(recover_champion, rt.registry, named)
             problem = models_problem(store, rt.registry, settings, loaded=rt.champion is not None)
             if problem is not None:
                 logger.warning("%s", problem)

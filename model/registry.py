@@ -5,7 +5,10 @@ files: ``vN.skops`` (the fitted pipeline in skops' safe format, never pickle; th
 in ``model/modelfile.py``) and ``vN.json`` (its metadata, including the sha256 of
 ``vN.skops``). Both are written to a temporary file and renamed into place, model first, so a
 version exists only once its metadata is complete. One writer at a time is assumed (the bot
-holds a retrain lock).
+holds a retrain lock). A promotion marks the new champion before it retires the old one, so a
+process killed in between leaves two champions, never none: readers take the one promoted last
+(``champion_since``), and the next save retires the other. Temporary files a killed writer left
+are deleted by the next save or prune (``sweep``).
 
 Slightly over ~400 lines: saving, loading, promotion and rollback share the metadata
 format and the confinement checks, so they stay together; the file layout is in
@@ -20,6 +23,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,6 +48,11 @@ TRUSTED_TYPES: tuple[str, ...] = ()
 """Types trusted beyond skops' defaults. Our pipelines need none (a test pins this)."""
 
 _FILE = re.compile(r"^v(\d+)\.(skops|json)$")
+_TEMP = re.compile(r"^\.v(\d+)\.(skops|json)\..+\.tmp$")  # ``_atomic_write``'s, before the rename
+
+STALE_TEMP_SECONDS = 3600.0
+"""A temporary file older than this is a killed writer's: a write holds one for seconds (a
+model file of hundreds of MB included), so no running writer's is ever this old."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class ModelVersion:
     extra: dict[str, object] = field(default_factory=dict)
     pruned_at: str = ""  # when its model file was deleted by ``prune`` ("" = still there)
     history: list[dict[str, str]] = field(default_factory=list)  # {at, status, reason}, oldest 1st
+    champion_since: str = ""  # when it was last made champion, to the microsecond ("" = never,
+    # or before this was recorded): of two champions a killed promotion left, the later wins
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -97,6 +108,14 @@ class LoadedModel:
     meta: ModelVersion
     classifier: TextClassifier
     refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _newest_champion(versions: list[ModelVersion]) -> ModelVersion | None:
+    """The champion among ``versions``: the one made champion last (a promotion killed between
+    its two writes leaves the new champion and the old one both marked), by version number when
+    neither says when (metadata written before ``champion_since``)."""
+    champs = [v for v in versions if v.status == "champion"]
+    return max(champs, key=lambda v: (v.champion_since, v.version), default=None)
 
 
 def _sha256(data: bytes) -> str:
@@ -195,9 +214,8 @@ class ModelRegistry:
         return path
 
     def champion(self) -> ModelVersion | None:
-        """The champion's metadata (the newest one, should a crash have left two)."""
-        champs = [v for v in self.versions() if v.status == "champion"]
-        return champs[-1] if champs else None
+        """The champion's metadata (the one promoted last, should a crash have left two)."""
+        return _newest_champion(self.versions())
 
     def load(self, version: int) -> TextClassifier:
         """Load ``version`` after checking its sha256; refuses untrusted types.
@@ -254,10 +272,10 @@ class ModelRegistry:
         retired versions older than it (its first then is no champion). Empty when there is no
         champion and nothing to fall back to."""
         versions, unreadable = self.scan()
-        champs = [v for v in versions if v.status == "champion"]
+        champ = _newest_champion(versions)
         retired = [v for v in reversed(versions) if v.status == "retired" and not v.pruned_at]
-        if champs:
-            return [champs[-1], *retired], unreadable
+        if champ is not None:
+            return [champ, *retired], unreadable
         if unreadable:
             return [v for v in retired if v.version < max(unreadable)], unreadable
         return [], unreadable
@@ -331,6 +349,8 @@ class ModelRegistry:
 
         from model import modelfile
 
+        self._settle_champions()
+        self.sweep()
         data = modelfile.dumps(classifier.pipeline_)
         version = max(self.highest_version() + 1, at_least)
         model_file = f"v{version}.skops"
@@ -365,17 +385,7 @@ class ModelRegistry:
         reasons stay there (a rejection, then the rollback that overrode it)."""
         if status not in STATUSES:
             raise InvalidInputError(f"unknown status {status!r}; use one of {STATUSES}")
-        meta = self.get(version)
-        if reason is None or reason == meta.reason:
-            new = replace(meta, status=status)
-        else:
-            history = list(meta.history)
-            if not history and meta.reason:
-                first = {"at": meta.created_at, "status": meta.status, "reason": meta.reason}
-                history.append(first)
-            stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-            history.append({"at": stamp, "status": status, "reason": reason})
-            new = replace(meta, status=status, reason=reason, history=history)
+        new = _with_status(self.get(version), status, reason, now or datetime.now(UTC))
         self._write_meta(new)
         return new
 
@@ -389,19 +399,58 @@ class ModelRegistry:
         """Make ``version`` the champion; the previous champion becomes ``retired``.
 
         The file is loaded first: a version that fails its integrity check or does
-        not load is refused (:class:`RegistryError`) and nothing changes. The old
-        champion is retired before the new one is marked, so a crash in between
-        leaves no champion rather than two.
+        not load is refused (:class:`RegistryError`) and nothing changes. The new
+        champion is marked (with ``champion_since``) before the old one is retired, so a
+        crash in between leaves two champions, and readers take the new one; never none.
         """
         return self.promote_loaded(version, reason).meta
 
     def promote_loaded(self, version: int, reason: str | None = None) -> LoadedModel:
         """:meth:`promote`, returning the classifier it loaded (so nobody loads it twice)."""
         classifier = self.load(version)
+        now = datetime.now(UTC)
+        new = _with_status(self.get(version), "champion", reason, now)
+        new = replace(new, champion_since=now.isoformat(timespec="microseconds"))
+        self._write_meta(new)  # first: killed after this, the new one is the champion
         for meta in self.versions():
             if meta.status == "champion" and meta.version != version:
                 self.set_status(meta.version, "retired")
-        return LoadedModel(self.set_status(version, "champion", reason), classifier)
+        return LoadedModel(new, classifier)
+
+    def _settle_champions(self) -> None:
+        """Retire the champions a killed promotion left beside the one readers take."""
+        versions = self.versions()
+        champ = _newest_champion(versions)
+        for meta in versions:
+            if meta.status == "champion" and meta is not champ:
+                self.set_status(meta.version, "retired")
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete the temporary files (``.vN.skops.*.tmp``, ``.vN.json.*.tmp``) a writer killed
+        mid-write left; returns their names. A model file's is stale once ``vN.json`` exists (the
+        model file is renamed into place before its metadata is written, and a version number is
+        never written again once it has metadata); any is stale once older than
+        STALE_TEMP_SECONDS. So a write under way in another process (a `hitl retrain` beside
+        `hitl serve`) keeps its file: its version has no metadata yet, or its file is seconds
+        old. Run by every :meth:`save` and :meth:`prune`."""
+        now = time.time() if now is None else now
+        swept = []
+        for path in self.root.iterdir():
+            m = _TEMP.match(path.name)
+            if m is None:
+                continue
+            try:
+                stale = now - path.stat().st_mtime > STALE_TEMP_SECONDS or (
+                    m.group(2) == "skops" and self._meta_path(int(m.group(1))).exists()
+                )
+                if stale:
+                    path.unlink()
+                    swept.append(path.name)
+            except FileNotFoundError:  # renamed or deleted meanwhile
+                continue
+        if swept:
+            logger.info("deleted %d temporary file(s) a killed write left", len(swept))
+        return sorted(swept)
 
     def prune(self, keep: int, now: datetime | None = None) -> list[int]:
         """Delete the model files of all but the champion and the ``keep`` newest other
@@ -424,6 +473,7 @@ class ModelRegistry:
                 (self.root / f"v{meta.version}.skops").unlink(missing_ok=True)
         if pruned:
             logger.info("deleted the model files of v%s", ", v".join(map(str, pruned)))
+        self.sweep()
         return pruned
 
     def check_rollback(self, version: int | None = None, *, force: bool = False) -> ModelVersion:
@@ -472,6 +522,19 @@ class ModelRegistry:
         if meta.status in ("rejected", "candidate"):
             reason += f", forced although {meta.status} ({meta.scores()})"
         return self.promote_loaded(meta.version, reason)
+
+
+def _with_status(
+    meta: ModelVersion, status: Status, reason: str | None, now: datetime
+) -> ModelVersion:
+    """``meta`` with ``status``; a new ``reason`` becomes the current one and joins ``history``."""
+    if reason is None or reason == meta.reason:
+        return replace(meta, status=status)
+    history = list(meta.history)
+    if not history and meta.reason:
+        history.append({"at": meta.created_at, "status": meta.status, "reason": meta.reason})
+    history.append({"at": now.isoformat(timespec="seconds"), "status": status, "reason": reason})
+    return replace(meta, status=status, reason=reason, history=history)
 
 
 def _never_champion(meta: ModelVersion) -> str:

@@ -214,6 +214,9 @@ class Trainer:
                 self.again = False
                 try:
                     await refresh(self.rt)
+                except retrain.FitStopped:  # the server stops: not a failure, nothing to say
+                    logger.info("a refresh was stopped: the server is stopping")
+                    break
                 except Exception:  # noqa: BLE001 - the next labels try again
                     logger.exception("refreshing the working model failed")
                 if not self.again or self.closing:  # closing: the store may be closed next
@@ -436,7 +439,8 @@ async def run_retrain(
     else:
         trainer.retraining += 1  # a refresh due meanwhile is skipped: this fit brings it in
         try:
-            async with trainer.fitting():  # after a refresh under way, never beside it
+            # the fit lock: after a refresh under way, never beside it
+            async with stopped_by_shutdown(rt), trainer.fitting():
                 outcome = await retrain.retrain(
                     rt.store,
                     rt.settings,
@@ -457,6 +461,27 @@ async def run_retrain(
     if not quiet:  # a night with nothing new is recorded in runs, not announced
         await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins))
     return outcome
+
+
+STOPPED_REPORT = (
+    "Retrain stopped: the server was shutting down before it finished. Run `/hitl retrain`"
+    " again once it is back."
+)
+
+
+@contextlib.asynccontextmanager
+async def stopped_by_shutdown(rt: Runtime):  # noqa: ANN201
+    """Around a retrain: when the server's stop ends it (its fit worker closed, the task
+    cancelled), say so in the report channel (within 5 s: the server is stopping), as the
+    admin was promised a result; the run is recorded "stopped: the server was shutting down"."""
+    try:
+        yield
+    except (asyncio.CancelledError, retrain.FitStopped):
+        if Trainer.of(rt).closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await post_report(rt, STOPPED_REPORT)
+        raise
 
 
 def read_retrain_plan(

@@ -42,7 +42,7 @@ from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
 from bot.store.core import process_gone, process_started
-from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion
+from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
 from model.evaluation import n_splits_for
 
 if TYPE_CHECKING:
@@ -367,6 +367,9 @@ class Abandon:
             return self._abandoned
 
 
+UNDECIDED = "never decided: the retrain that trained it was stopped before it decided"
+
+
 def compute(
     plan: Plan,
     registry: ModelRegistry,
@@ -415,11 +418,17 @@ def compute(
     metrics = candidate.evaluation.as_dict() if candidate.evaluation else {}
     if abandon is not None and not abandon.begin_writing():
         raise Abandoned("the retrain was given up before its model was stored")
+    before = {v.version: v.status for v in registry.versions()}
+    for left in registry.versions():  # one retrain at a time: a candidate is a killed one's
+        if left.status == "candidate":
+            registry.reject(left.version, UNDECIDED)
+    # Saved with no reason: the decision's is written with its status, in one write, so a
+    # process killed in between leaves a candidate with no reason, never one that says
+    # "promoted" (the next retrain rejects it: UNDECIDED).
     meta = registry.save(
         candidate.classifier,
         n_train=candidate.n_train,
         metrics=metrics,
-        reason=reason,
         extra={
             "label_watermark": plan.watermark["newest"],
             "champion_macro_f1": decision.champion_macro_f1,
@@ -428,7 +437,6 @@ def compute(
         },
         at_least=plan.next_version,
     )
-    before = {v.version: v.status for v in registry.versions()}
     meta = (
         registry.promote(meta.version, reason) if promote else registry.reject(meta.version, reason)
     )
@@ -718,6 +726,34 @@ def load_champion(registry: ModelRegistry) -> Champion | None:
     )
 
 
+def recover_champion(registry: ModelRegistry, named: int | None) -> Champion | None:
+    """At start, when the models folder has no champion but the database names ``named``: a
+    promotion killed between its two writes (before they were ordered new champion first) left
+    the old champion retired and the new one a candidate. ``named``, retired with its file
+    intact, is made the champion again (one WARNING says so) and returned; else None."""
+    if named is None or registry.champion() is not None:
+        return None
+    try:
+        meta = registry.get(named)
+        if meta.status != "retired" or meta.pruned_at:
+            return None
+        loaded = registry.promote_loaded(named, "champion again: a cut-short promotion left none")
+    except RegistryError:
+        return None  # its file is damaged or gone: `models_problem` says what to do
+    logger.warning(
+        "no champion in %s (a promotion was cut short): v%d, the champion the database names,"
+        " is the champion again",
+        registry.root,
+        named,
+    )
+    return Champion(
+        version=named,
+        classifier=loaded.classifier,
+        created_at=loaded.meta.created_at,
+        n_train=loaded.meta.n_train,
+    )
+
+
 async def retrain(
     store: Store,
     settings: Settings,
@@ -753,10 +789,7 @@ async def retrain(
     except FitDied as exc:  # the champion stays; the report says why
         computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by), crashed=True)
     except BaseException as exc:
-        computed = Computed(
-            Outcome("failed", f"retrain failed: {type(exc).__name__}: {exc}", triggered_by),
-            crashed=True,
-        )
+        computed = Computed(Outcome("failed", _failure(exc, worker), triggered_by), crashed=True)
         if worker is None and not abandon.give_up():  # its files are being written: record
             abandon.finished.wait()  # them (seconds), or the database and registry disagree
             if isinstance(abandon.result, Computed):
@@ -778,6 +811,16 @@ async def retrain(
         except Exception as exc:
             raise ScoringStopped(outcome) from exc  # promoted and recorded all the same
     return outcome
+
+
+def _failure(exc: BaseException, worker: FitWorker | None) -> str:
+    """A failed retrain's reason. One the server's stop ended (its fit worker closed, the
+    task cancelled) says so, not just "CancelledError: " (the exception's name stays, last)."""
+    if worker is not None and worker.closed:
+        return f"stopped: the server was shutting down ({type(exc).__name__})"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return f"stopped before it finished ({type(exc).__name__})"
+    return f"retrain failed: {type(exc).__name__}: {exc}"
 
 
 class ScoringStopped(HitlError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -544,3 +545,23 @@ async def test_a_young_models_random_picks_train_the_refresh_and_end_the_warm_up
         assert reasons(bot) == ["warm_up"] * 6 and bot.rt.model.n_train == 18
         await answer_next(bot)
         assert reasons(bot)[-1] == "uncertain"
+
+
+async def test_a_refresh_the_servers_stop_ends_logs_no_error(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """A click made a refresh due just before SIGTERM; the refresh reached the fit worker after
+    the stop closed it: "refreshing the working model failed" (ERROR, two tracebacks) for a
+    clean stop."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    trainer.worker = retrain.FitWorker()
+    trainer.worker.close()  # the server's stop closed it; the refresh was due before it
+    with caplog.at_level(logging.INFO, logger="bot.learning.jobs"):
+        for _ in range(3):  # HITL_REFRESH_EVERY=3: a refresh is due
+            await answer_next(bot)
+        await trainer.settled()
+    assert trainer.refresh_task is not None and trainer.refreshes == 0
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "a refresh was stopped: the server is stopping" in caplog.text
