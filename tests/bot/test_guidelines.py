@@ -41,19 +41,25 @@ def guidelines_button(message: dict) -> tuple[dict, dict]:
     raise AssertionError("no Guidelines button")
 
 
-async def test_the_guidelines_button_opens_a_modal_with_the_labels_descriptions(bot: Bot):
+async def click_guidelines(bot: Bot, **payload: object) -> None:
+    """Post the first question and click its Guidelines button (``payload``: more fields)."""
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     block, button = guidelines_button(message)
-    payload = signing.block_actions_payload(
+    clicked = signing.block_actions_payload(
         "U0ANA",
         button["action_id"],
         button["value"],
         message_ts=message["ts"],
         block_id=block["block_id"],
         message=message,
+        **payload,
     )
-    assert (await bot.action(payload)).status == 200
+    assert (await bot.action(clicked)).status == 200
+
+
+async def test_the_guidelines_button_opens_a_modal_with_the_labels_descriptions(bot: Bot):
+    await click_guidelines(bot)
     opened = await bot.fake.next_call("views.open")
     shown = json.dumps(opened.reply["view"]["blocks"])
     assert "Money: charges, refunds, invoices." in shown and "I was charged twice" in shown
@@ -66,20 +72,8 @@ async def test_guidelines_slack_refuses_to_open_are_said_to_the_person_under_the
     bot: Bot,
 ):
     # Slack refused views.open (the click's trigger expired): the person saw nothing happen
-    await bot.dispatcher.fill()
-    message = bot.posted()[0]
-    block, button = guidelines_button(message)
     bot.fake.fail("views.open", "expired_trigger_id")
-    payload = signing.block_actions_payload(
-        "U0ANA",
-        button["action_id"],
-        button["value"],
-        message_ts=message["ts"],
-        block_id=block["block_id"],
-        message=message,
-        response_url=bot.fake.response_url(CHANNEL, message["ts"]),
-    )
-    assert (await bot.action(payload)).status == 200
+    await click_guidelines(bot, response_url=bot.fake.response_url(CHANNEL))
     await bot.rt.background.drain()
     [told] = [r["payload"] for r in bot.fake.responses]
     assert told["text"] == (

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from model.classifier import TextClassifier
+from model.registry import ModelRegistry
+
 
 def make_texts(
     rng: np.random.Generator, classes: list[str], n_per_class: int, n_words: int = 6
@@ -26,3 +29,15 @@ def make_texts(
 def toy() -> tuple[list[str], list[str]]:
     """Three well-separated classes, 8 texts each."""
     return make_texts(np.random.default_rng(0), ["ant", "bee", "cat"], 8)
+
+
+@pytest.fixture
+def fitted(toy) -> TextClassifier:
+    """A classifier fitted on ``toy`` (the registry's tests store it)."""
+    texts, labels = toy
+    return TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "hitl.db.models")

@@ -18,17 +18,6 @@ from model.registry import TRUSTED_TYPES, ModelRegistry
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def fitted(toy) -> TextClassifier:
-    texts, labels = toy
-    return TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
-
-
-@pytest.fixture
-def registry(tmp_path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "hitl.db.models")
-
-
 def tamper(registry: ModelRegistry, version: int) -> None:
     path = registry.root / f"v{version}.skops"
     data = bytearray(path.read_bytes())

@@ -9,19 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.classifier import TextClassifier
 from model.registry import STALE_TEMP_SECONDS, ModelRegistry
-
-
-@pytest.fixture
-def fitted(toy) -> TextClassifier:
-    texts, labels = toy
-    return TextClassifier().fit(texts, labels, label_set=["ant", "bee", "cat", "dog"])
-
-
-@pytest.fixture
-def registry(tmp_path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "hitl.db.models")
 
 
 @pytest.fixture
