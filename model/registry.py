@@ -150,7 +150,17 @@ class ModelRegistry:
 
     def scan(self) -> tuple[list[ModelVersion], dict[int, str]]:
         """Every version with readable metadata, oldest first, and the unreadable ones with
-        why (``vN.json`` damaged, or naming another file); nothing is logged."""
+        why (``vN.json`` damaged, or naming another file); nothing is logged. Of two champions
+        a killed promotion left, the one readers ignore reads as ``retired`` (as the next save
+        writes it): listed so, a fallback, and a version one can roll back to."""
+        out, unreadable = self._scan_files()
+        champ = _newest_champion(out)
+        out = [v if v.status != "champion" or v is champ else replace(v, status="retired")
+               for v in out]  # fmt: skip
+        return out, unreadable
+
+    def _scan_files(self) -> tuple[list[ModelVersion], dict[int, str]]:
+        """``scan`` as the files say, two champions included."""
         out, unreadable = [], {}
         for path in self.root.iterdir():
             m = _FILE.match(path.name)
@@ -412,14 +422,14 @@ class ModelRegistry:
         new = _with_status(self.get(version), "champion", reason, now)
         new = replace(new, champion_since=now.isoformat(timespec="microseconds"))
         self._write_meta(new)  # first: killed after this, the new one is the champion
-        for meta in self.versions():
+        for meta in self._scan_files()[0]:
             if meta.status == "champion" and meta.version != version:
                 self.set_status(meta.version, "retired")
         return LoadedModel(new, classifier)
 
     def _settle_champions(self) -> None:
         """Retire the champions a killed promotion left beside the one readers take."""
-        versions = self.versions()
+        versions = self._scan_files()[0]
         champ = _newest_champion(versions)
         for meta in versions:
             if meta.status == "champion" and meta is not champ:
@@ -489,8 +499,10 @@ class ModelRegistry:
                 raise RegistryError("no earlier model to roll back to")
             version = retired[-1].version
         meta = self.get(version)
-        if meta.status == "champion":
-            raise RegistryError(f"model v{version} is already the champion")
+        if meta.status == "champion" and (champ := self.champion()) is not None:
+            if champ.version == version:
+                raise RegistryError(f"model v{version} is already the champion")
+            meta = replace(meta, status="retired")  # left by a killed promotion: not served
         if meta.pruned_at:
             raise RegistryError(
                 f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "

@@ -4,6 +4,7 @@ writes, and the temporary files a killed write leaves. The crash point is an ``O
 then what a kill at that moment leaves."""
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def test_a_promotion_cut_between_its_writes_leaves_a_champion(
     assert registry.champion() is not None, statuses(registry)
     assert registry.champion().version == 2  # the new one: it was written first
     assert registry.load_champion().meta.version == 2
-    assert [v.version for v in registry.serving_order()[0]] == [2]
-    assert statuses(registry) == {1: "champion", 2: "champion"}
+    assert [v.version for v in registry.serving_order()[0]] == [2, 1]  # v1 stands in
+    assert statuses(registry) == {1: "retired", 2: "champion"}  # as read, and as listed
+    assert json.loads((registry.root / "v1.json").read_text())["status"] == "champion"
     registry.save(fitted, n_train=31)  # the next write retires the one readers ignore
     assert statuses(registry) == {1: "retired", 2: "champion", 3: "candidate"}
 
@@ -69,6 +71,24 @@ def test_a_rollback_cut_between_its_writes_leaves_the_version_rolled_back_to(
     assert registry.load_champion().meta.version == 1
     registry.save(fitted, n_train=31)
     assert statuses(registry) == {1: "champion", 2: "retired", 3: "candidate"}
+
+
+def test_after_a_cut_rollback_the_champion_not_served_can_be_rolled_back_to(
+    registry, fitted, cut_after_one_metadata_write
+):
+    # both marked champion, v1 served: "model v2 is already the champion" refused the way
+    # back, hitl models listed two champions, and v2 was no fallback for a damaged v1
+    for _ in (1, 2):
+        registry.promote(registry.save(fitted, n_train=24).version)
+    cut_after_one_metadata_write()
+    with pytest.raises(OSError, match="No space left"):
+        registry.rollback(1)
+    assert statuses(registry) == {1: "champion", 2: "retired"}
+    assert registry.check_rollback().version == 2  # the newest version not served
+    assert [v.version for v in registry.serving_order()[0]] == [1, 2]
+    registry.rollback(2)
+    assert registry.champion().version == 2
+    assert json.loads((registry.root / "v1.json").read_text())["status"] == "retired"
 
 
 def test_temporary_files_a_killed_write_left_are_deleted_by_the_next_retrains_writes(
