@@ -58,14 +58,19 @@ def test_a_promotion_cut_between_its_writes_leaves_a_champion(
     assert statuses(registry) == {1: "retired", 2: "champion", 3: "candidate"}
 
 
+def cut_rollback(registry: ModelRegistry, fitted, cut) -> None:  # noqa: ANN001
+    """v1 then v2 promoted, then a rollback to v1 cut between its two metadata writes."""
+    for _ in (1, 2):
+        registry.promote(registry.save(fitted, n_train=24).version)
+    cut()
+    with pytest.raises(OSError, match="No space left"):
+        registry.rollback(1)
+
+
 def test_a_rollback_cut_between_its_writes_leaves_the_version_rolled_back_to(
     registry, fitted, cut_after_one_metadata_write
 ):
-    for _ in (1, 2):
-        registry.promote(registry.save(fitted, n_train=24).version)
-    cut_after_one_metadata_write()
-    with pytest.raises(OSError, match="No space left"):
-        registry.rollback(1)
+    cut_rollback(registry, fitted, cut_after_one_metadata_write)
     # the newer number, v2, was champion before: readers take the one made champion last
     assert registry.champion().version == 1
     assert registry.load_champion().meta.version == 1
@@ -78,11 +83,7 @@ def test_after_a_cut_rollback_the_champion_not_served_can_be_rolled_back_to(
 ):
     # both marked champion, v1 served: "model v2 is already the champion" refused the way
     # back, hitl models listed two champions, and v2 was no fallback for a damaged v1
-    for _ in (1, 2):
-        registry.promote(registry.save(fitted, n_train=24).version)
-    cut_after_one_metadata_write()
-    with pytest.raises(OSError, match="No space left"):
-        registry.rollback(1)
+    cut_rollback(registry, fitted, cut_after_one_metadata_write)
     assert statuses(registry) == {1: "champion", 2: "retired"}
     assert registry.check_rollback().version == 2  # the newest version not served
     assert [v.version for v in registry.serving_order()[0]] == [1, 2]
