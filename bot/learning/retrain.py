@@ -418,8 +418,9 @@ def compute(
     metrics = candidate.evaluation.as_dict() if candidate.evaluation else {}
     if abandon is not None and not abandon.begin_writing():
         raise Abandoned("the retrain was given up before its model was stored")
-    before = {v.version: v.status for v in registry.versions()}
-    for left in registry.versions():  # one retrain at a time: a candidate is a killed one's
+    versions = registry.versions()
+    before = {v.version: v.status for v in versions}
+    for left in versions:  # one retrain at a time: a candidate is a killed one's
         if left.status == "candidate":
             registry.reject(left.version, UNDECIDED)
     # Saved with no reason: the decision's is written with its status, in one write, so a
