@@ -167,3 +167,25 @@ async def test_a_command_that_reads_apart_after_the_database_was_deleted_says_so
     assert f"put the database back at {db}" in text and "restart hitl serve" in text
     await bot.rt.background.drain(timeout=30)
     assert db.name not in os.listdir(db.parent)  # nothing re-created an empty database there
+
+
+async def test_a_database_error_after_the_retrain_ack_is_told_in_one_line_and_frees_the_lock(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    # /hitl retrain acks first and reads after; a database error there (a full disk, a lock
+    # held past the wait) reaches the admin by the response_url, not as a traceback
+    db = Path(bot.rt.settings.db)
+    refuse = (
+        "CREATE TRIGGER refuse_retrain BEFORE INSERT ON runs WHEN NEW.kind = 'retrain'"
+        " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    bot.store.db.execute(refuse)
+    caplog.clear()
+    _, [text] = await retrain_told(bot)
+    assert text == f"Not now: {db}: database error (database or disk is full)", text
+    [said] = errors(caplog)
+    assert said.exc_info is None and "/hitl retrain: " in said.getMessage()
+    bot.store.db.execute("DROP TRIGGER refuse_retrain")
+    _, told = await retrain_told(bot)  # the lock was given back: this one is not refused
+    assert told == []  # it began: its report goes to the channel, nothing to tell by the URL
+    await bot.rt.background.drain(timeout=60)
