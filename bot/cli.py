@@ -501,6 +501,11 @@ def retrain_command(state: State, force: bool) -> None:
         settings = state.settings
         registry = retrain.registry_for(settings)
         champion = retrain.load_champion(registry)
+        if champion is None:  # none in the folder, one in the database: as `hitl serve` does
+            named = store.champion_version()
+            champion = retrain.recover_champion(registry, named) or retrain.load_champion(
+                registry  # another process (a server starting) made it champion just now
+            )
         plan = retrain.begin(store, settings, registry, triggered_by="cli", force=force)
         if isinstance(plan, retrain.Outcome):
             if plan.status == "busy":  # one line, on stderr, exit 1

@@ -106,3 +106,34 @@ async def test_a_retrain_the_servers_stop_ends_says_so(bot: Bot):  # noqa: F811
     assert run_["detail"]["reason"] == "stopped: the server was shutting down (FitStopped)"
     assert [m["text"] for m in bot.fake.messages(CHANNEL)][-1] == STOPPED_REPORT
     assert bot.store.db["locks"].count == 0
+
+
+def test_a_cli_retrain_finding_no_champion_compares_with_the_one_the_database_names(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The same cut-short promotion, met by `hitl retrain` instead of the server: it compared
+    the new model with no champion (the database named v1) and promoted it unchecked."""
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    db = tmp_path / "hitl.db"
+    items = labeled_items()
+    seed(db, items)
+    registry = ModelRegistry(tmp_path / "hitl.db.models")
+    classifier = TextClassifier().fit([i.text for i in items], [i.label for i in items])
+    v1 = registry.promote(registry.save(classifier, n_train=len(items)).version)
+    with Store.open(db) as store:
+        store.record_model(v1.to_dict())
+    registry.save(classifier, n_train=len(items), reason="promoted: macro-F1 0.9→0.9")
+    registry.set_status(1, "retired")  # the old promotion's first write; killed here
+
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(cli, ["--db", str(db), "retrain", "--force"])
+    assert result.exit_code == 0, result.output
+    assert any("v1, the champion the database names" in r.getMessage() for r in caplog.records)
+    v3 = registry.get(3)
+    assert v3.status == "champion" and registry.get(1).status == "retired"
+    with Store.open(db) as store:
+        run = store.last_run("retrain", ["promoted"])
+    assert run["detail"]["previous_version"] == 1  # compared with v1 (was: with none)
