@@ -48,7 +48,13 @@ from bot.learning.jobs import (
     warm_scoring,
 )
 from bot.learning.reports import lost_models
-from bot.learning.retrain import FitWorker, load_champion, recover_champion, registry_for
+from bot.learning.retrain import (
+    FitWorker,
+    load_champion,
+    recover_champion,
+    registry_for,
+    sweep_leftovers,
+)
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
@@ -215,6 +221,7 @@ def init_app(
                 configure(rt)
             auth = await check_slack(rt)  # before the model: a bad token fails fast
             rt.registry = registry_for(settings)
+            await asyncio.to_thread(sweep_leftovers, rt.registry)
             rt.champion = await asyncio.to_thread(load_champion, rt.registry)
             if rt.champion is None:  # none in the folder, one in the database: warns, serves it
                 named = store.champion_version()

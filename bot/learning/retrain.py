@@ -727,6 +727,16 @@ def load_champion(registry: ModelRegistry) -> Champion | None:
     )
 
 
+def sweep_leftovers(registry: ModelRegistry) -> list[str]:
+    """At start: the temporary files a write killed with the last process left (see
+    ``ModelRegistry.sweep``), which would else wait for the next retrain's save. A folder that
+    cannot be read is left to ``models_problem`` to tell."""
+    try:
+        return registry.sweep()
+    except OSError:
+        return []
+
+
 def recover_champion(registry: ModelRegistry, named: int | None) -> Champion | None:
     """At start, when the models folder has no champion but the database names ``named``: a
     promotion killed between its two writes (before they were ordered new champion first) left

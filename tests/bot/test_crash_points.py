@@ -137,3 +137,23 @@ def test_a_cli_retrain_finding_no_champion_compares_with_the_one_the_database_na
     with Store.open(db) as store:
         run = store.last_run("retrain", ["promoted"])
     assert run["detail"]["previous_version"] == 1  # compared with v1 (was: with none)
+
+
+async def test_a_server_starting_sweeps_the_temporary_files_a_killed_write_left(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A server killed while it wrote a model file left `.vN.skops.*.tmp` (up to the model's
+    size) until the next retrain's save, a night later; the next start sweeps it."""
+    seed(tmp_path / "hitl.db", labeled_items())
+    models = tmp_path / "hitl.db.models"
+    models.mkdir()
+    left = models / ".v1.skops.4242.tmp"
+    left.write_bytes(b"\0" * 1024)
+    hour_ago = left.stat().st_mtime - 2 * 3600
+    os.utime(left, (hour_ago, hour_ago))
+    fresh = models / ".v2.skops.4243.tmp"  # seconds old: perhaps a `hitl retrain` writing it
+    fresh.write_bytes(b"\0")
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for running in start_bot(fake_slack, settings):
+        assert running.rt.champion is None
+    assert sorted(p.name for p in models.iterdir()) == [fresh.name]
