@@ -27,11 +27,9 @@ def registry_of(bot: Bot) -> ModelRegistry:  # noqa: F811
     return retrain.registry_for(bot.rt.settings)
 
 
-async def test_a_server_finding_no_champion_serves_the_one_the_database_names(
-    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
-):
-    """A `hitl retrain` killed mid-promotion by the code before this fix: v1 retired, v2 still
-    a candidate, the database naming v1. The server served no model and said nothing."""
+def cut_promotion(tmp_path: Path) -> tuple[Path, ModelRegistry]:
+    """What a `hitl retrain` killed mid-promotion by the code before fc311c6 left: v1 retired,
+    v2 still a candidate, the database naming v1 its champion."""
     db = tmp_path / "hitl.db"
     items = labeled_items()
     seed(db, items)
@@ -42,6 +40,15 @@ async def test_a_server_finding_no_champion_serves_the_one_the_database_names(
         store.record_model(v1.to_dict())
     registry.save(classifier, n_train=len(items), reason="promoted: macro-F1 0.9→0.9")
     registry.set_status(1, "retired")  # the old promotion's first write; killed here
+    return db, registry
+
+
+async def test_a_server_finding_no_champion_serves_the_one_the_database_names(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A `hitl retrain` killed mid-promotion by the code before this fix: v1 retired, v2 still
+    a candidate, the database naming v1. The server served no model and said nothing."""
+    db, registry = cut_promotion(tmp_path)
     settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
 
     with caplog.at_level(logging.WARNING):
@@ -117,16 +124,7 @@ def test_a_cli_retrain_finding_no_champion_compares_with_the_one_the_database_na
 
     from bot.cli import cli
 
-    db = tmp_path / "hitl.db"
-    items = labeled_items()
-    seed(db, items)
-    registry = ModelRegistry(tmp_path / "hitl.db.models")
-    classifier = TextClassifier().fit([i.text for i in items], [i.label for i in items])
-    v1 = registry.promote(registry.save(classifier, n_train=len(items)).version)
-    with Store.open(db) as store:
-        store.record_model(v1.to_dict())
-    registry.save(classifier, n_train=len(items), reason="promoted: macro-F1 0.9→0.9")
-    registry.set_status(1, "retired")  # the old promotion's first write; killed here
+    db, registry = cut_promotion(tmp_path)
 
     with caplog.at_level(logging.WARNING):
         result = CliRunner().invoke(cli, ["--db", str(db), "retrain", "--force"])
