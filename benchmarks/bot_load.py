@@ -28,6 +28,11 @@ acknowledgement. Phases, in one run:
    ``--predicts-after-refresh``, also set by ``--quick``, the predict clients begin calling
    only then).
 
+With ``--overlap`` (set by ``--quick``) phase 4's database is seeded and its server, the bare
+server and the (paused) predict clients are started while phase 3 runs, and phase 3's held
+retrain is started while its questions are posted: the run waits on one start-up at a time
+instead of on each in turn.
+
 After each server phase the server is stopped and the SQLite file is read: every acknowledged
 click must be exactly one answer row (in the mix the first click on a question decides it; the
 later ones are kept as history and told it was already decided). Every click phase is reported with
@@ -709,11 +714,23 @@ async def server_phase(
     tag = "L" if kind == "idle" else "R"
     hold: FitHold | None = None
     try:
-        messages = await wait_for_posts(ft, channel, args.max_open, 10 + 2 * args.max_open)
+        posts = wait_for_posts(ft, channel, args.max_open, 10 + 2 * args.max_open)
+        early = kind == "retrain" and args.hold_fit and args.overlap
+        if early:  # the retrain is started, its fit held, while the questions are posted
+            hold = FitHold(process.pid)
+            hold.start()
+            retrain = asyncio.ensure_future(start_held_retrain(url, db, channel, hold))
+            try:
+                messages = await posts
+                info["retrain_ack"] = await retrain
+            finally:
+                retrain.cancel()  # when the posts did not come
+        else:
+            messages = await posts
         payloads = click_payloads(messages, args.clicks, args.max_open, tag)
         if bare_between:
             loads.append(await bare_phase(fake, payloads, args, "bare Bolt (before)"))
-        if kind == "retrain":
+        if kind == "retrain" and not early:
             if args.hold_fit:
                 hold = FitHold(process.pid)
                 hold.start()
@@ -722,6 +739,7 @@ async def server_phase(
                 info["retrain_ack"] = await slash_retrain(url, channel)
                 # let the child get past its imports and into the fit before the clicks start
                 await asyncio.sleep(args.retrain_lead)
+        if kind == "retrain":
             info["retrain_at_start"] = retrain_state(db)
             info["fit_children"] = fit_children(process.pid)
         t0 = time.perf_counter()
@@ -760,58 +778,140 @@ async def server_phase(
     return loads, info
 
 
+@dataclass
+class Mix:
+    """Phase 4's database, server and predict clients, as ``mix_setup`` leaves them for
+    ``mix_run``."""
+
+    db: Path
+    port: int = 0  # the server's, chosen just before its start (--overlap: at the setup's)
+    texts: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    payloads: list[dict] = field(default_factory=list)
+    predicts: PredictWorker | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def seed_mix(ft: FakeThread, args, mix: Mix) -> None:
+    """The mix's database: a champion trained by ``hitl retrain`` on ``--mix-labeled`` labels,
+    ``--mix-pending`` items waiting, each with the webhook receiver's callback_url."""
+    t0 = time.perf_counter()
+    labels, retrain_s = train_seed_champion(mix.db, args.mix_labeled, args.data, args.datasets)
+    words = sorted({w for t in mix.texts[:20_000] for w in t.split()})
+    grow_backlog(mix.db, 0, args.mix_pending, words, labels)
+    hook_url = ft.start_hooks()
+    with sqlite3.connect(mix.db) as conn:
+        conn.execute("UPDATE items SET callback_url = ? WHERE status != 'resolved'", [hook_url])
+    mix.info["mix_seed"] = (
+        f"{args.mix_labeled:,} labels ({len(labels)} classes), retrain "
+        f"{retrain_s:.0f} s; {args.mix_pending:,} pending; seeded in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+
+
+def write_predict_texts(tmp: Path, texts: list[str]) -> Path:
+    texts_file = tmp / "predict_texts.json"
+    texts_file.write_text(json.dumps(texts[:20_000]))
+    return texts_file
+
+
+async def mix_setup(ft: FakeThread, args, tmp: Path, mix: Mix) -> None:
+    """Phase 4 up to its first measured step: the database seeded, the server started, its
+    questions posted (``mix.payloads``), /api/predict warmed. With ``--overlap`` (``--quick``)
+    this runs while phase 3 does, and the paused predict clients start beside the seeding."""
+    channel = CHANNELS["mix"]
+    mix.texts, _ = load_mixture(args.data, args.datasets)
+    worker = None
+    if args.overlap and args.predicts_after_refresh and args.mix_during_rescore:
+        # paused: they call only once the refresh asks; their start-up runs beside the seeding
+        mix.port = free_port()
+        texts_file = write_predict_texts(tmp, mix.texts)
+        worker = asyncio.ensure_future(
+            asyncio.to_thread(
+                start_predict_worker,
+                f"{mix.base}/api/predict",
+                args.predict_clients,
+                texts_file,
+                "M",
+                paused=True,
+            )
+        )
+    try:
+        await asyncio.to_thread(seed_mix, ft, args, mix)
+        mix.port = mix.port or free_port()
+        env = serve_env(ft.fake, mix.db, channel, mix.port, args.max_open)
+        env.update(
+            HITL_VOTES="1",
+            **(
+                {}
+                if args.mix_refresh_every is None
+                else {"HITL_REFRESH_EVERY": args.mix_refresh_every}
+            ),
+            HITL_API_TOKEN=TOKEN,
+            HITL_WEBHOOK_SECRET=HOOK_SECRET,
+            HITL_WEBHOOK_ALLOW="127.0.0.1",
+        )
+        # the quick run's server logs at INFO (the refresh's fit and gate): a failure shows its log
+        verbose = ["-v"] if args.quick else []
+        mix.process = await start_process([sys.executable, "-m", "bot", *verbose, "serve"], env)
+        messages = await wait_for_posts(ft, channel, args.max_open, 10 + 2 * args.max_open)
+        mix.payloads = click_payloads(messages, args.clicks, args.max_open, "M")
+        clients = args.predict_clients
+        step("warming /api/predict")
+        await predict_load(
+            f"{mix.base}/api/predict", mix.texts, clients, n=5 * clients, stop=None, tag="Mw"
+        )
+    finally:
+        if worker is not None:
+            mix.predicts = await worker
+
+
+async def end_mix(mix: Mix) -> tuple[int, str]:
+    """Stop what phase 4 started: its predict clients (killed if they still run: the run
+    failed) and its server."""
+    if mix.predicts is not None and mix.predicts.process.poll() is None:
+        mix.predicts.process.kill()
+        mix.predicts.process.wait()
+    if mix.process is None:
+        return 0, ""
+    return await stop_process(mix.process)
+
+
 async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
     """Phase 4, the realistic mix: a trained champion, ``--mix-pending`` items waiting (each
     with a callback_url, so a decision sends a webhook), HITL_VOTES=1 (the first click on a
     question decides it: a label, a redraw, a webhook and a new question follow), and
     ``--predict-clients`` clients calling /api/predict the whole time."""
-    db = tmp / "mix.db"
-    channel = CHANNELS["mix"]
-    t0 = time.perf_counter()
-    labels, retrain_s = train_seed_champion(db, args.mix_labeled, args.data, args.datasets)
-    texts, _ = load_mixture(args.data, args.datasets)
-    words = sorted({w for t in texts[:20_000] for w in t.split()})
-    grow_backlog(db, 0, args.mix_pending, words, labels)
-    hook_url = ft.start_hooks()
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE items SET callback_url = ? WHERE status != 'resolved'", [hook_url])
-    info: dict = {
-        "mix_seed": f"{args.mix_labeled:,} labels ({len(labels)} classes), retrain "
-        f"{retrain_s:.0f} s; {args.mix_pending:,} pending; seeded in "
-        f"{time.perf_counter() - t0:.0f} s"
-    }
-    port = free_port()
-    env = serve_env(ft.fake, db, channel, port, args.max_open)
-    env.update(
-        HITL_VOTES="1",
-        **(
-            {} if args.mix_refresh_every is None else {"HITL_REFRESH_EVERY": args.mix_refresh_every}
-        ),
-        HITL_API_TOKEN=TOKEN,
-        HITL_WEBHOOK_SECRET=HOOK_SECRET,
-        HITL_WEBHOOK_ALLOW="127.0.0.1",
-    )
-    # the quick run's server logs at INFO (the refresh's fit and gate): a failure shows its log
-    verbose = ["-v"] if args.quick else []
-    process = await start_process([sys.executable, "-m", "bot", *verbose, "serve"], env)
-    base = f"http://127.0.0.1:{port}"
-    predicts = None
+    mix = Mix(tmp / "mix.db")
     try:
-        messages = await wait_for_posts(ft, channel, args.max_open, 10 + 2 * args.max_open)
-        payloads = click_payloads(messages, args.clicks, args.max_open, "M")
+        await mix_setup(ft, args, tmp, mix)
+    except BaseException:
+        await end_mix(mix)
+        raise
+    return await mix_run(ft, args, tmp, mix)
+
+
+async def mix_run(ft: FakeThread, args, tmp: Path, mix: Mix) -> tuple[list[Load], dict]:
+    """Phase 4 from its first measured step, on what ``mix_setup`` left; the server is
+    stopped at the end."""
+    db, info, process, base, payloads = mix.db, mix.info, mix.process, mix.base, mix.payloads
+    try:
         late = ("chat.postEphemeral", "already decided")
         predict_url = f"{base}/api/predict"
         clients = args.predict_clients
-        step("warming /api/predict")
-        await predict_load(predict_url, texts, clients, n=5 * clients, stop=None, tag="Mw")
         calls_before = {m: ft.count_calls(*m) for m in (("chat.update", ""), late)}
         hooks_before = ft.hooks_received
-        texts_file = tmp / "predict_texts.json"
-        texts_file.write_text(json.dumps(texts[:20_000]))
         paused = args.predicts_after_refresh and args.mix_during_rescore
-        predicts = await asyncio.to_thread(
-            start_predict_worker, predict_url, clients, texts_file, "M", paused=paused
-        )
+        if mix.predicts is None:
+            texts_file = write_predict_texts(tmp, mix.texts)
+            mix.predicts = await asyncio.to_thread(
+                start_predict_worker, predict_url, clients, texts_file, "M", paused=paused
+            )
+        predicts = mix.predicts
         if not paused:
             await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
         name, measured = "hitl serve, realistic mix", payloads
@@ -836,9 +936,7 @@ async def mix_phase(ft: FakeThread, args, tmp: Path) -> tuple[list[Load], dict]:
         predict.name = f"/api/predict during the mix ({args.predict_clients} clients)"
         info["memory"] = process_memory(process.pid)
     finally:
-        if predicts is not None and predicts.process.poll() is None:  # the run failed
-            predicts.process.kill()
-        stop_code, rest = await stop_process(process)
+        stop_code, rest = await end_mix(mix)
     # after the stop: the server finishes what its listeners do after an ack (the "already
     # decided" notes, the redraws) before it exits
     calls = {m: ft.count_calls(*m) - n for m, n in calls_before.items()}
@@ -896,8 +994,9 @@ async def refresh_first(
     gate, which holds out the audit answers, cannot keep the champion), wait until the server
     has fitted and adopted the refresh that follows (HITL_REFRESH_EVERY ≤ the open questions),
     and return the clicks left: they run while the re-scoring walk goes over every waiting
-    item."""
-    first = _not_the_champions_guess(payloads[: args.max_open], db)
+    item. The quick run loads the champion only when an audit question is among them (the
+    gate reads no other answer)."""
+    first = _not_the_champions_guess(payloads[: args.max_open], db, audits_only=args.quick)
     warm = await run_load("deciding", f"{base}/slack/events", first, args.concurrency)
     if warm.ok != len(first):
         raise SystemExit(f"deciding the open questions failed: {warm.statuses} {warm.errors[:3]}")
@@ -920,7 +1019,9 @@ async def refresh_first(
                 f"{len(first)} clicks answered (item, status, answers) {clicked}; {resolved} "
                 "items resolved; the server's log ends:\n" + "\n".join(log)
             )
-        await asyncio.sleep(0.2)  # a benchmark watching another process, not a test
+        # a benchmark watching another process, not a test (the quick run's refresh takes
+        # about a second: its clicks begin closer to the adoption)
+        await asyncio.sleep(0.05 if args.quick else 0.2)
     info["_scored_at_refresh"] = await metric(base, "hitl_items_scored_total")
     info["refresh"] = f"r{-asks:.0f} asks"
     return payloads[args.max_open :]
@@ -940,28 +1041,55 @@ async def metric(base: str, name: str) -> float:
     return -1.0
 
 
-def _not_the_champions_guess(payloads: list[dict], db: Path) -> list[dict]:
-    """Each payload moved to a label button the champion does not predict for its item. The
-    buttons do not tell: the backlog's stored scores are synthetic (``grow_backlog``), so the
-    champion's own guess may be any button, the last one included."""
-    from bot.slack.blocks import decode_value
+def champion_guesses(db: Path, ids: Sequence[str]) -> dict[str, str]:
+    """The label the champion predicts for each of the items ``ids`` of ``db``."""
     from model.registry import ModelRegistry
 
+    step(f"taking the champion's guesses on {len(ids)} items")
     loaded = ModelRegistry(db.with_name(db.name + ".models")).load_champion()
     if loaded is None:
         raise SystemExit(f"{db}: no champion to answer against")
-    out = []
     with sqlite3.connect(db) as conn:
-        for payload in payloads:
-            actions = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")
-            buttons = [e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label.")]
-            item = decode_value(buttons[0]["value"])[0]
-            (text,) = conn.execute("SELECT text FROM items WHERE id = ?", [item]).fetchone()
-            guess = loaded.classifier.predict([text])[0]
-            button = next(b for b in reversed(buttons) if decode_value(b["value"])[1] != guess)
-            moved = json.loads(json.dumps(payload))
-            moved["actions"][0].update(action_id=button["action_id"], value=button["value"])
-            out.append(moved)
+        texts = [
+            conn.execute("SELECT text FROM items WHERE id = ?", [item]).fetchone()[0]
+            for item in ids
+        ]
+    predicted = loaded.classifier.predict(texts)
+    return {item: str(label) for item, label in zip(ids, predicted, strict=True)}
+
+
+def _not_the_champions_guess(
+    payloads: list[dict], db: Path, *, audits_only: bool = False
+) -> list[dict]:
+    """Each payload moved to a label button the champion does not predict for its item. The
+    buttons do not tell: the backlog's stored scores are synthetic (``grow_backlog``), so the
+    champion's own guess may be any button, the last one included. With ``audits_only``
+    only the audit questions' are (a refresh's gate holds out the audit answers, and no
+    other: ``Store.audit_answered_since``); the others' go to their last button, and the
+    champion is loaded only if there is an audit question among them."""
+    from bot.slack.blocks import decode_value
+
+    def label_buttons(payload: dict) -> list[dict]:
+        actions = next(b for b in payload["message"]["blocks"] if b["type"] == "actions")
+        return [e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label.")]
+
+    items = [decode_value(label_buttons(p)[0]["value"])[0] for p in payloads]
+    wanted = items
+    if audits_only:
+        with sqlite3.connect(db) as conn:
+            query = "SELECT reason FROM posts WHERE item_id = ?"
+            reasons = {item: {r for (r,) in conn.execute(query, [item])} for item in items}
+        # an item whose post is not recorded yet is taken as an audit
+        wanted = [item for item in items if not reasons[item] or "audit" in reasons[item]]
+    guesses = champion_guesses(db, wanted) if wanted else {}
+    out = []
+    for payload, item in zip(payloads, items, strict=True):
+        buttons = label_buttons(payload)
+        guess = guesses.get(item)
+        button = next(b for b in reversed(buttons) if decode_value(b["value"])[1] != guess)
+        moved = json.loads(json.dumps(payload))
+        moved["actions"][0].update(action_id=button["action_id"], value=button["value"])
+        out.append(moved)
     return out
 
 
@@ -1021,19 +1149,10 @@ async def bare_phase(
     has a bare server of its own, unless ``args.keep_bare`` (``--quick``): then the first
     floor's server, kept in ``args.bare``, serves the later ones too, until
     ``stop_kept_bare``."""
-    if args.bare is None:
-        port = free_port()
-        env = clean_env(
-            SLACK_BOT_TOKEN=fake.token,
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=fake.base_url,
-            HITL_PORT=str(port),
-        )
-        process = await start_process([sys.executable, __file__, "--bare-server"], env)
-        if args.keep_bare:
-            args.bare = process, port
+    if args.keep_bare:
+        process, port = await kept_bare(fake, args)
     else:
-        process, port = args.bare
+        process, port = await start_bare(fake)
     try:
         url = f"http://127.0.0.1:{port}/slack/events"
         if under_predicts is None:
@@ -1052,11 +1171,36 @@ async def bare_phase(
             await stop_process(process)
 
 
+async def start_bare(fake: FakeSlack) -> tuple[asyncio.subprocess.Process, int]:
+    """A ``--bare-server`` process, once it listens, and its port."""
+    port = free_port()
+    env = clean_env(
+        SLACK_BOT_TOKEN=fake.token,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=fake.base_url,
+        HITL_PORT=str(port),
+    )
+    return await start_process([sys.executable, __file__, "--bare-server"], env), port
+
+
+async def kept_bare(fake: FakeSlack, args) -> tuple[asyncio.subprocess.Process, int]:
+    """The bare server a ``keep_bare`` run keeps for all its floors, started at the first
+    call (``--overlap`` makes that call at the run's start; the floors then wait for it)."""
+    if args.bare is None:
+        args.bare = asyncio.ensure_future(start_bare(fake))
+    return await args.bare
+
+
 async def stop_kept_bare(args) -> None:
     """Stop the bare server a ``keep_bare`` run kept for its floors (``bare_phase``)."""
-    if args.bare is not None:
-        await stop_process(args.bare[0])
-        args.bare = None
+    if args.bare is None:
+        return
+    starting, args.bare = args.bare, None
+    try:
+        process, _ = await starting
+    except (Exception, SystemExit):  # its start failed (the floor that waited for it said so)
+        return
+    await stop_process(process)
 
 
 def report(loads: list[Load], info: dict, args) -> str:
@@ -1112,15 +1256,23 @@ async def main_async(args) -> int:
         + (", HITL_LABELS set" if args.hitl_labels else "")
     )
     with tempfile.TemporaryDirectory() as tmp, FakeThread() as ft:
-        seed_db = Path(tmp) / "seed.db"
-        csv_path = Path(tmp) / "seed.csv"
-        write_seed_csv(csv_path, args.labeled, args.pending, args.data, args.datasets)
-        t0 = time.perf_counter()
-        print(hitl(seed_db, "import", "-q", str(csv_path)), f"({time.perf_counter() - t0:.0f} s)")
-        for kind in ("idle", "retrain"):  # the mix seeds a database of its own (mix_phase)
-            shutil.copy(seed_db, Path(tmp) / f"{kind}.db")
         loads, info = [], {}
+        mix = Mix(Path(tmp) / "mix.db")
+        setup: asyncio.Task | None = None  # phase 4's seeding and start, beside phase 3
         try:
+            if args.overlap:
+                if args.keep_bare:
+                    args.bare = asyncio.ensure_future(start_bare(ft.fake))
+                if not args.no_mix:
+                    setup = asyncio.create_task(mix_setup(ft, args, Path(tmp), mix))
+            seed_db = Path(tmp) / "seed.db"
+            csv_path = Path(tmp) / "seed.csv"
+            write_seed_csv(csv_path, args.labeled, args.pending, args.data, args.datasets)
+            t0 = time.perf_counter()
+            imported = await asyncio.to_thread(hitl, seed_db, "import", "-q", str(csv_path))
+            print(imported, f"({time.perf_counter() - t0:.0f} s)")
+            for kind in ("idle", "retrain"):  # the mix seeds a database of its own (mix_phase)
+                shutil.copy(seed_db, Path(tmp) / f"{kind}.db")
             if not args.skip_idle:
                 loads, info = await server_phase(ft, args, Path(tmp) / "idle.db", "idle", True)
             if not args.no_retrain:
@@ -1128,11 +1280,19 @@ async def main_async(args) -> int:
                     ft, args, Path(tmp) / "retrain.db", "retrain", args.skip_idle
                 )
                 loads += more
-            if not args.no_mix:
+            if setup is not None:
+                await setup
+                setup = None  # from here mix_run stops what it started
+                more, mixed = await mix_run(ft, args, Path(tmp), mix)
+            elif not args.no_mix:
                 more, mixed = await mix_phase(ft, args, Path(tmp))
+            if not args.no_mix:
                 loads += more
                 info.update(mixed)
         finally:
+            if setup is not None:  # the run failed before phase 4: what its setup started
+                await asyncio.gather(setup, return_exceptions=True)
+                await end_mix(mix)
             await stop_kept_bare(args)
     print(report(loads, info, args))
     return 0
@@ -1211,6 +1371,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one bare Bolt server for every floor instead of one each (--quick sets it)",
     )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="seed and start phase 4's server, the bare server and the (paused) predict "
+        "clients while phase 3 runs, and start phase 3's held retrain while its questions are "
+        "posted (--quick sets it; phase 3's figures then share the machine with phase 4's "
+        "start)",
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--predict-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1222,18 +1390,21 @@ def main(argv: list[str] | None = None) -> int:
         run_predict_worker(url, int(clients), tag)
         return 0
     args.data, args.datasets = resolve_data(args)
-    args.bare = None  # the bare server kept for every floor (--keep-bare): (process, port)
+    args.bare = None  # the bare server kept for every floor (--keep-bare): a future (process, port)
     if args.quick:
-        args.clicks, args.concurrency, args.max_open = 60, 10, 3
+        # two open questions: the server posts one a second, so a third cost each server
+        # a second's wait before its clicks could begin
+        args.clicks, args.concurrency, args.max_open = 60, 10, 2
         args.labeled, args.pending = 350, 100  # more than the mix's: its database is its own
         args.mix_labeled, args.mix_pending = 60, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
-        args.mix_during_rescore, args.mix_refresh_every = True, "3"
+        args.mix_during_rescore, args.mix_refresh_every = True, "2"
         args.predicts_after_refresh = True
         args.retrain_lead, args.hold_fit, args.leave_retrain = 0.0, True, True
         args.refresh_wait = 120  # a refresh of 63 labels fits in a second alone
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
         args.keep_bare = True  # its three floors on one bare server (one process, not three)
+        args.overlap = True  # phase 4's seeding and server start beside phase 3
     return asyncio.run(main_async(args))
 
 

@@ -27,6 +27,10 @@ server still runs beside the floors). After each size's server stopped (``--keep
 after the last size) the database is read: every acknowledged click must be exactly one
 answer row. The load average is printed before and after each size.
 
+With ``--start-early`` (set by ``--quick``) one process of predict clients serves every loaded
+phase, the server's and the floors' (told where to call, then to stop, phase after phase), and
+one bare Bolt server every floor; both are started beside the seeding, off the run's path.
+
     python benchmarks/predict_growth.py [--data DIR]      # 10k, 100k, 1M items; banking77
     python benchmarks/predict_growth.py --quick   # 1k, 4k items, 20 labels, one server; trec
 """
@@ -37,12 +41,15 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import bot_load
 from _common import (
+    ROOT,
     add_data_options,
     free_port,
     grow_backlog,
@@ -53,9 +60,12 @@ from _common import (
 )
 from bot_load import (
     CHANNELS,
+    SECRET,
     TOKEN,
     FakeThread,
+    Load,
     bare_phase,
+    clean_env,
     click_payloads,
     count_answers,
     metric,
@@ -64,6 +74,7 @@ from bot_load import (
     serve_env,
     start_predict_worker,
     start_process,
+    step,
     stop_kept_bare,
     stop_predict_worker,
     stop_process,
@@ -107,6 +118,110 @@ async def stop_hitl_serve(process: asyncio.subprocess.Process) -> int | str:
     return code if code == 0 and "Traceback" not in rest else f"{code}: {rest[-300:]}"
 
 
+class PredictClients:
+    """``--start-early``: one process of predict clients (``--predict-phases``) for every
+    loaded phase: ``call`` sets them calling a URL, ``stop`` stops them and returns their
+    Load, phase after phase. Like bot_load's ``--predict-worker``, a process of its own, so
+    that their work does not share the click clients' interpreter."""
+
+    def __init__(self, texts: Path) -> None:
+        step("starting the predict clients (one process for every loaded phase)")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--predict-phases", str(texts)],
+            env=clean_env(),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            self.close()
+            raise SystemExit("the predict clients did not start (their errors are above)")
+
+    async def call(self, url: str, clients: int, tag: str) -> None:
+        """Set the clients calling ``url``; returns once the first call was answered and
+        they all call."""
+        step(f"the predict clients call {url} ({tag})")
+        self.process.stdin.write(f"{url} {clients} {tag}\n")
+        self.process.stdin.flush()
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 120)
+        except TimeoutError:
+            raise SystemExit(f"the predict clients did not call {url} within 120 s") from None
+        if line.strip() != "calling":
+            raise SystemExit(f"the predict clients ended ({self.process.wait()})")
+
+    async def stop(self) -> Load:
+        step(f"stopping the predict clients (pid {self.process.pid})")
+        self.process.stdin.write("stop\n")
+        self.process.stdin.flush()
+        try:  # (a stuck process is killed by close, which ends the read)
+            line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 120)
+        except TimeoutError:
+            raise SystemExit("the predict clients did not stop within 120 s") from None
+        if not line:
+            raise SystemExit(f"the predict clients ended ({self.process.wait()})")
+        fields = json.loads(line)
+        fields["statuses"] = {int(k): v for k, v in fields["statuses"].items()}
+        return Load(**fields)
+
+    def close(self) -> None:
+        """End the process: its input closed (it then ends), killed if it does not."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def run_predict_phases(texts_file: Path) -> None:
+    """``--predict-phases TEXTS``: the other side of ``PredictClients``. Each line on stdin,
+    ``URL CLIENTS TAG``, starts that many clients calling URL with new texts, until the next
+    line; their Load is then written on stdout as one JSON line. They start once one call (not
+    counted) was answered, and "calling" is written then. Stdin's end (the benchmark closed
+    it, or ended) ends the process."""
+    texts = json.loads(texts_file.read_text())
+
+    async def run() -> None:
+        print("ready", flush=True)
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            url, clients, tag = line.split()
+            await predict_load(url, texts, 1, n=1, stop=None, tag=f"{tag}p")  # the URL answers
+            stop = asyncio.Event()
+            calls = asyncio.create_task(
+                predict_load(url, texts, int(clients), n=None, stop=stop, tag=tag)
+            )
+            await asyncio.sleep(0)  # the clients send their first calls
+            print("calling", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)  # "stop" (or the end)
+            stop.set()
+            print(json.dumps((await calls).__dict__), flush=True)
+
+    asyncio.run(run())
+
+
+async def start_bare(ft: FakeThread) -> tuple[asyncio.subprocess.Process, str]:
+    """bot_load's bare Bolt server (``--bare-server``) once it listens, and its base URL."""
+    port = free_port()
+    env = clean_env(
+        SLACK_BOT_TOKEN=ft.fake.token,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=ft.fake.base_url,
+        HITL_PORT=str(port),
+    )
+    process = await start_process([sys.executable, bot_load.__file__, "--bare-server"], env)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def write_texts(db: Path, texts: list[str]) -> Path:
+    """The texts the predict clients' process calls with, in a file beside ``db``."""
+    texts_file = db.parent / "predict_texts.json"
+    texts_file.write_text(json.dumps(texts[:20_000]))
+    return texts_file
+
+
 def answers(db: Path, index: int) -> dict[str, tuple[int, int]]:
     """The answer rows of size ``index``'s clicks, quiet and loaded, read once the server
     stopped: (rows, distinct (item, user)) each."""
@@ -114,9 +229,17 @@ def answers(db: Path, index: int) -> dict[str, tuple[int, int]]:
 
 
 async def size_phase(
-    ft: FakeThread, db: Path, size: int, index: int, texts: list[str], args, base: str
+    ft: FakeThread,
+    db: Path,
+    size: int,
+    index: int,
+    texts: list[str],
+    args,
+    base: str,
+    clients: PredictClients | None = None,
 ) -> dict:
-    """The predicts and both click phases of one size, on the running server at ``base``."""
+    """The predicts and both click phases of one size, on the running server at ``base``
+    (``clients``: the predict clients' process of ``--start-early``; else one is started)."""
     out: dict = {"size": size}
     tag = f"S{index}"
     messages = await open_questions(ft, args.max_open, 20 + 2 * args.max_open)
@@ -133,11 +256,13 @@ async def size_phase(
         "clicks, quiet", f"{base}/slack/events", quiet, args.click_clients
     )
     loaded = click_payloads(messages, args.clicks, args.max_open, f"{tag}L")
-    texts_file = db.parent / "predict_texts.json"
-    texts_file.write_text(json.dumps(texts[:20_000]))
-    background = await asyncio.to_thread(
-        start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
-    )  # in a process of its own, as in bot_load's mix
+    texts_file = write_texts(db, texts)
+    if clients is None:
+        background = await asyncio.to_thread(
+            start_predict_worker, predict_url, args.predict_clients, texts_file, f"{tag}b"
+        )  # in a process of its own, as in bot_load's mix
+    else:
+        await clients.call(predict_url, args.predict_clients, f"{tag}b")
     await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
     before = await fsyncs(base)
     out["clicks_loaded"] = await run_load(
@@ -145,9 +270,64 @@ async def size_phase(
     )
     after = await fsyncs(base)
     out["fsyncs"] = [a - b for a, b in zip(after, before, strict=True)]
-    out["predict_during_clicks"] = await stop_predict_worker(background)
+    if clients is None:
+        out["predict_during_clicks"] = await stop_predict_worker(background)
+    else:
+        out["predict_during_clicks"] = await clients.stop()
     out["texts_file"] = texts_file
     return out
+
+
+async def floors(ft: FakeThread, result: dict, args, floor_args, early: Early | None) -> None:
+    """The bare Bolt floors of a size, on its quiet clicks' payloads: alone, then under the
+    predict clients (``early``: on the bare server and with the clients' process started
+    beside the seeding; else bot_load's ``bare_phase`` starts them)."""
+    size, payloads = result["size"], result["payloads"]
+    name, loaded_name = f"bare Bolt ({size:,})", f"bare Bolt under predicts ({size:,})"
+    if early is None:
+        result["floor"] = await bare_phase(ft.fake, payloads, floor_args, name)
+        result["floor_loaded"], result["floor_predicts"] = await bare_phase(
+            ft.fake,
+            payloads,
+            floor_args,
+            loaded_name,
+            under_predicts=(result["texts_file"], args.predict_clients, args.load_lead),
+        )
+        return
+    events, clients = f"{early.bare}/slack/events", early.clients
+    result["floor"] = await run_load(name, events, payloads, args.click_clients)
+    await clients.call(f"{early.bare}/api/predict", args.predict_clients, f"F{result['size']}")
+    await asyncio.sleep(args.load_lead)  # the predict clients are busy before the clicks
+    result["floor_loaded"] = await run_load(loaded_name, events, payloads, args.click_clients)
+    result["floor_predicts"] = await clients.stop()
+
+
+class Early:
+    """``--start-early``: the predict clients' process and the bare server, started beside
+    the seeding."""
+
+    def __init__(self) -> None:
+        self.clients: PredictClients | None = None
+        self.bare_process: asyncio.subprocess.Process | None = None
+        self.bare = ""  # the bare server's base URL
+
+    async def start(self, ft: FakeThread, texts_file: Path) -> None:
+        clients = asyncio.to_thread(PredictClients, texts_file)
+        done = await asyncio.gather(clients, start_bare(ft), return_exceptions=True)
+        if isinstance(done[0], PredictClients):
+            self.clients = done[0]
+        if isinstance(done[1], tuple):
+            self.bare_process, self.bare = done[1]
+        for failed in (d for d in done if isinstance(d, BaseException)):
+            raise failed
+
+    async def stop(self) -> None:
+        if self.clients is not None:
+            await asyncio.to_thread(self.clients.close)
+            self.clients = None
+        if self.bare_process is not None:
+            process, self.bare_process = self.bare_process, None
+            await stop_process(process)
 
 
 FSYNC_SLOW = ("0.05", "0.1")  # seconds: the /metrics buckets that tell a slow fsync
@@ -253,7 +433,18 @@ async def main_async(args) -> int:
     words = sorted({w for t in texts[:20_000] for w in t.split()})
     with tempfile.TemporaryDirectory() as tmp, FakeThread() as ft:
         db = Path(tmp) / "growth.db"
-        labels, retrain_s = train_seed_champion(db, args.labeled, args.data, args.datasets)
+        early = Early() if args.start_early else None
+        seeding = asyncio.to_thread(train_seed_champion, db, args.labeled, args.data, args.datasets)
+        if early is None:
+            labels, retrain_s = await seeding
+        else:
+            done = await asyncio.gather(
+                seeding, early.start(ft, write_texts(db, texts)), return_exceptions=True
+            )
+            if any(isinstance(d, BaseException) for d in done):
+                await early.stop()
+                raise next(d for d in done if isinstance(d, BaseException))
+            labels, retrain_s = done[0]
         print(
             f"champion v1: {len(labels)} classes, {args.labeled:,} labels, retrain "
             f"{retrain_s:.0f} s"
@@ -272,21 +463,13 @@ async def main_async(args) -> int:
                 before = load_average()
                 if server is None:
                     server = await start_server(ft, db, args)
-                result = await size_phase(ft, db, size, index, texts, args, server[1])
+                clients = early.clients if early is not None else None
+                result = await size_phase(ft, db, size, index, texts, args, server[1], clients)
                 if not args.keep_server:
                     result["server_exit"] = await stop_hitl_serve(server[0])
                     server = None
                     result["answers"] = answers(db, index)
-                result["floor"] = await bare_phase(
-                    ft.fake, result["payloads"], floor_args, f"bare Bolt ({size:,})"
-                )
-                result["floor_loaded"], result["floor_predicts"] = await bare_phase(
-                    ft.fake,
-                    result["payloads"],
-                    floor_args,
-                    f"bare Bolt under predicts ({size:,})",
-                    under_predicts=(result["texts_file"], args.predict_clients, args.load_lead),
-                )
+                await floors(ft, result, args, floor_args, early)
                 result["load"] = f"{before} / {load_average()}"
                 results.append(result)
                 print(
@@ -298,7 +481,8 @@ async def main_async(args) -> int:
                     flush=True,
                 )
             if server is not None:  # --keep-server: each size's answers read once it stopped
-                code = await stop_hitl_serve(server[0])
+                stopping = [early.stop()] if early is not None else []  # beside the server's
+                code, *_ = await asyncio.gather(stop_hitl_serve(server[0]), *stopping)
                 server = None
                 print(f"server (one for every size) exit {code}", flush=True)
                 for index, result in enumerate(results):
@@ -306,6 +490,8 @@ async def main_async(args) -> int:
         finally:
             if server is not None:
                 await stop_process(server[0])
+            if early is not None:
+                await early.stop()
             await stop_kept_bare(floor_args)
     print(report(results))
     return 0
@@ -347,12 +533,29 @@ def main(argv: list[str] | None = None) -> int:
         help="one `hitl serve` for every size (set by --quick): started at the first, the "
         "backlog grown beneath it, stopped after the last",
     )
+    parser.add_argument(
+        "--start-early",
+        action="store_true",
+        help="one process of predict clients for every loaded phase and one bare server for "
+        "every floor, both started beside the seeding (set by --quick)",
+    )
+    parser.add_argument("--predict-phases", type=Path, help=argparse.SUPPRESS)
     add_data_options(parser, ("banking77",), quick="trec")
     args = parser.parse_args(argv)
+    if args.predict_phases:  # the predict clients' process of --start-early
+        run_predict_phases(args.predict_phases)
+        return 0
     if args.quick:
         args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 20, 40, 10
-        args.clicks, args.max_open, args.load_lead = 20, 4, 0.2
+        # two questions, not four: the server posts one a second to a channel, so four kept
+        # the run waiting three seconds at the first size; 80 clicks on two stay at most 60 a
+        # question (below), and each label's votes under 13
+        args.clicks, args.max_open = 20, 2
+        # their predict clients start calling within milliseconds (--start-early: once a call
+        # was answered), so a tenth of a second of load comes before the clicks
+        args.load_lead = 0.1
         args.keep_server = True  # one server start (~8 s of CPU with its fork server), not two
+        args.start_early = True  # one predict clients' process, not four; beside the seeding
     args.data, args.datasets = resolve_data(args)
     if sorted(args.sizes) != args.sizes:
         parser.error("--sizes must grow")

@@ -16,6 +16,14 @@ The earlier code is exported with ``git archive COMMIT`` into a temporary folder
 the last before the first change made for issue 18 (f784a40: coefficients stored
 Fortran-ordered so one text is scored without copying them; then the scorer and the intake).
 
+With ``--share-seed`` (set by ``--quick``), when both trees hold the same product code
+(``bot/`` and ``model/``, file for file), one side is seeded and retrained and the other
+starts from a copy of its database and models folder (one retrain, not two of the same code;
+else each side trains its own, at once). With ``--servers-at-once`` (set by ``--quick``) every
+side's server is started before the first turn, all at once, serves each of that side's
+turns, and all are stopped after the last (each turn then runs beside the other side's idle
+server).
+
     python benchmarks/predict_throughput.py [--data DIR]   # 10,000 labels, 2 rounds of 2,000
     python benchmarks/predict_throughput.py --quick        # 20 labels, HEAD against itself
 """
@@ -24,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -102,21 +113,121 @@ def seed_side(tree: Path, db: Path, csv_path: Path) -> float:
     return time.perf_counter() - t0
 
 
-async def measure(ft: FakeThread, tree: Path, db: Path, texts: list[str], tag: str, args) -> Load:
+PRODUCT = ("bot", "model")  # the product's packages: what a side's server and `hitl` run
+
+
+def product_files(tree: Path) -> dict[str, bytes]:
+    """Every file of the product's packages in ``tree`` (compiled files left out), by path."""
+    return {
+        str(path.relative_to(tree)): path.read_bytes()
+        for package in PRODUCT
+        for path in sorted((tree / package).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def copy_seed(db: Path, to: Path) -> None:
+    """A copy of a seeded side's database (SQLite's backup: whatever its log still holds) and
+    its models folder, for a side that runs the same product code."""
+    with (
+        contextlib.closing(sqlite3.connect(db)) as src,
+        contextlib.closing(sqlite3.connect(to)) as dst,
+    ):
+        src.backup(dst)
+    shutil.copytree(db.with_name(db.name + ".models"), to.with_name(to.name + ".models"))
+
+
+async def seed_sides(trees: dict[str, Path], dbs: dict[str, Path], csv_path: Path, args) -> None:
+    """Seed every side's database: one after another, each with its own code; with
+    ``--share-seed``, once for sides whose product code is the same (the others at once)."""
+    if not args.share_seed:
+        for side, tree in trees.items():
+            seconds = seed_side(tree, dbs[side], csv_path)
+            print(f"{side}: retrained in {seconds:.0f} s", flush=True)
+        return
+    same = product_files(trees["old"]) == product_files(trees["new"])
+    sides = ["new"] if same else list(trees)
+    seconds = await asyncio.gather(
+        *(asyncio.to_thread(seed_side, trees[side], dbs[side], csv_path) for side in sides)
+    )
+    for side, s in zip(sides, seconds, strict=True):
+        print(f"{side}: retrained in {s:.0f} s", flush=True)
+    if same:
+        copy_seed(dbs["new"], dbs["old"])
+        print("old: the same product code as new: its database and model copied from new's")
+
+
+async def start_side(ft: FakeThread, tree: Path, db: Path, args):
+    """A side's `hitl serve`, once it listens: the process and its /api/predict URL."""
     port = free_port()
     env = serve_env(ft.fake, db, CHANNELS["idle"], port, args.max_open)
     env.update(side_env(tree), HITL_API_TOKEN=TOKEN)
     process = await start_process([sys.executable, "-m", "bot", "serve"], env, cwd=tree)
-    url = f"http://127.0.0.1:{port}/api/predict"
-    try:
-        await predict_load(url, texts, args.clients, n=args.warmup, stop=None, tag=f"{tag}w")
-        result = await predict_load(url, texts, args.clients, n=args.predicts, stop=None, tag=tag)
-    finally:
-        code, rest = await stop_process(process)
+    return process, f"http://127.0.0.1:{port}/api/predict"
+
+
+async def load_side(url: str, texts: list[str], tag: str, args) -> Load:
+    """One turn: the warm-up calls, then the measured ones."""
+    await predict_load(url, texts, args.clients, n=args.warmup, stop=None, tag=f"{tag}w")
+    return await predict_load(url, texts, args.clients, n=args.predicts, stop=None, tag=tag)
+
+
+async def stop_side(process: asyncio.subprocess.Process, results: list[Load]) -> None:
+    """Stop a side's server; a failed exit is noted on the turns it served."""
+    code, rest = await stop_process(process)
     if code != 0 or "Traceback" in rest:
         last = rest.strip().splitlines()[-1:] or [""]
-        result.note = f"server exit {code} ({last[0][-120:]})"
+        for result in results:
+            result.note = f"server exit {code} ({last[0][-120:]})"
+
+
+async def measure(ft: FakeThread, tree: Path, db: Path, texts: list[str], tag: str, args) -> Load:
+    """One turn on a server of its own, started for it and stopped after it."""
+    process, url = await start_side(ft, tree, db, args)
+    try:
+        result = await load_side(url, texts, tag, args)
+    except BaseException:
+        await stop_side(process, [])
+        raise
+    await stop_side(process, [result])
     return result
+
+
+async def turns(ft: FakeThread, trees: dict, dbs: dict, texts: list[str], args) -> list:
+    """Every turn, in the order old, new, new, old, …: (side, round, Load) each. Each turn has
+    a server of its own; with ``--servers-at-once`` each side has one, for all its turns,
+    started all at once before the first and stopped all at once after the last."""
+    order = [s for r in range(args.rounds) for s in (("old", "new"), ("new", "old"))[r % 2]]
+    runs: list[tuple[str, int, Load]] = []
+    servers: dict[str, tuple] = {}
+    try:
+        if args.servers_at_once:
+            started = await asyncio.gather(
+                *(start_side(ft, trees[side], dbs[side], args) for side in trees),
+                return_exceptions=True,
+            )
+            servers = {s: r for s, r in zip(trees, started, strict=True) if isinstance(r, tuple)}
+            for failed in (r for r in started if isinstance(r, BaseException)):
+                raise failed
+        for turn, side in enumerate(order):
+            if side in servers:
+                load = await load_side(servers[side][1], texts, f"T{turn}", args)
+            else:
+                load = await measure(ft, trees[side], dbs[side], texts, f"T{turn}", args)
+            runs.append((side, turn // 2 + 1, load))
+            print(
+                f"  {side}: {len(load.latencies) / load.seconds:,.1f} calls/s, "
+                f"p50 {load.p(50):.1f} ms",
+                flush=True,
+            )
+    finally:
+        await asyncio.gather(
+            *(
+                stop_side(process, [lo for s, _, lo in runs if s == side])
+                for side, (process, _) in servers.items()
+            )
+        )
+    return runs
 
 
 def errors(load: Load) -> int:
@@ -171,20 +282,9 @@ async def main_async(args) -> int:
         write_seed_csv(csv_path, args.labeled, args.pending, args.data, args.datasets)
         texts, _ = load_mixture(args.data, args.datasets)
         dbs = {side: tmp / f"{side}.db" for side in trees}
-        for side, tree in trees.items():
-            seconds = seed_side(tree, dbs[side], csv_path)
-            print(f"{side}: retrained in {seconds:.0f} s", flush=True)
-        order = [s for r in range(args.rounds) for s in (("old", "new"), ("new", "old"))[r % 2]]
-        runs: list[tuple[str, int, Load]] = []
+        await seed_sides(trees, dbs, csv_path, args)
         with FakeThread() as ft:
-            for turn, side in enumerate(order):
-                load = await measure(ft, trees[side], dbs[side], texts, f"T{turn}", args)
-                runs.append((side, turn // 2 + 1, load))
-                print(
-                    f"  {side}: {len(load.latencies) / load.seconds:,.1f} calls/s, "
-                    f"p50 {load.p(50):.1f} ms",
-                    flush=True,
-                )
+            runs = await turns(ft, trees, dbs, texts, args)
     print(report(runs, names))
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
@@ -214,12 +314,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100, help="calls before measuring")
     parser.add_argument("--rounds", type=int, default=2, help="turns of each side")
     parser.add_argument("--max-open", type=int, default=5, help="HITL_MAX_OPEN of the servers")
+    parser.add_argument(
+        "--share-seed",
+        action="store_true",
+        help="seed and retrain once when both trees hold the same product code, the other "
+        "side a copy (set by --quick)",
+    )
+    parser.add_argument(
+        "--servers-at-once",
+        action="store_true",
+        help="start every side's server at once before the first turn, one per side for all "
+        "its turns, and stop them after the last (set by --quick)",
+    )
     add_data_options(parser, DATASETS, quick="trec")
     args = parser.parse_args(argv)
     if args.quick:
         args.old_commit = "HEAD"
         args.labeled, args.pending, args.clients = 20, 50, 5
         args.predicts, args.warmup, args.rounds, args.max_open = 40, 10, 1, 2
+        args.share_seed = args.servers_at_once = True  # one retrain, the two starts at once
     args.data, args.datasets = resolve_data(args)
     return asyncio.run(main_async(args))
 
