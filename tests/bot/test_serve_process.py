@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +24,13 @@ from tests.fake_slack import CHANNEL
 
 # Where `python -m bot` finds the bot under test, also when the tests run from another checkout.
 CHECKOUT = Path(package_under_test.__file__).parents[1]
+
+
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
+    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
+    return ram_tmp_path
 
 
 def free_port() -> int:
@@ -242,20 +250,64 @@ async def stop_and_collect(process, sig: int, seen: list[str]) -> tuple[int, str
     return code, "".join(seen) + (await process.stderr.read()).decode()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unreachable_servers(tmp_path_factory: pytest.TempPathFactory):
+    """A Socket Mode server for each signal test below, both started as this module's first
+    test begins: each spends ~3 s before its first "retrying" line (start-up, then slack_sdk's
+    two retries of the unreachable auth.test, 0.5 + 1 s, inside the first attempt), which now
+    runs beside the tests before them instead of in them. Each signal test signals its own
+    server; one left at the end (its test not selected) is killed. Values: (process, URL)."""
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    for name in SIGNALS:
+        unreachable = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
+        db = tmp_path_factory.mktemp(f"unreachable-{name}") / "hitl.db"
+        env = socket_mode_env(db, unreachable, "xoxb-1", "xapp-1")
+        process = subprocess.Popen(  # in the database's folder, as the tests' own folder
+            [sys.executable, "-m", "bot", "serve"], env=env, stderr=subprocess.PIPE, cwd=db.parent
+        )
+        servers[name] = (process, unreachable)
+    try:
+        yield servers
+    finally:
+        for process, _ in servers.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stderr.close()
+
+
+def read_retry_line(process: subprocess.Popen, seen: list[str]) -> None:
+    """Read ``process``'s stderr up to its first line that says it is retrying (blocking: in a
+    thread)."""
+    while True:
+        line = process.stderr.readline().decode()
+        if not line:
+            raise AssertionError(f"process ended before 'retrying': {''.join(seen)}")
+        seen.append(line)
+        if "retrying" in line.lower():
+            return
+
+
+@pytest.mark.parametrize("name", list(SIGNALS))
 async def test_socket_mode_with_slack_unreachable_stops_on_a_signal_without_a_traceback(
-    tmp_path: Path, sig: int
+    unreachable_servers: dict[str, tuple[subprocess.Popen, str]], name: str
 ):
-    unreachable = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
-    env = socket_mode_env(tmp_path / "hitl.db", unreachable, "xoxb-1", "xapp-1")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
+    process, unreachable = unreachable_servers[name]
+    sig = SIGNALS[name]
     seen: list[str] = []
     try:
-        await asyncio.wait_for(read_lines_until(process.stderr, "retrying", 1, seen), 60)
+        await asyncio.wait_for(asyncio.to_thread(read_retry_line, process, seen), 60)
     finally:
-        code, output = await stop_and_collect(process, sig, seen)
+        process.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(asyncio.to_thread(process.wait), 15)
+        except TimeoutError:
+            process.kill()
+            raise AssertionError(f"{name} did not stop it: {''.join(seen)}") from None
+    output = "".join(seen) + (await asyncio.to_thread(process.stderr.read)).decode()
     assert code == 0, output
     assert "Traceback" not in output
     retries = [line for line in output.splitlines() if "retrying" in line.lower()]
@@ -318,12 +370,14 @@ async def test_a_second_server_on_the_same_database_refuses_to_start_until_the_f
     try:
         first = await start()
         await asyncio.wait_for(read_until(first.stderr, "listening on", []), 60)
-        await fake_slack.wait_for(
-            lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
-        )
+        # The second starts while the first posts its questions (one a second per channel, the
+        # dispatcher's pace): its ~1 s start-up overlaps that second instead of following it.
         second = await start()
         code = await asyncio.wait_for(second.wait(), 60)
         error = (await second.stderr.read()).decode()
+        await fake_slack.wait_for(
+            lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2, timeout=30
+        )
         assert code == 1, error
         [line] = error.strip().splitlines()
         assert line.startswith(
