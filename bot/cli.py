@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -98,7 +99,45 @@ class State:
         return self.open_store()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class HitlGroup(click.Group):
+    """`hitl`'s group: an option of its own given after the command (`hitl stats --db h.db`)
+    is told where it goes, with the command written that way, instead of click's bare "No
+    such option"."""
+
+    OWN_OPTIONS = ("--db", "-v", "--verbose")
+    TAKES_VALUE = ("--db",)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["hitl.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            if exc.option_name not in self.OWN_OPTIONS:
+                raise
+            args = moved_to_front(ctx.meta.get("hitl.args", []), exc.option_name)
+            raise click.UsageError(
+                f"{exc.option_name} goes before the command: "
+                f"{' '.join(['hitl', *map(shlex.quote, args)])}",
+                ctx=exc.ctx,
+            ) from exc
+
+
+def moved_to_front(args: list[str], option: str) -> list[str]:
+    """``args`` with the last ``option`` given (and its value) moved to the front."""
+    takes_value = option in HitlGroup.TAKES_VALUE
+    for i in reversed(range(len(args))):
+        if args[i] == option:
+            end = i + 2 if takes_value else i + 1
+            return [*args[i:end], *args[:i], *args[end:]]
+        if takes_value and args[i].startswith(option + "="):
+            return [args[i], *args[:i], *args[i + 1 :]]
+    return args
+
+
+@click.group(cls=HitlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="slack-hitl")
 @click.option(
     "--db",
@@ -193,13 +232,19 @@ def import_command(
             progress=bar.update if show_bar else None,
         )
         spool.callback(getattr(rows, "close", lambda: None))  # the file, however this ends
-        shown = 0
+        shown = unapplied = 0
 
         def show(message: str) -> None:
             nonlocal shown
             if shown < MAX_ERRORS_SHOWN and not quiet:
                 click.echo(message, err=True)
             shown += 1
+
+        def show_unapplied(message: str) -> None:
+            nonlocal unapplied
+            if unapplied < MAX_ERRORS_SHOWN and not quiet:
+                click.echo(message, err=True)
+            unapplied += 1
 
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
             summary = import_rows(
@@ -208,6 +253,7 @@ def import_command(
                 rows,
                 triggered_by=f"cli:{path.name}",
                 on_error=show,
+                on_unapplied=show_unapplied,
                 gold=gold,
                 configured_labels=state.settings.labels,
             )
@@ -216,6 +262,9 @@ def import_command(
                 f"... and {count(summary.rejected - MAX_ERRORS_SHOWN, 'more rejected row')}",
                 err=True,
             )
+        if unapplied > MAX_ERRORS_SHOWN and not quiet:
+            more = count(unapplied - MAX_ERRORS_SHOWN, "more label")
+            click.echo(f"... and {more} not applied", err=True)
     if gold:
         click.echo(
             f"{path.name}: read {count(summary.read, 'row')}, "
@@ -223,18 +272,25 @@ def import_command(
             f"{count(summary.marked_gold, 'stored item')} marked gold, "
             f"{summary.duplicates:,} already gold, {summary.rejected:,} rejected"
         )
-        return
-    ignored = (
-        f" ({count(summary.labels_not_applied, 'label')} for items stored unlabeled not applied: "
-        "`hitl labels set ID LABEL` labels a stored item)"
-        if summary.labels_not_applied
-        else ""
-    )
-    click.echo(
-        f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
-        f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}{ignored}, "
-        f"{summary.rejected:,} rejected"
-    )
+    else:
+        ignored = (
+            f" ({count(summary.labels_not_applied, 'label')} for items stored unlabeled not "
+            "applied: `hitl labels set ID LABEL` labels a stored item)"
+            if summary.labels_not_applied
+            else ""
+        )
+        click.echo(
+            f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
+            f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}"
+            f"{ignored}, {summary.rejected:,} rejected"
+        )
+    if summary.read and summary.rejected == summary.read:  # a script must not take it as done
+        raise click.ClickException(
+            f"every row of {path.name} was rejected: nothing was imported (see the lines above)"
+            if not quiet
+            else f"every row of {path.name} was rejected: nothing was imported (run it without"
+            " --quiet to see why)"
+        )
 
 
 @contextlib.contextmanager
@@ -480,7 +536,12 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
 
 
 @cli.command("retrain")
-@click.option("--force", is_flag=True, help="Promote the new model even if it is not better.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Train even when no label is new since the last run, and promote the new model even"
+    " if it is not better.",
+)
 @click.pass_obj
 def retrain_command(state: State, force: bool) -> None:
     """Retrain the model on every resolved label now, and promote it if it is not worse.
@@ -491,7 +552,7 @@ def retrain_command(state: State, force: bool) -> None:
     \b
     Examples:
       hitl retrain
-      hitl retrain --force      # promote even if the new model scores lower
+      hitl retrain --force      # train even with nothing new; promote even if it scores lower
     """
     import asyncio
 
@@ -512,7 +573,7 @@ def retrain_command(state: State, force: bool) -> None:
                 raise click.ClickException(reports.plain(reports.retrain_text(plan)))
             click.echo(reports.plain(reports.retrain_text(plan)))
             return
-        label = f"Training on {len(plan.labels):,} labels"
+        label = f"Training on {count(len(plan.labels), 'label')}"
         with contextlib.ExitStack() as bars:
             bar = bars.enter_context(click.progressbar(length=1, label=label, file=sys.stderr))
 
@@ -529,7 +590,7 @@ def retrain_command(state: State, force: bool) -> None:
                         bars.enter_context(
                             click.progressbar(
                                 length=max(total, 1),
-                                label=f"Scoring {total:,} waiting items with the new model",
+                                label=f"Scoring {count(total, 'waiting item')} with the new model",
                                 file=sys.stderr,
                             )
                         )

@@ -102,7 +102,21 @@ def check_serve_settings(settings: Settings) -> None:
 
 
 def check_label_set(settings: Settings, store: Store) -> None:
-    labels = label_set(settings, store)
+    label_set_problems(settings, label_set(settings, store), store.label_aliases())
+
+
+def check_new_database_labels(settings: Settings) -> None:
+    """``check_label_set`` for a database file that does not exist yet, before anything makes
+    it: its label set is the configured one, and a start it refuses must not leave an empty
+    database (and its lock file) behind at a path that may be a typo (`hitl --db typo.db
+    serve`), which later commands would then take."""
+    if not Path(settings.db).exists():
+        label_set_problems(settings, list(settings.labels), {})
+
+
+def label_set_problems(settings: Settings, labels: list[str], aliases: Mapping[str, str]) -> None:
+    """Refuse (``ConfigError``) a label set of fewer than two labels, or a route or guideline
+    naming a label that is not in force (an old name of one, in ``aliases``, follows it)."""
     if len(labels) < 2:
         raise ConfigError(
             [
@@ -112,7 +126,7 @@ def check_label_set(settings: Settings, store: Store) -> None:
         )
     # A route or guideline for a label that is not one (a typo, "Billing" for "billing") would
     # never apply, silently: a label's private channel would get none of its questions.
-    known = {*labels, *store.label_aliases()}  # an old name follows its rename
+    known = {*labels, *aliases}  # an old name follows its rename
     problems = []
     for where, keys in (("[hitl.routes]", settings.routes), ("[labels.*]", settings.guidelines)):
         for key in sorted(k for k in keys if k not in known):
@@ -195,6 +209,7 @@ def init_app(
         app[VERIFIER] = SignatureVerifier(settings.slack_signing_secret)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        check_new_database_labels(settings)  # before the lock file and the database are made
         held = contextlib.ExitStack()
         new_lock = lock and new_lock_file(settings.db)
         if lock:

@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.errors import StoreError
-from bot.ingest.readers import Provenance, Row, RowError, _printable, read_items
+from bot.ingest.readers import (
+    Provenance,
+    Row,
+    RowError,
+    _printable,
+    read_items,
+)
 from bot.labelnames import case_twin, how_twins_differ, label_key
 from bot.store import DatabaseError, Store, database_problem
 
@@ -37,7 +43,7 @@ class ImportSummary:
     imported: int = 0
     labeled: int = 0
     duplicates: int = 0
-    labels_not_applied: int = 0  # of the duplicates: stored without a label, given one here
+    labels_not_applied: int = 0  # duplicate rows whose label was not applied: item unlabeled
     rejected: int = 0
     marked_gold: int = 0  # with ``gold``: items already stored, now gold
     errors: list[str] = field(default_factory=list)
@@ -86,13 +92,20 @@ def import_rows(
     *,
     triggered_by: str,
     on_error: Callable[[str], None] = lambda message: None,
+    on_unapplied: Callable[[str], None] = lambda message: None,
     batch_size: int = IMPORT_BATCH,
     gold: bool = False,
     configured_labels: Sequence[str] = (),
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
-    ``on_error`` gets the message of each rejected row as it is met. With ``gold``, the rows
-    are gold (``Store.add_gold``): each needs a label; an id already stored is marked gold.
+    ``on_error`` gets the message of each rejected row as it is met, ``on_unapplied`` one
+    for each duplicate row whose label was not applied (its item is stored without a label),
+    with the command that applies it. With ``gold``, the rows are gold (``Store.add_gold``):
+    each needs a label; an id already stored is marked gold.
+
+    A row whose id is stored (by this file's earlier rows or before) with another text is
+    rejected: an id names one item, and an import never changes a stored one. A row whose id
+    is stored with the same text is a duplicate.
 
     ``configured_labels`` is the label set of the settings (``HITL_LABELS``). With it, or a
     label set stored by `hitl labels` (which wins over it), a row whose label is outside the set
@@ -121,6 +134,12 @@ def import_rows(
     batch: list[Row] = []
     stored = _Stored()
 
+    def reject(row: RowError) -> None:
+        summary.rejected += 1
+        message = row.message(path)
+        on_error(message)
+        summary.errors.append(message)
+
     def flush() -> None:
         if not batch:
             return
@@ -135,7 +154,14 @@ def import_rows(
             summary.imported += result.imported
             summary.labeled += result.labeled
             summary.duplicates += result.duplicates
-            summary.labels_not_applied += result.labels_not_applied
+            for index in result.conflicts:
+                reject(RowError(batch[index].line, _conflict(batch[index])))
+            if result.labels_not_applied:
+                conflicting = {batch[index].line for index in result.conflicts}
+                kept = [row for row in batch if row.line not in conflicting]
+                for message in _unapplied(store, path, kept):
+                    summary.labels_not_applied += 1
+                    on_unapplied(message)
             logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
         stored.rows += len(batch)
         stored.through = batch[-1].line
@@ -159,10 +185,7 @@ def import_rows(
                 if (twin := spellings.twin_of(row.label)) is not None:
                     row = RowError(row.line, _twin(row.label, twin))
             if isinstance(row, RowError):
-                summary.rejected += 1
-                message = row.message(path)
-                on_error(message)
-                summary.errors.append(message)
+                reject(row)
                 continue
             batch.append(row)
             if len(batch) >= batch_size:
@@ -176,6 +199,36 @@ def import_rows(
         raise
     store.finish_run(run_id, "ok", details())
     return summary
+
+
+def _conflict(row: Row) -> str:
+    return (
+        f'id "{_printable(row.id, limit=60)}" is stored with another text (an id names one'
+        " item, and an import never changes a stored one): give this row its own id (or pass"
+        " --id-column with a column of unique values), or leave it out"
+    )
+
+
+def _unapplied(store: Store, path: Path, batch: Sequence[Row]) -> Iterator[str]:
+    """A line for each labeled row of a committed ``batch`` whose item is stored without a
+    label (so the row was a duplicate, its label not applied), with the command that applies
+    it. Called only for a batch the store said has such rows."""
+    for row in batch:
+        if row.label is None:
+            continue
+        item = store.get_item(row.id)
+        if item is None or item["status"] not in _UNLABELED:
+            continue
+        command = _printable(
+            f"hitl labels set {shlex.quote(row.id)} {shlex.quote(row.label)}", limit=160
+        )
+        yield (
+            f'{path.name} line {row.line}: id "{_printable(row.id, limit=60)}" is stored '
+            f'without a label; its label "{_printable(row.label)}" was not applied: {command}'
+        )
+
+
+_UNLABELED = frozenset({"new", "queued", "auto", "posted"})  # as Store._count_unlabeled
 
 
 @dataclass
@@ -256,7 +309,8 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
     if successor in in_force:
         return (
             f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
-            f"`hitl labels`): write that in the file, or add it back with `{add}`"
+            f'`hitl labels`): write "{_printable(successor)}" in the file, or add it back with '
+            f"`{add}`"
         )
     if (twin := case_twin(label, in_force)) is not None:  # `hitl labels add` would refuse it
         return _twin(label, twin)
@@ -269,7 +323,7 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
 def _twin(label: str, twin: str) -> str:
     return (
         f'label "{_printable(label)}" differs from the label "{_printable(twin)}" '
-        f"{how_twins_differ(label, twin)}: write that in the file"
+        f'{how_twins_differ(label, twin)}: write "{_printable(twin)}" in the file'
     )
 
 

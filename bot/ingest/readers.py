@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 import sys
 import unicodedata
 from collections import deque
@@ -53,6 +54,10 @@ EXTENSIONS = {
     ".txt": "text",
     ".text": "text",
 }
+WORKBOOKS = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods", ".numbers"})
+# The rows a JSONL file's first look covers: when none of its objects has the text field, the
+# import stops before anything is written, as a CSV header without the text column does.
+FIRST_ROWS = 20
 # Columns that `hitl export` adds: how each label was decided. In a file that carries a "meta"
 # object (an export) they are read back into ``Row.provenance`` rather than kept as meta, so that
 # importing an export gives back the same items and labels: who decided, when, how they agreed.
@@ -112,7 +117,14 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
         if fmt not in FORMATS:
             raise IngestError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
         return fmt
+    if Path(path).is_dir():
+        raise IngestError(f"{path} is a folder; give a file")
     suffix = Path(path).suffix.lower()
+    if suffix in WORKBOOKS:
+        raise IngestError(
+            f'{path} is a spreadsheet workbook, not a text file; save it as "CSV UTF-8" '
+            "(Excel: File > Save As) and import that"
+        )
     if suffix not in EXTENSIONS:
         raise IngestError(
             f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
@@ -161,8 +173,8 @@ def read_items(
         rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
         return _closing(rows, text, handle)
     if fmt == "jsonl":
-        return _closing(_jsonl_rows(_lines(handle, progress), columns), handle)
-    return _closing(_text_rows(_lines(handle, progress)), handle)
+        return _closing(_jsonl_rows(path, _lines(handle, progress), columns), handle)
+    return _closing(_text_rows(path, _lines(handle, progress)), handle)
 
 
 def csv_delimiter(header: str) -> str:
@@ -252,11 +264,48 @@ def _long_line(number: int) -> RowError:
     )
 
 
-def _decode(raw: bytes) -> str | None:
+def _decode(raw: bytes) -> str | UnicodeDecodeError:
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as exc:
+        return exc
+
+
+def utf8_fix(path: str | Path) -> str:
+    """What to do about a file that is not UTF-8 (most often Windows-1252: what Excel's plain
+    "CSV" writes on Windows)."""
+    name = Path(path)
+    fixed = shlex.quote(f"{name.stem}-utf8{name.suffix}")
+    return (
+        'save the file as UTF-8 (Excel: "CSV UTF-8"; or '
+        f"iconv -f cp1252 -t utf-8 {shlex.quote(name.name)} > {fixed})"
+    )
+
+
+class _NotUtf8:
+    """The reason for each row that is not UTF-8: where its first bad byte is; the first such
+    row of a file also says how to fix the file (once: a file in another encoding has many)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._fix: str | None = utf8_fix(path)
+
+    def error(self, line: int, byte: int, column: int, where: str = "") -> RowError:
+        reason = f"not valid UTF-8 (byte 0x{byte:02X} at column {column}{where})"
+        if self._fix is not None:
+            reason, self._fix = f"{reason}; {self._fix}", None
+        return RowError(line, reason)
+
+    def in_bytes(self, line: int, exc: UnicodeDecodeError) -> RowError:
+        return self.error(line, exc.object[exc.start], exc.start + 1)
+
+    def in_text(self, line: int, lines: list[str]) -> RowError:
+        """A CSV row read with ``surrogateescape``: its first escaped byte, in ``lines``, the
+        physical lines of the row (its first is ``line``)."""
+        for at, text in enumerate(lines):
+            if found := _BAD_BYTE.search(text):
+                where = f" of line {line + at}" if at else ""
+                return self.error(line, ord(found.group()) - 0xDC00, found.start() + 1, where)
+        return self.error(line, 0, 0)  # not reached: the row has a bad byte
 
 
 def _printable(name: str, limit: int = 40) -> str:
@@ -274,7 +323,11 @@ def _has_bad_bytes(value: str) -> bool:
 
 def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | RowError:
     if columns.text not in record:
-        return RowError(line, f'column "{columns.text}" is missing')
+        return RowError(
+            line,
+            f'no field "{_printable(columns.text)}" (this row has: {_field_names(record)}); '
+            "pass --text-column with one of these",
+        )
     text = record[columns.text]
     if not isinstance(text, str):
         return RowError(line, f'column "{columns.text}" is not a string')
@@ -327,6 +380,14 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
                 return provenance
     meta.update({k: v for k, v in record.items() if k not in used and k is not None})
     return Row(line=line, id=item_id, text=text, label=label, meta=meta, provenance=provenance)
+
+
+def _field_names(record: dict[str, Any], limit: int = 12) -> str:
+    """A record's field names for a one-line message, the first ``limit`` of them."""
+    names = [_printable(str(name)) for name in record if name is not None]
+    if not names:
+        return "no fields"
+    return ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
 
 
 def _provenance(line: int, record: dict[str, Any]) -> Provenance | RowError:
@@ -469,6 +530,7 @@ def _csv_rows(
     ``may_have_bad_bytes()`` False means no row read so far can hold a byte that is not UTF-8.
     """
     pending: list[str] = []  # the lines of the row being read
+    not_utf8 = _NotUtf8(path)
     replay: deque[str] = deque()  # lines to read again after an unterminated quote
 
     def feed() -> Iterator[str]:
@@ -500,7 +562,7 @@ def _csv_rows(
         reason = f"unterminated quote in field {field + 1}" if field is not None else exc
         raise IngestError(f"{path} line 1: the header cannot be read ({reason})") from exc
     if any(_has_bad_bytes(name) for name in header):
-        raise IngestError(f"{path} line 1: the header is not valid UTF-8; save the file as UTF-8")
+        raise IngestError(f"{path} line 1: the header is not valid UTF-8; {utf8_fix(path)}")
     header = [name.strip() for name in header]
     shown = ", ".join(_printable(name) for name in header[:12]) + (
         ", …" if len(header) > 12 else ""
@@ -547,7 +609,7 @@ def _csv_rows(
         if not values or values == [""]:
             continue
         if may_have_bad_bytes() and _has_bad_bytes("".join(values)):
-            yield RowError(line, "not valid UTF-8")
+            yield not_utf8.in_text(line, pending)
             continue
         if len(values) != len(header):
             reason = f"has {len(values)} fields, the header has {len(header)}"
@@ -659,19 +721,48 @@ def _label_error(line: int, label: str | None) -> RowError | None:
     return None
 
 
-def _jsonl_rows(lines: Iterator[bytes | None], columns: _Columns) -> Iterator[Row | RowError]:
-    for number, raw in enumerate(lines, start=1):
-        if raw is None:
-            yield _long_line(number)
-            continue
-        line = _decode(raw)
-        if line is None:
-            yield RowError(number, "not valid UTF-8")
-            continue
-        if not line.strip():
-            continue
-        record = _json_record(number, line)
-        yield record if isinstance(record, RowError) else _make_row(number, record, columns)
+def _jsonl_rows(
+    path: str | Path, lines: Iterator[bytes | None], columns: _Columns
+) -> Iterator[Row | RowError]:
+    """The rows of a JSONL file. Its first ``FIRST_ROWS`` non-blank lines are read before the
+    first row is given: when they hold JSON objects and none has the text field, the file is
+    refused (``IngestError``) naming the fields they have, as a CSV header without the text
+    column is, rather than every row being refused one by one."""
+    not_utf8 = _NotUtf8(path)
+
+    def rows() -> Iterator[tuple[Row | RowError, dict[str, Any] | None]]:
+        for number, raw in enumerate(lines, start=1):
+            if raw is None:
+                yield _long_line(number), None
+                continue
+            line = _decode(raw)
+            if isinstance(line, UnicodeDecodeError):
+                yield not_utf8.in_bytes(number, line), None
+                continue
+            if not line.strip():
+                continue
+            record = _json_record(number, line)
+            if isinstance(record, RowError):
+                yield record, None
+            else:
+                yield _make_row(number, record, columns), record
+
+    read = rows()
+    first = list(itertools.islice(read, FIRST_ROWS))
+    records = [record for _, record in first if record is not None]
+    if records and not any(columns.text in record for record in records):
+        names = {name: None for record in records for name in record}  # in order, once each
+        raise IngestError(
+            f'{path}: no field "{_printable(columns.text)}" in the first '
+            f"{len(first)} rows (they have: {_field_names(names)}); pass --text-column with "
+            "one of these"
+        )
+    del records
+    for row, _ in first:
+        yield row
+    del first
+    for row, _ in read:
+        yield row
 
 
 # JSON that parses but cannot be stored: a lone surrogate escape ("\ud83d", half of an emoji),
@@ -746,7 +837,7 @@ def _json_record(number: int, line: str) -> dict[str, Any] | RowError:
         except ValueError:  # _Unfit, or an integer too long for int()
             record, suspect = _MARKING_JSON.decode(line), True
     except json.JSONDecodeError as exc:
-        return RowError(number, f"bad JSON ({exc.msg} at column {exc.colno})")
+        return RowError(number, _bad_json(line, exc))
     except RecursionError:
         return RowError(number, "bad JSON (nested too deeply)")
     if not isinstance(record, dict):
@@ -756,6 +847,17 @@ def _json_record(number: int, line: str) -> dict[str, Any] | RowError:
             if reason := _unfit(key) or _unfit(value):
                 return RowError(number, f'column "{_printable(key)}" {reason}')
     return record
+
+
+def _bad_json(line: str, exc: json.JSONDecodeError) -> str:
+    """Why a JSONL line is not JSON, at the column of the line where it went wrong; an object
+    not closed before the line ends (a line cut short) is said so."""
+    content = line.rstrip("\r\n")
+    column = min(exc.pos, len(content)) + 1  # past its end: where the line's newline was
+    reason = f"bad JSON ({exc.msg} at column {column}"
+    if exc.pos >= len(content.rstrip()):
+        reason += "; the line ends before the JSON is closed"
+    return reason + ")"
 
 
 def _unfit(value: Any) -> str | None:
@@ -790,15 +892,16 @@ def _json_cell(text: str) -> Any:
         return None
 
 
-def _text_rows(lines: Iterator[bytes | None]) -> Iterator[Row | RowError]:
+def _text_rows(path: str | Path, lines: Iterator[bytes | None]) -> Iterator[Row | RowError]:
     columns = _Columns("text", None, None)
+    not_utf8 = _NotUtf8(path)
     for number, raw in enumerate(lines, start=1):
         if raw is None:
             yield _long_line(number)
             continue
         line = _decode(raw)
-        if line is None:
-            yield RowError(number, "not valid UTF-8")
+        if isinstance(line, UnicodeDecodeError):
+            yield not_utf8.in_bytes(number, line)
             continue
         if not line.strip():
             continue

@@ -261,7 +261,9 @@ class Store(
         return found
 
     def add_items(self, rows: Iterable[NewItem], source: str) -> AddResult:
-        """Insert new items in one transaction; ids already stored (or repeated) are duplicates.
+        """Insert new items in one transaction; a row whose id is stored (or repeated) with
+        the same text is a duplicate, with another text a conflict (``AddResult.conflicts``:
+        an id names one item, and an import never changes a stored one): neither is inserted.
 
         A row with a label is stored as a human answer by ``import`` and resolved at once,
         so it can serve as a seed label.
@@ -269,19 +271,25 @@ class Store(
         rows = list(rows)
         now = self.now()
         seen = self.existing_item_ids([r.id for r in rows])
+        texts = self._texts_of(sorted(seen))  # a duplicate must repeat the text its id has
+        conflicts: list[int] = []
         items: list[tuple[Any, ...]] = []
         answers: list[tuple[Any, ...]] = []
         labels: list[tuple[Any, ...]] = []
         decided: list[tuple[str]] = []  # labels whose deciding answers came with them
         duplicates = 0
         labeled_again: list[str] = []  # duplicates given a label: is the stored item without?
-        for row in rows:
+        for index, row in enumerate(rows):
             if row.id in seen:
+                if texts[row.id] != row.text:  # another item under a stored (or earlier) id
+                    conflicts.append(index)
+                    continue
                 duplicates += 1
                 if row.label is not None:
                     labeled_again.append(row.id)
                 continue
             seen.add(row.id)
+            texts[row.id] = row.text
             status = "resolved" if row.label is not None else "new"
             meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
             items.append((row.id, row.text, meta, source, status, now, now))
@@ -328,7 +336,19 @@ class Store(
             duplicates=duplicates,
             labeled=len(labels),
             labels_not_applied=self._count_unlabeled(labeled_again),
+            conflicts=tuple(conflicts),
         )
+
+    def _texts_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored text of each of ``ids`` (stored ones only)."""
+        texts: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            texts.update(
+                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
+            )
+        return texts
 
     def _count_unlabeled(self, ids: Sequence[str]) -> int:
         """How many of ``ids`` (distinct) are stored without a label."""

@@ -87,6 +87,7 @@ class AddResult:
     duplicates: int
     labeled: int
     labels_not_applied: int = 0  # duplicates stored without a label, given one in the rows
+    conflicts: tuple[int, ...] = ()  # positions of rows whose id is stored with another text
 
 
 @dataclass(frozen=True)

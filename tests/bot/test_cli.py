@@ -119,8 +119,12 @@ def test_the_import_summary_counts_in_words(tmp_path: Path, db_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,text\n" + "".join(f"b{n},\n" for n in range(51)))
     result = run("--db", str(db_path), "import", str(bad))
-    assert result.stderr.splitlines()[-1] == "... and 1 more rejected row"
-    assert len(result.stderr.splitlines()) == 51
+    assert result.stderr.splitlines()[-2:] == [
+        "... and 1 more rejected row",
+        "Error: every row of bad.csv was rejected: nothing was imported (see the lines above)",
+    ]
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 52
     many = tmp_path / "many.txt"
     many.write_text("".join(f"ticket {n}\n" for n in range(1_200)))
     assert run("--db", str(db_path), "import", str(many)).stdout.strip() == (

@@ -73,7 +73,10 @@ def test_a_jsonl_without_two_labels_is_refused(tmp_path: Path):
     reported: list[str] = []
     with pytest.raises(HitlError, match="at least two labels"):
         read_data(path, report=reported.append)
-    assert reported[0] == 'plain.jsonl line 2: column "text" is missing, row skipped'
+    assert reported[0] == (
+        'plain.jsonl line 2: no field "text" (this row has: txt); pass --text-column with one '
+        "of these, row skipped"
+    )
 
 
 def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):

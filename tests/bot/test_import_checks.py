@@ -170,7 +170,10 @@ def test_exported_votes_that_make_no_sense_are_still_refused(tmp_path: Path):
         'decided.jsonl line 2: columns "votes" (0) and "agreement" (0.5) disagree: a label '
         "with no votes for it has agreement 0, any other one more than 0, row skipped",
         'decided.jsonl line 3: column "votes" is not a whole number of 0 or more, row skipped',
+        "Error: every row of decided.jsonl was rejected: nothing was imported (see the lines "
+        "above)",
     ]
+    assert result.exit_code == 1
 
 
 # The label set in force (HITL_LABELS, or the set stored by `hitl labels`): `hitl labels set`
@@ -232,7 +235,8 @@ def test_a_row_with_a_renamed_label_is_told_its_new_name(tmp_path: Path):
     )
     assert run(db, "import", str(path)).stderr == (
         'old.jsonl line 1: label "question" is now "how_to" (changed with `hitl labels`): write '
-        "that in the file, or add it back with `hitl labels add question`, row skipped\n"
+        '"how_to" in the file, or add it back with `hitl labels add question`, row skipped\n'
+        "Error: every row of old.jsonl was rejected: nothing was imported (see the lines above)\n"
     )
 
 

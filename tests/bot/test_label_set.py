@@ -87,7 +87,9 @@ async def test_labels_shows_the_set_and_bad_changes_say_what_to_fix(bot: Bot):
     assert (await reply(bot, "labels rename bug billing")) == (
         "Cannot rename: 'billing' is in the label set already; merge 'bug' into it instead"
     )
-    assert (await reply(bot, "labels frobnicate x")).startswith("Usage: `/hitl labels`")
+    assert (await reply(bot, "labels frobnicate x")).startswith(
+        "I don't know `/hitl labels frobnicate`. Usage: `/hitl labels`"
+    )
     assert (await reply(bot, "labels add", "U0RAJ")).startswith(
         "Only admins can use `/hitl labels`."
     )
@@ -286,9 +288,9 @@ def test_an_import_refuses_a_case_twin_of_a_label_stored_or_met_earlier_in_the_f
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
         'second.jsonl line 1: label "Billing" differs from the label "billing" only in case: '
-        "write that in the file, row skipped",
+        'write "billing" in the file, row skipped',
         'second.jsonl line 3: label "BUG" differs from the label "Bug" only in case: write '
-        "that in the file, row skipped",
+        '"Bug" in the file, row skipped',
     ]
     shown = run(db, "labels", "show").stdout
     assert shown.startswith("Labels (the imported labels, ") and shown.endswith("): Bug, billing\n")
@@ -315,7 +317,7 @@ def test_a_case_twin_of_a_label_in_force_is_told_the_label_to_use(
     items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert run(db, "import", str(items)).stderr == (
         'items.jsonl line 2: label "Billing" differs from the label "billing" only in case: '
-        "write that in the file, row skipped\n"
+        'write "billing" in the file, row skipped\n'
     )
     refused = run(db, "labels", "set", "1", "Billing")
     assert refused.exit_code == 1
@@ -475,7 +477,7 @@ def test_a_fullwidth_twin_of_a_label_is_told_the_label_to_use(tmp_path: Path):
     items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert run(db, "import", str(items)).stderr == (
         'items.jsonl line 3: label "\uff42\uff55\uff47" differs from the label "bug" only in '
-        "character form (fullwidth, ligatures, ...): write that in the file, row skipped\n"
+        'character form (fullwidth, ligatures, ...): write "bug" in the file, row skipped\n'
     )
     refused = run(db, "labels", "add", "\uff22\uff35\uff27")  # fullwidth and upper case
     assert refused.exit_code == 1

@@ -83,11 +83,19 @@ def test_missing_folder_is_refused(tmp_path: Path):
 
 
 def test_add_items_skips_ids_already_stored_or_repeated(memory_store: Store):
-    first = memory_store.add_items([R("1", "a"), R("2", "b"), R("1", "a again")], "import")
-    assert (first.imported, first.duplicates) == (2, 1)
+    first = memory_store.add_items([R("1", "a"), R("2", "b"), R("1", "a")], "import")
+    assert (first.imported, first.duplicates, first.conflicts) == (2, 1, ())
     second = memory_store.add_items([R("2", "b"), R("3", "c")], "import")
     assert (second.imported, second.duplicates) == (1, 1)
     assert memory_store.count_items()["new"] == 3
+
+
+def test_add_items_tells_an_id_stored_or_repeated_with_another_text_apart(memory_store: Store):
+    first = memory_store.add_items([R("1", "a"), R("1", "a again", "bug")], "import")
+    assert (first.imported, first.duplicates, first.conflicts) == (1, 0, (1,))
+    second = memory_store.add_items([R("2", "b"), R("1", "another a")], "import")
+    assert (second.imported, second.duplicates, second.conflicts) == (1, 0, (1,))
+    assert memory_store.get_item("1")["text"] == "a" and memory_store.count_items()["new"] == 2
 
 
 def test_labeled_rows_become_import_answers_and_resolved_labels(memory_store: Store):
@@ -541,7 +549,7 @@ def test_the_stats_count_every_answer_not_only_the_50_most_active_peoples(db_pat
         assert len(store.answers_by_user("2000-01-01")) == 50
         text = stats_text(store, Settings(), datetime.now(UTC))
     assert "*Answers today:* 60 (" in text and "*Answers this week:* 60 (" in text
-    assert text.count("and others)") == 2
+    assert text.count("1 label and others\n") == 2
 
 
 def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path):
