@@ -16,7 +16,7 @@ import click
 
 from bot.cli_errors import friendly_errors
 from bot.labelnames import case_twin, how_twins_differ, label_problem
-from bot.labelset import current_labels
+from bot.labelset import current_labels, last_retired, retired_note
 
 
 @contextmanager
@@ -129,6 +129,10 @@ def history_command(state: Any, item_id: str | None) -> None:
     """
     with _errors(), state.open_existing_store() as store:
         rows = store.label_history(item_id)
+        if not rows and item_id and store.get_item(item_id) is None:
+            raise click.ClickException(
+                f"no item with id {item_id!r}; `hitl export` lists the labeled ones"
+            )
     if not rows:
         click.echo("No label changes" + (f" for {item_id}" if item_id else "") + ".")
         return
@@ -157,7 +161,10 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
             user_id=_who(by),
             reason=reason,
         )
+        retired = last_retired(store) if action == "retire" else None
     click.echo(f"Label set now: {', '.join(labels)}")
+    if retired is not None:
+        click.echo(retired_note(*retired, slack=False))
 
 
 @labels_group.command("show")
@@ -243,8 +250,10 @@ def merge_command(state: Any, old: str, into: str, reason: str, by: str | None) 
 @_BY
 @click.pass_obj
 def retire_command(state: Any, label: str, reason: str, by: str | None) -> None:
-    """Retire LABEL: no question offers it any more and a click on an old button for it is
-    refused with a note; its decided labels stay (change them with `hitl labels set`).
+    """Retire LABEL: no question offers it any more, a click on an old button for it is
+    refused with a note, and the items decided with it leave training and `hitl export`: they
+    wait in /hitl review (Slack) until they get a label in force (or `hitl labels set ID
+    LABEL`). `hitl labels add LABEL` brings the label and its items back.
 
     \b
     Examples:

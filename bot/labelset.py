@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from bot.config import Settings
 from bot.store import Store
+from bot.words import count
 
 
 def current_labels(settings: Settings, store: Store) -> list[str]:
@@ -20,6 +21,35 @@ def current_labels(settings: Settings, store: Store) -> list[str]:
     if stored is not None:
         return stored
     return list(settings.labels) if settings.labels else store.label_set()
+
+
+def last_retired(store: Store) -> tuple[str, int]:
+    """After a retire: the label it retired, as stored (in NFC when it came in another form),
+    and how many items are decided with it: they left training and export, and wait in review
+    until they get a label in force or the label is added back."""
+    label = store.label_set_changes()[-1]["label"]
+    row = store.db.execute("SELECT n FROM label_counts WHERE label = ?", [label]).fetchone()
+    return label, row[0] if row else 0
+
+
+def retired_note(label: str, n: int, *, slack: bool) -> str:
+    """What a retire did to the items decided with ``label`` (``n``: ``last_retired``), for
+    the CLI or Slack (mrkdwn, ``label`` escaped by the caller), with how to undo it."""
+    if n == 0:
+        shown = f"`{label}`" if slack else label
+        return f"No item was labeled {shown}, so training and export keep every item."
+    them, wait = ("it", "it waits") if n == 1 else ("them", "they wait")
+    if slack:
+        return (
+            f"{count(n, 'item')} labeled `{label}` left training and export; {wait} in"
+            f" `/hitl review` until given a label in force (`/hitl labels add {label}`"
+            f" brings {them} back)."
+        )
+    return (
+        f"{count(n, 'item')} labeled {label} left training and export; {wait} in /hitl review"
+        f" (Slack) until given a label in force (or `hitl labels set ID LABEL`);"
+        f" `hitl labels add {label}` brings {them} back."
+    )
 
 
 def resolve_label(settings: Settings, store: Store, label: str) -> str | None:

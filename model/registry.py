@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -486,19 +486,34 @@ class ModelRegistry:
         self.sweep()
         return pruned
 
-    def check_rollback(self, version: int | None = None, *, force: bool = False) -> ModelVersion:
+    def check_rollback(
+        self, version: int | None = None, *, force: bool = False, recorded: Collection[int] = ()
+    ) -> ModelVersion:
         """What :meth:`rollback` would make champion, or :class:`RegistryError` saying why
         not; reads only metadata (quick: the model file is checked when it is loaded).
 
         A version that never was champion (rejected by the gate, or a candidate whose retrain
         did not finish) needs ``force``; the error names its scores and why it was rejected.
+        ``recorded``: the versions the database records; one of them without metadata here
+        had its files lost (a database restored without its models folder), and the error
+        says so rather than that it does not exist.
         """
         if version is None:
             retired = [v for v in self.versions() if v.status == "retired" and not v.pruned_at]
             if not retired:
                 raise RegistryError("no earlier model to roll back to")
             version = retired[-1].version
-        meta = self.get(version)
+        try:
+            meta = self.get(version)
+        except RegistryError:
+            if version in recorded and not self._meta_path(version).exists():
+                raise RegistryError(
+                    f"the database records model v{version}, but its files (v{version}.json,"
+                    f" v{version}.skops) are missing from the models folder {self.root.name}:"
+                    " restore them from a backup of that folder, or roll back to a version"
+                    " that has its files"
+                ) from None
+            raise
         if meta.status == "champion" and (champ := self.champion()) is not None:
             if champ.version == version:
                 raise RegistryError(f"model v{version} is already the champion")

@@ -492,7 +492,10 @@ def accuracy_now(
     if len(pool) == 0:
         return NoAccuracyNow("every item of the fixed sample has a label")
     if len(conf) < min_asked:
-        return NoAccuracyNow(f"{len(conf)} of the {min_asked} answered questions it needs")
+        return NoAccuracyNow(
+            f"it needs {min_asked} answered question{'s' if min_asked != 1 else ''},"
+            f" has {len(conf)} so far"
+        )
     n_right = int(right.sum())
     if min(n_right, len(right) - n_right) < min_each:
         return NoAccuracyNow(

@@ -42,6 +42,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.redraw import Redrawer
 from bot.store import Store
 from bot.store.lock import server_lock
+from bot.words import count
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +299,7 @@ def describe(demo: Demo) -> list[str]:
     people = ", ".join(f"{real} ({uid})" for uid, _, real in PEOPLE)
     lines = [
         "slack-hitl demo: the bot and a local Slack workspace; nothing leaves this machine.",
-        f"  database   {settings.db} ({len(data.pool)} items to label, "
+        f"  database   {settings.db} ({count(len(data.pool), 'item')} to label, "
         f"{len(data.holdout)} held out to score the model)",
         f"  labels     {', '.join(data.labels)}",
         f"  channels   #{CHANNEL[1]} ({CHANNEL[0]}) for questions, "
@@ -306,7 +307,8 @@ def describe(demo: Demo) -> list[str]:
         f"  people     {people}: all admins, so /hitl retrain works",
         f"  Slack API  fake, at {settings.slack_api_url} (bot token {settings.slack_bot_token}, "
         f"signing secret {settings.slack_signing_secret})",
-        f"  model      {settings.pipeline}, retrained every {demo.options.retrain_every} labels",
+        f"  model      {settings.pipeline}, retrained every "
+        f"{count(demo.options.retrain_every, 'label')}",
         f"  API        curl -s {demo.url}/api/predict "
         f"-H {shlex.quote(f'Authorization: Bearer {settings.api_token}')} "
         f"-d {shlex.quote(json.dumps({'text': API_EXAMPLE}))}",
@@ -320,7 +322,7 @@ def describe(demo: Demo) -> list[str]:
         )
     if demo.options.careless:
         lines.append(
-            f"  gold       {len(gold_items(data))} questions with a known label, "
+            f"  gold       {count(len(gold_items(data)), 'question')} with a known label, "
             f"{GOLD_RATE:.0%} of the posts: /hitl stats shows each person's accuracy on them, "
             "/hitl review the items someone missed"
         )
@@ -369,7 +371,7 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
     options = demo.options
     if not demo.teammates:
         raise HitlError("--answers needs simulated teammates: add --simulate N")
-    echo(f"Simulating {options.answers} answers…")
+    echo(f"Simulating {count(options.answers or 0, 'answer')}…")
     simulator = demo.simulator(drive=True)
     n = await simulator.run(options.answers)
     await demo.rt.background.drain()
@@ -381,16 +383,20 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
             skipped = f"; {set_aside} without one skipped and set aside" if set_aside else ""
             labeled = f" ({known} with a label to answer with{skipped})"
         echo(
-            f"The pool has {pool} items{labeled}; stopping at {n} answers (not {options.answers})."
+            f"The pool has {count(pool, 'item')}{labeled}; stopping at {count(n, 'answer')}"
+            f" (not {options.answers})."
         )
     final = await score_champion(demo.rt, demo.data.holdout)
     scores = demo.retrainer.scores
     first = next((s for s in scores if s.accuracy is not None), None)
-    echo(f"After {n} simulated answers ({final.n_labels} labels): {final.summary()}")
+    echo(
+        f"After {count(n, 'simulated answer')} ({count(final.n_labels, 'label')}):"
+        f" {final.summary()}{_why_no_model(final, scores, options)}"
+    )
     if first is not None and final.accuracy is not None:
         echo(
-            f"Held-out accuracy went from {first.accuracy:.1%} (first model, {first.n_labels} "
-            f"labels) to {final.accuracy:.1%}."
+            f"Held-out accuracy went from {first.accuracy:.1%} (first model, "
+            f"{count(first.n_labels, 'label')}) to {final.accuracy:.1%}."
         )
     return scores
 
@@ -408,3 +414,18 @@ def _stop_on_signals(stop: asyncio.Event):
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+def _why_no_model(final: Score, scores: list[Score], options: DemoOptions) -> str:
+    """Why there is no model after the answers: no retrain was due yet, or the retrains had
+    too few labels of each kind (a model needs 2 labels with 2 examples each)."""
+    if final.version is not None:
+        return ""
+    every = options.retrain_every
+    if every <= 0:
+        return " (--retrain-every 0: the demo does not retrain)"
+    if not scores:
+        return (
+            f" (the first retrain comes after {count(every, 'new label')}: --retrain-every {every})"
+        )
+    return " (a model needs 2 labels with 2 examples each; more answers bring them)"

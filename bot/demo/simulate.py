@@ -24,6 +24,7 @@ from bot.runtime import Runtime
 from bot.sandbox.workspace import Sandbox
 from bot.slack.blocks import SKIP_ACTION, decode_value, item_id_from_block
 from bot.slack.dispatch import Dispatcher
+from bot.words import count
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,11 @@ class Score:
     def summary(self) -> str:
         if self.version is None or self.accuracy is None:
             return "no model yet"
-        accuracy = f"held-out accuracy {self.accuracy:.1%} ({self.n_items} items)"
+        accuracy = f"held-out accuracy {self.accuracy:.1%} ({count(self.n_items, 'item')})"
         return f"model v{self.version}, {accuracy}"
 
     def line(self) -> str:
-        return f"after {self.n_labels} labels: {self.summary()}"
+        return f"after {count(self.n_labels, 'label')}: {self.summary()}"
 
 
 async def score_champion(rt: Runtime, holdout: Sequence[DemoItem]) -> Score:
@@ -89,7 +90,7 @@ class Retrainer:
             if not self.is_due():
                 return None
             n_labels = self.rt.store.count_labels()
-            outcome = await run_retrain(self.rt, f"demo: every {self.every} labels")
+            outcome = await run_retrain(self.rt, f"demo: every {count(self.every, 'label')}")
             self._done_at = n_labels
             score = await score_champion(self.rt, self.holdout)
             self.scores.append(score)

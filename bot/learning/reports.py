@@ -23,6 +23,7 @@ from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, stop_status
 from bot.store import Store
+from bot.words import count
 from model import ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
@@ -44,25 +45,37 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
 
 
-def _by_people(rows: list[tuple[str, int]]) -> str:
-    """`` (<@U1> 3, <@U2> 1)``: the most active people (``answers_by_user`` keeps 50)."""
-    if not rows:
-        return ""
+def labels_and_skips(labels: int, skips: int, joint: str = ", ") -> str:
+    """``2 labels, 1 skip``; a part that is 0 is left out (``1 skip``), unless both are."""
+    parts = [(labels, "label"), (skips, "skip")]
+    return joint.join(count(n, word) for n, word in parts if n or not (labels or skips))
+
+
+def _answers_line(period: str, store: Store, since: str) -> str:
+    """`*Answers today:* 4 (2 labels, 2 skips): <@U1> 2 labels + 1 skip, <@U2> 1 skip`: every
+    answer counted once a person and item, split into labels (votes) and skips; the people
+    (``labels_by_user`` keeps 50) with most labels first."""
+    labels, skips = store.labels_since(since)
+    if not labels + skips:
+        return f"*Answers {period}:* 0"
+    rows = store.labels_by_user(since)
     more = " and others" if len(rows) == 50 else ""
-    return " (" + ", ".join(f"<@{u}> {n}" for u, n in rows) + more + ")"
+    people = ", ".join(f"<@{u}> {labels_and_skips(n, s, ' + ')}" for u, n, s in rows)
+    return (
+        f"*Answers {period}:* {labels + skips:,} ({labels_and_skips(labels, skips)}): "
+        f"{people}{more}"
+    )
 
 
 def stats_text(store: Store, settings: Settings, now: datetime) -> str:
-    """Answers today and this week by person, the items by state and, with votes, the
-    agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`)."""
+    """Answers today and this week by person (labels and skips), the items by state and, with
+    votes, the agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`)."""
     today, week = period_starts(settings, now)
     counts = store.count_items()
-    by_today = store.answers_by_user(today)
-    by_week = store.answers_by_user(week)
     lines = [
-        f"*Answers today:* {store.answers_since(today):,}" + _by_people(by_today),
-        f"*Answers this week:* {store.answers_since(week):,}" + _by_people(by_week),
-        f"*Items:* {counts['new'] + counts['queued']:,} pending · {counts['posted']:,} posted · "
+        _answers_line("today", store, today),
+        _answers_line("this week", store, week),
+        f"*Items:* {counts['new'] + counts['queued']:,} waiting · {counts['posted']:,} posted · "
         f"{counts['resolved']:,} resolved · {counts['auto']:,} decided by the model · "
         f"{counts['skipped']:,} skipped",
     ]
@@ -212,12 +225,12 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     """The report in Slack mrkdwn (see ``plain`` for a terminal)."""
     if report is None:
         return (
-            "*No model yet.* Answers train the first one at the next retrain "
-            "(`/hitl retrain` for admins); it needs 2 labels with 2 examples each."
+            f"*No model yet.* {command('retrain')} trains the first one now, or the next"
+            " scheduled retrain does; it needs 2 labels with 2 examples each."
         )
     lines = [
         f"*Model v{report.version}* — {_age(report.age_days)} old, "
-        f"trained on {report.n_train:,} labels",
+        f"trained on {count(report.n_train, 'label')}",
         *(
             [
                 f"*Champion v{report.damaged}:* its metadata (v{report.damaged}.json) is "
@@ -328,7 +341,8 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         return f"Not started: {outcome.reason}; try again when it is done."  # says who holds it
     if outcome.status == "nothing_new":
         still = f" {_needed(outcome.n_missing)} to train." if outcome.n_missing else ""
-        return f"*Retrain ({who}):* {outcome.reason}; training skipped.{still}"
+        anyway = "" if still else f" {command('retrain --force')} trains and promotes one anyway."
+        return f"*Retrain ({who}):* {outcome.reason}; training skipped.{still}{anyway}"
     if outcome.status == "failed" and outcome.n_missing:
         kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
         cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
@@ -340,7 +354,7 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         kept = f" Model v{outcome.previous_version} stays." if outcome.previous_version else ""
         cc = f" cc {', '.join(f'<@{a}>' for a in admins)}" if admins else ""
         # a retrain stopped before it read the labels (the models folder missing) knows none
-        so_far = f" {outcome.n_labels:,} labels so far." if outcome.n_labels else ""
+        so_far = f" {count(outcome.n_labels, 'label')} so far." if outcome.n_labels else ""
         return f"*Retrain ({who}) did not produce a model:* {outcome.reason}.{so_far}{kept}{cc}"
     verdict = "promoted ✅" if outcome.promoted else "rejected ❌"
     lines = [f"*Retrain v{outcome.version}: {verdict}* ({who}, {outcome.seconds:.0f} s)"]
@@ -372,7 +386,7 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         before, after = outcome.queue_before, outcome.queue_after
         took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""
         lines.append(
-            f"*Queue:* re-scored {outcome.rescored:,} items{took}; for people "
+            f"*Queue:* re-scored {count(outcome.rescored, 'item')}{took}; for people "
             f"{before.get('for_people', 0):,} → {after['for_people']:,}, left to the model "
             f"{before.get('for_model', 0):,} → {after['for_model']:,}"
         )
@@ -396,11 +410,27 @@ def _cv(metrics: dict, n_labels: int | None) -> str:
 
 
 def _needed(n_missing: int) -> str:
-    return f"{n_missing:,} more label{'s' if n_missing != 1 else ''} needed"
+    return f"{count(n_missing, 'more label', 'more labels')} needed"
+
+
+# The `/hitl` subcommands the terminal has too, as `hitl NAME`. Text both show names them with
+# ``command``, in Slack's form; ``plain``, the terminal's rendering, names the CLI's.
+IN_BOTH = ("retrain", "rollback", "accuracy", "stats", "labels")
+_SLACK_COMMAND = re.compile(r"`/hitl (?=(?:" + "|".join(IN_BOTH) + r")\b)")
+
+
+def command(words: str) -> str:
+    """```/hitl retrain```: a command that Slack and the terminal both have, for a text both
+    show (``plain`` turns it into ```hitl retrain```)."""
+    name = words.split()[0]
+    if name not in IN_BOTH:
+        raise ValueError(f"`hitl {name}` is not a command of both Slack and the terminal")
+    return f"`/hitl {words}`"
 
 
 def plain(text: str) -> str:
-    """Slack mrkdwn to terminal text."""
+    """Slack mrkdwn to terminal text; a command both have names the CLI's (see ``command``)."""
+    text = _SLACK_COMMAND.sub("`hitl ", text)
     text = re.sub(r"<@(\w+)>", r"@\1", text)
     text = re.sub(r"<#(\w+)>", r"#\1", text)
     text = text.replace("```", "\n").replace("*", "")

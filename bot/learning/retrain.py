@@ -42,6 +42,7 @@ from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
 from bot.store.core import process_gone, process_started
+from bot.words import count
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
 from model.evaluation import n_splits_for
 
@@ -259,7 +260,7 @@ def _plan(
     if not force and not lost and last_mark == watermark:
         outcome = Outcome(
             "nothing_new",
-            f"nothing new: no labels since the last run ({watermark['n_labels']:,} labels)",
+            f"nothing new: no labels since the last run ({count(watermark['n_labels'], 'label')})",
             triggered_by,
             n_labels=watermark["n_labels"],
             n_missing=(last or {}).get("detail", {}).get("n_missing") or 0,

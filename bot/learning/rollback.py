@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from bot.learning.retrain import LOCK, BusyError, busy_reason, lock_owner, take_lock
 from bot.runtime import Champion
 from bot.store import Store
-from model import ModelRegistry, ModelVersion
+from model import ModelRegistry, ModelVersion, RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,13 @@ def begin_rollback(
 
     Raises ``model.RegistryError`` (no such version, already champion, file deleted, rejected
     without ``force``) or :class:`BusyError`; nothing is changed then."""
-    meta = registry.check_rollback(version, force=force)
+    try:
+        meta = registry.check_rollback(version, force=force)
+    except RegistryError:
+        # Asked again with the versions the database records (read only now, on a refusal):
+        # a recorded version whose files are gone is told apart from one that never was.
+        recorded = {int(m["version"]) for m in store.models()}
+        meta = registry.check_rollback(version, force=force, recorded=recorded)
     warning = ""
     if meta.status in ("rejected", "candidate"):
         why = f": {meta.reason}" if meta.reason else ""

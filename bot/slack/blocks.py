@@ -208,6 +208,12 @@ def tally_line(q: Question) -> str | None:
         return None
     needed = q.votes_needed // 2 + 1
     decide = "decides" if needed == 1 else "decide"
+    if q.votes_needed == 1 and not q.votes:  # only skips so far: one vote decides, shown then
+
+        def first(shown: int | None) -> str:
+            return f"Skipped by {_mentions(q.skips, shown)}; the first answer decides."
+
+        return _fit_mentions(first, len(q.skips))
     if not q.show_votes:
         # Answers stay independent: no label and no voter until the item is decided.
         n_in = sum(len(us) for us in q.votes.values())
@@ -287,9 +293,14 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
             skipped = f"⏭ {what} by {person(q.set_by)}"
             if q.removal_reason:
                 skipped += f" ({escape(q.removal_reason)})"
-        elif q.skips:
+        elif q.skips:  # set aside by skips: no one is asked again; an admin can still label it
+            again = f"an admin can still label it: `/hitl review {escape(q.item_id)}`"
             skipped = _fit_mentions(
-                lambda shown: f"⏭ Skipped by {_mentions(q.skips, shown)}", len(q.skips)
+                lambda shown: (
+                    f"⏭ Set aside after skips by {_mentions(q.skips, shown)}:"
+                    f" no one will be asked again ({again})"
+                ),
+                len(q.skips),
             )
         else:
             skipped = "⏭ Set aside"
@@ -462,9 +473,9 @@ def report_blocks(sections: Sequence[str]) -> list[Block]:
 @dataclass(frozen=True)
 class HomeStats:
     user_id: str
-    your_answers: int
-    your_answers_week: int
-    leaderboard: Sequence[tuple[str, int]]
+    your_answers: int  # all time: labels and skips (the count kept per person)
+    your_week: tuple[int, int]  # this week: (labels, skips)
+    leaderboard: Sequence[tuple[str, int, int]]  # this week: (user, labels, skips), by labels
     model_line: str
     queue_waiting: int
     queue_open: int
@@ -474,20 +485,23 @@ class HomeStats:
 def home_view(stats: HomeStats) -> View:
     board = (
         "\n".join(
-            f"{n}. {_mentions([user])} — {count}"
-            for n, (user, count) in enumerate(stats.leaderboard, 1)
+            f"{n}. {_mentions([user])} — {count(labels, 'label')}"
+            + (f" ({count(skips, 'skip')})" if skips else "")
+            for n, (user, labels, skips) in enumerate(stats.leaderboard, 1)
         )
-        or "No answers yet: be the first."
+        or "No labels yet this week: be the first."
     )
+    labels, skips = stats.your_week
+    skipped = f" and skipped {skips}" if skips else ""
     return View(
         type="home",
         blocks=[
             HeaderBlock(text="slack-hitl"),
             SectionBlock(
                 text=_text(
-                    f"You have answered *{stats.your_answers}* "
-                    f"{'item' if stats.your_answers == 1 else 'items'} "
-                    f"({stats.your_answers_week} this week). Thank you!"
+                    f"This week you labeled *{count(labels, 'item')}*{skipped};"
+                    f" *{count(stats.your_answers, 'answer')}* of all time (labels and skips)."
+                    " Thank you!"
                 ),
                 accessory=ButtonElement(
                     text="Start labeling",
@@ -508,6 +522,6 @@ def home_view(stats: HomeStats) -> View:
             ),
             SectionBlock(text=_text(f"*Model:* {stats.model_line}")),
             DividerBlock(),
-            SectionBlock(text=_text(f"*Leaderboard (this week)*\n{board}")),
+            SectionBlock(text=_text(f"*Leaderboard (this week, by labels)*\n{board}")),
         ],
     )

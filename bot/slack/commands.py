@@ -34,7 +34,8 @@ from bot.slack.labels import labels_reply
 from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import Redrawer
 from bot.slack.review import open_review
-from bot.store import DatabaseError, database_problem
+from bot.store import DatabaseError, Store, database_problem
+from bot.words import count
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -110,21 +111,43 @@ def queue_text(rt: Runtime) -> str:
     return "\n".join(lines)
 
 
-def leaderboard_text(rt: Runtime) -> str:
-    _, week = reports.period_starts(rt.settings, rt.clock())
-    week_board = rt.store.answers_by_user(week)[:10]
-    all_board = rt.store.answers_by_user()[:10]
+ALL_TIME_NOTE = "answers: labels and skips"
+
+
+def leaderboard_text(store: Store, week: str) -> str:
+    """Who labeled most this week (skips shown beside, not ranked: skipping does not climb the
+    board), and who answered most of all time (the counts kept per person, labels and skips)."""
+    week_board = [(u, n, s) for u, n, s in store.labels_by_user(week) if n][:10]
+    all_board = store.answers_by_user()[:10]
     if not all_board:
         return "No answers yet. `/hitl label` to be the first on the board!"
-    medals = ["🥇", "🥈", "🥉"]
 
-    def board(rows: list[tuple[str, int]]) -> str:
-        return "\n".join(
-            f"{medals[i] if i < 3 else f'{i + 1}.'} <@{user}> — {n}"
-            for i, (user, n) in enumerate(rows)
-        )
+    def place(i: int) -> str:
+        return ["🥇", "🥈", "🥉"][i] if i < 3 else f"{i + 1}."
 
-    return f"*This week*\n{board(week_board) or 'nobody yet'}\n\n*All time*\n{board(all_board)}"
+    week_lines = "\n".join(
+        f"{place(i)} <@{user}> — {count(n, 'label')}" + (f" ({count(s, 'skip')})" if s else "")
+        for i, (user, n, s) in enumerate(week_board)
+    )
+    all_lines = "\n".join(f"{place(i)} <@{user}> — {n}" for i, (user, n) in enumerate(all_board))
+    return (
+        f"*This week* (labels)\n{week_lines or 'nobody has labeled an item yet'}\n\n"
+        f"*All time* ({ALL_TIME_NOTE})\n{all_lines}"
+    )
+
+
+async def leaderboard(call: Call) -> None:
+    """The week's labels are read from every answer of the week (its index has no label):
+    in a worker thread, on a connection of its own (``Store.apart``)."""
+    rt = call.rt
+    _, week = reports.period_starts(rt.settings, rt.clock())
+    served = rt.store
+
+    def read() -> str:
+        with served.apart() as store:
+            return leaderboard_text(store, week)
+
+    await call.ack(text=await asyncio.to_thread(read))
 
 
 def model_line(rt: Runtime) -> str:
@@ -162,8 +185,8 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
             return blocks.HomeStats(
                 user_id=user_id,
                 your_answers=store.answers_of(user_id),
-                your_answers_week=store.answers_of(user_id, week),
-                leaderboard=store.answers_by_user(week)[:10],
+                your_week=store.labels_since(week, user_id),
+                leaderboard=[(u, n, s) for u, n, s in store.labels_by_user(week) if n][:10],
                 model_line=line + ("\n" + "\n".join(stop.lines()) if stop else ""),
                 queue_waiting=store.waiting_count(),
                 queue_open=sum(store.open_post_counts().values()),
@@ -187,9 +210,18 @@ async def publish_home(rt: Runtime, client: AsyncWebClient, user_id: str, note: 
     await client.views_publish(user_id=user_id, view=view)
 
 
+VERSIONS_IN_SLACK = "`/hitl accuracy` lists the recent versions under *Trend*"
 ROLLBACK_USAGE = (
-    "Usage: `/hitl rollback VERSION [--force]`, e.g. `/hitl rollback 3` (see `hitl models`)."
+    f"Usage: `/hitl rollback VERSION [--force]`, e.g. `/hitl rollback 3`; {VERSIONS_IN_SLACK}."
 )
+
+
+def in_slack(reason: str) -> str:
+    """A model registry's reason as Slack says it: Slack has no `hitl models` (and an admin in
+    Slack often has no shell on the bot's machine); `/hitl accuracy` shows the versions."""
+    return reason.replace("(see `hitl models`)", f"({VERSIONS_IN_SLACK})")
+
+
 SORRY = "Something went wrong on our side; it has been logged."
 
 
@@ -211,7 +243,7 @@ async def rollback(call: Call) -> None:
             rt.store, rt.registry, version, triggered_by=f"<@{user_id}>", force=force
         )
     except (ModelError, BusyError) as exc:
-        await ack(text=f"Cannot roll back: {exc}")
+        await ack(text=f"Cannot roll back: {in_slack(str(exc))}")
         return
     warning = f"⚠️ {plan.warning}. Rolling back to it anyway (--force)… " if plan.warning else ""
     start = warning or f"Rolling back to v{version}… "
@@ -220,7 +252,7 @@ async def rollback(call: Call) -> None:
         done = await run_rollback(rt, plan)
     except ModelError as exc:
         logger.warning("rollback to v%d by %s failed: %r", version, user_id, exc.__cause__ or exc)
-        await tell(response_url, f"Cannot roll back: {exc}")
+        await tell(response_url, f"Cannot roll back: {in_slack(str(exc))}")
         return
     except Exception:
         logger.exception("rollback to v%d by %s failed", version, user_id)
@@ -310,11 +342,21 @@ async def accuracy(call: Call) -> None:
         await attach_chart(call.client, report, call.user_id)
 
 
+def unknown_item(shown: str) -> str:
+    """`/hitl review ID` for an id no item has. The id is the one the item came with (Slack's
+    questions do not show it); `hitl export` would list only the labeled ones."""
+    return (
+        f"No item with id `{shown}`. `/hitl review ID` takes the id an item was imported with"
+        " (`hitl import`'s id column) or sent to the API with; `/hitl review` alone opens the"
+        " items waiting in review."
+    )
+
+
 async def review(call: Call) -> None:
     item_id = call.args[0] if call.args else None
     if item_id is not None and call.rt.store.get_item(item_id) is None:
         shown = blocks.escape(item_id[:80])
-        await call.ack(text=f"No item with id `{shown}`; `hitl export` lists the labeled ones.")
+        await call.ack(text=unknown_item(shown))
         return
     await call.ack()
     try:
@@ -362,7 +404,11 @@ async def retrain(call: Call) -> None:
     response_url = call.command.get("response_url")
     force = bool({"--force", "force"} & set(call.args))
     where = rt.settings.effective_report_channel
-    forced = " (forced: it will be promoted even if not better)" if force else ""
+    forced = (
+        " (forced: it trains even with nothing new and is promoted even if not better)"
+        if force
+        else ""
+    )
     await call.ack(
         text=f"Retraining{forced}: checking for new labels; I'll post the result in <#{where}>"
         " when it is done."
@@ -396,7 +442,9 @@ TABLE: tuple[Subcommand, ...] = (
         answer_with(queue_text),
     ),
     Subcommand(
-        "leaderboard", "who answered most, this week and all time", answer_with(leaderboard_text)
+        "leaderboard",
+        "who labeled most this week, and who answered most of all time",
+        leaderboard,
     ),
     Subcommand("accuracy", "how good the current model is", accuracy),
     Subcommand(
@@ -419,7 +467,7 @@ TABLE: tuple[Subcommand, ...] = (
         "retrain the model now",
         retrain,
         admins_only=True,
-        options="`--force` promotes it even if not better",
+        options="`--force` trains even with nothing new and promotes it even if not better",
     ),
     Subcommand(
         "rollback",

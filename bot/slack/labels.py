@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.errors import StoreError
 from bot.labelnames import label_problem
-from bot.labelset import current_labels
+from bot.labelset import current_labels, last_retired, retired_note
 from bot.runtime import Runtime
 from bot.slack import blocks
 
@@ -18,7 +18,43 @@ USAGE = (
     "`/hitl labels rename OLD NEW`, `/hitl labels merge OLD INTO`, `/hitl labels retire LABEL` "
     "change it."
 )
-ARITY = {"add": 1, "rename": 2, "merge": 2, "retire": 1}
+FORMS = {
+    "add": ("LABEL",),
+    "rename": ("OLD", "NEW"),
+    "merge": ("OLD", "INTO"),
+    "retire": ("LABEL",),
+}
+ARITY = {action: len(form) for action, form in FORMS.items()}
+# Words people try for a change the set makes another way.
+HINTS = {
+    "delete": "to take a label out of the set: `/hitl labels retire LABEL`",
+    "remove": "to take a label out of the set: `/hitl labels retire LABEL`",
+    "drop": "to take a label out of the set: `/hitl labels retire LABEL`",
+    "new": "to add a label: `/hitl labels add LABEL`",
+    "create": "to add a label: `/hitl labels add LABEL`",
+    "move": "to give a label another name: `/hitl labels rename OLD NEW`",
+    "show": "`/hitl labels` alone shows the label set",
+    "list": "`/hitl labels` alone shows the label set",
+}
+
+
+def wrong_words(action: str, names: list[str]) -> str:
+    """What is wrong with `/hitl labels ACTION NAMES` (an unknown change, or too few or too
+    many labels for it), and the right form."""
+    shown = f"`/hitl labels {blocks.escape(action[:40])}`"
+    if action not in FORMS:
+        hint = HINTS.get(action)
+        return f"I don't know {shown}" + (f" ({hint})." if hint else f". {USAGE}")
+    form = FORMS[action]
+    if len(names) < len(form):
+        wants = " and ".join(form)
+        filled = " ".join([blocks.escape(n[:40]) for n in names] + list(form[len(names) :]))
+        return f"`{action}` needs {wants}: `/hitl labels {action} {filled}`."
+    one = "one label" if len(form) == 1 else f"{len(form)} labels"
+    return (
+        f"`{action}` takes {one} (`/hitl labels {action} {' '.join(form)}`), not"
+        f" {len(names)}; a label is one word."
+    )
 
 
 def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool]:
@@ -30,7 +66,7 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
         return blocks.fit(f"*Labels* ({version}): {shown}\n{USAGE}"), False
     action, names = words[0].lower(), words[1:]
     if action not in ARITY or len(names) != ARITY[action]:
-        return USAGE, False
+        return wrong_words(action, names), False
     for name in names:
         if problem := label_problem(name):
             return f"Cannot {action}: the label `{blocks.escape(name[:40])}` {problem}.", False
@@ -46,4 +82,8 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
     except StoreError as exc:
         return f"Cannot {action}: {blocks.escape(str(exc))}", False
     shown = ", ".join(f"`{blocks.escape(label)}`" for label in after)
-    return blocks.fit(f"Done. Labels now: {shown}. Open questions are redrawn."), True
+    note = ""
+    if action == "retire":
+        retired, n = last_retired(rt.store)
+        note = " " + retired_note(blocks.escape(retired), n, slack=True)
+    return blocks.fit(f"Done. Labels now: {shown}.{note} Open questions are redrawn."), True

@@ -22,6 +22,13 @@ _IN_PERIOD = (
     " AND v.source != 'undo'))"
 )
 
+# Each person's latest answer to each item in the period (``_IN_PERIOD``), with its label (None:
+# a skip): SQLite gives a bare column the values of the row ``max(id)`` picked.
+_LATEST_IN_PERIOD = (
+    f"SELECT user_id, label, max(id) FROM answers INDEXED BY answers_by_people WHERE {_IN_PERIOD}"
+    " GROUP BY user_id, item_id"
+)
+
 
 class ViewsMixin:
     """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
@@ -59,6 +66,32 @@ class ViewsMixin:
             f" WHERE {_IN_PERIOD}",
             [since],
         ).fetchone()[0]
+
+    def labels_by_user(self, since: str) -> list[tuple[str, int, int]]:
+        """(user, items labeled, items skipped) since a time, most labels first: the answers
+        ``answers_by_user`` counts, each as the person's latest answer to the item in the
+        period was, a vote (a label) or a skip. The leaderboard ranks by labels, so skipping
+        does not climb it. The period's index has no label column: each of the period's
+        answers is read from the table too, so call it off the event loop."""
+        return self.db.execute(
+            "SELECT user_id, sum(label IS NOT NULL) AS labeled, sum(label IS NULL) AS skipped"
+            f" FROM ({_LATEST_IN_PERIOD}) GROUP BY user_id"
+            " ORDER BY labeled DESC, user_id LIMIT 50",
+            [since],
+        ).fetchall()
+
+    def labels_since(self, since: str, user_id: str | None = None) -> tuple[int, int]:
+        """(labels, skips) given since a time, counted as ``labels_by_user`` counts them: by
+        everyone (not only its top 50), or by ``user_id``."""
+        one = "" if user_id is None else "user_id = ? AND "
+        labeled, skipped = self.db.execute(
+            "SELECT coalesce(sum(label IS NOT NULL), 0), coalesce(sum(label IS NULL), 0) FROM"
+            f" (SELECT label, max(id) FROM answers INDEXED BY answers_by_people"
+            f" WHERE {one}{_IN_PERIOD}"
+            " GROUP BY user_id, item_id)",
+            [since] if user_id is None else [user_id, since],
+        ).fetchone()
+        return labeled, skipped
 
     def answers_of(self, user_id: str, since: str | None = None) -> int:
         """How many items ``user_id`` answered since a time (counted as ``answers_by_user``

@@ -133,7 +133,9 @@ def test_modal_and_home_views_pass_slack_limits():
     q = Question("i1", "t" * 10_000, ["a", "b"])
     assert blocks.modal_view(q, remaining=3, answered=1).to_dict()["title"]["text"] == "Label items"
     assert "Nothing left" in json.dumps(blocks.modal_view(None, 0, 4).to_dict())
-    home = blocks.home_view(blocks.HomeStats("U1", 3, 1, [("U1", 3)], "v1", 10, 2)).to_dict()
+    home = blocks.home_view(
+        blocks.HomeStats("U1", 3, (2, 1), [("U1", 2, 1)], "v1", 10, 2)
+    ).to_dict()
     assert home["type"] == "home"
 
 
@@ -200,13 +202,17 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
     skipped = Question("i1", "t", ["a", "b"], skips=PEOPLE, votes_needed=400, status="skipped")
     built = as_dicts(question_blocks(skipped))
     assert_within_limits(built)
-    assert texts_of(built)[1].startswith("⏭ Skipped by <@U0000000000>, ")
-    assert re.search(r" and \d+ more$", texts_of(built)[1])
+    assert texts_of(built)[1].startswith("⏭ Set aside after skips by <@U0000000000>, ")
+    assert re.search(
+        r" and \d+ more: no one will be asked again \(an admin can still label it:"
+        r" `/hitl review i1`\)$",
+        texts_of(built)[1],
+    )
 
 
 def test_an_app_home_with_overlong_names_still_builds():
-    board = [(f"U{n}" + "X" * 400, 10 - n) for n in range(10)]
-    stats = blocks.HomeStats("U1", 3, 1, board, "v1, trained on 3 labels " * 200, 10, 2)
+    board = [(f"U{n}" + "X" * 400, 10 - n, n) for n in range(10)]
+    stats = blocks.HomeStats("U1", 3, (1, 0), board, "v1, trained on 3 labels " * 200, 10, 2)
     built = blocks.home_view(stats).to_dict()["blocks"]
     assert_within_limits(built)
     assert "1. <@U0XXX" in json.dumps(built)
@@ -240,9 +246,7 @@ def test_before_any_model_every_label_gets_to_be_a_button():
 def test_counts_in_messages_read_as_words():
     one = Question("i1", "t", ["a", "b"], skips=["U0ANA"], votes_needed=1)
     tally = next(b for b in as_dicts(question_blocks(one)) if b["type"] == "context")
-    assert tally["elements"][-1]["text"].endswith(
-        "1 matching answer decides; answers show once it is decided."
-    )
+    assert tally["elements"][-1]["text"] == "Skipped by <@U0ANA>; the first answer decides."
     three = Question("i1", "t", ["a", "b"], votes={"a": ["U0ANA"]}, votes_needed=3)
     tally = next(b for b in as_dicts(question_blocks(three)) if b["type"] == "context")
     assert tally["elements"][-1]["text"] == (

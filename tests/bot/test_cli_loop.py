@@ -41,13 +41,14 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
     lines = first.stdout.splitlines()
     assert lines[0].startswith("Retrain v1: promoted ✅ (cli, ")
     assert lines[1] == "Labels: 12 (12 new)"
-    assert lines[-1].startswith("Queue: re-scored 1 items; for people ")
+    assert lines[-1].startswith("Queue: re-scored 1 item; for people ")
     assert "Training on 12 labels" in first.stderr  # the progress bar's label
     # then a bar of its own for scoring the waiting items (minutes at a million, in silence)
-    assert "Scoring 1 waiting items with the new model" in first.stderr
+    assert "Scoring 1 waiting item with the new model" in first.stderr
     again = run(db, "retrain")
     assert again.stdout.strip() == (
         "Retrain (cli): nothing new: no labels since the last run (12 labels); training skipped."
+        " `hitl retrain --force` trains and promotes one anyway."
     )
 
     assert run(db, "import", str(labeled_file(tmp_path, "b"))).exit_code == 0
@@ -80,7 +81,7 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
 
     stats = run(db, "stats").stdout.splitlines()
     assert stats[0] == "Answers today: 0"
-    assert stats[2].startswith("Items: 2 pending · 0 posted · 24 resolved")
+    assert stats[2].startswith("Items: 2 waiting · 0 posted · 24 resolved")
 
 
 def test_old_model_files_are_deleted_but_listed_and_cannot_be_rolled_back_to(
@@ -281,4 +282,4 @@ def test_stats_counts_are_written_as_everywhere_else(tmp_path: Path):
     )
     assert run(db, "import", "-q", str(path)).exit_code == 0
     stats = run(db, "stats").stdout.splitlines()
-    assert stats[2].startswith("Items: 1,234 pending · 0 posted · 0 resolved"), stats
+    assert stats[2].startswith("Items: 1,234 waiting · 0 posted · 0 resolved"), stats

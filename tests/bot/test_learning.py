@@ -67,6 +67,13 @@ UNLABELED = [
 
 
 @pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
+    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
+    return ram_tmp_path
+
+
+@pytest.fixture
 async def bot(fake_slack: FakeSlack, tmp_path: Path):
     seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
     settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2)
@@ -391,7 +398,10 @@ async def test_rollback_makes_an_earlier_version_champion_again(bot: Bot):
     assert bot.store.champion_version() == 1 and bot.rt.champion.version == 1
     assert retrain.registry_for(bot.rt.settings).champion().version == 1
     bad = await rollback_reply(bot, "rollback 7")
-    assert bad == "Cannot roll back: model v7 does not exist (see `hitl models`)"
+    assert bad == (
+        "Cannot roll back: model v7 does not exist (`/hitl accuracy` lists the recent versions"
+        " under *Trend*)"
+    )
     [run] = bot.store.runs("rollback")
     assert (run["triggered_by"], run["status"]) == ("<@U0ADMIN>", "ok")
     assert bot.store.db["locks"].count == 0

@@ -80,12 +80,13 @@ async def test_retrain_tells_nothing_new_by_the_response_url_and_force_still_tra
     assert ack.startswith("Retraining: checking for new labels;")
     assert told == [
         "*Retrain (<@U0ADMIN>):* nothing new: no labels since the last run (12 labels);"
-        " training skipped."
+        " training skipped. `/hitl retrain --force` trains and promotes one anyway."
     ]
     assert bot.fake.responses[-1]["payload"]["response_type"] == "ephemeral"
     ack, told = await retrain_told(bot, "retrain --force")
     assert ack == (
-        "Retraining (forced: it will be promoted even if not better): checking for new labels;"
+        "Retraining (forced: it trains even with nothing new and is promoted even if not"
+        " better): checking for new labels;"
         f" I'll post the result in <#{CHANNEL}> when it is done."
     )
     assert told == []
@@ -115,8 +116,8 @@ async def test_stats_counts_the_periods_answers_off_the_event_loops_connection(b
         bot.store.db.execute("SELECT 1").fetchone()  # the trace works on this connection
     finally:
         bot.store.db.conn.set_trace_callback(None)
-    assert "*Answers today:* 2 (<@U0ANA> 1, <@U0RAJ> 1)" in text
-    assert "*Answers this week:* 2 (<@U0ANA> 1, <@U0RAJ> 1)" in text
+    assert "*Answers today:* 2 (2 labels): <@U0ANA> 1 label, <@U0RAJ> 1 label" in text
+    assert "*Answers this week:* 2 (2 labels): <@U0ANA> 1 label, <@U0RAJ> 1 label" in text
     assert on_the_loop
     assert counts_of_a_period(on_the_loop) == []
 
@@ -132,8 +133,8 @@ async def test_app_home_is_read_off_the_event_loops_connection(bot: Bot):
     finally:
         bot.store.db.conn.set_trace_callback(None)
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "You have answered *1* item (1 this week)" in home
-    assert "<@U0ANA> — 1" in home and "<@U0RAJ> — 1" in home
+    assert "This week you labeled *1 item*; *1 answer* of all time" in home
+    assert "<@U0ANA> — 1 label" in home and "<@U0RAJ> — 1 label" in home
     assert on_the_loop
     assert counts_of_a_period(on_the_loop) == []
 

@@ -129,4 +129,7 @@ async def test_a_split_the_review_removes_says_the_admin_set_it_aside(bot: Bot):
 
 async def test_people_who_skipped_are_still_named(bot: Bot):
     _, message, _ = await answered(bot, [("U0ANA", None), ("U0RAJ", None)])
-    assert outcome(bot, message) == "⏭ Skipped by <@U0ANA>, <@U0RAJ>"
+    assert outcome(bot, message) == (
+        "⏭ Set aside after skips by <@U0ANA>, <@U0RAJ>: no one will be asked again (an admin"
+        " can still label it: `/hitl review a`)"
+    )

@@ -273,7 +273,9 @@ async def test_an_admin_relabels_any_item_in_slack_by_its_id_an_imported_label_t
         assert bot.store.next_review() is None  # nothing waits in review
         missing = await bot.command("review nope", "U0ADMIN")
         assert await missing.text() == (
-            "No item with id `nope`; `hitl export` lists the labeled ones."
+            "No item with id `nope`. `/hitl review ID` takes the id an item was imported with"
+            " (`hitl import`'s id column) or sent to the API with; `/hitl review` alone opens the"
+            " items waiting in review."
         )
         assert (await bot.command("review s", "U0ADMIN")).status == 200
         view = (await bot.fake.next_call("views.open")).reply["view"]

@@ -16,6 +16,7 @@ from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.slack.blocks import decode_value
 from bot.slack.commands import ADMIN_ONLY, ROLLBACK_USAGE
+from bot.words import count
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_commands import reply
@@ -200,7 +201,8 @@ async def test_other_select_pick_and_skip(bot: Bot):
     assert answers[items[1]]["label"] is None
     assert bot.store.get_item(items[1])["status"] == "posted"  # Skip is "not me": still open
     await bot.settled()
-    assert "skipped by <@U0RAJ>" in context_text(bot.fake.message(CHANNEL, second["ts"]))
+    shown = context_text(bot.fake.message(CHANNEL, second["ts"]))
+    assert "Skipped by <@U0RAJ>; the first answer decides." in shown
 
 
 def has_buttons(message: dict) -> bool:
@@ -216,7 +218,7 @@ async def test_one_skip_leaves_the_question_open_for_someone_else(bot: Bot):
     assert bot.store.open_post_counts() == {CHANNEL: 3}
     await bot.settled()
     redrawn = bot.fake.message(CHANNEL, message["ts"])
-    assert has_buttons(redrawn) and "skipped by <@U0RAJ>" in context_text(redrawn)
+    assert has_buttons(redrawn) and "Skipped by <@U0RAJ>;" in context_text(redrawn)
 
     label = buttons(redrawn)[0]
     assert (await bot.action(bot.button_payload(redrawn, "U0ANA", label))).status == 200
@@ -240,7 +242,7 @@ async def test_different_skippers_set_a_question_aside_and_one_skipping_twice_co
         assert bot.store.get_item("i0")["status"] == "posted"
         await bot.settled()
         shown = bot.fake.message(CHANNEL, message["ts"])
-        assert has_buttons(shown) and "skipped by <@U0ANA>, <@U0RAJ>." in context_text(shown)
+        assert has_buttons(shown) and "Skipped by <@U0ANA>, <@U0RAJ>;" in context_text(shown)
 
         assert (await bot.action(bot.button_payload(message, "U0ADMIN", None))).status == 200
         assert bot.store.get_item("i0")["status"] == "skipped"
@@ -248,7 +250,10 @@ async def test_different_skippers_set_a_question_aside_and_one_skipping_twice_co
         await bot.settled()
         aside = bot.fake.message(CHANNEL, message["ts"])
         assert not has_buttons(aside)
-        assert "⏭ Skipped by <@U0ANA>, <@U0RAJ>, <@U0ADMIN>" in context_text(aside)
+        assert (
+            "⏭ Set aside after skips by <@U0ANA>, <@U0RAJ>, <@U0ADMIN>: no one will be asked"
+            " again (an admin can still label it: `/hitl review i0`)"
+        ) in context_text(aside)
 
 
 async def open_modal(bot: Bot, user: str) -> str:
@@ -314,9 +319,10 @@ async def assert_counted_once_each(bot: Bot, users: list[str]) -> None:
     leaderboard, App Home and `hitl stats`."""
     await bot.settled()
     stats = await reply(bot, "stats")
-    by_person = ", ".join(f"<@{u}> 1" for u in users)
-    assert f"*Answers today:* {len(users)} ({by_person})" in stats
-    assert f"*Answers this week:* {len(users)} ({by_person})" in stats
+    by_person = ", ".join(f"<@{u}> 1 label" for u in users)
+    total = f"{len(users)} ({count(len(users), 'label')})"
+    assert f"*Answers today:* {total}: {by_person}" in stats
+    assert f"*Answers this week:* {total}: {by_person}" in stats
     board = await reply(bot, "leaderboard")
     for user in users:
         assert board.count(f"<@{user}> — 1") == 2  # this week and all time
@@ -324,12 +330,12 @@ async def assert_counted_once_each(bot: Bot, users: list[str]) -> None:
         assert (await bot.event(signing.app_home_opened_event(user))).status == 200
         await bot.fake.next_call("views.publish")
         home = json.dumps(bot.fake.home[user], ensure_ascii=False)
-        assert "You have answered *1* item " in home and f"<@{user}> — 1" in home
+        assert "This week you labeled *1 item*;" in home and f"<@{user}> — 1 label" in home
     db = str(bot.rt.settings.db)
     result = CliRunner().invoke(cli, ["--db", db, "stats"], catch_exceptions=False)
     assert result.exit_code == 0
-    plain = ", ".join(f"@{u} 1" for u in users)
-    assert f"Answers today: {len(users)} ({plain})" in result.stdout
+    plain = ", ".join(f"@{u} 1 label" for u in users)
+    assert f"Answers today: {total}: {plain}" in result.stdout
 
 
 async def test_a_double_click_on_a_one_vote_item_is_stored_once(bot: Bot):

@@ -70,8 +70,8 @@ async def test_stats_counts_answers_by_person_and_items(bot: Bot):
     await bot.dispatcher.fill()
     await bot.action(bot.select_payload(bot.posted()[0], "U0RAJ", "bug"))
     text = await reply(bot, "stats")
-    assert "*Answers today:* 1 (<@U0RAJ> 1)" in text
-    assert "*Items:* 1 pending · 1 posted · 1 resolved" in text
+    assert "*Answers today:* 1 (1 label): <@U0RAJ> 1 label" in text
+    assert "*Items:* 1 waiting · 1 posted · 1 resolved" in text
 
 
 async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
@@ -104,7 +104,7 @@ async def test_leaderboard_ranks_people(bot: Bot):
     await bot.action(bot.select_payload(first, "U0RAJ", "bug"))
     await bot.action(bot.select_payload(second, "U0RAJ", "billing"))
     text = await reply(bot, "leaderboard")
-    assert "🥇 <@U0RAJ> — 2" in text
+    assert "🥇 <@U0RAJ> — 2 labels" in text
 
 
 async def test_accuracy_without_a_model_says_how_to_get_one(bot: Bot):
@@ -195,8 +195,9 @@ async def test_app_home_shows_your_answers_and_a_start_button(bot: Bot):
     published = await bot.fake.next_call("views.publish")
     assert published.params["user_id"] == "U0ANA"
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "You have answered *1* item " in home and "hitl.home.start" in home
-    assert "<@U0ANA> — 1" in home
+    assert "This week you labeled *1 item*;" in home and "hitl.home.start" in home
+    assert "*1 answer* of all time (labels and skips)" in home
+    assert "<@U0ANA> — 1 label" in home
 
 
 async def test_start_labeling_from_home_opens_the_modal(bot: Bot):
@@ -219,4 +220,4 @@ async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot:
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "You have answered *1* item " in home
+    assert "This week you labeled *1 item*; *1 answer* of all time" in home

@@ -108,7 +108,7 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     await page.fill("#composer", "/hitl stats")
     await page.press("#composer", "Enter")
     stats = page.locator("article.message.ephemeral", has_text="Answers today")
-    await expect(stats).to_contain_text("Answers today: 1 (@ana 1)", timeout=WAIT)
+    await expect(stats).to_contain_text("Answers today: 1 (1 label): @ana 1 label", timeout=WAIT)
     assert store.count_items()["resolved"] == 1
     await expect(stats).to_contain_text("1 resolved")
     safe = await page.evaluate("window.hitlSandbox.mrkdwn('<img src=x onerror=alert(1)> *b*')")
@@ -129,7 +129,7 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     # 4. App Home shows Ana's count from the database; "Start labeling" opens the modal.
     await page.click("#open-home")
     home = page.locator("#home")
-    await expect(home).to_contain_text("You have answered 1 item ", timeout=WAIT)
+    await expect(home).to_contain_text("This week you labeled 1 item;", timeout=WAIT)
     assert dict(store.answers_by_user()) == {"U0ANA": 1}
     await home.get_by_role("button", name="Start labeling").click()
     modal = page.locator("#modal")
@@ -200,7 +200,9 @@ async def test_the_composer_shows_only_in_channels(demo: Demo, browser: BrowserC
         ts=message["ts"],
     )
     skipped = page.locator(f"#messages article[data-ts='{message['ts']}']")
-    await expect(skipped).to_contain_text("skipped by @raj", timeout=WAIT)
+    await expect(skipped).to_contain_text(
+        "Skipped by @raj; the first answer decides.", timeout=WAIT
+    )
     assert await page.evaluate("document.activeElement === window.focused")
     assert await page.evaluate("document.contains(window.focused)")
 
@@ -208,7 +210,7 @@ async def test_the_composer_shows_only_in_channels(demo: Demo, browser: BrowserC
     await expect(composer).to_be_visible()
 
     await page.click("#open-home")
-    await expect(page.locator("#home")).to_contain_text("You have answered", timeout=WAIT)
+    await expect(page.locator("#home")).to_contain_text("This week you labeled", timeout=WAIT)
     await expect(composer).to_be_hidden()
     await expect(page.locator("#messages")).to_be_hidden()
 
@@ -360,7 +362,9 @@ async def test_a_skip_leaves_the_question_to_the_others(demo: Demo, browser: Bro
 
     # Ana skips: the question stays open, for the others, and says who skipped.
     await first.get_by_role("button", name="Skip").click()
-    await expect(skipped_by_ana).to_contain_text("skipped by @ana", timeout=WAIT)
+    await expect(skipped_by_ana).to_contain_text(
+        "Skipped by @ana; the first answer decides.", timeout=WAIT
+    )
     await expect(
         skipped_by_ana.locator("button[data-action-id^='hitl.q.label.']")
     ).not_to_have_count(0)
@@ -380,11 +384,15 @@ async def test_a_skip_leaves_the_question_to_the_others(demo: Demo, browser: Bro
     assert demo.rt.settings.skips_to_discard == 2
     set_aside = page.locator(f"#messages article[data-ts='{other_ts}']")
     await set_aside.get_by_role("button", name="Skip").click()
-    await expect(set_aside).to_contain_text("skipped by @raj", timeout=WAIT)
+    await expect(set_aside).to_contain_text(
+        "Skipped by @raj; the first answer decides.", timeout=WAIT
+    )
     await page.select_option("#user-switcher", "U0ANA")
     await expect(set_aside.get_by_role("button", name="Skip")).to_be_visible(timeout=WAIT)
     await set_aside.get_by_role("button", name="Skip").click()
-    await expect(set_aside).to_contain_text("Skipped by @raj, @ana", timeout=WAIT)
+    await expect(set_aside).to_contain_text(
+        "Set aside after skips by @raj, @ana: no one will be asked again", timeout=WAIT
+    )
     await expect(set_aside.locator("button")).to_have_count(0)
     assert store.get_item(post_by_ts(demo, other_ts)["item_id"])["status"] == "skipped"
 

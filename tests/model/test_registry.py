@@ -248,6 +248,30 @@ def test_rollback_to_a_named_version(registry, fitted):
     )
 
 
+def test_a_version_the_database_records_whose_files_are_gone_is_not_said_not_to_exist(
+    registry, fitted
+):
+    """`hitl models` lists a recorded version whose files are gone as "files missing"; a
+    rollback to it said it "does not exist (see `hitl models`)", sending the user to a list that
+    contradicts it. A version never recorded still does not exist."""
+    registry.save(fitted, n_train=1)
+    registry.promote(1)
+    registry.save(fitted, n_train=1)
+    registry.promote(2)
+    for path in registry.root.glob("v1.*"):
+        path.unlink()
+    with pytest.raises(RegistryError) as lost:
+        registry.check_rollback(1, recorded={1, 2})
+    assert str(lost.value) == (
+        "the database records model v1, but its files (v1.json, v1.skops) are missing from the"
+        f" models folder {registry.root.name}: restore them from a backup of that folder, or"
+        " roll back to a version that has its files"
+    )
+    assert str(registry.root.parent) not in str(lost.value)
+    with pytest.raises(RegistryError, match=r"^model v7 does not exist \(see `hitl models`\)$"):
+        registry.check_rollback(7, recorded={1, 2})
+
+
 def test_rollback_errors_say_what_is_wrong(registry, fitted):
     with pytest.raises(RegistryError, match="no earlier model to roll back to"):
         registry.rollback()

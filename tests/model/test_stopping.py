@@ -273,7 +273,7 @@ def test_accuracy_now_needs_answered_questions_and_unlabeled_items():
     asked = rng.uniform(0.3, 1.0, 40)
     right = answered(asked, 0.0, rng)
     assert accuracy_now([0.5, 0.9], asked[:29], right[:29]) == NoAccuracyNow(
-        "29 of the 30 answered questions it needs"
+        "it needs 30 answered questions, has 29 so far"
     )
     assert accuracy_now([], asked, right) == NoAccuracyNow(
         "every item of the fixed sample has a label"
