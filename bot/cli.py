@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -117,23 +118,64 @@ class HitlGroup(click.Group):
         except click.NoSuchOption as exc:
             if exc.option_name not in self.OWN_OPTIONS:
                 raise
-            args = moved_to_front(ctx.meta.get("hitl.args", []), exc.option_name)
+            given = ctx.meta.get("hitl.args", [])
+            args = moved_to_front(given, "--db")  # both, if both came after the command
+            shown = "--db FILE" if args is None else exc.option_name
+            if args is None:  # `hitl retrain --db`: no value to move
+                args = ["--db", "FILE", *_without_db(given)]
+            args = moved_to_front(args, "-v") or args
             raise click.UsageError(
-                f"{exc.option_name} goes before the command: "
-                f"{' '.join(['hitl', *map(shlex.quote, args)])}",
+                f"{shown} goes before the command: {' '.join(['hitl', *map(shlex.quote, args)])}",
                 ctx=exc.ctx,
             ) from exc
 
 
-def moved_to_front(args: list[str], option: str) -> list[str]:
-    """``args`` with the last ``option`` given (and its value) moved to the front."""
-    takes_value = option in HitlGroup.TAKES_VALUE
-    for i in reversed(range(len(args))):
-        if args[i] == option:
-            end = i + 2 if takes_value else i + 1
-            return [*args[i:end], *args[:i], *args[end:]]
-        if takes_value and args[i].startswith(option + "="):
-            return [args[i], *args[:i], *args[i + 1 :]]
+def _is(option: str, arg: str) -> bool:
+    """Whether ``arg`` gives ``option`` (``--db``: ``--db`` or ``--db=FILE``; ``-v``: ``-v``,
+    ``-vv``, ``--verbose``)."""
+    if option == "--db":
+        return arg == "--db" or arg.startswith("--db=")
+    return re.fullmatch(r"-v+|--verbose", arg) is not None
+
+
+def _command_at(args: list[str]) -> int:
+    """Where the command starts in ``args``: after the group's own options."""
+    i = 0
+    while i < len(args) and (_is("--db", args[i]) or _is("-v", args[i])):
+        i += 2 if args[i] == "--db" else 1
+    return i
+
+
+def _without_db(args: list[str]) -> list[str]:
+    """``args`` without the ``--db`` given after the command (it had no value)."""
+    at = _command_at(args)
+    return [*args[:at], *(a for a in args[at:] if not _is("--db", a))]
+
+
+def moved_to_front(args: list[str], option: str) -> list[str] | None:
+    """``args`` as they should have been given: the last ``option`` given after the command
+    (with its value) moved before it. A ``--db`` given before the command too is dropped
+    there: the one typed last is the one meant. None for a ``--db`` with no value."""
+    at = _command_at(args)
+    for i in reversed(range(at, len(args))):
+        if not _is(option, args[i]):
+            continue
+        end = i + 1
+        if args[i] == "--db":
+            if i + 1 == len(args) or args[i + 1].startswith("-"):
+                return None
+            end = i + 2
+        front = args[:at]
+        if option == "--db":  # drop the earlier --db FILE / --db=FILE before the command
+            kept, j = [], 0
+            while j < len(front):
+                if _is("--db", front[j]):
+                    j += 2 if front[j] == "--db" else 1
+                    continue
+                kept.append(front[j])
+                j += 1
+            front = kept
+        return [*args[i:end], *front, *args[at:i], *args[end:]]
     return args
 
 

@@ -138,7 +138,8 @@ def import_rows(
         summary.rejected += 1
         message = row.message(path)
         on_error(message)
-        summary.errors.append(message)
+        if len(summary.errors) < ERRORS_RECORDED:  # the run's record; the rest only counted
+            summary.errors.append(message)
 
     def flush() -> None:
         if not batch:
@@ -149,6 +150,8 @@ def import_rows(
             summary.labeled += done.added
             summary.marked_gold += done.marked
             summary.duplicates += done.unchanged
+            for index in done.conflicts:
+                reject(RowError(batch[index].line, _conflict(batch[index])))
         else:
             result = store.add_items(batch, source="import")
             summary.imported += result.imported

@@ -555,6 +555,8 @@ def _csv_rows(
     reader = csv.reader(feed(), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
+        while not header:  # blank lines before the header (a file of them reads as empty)
+            header = next(reader)
     except StopIteration:
         return
     except (csv.Error, _RunOnError) as exc:

@@ -45,6 +45,7 @@ from bot.store.records import (
     count_new_items,
     provenance_answers,
     provenance_label,
+    same_text,
     select_rows,
 )
 from bot.store.reviews import ReviewsMixin
@@ -281,7 +282,7 @@ class Store(
         labeled_again: list[str] = []  # duplicates given a label: is the stored item without?
         for index, row in enumerate(rows):
             if row.id in seen:
-                if texts[row.id] != row.text:  # another item under a stored (or earlier) id
+                if not same_text(texts[row.id], row.text):  # another item under a stored id
                     conflicts.append(index)
                     continue
                 duplicates += 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.store.records import NewItem, count_new_items
+from bot.store.records import NewItem, count_new_items, same_text
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class GoldResult:
     added: int  # new items, waiting to be asked
     marked: int  # items already stored, now gold
     unchanged: int  # already gold with this label
+    conflicts: tuple[int, ...] = ()  # positions of rows whose id is stored with another text
 
 
 class GoldMixin:
@@ -39,17 +40,23 @@ class GoldMixin:
 
     def add_gold(self, rows: Iterable[NewItem]) -> GoldResult:
         """Store gold rows (each with a label) in one transaction: new ids as items waiting to
-        be asked (status gold), ids already stored marked gold with the row's label."""
+        be asked (status gold), ids already stored marked gold with the row's label. A row
+        whose id is stored with another text (``same_text``) is a conflict, left out: its label
+        is not that item's answer (``GoldResult.conflicts``, as ``add_items``)."""
         now = self.now()
         added = marked = unchanged = 0
+        conflicts: list[int] = []
         with self._immediate():
-            for row in rows:
+            for index, row in enumerate(rows):
                 assert row.label is not None, "a gold row has a label"
                 known = self.db.execute(
-                    "SELECT g.label, i.id FROM items i LEFT JOIN gold g ON g.item_id = i.id"
+                    "SELECT g.label, i.text FROM items i LEFT JOIN gold g ON g.item_id = i.id"
                     " WHERE i.id = ?",
                     [row.id],
                 ).fetchone()
+                if known is not None and not same_text(known[1], row.text):
+                    conflicts.append(index)
+                    continue
                 if known is None:
                     meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
                     self.db.execute(
@@ -70,7 +77,7 @@ class GoldMixin:
                 )
                 if known is not None:  # its earlier answers are scored now: a miss to review
                     self._review_gold_miss(row.id, self.tally(row.id))
-        return GoldResult(added, marked, unchanged)
+        return GoldResult(added, marked, unchanged, tuple(conflicts))
 
     def next_gold(self, limit: int, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Up to ``limit`` gold items not asked yet, oldest first (read from an index)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,6 +80,17 @@ class NewItem(Protocol):
     text: str
     meta: dict[str, Any]
     label: str | None
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two texts are one item's: equal once their line breaks (``\r\n``, ``\r``) and
+    Unicode forms (NFC) are made alike. A CSV keeps a quoted cell's ``\r\n`` where JSONL has
+    ``\n``, and macOS writes "café" decomposed: the same ticket, not another item."""
+    return a == b or _canonical(a) == _canonical(b)
+
+
+def _canonical(text: str) -> str:
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 @dataclass(frozen=True)

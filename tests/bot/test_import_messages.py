@@ -21,6 +21,7 @@ from bot.cli import cli
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.ingest import import_rows, rows_of_file
+from bot.ingest.load import ERRORS_RECORDED
 from bot.store import Store
 
 
@@ -84,6 +85,66 @@ def test_an_id_stored_before_or_in_an_earlier_batch_with_another_text_is_rejecte
         f'items.csv line 5: id "2" {CONFLICT}',
     ]
     assert (summary.imported, summary.duplicates, summary.rejected) == (2, 1, 2)
+
+
+def test_a_gold_row_whose_id_is_stored_with_another_text_is_rejected_not_made_gold(
+    tmp_path: Path,
+):
+    # it marked the stored item gold with this row's label: people's right answers to that
+    # item then counted as gold misses and went to review
+    db = tmp_path / "hitl.db"
+    items = tmp_path / "items.csv"
+    items.write_text("id,text\n7,first text\n")
+    assert run("--db", str(db), "import", str(items)).exit_code == 0
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,text,label\n7,second text,billing\n8,other,bug\n")
+    result = run("--db", str(db), "import", "--gold", str(gold))
+    assert result.stderr.splitlines() == [f'gold.csv line 2: id "7" {CONFLICT}']
+    with Store.open(db) as store:
+        assert not store.is_gold("7") and store.is_gold("8")
+
+
+def test_the_same_rows_from_a_csv_and_a_jsonl_are_duplicates_not_conflicts(tmp_path: Path):
+    # a CSV keeps a quoted cell's \r\n where JSONL has \n, and macOS writes "café" decomposed:
+    # the same tickets were rejected as "stored with another text"
+    db = tmp_path / "hitl.db"
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_bytes('id,text\r\n1,"two\r\nlines"\r\n2,cafe\u0301 au lait\r\n'.encode())
+    assert run("--db", str(db), "import", str(csv_file)).exit_code == 0
+    jsonl = tmp_path / "t.jsonl"
+    rows = [{"id": "1", "text": "two\nlines"}, {"id": "2", "text": "caf\u00e9 au lait"}]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run("--db", str(db), "import", str(jsonl))
+    assert result.stderr == ""
+    assert result.stdout.strip().endswith("0 rejected") and "2 duplicates" in result.stdout
+
+
+def test_the_runs_record_keeps_the_first_rejections_not_every_one(tmp_path: Path):
+    # every message was kept until the import ended: 140 MB at 200,000 rejected rows
+    path = tmp_path / "empty.csv"
+    path.write_text("id,text\n" + "".join(f"{n},\n" for n in range(ERRORS_RECORDED + 50)))
+    said: list[str] = []
+    with Store.open(tmp_path / "hitl.db") as store:
+        summary = import_rows(
+            store, path, rows_of_file(path), triggered_by="test", on_error=said.append
+        )
+    assert summary.rejected == len(said) == ERRORS_RECORDED + 50
+    assert summary.errors == said[:ERRORS_RECORDED]
+
+
+def test_a_csv_of_blank_lines_reads_as_empty_and_a_header_after_them_is_found(tmp_path: Path):
+    # it said 'no column "text" in the header ()': there was no column to pick
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n\n\n")
+    result = run("--db", str(tmp_path / "hitl.db"), "import", str(blank))
+    assert (result.exit_code, result.stdout.strip()) == (
+        0,
+        "blank.csv: read 0 rows, imported 0 (0 with labels), 0 duplicates, 0 rejected",
+    )
+    late = tmp_path / "late.csv"
+    late.write_text("\n\nid,text\n1,hello\n")
+    result = run("--db", str(tmp_path / "hitl.db"), "import", str(late))
+    assert "imported 1 " in result.stdout and result.stderr == "", result.output
 
 
 # -- F2: which labels were not applied ---------------------------------------------------------
@@ -227,6 +288,15 @@ def test_a_workbook_and_a_folder_are_told_what_to_give(tmp_path: Path):
             "--db goes before the command: hitl --db=h.db labels show",
         ),
         (["stats", "-v"], "-v goes before the command: hitl -v stats"),
+        # told the failing command again; told to give both files (the first one wins); told
+        # to make the command the database's path
+        (["--db", "a.db", "stats", "-vv"], "-v goes before the command: hitl -vv --db a.db stats"),
+        (
+            ["--db", "a.db", "stats", "--db", "b.db"],
+            "--db goes before the command: hitl --db b.db stats",
+        ),
+        (["retrain", "--db"], "--db FILE goes before the command: hitl --db FILE retrain"),
+        (["stats", "--db", "x.db", "-v"], "--db goes before the command: hitl -v --db x.db stats"),
     ],
 )
 def test_a_group_option_after_the_command_is_told_where_it_goes(args: list[str], hint: str):
