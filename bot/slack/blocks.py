@@ -473,7 +473,7 @@ def report_blocks(sections: Sequence[str]) -> list[Block]:
 @dataclass(frozen=True)
 class HomeStats:
     user_id: str
-    your_answers: int  # all time: labels and skips (the count kept per person)
+    your_all: tuple[int, int]  # all time: (labels, skips), the counts kept per person
     your_week: tuple[int, int]  # this week: (labels, skips)
     leaderboard: Sequence[tuple[str, int, int]]  # this week: (user, labels, skips), by labels
     model_line: str
@@ -500,8 +500,7 @@ def home_view(stats: HomeStats) -> View:
             SectionBlock(
                 text=_text(
                     f"This week you labeled *{count(labels, 'item')}*{skipped};"
-                    f" *{count(stats.your_answers, 'answer')}* of all time (labels and skips)."
-                    " Thank you!"
+                    f" *{count(stats.your_all[0], 'item')}* of all time. Thank you!"
                 ),
                 accessory=ButtonElement(
                     text="Start labeling",

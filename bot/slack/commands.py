@@ -111,28 +111,24 @@ def queue_text(rt: Runtime) -> str:
     return "\n".join(lines)
 
 
-ALL_TIME_NOTE = "answers: labels and skips"
-
-
 def leaderboard_text(store: Store, week: str) -> str:
-    """Who labeled most this week (skips shown beside, not ranked: skipping does not climb the
-    board), and who answered most of all time (the counts kept per person, labels and skips)."""
+    """Who labeled most, this week and all time (skips shown beside, not ranked: skipping does
+    not climb the board; all time from the counts kept per person)."""
     week_board = [(u, n, s) for u, n, s in store.labels_by_user(week) if n][:10]
-    all_board = store.answers_by_user()[:10]
+    all_board = [(u, n, s) for u, n, s in store.labels_by_user() if n][:10]
     if not all_board:
-        return "No answers yet. `/hitl label` to be the first on the board!"
+        return "No labels yet. `/hitl label` to be the first on the board!"
 
-    def place(i: int) -> str:
-        return ["🥇", "🥈", "🥉"][i] if i < 3 else f"{i + 1}."
+    def board(rows: list[tuple[str, int, int]]) -> str:
+        return "\n".join(
+            f"{['🥇', '🥈', '🥉'][i] if i < 3 else f'{i + 1}.'} <@{user}> — {count(n, 'label')}"
+            + (f" ({count(s, 'skip')})" if s else "")
+            for i, (user, n, s) in enumerate(rows)
+        )
 
-    week_lines = "\n".join(
-        f"{place(i)} <@{user}> — {count(n, 'label')}" + (f" ({count(s, 'skip')})" if s else "")
-        for i, (user, n, s) in enumerate(week_board)
-    )
-    all_lines = "\n".join(f"{place(i)} <@{user}> — {n}" for i, (user, n) in enumerate(all_board))
     return (
-        f"*This week* (labels)\n{week_lines or 'nobody has labeled an item yet'}\n\n"
-        f"*All time* ({ALL_TIME_NOTE})\n{all_lines}"
+        f"*This week* (labels)\n{board(week_board) or 'nobody has labeled an item yet'}\n\n"
+        f"*All time* (labels)\n{board(all_board)}"
     )
 
 
@@ -184,7 +180,7 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
             stop = stop_status(store)
             return blocks.HomeStats(
                 user_id=user_id,
-                your_answers=store.answers_of(user_id),
+                your_all=store.labels_since(None, user_id),
                 your_week=store.labels_since(week, user_id),
                 leaderboard=[(u, n, s) for u, n, s in store.labels_by_user(week) if n][:10],
                 model_line=line + ("\n" + "\n".join(stop.lines()) if stop else ""),
@@ -443,7 +439,7 @@ TABLE: tuple[Subcommand, ...] = (
     ),
     Subcommand(
         "leaderboard",
-        "who labeled most this week, and who answered most of all time",
+        "who labeled most, this week and all time (skips shown beside, not ranked)",
         leaderboard,
     ),
     Subcommand("accuracy", "how good the current model is", accuracy),

@@ -530,4 +530,51 @@ def m022_stop_accuracy(db: Database) -> None:
     db.execute("ALTER TABLE stop_checks ADD COLUMN accuracy TEXT")
 
 
+@migrations(name="m023_labeled_by_user")
+def m023_labeled_by_user(db: Database) -> None:
+    # Of the items each person answered (``answered_by_user.n``), those whose latest counted
+    # answer is a label, not a skip: the all-time leaderboard ranks by them, so skipping does
+    # not climb it. Kept beside m021's triggers, as they keep ``n``; each is an upsert, so that
+    # the order SQLite fires the triggers of one insert in does not matter.
+    db.execute("ALTER TABLE answered_by_user ADD COLUMN labeled INTEGER NOT NULL DEFAULT 0")
+    # one pass over the answers (a count per person read in a correlated subquery would read
+    # them once a person)
+    db.execute(
+        "CREATE TEMP TABLE labeled_now AS SELECT user_id, count(*) AS n FROM answers"
+        f" WHERE id IN (SELECT max(id) FROM answers WHERE {COUNTED} GROUP BY item_id, user_id)"
+        " AND source != 'undo' AND label IS NOT NULL GROUP BY user_id"
+    )
+    db.execute(
+        "UPDATE answered_by_user SET labeled = coalesce((SELECT n FROM labeled_now"
+        " WHERE labeled_now.user_id = answered_by_user.user_id), 0)"
+    )
+    db.execute("DROP TABLE labeled_now")
+    # 1 when this person's latest counted answer to the item before this one was a label (not
+    # a skip, not an undo), 0 when a skip or an undo, NULL when none
+    was_label = (
+        "(SELECT a.label IS NOT NULL AND a.source != 'undo' FROM answers a"
+        " WHERE a.item_id = new.item_id AND a.user_id = new.user_id AND a.id < new.id"
+        " AND a.source != 'import' AND a.late = 0 ORDER BY a.id DESC LIMIT 1)"
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER labeled_by_user_answer AFTER INSERT ON answers
+        WHEN new.source NOT IN ('import', 'undo') AND new.late = 0
+        BEGIN
+            INSERT INTO answered_by_user (user_id, n, labeled)
+            VALUES (new.user_id, 0, (new.label IS NOT NULL) - coalesce({was_label}, 0))
+            ON CONFLICT(user_id) DO UPDATE SET labeled = labeled + excluded.labeled;
+        END"""
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER labeled_by_user_undo AFTER INSERT ON answers
+        WHEN new.source = 'undo' AND new.late = 0
+        BEGIN
+            UPDATE answered_by_user SET labeled = labeled - coalesce({was_label}, 0)
+            WHERE user_id = new.user_id;
+        END"""
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -67,12 +67,18 @@ class ViewsMixin:
             [since],
         ).fetchone()[0]
 
-    def labels_by_user(self, since: str) -> list[tuple[str, int, int]]:
+    def labels_by_user(self, since: str | None = None) -> list[tuple[str, int, int]]:
         """(user, items labeled, items skipped) since a time, most labels first: the answers
         ``answers_by_user`` counts, each as the person's latest answer to the item in the
         period was, a vote (a label) or a skip. The leaderboard ranks by labels, so skipping
-        does not climb it. The period's index has no label column: each of the period's
-        answers is read from the table too, so call it off the event loop."""
+        does not climb it. All time: the counts kept per person (m023). Since a time: the
+        period's index has no label column, so each of the period's answers is read from the
+        table too: call it off the event loop."""
+        if not since:
+            return self.db.execute(
+                "SELECT user_id, labeled, n - labeled FROM answered_by_user WHERE n > 0"
+                " ORDER BY labeled DESC, user_id LIMIT 50"
+            ).fetchall()
         return self.db.execute(
             "SELECT user_id, sum(label IS NOT NULL) AS labeled, sum(label IS NULL) AS skipped"
             f" FROM ({_LATEST_IN_PERIOD}) GROUP BY user_id"
@@ -80,9 +86,17 @@ class ViewsMixin:
             [since],
         ).fetchall()
 
-    def labels_since(self, since: str, user_id: str | None = None) -> tuple[int, int]:
-        """(labels, skips) given since a time, counted as ``labels_by_user`` counts them: by
-        everyone (not only its top 50), or by ``user_id``."""
+    def labels_since(self, since: str | None, user_id: str | None = None) -> tuple[int, int]:
+        """(labels, skips) given since a time (None: all time, from the counts kept per
+        person), counted as ``labels_by_user`` counts them: by everyone (not only its top
+        50), or by ``user_id``."""
+        if not since:
+            one = "" if user_id is None else " WHERE user_id = ?"
+            labeled, answered = self.db.execute(
+                f"SELECT coalesce(sum(labeled), 0), coalesce(sum(n), 0) FROM answered_by_user{one}",
+                [] if user_id is None else [user_id],
+            ).fetchone()
+            return labeled, answered - labeled
         one = "" if user_id is None else "user_id = ? AND "
         labeled, skipped = self.db.execute(
             "SELECT coalesce(sum(label IS NOT NULL), 0), coalesce(sum(label IS NULL), 0) FROM"

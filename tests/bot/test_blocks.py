@@ -134,7 +134,7 @@ def test_modal_and_home_views_pass_slack_limits():
     assert blocks.modal_view(q, remaining=3, answered=1).to_dict()["title"]["text"] == "Label items"
     assert "Nothing left" in json.dumps(blocks.modal_view(None, 0, 4).to_dict())
     home = blocks.home_view(
-        blocks.HomeStats("U1", 3, (2, 1), [("U1", 2, 1)], "v1", 10, 2)
+        blocks.HomeStats("U1", (3, 1), (2, 1), [("U1", 2, 1)], "v1", 10, 2)
     ).to_dict()
     assert home["type"] == "home"
 
@@ -212,7 +212,7 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
 
 def test_an_app_home_with_overlong_names_still_builds():
     board = [(f"U{n}" + "X" * 400, 10 - n, n) for n in range(10)]
-    stats = blocks.HomeStats("U1", 3, (1, 0), board, "v1, trained on 3 labels " * 200, 10, 2)
+    stats = blocks.HomeStats("U1", (3, 0), (1, 0), board, "v1, trained on 3 labels " * 200, 10, 2)
     built = blocks.home_view(stats).to_dict()["blocks"]
     assert_within_limits(built)
     assert "1. <@U0XXX" in json.dumps(built)

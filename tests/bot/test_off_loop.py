@@ -133,7 +133,7 @@ async def test_app_home_is_read_off_the_event_loops_connection(bot: Bot):
     finally:
         bot.store.db.conn.set_trace_callback(None)
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "This week you labeled *1 item*; *1 answer* of all time" in home
+    assert "This week you labeled *1 item*; *1 item* of all time" in home
     assert "<@U0ANA> — 1 label" in home and "<@U0RAJ> — 1 label" in home
     assert on_the_loop
     assert counts_of_a_period(on_the_loop) == []

@@ -98,7 +98,7 @@ async def test_queue_says_how_the_questions_are_picked(bot: Bot):
 
 
 async def test_leaderboard_ranks_people(bot: Bot):
-    assert "No answers yet" in await reply(bot, "leaderboard")
+    assert "No labels yet" in await reply(bot, "leaderboard")
     await bot.dispatcher.fill()
     first, second = bot.posted()
     await bot.action(bot.select_payload(first, "U0RAJ", "bug"))
@@ -196,7 +196,7 @@ async def test_app_home_shows_your_answers_and_a_start_button(bot: Bot):
     assert published.params["user_id"] == "U0ANA"
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
     assert "This week you labeled *1 item*;" in home and "hitl.home.start" in home
-    assert "*1 answer* of all time (labels and skips)" in home
+    assert "*1 item* of all time. Thank you!" in home
     assert "<@U0ANA> — 1 label" in home
 
 
@@ -220,4 +220,4 @@ async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot:
     assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
-    assert "This week you labeled *1 item*; *1 answer* of all time" in home
+    assert "This week you labeled *1 item*; *1 item* of all time" in home

@@ -314,6 +314,9 @@ def test_the_all_time_counts_count_each_persons_items_once_as_the_period_counts_
         store.db.execute("DROP TRIGGER answered_by_user_insert")
         store.db.execute("DROP TABLE answered_by_user")
         store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm020_answered_by_user'")
+        for later in ("labeled_by_user_answer", "labeled_by_user_undo"):  # m023, after m020
+            store.db.execute(f"DROP TRIGGER {later}")
+        store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm023_labeled_by_user'")
     with Store.open(db_path) as store:
         for n, (item, user, label, source) in enumerate(clicks[5:], start=5):
             store.record_answer(item, user, label, source=source, dedupe_key=f"k{n}")
@@ -321,6 +324,43 @@ def test_the_all_time_counts_count_each_persons_items_once_as_the_period_counts_
         assert ever == store.answers_by_user("2000-01-01") == [("U1", 3), ("U2", 2), ("U3", 1)]
         assert [store.answers_of(u) for u in ("U1", "U2", "U3", "U9")] == [3, 2, 1, 0]
         assert [store.answers_of(u, "2000-01-01") for u in ("U1", "U2", "U3")] == [3, 2, 1]
+
+
+def test_the_all_time_labels_and_skips_are_kept_as_the_period_counts_them(db_path: Path):
+    # the all-time board ranked by answers, skips included: one who only skipped climbed it
+    clicks = [  # (item, user, label, source): changes of mind both ways, skips, undos
+        ("i0", "U1", "bug", "button"), ("i0", "U1", None, "button"),
+        ("i1", "U1", None, "button"), ("i1", "U1", "bug", "button"),
+        ("i2", "U1", "bug", "modal"), ("i3", "U2", None, "button"),
+        ("i5", "U2", "bug", "button"), ("i4", "U3", "bug", "button"), ("i4", "U3", None, "undo"),
+        ("i6", "U3", None, "button"), ("i6", "U3", None, "undo"),
+        ("i7", "U3", "bug", "button"), ("i7", "U3", None, "undo"), ("i7", "U3", "bug", "modal"),
+        ("i8", "U4", None, "button"), ("imp", "U3", "bug", "import"),
+    ]  # fmt: skip
+    since = "2000-01-01"
+    with Store.open(db_path) as store:
+        store.add_items([R(f"i{n}", f"text {n}") for n in range(9)] + [R("imp", "x")], "api")
+        for n, (item, user, label, source) in enumerate(clicks[:7]):
+            store.record_answer(
+                item, user, label, source=source, dedupe_key=f"k{n}", votes_needed=3
+            )
+        # the first answers were given before m023: it counts them when it comes
+        for trigger in ("labeled_by_user_answer", "labeled_by_user_undo"):
+            store.db.execute(f"DROP TRIGGER {trigger}")
+        store.db.execute("ALTER TABLE answered_by_user DROP COLUMN labeled")
+        store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm023_labeled_by_user'")
+    with Store.open(db_path) as store:
+        assert store.labels_by_user() == store.labels_by_user(since)
+        for n, (item, user, label, source) in enumerate(clicks[7:], start=7):
+            store.record_answer(
+                item, user, label, source=source, dedupe_key=f"k{n}", votes_needed=3
+            )
+        ever = store.labels_by_user()
+        assert ever == store.labels_by_user(since)
+        assert ever == [("U1", 2, 1), ("U2", 1, 1), ("U3", 1, 0), ("U4", 0, 1)]
+        for user in ("U1", "U2", "U3", "U4", "U9", None):
+            assert store.labels_since(None, user) == store.labels_since(since, user)
+        assert store.labels_since(None) == (4, 3)
 
 
 def test_items_asked_for_by_id_are_found_by_id_not_by_reading_every_queued_one(

@@ -220,5 +220,5 @@ async def test_an_answer_taken_back_with_undo_is_not_counted_on_the_app_home(bot
             lambda u=user, n=before: published(u) > n, 2.0, waiting_for="the home"
         )
         home = json.dumps(bot.fake.home[user], ensure_ascii=False)
-        assert "This week you labeled *0 items*; *0 answers* of all time" in home, home
+        assert "This week you labeled *0 items*; *0 items* of all time" in home, home
         assert f"<@{user}> — " not in home  # nor on the leaderboard
