@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # One BLAS thread per process, set before numpy is first imported (this module's imports below
@@ -36,6 +39,41 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     from bot.eventloop import FastLaneEventLoop
 
     return {"fast_lane": FastLaneEventLoop}
+
+
+RAM_DISK = Path("/dev/shm")  # Linux's RAM-backed tmpfs (also in CI runners and containers)
+RAM_DISK_SPARE = 256 * 2**20  # bytes it must have free (a container's is 64 MB by default)
+
+
+def ram_disk_usable() -> bool:
+    try:
+        return (
+            RAM_DISK.is_dir()
+            and os.access(RAM_DISK, os.W_OK | os.X_OK)
+            and shutil.disk_usage(RAM_DISK).free >= RAM_DISK_SPARE
+        )
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh folder on a RAM disk (``/dev/shm``) when the machine has one with room, else
+    one from ``tmp_path_factory``. The store commits at ``synchronous = FULL``: on a disk every
+    commit waits for an fsync (1-2 ms here, more on a CI runner's network disk), and a test that
+    posts and answers hundreds of questions spends most of its time there. On a RAM disk the
+    same commits, the same SQL and the same files cost nothing. No test here is about
+    durability against a power cut (a killed process's writes survive on a RAM disk as on any
+    other: they are in the kernel's page cache either way), so every test gets its folder there
+    (pytest's own ``tmp_path``, overridden)."""
+    if not ram_disk_usable():
+        yield tmp_path_factory.mktemp("ram")
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hitl-test-", dir=RAM_DISK))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -31,13 +31,6 @@ MAX_OPEN = 5
 INTERVAL = 1e6  # seconds: never passes during a test; the test moves the clock instead
 
 
-@pytest.fixture
-def tmp_path(ram_tmp_path: Path) -> Path:
-    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
-    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
-    return ram_tmp_path
-
-
 WORDS = {
     "billing": "refund invoice charged card payment price",
     "bug": "crash error broken blank freeze slow",

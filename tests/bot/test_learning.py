@@ -67,13 +67,6 @@ UNLABELED = [
 
 
 @pytest.fixture
-def tmp_path(ram_tmp_path: Path) -> Path:
-    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
-    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
-    return ram_tmp_path
-
-
-@pytest.fixture
 async def bot(fake_slack: FakeSlack, tmp_path: Path):
     seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
     settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2)

@@ -36,13 +36,6 @@ UNLABELED = [Item(f"u{n}", f"{word} ticket {n}") for n, word in enumerate(
 )]  # fmt: skip
 
 
-@pytest.fixture
-def tmp_path(ram_tmp_path: Path) -> Path:
-    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
-    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
-    return ram_tmp_path
-
-
 async def started(fake: FakeSlack, tmp_path: Path, **changes) -> Bot:
     seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
     settings = make_settings(

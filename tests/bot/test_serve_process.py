@@ -26,13 +26,6 @@ from tests.fake_slack import CHANNEL
 CHECKOUT = Path(package_under_test.__file__).parents[1]
 
 
-@pytest.fixture
-def tmp_path(ram_tmp_path: Path) -> Path:
-    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
-    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
-    return ram_tmp_path
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

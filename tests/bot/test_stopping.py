@@ -42,13 +42,6 @@ TRUTH = {
 }
 
 
-@pytest.fixture
-def tmp_path(ram_tmp_path: Path) -> Path:
-    """This file's databases and models live on a RAM disk (``ram_tmp_path``, in
-    tests/bot/conftest.py): their commits' fsyncs were much of its time."""
-    return ram_tmp_path
-
-
 CURVES: dict[tuple, Extrapolation | None] = {}
 
 
