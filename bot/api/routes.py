@@ -50,9 +50,6 @@ from bot.store import DatabaseError, Store, database_problem
 logger = logging.getLogger(__name__)
 
 SOURCE = "api"
-INSERT_CHUNK = 100
-"""Items ``POST /api/items`` inserts in one transaction before it lets the event loop run
-others (clicks' acks): 1,000 at once held the loop 40-100 ms beside a million stored items."""
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -573,29 +570,11 @@ def parse_items(
     return parsed
 
 
-async def insert_items(store: Store, items: list[ApiItem]) -> set[str]:
-    """Insert ``items`` INSERT_CHUNK at a time, letting the event loop run between chunks;
-    return the ids that were new. Only the last chunk's commit waits for the disk (in WAL
-    mode it makes the earlier ones durable too): the response comes after it. A process
-    killed midway keeps the chunks committed; the producer's retry finds them stored
-    ("duplicate") and stores the rest."""
-    created: set[str] = set()
-    for start in range(0, len(items), INSERT_CHUNK):
-        chunk = items[start : start + INSERT_CHUNK]
-        if start + INSERT_CHUNK >= len(items):
-            created.update(store.add_api_items(chunk, SOURCE))
-            break
-        with store.unsynced():
-            created.update(store.add_api_items(chunk, SOURCE))
-        await asyncio.sleep(0)  # a click's ack waits behind one chunk, not the request
-    return created
-
-
 async def add_items(request: web.Request) -> web.Response:
     """Store and score up to MAX_ITEMS items; each gets its own result, so one bad item
     never sinks the good ones. The items are checked in a worker thread (the schema check
-    takes about 0.2 ms an item: 0.2 s of event loop for a full request); the insert, on the
-    loop's connection, stays here, INSERT_CHUNK items a transaction (``insert_items``)."""
+    takes about 0.2 ms an item: 0.2 s of event loop for a full request); the insert, one
+    short transaction on the loop's connection, stays here."""
     rt = _runtime(request)
     body = await _read_object(request)
     parsed = await asyncio.to_thread(
@@ -604,7 +583,7 @@ async def add_items(request: web.Request) -> web.Response:
     accepted, repeated = parsed.accepted, parsed.repeated
     results: list[dict[str, Any]] = list(parsed.rejected)
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
-    created = await insert_items(rt.store, sent)
+    created = set(rt.store.add_api_items(sent, SOURCE))
     repeated_at = {index for index, _ in repeated}
     callbacks = callback_results(rt.store, sent)
     for index, item in accepted + repeated:
