@@ -30,6 +30,7 @@ sys.dont_write_bytecode = False
 import pytest  # noqa: E402
 
 from bot.store import Store  # noqa: E402
+from tests.ramdisk import RAM_DISK, ram_disk_usable  # noqa: E402
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
@@ -39,21 +40,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     from bot.eventloop import FastLaneEventLoop
 
     return {"fast_lane": FastLaneEventLoop}
-
-
-RAM_DISK = Path("/dev/shm")  # Linux's RAM-backed tmpfs (also in CI runners and containers)
-RAM_DISK_SPARE = 256 * 2**20  # bytes it must have free (a container's is 64 MB by default)
-
-
-def ram_disk_usable() -> bool:
-    try:
-        return (
-            RAM_DISK.is_dir()
-            and os.access(RAM_DISK, os.W_OK | os.X_OK)
-            and shutil.disk_usage(RAM_DISK).free >= RAM_DISK_SPARE
-        )
-    except OSError:
-        return False
 
 
 @pytest.fixture

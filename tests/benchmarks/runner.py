@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.ramdisk import RAM_DISK, ram_disk_usable
 from tests.standin_data import STANDIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,8 @@ def run(script: str, *args: str, env: dict[str, str] | None = None):
     to be stopped at ``TIMEOUT_S`` still shows how far it came; it is then killed with every
     process it started (the servers, their children), which would otherwise run on."""
     env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+    if ram_disk_usable():  # its databases and model files (tempfile's folder) on the RAM disk
+        env.setdefault("TMPDIR", str(RAM_DISK))
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     with subprocess.Popen(
         command,
