@@ -28,8 +28,7 @@ def last_retired(store: Store) -> tuple[str, int]:
     and how many items are decided with it: they left training and export, and wait in review
     until they get a label in force or the label is added back."""
     label = store.label_set_changes()[-1]["label"]
-    row = store.db.execute("SELECT n FROM label_counts WHERE label = ?", [label]).fetchone()
-    return label, row[0] if row else 0
+    return label, store.labeled_with(label)
 
 
 def retired_note(label: str, n: int, *, slack: bool) -> str:

@@ -391,6 +391,11 @@ class Store(
             for row in self.db.execute("SELECT label FROM label_counts WHERE n > 0 ORDER BY label")
         ]
 
+    def labeled_with(self, label: str) -> int:
+        """How many items are decided with ``label`` (the per-label count m008 keeps)."""
+        row = self.db.execute("SELECT n FROM label_counts WHERE label = ?", [label]).fetchone()
+        return row[0] if row else 0
+
     def iter_export(self) -> Iterator[dict[str, Any]]:
         """Resolved items with their label, oldest resolution first (what export reads), and
         ``answers``: each person's answer that counted when the item was decided (user_id,
