@@ -150,12 +150,46 @@ def test_max_iter_bounds_the_rounds():
     assert result.n_iter == 2 and not result.converged
 
 
+def few_votes_over_many_labels(n_items: int, n_labels: int, people: int, seed: int):
+    """Two of ``people`` answer each item, right 60–95 % of the time, else a uniform label:
+    confusion matrices with far more cells than votes, where EM's posteriors drift."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_labels, n_items)
+    skill = rng.uniform(0.6, 0.95, people)
+    votes = []
+    for i in range(n_items):
+        for a in rng.choice(people, 2, replace=False):
+            given = truth[i] if rng.random() < skill[a] else rng.integers(0, n_labels)
+            votes.append((f"i{i:04d}", f"p{a}", f"l{given}"))
+    return Tally.from_votes(votes), {f"i{i:04d}": f"l{t}" for i, t in enumerate(truth)}
+
+
+def test_dawid_skene_stops_once_the_likelihood_stops_rising():
+    # 1,000 items over 40 labels, two votes each: the posteriors of a few items keep moving
+    # for the whole 500 rounds, while the likelihood stopped rising long before
+    tally, truth = few_votes_over_many_labels(1000, 40, people=10, seed=0)
+    drifting = dawid_skene(tally, gain_tol=0)
+    assert drifting.n_iter == 500 and not drifting.converged
+    stopped = dawid_skene(tally)
+    assert stopped.converged and stopped.n_iter < 250
+    # what people see barely moves: the labels of 99 % of the items, and their accuracy
+    same = np.mean(
+        [a.label == b.label for a, b in zip(stopped.resolved, drifting.resolved, strict=True)]
+    )
+    assert same >= 0.99
+    assert accuracy(stopped.label_of(), truth) == pytest.approx(
+        accuracy(drifting.label_of(), truth), abs=0.005
+    )
+
+
 def test_bad_settings_are_refused_in_one_line():
     tally = Tally.from_matrix([["x", "y"]])
     with pytest.raises(InvalidInputError, match=r"^max_iter must be at least 1, got 0$"):
         dawid_skene(tally, max_iter=0)
     with pytest.raises(InvalidInputError, match=r"^smoothing must be above 0, got 0$"):
         dawid_skene(tally, smoothing=0)
+    with pytest.raises(InvalidInputError, match=r"^gain_tol must be 0 or above, got -1$"):
+        dawid_skene(tally, gain_tol=-1)
 
 
 def test_an_empty_tally_resolves_nothing():
