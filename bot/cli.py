@@ -532,11 +532,26 @@ def config_command(state: State) -> None:
     """
     with friendly_errors():
         settings = state.settings
+    import unicodedata
+
+    def columns(text: str) -> int:  # as a terminal draws it: 账 takes 2, a combining accent 0
+        return sum(
+            0
+            if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf")
+            else 2
+            if unicodedata.east_asian_width(c) in "WF"
+            else 1
+            for c in text
+        )
+
+    def pad(text: str, width: int) -> str:
+        return text + " " * (width - columns(text))
+
     rows = describe(settings)
-    width = max(len(r[0]) for r in rows)
-    value_width = min(max(len(r[1]) for r in rows), 40)
+    width = max(columns(r[0]) for r in rows)
+    value_width = min(max(columns(r[1]) for r in rows), 40)
     for env, value, source, _help in rows:
-        click.echo(f"{env:<{width}}  {value:<{value_width}}  ({source})")
+        click.echo(f"{pad(env, width)}  {pad(value, value_width)}  ({source})")
 
 
 @cli.command("serve")

@@ -7,7 +7,6 @@ readable module; it gets the same ``State`` as every command (``click.pass_obj``
 from __future__ import annotations
 
 import getpass
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import click
 
 from bot.cli_errors import friendly_errors
-from bot.labelnames import case_twin, how_twins_differ, label_problem
+from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem
 from bot.labelset import current_labels, last_retired, retired_note
 
 
@@ -145,7 +144,7 @@ def history_command(state: Any, item_id: str | None) -> None:
 
 
 def _check_name(label: str) -> str:
-    label = unicodedata.normalize("NFC", label.strip())
+    label = label_name(label)
     if problem := label_problem(label):
         raise click.ClickException(f"the label {label[:40]!r} {problem}")
     return label

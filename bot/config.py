@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError
-from bot.labelnames import MAX_LABEL, how_twins_differ, label_key, label_problem
+from bot.labelnames import MAX_LABEL, how_twins_differ, label_key, label_name, label_problem
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -154,7 +154,11 @@ def _list(value: Any) -> tuple[str, ...]:
 
 
 def _labels(value: Any) -> tuple[str, ...]:
-    labels = _list(value)
+    # One spelling per label, as imports and label changes store it (NFC): "Café" written
+    # decomposed (a macOS editor, a copy-paste) is the label "Café" an import gives.
+    labels = tuple(label_name(label) for label in _list(value))
+    if len(set(labels)) != len(labels):
+        raise ValueError("lists a label twice (in two Unicode spellings of one name)")
     if len(labels) == 1:
         raise ValueError("names one label; give at least two")
     long = [label for label in labels if len(label) > MAX_LABEL]
@@ -375,7 +379,13 @@ def _routes(value: Any) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
     ):
         raise ValueError('must map labels to channel IDs, e.g. billing = "C0123ABCD"')
-    return {k: v.strip() for k, v in value.items()}
+    routes: dict[str, str] = {}
+    for key, channel in value.items():
+        label = label_name(key)  # the label's one spelling (NFC), as HITL_LABELS's
+        if label in routes:
+            raise ValueError(f"names the label {label!r} twice (in two Unicode spellings)")
+        routes[label] = channel.strip()
+    return routes
 
 
 def _guidelines(value: Any) -> dict[str, Guideline]:
@@ -395,7 +405,12 @@ def _guidelines(value: Any) -> dict[str, Guideline]:
             raise ValueError(f"[labels.{name}] description must be text")
         if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
             raise ValueError(f'[labels.{name}] examples must be a list of text, e.g. ["..."]')
-        found[name] = Guideline(description.strip(), tuple(e.strip() for e in examples))
+        label = label_name(name)  # the label's one spelling (NFC), as HITL_LABELS's
+        if label in found:
+            raise ValueError(
+                f"[labels.*] names the label {label!r} twice (in two Unicode spellings)"
+            )
+        found[label] = Guideline(description.strip(), tuple(e.strip() for e in examples))
     return found
 
 

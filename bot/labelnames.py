@@ -30,16 +30,23 @@ def label_problem(label: str) -> str | None:
         return f"is over {MAX_LABEL} characters (Slack's button limit)"
     if any(unicodedata.category(c) == "Cc" for c in label):
         return "has a control character (a line break, a tab, ...); labels are one line of text"
-    hidden = next((c for c in label if unicodedata.category(c) == "Cf" and c not in _JOINERS), None)
     if not _BLANK.sub("", _IGNORABLE.sub("", label)):
         return "has no visible character (only blank ones); labels are text people can see"
-    if hidden is not None:
-        name = unicodedata.name(hidden, "a format character")
-        return (
-            f"has an invisible character (U+{ord(hidden):04X} {name}); labels are text people"
-            " can see"
-        )
+    if hidden := invisible_character(label):
+        return f"{hidden}; labels are text people can see"
     return None
+
+
+def invisible_character(text: str) -> str | None:
+    """Why ``text`` may not name a label or an item: its first format character (a zero-width
+    space, a right-to-left override, a byte-order mark: two names would look the same, or one
+    would show reversed), the joiners emoji and scripts need left alone, as in "has an
+    invisible character (U+200B ZERO WIDTH SPACE)"; None when it has none."""
+    hidden = next((c for c in text if unicodedata.category(c) == "Cf" and c not in _JOINERS), None)
+    if hidden is None:
+        return None
+    name = unicodedata.name(hidden, "a format character")
+    return f"has an invisible character (U+{ord(hidden):04X} {name})"
 
 
 # Unicode's default-ignorable code points that are not format characters (those are refused):
@@ -54,10 +61,59 @@ _IGNORABLE = re.compile(
 _BLANK = re.compile("[\\s\u2800\u3164\u115f\u1160\uffa0]")
 
 
+def label_name(raw: str) -> str:
+    """A label name as stored and compared: trimmed, in one Unicode spelling (NFC: "café"
+    typed as e + a combining accent is "café"). Width and other compatibility forms are kept
+    (a fullwidth "ｂｕｇ" stays itself, and is refused as a twin of "bug" by ``case_twin``)."""
+    return unicodedata.normalize("NFC", raw.strip())
+
+
 def label_key(label: str) -> str:
     """What two spellings of one label share: case and character form folded (NFKC), the
-    characters that show as nothing left out."""
-    return _IGNORABLE.sub("", unicodedata.normalize("NFKC", label)).casefold()
+    characters that show as nothing left out, and the dot of i in any case (Turkish "İade",
+    "ıade", "IADE" and "iade" are one label: ``casefold`` alone makes "İ" an i with a combining
+    dot above, and leaves the dotless "ı" a letter of its own)."""
+    folded = _IGNORABLE.sub("", unicodedata.normalize("NFKC", label)).casefold()
+    return unicodedata.normalize("NFKC", _undotted(folded))
+
+
+# Soft-dotted letters (their dot goes when an accent sits on them) and the dotless forms that
+# are the same letter in another case or script convention.
+_SOFT_DOTTED = {"i", "j"}
+_DOTLESS = str.maketrans({"\u0131": "i", "\u0237": "j"})  # ı, ȷ
+
+
+def _undotted(text: str, *, dotless: bool = True) -> str:
+    """``text`` in NFD with a combining dot above (U+0307) on an i or j left out (the dot the
+    letter has anyway: "İ" lower-cased, Lithuanian "i̇̀"), and with ``dotless`` "ı"/"ȷ" as i/j.
+    A dot above another accent (ccc 230) is kept: it is not the letter's own."""
+    kept: list[str] = []
+    base = ""  # the last letter, while only marks below or through it follow
+    for char in unicodedata.normalize("NFD", text.translate(_DOTLESS) if dotless else text):
+        ccc = unicodedata.combining(char)
+        if char == "\u0307" and base in _SOFT_DOTTED:
+            continue
+        if ccc == 0:
+            base = char
+        elif ccc == 230:
+            base = ""
+        kept.append(char)
+    return "".join(kept)
+
+
+def _same_but(label: str, twin: str, *, dotless: bool) -> bool:
+    """Whether the two differ only in case (with ``dotless``, or in "ı" for "i"): "Billing"
+    and "billing", Turkish "İade" and "iade", "STRASSE" and "straße"; not a ligature or a
+    fullwidth letter ("ﬁ" for "fi", which casefold() folds too)."""
+    if _undotted(label.lower(), dotless=dotless) == _undotted(twin.lower(), dotless=dotless):
+        return True
+    nfkc = unicodedata.normalize
+    return (
+        nfkc("NFKC", label) == label
+        and nfkc("NFKC", twin) == twin
+        and _undotted(label.casefold(), dotless=dotless)
+        == _undotted(twin.casefold(), dotless=dotless)
+    )
 
 
 def case_twin(label: str, labels: Iterable[str]) -> str | None:
@@ -73,8 +129,10 @@ def case_twin(label: str, labels: Iterable[str]) -> str | None:
 
 def how_twins_differ(label: str, twin: str) -> str:
     """``only in case``, or ``only in character form (fullwidth, ...)``: for the refusal."""
-    if label.lower() == twin.lower():  # not casefold(): it also folds ligatures ("ﬁ")
+    if _same_but(label, twin, dotless=False):
         return "only in case"
+    if _same_but(label, twin, dotless=True):
+        return "only in case or in the dot of an i (ı, i, İ, I)"
     if _IGNORABLE.sub("", label).lower() == _IGNORABLE.sub("", twin).lower():
         return "only in characters that show as nothing (a joiner, a variation selector)"
     return "only in character form (fullwidth, ligatures, ...)"

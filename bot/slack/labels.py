@@ -24,6 +24,10 @@ FORMS = {
     "merge": ("OLD", "INTO"),
     "retire": ("LABEL",),
 }
+# Room for the whole reply (Slack's text limit); a long label set is listed to fit, then
+# MORE says how many were left out.
+ROOM = blocks.TEXT_LIMIT
+MORE = "… and {n} more (`hitl labels show` lists them all)"
 ARITY = {action: len(form) for action, form in FORMS.items()}
 # Words people try for a change the set makes another way.
 HINTS = {
@@ -62,8 +66,8 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
     labels = current_labels(rt.settings, rt.store)
     if not words:
         version = rt.store.label_set_version(labels)
-        shown = ", ".join(f"`{blocks.escape(label)}`" for label in labels) or "none"
-        return blocks.fit(f"*Labels* ({version}): {shown}\n{USAGE}"), False
+        head, tail = f"*Labels* ({version}): ", f"\n{USAGE}"
+        return blocks.fit(head + listed(labels, ROOM - len(head) - len(tail)) + tail), False
     action, names = words[0].lower(), words[1:]
     if action not in ARITY or len(names) != ARITY[action]:
         return wrong_words(action, names), False
@@ -79,11 +83,32 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
             user_id=user_id,
             reason="/hitl labels",
         )
-    except StoreError as exc:
-        return f"Cannot {action}: {blocks.escape(str(exc))}", False
-    shown = ", ".join(f"`{blocks.escape(label)}`" for label in after)
-    note = ""
+    except StoreError as exc:  # its message may list the whole set
+        return blocks.fit(f"Cannot {action}: {blocks.escape(str(exc))}"), False
     if action == "retire":
         retired, n = last_retired(rt.store)
-        note = " " + retired_note(blocks.escape(retired), n, slack=True)
-    return blocks.fit(f"Done. Labels now: {shown}.{note} Open questions are redrawn."), True
+        note = retired_note(blocks.escape(retired), n, slack=True)
+    else:  # the label made, said apart: a long list is cut before it. As stored (NFC).
+        change = rt.store.label_set_changes()[-1]
+        made = blocks.escape(change["label"] if action == "add" else change["new_label"])
+        note = {"add": "Added", "rename": "Renamed to", "merge": "Merged into"}[action]
+        note = f"{note} `{made}`."
+    head, tail = "Done. Labels now: ", f". {note} Open questions are redrawn."
+    return blocks.fit(head + listed(after, ROOM - len(head) - len(tail)) + tail), True
+
+
+def listed(labels: list[str], room: int) -> str:
+    """``labels`` as `a`, `b`, ... in ``room`` characters: the whole entries that fit, then
+    how many more and where to see them all, never a label cut in half."""
+    entries = [f"`{blocks.escape(label)}`" for label in labels]
+    shown = ", ".join(entries)
+    if len(shown) <= room:
+        return shown or "none"
+    kept, used = [], 0
+    for n, entry in enumerate(entries):
+        more = MORE.format(n=len(entries) - n - 1)  # the words after this entry, if kept
+        if used + len(entry) + len(", ") + len(more) > room:
+            break
+        kept.append(entry)
+        used += len(entry) + len(", ")
+    return ", ".join([*kept, MORE.format(n=len(entries) - len(kept))])
