@@ -40,7 +40,7 @@ from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, RUNTIME
-from bot.ingest import item_id_for_text
+from bot.ingest import id_problem, item_id_for_text
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
 from bot.learning.scoring import scorer_of
@@ -254,7 +254,13 @@ async def _read_object(request: web.Request) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not valid UTF-8", "body") from None
     try:
-        body = json.loads(text, parse_constant=_refuse_constant)
+        body = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise ApiError(
+            400,
+            f"the body has the key {exc} twice in one object; send each key once",
+            "body",
+        ) from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,
@@ -268,6 +274,25 @@ async def _read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object", "body")
     return body
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object with a key given twice: JSON parsers disagree on which one counts (Python
+    keeps the last, others the first), so a gateway that checked one could pass the other."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the body, refused (``_RepeatedKey``, its key shown) if a key repeats."""
+    body = dict(pairs)
+    if len(body) == len(pairs):
+        return body
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            shown = json.dumps(key)  # quoted and escaped: a control character stays one line
+            raise _RepeatedKey(shown if len(shown) <= 60 else shown[:58] + '…"')
+        seen.add(key)
+    return body  # not reached
 
 
 def _refuse_constant(name: str) -> Any:
@@ -431,6 +456,8 @@ class ItemSchema:
                 _check_url(raw["callback_url"], field, destinations, webhook_secret)
             elif name == "meta" or value is not None:
                 _check_unicode(value if value is not None else {}, field)
+                if name == "id" and (problem := id_problem(value)):
+                    raise ApiError(400, f"{field} {problem}; send an id without it", field)
 
         self.request.check(item, prefix, self.unknown_hint, after_schema)
         return ApiItem(

@@ -95,6 +95,7 @@ _KINDS = (
     ("is_link_local", "a link-local address"),
     ("is_multicast", "a multicast address"),
     ("is_reserved", "a reserved address"),
+    ("is_site_local", "a site-local address"),  # IPv6 fec0::/10: deprecated, still routed inside
     ("is_private", "a private address"),
 )
 # Names that only mean something inside a network (RFC 6761, 6762, 8375; ICANN's .internal).
@@ -137,7 +138,7 @@ def literal_address(host: str) -> Address | None:
 def address_kind(address: Address) -> str | None:
     """Why webhooks may not go to ``address`` ("a loopback address", …); None when public."""
     for attribute, kind in _KINDS:
-        if getattr(address, attribute):
+        if getattr(address, attribute, False):  # is_site_local is IPv6's only
             return kind
     return None if address.is_global else "a non-public address"
 

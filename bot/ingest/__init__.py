@@ -16,6 +16,7 @@ from bot.ingest.readers import (
     Vote,
     detect_format,
     formula_guarded,
+    id_problem,
     item_id_for_text,
     read_items,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Vote",
     "detect_format",
     "formula_guarded",
+    "id_problem",
     "import_rows",
     "item_id_for_text",
     "read_items",

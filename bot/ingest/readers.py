@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from bot.errors import IngestError
-from bot.labelnames import label_problem
+from bot.labelnames import invisible_character, label_problem
+from bot.store.records import canonical_text
 
 MAX_TEXT_CHARS = 40_000
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # refused in ids, as the producer API refuses them
+LINE_SEPARATORS = re.compile("[\u2028\u2029]")  # line breaks too (Zl, Zp): refused in ids
 # A row whose quoted field runs over lines for longer than this is taken as an unterminated quote
 # (the text itself is limited to MAX_TEXT_CHARS): reading holds at most this much at a time.
 MAX_RECORD_CHARS = 1_000_000
@@ -108,8 +110,27 @@ class RowError:
 
 
 def item_id_for_text(text: str) -> str:
-    """A stable id for an item that came without one: a hash of its text."""
-    return "t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A stable id for an item that came without one: a hash of its text in the form
+    ``same_text`` compares (``canonical_text``: ``\\n`` line breaks, NFC), so the forms of one
+    text ("café" composed or, as macOS writes it, decomposed; ``\\r\\n``) get one id. A text
+    already in that form hashes as it did before this was so."""
+    canonical = canonical_text(text)
+    return "t" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def id_problem(item_id: str) -> str | None:
+    """What makes an id (trimmed) unusable, or None: a control character (a URL could not name
+    it), a line separator, or an invisible character (a zero-width space, a right-to-left
+    override: two ids would look the same, or one would show reversed), as labels refuse it.
+    Said after "the id" or a field's name."""
+    if CONTROL.search(item_id):
+        return "has a control character (a newline, a tab, NUL, …)"
+    if item_id.isascii():
+        return None
+    if found := LINE_SEPARATORS.search(item_id):
+        char = found.group()
+        return f"has a line break (U+{ord(char):04X} {unicodedata.name(char)})"
+    return invisible_character(item_id)
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
@@ -153,7 +174,12 @@ def read_items(
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
-    columns = _Columns(text_column, id_column, label_column)
+    try:
+        _refuse_wide(path, handle)
+    except BaseException:
+        handle.close()
+        raise
+    columns = _Columns(*(_nfc(name) for name in (text_column, id_column, label_column)))
     if fmt in ("csv", "tsv"):
         # Decoded by the io module in large chunks rather than line by line in Python; bytes
         # that are not UTF-8 become surrogates that the row check below reports. The reader
@@ -175,6 +201,54 @@ def read_items(
     if fmt == "jsonl":
         return _closing(_jsonl_rows(path, _lines(handle, progress), columns), handle)
     return _closing(_text_rows(path, _lines(handle, progress)), handle)
+
+
+# The first bytes of a file in UTF-16 or UTF-32 (Excel's "Unicode Text", Notepad's "Unicode",
+# PowerShell 5's `>`): a byte-order mark, longest first, and iconv's name for the encoding.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+# Without a byte-order mark: the file's first two characters are ASCII (a CSV header, a JSONL
+# "{", most texts) written in one of these, each its byte and NULs. A NUL byte elsewhere in a
+# UTF-8 file is read as it was (a row's NUL character, as JSONL's "\\u0000").
+_WIDE_STARTS = (
+    (re.compile(b"(?s)[\x01-\x7f]\x00{3}[\x01-\x7f]\x00{3}"), "utf-32le"),
+    (re.compile(b"(?s)\x00{3}[\x01-\x7f]\x00{3}[\x01-\x7f]"), "utf-32be"),
+    (re.compile(b"(?s)[\x01-\x7f]\x00[\x01-\x7f]\x00"), "utf-16le"),
+    (re.compile(b"(?s)\x00[\x01-\x7f]\x00[\x01-\x7f]"), "utf-16be"),
+)
+
+
+def _refuse_wide(path: str | Path, handle: BinaryIO) -> None:
+    """Raise ``IngestError`` for a file that is UTF-16 or UTF-32, not UTF-8 (its byte-order
+    mark says so, or, without one, its first characters are ASCII with NUL bytes between), with
+    how to convert it. Read as UTF-8 it gave a column named "\\x00i\\x00d", or items of
+    NULs, and a row at a time the advice to convert from cp1252, which makes it worse."""
+    try:
+        head = handle.peek(16)[:16]
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
+    for bom, encoding in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise IngestError(
+                f"{path} is {encoding.upper()} (its byte-order mark says so), not UTF-8: "
+                f"{utf8_fix(path, encoding)}"
+            )
+    for start, encoding in _WIDE_STARTS:
+        if start.match(head):
+            raise IngestError(
+                f"{path} is not UTF-8 but {encoding.upper()} (it has a NUL byte beside each "
+                f"character): {utf8_fix(path, encoding)}"
+            )
+
+
+def _nfc(name: str | None) -> str | None:
+    """A column name in Unicode NFC, as the header's names are compared: "Überschrift" typed
+    with one character or, as macOS may write it, with U and a combining mark, is one name."""
+    return unicodedata.normalize("NFC", name) if name is not None else None
 
 
 def csv_delimiter(header: str) -> str:
@@ -271,14 +345,14 @@ def _decode(raw: bytes) -> str | UnicodeDecodeError:
         return exc
 
 
-def utf8_fix(path: str | Path) -> str:
-    """What to do about a file that is not UTF-8 (most often Windows-1252: what Excel's plain
-    "CSV" writes on Windows)."""
+def utf8_fix(path: str | Path, encoding: str = "cp1252") -> str:
+    """What to do about a file that is not UTF-8 but ``encoding`` (iconv's name; most often
+    Windows-1252: what Excel's plain "CSV" writes on Windows)."""
     name = Path(path)
     fixed = shlex.quote(f"{name.stem}-utf8{name.suffix}")
     return (
         'save the file as UTF-8 (Excel: "CSV UTF-8"; or '
-        f"iconv -f cp1252 -t utf-8 {shlex.quote(name.name)} > {fixed})"
+        f"iconv -f {encoding} -t utf-8 {shlex.quote(name.name)} > {fixed})"
     )
 
 
@@ -565,7 +639,7 @@ def _csv_rows(
         raise IngestError(f"{path} line 1: the header cannot be read ({reason})") from exc
     if any(_has_bad_bytes(name) for name in header):
         raise IngestError(f"{path} line 1: the header is not valid UTF-8; {utf8_fix(path)}")
-    header = [name.strip() for name in header]
+    header = [unicodedata.normalize("NFC", name.strip()) for name in header]  # as _nfc
     shown = ", ".join(_printable(name) for name in header[:12]) + (
         ", …" if len(header) > 12 else ""
     )
@@ -698,6 +772,8 @@ def _csv_row_maker(
 def _text_error(line: int, name: str, text: str) -> RowError | None:
     if not text:
         return RowError(line, f'column "{name}" is empty')
+    if "\x00" in text and not text.replace("\x00", "").strip():
+        return RowError(line, f'column "{name}" holds only NUL characters (is the file UTF-16?)')
     if len(text) > MAX_TEXT_CHARS:
         return RowError(
             line, f"text is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
@@ -710,10 +786,8 @@ def _id_error(line: int, name: str | None, item_id: str) -> RowError | None:
         return RowError(line, f'column "{name}" (the id) is missing or empty')
     if len(item_id) > 200:
         return RowError(line, f'column "{name}" (the id) is over 200 characters')
-    if CONTROL.search(item_id):  # as the producer API refuses them: a URL could not name it
-        return RowError(
-            line, f'column "{name}" (the id) has a control character (a newline, a tab, NUL, …)'
-        )
+    if problem := id_problem(item_id):  # as the producer API refuses them
+        return RowError(line, f'column "{name}" (the id) {problem}')
     return None
 
 
@@ -746,6 +820,9 @@ def _jsonl_rows(
             record = _json_record(number, line)
             if isinstance(record, RowError):
                 yield record, None
+            elif not all(map(str.isascii, record)):
+                record = {unicodedata.normalize("NFC", key): value for key, value in record.items()}
+                yield _make_row(number, record, columns), record
             else:
                 yield _make_row(number, record, columns), record
 

@@ -86,10 +86,12 @@ def same_text(a: str, b: str) -> bool:
     """Whether two texts are one item's: equal once their line breaks (``\r\n``, ``\r``) and
     Unicode forms (NFC) are made alike. A CSV keeps a quoted cell's ``\r\n`` where JSONL has
     ``\n``, and macOS writes "café" decomposed: the same ticket, not another item."""
-    return a == b or _canonical(a) == _canonical(b)
+    return a == b or canonical_text(a) == canonical_text(b)
 
 
-def _canonical(text: str) -> str:
+def canonical_text(text: str) -> str:
+    """The one form of a text that ``same_text`` compares: line breaks as ``\n``, Unicode NFC.
+    An item without an id is named by a hash of it (``bot.ingest.item_id_for_text``)."""
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 

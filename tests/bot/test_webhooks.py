@@ -462,6 +462,7 @@ INTERNAL = [
     ("http://[2002:a00:1::]/hook", "2002:a00:1:: (10.0.0.1)", "a private address"),
     ("http://224.0.0.1/hook", "224.0.0.1", "a multicast address"),
     ("http://240.0.0.1/hook", "240.0.0.1", "a reserved address"),
+    ("http://[fec0::1]/hook", "fec0::1", "a site-local address"),  # deprecated, not "private"
     (
         "http://metadata.google.internal/computeMetadata/v1/",
         "metadata.google.internal",

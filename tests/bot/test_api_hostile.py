@@ -1,0 +1,119 @@
+"""The producer API against input an outside tester tried (hostile L3, L4; intl M2): a key given
+twice in one JSON object is refused naming it (parsers disagree on which one counts); an id with
+an invisible character or a line separator is refused like one with a control character; one
+text in NFC and NFD (macOS), or with ``\\r\\n`` and ``\\n``, sent without an id is one item.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests.bot.harness import Bot
+from tests.bot.test_api import AUTH, post_json, start_api, stored
+
+
+@pytest.fixture
+async def api(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Bot]:
+    async for bot in start_api(fake_slack, tmp_path):
+        yield bot
+
+
+async def post_raw(bot: Bot, path: str, raw: str):
+    headers = {**AUTH, "Content-Type": "application/json"}
+    return await bot.http.post(path, data=raw.encode("utf-8"), headers=headers)
+
+
+# -- L3: a repeated key ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "key"),
+    [
+        ("/api/predict", '{"text": "first text", "text": "second text", "id": "dup1"}', '"text"'),
+        ("/api/predict", '{"id": "A", "text": "hello", "id": "B"}', '"id"'),
+        ("/api/predict", '{"text": "hi", "meta": {"team": "a", "team": "b"}}', '"team"'),
+        ("/api/predict", '{"text": "hi", "meta": {"x": [{"k\\n": 1, "k\\n": 2}]}}', '"k\\n"'),
+        ("/api/items", '{"items": [{"text": "one"}], "items": [{"text": "two"}]}', '"items"'),
+        ("/api/items", '{"items": [{"text": "one", "id": "1", "id": "2"}]}', '"id"'),
+    ],
+    ids=["text", "id", "meta", "deep", "items", "item-id"],
+)
+async def test_a_body_with_a_key_twice_in_one_object_is_refused_naming_it(
+    api: Bot, path: str, raw: str, key: str
+):
+    response = await post_raw(api, path, raw)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": f"the body has the key {key} twice in one object; send each key once",
+        "field": "body",
+    }
+    assert stored(api) == 0
+
+
+async def test_the_same_key_in_different_objects_is_fine(api: Bot):
+    raw = '{"items": [{"text": "one", "id": "1"}, {"text": "two", "id": "2"}]}'
+    response = await post_raw(api, "/api/items", raw)
+    assert response.status == 200
+    assert (await response.json())["created"] == 2
+
+
+# -- L4: invisible characters in ids -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item_id", "said"),
+    [
+        ("T-1\u200b", "has an invisible character (U+200B ZERO WIDTH SPACE)"),
+        ("abc\u202edcba", "has an invisible character (U+202E RIGHT-TO-LEFT OVERRIDE)"),
+        ("a\u2028b", "has a line break (U+2028 LINE SEPARATOR)"),
+        ("a\u2029b", "has a line break (U+2029 PARAGRAPH SEPARATOR)"),
+        ("\u2066id\u2069", "has an invisible character (U+2066 LEFT-TO-RIGHT ISOLATE)"),
+    ],
+    ids=["zwsp", "rlo", "line-separator", "paragraph-separator", "isolate"],
+)
+async def test_an_id_with_an_invisible_character_is_refused_naming_the_field(
+    api: Bot, item_id: str, said: str
+):
+    response = await post_json(api, "/api/predict", {"text": "Refund me", "id": item_id})
+    assert response.status == 400
+    assert await response.json() == {"error": f"id {said}; send an id without it", "field": "id"}
+    items = {"items": [{"text": "Refund me", "id": item_id}, {"text": "fine", "id": "T-1"}]}
+    body = await (await post_json(api, "/api/items", items)).json()
+    assert [(r["result"], r.get("field"), r.get("error")) for r in body["results"]] == [
+        ("rejected", "items[0].id", f"items[0].id {said}; send an id without it"),
+        ("created", None, None),
+    ]
+    assert stored(api) == 1
+
+
+async def test_ids_in_other_scripts_and_with_joiners_are_taken(api: Bot):
+    items = [
+        {"text": f"ticket {n}", "id": i} for n, i in enumerate(["café", "👩\u200d💻", "工单7"])
+    ]
+    body = await (await post_json(api, "/api/items", {"items": items})).json()
+    assert body["created"] == 3
+
+
+# -- M2: one text in two forms, without an id --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (unicodedata.normalize("NFC", "facture de février"), "facture de fe\u0301vrier"),
+        ("line one\nline two", "line one\r\nline two"),
+    ],
+    ids=["nfd", "crlf"],
+)
+async def test_one_text_in_two_forms_without_an_id_is_one_item(api: Bot, first: str, second: str):
+    one = await (await post_json(api, "/api/predict", {"text": first})).json()
+    two = await (await post_json(api, "/api/predict", {"text": second})).json()
+    assert one["id"] == two["id"]
+    body = await (await post_json(api, "/api/items", {"items": [{"text": second}]})).json()
+    assert body["results"][0]["result"] == "duplicate"
+    assert stored(api) == 1
