@@ -27,6 +27,7 @@ import numpy as np
 
 from bot.config import Settings
 from bot.store import Store
+from bot.words import escape
 from model.aggregation import Aggregation, dawid_skene
 from model.agreement import (
     DEFAULT_MIN_SHARED,
@@ -265,7 +266,7 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     if labels:
         sections.append(
             "*By label* (specific agreement): "
-            + " · ".join(f"{lb.label} {_share(lb.specific)}" for lb in labels)
+            + " · ".join(f"{escape(lb.label)} {_share(lb.specific)}" for lb in labels)
         )
     people = sorted((p for p in report.per_annotator if p.n), key=lambda p: (-p.n, p.annotator))
     if people:

@@ -23,7 +23,7 @@ from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, stop_status
 from bot.store import Store
-from bot.words import count
+from bot.words import count, escape
 from model import ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ def accuracy_text(report: AccuracyReport | None) -> str:
             f"{_pct(share)} (n={report.uncertain_n})"
         )
     if report.weakest:
-        weak = ", ".join(f"{label} (F1 {f1:.2f}, n={n})" for label, f1, n in report.weakest)
+        weak = ", ".join(f"{escape(label)} (F1 {f1:.2f}, n={n})" for label, f1, n in report.weakest)
         lines.append(f"*Weakest classes:* {weak}")
     if report.stopping is not None:
         lines += report.stopping.lines()

@@ -282,7 +282,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)
             await respond(
-                text=f"Undone: {undone.label} is no longer the label. The question is open again.",
+                text=f"Undone: {blocks.escape(str(undone.label))} is no longer the label."
+                " The question is open again.",
                 replace_original=True,
             )
             await Redrawer.of(rt).soon()
@@ -290,7 +291,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
             did = "confirmed the label" if undone.kept else "changed the label to"
             await respond(
-                text=f"Not undone: {who} has since {did} {undone.label};"
+                text=f"Not undone: {who} has since {did} {blocks.escape(str(undone.label))};"
                 " ask them if it should change again.",
                 replace_original=True,
             )
@@ -383,7 +384,7 @@ async def _answer(
         clicked, label = label, resolve_label(rt.settings, rt.store, label)
         if label is None:
             await ack()
-            note = f"{clicked!r} is not in the label set any more; pick another."
+            note = f"{blocks.escape(repr(clicked))} is not in the label set any more; pick another."
             await _tell(client, body, note, rt)
             return
     key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
@@ -409,7 +410,7 @@ async def _answer(
             note = "I can't find that item any more; it may have been removed."
         elif result.status == "closed":  # kept as history, not counted: in the modal too
             decided = rt.store.resolution(item_id)
-            what = f"labeled {decided['label']}" if decided else "skipped"
+            what = f"labeled {blocks.escape(str(decided['label']))}" if decided else "skipped"
             note = f"This one was already decided ({what}); thanks anyway!"
         if in_modal:
             counted = result.is_counted and result.status != "closed"
@@ -443,7 +444,7 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
     await client.chat_postEphemeral(
         channel=channel,
         user=body["user"]["id"],
-        text=f"Saved {label}. Undo within 10 minutes if you change your mind.",
+        text=f"Saved {blocks.escape(label)}. Undo within 10 minutes if you change your mind.",
         blocks=blocks.undo_blocks(item_id, label),
     )
 

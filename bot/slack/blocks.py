@@ -1,13 +1,14 @@
 """Block Kit builders: plain data in, ``slack_sdk.models.blocks`` out (their limits are checked).
 
 slack_sdk does not check every limit (a context element's text, for one), so every text these
-builders compose is cut to Slack's 3,000 characters here, never inside a mention or an escape:
-a tally of hundreds of voters names as many as fit and says how many more.
+builders compose is cut to Slack's 3,000 characters here, never inside a mention, an escape or
+a character as people see it (a flag, 👍🏽, an accent: ``grapheme_end``): a tally of hundreds
+of voters names as many as fit and says how many more.
 
 Every ``action_id`` the bot uses is defined here, once; listeners import them. Action values
 carry the item id and the label as JSON, so nothing depends on a label fitting a button.
 
-Its length (~470 lines) is one builder per message or view, with the fitting of texts into
+Its length (~580 lines) is one builder per message or view, with the fitting of texts into
 Slack's limits they share; the review, labels and guidelines views are in their own modules.
 """
 
@@ -17,6 +18,7 @@ import functools
 import json
 import random
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +38,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.words import count
+from bot.labelnames import label_key
+from bot.words import count, escape
 
 # -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
 LABEL_ACTION = re.compile(r"^hitl\.(q|m)\.label\.\d+$")
@@ -83,11 +86,6 @@ class Question:
     has_guidelines: bool = False  # a "Guidelines" button opens the labels' descriptions
 
 
-def escape(text: str) -> str:
-    """Escape mrkdwn control characters so item text cannot ping, link or mention anyone."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 _USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
 SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
 
@@ -98,26 +96,79 @@ def escape_but_people(text: str) -> str:
     return _USER_MENTION.sub(r"<@\1>", escape(text))
 
 
+_ZWJ = "\u200d"
+_SPACING_VOWELS = frozenset("\u0e33\u0eb3")  # Thai and Lao "am": they follow their consonant
+
+
+def _joins_previous(char: str) -> bool:
+    """A code point that belongs to the character before it: a combining mark (Thai and Lao
+    vowel signs and tone marks among them), a variation selector, a skin tone, a tag, the
+    vowel or final consonant of a decomposed (NFD) Hangul syllable."""
+    code = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or char in _SPACING_VOWELS
+        or char == _ZWJ
+        or 0xFE00 <= code <= 0xFE0F
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F
+        or 0x1160 <= code <= 0x11FF  # Hangul jamo vowels and final consonants
+        or 0xD7B0 <= code <= 0xD7FB
+    )
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF  # a flag is two of these
+
+
+def grapheme_end(text: str, at: int) -> int:
+    """The cut position ``at`` moved left to the nearest boundary between characters as a
+    person sees them, so a cut keeps no half of one: not before a combining mark, a variation
+    selector, a skin tone or a tag, not on either side of a zero-width joiner (👨‍👩‍👧), not
+    between the two halves of a flag."""
+    at = max(0, min(at, len(text)))
+    while 0 < at < len(text):
+        if _joins_previous(text[at]) or text[at - 1] == _ZWJ:
+            at -= 1
+            continue
+        run = 0  # regional indicators pair up from the start of their run
+        while run < at and _regional(text[at - 1 - run]):
+            run += 1
+        if run % 2 and _regional(text[at]):
+            at -= 1
+            continue
+        break
+    return at
+
+
+def clip(escaped: str, room: int) -> str:
+    """The longest head of ``escaped`` mrkdwn within ``room`` characters that ends neither
+    inside an ``&…;`` escape nor inside a character as a person sees it."""
+    if len(escaped) <= room:
+        return escaped
+    head = escaped[: max(room, 0)]
+    amp = head.rfind("&")
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]  # do not leave half of "&amp;"
+    return escaped[: grapheme_end(escaped, len(head))]
+
+
 def cut(text: str, budget: int = TEXT_BUDGET, *, quote: bool = False) -> str:
     """Escape ``text`` (as a quote, with ``quote``) and cut it to fit ``budget`` characters,
-    never inside an entity."""
+    never inside an entity nor a character (``clip``)."""
     escaped = escape(text)
     if quote:
         escaped = ">" + escaped.replace("\n", "\n>")
     if len(escaped) <= budget:
         return escaped
     marker = f"… _(cut: {len(text):,} characters in all)_"
-    room = budget - len(marker)
-    head = escaped[:room]
-    amp = head.rfind("&")
-    if amp != -1 and ";" not in head[amp:]:
-        head = head[:amp]  # do not leave half of "&amp;"
-    return head.rstrip() + marker
+    return clip(escaped, budget - len(marker)).rstrip() + marker
 
 
 def fit(text: str, limit: int = TEXT_LIMIT) -> str:
     """Cut composed mrkdwn to ``limit`` characters with "…": at a line end when one is near,
-    never inside a ``<…>`` mention or link nor an ``&…;`` escape."""
+    never inside a ``<…>`` mention or link, an ``&…;`` escape nor a character as a person
+    sees it (``grapheme_end``)."""
     if len(text) <= limit:
         return text
     head = text[: limit - 1]
@@ -128,7 +179,8 @@ def fit(text: str, limit: int = TEXT_LIMIT) -> str:
     line_end = head.rfind("\n")
     if line_end > limit // 2:
         head = head[:line_end]
-    return head.rstrip(" ,·(") + "…"
+    head = head.rstrip(" ,·(")
+    return text[: grapheme_end(text, len(head))] + "…"
 
 
 def encode_value(item_id: str, label: str | None = None) -> str:
@@ -408,9 +460,10 @@ def _other_select(prefix: str, labels: tuple[str, ...]) -> StaticSelectElement:
 
 def label_options(labels: Sequence[str], query: str, limit: int = MAX_STATIC_OPTIONS) -> list:
     """Options for the type-ahead "Other…" select: labels containing ``query``, best first."""
-    query = query.strip().lower()
-    starts = [lb for lb in labels if lb.lower().startswith(query)]
-    contains = [lb for lb in labels if query in lb.lower() and lb not in starts]
+    query = label_key(query.strip())  # case and character form folded, as labels' twins are
+    keyed = [(lb, label_key(lb)) for lb in labels]
+    starts = [lb for lb, key in keyed if key.startswith(query)]
+    contains = [lb for lb, key in keyed if query in key and not key.startswith(query)]
     return [Option(value=lb, text=lb).to_dict() for lb in (starts + contains)[:limit]]
 
 
@@ -418,9 +471,9 @@ def question_text(q: Question) -> str:
     """The plain-text fallback (notifications, screen readers)."""
     text = escape(q.text.replace("\n", " "))
     if len(text) > FALLBACK_LIMIT:
-        text = text[: FALLBACK_LIMIT - 1] + "…"
+        text = clip(text, FALLBACK_LIMIT - 1) + "…"
     if q.status == "resolved":
-        return f"Labeled {q.resolved_label}: {text}"
+        return f"Labeled {escape(str(q.resolved_label))}: {text}"
     return f"Which label fits? {text}"
 
 

@@ -32,8 +32,8 @@ def meta_line(meta: Mapping[str, Any], fields: Sequence[str]) -> str:
         if value is None or value == "":
             continue
         shown = blocks.escape(str(value).replace("\n", " "))
-        if len(shown) > META_VALUE_LIMIT:
-            shown = shown[: META_VALUE_LIMIT - 1] + "…"
+        if len(shown) > META_VALUE_LIMIT:  # never inside an escape nor a character
+            shown = blocks.clip(shown, META_VALUE_LIMIT - 1) + "…"
         parts.append(f"{blocks.escape(name)}: {shown}")
     return blocks.fit(" · ".join(parts)) if parts else ""
 
