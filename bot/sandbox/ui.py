@@ -4,6 +4,11 @@ The page asks ``GET /sandbox/state`` for what one person sees (long polling: the
 until something changes), and sends what they do to the ``POST /sandbox/*`` routes, which hand it
 to the ``Sandbox`` (it signs it and POSTs it to the bot's ``/slack/events``). Mounted on the
 bot's own aiohttp app by ``hitl demo``; there is no build step.
+
+Every sandbox route answers only requests addressed to the server's own loopback address
+(``Host`` is 127.0.0.1, localhost or [::1] with its port: a DNS-rebinding page's host is
+refused), and the POST routes only same-origin JSON (a cross-site page can send a "simple"
+text/plain POST without a preflight, and all the demo's people are admins).
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ STATIC_FILES = {
     "app.css": "text/css",
     "mrkdwn.js": "text/javascript",
 }
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 LONG_POLL = 20.0  # seconds a state request waits for a change
 MAX_TEXT = 4000
 
 
 def add_routes(app: web.Application, sandbox: Sandbox) -> None:
     app[SANDBOX] = sandbox
-    app.router.add_get("/", index)
-    app.router.add_get("/sandbox/static/{name}", static)
+    app.router.add_get("/", _local(index))
+    app.router.add_get("/sandbox/static/{name}", _local(static))
     app.router.add_get("/favicon.ico", favicon)
-    app.router.add_get("/sandbox/state", state)
-    app.router.add_get("/sandbox/files/{file_id}", file_content)
+    app.router.add_get("/sandbox/state", _local(state))
+    app.router.add_get("/sandbox/files/{file_id}", _local(file_content))
     app.router.add_post("/sandbox/action", _json_route(_action))
     app.router.add_post("/sandbox/options", _json_route(_options))
     app.router.add_post("/sandbox/command", _json_route(_command))
@@ -48,6 +54,63 @@ def add_routes(app: web.Application, sandbox: Sandbox) -> None:
         sandbox.stop_waiting()
 
     app.on_shutdown.append(let_browsers_go)
+
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _own_hosts(request: web.Request) -> tuple[set[str], int]:
+    """The Host values that name this server (a loopback name, or the address the request came
+    in on, with the port it came in on; no port: 80), and that port."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return set(), 0
+    address, port = str(sockname[0]), int(sockname[1])
+    names = {*LOOPBACK, f"[{address}]" if ":" in address else address}
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts |= names
+    return hosts, port
+
+
+def _refusal(request: web.Request, *, writes: bool) -> web.Response | None:
+    """Why the sandbox refuses this request, or None: a Host that is not this server's own
+    loopback address, and for a POST a foreign Origin or a body that is not JSON."""
+    host = request.headers.get("Host", "").lower()
+    hosts, port = _own_hosts(request)
+    if host not in hosts:
+        return web.json_response(
+            {
+                "error": f"Host {host or '(none)'!r} is not this sandbox's address: "
+                f"open http://127.0.0.1:{port}"
+            },
+            status=403,
+        )
+    if not writes:
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.lower() != f"http://{host}":
+        return web.json_response(
+            {
+                "error": f"Origin {origin!r} is another site: the sandbox takes requests only "
+                "from its own page"
+            },
+            status=403,
+        )
+    if request.content_type != "application/json":
+        return web.json_response(
+            {"error": "send a JSON object with Content-Type: application/json"}, status=415
+        )
+    return None
+
+
+def _local(route: Route) -> Route:
+    """``route``, answered only to requests addressed to this server (see :func:`_refusal`)."""
+
+    async def local(request: web.Request) -> web.StreamResponse:
+        return _refusal(request, writes=False) or await route(request)
+
+    return local
 
 
 async def index(request: web.Request) -> web.Response:
@@ -94,6 +157,9 @@ Handler = Callable[[Sandbox, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 def _json_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def route(request: web.Request) -> web.Response:
+        refused = _refusal(request, writes=True)
+        if refused is not None:
+            return refused
         try:
             data = await request.json()
             if not isinstance(data, dict):

@@ -195,8 +195,11 @@ async def test_the_browser_api_refuses_plain_messages_and_bad_json(demo: Demo):
         async with http.post(f"{demo.url}/sandbox/command", json=command) as response:
             assert response.status == 400
             assert (await response.json())["error"].startswith("The sandbox only sends slash")
-        async with http.post(f"{demo.url}/sandbox/action", data=b"[") as response:
+        as_json = {"Content-Type": "application/json"}
+        async with http.post(f"{demo.url}/sandbox/action", data=b"[", headers=as_json) as response:
             assert response.status == 400
+        async with http.post(f"{demo.url}/sandbox/action", data=b"{}") as response:
+            assert response.status == 415  # not said to be JSON: a cross-site form could send it
         async with http.get(f"{demo.url}/") as response:
             assert response.status == 200 and "slack-hitl sandbox" in await response.text()
 
