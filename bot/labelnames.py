@@ -28,7 +28,7 @@ def label_problem(label: str) -> str | None:
         return "is empty"
     if len(label) > MAX_LABEL:
         return f"is over {MAX_LABEL} characters (Slack's button limit)"
-    if any(unicodedata.category(c) == "Cc" for c in label):
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in label):  # U+2028, U+2029
         return "has a control character (a line break, a tab, ...); labels are one line of text"
     if not _BLANK.sub("", _IGNORABLE.sub("", label)):
         return "has no visible character (only blank ones); labels are text people can see"

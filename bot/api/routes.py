@@ -476,7 +476,9 @@ def _normalized(raw: Any, fields: tuple[str, ...]) -> Any:
         return raw
     item = {key: value for key, value in raw.items() if value is not None or key not in fields}
     if isinstance(item.get("text"), str):
-        item["text"] = item["text"].strip()
+        text = item["text"].strip()
+        # only NULs (a UTF-16 text read as bytes) is as empty as blanks: "is empty", as imports
+        item["text"] = text if text.replace("\x00", "").strip() else ""
     raw_id = item.get("id")
     if isinstance(raw_id, str) or _is_json_integer(None, raw_id):
         item["id"] = str(raw_id).strip()

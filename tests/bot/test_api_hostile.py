@@ -117,3 +117,11 @@ async def test_one_text_in_two_forms_without_an_id_is_one_item(api: Bot, first: 
     body = await (await post_json(api, "/api/items", {"items": [{"text": second}]})).json()
     assert body["results"][0]["result"] == "duplicate"
     assert stored(api) == 1
+
+
+async def test_a_text_of_only_nul_characters_is_empty_as_an_import_says(api: Bot):
+    # a UTF-16 text read as bytes: as blank as spaces, not an item to post to Slack
+    response = await post_json(api, "/api/predict", {"text": "\u0000\u0000 \u0000"})
+    assert response.status == 400
+    assert await response.json() == {"error": "text is empty", "field": "text"}
+    assert stored(api) == 0

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import load_settings
 from bot.errors import ConfigError
-from bot.labelnames import case_twin, how_twins_differ, label_key
+from bot.labelnames import case_twin, how_twins_differ, label_key, label_problem
 from bot.sandbox import FakeSlack
 from bot.server import label_set_problems
 from bot.slack.blocks import TEXT_LIMIT
@@ -229,3 +229,14 @@ async def test_labels_add_says_the_label_it_added_also_past_a_cut_list(many: Bot
     assert many.store.stored_labels() == [*MANY, "newlabel"]
     text = await reply(many, "labels rename newlabel newer")
     assert text.endswith(". Renamed to `newer`. Open questions are redrawn.")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_a_label_with_a_line_or_paragraph_separator_is_refused(separator: str):
+    # Unicode's own line breaks (categories Zl, Zp) split a button as a newline does
+    problem = label_problem(f"billing{separator}bug")
+    assert problem == (
+        "has a control character (a line break, a tab, ...); labels are one line of text"
+    )
+    with pytest.raises(ConfigError, match="line break"):
+        load_settings({"HITL_LABELS": f"billing{separator}x,bug"}, None)
