@@ -133,6 +133,9 @@ def import_rows(
     summary = ImportSummary()
     batch: list[Row] = []
     stored = _Stored()
+    # With ``gold``: each id's gold label and line in this file (a later gold import may change
+    # a gold answer on purpose; two in one file contradict each other). Gold files are small.
+    gold_lines: dict[str, tuple[str, int]] = {}
 
     def reject(row: RowError) -> None:
         summary.rejected += 1
@@ -152,6 +155,8 @@ def import_rows(
             summary.duplicates += done.unchanged
             for index in done.conflicts:
                 reject(RowError(batch[index].line, _conflict(batch[index])))
+                if gold_lines.get(batch[index].id, ("", 0))[1] == batch[index].line:
+                    del gold_lines[batch[index].id]  # not stored: a later row may have the id
         else:
             result = store.add_items(batch, source="import")
             summary.imported += result.imported
@@ -187,6 +192,10 @@ def import_rows(
             elif spellings is not None and isinstance(row, Row) and row.label is not None:
                 if (twin := spellings.twin_of(row.label)) is not None:
                     row = RowError(row.line, _twin(row.label, twin))
+            if gold and isinstance(row, Row):
+                label, line = gold_lines.setdefault(row.id, (row.label or "", row.line))
+                if label != row.label:
+                    row = RowError(row.line, _gold_twice(row, label, line))
             if isinstance(row, RowError):
                 reject(row)
                 continue
@@ -202,6 +211,15 @@ def import_rows(
         raise
     store.finish_run(run_id, "ok", details())
     return summary
+
+
+def _gold_twice(row: Row, label: str, line: int) -> str:
+    return (
+        f'id "{_printable(row.id, limit=60)}" has the gold label "{_printable(label, limit=40)}"'
+        f" on line {line} of this file, and this row gives it another (without an id column,"
+        " the id is the text's: the same text twice): one item has one gold answer; fix one"
+        " of the two rows"
+    )
 
 
 def _conflict(row: Row) -> str:

@@ -104,6 +104,40 @@ def test_a_gold_row_whose_id_is_stored_with_another_text_is_rejected_not_made_go
         assert not store.is_gold("7") and store.is_gold("8")
 
 
+def test_a_gold_file_giving_one_item_two_labels_keeps_the_first_and_names_both_lines(
+    tmp_path: Path,
+):
+    # the later row silently won: a contradiction inside one file nobody was told of
+    db = tmp_path / "hitl.db"
+    gold = tmp_path / "gold.csv"
+    gold.write_text(
+        "id,text,label\n"
+        "7,refund my card,billing\n"
+        "8,app crashes,bug\n"
+        "7,refund my card,bug\n"  # the same id, another label
+        "8,app crashes,bug\n"  # the same id, the same label: a duplicate
+    )
+    result = run("--db", str(db), "import", "--gold", str(gold))
+    assert result.stderr.splitlines() == [
+        'gold.csv line 4: id "7" has the gold label "billing" on line 2 of this file, and this'
+        " row gives it another (without an id column, the id is the text's: the same text"
+        " twice): one item has one gold answer; fix one of the two rows, row skipped"
+    ]
+    with Store.open(db) as store:
+        assert store.gold_labels() == {"7": "billing", "8": "bug"}
+    # the same text twice without ids: one item, so the same contradiction
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text,label\nwhere is my invoice,billing\nwhere is my invoice,account\n")
+    result = run("--db", str(tmp_path / "other.db"), "import", "--gold", str(texts))
+    assert "texts.csv line 3: id " in result.stderr and "on line 2 of this file" in result.stderr
+    # a later gold import changes a gold answer on purpose, as before
+    again = tmp_path / "again.csv"
+    again.write_text("id,text,label\n7,refund my card,bug\n")
+    assert run("--db", str(db), "import", "--gold", str(again)).stderr == ""
+    with Store.open(db) as store:
+        assert store.gold_labels()["7"] == "bug"
+
+
 def test_the_same_rows_from_a_csv_and_a_jsonl_are_duplicates_not_conflicts(tmp_path: Path):
     # a CSV keeps a quoted cell's \r\n where JSONL has \n, and macOS writes "café" decomposed:
     # the same tickets were rejected as "stored with another text"
