@@ -573,7 +573,7 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     """
     import asyncio
 
-    from bot.learning.children import has_champion, start_fork_server
+    from bot.learning.children import fork_server_failure, has_champion, start_fork_server
 
     with friendly_errors():
         settings = state.settings
@@ -587,9 +587,15 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         from bot.server import check_serve_settings, serve
 
         check_serve_settings(settings)
-        # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
-        with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
-            runner.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
+        try:
+            # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
+            with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
+                runner.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
+        except (EOFError, ConnectionError) as exc:  # else click says only "Aborted!"
+            why = fork_server_failure(exc)
+            if why is None:
+                raise
+            raise click.ClickException(why) from None
 
 
 @cli.command("retrain")
@@ -617,6 +623,9 @@ def retrain_command(state: State, force: bool) -> None:
 
     with friendly_errors(), state.open_existing_store() as store:
         settings = state.settings
+        gone = retrain.gone_under_a_server(settings)  # before the registry: it makes the folder
+        if gone is not None:  # as the server's own /hitl retrain refuses (retrain.begin)
+            raise click.ClickException(gone)
         registry = retrain.registry_for(settings)
         champion = retrain.load_champion(registry)
         if champion is None:  # none in the folder, one in the database: as `hitl serve` does

@@ -23,6 +23,8 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
+import threading
+import traceback
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +45,49 @@ CHILD_PRELOAD = (
 def child_context() -> multiprocessing.context.BaseContext:
     """The multiprocessing context the server's children start from (see CHILD_PRELOAD)."""
     if "forkserver" in multiprocessing.get_all_start_methods() and _pidfd_works():
-        context = multiprocessing.get_context("forkserver")
+        context = _SAFE_PATH_FORK_SERVER
         context.set_forkserver_preload(list(CHILD_PRELOAD))  # read when the server starts
         return context
     return multiprocessing.get_context("spawn")
+
+
+_environ_lock = threading.Lock()
+
+
+def _ensure_fork_server() -> None:
+    """``multiprocessing.forkserver.ensure_running`` (nothing when it runs), with
+    PYTHONSAFEPATH=1 in the environment it starts with. It is started as ``python -c …``, which
+    puts the working folder first on its path: a file there named like a module it imports
+    (an operator's own ``click.py``) would be imported instead, and end it, and every child
+    with it. The server itself does not look there (its path starts at the ``hitl`` script's
+    folder), nor do the children (they take the server's path). Python 3.11 and later."""
+    with _environ_lock:
+        before = os.environ.get("PYTHONSAFEPATH")
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if before is None:
+                del os.environ["PYTHONSAFEPATH"]
+            else:
+                os.environ["PYTHONSAFEPATH"] = before
+
+
+class _SafePathProcess(multiprocessing.context.ForkServerProcess):
+    """A fork server child, which starts the fork server, when it is not running, without
+    the working folder on its path (``_ensure_fork_server``)."""
+
+    @staticmethod
+    def _Popen(process_obj):  # noqa: ANN001, ANN205, N802 - multiprocessing's name
+        _ensure_fork_server()  # else the child's start would start it, with the folder
+        return multiprocessing.context.ForkServerProcess._Popen(process_obj)  # noqa: SLF001
+
+
+class _SafePathForkServerContext(multiprocessing.context.ForkServerContext):
+    Process = _SafePathProcess
+
+
+_SAFE_PATH_FORK_SERVER = _SafePathForkServerContext()
 
 
 def start_fork_server() -> None:
@@ -57,9 +98,28 @@ def start_fork_server() -> None:
     again, where the server reports a failure as it always has."""
     if child_context().get_start_method() == "forkserver":
         try:
-            multiprocessing.forkserver.ensure_running()
+            _ensure_fork_server()
         except OSError as exc:
             logger.debug("the fork server did not start early (%s); the first child starts it", exc)
+
+
+def fork_server_failure(exc: BaseException) -> str | None:
+    """One line for ``exc`` when it is a child that could not start because the fork server
+    ended (it printed why above: an import of CHILD_PRELOAD failed, say), else None. A dead
+    fork server shows as an EOFError (or a refused connection) raised in
+    ``multiprocessing.forkserver``, which would else end a command with a bare "Aborted!"."""
+    if not isinstance(exc, EOFError | ConnectionError):
+        return None
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not any(f.filename.endswith(os.path.join("multiprocessing", "forkserver.py"))
+               for f in frames):  # fmt: skip
+        return None
+    return (
+        "the server's child processes (scoring, fits) could not start: the fork server that"
+        f" starts them ended as it started ({type(exc).__name__}; anything it printed is"
+        " above). Check that Python can import slack-hitl's modules here (a file named like"
+        " one of them, such as click.py, in a folder on PYTHONPATH?)"
+    )
 
 
 def has_champion(models_dir: str | os.PathLike[str]) -> bool:

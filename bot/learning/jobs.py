@@ -185,6 +185,7 @@ class Trainer:
     fits_running: int = 0
     most_fits_at_once: int = 0
     closing: bool = False  # the server is stopping: no refresh starts or runs again
+    folder_problem: str | None = None  # why the models folder was unreadable, said once
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @classmethod
@@ -240,6 +241,18 @@ class Trainer:
                 yield
             finally:
                 self.fits_running -= 1
+
+    def say_folder(self, problem: str | None, champion: Champion | None) -> None:
+        """A refresh found the models folder unreadable (moved or deleted under the server):
+        one line, once until it changes. The refresh goes on from the champion in memory."""
+        if problem is not None and problem != self.folder_problem:
+            logger.warning(
+                "the models folder cannot be read (%s): refreshes go on from v%s, the model in"
+                " memory, but a retrain or rollback needs the folder: put it back",
+                problem,
+                champion.version if champion else None,
+            )
+        self.folder_problem = problem
 
     def retrain_running(self) -> bool:
         return self.retraining > 0 or (self.task is not None and not self.task.done())
@@ -298,6 +311,7 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         plan = await asyncio.to_thread(
             read_refresh_plan, rt.store, rt.settings, rt.registry, champion
         )
+        trainer.say_folder(plan.folder_problem, champion)
         before, trainer.fitted_at = trainer.fitted_at, -plan.version
         model = champion.classifier if champion else None
         try:

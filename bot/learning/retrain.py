@@ -21,6 +21,7 @@ import contextlib
 import faulthandler
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
@@ -42,6 +44,7 @@ from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import Store
 from bot.store.core import process_gone, process_started
+from bot.store.lock import other_server
 from bot.words import count
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
 from model.evaluation import n_splits_for
@@ -212,13 +215,25 @@ def begin(
         raise
 
 
-def missing_folder(registry: ModelRegistry) -> str:
+def missing_folder(registry: ModelRegistry | Path) -> str:
     """Why a retrain cannot start when the models folder is gone, and the fix."""
-    name = registry.root.name
+    name = (registry.root if isinstance(registry, ModelRegistry) else registry).name
     return (
         f"the models folder {name} (beside the database) is missing: was it deleted or moved? "
         f"Put it back, or create an empty {name} to start a new model, then retrain again"
     )
+
+
+def gone_under_a_server(settings: Settings) -> str | None:
+    """Why `hitl retrain` must not start: the models folder is missing while a `hitl serve`
+    runs on the database, so it was deleted or moved under that server, which refuses its own
+    retrains then (``begin``). Creating the folder anew would promote an ungated first model
+    and orphan the champion the database records; ``missing_folder`` says what to do. With no
+    server running, a missing folder is a database restored without it: the retrain trains a
+    new model, as `hitl models` advises."""
+    if settings.models_dir.is_dir() or other_server(settings.db) is None:
+        return None
+    return missing_folder(settings.models_dir)
 
 
 def _give_back(store: Store, run_id: int | None, owner: str, exc: BaseException) -> None:
@@ -467,6 +482,9 @@ class RefreshPlan:
     base: int | None  # the champion's version (None: no champion yet)
     stop: stopping.StopPlan | None = None
     uniform: list[bool] | None = None  # per label: not asked for uncertainty (learning curve)
+    # Why the models folder could not be read (moved or deleted under the server), if so:
+    # the refresh goes on from the champion in memory, and the trainer says it once.
+    folder_problem: str | None = None
 
 
 @dataclass
@@ -506,12 +524,14 @@ def begin_refresh(
     store: Store, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
 ) -> RefreshPlan:
     """Read the labels for a refresh (on the caller's thread: the connection is its own).
-    With a champion, the audit answers resolved after its training are held out."""
+    With a champion, the audit answers resolved after its training are held out. A refresh
+    needs no model file (it refits in memory): a models folder moved or deleted under the
+    server does not stop it (``trained_until``)."""
     rows = quality.training_rows(store, settings)
     held: set[str] = set()
+    problem = None
     if champion is not None:
-        meta = registry.champion() if registry is not None else None
-        since = (meta.extra.get("label_watermark") if meta else None) or ""
+        since, problem = trained_until(registry, champion)
         held = store.audit_answered_since(since)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
@@ -526,7 +546,21 @@ def begin_refresh(
         base=champion.version if champion else None,
         stop=stopping.read_stop_plan(store, refresh_labels=len(rows)),
         uniform=store.drawn_uniformly(r[0] for r in train),
+        folder_problem=problem,
     )
+
+
+def trained_until(registry: ModelRegistry | None, champion: Champion) -> tuple[str, str | None]:
+    """When the newest label ``champion`` was trained on was resolved (its metadata's
+    ``label_watermark``; "" when unknown), and why the models folder could not be read, if so.
+    Then the time the champion was made stands in: no label resolved after it was in its
+    training, so the audit answers resolved since are still unseen by both models."""
+    try:
+        meta = registry.champion() if registry is not None else None
+    except OSError as exc:  # the folder moved or deleted under the server
+        problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
+        return champion.created_at or "", problem
+    return (meta.extra.get("label_watermark") if meta else None) or "", None
 
 
 def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:
@@ -579,8 +613,33 @@ def _background(server: int) -> None:
 
 
 class FitDied(HitlError):
-    """A fit's child process ended without a result (killed: the kernel's OOM killer, a
-    ``kill -9``), twice."""
+    """A fit's child process ended without a result, twice: killed (the kernel's OOM killer,
+    a ``kill -9``), or it raised before it could answer (an import that fails: the code
+    changed on disk under a running server)."""
+
+
+def died_reason(times: int, code: int | None) -> str:
+    """Why the fit failed, from its child's exit code: only a SIGKILL (-9) hints at memory
+    (the OOM killer's signal); a positive code is a Python error, whose traceback the child
+    printed to the server's log."""
+    died = f"the fit's process died {times} times before it finished (exit code {code})"
+    if code is not None and code > 0:
+        return (
+            f"{died}: the fit raised an error (see the log above for its traceback; e.g. the"
+            " code changed under a running server: restart it)"
+        )
+    if code is not None and code < 0 and code != -signal.SIGKILL:
+        with contextlib.suppress(ValueError):
+            return f"{died}: it was killed by {signal.Signals(-code).name}"
+    return f"{died}; was it killed for lack of memory?"
+
+
+class ChildDied(BrokenProcessPool):
+    """A fit's child ended without a result; ``exitcode`` as ``multiprocessing`` gives it."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        super().__init__(f"exit code {exitcode}")
+        self.exitcode = exitcode
 
 
 class FitStopped(HitlError):
@@ -641,11 +700,8 @@ class FitWorker:
                         raise FitStopped("the fit was stopped: the server is stopping") from exc
                     self.died += 1
                     if attempt == self.RETRIES:
-                        raise FitDied(
-                            f"the fit's process died {self.RETRIES + 1} times before it finished "
-                            f"({exc.args[0] if exc.args else 'no reason given'}); was it killed "
-                            "for lack of memory?"
-                        ) from None
+                        code = exc.exitcode if isinstance(exc, ChildDied) else None
+                        raise FitDied(died_reason(self.RETRIES + 1, code)) from None
                     logger.warning("a fit's process died (%s); fitting again in a new one", exc)
         raise AssertionError("unreachable")
 
@@ -676,7 +732,7 @@ class FitWorker:
                 # child's status race for its 4 bytes, and the loser records "exit code 255".
                 await asyncio.to_thread(executor.shutdown, wait=True)
                 codes = [p.exitcode for p in processes]
-                raise BrokenProcessPool(f"exit code {codes[0] if codes else None}") from exc
+                raise ChildDied(codes[0] if codes else None) from exc
         finally:
             if self._executor is executor:
                 self._executor = None
@@ -704,13 +760,11 @@ def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
     detail.pop("metrics", None)  # kept in the models table
     store.finish_run(plan.run_id, outcome.status, detail)
     store.release_lock(LOCK, plan.owner)
+    # "retrain v3 promoted: …"; one that made no model, "retrain failed: …" (not "vNone")
+    what = "retrain" if outcome.version is None else f"retrain v{outcome.version}"
+    reason = outcome.reason.removeprefix(f"retrain {outcome.status}: ")
     logger.info(
-        "retrain v%s %s: %s (n=%d, %.1f s)",
-        outcome.version,
-        outcome.status,
-        outcome.reason,
-        outcome.n_labels,
-        outcome.seconds,
+        "%s %s: %s (n=%d, %.1f s)", what, outcome.status, reason, outcome.n_labels, outcome.seconds
     )
     return outcome
 
