@@ -7,6 +7,7 @@ readable module; it gets the same ``State`` as every command (``click.pass_obj``
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +16,7 @@ import click
 
 from bot.cli_errors import friendly_errors
 from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem
-from bot.labelset import current_labels, last_retired, retired_note
+from bot.labelset import current_labels, last_retired, restate_all, retired_note
 
 
 @contextmanager
@@ -161,9 +162,32 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
             reason=reason,
         )
         retired = last_retired(store) if action == "retire" else None
+        _restate(store, state.settings.threshold)
     click.echo(f"Label set now: {', '.join(labels)}")
     if retired is not None:
         click.echo(retired_note(*retired, slack=False))
+
+
+BAR_FROM = 100_000  # items: the pass after a change shows a progress bar from here
+
+
+def _restate(store: Any, threshold: float) -> None:
+    """After a change of the label set: the stored predictions under the new set, in short
+    transactions (``bot.labelset.restate_all``; the change itself touches no item), so a
+    database used without a server is right too: a retired label's model-decided items wait
+    for people, a label added back takes its items back. A running server's scorer would do
+    it too. A bar on stderr from BAR_FROM items (a few seconds at a million)."""
+    end = store.last_rowid()
+    if end < BAR_FROM:
+        restate_all(store, threshold)
+        return
+    label = "Putting the predictions under the new label set"
+    with click.progressbar(length=end, label=label, file=sys.stderr) as bar:
+
+        def step(at: int, _end: int) -> None:
+            bar.update(at - bar.pos)
+
+        restate_all(store, threshold, step)
 
 
 @labels_group.command("show")

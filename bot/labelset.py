@@ -7,11 +7,12 @@ The stored label set once an admin has changed it (`hitl labels add|rename|merge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from bot.config import Settings
 from bot.store import Store
+from bot.store.labelset import in_force as in_force  # the store's too (its predictions)
 from bot.words import count
 
 
@@ -51,6 +52,37 @@ def retired_note(label: str, n: int, *, slack: bool) -> str:
     )
 
 
+RESTATE_CHUNK = 500
+"""Items one step of the restate pass reads (``Store.restate_predictions``), in one short
+transaction that writes at most RESTATE_CHANGES of them: at a million items a step holds the
+write lock (and, in the server, the event loop) a few milliseconds
+(``benchmarks/label_change.py``)."""
+RESTATE_CHANGES = 50  # as the scorer's WRITE_BATCH: ~0.1 ms a write at a million items
+
+
+def restate_all(
+    store: Store, threshold: float, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Put every stored prediction under the label set in force, a short transaction a step
+    (``Store.restate_predictions``): what `hitl labels add|rename|merge|retire` runs after its
+    change, so a database used without a server is right too (a running server's scorer does
+    the same when it sees the change count move). ``progress(rowid, last rowid)`` after each
+    step. Returns how many items changed."""
+    end = store.last_rowid()
+    changed, at = 0, 0
+    while True:
+        n, last = store.restate_predictions(at, RESTATE_CHUNK, threshold, RESTATE_CHANGES)
+        changed += n
+        if last is None:
+            break
+        at = last
+        if progress is not None:
+            progress(min(at, end), end)
+    if progress is not None:
+        progress(end, end)
+    return changed
+
+
 def resolve_label(settings: Settings, store: Store, label: str) -> str | None:
     """The label a click on ``label`` counts for: itself while it is in force, its successor
     after a rename or merge, None when it was retired (or never was one)."""
@@ -59,19 +91,6 @@ def resolve_label(settings: Settings, store: Store, label: str) -> str | None:
         return label
     successor = store.label_aliases().get(label)
     return successor if successor in labels else None
-
-
-def in_force(
-    guesses: list[tuple[str, float]], aliases: dict[str, str], retired: set[str]
-) -> list[tuple[str, float]]:
-    """The model's guesses under the label set in force: a renamed or merged label shows as
-    its successor (once, at its best guess), a retired one not at all."""
-    kept: dict[str, float] = {}
-    for label, p in guesses:
-        label = aliases.get(label, label)
-        if label not in retired and label not in kept:
-            kept[label] = p
-    return list(kept.items())
 
 
 T = TypeVar("T")

@@ -645,10 +645,10 @@ async def get_item(request: web.Request) -> web.Response:
     resolution = rt.store.resolution(item_id)
     prediction = None
     if item["confidence"] is not None:
-        model_label, ranked = _guesses(rt.store, item)
+        model_label, confidence, ranked = _guesses(rt.store, item)
         prediction = {
             "label": model_label,
-            "confidence": item["confidence"],
+            "confidence": confidence,
             "ranked": ranked,
             "model_version": item["model_version"],
         }
@@ -749,18 +749,28 @@ def api_status(item_status: str) -> str:
     return "needs_review"
 
 
-def _guesses(store: Store, item: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    """The model's label and ranked guesses under the label set in force: a model trained
-    before a rename or merge (a rollback's) guesses the old name, which the producer must not
-    see; a retired label is left out (``bot.labelset.in_force``, as the questions do)."""
-    ranked = in_force(item["ranked"] or [], store.label_aliases(), store.retired_labels())
-    label = ranked[0][0] if ranked else item["predicted_label"]
-    return label, [{"label": name, "probability": p} for name, p in ranked]
+def _guesses(
+    store: Store, item: dict[str, Any]
+) -> tuple[str | None, float | None, list[dict[str, Any]]]:
+    """The model's label, its confidence and ranked guesses under the label set in force: a
+    model trained before a rename or merge (a rollback's) guesses the old name, which the
+    producer must not see; a retired label is left out (``bot.labelset.in_force``, as the
+    questions do). The confidence is the label's own probability, as the questions show it
+    (not renormalised over the labels in force; a merged label stands for its successor at
+    the best of the two): never a retired label's. None while the item has no prediction."""
+    if item["confidence"] is None:
+        return None, None, []
+    guesses = item["ranked"] or (
+        [(item["predicted_label"], item["confidence"])] if item["predicted_label"] else []
+    )
+    ranked = in_force(guesses, store.label_aliases(), store.retired_labels())
+    label, confidence = ranked[0] if ranked else (None, 0.0)
+    return label, confidence, [{"label": name, "probability": p} for name, p in ranked]
 
 
 def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
     status = api_status(item["status"])
-    model_label, ranked = _guesses(store, item)
+    model_label, confidence, ranked = _guesses(store, item)
     label = model_label
     if status == "resolved":
         resolution = store.resolution(item["id"])
@@ -768,7 +778,7 @@ def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": item["id"],
         "label": label,
-        "confidence": item["confidence"],
+        "confidence": confidence,
         "ranked": ranked,
         "model_version": item["model_version"],
         "model_label": model_label,

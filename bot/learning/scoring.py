@@ -12,6 +12,14 @@ from the start (:class:`_Walk`): refreshes come every few dozen answers, and at 
 a walk takes minutes, so a walk that began again at the oldest item for each new model would
 re-score the oldest items all day and never reach the newest.
 
+A change of the label set (`hitl labels`, `/hitl labels`) touches no item row: the scorer puts
+the stored predictions under the set in force (``Store.restate_predictions``: a retired label's
+model-decided items wait for people again, a label added back takes its items back) when the
+change count moves from the one it last did so at, and once at start. The pass runs before a
+walk's next chunk, a short transaction at a time with the loop's other work between (as the
+walk's writes), and the background run reads the count every LABEL_SET_TICK seconds (a change
+by `hitl labels` in another process wakes nothing here).
+
 The priority that orders the queue is computed here, from the model's full probabilities,
 by ``model.selection.priority`` under ``HITL_STRATEGY``, and stored with the strategy's name:
 an item scored under another strategy (or model version) is scored again.
@@ -31,8 +39,9 @@ import numpy as np
 
 from bot import eventloop
 from bot.config import Settings
+from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK
 from bot.learning.scoring_worker import ScoringWorker, predict_texts
-from bot.runtime import Champion, Runtime
+from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import Store
 from model import selection
 
@@ -44,6 +53,7 @@ WRITE_BATCH = 50
 prediction's write costs ~0.1 ms (its row and the queue's index, pages all over a large file):
 500 in one go held the loop ~37 ms (at times 55-110), 50 hold it ~4 ms (at most 10-26;
 ``benchmarks/walk_writes.py``)."""
+LABEL_SET_TICK = 5.0  # seconds: how often the idle background run reads the change count
 
 
 class Scorer:
@@ -79,6 +89,11 @@ class Scorer:
         self.worker: ScoringWorker | None = None  # `hitl serve`: the model in a child process
         self.walk_worker: ScoringWorker | None = None  # `hitl serve`: the walks' child, niced
         self.walks_in_background = False  # ``run`` is running: ``rescore`` wakes it
+        # The label set change count the stored predictions were last put under (None: not
+        # yet, at start) and the pass under way (its change count, the last rowid it did).
+        self.restated_at: int | None = None
+        self.restating: tuple[int, int] | None = None
+        self.n_restated = 0  # items whose prediction a pass changed since start
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -103,7 +118,55 @@ class Scorer:
             except Exception:  # noqa: BLE001 - the scorer must outlive a failing model
                 champion = self.champion()
                 logger.exception("scoring with model v%s failed", champion and champion.version)
-            await self.wake_event.wait()
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Until woken, or until the label set changed: its count is read every
+        LABEL_SET_TICK seconds (one read of a small table)."""
+        while not self.wake_event.is_set():
+            await wait_until_woken(self.wake_event, LABEL_SET_TICK)
+            try:
+                if self.restate_due():
+                    return
+            except Exception:  # noqa: BLE001 - a database gone: the next walk says so
+                logger.debug("reading the label set's change count failed", exc_info=True)
+
+    def restate_due(self) -> bool:
+        """Whether the stored predictions wait to be put under the label set in force: its
+        change count is not the one the last pass was done at (at start: any change at all;
+        a label set never changed needs no pass)."""
+        count = self.store.label_set_change_count()
+        if self.restated_at is None and count == 0:
+            self.restated_at = 0
+        return count != self.restated_at
+
+    async def restate(self, *, max_chunks: int | None = None, background: bool = False) -> int:
+        """Put the stored predictions under the label set in force (``restate_due``), a step
+        of RESTATE_CHUNK items at a time (``Store.restate_predictions``: one short transaction
+        each, at most RESTATE_CHANGES writes), the loop's other work between two; with
+        ``max_chunks``, stop after that many (``restating`` says where to go on). A change
+        made during the pass starts it again from the oldest item. Returns the steps run."""
+        chunks = 0
+        while self.restate_due():
+            if max_chunks is not None and chunks >= max_chunks:
+                break
+            count = self.store.label_set_change_count()
+            at = self.restating[1] if self.restating and self.restating[0] == count else 0
+            threshold = self.settings().threshold
+            changed, last = self.store.restate_predictions(
+                at, RESTATE_CHUNK, threshold, RESTATE_CHANGES
+            )
+            chunks += 1
+            self.n_restated += changed
+            if last is None:
+                self.restated_at, self.restating = count, None
+                logger.info("predictions put under the label set in force (change %d)", count)
+            else:
+                self.restating = (count, last)
+            if changed and background and self.on_scored is not None:
+                self.on_scored()  # items decided by the model may wait for people now
+            await asyncio.sleep(0)
+        return chunks
 
     async def score_ids(self, ids: Iterable[str]) -> int:
         """Score these items now, those of them the champion has not scored under the
@@ -176,7 +239,12 @@ class Scorer:
         if max_chunks is not None and self.walking.locked():
             return 0
         async with self.walking:
-            done = chunks = 0
+            # The label set changed: the stored predictions go under it first.
+            chunks = await self.restate(max_chunks=max_chunks, background=background)
+            if self.restating is not None:
+                self.wake()  # the background run goes on with the pass
+                return 0
+            done = 0
             counts = self.store.count_items() if progress is not None else {}
             waiting = counts.get("new", 0) + counts.get("queued", 0) + counts.get("auto", 0)
             while (champion := self.champion()) is not None:

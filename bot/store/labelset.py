@@ -8,6 +8,15 @@ stored set wins. A rename or merge rewrites the decided labels (each change in
 label. A retired label's decided items leave training and go to review (reason ``retired``)
 until an admin gives them a label in force, or the label is added back (which decides those
 reviews). Answers themselves keep what people clicked. Every change redraws the open questions.
+
+The items' stored predictions are under the label set in force (``set_predictions``): their
+``predicted_label`` and ``confidence`` are the best label in force and its own probability
+(``in_force``), never a retired label's. A change touches no item row (it holds the write
+lock for the label set's rows only, at any number of items): the predictions it moves are put
+under the new set afterwards, a short transaction per chunk of items (``restate_predictions``),
+by the server's scorer when it sees the change count move and by `hitl labels` after its
+change (``bot.labelset.restate_all``). An item decided by the model (``auto``) whose confidence
+falls below HITL_THRESHOLD then waits for people again.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -24,6 +34,34 @@ from bot.errors import StoreError
 from bot.labelnames import case_twin, how_twins_differ, label_problem
 
 ACTIONS = ("add", "rename", "merge", "retire")
+
+
+def in_force(
+    guesses: Iterable[tuple[str, float]], aliases: Mapping[str, str], retired: Collection[str]
+) -> list[tuple[str, float]]:
+    """The model's guesses under the label set in force: a renamed or merged label shows as
+    its successor (once, at its best guess), a retired one not at all.
+
+    The probabilities are the model's own, not renormalised over the labels in force: an item
+    the model places in a retired label has a low confidence in every label in force, and goes
+    to people. A merged label's best guess, not the sum, stands for its successor: so the
+    questions (``bot.slack.questions``, which show the guess the question was asked with beside
+    the newer model's) and the producer API show the same confidence."""
+    kept: dict[str, float] = {}
+    for label, p in guesses:
+        label = aliases.get(label, label)
+        if label not in retired and label not in kept:
+            kept[label] = float(p)
+    return list(kept.items())
+
+
+def top_in_force(
+    ranked: Iterable[Sequence[Any]], aliases: Mapping[str, str], retired: Collection[str]
+) -> tuple[str | None, float]:
+    """The label in force the model ranks best, with its own probability (``in_force``); None
+    and 0.0 when no label in force is among the guesses (all of them were retired)."""
+    kept = in_force(((str(g[0]), float(g[1])) for g in ranked), aliases, retired)
+    return kept[0] if kept else (None, 0.0)
 
 
 class LabelSetMixin:
@@ -51,6 +89,12 @@ class LabelSetMixin:
         n = self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]
         digest = hashlib.sha256(json.dumps(list(labels)).encode()).hexdigest()[:8]
         return f"v{n}:{digest}"
+
+    def label_set_change_count(self) -> int:
+        """How many changes the label set has had: one read of a count, which the server's
+        scorer compares with the count it last put the predictions under the set in force at
+        (``bot.learning.scoring.Scorer.restate``)."""
+        return self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]
 
     def label_set_changes(self) -> list[dict]:
         return [dict(r) for r in self.db["label_set_changes"].rows_where(order_by="id")]

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.labelset import top_in_force
 from bot.store.migrations import UNLABELED
 from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
 from bot.store.reviews import ReviewRules
@@ -47,6 +48,8 @@ class QueueMixin:
     db: Database
     now: Callable[[], str]
     review_after_answer: Callable[..., None]
+    label_aliases: Callable[[], dict[str, str]]  # the label set mixin's
+    retired_labels: Callable[[], set[str]]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
 
     # -- the queue: scoring, posting, answering --
@@ -207,13 +210,20 @@ class QueueMixin:
         strategy: str,
     ) -> int:
         """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items,
-        in one transaction, with the ``strategy`` the priorities were computed under. An item
-        at or above ``threshold`` becomes ``auto``; below it, ``queued``. Returns the number
-        of items written. Not worth an fsync: predictions lost in a crash are made again."""
+        in one transaction, with the ``strategy`` the priorities were computed under. The label
+        and confidence stored are those of the best label in force in ``ranked`` (the model's
+        top guesses: ``bot.store.labelset.in_force``), read in the transaction: a label
+        retired, renamed or merged since the model was trained never lends its probability to
+        another. An item whose confidence is at or above ``threshold`` becomes ``auto``; below
+        it, ``queued``. Returns the number of items written. Not worth an fsync: predictions
+        lost in a crash are made again."""
         now = self.now()
         n = 0
         with self._unsynced():  # predictions are made again if lost
+            aliases, retired = self.label_aliases(), self.retired_labels()
             for item_id, version, label, confidence, ranked, priority in predictions:
+                guesses = ranked or ([(label, confidence)] if label is not None else [])
+                label, confidence = top_in_force(guesses, aliases, retired)
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
                     " priority = ?, strategy = ?, ranked = ?, updated_at = ?, status = CASE"
@@ -234,6 +244,75 @@ class QueueMixin:
                 )
                 n += cursor.rowcount
         return n
+
+    def last_rowid(self) -> int:
+        """The newest item's rowid (0 with none): where a pass in rowid order ends, for a
+        progress bar. One step down the table's b-tree."""
+        return self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+
+    # An item's ``ranked`` when its stored prediction may not be the best label in force
+    # (NULL otherwise: not scored, or its label is the model's first guess and still in force,
+    # which ``set_predictions`` stored with that guess's own probability). Read by SQLite from
+    # the JSON, so a step parses only the few items a change moves.
+    _MAY_MOVE = (
+        "CASE WHEN confidence IS NOT NULL AND (ranked IS NULL"
+        " OR json_extract(ranked, '$[0][0]') IS NOT predicted_label OR predicted_label IN"
+        " (SELECT name FROM label_set WHERE status = 'retired'"
+        " UNION SELECT old FROM label_aliases))"
+        " THEN coalesce(ranked, '[]') END"
+    )
+
+    def restate_predictions(
+        self, after: int, limit: int, threshold: float, max_changes: int = 50
+    ) -> tuple[int, int | None]:
+        """One bounded step of the pass that puts the stored predictions under the label set
+        in force after it changed (``bot.store.labelset``; a change touches no item row): the
+        next ``limit`` unlabeled items after rowid ``after`` (the ``items_unlabeled`` index, as
+        a walk reads them), each given the best label in force in its ``ranked`` and that
+        label's own probability (``top_in_force``, as ``set_predictions`` stores them). An item
+        whose stored label or confidence moves is ``auto`` at or above ``threshold`` and
+        ``queued`` below it (a model-decided item whose label was retired waits for people; a
+        label added back takes its items back), as ``set_predictions`` decides; one whose
+        prediction stays is left alone. The step stops after ``max_changes`` changed items, so
+        its transaction (short, unsynced like ``set_predictions``: lost, the pass is run again)
+        holds the write lock for a bounded time at any number of items. The priority stays:
+        it is the model's, from its full probabilities, which a label change does not move
+        (scoring the item again would store the same). Once past the last unlabeled item, the
+        open questions' items (``posted``, a few) are put under the set too, their status kept.
+        Returns (items changed, the last rowid read: None once the pass is done)."""
+        changed = 0
+        with self._unsynced():  # a pass lost in a crash is run again (the change count)
+            aliases, retired = self.label_aliases(), self.retired_labels()
+            rows = self.db.execute(
+                f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}"
+                f" FROM items INDEXED BY items_unlabeled WHERE {UNLABELED} AND ({UNLABELED}) = 1"
+                " AND rowid > ? ORDER BY rowid LIMIT ?",
+                [after, limit],
+            ).fetchall()
+            last = rows[-1][0] if rows else None
+            if not rows:
+                rows = self.db.execute(
+                    f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}"
+                    " FROM items WHERE status = 'posted'"
+                ).fetchall()
+            now = self.now()
+            for rowid, label, confidence, ranked in rows:
+                if ranked is None:
+                    continue  # not scored yet, or its label is its model's first guess, in force
+                guesses = json.loads(ranked) or ([(label, confidence)] if label is not None else [])
+                new_label, new_confidence = top_in_force(guesses, aliases, retired)
+                if (new_label, new_confidence) == (label, confidence):
+                    continue
+                self.db.execute(
+                    "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
+                    " status = CASE WHEN status = 'posted' THEN status"
+                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
+                    [new_label, new_confidence, now, new_confidence, threshold, rowid],
+                )
+                changed += 1
+                if changed >= max_changes and last is not None:
+                    return changed, rowid
+        return changed, last
 
     def set_aside(self, item_id: str, reason: str) -> None:
         """Stop asking about an item Slack will not show (status skipped), and say why."""
