@@ -275,7 +275,9 @@ def init_app(
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
             # The log goes back into the database file in a worker thread, never inside a
             # commit on the loop (bot/store/core.py: Checkpointer).
-            checkpointer = Checkpointer(store.db)
+            # It also keeps the file's generation, which tells a copy put over the file (a
+            # restore with cp) from its own writes (bot/store/core.py: FileWatch).
+            checkpointer = Checkpointer(store.db, store.file_watch())
             checkpointer.take_over()
             tasks.append(eventloop.background(checkpointer.keep_up(), "hitl-checkpoint"))
         try:

@@ -426,7 +426,9 @@ async def _answer(
     except SlackApiError as exc:
         logger.warning("after the answer on %s: %s", item_id, slack_refused(exc))
     finally:  # a refused note (the person is not in the channel) must not keep the redraw back
-        if result.is_stored:
+        # A retry (Slack's, of a click not acked: its fsync failed) finds the answer its first
+        # try committed; that try's redraw was left undone.
+        if result.is_stored or result.status == "duplicate":
             await Redrawer.of(rt).soon()
         rt.wake_dispatcher()
 

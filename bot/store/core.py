@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,7 @@ class Store(
         self.path: Path | None = None  # the file, as opened (None: in memory)
         self.file_id: tuple[int, int] | None = None  # its (st_dev, st_ino) when opened
         self.lost: str | None = None  # why writes are refused: the file is gone (check_file)
+        self.watch: FileWatch | None = None  # the file overwritten in place (file_watch)
 
     @classmethod
     def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
@@ -141,6 +143,15 @@ class Store(
     def close(self) -> None:
         self.wal_sync.close()
         self.db.close()
+        if self.watch is not None:
+            self.watch.close()  # after SQLite's: closing it drops this process's locks
+
+    def file_watch(self) -> FileWatch | None:
+        """The watch for the file overwritten in place (``FileWatch``), opened at the first
+        call: a server's (``check_file``, its checkpointer); None for an in-memory store."""
+        if self.watch is None and self.path is not None and self.file_id is not None:
+            self.watch = FileWatch(self.path, self.file_id)
+        return self.watch
 
     def __enter__(self) -> Store:
         return self
@@ -208,6 +219,7 @@ class Store(
         if self.path is None:
             raise StoreError("an in-memory store has no file to open on another connection")
         problem = self.lost or (_file_problem(self.path, self.file_id) if self.file_id else None)
+        problem = problem or (self.watch.problem if self.watch is not None else None)
         if problem is not None:
             raise StoreError(
                 f"{problem}: put the database back at {self.path} (or move what is left there"
@@ -220,13 +232,16 @@ class Store(
 
         One that was deleted, moved away or replaced while the store had it open (a cleanup
         script, a restore over a running server) keeps taking this connection's writes into a
-        file nobody will read again: they are lost when the process ends. From the first check
-        that finds it, the store refuses writes (``PRAGMA query_only``: SQLite says
-        SQLITE_READONLY) and ``lost`` says why. Returns that reason the first time, None
-        otherwise. One ``stat``: cheap enough to run every second (the champion watch does)."""
+        file nobody will read again: they are lost when the process ends. One overwritten in
+        place (``cp backup.db hitl.db``: the same file, ``FileWatch``) gets the log's pages of
+        the file that was there applied over it. From the first check that finds either, the
+        store refuses writes (``PRAGMA query_only``: SQLite says SQLITE_READONLY) and ``lost``
+        says why. Returns that reason the first time, None otherwise. One ``stat`` and one
+        read of the header: cheap enough to run every second (the champion watch does)."""
         if self.lost is not None or self.path is None or self.file_id is None:
             return None
-        problem = _file_problem(self.path, self.file_id)
+        watch = self.file_watch()
+        problem = _file_problem(self.path, self.file_id) or (watch.look() if watch else None)
         if problem is None:
             return None
         self.lost = problem
@@ -556,8 +571,15 @@ class Store(
         return self._unsynced()
 
     async def synced(self) -> None:
-        """Every commit made so far is on disk (see ``WalSync``)."""
-        await self.wal_sync.sync()
+        """Every commit made so far is on disk (see ``WalSync``). Raises ``NotSynced`` (a
+        ``sqlite3.Error``, so callers refuse it as any write the database refused) when the
+        fsync fails: a disk error, the log's file deleted or replaced under the server. The
+        commits stay in the log; a caller that does not acknowledge them lets the sender try
+        again (a retried click is recognised by its key and stored once)."""
+        try:
+            await self.wal_sync.sync()
+        except OSError as exc:
+            raise NotSynced(f"fsync failed: {exc}") from None
 
     def unsynced(self) -> AbstractContextManager[None]:
         """The writes inside commit without waiting for the disk (see ``_unsynced``): for
@@ -582,6 +604,13 @@ class Store(
                 yield
         finally:
             conn.execute(f"PRAGMA synchronous = {int(level)}")
+
+
+class NotSynced(sqlite3.OperationalError):
+    """The fsync that makes the commits durable failed (``Store.synced``): what was committed
+    may not be on disk. Told as a disk error (``database_problem``: SQLITE_IOERR)."""
+
+    sqlite_errorname = "SQLITE_IOERR_FSYNC"
 
 
 class WalSync:
@@ -679,10 +708,12 @@ class Checkpointer:
 
     EVERY = 1.0  # seconds between the server's checkpoints
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, watch: FileWatch | None = None) -> None:
         self.db = db
         self.path = _wal_database(db)
+        self.watch = watch  # the server's file, overwritten in place (FileWatch)
         self.last_log = -1  # the log's pages at the last checkpoint
+        self.touched = 0  # times the file's generation was raised (touch)
         self.failed: str | None = None  # the last checkpoint's error, said once
 
     def take_over(self) -> None:
@@ -699,14 +730,26 @@ class Checkpointer:
         truncated (``wal_checkpoint(TRUNCATE)``, which waits for no one: if the loop writes
         just then, it is left to the next time). The connection opens the file only if it
         exists: a server whose database was deleted does not create an empty one at its path.
+
+        With a ``watch``: a file found overwritten in place gets no checkpoint (it would copy
+        the old file's pages over the copy); one that had pages copied into it gets a newer
+        generation (``touch``), copied in at once.
         """
-        if self.path is None:
+        if self.path is None or (self.watch is not None and self.watch.look() is not None):
             return (0, 0, 0)
         # This thread's own connection.
         conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", uri=True, timeout=10)
         try:
             busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             idle = not busy and log == copied == self.last_log
+            if (
+                self.watch is not None
+                and not idle
+                and (copied or not self.touched)
+                and self.watch.look() is None
+                and self.touch(conn)
+            ):
+                busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.last_log = log
             if idle and _size(self.path + "-wal") > JOURNAL_SIZE_LIMIT:
                 conn.execute("PRAGMA busy_timeout = 0")
@@ -714,6 +757,30 @@ class Checkpointer:
         finally:
             conn.close()
         return int(busy), int(log), int(copied)
+
+    def touch(self, conn: sqlite3.Connection) -> bool:
+        """Raise the database's generation (``FileWatch``: the header's user_version) in a
+        commit of its own, which needs no fsync (the checkpoint that copies it syncs the log
+        first). Skipped (False) when another connection holds the write lock: the next
+        checkpoint tries again."""
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+                return False
+            raise
+        try:
+            generation = conn.execute("PRAGMA user_version").fetchone()[0]
+            if generation < _GENERATION_MAX:
+                conn.execute(f"PRAGMA user_version = {int(generation) + 1}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        self.touched += 1
+        return True
 
     async def keep_up(self) -> None:
         """The server's task: a passive checkpoint in a worker thread every ``EVERY`` seconds
@@ -771,6 +838,102 @@ def _file_problem(path: Path, opened: tuple[int, int]) -> str | None:
     if (found.st_dev, found.st_ino) != opened:
         return f"{path} was replaced by another file while the server had it open"
     return None
+
+
+# The database header's user_version (a 4-byte big-endian signed integer at offset 60): the
+# server's generation of the file (``FileWatch``); nothing else in slack-hitl uses it.
+_HEADER = b"SQLite format 3\x00"
+_GENERATION_AT = 60
+_GENERATION_MAX = 2**31 - 1
+
+
+def _generation(fd: int) -> int | None:
+    """The generation in the database file's header, read from the file itself (not through
+    SQLite, which would read the newest page 1 from the log); None when the file does not
+    start with a database header (empty, cut short, or another kind of file)."""
+    header = os.pread(fd, 100, 0)
+    if len(header) < 100 or not header.startswith(_HEADER):
+        return None
+    return int.from_bytes(header[_GENERATION_AT : _GENERATION_AT + 4], "big", signed=True)
+
+
+class FileWatch:
+    """Tells a database file overwritten in place under the server (``cp backup.db hitl.db``:
+    the same inode, so ``_file_problem`` sees nothing) from the writes SQLite makes to it.
+
+    In WAL mode the database file is written only by checkpoints, which copy pages from the
+    log; the log keeps frames that belong to the file as it was. A copy put over it mixes the
+    two: the next reads and checkpoints apply the old log's pages over the copy (indexes that
+    no longer match their tables). SQLite's file change counter does not move in WAL mode, so
+    the server keeps a generation of its own in the header's user_version: the checkpointer
+    raises it (``Checkpointer.touch``) whenever it has copied pages into the file, and a
+    checkpoint only ever writes a newer page 1. So the generation the file holds never goes
+    down, whoever writes to the database (a ``hitl import`` beside the server, its own
+    checkpoints included); a copy made before the last checkpoint that wrote pages (a backup,
+    the file itself a minute ago) holds a lower one, and so does a backup made before the
+    server started (the first checkpoint raises it). ``look`` reads the header (one
+    ``pread``): cheap enough for every second.
+
+    Not seen: a copy put in place in the moment between a look and a checkpoint that writes a
+    newer page 1 over it, or a copy of another database whose generation is higher.
+
+    The descriptor stays open until the store closes: closing a descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included."""
+
+    def __init__(self, path: Path, opened: tuple[int, int]) -> None:
+        self.path = path
+        self.lock = threading.Lock()  # the loop's checks and the checkpointer's thread
+        self.fd: int | None = None
+        self.seen: int | None = None  # the highest generation the file was read with
+        self.problem: str | None = None  # why the file is not the server's any more
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != opened:
+            os.close(fd)  # another file (no lock of ours on it): the identity check says so
+            return
+        self.fd = fd
+        self.seen = self._read()
+
+    def _read(self) -> int | None:
+        """The file's generation, read twice: a checkpoint may be writing page 1 just then, and
+        a read may catch half of it. None also when the two reads differ."""
+        assert self.fd is not None
+        first = _generation(self.fd)
+        return first if _generation(self.fd) == first else None
+
+    def look(self) -> str | None:
+        """Why the file is not the one the server writes to any more (it was overwritten), or
+        None. Safe from any thread."""
+        with self.lock:
+            if self.problem is not None or self.fd is None:
+                return self.problem
+            try:
+                now = _generation(self.fd)
+                again = _generation(self.fd)
+            except OSError:
+                return None  # cannot tell (an I/O error): the fsyncs and writes say it
+            if now != again:
+                return None  # being written: the next look tells
+            if now is not None and (self.seen is None or now >= self.seen):
+                self.seen = now
+                return None
+            if self.seen is None:
+                return None  # no header yet to compare with
+            self.problem = (
+                f"{self.path} was overwritten in place while the server had it open (a backup"
+                f" copied over it? The server's write-ahead log {self.path.name}-wal belongs to"
+                " the file that was there: stop hitl serve before copying the backup again)"
+            )
+            return self.problem
+
+    def close(self) -> None:
+        with self.lock:  # not under a look in the checkpointer's thread (the number is reused)
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 def _fsync(path: str) -> float:
