@@ -26,6 +26,7 @@ from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
+from bot.learning.scoring import scorer_of
 from bot.learning.stopping import stop_status
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -388,6 +389,9 @@ async def labels(call: Call) -> None:
     text, changed = labels_reply(call.rt, call.user_id, call.args)
     await call.ack(text=text)
     if changed:
+        # the stored predictions go under the new set (the scorer's pass), now rather than at
+        # its next look at the change count (LABEL_SET_TICK)
+        scorer_of(call.rt).wake()
         await Redrawer.of(call.rt).soon()
 
 

@@ -283,6 +283,20 @@ async def test_the_idle_scorer_sees_a_change_made_in_another_process(
         assert scorer.restate_due()
 
 
+async def test_a_change_made_with_hitl_labels_in_slack_wakes_the_scorer(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """`/hitl labels retire` runs in the server: it wakes the scorer for its pass at once,
+    rather than leaving it to the idle scorer's next look at the change count."""
+    async for api in start_api(fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD):
+        scorer = scorer_of(api.rt)
+        scorer.wake_event.clear()
+        response = await api.command("labels retire billing", "U0ADMIN")
+        body = await response.text()
+        assert "Done." in body, body
+        assert scorer.wake_event.is_set()
+
+
 async def test_predictions_stored_before_the_upgrade_are_put_under_the_set_at_start(
     tmp_path: Path,
 ):
