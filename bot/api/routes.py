@@ -40,7 +40,7 @@ from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import MAX_BODY, RUNTIME
-from bot.ingest import id_problem, item_id_for_text
+from bot.ingest import id_problem, item_id_for_text, with_stored_ids
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
 from bot.learning.scoring import scorer_of
@@ -555,6 +555,7 @@ async def predict(request: web.Request) -> web.Response:
     item = parse_item(
         await _read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
+    [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     created = await request.app[INTAKE].add([item])
     await _score(rt, [item.id])
     if created:
@@ -610,6 +611,12 @@ async def add_items(request: web.Request) -> web.Response:
         parse_items, body, rt.settings.webhook_secret, _destinations(rt)
     )
     accepted, repeated = parsed.accepted, parsed.repeated
+    if accepted or repeated:  # items stored under their id of before: theirs again
+        adopted = with_stored_ids(rt.store, [item for _, item in accepted + repeated])
+        pairs = [
+            (index, item) for (index, _), item in zip(accepted + repeated, adopted, strict=True)
+        ]
+        accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     results: list[dict[str, Any]] = list(parsed.rejected)
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))

@@ -6,7 +6,7 @@ May import the core (``bot.store``, ``bot.errors``). Never the edges (``bot.slac
 ``bot.api``, ``bot.learning``) nor what composes them (checked by tests/test_layout.py).
 """
 
-from bot.ingest.load import IMPORT_BATCH, ImportSummary, import_rows, rows_of_file
+from bot.ingest.load import IMPORT_BATCH, ImportSummary, import_rows, rows_of_file, with_stored_ids
 from bot.ingest.readers import (
     FORMATS,
     MAX_TEXT_CHARS,
@@ -37,4 +37,5 @@ __all__ = [
     "item_id_for_text",
     "read_items",
     "rows_of_file",
+    "with_stored_ids",
 ]

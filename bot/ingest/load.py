@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from bot.errors import StoreError
 from bot.ingest.readers import (
@@ -20,12 +21,16 @@ from bot.ingest.readers import (
     Row,
     RowError,
     _printable,
+    item_id_for_text,
+    legacy_item_id,
     read_items,
 )
 from bot.labelnames import case_twin, how_twins_differ, label_key
 from bot.store import DatabaseError, Store, database_problem
+from bot.store.records import same_text
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IMPORT_BATCH = 1000  # rows committed in one transaction
 ERRORS_RECORDED = 100  # rejected rows kept in the run's record
@@ -147,6 +152,7 @@ def import_rows(
     def flush() -> None:
         if not batch:
             return
+        batch[:] = with_stored_ids(store, batch)
         if gold:
             done = store.add_gold(batch)
             summary.imported += done.added
@@ -211,6 +217,27 @@ def import_rows(
         raise
     store.finish_run(run_id, "ok", details())
     return summary
+
+
+def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
+    """``items`` (rows of a file, or a producer's items: each with an ``id`` and a ``text``),
+    each that came without an id and is stored under the id it got before ids were hashed from
+    the text's one form (``legacy_item_id``: a text with ``\r\n``, or not in NFC) given that
+    id, so it is the stored item again (a duplicate, or the producer's item with its human
+    answer), not a second one. One lookup of those few ids; other items are as they came."""
+    legacy = {
+        n: old
+        for n, item in enumerate(items)
+        if (old := legacy_item_id(item.text)) is not None and item.id == item_id_for_text(item.text)
+    }
+    if not legacy:
+        return list(items)
+    stored = store.existing_item_ids(sorted(set(legacy.values())))
+    out = list(items)
+    for n, old in legacy.items():
+        if old in stored and same_text(store.get_item(old)["text"], items[n].text):
+            out[n] = replace(items[n], id=old)
+    return out
 
 
 def _gold_twice(row: Row, label: str, line: int) -> str:

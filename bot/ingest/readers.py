@@ -118,6 +118,16 @@ def item_id_for_text(text: str) -> str:
     return "t" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def legacy_item_id(text: str) -> str | None:
+    """The id an item without one got before ids were hashed from the text's one form (the
+    hash of the text as it came), when that differs from ``item_id_for_text``'s: only for a
+    text with ``\r`` line breaks or not in NFC. None for every other text."""
+    if text.isascii() and "\r" not in text:  # in its one form already (ASCII is NFC)
+        return None
+    legacy = "t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return legacy if legacy != item_id_for_text(text) else None
+
+
 def id_problem(item_id: str) -> str | None:
     """What makes an id (trimmed) unusable, or None: a control character (a URL could not name
     it), a line separator, or an invisible character (a zero-width space, a right-to-left

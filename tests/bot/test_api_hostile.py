@@ -125,3 +125,22 @@ async def test_a_text_of_only_nul_characters_is_empty_as_an_import_says(api: Bot
     assert response.status == 400
     assert await response.json() == {"error": "text is empty", "field": "text"}
     assert stored(api) == 0
+
+
+async def test_a_producer_asking_again_for_an_item_stored_under_its_id_of_before_gets_it(
+    api: Bot,
+):
+    # the code before hashed the text as it came: a producer re-sending a text with \r\n (a
+    # web form's) to get the human's answer got a new item instead, never answered
+    import hashlib
+
+    from tests.bot.harness import Item
+
+    text = "my card was charged twice\r\nplease refund"
+    old = "t" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    api.store.add_items([Item(old, text)], "api")
+    again = await (await post_json(api, "/api/predict", {"text": text})).json()
+    assert again["id"] == old
+    body = await (await post_json(api, "/api/items", {"items": [{"text": text}]})).json()
+    assert [(r["id"], r["result"]) for r in body["results"]] == [(old, "duplicate")]
+    assert stored(api) == 1

@@ -201,3 +201,39 @@ def test_ids_in_any_script_with_joiners_are_still_taken(item_id: str):
     from bot.ingest import id_problem  # (not at the top: this file also runs on older code)
 
     assert id_problem(item_id) is None
+
+
+# -- items stored before ids were hashed from the text's one form --------------------------------
+
+LEGACY_TEXT = "facture de fe\u0301vrier\r\npayée deux fois"  # NFD, with \r\n
+
+
+def legacy_id(text: str) -> str:
+    """The id the code before gave an item without one: the hash of the text as it came."""
+    return "t" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_a_text_stored_under_its_id_of_before_is_a_duplicate_not_a_second_item(tmp_path: Path):
+    # the re-import (or a gold import) of a file imported before the upgrade added each such
+    # text again, to be asked again in Slack
+    from bot.store import Store
+    from tests.bot.harness import Item
+
+    db = tmp_path / "hitl.db"
+    old = legacy_id(LEGACY_TEXT)
+    assert old != item_id_for_text(LEGACY_TEXT)
+    with Store.open(db) as store:
+        store.add_items([Item(old, LEGACY_TEXT), Item("x1", "plain ascii")], "import")
+    rows = tmp_path / "again.jsonl"
+    rows.write_text(
+        json.dumps({"text": LEGACY_TEXT}) + "\n" + json.dumps({"text": "new one"}) + "\n"
+    )
+    result = run("--db", str(db), "import", str(rows))
+    assert result.stdout.strip().endswith("imported 1 (0 with labels), 1 duplicate, 0 rejected")
+    assert old in stored_ids(db) and len(stored_ids(db)) == 3
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"text": LEGACY_TEXT, "label": "billing"}) + "\n")
+    assert run("--db", str(db), "import", "--gold", str(gold)).exit_code == 0
+    with Store.open(db) as store:
+        assert store.gold_labels() == {old: "billing"}  # the stored item, marked gold
+    assert len(stored_ids(db)) == 3
