@@ -294,6 +294,7 @@ async def _running_demo(
 
     app = init_app(settings, run_background=False, configure=configure, lock=False)
     ui.add_routes(app, sandbox)
+    ui.guard_host(app)  # /slack/events too: the sandbox's signing secret is no secret
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
     tasks: list[asyncio.Task] = []
     try:

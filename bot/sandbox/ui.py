@@ -59,6 +59,21 @@ def add_routes(app: web.Application, sandbox: Sandbox) -> None:
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def guard_host(app: web.Application) -> None:
+    """Answer on every route of ``app`` (the demo's bot: ``/slack/events``, ``/api/*``) only
+    requests addressed to this server by a loopback name and its port: its signing secret and
+    token are the sandbox's published ones, so a DNS-rebinding page (a name that resolves to
+    127.0.0.1) could else send it signed commands as an admin. Before the app starts."""
+
+    @web.middleware
+    async def own_host_only(request: web.Request, handler: Route) -> web.StreamResponse:
+        if (refused := _refusal(request, writes=False)) is not None:
+            return refused
+        return await handler(request)
+
+    app.middlewares.append(own_host_only)
+
+
 def _own_hosts(request: web.Request) -> tuple[set[str], int]:
     """The Host values that name this server (a loopback name, or the address the request came
     in on, with the port it came in on; no port: 80), and that port."""

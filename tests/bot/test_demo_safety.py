@@ -182,3 +182,20 @@ async def test_another_host_name_cannot_read_the_sandbox(demo: Demo):
         other_port = {"Host": f"127.0.0.1:{int(port) + 1}"}
         async with http.get(f"{demo.url}/sandbox/state", headers=other_port) as response:
             assert response.status == 403
+
+
+async def test_another_host_name_cannot_send_the_demo_bot_signed_commands(demo: Demo):
+    """The sandbox's signing secret is published: through a rebinding page a foreign Host sent
+    /slack/events a signed `/hitl labels retire` as an admin and got "Done"."""
+    from tests import signing
+
+    port = demo.url.rsplit(":", 1)[1]
+    fields = signing.command_fields("labels", "U0ANA")
+    body, headers = signing.signed_command(fields, "sandbox-signing-secret")
+    async with aiohttp.ClientSession() as http:
+        foreign = {**headers, "Host": f"attacker.example:{port}"}
+        async with http.post(f"{demo.url}/slack/events", data=body, headers=foreign) as response:
+            assert response.status == 403
+        own = {**headers, "Host": f"127.0.0.1:{port}"}
+        async with http.post(f"{demo.url}/slack/events", data=body, headers=own) as response:
+            assert response.status == 200
