@@ -791,6 +791,13 @@ def rollback_command(state: State, version: str, force: bool) -> None:
     if not number.isdigit():
         raise click.ClickException(f"{version!r} is not a version number; e.g. hitl rollback 3")
     with friendly_errors(), state.open_existing_store() as store:
+        if not state.settings.models_dir.is_dir():  # no model to go back to; and making the
+            # folder here would let the next `hitl retrain` promote an ungated first model
+            folder = state.settings.models_dir.name
+            raise click.ClickException(
+                f"cannot roll back: the models folder {folder} (beside the database) is"
+                " missing: was it deleted or moved? Put it back, then roll back again"
+            )
         try:
             done = rollback.rollback(
                 store, retrain.registry_for(state.settings), int(number), force=force

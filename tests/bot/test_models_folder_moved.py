@@ -86,3 +86,19 @@ def test_cli_retrain_refuses_while_a_server_runs_without_its_models_folder(tmp_p
     # With no server running it is a database restored without its folder: as `hitl models`
     # advises, a retrain trains a new model (tests/bot/test_restore.py).
     assert run(db, "retrain").stdout.startswith("Retrain v2: promoted")
+
+
+def test_cli_rollback_without_its_models_folder_refuses_and_makes_no_folder(tmp_path: Path):
+    # it made an empty folder before refusing, after which `hitl retrain` beside the server
+    # no longer refused and promoted an ungated first model
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    (tmp_path / "hitl.db.models").rename(tmp_path / "models.aside")
+    refused = run(db, "rollback", "1")
+    assert (refused.exit_code, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "Error: cannot roll back: the models folder hitl.db.models (beside the database) is"
+        " missing: was it deleted or moved? Put it back, then roll back again\n"
+    )
+    assert not (tmp_path / "hitl.db.models").exists()
