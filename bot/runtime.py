@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.http_retry import HttpRequest, HttpResponse
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -118,6 +119,40 @@ class _TriggerAwareRateLimitErrorRetryHandler(AsyncRateLimitErrorRetryHandler):
         return state.current_attempt == 0 and wait is not None and wait + 1 < TRIGGER_LIFE
 
 
+# Who counts a Web API call that failed: ``(method, error)``, error being Slack's code
+# ("ratelimited") or the exception's name ("ClientConnectorError"). The core cannot import
+# the metrics (an edge): ``bot.api.metrics`` adds its counter here when imported.
+SLACK_ERROR_LISTENERS: list[Callable[[str, str], None]] = []
+
+
+class _CountErrors(AsyncRetryHandler):
+    """Never retries: last in the client's handlers, it sees each call's final answer (the
+    ones before it retry, and then it is not asked) and tells ``SLACK_ERROR_LISTENERS`` of
+    a failure, whatever the method and whoever called it (the listeners' clients share these
+    handlers): the one place Slack errors are counted."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(max_retry_count=0)
+        self.base_url = base_url
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if error is not None:
+            failed: str | None = type(error).__name__
+        elif response is None:
+            failed = None
+        elif isinstance(response.body, dict) and response.body.get("ok") is False:
+            failed = str(response.body.get("error") or "unknown_error")
+        else:
+            failed = "unknown_error" if response.status_code >= 400 else None
+        if failed is not None:
+            # a file's upload URL (files.getUploadURLExternal's) is no method: one name for it
+            url = request.url
+            method = api_method(request) if url.startswith(self.base_url) else "file_upload"
+            for listener in SLACK_ERROR_LISTENERS:
+                listener(method, failed)
+        return False
+
+
 SLACK_TIMEOUT = 10.0  # seconds for one Web API call
 
 
@@ -130,7 +165,8 @@ def make_client(
 ) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL as base, retrying rate limits (a 429 was not carried
     out; a trigger_id's call only within the trigger's life), and 5xx and resets for calls
-    that are safe to repeat (not ``NOT_IDEMPOTENT``).
+    that are safe to repeat (not ``NOT_IDEMPOTENT``). Every call's failure, after those
+    retries, is counted (``SLACK_ERROR_LISTENERS``).
 
     With ``session`` (see ``slack_session``) the calls share its connections and its timeout;
     without, each call opens a connection of its own and closes it, as slack_sdk does.
@@ -144,6 +180,7 @@ def make_client(
             _IdempotentConnectionErrorRetryHandler(max_retry_count=retries),
             _TriggerAwareRateLimitErrorRetryHandler(max_retry_count=retries),
             _IdempotentServerErrorRetryHandler(max_retry_count=retries),
+            _CountErrors(settings.slack_api_url),  # last: sees only the final answers
         ],
     )
 

@@ -2,11 +2,11 @@
 
 Counts that live in the database (items by status, answers, posts, webhook deliveries,
 retrain runs and their durations) are read from the store at scrape time. API requests and
-their latencies are counted by the API middleware. ``SLACK_API_ERRORS`` is the one counter
-other modules increment, wherever a Slack Web API call fails::
+their latencies are counted by the API middleware. ``SLACK_API_ERRORS`` counts every Slack
+Web API call that fails, by method and error: the Web API client (``bot.runtime.make_client``)
+tells it of each, after its retries (``SLACK_ERROR_LISTENERS``)::
 
-    from bot.api.metrics import SLACK_API_ERRORS
-    SLACK_API_ERRORS.labels("chat.postMessage", "ratelimited").inc()
+    hitl_slack_api_errors_total{method="chat.postEphemeral",error="ratelimited"}
 
 It counts for the whole process (a Slack error is not one app's) and every app's registry
 shows it.
@@ -35,6 +35,7 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
+from bot.runtime import SLACK_ERROR_LISTENERS
 from bot.store.memory import sqlite_memory_bytes
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ SLACK_API_ERRORS = Counter(
 def count_slack_error(method: str, error: str | None) -> None:
     """Count one failed Slack Web API call (``error``: Slack's code or the exception's name)."""
     SLACK_API_ERRORS.labels(method, error or "unknown").inc()
+
+
+# Every client ``make_client`` builds counts its calls' failures here, whatever the method.
+SLACK_ERROR_LISTENERS.append(count_slack_error)
 
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -92,20 +97,36 @@ class StoreCollector:
         for status in ("pending", "delivered", "failed", "cancelled"):
             deliveries.add_metric([status], counts["deliveries"].get(status, 0))
         yield deliveries
+        # A run is counted in hitl_runs_total once it has ended, by its outcome: a counter
+        # only grows. One under way is in the gauge hitl_runs_running (0 once none is), so a
+        # run moving from running to promoted is not seen as a counter reset.
         runs = CounterMetricFamily(
-            "hitl_runs", "Runs (retrain, ...) by kind and outcome", labels=["kind", "status"]
+            "hitl_runs",
+            "Finished runs (retrain, ...) by kind and outcome",
+            labels=["kind", "status"],
+        )
+        running = GaugeMetricFamily(
+            "hitl_runs_running", "Runs (retrain, ...) under way, by kind", labels=["kind"]
         )
         durations = SummaryMetricFamily(
             "hitl_run_duration_seconds", "Durations of finished runs", labels=["kind"]
         )
         by_kind: dict[str, tuple[int, float]] = {}
+        under_way: dict[str, int] = {}
         for run in counts["runs"]:
-            runs.add_metric([run["kind"], run["status"]], run["count"])
+            under_way.setdefault(run["kind"], 0)
+            if run["status"] == "running":
+                under_way[run["kind"]] += run["count"]
+            else:
+                runs.add_metric([run["kind"], run["status"]], run["count"])
             n, seconds = by_kind.get(run["kind"], (0, 0.0))
             by_kind[run["kind"]] = (n + run["finished"], seconds + run["seconds"])
+        for kind, n_running in sorted(under_way.items()):
+            running.add_metric([kind], n_running)
         for kind, (n, seconds) in sorted(by_kind.items()):
             durations.add_metric([kind], count_value=n, sum_value=seconds)
         yield runs
+        yield running
         yield durations
         sync = store.wal_sync
         fsyncs = HistogramMetricFamily(

@@ -36,7 +36,6 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.api.metrics import count_slack_error
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
 from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
@@ -390,7 +389,6 @@ class Dispatcher:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
             error = exc.response.get("error") or "unknown_error"
-            count_slack_error("chat.postMessage", error)
             if exc.response.status_code >= 500 or error in MAYBE_DONE:
                 state.unsure.add(item["id"])  # Slack may have posted it anyway
             else:
@@ -414,7 +412,6 @@ class Dispatcher:
                 self._back_off(channel, error)
             return False
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            count_slack_error("chat.postMessage", type(exc).__name__)
             state.unsure.add(item["id"])  # no answer: the message may exist all the same
             self._back_off(channel, type(exc).__name__)
             return False
@@ -438,12 +435,14 @@ class Dispatcher:
     ) -> None:
         state = self.channel_state(channel)
         state.last_post = asyncio.get_running_loop().time()
-        state.failures = 0
-        state.last_error = None
         if state.broken is not None:
             logger.warning("posting to %s again (it had stopped: %s)", channel, state.broken)
-            if state.broken in SLACK_TOKEN_REFUSED and isinstance(self.rt.redrawer, Redrawer):
-                self.rt.redrawer.wake()  # the token works: its waiting redraws need no backoff
+        elif state.last_error is not None:  # the failures, or the rate limit, were said
+            logger.warning("posting to %s works again (after %s)", channel, state.last_error)
+        if (state.broken or state.last_error) and isinstance(self.rt.redrawer, Redrawer):
+            self.rt.redrawer.retry_now()  # Slack answers: its waiting redraws need no backoff
+        state.failures = 0
+        state.last_error = None
         state.broken = None
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
@@ -476,14 +475,12 @@ class Dispatcher:
             )
         except SlackApiError as exc:
             error = exc.response.get("error") or "unknown_error"
-            count_slack_error("conversations.history", error)
             if error == "missing_scope":
                 self._lacks_history_scope(channel, exc.response.get("needed"))
             elif error in SLACK_TOKEN_REFUSED:  # said as for a post: the token, not the history
                 self._token_refused(channel, error)
             return False  # cannot tell yet; try again later
-        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            count_slack_error("conversations.history", type(exc).__name__)
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError):
             return False  # cannot tell yet; try again next round
         if state.missing_scope:
             logger.warning("the history of %s can be read now (%s)", channel, state.missing_scope)

@@ -3,7 +3,10 @@
 Every change to an item bumps its post's ``redraw_seq``; ``Redrawer.pending`` draws the message
 from the database with ``chat.update`` and records what it drew. A failed update leaves the
 post pending, and the background ``Redrawer.run`` tries again with backoff, so the message ends
-up right even when Slack fails for a while.
+up right even when Slack fails for a while. The backoff is the message's own: clicks and new
+items under way do not cut it short (a pass after a change tries only the messages that are
+due), and its failure is said once, then once more when it is drawn. A post that goes through
+again (the dispatcher's) makes every waiting message due at once.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
 (``invalid_blocks``…), a channel the bot is no longer in. The message keeps its last drawing;
@@ -21,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
-from bot.api.metrics import count_slack_error
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
@@ -53,24 +58,44 @@ TOKEN_REFUSED = {
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
+SHOW_ITEMS = 5  # items a failure line names
+
+
+@dataclass
+class Backoff:
+    """A message whose last redraw failed for a reason a retry may fix: when to try it again."""
+
+    error: str  # what its first failure said (said once, until it is drawn)
+    delay: float  # seconds; doubles at each failure, up to MAX_BACKOFF
+    due: float  # the redrawer's clock; it is not tried before
 
 
 class Redrawer:
     """Owns the redraw state: one pass at a time, a click during a pass asks for one more, the
-    count of "message gone" answers per post, and the event that wakes the background loop.
-    Held as ``rt.redrawer``."""
+    backoff of each message whose redraw failed, the count of "message gone" answers per post,
+    and the event that wakes the background loop. Held as ``rt.redrawer``.
+
+    A message whose redraw failed keeps its backoff whatever wakes the redrawer: clicks and
+    new items start passes, but a pass only tries the messages that are due, so traffic
+    neither calls Slack more often nor logs more lines. Its failure is said once, with how
+    many messages wait, and its redraw once it goes through. A refused token holds every
+    message back the same way (its own backoff, up to ``SLACK_TOKEN_RETRY``)."""
 
     def __init__(self, rt: Runtime, *, retry_base: float = 1.0) -> None:
         self.rt = rt
-        self.retry_base = retry_base  # seconds; the backoff after a failed pass doubles from here
+        self.retry_base = retry_base  # seconds; the backoff after a failure doubles from here
+        self.clock: Callable[[], float] = time.monotonic  # seconds, for the backoffs
         self.lock = asyncio.Lock()
         self.drawn = asyncio.Condition()  # notified after each pass
         self.again = False  # a change arrived during the pass in progress
         self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
+        self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
         self.woken = asyncio.Event()
         self.idle_tick = IDLE_TICK
         self.seen_version: int | None = None  # the database's data_version at the last pass
         self.token_refused: str | None = None  # what Slack said of the bot token, until it works
+        self.token_delay = 0.0  # seconds; the refused token's backoff
+        self.token_due = 0.0  # the clock before which no redraw is tried (a refused token)
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -80,8 +105,17 @@ class Redrawer:
         return rt.redrawer
 
     def wake(self) -> None:
-        """Ask the background loop (``run``) for a pass now."""
+        """Ask the background loop (``run``) for a pass now (of the messages that are due)."""
         self.woken.set()
+
+    def retry_now(self) -> None:
+        """Slack answers again (a post went through, the token works): the messages backing
+        off are due now, and the background loop makes a pass."""
+        now = self.clock()
+        for waiting in self.backoff.values():
+            waiting.due = now
+        self.token_due = now
+        self.wake()
 
     async def soon(self) -> None:
         """Bring the messages up to date after a change, coalescing with a pass in progress.
@@ -89,22 +123,25 @@ class Redrawer:
         While a pass is running, a click only asks it to go round once more: under a burst of
         clicks each busy message is redrawn once per pass with its latest state, not once per
         click (``chat.update`` is a Tier 3 method, and every redraw costs the event loop).
+        A message backing off is left to its next attempt (``run``).
         """
         if self.lock.locked():
             self.again = True
             return
-        if await self.pending():
+        if await self.pending(due_only=True):
             self.wake()  # the background loop retries with backoff
 
-    async def pending(self) -> int:
-        """Redraw every post whose message is behind the database; return how many failed.
+    async def pending(self, *, due_only: bool = False) -> int:
+        """Redraw every post whose message is behind the database; return how many are left
+        behind (failed, or, with ``due_only``, still backing off).
 
         Passes repeat while changes arrive during one (``soon``), and stop after a failed
-        pass: retrying is the background loop's job, with backoff."""
+        pass: retrying is the background loop's job, with backoff. Without ``due_only`` every
+        message is tried now, backoff or not."""
         async with self.lock:
             while True:
                 self.again = False
-                failed = await self._pass()
+                failed = await self._pass(due_only=due_only)
                 if failed or not self.again:
                     break
         async with self.drawn:
@@ -117,39 +154,73 @@ class Redrawer:
         async with self.drawn:
             await self.drawn.wait_for(lambda: not store.posts_to_redraw())
 
+    def next_due(self) -> float | None:
+        """The clock at which the next message backing off is due (None: none is)."""
+        dues = [waiting.due for waiting in self.backoff.values()]
+        if self.token_refused:
+            dues.append(self.token_due)
+        return min(dues, default=None)
+
     async def run(self) -> None:
-        """Background task: redraw when woken, retry failures with exponential backoff, and
+        """Background task: redraw when woken, retry failures when their backoff ends, and
         every ``idle_tick`` look for changes another connection (the CLI) committed."""
-        delay = self.retry_base
-        failed = 0
         while True:
             self.woken.clear()
-            if failed or self.seen_version != self.rt.store.data_version():
-                failed = await self.pending()
-            timeout = delay if failed else self.idle_tick
-            # a refused token is tried as often as the dispatcher tries it (every minute)
-            cap = SLACK_TOKEN_RETRY if self.token_refused else MAX_BACKOFF
-            delay = min(delay * 2, cap) if failed else self.retry_base
+            due = self.next_due()
+            if (due is not None and due <= self.clock()) or (
+                self.seen_version != self.rt.store.data_version()
+            ):
+                await self.pending(due_only=True)
+            due = self.next_due()
+            timeout = self.idle_tick
+            if due is not None:
+                timeout = min(max(due - self.clock(), 0.0), timeout)
             await wait_until_woken(self.woken, timeout)
             if self.woken.is_set():
                 self.seen_version = None  # woken: a pass whatever the version says
 
-    async def _pass(self) -> int:
-        rt, gone = self.rt, self.gone
+    def _failed(self, post: dict, error: str, new: dict[str, list[str]]) -> None:
+        """Back ``post`` off; a first failure is said (gathered by error in ``new``)."""
+        now, waiting = self.clock(), self.backoff.get(post["id"])
+        if waiting is None:
+            self.backoff[post["id"]] = Backoff(error, self.retry_base, now + self.retry_base)
+            new.setdefault(error, []).append(post["item_id"])
+        else:
+            waiting.delay = min(waiting.delay * 2, MAX_BACKOFF)
+            waiting.due = now + waiting.delay
+
+    def _token_failed(self) -> None:
+        self.token_delay = min(self.token_delay * 2 or self.retry_base, SLACK_TOKEN_RETRY)
+        self.token_due = self.clock() + self.token_delay
+
+    async def _pass(self, *, due_only: bool = False) -> int:
+        rt, gone, backoff = self.rt, self.gone, self.backoff
         failed = 0
         self.seen_version = rt.store.data_version()
         posts = rt.store.posts_to_redraw()
+        behind = {post["id"] for post in posts}
+        for post_id in [p for p in backoff if p not in behind]:
+            del backoff[post_id]  # drawn or given up meanwhile (a restore, another pass)
+        now = self.clock()
+        if due_only:
+            if self.token_refused and self.token_due > now:
+                return len(posts)  # the token's backoff holds every message back
+            held = {post_id for post_id, waiting in backoff.items() if waiting.due > now}
+            failed = sum(post["id"] in held for post in posts)  # left to their next attempt
+            posts = [post for post in posts if post["id"] not in held]
         labels = label_set(rt.settings, rt.store) if posts else []
         refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
+        new_failures: dict[str, list[str]] = {}  # error -> items whose first failure it is
+        recovered: list[str] = []  # errors of the messages drawn after failing
         for n, post in enumerate(posts):
             if post["channel"] in refused_channels:
                 error, count = refused_channels[post["channel"]]
                 refused_channels[post["channel"]] = (error, count + 1)
-                rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                self._drop(post)
                 continue
             question = build_question(rt.store, rt.settings, post["item_id"], labels)
             if question is None:
-                rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                self._drop(post)
                 continue
             try:
                 await rt.client.chat_update(
@@ -163,8 +234,8 @@ class Redrawer:
                 continue
             except SlackApiError as exc:
                 error = exc.response.get("error") or "unknown_error"
-                count_slack_error("chat.update", error)
                 if error in TOKEN_REFUSED:
+                    self._token_failed()
                     if self.token_refused != error:
                         self.token_refused = error
                         logger.error(
@@ -174,9 +245,10 @@ class Redrawer:
                             len(posts) - n,
                             error,
                         )
-                    return failed + len(posts) - n  # every call would say the same: wait
+                    failed += len(posts) - n  # every call would say the same: wait
+                    break
                 if error in CHANNEL_REFUSED:
-                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
+                    self._drop(post)
                     refused_channels[post["channel"]] = (error, 1)
                     continue
                 if error in MESSAGE_REFUSED:
@@ -190,24 +262,39 @@ class Redrawer:
                         post["channel"],
                         error,
                     )
-                    rt.store.mark_drawn(post["id"], post["redraw_seq"])
-                    gone.pop(post["id"], None)
+                    self._drop(post)
                 else:
                     if gone_count:
                         gone[post["id"]] = gone_count  # Slack may say so only for a while
-                    logger.warning("chat.update for item %s failed: %s", post["item_id"], error)
+                    self._failed(post, error, new_failures)
                     failed += 1
                 continue
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
-                logger.warning("chat.update for item %s failed: %s", post["item_id"], exc)
-                count_slack_error("chat.update", type(exc).__name__)
+                self._failed(post, type(exc).__name__, new_failures)
                 failed += 1
                 continue
-            gone.pop(post["id"], None)
-            rt.store.mark_drawn(post["id"], post["redraw_seq"])
+            if post["id"] in backoff:
+                recovered.append(backoff[post["id"]].error)
+            self._drop(post)
             if self.token_refused:
                 logger.warning("Slack accepts the bot token again; redrawing the messages")
                 self.token_refused = None
+                self.token_delay = 0.0
+        for error, items in new_failures.items():
+            shown = ", ".join(items[:SHOW_ITEMS]) + (" …" if len(items) > SHOW_ITEMS else "")
+            logger.warning(
+                "chat.update failed for %d message(s) (items %s): %s; retried with backoff, "
+                "said again only once they are drawn",
+                len(items),
+                shown,
+                error,
+            )
+        if recovered:
+            logger.warning(
+                "redrew %d message(s) whose chat.update had failed (%s): Slack takes them again",
+                len(recovered),
+                ", ".join(sorted(set(recovered))),
+            )
         for channel, (error, count) in refused_channels.items():
             logger.error(
                 "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "
@@ -218,10 +305,15 @@ class Redrawer:
             )
         return failed
 
+    def _drop(self, post: dict) -> None:
+        """``post`` needs no redraw (drawn, or left as it is): forget its failures."""
+        self.gone.pop(post["id"], None)
+        self.backoff.pop(post["id"], None)
+        self.rt.store.mark_drawn(post["id"], post["redraw_seq"])
+
     def _give_up(self, post: dict, why: str) -> None:
         """This message cannot be drawn so: leave it as it is, and say so once."""
-        self.gone.pop(post["id"], None)
-        self.rt.store.mark_drawn(post["id"], post["redraw_seq"])
+        self._drop(post)
         logger.error(
             "gave up redrawing the message of item %s in %s: %s; it keeps its last drawing until "
             "the item changes again",
