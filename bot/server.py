@@ -19,6 +19,7 @@ import logging
 import re
 import signal
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ from bot.slack.connect import channel_settings, check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
-from bot.store import Checkpointer, Store
+from bot.store import Checkpointer, DatabaseError, Store, database_problem
 from bot.store.lock import lock_path, server_lock
 from model import ModelRegistry
 
@@ -421,26 +422,68 @@ def bolt_body(text: str, content_type: str) -> str:
     return payloads[-1]
 
 
+# Per runtime, the database problem /healthz last logged: a load balancer probes every few
+# seconds, and a damaged file would add a line (a traceback) to the log each time. Said once
+# while it lasts, and once when it ends.
+_HEALTH_SAID: weakref.WeakKeyDictionary[Runtime, str] = weakref.WeakKeyDictionary()
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers and is still the file at its path, and the scheduler (if
-    any) runs; else 503. ``db`` is unreachable also when the file was deleted, moved away or
-    replaced under the server, which then refuses writes (``check_database_file``)."""
+    """200 when the database answers, stores what it is given, and is still the file at its
+    path, and the scheduler (if any) runs; else 503. ``db`` is ``unreachable`` when it cannot
+    be read (damaged, gone) and also when the file was deleted, moved away or replaced under
+    the server, which then refuses writes (``check_database_file``); ``not storing`` when the
+    last writes were refused (another process holds its lock past the wait, a full disk, a
+    disk error) and none was stored since: ``Store.write_problem``. Then a write is tried here
+    (``probe_write``, not waiting for the lock), so that an instance nobody sends requests to
+    finds out when it can store again. ``db_problem`` says why in one line, logged once while
+    it lasts (not with a traceback per probe)."""
     rt = request.app[RUNTIME]
+    problem: str | None = None
+    db = "ok"
     try:
         rt.store.count_items()
-        db_ok = True
-    except Exception:  # noqa: BLE001 - any failure means "not healthy"
-        logger.exception("health check: database unreachable")
-        db_ok = False
-    db_ok = db_ok and check_database_file(rt)  # one stat; says it once when the file is gone
+    except DatabaseError as exc:
+        db = "unreachable"
+        problem = str(database_problem(rt.settings.db, exc, lost=rt.store.lost))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        db = "unreachable"
+        problem = f"{type(exc).__name__}: {exc}"
+        if _HEALTH_SAID.get(rt) != problem:
+            logger.exception("health check: database unreachable")
+            _HEALTH_SAID[rt] = problem
+    if not check_database_file(rt):  # one stat; says it once when the file is gone
+        db, problem = "unreachable", rt.store.lost or "the database file is gone"
+        _HEALTH_SAID[rt] = problem  # said there
+    elif db == "ok" and rt.store.write_problem is not None:
+        with contextlib.suppress(DatabaseError):
+            rt.store.probe_write()  # sets or clears write_problem, as any write does
+        if rt.store.write_problem is not None:
+            db, problem = "not storing", rt.store.write_problem
+    _say_health(rt, db, problem)
     scheduler = Trainer.of(rt).scheduler_alive  # None: no scheduler in this process
     body = {
-        "ok": db_ok and scheduler is not False,
-        "db": "ok" if db_ok else "unreachable",
+        "ok": db == "ok" and scheduler is not False,
+        "db": db,
+        **({"db_problem": problem} if problem else {}),
         **rt.model_roles(),  # champion, working (a refresh: negative), asks, answers
         "scheduler": scheduler,
     }
     return web.json_response(body, status=200 if body["ok"] else 503)
+
+
+def _say_health(rt: Runtime, db: str, problem: str | None) -> None:
+    """Log the database's problem the first time /healthz finds it (and when it changes), and
+    once when /healthz finds the database well again."""
+    said = _HEALTH_SAID.get(rt)
+    if problem is None:
+        if said is not None:
+            del _HEALTH_SAID[rt]
+            logger.info("health check: the database is well again")
+        return
+    if said != problem:
+        _HEALTH_SAID[rt] = problem
+        logger.error("health check: database %s: %s (said once while it lasts)", db, problem)
 
 
 # -- hitl serve -----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from bot.runtime import Runtime
+from bot.store import DatabaseError, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -397,15 +398,27 @@ async def run_deliveries(rt: Runtime, *, base: float = BASE_DELAY, tick: float =
         logger.info("HITL_WEBHOOK_SECRET is not set: webhook deliveries are off")
         return
     async with guarded_session(Destinations.allowing(rt.settings.webhook_allow)) as session:
+        said: str | None = None  # the database's problem last said (once while it lasts)
         while True:
             try:
                 done = await deliver_due(rt, session=session, base=base)
-                if done.attempted or done.cancelled:
-                    continue  # more may be due already (a round takes a few per receiver)
                 wait = _seconds_until_next(rt, tick)
+            except DatabaseError as exc:  # its lock held by another process, its disk, damage
+                problem = str(database_problem(rt.settings.db, exc, lost=rt.store.lost))
+                if problem != said:
+                    logger.error("webhook deliveries wait: %s (said once while it lasts)", problem)
+                said = problem
+                await asyncio.sleep(tick)
+                continue
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
                 logger.exception("webhook round failed")
-                wait = tick
+                await asyncio.sleep(tick)
+                continue
+            if said is not None:
+                logger.info("webhook deliveries go on: the database answers again")
+                said = None
+            if done.attempted or done.cancelled:
+                continue  # more may be due already (a round takes a few per receiver)
             await asyncio.sleep(wait)
 
 

@@ -42,7 +42,7 @@ from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import scorer_of
 from bot.runtime import Champion, Runtime, wait_until_woken
-from bot.store import Store
+from bot.store import DatabaseError, Store, database_problem
 from model import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -112,9 +112,13 @@ class ChampionWatch:
             try:
                 if check_database_file(self.rt):
                     await follow_champion(self.rt)
+                    if self.problem is not None:
+                        logger.info("checking for a new champion works again")
                     self.problem = None
             except OSError as exc:  # the model files: a models folder deleted or moved
                 self._say(exc)
+            except DatabaseError as exc:  # the database: damaged, its disk failing
+                self._say_database(exc)
             except Exception:  # noqa: BLE001 - the watch must outlive one failed check
                 logger.exception("checking for a new champion failed")
             async with self.done:
@@ -133,6 +137,14 @@ class ChampionWatch:
                 problem,
                 serving,
             )
+        self.problem = problem
+
+    def _say_database(self, exc: DatabaseError) -> None:
+        """A check the database failed, in one line (``database_problem``: what it means and
+        what to do), once until it changes: a damaged file fails every check, a second apart."""
+        problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
+        if problem != self.problem:
+            logger.error("checking for a new champion failed: %s", problem)
         self.problem = problem
 
     async def check_now(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109

@@ -62,6 +62,11 @@ _IMPORT_ANNOTATORS = json.dumps([IMPORT_USER])
 # that process is gone (retrains and rollbacks have the retrain lock for it, bot.learning):
 # the next run to start ends each one whose process is gone as failed.
 PROCESS_RUNS = ("import",)
+# SQLite's refusals of a write that say the next one may be refused too (error-name prefixes):
+# its lock held by another process past the wait, a full disk, an I/O error, a read-only or
+# unopenable file. What ``Store.write_problem`` records, and /healthz reports ("not storing").
+NOT_STORED = ("SQLITE_BUSY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+PROBE_LOCK = "hitl:probe"  # the ``locks`` row ``Store.probe_write`` puts in and takes out
 # The size the write-ahead log is cut back to when it starts afresh after a complete checkpoint
 # (SQLite keeps the file at its largest otherwise: 114 MB after a burst of 9,000 predicts, for
 # a 3.7 MB database). SQLite's own checkpoint would keep it near 4 MB (1,000 pages); a moderate
@@ -99,6 +104,9 @@ class Store(
         self.file_id: tuple[int, int] | None = None  # its (st_dev, st_ino) when opened
         self.lost: str | None = None  # why writes are refused: the file is gone (check_file)
         self.watch: FileWatch | None = None  # the file overwritten in place (file_watch)
+        # Why the last write was not stored (its lock held past the wait, a full disk, an I/O
+        # error, a read-only file), in one line; None once a write commits (``_immediate``).
+        self.write_problem: str | None = None
 
     @classmethod
     def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
@@ -553,16 +561,54 @@ class Store(
             with self.db.atomic():  # a savepoint inside the open transaction
                 yield
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._not_stored(exc)
+            raise
         try:
             yield
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # SQLite may have rolled it back already (a statement or the COMMIT that found the
             # disk full): a ROLLBACK then fails, and its error would hide the one that matters.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                self._not_stored(exc)
             raise
+        self.write_problem = None
+
+    def _not_stored(self, exc: sqlite3.Error) -> None:
+        """Record a write the database refused for a reason that lasts beyond the write (its
+        lock, its disk, its file: ``NOT_STORED``) as ``write_problem``; a constraint or a bug
+        says nothing about whether the next write can be stored."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if isinstance(exc, NotSynced) or name.startswith(NOT_STORED):
+            where = self.path or "the database"
+            self.write_problem = str(database_problem(where, exc, lost=self.lost))
+
+    def probe_write(self) -> None:
+        """Try to store something, without waiting for another process's lock: a row of 8 KB
+        put in ``locks`` and taken out again in one commit (it needs pages of its own, as an
+        item does, so a full disk refuses it). Its outcome sets or clears ``write_problem``,
+        as any write's does: /healthz calls it while writes fail, so that an idle server (or
+        one a load balancer no longer sends requests to) finds out when storing works again."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            return  # a write under way: its own outcome will tell
+        waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self._immediate():
+                conn.execute(
+                    "INSERT OR REPLACE INTO locks (name, owner, acquired_at, expires_at)"
+                    " VALUES (?, zeroblob(8192), '', '')",
+                    [PROBE_LOCK],
+                )
+                conn.execute("DELETE FROM locks WHERE name = ?", [PROBE_LOCK])
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
 
     def synced_later(self) -> AbstractContextManager[None]:
         """The writes inside commit without waiting for the disk; the caller then awaits
@@ -579,7 +625,9 @@ class Store(
         try:
             await self.wal_sync.sync()
         except OSError as exc:
-            raise NotSynced(f"fsync failed: {exc}") from None
+            not_synced = NotSynced(f"fsync failed: {exc}")
+            self._not_stored(not_synced)
+            raise not_synced from None
 
     def unsynced(self) -> AbstractContextManager[None]:
         """The writes inside commit without waiting for the disk (see ``_unsynced``): for

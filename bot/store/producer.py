@@ -76,14 +76,19 @@ class ProducerMixin:
         until ``lease_until`` (so a crash mid-send retries it, and no two senders share one).
         With ``per_receiver``, at most that many go to one receiver (host and port), oldest
         first: a receiver with a long backlog, or one that hangs, cannot fill a round and hold
-        back everyone else's."""
+        back everyone else's. Nothing due is found by a read: the idle worker's look every
+        few seconds takes no write lock (and so neither waits for nor fails on another
+        process's)."""
+        due = (
+            "SELECT id, item_id, url, attempts FROM deliveries"
+            " WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?"
+        )
+        args = [now, limit if per_receiver is None else limit * 20]
+        if not self.db.conn.in_transaction and not self.db.execute(due, args).fetchone():
+            return []
         with self._immediate():
-            rows = self.db.execute(
-                "SELECT id, item_id, url, attempts FROM deliveries"
-                " WHERE status = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                [now, limit if per_receiver is None else limit * 20],
-            ).fetchall()
+            rows = self.db.execute(due, args).fetchall()
             if per_receiver is not None:
                 rows = _fair_share(rows, limit, per_receiver)
             for row in rows:
