@@ -288,6 +288,8 @@ def import_command(
                 click.echo(message, err=True)
             unapplied += 1
 
+        db = state.settings.db
+        made = not db.exists()  # by this import: nothing stored, nothing left behind
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
             summary = import_rows(
                 store,
@@ -327,6 +329,9 @@ def import_command(
             f"{ignored}, {summary.rejected:,} rejected"
         )
     if summary.read and summary.rejected == summary.read:  # a script must not take it as done
+        if made:  # the database this import made holds nothing: a typo'd --db leaves no file
+            for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                leftover.unlink(missing_ok=True)
         raise click.ClickException(
             f"every row of {path.name} was rejected: nothing was imported (see the lines above)"
             if not quiet

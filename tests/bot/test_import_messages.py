@@ -239,6 +239,17 @@ def test_an_import_that_rejects_every_row_exits_non_zero(tmp_path: Path):
         "Error: every row of empty.csv was rejected: nothing was imported (run it without "
         "--quiet to see why)\n"
     )
+    # the database this import made holds nothing: no file is left at the (maybe mistyped) path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv"]
+    # one that was there stays, with what it held
+    kept = tmp_path / "kept.db"
+    good = tmp_path / "good.csv"
+    good.write_text("id,text\n9,a real text\n")
+    assert run("--db", str(kept), "import", str(good)).exit_code == 0
+    assert run("--db", str(kept), "import", "-q", str(path)).exit_code == 1
+    assert kept.exists()
+    with Store.open(kept) as store:
+        assert store.get_item("9") is not None
 
 
 # -- F4: a file that is not UTF-8 --------------------------------------------------------------
