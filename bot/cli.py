@@ -754,6 +754,11 @@ def models_command(state: State) -> None:
     )
     for version in sorted(rows):
         click.echo(rows[version])
+    if (gone := retrain.gone_under_a_server(state.settings)) is not None:
+        # moved under a running server, which serves its model from memory and refuses a
+        # retrain (as `hitl retrain` does) until the folder is back: no other advice holds
+        click.echo(f"Warning: {gone}; `hitl serve` serves the model it loaded meanwhile", err=True)
+        return
     for line in reports.lost_models(known, versions, unreadable, models_dir):
         click.echo(f"Warning: {line}", err=True)
 

@@ -71,6 +71,7 @@ def test_cli_retrain_refuses_while_a_server_runs_without_its_models_folder(tmp_p
 
     with another_server(db):  # a `hitl serve` on this database, its folder moved under it
         refused = run(db, "retrain")
+        models = run(db, "models")
 
     assert (refused.exit_code, refused.stdout) == (1, "")
     assert refused.stderr == (
@@ -79,6 +80,12 @@ def test_cli_retrain_refuses_while_a_server_runs_without_its_models_folder(tmp_p
         " model, then retrain again\n"
     )
     assert not (tmp_path / "hitl.db.models").exists()  # no new folder, no ungated model
+    # `hitl models` gives the same advice, not "`hitl retrain` trains a new model (v2)"
+    assert models.stderr == (
+        "Warning: the models folder hitl.db.models (beside the database) is missing: was it"
+        " deleted or moved? Put it back, or create an empty hitl.db.models to start a new"
+        " model, then retrain again; `hitl serve` serves the model it loaded meanwhile\n"
+    )
     with Store.open(db) as store:
         assert [(m["version"], m["status"]) for m in store.models()] == [(1, "champion")]
         assert [r["status"] for r in store.runs("retrain")] == ["promoted"]
