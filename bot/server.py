@@ -266,7 +266,15 @@ def init_app(
             # in a third, at a lower priority: the clicks and the producers' items come first.
             scorer.walk_worker = ScoringWorker(niceness=WALK_NICENESS)
             if rt.champion is not None:  # with no model, nothing scores until the first one
-                warm_scoring(rt)  # (the champion watch warms them when it comes from the CLI)
+                try:
+                    warm_scoring(rt)  # (the champion watch warms them when it comes from the CLI)
+                except BaseException:  # the children cannot start (a fork server that died)
+                    for worker in (scorer.worker, scorer.walk_worker, trainer.worker):
+                        worker.close()
+                    await session.close()
+                    store.close()
+                    held.close()
+                    raise
             tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))

@@ -115,6 +115,7 @@ async def test_a_fork_server_that_cannot_start_is_said_in_one_line(
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Aborted!" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "Unclosed" not in done.stderr, done.stderr  # its Slack session closed, as at a stop
     [line] = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
     assert line.startswith(
         "Error: the server's child processes (scoring, fits) could not start: the fork server"
