@@ -67,6 +67,8 @@ MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
+SAID_AGAIN = 600  # seconds: a lasting database problem is said again after this
+
 UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again this often
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
@@ -148,13 +150,23 @@ class Dispatcher:
     async def run(self) -> None:
         """Background task: fill channels whenever woken, or on a slow tick."""
         loop = asyncio.get_running_loop()
+        said: tuple[str, float] | None = None  # the database problem last said, and when
         while True:
             self.woken.clear()
             try:
                 await self.fill()
-            except DatabaseError as exc:  # a full disk: one line a round, not a traceback
-                problem = database_problem(self.rt.settings.db, exc)
-                logger.error("dispatcher round failed: %s; tried again at the next round", problem)
+            except DatabaseError as exc:  # a full disk, a lock held: one line, not a traceback
+                problem = str(database_problem(self.rt.settings.db, exc))
+                # A round with nothing to write goes through meanwhile, so "it lasts" is told
+                # by time: the same problem again within SAID_AGAIN is not said again.
+                if said is None or said[0] != problem or loop.time() - said[1] >= SAID_AGAIN:
+                    logger.error(
+                        "dispatcher round failed: %s; tried again each round (said again"
+                        " after %d minutes if it lasts)",
+                        problem,
+                        SAID_AGAIN // 60,
+                    )
+                    said = (problem, loop.time())
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 logger.exception("dispatcher round failed")
             await wait_until_woken(self.woken, self.next_wait(loop.time()))

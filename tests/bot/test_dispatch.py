@@ -522,6 +522,35 @@ async def test_a_round_the_database_refuses_is_one_line_in_the_log_not_a_traceba
     assert "is read-only" in line.getMessage() and "tried again" in line.getMessage()
 
 
+async def test_a_lasting_database_problem_is_said_once_while_it_lasts(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """A database that refuses writes for long (a lock held by another process, a full disk)
+    was said at every round, every 30 s at rest and every second under traffic."""
+    rounds = 0
+    reached = {5: asyncio.Event()}
+    fill = bot.dispatcher.fill
+
+    async def counted_fill(*args, **kwargs):
+        nonlocal rounds
+        rounds += 1
+        if rounds in reached:
+            reached[rounds].set()
+        return await fill(*args, **kwargs)
+
+    bot.dispatcher.fill = counted_fill  # type: ignore[method-assign]
+    bot.dispatcher.next_wait = lambda now: 0.0  # type: ignore[method-assign] # rounds back to back
+    bot.store.db.execute("PRAGMA query_only = ON")
+    task = asyncio.create_task(bot.dispatcher.run())
+    try:
+        await asyncio.wait_for(reached[5].wait(), 30)
+    finally:
+        task.cancel()
+        bot.store.db.execute("PRAGMA query_only = OFF")
+    said = [r.getMessage() for r in caplog.records if "dispatcher round" in r.getMessage()]
+    assert len(said) == 1 and "said again after 10 minutes if it lasts" in said[0], said
+
+
 async def test_a_post_the_database_could_not_record_is_recorded_later_not_posted_again(bot: Bot):
     """With the disk full, the note made before a post fitted and the post's record did not:
     the item stayed queued and went out again at every round, no copy recorded."""
