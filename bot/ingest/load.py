@@ -22,7 +22,7 @@ from bot.ingest.readers import (
     RowError,
     _printable,
     item_id_for_text,
-    legacy_item_id,
+    legacy_item_ids,
     read_items,
 )
 from bot.labelnames import case_twin, how_twins_differ, label_key
@@ -221,22 +221,27 @@ def import_rows(
 
 def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
     """``items`` (rows of a file, or a producer's items: each with an ``id`` and a ``text``),
-    each that came without an id and is stored under the id it got before ids were hashed from
-    the text's one form (``legacy_item_id``: a text with ``\r\n``, or not in NFC) given that
-    id, so it is the stored item again (a duplicate, or the producer's item with its human
-    answer), not a second one. One lookup of those few ids; other items are as they came."""
+    each that came without an id and is stored under an id it got before ids were hashed from
+    the text's one form (``legacy_item_ids``: the text as it came then, decomposed or with
+    ``\r\n``) given that id, so it is the stored item again (a duplicate, or the producer's
+    item with its human answer), not a second one. One lookup of those ids; a one-line ASCII
+    text has none, and other items are as they came."""
     legacy = {
-        n: old
+        n: olds
         for n, item in enumerate(items)
-        if (old := legacy_item_id(item.text)) is not None and item.id == item_id_for_text(item.text)
+        if (olds := legacy_item_ids(item.text)) and item.id == item_id_for_text(item.text)
     }
     if not legacy:
         return list(items)
-    stored = store.existing_item_ids(sorted(set(legacy.values())))
+    stored = store.existing_item_ids(sorted({old for olds in legacy.values() for old in olds}))
+    if not stored:
+        return list(items)
     out = list(items)
-    for n, old in legacy.items():
-        if old in stored and same_text(store.get_item(old)["text"], items[n].text):
-            out[n] = replace(items[n], id=old)
+    for n, olds in legacy.items():
+        for old in olds:
+            if old in stored and same_text(store.get_item(old)["text"], items[n].text):
+                out[n] = replace(items[n], id=old)
+                break
     return out
 
 

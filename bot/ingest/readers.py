@@ -118,14 +118,24 @@ def item_id_for_text(text: str) -> str:
     return "t" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def legacy_item_id(text: str) -> str | None:
-    """The id an item without one got before ids were hashed from the text's one form (the
-    hash of the text as it came), when that differs from ``item_id_for_text``'s: only for a
-    text with ``\r`` line breaks or not in NFC. None for every other text."""
-    if text.isascii() and "\r" not in text:  # in its one form already (ASCII is NFC)
-        return None
-    legacy = "t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return legacy if legacy != item_id_for_text(text) else None
+def legacy_item_ids(text: str) -> list[str]:
+    """The ids an item without one may have got before ids were hashed from the text's one form
+    (the hash of the text as it came): of ``text`` as it is, and of the forms it likely came in
+    (decomposed, as macOS writes it; ``\r\n`` line breaks, as a web form or a CSV sends them),
+    each that differs from ``item_id_for_text``'s. Empty for a one-line ASCII text."""
+    if text.isascii() and "\n" not in text and "\r" not in text:  # one form only
+        return []
+    canonical = canonical_text(text)
+    forms = {text}
+    for form in (canonical, unicodedata.normalize("NFD", canonical)):
+        forms.add(form)
+        if "\n" in form:
+            forms.add(form.replace("\n", "\r\n"))
+    forms.discard(canonical)
+    return sorted(
+        "t" + hashlib.sha256(form.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        for form in forms
+    )
 
 
 def id_problem(item_id: str) -> str | None:

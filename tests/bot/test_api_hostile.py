@@ -143,4 +143,7 @@ async def test_a_producer_asking_again_for_an_item_stored_under_its_id_of_before
     assert again["id"] == old
     body = await (await post_json(api, "/api/items", {"items": [{"text": text}]})).json()
     assert [(r["id"], r["result"]) for r in body["results"]] == [(old, "duplicate")]
+    # and sent in its one form (\n), as a producer that normalises its texts sends it now
+    one_form = {"text": text.replace("\r\n", "\n")}
+    assert (await (await post_json(api, "/api/predict", one_form)).json())["id"] == old
     assert stored(api) == 1
