@@ -225,7 +225,10 @@ def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
     the text's one form (``legacy_item_ids``: the text as it came then, decomposed or with
     ``\r\n``) given that id, so it is the stored item again (a duplicate, or the producer's
     item with its human answer), not a second one. One lookup of those ids; a one-line ASCII
-    text has none, and other items are as they came."""
+    text has none, a database with no such item (``Store.has_legacy_text_ids``) needs none,
+    and other items are as they came."""
+    if not store.has_legacy_text_ids():  # a database made since: none to find
+        return list(items)
     legacy = {
         n: olds
         for n, item in enumerate(items)

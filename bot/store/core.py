@@ -100,6 +100,7 @@ class Store(
         self.db = db
         self.now = clock
         self.wal_sync = WalSync(db)
+        self._legacy_text_ids: bool | None = None  # ``has_legacy_text_ids``, read once
         self.path: Path | None = None  # the file, as opened (None: in memory)
         self.file_id: tuple[int, int] | None = None  # its (st_dev, st_ino) when opened
         self.lost: str | None = None  # why writes are refused: the file is gone (check_file)
@@ -272,6 +273,14 @@ class Store(
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -- items --
+
+    def has_legacy_text_ids(self) -> bool:
+        """Whether items stored by an older version under the hash of a non-canonical text as
+        it came exist (migration m024 listed them; none are made since): read once."""
+        if self._legacy_text_ids is None:
+            row = self.db.execute("SELECT 1 FROM legacy_text_ids LIMIT 1").fetchone()
+            self._legacy_text_ids = row is not None
+        return self._legacy_text_ids
 
     def existing_item_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

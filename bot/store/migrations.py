@@ -577,4 +577,27 @@ def m023_labeled_by_user(db: Database) -> None:
     )
 
 
+@migrations(name="m024_legacy_text_ids")
+def m024_legacy_text_ids(db: Database) -> None:
+    # An item sent without an id is named by a hash of its text's one form (NFC, \n line
+    # breaks: ``canonical_text``); before, of its text as it came. The items stored that way
+    # whose text was not in its one form (decomposed, \r\n) are listed here, once, so that the
+    # text coming back finds them (``bot.ingest.with_stored_ids``); a database made since
+    # has none, and skips that lookup.
+    import hashlib
+
+    from bot.store.records import canonical_text
+
+    db.execute("CREATE TABLE legacy_text_ids (id TEXT PRIMARY KEY)")
+    found = []
+    rows = db.execute("SELECT id, text FROM items WHERE length(id) = 17 AND id LIKE 't%'")
+    for item_id, text in rows:
+        if text.isascii() and "\r" not in text:
+            continue  # in its one form: its id is the same either way
+        raw = "t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        if item_id == raw and canonical_text(text) != text:
+            found.append((item_id,))
+    db.conn.executemany("INSERT INTO legacy_text_ids (id) VALUES (?)", found)
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

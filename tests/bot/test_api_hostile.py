@@ -139,6 +139,8 @@ async def test_a_producer_asking_again_for_an_item_stored_under_its_id_of_before
     text = "my card was charged twice\r\nplease refund"
     old = "t" + hashlib.sha256(text.encode()).hexdigest()[:16]
     api.store.add_items([Item(old, text)], "api")
+    api.store.db["legacy_text_ids"].insert({"id": old})  # as m024 lists it at an upgrade
+    api.store._legacy_text_ids = None  # noqa: SLF001 - read again: the server opened before
     again = await (await post_json(api, "/api/predict", {"text": text})).json()
     assert again["id"] == old
     body = await (await post_json(api, "/api/items", {"items": [{"text": text}]})).json()

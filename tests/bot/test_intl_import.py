@@ -224,6 +224,13 @@ def test_a_text_stored_under_its_id_of_before_is_a_duplicate_not_a_second_item(t
     assert old != item_id_for_text(LEGACY_TEXT)
     with Store.open(db) as store:
         store.add_items([Item(old, LEGACY_TEXT), Item("x1", "plain ascii")], "import")
+        assert not store.has_legacy_text_ids()  # made by this version: no lookup needed
+    # as the database of an older version is at its first open by this one: m024 to run
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("DROP TABLE legacy_text_ids")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm024_legacy_text_ids'")
+    with Store.open(db) as store:  # m024 lists the item stored under its text as it came
+        assert store.db.execute("SELECT id FROM legacy_text_ids").fetchall() == [(old,)]
     rows = tmp_path / "again.jsonl"
     # as it came then, and in its one form (composed, \n: another tool's export of it)
     one_form = unicodedata.normalize("NFC", LEGACY_TEXT.replace("\r\n", "\n"))
