@@ -88,6 +88,7 @@ class Redrawer:
         self.lock = asyncio.Lock()
         self.drawn = asyncio.Condition()  # notified after each pass
         self.again = False  # a change arrived during the pass in progress
+        self.tried_failed = 0  # messages the last pass tried and failed (not those held back)
         self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
         self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
         self.woken = asyncio.Event()
@@ -142,8 +143,13 @@ class Redrawer:
             while True:
                 self.again = False
                 failed = await self._pass(due_only=due_only)
-                if failed or not self.again:
+                # round again for a change made during the pass, unless one of its calls
+                # failed (the background loop retries, with backoff); a message only backing
+                # off (held) is no failure of this pass: it must not leave that change undrawn
+                if self.tried_failed or not self.again:
                     break
+            if self.again:  # left for the background loop: its next look makes a pass
+                self.seen_version = None
         async with self.drawn:
             self.drawn.notify_all()
         return failed
@@ -204,10 +210,12 @@ class Redrawer:
         now = self.clock()
         if due_only:
             if self.token_refused and self.token_due > now:
+                self.tried_failed = 0
                 return len(posts)  # the token's backoff holds every message back
             held = {post_id for post_id, waiting in backoff.items() if waiting.due > now}
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
             posts = [post for post in posts if post["id"] not in held]
+        held_back = failed
         labels = label_set(rt.settings, rt.store) if posts else []
         refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
         new_failures: dict[str, list[str]] = {}  # error -> items whose first failure it is
@@ -303,6 +311,7 @@ class Redrawer:
                 channel,
                 error,
             )
+        self.tried_failed = failed - held_back
         return failed
 
     def _drop(self, post: dict) -> None:

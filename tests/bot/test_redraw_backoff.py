@@ -174,3 +174,48 @@ async def test_a_channel_whose_posts_failed_says_when_posting_works_again(
         back = lines(caplog, f"posting to {CHANNEL} works again")
         assert len(back) == 1 and "internal_error" in back[0], back
         assert Redrawer.of(bot.rt).woken.is_set()  # waiting redraws are tried now
+
+
+async def test_a_click_during_a_pass_is_drawn_while_another_message_backs_off(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A message backing off counted as a failure of every pass, so a pass stopped without
+    going round for a click made during it: with Slack healthy, that click's message stayed
+    stale until the other message's backoff ended (up to 5 minutes)."""
+    seed(tmp_path / "hitl.db", ITEMS)
+    settings = make_settings(fake_slack, tmp_path, max_open=3, votes=9)
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        assert await bot.dispatcher.fill() == 3
+        await bot.settled()
+        await click_during_a_pass(bot, fake_slack)
+
+
+async def click_during_a_pass(bot: Bot, fake_slack: FakeSlack) -> None:
+    redrawer = Redrawer.of(bot.rt)
+    redrawer.clock = Clock()  # frozen: the first message's backoff never ends here
+    first, second, third = (m["metadata"]["event_payload"]["item_id"] for m in bot.posted())
+
+    def click(item_id: str, key: str) -> None:
+        bot.store.record_answer(
+            item_id, f"U{key}", None, source="button", dedupe_key=key, votes_needed=9
+        )
+
+    fake_slack.fail("chat.update", "internal_error", times=1)
+    click(first, "a")
+    await redrawer.soon()
+    assert set(redrawer.backoff) and redrawer.next_due() is not None  # it backs off
+    update = bot.rt.client.chat_update
+    clicked: list[str] = []
+
+    async def click_meanwhile(**kwargs):
+        if not clicked:  # while the pass draws the second message, the third is clicked
+            clicked.append(third)
+            click(third, "c")
+            await redrawer.soon()  # the pass holds the lock: it asks for one more round
+        return await update(**kwargs)
+
+    bot.rt.client.chat_update = click_meanwhile  # type: ignore[method-assign]
+    click(second, "b")
+    await redrawer.soon()
+    assert clicked == [third]
+    assert {p["item_id"] for p in bot.store.posts_to_redraw()} == {first}
