@@ -65,7 +65,7 @@ from bot.slack.connect import channel_settings, check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
-from bot.store import Checkpointer, DatabaseError, Store, database_problem
+from bot.store import Checkpointer, DatabaseError, Store, damage_seen, database_problem
 from bot.store.lock import lock_path, server_lock
 from model import ModelRegistry
 
@@ -460,6 +460,8 @@ async def healthz(request: web.Request) -> web.Response:
         if _HEALTH_SAID.get(rt) != problem:
             logger.exception("health check: database unreachable")
             _HEALTH_SAID[rt] = problem
+    if db == "ok" and (damage := damage_seen(rt.settings.db)) is not None:
+        db, problem = "unreachable", damage  # met by another reader: this read went through
     if not check_database_file(rt):  # one stat; says it once when the file is gone
         db, problem = "unreachable", rt.store.lost or "the database file is gone"
         _HEALTH_SAID[rt] = problem  # said there

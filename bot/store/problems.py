@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from bot.errors import StoreError
 
 DatabaseError = sqlite3.Error  # what the edges (the CLI) catch, without importing sqlite3
+
+DAMAGE_REMEMBERED = 60.0  # seconds a damaged file, seen by any reader, counts as damaged
+clock = time.monotonic  # (tests move it)
+_damage_seen: dict[str, tuple[str, float]] = {}  # absolute path -> (the line, when seen)
+
+
+def damage_seen(path: str | os.PathLike[str]) -> str | None:
+    """The line of the damage any reader of the database at ``path`` met in this process
+    within DAMAGE_REMEMBERED seconds (``database_problem`` notes it), else None. A damaged
+    file fails only the reads that touch its damaged pages: one read that goes through (a
+    health check's) says nothing of the others."""
+    seen = _damage_seen.get(os.path.abspath(path))
+    if seen is None or clock() - seen[1] > DAMAGE_REMEMBERED:
+        return None
+    return seen[0]
 
 
 def database_problem(
@@ -65,17 +81,23 @@ def database_problem(
             f"folder {folder}"
         )
     if name == "SQLITE_NOTADB":
-        return StoreError(
+        return _damaged(
+            path,
             f"{path} is not a slack-hitl database (not an SQLite file); "
-            "point --db/HITL_DB at another file"
+            "point --db/HITL_DB at another file",
         )
     if name.startswith("SQLITE_CORRUPT"):
-        return StoreError(f"{path} is damaged ({exc}); restore it from a backup")
+        return _damaged(path, f"{path} is damaged ({exc}); restore it from a backup")
     if name == "SQLITE_FULL":
         return StoreError(f"{path}: the disk is full; free some space and try again")
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
     return StoreError(f"{path}: database error ({exc})")
+
+
+def _damaged(path: Path, line: str) -> StoreError:
+    _damage_seen[os.path.abspath(path)] = (line, clock())  # for ``damage_seen``
+    return StoreError(line)
 
 
 def _folder(path: Path) -> Path:

@@ -17,7 +17,7 @@ from bot.api import webhooks
 from bot.api.metrics import StoreCollector
 from bot.learning.jobs import ChampionWatch
 from bot.sandbox import FakeSlack
-from bot.store import Store
+from bot.store import Store, database_problem, problems
 from tests.bot.harness import Bot
 from tests.bot.test_api import post_json, start_api
 
@@ -196,10 +196,29 @@ async def test_healthz_says_a_damaged_database_once_not_a_traceback_per_probe(
     assert "is damaged" in said[0].getMessage()
     monkeypatch.undo()
     caplog.clear()
+    # the damage counts for DAMAGE_REMEMBERED seconds after the last reader met it
+    later = problems.clock() + problems.DAMAGE_REMEMBERED + 1
+    monkeypatch.setattr(problems, "clock", lambda: later)
     with caplog.at_level(logging.INFO, logger="bot.server"):
         status, _ = await healthz(api)
     assert status == 200
     assert any("well again" in r.getMessage() for r in caplog.records)
+
+
+async def test_healthz_says_damage_another_reader_met_though_its_own_read_goes_through(
+    api: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """A damaged file fails only the reads that touch its damaged pages: the workers logged
+    "damaged" and /api/predict answered 500 while /healthz's one-page read said 200 "ok"."""
+    assert (await healthz(api))[0] == 200
+    clock = problems.clock()
+    monkeypatch.setattr(problems, "clock", lambda: clock)
+    database_problem(api.rt.settings.db, corrupt())  # a worker's read met the damage
+    status, body = await healthz(api)
+    assert (status, body["db"]) == (503, "unreachable")
+    assert "is damaged" in body["db_problem"]
+    monkeypatch.setattr(problems, "clock", lambda: clock + problems.DAMAGE_REMEMBERED + 1)
+    assert (await healthz(api))[0] == 200  # no reader met it since
 
 
 async def test_the_champion_watch_says_a_damaged_database_once(
