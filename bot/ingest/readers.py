@@ -254,14 +254,14 @@ def _refuse_wide(path: str | Path, handle: BinaryIO) -> None:
     for bom, encoding in _WIDE_BOMS:
         if head.startswith(bom):
             raise IngestError(
-                f"{path} is {encoding.upper()} (its byte-order mark says so), not UTF-8: "
+                f"{_shown(path)} is {encoding.upper()} (its byte-order mark says so), not UTF-8: "
                 f"{utf8_fix(path, encoding)}"
             )
     for start, encoding in _WIDE_STARTS:
         if start.match(head):
             raise IngestError(
-                f"{path} is not UTF-8 but {encoding.upper()} (it has a NUL byte beside each "
-                f"character): {utf8_fix(path, encoding)}"
+                f"{_shown(path)} is not UTF-8 but {encoding.upper()} (it has a NUL byte beside"
+                f" each character): {utf8_fix(path, encoding)}"
             )
 
 
@@ -369,11 +369,23 @@ def utf8_fix(path: str | Path, encoding: str = "cp1252") -> str:
     """What to do about a file that is not UTF-8 but ``encoding`` (iconv's name; most often
     Windows-1252: what Excel's plain "CSV" writes on Windows)."""
     name = Path(path)
+    if _is_stdin(name):  # `hitl import -`: the pipe is what to convert
+        return f"convert it on its way in: … | iconv -f {encoding} -t utf-8 | hitl import - …"
     fixed = shlex.quote(f"{name.stem}-utf8{name.suffix}")
     return (
         'save the file as UTF-8 (Excel: "CSV UTF-8"; or '
         f"iconv -f {encoding} -t utf-8 {shlex.quote(name.name)} > {fixed})"
     )
+
+
+def _is_stdin(path: Path) -> bool:
+    """Whether ``path`` is `hitl import -`'s copy of standard input (bot.cli.stdin_as_file)."""
+    return path.name == "stdin" and path.parent.name.startswith("hitl-import-")
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` as a message names it: standard input as such, not as its temporary copy."""
+    return "standard input" if _is_stdin(Path(path)) else str(path)
 
 
 class _NotUtf8:

@@ -245,3 +245,17 @@ def test_a_text_stored_under_its_id_of_before_is_a_duplicate_not_a_second_item(t
     with Store.open(db) as store:
         assert store.gold_labels() == {old: "billing"}  # the stored item, marked gold
     assert len(stored_ids(db)) == 3
+
+
+def test_a_utf16_standard_input_is_told_how_to_convert_the_pipe(tmp_path: Path):
+    # it named the temporary copy of standard input, and an iconv of that copy nobody can run
+    data = "\ufefftext\nbonjour\n".encode("utf-16-le")
+    result = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "hitl.db"), "import", "-", "--format", "text"], input=data
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: standard input is UTF-16 (its byte-order mark says so), not UTF-8: convert it"
+        " on its way in: … | iconv -f utf-16 -t utf-8 | hitl import - …\n"
+    )
+    assert not (tmp_path / "hitl.db").exists()
