@@ -15,48 +15,24 @@ now it is not stored as far as Slack knows: 503, one line, and Slack's retry is 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.errors import StoreError
-from bot.sandbox import FakeSlack
 from bot.store import Checkpointer, Store
 from bot.store import core as store_core
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
-
-TOKEN = "api-token-for-restore-tests"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-LABELED = [
-    Item("b1", "refund my invoice", "billing"),
-    Item("b2", "charged twice on my card", "billing"),
-    Item("g1", "app crashes on start", "bug"),
-    Item("g2", "error 500 when saving", "bug"),
-]
-WAITING = [Item("u1", "refund the invoice please"), Item("u2", "crash error on login")]
+from tests.bot.harness import Bot, Item
+from tests.bot.test_db_file_faults import AUTH, bot, errors  # noqa: F401 - bot: the fixture
 
 
-@pytest.fixture
-async def bot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Bot]:
-    seed(tmp_path / "hitl.db", LABELED + WAITING)
-    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), api_token=TOKEN)
-    async for running in start_bot(fake_slack, settings):
-        yield running
-
-
-def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-async def health(bot: Bot) -> int:
-    return (await bot.http.get("/healthz")).status
+async def health(running: Bot) -> int:
+    return (await running.http.get("/healthz")).status
 
 
 def server_checkpointer(store: Store) -> Checkpointer:
@@ -83,7 +59,8 @@ def add(store: Store, prefix: str, n: int) -> None:
 
 
 async def test_a_backup_copied_over_the_running_servers_database_is_said_once_and_refused(
-    bot: Bot, caplog: pytest.LogCaptureFixture
+    bot: Bot,  # noqa: F811 - the fixture
+    caplog: pytest.LogCaptureFixture,
 ):
     db = Path(bot.rt.settings.db)
     checkpointer = server_checkpointer(bot.store)
@@ -216,7 +193,9 @@ def test_writes_and_checkpoints_of_other_processes_beside_the_server_are_no_rest
 
 
 async def test_a_click_whose_fsync_fails_gets_503_and_its_retry_is_stored_once(
-    bot: Bot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    bot: Bot,  # noqa: F811 - the fixture
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     assert await bot.dispatcher.fill() >= 1
     [message, *_] = bot.posted()
