@@ -134,7 +134,7 @@ def test_an_old_database_marks_its_late_answers_when_it_is_upgraded(db_path: Pat
                 "label": label,
                 "source": "button",
                 "created_at": t(at),
-                "dedupe_key": f"k{n}",
+                "dedupe_key": f"old{n}",  # not click()'s k<n>, whatever ran before
             }  # fmt: skip
         )
     old["posts"].insert(
