@@ -68,7 +68,7 @@ def restate_all(
     change, so a database used without a server is right too (a running server's scorer does
     the same when it sees the change count move). ``progress(rowid, last rowid)`` after each
     step. Returns how many items changed."""
-    end = store.last_rowid()
+    end, count = store.last_rowid(), store.label_set_change_count()
     changed, at = 0, 0
     while True:
         n, last = store.restate_predictions(at, RESTATE_CHUNK, threshold, RESTATE_CHANGES)
@@ -78,6 +78,7 @@ def restate_all(
         at = last
         if progress is not None:
             progress(min(at, end), end)
+    store.mark_restated(count)
     if progress is not None:
         progress(end, end)
     return changed

@@ -133,11 +133,12 @@ class Scorer:
 
     def restate_due(self) -> bool:
         """Whether the stored predictions wait to be put under the label set in force: its
-        change count is not the one the last pass was done at (at start: any change at all;
-        a label set never changed needs no pass)."""
+        change count is not the one the last pass was done at (at start: the one the last
+        pass over this database marked, ``Store.mark_restated``; a label set never changed
+        needs no pass)."""
         count = self.store.label_set_change_count()
-        if self.restated_at is None and count == 0:
-            self.restated_at = 0
+        if self.restated_at is None:
+            self.restated_at = self.store.restated_change_count()
         return count != self.restated_at
 
     async def restate(self, *, max_chunks: int | None = None, background: bool = False) -> int:
@@ -159,6 +160,7 @@ class Scorer:
             chunks += 1
             self.n_restated += changed
             if last is None:
+                self.store.mark_restated(count)
                 self.restated_at, self.restating = count, None
                 logger.info("predictions put under the label set in force (change %d)", count)
             else:

@@ -70,6 +70,7 @@ class LabelSetMixin:
     db: Database
     now: Callable[[], str]
     _immediate: Callable[[], AbstractContextManager[None]]
+    _unsynced: Callable[[], AbstractContextManager[None]]
 
     def stored_labels(self) -> list[str] | None:
         """The stored label set's active labels in order, or None before the first change."""
@@ -95,6 +96,25 @@ class LabelSetMixin:
         scorer compares with the count it last put the predictions under the set in force at
         (``bot.learning.scoring.Scorer.restate``)."""
         return self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]
+
+    def restated_change_count(self) -> int:
+        """How many of the label set's changes (the oldest ones) the stored predictions have
+        been put under (``mark_restated``)."""
+        return self.db.execute(
+            "SELECT count(*) FROM label_set_changes WHERE restated = 1"
+        ).fetchone()[0]
+
+    def mark_restated(self, count: int) -> None:
+        """Say that a pass put the stored predictions under the first ``count`` changes (the
+        change count it ran at; a change made meanwhile stays unmarked, and is passed again).
+        Unsynced, as the pass's own steps: in WAL mode a commit lost in a crash takes every
+        later one with it, never an earlier one, so a mark never outlives the steps before it."""
+        with self._unsynced():
+            self.db.execute(
+                "UPDATE label_set_changes SET restated = 1 WHERE restated = 0 AND id IN"
+                " (SELECT id FROM label_set_changes ORDER BY id LIMIT ?)",
+                [count],
+            )
 
     def label_set_changes(self) -> list[dict]:
         return [dict(r) for r in self.db["label_set_changes"].rows_where(order_by="id")]

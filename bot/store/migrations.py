@@ -600,4 +600,13 @@ def m024_legacy_text_ids(db: Database) -> None:
     db.conn.executemany("INSERT INTO legacy_text_ids (id) VALUES (?)", found)
 
 
+@migrations(name="m025_label_set_restated")
+def m025_label_set_restated(db: Database) -> None:
+    # Which label set changes the stored predictions have been put under
+    # (``Store.mark_restated``): a server starting on a database whose changes all were needs
+    # no pass over every item (``bot.learning.scoring.Scorer.restate_due``). Changes made
+    # before this are not marked: the first pass after the upgrade marks them.
+    db.execute("ALTER TABLE label_set_changes ADD COLUMN restated INTEGER NOT NULL DEFAULT 0")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
