@@ -19,6 +19,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -26,13 +27,14 @@ from typing import Any
 
 import yarl
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot import eventloop
-from bot.api import routes
+from bot.api import bodies, routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
@@ -200,7 +202,13 @@ def init_app(
     the database's server lock (``bot.store.lock``; ``lock=False``: the caller holds it), so a
     second server on the same database refuses to start (``StoreError``).
     """
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        # Bodies are decoded from their Content-Encoding by ``bot.api.bodies.request_body``, which
+        # answers one that does not decode (or br, zstd) in the API's words; aiohttp's own
+        # decoding answered a 500 with three tracebacks, or a text/plain 400 before any handler.
+        handler_args={"auto_decompress": False, "logger": PROTOCOL_LOGGER},
+    )
     socket_mode = bool(settings.slack_app_token)
     if not socket_mode:
         if not settings.slack_signing_secret:
@@ -378,7 +386,11 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     request is logged as a warning in one line, without its body, so a wrong
     SLACK_SIGNING_SECRET shows at the default log level."""
     urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
-    body = await request.read()  # over MAX_BODY: aiohttp answers 413
+    try:
+        body = await bodies.request_body(request)  # over MAX_BODY: 413
+    except bodies.ApiError as exc:  # a body that does not decode from its Content-Encoding
+        logger.warning("refused a request to /slack/events: %s", exc.message)
+        return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
     problem = signature_problem(request.app[VERIFIER], body, request.headers)
     if problem is not None:
         logger.warning(
@@ -428,6 +440,27 @@ def bolt_body(text: str, content_type: str) -> str:
     if not payloads or not payloads[-1].startswith("{"):
         return text
     return payloads[-1]
+
+
+class ProtocolLogger(logging.LoggerAdapter):
+    """aiohttp's server logger (``aiohttp.server``), with a request its HTTP parser refuses (a
+    NUL in a header, a line over 8 KB, a Content-Length of "abc") said in one INFO line, not
+    an ERROR with a traceback: the client got its 400, and anyone could fill the log with
+    what looks like the server's bugs. Any other error keeps its traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1] if exc_info is True else exc_info
+        if not isinstance(exc, HttpProcessingError):
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
+            return
+        said = (str(exc.message).splitlines() or [""])[0][:120]
+        remote = args[0] if args else "a client"  # "Error handling request from %s"
+        self.info(
+            "refused a malformed HTTP request from %s (%s: %s)", remote, type(exc).__name__, said
+        )
+
+
+PROTOCOL_LOGGER = ProtocolLogger(logging.getLogger("aiohttp.server"))
 
 
 # Per runtime, the database problem /healthz last logged: a load balancer probes every few

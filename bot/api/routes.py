@@ -12,10 +12,11 @@ message, and the traceback goes to the log only.
 is, and its request schemas are what the API checks bodies against (a test keeps the routes
 and the document in step).
 
-Its length (~600 lines, over the house's ~400) is one handler per route of the document, each
-parsing, calling the store or the scorer and shaping its answer, beside the shared auth,
-error and schema helpers they all use; the intake of predict batches is its own module
-(``bot/api/intake.py``), webhooks and metrics too.
+Its length (~700 lines, over the house's ~400) is one handler per route of the document,
+each parsing, calling the store or the scorer and shaping its answer, beside the shared auth,
+error and schema helpers they all use; reading a body (Content-Encoding, JSON, numbers JSON
+cannot hold) is its own module (``bot/api/bodies.py``), as are the intake of predict batches
+(``bot/api/intake.py``), webhooks and metrics.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from bot.api.bodies import ApiError, check_unicode, read_object, too_large_message
 from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
-from bot.appkeys import MAX_BODY, RUNTIME
+from bot.appkeys import RUNTIME
 from bot.ingest import id_problem, item_id_for_text, with_stored_ids
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
@@ -53,23 +55,6 @@ SOURCE = "api"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    """A request the API refuses: the HTTP status, a message for the producer, the field."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-        self.headers = headers
 
 
 @dataclass(frozen=True)
@@ -155,7 +140,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as exc:
         return _error(exc.status, exc.message, exc.field, exc.headers)
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, _too_large_message(), "body")
+        return _error(413, too_large_message(), "body")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -220,10 +205,6 @@ def _error(
     return web.json_response(body, status=status, headers=headers)
 
 
-def _too_large_message() -> str:
-    return f"the body is over the limit of 1 MB ({MAX_BODY:,} bytes); send fewer items"
-
-
 def _authorize(request: web.Request) -> None:
     token = _runtime(request).settings.api_token
     if not token:
@@ -243,75 +224,6 @@ def _authorize(request: web.Request) -> None:
 
 
 # -- reading and checking input -------------------------------------------------------------
-
-
-async def _read_object(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, _too_large_message(), "body")
-    raw = await request.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "the body is not valid UTF-8", "body") from None
-    try:
-        body = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
-    except _RepeatedKey as exc:
-        raise ApiError(
-            400,
-            f"the body has the key {exc} twice in one object; send each key once",
-            "body",
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400,
-            f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            "body",
-        ) from None
-    except RecursionError:
-        raise ApiError(400, "the body is not valid JSON (nested too deeply)", "body") from None
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not valid JSON ({exc})", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object", "body")
-    return body
-
-
-class _RepeatedKey(ValueError):
-    """A JSON object with a key given twice: JSON parsers disagree on which one counts (Python
-    keeps the last, others the first), so a gateway that checked one could pass the other."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object of the body, refused (``_RepeatedKey``, its key shown) if a key repeats."""
-    body = dict(pairs)
-    if len(body) == len(pairs):
-        return body
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            shown = json.dumps(key)  # quoted and escaped: a control character stays one line
-            raise _RepeatedKey(shown if len(shown) <= 60 else shown[:58] + '…"')
-        seen.add(key)
-    return body  # not reached
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _check_unicode(value: Any, field: str) -> None:
-    """Refuse strings SQLite cannot store (lone surrogates, from escapes like "\\ud800")."""
-    try:
-        if isinstance(value, str):
-            value.encode("utf-8")
-        else:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(
-            400, f"{field} has an invalid Unicode character (a lone surrogate)", field
-        ) from None
-    except (ValueError, RecursionError):
-        raise ApiError(400, f"{field} is nested too deeply", field) from None
 
 
 def _is_json_integer(checker: Any, instance: Any) -> bool:
@@ -422,6 +334,10 @@ def _rank(error: ValidationError) -> int:
 
 
 def _message(error: ValidationError, name: str, field: str) -> str:
+    if (name, error.validator) == ("id", "not") and isinstance(error.instance, str):
+        problem = id_problem(error.instance)  # the character the document's pattern refuses
+        if problem is not None and "control character" not in problem:
+            return f"{field} {problem}; send an id without it"
     template = MESSAGES.get((name, str(error.validator)))
     if template is None:
         return f"{field} {_fallback(error)}"
@@ -455,7 +371,7 @@ class ItemSchema:
             if name == "callback_url" and value is not None:
                 _check_url(raw["callback_url"], field, destinations, webhook_secret)
             elif name == "meta" or value is not None:
-                _check_unicode(value if value is not None else {}, field)
+                check_unicode(value if value is not None else {}, field)
                 if name == "id" and (problem := id_problem(value)):
                     raise ApiError(400, f"{field} {problem}; send an id without it", field)
 
@@ -498,7 +414,7 @@ def _check_url(
     problem = URL_PROBLEM.format(field=field)
     if SPACE_OR_CONTROL.search(url):
         raise ApiError(400, problem, field)
-    _check_unicode(url, field)
+    check_unicode(url, field)
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -553,7 +469,7 @@ async def predict(request: web.Request) -> web.Response:
     """Store the item (if new), score it, answer with the prediction or the human's label."""
     rt = _runtime(request)
     item = parse_item(
-        await _read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
+        await read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     created = await request.app[INTAKE].add([item])
@@ -606,7 +522,7 @@ async def add_items(request: web.Request) -> web.Response:
     takes about 0.2 ms an item: 0.2 s of event loop for a full request); the insert, one
     short transaction on the loop's connection, stays here."""
     rt = _runtime(request)
-    body = await _read_object(request)
+    body = await read_object(request)
     parsed = await asyncio.to_thread(
         parse_items, body, rt.settings.webhook_secret, _destinations(rt)
     )

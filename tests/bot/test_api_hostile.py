@@ -149,3 +149,64 @@ async def test_a_producer_asking_again_for_an_item_stored_under_its_id_of_before
     one_form = {"text": text.replace("\r\n", "\n")}
     assert (await (await post_json(api, "/api/predict", one_form)).json())["id"] == old
     assert stored(api) == 1
+
+
+# -- apifuzz 1: a number JSON cannot hold ------------------------------------------------------
+
+
+async def test_a_number_too_large_for_json_in_meta_is_refused_naming_where(api: Bot):
+    # 1e400 is valid JSON that Python reads as infinity: it was stored, and GET answered
+    # "meta": {"x": Infinity}, which no strict JSON parser reads (nor `hitl import` its export)
+    response = await post_raw(
+        api, "/api/predict", '{"text": "hi", "id": "I1", "meta": {"x": 1e400}}'
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "meta.x is a number too large for JSON; send a smaller one or a string",
+        "field": "meta.x",
+    }
+    one = '{"text": "one", "id": "I2", "meta": {"a": {"y": [1, -1e999]}}}'
+    raw = '{"items": [' + one + ', {"text": "two"}]}'
+    body = await (await post_raw(api, "/api/items", raw)).json()
+    assert [(r["result"], r.get("field")) for r in body["results"]] == [
+        ("rejected", "items[0].meta.a.y[1]"),
+        ("created", None),
+    ]
+    assert body["results"][0]["error"].startswith("items[0].meta.a.y[1] is a number too large")
+    assert stored(api) == 1 and api.store.get_item("I1") is None
+
+
+# -- apifuzz 7: the API's own words, not Python's ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/api/predict", '{"text": "x", "id": ' + "9" * 5000 + "}", "id"),
+        ("/api/predict", '{"text": "x", "meta": {"n": [-' + "1" * 5000 + "]}}", "meta.n[0]"),
+        ("/api/items", '{"items": [{"text": "x"}, {"text": "y", "id": ' + "9" * 5000 + "}]}",
+         "items[1].id"),
+    ],
+    ids=["id", "meta", "items"],
+)  # fmt: skip
+async def test_a_number_with_too_many_digits_is_refused_naming_it(
+    api: Bot, path: str, raw: str, field: str
+):
+    response = await post_raw(api, path, raw)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": f"{field} is a number with too many digits (5,000, over the limit of 4,300); "
+        "send it as a string",
+        "field": field,
+    }
+    assert stored(api) == 0
+
+
+async def test_a_body_starting_with_a_byte_order_mark_is_read_without_it(api: Bot):
+    # Windows tools write UTF-8 with a BOM; the answer was "… (decode using utf-8-sig)"
+    headers = {**AUTH, "Content-Type": "application/json"}
+    raw = b'\xef\xbb\xbf{"text": "Refund me", "id": "B1"}'
+    response = await api.http.post("/api/predict", data=raw, headers=headers)
+    assert response.status == 200
+    assert (await response.json())["id"] == "B1"
+    assert api.store.get_item("B1")["text"] == "Refund me"

@@ -183,6 +183,42 @@ async def test_answers_about_a_callback_url_match_their_schemas(api: Bot):
     check_answer("/api/items", "POST", response.status, body)
 
 
+async def test_answers_while_the_database_cannot_store_match_the_document(api: Bot):
+    """Another process holds the write lock (a `sqlite3` shell in BEGIN IMMEDIATE): predict
+    and items answer a 503 with Retry-After, /healthz a 503 with db "not storing" and
+    db_problem; the document had neither (Health.db was ok|unreachable, the 503 said only
+    "the API is off")."""
+    import sqlite3
+
+    api.store.set_busy_timeout(0)  # refused at once, not after the server's 2 s
+    other = sqlite3.connect(api.rt.settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        answers = [
+            ("/api/predict", await api.http.post("/api/predict", json={"text": "Crash"},
+                                                 headers=AUTH)),
+            ("/api/items", await api.http.post("/api/items", json={"items": [{"text": "Bug"}]},
+                                               headers=AUTH)),
+        ]  # fmt: skip
+        health = await api.http.get("/healthz")
+        health_body = await health.json()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for path, response in answers:
+        assert response.status == 503, path
+        body = await response.json()
+        assert body["error"].startswith("not stored: the database is busy"), body
+        check_answer(path, "POST", 503, body)
+        documented = DOC["paths"][path]["post"]["responses"]["503"]
+        assert set(response.headers) >= set(documented["headers"]) == {"Retry-After"}
+        assert int(response.headers["Retry-After"]) > 0
+        assert "Retry-After" in documented["description"]
+    assert health.status == 503
+    assert health_body["db"] == "not storing" and health_body["db_problem"], health_body
+    check_answer("/healthz", "GET", 503, health_body)
+
+
 # -- property-based: bodies from the document's own schemas --------------------------------
 
 JSON_VALUES = st.recursive(
@@ -206,9 +242,10 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy:
     if isinstance(kind, list):
         return st.one_of([from_schema({**schema, "type": k}) for k in kind])
     if kind == "string":
-        if schema.get("pattern") == "^https?://":
+        if schema.get("pattern") == "^[Hh][Tt][Tt][Pp][Ss]?://":
             host = st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True)
-            return st.builds("{}://{}/{}".format, st.sampled_from(["http", "https"]), host,
+            scheme = st.sampled_from(["http", "https", "HTTPS", "Http"])
+            return st.builds("{}://{}/{}".format, scheme, host,
                              st.text(max_size=10).map(quote))  # fmt: skip
         low = schema.get("minLength", 0)
         return st.text(min_size=low, max_size=min(schema.get("maxLength", 30), low + 30))
