@@ -1,5 +1,6 @@
 """Items in from files: ``readers`` turns a CSV, TSV, JSONL or text file into rows and row
-errors (pure: it writes nothing); ``load`` adds those rows to the store in batches and records
+errors (pure: it writes nothing but a note line about the whole file, to ``on_note`` or
+standard error); ``load`` adds those rows to the store in batches and records
 the import as a run. `hitl import`, the demo's ``--data`` and the API's item ids use it.
 
 May import the core (``bot.store``, ``bot.errors``). Never the edges (``bot.slack``,

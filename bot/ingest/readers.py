@@ -3,7 +3,14 @@
 ``read_items`` yields one ``Row`` per good record and one ``RowError`` (with its line number
 and reason) per bad one, reading the file line by line so its size does not matter. A problem
 with the whole file (unreadable, unknown format, a named column missing from the header)
-raises ``IngestError`` before anything is yielded. Nothing here writes anywhere.
+raises ``IngestError`` before anything is yielded. Nothing here writes anywhere, but for a
+note about the whole file once it is read (``read_items``' ``on_note``; by default one line on
+standard error): the Prodigy rows skipped, labels that may be class ids.
+
+Other tools' files are read as they are meant: a Prodigy export's rows by their answer, a
+one-element list label as its label, a ``.json`` of JSON lines, a gzip file as what it holds;
+those that would import wrong are refused in one line with the command that converts them (a
+JSON array, `hitl export --answers`' file, a header naming a column twice).
 
 At ~720 lines it is over the house's ~400: it is one job (a file in, rows or row errors
 out), and its parts share the row checks (``_make_row``, the field limits, ``_unfit`` for JSON
@@ -14,8 +21,10 @@ format would scatter those checks.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import itertools
@@ -25,6 +34,7 @@ import re
 import shlex
 import sys
 import unicodedata
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -161,6 +171,10 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     if Path(path).is_dir():
         raise IngestError(f"{path} is a folder; give a file")
     suffix = Path(path).suffix.lower()
+    if suffix == ".gz":  # read through gzip (read_items): its format is the name's before .gz
+        suffix = Path(path).with_suffix("").suffix.lower() or suffix
+    if suffix == ".json":  # JSON lines (Hugging Face's to_json); an array is refused when read
+        return "jsonl"
     if suffix in WORKBOOKS:
         raise IngestError(
             f'{path} is a spreadsheet workbook, not a text file; save it as "CSV UTF-8" '
@@ -182,12 +196,17 @@ def read_items(
     id_column: str | None = None,
     label_column: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Iterator[Row | RowError]:
     """Yield the rows of an item file. ``progress`` gets the bytes read since its last call.
 
     ``id_column`` and ``label_column`` default to ``id`` and ``label`` when the file has such a
-    column; naming one that a CSV header lacks is an error. Items without an id get a hash of
+    column; naming one that the file lacks is an error. Items without an id get a hash of
     their text, so re-importing a file adds nothing.
+
+    ``on_note`` gets, once the file is read, a line for what the whole file says a person
+    should know (rows of a Prodigy export that were not accepted and so were skipped; labels
+    that are all whole numbers, maybe class ids); without one, the line goes to standard error.
     """
     fmt = detect_format(path, fmt)
     try:
@@ -195,6 +214,8 @@ def read_items(
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
     try:
+        if _is_gzip(path, handle):  # read as what it holds; progress counts the file's bytes
+            handle, progress = _Gunzipped(path, handle, progress), None
         _refuse_wide(path, handle)
     except BaseException:
         handle.close()
@@ -213,14 +234,83 @@ def read_items(
             newline="",
         )
         lines = _bounded_text(text)
-        header = next(lines, "")
+        try:
+            header = next(lines, "")  # damaged gzip data may be found here (IngestError)
+        except BaseException:
+            text.close()
+            handle.close()
+            raise
         delimiter = "\t" if fmt == "tsv" else csv_delimiter(header)
         lines = itertools.chain([header], lines) if header else lines
         rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
-        return _closing(rows, text, handle)
+        return _closing(_noting(path, rows, _Notes(), on_note), text, handle)
     if fmt == "jsonl":
-        return _closing(_jsonl_rows(path, _lines(handle, progress), columns), handle)
+        notes = _Notes()
+        rows = _jsonl_rows(path, _lines(handle, progress), columns, notes)
+        return _closing(_noting(path, rows, notes, on_note), handle)
     return _closing(_text_rows(path, _lines(handle, progress)), handle)
+
+
+class _Notes:
+    """What reading a file noted for one line at its end: the Prodigy rows skipped (by their
+    answer), and the labels while every one is a whole number (None once one is not)."""
+
+    CLASS_IDS_KEPT = 1000  # distinct whole-number labels held; past it, not taken as class ids
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, int] = {}
+        self.numbers: set[int] | None = set()
+
+    def label(self, label: str) -> None:
+        if self.numbers is None:
+            return
+        if label.isascii() and label.isdigit() and len(self.numbers) < self.CLASS_IDS_KEPT:
+            self.numbers.add(int(label))
+        else:
+            self.numbers = None
+
+    def lines(self, path: str | Path) -> Iterator[str]:
+        stdin = _is_stdin(Path(path))
+        name = "standard input" if stdin else Path(path).name
+        if self.skipped:
+            answers = ", ".join(f"{n:,} {answer}" for answer, n in sorted(self.skipped.items()))
+            total = sum(self.skipped.values())
+            source = "the file" if stdin else shlex.quote(name)
+            yield (
+                f"{name}: a Prodigy export: {total:,} {'row' if total == 1 else 'rows'} not"
+                f" accepted ({answers}) skipped, so that no rejected label is taken for an"
+                " item's; only accepted rows give labels (to add the skipped texts without a"
+                " label: jq -c 'select(.answer != \"accept\") | del(.label, .accept)'"
+                f" {source} | hitl import - --format jsonl)"
+            )
+        if self.numbers:
+            shown = sorted(self.numbers)
+            numbers = ", ".join(map(str, shown[:6])) + (
+                f", … {shown[-1]}" if len(shown) > 6 else ""
+            )
+            yield (
+                f"{name}: every label is a whole number ({numbers}): if they are class ids (a"
+                " Hugging Face ClassLabel), name them once imported: hitl labels rename 0 NAME"
+                " for each"
+            )
+
+
+def _noting(
+    path: str | Path,
+    rows: Iterator[Row | RowError],
+    notes: _Notes,
+    on_note: Callable[[str], None] | None,
+) -> Iterator[Row | RowError]:
+    """``rows``, then ``notes``' lines (once the file is read to its end) to ``on_note``."""
+    for row in rows:
+        if type(row) is Row and row.label is not None:
+            notes.label(row.label)
+        yield row
+    for line in notes.lines(path):
+        if on_note is not None:
+            on_note(line)
+        else:
+            print(line, file=sys.stderr)
 
 
 # The first bytes of a file in UTF-16 or UTF-32 (Excel's "Unicode Text", Notepad's "Unicode",
@@ -248,21 +338,86 @@ def _refuse_wide(path: str | Path, handle: BinaryIO) -> None:
     how to convert it. Read as UTF-8 it gave a column named "\\x00i\\x00d", or items of
     NULs, and a row at a time the advice to convert from cp1252, which makes it worse."""
     try:
-        head = handle.peek(16)[:16]
+        sample = handle.peek(4096)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
+    head = sample[:16]
     for bom, encoding in _WIDE_BOMS:
         if head.startswith(bom):
+            fix = utf8_fix(path, encoding, _wide_suffix(path, sample, encoding))
             raise IngestError(
                 f"{_shown(path)} is {encoding.upper()} (its byte-order mark says so), not UTF-8: "
-                f"{utf8_fix(path, encoding)}"
+                f"{fix}"
             )
     for start, encoding in _WIDE_STARTS:
         if start.match(head):
+            fix = utf8_fix(path, encoding, _wide_suffix(path, sample, encoding))
             raise IngestError(
                 f"{_shown(path)} is not UTF-8 but {encoding.upper()} (it has a NUL byte beside"
-                f" each character): {utf8_fix(path, encoding)}"
+                f" each character): {fix}"
             )
+
+
+def _wide_suffix(path: str | Path, sample: bytes, encoding: str) -> str | None:
+    """The suffix the converted file needs: ``.tsv`` for a text file (``.txt``) whose first
+    line has tabs (Excel's "Unicode Text" is tab-separated), read as TSV then, not as an item
+    a line with the header and each row's id and label inside its text; else None (its own)."""
+    if EXTENSIONS.get(Path(path).suffix.lower()) != "text":
+        return None
+    first = sample[: len(sample) - len(sample) % 4].decode(encoding, "replace").split("\n")[0]
+    return ".tsv" if "\t" in first else None
+
+
+def _is_gzip(path: str | Path, handle: BinaryIO) -> bool:
+    """Whether the file starts with gzip's magic bytes (1f 8b): `gzip items.jsonl`, or such a
+    file piped in. Read as text, it gave a row error a line and the advice to convert it from
+    cp1252."""
+    try:
+        return handle.peek(2)[:2] == b"\x1f\x8b"
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
+
+
+class _Gunzipped(gzip.GzipFile):
+    """A gzip file read as the bytes it holds, for the readers (``read``, ``readline``,
+    ``peek``); damaged gzip data is an ``IngestError`` naming the file. ``progress`` gets the
+    bytes of the file itself (its size is what a progress bar knows); closing closes the file."""
+
+    def __init__(
+        self, path: str | Path, raw: BinaryIO, progress: Callable[[int], None] | None
+    ) -> None:
+        self._path, self._raw = path, raw
+        super().__init__(fileobj=io.BufferedReader(_ByteReader(raw, progress)), mode="rb")
+
+    def _damaged(self, exc: Exception) -> IngestError:
+        return IngestError(
+            f"{_shown(self._path)}: the gzip data is damaged ({exc or type(exc).__name__}): "
+            "check it with gzip -t, or import the file it was made from"
+        )
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(-1 if size is None else size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from exc
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(-1 if size is None else size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from exc
+
+    def peek(self, n: int = 0) -> bytes:
+        try:
+            return super().peek(n)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from exc
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def _nfc(name: str | None) -> str | None:
@@ -272,13 +427,18 @@ def _nfc(name: str | None) -> str | None:
 
 
 def csv_delimiter(header: str) -> str:
-    """The delimiter of a .csv file, from its header line: a comma, unless the header has none
-    and has semicolons (what Excel writes where the comma is the decimal separator) or tabs."""
-    if "," not in header:
-        for other in (";", "\t"):
-            if other in header:
-                return other
-    return ","
+    """The delimiter of a .csv file, from its header line: the one of comma, semicolon (what
+    Excel writes where the comma is the decimal separator) and tab that the header has most
+    of outside quotes, a comma on a tie or when it has none. ("id;text;Betrag, EUR" is
+    separated by semicolons: any comma meant a comma.)"""
+    counts = dict.fromkeys((",", ";", "\t"), 0)
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted  # "" inside a quoted name closes and opens again: no change
+        elif not quoted and char in counts:
+            counts[char] += 1
+    return max(counts, key=lambda delimiter: counts[delimiter])  # the first of the most
 
 
 class _ByteReader(io.RawIOBase):
@@ -365,13 +525,14 @@ def _decode(raw: bytes) -> str | UnicodeDecodeError:
         return exc
 
 
-def utf8_fix(path: str | Path, encoding: str = "cp1252") -> str:
+def utf8_fix(path: str | Path, encoding: str = "cp1252", suffix: str | None = None) -> str:
     """What to do about a file that is not UTF-8 but ``encoding`` (iconv's name; most often
-    Windows-1252: what Excel's plain "CSV" writes on Windows)."""
+    Windows-1252: what Excel's plain "CSV" writes on Windows); the converted file gets
+    ``suffix`` (by default the file's own)."""
     name = Path(path)
     if _is_stdin(name):  # `hitl import -`: the pipe is what to convert
         return f"convert it on its way in: … | iconv -f {encoding} -t utf-8 | hitl import - …"
-    fixed = shlex.quote(f"{name.stem}-utf8{name.suffix}")
+    fixed = shlex.quote(f"{name.stem}-utf8{suffix or name.suffix}")
     return (
         'save the file as UTF-8 (Excel: "CSV UTF-8"; or '
         f"iconv -f {encoding} -t utf-8 {shlex.quote(name.name)} > {fixed})"
@@ -456,6 +617,10 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
 
     label_key = columns.label or ("label" if "label" in record else None)
     label = record.get(label_key) if label_key else None
+    if isinstance(label, list):  # doccano's ["x"] ([] unlabeled), Prodigy's "accept": ["x"]
+        if len(label) > 1:
+            return RowError(line, _many_labels(label_key, label))
+        label = label[0] if label else None
     if isinstance(label, float) and label.is_integer():
         label = int(label)  # 1.0, as pandas writes an integer column that has gaps, is "1"
     if isinstance(label, int | float) and not isinstance(label, bool):
@@ -685,7 +850,14 @@ def _csv_rows(
                 f'{path}: no column "{_printable(name)}" in the header ({shown}); '
                 f"pass {option} with one of these"
             )
+    if ANSWERS_EXPORT <= {*header}:
+        raise IngestError(_answers_export(path))
+    _refuse_repeated(path, header)
     make_row = _csv_row_maker(header, columns)
+    # `hitl export` guards a cell a spreadsheet would run as a formula with a ' (an export has
+    # its provenance columns and "meta"): taken off again there only, a text of another file
+    # that starts with ' (as "'-5 EUR' fee") is kept as it is, as its JSONL twin is.
+    own_export = "meta" in header and all(name in header for name in PROVENANCE_FIELDS)
 
     def field_name(at: int) -> str:
         return f'"{_printable(header[at])}"' if at < len(header) else str(at + 1)
@@ -726,7 +898,21 @@ def _csv_rows(
                 reader, start = read_again(), line + 1
             yield RowError(line, reason)
             continue
-        yield make_row(line, [formula_unguarded(value) for value in values])
+        yield make_row(
+            line, [formula_unguarded(value) for value in values] if own_export else values
+        )
+
+
+def _refuse_repeated(path: str | Path, header: list[str]) -> None:
+    """Raise ``IngestError`` for a header that names a column twice (an empty name aside:
+    Excel's trailing separators): one of the two columns was silently dropped."""
+    first: dict[str, int] = {}
+    for at, name in enumerate(header, start=1):
+        if name and (before := first.setdefault(name, at)) != at:
+            raise IngestError(
+                f'{path}: the header names the column "{_printable(name)}" twice (columns'
+                f" {before} and {at}): rename one of them, so each is read"
+            )
 
 
 def _malformed(exc: Exception) -> str:
@@ -770,11 +956,18 @@ def _csv_row_maker(
     Every CSV value is a string, so most of ``_make_row``'s checks cannot fail; what is left
     is done once per file here. A header with a "meta" column (an export) or a repeated name
     goes through ``_make_row`` itself. ``test_ingest`` checks both give the same rows."""
-    if "meta" in header or len(set(header)) != len(header):
-        return lambda line, values: _make_row(line, dict(zip(header, values, strict=True)), columns)
     text_name = columns.text
     id_name = columns.id or ("id" if "id" in header else None)
     label_name = columns.label or ("label" if "label" in header else None)
+    if "meta" in header or len(set(header)) != len(header):
+
+        def via_record(line: int, values: list[str]) -> Row | RowError:
+            record = dict(zip(header, values, strict=True))
+            if label_name is not None:
+                record[label_name] = _csv_label(record[label_name].strip())
+            return _make_row(line, record, columns)
+
+        return via_record
     text_at = header.index(text_name)
     id_at = header.index(id_name) if id_name is not None else None
     label_at = header.index(label_name) if label_name is not None else None
@@ -824,21 +1017,68 @@ def _id_error(line: int, name: str | None, item_id: str) -> RowError | None:
 
 
 def _label_error(line: int, label: str | None) -> RowError | None:
-    if label is not None and (problem := label_problem(label)):
+    if label is None:
+        return None
+    if label.startswith(("[", "{")) and (reason := _listed_labels(label)):
+        return RowError(line, reason)
+    if problem := label_problem(label):
         return RowError(line, f"the label {problem}")
     return None
 
 
+def _many_labels(key: str | None, labels: list[Any]) -> str:
+    shown = ", ".join(_printable(json.dumps(label, ensure_ascii=False), 30) for label in labels[:4])
+    return (
+        f'column "{key}" has {len(labels)} labels ({shown}{", …" if len(labels) > 4 else ""}):'
+        f" {_ONE_LABEL} (keep one, or write a row for each)"
+    )
+
+
+_ONE_LABEL = "multi-label rows are not supported: one label per row"
+
+
+def _listed_labels(label: str) -> str | None:
+    """Why a label written as a list or an object is refused (pandas writes a list column as
+    ``['a', 'b']``, JSON ``["a"]``, Label Studio's CSV ``{"choices": ["a"]}``), or None when
+    it is neither (a label such as "[draft]"): taken as a name, it made a label "['a']"."""
+    value: Any = None
+    if len(label) <= 10_000:  # a label is at most MAX_LABEL characters: no long parse
+        try:
+            value = json.loads(label)
+        except ValueError:
+            with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):
+                value = ast.literal_eval(label)
+    what = "a list"
+    if isinstance(value, dict):
+        what, value = "an object", value.get("choices", [*value.values()])
+    if not isinstance(value, list | tuple):
+        return None
+    shown = _printable(label, 50)
+    if len(value) == 1 and isinstance(value[0], str | int) and not isinstance(value[0], bool):
+        return (
+            f"the label {shown} is {what}: {_ONE_LABEL} (write the label itself:"
+            f" {_printable(str(value[0]))})"
+        )
+    return (
+        f"the label {shown} is {what} of {len(value)}: {_ONE_LABEL} (keep one, or write a row"
+        " for each)"
+    )
+
+
 def _jsonl_rows(
-    path: str | Path, lines: Iterator[bytes | None], columns: _Columns
+    path: str | Path, lines: Iterator[bytes | None], columns: _Columns, notes: _Notes
 ) -> Iterator[Row | RowError]:
     """The rows of a JSONL file. Its first ``FIRST_ROWS`` non-blank lines are read before the
-    first row is given: when they hold JSON objects and none has the text field, the file is
-    refused (``IngestError``) naming the fields they have, as a CSV header without the text
-    column is, rather than every row being refused one by one."""
+    first row is given: when they hold JSON objects and none has the text field (or the id or
+    label field named), the file is refused (``IngestError``) naming the fields they have, as
+    a CSV header without the column is, rather than every row being refused one by one; so is
+    an answers export (``ANSWERS_EXPORT``).
+
+    A row of a Prodigy export (``_prodigy``) gives a label only when its answer is "accept";
+    the others are skipped, counted in ``notes``."""
     not_utf8 = _NotUtf8(path)
 
-    def rows() -> Iterator[tuple[Row | RowError, dict[str, Any] | None]]:
+    def rows() -> Iterator[tuple[Row | RowError | None, dict[str, Any] | None]]:
         for number, raw in enumerate(lines, start=1):
             if raw is None:
                 yield _long_line(number), None
@@ -849,31 +1089,107 @@ def _jsonl_rows(
                 continue
             if not line.strip():
                 continue
+            if not seen:
+                seen.append(number)
+                _refuse_whole_json(path, line, lines)
             record = _json_record(number, line)
             if isinstance(record, RowError):
                 yield record, None
-            elif not all(map(str.isascii, record)):
+                continue
+            if not all(map(str.isascii, record)):
                 record = {unicodedata.normalize("NFC", key): value for key, value in record.items()}
-                yield _make_row(number, record, columns), record
+            answer = _prodigy_answer(record)
+            if answer is not None and answer != "accept":
+                notes.skipped[answer] = notes.skipped.get(answer, 0) + 1
+                yield None, record
+            elif answer is not None and columns.label is None and "label" not in record:
+                yield _make_row(number, record, prodigy_choice), record  # its "accept" list
             else:
                 yield _make_row(number, record, columns), record
 
+    seen: list[int] = []  # the first non-blank line's number, once met
+    prodigy_choice = _Columns(columns.text, columns.id, "accept")
     read = rows()
     first = list(itertools.islice(read, FIRST_ROWS))
     records = [record for _, record in first if record is not None]
-    if records and not any(columns.text in record for record in records):
+    if records:
         names = {name: None for record in records for name in record}  # in order, once each
-        raise IngestError(
-            f'{path}: no field "{_printable(columns.text)}" in the first '
-            f"{len(first)} rows (they have: {_field_names(names)}); pass --text-column with "
-            "one of these"
-        )
+        if any(ANSWERS_EXPORT <= record.keys() for record in records):
+            raise IngestError(_answers_export(path))
+        for name, option in (
+            (columns.text, "--text-column"),
+            (columns.id, "--id-column"),
+            (columns.label, "--label-column"),
+        ):
+            if name is not None and not any(name in record for record in records):
+                raise IngestError(
+                    f'{path}: no field "{_printable(name)}" in the first '
+                    f"{len(first)} rows (they have: {_field_names(names)}); pass {option} with "
+                    "one of these"
+                )
     del records
     for row, _ in first:
-        yield row
+        if row is not None:
+            yield row
     del first
     for row, _ in read:
-        yield row
+        if row is not None:
+            yield row
+
+
+# The fields of `hitl export --answers` (bot.cli.ANSWER_FIELDS, "text" and "late" aside): one
+# row per answer, not per item. Imported, each answer became a second copy of its item.
+ANSWERS_EXPORT = frozenset({"item_id", "user_id", "label", "source", "created_at"})
+
+
+def _answers_export(path: str | Path) -> str:
+    return (
+        f"{_shown(path)} is an answers export (`hitl export --answers`: a row per answer, not"
+        " per item), which `hitl import` does not read; import the label export instead:"
+        " `hitl export > labels.jsonl` (without --answers) gives the file `hitl import` reads"
+    )
+
+
+def _prodigy_answer(record: dict[str, Any]) -> str | None:
+    """The answer of a row of a Prodigy export ("accept", "reject", "ignore"), or None when
+    the row is not one (a Prodigy row has "answer" and its "_input_hash" or "_task_hash")."""
+    answer = record.get("answer")
+    if isinstance(answer, str) and ("_input_hash" in record or "_task_hash" in record):
+        return _printable(answer.strip(), limit=20) or "(empty)"
+    return None
+
+
+_LABEL_STUDIO = re.compile(r'"data"\s*:\s*\{[^{}]*"text"\s*:')
+
+
+def _refuse_whole_json(path: str | Path, line: str, lines: Iterator[bytes | None]) -> None:
+    """Raise ``IngestError`` when a JSONL file's first non-blank ``line`` shows the file is one
+    JSON value, not a JSON object a line: an array (``json.dump``, Label Studio's export:
+    named so, with a jq command that writes its text and first choice as JSONL), or an object
+    written over several lines. Otherwise each of its lines was refused as bad JSON."""
+    start = line.strip()
+    if not start.startswith("[") and start != "{":
+        return
+    name = _shown(path)
+    stem = Path(path).stem if not _is_stdin(Path(path)) else "items"
+    output = shlex.quote(stem + ("-lines" if Path(path).suffix == ".jsonl" else "") + ".jsonl")
+    source = "…" if _is_stdin(Path(path)) else shlex.quote(Path(path).name)
+    head = start + "".join(
+        raw.decode("utf-8", "replace") for raw in itertools.islice(lines, 60) if raw is not None
+    )
+    if start.startswith("[") and _LABEL_STUDIO.search(head):
+        program = ".[] | {id, text: .data.text, label: .annotations[0].result[0].value.choices[0]}"
+        what = "a Label Studio JSON export (an array of tasks, each text in data.text)"
+    elif start.startswith("["):
+        program, what = ".[]", "a JSON array"
+    else:
+        program, what = ".", "JSON written over several lines"
+    fix = (
+        f"… | jq -c {shlex.quote(program)} | hitl import - --format jsonl"
+        if _is_stdin(Path(path))
+        else f"jq -c {shlex.quote(program)} {source} > {output}, and import that"
+    )
+    raise IngestError(f"{name} is {what}, not JSON lines (one object a line): {fix}")
 
 
 # JSON that parses but cannot be stored: a lone surrogate escape ("\ud83d", half of an emoji),
@@ -1022,7 +1338,21 @@ def _text_rows(path: str | Path, lines: Iterator[bytes | None]) -> Iterator[Row 
 def _label_text(raw: str) -> str | None:
     """A label as stored: trimmed, in one Unicode spelling (NFC: "café" with a combining
     accent is "café"), None when empty."""
-    return unicodedata.normalize("NFC", raw.strip()) or None
+    return unicodedata.normalize("NFC", _csv_label(raw.strip())) or None
+
+
+_WHOLE_DECIMAL = re.compile(r"(-?[0-9]{1,18})\.0+")
+
+
+def _csv_label(label: str) -> str:
+    """A CSV's label cell (trimmed) as JSONL's value would be read: a whole number written as
+    a decimal ("1.0", as pandas writes an integer column that has gaps) is "1", as JSONL's
+    1.0 is; an empty list ("[]", pandas' for a row without labels) is no label."""
+    if not label or label[-1] not in "0]":
+        return label
+    if found := _WHOLE_DECIMAL.fullmatch(label):
+        return str(int(found.group(1)))  # "-0.0" is "0", as JSONL's -0.0 is
+    return "" if label.replace(" ", "") == "[]" else label
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): item
