@@ -179,18 +179,23 @@ def test_a_cli_rollback_is_refused_while_a_retrain_holds_the_lock(tmp_path: Path
 @pytest.mark.parametrize(
     "command", ["stats", "accuracy", "models", "export", "retrain", "rollback 1"]
 )
-def test_commands_with_nothing_to_work_on_do_not_create_a_database(tmp_path: Path, command: str):
+def test_commands_with_nothing_to_work_on_do_not_create_a_database(
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+):
     # a retrain or a rollback run in the wrong folder used to leave an empty hitl.db and
-    # hitl.db.models/ there (and the retrain exited 0, "too few labels")
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as here:
-        result = runner.invoke(cli, command.split(), prog_name="hitl")
-        assert result.exit_code == 1
-        assert result.stderr == (
-            "Error: no database at hitl.db (nothing imported here yet): run `hitl import FILE` "
-            "first, or point --db or HITL_DB at an existing one\n"
-        )
-        assert list(Path(here).iterdir()) == []  # no hitl.db, no hitl.db.models/
+    # hitl.db.models/ there (and the retrain exited 0, "too few labels"). An empty folder of
+    # its own (not click's isolated_filesystem, deprecated in click 8.5)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.delenv("HITL_DB", raising=False)
+    result = CliRunner().invoke(cli, command.split(), prog_name="hitl")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: no database at hitl.db (nothing imported here yet): run `hitl import FILE` "
+        "first, or point --db or HITL_DB at an existing one\n"
+    )
+    assert list(here.iterdir()) == []  # no hitl.db, no hitl.db.models/
 
 
 def test_a_retrain_given_up_mid_fit_returns_at_once_and_stores_nothing(tmp_path: Path):
