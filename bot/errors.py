@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HitlError(Exception):
     """Base class: the message is meant for a person and says what to do."""
@@ -31,3 +33,12 @@ SLACK_TOKEN_REFUSED = frozenset(
 # How often a refused token is tried again (posting, redrawing): an admin who fixes it expects
 # the bot to work again within a minute.
 SLACK_TOKEN_RETRY = 60.0
+
+
+def slack_said(exc: BaseException, key: str = "error") -> Any:
+    """A field of the JSON a Slack Web API call answered with its error (``SlackApiError``'s
+    ``response``); None when the answer held none, or was not JSON at all: a proxy's error page
+    while Slack is down, or a wrong path in SLACK_API_URL (slack_sdk then keeps the body as a
+    string, and ``response.get`` raised AttributeError inside the handlers of the error)."""
+    data = getattr(getattr(exc, "response", None), "data", None)
+    return data.get(key) if isinstance(data, dict) else None

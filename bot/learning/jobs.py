@@ -36,7 +36,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import eventloop
 from bot.config import Settings, cron_trigger
-from bot.errors import StoreError
+from bot.errors import StoreError, slack_said
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
@@ -558,13 +558,13 @@ async def post_report(rt: Runtime, text: str) -> None:
         try:
             await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
         except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel":
+            if slack_said(exc) != "not_in_channel":
                 raise
             logger.warning("not in %s, the report channel; joining it", channel)
             await rt.client.conversations_join(channel=channel)
             await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
     except SlackApiError as exc:
-        error = exc.response.get("error")
+        error = slack_said(exc)
         if error in ("is_archived", "channel_not_found"):  # every report will be lost: say how
             logger.error(
                 "could not post the report to %s: Slack said %s; unarchive it, or set "

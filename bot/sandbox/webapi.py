@@ -41,7 +41,7 @@ MAX_VIEW_BLOCKS = 100
 MAX_VIEW_TEXT = 24
 JSON_ARGS = frozenset({"attachments", "blocks", "files", "metadata", "view"})
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
-FAULT_MODES = frozenset({"error", "reset", "timeout"})
+FAULT_MODES = frozenset({"error", "reset", "timeout", "text"})
 FIRST_TS_MICROS = 1_700_000_000_000_100
 MAX_TEXT_OBJECT = 3000  # any plain_text / mrkdwn text object in a block (slack_sdk checks some)
 HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
@@ -327,7 +327,8 @@ class FakeSlack:
 
         mode "error": HTTP `status` with `{"ok": false, "error": error}` (429 → "ratelimited"
         plus `Retry-After: retry_after or 1`; 500/503 → "internal_error"). mode "reset": the
-        connection is dropped without an answer. mode "timeout": no answer until
+        connection is dropped without an answer. mode "text": HTTP `status` with a text/plain
+        body, not Slack's JSON (a proxy's error page, a wrong path). mode "timeout": no answer until
         `release_timeouts()`, then the call is answered normally (as a slow Slack would).
 
         `after=True` ("error" and "reset" only): the call takes effect first (the message is
@@ -338,7 +339,7 @@ class FakeSlack:
             raise ValueError(f"mode={mode!r}; use one of {sorted(FAULT_MODES)}")
         if times < 1:
             raise ValueError(f"times={times}; a fault needs at least one call")
-        if after and mode == "timeout":
+        if after and mode in ("timeout", "text"):
             raise ValueError("after=True needs mode 'error' or 'reset'")
         fault = _Fault(error, times, status, retry_after, mode, after)
         self._faults.setdefault(method, []).append(fault)
@@ -385,6 +386,9 @@ class FakeSlack:
             if fault.mode == "error":
                 await self._notify()
                 return _error_response(fault)
+            if fault.mode == "text":
+                await self._notify()
+                return web.Response(status=fault.status, text=f"{fault.status}: {fault.error}")
             await self._notify()
             await self._release.wait()
         body = {"ok": False, "error": "invalid_json"} if bad_body else self._answer(call)

@@ -24,7 +24,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SLACK_TOKEN_REFUSED
+from bot.errors import SLACK_TOKEN_REFUSED, slack_said
 from bot.labelset import follow_renames, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
@@ -91,7 +91,7 @@ def _minute(epoch: object) -> str:
 def slack_refused(exc: SlackApiError) -> str:
     """``Slack said E to METHOD``, and what to do where the error says (a log line after an
     ack, when nobody waits for an answer)."""
-    error = exc.response.get("error")
+    error = slack_said(exc)
     method = str(getattr(exc.response, "api_url", "") or "").rsplit("/", 1)[-1] or "a call"
     line = f"Slack said {error} to {method}"
     if error in SLACK_TOKEN_REFUSED:
@@ -104,7 +104,7 @@ def slack_refused(exc: SlackApiError) -> str:
         gone = "that account is gone (deactivated, or of another workspace)"
         return f"{line}: {gone}, so it was not shown"
     if error == "missing_scope":
-        needed = exc.response.get("needed") or "a scope"
+        needed = slack_said(exc, "needed") or "a scope"
         return f"{line}; the app lacks {needed}: add it under OAuth & Permissions, reinstall"
     return line
 
@@ -264,7 +264,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             await client.views_open(trigger_id=body["trigger_id"], view=view)
         except SlackApiError as exc:  # said to the person, privately, under the question
             logger.warning("on_guidelines: %s", slack_refused(exc))
-            note = not_opened(exc.response.get("error"), "guidelines", "click *Guidelines*")
+            note = not_opened(slack_said(exc), "guidelines", "click *Guidelines*")
             await respond(text=note, response_type="ephemeral", replace_original=False)
 
     @app.action(blocks.UNDO_ACTION)
@@ -312,7 +312,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             await open_labeling_modal(rt, client, body["trigger_id"], user_id)
         except SlackApiError as exc:  # said on the Home itself: it has no channel to say it in
             logger.warning("on_start_labeling: %s", slack_refused(exc))
-            note = not_opened(exc.response.get("error"), "labeling", "click *Start labeling*")
+            note = not_opened(slack_said(exc), "labeling", "click *Start labeling*")
             await commands.publish_home(rt, client, user_id, note)
 
     @app.view(REVIEW_CALLBACK)

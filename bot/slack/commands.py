@@ -21,7 +21,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.errors import StoreError
+from bot.errors import StoreError, slack_said
 from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
@@ -366,7 +366,7 @@ async def window_refused(call: Call, exc: SlackApiError, window: str, name: str)
     """Slack refused ``views.open`` for `/hitl name` after the command was acknowledged (an
     expired trigger, a rate limit): the person is told so by the command's ``response_url``,
     which outlives the trigger (30 minutes), and the log has the error."""
-    error = exc.response.get("error")
+    error = slack_said(exc)
     logger.warning("/hitl %s by %s: Slack said %s to views.open", name, call.user_id, error)
     again = f"run `/hitl {name}`"
     await tell(call.command.get("response_url"), not_opened(error, window, again))

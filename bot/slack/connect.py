@@ -23,7 +23,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
-from bot.errors import SLACK_TOKEN_REFUSED, ConfigError
+from bot.errors import SLACK_TOKEN_REFUSED, ConfigError, slack_said
 from bot.eventloop import urgent
 from bot.runtime import Runtime
 from bot.slack.acks import dispatch_until_acked
@@ -52,7 +52,20 @@ TRANSIENT_ERRORS = frozenset(
 def is_transient(exc: SlackApiError) -> bool:
     """A Slack error worth another try later (rate limit, 5xx), not a refusal."""
     status = getattr(exc.response, "status_code", 200)
-    return status == 429 or status >= 500 or exc.response.get("error") in TRANSIENT_ERRORS
+    return status == 429 or status >= 500 or slack_said(exc) in TRANSIENT_ERRORS
+
+
+def not_from_slack(exc: SlackApiError, base_url: str) -> str | None:
+    """The line for an error answered without Slack's JSON (``ok``, ``error``): a wrong path in
+    SLACK_API_URL, or something else answering there (a proxy's error page); None for Slack's
+    own refusal."""
+    if slack_said(exc) is not None:
+        return None
+    status = getattr(exc.response, "status_code", None)
+    return (
+        f"SLACK_API_URL ({base_url}) answered HTTP {status} without Slack's JSON: check "
+        "SLACK_API_URL (unset, it is https://slack.com/api/) and any proxy in between"
+    )
 
 
 def describe(exc: BaseException) -> str:
@@ -79,7 +92,9 @@ async def retry_until_answered(
         except SlackApiError as exc:
             if not is_transient(exc):
                 raise
-            reason = f"Slack said {exc.response.get('error')}"
+            error = slack_said(exc)
+            status = getattr(exc.response, "status_code", None)
+            reason = f"Slack said {error}" if error else f"HTTP {status}, not Slack's JSON"
         except UNREACHABLE as exc:
             reason = describe(exc)
         delay = backoff(attempt, base)
@@ -105,7 +120,8 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     try:
         auth = await retry_until_answered(rt.client.auth_test, trouble, rt.settings.connect_retry)
     except SlackApiError as exc:
-        raise ConfigError([token_refused(exc.response.get("error"))]) from None
+        line = not_from_slack(exc, str(rt.client.base_url)) or token_refused(slack_said(exc))
+        raise ConfigError([line]) from None
     rt.bot_user_id = auth.get("user_id")
     problems = []
     for name, channel in channel_settings(rt.settings):
@@ -121,11 +137,11 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
                     "another channel"
                 )
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error = slack_said(exc)
             if error in SLACK_TOKEN_REFUSED:  # revoked since auth.test: not the channel
                 raise ConfigError([token_refused(error)]) from None
             if error == "missing_scope":  # an app installed before the manifest asked for it
-                needed = exc.response.get("needed") or "channels:read"
+                needed = slack_said(exc, "needed") or "channels:read"
                 logger.warning(
                     "cannot check %s=%s: the app lacks %s (missing_scope); add it under OAuth & "
                     "Permissions → Bot Token Scopes and reinstall the app",
@@ -224,7 +240,7 @@ class SocketMode:
         try:
             await retry_until_answered(self.client.connect, trouble, self.rt.settings.connect_retry)
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            error = slack_said(exc)
             if error == "not_enabled":
                 line = (
                     "Socket Mode is not enabled for this app; turn it on under Socket Mode "

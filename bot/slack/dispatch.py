@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
+from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
@@ -234,7 +234,7 @@ class Dispatcher:
                     blocks=blocks.report_blocks([text]),
                 )
             except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-                error = getattr(exc, "response", None) and exc.response.get("error")
+                error = slack_said(exc)
                 logger.warning(
                     "could not redraw item %s's old message in %s as moved (%s); it keeps its"
                     " buttons, and an answer there still counts",
@@ -400,7 +400,7 @@ class Dispatcher:
         try:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
-            error = exc.response.get("error") or "unknown_error"
+            error = slack_said(exc) or "unknown_error"
             if exc.response.status_code >= 500 or error in MAYBE_DONE:
                 state.unsure.add(item["id"])  # Slack may have posted it anyway
             else:
@@ -410,7 +410,7 @@ class Dispatcher:
             elif error in PERMANENT:
                 fix = "fix the channel"
                 if error == "missing_scope":
-                    needed = exc.response.get("needed") or "chat:write"
+                    needed = slack_said(exc, "needed") or "chat:write"
                     error, fix = f"missing_scope {needed}", scope_fix(needed)
                 self._stop_posting(channel, error, f"Slack said {error}; {fix}", BROKEN_RETRY)
             elif error in ITEM_ERRORS:
@@ -486,9 +486,9 @@ class Dispatcher:
                 channel=channel, limit=200, include_all_metadata=True
             )
         except SlackApiError as exc:
-            error = exc.response.get("error") or "unknown_error"
+            error = slack_said(exc) or "unknown_error"
             if error == "missing_scope":
-                self._lacks_history_scope(channel, exc.response.get("needed"))
+                self._lacks_history_scope(channel, slack_said(exc, "needed"))
             elif error in SLACK_TOKEN_REFUSED:  # said as for a post: the token, not the history
                 self._token_refused(channel, error)
             return False  # cannot tell yet; try again later
@@ -571,7 +571,7 @@ class Dispatcher:
         try:
             posted = await rt.client.chat_postMessage(**kwargs)
         except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel" or state.joined:
+            if slack_said(exc) != "not_in_channel" or state.joined:
                 raise
         else:
             state.joined = False  # removed again later, it joins again

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
-from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY
+from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
@@ -241,7 +241,7 @@ class Redrawer:
                 self._give_up(post, f"its blocks could not be built ({exc})")
                 continue
             except SlackApiError as exc:
-                error = exc.response.get("error") or "unknown_error"
+                error = slack_said(exc) or "unknown_error"
                 if error in TOKEN_REFUSED:
                     self._token_failed()
                     if self.token_refused != error:

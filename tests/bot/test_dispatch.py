@@ -617,3 +617,14 @@ async def test_open_questions_of_a_channel_no_longer_asked_in_are_asked_in_the_n
         await bot.settled()
         assert bot.store.get_item(item_id)["status"] == "resolved"
         assert bot.store.open_post_counts() == {CHANNEL: 2}
+
+
+async def test_an_answer_that_is_not_slacks_json_backs_off_like_a_server_error(bot: Bot):
+    """A proxy's text/plain 502 while Slack is down: no Slack JSON to read an error from (the
+    handler of the error raised AttributeError: 'str' object has no attribute 'get')."""
+    bot.fake.fail("chat.postMessage", "Bad Gateway", status=502, mode="text")
+    assert await bot.dispatcher.fill() == 0
+    state = bot.dispatcher.channel_state(CHANNEL)
+    assert state.failures == 1 and bot.store.db["posts"].count == 0
+    state.next_attempt = 0
+    assert await bot.dispatcher.fill() == 2

@@ -217,6 +217,23 @@ async def test_serve_refuses_to_start_in_one_line_when_slack_refuses(
     assert fake_slack.calls_to("chat.postMessage") == []
 
 
+async def test_serve_says_when_slack_api_url_answers_without_slacks_json(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A wrong path in SLACK_API_URL (or something else answering there): a text/plain 404 is
+    one line naming the setting, not an AttributeError traceback ('str' object has no
+    attribute 'get') nor "SLACK_BOT_TOKEN was refused by Slack (None)"."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    fake_slack.fail("auth.test", "Not Found", status=404, mode="text")
+    settings = make_settings(fake_slack, tmp_path, port=free_port())
+    with pytest.raises(ConfigError) as raised:
+        await asyncio.wait_for(server.serve(settings), 30)
+    assert str(raised.value) == (
+        f"SLACK_API_URL ({settings.slack_api_url}) answered HTTP 404 without Slack's JSON: check "
+        "SLACK_API_URL (unset, it is https://slack.com/api/) and any proxy in between"
+    )
+
+
 @pytest.mark.parametrize(
     "channel", ["#general", "general", "c0123abcd", "https://x.slack.com/archives/C01"]
 )
