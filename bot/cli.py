@@ -257,6 +257,7 @@ def import_command(
       hitl export > decided.jsonl && hitl import --gold decided.jsonl
       curl -s https://example.com/tickets.jsonl | hitl import - --format jsonl
     """
+    named = "FILE" if str(path) == "-" else shlex.quote(str(path))  # in a command to run again
     with friendly_errors(), contextlib.ExitStack() as spool:
         if str(path) == "-":
             path = spool.enter_context(stdin_as_file(fmt))
@@ -317,17 +318,34 @@ def import_command(
             f"{summary.duplicates:,} already gold, {summary.rejected:,} rejected"
         )
     else:
-        ignored = (
-            f" ({count(summary.labels_not_applied, 'label')} for items stored unlabeled not "
-            "applied: `hitl labels set ID LABEL` labels a stored item)"
-            if summary.labels_not_applied
+        ignored = []
+        if summary.labels_not_applied:
+            n = summary.labels_not_applied
+            ignored.append(f"{count(n, 'label')} for items stored unlabeled not applied")
+        if summary.labels_differ:
+            n = summary.labels_differ
+            ignored.append(
+                f"{count(n, 'label')} {'differs' if n == 1 else 'differ'} from the stored"
+                f" {'one' if n == 1 else 'ones'}, not applied"
+            )
+        told = (
+            f" ({', '.join(ignored)}: `hitl labels set ID LABEL` labels a stored item)"
+            if ignored
             else ""
         )
         click.echo(
             f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
             f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}"
-            f"{ignored}, {summary.rejected:,} rejected"
+            f"{told}, {summary.rejected:,} rejected"
         )
+        if summary.gold_left_out:  # an export's gold items, now plain labeled ones
+            n = summary.gold_left_out
+            click.echo(
+                f"{path.name}: {count(n, 'row')} {'carries' if n == 1 else 'carry'} a gold label"
+                " (column gold), which a plain import leaves out: those items train like any"
+                f" other; `hitl import --gold {named} --label-column gold` keeps them gold",
+                err=True,
+            )
     if summary.read and summary.rejected == summary.read:  # a script must not take it as done
         if made:  # the database this import made holds nothing: a typo'd --db leaves no file
             for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
@@ -368,8 +386,16 @@ def stdin_as_file(fmt: str | None) -> Iterator[Path]:
 @click.option(
     "--answers", is_flag=True, help="Export every raw answer instead of the resolved labels."
 )
+@click.option(
+    "--bom",
+    is_flag=True,
+    help="With --format csv: start the file with a UTF-8 byte-order mark, so Excel opens it "
+    'as UTF-8, as it does its own "CSV UTF-8" (without it, Excel on Windows garbles every '
+    "non-ASCII character). Off by default: Python's csv module (encoding utf-8) reads the mark "
+    "as part of the first column's name. `hitl import` accepts it.",
+)
 @click.pass_obj
-def export_command(state: State, fmt: str, output: Path | None, answers: bool) -> None:
+def export_command(state: State, fmt: str, output: Path | None, answers: bool, bom: bool) -> None:
     """Export resolved labels (or, with --answers, every raw answer).
 
     Labels have the fields id, text, label, votes, agreement, annotators,
@@ -377,12 +403,23 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
     version and a hash of its labels) and gold (a gold item's gold label, which its
     answers are scored against; else empty); `hitl import` reads an export back.
 
+    In CSV, a cell that starts with = + - @, a tab or a return is written after a '
+    so that a spreadsheet shows it as text rather than running it as a formula (a
+    plain number such as -1 or +44 is written as it is); `hitl import` takes the '
+    off. For programs (pandas, datasets), JSONL carries every value as it is.
+
     \b
     Examples:
       hitl export > labels.jsonl
       hitl export --format csv --output labels.csv
+      hitl export --format csv --bom --output labels-for-excel.csv
       hitl export --answers --format csv
     """
+    if bom and fmt != "csv":
+        raise click.UsageError(
+            "--bom is for --format csv (Excel); a JSON reader would take it as part of the"
+            " first line"
+        )
     with friendly_errors(), state.open_existing_store() as store:
         if answers:
             records = store.iter_answers()
@@ -391,6 +428,8 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool) -
             records = ({**r, "label_set": version} for r in store.iter_export())
         columns = ANSWER_FIELDS if answers else EXPORT_FIELDS
         records = ({name: r[name] for name in columns} for r in records)  # in this order
+        if bom:
+            fmt = "csv+bom"
         if output is None:
             n = _write_stdout(records, columns, fmt)
         else:
@@ -501,25 +540,55 @@ def _give_mode(fd: int, old: os.stat_result | None) -> None:
 def _write_records(
     handle: IO[str], records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
 ) -> int:
+    """The records as JSONL, or as CSV (``fmt`` "csv", or "csv+bom" after a UTF-8 byte-order
+    mark for Excel) with a header line, lines ending in ``\n``: a field that holds a ``\r`` or
+    a ``\n`` is quoted (csv's own writer, with ``\n`` line ends, would leave a lone ``\r``
+    bare, and every reader would split the row there), and each cell is ``_csv_cell``'s."""
     n = 0
     if fmt == "jsonl":
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
         return n
-    writer = csv.writer(handle, lineterminator="\n")
+    if fmt == "csv+bom":
+        handle.write("\ufeff")
+    writer = csv.writer(_LineEnds(handle), lineterminator="\r\n")  # quotes \r and \n
     writer.writerow(columns)
     for record in records:
-        writer.writerow(
-            [
-                json.dumps(record[c], ensure_ascii=False)
-                if isinstance(record[c], dict | list)
-                else formula_guarded(record[c])
-                for c in columns
-            ]
-        )
+        writer.writerow([_csv_cell(record[c]) for c in columns])
         n += 1
     return n
+
+
+class _LineEnds:
+    """A file for ``csv.writer(..., lineterminator="\r\n")`` that writes each row ending in
+    ``\n`` instead: csv quotes a field holding any character of the line terminator, so
+    "\r\n" quotes both a lone \r and a \n; the export's lines kept the \n they always had
+    (diffs of exports, shell tools). The writer writes one whole row per call."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+
+    def write(self, row: str) -> int:
+        return self._handle.write(row[:-2] + "\n")
+
+
+# A cell that is a number and nothing else: a spreadsheet reads it as that number, never as a
+# formula, and CSV readers (pandas, datasets) as it was written (a label -1, an id -3).
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _csv_cell(value: Any) -> Any:
+    """``value`` for a CSV cell: a list or dict as JSON; text that a spreadsheet would run as a
+    formula after a ' (``formula_guarded``: text starting with = + - @, a tab or a return, or
+    's and then one of those), except a plain number (``-1``, ``+44``, ``-3.5``), written as
+    it is. `hitl import` reads each back as it was: it takes one ' off a cell that is 's and
+    then one of those characters, and a plain number has none."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return formula_guarded(value)
 
 
 @cli.command("config")
@@ -991,7 +1060,7 @@ def demo_command(
       hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
       hitl demo --data mine.jsonl --port 8080
       hitl demo --data tickets.csv --simulate 3 --answers 100
-      hitl demo --data examples/tickets.csv --text-column body --id-column ticket_id
+      hitl demo --data tickets.csv --text-column body --id-column ticket_id
       hitl demo --simulate 2 --careless       # gold questions catch a careless teammate
     """
     import asyncio

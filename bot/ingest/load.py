@@ -49,8 +49,10 @@ class ImportSummary:
     labeled: int = 0
     duplicates: int = 0
     labels_not_applied: int = 0  # duplicate rows whose label was not applied: item unlabeled
+    labels_differ: int = 0  # duplicate rows whose label was not applied: item labeled otherwise
     rejected: int = 0
     marked_gold: int = 0  # with ``gold``: items already stored, now gold
+    gold_left_out: int = 0  # without ``gold``: rows of an export that carried a gold label
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -60,8 +62,10 @@ class ImportSummary:
             "labeled": self.labeled,
             "duplicates": self.duplicates,
             **({"labels_not_applied": self.labels_not_applied} if self.labels_not_applied else {}),
+            **({"labels_differ": self.labels_differ} if self.labels_differ else {}),
             "rejected": self.rejected,
             **({"marked_gold": self.marked_gold} if self.marked_gold else {}),
+            **({"gold_left_out": self.gold_left_out} if self.gold_left_out else {}),
         }
 
 
@@ -104,13 +108,16 @@ def import_rows(
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
     ``on_error`` gets the message of each rejected row as it is met, ``on_unapplied`` one
-    for each duplicate row whose label was not applied (its item is stored without a label),
-    with the command that applies it. With ``gold``, the rows are gold (``Store.add_gold``):
-    each needs a label; an id already stored is marked gold.
+    for each duplicate row whose label was not applied (its item is stored without a label,
+    or with another one), with the command that applies it. With ``gold``, the rows are gold
+    (``Store.add_gold``): each needs a label; an id already stored is marked gold.
 
     A row whose id is stored (by this file's earlier rows or before) with another text is
     rejected: an id names one item, and an import never changes a stored one. A row whose id
-    is stored with the same text is a duplicate.
+    is stored with the same text is a duplicate. A labeled row whose id an earlier labeled row
+    of the file gave another label is rejected naming that row's line (as ``gold`` does): the
+    file contradicts itself. Without ``gold``, the rows that carried an export's gold label
+    (``Row.gold``, which a plain import leaves out) are counted (``gold_left_out``).
 
     ``configured_labels`` is the label set of the settings (``HITL_LABELS``). With it, or a
     label set stored by `hitl labels` (which wins over it), a row whose label is outside the set
@@ -141,6 +148,7 @@ def import_rows(
     # With ``gold``: each id's gold label and line in this file (a later gold import may change
     # a gold answer on purpose; two in one file contradict each other). Gold files are small.
     gold_lines: dict[str, tuple[str, int]] = {}
+    firsts = _FirstLabels()  # without ``gold``: each id's first label in this file, and its line
 
     def reject(row: RowError) -> None:
         summary.rejected += 1
@@ -152,6 +160,7 @@ def import_rows(
     def flush() -> None:
         if not batch:
             return
+        last = batch[-1].line
         batch[:] = with_stored_ids(store, batch)
         if gold:
             done = store.add_gold(batch)
@@ -170,15 +179,24 @@ def import_rows(
             summary.duplicates += result.duplicates
             for index in result.conflicts:
                 reject(RowError(batch[index].line, _conflict(batch[index])))
-            if result.labels_not_applied:
-                conflicting = {batch[index].line for index in result.conflicts}
-                kept = [row for row in batch if row.line not in conflicting]
-                for message in _unapplied(store, path, kept):
-                    summary.labels_not_applied += 1
+            conflicting = set(result.conflicts)
+            kept = [row for index, row in enumerate(batch) if index not in conflicting]
+            # A row whose label contradicts an earlier row's of the file was a duplicate (that
+            # row's id is stored): refused instead, naming it (a text conflict comes first).
+            kept, contradicting = firsts.split(kept)
+            summary.duplicates -= len(contradicting)
+            for row, label, line in contradicting:
+                reject(RowError(row.line, _labeled_twice(row, label, line)))
+            if result.duplicates:
+                for unlabeled, message in _not_applied(store, path, kept):
+                    if unlabeled:
+                        summary.labels_not_applied += 1
+                    else:
+                        summary.labels_differ += 1
                     on_unapplied(message)
-            logger.info("committed rows through line %d of %s", batch[-1].line, path.name)
+            logger.info("committed rows through line %d of %s", last, path.name)
         stored.rows += len(batch)
-        stored.through = batch[-1].line
+        stored.through = last
         batch.clear()
 
     def details() -> dict[str, object]:
@@ -205,6 +223,9 @@ def import_rows(
             if isinstance(row, RowError):
                 reject(row)
                 continue
+            # an export's gold label, which only `--gold` imports (``Row.gold``)
+            if not gold and row.gold is not None:
+                summary.gold_left_out += 1
             batch.append(row)
             if len(batch) >= batch_size:
                 flush()
@@ -265,23 +286,85 @@ def _conflict(row: Row) -> str:
     )
 
 
-def _unapplied(store: Store, path: Path, batch: Sequence[Row]) -> Iterator[str]:
-    """A line for each labeled row of a committed ``batch`` whose item is stored without a
-    label (so the row was a duplicate, its label not applied), with the command that applies
-    it. Called only for a batch the store said has such rows."""
-    for row in batch:
-        if row.label is None:
+def _labeled_twice(row: Row, label: str, line: int) -> str:
+    return (
+        f'id "{_printable(row.id, limit=60)}" has the label "{_printable(label, limit=40)}" on'
+        f' line {line} of this file, and this row gives it another, "{_printable(row.label or "")}"'
+        " (without an id column, the id is the text's: the same text twice): one item has one"
+        " label; fix one of the two rows"
+    )
+
+
+def _not_applied(store: Store, path: Path, rows: Sequence[Row]) -> Iterator[tuple[bool, str]]:
+    """A line for each labeled row of a committed batch (``rows``: those stored or duplicates)
+    that was a duplicate whose label was not applied, with the command that applies it, and
+    whether its item is stored without a label (else: with another label). A gold item is left
+    out: its decided label trains nothing, and `hitl labels set` would change its gold label;
+    so is an item set aside (status skipped: its label was removed)."""
+    labeled = [row for row in rows if row.label is not None]
+    stored = store.labels_of([row.id for row in labeled])
+    for row in labeled:
+        stored_label = stored.get(row.id)
+        if stored_label == row.label:  # this row's item, or the same label again: most rows
             continue
-        item = store.get_item(row.id)
-        if item is None or item["status"] not in _UNLABELED:
+        if store.is_gold(row.id):
             continue
-        command = _printable(
-            f"hitl labels set {shlex.quote(row.id)} {shlex.quote(row.label)}", limit=160
-        )
-        yield (
-            f'{path.name} line {row.line}: id "{_printable(row.id, limit=60)}" is stored '
-            f'without a label; its label "{_printable(row.label)}" was not applied: {command}'
-        )
+        if stored_label is None and (store.get_item(row.id) or {}).get("status") not in _UNLABELED:
+            continue
+        words = [row.id, row.label or ""]
+        ends = "-- " if any(word.startswith("-") for word in words) else ""  # not an option
+        command = _printable(f"hitl labels set {ends}{shlex.join(words)}", limit=160)
+        where = f'{path.name} line {row.line}: id "{_printable(row.id, limit=60)}"'
+        label = _printable(row.label or "")
+        if stored_label is None:
+            told = f'is stored without a label; its label "{label}"'
+        else:
+            told = f'is stored with the label "{_printable(stored_label)}"; this row\'s "{label}"'
+        yield stored_label is None, f"{where} {told} was not applied: {command}"
+
+
+class _FirstLabels:
+    """The first label each id got from a row of this file, with that row's line, so a later
+    row giving the id another label is refused naming it. Kept for the first ``IN_MEMORY`` ids
+    met, each as one int (its line and the label's number: about 6 MB for 50,000 ids), so the
+    import's memory stays bounded however big the file: a later row contradicting the row of
+    an id met past that is not refused, but still named when its label differs from the stored
+    one (``_not_applied``), as a row of another import would be."""
+
+    IN_MEMORY = 50_000
+    _LABELS = 1 << 16  # label numbers: a file with more labels than that keeps no more firsts
+
+    def __init__(self) -> None:
+        self._firsts: dict[str, int] = {}  # id: line * _LABELS + the label's number
+        self._numbers: dict[str, int] = {}
+        self._labels: list[str] = []
+
+    def split(self, rows: Sequence[Row]) -> tuple[list[Row], list[tuple[Row, str, int]]]:
+        """``rows`` (a batch, in file order: those stored or duplicates, not a row whose id is
+        stored with another text) without those whose label contradicts an earlier row's, and
+        those, each with that row's label and line; the first label of each id is kept."""
+        firsts, numbers, labels, size = self._firsts, self._numbers, self._labels, self._LABELS
+        room = self.IN_MEMORY - len(firsts)
+        kept: list[Row] = []
+        contradicting: list[tuple[Row, str, int]] = []
+        for row in rows:
+            label = row.label
+            if label is not None:
+                first = firsts.get(row.id)
+                if first is None:
+                    if room > 0:
+                        number = numbers.get(label)
+                        if number is None and len(labels) < size:
+                            number = numbers[label] = len(labels)
+                            labels.append(label)
+                        if number is not None:
+                            firsts[row.id] = row.line * size + number
+                            room -= 1
+                elif labels[first % size] != label:
+                    contradicting.append((row, labels[first % size], first // size))
+                    continue
+            kept.append(row)
+        return kept, contradicting
 
 
 _UNLABELED = frozenset({"new", "queued", "auto", "posted"})  # as Store._count_unlabeled

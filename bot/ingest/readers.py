@@ -108,6 +108,7 @@ class Row:
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance | None = None  # a labeled row of an export
+    gold: str | None = None  # an export's gold label, which only `hitl import --gold` keeps
 
 
 @dataclass(frozen=True)
@@ -641,16 +642,20 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
             if reason := _unfit(parsed):
                 return RowError(line, f'column "meta" {reason}')
             carried = parsed
-    provenance = None
+    provenance = gold = None
     if isinstance(carried, dict):
         meta.update(carried)
         used |= EXPORT_ONLY_FIELDS | {"meta", "label_set", "gold"}
+        if label_key != "gold" and isinstance(record.get("gold"), str):
+            gold = unicodedata.normalize("NFC", record["gold"].strip()) or None
         if label is not None and any(name in record for name in EXPORT_ONLY_FIELDS):
             provenance = _provenance(line, record)
             if isinstance(provenance, RowError):
                 return provenance
     meta.update({k: v for k, v in record.items() if k not in used and k is not None})
-    return Row(line=line, id=item_id, text=text, label=label, meta=meta, provenance=provenance)
+    return Row(
+        line=line, id=item_id, text=text, label=label, meta=meta, provenance=provenance, gold=gold
+    )
 
 
 def _field_names(record: dict[str, Any], limit: int = 12) -> str:

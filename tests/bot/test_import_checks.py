@@ -305,6 +305,7 @@ def test_a_csv_export_guards_formula_cells_and_reads_them_back_unchanged(tmp_pat
 
 def test_a_csv_export_reads_back_exactly_a_text_that_starts_with_a_quote(tmp_path: Path):
     # "'=1" was written "'=1" and read back as "=1": the guard's ' and the text's own were one.
+    # A plain number (-3) is no formula: written as it is.
     texts = ["=1", "'=1", "''=1", "'plain", "-3", "'", "''+x"]
     rows = [{"id": f"t{n}", "text": t, "label": "bug"} for n, t in enumerate(texts)]
     db, copy = tmp_path / "a.db", tmp_path / "b.db"
@@ -314,7 +315,7 @@ def test_a_csv_export_reads_back_exactly_a_text_that_starts_with_a_quote(tmp_pat
     with exported.open(newline="") as handle:
         written = {r["id"]: r["text"] for r in csv.DictReader(handle)}
     assert [written[f"t{n}"] for n in range(len(texts))] == [
-        "'=1", "''=1", "'''=1", "'plain", "'-3", "'", "'''+x"
+        "'=1", "''=1", "'''=1", "'plain", "-3", "'", "'''+x"
     ]  # fmt: skip
     result = run(copy, "import", str(exported))
     assert result.exit_code == 0, result.output
