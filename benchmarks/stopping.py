@@ -187,7 +187,7 @@ def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
     found = accuracy_now(confidence, asked, right)
     if isinstance(found, NoAccuracyNow):
         return found.as_dict()  # {"reason": why there is none}
-    alone = accuracy_now(confidence, asked, right, allowance=0.0)  # the bootstrap's range
+    alone = accuracy_now(confidence, asked, right, allowance=0.0, min_per_bin=0)  # bootstrap alone
     return found.as_dict() | {"boot_low": alone.low, "boot_high": alone.high}
 
 

@@ -175,6 +175,13 @@ def _key(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
 
 
+def text_key(text: str) -> str:
+    """The key under which two texts count as the same text (case, spacing, punctuation and
+    Unicode forms aside): the one that keeps near-duplicates out of one batch of questions, and
+    a text and its variants in one fold of cross-validation (``model.evaluation.make_folds``)."""
+    return _key(text)
+
+
 def _shingles(text: str, size: int = 3) -> frozenset[str]:
     norm = _key(text)[:2000]
     if len(norm) <= size:

@@ -17,11 +17,22 @@ from model.classifier import (
     fit_pipeline,
     prepare_texts,
 )
-from model.errors import InvalidInputError, ModelError
+from model.errors import InsufficientDataError, InvalidInputError, ModelError
 from model.evaluation import Evaluation, Fold, cross_validate, make_folds
+from model.selection import text_key
 
 DEFAULT_TOLERANCE = 0.01
 """A candidate may be this much worse on macro-F1 than the champion and still be promoted."""
+
+MIN_GOLD = 20
+"""Gold questions needed before the gate checks the candidate on them. The exact test below
+keeps false rejections at its level with any number; the minimum is about what it can show:
+under 20 questions a rejection needs nearly every disagreement against the candidate (5 of 5
+at 5 %), each question moves the figures 5 points or more, and the report would quote them."""
+
+GOLD_LEVEL = 0.05
+"""One-sided level of the gold check (McNemar's exact test on the questions the two models
+answer differently): a candidate as good as the champion is kept out at most 5 % of the time."""
 
 
 @dataclass
@@ -65,6 +76,66 @@ class Decision:
     candidate_macro_f1: float | None = None
     champion_macro_f1: float | None = None
     n_splits: int = 0
+    gold: GoldCheck | None = None
+
+
+@dataclass(frozen=True)
+class GoldCheck:
+    """Both models on held-out questions whose right labels are known (the gold questions):
+    how many each got right, and the one-sided p-value of "the candidate is worse" (McNemar's
+    exact test: of the questions only one of them got right, the champion's share)."""
+
+    n: int
+    candidate_correct: int
+    champion_correct: int
+    p_worse: float
+
+    @property
+    def worse(self) -> bool:
+        return self.p_worse < GOLD_LEVEL
+
+    def text(self, champion: str = "the champion") -> str:
+        """``56 % vs 70 % for the champion`` with the test's p-value."""
+        return (
+            f"{_pct(self.candidate_correct, self.n)} vs {_pct(self.champion_correct, self.n)}"
+            f" for {champion} (one-sided McNemar p = {self.p_worse:.2g})"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "candidate_correct": self.candidate_correct,
+            "champion_correct": self.champion_correct,
+            "p_worse": self.p_worse,
+        }
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{100 * k / n:.0f} %"
+
+
+def gold_check(
+    candidate: TextClassifier,
+    champion: TextClassifier,
+    texts: Sequence[str],
+    labels: Sequence[str],
+) -> GoldCheck | None:
+    """Score both models on ``texts``/``labels`` (data neither trained on, whose labels the
+    new batch did not define), paired; None under ``MIN_GOLD`` questions."""
+    if len(texts) != len(labels):
+        raise InvalidInputError(f"{len(texts)} gold texts but {len(labels)} labels")
+    if len(labels) < MIN_GOLD:
+        return None
+    from scipy.stats import binomtest
+
+    truth = [str(v) for v in labels]
+    new = [p == t for p, t in zip(candidate.predict(list(texts)), truth, strict=True)]
+    old = [p == t for p, t in zip(champion.predict(list(texts)), truth, strict=True)]
+    only_old = sum(o and not c for c, o in zip(new, old, strict=True))
+    only_new = sum(c and not o for c, o in zip(new, old, strict=True))
+    discordant = only_old + only_new
+    p = binomtest(only_old, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
+    return GoldCheck(len(truth), sum(new), sum(old), float(p))
 
 
 def train_candidate(
@@ -78,11 +149,13 @@ def train_candidate(
 ) -> Candidate:
     """Cross-validate, then fit on all ``texts``/``labels``; never raises for bad data.
 
-    Needs at least 2 classes with at least 2 examples each (k-fold with k = the smallest
-    such class, at most 5). Too few labels, a single class, or a fit that raises give a
-    :class:`Candidate` with ``classifier=None`` and a ``reason``; no partly fitted model
-    is ever returned. ``progress(done, total)`` is called after each fold and the final
-    fit. Only mismatched lengths raise (:class:`InvalidInputError`): that is a caller bug.
+    Needs at least 2 classes with at least 2 different texts each (k-fold, k at most 5, see
+    ``model.evaluation.n_splits_for``). A text and its near-duplicates (equal
+    ``model.selection.text_key``) are held out together, never on both sides of a fold, so
+    repeated texts do not lift the figures. Too few labels, a single class, or a fit that
+    raises give a :class:`Candidate` with ``classifier=None`` and a ``reason``; no partly
+    fitted model is ever returned. ``progress(done, total)`` is called after each fold and
+    the final fit. Only mismatched lengths raise (:class:`InvalidInputError`): a caller bug.
     """
     if len(texts) != len(labels):
         raise InvalidInputError(f"{len(texts)} texts but {len(labels)} labels")
@@ -91,7 +164,10 @@ def train_candidate(
     cand = Candidate(xs, ys, pipeline_name, random_state)
     started = time.perf_counter()
     try:
-        cand.folds = make_folds(ys, random_state=random_state)
+        if xs and not any(t.strip() for t in xs):  # all one (blank) text: say that, not "one text"
+            raise InsufficientDataError("every training text is blank: nothing to learn from")
+        keys = [text_key(t) for t in xs]
+        cand.folds = make_folds(ys, random_state=random_state, groups=keys)
         total = len(cand.folds) + 1
 
         def fit_predict(train: list[int], test: list[int]) -> list[str]:
@@ -137,6 +213,7 @@ def decide(
     champion_mask: Sequence[bool] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: Progress | None = None,
+    gold: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> Decision:
     """Promote or reject ``candidate`` against ``champion``, on the same folds.
 
@@ -155,6 +232,13 @@ def decide(
     champion) is promoted (training already requires 2 classes with 2 examples each);
     otherwise the candidate is promoted unless its pooled out-of-fold macro-F1 is lower
     than the champion's by more than ``tolerance``.
+
+    The folds hold out the candidate's own labels, new ones included: a batch with a
+    consistent error (two labels' guidelines read the wrong way round) teaches the candidate
+    that error and scores it right. ``gold`` (texts, labels: questions whose answers are known
+    and that neither model trained on) is data the batch did not define: with ``MIN_GOLD`` or
+    more, both fitted models answer them, and a candidate worse than the champion on them
+    beyond chance (:func:`gold_check`) is rejected, whatever the folds say.
     """
     if not candidate.is_trained or candidate.evaluation is None:
         return Decision(False, f"rejected: {candidate.reason or 'candidate was not trained'}")
@@ -172,28 +256,49 @@ def decide(
         raise InvalidInputError(
             f"champion_mask has {len(champion_mask)} entries for {candidate.n_train} labels"
         )
+    checked = None
+    if gold is not None and candidate.classifier is not None:
+        checked = gold_check(candidate.classifier, champion, gold[0], gold[1])
+    on_gold = f"on the {checked.n:,} gold questions" if checked else ""
     try:
         champ_eval = _evaluate_champion(candidate, champion, champion_mask, progress)
     except Exception as exc:  # the champion's config may no longer fit these data
+        if checked is not None and checked.worse:
+            return Decision(
+                False, f"rejected: worse {on_gold}: {checked.text()}", cand_f1, None, k, checked
+            )
+        also = f"; {on_gold}: {checked.text()}" if checked else ""
         return Decision(
             True,
             f"promoted: champion could not be re-evaluated on the same folds "
-            f"({type(exc).__name__}: {exc}); candidate macro-F1 {cand_f1:.3f}",
+            f"({type(exc).__name__}: {exc}); candidate macro-F1 {cand_f1:.3f}{also}",
             cand_f1,
             None,
             k,
+            checked,
         )
     champ_f1 = champ_eval.macro_f1
     detail = f"macro-F1 {champ_f1:.3f}→{cand_f1:.3f} on the same {k} folds (n={candidate.n_train})"
-    if cand_f1 < champ_f1 - tolerance:
+    if checked is not None and checked.worse:
         return Decision(
             False,
-            f"rejected: {detail}; worse than the champion by more than {tolerance:.3f}",
+            f"rejected: worse {on_gold}: {checked.text()}, although {detail}",
             cand_f1,
             champ_f1,
             k,
+            checked,
         )
-    return Decision(True, f"promoted: {detail}", cand_f1, champ_f1, k)
+    also = f"; {on_gold}: {checked.text()}" if checked else ""
+    if cand_f1 < champ_f1 - tolerance:
+        return Decision(
+            False,
+            f"rejected: {detail}; worse than the champion by more than {tolerance:.3f}{also}",
+            cand_f1,
+            champ_f1,
+            k,
+            checked,
+        )
+    return Decision(True, f"promoted: {detail}{also}", cand_f1, champ_f1, k, checked)
 
 
 def _evaluate_champion(

@@ -21,6 +21,7 @@ that label, through renames and merges of the label set.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from model.agreement import (
     agreement,
     gold_accuracy,
 )
+from model.selection import _key
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +147,37 @@ def weighted_labels(
     return out
 
 
+def gold_repeats(
+    rows: list[tuple[str, str, str, str]], gold_texts: Iterable[str]
+) -> tuple[list[tuple[str, str, str, str]], int]:
+    """``rows`` without those whose text is a gold item's up to case, spacing and punctuation
+    (``model.selection._key``, the near-duplicate key the questions use), and how many were
+    left out. ``Store.training_data`` leaves the gold items out by id; the same text stored
+    under another id (a ticket imported with its id, the reviewer's sheet without; another
+    case) would teach the model the gold answer, and its guess on the gold question (shown,
+    and the first button) would give it away. Computes the key of every row's text when
+    there is gold (a worker thread's or the CLI's job)."""
+    keys = {_key(text) for text in gold_texts}
+    if not keys:
+        return rows, 0
+    kept = [row for row in rows if _key(row[1]) not in keys]
+    return kept, len(rows) - len(kept)
+
+
 def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str, str]]:
     """(item id, text, label, resolved_at) to train on, oldest first: ``Store.training_data``
-    under the label set in force, with ``HITL_AGGREGATION=dawid_skene`` re-aggregated (see
-    the module's docstring). Reads every label and vote: call it off the event loop."""
+    under the label set in force, without the labelled items that repeat a gold text
+    (``gold_repeats``), with ``HITL_AGGREGATION=dawid_skene`` re-aggregated (see the module's
+    docstring). Reads every label and vote: call it off the event loop."""
     aliases = store.label_aliases()
     retired = store.retired_labels()
-    rows = [
-        (item, text, aliases.get(label, label), when)
-        for item, text, label, when in store.training_data()
-    ]
+    rows, repeats = gold_repeats(store.training_data(), store.gold_texts())
+    if repeats:
+        logger.info(
+            "training: %d labelled item%s repeat%s a gold text: left out of training",
+            repeats, "s" if repeats != 1 else "", "" if repeats != 1 else "s",
+        )  # fmt: skip
+    rows = [(item, text, aliases.get(label, label), when) for item, text, label, when in rows]
     rows = [row for row in rows if row[2] not in retired]
     if settings.aggregation != "dawid_skene":
         return rows

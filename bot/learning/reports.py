@@ -132,6 +132,9 @@ class AccuracyReport:
     trend: list[VersionPoint] = field(default_factory=list)
     stopping: StopStatus | None = None  # when to stop: the signal and the extrapolation
     damaged: int | None = None  # the champion whose metadata is damaged; this is its fallback
+    # the live figures count the questions of the working models refreshed from this champion
+    # since it became champion, besides its own (False: its own only)
+    refreshes_counted: bool = False
 
     @property
     def audit_accuracy(self) -> float | None:
@@ -149,8 +152,12 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
             return None
         champion, damaged = order[0], max(unreadable)
     metrics = champion.metrics or {}
-    audit_n, audit_ok = store.live_accuracy(champion.version, "audit")
-    unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain")
+    # the champion's questions, and its refreshes' since it became champion (not for a fallback:
+    # the refreshes of another champion asked then)
+    since = champion_since(champion) if damaged is None else None
+    refreshed = {"refreshes_since": since} if since else {}
+    audit_n, audit_ok = store.live_accuracy(champion.version, "audit", **refreshed)
+    unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain", **refreshed)
     per_class = metrics.get("per_class") or {}
     weakest = sorted(  # a class with no held-out example (older models' metrics list it) has no F1
         (
@@ -189,7 +196,32 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         trend=trend,
         stopping=stop_status(store),
         damaged=damaged,
+        refreshes_counted=bool(since),
     )
+
+
+def champion_since(champion: ModelVersion) -> str | None:
+    """When ``champion`` was last made champion (UTC ISO, to the millisecond, as posts are
+    timed): its ``champion_since``, else the time of the newest entry of its history that made
+    it champion (metadata written before ``champion_since`` was), else None (unknown: only its
+    own questions count)."""
+    when = getattr(champion, "champion_since", "") or next(
+        (
+            entry.get("at", "")
+            for entry in reversed(getattr(champion, "history", None) or [])
+            if entry.get("status") == "champion"
+        ),
+        "",
+    )
+    if not when:
+        return None
+    try:
+        moment = datetime.fromisoformat(when)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return _iso(moment)
 
 
 async def accuracy_report_off_loop(
@@ -221,6 +253,18 @@ def _age(days: float) -> str:
     return f"{days:.1f} days"
 
 
+# Beside every cross-validated figure: the labels it is measured on are mostly the questions the
+# loop asked because the model was unsure, the hardest items (an outside audit: 18–20 points
+# below the accuracy on new trec items, 3–15 on the demo), and the live audit figure and
+# Accuracy now are the ones drawn at random.
+CV_NOTE = (
+    "Cross-validated figures are measured on the labels people gave: the questions asked "
+    "because the model was unsure are its hardest items, so with many of those they read low "
+    "against new items (by up to 20 points). For new items read live accuracy on audit posts "
+    "(random picks) and Accuracy now (a fixed random sample)."
+)
+
+
 def accuracy_text(report: AccuracyReport | None) -> str:
     """The report in Slack mrkdwn (see ``plain`` for a terminal)."""
     if report is None:
@@ -244,16 +288,22 @@ def accuracy_text(report: AccuracyReport | None) -> str:
         f"macro-F1 {report.cv_macro_f1:.3f}"
         if report.cv_macro_f1 is not None
         else "*Cross-validated:* –",
+        *([CV_NOTE] if report.cv_macro_f1 is not None else []),
     ]
+    asked_by = (
+        f"v{report.version} and the working model refreshed from it since it became champion"
+        if report.refreshes_counted
+        else f"v{report.version}"
+    )
     if report.audit_n:
         lo, hi = report.audit_interval
         lines.append(
             f"*Live accuracy on audit posts* (random picks, unbiased): "
             f"{_pct(report.audit_accuracy)} (95% CI {_pct(lo)}–{_pct(hi)}, "
-            f"n={report.audit_n})"
+            f"n={report.audit_n}), asked by {asked_by}"
         )
     else:
-        lines.append("*Live accuracy on audit posts:* no audit answers since it became champion")
+        lines.append(f"*Live accuracy on audit posts:* no audit answers yet (asked by {asked_by})")
     if report.uncertain_n:
         share = report.uncertain_correct / report.uncertain_n
         lines.append(
@@ -379,7 +429,10 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
             )
         else:
             lines.append(f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} (first model)")
+        lines += not_evaluated_lines(outcome.metrics)
     lines.append(f"*Why:* {outcome.reason}")
+    if isinstance(new_f1, float):  # after the gate's figures, before when to stop
+        lines.append(CV_NOTE)
     if outcome.stopping:
         lines += StopStatus.from_dict(outcome.stopping).lines()
     if outcome.promoted and outcome.queue_after:
@@ -407,6 +460,17 @@ def _cv(metrics: dict, n_labels: int | None) -> str:
     k, n = metrics.get("n_splits"), metrics.get("n_samples", n_labels)
     folds = f"{k}-fold CV" if isinstance(k, int) and k else "cross-validated"
     return f"{folds} on its {n:,} labels" if isinstance(n, int) else folds
+
+
+def not_evaluated_lines(metrics: dict) -> list[str]:
+    """The labels cross-validation never held out (fewer examples than folds: they trained in
+    every fold), with their numbers of examples; none, no line."""
+    never = metrics.get("not_evaluated") or {}
+    if not isinstance(never, dict) or not never:
+        return []
+    shown = ", ".join(f"{escape(str(label))} ({n:,})" for label, n in list(never.items())[:10])
+    more = f" and {len(never) - 10:,} more" if len(never) > 10 else ""
+    return [f"*Not evaluated* (too few examples to hold out): {shown}{more}"]
 
 
 def _needed(n_missing: int) -> str:

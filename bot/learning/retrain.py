@@ -26,7 +26,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,7 +46,8 @@ from bot.store.core import process_gone, process_started
 from bot.store.lock import other_server
 from bot.words import count
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
-from model.evaluation import n_splits_for
+from model.evaluation import class_sizes, n_splits_for
+from model.selection import text_key
 
 if TYPE_CHECKING:
     from model import TextClassifier
@@ -158,6 +158,10 @@ class Plan:
     stop: stopping.StopPlan | None = None  # read by ``retrain`` off the event loop
     uniform: list[bool] | None = None  # per label: not asked for uncertainty (learning curve)
     next_version: int = 1  # above every version the database records (files may be lost)
+    # The gold questions (texts and labels in force) none of ``texts`` repeats: held-out data
+    # the new labels did not define, on which the gate also compares the two models.
+    gold_texts: list[str] = field(default_factory=list)
+    gold_labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -180,8 +184,9 @@ def iso_time(moment: datetime) -> str:
 
 
 # Raise when quality.training_rows changes what trains (2: gold never does; 3: Dawid-Skene
-# keeps to the labels an item's votes gave, and an admin's confirmation pins a label).
-TRAINING_RULES = 3
+# keeps to the labels an item's votes gave, and an admin's confirmation pins a label; 4: nor
+# does an item whose text repeats a gold text, and the folds hold a text's repeats together).
+TRAINING_RULES = 4
 
 
 def begin(
@@ -284,7 +289,8 @@ def _plan(
         store.release_lock(LOCK, owner)
         return outcome
     rows = quality.training_rows(store, settings)
-    too_few = why_too_few([r[2] for r in rows])
+    keys = [text_key(r[1]) for r in rows]
+    too_few = why_too_few([r[2] for r in rows], keys)
     if too_few is not None:  # no fit, no background work: the caller can answer at once
         outcome = Outcome(
             "failed",
@@ -300,6 +306,7 @@ def _plan(
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
+    gold_texts, gold_labels = held_out_gold(store, set(keys)) if previous else ([], [])
     return Plan(
         run_id=run_id,
         owner=owner,
@@ -317,17 +324,46 @@ def _plan(
         keep_models=settings.keep_models,
         uniform=store.drawn_uniformly(r[0] for r in rows),
         next_version=max(known, default=0) + 1,
+        gold_texts=gold_texts,
+        gold_labels=gold_labels,
     )
 
 
-def why_too_few(labels: Sequence[str]) -> tuple[str, int] | None:
+def held_out_gold(store: Store, trained: set[str]) -> tuple[list[str], list[str]]:
+    """The gold questions' texts and labels, under the label set in force (a retired label's
+    left out: no model may answer it), except those whose text (``text_key``) is among the
+    ``trained`` keys: a model that trained on the text would score its own training label.
+    Reads every gold item: off the event loop, as the rest of ``begin``."""
+    gold = store.gold_labels()
+    if not gold:
+        return [], []
+    aliases = store.label_aliases()
+    retired = store.retired_labels()
+    texts = store._texts_of(sorted(gold))  # the Store's own read by ids (no public one)
+    pairs = [
+        (texts[item], aliases.get(label, label))
+        for item, label in sorted(gold.items())
+        if item in texts
+    ]
+    kept = [
+        (text, label)
+        for text, label in pairs
+        if label not in retired and text_key(text) not in trained
+    ]
+    return [t for t, _ in kept], [lb for _, lb in kept]
+
+
+def why_too_few(labels: Sequence[str], keys: Sequence[str] | None = None) -> tuple[str, int] | None:
     """Why ``labels`` are too few to train on and how many more are needed, or None when
-    they are enough. The rule is the model's own (``n_splits_for``, which training uses):
-    the count is the fewest labels, for classes already seen or new ones, it then accepts."""
+    they are enough. The rule is the model's own (``n_splits_for``, which training uses;
+    with ``keys``, the ``text_key`` of each label's text, a text and its near-duplicates
+    count once, as the folds hold them out together): the count is the fewest labels of new
+    texts, for classes already seen or new ones, it then accepts."""
+    groups = None if keys is None else list(keys)
     try:
-        n_splits_for(labels)
+        n_splits_for(labels, groups)
     except InsufficientDataError as exc:
-        return str(exc), _fewest_to_add(sorted(Counter(labels).values()))
+        return str(exc), _fewest_to_add(sorted(class_sizes(labels, groups).values()))
     return None
 
 
@@ -421,10 +457,11 @@ def compute(
         stop = stopping.compute_stop(
             plan.stop, candidate.classifier, plan.texts, plan.labels, plan.pipeline, plan.uniform
         )
-    decision = decide(
+    decision = decide(  # with the gold questions: both models answer them, here in the worker
         candidate,
         champion.classifier if champion else None,
         champion_mask=plan.champion_mask if champion else None,
+        gold=(plan.gold_texts, plan.gold_labels) if plan.gold_texts else None,
     )
     promote = decision.promote or plan.force
     reason = decision.reason
@@ -449,6 +486,7 @@ def compute(
         extra={
             "label_watermark": plan.watermark["newest"],
             "champion_macro_f1": decision.champion_macro_f1,
+            "gold_check": decision.gold.as_dict() if decision.gold else None,
             "fit_seconds": round(candidate.fit_seconds, 2),
             "triggered_by": plan.triggered_by,
         },

@@ -6,7 +6,8 @@ the background) and a row in ``gold``; the dispatcher takes them one at a time
 stored (an export read back, say) is only marked gold: it keeps its place and its votes, and
 those votes are scored too (one that misses the gold label sends the item to review).
 ``training_data`` leaves gold items out: a model that learned a gold answer would give it
-away in its guess on the gold question.
+away in its guess on the gold question; ``training_rows`` also leaves out the labelled items
+that repeat a gold text under another id (up to case, spacing and punctuation).
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ class GoldMixin:
             {"id": i, "text": t, "model_version": None, "predicted_label": None, "ranked": None}
             for i, t in rows
         ]
+
+    def gold_texts(self) -> list[str]:
+        """Every gold item's text (reads them all: for a worker thread or the CLI). Training
+        leaves out a labelled item whose text is one of these up to case, spacing and
+        punctuation (``bot.learning.quality.training_rows``): the same ticket under another id,
+        a reviewer's sheet imported without ids."""
+        rows = self.db.execute("SELECT i.text FROM gold g JOIN items i ON i.id = g.item_id")
+        return [text for (text,) in rows]
 
     def gold_labels(self) -> dict[str, str]:
         """Every gold item's label (reads them all: for a worker thread or the CLI)."""

@@ -162,21 +162,35 @@ class ModelsMixin:
         return {**rows[0], "detail": json.loads(rows[0]["detail"])} if rows else None
 
     def live_accuracy(
-        self, model_version: int, reason: str, since: str | None = None
+        self,
+        model_version: int,
+        reason: str,
+        since: str | None = None,
+        *,
+        refreshes_since: str | None = None,
     ) -> tuple[int, int]:
         """(answered, matched): items people resolved that a post of ``reason`` showed with
-        ``model_version``'s guess, and how many of those the guess got right. A guess of a label
-        renamed or merged since counts under its successor, as the decided label does. An item
-        posted more than once so (its question moved to another channel) counts once, by its
-        newest such post."""
+        ``model_version``'s guess, and how many of those the guess got right. With
+        ``refreshes_since`` (ISO time: when ``model_version`` became champion) the posts of the
+        working models refreshed from it count too: a refresh (a negative version) asks every
+        question once adopted, and a promotion or rollback ends it, so a refresh's post since
+        then was asked by one refreshed from this champion. A guess of a label renamed or
+        merged since counts under its successor, as the decided label does. An item posted
+        more than once so (its question moved to another channel) counts once, by its newest
+        such post."""
         after = " AND q.posted_at >= ?" if since else ""
+        asked_by = "q.model_version = ?"
+        args: list[Any] = [model_version]
+        if refreshes_since:
+            asked_by = f"({asked_by} OR (q.model_version < 0 AND q.posted_at >= ?))"
+            args.append(refreshes_since)
         sql = (
             "SELECT count(*), coalesce(sum(coalesce(m.new, p.predicted_label) = l.label), 0)"
             " FROM posts p JOIN labels l ON l.item_id = p.item_id"
             " LEFT JOIN label_aliases m ON m.old = p.predicted_label"
-            " WHERE p.id IN (SELECT max(q.id) FROM posts q WHERE q.model_version = ?"
+            f" WHERE p.id IN (SELECT max(q.id) FROM posts q WHERE {asked_by}"
             f" AND q.reason = ? AND q.predicted_label IS NOT NULL{after} GROUP BY q.item_id)"
         )
-        args: list[Any] = [model_version, reason, *([since] if since else [])]
+        args += [reason, *([since] if since else [])]
         n, correct = self.db.execute(sql, args).fetchone()
         return int(n), int(correct)

@@ -15,6 +15,7 @@ from tests.standin_data import STANDIN
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_SCRIPTS = (
+    "accuracy_now_rules.py",
     "annotators.py",
     "bot_load.py",
     "calibration.py",

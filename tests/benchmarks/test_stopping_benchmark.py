@@ -219,3 +219,13 @@ def test_the_pools_accuracy_counts_the_stop_sets_items_not_labeled_yet():
     # the stop set is items 3, 0, 2, 1 of the pool, predicted b, b, a, a: 3 and 1 right of 3
     assert bench["_pool_accuracy"](["b", "b", "a", "a"], [3, 0, 2, 1], pool_y, labeled) == 2 / 3
     assert bench["_pool_accuracy"](["a"], [2], pool_y, labeled) is None  # none left to count
+
+
+def test_accuracy_now_rules_reads_the_same_rounds_with_both_rules(standin: Path):
+    out = run_quick("accuracy_now_rules.py", standin)
+    rule = r"coverage only \(before\)|product"
+    rows = re.findall(rf"^\| ({rule}) \| (all|{STANDIN}) \| (\d+) \|", out, flags=re.M)
+    assert {(rule, key) for rule, key, _ in rows} == {
+        (rule, key) for rule in ("coverage only (before)", "product") for key in ("all", STANDIN)
+    }, out
+    assert len({n for *_, n in rows}) == 1 and int(rows[0][2]) > 0  # the same rounds for both

@@ -22,7 +22,8 @@ def _word_part(classifier: TextClassifier):
 def test_one_character_and_emoji_replies_train_on_character_ngrams(tmp_path):
     cand = train_candidate(REPLIES, LABELS)
     assert cand.is_trained, cand.reason
-    assert cand.evaluation.accuracy > 0.8  # a reply seen once ("是", "对") held out is a guess
+    # a reply and its repeats are held out together: a held-out reply is never one trained on
+    assert cand.evaluation.n_splits == 3
     assert cand.classifier.predict(["好", "👎", "不"]) == ["yes", "no", "no"]
     assert _word_part(cand.classifier) == "drop"
     # the model file saves and loads with skops' default trusted types, predictions unchanged

@@ -325,3 +325,52 @@ def test_accuracy_nows_range_allows_for_the_models_change_since_it_asked():
     assert shown.high == pytest.approx(alone.high + ALLOWANCE)
     sure = accuracy_now(rng.uniform(0.97, 1.0, 500), asked, right)  # near 100 %: kept within
     assert sure.high == 1.0 and sure.low <= sure.estimate - ALLOWANCE + 1e-9
+
+
+def test_items_where_few_questions_were_answered_widen_accuracy_nows_range():
+    # the outside ML audit's trec run: of 368 questions, 350 asked for the model's doubt
+    # (confidence under 0.5); above 0.5 only 18, every one right (2 at 0.5-0.6, 5 at 0.6-0.7,
+    # 8 at 0.7-0.8, 3 above 0.8), so the map said 94-100 % where 1,100 of the 1,600 unlabeled
+    # items were, on which the newest model was right 76-94 % of the time. Shown: "about 80%
+    # (range 72-87%)" for a measured 69 %
+    rng = np.random.default_rng(11)
+    doubt = rng.uniform(0.2, 0.5, 350)
+    sure = [0.52, 0.58, 0.61, 0.63, 0.65, 0.67, 0.69, *np.linspace(0.71, 0.79, 8), 0.84, 0.91, 0.98]
+    asked = np.concatenate([doubt, sure])
+    right = np.concatenate([rng.uniform(size=350) < doubt, np.ones(18, dtype=bool)])
+    spans = [(0.2, 0.5, 500, 0.35), (0.5, 0.6, 274, 0.76), (0.6, 0.7, 249, 0.85),
+             (0.7, 0.8, 240, 0.94), (0.8, 1.0, 337, 0.85)]  # fmt: skip
+    pool = np.concatenate([rng.uniform(low, high, n) for low, high, n, _ in spans])
+    truth = sum(n * accuracy for _, _, n, accuracy in spans) / len(pool)  # 69.2 %
+    found = accuracy_now(pool, asked, right)
+    if isinstance(found, NoAccuracyNow):
+        assert found.reason.startswith("not enough answers yet at the model's confidence")
+    else:
+        assert found.low <= truth <= found.high
+        assert found.thin == pytest.approx((274 + 337) / 1_600)  # 0.5-0.6 and above 0.8: thin
+        assert found.text().endswith(
+            "; wide: 38% of the items have a confidence where few questions were answered yet)"
+        )
+        assert AccuracyNow.from_dict(found.as_dict()) == found
+
+
+def test_no_accuracy_now_while_the_thin_confidences_would_make_its_range_say_nothing():
+    # questions only at 0.2-0.4 and a handful above: most items sit where nobody answered
+    rng = np.random.default_rng(12)
+    asked = np.concatenate([rng.uniform(0.2, 0.4, 100), [0.45, 0.55, 0.65, 0.75, 0.85, 0.95]])
+    right = np.concatenate([rng.uniform(size=100) < asked[:100], np.ones(6, dtype=bool)])
+    pool = np.concatenate([rng.uniform(0.2, 0.4, 100), rng.uniform(0.4, 1.0, 900)])
+    found = accuracy_now(pool, asked, right)
+    assert isinstance(found, NoAccuracyNow)
+    assert re.fullmatch(
+        r"not enough answers yet at the model's confidence on 9\d% of the unlabeled items"
+        r" \(40%–100%: fewer than 5 answered questions in each tenth there\), so its range"
+        r" would be \d+%–\d+%; audit answers, asked at random, fill it in",
+        found.reason,
+    ), found.reason
+
+
+def test_an_accuracy_now_stored_before_thin_confidences_were_counted_reads_back():
+    stored = {"estimate": 0.74, "low": 0.62, "high": 0.86, "n_pool": 1_950, "n_asked": 340}
+    assert AccuracyNow.from_dict(stored).thin == 0.0
+    assert AccuracyNow.from_dict(stored).text() == "about 74% (range 62–86%)"

@@ -68,7 +68,8 @@ def test_a_fit_that_raises_gives_a_reason_not_a_crash(monkeypatch):
         raise ValueError("empty vocabulary")
 
     monkeypatch.setattr("model.classifier.fit_pipeline", fails)
-    cand = train_candidate(["", "", "!", "?"], ["a", "a", "b", "b"])
+    # (four different texts: two equal ones would count once, too few to cross-validate)
+    cand = train_candidate(["", "-", "!", "?"], ["a", "a", "b", "b"])
     assert not cand.is_trained
     assert cand.reason == "not trained: fitting failed with ValueError: empty vocabulary"
 
@@ -189,3 +190,52 @@ def test_every_fold_fits_the_configuration_of_the_model_that_is_promoted():
     expected = cross_validate(as_promoted, labels, cand.folds)
     assert cand.evaluation.fold_macro_f1 == expected.fold_macro_f1
     assert cand.evaluation == expected
+
+
+class Fixed:
+    """A stand-in model that answers ``answers`` (what ``gold_check`` asks of a model)."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+
+    def predict(self, texts: list[str]) -> list[str]:
+        return self.answers[: len(texts)]
+
+
+def test_gold_check_is_mcnemars_exact_test_on_the_questions_only_one_model_got_right():
+    from scipy.stats import binomtest
+
+    from model.training import MIN_GOLD, gold_check
+
+    truth = ["a"] * 30
+    champion = Fixed(["a"] * 21 + ["b"] * 9)  # 21 right
+    candidate = Fixed(["b"] * 6 + ["a"] * 11 + ["b"] * 4 + ["a"] * 4 + ["b"] * 5)  # 15 right
+    # only the champion right: 6 + 4 = 10; only the candidate: 4 (rows 21-24)
+    check = gold_check(candidate, champion, [f"t{i}" for i in range(30)], truth)
+    assert (check.n, check.candidate_correct, check.champion_correct) == (30, 15, 21)
+    assert check.p_worse == pytest.approx(binomtest(10, 14, 0.5, alternative="greater").pvalue)
+    assert not check.worse  # p = 0.09: 6 questions of 30 are not evidence at 5 %
+    assert check.text() == "50 % vs 70 % for the champion (one-sided McNemar p = 0.09)"
+    few = MIN_GOLD - 1
+    assert gold_check(candidate, champion, ["t"] * few, ["a"] * few) is None
+
+
+def test_a_candidate_worse_on_the_gold_questions_is_rejected_whatever_the_folds_say(
+    toy_candidate, toy_champion
+):
+    texts, labels = toy_candidate.texts, toy_candidate.labels
+    # the folds say "equal" (test_equal_candidate_is_promoted_within_tolerance); on 24 gold
+    # questions whose answers are the other way round from the training labels of two labels
+    swap = {"ant": "bee", "bee": "ant"}
+    gold = (texts, [swap.get(v, v) for v in labels])
+    decision = decide(toy_candidate, toy_champion, gold=gold)
+    assert decision.promote  # both models answer alike: no disagreement, no evidence
+    assert "on the 24 gold questions: 33 % vs 33 % for the champion" in decision.reason
+
+    wrong = TextClassifier().fit(texts, [swap.get(v, v) for v in labels])
+    decision = decide(toy_candidate, wrong, gold=gold)
+    assert not decision.promote
+    assert decision.reason.startswith(
+        "rejected: worse on the 24 gold questions: 33 % vs 100 % for the champion"
+    )
+    assert decision.gold is not None and decision.gold.worse
