@@ -36,7 +36,7 @@ import sys
 import unicodedata
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -241,8 +241,14 @@ def read_items(
             text.close()
             handle.close()
             raise
-        delimiter = "\t" if fmt == "tsv" else csv_delimiter(header)
-        lines = itertools.chain([header], lines) if header else lines
+        try:
+            sample = list(itertools.islice(lines, 5))  # the first rows, to tell the delimiter
+        except BaseException:
+            text.close()
+            handle.close()
+            raise
+        delimiter = "\t" if fmt == "tsv" else csv_delimiter(header, sample)
+        lines = itertools.chain([header] if header else [], sample, lines)
         rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
         return _closing(_noting(path, rows, _Notes(), on_note), text, handle)
     if fmt == "jsonl":
@@ -427,11 +433,13 @@ def _nfc(name: str | None) -> str | None:
     return unicodedata.normalize("NFC", name) if name is not None else None
 
 
-def csv_delimiter(header: str) -> str:
-    """The delimiter of a .csv file, from its header line: the one of comma, semicolon (what
-    Excel writes where the comma is the decimal separator) and tab that the header has most
-    of outside quotes, a comma on a tie or when it has none. ("id;text;Betrag, EUR" is
-    separated by semicolons: any comma meant a comma.)"""
+def csv_delimiter(header: str, sample: Sequence[str] = ()) -> str:
+    """The delimiter of a .csv file: of comma, semicolon (what Excel writes where the comma is
+    the decimal separator) and tab, the one the header has most of outside quotes among those
+    that split the ``sample`` lines (the first data lines) into as many fields as the header; a
+    comma on a tie or when the header has none. ("id;text;Betrag, EUR" is separated by
+    semicolons, though it has a comma; "text,notes;a;b" by commas, though it has more
+    semicolons, when its rows have two fields.)"""
     counts = dict.fromkeys((",", ";", "\t"), 0)
     quoted = False
     for char in header:
@@ -439,7 +447,14 @@ def csv_delimiter(header: str) -> str:
             quoted = not quoted  # "" inside a quoted name closes and opens again: no change
         elif not quoted and char in counts:
             counts[char] += 1
-    return max(counts, key=lambda delimiter: counts[delimiter])  # the first of the most
+    lines = [line for line in sample if line.strip()]
+
+    def splits_alike(delimiter: str) -> bool:
+        fields = counts[delimiter] + 1
+        return all(len(row) == fields for row in csv.reader(lines, delimiter=delimiter))
+
+    found = [d for d in counts if counts[d] and splits_alike(d)] or list(counts)
+    return max(found, key=lambda delimiter: counts[delimiter])  # the first of the most
 
 
 class _ByteReader(io.RawIOBase):

@@ -162,6 +162,9 @@ class Plan:
     # the new labels did not define, on which the gate also compares the two models.
     gold_texts: list[str] = field(default_factory=list)
     gold_labels: list[str] = field(default_factory=list)
+    # When the training rows were read: gold made by then trained no model of this plan (the
+    # next retrain's gold check asks this model only those: ``held_out_gold``).
+    read_at: str = ""
 
 
 @dataclass
@@ -288,6 +291,7 @@ def _plan(
         store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
+    read_at = store.now()  # before the read: gold made since may be among the rows
     rows = quality.training_rows(store, settings)
     keys = [text_key(r[1]) for r in rows]
     too_few = why_too_few([r[2] for r in rows], keys)
@@ -306,7 +310,11 @@ def _plan(
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
-    gold_texts, gold_labels = held_out_gold(store, set(keys)) if previous else ([], [])
+    gold_texts, gold_labels = (
+        held_out_gold(store, set(keys), previous.extra.get("gold_read_at") or previous.created_at)
+        if previous
+        else ([], [])
+    )
     return Plan(
         run_id=run_id,
         owner=owner,
@@ -326,15 +334,23 @@ def _plan(
         next_version=max(known, default=0) + 1,
         gold_texts=gold_texts,
         gold_labels=gold_labels,
+        read_at=read_at,
     )
 
 
-def held_out_gold(store: Store, trained: set[str]) -> tuple[list[str], list[str]]:
+def held_out_gold(
+    store: Store, trained: set[str], champion_made: str
+) -> tuple[list[str], list[str]]:
     """The gold questions' texts and labels, under the label set in force (a retired label's
-    left out: no model may answer it), except those whose text (``text_key``) is among the
-    ``trained`` keys: a model that trained on the text would score its own training label.
-    Reads every gold item: off the event loop, as the rest of ``begin``."""
-    gold = store.gold_labels()
+    left out: no model may answer it), that neither model trained on: those made gold by the
+    time the champion's training rows were read (``champion_made``: its ``gold_read_at``, or
+    its creation, to the second, for a model made before that was kept; an item decided
+    before and made gold after,
+    as `hitl export` then `hitl import --gold` does, trained the champion, which would answer it
+    from memory and hold every later candidate back), and whose text (``text_key``) is not
+    among the candidate's ``trained`` keys. Reads every gold item: off the event loop, as the
+    rest of ``begin``."""
+    gold = store.gold_labels(marked_by=champion_made)
     if not gold:
         return [], []
     aliases = store.label_aliases()
@@ -487,6 +503,7 @@ def compute(
             "label_watermark": plan.watermark["newest"],
             "champion_macro_f1": decision.champion_macro_f1,
             "gold_check": decision.gold.as_dict() if decision.gold else None,
+            "gold_read_at": plan.read_at,  # gold made by then never trained this model
             "fit_seconds": round(candidate.fit_seconds, 2),
             "triggered_by": plan.triggered_by,
         },

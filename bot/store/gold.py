@@ -102,9 +102,17 @@ class GoldMixin:
         rows = self.db.execute("SELECT i.text FROM gold g JOIN items i ON i.id = g.item_id")
         return [text for (text,) in rows]
 
-    def gold_labels(self) -> dict[str, str]:
-        """Every gold item's label (reads them all: for a worker thread or the CLI)."""
-        return dict(self.db.execute("SELECT item_id, label FROM gold"))
+    def gold_labels(self, marked_by: str | None = None) -> dict[str, str]:
+        """Every gold item's label (reads them all: for a worker thread or the CLI); with
+        ``marked_by`` (an ISO time), only the items made gold by then."""
+        if marked_by is None:
+            return dict(self.db.execute("SELECT item_id, label FROM gold"))
+        return dict(
+            self.db.execute(
+                "SELECT item_id, label FROM gold WHERE julianday(created_at) <= julianday(?)",
+                [marked_by],
+            )
+        )
 
     def is_gold(self, item_id: str) -> bool:
         return (

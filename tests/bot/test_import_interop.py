@@ -309,3 +309,17 @@ def test_a_leading_quote_is_kept_in_a_csv_that_hitl_did_not_export(tmp_path: Pat
     with Store.open(db) as store:
         item = store.get_item(item_id_for_text("'-5 EUR' fee was charged twice"))
     assert item is not None and item["text"] == "'-5 EUR' fee was charged twice"
+
+
+def test_a_comma_csv_whose_header_name_has_semicolons_is_read_with_commas(tmp_path: Path):
+    """The separator is the header's most frequent of , ; tab among those that split the first
+    rows as the header: "text,notes;a;b" has more semicolons, but its rows have two fields
+    (a32af8d read it with semicolons and refused it: no column "text")."""
+    path = tmp_path / "notes.csv"
+    path.write_text("text,notes;a;b\nmy card never came,x\nrefund please,y\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "read 2 rows, imported 2" in result.output
+    with Store.open(tmp_path / "h.db") as store:
+        metas = [json.loads(r[0]) for r in store.db.execute("SELECT meta FROM items")]
+    assert metas == [{"notes;a;b": "x"}, {"notes;a;b": "y"}]
