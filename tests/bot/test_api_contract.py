@@ -176,7 +176,11 @@ async def test_a_handler_s_own_failure_still_logs_its_traceback(
         except RuntimeError as exc:
             PROTOCOL_LOGGER.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
     [record] = caplog.records
-    assert record.levelno == logging.ERROR and record.exc_info
+    # the traceback as exc_info, or as exc_text once bot.logs' Redactor (which CLI tests in the
+    # same worker install) has formatted and redacted it
+    traceback = record.exc_text or "" if record.exc_info is None else "exc_info"
+    assert record.levelno == logging.ERROR
+    assert traceback == "exc_info" or "RuntimeError: a bug" in traceback, traceback
 
 
 # -- 5: the document's ItemIn and the server take the same bodies -----------------------------
