@@ -61,6 +61,7 @@ BOM = "\ufeff"
 # it answered a body that does not decode with a 500, and br or zstd with a text/plain 400
 # before any handler ran); ``request_body`` decodes, and refuses, in the API's words.
 DECODED = ("gzip", "deflate")
+ALIASES = {"x-gzip": "gzip"}  # HTTP/1.1's other name for gzip (RFC 9110, 8.4.1.3)
 NOT_DECODED = ("br", "zstd")  # what aiohttp would decode with a package the server lacks
 
 
@@ -75,6 +76,7 @@ async def request_body(request: web.Request) -> bytes:
         raise ApiError(400, f"the body could not be read ({_one_line(exc)})", "body") from None
     encoding = request.headers.get("Content-Encoding", "")
     encoding = encoding.lower() if encoding.isascii() else encoding  # as aiohttp's parser
+    encoding = ALIASES.get(encoding, encoding)
     if encoding in NOT_DECODED:
         raise ApiError(
             415,
