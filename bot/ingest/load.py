@@ -186,7 +186,7 @@ def import_rows(
             kept, contradicting = firsts.split(kept)
             summary.duplicates -= len(contradicting)
             for row, label, line in contradicting:
-                reject(RowError(row.line, _labeled_twice(row, label, line)))
+                reject(RowError(row.line, _twice(row, label, line)))
             if result.duplicates:
                 for unlabeled, message in _not_applied(store, path, kept):
                     if unlabeled:
@@ -219,7 +219,7 @@ def import_rows(
             if gold and isinstance(row, Row):
                 label, line = gold_lines.setdefault(row.id, (row.label or "", row.line))
                 if label != row.label:
-                    row = RowError(row.line, _gold_twice(row, label, line))
+                    row = RowError(row.line, _twice(row, label, line, gold=True))
             if isinstance(row, RowError):
                 reject(row)
                 continue
@@ -269,15 +269,6 @@ def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
     return out
 
 
-def _gold_twice(row: Row, label: str, line: int) -> str:
-    return (
-        f'id "{_printable(row.id, limit=60)}" has the gold label "{_printable(label, limit=40)}"'
-        f" on line {line} of this file, and this row gives it another (without an id column,"
-        " the id is the text's: the same text twice): one item has one gold answer; fix one"
-        " of the two rows"
-    )
-
-
 def _conflict(row: Row) -> str:
     return (
         f'id "{_printable(row.id, limit=60)}" is stored with another text (an id names one'
@@ -286,12 +277,19 @@ def _conflict(row: Row) -> str:
     )
 
 
-def _labeled_twice(row: Row, label: str, line: int) -> str:
+def _twice(row: Row, label: str, line: int, *, gold: bool = False) -> str:
+    """Why a row is refused that gives its item another label (``gold``: gold label) than the
+    row on ``line`` of the same file gave it."""
+    kind, another = (
+        ("gold label", "another")
+        if gold
+        else ("label", f'another, "{_printable(row.label or "")}"')
+    )
     return (
-        f'id "{_printable(row.id, limit=60)}" has the label "{_printable(label, limit=40)}" on'
-        f' line {line} of this file, and this row gives it another, "{_printable(row.label or "")}"'
-        " (without an id column, the id is the text's: the same text twice): one item has one"
-        " label; fix one of the two rows"
+        f'id "{_printable(row.id, limit=60)}" has the {kind} "{_printable(label, limit=40)}" on'
+        f" line {line} of this file, and this row gives it {another} (without an id column,"
+        f" the id is the text's: the same text twice): one item has one"
+        f" {'gold answer' if gold else 'label'}; fix one of the two rows"
     )
 
 
