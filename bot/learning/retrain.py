@@ -342,15 +342,15 @@ def held_out_gold(
     store: Store, trained: set[str], champion_made: str
 ) -> tuple[list[str], list[str]]:
     """The gold questions' texts and labels, under the label set in force (a retired label's
-    left out: no model may answer it), that neither model trained on: those made gold by the
-    time the champion's training rows were read (``champion_made``: its ``gold_read_at``, or
-    its creation, to the second, for a model made before that was kept; an item decided
-    before and made gold after,
-    as `hitl export` then `hitl import --gold` does, trained the champion, which would answer it
-    from memory and hold every later candidate back), and whose text (``text_key``) is not
-    among the candidate's ``trained`` keys. Reads every gold item: off the event loop, as the
-    rest of ``begin``."""
-    gold = store.gold_labels(marked_by=champion_made)
+    left out: no model may answer it), that neither model trained on: for the champion, those
+    it cannot have seen when its training rows were read (``champion_made``: its
+    ``gold_read_at``, or its creation, to the second, for a model made before that was kept;
+    ``Store.gold_labels``: an item decided before and made gold after, as `hitl export` then
+    `hitl import --gold` does, trained it, and it would answer from memory and hold every
+    later candidate back; new gold counts at once); for the candidate, those whose text
+    (``text_key``) is not among its ``trained`` keys. Reads every gold item: off the event
+    loop, as the rest of ``begin``."""
+    gold = store.gold_labels(unseen_by=champion_made)
     if not gold:
         return [], []
     aliases = store.label_aliases()

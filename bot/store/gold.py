@@ -102,15 +102,20 @@ class GoldMixin:
         rows = self.db.execute("SELECT i.text FROM gold g JOIN items i ON i.id = g.item_id")
         return [text for (text,) in rows]
 
-    def gold_labels(self, marked_by: str | None = None) -> dict[str, str]:
+    def gold_labels(self, unseen_by: str | None = None) -> dict[str, str]:
         """Every gold item's label (reads them all: for a worker thread or the CLI); with
-        ``marked_by`` (an ISO time), only the items made gold by then."""
-        if marked_by is None:
+        ``unseen_by`` (an ISO time: when a model's training rows were read), only the items
+        that model cannot have trained on: gold by then (gold never trains), or without a label
+        decided by then (new gold, or decided since). An item decided, then made gold after
+        (`hitl export`, then `hitl import --gold`) was among that model's training rows."""
+        if unseen_by is None:
             return dict(self.db.execute("SELECT item_id, label FROM gold"))
         return dict(
             self.db.execute(
-                "SELECT item_id, label FROM gold WHERE julianday(created_at) <= julianday(?)",
-                [marked_by],
+                "SELECT g.item_id, g.label FROM gold g LEFT JOIN labels l ON l.item_id = g.item_id"
+                " WHERE julianday(g.created_at) <= julianday(:at) OR l.item_id IS NULL"
+                " OR julianday(l.resolved_at) > julianday(:at)",
+                {"at": unseen_by},
             )
         )
 

@@ -135,3 +135,26 @@ async def test_items_made_gold_after_the_champion_trained_on_them_do_not_hold_a_
         v2 = await retrain.retrain(store, settings, registry, champion=champion, triggered_by="cli")
     assert v2.status == "promoted", v2.reason  # 2a68f93: "worse on the 24 gold questions"
     assert "gold questions" not in v2.reason
+
+
+async def test_new_gold_made_after_the_champion_counts_at_once(tmp_path: Path):
+    """Gold imported as new items after the first model (the usual order: a model, then a
+    gold set, then more labels) trained no model: the next retrain asks it, and a batch with
+    two labels swapped is not promoted (80191a3 left out all gold made after the champion)."""
+    rng = random.Random(5)
+    seen: set[str] = set()
+    first = tickets(rng, "a", 15, seen)
+    gold = tickets(rng, "g", 10, seen)
+    batch = [Item(i.id, i.text, SWAP.get(i.label, i.label)) for i in tickets(rng, "b", 40, seen)]
+    settings = make_settings(FakeSlack(), tmp_path, labels=LABELS)
+    registry = retrain.registry_for(settings)
+    with Store.open(settings.db) as store:
+        store.add_items(first, "import")
+        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert v1.status == "promoted"
+        store.add_gold(gold)  # new items, gold from the start: v1 never saw them
+        store.add_items(batch, "import")
+        champion = retrain.load_champion(registry)
+        v2 = await retrain.retrain(store, settings, registry, champion=champion, triggered_by="cli")
+    assert v2.status == "rejected", v2.reason
+    assert re.search(r"worse on the 40 gold questions", v2.reason)
