@@ -242,8 +242,10 @@ def import_command(
     """Import items to label from PATH (CSV, TSV, JSONL or plain text, one item per line).
 
     PATH "-" reads standard input (give --format); rows are reported as lines of "stdin".
-    A CSV may be separated by semicolons or tabs instead of commas (read from its header).
-    Columns other than the text, id and label are kept as the item's meta. Rows that
+    A CSV may be separated by semicolons or tabs instead of commas (read from its header
+    and first rows). A .json file is read as JSON lines, a gzip file (.gz) as what it holds;
+    in a Prodigy export only accepted rows give labels. Columns other than the text, id and
+    label are kept as the item's meta. Rows that
     already exist (same id, or same text when there is no id) are skipped, so
     importing the same file twice adds nothing. Bad rows are reported with their line
     number and skipped; all good rows are imported.
@@ -406,7 +408,8 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
     In CSV, a cell that starts with = + - @, a tab or a return is written after a '
     so that a spreadsheet shows it as text rather than running it as a formula (a
     plain number such as -1 or +44 is written as it is); `hitl import` takes the '
-    off. For programs (pandas, datasets), JSONL carries every value as it is.
+    off again in a CSV hitl exported. For programs (pandas, datasets), JSONL carries every
+    value as it is.
 
     \b
     Examples:

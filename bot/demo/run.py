@@ -458,7 +458,7 @@ def _stop_on_signals(stop: asyncio.Event):
 
 def _why_no_model(final: Score, scores: list[Score], options: DemoOptions) -> str:
     """Why there is no model after the answers: no retrain was due yet, or the retrains had
-    too few labels of each kind (a model needs 2 labels with 2 examples each)."""
+    too few labels of each kind (a model needs 2 labels with 2 different texts each)."""
     if final.version is not None:
         return ""
     every = options.retrain_every
@@ -468,4 +468,4 @@ def _why_no_model(final: Score, scores: list[Score], options: DemoOptions) -> st
         return (
             f" (the first retrain comes after {count(every, 'new label')}: --retrain-every {every})"
         )
-    return " (a model needs 2 labels with 2 examples each; more answers bring them)"
+    return " (a model needs 2 labels with 2 different texts each; more answers bring them)"

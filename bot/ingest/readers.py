@@ -287,7 +287,8 @@ class _Notes:
                 f"{name}: a Prodigy export: {total:,} {'row' if total == 1 else 'rows'} not"
                 f" accepted ({answers}) skipped, so that no rejected label is taken for an"
                 " item's; only accepted rows give labels (to add the skipped texts without a"
-                " label: jq -c 'select(.answer != \"accept\") | del(.label, .accept)'"
+                ' label: jq -c \'select(.answer != "accept")'
+                " | del(.label, .accept, .answer, ._input_hash, ._task_hash)'"
                 f" {source} | hitl import - --format jsonl)"
             )
         if self.numbers:

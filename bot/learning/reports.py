@@ -270,7 +270,7 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     if report is None:
         return (
             f"*No model yet.* {command('retrain')} trains the first one now, or the next"
-            " scheduled retrain does; it needs 2 labels with 2 examples each."
+            " scheduled retrain does; it needs 2 labels with 2 different texts each."
         )
     lines = [
         f"*Model v{report.version}* — {_age(report.age_days)} old, "

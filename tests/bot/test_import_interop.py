@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -323,3 +324,27 @@ def test_a_comma_csv_whose_header_name_has_semicolons_is_read_with_commas(tmp_pa
     with Store.open(tmp_path / "h.db") as store:
         metas = [json.loads(r[0]) for r in store.db.execute("SELECT meta FROM items")]
     assert metas == [{"notes;a;b": "x"}, {"notes;a;b": "y"}]
+
+
+def test_the_command_given_for_the_skipped_prodigy_rows_imports_their_texts(tmp_path: Path):
+    """The note's jq command, done here as jq does it (keep the rows not accepted, delete the
+    fields it names), gives rows hitl imports without a label: it kept "answer" and
+    "_input_hash", so the rows were Prodigy rows again and skipped ("read 0 rows")."""
+    rows = [
+        prodigy("my card never came", "reject", label="refund"),
+        prodigy("is this a scam", "ignore", label="refund"),
+        prodigy("where is my refund", "accept", label="refund"),
+    ]
+    result = run(tmp_path / "hitl.db", "import", str(write_jsonl(tmp_path / "p.jsonl", rows)))
+    [note] = [line for line in result.stderr.splitlines() if "Prodigy" in line]
+    deleted = re.search(r"del\(([^)]*)\)", note)[1].split(", ")
+    assert 'select(.answer != "accept")' in note
+    kept = [
+        {k: v for k, v in row.items() if f".{k}" not in deleted}
+        for row in rows
+        if row["answer"] != "accept"
+    ]
+    again = run(tmp_path / "other.db", "import", "-", "--format", "jsonl",
+                stdin="".join(json.dumps(r) + "\n" for r in kept).encode())  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "read 2 rows, imported 2 (0 with labels)" in again.stdout

@@ -126,7 +126,7 @@ def test_no_model_names_the_command_of_the_surface_it_is_read_on(tmp_path: Path)
     none = run(db, "accuracy").stdout
     assert none == (
         "No model yet. `hitl retrain` trains the first one now, or the next scheduled retrain"
-        " does; it needs 2 labels with 2 examples each.\n"
+        " does; it needs 2 labels with 2 different texts each.\n"
     )
     assert reports.accuracy_text(None).startswith(
         "*No model yet.* `/hitl retrain` trains the first one now"
