@@ -826,6 +826,8 @@ def models_command(state: State) -> None:
     )
     for version in sorted(rows):
         click.echo(rows[version])
+    if any(reports.scored_with_old_folds(v.metrics) for v in versions):
+        click.echo(reports.OLD_FOLDS)
     if (gone := retrain.gone_under_a_server(state.settings)) is not None:
         # moved under a running server, which serves its model from memory and refuses a
         # retrain (as `hitl retrain` does) until the folder is back: no other advice holds
@@ -837,6 +839,8 @@ def models_command(state: State) -> None:
 
 def _model_row(model: dict[str, Any], reasons: list[str], pruned_at: str, note: str = "") -> str:
     """One line of `hitl models`, from a version's metadata or the database's row of it."""
+    from bot.learning.reports import scored_with_old_folds
+
     metrics = model.get("metrics") or {}
     acc, f1 = metrics.get("accuracy"), metrics.get("macro_f1")
     reason = " → ".join(reasons) if reasons else model.get("reason") or ""
@@ -846,7 +850,8 @@ def _model_row(model: dict[str, Any], reasons: list[str], pruned_at: str, note: 
     return (
         f"v{model['version']:<7} {model['status']:<10} {model.get('created_at') or '':<26} "
         f"{model.get('n_train') or 0:>7,} {acc * 100 if acc is not None else 0:>8.1f}% "
-        f"{f1 or 0:>9.3f}  " + " ".join([reason, *notes] if reason else notes)
+        f"{f1 or 0:>9.3f}{'†' if scored_with_old_folds(metrics) else ''}  "
+        + " ".join([reason, *notes] if reason else notes)
     )
 
 

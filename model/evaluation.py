@@ -30,6 +30,12 @@ MAX_UNEVALUATED = 0.05
 Fold = tuple[np.ndarray, np.ndarray]
 
 
+FOLDS = "by_text"
+"""How the folds are made, in the metrics a model is saved with: a text and its near-duplicates
+held out together. A model saved without it was scored with folds that split them, which read
+higher on data with repeated texts; reports mark such a model's figures."""
+
+
 @dataclass(frozen=True)
 class ClassReport:
     """Precision, recall and F1 of one label, and how many true examples it had."""
@@ -70,6 +76,7 @@ class Evaluation:
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
             "n_splits": self.n_splits,
+            "folds": FOLDS,
             "fold_macro_f1": list(self.fold_macro_f1),
             "not_evaluated": dict(self.not_evaluated),
             "per_class": {

@@ -112,6 +112,7 @@ class VersionPoint:
     accuracy: float | None
     macro_f1: float | None
     created_at: str
+    old_folds: bool = False  # scored with folds that split a text's repeats (``OLD_FOLDS``)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
             _float(v.metrics.get("accuracy")),
             _float(v.metrics.get("macro_f1")),
             v.created_at,
+            old_folds=scored_with_old_folds(v.metrics),
         )
         for v in registry.versions()
     ][-10:]
@@ -373,13 +375,28 @@ def lost_models(
     return lines
 
 
+OLD_FOLDS = (
+    "† scored with the folds of before (a text and its repeats could be on both sides of a"
+    " fold): on data with repeated texts it reads higher than the newer models' figures"
+)
+
+
+def scored_with_old_folds(metrics: Mapping[str, Any]) -> bool:
+    """Whether a model's cross-validated figures came from folds that split a text's repeats:
+    saved with figures but without ``folds`` (``model.evaluation.FOLDS``), by older code."""
+    return metrics.get("accuracy") is not None and "folds" not in metrics
+
+
 def trend_table(points: list[VersionPoint]) -> str:
     rows = ["version  status     labels  accuracy  macro-F1"]
     for p in points:
         f1 = "–" if p.macro_f1 is None else f"{p.macro_f1:.3f}"
+        mark = "†" if p.old_folds else ""  # not *: mrkdwn
         rows.append(
-            f"v{p.version:<7} {p.status:<10} {p.n_train:>6,}  {_pct(p.accuracy):>8}  {f1:>8}"
+            f"v{p.version:<7} {p.status:<10} {p.n_train:>6,}  {_pct(p.accuracy):>8}  {f1:>8}{mark}"
         )
+    if any(p.old_folds for p in points):
+        rows.append(OLD_FOLDS)
     return "```" + "\n".join(rows) + "```"
 
 
