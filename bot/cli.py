@@ -342,10 +342,20 @@ def import_command(
         )
         if summary.gold_left_out:  # an export's gold items, now plain labeled ones
             n = summary.gold_left_out
+            if (fmt or path.suffix.lstrip(".").lower()) == "jsonl":  # the gold rows alone
+                keep = (
+                    f"`jq -c 'select((.gold // \"\") != \"\")' {named} | hitl import --gold -"
+                    " --format jsonl --label-column gold` keeps them gold"
+                )
+            else:
+                keep = (
+                    f"`hitl import --gold {named} --label-column gold` keeps them gold (and"
+                    " rejects the rows without one, a line each)"
+                )
             click.echo(
                 f"{path.name}: {count(n, 'row')} {'carries' if n == 1 else 'carry'} a gold label"
-                " (column gold), which a plain import leaves out: those items train like any"
-                f" other; `hitl import --gold {named} --label-column gold` keeps them gold",
+                f" (column gold), which a plain import leaves out: those items train like any"
+                f" other; {keep}",
                 err=True,
             )
     if summary.read and summary.rejected == summary.read:  # a script must not take it as done

@@ -223,8 +223,9 @@ def import_rows(
             if isinstance(row, RowError):
                 reject(row)
                 continue
-            # an export's gold label, which only `--gold` imports (``Row.gold``)
-            if not gold and row.gold is not None:
+            # an export's gold label, which only `--gold` imports (``Row.gold``), on an item
+            # not gold here already (a re-import into the database it came from)
+            if not gold and row.gold is not None and not store.is_gold(row.id):
                 summary.gold_left_out += 1
             batch.append(row)
             if len(batch) >= batch_size:

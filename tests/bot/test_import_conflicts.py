@@ -17,9 +17,9 @@ from bot.ingest import load as load_module
 from bot.store import Store
 
 
-def run(db: Path, *args: str):
+def run(db: Path, *args: str, stdin: str | None = None):
     return CliRunner().invoke(
-        cli, ["--db", str(db), *args], catch_exceptions=False, prog_name="hitl"
+        cli, ["--db", str(db), *args], input=stdin, catch_exceptions=False, prog_name="hitl"
     )
 
 
@@ -176,6 +176,16 @@ def test_a_plain_import_of_an_export_with_gold_items_says_so(tmp_path: Path):
     result = run(tmp_path / "hitl.db", "import", str(path))
     assert result.stderr == (
         "export.jsonl: 1 row carries a gold label (column gold), which a plain import leaves"
-        " out: those items train like any other; `hitl import --gold"
-        f" {path} --label-column gold` keeps them gold\n"
+        """ out: those items train like any other; `jq -c 'select((.gold // "") != "")'"""
+        f" {path} | hitl import --gold - --format jsonl --label-column gold` keeps them gold\n"
     )
+    # the command keeps them gold, the rows without one left out (not a line each)
+    gold_rows = [json.loads(line) for line in path.read_text().splitlines()]
+    gold_rows = [r for r in gold_rows if (r.get("gold") or "") != ""]  # as jq selects them
+    lines = "".join(json.dumps(r) + "\n" for r in gold_rows)
+    again = run(tmp_path / "hitl.db", "import", "--gold", "-", "--format", "jsonl",
+                "--label-column", "gold", stdin=lines)  # fmt: skip
+    assert again.exit_code == 0 and "0 rejected" in again.stdout, again.output
+    # a re-import into the database the export came from: its items are gold already
+    quiet = run(tmp_path / "hitl.db", "import", str(path))
+    assert "gold label" not in quiet.stderr, quiet.stderr
