@@ -136,6 +136,8 @@ class AccuracyReport:
     # the live figures count the questions of the working models refreshed from this champion
     # since it became champion, besides its own (False: its own only)
     refreshes_counted: bool = False
+    # people answered questions in Slack (not only imported labels): CV_NOTE applies
+    people_answered: bool = True
 
     @property
     def audit_accuracy(self) -> float | None:
@@ -199,6 +201,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         stopping=stop_status(store),
         damaged=damaged,
         refreshes_counted=bool(since),
+        people_answered=bool(store.answers_by_user()),  # a count kept per person: cheap
     )
 
 
@@ -290,7 +293,7 @@ def accuracy_text(report: AccuracyReport | None) -> str:
         f"macro-F1 {report.cv_macro_f1:.3f}"
         if report.cv_macro_f1 is not None
         else "*Cross-validated:* –",
-        *([CV_NOTE] if report.cv_macro_f1 is not None else []),
+        *([CV_NOTE] if report.cv_macro_f1 is not None and report.people_answered else []),
     ]
     asked_by = (
         f"v{report.version} and the working model refreshed from it since it became champion"

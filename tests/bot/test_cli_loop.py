@@ -15,6 +15,7 @@ from bot.cli import cli
 from bot.config import Settings
 from bot.learning import retrain
 from bot.store import Store
+from tests.bot.harness import Item
 from tests.bot.test_learning import BILLING, BUG, char_only_items
 
 
@@ -312,3 +313,17 @@ def test_a_model_scored_with_the_folds_of_before_is_marked_where_figures_stand_s
     trend = run(db, "accuracy").stdout
     assert re.search(r"^v1 .*\d\.\d{3}†$", trend, flags=re.M), trend
     assert "\n† scored with the folds of before" in trend
+
+
+def test_the_cv_note_is_for_labels_people_gave_not_for_imported_ones_alone(tmp_path: Path):
+    """The note that cross-validated figures read low (measured on the questions asked because
+    the model was unsure) showed on a database whose every label was imported, where nothing
+    was asked and the figures it points to say they are not available (an outside re-test)."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    assert "Cross-validated figures are measured" not in run(db, "accuracy").stdout
+    with Store.open(db) as store:
+        store.add_items([Item("q1", "is my invoice ready")], "api")
+        store.record_answer("q1", "U0ANA", "billing", source="button", dedupe_key="k1")
+    assert "Cross-validated figures are measured" in run(db, "accuracy").stdout

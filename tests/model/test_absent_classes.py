@@ -88,7 +88,9 @@ def test_weakest_classes_leave_out_classes_with_no_held_out_example():
     )
     registry = SimpleNamespace(champion=lambda: champion, versions=lambda: [champion])
     store = SimpleNamespace(
-        live_accuracy=lambda version, reason: (0, 0), stop_checks=lambda **_: []
+        live_accuracy=lambda version, reason: (0, 0),
+        stop_checks=lambda **_: [],
+        answers_by_user=lambda: [],
     )
     report = reports.accuracy_report(store, registry, datetime(2024, 1, 2, tzinfo=UTC))
     assert [label for label, _, _ in report.weakest] == ["billing", "bug"]
