@@ -344,7 +344,7 @@ def import_command(
             n = summary.gold_left_out
             if (fmt or path.suffix.lstrip(".").lower()) == "jsonl":  # the gold rows alone
                 keep = (
-                    f"`jq -c 'select((.gold // \"\") != \"\")' {named} | hitl import --gold -"
+                    f'`jq -c \'select((.gold // "") != "")\' {named} | hitl import --gold -'
                     " --format jsonl --label-column gold` keeps them gold"
                 )
             else:
