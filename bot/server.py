@@ -287,6 +287,9 @@ def init_app(
             tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
             tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))
             scorer.wake()  # items a new strategy or a restart left unscored
+            # The working model lived in memory only: the labels answered since the champion
+            # was trained refit it now, not at the next click.
+            trainer.wake()
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))

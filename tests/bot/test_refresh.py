@@ -565,3 +565,24 @@ async def test_a_refresh_the_servers_stop_ends_logs_no_error(
     assert trainer.refresh_task is not None and trainer.refreshes == 0
     assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert "a refresh was stopped: the server is stopping" in caplog.text
+
+
+async def test_a_restarted_server_refits_the_working_model_the_restart_dropped(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The working model lives in memory only: a server restarted (a deploy) after a day of
+    answers asked from the nightly champion again until someone clicked, though the labels for
+    a refresh were all there. It starts a refresh at once when one is due."""
+    async for bot in await started(fake_slack, tmp_path, refresh_every=3):
+        await run_retrain(bot.rt, "cli")  # the champion: v1 on 12 labels
+        for _ in range(3):
+            await answer_next(bot)
+        await Trainer.of(bot.rt).settled()
+        assert bot.rt.working is not None and bot.rt.working.version == -15
+    settings = bot.rt.settings
+    async for again in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        assert again.rt.champion.version == 1
+        trainer = Trainer.of(again.rt)
+        await trainer.settled(timeout=120)
+        assert trainer.refreshes == 1
+        assert again.rt.working is not None and again.rt.working.version == -15
