@@ -451,8 +451,8 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
             lines.append(f"*Macro-F1:* {new_f1:.3f} · *accuracy:* {_pct(new_acc)} (first model)")
         lines += not_evaluated_lines(outcome.metrics)
     lines.append(f"*Why:* {outcome.reason}")
-    if isinstance(new_f1, float):  # after the gate's figures, before when to stop
-        lines.append(CV_NOTE)
+    if isinstance(new_f1, float) and outcome.asked:  # after the gate's figures, before stopping
+        lines.append(CV_NOTE)  # (imported labels alone are no harder than new items)
     if outcome.stopping:
         lines += StopStatus.from_dict(outcome.stopping).lines()
     if outcome.promoted and outcome.queue_after:

@@ -133,6 +133,7 @@ class Outcome:
     pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
     n_missing: int = 0  # labels still needed before training can start (0: enough)
     stopping: dict[str, Any] = field(default_factory=dict)  # StopStatus.as_dict, for the report
+    asked: bool = True  # some labels answer questions asked because the model was unsure
 
     @property
     def promoted(self) -> bool:
@@ -457,6 +458,7 @@ def compute(
         n_new=plan.n_new,
         previous_version=plan.previous.version if plan.previous else None,
         previous_metrics=dict(plan.previous.metrics) if plan.previous else {},
+        asked=plan.uniform is None or not all(plan.uniform),
     )
     candidate = train_candidate(
         plan.texts,

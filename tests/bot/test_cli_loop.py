@@ -327,3 +327,22 @@ def test_the_cv_note_is_for_labels_people_gave_not_for_imported_ones_alone(tmp_p
         store.add_items([Item("q1", "is my invoice ready")], "api")
         store.record_answer("q1", "U0ANA", "billing", source="button", dedupe_key="k1")
     assert "Cross-validated figures are measured" in run(db, "accuracy").stdout
+
+
+def test_the_retrain_reports_cv_note_is_for_labels_asked_because_the_model_was_unsure(
+    tmp_path: Path,
+):
+    """The retrain report said imported labels read low for being the hardest questions;
+    it says so once some label answers a question the model was unsure of."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    first = run(db, "retrain")
+    assert first.exit_code == 0 and "Macro-F1:" in first.stdout
+    assert "Cross-validated figures are measured" not in first.stdout
+    with Store.open(db) as store:
+        store.add_items([Item("q1", "is my invoice ready")], "api")
+        store.record_post("q1", "C0HITL", "1700000000.000100", "uncertain", 1, "billing", 0.55)
+        store.record_answer("q1", "U0ANA", "billing", source="button", dedupe_key="k1")
+    second = run(db, "retrain")
+    assert second.exit_code == 0 and "Macro-F1:" in second.stdout
+    assert "Cross-validated figures are measured" in second.stdout
