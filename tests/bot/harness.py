@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.config import Settings
@@ -161,6 +162,16 @@ class Bot:
         raise AssertionError("no select in the message")
 
 
+class ServedAsServe(TestServer):
+    """aiohttp's TestServer, run as `hitl serve` runs the app (``bot.server.serve``'s
+    AppRunner): TestServer cancels a handler whose client hangs up, `hitl serve` lets it run
+    to its end, so a test of a client that goes away meets what production does."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
 async def start_bot(
     fake: FakeSlack, settings: Settings, *, background: bool = False, retries: int | None = None
 ) -> AsyncIterator[Bot]:
@@ -176,7 +187,7 @@ async def start_bot(
             rt.client = make_client(settings, retries=retries, session=rt.client.session)
 
     app = init_app(settings, run_background=background, configure=configure, retry_base=0.01)
-    async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as http:
+    async with ServedAsServe(app, host="127.0.0.1") as server, TestClient(server) as http:
         yield Bot(http, app[RUNTIME], Dispatcher.of(app[RUNTIME]), fake)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import logging
+import random
 import re
 import sys
 import unicodedata
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bot.api import bodies
 from bot.ingest import id_problem
 from bot.sandbox import FakeSlack
 from tests import signing
@@ -111,6 +113,81 @@ async def test_a_small_gzip_body_that_expands_past_the_limit_is_a_413(api: Bot):
     response = await api.http.post("/api/predict", data=bomb, headers=headers)
     assert response.status == 413
     check_answer("/api/predict", "POST", 413, await response.json())
+
+
+async def test_a_body_of_more_gzip_members_than_a_client_sends_is_refused_before_its_signature(
+    api: Bot, caplog: pytest.LogCaptureFixture
+):
+    """An outside security test: 1 MB of 50,000 empty gzip members cost about a second of the
+    event loop, unauthenticated, before /slack/events checked the signature (each member's
+    decoder copied the rest of the body). More than MAX_MEMBERS is refused at once."""
+    member = gzip.compress(b"", mtime=0)
+    with caplog.at_level(logging.INFO):
+        response = await api.http.post(
+            "/slack/events",
+            data=member * (1_000_000 // len(member)),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+    assert response.status == 400  # not the 401 of a body read to its end
+    assert (await response.json())["error"] == (
+        f"the body has more than {bodies.MAX_MEMBERS} gzip members; send it compressed as one"
+    )
+    assert tracebacks(caplog) == []
+    # up to MAX_MEMBERS, and members longer than the chunks fed to the decoder, read as before
+    body, headers = signing.signed_command({"command": "/hitl", "text": "stats"}, SECRET)
+    cut = len(body) // bodies.MAX_MEMBERS + 1
+    pieces = b"".join(gzip.compress(body[at : at + cut]) for at in range(0, len(body), cut))
+    response = await api.http.post(
+        "/slack/events", data=pieces, headers={**headers, "Content-Encoding": "gzip"}
+    )
+    assert response.status == 200
+    noise = random.Random(0).randbytes(700_000)  # incompressible: members over bodies.CHUNK
+    two = gzip.compress(noise[:300_000]) + gzip.compress(noise[300_000:])
+    assert len(two) > 4 * bodies.CHUNK
+    assert bodies._decompressed(two, "gzip") == noise
+
+
+async def test_a_client_that_hangs_up_mid_body_is_one_warning_line_not_a_traceback(
+    api: Bot, caplog: pytest.LogCaptureFixture
+):
+    """An unauthenticated client that closed its connection in the middle of its body put an
+    ERROR with a 25-line traceback in the log, once per connection (an outside security
+    test). It is a refused request: one line. (The harness runs the app as `hitl serve` does,
+    its handlers not cancelled when the client goes: ``ServedAsServe``.)"""
+    server = api.http.server
+    answered = asyncio.Event()
+
+    class Answered(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "POST /slack/events" in record.getMessage():
+                answered.set()
+
+    access = logging.getLogger("aiohttp.access")
+    handler = Answered()
+    access.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(
+                b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            await writer.drain()
+            # the request is routed and its handler runs (else a loaded server may see the
+            # hang-up first and never call it, and there would be nothing to test)
+            assert await reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+            writer.write(b"{{{{")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(answered.wait(), 30)  # the server is done with it
+    finally:
+        access.removeHandler(handler)
+    assert tracebacks(caplog) == []
+    said = [r for r in caplog.records if r.name in ("bot.server", "aiohttp.server")]
+    assert [r.getMessage() for r in said if r.levelno >= logging.WARNING] == [
+        "refused a request to /slack/events: the connection closed before the whole body came"
+    ]
 
 
 async def test_slack_events_with_a_body_that_does_not_decode_is_a_400_without_a_traceback(
