@@ -1,7 +1,11 @@
 """Prometheus metrics for ``GET /metrics``: one registry per app, so tests stay independent.
 
 Counts that live in the database (items by status, answers, posts, webhook deliveries,
-retrain runs and their durations) are read from the store at scrape time. API requests and
+retrain runs and their durations) are read at scrape time in a worker thread, on a connection
+of their own (``Store.apart``): some are scans that grow with the history (1M posts and 1M
+answers: ~140 ms), which on the event loop held every Slack ack behind them. Scrapes that
+arrive while one is being read wait for it and share its answer (``Metrics.scrape``), so a
+flood of them runs one read at a time and renders once per read. API requests and
 their latencies are counted by the API middleware. ``SLACK_API_ERRORS`` counts every Slack
 Web API call that fails, by method and error: the Web API client (``bot.runtime.make_client``)
 tells it of each, after its retries (``SLACK_ERROR_LISTENERS``)::
@@ -14,10 +18,12 @@ shows it.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -35,11 +41,15 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
+from bot import eventloop
+from bot.errors import StoreError
 from bot.runtime import SLACK_ERROR_LISTENERS
 from bot.store.memory import sqlite_memory_bytes
 
 if TYPE_CHECKING:
     from bot.store import Store
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -63,12 +73,32 @@ SLACK_ERROR_LISTENERS.append(count_slack_error)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def read_counts(store: Store) -> dict[str, Any]:
+    """The database's counts a scrape reports, in the thread ``store`` belongs to: items by
+    status, answers, and ``Store.metrics_counts`` (posts, open posts, deliveries, runs)."""
+    counts = {"items": store.count_items(), "answers": store.count_answers()}
+    return {**counts, **store.metrics_counts()}
+
+
+def read_counts_apart(store: Store) -> dict[str, Any]:
+    """``read_counts`` on a connection of its own (``Store.apart``), for a worker thread."""
+    with store.apart() as apart:
+        return read_counts(apart)
+
+
 class StoreCollector:
-    """Reads the database's counts at scrape time (on the event loop's thread, as the store
-    requires). ``get_store`` returns None before the app has started: nothing is reported."""
+    """Reports the database's counts and the write-ahead log's fsyncs. ``get_store`` returns
+    None before the app has started: nothing is reported.
+
+    The counts are the ones ``Metrics.scrape`` read off the event loop and handed over in
+    ``counts`` for the render; ``{}`` when it could not read them (the file is lost): they are
+    left out. Without any (``counts`` None: a render outside a scrape, or a store in memory,
+    which has no file to open on another connection) they are read here, on the caller's
+    thread."""
 
     def __init__(self, get_store: Callable[[], Store | None]):
         self.get_store = get_store
+        self.counts: dict[str, Any] | None = None  # set by Metrics.render for one render
 
     def describe(self) -> list[Metric]:
         return []
@@ -77,16 +107,21 @@ class StoreCollector:
         store = self.get_store()
         if store is None:
             return
+        counts = self.counts if self.counts is not None else read_counts(store)
+        if counts:
+            yield from self._counted(counts)
+        yield self._fsyncs(store)
+
+    def _counted(self, counts: dict[str, Any]) -> Iterator[Metric]:
         items = GaugeMetricFamily("hitl_items", "Items by status", labels=["status"])
-        for status, n in sorted(store.count_items().items()):
+        for status, n in sorted(counts["items"].items()):
             items.add_metric([status], n)
         yield items
         yield CounterMetricFamily(
             "hitl_answers",
             "Answers stored (clicks, selects, skips, imports)",
-            value=store.count_answers(),
+            value=counts["answers"],
         )
-        counts = store.metrics_counts()
         yield CounterMetricFamily("hitl_posts", "Questions posted to Slack", value=counts["posts"])
         yield GaugeMetricFamily(
             "hitl_posts_open", "Questions in Slack still unanswered", value=counts["open_posts"]
@@ -128,6 +163,9 @@ class StoreCollector:
         yield runs
         yield running
         yield durations
+
+    @staticmethod
+    def _fsyncs(store: Store) -> Metric:
         sync = store.wal_sync
         fsyncs = HistogramMetricFamily(
             "hitl_wal_fsync_seconds",
@@ -139,7 +177,7 @@ class StoreCollector:
             + [("+Inf", sync.timed)],
             sum_value=sync.seconds,
         )
-        yield fsyncs
+        return fsyncs
 
 
 class ModelCollector:
@@ -240,16 +278,56 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.get_store = get_store
+        self.store_collector = StoreCollector(get_store)
         self.registry.register(SLACK_API_ERRORS)
-        self.registry.register(StoreCollector(get_store))
+        self.registry.register(self.store_collector)
         self.registry.register(ModelCollector(get_roles))
         self.registry.register(ScoringCollector(get_scored))
         self.registry.register(MemoryCollector())
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
+        self._scraping: asyncio.Task[bytes] | None = None  # the scrape under way (``scrape``)
+        self._lost: str | None = None  # why the counts were last left out, said once
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of everything above."""
-        return generate_latest(self.registry)
+    def render(self, counts: dict[str, Any] | None = None) -> bytes:
+        """The Prometheus text exposition of everything above, with the database's ``counts``
+        (``read_counts``; ``{}``: left out). Without them they are read here, on the caller's
+        thread: ``scrape`` is what the server calls."""
+        self.store_collector.counts = counts
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self.store_collector.counts = None
+
+    async def scrape(self) -> bytes:
+        """``render`` with the database's counts read in a worker thread, on a connection of
+        its own: the event loop does a render of a size that does not grow with the data. A
+        scrape that arrives while another is reading waits for that one and gets its text: a
+        flood of scrapes makes one read at a time, not one per request."""
+        task = self._scraping
+        if task is None:
+            task = eventloop.background(self._scrape(), name="metrics scrape")
+            self._scraping = task
+            task.add_done_callback(self._scraped)
+        return await asyncio.shield(task)  # a waiter that goes away leaves it to the others
+
+    def _scraped(self, task: asyncio.Task[bytes]) -> None:
+        if self._scraping is task:
+            self._scraping = None
+        if not task.cancelled():
+            task.exception()  # its waiters were told; none left is no "never retrieved"
+
+    async def _scrape(self) -> bytes:
+        store = self.get_store()
+        counts: dict[str, Any] | None = None
+        if store is not None and store.path is not None:
+            try:
+                counts = await asyncio.to_thread(read_counts_apart, store)
+            except StoreError as exc:  # the file is lost (deleted, replaced): /healthz says so
+                if str(exc) != self._lost:
+                    logger.warning("/metrics leaves out the database's counts: %s", exc)
+                self._lost, counts = str(exc), {}
+        return self.render(counts)
 
 
 METRICS = web.AppKey("metrics", Metrics)  # the app's Metrics, set by bot.api.routes.add_routes
