@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -42,3 +43,16 @@ def slack_said(exc: BaseException, key: str = "error") -> Any:
     string, and ``response.get`` raised AttributeError inside the handlers of the error)."""
     data = getattr(getattr(exc, "response", None), "data", None)
     return data.get(key) if isinstance(data, dict) else None
+
+
+def without_folders(text: str, db: Path) -> str:
+    """``text`` with the database's folder taken out of its path (``/srv/hitl/hitl.db`` →
+    ``hitl.db``): what unauthenticated ``/healthz`` and members who are not admins are told.
+    The server's file system layout is for the log and the admins."""
+    for path in sorted({str(db.resolve()), str(db.absolute()), str(db)}, key=len, reverse=True):
+        text = text.replace(path, db.name)
+    for folder in sorted({str(db.resolve().parent), str(db.absolute().parent)}, key=len,
+                         reverse=True):  # fmt: skip
+        if folder not in ("", "/", "."):
+            text = text.replace(folder + "/", "")
+    return text

@@ -38,7 +38,7 @@ from bot.api import bodies, routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
 from bot.config import Settings
-from bot.errors import ConfigError, HitlError
+from bot.errors import ConfigError, HitlError, without_folders
 from bot.eventloop import urgent
 from bot.labelnames import case_twin
 from bot.learning.jobs import (
@@ -511,7 +511,8 @@ async def healthz(request: web.Request) -> web.Response:
     body = {
         "ok": db == "ok" and scheduler is not False,
         "db": db,
-        **({"db_problem": problem} if problem else {}),
+        # the log has the whole line; anyone may ask /healthz: no folders of the server's
+        **({"db_problem": without_folders(problem, rt.settings.db)} if problem else {}),
         **rt.model_roles(),  # champion, working (a refresh: negative), asks, answers
         "scheduler": scheduler,
     }

@@ -21,7 +21,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.errors import StoreError, slack_said
+from bot.errors import StoreError, slack_said, without_folders
 from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
 from bot.learning.retrain import BusyError
@@ -506,4 +506,5 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
     except StoreError as exc:  # its database file was lost (``Store.apart``): say so, in a line
         logger.error("/hitl %s: %s", name, exc)
         if getattr(ack, "response", None) is None:  # not acknowledged yet
-            await ack(text=f"Not now: {exc}")
+            said = str(exc) if rt.is_admin(user_id) else without_folders(str(exc), rt.settings.db)
+            await ack(text=f"Not now: {said}")  # the server's folders for admins only

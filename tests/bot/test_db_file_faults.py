@@ -169,6 +169,19 @@ async def test_a_command_that_reads_apart_after_the_database_was_deleted_says_so
     assert db.name not in os.listdir(db.parent)  # nothing re-created an empty database there
 
 
+async def test_a_member_who_is_not_an_admin_is_not_told_the_servers_folders(bot: Bot):
+    """/hitl stats told anyone in the workspace the database's absolute path when its file
+    was lost (an outside security test); admins are told it, members the file's name."""
+    db = Path(bot.rt.settings.db)
+    for name in (db.name, db.name + "-wal", db.name + "-shm"):
+        db.with_name(name).unlink()
+    text = await (await bot.command("stats", "U0ANA")).text()
+    assert text.startswith(f"Not now: {db.name} was deleted or moved away while the server"), text
+    assert str(db.parent) not in text
+    admin = await (await bot.command("stats", "U0ADMIN")).text()
+    assert f"put the database back at {db}" in admin
+
+
 async def test_a_database_error_after_the_retrain_ack_is_told_in_one_line_and_frees_the_lock(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ):

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -165,6 +166,23 @@ async def test_healthz_answers_503_while_another_process_holds_the_lock(
     release(held_lock)
     status, body = await healthz(api)
     assert (status, body["db"]) == (200, "ok")
+
+
+async def test_healthz_names_no_folder_of_the_server_the_log_names_it(
+    api: Bot, held_lock: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+):
+    """Anyone may ask /healthz (no token): its db_problem named the database's absolute path
+    (an outside security test). It names the file; the log keeps the whole line."""
+    db = Path(api.rt.settings.db)  # absolute (tmp_path)
+    with caplog.at_level(logging.ERROR):
+        refused = await post_json(api, "/api/predict", {"id": "L1", "text": "refund charge"})
+        assert refused.status == 503
+        status, body = await healthz(api)
+    assert (status, body["db"]) == (503, "not storing"), body
+    assert body["db_problem"].startswith(f"{db.name} is locked by another process"), body
+    assert str(db.parent) not in json.dumps(body)
+    assert any(str(db) in r.getMessage() for r in caplog.records)
+    release(held_lock)
 
 
 async def test_a_write_that_goes_through_clears_the_problem(api: Bot, held_lock):
