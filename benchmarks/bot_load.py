@@ -89,7 +89,7 @@ from tests import signing
 SECRET = "bench-signing-secret"
 ADMIN = "U0ADMIN"
 CHANNELS = {"idle": "C0LOADIDLE", "retrain": "C0LOADRETRAIN", "mix": "C0LOADMIX"}
-TOKEN = "bench-api-token"  # HITL_API_TOKEN of the servers that take /api/predict
+TOKEN = "bench-api-token-0123456789"  # HITL_API_TOKEN of the servers that take /api/predict
 HOOK_SECRET = "bench-webhook-secret"
 FIT_NICENESS = 10  # bot.learning.retrain's: how the fit child is told from the scoring child
 HITL_COMMAND_S = 900  # the longest a `hitl` command (the full run's retrain of 50,000) may take

@@ -43,7 +43,7 @@ from tests import signing  # noqa: E402
 
 SECRET = "soak-signing-secret"
 STOP_WITHIN = 60  # seconds from SIGTERM to the server's exit before it is asked where it waits
-API_TOKEN = "soak-api-token"
+API_TOKEN = "soak-api-token-0123456789"
 CHANNEL = "C0SOAK"
 LABELS = ("billing", "bug", "account", "how_to")
 WORDS = {

@@ -476,9 +476,11 @@ def _write_file(
 
     A regular file, or a new path, is replaced atomically: a reader never sees half an export
     and a failed one leaves the old file as it was. Through a symlink, its target is replaced and
-    the link kept. Anything else (a FIFO, a device, /dev/stdout) is written as it is: replacing
-    it would swap the pipe or device node for a regular file that no one reads."""
+    the link kept, unless another user planted the link in a shared folder
+    (``_refuse_planted_link``). Anything else (a FIFO, a device, /dev/stdout) is written as it
+    is: replacing it would swap the pipe or device node for a regular file that no one reads."""
     try:
+        _refuse_planted_link(output)
         if _written_in_place(output):  # appended: "w" would truncate the file behind >>
             with open(output, "a", encoding="utf-8", newline="") as handle:
                 return _write_records(handle, records, columns, fmt)
@@ -492,6 +494,48 @@ def _write_file(
         return _replace_atomically(target, records, columns, fmt)
     except OSError as exc:
         raise click.ClickException(os_problem(exc, f"cannot write {output}")) from exc
+
+
+def _refuse_planted_link(output: Path) -> None:
+    """Refuse to follow a symlink that the kernel's ``fs.protected_symlinks`` would not let
+    ``open()`` follow: one in a sticky, world-writable folder (/tmp) that neither the caller nor
+    the folder's owner owns. Another user may have put it there to point the export at a file
+    of the caller's. ``realpath`` only reads links, so without this the rule never applied."""
+    folder = os.getcwd() if not os.path.isabs(output) else os.sep  # getcwd has no links
+    names = list(reversed(os.fspath(output).split(os.sep)))
+    links = 0
+    while names and links <= 40:  # the kernel follows at most 40 links; more is ELOOP on writing
+        name = names.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            folder = os.path.dirname(folder)
+            continue
+        path = os.path.join(folder, name)
+        try:
+            link = os.lstat(path)
+        except OSError:  # a new file, or a path writing reports
+            return
+        if not stat.S_ISLNK(link.st_mode):
+            folder = path
+            continue
+        shared = os.stat(folder)
+        sticky_and_open = shared.st_mode & (stat.S_ISVTX | stat.S_IWOTH)
+        if sticky_and_open == stat.S_ISVTX | stat.S_IWOTH and link.st_uid not in (
+            os.geteuid(),
+            shared.st_uid,
+        ):
+            raise click.ClickException(
+                f"cannot write {output}: {path} is a symbolic link in the shared folder"
+                f" {folder} (sticky, world-writable) that another user (uid {link.st_uid}) owns,"
+                " so it may point the export at any file of yours; the system refuses to follow"
+                " such links (fs.protected_symlinks): delete the link or write to another path"
+            )
+        links += 1
+        target = os.readlink(path)
+        if os.path.isabs(target):
+            folder = os.sep
+        names.extend(reversed(target.split(os.sep)))
 
 
 def _written_in_place(output: Path) -> bool:

@@ -17,6 +17,7 @@ import functools
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -105,6 +106,27 @@ def _text(value: Any) -> str:
     if not value:
         raise ValueError("is empty; unset it or give a value")
     return value
+
+
+MIN_API_TOKEN = 16
+MAKE_A_TOKEN = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+
+
+def _api_token(value: Any) -> str:
+    """HITL_API_TOKEN: long enough not to be guessed (a 1-character token fell in 17 tries) and
+    sendable as it is in an ``Authorization: Bearer`` header (no space or control character)."""
+    token = _text(value)
+    if any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise ValueError(
+            f"has a space or a control character, which a Bearer header cannot carry; make a"
+            f" token with {MAKE_A_TOKEN}"
+        )
+    if len(token) < MIN_API_TOKEN:
+        raise ValueError(
+            f"has {len(token)} character{'s' if len(token) != 1 else ''}, fewer than"
+            f" {MIN_API_TOKEN}: a client could guess it; make a token with {MAKE_A_TOKEN}"
+        )
+    return token
 
 
 def _number(low: float, high: float) -> Callable[[Any], float]:
@@ -437,7 +459,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("report_channel", "HITL_REPORT_CHANNEL", _text, False, "channel for reports"),
     Spec("labels", "HITL_LABELS", _labels, False, "the label set (default: imported labels)"),
     Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
-    Spec("api_token", "HITL_API_TOKEN", _text, True, "bearer token for /api/* (off without)"),
+    Spec("api_token", "HITL_API_TOKEN", _api_token, True, "bearer token for /api/* (off without)"),
     Spec("webhook_secret", "HITL_WEBHOOK_SECRET", _text, True, "signs webhook deliveries"),
     Spec(
         "webhook_allow",
@@ -554,11 +576,51 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     return default if default.exists() else None
 
 
+def _refuse_untrusted(path: Path, status: os.stat_result) -> None:
+    """Refuse a config file that a user other than this one (or root) owns, or that is group- or
+    world-writable, as ssh does its own files and git a repository it does not own (its
+    ``safe.directory``): whoever can write it chooses where the bot token goes (slack_api_url)
+    and who the admins are. ``./hitl.toml`` is read from whatever folder a command runs in.
+    Where files have no POSIX owner (Windows), there is nothing to check."""
+    if not hasattr(os, "geteuid"):
+        return
+    if status.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            [
+                f"{path} is owned by another user (uid {status.st_uid}), who could change the"
+                " settings hitl takes from it (where the bot token is sent, the admins): if you"
+                f" trust it, make it yours (`sudo chown {_user_name()} {path}`) or point"
+                " HITL_CONFIG at a copy you own; else delete it"
+            ]
+        )
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            [
+                f"{path} can be changed by other users (mode {stat.S_IMODE(status.st_mode):04o}),"
+                " who could change the settings hitl takes from it (where the bot token is"
+                f" sent, the admins): `chmod go-w {path}`"
+            ]
+        )
+
+
+def _user_name() -> str:
+    """This process's user name, for a ``chown`` to copy; its uid when it has none."""
+    import pwd  # POSIX only, as the check that calls this
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 def _toml_text(path: Path) -> str:
     """The text of a TOML file, which TOML says is UTF-8. A UTF-8 byte-order mark (Notepad's
     "UTF-8 with BOM") is dropped; any other encoding is a ConfigError naming the first bad byte's
-    line, not a UnicodeDecodeError from every command."""
-    data = Path(path).read_bytes()
+    line, not a UnicodeDecodeError from every command. A file someone else could have written
+    is refused first (``_refuse_untrusted``)."""
+    with open(path, "rb") as handle:
+        _refuse_untrusted(path, os.fstat(handle.fileno()))
+        data = handle.read()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in data:
         found = "it looks like UTF-16"
     else:

@@ -125,6 +125,7 @@ class Store(
             )
         conn = None
         try:
+            _create_private(path)
             conn = sqlite3.connect(str(path), timeout=10)
             db = Database(conn)
             _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
@@ -1044,6 +1045,21 @@ def process_gone(process: str) -> bool:
         pass  # another user's process runs under that pid
     now_started = process_started(int(pid))
     return bool(started and now_started and now_started != started)
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only (0600), as the model files are: it
+    holds every item's text and who answered what. SQLite gives its -wal and -shm files the
+    database file's mode. An existing file keeps the mode it has (an operator may have chosen
+    one); any problem creating it (a link, a folder that cannot be written) is left to SQLite,
+    which reports it as before."""
+    if str(path) == ":memory:":  # SQLite's name for no file at all
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    os.close(fd)
 
 
 def _refuse_foreign(db: Database, path: Path) -> None:
