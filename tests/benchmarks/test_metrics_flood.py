@@ -1,0 +1,30 @@
+"""metrics_flood.py: the event loop's lag under a flood of GET /metrics, the old way and now."""
+
+from __future__ import annotations
+
+import re
+
+from tests.benchmarks.runner import run_quick
+
+NUMBER = r"([\d,]+(?:\.\d+)?)"
+
+
+def test_metrics_flood_benchmark_floods_both_arms_on_the_database_it_built():
+    out = run_quick("metrics_flood.py")
+    assert re.search(r"^database: 20,000 items, 20,000 answers, 20,000 posts, ", out, re.M), out
+    row = r"^\| (quiet|on-loop|scrape) \| ([\d.]*) \| " + r" \| ".join([NUMBER] * 7) + r" \|$"
+    rows = {arm: cells for arm, *cells in re.findall(row, out, re.M)}
+    assert list(rows) == ["quiet", "on-loop", "scrape"], out
+    for arm, (one, p50, p99, longest, samples, served, failed, load) in rows.items():
+        lags = [float(x) for x in (p50, p99, longest)]
+        assert 0 <= lags[0] <= lags[1] <= lags[2], (arm, out)
+        assert int(samples.replace(",", "")) > 0, (arm, out)
+        assert failed == "0", (arm, out)
+        assert float(load) >= 0, (arm, out)
+        if arm == "quiet":
+            assert (one, served) == ("", "0"), out
+        else:
+            assert float(one) > 0 and int(served.replace(",", "")) > 0, (arm, out)
+    assert re.search(
+        r"^on-loop / scrape: loop lag p99 [\d.]+x, max [\d.]+x; one scrape [\d.]+x$", out, re.M
+    ), out
