@@ -123,6 +123,7 @@ def run_default(
             predicted = [clf.classes[j] for j in proba.argmax(axis=1)]  # = clf.predict(stop)
             n = len(labeled)
             older = baseline([m for m, _ in history], n)  # the product's comparison
+            still = [not is_labeled[i] for i in stop_at]  # the product compares on these
             recent = history[::-1][:BACK]
             row = {
                 "kind": "round",
@@ -131,11 +132,13 @@ def run_default(
                 "n_labels": n,
                 "accuracy": accuracy_score(test_y, clf.predict(test_x)),
                 "kappa": cohens_kappa(history[-1][1], predicted) if history else None,
-                "changed": None if older is None else changed_share(history[older][1], predicted),
+                "changed": None
+                if older is None
+                else _unlabeled_share(history[older][1], predicted, still),
                 "span": None if older is None else n - history[older][0],
                 # the share of the stop set predicted otherwise than by the model this many
                 # labels before, for the last BACK rounds (other rules can be read off them)
-                "disagree": [changed_share(old, predicted) for _, old in recent],
+                "disagree": [_unlabeled_share(old, predicted, still) for _, old in recent],
                 "labels_back": [n - m for m, _ in recent],
                 "stop_set": len(stop),
                 # accuracy on the stop set's items not labeled yet: a uniform sample of what
@@ -172,6 +175,14 @@ def run_default(
         ys = [pool_y[i] for i in labeled]
         if _fit_ready(ys):
             clf = TextClassifier(random_state=seed).fit([pool_x[i] for i in labeled], ys)
+
+
+def _unlabeled_share(before: list[str], now: list[str], still: list[bool]) -> float | None:
+    """``changed_share`` on the stop set's items not labeled yet, as the product compares
+    (``bot.learning.stopping.compute_stop``): the labeled ones are training labels, which both
+    models agree on. None when none is left."""
+    pairs = [(b, p) for b, p, u in zip(before, now, still, strict=True) if u]
+    return changed_share([b for b, _ in pairs], [p for _, p in pairs]) if pairs else None
 
 
 def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
