@@ -1160,8 +1160,10 @@ def demo_command(
 
 
 from bot.cli_labels import labels_group  # noqa: E402 (a group of its own module, added here)
+from bot.cli_restore import restore_command  # noqa: E402 (a command of its own module)
 
 cli.add_command(labels_group)
+cli.add_command(restore_command)
 
 
 def main() -> None:

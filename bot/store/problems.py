@@ -87,7 +87,11 @@ def database_problem(
             "point --db/HITL_DB at another file",
         )
     if name.startswith("SQLITE_CORRUPT"):
-        return _damaged(path, f"{path} is damaged ({exc}); restore it from a backup")
+        return _damaged(
+            path,
+            f"{path} is damaged ({exc}); restore it from a backup with `hitl restore BACKUP`"
+            + _log_beside(path),
+        )
     if name == "SQLITE_FULL":
         return StoreError(f"{path}: the disk is full; free some space and try again")
     if name.startswith("SQLITE_IOERR"):
@@ -98,6 +102,24 @@ def database_problem(
 def _damaged(path: Path, line: str) -> StoreError:
     _damage_seen[os.path.abspath(path)] = (line, clock())  # for ``damage_seen``
     return StoreError(line)
+
+
+def _log_beside(path: Path) -> str:
+    """For a damaged file with a write-ahead log beside it: that the log may be the cause. A
+    server that crashed leaves ``<db>-wal``; a backup copied over the file (``cp``) keeps it,
+    and SQLite applies its pages, the file's that was there, over the copy (again after each
+    copy). `hitl restore` moves it aside with the file it belongs to."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        if wal.stat().st_size == 0:
+            return ""  # an empty log applies nothing
+    except OSError:
+        return ""
+    return (
+        f" ({wal.name} is beside it: a log left from before a backup was copied over the file"
+        " is applied over the copy and may be the cause; a copy made with cp keeps it,"
+        " `hitl restore` moves it aside)"
+    )
 
 
 def _folder(path: Path) -> Path:

@@ -1,0 +1,153 @@
+"""`hitl restore BACKUP`: put a backup of the database in place (``bot.store.restore``).
+
+A command beside ``bot.cli`` (which adds it to `hitl`), as ``bot.cli_labels`` is; it gets the
+same ``State`` as every command (``click.pass_obj``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.cli_errors import friendly_errors
+from bot.words import count
+
+
+@click.command("restore")
+@click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def restore_command(state: Any, backup: Path) -> None:
+    """Put BACKUP (a copy of the database) in place of the database, safely after a crash.
+
+    Stop `hitl serve` first: the restore is refused while a server, demo or another hitl
+    process has the database open. BACKUP is checked first (a slack-hitl database this
+    version can open, PRAGMA quick_check), then copied with SQLite's backup API. The
+    database that was there is kept, with its -wal and -shm, as <db>.before-restore (or
+    .before-restore.2, ...): nothing is deleted, and `hitl restore hitl.db.before-restore`
+    undoes the restore.
+
+    Never copy a backup over the database with cp while a hitl.db-wal is beside it (a server
+    that crashed leaves one): SQLite applies that log over the copy, which ends damaged.
+
+    Model files are not restored: the command says which versions the backup records and
+    which the models folder (<db>.models) holds.
+
+    \b
+    Examples:
+      sqlite3 hitl.db ".backup backup.db"   # a backup, safe while hitl serve runs
+      hitl restore backup.db
+      hitl --db /srv/hitl/hitl.db restore /backups/hitl-monday.db
+      hitl restore hitl.db.before-restore   # undo the last restore
+    """
+    from bot.store.restore import restore
+
+    with friendly_errors(), contextlib.ExitStack() as bars:
+        db = state.settings.db
+        bar: list[Any] = []
+
+        def progress(done: int, total: int) -> None:
+            if not bar:
+                bar.append(
+                    bars.enter_context(
+                        click.progressbar(
+                            length=max(total, 1),
+                            label=f"Copying {backup.name}",
+                            file=sys.stderr,
+                        )
+                    )
+                )
+            bar[0].update(done - bar[0].pos)
+
+        def checking() -> None:
+            click.echo(f"Checking {backup} (PRAGMA quick_check)…", err=True)
+
+        done = restore(db, backup, progress=progress, checking=checking)
+    facts = done.facts
+    newest = f", the newest at {facts.newest_answer}" if facts.newest_answer else ""
+    click.echo(
+        f"Restored {db} from {backup}: {count(facts.items, 'item')},"
+        f" {count(facts.answers, 'answer')}{newest}."
+    )
+    if facts.pending:
+        click.echo(
+            f"The backup was made by an older slack-hitl: the next hitl command upgrades it"
+            f" ({count(facts.pending, 'migration')})."
+        )
+    if done.kept is not None:
+        beside = " and ".join(path.name for path in done.kept_beside)
+        with_log = f" with {beside} beside it (its log may hold its last answers)" if beside else ""
+        click.echo(
+            f"The database that was there is kept as {done.kept}{with_log}:"
+            f" `hitl restore {done.kept}` undoes this."
+        )
+    elif done.kept_beside:
+        names = ", ".join(str(path) for path in done.kept_beside)
+        click.echo(f"Files left beside the database were moved aside: {names}.")
+    for line, warn in models_note(state.settings, facts.models):
+        click.echo(f"Warning: {line}" if warn else line, err=warn)
+
+
+def models_note(settings: Any, recorded: dict[int, str]) -> list[tuple[str, bool]]:
+    """What the models folder holds against the versions the restored database records, as
+    lines (and whether each is a warning). Model files are not part of the database: a folder
+    newer than the backup keeps versions trained after it, and the folder is what is served."""
+    from bot.learning import reports, retrain
+
+    models_dir = settings.models_dir
+    registry = retrain.registry_for(settings) if models_dir.is_dir() else None
+    versions, unreadable = registry.scan() if registry is not None else ([], {})
+    held = {v.version: v.status for v in versions}
+    backup_champion = next((v for v, s in recorded.items() if s == "champion"), None)
+    lines: list[tuple[str, bool]] = []
+    if not recorded and not held and not unreadable:
+        return [("Models: none in the backup, none in the models folder.", False)]
+    shown = _versions(recorded) + (f" (champion v{backup_champion})" if backup_champion else "")
+    folder_champion = _champion(held)
+    folder = _versions(held) + (f" (champion v{folder_champion})" if folder_champion else "")
+    lines.append(
+        (
+            f"Models: the backup records {shown or 'none'}; {models_dir} holds {folder or 'none'}.",
+            False,
+        )
+    )
+    newer = sorted(set(held) - set(recorded))
+    if newer:
+        which = ", ".join(f"v{v}" for v in newer)
+        served = _champion(held)
+        back = (
+            f"; `hitl rollback {backup_champion}` makes the backup's champion v{backup_champion}"
+            " the champion again"
+            if backup_champion is not None and served != backup_champion
+            else ""
+        )
+        lines.append(
+            (
+                f"{models_dir} holds {which}, which the backup does not record (trained after it,"
+                " perhaps on answers the restore took out); "
+                + ("they stay" if len(newer) > 1 else "it stays")
+                + " in the folder"
+                + (f", and its champion v{served} is the model served" if served else "")
+                + f": `hitl models` lists {'them' if len(newer) > 1 else 'it'}{back}",
+                True,
+            )
+        )
+    known = {v: {"version": v, "status": s} for v, s in recorded.items()}
+    lines += [(line, True) for line in reports.lost_models(known, versions, unreadable, models_dir)]
+    return lines
+
+
+def _champion(held: dict[int, str]) -> int | None:
+    return max((v for v, s in held.items() if s == "champion"), default=None)
+
+
+def _versions(versions: dict[int, str] | Any) -> str:
+    numbers = sorted(versions)
+    if not numbers:
+        return ""
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
+        return f"v{numbers[0]}–v{numbers[-1]}"
+    return ", ".join(f"v{v}" for v in numbers)
