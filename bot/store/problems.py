@@ -71,9 +71,16 @@ def database_problem(
     if name.startswith("SQLITE_READONLY") or (
         name.startswith("SQLITE_CANTOPEN") and not _writable(path)
     ):
+        # a folder nobody may write: a snapshot, a backup mount, another user's install
+        copy = (
+            ""
+            if os.access(folder, os.W_OK)
+            else f'; to read it from here, copy it (`sqlite3 {path} ".backup /tmp/{path.name}"`)'
+            f" and point --db at the copy"
+        )
         return StoreError(
             f"{path} is read-only: hitl needs write access to the file and its folder "
-            f"{folder} (SQLite keeps {path.name}-wal and {path.name}-shm beside it)"
+            f"{folder} (SQLite keeps {path.name}-wal and {path.name}-shm beside it){copy}"
         )
     if name.startswith("SQLITE_CANTOPEN"):
         return StoreError(

@@ -172,3 +172,30 @@ def test_a_new_database_in_a_read_only_folder_says_the_folder_is_read_only(tmp_p
         " creates new.db, new.db-wal and new.db-shm there); make the folder writable or point"
         " --db/HITL_DB at a file in another folder\n"
     )
+
+
+def test_a_database_in_a_folder_no_one_may_write_says_how_to_read_a_copy(tmp_path: Path):
+    """A backup mount or a snapshot: hitl needs to write beside the database, so the commands
+    that only read refused it, saying only that (an outside operations test). The line says
+    how to read a copy. (/proc/self stands for such a folder, its status for the file: no one
+    may write there, root included; the refusal is SQLite's own, from a write to a file
+    opened read-only.)"""
+    from bot.store import database_problem
+
+    db = tmp_path / "hitl.db"
+    Store.open(db).close()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as refused:
+            conn.execute("INSERT INTO runs (kind, started_at, status) VALUES ('x', 't', 'r')")
+    finally:
+        conn.close()
+    # an existing file in it (the message names the folder and the file as they are)
+    line = str(database_problem(Path("/proc/self/status"), refused.value))
+    assert line == (
+        "/proc/self/status is read-only: hitl needs write access to the file and its folder"
+        " /proc/self (SQLite keeps status-wal and status-shm beside it); to read it from here,"
+        ' copy it (`sqlite3 /proc/self/status ".backup /tmp/status"`) and point --db at the'
+        " copy"
+    )
+    assert "copy it" not in str(database_problem(db, refused.value))  # a folder one may write
