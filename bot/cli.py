@@ -865,15 +865,33 @@ def models_command(state: State) -> None:
         models_dir = state.settings.models_dir
         registry = retrain.registry_for(state.settings) if models_dir.is_dir() else None
         versions, unreadable = registry.scan() if registry is not None else ([], {})
+        newest_label = store.labels_watermark()["newest"]
     if not versions and not known and not unreadable:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
-    rows = {v.version: _model_row(v.to_dict(), v.reasons(), v.pruned_at) for v in versions}
+    # each model file that would not load (missing, or not the sha256 its vN.json records)
+    files = reports.file_problems(registry, versions) if registry is not None else {}
+    rows = {
+        v.version: _model_row(
+            v.to_dict(),
+            v.reasons(),
+            v.pruned_at,
+            f"(file {files[v.version]})" if v.version in files else "",
+        )
+        for v in versions
+    }
     for version, why in unreadable.items():
         row = known.get(version) or {"version": version, "status": "?"}
         rows[version] = _model_row(row, [], "", f"(metadata v{version}.json unreadable: {why})")
+    # The folder's champion is the one served (the database's, with no files, cannot be): one
+    # champion is listed, the folder's (a folder restored from a backup older than the database)
+    served = any(v.status == "champion" for v in versions)
     for version in sorted(set(known) - set(rows)):
-        rows[version] = _model_row(known[version], [], "", f"(files missing in {models_dir})")
+        row, note = known[version], f"(files missing in {models_dir})"
+        if served and row["status"] == "champion":
+            row = {**row, "status": "retired"}
+            note = f"(files missing in {models_dir}; the database's champion, not served)"
+        rows[version] = _model_row(row, [], "", note)
     click.echo(
         f"{'version':<8} {'status':<10} {'created':<26} {'labels':>7} {'accuracy':>9} "
         f"{'macro-F1':>9}  reason"
@@ -887,7 +905,10 @@ def models_command(state: State) -> None:
         # retrain (as `hitl retrain` does) until the folder is back: no other advice holds
         click.echo(f"Warning: {gone}; `hitl serve` serves the model it loaded meanwhile", err=True)
         return
-    for line in reports.lost_models(known, versions, unreadable, models_dir):
+    for line in [
+        *reports.unknown_models(known, versions, newest_label, models_dir),
+        *reports.lost_models(known, versions, unreadable, models_dir, files),
+    ]:
         click.echo(f"Warning: {line}", err=True)
 
 

@@ -50,7 +50,7 @@ from bot.learning.jobs import (
     stop_scheduler,
     warm_scoring,
 )
-from bot.learning.reports import lost_models
+from bot.learning.reports import lost_models, unknown_models
 from bot.learning.retrain import (
     FitWorker,
     load_champion,
@@ -165,13 +165,22 @@ def models_problem(
     store: Store, registry: ModelRegistry, settings: Settings, *, loaded: bool
 ) -> str | None:
     """What is wrong with the model files at start, in one line with the fix, as `hitl models`
-    says it (``reports.lost_models``): versions the database records but the models folder
-    lacks (a database restored without its folder), damaged metadata, or (``loaded`` False) a
-    champion whose file, and every earlier one's, was refused. None when all is well."""
+    says it (``reports.lost_models``, ``reports.unknown_models``): versions the database
+    records but the models folder lacks (a database restored without its folder, or renamed
+    away from it), damaged metadata, a champion whose model file is missing or damaged (an
+    earlier version serves), a champion the database does not know, trained on labels it
+    lacks (a database restored beside a newer folder: said before ``mirror_registry`` records
+    it), or (``loaded`` False) a champion whose file, and every earlier one's, was refused.
+    None when all is well."""
     known = {int(m["version"]): m for m in store.models()}
     versions, unreadable = registry.scan()
-    lines = lost_models(known, versions, unreadable, settings.models_dir)
     champion = next((v for v in reversed(versions) if v.status == "champion"), None)
+    # Not loaded: the line below says it all (no earlier version to name in the fix)
+    files = {champion.version: None} if not loaded and champion is not None else None
+    lines = [
+        *unknown_models(known, versions, store.labels_watermark()["newest"], settings.models_dir),
+        *lost_models(known, versions, unreadable, settings.models_dir, files),
+    ]
     if not loaded and champion is not None:  # its file: missing or damaged, no fallback
         lines.append(
             f"no model is served: champion v{champion.version}'s file v{champion.version}.skops"
@@ -582,6 +591,94 @@ def _log_info(line: str) -> None:
     logger.info("%s", line)
 
 
+# A connection that has not sent a whole request's headers this many seconds after it opened,
+# or after its last response (keep-alive), is closed: a client that trickles a header line
+# every few seconds ("slow loris") held its socket for good, and a few hundred of them used up
+# the process's open files, so that Slack's requests and /healthz were no longer answered.
+# aiohttp's ``keepalive_timeout`` does this: its timer starts when a connection opens and again
+# after each response, and closes the connection only while it waits for a request's headers,
+# never while a request is handled. It is longer than the idle timeout of the usual proxies
+# and load balancers in front (nginx's and AWS ALB's 60 s), which must close an idle
+# connection to the server before the server does: else a request sent as the server closes
+# it fails (aiohttp's own default, 3,630 s, is that long for the same reason). A proxy in
+# front reads a request's headers whole before it sends them on, so a slow client meets the
+# proxy's deadline first; this one is for a server reached without one. Bodies have their
+# deadline in ``bot.api.bodies``.
+HEADER_SECONDS = 75.0
+
+# ``hitl serve`` raises its soft limit of open files to the hard one, up to this: each client
+# connection is one, and a soft limit of 1,024 (common) is soon reached by idle clients.
+OPEN_FILES_CAP = 65_536
+# macOS refuses a soft limit over OPEN_MAX (10,240) however high the hard one is.
+OPEN_FILES_FALLBACK = 10_240
+
+
+def raise_open_files_limit(cap: int = OPEN_FILES_CAP) -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (at most ``cap``); says nothing unless
+    that fails. Where there is no ``resource`` module (Windows), it does nothing."""
+    try:
+        import resource
+    except ImportError:
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return
+    wanted = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    problem: BaseException | None = None
+    for limit in dict.fromkeys((wanted, min(wanted, OPEN_FILES_FALLBACK))):
+        if limit <= soft:
+            continue
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        except (OSError, ValueError) as exc:
+            problem = exc
+        else:
+            return
+    logger.warning(
+        "could not raise the limit of open files from %d to %d (%s): each connection is one, "
+        "so about %d clients at once are the most this server takes; raise it with ulimit -n",
+        soft,
+        wanted,
+        problem,
+        soft,
+    )
+
+
+class AcceptFailuresOnce(logging.Filter):
+    """asyncio's log of a connection it could not accept (out of open files, or memory), one
+    line per episode: asyncio says it, with a traceback, for every accept() that fails, up to
+    128 in a row, and each failure schedules another retry, so they multiply (a slow-loris
+    attack filled the log with ~170,000 lines in 30 s). The first of an episode is kept, in
+    one line without the traceback; more within ``gap`` seconds of the last one belong to the
+    same episode."""
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, gap: float = 10.0) -> None:
+        super().__init__()
+        self.gap = gap
+        self.last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.MESSAGE):
+            return True
+        previous, self.last = self.last, record.created
+        if previous is not None and record.created - previous < self.gap:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg = (
+            "cannot accept new connections: %s; they wait in the listen queue until some "
+            "close (said once while it lasts)"
+        )
+        record.args = (exc or "out of system resource",)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 async def serve(settings: Settings, announce: Callable[[str], None] = _log_info) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed).
 
@@ -594,12 +691,15 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     # program), there is nowhere to print them.
     with contextlib.suppress(RuntimeError, OSError, ValueError):
         faulthandler.enable(all_threads=True)
+    raise_open_files_limit()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = init_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=5, keepalive_timeout=HEADER_SECONDS
+    )
 
     async def start() -> None:
         await runner.setup()  # checks Slack; in Socket Mode, connects
@@ -616,6 +716,8 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
         gc.freeze()
         announce(f"slack-hitl listening on http://{settings.host}:{settings.port}")
 
+    accept_failures = AcceptFailuresOnce()
+    logging.getLogger("asyncio").addFilter(accept_failures)
     try:
         if await unless_stopped(start(), stop):
             await stop.wait()
@@ -623,4 +725,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        finally:
+            logging.getLogger("asyncio").removeFilter(accept_failures)

@@ -142,6 +142,7 @@ class ModelRegistry:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._warned: set[int] = set()  # versions whose unreadable metadata was logged
+        self._said: set[str] = set()  # refused model files logged (again: at INFO)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ class ModelRegistry:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            logger.warning("model v%d file unreadable: %s", version, exc)
+            self._say(f"model v{version} file unreadable: {exc}")
             raise RegistryError(f"model v{version}'s file is missing or unreadable") from exc
         digest = _sha256(data)
         if digest != meta.sha256:
@@ -270,6 +271,32 @@ class ModelRegistry:
             raise RegistryError(
                 f"model v{version} could not be loaded safely: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def file_problem(self, version: int) -> str | None:
+        """Why ``vN.skops`` would not load, in a few words for a listing ("missing", "damaged:
+        sha256 mismatch", "unreadable: …", "deleted to save space", "outside the models
+        folder"); None when it is there and matches the sha256 its metadata records. Reads
+        the file (as :meth:`load` does) but does not unpack it. :class:`RegistryError` when
+        the metadata itself cannot be read."""
+        meta = self.get(version)
+        if meta.pruned_at:
+            return "deleted to save space"
+        try:
+            data = self._model_path(meta).read_bytes()
+        except RegistryError:
+            return "outside the models folder"
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            return f"unreadable: {exc.strerror or type(exc).__name__}"
+        return None if _sha256(data) == meta.sha256 else "damaged: sha256 mismatch"
+
+    def _say(self, message: str) -> None:
+        """Log a refused model file: a WARNING the first time, INFO after (a server loads the
+        champion more than once at start; the fix is said once, by the caller)."""
+        level = logging.INFO if message in self._said else logging.WARNING
+        self._said.add(message)
+        logger.log(level, "%s", message)
 
     def serving_order(self) -> tuple[list[ModelVersion], dict[int, str]]:
         """The versions :meth:`load_champion` tries, in order, and the unreadable metadata (as
@@ -323,13 +350,11 @@ class ModelRegistry:
             try:
                 clf = self.load(meta.version)
             except RegistryError as exc:
-                logger.warning("model v%d refused: %s", meta.version, exc)
+                self._say(f"model v{meta.version} refused: {exc}")
                 refused.append((meta.version, str(exc)))
                 continue
             if refused and meta is not champ:
-                logger.warning(
-                    "using model v%d instead of champion v%d", meta.version, champ.version
-                )
+                self._say(f"using model v{meta.version} instead of champion v{champ.version}")
             return LoadedModel(meta, clf, refused)
         return None
 
@@ -463,8 +488,11 @@ class ModelRegistry:
         return sorted(swept)
 
     def prune(self, keep: int, now: datetime | None = None) -> list[int]:
-        """Delete the model files of all but the champion and the ``keep`` newest other
-        versions (one is written per retrain; 6–12 MiB at 1,000–10,000 labels, up to 400 MB
+        """Delete the model files of all but the champion and ``keep`` other versions: the
+        newest one (the candidate just decided, which ``rollback --force`` may still want),
+        then earlier champions before rejected candidates, newest first, so a run of rejected
+        retrains (a bad week of labels) never leaves only models that need ``--force`` (one is
+        written per retrain; 6–12 MiB at 1,000–10,000 labels, up to 400 MB
         for files written before ``model/modelfile.py``'s format). Their metadata stays, with
         ``pruned_at``, so the history is complete. Returns the pruned versions.
 
@@ -475,7 +503,7 @@ class ModelRegistry:
         others = [v for v in reversed(self.versions()) if v.status != "champion"]
         stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
         pruned = []
-        for meta in [v for v in others if not v.pruned_at][keep:]:
+        for meta in [v for v in _keep_order(others) if not v.pruned_at][keep:]:
             self._write_meta(replace(meta, pruned_at=stamp))
             pruned.append(meta.version)
         for meta in others:  # also files a crash left behind
@@ -568,3 +596,14 @@ def _never_champion(meta: ModelVersion) -> str:
     if meta.status == "rejected":
         return "rejected"
     return "never promoted (its retrain did not finish)"
+
+
+def _keep_order(others: list[ModelVersion]) -> list[ModelVersion]:
+    """``others`` (newest first) in the order ``prune`` keeps their files: the newest, then
+    the versions that were champion (``retired``: what ``rollback`` goes back to), then the
+    rest (rejected candidates, unfinished ones), each newest first."""
+    if not others:
+        return []
+    rest = others[1:]
+    retired = [v for v in rest if v.status == "retired"]
+    return [others[0], *retired, *(v for v in rest if v.status != "retired")]

@@ -6,6 +6,7 @@ naming the field (``ApiError``), never a 500 or Python's own words."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -65,13 +66,38 @@ ALIASES = {"x-gzip": "gzip"}  # HTTP/1.1's other name for gzip (RFC 9110, 8.4.1.
 NOT_DECODED = ("br", "zstd")  # what aiohttp would decode with a package the server lacks
 
 
+# A request's body must have come this many seconds after its headers, or it is answered 408
+# and its connection closed: a client that sent all of a 1 MB body but a byte, and waited, held
+# that megabyte (and a socket) for as long as it liked. Slack and producers send 1 MB in well
+# under a second. (Headers have their deadline in ``bot.server.HEADER_SECONDS``.)
+BODY_SECONDS = 30.0
+
+
 async def request_body(request: web.Request) -> bytes:
     """The request's body, decoded from its Content-Encoding (gzip, deflate), at most MAX_BODY
     bytes once decoded; ``ApiError`` (field ``body``): 413 over the limit, 415 for an encoding
     the server does not decode (br, zstd), 400 for a body that does not decode or could not
-    be read. Any other Content-Encoding is ignored, as aiohttp ignored it."""
+    be read, 408 for one that has not all come within BODY_SECONDS (its connection is closed
+    once the 408 is sent). Any other Content-Encoding is ignored, as aiohttp ignored it."""
     try:
-        raw = await request.read()  # over MAX_BODY: HTTPRequestEntityTooLarge (a 413)
+        async with asyncio.timeout(BODY_SECONDS):
+            raw = await request.read()  # over MAX_BODY: HTTPRequestEntityTooLarge (a 413)
+    except TimeoutError:
+        # The rest of the body is not waited for: once the 408 is written the connection is
+        # closed (aiohttp would go on reading what is left for up to 10 s, its lingering time,
+        # before it closed it). aiohttp runs a request's handler and writes its answer in one
+        # task, this one, so its end is when the answer has been written.
+        transport = request.transport
+        task = asyncio.current_task()
+        if transport is not None and task is not None:
+            task.add_done_callback(lambda _: transport.close())
+        raise ApiError(
+            408,
+            f"the body did not all come within {BODY_SECONDS:g} seconds of the headers; send "
+            "it at once",
+            "body",
+            headers={"Connection": "close"},
+        ) from None
     except web.RequestPayloadError as exc:  # a broken chunked body, a connection cut short
         raise ApiError(400, f"the body could not be read ({_one_line(exc)})", "body") from None
     except ConnectionResetError:  # the client hung up before it sent the whole body

@@ -24,7 +24,7 @@ from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, stop_status
 from bot.store import Store
 from bot.words import count, escape
-from model import ModelRegistry, wilson_interval
+from model import ModelError, ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -330,25 +330,47 @@ def lost_models(
     versions: Sequence[ModelVersion],
     unreadable: dict[int, str],
     models_dir: Path,
+    files: Mapping[int, str | None] | None = None,
 ) -> list[str]:
-    """What is wrong when the models folder lacks versions the database records, or holds
-    metadata it cannot read, and the fix (empty when all is well)."""
+    """What is wrong when the models folder lacks versions the database records, holds
+    metadata it cannot read, or a champion whose model file is missing or damaged, and the
+    fix (empty when all is well). ``files``: what ``file_problems`` found, if the caller
+    checked already (else the champion's file, and its fallbacks', are checked here)."""
     lines = []
     readable = {v.version for v in versions}
     missing = sorted(set(known) - readable - set(unreadable))
-    has_champion = any(v.status == "champion" for v in versions)
+    champion = next((v for v in reversed(versions) if v.status == "champion"), None)
+    has_champion = champion is not None
     newest = max([*known, *readable, *unreadable], default=0)
     if missing:
-        champion = [v for v in missing if known[v]["status"] == "champion"]
-        which = ", ".join(f"v{v}" for v in missing)
-        lines.append(
-            f"the database records model{'s' if len(missing) > 1 else ''} {which}"
-            + (f" (champion v{champion[0]})" if champion else "")
+        named = [v for v in missing if known[v]["status"] == "champion"]
+        head = (
+            f"the database records model{'s' if len(missing) > 1 else ''} "
+            + ", ".join(f"v{v}" for v in missing)
+            + (f" (champion v{named[0]})" if named else "")
             + f" but {models_dir} has no files for "
             + ("it" if len(missing) == 1 else "them")
-            + f": restore them from a backup of {models_dir}, or `hitl retrain` trains a new "
-            f"model (v{newest + 1})"
         )
+        beside = models_beside(known, missing, models_dir)
+        if beside is not None:
+            lines.append(f"{head}; {beside}")
+        elif champion is not None and max(missing) < max([*readable, *unreadable]):
+            # older than the folder's models (a retrain since): only a rollback needs them
+            them = "it" if len(missing) == 1 else "them"
+            lines.append(
+                f"{head}: restore them from a backup of {models_dir} to roll back to {them}"
+            )
+        else:
+            lines.append(
+                f"{head}: restore them from a backup of {models_dir}, or `hitl retrain` trains a"
+                f" new model (v{newest + 1})"
+                + (
+                    f"; meanwhile `hitl serve` serves v{champion.version} from {models_dir}, a"
+                    " folder older than the database"
+                    if champion is not None
+                    else ""
+                )
+            )
     for version, why in unreadable.items():
         earlier = [
             v.version
@@ -375,7 +397,173 @@ def lost_models(
         ]
         serves = f"v{earlier[-1]}, an earlier model" if earlier else "no model"
         lines.append(f"until then `hitl serve` serves {serves}")
+    if champion is not None and not champion.pruned_at:
+        line = champion_file_problem(champion, versions, models_dir, newest, files)
+        if line is not None:
+            lines.append(line)
     return lines
+
+
+def file_problems(registry: ModelRegistry, versions: Sequence[ModelVersion]) -> dict[int, str]:
+    """Why each version's model file would not load (missing, damaged: sha256 mismatch, …),
+    for the versions that keep their file (``ModelRegistry.file_problem``); reads them."""
+    found = {}
+    for meta in versions:
+        if meta.pruned_at:
+            continue
+        try:
+            problem = registry.file_problem(meta.version)
+        except ModelError:
+            continue  # its metadata changed meanwhile: the listing says what it read
+        if problem is not None:
+            found[meta.version] = problem
+    return found
+
+
+def champion_file_problem(
+    champion: ModelVersion,
+    versions: Sequence[ModelVersion],
+    models_dir: Path,
+    newest: int,
+    files: Mapping[int, str | None] | None = None,
+) -> str | None:
+    """When the champion's model file is missing or damaged (its ``vN.json`` intact): which
+    version `hitl serve` serves instead (the newest retired one whose file is sound, as
+    ``ModelRegistry.load_champion`` falls back), and the fix; None when its file is sound."""
+    checked = dict(files) if files is not None else {}
+    registry = None
+
+    def problem(version: int) -> str | None:
+        nonlocal registry
+        if version not in checked:
+            if files is not None or not models_dir.is_dir():
+                return None
+            registry = registry or ModelRegistry(models_dir)
+            try:
+                checked[version] = registry.file_problem(version)
+            except ModelError:
+                checked[version] = None  # its metadata: the unreadable ones are said apart
+        return checked[version]
+
+    why = problem(champion.version)
+    if why is None:
+        return None
+    c = champion.version
+    fallback = next(
+        (
+            v.version
+            for v in reversed(versions)
+            if v.status == "retired" and not v.pruned_at and problem(v.version) is None
+        ),
+        None,
+    )
+    what, _, detail = why.partition(": ")
+    said = f"{what} ({detail})" if detail else what
+    head = f"champion v{c}'s model file {models_dir / f'v{c}.skops'} is {said}"
+    retrain = f"`hitl retrain --force` trains a new model (v{newest + 1})"
+    if fallback is None:
+        return (
+            f"{head} and no earlier version can stand in: restore v{c}.skops from a backup of"
+            f" {models_dir}, or {retrain}; until then `hitl serve` serves no model"
+        )
+    return (
+        f"{head}, so `hitl serve` serves v{fallback} instead: restore v{c}.skops from a backup"
+        f" of {models_dir}, make v{fallback} the champion (`hitl rollback {fallback}`), or"
+        f" {retrain}"
+    )
+
+
+def models_beside(
+    known: Mapping[int, Mapping[str, Any]], missing: Sequence[int], models_dir: Path
+) -> str | None:
+    """The fix when another ``*.models`` folder beside the database holds the versions it
+    records that ``models_dir`` lacks (each ``vN.json`` naming the sha256 the database
+    records): the database was renamed, or copied, without its folder. None when none does."""
+    try:
+        others = sorted(
+            p
+            for p in models_dir.parent.glob("*.models")
+            if p.name != models_dir.name and p.is_dir()
+        )
+    except OSError:
+        return None
+    for other in others:
+        registry = ModelRegistry(other)
+        try:
+            if all(
+                known[v].get("sha256") and registry.get(v).sha256 == known[v]["sha256"]
+                for v in missing
+            ):
+                break
+        except (ModelError, OSError):
+            continue
+    else:
+        return None
+    source = other.with_name(other.name.removesuffix(".models"))
+    try:
+        made = models_dir.is_dir()
+        empty = made and not any(models_dir.iterdir())
+    except OSError:
+        made = empty = False
+    first = (
+        f" (remove the empty {models_dir.name} first)"
+        if empty
+        else f" (move {models_dir.name} aside first)"
+        if made
+        else ""
+    )
+    if source.exists():  # copied: the database it belonged to still uses it
+        return (
+            f"{other} beside it has them (was the database copied from {source.name}?): copy"
+            f" {other.name} to {models_dir.name}{first}"
+        )
+    return (
+        f"{other} beside it has them (was the database renamed from {source.name}?): rename"
+        f" {other.name} to {models_dir.name}{first}"
+    )
+
+
+def unknown_models(
+    known: Mapping[int, Mapping[str, Any]],
+    versions: Sequence[ModelVersion],
+    newest_label: str | None,
+    models_dir: Path,
+) -> list[str]:
+    """When the models folder's champion is a version the database does not record, trained
+    on labels newer than any the database has (the database restored from a backup older than
+    the folder: the answers that model learned from were undone), the versions the database
+    does not know and the fix; empty otherwise (a retrain killed before it recorded its model
+    trained on labels the database has: the server records it, rightly)."""
+    champion = next((v for v in reversed(versions) if v.status == "champion"), None)
+    if champion is None or champion.version in known:
+        return []
+    trained_until = str(champion.extra.get("label_watermark") or "")
+    if not trained_until or trained_until <= (newest_label or ""):
+        return []
+    unknown = [v.version for v in versions if v.version not in known]
+    files = ", ".join(f"v{v}.json and v{v}.skops" for v in unknown)
+    recorded = next((v for v, m in known.items() if m["status"] == "champion"), None)
+    back = next(
+        (
+            v.version
+            for v in versions
+            if v.version == recorded and v.status == "retired" and not v.pruned_at
+        ),
+        None,
+    )
+    fix = (
+        f"`hitl rollback {back}` makes v{back}, the database's champion, the champion again, or"
+        f" with the server stopped move {files} out of {models_dir}"
+        if back is not None
+        else f"with the server stopped, move {files} out of {models_dir}"
+    )
+    return [
+        f"{models_dir} holds model{'s' if len(unknown) > 1 else ''} "
+        + ", ".join(f"v{v}" for v in unknown)
+        + f" (champion v{champion.version}), which the database does not record, trained on"
+        " labels newer than any in the database (was the database restored from an older"
+        f" backup?): `hitl serve` serves v{champion.version} and records it; {fix}"
+    ]
 
 
 OLD_FOLDS = (

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -262,6 +262,26 @@ def known_versions(store: Store) -> dict[int, str]:
     return {int(m["version"]): m["status"] for m in store.models()}
 
 
+def models_to_mend(registry: ModelRegistry, known: Mapping[int, str]) -> bool:
+    """Whether a retrain must train although no label is new: the champion's model file is
+    missing or damaged (``vN.json`` intact; a server serves an older version meanwhile), or
+    the models folder is older than the database (restored from an older backup: the database
+    records versions above any in it, so the folder's champion is an older model than the one
+    the database names). `hitl models` advises a retrain then (``reports.lost_models``). Reads
+    the champion's file."""
+    versions, unreadable = registry.scan()
+    held = max([*(v.version for v in versions), *unreadable], default=0)
+    if known and max(known) > held:
+        return True
+    champion = next((v for v in versions if v.status == "champion"), None)
+    if champion is None or champion.pruned_at:
+        return False
+    try:
+        return registry.file_problem(champion.version) is not None
+    except RegistryError:
+        return False  # its metadata changed meanwhile: the next run sees it
+
+
 def _plan(
     store: Store,
     settings: Settings,
@@ -281,6 +301,8 @@ def _plan(
     # The database records models but none is champion in the folder (restored without its
     # model files, or its champion's metadata damaged): train, or nothing would ever serve.
     lost = previous is None and bool(known)
+    if not force and not lost and last_mark == watermark and models_to_mend(registry, known):
+        lost = True  # the champion's file, or the folder, would stay as it is: train
     if not force and not lost and last_mark == watermark:
         outcome = Outcome(
             "nothing_new",

@@ -165,6 +165,10 @@ async def test_a_client_that_hangs_up_mid_body_is_one_warning_line_not_a_traceba
     access = logging.getLogger("aiohttp.access")
     handler = Answered()
     access.addHandler(handler)
+    # as it logs with `hitl -v` (a test of `hitl serve` before this one may have quietened it)
+    was = access.level, access.disabled
+    access.setLevel(logging.INFO)
+    access.disabled = False
     try:
         with caplog.at_level(logging.INFO):
             reader, writer = await asyncio.open_connection(server.host, server.port)
@@ -183,6 +187,7 @@ async def test_a_client_that_hangs_up_mid_body_is_one_warning_line_not_a_traceba
             await asyncio.wait_for(answered.wait(), 30)  # the server is done with it
     finally:
         access.removeHandler(handler)
+        access.level, access.disabled = was
     assert tracebacks(caplog) == []
     said = [r for r in caplog.records if r.name in ("bot.server", "aiohttp.server")]
     assert [r.getMessage() for r in said if r.levelno >= logging.WARNING] == [

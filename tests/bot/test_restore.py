@@ -90,9 +90,9 @@ def test_a_retrain_beside_an_older_models_folder_numbers_above_the_database(tmp_
     shutil.rmtree(tmp_path / "hitl.db.models")
     shutil.copytree(tmp_path / "backup", tmp_path / "hitl.db.models")
 
-    rows = run(db, "models").stdout.splitlines()[1:]
-    assert [r.split()[:2] for r in rows] == [["v1", "champion"], ["v2", "champion"]]
-    assert "files missing" in rows[1]
+    rows = run(db, "models").stdout.splitlines()[1:]  # one champion: the folder's, served
+    assert [r.split()[:2] for r in rows] == [["v1", "champion"], ["v2", "retired"]]
+    assert rows[1].endswith("; the database's champion, not served)")
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v3: promoted")
 
 

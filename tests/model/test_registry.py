@@ -305,25 +305,43 @@ def test_a_saved_model_is_a_few_files_not_one_per_ngram(registry, fitted, toy):
     assert loaded.predict(toy[0]) == fitted.predict(toy[0])
 
 
-def test_prune_keeps_the_champion_and_the_newest_files_and_all_the_history(registry, fitted):
+def test_prune_keeps_the_champion_the_newest_and_earlier_champions_and_all_the_history(
+    registry, fitted
+):
     for _ in range(5):
         registry.save(fitted, n_train=8, now=NOW)
     registry.promote(2)
     registry.promote(3)  # v2 retired
     registry.reject(4, "worse")
-    assert registry.prune(keep=2, now=NOW) == [2, 1]  # kept: the champion v3, and v5, v4
+    # kept: the champion v3, the newest v5, and v2 (a champion before: rollback's target)
+    # before the rejected v4
+    assert registry.prune(keep=2, now=NOW) == [4, 1]
     assert sorted(p.name for p in registry.root.glob("*.skops")) == [
-        "v3.skops", "v4.skops", "v5.skops"]  # fmt: skip
+        "v2.skops", "v3.skops", "v5.skops"]  # fmt: skip
     assert [v.version for v in registry.versions()] == [1, 2, 3, 4, 5]
-    assert registry.get(2).pruned_at == NOW.isoformat(timespec="seconds")
-    with pytest.raises(RegistryError, match="v2's file was deleted on 2026-11-24"):
-        registry.load(2)
-    with pytest.raises(RegistryError, match="no earlier model to roll back to"):
-        registry.rollback()  # v2 was the only retired one
-    assert registry.champion().version == 3
+    assert registry.get(4).pruned_at == NOW.isoformat(timespec="seconds")
+    with pytest.raises(RegistryError, match="v4's file was deleted on 2026-11-24"):
+        registry.load(4)
+    assert registry.rollback().version == 2
     assert registry.prune(keep=2) == []  # nothing more to do
     with pytest.raises(InvalidInputError):
         registry.prune(keep=-1)
+
+
+def test_a_week_of_rejected_retrains_leaves_the_earlier_champions_to_roll_back_to(registry, fitted):
+    """A month's test: after a bad week of labels every retrain was rejected, pruning kept
+    the newest files, all rejected ones, and deleted the earlier champions: nothing was left
+    to roll back to without --force."""
+    for version in range(1, 4):  # three good retrains
+        registry.save(fitted, n_train=8, now=NOW)
+        registry.promote(version)
+    for version in range(4, 7):  # three rejected ones
+        registry.save(fitted, n_train=8, now=NOW)
+        registry.reject(version, "worse")
+        registry.prune(keep=2, now=NOW)
+    kept = sorted(int(p.stem[1:]) for p in registry.root.glob("*.skops"))
+    assert kept == [2, 3, 6]  # the champion, the newest (rejected) and the last champion
+    assert registry.rollback().version == 2
 
 
 def test_prune_removes_a_file_a_crash_left_behind(registry, fitted):
