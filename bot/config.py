@@ -64,6 +64,7 @@ class Settings:
     audit_rate: float = 0.1
     gold_rate: float = 0.05
     max_open: int = 5
+    question_ttl: int = 72  # hours an unanswered question stays open; 0: for ever
     votes: int = 1
     show_votes: bool = False
     skips_to_discard: int = 2
@@ -480,6 +481,14 @@ SPECS: tuple[Spec, ...] = (
         "share of posts that are gold questions (0: none)",
     ),
     Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
+    Spec(
+        "question_ttl",
+        "HITL_QUESTION_TTL",
+        _integer(0, 8760),
+        False,
+        "hours a question stays unanswered before it is taken back and its item re-queued"
+        " (0: never)",
+    ),
     Spec("votes", "HITL_VOTES", _integer(1, 25), False, "answers needed to resolve an item"),
     Spec(
         "show_votes",

@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -467,14 +468,44 @@ def label_options(labels: Sequence[str], query: str, limit: int = MAX_STATIC_OPT
     return [Option(value=lb, text=lb).to_dict() for lb in (starts + contains)[:limit]]
 
 
+def _fallback(q: Question) -> str:
+    """The item's text as a plain-text fallback shows it: one line, cut."""
+    text = escape(q.text.replace("\n", " "))
+    return clip(text, FALLBACK_LIMIT - 1) + "…" if len(text) > FALLBACK_LIMIT else text
+
+
 def question_text(q: Question) -> str:
     """The plain-text fallback (notifications, screen readers)."""
-    text = escape(q.text.replace("\n", " "))
-    if len(text) > FALLBACK_LIMIT:
-        text = clip(text, FALLBACK_LIMIT - 1) + "…"
+    text = _fallback(q)
     if q.status == "resolved":
         return f"Labeled {escape(str(q.resolved_label))}: {text}"
     return f"Which label fits? {text}"
+
+
+def unanswered_for(age: timedelta) -> str:
+    """How long a question stood unanswered, as its expired message says it: in days from a
+    day on (whole days: "3 days"), in hours below."""
+    hours = int(age.total_seconds() // 3600)
+    return count(hours // 24, "day") if hours >= 24 else count(hours, "hour")
+
+
+def expired_blocks(q: Question, age: timedelta) -> list[Block]:
+    """A question taken back unanswered after HITL_QUESTION_TTL: its text and a line saying
+    so, without buttons (its item may be asked again, in a new message, when its turn comes)."""
+    return [
+        SectionBlock(text=MarkdownTextObject(text=cut(q.text, quote=True))),
+        SectionBlock(
+            text=_text(
+                f"⌛ Unanswered for {unanswered_for(age)}, so it was put back in the queue"
+                " (it may be asked again in a new message)."
+            )
+        ),
+    ]
+
+
+def expired_text(q: Question, age: timedelta) -> str:
+    """The plain-text fallback of an expired question."""
+    return f"Unanswered for {unanswered_for(age)}, put back in the queue: {_fallback(q)}"
 
 
 def undo_blocks(item_id: str, label: str) -> list[Block]:

@@ -19,6 +19,10 @@ A post Slack accepted but the database could not record (a full disk) is kept, w
 ``ts``, and recorded first in every later round: a round whose record fails posts nothing, so
 no question goes out twice, or unrecorded, while the database refuses writes.
 
+A question left unanswered for HITL_QUESTION_TTL hours (72 by default; 0: never) is taken back
+in a round (``_expire``, a bounded read of the open posts by age): its item goes back to the
+queue, its place in the channel is free at once, and its message is redrawn without buttons.
+
 Slightly over ~400 lines: the round, the channel backoff and the lost-post search share the
 channel state this dispatcher owns.
 """
@@ -69,6 +73,7 @@ BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried 
 IDLE_TICK = 30.0
 SAID_AGAIN = 600  # seconds: a lasting database problem is said again after this
 
+EXPIRE_BATCH = 50  # questions taken back as expired per round, at most (HITL_QUESTION_TTL)
 UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again this often
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
@@ -243,6 +248,28 @@ class Dispatcher:
                     error or exc,
                 )
 
+    async def _expire(self) -> None:
+        """Take back the questions left unanswered for HITL_QUESTION_TTL hours (0: never), at
+        most EXPIRE_BATCH a round, the oldest first (``Store.expire_posts``): their places are
+        free for this round, their items wait in the queue again (scored by the model of now
+        before they are asked again), and their messages are redrawn without buttons."""
+        ttl = self.rt.settings.question_ttl
+        if ttl <= 0:
+            return
+        expired = self.rt.store.expire_posts(ttl, EXPIRE_BATCH)
+        if not expired:
+            return
+        logger.info(
+            "took back %d question(s) unanswered for over %d hours (%s); their items are back"
+            " in the queue",
+            len(expired),
+            ttl,
+            ", ".join(f"{post['item_id']} in {post['channel']}" for post in expired[:5])
+            + (" …" if len(expired) > 5 else ""),
+        )
+        if isinstance(self.rt.redrawer, Redrawer):
+            await self.rt.redrawer.soon()
+
     def _record_unrecorded(self) -> None:
         """Record the posts Slack accepted while the database refused their record."""
         for item_id, post in list(self.unrecorded.items()):
@@ -263,6 +290,7 @@ class Dispatcher:
         self._read_attempts()
         await self._say_moved()
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
+        await self._expire()
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0

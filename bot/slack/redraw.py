@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
@@ -231,11 +232,15 @@ class Redrawer:
                 self._drop(post)
                 continue
             try:
+                if post.get("expired_at") and post["closed_at"] and question.status == "open":
+                    # taken back unanswered (HITL_QUESTION_TTL): no buttons, and says so
+                    age = open_for(post["posted_at"], post["expired_at"])
+                    text = blocks.expired_text(question, age)
+                    drawn = blocks.expired_blocks(question, age)
+                else:
+                    text, drawn = blocks.question_text(question), blocks.question_blocks(question)
                 await rt.client.chat_update(
-                    channel=post["channel"],
-                    ts=post["ts"],
-                    text=blocks.question_text(question),
-                    blocks=blocks.question_blocks(question),
+                    channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
                 )
             except SlackObjectFormationError as exc:  # built here: Slack was never asked
                 self._give_up(post, f"its blocks could not be built ({exc})")
@@ -330,3 +335,8 @@ class Redrawer:
             post["channel"],
             why,
         )
+
+
+def open_for(posted_at: str, expired_at: str) -> timedelta:
+    """How long a question taken back as expired stood unanswered."""
+    return max(datetime.fromisoformat(expired_at) - datetime.fromisoformat(posted_at), timedelta())

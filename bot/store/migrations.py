@@ -609,4 +609,14 @@ def m025_label_set_restated(db: Database) -> None:
     db.execute("ALTER TABLE label_set_changes ADD COLUMN restated INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations(name="m026_posts_expired")
+def m026_posts_expired(db: Database) -> None:
+    # A question left unanswered for HITL_QUESTION_TTL hours is taken back: its post is closed
+    # with ``expired_at`` (its message says so) and its item goes back to the queue. Each
+    # dispatcher round reads the oldest open posts from this partial index (only the open
+    # posts, by age), so the look costs the same at any number of posts ever made.
+    db.execute("ALTER TABLE posts ADD COLUMN expired_at TEXT")
+    db.execute("CREATE INDEX posts_open_age ON posts(posted_at) WHERE closed_at IS NULL")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -446,18 +447,50 @@ class QueueMixin:
         with self._immediate():
             moved = select_rows(self.db, find, list(channels))
             for post in moved:
-                self.db.execute(
-                    "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
-                    [now, post["item_id"]],
-                )
-                self.db.execute(  # as it waited before its post: gold, not scored, or scored
-                    "UPDATE items SET updated_at = ?, status = CASE"
-                    " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
-                    " WHEN model_version IS NULL THEN 'new' ELSE 'queued' END"
-                    " WHERE id = ? AND status = 'posted'",
-                    [now, post["item_id"]],
-                )
+                self._take_back(post["item_id"], now)
         return moved
+
+    def expire_posts(self, ttl_hours: float, limit: int) -> list[dict[str, Any]]:
+        """Take back the questions left unanswered for over ``ttl_hours`` (HITL_QUESTION_TTL),
+        at most ``limit`` of them, the oldest first: as ``requeue_posts_outside`` does, each
+        post is closed (``expired_at`` set: its message is redrawn without buttons, saying so)
+        and its item goes back to the queue, in one transaction. A click stored before it
+        decided the item and closed its post, so nothing is taken back; a click stored after
+        it counts as an answer to the item (answers go by item id), and a decision then closes
+        and redraws the item's new post too. Read from the open posts' age index, so a round
+        costs the same at any number of posts; with none to take back it only reads. Returns
+        the posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``)."""
+        cutoff = (datetime.fromisoformat(self.now()) - timedelta(hours=ttl_hours)).isoformat(
+            timespec="milliseconds"
+        )
+        find = (
+            "SELECT id, item_id, channel, ts, posted_at FROM posts INDEXED BY posts_open_age"
+            " WHERE closed_at IS NULL AND posted_at < ? ORDER BY posted_at LIMIT ?"
+        )
+        if not self.db.execute(find, [cutoff, limit]).fetchone():
+            return []
+        now = self.now()
+        with self._immediate():
+            expired = select_rows(self.db, find, [cutoff, limit])
+            for post in expired:
+                self._take_back(post["item_id"], now, expired=True)
+        return expired
+
+    def _take_back(self, item_id: str, now: str, *, expired: bool = False) -> None:
+        """Close the item's open posts (``expired``: marked so, and due for a redraw) and put
+        the item back where it waited before its post: gold, not scored, or scored."""
+        self.db.execute(
+            "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
+            " redraw_seq = redraw_seq + ? WHERE item_id = ? AND closed_at IS NULL",
+            [now, expired, now, int(expired), item_id],
+        )
+        self.db.execute(
+            "UPDATE items SET updated_at = ?, status = CASE"
+            " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
+            " WHEN model_version IS NULL THEN 'new' ELSE 'queued' END"
+            " WHERE id = ? AND status = 'posted'",
+            [now, item_id],
+        )
 
     def record_answer(
         self,
@@ -587,11 +620,16 @@ class QueueMixin:
             self.db.execute(
                 "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?", [now, item_id]
             )
-            self.db.execute(
+            reopened = self.db.execute(
                 "UPDATE posts SET closed_at = NULL, redraw_seq = redraw_seq + 1 WHERE id = ("
-                "SELECT max(id) FROM posts WHERE item_id = ?)",
+                "SELECT max(id) FROM posts WHERE item_id = ?) AND expired_at IS NULL",
                 [item_id],
-            )
+            ).rowcount
+            self._touch_expired(item_id)
+            if not reopened and self.post_for_item(item_id) is not None:
+                # decided by a late click on a question taken back as expired: it is not
+                # reopened (it would expire again at once); the item waits in the queue
+                self._take_back(item_id, now)
             self._queue_taken_back(item_id, now)
             # Reviews of the decision (its agreement, the model against it) go with it; a gold
             # miss is about someone's answer, which stays history.
@@ -805,6 +843,15 @@ class QueueMixin:
         self.db.execute(
             "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
             [now, item_id],
+        )
+        self._touch_expired(item_id)  # a message that said "put back in the queue" shows it
+
+    def _touch_expired(self, item_id: str) -> None:
+        """Redraw the item's questions taken back as expired (decided or reopened since)."""
+        self.db.execute(
+            "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE item_id = ?"
+            " AND expired_at IS NOT NULL",
+            [item_id],
         )
 
     def _touch_post(self, item_id: str) -> None:
