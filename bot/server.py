@@ -16,6 +16,7 @@ import faulthandler
 import gc
 import hmac
 import logging
+import os
 import re
 import signal
 import socket
@@ -233,8 +234,16 @@ def init_app(
         if lock:
             held.enter_context(server_lock(settings.db))  # one server per database
         try:
+            created = not os.path.lexists(settings.db)  # noqa: ASYNC240 - at start, before any request
             store = Store.open(settings.db)
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
+            if created:  # started from another folder, HITL_DB mistyped: said, not silent
+                logger.warning(
+                    "created a new, empty database at %s (nothing was there); if the team's"
+                    " database is elsewhere, stop the server and point HITL_DB at it (a"
+                    " hitl.toml beside it is read only from the folder hitl runs in)",
+                    settings.db.absolute(),
+                )
         except BaseException:
             if new_lock:  # a refused file (another program's) keeps no lock file beside it
                 drop_lock_file(settings.db)  # while held: nobody else took it meanwhile
@@ -714,7 +723,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
         # would walk them all (~70 ms on the event loop), walks only what requests left behind.
         gc.collect()
         gc.freeze()
-        announce(f"slack-hitl listening on http://{settings.host}:{settings.port}")
+        announce(
+            f"slack-hitl listening on http://{settings.host}:{settings.port}"
+            f" (database {settings.db.absolute()})"
+        )
 
     accept_failures = AcceptFailuresOnce()
     logging.getLogger("asyncio").addFilter(accept_failures)

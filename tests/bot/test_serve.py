@@ -282,3 +282,27 @@ async def test_a_missing_scope_for_the_channel_check_is_a_warning_not_a_refusal(
         f"cannot check HITL_CHANNEL={CHANNEL}: the app lacks channels:read (missing_scope); add "
         "it under OAuth & Permissions → Bot Token Scopes and reinstall the app"
     )
+
+
+async def test_a_server_that_creates_its_database_says_so_where_it_is(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Started from another folder (a systemd WorkingDirectory, cron) with HITL_LABELS set,
+    `hitl serve` made a new empty ./hitl.db and ran healthy without a word (an outside
+    operations test). It says it created one, and where; a database that was there is not
+    told."""
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    assert not settings.db.exists()
+    with caplog.at_level(logging.WARNING, logger="bot.server"):
+        async for _bot in start_bot(fake_slack, settings):
+            pass
+    said = [r.getMessage() for r in caplog.records if "new, empty database" in r.getMessage()]
+    assert said == [
+        f"created a new, empty database at {settings.db} (nothing was there); if the team's"
+        " database is elsewhere, stop the server and point HITL_DB at it (a hitl.toml beside it"
+        " is read only from the folder hitl runs in)"
+    ]
+    caplog.clear()
+    async for _bot in start_bot(fake_slack, settings):  # the database is there now
+        pass
+    assert not [r for r in caplog.records if "new, empty database" in r.getMessage()]

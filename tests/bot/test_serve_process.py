@@ -130,7 +130,7 @@ async def test_serve_runs_answers_and_shuts_down_cleanly(fake_slack: FakeSlack, 
     # Nothing went wrong, so nothing is logged at the default level; the person still sees
     # that the server is up, and where.
     assert "WARNING" not in output and "will be unused" not in output
-    assert f"slack-hitl listening on http://127.0.0.1:{port}\n" in seen
+    assert f"slack-hitl listening on http://127.0.0.1:{port} (database {db})\n" in seen
 
 
 async def test_a_port_in_use_is_one_line_and_nothing_else_prints_a_traceback(
