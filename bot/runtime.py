@@ -269,7 +269,7 @@ class Runtime:
     store: Store
     client: AsyncWebClient
     champion: Champion | None = None
-    working: Champion | None = None  # the champion refreshed with today's labels (see ``model``)
+    working: Champion | None = None  # the champion refitted since it was trained (see ``model``)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     bot_user_id: str | None = None
     registry: ModelRegistry | None = None

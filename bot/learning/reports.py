@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from bot.config import Settings
 from bot.learning import quality
 from bot.learning.retrain import Outcome
-from bot.learning.stopping import StopStatus, stop_status
+from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
 from bot.words import count, escape
 from model import ModelError, ModelRegistry, wilson_interval
@@ -641,8 +641,14 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     lines.append(f"*Why:* {outcome.reason}")
     if isinstance(new_f1, float) and outcome.asked:  # after the gate's figures, before stopping
         lines.append(CV_NOTE)  # (imported labels alone are no harder than new items)
-    if outcome.stopping:
-        lines += StopStatus.from_dict(outcome.stopping).lines()
+    status = StopStatus.from_dict(outcome.stopping) if outcome.stopping else None
+    if outcome.promoted and status is not None:
+        lines += status.lines()
+    elif not outcome.promoted:
+        # the candidate's own forecast and settling are of a model nobody will use: not shown
+        # (a month's test: "predictions have settled … unlikely to help much" under 15
+        # rejections in a row); the champion's are in `/hitl accuracy`
+        lines += rejected_lines(outcome, status.streak if status is not None else None)
     if outcome.promoted and outcome.queue_after:
         before, after = outcome.queue_before, outcome.queue_after
         took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""
@@ -661,6 +667,44 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     elif not outcome.promoted:
         lines.append(f"*Queue:* unchanged; v{outcome.previous_version} stays champion.")
     return "\n".join(lines)
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
+def rejected_lines(outcome: Outcome, streak: Streak | None) -> list[str]:
+    """A rejected retrain's lines after *Why*: how many retrains in a row were rejected and
+    since when the champion stands (``streak``, when known), from the second on what usually
+    causes a run of them and where to look, and where the champion's when to stop is."""
+    champion = f"v{outcome.previous_version}"
+    lines = []
+    if streak is not None and streak.rejected and streak.champion == outcome.previous_version:
+        since = f" since {streak.since[:10]} ({_age(streak.days)})" if streak.since else ""
+        held = f"{champion} has been champion{since}"
+        if streak.rejected == 1:
+            lines.append(f"*Champion:* {champion}{since}; the first retrain rejected since.")
+        else:
+            lines.append(f"*{ordinal(streak.rejected)} rejection in a row:* {held}.")
+            lines.append(
+                f"*Rejected again and again:* usually labels given since {champion} was trained"
+                " disagree with the earlier ones (a careless or confused labeller, a label used"
+                " in a new sense, a wrong import); every later candidate trains on them, so more"
+                f" labels rarely help until they are fixed. {command('stats')} shows each"
+                " person's agreement and accuracy on gold, `/hitl review` the split votes and"
+                " the labels the model contradicts, `hitl export --answers` every answer with"
+                " who gave it and when; `hitl labels set` or `hitl labels remove` fixes a label"
+                " (`hitl labels history` lists those changes)."
+            )
+    if outcome.previous_version is None:
+        return lines
+    lines.append(
+        f"*When to stop:* not judged on a rejected candidate; {command('accuracy')} gives"
+        f" {champion}'s and its working model's"
+    )
+    return lines
 
 
 def _cv(metrics: dict, n_labels: int | None) -> str:

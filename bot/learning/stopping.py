@@ -10,9 +10,11 @@ caller's store (a bounded write and a read of the last few checks).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,8 +90,9 @@ def curve_due(store: Store, n_labels: int) -> bool:
     """Whether a refresh on ``n_labels`` labels measures the learning curve: when none was
     measured yet, or the labels grew by CURVE_GROWTH since the last one. The curve is ten fits
     (80 of a refresh's 102 CPU seconds at 2,050 labels and 89 classes), and its forecast
-    moves little between refreshes 25 labels apart; a retrain always measures it."""
-    last = store.last_curve()
+    moves little between refreshes 25 labels apart; a retrain always measures it. A rejected
+    candidate's curve does not count: it is never shown (``stop_status``)."""
+    last = store.last_curve(served=True)  # a rejected candidate's curve is not shown
     return last is None or n_labels >= CURVE_GROWTH * last["n_train"]
 
 
@@ -245,6 +248,9 @@ class StopStatus:
     # the newest check's accuracy now, or why there is none (None: checks from before it)
     accuracy: AccuracyNow | NoAccuracyNow | None = None
     accuracy_model: str = ""  # the model it is of ("v3", "r315")
+    # the retrains rejected since the champion was made (for a rejected retrain's report,
+    # which ``retrain`` hands only this status of what the database holds)
+    streak: Streak | None = None
 
     def lines(self) -> list[str]:
         """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
@@ -315,6 +321,7 @@ class StopStatus:
             "n_left": self.n_left,
             "accuracy": self.accuracy.as_dict() if self.accuracy else None,
             "accuracy_model": self.accuracy_model,
+            "streak": asdict(self.streak) if self.streak else None,
         }
 
     @classmethod
@@ -330,16 +337,43 @@ class StopStatus:
             data.get("n_left"),
             _accuracy(now),
             data.get("accuracy_model", "?"),
+            Streak(**data["streak"]) if data.get("streak") else None,
         )
 
 
+@dataclass(frozen=True)
+class Streak:
+    """The retrains rejected since champion ``champion`` was made, at ``since`` (UTC ISO; ""
+    when unknown), ``days`` ago."""
+
+    rejected: int
+    champion: int | None
+    since: str
+    days: float
+
+
+def streak(store: Store) -> Streak:
+    """The retrains rejected in a row since the champion was made (``Store.rejected_in_a_row``)."""
+    rejected, since = store.rejected_in_a_row()
+    days = 0.0
+    if since:
+        with contextlib.suppress(ValueError):
+            took = datetime.fromisoformat(store.now()) - datetime.fromisoformat(since)
+            days = max(took.total_seconds() / 86400, 0.0)
+    return Streak(rejected, store.champion_version(), since or "", days)
+
+
 def stop_status(store: Store) -> StopStatus | None:
-    """The status from the newest checks, or None before the first."""
-    checks = store.stop_checks(limit=1)
+    """The status from the newest checks of the models that served: the champions and the
+    working models refreshed from them, not a candidate the gate rejected (its forecast and
+    settling are of a model nobody uses; ``Store.stop_checks(served=True)``). None before
+    the first such check."""
+    checks = store.stop_checks(limit=1, served=True)
     if not checks:
         return None
     newest = checks[-1]
-    curve = store.last_curve() or newest  # refreshes measure the curve only now and then
+    # refreshes measure the curve only now and then
+    curve = store.last_curve(served=True) or newest
     found = curve["extrapolation"]
     now = newest.get("accuracy")
     return StopStatus(
@@ -351,6 +385,7 @@ def stop_status(store: Store) -> StopStatus | None:
         sum(store.count_items()[status] for status in UNLABELED),
         _accuracy(now),
         _model_name(newest),
+        streak(store),
     )
 
 

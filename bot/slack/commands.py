@@ -151,15 +151,24 @@ def model_line(rt: Runtime) -> str:
     """Which model asks the questions and answers the producer API, and the champion."""
     champion, working = rt.champion, rt.working
     if working is not None:
-        since = (
-            f"champion v{champion.version} (trained on {champion.n_train:,} labels) refreshed"
+        # one count, the one its name bears: the labels it read (``RefreshPlan.version``); of
+        # those, the audit answers given since the champion was trained are held out of its
+        # fit to gate it (``Refreshed.n_train`` is the rest). Not "today's": the champion may
+        # be many rejected retrains old.
+        read = -working.version
+        held = read - working.n_train
+        gate = (
+            f", {held:,} of them audit answers held out to check it against v{champion.version}"
+            if champion and held > 0
+            else ""
+        )
+        what = (
+            f"champion v{champion.version}, trained on {champion.n_train:,} labels, refreshed"
+            f" with the labels given since it was trained: {read:,} labels in all{gate}"
             if champion
-            else "no champion yet; the first model"
+            else f"no champion yet; the first model, on {read:,} labels"
         )
-        return (
-            f"r{-working.version} asks and answers ({since} with today's labels:"
-            f" {working.n_train:,}; the working model until the next retrain)"
-        )
+        return f"r{read} asks and answers ({what}; the working model until the next retrain)"
     if champion is None:
         return "no model yet: answers train the first one"
     return f"v{champion.version}, trained on {champion.n_train:,} labels; it asks and answers"

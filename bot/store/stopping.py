@@ -18,6 +18,14 @@ from typing import Any
 
 from sqlite_utils import Database
 
+# The checks of the models that served: a retrain's candidate the gate rejected never asked or
+# answered, so its check is not what `hitl accuracy`, App Home or the next refresh go by (a
+# month's test: a champion's report forecast with a rejected candidate's learning curve).
+SERVED = (
+    "NOT (kind = 'retrain' AND model_version IN"
+    " (SELECT version FROM models WHERE status = 'rejected'))"
+)
+
 
 class StoppingMixin:
     """Methods of ``Store``; they use ``self.db`` and ``self.now``."""
@@ -117,12 +125,14 @@ class StoppingMixin:
                 [draw, keep_since, oldest_kept or 0],
             )
 
-    def last_curve(self) -> dict[str, Any] | None:
+    def last_curve(self, *, served: bool = False) -> dict[str, Any] | None:
         """The newest check that measured a learning curve: its kind, model version, label
-        count and extrapolation (None before any, or when none fitted)."""
+        count and extrapolation (None before any, or when none fitted). ``served``: only the
+        checks of the models that served (``SERVED``), not a rejected candidate's."""
         row = self.db.execute(
             "SELECT kind, model_version, n_train, extrapolation FROM stop_checks"
-            " WHERE extrapolation IS NOT NULL ORDER BY id DESC LIMIT 1"
+            f" WHERE extrapolation IS NOT NULL{' AND ' + SERVED if served else ''}"
+            " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
@@ -130,11 +140,13 @@ class StoppingMixin:
         return {"kind": kind, "model_version": version, "n_train": n_train,
                 "extrapolation": json.loads(found)}  # fmt: skip
 
-    def stop_checks(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The newest ``limit`` checks, oldest first, without their predictions."""
+    def stop_checks(self, limit: int = 10, *, served: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` checks, oldest first, without their predictions. ``served``:
+        only the checks of the models that served (``SERVED``)."""
         rows = self.db.execute(
             "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, changed, span,"
-            " extrapolation, accuracy FROM stop_checks ORDER BY id DESC LIMIT ?",
+            f" extrapolation, accuracy FROM stop_checks{' WHERE ' + SERVED if served else ''}"
+            " ORDER BY id DESC LIMIT ?",
             [limit],
         ).fetchall()
         keys = ("id", "created_at", "kind", "model_version", "n_train", "draw", "n_stop")
@@ -170,3 +182,18 @@ class StoppingMixin:
             [limit],
         ).fetchall()
         return [float(c) for c, _ in rows], [bool(r) for _, r in rows]
+
+    def rejected_in_a_row(self) -> tuple[int, str | None]:
+        """The retrains rejected since the champion was made, and when it was made (the newest
+        retrain that promoted a model or rollback that made one champion; None: none
+        recorded). Failed retrains, and ones with nothing new, do not count."""
+        (since,) = self.db.execute(
+            "SELECT max(finished_at) FROM runs WHERE (kind = 'retrain' AND status = 'promoted')"
+            " OR (kind = 'rollback' AND status = 'ok')"
+        ).fetchone()
+        (rejected,) = self.db.execute(
+            "SELECT count(*) FROM runs WHERE kind = 'retrain' AND status = 'rejected'"
+            " AND finished_at > ?",
+            [since or ""],
+        ).fetchone()
+        return int(rejected), since

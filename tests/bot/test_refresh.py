@@ -283,7 +283,7 @@ async def test_healthz_metrics_app_home_and_accuracy_name_both_models(bot: Bot):
     waiting = sum(n for status, n in bot.store.count_items().items() if status != "resolved")
     scored = float(re.search(r"^hitl_items_scored_total (\S+)$", metrics, re.M).group(1))
     assert scored == bot.rt.scorer.n_scored >= 2 * waiting  # the champion's walk, the refresh's
-    line = "r15 asks and answers (champion v1 (trained on 12 labels) refreshed with"
+    line = "r15 asks and answers (champion v1, trained on 12 labels, refreshed with the labels"
     accuracy = await (await bot.command("accuracy", "U0ANA")).text()
     assert accuracy.startswith("*Model v1*") and f"*Asking and answering now:* {line}" in accuracy
     await bot.rt.background.drain(timeout=60)
