@@ -55,4 +55,5 @@ def without_folders(text: str, db: Path) -> str:
                          reverse=True):  # fmt: skip
         if folder not in ("", "/", "."):
             text = text.replace(folder + "/", "")
+            text = text.replace(folder, Path(folder).name)  # "its folder /srv/hitl" → "hitl"
     return text

@@ -285,3 +285,27 @@ def test_a_retrain_ending_is_no_counter_reset():
     for key, value in running.items():
         if key[0] == "hitl_runs_total":
             assert ended.get(key, -1) >= value, key
+
+
+def test_no_folder_of_the_server_is_left_where_a_line_names_the_folder_alone(tmp_path: Path):
+    """A re-test: the read-only and cannot-open lines name the database's folder on its own
+    ("its folder /srv/x (SQLite keeps …"), which /healthz passed on whole; only a folder
+    followed by "/" was taken out."""
+    from bot.errors import without_folders
+    from bot.store.problems import database_problem
+
+    db = tmp_path / "secret-layout" / "hitl.db"
+    db.parent.mkdir()
+    Store.open(db).close()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as refused:
+            conn.execute("INSERT INTO runs (kind, started_at, status) VALUES ('x', 't', 'r')")
+    finally:
+        conn.close()
+    line = without_folders(str(database_problem(db, refused.value)), db)
+    assert str(tmp_path) not in line
+    assert line == (
+        "hitl.db is read-only: hitl needs write access to the file and its folder secret-layout"
+        " (SQLite keeps hitl.db-wal and hitl.db-shm beside it)"
+    )
