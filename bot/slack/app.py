@@ -281,9 +281,14 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         await ack()
         if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)
+            again = (
+                " The question is open again."
+                if undone.reopened
+                else " The question had been taken back unanswered, so the item waits in the"
+                " queue to be asked again."
+            )
             await respond(
-                text=f"Undone: {blocks.escape(str(undone.label))} is no longer the label."
-                " The question is open again.",
+                text=f"Undone: {blocks.escape(str(undone.label))} is no longer the label.{again}",
                 replace_original=True,
             )
             await Redrawer.of(rt).soon()
@@ -296,7 +301,12 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 replace_original=True,
             )
         elif undone.refused == "undone":  # a second click on the same Undo (a double click)
-            await respond(text="Already undone: the question is open again.", replace_original=True)
+            where = (
+                "the question is open again"
+                if undone.reopened
+                else "the item waits in the queue to be asked again"
+            )
+            await respond(text=f"Already undone: {where}.", replace_original=True)
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",

@@ -37,6 +37,9 @@ class Undo:
     refused: str | None = None
     changed_by: str | None = None
     kept: bool = False
+    # undone: its question is open again (False: the question had been taken back unanswered,
+    # HITL_QUESTION_TTL, so the item waits in the queue to be asked in a new one)
+    reopened: bool = True
 
     def __bool__(self) -> bool:
         return self.refused is None
@@ -582,7 +585,10 @@ class QueueMixin:
                 [item_id],
             ).fetchone()
             if row is None:
-                return Undo(None, "undone" if self._undone_by(item_id, user_id) else "not_yours")
+                status = self._undone_by(item_id, user_id)
+                if status is None:
+                    return Undo(None, "not_yours")
+                return Undo(None, "undone", reopened=status == "posted")
             label, annotators, decided_by, decided_at, gold_question = row
             changed = self._changed_since_decided(item_id, decided_at if gold_question else None)
             # An admin's label has its own voters (``set_label``): whoever voted on the item is
@@ -631,6 +637,7 @@ class QueueMixin:
                 # reopened (it would expire again at once); the item waits in the queue
                 self._take_back(item_id, now)
             self._queue_taken_back(item_id, now)
+            reopened = bool(reopened) or self.post_for_item(item_id) is None
             # Reviews of the decision (its agreement, the model against it) go with it; a gold
             # miss is about someone's answer, which stays history.
             self.db.execute(
@@ -639,23 +646,26 @@ class QueueMixin:
                 " AND reason IN ('low_agreement', 'contradicted')",
                 [now, user_id, item_id],
             )
-            return Undo(label)
+            return Undo(label, reopened=reopened)
 
-    def _undone_by(self, item_id: str, user_id: str) -> bool:
+    def _undone_by(self, item_id: str, user_id: str) -> str | None:
         """Whether ``item_id`` is open, taken back by ``user_id``'s Undo: their latest answer
-        on it is their own undo (not one ``_reopen_answers`` gave them back)."""
+        on it is their own undo (not one ``_reopen_answers`` gave them back). Open: its
+        question again, or back in the queue (the question had expired). Returns the item's
+        status then (None: not undone by them)."""
         latest = self.db.execute(
             "SELECT a.source, a.dedupe_key, i.status FROM answers a JOIN items i"
             " ON i.id = a.item_id WHERE a.item_id = ? AND a.user_id = ? AND a.source != 'import'"
             " ORDER BY a.id DESC LIMIT 1",
             [item_id, user_id],
         ).fetchone()
-        return (
+        undone = (
             latest is not None
             and latest[0] == "undo"
             and str(latest[1]).startswith("undo:")
-            and latest[2] == "posted"
+            and latest[2] in ("posted", "new", "queued")
         )
+        return latest[2] if undone else None
 
     def _changed_since_decided(
         self, item_id: str, gold_decided_at: str | None

@@ -206,7 +206,11 @@ def test_an_undo_of_a_late_answer_on_an_expired_question_puts_the_item_back_in_t
         "resolved"
     )
     seq = store.post_for_item("a")["redraw_seq"]
-    assert store.undo_resolution("a", "U1", since=now[0])
+    undone = store.undo_resolution("a", "U1", since=now[0])
+    # told the truth: no question is open again, the item waits in the queue (a re-test)
+    assert undone and not undone.reopened
+    again = store.undo_resolution("a", "U1", since=now[0])  # a second click on the same Undo
+    assert (again.refused, again.reopened) == ("undone", False)  # not "too late"
     post = store.post_for_item("a")
     assert post["closed_at"] is not None and post["expired_at"] is not None
     assert post["redraw_seq"] > seq  # drawn again: expired, no buttons
