@@ -28,7 +28,7 @@ import click
 
 from bot import logs
 from bot.cli_errors import friendly_errors, os_problem
-from bot.config import Settings, config_path, describe, load_settings
+from bot.config import Settings, api_token, config_path, describe, load_settings
 from bot.errors import HitlError
 from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file
 from bot.labelset import current_labels
@@ -1037,6 +1037,17 @@ def stats_command(state: State) -> None:
     click.echo(reports.plain("\n\n".join(sections)))
 
 
+def _demo_token(value: str | None) -> str | None:
+    """The demo's --api-token / $HITL_API_TOKEN, checked as `hitl serve` checks it (a re-test:
+    the demo took a 1-character token that serve refuses)."""
+    if not value:
+        return value
+    try:
+        return api_token(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("demo")
 @click.option(
     "--port",
@@ -1107,8 +1118,10 @@ def stats_command(state: State) -> None:
 @click.option(
     "--api-token",
     envvar="HITL_API_TOKEN",
+    callback=lambda _ctx, _param, value: _demo_token(value),
     help="Token of the producer API (/api/*) on the demo's port ($HITL_API_TOKEN; default: a "
-    "new one at every start, printed with a ready curl command).",
+    "new one at every start, printed with a ready curl command); 16 characters or more, as "
+    "hitl serve takes.",
 )
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @click.pass_obj

@@ -113,7 +113,7 @@ MIN_API_TOKEN = 16
 MAKE_A_TOKEN = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
 
 
-def _api_token(value: Any) -> str:
+def api_token(value: Any) -> str:
     """HITL_API_TOKEN: long enough not to be guessed (a 1-character token fell in 17 tries) and
     sendable as it is in an ``Authorization: Bearer`` header (no space or control character)."""
     token = _text(value)
@@ -460,7 +460,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("report_channel", "HITL_REPORT_CHANNEL", _text, False, "channel for reports"),
     Spec("labels", "HITL_LABELS", _labels, False, "the label set (default: imported labels)"),
     Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
-    Spec("api_token", "HITL_API_TOKEN", _api_token, True, "bearer token for /api/* (off without)"),
+    Spec("api_token", "HITL_API_TOKEN", api_token, True, "bearer token for /api/* (off without)"),
     Spec("webhook_secret", "HITL_WEBHOOK_SECRET", _text, True, "signs webhook deliveries"),
     Spec(
         "webhook_allow",

@@ -228,14 +228,25 @@ async def test_the_banners_curl_command_reaches_the_producer_api(tmp_path: Path)
 
 
 def test_the_demo_takes_its_api_token_from_the_environment(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("HITL_API_TOKEN", "team-token")
+    monkeypatch.setenv("HITL_API_TOKEN", "team-token-0123456789")
     result = CliRunner().invoke(
         cli,
         ["--db", str(tmp_path / "demo.db"), "demo", "--simulate", "1", "--answers", "1",
          "--retrain-every", "0", "--port", "0", "--no-browser"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "-H 'Authorization: Bearer team-token'" in result.output
+    assert "-H 'Authorization: Bearer team-token-0123456789'" in result.output
+
+
+def test_the_demo_refuses_an_api_token_hitl_serve_would_refuse(tmp_path: Path, monkeypatch):
+    """A re-test: the demo took `HITL_API_TOKEN=a`, which `hitl serve` refuses at start."""
+    monkeypatch.setenv("HITL_API_TOKEN", "a")
+    result = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "demo.db"), "demo", "--port", "0", "--no-browser"]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--api-token': has 1 character, fewer than 16" in result.output
+    assert not (tmp_path / "demo.db").exists()
 
 
 def test_a_data_file_with_other_column_names_is_read_with_the_options_its_error_names(
