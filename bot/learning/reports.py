@@ -648,7 +648,7 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         # the candidate's own forecast and settling are of a model nobody will use: not shown
         # (a month's test: "predictions have settled … unlikely to help much" under 15
         # rejections in a row); the champion's are in `/hitl accuracy`
-        lines += rejected_lines(outcome, status.streak if status is not None else None)
+        lines += rejected_lines(outcome, Streak(**outcome.streak) if outcome.streak else None)
     if outcome.promoted and outcome.queue_after:
         before, after = outcome.queue_before, outcome.queue_after
         took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""

@@ -133,6 +133,7 @@ class Outcome:
     pruned: list[int] = field(default_factory=list)  # versions whose model files were deleted
     n_missing: int = 0  # labels still needed before training can start (0: enough)
     stopping: dict[str, Any] = field(default_factory=dict)  # StopStatus.as_dict, for the report
+    streak: dict[str, Any] = field(default_factory=dict)  # a rejected one's stopping.Streak
     asked: bool = True  # some labels answer questions asked because the model was unsure
 
     @property
@@ -942,6 +943,8 @@ async def retrain(
         finish(store, plan, computed)
         raise
     outcome = finish(store, plan, computed)
+    if outcome.status == "rejected":  # its report says since when the champion stands
+        outcome.streak = asdict(stopping.streak(store))
     if computed.stop is not None:
         stopping.record(
             store, computed.stop, kind="retrain", version=outcome.version, n_train=outcome.n_labels

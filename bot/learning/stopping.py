@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,9 +248,6 @@ class StopStatus:
     # the newest check's accuracy now, or why there is none (None: checks from before it)
     accuracy: AccuracyNow | NoAccuracyNow | None = None
     accuracy_model: str = ""  # the model it is of ("v3", "r315")
-    # the retrains rejected since the champion was made (for a rejected retrain's report,
-    # which ``retrain`` hands only this status of what the database holds)
-    streak: Streak | None = None
 
     def lines(self) -> list[str]:
         """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
@@ -321,7 +318,6 @@ class StopStatus:
             "n_left": self.n_left,
             "accuracy": self.accuracy.as_dict() if self.accuracy else None,
             "accuracy_model": self.accuracy_model,
-            "streak": asdict(self.streak) if self.streak else None,
         }
 
     @classmethod
@@ -337,7 +333,6 @@ class StopStatus:
             data.get("n_left"),
             _accuracy(now),
             data.get("accuracy_model", "?"),
-            Streak(**data["streak"]) if data.get("streak") else None,
         )
 
 
@@ -385,7 +380,6 @@ def stop_status(store: Store) -> StopStatus | None:
         sum(store.count_items()[status] for status in UNLABELED),
         _accuracy(now),
         _model_name(newest),
-        streak(store),
     )
 
 
