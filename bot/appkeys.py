@@ -14,9 +14,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
 from bot.runtime import Runtime
+from bot.store.lock import HeldLock
 
 RUNTIME = web.AppKey("runtime", Runtime)
 BOLT = web.AppKey("bolt", AsyncApp)
 VERIFIER = web.AppKey("verifier", SignatureVerifier)
+SERVER_LOCK = web.AppKey("server_lock", HeldLock)  # held while the app runs (init_app)
 
 MAX_BODY = 1024 * 1024  # bytes in one request body; aiohttp answers 413 above it

@@ -37,7 +37,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot import eventloop
 from bot.api import bodies, routes
 from bot.api.webhooks import run_deliveries
-from bot.appkeys import BOLT, MAX_BODY, RUNTIME, VERIFIER
+from bot.appkeys import BOLT, MAX_BODY, RUNTIME, SERVER_LOCK, VERIFIER
 from bot.config import Settings
 from bot.errors import ConfigError, HitlError, without_folders
 from bot.eventloop import urgent
@@ -69,7 +69,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.store import Checkpointer, DatabaseError, Store, damage_seen, database_problem
-from bot.store.lock import lock_path, server_lock
+from bot.store.lock import HeldLock, lock_path, server_lock
 from model import ModelRegistry
 
 # The event loop's connection waits at most this long for another process's write lock (an
@@ -231,8 +231,8 @@ def init_app(
         check_new_database_labels(settings)  # before the lock file and the database are made
         held = contextlib.ExitStack()
         new_lock = lock and new_lock_file(settings.db)
-        if lock:
-            held.enter_context(server_lock(settings.db))  # one server per database
+        if lock:  # one server per database
+            app[SERVER_LOCK] = held.enter_context(server_lock(settings.db))
         try:
             created = not os.path.lexists(settings.db)  # noqa: ASYNC240 - at start, before any request
             store = Store.open(settings.db)
@@ -309,6 +309,8 @@ def init_app(
             # was trained refit it now, not at the next click.
             trainer.wake()
             tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
+            if SERVER_LOCK in app:
+                tasks.append(eventloop.background(watch_lock(app[SERVER_LOCK]), "hitl-lock"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
             # The log goes back into the database file in a worker thread, never inside a
@@ -535,6 +537,19 @@ async def healthz(request: web.Request) -> web.Response:
         "scheduler": scheduler,
     }
     return web.json_response(body, status=200 if body["ok"] else 503)
+
+
+# How often a server looks whether its lock file is still there (two stats): a cleanup that
+# deletes "stale" lock files would let a second server start on the database.
+LOCK_CHECK_SECONDS = 5.0
+
+
+async def watch_lock(lock: HeldLock) -> None:
+    """Every LOCK_CHECK_SECONDS, ``HeldLock.check``: a lock file deleted or replaced under the
+    server is made and locked again, said once."""
+    while True:
+        await asyncio.sleep(LOCK_CHECK_SECONDS)
+        lock.check()
 
 
 def _say_health(rt: Runtime, db: str, problem: str | None) -> None:

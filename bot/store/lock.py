@@ -34,13 +34,77 @@ def lock_path(db: Path) -> Path:
     return db.with_name(db.name + ".server.lock")
 
 
+class HeldLock:
+    """The server lock a ``server_lock`` block holds: ``check`` finds the lock file deleted or
+    replaced under it (a cleanup script's ``rm *.lock``), which would let a second server start
+    on the database, and takes the lock again on a new file."""
+
+    def __init__(self, db: Path, path: Path, fd: int | None) -> None:
+        self.db, self.path, self.fd = db, path, fd
+        self.said: str | None = None  # what was said about a lost lock, once
+
+    def check(self) -> None:
+        """Whether the lock file is still the one held (two stats; call it now and then); if
+        not, make it again and lock it, said once in a warning, or, when another server holds
+        the new one already, an error naming it."""
+        if self.fd is None:
+            return
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        held = os.fstat(self.fd)
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self._say(
+                logging.WARNING,
+                f"the lock file {self.path} is gone and cannot be made again ({exc.strerror}):"
+                f" nothing stops a second server on {self.db}",
+            )
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            self._say(
+                logging.ERROR,
+                f"the lock file {self.path} was deleted while this server ran, and another hitl"
+                f" server or demo started on {self.db} ({holder}): two post every question"
+                " twice; stop one of them",
+            )
+            return
+        _write_holder(fd)
+        os.close(self.fd)
+        self.fd = fd
+        self._say(
+            logging.WARNING,
+            f"the lock file {self.path} was deleted or replaced while this server ran (it keeps"
+            " a second server off the database: do not delete it); it is made again",
+        )
+
+    def _say(self, level: int, line: str) -> None:
+        if line != self.said:
+            logger.log(level, "%s", line)
+            self.said = line
+
+
+def _write_holder(fd: int) -> None:
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+
+
 @contextlib.contextmanager
-def server_lock(db: Path) -> Iterator[None]:
+def server_lock(db: Path) -> Iterator[HeldLock]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
     second hold, in this process too, is refused: each opens the file anew)."""
     path = lock_path(Path(db).resolve())  # one lock whichever path (symlink) names the file
     if fcntl is None:
-        yield
+        yield HeldLock(Path(db), path, None)
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +114,7 @@ def server_lock(db: Path) -> Iterator[None]:
             f"cannot open {path} ({exc.strerror}), the lock that keeps a second server off"
             f" {db}: the server needs to write in {path.parent}"
         ) from None
+    held: HeldLock | None = None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,14 +131,13 @@ def server_lock(db: Path) -> Iterator[None]:
                 path,
                 exc.strerror,
             )
-            yield
+            yield HeldLock(Path(db), path, None)
             return
-        since = datetime.now(UTC).isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
-        yield
+        _write_holder(fd)
+        held = HeldLock(Path(db), path, fd)
+        yield held
     finally:
-        os.close(fd)  # drops the lock
+        os.close(held.fd if held is not None and held.fd is not None else fd)  # drops the lock
 
 
 def other_server(db: Path) -> str | None:

@@ -306,3 +306,38 @@ async def test_a_server_that_creates_its_database_says_so_where_it_is(
     async for _bot in start_bot(fake_slack, settings):  # the database is there now
         pass
     assert not [r for r in caplog.records if "new, empty database" in r.getMessage()]
+
+
+async def test_a_lock_file_deleted_under_the_server_is_made_again_and_said(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """`rm hitl.db.server.lock` (a cleanup of "stale" lock files) let a second `hitl serve`
+    start on the database beside the first, which never noticed (an outside operations test).
+    The server looks now and then (``watch_lock``): it makes the file again and locks it, said
+    once; a server that started on the new file meanwhile is named in an error."""
+    from bot.appkeys import SERVER_LOCK
+    from bot.errors import StoreError
+    from bot.store.lock import lock_path, server_lock
+
+    seed(tmp_path / "hitl.db", [Item("a", "x")])
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    async for bot in start_bot(fake_slack, settings):
+        held = bot.http.server.app[SERVER_LOCK]
+        path = lock_path(settings.db.resolve())
+        with caplog.at_level(logging.WARNING, logger="bot.store.lock"):
+            held.check()  # all well: nothing said
+            path.unlink()
+            held.check()
+            held.check()  # said once
+        said = [r.getMessage() for r in caplog.records if r.name == "bot.store.lock"]
+        assert len(said) == 1 and said[0].startswith(f"the lock file {path} was deleted or")
+        assert path.exists()
+        with pytest.raises(StoreError, match="in use by another hitl server"):
+            with server_lock(settings.db):  # a second server is refused again
+                pass
+        caplog.clear()
+        path.unlink()  # deleted again, and another server takes the new file first
+        with server_lock(settings.db), caplog.at_level(logging.ERROR, logger="bot.store.lock"):
+            held.check()
+        [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "another hitl server or demo started on" in error and "stop one of them" in error
