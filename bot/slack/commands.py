@@ -97,11 +97,14 @@ def picking_text(rt: Runtime) -> str:
 def queue_text(rt: Runtime) -> str:
     waiting = rt.store.waiting_count()
     open_counts = rt.store.open_post_counts()
+    expired = rt.store.expired_counts(days=7) if rt.settings.question_ttl > 0 else {}
     dispatcher = Dispatcher.of(rt)
     lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt)]
     for channel in dispatcher.question_channels():
         state = dispatcher.channel_state(channel)
         line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"
+        if expired.get(channel):  # nobody answered them for HITL_QUESTION_TTL hours
+            line += f" · {expired[channel]} taken back unanswered in the last 7 days"
         if state.broken:
             line += f" · ⛔ not posting: {state.broken}"
         elif state.last_error:

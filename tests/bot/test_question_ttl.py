@@ -94,6 +94,9 @@ async def test_a_channel_whose_places_all_went_stale_asks_again(
         await bot.settled()
         assert sum(p["expired_at"] is not None for p in posts(bot)) == 3
         assert bot.store.open_post_counts() == {CHANNEL: 3}
+        # /hitl queue says how many went unanswered (a month's test: nothing told the team)
+        queue = await (await bot.command("queue", "U0ANA")).text()
+        assert f"<#{CHANNEL}>: 3 of 3 open · 3 taken back unanswered in the last 7 days" in queue
         messages = bot.posted()
         assert len(messages) == 6
         for message in messages:
@@ -183,9 +186,11 @@ def test_an_older_database_gets_the_open_posts_age_index(tmp_path: Path):
     old.conn.close()
     with Store.open(db_path, clock=lambda: "2026-11-05T09:00:00.000+00:00") as store:
         assert store.schema_version() == list(KNOWN_MIGRATIONS)
-        assert store.schema_version()[-1] == "m026_posts_expired"
+        assert "m026_posts_expired" in store.schema_version()
         plans = query_plans(store, lambda: store.expire_posts(72, 50))
         assert any("USING INDEX posts_open_age" in " ".join(plan) for _, plan in plans), plans
+        plans = query_plans(store, lambda: store.expired_counts(7))  # m027's index
+        assert any("USING INDEX posts_expired" in " ".join(plan) for _, plan in plans), plans
         assert store.post_for_item("a")["expired_at"] == "2026-11-05T09:00:00.000+00:00"
         assert store.get_item("a")["status"] == "new"  # never scored: waits as it did
         assert store.open_post_counts() == {}
