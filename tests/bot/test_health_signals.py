@@ -293,17 +293,11 @@ def test_no_folder_of_the_server_is_left_where_a_line_names_the_folder_alone(tmp
     followed by "/" was taken out."""
     from bot.errors import without_folders
     from bot.store.problems import database_problem
+    from tests.bot.test_storage_messages import read_only_refusal
 
     db = tmp_path / "secret-layout" / "hitl.db"
     db.parent.mkdir()
-    Store.open(db).close()
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        with pytest.raises(sqlite3.OperationalError) as refused:
-            conn.execute("INSERT INTO runs (kind, started_at, status) VALUES ('x', 't', 'r')")
-    finally:
-        conn.close()
-    line = without_folders(str(database_problem(db, refused.value)), db)
+    line = without_folders(str(database_problem(db, read_only_refusal(db))), db)
     assert str(tmp_path) not in line
     assert line == (
         "hitl.db is read-only: hitl needs write access to the file and its folder secret-layout"

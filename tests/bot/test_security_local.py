@@ -19,6 +19,7 @@ from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.store import Store
 from tests.bot.test_cli_loop import labeled_file
+from tests.bot.test_serve import startable  # everything serve needs but a label set
 
 OTHER_UID = 65534  # nobody
 MAKE_A_TOKEN = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
@@ -237,18 +238,6 @@ def test_a_config_file_of_ones_own_or_roots_is_read(
 
 
 # -- #9: an API token short enough to guess ------------------------------------------------------
-
-
-def startable(tmp_path: Path, **more: str) -> dict[str, str]:
-    """Everything `hitl serve` needs but a label set (it refuses before it binds the port)."""
-    return {
-        "HITL_DB": str(tmp_path / "hitl.db"),
-        "SLACK_BOT_TOKEN": "xoxb-1",
-        "SLACK_SIGNING_SECRET": "s",
-        "HITL_CHANNEL": "C1",
-        "HITL_PORT": "1",
-        **more,
-    }
 
 
 def test_serve_refuses_a_one_character_api_token(tmp_path: Path):

@@ -183,6 +183,20 @@ def test_a_database_in_a_folder_no_one_may_write_says_how_to_read_a_copy(tmp_pat
     from bot.store import database_problem
 
     db = tmp_path / "hitl.db"
+    refused = read_only_refusal(db)
+    # an existing file in it (the message names the folder and the file as they are)
+    line = str(database_problem(Path("/proc/self/status"), refused))
+    assert line == (
+        "/proc/self/status is read-only: hitl needs write access to the file and its folder"
+        " /proc/self (SQLite keeps status-wal and status-shm beside it); to read it from here,"
+        ' copy it (`sqlite3 /proc/self/status ".backup /tmp/status"`) and point --db at the'
+        " copy"
+    )
+    assert "copy it" not in str(database_problem(db, refused))  # a folder one may write
+
+
+def read_only_refusal(db: Path) -> sqlite3.OperationalError:
+    """SQLite's own refusal of a write to a database ``db`` (made here) opened read-only."""
     Store.open(db).close()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -190,12 +204,4 @@ def test_a_database_in_a_folder_no_one_may_write_says_how_to_read_a_copy(tmp_pat
             conn.execute("INSERT INTO runs (kind, started_at, status) VALUES ('x', 't', 'r')")
     finally:
         conn.close()
-    # an existing file in it (the message names the folder and the file as they are)
-    line = str(database_problem(Path("/proc/self/status"), refused.value))
-    assert line == (
-        "/proc/self/status is read-only: hitl needs write access to the file and its folder"
-        " /proc/self (SQLite keeps status-wal and status-shm beside it); to read it from here,"
-        ' copy it (`sqlite3 /proc/self/status ".backup /tmp/status"`) and point --db at the'
-        " copy"
-    )
-    assert "copy it" not in str(database_problem(db, refused.value))  # a folder one may write
+    return refused.value
