@@ -130,6 +130,19 @@ def api_token(value: Any) -> str:
     return token
 
 
+def webhook_secret(value: Any) -> str:
+    """HITL_WEBHOOK_SECRET: every delivery carries an HMAC of its body under it, so a short one
+    falls to an offline search from a single delivery a receiver logged."""
+    secret = _text(value)
+    if len(secret) < MIN_API_TOKEN:
+        raise ValueError(
+            f"has {len(secret)} character{'s' if len(secret) != 1 else ''}, fewer than"
+            f" {MIN_API_TOKEN}: one signed delivery is enough to guess it; make a secret with"
+            f" {MAKE_A_TOKEN}"
+        )
+    return secret
+
+
 def _number(low: float, high: float) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         try:
@@ -461,7 +474,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("labels", "HITL_LABELS", _labels, False, "the label set (default: imported labels)"),
     Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
     Spec("api_token", "HITL_API_TOKEN", api_token, True, "bearer token for /api/* (off without)"),
-    Spec("webhook_secret", "HITL_WEBHOOK_SECRET", _text, True, "signs webhook deliveries"),
+    Spec("webhook_secret", "HITL_WEBHOOK_SECRET", webhook_secret, True, "signs webhook deliveries"),
     Spec(
         "webhook_allow",
         "HITL_WEBHOOK_ALLOW",

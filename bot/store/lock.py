@@ -57,7 +57,7 @@ class HeldLock:
         if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             self._say(
                 logging.WARNING,
@@ -108,7 +108,7 @@ def server_lock(db: Path) -> Iterator[HeldLock]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StoreError(
             f"cannot open {path} ({exc.strerror}), the lock that keeps a second server off"

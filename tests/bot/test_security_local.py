@@ -1,7 +1,8 @@
 """What another local user can reach (security report items 6-9): the database is created
 readable by its owner only; `hitl export -o` does not follow a link another user planted in a
 shared folder (the kernel's fs.protected_symlinks rule); a config file someone else could have
-written is refused; and so is an API token short enough to guess."""
+written is refused; and so is an API token or a webhook secret short enough to guess, and the
+server lock file is its owner's alone."""
 
 from __future__ import annotations
 
@@ -282,3 +283,34 @@ def test_config_shows_a_good_api_token_masked():
     assert result.exit_code == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("HITL_API_TOKEN"))
     assert row.split()[1:3] == [f"****{GOOD_TOKEN[-4:]}", "(env)"]
+
+
+# -- a webhook secret short enough to guess from one delivery ------------------------------------
+
+
+def test_config_refuses_a_short_webhook_secret(tmp_path: Path):
+    """Every delivery carries the HMAC of its body under HITL_WEBHOOK_SECRET: a receiver's log of
+    one delivery is enough for an offline search of a short secret (any length was taken)."""
+    result = run("config", env={"HITL_WEBHOOK_SECRET": "hook"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'Error: HITL_WEBHOOK_SECRET="***" has 4 characters, fewer than 16: one signed delivery'
+        f" is enough to guess it; make a secret with {MAKE_A_TOKEN}\n"
+    )
+    result = run("serve", env=startable(tmp_path, HITL_WEBHOOK_SECRET="123456789012345"))
+    assert result.exit_code == 1 and "has 15 characters, fewer than 16" in result.stderr
+    result = run("serve", env=startable(tmp_path, HITL_WEBHOOK_SECRET=GOOD_TOKEN))
+    assert result.stderr.startswith("Error: no label set")  # past the settings
+
+
+# -- the server lock file ------------------------------------------------------------------------
+
+
+def test_the_server_lock_file_is_its_owners_alone(tmp_path: Path):
+    """It names the server's pid and host; like the database beside it, it is 0600, whatever the
+    umask (it was 0644)."""
+    from bot.store.lock import lock_path, server_lock
+
+    db = tmp_path / "hitl.db"
+    with umask(0o022), server_lock(db):
+        assert mode(lock_path(db)) == 0o600
