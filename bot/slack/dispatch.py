@@ -291,6 +291,8 @@ class Dispatcher:
         await self._say_moved()
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         await self._expire()
+        ttl = rt.settings.question_ttl
+        resting = rt.store.resting(ttl) if ttl > 0 else set()  # ignored lately: asked last
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
@@ -345,8 +347,8 @@ class Dispatcher:
                     and channel_for(routes, rt.settings, it["predicted_label"]) == channel
                 )
 
-            mine = [it for it in pool if routed_here(it)]
-            audits = [it for it in audit_pool if routed_here(it)]
+            mine = last(resting, [it for it in pool if routed_here(it)])
+            audits = last(resting, [it for it in audit_pool if routed_here(it)])
             # At Slack's pace one post per channel goes out this round (a second pick stands
             # by in case Slack refuses the first); choosing a batch for all the room, with its
             # duplicate checks, and posting one of it was most of a round's work.
@@ -658,6 +660,14 @@ class Dispatcher:
         delay = min(self.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
         state.next_attempt = asyncio.get_running_loop().time() + delay
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
+
+
+def last(resting: set[str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` without those whose question went unanswered lately (``Store.resting``),
+    unless they are all there is: an ignored question does not take its own freed place back
+    while other items wait, and a queue of nothing else is still asked."""
+    others = [it for it in items if it["id"] not in resting]
+    return others or items
 
 
 def scope_fix(scope: str) -> str:

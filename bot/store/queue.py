@@ -492,6 +492,19 @@ class QueueMixin:
         )
         return {channel: n for channel, n in rows}
 
+    def resting(self, hours: float) -> set[str]:
+        """The items whose question was taken back unanswered in the last ``hours`` (one
+        HITL_QUESTION_TTL): the dispatcher asks them after the other items it would ask, so a
+        place an ignored question freed goes to another item, not to the same question again.
+        Read from the expired posts' index; at most a TTL's worth of expired posts."""
+        since = (datetime.fromisoformat(self.now()) - timedelta(hours=hours)).isoformat(
+            timespec="milliseconds"
+        )
+        rows = self.db.execute(
+            "SELECT item_id FROM posts INDEXED BY posts_expired WHERE expired_at >= ?", [since]
+        )
+        return {item_id for (item_id,) in rows}
+
     def _take_back(self, item_id: str, now: str, *, expired: bool = False) -> None:
         """Close the item's open posts (``expired``: marked so, and due for a redraw) and put
         the item back where it waited before its post: gold, not scored, or scored."""

@@ -20,9 +20,11 @@ from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
 from bot.slack import dispatch
 from bot.store import KNOWN_MIGRATIONS, Store, migrations
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
 from tests.fake_slack import CHANNEL
 from tests.query_plans import query_plans
+
+TRAINED = ("billing", "billing", "bug", "bug")
 
 
 async def started(fake: FakeSlack, tmp_path: Path, n_items: int, **changes):
@@ -105,6 +107,32 @@ async def test_a_channel_whose_places_all_went_stale_asks_again(
                 assert "Unanswered for 3 days, so it was put back" in shown(message)
             else:
                 assert has_buttons(message)
+
+
+async def test_a_place_an_ignored_question_freed_goes_to_another_item(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The questions taken back were the model's closest calls, and stay so in the queue: the
+    round that freed their places asked the same items again (a month's test), so a channel of
+    ignored questions kept them for good, only moved down. They wait now behind every other
+    item for one HITL_QUESTION_TTL, and are asked when nothing else is left."""
+    db = tmp_path / "hitl.db"
+    seed_champion(db, ["an invoice to pay", "a refund", "the app crashes", "an error"], TRAINED)
+    seed(db, [Item(f"i{n}", f"ticket {n}: a refund and an error") for n in range(4)])
+    settings = make_settings(
+        fake_slack, tmp_path, labels=("billing", "bug"), max_open=2, audit_rate=0.0
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 2
+        first = {p["item_id"] for p in posts(bot)}
+        age_open_posts(bot, 73)
+        assert await bot.dispatcher.fill() == 2
+        second = {p["item_id"] for p in posts(bot) if p["closed_at"] is None}
+        assert second == {"i0", "i1", "i2", "i3"} - first  # the other two, not the same again
+        age_open_posts(bot, 73)
+        assert await bot.dispatcher.fill() == 2  # all four rest: they are all there is
+        third = {p["item_id"] for p in posts(bot) if p["closed_at"] is None}
+        assert len(third) == 2 and third <= first | second
 
 
 async def test_a_click_racing_the_expiry_is_stored_once(fake_slack: FakeSlack, tmp_path: Path):
