@@ -70,10 +70,11 @@ class StoppingMixin:
 
     def stop_predictions(self, draw: int) -> list[tuple[int, list[str]]]:
         """The label counts and stop-set predictions of the checks of ``draw`` that keep them,
-        oldest first (a handful: ``record_stop_check`` drops the rest)."""
+        oldest first (a handful: ``record_stop_check`` drops the rest), of the models that
+        served: an update compares with what asked, not with a candidate the gate rejected."""
         rows = self.db.execute(
             "SELECT n_train, predictions FROM stop_checks WHERE predictions IS NOT NULL"
-            " AND draw = ? ORDER BY id",
+            f" AND draw = ? AND {SERVED} ORDER BY id",
             [draw],
         ).fetchall()
         return [(n, json.loads(predictions)) for n, predictions in rows]
@@ -93,8 +94,9 @@ class StoppingMixin:
         accuracy: dict[str, Any] | None = None,
     ) -> None:
         """Store a model update's check (one transaction). Older checks drop their
-        predictions unless a later update may compare with them: of this draw, the newest
-        check at or below ``keep_since`` labels and every one above."""
+        predictions unless a later update may compare with them: of this draw's checks of
+        models that served, the newest at or below ``keep_since`` labels and every one above
+        (a rejected candidate's are dropped: nothing compares with them)."""
         with self._immediate():
             self.db.execute(
                 "INSERT INTO stop_checks (created_at, kind, model_version, n_train, draw, n_stop,"
@@ -116,12 +118,12 @@ class StoppingMixin:
             )
             oldest_kept = self.db.execute(
                 "SELECT max(id) FROM stop_checks WHERE predictions IS NOT NULL AND draw = ?"
-                " AND n_train <= ?",
+                f" AND n_train <= ? AND {SERVED}",
                 [draw, keep_since],
             ).fetchone()[0]
             self.db.execute(
                 "UPDATE stop_checks SET predictions = NULL WHERE predictions IS NOT NULL"
-                " AND (draw != ? OR (n_train <= ? AND id < ?))",
+                f" AND (draw != ? OR (n_train <= ? AND id < ?) OR NOT {SERVED})",
                 [draw, keep_since, oldest_kept or 0],
             )
 

@@ -580,3 +580,35 @@ def test_predictions_settle_on_the_stop_sets_items_still_without_a_label(tmp_pat
         seed(tmp_path / "hitl.db", [Item(f"n{n}", f"invoice letter {n}") for n in range(20)])
         plan = read_stop_plan(store)
         assert plan.draw == 2 and all(plan.unlabeled) and len(plan.texts) == 29
+
+
+def test_an_update_is_not_compared_with_a_candidate_the_gate_rejected(tmp_path: Path):
+    """A rejected candidate never asked or answered; a refresh that compared with its
+    predictions measured "settled" against a model nobody used (a month's test). The check
+    compares with the model that served before it, whose predictions are kept for it."""
+    texts, labels = two_word_labels(20)
+    seed_notes(tmp_path / "hitl.db")
+    classifier = TextClassifier().fit(texts, labels)
+    with Store.open(tmp_path / "hitl.db") as store:
+        plan = read_stop_plan(store)
+        predicted = list(classifier.predict(plan.texts))
+        flipped = ["bug" if p == "billing" else "billing" for p in predicted]
+        for version, status in ((1, "champion"), (2, "rejected")):
+            store.record_model({"version": version, "status": status, "created_at": "",
+                                "n_train": 0, "label_set": [], "metrics": {},
+                                "model_file": "", "sha256": ""})  # fmt: skip
+        # v1 served, trained on 40 labels: it predicted the first four items otherwise;
+        # v2, on 90, was rejected: it predicted them as the model of now does
+        store.record_stop_check(kind="retrain", model_version=1, n_train=40, draw=plan.draw,
+                                predictions=flipped[:4] + predicted[4:], changed=None,
+                                span=None, extrapolation=None, keep_since=0)  # fmt: skip
+        store.record_stop_check(kind="retrain", model_version=2, n_train=90, draw=plan.draw,
+                                predictions=predicted, changed=None, span=None,
+                                extrapolation=None, keep_since=-10)  # fmt: skip
+        assert [n for n, _ in store.stop_predictions(plan.draw)] == [40]
+        plan = read_stop_plan(store, refresh_labels=200)
+        plan.curve = False
+        check = compute_stop(plan, classifier, texts * 10, labels * 10, None)
+        assert (check.changed, check.span) == (4 / 20, 200 - 40)  # against v1, not v2 (0.0)
+        record(store, check, kind="refresh", version=-200, n_train=200)
+        assert stop_status(store).signal == StopSignal(0.2, 160)
