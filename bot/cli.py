@@ -51,7 +51,16 @@ EXPORT_FIELDS = (
     "label_set",
     "gold",
 )
-ANSWER_FIELDS = ("item_id", "text", "user_id", "label", "source", "created_at", "late")
+ANSWER_FIELDS = (
+    "item_id",
+    "text",
+    "user_id",
+    "label",
+    "source",
+    "created_at",
+    "late",
+    "team_id",
+)
 
 
 class State:

@@ -55,6 +55,7 @@ class Settings:
     report_channel: str | None = None
     labels: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
+    answer_teams: tuple[str, ...] = ()  # (): the app's own workspace; ("*",): anyone
     api_token: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_allow: tuple[str, ...] = ()
@@ -235,6 +236,24 @@ def _admins(value: Any) -> tuple[str, ...]:
             "(profile → ⋮ → Copy member ID)"
         )
     return admins
+
+
+_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,}$")
+
+
+def _answer_teams(value: Any) -> tuple[str, ...]:
+    """HITL_ANSWER_TEAMS: the Slack teams whose members' clicks count, or ``*`` (anyone)."""
+    teams = _list(value)
+    if "*" in teams:
+        if len(teams) > 1:
+            raise ValueError("mixes * with team IDs; give * alone (anyone) or team IDs")
+        return teams
+    bad = [t for t in teams if not _TEAM_ID.match(t)]
+    if bad:
+        raise ValueError(
+            f"has {bad[0]!r}, not a Slack team ID; use IDs like T0123ABCD, or * for anyone"
+        )
+    return teams
 
 
 _HOST_NAME = re.compile(
@@ -473,6 +492,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("report_channel", "HITL_REPORT_CHANNEL", _text, False, "channel for reports"),
     Spec("labels", "HITL_LABELS", _labels, False, "the label set (default: imported labels)"),
     Spec("admins", "HITL_ADMINS", _admins, False, "user IDs allowed to retrain / roll back"),
+    Spec(
+        "answer_teams",
+        "HITL_ANSWER_TEAMS",
+        _answer_teams,
+        False,
+        "Slack team IDs whose members' answers count, or * (default: this workspace)",
+    ),
     Spec("api_token", "HITL_API_TOKEN", api_token, True, "bearer token for /api/* (off without)"),
     Spec("webhook_secret", "HITL_WEBHOOK_SECRET", webhook_secret, True, "signs webhook deliveries"),
     Spec(

@@ -109,6 +109,53 @@ def slack_refused(exc: SlackApiError) -> str:
     return line
 
 
+NOT_COUNTED = (
+    "Only members of this workspace answer these questions, so your {what} was not counted"
+    " (an admin can let other teams answer with HITL_ANSWER_TEAMS)."
+)
+
+
+class AnswerTeams:
+    """Whose clicks and commands count: members of the Slack teams in HITL_ANSWER_TEAMS (``*``:
+    anyone); unset, of the app's own workspace (``auth.test``'s team), or anyone for an
+    org-wide Enterprise Grid install (its members sit in many workspaces). A payload without
+    the person's team (some Grid payloads) counts, as there is nothing to tell by, and so do
+    the admins of HITL_ADMINS, each named by an ID that is unique across Slack. Someone of
+    another team (a Slack Connect channel's other organisation) is logged once per team."""
+
+    def __init__(self, rt: Runtime, auth: Mapping[str, Any]):
+        self.rt = rt
+        own = {auth.get("team_id"), auth.get("enterprise_id")} - {None, ""}
+        self.default: tuple[str, ...] = (
+            ("*",) if auth.get("is_enterprise_install") or not own else tuple(sorted(own))
+        )
+        self.logged: set[str] = set()
+
+    def teams(self) -> tuple[str, ...]:
+        return self.rt.settings.answer_teams or self.default
+
+    def counts(self, user_id: str, team_id: object, what: str = "a click") -> bool:
+        if not team_id or not isinstance(team_id, str) or self.rt.is_admin(user_id):
+            return True
+        teams = self.teams()
+        if "*" in teams or team_id in teams:
+            return True
+        if team_id not in self.logged:
+            self.logged.add(team_id)
+            named = ", ".join(teams)
+            if not self.rt.settings.answer_teams:
+                named += ": this workspace, by default"
+            logger.warning(
+                "%s from %s of team %s was not counted: only HITL_ANSWER_TEAMS (%s)"
+                " answer; set HITL_ANSWER_TEAMS to count them",
+                what,
+                user_id,
+                team_id,
+                named,
+            )
+        return False
+
+
 class NotStored(Exception):
     """A request whose write the database refused (a full disk, a read-only file, a lock held
     too long): it is not acknowledged; ``on_error`` answers Slack 503, so the person sees the
@@ -211,10 +258,23 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
 
     app.use(AppRateLimited())
     tracked = functools.partial(track_listener, rt)
+    teams = AnswerTeams(rt, auth)
+
+    async def not_counted(ack: AsyncAck, body: dict, client: AsyncWebClient) -> bool:
+        """True (acked, the clicker told, nothing stored) for a click from a team whose
+        answers do not count (``AnswerTeams``)."""
+        user = body["user"]
+        if teams.counts(user["id"], user.get("team_id")):
+            return False
+        await ack()
+        await _tell(client, body, NOT_COUNTED.format(what="click"), rt)
+        return True
 
     @app.action(blocks.LABEL_ACTION)
     @tracked
     async def on_label_button(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        if await not_counted(ack, body, client):
+            return
         try:
             item_id, label = blocks.decode_value(action.get("value"))
         except ValueError:
@@ -227,6 +287,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.action(blocks.OTHER_EXTERNAL_ACTION)
     @tracked
     async def on_other(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        if await not_counted(ack, body, client):
+            return
         item_id = blocks.item_id_from_block(action.get("block_id"))
         selected = action.get("selected_option") or {}
         label = selected.get("value") if isinstance(selected, dict) else None
@@ -244,6 +306,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.action(blocks.SKIP_ACTION)
     @tracked
     async def on_skip(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        if await not_counted(ack, body, client):
+            return
         try:
             item_id, _ = blocks.decode_value(action.get("value"))
         except ValueError:
@@ -270,6 +334,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.action(blocks.UNDO_ACTION)
     @tracked
     async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
+        if await not_counted(ack, body, client):
+            return
         user_id = body["user"]["id"]
         try:
             item_id, _ = blocks.decode_value(action.get("value"))
@@ -318,6 +384,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     async def on_start_labeling(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
         user_id = body["user"]["id"]
+        if not teams.counts(user_id, body["user"].get("team_id")):  # said on the Home
+            await commands.publish_home(rt, client, user_id, NOT_COUNTED.format(what="click"))
+            return
         try:
             await open_labeling_modal(rt, client, body["trigger_id"], user_id)
         except SlackApiError as exc:  # said on the Home itself: it has no channel to say it in
@@ -333,6 +402,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.command("/hitl")
     @tracked
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
+        user_id, team_id = command.get("user_id", ""), command.get("team_id")
+        if not teams.counts(user_id, team_id, "a /hitl command"):
+            await ack(text=NOT_COUNTED.format(what="command"))
+            return
         await commands.handle(rt, ack, command, client)
 
     @app.event("app_home_opened")
@@ -408,6 +481,7 @@ async def _answer(
             votes_needed=rt.settings.votes,
             skips_to_discard=rt.settings.skips_to_discard,
             review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
+            team_id=body["user"].get("team_id") or None,
         )
     await rt.store.synced()  # ...but the answer is on disk before the ack
     await ack()

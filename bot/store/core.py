@@ -486,10 +486,12 @@ class Store(
 
     def iter_answers(self) -> Iterator[dict[str, Any]]:
         """Every raw answer, in the order it was given; ``late``: given while its item was
-        decided or set aside (its sender was told so), history that counts nowhere."""
+        decided or set aside (its sender was told so), history that counts nowhere;
+        ``team_id``: the answerer's Slack team (None before m028, for imports, undos, and
+        payloads without one)."""
         cursor = self.db.execute(
-            "SELECT a.item_id, i.text, a.user_id, a.label, a.source, a.created_at, a.late"
-            " FROM answers a JOIN items i ON i.id = a.item_id ORDER BY a.id"
+            "SELECT a.item_id, i.text, a.user_id, a.label, a.source, a.created_at, a.late,"
+            " a.team_id FROM answers a JOIN items i ON i.id = a.item_id ORDER BY a.id"
         )
         for row in cursor:
             yield {
@@ -500,6 +502,7 @@ class Store(
                 "source": row[4],
                 "created_at": row[5],
                 "late": bool(row[6]),
+                "team_id": row[7],
             }
 
     def count_labels(self) -> int:

@@ -627,4 +627,12 @@ def m027_posts_expired_index(db: Database) -> None:
     db.execute("CREATE INDEX posts_expired ON posts(expired_at) WHERE expired_at IS NOT NULL")
 
 
+@migrations(name="m028_answers_team")
+def m028_answers_team(db: Database) -> None:
+    # The Slack team of the person who answered (the payload's ``user.team_id``), so answers
+    # from another organisation (a Slack Connect channel, HITL_ANSWER_TEAMS) can be told apart
+    # afterwards; NULL for answers stored before, imported ones, and payloads without one.
+    db.execute("ALTER TABLE answers ADD COLUMN team_id TEXT")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

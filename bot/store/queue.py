@@ -532,9 +532,11 @@ class QueueMixin:
         votes_needed: int = 1,
         skips_to_discard: int = 2,
         review: ReviewRules = ReviewRules(),  # noqa: B008 (frozen: safe as a default)
+        team_id: str | None = None,
     ) -> AnswerResult:
         """Store one answer (``label=None`` is a skip) and resolve the item when it has enough
-        votes, all in one transaction, before anything is acknowledged.
+        votes, all in one transaction, before anything is acknowledged. ``team_id``: the Slack
+        team of the person answering, stored with the answer (None when the payload had none).
 
         The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
         latest one (a double click, on an open item or on the one it just decided) are stored
@@ -574,6 +576,7 @@ class QueueMixin:
                     "created_at": now,
                     "dedupe_key": dedupe_key,
                     "late": int(closed),  # told "already decided": history, counted nowhere
+                    "team_id": team_id,
                 },
             )
             if closed:  # kept as history: the sender is told it came too late
