@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,6 +83,20 @@ class StopCheck:
 
 UNLABELED = ("new", "queued", "posted", "auto")  # statuses of the items a stop set is drawn from
 
+# Once the items without a label that arrived after the stop set was drawn are this share of
+# those waiting, the set no longer stands for them (a new kind of ticket: an outside test saw
+# "settled, 0.1 %" where the model changed 65 % of the new kind) and it is drawn again.
+ARRIVED_SHARE = 0.25
+
+
+def arrived(store: Store, n_unlabeled: int) -> int:
+    """The items without a label that arrived since the stop set's draw, when they are
+    ARRIVED_SHARE or more of the ``n_unlabeled`` waiting (else 0)."""
+    if n_unlabeled <= 0:
+        return 0
+    found = store.arrived_since_draw()
+    return found if found >= max(1, math.ceil(ARRIVED_SHARE * n_unlabeled)) else 0
+
 
 CURVE_GROWTH = 1.25  # a refresh measures the learning curve again once the labels grew by this
 
@@ -115,10 +130,13 @@ def read_stop_plan(
         # most of the set got labels (they no longer count): drawn again while the pool has
         # twice what it still holds
         or (still < len(items) / 2 and n_unlabeled >= 2 * still and n_unlabeled > still)
+        # a quarter of the items waiting came after the draw: the set does not stand for them
+        or arrived(store, n_unlabeled)
     ):
+        last = store.last_item_rowid()  # before the ids: an item added between is an arrival
         ids = store.unlabeled_ids()
         if ids:
-            store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)])
+            store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)], last)
             draw, items = store.stop_set()
     earlier = [(n, p) for n, p in store.stop_predictions(draw) if len(p) == len(items)]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
@@ -248,16 +266,33 @@ class StopStatus:
     # the newest check's accuracy now, or why there is none (None: checks from before it)
     accuracy: AccuracyNow | NoAccuracyNow | None = None
     accuracy_model: str = ""  # the model it is of ("v3", "r315")
+    # items without a label that arrived since the stop set was drawn, when they are a quarter
+    # of those waiting or more (``arrived``): the checks do not speak for them (0: they do)
+    arrived: int = 0
 
     def lines(self) -> list[str]:
         """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
         have answered enough questions, the accuracy now."""
         return [*self._stop_lines(), *self._accuracy_lines()]
 
+    def _arrived(self) -> str:
+        """Why the checks do not speak for the items waiting now (a new kind may have come)."""
+        which = (
+            f"{self.arrived:,} of the {self.n_left:,} items without a label"
+            if self.n_left
+            else f"{count(self.arrived, 'item')} without a label"
+        )
+        return (
+            f"{which} arrived after the fixed sample the models are measured on was drawn, so"
+            " it no longer stands for them; the next model update draws it again"
+        )
+
     def _accuracy_lines(self) -> list[str]:
         found = self.accuracy
         if found is None:
             return []
+        if self.arrived:
+            return [f"*Accuracy now:* not known now: {self._arrived()}"]
         if isinstance(found, NoAccuracyNow):
             return [f"*Accuracy now:* not estimated: {found.reason}"]
         return [
@@ -273,6 +308,8 @@ class StopStatus:
                 "*When to stop:* every item has a label, so there is no unlabeled item to"
                 " compare the models on"
             )
+        elif self.arrived:
+            stop = f"*When to stop:* not known now: {self._arrived()}"
         if self.extrapolation is None:
             return [
                 stop,
@@ -318,6 +355,7 @@ class StopStatus:
             "n_left": self.n_left,
             "accuracy": self.accuracy.as_dict() if self.accuracy else None,
             "accuracy_model": self.accuracy_model,
+            "arrived": self.arrived,
         }
 
     @classmethod
@@ -333,6 +371,7 @@ class StopStatus:
             data.get("n_left"),
             _accuracy(now),
             data.get("accuracy_model", "?"),
+            int(data.get("arrived") or 0),
         )
 
 
@@ -361,8 +400,10 @@ def streak(store: Store) -> Streak:
 def stop_status(store: Store) -> StopStatus | None:
     """The status from the newest checks of the models that served: the champions and the
     working models refreshed from them, not a candidate the gate rejected (its forecast and
-    settling are of a model nobody uses; ``Store.stop_checks(served=True)``). None before
-    the first such check."""
+    settling are of a model nobody uses; ``Store.stop_checks(served=True)``). Once the items
+    that arrived since the stop set's draw are a quarter of those waiting (``arrived``), it
+    says that it does not know, instead of what the old sample says. None before the first
+    such check."""
     checks = store.stop_checks(limit=1, served=True)
     if not checks:
         return None
@@ -371,15 +412,17 @@ def stop_status(store: Store) -> StopStatus | None:
     curve = store.last_curve(served=True) or newest
     found = curve["extrapolation"]
     now = newest.get("accuracy")
+    n_left = sum(store.count_items()[status] for status in UNLABELED)
     return StopStatus(
         StopSignal(newest["changed"], newest["span"]),
         Extrapolation.from_dict(found) if found else None,
         _model_name(curve),
         curve["n_train"],
         newest["n_stop"],
-        sum(store.count_items()[status] for status in UNLABELED),
+        n_left,
         _accuracy(now),
         _model_name(newest),
+        arrived(store, n_left) if newest["n_stop"] else 0,
     )
 
 

@@ -635,4 +635,16 @@ def m028_answers_team(db: Database) -> None:
     db.execute("ALTER TABLE answers ADD COLUMN team_id TEXT")
 
 
+@migrations(name="m029_stop_draws")
+def m029_stop_draws(db: Database) -> None:
+    # When each stop set was drawn and the newest item then (its rowid): the items without a
+    # label that arrived after it are not in the sample the models are compared on, and once
+    # they are a quarter of those waiting (a new kind of ticket) the set is drawn again. A
+    # draw made before has no row; its newest item is read from the set itself.
+    db.execute(
+        "CREATE TABLE stop_draws (draw INTEGER PRIMARY KEY, drawn_at TEXT NOT NULL,"
+        " last_rowid INTEGER NOT NULL)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.migrations import UNLABELED as UNLABELED_INDEXED  # new, queued, auto
+
 # The checks of the models that served: a retrain's candidate the gate rejected never asked or
 # answered, so its check is not what `hitl accuracy`, App Home or the next refresh go by (a
 # month's test: a champion's report forecast with a rejected candidate's learning curve).
@@ -53,8 +55,38 @@ class StoppingMixin:
             )
         ]
 
-    def draw_stop_set(self, item_ids: Sequence[str]) -> int:
-        """Replace the stop set with ``item_ids`` (one transaction); returns the new draw."""
+    def last_item_rowid(self) -> int:
+        """The rowid of the newest item (0: none), read before a draw's ids."""
+        return self.db.execute("SELECT coalesce(max(rowid), 0) FROM items").fetchone()[0]
+
+    def arrived_since_draw(self) -> int:
+        """How many items without a label arrived after the stop set was drawn (so none of
+        them is in it), counted on the unlabeled items' index from the newest item of the
+        draw on: the work grows with the arrivals, not with the items. 0 with no stop set."""
+        draw = self.db.execute("SELECT max(draw) FROM stop_set").fetchone()[0]
+        if draw is None:
+            return 0
+        found = self.db.execute(
+            "SELECT last_rowid FROM stop_draws WHERE draw = ?", [draw]
+        ).fetchone()
+        last = (
+            found[0]
+            if found
+            else self.db.execute(  # a draw from before m029
+                "SELECT coalesce(max(i.rowid), 0) FROM stop_set s JOIN items i ON i.id = s.item_id"
+            ).fetchone()[0]
+        )
+        return self.db.execute(
+            f"SELECT count(*) FROM items INDEXED BY items_unlabeled"
+            f" WHERE {UNLABELED_INDEXED} AND ({UNLABELED_INDEXED}) = 1 AND rowid > ?",
+            [last],
+        ).fetchone()[0]
+
+    def draw_stop_set(self, item_ids: Sequence[str], last_rowid: int | None = None) -> int:
+        """Replace the stop set with ``item_ids`` (one transaction), drawn from the items up
+        to rowid ``last_rowid`` (None: the newest now); returns the new draw."""
+        if last_rowid is None:
+            last_rowid = self.last_item_rowid()
         with self._immediate():
             (last,) = self.db.execute("SELECT coalesce(max(draw), 0) FROM stop_set").fetchone()
             (checked,) = self.db.execute(
@@ -65,6 +97,10 @@ class StoppingMixin:
             self.db.conn.executemany(
                 "INSERT INTO stop_set (position, item_id, draw) VALUES (?, ?, ?)",
                 [(n, item_id, draw) for n, item_id in enumerate(item_ids)],
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO stop_draws (draw, drawn_at, last_rowid) VALUES (?, ?, ?)",
+                [draw, self.now(), last_rowid],
             )
         return draw
 
