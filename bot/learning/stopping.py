@@ -139,6 +139,9 @@ def read_stop_plan(
             store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)], last)
             draw, items = store.stop_set()
     earlier = [(n, p) for n, p in store.stop_predictions(draw) if len(p) == len(items)]
+    aliases = store.label_aliases()
+    if aliases:  # a rename or merge since: the older predictions name labels as they are now
+        earlier = [(n, [label_now(aliases, label) for label in p]) for n, p in earlier]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
     return StopPlan(
         draw,
@@ -149,6 +152,16 @@ def read_stop_plan(
         store.stop_set_unlabeled(),
         store.asked_answers(ASKED_MAX),
     )
+
+
+def label_now(aliases: dict[str, str], label: str) -> str:
+    """The label ``label`` counts for now, through the renames and merges since (a chain
+    of them too; a rename back ends where it started)."""
+    seen = {label}
+    while label in aliases and aliases[label] not in seen:
+        label = aliases[label]
+        seen.add(label)
+    return label
 
 
 def read_stop_plan_at(db: Path) -> StopPlan:

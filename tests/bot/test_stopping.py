@@ -675,3 +675,26 @@ def test_an_older_databases_stop_set_counts_its_arrivals_from_its_own_newest_ite
         assert any("INDEX items_unlabeled (<expr>=? AND rowid>?)" in " ".join(p) for _, p in plans)
         store.draw_stop_set(["i0", "i5"])
         assert store.arrived_since_draw() == 0
+
+
+def test_a_renamed_or_merged_label_is_not_counted_as_a_changed_prediction(tmp_path: Path):
+    """After `hitl labels merge account billing` the older checks' predictions still said
+    "account" where the model now says "billing": "still changing: 31.8 %" where nothing had
+    changed (an outside drift test). They are read under the label set of now."""
+    texts, labels = two_word_labels(20)
+    seed_notes(tmp_path / "hitl.db")
+    classifier = TextClassifier().fit(texts, labels)
+    with Store.open(tmp_path / "hitl.db") as store:
+        plan = read_stop_plan(store)
+        predicted = list(classifier.predict(plan.texts))
+        named_then = ["defect" if p == "bug" else p for p in predicted]
+        assert named_then != predicted
+        store.record_stop_check(kind="retrain", model_version=1, n_train=40, draw=plan.draw,
+                                predictions=named_then, changed=None, span=None,
+                                extrapolation=None, keep_since=0)  # fmt: skip
+        with store.db.conn:  # defect was merged into bug (as `hitl labels merge` leaves it)
+            store.db.execute("INSERT INTO label_aliases (old, new) VALUES ('defect', 'bug')")
+        plan = read_stop_plan(store, refresh_labels=200)
+        plan.curve = False
+        check = compute_stop(plan, classifier, texts * 5, labels * 5, None)
+        assert (check.changed, check.span) == (0.0, 160)
