@@ -132,6 +132,7 @@ class Dispatcher:
         self.unrecorded: dict[str, Unrecorded] = {}  # by item id, in the order they were posted
         self._attempts_read = False
         self.moved: list[dict[str, Any]] = []  # old posts of moved questions, to redraw (once)
+        self.labels_under: int | None = None  # the label set's change count of this round
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -291,6 +292,8 @@ class Dispatcher:
         await self._say_moved()
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         await self._expire()
+        # the label set's change count the round's buttons are drawn under (``record_post``)
+        self.labels_under = rt.store.label_set_change_count()
         ttl = rt.settings.question_ttl
         resting = rt.store.resting(ttl) if ttl > 0 else set()  # ignored lately: asked last
         labels = label_set(rt.settings, rt.store)
@@ -489,7 +492,9 @@ class Dispatcher:
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
         try:
-            self.rt.store.record_post(item_id, channel, ts, reason, *shown)
+            self.rt.store.record_post(
+                item_id, channel, ts, reason, *shown, drawn_under=self.labels_under
+            )
         except DatabaseError:
             # Slack shows it and the database does not know: keep it, to record it before
             # anything else is posted (the item, still queued, would otherwise go again).
@@ -502,6 +507,12 @@ class Dispatcher:
                 ts,
             )
             raise
+        if (
+            self.labels_under is not None
+            and self.rt.store.label_set_change_count() != self.labels_under
+            and isinstance(self.rt.redrawer, Redrawer)
+        ):
+            self.rt.redrawer.wake()  # drawn under a label set changed since: due for a redraw
         if not found:  # else "posted after all" said it: a second line read as a second post
             logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 

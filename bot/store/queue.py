@@ -354,15 +354,20 @@ class QueueMixin:
         model_version: int | None,
         predicted_label: str | None,
         confidence: float | None,
+        drawn_under: int | None = None,
     ) -> int:
         """Record a question Slack has accepted (it returned ``ts``, or its message was found
         in the channel's history): the item is now posted, and its post attempt is over.
 
         An item people decided meanwhile (they answered the message the bot had not heard
         of) stays decided: its post is recorded closed, with its message due for a redraw
-        that shows the decision."""
+        that shows the decision. ``drawn_under``: the label set's change count its buttons
+        were drawn under; when a change (`hitl labels` beside the server) came since, the
+        message is due for a redraw under the label set of now (the change's own redraw of
+        the open questions was made before this one was recorded)."""
         now = self.now()
         with self._immediate():
+            stale = drawn_under is not None and drawn_under != self.label_set_change_count()
             moved = self.db.execute(
                 "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?"
                 " AND status NOT IN ('resolved', 'skipped')",
@@ -378,7 +383,8 @@ class QueueMixin:
                     "predicted_label": predicted_label,
                     "confidence": confidence,
                     "posted_at": now,
-                    **({} if moved else {"closed_at": now, "redraw_seq": 1}),
+                    **({} if moved else {"closed_at": now}),
+                    **({"redraw_seq": 1} if stale or not moved else {}),
                 }
             )
             self.db.execute("DELETE FROM post_attempts WHERE item_id = ?", [item_id])

@@ -206,6 +206,41 @@ async def test_a_rename_made_in_the_cli_while_the_server_runs_redraws_the_open_q
             await loop_task
 
 
+async def test_a_question_posted_while_the_cli_renamed_a_label_is_redrawn_under_the_new_name(
+    bot: Bot,
+):
+    """A round drew its buttons, then `hitl labels rename` committed (and redrew the questions
+    open then) before the round's post was recorded: that question kept the old name's button
+    for good (an outside drift test saw it 30 s on). Its record notes the change, and it is
+    redrawn."""
+    redrawer = Redrawer.of(bot.rt)
+    redrawer.idle_tick = 3600  # as `hitl serve` runs it, but no look of its own in this test
+    async with redrawer.drawn:
+        loop_task = asyncio.create_task(redrawer.run())
+        await redrawer.drawn.wait()  # its first pass is done: from here it waits to be woken
+    try:
+        bot.fake.fail("chat.postMessage", mode="timeout")  # Slack holds the post
+        round_ = asyncio.create_task(bot.dispatcher.fill())
+        held = await bot.fake.next_call("chat.postMessage")
+        old = buttons({"blocks": held.params["blocks"]})[0]
+        renamed = CliRunner().invoke(
+            cli,
+            ["--db", str(bot.rt.settings.db), "labels", "rename", old, "renamed"],
+            env={"HITL_LABELS": ",".join(LABELS)},
+        )
+        assert renamed.exit_code == 0, renamed.output
+        bot.fake.release_timeouts()
+        assert await round_ == 1
+        await bot.settled()  # fails (times out) unless the post woke a pass that drew it
+        [message] = bot.posted()
+        redrawn = bot.fake.message(CHANNEL, message["ts"])
+        assert "renamed" in buttons(redrawn) and old not in buttons(redrawn)
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+
+
 def test_the_retrain_after_a_retire_or_an_add_trains_on_the_label_set_in_force(tmp_path: Path):
     """Retiring a label changes what training reads, though no label is new: the next
     retrain trains without its items (not "nothing new"), and with them once it is back."""
