@@ -62,19 +62,26 @@ def labels_group() -> None:
 
 
 @labels_group.command("set")
-@click.argument("item_id")
+@click.argument("item_ids", metavar="ITEM_ID...", nargs=-1, required=True)
 @click.argument("label")
 @_REASON
 @_BY
 @click.pass_obj
-def set_command(state: Any, item_id: str, label: str, reason: str, by: str | None) -> None:
-    """Make LABEL the label of item ITEM_ID, whatever it was (an open item is resolved).
+def set_command(
+    state: Any, item_ids: tuple[str, ...], label: str, reason: str, by: str | None
+) -> None:
+    """Make LABEL the label of each ITEM_ID, whatever it was (an open item is resolved; on a
+    gold item, the gold label). Several items are set together or, if one cannot be (an
+    unknown id), none: after a change in how the team labels, `hitl labels set` with the ids
+    of the outdated gold questions updates them in one command.
 
     \b
     Examples:
       hitl labels set T-1001 billing --reason "refund request"
+      hitl labels set G-4 G-9 G-12 account --reason "refunds are account now"
     """
     label = _check_name(label)
+    ids = list(dict.fromkeys(item_ids))  # an id given twice is set once
     with _errors(), state.open_existing_store() as store:
         known = current_labels(state.settings, store)
         fixed = state.settings.labels or store.stored_labels() is not None
@@ -87,13 +94,25 @@ def set_command(state: Any, item_id: str, label: str, reason: str, by: str | Non
             raise click.ClickException(
                 f"{label!r} is not in the label set ({', '.join(known)}); use one of these"
             )
-        change = store.set_label(item_id, label, user_id=_who(by), reason=reason)
-    if change.confirmed:
-        click.echo(f"{item_id}: {label} kept, now decided by a person (training keeps it)")
-    elif not change.is_changed:
-        click.echo(f"{item_id}: already {label}, nothing changed")
-    else:
-        click.echo(f"{item_id}: {change.old or '(no label)'} → {label}")
+        stored = store.existing_item_ids(ids) if len(ids) > 1 else set(ids)
+        if unknown := [i for i in ids if i not in stored]:
+            raise click.ClickException(
+                f"no item with id {', '.join(map(repr, unknown))}; nothing changed"
+                " (`hitl export` lists the labeled ones)"
+            )
+        # One transaction for them all: the Store's own (no public one for several labels;
+        # ``Store.remove_labels`` is its counterpart for `hitl labels remove`).
+        with store._immediate():
+            changes = [store.set_label(i, label, user_id=_who(by), reason=reason) for i in ids]
+    for change in changes:
+        if change.confirmed:
+            click.echo(
+                f"{change.item_id}: {label} kept, now decided by a person (training keeps it)"
+            )
+        elif not change.is_changed:
+            click.echo(f"{change.item_id}: already {label}, nothing changed")
+        else:
+            click.echo(f"{change.item_id}: {change.old or '(no label)'} → {label}")
 
 
 @labels_group.command("remove")

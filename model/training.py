@@ -80,15 +80,29 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class GoldMiss:
+    """A gold question the candidate answered otherwise than its gold label: its position in
+    the texts asked, the gold label, the candidate's answer and whether the champion got it
+    right (a question that counts against the candidate in the test)."""
+
+    index: int
+    label: str
+    answer: str
+    champion_right: bool
+
+
+@dataclass(frozen=True)
 class GoldCheck:
     """Both models on held-out questions whose right labels are known (the gold questions):
     how many each got right, and the one-sided p-value of "the candidate is worse" (McNemar's
-    exact test: of the questions only one of them got right, the champion's share)."""
+    exact test: of the questions only one of them got right, the champion's share).
+    ``misses``: the questions the candidate got wrong, those the champion got right first."""
 
     n: int
     candidate_correct: int
     champion_correct: int
     p_worse: float
+    misses: tuple[GoldMiss, ...] = ()
 
     @property
     def worse(self) -> bool:
@@ -129,13 +143,18 @@ def gold_check(
     from scipy.stats import binomtest
 
     truth = [str(v) for v in labels]
-    new = [p == t for p, t in zip(candidate.predict(list(texts)), truth, strict=True)]
+    answers = [str(p) for p in candidate.predict(list(texts))]
+    new = [p == t for p, t in zip(answers, truth, strict=True)]
     old = [p == t for p, t in zip(champion.predict(list(texts)), truth, strict=True)]
     only_old = sum(o and not c for c, o in zip(new, old, strict=True))
     only_new = sum(c and not o for c, o in zip(new, old, strict=True))
     discordant = only_old + only_new
     p = binomtest(only_old, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
-    return GoldCheck(len(truth), sum(new), sum(old), float(p))
+    misses = sorted(
+        (GoldMiss(i, truth[i], answers[i], old[i]) for i in range(len(truth)) if not new[i]),
+        key=lambda m: (not m.champion_right, m.index),
+    )
+    return GoldCheck(len(truth), sum(new), sum(old), float(p), tuple(misses))
 
 
 def train_candidate(

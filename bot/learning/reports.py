@@ -680,7 +680,7 @@ def rejected_lines(outcome: Outcome, streak: Streak | None) -> list[str]:
     since when the champion stands (``streak``, when known), from the second on what usually
     causes a run of them and where to look, and where the champion's when to stop is."""
     champion = f"v{outcome.previous_version}"
-    lines = []
+    lines = gold_lines(outcome)
     if streak is not None and streak.rejected and streak.champion == outcome.previous_version:
         since = f" since {streak.since[:10]} ({_age(streak.days)})" if streak.since else ""
         held = f"{champion} has been champion{since}"
@@ -688,11 +688,20 @@ def rejected_lines(outcome: Outcome, streak: Streak | None) -> list[str]:
             lines.append(f"*Champion:* {champion}{since}; the first retrain rejected since.")
         else:
             lines.append(f"*{ordinal(streak.rejected)} rejection in a row:* {held}.")
+            why = (
+                "usually labels given since {0} was trained disagree with the earlier ones (a"
+                " careless or confused labeller, a label used in a new sense, a wrong import);"
+                " every later candidate trains on them, so more labels rarely help until they"
+                " are fixed."
+                if not outcome.n_gold_missed
+                else "this one on the gold questions: either labels given since {0} was"
+                " trained are wrong (a careless or confused labeller, a wrong import), or the"
+                " team now uses a label in a new sense and the gold labels above are out of"
+                " date; every later candidate trains on the new labels, so more labels rarely"
+                " help until one or the other is fixed."
+            ).format(champion)
             lines.append(
-                f"*Rejected again and again:* usually labels given since {champion} was trained"
-                " disagree with the earlier ones (a careless or confused labeller, a label used"
-                " in a new sense, a wrong import); every later candidate trains on them, so more"
-                f" labels rarely help until they are fixed. {command('stats')} shows each"
+                f"*Rejected again and again:* {why} {command('stats')} shows each"
                 " person's agreement and accuracy on gold, `/hitl review` the split votes and"
                 " the labels the model contradicts, `hitl export --answers` every answer with"
                 " who gave it and when; `hitl labels set` or `hitl labels remove` fixes a label"
@@ -705,6 +714,48 @@ def rejected_lines(outcome: Outcome, streak: Streak | None) -> list[str]:
         f" {champion}'s and its working model's"
     )
     return lines
+
+
+def gold_lines(outcome: Outcome) -> list[str]:
+    """A retrain rejected on the gold questions: the ones the candidate answered otherwise than
+    their gold label (the first few, with what the team answered there, and how many in all),
+    that gold labels may be out of date and how to update them, and on how many gold questions
+    most of the team's answers differ from the gold label. None otherwise."""
+    if not outcome.n_gold_missed:
+        return []
+    shown = ", ".join(_gold_miss(miss) for miss in outcome.gold_missed)
+    more = outcome.n_gold_missed - len(outcome.gold_missed)
+    lines = [
+        f"*Gold questions the candidate got wrong:* {outcome.n_gold_missed:,} in all: {shown}"
+        + (f" and {more:,} more" if more > 0 else ""),
+        "*Gold labels:* if the team's labeling changed, the gold labels may be out of date:"
+        " `hitl labels set ID LABEL` updates one, `hitl labels set ID ID … LABEL` several at"
+        " once.",
+    ]
+    if outcome.n_gold_disputed:
+        lines.append(
+            f"*The team and gold disagree:* on {count(outcome.n_gold_disputed, 'gold question')}"
+            " most of the team's answers differ from the gold label; each counts as a miss in"
+            f" that person's accuracy on gold ({command('stats')})."
+        )
+    return lines
+
+
+def _gold_miss(miss: Mapping[str, Any]) -> str:
+    """``g7 (gold billing, the candidate says account, 3 of the team's 4 answers say
+    account)``; without the team's part when nobody answered it."""
+    answer = escape(str(miss["answer"]))
+    team, agree = miss.get("team") or 0, miss.get("team_answer") or 0
+    said = (
+        f", {agree:,} of the team's {count(team, 'answer')} {'says' if agree == 1 else 'say'}"
+        f" {answer}"
+        if team
+        else ""
+    )
+    return (
+        f"{escape(str(miss['id']))} (gold {escape(str(miss['gold']))}, the candidate says"
+        f" {answer}{said})"
+    )
 
 
 def _cv(metrics: dict, n_labels: int | None) -> str:

@@ -51,6 +51,7 @@ from model.selection import text_key
 
 if TYPE_CHECKING:
     from model import TextClassifier
+    from model.training import GoldMiss
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,12 @@ class Outcome:
     n_missing: int = 0  # labels still needed before training can start (0: enough)
     stopping: dict[str, Any] = field(default_factory=dict)  # StopStatus.as_dict, for the report
     streak: dict[str, Any] = field(default_factory=dict)  # a rejected one's stopping.Streak
+    # Rejected on the gold questions: the first of those it got wrong (``gold_misses``: id,
+    # gold, answer; ``team_answers`` adds the team's), how many in all, and on how many gold
+    # questions most of the team's answers differ from the gold label.
+    gold_missed: list[dict[str, Any]] = field(default_factory=list)
+    n_gold_missed: int = 0
+    n_gold_disputed: int = 0
     asked: bool = True  # some labels answer questions asked because the model was unsure
 
     @property
@@ -164,6 +171,7 @@ class Plan:
     # the new labels did not define, on which the gate also compares the two models.
     gold_texts: list[str] = field(default_factory=list)
     gold_labels: list[str] = field(default_factory=list)
+    gold_ids: list[str] = field(default_factory=list)  # their items, for the report
     # When the training rows were read: gold made by then trained no model of this plan (the
     # next retrain's gold check asks this model only those: ``held_out_gold``).
     read_at: str = ""
@@ -334,10 +342,10 @@ def _plan(
     trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
     mask = [r[3] <= trained_until for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
-    gold_texts, gold_labels = (
+    gold_ids, gold_texts, gold_labels = (
         held_out_gold(store, set(keys), previous.extra.get("gold_read_at") or previous.created_at)
         if previous
-        else ([], [])
+        else ([], [], [])
     )
     return Plan(
         run_id=run_id,
@@ -358,14 +366,15 @@ def _plan(
         next_version=max(known, default=0) + 1,
         gold_texts=gold_texts,
         gold_labels=gold_labels,
+        gold_ids=gold_ids,
         read_at=read_at,
     )
 
 
 def held_out_gold(
     store: Store, trained: set[str], champion_made: str
-) -> tuple[list[str], list[str]]:
-    """The gold questions' texts and labels, under the label set in force (a retired label's
+) -> tuple[list[str], list[str], list[str]]:
+    """The gold questions' ids, texts and labels, under the label set in force (a retired label's
     left out: no model may answer it), that neither model trained on: for the champion, those
     it cannot have seen when its training rows were read (``champion_made``: its
     ``gold_read_at``, or its creation, to the second, for a model made before that was kept;
@@ -376,21 +385,63 @@ def held_out_gold(
     loop, as the rest of ``begin``."""
     gold = store.gold_labels(unseen_by=champion_made)
     if not gold:
-        return [], []
+        return [], [], []
     aliases = store.label_aliases()
     retired = store.retired_labels()
     texts = store._texts_of(sorted(gold))  # the Store's own read by ids (no public one)
-    pairs = [
-        (texts[item], aliases.get(label, label))
+    rows = [
+        (item, texts[item], aliases.get(label, label))
         for item, label in sorted(gold.items())
         if item in texts
     ]
-    kept = [
-        (text, label)
-        for text, label in pairs
-        if label not in retired and text_key(text) not in trained
+    kept = [row for row in rows if row[2] not in retired and text_key(row[1]) not in trained]
+    return [i for i, _, _ in kept], [t for _, t, _ in kept], [lb for _, _, lb in kept]
+
+
+GOLD_SHOWN = 5  # gold questions a rejection on gold names
+
+
+def gold_misses(misses: Sequence[GoldMiss], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The first ``GOLD_SHOWN`` gold questions the candidate got wrong (``GoldCheck.misses``:
+    those the champion got right first), with their item ids, for the report."""
+    return [
+        {"id": ids[m.index], "gold": m.label, "answer": m.answer}
+        for m in misses[:GOLD_SHOWN]
+        if m.index < len(ids)
     ]
-    return [t for t, _ in kept], [lb for _, lb in kept]
+
+
+def team_answers(store: Store, outcome: Outcome) -> None:
+    """Add the team's answers to the gold questions ``outcome`` names (how many, how many of
+    them the candidate's answer), and count the gold questions on which most of the team's
+    answers differ from the gold label: a team that now labels otherwise than the gold labels
+    say is scored wrong on them. Reads each gold item's answers (``Store.tally``)."""
+    for miss in outcome.gold_missed:
+        votes = store.tally(miss["id"]).votes
+        miss["team"] = sum(len(users) for users in votes.values())
+        miss["team_answer"] = len(votes.get(miss["answer"], []))
+    aliases = store.label_aliases()
+    disputed = 0
+    for item, label in store.gold_labels().items():
+        votes = store.tally(item).votes
+        total = sum(len(users) for users in votes.values())
+        if total and 2 * len(votes.get(aliases.get(label, label), [])) < total:
+            disputed += 1
+    outcome.n_gold_disputed = disputed
+
+
+async def team_answers_apart(store: Store, outcome: Outcome) -> None:
+    """``team_answers`` in a worker thread on a connection of its own (it reads every gold
+    question's answers: off the event loop); on the caller's connection for a memory store."""
+    if store.path is None:
+        team_answers(store, outcome)
+        return
+
+    def read() -> None:
+        with store.apart() as own:
+            team_answers(own, outcome)
+
+    await asyncio.to_thread(read)
 
 
 def why_too_few(labels: Sequence[str], keys: Sequence[str] | None = None) -> tuple[str, int] | None:
@@ -506,6 +557,9 @@ def compute(
     )
     promote = decision.promote or plan.force
     reason = decision.reason
+    if not promote and decision.gold is not None and decision.gold.worse:
+        outcome.gold_missed = gold_misses(decision.gold.misses, plan.gold_ids)
+        outcome.n_gold_missed = len(decision.gold.misses)
     if plan.force and not decision.promote:
         outcome.forced = True
         reason = f"forced by {plan.triggered_by} although not better ({decision.reason})"
@@ -945,6 +999,8 @@ async def retrain(
     outcome = finish(store, plan, computed)
     if outcome.status == "rejected":  # its report says since when the champion stands
         outcome.streak = asdict(stopping.streak(store))
+        if outcome.gold_missed:  # and, rejected on gold, what the team answered there
+            await team_answers_apart(store, outcome)
     if computed.stop is not None:
         stopping.record(
             store, computed.stop, kind="retrain", version=outcome.version, n_train=outcome.n_labels
