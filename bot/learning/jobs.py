@@ -15,8 +15,12 @@ both asks (orders the queue) and answers (``/api/predict``, auto-labels), as eve
 one stored prediction. A promotion or rollback ends the working model; a rejected retrain
 leaves it in place.
 
-Slightly over ~400 lines: the schedule, the champion holder and watch, and the refresh
-share the ``Trainer``'s fit worker and lock.
+The reports go to HITL_REPORT_CHANNEL through the ``ReportOutbox``: one Slack refuses during
+an outage is held (in memory) and posted once Slack answers again, in order, each once.
+
+Over ~400 lines: the schedule, the champion holder and watch, and the refresh share the
+``Trainer``'s fit worker and lock; the report outbox is held by the ``Trainer``, and its loop
+starts and stops with the scheduler.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -36,12 +44,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import eventloop
 from bot.config import Settings, cron_trigger
-from bot.errors import StoreError, slack_said
+from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import scorer_of
-from bot.runtime import Champion, Runtime, wait_until_woken
+from bot.runtime import Champion, Runtime, retry_after, wait_until_woken
 from bot.store import DatabaseError, Store, database_problem
 from model import ModelRegistry
 
@@ -199,6 +207,7 @@ class Trainer:
     closing: bool = False  # the server is stopping: no refresh starts or runs again
     folder_problem: str | None = None  # why the models folder was unreadable, said once
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
+    outbox: ReportOutbox | None = None  # the reports Slack refused for a while (``ReportOutbox``)
 
     @classmethod
     def of(cls, rt: Runtime) -> Trainer:
@@ -485,7 +494,10 @@ async def run_retrain(
     rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
-        await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins))
+        what = f"the retrain report of {report_time(rt)}" + (
+            f" (v{outcome.version})" if outcome.version is not None else f" ({outcome.status})"
+        )
+        await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins), what)
     return outcome
 
 
@@ -506,7 +518,9 @@ async def stopped_by_shutdown(rt: Runtime):  # noqa: ANN201
         if Trainer.of(rt).closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
-                    await post_report(rt, STOPPED_REPORT)
+                    await post_report(
+                        rt, STOPPED_REPORT, f"the retrain-stopped report of {report_time(rt)}"
+                    )
         raise
 
 
@@ -548,34 +562,344 @@ async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
     return None
 
 
-async def post_report(rt: Runtime, text: str) -> None:
-    """Post a report to HITL_REPORT_CHANNEL; a public channel the bot is not in yet it joins
-    once (``channels:join``, as the question channels), else the report would be lost."""
-    channel = rt.settings.effective_report_channel
-    if not channel:
-        return
-    try:
+# A report (a retrain's result, a retrain the server's stop ended) that Slack refuses for a
+# reason that passes (a 5xx, internal_error, ratelimited, no connection: an outage) is held in
+# memory and posted again once Slack answers, in order, each once (``ReportOutbox``). A server
+# that stops first loses it (said when it is held, and at the stop).
+REPORTS_KEPT = 10  # reports held at most; beyond, the oldest is dropped (said)
+# The backoff of the dispatcher's channels and the redrawer's messages (their MAX_BACKOFF;
+# bot.learning may not import bot.slack, and tests/bot/test_report_outbox.py keeps them equal),
+# doubling from the dispatcher's retry_base.
+REPORT_MAX_BACKOFF = 300.0
+# Answers after which Slack may have posted the report all the same (the dispatcher's
+# MAYBE_DONE): before posting it again, the channel's history is searched for it.
+REPORT_MAYBE_DONE = frozenset(
+    {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
+)
+REPORT_EVENT = "hitl_report"  # the metadata event_type of a report (its event_payload: its key)
+READ_IT = "`hitl models` and `hitl accuracy` show what it said"
+
+
+def report_time(rt: Runtime) -> str:
+    """Now, as a report is named in the log ("the retrain report of 2026-12-05 03:40 UTC")."""
+    zone = ZoneInfo(rt.settings.timezone)
+    return rt.clock().astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@dataclass(eq=False)
+class HeldReport:
+    """One report on its way to the report channel, and its backoff once Slack refused it."""
+
+    text: str
+    what: str  # how the log names it: "the retrain report of 2026-12-05 03:40 UTC (v2)"
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # its metadata, to find it
+    error: str | None = None  # what its first refusal said (None: never refused)
+    failures: int = 0
+    due: float = 0.0  # the outbox's clock; not tried before
+    unsure: bool = False  # a refusal after which Slack may have posted it: look for it first
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    said: str  # "Slack said internal_error", "no answer from Slack (ServerDisconnectedError)"
+    error: str  # "internal_error", "ServerDisconnectedError"
+    passes: bool  # a retry may work (an outage, a rate limit)
+    maybe_done: bool = False  # Slack may have posted it all the same
+    wait: float | None = None  # a 429's Retry-After
+    needed: str | None = None  # missing_scope: the scope
+
+
+def _refusal(exc: Exception) -> _Refusal:
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200) or 200
+        error = slack_said(exc) or f"HTTP {status}"
+        said = f"Slack said {error}"
+        if status == 429 or error == "ratelimited":
+            wait = retry_after(exc.response) if getattr(exc.response, "headers", None) else None
+            return _Refusal(said, error, passes=True, wait=wait)
+        if status >= 500 or error in REPORT_MAYBE_DONE:
+            return _Refusal(said, error, passes=True, maybe_done=True)
+        return _Refusal(said, error, passes=False, needed=slack_said(exc, "needed"))
+    name = type(exc).__name__
+    # a connection never made reached nothing; any other lost answer may follow a post
+    return _Refusal(
+        f"no answer from Slack ({name})",
+        name,
+        passes=True,
+        maybe_done=not isinstance(exc, aiohttp.ClientConnectorError),
+    )
+
+
+def _refused_fix(refusal: _Refusal) -> str:
+    """What to do about a refusal no retry can fix (as the dispatcher's lines say it)."""
+    error = refusal.error
+    if error == "is_archived":
+        return "unarchive it, or set HITL_REPORT_CHANNEL to another channel and restart"
+    if error == "channel_not_found":  # a private channel the bot is not in says so too
+        return (
+            "invite the bot to it (/invite @hitl), or set HITL_REPORT_CHANNEL to another"
+            " channel and restart"
+        )
+    if error == "not_in_channel":
+        return "invite the bot to it (/invite @hitl)"
+    if error in SLACK_TOKEN_REFUSED:
+        return "fix SLACK_BOT_TOKEN (or reinstall the app)"
+    if error == "missing_scope":
+        return (
+            f"the app lacks the {refusal.needed or 'chat:write'} scope: add it under OAuth &"
+            " Permissions → Bot Token Scopes (manifest.yml has it) and reinstall the app"
+        )
+    return "it is not retried"
+
+
+class ReportOutbox:
+    """Posts the reports to HITL_REPORT_CHANNEL in the order they were written, each once.
+
+    One Slack refuses for a reason that passes is held, with the backoff of the dispatcher's
+    channels (doubling from its ``retry_base`` up to ``REPORT_MAX_BACKOFF``; a 429 waits for
+    its Retry-After), and the reports written after it wait behind it. Its refusal is said
+    once, and its post once it goes through. A refusal no retry can fix (an archived channel,
+    a refused token, a missing scope) drops it with one line that says what to fix. At most
+    ``kept`` reports are held: beyond, the oldest is dropped, said with where to read it.
+
+    Held in memory (``Trainer.outbox``): the background loop (``run``) starts with the
+    nightly scheduler and stops with it (``start_scheduler``, ``stop_scheduler``); what is
+    still held then is said lost. Without that loop (``init_app(run_background=False)``), a
+    held report goes with the next report posted, once due."""
+
+    def __init__(self, rt: Runtime, *, kept: int = REPORTS_KEPT) -> None:
+        self.rt = rt
+        self.kept = kept
+        self.clock: Callable[[], float] = time.monotonic  # seconds, for the backoff
+        self.queue: deque[HeldReport] = deque()
+        self.lock = asyncio.Lock()  # one sender at a time: the loop, a new report
+        self.sending: HeldReport | None = None
+        self.woken = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.history_said: str | None = None  # why the history could not be read, said once
+
+    @classmethod
+    def of(cls, rt: Runtime) -> ReportOutbox:
+        """The outbox of ``rt``'s trainer (made at first use)."""
+        trainer = Trainer.of(rt)
+        if trainer.outbox is None:
+            trainer.outbox = cls(rt)
+        return trainer.outbox
+
+    @property
+    def retry_base(self) -> float:
+        """Seconds; the dispatcher's (``init_app``'s retry_base), else 1."""
+        return float(getattr(self.rt.dispatcher, "retry_base", 1.0))
+
+    def add(self, text: str, what: str) -> HeldReport:
+        """Queue a report behind those held; beyond ``kept``, drop the oldest (said)."""
+        report = HeldReport(text, what)
+        self.queue.append(report)
+        while len(self.queue) > self.kept:
+            oldest = next(r for r in self.queue if r is not self.sending)
+            self.queue.remove(oldest)
+            logger.warning(
+                "dropped %s, held since Slack refused it (%s): more than %d reports waited; %s",
+                oldest.what,
+                oldest.error,
+                self.kept,
+                READ_IT,
+            )
+        return report
+
+    def next_due(self) -> float | None:
+        """The clock at which the oldest held report is due (None: none is held)."""
+        return self.queue[0].due if self.queue else None
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    async def send(self, *, now: bool = False) -> int:
+        """Post the reports in order while the oldest is due (``now``: backoff or not); stop
+        at the first Slack refuses for a while. Returns how many are held."""
+        async with self.lock:
+            while self.queue:
+                report = self.queue[0]
+                if not now and report.due > self.clock():
+                    break
+                channel = self.rt.settings.effective_report_channel
+                if not channel:
+                    self.queue.clear()
+                    break
+                self.sending = report
+                found = False
+                try:
+                    found = report.unsure and await self._found(channel, report)
+                    if not found:
+                        await self._post(channel, report)
+                except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    refusal = _refusal(exc)
+                    if refusal.passes:
+                        if self._hold(report, channel, refusal):
+                            break
+                        continue  # the server stops: each is tried once, not held
+                    self._remove(report)
+                    self._refused(report, channel, refusal)
+                    continue
+                except Exception:  # noqa: BLE001 - held, with backoff: never a tight loop
+                    logger.exception("posting %s failed", report.what)
+                    if self._hold(report, channel, _Refusal("an error", "error", passes=True)):
+                        break
+                    continue
+                finally:
+                    self.sending = None
+                self._remove(report)
+                if found:
+                    logger.warning(
+                        "%s was posted after all (Slack's answer to it was lost: %s); not posted"
+                        " again",
+                        report.what,
+                        report.error,
+                    )
+                elif report.error is not None:
+                    logger.warning(
+                        "posted %s that Slack refused at first (%s)", report.what, report.error
+                    )
+            return len(self.queue)
+
+    async def _post(self, channel: str, report: HeldReport) -> None:
+        """chat.postMessage; a public channel the bot is not in yet it joins once
+        (``channels:join``, as the question channels), else the report would be lost."""
+        client = self.rt.client
+        kwargs = {
+            "channel": channel,
+            "text": report.text,
+            "mrkdwn": True,
+            "metadata": {"event_type": REPORT_EVENT, "event_payload": {"report": report.key}},
+        }
         try:
-            await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
+            await client.chat_postMessage(**kwargs)
         except SlackApiError as exc:
             if slack_said(exc) != "not_in_channel":
                 raise
             logger.warning("not in %s, the report channel; joining it", channel)
-            await rt.client.conversations_join(channel=channel)
-            await rt.client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
-    except SlackApiError as exc:
-        error = slack_said(exc)
-        if error in ("is_archived", "channel_not_found"):  # every report will be lost: say how
-            logger.error(
-                "could not post the report to %s: Slack said %s; unarchive it, or set "
-                "HITL_REPORT_CHANNEL to another channel and restart",
-                channel,
-                error,
+            await client.conversations_join(channel=channel)
+            await client.chat_postMessage(**kwargs)
+
+    async def _found(self, channel: str, report: HeldReport) -> bool:
+        """Whether Slack posted ``report`` after all (its answer was lost): the channel's
+        recent history, by the report's metadata. A history Slack refuses to show (a scope)
+        is said once, and the report is posted again: twice is better than never."""
+        try:
+            history = await self.rt.client.conversations_history(
+                channel=channel, limit=100, include_all_metadata=True
             )
-        else:
-            logger.warning("could not post the report to %s: Slack said %s", channel, error)
-    except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-        logger.warning("could not post the report to %s: %s", channel, type(exc).__name__)
+        except SlackApiError as exc:
+            refusal = _refusal(exc)
+            if refusal.passes:
+                raise
+            if self.history_said != refusal.error:
+                logger.warning(
+                    "cannot look for a report whose answer was lost in %s (%s): posting it"
+                    " again, it may show twice",
+                    channel,
+                    refusal.said,
+                )
+                self.history_said = refusal.error
+            return False
+        for message in history.get("messages", []):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("report") == report.key:
+                return True
+        return False
+
+    def _remove(self, report: HeldReport) -> None:
+        with contextlib.suppress(ValueError):  # dropped meanwhile (more than ``kept``)
+            self.queue.remove(report)
+
+    def _hold(self, report: HeldReport, channel: str, refusal: _Refusal) -> bool:
+        """Back ``report`` off, or, while the server stops, drop it (said): False."""
+        report.unsure = report.unsure or refusal.maybe_done
+        report.failures += 1
+        delay = refusal.wait
+        if delay is None:
+            delay = min(self.retry_base * 2 ** (report.failures - 1), REPORT_MAX_BACKOFF)
+        report.due = self.clock() + delay
+        trainer = self.rt.trainer
+        if isinstance(trainer, Trainer) and trainer.closing:
+            self._remove(report)
+            logger.warning(
+                "could not post %s to %s: %s; not posted: the server is stopping (%s)",
+                report.what,
+                channel,
+                refusal.said,
+                READ_IT,
+            )
+            return False
+        if report.error is None:  # said once; its post is said too
+            report.error = refusal.error
+            logger.warning(
+                "could not post %s to %s: %s; held, posted when Slack answers again (lost if"
+                " the server stops first)",
+                report.what,
+                channel,
+                refusal.said,
+            )
+        self.wake()
+        return True
+
+    def _refused(self, report: HeldReport, channel: str, refusal: _Refusal) -> None:
+        fix = _refused_fix(refusal)
+        level = logging.WARNING if fix == "it is not retried" else logging.ERROR
+        logger.log(
+            level,
+            "could not post the report to %s: %s; %s (%s is not posted: %s)",
+            channel,
+            refusal.said,
+            fix,
+            report.what,
+            READ_IT,
+        )
+
+    async def run(self) -> None:
+        """Background task: post the held reports when their backoff ends."""
+        while True:
+            self.woken.clear()
+            due = self.next_due()
+            floor = 0.0
+            if due is not None and due <= self.clock():
+                try:
+                    await self.send()
+                except Exception:  # noqa: BLE001 - the loop must outlive one failed pass
+                    logger.exception("posting the held reports failed")
+                    floor = REPORT_MAX_BACKOFF  # never a tight loop
+            due = self.next_due()
+            wait = None if due is None else max(due - self.clock(), floor)
+            await wait_until_woken(self.woken, wait)
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = eventloop.background(self.run(), name="hitl-report-outbox")
+
+    def stop(self) -> None:
+        """The server stops: end the loop; what is still held is lost, said in one line."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        if self.queue:
+            logger.warning(
+                "%d report(s) Slack refused are not posted: the server stops (%s); %s",
+                len(self.queue),
+                ", ".join(r.what for r in self.queue),
+                READ_IT,
+            )
+            self.queue.clear()
+
+
+async def post_report(rt: Runtime, text: str, what: str = "a report") -> None:
+    """Post a report to HITL_REPORT_CHANNEL, behind any Slack refused for a while
+    (``ReportOutbox``: held, posted again when Slack answers). ``what`` names it in the log."""
+    if not rt.settings.effective_report_channel:
+        return
+    outbox = ReportOutbox.of(rt)
+    outbox.add(text, what)
+    # while the server stops, each waiting report gets its one last try now
+    await outbox.send(now=Trainer.of(rt).closing)
 
 
 async def scheduled_retrain(rt: Runtime) -> None:
@@ -606,6 +930,7 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
     )
     scheduler.start()
     Trainer.of(rt).scheduler_alive = True
+    ReportOutbox.of(rt).start()  # the reports Slack refused for a while: posted when it answers
     return scheduler
 
 
@@ -623,6 +948,7 @@ def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
     with contextlib.suppress(Exception):
         scheduler.shutdown(wait=False)
     Trainer.of(rt).scheduler_alive = False
+    ReportOutbox.of(rt).stop()
     state = ChampionHolder.of(rt)
     if state.watch is not None:
         if state.watch.task is not None:
