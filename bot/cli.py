@@ -9,31 +9,49 @@ in one place.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
-import logging
-import os
-import re
-import shlex
-import shutil
-import stat
+import signal
 import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Any
 
-import click
 
-from bot import logs
-from bot.cli_errors import friendly_errors, os_problem
-from bot.config import Settings, api_token, config_path, describe, load_settings
-from bot.errors import HitlError
-from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file
-from bot.labelset import current_labels
-from bot.store import Store
-from bot.words import count
+def _stopped_while_starting(signum: int, _frame: object) -> None:
+    """Ctrl-C while this module imports (the first ~0.5 s of any command): one line and exit
+    130, not a traceback from inside some library's import. Put back once they are done."""
+    sys.stderr.write("Stopped by Ctrl-C; nothing was changed\n")
+    raise SystemExit(128 + signum)
+
+
+_GUARDED = False
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # none of a caller's own
+    try:
+        signal.signal(signal.SIGINT, _stopped_while_starting)
+        _GUARDED = True
+    except ValueError:  # imported outside the main thread: nothing to guard there
+        pass
+
+import contextlib  # noqa: E402 (after the guard above)
+import csv  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import stat  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import IO, Any  # noqa: E402
+
+import click  # noqa: E402
+
+from bot import logs  # noqa: E402
+from bot.cli_errors import Stopped, friendly_errors, os_problem  # noqa: E402
+from bot.config import Settings, api_token, config_path, describe, load_settings  # noqa: E402
+from bot.errors import HitlError  # noqa: E402
+from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file  # noqa: E402
+from bot.labelset import current_labels  # noqa: E402
+from bot.store import Store  # noqa: E402
+from bot.words import count  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +79,59 @@ ANSWER_FIELDS = (
     "late",
     "team_id",
 )
+
+# A command that stopped on an interrupt says so in one line, "Stopped by Ctrl-C" and what was
+# kept, and exits 128 + the signal (130 for Ctrl-C), as shells expect, not click's "Aborted!"
+# and 1. `main` turns SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) into the
+# same interrupt, so that what cleans up after one (a half-written export's file, a restore's
+# copy) runs for them too. `hitl serve` and `hitl demo` stop on their own handlers.
+READ_ONLY = {("config",), ("stats",), ("models",), ("labels", "show"), ("labels", "history")}
+_SIGNALLED: list[int] = []  # SIGTERM or SIGHUP, when one of them was the interrupt
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM or SIGHUP, handled as Ctrl-C is: SIGINT's handler runs (asyncio's cancels the
+    running task first, as for Ctrl-C), or KeyboardInterrupt is raised where SIGINT is
+    ignored (a job started in the background)."""
+    _SIGNALLED.append(signum)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt
+
+
+def _stop_signal() -> int:
+    return _SIGNALLED[-1] if _SIGNALLED else signal.SIGINT
+
+
+def _stopped_by() -> str:
+    signum = _stop_signal()
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _command_words(args: list[str]) -> tuple[str, ...]:
+    """The command of ``args`` (`hitl`'s own arguments): ("stats",), ("labels", "show")."""
+    words = args[_command_at(args) :]
+    if words[:1] == ["labels"]:
+        return tuple(words[:1] + [w for w in words[1:] if not w.startswith("-")][:1])
+    return tuple(words[:1])
+
+
+def _say_stopped(exc: KeyboardInterrupt, args: list[str]) -> int:
+    """Print the one line for an interrupted command; its exit status."""
+    by = _stopped_by()
+    if isinstance(exc, Stopped):
+        line = f"Stopped by {by}{exc.rest}"
+    elif _command_words(args) in READ_ONLY or (
+        _command_words(args) == ("accuracy",) and not any(a.startswith("--chart") for a in args)
+    ):
+        line = f"Stopped by {by}; nothing was changed"
+    else:
+        line = f"Stopped by {by}"
+    with contextlib.suppress(OSError, ValueError):  # stderr closed: the status still says it
+        click.echo(line, err=True)
+    return 128 + _stop_signal()
 
 
 class State:
@@ -122,6 +193,12 @@ class HitlGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except KeyboardInterrupt as exc:  # Ctrl-C (SIGTERM, SIGHUP: `main`): one line, 130
+            raise click.exceptions.Exit(_say_stopped(exc, ctx.meta.get("hitl.args", []))) from None
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.NoSuchOption as exc:
@@ -303,16 +380,20 @@ def import_command(
         db = state.settings.db
         made = not db.exists()  # by this import: nothing stored, nothing left behind
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
-            summary = import_rows(
-                store,
-                path,
-                rows,
-                triggered_by=f"cli:{path.name}",
-                on_error=show,
-                on_unapplied=show_unapplied,
-                gold=gold,
-                configured_labels=state.settings.labels,
-            )
+            last = store.last_run("import")
+            try:
+                summary = import_rows(
+                    store,
+                    path,
+                    rows,
+                    triggered_by=f"cli:{path.name}",
+                    on_error=show,
+                    on_unapplied=show_unapplied,
+                    gold=gold,
+                    configured_labels=state.settings.labels,
+                )
+            except KeyboardInterrupt:
+                raise Stopped(_import_kept(store, last["id"] if last else 0)) from None
         if summary.rejected > MAX_ERRORS_SHOWN and not quiet:
             click.echo(
                 f"... and {count(summary.rejected - MAX_ERRORS_SHOWN, 'more rejected row')}",
@@ -377,6 +458,21 @@ def import_command(
             else f"every row of {path.name} was rejected: nothing was imported (run it without"
             " --quiet to see why)"
         )
+
+
+def _import_kept(store: Store, before: int) -> str:
+    """What an import stopped by an interrupt kept, from the run it recorded as failed (its
+    batches are committed one by one; the one under way when it stopped is not)."""
+    again = "run the same import again for the rest: rows already stored are skipped"
+    with contextlib.suppress(Exception):
+        run = store.last_run("import")
+        if run is not None and run["id"] > before and run["status"] == "failed":
+            done = run["detail"]
+            n = int(done.get("imported", 0)) + int(done.get("marked_gold", 0))
+            labeled = int(done.get("labeled", 0))
+            with_labels = f", {labeled:,} with labels" if labeled else ""
+            return f": {count(n, 'row')} imported before it (committed{with_labels}); {again}"
+    return f": the rows committed before it are kept; {again}"
 
 
 @contextlib.contextmanager
@@ -453,11 +549,41 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
         if bom:
             fmt = "csv+bom"
         if output is None:
-            n = _write_stdout(records, columns, fmt)
+            try:
+                n = _write_stdout(records, columns, fmt)
+            except KeyboardInterrupt:
+                raise Stopped(
+                    "; nothing was changed (the export on standard output stops short)"
+                ) from None
         else:
-            n = _write_file(output, records, columns, fmt)
+            before = _identity(output)
+            in_place = _written_in_place(output)
+            try:
+                n = _write_file(output, records, columns, fmt)
+            except KeyboardInterrupt:
+                raise Stopped(_export_kept(output, before, in_place)) from None
     if output is not None:
         click.echo(f"wrote {n:,} {'answers' if answers else 'labels'} to {output}", err=True)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode), or None for none: whether it was replaced."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _export_kept(output: Path, before: tuple[int, int] | None, in_place: bool) -> str:
+    """What an export to ``output`` stopped by an interrupt left there."""
+    if in_place:
+        return f": the export written to {output} stops short"
+    if _identity(output) != before:  # stopped just after the rename
+        return f": {output} was written in full before it"
+    if before is None:
+        return f": {output} was not written (no file was made)"
+    return f": {output} was not written; the file there is as it was"
 
 
 def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> int:
@@ -704,7 +830,8 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode),
     HITL_CHANNEL and a label set (HITL_LABELS, or labels imported with `hitl import`).
     Checks the token and the channels with Slack before it listens. Stops cleanly on Ctrl-C
-    or SIGTERM, also while Slack cannot be reached.
+    (exit status 130), SIGTERM or SIGHUP (a closed terminal; 0), also while Slack cannot be
+    reached.
 
     \b
     Examples:
@@ -730,12 +857,16 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         try:
             # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
             with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
-                runner.run(serve(settings, announce=lambda line: click.echo(line, err=True)))
+                stopped_by = runner.run(
+                    serve(settings, announce=lambda line: click.echo(line, err=True))
+                )
         except (EOFError, ConnectionError) as exc:  # else click says only "Aborted!"
             why = fork_server_failure(exc)
             if why is None:
                 raise
             raise click.ClickException(why) from None
+    if stopped_by == signal.SIGINT:  # Ctrl-C: 130, as shells expect; SIGTERM, SIGHUP: 0
+        raise click.exceptions.Exit(128 + signal.SIGINT)
 
 
 @cli.command("retrain")
@@ -826,16 +957,41 @@ def retrain_command(state: State, force: bool) -> None:
                     "until `hitl serve` scores them (it does at start)"
                 ) from exc
             except KeyboardInterrupt:
+                bars.close()
                 if scoring:  # promoted and recorded; only the queue's scores are behind
-                    bars.close()
-                    click.echo(
-                        "Stopped while scoring the waiting items: the new model is the champion "
+                    raise Stopped(
+                        " while scoring the waiting items: the new model is the champion "
                         "(`hitl models`); items not scored yet keep the previous model's scores "
-                        "until `hitl serve` scores them (it does at start).",
-                        err=True,
-                    )
-                raise
+                        "until `hitl serve` scores them (it does at start)"
+                    ) from None
+                raise Stopped(_retrain_kept(store, plan.run_id)) from None
     click.echo(reports.plain(reports.retrain_text(outcome)))
+
+
+def _retrain_kept(store: Store, run_id: int) -> str:
+    """What a retrain stopped by an interrupt kept, from its run's record: one stopped while
+    its model files were written waited for them and recorded the model (promoted or not)."""
+    scores = (
+        "the waiting items were not scored with it: they keep their scores until `hitl serve`"
+        " scores them (it does at start)"
+    )
+    with contextlib.suppress(Exception):
+        run = next((r for r in store.runs("retrain", limit=20) if r["id"] == run_id), None)
+        detail = run["detail"] if run is not None else {}
+        version = detail.get("version")
+        if version is not None and detail.get("status") == "promoted":
+            return (
+                f" after its model was written: v{version} is stored and is the champion"
+                f" (`hitl models`); {scores}"
+            )
+        if version is not None and detail.get("status") == "rejected":
+            return (
+                f" after its model was written: v{version} is stored but is not the champion"
+                " (it did not beat it: `hitl models`); the champion is as it was"
+            )
+        if run is not None and run["status"] != "running":
+            return ": before its model was written; no model was stored, the champion is as it was"
+    return ""
 
 
 def _problem(exc: BaseException | None, db: Path) -> str:
@@ -1192,7 +1348,7 @@ def demo_command(
         **({"api_token": api_token} if api_token else {}),
     )
     with friendly_errors():
-        asyncio.run(
+        stopped_by = asyncio.run(
             run_demo(
                 options,
                 click.echo,
@@ -1200,6 +1356,8 @@ def demo_command(
                 warn=lambda line: click.echo(line, err=True),
             )
         )
+    if stopped_by == signal.SIGINT:  # Ctrl-C: 130, as shells expect; SIGTERM, SIGHUP: 0
+        raise click.exceptions.Exit(128 + signal.SIGINT)
 
 
 from bot.cli_labels import labels_group  # noqa: E402 (a group of its own module, added here)
@@ -1208,6 +1366,12 @@ from bot.cli_restore import restore_command  # noqa: E402 (a command of its own 
 cli.add_command(labels_group)
 cli.add_command(restore_command)
 
+if _GUARDED and signal.getsignal(signal.SIGINT) is _stopped_while_starting:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the imports are done
+
 
 def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:  # not ignored (nohup), nor handled
+            signal.signal(signum, _interrupt)
     cli(prog_name="hitl")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bot.cli_errors import friendly_errors
+from bot.cli_errors import Stopped, friendly_errors
 from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem
 from bot.labelset import current_labels, last_retired, restate_all, retired_note
 
@@ -181,7 +181,14 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
             reason=reason,
         )
         retired = last_retired(store) if action == "retire" else None
-        _restate(store, state.settings.threshold)
+        try:
+            _restate(store, state.settings.threshold)
+        except KeyboardInterrupt:  # the change is committed: say so, not "nothing was done"
+            raise Stopped(
+                f": the {action} is committed (label set now: {', '.join(labels)}; `hitl"
+                " labels show`); not every stored prediction is under the new set yet: `hitl"
+                " serve`, or the next label change, puts them there"
+            ) from None
     click.echo(f"Label set now: {', '.join(labels)}")
     if retired is not None:
         click.echo(retired_note(*retired, slack=False))

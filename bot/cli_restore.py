@@ -7,13 +7,15 @@ same ``State`` as every command (``click.pass_obj``).
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bot.cli_errors import friendly_errors
+from bot.cli_errors import Stopped, friendly_errors
 from bot.words import count
 
 
@@ -65,7 +67,12 @@ def restore_command(state: Any, backup: Path) -> None:
         def checking() -> None:
             click.echo(f"Checking {backup} (PRAGMA quick_check)…", err=True)
 
-        done = restore(db, backup, progress=progress, checking=checking)
+        before = _identity(db)
+        try:
+            done = restore(db, backup, progress=progress, checking=checking)
+        except KeyboardInterrupt:
+            bars.close()
+            raise Stopped(_restore_state(db, backup, before)) from None
     facts = done.facts
     newest = f", the newest at {facts.newest_answer}" if facts.newest_answer else ""
     click.echo(
@@ -89,6 +96,36 @@ def restore_command(state: Any, backup: Path) -> None:
         click.echo(f"Files left beside the database were moved aside: {names}.")
     for line, warn in models_note(state.settings, facts.models):
         click.echo(f"Warning: {line}" if warn else line, err=warn)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode; through a symlink), or None for none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _restore_state(db: Path, backup: Path, before: tuple[int, int] | None) -> str:
+    """Where an interrupted restore left the database: as it was (its copy of BACKUP removed),
+    or, stopped just after the files were swapped, restored (the old one kept)."""
+    if _identity(db) == before:
+        was = "as it was" if before is not None else "still not there"
+        return (
+            f": the restore was not done; {db} is {was} (the copy of {backup} was removed):"
+            f" run `hitl restore {backup}` again"
+        )
+    target = Path(os.path.realpath(db))
+    kept = [
+        path
+        for path in target.parent.glob(glob.escape(target.name) + ".before-restore*")
+        if before is not None and _identity(path) == before
+    ]
+    if kept and not db.is_symlink():  # named as the database was (the same folder)
+        kept[0] = db.with_name(kept[0].name)
+    where = f"; the database that was there is kept as {kept[0]}" if kept else ""
+    return f": {db} was restored from {backup} just before it{where}"
 
 
 def models_note(settings: Any, recorded: dict[int, str]) -> list[tuple[str, bool]]:

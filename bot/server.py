@@ -703,8 +703,22 @@ class AcceptFailuresOnce(logging.Filter):
         return True
 
 
-async def serve(settings: Settings, announce: Callable[[str], None] = _log_info) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly (tasks cancelled, db closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
+
+
+def stop_signals() -> list[int]:
+    """The signals that stop a server or demo: SIGHUP as SIGTERM, unless it is ignored (run
+    under nohup, which is asked to keep it running when the terminal closes)."""
+    return [
+        sig
+        for sig in STOP_SIGNALS
+        if sig != signal.SIGHUP or signal.getsignal(sig) != signal.SIG_IGN
+    ]
+
+
+async def serve(settings: Settings, announce: Callable[[str], None] = _log_info) -> int | None:
+    """Run until SIGINT, SIGTERM or SIGHUP, then shut down cleanly (tasks cancelled, db closed);
+    return the signal that stopped it (None: start-up was stopped otherwise).
 
     A signal stops it at any moment, also while Slack cannot be reached at start. ``announce``
     gets the lines a person wants to see at the default log level (listening, stopping): the
@@ -718,8 +732,14 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     raise_open_files_limit()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stopped_by: list[int] = []
+
+    def stop_on(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
+    for sig in stop_signals():
+        loop.add_signal_handler(sig, stop_on, sig)
     app = init_app(settings)
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=5, keepalive_timeout=HEADER_SECONDS
@@ -750,9 +770,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
             await stop.wait()
         announce("shutting down")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         try:
             await runner.cleanup()
         finally:
             logging.getLogger("asyncio").removeFilter(accept_failures)
+    return stopped_by[0] if stopped_by else None

@@ -19,7 +19,6 @@ import random
 import secrets
 import shlex
 import shutil
-import signal
 import sys
 import threading
 import webbrowser
@@ -37,7 +36,7 @@ from bot.errors import HitlError
 from bot.runtime import Runtime
 from bot.sandbox import FakeSlack, ui
 from bot.sandbox.workspace import Sandbox
-from bot.server import RUNTIME, init_app
+from bot.server import RUNTIME, init_app, stop_signals
 from bot.slack.dispatch import Dispatcher
 from bot.slack.redraw import Redrawer
 from bot.store import Store
@@ -379,9 +378,10 @@ def has_desktop() -> bool:
 
 async def run_demo(
     options: DemoOptions, echo: Echo = print, *, open_browser: bool = True, warn: Echo | None = None
-) -> None:
-    """The `hitl demo` command: run until Ctrl-C (or, with ``answers``, until that many
-    simulated answers are in, then print the champion's held-out accuracy and stop)."""
+) -> int | None:
+    """The `hitl demo` command: run until Ctrl-C, SIGTERM or SIGHUP, and return that signal
+    (or, with ``answers``, until that many simulated answers are in, then print the champion's
+    held-out accuracy and stop: None)."""
     check_options(options)  # before the data is read: a bad option fails at once
     data = load_data(options, warn or echo)
     headless = options.answers is not None
@@ -390,12 +390,12 @@ async def run_demo(
             echo(line)
         if headless:
             await _simulate_and_report(demo, echo)
-            return
-        echo(f"Open {demo.url} (Ctrl-C to stop)")
-        if open_browser and has_desktop():
-            await asyncio.to_thread(webbrowser.open, demo.url)
+            return None
         stop = asyncio.Event()
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop) as stopped_by:  # before it says Ctrl-C stops it
+            echo(f"Open {demo.url} (Ctrl-C to stop)")
+            if open_browser and has_desktop():
+                await asyncio.to_thread(webbrowser.open, demo.url)
             simulation = None
             if demo.teammates:
                 simulation = asyncio.create_task(demo.simulator(drive=False).run())
@@ -405,6 +405,7 @@ async def run_demo(
                 simulation.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await simulation
+    return stopped_by[0] if stopped_by else None
 
 
 async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
@@ -443,14 +444,22 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: asyncio.Event):
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``; yields the list that
+    gets the signal that did."""
     loop = asyncio.get_running_loop()
     installed = []
+    stopped_by: list[int] = []
+
+    def stop_on(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        for sig in stop_signals():
+            loop.add_signal_handler(sig, stop_on, sig)
             installed.append(sig)
     try:
-        yield
+        yield stopped_by
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)

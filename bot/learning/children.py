@@ -18,13 +18,17 @@ first start (and a refused one) does not spend ~3 s of CPU on imports nothing ma
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
+import signal
 import threading
 import traceback
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +48,44 @@ CHILD_PRELOAD = (
 
 def child_context() -> multiprocessing.context.BaseContext:
     """The multiprocessing context the server's children start from (see CHILD_PRELOAD)."""
+    _start_resource_tracker()  # before the executor's queues start it
     if "forkserver" in multiprocessing.get_all_start_methods() and _pidfd_works():
         context = _SAFE_PATH_FORK_SERVER
         context.set_forkserver_preload(list(CHILD_PRELOAD))  # read when the server starts
         return context
-    return multiprocessing.get_context("spawn")
+    return _SPAWN
+
+
+# Signals a child process never takes: the terminal sends Ctrl-C (SIGINT), and SIGHUP when it
+# closes, to its whole process group, children included. Their parent ends them (the server
+# stops on either): a child that took a Ctrl-C during its seconds of imports printed a
+# traceback from inside them, and a resource tracker that took a SIGHUP was started anew,
+# which printed a traceback per semaphore it was then told of.
+_PARENTS_SIGNALS = frozenset({signal.SIGINT, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def _parents_signals_blocked() -> Iterator[None]:
+    """``_PARENTS_SIGNALS`` blocked in this thread while it starts a process, which inherits
+    the mask (the fork server's children too), as multiprocessing's resource tracker is
+    started (which is started first: its own start unblocks SIGINT when done)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile comes now
+
+
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started with ``_PARENTS_SIGNALS`` blocked (nothing
+    when it runs): else the first queue of a ProcessPoolExecutor starts it without."""
+    with contextlib.suppress(OSError), _parents_signals_blocked():  # else said where used
+        pass
 
 
 _environ_lock = threading.Lock()
@@ -65,7 +102,8 @@ def _ensure_fork_server() -> None:
         before = os.environ.get("PYTHONSAFEPATH")
         os.environ["PYTHONSAFEPATH"] = "1"
         try:
-            multiprocessing.forkserver.ensure_running()
+            with _parents_signals_blocked():
+                multiprocessing.forkserver.ensure_running()
         finally:
             if before is None:
                 del os.environ["PYTHONSAFEPATH"]
@@ -88,6 +126,22 @@ class _SafePathForkServerContext(multiprocessing.context.ForkServerContext):
 
 
 _SAFE_PATH_FORK_SERVER = _SafePathForkServerContext()
+
+
+class _SigintFreeSpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned child (no fork server here), started with SIGINT and SIGHUP blocked."""
+
+    @staticmethod
+    def _Popen(process_obj):  # noqa: ANN001, ANN205, N802 - multiprocessing's name
+        with _parents_signals_blocked():
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)  # noqa: SLF001
+
+
+class _SigintFreeSpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SigintFreeSpawnProcess
+
+
+_SPAWN = _SigintFreeSpawnContext()
 
 
 def start_fork_server() -> None:

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlite_utils import Database
@@ -223,7 +226,8 @@ def restore(
         copy = target.with_name(target.name + ".restoring")
         _copy(backup, copy, target, progress)
         try:
-            kept, beside = _swap(target, copy)
+            with _interrupts_held():
+                kept, beside = _swap(target, copy)
         except BaseException:
             copy.unlink(missing_ok=True)
             raise
@@ -279,6 +283,31 @@ def _copy(
     finally:
         if not done:
             copy.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (and the signals `hitl` handles as it: SIGTERM, SIGHUP) wait until the swap's
+    few renames are done: stopped between them, the database would stay in place without its
+    -wal, moved aside with the kept file. The interrupt is raised once they are done (the
+    restore is then done). Only the main thread handles signals: elsewhere, nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    before = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # one Python handles (not the default, not ignored)
+            before[sig] = signal.signal(sig, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        if held:
+            signum, frame = held[0]
+            before[signum](signum, frame)
 
 
 def _swap(target: Path, copy: Path) -> tuple[Path | None, tuple[Path, ...]]:
