@@ -965,7 +965,21 @@ def retrain_command(state: State, force: bool) -> None:
                         "until `hitl serve` scores them (it does at start)"
                     ) from None
                 raise Stopped(_retrain_kept(store, plan.run_id)) from None
+            except OSError as exc:  # the model's files (a full disk, a file-size limit)
+                bars.close()
+                kept = (
+                    f"v{champion.version} stays the champion and nothing else was changed"
+                    if champion is not None
+                    else "no model was stored"
+                )
+                where = exc.filename or f"a model file in {registry.root}"
+                raise click.ClickException(
+                    f"cannot write {where}: {exc.strerror or exc}; {kept} (free space or raise"
+                    " the file-size limit, then `hitl retrain` again)"
+                ) from exc
     click.echo(reports.plain(reports.retrain_text(outcome)))
+    if outcome.status == "failed" and not outcome.n_missing:
+        sys.exit(1)  # it printed why; a cron job's `hitl retrain || alert` hears of it
 
 
 def _retrain_kept(store: Store, run_id: int) -> str:

@@ -93,6 +93,44 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     assert "did not produce a model: not trained: ran out of memory while fitting" in (
         starved.stdout
     )
+    assert starved.returncode == 1  # it failed: `hitl retrain || alert` in a cron job hears it
     with Store.open(db) as store:
         assert store.champion_version() == 1
         assert store.runs("retrain")[0]["status"] == "failed"
+
+
+def test_a_model_file_the_file_size_limit_cuts_is_one_line_naming_the_folder(tmp_path: Path):
+    """A model save that hits the file-size limit (RLIMIT_FSIZE, a stand-in for a full disk)
+    said only "Error: File too large": no file, nothing of the champion (an outside test on a
+    small machine). Random words make a model file (~1 MB) larger than the database (~0.4 MB),
+    so the limit stops the model's write and none of the database's."""
+    db = tmp_path / "hitl.db"
+    rng = random.Random(0)
+    rows = tmp_path / "rows.jsonl"
+    with rows.open("w") as handle:
+        for n in range(300):
+            text = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+                            for _ in range(30))  # fmt: skip
+            label = ("billing", "bug", "account")[n % 3]
+            handle.write(json.dumps({"id": f"a{n}", "text": text, "label": label}) + "\n")
+    imported = CliRunner().invoke(cli, ["--db", str(db), "import", "-q", str(rows)])
+    assert imported.exit_code == 0, imported.output
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))},
+           "HITL_DB": str(db)}  # fmt: skip
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (700_000, 700_000))
+
+    cut = subprocess.run(
+        [sys.executable, "-m", "bot", "retrain"], env=env, capture_output=True, text=True,
+        preexec_fn=limit_file_size, check=False,
+    )  # fmt: skip
+    assert cut.returncode == 1
+    assert cut.stderr.splitlines()[-1] == (
+        f"Error: cannot write a model file in {db}.models: File too large; no model was stored"
+        " (free space or raise the file-size limit, then `hitl retrain` again)"
+    )
+    assert "Traceback" not in cut.stderr
+    assert not list((tmp_path / "hitl.db.models").glob("*.skops*"))  # nothing half-written
+    with Store.open(db) as store:
+        assert store.champion_version() is None
