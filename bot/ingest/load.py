@@ -236,6 +236,11 @@ def import_rows(
         if isinstance(exc, DatabaseError):
             problem = database_problem(store.path or "the database", exc)
             raise StoreError(f"{problem}. {stored.told(path)}") from exc
+        if isinstance(exc, MemoryError):  # a memory limit (ulimit -v, a container's)
+            raise StoreError(
+                "ran out of memory while importing (MemoryError): give hitl more memory (its"
+                f" limit: `ulimit -v`, or the container's). {stored.told(path)}"
+            ) from None
         raise
     store.finish_run(run_id, "ok", details())
     return summary

@@ -134,3 +134,34 @@ def test_a_model_file_the_file_size_limit_cuts_is_one_line_naming_the_folder(tmp
     assert not list((tmp_path / "hitl.db.models").glob("*.skops*"))  # nothing half-written
     with Store.open(db) as store:
         assert store.champion_version() is None
+
+
+IMPORT_UNDER_A_LIMIT = """
+import resource, sys
+import bot.cli
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + 32 * 2**20, resource.RLIM_INFINITY))
+sys.argv = ["hitl", "--db", sys.argv[1], "import", sys.argv[2]]
+bot.cli.main()
+"""
+
+
+def test_an_import_that_runs_out_of_memory_is_one_line(tmp_path: Path):
+    """`hitl import` under a memory limit printed a 38-line MemoryError traceback, and not what
+    it had stored (an outside test on a small machine). The limit is set once the CLI is
+    imported: 32 MB more than it holds then, where a batch of these rows (30 KB each) needs more."""
+    rows = tmp_path / "big.jsonl"
+    with rows.open("w") as handle:
+        for n in range(1500):
+            handle.write(json.dumps({"id": f"a{n}", "text": "word " * 6_000 + str(n)}) + "\n")
+    db = tmp_path / "hitl.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    starved = subprocess.run(
+        [sys.executable, "-c", IMPORT_UNDER_A_LIMIT, str(db), str(rows)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert starved.returncode == 1
+    assert "Traceback" not in starved.stderr
+    last = starved.stderr.splitlines()[-1]
+    assert last.startswith("Error: ran out of memory while importing (MemoryError): give hitl")
+    assert last.endswith(("imports the rest", "run the import again once that is fixed"))
