@@ -637,9 +637,20 @@ OPEN_FILES_CAP = 65_536
 OPEN_FILES_FALLBACK = 10_240
 
 
+# Open files a server holds before its first client: the database, its -wal and -shm, the lock,
+# the scoring and fit children's pipes (about 30 at rest); below MIN_OPEN_FILES it cannot
+# serve (a test at 32 accepted no connection after "listening on"), below FEW_OPEN_FILES it
+# serves few clients at once.
+MIN_OPEN_FILES = 64
+FEW_OPEN_FILES = 256
+RAISE_IT = "raise it with `ulimit -n 4096` before `hitl serve`, or LimitNOFILE=4096 under systemd"
+
+
 def raise_open_files_limit(cap: int = OPEN_FILES_CAP) -> None:
     """Raise the soft RLIMIT_NOFILE to the hard limit (at most ``cap``); says nothing unless
-    that fails. Where there is no ``resource`` module (Windows), it does nothing."""
+    that fails. Then a limit under MIN_OPEN_FILES is refused (``ConfigError``: the server
+    could not serve), and one under FEW_OPEN_FILES said in a warning. Where there is no
+    ``resource`` module (Windows), it does nothing."""
     try:
         import resource
     except ImportError:
@@ -648,6 +659,31 @@ def raise_open_files_limit(cap: int = OPEN_FILES_CAP) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):
         return
+    try:
+        _raise_open_files(resource, soft, hard, cap)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= FEW_OPEN_FILES:
+        return
+    if soft < MIN_OPEN_FILES:
+        raise ConfigError(
+            [
+                f"the limit of open files is {soft} (ulimit -n): hitl serve needs at least"
+                f" {MIN_OPEN_FILES} (its database files and children's pipes take about 30, and"
+                f" each connection one); {RAISE_IT}"
+            ]
+        )
+    logger.warning(
+        "the limit of open files is %d (ulimit -n): each connection takes one, so this server"
+        " takes about %d clients at once; %s",
+        soft,
+        soft - 40,
+        RAISE_IT,
+    )
+
+
+def _raise_open_files(resource: Any, soft: int, hard: int, cap: int) -> None:
     wanted = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return
@@ -661,6 +697,8 @@ def raise_open_files_limit(cap: int = OPEN_FILES_CAP) -> None:
             problem = exc
         else:
             return
+    if soft < FEW_OPEN_FILES:
+        return  # ``raise_open_files_limit`` says what a limit this low means
     logger.warning(
         "could not raise the limit of open files from %d to %d (%s): each connection is one, "
         "so about %d clients at once are the most this server takes; raise it with ulimit -n",

@@ -202,6 +202,34 @@ async def test_a_server_asked_with_sigabrt_prints_where_every_thread_is(
     assert "bot/cli.py" in output
 
 
+async def test_a_limit_of_open_files_the_server_cannot_serve_under_is_one_line(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """With `ulimit -n 32` the server said "listening on" and accepted no connection (an
+    outside test on a small machine): it now refuses to start, saying what it needs."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "refund please")])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=serve_env(fake_slack, db, free_port()),
+        stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)),
+    )  # fmt: skip
+    try:
+        code = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = (await process.stderr.read()).decode()
+    assert code == 1, output
+    assert "listening on" not in output and "Traceback" not in output
+    assert output.splitlines()[-1] == (
+        "Error: the limit of open files is 32 (ulimit -n): hitl serve needs at least 64 (its"
+        " database files and children's pipes take about 30, and each connection one); raise it"
+        " with `ulimit -n 4096` before `hitl serve`, or LimitNOFILE=4096 under systemd"
+    )
+
+
 # -- Socket Mode while Slack cannot be reached (issue 15, point 9) -----------------------------
 
 
