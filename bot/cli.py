@@ -1388,4 +1388,28 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) == signal.SIG_DFL:  # not ignored (nohup), nor handled
             signal.signal(signum, _interrupt)
-    cli(prog_name="hitl")
+    try:
+        cli(prog_name="hitl")
+    except (MemoryError, RuntimeError, ImportError) as exc:
+        if not out_of_memory(exc):
+            raise
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        sys.stderr.write(
+            f"Error: ran out of memory ({what}); give hitl more memory (its limit: `ulimit -v`,"
+            " or the container's); what was stored is kept\n"
+        )
+        sys.exit(1)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the process out of memory (a ``ulimit -v`` or a container's limit),
+    as the places where that lands say it: no memory for an object, a thread's stack, or a
+    library's mapping while it is imported."""
+    if isinstance(exc, MemoryError):
+        return True
+    said = str(exc)
+    if isinstance(exc, RuntimeError):
+        return "can't start new thread" in said
+    return isinstance(exc, ImportError) and (
+        "failed to map segment" in said or "cannot allocate memory" in said.lower()
+    )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
@@ -165,3 +166,37 @@ def test_an_import_that_runs_out_of_memory_is_one_line(tmp_path: Path):
     last = starved.stderr.splitlines()[-1]
     assert last.startswith("Error: ran out of memory while importing (MemoryError): give hitl")
     assert last.endswith(("imports the rest", "run the import again once that is fixed"))
+
+
+RETRAIN_UNDER_A_LIMIT = """
+import resource, sys
+import bot.cli
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[2]) * 2**20, resource.RLIM_INFINITY))
+sys.argv = ["hitl", "--db", sys.argv[1], "retrain"]
+bot.cli.main()
+"""
+
+
+@pytest.mark.parametrize("room_mb", [16, 64])
+def test_a_retrain_out_of_memory_before_its_fit_is_one_line(tmp_path: Path, room_mb: int):
+    """Under a tighter limit the retrain ran out before the fit's own check could say so: a
+    thread that could not start, scikit-learn's libraries that could not be mapped, a
+    MemoryError in an import, each a traceback (an outside test on a small machine). The limit
+    is set once the CLI is imported, ``room_mb`` more than it holds then."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    starved = subprocess.run(
+        [sys.executable, "-c", RETRAIN_UNDER_A_LIMIT, str(db), str(room_mb)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert starved.returncode == 1
+    assert "Traceback" not in starved.stderr, starved.stderr
+    last = starved.stderr.splitlines()[-1]
+    assert last.startswith("Error: ran out of memory (") and last.endswith(
+        "give hitl more memory (its limit: `ulimit -v`, or the container's); what was stored is"
+        " kept"
+    )
+    with Store.open(db) as store:
+        assert store.champion_version() is None
