@@ -201,6 +201,8 @@ class Trainer:
     fitted_at: int | None = None  # resolved items when the scoring model's labels were read
     last_refresh: Refreshed | None = None
     refreshes: int = 0  # refreshes fitted (adopted or not)
+    refresh_failures: int = 0  # refreshes failed in a row (``refresh_failed``)
+    refresh_retry_at: int | None = None  # resolved items the next refresh waits for after one
     retraining: int = 0  # retrains begun in this process and not finished
     fits_running: int = 0
     most_fits_at_once: int = 0
@@ -235,17 +237,47 @@ class Trainer:
             while True:
                 self.again = False
                 try:
-                    await refresh(self.rt)
+                    done = await refresh(self.rt)
                 except retrain.FitStopped:  # the server stops: not a failure, nothing to say
                     logger.info("a refresh was stopped: the server is stopping")
                     break
-                except Exception:  # noqa: BLE001 - the next labels try again
-                    logger.exception("refreshing the working model failed")
+                except Exception as exc:  # noqa: BLE001 - later labels try again (backoff)
+                    self.refresh_failed(exc)
+                else:
+                    if done is not None:  # it fitted: the next refresh waits the usual step
+                        self.refresh_failures, self.refresh_retry_at = 0, None
                 if not self.again or self.closing:  # closing: the store may be closed next
                     break
         finally:
             async with self.idle:
                 self.idle.notify_all()
+
+    def refresh_failed(self, exc: Exception) -> None:
+        """A refresh failed: one line with why, and refreshes back off. The next one waits for
+        twice its usual step of new labels, twice that after another failure in a row (up to
+        REFRESH_BACKOFF_MOST times), until one fits again: else every click past the step
+        would start a refresh that fails the same way (a fit out of memory, each forking two
+        children). A traceback only for a failure of no known cause, first in a row."""
+        assert self.rt is not None
+        self.refresh_failures += 1
+        times = 2 ** min(self.refresh_failures, REFRESH_BACKOFF_MOST)
+        step = refresh_step(self.rt.settings.refresh_every, self.fitted_at or 0) * times
+        try:
+            now = labels_now(self.rt)
+        except Exception:  # noqa: BLE001 - the database failing too: from the labels fitted
+            now = self.fitted_at or 0
+        self.refresh_retry_at = now + step
+        known = isinstance(exc, retrain.FitDied | MemoryError)
+        why = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        logger.warning(
+            "refreshing the working model failed: %s; refreshes wait until %d more labels"
+            " (%d resolved items)%s",
+            why.rstrip(),
+            step,
+            self.refresh_retry_at,
+            ", twice as many after each failure in a row" if self.refresh_failures == 1 else "",
+            exc_info=not known and self.refresh_failures == 1,
+        )
 
     async def settled(self, timeout: float = 120.0) -> None:  # noqa: ASYNC109
         """Wait until no refresh is running or due to run (tests, benchmarks)."""
@@ -287,6 +319,10 @@ class Trainer:
 # answer bounded instead of one fit following another all day.
 REFRESH_GROWTH = 0.01
 
+# After a failed refresh the next waits for twice the step of new labels, doubled again after
+# each failure in a row, at most 2**REFRESH_BACKOFF_MOST times (``Trainer.refresh_failed``).
+REFRESH_BACKOFF_MOST = 6
+
 
 def refresh_step(every: int, fitted: int) -> int:
     """New labels a refresh waits for after one on ``fitted`` labels: HITL_REFRESH_EVERY, or
@@ -324,6 +360,8 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         trainer.fitted_at = rt.champion.n_train if rt.champion else 0
     if labels_now(rt) - trainer.fitted_at < refresh_step(every, trainer.fitted_at):
         return None
+    if trainer.refresh_retry_at is not None and labels_now(rt) < trainer.refresh_retry_at:
+        return None  # backing off after a failed refresh (``Trainer.refresh_failed``)
     async with trainer.fitting():
         step = refresh_step(every, trainer.fitted_at)
         if trainer.retrain_running() or labels_now(rt) - trainer.fitted_at < step:

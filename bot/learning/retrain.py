@@ -748,24 +748,74 @@ def _background(server: int) -> None:
 
 class FitDied(HitlError):
     """A fit's child process ended without a result, twice: killed (the kernel's OOM killer,
-    a ``kill -9``), or it raised before it could answer (an import that fails: the code
-    changed on disk under a running server)."""
+    a ``kill -9``), out of memory (a MemoryError outside the fit's own handling: while it
+    read its task, say), or it raised before it could answer (an import that fails: the code
+    changed on disk under a running server). Also a fit whose child answered MemoryError."""
+
+
+# A fit's child that ran out of memory outside the fit's own handling (model/training.py
+# catches a MemoryError while fitting; one while the child reads its task, the labels and
+# the champion, comes before that) exits with this code (ENOMEM), not Python's 1, which
+# would read as an error in the code (``died_reason``).
+OUT_OF_MEMORY_EXIT = 12
+
+LIGHTER = "lower the load, e.g. HITL_PIPELINE=word_lr, or give the server more memory"
+
+
+def out_of_memory(what: str | None) -> str:
+    """The words the CLI's fit uses for a MemoryError (model/training.py: "not trained: ran
+    out of memory while fitting (MemoryError)"), with ``what`` ran out, and the fix."""
+    return f"ran out of memory while fitting{f' ({what})' if what else ''}; {LIGHTER}"
 
 
 def died_reason(times: int, code: int | None) -> str:
-    """Why the fit failed, from its child's exit code: only a SIGKILL (-9) hints at memory
-    (the OOM killer's signal); a positive code is a Python error, whose traceback the child
-    printed to the server's log."""
-    died = f"the fit's process died {times} times before it finished (exit code {code})"
+    """Why the fit failed, from its child's exit code: OUT_OF_MEMORY_EXIT is a MemoryError in
+    the child, and a SIGKILL (-9) is what the kernel's OOM killer sends; another positive
+    code is a Python error, whose traceback the child printed to the server's log."""
+    died = f"the fit's process died {times} times before it finished"
+    if code == OUT_OF_MEMORY_EXIT:
+        return f"{died}: it " + out_of_memory("the fit's process: MemoryError")
+    died = f"{died} (exit code {code})"
+    if code == -signal.SIGKILL:
+        return (
+            f"{died}: it was killed by SIGKILL, as the kernel's out-of-memory killer does: it"
+            " likely " + out_of_memory(None)
+        )
     if code is not None and code > 0:
         return (
             f"{died}: the fit raised an error (see the log above for its traceback; e.g. the"
             " code changed under a running server: restart it)"
         )
-    if code is not None and code < 0 and code != -signal.SIGKILL:
+    if code is not None and code < 0:
         with contextlib.suppress(ValueError):
             return f"{died}: it was killed by {signal.Signals(-code).name}"
     return f"{died}; was it killed for lack of memory?"
+
+
+def _out_of_memory_exits(target: Callable[..., Any], *args: Any) -> None:
+    """A fit's child: run ``target`` (the process pool's worker loop) and exit with
+    OUT_OF_MEMORY_EXIT on a MemoryError it lets through (one while it unpickles its task),
+    where Python would print a traceback (more memory) and exit with 1."""
+    try:
+        target(*args)
+    except MemoryError:
+        os._exit(OUT_OF_MEMORY_EXIT)
+
+
+class _FitContext:
+    """``child_context()`` whose processes run their target in ``_out_of_memory_exits``
+    (the process pool's ``mp_context``: everything else is the context's own)."""
+
+    def __init__(self, base: Any) -> None:
+        self._base = base
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def Process(  # noqa: N802 - multiprocessing's name
+        self, *, target: Callable[..., Any], args: tuple = (), **kwargs: Any
+    ) -> Any:
+        return self._base.Process(target=_out_of_memory_exits, args=(target, *args), **kwargs)
 
 
 class ChildDied(BrokenProcessPool):
@@ -829,14 +879,19 @@ class FitWorker:
             for attempt in range(self.RETRIES + 1):
                 try:
                     return await self._in_child(function, args)
+                except MemoryError:  # the child's answer (or sending it the task): no retry
+                    if self.closed:
+                        raise FitStopped("the fit was stopped: the server is stopping") from None
+                    raise FitDied("the fit " + out_of_memory("MemoryError")) from None
                 except BrokenProcessPool as exc:
                     if self.closed:
                         raise FitStopped("the fit was stopped: the server is stopping") from exc
                     self.died += 1
+                    code = exc.exitcode if isinstance(exc, ChildDied) else None
                     if attempt == self.RETRIES:
-                        code = exc.exitcode if isinstance(exc, ChildDied) else None
                         raise FitDied(died_reason(self.RETRIES + 1, code)) from None
-                    logger.warning("a fit's process died (%s); fitting again in a new one", exc)
+                    why = "ran out of memory: MemoryError" if code == OUT_OF_MEMORY_EXIT else exc
+                    logger.warning("a fit's process died (%s); fitting again in a new one", why)
         raise AssertionError("unreachable")
 
     async def _in_child(self, function: Callable[..., Any], args: tuple) -> Any:
@@ -844,7 +899,7 @@ class FitWorker:
             raise BrokenProcessPool("the fit worker is closed")
         executor = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=child_context(),
+            mp_context=_FitContext(child_context()),  # type: ignore[arg-type] - a context
             initializer=_background,
             initargs=(os.getpid(),),
         )

@@ -165,8 +165,9 @@ async def test_a_fit_child_that_exits_with_an_error_is_not_said_to_lack_memory(
 
 def test_only_a_kill_by_sigkill_suggests_memory():
     assert retrain.died_reason(2, -9) == (
-        "the fit's process died 2 times before it finished (exit code -9); was it killed for"
-        " lack of memory?"
+        "the fit's process died 2 times before it finished (exit code -9): it was killed by"
+        " SIGKILL, as the kernel's out-of-memory killer does: it likely ran out of memory while"
+        " fitting; lower the load, e.g. HITL_PIPELINE=word_lr, or give the server more memory"
     )
     assert retrain.died_reason(2, -11) == (
         "the fit's process died 2 times before it finished (exit code -11): it was killed by"
