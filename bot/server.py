@@ -501,7 +501,9 @@ async def healthz(request: web.Request) -> web.Response:
     disk error) and none was stored since: ``Store.write_problem``. Then a write is tried here
     (``probe_write``, not waiting for the lock), so that an instance nobody sends requests to
     finds out when it can store again. ``db_problem`` says why in one line, logged once while
-    it lasts (not with a traceback per probe)."""
+    it lasts (not with a traceback per probe). ``scoring`` is ``out of memory`` while the
+    scorer cannot run (``Scorer.out_of_memory``: no question is posted), with
+    ``scoring_problem`` the line the log said once: 503 too."""
     rt = request.app[RUNTIME]
     problem: str | None = None
     db = "ok"
@@ -528,13 +530,18 @@ async def healthz(request: web.Request) -> web.Response:
             db, problem = "not storing", rt.store.write_problem
     _say_health(rt, db, problem)
     scheduler = Trainer.of(rt).scheduler_alive  # None: no scheduler in this process
+    # Scoring ran out of memory (said once in the log by the scorer): no question is posted
+    # until it works again, so a probe sees it as it sees a database that stores nothing.
+    starved = getattr(rt.scorer, "out_of_memory", None)
     body = {
-        "ok": db == "ok" and scheduler is not False,
+        "ok": db == "ok" and scheduler is not False and starved is None,
         "db": db,
         # the log has the whole line; anyone may ask /healthz: no folders of the server's
         **({"db_problem": without_folders(problem, rt.settings.db)} if problem else {}),
         **rt.model_roles(),  # champion, working (a refresh: negative), asks, answers
         "scheduler": scheduler,
+        "scoring": "ok" if starved is None else "out of memory",
+        **({"scoring_problem": without_folders(starved, rt.settings.db)} if starved else {}),
     }
     return web.json_response(body, status=200 if body["ok"] else 503)
 

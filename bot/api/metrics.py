@@ -210,10 +210,17 @@ class ModelCollector:
 class ScoringCollector:
     """``hitl_items_scored_total``: predictions the server has written since it started (the
     queue's walks after a new model, and the producer API's items). After a refresh or a
-    promotion it climbs by the number of waiting items while the queue is re-scored."""
+    promotion it climbs by the number of waiting items while the queue is re-scored.
+    ``hitl_scoring_out_of_memory``: 1 while scoring cannot run for lack of memory (no
+    question is posted meanwhile; the log and ``/healthz`` say why), else 0."""
 
-    def __init__(self, get_scored: Callable[[], int | None]):
+    def __init__(
+        self,
+        get_scored: Callable[[], int | None],
+        get_problem: Callable[[], str | None] = lambda: None,
+    ):
         self.get_scored = get_scored
+        self.get_problem = get_problem
 
     def describe(self) -> list[Metric]:
         return []
@@ -223,6 +230,11 @@ class ScoringCollector:
         if scored is not None:
             yield CounterMetricFamily(
                 "hitl_items_scored", "Predictions written since the server started", scored
+            )
+            yield GaugeMetricFamily(
+                "hitl_scoring_out_of_memory",
+                "1 while scoring cannot run for lack of memory (no question is posted), else 0",
+                value=int(self.get_problem() is not None),
             )
 
 
@@ -263,6 +275,7 @@ class Metrics:
         get_store: Callable[[], Store | None],
         get_roles: Callable[[], dict[str, int | None] | None] = lambda: None,
         get_scored: Callable[[], int | None] = lambda: None,
+        get_scoring_problem: Callable[[], str | None] = lambda: None,
     ):
         self.registry = CollectorRegistry()
         self.api_requests = Counter(
@@ -283,7 +296,7 @@ class Metrics:
         self.registry.register(SLACK_API_ERRORS)
         self.registry.register(self.store_collector)
         self.registry.register(ModelCollector(get_roles))
-        self.registry.register(ScoringCollector(get_scored))
+        self.registry.register(ScoringCollector(get_scored, get_scoring_problem))
         self.registry.register(MemoryCollector())
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
         self._scraping: asyncio.Task[bytes] | None = None  # the scrape under way (``scrape``)

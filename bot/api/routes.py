@@ -45,7 +45,7 @@ from bot.appkeys import RUNTIME
 from bot.ingest import id_problem, item_id_for_text, with_stored_ids
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
-from bot.learning.scoring import scorer_of
+from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
 from bot.store import DatabaseError, Store, database_problem
 
@@ -74,7 +74,12 @@ ITEM_ROUTE = r"/api/items/{id:[\s\S]+}"
 
 def add_routes(app: web.Application) -> None:
     """Register /api/*, /metrics and the API middleware on the (not yet started) app."""
-    app[METRICS] = Metrics(lambda: _store_of(app), lambda: _roles_of(app), lambda: _scored_of(app))
+    app[METRICS] = Metrics(
+        lambda: _store_of(app),
+        lambda: _roles_of(app),
+        lambda: _scored_of(app),
+        lambda: _scoring_problem_of(app),
+    )
     app[INTAKE] = Intake(lambda: app[RUNTIME].store, SOURCE)
     app.middlewares.append(api_middleware)
     app.router.add_post("/api/predict", predict)
@@ -92,6 +97,12 @@ def _store_of(app: web.Application) -> Store | None:
 def _scored_of(app: web.Application) -> int | None:
     rt = app.get(RUNTIME)
     return rt.scorer.n_scored if rt is not None and rt.scorer is not None else None
+
+
+def _scoring_problem_of(app: web.Application) -> str | None:
+    """Why scoring cannot run now (``Scorer.out_of_memory``); None: it runs, or no scorer."""
+    rt = app.get(RUNTIME)
+    return rt.scorer.out_of_memory if rt is not None and rt.scorer is not None else None
 
 
 def _roles_of(app: web.Application) -> dict[str, int | None] | None:
@@ -635,6 +646,8 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
     except DatabaseError as exc:  # a full disk: one line, not a traceback
         problem = database_problem(rt.settings.db, exc)
         logger.error("scores of model v%d not stored: %s", model.version, problem)
+    except ScoringOutOfMemory:
+        pass  # the scorer said it, once while it lasts; /healthz and /metrics show it
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
         logger.exception("scoring with model v%d failed", model.version)
 

@@ -33,6 +33,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,13 @@ import numpy as np
 from bot import eventloop
 from bot.config import Settings
 from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK
-from bot.learning.scoring_worker import ScoringWorker, predict_texts
+from bot.learning.scoring_worker import (
+    ScoringOutOfMemory,
+    ScoringWorker,
+    memory_limit,
+    predict_texts,
+    ran_out,
+)
 from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import Store
 from model import selection
@@ -94,6 +101,9 @@ class Scorer:
         self.restated_at: int | None = None
         self.restating: tuple[int, int] | None = None
         self.n_restated = 0  # items whose prediction a pass changed since start
+        # While scoring runs out of memory, the line said (once): why it cannot run, until a
+        # model call works again (``/healthz``, ``/metrics`` and the dispatcher read it).
+        self.out_of_memory: str | None = None
 
     @classmethod
     def for_runtime(cls, rt: Runtime) -> Scorer:
@@ -115,6 +125,8 @@ class Scorer:
             self.wake_event.clear()
             try:
                 await self.catch_up(background=True)
+            except ScoringOutOfMemory:
+                pass  # said once while it lasts (``out_of_memory``); a wake tries again
             except Exception:  # noqa: BLE001 - the scorer must outlive a failing model
                 champion = self.champion()
                 logger.exception("scoring with model v%s failed", champion and champion.version)
@@ -343,14 +355,23 @@ class Scorer:
         champion changed meanwhile (its predictions would be stale)."""
         texts = [t for _, t in rows]
         worker = (self.walk_worker if walking else None) or self.worker
-        if worker is not None:
-            predictions = await worker.predict(
-                champion.version, champion.classifier, texts, strategy
-            )
-        else:
-            predictions = await asyncio.to_thread(
-                predict_texts, champion.classifier, texts, strategy
-            )
+        try:
+            if worker is not None:
+                predictions = await worker.predict(
+                    champion.version, champion.classifier, texts, strategy
+                )
+            else:
+                predictions = await asyncio.to_thread(
+                    predict_texts, champion.classifier, texts, strategy
+                )
+        except ScoringOutOfMemory as exc:
+            raise self._ran_out(champion, exc) from exc.__cause__
+        except (MemoryError, RuntimeError, OSError) as exc:
+            if (what := ran_out(exc)) is None:
+                raise
+            oom = ScoringOutOfMemory("start" if worker is None else "score", what)
+            raise self._ran_out(champion, oom) from exc
+        self._works_again(champion)
         scored = [
             (item_id, champion.version, *p)
             for (item_id, _), p in zip(rows, predictions, strict=True)
@@ -366,6 +387,55 @@ class Scorer:
             written += self.store.set_predictions(batch, threshold, strategy)
         self.n_scored += written
         return written
+
+    def _ran_out(self, champion: Champion, exc: ScoringOutOfMemory) -> ScoringOutOfMemory:
+        """Scoring ran out of memory: say so in one line, with what to do, once while it
+        lasts (the dispatcher backs off; ``/healthz`` shows the line); ``exc`` with it."""
+        exc.problem = out_of_memory_line(self.settings().models_dir, champion.version, exc)
+        if self.out_of_memory is None:
+            logger.warning("%s", exc.problem)
+        else:
+            logger.debug("still: %s", exc.problem)
+        self.out_of_memory = exc.problem
+        return exc
+
+    def _works_again(self, champion: Champion) -> None:
+        """A model call went through: an episode of ``out_of_memory`` ends, said once."""
+        if self.out_of_memory is None:
+            return
+        self.out_of_memory = None
+        logger.warning(
+            "scoring works again (model v%d); questions are asked again", champion.version
+        )
+        if self.on_scored is not None:
+            self.on_scored()  # the dispatcher's backoff ends (``Dispatcher.round``)
+
+
+STEPS = {
+    "send": "the server cannot send model v{v} ({size}) to its scoring process",
+    "start": "the server cannot start a thread or process to score with model v{v} ({size})",
+    "score": "its scoring process cannot score with model v{v} ({size})",
+}
+
+
+def out_of_memory_line(models_dir: Path, version: int, exc: ScoringOutOfMemory) -> str:
+    """What ran out and what to do, for the log and ``/healthz``: the model's file size (a
+    refresh, negative, has none: it lives in memory) and the server's memory limit."""
+    try:
+        size = f"its file is {file_size((models_dir / f'v{version}.skops').stat().st_size)}"
+    except OSError:
+        size = "a refresh of the champion, in memory only" if version <= 0 else "no file found"
+    return (
+        f"scoring ran out of memory ({exc.what}): {STEPS[exc.step].format(v=version, size=size)};"
+        f" give the server more memory (its limit: {memory_limit()}) or a lighter model"
+        " (HITL_PIPELINE=word_lr). No question is posted until it works: tried again after a"
+        " growing wait"
+    )
+
+
+def file_size(n: int) -> str:
+    """A size in MB (in kB below 1 MB), for a person."""
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{max(n // 1024, 1)} kB"
 
 
 async def _wait_for(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:

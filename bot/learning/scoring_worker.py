@@ -9,15 +9,22 @@ once per version: the champion and a refreshed working model alike (the working 
 in memory only, with no file to load it from). A child that dies (killed, out of memory) is
 replaced at once: the call that found it dead is sent again to the new one, once, after one
 warning line in the log; a call that fails again raises :class:`ScoringProcessError`.
+
+A server short of memory (an address-space limit, a container's) may fail to pickle a large
+model for the child (in the queue's feeder thread), to start the pool's thread or process, or
+the child may fail to score: :class:`ScoringOutOfMemory`, which the scorer says once per
+episode (``Scorer.out_of_memory``). A model that did not arrive is sent again at the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import faulthandler
 import logging
 import os
+import resource
 import select
 import signal
 import threading
@@ -26,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +44,7 @@ from model import selection
 
 logger = logging.getLogger(__name__)
 
+MANAGER_CHECK = 1.0  # seconds: how often a call looks whether its pool's thread still runs
 KEEP = 2  # models the child keeps: the one scoring and the one that just replaced it
 WALK_NICENESS = 10  # the child that re-scores the queue yields the CPU to clicks and producers
 
@@ -46,6 +55,59 @@ _models: OrderedDict[ModelKey, Any] = OrderedDict()  # in the child: the models 
 
 class ScoringProcessError(HitlError):
     """The scoring process failed twice in a row for one call."""
+
+
+class ScoringOutOfMemory(HitlError):
+    """Scoring could not run for lack of memory: ``step`` is where (``send``: pickling the
+    model for the child, in this process; ``start``: starting the pool's thread or process;
+    ``score``: in the child), ``what`` the failure itself (``MemoryError``, ``can't start new
+    thread``). ``problem`` is the line the scorer said (``Scorer``), once it was said."""
+
+    def __init__(self, step: str, what: str, version: int | None = None) -> None:
+        super().__init__(f"scoring ran out of memory ({step}: {what})")
+        self.step = step
+        self.what = what
+        self.version = version
+        self.problem: str | None = None
+
+    def __str__(self) -> str:
+        return self.problem or super().__str__()
+
+
+def ran_out(exc: BaseException) -> str | None:
+    """``exc`` in words when it is the process running out of memory (or of the threads and
+    processes memory pays for): a MemoryError, a thread that could not start, a fork refused
+    with ENOMEM or EAGAIN; else None."""
+    if isinstance(exc, MemoryError):
+        return f"MemoryError{f': {exc}' if str(exc) else ''}"
+    if isinstance(exc, BrokenProcessPool):
+        return None  # a child that died: replaced (``_replace``)
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return "can't start new thread"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOMEM, errno.EAGAIN):
+        return f"{type(exc).__name__}: {os.strerror(exc.errno)}"
+    return None
+
+
+def memory_limit() -> str:
+    """This process's memory limit in words, for the line that says scoring ran out of it: the
+    address-space limit (``ulimit -v``, ``prlimit --as``) and the container's (cgroup)."""
+    found = []
+    with contextlib.suppress(ValueError, OSError):
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(f"{_mb(soft)} of address space, from `ulimit -v`")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            raw = Path(path).read_text().strip()
+            if raw != "max" and int(raw) < 1 << 60:  # cgroup v1 says "no limit" with ~2**63
+                found.append(f"{_mb(int(raw))}, from the container ({Path(path).name})")
+                break
+    return "; ".join(found) or "none set by `ulimit -v` or a container: the machine's memory"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
 
 
 TOP_K = 5
@@ -132,6 +194,26 @@ def terminate(executor: ProcessPoolExecutor) -> None:
             writer.close()
 
 
+def _start_feeder(executor: ProcessPoolExecutor) -> None:
+    """Start the thread that feeds ``executor``'s calls to its child here, now, if not yet.
+    The pool starts it at its first call in its own manager thread, where a failure to start
+    it (``can't start new thread``: a server short of memory) ends that thread with a
+    traceback and leaves every call waiting for ever; here it raises to the caller. (Private
+    attributes: there is no public way in 3.11.)"""
+    queue = getattr(executor, "_call_queue", None)
+    lock = getattr(queue, "_notempty", None)
+    if queue is None or lock is None or not hasattr(queue, "_start_thread"):
+        return
+    with lock:  # as ``Queue.put`` starts it
+        if queue._thread is None:  # noqa: SLF001
+            queue._start_thread()  # noqa: SLF001
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _child_start(server: int, niceness: int = 0) -> None:
     """In the child: its priority, exiting with the server (the imports are the fork
     server's, see children.CHILD_PRELOAD), and its stack on stderr should it crash in C."""
@@ -190,7 +272,7 @@ class ScoringWorker:
     def warm(self) -> None:
         """Start the child now (the fork server imports for a second or more at its start),
         so the first predict does not wait for it."""
-        self._start().submit(os.getpid)
+        self._start().submit(os.getpid)  # (a feeder thread that cannot start: see _gathered)
 
     async def predict(
         self, version: int, classifier: Any, texts: Sequence[str], strategy: str
@@ -199,26 +281,68 @@ class ScoringWorker:
         model in the log and, with the classifier object's identity, keys it in the child."""
         key: ModelKey = (version, id(classifier))
         for attempt in (1, 2):
-            executor = self._start()
             try:
-                *kept, result = await asyncio.gather(
-                    *self._steps(executor, key, classifier, texts, strategy),
-                    return_exceptions=True,
+                executor = self._start()
+                _start_feeder(executor)
+                *kept, result = await self._gathered(
+                    executor, self._steps(executor, key, classifier, texts, strategy), version
                 )
             except BrokenProcessPool as exc:  # found dead when the call was submitted
                 kept, result = [], exc
+            except (MemoryError, RuntimeError, OSError) as exc:
+                if (what := ran_out(exc)) is None:
+                    raise
+                # The pool's thread or process did not start (or its call could not be
+                # queued): a pool half started never runs its calls; the next call starts anew.
+                self._stop()
+                raise ScoringOutOfMemory("start", what, version) from exc
             failed = [r for r in (*kept, result) if isinstance(r, BaseException)]
             if any(isinstance(r, BrokenProcessPool) for r in failed):
                 self._replace(executor, version, attempt)
                 continue
             if failed:
                 self._sent.pop(key, None)  # a model that did not arrive is sent again next time
+                steps = ("send",) * len(kept) + ("score",)
+                for step, r in zip(steps, (*kept, result), strict=True):
+                    if isinstance(r, BaseException) and (what := ran_out(r)) is not None:
+                        raise ScoringOutOfMemory(step, what, version) from r
                 raise failed[0]
             if kept:
                 self.pid = kept[0]
             self.calls += 1
             return result
         raise ScoringProcessError(f"the scoring process died twice scoring with model v{version}")
+
+    async def _gathered(
+        self, executor: ProcessPoolExecutor, steps: list[asyncio.Future[Any]], version: int
+    ) -> list[Any]:
+        """The steps' results (or exceptions), in order. Meanwhile the pool's manager thread
+        is looked at every MANAGER_CHECK seconds: it starts the queue's feeder thread at the
+        first call, and when that start fails (``can't start new thread``: a server short of
+        memory) the manager thread ends with it and the calls wait for ever, nothing said."""
+        gathered = asyncio.gather(*steps, return_exceptions=True)
+        try:
+            ended = False
+            while True:
+                done, _ = await asyncio.wait({gathered}, timeout=MANAGER_CHECK)
+                if done:
+                    return gathered.result()
+                thread = getattr(executor, "_executor_manager_thread", None)
+                if executor is not self._executor or thread is None or thread.is_alive():
+                    ended = False
+                    continue
+                if ended:  # two looks in a row: not a pool that just broke and says so now
+                    break
+                ended = True
+        except asyncio.CancelledError:
+            gathered.cancel()
+            raise
+        gathered.cancel()
+        gathered.add_done_callback(_retrieved)  # its CancelledError: nobody waits for it
+        self._stop()
+        raise ScoringOutOfMemory(
+            "start", "can't start new thread, in the scoring pool's own thread", version
+        )
 
     def _steps(
         self,

@@ -44,11 +44,13 @@ from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.labelset import channel_for, in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
+    ScoringOutOfMemory,
     candidates,
     choose,
     fresh_window,
     predict_texts,
     score_pending,
+    scorer_of,
 )
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
@@ -133,6 +135,9 @@ class Dispatcher:
         self._attempts_read = False
         self.moved: list[dict[str, Any]] = []  # old posts of moved questions, to redraw (once)
         self.labels_under: int | None = None  # the label set's change count of this round
+        self.db_said: tuple[str, float] | None = None  # the database problem last said, and when
+        self.scoring_failures = 0  # rounds in a row scoring ran out of memory (the backoff)
+        self.scoring_retry_at = 0.0  # loop time the backoff holds the channels until
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -156,26 +161,59 @@ class Dispatcher:
     async def run(self) -> None:
         """Background task: fill channels whenever woken, or on a slow tick."""
         loop = asyncio.get_running_loop()
-        said: tuple[str, float] | None = None  # the database problem last said, and when
         while True:
             self.woken.clear()
-            try:
-                await self.fill()
-            except DatabaseError as exc:  # a full disk, a lock held: one line, not a traceback
-                problem = str(database_problem(self.rt.settings.db, exc))
-                # A round with nothing to write goes through meanwhile, so "it lasts" is told
-                # by time: the same problem again within SAID_AGAIN is not said again.
-                if said is None or said[0] != problem or loop.time() - said[1] >= SAID_AGAIN:
-                    logger.error(
-                        "dispatcher round failed: %s; tried again each round (said again"
-                        " after %d minutes if it lasts)",
-                        problem,
-                        SAID_AGAIN // 60,
-                    )
-                    said = (problem, loop.time())
-            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
-                logger.exception("dispatcher round failed")
+            await self.round()
             await wait_until_woken(self.woken, self.next_wait(loop.time()))
+
+    async def round(self) -> None:
+        """One round (``fill``) that outlives any failure: a database problem is said in one
+        line (again after SAID_AGAIN if it lasts); scoring out of memory, said by the scorer,
+        holds the channels back (``_scoring_backoff``); anything else is logged."""
+        loop = asyncio.get_running_loop()
+        self._scoring_resumed()
+        try:
+            await self.fill()
+        except DatabaseError as exc:  # a full disk, a lock held: one line, not a traceback
+            problem = str(database_problem(self.rt.settings.db, exc))
+            # A round with nothing to write goes through meanwhile, so "it lasts" is told
+            # by time: the same problem again within SAID_AGAIN is not said again.
+            said = self.db_said
+            if said is None or said[0] != problem or loop.time() - said[1] >= SAID_AGAIN:
+                logger.error(
+                    "dispatcher round failed: %s; tried again each round (said again"
+                    " after %d minutes if it lasts)",
+                    problem,
+                    SAID_AGAIN // 60,
+                )
+                self.db_said = (problem, loop.time())
+        except ScoringOutOfMemory:  # said once by the scorer while it lasts
+            self._scoring_backoff()
+        except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
+            logger.exception("dispatcher round failed")
+
+    def _scoring_backoff(self) -> None:
+        """Scoring ran out of memory (``Scorer.out_of_memory``): no channel is posted to for
+        a while, the channels' backoff (``next_attempt``) doubling from IDLE_TICK to
+        MAX_BACKOFF, rather than each round (every wake: clicks, items) sending the model at
+        full cost again. The round after the wait tries again; the scorer says when it works."""
+        self.scoring_failures += 1
+        delay = min(IDLE_TICK * 2 ** (self.scoring_failures - 1), MAX_BACKOFF)
+        self.scoring_retry_at = asyncio.get_running_loop().time() + delay
+        for channel in self.question_channels():
+            state = self.channel_state(channel)
+            state.next_attempt = max(state.next_attempt, self.scoring_retry_at)
+        logger.debug("dispatcher: scoring ran out of memory; next round in %.0f s", delay)
+
+    def _scoring_resumed(self) -> None:
+        """Scoring works again (the backoff's round, or a producer's item, went through): the
+        backoff ends, and the channels it held back may post now."""
+        if not self.scoring_failures or scorer_of(self.rt).out_of_memory is not None:
+            return
+        self.scoring_failures = 0
+        for state in self.channels.values():
+            if state.next_attempt == self.scoring_retry_at:  # not a Slack backoff since
+                state.next_attempt = 0.0
 
     def next_wait(self, now: float) -> float:
         """Seconds until the next round: the first channel due, at most IDLE_TICK; a post the

@@ -136,6 +136,7 @@ async def test_healthz_reports_db_champion_and_scheduler(
             "asks": 1,
             "answers": 1,
             "scheduler": None,
+            "scoring": "ok",
         }
         bot.rt.trainer.scheduler_alive = True
         assert (await (await bot.http.get("/healthz")).json())["scheduler"] is True
