@@ -18,6 +18,8 @@ first start (and a refused one) does not spend ~3 s of CPU on imports nothing ma
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
@@ -29,8 +31,10 @@ import signal
 import threading
 import traceback
 from collections.abc import Iterator
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What a child runs: the scoring and fit code, and what they import on first use (the bot's
 # modules import scikit-learn and scipy only there, so that a server with no model, and the
@@ -142,6 +146,35 @@ class _SigintFreeSpawnContext(multiprocessing.context.SpawnContext):
 
 
 _SPAWN = _SigintFreeSpawnContext()
+
+
+def awaitable(future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
+    """A child's call (``executor.submit``) to await in the running loop, whose cancellation
+    does not reach the call. Python 3.11's process pool fails every call still waiting when
+    its pool breaks (a child killed, ``scoring_worker.terminate`` at the server's stop) with
+    ``set_exception``, which raises InvalidStateError in the pool's thread for a call
+    cancelled meanwhile: a traceback as the server stopped (``asyncio.wrap_future``, as
+    ``run_in_executor`` uses, cancels the call with its caller). A call its caller gave up
+    runs on in the child or is failed with the pool; its outcome goes nowhere."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def settle(done: concurrent.futures.Future[T]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+        elif (error := done.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    def copy(done: concurrent.futures.Future[T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, done)
+
+    future.add_done_callback(copy)
+    return waiter
 
 
 def start_fork_server() -> None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from bot.config import Settings
 from bot.errors import HitlError
 from bot.learning import quality, stopping
-from bot.learning.children import child_context
+from bot.learning.children import awaitable, child_context
 from bot.learning.scoring import Scorer, score_items
 from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
@@ -914,7 +914,7 @@ class FitWorker:
                 self.handed += 1
                 self._handed.notify_all()
             try:
-                return await asyncio.wrap_future(future)
+                return await awaitable(future)
             except BrokenProcessPool as exc:
                 # The pool fails the future before its manager thread reaps the child: read
                 # the exit code after that thread ends. Two threads reading one forkserver

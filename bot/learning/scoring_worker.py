@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import HitlError
-from bot.learning.children import child_context
+from bot.learning.children import awaitable, child_context
 from model import selection
 
 logger = logging.getLogger(__name__)
@@ -354,14 +354,13 @@ class ScoringWorker:
     ) -> list[asyncio.Future[Any]]:
         """The calls to submit: the model first if the child does not hold it yet (the child
         takes calls in order), then the prediction."""
-        loop = asyncio.get_running_loop()
         steps = []
         if key not in self._sent:
             self._sent[key] = classifier
             while len(self._sent) > KEEP:
                 self._sent.popitem(last=False)
-            steps.append(loop.run_in_executor(executor, _keep, key, classifier))
-        steps.append(loop.run_in_executor(executor, _predict, key, list(texts), strategy))
+            steps.append(awaitable(executor.submit(_keep, key, classifier)))
+        steps.append(awaitable(executor.submit(_predict, key, list(texts), strategy)))
         return steps
 
     def _replace(self, executor: ProcessPoolExecutor, version: int, attempt: int) -> None:

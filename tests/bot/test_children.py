@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import multiprocessing.forkserver
+import os
+import signal
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,49 @@ def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tm
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split(maxsplit=1) == ["True", "[]\n"]
+
+
+def _block(path: str) -> None:
+    """In the child: wait until ``path`` exists (the test never makes it: the pool is ended)."""
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+async def test_a_call_given_up_is_not_failed_twice_when_the_pool_is_ended(tmp_path: Path):
+    """Python 3.11's process pool fails every waiting call of a pool that breaks (a child
+    killed) with set_exception; a call its caller had cancelled (``asyncio.wrap_future``
+    cancels it with its caller) made that raise InvalidStateError in the pool's thread, a
+    traceback in the server's log (seen once in a full run's load benchmark, at its stop).
+    ``awaitable`` leaves the call alone when its caller gives up."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bot.learning.children import awaitable, child_context
+    from bot.learning.scoring_worker import terminate
+
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=child_context())
+    try:
+        child = await awaitable(executor.submit(_pid))  # the child is up
+        # the child takes the first; the pool's queue holds two; the others wait in the pool
+        calls = [awaitable(executor.submit(_block, str(tmp_path / "never"))) for _ in range(4)]
+        for call in calls[1:]:
+            call.cancel()  # their callers gave up (a producer hung up, the server stops)
+        manager = executor._executor_manager_thread  # noqa: SLF001 - to wait for its end
+        os.kill(child, signal.SIGKILL)  # the child dies (the OOM killer): the pool breaks
+        await asyncio.to_thread(manager.join, 30)
+        assert not manager.is_alive()
+        with pytest.raises((BrokenProcessPool, asyncio.CancelledError)):
+            await calls[0]
+    finally:
+        threading.excepthook = previous
+        terminate(executor)
+    assert errors == []
