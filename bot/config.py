@@ -238,7 +238,7 @@ def _admins(value: Any) -> tuple[str, ...]:
     return admins
 
 
-_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,}$")
+_TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,}$")  # a workspace (T…) or an Enterprise Grid org (E…)
 
 
 def _answer_teams(value: Any) -> tuple[str, ...]:
@@ -251,7 +251,8 @@ def _answer_teams(value: Any) -> tuple[str, ...]:
     bad = [t for t in teams if not _TEAM_ID.match(t)]
     if bad:
         raise ValueError(
-            f"has {bad[0]!r}, not a Slack team ID; use IDs like T0123ABCD, or * for anyone"
+            f"has {bad[0]!r}, not a Slack team ID; use IDs like T0123ABCD (a workspace) or"
+            " E0123ABCD (an Enterprise Grid org), or * for anyone"
         )
     return teams
 

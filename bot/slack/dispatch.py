@@ -312,7 +312,9 @@ class Dispatcher:
     def _record_unrecorded(self) -> None:
         """Record the posts Slack accepted while the database refused their record."""
         for item_id, post in list(self.unrecorded.items()):
-            self.rt.store.record_post(item_id, post.channel, post.ts, post.reason, *post.shown)
+            self.rt.store.record_post(
+                item_id, post.channel, post.ts, post.reason, *post.shown, drawn_under=-1
+            )  # drawn in an earlier round: redrawn under the label set in force, once
             del self.unrecorded[item_id]
             logger.warning(
                 "recorded item %s's post to %s (ts %s): the database takes writes again",
@@ -530,9 +532,10 @@ class Dispatcher:
         state.unsure.discard(item_id)
         self.item_failures.pop(item_id, None)
         try:
-            self.rt.store.record_post(
-                item_id, channel, ts, reason, *shown, drawn_under=self.labels_under
-            )
+            # a message found in the history was drawn in an earlier round, under a label set
+            # not known now (-1: redrawn under the one in force, once)
+            drawn_under = -1 if found else self.labels_under
+            self.rt.store.record_post(item_id, channel, ts, reason, *shown, drawn_under=drawn_under)
         except DatabaseError:
             # Slack shows it and the database does not know: keep it, to record it before
             # anything else is posted (the item, still queued, would otherwise go again).
@@ -546,8 +549,8 @@ class Dispatcher:
             )
             raise
         if (
-            self.labels_under is not None
-            and self.rt.store.label_set_change_count() != self.labels_under
+            drawn_under is not None
+            and self.rt.store.label_set_change_count() != drawn_under
             and isinstance(self.rt.redrawer, Redrawer)
         ):
             self.rt.redrawer.wake()  # drawn under a label set changed since: due for a redraw

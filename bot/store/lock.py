@@ -133,6 +133,8 @@ def server_lock(db: Path) -> Iterator[HeldLock]:
             )
             yield HeldLock(Path(db), path, None)
             return
+        with contextlib.suppress(OSError):  # a file an earlier version made 0644
+            os.fchmod(fd, 0o600)
         _write_holder(fd)
         held = HeldLock(Path(db), path, fd)
         yield held

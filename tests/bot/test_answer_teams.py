@@ -131,19 +131,23 @@ async def test_a_teammates_answer_keeps_their_team(fake_slack: FakeSlack, tmp_pa
         assert bot.store.resolution("i0")["label"] == label
 
 
-@pytest.mark.parametrize("teams", ["*", f"{EXT},{OWN}"])
+@pytest.mark.parametrize(
+    ("teams", "clicker"), [("*", EXT), (f"{EXT},{OWN}", EXT), (f"E0ORG,{OWN}", "E0ORG")]
+)
 async def test_hitl_answer_teams_lets_another_team_answer(
-    fake_slack: FakeSlack, tmp_path: Path, teams: str
+    fake_slack: FakeSlack, tmp_path: Path, teams: str, clicker: str
 ):
+    """A partner workspace (T…), or an Enterprise Grid org (E…: some Grid payloads carry the
+    org's ID as the person's team; an outside re-test found E… refused)."""
     answer_teams = load_settings({"HITL_ANSWER_TEAMS": teams}, None).answer_teams
     async for bot in await started(fake_slack, tmp_path, answer_teams=answer_teams):
         await bot.dispatcher.fill()
         [message] = bot.posted()
         label = bot.first_label(message)
-        await bot.action(external(bot.button_payload(message, "U0ANA", label)))
+        await bot.action(external(bot.button_payload(message, "U0ANA", label), team=clicker))
         await bot.settled()
         assert bot.store.resolution("i0")["label"] == label
-        assert answers(bot) == [("W0EXTERN", label, EXT)]
+        assert answers(bot) == [("W0EXTERN", label, clicker)]
         assert said_to(fake_slack, "W0EXTERN") != [NOTE]
 
 
@@ -222,7 +226,11 @@ async def test_commands_and_start_labeling_of_another_team_are_refused_not_an_ad
 
 def test_a_malformed_hitl_answer_teams_is_one_line(tmp_path: Path):
     for value, problem in [
-        ("U0ANA", "has 'U0ANA', not a Slack team ID; use IDs like T0123ABCD, or * for anyone"),
+        (
+            "U0ANA",
+            "has 'U0ANA', not a Slack team ID; use IDs like T0123ABCD (a workspace) or"
+            " E0123ABCD (an Enterprise Grid org), or * for anyone",
+        ),
         ("*,T0HITL", "mixes * with team IDs; give * alone (anyone) or team IDs"),
     ]:
         with pytest.raises(ConfigError) as caught:

@@ -241,6 +241,43 @@ async def test_a_question_posted_while_the_cli_renamed_a_label_is_redrawn_under_
             await loop_task
 
 
+async def test_a_question_found_in_the_history_after_a_rename_is_redrawn_under_the_new_name(
+    bot: Bot,
+):
+    """Slack posted the question but its answer was lost; `hitl labels rename` ran; the next
+    round found the message in the channel's history and recorded it under that round's label
+    set, so it kept the old name's button for good (an outside re-test). A message found in
+    the history is redrawn under the label set in force."""
+    redrawer = Redrawer.of(bot.rt)
+    redrawer.idle_tick = 3600
+    async with redrawer.drawn:
+        loop_task = asyncio.create_task(redrawer.run())
+        await redrawer.drawn.wait()
+    try:
+        bot.fake.fail("chat.postMessage", mode="reset", after=True)  # posted; the answer lost
+        await bot.dispatcher.fill()
+        posted = bot.fake.calls_to("chat.postMessage")[0]
+        old = buttons({"blocks": posted.params["blocks"]})[0]
+        renamed = CliRunner().invoke(
+            cli,
+            ["--db", str(bot.rt.settings.db), "labels", "rename", old, "renamed"],
+            env={"HITL_LABELS": ",".join(LABELS)},
+        )
+        assert renamed.exit_code == 0, renamed.output
+        state = bot.dispatcher.channel_state(CHANNEL)
+        state.next_attempt = state.history_retry_at = 0.0  # its backoff is over
+        await bot.dispatcher.fill()  # finds it: "posted after all"
+        await bot.settled()
+        post = bot.store.post_for_item("a")
+        assert post is not None and post["closed_at"] is None
+        shown = bot.fake.message(CHANNEL, post["ts"])
+        assert "renamed" in buttons(shown) and old not in buttons(shown)
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+
+
 def test_the_retrain_after_a_retire_or_an_add_trains_on_the_label_set_in_force(tmp_path: Path):
     """Retiring a label changes what training reads, though no label is new: the next
     retrain trains without its items (not "nothing new"), and with them once it is back."""

@@ -314,3 +314,6 @@ def test_the_server_lock_file_is_its_owners_alone(tmp_path: Path):
     db = tmp_path / "hitl.db"
     with umask(0o022), server_lock(db):
         assert mode(lock_path(db)) == 0o600
+    lock_path(db).chmod(0o644)  # as versions before made it, and it stays (never removed)
+    with server_lock(db):
+        assert mode(lock_path(db)) == 0o600
