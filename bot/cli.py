@@ -20,6 +20,27 @@ def _stopped_while_starting(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _one_blas_thread_under_a_memory_limit() -> None:
+    """Under an address-space limit (``ulimit -v``), OpenBLAS starts as many threads as cores
+    when numpy is imported, and when one cannot start it ``raise(SIGINT)``s: a command said
+    "Stopped by Ctrl-C" that nobody pressed (an outside re-test). Its threads are for dense
+    maths the product does not do (every fit uses one BLAS thread already); one thread starts
+    none, and what really lacks memory then says so (``main``: "ran out of memory")."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY:
+        import os
+
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+_one_blas_thread_under_a_memory_limit()
 _GUARDED = False
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # none of a caller's own
     try:

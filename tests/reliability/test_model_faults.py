@@ -200,3 +200,25 @@ def test_a_retrain_out_of_memory_before_its_fit_is_one_line(tmp_path: Path, room
     )
     with Store.open(db) as store:
         assert store.champion_version() is None
+
+
+def test_a_command_under_a_memory_limit_is_not_stopped_by_openblas(tmp_path: Path):
+    """Under `ulimit -v 150000`, OpenBLAS could not start its threads when numpy was imported
+    and raise(SIGINT)ed: every command said "Stopped by Ctrl-C; nothing was changed", exit 130,
+    with nobody at the keys (an outside re-test). Under a memory limit the CLI asks for one
+    BLAS thread, which starts none."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items())
+    blas = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # as a shell has them
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_", *blas))}
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (150_000 * 1024, 150_000 * 1024))
+
+    stats = subprocess.run(
+        [sys.executable, "-m", "bot", "--db", str(db), "stats"], env=env, capture_output=True,
+        text=True, preexec_fn=limit_memory, check=False,
+    )  # fmt: skip
+    assert "Stopped by Ctrl-C" not in stats.stderr
+    assert stats.returncode == 0, stats.stderr
+    assert "Answers this week: 0" in stats.stdout
