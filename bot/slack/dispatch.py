@@ -135,6 +135,7 @@ class Dispatcher:
         self._attempts_read = False
         self.moved: list[dict[str, Any]] = []  # old posts of moved questions, to redraw (once)
         self.labels_under: int | None = None  # the label set's change count of this round
+        self.resting: set[str] = set()  # this round's items ignored lately (``Store.resting``)
         self.db_said: tuple[str, float] | None = None  # the database problem last said, and when
         self.scoring_failures = 0  # rounds in a row scoring ran out of memory (the backoff)
         self.scoring_retry_at = 0.0  # loop time the backoff holds the channels until
@@ -336,6 +337,7 @@ class Dispatcher:
         self.labels_under = rt.store.label_set_change_count()
         ttl = rt.settings.question_ttl
         resting = rt.store.resting(ttl) if ttl > 0 else set()  # ignored lately: asked last
+        self.resting = resting
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
@@ -426,7 +428,8 @@ class Dispatcher:
         rt = self.rt
         if rt.settings.gold_rate <= 0:
             return None
-        waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken))
+        # a gold question ignored lately waits (``Store.resting``): the pick goes instead
+        waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken | self.resting))
         if not waiting or self.rng.random() >= rt.settings.gold_rate:
             return None
         routes = routes_in_force(rt.settings, rt.store)

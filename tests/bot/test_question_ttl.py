@@ -135,6 +135,30 @@ async def test_a_place_an_ignored_question_freed_goes_to_another_item(
         assert len(third) == 2 and third <= first | second
 
 
+async def test_an_ignored_gold_question_does_not_take_its_freed_place_back(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The same for gold questions (an outside re-test): one ignored for a TTL waits while
+    the other items are asked."""
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        store.add_gold(
+            [Item(f"g{n}", f"gold ticket {n} about a refund", "billing") for n in range(3)]
+        )
+    seed(db, [Item(f"i{n}", f"ticket number {n} about something") for n in range(4)])
+    settings = make_settings(
+        fake_slack, tmp_path, labels=("billing", "bug"), max_open=1, gold_rate=1.0, audit_rate=0.0
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 1
+        [first] = [p["item_id"] for p in posts(bot)]
+        assert first.startswith("g")
+        age_open_posts(bot, 73)
+        assert await bot.dispatcher.fill() == 1
+        [second] = [p["item_id"] for p in posts(bot) if p["closed_at"] is None]
+        assert second != first
+
+
 async def test_a_click_racing_the_expiry_is_stored_once(fake_slack: FakeSlack, tmp_path: Path):
     """Both orders, with the rule chosen: a click stored before the round decides its item
     (nothing is taken back); a click on a message the round took back (sent before its redraw
