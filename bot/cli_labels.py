@@ -102,8 +102,13 @@ def set_command(
             )
         # One transaction for them all: the Store's own (no public one for several labels;
         # ``Store.remove_labels`` is its counterpart for `hitl labels remove`).
-        with store._immediate():
-            changes = [store.set_label(i, label, user_id=_who(by), reason=reason) for i in ids]
+        try:
+            with store._immediate():
+                changes = [store.set_label(i, label, user_id=_who(by), reason=reason) for i in ids]
+        except KeyboardInterrupt:  # inside the transaction: rolled back
+            raise Stopped(
+                "; nothing was changed (the items are set together or not at all)"
+            ) from None
     for change in changes:
         if change.confirmed:
             click.echo(

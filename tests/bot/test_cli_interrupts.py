@@ -256,6 +256,35 @@ def test_labels_merge_stopped_after_its_commit_says_it_is_committed(
     assert "merge bug → billing" in run("--db", str(db), "labels", "show").stdout
 
 
+def test_labels_set_stopped_inside_its_transaction_says_nothing_was_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`hitl labels set` of several ids stopped before its commit changed nothing, and said
+    only "Stopped by SIGTERM" (an outside re-test)."""
+    from bot.store import Store
+
+    db = tmp_path / "hitl.db"
+    assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 6))).exit_code == 0
+    real, calls = Store.set_label, []
+
+    def stopped_at_the_second(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "set_label", stopped_at_the_second)
+    result = run("--db", str(db), "labels", "set", "T0", "T1", "shipping")
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Stopped by Ctrl-C; nothing was changed (the items are set together or not at all)"
+    )
+    monkeypatch.undo()
+    exported = run("--db", str(db), "export").stdout
+    labels = {json.loads(line)["id"]: json.loads(line)["label"] for line in exported.splitlines()}
+    assert (labels["T0"], labels["T1"]) == ("billing", "bug")  # as they were
+
+
 # --- SIGTERM, SIGHUP (and SIGINT) to a process: the clean-ups run ----------------------------
 
 EXPORT = """
