@@ -61,12 +61,11 @@ def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tm
     assert done.stdout.split(maxsplit=1) == ["True", "[]\n"]
 
 
-def _block(path: str) -> None:
-    """In the child: wait until ``path`` exists (the test never makes it: the pool is ended)."""
-    import time
+def _block(_path: str) -> None:
+    """In the child: wait for good (the test ends the pool)."""
+    import threading
 
-    while not os.path.exists(path):
-        time.sleep(0.05)
+    threading.Event().wait()
 
 
 def _pid() -> int:
