@@ -34,6 +34,13 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="hitl")
 
 
+def stopped(result) -> str:  # noqa: ANN001 - click's Result
+    """The one line a command stopped by Ctrl-C ends with (exit 130, not click's "Aborted!")."""
+    assert result.exit_code == 130, result.output
+    assert "Aborted!" not in result.output
+    return result.stderr.strip().splitlines()[-1]
+
+
 def write_rows(path: Path, n: int, *, labeled: bool = True, prefix: str = "T") -> Path:
     kinds = ("billing invoice charged twice", "app crashes on login", "parcel shipped late")
     labels = ("billing", "bug", "shipping")
@@ -103,9 +110,7 @@ def test_an_import_stopped_by_ctrl_c_says_how_many_rows_it_kept_and_exits_130(
 
     monkeypatch.setattr(Store, "add_items", add_then_stop)
     result = run("--db", str(db), "import", str(rows))
-    assert result.exit_code == 130, result.output
-    assert "Aborted!" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         "Stopped by Ctrl-C: 2,000 rows imported before it (committed, 2,000 with labels); run"
         " the same import again for the rest: rows already stored are skipped"
     )
@@ -144,9 +149,7 @@ def test_a_retrain_stopped_while_its_model_is_written_says_the_model_is_the_cham
 
     monkeypatch.setattr(retrain, "_fit_in_thread", stopped_once_writing)
     result = run("--db", str(db), "retrain")
-    assert result.exit_code == 130, result.output
-    assert "Aborted!" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         "Stopped by Ctrl-C after its model was written: v1 is stored and is the champion"
         " (`hitl models`); the waiting items were not scored with it: they keep their scores"
         " until `hitl serve` scores them (it does at start)"
@@ -174,9 +177,7 @@ def test_a_retrain_stopped_while_scoring_says_the_new_model_is_the_champion_in_i
 
     monkeypatch.setattr(retrain, "score_items", stopped_scoring)
     result = run("--db", str(db), "retrain")
-    assert result.exit_code == 130, result.output
-    assert "Aborted!" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         "Stopped by Ctrl-C while scoring the waiting items: the new model is the champion"
         " (`hitl models`); items not scored yet keep the previous model's scores until"
         " `hitl serve` scores them (it does at start)"
@@ -206,8 +207,7 @@ def test_an_export_to_a_file_stopped_by_ctrl_c_leaves_the_old_file_and_no_partia
 
     monkeypatch.setattr(cli_module, "_write_records", stopped_after_two)
     result = run("--db", str(db), "export", "-o", str(out))
-    assert result.exit_code == 130, result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         f"Stopped by Ctrl-C: {out} was not written; the file there is as it was"
     )
     assert out.read_text() == "the old export\n"
@@ -227,9 +227,8 @@ def test_a_command_that_only_reads_says_nothing_was_changed(
 
     monkeypatch.setattr(reports, "stats_text", stop)
     result = run("--db", str(db), "stats")
-    assert result.exit_code == 130, result.output
-    assert "Aborted!" not in result.output
-    assert result.stderr.strip() == "Stopped by Ctrl-C; nothing was changed"
+    assert stopped(result) == "Stopped by Ctrl-C; nothing was changed"
+    assert result.stderr.strip() == "Stopped by Ctrl-C; nothing was changed"  # that line alone
 
 
 def test_labels_merge_stopped_after_its_commit_says_it_is_committed(
@@ -245,9 +244,7 @@ def test_labels_merge_stopped_after_its_commit_says_it_is_committed(
 
     monkeypatch.setattr("bot.cli_labels.restate_all", stop)
     result = run("--db", str(db), "labels", "merge", "bug", "billing")
-    assert result.exit_code == 130, result.output
-    assert "Aborted!" not in result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         "Stopped by Ctrl-C: the merge is committed (label set now: billing, shipping; `hitl labels"
         " show`);"
         " not every stored prediction is under the new set yet: `hitl serve`, or the next label"
@@ -275,8 +272,7 @@ def test_labels_set_stopped_inside_its_transaction_says_nothing_was_changed(
 
     monkeypatch.setattr(Store, "set_label", stopped_at_the_second)
     result = run("--db", str(db), "labels", "set", "T0", "T1", "shipping")
-    assert result.exit_code == 130, result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert stopped(result) == (
         "Stopped by Ctrl-C; nothing was changed (the items are set together or not at all)"
     )
     monkeypatch.undo()
