@@ -94,7 +94,15 @@ def restore_command(state: Any, backup: Path) -> None:
     elif done.kept_beside:
         names = ", ".join(str(path) for path in done.kept_beside)
         click.echo(f"Files left beside the database were moved aside: {names}.")
-    for line, warn in models_note(state.settings, facts.models):
+    try:
+        notes = models_note(state.settings, facts.models)
+    except KeyboardInterrupt:  # the restore is done: only the look at the models folder is not
+        kept = f"; the database that was there is kept as {done.kept}" if done.kept else ""
+        raise Stopped(
+            f" after the restore: {db} was restored from {backup}{kept}; what the models"
+            " folder holds was not checked (`hitl models`)"
+        ) from None
+    for line, warn in notes:
         click.echo(f"Warning: {line}" if warn else line, err=warn)
 
 

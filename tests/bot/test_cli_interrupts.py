@@ -253,6 +253,33 @@ def test_labels_merge_stopped_after_its_commit_says_it_is_committed(
     assert "merge bug → billing" in run("--db", str(db), "labels", "show").stdout
 
 
+def test_a_restore_stopped_after_its_swap_says_the_database_was_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Stopped while it read the models folder, after the restore was done, it said only
+    "Stopped by Ctrl-C": a script read a restore that had happened as one that failed (an
+    outside re-test)."""
+    from bot import cli_restore
+    from tests.bot.test_restore_command import backup_of
+
+    db, backup = tmp_path / "hitl.db", tmp_path / "b.db"
+    assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 6))).exit_code == 0
+    backup_of(db, backup)
+
+    def stop(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_restore, "models_note", stop)
+    result = run("--db", str(db), "restore", str(backup))
+    kept = tmp_path / "hitl.db.before-restore"
+    assert stopped(result) == (
+        f"Stopped by Ctrl-C after the restore: {db} was restored from {backup}; the database"
+        f" that was there is kept as {kept}; what the models folder holds was not checked"
+        " (`hitl models`)"
+    )
+    assert kept.exists()
+
+
 def test_labels_set_stopped_inside_its_transaction_says_nothing_was_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
