@@ -132,7 +132,9 @@ class AnswerTeams:
         self.logged: set[str] = set()
 
     def teams(self) -> tuple[str, ...]:
-        return self.rt.settings.answer_teams or self.default
+        """This workspace's (the default) and HITL_ANSWER_TEAMS's: the setting adds teams, it
+        does not replace the app's own (naming a partner shut out the team itself)."""
+        return tuple(dict.fromkeys((*self.default, *self.rt.settings.answer_teams)))
 
     def counts(self, user_id: str, team_id: object, what: str = "a click") -> bool:
         if not team_id or not isinstance(team_id, str) or self.rt.is_admin(user_id):

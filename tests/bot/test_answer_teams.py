@@ -120,8 +120,14 @@ async def test_other_select_and_undo_of_another_organisation_are_not_stored(
         assert said_to(fake_slack, "W0EXTERN") == [NOTE, NOTE]
 
 
-async def test_a_teammates_answer_keeps_their_team(fake_slack: FakeSlack, tmp_path: Path):
-    async for bot in await started(fake_slack, tmp_path):
+@pytest.mark.parametrize("teams", ["", EXT])
+async def test_a_teammates_answer_keeps_their_team(
+    fake_slack: FakeSlack, tmp_path: Path, teams: str
+):
+    """With HITL_ANSWER_TEAMS naming a partner alone, the team's own clicks still count: the
+    setting adds teams (an outside test found it replaced the workspace's own)."""
+    answer_teams = load_settings({"HITL_ANSWER_TEAMS": teams} if teams else {}, None).answer_teams
+    async for bot in await started(fake_slack, tmp_path, answer_teams=answer_teams):
         await bot.dispatcher.fill()
         [message] = bot.posted()
         label = bot.first_label(message)
