@@ -36,6 +36,24 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
         yield running
 
 
+@contextlib.asynccontextmanager
+async def redrawer_running(bot: Bot, idle_tick: float):
+    """The redrawer's background loop, as `hitl serve` runs it, once its first pass is done
+    (from there it waits: to be woken, or ``idle_tick`` seconds for another connection's
+    commit); stopped at the end of the block."""
+    redrawer = Redrawer.of(bot.rt)
+    redrawer.idle_tick = idle_tick
+    async with redrawer.drawn:
+        loop_task = asyncio.create_task(redrawer.run())
+        await redrawer.drawn.wait()
+    try:
+        yield redrawer
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+
+
 async def reply(bot: Bot, text: str, user: str = "U0ADMIN") -> str:
     response = await bot.command(text, user)
     assert response.status == 200
@@ -185,12 +203,7 @@ async def test_a_rename_made_in_the_cli_while_the_server_runs_redraws_the_open_q
     await bot.dispatcher.fill()
     message = bot.posted()[0]
     old = buttons(message)[0]
-    redrawer = Redrawer.of(bot.rt)
-    redrawer.idle_tick = 0.01
-    async with redrawer.drawn:
-        loop_task = asyncio.create_task(redrawer.run())
-        await redrawer.drawn.wait()  # its first pass is done: from here it only waits
-    try:
+    async with redrawer_running(bot, 0.01):
         renamed = CliRunner().invoke(
             cli,
             ["--db", str(bot.rt.settings.db), "labels", "rename", old, "renamed"],
@@ -200,10 +213,6 @@ async def test_a_rename_made_in_the_cli_while_the_server_runs_redraws_the_open_q
         await bot.settled()  # fails (times out) unless a pass draws the change
         redrawn = bot.fake.message(CHANNEL, message["ts"])
         assert "renamed" in buttons(redrawn) and old not in buttons(redrawn)
-    finally:
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
 
 
 async def test_a_question_posted_while_the_cli_renamed_a_label_is_redrawn_under_the_new_name(
@@ -213,12 +222,8 @@ async def test_a_question_posted_while_the_cli_renamed_a_label_is_redrawn_under_
     open then) before the round's post was recorded: that question kept the old name's button
     for good (an outside drift test saw it 30 s on). Its record notes the change, and it is
     redrawn."""
-    redrawer = Redrawer.of(bot.rt)
-    redrawer.idle_tick = 3600  # as `hitl serve` runs it, but no look of its own in this test
-    async with redrawer.drawn:
-        loop_task = asyncio.create_task(redrawer.run())
-        await redrawer.drawn.wait()  # its first pass is done: from here it waits to be woken
-    try:
+    # as `hitl serve` runs it, but no look of its own in this test: only a wake draws
+    async with redrawer_running(bot, 3600):
         bot.fake.fail("chat.postMessage", mode="timeout")  # Slack holds the post
         round_ = asyncio.create_task(bot.dispatcher.fill())
         held = await bot.fake.next_call("chat.postMessage")
@@ -235,10 +240,6 @@ async def test_a_question_posted_while_the_cli_renamed_a_label_is_redrawn_under_
         [message] = bot.posted()
         redrawn = bot.fake.message(CHANNEL, message["ts"])
         assert "renamed" in buttons(redrawn) and old not in buttons(redrawn)
-    finally:
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
 
 
 async def test_a_question_found_in_the_history_after_a_rename_is_redrawn_under_the_new_name(
@@ -248,12 +249,7 @@ async def test_a_question_found_in_the_history_after_a_rename_is_redrawn_under_t
     round found the message in the channel's history and recorded it under that round's label
     set, so it kept the old name's button for good (an outside re-test). A message found in
     the history is redrawn under the label set in force."""
-    redrawer = Redrawer.of(bot.rt)
-    redrawer.idle_tick = 3600
-    async with redrawer.drawn:
-        loop_task = asyncio.create_task(redrawer.run())
-        await redrawer.drawn.wait()
-    try:
+    async with redrawer_running(bot, 3600):
         bot.fake.fail("chat.postMessage", mode="reset", after=True)  # posted; the answer lost
         await bot.dispatcher.fill()
         posted = bot.fake.calls_to("chat.postMessage")[0]
@@ -272,10 +268,6 @@ async def test_a_question_found_in_the_history_after_a_rename_is_redrawn_under_t
         assert post is not None and post["closed_at"] is None
         shown = bot.fake.message(CHANNEL, post["ts"])
         assert "renamed" in buttons(shown) and old not in buttons(shown)
-    finally:
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
 
 
 def test_the_retrain_after_a_retire_or_an_add_trains_on_the_label_set_in_force(tmp_path: Path):
