@@ -232,16 +232,18 @@ class LabelSetMixin:
         self, old: str, new: str, action: str, user_id: str, reason: str, now: str
     ) -> None:
         """Decided labels ``old`` become ``new`` (each change in the history); ``old`` and
-        whatever was mapped to it count for ``new`` from now on."""
+        whatever was mapped to it count for ``new`` from now on. ``resolved_at`` stays: the
+        decision is the one people made then, only its name changed. Re-dating it made every
+        renamed label "new" to the retrain, whose gate then refitted the champion without
+        them (a whole class missing after a rename: 0.333 against 0.916, any candidate
+        promoted); the watermark sees the change through ``label_set_changes``."""
         self.db.execute(
             "INSERT INTO label_history"
             " (item_id, old_label, new_label, action, user_id, reason, created_at)"
             " SELECT item_id, label, ?, ?, ?, ?, ? FROM labels WHERE label = ?",
             [new, action, user_id, reason, now, old],
         )
-        self.db.execute(
-            "UPDATE labels SET label = ?, resolved_at = ? WHERE label = ?", [new, now, old]
-        )
+        self.db.execute("UPDATE labels SET label = ? WHERE label = ?", [new, old])
         self.db.execute("UPDATE gold SET label = ? WHERE label = ?", [new, old])  # gold too
         self.db.execute("UPDATE label_aliases SET new = ? WHERE new = ?", [new, old])
         self.db.execute("DELETE FROM label_aliases WHERE old = ?", [new])

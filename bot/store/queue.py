@@ -603,7 +603,7 @@ class QueueMixin:
         """Reopen an item ``user_id`` decided at or after ``since``; their answer is retracted.
 
         The window runs from the decision (the time of the answer that decided it), not from
-        ``resolved_at``, which a rename, a merge or an admin's change moves to their own time.
+        ``resolved_at``, which an admin's change (``hitl labels set``) moves to its own time.
         Only someone who voted for the label may undo it, and only while it is still the
         people's decision: once an admin changed it (``hitl labels set``, ``/hitl review``; in
         ``label_history``), an Undo would erase the admin's decision, so it is refused.

@@ -146,6 +146,37 @@ def test_a_merge_reaches_training_keeps_history_and_exports_name_their_label_set
     )
 
 
+@pytest.mark.parametrize("change", [("rename", "bug", "defect"), ("merge", "bug", "billing")])
+def test_a_retrain_after_a_rename_or_merge_gates_against_the_champion_with_its_labels(
+    tmp_path: Path, change: tuple[str, str, str]
+):
+    """A rename or a merge changes no decision: the retrain after one counts no new label, and
+    the gate refits the champion on the labels it had (before, every renamed label was dated
+    anew, so the champion was refitted without them: 0.333 against 0.916, a whole class
+    missing, and any candidate passed)."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    with Store.open(db) as store:
+        dated = {row[0]: row[3] for row in store.training_data()}
+    assert run(db, "labels", *change).exit_code == 0
+    if change[0] == "merge":  # a set of one label does not train: add one, with 2 examples
+        assert run(db, "labels", "add", "refund").exit_code == 0
+        assert run(db, "labels", "set", "ab0", "ab1", "refund").exit_code == 0
+    with Store.open(db) as store:
+        kept = {row[0]: row[3] for row in store.training_data()}
+    assert {k: v for k, v in kept.items() if k not in ("ab0", "ab1")} == {
+        k: v for k, v in dated.items() if k not in ("ab0", "ab1")
+    }
+    lines = run(db, "retrain").stdout.splitlines()
+    assert lines[1] == ("Labels: 12 (0 new)" if change[0] == "rename" else "Labels: 12 (2 new)")
+    why = next(line for line in lines if line.startswith("Why: "))
+    if change[0] == "rename":  # the same labels under another name: the same folds, same scores
+        scores = why.split("macro-F1 ")[1].split(" on the same")[0]
+        before, after = scores.split("→")
+        assert before == after, why
+
+
 async def test_a_retired_labels_items_leave_training_and_wait_in_review_for_a_label_in_force(
     bot: Bot,
 ):
