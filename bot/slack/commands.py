@@ -52,6 +52,7 @@ class Call:
     client: AsyncWebClient
     command: dict
     args: list[str]
+    rest: str = ""  # the text after the subcommand's name, whole (unescaped, stripped)
 
     @property
     def user_id(self) -> str:
@@ -362,7 +363,8 @@ def unknown_item(shown: str) -> str:
 
 
 async def review(call: Call) -> None:
-    item_id = call.args[0] if call.args else None
+    """An id is the whole rest of the text: ids may hold spaces (`hitl import`, the API)."""
+    item_id = call.rest or None
     if item_id is not None and call.rt.store.get_item(item_id) is None:
         shown = blocks.escape(item_id[:80])
         await call.ack(text=unknown_item(shown))
@@ -500,8 +502,17 @@ HELP = "*slack-hitl* asks you about items the model is unsure of. Commands:\n" +
 )
 
 
+def unescape(text: str) -> str:
+    """A command's text as typed: Slack sends ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;`` and
+    ``&gt;`` (its "Escaping text" rule), and nothing else escaped. Undone once, ``&amp;`` last,
+    so that a typed ``&lt;`` (sent as ``&amp;lt;``) stays ``&lt;``."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClient) -> None:
-    words = (command.get("text") or "").strip().split()
+    text = unescape(command.get("text") or "").strip()
+    words = text.split()
+    rest = text.split(maxsplit=1)[1].strip() if len(words) > 1 else ""
     name = words[0].lower() if words else "help"
     user_id = command.get("user_id", "")
     sub = BY_NAME.get(name)
@@ -514,7 +525,7 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         await ack(text=f"Only admins can use `/hitl {name}`. Admins: {admins}")
         return
     try:
-        await sub.handler(Call(rt, ack, client, command, words[1:]))
+        await sub.handler(Call(rt, ack, client, command, words[1:], rest))
     except StoreError as exc:  # its database file was lost (``Store.apart``): say so, in a line
         logger.error("/hitl %s: %s", name, exc)
         if getattr(ack, "response", None) is None:  # not acknowledged yet

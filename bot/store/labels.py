@@ -130,7 +130,9 @@ class LabelsMixin:
                 logger.info("gold label of item %s changed by %s (%s)", item_id, user_id, action)
                 return LabelChange(item_id, old, label)
             # The votes and agreement are people's for the label now (none, if nobody chose
-            # it): the producer API and webhooks report them beside the label.
+            # it): the producer API and webhooks report them beside the label. Counted answers
+            # only (``tally``): a click on the decided or set-aside item was told it did not
+            # count, and is no voter of the admin's label.
             tally = self.tally(item_id)
             voters = list(tally.votes.get(label, []))
             total = sum(len(users) for users in tally.votes.values())
@@ -150,8 +152,10 @@ class LabelsMixin:
                         "agreement": agreement,
                         "annotators": json.dumps(voters or [user_id]),
                         "resolved_at": now,
+                        # the last answer that counted (later, late ones are history)
                         "decided_by": self.db.execute(
-                            "SELECT max(id) FROM answers WHERE item_id = ?", [item_id]
+                            "SELECT max(id) FROM answers WHERE item_id = ? AND late = 0",
+                            [item_id],
                         ).fetchone()[0],
                     }
                 )

@@ -826,14 +826,16 @@ class QueueMixin:
         )
 
     def tally(self, item_id: str, through: int | None = None) -> Tally:
-        """Each user's latest answer to the item (up to answer id ``through``, if given):
-        votes by label (a renamed or merged label's votes count for its successor), and who
-        skipped."""
+        """Each user's latest counted answer to the item (up to answer id ``through``, if
+        given): votes by label (a renamed or merged label's votes count for its successor), and
+        who skipped. Counted as ``iter_votes`` counts them: an imported answer is history, and
+        so is one given while the item was decided or set aside (``answers.late``: its sender
+        was told it did not count), whatever decides the item later (an admin's label)."""
         rows = self.db.execute(
             "SELECT a.user_id, coalesce(m.new, a.label), a.source FROM answers a"
             " LEFT JOIN label_aliases m ON m.old = a.label WHERE a.id IN ("
             " SELECT max(id) FROM answers WHERE item_id = ? AND source != 'import'"
-            " AND id <= ? GROUP BY user_id) ORDER BY a.id",
+            " AND late = 0 AND id <= ? GROUP BY user_id) ORDER BY a.id",
             [item_id, through if through is not None else 2**62],
         ).fetchall()
         votes: dict[str, list[str]] = {}
