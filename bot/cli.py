@@ -429,6 +429,7 @@ def import_command(
             f"{count(summary.imported, 'new gold item')}, "
             f"{count(summary.marked_gold, 'stored item')} marked gold, "
             f"{summary.duplicates:,} already gold, {summary.rejected:,} rejected"
+            f"{_deleted_before(summary.deleted_before)}"
         )
     else:
         ignored = []
@@ -449,7 +450,7 @@ def import_command(
         click.echo(
             f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
             f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}"
-            f"{told}, {summary.rejected:,} rejected"
+            f"{told}, {summary.rejected:,} rejected{_deleted_before(summary.deleted_before)}"
         )
         if summary.gold_left_out:  # an export's gold items, now plain labeled ones
             n = summary.gold_left_out
@@ -479,6 +480,13 @@ def import_command(
             else f"every row of {path.name} was rejected: nothing was imported (run it without"
             " --quiet to see why)"
         )
+
+
+def _deleted_before(n: int) -> str:
+    """The import line's note of rows skipped because `hitl delete` deleted their ids."""
+    if not n:
+        return ""
+    return f", {count(n, 'row')} skipped (deleted before with `hitl delete`)"
 
 
 def _import_kept(store: Store, before: int) -> str:
@@ -1395,11 +1403,13 @@ def demo_command(
         raise click.exceptions.Exit(128 + signal.SIGINT)
 
 
+from bot.cli_delete import delete_command  # noqa: E402 (a command of its own module)
 from bot.cli_labels import labels_group  # noqa: E402 (a group of its own module, added here)
 from bot.cli_restore import restore_command  # noqa: E402 (a command of its own module)
 
 cli.add_command(labels_group)
 cli.add_command(restore_command)
+cli.add_command(delete_command)
 
 if _GUARDED and signal.getsignal(signal.SIGINT) is _stopped_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the imports are done

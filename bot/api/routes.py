@@ -85,6 +85,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/predict", predict)
     app.router.add_post("/api/items", add_items)
     app.router.add_get(ITEM_ROUTE, get_item)
+    app.router.add_delete(ITEM_ROUTE, delete_item)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/metrics", metrics)
 
@@ -607,6 +608,37 @@ async def get_item(request: web.Request) -> web.Response:
             "callback_url": item["callback_url"],
             "created_at": item["created_at"],
             "updated_at": item["updated_at"],
+        }
+    )
+
+
+async def delete_item(request: web.Request) -> web.Response:
+    """Delete the item and everything stored about it (`hitl delete`): an erasure request
+    reaching the producer. One short transaction on the loop's connection, as an insert is;
+    the redrawer deletes its Slack questions. ``?reason=`` is kept with the id."""
+    rt = _runtime(request)
+    item_id = request.match_info["id"]
+    reason = request.query.get("reason", "")[:500]
+    if rt.store.get_item(item_id) is None:
+        before = rt.store.deleted_item(item_id)
+        if before is not None:
+            raise ApiError(410, f"item {item_id[:200]!r} was deleted at {before['at']}", "id")
+        raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+    with rt.store.synced_later():  # no fsync on the event loop...
+        done = rt.store.delete_items([item_id], user_id="api", reason=reason)
+    await rt.store.synced()  # ...but deleted on disk before the answer
+    wake = getattr(rt.redrawer, "wake", None)
+    if done.messages and wake is not None:
+        wake()  # its questions are deleted from Slack
+    logger.info("deleted item %s (API): %d Slack message(s) to delete", item_id, done.messages)
+    return web.json_response(
+        {
+            "id": item_id,
+            "deleted": True,
+            "answers": done.rows.get("answers", 0),
+            "label": bool(done.rows.get("labels")),
+            "slack_messages": done.messages,
+            "models": done.models,
         }
     )
 

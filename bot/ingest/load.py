@@ -53,6 +53,7 @@ class ImportSummary:
     rejected: int = 0
     marked_gold: int = 0  # with ``gold``: items already stored, now gold
     gold_left_out: int = 0  # without ``gold``: rows of an export that carried a gold label
+    deleted_before: int = 0  # rows whose id `hitl delete` deleted: skipped
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -66,6 +67,7 @@ class ImportSummary:
             "rejected": self.rejected,
             **({"marked_gold": self.marked_gold} if self.marked_gold else {}),
             **({"gold_left_out": self.gold_left_out} if self.gold_left_out else {}),
+            **({"deleted_before": self.deleted_before} if self.deleted_before else {}),
         }
 
 
@@ -143,6 +145,7 @@ def import_rows(
     spellings = _Spellings(store) if in_force is None else None
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
+    any_deleted = store.has_deleted_items()
     batch: list[Row] = []
     stored = _Stored()
     # With ``gold``: each id's gold label and line in this file (a later gold import may change
@@ -162,6 +165,10 @@ def import_rows(
             return
         last = batch[-1].line
         batch[:] = with_stored_ids(store, batch)
+        if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
+            gone = store.deleted_among([row.id for row in batch])
+            summary.deleted_before += sum(row.id in gone for row in batch)
+            batch[:] = [row for row in batch if row.id not in gone]
         if gold:
             done = store.add_gold(batch)
             summary.imported += done.added

@@ -472,7 +472,8 @@ class Dispatcher:
         shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
         # Durable before the call: if the answer is lost, or this process with it, whoever
         # posts next looks for the message first.
-        rt.store.begin_post_attempt(item["id"], channel, reason, *shown)
+        if not rt.store.begin_post_attempt(item["id"], channel, reason, *shown):
+            return None  # deleted (`hitl delete`) since the round read it: not posted
         try:
             response = await self._post_message(channel, question)
         except SlackApiError as exc:
@@ -538,7 +539,9 @@ class Dispatcher:
             # a message found in the history was drawn in an earlier round, under a label set
             # not known now (-1: redrawn under the one in force, once)
             drawn_under = -1 if found else self.labels_under
-            self.rt.store.record_post(item_id, channel, ts, reason, *shown, drawn_under=drawn_under)
+            recorded = self.rt.store.record_post(
+                item_id, channel, ts, reason, *shown, drawn_under=drawn_under
+            )
         except DatabaseError:
             # Slack shows it and the database does not know: keep it, to record it before
             # anything else is posted (the item, still queued, would otherwise go again).
@@ -551,6 +554,11 @@ class Dispatcher:
                 ts,
             )
             raise
+        if not recorded:  # deleted while it was posted: its message is left to delete
+            logger.info("item %s was deleted while it was posted; deleting its message", item_id)
+            if isinstance(self.rt.redrawer, Redrawer):
+                self.rt.redrawer.wake()
+            return
         if (
             drawn_under is not None
             and self.rt.store.label_set_change_count() != drawn_under

@@ -14,6 +14,10 @@ the next change to its item tries again. A token Slack no longer accepts is said
 waited out: the messages stay pending, tried again with backoff (at most every 5 minutes),
 and are drawn once the token works again (an admin fixes it, or reinstalls the app).
 
+The messages of items `hitl delete` deleted (``erased_posts``) are deleted from Slack with
+``chat.delete`` by the same passes, with a backoff of their own; one already gone counts as
+deleted.
+
 A change made outside the server (`hitl labels rename|set|remove …` while `hitl serve` runs)
 bumps the posts in the database, but no click tells the server: every ``IDLE_TICK`` the
 background loop asks SQLite whether another connection committed since its last pass
@@ -98,6 +102,9 @@ class Redrawer:
         self.token_refused: str | None = None  # what Slack said of the bot token, until it works
         self.token_delay = 0.0  # seconds; the refused token's backoff
         self.token_due = 0.0  # the clock before which no redraw is tried (a refused token)
+        self.erase_error: str | None = None  # why the last chat.delete failed, until one works
+        self.erase_delay = 0.0  # seconds; the erasures' backoff after a failure
+        self.erase_due: float | None = None  # the clock before which no erasure is tried again
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -143,6 +150,7 @@ class Redrawer:
         async with self.lock:
             while True:
                 self.again = False
+                await self._erase(due_only=due_only)
                 failed = await self._pass(due_only=due_only)
                 # round again for a change made during the pass, unless one of its calls
                 # failed (the background loop retries, with backoff); a message only backing
@@ -156,16 +164,21 @@ class Redrawer:
         return failed
 
     async def all_drawn(self) -> None:
-        """Wait until every message matches the database (checked after each pass)."""
+        """Wait until every message matches the database, the deleted items' messages
+        deleted (checked after each pass)."""
         store = self.rt.store
         async with self.drawn:
-            await self.drawn.wait_for(lambda: not store.posts_to_redraw())
+            await self.drawn.wait_for(
+                lambda: not store.posts_to_redraw() and not store.erased_posts(1)
+            )
 
     def next_due(self) -> float | None:
         """The clock at which the next message backing off is due (None: none is)."""
         dues = [waiting.due for waiting in self.backoff.values()]
         if self.token_refused:
             dues.append(self.token_due)
+        if self.erase_due is not None:
+            dues.append(self.erase_due)
         return min(dues, default=None)
 
     async def run(self) -> None:
@@ -318,6 +331,40 @@ class Redrawer:
             )
         self.tried_failed = failed - held_back
         return failed
+
+    async def _erase(self, *, due_only: bool) -> None:
+        """Delete the Slack messages of deleted items (``Store.erased_posts``). A message
+        already gone (or its channel) counts as deleted; any other failure stops the pass,
+        said once, and is tried again with backoff (doubling up to ``MAX_BACKOFF``)."""
+        if due_only and self.erase_due is not None and self.erase_due > self.clock():
+            return
+        store, client = self.rt.store, self.rt.client
+        for post in store.erased_posts():
+            try:
+                await client.chat_delete(channel=post["channel"], ts=post["ts"])
+            except SlackApiError as exc:
+                error = slack_said(exc) or "unknown_error"
+                if error not in GONE:
+                    self._erase_failed(error)
+                    return
+            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+                self._erase_failed(type(exc).__name__)
+                return
+            store.forget_erased_post(int(post["id"]))
+        if self.erase_error is not None:
+            logger.warning("deleted the messages of the deleted items: Slack takes them again")
+        self.erase_error, self.erase_delay, self.erase_due = None, 0.0, None
+
+    def _erase_failed(self, error: str) -> None:
+        if self.erase_error is None:
+            logger.warning(
+                "could not delete the Slack message of a deleted item: chat.delete said %s;"
+                " tried again with backoff, said again once it works",
+                error,
+            )
+        self.erase_error = error
+        self.erase_delay = min(self.erase_delay * 2 or self.retry_base, MAX_BACKOFF)
+        self.erase_due = self.clock() + self.erase_delay
 
     def _drop(self, post: dict) -> None:
         """``post`` needs no redraw (drawn, or left as it is): forget its failures."""

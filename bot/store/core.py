@@ -30,6 +30,7 @@ from sqlite_utils import Database
 
 from bot import eventloop
 from bot.errors import StoreError
+from bot.store.erasure import ErasureMixin
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
@@ -93,6 +94,7 @@ class Store(
     QualityMixin,
     GoldMixin,
     StoppingMixin,
+    ErasureMixin,
 ):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 

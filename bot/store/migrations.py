@@ -647,4 +647,20 @@ def m029_stop_draws(db: Database) -> None:
     )
 
 
+@migrations(name="m030_deleted_items")
+def m030_deleted_items(db: Database) -> None:
+    # `hitl delete` (an erasure request, a ticket with a card number pasted in) removes an item
+    # and everything about it; what stays is that it was deleted, by whom, when and why
+    # (``deleted_items``: its id, no text), and the Slack messages that showed it, until the
+    # server has deleted them (``erased_posts``: channel and ts only).
+    db.execute(
+        "CREATE TABLE deleted_items (item_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
+        " reason TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE erased_posts (id INTEGER PRIMARY KEY, channel TEXT NOT NULL,"
+        " ts TEXT NOT NULL, erased_at TEXT NOT NULL, UNIQUE (channel, ts))"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

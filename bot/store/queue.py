@@ -364,9 +364,20 @@ class QueueMixin:
         that shows the decision. ``drawn_under``: the label set's change count its buttons
         were drawn under; when a change (`hitl labels` beside the server) came since, the
         message is due for a redraw under the label set of now (the change's own redraw of
-        the open questions was made before this one was recorded)."""
+        the open questions was made before this one was recorded).
+
+        An item deleted meanwhile (`hitl delete` while the message was being posted) gets no
+        post: its message is left for the redrawer to delete (``erased_posts``), and 0 is
+        returned."""
         now = self.now()
         with self._immediate():
+            if self.db.execute("SELECT 1 FROM items WHERE id = ?", [item_id]).fetchone() is None:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
+                    [channel, ts, now],
+                )
+                self.db.execute("DELETE FROM post_attempts WHERE item_id = ?", [item_id])
+                return 0
             stale = drawn_under is not None and drawn_under != self.label_set_change_count()
             moved = self.db.execute(
                 "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?"
@@ -398,21 +409,28 @@ class QueueMixin:
         model_version: int | None,
         predicted_label: str | None,
         confidence: float | None,
-    ) -> None:
+    ) -> bool:
         """Note, durably, that ``item_id`` is about to be posted to ``channel``: until
-        ``record_post`` or ``end_post_attempt``, its message may exist without a record."""
+        ``record_post`` or ``end_post_attempt``, its message may exist without a record.
+        False, and nothing noted, when the item is gone (`hitl delete` since it was read):
+        it must not be posted."""
         with self._immediate():
-            self.db["post_attempts"].insert(
-                {
-                    "item_id": item_id,
-                    "channel": channel,
-                    "reason": reason,
-                    "model_version": model_version,
-                    "predicted_label": predicted_label,
-                    "confidence": confidence,
-                    "attempted_at": self.now(),
-                },
-                replace=True,
+            return (
+                self.db.execute(
+                    "INSERT OR REPLACE INTO post_attempts (item_id, channel, reason,"
+                    " model_version, predicted_label, confidence, attempted_at)"
+                    " SELECT id, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?",
+                    [
+                        channel,
+                        reason,
+                        model_version,
+                        predicted_label,
+                        confidence,
+                        self.now(),
+                        item_id,
+                    ],
+                ).rowcount
+                > 0
             )
 
     def end_post_attempt(self, item_id: str) -> None:

@@ -1,0 +1,129 @@
+"""`hitl delete ITEM_ID...`: delete items and everything stored about them
+(``bot.store.erasure``).
+
+A command beside ``bot.cli`` (which adds it to `hitl`), as ``bot.cli_restore`` is; it gets the
+same ``State`` as every command (``click.pass_obj``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from typing import Any
+
+import click
+
+from bot.cli_errors import Stopped, friendly_errors
+from bot.cli_labels import _who
+from bot.store import Store
+from bot.words import count
+
+# What a row of each table is, to the person reading the summary.
+SAID = (
+    ("answers", "answer"),
+    ("labels", "label"),
+    ("label_history", "label change"),
+    ("reviews", "review"),
+    ("gold", "gold label"),
+    ("deliveries", "webhook delivery"),
+)
+
+
+@click.command("delete")
+@click.argument("item_ids", metavar="ITEM_ID...", nargs=-1, required=True)
+@click.option("--reason", default="", help="Why (an erasure request, say), kept with the id.")
+@click.option("--by", help="Who deleted them, kept with the id (default: cli:$USER).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first (for scripts).")
+@click.pass_obj
+def delete_command(
+    state: Any, item_ids: tuple[str, ...], reason: str, by: str | None, yes: bool
+) -> None:
+    """Delete each ITEM_ID and everything stored about it: its text and meta, the answers
+    people gave, its label and label history, reviews, gold label, webhook deliveries, and
+    the Slack questions that showed it. For an erasure request, or a ticket where someone
+    pasted what must not be kept (a card number). It cannot be undone.
+
+    All the items are deleted or, if one id is unknown, none. What stays is that the id was
+    deleted, by whom, when and why: `hitl import` and the API skip that id from then on (the
+    same file imported again brings nothing back). SQLite overwrites the freed space, and the
+    write-ahead log is emptied when no other process reads the database.
+
+    The Slack messages are deleted by `hitl serve`: at once if it runs, else when it starts.
+    Model files trained while the item had a label may keep some of its words in their
+    vocabulary (the command names them: `hitl retrain --force` trains one without it);
+    backups and exports made before keep it too.
+
+    \b
+    Examples:
+      hitl delete T-1001 --reason "erasure request #4411"
+      hitl delete $(jq -r .id wrong.jsonl) --yes --reason "wrong file imported"
+    """
+    ids = list(dict.fromkeys(item_ids))
+    with friendly_errors(), state.open_existing_store() as store:
+        stored = store.existing_item_ids(ids)
+        if unknown := [i for i in ids if i not in stored]:
+            if len(unknown) == 1 and (before := store.deleted_item(unknown[0])) is not None:
+                why = f" ({before['reason']})" if before["reason"] else ""
+                raise click.ClickException(
+                    f"{unknown[0]!r} was deleted on {before['at'][:19].replace('T', ' ')} UTC by"
+                    f" {before['user_id']}{why}; nothing deleted"
+                )
+            shown = ", ".join(map(repr, unknown[:5])) + (" …" if len(unknown) > 5 else "")
+            gone = store.deleted_among(unknown)
+            why = f" ({len(gone):,} of them deleted before)" if gone else ""
+            raise click.ClickException(
+                f"no item with id {shown}{why}; nothing deleted (`hitl export` lists the labeled"
+                " ones)"
+            )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    "asks before deleting, and no one can answer here (input is not a"
+                    " terminal): add --yes"
+                )
+            shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+            click.confirm(
+                f"Delete {count(len(ids), 'item')} ({shown}) and everything stored about"
+                " them? This cannot be undone",
+                abort=True,
+            )
+        try:
+            done = store.delete_items(ids, user_id=_who(by), reason=reason)
+        except KeyboardInterrupt:  # inside the transaction: rolled back
+            raise Stopped("; nothing was deleted (the items go together or not at all)") from None
+        emptied = _empty_log(store)
+    rows = [count(done.rows.get(table, 0), word) for table, word in SAID if done.rows.get(table)]
+    click.echo(
+        f"Deleted {count(done.rows['items'], 'item')}" + (f": {', '.join(rows)}." if rows else ".")
+    )
+    if done.messages:
+        click.echo(
+            f"Slack: {count(done.messages, 'question message')} to delete; `hitl serve` deletes"
+            " them (at once if it runs, else when it starts)."
+        )
+    if done.stop_set_dropped:
+        click.echo("When to stop: its sample held one of them; the next update draws another.")
+    if done.models:
+        versions = ", ".join(f"v{v}" for v in done.models)
+        click.echo(
+            f"Models: {versions} {'was' if len(done.models) == 1 else 'were'} trained while"
+            f" {'it' if len(ids) == 1 else 'one of them'} had a label, and may keep some of its"
+            " words in the vocabulary: `hitl retrain --force` trains a model without it; older"
+            " model files go as HITL_KEEP_MODELS allows (`hitl models`)."
+        )
+    if not emptied:
+        click.echo(
+            "The write-ahead log could not be emptied now (another process reads the"
+            " database): SQLite empties it at its next checkpoint."
+        )
+    click.echo("Backups and exports made before keep these items: delete them there too.")
+
+
+def _empty_log(store: Store) -> bool:
+    """Checkpoint and truncate the write-ahead log, which holds older copies of the pages;
+    False when another connection's read kept it from being emptied."""
+    try:
+        busy, _log, _done = store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return not busy

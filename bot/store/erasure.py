@@ -1,0 +1,188 @@
+"""Deleting items and everything stored about them (`hitl delete`): an erasure request, a
+ticket where a customer pasted a card number, an import of the wrong file.
+
+One transaction removes the item and every row that names it (answers, label, label history,
+reviews, gold, posts, webhook deliveries, the stop set it was in), with SQLite's
+``secure_delete`` on, so the freed pages are overwritten rather than left to be read from the
+file. What stays: that the item was deleted, by whom, when and why (``deleted_items``: its id,
+no text), and the Slack messages that showed it (``erased_posts``: channel and ts) until
+``hitl serve`` has deleted them (``bot.slack.redraw``).
+
+The people's answer counts (``answered_by_user``, which triggers keep as answers arrive) lose
+what the deleted items gave them, so `hitl stats` adds up to the answers that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from bot.errors import StoreError
+
+# Every table whose rows name an item (their column), in an order the foreign keys allow.
+ITEM_TABLES = (
+    ("answers", "item_id"),
+    ("labels", "item_id"),
+    ("label_history", "item_id"),
+    ("reviews", "item_id"),
+    ("gold", "item_id"),
+    ("posts", "item_id"),
+    ("post_attempts", "item_id"),
+    ("deliveries", "item_id"),
+    ("legacy_text_ids", "id"),
+)
+CHUNK = 500  # ids per statement: far below SQLite's limit of bound parameters
+
+
+@dataclass
+class Deleted:
+    """What ``delete_items`` removed: rows per table, the Slack messages left for the server
+    to delete, whether the stop set was dropped (it is drawn again), and the model versions
+    recorded since the first of the items was labeled (they may have trained on its text)."""
+
+    item_ids: list[str]
+    rows: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    stop_set_dropped: bool = False
+    models: list[int] = field(default_factory=list)
+
+
+class ErasureMixin:
+    """Methods of ``Store``; they use ``self.db``, ``self.now`` and ``self._immediate``."""
+
+    db: Database
+    now: Callable[[], str]
+    _immediate: Callable[[], AbstractContextManager[None]]
+
+    def delete_items(self, item_ids: Sequence[str], *, user_id: str, reason: str = "") -> Deleted:
+        """Delete each of ``item_ids`` and every row about it, in one transaction: all, or
+        (an unknown id) none, with the ``StoreError`` naming the ids."""
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            raise StoreError("no item id given")
+        now = self.now()
+        done = Deleted(ids)
+        conn = self.db.conn
+        conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
+        try:
+            with self._immediate():
+                chunks = [ids[n : n + CHUNK] for n in range(0, len(ids), CHUNK)]
+                found: set[str] = set()
+                for chunk in chunks:
+                    found.update(
+                        r[0] for r in conn.execute(_in("SELECT id FROM items", chunk), chunk)
+                    )
+                if unknown := [i for i in ids if i not in found]:
+                    shown = ", ".join(map(repr, unknown[:5])) + (" …" if len(unknown) > 5 else "")
+                    raise StoreError(f"no item with id {shown}; nothing deleted")
+                first_label = None
+                for chunk in chunks:
+                    self._uncount_answers(chunk)
+                    (oldest,) = conn.execute(
+                        _in("SELECT min(resolved_at) FROM labels", chunk, "item_id"), chunk
+                    ).fetchone()
+                    if oldest is not None and (first_label is None or oldest < first_label):
+                        first_label = oldest
+                    done.messages += conn.execute(
+                        "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at)"
+                        + _in(" SELECT channel, ts, ? FROM posts", chunk, "item_id"),
+                        [now, *chunk],
+                    ).rowcount
+                    in_stop = conn.execute(
+                        _in("SELECT 1 FROM stop_set", chunk, "item_id") + " LIMIT 1", chunk
+                    ).fetchone()
+                    if in_stop is not None and not done.stop_set_dropped:
+                        # The models are compared on the set as drawn: a hole in it would
+                        # misalign every stored prediction. The next update draws a new one.
+                        conn.execute("DELETE FROM stop_set")
+                        done.stop_set_dropped = True
+                    for table, column in ITEM_TABLES:
+                        n = conn.execute(_in(f"DELETE FROM {table}", chunk, column), chunk).rowcount
+                        done.rows[table] = done.rows.get(table, 0) + n
+                    n = conn.execute(_in("DELETE FROM items", chunk), chunk).rowcount
+                    done.rows["items"] = done.rows.get("items", 0) + n
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO deleted_items (item_id, user_id, reason,"
+                        " created_at) VALUES (?, ?, ?, ?)",
+                        [(i, user_id, reason, now) for i in chunk],
+                    )
+                if first_label is not None:
+                    done.models = [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT version FROM models WHERE created_at >= ? ORDER BY version",
+                            [first_label],
+                        )
+                    ]
+        finally:
+            conn.execute("PRAGMA secure_delete = OFF")
+        return done
+
+    def _uncount_answers(self, chunk: list[str]) -> None:
+        """Take the items' answers out of ``answered_by_user``: per person and item, their
+        latest counted answer (not imported, not late) counted 1 unless it was an Undo, and
+        1 more to ``labeled`` if it gave a label (the triggers' rules, undone)."""
+        rows = self.db.conn.execute(
+            "SELECT a.user_id, a.source != 'undo', a.source != 'undo' AND a.label IS NOT NULL"
+            " FROM answers a WHERE a.id IN (SELECT max(b.id) FROM answers b"
+            + _in(" WHERE b.source != 'import' AND b.late = 0", chunk, "b.item_id", and_=True)
+            + " GROUP BY b.item_id, b.user_id)",
+            chunk,
+        ).fetchall()
+        totals: dict[str, list[int]] = {}
+        for user, counted, labeled in rows:
+            total = totals.setdefault(user, [0, 0])
+            total[0] += counted
+            total[1] += labeled
+        self.db.conn.executemany(
+            "UPDATE answered_by_user SET n = max(n - ?, 0), labeled = max(labeled - ?, 0)"
+            " WHERE user_id = ?",
+            [(n, labeled, user) for user, (n, labeled) in totals.items()],
+        )
+
+    def deleted_item(self, item_id: str) -> dict[str, str] | None:
+        """When, by whom and why ``item_id`` was deleted (None: it was not)."""
+        row = self.db.execute(
+            "SELECT user_id, reason, created_at FROM deleted_items WHERE item_id = ?", [item_id]
+        ).fetchone()
+        return None if row is None else {"user_id": row[0], "reason": row[1], "at": row[2]}
+
+    def has_deleted_items(self) -> bool:
+        """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
+        return self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone() is not None
+
+    def deleted_among(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` were deleted (`hitl delete`)."""
+        ids = list(item_ids)
+        found: set[str] = set()
+        for n in range(0, len(ids), CHUNK):
+            chunk = ids[n : n + CHUNK]
+            found.update(
+                r[0]
+                for r in self.db.conn.execute(
+                    _in("SELECT item_id FROM deleted_items", chunk, "item_id"), chunk
+                )
+            )
+        return found
+
+    def erased_posts(self, limit: int = 50) -> list[dict[str, str | int]]:
+        """Slack messages of deleted items still to delete, oldest first."""
+        return [
+            {"id": r[0], "channel": r[1], "ts": r[2]}
+            for r in self.db.execute(
+                "SELECT id, channel, ts FROM erased_posts ORDER BY id LIMIT ?", [limit]
+            )
+        ]
+
+    def forget_erased_post(self, post_id: int) -> None:
+        """The message is deleted from Slack (or gone already)."""
+        with self._immediate():
+            self.db.execute("DELETE FROM erased_posts WHERE id = ?", [post_id])
+
+
+def _in(sql: str, chunk: list[str], column: str = "id", *, and_: bool = False) -> str:
+    marks = ",".join("?" * len(chunk))
+    return f"{sql} {'AND' if and_ else 'WHERE'} {column} IN ({marks})"

@@ -1,0 +1,294 @@
+"""`hitl delete`: an item and everything stored about it go (an erasure request, a card number
+pasted into a ticket), all or none; the file keeps no copy of the text; a running server
+deletes its Slack questions, through faults; an import of the same file brings nothing back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import LABELS, Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_label_set import redrawer_running
+from tests.fake_slack import CHANNEL
+
+SECRET_TEXT = "refund please, my card is 4111 1111 1111 1234"
+
+
+def run(db: Path, *args: str, stdin: str | None = None):
+    return CliRunner().invoke(cli, ["--db", str(db), *args], input=stdin)
+
+
+def tickets(tmp_path: Path) -> Path:
+    path = tmp_path / "tickets.jsonl"
+    rows = [
+        {"id": f"T-{n}", "text": f"ticket {n} about the {kind} page", "label": kind}
+        for n, kind in enumerate(["billing", "bug"] * 4)
+    ]
+    rows += [
+        {"id": "T-card", "text": SECRET_TEXT, "label": "billing"},
+        {"id": "T-open", "text": "an open ticket nobody answered"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def counts(db: Path) -> dict[str, int]:
+    with Store.open(db) as store:
+        return {
+            table: store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("items", "answers", "labels", "label_history", "gold", "reviews")
+        }
+
+
+def test_an_item_and_everything_about_it_goes_and_the_file_keeps_no_copy(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path))).exit_code == 0
+    assert run(db, "labels", "set", "T-card", "bug", "--reason", "not billing").exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    before = counts(db)
+
+    done = run(db, "delete", "T-card", "--yes", "--reason", "erasure request #4411", "--by", "dpo")
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Deleted 1 item: 1 answer, 1 label, 1 label change."
+    assert lines[1].startswith("Models: v1 was trained while it had a label, and may keep")
+    assert lines[-1] == "Backups and exports made before keep these items: delete them there too."
+    after = counts(db)
+    assert {t: before[t] - after[t] for t in before} == {
+        "items": 1,
+        "answers": 1,
+        "labels": 1,
+        "label_history": 1,
+        "gold": 0,
+        "reviews": 0,
+    }
+    # secure_delete and the emptied log: no byte of the text is left in the files
+    for path in tmp_path.glob("hitl.db*"):
+        if path.is_file():
+            assert b"4111 1111" not in path.read_bytes(), path
+    assert "T-card" not in run(db, "export").stdout
+    assert run(db, "labels", "history", "T-card").stderr.startswith("Error: no item with id")
+    with Store.open(db) as store:
+        assert store.deleted_item("T-card")["reason"] == "erasure request #4411"
+    # asked again: when, by whom and why
+    again = run(db, "delete", "T-card", "--yes")
+    assert again.exit_code == 1
+    assert again.stderr.startswith("Error: 'T-card' was deleted on ")
+    assert again.stderr.endswith(" UTC by dpo (erasure request #4411); nothing deleted\n")
+    # the same file imported again brings nothing back
+    imported = run(db, "import", str(tickets(tmp_path)))
+    assert imported.stdout.endswith("1 row skipped (deleted before with `hitl delete`)\n"), (
+        imported.stdout
+    )
+    assert counts(db)["items"] == after["items"]
+
+
+def test_an_unknown_id_deletes_nothing_and_no_terminal_needs_yes(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path))).exit_code == 0
+    before = counts(db)
+    unknown = run(db, "delete", "T-1", "T-nope", "--yes")
+    assert unknown.exit_code == 1
+    assert unknown.stderr == (
+        "Error: no item with id 'T-nope'; nothing deleted (`hitl export` lists the labeled ones)\n"
+    )
+    piped = run(db, "delete", "T-1", stdin="y\n")  # CliRunner's input is no terminal
+    assert piped.exit_code == 1
+    assert piped.stderr == (
+        "Error: asks before deleting, and no one can answer here (input is not a terminal):"
+        " add --yes\n"
+    )
+    assert counts(db) == before
+
+
+def test_the_peoples_answer_counts_lose_what_the_deleted_items_gave(tmp_path: Path):
+    """Counted as if the deleted item had never been: the same answers given in a database
+    without it make the same counts (skips, labels, late answers and an Undo among them)."""
+    answers = [
+        ("a", "U1", "bug", "button"),
+        ("b", "U2", None, "button"),  # a skip
+        ("b", "U1", "billing", "button"),
+        ("b", "U3", "bug", "button"),  # late: b is decided
+        ("c", "U2", "bug", "button"),
+        ("c", "U2", None, "undo"),
+        ("d", "U3", "bug", "button"),
+        ("b", "U2", "bug", "button"),  # late again
+    ]
+
+    def answered(db: Path, items: str, delete: str | None) -> list[tuple]:
+        seed(db, [Item(i, f"text {i}") for i in items])
+        with Store.open(db) as store:
+            for n, (item, user, label, source) in enumerate(answers):
+                if item in items:
+                    store.record_answer(item, user, label, source=source, dedupe_key=f"k{n}")
+            if delete:
+                before.extend(counted(store))
+                store.delete_items([delete], user_id="dpo")
+            return counted(store)
+
+    def counted(store: Store) -> list[tuple]:
+        rows = store.db.execute("SELECT user_id, n, labeled FROM answered_by_user ORDER BY 1")
+        return [row for row in rows.fetchall() if row[1] or row[2]]
+
+    before: list[tuple] = []
+    deleted = answered(tmp_path / "deleted.db", "abcd", "b")
+    assert deleted == answered(tmp_path / "never.db", "acd", None)
+    assert deleted != before  # b's answers counted until it went
+
+
+def test_an_item_of_the_stop_set_drops_the_set_to_be_drawn_again(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item(f"i{n}", f"text {n}") for n in range(5)])
+    with Store.open(db) as store:
+        store.draw_stop_set(["i1", "i2", "i3"])
+        done = store.delete_items(["i4"], user_id="dpo")
+        assert not done.stop_set_dropped and len(store.stop_set()[1]) == 3
+        done = store.delete_items(["i2"], user_id="dpo")
+        assert done.stop_set_dropped and store.stop_set() == (0, [])
+
+
+def test_a_post_of_an_item_deleted_meanwhile_is_not_recorded_and_its_message_is_erased(
+    tmp_path: Path,
+):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "text a"), Item("b", "text b")])
+    with Store.open(db) as store:
+        assert store.begin_post_attempt("a", CHANNEL, "cold_start", None, None, None)
+        store.delete_items(["a", "b"], user_id="dpo")
+        assert not store.begin_post_attempt("b", CHANNEL, "cold_start", None, None, None)
+        assert store.record_post("a", CHANNEL, "1.000001", "cold_start", None, None, None) == 0
+        assert store.erased_posts() == [{"id": 1, "channel": CHANNEL, "ts": "1.000001"}]
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item("a", SECRET_TEXT), Item("b", "the export button is gone")])
+    settings = make_settings(fake_slack, tmp_path, max_open=2)
+    async for running in start_bot(fake_slack, settings, retries=0):  # the redrawer retries
+        yield running
+
+
+def delete_in_cli(bot: Bot, *ids: str):
+    return CliRunner().invoke(
+        cli,
+        ["--db", str(bot.rt.settings.db), "delete", *ids, "--yes"],
+        env={"HITL_LABELS": ",".join(LABELS)},
+    )
+
+
+async def test_a_running_server_deletes_the_question_from_slack_and_a_click_on_it_stores_nothing(
+    bot: Bot,
+):
+    assert await bot.dispatcher.fill() == 2
+    message = next(m for m in bot.posted() if "4111" in json.dumps(m))
+    async with redrawer_running(bot, 0.01):  # as `hitl serve` runs it: sees the CLI's commit
+        done = delete_in_cli(bot, "a")
+        assert done.exit_code == 0, done.output
+        assert "Slack: 1 question message to delete; `hitl serve` deletes them" in done.stdout
+        await bot.settled()  # fails (times out) unless the message is deleted
+    assert [call.params["ts"] for call in bot.fake.calls_to("chat.delete")] == [message["ts"]]
+    assert "4111" not in json.dumps(bot.fake.messages(CHANNEL))
+    assert len(bot.fake.messages(CHANNEL)) == 1  # b's question stays
+    # a click that was on its way: acked, nothing stored, told in one line
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "billing"))).status == 200
+    note = await bot.fake.next_call("chat.postEphemeral")
+    assert note.params["text"] == "I can't find that item any more; it may have been removed."
+    assert bot.store.count_answers() == 0
+
+
+async def test_a_slack_that_fails_the_delete_is_tried_again_and_said_once(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    assert await bot.dispatcher.fill() == 2
+    bot.rt.redrawer.retry_base = 0.01
+    bot.fake.fail("chat.delete", "internal_error", status=500, times=2)
+    assert delete_in_cli(bot, "a").exit_code == 0
+    with caplog.at_level(logging.INFO, logger="bot"):
+        async with redrawer_running(bot, 0.01):
+            await bot.settled()  # fails (times out) unless the retries go through
+    assert len(bot.fake.calls_to("chat.delete")) == 3
+    assert "4111" not in json.dumps(bot.fake.messages(CHANNEL))
+    assert bot.store.erased_posts() == []
+    said = [r.getMessage() for r in caplog.records if "deleted item" in r.getMessage()]
+    assert len(said) == 2, said  # the failure once (not at each retry), then that it works
+    assert said[0].startswith("could not delete the Slack message of a deleted item: chat.delete")
+
+
+async def test_a_message_already_gone_counts_as_deleted(bot: Bot):
+    assert await bot.dispatcher.fill() == 2
+    bot.fake.fail("chat.delete", "message_not_found")  # someone deleted it by hand
+    assert delete_in_cli(bot, "a").exit_code == 0
+    async with redrawer_running(bot, 0.01):
+        await bot.settled()
+    assert len(bot.fake.calls_to("chat.delete")) == 1  # not tried again
+    assert bot.store.erased_posts() == []
+
+
+async def test_a_question_whose_item_is_deleted_while_slack_posts_it_is_deleted_after(bot: Bot):
+    """The round read the item, Slack took its time, `hitl delete` committed, then Slack
+    answered: the post is not recorded (before, the missing item made its record fail, and
+    the dispatcher stopped posting until it could record it), and the message is deleted."""
+    async with redrawer_running(bot, 3600):  # only a wake draws here
+        bot.fake.fail("chat.postMessage", mode="timeout")
+        round_ = asyncio.create_task(bot.dispatcher.fill())
+        await bot.fake.next_call("chat.postMessage")
+        held = bot.fake.calls_to("chat.postMessage")[0]
+        item = "a" if "4111" in json.dumps(held.params) else "b"
+        assert delete_in_cli(bot, item).exit_code == 0
+        bot.fake.release_timeouts()
+        await round_
+        await bot.settled()
+    assert bot.store.post_for_item(item) is None
+    shown = [m["metadata"]["event_payload"]["item_id"] for m in bot.fake.messages(CHANNEL)]
+    assert item not in shown and len(shown) == 1  # the other item's question stays
+    assert len(bot.fake.calls_to("chat.delete")) == 1
+    assert not bot.dispatcher.unrecorded  # the dispatcher goes on posting
+
+
+async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    from tests.bot.test_api import AUTH, start_api
+    from tests.bot.test_openapi import check_answer
+
+    async for api in start_api(fake_slack, tmp_path, max_open=2):
+        sent = await api.http.post(
+            "/api/items", json={"items": [{"id": "T 7/a", "text": SECRET_TEXT}]}, headers=AUTH
+        )
+        assert sent.status == 200
+        assert await api.dispatcher.fill() == 1
+        path = "/api/items/" + quote("T 7/a", safe="")
+        assert (await api.http.delete(path)).status == 401  # no token: nothing deleted
+        assert (await api.http.get(path, headers=AUTH)).status == 200
+        async with redrawer_running(api, 3600):  # the API's delete wakes it
+            deleted = await api.http.delete(path + "?reason=erasure%20%234411", headers=AUTH)
+            body = await deleted.json()
+            check_answer("/api/items/{id}", "DELETE", deleted.status, body)
+            assert body == {
+                "id": "T 7/a",
+                "deleted": True,
+                "answers": 0,
+                "label": False,
+                "slack_messages": 1,
+                "models": [],
+            }
+            await api.settled()  # fails (times out) unless the question is deleted
+        assert api.fake.messages(CHANNEL) == []
+        gone = await api.http.get(path, headers=AUTH)
+        check_answer("/api/items/{id}", "GET", gone.status, await gone.json())
+        assert gone.status == 404
+        again = await api.http.delete(path, headers=AUTH)
+        said = await again.json()
+        check_answer("/api/items/{id}", "DELETE", again.status, said)
+        assert again.status == 410 and said["error"].startswith("item 'T 7/a' was deleted at ")
+        assert api.store.deleted_item("T 7/a")["reason"] == "erasure #4411"
+        assert (await api.http.delete("/api/items/nope", headers=AUTH)).status == 404
