@@ -270,7 +270,8 @@ class Sandbox:
             app_id=self.fake.app_id,
             channel=self.channels.get(channel, {"id": channel}),
             command=command,
-            text=text.strip(),
+            # as Slack sends it: &, < and > escaped ("Escaping text"), nothing else
+            text=text.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
             trigger_id=self._trigger(user_id),
             response_url=self.fake.response_url(channel, token),
         )

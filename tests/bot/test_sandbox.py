@@ -90,6 +90,14 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
     ]
 
 
+async def test_a_slash_commands_text_reaches_the_app_escaped_as_slack_sends_it(demo: Demo):
+    """Slack sends &, < and > of a command's text as entities and the app reads them back: a
+    typed "a&lt;b" (an entity written out) comes back as typed, not as "a<b"."""
+    reply = await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl review a&lt;b")
+    assert reply.status == 200
+    assert "No item with id `a&amp;lt;b`." in reply.text  # escaped once, for Slack to show
+
+
 async def test_a_slash_command_shows_the_bots_ack_to_its_author_only(demo: Demo):
     reply = await demo.sandbox.command("U0MEI", QUESTIONS, "/hitl queue")
     assert reply.status == 200
