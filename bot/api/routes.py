@@ -484,6 +484,8 @@ async def predict(request: web.Request) -> web.Response:
         await read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
+    if (gone := deleted_before(rt.store, [item.id])).get(item.id):
+        raise ApiError(410, gone[item.id], "id")
     created = await request.app[INTAKE].add([item])
     await _score(rt, [item.id])
     if created:
@@ -546,6 +548,15 @@ async def add_items(request: web.Request) -> web.Response:
         ]
         accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     results: list[dict[str, Any]] = list(parsed.rejected)
+    if gone := deleted_before(rt.store, [item.id for _, item in accepted + repeated]):
+        for index, item in accepted + repeated:
+            if item.id in gone:
+                results.append(
+                    {"index": index, "id": item.id, "result": "rejected",
+                     "error": gone[item.id], "field": f"items[{index}].id"}
+                )  # fmt: skip
+        accepted = [(index, item) for index, item in accepted if item.id not in gone]
+        repeated = [(index, item) for index, item in repeated if item.id not in gone]
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))
     repeated_at = {index for index, _ in repeated}
@@ -576,6 +587,8 @@ async def get_item(request: web.Request) -> web.Response:
     item_id = request.match_info["id"]
     item = rt.store.get_item(item_id)
     if item is None:
+        if gone := deleted_before(rt.store, [item_id]):
+            raise ApiError(410, gone[item_id], "id")
         raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
     resolution = rt.store.resolution(item_id)
     prediction = None
@@ -620,9 +633,8 @@ async def delete_item(request: web.Request) -> web.Response:
     item_id = request.match_info["id"]
     reason = request.query.get("reason", "")[:500]
     if rt.store.get_item(item_id) is None:
-        before = rt.store.deleted_item(item_id)
-        if before is not None:
-            raise ApiError(410, f"item {item_id[:200]!r} was deleted at {before['at']}", "id")
+        if gone := deleted_before(rt.store, [item_id]):
+            raise ApiError(410, gone[item_id], "id")
         raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
     with rt.store.synced_later():  # no fsync on the event loop...
         done = rt.store.delete_items([item_id], user_id="api", reason=reason)
@@ -641,6 +653,25 @@ async def delete_item(request: web.Request) -> web.Response:
             "models": done.models,
         }
     )
+
+
+def deleted_before(store: Store, ids: list[str]) -> dict[str, str]:
+    """Of ``ids``, those `hitl delete` (or ``DELETE``) deleted and not stored again, each
+    with the error a request about it gets: a producer re-sending an erased ticket must not
+    bring it back (``hitl import`` skips those ids too). One indexed read; none at all while
+    nothing was ever deleted."""
+    if not ids or not store.has_deleted_items():
+        return {}
+    gone = store.deleted_among(ids)
+    stored = store.existing_item_ids(sorted(gone)) if gone else set()
+    said: dict[str, str] = {}
+    for item_id in gone - stored:
+        at = (store.deleted_item(item_id) or {}).get("at", "")
+        said[item_id] = (
+            f"item {item_id[:200]!r} was deleted at {at} (hitl delete) and is not stored again;"
+            " send a new item under a new id"
+        )
+    return said
 
 
 async def openapi_json(request: web.Request) -> web.Response:

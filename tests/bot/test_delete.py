@@ -285,7 +285,32 @@ async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
         assert api.fake.messages(CHANNEL) == []
         gone = await api.http.get(path, headers=AUTH)
         check_answer("/api/items/{id}", "GET", gone.status, await gone.json())
-        assert gone.status == 404
+        assert gone.status == 410
+        # a producer sending it again (a ticket system does, on every update) stores nothing
+        resent = await api.http.post(
+            "/api/predict", json={"id": "T 7/a", "text": SECRET_TEXT}, headers=AUTH
+        )
+        said = await resent.json()
+        check_answer("/api/predict", "POST", resent.status, said)
+        assert resent.status == 410 and said["field"] == "id"
+        assert said["error"].endswith(
+            " (hitl delete) and is not stored again; send a new item under a new id"
+        )
+        batch = await api.http.post(
+            "/api/items",
+            json={"items": [{"id": "T 7/a", "text": SECRET_TEXT}, {"id": "T-8", "text": "new"}]},
+            headers=AUTH,
+        )
+        body = await batch.json()
+        check_answer("/api/items", "POST", batch.status, body)
+        assert [(r["id"], r["result"]) for r in body["results"]] == [
+            ("T 7/a", "rejected"),
+            ("T-8", "created"),
+        ]
+        assert body["results"][0]["field"] == "items[0].id"
+        assert (
+            api.store.get_item("T 7/a") is None and api.fake.calls_to("chat.postMessage")[1:] == []
+        )
         again = await api.http.delete(path, headers=AUTH)
         said = await again.json()
         check_answer("/api/items/{id}", "DELETE", again.status, said)
