@@ -50,8 +50,9 @@ def delete_command(
 
     The Slack messages are deleted by `hitl serve`: at once if it runs, else when it starts.
     Model files trained while the item had a label may keep some of its words in their
-    vocabulary (the command names them: `hitl retrain --force` trains one without it);
-    backups and exports made before keep it too.
+    vocabulary (the command names them; `HITL_KEEP_MODELS=0 hitl retrain --force` trains one
+    without it and deletes the others); backups and exports made before keep it too, and so
+    does a <db>.before-restore left by `hitl restore`.
 
     \b
     Examples:
@@ -108,8 +109,9 @@ def delete_command(
         click.echo(
             f"Models: {versions} {'was' if len(done.models) == 1 else 'were'} trained while"
             f" {'it' if len(ids) == 1 else 'one of them'} had a label, and may keep some of its"
-            " words in the vocabulary: `hitl retrain --force` trains a model without it; older"
-            " model files go as HITL_KEEP_MODELS allows (`hitl models`)."
+            " words in the vocabulary: `HITL_KEEP_MODELS=0 hitl retrain --force` trains a model"
+            " without it, makes it the champion and deletes every other model file (no rollback"
+            " to them after)."
         )
     if not emptied:
         click.echo(

@@ -61,6 +61,7 @@ def test_an_item_and_everything_about_it_goes_and_the_file_keeps_no_copy(tmp_pat
     lines = done.stdout.splitlines()
     assert lines[0] == "Deleted 1 item: 1 answer, 1 label, 1 label change."
     assert lines[1].startswith("Models: v1 was trained while it had a label, and may keep")
+    assert "`HITL_KEEP_MODELS=0 hitl retrain --force`" in lines[1]
     assert lines[-1] == "Backups and exports made before keep these items: delete them there too."
     after = counts(db)
     assert {t: before[t] - after[t] for t in before} == {
@@ -84,12 +85,39 @@ def test_an_item_and_everything_about_it_goes_and_the_file_keeps_no_copy(tmp_pat
     assert again.exit_code == 1
     assert again.stderr.startswith("Error: 'T-card' was deleted on ")
     assert again.stderr.endswith(" UTC by dpo (erasure request #4411); nothing deleted\n")
+    # what the line advises leaves no model file that learned the text
+    assert any("4111" in term for term in vocabulary(tmp_path, 1))
+    advised = CliRunner().invoke(
+        cli, ["--db", str(db), "retrain", "--force"], env={"HITL_KEEP_MODELS": "0"}
+    )
+    assert advised.exit_code == 0, advised.output
+    assert sorted(p.name for p in (tmp_path / "hitl.db.models").glob("*.skops")) == ["v2.skops"]
+    assert not any("4111" in term for term in vocabulary(tmp_path, 2))
     # the same file imported again brings nothing back
     imported = run(db, "import", str(tickets(tmp_path)))
     assert imported.stdout.endswith("1 row skipped (deleted before with `hitl delete`)\n"), (
         imported.stdout
     )
     assert counts(db)["items"] == after["items"]
+
+
+def vocabulary(folder: Path, version: int) -> list[str]:
+    """Every term of model ``version``'s vectorizers (word and character n-grams)."""
+    from model import ModelRegistry
+
+    fitted = ModelRegistry(folder / "hitl.db.models").load(version)
+    found: list[str] = []
+    stack = [fitted.pipeline_]
+    while stack:
+        part = stack.pop()
+        if hasattr(part, "vocabulary_"):
+            found.extend(part.vocabulary_)
+        stack.extend(getattr(part, "steps", []) and [s for _, s in part.steps])
+        stack.extend(
+            getattr(part, "transformer_list", []) and [t for _, t in part.transformer_list]
+        )
+    assert found, "no vectorizer found in the model"
+    return found
 
 
 def test_an_unknown_id_deletes_nothing_and_no_terminal_needs_yes(tmp_path: Path):
