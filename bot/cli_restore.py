@@ -21,8 +21,14 @@ from bot.words import count
 
 @click.command("restore")
 @click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--undelete",
+    is_flag=True,
+    help="Keep the items `hitl delete` deleted after the backup was made (by default they are"
+    " deleted again).",
+)
 @click.pass_obj
-def restore_command(state: Any, backup: Path) -> None:
+def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     """Put BACKUP (a copy of the database) in place of the database, safely after a crash.
 
     Stop `hitl serve` first: the restore is refused while a server, demo or another hitl
@@ -37,6 +43,10 @@ def restore_command(state: Any, backup: Path) -> None:
 
     Model files are not restored: the command says which versions the backup records and
     which the models folder (<db>.models) holds.
+
+    Items `hitl delete` deleted after the backup was made (an erasure request) are deleted
+    again, as the database that was there records them, with their Slack messages; the
+    command names them. --undelete keeps them (a delete made by mistake).
 
     \b
     Examples:
@@ -79,11 +89,6 @@ def restore_command(state: Any, backup: Path) -> None:
         f"Restored {db} from {backup}: {count(facts.items, 'item')},"
         f" {count(facts.answers, 'answer')}{newest}."
     )
-    if facts.pending:
-        click.echo(
-            f"The backup was made by an older slack-hitl: the next hitl command upgrades it"
-            f" ({count(facts.pending, 'migration')})."
-        )
     if done.kept is not None:
         beside = " and ".join(path.name for path in done.kept_beside)
         with_log = f" with {beside} beside it (its log may hold its last answers)" if beside else ""
@@ -94,6 +99,22 @@ def restore_command(state: Any, backup: Path) -> None:
     elif done.kept_beside:
         names = ", ".join(str(path) for path in done.kept_beside)
         click.echo(f"Files left beside the database were moved aside: {names}.")
+    upgraded = False
+    if done.kept is not None:
+        try:
+            upgraded = _delete_again(state, done.kept, undelete)
+        except KeyboardInterrupt:  # its own transaction: all deleted again, or none
+            raise Stopped(
+                f" after the restore: {db} was restored from {backup}; the items deleted after"
+                f" the backup was made were not deleted again: `hitl restore {backup}` again"
+                " deletes them"
+            ) from None
+    if facts.pending:
+        click.echo(
+            "The backup was made by an older slack-hitl: "
+            + ("it was upgraded" if upgraded else "the next hitl command upgrades it")
+            + f" ({count(facts.pending, 'migration')})."
+        )
     try:
         notes = models_note(state.settings, facts.models)
     except KeyboardInterrupt:  # the restore is done: only the look at the models folder is not
@@ -104,6 +125,48 @@ def restore_command(state: Any, backup: Path) -> None:
         ) from None
     for line, warn in notes:
         click.echo(f"Warning: {line}" if warn else line, err=warn)
+
+
+def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
+    """Delete again, in the restored database, what the database that was there (``kept``)
+    records as deleted (`hitl delete`): an erasure survives a restore. Whether it opened (and
+    so upgraded) the restored database."""
+    deleted = _deletions(kept)
+    if not deleted:
+        return False
+    with state.open_existing_store() as store:
+        present = sorted(store.existing_item_ids([row[0] for row in deleted]))
+        if undelete:
+            if present:
+                shown = ", ".join(present[:5]) + (" …" if len(present) > 5 else "")
+                click.echo(
+                    f"Kept {count(len(present), 'item')} deleted after the backup was made"
+                    f" ({shown}): --undelete."
+                )
+            return True
+        present = store.delete_again(deleted)
+    if present:
+        shown = ", ".join(present[:5]) + (" …" if len(present) > 5 else "")
+        click.echo(
+            f"Deleted again: {count(len(present), 'item')} deleted (`hitl delete`) after the"
+            f" backup was made ({shown}), as {kept.name} records; `hitl serve` deletes their"
+            " Slack messages. --undelete keeps them."
+        )
+    return True
+
+
+def _deletions(path: Path) -> list[tuple[str, str, str, str]]:
+    """The deletions (item id, user, reason, time) the database at ``path`` records; none
+    from a database made before `hitl delete` existed."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute(
+                "SELECT item_id, user_id, reason, created_at FROM deleted_items"
+            ).fetchall()
+    except sqlite3.Error:  # no such table: nothing was ever deleted there
+        return []
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

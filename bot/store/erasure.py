@@ -150,6 +150,27 @@ class ErasureMixin:
         ).fetchone()
         return None if row is None else {"user_id": row[0], "reason": row[1], "at": row[2]}
 
+    def delete_again(self, deleted: Sequence[tuple[str, str, str, str]]) -> list[str]:
+        """After a restore: ``deleted`` (item id, user, reason, time) are the deletions the
+        database that was there records. Those items the restored one holds are deleted again
+        (its Slack messages too), and every record is kept as it was made, so the ids stay out
+        of imports and the API. Returns the ids deleted again."""
+        ids = [row[0] for row in deleted]
+        present = sorted(self.existing_item_ids(ids)) if ids else []
+        self.db.conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with self._immediate():  # one transaction: the deletions and their records
+                if present:
+                    self.delete_items(present, user_id="restore", reason="deleted again")
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO deleted_items (item_id, user_id, reason, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    list(deleted),
+                )
+        finally:
+            self.db.conn.execute("PRAGMA secure_delete = OFF")
+        return present
+
     def has_deleted_items(self) -> bool:
         """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
         return self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone() is not None

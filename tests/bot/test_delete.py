@@ -345,3 +345,38 @@ async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
         assert again.status == 410 and said["error"].startswith("item 'T 7/a' was deleted at ")
         assert api.store.deleted_item("T 7/a")["reason"] == "erasure #4411"
         assert (await api.http.delete("/api/items/nope", headers=AUTH)).status == 404
+
+
+def test_a_restore_deletes_again_what_was_deleted_after_the_backup(tmp_path: Path):
+    """An erasure survives a restore of an older backup: the items deleted since are deleted
+    again (their Slack questions too), as the database that was there records, and named;
+    --undelete keeps them (a delete made by mistake)."""
+    import sqlite3
+
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path))).exit_code == 0
+    backup = tmp_path / "nightly.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"VACUUM INTO '{backup}'")
+    assert run(db, "delete", "T-card", "T-open", "--yes", "--reason", "#4411").exit_code == 0
+
+    restored = run(db, "restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert (
+        "Deleted again: 2 items deleted (`hitl delete`) after the backup was made (T-card,"
+        " T-open), as hitl.db.before-restore records; `hitl serve` deletes their Slack messages."
+        " --undelete keeps them.\n"
+    ) in restored.stdout
+    assert counts(db)["items"] == 8
+    assert b"4111 1111" not in db.read_bytes()
+    with Store.open(db) as store:  # kept as it was made: the ids stay out of imports and the API
+        assert store.deleted_item("T-card")["reason"] == "#4411"
+    again = run(db, "import", str(tickets(tmp_path)))
+    assert "2 rows skipped (deleted before with `hitl delete`)" in again.stdout
+
+    undone = run(db, "restore", str(backup), "--undelete")
+    assert undone.exit_code == 0, undone.output
+    assert "Kept 2 items deleted after the backup was made (T-card, T-open): --undelete." in (
+        undone.stdout
+    )
+    assert counts(db)["items"] == 10
