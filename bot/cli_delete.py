@@ -7,7 +7,6 @@ same ``State`` as every command (``click.pass_obj``).
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from typing import Any
 
@@ -15,7 +14,6 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors
 from bot.cli_labels import _who
-from bot.store import Store
 from bot.words import count
 
 # What a row of each table is, to the person reading the summary.
@@ -73,8 +71,8 @@ def delete_command(
             gone = store.deleted_among(unknown)
             why = f" ({len(gone):,} of them deleted before)" if gone else ""
             raise click.ClickException(
-                f"no item with id {shown}{why}; nothing deleted (`hitl export` lists the labeled"
-                " ones)"
+                f"no item with id {shown}{why}; nothing deleted (`hitl find TEXT` finds items by"
+                " their text)"
             )
         if not yes:
             if not sys.stdin.isatty():
@@ -92,7 +90,7 @@ def delete_command(
             done = store.delete_items(ids, user_id=_who(by), reason=reason)
         except KeyboardInterrupt:  # inside the transaction: rolled back
             raise Stopped("; nothing was deleted (the items go together or not at all)") from None
-        emptied = _empty_log(store)
+        emptied = store.empty_log()
     rows = [count(done.rows.get(table, 0), word) for table, word in SAID if done.rows.get(table)]
     click.echo(
         f"Deleted {count(done.rows['items'], 'item')}" + (f": {', '.join(rows)}." if rows else ".")
@@ -119,13 +117,3 @@ def delete_command(
             " database): SQLite empties it at its next checkpoint."
         )
     click.echo("Backups and exports made before keep these items: delete them there too.")
-
-
-def _empty_log(store: Store) -> bool:
-    """Checkpoint and truncate the write-ahead log, which holds older copies of the pages;
-    False when another connection's read kept it from being emptied."""
-    try:
-        busy, _log, _done = store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.Error:
-        return False
-    return not busy

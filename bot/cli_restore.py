@@ -131,7 +131,9 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
     """Delete again, in the restored database, what the database that was there (``kept``)
     records as deleted (`hitl delete`): an erasure survives a restore. Whether it opened (and
     so upgraded) the restored database."""
-    deleted = _deletions(kept)
+    from bot.store.erasure import deletions_in
+
+    deleted = deletions_in(kept)
     if not deleted:
         return False
     with state.open_existing_store() as store:
@@ -153,20 +155,6 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
             " Slack messages. --undelete keeps them."
         )
     return True
-
-
-def _deletions(path: Path) -> list[tuple[str, str, str, str]]:
-    """The deletions (item id, user, reason, time) the database at ``path`` records; none
-    from a database made before `hitl delete` existed."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            return conn.execute(
-                "SELECT item_id, user_id, reason, created_at FROM deleted_items"
-            ).fetchall()
-    except sqlite3.Error:  # no such table: nothing was ever deleted there
-        return []
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

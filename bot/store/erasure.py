@@ -14,9 +14,13 @@ what the deleted items gave them, so `hitl stats` adds up to the answers that re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -171,6 +175,39 @@ class ErasureMixin:
             self.db.conn.execute("PRAGMA secure_delete = OFF")
         return present
 
+    def find_items(self, needle: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every item (any status) whose text, meta or id holds ``needle``, compared casefolded
+        (Unicode: "STRASSE" finds "Straße"), oldest first, as (id, status, source, text, meta,
+        created_at, label): what an erasure or access request about a person needs. Reads
+        every item: for the CLI."""
+        wanted = needle.casefold()
+        self.db.conn.create_function(
+            "hitl_holds",
+            1,
+            lambda value: value is not None and wanted in value.casefold(),
+            deterministic=True,
+        )
+        rows = self.db.conn.execute(
+            "SELECT i.id, i.status, i.source, i.text, i.meta, i.created_at, l.label"
+            " FROM items i LEFT JOIN labels l ON l.item_id = i.id"
+            " WHERE hitl_holds(i.text) OR hitl_holds(i.meta) OR hitl_holds(i.id)"
+            " ORDER BY i.rowid" + (" LIMIT ?" if limit is not None else ""),
+            [limit] if limit is not None else [],
+        )
+        names = ("id", "status", "source", "text", "meta", "created_at", "label")
+        for row in rows:
+            yield dict(zip(names, row, strict=True))
+
+    def empty_log(self) -> bool:
+        """Checkpoint and truncate the write-ahead log, which holds older copies of the pages
+        (a deleted item's text among them); False when another connection's read kept it from
+        being emptied."""
+        try:
+            busy, _log, _done = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return not busy
+
     def has_deleted_items(self) -> bool:
         """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
         return self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone() is not None
@@ -207,3 +244,15 @@ class ErasureMixin:
 def _in(sql: str, chunk: list[str], column: str = "id", *, and_: bool = False) -> str:
     marks = ",".join("?" * len(chunk))
     return f"{sql} {'AND' if and_ else 'WHERE'} {column} IN ({marks})"
+
+
+def deletions_in(path: str | Path) -> list[tuple[str, str, str, str]]:
+    """The deletions (item id, user, reason, time) the database at ``path`` records, read
+    only; none from a database made before `hitl delete` existed (or not one of ours)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute(
+                "SELECT item_id, user_id, reason, created_at FROM deleted_items"
+            ).fetchall()
+    except sqlite3.Error:  # no such table: nothing was ever deleted there
+        return []

@@ -127,7 +127,8 @@ def test_an_unknown_id_deletes_nothing_and_no_terminal_needs_yes(tmp_path: Path)
     unknown = run(db, "delete", "T-1", "T-nope", "--yes")
     assert unknown.exit_code == 1
     assert unknown.stderr == (
-        "Error: no item with id 'T-nope'; nothing deleted (`hitl export` lists the labeled ones)\n"
+        "Error: no item with id 'T-nope'; nothing deleted (`hitl find TEXT` finds items by their"
+        " text)\n"
     )
     piped = run(db, "delete", "T-1", stdin="y\n")  # CliRunner's input is no terminal
     assert piped.exit_code == 1
@@ -380,3 +381,39 @@ def test_a_restore_deletes_again_what_was_deleted_after_the_backup(tmp_path: Pat
         undone.stdout
     )
     assert counts(db)["items"] == 10
+
+
+def test_find_lists_a_persons_items_in_every_status_for_a_request(tmp_path: Path):
+    """An erasure or access request names a person, not ids: `hitl find` reads every item's
+    text, meta and id, whatever its status (export lists only the labeled ones)."""
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "mail.jsonl"
+    rows = [
+        {"id": "M-1", "text": "From JANE.DOE@example.com: refund", "label": "billing"},
+        {"id": "M-2", "text": "the app crashes", "meta": {"from": "jane.doe@example.com"}},
+        {"id": "M-3", "text": "Straße 5, someone else", "label": "bug"},
+        {"id": "M-4", "text": "jane.doe@example.org is another person"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(db, "import", str(path)).exit_code == 0
+    assert run(db, "labels", "remove", "M-1").exit_code == 0  # set aside: in no export
+
+    listed = run(db, "find", "jane.doe@example.com")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout == (
+        "M-1  skipped  From JANE.DOE@example.com: refund\nM-2  new  the app crashes\n"
+    )
+    assert listed.stderr == "2 items found.\n"
+    assert run(db, "find", "STRASSE").stdout.startswith("M-3  resolved (bug)  Straße 5")
+    whole = [
+        json.loads(line) for line in run(db, "find", "jane.doe@", "--jsonl").stdout.splitlines()
+    ]
+    assert [(r["id"], r["meta"]) for r in whole] == [
+        ("M-1", {}),
+        ("M-2", {"from": "jane.doe@example.com"}),
+        ("M-4", {}),
+    ]
+    ids = run(db, "find", "jane.doe@example.com", "--ids").stdout.split()
+    assert run(db, "delete", *ids, "--yes").stdout.startswith("Deleted 2 items")
+    assert run(db, "find", "jane.doe@example.com").stderr == "0 items found.\n"
+    assert run(db, "find", " ").stderr.endswith("give some text to look for\n")

@@ -1,0 +1,63 @@
+"""`hitl find TEXT`: the items whose text, meta or id holds TEXT, whatever their status: what
+an erasure or access request about a person needs (``Store.find_items``).
+
+A command beside ``bot.cli`` (which adds it to `hitl`), as ``bot.cli_delete`` is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from bot.cli_errors import friendly_errors
+from bot.words import count
+
+SHOWN_CHARS = 80  # of the text, on a line of the plain listing
+
+
+@click.command("find")
+@click.argument("text")
+@click.option("--ids", "ids_only", is_flag=True, help="Print only the ids, one a line.")
+@click.option(
+    "--jsonl",
+    "as_jsonl",
+    is_flag=True,
+    help="Print each item whole as a JSON line (id, status, source, text, meta, created_at,"
+    " label): what an access request asks for.",
+)
+@click.pass_obj
+def find_command(state: Any, text: str, ids_only: bool, as_jsonl: bool) -> None:
+    """Find the items whose text, meta or id holds TEXT (any case, any status: waiting, asked,
+    decided, set aside), oldest first. For an erasure or access request that names a person
+    (an email, a phone number, a name) rather than item ids; `hitl export` lists only the
+    labeled items.
+
+    \b
+    Examples:
+      hitl find jane.doe@example.com
+      hitl find "+44 7700 900999" --jsonl > access-request-4411.jsonl
+      hitl delete $(hitl find jane.doe@example.com --ids) --reason "erasure request #4411"
+    """
+    if ids_only and as_jsonl:
+        raise click.UsageError("--ids and --jsonl: give one of them")
+    if not text.strip():
+        raise click.BadParameter("give some text to look for", param_hint="TEXT")
+    found = 0
+    with friendly_errors(), state.open_existing_store() as store:
+        for item in store.find_items(text):
+            found += 1
+            if ids_only:
+                click.echo(item["id"])
+            elif as_jsonl:
+                item["meta"] = json.loads(item["meta"] or "{}")
+                click.echo(json.dumps(item, ensure_ascii=False))
+            else:
+                shown = " ".join(item["text"].split())
+                if len(shown) > SHOWN_CHARS:
+                    shown = shown[: SHOWN_CHARS - 1] + "…"
+                label = f" ({item['label']})" if item["label"] else ""
+                click.echo(f"{item['id']}  {item['status']}{label}  {shown}")
+    if not ids_only and not as_jsonl:
+        click.echo(f"{count(found, 'item')} found.", err=True)
