@@ -663,4 +663,39 @@ def m030_deleted_items(db: Database) -> None:
     )
 
 
+# Who receives a webhook sent to the URL in column {url}, as ``claim_due_deliveries`` shares a
+# round among receivers: for an http(s) URL its host and port in lower case (what
+# ``urlsplit(url).netloc.lower()`` says: the text after "//" up to the first "/", "?" or "#",
+# without the tabs and line breaks urlsplit drops; SQLite's lower() folds ASCII only), for
+# anything else the URL itself. One expression, formatted with the column, for every INSERT INTO
+# deliveries and for m031 (tests/bot/test_delivery_receiver.py holds it to urlsplit).
+_URL_REST = "substr({url}, instr({url}, '//') + 2)"
+_NETLOC = (
+    f"substr({_URL_REST}, 1, min(instr({_URL_REST} || '/', '/'), instr({_URL_REST} || '?', '?'),"
+    f" instr({_URL_REST} || '#', '#')) - 1)"
+)
+RECEIVER_SQL = (
+    "(CASE WHEN lower(substr({url}, 1, 7)) = 'http://' OR lower(substr({url}, 1, 8)) = 'https://'"
+    f" THEN lower(replace(replace(replace({_NETLOC}, char(9), ''), char(10), ''), char(13), ''))"
+    " ELSE {url} END)"
+)
+
+
+@migrations(name="m031_delivery_receiver")
+def m031_delivery_receiver(db: Database) -> None:
+    # Each round of webhook deliveries takes at most a few to one receiver, oldest first: with
+    # the receiver stored and indexed it reads the few oldest due of each receiver that has
+    # deliveries pending, at the same cost whatever one receiver's backlog. Only the pending
+    # rows are filled (the others are not claimed); NULL is not known, and the claim fills it
+    # for a pending row written without it (by a process that does not know the column).
+    db.execute("ALTER TABLE deliveries ADD COLUMN receiver TEXT")
+    db.execute(
+        f"UPDATE deliveries SET receiver = {RECEIVER_SQL.format(url='url')}"
+        " WHERE status = 'pending'"
+    )
+    db.execute(
+        "CREATE INDEX deliveries_receiver_due ON deliveries(status, receiver, next_attempt_at, id)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

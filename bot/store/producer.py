@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
+from bot.store.migrations import RECEIVER_SQL
 from bot.store.records import count_new_items
 
 logger = logging.getLogger("bot.store")
@@ -79,18 +80,20 @@ class ProducerMixin:
         back everyone else's. Nothing due is found by a read: the idle worker's look every
         few seconds takes no write lock (and so neither waits for nor fails on another
         process's)."""
-        due = (
-            "SELECT id, item_id, url, attempts FROM deliveries"
-            " WHERE status = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, id LIMIT ?"
-        )
-        args = [now, limit if per_receiver is None else limit * 20]
-        if not self.db.conn.in_transaction and not self.db.execute(due, args).fetchone():
+        due = "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+        if (
+            not self.db.conn.in_transaction
+            and not self.db.execute(f"SELECT 1 {due} LIMIT 1", [now]).fetchone()
+        ):
             return []
         with self._immediate():
-            rows = self.db.execute(due, args).fetchall()
-            if per_receiver is not None:
-                rows = _fair_share(rows, limit, per_receiver)
+            if per_receiver is None:
+                rows = self.db.execute(
+                    f"SELECT id, item_id, url, attempts {due} ORDER BY next_attempt_at, id LIMIT ?",
+                    [now, limit],
+                ).fetchall()
+            else:
+                rows = self._fair_share_due(due, now, limit, per_receiver)
             for row in rows:
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
@@ -100,6 +103,54 @@ class ProducerMixin:
         return [
             {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1} for row in rows
         ]
+
+    def _fair_share_due(
+        self, due: str, now: str, limit: int, per_receiver: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` of the deliveries ``due`` at ``now`` (id, item, url, attempts), oldest
+        first, at most ``per_receiver`` to one receiver, chosen from all of them (not from the
+        oldest few: one receiver's backlog would fill those). The oldest few do when they
+        fill the round or are all there is; otherwise the receivers' index (m031) gives each
+        receiver with deliveries pending, one after the other, and its oldest due. Neither
+        reads the rest of a backlog: the cost grows with the number of receivers, not with
+        their backlogs."""
+        # A pending row written without its receiver (by a process older than m031) gets it
+        # first: none, normally, found in the index at once.
+        self.db.execute(
+            f"UPDATE deliveries SET receiver = {RECEIVER_SQL.format(url='url')}"
+            " WHERE status = 'pending' AND receiver IS NULL"
+        )
+        batch = limit * 4
+        oldest = self.db.execute(
+            f"SELECT id, item_id, url, attempts, receiver {due} ORDER BY next_attempt_at, id"
+            " LIMIT ?",
+            [now, batch],
+        ).fetchall()
+        taken: list[tuple[Any, ...]] = []
+        per: dict[str, int] = {}
+        for row in oldest:
+            if per.get(row[4], 0) < per_receiver:
+                per[row[4]] = per.get(row[4], 0) + 1
+                taken.append(row[:4])
+                if len(taken) == limit:
+                    return taken
+        if len(oldest) < batch:
+            return taken
+        # Receivers one after the other from the index (a skip-scan, in SQLite), each with its
+        # oldest ``per_receiver`` due: few rows to sort.
+        return self.db.execute(
+            "WITH RECURSIVE receivers(receiver) AS ("
+            "  SELECT min(receiver) FROM deliveries WHERE status = 'pending'"
+            "  UNION ALL"
+            "  SELECT (SELECT receiver FROM deliveries WHERE status = 'pending'"
+            "   AND receiver > receivers.receiver ORDER BY receiver LIMIT 1)"
+            "  FROM receivers WHERE receiver IS NOT NULL)"
+            " SELECT d.id, d.item_id, d.url, d.attempts FROM receivers JOIN deliveries d"
+            f" ON d.id IN (SELECT id {due} AND receiver = receivers.receiver"
+            "  ORDER BY next_attempt_at, id LIMIT ?)"
+            " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+            [now, per_receiver, limit],
+        ).fetchall()
 
     def finish_delivery(
         self,
@@ -156,8 +207,9 @@ class ProducerMixin:
         when a webhook may have told them the label (and none is waiting to be sent: that one
         reads the item as it is when it goes)."""
         self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
-            " SELECT id, callback_url, ?, ? FROM items WHERE id = ?"
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
+            " FROM items WHERE id = ?"
             " AND coalesce(callback_url, '') != ''"
             " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
             "  AND (d.status = 'delivered' OR d.attempts > 0))"
@@ -201,16 +253,10 @@ class ProducerMixin:
         }
 
 
-def _fair_share(rows: list[tuple], limit: int, per_receiver: int) -> list[tuple]:
-    """Up to ``limit`` of ``rows`` (id, item, url, attempts; oldest first), at most
-    ``per_receiver`` to one receiver."""
-    taken: list[tuple] = []
-    per: dict[str, int] = {}
-    for row in rows:
-        receiver = urlsplit(row[2]).netloc.lower()
-        if per.get(receiver, 0) < per_receiver:
-            per[receiver] = per.get(receiver, 0) + 1
-            taken.append(row)
-            if len(taken) == limit:
-                break
-    return taken
+def _receiver(url: str) -> str:
+    """Who receives a webhook sent to ``url``, for ``per_receiver``: for an http(s) URL its host
+    and port, for any other the URL itself. What ``RECEIVER_SQL`` stores (for a host with
+    letters other than ASCII in upper case it folds only the ASCII ones)."""
+    if url[:7].lower() == "http://" or url[:8].lower() == "https://":
+        return urlsplit(url).netloc.lower()
+    return url

@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.labelset import top_in_force
-from bot.store.migrations import UNLABELED
+from bot.store.migrations import RECEIVER_SQL, UNLABELED
 from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
 from bot.store.reviews import ReviewRules
 
@@ -895,8 +895,9 @@ class QueueMixin:
         self._close(item_id, "resolved", now)
         # The webhook outbox is written in the same transaction as the label it reports.
         self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
-            " SELECT id, callback_url, ?, ? FROM items"
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
+            " FROM items"
             " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
             [now, now, item_id],
         )
