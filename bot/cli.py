@@ -724,8 +724,9 @@ def _replace_atomically(
     target: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
 ) -> int:
     """Write a new file beside ``target`` and rename it over ``target``. It gets the old file's
-    mode and owner, or for a new file the mode the umask gives (not mkstemp's 0600). A file
-    in the folder's place: mkstemp's "Not a directory" says so."""
+    mode and owner, or for a new file 0600 (what the umask leaves of it): an export holds the
+    texts and user ids that the database and the model files keep readable by their owner only.
+    A file in the folder's place: mkstemp's "Not a directory" says so."""
     try:
         old = os.stat(target)
     except FileNotFoundError:
@@ -746,11 +747,12 @@ def _replace_atomically(
 
 
 def _give_mode(fd: int, old: os.stat_result | None) -> None:
-    """The replaced file's mode and (where allowed) owner; else what the umask leaves of 0666."""
+    """The replaced file's mode and (where allowed) owner; else what the umask leaves of 0600,
+    as for the database: readable by its owner only."""
     if old is None:
-        umask = os.umask(0o022)  # reading the umask means setting it; put back at once
+        umask = os.umask(0o077)  # reading the umask means setting it; put back at once
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, 0o600 & ~umask)
         return
     os.fchmod(fd, stat.S_IMODE(old.st_mode))
     if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):

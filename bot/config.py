@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import click
+
 from bot.errors import ConfigError
 from bot.labelnames import MAX_LABEL, how_twins_differ, label_key, label_name, label_problem
 
@@ -662,19 +664,37 @@ def _user_name() -> str:
         return str(os.geteuid())
 
 
-def _toml_text(path: Path) -> str:
-    """The text of a TOML file, which TOML says is UTF-8. A UTF-8 byte-order mark (Notepad's
-    "UTF-8 with BOM") is dropped; any other encoding is a ConfigError naming the first bad byte's
-    line, not a UnicodeDecodeError from every command. A file someone else could have written
-    is refused first (``_refuse_untrusted``)."""
+def _readable_secrets(path: Path, status: os.stat_result, section: Mapping[str, Any]) -> str:
+    """What to warn about, as ssh does for a private key, when the config file holds a secret (a
+    token, the signing secret) and other users may read it: whoever reads the bot token reads
+    the question channel. "" when nothing is. A warning, not a refusal (a file readable by a
+    trusted group is a choice); ``load_settings`` prints it on standard error when it takes the
+    settings, which each command does once, so each command says it once (a config refused for
+    a bad value says that instead)."""
+    if not hasattr(os, "geteuid") or not status.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        return ""
+    if not any(section.get(spec.toml_key) for spec in SPECS if spec.secret):
+        return ""
+    return (
+        f"{path} holds secrets and is readable by other users"
+        f" (mode {stat.S_IMODE(status.st_mode):04o}): `chmod 600 {path}`"
+    )
+
+
+def _toml_text(path: Path) -> tuple[str, os.stat_result]:
+    """The text of a TOML file, which TOML says is UTF-8, and the file's status. A UTF-8
+    byte-order mark (Notepad's "UTF-8 with BOM") is dropped; any other encoding is a ConfigError
+    naming the first bad byte's line, not a UnicodeDecodeError from every command. A file someone
+    else could have written is refused first (``_refuse_untrusted``)."""
     with open(path, "rb") as handle:
-        _refuse_untrusted(path, os.fstat(handle.fileno()))
+        status = os.fstat(handle.fileno())
+        _refuse_untrusted(path, status)
         data = handle.read()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in data:
         found = "it looks like UTF-16"
     else:
         try:
-            return data.decode("utf-8-sig")
+            return data.decode("utf-8-sig"), status
         except UnicodeDecodeError as exc:
             line = data.count(b"\n", 0, exc.start) + 1
             found = f"byte 0x{data[exc.start]:02x} on line {line}"
@@ -689,9 +709,11 @@ def load_settings(
     toml_path = toml_path if toml_path is not None else config_path(environ)
     problems: list[str] = []
     from_file: dict[str, Any] = {}
+    readable = ""  # the warning about secrets others can read, once the settings are taken
     if toml_path is not None:
         try:
-            document = tomllib.loads(_toml_text(toml_path))
+            text, status = _toml_text(toml_path)
+            document = tomllib.loads(text)
         except OSError as exc:
             raise ConfigError([f"{toml_path}: cannot read it ({exc.strerror})"]) from exc
         except tomllib.TOMLDecodeError as exc:
@@ -699,6 +721,7 @@ def load_settings(
         section = document.get("hitl", {})
         if not isinstance(section, dict):
             raise ConfigError([f"{toml_path}: [hitl] must be a table"])
+        readable = _readable_secrets(toml_path, status, section)
         known = {spec.toml_key: spec for spec in SPECS}
         for key, value in section.items():
             if key in known:
@@ -748,6 +771,8 @@ def load_settings(
         sources["guidelines"] = str(toml_path)
     if problems:
         raise ConfigError(problems)
+    if readable:
+        click.echo(f"Warning: {readable}", err=True)
     return Settings(**values, sources=sources)
 
 

@@ -63,13 +63,25 @@ class Redactor(logging.Filter):
 REDACTOR = Redactor()
 
 
-LIBRARIES = ("slack_sdk", "slack_bolt", "aiohttp", "asyncio", "apscheduler", "matplotlib")
+# The loggers whose DEBUG lines wait for -vvv. ``bot.bolt`` is the logger Bolt is given
+# (bot/slack/app.py): under ``bot`` by name, but Bolt's own, whose DEBUG lines carry the bodies
+# of the responses it sends (a review modal's next item, its text included).
+LIBRARIES = (
+    "slack_sdk",
+    "slack_bolt",
+    "bot.bolt",
+    "aiohttp",
+    "asyncio",
+    "apscheduler",
+    "matplotlib",
+)
 
 
 def configure(verbosity: int) -> None:
     """Configure logging once, for the CLI: WARNING; -v INFO; -vv DEBUG for slack-hitl;
-    -vvv DEBUG for the libraries too (their debug lines carry whole request bodies, item
-    text included, so they stay quiet unless asked for). Secrets are always redacted."""
+    -vvv DEBUG for the libraries (and Bolt's logger ``bot.bolt``) too (their debug lines carry
+    whole request and response bodies, item text included, so they stay quiet unless asked
+    for). Secrets are always redacted."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in LIBRARIES:

@@ -475,10 +475,13 @@ def _fallback(q: Question) -> str:
 
 
 def question_text(q: Question) -> str:
-    """The plain-text fallback (notifications, screen readers)."""
+    """The plain-text fallback (notifications, screen readers): it says what the blocks say, a
+    question decided or set aside (skips, an admin's remove) no longer asks."""
     text = _fallback(q)
     if q.status == "resolved":
         return f"Labeled {escape(str(q.resolved_label))}: {text}"
+    if q.status == "skipped":
+        return f"Set aside: {text}"
     return f"Which label fits? {text}"
 
 

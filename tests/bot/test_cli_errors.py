@@ -179,13 +179,13 @@ def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(db: Pat
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # the replaced file's mode is kept
 
 
-def test_export_to_a_new_file_honours_the_umask(db: Path, tmp_path: Path):
+def test_export_to_a_new_file_is_its_owners_only_as_the_database_is(db: Path, tmp_path: Path):
     previous = os.umask(0o027)
     try:
         run("--db", str(db), "export", "-o", str(tmp_path / "new.jsonl"))
     finally:
         os.umask(previous)
-    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o640  # not mkstemp's 0600
+    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o600  # texts, user ids
 
 
 def test_export_to_a_fifo_writes_into_it(db: Path, tmp_path: Path):
