@@ -412,6 +412,7 @@ def import_command(
                     on_unapplied=show_unapplied,
                     gold=gold,
                     configured_labels=state.settings.labels,
+                    redact=state.settings.redact,
                 )
             except KeyboardInterrupt:
                 raise Stopped(_import_kept(store, last["id"] if last else 0)) from None
@@ -451,6 +452,12 @@ def import_command(
             f"{path.name}: read {count(summary.read, 'row')}, imported {summary.imported:,} "
             f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}"
             f"{told}, {summary.rejected:,} rejected{_deleted_before(summary.deleted_before)}"
+        )
+    if summary.redacted:
+        kinds = ",".join(state.settings.redact)
+        click.echo(
+            f"{path.name}: personal data replaced in {count(summary.redacted, 'item')}"
+            f" (HITL_REDACT={kinds}) before they were stored"
         )
         if summary.gold_left_out:  # an export's gold items, now plain labeled ones
             n = summary.gold_left_out

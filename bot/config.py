@@ -85,6 +85,7 @@ class Settings:
     routes: Mapping[str, str] = field(default_factory=dict)
     guidelines: Mapping[str, Guideline] = field(default_factory=dict)  # [labels.NAME] in toml
     show_meta: tuple[str, ...] = ()
+    redact: tuple[str, ...] = ()  # kinds of personal data replaced as items arrive
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -413,6 +414,15 @@ def _pipeline(value: Any) -> str:
     return value
 
 
+def _redact(value: Any) -> tuple[str, ...]:
+    from bot.ingest.redact import ORDER
+
+    kinds = _list(value)
+    if unknown := [kind for kind in kinds if kind not in ORDER]:
+        raise ValueError(f"names {unknown[0]!r}; use some of {', '.join(ORDER)}")
+    return kinds
+
+
 def _strategy(value: Any) -> str:
     from model.selection import STRATEGIES, strategy_names
 
@@ -576,6 +586,13 @@ SPECS: tuple[Spec, ...] = (
         _list,
         False,
         "fields of an item's meta shown under its question, e.g. channel,customer",
+    ),
+    Spec(
+        "redact",
+        "HITL_REDACT",
+        _redact,
+        False,
+        "personal data replaced as items arrive, before they are stored: card, email, phone",
     ),
     Spec(
         "keep_models",

@@ -22,6 +22,7 @@ cannot hold) is its own module (``bot/api/bodies.py``), as are the intake of pre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -43,6 +44,7 @@ from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import RUNTIME
 from bot.ingest import id_problem, item_id_for_text, with_stored_ids
+from bot.ingest.redact import Redactor
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
@@ -486,6 +488,7 @@ async def predict(request: web.Request) -> web.Response:
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     if (gone := deleted_before(rt.store, [item.id])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
+    [item] = redacted(rt, [item])
     created = await request.app[INTAKE].add([item])
     await _score(rt, [item.id])
     if created:
@@ -557,6 +560,13 @@ async def add_items(request: web.Request) -> web.Response:
                 )  # fmt: skip
         accepted = [(index, item) for index, item in accepted if item.id not in gone]
         repeated = [(index, item) for index, item in repeated if item.id not in gone]
+    if rt.settings.redact:
+        # a full request's texts under several regular expressions: off the loop, as the check
+        cleaned = await asyncio.to_thread(redacted, rt, [item for _, item in accepted + repeated])
+        pairs = [
+            (index, item) for (index, _), item in zip(accepted + repeated, cleaned, strict=True)
+        ]
+        accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))
     repeated_at = {index for index, _ in repeated}
@@ -653,6 +663,19 @@ async def delete_item(request: web.Request) -> web.Response:
             "models": done.models,
         }
     )
+
+
+def redacted(rt: Runtime, items: list[ApiItem]) -> list[ApiItem]:
+    """``items`` with the personal data ``HITL_REDACT`` names replaced in their text and meta,
+    after their ids were made from the text as it came (a re-send finds its item)."""
+    if not rt.settings.redact:
+        return items
+    redactor = Redactor(rt.settings.redact)
+    out = []
+    for item in items:
+        text, meta = redactor.item(item.text, item.meta)
+        out.append(dataclasses.replace(item, text=text, meta=meta))
+    return out
 
 
 def deleted_before(store: Store, ids: list[str]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from bot.ingest.readers import (
     legacy_item_ids,
     read_items,
 )
+from bot.ingest.redact import Redactor
 from bot.labelnames import case_twin, how_twins_differ, label_key
 from bot.store import DatabaseError, Store, database_problem
 from bot.store.records import same_text
@@ -54,6 +55,7 @@ class ImportSummary:
     marked_gold: int = 0  # with ``gold``: items already stored, now gold
     gold_left_out: int = 0  # without ``gold``: rows of an export that carried a gold label
     deleted_before: int = 0  # rows whose id `hitl delete` deleted: skipped
+    redacted: int = 0  # texts in which HITL_REDACT replaced personal data
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -68,6 +70,7 @@ class ImportSummary:
             **({"marked_gold": self.marked_gold} if self.marked_gold else {}),
             **({"gold_left_out": self.gold_left_out} if self.gold_left_out else {}),
             **({"deleted_before": self.deleted_before} if self.deleted_before else {}),
+            **({"redacted": self.redacted} if self.redacted else {}),
         }
 
 
@@ -107,6 +110,7 @@ def import_rows(
     batch_size: int = IMPORT_BATCH,
     gold: bool = False,
     configured_labels: Sequence[str] = (),
+    redact: tuple[str, ...] = (),
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
     ``on_error`` gets the message of each rejected row as it is met, ``on_unapplied`` one
@@ -146,6 +150,7 @@ def import_rows(
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     any_deleted = store.has_deleted_items()
+    redactor = Redactor(redact)
     batch: list[Row] = []
     stored = _Stored()
     # With ``gold``: each id's gold label and line in this file (a later gold import may change
@@ -169,6 +174,12 @@ def import_rows(
             gone = store.deleted_among([row.id for row in batch])
             summary.deleted_before += sum(row.id in gone for row in batch)
             batch[:] = [row for row in batch if row.id not in gone]
+        if redactor:  # after the ids, which the text as it came made: a re-send finds its item
+            before = redactor.changed
+            for n, row in enumerate(batch):
+                text, meta = redactor.item(row.text, row.meta)
+                batch[n] = replace(row, text=text, meta=meta)
+            summary.redacted += redactor.changed - before
         if gold:
             done = store.add_gold(batch)
             summary.imported += done.added
