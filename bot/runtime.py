@@ -208,6 +208,7 @@ class Champion:
     classifier: TextClassifier
     created_at: str = ""
     n_train: int = 0
+    n_read: int = 0  # a refresh (working model): the labels it read, held-out audits included
 
 
 class Wakeable(Protocol):

@@ -8,7 +8,8 @@ Two models: the *champion* is the gated one, promoted by a retrain with its repo
 in the registry. The *working model* is the champion refitted in the fit worker every
 HITL_REFRESH_EVERY new labels, so the next questions come from a model that knows today's
 answers; it lives in memory only (never in the registry, so rollback and prune never see
-it), and its version is minus the number of labels read. A refresh holds out the audit
+it), and its version is minus the number of labels read (one below that if an earlier refresh
+had it: each fit has its own, ``RefreshPlan.version``). A refresh holds out the audit
 answers given since the champion was trained and replaces the model that scores the queue
 only when it gets at least as many of them right as the champion (the cheap gate); then it
 both asks (orders the queue) and answers (``/api/predict``, auto-labels), as every item has
@@ -32,7 +33,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -198,7 +199,10 @@ class Trainer:
     fit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refresh_task: asyncio.Task | None = None
     again: bool = False  # labels came while a refresh ran: check once more after it
-    fitted_at: int | None = None  # resolved items when the scoring model's labels were read
+    # Resolved items when the labels of the model that scores were read (None: not known yet,
+    # a champion just loaded or promoted: the next check reads it, ``refresh``)
+    fitted_at: int | None = None
+    refresh_versions: set[int] = field(default_factory=set)  # of the refreshes fitted so far
     last_refresh: Refreshed | None = None
     refreshes: int = 0  # refreshes fitted (adopted or not)
     refresh_failures: int = 0  # refreshes failed in a row (``refresh_failed``)
@@ -336,13 +340,35 @@ def labels_now(rt: Runtime) -> int:
 
 
 def read_refresh_plan(
-    served: Store, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
+    served: Store,
+    settings: Settings,
+    registry: ModelRegistry | None,
+    champion: Champion | None,
+    taken: Collection[int] = (),
 ) -> retrain.RefreshPlan:
     """Every label a refresh trains on, read on a connection of this thread's own
     (``Store.apart``): the read grows with the labels, so it runs in a worker thread, never on
-    the event loop."""
+    the event loop. ``taken``: the versions of the refreshes fitted before."""
     with served.apart() as store:
-        return retrain.begin_refresh(store, settings, registry, champion)
+        return retrain.begin_refresh(store, settings, registry, champion, taken=taken)
+
+
+async def _read_plan(rt: Runtime, champion: Champion | None) -> retrain.RefreshPlan:
+    """``read_refresh_plan`` in a worker thread, its version not one of an earlier refresh."""
+    trainer = Trainer.of(rt)
+    taken = frozenset(trainer.refresh_versions)
+    plan = await asyncio.to_thread(
+        read_refresh_plan, rt.store, rt.settings, rt.registry, champion, taken
+    )
+    trainer.say_folder(plan.folder_problem, champion)
+    return plan
+
+
+def refresh_due(trainer: Trainer, every: int, resolved: int) -> bool:
+    """Whether ``resolved`` items are a step (``refresh_step``) past those the model that
+    scores was fitted at; True while that is not known yet (the plan's read tells)."""
+    fitted = trainer.fitted_at
+    return fitted is None or resolved - fitted >= refresh_step(every, fitted)
 
 
 async def refresh(rt: Runtime) -> Refreshed | None:
@@ -351,27 +377,50 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     was fitted, gate it, and have the queue re-scored with it (``Scorer.rescore``). Skipped while a
     retrain runs (it takes precedence; it brings in the labels it read at its start, and the
     trainer checks again when it ends, for those answered during its fit). Returns the
-    refresh, or None when none was due."""
+    refresh, or None when none was due.
+
+    Both sides count resolved items (``labels_now``): ``fitted_at`` is the count read with a
+    refresh's labels, not the labels it trained on: resolved items that never train (gold
+    questions people answered, items under a retired label, repeats of a gold text) would keep
+    the two apart for good, and past a step every answer would start a full refit. For a
+    champion (loaded at start, promoted, rolled back to) the count at its training is not
+    stored: the first check reads the labels and takes the resolved items then less the
+    labels resolved after the champion's newest one (``RefreshPlan.since_champion``), so a
+    restarted server refits at once when the labels given since the champion call for it,
+    and never for resolved items the champion did not train on either."""
     trainer = Trainer.of(rt)
     every = rt.settings.refresh_every
     if every <= 0 or trainer.retrain_running() or rt.store.lost is not None:
         return None  # (a lost database: its worker's connection would create a new one)
-    if trainer.fitted_at is None:
-        trainer.fitted_at = rt.champion.n_train if rt.champion else 0
-    if labels_now(rt) - trainer.fitted_at < refresh_step(every, trainer.fitted_at):
+    if not refresh_due(trainer, every, labels_now(rt)):
         return None
     if trainer.refresh_retry_at is not None and labels_now(rt) < trainer.refresh_retry_at:
         return None  # backing off after a failed refresh (``Trainer.refresh_failed``)
+    champion = rt.champion
+    plan = None
+    if trainer.fitted_at is None:  # the champion's count, from the labels it lacks (a read:
+        plan = await _read_plan(rt, champion)  # the fit lock stays free for a retrain)
+        if rt.champion is not champion:  # loaded meanwhile (the CLI): read again for it
+            trainer.again = True
+            return None
+        if trainer.fitted_at is None:
+            trainer.fitted_at = plan.resolved - plan.since_champion
+        if not refresh_due(trainer, every, plan.resolved):
+            return None
     async with trainer.fitting():
-        step = refresh_step(every, trainer.fitted_at)
-        if trainer.retrain_running() or labels_now(rt) - trainer.fitted_at < step:
+        if trainer.retrain_running() or not refresh_due(trainer, every, labels_now(rt)):
             return None  # a retrain came first, and fitted these labels
-        champion = rt.champion
-        plan = await asyncio.to_thread(
-            read_refresh_plan, rt.store, rt.settings, rt.registry, champion
-        )
-        trainer.say_folder(plan.folder_problem, champion)
-        before, trainer.fitted_at = trainer.fitted_at, -plan.version
+        if trainer.fitted_at is None:  # a champion came meanwhile: its count first
+            trainer.again = True
+            return None
+        if plan is None or rt.champion is not champion or plan.resolved != labels_now(rt):
+            champion = rt.champion
+            plan = await _read_plan(rt, champion)
+            if rt.champion is not champion or trainer.fitted_at is None:
+                trainer.again = True  # a champion loaded during the read: its count first
+                return None
+        before, trainer.fitted_at = trainer.fitted_at, plan.resolved
+        trainer.refresh_versions.add(plan.version)  # the next refresh gets another
         model = champion.classifier if champion else None
         try:
             if trainer.worker is not None:
@@ -386,7 +435,7 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     if done.stop is not None:  # every fitted update counts for when to stop, adopted or not
         # at every label it was planned on (held-out audit answers too), as a retrain counts
         stopping.record(rt.store, done.stop, kind="refresh", version=done.version,
-                        n_train=-done.version)  # fmt: skip
+                        n_train=done.n_read)  # fmt: skip
     if rt.champion is not champion:
         logger.info("dropped a refresh: the champion changed while it fitted")
         return done
@@ -401,6 +450,7 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         classifier=done.classifier,
         created_at=rt.clock().isoformat(timespec="seconds"),
         n_train=done.n_train,
+        n_read=done.n_read,
     )
     # The queue re-ordered by the refreshed model: in the background in `hitl serve` (at a
     # million items the walk takes minutes, and the next refresh must not wait for it; the
@@ -414,14 +464,16 @@ def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
     """Serve ``champion`` now (a retrain promoted it, a rollback loaded it): no reload. The
     working model ends: the next refresh starts from this champion."""
     rt.champion = champion
-    _end_working(rt, champion)
+    _end_working(rt)
     ChampionHolder.of(rt).synced_for = champion.version if champion else None
 
 
-def _end_working(rt: Runtime, champion: Champion | None) -> None:
+def _end_working(rt: Runtime) -> None:
+    """The working model ends. The resolved items the new champion was trained at are read
+    at the next check (``refresh``): its ``n_train`` counts training rows, not those."""
     rt.working = None
     if isinstance(rt.trainer, Trainer):
-        rt.trainer.fitted_at = champion.n_train if champion else 0
+        rt.trainer.fitted_at = None
 
 
 def warm_scoring(rt: Runtime) -> None:
@@ -465,7 +517,7 @@ async def sync_champion(rt: Runtime) -> bool:
         else:
             champion = await loading
         rt.champion = champion
-        _end_working(rt, champion)
+        _end_working(rt)
         state.synced_for = version  # even if it fell back to an older file: not again
     logger.info("champion is now v%s", champion.version if champion else None)
     return True

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -604,7 +604,13 @@ def compute(
 class RefreshPlan:
     """A refresh of the working model: every label, less the audit answers given since the
     champion was trained (held out: the gate compares the refresh with the champion on
-    them). ``version`` is the working model's id, minus the number of labels read."""
+    them). ``version`` is the working model's id, minus the number of labels read; when an
+    earlier refresh of this server already had that id (as many labels, not the same ones:
+    a relabel, a label retired while others came), the next one below that none had, so each
+    fit has its own and the items the earlier one scored are scored again (the scorer tells
+    stored predictions apart by version alone). ``resolved`` is the count of resolved items
+    read with the labels (what HITL_REFRESH_EVERY counts: ``jobs.refresh``), and
+    ``since_champion`` how many of the labels came after the champion's newest one."""
 
     version: int
     texts: list[str]
@@ -619,6 +625,9 @@ class RefreshPlan:
     # Why the models folder could not be read (moved or deleted under the server), if so:
     # the refresh goes on from the champion in memory, and the trainer says it once.
     folder_problem: str | None = None
+    resolved: int = 0
+    since_champion: int = 0
+    n_read: int = 0  # the labels read: held out or trained on (-version unless taken)
 
 
 @dataclass
@@ -630,6 +639,7 @@ class Refreshed:
     base: int | None
     n_train: int
     classifier: TextClassifier | None = None
+    n_read: int = 0  # the labels its plan read (trained on or held out)
     reason: str = ""
     held: int = 0
     correct: int = 0
@@ -655,22 +665,37 @@ class Refreshed:
 
 
 def begin_refresh(
-    store: Store, settings: Settings, registry: ModelRegistry | None, champion: Champion | None
+    store: Store,
+    settings: Settings,
+    registry: ModelRegistry | None,
+    champion: Champion | None,
+    *,
+    taken: Collection[int] = (),
 ) -> RefreshPlan:
     """Read the labels for a refresh (on the caller's thread: the connection is its own).
     With a champion, the audit answers resolved after its training are held out. A refresh
     needs no model file (it refits in memory): a models folder moved or deleted under the
-    server does not stop it (``trained_until``)."""
+    server does not stop it (``trained_until``). ``taken``: the versions of the refreshes
+    fitted before (the new one gets another: ``RefreshPlan.version``)."""
+    resolved = int(store.count_items().get("resolved", 0))  # with the labels, as they were
     rows = quality.training_rows(store, settings)
     held: set[str] = set()
     problem = None
+    since_champion = len(rows)
     if champion is not None:
         since, problem = trained_until(registry, champion)
         held = store.audit_answered_since(since)
+        if since:  # the labels resolved after its newest one (relabelled ones too)
+            since_champion = sum(r[3] > since for r in rows)
+        else:  # not known (a model from before the watermark): the labels it lacks in number
+            since_champion = max(len(rows) - champion.n_train, 0)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
+    version = -len(rows)
+    while version in taken:
+        version -= 1
     return RefreshPlan(
-        version=-len(rows),
+        version=version,
         texts=[r[1] for r in train],
         labels=[r[2] for r in train],
         held_texts=[r[1] for r in kept],
@@ -681,6 +706,9 @@ def begin_refresh(
         stop=stopping.read_stop_plan(store, refresh_labels=len(rows)),
         uniform=store.drawn_uniformly(r[0] for r in train),
         folder_problem=problem,
+        resolved=resolved,
+        since_champion=since_champion,
+        n_read=len(rows),
     )
 
 
@@ -703,7 +731,9 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
     from model.classifier import DEFAULT_PIPELINE, TextClassifier  # the fit worker's
 
     started = time.perf_counter()
-    out = Refreshed(plan.version, plan.base, len(plan.labels), held=len(plan.held_labels))
+    out = Refreshed(
+        plan.version, plan.base, len(plan.labels), held=len(plan.held_labels), n_read=plan.n_read
+    )
     try:
         classifier = TextClassifier(plan.pipeline or DEFAULT_PIPELINE).fit(
             plan.texts, plan.labels, label_set=plan.label_set

@@ -159,7 +159,7 @@ def model_line(rt: Runtime) -> str:
         # those, the audit answers given since the champion was trained are held out of its
         # fit to gate it (``Refreshed.n_train`` is the rest). Not "today's": the champion may
         # be many rejected retrains old.
-        read = -working.version
+        read = working.n_read or -working.version  # its name's count, unless that was taken
         held = read - working.n_train
         gate = (
             f", {held:,} of them audit answers held out to check it against v{champion.version}"
@@ -172,7 +172,8 @@ def model_line(rt: Runtime) -> str:
             if champion
             else f"no champion yet; the first model, on {read:,} labels"
         )
-        return f"r{read} asks and answers ({what}; the working model until the next retrain)"
+        name = f"r{-working.version}"
+        return f"{name} asks and answers ({what}; the working model until the next retrain)"
     if champion is None:
         return "no model yet: answers train the first one"
     return f"v{champion.version}, trained on {champion.n_train:,} labels; it asks and answers"
