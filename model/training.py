@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,9 +133,12 @@ def gold_check(
     champion: TextClassifier,
     texts: Sequence[str],
     labels: Sequence[str],
+    champion_names: Mapping[str, str] | None = None,
 ) -> GoldCheck | None:
     """Score both models on ``texts``/``labels`` (data neither trained on, whose labels the
-    new batch did not define), paired; None under ``MIN_GOLD`` questions."""
+    new batch did not define), paired; None under ``MIN_GOLD`` questions. ``champion_names``
+    maps a label the champion was trained under to its name in ``labels`` (the label set was
+    changed since: a rename, a merge), so its answers are read as the names of now."""
     if len(texts) != len(labels):
         raise InvalidInputError(f"{len(texts)} gold texts but {len(labels)} labels")
     if len(labels) < MIN_GOLD:
@@ -145,7 +148,9 @@ def gold_check(
     truth = [str(v) for v in labels]
     answers = [str(p) for p in candidate.predict(list(texts))]
     new = [p == t for p, t in zip(answers, truth, strict=True)]
-    old = [p == t for p, t in zip(champion.predict(list(texts)), truth, strict=True)]
+    names = champion_names or {}
+    guesses = [names.get(str(p), str(p)) for p in champion.predict(list(texts))]
+    old = [p == t for p, t in zip(guesses, truth, strict=True)]
     only_old = sum(o and not c for c, o in zip(new, old, strict=True))
     only_new = sum(c and not o for c, o in zip(new, old, strict=True))
     discordant = only_old + only_new
@@ -233,6 +238,7 @@ def decide(
     tolerance: float = DEFAULT_TOLERANCE,
     progress: Progress | None = None,
     gold: tuple[Sequence[str], Sequence[str]] | None = None,
+    champion_names: Mapping[str, str] | None = None,
 ) -> Decision:
     """Promote or reject ``candidate`` against ``champion``, on the same folds.
 
@@ -257,7 +263,8 @@ def decide(
     that error and scores it right. ``gold`` (texts, labels: questions whose answers are known
     and that neither model trained on) is data the batch did not define: with ``MIN_GOLD`` or
     more, both fitted models answer them, and a candidate worse than the champion on them
-    beyond chance (:func:`gold_check`) is rejected, whatever the folds say.
+    beyond chance (:func:`gold_check`) is rejected, whatever the folds say. ``champion_names``:
+    the champion's labels renamed since it was trained (see :func:`gold_check`).
     """
     if not candidate.is_trained or candidate.evaluation is None:
         return Decision(False, f"rejected: {candidate.reason or 'candidate was not trained'}")
@@ -277,7 +284,7 @@ def decide(
         )
     checked = None
     if gold is not None and candidate.classifier is not None:
-        checked = gold_check(candidate.classifier, champion, gold[0], gold[1])
+        checked = gold_check(candidate.classifier, champion, gold[0], gold[1], champion_names)
     on_gold = f"on the {checked.n:,} gold questions" if checked else ""
     try:
         champ_eval = _evaluate_champion(candidate, champion, champion_mask, progress)

@@ -172,6 +172,9 @@ class Plan:
     gold_texts: list[str] = field(default_factory=list)
     gold_labels: list[str] = field(default_factory=list)
     gold_ids: list[str] = field(default_factory=list)  # their items, for the report
+    # A label the champion was trained under -> its name now (a rename or merge since):
+    # its answers on the gold questions are read under the label set of now.
+    aliases: dict[str, str] = field(default_factory=dict)
     # When the training rows were read: gold made by then trained no model of this plan (the
     # next retrain's gold check asks this model only those: ``held_out_gold``).
     read_at: str = ""
@@ -363,6 +366,7 @@ def _plan(
         started=time.perf_counter(),
         keep_models=settings.keep_models,
         uniform=store.drawn_uniformly(r[0] for r in rows),
+        aliases=store.label_aliases(),
         next_version=max(known, default=0) + 1,
         gold_texts=gold_texts,
         gold_labels=gold_labels,
@@ -554,6 +558,7 @@ def compute(
         champion.classifier if champion else None,
         champion_mask=plan.champion_mask if champion else None,
         gold=(plan.gold_texts, plan.gold_labels) if plan.gold_texts else None,
+        champion_names=plan.aliases,
     )
     promote = decision.promote or plan.force
     reason = decision.reason
@@ -628,6 +633,9 @@ class RefreshPlan:
     resolved: int = 0
     since_champion: int = 0
     n_read: int = 0  # the labels read: held out or trained on (-version unless taken)
+    # A label the champion was trained under -> its name now (a rename or merge since): its
+    # answers on the held-out audits are read under the label set of now.
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -709,6 +717,7 @@ def begin_refresh(
         resolved=resolved,
         since_champion=since_champion,
         n_read=len(rows),
+        aliases=store.label_aliases(),
     )
 
 
@@ -754,7 +763,11 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
     if champion is not None:
         truth = plan.held_labels
         guesses = classifier.predict(plan.held_texts) if truth else []
-        before = champion.predict(plan.held_texts) if truth else []
+        before = (
+            [plan.aliases.get(str(g), str(g)) for g in champion.predict(plan.held_texts)]
+            if truth
+            else []
+        )
         out.correct = sum(g == t for g, t in zip(guesses, truth, strict=True))
         out.champion_correct = sum(g == t for g, t in zip(before, truth, strict=True))
     out.seconds = time.perf_counter() - started
