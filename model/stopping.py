@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from model.selection import text_key
+
 STOP_SET_SIZE = 2_000
 SETTLE_SPAN = 100  # labels between the two models compared
 SETTLE_CHANGE = 0.02  # settled: at most this share of the stop set predicted otherwise
@@ -379,8 +381,15 @@ def curve_points(
     ``uniform`` marks the labels of items drawn uniformly from the pool (cold start, audits):
     given, each split tests on half of those (at least ``MIN_UNIFORM`` of them, else no
     curve) and trains on the rest, so the scores estimate accuracy on items like the pool's
-    rather than on the uncertain ones the bot chose."""
-    from sklearn.model_selection import ShuffleSplit, learning_curve
+    rather than on the uncertain ones the bot chose.
+
+    A text and its repeats (``model.selection.text_key``, the key the cross-validation folds
+    group by) are on one side of a split: scored on texts its training part holds, the curve
+    climbed with memory alone (to 100 % on labels unrelated to the texts, each given four
+    times) and the forecast promised gains no new text sees. Without repeats the splits are
+    those of before (``ShuffleSplit``; grouped: ``GroupShuffleSplit``, ``test_size`` of the
+    texts), and ``n_test`` is the fewest labels a split tests on."""
+    from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, learning_curve
 
     from model.classifier import fit_threads, prepare_texts
 
@@ -392,17 +401,25 @@ def curve_points(
         keep = np.sort(rng.choice(len(keep), max_labels, replace=False))
     x = np.array(prepare_texts([texts[i] for i in keep]), dtype=object)  # cut as a fit cuts them
     y = np.array([labels[i] for i in keep], dtype=object)
-    splits: object = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
-    n_test = math.ceil(test_size * len(keep))  # ShuffleSplit's count
+    _, group = np.unique([text_key(texts[i]) for i in keep], return_inverse=True)
+    repeats = len(set(group.tolist())) < len(keep)
+    splits: list[tuple[np.ndarray, np.ndarray]]
     if uniform is not None:
         drawn = np.flatnonzero(np.asarray(uniform, dtype=bool)[keep])
         if len(drawn) < 2 * MIN_UNIFORM:
             return CurvePoints([], [])
-        splits = []
-        n_test = len(drawn) // 2
-        for _ in range(n_splits):
-            test = np.sort(rng.permutation(drawn)[: len(drawn) // 2])
-            splits.append((np.setdiff1d(np.arange(len(keep)), test), test))
+        splits = [_half_of(drawn, group, rng) for _ in range(n_splits)]
+    elif repeats:
+        grouped = GroupShuffleSplit(
+            n_splits=n_splits, test_size=test_size, random_state=random_state
+        )
+        splits = list(grouped.split(x, y, groups=group))
+    else:
+        plain = ShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
+        splits = list(plain.split(x, y))
+    if any(len(train) == 0 or len(test) == 0 for train, test in splits):
+        return CurvePoints([], [])  # one text (and its repeats) only: nothing to split
+    n_test = min(len(test) for _, test in splits)
     # its fits run with the fits' BLAS threads, as the product's own fits do (fit_pipeline)
     with warnings.catch_warnings(), fit_threads():
         warnings.simplefilter("ignore")  # a subset with one class fails: error_score=nan
@@ -425,6 +442,24 @@ def curve_points(
                 out_sizes.append(int(count))
                 out_scores.append(float(score))
     return CurvePoints(out_sizes, out_scores, n_test)
+
+
+def _half_of(
+    drawn: np.ndarray, group: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split testing on about half of ``drawn`` (positions of uniformly drawn labels): their
+    texts (``group``) in a random order, taken until half of the drawn labels are in, with
+    every repeat of a taken text out of the training part. Without repeats, the split of
+    before (the same draw of ``rng``: the first half of a permutation of ``drawn``)."""
+    first: dict[int, int] = {}  # a text's first drawn position stands for the text
+    for position in drawn.tolist():
+        first.setdefault(int(group[position]), position)
+    order = rng.permutation(np.fromiter(first.values(), dtype=np.intp, count=len(first)))
+    per_text = np.bincount(group[drawn], minlength=int(group.max()) + 1)
+    reached = np.cumsum(per_text[group[order]])  # drawn labels in the first texts of ``order``
+    chosen = group[order[: int(np.searchsorted(reached, len(drawn) // 2)) + 1]]
+    out = np.isin(group, chosen)
+    return np.flatnonzero(~out), np.intersect1d(drawn, np.flatnonzero(out))
 
 
 @dataclass(frozen=True)

@@ -68,17 +68,21 @@ class Quality:
 
 
 def measure(store: Store, settings: Settings) -> Quality:
-    """Measure on ``store`` in this thread (reads every vote)."""
+    """Measure on ``store`` in this thread (reads every vote). Every answer counts under the
+    label set in force, agreement as gold accuracy: "bug" clicked before `hitl labels rename
+    bug defect` and "defect" after agree (the store resolved the item on them), and two labels
+    merged into one are one."""
     gold = store.gold_labels()
     if settings.votes <= 1 and not gold:
         return Quality(agreement=None, gold=[], n_gold=0)
     votes = list(store.iter_votes())
-    tally = Tally.from_votes(votes)
     weighted = settings.aggregation == "dawid_skene" and settings.votes > 1
     aliases = store.label_aliases()  # answers given before a rename count under the new name
     in_force = Tally.from_votes([(i, u, aliases.get(lb, lb)) for i, u, lb in votes])
     return Quality(
-        agreement=agreement(tally, min_shared=DEFAULT_MIN_SHARED) if settings.votes > 1 else None,
+        agreement=agreement(in_force, min_shared=DEFAULT_MIN_SHARED)
+        if settings.votes > 1
+        else None,
         gold=[g for g in gold_accuracy(in_force, _in_force(gold, aliases)) if g.n] if gold else [],
         n_gold=len(gold),
         estimates=estimate(store, votes, gold) if weighted else None,

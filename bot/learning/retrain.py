@@ -385,8 +385,12 @@ def held_out_gold(
     ``Store.gold_labels``: an item decided before and made gold after, as `hitl export` then
     `hitl import --gold` does, trained it, and it would answer from memory and hold every
     later candidate back; new gold counts at once); for the candidate, those whose text
-    (``text_key``) is not among its ``trained`` keys. Reads every gold item: off the event
-    loop, as the rest of ``begin``."""
+    (``text_key``) is not among its ``trained`` keys. The champion's memory counts by text
+    too (``champion_memory``): a gold item whose text it trained on under another id (the
+    reviewer's sheet imported without ids, after it) is left out, or the champion answers it
+    from memory and the candidate, which training keeps off gold texts, holds back every later
+    one. Reads every gold item (and, with gold made since the champion, every label): off the
+    event loop, as the rest of ``begin``."""
     gold = store.gold_labels(unseen_by=champion_made)
     if not gold:
         return [], [], []
@@ -399,7 +403,62 @@ def held_out_gold(
         if item in texts
     ]
     kept = [row for row in rows if row[2] not in retired and text_key(row[1]) not in trained]
+    if kept:
+        remembered = champion_memory(store, champion_made, {text_key(t) for _, t, _ in kept})
+        kept = [row for row in kept if text_key(row[1]) not in remembered]
     return [i for i, _, _ in kept], [t for _, t, _ in kept], [lb for _, _, lb in kept]
+
+
+def _moment(at: str | None) -> datetime | None:
+    """An ISO time of the store (milliseconds) or the registry (seconds) as an aware datetime,
+    so the two compare (None when unreadable)."""
+    try:
+        moment = datetime.fromisoformat(at) if at else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def champion_memory(store: Store, champion_made: str, keys: set[str]) -> set[str]:
+    """Of ``keys`` (gold questions' ``text_key``), those the champion whose training rows were
+    read at ``champion_made`` can have trained on under another id: the text of an item
+    labelled by then and not gold then (``Store.training_data``; or labelled then made gold
+    since: ``Store.gold_labels``), unless a gold item had that text by then (training left
+    its repeats out: ``quality.gold_repeats``; so a gold sheet read before the champion is
+    asked of it). When an item was made gold is its creation (``add_gold`` stores a new item
+    and its gold row at once; no Store method reads the gold row's own time): an item stored
+    earlier, not labelled by then, and marked gold since counts as gold by then, which can keep
+    a question the champion saw. Reads every label only when a question's text became gold
+    after the champion."""
+    made = _moment(champion_made)
+    if made is None or not keys:
+        return set()
+    every = store.gold_labels()
+    texts = store._texts_of(sorted(every))  # the Store's own read by ids (no public one)
+    # labelled by then and made gold since (``gold_labels(unseen_by=)`` leaves them out): that
+    # very item trained the champion, so it was not gold then whenever it was stored
+    trained_by_id = every.keys() - store.gold_labels(unseen_by=champion_made).keys()
+    late: set[str] = set()  # keys asked that became gold after the champion's read
+    early: set[str] = set()  # keys gold by then: their repeats did not train the champion
+    for item, text in texts.items():
+        found = store.get_item(item) if item not in trained_by_id else None
+        created = _moment(found["created_at"]) if found else None
+        key = text_key(text)
+        if created is not None and created <= made:
+            early.add(key)
+        elif key in keys:
+            late.add(key)
+    wanted = late - early
+    if not wanted:
+        return set()
+    seen = {
+        key for item in trained_by_id if item in texts and (key := text_key(texts[item])) in wanted
+    }
+    for _, text, _, resolved in store.training_data():
+        when = _moment(resolved)
+        if when is not None and when <= made and (key := text_key(text)) in wanted:
+            seen.add(key)
+    return seen
 
 
 GOLD_SHOWN = 5  # gold questions a rejection on gold names
