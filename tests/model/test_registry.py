@@ -4,6 +4,7 @@ import logging
 import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -485,3 +486,43 @@ def test_the_package_gives_every_name_it_lists_and_only_those():
         assert getattr(model, name) is getattr(importlib.import_module(model._WHERE[name]), name)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         model.nothing_here  # noqa: B018
+
+
+def test_a_model_saved_with_another_scikit_learn_is_said_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """After `pip install --upgrade scikit-learn`, loading the champion printed scikit-learn's
+    own InconsistentVersionWarning for every estimator (15 lines for one model, "might lead to
+    invalid results"), beside the registry's one line, and under PYTHONWARNINGS=error the
+    model was refused (outside install test). One line now, with what to do."""
+    import warnings
+
+    import sklearn
+
+    registry = ModelRegistry(tmp_path / "models")
+    meta = registry.save(
+        TextClassifier().fit(["a b", "c d", "a x", "c y"], ["p", "q", "p", "q"]), n_train=4
+    )
+    path = tmp_path / "models" / meta.model_file
+    with zipfile.ZipFile(path) as old:  # the archive as an older scikit-learn wrote it
+        members = {name: old.read(name) for name in old.namelist()}
+    members["schema.json"] = members["schema.json"].replace(
+        json.dumps(sklearn.__version__).encode(), b'"1.0.0"'
+    )
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+    record = tmp_path / "models" / f"v{meta.version}.json"
+    stored = json.loads(record.read_text())
+    stored.update(sklearn_version="1.0.0", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    record.write_text(json.dumps(stored))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as PYTHONWARNINGS=error: any warning would refuse it
+        with caplog.at_level(logging.WARNING, logger="model"):
+            loaded = ModelRegistry(tmp_path / "models").load(meta.version)
+    assert loaded.predict(["a b"]) == ["p"]
+    said = [r.getMessage() for r in caplog.records if "scikit-learn" in r.getMessage()]
+    assert said == [
+        f"model v1 was saved with scikit-learn 1.0.0, running {sklearn.__version__}; the next"
+        " retrain (`hitl retrain --force` now) saves one with this version"
+    ]
