@@ -453,12 +453,6 @@ def import_command(
             f"({summary.labeled:,} with labels), {count(summary.duplicates, 'duplicate')}"
             f"{told}, {summary.rejected:,} rejected{_deleted_before(summary.deleted_before)}"
         )
-    if summary.redacted:
-        kinds = ",".join(state.settings.redact)
-        click.echo(
-            f"{path.name}: personal data replaced in {count(summary.redacted, 'item')}"
-            f" (HITL_REDACT={kinds}) before they were stored"
-        )
         if summary.gold_left_out:  # an export's gold items, now plain labeled ones
             n = summary.gold_left_out
             if (fmt or path.suffix.lstrip(".").lower()) == "jsonl":  # the gold rows alone
@@ -477,6 +471,12 @@ def import_command(
                 f" other; {keep}",
                 err=True,
             )
+    if summary.redacted:
+        kinds = ",".join(state.settings.redact)
+        click.echo(
+            f"{path.name}: personal data replaced in {count(summary.redacted, 'item')}"
+            f" (HITL_REDACT={kinds}) before they were stored"
+        )
     if summary.read and summary.rejected == summary.read:  # a script must not take it as done
         if made:  # the database this import made holds nothing: a typo'd --db leaves no file
             for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):

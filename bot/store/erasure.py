@@ -117,7 +117,11 @@ class ErasureMixin:
                     done.models = [
                         r[0]
                         for r in conn.execute(
-                            "SELECT version FROM models WHERE created_at >= ? ORDER BY version",
+                            # to the second: a model's time has none finer, and one made in
+                            # the second its label was decided may have read it
+                            "SELECT version FROM models"
+                            " WHERE julianday(created_at) >= julianday(substr(?, 1, 19))"
+                            " ORDER BY version",
                             [first_label],
                         )
                     ]

@@ -417,3 +417,23 @@ def test_find_lists_a_persons_items_in_every_status_for_a_request(tmp_path: Path
     assert run(db, "delete", *ids, "--yes").stdout.startswith("Deleted 2 items")
     assert run(db, "find", "jane.doe@example.com").stderr == "0 items found.\n"
     assert run(db, "find", " ").stderr.endswith("give some text to look for\n")
+
+
+def test_a_model_made_in_the_second_its_label_was_decided_is_named(tmp_path: Path):
+    """A model's time has seconds, a label's milliseconds: compared as text, a model made in
+    the same second after the label ("…:12+00:00" < "…:12.345+00:00") was left out of the
+    models named (the full suite, fast enough, hit it)."""
+    with Store.open(tmp_path / "hitl.db", clock=lambda: "2026-12-05T06:40:12.345+00:00") as store:
+        store.add_items([Item("a", "card text", "billing")], "import")
+        store.db["models"].insert(
+            {
+                "version": 1,
+                "status": "champion",
+                "created_at": "2026-12-05T06:40:12+00:00",
+                "n_train": 1,
+                "label_set": "[]",
+                "path": "v1.skops",
+                "sha256": "0" * 64,
+            }
+        )
+        assert store.delete_items(["a"], user_id="dpo").models == [1]
