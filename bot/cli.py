@@ -1415,12 +1415,14 @@ def demo_command(
 from bot.cli_delete import delete_command  # noqa: E402 (a command of its own module)
 from bot.cli_find import find_command  # noqa: E402 (a command of its own module)
 from bot.cli_labels import labels_group  # noqa: E402 (a group of its own module, added here)
+from bot.cli_people import people_group  # noqa: E402 (a group of its own module, added here)
 from bot.cli_restore import restore_command  # noqa: E402 (a command of its own module)
 
 cli.add_command(labels_group)
 cli.add_command(restore_command)
 cli.add_command(delete_command)
 cli.add_command(find_command)
+cli.add_command(people_group)
 
 if _GUARDED and signal.getsignal(signal.SIGINT) is _stopped_while_starting:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the imports are done

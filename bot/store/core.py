@@ -37,6 +37,7 @@ from bot.store.labelset import LabelSetMixin
 from bot.store.lock import other_server
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.models import ModelsMixin
+from bot.store.people import PeopleMixin
 from bot.store.problems import database_problem
 from bot.store.producer import ProducerMixin
 from bot.store.quality import QualityMixin
@@ -95,6 +96,7 @@ class Store(
     GoldMixin,
     StoppingMixin,
     ErasureMixin,
+    PeopleMixin,
 ):
     """The slack-hitl database. Open with ``Store.open(path)``; close with ``close()``."""
 

@@ -698,4 +698,16 @@ def m031_delivery_receiver(db: Database) -> None:
     )
 
 
+@migrations(name="m032_anonymised_people")
+def m032_anonymised_people(db: Database) -> None:
+    # `hitl people anonymise` replaces a person's user id everywhere with a pseudonym
+    # (``former-1``): what stays is that it happened, under which pseudonym, by whom and when;
+    # never the id it replaced (``bot.store.people``).
+    db.execute(
+        "CREATE TABLE anonymised_people (id INTEGER PRIMARY KEY, pseudonym TEXT NOT NULL,"
+        " done_by TEXT NOT NULL, created_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX anonymised_people_pseudonym ON anonymised_people(pseudonym)")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
