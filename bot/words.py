@@ -3,6 +3,10 @@ CLI)."""
 
 from __future__ import annotations
 
+import re
+
+SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
+
 
 def count(n: int, word: str, plural: str | None = None) -> str:
     """``1 item``, ``2 items``, ``1,500 items``: a number and its noun, in the right number."""
@@ -14,3 +18,10 @@ def escape(text: str) -> str:
     text or a label cannot ping, link or mention anyone. ``reports.plain`` undoes it for a
     terminal."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def person(user: str) -> str:
+    """A Slack user ID as a mention; anyone else by name, escaped: ``cli:ana`` (from `hitl
+    labels`) as ``ana``, a pseudonym of `hitl people anonymise` (``former-1``) as itself, not a
+    mention Slack would draw broken."""
+    return f"<@{user}>" if SLACK_USER.fullmatch(user) else escape(user.removeprefix("cli:"))

@@ -28,7 +28,7 @@ import numpy as np
 
 from bot.config import Settings
 from bot.store import Store
-from bot.words import escape
+from bot.words import escape, person
 from model.aggregation import Aggregation, dawid_skene
 from model.agreement import (
     DEFAULT_MIN_SHARED,
@@ -226,7 +226,7 @@ def gold_section(gold: list[GoldAccuracy]) -> str:
     if not gold:
         return "*Accuracy on gold:* nobody has answered a gold question yet"
     ranked = sorted(gold, key=lambda g: (g.accuracy or 0.0, -g.n, g.annotator))
-    shown = [f"<@{g.annotator}> {gold_line(g)}" for g in ranked[:MAX_PEOPLE]]
+    shown = [f"{person(g.annotator)} {gold_line(g)}" for g in ranked[:MAX_PEOPLE]]
     more = f"\n…and {len(ranked) - MAX_PEOPLE} more" if len(ranked) > MAX_PEOPLE else ""
     return "*Accuracy on gold:*\n" + "\n".join(shown) + more
 
@@ -239,7 +239,7 @@ def estimates_section(found: Estimates | None) -> str:
         (a for a in found.aggregation.accuracy.items() if a[1] is not None),
         key=lambda a: (a[1], a[0]),
     )
-    shown = [f"<@{who}> {_share(acc)} ({found.n_votes.get(who, 0)} answers)"
+    shown = [f"{person(who)} {_share(acc)} ({found.n_votes.get(who, 0)} answers)"
              for who, acc in people[:MAX_PEOPLE]]  # fmt: skip
     more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
     seeded = f", {found.n_gold} of them gold" if found.n_gold else ""
@@ -282,7 +282,7 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     )
     if pairs:
         shown = [
-            f"<@{p.a}> & <@{p.b}>: κ {_number(p.kappa)} ({p.n_shared} items, "
+            f"{person(p.a)} & {person(p.b)}: κ {_number(p.kappa)} ({p.n_shared} items, "
             f"{_share(p.observed)} the same)"
             for p in pairs
         ]
@@ -298,7 +298,7 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     people = sorted((p for p in report.per_annotator if p.n), key=lambda p: (-p.n, p.annotator))
     if people:
         shown = [
-            f"<@{p.annotator}> {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
+            f"{person(p.annotator)} {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
             f"{_share(p.interval[0])}–{_share(p.interval[1])})"
             for p in people
         ]

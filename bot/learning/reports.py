@@ -23,7 +23,7 @@ from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
-from bot.words import count, escape
+from bot.words import count, escape, person
 from model import ModelError, ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def _answers_line(period: str, store: Store, since: str) -> str:
         return f"*Answers {period}:* 0"
     rows = store.labels_by_user(since)
     more = " and others" if len(rows) == 50 else ""
-    people = ", ".join(f"<@{u}> {labels_and_skips(n, s, ' + ')}" for u, n, s in rows)
+    people = ", ".join(f"{person(u)} {labels_and_skips(n, s, ' + ')}" for u, n, s in rows)
     return (
         f"*Answers {period}:* {labels + skips:,} ({labels_and_skips(labels, skips)}): "
         f"{people}{more}"

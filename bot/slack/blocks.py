@@ -40,7 +40,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.labelnames import label_key
-from bot.words import count, escape
+from bot.words import count, escape, person
 
 # -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
 LABEL_ACTION = re.compile(r"^hitl\.(q|m)\.label\.\d+$")
@@ -88,7 +88,6 @@ class Question:
 
 
 _USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
-SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
 
 
 def escape_but_people(text: str) -> str:
@@ -215,18 +214,13 @@ def _label(label: str) -> str:
     return f"*{escape(label)}*"
 
 
-def person(user: str) -> str:
-    """A Slack user ID as a mention; anyone else (``cli:ana``, from `hitl labels`) by name."""
-    return f"<@{user}>" if SLACK_USER.fullmatch(user) else escape(user.removeprefix("cli:"))
-
-
 def _mentions(users: Sequence[str], shown: int | None = None) -> str:
     """Mentions of ``users``; past the first ``shown`` of them, how many more there are."""
     if shown is None or len(users) <= shown:
-        return ", ".join(f"<@{escape(u)}>" for u in users)
+        return ", ".join(person(u) for u in users)
     if shown == 0:
         return f"{len(users)} people"
-    head = ", ".join(f"<@{escape(u)}>" for u in users[:shown])
+    head = ", ".join(person(u) for u in users[:shown])
     return f"{head} and {len(users) - shown} more"
 
 

@@ -36,7 +36,7 @@ from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import Redrawer
 from bot.slack.review import open_review
 from bot.store import DatabaseError, Store, database_problem
-from bot.words import count
+from bot.words import count, person
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,8 @@ def leaderboard_text(store: Store, week: str) -> str:
 
     def board(rows: list[tuple[str, int, int]]) -> str:
         return "\n".join(
-            f"{['🥇', '🥈', '🥉'][i] if i < 3 else f'{i + 1}.'} <@{user}> — {count(n, 'label')}"
-            + (f" ({count(s, 'skip')})" if s else "")
+            f"{['🥇', '🥈', '🥉'][i] if i < 3 else f'{i + 1}.'} {person(user)}"
+            f" — {count(n, 'label')}" + (f" ({count(s, 'skip')})" if s else "")
             for i, (user, n, s) in enumerate(rows)
         )
 

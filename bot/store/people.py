@@ -44,7 +44,7 @@ from sqlite_utils import Database
 from bot.errors import StoreError
 
 PREFIX = "former-"
-# A user id the bot draws as a Slack mention (``bot.slack.blocks.SLACK_USER``): a pseudonym
+# A user id the bot draws as a Slack mention (``bot.words.SLACK_USER``): a pseudonym
 # must never look like one, nor like a CLI user (``cli:ana``, from `hitl labels --by`).
 _SLACK_ID = re.compile(r"[UWB][A-Z0-9]+")
 # Safe in every place it goes: JSON strings, Slack mrkdwn, the terminal, a dedupe key.

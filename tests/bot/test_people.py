@@ -188,6 +188,7 @@ def test_a_person_who_left_is_anonymised_everywhere_and_keeps_their_labels(tmp_p
         shown = run(db, *args)
         assert shown.exit_code == 0, shown.output
         assert LEAVER not in shown.stdout and "former-1" in shown.stdout, args
+        assert "@former-1" not in shown.stdout, args  # a name, not a mention of no one
     # labels, votes, agreement, gold accuracy and Dawid–Skene: as they were, under the name
     assert measured(db) == before
     # the answer counts moved to the pseudonym, and still add up
@@ -312,4 +313,5 @@ async def test_a_running_server_redraws_the_questions_without_the_person(bot: Bo
     shown = json.dumps(bot.posted())
     assert LEAVER not in shown
     assert shown.count("former-1") == 2
+    assert "<@former-1>" not in shown  # Slack would draw a broken mention
     assert {tuple(bot.store.resolution(i)["annotators"]) for i in "ab"} == {("former-1", "U0ANA")}
