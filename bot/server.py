@@ -301,16 +301,18 @@ def init_app(
                     store.close()
                     held.close()
                     raise
-            tasks.append(asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"))
-            tasks.append(asyncio.create_task(redrawer.run(), name="hitl-redrawer"))
-            tasks.append(asyncio.create_task(scorer.run(), name="hitl-scorer"))
+            loops = [
+                asyncio.create_task(dispatcher.run(), name="hitl-dispatcher"),
+                asyncio.create_task(redrawer.run(), name="hitl-redrawer"),
+                asyncio.create_task(scorer.run(), name="hitl-scorer"),
+            ]
             scorer.wake()  # items a new strategy or a restart left unscored
             # The working model lived in memory only: the labels answered since the champion
             # was trained refit it now, not at the next click.
             trainer.wake()
-            tasks.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
+            loops.append(asyncio.create_task(run_deliveries(rt), name="hitl-webhooks"))
             if SERVER_LOCK in app:
-                tasks.append(eventloop.background(watch_lock(app[SERVER_LOCK]), "hitl-lock"))
+                loops.append(eventloop.background(watch_lock(app[SERVER_LOCK]), "hitl-lock"))
             scheduler = start_scheduler(rt)
             tasks.append(asyncio.create_task(catch_up(rt, rt.clock()), name="hitl-catch-up"))
             # The log goes back into the database file in a worker thread, never inside a
@@ -319,7 +321,9 @@ def init_app(
             # restore with cp) from its own writes (bot/store/core.py: FileWatch).
             checkpointer = Checkpointer(store.db, store.file_watch())
             checkpointer.take_over()
-            tasks.append(eventloop.background(checkpointer.keep_up(), "hitl-checkpoint"))
+            loops.append(eventloop.background(checkpointer.keep_up(), "hitl-checkpoint"))
+            for task in loops:
+                tasks.append(supervised(app, task))
         try:
             yield
         finally:
@@ -348,6 +352,7 @@ def init_app(
             store.close()
             held.close()  # another server may start on this database from here
 
+    app[STOPPED] = []
     app.cleanup_ctx.append(runtime_ctx)
     if not socket_mode:
         # In Socket Mode Slack never calls us over HTTP: no route, so nothing unsigned gets in.
@@ -355,6 +360,32 @@ def init_app(
     app.router.add_get("/healthz", healthz)
     routes.add_routes(app)  # /api/*, /metrics
     return app
+
+
+# The background loops that stopped (by name): each should run as long as the server, and
+# outlives its own failures; one that ends all the same is said, and /healthz answers 503.
+STOPPED = web.AppKey("stopped_loops", list[str])
+
+
+def supervised(app: web.Application, task: asyncio.Task) -> asyncio.Task:
+    """``task``, a loop that runs as long as the server: if it ends with an exception (one its
+    own handling missed), the log says so once, with the traceback, and /healthz names it
+    (``stopped``) until a restart. A bare task's exception was said by asyncio only when the
+    task was collected, if at all: a dead redrawer left the server answering 200."""
+
+    def ended(task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return  # stopped with the server, or nothing to do (webhooks off)
+        app[STOPPED].append(task.get_name())
+        logger.error(
+            "background task %s stopped: %s; restart the server (/healthz answers 503 until then)",
+            task.get_name(),
+            task.exception(),
+            exc_info=task.exception(),
+        )
+
+    task.add_done_callback(ended)
+    return task
 
 
 def signature_problem(verifier: SignatureVerifier, body: bytes, headers: Mapping) -> str | None:
@@ -503,7 +534,8 @@ async def healthz(request: web.Request) -> web.Response:
     finds out when it can store again. ``db_problem`` says why in one line, logged once while
     it lasts (not with a traceback per probe). ``scoring`` is ``out of memory`` while the
     scorer cannot run (``Scorer.out_of_memory``: no question is posted), with
-    ``scoring_problem`` the line the log said once: 503 too."""
+    ``scoring_problem`` the line the log said once: 503 too. ``stopped`` names the background
+    loops that ended (``supervised``; the log has why): 503 too."""
     rt = request.app[RUNTIME]
     problem: str | None = None
     db = "ok"
@@ -533,8 +565,9 @@ async def healthz(request: web.Request) -> web.Response:
     # Scoring ran out of memory (said once in the log by the scorer): no question is posted
     # until it works again, so a probe sees it as it sees a database that stores nothing.
     starved = getattr(rt.scorer, "out_of_memory", None)
+    stopped = request.app.get(STOPPED) or []  # background loops that died (said in the log)
     body = {
-        "ok": db == "ok" and scheduler is not False and starved is None,
+        "ok": db == "ok" and scheduler is not False and starved is None and not stopped,
         "db": db,
         # the log has the whole line; anyone may ask /healthz: no folders of the server's
         **({"db_problem": without_folders(problem, rt.settings.db)} if problem else {}),
@@ -542,6 +575,7 @@ async def healthz(request: web.Request) -> web.Response:
         "scheduler": scheduler,
         "scoring": "ok" if starved is None else "out of memory",
         **({"scoring_problem": without_folders(starved, rt.settings.db)} if starved else {}),
+        **({"stopped": sorted(stopped)} if stopped else {}),
     }
     return web.json_response(body, status=200 if body["ok"] else 503)
 

@@ -49,10 +49,15 @@ class Intake:
                     )
             except Exception as exc:  # noqa: BLE001 - each request answers it in its own way
                 for _, done in batch:
-                    done.set_exception(exc)
+                    if not done.done():  # a request cancelled meanwhile wants no answer
+                        done.set_exception(exc)
             else:
+                # A request cancelled meanwhile (its future with it) wants no answer: setting
+                # one raised InvalidStateError, which ended this task and left the rest of the
+                # batch, stored, unanswered for ever.
                 for items, done in batch:
-                    done.set_result({it.id for it in items} & created)
+                    if not done.done():
+                        done.set_result({it.id for it in items} & created)
             await asyncio.sleep(0)  # the requests woken here run before the next commit
 
 

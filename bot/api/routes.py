@@ -652,6 +652,8 @@ async def delete_item(request: web.Request) -> web.Response:
     wake = getattr(rt.redrawer, "wake", None)
     if done.messages and wake is not None:
         wake()  # its questions are deleted from Slack
+    if done.messages:
+        rt.wake_dispatcher()  # an open question's place is free: the next one goes now
     logger.info("deleted item %s (API): %d Slack message(s) to delete", item_id, done.messages)
     return web.json_response(
         {

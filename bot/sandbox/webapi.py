@@ -20,6 +20,7 @@ reach into the same state and faults; kept together, it reads as Slack's method 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import hashlib
@@ -514,12 +515,23 @@ class FakeSlack:
 
     def _conversations_history(self, params: Params) -> Reply:
         """Newest first; ``oldest``/``latest`` bound the ts; metadata only when asked for.
-        Needs the history scope of the channel's type (`groups:history` for a private one)."""
+        Needs the history scope of the channel's type (`groups:history` for a private one),
+        and, as for a bot token, to be in the channel (``not_in_channel``). A page that is
+        not the last has ``response_metadata.next_cursor``, which ``cursor`` takes to read
+        the next (older) one, as Slack's does."""
         channel = self._visible_channel(params.get("channel"))
         kind = "im" if channel["is_im"] else "group" if channel["is_private"] else "channel"
         self._require_scope(HISTORY_SCOPES[kind])
+        if not channel["is_member"] and not channel["is_im"]:
+            raise SlackError("not_in_channel")
         oldest = float(params.get("oldest") or 0)
         latest = float(params.get("latest") or "inf")
+        if params.get("cursor"):
+            try:
+                cursor = base64.b64decode(str(params["cursor"])).decode()
+                latest = min(latest, float(cursor.removeprefix("next_ts:")))
+            except ValueError:
+                raise SlackError("invalid_cursor") from None
         limit = max(1, min(int(params.get("limit") or 100), 999))
         with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         found = []
@@ -531,7 +543,11 @@ class FakeSlack:
                 if not with_metadata:
                     shown.pop("metadata", None)
                 found.append(shown)
-        return {"messages": found[:limit], "has_more": len(found) > limit}
+        reply: Reply = {"messages": found[:limit], "has_more": len(found) > limit}
+        if len(found) > limit:  # the next page starts at the first message left out
+            cursor = base64.b64encode(f"next_ts:{found[limit]['ts']}".encode()).decode()
+            reply["response_metadata"] = {"next_cursor": cursor}
+        return reply
 
     def _conversations_open(self, params: Params) -> Reply:
         """The bot's direct messages with one person (``users``); needs ``im:write``."""

@@ -360,6 +360,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 replace_original=True,
             )
             await Redrawer.of(rt).soon()
+            rt.wake_dispatcher()  # the item is back in the queue: it may be asked now
         elif undone.refused == "changed":  # an admin's decision is not the clicker's to erase
             who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
             did = "confirmed the label" if undone.kept else "changed the label to"

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_BASE = 1.0  # seconds before the second attempt to reach Slack at start
 MAX_BACKOFF = 60.0  # seconds between two attempts to reach Slack, at most
+MAX_DOUBLINGS = 32  # past this the cap holds for any base; more would overflow a float
 
 
 def channel_settings(settings: Settings) -> list[tuple[str, str]]:
@@ -75,7 +76,10 @@ def describe(exc: BaseException) -> str:
 
 
 def backoff(attempt: int, base: float = RETRY_BASE) -> float:
-    return min(base * 2**attempt, MAX_BACKOFF)
+    """``base`` doubled ``attempt`` times, at most MAX_BACKOFF. The exponent is capped: after
+    1,024 attempts (17 hours of Slack unreachable at start) ``2**attempt`` times a float
+    raised OverflowError, and `hitl serve` stopped with a traceback instead of trying on."""
+    return min(base * 2 ** min(attempt, MAX_DOUBLINGS), MAX_BACKOFF)
 
 
 async def retry_until_answered(

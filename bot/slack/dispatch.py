@@ -71,6 +71,9 @@ PERMANENT = {
 ITEM_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long"}
 MAX_ITEM_FAILURES = 3
 MAX_BACKOFF = 300.0
+# A backoff doubles at most this many times (then MAX_BACKOFF holds for any base): the failures
+# in a row are not capped, and 2 ** 1024 times a float overflowed (85 hours of failures).
+MAX_DOUBLINGS = 32
 BROKEN_RETRY = 900  # seconds before a channel that failed permanently is tried again
 IDLE_TICK = 30.0
 SAID_AGAIN = 600  # seconds: a lasting database problem is said again after this
@@ -79,6 +82,8 @@ EXPIRE_BATCH = 50  # questions taken back as expired per round, at most (HITL_QU
 UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again this often
 GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
+HISTORY_PAGE = 200  # messages per conversations.history call when looking for lost posts
+HISTORY_PAGES = 20  # pages read at most in one look (4,000 messages since the lost post)
 # Errors Slack answers when the call may have done its work all the same.
 MAYBE_DONE = {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
 
@@ -98,6 +103,20 @@ class ChannelState:
     adopted: set[str] = field(default_factory=set)  # of those, found posted after all
     missing_scope: str | None = None  # the scope reading its history needs and lacks
     history_retry_at: float = 0.0  # loop time before which the history is not read again
+    # The newest ts Slack gave a post here (returned, or found): a lost post made after it
+    # has a later one, so the history is read from there (``oldest``), not from the top.
+    last_ts: str | None = None
+    floors: dict[str, str | None] = field(default_factory=dict)  # unsure item -> its last_ts
+    retry_said: str | None = None  # the stop "trying again" was said for (once while it lasts)
+
+
+class JoinFailed(Exception):
+    """``conversations.join`` failed before a post (the bot was not in the channel): nothing
+    was posted. ``cause`` is what the call raised."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -199,7 +218,7 @@ class Dispatcher:
         MAX_BACKOFF, rather than each round (every wake: clicks, items) sending the model at
         full cost again. The round after the wait tries again; the scorer says when it works."""
         self.scoring_failures += 1
-        delay = min(IDLE_TICK * 2 ** (self.scoring_failures - 1), MAX_BACKOFF)
+        delay = min(IDLE_TICK * 2 ** min(self.scoring_failures - 1, MAX_DOUBLINGS), MAX_BACKOFF)
         self.scoring_retry_at = asyncio.get_running_loop().time() + delay
         for channel in self.question_channels():
             state = self.channel_state(channel)
@@ -249,7 +268,11 @@ class Dispatcher:
             if attempt["channel"] not in channels:  # no longer asked in: post it where it goes
                 self.rt.store.end_post_attempt(attempt["item_id"])
                 continue
-            self.channel_state(attempt["channel"]).unsure.add(attempt["item_id"])
+            state = self.channel_state(attempt["channel"])
+            state.unsure.add(attempt["item_id"])
+            state.floors[attempt["item_id"]] = self._recorded_floor(
+                attempt["channel"], attempt["attempted_at"]
+            )
             logger.info(
                 "item %s was being posted to %s when the server stopped; looking for it in the"
                 " channel before posting it again",
@@ -380,8 +403,11 @@ class Dispatcher:
             room = rt.settings.max_open - open_counts.get(channel, 0)
             if room <= 0 or loop.time() < state.next_attempt:
                 continue
-            if state.broken:
+            if state.broken and state.retry_said != state.broken:
+                # once while it lasts: with no item routed here no post pushes the retry on,
+                # and every round (each click, each API item) said it again
                 logger.info("trying %s again after %s", channel, state.broken)
+                state.retry_said = state.broken
 
             def routed_here(
                 it: dict[str, Any], channel: str = channel, held: set[str] = held
@@ -474,12 +500,18 @@ class Dispatcher:
         # posts next looks for the message first.
         if not rt.store.begin_post_attempt(item["id"], channel, reason, *shown):
             return None  # deleted (`hitl delete`) since the round read it: not posted
+        floor = self._floor(channel)  # before the call: the lost post would come after it
         try:
             response = await self._post_message(channel, question)
+        except JoinFailed as failed:
+            # nothing was posted (the join came first): the item is not unsure, and the next
+            # round joins again (``_post_message``)
+            rt.store.end_post_attempt(item["id"])
+            return self._join_failed(channel, failed.cause)
         except SlackApiError as exc:
             error = slack_said(exc) or "unknown_error"
             if exc.response.status_code >= 500 or error in MAYBE_DONE:
-                state.unsure.add(item["id"])  # Slack may have posted it anyway
+                self._unsure(channel, item["id"], floor)  # Slack may have posted it anyway
             else:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
             if error in SLACK_TOKEN_REFUSED:
@@ -501,11 +533,61 @@ class Dispatcher:
                 self._back_off(channel, error)
             return False
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            state.unsure.add(item["id"])  # no answer: the message may exist all the same
+            self._unsure(channel, item["id"], floor)  # no answer: it may exist all the same
             self._back_off(channel, type(exc).__name__)
             return False
         self._posted(channel, item["id"], response["ts"], reason, shown)
         return True
+
+    def _unsure(self, channel: str, item_id: str, floor: str | None) -> None:
+        """``item_id``'s post got no clear answer: it is looked for in the channel's history,
+        from ``floor`` (the newest ts Slack gave a post here before this one) on."""
+        state = self.channel_state(channel)
+        state.unsure.add(item_id)
+        state.floors[item_id] = floor
+
+    def _floor(self, channel: str) -> str | None:
+        """The newest ts Slack gave a post in ``channel`` so far (None: none known): a post
+        made from now on has a later one."""
+        state = self.channel_state(channel)
+        if state.last_ts is None:  # none since the start: the open questions' posts
+            state.last_ts = self._recorded_floor(channel, None)
+        return state.last_ts
+
+    def _recorded_floor(self, channel: str, before: str | None) -> str | None:
+        """The newest ts of the open questions in ``channel`` recorded before ``before`` (the
+        database's time of a post attempt; None: any), or None."""
+        stamps = [
+            post["ts"]
+            for post in self.rt.store.open_posts()
+            if post["channel"] == channel and (before is None or post["posted_at"] < before)
+        ]
+        return max(stamps, key=float, default=None)
+
+    def _join_failed(self, channel: str, exc: Exception) -> bool:
+        """The bot is not in ``channel`` and joining it failed: said like a post that failed,
+        and tried again (joined) once the channel's backoff ends. Returns False."""
+        if not isinstance(exc, SlackApiError):
+            self._back_off(channel, f"conversations.join: {type(exc).__name__}")
+            return False
+        error = slack_said(exc) or "unknown_error"
+        if error in SLACK_TOKEN_REFUSED:
+            self._token_refused(channel, error)
+        elif error in PERMANENT or error == "method_not_supported_for_channel_type":
+            why = f"the bot is not in the channel and cannot join it (Slack said {error})"
+            if error == "missing_scope":
+                needed = slack_said(exc, "needed") or "channels:join"
+                error, why = f"missing_scope {needed}", scope_fix(needed)
+            self._stop_posting(channel, error, f"{why}; invite it with /invite @hitl", BROKEN_RETRY)
+        elif exc.response.status_code == 429:
+            state = self.channel_state(channel)
+            retry_after = _retry_after(exc)
+            state.next_attempt = asyncio.get_running_loop().time() + retry_after
+            state.last_error = "ratelimited"
+            logger.warning("rate limited in %s; waiting %.0f s", channel, retry_after)
+        else:
+            self._back_off(channel, f"conversations.join: {error}")
+        return False
 
     def _settled(self, attempted_at: str) -> bool:
         """Whether ``post_settle`` seconds have passed since a post made at ``attempted_at``."""
@@ -533,7 +615,11 @@ class Dispatcher:
         state.failures = 0
         state.last_error = None
         state.broken = None
+        state.retry_said = None
+        if state.last_ts is None or float(ts) > float(state.last_ts):
+            state.last_ts = ts
         state.unsure.discard(item_id)
+        state.floors.pop(item_id, None)
         self.item_failures.pop(item_id, None)
         try:
             # a message found in the history was drawn in an earlier round, under a label set
@@ -572,12 +658,23 @@ class Dispatcher:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
         posted twice. What is not found once ``post_settle`` seconds have passed since its
-        post is posted again as usual; until then it is looked for again."""
+        post is posted again as usual; until then it is looked for again.
+
+        The history is read from the newest post Slack had given a ts here before the lost
+        ones (``oldest``: they came after it), page after page (at most HISTORY_PAGES), until
+        they are all found: one page of the newest 200 missed a lost post that 200 newer
+        messages had pushed out of it, and the item was posted twice. A channel the bot is no
+        longer in (Slack says ``not_in_channel``) is joined, then read."""
         state = self.channel_state(channel)
         try:
-            history = await self.rt.client.conversations_history(
-                channel=channel, limit=200, include_all_metadata=True
-            )
+            try:
+                messages = await self._history(channel)
+            except SlackApiError as exc:
+                if slack_said(exc) != "not_in_channel":
+                    raise
+                logger.warning("not in %s; joining it to look for a lost post", channel)
+                await self.rt.client.conversations_join(channel=channel)
+                messages = await self._history(channel)
         except SlackApiError as exc:
             error = slack_said(exc) or "unknown_error"
             if error == "missing_scope":
@@ -593,7 +690,7 @@ class Dispatcher:
         state.history_retry_at = 0.0
         state.adopted = set()
         attempts = {a["item_id"]: a for a in self.rt.store.post_attempts()}
-        for message in history.get("messages", []):
+        for message in messages:
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             item_id = payload.get("item_id")
             if item_id in state.unsure:
@@ -613,11 +710,50 @@ class Dispatcher:
                 continue  # a slow Slack may still store it: look again later
             self.rt.store.end_post_attempt(item_id)
             state.unsure.discard(item_id)
+            state.floors.pop(item_id, None)
         if state.unsure:  # look again soon
             state.history_retry_at = asyncio.get_running_loop().time() + min(self.post_settle, 10.0)
         if state.adopted and isinstance(self.rt.redrawer, Redrawer):
             await self.rt.redrawer.soon()  # a message answered before it was found shows so
         return True
+
+    async def _history(self, channel: str) -> list[dict[str, Any]]:
+        """The messages of ``channel`` since the newest post made before its lost posts (all
+        of them when no post here was known before them), newest first, with their
+        metadata: page after page, until every lost post is found or the pages end (at most
+        HISTORY_PAGES; beyond them, what was not found counts as not posted: logged)."""
+        state = self.channel_state(channel)
+        floors = [state.floors.get(item_id) for item_id in state.unsure]
+        oldest = None if None in floors else min(floors, key=lambda ts: float(ts or 0))
+        bounds = {"oldest": oldest} if oldest else {}
+        messages: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            page = await self.rt.client.conversations_history(
+                channel=channel,
+                limit=HISTORY_PAGE,
+                include_all_metadata=True,
+                **bounds,
+                **({"cursor": cursor} if cursor else {}),
+            )
+            messages += page.get("messages") or []
+            found = {
+                ((m.get("metadata") or {}).get("event_payload") or {}).get("item_id")
+                for m in messages
+            }
+            if state.unsure <= found:
+                return messages
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not page.get("has_more") or not cursor:
+                return messages
+        logger.warning(
+            "looked for %d lost post(s) in the last %d messages of %s without finding them;"
+            " older ones are not read, and they count as not posted",
+            len(state.unsure - found),
+            len(messages),
+            channel,
+        )
+        return messages
 
     def _lacks_history_scope(self, channel: str, needed: str | None) -> None:
         """The app may not read this channel's history: say which scope is missing, once, and
@@ -669,9 +805,13 @@ class Dispatcher:
         else:
             state.joined = False  # removed again later, it joins again
             return posted
-        state.joined = True
         logger.warning("not in %s; joining it", channel)
-        await rt.client.conversations_join(channel=channel)
+        try:
+            await rt.client.conversations_join(channel=channel)
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # not marked joined: a join that failed (a Slack blip) is tried again next time
+            raise JoinFailed(exc) from exc
+        state.joined = True  # joined: a post that still says not_in_channel does not loop
         posted = await rt.client.chat_postMessage(**kwargs)
         state.joined = False
         return posted
@@ -694,6 +834,7 @@ class Dispatcher:
         if state is None or state.broken != "is_archived":
             return
         state.broken = None
+        state.retry_said = None
         state.next_attempt = 0.0
         logger.warning("%s was unarchived; posting there again", channel)
         self.wake()
@@ -720,7 +861,7 @@ class Dispatcher:
         state = self.channel_state(channel)
         state.failures += 1
         state.last_error = error
-        delay = min(self.retry_base * 2 ** (state.failures - 1), MAX_BACKOFF)
+        delay = min(self.retry_base * 2 ** min(state.failures - 1, MAX_DOUBLINGS), MAX_BACKOFF)
         state.next_attempt = asyncio.get_running_loop().time() + delay
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
 

@@ -40,6 +40,7 @@ from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
+from bot.store import DatabaseError, database_problem
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ class Redrawer:
         self.seen_version: int | None = None  # the database's data_version at the last pass
         self.token_refused: str | None = None  # what Slack said of the bot token, until it works
         self.token_delay = 0.0  # seconds; the refused token's backoff
-        self.token_due = 0.0  # the clock before which no redraw is tried (a refused token)
+        # The clock before which no redraw is tried (a refused token); None once a pass has
+        # tried Slack after it (or nothing was left to try): a pass that fails for another
+        # reason, or finds nothing to redraw, must not leave a due time in the past for the
+        # background loop to wait on (it made every wait 0 s: a loop that spun).
+        self.token_due: float | None = None
         self.erase_error: str | None = None  # why the last chat.delete failed, until one works
         self.erase_delay = 0.0  # seconds; the erasures' backoff after a failure
         self.erase_due: float | None = None  # the clock before which no erasure is tried again
@@ -123,7 +128,8 @@ class Redrawer:
         now = self.clock()
         for waiting in self.backoff.values():
             waiting.due = now
-        self.token_due = now
+        if self.token_refused:
+            self.token_due = now
         self.wake()
 
     async def soon(self) -> None:
@@ -175,7 +181,7 @@ class Redrawer:
     def next_due(self) -> float | None:
         """The clock at which the next message backing off is due (None: none is)."""
         dues = [waiting.due for waiting in self.backoff.values()]
-        if self.token_refused:
+        if self.token_refused and self.token_due is not None:
             dues.append(self.token_due)
         if self.erase_due is not None:
             dues.append(self.erase_due)
@@ -183,14 +189,42 @@ class Redrawer:
 
     async def run(self) -> None:
         """Background task: redraw when woken, retry failures when their backoff ends, and
-        every ``idle_tick`` look for changes another connection (the CLI) committed."""
+        every ``idle_tick`` look for changes another connection (the CLI) committed.
+
+        It outlives any one failure, as the dispatcher's rounds do: a database that refuses a
+        write (another process holds its lock past the wait, a full disk) or a read (damage)
+        is said in one line, once while it lasts, and the loop looks again every
+        ``idle_tick`` (not sooner, whatever wakes it: the message drawn before the refused
+        write would be drawn again at each wake); anything else is logged with its traceback.
+        It ended the task for good: no retries, no redraws of the CLI's changes, no erasures
+        until a restart, and not a line in the log."""
+        said: str | None = None  # the database's problem last said (once while it lasts)
         while True:
             self.woken.clear()
-            due = self.next_due()
-            if (due is not None and due <= self.clock()) or (
-                self.seen_version != self.rt.store.data_version()
-            ):
-                await self.pending(due_only=True)
+            try:
+                due = self.next_due()
+                if (due is not None and due <= self.clock()) or (
+                    self.seen_version != self.rt.store.data_version()
+                ):
+                    await self.pending(due_only=True)
+            except DatabaseError as exc:  # a lock held by another process, a full disk, damage
+                problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
+                if problem != said:
+                    logger.error(
+                        "redraws wait: %s (said once while it lasts; tried again every %g s)",
+                        problem,
+                        self.idle_tick,
+                    )
+                said = problem
+                await self._after_failure()
+                continue
+            except Exception:  # noqa: BLE001 - the redrawer must outlive any one failure
+                logger.exception("redraw pass failed")
+                await self._after_failure()
+                continue
+            if said is not None:
+                logger.warning("redraws go on: the database answers again")
+                said = None
             due = self.next_due()
             timeout = self.idle_tick
             if due is not None:
@@ -198,6 +232,12 @@ class Redrawer:
             await wait_until_woken(self.woken, timeout)
             if self.woken.is_set():
                 self.seen_version = None  # woken: a pass whatever the version says
+
+    async def _after_failure(self) -> None:
+        """A pass failed: wait ``idle_tick`` (a due time left in the past would make every
+        wait 0 s), then make a pass whatever the database's version says."""
+        self.seen_version = None
+        await asyncio.sleep(self.idle_tick)
 
     def _failed(self, post: dict, error: str, new: dict[str, list[str]]) -> None:
         """Back ``post`` off; a first failure is said (gathered by error in ``new``)."""
@@ -222,10 +262,12 @@ class Redrawer:
         for post_id in [p for p in backoff if p not in behind]:
             del backoff[post_id]  # drawn or given up meanwhile (a restore, another pass)
         now = self.clock()
+        if due_only and self.token_refused and self.token_due is not None and self.token_due > now:
+            self.tried_failed = 0
+            return len(posts)  # the token's backoff holds every message back
+        # the token's wait is over: this pass tries Slack (a refusal sets a new one)
+        self.token_due = None
         if due_only:
-            if self.token_refused and self.token_due > now:
-                self.tried_failed = 0
-                return len(posts)  # the token's backoff holds every message back
             held = {post_id for post_id, waiting in backoff.items() if waiting.due > now}
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
             posts = [post for post in posts if post["id"] not in held]

@@ -108,7 +108,7 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
         or "opened by its id (`/hitl review ID`), not waiting in review"
     )
     votes = " · ".join(
-        f"{blocks.escape(label)}: {', '.join(f'<@{u}>' for u in users)}"
+        f"{blocks.escape(label)}: {', '.join(blocks.person(u) for u in users)}"
         for label, users in item.votes.items()
     )
     facts = [f"*Why:* {why}", f"*Votes:* {votes or 'none'}"]
@@ -289,4 +289,7 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
         return
     logger.info("review of item %s by %s: %s", item_id, user_id, choice.split(":")[0])
     await ack(response_action="update", view=next_view(rt, decided, skipped))
+    if choice != SKIP:
+        rt.labels_changed()  # a decision resolves the item: a refresh may be due, as after a click
+        rt.wake_dispatcher()  # an open question decided here frees its place: the next one goes
     await Redrawer.of(rt).soon()
