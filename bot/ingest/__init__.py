@@ -7,7 +7,14 @@ May import the core (``bot.store``, ``bot.errors``). Never the edges (``bot.slac
 ``bot.api``, ``bot.learning``) nor what composes them (checked by tests/test_layout.py).
 """
 
-from bot.ingest.load import IMPORT_BATCH, ImportSummary, import_rows, rows_of_file, with_stored_ids
+from bot.ingest.load import (
+    IMPORT_BATCH,
+    ImportSummary,
+    deleted_items_among,
+    import_rows,
+    rows_of_file,
+    with_stored_ids,
+)
 from bot.ingest.readers import (
     FORMATS,
     MAX_TEXT_CHARS,
@@ -31,6 +38,7 @@ __all__ = [
     "Row",
     "RowError",
     "Vote",
+    "deleted_items_among",
     "detect_format",
     "formula_guarded",
     "id_problem",

@@ -7,13 +7,14 @@ The CLI (`hitl import`) only shows what this reports: each rejected row through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.errors import StoreError
 from bot.ingest.readers import (
@@ -113,7 +114,8 @@ def import_rows(
     redact: tuple[str, ...] = (),
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
-    ``on_error`` gets the message of each rejected row as it is met, ``on_unapplied`` one
+    ``on_error`` gets the message of each rejected row, in line order (a batch's once it is
+    stored: a row is rejected there for its id stored with another text), ``on_unapplied`` one
     for each duplicate row whose label was not applied (its item is stored without a label,
     or with another one), with the command that applies it. With ``gold``, the rows are gold
     (``Store.add_gold``): each needs a label; an id already stored is marked gold.
@@ -129,8 +131,9 @@ def import_rows(
     label set stored by `hitl labels` (which wins over it), a row whose label is outside the set
     in force is refused, as `hitl labels set` refuses such a label: training would learn it.
     With neither, the labels are open and the imported ones make the set, one spelling each: a
-    row whose label differs only in case from one stored, or from one an earlier row gave, is
-    refused (as `hitl labels add` refuses such a label), naming the spelling to write.
+    row whose label differs only in case from one stored, or from one an earlier row of the
+    file stored, is refused (as `hitl labels add` refuses such a label), naming the spelling to
+    write; a row rejected for another reason fixes no spelling.
 
     An unexpected error ends the run as failed (the batches committed before it stay) and is
     raised again; a database's (a full disk, a lock held too long) as a ``StoreError`` in one
@@ -158,47 +161,51 @@ def import_rows(
     gold_lines: dict[str, tuple[str, int]] = {}
     firsts = _FirstLabels()  # without ``gold``: each id's first label in this file, and its line
 
+    # Rows rejected and not yet told: told in line order once every row before them is decided
+    # (a row of the batch is decided when the batch is stored: its id may be stored with
+    # another text), at most ``batch_size`` held.
+    held: list[RowError] = []
+
     def reject(row: RowError) -> None:
         summary.rejected += 1
-        message = row.message(path)
-        on_error(message)
-        if len(summary.errors) < ERRORS_RECORDED:  # the run's record; the rest only counted
-            summary.errors.append(message)
+        held.append(row)
 
-    def flush() -> None:
-        if not batch:
-            return
-        last = batch[-1].line
-        batch[:] = with_stored_ids(store, batch)
-        if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
-            gone = store.deleted_among([row.id for row in batch])
-            summary.deleted_before += sum(row.id in gone for row in batch)
-            batch[:] = [row for row in batch if row.id not in gone]
-        if redactor:  # after the ids, which the text as it came made: a re-send finds its item
-            before = redactor.changed
-            for n, row in enumerate(batch):
-                text, meta = redactor.item(row.text, row.meta)
-                batch[n] = replace(row, text=text, meta=meta)
-            summary.redacted += redactor.changed - before
+    def tell() -> None:
+        held.sort(key=lambda row: row.line)
+        for row in held:
+            message = row.message(path)
+            on_error(message)
+            if len(summary.errors) < ERRORS_RECORDED:  # the run's record; the rest only counted
+                summary.errors.append(message)
+        held.clear()
+
+    def store_rows(rows: list[Row]) -> None:
+        """Store ``rows`` (in file order), in one transaction; settle the spellings they gave."""
+        if rows:
+            add(rows)
+        if spellings is not None:  # a spelling these rows gave is the label's once stored
+            spellings.settle(lambda ids: store.gold_labels() if gold else store.labels_of(ids))
+        stored.rows += len(rows)
+
+    def add(rows: list[Row]) -> None:
         if gold:
-            done = store.add_gold(batch)
+            done = store.add_gold(rows)
             summary.imported += done.added
             summary.labeled += done.added
             summary.marked_gold += done.marked
             summary.duplicates += done.unchanged
             for index in done.conflicts:
-                reject(RowError(batch[index].line, _conflict(batch[index])))
-                if gold_lines.get(batch[index].id, ("", 0))[1] == batch[index].line:
-                    del gold_lines[batch[index].id]  # not stored: a later row may have the id
+                reject(RowError(rows[index].line, _conflict(rows[index])))
+                unstored(rows[index])
         else:
-            result = store.add_items(batch, source="import")
+            result = store.add_items(rows, source="import")
             summary.imported += result.imported
             summary.labeled += result.labeled
             summary.duplicates += result.duplicates
             for index in result.conflicts:
-                reject(RowError(batch[index].line, _conflict(batch[index])))
+                reject(RowError(rows[index].line, _conflict(rows[index])))
             conflicting = set(result.conflicts)
-            kept = [row for index, row in enumerate(batch) if index not in conflicting]
+            kept = [row for index, row in enumerate(rows) if index not in conflicting]
             # A row whose label contradicts an earlier row's of the file was a duplicate (that
             # row's id is stored): refused instead, naming it (a text conflict comes first).
             kept, contradicting = firsts.split(kept)
@@ -212,10 +219,48 @@ def import_rows(
                     else:
                         summary.labels_differ += 1
                     on_unapplied(message)
+
+    def unstored(row: Row) -> None:
+        """With ``gold``: ``row`` was not stored, so a later row may give its id a gold label."""
+        if gold_lines.get(row.id, ("", 0))[1] == row.line:
+            del gold_lines[row.id]
+
+    def flush() -> None:
+        if not batch:
+            tell()
+            return
+        last = batch[-1].line
+        batch[:] = with_stored_ids(store, batch)
+        if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
+            batch[:] = _without_deleted(store, batch, summary)
+        if redactor:  # after the ids, which the text as it came made: a re-send finds its item
+            before = redactor.changed
+            for n, row in enumerate(batch):
+                text, meta = redactor.item(row.text, row.meta)
+                batch[n] = replace(row, text=text, meta=meta)
+            summary.redacted += redactor.changed - before
+        # With open labels, a label's spelling is the first one a stored row gives: a row whose
+        # label differs only in case from one given by an earlier row of this batch waits for
+        # the rows before it to be stored (a row rejected for its id gives no spelling).
+        segment: list[Row] = []
+        for row in batch:
+            twin = spellings.twin_of(row.label, row.id) if spellings and row.label else None
+            if twin is _UNSETTLED:
+                store_rows(segment)
+                segment = []
+                twin = spellings.twin_of(row.label, row.id) if spellings and row.label else None
+            if isinstance(twin, str):
+                reject(RowError(row.line, _twin(row.label or "", twin)))
+                if gold:
+                    unstored(row)
+                continue
+            segment.append(row)
+        store_rows(segment)
+        if not gold:
             logger.info("committed rows through line %d of %s", last, path.name)
-        stored.rows += len(batch)
         stored.through = last
         batch.clear()
+        tell()
 
     def details() -> dict[str, object]:
         return {**summary.counts(), "file": str(path), "errors": summary.errors[:ERRORS_RECORDED]}
@@ -231,15 +276,14 @@ def import_rows(
             if allowed is not None and isinstance(row, Row) and row.label is not None:
                 if row.label not in allowed:
                     row = RowError(row.line, _outside(row.label, in_force or [], successors))
-            elif spellings is not None and isinstance(row, Row) and row.label is not None:
-                if (twin := spellings.twin_of(row.label)) is not None:
-                    row = RowError(row.line, _twin(row.label, twin))
             if gold and isinstance(row, Row):
                 label, line = gold_lines.setdefault(row.id, (row.label or "", row.line))
                 if label != row.label:
                     row = RowError(row.line, _twice(row, label, line, gold=True))
             if isinstance(row, RowError):
                 reject(row)
+                if not batch or len(held) >= batch_size:  # every row before it is decided
+                    flush()
                 continue
             # an export's gold label, which only `--gold` imports (``Row.gold``), on an item
             # not gold here already (a re-import into the database it came from)
@@ -250,6 +294,8 @@ def import_rows(
                 flush()
         flush()
     except BaseException as exc:  # an interrupt too: the run must not stay "running"
+        with contextlib.suppress(Exception):  # the rows rejected before it, still to tell
+            tell()
         _fail_run(store, run_id, {**details(), "error": f"{type(exc).__name__}: {exc}"})
         if isinstance(exc, DatabaseError):
             problem = database_problem(store.path or "the database", exc)
@@ -291,6 +337,38 @@ def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
                 out[n] = replace(items[n], id=old)
                 break
     return out
+
+
+def _without_deleted(store: Store, rows: Sequence[Row], summary: ImportSummary) -> list[Row]:
+    """``rows`` without those whose item `hitl delete` deleted (``deleted_items_among``),
+    counted in ``summary``."""
+    gone = deleted_items_among(store, rows)
+    if not gone:
+        return list(rows)
+    summary.deleted_before += len(gone)
+    return [row for n, row in enumerate(rows) if n not in gone]
+
+
+def deleted_items_among(store: Store, items: Sequence[Any]) -> set[int]:
+    """Which of ``items`` (each with an ``id`` and a ``text``) `hitl delete` deleted, by their
+    place: by the item's id, and for one that came without an id (its id is its text's), by
+    each id an older version may have stored its text under (``legacy_item_ids``): deleting
+    such an item recorded that id, and ``with_stored_ids`` cannot find it any more, the item
+    being gone. One indexed read (in chunks)."""
+    olds = {
+        n: legacy
+        for n, item in enumerate(items)
+        if (legacy := legacy_item_ids(item.text)) and item.id == item_id_for_text(item.text)
+    }
+    asked = [item.id for item in items] + [old for legacy in olds.values() for old in legacy]
+    gone = store.deleted_among(asked)
+    if not gone:
+        return set()
+    return {
+        n
+        for n, item in enumerate(items)
+        if item.id in gone or any(old in gone for old in olds.get(n, ()))
+    }
 
 
 def _conflict(row: Row) -> str:
@@ -488,27 +566,60 @@ def _twin(label: str, twin: str) -> str:
     )
 
 
+class _Unsettled:
+    """What ``_Spellings.twin_of`` gives for a label whose spelling waits on rows not stored
+    yet."""
+
+
+_UNSETTLED = _Unsettled()
+
+
 class _Spellings:
     """With the labels open, the one spelling of each: the store's labels (decided and gold;
-    twins stored before they were refused stay usable), then each new one an accepted row
-    gives; the first spelling met wins."""
+    twins stored before they were refused stay usable), then each new one a stored row gives;
+    the first spelling stored wins. A row rejected for another reason (its id stored with
+    another text, deleted, contradicting an earlier row) gives none: its spelling stays
+    unsettled until its row is stored (``settle``)."""
 
     def __init__(self, store: Store) -> None:
         self._known = {*store.label_set(), *store.gold_labels().values()}
         self._by_case: dict[str, str] = {}
         for label in sorted(self._known):
             self._by_case.setdefault(label_key(label), label)
+        # a new label's spelling, given by rows not stored yet: its key: spelling, their ids
+        self._unsettled: dict[str, tuple[str, list[str]]] = {}
 
-    def twin_of(self, label: str) -> str | None:
-        """The spelling ``label`` differs from only in case, or None (``label`` is then kept
-        as the spelling of its label)."""
+    def twin_of(self, label: str, item_id: str) -> str | _Unsettled | None:
+        """The spelling ``label`` differs from only in case, or None (the row of ``item_id``
+        may be stored with it; a new spelling is then its label's once ``settle`` finds it
+        stored); ``_UNSETTLED`` when it differs only in case from one an earlier row gave
+        that is not stored yet: store those rows first, and ask again."""
         if label in self._known:
             return None
-        twin = self._by_case.setdefault(label_key(label), label)
-        if twin != label:
+        key = label_key(label)
+        if (twin := self._by_case.get(key)) is not None:
             return twin
-        self._known.add(label)
-        return None
+        given = self._unsettled.get(key)
+        if given is None:
+            self._unsettled[key] = (label, [item_id])
+            return None
+        if given[0] == label:
+            given[1].append(item_id)
+            return None
+        return _UNSETTLED
+
+    def settle(self, labels: Callable[[list[str]], dict[str, str]]) -> None:
+        """The rows that gave the unsettled spellings were stored, or rejected: a spelling is
+        its label's when an item of those rows has it now (``labels``: the stored label of
+        each of a list of ids); the others are dropped."""
+        if not self._unsettled:
+            return
+        found = labels([item_id for _, given in self._unsettled.values() for item_id in given])
+        for key, (label, given) in self._unsettled.items():
+            if any(found.get(item_id) == label for item_id in given):
+                self._known.add(label)
+                self._by_case[key] = label
+        self._unsettled.clear()
 
 
 class _Chain:

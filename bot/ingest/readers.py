@@ -70,9 +70,11 @@ WORKBOOKS = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods", ".numbers"})
 # The rows a JSONL file's first look covers: when none of its objects has the text field, the
 # import stops before anything is written, as a CSV header without the text column does.
 FIRST_ROWS = 20
-# Columns that `hitl export` adds: how each label was decided. In a file that carries a "meta"
-# object (an export) they are read back into ``Row.provenance`` rather than kept as meta, so that
-# importing an export gives back the same items and labels: who decided, when, how they agreed.
+# Columns that `hitl export` adds: how each label was decided. In a row that has them all and a
+# "meta" object (an export) they are read back into ``Row.provenance`` rather than kept as meta,
+# so that importing an export gives back the same items and labels: who decided, when, how they
+# agreed. In a row without them all ("votes" of a forum post, beside a Prodigy "meta"), they are
+# meta as any other field is.
 PROVENANCE_FIELDS = ("votes", "agreement", "annotators", "resolved_at")  # all or none
 _WHOLE_NUMBER = re.compile(r"\s*[0-9]{1,18}\s*")  # a CSV's votes: digits int() reads at once
 EXPORT_ONLY_FIELDS = frozenset({*PROVENANCE_FIELDS, "answers"})  # "answers" may be left out
@@ -580,7 +582,10 @@ class _NotUtf8:
         return RowError(line, reason)
 
     def in_bytes(self, line: int, exc: UnicodeDecodeError) -> RowError:
-        return self.error(line, exc.object[exc.start], exc.start + 1)
+        """A line's first bad byte, at its column as an editor shows it (the characters before
+        it, as the CSV reader counts them), not its byte offset."""
+        before = bytes(exc.object[: exc.start]).decode("utf-8", "replace")  # valid up to it
+        return self.error(line, exc.object[exc.start], len(before) + 1)
 
     def in_text(self, line: int, lines: list[str]) -> RowError:
         """A CSV row read with ``surrogateescape``: its first escaped byte, in ``lines``, the
@@ -638,10 +643,8 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         if len(label) > 1:
             return RowError(line, _many_labels(label_key, label))
         label = label[0] if label else None
-    if isinstance(label, float) and label.is_integer():
-        label = int(label)  # 1.0, as pandas writes an integer column that has gaps, is "1"
     if isinstance(label, int | float) and not isinstance(label, bool):
-        label = str(label)
+        label = str(label)  # a label is text: 1.0 is "1.0", as the CSV cell 1.0 is (not "1")
     if label is not None:
         if not isinstance(label, str):
             return RowError(line, f'column "{label_key}" (the label) is not a string')
@@ -659,12 +662,18 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
                 return RowError(line, f'column "meta" {reason}')
             carried = parsed
     provenance = gold = None
-    if isinstance(carried, dict):
+    if isinstance(carried, dict):  # an item's meta, as `hitl export` and Prodigy write it
         meta.update(carried)
-        used |= EXPORT_ONLY_FIELDS | {"meta", "label_set", "gold"}
+        used.add("meta")
+    if isinstance(carried, dict) and all(name in record for name in PROVENANCE_FIELDS):
+        # a row of `hitl export` (as a CSV header with them all is, ``own_export``): another
+        # file's "votes" or "answers" beside a "meta" object are its meta, as other fields are
+        used |= EXPORT_ONLY_FIELDS | {"label_set", "gold"}
+        if label_key == "gold":  # --label-column gold: the team's decided label is no meta
+            used.add("label")
         if label_key != "gold" and isinstance(record.get("gold"), str):
             gold = unicodedata.normalize("NFC", record["gold"].strip()) or None
-        if label is not None and any(name in record for name in EXPORT_ONLY_FIELDS):
+        if label is not None:
             provenance = _provenance(line, record)
             if isinstance(provenance, RowError):
                 return provenance
@@ -815,10 +824,13 @@ def _csv_rows(
     """The rows of a CSV or TSV file, numbered by the line each starts on.
 
     A quoted field may run over several lines. When such a row cannot be read (the file ends
-    inside the quotes, the quotes close in a way CSV does not allow, the row has the wrong
-    number of fields, or it runs on for ``MAX_RECORD_CHARS``), the quote is taken as never
-    closed: the row is reported on its first line and the lines after it are read again as
-    rows, so an unterminated quote costs one row, not the rest of the file.
+    inside the quotes, the quotes close in a way CSV does not allow, or it runs on for
+    ``MAX_RECORD_CHARS``), or it has the wrong number of fields and its lines look like rows
+    the quote ran over (``_quote_swallowed_rows``), the quote is taken as never closed: the
+    row is reported on its first line and the lines after it are read again as rows, so an
+    unterminated quote costs one row, not the rest of the file. A properly quoted text over
+    lines in a row with a field too many or too few is one rejected row: its second line is
+    not read again as a row (it gave a junk item, even a label).
     ``may_have_bad_bytes()`` False means no row read so far can hold a byte that is not UTF-8.
     """
     pending: list[str] = []  # the lines of the row being read
@@ -858,6 +870,8 @@ def _csv_rows(
     if any(_has_bad_bytes(name) for name in header):
         raise IngestError(f"{path} line 1: the header is not valid UTF-8; {utf8_fix(path)}")
     header = [unicodedata.normalize("NFC", name.strip()) for name in header]  # as _nfc
+    _refuse_repeated(path, header)
+    header, unnamed = _name_unnamed(path, header)
     shown = ", ".join(_printable(name) for name in header[:12]) + (
         ", …" if len(header) > 12 else ""
     )
@@ -873,8 +887,7 @@ def _csv_rows(
             )
     if ANSWERS_EXPORT <= {*header}:
         raise IngestError(_answers_export(path))
-    _refuse_repeated(path, header)
-    make_row = _csv_row_maker(header, columns)
+    make_row = _csv_row_maker(header, columns, unnamed)
     # `hitl export` guards a cell a spreadsheet would run as a formula with a ' (an export has
     # its provenance columns and "meta"): taken off again there only, a text of another file
     # that starts with ' (as "'-5 EUR' fee") is kept as it is, as its JSONL twin is.
@@ -914,9 +927,12 @@ def _csv_rows(
             continue
         if len(values) != len(header):
             reason = f"has {len(values)} fields, the header has {len(header)}"
-            if len(pending) > 1 and (field := _open_quote_field(pending[0], delimiter)) is not None:
+            field = _open_quote_field(pending[0], delimiter) if len(pending) > 1 else None
+            if field is not None and _quote_swallowed_rows(pending, delimiter, len(header)):
                 reason += f"; a quote in field {field_name(field)} may be unterminated"
                 reader, start = read_again(), line + 1
+            elif len(pending) > 1:
+                reason += f" (the row runs over lines {line}-{line + len(pending) - 1})"
             yield RowError(line, reason)
             continue
         yield make_row(
@@ -936,6 +952,25 @@ def _refuse_repeated(path: str | Path, header: list[str]) -> None:
             )
 
 
+def _name_unnamed(path: str | Path, header: list[str]) -> tuple[list[str], frozenset[str]]:
+    """``header`` with each column that has no name (Excel's trailing separators, pandas'
+    index) named by its place, "column 3", so that a value in it is kept in meta under that
+    name (two such columns were one key "", and one of them was dropped), and those names: an
+    empty cell of such a column is not kept (the trailing separators gave every item a meta
+    ``{"": ""}``). A header that also names a column so is refused."""
+    if all(header):
+        return header, frozenset()
+    named = [name or f"column {at}" for at, name in enumerate(header, start=1)]
+    unnamed = frozenset(name for name, was in zip(named, header, strict=True) if not was)
+    for name in unnamed:
+        if header.count(name):
+            raise IngestError(
+                f'{path}: the header has a column without a name ({name}) and one named "{name}":'
+                " name the first, so each is read"
+            )
+    return named, unnamed
+
+
 def _malformed(exc: Exception) -> str:
     """The reason for a row ``csv`` cannot read, on one line (a tab shown as ``\\t``), with
     what to do for a quote in the middle of a field that starts with one."""
@@ -949,11 +984,42 @@ class _RunOnError(Exception):
     """A row's quoted field ran on for more than ``MAX_RECORD_CHARS``: taken as unterminated."""
 
 
+def _quote_swallowed_rows(lines: list[str], delimiter: str, fields: int) -> bool:
+    """Whether a row of several physical ``lines`` (its first ends inside a quoted field), read
+    with the wrong number of fields, looks like an unterminated quote that ran over rows of
+    the file, rather than a text properly quoted over lines in a row with a field too many or
+    too few: its first line, with that quote taken as a plain character, has the header's
+    ``fields``, and so does a line wholly inside the quote. Only then are its lines read
+    again as rows; otherwise they would give junk items (the text's second line as a row)."""
+
+    def count(line: str) -> int | None:
+        try:
+            return len(next(csv.reader([line], delimiter=delimiter, strict=True), []))
+        except csv.Error:
+            return None
+
+    first = lines[0].rstrip("\r\n")
+    opened = _open_quote_at(first, delimiter)
+    if opened is None:
+        return False
+    field, at = opened
+    if field + 1 + first[at:].count(delimiter) != fields:
+        return False
+    return any(count(line) == fields for line in lines[1:-1])
+
+
 def _open_quote_field(line: str, delimiter: str) -> int | None:
     """The index of the field whose quotes are still open at the end of ``line``, if any
     (CSV's rules: a quote opens a field only at its start; ``""`` inside is a quote)."""
-    field, quoted, can_open = 0, False, True
-    for char in line:
+    opened = _open_quote_at(line, delimiter)
+    return opened[0] if opened is not None else None
+
+
+def _open_quote_at(line: str, delimiter: str) -> tuple[int, int] | None:
+    """The index of the field whose quotes are still open at the end of ``line``, and where in
+    ``line`` that quote is, if any."""
+    field, quoted, can_open, at = 0, False, True, 0
+    for n, char in enumerate(line):
         if quoted:
             if char == '"':
                 quoted = False
@@ -961,22 +1027,25 @@ def _open_quote_field(line: str, delimiter: str) -> int | None:
             continue
         if char == '"' and can_open:
             quoted = True
+            if n == 0 or line[n - 1] == delimiter:  # not the second quote of a ""
+                at = n
         elif char == delimiter:
             field += 1
             can_open = True
         else:
             can_open = False
-    return field if quoted else None
+    return (field, at) if quoted else None
 
 
 def _csv_row_maker(
-    header: list[str], columns: _Columns
+    header: list[str], columns: _Columns, unnamed: frozenset[str] = frozenset()
 ) -> Callable[[int, list[str]], Row | RowError]:
     """``_make_row`` for one CSV header, by column position instead of a dict per row.
 
     Every CSV value is a string, so most of ``_make_row``'s checks cannot fail; what is left
     is done once per file here. A header with a "meta" column (an export) or a repeated name
-    goes through ``_make_row`` itself. ``test_ingest`` checks both give the same rows."""
+    goes through ``_make_row`` itself. ``test_ingest`` checks both give the same rows. An empty
+    cell of a column in ``unnamed`` (``_name_unnamed``) is not kept in meta."""
     text_name = columns.text
     id_name = columns.id or ("id" if "id" in header else None)
     label_name = columns.label or ("label" if "label" in header else None)
@@ -984,6 +1053,9 @@ def _csv_row_maker(
 
         def via_record(line: int, values: list[str]) -> Row | RowError:
             record = dict(zip(header, values, strict=True))
+            for name in unnamed:
+                if not record[name]:
+                    del record[name]
             if label_name is not None:
                 record[label_name] = _csv_label(record[label_name].strip())
             return _make_row(line, record, columns)
@@ -1007,6 +1079,8 @@ def _csv_row_maker(
         if error := _label_error(line, label):
             return error
         meta = {name: values[i] for name, i in meta_at} if meta_at else {}
+        if unnamed:
+            meta = {name: value for name, value in meta.items() if value or name not in unnamed}
         return Row(line, item_id, text, label, meta)
 
     return make_row
@@ -1362,17 +1436,13 @@ def _label_text(raw: str) -> str | None:
     return unicodedata.normalize("NFC", _csv_label(raw.strip())) or None
 
 
-_WHOLE_DECIMAL = re.compile(r"(-?[0-9]{1,18})\.0+")
-
-
 def _csv_label(label: str) -> str:
-    """A CSV's label cell (trimmed) as JSONL's value would be read: a whole number written as
-    a decimal ("1.0", as pandas writes an integer column that has gaps) is "1", as JSONL's
-    1.0 is; an empty list ("[]", pandas' for a row without labels) is no label."""
-    if not label or label[-1] not in "0]":
+    """A CSV's label cell (trimmed): the label as written, a number too ("1.0" is the label
+    "1.0", as `hitl export` writes it: a label is text, and turned into "1" it came back
+    changed from its own export); an empty list ("[]", pandas' for a row without labels) is
+    no label."""
+    if not label or label[-1] != "]":
         return label
-    if found := _WHOLE_DECIMAL.fullmatch(label):
-        return str(int(found.group(1)))  # "-0.0" is "0", as JSONL's -0.0 is
     return "" if label.replace(" ", "") == "[]" else label
 
 

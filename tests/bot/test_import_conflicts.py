@@ -84,7 +84,7 @@ def test_a_file_giving_one_item_two_labels_rejects_the_later_row_naming_both_lin
         "T1,my card never came,refund\n"  # contradicts line 2
         "T1,my card never came,card_arrival\n"  # agrees: a plain duplicate
         "T9,another text,refund\n"
-        "T9,a third text,bug\n"  # another text under T9: that conflict is said first
+        "T9,a third text,bug\n"  # another text under T9
     )
     db = tmp_path / "hitl.db"
 
@@ -92,12 +92,12 @@ def test_a_file_giving_one_item_two_labels_rejects_the_later_row_naming_both_lin
 
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
-    assert lines[1] == (
+    assert lines[0] == (  # the errors in line order
         'votes.csv line 4: id "T1" has the label "card_arrival" on line 2 of this file, and this'
         ' row gives it another, "refund" (without an id column, the id is the text\'s: the same'
         " text twice): one item has one label; fix one of the two rows, row skipped"
     )
-    assert lines[0].startswith('votes.csv line 7: id "T9" is stored with another text')
+    assert lines[1].startswith('votes.csv line 7: id "T9" is stored with another text')
     assert len(lines) == 2
     assert result.stdout == (
         "votes.csv: read 6 rows, imported 3 (3 with labels), 1 duplicate, 2 rejected\n"

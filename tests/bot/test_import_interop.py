@@ -173,12 +173,12 @@ def test_a_csv_label_written_as_a_list_or_object_is_refused_not_a_label_name(tmp
 # -- M3: "1.0" in a CSV --------------------------------------------------------------------
 
 
-def test_a_csv_whole_number_decimal_label_is_the_whole_number_as_in_jsonl(tmp_path: Path):
+def test_a_csv_decimal_label_is_the_label_as_written_as_in_jsonl(tmp_path: Path):
     path = tmp_path / "gaps.csv"
     path.write_text("text,label\none,1.0\ntwo,-2.00\nthree,1\nfour,1.5\n")
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(path)).exit_code == 0
-    assert labels(db) == {"one": "1", "two": "-2", "three": "1", "four": "1.5"}
+    assert labels(db) == {"one": "1.0", "two": "-2.00", "three": "1", "four": "1.5"}
 
 
 # -- M5: a JSONL field named that no row has -----------------------------------------------

@@ -82,12 +82,12 @@ def test_jsonl_rows_use_id_and_label_fields_when_present(tmp_path: Path):
     assert second.id == item_id_for_text("no id") and second.label is None
 
 
-def test_numeric_jsonl_labels_are_text_and_a_whole_float_is_its_integer(tmp_path: Path):
+def test_numeric_jsonl_labels_are_text_as_written(tmp_path: Path):
     path = tmp_path / "t.jsonl"
     labels = [1, 0, 1.0, 0.0, 2.5, None]  # pandas writes 1.0 for an int column with gaps
     path.write_text("".join(json.dumps({"text": f"t{i}", "label": x}) + "\n"
                             for i, x in enumerate(labels)))  # fmt: skip
-    assert [r.label for r in rows_of(path)] == ["1", "0", "1", "0", "2.5", None]
+    assert [r.label for r in rows_of(path)] == ["1", "0", "1.0", "0.0", "2.5", None]
 
 
 def test_plain_text_one_item_per_line_and_blank_lines_skipped(tmp_path: Path):
@@ -233,7 +233,8 @@ _value = st.one_of(
 )
 _extra_columns = st.lists(
     st.text("abcxyz_ ", min_size=1, max_size=6).filter(
-        lambda name: name.strip() not in {"text", "id", "label", "meta"}
+        # a blank name is a CSV column without one, named by its place (test_ingest_review)
+        lambda name: name.strip() not in {"", "text", "id", "label", "meta"}
     ),
     max_size=3,
     unique_by=str.strip,
