@@ -399,8 +399,9 @@ def import_command(
             unapplied += 1
 
         db = state.settings.db
-        made = not db.exists()  # by this import: nothing stored, nothing left behind
+        made: tuple[int, int] | None | bool = not db.exists()  # by this import (remove_unused)
         with state.open_store() as store, bar if show_bar else contextlib.nullcontext():
+            made = store.file_id if made else None  # the file it made (device, inode)
             last = store.last_run("import")
             try:
                 summary = import_rows(
@@ -479,8 +480,9 @@ def import_command(
         )
     if summary.read and summary.rejected == summary.read:  # a script must not take it as done
         if made:  # the database this import made holds nothing: a typo'd --db leaves no file
-            for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-                leftover.unlink(missing_ok=True)
+            from bot.store.restore import remove_unused
+
+            remove_unused(db, made)  # unless another process took it meanwhile
         raise click.ClickException(
             f"every row of {path.name} was rejected: nothing was imported (see the lines above)"
             if not quiet
@@ -595,7 +597,7 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
             before = _identity(output)
             in_place = _written_in_place(output)
             try:
-                n = _write_file(output, records, columns, fmt)
+                n = _write_file(output, records, columns, fmt, db=state.settings.db)
             except KeyboardInterrupt:
                 raise Stopped(_export_kept(output, before, in_place)) from None
     if output is not None:
@@ -641,7 +643,12 @@ def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], f
 
 
 def _write_file(
-    output: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
+    output: Path,
+    records: Iterator[dict[str, Any]],
+    columns: tuple[str, ...],
+    fmt: str,
+    *,
+    db: Path | None = None,
 ) -> int:
     """The export written to ``output``; an OS error is one line naming it.
 
@@ -649,8 +656,11 @@ def _write_file(
     and a failed one leaves the old file as it was. Through a symlink, its target is replaced and
     the link kept, unless another user planted the link in a shared folder
     (``_refuse_planted_link``). Anything else (a FIFO, a device, /dev/stdout) is written as it
-    is: replacing it would swap the pipe or device node for a regular file that no one reads."""
+    is: replacing it would swap the pipe or device node for a regular file that no one reads.
+    The database ``db`` and the files beside it are refused (``_refuse_the_database``)."""
     try:
+        if db is not None:
+            _refuse_the_database(output, Path(db))
         _refuse_planted_link(output)
         if _written_in_place(output):  # appended: "w" would truncate the file behind >>
             with open(output, "a", encoding="utf-8", newline="") as handle:
@@ -665,6 +675,41 @@ def _write_file(
         return _replace_atomically(target, records, columns, fmt)
     except OSError as exc:
         raise click.ClickException(os_problem(exc, f"cannot write {output}")) from exc
+
+
+def _refuse_the_database(output: Path, db: Path) -> None:
+    """Refuse an export to the database it reads (``-o hitl.db``, a slip that shell completion
+    offers) or to a file of it: its -wal, -shm or -journal, the server lock, the demo's marker,
+    a restore's copy or kept database, anything in its models folder. The export would replace
+    the database (or its log) with text: every item, answer and model record gone. Compared by
+    the file the path ends at (symlinks, relative paths, ``..``) and, for files that exist, by
+    identity (a hard link)."""
+    out = os.path.realpath(output)
+    for base in dict.fromkeys((os.path.abspath(db), os.path.realpath(db))):
+        folder, name = os.path.split(base)
+        models = os.path.realpath(base + ".models")
+        beside = os.path.dirname(out) == os.path.realpath(folder) and os.path.basename(
+            out
+        ).startswith(name + ".before-restore")
+        found = beside or os.path.commonpath([out, models]) == models
+        for suffix in ("", "-wal", "-shm", "-journal", ".server.lock", ".demo", ".restoring"):
+            if found:
+                break
+            found = os.path.realpath(base + suffix) == out
+            if not found and os.path.exists(output):
+                with contextlib.suppress(OSError):
+                    found = os.path.samefile(base + suffix, output)
+            if found and not suffix:
+                raise click.ClickException(
+                    f"cannot write {output}: it is the database {db} that the export reads,"
+                    " which it would replace: name another file (labels.jsonl)"
+                )
+        if found:
+            raise click.ClickException(
+                f"cannot write {output}: it is a file of the database {db} (beside it or in"
+                f" {os.path.basename(base)}.models), which the export would replace: name"
+                " another file (labels.jsonl)"
+            )
 
 
 def _refuse_planted_link(output: Path) -> None:

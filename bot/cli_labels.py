@@ -135,7 +135,8 @@ def remove_command(state: Any, item_ids: tuple[str, ...], reason: str, by: str |
       hitl labels remove $(jq -r .id wrong.jsonl) --reason "a bad import"
     """
     with _errors(), state.open_existing_store() as store:
-        changes = store.remove_labels(list(item_ids), user_id=_who(by), reason=reason)
+        ids = list(dict.fromkeys(item_ids))  # an id given twice is removed once
+        changes = store.remove_labels(ids, user_id=_who(by), reason=reason)
     for change in changes:
         click.echo(f"{change.item_id}: {change.old or '(no label)'} removed; the item is set aside")
 

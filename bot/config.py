@@ -750,6 +750,24 @@ def load_settings(
                     f"{toml_path}: unknown setting {key!r} in [hitl]; "
                     f"known: {', '.join([*known, *TOML_ONLY])}"
                 )
+        for key, value in document.items():  # a setting above [hitl], a misspelt table
+            if key in ("hitl", "labels"):
+                continue
+            if isinstance(value, dict):
+                near = "[labels.NAME]" if key.lower().startswith("label") else "[hitl]"
+                problems.append(
+                    f"{toml_path}: unknown table [{key}]; settings go in [hitl] (routes in"
+                    f" [hitl.routes]) and label guidelines in [labels.NAME]: did you mean {near}?"
+                )
+            elif key in known or key in TOML_ONLY:
+                problems.append(
+                    f"{toml_path}: setting {key!r} is outside [hitl] (above the [hitl] line, or"
+                    " without one): put it under [hitl]"
+                )
+            else:
+                problems.append(
+                    f"{toml_path}: unknown key {key!r} outside [hitl]; settings go under [hitl]"
+                )
         if "labels" in document:  # [labels.NAME]: guidelines, beside [hitl]
             try:
                 from_file["guidelines"] = _guidelines(document["labels"])

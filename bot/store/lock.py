@@ -99,16 +99,23 @@ def _write_holder(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def server_lock(db: Path) -> Iterator[HeldLock]:
+def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
-    second hold, in this process too, is refused: each opens the file anew)."""
+    second hold, in this process too, is refused: each opens the file anew). With
+    ``leave_no_file`` (a `hitl restore`, refused or not), a lock file this call made is removed
+    at the end, while it is still held: a mistyped --db leaves nothing behind."""
     path = lock_path(Path(db).resolve())  # one lock whichever path (symlink) names the file
     if fcntl is None:
         yield HeldLock(Path(db), path, None)
         return
+    made = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            made = leave_no_file
+        except FileExistsError:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StoreError(
             f"cannot open {path} ({exc.strerror}), the lock that keeps a second server off"
@@ -139,7 +146,13 @@ def server_lock(db: Path) -> Iterator[HeldLock]:
         held = HeldLock(Path(db), path, fd)
         yield held
     finally:
-        os.close(held.fd if held is not None and held.fd is not None else fd)  # drops the lock
+        last = held.fd if held is not None and held.fd is not None else fd
+        if made and held is not None:  # held: no one else has it (a refused one closes its own)
+            with contextlib.suppress(OSError):
+                found, own = os.stat(path), os.fstat(last)
+                if (found.st_dev, found.st_ino) == (own.st_dev, own.st_ino):
+                    path.unlink()
+        os.close(last)  # drops the lock
 
 
 def other_server(db: Path) -> str | None:

@@ -13,7 +13,10 @@ is deleted, and the restore can be undone by restoring the kept file.
 
 Refused while a server or demo holds the database's server lock, or another process (a
 ``hitl import``, ``hitl retrain``, ``sqlite3``) has it open: it would go on writing to the file
-that is moved aside.
+that is moved aside. From that check until the swap is done, the restore holds the database's
+write lock (``_WritersHeld``): a process that opens it meanwhile reads, but its writes wait; if
+it still has the file open when the copy is done, the restore is refused and it goes on with the
+database as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import contextlib
 import os
 import signal
 import sqlite3
+import struct
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +54,14 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # lock on the file's "shared" range and on the -shm's DMS byte for as long as it is open.
 _SHARED_FIRST, _SHARED_SIZE = 0x40000002, 510
 _SHM_DMS = 128
+# The -shm's write lock (os_unix.c: UNIX_SHM_BASE + WAL_WRITE_LOCK): one writer at a time holds
+# it, and a connection that finds it held waits (its busy timeout) or says "database is locked".
+_SHM_WRITE = 120
+# How long, after the swap, the restore keeps writers off the file it moved aside while a process
+# that opened it in the instant before the swap still has it: past the 10 s a hitl command waits
+# for a lock (``Store.open``), so its write is refused ("database is locked") instead of stored
+# in the file moved aside.
+WAIT_FOR_OTHERS = 12.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,174 @@ def in_use(db: Path) -> bool:
         finally:
             os.close(fd)
     return False
+
+
+def remove_unused(db: Path, made: tuple[int, int]) -> bool:
+    """Remove the database at ``db`` that an import made and stored nothing in (a mistyped
+    --db leaves no file), with its -wal and -shm; whether it did. Kept when another process
+    took it meanwhile: it is no longer the file ``made`` (device, inode), a server or demo
+    runs on it, another process has it open, or it holds an item (another import into the
+    same new file stored rows)."""
+    db = Path(db)
+
+    def ours() -> bool:
+        try:
+            found = os.stat(db)
+        except OSError:
+            return False
+        return (found.st_dev, found.st_ino) == tuple(made) and not in_use(db)
+
+    if not ours() or other_server(db) is not None:
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=10)
+        try:
+            if conn.execute("SELECT count(*) FROM items").fetchone()[0]:
+                return False
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False  # cannot tell: kept
+    if not ours():  # opened while it was read
+        return False
+    for name in (db, *(db.with_name(db.name + side) for side in ("-wal", "-shm"))):
+        name.unlink(missing_ok=True)
+    return True
+
+
+class _WritersHeld:
+    """Writers kept off the database at ``target`` from the restore's check until its swap is
+    done: the -shm's write lock (``_SHM_WRITE``) and a read lock on the database file's shared
+    range (which keeps a connection closing meanwhile from checkpointing and deleting the -wal
+    by its name, the restored file's after the swap), both held by this process. Another
+    process that opens the database meanwhile reads; a write waits for its busy timeout (a hitl
+    command's: 10 s) and is then refused, "database is locked". Such a process holds SQLite's
+    lock on the -shm's DMS byte for as long as it has the file open, which ``others`` sees (an
+    F_GETLK, which changes no lock). Nothing is held where the file does not exist or its
+    filesystem has no locks (as before).
+
+    The descriptors stay open until the end: closing any descriptor of a file drops every POSIX
+    lock this process holds on it. The -shm is made when there is none (SQLite makes it with
+    the database's mode and owner, so is this one) and removed at the end when no one else
+    came to use it."""
+
+    def __init__(self, target: Path, busy: str) -> None:
+        self.target, self.busy = target, busy
+        self.shm = target.with_name(target.name + "-shm")
+        self.existed = os.path.lexists(target)
+        self.fds: list[int] = []
+        self.shm_fd: int | None = None
+        self.made_shm = False
+
+    def __enter__(self) -> _WritersHeld:
+        if fcntl is None or not self.existed:  # pragma: no cover - Windows
+            return self
+        try:
+            self._hold()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _hold(self) -> None:
+        try:
+            db_fd = os.open(self.target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # the copy or the rename says what is wrong
+        self.fds.append(db_fd)
+        old = os.fstat(db_fd)
+        try:
+            shm_fd = os.open(self.shm, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            try:
+                shm_fd = os.open(self.shm, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return
+            self.made_shm = True
+            with contextlib.suppress(OSError):
+                os.fchmod(shm_fd, old.st_mode & 0o666)
+                if os.geteuid() == 0:
+                    os.fchown(shm_fd, old.st_uid, old.st_gid)
+        except OSError:
+            return
+        self.fds.append(shm_fd)
+        self.shm_fd = shm_fd
+        try:
+            fcntl.lockf(shm_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_WRITE)
+            fcntl.lockf(db_fd, fcntl.LOCK_SH | fcntl.LOCK_NB, _SHARED_SIZE, _SHARED_FIRST)
+        except (BlockingIOError, PermissionError):
+            raise StoreError(self.busy) from None
+        except OSError:  # a filesystem without locks: nothing held, as before
+            self._release()
+            return
+        if self.others():
+            raise StoreError(self.busy)
+
+    def others(self) -> bool:
+        """Whether another process has the database open (holds the -shm's DMS lock)."""
+        if self.shm_fd is None:
+            return False
+        return _locked_by_another(self.shm_fd, _SHM_DMS, 1)
+
+    def wait_for_others(self) -> None:
+        """After the swap: wait while a process that opened the database in the instant before
+        it still has the file moved aside, at most ``WAIT_FOR_OTHERS`` (its writes wait for the
+        lock held here, and are then refused)."""
+        deadline = time.monotonic() + WAIT_FOR_OTHERS
+        while self.others() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def without_own_shm(self, beside: tuple[Path, ...]) -> tuple[Path, ...]:
+        """``beside`` (the files moved aside with the database) without the -shm this restore
+        made, which is removed (no one else used it)."""
+        if not self.made_shm or self.others():
+            return beside
+        own = os.fstat(self.shm_fd) if self.shm_fd is not None else None
+        kept = []
+        for path in beside:
+            with contextlib.suppress(OSError):
+                found = os.stat(path)
+                if own is not None and (found.st_dev, found.st_ino) == (own.st_dev, own.st_ino):
+                    path.unlink()
+                    continue
+            kept.append(path)
+        self.made_shm = False
+        return tuple(kept)
+
+    def _release(self) -> None:
+        if self.made_shm and self.shm_fd is not None and not self.others():
+            with contextlib.suppress(OSError):  # the -shm made here, still at its name
+                found, own = os.stat(self.shm), os.fstat(self.shm_fd)
+                if (found.st_dev, found.st_ino) == (own.st_dev, own.st_ino):
+                    self.shm.unlink()
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # drops the locks
+        self.fds, self.shm_fd = [], None
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+
+def _locked_by_another(fd: int, start: int, length: int) -> bool:
+    """Whether another process holds a lock on ``length`` bytes of ``fd``'s file at ``start``
+    (F_GETLK: this process's own locks are not reported, and no lock is taken or dropped)."""
+    if sys.platform.startswith("linux") and struct.calcsize("l") == 8:
+        layout = "hhxxxxqqixxxx"  # l_type, l_whence, l_start, l_len, l_pid
+        asked = struct.pack(layout, fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+        found = struct.unpack(layout, fcntl.fcntl(fd, fcntl.F_GETLK, asked))[0]
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        layout = "qqihh"  # l_start, l_len, l_pid, l_type, l_whence
+        asked = struct.pack(layout, start, length, 0, fcntl.F_WRLCK, os.SEEK_SET)
+        found = struct.unpack(layout, fcntl.fcntl(fd, fcntl.F_GETLK, asked))[3]
+    else:  # pragma: no cover - another layout: probe (a lock taken and dropped at once)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+        except OSError:
+            return True
+        fcntl.lockf(fd, fcntl.LOCK_UN, length, start)
+        return False
+    return found != fcntl.F_UNLCK
 
 
 @contextlib.contextmanager
@@ -214,23 +396,34 @@ def restore(
             f"cannot restore {db} while a hitl server or demo runs on it ({holder}): stop it"
             " first, then run `hitl restore` again"
         )
-    with server_lock(target):  # and none starts while the files are swapped
+    busy = (
+        f"cannot restore {db}: another process has it open (a hitl import, retrain or"
+        " stats, or sqlite3?): let it finish or stop it, then run `hitl restore` again"
+    )
+    # and no server starts while the files are swapped; a lock file made here is removed
+    with server_lock(target, leave_no_file=True):
         if in_use(target):
-            raise StoreError(
-                f"cannot restore {db}: another process has it open (a hitl import, retrain or"
-                " stats, or sqlite3?): let it finish or stop it, then run `hitl restore` again"
-            )
-        if checking is not None:
-            checking()
-        facts = check_backup(backup)
-        copy = target.with_name(target.name + ".restoring")
-        _copy(backup, copy, target, progress)
-        try:
-            with _interrupts_held():
-                kept, beside = _swap(target, copy)
-        except BaseException:
-            copy.unlink(missing_ok=True)
-            raise
+            raise StoreError(busy)
+        with _WritersHeld(target, busy) as held:  # until the swap: see the module docstring
+            if checking is not None:
+                checking()
+            facts = check_backup(backup)
+            copy = target.with_name(target.name + ".restoring")
+            _copy(backup, copy, target, progress)
+            try:
+                if held.others() or (not held.existed and os.path.lexists(target)):
+                    raise StoreError(
+                        f"cannot restore {db}: another process opened it while the backup was"
+                        " copied (a hitl import, retrain or stats, or sqlite3?); nothing was"
+                        " changed: let it finish, then run `hitl restore` again"
+                    )
+                with _interrupts_held():
+                    kept, beside = _swap(target, copy)
+            except BaseException:
+                copy.unlink(missing_ok=True)
+                raise
+            held.wait_for_others()  # one that opened it in the instant before the swap
+            beside = held.without_own_shm(beside)
     if not db.is_symlink():  # named as the database was (the same folder)
         kept = db.with_name(kept.name) if kept is not None else None
         beside = tuple(db.with_name(path.name) for path in beside)

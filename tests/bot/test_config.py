@@ -188,3 +188,27 @@ def test_a_toml_file_that_is_not_utf8_is_one_line_saying_to_save_it_as_utf8(
     with pytest.raises(ConfigError) as caught:
         load_settings({}, toml)
     assert caught.value.problems == [f"{toml} is not UTF-8 text ({found}); save it as UTF-8"]
+
+
+def test_keys_outside_hitl_and_misspelt_tables_are_refused_naming_where_they_belong(
+    tmp_path: Path,
+):
+    """reader4 #14: settings above the [hitl] line, a [hilt] table or [label.billing] were
+    ignored without a word (the defaults stayed in force), while an unknown key inside [hitl]
+    is an error."""
+    toml = tmp_path / "hitl.toml"
+    toml.write_text(
+        'threshold = 0.5\nstray = 1\n\n[hilt]\nvotes = 3\n\n[label.billing]\ndescription = "M"\n'
+        '\n[hitl]\nvotes = 2\n\n[labels.billing]\ndescription = "Money"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, toml)
+    assert caught.value.problems == [
+        f"{toml}: setting 'threshold' is outside [hitl] (above the [hitl] line, or without one):"
+        " put it under [hitl]",
+        f"{toml}: unknown key 'stray' outside [hitl]; settings go under [hitl]",
+        f"{toml}: unknown table [hilt]; settings go in [hitl] (routes in [hitl.routes]) and label"
+        " guidelines in [labels.NAME]: did you mean [hitl]?",
+        f"{toml}: unknown table [label]; settings go in [hitl] (routes in [hitl.routes]) and label"
+        " guidelines in [labels.NAME]: did you mean [labels.NAME]?",
+    ]

@@ -237,3 +237,21 @@ def test_a_relabel_reports_the_votes_people_gave_the_new_label_not_the_old_ones(
     copy = tmp_path / "copy.db"
     (tmp_path / "out.jsonl").write_text("\n".join(json.dumps(r) for r in exported) + "\n")
     assert run(copy, "import", str(tmp_path / "out.jsonl")).exit_code == 0  # reads back
+
+
+def test_an_id_given_twice_to_labels_remove_is_removed_once(tmp_path: Path):
+    """reader4 #11: `hitl labels remove $(jq -r .id bad.jsonl)` on a file that repeats a row
+    failed ("item 'ab0' has no label to remove") and removed nothing; `labels set` and
+    `delete` drop repeats first, and so does remove."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+
+    removed = run(db, "labels", "remove", "ab0", "ag0", "ab0", "--reason", "a bad import")
+
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout.splitlines() == [
+        "ab0: billing removed; the item is set aside",
+        "ag0: bug removed; the item is set aside",
+    ]
+    with Store.open(db) as store:
+        assert {"ab0", "ag0"}.isdisjoint(row[0] for row in store.training_data())

@@ -317,3 +317,95 @@ def test_restored_beside_a_newer_models_folder_it_names_the_versions_the_backup_
         " backup's champion v1 the champion again"
     ) in restored.stderr.splitlines()
     assert (models / "v2.json").exists()  # left where it was
+
+
+# Another hitl process that opens the database, says so, and stores an item (as an import does)
+# once told to (a line on its stdin).
+OPEN_THEN_WRITE = """
+import sys, types
+from bot.store import Store
+store = Store.open(sys.argv[1])
+store.db.execute("SELECT count(*) FROM items").fetchone()
+print("open", flush=True)
+sys.stdin.readline()
+store.add_items([types.SimpleNamespace(id="NEW", text="imported during the restore",
+                 meta={}, label="bug")], "import")
+print("stored", flush=True)
+store.close()
+"""
+
+
+def has_new(db: Path) -> bool:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM items WHERE id = 'NEW'").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_an_import_that_opens_the_database_after_the_check_is_not_lost_in_the_file_moved_aside(
+    tmp_path: Path, monkeypatch
+):
+    """reader4 #3: the restore looked once whether another process had the database open, then
+    copied for seconds; an import that opened it just after that look wrote into the file that
+    was then moved aside, and both said they were done. Now the restore holds the write lock
+    from its look to its swap and looks again (before the copy and after it): here it sees the
+    import, is refused in one line, and the import's write goes into the database. (An import
+    that opens the database during the copy waits for the lock: /tmp/reader4/race/race.py.)"""
+    import bot.store.restore as restore_module
+
+    db, backup = tmp_path / "hitl.db", tmp_path / "backup.db"
+    with Store.open(db) as store:
+        store.add_items(items("a", 5), "import")
+    backup_of(db, backup)
+    process = subprocess.Popen(
+        [sys.executable, "-c", OPEN_THEN_WRITE, str(db)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "open"
+        # it opened the database in the moment after the restore's first look
+        monkeypatch.setattr(restore_module, "in_use", lambda _db: False)
+        refused = run(db, "restore", str(backup))
+        out, _ = process.communicate("go\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.splitlines()[-1] == (
+        f"Error: cannot restore {db}: another process has it open (a hitl import, retrain or"
+        " stats, or sqlite3?): let it finish or stop it, then run `hitl restore` again"
+    )
+    assert out.strip() == "stored" and process.returncode == 0
+    assert has_new(db)  # in the database, not in a file moved aside
+    assert not (tmp_path / "hitl.db.before-restore").exists()
+    assert not (tmp_path / "hitl.db.restoring").exists()
+
+
+def test_a_refused_restore_leaves_no_lock_file_behind(tmp_path: Path):
+    """reader4 #12: `hitl --db typo.db restore junk.db` left typo.db.server.lock behind."""
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database\n")
+
+    refused = run(tmp_path / "typo.db", "restore", str(junk))
+
+    assert refused.exit_code == 1
+    assert "it is not a slack-hitl database" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]
+
+
+def test_a_restore_refused_while_another_process_has_it_open_leaves_no_lock_file(tmp_path: Path):
+    db, backup = tmp_path / "hitl.db", tmp_path / "backup.db"
+    with Store.open(db) as store:
+        store.add_items(items("a", 5), "import")
+    backup_of(db, backup)
+
+    with child(OPEN_STORE, db):
+        assert run(db, "restore", str(backup)).exit_code == 1
+    assert not (tmp_path / "hitl.db.server.lock").exists()
+    assert run(db, "restore", str(backup)).exit_code == 0
