@@ -43,7 +43,13 @@ from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import RUNTIME
-from bot.ingest import id_problem, item_id_for_text, with_stored_ids
+from bot.ingest import (
+    deleted_items_among,
+    id_problem,
+    item_id_for_text,
+    legacy_item_ids,
+    with_stored_ids,
+)
 from bot.ingest.redact import Redactor
 from bot.labelset import in_force
 from bot.learning.jobs import follow_champion
@@ -486,7 +492,7 @@ async def predict(request: web.Request) -> web.Response:
         await read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
-    if (gone := deleted_before(rt.store, [item.id])).get(item.id):
+    if (gone := deleted_items_before(rt.store, [item])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
     [item] = redacted(rt, [item])
     created = await request.app[INTAKE].add([item])
@@ -551,7 +557,7 @@ async def add_items(request: web.Request) -> web.Response:
         ]
         accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     results: list[dict[str, Any]] = list(parsed.rejected)
-    if gone := deleted_before(rt.store, [item.id for _, item in accepted + repeated]):
+    if gone := deleted_items_before(rt.store, [item for _, item in accepted + repeated]):
         for index, item in accepted + repeated:
             if item.id in gone:
                 results.append(
@@ -689,14 +695,38 @@ def deleted_before(store: Store, ids: list[str]) -> dict[str, str]:
         return {}
     gone = store.deleted_among(ids)
     stored = store.existing_item_ids(sorted(gone)) if gone else set()
+    return {item_id: _deleted_said(store, item_id, item_id) for item_id in gone - stored}
+
+
+def deleted_items_before(store: Store, items: list[ApiItem]) -> dict[str, str]:
+    """``deleted_before`` for a producer's items: also one sent without an id whose text an
+    older version stored under another id (``bot.ingest.deleted_items_among``), deleted since."""
+    if not items or not store.has_deleted_items():
+        return {}
+    places = deleted_items_among(store, items)
+    stored = store.existing_item_ids(sorted({items[n].id for n in places})) if places else set()
     said: dict[str, str] = {}
-    for item_id in gone - stored:
-        at = (store.deleted_item(item_id) or {}).get("at", "")
-        said[item_id] = (
-            f"item {item_id[:200]!r} was deleted at {at} (hitl delete) and is not stored again;"
-            " send a new item under a new id"
+    for n in sorted(places):
+        item = items[n]
+        if item.id in stored:
+            continue
+        gone = (
+            item.id
+            if store.deleted_item(item.id)
+            else next(
+                (old for old in legacy_item_ids(item.text) if store.deleted_item(old)), item.id
+            )
         )
+        said[item.id] = _deleted_said(store, item.id, gone)
     return said
+
+
+def _deleted_said(store: Store, item_id: str, recorded: str) -> str:
+    at = (store.deleted_item(recorded) or {}).get("at", "")
+    return (
+        f"item {item_id[:200]!r} was deleted at {at} (hitl delete) and is not stored again;"
+        " send a new item under a new id"
+    )
 
 
 async def openapi_json(request: web.Request) -> web.Response:

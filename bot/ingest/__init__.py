@@ -26,6 +26,7 @@ from bot.ingest.readers import (
     formula_guarded,
     id_problem,
     item_id_for_text,
+    legacy_item_ids,
     read_items,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "id_problem",
     "import_rows",
     "item_id_for_text",
+    "legacy_item_ids",
     "read_items",
     "rows_of_file",
     "with_stored_ids",
