@@ -25,16 +25,28 @@ SAID = (
     ("gold", "gold label"),
     ("deliveries", "webhook delivery"),
 )
+PLURALS = {"webhook delivery": "webhook deliveries"}
 
 
 @click.command("delete")
-@click.argument("item_ids", metavar="ITEM_ID...", nargs=-1, required=True)
+@click.argument("item_ids", metavar="ITEM_ID...", nargs=-1)
+@click.option(
+    "--ids-from",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the ids from FILE, one a line ('-': standard input), as `hitl find --ids`"
+    " writes them: an id with spaces, or one that starts with '-', stays one id.",
+)
 @click.option("--reason", default="", help="Why (an erasure request, say), kept with the id.")
 @click.option("--by", help="Who deleted them, kept with the id (default: cli:$USER).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask first (for scripts).")
 @click.pass_obj
 def delete_command(
-    state: Any, item_ids: tuple[str, ...], reason: str, by: str | None, yes: bool
+    state: Any,
+    item_ids: tuple[str, ...],
+    ids_from: Any,
+    reason: str,
+    by: str | None,
+    yes: bool,
 ) -> None:
     """Delete each ITEM_ID and everything stored about it: its text and meta, the answers
     people gave, its label and label history, reviews, gold label, webhook deliveries, and
@@ -55,9 +67,20 @@ def delete_command(
     \b
     Examples:
       hitl delete T-1001 --reason "erasure request #4411"
-      hitl delete $(jq -r .id wrong.jsonl) --yes --reason "wrong file imported"
+      hitl find jane.doe@example.com --ids | hitl delete --ids-from - --yes --reason "#4411"
+      jq -r .id wrong.jsonl | hitl delete --ids-from - --yes --reason "wrong file imported"
+      hitl delete -- -odd-id    # an id that starts with '-'
     """
-    ids = list(dict.fromkeys(item_ids))
+    given = list(item_ids)
+    if ids_from is not None:
+        given += [line.rstrip("\r\n") for line in ids_from if line.strip()]
+        if not yes and ids_from.name == "<stdin>":  # the answer would be read from the ids
+            raise click.ClickException(
+                "--ids-from reads the ids, and no one can answer the question: add --yes"
+            )
+    if not given:
+        raise click.UsageError("give the ids to delete: ITEM_ID... or --ids-from FILE")
+    ids = list(dict.fromkeys(given))
     with friendly_errors(), state.open_existing_store() as store:
         stored = store.existing_item_ids(ids)
         if unknown := [i for i in ids if i not in stored]:
@@ -91,7 +114,11 @@ def delete_command(
         except KeyboardInterrupt:  # inside the transaction: rolled back
             raise Stopped("; nothing was deleted (the items go together or not at all)") from None
         emptied = store.empty_log()
-    rows = [count(done.rows.get(table, 0), word) for table, word in SAID if done.rows.get(table)]
+    rows = [
+        count(done.rows[table], word, PLURALS.get(word))
+        for table, word in SAID
+        if done.rows.get(table)
+    ]
     click.echo(
         f"Deleted {count(done.rows['items'], 'item')}" + (f": {', '.join(rows)}." if rows else ".")
     )

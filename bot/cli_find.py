@@ -17,9 +17,26 @@ from bot.words import count
 SHOWN_CHARS = 80  # of the text, on a line of the plain listing
 
 
+def printable(text: str) -> str:
+    """``text`` for a terminal: a control character, an escape sequence or a right-to-left
+    override from a ticket written as its escape (``\\x1b``, ``\\u202e``), not obeyed."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 @click.command("find")
 @click.argument("text")
-@click.option("--ids", "ids_only", is_flag=True, help="Print only the ids, one a line.")
+@click.option(
+    "--part",
+    is_flag=True,
+    help="Match TEXT anywhere, inside a word too (default: as a whole word, so"
+    " ann@example.com does not find joann@example.com).",
+)
+@click.option(
+    "--ids",
+    "ids_only",
+    is_flag=True,
+    help="Print only the ids, one a line (for `hitl delete --ids-from -`).",
+)
 @click.option(
     "--jsonl",
     "as_jsonl",
@@ -28,17 +45,17 @@ SHOWN_CHARS = 80  # of the text, on a line of the plain listing
     " label): what an access request asks for.",
 )
 @click.pass_obj
-def find_command(state: Any, text: str, ids_only: bool, as_jsonl: bool) -> None:
-    """Find the items whose text, meta or id holds TEXT (any case, any status: waiting, asked,
-    decided, set aside), oldest first. For an erasure or access request that names a person
-    (an email, a phone number, a name) rather than item ids; `hitl export` lists only the
-    labeled items.
+def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bool) -> None:
+    """Find the items whose text, meta values or id hold TEXT as a whole word (any case, any
+    Unicode form, any status: waiting, asked, decided, set aside), oldest first. For an
+    erasure or access request that names a person (an email, a phone number, a name) rather
+    than item ids; `hitl export` lists only the labeled items. Check the list before deleting.
 
     \b
     Examples:
       hitl find jane.doe@example.com
       hitl find "+44 7700 900999" --jsonl > access-request-4411.jsonl
-      hitl delete $(hitl find jane.doe@example.com --ids) --reason "erasure request #4411"
+      hitl find jane.doe@example.com --ids | hitl delete --ids-from - --reason "request #4411"
     """
     if ids_only and as_jsonl:
         raise click.UsageError("--ids and --jsonl: give one of them")
@@ -46,7 +63,7 @@ def find_command(state: Any, text: str, ids_only: bool, as_jsonl: bool) -> None:
         raise click.BadParameter("give some text to look for", param_hint="TEXT")
     found = 0
     with friendly_errors(), state.open_existing_store() as store:
-        for item in store.find_items(text):
+        for item in store.find_items(text, part=part):
             found += 1
             if ids_only:
                 click.echo(item["id"])
@@ -57,7 +74,7 @@ def find_command(state: Any, text: str, ids_only: bool, as_jsonl: bool) -> None:
                 shown = " ".join(item["text"].split())
                 if len(shown) > SHOWN_CHARS:
                     shown = shown[: SHOWN_CHARS - 1] + "…"
-                label = f" ({item['label']})" if item["label"] else ""
-                click.echo(f"{item['id']}  {item['status']}{label}  {shown}")
+                label = f" ({printable(item['label'])})" if item["label"] else ""
+                click.echo(f"{printable(item['id'])}  {item['status']}{label}  {printable(shown)}")
     if not ids_only and not as_jsonl:
         click.echo(f"{count(found, 'item')} found.", err=True)

@@ -491,10 +491,10 @@ async def predict(request: web.Request) -> web.Response:
     item = parse_item(
         await read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
+    [item] = redacted(rt, [item])  # first: an item sent without an id is named by its text
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     if (gone := deleted_items_before(rt.store, [item])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
-    [item] = redacted(rt, [item])
     created = await request.app[INTAKE].add([item])
     await _score(rt, [item.id])
     if created:
@@ -550,6 +550,13 @@ async def add_items(request: web.Request) -> web.Response:
         parse_items, body, rt.settings.webhook_secret, _destinations(rt)
     )
     accepted, repeated = parsed.accepted, parsed.repeated
+    if rt.settings.redact:
+        # a full request's texts under several regular expressions: off the loop, as the check
+        cleaned = await asyncio.to_thread(redacted, rt, [item for _, item in accepted + repeated])
+        pairs = [
+            (index, item) for (index, _), item in zip(accepted + repeated, cleaned, strict=True)
+        ]
+        accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     if accepted or repeated:  # items stored under their id of before: theirs again
         adopted = with_stored_ids(rt.store, [item for _, item in accepted + repeated])
         pairs = [
@@ -566,13 +573,6 @@ async def add_items(request: web.Request) -> web.Response:
                 )  # fmt: skip
         accepted = [(index, item) for index, item in accepted if item.id not in gone]
         repeated = [(index, item) for index, item in repeated if item.id not in gone]
-    if rt.settings.redact:
-        # a full request's texts under several regular expressions: off the loop, as the check
-        cleaned = await asyncio.to_thread(redacted, rt, [item for _, item in accepted + repeated])
-        pairs = [
-            (index, item) for (index, _), item in zip(accepted + repeated, cleaned, strict=True)
-        ]
-        accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))
     repeated_at = {index for index, _ in repeated}
@@ -674,15 +674,22 @@ async def delete_item(request: web.Request) -> web.Response:
 
 
 def redacted(rt: Runtime, items: list[ApiItem]) -> list[ApiItem]:
-    """``items`` with the personal data ``HITL_REDACT`` names replaced in their text and meta,
-    after their ids were made from the text as it came (a re-send finds its item)."""
+    """``items`` with the personal data ``HITL_REDACT`` names replaced in their text and meta;
+    one sent without an id gets the redacted text's (the same ticket sent again finds it)."""
     if not rt.settings.redact:
         return items
     redactor = Redactor(rt.settings.redact)
     out = []
     for item in items:
         text, meta = redactor.item(item.text, item.meta)
-        out.append(dataclasses.replace(item, text=text, meta=meta))
+        # sent without an id, it is named by its text: the redacted one, or the id (a hash
+        # shown beside the text everywhere) would let the value be guessed back
+        named = item.id == item_id_for_text(item.text)
+        out.append(
+            dataclasses.replace(
+                item, text=text, meta=meta, id=item_id_for_text(text) if named else item.id
+            )
+        )
     return out
 
 

@@ -26,6 +26,7 @@ from bot.ingest.readers import (
     legacy_item_ids,
     read_items,
 )
+from bot.ingest.redact import ORDER as REDACT_KINDS
 from bot.ingest.redact import Redactor
 from bot.labelnames import case_twin, how_twins_differ, label_key
 from bot.store import DatabaseError, Store, database_problem
@@ -154,6 +155,7 @@ def import_rows(
     summary = ImportSummary()
     any_deleted = store.has_deleted_items()
     redactor = Redactor(redact)
+    raw: dict[int, str] = {}  # line -> the text before redaction, for this batch's conflicts
     batch: list[Row] = []
     stored = _Stored()
     # With ``gold``: each id's gold label and line in this file (a later gold import may change
@@ -202,9 +204,14 @@ def import_rows(
             summary.imported += result.imported
             summary.labeled += result.labeled
             summary.duplicates += result.duplicates
+            conflicting = set()
             for index in result.conflicts:
-                reject(RowError(rows[index].line, _conflict(rows[index])))
-            conflicting = set(result.conflicts)
+                row = rows[index]
+                if _redaction_apart(store, row, raw.pop(row.line, row.text)):
+                    summary.duplicates += 1  # the item as stored before HITL_REDACT changed
+                    continue
+                conflicting.add(index)
+                reject(RowError(row.line, _conflict(row)))
             kept = [row for index, row in enumerate(rows) if index not in conflicting]
             # A row whose label contradicts an earlier row's of the file was a duplicate (that
             # row's id is stored): refused instead, naming it (a text conflict comes first).
@@ -233,12 +240,21 @@ def import_rows(
         batch[:] = with_stored_ids(store, batch)
         if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
             batch[:] = _without_deleted(store, batch, summary)
-        if redactor:  # after the ids, which the text as it came made: a re-send finds its item
+        if redactor:
             before = redactor.changed
             for n, row in enumerate(batch):
+                raw[row.line] = row.text
                 text, meta = redactor.item(row.text, row.meta)
-                batch[n] = replace(row, text=text, meta=meta)
+                # a row without an id is named by its text: by the redacted one, or the id
+                # (a hash of the text, shown beside it everywhere) would let the value be
+                # guessed back; the same text redacted is the same id, so a re-send finds it
+                named = row.id == item_id_for_text(row.text)
+                batch[n] = replace(
+                    row, text=text, meta=meta, id=item_id_for_text(text) if named else row.id
+                )
             summary.redacted += redactor.changed - before
+            if any_deleted:  # an id-less row's id is the redacted text's now
+                batch[:] = _without_deleted(store, batch, summary)
         # With open labels, a label's spelling is the first one a stored row gives: a row whose
         # label differs only in case from one given by an earlier row of this batch waits for
         # the rows before it to be stored (a row rejected for its id gives no spelling).
@@ -260,6 +276,7 @@ def import_rows(
             logger.info("committed rows through line %d of %s", last, path.name)
         stored.through = last
         batch.clear()
+        raw.clear()
         tell()
 
     def details() -> dict[str, object]:
@@ -369,6 +386,18 @@ def deleted_items_among(store: Store, items: Sequence[Any]) -> set[int]:
         for n, item in enumerate(items)
         if item.id in gone or any(old in gone for old in olds.get(n, ()))
     }
+
+
+def _redaction_apart(store: Store, row: Row, came: str) -> bool:
+    """Whether ``row``'s id is stored with its text as it ``came`` or as redacted (any kind of
+    ``HITL_REDACT``): the same item, stored before the setting was turned on (or off), not
+    another one under its id. Read only for the few rows found in conflict."""
+    stored = store.get_item(row.id)
+    if stored is None:
+        return False
+    every = Redactor(REDACT_KINDS)
+    forms = {came, row.text, every.item(came, {})[0]}
+    return any(same_text(stored["text"], form) for form in forms)
 
 
 def _conflict(row: Row) -> str:

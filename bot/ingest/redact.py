@@ -5,15 +5,18 @@ numbers are alike.
 
 Kinds (``KINDS``):
 
-- ``card``: 13 to 19 digits, in groups separated by spaces or dashes, that pass the Luhn check
-  (what payment card numbers do; an order number rarely does), as ``[card]``;
+- ``card``: 13 to 19 digits starting with 2 to 6 (the card networks' numbers), in groups
+  separated by spaces, dots or dashes (or a meta value sent as a number), that pass the Luhn
+  check (what payment card numbers do; an order number rarely does), as ``[card]``;
 - ``email``: an address ``name@domain.tld`` as ``[email]``;
-- ``phone``: a number of 8 to 15 digits written internationally (``+44 7700 900999``) or
-  with its area code in brackets (``(020) 7946 0958``), as ``[phone]``; a bare run of digits
-  (an order number, a date) is left alone, so a number written ``07700 900999`` is too.
+- ``phone``: a number of 8 to 15 digits written internationally (``+44 7700 900999``,
+  ``0044 7700 900999``) or with its area code in brackets (``(020) 7946 0958``), as
+  ``[phone]``; a bare run of digits (an order number, a date) is left alone, so a number
+  written ``07700 900999`` is too.
 
-An item's id is made from its text as it came, so a producer sending the same ticket again
-finds it; its meta's text values are redacted as its text is.
+An item sent without an id is named by its redacted text (a hash of the text as it came,
+shown beside it, would let the value be guessed back); the same ticket sent again is redacted
+the same way, so it is found. Its meta's values are redacted as its text is.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+# the networks' numbers start with 2 to 6 (Mastercard, Amex, Visa, Mastercard, Discover/UnionPay)
+_CARD = re.compile(r"(?<![\w.-])[2-6](?:[ .-]?\d){12,18}(?![\w-]|\.\d)")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}"  # +44 7700 900999
+    r"(?<![\w+])(?:(?:\+|\b00)\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}"  # +44 7700 900999
     r"|\(\d{2,5}\)[ .-]?\d{3,4}[ .-]?\d{3,4})(?!\w)"  # (020) 7946 0958
 )
 
@@ -82,6 +86,10 @@ class Redactor:
         return out, out_meta
 
     def _value(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):  # a card sent as a number
+            written = str(value)
+            redacted = self._value(written)
+            return value if redacted == written else redacted
         if isinstance(value, str):
             out = value
             for step in self.steps:

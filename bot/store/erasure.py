@@ -15,7 +15,10 @@ what the deleted items gave them, so `hitl stats` adds up to the answers that re
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import sqlite3
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -39,6 +42,14 @@ ITEM_TABLES = (
     ("legacy_text_ids", "id"),
 )
 CHUNK = 500  # ids per statement: far below SQLite's limit of bound parameters
+REASON_CHARS = 500  # of a deletion's reason, as kept
+_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def one_line(text: str) -> str:
+    """A reason as kept: control characters, line breaks and direction overrides (which a
+    terminal would obey when it is shown back) become one space."""
+    return _UNSHOWN.sub(" ", text).strip()
 
 
 @dataclass
@@ -67,6 +78,7 @@ class ErasureMixin:
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise StoreError("no item id given")
+        reason = one_line(reason)[:REASON_CHARS]
         now = self.now()
         done = Deleted(ids)
         conn = self.db.conn
@@ -179,22 +191,34 @@ class ErasureMixin:
             self.db.conn.execute("PRAGMA secure_delete = OFF")
         return present
 
-    def find_items(self, needle: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every item (any status) whose text, meta or id holds ``needle``, compared casefolded
-        (Unicode: "STRASSE" finds "Straße"), oldest first, as (id, status, source, text, meta,
-        created_at, label): what an erasure or access request about a person needs. Reads
-        every item: for the CLI."""
-        wanted = needle.casefold()
-        self.db.conn.create_function(
-            "hitl_holds",
-            1,
-            lambda value: value is not None and wanted in value.casefold(),
-            deterministic=True,
-        )
-        rows = self.db.conn.execute(
+    def find_items(
+        self, needle: str, limit: int | None = None, *, part: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every item (any status) whose text, meta values or id holds ``needle`` as a whole
+        word (``part``: anywhere, inside a word too), compared in one Unicode form and
+        casefolded ("STRASSE" finds "Straße", a name typed composed finds it decomposed),
+        oldest first, as (id, status, source, text, meta, created_at, label): what an erasure
+        or access request about a person needs. A whole word, so "ann@example.com" does not
+        find "joann@example.com". Reads every item: for the CLI."""
+        wanted = _folded(needle)
+        pattern = None if part else re.compile(rf"(?<!\w){re.escape(wanted)}(?!\w)")
+
+        def holds(value: str | None) -> bool:
+            if value is None:
+                return False
+            folded = _folded(value)
+            return wanted in folded if pattern is None else pattern.search(folded) is not None
+
+        def meta_holds(meta: str | None) -> bool:
+            return any(holds(value) for value in _meta_values(meta))
+
+        conn = self.db.conn
+        conn.create_function("hitl_holds", 1, holds, deterministic=True)
+        conn.create_function("hitl_meta_holds", 1, meta_holds, deterministic=True)
+        rows = conn.execute(
             "SELECT i.id, i.status, i.source, i.text, i.meta, i.created_at, l.label"
             " FROM items i LEFT JOIN labels l ON l.item_id = i.id"
-            " WHERE hitl_holds(i.text) OR hitl_holds(i.meta) OR hitl_holds(i.id)"
+            " WHERE hitl_holds(i.text) OR hitl_meta_holds(i.meta) OR hitl_holds(i.id)"
             " ORDER BY i.rowid" + (" LIMIT ?" if limit is not None else ""),
             [limit] if limit is not None else [],
         )
@@ -260,3 +284,26 @@ def deletions_in(path: str | Path) -> list[tuple[str, str, str, str]]:
             ).fetchall()
     except sqlite3.Error:  # no such table: nothing was ever deleted there
         return []
+
+
+def _folded(text: str) -> str:
+    """One form to compare: NFC, casefolded."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def _meta_values(meta: str | None) -> Iterator[str]:
+    """The text of every value of an item's meta (JSON), nested ones too: what a person wrote,
+    not its JSON escapes ("CORP\\jdoe") nor the field names."""
+    try:
+        stack = [json.loads(meta or "{}")]
+    except ValueError:
+        yield meta or ""
+        return
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif value is not None and not isinstance(value, bool):
+            yield str(value)

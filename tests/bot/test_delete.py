@@ -406,7 +406,8 @@ def test_find_lists_a_persons_items_in_every_status_for_a_request(tmp_path: Path
     assert listed.stderr == "2 items found.\n"
     assert run(db, "find", "STRASSE").stdout.startswith("M-3  resolved (bug)  Straße 5")
     whole = [
-        json.loads(line) for line in run(db, "find", "jane.doe@", "--jsonl").stdout.splitlines()
+        json.loads(line)
+        for line in run(db, "find", "jane.doe@", "--part", "--jsonl").stdout.splitlines()
     ]
     assert [(r["id"], r["meta"]) for r in whole] == [
         ("M-1", {}),
@@ -466,3 +467,63 @@ async def test_the_api_refuses_a_deleted_item_stored_under_an_older_versions_id(
         said = await sent.json()
         assert sent.status == 410, said
         assert list(api.store.find_items("4111")) == []
+
+
+def test_find_matches_whole_words_in_any_unicode_form_and_meta_values_as_written(tmp_path: Path):
+    import unicodedata
+
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "people.jsonl"
+    rows = [
+        {"id": "P-1", "text": "from ann@example.com"},
+        {"id": "P-2", "text": "from joann@example.com"},  # not ann's
+        {"id": "P-3", "text": unicodedata.normalize("NFD", "Zoë Müller wrote")},
+        {"id": "P-4", "text": "x", "meta": {"login": "CORP\\jdoe", "name": 'Jane "JJ" Doe'}},
+        {"id": "P-5", "text": "bidi \u202egnp.exe and \x1b[31mred"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(db, "import", str(path)).exit_code == 0
+    assert run(db, "find", "ann@example.com", "--ids").stdout == "P-1\n"
+    assert run(db, "find", "ann@example.com", "--part", "--ids").stdout == "P-1\nP-2\n"
+    assert run(db, "find", "zoë müller", "--ids").stdout == "P-3\n"  # typed composed
+    assert run(db, "find", "CORP\\jdoe", "--ids").stdout == "P-4\n"
+    assert run(db, "find", 'Jane "JJ" Doe', "--ids").stdout == "P-4\n"
+    assert run(db, "find", "login", "--ids").stdout == ""  # a field's name is no value
+    shown = run(db, "find", "bidi").stdout
+    assert "\u202e" not in shown and "\x1b" not in shown  # a terminal would obey them
+    assert "\\u202egnp.exe" in shown and "\\x1b[31mred" in shown
+
+
+def test_ids_from_a_pipe_stay_whole_and_a_reason_is_kept_on_one_line(tmp_path: Path):
+    """`hitl delete $(hitl find … --ids)` split an id with spaces and read an id `--yes` as the
+    option (deleting the rest without asking); --ids-from reads one id a line."""
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "odd.jsonl"
+    rows = [
+        {"id": i, "text": f"mail of jane@example.com {n}"}
+        for n, i in enumerate(["--yes", "a b", "-rf"])
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(db, "import", str(path)).exit_code == 0
+    ids = run(db, "find", "jane@example.com", "--ids").stdout
+    asked = run(db, "delete", "--ids-from", "-", stdin=ids)
+    assert asked.exit_code == 1 and "add --yes" in asked.stderr and counts(db)["items"] == 3
+    done = run(db, "delete", "--ids-from", "-", "--yes", "--reason", "line\none\u202e", stdin=ids)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("Deleted 3 items")
+    assert counts(db)["items"] == 0
+    with Store.open(db) as store:
+        assert store.deleted_item("a b")["reason"] == "line one"
+
+
+def test_the_summary_counts_webhook_deliveries_in_english(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("a", "text a", "billing")])
+    with Store.open(db) as store, store.db.conn:  # committed at the block's end
+        store.db.conn.executemany(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at)"
+            " VALUES ('a', 'https://x.example/h', '2026-01-01', '2026-01-01')",
+            [(), ()],
+        )
+    done = run(db, "delete", "a", "--yes")
+    assert done.stdout.startswith("Deleted 1 item: 1 answer, 1 label, 2 webhook deliveries.")
