@@ -69,6 +69,7 @@ def anonymise_command(
     and any text that names them (a gold miss's review, a retrain they started). Every label,
     vote and agreement stays; each person stays a distinct annotator for the agreement, the
     gold accuracy and Dawid–Skene. One transaction: all the ids or, if one is unknown, none.
+    Names slack-hitl itself writes (import, gold, api, restore, cli) are no one's: refused.
     It cannot be undone: the id is not kept anywhere, only that someone was anonymised, by
     whom and when.
 

@@ -25,7 +25,7 @@ from bot.words import count
     "--undelete",
     is_flag=True,
     help="Keep the items `hitl delete` deleted after the backup was made (by default they are"
-    " deleted again).",
+    " deleted again). People anonymised after it are anonymised again all the same.",
 )
 @click.pass_obj
 def restore_command(state: Any, backup: Path, undelete: bool) -> None:
@@ -47,6 +47,10 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     Items `hitl delete` deleted after the backup was made (an erasure request) are deleted
     again, as the database that was there records them, with their Slack messages; the
     command names them. --undelete keeps them (a delete made by mistake).
+
+    People `hitl people anonymise` anonymised after the backup was made are anonymised
+    again, under the pseudonym the database that was there gave them (found by their
+    answers, which keep their ids), with or without --undelete; the command names them.
 
     \b
     Examples:
@@ -109,6 +113,14 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
                 f" the backup was made were not deleted again: `hitl restore {backup}` again"
                 " deletes them"
             ) from None
+        try:
+            upgraded = _anonymise_again(state, done.kept) or upgraded
+        except KeyboardInterrupt:  # its own transaction: all anonymised again, or none
+            raise Stopped(
+                f" after the restore: {db} was restored from {backup}; the people anonymised"
+                f" after the backup was made were not anonymised again: `hitl restore {backup}`"
+                " again anonymises them"
+            ) from None
     if facts.pending:
         click.echo(
             "The backup was made by an older slack-hitl: "
@@ -153,6 +165,27 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
             f"Deleted again: {count(len(present), 'item')} deleted (`hitl delete`) after the"
             f" backup was made ({shown}), as {kept.name} records; `hitl serve` deletes their"
             " Slack messages. --undelete keeps them."
+        )
+    return True
+
+
+def _anonymise_again(state: Any, kept: Path) -> bool:
+    """Anonymise again, in the restored database, the people the database that was there
+    (``kept``) records as anonymised (`hitl people anonymise`), whatever --undelete says: their
+    answers keep their ids, so the old id each answer of a pseudonym carries here is given
+    that pseudonym again. Whether it opened (and so upgraded) the restored database."""
+    from bot.store.people import anonymised_in
+
+    records = [record for record in anonymised_in(kept) if record[3]]
+    if not records:
+        return False
+    with state.open_existing_store() as store:
+        again = store.anonymise_again(records)
+    if again:
+        shown = ", ".join(again[:5]) + (" …" if len(again) > 5 else "")
+        click.echo(
+            f"Anonymised again: {count(len(again), 'person', 'people')} ({shown}), anonymised"
+            f" (`hitl people anonymise`) after the backup was made, as {kept.name} records."
         )
     return True
 

@@ -315,3 +315,136 @@ async def test_a_running_server_redraws_the_questions_without_the_person(bot: Bo
     assert shown.count("former-1") == 2
     assert "<@former-1>" not in shown  # Slack would draw a broken mention
     assert {tuple(bot.store.resolution(i)["annotators"]) for i in "ab"} == {("former-1", "U0ANA")}
+
+
+# -- names that are no person; the columns that name kinds, statuses, reasons, sources ------
+
+
+def not_people(db: Path) -> list[Any]:
+    """The columns that name kinds, statuses, reasons and sources: never a person."""
+    conn = sqlite3.connect(db)
+    try:
+        return [
+            conn.execute(query).fetchall()
+            for query in (
+                "SELECT id, source, status FROM items ORDER BY id",
+                "SELECT status, n FROM item_counts ORDER BY status",
+                "SELECT id, kind, status FROM runs ORDER BY id",
+                "SELECT id, reason FROM reviews ORDER BY id",
+                "SELECT id, source FROM answers ORDER BY id",
+                "SELECT id, action FROM label_history ORDER BY id",
+            )
+        ]
+    finally:
+        conn.close()
+
+
+def test_names_the_product_writes_are_refused_and_kinds_statuses_sources_never_change(
+    tmp_path: Path,
+):
+    db = team(tmp_path)
+    stored = dump(db)
+    for name in ("import", "gold", "api", "restore", "cli"):  # stored by slack-hitl itself
+        said = run(db, "people", "anonymise", name)
+        assert said.exit_code == 1, (name, said.output)
+        assert said.stderr == (
+            f"Error: {name!r} is a name slack-hitl itself writes (imported labels, gold items,"
+            " the API's and a restore's deletions, the CLI), not a person's id; nothing changed\n"
+        ), name
+        assert dump(db) == stored, name
+    # people whose names (given with --by) are also an item status and a review's reason
+    assert run(db, "labels", "set", "i6", "billing", "--by", "resolved").exit_code == 0
+    assert run(db, "labels", "add", "refund2", "--by", "split").exit_code == 0
+    kinds = not_people(db)
+    for name in ("resolved", "split"):
+        done = run(db, "people", "anonymise", name)
+        assert done.exit_code == 0, done.output
+    assert not_people(db) == kinds  # items.status 'resolved', reviews.reason 'split' as they were
+    with Store.open(db) as store:
+        assert store.db.execute(
+            "SELECT user_id FROM label_history WHERE item_id = 'i6'"
+        ).fetchall() == [("former-1",)]
+        assert store.db.execute(
+            "SELECT user_id FROM label_set_changes WHERE label = 'refund2'"
+        ).fetchall() == [("former-2",)]
+
+
+# -- the write lock: held for the rows that change, not for a scan ---------------------------
+
+
+def in_the_write_transaction(statements: list[str]) -> list[str]:
+    begin = statements.index("BEGIN IMMEDIATE")
+    return statements[begin : statements.index("COMMIT", begin)]
+
+
+def test_the_scan_for_the_id_is_done_before_the_write_transaction(tmp_path: Path):
+    """A running server writes while the command runs: the write lock is held only to change
+    the rows a read found (each checked again) and rows added since the read; no statement in
+    the write transaction reads a whole text column (items' text, meta, predictions…)."""
+    db = team(tmp_path)
+    statements: list[str] = []
+    with Store.open(db) as store:
+        store.db.conn.set_trace_callback(statements.append)
+        store.anonymise_people([LEAVER], done_by="dpo")
+        store.db.conn.set_trace_callback(None)
+    inside = in_the_write_transaction(statements)
+    assert [s for s in inside if "instr(" in s and "rowid" not in s] == []
+    assert [s for s in inside if 'instr("text"' in s or 'instr("meta"' in s] == []
+    assert [s for s in statements if 'instr("text"' in s]  # the read before it looked
+    assert occurrences(db, LEAVER) == []
+
+
+def test_a_row_added_between_the_read_and_the_write_is_anonymised_too(tmp_path: Path):
+    db = team(tmp_path)
+    with Store.open(db) as store:
+        real_read = store._read
+
+        def read_then_a_late_answer(names: Any) -> Any:
+            plan = real_read(names)
+            other = sqlite3.connect(db)  # the server, between the read and the write
+            other.execute(
+                "INSERT INTO answers (item_id, user_id, label, source, created_at, dedupe_key,"
+                " late) VALUES ('i6', ?, 'bug', 'button', '2026-01-02T00:00:00+00:00',"
+                " 'i6:U0LEAVER:bug:9.9', 1)",
+                [LEAVER],
+            )
+            other.commit()
+            other.close()
+            return plan
+
+        store._read = read_then_a_late_answer  # type: ignore[method-assign]
+        store.anonymise_people([LEAVER], done_by="dpo")
+    assert occurrences(db, LEAVER) == []
+
+
+# -- a restore of a backup made before ------------------------------------------------------
+
+
+def test_a_restore_of_an_older_backup_anonymises_the_person_again(tmp_path: Path):
+    db = team(tmp_path)
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(backup) as copy:
+        source.backup(copy)
+    copy.close()
+    source.close()
+    assert run(db, "people", "anonymise", LEAVER, "--by", "dpo").exit_code == 0
+    # someone who answered nothing the backup holds: nothing to map, nothing said
+    with Store.open(db) as store:
+        click(store, "i6", "U0LATE", "bug", "8.1")
+    assert run(db, "people", "anonymise", "U0LATE").exit_code == 0
+
+    for args, kept in (
+        ((), "hitl.db.before-restore"),
+        (("--undelete",), "hitl.db.before-restore.2"),
+    ):
+        done = run(db, "restore", str(backup), *args)  # --undelete or not: anonymised again
+        assert done.exit_code == 0, done.output
+        assert (
+            "Anonymised again: 1 person (former-1), anonymised (`hitl people anonymise`) after"
+            f" the backup was made, as {kept} records." in done.stdout.splitlines()
+        ), done.stdout
+        assert "former-2" not in done.stdout
+        assert [o for o in occurrences(db, LEAVER) if o[0] != "deleted_items"] == []
+        with Store.open(db) as store:
+            assert [(p["pseudonym"], p["by"]) for p in store.pseudonyms()] == [("former-1", "dpo")]
+        assert answered(db)["former-1"] and LEAVER not in answered(db)
