@@ -40,7 +40,7 @@ import numpy as np
 
 from bot import eventloop
 from bot.config import Settings
-from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK
+from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK, channel_for, routes_in_force
 from bot.learning.scoring_worker import (
     ScoringOutOfMemory,
     ScoringWorker,
@@ -543,22 +543,65 @@ UNCERTAIN_WINDOW = 500  # the most uncertain items the dispatcher considers per 
 AUDIT_SAMPLE = 100  # a uniform sample; a round takes its audit picks from it
 
 
+CHANNEL_DEPTH = 5_000
+"""How deep in the queue (the most uncertain queued items) a channel with no item in the
+window is looked for: its own window is at most this many row reads (``Store.
+most_uncertain_routed``), once a round for each such channel with free places."""
+
+
 def candidates(
-    rt: Runtime, rng: random.Random
+    rt: Runtime, rng: random.Random, channels: Sequence[str] = ()
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What one dispatcher round chooses from, without reading every item: the most uncertain
-    queued items (from the priority index) and a uniform random sample of all unlabeled items
-    (for audit picks, and for random picks while there is no model)."""
+    queued items (from the priority index; with routes, each of ``channels`` gets its own,
+    ``window``) and a uniform random sample of all unlabeled items (for audit picks, and for
+    random picks while there is no model)."""
     sample = rt.store.sample_unlabeled(AUDIT_SAMPLE, rng)
     if rt.model is None:
         return sample, sample
-    return rt.store.most_uncertain(UNCERTAIN_WINDOW), sample
+    return window(rt, channels), sample
+
+
+def window(rt: Runtime, channels: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The UNCERTAIN_WINDOW most uncertain queued items; with routes, and for each of
+    ``channels`` (those with free places) none of whose items is among them, that channel's
+    own most uncertain items too, looked for among the CHANNEL_DEPTH most uncertain: else a
+    channel whose items rank below another channel's backlog was asked nothing but audits
+    until that backlog fell under the window. Read on the event loop; a round costs the
+    window plus at most CHANNEL_DEPTH row reads for each channel left out of it."""
+    pool = rt.store.most_uncertain(UNCERTAIN_WINDOW)
+    routes = routes_in_force(rt.settings, rt.store)
+    if not routes or not channels:
+        return pool
+    default = rt.settings.channel
+    shares = {channel_for(routes, rt.settings, it["predicted_label"]) for it in pool}
+    elsewhere = sorted(label for label, channel in routes.items() if channel != default)
+    seen = {it["id"] for it in pool}
+    for channel in dict.fromkeys(channels):
+        if channel in shares:
+            continue
+        if channel == default:
+            own = rt.store.most_uncertain_routed(
+                elsewhere, among=False, limit=UNCERTAIN_WINDOW, depth=CHANNEL_DEPTH
+            )
+        else:
+            labels = sorted(label for label, to in routes.items() if to == channel)
+            if not labels:
+                continue
+            own = rt.store.most_uncertain_routed(
+                labels, among=True, limit=UNCERTAIN_WINDOW, depth=CHANNEL_DEPTH
+            )
+        pool += [it for it in own if it["id"] not in seen]
+        seen.update(it["id"] for it in own)
+    return pool
 
 
 FRESH_PASSES = 4  # at most this many windows re-scored in one dispatcher round (2,000 items)
 
 
-async def fresh_window(rt: Runtime, pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def fresh_window(
+    rt: Runtime, pool: list[dict[str, Any]], channels: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """The uncertain window (``candidates``' first list) as the model that asks ranks it.
 
     After a refresh or a promotion the walk re-scores the waiting items in rowid order: at a
@@ -580,7 +623,7 @@ async def fresh_window(rt: Runtime, pool: list[dict[str, Any]]) -> list[dict[str
         fresh = rt.store.queued_of([it["id"] for it in pool])
         if any(it["model_version"] == model.version for it in fresh):
             return [it for it in fresh if it["model_version"] == model.version]
-        pool = rt.store.most_uncertain(UNCERTAIN_WINDOW)
+        pool = window(rt, channels)
     return pool
 
 

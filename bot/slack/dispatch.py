@@ -255,7 +255,8 @@ class Dispatcher:
         if self._attempts_read:
             return
         channels = self.question_channels()
-        moved = self.rt.store.requeue_posts_outside(channels) if channels else []
+        threshold = self.rt.settings.threshold  # an auto item asked as an audit stays auto
+        moved = self.rt.store.requeue_posts_outside(channels, threshold) if channels else []
         if moved:
             self.moved += moved
             logger.info(
@@ -319,7 +320,7 @@ class Dispatcher:
         ttl = self.rt.settings.question_ttl
         if ttl <= 0:
             return
-        expired = self.rt.store.expire_posts(ttl, EXPIRE_BATCH)
+        expired = self.rt.store.expire_posts(ttl, EXPIRE_BATCH, self.rt.settings.threshold)
         if not expired:
             return
         logger.info(
@@ -380,8 +381,11 @@ class Dispatcher:
         with contextlib.suppress(OSError):  # the models folder is gone: the watch says so
             await sync_champion(rt)
         await score_pending(rt, max_chunks=1)  # one bounded chunk; the scorer does the rest
-        pool, audit_pool = candidates(rt, self.rng)
-        pool = await fresh_window(rt, pool)  # a new model ranks the window first
+        # each channel with free places gets a window of its own when none of its items is
+        # among the most uncertain of all (``scoring.window``)
+        free = [c for c in self.question_channels() if open_counts.get(c, 0) < rt.settings.max_open]
+        pool, audit_pool = candidates(rt, self.rng, free)
+        pool = await fresh_window(rt, pool, free)  # a new model ranks the window first
         taken: set[str] = set()
         posted = 0
         routes = routes_in_force(rt.settings, rt.store)

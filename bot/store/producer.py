@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
+from bot.store.labelset import top_in_force
 from bot.store.migrations import RECEIVER_SQL
 from bot.store.records import count_new_items
 
@@ -177,18 +178,25 @@ class ProducerMixin:
         ``sending``: the delivery the payload is for, claimed (this attempt counted) but not
         sent yet."""
         row = self.db.execute(
-            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label, i.status FROM items i"
-            " LEFT JOIN labels l ON l.item_id = i.id WHERE i.id = ?",
+            "SELECT l.label, l.votes, l.resolved_at, i.predicted_label, i.status, i.confidence,"
+            " i.ranked FROM items i LEFT JOIN labels l ON l.item_id = i.id WHERE i.id = ?",
             [item_id],
         ).fetchone()
         if row is None or (row[0] is None and not self._maybe_told(item_id, sending)):
             return None
+        # The model's label under the label set in force, as GET /api/items gives it: a
+        # rollback's old name as its successor, a retired label left out (the stored guess of
+        # a decided item is never restated).
+        model_label = None
+        if row[5] is not None:
+            guesses = json.loads(row[6]) if row[6] else ([(row[3], row[5])] if row[3] else [])
+            model_label, _ = top_in_force(guesses, self.label_aliases(), self.retired_labels())
         return {
             "id": item_id,
             "label": row[0],
             "votes": row[1] or 0,
             "resolved_at": row[2],
-            "model_label": self.label_aliases().get(row[3], row[3]),  # a rollback's old name
+            "model_label": model_label,
             "status": row[4],
         }
 

@@ -457,12 +457,15 @@ class QueueMixin:
     def open_posts(self) -> list[dict[str, Any]]:
         return select_rows(self.db, "SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
 
-    def requeue_posts_outside(self, channels: Sequence[str]) -> list[dict[str, Any]]:
+    def requeue_posts_outside(
+        self, channels: Sequence[str], threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """Close the open posts in channels other than ``channels`` (the question channels
         changed since they were posted) and put their items back in the queue, to be posted
         where they go now; returns those posts (``item_id``, ``channel``, ``ts``). An answer on
         an old message is still stored: answers go by item id. With none to move it only reads
-        (no write lock: another process may hold it while the server starts)."""
+        (no write lock: another process may hold it while the server starts). ``threshold``
+        (HITL_THRESHOLD): an item the model is sure of goes back to ``auto`` (``_take_back``)."""
         marks = ",".join("?" * len(channels)) or "''"
         find = (
             "SELECT item_id, channel, ts FROM posts WHERE closed_at IS NULL"
@@ -474,10 +477,12 @@ class QueueMixin:
         with self._immediate():
             moved = select_rows(self.db, find, list(channels))
             for post in moved:
-                self._take_back(post["item_id"], now)
+                self._take_back(post["item_id"], now, threshold=threshold)
         return moved
 
-    def expire_posts(self, ttl_hours: float, limit: int) -> list[dict[str, Any]]:
+    def expire_posts(
+        self, ttl_hours: float, limit: int, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """Take back the questions left unanswered for over ``ttl_hours`` (HITL_QUESTION_TTL),
         at most ``limit`` of them, the oldest first: as ``requeue_posts_outside`` does, each
         post is closed (``expired_at`` set: its message is redrawn without buttons, saying so)
@@ -486,7 +491,8 @@ class QueueMixin:
         it counts as an answer to the item (answers go by item id), and a decision then closes
         and redraws the item's new post too. Read from the open posts' age index, so a round
         costs the same at any number of posts; with none to take back it only reads. Returns
-        the posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``)."""
+        the posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``).
+        ``threshold``: as ``requeue_posts_outside``'s."""
         cutoff = (datetime.fromisoformat(self.now()) - timedelta(hours=ttl_hours)).isoformat(
             timespec="milliseconds"
         )
@@ -500,7 +506,7 @@ class QueueMixin:
         with self._immediate():
             expired = select_rows(self.db, find, [cutoff, limit])
             for post in expired:
-                self._take_back(post["item_id"], now, expired=True)
+                self._take_back(post["item_id"], now, expired=True, threshold=threshold)
         return expired
 
     def expired_counts(self, days: float = 7) -> dict[str, int]:
@@ -529,9 +535,14 @@ class QueueMixin:
         )
         return {item_id for (item_id,) in rows}
 
-    def _take_back(self, item_id: str, now: str, *, expired: bool = False) -> None:
+    def _take_back(
+        self, item_id: str, now: str, *, expired: bool = False, threshold: float | None = None
+    ) -> None:
         """Close the item's open posts (``expired``: marked so, and due for a redraw) and put
-        the item back where it waited before its post: gold, not scored, or scored."""
+        the item back where it waited before its post: gold, not scored, left to the model
+        (``auto``: an audit pick whose confidence is at or above ``threshold``, HITL_THRESHOLD,
+        as ``set_predictions`` decides it) or waiting for people. Without ``threshold`` a
+        scored item waits for people."""
         self.db.execute(
             "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
             " redraw_seq = redraw_seq + ? WHERE item_id = ? AND closed_at IS NULL",
@@ -540,9 +551,10 @@ class QueueMixin:
         self.db.execute(
             "UPDATE items SET updated_at = ?, status = CASE"
             " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
-            " WHEN model_version IS NULL THEN 'new' ELSE 'queued' END"
+            " WHEN model_version IS NULL THEN 'new'"
+            " WHEN ? IS NOT NULL AND confidence >= ? THEN 'auto' ELSE 'queued' END"
             " WHERE id = ? AND status = 'posted'",
-            [now, item_id],
+            [now, threshold, threshold, item_id],
         )
 
     def record_answer(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from sqlite_utils import Database
+
+from bot.store.queue import QueueMixin
 
 logger = logging.getLogger("bot.store")
 
@@ -161,3 +164,43 @@ class ViewsMixin:
         return self.db.execute(
             "SELECT coalesce(sum(n), 0) FROM item_counts WHERE status IN ('new', 'queued')"
         ).fetchone()[0]
+
+    def most_uncertain_routed(
+        self, labels: Collection[str], *, among: bool, limit: int, depth: int, step: int = 500
+    ) -> list[dict[str, Any]]:
+        """The queued items whose top guess is one of ``labels`` (``among``; else none of them,
+        or no guess), highest priority first as ``most_uncertain`` gives them, up to ``limit``,
+        looked for among the ``depth`` most uncertain queued items only: a channel's own window
+        when the most uncertain of all are another channel's. Read ``step`` rowids at a time
+        from the priority index (no row read), then those rows; it stops as soon as ``limit``
+        are found, so the cost is at most ``depth`` row reads whatever the backlog."""
+        columns = QueueMixin._POOL_COLUMNS
+        marks = ",".join("?" * len(labels))
+        if among:
+            which = f"predicted_label IN ({marks})" if labels else "0"
+        else:
+            which = (
+                f"(predicted_label IS NULL OR predicted_label NOT IN ({marks}))" if labels else "1"
+            )
+        found: list[dict[str, Any]] = []
+        for offset in range(0, depth, step):
+            rowids = [
+                rowid
+                for (rowid,) in self.db.execute(
+                    "SELECT rowid FROM items INDEXED BY items_status_priority"
+                    " WHERE status = 'queued' ORDER BY priority DESC, rowid LIMIT ? OFFSET ?",
+                    [min(step, depth - offset), offset],
+                )
+            ]
+            if not rowids:
+                break
+            rows = self.db.execute(
+                f"SELECT {columns} FROM items WHERE rowid IN ({','.join('?' * len(rowids))})"
+                f" AND {which} ORDER BY priority DESC, rowid",
+                [*rowids, *labels],
+            )
+            names = columns.split(", ")
+            found += [dict(zip(names, row, strict=True)) for row in rows]
+            if len(found) >= limit or len(rowids) < step:
+                break
+        return found[:limit]

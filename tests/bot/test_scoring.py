@@ -645,3 +645,86 @@ async def test_a_wake_while_no_channel_may_post_yet_reads_no_candidates(
             bot.store.db.conn.set_trace_callback(None)
         assert statements  # the trace works: the round looked at the open posts
         assert [sql for sql in statements if "FROM items" in sql] == []
+
+
+async def test_a_routed_channel_gets_its_own_uncertain_items_under_another_channels_backlog(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """600 waiting items routed to the default channel rank more uncertain than #billing's
+    100, which are under the threshold too: #billing, with all its places free, is asked about
+    its own uncertain items (not only the odd audit) while the other backlog fills the window
+    (reader5: 1 post in 10 rounds, an audit, against 50 in the default channel)."""
+    from tests.bot.harness import margin_scored, seed_champion
+    from tests.fake_slack import CHANNEL
+
+    fake_slack.add_channel("C0BILLING", "billing")
+    db = tmp_path / "hitl.db"
+    items = [Item(f"b{n}", f"bug ticket {n}") for n in range(600)]
+    items += [Item(f"m{n}", f"billing ticket {n}") for n in range(100)]
+    seed(db, items)
+    seed_champion(
+        db,
+        ["I was charged twice", "refund", "app crashes", "error 500"],
+        ["billing", "billing", "bug", "bug"],
+    )
+    settings = make_settings(
+        fake_slack,
+        tmp_path,
+        labels=("billing", "bug"),
+        routes={"billing": "C0BILLING"},
+        max_open=5,
+        gold_rate=0.0,
+        audit_rate=0.0,
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert bot.rt.model is not None
+        version = bot.rt.model.version
+        rows = [
+            (f"b{n}", version, "bug", 0.5, [["bug", 0.5], ["billing", 0.45]]) for n in range(600)
+        ]
+        rows += [
+            (f"m{n}", version, "billing", 0.6, [["billing", 0.6], ["bug", 0.3]]) for n in range(100)
+        ]
+        bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+        for _ in range(3):
+            await bot.dispatcher.fill()
+            # the default channel's people answer at once; #billing's places stay free
+            bot.store.db.execute("UPDATE posts SET closed_at = 'x' WHERE channel = ?", [CHANNEL])
+            bot.store.db.conn.commit()
+        posted = bot.store.db.execute(
+            "SELECT channel, reason, item_id FROM posts ORDER BY id"
+        ).fetchall()
+        billing = [(reason, item) for channel, reason, item in posted if channel == "C0BILLING"]
+        assert len(billing) == 5, posted
+        assert {reason for reason, _ in billing} == {"uncertain"}
+        assert all(item.startswith("m") for _, item in billing)
+        assert any(channel == CHANNEL for channel, _, _ in posted)
+
+
+def test_a_channels_own_window_reads_no_deeper_than_its_depth(tmp_path: Path):
+    """``Store.most_uncertain_routed`` looks for a channel's items among the ``depth`` most
+    uncertain queued items only (its cost bound), highest priority first, and stops once it
+    has ``limit``."""
+    store = Store.open(tmp_path / "hitl.db")
+    store.add_items([Item(f"t{n}", f"ticket {n}") for n in range(40)], "import")
+    guesses = {"bug": [["bug", 0.6], ["billing", 0.4]], "billing": [["billing", 0.6], ["bug", 0.4]]}
+    rows = [
+        (f"t{n}", 1, label, 0.6, guesses[label], 1.0 - n / 100)
+        for n in range(40)
+        for label in ["bug" if n < 30 else "billing"]
+    ]
+    store.set_predictions(rows, 0.8, "margin")
+    reads: list[str] = []
+    store.db.conn.set_trace_callback(reads.append)
+    assert store.most_uncertain_routed(["billing"], among=True, limit=5, depth=20, step=10) == []
+    assert sum("LIMIT" in sql for sql in reads) == 2  # two steps of 10: the depth, no deeper
+    store.db.conn.set_trace_callback(None)
+    found = store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40, step=10)
+    assert [it["id"] for it in found] == ["t30", "t31", "t32", "t33", "t34"]
+    others = store.most_uncertain_routed(["billing"], among=False, limit=3, depth=40, step=10)
+    assert [it["id"] for it in others] == ["t0", "t1", "t2"]
+    for sql, plan in query_plans(
+        store,
+        lambda: store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40),
+    ):
+        assert not any(line.startswith("SCAN items") for line in plan), (sql, plan)
