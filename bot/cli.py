@@ -905,7 +905,11 @@ def config_command(state: State) -> None:
 
 @cli.command("serve")
 @click.option("--host", help="Address to listen on (default: $HITL_HOST or 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default: $HITL_PORT or 3000).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on (default: $HITL_PORT or 3000).",
+)
 @click.pass_obj
 def serve_command(state: State, host: str | None, port: int | None) -> None:
     """Run the Slack bot: POST /slack/events for Slack (or Socket Mode), plus the dispatcher.
@@ -1313,7 +1317,7 @@ def _demo_token(value: str | None) -> str | None:
 @cli.command("demo")
 @click.option(
     "--port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=3000,
     show_default=True,
     envvar="HITL_PORT",

@@ -40,6 +40,7 @@ from bot.server import RUNTIME, init_app, stop_signals
 from bot.slack.dispatch import Dispatcher
 from bot.slack.redraw import Redrawer
 from bot.store import Store
+from bot.store.erasure import imported_into
 from bot.store.lock import server_lock
 from bot.words import count
 
@@ -164,6 +165,13 @@ def refuse_foreign(db: Path) -> None:
     Its WAL files and models folder too: a database moved aside (or restored) without its
     ``.models`` folder leaves that folder, with every trained model, beside a missing file."""
     if db.with_name(db.name + MARKER).exists():
+        if db.exists() and (n := imported_into(db)):  # made by the demo, then used for real
+            raise HitlError(
+                f"{db} was made by hitl demo, but {n:,} item{'s' if n != 1 else ''} came into"
+                " it since from outside the demo (hitl import); the demo recreates its database"
+                " at every start, so pass another file (hitl --db demo.db demo), or delete"
+                f" {db.name}{MARKER} to keep {db.name} as your own"
+            )
         return
     if db.exists():
         raise HitlError(

@@ -307,3 +307,16 @@ def _meta_values(meta: str | None) -> Iterator[str]:
             stack.extend(value)
         elif value is not None and not isinstance(value, bool):
             yield str(value)
+
+
+def imported_into(path: str | Path) -> int:
+    """How many items of the database at ``path`` came from outside `hitl demo` (`hitl
+    import`, the CLI: any source but the demo's own and its producer API's), read only; 0
+    for a file that is no database of ours."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM items WHERE source NOT IN ('demo', 'api', 'gold')"
+            ).fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -20,6 +20,27 @@ from model import TextClassifier
 # ------------------------------------------------------------------ what the demo deletes
 
 
+def test_the_demo_refuses_its_own_database_once_items_were_imported_into_it(tmp_path: Path):
+    """`hitl --db hitl.db demo`, then `hitl import` of the team's items into ./hitl.db (the
+    default): the demo's next start deleted them, its marker still beside the file (outside
+    first-run test)."""
+    db = tmp_path / "hitl.db"
+    prepare_database(db)  # as the demo made it: its marker beside
+    mine = tmp_path / "mine.csv"
+    mine.write_text("text,label\nmy precious ticket,billing\nanother real one,bug\n")
+    assert CliRunner().invoke(cli, ["--db", str(db), "import", str(mine)]).exit_code == 0
+    args = ["--db", str(db), "demo", "--port", "0", "--no-browser", "--simulate", "1"]
+    result = CliRunner().invoke(cli, [*args, "--answers", "1", "--retrain-every", "0"])
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: {db} was made by hitl demo, but 2 items came into it since from outside the"
+        " demo (hitl import); the demo recreates its database at every start, so pass another"
+        " file (hitl --db demo.db demo), or delete hitl.db.demo to keep hitl.db as your own\n"
+    )
+    out = CliRunner().invoke(cli, ["--db", str(db), "export"])
+    assert "my precious ticket" in out.stdout
+
+
 @pytest.mark.parametrize("left", ["x.db.models", "x.db-wal"])
 def test_the_demo_refuses_a_models_folder_or_wal_beside_a_missing_database(
     tmp_path: Path, left: str
@@ -199,3 +220,24 @@ async def test_another_host_name_cannot_send_the_demo_bot_signed_commands(demo: 
         own = {**headers, "Host": f"127.0.0.1:{port}"}
         async with http.post(f"{demo.url}/slack/events", data=body, headers=own) as response:
             assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["demo", "--port", "70000"], {}),
+        (["demo"], {"HITL_PORT": "99999"}),
+        (["serve", "--port", "-5"], {}),
+    ],
+)
+def test_a_port_out_of_range_is_one_line_and_makes_nothing(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+):
+    """A port over 65535 crashed with an OverflowError traceback after the demo had made its
+    database and folders (outside first-run test)."""
+    db = tmp_path / "demo.db"
+    extra = ["--no-browser"] if args[0] == "demo" else []
+    result = CliRunner().invoke(cli, ["--db", str(db), *args, *extra], env=env)
+    assert result.exit_code == 2, result.output
+    assert "is not in the range" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
