@@ -354,19 +354,13 @@ def describe(demo: Demo) -> list[str]:
         f"  people     {people}: all admins, so /hitl retrain works",
         f"  Slack API  fake, at {settings.slack_api_url} (bot token {settings.slack_bot_token}, "
         f"signing secret {settings.slack_signing_secret})",
-        f"  model      {settings.pipeline}, retrained every "
-        f"{count(demo.options.retrain_every, 'label')}",
+        f"  model      {settings.pipeline}, {retrain_line(demo.options.retrain_every)}",
         f"  API        curl -s {demo.url}/api/predict "
         f"-H {shlex.quote(f'Authorization: Bearer {settings.api_token}')} "
         f"-d {shlex.quote(json.dumps({'text': API_EXAMPLE}))}",
     ]
     if demo.teammates:
-        names = ", ".join(t.name for t in demo.teammates)
-        lines.append(
-            f"  simulated  {names}: answer with the true labels, "
-            f"{demo.options.error_rate:.0%} wrong on purpose"
-            + (f" ({CARELESS[1]}: {CARELESS_ERROR_RATE:.0%})" if demo.options.careless else "")
-        )
+        lines.append(f"  simulated  {simulated_line(demo.teammates, demo.options.error_rate)}")
     if demo.options.careless:
         lines.append(
             f"  gold       {count(len(gold_items(data)), 'question')} with a known label, "
@@ -374,6 +368,31 @@ def describe(demo: Demo) -> list[str]:
             "/hitl review the items someone missed"
         )
     return lines
+
+
+def retrain_line(every: int) -> str:
+    """How the demo retrains: every ``every`` labels, or (0) only when someone asks."""
+    if every <= 0:
+        return "retrained only on /hitl retrain (--retrain-every 0)"
+    return f"retrained every {count(every, 'label')}"
+
+
+def simulated_line(teammates: list[Teammate], error_rate: float) -> str:
+    """Who the simulated teammates are and how often each is wrong on purpose: the steady ones
+    at ``error_rate`` (--error-rate), the careless one (--careless) at its own rate."""
+    steady = [t.name for t in teammates if t.error_rate is None]
+    parts = []
+    if steady:
+        parts.append(
+            f"{', '.join(steady)}: {'answer' if len(steady) > 1 else 'answers'} with the true"
+            f" labels, {error_rate:.0%} wrong on purpose"
+        )
+    parts += [
+        f"{t.name}: careless, {t.error_rate:.0%} wrong on purpose"
+        for t in teammates
+        if t.error_rate is not None
+    ]
+    return "; ".join(parts)
 
 
 def has_desktop() -> bool:

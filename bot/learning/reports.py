@@ -75,7 +75,7 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     lines = [
         _answers_line("today", store, today),
         _answers_line("this week", store, week),
-        f"*Items:* {counts['new'] + counts['queued']:,} waiting · {counts['posted']:,} posted · "
+        f"*Items:* {_waiting(counts)} · {counts['posted']:,} posted · "
         f"{counts['resolved']:,} resolved · {counts['auto']:,} decided by the model · "
         f"{counts['skipped']:,} skipped",
     ]
@@ -88,6 +88,14 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
             else "*Votes for the winner:* no item decided by vote yet"
         )
     return "\n".join(lines)
+
+
+def _waiting(counts: dict[str, int]) -> str:
+    """The items not asked yet, gold questions among them (status 'gold': waiting to be mixed
+    into the posts), so that the line adds up to every item stored."""
+    gold = counts.get("gold", 0)
+    waiting = f"{counts['new'] + counts['queued'] + gold:,} waiting"
+    return waiting + (f" ({gold:,} of them gold questions)" if gold else "")
 
 
 async def stats_off_loop(

@@ -262,6 +262,13 @@ class Sandbox:
                 f"no channel {channel} in the sandbox: slash commands are sent in a channel"
             )
         command, _, text = line.strip().partition(" ")
+        if command != COMMAND:
+            # Slack answers a command no app in the workspace registered, and sends the app
+            # nothing (sent, Bolt would print its "[Suggestion] @app.command(...)" hint for a
+            # developer to the demo's terminal). 404, as Bolt answered it.
+            note = f"{command} is not a valid command. Try {COMMAND} help."
+            self._add_note(user_id, channel, note, [], "ack")
+            return Reply(404, "")
         token = f"cmd{next(self._counter)}"
         self._responders[(channel, token)] = user_id
         fields = payloads.command_fields(
@@ -276,11 +283,7 @@ class Sandbox:
             response_url=self.fake.response_url(channel, token),
         )
         reply = await self._send(*payloads.signed_command(fields, self.secret))
-        if reply.status == 404 and command != COMMAND:  # Slack answers it, not an app
-            text = f"{command} is not a valid command. Try {COMMAND} help."
-            self._add_note(user_id, channel, text, [], "ack")
-        else:
-            self._note_reply(user_id, channel, reply)
+        self._note_reply(user_id, channel, reply)
         return reply
 
     async def open_home(self, user_id: str) -> Reply:

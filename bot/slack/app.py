@@ -31,7 +31,7 @@ from bot.slack import blocks, commands
 from bot.slack.acks import signalling
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view
-from bot.slack.modal import next_in_modal, not_opened, open_labeling_modal
+from bot.slack.modal import from_home, next_in_modal, not_opened, open_labeling_modal
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
@@ -396,6 +396,18 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             logger.warning("on_start_labeling: %s", slack_refused(exc))
             note = not_opened(slack_said(exc), "labeling", "click *Start labeling*")
             await commands.publish_home(rt, client, user_id, note)
+
+    @app.view_closed(blocks.MODAL_CALLBACK)
+    @app.view_submission(blocks.MODAL_CALLBACK)
+    @tracked
+    async def on_labeling_closed(ack: AsyncAck, body: dict, client: AsyncWebClient):
+        """The labeling modal closed (*Done*, Escape; it has no submit button, a submission
+        closes it too): one opened from App Home asked for this (``notify_on_close``), and
+        Home, still on screen, is published again with the labels just given. Slack sends no
+        ``app_home_opened`` when a modal closes over Home."""
+        await ack()
+        if from_home(body):
+            await commands.publish_home(rt, client, body["user"]["id"])
 
     @app.view(REVIEW_CALLBACK)
     @tracked

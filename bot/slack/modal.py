@@ -50,12 +50,15 @@ async def open_labeling_modal(
     channel_id: str | None = None,
 ) -> None:
     """Open the modal on the first item for ``user_id``: of ``channel_id``'s items when the
-    command was run there, else of App Home's channels."""
+    command was run there, else (App Home's *Start labeling*) of App Home's channels. A modal
+    opened from App Home asks Slack for ``view_closed`` (``notify_on_close``): Home stays on
+    screen under it, and Slack sends no ``app_home_opened`` when it closes, so the app
+    publishes Home again then (``from_home``), or the person sees the counts of before."""
     if channel_id is None:
         channels = channels_for_home(rt, user_id)
     else:
         channels = channels_for_command(rt, channel_id, user_id)
-    view = _view(rt, user_id, channels, answered=0)
+    view = _view(rt, user_id, channels, answered=0, home=channel_id is None)
     await client.views_open(trigger_id=trigger_id, view=view)
 
 
@@ -98,11 +101,24 @@ async def next_in_modal(
     await client.views_update(
         view_id=view.get("id"),
         hash=view.get("hash"),
-        view=_view(rt, user_id, channels, answered, note),
+        view=_view(rt, user_id, channels, answered, note, home=from_home(body)),
     )
 
 
-def _view(rt: Runtime, user_id: str, channels: list[str], answered: int, note: str = "") -> View:
+def from_home(body: dict) -> bool:
+    """Whether the labeling modal of ``body`` (a click in it, its ``view_closed``) was opened
+    from App Home, as its ``private_metadata`` says."""
+    view = body.get("view") or {}
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except (json.JSONDecodeError, TypeError):
+        return False
+    return isinstance(meta, dict) and meta.get("home") is True
+
+
+def _view(
+    rt: Runtime, user_id: str, channels: list[str], answered: int, note: str = "", *, home: bool
+) -> View:
     routes = routes_in_force(rt.settings, rt.store)
     item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
@@ -110,5 +126,7 @@ def _view(rt: Runtime, user_id: str, channels: list[str], answered: int, note: s
     if note:
         view.blocks = [SectionBlock(text=MarkdownTextObject(text=blocks.fit(note))), *view.blocks]
     meta = json.loads(view.private_metadata or "{}")
-    view.private_metadata = json.dumps({**meta, "channels": channels})
+    view.private_metadata = json.dumps({**meta, "channels": channels, "home": home})
+    # views.update replaces the whole view, notify_on_close too: sent on every redraw
+    view.notify_on_close = home
     return view
