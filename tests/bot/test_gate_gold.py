@@ -12,7 +12,9 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Any
 
+from bot.config import Settings
 from bot.learning import reports, retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -137,17 +139,23 @@ async def test_items_made_gold_after_the_champion_trained_on_them_do_not_hold_a_
     assert "gold questions" not in v2.reason
 
 
-async def test_new_gold_made_after_the_champion_counts_at_once(tmp_path: Path):
-    """Gold imported as new items after the first model (the usual order: a model, then a
-    gold set, then more labels) trained no model: the next retrain asks it, and a batch with
-    two labels swapped is not promoted (80191a3 left out all gold made after the champion)."""
+def swapped_batch(tmp_path: Path) -> tuple[list[Item], list[Item], list[Item], Settings, Any]:
+    """15 first labels, 10 gold questions and a batch of 40 with two labels swapped (``SWAP``),
+    seeded, and the settings and models registry of a database in ``tmp_path``."""
     rng = random.Random(5)
     seen: set[str] = set()
     first = tickets(rng, "a", 15, seen)
     gold = tickets(rng, "g", 10, seen)
     batch = [Item(i.id, i.text, SWAP.get(i.label, i.label)) for i in tickets(rng, "b", 40, seen)]
     settings = make_settings(FakeSlack(), tmp_path, labels=LABELS)
-    registry = retrain.registry_for(settings)
+    return first, gold, batch, settings, retrain.registry_for(settings)
+
+
+async def test_new_gold_made_after_the_champion_counts_at_once(tmp_path: Path):
+    """Gold imported as new items after the first model (the usual order: a model, then a
+    gold set, then more labels) trained no model: the next retrain asks it, and a batch with
+    two labels swapped is not promoted (80191a3 left out all gold made after the champion)."""
+    first, gold, batch, settings, registry = swapped_batch(tmp_path)
     with Store.open(settings.db) as store:
         store.add_items(first, "import")
         v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")

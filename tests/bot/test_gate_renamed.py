@@ -6,27 +6,19 @@ gold, was promoted once two other labels were renamed)."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from bot.learning import retrain
-from bot.sandbox import FakeSlack
 from bot.store import Store
 from model import TextClassifier
-from tests.bot.harness import Item, make_settings
-from tests.bot.test_gate_gold import LABELS, SWAP, tickets
+from tests.bot.harness import Item
+from tests.bot.test_gate_gold import LABELS, swapped_batch
 
 
 async def test_a_batch_rejected_on_gold_is_still_rejected_after_an_unrelated_rename(
     tmp_path: Path,
 ):
-    rng = random.Random(5)
-    seen: set[str] = set()
-    first = tickets(rng, "a", 15, seen)
-    gold = tickets(rng, "g", 10, seen)
-    batch = [Item(i.id, i.text, SWAP.get(i.label, i.label)) for i in tickets(rng, "b", 40, seen)]
-    settings = make_settings(FakeSlack(), tmp_path, labels=LABELS)
-    registry = retrain.registry_for(settings)
+    first, gold, batch, settings, registry = swapped_batch(tmp_path)
     with Store.open(settings.db) as store:
         store.add_items(first, "import")
         store.add_gold(gold)
