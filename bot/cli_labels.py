@@ -185,6 +185,7 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
             current=current_labels(state.settings, store),
             user_id=_who(by),
             reason=reason,
+            votes_needed=state.settings.votes,
         )
         retired = last_retired(store) if action == "retire" else None
         try:

@@ -82,6 +82,7 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
             current=labels,
             user_id=user_id,
             reason="/hitl labels",
+            votes_needed=rt.settings.votes,
         )
     except StoreError as exc:  # its message may list the whole set
         return blocks.fit(f"Cannot {action}: {blocks.escape(str(exc))}"), False

@@ -32,6 +32,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.labelnames import case_twin, how_twins_differ, label_problem
+from bot.store.records import Tally
 
 ACTIONS = ("add", "rename", "merge", "retire")
 
@@ -71,6 +72,9 @@ class LabelSetMixin:
     now: Callable[[], str]
     _immediate: Callable[[], AbstractContextManager[None]]
     _unsynced: Callable[[], AbstractContextManager[None]]
+    tally: Callable[..., Tally]
+    _resolve: Callable[[str, str, Tally, str], None]
+    close_reviews_by_votes: Callable[[str, str], None]
 
     def stored_labels(self) -> list[str] | None:
         """The stored label set's active labels in order, or None before the first change."""
@@ -128,10 +132,14 @@ class LabelSetMixin:
         current: Sequence[str],
         user_id: str,
         reason: str = "",
+        votes_needed: int | None = None,
     ) -> list[str]:
         """Apply one change to the label set in force (``current``, stored first if it is not
         yet) in one transaction, and return the new set. Raises ``StoreError`` saying what to
-        fix for a change that does not fit (an unknown label, a name taken, ...)."""
+        fix for a change that does not fit (an unknown label, a name taken, ...).
+
+        A merge decides, in the same transaction, the open split votes it gives a majority
+        (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely)."""
         # One spelling per label: a name made here ("café" typed as e + a combining accent) is
         # stored in NFC and must be usable; a name that refers to a label already in the set is
         # taken as it is stored when it is (an older version stored labels as they came, so
@@ -226,7 +234,33 @@ class LabelSetMixin:
                 "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE closed_at IS NULL OR item_id"
                 " IN (SELECT item_id FROM reviews WHERE reason = 'split' AND decided_at IS NULL)"
             )
+            if action == "merge" and new is not None:
+                self._decide_merged_splits(new, now, votes_needed)
             return self.stored_labels() or []
+
+    def _decide_merged_splits(self, merged: str, now: str, votes_needed: int | None) -> None:
+        """After a merge into ``merged``: each open split item whose votes (under the label set
+        in force) now have a majority is decided as ``record_answer`` decides it, its split
+        review closed by the votes. Without ``votes_needed`` the majority is taken of everyone
+        who answered the item (at least HITL_VOTES people, or it would not be a split), so an
+        item is never decided that the votes would not decide."""
+        rows = self.db.execute(
+            "SELECT DISTINCT r.item_id FROM reviews r JOIN items i ON i.id = r.item_id"
+            " WHERE r.reason = 'split' AND r.decided_at IS NULL"
+            " AND i.status NOT IN ('resolved', 'skipped')"
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = r.item_id)"
+            " ORDER BY r.item_id"
+        ).fetchall()
+        for (item_id,) in rows:
+            tally = self.tally(item_id)
+            if merged not in tally.votes:
+                continue
+            answered = sum(len(users) for users in tally.votes.values()) + len(tally.skips)
+            winner = tally.majority(votes_needed if votes_needed is not None else answered)
+            if winner is None:
+                continue
+            self.close_reviews_by_votes(item_id, winner)
+            self._resolve(item_id, winner, tally, now)
 
     def _relabel_all(
         self, old: str, new: str, action: str, user_id: str, reason: str, now: str

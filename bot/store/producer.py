@@ -197,7 +197,7 @@ class ProducerMixin:
             "votes": row[1] or 0,
             "resolved_at": row[2],
             "model_label": model_label,
-            "status": row[4],
+            "status": _told_status(row[4]),
         }
 
     def _maybe_told(self, item_id: str, sending: int | None = None) -> bool:
@@ -268,3 +268,10 @@ def _receiver(url: str) -> str:
     if url[:7].lower() == "http://" or url[:8].lower() == "https://":
         return urlsplit(url).netloc.lower()
     return url
+
+
+def _told_status(status: str) -> str:
+    """The item's status as a webhook tells it (README, Webhooks): ``resolved``, ``auto`` and
+    ``skipped`` as they are, and an item waiting for people (``posted``, or back in the queue:
+    ``new``, ``queued``, ``gold``; the API's ``needs_review``) as ``posted``, asked again."""
+    return status if status in ("resolved", "auto", "skipped") else "posted"

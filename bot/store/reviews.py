@@ -8,7 +8,9 @@ that is not its gold label). ``flag_review`` is the one way in, for any reason: 
 calls it through ``review_after_answer``, where gold answers are scored too; retiring a label
 (``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``
 (``bot.store.labels``) close an item's pending reviews with the decision; a later vote that
-decides a split closes it.
+decides a split closes it, and so does a merge that gives a split's votes a majority
+(``bot.store.labelset``); a decision by votes with a label in force closes a pending
+``retired`` review.
 """
 
 from __future__ import annotations
@@ -83,11 +85,7 @@ class ReviewsMixin:
                     [self.now(), item_id],
                 )
             return
-        self.db.execute(
-            "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = ?"
-            " WHERE item_id = ? AND reason = 'split' AND decided_at IS NULL",
-            [self.now(), winner, item_id],
-        )
+        self.close_reviews_by_votes(item_id, winner)
         agreement = len(tally.votes[winner]) / n_voters
         if agreement < rules.min_agreement:
             self.flag_review(item_id, "low_agreement", f"{agreement:.0%}: {_tally_text(tally)}")
@@ -96,6 +94,24 @@ class ReviewsMixin:
         ).fetchone()
         if row and row[0] not in (None, winner) and (row[1] or 0) >= rules.contradict_confidence:
             self.flag_review(item_id, "contradicted", f"model v{row[2]}: {row[0]} ({row[1]:.0%})")
+
+    def close_reviews_by_votes(self, item_id: str, winner: str) -> None:
+        """The votes decided ``item_id`` as ``winner``: its pending split is decided, and so is
+        a pending ``retired`` review when ``winner`` is a label in force (the label it was
+        about is no longer the item's: an Undo took it back and people decided again)."""
+        reasons = ["split"]
+        if winner not in self._retired_for_review():
+            reasons.append("retired")
+        self.db.execute(
+            "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = ?"
+            f" WHERE item_id = ? AND reason IN ({','.join('?' * len(reasons))})"
+            " AND decided_at IS NULL",
+            [self.now(), winner, item_id, *reasons],
+        )
+
+    def _retired_for_review(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM label_set WHERE status = 'retired'")
+        return {row[0] for row in rows}
 
     def _review_gold_miss(self, item_id: str, tally: Tally) -> None:
         row = self.db.execute(  # under the label set in force, as the tally's labels are
