@@ -32,7 +32,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.demo.data import Columns, DemoData, DemoItem, demo_data, read_data
 from bot.demo.simulate import Retrainer, Score, Simulator, Teammate, score_champion
-from bot.errors import HitlError
+from bot.errors import HitlError, StoreError
 from bot.runtime import Runtime
 from bot.sandbox import FakeSlack, ui
 from bot.sandbox.workspace import Sandbox
@@ -275,9 +275,19 @@ async def running_demo(
     check_options(options)
     refuse_foreign(options.db)  # before the lock: a refused start leaves no lock file beside it
     # Held before the database is replaced: a demo already running on it keeps it.
-    with server_lock(options.db):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(server_lock(options.db))
+        except StoreError as exc:
+            raise StoreError(demo_lock_advice(str(exc))) from None
         async with _running_demo(options, data, echo, background=background) as demo:
             yield demo
+
+
+def demo_lock_advice(refused: str) -> str:
+    """The lock's refusal as a demo's: `hitl demo` takes its database from --db before the
+    command, never from HITL_DB (a demo replaces its database), so the advice says that."""
+    return refused.replace(" (--db or HITL_DB)", ": hitl --db other.db demo")
 
 
 @asynccontextmanager

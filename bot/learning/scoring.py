@@ -80,12 +80,17 @@ class Scorer:
         settings: Callable[[], Settings],
         chunk: int = SCORE_CHUNK,
         on_scored: Callable[[], None] | None = None,
+        on_redraw: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.champion = champion
         self.settings = settings
         self.chunk = chunk
         self.on_scored = on_scored
+        self.on_redraw = on_redraw  # question messages wait to be redrawn (the redrawer's wake)
+        # The model version the open questions asked before the first model were scored by
+        # (``_score_early_questions``): once per model, not at every walk.
+        self.early_scored_for: int | None = None
         self.wake_event = asyncio.Event()
         self.walking = asyncio.Lock()  # one walk at a time
         self.in_flight: dict[tuple[int, str, str], asyncio.Future[None]] = {}
@@ -112,6 +117,7 @@ class Scorer:
             champion=lambda: rt.model,  # the working model when there is one
             settings=lambda: rt.settings,
             on_scored=rt.wake_dispatcher,
+            on_redraw=lambda: _wake_redrawer(rt),
         )
 
     def wake(self) -> None:
@@ -258,6 +264,7 @@ class Scorer:
             if self.restating is not None:
                 self.wake()  # the background run goes on with the pass
                 return 0
+            await self._score_early_questions()
             done = 0
             counts = self.store.count_items() if progress is not None else {}
             waiting = counts.get("new", 0) + counts.get("queued", 0) + counts.get("auto", 0)
@@ -288,6 +295,19 @@ class Scorer:
         if done:
             logger.info("scored %d items", done)
         return done
+
+    async def _score_early_questions(self) -> None:
+        """The open questions asked before the first model said "No model yet" until
+        answered, however many models came since (the walk reads only the waiting items): a
+        new model scores their items and has their messages redrawn with its guess."""
+        champion = self.champion()
+        if champion is None or self.early_scored_for == champion.version:
+            return
+        ids = self.store.pre_model_questions()
+        if ids and await self.score_ids(ids) and self.store.redraw_pre_model_questions(ids):
+            if self.on_redraw is not None:
+                self.on_redraw()
+        self.early_scored_for = champion.version
 
     async def rescore(self) -> int | None:
         """Score the items a new model has not scored yet: in the background where ``run``
@@ -507,6 +527,12 @@ class _Batch:
         return (
             self.champion is champion and self.strategy == strategy and len(self.rows) + n <= chunk
         )
+
+
+def _wake_redrawer(rt: Runtime) -> None:
+    wake = getattr(rt.redrawer, "wake", None)
+    if wake is not None:
+        wake()
 
 
 def scorer_of(rt: Runtime) -> Scorer:

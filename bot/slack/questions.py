@@ -35,13 +35,18 @@ def build_question(
     resolution = store.resolution(item_id)
     # A decided item shows the votes that decided it; later answers are kept as history.
     tally = store.tally(item_id, through=resolution["decided_by"] if resolution else None)
+    late = False  # an open question asked before the first model, scored since
     guesses: list[tuple[str, float]] = [(str(lb), float(p)) for lb, p in item["ranked"] or []]
     if post is not None and post["predicted_label"] is not None:
         # Show what the model guessed when the question was asked, even after a retrain.
         shown = (post["predicted_label"], float(post["confidence"] or 0.0))
         guesses = [shown, *[g for g in guesses if g[0] != shown[0]]]
     elif post is not None and post["model_version"] is None:
-        guesses = []
+        # Asked before the first model: an open question shows the model's guess once one
+        # has scored its item (the scorer redraws it), not "No model yet" until answered.
+        late = item["status"] == "posted" and item["model_version"] is not None
+        if not late:
+            guesses = []
     guesses = in_force(guesses, store.label_aliases(), store.retired_labels())
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
     label = resolution["label"] if resolution else None
@@ -51,7 +56,7 @@ def build_question(
         text=item["text"],
         labels=labels,
         guesses=guesses,
-        model_version=post["model_version"] if post else item["model_version"],
+        model_version=item["model_version"] if late or post is None else post["model_version"],
         reason=shown_reason(post["reason"], post["model_version"]) if post else "uncertain",
         status=status,
         votes=tally.votes,

@@ -457,6 +457,31 @@ class QueueMixin:
     def open_posts(self) -> list[dict[str, Any]]:
         return select_rows(self.db, "SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
 
+    def pre_model_questions(self) -> list[str]:
+        """The items of the open questions asked before the first model (a post without a
+        model version): the scorer scores them when a model arrives, and redraws them. Read
+        from the open posts' index (a few rows), not every post ever made."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT item_id FROM posts INDEXED BY posts_open_age"
+                " WHERE closed_at IS NULL AND model_version IS NULL"
+            )
+        ]
+
+    def redraw_pre_model_questions(self, item_ids: Sequence[str]) -> int:
+        """Redraw these items' open questions asked before the first model (their message
+        shows the model's guess now: ``bot.slack.questions.build_question``)."""
+        n = 0
+        with self._immediate():
+            for item_id in item_ids:
+                n += self.db.execute(
+                    "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE item_id = ?"
+                    " AND closed_at IS NULL AND model_version IS NULL",
+                    [item_id],
+                ).rowcount
+        return n
+
     def requeue_posts_outside(
         self, channels: Sequence[str], threshold: float | None = None
     ) -> list[dict[str, Any]]:

@@ -59,12 +59,37 @@
     toast.timer = setTimeout(function () { box.hidden = true; }, 6000);
   }
 
+  // The page outlives the demo: a request that cannot reach it says so, and stays said until
+  // the demo answers again (a click did nothing, the error only in the browser's console).
+  const STOPPED = "The demo has stopped: start it again with hitl demo";
+
+  function stopped() {
+    const box = $("toast");
+    clearTimeout(toast.timer);
+    box.textContent = STOPPED;
+    box.hidden = false;
+    S.stopped = true;
+  }
+
+  function reachable() {
+    if (!S.stopped) return;
+    S.stopped = false;
+    $("toast").hidden = true;
+  }
+
   async function post(path, body) {
-    const response = await fetch(path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(Object.assign({ user: S.user }, body)),
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(Object.assign({ user: S.user }, body)),
+      });
+    } catch (error) { // no answer at all: the demo stopped (a TypeError, "Failed to fetch")
+      stopped();
+      return { error: STOPPED };
+    }
+    reachable();
     const data = await response.json();
     if (!response.ok) toast(data.error || "The sandbox could not do that");
     // (an unknown command's 404 is said in the channel: "/foo is not a valid command")
@@ -445,8 +470,15 @@
       (since === undefined ? "" : "&since=" + since);
     const controller = new AbortController();
     S.poll = controller;
-    const response = await fetch(url, { signal: controller.signal });
+    let response;
+    try {
+      response = await fetch(url, { signal: controller.signal });
+    } catch (error) {
+      if (error.name !== "AbortError") stopped(); // no answer: the demo stopped
+      throw error;
+    }
     const state = await response.json();
+    reachable();
     if (S.poll !== controller) return; // the person switched users meanwhile
     if (!S.user) S.user = state.me;
     S.state = state;

@@ -1,0 +1,40 @@
+"""A sandbox page left open after `hitl demo` stopped says so (/tmp/demofirst L1): its clicks
+did nothing, with the only trace in the browser's console. Headless Chromium, as
+tests/e2e/test_sandbox_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from bot.demo import DemoOptions, load_data, running_demo
+from tests.e2e.test_sandbox_browser import CHROMIUM, CHROMIUM_ARGS, WAIT
+
+STOPPED = "The demo has stopped: start it again with hitl demo"
+
+
+async def test_a_page_left_open_after_the_demo_stopped_says_so(tmp_path: Path):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0, pace=0.0)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page()
+            async with running_demo(options, load_data(options), echo=lambda line: None) as demo:
+                await page.goto(f"{demo.url}/?user=U0ANA")
+                questions = page.locator("#messages article.message")
+                await expect(questions).to_have_count(demo.options.max_open, timeout=WAIT)
+                await expect(page.locator("#toast")).to_be_hidden()
+            # The demo is gone: the page's next look (its long poll) and a click say so.
+            toast = page.locator("#toast")
+            await expect(toast).to_have_text(STOPPED, timeout=WAIT)
+            await questions.first.locator("button[data-action-id^='hitl.q.label.']").first.click()
+            await expect(toast).to_be_visible()
+            await expect(toast).to_have_text(STOPPED)
+        finally:
+            await browser.close()
