@@ -789,8 +789,21 @@ def trained_until(registry: ModelRegistry | None, champion: Champion) -> tuple[s
         meta = registry.champion() if registry is not None else None
     except OSError as exc:  # the folder moved or deleted under the server
         problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
-        return champion.created_at or "", problem
+        return _end_of_second(champion.created_at), problem
     return (meta.extra.get("label_watermark") if meta else None) or "", None
+
+
+def _end_of_second(at: str | None) -> str:
+    """A model's time (to the second) as the store writes times (milliseconds), at the end of
+    its second: compared as text, "…:46+00:00" came before every label of that second
+    ("…:46.123+00:00"), so the labels a champion made in that second trained on counted as
+    given since it (the refresh came early, by how many; the full suite under load hit it)."""
+    moment = _moment(at)
+    if moment is None:
+        return at or ""
+    if moment.microsecond == 0 and "." not in (at or ""):
+        moment = moment.replace(microsecond=999_000)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:

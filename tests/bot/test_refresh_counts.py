@@ -111,3 +111,26 @@ async def test_a_second_refresh_on_as_many_labels_has_its_own_version_and_rescor
     assert trainer.last_refresh.n_read == 15 and second.n_train == 15
     newest = bot.store.stop_checks()[-1]  # when to stop counts the labels it read
     assert (newest["kind"], newest["model_version"], newest["n_train"]) == ("refresh", -16, 15)
+
+
+def test_labels_of_the_second_a_champion_was_made_in_are_not_counted_as_given_since(
+    tmp_path: Path,
+):
+    """With the models folder moved, the champion's time (to the second) stands in for its
+    newest label; compared as text, "…:46+00:00" came before every label of that second
+    ("…:46.500+00:00"), so the labels it trained on counted as given since it and the refresh
+    came early (the full suite under load: a refresh on 16 labels where 18 were due)."""
+    from bot.config import Settings
+    from bot.learning import retrain
+    from bot.runtime import Champion
+
+    db = tmp_path / "hitl.db"
+    with Store.open(db, clock=lambda: "2026-12-05T07:40:46.500+00:00") as store:
+        store.add_items(
+            [Item(f"i{n}", f"text {n}", "bug" if n % 2 else "billing") for n in range(6)], "import"
+        )
+        settings = Settings(db=db)
+        registry = retrain.registry_for(settings)  # its folder does not exist: moved away
+        champion = Champion(1, None, created_at="2026-12-05T07:40:46+00:00", n_train=6)
+        plan = retrain.begin_refresh(store, settings, registry, champion)
+    assert plan.since_champion == 0
