@@ -123,6 +123,7 @@ def test_labels_of_the_second_a_champion_was_made_in_are_not_counted_as_given_si
     from bot.config import Settings
     from bot.learning import retrain
     from bot.runtime import Champion
+    from model import TextClassifier
 
     db = tmp_path / "hitl.db"
     with Store.open(db, clock=lambda: "2026-12-05T07:40:46.500+00:00") as store:
@@ -130,7 +131,9 @@ def test_labels_of_the_second_a_champion_was_made_in_are_not_counted_as_given_si
             [Item(f"i{n}", f"text {n}", "bug" if n % 2 else "billing") for n in range(6)], "import"
         )
         settings = Settings(db=db)
-        registry = retrain.registry_for(settings)  # its folder does not exist: moved away
+        registry = retrain.registry_for(settings)
+        registry.save(TextClassifier().fit(["a b", "c d", "a x", "c y"], list("pqpq")), n_train=4)
+        settings.models_dir.rename(tmp_path / "aside")  # `mv hitl.db.models elsewhere`
         champion = Champion(1, None, created_at="2026-12-05T07:40:46+00:00", n_train=6)
         plan = retrain.begin_refresh(store, settings, registry, champion)
     assert plan.since_champion == 0
