@@ -114,8 +114,11 @@ class Store(
         self.write_problem: str | None = None
 
     @classmethod
-    def open(cls, path: str | Path, clock: Callable[[], str] = utc_now) -> Store:
-        """Open (creating or upgrading) the database at ``path``.
+    def open(
+        cls, path: str | Path, clock: Callable[[], str] = utc_now, *, create: bool = True
+    ) -> Store:
+        """Open (creating or upgrading) the database at ``path``; with ``create`` False, only
+        a file that is there (SQLite's ``mode=rw``: a deleted one is not made again, empty).
 
         Raises ``StoreError`` in one line that says what to do: for a file that is not a
         database, another program's database (refused before anything is written to it), one
@@ -129,8 +132,11 @@ class Store(
             )
         conn = None
         try:
-            _create_private(path)
-            conn = sqlite3.connect(str(path), timeout=10)
+            if create:
+                _create_private(path)
+                conn = sqlite3.connect(str(path), timeout=10)
+            else:
+                conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=10)
             db = Database(conn)
             _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
             _configure(db, memory=False)
@@ -234,12 +240,22 @@ class Store(
             raise StoreError("an in-memory store has no file to open on another connection")
         problem = self.lost or (_file_problem(self.path, self.file_id) if self.file_id else None)
         problem = problem or (self.watch.problem if self.watch is not None else None)
-        if problem is not None:
-            raise StoreError(
-                f"{problem}: put the database back at {self.path} (or move what is left there"
-                " away to start afresh) and restart hitl serve"
-            )
-        return Store.open(self.path, self.now)
+        if problem is None:
+            try:  # never made again: deleted between the look above and this open
+                store = Store.open(self.path, self.now, create=False)
+            except StoreError:
+                problem = _file_problem(self.path, self.file_id) if self.file_id else None
+                if problem is None:
+                    raise
+            else:
+                if self.file_id is None or store.file_id == self.file_id:
+                    return store
+                store.close()
+                problem = _file_problem(self.path, self.file_id) or "the database was replaced"
+        raise StoreError(
+            f"{problem}: put the database back at {self.path} (or move what is left there"
+            " away to start afresh) and restart hitl serve"
+        )
 
     def check_file(self) -> str | None:
         """Whether the file at ``path`` is still the one this store opened.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import StoreError
 from bot.learning import retrain
 from bot.learning.jobs import ChampionWatch, run_retrain
 from bot.sandbox import FakeSlack
@@ -202,3 +203,32 @@ async def test_a_database_error_after_the_retrain_ack_is_told_in_one_line_and_fr
     _, told = await retrain_told(bot)  # the lock was given back: this one is not refused
     assert told == []  # it began: its report goes to the channel, nothing to tell by the URL
     await bot.rt.background.drain(timeout=60)
+
+
+def test_a_read_apart_never_makes_the_database_again_when_it_goes_between_look_and_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A read in a worker thread (``Store.apart``) looked whether the file was still there,
+    then opened its path: deleted in between, SQLite made an empty database there (the full
+    suite, a refresh's read racing a test's delete, then said "replaced by another file").
+    The look is made to miss the delete here, as the race does; the open must not create."""
+    from bot.store import core
+
+    db = tmp_path / "hitl.db"
+    store = Store.open(db)
+    try:
+        for name in (db.name, db.name + "-wal", db.name + "-shm"):
+            db.with_name(name).unlink(missing_ok=True)
+        real, looks = core._file_problem, []
+
+        def look(path: Path, opened: tuple[int, int]) -> str | None:
+            looks.append(path)  # the first look misses the delete, as the race's does
+            return None if len(looks) == 1 else real(path, opened)
+
+        monkeypatch.setattr(core, "_file_problem", look)
+        with pytest.raises(StoreError) as caught:
+            store.apart()
+        assert str(caught.value).startswith(f"{db} was deleted or moved away")
+        assert db.name not in os.listdir(tmp_path)  # nothing made where it was
+    finally:
+        store.close()
