@@ -15,6 +15,7 @@ import pytest
 from bot.demo import DemoOptions, load_data, running_demo
 from bot.demo.run import CHANNEL, Demo, describe
 from bot.learning.reports import stats_text
+from tests.bot.test_sandbox import start_labeling_from_home
 
 QUESTIONS = CHANNEL[0]
 
@@ -36,19 +37,7 @@ async def test_home_shows_the_labels_given_from_it_once_the_labeling_window_clos
     await demo.sandbox.open_home("U0RAJ")
     await demo.fake.wait_for(lambda: "U0RAJ" in demo.fake.home, 5)
     assert "This week you labeled *0 items*" in home_text(demo, "U0RAJ")
-    home = demo.sandbox.state("U0RAJ")["home"]
-    start = next(
-        b
-        for b in home["blocks"]
-        if b.get("accessory", {}).get("text", {}).get("text") == "Start labeling"
-    )
-    await demo.sandbox.click(
-        "U0RAJ",
-        action_id=start["accessory"]["action_id"],
-        block_id=start["block_id"],
-        view_id=home["id"],
-    )
-    await demo.rt.background.drain()
+    await start_labeling_from_home(demo, "U0RAJ")
     for _ in range(3):
         modal = demo.sandbox.modal_for("U0RAJ")
         assert modal is not None and modal["notify_on_close"] is True

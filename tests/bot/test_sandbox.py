@@ -119,22 +119,28 @@ async def test_an_external_select_gets_its_options_from_a_block_suggestion(demo:
     assert [o["value"] for o in options] == ["billing"]
 
 
-async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
-    assert (await demo.sandbox.open_home("U0RAJ")).status == 200
-    await demo.fake.wait_for(lambda: "U0RAJ" in demo.fake.home, 5)
-    home = demo.sandbox.state("U0RAJ")["home"]
+async def start_labeling_from_home(demo: Demo, user: str) -> None:
+    """``user`` clicks "Start labeling" on the App Home they have open (the labeling window
+    opens in the background: drained)."""
+    home = demo.sandbox.state(user)["home"]
     start = next(
         b
         for b in home["blocks"]
         if b.get("accessory", {}).get("text", {}).get("text") == "Start labeling"
     )
     await demo.sandbox.click(
-        "U0RAJ",
+        user,
         action_id=start["accessory"]["action_id"],
         block_id=start["block_id"],
         view_id=home["id"],
     )
     await demo.rt.background.drain()
+
+
+async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
+    assert (await demo.sandbox.open_home("U0RAJ")).status == 200
+    await demo.fake.wait_for(lambda: "U0RAJ" in demo.fake.home, 5)
+    await start_labeling_from_home(demo, "U0RAJ")
     modal = demo.sandbox.modal_for("U0RAJ")
     assert modal is not None and demo.sandbox.modal_for("U0ANA") is None
     actions = next(b for b in modal["blocks"] if b["type"] == "actions")
