@@ -14,7 +14,7 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors
 from bot.cli_labels import _who
-from bot.words import count
+from bot.words import count, first_few
 
 # What a row of each table is, to the person reading the summary.
 SAID = (
@@ -90,7 +90,7 @@ def delete_command(
                     f"{unknown[0]!r} was deleted on {before['at'][:19].replace('T', ' ')} UTC by"
                     f" {before['user_id']}{why}; nothing deleted"
                 )
-            shown = ", ".join(map(repr, unknown[:5])) + (" …" if len(unknown) > 5 else "")
+            shown = first_few([repr(i) for i in unknown])
             gone = store.deleted_among(unknown)
             why = f" ({len(gone):,} of them deleted before)" if gone else ""
             raise click.ClickException(
@@ -103,7 +103,7 @@ def delete_command(
                     "asks before deleting, and no one can answer here (input is not a"
                     " terminal): add --yes"
                 )
-            shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+            shown = first_few(ids)
             click.confirm(
                 f"Delete {count(len(ids), 'item')} ({shown}) and everything stored about"
                 " them? This cannot be undone",

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from bot.cli_errors import Stopped, friendly_errors
-from bot.words import count
+from bot.words import count, first_few
 
 
 @click.command("restore")
@@ -152,7 +152,7 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
         present = sorted(store.existing_item_ids([row[0] for row in deleted]))
         if undelete:
             if present:
-                shown = ", ".join(present[:5]) + (" …" if len(present) > 5 else "")
+                shown = first_few(present)
                 click.echo(
                     f"Kept {count(len(present), 'item')} deleted after the backup was made"
                     f" ({shown}): --undelete."
@@ -160,7 +160,7 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
             return True
         present = store.delete_again(deleted)
     if present:
-        shown = ", ".join(present[:5]) + (" …" if len(present) > 5 else "")
+        shown = first_few(present)
         click.echo(
             f"Deleted again: {count(len(present), 'item')} deleted (`hitl delete`) after the"
             f" backup was made ({shown}), as {kept.name} records; `hitl serve` deletes their"
@@ -182,7 +182,7 @@ def _anonymise_again(state: Any, kept: Path) -> bool:
     with state.open_existing_store() as store:
         again = store.anonymise_again(records)
     if again:
-        shown = ", ".join(again[:5]) + (" …" if len(again) > 5 else "")
+        shown = first_few(again)
         click.echo(
             f"Anonymised again: {count(len(again), 'person', 'people')} ({shown}), anonymised"
             f" (`hitl people anonymise`) after the backup was made, as {kept.name} records."

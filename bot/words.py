@@ -4,6 +4,7 @@ CLI)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
 
@@ -11,6 +12,12 @@ SLACK_USER = re.compile(r"[UW][A-Z0-9]+")  # a user ID, as in a mention
 def count(n: int, word: str, plural: str | None = None) -> str:
     """``1 item``, ``2 items``, ``1,500 items``: a number and its noun, in the right number."""
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def first_few(items: Sequence[str], most: int = 5) -> str:
+    """The first ``most`` of ``items``, comma-separated, with " …" when there are more: the
+    items a one-line message names."""
+    return ", ".join(items[:most]) + (" …" if len(items) > most else "")
 
 
 def escape(text: str) -> str:

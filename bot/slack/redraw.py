@@ -41,6 +41,7 @@ from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
 from bot.store import DatabaseError, database_problem
+from bot.words import first_few
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +350,7 @@ class Redrawer:
                 self.token_refused = None
                 self.token_delay = 0.0
         for error, items in new_failures.items():
-            shown = ", ".join(items[:SHOW_ITEMS]) + (" …" if len(items) > SHOW_ITEMS else "")
+            shown = first_few(items, SHOW_ITEMS)
             logger.warning(
                 "chat.update failed for %d message(s) (items %s): %s; retried with backoff, "
                 "said again only once they are drawn",
