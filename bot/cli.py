@@ -1483,7 +1483,7 @@ def main() -> None:
             signal.signal(signum, _interrupt)
     try:
         cli(prog_name="hitl")
-    except (MemoryError, RuntimeError, ImportError) as exc:
+    except (MemoryError, RuntimeError, ImportError, SystemError) as exc:
         if not out_of_memory(exc):
             raise
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -1494,13 +1494,27 @@ def main() -> None:
         sys.exit(1)
 
 
+def _memory_limited() -> bool:
+    """Whether the process runs under an address-space limit (``ulimit -v``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return soft != resource.RLIM_INFINITY
+
+
 def out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is the process out of memory (a ``ulimit -v`` or a container's limit),
     as the places where that lands say it: no memory for an object, a thread's stack, or a
-    library's mapping while it is imported."""
+    library's mapping while it is imported; under a memory limit, a C extension's failed
+    allocation that set no error (``SystemError: error return without exception set``, seen
+    from a retrain's fit under 64 MB of room)."""
     if isinstance(exc, MemoryError):
         return True
     said = str(exc)
+    if isinstance(exc, SystemError):  # a C extension whose allocation failed set no error
+        return "without exception set" in said and _memory_limited()
     if isinstance(exc, RuntimeError):
         return "can't start new thread" in said
     return isinstance(exc, ImportError) and (

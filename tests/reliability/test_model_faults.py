@@ -222,3 +222,21 @@ def test_a_command_under_a_memory_limit_is_not_stopped_by_openblas(tmp_path: Pat
     assert "Stopped by Ctrl-C" not in stats.stderr
     assert stats.returncode == 0, stats.stderr
     assert "Answers this week: 0" in stats.stdout
+
+
+@pytest.mark.parametrize(("limited", "counted"), [(True, True), (False, False)])
+def test_a_c_extensions_failed_allocation_under_a_limit_counts_as_out_of_memory(
+    monkeypatch: pytest.MonkeyPatch, limited: bool, counted: bool
+):
+    """Under 64 MB of room a retrain's fit ended in `SystemError: error return without
+    exception set` (a C extension whose allocation failed set no MemoryError): a traceback where
+    the test above wants the one line (the clean-clone suite hit it twice). Only under a memory
+    limit: anywhere else that error is a bug to show."""
+    import resource
+
+    from bot.cli import out_of_memory
+
+    limit = (256 * 2**20, resource.RLIM_INFINITY) if limited else (resource.RLIM_INFINITY,) * 2
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limit)
+    assert out_of_memory(SystemError("error return without exception set")) is counted
+    assert out_of_memory(SystemError("something else")) is False
