@@ -41,7 +41,7 @@ from bot.learning.children import awaitable, child_context
 from bot.learning.scoring import Scorer, score_items
 from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
-from bot.store import Store
+from bot.store import LabelMark, Store
 from bot.store.core import process_gone, process_started
 from bot.store.lock import other_server
 from bot.words import count
@@ -342,9 +342,11 @@ def _plan(
         store.finish_run(run_id, "failed", {"watermark": watermark, **asdict(outcome)})
         store.release_lock(LOCK, owner)
         return outcome
-    trained_until = (previous.extra.get("label_watermark") if previous else None) or ""
-    mask = [r[3] <= trained_until for r in rows] if previous else None
-    n_new = sum(1 for r in rows if r[3] > trained_until) if previous else len(rows)
+    # The labels written after the champion's training read (by the count of label writes,
+    # or by time for a model from before it): the gate refits the champion without them.
+    after = store.labels_after(read_mark(previous.extra)) if previous else set()
+    mask = [r[0] not in after for r in rows] if previous else None
+    n_new = sum(1 for r in rows if r[0] in after) if previous else len(rows)
     gold_ids, gold_texts, gold_labels = (
         held_out_gold(store, set(keys), previous.extra.get("gold_read_at") or previous.created_at)
         if previous
@@ -644,6 +646,7 @@ def compute(
         metrics=metrics,
         extra={
             "label_watermark": plan.watermark["newest"],
+            "label_seq": plan.watermark["seq"],  # the count of label writes its read saw
             "champion_macro_f1": decision.champion_macro_f1,
             "gold_check": decision.gold.as_dict() if decision.gold else None,
             "gold_read_at": plan.read_at,  # gold made by then never trained this model
@@ -752,8 +755,9 @@ def begin_refresh(
     if champion is not None:
         since, problem = trained_until(registry, champion)
         held = store.audit_answered_since(since)
-        if since:  # the labels resolved after its newest one (relabelled ones too)
-            since_champion = sum(r[3] > since for r in rows)
+        if since.seq is not None or since.at:  # the labels written after its read (relabelled
+            after = store.labels_after(since)  # ones too)
+            since_champion = sum(r[0] in after for r in rows)
         else:  # not known (a model from before the watermark): the labels it lacks in number
             since_champion = max(len(rows) - champion.n_train, 0)
     train = [r for r in rows if r[0] not in held]
@@ -780,17 +784,30 @@ def begin_refresh(
     )
 
 
-def trained_until(registry: ModelRegistry | None, champion: Champion) -> tuple[str, str | None]:
-    """When the newest label ``champion`` was trained on was resolved (its metadata's
-    ``label_watermark``; "" when unknown), and why the models folder could not be read, if so.
-    Then the time the champion was made stands in: no label resolved after it was in its
-    training, so the audit answers resolved since are still unseen by both models."""
+def trained_until(
+    registry: ModelRegistry | None, champion: Champion
+) -> tuple[LabelMark, str | None]:
+    """Where ``champion``'s training read the labels (its metadata's ``label_seq`` and
+    ``label_watermark``: ``read_mark``; the empty mark when unknown), and why the models
+    folder could not be read, if so. Then the time the champion was made stands in: no label
+    resolved after it was in its training, so the audit answers resolved since are still
+    unseen by both models."""
     try:
         meta = registry.champion() if registry is not None else None
     except OSError as exc:  # the folder moved or deleted under the server
         problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
-        return _end_of_second(champion.created_at), problem
-    return (meta.extra.get("label_watermark") if meta else None) or "", None
+        return LabelMark(at=_end_of_second(champion.created_at)), problem
+    return (read_mark(meta.extra) if meta else LabelMark()), None
+
+
+def read_mark(extra: Mapping[str, Any]) -> LabelMark:
+    """The ``LabelMark`` a model's metadata records: the count of label writes its training
+    read saw (``label_seq``; None in a model from before m034) and its newest label's time."""
+    seq = extra.get("label_seq")
+    return LabelMark(
+        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        at=str(extra.get("label_watermark") or ""),
+    )
 
 
 def _end_of_second(at: str | None) -> str:

@@ -19,7 +19,7 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.problems import DatabaseError, damage_seen, database_problem
-from bot.store.records import AddResult, AnswerResult, NewItem, Tally
+from bot.store.records import AddResult, AnswerResult, LabelMark, NewItem, Tally
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Checkpointer",
     "DatabaseError",
     "AnswerResult",
+    "LabelMark",
     "NewItem",
     "REVIEW_REASONS",
     "ReviewRules",

@@ -375,11 +375,14 @@ class Store(
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 answers,
             )
+            # numbered here, in one write of the count (m034's trigger would write it per row)
+            base = self.db.execute("SELECT n FROM label_clock").fetchone()[0]
             self.db.conn.executemany(
-                "INSERT INTO labels (item_id, label, votes, agreement, annotators, resolved_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                labels,
+                "INSERT INTO labels (item_id, label, votes, agreement, annotators, resolved_at,"
+                " seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*row, base + n) for n, row in enumerate(labels, 1)],
             )
+            self.db.execute("UPDATE label_clock SET n = ?", [base + len(labels)])
             self.db.conn.executemany(
                 "UPDATE labels SET decided_by = (SELECT max(id) FROM answers"
                 " WHERE answers.item_id = labels.item_id) WHERE item_id = ?",

@@ -719,4 +719,41 @@ def m033_deliveries_item(db: Database) -> None:
     db.execute("CREATE INDEX deliveries_item ON deliveries(item_id)")
 
 
+@migrations(name="m034_label_seq")
+def m034_label_seq(db: Database) -> None:
+    # The order labels were written in, whatever the clock says: ``label_clock.n`` counts
+    # every write of a label's ``resolved_at`` (a decision, a relabel, a confirmation; not a
+    # rename or merge, which keep the date) and ``labels.seq`` is the count at the label's
+    # last write. A model records the count its training read (``label_seq``), so "given
+    # since the champion" and "anything new?" stay right when the wall clock steps back (a
+    # clock that ran ahead, fixed: labels written after it looked older than the champion's
+    # newest, and "0 new" refitted the champion with them for its gate). Labels written before
+    # are numbered in the order of their time. An insert that numbers its labels itself (an
+    # import's, many at once) writes the count once.
+    db.execute("ALTER TABLE labels ADD COLUMN seq INTEGER")
+    db.execute("CREATE TEMP TABLE label_order (rid INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    db.execute(
+        "INSERT INTO label_order (rid, n)"
+        " SELECT rowid, row_number() OVER (ORDER BY resolved_at, rowid) FROM labels"
+    )
+    db.execute("UPDATE labels SET seq = o.n FROM label_order o WHERE o.rid = labels.rowid")
+    db.execute("DROP TABLE label_order")
+    db.execute("CREATE INDEX labels_seq ON labels(seq)")
+    db.execute(
+        "CREATE TABLE label_clock (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
+    )
+    db.execute("INSERT INTO label_clock (id, n) SELECT 1, count(*) FROM labels")
+    tick = (
+        "UPDATE label_clock SET n = n + 1;"
+        " UPDATE labels SET seq = (SELECT n FROM label_clock) WHERE rowid = new.rowid;"
+    )
+    db.execute(
+        "CREATE TRIGGER label_clock_insert AFTER INSERT ON labels WHEN new.seq IS NULL"
+        f" BEGIN {tick} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER label_clock_update AFTER UPDATE OF resolved_at ON labels BEGIN {tick} END"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

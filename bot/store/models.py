@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.records import LabelMark
+
 logger = logging.getLogger("bot.store")
 
 
@@ -33,15 +35,25 @@ class ModelsMixin:
             " ORDER BY l.resolved_at, l.rowid"
         ).fetchall()
 
-    def audit_answered_since(self, resolved_after: str) -> set[str]:
-        """Items asked as random audits and resolved after ``resolved_after`` (ISO time; ""
-        for all): the answers a refresh of the working model holds out to gate itself on."""
+    def audit_answered_since(self, mark: LabelMark) -> set[str]:
+        """Items asked as random audits whose label was written after ``mark`` (a model's
+        training read; the empty mark: all): the answers a refresh of the working model holds
+        out to gate itself on."""
+        where, args = mark.after("l")
         rows = self.db.execute(
             "SELECT DISTINCT l.item_id FROM labels l JOIN posts p ON p.item_id = l.item_id"
-            " WHERE p.reason = 'audit' AND l.resolved_at > ?",
-            [resolved_after],
+            f" WHERE p.reason = 'audit' AND ({where})",
+            args,
         ).fetchall()
         return {row[0] for row in rows}
+
+    def labels_after(self, mark: LabelMark) -> set[str]:
+        """The items whose label was written after ``mark`` (a model's training read: not in
+        its training, relabelled ones too)."""
+        where, args = mark.after("labels")
+        return {
+            row[0] for row in self.db.execute(f"SELECT item_id FROM labels WHERE {where}", args)
+        }
 
     def asked_as_uncertain(self) -> set[str]:
         """Items ever posted because the model was unsure of them (reason ``uncertain``): their
@@ -57,10 +69,13 @@ class ModelsMixin:
         return [item_id not in asked for item_id in item_ids]
 
     def labels_watermark(self) -> dict[str, Any]:
-        """How many labels there are and the newest resolution: "anything new?" compares it.
+        """How many labels there are, the newest resolution and the count of label writes
+        (``seq``, m034: a relabel stamped before the newest by a clock stepped back changes it):
+        "anything new?" compares it.
         Gold labels (a gold item given another label) and changes to the label set (a retired
         label's items leave training, come back when it is added) count as new too."""
         n, newest = self.db.execute("SELECT count(*), max(resolved_at) FROM labels").fetchone()
+        seq = self.db.execute("SELECT n FROM label_clock").fetchone()[0]
         n_gold, gold_newest = self.db.execute(
             "SELECT count(*), max(created_at) FROM gold"
         ).fetchone()
@@ -68,6 +83,7 @@ class ModelsMixin:
         return {
             "n_labels": n,
             "newest": newest,
+            "seq": seq,
             **({"n_gold": n_gold, "gold_newest": gold_newest} if n_gold else {}),
             **({"label_set_changes": n_changes} if n_changes else {}),
         }

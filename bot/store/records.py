@@ -147,3 +147,23 @@ class AnswerResult:
 
 def json_or_none(value: str | None) -> Any:
     return json.loads(value) if value else None
+
+
+@dataclass(frozen=True)
+class LabelMark:
+    """Where a model's training read the labels: the count of label writes then (``seq``,
+    m034; None for a model from before it) and the newest label's time (``at``; "" when not
+    known). A label is newer when written after the read by either: the count does not
+    depend on the clock (a clock that ran ahead, fixed, stamps later labels before the
+    read's newest), the time does not depend on the database's history (a database restored
+    from an older backup counts again from less). Every label the read saw is at or below
+    both."""
+
+    seq: int | None = None
+    at: str = ""
+
+    def after(self, table: str) -> tuple[str, list[Any]]:
+        """A WHERE clause (and its arguments) for the rows of ``table`` (labels) after it."""
+        if self.seq is None:
+            return f"{table}.resolved_at > ?", [self.at]
+        return f"({table}.seq > ? OR {table}.resolved_at > ?)", [self.seq, self.at or "~"]

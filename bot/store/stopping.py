@@ -225,13 +225,15 @@ class StoppingMixin:
         """The retrains rejected since the champion was made, and when it was made (the newest
         retrain that promoted a model or rollback that made one champion; None: none
         recorded). Failed retrains, and ones with nothing new, do not count."""
-        (since,) = self.db.execute(
-            "SELECT max(finished_at) FROM runs WHERE (kind = 'retrain' AND status = 'promoted')"
-            " OR (kind = 'rollback' AND status = 'ok')"
+        # the newest by the order runs were made in, not by their time: a promotion stamped
+        # by a clock that ran ahead stayed "newest" after rollbacks made once it was set right
+        made = self.db.execute(
+            "SELECT id, finished_at FROM runs WHERE (kind = 'retrain' AND status = 'promoted')"
+            " OR (kind = 'rollback' AND status = 'ok') ORDER BY id DESC LIMIT 1"
         ).fetchone()
+        run_id, since = made if made is not None else (0, None)
         (rejected,) = self.db.execute(
-            "SELECT count(*) FROM runs WHERE kind = 'retrain' AND status = 'rejected'"
-            " AND finished_at > ?",
-            [since or ""],
+            "SELECT count(*) FROM runs WHERE kind = 'retrain' AND status = 'rejected' AND id > ?",
+            [run_id],
         ).fetchone()
         return int(rejected), since
