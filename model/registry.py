@@ -7,8 +7,9 @@ in ``model/modelfile.py``) and ``vN.json`` (its metadata, including the sha256 o
 version exists only once its metadata is complete. One writer at a time is assumed (the bot
 holds a retrain lock). A promotion marks the new champion before it retires the old one, so a
 process killed in between leaves two champions, never none: readers take the one promoted last
-(``champion_since``), and the next save retires the other. Temporary files a killed writer left
-are deleted by the next save or prune (``sweep``).
+(by ``promotion``, a counter each promotion, rollback included, sets one above any in the
+folder; not by the wall clock, which may have been wrong then), and the next save retires the
+other. Temporary files a killed writer left are deleted by the next save or prune (``sweep``).
 
 Slightly over ~400 lines: saving, loading, promotion and rollback share the metadata
 format and the confinement checks, so they stay together; the file layout is in
@@ -75,7 +76,10 @@ class ModelVersion:
     pruned_at: str = ""  # when its model file was deleted by ``prune`` ("" = still there)
     history: list[dict[str, str]] = field(default_factory=list)  # {at, status, reason}, oldest 1st
     champion_since: str = ""  # when it was last made champion, to the microsecond ("" = never,
-    # or before this was recorded): of two champions a killed promotion left, the later wins
+    # or before this was recorded): for display, and to order champions without ``promotion``
+    promotion: int = 0  # the folder's promotion counter when it was last made champion: one
+    # above every version's in the folder (0 = never, or before this was recorded); of two
+    # champions a killed promotion left, the higher wins, whatever the clock said then
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -111,12 +115,29 @@ class LoadedModel:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
+def _promotion(meta: ModelVersion) -> int:
+    """``meta``'s promotion counter; 0 when it has none (metadata written before it was
+    recorded, or edited by hand into something that is not a count)."""
+    count = meta.promotion
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
 def _newest_champion(versions: list[ModelVersion]) -> ModelVersion | None:
     """The champion among ``versions``: the one made champion last (a promotion killed between
-    its two writes leaves the new champion and the old one both marked), by version number when
-    neither says when (metadata written before ``champion_since``)."""
+    its two writes leaves the new champion and the old one both marked). That is the higher
+    ``promotion`` counter, never the wall clock (one running ahead when the old champion was
+    promoted must not make it the newer). Metadata written before the counter (0) is ordered
+    as it was then: by ``champion_since``, then by version number when neither says when; any
+    promotion since the counter exists has one, so it is newer than those."""
     champs = [v for v in versions if v.status == "champion"]
-    return max(champs, key=lambda v: (v.champion_since, v.version), default=None)
+    return max(
+        champs, key=lambda v: (_promotion(v), str(v.champion_since or ""), v.version), default=None
+    )
+
+
+def _next_promotion(versions: list[ModelVersion]) -> int:
+    """The counter the next promotion records: one above the highest any version records."""
+    return max((_promotion(v) for v in versions), default=0) + 1
 
 
 def _sha256(data: bytes) -> str:
@@ -442,8 +463,9 @@ class ModelRegistry:
 
         The file is loaded first: a version that fails its integrity check or does
         not load is refused (:class:`RegistryError`) and nothing changes. The new
-        champion is marked (with ``champion_since``) before the old one is retired, so a
-        crash in between leaves two champions, and readers take the new one; never none.
+        champion is marked (with ``champion_since`` and the next ``promotion`` count) before
+        the old one is retired, so a crash in between leaves two champions, and readers take
+        the new one (the higher count, whatever the clock says); never none.
         """
         return self.promote_loaded(version, reason).meta
 
@@ -452,7 +474,8 @@ class ModelRegistry:
         classifier = self.load(version)
         now = datetime.now(UTC)
         new = _with_status(self.get(version), "champion", reason, now)
-        new = replace(new, champion_since=now.isoformat(timespec="microseconds"))
+        count = _next_promotion(self._scan_files()[0])
+        new = replace(new, champion_since=now.isoformat(timespec="microseconds"), promotion=count)
         self._write_meta(new)  # first: killed after this, the new one is the champion
         for meta in self._scan_files()[0]:
             if meta.status == "champion" and meta.version != version:
