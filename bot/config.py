@@ -21,7 +21,7 @@ import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -318,31 +318,62 @@ def cron_trigger(expression: str, timezone: str | tzinfo) -> CronTrigger:
 
 @functools.cache
 def _once_a_wall_clock_time() -> type[CronTrigger]:
-    """APScheduler's CronTrigger that, as cron does, runs a set hour the clocks pass twice (as
-    they go back: 01:30 in London on the last Sunday of October) at its first passing only;
-    APScheduler ran it at both, so a nightly retrain ran twice that night. As in cron, an hour
-    field starting with * (every hour, */2) still runs by the time that passes. A rule on the
-    time alone, so it holds across a restart within the repeated hour too."""
+    """APScheduler's CronTrigger that runs a set hour by the wall clock, as cron does: a time
+    the clocks pass twice (as they go back: 01:30 in London on the last Sunday of October) at
+    its first passing only (APScheduler ran it at both, so a nightly retrain ran twice that
+    night), and a time the clocks skip (as they go forward: 02:30 in Berlin, 00:00 in Santiago)
+    right after the jump, once (APScheduler moved one at midnight to the next day, so that
+    night had no retrain). As in cron, an hour field starting with * (every hour, */2) still
+    runs by the time that passes. A rule on the time alone, so it holds across a restart
+    within the repeated hour too."""
+    import copy
+
     from apscheduler.triggers.cron import CronTrigger
 
     class OnceAWallClockTime(CronTrigger):
         __slots__ = ()
 
         def get_next_fire_time(self, previous_fire_time, now):  # noqa: ANN001, ANN202
-            fire = super().get_next_fire_time(previous_fire_time, now)
             hour = next(str(f) for f in self.fields if f.name == "hour")
-            while fire is not None and not hour.startswith("*") and _passed_before(fire):
-                fire = super().get_next_fire_time(fire, fire)
-            return fire
+            if hour.startswith("*"):
+                return super().get_next_fire_time(previous_fire_time, now)
+            start = now  # as APScheduler: after the last run, or from now if that is earlier
+            if previous_fire_time is not None:
+                after = previous_fire_time.astimezone(UTC) + _MICROSECOND
+                start = after if now == previous_fire_time else min(now, after)
+            # the same fields on a wall clock that never jumps (UTC), from what the clocks show
+            wall = copy.copy(self)
+            wall.timezone = UTC
+            shown = start.astimezone(self.timezone).replace(tzinfo=UTC, fold=0)
+            while (reading := CronTrigger.get_next_fire_time(wall, None, shown)) is not None:
+                fire = _first_shown(reading.replace(tzinfo=self.timezone))
+                if fire >= start:  # else the first passing of a repeated time was before
+                    return fire
+                shown = reading + _MICROSECOND
+            return None
 
     return OnceAWallClockTime
 
 
-def _passed_before(moment: datetime) -> bool:
-    """Whether the clocks showed ``moment``'s wall-clock time once before (it is the second
-    passing of a time the clocks went back over)."""
-    first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
-    return first.astimezone(UTC) < moment.astimezone(UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _first_shown(wall: datetime) -> datetime:
+    """The moment the clocks first show ``wall``'s wall-clock time: its first passing when they
+    show it twice, the moment they jump over it when they skip it."""
+    first = wall.replace(fold=0)
+    if first.astimezone(UTC).astimezone(wall.tzinfo).replace(tzinfo=None) == wall.replace(
+        tzinfo=None
+    ):
+        return first
+    # skipped: the jump is between reading it in the offset after (earlier) and before (later)
+    before = int(wall.replace(fold=1).timestamp())  # the clocks still show less
+    after = int(first.timestamp()) + 1  # they show more
+    while after - before > 1:
+        middle = (before + after) // 2
+        shows = datetime.fromtimestamp(middle, wall.tzinfo).replace(tzinfo=None)
+        before, after = (middle, after) if shows < wall.replace(tzinfo=None) else (before, middle)
+    return datetime.fromtimestamp(after, wall.tzinfo)
 
 
 def _crontab_days(field: str) -> str:

@@ -1015,8 +1015,11 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
         args=[rt],
         id="retrain",
         max_instances=1,
+        # a run time passed unseen (the machine suspended, the wall clock set forward, the
+        # loop's monotonic timer late after a resume) runs once, late, however late: nights
+        # missed in a row are one run (coalesce), as ``catch_up`` does at start
         coalesce=True,
-        misfire_grace_time=3600,
+        misfire_grace_time=None,
     )
     scheduler.start()
     Trainer.of(rt).scheduler_alive = True
