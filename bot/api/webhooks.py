@@ -62,6 +62,7 @@ CONCURRENCY = 8
 PER_RECEIVER = 4  # deliveries to one receiver a round: one that hangs takes half the slots
 IDLE_TICK = 2.0  # seconds between looks at the outbox when nothing is due sooner
 TOLERANCE = 300  # seconds a signature stays valid for ``verify``
+CLOCK_SLACK = 5.0  # seconds a due time may be beyond what this clock schedules (``_catch_up``)
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -272,6 +273,7 @@ async def deliver_due(
         return done
     now = (now or rt.clock()).astimezone(UTC)
     lease = now + timedelta(seconds=answer_within + 60)
+    _catch_up(rt, now, base, answer_within + 60)
     claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit, PER_RECEIVER)
     if not claimed:
         return done
@@ -317,6 +319,26 @@ async def deliver_due(
         if own_session:
             await session.close()
     return done
+
+
+def _catch_up(rt: Runtime, now: datetime, base: float, lease: float) -> None:
+    """After the wall clock stepped back (one that ran ahead, set right by NTP), make due now
+    each pending delivery due later than this clock can have scheduled it: a retry waits
+    ``backoff(attempts)`` at most (never over MAX_DELAY), a claim's lease ``lease`` seconds.
+    Due at its stored time, a retry due in 10 s waited for the clock to catch up (an hour
+    after a step back of an hour). Looked at in a process's first round and when the clock
+    reads earlier than in the round before (``Store.pull_forward_deliveries``)."""
+    latest = [
+        _iso(now + timedelta(seconds=max(lease, backoff(attempts, base)) + CLOCK_SLACK))
+        for attempts in range(MAX_ATTEMPTS + 1)
+    ]
+    pulled = rt.store.pull_forward_deliveries(_iso(now), latest)
+    if pulled:
+        logger.warning(
+            "webhook deliveries due later than any retry of theirs waits (the clock stepped"
+            " back?) are due now: %d",
+            pulled,
+        )
 
 
 def _record(

@@ -147,6 +147,7 @@ class Dispatcher:
         self.post_interval = post_interval  # seconds between two posts to one channel, at least
         self.retry_base = retry_base  # seconds; a failing channel's backoff doubles from here
         self.post_settle = post_settle
+        self.ahead: dict[str, float] = {}  # posts made after now by the wall clock: first seen
         self.channels: dict[str, ChannelState] = {}
         self.woken = asyncio.Event()
         self.item_failures: dict[str, int] = {}
@@ -594,9 +595,18 @@ class Dispatcher:
         return False
 
     def _settled(self, attempted_at: str) -> bool:
-        """Whether ``post_settle`` seconds have passed since a post made at ``attempted_at``."""
+        """Whether ``post_settle`` seconds have passed since a post made at ``attempted_at``.
+        One the wall clock puts in the future was made before the clock stepped back (NTP):
+        its seconds count from when it was first seen so, by the loop's monotonic clock, not
+        from when the wall clock catches up with it (an hour after a step of an hour)."""
         now = datetime.fromisoformat(self.rt.store.now())
-        return (now - datetime.fromisoformat(attempted_at)).total_seconds() >= self.post_settle
+        elapsed = (now - datetime.fromisoformat(attempted_at)).total_seconds()
+        if elapsed < 0:
+            loop_now = asyncio.get_running_loop().time()
+            elapsed = loop_now - self.ahead.setdefault(attempted_at, loop_now)
+            if elapsed >= self.post_settle:
+                del self.ahead[attempted_at]
+        return elapsed >= self.post_settle
 
     def _posted(
         self,

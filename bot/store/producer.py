@@ -153,6 +153,43 @@ class ProducerMixin:
             [now, per_receiver, limit],
         ).fetchall()
 
+    _deliveries_clock: str | None = None  # ``now`` of this process's last round
+
+    def pull_forward_deliveries(self, now: str, latest: Sequence[str]) -> int:
+        """Make due at ``now`` each pending delivery due later than a clock reading ``now``
+        can have scheduled it: ``latest[n]`` is the latest a delivery attempted ``n`` times
+        may be due (the last entry for more attempts); one due later was scheduled by a clock
+        that read ahead of this one and was stepped back since. Returns how many.
+
+        Only looked at in this process's first call and when ``now`` is earlier than in the
+        call before (the clock stepped back): it reads every delivery waiting, where a round
+        otherwise reads only the due ones."""
+        seen = self._deliveries_clock
+        if seen is not None and now >= seen:
+            self._deliveries_clock = now
+            return 0
+        floor = min(latest)
+        ahead = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id, attempts, next_attempt_at FROM deliveries"
+                " WHERE status = 'pending' AND next_attempt_at > ?",
+                [floor],
+            ).fetchall()
+            if row[2] > latest[min(row[1], len(latest) - 1)]
+        ]
+        if ahead:
+            with self._immediate():
+                for start in range(0, len(ahead), 500):
+                    chunk = ahead[start : start + 500]
+                    self.db.execute(
+                        "UPDATE deliveries SET next_attempt_at = ? WHERE status = 'pending'"
+                        f" AND next_attempt_at > ? AND id IN ({', '.join('?' * len(chunk))})",
+                        [now, floor, *chunk],
+                    )
+        self._deliveries_clock = now  # looked: not again until the clock steps back again
+        return len(ahead)
+
     def finish_delivery(
         self,
         delivery_id: int,
