@@ -166,8 +166,9 @@ class State:
     def settings(self) -> Settings:
         if self._settings is None:
             settings = load_settings(os.environ, config_path(os.environ))
-            if self.db is not None:
-                settings = settings.with_changes(db=self.db)
+            if self.db is not None:  # `hitl config` names where each value came from
+                sources = {**settings.sources, "db": "--db"}
+                settings = settings.with_changes(db=self.db, sources=sources)
             logs.REDACTOR.add(
                 settings.slack_bot_token,
                 settings.slack_signing_secret,
@@ -869,9 +870,9 @@ def _csv_cell(value: Any) -> Any:
 @cli.command("config")
 @click.pass_obj
 def config_command(state: State) -> None:
-    """Print the effective settings (secrets masked) and where each comes from: env (an
-    environment variable), the hitl.toml file, or the default. A bad value is an error
-    naming the variable and what is allowed.
+    """Print the effective settings (secrets masked) and where each comes from: --db (hitl's
+    option, for HITL_DB), env (an environment variable), the hitl.toml file, or the default. A
+    bad value is an error naming the variable and what is allowed.
 
     \b
     Examples:
@@ -1114,9 +1115,11 @@ def models_command(state: State) -> None:
     """List the model versions: status, size of training data, scores and why (every reason,
     oldest first: a rejection, then the rollback that overrode it).
 
-    Only the champion and the newest HITL_KEEP_MODELS other versions keep their model files
-    (each a few MiB: about 4 MiB at 1,000 labels in 89 classes); older ones are listed with
-    "(file deleted)" and cannot be rolled back to.
+    Only the champion and HITL_KEEP_MODELS (default 5) other versions keep their model
+    files (each a few MiB: about 4 MiB at 1,000 labels in 89 classes): the newest, then the
+    earlier champions (what `hitl rollback` goes back to) before rejected candidates, newest
+    first, so a run of rejected retrains never leaves only models that need --force. The
+    others are listed with "(file deleted)" and cannot be rolled back to.
 
     \b
     Examples:
@@ -1314,9 +1317,29 @@ def _demo_token(value: str | None) -> str | None:
         raise click.BadParameter(str(exc)) from None
 
 
+class _EnvOption(click.Option):
+    """An option of `hitl demo` that may come from its environment variable (``envvar``): a
+    bad value from there is an error naming the variable (``Invalid value for HITL_PORT: …``),
+    as `hitl serve` names it, not an option the user never typed."""
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Any:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[f"hitl.from_env.{self.name}"] = source == click.core.ParameterSource.ENVIRONMENT
+        return value, source
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.BadParameter as exc:
+            if ctx.meta.get(f"hitl.from_env.{self.name}") and isinstance(self.envvar, str):
+                exc.param_hint = self.envvar
+            raise
+
+
 @cli.command("demo")
 @click.option(
     "--port",
+    cls=_EnvOption,
     type=click.IntRange(0, 65535),
     default=3000,
     show_default=True,
@@ -1383,6 +1406,7 @@ def _demo_token(value: str | None) -> str | None:
 )
 @click.option(
     "--api-token",
+    cls=_EnvOption,
     envvar="HITL_API_TOKEN",
     callback=lambda _ctx, _param, value: _demo_token(value),
     help="Token of the producer API (/api/*) on the demo's port ($HITL_API_TOKEN; default: a "

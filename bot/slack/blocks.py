@@ -352,7 +352,9 @@ def question_blocks(q: Question, prefix: str = "q") -> list[Block]:
         else:
             skipped = "⏭ Set aside"
         blocks.append(SectionBlock(text=_text(skipped)))
-        blocks.append(ContextBlock(elements=[_text(guess_line(q))]))
+        # what the model guessed while it was open; never "No model yet" (one may serve now)
+        guessed = guess_line(q) if q.guesses else "The model had no guess yet."
+        blocks.append(ContextBlock(elements=[_text(guessed)]))
         return blocks
 
     context = [_text(guess_line(q))]

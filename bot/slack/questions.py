@@ -43,8 +43,10 @@ def build_question(
         guesses = [shown, *[g for g in guesses if g[0] != shown[0]]]
     elif post is not None and post["model_version"] is None:
         # Asked before the first model: an open question shows the model's guess once one
-        # has scored its item (the scorer redraws it), not "No model yet" until answered.
-        late = item["status"] == "posted" and item["model_version"] is not None
+        # has scored its item (the scorer redraws it), not "No model yet" until answered; a
+        # decided or set-aside one keeps the guess it showed last (its item is not scored
+        # once it leaves the queue: ``set_predictions``), not "The model had no guess yet."
+        late = item["model_version"] is not None
         if not late:
             guesses = []
     guesses = in_force(guesses, store.label_aliases(), store.retired_labels())

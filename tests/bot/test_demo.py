@@ -245,7 +245,7 @@ def test_the_demo_refuses_an_api_token_hitl_serve_would_refuse(tmp_path: Path, m
         cli, ["--db", str(tmp_path / "demo.db"), "demo", "--port", "0", "--no-browser"]
     )
     assert result.exit_code == 2
-    assert "Invalid value for '--api-token': has 1 character, fewer than 16" in result.output
+    assert "Invalid value for HITL_API_TOKEN: has 1 character, fewer than 16" in result.output
     assert not (tmp_path / "demo.db").exists()
 
 
