@@ -7,12 +7,14 @@ same ``State`` as every command (``click.pass_obj``).
 
 from __future__ import annotations
 
+import codecs
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from bot.cli_errors import Stopped, friendly_errors
+from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
 from bot.words import count, first_few
 
@@ -32,9 +34,11 @@ PLURALS = {"webhook delivery": "webhook deliveries"}
 @click.argument("item_ids", metavar="ITEM_ID...", nargs=-1)
 @click.option(
     "--ids-from",
-    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     help="Read the ids from FILE, one a line ('-': standard input), as `hitl find --ids`"
-    " writes them: an id with spaces, or one that starts with '-', stays one id.",
+    " writes them: an id with spaces, or one that starts with '-', stays one id. UTF-8 text"
+    " (a byte order mark is fine) or UTF-16 with one.",
 )
 @click.option("--reason", default="", help="Why (an erasure request, say), kept with the id.")
 @click.option("--by", help="Who deleted them, kept with the id (default: cli:$USER).")
@@ -43,7 +47,7 @@ PLURALS = {"webhook delivery": "webhook deliveries"}
 def delete_command(
     state: Any,
     item_ids: tuple[str, ...],
-    ids_from: Any,
+    ids_from: str | None,
     reason: str,
     by: str | None,
     yes: bool,
@@ -71,10 +75,13 @@ def delete_command(
       jq -r .id wrong.jsonl | hitl delete --ids-from - --yes --reason "wrong file imported"
       hitl delete -- -odd-id    # an id that starts with '-'
     """
-    given = list(item_ids)
+    given = [utf8_text(i, "ITEM_ID") for i in item_ids]
+    reason = utf8_text(reason, "--reason")
+    if by is not None:
+        by = utf8_text(by, "--by")
     if ids_from is not None:
-        given += [line.rstrip("\r\n") for line in ids_from if line.strip()]
-        if not yes and ids_from.name == "<stdin>":  # the answer would be read from the ids
+        given += [line for line in _lines(read_ids(ids_from)) if line.strip()]
+        if not yes and ids_from == "-":  # the answer would be read from the ids
             raise click.ClickException(
                 "--ids-from reads the ids, and no one can answer the question: add --yes"
             )
@@ -144,3 +151,36 @@ def delete_command(
             " database): SQLite empties it at its next checkpoint."
         )
     click.echo("Backups and exports made before keep these items: delete them there too.")
+
+
+def read_ids(name: str) -> str:
+    """The text of the ids file ``name`` ('-': standard input): UTF-8, with or without a
+    byte order mark (Excel's "CSV UTF-8"), or UTF-16 with one (Excel's "Unicode Text").
+    Anything else is refused in one line naming the file."""
+    shown = "standard input" if name == "-" else name
+    try:
+        if name == "-":
+            data = click.get_binary_stream("stdin").read()
+        else:
+            data = Path(name).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {shown}: {exc.strerror or exc}") from None
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8-sig")
+        if "\x00" not in text:  # UTF-16 without a mark reads as UTF-8 with a NUL a character
+            return text
+    except UnicodeDecodeError:
+        pass
+    raise click.ClickException(
+        f"{shown} is not UTF-8 text (nor UTF-16 with a byte order mark): save it as UTF-8"
+        " (in Excel: CSV UTF-8), or convert it, e.g. `iconv -f LATIN1 -t UTF-8 FILE`"
+    )
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text`` as a text file reads them (\\n, \\r\\n or \\r end one), not
+    ``str.splitlines``'s (a form feed or U+2028 inside an id would split it)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

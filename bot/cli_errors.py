@@ -54,3 +54,16 @@ def os_problem(exc: OSError, path: Path | str | None = None) -> str:
     where = path if path is not None else exc.filename
     reason = exc.strerror or str(exc)
     return f"{where}: {reason}" if where is not None else reason
+
+
+def utf8_text(value: str, what: str) -> str:
+    """``value`` as given on the command line; bytes that are not UTF-8 (a terminal set to
+    Latin-1) come as surrogates SQLite cannot store: refused in one line, not a traceback."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise click.BadParameter(
+            f"'{shown}' is not UTF-8 text (set the terminal to UTF-8)", param_hint=what
+        ) from None
+    return value

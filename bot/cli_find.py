@@ -28,8 +28,8 @@ def printable(text: str) -> str:
 @click.option(
     "--part",
     is_flag=True,
-    help="Match TEXT anywhere, inside a word too (default: as a whole word, so"
-    " ann@example.com does not find joann@example.com).",
+    help="Match TEXT anywhere, inside a word too (default: as a whole word, or a whole"
+    " address: ann@example.com finds neither joann@example.com nor ann@example.com.au).",
 )
 @click.option(
     "--ids",
@@ -59,7 +59,8 @@ def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bo
     """
     if ids_only and as_jsonl:
         raise click.UsageError("--ids and --jsonl: give one of them")
-    if not text.strip():
+    text = text.strip()  # pasted from an email: " ann@example.com\n" is ann's address
+    if not text:
         raise click.BadParameter("give some text to look for", param_hint="TEXT")
     found = 0
     with friendly_errors(), state.open_existing_store() as store:

@@ -24,8 +24,9 @@ from bot.words import count, first_few
 @click.option(
     "--undelete",
     is_flag=True,
-    help="Keep the items `hitl delete` deleted after the backup was made (by default they are"
-    " deleted again). People anonymised after it are anonymised again all the same.",
+    help="Keep the items the backup holds that `hitl delete` deleted after it was made (by"
+    " default they are deleted again). Deletions of items the backup does not hold stay, and"
+    " people anonymised after it are anonymised again, all the same.",
 )
 @click.pass_obj
 def restore_command(state: Any, backup: Path, undelete: bool) -> None:
@@ -45,8 +46,10 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     which the models folder (<db>.models) holds.
 
     Items `hitl delete` deleted after the backup was made (an erasure request) are deleted
-    again, as the database that was there records them, with their Slack messages; the
-    command names them. --undelete keeps them (a delete made by mistake).
+    again, as the database that was there records them, with their Slack messages (those it
+    had left to delete too); the command names them. --undelete keeps the items the backup
+    holds (a delete made by mistake); the deletions of items it does not hold stay, and their
+    Slack messages still go.
 
     People `hitl people anonymise` anonymised after the backup was made are anonymised
     again, under the pseudonym the database that was there gave them (found by their
@@ -141,30 +144,43 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
 
 def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
     """Delete again, in the restored database, what the database that was there (``kept``)
-    records as deleted (`hitl delete`): an erasure survives a restore. Whether it opened (and
-    so upgraded) the restored database."""
+    records as deleted (`hitl delete`): an erasure survives a restore, and so do the Slack
+    messages it knew showed a deleted item (left for `hitl serve` to delete). --undelete keeps
+    the items the restored database holds; the deletions of ids it does not hold stay. Whether
+    it opened (and so upgraded) the restored database."""
     from bot.store.erasure import deletions_in
+    from bot.store.restore import erasures_in
 
     deleted = deletions_in(kept)
-    if not deleted:
+    messages, attempts = erasures_in(kept, [row[0] for row in deleted])
+    if not deleted and not messages:
         return False
     with state.open_existing_store() as store:
-        present = sorted(store.existing_item_ids([row[0] for row in deleted]))
-        if undelete:
-            if present:
-                shown = first_few(present)
-                click.echo(
-                    f"Kept {count(len(present), 'item')} deleted after the backup was made"
-                    f" ({shown}): --undelete."
-                )
-            return True
-        present = store.delete_again(deleted)
-    if present:
-        shown = first_few(present)
+        present, queued = store.delete_again(deleted, messages, attempts, undelete=undelete)
+    if present and undelete:
+        click.echo(
+            f"Kept {count(len(present), 'item')} deleted after the backup was made"
+            f" ({first_few(present)}): --undelete."
+        )
+        held = set(present)
+        gone = [row[0] for row in deleted if row[0] not in held]
+        if gone:
+            click.echo(
+                f"Still deleted: {count(len(gone), 'item')} the backup does not hold"
+                f" ({first_few(gone)}), as {kept.name} records:"
+                f" {'its id stays' if len(gone) == 1 else 'their ids stay'} out of imports and"
+                " the API."
+            )
+    elif present:
         click.echo(
             f"Deleted again: {count(len(present), 'item')} deleted (`hitl delete`) after the"
-            f" backup was made ({shown}), as {kept.name} records; `hitl serve` deletes their"
-            " Slack messages. --undelete keeps them."
+            f" backup was made ({first_few(present)}), as {kept.name} records; `hitl serve`"
+            " deletes their Slack messages. --undelete keeps them."
+        )
+    if queued:
+        click.echo(
+            f"Left to delete: {count(queued, 'Slack message')} of items deleted (`hitl delete`),"
+            f" as {kept.name} records; `hitl serve` deletes them."
         )
     return True
 

@@ -16,7 +16,12 @@ and are drawn once the token works again (an admin fixes it, or reinstalls the a
 
 The messages of items `hitl delete` deleted (``erased_posts``) are deleted from Slack with
 ``chat.delete`` by the same passes, with a backoff of their own; one already gone counts as
-deleted.
+deleted. One Slack refuses to delete for good (``cant_delete_message``: posted by another bot
+user) is said once and set aside until the server restarts, so the others go on; a failure a
+retry may fix (a 5xx, a timeout, the token) stops the pass and is tried again with backoff.
+A deleted item whose post got no answer (the server stopped, or Slack timed out, during it:
+``Store.lost_posts``) has its message looked for in the channel's history by its metadata, as
+the dispatcher looks for a lost post, and deleted if it is there.
 
 A change made outside the server (`hitl labels rename|set|remove …` while `hitl serve` runs)
 bumps the posts in the database, but no click tells the server: every ``IDLE_TICK`` the
@@ -62,6 +67,27 @@ TOKEN_REFUSED = {
     "not_allowed_token_type",
     "team_access_not_granted",
 }
+# Slack refuses to delete this message, and would again: set aside (said once), the others go on
+ERASE_REFUSED = {
+    "cant_delete_message",
+    "compliance_exports_prevent_deletion",
+    "not_in_channel",
+    "restricted_action",
+    "invalid_ts",
+}
+# Slack's own failures: a retry may go through
+ERASE_RETRIED = {
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "request_timeout",
+    "service_unavailable",
+    "team_added_to_org",
+    "unknown_error",
+}
+LOST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
+LOST_LOOK = 10.0  # seconds between looks for a lost post not found yet
+LOST_PAGES = 20  # history pages (of 200) read at most in one look for a lost post
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
@@ -111,6 +137,9 @@ class Redrawer:
         self.erase_error: str | None = None  # why the last chat.delete failed, until one works
         self.erase_delay = 0.0  # seconds; the erasures' backoff after a failure
         self.erase_due: float | None = None  # the clock before which no erasure is tried again
+        self.erase_refused: dict[int, str] = {}  # erased post id -> what Slack said: set aside
+        self.lost_due: float | None = None  # the clock before which no lost post is looked for
+        self.lost_seen: dict[int, float] = {}  # lost post id -> the clock when first looked for
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -186,6 +215,8 @@ class Redrawer:
             dues.append(self.token_due)
         if self.erase_due is not None:
             dues.append(self.erase_due)
+        if self.lost_due is not None:
+            dues.append(self.lost_due)
         return min(dues, default=None)
 
     async def run(self) -> None:
@@ -376,27 +407,120 @@ class Redrawer:
         return failed
 
     async def _erase(self, *, due_only: bool) -> None:
-        """Delete the Slack messages of deleted items (``Store.erased_posts``). A message
-        already gone (or its channel) counts as deleted; any other failure stops the pass,
-        said once, and is tried again with backoff (doubling up to ``MAX_BACKOFF``)."""
+        """Delete the Slack messages of deleted items (``Store.erased_posts``), after looking
+        for the lost ones (``_look_for_lost``). A message already gone (or its channel) counts
+        as deleted; one Slack refuses to delete for good (``ERASE_REFUSED``) is said once and
+        set aside, and the others go on; any other failure stops the pass, said once, and is
+        tried again with backoff (doubling up to ``MAX_BACKOFF``)."""
         if due_only and self.erase_due is not None and self.erase_due > self.clock():
             return
+        if not await self._look_for_lost(due_only=due_only):
+            return
         store, client = self.rt.store, self.rt.client
-        for post in store.erased_posts():
-            try:
-                await client.chat_delete(channel=post["channel"], ts=post["ts"])
-            except SlackApiError as exc:
-                error = slack_said(exc) or "unknown_error"
-                if error not in GONE:
-                    self._erase_failed(error)
+        tried: set[int] = set()  # this pass: each message once
+        while posts := [
+            post
+            for post in store.erased_posts(skip=[*self.erase_refused, *tried])
+            if int(post["id"]) not in tried
+        ]:
+            for post in posts:
+                tried.add(int(post["id"]))
+                try:
+                    await client.chat_delete(channel=post["channel"], ts=post["ts"])
+                except SlackApiError as exc:
+                    error = slack_said(exc) or "unknown_error"
+                    if error in ERASE_REFUSED or (error not in GONE and _refusal(exc, error)):
+                        self._erase_refused(post, error)
+                        continue
+                    if error not in GONE:
+                        self._erase_failed(error)
+                        return
+                except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+                    self._erase_failed(type(exc).__name__)
                     return
-            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
-                self._erase_failed(type(exc).__name__)
-                return
-            store.forget_erased_post(int(post["id"]))
+                store.forget_erased_post(int(post["id"]))
         if self.erase_error is not None:
             logger.warning("deleted the messages of the deleted items: Slack takes them again")
         self.erase_error, self.erase_delay, self.erase_due = None, 0.0, None
+
+    def _erase_refused(self, post: dict, error: str) -> None:
+        """Slack will not delete this message: set it aside (until a restart), said once."""
+        self.erase_refused[int(post["id"])] = error
+        logger.error(
+            "cannot delete the Slack message of a deleted item (ts %s in %s): chat.delete said"
+            " %s; left in Slack (delete it by hand there), the others are deleted",
+            post["ts"],
+            post["channel"],
+            error,
+        )
+
+    async def _look_for_lost(self, *, due_only: bool) -> bool:
+        """Look for the messages of deleted items whose post got no answer
+        (``Store.lost_posts``) in their channel's history, by the item id in their
+        metadata: one found is left to delete; one not found once ``LOST_SETTLE`` seconds have
+        passed since the post counts as never posted; one not found before is looked for again
+        in ``LOST_LOOK`` seconds. False when Slack failed (the erasures back off)."""
+        now = self.clock()
+        if due_only and self.lost_due is not None and self.lost_due > now:
+            return True
+        self.lost_due = None
+        store = self.rt.store
+        for lost in store.lost_posts():
+            if int(lost["id"]) in self.erase_refused:
+                continue
+            try:
+                stamps = await self._history_of(str(lost["channel"]), str(lost["item_id"]))
+            except SlackApiError as exc:
+                error = slack_said(exc) or "unknown_error"
+                if error in TOKEN_REFUSED or exc.response.status_code >= 500:
+                    self._erase_failed(error)
+                    return False
+                # not readable (missing_scope, not_in_channel…): said once, set aside
+                self.erase_refused[int(lost["id"])] = error
+                logger.error(
+                    "cannot look in %s for the question of deleted item %s, whose post got no"
+                    " answer: conversations.history said %s; if it was posted, it is left in"
+                    " Slack (delete it by hand there)",
+                    lost["channel"],
+                    lost["item_id"],
+                    error,
+                )
+                continue
+            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
+                self._erase_failed(type(exc).__name__)
+                return False
+            seen = self.lost_seen.setdefault(int(lost["id"]), now)
+            if (
+                stamps
+                or _settled(store.now(), str(lost["attempted_at"]))
+                or now - seen >= LOST_SETTLE  # the wall clock was set back since the post
+            ):
+                store.found_lost_post(int(lost["id"]), str(lost["channel"]), stamps)
+                self.lost_seen.pop(int(lost["id"]), None)
+            else:  # a slow Slack may store it yet: look again later
+                self.lost_due = now + LOST_LOOK
+        return True
+
+    async def _history_of(self, channel: str, item_id: str) -> list[str]:
+        """The ts of the messages in ``channel`` whose metadata names ``item_id``, newest
+        first, from the last ``LOST_PAGES`` pages of its history."""
+        found: list[str] = []
+        cursor: str | None = None
+        for _ in range(LOST_PAGES):
+            page = await self.rt.client.conversations_history(
+                channel=channel,
+                limit=200,
+                include_all_metadata=True,
+                **({"cursor": cursor} if cursor else {}),
+            )
+            for message in page.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("item_id") == item_id:
+                    found.append(str(message["ts"]))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if found or not page.get("has_more") or not cursor:
+                break
+        return found
 
     def _erase_failed(self, error: str) -> None:
         if self.erase_error is None:
@@ -425,6 +549,24 @@ class Redrawer:
             post["channel"],
             why,
         )
+
+
+def _refusal(exc: SlackApiError, error: str) -> bool:
+    """Whether ``chat.delete``'s ``error`` is Slack's final word on this message (an answer
+    with ``ok: false`` that no retry changes), rather than one a retry may fix: a 5xx, a rate
+    limit, Slack's own failures, or the token (every call would say the same)."""
+    status = getattr(exc.response, "status_code", 200)
+    return status < 500 and status != 429 and error not in TOKEN_REFUSED | ERASE_RETRIED
+
+
+def _settled(now: str, attempted_at: str) -> bool:
+    """Whether ``LOST_SETTLE`` seconds have passed since a post made at ``attempted_at``,
+    by the database's clock (``Redrawer.lost_seen`` counts for a clock set back since)."""
+    try:
+        elapsed = datetime.fromisoformat(now) - datetime.fromisoformat(attempted_at)
+    except ValueError:
+        return True
+    return elapsed.total_seconds() >= LOST_SETTLE
 
 
 def open_for(posted_at: str, expired_at: str) -> timedelta:

@@ -29,6 +29,14 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 
+# A question whose post got no answer (``post_attempts``: the server stopped, or Slack timed
+# out, during chat.postMessage) may be in Slack all the same. Deleting its item keeps that note
+# as an ``erased_posts`` row whose ts is this prefix, the attempt's time and the item's id (no
+# text): the redrawer looks for the message in the channel's history by its metadata and
+# deletes it (``Store.lost_posts``). Such rows get ids from 0 down, so the messages to delete
+# keep theirs from 1 up.
+LOST = "lost "
+
 # Every table whose rows name an item (their column), in an order the foreign keys allow.
 ITEM_TABLES = (
     ("answers", "item_id"),
@@ -55,8 +63,9 @@ def one_line(text: str) -> str:
 @dataclass
 class Deleted:
     """What ``delete_items`` removed: rows per table, the Slack messages left for the server
-    to delete, whether the stop set was dropped (it is drawn again), and the model versions
-    recorded since the first of the items was labeled (they may have trained on its text)."""
+    to delete (or to look for: a post that got no answer), whether the stop set was dropped
+    (it is drawn again), and the model versions recorded since the first of the items had a
+    label (they may have trained on its text)."""
 
     item_ids: list[str]
     rows: dict[str, int] = field(default_factory=dict)
@@ -97,9 +106,7 @@ class ErasureMixin:
                 first_label = None
                 for chunk in chunks:
                     self._uncount_answers(chunk)
-                    (oldest,) = conn.execute(
-                        _in("SELECT min(resolved_at) FROM labels", chunk, "item_id"), chunk
-                    ).fetchone()
+                    oldest = self._first_label_time(chunk)
                     if oldest is not None and (first_label is None or oldest < first_label):
                         first_label = oldest
                     done.messages += conn.execute(
@@ -107,6 +114,7 @@ class ErasureMixin:
                         + _in(" SELECT channel, ts, ? FROM posts", chunk, "item_id"),
                         [now, *chunk],
                     ).rowcount
+                    done.messages += self._keep_lost_posts(chunk, now)
                     in_stop = conn.execute(
                         _in("SELECT 1 FROM stop_set", chunk, "item_id") + " LIMIT 1", chunk
                     ).fetchone()
@@ -141,6 +149,42 @@ class ErasureMixin:
             conn.execute("PRAGMA secure_delete = OFF")
         return done
 
+    def _first_label_time(self, chunk: list[str]) -> str | None:
+        """The first time any of the items had a label, to the second: its label's decision,
+        its first label change or its first answer with a label, whichever came first. Not
+        the current label's time alone: `hitl labels set` moves it, and a removed label has
+        no row, while the models made before may hold the text."""
+        times = [
+            row[0]
+            for sql in (
+                "SELECT min(substr(resolved_at, 1, 19)) FROM labels",
+                "SELECT min(substr(created_at, 1, 19)) FROM label_history",
+                "SELECT min(substr(created_at, 1, 19)) FROM answers WHERE label IS NOT NULL",
+            )
+            for row in self.db.conn.execute(_in(sql, chunk, "item_id", and_="WHERE" in sql), chunk)
+            if row[0] is not None
+        ]
+        return min(times, default=None)
+
+    def _keep_lost_posts(self, chunk: list[str], now: str) -> int:
+        """The items' posts whose outcome is unknown (``post_attempts``, deleted with them)
+        stay noted, as ``LOST`` rows of ``erased_posts``, for the redrawer to look for (and
+        delete, if Slack has them): how many."""
+        conn = self.db.conn
+        attempts = conn.execute(
+            _in("SELECT item_id, channel, attempted_at FROM post_attempts", chunk, "item_id"),
+            chunk,
+        ).fetchall()
+        kept = 0
+        for item_id, channel, attempted_at in attempts:
+            (low,) = conn.execute("SELECT min(min(id), 1) FROM erased_posts").fetchone()
+            kept += conn.execute(
+                "INSERT OR IGNORE INTO erased_posts (id, channel, ts, erased_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(1 if low is None else low) - 1, channel, f"{LOST}{attempted_at} {item_id}", now],
+            ).rowcount
+        return kept
+
     def _uncount_answers(self, chunk: list[str]) -> None:
         """Take the items' answers out of ``answered_by_user``: per person and item, their
         latest counted answer (not imported, not late) counted 1 unless it was an Undo, and
@@ -170,26 +214,78 @@ class ErasureMixin:
         ).fetchone()
         return None if row is None else {"user_id": row[0], "reason": row[1], "at": row[2]}
 
-    def delete_again(self, deleted: Sequence[tuple[str, str, str, str]]) -> list[str]:
+    def delete_again(
+        self,
+        deleted: Sequence[tuple[str, str, str, str]],
+        messages: Sequence[tuple[str, str, str | None]] = (),
+        attempts: Sequence[tuple[Any, ...]] = (),
+        *,
+        undelete: bool = False,
+    ) -> tuple[list[str], int]:
         """After a restore: ``deleted`` (item id, user, reason, time) are the deletions the
-        database that was there records. Those items the restored one holds are deleted again
-        (its Slack messages too), and every record is kept as it was made, so the ids stay out
-        of imports and the API. Returns the ids deleted again."""
+        database that was there records, ``messages`` (channel, ts, erased at or None) the
+        Slack messages it knew showed a deleted item, and ``attempts`` its unconfirmed posts of
+        them (``bot.store.restore.erasures_in``). Those items the restored one holds are
+        deleted again (their Slack messages too), and every record is kept as it was made, so
+        the ids stay out of imports and the API. ``undelete`` (a delete made by mistake) keeps
+        the items the restored one holds, and drops only their records: the deletions of ids it
+        does not hold stay. Either way the messages are left for the server to delete
+        (``_queue_erased``), all in one transaction. Returns the ids the restored one holds
+        (deleted again, or kept) and how many messages were queued besides their posts."""
         ids = [row[0] for row in deleted]
-        present = sorted(self.existing_item_ids(ids)) if ids else []
-        self.db.conn.execute("PRAGMA secure_delete = ON")
+        conn = self.db.conn
+        conn.execute("PRAGMA secure_delete = ON")
         try:
             with self._immediate():  # one transaction: the deletions and their records
-                if present:
+                present = sorted(self.existing_item_ids(ids)) if ids else []
+                held = set(present)
+                if present and not undelete:
+                    # its unconfirmed posts of them go the way the restored one's own do
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO post_attempts (item_id, channel, reason,"
+                        " model_version, predicted_label, confidence, attempted_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [tuple(row) for row in attempts if row[0] in held],
+                    )
                     self.delete_items(present, user_id="restore", reason="deleted again")
-                self.db.conn.executemany(
+                conn.executemany(
                     "INSERT OR REPLACE INTO deleted_items (item_id, user_id, reason, created_at)"
                     " VALUES (?, ?, ?, ?)",
-                    list(deleted),
+                    [tuple(row) for row in deleted if not (undelete and row[0] in held)],
                 )
+                queued = self._queue_erased(messages)
         finally:
-            self.db.conn.execute("PRAGMA secure_delete = OFF")
-        return present
+            conn.execute("PRAGMA secure_delete = OFF")
+        return present, queued
+
+    def _queue_erased(self, messages: Sequence[tuple[str, str, str | None]]) -> int:
+        """Leave ``messages`` (channel, ts, erased at or None: now; oldest first) for the server
+        to delete (``erased_posts``), but one this database has queued already or records as
+        its own (a post, or for a ``LOST`` one an unconfirmed post, of an item it holds): how
+        many were queued. A ``LOST`` one gets an id below the others', as when it was noted."""
+        now = self.now()
+        conn = self.db.conn
+        lost = [row for row in messages if row[1].startswith(LOST)]
+        queued = conn.executemany(
+            "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at)"
+            " SELECT ?, ?, coalesce(?, ?)"
+            " WHERE NOT EXISTS (SELECT 1 FROM posts WHERE channel = ? AND ts = ?)",
+            [
+                (channel, ts, at, now, channel, ts)
+                for channel, ts, at in messages
+                if not ts.startswith(LOST)
+            ],
+        ).rowcount
+        for channel, ts, at in lost:
+            item_id = ts[len(LOST) :].partition(" ")[2]
+            (low,) = conn.execute("SELECT min(min(id), 1) FROM erased_posts").fetchone()
+            queued += conn.execute(
+                "INSERT OR IGNORE INTO erased_posts (id, channel, ts, erased_at)"
+                " SELECT ?, ?, ?, coalesce(?, ?)"
+                " WHERE NOT EXISTS (SELECT 1 FROM post_attempts WHERE item_id = ?)",
+                [(1 if low is None else low) - 1, channel, ts, at, now, item_id],
+            ).rowcount
+        return queued
 
     def find_items(
         self, needle: str, limit: int | None = None, *, part: bool = False
@@ -199,9 +295,12 @@ class ErasureMixin:
         casefolded ("STRASSE" finds "Straße", a name typed composed finds it decomposed),
         oldest first, as (id, status, source, text, meta, created_at, label): what an erasure
         or access request about a person needs. A whole word, so "ann@example.com" does not
-        find "joann@example.com". Reads every item: for the CLI."""
-        wanted = _folded(needle)
-        pattern = None if part else re.compile(rf"(?<!\w){re.escape(wanted)}(?!\w)")
+        find "joann@example.com"; one with ``@ . - _ +`` in it (an address) is a whole address
+        too: "doe@example.com" finds neither "jane.doe@example.com" nor
+        "doe@example.com.au". Surrounding spaces (pasted from an email) are left out. Reads
+        every item: for the CLI."""
+        wanted = _folded(needle.strip())
+        pattern = None if part else re.compile(_whole(wanted))
 
         def holds(value: str | None) -> bool:
             if value is None:
@@ -254,14 +353,48 @@ class ErasureMixin:
             )
         return found
 
-    def erased_posts(self, limit: int = 50) -> list[dict[str, str | int]]:
-        """Slack messages of deleted items still to delete, oldest first."""
+    def erased_posts(self, limit: int = 50, skip: Sequence[int] = ()) -> list[dict[str, str | int]]:
+        """Slack messages of deleted items still to delete, oldest first, but those in
+        ``skip`` (Slack refused to delete them: set aside) and those only to look for
+        (``lost_posts``)."""
         return [
             {"id": r[0], "channel": r[1], "ts": r[2]}
             for r in self.db.execute(
-                "SELECT id, channel, ts FROM erased_posts ORDER BY id LIMIT ?", [limit]
+                "SELECT id, channel, ts FROM erased_posts WHERE substr(ts, 1, ?) != ?"
+                " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
+                [len(LOST), LOST, json.dumps([int(i) for i in skip]), limit],
             )
         ]
+
+    def lost_posts(self) -> list[dict[str, str | int]]:
+        """The posts of deleted items whose outcome was unknown when they were deleted (the
+        message may be in Slack): id, channel, item_id and attempted_at, oldest first."""
+        found = []
+        for post_id, channel, ts in self.db.execute(
+            "SELECT id, channel, ts FROM erased_posts WHERE substr(ts, 1, ?) = ? ORDER BY id DESC",
+            [len(LOST), LOST],
+        ):
+            attempted_at, _, item_id = ts[len(LOST) :].partition(" ")
+            found.append(
+                {
+                    "id": post_id,
+                    "channel": channel,
+                    "item_id": item_id,
+                    "attempted_at": attempted_at,
+                }
+            )
+        return found
+
+    def found_lost_post(self, post_id: int, channel: str, stamps: Sequence[str]) -> None:
+        """The lost post ``post_id`` was looked for: its messages (``stamps``, none when it
+        was never posted) are left to delete, and it is no longer looked for."""
+        now = self.now()
+        with self._immediate():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
+                [(channel, ts, now) for ts in stamps],
+            )
+            self.db.execute("DELETE FROM erased_posts WHERE id = ?", [post_id])
 
     def forget_erased_post(self, post_id: int) -> None:
         """The message is deleted from Slack (or gone already)."""
@@ -284,6 +417,21 @@ def deletions_in(path: str | Path) -> list[tuple[str, str, str, str]]:
             ).fetchall()
     except sqlite3.Error:  # no such table: nothing was ever deleted there
         return []
+
+
+# Characters of an address (e-mail, login, phone): a term holding one of them is matched as a
+# whole address, so one of them between a word and the term, as in "jane.doe@" or
+# "anne-marie@" or "….com.au", makes it part of another address.
+_ADDRESS = "@.-_+"
+_JOINER = r"[@.\-_+]"
+
+
+def _whole(wanted: str) -> str:
+    """The pattern of ``wanted`` as a whole word (folded already)."""
+    escaped = re.escape(wanted)
+    if not any(ch in wanted for ch in _ADDRESS):
+        return rf"(?<!\w){escaped}(?!\w)"
+    return rf"(?<!\w)(?<!\w{_JOINER}){escaped}(?!\w)(?!{_JOINER}\w)"
 
 
 def _folded(text: str) -> str:
@@ -320,3 +468,14 @@ def imported_into(path: str | Path) -> int:
             ).fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def deleted_after(db: Database, mark: int | None) -> tuple[int, set[str]]:
+    """Where the record of deletions stands now (its last row), and the ids `hitl delete`
+    deleted after ``mark``, an earlier answer's (None: none read). A retrain takes the mark
+    before it reads its labels and finds the items deleted while it ran: a range of keys."""
+    (last,) = db.execute("SELECT coalesce(max(rowid), 0) FROM deleted_items").fetchone()
+    if mark is None or last <= mark:
+        return last, set()
+    rows = db.execute("SELECT item_id FROM deleted_items WHERE rowid > ?", [mark])
+    return last, {row[0] for row in rows}

@@ -359,6 +359,60 @@ def check_backup(backup: Path) -> BackupFacts:
     return BackupFacts(items, answers, newest, models, pending)
 
 
+ATTEMPT_COLUMNS = (
+    "item_id",
+    "channel",
+    "reason",
+    "model_version",
+    "predicted_label",
+    "confidence",
+    "attempted_at",
+)
+
+
+def erasures_in(
+    path: str | Path, item_ids: list[str]
+) -> tuple[list[tuple[str, str, str | None]], list[tuple[Any, ...]]]:
+    """The Slack messages the database at ``path`` knew showed a deleted item, read only: the
+    messages `hitl delete` left for the server to delete (``erased_posts``), then any post it
+    still records of one of ``item_ids`` (the items it records as deleted), as (channel, ts,
+    erased at; None for a post); and its unconfirmed posts of those items (``post_attempts``:
+    the message may be in Slack, its ts unknown), as rows of ``ATTEMPT_COLUMNS``. A restore
+    queues them in the restored database, which may never have heard of them (posted after
+    the backup was made). None of a table the database lacks (an older slack-hitl's)."""
+    messages: list[tuple[str, str, str | None]] = []
+    attempts: list[tuple[Any, ...]] = []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return messages, attempts
+    with contextlib.closing(conn):
+        with contextlib.suppress(sqlite3.Error):  # no such table: nothing was queued there
+            messages += conn.execute(
+                # oldest first: the messages from id 1 up, after the posts only to look for
+                # (``bot.store.erasure.LOST``), noted from id 0 down
+                "SELECT channel, ts, erased_at FROM erased_posts ORDER BY id > 0, abs(id)"
+            ).fetchall()
+        for n in range(0, len(item_ids), 500):
+            chunk = item_ids[n : n + 500]
+            marks = ",".join("?" * len(chunk))
+            with contextlib.suppress(sqlite3.Error):
+                messages += conn.execute(
+                    f"SELECT channel, ts, NULL FROM posts WHERE item_id IN ({marks}) ORDER BY id",
+                    chunk,
+                ).fetchall()
+            with contextlib.suppress(sqlite3.Error):
+                attempts += conn.execute(
+                    f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM post_attempts"
+                    f" WHERE item_id IN ({marks}) ORDER BY attempted_at",
+                    chunk,
+                ).fetchall()
+    once: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+    for channel, ts, at in messages:
+        once.setdefault((channel, ts), (channel, ts, at))
+    return list(once.values()), attempts
+
+
 def kept_name(db: Path) -> Path:
     """Where the database that was at ``db`` is kept: ``<db>.before-restore``, or
     ``<db>.before-restore.2`` and so on when an earlier restore's is there (with its files)."""

@@ -1,0 +1,176 @@
+"""`hitl restore` and `hitl delete`: the Slack messages the database that was there knew showed a
+deleted item are left for `hitl serve` to delete in the restored one (a restore needs the server
+stopped, so a delete made meanwhile, or still in Slack's backoff, has its messages queued only
+there), and `--undelete` brings back only the items the backup holds: the erasure of an item it
+never held stays recorded, so the same file imported again brings nothing back."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.store import Store
+
+CHANNEL = "C0QUESTIONS"
+SECRET = "refund to card 4000056655665556, jane.doe@example.com"
+
+
+def run(db: Path, *args: str):
+    return CliRunner().invoke(cli, ["--db", str(db), *args])
+
+
+def backup_of(db: Path) -> Path:
+    backup = db.with_name("backup.db")
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"VACUUM INTO '{backup}'")
+    return backup
+
+
+def imported(db: Path, name: str, rows: str) -> Path:
+    path = db.with_name(name)
+    path.write_text("id,text\n" + rows)
+    done = run(db, "import", str(path))
+    assert done.exit_code == 0, done.output
+    return path
+
+
+def posted(db: Path, item_id: str, ts: str) -> None:
+    """The server posts ``item_id`` (as the dispatcher records a question Slack accepted)."""
+    with Store.open(db) as store:
+        assert store.record_post(item_id, CHANNEL, ts, "uncertain", None, None, None)
+
+
+def deleted(db: Path, item_id: str, reason: str) -> None:
+    done = run(db, "delete", item_id, "--yes", "--reason", reason)
+    assert done.exit_code == 0, done.output
+
+
+def queued(db: Path) -> list[str]:
+    """The ts of the messages left for `hitl serve` to delete."""
+    with Store.open(db) as store:
+        return sorted(str(row["ts"]) for row in store.erased_posts())
+
+
+def deletions(db: Path) -> dict[str, str]:
+    with Store.open(db) as store:
+        rows = store.db.execute("SELECT item_id, reason FROM deleted_items").fetchall()
+    return dict(rows)
+
+
+def test_a_restore_keeps_the_messages_hitl_delete_left_to_delete(tmp_path: Path):
+    """B-1 arrives after the backup, is posted, and is deleted while the server is stopped: its
+    message is queued in the database that is replaced, and the backup never heard of it."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", "A-1,an old ticket\n")
+    backup = backup_of(db)
+    imported(db, "b.csv", f'B-1,"{SECRET}"\n')
+    posted(db, "B-1", "1700000000.000100")
+    deleted(db, "B-1", "erasure request")
+    assert queued(db) == ["1700000000.000100"]
+
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert queued(db) == ["1700000000.000100"]
+    assert deletions(db) == {"B-1": "erasure request"}
+    assert (
+        "Left to delete: 1 Slack message of items deleted (`hitl delete`), as"
+        " hitl.db.before-restore records; `hitl serve` deletes them.\n"
+    ) in done.stdout
+
+
+def test_deleted_again_queues_the_message_of_a_post_made_after_the_backup(tmp_path: Path):
+    """A-1 is in the backup (with an older question, T1) and is posted again after it (T2);
+    then it is deleted. The restored database deletes it again and knows T1 itself; T2 only
+    the database that was there knew."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
+    posted(db, "A-1", "1700000000.000001")
+    backup = backup_of(db)
+    with Store.open(db) as store:  # its question was closed, and it was asked again
+        store.db.execute("UPDATE posts SET closed_at = posted_at WHERE item_id = 'A-1'")
+    posted(db, "A-1", "1700000000.000002")
+    posted(db, "A-2", "1700000000.000003")
+    deleted(db, "A-1", "erasure request")
+
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "Deleted again: 1 item deleted (`hitl delete`) after the backup was made (A-1)" in (
+        done.stdout
+    )
+    assert queued(db) == ["1700000000.000001", "1700000000.000002"]
+    with Store.open(db) as store:
+        assert store.get_item("A-1") is None and store.get_item("A-2") is not None
+    assert b"4000056655665556" not in db.read_bytes()
+
+
+def test_a_restore_queues_a_post_the_replaced_database_keeps_of_a_deleted_id(tmp_path: Path):
+    """A database that holds an item again after its deletion (a producer's re-send that raced
+    the delete) still records the post of a deleted id: that message shows it too."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", "A-1,an old ticket\n")
+    backup = backup_of(db)
+    imported(db, "b.csv", f'B-1,"{SECRET}"\n')
+    with Store.open(db) as store:
+        store.db.execute(
+            "INSERT INTO deleted_items (item_id, user_id, reason, created_at)"
+            " VALUES ('B-1', 'cli', 'erasure request', '2026-01-01T00:00:00+00:00')"
+        )
+    posted(db, "B-1", "1700000000.000100")
+
+    assert run(db, "restore", str(backup)).exit_code == 0
+    assert queued(db) == ["1700000000.000100"]
+
+
+def test_undelete_brings_back_only_the_items_the_backup_holds(tmp_path: Path):
+    """A-1 (in the backup, posted before it) is deleted by mistake; B-1, which the backup never
+    held, was erased on request. --undelete brings A-1 back with its question; B-1 stays
+    erased, its id out of imports, and its message still goes."""
+    db = tmp_path / "hitl.db"
+    imported(db, "old.csv", "A-1,an old ticket that matters\n")
+    posted(db, "A-1", "1700000000.000001")
+    backup = backup_of(db)
+    new = imported(db, "new.csv", f'B-1,"{SECRET}"\n')
+    posted(db, "B-1", "1700000000.000002")
+    deleted(db, "B-1", "erasure request #4411")
+    deleted(db, "A-1", "oops")
+    assert queued(db) == ["1700000000.000001", "1700000000.000002"]
+
+    done = run(db, "restore", str(backup), "--undelete")
+    assert done.exit_code == 0, done.output
+    assert deletions(db) == {"B-1": "erasure request #4411"}
+    assert queued(db) == ["1700000000.000002"]  # A-1's question stays: A-1 is back
+    assert "Kept 1 item deleted after the backup was made (A-1): --undelete.\n" in done.stdout
+    assert (
+        "Still deleted: 1 item the backup does not hold (B-1), as hitl.db.before-restore"
+        " records: its id stays out of imports and the API.\n"
+    ) in done.stdout
+    with Store.open(db) as store:
+        assert store.get_item("A-1") is not None
+        assert [p["ts"] for p in store.db["posts"].rows] == ["1700000000.000001"]
+
+    again = run(db, "import", str(new))
+    assert again.exit_code == 0, again.output
+    assert "1 row skipped (deleted before with `hitl delete`)" in again.stdout
+    with Store.open(db) as store:
+        assert store.get_item("B-1") is None
+
+
+def test_a_post_whose_outcome_was_unknown_is_still_looked_for_after_a_restore(tmp_path: Path):
+    """X-1 was being posted after the backup was made (the server stopped during
+    chat.postMessage) when it was deleted: the message may be in Slack, and the database that
+    was there noted it to be looked for. The restored one looks for it too."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", f'X-1,"{SECRET}"\n')
+    backup = backup_of(db)
+    with Store.open(db) as store:
+        assert store.begin_post_attempt("X-1", CHANNEL, "uncertain", None, None, None)
+    deleted(db, "X-1", "erasure request")
+
+    assert run(db, "restore", str(backup)).exit_code == 0
+    with Store.open(db) as store:
+        lost = store.lost_posts()
+        assert [(p["item_id"], p["channel"]) for p in lost] == [("X-1", CHANNEL)]
+        assert int(lost[0]["id"]) <= 0 and store.erased_posts() == []
