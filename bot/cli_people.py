@@ -7,14 +7,19 @@ same ``State`` as every command (``click.pass_obj``).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
 
-from bot.cli_errors import Stopped, friendly_errors
+from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
+from bot.learning import retrain
 from bot.words import count
+from model.registry import ModelRegistry
 
 # What a changed row of each table is, to the person reading the summary (the four the
 # command always names first, then any other table that named them).
@@ -76,7 +81,9 @@ def anonymise_command(
     Exports, `hitl labels history` and `hitl stats` show the pseudonym from then on. `hitl
     serve` redraws the Slack questions that named them (at once if it runs, else when it
     starts); other messages already sent (replies, reports) keep their mention. Ticket texts
-    and item ids that contain the id are left as they are (the command says how many).
+    and item ids that contain the id are left as they are (the command says how many). The
+    models folder's metadata that names them (vN.json: a retrain they started) gets the
+    pseudonym too, unless a retrain or rollback is running (then the command names the files).
 
     \b
     Examples:
@@ -84,7 +91,9 @@ def anonymise_command(
       hitl people anonymise U0LEAVER --as former-ana --by dpo
       hitl people anonymise W0LEAVER --as former-ana --merge   # their other id
     """
-    ids = list(dict.fromkeys(user_ids))
+    ids = list(dict.fromkeys(utf8_text(i, "USER_ID") for i in user_ids))
+    pseudonym = utf8_text(pseudonym, "--as") if pseudonym is not None else None
+    by = utf8_text(by, "--by") if by is not None else None
     with friendly_errors(), state.open_existing_store() as store:
         try:
             done = store.anonymise_people(ids, done_by=_who(by), pseudonym=pseudonym, merge=merge)
@@ -92,6 +101,7 @@ def anonymise_command(
             raise Stopped("; nothing was changed (the ids go together or not at all)") from None
         emptied = store.empty_log()
         now = datetime.fromisoformat(store.now())
+        models = _anonymise_models(state, store, ids, [r.pseudonym for r in done])
     admins = set(getattr(state.settings, "admins", ()) or ())
     messages = 0
     for user, result in zip(ids, done, strict=True):
@@ -118,6 +128,8 @@ def anonymise_command(
                 f"  Their last answer was at {result.last_answer[11:19]} UTC: a retry of it from"
                 " Slack, if one still came, would count as another person's answer."
             )
+        if user in models:
+            click.echo(f"  Models folder ({state.settings.models_dir}): {models[user]}")
         if user in admins:
             click.echo(f"  {user} is still in HITL_ADMINS: take it out there.")
     click.echo(
@@ -132,3 +144,49 @@ def anonymise_command(
             " database): SQLite empties it at its next checkpoint."
         )
     click.echo("Backups and exports made before keep the ids: anonymise or delete them there too.")
+
+
+def _anonymise_models(
+    state: Any, store: Any, ids: list[str], pseudonyms: list[str]
+) -> dict[str, str]:
+    """Give the pseudonyms to the models folder's metadata too (``vN.json``: who started a
+    retrain), under the retrain lock, as every write there; per id that was there, what
+    happened, in a line. None without a models folder (none is made)."""
+    folder = Path(state.settings.models_dir)
+    if not folder.is_dir():
+        return {}
+    registry = ModelRegistry(folder)
+    owner = retrain.lock_owner("hitl people anonymise")
+    holder = retrain.take_lock(store, owner, datetime.now(UTC), timedelta(minutes=5))
+    if holder is not None:
+        word = {user: re.compile(rf"(?<![^\W_]){re.escape(user)}(?![^\W_])") for user in ids}
+        versions, _ = registry.scan()
+        said = {}
+        for user, pseudonym in zip(ids, pseudonyms, strict=True):
+            files = [
+                f"v{meta.version}.json"
+                for meta in versions
+                if word[user].search(json.dumps(meta.to_dict(), ensure_ascii=False))
+            ]
+            if files:
+                said[user] = (
+                    f"{', '.join(files)} still {'names' if len(files) == 1 else 'name'} {user}:"
+                    f" {retrain.busy_reason(holder)}; replace it with {pseudonym} there once it"
+                    " ends."
+                )
+        return said
+    try:
+        done = {  # a mention (who started a retrain: "<@U…>") becomes the name, as in the
+            user: sorted(  # database: "<@former-1>" would be a broken mention
+                set(registry.replace_word(f"<@{user}>", pseudonym))
+                | set(registry.replace_word(user, pseudonym))
+            )
+            for user, pseudonym in zip(ids, pseudonyms, strict=True)
+        }
+    finally:
+        store.release_lock(retrain.LOCK, owner)
+    return {
+        user: f"{', '.join(f'v{v}.json' for v in versions)} now name {pseudonym}"
+        for (user, versions), pseudonym in zip(done.items(), pseudonyms, strict=True)
+        if versions
+    }

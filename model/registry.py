@@ -392,6 +392,32 @@ class ModelRegistry:
         text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, sort_keys=True)
         _atomic_write(self._meta_path(meta.version), text.encode("utf-8"))
 
+    def replace_word(self, old: str, new: str) -> list[int]:
+        """Replace ``old`` where it stands as a word (not inside a longer run of letters and
+        digits) with ``new`` in every text of every version's metadata (who started a
+        retrain, a reason that names a person), rewriting each file that had it; the
+        versions rewritten, oldest first. Metadata that cannot be read is left alone. One
+        writer at a time, as every write here: the caller holds the bot's retrain lock."""
+        word = re.compile(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])")
+
+        def swap(value: object) -> object:
+            if isinstance(value, str):
+                return word.sub(new, value)
+            if isinstance(value, list):
+                return [swap(v) for v in value]
+            if isinstance(value, dict):
+                return {k: swap(v) for k, v in value.items()}
+            return value
+
+        rewritten = []
+        for meta in self._scan_files()[0]:
+            before = meta.to_dict()
+            after = swap(before)
+            if after != before:
+                self._write_meta(ModelVersion.from_dict(after))
+                rewritten.append(meta.version)
+        return rewritten
+
     def save(
         self,
         classifier: TextClassifier,
