@@ -496,12 +496,31 @@ async def predict(request: web.Request) -> web.Response:
     if (gone := deleted_items_before(rt.store, [item])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
     created = await request.app[INTAKE].add([item])
+    if not created:  # a DELETE while it waited to be stored: the store refused it
+        _refuse_if_gone(rt.store, item.id)
     await _score(rt, [item.id])
     if created:
         rt.wake_dispatcher()
     stored = rt.store.get_item(item.id)
+    if stored is None:  # deleted while it was scored (a DELETE, `hitl delete`)
+        _refuse_if_gone(rt.store, item.id, always=True)
     callback = callback_results(rt.store, [item]).get((item.id, item.callback_url), {})
     return web.json_response({**_prediction(rt.store, stored), **callback})
+
+
+def _refuse_if_gone(store: Store, item_id: str, *, always: bool = False) -> None:
+    """Raise the 410 a request about ``item_id`` gets when it was deleted and is not stored
+    (``always``: it is gone, whatever the record of deletions says)."""
+    gone = deleted_before(store, [item_id])
+    if item_id in gone:
+        raise ApiError(410, gone[item_id], "id")
+    if always:
+        raise ApiError(
+            410,
+            f"item {item_id[:200]!r} was deleted while it was stored; send a new item under"
+            " a new id",
+            "id",
+        )
 
 
 @dataclass
@@ -575,6 +594,17 @@ async def add_items(request: web.Request) -> web.Response:
         repeated = [(index, item) for index, item in repeated if item.id not in gone]
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))
+    # deleted since the check above (`hitl delete` in another process): the store refused them
+    if late := deleted_before(rt.store, [item.id for item in sent if item.id not in created]):
+        for index, item in accepted + repeated:
+            if item.id in late:
+                results.append(
+                    {"index": index, "id": item.id, "result": "rejected",
+                     "error": late[item.id], "field": f"items[{index}].id"}
+                )  # fmt: skip
+        accepted = [(index, item) for index, item in accepted if item.id not in late]
+        repeated = [(index, item) for index, item in repeated if item.id not in late]
+        sent = [item for item in sent if item.id not in late]
     repeated_at = {index for index, _ in repeated}
     callbacks = callback_results(rt.store, sent)
     for index, item in accepted + repeated:
@@ -788,6 +818,8 @@ def callback_results(store: Store, items: list[ApiItem]) -> dict[tuple[str, str]
     stored_urls = store.callback_urls(sorted({item_id for item_id, _ in sent}))
     answers: dict[tuple[str, str], dict[str, str]] = {}
     for item_id, url in sent:
+        if item_id not in stored_urls:  # deleted meanwhile (`hitl delete`): nothing to say
+            continue
         stored = stored_urls[item_id]
         if stored == url:
             answers[item_id, url] = {"callback": "registered"}

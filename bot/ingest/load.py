@@ -213,6 +213,9 @@ def import_rows(
                 conflicting.add(index)
                 reject(RowError(row.line, _conflict(row)))
             kept = [row for index, row in enumerate(rows) if index not in conflicting]
+            # Deleted (`hitl delete`) since this batch was looked up: the store left them out.
+            if len(rows) - result.imported - result.duplicates - len(result.conflicts):
+                kept = _left_out_deleted(store, kept, summary)
             # A row whose label contradicts an earlier row's of the file was a duplicate (that
             # row's id is stored): refused instead, naming it (a text conflict comes first).
             kept, contradicting = firsts.split(kept)
@@ -364,6 +367,16 @@ def _without_deleted(store: Store, rows: Sequence[Row], summary: ImportSummary) 
         return list(rows)
     summary.deleted_before += len(gone)
     return [row for n, row in enumerate(rows) if n not in gone]
+
+
+def _left_out_deleted(store: Store, rows: Sequence[Row], summary: ImportSummary) -> list[Row]:
+    """``rows`` (a committed batch's, no conflicts) without those ``Store.add_items`` left out
+    because `hitl delete` deleted their id while the import ran, counted in ``summary`` as
+    skipped (deleted before). Read only when it left some out."""
+    gone = store.deleted_among([row.id for row in rows])
+    gone -= store.existing_item_ids(sorted(gone))  # stored before it was deleted: no row of ours
+    summary.deleted_before += sum(1 for row in rows if row.id in gone)
+    return [row for row in rows if row.id not in gone]
 
 
 def deleted_items_among(store: Store, items: Sequence[Any]) -> set[int]:

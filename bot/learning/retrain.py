@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
 from bot.store import LabelMark, Store
 from bot.store.core import process_gone, process_started
+from bot.store.erasure import deleted_after
 from bot.store.lock import other_server
 from bot.words import count
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
@@ -178,6 +179,11 @@ class Plan:
     # When the training rows were read: gold made by then trained no model of this plan (the
     # next retrain's gold check asks this model only those: ``held_out_gold``).
     read_at: str = ""
+    # The items of ``texts``, and where the record of deletions stood before they were read
+    # (``deleted_after``): one `hitl delete` deleted while the retrain ran is in the model's
+    # vocabulary, which is then not kept (``withdraw``).
+    item_ids: list[str] = field(default_factory=list)
+    deleted_mark: int = 0
 
 
 @dataclass
@@ -327,6 +333,7 @@ def _plan(
         store.release_lock(LOCK, owner)
         return outcome
     read_at = store.now()  # before the read: gold made since may be among the rows
+    deleted_mark, _ = deleted_after(store.db, None)  # before it too
     rows = quality.training_rows(store, settings)
     keys = [text_key(r[1]) for r in rows]
     too_few = why_too_few([r[2] for r in rows], keys)
@@ -374,6 +381,8 @@ def _plan(
         gold_labels=gold_labels,
         gold_ids=gold_ids,
         read_at=read_at,
+        item_ids=[r[0] for r in rows],
+        deleted_mark=deleted_mark,
     )
 
 
@@ -1067,14 +1076,84 @@ class FitWorker:
             terminate(executor)  # a stopped child is resumed first, or it would never exit
 
 
-def finish(store: Store, plan: Plan, computed: Computed) -> Outcome:
-    """Mirror the model versions into the database, close the run and release the lock."""
+def erased_while_training(store: Store, plan: Plan) -> set[str]:
+    """The items ``plan`` trained on that `hitl delete` deleted since it read them (moving
+    ``plan.deleted_mark`` on: a later look reads only what was deleted after this one)."""
+    plan.deleted_mark, gone = deleted_after(store.db, plan.deleted_mark)
+    return gone.intersection(plan.item_ids) if gone else set()
+
+
+async def erased_while_training_apart(store: Store, plan: Plan) -> set[str]:
+    """``erased_while_training`` in a worker thread on a connection of its own (a large
+    erasure while the retrain ran reads every id it deleted); on the caller's for a memory
+    store."""
+    if store.path is None:
+        return erased_while_training(store, plan)
+
+    def read() -> set[str]:
+        with store.apart() as own:
+            return erased_while_training(own, plan)
+
+    return await asyncio.to_thread(read)
+
+
+def withdraw(registry: ModelRegistry, plan: Plan, computed: Computed, erased: set[str]) -> Computed:
+    """``computed``'s model was trained on ``erased``, items `hitl delete` deleted while the
+    retrain ran: its vocabulary may keep their words, and no delete named it (it was not
+    recorded yet). It is rejected and its model file deleted; promoted, the champion before it
+    is the champion again. The retrain fails, saying to run it again (it then trains without
+    them). Writes metadata only (no model is loaded): quick."""
+    meta = computed.meta
+    assert meta is not None
+    outcome = computed.outcome
+    shown = ", ".join(repr(i[:60]) for i in sorted(erased)[:3]) + (" …" if len(erased) > 3 else "")
+    reason = (
+        f"{count(len(erased), 'item')} it trained on ({shown})"
+        f" {'was' if len(erased) == 1 else 'were'} deleted while it ran (hitl delete), so its"
+        f" model v{meta.version} is not kept (its file is deleted): run the retrain again, it"
+        " trains without them"
+    )
+    # the versions the decision changed, as they are now: not this one (recorded as rejected)
+    retired = {v.version: v for v in computed.retired if v.version != meta.version}
+    previous = plan.previous.version if plan.previous is not None else None
+    if meta.status == "champion":
+        back = None
+        if previous is not None:
+            with contextlib.suppress(RegistryError):
+                back = registry.get(previous)
+        if back is not None and back.status == "retired" and not back.pruned_at:
+            retired[previous] = registry.set_status(previous, "champion")  # first: never none
+        else:
+            outcome.previous_version = None  # no model stays: none to go back to
+    rejected = registry.set_status(meta.version, "rejected", reason)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    rejected = replace(rejected, pruned_at=stamp)
+    registry._write_meta(rejected)  # marked first, as ``prune`` does: never a missing file
+    (registry.root / rejected.model_file).unlink(missing_ok=True)
+    outcome.status = "failed"
+    outcome.reason = reason
+    outcome.forced = False
+    outcome.pruned = sorted({*outcome.pruned, meta.version})
+    computed.stop = None  # the caller's: no stop check is recorded for a model not kept
+    return Computed(outcome, rejected, list(retired.values()), None, crashed=True)
+
+
+def finish(
+    store: Store, plan: Plan, computed: Computed, registry: ModelRegistry | None = None
+) -> Outcome:
+    """Mirror the model versions into the database, close the run and release the lock. With
+    ``registry``, a model trained on an item deleted since is withdrawn (``withdraw``): looked
+    up in the transaction that records it, so a delete after it finds it (and names it)."""
+    with store._immediate():
+        if registry is not None and computed.meta is not None and not computed.meta.pruned_at:
+            if erased := erased_while_training(store, plan):
+                computed = withdraw(registry, plan, computed, erased)
+        for meta in computed.retired:
+            store.record_model(meta.to_dict())
+        if computed.meta is not None:
+            store.record_model(computed.meta.to_dict())
     outcome = computed.outcome
     outcome.seconds = round(time.perf_counter() - plan.started, 2)
-    for meta in computed.retired:
-        store.record_model(meta.to_dict())
-    if computed.meta is not None:
-        store.record_model(computed.meta.to_dict())
     detail = {"watermark": plan.watermark, **asdict(outcome)}
     if computed.crashed:  # not the labels' fault: the next retrain tries them again
         del detail["watermark"]
@@ -1181,9 +1260,12 @@ async def retrain(
             abandon.finished.wait()  # them (seconds), or the database and registry disagree
             if isinstance(abandon.result, Computed):
                 computed = abandon.result
-        finish(store, plan, computed)
+        finish(store, plan, computed, registry)
         raise
-    outcome = finish(store, plan, computed)
+    if computed.meta is not None and not computed.meta.pruned_at:  # deleted while it trained
+        if erased := await erased_while_training_apart(store, plan):
+            computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
+    outcome = finish(store, plan, computed, registry)
     if outcome.status == "rejected":  # its report says since when the champion stands
         outcome.streak = asdict(stopping.streak(store))
         if outcome.gold_missed:  # and, rejected on gold, what the team answered there

@@ -321,6 +321,10 @@ class Store(
 
         A row with a label is stored as a human answer by ``import`` and resolved at once,
         so it can serve as a seed label.
+
+        A new row whose id `hitl delete` deleted is left out (neither inserted nor counted:
+        ``len(rows)`` less the others is their number), looked up in the write transaction,
+        so a deletion made while the import reads its rows is never undone.
         """
         rows = list(rows)
         now = self.now()
@@ -362,6 +366,29 @@ class Store(
         # The hot path of every import: plain executemany inside sqlite-utils' transaction
         # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
         with self._immediate():
+            # Deleted (`hitl delete`) since the caller looked: not stored again. None deleted
+            # (most databases): one read of an empty table; else the new ids, by key.
+            gone: set[str] = set()
+            if items and self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone():
+                for start in range(0, len(items), 500):
+                    chunk = [row[0] for row in items[start : start + 500]]
+                    marks = ",".join("?" * len(chunk))
+                    gone.update(
+                        r[0]
+                        for r in self.db.execute(
+                            f"SELECT item_id FROM deleted_items WHERE item_id IN ({marks})", chunk
+                        )
+                    )
+            if gone:  # a later row repeating such an id (not in conflict) is no duplicate
+                left = set(conflicts)
+                duplicates -= (
+                    sum(1 for n, row in enumerate(rows) if row.id in gone and n not in left)
+                    - len(gone)  # the first row of each was to be inserted
+                )
+                items = [row for row in items if row[0] not in gone]
+                answers = [row for row in answers if row[0] not in gone]
+                labels = [row for row in labels if row[0] not in gone]
+                decided = [row for row in decided if row[0] not in gone]
             self.db.conn.executemany(
                 "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -30,14 +30,19 @@ class ProducerMixin:
         in one transaction; return the ids that were new, in order. A known item keeps its
         text and meta; it takes the ``callback_url`` sent only while it has none and people
         have not decided it (a registered URL is never replaced; ``callback_urls`` tells the
-        producer which URL the item has)."""
+        producer which URL the item has).
+
+        An id `hitl delete` deleted is not stored again, nor returned: looked up in this write
+        transaction, so a ``DELETE`` that came after the caller's own check (``/api/predict``
+        awaits its turn to write) still wins. The caller answers 410 for it."""
         now = self.now()
         created: list[str] = []
         with self._immediate():
             for item in items:
                 cursor = self.db.execute(
                     "INSERT OR IGNORE INTO items (id, text, meta, source, status, created_at,"
-                    " updated_at, callback_url) VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
+                    " updated_at, callback_url) SELECT ?, ?, ?, ?, 'new', ?, ?, ?"
+                    " WHERE NOT EXISTS (SELECT 1 FROM deleted_items WHERE item_id = ?)",
                     [
                         item.id,
                         item.text,
@@ -46,6 +51,7 @@ class ProducerMixin:
                         now,
                         now,
                         item.callback_url,
+                        item.id,
                     ],
                 )
                 if cursor.rowcount:

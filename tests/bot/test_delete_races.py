@@ -1,0 +1,239 @@
+"""A deletion (`hitl delete`, ``DELETE /api/items/{id}``) that comes while something else is
+under way stays a deletion: a producer re-sending the ticket, an import, a retrain. Each race is
+played in order by calling the real functions: the deletion lands between the other's look at
+the deletions and its write."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bot.api.intake import Intake
+from bot.api.routes import ApiItem
+from bot.cli import cli
+from bot.learning import retrain
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Item
+from tests.bot.test_api import AUTH, start_api
+from tests.bot.test_gate_gold import swapped_batch
+
+CARD = "refund please, my card is 4111 1111 1111 1234"
+WORD = "zebracornflake"  # in the deleted customer's tickets only
+
+
+def api_item(item_id: str, text: str = CARD) -> ApiItem:
+    return ApiItem(id=item_id, text=text, meta={}, callback_url=None)
+
+
+# -- the producer API --
+
+
+def test_the_store_does_not_take_back_an_item_deleted_after_the_callers_look(tmp_path: Path):
+    with Store.open(tmp_path / "hitl.db") as store:
+        assert store.add_api_items([api_item("X-1"), api_item("X-2", "other")]) == ["X-1", "X-2"]
+        store.delete_items(["X-1"], user_id="api", reason="erasure")
+        # the request looked before the delete; its write comes after
+        assert store.add_api_items([api_item("X-1"), api_item("X-3", "new")]) == ["X-3"]
+        assert store.get_item("X-1") is None
+        assert store.deleted_item("X-1") is not None
+
+
+@pytest.fixture
+def delete_around_the_intake(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Make ``Intake.add`` delete ``plan["id"]`` before (``plan["when"] == "before"``) or after
+    its write: a ``DELETE`` the event loop ran while ``/api/predict`` awaited the intake."""
+    plan: dict[str, Any] = {}
+    add = Intake.add
+
+    async def add_with_a_delete(self: Intake, items: Any) -> set[str]:
+        store = self.store()
+        if plan.get("when") == "before":
+            store.delete_items([plan["id"]], user_id="api", reason="erasure")
+        created = await add(self, items)
+        if plan.get("when") == "after":
+            store.delete_items([plan["id"]], user_id="api", reason="erasure")
+        return created
+
+    monkeypatch.setattr(Intake, "add", add_with_a_delete)
+    yield plan
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_predict_of_an_item_a_delete_erases_meanwhile_is_410_and_stores_nothing(
+    fake_slack: FakeSlack, tmp_path: Path, delete_around_the_intake: dict[str, Any], when: str
+):
+    async for api in start_api(fake_slack, tmp_path):
+        sent = await api.http.post(
+            "/api/items", json={"items": [{"id": "X-7", "text": CARD}]}, headers=AUTH
+        )
+        assert sent.status == 200
+        delete_around_the_intake.update(id="X-7", when=when)
+        resent = await api.http.post("/api/predict", json={"id": "X-7", "text": CARD}, headers=AUTH)
+        said = await resent.json()
+        assert (resent.status, said.get("field")) == (410, "id"), said
+        assert "was deleted" in said["error"] and "Traceback" not in json.dumps(said)
+        assert api.store.get_item("X-7") is None
+        assert api.store.deleted_item("X-7") is not None
+        gone = await api.http.get("/api/items/X-7", headers=AUTH)
+        assert gone.status == 410
+
+
+async def test_items_deleted_by_another_process_between_the_check_and_the_insert_are_rejected(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``POST /api/items``: `hitl delete` (another process) commits between the request's look
+    at the deletions and its insert."""
+    add = Store.add_api_items
+
+    def add_after_a_delete(self: Store, items: Any, source: str = "api") -> list[str]:
+        with Store.open(self.path) as other:
+            other.delete_items(["X-1"], user_id="cli:dpo", reason="erasure")
+        return add(self, items, source)
+
+    async for api in start_api(fake_slack, tmp_path):
+        sent = await api.http.post(
+            "/api/items", json={"items": [{"id": "X-1", "text": CARD}]}, headers=AUTH
+        )
+        assert sent.status == 200
+        monkeypatch.setattr(Store, "add_api_items", add_after_a_delete)
+        items = [{"id": "X-1", "text": CARD, "callback_url": "https://example.com/hook"},
+                 {"id": "X-2", "text": "new"}]  # fmt: skip
+        batch = await api.http.post("/api/items", json={"items": items}, headers=AUTH)
+        body = await batch.json()
+        assert batch.status == 200, body
+        assert [(r["id"], r["result"]) for r in body["results"]] == [
+            ("X-1", "rejected"),
+            ("X-2", "created"),
+        ]
+        assert body["results"][0]["field"] == "items[0].id"
+        assert "was deleted at" in body["results"][0]["error"]
+        assert (body["created"], body["duplicates"], body["rejected"]) == (1, 0, 1)
+        assert api.store.get_item("X-1") is None
+
+
+# -- an import --
+
+
+def test_an_import_does_not_store_again_an_item_deleted_while_it_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The first `hitl delete` on the database, made after the import began (so it found no
+    deletion to look for) and before it stored the batch with the deleted id."""
+    db = tmp_path / "hitl.db"
+    rows = [{"id": f"T-{n}", "text": f"ticket number {n}"} for n in range(6)]
+    path = tmp_path / "tickets.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", str(db), "import", str(path)]).exit_code == 0
+    add_items = Store.add_items
+    deleted: list[str] = []
+
+    def add_after_a_delete(self: Store, batch: Any, source: str) -> Any:
+        if not deleted:  # the delete of another process, committed just now
+            with Store.open(db) as other:
+                other.delete_items(["T-3"], user_id="cli:dpo", reason="erasure")
+            deleted.append("T-3")
+        return add_items(self, batch, source)
+
+    monkeypatch.setattr(Store, "add_items", add_after_a_delete)
+    again = runner.invoke(cli, ["--db", str(db), "import", str(path)])
+    assert again.exit_code == 0, again.output
+    assert deleted == ["T-3"]
+    assert "imported 0" in again.output and "5 duplicates" in again.output, again.output
+    assert "1 row skipped (deleted before with `hitl delete`)" in again.output, again.output
+    with Store.open(db) as store:
+        assert store.get_item("T-3") is None
+        assert store.deleted_item("T-3") is not None
+
+
+def test_add_items_leaves_out_a_deleted_id_and_its_repeats(tmp_path: Path):
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_items([Item("A", "first"), Item("B", "second")], "import")
+        store.delete_items(["A"], user_id="cli", reason="erasure")
+        done = store.add_items(
+            [Item("A", "first", "billing"), Item("A", "first"), Item("C", "third"),
+             Item("B", "second")],
+            "import",
+        )  # fmt: skip
+        assert (done.imported, done.duplicates, done.labeled, done.conflicts) == (1, 1, 0, ())
+        assert store.get_item("A") is None and store.get_item("C") is not None
+        assert sum(store.count_items().values()) == 2
+
+
+# -- a retrain --
+
+
+def holding(root: Path, word: str) -> list[str]:
+    """The model files in ``root`` whose content (unzipped) has ``word``."""
+    found = []
+    for path in sorted(root.glob("*.skops")):
+        with zipfile.ZipFile(path) as archive:
+            if any(word.encode() in archive.read(name) for name in archive.namelist()):
+                found.append(path.name)
+    return found
+
+
+def with_a_customer(items: list[Item]) -> list[Item]:
+    """``items`` and two tickets of one customer, whose words are their own (``WORD``)."""
+    return [
+        *items,
+        Item("J-1", f"{WORD} billing0 billing1 charged twice", "billing"),
+        Item("J-2", f"{WORD} bug0 bug1 the app crashes", "bug"),
+    ]
+
+
+async def test_a_first_model_trained_on_items_deleted_while_it_ran_is_not_kept(tmp_path: Path):
+    first, _gold, _batch, settings, registry = swapped_batch(tmp_path)
+    with Store.open(settings.db) as store:
+        store.add_items(with_a_customer(first), "import")
+        plan = retrain.begin(store, settings, registry, triggered_by="cli")
+        assert isinstance(plan, retrain.Plan)
+        store.delete_items(["J-1", "J-2"], user_id="cli:dpo", reason="erasure")  # while it fits
+        outcome = await retrain.retrain(
+            store, settings, registry, champion=None, triggered_by="cli", plan=plan
+        )
+        assert outcome.status == "failed", outcome.reason
+        assert "2 items it trained on" in outcome.reason
+        assert "deleted while it ran" in outcome.reason
+        assert "run the retrain again" in outcome.reason
+        assert registry.champion() is None
+        assert holding(registry.root, WORD) == []
+        [model] = store.models()
+        assert model["status"] == "rejected" and "deleted while it ran" in model["reason"]
+        # the next retrain trains without them and is kept
+        again = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert again.status == "promoted", again.reason
+        assert holding(registry.root, WORD) == []
+
+
+async def test_a_delete_just_before_the_model_is_recorded_withdraws_it_and_the_champion_stays(
+    tmp_path: Path,
+):
+    """The delete lands after the fit, before ``finish`` records the model (the look in its
+    transaction finds it); the champion before it is the champion again."""
+    first, _gold, batch, settings, registry = swapped_batch(tmp_path)
+    with Store.open(settings.db) as store:
+        store.add_items(first, "import")
+        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert v1.status == "promoted"
+        store.add_items(with_a_customer(batch[:8]), "import")
+        plan = retrain.begin(store, settings, registry, triggered_by="cli", force=True)
+        assert isinstance(plan, retrain.Plan)
+        plan.stop = retrain.stopping.read_stop_plan(store)
+        computed = retrain.compute(plan, registry, retrain.load_champion(registry))
+        assert computed.outcome.status == "promoted"  # forced: the files say so, for now
+        assert holding(registry.root, WORD) == [f"v{computed.meta.version}.skops"]
+        store.delete_items(["J-2"], user_id="api", reason="erasure")
+        outcome = retrain.finish(store, plan, computed, registry)
+        assert outcome.status == "failed" and "1 item it trained on ('J-2')" in outcome.reason
+        assert registry.champion().version == v1.version
+        assert holding(registry.root, WORD) == []
+        recorded = {m["version"]: m["status"] for m in store.models()}
+        assert recorded == {v1.version: "champion", computed.meta.version: "rejected"}
