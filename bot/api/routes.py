@@ -48,6 +48,8 @@ from bot.ingest import (
     id_problem,
     item_id_for_text,
     legacy_item_ids,
+    redaction_twin_ids,
+    with_redaction_twins,
     with_stored_ids,
 )
 from bot.ingest.redact import Redactor
@@ -491,7 +493,8 @@ async def predict(request: web.Request) -> web.Response:
     item = parse_item(
         await read_object(request), rt.settings.webhook_secret, destinations=_destinations(rt)
     )
-    [item] = redacted(rt, [item])  # first: an item sent without an id is named by its text
+    [item], twins = redacted(rt, [item])  # first: an item sent without an id is named by its text
+    [item] = with_redaction_twins(rt.store, [item], twins)  # or as it was with HITL_REDACT before
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     if (gone := deleted_items_before(rt.store, [item])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
@@ -569,9 +572,12 @@ async def add_items(request: web.Request) -> web.Response:
         parse_items, body, rt.settings.webhook_secret, _destinations(rt)
     )
     accepted, repeated = parsed.accepted, parsed.repeated
-    if rt.settings.redact:
+    if accepted or repeated:
         # a full request's texts under several regular expressions: off the loop, as the check
-        cleaned = await asyncio.to_thread(redacted, rt, [item for _, item in accepted + repeated])
+        cleaned, twins = await asyncio.to_thread(
+            redacted, rt, [item for _, item in accepted + repeated]
+        )
+        cleaned = with_redaction_twins(rt.store, cleaned, twins)  # the one read: on the loop's
         pairs = [
             (index, item) for (index, _), item in zip(accepted + repeated, cleaned, strict=True)
         ]
@@ -703,24 +709,28 @@ async def delete_item(request: web.Request) -> web.Response:
     )
 
 
-def redacted(rt: Runtime, items: list[ApiItem]) -> list[ApiItem]:
+def redacted(rt: Runtime, items: list[ApiItem]) -> tuple[list[ApiItem], dict[int, list[str]]]:
     """``items`` with the personal data ``HITL_REDACT`` names replaced in their text and meta;
-    one sent without an id gets the redacted text's (the same ticket sent again finds it)."""
-    if not rt.settings.redact:
-        return items
-    redactor = Redactor(rt.settings.redact)
+    one sent without an id gets the redacted text's (the same ticket sent again finds it).
+    And, per item sent without an id, the ids of its text's other forms
+    (``redaction_twin_ids``: ``with_redaction_twins`` finds it stored or deleted under one,
+    the setting turned on, off or changed since). Pure: for a worker thread."""
+    redactor = Redactor(rt.settings.redact) if rt.settings.redact else None
     out = []
-    for item in items:
-        text, meta = redactor.item(item.text, item.meta)
+    came: dict[int, str] = {}
+    for n, item in enumerate(items):
         # sent without an id, it is named by its text: the redacted one, or the id (a hash
         # shown beside the text everywhere) would let the value be guessed back
         named = item.id == item_id_for_text(item.text)
-        out.append(
-            dataclasses.replace(
+        if named:
+            came[n] = item.text
+        if redactor is not None:
+            text, meta = redactor.item(item.text, item.meta)
+            item = dataclasses.replace(
                 item, text=text, meta=meta, id=item_id_for_text(text) if named else item.id
             )
-        )
-    return out
+        out.append(item)
+    return out, redaction_twin_ids(out, came)
 
 
 def deleted_before(store: Store, ids: list[str]) -> dict[str, str]:

@@ -12,7 +12,9 @@ from bot.ingest.load import (
     ImportSummary,
     deleted_items_among,
     import_rows,
+    redaction_twin_ids,
     rows_of_file,
+    with_redaction_twins,
     with_stored_ids,
 )
 from bot.ingest.readers import (
@@ -48,5 +50,7 @@ __all__ = [
     "legacy_item_ids",
     "read_items",
     "rows_of_file",
+    "redaction_twin_ids",
+    "with_redaction_twins",
     "with_stored_ids",
 ]

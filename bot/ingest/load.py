@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from bot.ingest.readers import (
     legacy_item_ids,
     read_items,
 )
+from bot.ingest.redact import KINDS as REDACT_STEPS
 from bot.ingest.redact import ORDER as REDACT_KINDS
 from bot.ingest.redact import Redactor
 from bot.labelnames import case_twin, how_twins_differ, label_key
@@ -243,6 +245,8 @@ def import_rows(
         batch[:] = with_stored_ids(store, batch)
         if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
             batch[:] = _without_deleted(store, batch, summary)
+        # the rows without an id (named by their text), each with its text as it came
+        nameless = {row.line: row.text for row in batch if row.id == item_id_for_text(row.text)}
         if redactor:
             before = redactor.changed
             for n, row in enumerate(batch):
@@ -258,6 +262,10 @@ def import_rows(
             summary.redacted += redactor.changed - before
             if any_deleted:  # an id-less row's id is the redacted text's now
                 batch[:] = _without_deleted(store, batch, summary)
+        if nameless:  # stored (or deleted) under its id with HITL_REDACT set otherwise
+            batch[:] = _with_redaction_twins(
+                store, batch, nameless, summary, any_deleted, adopt=not gold
+            )
         # With open labels, a label's spelling is the first one a stored row gives: a row whose
         # label differs only in case from one given by an earlier row of this batch waits for
         # the rows before it to be stored (a row rejected for its id gives no spelling).
@@ -402,15 +410,111 @@ def deleted_items_among(store: Store, items: Sequence[Any]) -> set[int]:
 
 
 def _redaction_apart(store: Store, row: Row, came: str) -> bool:
-    """Whether ``row``'s id is stored with its text as it ``came`` or as redacted (any kind of
+    """Whether ``row``'s id is stored with its text as it ``came`` or as redacted (any kinds of
     ``HITL_REDACT``): the same item, stored before the setting was turned on (or off), not
     another one under its id. Read only for the few rows found in conflict."""
     stored = store.get_item(row.id)
     if stored is None:
         return False
-    every = Redactor(REDACT_KINDS)
-    forms = {came, row.text, every.item(came, {})[0]}
+    forms = {row.text, *_redacted_forms(came)}
     return any(same_text(stored["text"], form) for form in forms)
+
+
+# what every kind needs: an "@", or 8 digits, apart by 2 characters at most ("(020) 7946 0958")
+_MAYBE_PERSONAL = re.compile(r"@|\d(?:\W{0,2}\d){7}")
+
+
+def _redacted_forms(text: str) -> set[str]:
+    """``text`` as it came and as each setting of ``HITL_REDACT`` would have stored it (each
+    set of kinds, applied in their order). Only itself for most texts: one look tells there
+    is nothing to redact; a kind that changes none of the forms adds none."""
+    forms = {text}
+    if not _MAYBE_PERSONAL.search(text):
+        return forms
+    for kind in REDACT_KINDS:
+        forms |= {REDACT_STEPS[kind](form) for form in forms}
+    return forms
+
+
+def _with_redaction_twins(
+    store: Store,
+    rows: Sequence[Row],
+    came: dict[int, str],
+    summary: ImportSummary,
+    any_deleted: bool,
+    *,
+    adopt: bool = True,
+) -> list[Row]:
+    """``rows``, each that came without an id (its line in ``came``, with the text as it came)
+    whose id is not stored, but whose text is stored (or was deleted) under the id of another
+    form of it (as it came, or redacted as another ``HITL_REDACT`` would have: the setting
+    turned on, off or changed since): given that id, so it is a duplicate of the stored item
+    (``_redaction_apart``); left out if that id was deleted (counted in ``summary``), so an
+    erased ticket does not come back with the setting changed. Without ``adopt`` (a gold
+    import: ``Store.add_gold`` would refuse the other text) only the deleted are left out. One
+    lookup, of the ids of the rows with something to redact."""
+    others: dict[int, list[str]] = {}
+    for n, row in enumerate(rows):
+        if row.line in came:
+            ids = {item_id_for_text(form) for form in _redacted_forms(came[row.line])}
+            ids.discard(row.id)
+            if ids:
+                others[n] = sorted(ids)
+    if not others:
+        return list(rows)
+    asked = sorted({rows[n].id for n in others} | {i for ids in others.values() for i in ids})
+    stored = store.existing_item_ids(asked)
+    gone = store.deleted_among(asked) - stored if any_deleted else set()
+    out = []
+    for n, row in enumerate(rows):
+        ids = others.get(n)
+        if ids and row.id not in stored:
+            if any(i in gone for i in ids):
+                summary.deleted_before += 1
+                continue
+            twin = next((i for i in ids if i in stored), None)
+            if twin is not None and adopt:
+                row = replace(row, id=twin)
+        out.append(row)
+    return out
+
+
+def redaction_twin_ids(items: Sequence[Any], came: Mapping[int, str]) -> dict[int, list[str]]:
+    """Of ``items`` (a producer's), each sent without an id (its place in ``came``, with its
+    text as it came): the ids of the other forms of its text (as it came, or redacted as
+    another ``HITL_REDACT`` would have stored it), for ``with_redaction_twins``. Pure: for a
+    worker thread; most texts have nothing to redact and none."""
+    others: dict[int, list[str]] = {}
+    for n, text in came.items():
+        ids = {item_id_for_text(form) for form in _redacted_forms(text)} - {items[n].id}
+        if ids:
+            others[n] = sorted(ids)
+    return others
+
+
+def with_redaction_twins(
+    store: Store, items: Sequence[T], others: Mapping[int, list[str]]
+) -> list[T]:
+    """``items``, each whose id is not stored but whose text is stored (or was deleted) under
+    one of its ``others`` (``redaction_twin_ids``: ``HITL_REDACT`` turned on, off or changed
+    since it was stored): given that id, so it is the stored item again, or the deleted one
+    (which the API then refuses, 410), as ``hitl import`` finds it (``_with_redaction_twins``).
+    One lookup of those ids; none without any."""
+    if not others:
+        return list(items)
+    asked = sorted({items[n].id for n in others} | {i for ids in others.values() for i in ids})
+    stored = store.existing_item_ids(asked)
+    gone = store.deleted_among(asked) - stored if store.has_deleted_items() else set()
+    out = list(items)
+    for n, ids in others.items():
+        if items[n].id in stored:
+            continue
+        twin = next((i for i in ids if i in gone), None) or next(
+            (i for i in ids if i in stored), None
+        )
+        if twin is not None:
+            out[n] = replace(items[n], id=twin)
+    return out
 
 
 def _conflict(row: Row) -> str:

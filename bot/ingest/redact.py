@@ -7,12 +7,19 @@ Kinds (``KINDS``):
 
 - ``card``: 13 to 19 digits starting with 2 to 6 (the card networks' numbers), in groups
   separated by spaces, dots or dashes (or a meta value sent as a number), that pass the Luhn
-  check (what payment card numbers do; an order number rarely does), as ``[card]``;
+  check (what payment card numbers do; an order number rarely does), as ``[card]``. A card
+  pasted with digits beside it (its CVV or expiry after it, a quantity before it) is found
+  too: of a run of digit groups that fails the check, each run of its groups (of 3 digits or
+  more, as cards are written) 13 to 19 digits long is tried. A run glued to letters or a
+  ``+`` (an IBAN, a reference, a phone number) is none;
 - ``email``: an address ``name@domain.tld`` as ``[email]``;
 - ``phone``: a number of 8 to 15 digits written internationally (``+44 7700 900999``,
-  ``0044 7700 900999``) or with its area code in brackets (``(020) 7946 0958``), as
-  ``[phone]``; a bare run of digits (an order number, a date) is left alone, so a number
-  written ``07700 900999`` is too.
+  ``0044 7700 900999``: after ``00`` a country code, 1 or 7 or one of 2 or 3 digits starting
+  2 to 9, then a space, dot or dash) or with its area code in brackets (``(020) 7946 0958``,
+  ``(202) 555 0143``: one starting with 0, or 3 digits), as ``[phone]``; a bare run of digits
+  (an order number, a date, ``0012 3456 7890``, ``(2024) 123 456``) is left alone, so a
+  number written ``07700 900999`` is too, and so is a ``00`` group that follows another
+  number's digits (the middle of an IBAN).
 
 An item sent without an id is named by its redacted text (a hash of the text as it came,
 shown beside it, would let the value be guessed back); the same ticket sent again is redacted
@@ -25,12 +32,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-# the networks' numbers start with 2 to 6 (Mastercard, Amex, Visa, Mastercard, Discover/UnionPay)
-_CARD = re.compile(r"(?<![\w.-])[2-6](?:[ .-]?\d){12,18}(?![\w-]|\.\d)")
+# a run of digit groups, each separated from the next by one space, dot or dash
+_RUN = re.compile(r"\d+(?:[ .-]\d+)*")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:(?:\+|\b00)\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}"  # +44 7700 900999
-    r"|\(\d{2,5}\)[ .-]?\d{3,4}[ .-]?\d{3,4})(?!\w)"  # (020) 7946 0958
+    # +44 7700 900999, 0044 7700 900999 (not 0012 3456 7890: no country code 12)
+    r"(?<![\w+])(?:(?:\+\d{1,3}|(?<!\d[ .-])\b00(?:1|7|[2-689]\d{1,2})(?=[ .(-]))"
+    r"[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}"
+    r"|\((?:0\d{1,4}|[2-9]\d\d)\)[ .-]?\d{3,4}[ .-]?\d{3,4})(?!\w)"  # (020) 7946 0958
 )
 
 
@@ -44,9 +53,64 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return "[card]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group()
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """Whether the run of digits ``text[start:end]`` is part of a word (``ref4111…``,
+    ``DE89 3704…``, ``4111…-A``) or of a phone number (``+49 151…``): not a card on its own. A
+    dot after a word (``No.4111…``) parts it."""
+    before = text[start - 1] if start else ""
+    if before == "." and start >= 2 and text[start - 2].isalpha():
+        before = ""
+    after = text[end] if end < len(text) else ""
+    return bool(re.match(r"[\w+.-]", before) or re.match(r"[\w-]", after))
+
+
+def _cards(text: str) -> str:
+    """``text`` with each card number in it as ``[card]`` (see ``card`` above)."""
+    out: list[str] = []
+    done = 0
+    for run in _RUN.finditer(text):
+        written = run.group()
+        if len(written) < 13 or _glued(text, run.start(), run.end()):  # too few digits, or
+            continue
+        spans = [(m.start(), m.end()) for m in re.finditer(r"\d+", written)]  # its groups
+        for start, end in _card_spans(written, spans):
+            out.append(text[done : run.start() + start])
+            out.append("[card]")
+            done = run.start() + end
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _card_spans(written: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The card numbers in a run of digit groups ``written`` (the groups at ``spans``): the
+    whole run, or else, from the left, the longest runs of its groups of 3 digits or more that
+    are (a card pasted with its CVV, expiry or a quantity beside it)."""
+    if _is_card(re.sub(r"\D", "", written)):
+        return [(0, len(written))]
+    found: list[tuple[int, int]] = []
+    first = 0
+    while first < len(spans):
+        best = None
+        size = 0
+        for last in range(first, len(spans)):
+            start, end = spans[last]
+            if end - start < 3:
+                break
+            size += end - start
+            if size > 19:
+                break
+            if _is_card(re.sub(r"\D", "", written[spans[first][0] : end])):
+                best = last
+        if best is None:
+            first += 1
+            continue
+        found.append((spans[first][0], spans[best][1]))
+        first = best + 1
+    return found
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -55,7 +119,7 @@ def _phone(match: re.Match[str]) -> str:
 
 
 KINDS: dict[str, Callable[[str], str]] = {
-    "card": lambda text: _CARD.sub(_card, text),
+    "card": _cards,
     "email": lambda text: _EMAIL.sub("[email]", text),
     "phone": lambda text: _PHONE.sub(_phone, text),
 }
