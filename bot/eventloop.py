@@ -34,20 +34,41 @@ URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("hitl_urgent", def
 """Set in a task's context: the task's steps run before other ready callbacks."""
 
 
+# The handle a thread's callback gets: 3.14's can be cancelled from another thread safely
+_THREAD_SAFE_HANDLE: Any = getattr(asyncio.events, "_ThreadSafeHandle", asyncio.Handle)
+
+
 class FastLaneEventLoop(asyncio.SelectorEventLoop):
     """asyncio's selector loop, with the callbacks of :data:`URGENT` contexts run first.
 
-    Every ``call_soon`` and ``call_soon_threadsafe`` (a task's next step, a future's callbacks)
-    goes through ``_call_soon``, and every I/O callback through ``_add_callback``: asyncio's
-    own methods, overridden to put an urgent handle ahead of every other waiting handle,
-    behind the urgent ones already waiting (each ``collections.deque`` call is atomic for calls
-    from other threads). ``tests/bot/test_eventloop.py`` checks the order on this Python."""
+    Every ``call_soon`` (a task's next step, a future's callbacks) goes through ``_call_soon``,
+    every ``call_soon_threadsafe`` (a worker thread's result) is this class's own, and every I/O
+    callback goes through ``_add_callback``: asyncio's own methods, overridden to put an urgent
+    handle ahead of every other waiting handle, behind the urgent ones already waiting (each
+    ``collections.deque`` call is atomic for calls from other threads).
+    ``tests/bot/test_eventloop.py`` checks the order on this Python."""
 
     def _call_soon(self, callback: Callable[..., Any], args: Any, context: Any) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         self._enqueue(handle)
+        return handle
+
+    def call_soon_threadsafe(
+        self, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        # asyncio's own body through ``_enqueue``: from Python 3.14 it appends to the queue
+        # itself, no longer through ``_call_soon``, and a worker thread's result for an urgent
+        # caller (``to_thread``) would wait behind everything queued (gh-128340)
+        self._check_closed()
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+        handle = _THREAD_SAFE_HANDLE(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._enqueue(handle)
+        self._write_to_self()
         return handle
 
     def _add_callback(self, handle: asyncio.Handle) -> None:

@@ -27,6 +27,13 @@ def damage_seen(path: str | os.PathLike[str]) -> str | None:
     return seen[0]
 
 
+# I/O errors that are a failed allocation or memory map (under a memory limit, SQLite's
+# ``disk I/O error``): told as the disk's failure, they sent an operator to a healthy disk.
+_NO_MEMORY = frozenset(
+    {"SQLITE_IOERR_NOMEM", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_MMAP"}
+)
+
+
 def database_problem(
     path: str | os.PathLike[str], exc: sqlite3.Error, *, lost: str | None = None
 ) -> StoreError:
@@ -101,6 +108,11 @@ def database_problem(
         )
     if name == "SQLITE_FULL":
         return StoreError(f"{path}: the disk is full; free some space and try again")
+    if name in _NO_MEMORY:  # SQLite's I/O layer could not get memory: not the disk's fault
+        return StoreError(
+            f"{path}: out of memory while reading or writing it ({exc}: {name}); give hitl more"
+            " memory (the process's limit, `ulimit -v`, or the container's) and try again"
+        )
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
     return StoreError(f"{path}: database error ({exc})")

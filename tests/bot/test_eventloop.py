@@ -196,3 +196,23 @@ def test_an_urgent_task_opens_new_connections_without_an_error():
 
     assert run(main) == [{"ok": True}] * 3
     assert errors == []
+
+
+def test_a_threads_result_keeps_the_fast_lane_with_python_314s_call_soon_threadsafe(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Python 3.14's ``call_soon_threadsafe`` appends to the queue itself, no longer through
+    ``_call_soon`` (gh-128340): with it the urgent caller woke 21st (outside test, 3.14's body
+    put in 3.13's asyncio). Here asyncio's is replaced with 3.14's, as 3.14 ships it."""
+
+    def call_soon_threadsafe_314(self, callback, *args, context=None):  # noqa: ANN001, ANN002
+        self._check_closed()
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        self._write_to_self()
+        return handle
+
+    monkeypatch.setattr(
+        asyncio.base_events.BaseEventLoop, "call_soon_threadsafe", call_soon_threadsafe_314
+    )
+    test_a_threads_result_wakes_an_urgent_caller_before_the_queued_work(eventloop.to_thread)
