@@ -109,9 +109,9 @@ def database_problem(
     if name == "SQLITE_FULL":
         return StoreError(f"{path}: the disk is full; free some space and try again")
     if name in _NO_MEMORY:  # SQLite's I/O layer could not get memory: not the disk's fault
-        return StoreError(
-            f"{path}: out of memory while reading or writing it ({exc}: {name}); give hitl more"
-            " memory (the process's limit, `ulimit -v`, or the container's) and try again"
+        return StoreError(  # as the CLI says every other failed allocation (``bot.cli.main``)
+            f"ran out of memory (SQLite on {path}: {exc}, {name}); give hitl more memory (its"
+            " limit: `ulimit -v`, or the container's); what was stored is kept"
         )
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
