@@ -590,26 +590,12 @@ async def add_items(request: web.Request) -> web.Response:
         accepted, repeated = pairs[: len(accepted)], pairs[len(accepted) :]
     results: list[dict[str, Any]] = list(parsed.rejected)
     if gone := deleted_items_before(rt.store, [item for _, item in accepted + repeated]):
-        for index, item in accepted + repeated:
-            if item.id in gone:
-                results.append(
-                    {"index": index, "id": item.id, "result": "rejected",
-                     "error": gone[item.id], "field": f"items[{index}].id"}
-                )  # fmt: skip
-        accepted = [(index, item) for index, item in accepted if item.id not in gone]
-        repeated = [(index, item) for index, item in repeated if item.id not in gone]
+        accepted, repeated = _refused_as_deleted(results, accepted, repeated, gone)
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
     created = set(rt.store.add_api_items(sent, SOURCE))
     # deleted since the check above (`hitl delete` in another process): the store refused them
     if late := deleted_before(rt.store, [item.id for item in sent if item.id not in created]):
-        for index, item in accepted + repeated:
-            if item.id in late:
-                results.append(
-                    {"index": index, "id": item.id, "result": "rejected",
-                     "error": late[item.id], "field": f"items[{index}].id"}
-                )  # fmt: skip
-        accepted = [(index, item) for index, item in accepted if item.id not in late]
-        repeated = [(index, item) for index, item in repeated if item.id not in late]
+        accepted, repeated = _refused_as_deleted(results, accepted, repeated, late)
         sent = [item for item in sent if item.id not in late]
     repeated_at = {index for index, _ in repeated}
     callbacks = callback_results(rt.store, sent)
@@ -706,6 +692,26 @@ async def delete_item(request: web.Request) -> web.Response:
             "slack_messages": done.messages,
             "models": done.models,
         }
+    )
+
+
+Pairs = list[tuple[int, ApiItem]]
+
+
+def _refused_as_deleted(
+    results: list[dict[str, Any]], accepted: Pairs, repeated: Pairs, gone: dict[str, str]
+) -> tuple[Pairs, Pairs]:
+    """A batch's items whose id `hitl delete` deleted (``gone``: id → the error) added to
+    ``results`` as rejected, and ``accepted`` and ``repeated`` without them."""
+    for index, item in accepted + repeated:
+        if item.id in gone:
+            results.append(
+                {"index": index, "id": item.id, "result": "rejected",
+                 "error": gone[item.id], "field": f"items[{index}].id"}
+            )  # fmt: skip
+    return (
+        [(index, item) for index, item in accepted if item.id not in gone],
+        [(index, item) for index, item in repeated if item.id not in gone],
     )
 
 
