@@ -498,6 +498,29 @@ class ModelRegistry:
     def promote_loaded(self, version: int, reason: str | None = None) -> LoadedModel:
         """:meth:`promote`, returning the classifier it loaded (so nobody loads it twice)."""
         classifier = self.load(version)
+        return LoadedModel(self._make_champion(version, reason), classifier)
+
+    def reinstate(self, version: int, reason: str | None = None) -> ModelVersion:
+        """Make ``version`` champion again without loading it: the champion a moment ago,
+        retired by a promotion its caller takes back (its file was checked when it was
+        promoted, and is read again when served). As :meth:`promote` otherwise: a new
+        ``promotion`` count, marked before the other champion is retired."""
+        meta = self.get(version)
+        if meta.pruned_at or not (self.root / meta.model_file).is_file():
+            raise RegistryError(f"model v{version}'s file was deleted; it cannot be champion")
+        return self._make_champion(version, reason)
+
+    def discard(self, version: int, reason: str) -> ModelVersion:
+        """Reject ``version`` with ``reason`` and delete its model file (a model that must not
+        be kept: trained on text deleted since). Its metadata stays, with ``pruned_at``,
+        marked before the file goes, as :meth:`prune` does; a champion is refused."""
+        meta = self.reject(version, reason)
+        meta = replace(meta, pruned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        self._write_meta(meta)
+        (self.root / meta.model_file).unlink(missing_ok=True)
+        return meta
+
+    def _make_champion(self, version: int, reason: str | None) -> ModelVersion:
         now = datetime.now(UTC)
         new = _with_status(self.get(version), "champion", reason, now)
         count = _next_promotion(self._scan_files()[0])
@@ -506,7 +529,7 @@ class ModelRegistry:
         for meta in self._scan_files()[0]:
             if meta.status == "champion" and meta.version != version:
                 self.set_status(meta.version, "retired")
-        return LoadedModel(new, classifier)
+        return new
 
     def _settle_champions(self) -> None:
         """Retire the champions a killed promotion left beside the one readers take."""

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -314,6 +314,8 @@ def _plan(
     watermark = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
     last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
     last_mark = (last or {}).get("detail", {}).get("watermark")
+    if isinstance(last_mark, dict) and "seq" not in last_mark:  # recorded before m034 counted
+        last_mark = {**last_mark, "seq": watermark["seq"]}  # label writes: unknown, not new
     previous = registry.champion()
     known = known_versions(store)
     # The database records models but none is champion in the folder (restored without its
@@ -668,7 +670,8 @@ def compute(
         registry.promote(meta.version, reason) if promote else registry.reject(meta.version, reason)
     )
     retired = [v for v in registry.versions() if before.get(v.version) != v.status]
-    outcome.pruned = registry.prune(plan.keep_models)
+    if not promote:  # a promotion prunes once it is kept (``retrain``: its champion before it
+        outcome.pruned = registry.prune(plan.keep_models)  # stays until then, ``withdraw``)
     outcome.status = "promoted" if promote else "rejected"
     outcome.reason = reason
     outcome.version = meta.version
@@ -1101,35 +1104,39 @@ def withdraw(registry: ModelRegistry, plan: Plan, computed: Computed, erased: se
     """``computed``'s model was trained on ``erased``, items `hitl delete` deleted while the
     retrain ran: its vocabulary may keep their words, and no delete named it (it was not
     recorded yet). It is rejected and its model file deleted; promoted, the champion before it
-    is the champion again. The retrain fails, saying to run it again (it then trains without
-    them). Writes metadata only (no model is loaded): quick."""
+    is the champion again (``reinstate``: a promotion of its own, so a kill in between leaves
+    it, not the withdrawn one, served; none before it: none). The retrain fails, saying to run
+    it again (it then trains without them). A promoted model whose champion before it has no
+    file any more stays champion, and its reason says to retrain. Metadata only (no model is
+    loaded): quick."""
     meta = computed.meta
     assert meta is not None
     outcome = computed.outcome
     shown = ", ".join(repr(i[:60]) for i in sorted(erased)[:3]) + (" …" if len(erased) > 3 else "")
-    reason = (
+    deleted = (
         f"{count(len(erased), 'item')} it trained on ({shown})"
-        f" {'was' if len(erased) == 1 else 'were'} deleted while it ran (hitl delete), so its"
-        f" model v{meta.version} is not kept (its file is deleted): run the retrain again, it"
-        " trains without them"
+        f" {'was' if len(erased) == 1 else 'were'} deleted while it ran (hitl delete)"
     )
     # the versions the decision changed, as they are now: not this one (recorded as rejected)
     retired = {v.version: v for v in computed.retired if v.version != meta.version}
     previous = plan.previous.version if plan.previous is not None else None
-    if meta.status == "champion":
-        back = None
-        if previous is not None:
-            with contextlib.suppress(RegistryError):
-                back = registry.get(previous)
-        if back is not None and back.status == "retired" and not back.pruned_at:
-            retired[previous] = registry.set_status(previous, "champion")  # first: never none
-        else:
-            outcome.previous_version = None  # no model stays: none to go back to
-    rejected = registry.set_status(meta.version, "rejected", reason)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    rejected = replace(rejected, pruned_at=stamp)
-    registry._write_meta(rejected)  # marked first, as ``prune`` does: never a missing file
-    (registry.root / rejected.model_file).unlink(missing_ok=True)
+    if meta.status == "champion" and previous is not None:
+        try:
+            retired[previous] = registry.reinstate(previous)  # first: never none
+        except RegistryError:  # its file is gone: nothing to go back to but no model at all
+            outcome.reason = (
+                f"{outcome.reason}; but {deleted}, and v{previous}'s file is gone, so v"
+                f"{meta.version} stays champion: run the retrain again, it trains without them"
+            )
+            return computed
+    elif meta.status == "champion":
+        outcome.previous_version = None  # the first model: none stays
+        registry.set_status(meta.version, "retired")  # a champion cannot be rejected
+    reason = (
+        f"{deleted}, so its model v{meta.version} is not kept (its file is deleted): run the"
+        " retrain again, it trains without them"
+    )
+    rejected = registry.discard(meta.version, reason)
     outcome.status = "failed"
     outcome.reason = reason
     outcome.forced = False
@@ -1265,6 +1272,8 @@ async def retrain(
     if computed.meta is not None and not computed.meta.pruned_at:  # deleted while it trained
         if erased := await erased_while_training_apart(store, plan):
             computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
+    if computed.outcome.status == "promoted":  # kept: the files beyond HITL_KEEP_MODELS go
+        computed.outcome.pruned = await asyncio.to_thread(registry.prune, plan.keep_models)
     outcome = finish(store, plan, computed, registry)
     if outcome.status == "rejected":  # its report says since when the champion stands
         outcome.streak = asdict(stopping.streak(store))

@@ -5,6 +5,7 @@ the deletions and its write."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from bot.cli import cli
 from bot.learning import retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
+from model import ModelRegistry
 from tests.bot.harness import Item
 from tests.bot.test_api import AUTH, start_api
 from tests.bot.test_gate_gold import swapped_batch
@@ -237,3 +239,58 @@ async def test_a_delete_just_before_the_model_is_recorded_withdraws_it_and_the_c
         assert holding(registry.root, WORD) == []
         recorded = {m["version"]: m["status"] for m in store.models()}
         assert recorded == {v1.version: "champion", computed.meta.version: "rejected"}
+
+
+async def promoted_then_erased(tmp_path: Path, **changes: Any) -> tuple[Any, ...]:
+    """v1, then a forced retrain's model v2 promoted in the registry (not recorded yet) and
+    one item it trained on deleted: what ``finish`` meets when a delete lands in between."""
+    first, _gold, batch, settings, registry = swapped_batch(tmp_path)
+    settings = dataclasses.replace(settings, **changes)
+    store = Store.open(settings.db)
+    store.add_items(first, "import")
+    v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+    assert v1.status == "promoted"
+    store.add_items(with_a_customer(batch[:8]), "import")
+    plan = retrain.begin(store, settings, registry, triggered_by="cli", force=True)
+    assert isinstance(plan, retrain.Plan)
+    plan.stop = retrain.stopping.read_stop_plan(store)
+    computed = retrain.compute(plan, registry, retrain.load_champion(registry))
+    assert computed.meta is not None and computed.meta.status == "champion"
+    store.delete_items(["J-2"], user_id="api", reason="erasure")
+    return store, plan, computed, registry
+
+
+async def test_with_keep_models_0_a_withdrawn_promotion_gives_the_champion_back(tmp_path: Path):
+    """HITL_KEEP_MODELS=0: the retrain pruned the champion before it, so a withdraw left no
+    champion in the folder or the database (code review). The prune waits until it is kept."""
+    store, plan, computed, registry = await promoted_then_erased(tmp_path, keep_models=0)
+    with store:
+        outcome = retrain.finish(store, plan, computed, registry)
+        assert outcome.status == "failed"
+        assert registry.champion().version == 1
+        assert {m["version"]: m["status"] for m in store.models()} == {1: "champion", 2: "rejected"}
+    assert retrain.load_champion(registry).version == 1  # its file is there
+
+
+async def test_a_withdraw_killed_between_its_writes_serves_the_champion_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The champion before is made champion again with a promotion of its own: a kill before
+    the withdrawn model is marked rejected leaves two champions, and readers took the one
+    with the higher promotion count, the model trained on the erased item (code review)."""
+    store, plan, computed, registry = await promoted_then_erased(tmp_path)
+
+    class Killed(BaseException):
+        pass
+
+    real = registry.set_status
+
+    def killed_at_the_rejection(version: int, status: str, *args: Any, **kwargs: Any) -> Any:
+        if status == "rejected":
+            raise Killed
+        return real(version, status, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "set_status", killed_at_the_rejection)
+    with store, pytest.raises(Killed):
+        retrain.withdraw(registry, plan, computed, {"J-2"})
+    assert ModelRegistry(registry.root).champion().version == 1  # the next process's read

@@ -6,6 +6,7 @@ the champion with the new labels (comparing the candidate with itself), correcti
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,3 +124,30 @@ def test_rejections_after_the_clock_was_set_right_count_since_the_champion(tmp_p
         store.finish_run(store.start_run("retrain", "cli"), "rejected", {})
         count, since = store.rejected_in_a_row()
         assert count == 1 and since is not None and since < clock()
+
+
+async def test_the_first_retrain_after_the_upgrade_with_nothing_new_is_nothing_new(
+    tmp_path: Path,
+):
+    """A run recorded before m034 has no label count in its watermark: the first retrain after
+    the upgrade was never "nothing new" and trained (and was judged) on the same labels."""
+    first, _gold, _batch, settings, registry = swapped_batch(tmp_path)
+    with Store.open(settings.db) as store:
+        store.add_items(first, "import")
+        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert v1.status == "promoted"
+        run_id, detail = store.db.execute(
+            "SELECT id, detail FROM runs WHERE kind = 'retrain' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        before = json.loads(detail)
+        del before["watermark"]["seq"]  # as the slack-hitl before m034 recorded it
+        store.db.execute("UPDATE runs SET detail = ? WHERE id = ?", [json.dumps(before), run_id])
+        again = await retrain.retrain(
+            store, settings, registry, champion=retrain.load_champion(registry), triggered_by="x"
+        )
+        assert again.status == "nothing_new", again.reason
+        store.set_label(first[0].id, "praise", user_id="U0ADMIN")  # a label changed: new
+        plan = retrain.begin(store, settings, registry, triggered_by="x")
+        assert isinstance(plan, retrain.Plan)
+        store.finish_run(plan.run_id, "failed", {})
+        store.release_lock(retrain.LOCK, plan.owner)
