@@ -117,7 +117,9 @@ def delete_command(
                 abort=True,
             )
         try:
-            done = store.delete_items(ids, user_id=_who(by), reason=reason)
+            done = store.delete_items(
+                ids, user_id=_who(by), reason=reason, models_dir=state.settings.models_dir
+            )
         except KeyboardInterrupt:  # inside the transaction: rolled back
             raise Stopped("; nothing was deleted (the items go together or not at all)") from None
         emptied = store.empty_log()

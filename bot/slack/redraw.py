@@ -18,10 +18,12 @@ The messages of items `hitl delete` deleted (``erased_posts``) are deleted from 
 ``chat.delete`` by the same passes, with a backoff of their own; one already gone counts as
 deleted. One Slack refuses to delete for good (``cant_delete_message``: posted by another bot
 user) is said once and set aside until the server restarts, so the others go on; a failure a
-retry may fix (a 5xx, a timeout, the token) stops the pass and is tried again with backoff.
-A deleted item whose post got no answer (the server stopped, or Slack timed out, during it:
-``Store.lost_posts``) has its message looked for in the channel's history by its metadata, as
-the dispatcher looks for a lost post, and deleted if it is there.
+retry may fix (a rate limit, at least its Retry-After; a 5xx, a timeout, the token) stops the
+pass and is tried again with backoff. A deleted item whose post got no answer (the server
+stopped, or Slack timed out, during it: ``Store.lost_posts``) has its message looked for in
+the channel's history by its metadata, back to the newest question recorded before it, as the
+dispatcher looks for a lost post, and deleted if it is there; a look Slack fails is retried
+as a ``chat.delete`` is, one it refuses (a scope, the channel) is said once and set aside.
 
 A change made outside the server (`hitl labels rename|set|remove …` while `hitl serve` runs)
 bumps the posts in the database, but no click tells the server: every ``IDLE_TICK`` the
@@ -42,7 +44,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
-from bot.runtime import Runtime, wait_until_woken
+from bot.runtime import Runtime, retry_after, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
 from bot.store import DatabaseError, database_problem
@@ -87,7 +89,7 @@ ERASE_RETRIED = {
 }
 LOST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
 LOST_LOOK = 10.0  # seconds between looks for a lost post not found yet
-LOST_PAGES = 20  # history pages (of 200) read at most in one look for a lost post
+LOST_PAGES = 100  # history pages (of 200) read at most in one look for a lost post
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
@@ -433,7 +435,7 @@ class Redrawer:
                         self._erase_refused(post, error)
                         continue
                     if error not in GONE:
-                        self._erase_failed(error)
+                        self._erase_failed(error, _wait(exc))
                         return
                 except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
                     self._erase_failed(type(exc).__name__)
@@ -456,26 +458,38 @@ class Redrawer:
 
     async def _look_for_lost(self, *, due_only: bool) -> bool:
         """Look for the messages of deleted items whose post got no answer
-        (``Store.lost_posts``) in their channel's history, by the item id in their
-        metadata: one found is left to delete; one not found once ``LOST_SETTLE`` seconds have
-        passed since the post counts as never posted; one not found before is looked for again
-        in ``LOST_LOOK`` seconds. False when Slack failed (the erasures back off)."""
+        (``Store.lost_posts``) in their channel's history, by the item id in their metadata,
+        from the newest message back to the newest question recorded before the attempt (as
+        the dispatcher looks for its own lost posts: Slack's time of a message, not this
+        machine's clock, bounds the read), at most ``LOST_PAGES`` pages. One found is left
+        to delete; one not found once ``LOST_SETTLE`` seconds have passed since the post
+        counts as never posted (said when the pages ran out first); one not found before is
+        looked for again in ``LOST_LOOK`` seconds. False when Slack failed for a reason a
+        retry may fix (a rate limit, a 5xx, its own failures, the token, a timeout): the
+        erasures back off, as for ``chat.delete``. A channel it may not read (missing_scope,
+        not_in_channel…) is said once and the post set aside."""
         now = self.clock()
         if due_only and self.lost_due is not None and self.lost_due > now:
             return True
         self.lost_due = None
         store = self.rt.store
-        for lost in store.lost_posts():
+        lost_posts = store.lost_posts()
+        open_posts = store.open_posts() if lost_posts else []
+        for lost in lost_posts:
             if int(lost["id"]) in self.erase_refused:
                 continue
+            since = _floor(open_posts, str(lost["channel"]), str(lost["attempted_at"]))
             try:
-                stamps = await self._history_of(str(lost["channel"]), str(lost["item_id"]))
+                stamps, whole = await self._history_of(
+                    str(lost["channel"]), str(lost["item_id"]), since
+                )
             except SlackApiError as exc:
                 error = slack_said(exc) or "unknown_error"
-                if error in TOKEN_REFUSED or exc.response.status_code >= 500:
-                    self._erase_failed(error)
+                if error != "missing_scope" and not _refusal(exc, error):
+                    self._erase_failed(error, _wait(exc), "conversations.history")
                     return False
-                # not readable (missing_scope, not_in_channel…): said once, set aside
+                # not readable (missing_scope: the token works, but may not read history;
+                # not_in_channel…): said once, set aside, and the other erasures go on
                 self.erase_refused[int(lost["id"])] = error
                 logger.error(
                     "cannot look in %s for the question of deleted item %s, whose post got no"
@@ -487,7 +501,7 @@ class Redrawer:
                 )
                 continue
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
-                self._erase_failed(type(exc).__name__)
+                self._erase_failed(type(exc).__name__, None, "conversations.history")
                 return False
             seen = self.lost_seen.setdefault(int(lost["id"]), now)
             if (
@@ -495,22 +509,39 @@ class Redrawer:
                 or _settled(store.now(), str(lost["attempted_at"]))
                 or now - seen >= LOST_SETTLE  # the wall clock was set back since the post
             ):
+                if not stamps and not whole:
+                    logger.warning(
+                        "gave up looking in %s for the question of deleted item %s, whose"
+                        " post got no answer (%s UTC): it is not in the newest %d messages,"
+                        " and older ones are not read; if it was posted, it is left in Slack"
+                        " (delete it by hand there)",
+                        lost["channel"],
+                        lost["item_id"],
+                        str(lost["attempted_at"])[:19].replace("T", " "),
+                        LOST_PAGES * 200,
+                    )
                 store.found_lost_post(int(lost["id"]), str(lost["channel"]), stamps)
                 self.lost_seen.pop(int(lost["id"]), None)
             else:  # a slow Slack may store it yet: look again later
                 self.lost_due = now + LOST_LOOK
         return True
 
-    async def _history_of(self, channel: str, item_id: str) -> list[str]:
+    async def _history_of(
+        self, channel: str, item_id: str, since: str | None
+    ) -> tuple[list[str], bool]:
         """The ts of the messages in ``channel`` whose metadata names ``item_id``, newest
-        first, from the last ``LOST_PAGES`` pages of its history."""
+        first, from its history after the message ``since`` (a ts; None: all of it), at
+        most ``LOST_PAGES`` pages; and whether that read all of it (False: it stopped at the
+        limit without finding one)."""
         found: list[str] = []
         cursor: str | None = None
+        bound = {} if since is None else {"oldest": since}
         for _ in range(LOST_PAGES):
             page = await self.rt.client.conversations_history(
                 channel=channel,
                 limit=200,
                 include_all_metadata=True,
+                **bound,
                 **({"cursor": cursor} if cursor else {}),
             )
             for message in page.get("messages") or []:
@@ -519,19 +550,24 @@ class Redrawer:
                     found.append(str(message["ts"]))
             cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
             if found or not page.get("has_more") or not cursor:
-                break
-        return found
+                return found, True
+        return found, False
 
-    def _erase_failed(self, error: str) -> None:
+    def _erase_failed(
+        self, error: str, wait: float | None = None, method: str = "chat.delete"
+    ) -> None:
+        """A failure a retry may fix: the erasures wait (doubling up to ``MAX_BACKOFF``, and
+        at least ``wait``: a 429's Retry-After), said once until one works."""
         if self.erase_error is None:
             logger.warning(
-                "could not delete the Slack message of a deleted item: chat.delete said %s;"
+                "could not delete the Slack message of a deleted item: %s said %s;"
                 " tried again with backoff, said again once it works",
+                method,
                 error,
             )
         self.erase_error = error
         self.erase_delay = min(self.erase_delay * 2 or self.retry_base, MAX_BACKOFF)
-        self.erase_due = self.clock() + self.erase_delay
+        self.erase_due = self.clock() + max(self.erase_delay, wait or 0.0)
 
     def _drop(self, post: dict) -> None:
         """``post`` needs no redraw (drawn, or left as it is): forget its failures."""
@@ -557,6 +593,29 @@ def _refusal(exc: SlackApiError, error: str) -> bool:
     limit, Slack's own failures, or the token (every call would say the same)."""
     status = getattr(exc.response, "status_code", 200)
     return status < 500 and status != 429 and error not in TOKEN_REFUSED | ERASE_RETRIED
+
+
+def _wait(exc: SlackApiError) -> float | None:
+    """A 429's Retry-After in seconds (None for any other failure)."""
+    response = exc.response
+    if getattr(response, "status_code", 200) != 429:
+        return None
+    try:
+        return retry_after(response)  # type: ignore[arg-type]
+    except (AttributeError, TypeError):
+        return None
+
+
+def _floor(open_posts: list[dict], channel: str, attempted_at: str) -> str | None:
+    """The ts of the newest open question in ``channel`` recorded before ``attempted_at`` (a
+    lost post's attempt): its message is older than the lost one, so the look for it stops
+    there. None when there is none (the whole history, up to ``LOST_PAGES``)."""
+    stamps = [
+        str(post["ts"])
+        for post in open_posts
+        if post["channel"] == channel and str(post["posted_at"]) < attempted_at
+    ]
+    return max(stamps, key=float, default=None)
 
 
 def _settled(now: str, attempted_at: str) -> bool:

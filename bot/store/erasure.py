@@ -64,8 +64,9 @@ def one_line(text: str) -> str:
 class Deleted:
     """What ``delete_items`` removed: rows per table, the Slack messages left for the server
     to delete (or to look for: a post that got no answer), whether the stop set was dropped
-    (it is drawn again), and the model versions recorded since the first of the items had a
-    label (they may have trained on its text)."""
+    (it is drawn again), and the model versions that may have trained on their text: made
+    since the first of the items had a label, or whose training read saw one of their labels
+    (by the count of label writes, whatever the clock said)."""
 
     item_ids: list[str]
     rows: dict[str, int] = field(default_factory=dict)
@@ -79,15 +80,28 @@ class ErasureMixin:
 
     db: Database
     now: Callable[[], str]
+    path: str | Path | None
     _immediate: Callable[[], AbstractContextManager[None]]
 
-    def delete_items(self, item_ids: Sequence[str], *, user_id: str, reason: str = "") -> Deleted:
+    def delete_items(
+        self,
+        item_ids: Sequence[str],
+        *,
+        user_id: str,
+        reason: str = "",
+        models_dir: str | Path | None = None,
+    ) -> Deleted:
         """Delete each of ``item_ids`` and every row about it, in one transaction: all, or
-        (an unknown id) none, with the ``StoreError`` naming the ids."""
+        (an unknown id) none, with the ``StoreError`` naming the ids. ``models_dir``: the
+        models folder, whose metadata says how many label writes each model's training read
+        (None: the one beside the database, ``<db>.models``)."""
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise StoreError("no item id given")
         reason = one_line(reason)[:REASON_CHARS]
+        if models_dir is None and self.path is not None:
+            models_dir = Path(self.path).with_name(Path(self.path).name + ".models")
+        trained = _label_seqs(models_dir)  # read before the write lock: files, not rows
         now = self.now()
         done = Deleted(ids)
         conn = self.db.conn
@@ -103,12 +117,17 @@ class ErasureMixin:
                 if unknown := [i for i in ids if i not in found]:
                     shown = ", ".join(map(repr, unknown[:5])) + (" …" if len(unknown) > 5 else "")
                     raise StoreError(f"no item with id {shown}; nothing deleted")
-                first_label = None
+                first_label, first_seq = None, None
                 for chunk in chunks:
                     self._uncount_answers(chunk)
                     oldest = self._first_label_time(chunk)
                     if oldest is not None and (first_label is None or oldest < first_label):
                         first_label = oldest
+                    (seq,) = conn.execute(
+                        _in("SELECT min(seq) FROM labels", chunk, "item_id"), chunk
+                    ).fetchone()
+                    if seq is not None and (first_seq is None or seq < first_seq):
+                        first_seq = seq
                     done.messages += conn.execute(
                         "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at)"
                         + _in(" SELECT channel, ts, ? FROM posts", chunk, "item_id"),
@@ -133,18 +152,27 @@ class ErasureMixin:
                         " created_at) VALUES (?, ?, ?, ?)",
                         [(i, user_id, reason, now) for i in chunk],
                     )
-                if first_label is not None:
-                    done.models = [
-                        r[0]
-                        for r in conn.execute(
-                            # to the second: a model's time has none finer, and one made in
-                            # the second its label was decided may have read it
-                            "SELECT version FROM models"
-                            " WHERE julianday(created_at) >= julianday(substr(?, 1, 19))"
-                            " ORDER BY version",
-                            [first_label],
-                        )
-                    ]
+                # A model may hold the text when made after the first label (to the second:
+                # a model's time has none finer, and one made in the second its label was
+                # decided may have read it), or when its training read saw the write of a
+                # current label (its ``label_seq`` at or above the label's ``seq``): the
+                # count does not depend on the clock (one that ran ahead, set right, made a
+                # model trained on the label look older than it). A removed label has no
+                # count: the time alone says.
+                done.models = [
+                    version
+                    for version, by_time in conn.execute(
+                        "SELECT version, julianday(created_at) >= julianday(substr(?, 1, 19))"
+                        " FROM models ORDER BY version",
+                        [first_label],
+                    )
+                    if by_time
+                    or (
+                        first_seq is not None
+                        and trained.get(version) is not None
+                        and trained[version] >= first_seq
+                    )
+                ]
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
         return done
@@ -295,10 +323,11 @@ class ErasureMixin:
         casefolded ("STRASSE" finds "Straße", a name typed composed finds it decomposed),
         oldest first, as (id, status, source, text, meta, created_at, label): what an erasure
         or access request about a person needs. A whole word, so "ann@example.com" does not
-        find "joann@example.com"; one with ``@ . - _ +`` in it (an address) is a whole address
-        too: "doe@example.com" finds neither "jane.doe@example.com" nor
-        "doe@example.com.au". Surrounding spaces (pasted from an email) are left out. Reads
-        every item: for the CLI."""
+        find "joann@example.com"; one with ``@`` in it (an address) is a whole address too:
+        "doe@example.com" finds neither "jane.doe@example.com" nor "doe@example.com.au"; one
+        with ``. - _ +`` and no ``@`` finds an address's domain or local part
+        ("acme-corp.com", "jean-luc.picard"), not a part of a longer one. Surrounding spaces
+        (pasted from an email) are left out. Reads every item: for the CLI."""
         wanted = _folded(needle.strip())
         pattern = None if part else re.compile(_whole(wanted))
 
@@ -424,14 +453,47 @@ def deletions_in(path: str | Path) -> list[tuple[str, str, str, str]]:
 # "anne-marie@" or "….com.au", makes it part of another address.
 _ADDRESS = "@.-_+"
 _JOINER = r"[@.\-_+]"
+_PART_JOINER = r"[.\-_+]"  # what joins inside a domain or a local part (not "@")
+
+
+_META = re.compile(r"^v(\d+)\.json$")  # a model's metadata in the models folder
+
+
+def _label_seqs(models_dir: str | Path | None) -> dict[int, int]:
+    """The count of label writes each model's training read saw (``label_seq`` in its
+    ``vN.json``), by version; a model from before m034, or whose metadata cannot be read,
+    is left out (its time alone says)."""
+    seqs: dict[int, int] = {}
+    if models_dir is None:
+        return seqs
+    try:
+        files = [(p, m) for p in Path(models_dir).iterdir() if (m := _META.match(p.name))]
+    except OSError:  # no models folder (none trained yet), or unreadable
+        return seqs
+    for path, name in files:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            seq = (meta.get("extra") or {}).get("label_seq")
+            version = meta.get("version")
+        except (OSError, ValueError, AttributeError):
+            continue
+        number = int(name[1])
+        if isinstance(seq, int) and not isinstance(seq, bool) and version == number:
+            seqs[number] = seq
+    return seqs
 
 
 def _whole(wanted: str) -> str:
-    """The pattern of ``wanted`` as a whole word (folded already)."""
+    """The pattern of ``wanted`` as a whole word (folded already). One with ``@`` is a whole
+    address: not inside a longer run joined to it by ``@ . - _ +``. One with ``. - _ +`` and
+    no ``@`` may be an address's domain or its local part: it may stand right after an ``@``
+    ("acme-corp.com" in "marie@acme-corp.com") or right before one ("jean-luc.picard"), but
+    not inside a longer run joined by ``. - _ +`` ("acme-corp.com.au", "x.jean-luc.picard")."""
     escaped = re.escape(wanted)
     if not any(ch in wanted for ch in _ADDRESS):
         return rf"(?<!\w){escaped}(?!\w)"
-    return rf"(?<!\w)(?<!\w{_JOINER}){escaped}(?!\w)(?!{_JOINER}\w)"
+    joiner = _JOINER if "@" in wanted else _PART_JOINER
+    return rf"(?<!\w)(?<!\w{joiner}){escaped}(?!\w)(?!{joiner}\w)"
 
 
 def _folded(text: str) -> str:
