@@ -718,25 +718,29 @@ def _refused_as_deleted(
 def redacted(rt: Runtime, items: list[ApiItem]) -> tuple[list[ApiItem], dict[int, list[str]]]:
     """``items`` with the personal data ``HITL_REDACT`` names replaced in their text and meta;
     one sent without an id gets the redacted text's (the same ticket sent again finds it).
-    And, per item sent without an id, the ids of its text's other forms
-    (``redaction_twin_ids``: ``with_redaction_twins`` finds it stored or deleted under one,
-    the setting turned on, off or changed since). Pure: for a worker thread."""
-    redactor = Redactor(rt.settings.redact) if rt.settings.redact else None
+    And, per item sent without an id whose text the setting changed, the ids of its text's
+    forms under the settings within the current one (``redaction_twin_ids``:
+    ``with_redaction_twins`` finds it stored or deleted under one, stored before the setting
+    was turned on or with fewer kinds). None with the setting off: an item sent without an id
+    is then stored as it comes. Pure: for a worker thread."""
+    kinds = rt.settings.redact
+    if not kinds:
+        return list(items), {}
+    redactor = Redactor(kinds)
     out = []
     came: dict[int, str] = {}
     for n, item in enumerate(items):
         # sent without an id, it is named by its text: the redacted one, or the id (a hash
         # shown beside the text everywhere) would let the value be guessed back
         named = item.id == item_id_for_text(item.text)
-        if named:
+        text, meta = redactor.item(item.text, item.meta)
+        if named and text != item.text:
             came[n] = item.text
-        if redactor is not None:
-            text, meta = redactor.item(item.text, item.meta)
-            item = dataclasses.replace(
-                item, text=text, meta=meta, id=item_id_for_text(text) if named else item.id
-            )
+        item = dataclasses.replace(
+            item, text=text, meta=meta, id=item_id_for_text(text) if named else item.id
+        )
         out.append(item)
-    return out, redaction_twin_ids(out, came)
+    return out, redaction_twin_ids(out, came, kinds)
 
 
 def deleted_before(store: Store, ids: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 import shlex
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,10 +245,12 @@ def import_rows(
         batch[:] = with_stored_ids(store, batch)
         if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
             batch[:] = _without_deleted(store, batch, summary)
-        # the rows without an id (named by their text), each with its text as it came
-        nameless = {row.line: row.text for row in batch if row.id == item_id_for_text(row.text)}
         if redactor:
             before = redactor.changed
+            # of the rows without an id (named by their text) whose text the setting changed:
+            # the ids of their text's forms under the settings within this one (the text as it
+            # came, stored before the setting was turned on, or with fewer kinds)
+            others: dict[int, list[str]] = {}
             for n, row in enumerate(batch):
                 raw[row.line] = row.text
                 text, meta = redactor.item(row.text, row.meta)
@@ -256,16 +258,17 @@ def import_rows(
                 # (a hash of the text, shown beside it everywhere) would let the value be
                 # guessed back; the same text redacted is the same id, so a re-send finds it
                 named = row.id == item_id_for_text(row.text)
-                batch[n] = replace(
-                    row, text=text, meta=meta, id=item_id_for_text(text) if named else row.id
-                )
+                new_id = item_id_for_text(text) if named else row.id
+                if named and text != row.text:
+                    others[row.line] = _twin_ids(row.text, new_id, redact)
+                batch[n] = replace(row, text=text, meta=meta, id=new_id)
             summary.redacted += redactor.changed - before
             if any_deleted:  # an id-less row's id is the redacted text's now
                 batch[:] = _without_deleted(store, batch, summary)
-        if nameless:  # stored (or deleted) under its id with HITL_REDACT set otherwise
-            batch[:] = _with_redaction_twins(
-                store, batch, nameless, summary, any_deleted, adopt=not gold
-            )
+            if others:  # stored (or deleted) under such an id before the setting was as now
+                batch[:] = _with_redaction_twins(
+                    store, batch, others, summary, any_deleted, adopt=not gold
+                )
         # With open labels, a label's spelling is the first one a stored row gives: a row whose
         # label differs only in case from one given by an earlier row of this batch waits for
         # the rows before it to be stored (a row rejected for its id gives no spelling).
@@ -436,38 +439,57 @@ def _redacted_forms(text: str) -> set[str]:
     return forms
 
 
+def _forms_within(text: str, kinds: Collection[str]) -> set[str]:
+    """``text`` as it came and as each setting of ``HITL_REDACT`` made of some of ``kinds``
+    would have stored it (each set applied in their order). Only these name the same ticket
+    as ``kinds`` do: two texts whose form under fewer kinds is the same differ only in what
+    ``kinds`` replace, so they have the same redacted text (the same id) now too; a form under
+    another kind (``[email]`` while ``kinds`` keep the address) is shared by tickets ``kinds``
+    tell apart, so it cannot say which one it was. A kind that changes nothing in ``text``
+    is not tried on its other forms: replacing leaves no more of what a kind finds."""
+    forms = {text}
+    for kind in REDACT_KINDS:
+        if kind in kinds and (alone := REDACT_STEPS[kind](text)) != text:
+            forms |= {alone, *(REDACT_STEPS[kind](form) for form in forms if form != text)}
+    return forms
+
+
+def _twin_ids(came: str, own: str, kinds: Collection[str]) -> list[str]:
+    """The ids of the forms of ``came`` under the settings within ``kinds`` (``_forms_within``)
+    other than ``own`` (its redacted text's id under ``kinds``)."""
+    return sorted({item_id_for_text(form) for form in _forms_within(came, kinds)} - {own})
+
+
 def _with_redaction_twins(
     store: Store,
     rows: Sequence[Row],
-    came: dict[int, str],
+    others: Mapping[int, list[str]],
     summary: ImportSummary,
     any_deleted: bool,
     *,
     adopt: bool = True,
 ) -> list[Row]:
-    """``rows``, each that came without an id (its line in ``came``, with the text as it came)
-    whose id is not stored, but whose text is stored (or was deleted) under the id of another
-    form of it (as it came, or redacted as another ``HITL_REDACT`` would have: the setting
-    turned on, off or changed since): given that id, so it is a duplicate of the stored item
-    (``_redaction_apart``); left out if that id was deleted (counted in ``summary``), so an
-    erased ticket does not come back with the setting changed. Without ``adopt`` (a gold
-    import: ``Store.add_gold`` would refuse the other text) only the deleted are left out. One
-    lookup, of the ids of the rows with something to redact."""
-    others: dict[int, list[str]] = {}
-    for n, row in enumerate(rows):
-        if row.line in came:
-            ids = {item_id_for_text(form) for form in _redacted_forms(came[row.line])}
-            ids.discard(row.id)
-            if ids:
-                others[n] = sorted(ids)
-    if not others:
+    """``rows``, each that came without an id and whose text ``HITL_REDACT`` changed (its line
+    in ``others``, with the ids of its text's forms under the settings within the current one:
+    ``_twin_ids``) whose id is not stored, but whose text is stored (or was deleted) under one
+    of those ids (stored as it came before the setting was turned on, or with fewer kinds):
+    given that id, so it is a duplicate of the stored item (``_redaction_apart``); left out if
+    that id was deleted (counted in ``summary``), so an erased ticket does not come back with
+    the setting turned on. Without ``adopt`` (a gold import: ``Store.add_gold`` would refuse
+    the other text) only the deleted are left out. One lookup for the batch. With the setting
+    off there are none: an id-less item is stored as it comes (its redacted form, stored
+    before, names every ticket that differs from it only in the personal data)."""
+    asked = sorted(
+        {row.id for row in rows if row.line in others}
+        | {i for row in rows for i in others.get(row.line, ())}
+    )
+    if not asked:
         return list(rows)
-    asked = sorted({rows[n].id for n in others} | {i for ids in others.values() for i in ids})
     stored = store.existing_item_ids(asked)
     gone = store.deleted_among(asked) - stored if any_deleted else set()
     out = []
-    for n, row in enumerate(rows):
-        ids = others.get(n)
+    for row in rows:
+        ids = others.get(row.line)
         if ids and row.id not in stored:
             if any(i in gone for i in ids):
                 summary.deleted_before += 1
@@ -479,16 +501,18 @@ def _with_redaction_twins(
     return out
 
 
-def redaction_twin_ids(items: Sequence[Any], came: Mapping[int, str]) -> dict[int, list[str]]:
-    """Of ``items`` (a producer's), each sent without an id (its place in ``came``, with its
-    text as it came): the ids of the other forms of its text (as it came, or redacted as
-    another ``HITL_REDACT`` would have stored it), for ``with_redaction_twins``. Pure: for a
-    worker thread; most texts have nothing to redact and none."""
+def redaction_twin_ids(
+    items: Sequence[Any], came: Mapping[int, str], kinds: Collection[str]
+) -> dict[int, list[str]]:
+    """Of ``items`` (a producer's, redacted under ``kinds``: ``HITL_REDACT``), each sent without
+    an id whose text the setting changed (its place in ``came``, with its text as it came): the
+    ids of its text's forms under the settings within ``kinds`` (as it came, stored before the
+    setting was turned on, or with fewer kinds), for ``with_redaction_twins``. Pure: for a
+    worker thread; none with the setting off (an id-less item is then stored as it comes)."""
     others: dict[int, list[str]] = {}
     for n, text in came.items():
-        ids = {item_id_for_text(form) for form in _redacted_forms(text)} - {items[n].id}
-        if ids:
-            others[n] = sorted(ids)
+        if ids := _twin_ids(text, items[n].id, kinds):
+            others[n] = ids
     return others
 
 
@@ -496,8 +520,8 @@ def with_redaction_twins(
     store: Store, items: Sequence[T], others: Mapping[int, list[str]]
 ) -> list[T]:
     """``items``, each whose id is not stored but whose text is stored (or was deleted) under
-    one of its ``others`` (``redaction_twin_ids``: ``HITL_REDACT`` turned on, off or changed
-    since it was stored): given that id, so it is the stored item again, or the deleted one
+    one of its ``others`` (``redaction_twin_ids``: stored before ``HITL_REDACT`` was turned on,
+    or with fewer kinds): given that id, so it is the stored item again, or the deleted one
     (which the API then refuses, 410), as ``hitl import`` finds it (``_with_redaction_twins``).
     One lookup of those ids; none without any."""
     if not others:
