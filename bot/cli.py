@@ -872,7 +872,8 @@ def _csv_cell(value: Any) -> Any:
 def config_command(state: State) -> None:
     """Print the effective settings (secrets masked) and where each comes from: --db (hitl's
     option, for HITL_DB), env (an environment variable), the hitl.toml file, or the default. A
-    bad value is an error naming the variable and what is allowed.
+    bad value is shown as given, and after the table every bad value is an error line naming
+    the variable and what is allowed (exit status 1), as every command refuses it.
 
     \b
     Examples:
@@ -880,9 +881,20 @@ def config_command(state: State) -> None:
       HITL_VOTES=3 hitl config | grep HITL_VOTES
       HITL_CONFIG=team.toml hitl config
     """
-    with friendly_errors():
-        settings = state.settings
     import unicodedata
+
+    from bot.config import read_settings
+    from bot.errors import ConfigError
+
+    with friendly_errors():
+        try:
+            settings, problems, refused = state.settings, [], {}
+        except ConfigError:  # the values, then every problem with them (exit status 1)
+            reading = read_settings(os.environ, config_path(os.environ))
+            settings, problems, refused = reading.settings, reading.problems, reading.refused
+            if state.db is not None:
+                sources = {**settings.sources, "db": "--db"}
+                settings = settings.with_changes(db=state.db, sources=sources)
 
     def columns(text: str) -> int:  # as a terminal draws it: 账 takes 2, a combining accent 0
         return sum(
@@ -897,11 +909,17 @@ def config_command(state: State) -> None:
     def pad(text: str, width: int) -> str:
         return text + " " * (width - columns(text))
 
-    rows = describe(settings)
+    rows = [  # a refused value as it was given, where it came from
+        (env, *refused[env], help_) if env in refused else (env, value, source, help_)
+        for env, value, source, help_ in describe(settings)
+    ]
     width = max(columns(r[0]) for r in rows)
     value_width = min(max(columns(r[1]) for r in rows), 40)
     for env, value, source, _help in rows:
         click.echo(f"{pad(env, width)}  {pad(value, value_width)}  ({source})")
+    if problems:
+        with friendly_errors():
+            raise ConfigError(problems)
 
 
 @cli.command("serve")
@@ -928,10 +946,18 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
     """
     import asyncio
 
+    from bot.config import read_settings
+    from bot.errors import ConfigError
     from bot.learning.children import fork_server_failure, has_champion, start_fork_server
 
     with friendly_errors():
-        settings = state.settings
+        try:
+            settings, problems, refused = state.settings, [], {}
+        except ConfigError:  # said below with what else would stop the start
+            reading = read_settings(os.environ, config_path(os.environ))
+            settings, problems, refused = reading.settings, reading.problems, reading.refused
+            if state.db is not None:
+                settings = settings.with_changes(db=state.db)
         if host:
             settings = settings.with_changes(host=host)
         if port:
@@ -939,9 +965,14 @@ def serve_command(state: State, host: str | None, port: int | None) -> None:
         if settings.models_dir.is_dir() and has_champion(settings.models_dir):  # (makes none)
             start_fork_server()  # its imports run beside the ones below (bot.learning.children)
         from bot.eventloop import FastLaneEventLoop
-        from bot.server import check_serve_settings, serve
+        from bot.server import serve, serve_settings_problems, start_problems
 
-        check_serve_settings(settings)
+        # Every problem known before Slack is asked, in one run: the bad values, the missing
+        # pieces, the label set (read from the database only for a start refused anyway).
+        if problems or serve_settings_problems(settings, refused):
+            problems += start_problems(settings, refused)
+            raise ConfigError(list(dict.fromkeys(problems)))
+
         try:
             # The fast lane: Slack's requests run ahead of the producers' (bot/eventloop.py).
             with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:

@@ -749,26 +749,72 @@ def _toml_text(path: Path) -> tuple[str, os.stat_result]:
     raise ConfigError([f"{path} is not UTF-8 text ({found}); save it as UTF-8"])
 
 
+# A channel ID as Slack gives it (the channel's details, at the bottom): not a name (#general,
+# general), nor a link to it. The Web API takes a name for some calls and not others.
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
+
+
+def channel_id_problems(settings: Settings) -> list[str]:
+    """A line for each channel setting (HITL_CHANNEL, HITL_REPORT_CHANNEL, ``routes.LABEL``)
+    that holds something other than a channel ID: a bad value, reported with the others."""
+    named = [("HITL_CHANNEL", settings.channel), ("HITL_REPORT_CHANNEL", settings.report_channel)]
+    named += [(f"routes.{label}", channel) for label, channel in sorted(settings.routes.items())]
+    return [
+        f'{name}="{channel}" is not a channel ID; copy the ID from the channel\'s '
+        "details (at the bottom), e.g. C0123ABCD"
+        for name, channel in named
+        if channel and not CHANNEL_ID.fullmatch(channel)
+    ]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What ``read_settings`` found: the settings (a refused value left at its default), one
+    line per problem, and each refused value as given (masked for a secret) with where it
+    came from, by its variable name (``HITL_THRESHOLD``), for `hitl config` to show."""
+
+    settings: Settings
+    problems: list[str]
+    refused: dict[str, tuple[str, str]]
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, toml_path: Path | None = None
 ) -> Settings:
     """Read env vars (winning) and ``hitl.toml``; raise ConfigError listing every bad value."""
+    reading = read_settings(environ, toml_path)
+    if reading.problems:
+        raise ConfigError(reading.problems)
+    return reading.settings
+
+
+def read_settings(
+    environ: Mapping[str, str] | None = None, toml_path: Path | None = None
+) -> Reading:
+    """Read env vars (winning) and ``hitl.toml``, and find every bad value at once (a file that
+    cannot be read at all is one of them: the environment's values are still checked)."""
     environ = os.environ if environ is None else environ
     toml_path = toml_path if toml_path is not None else config_path(environ)
     problems: list[str] = []
+    refused: dict[str, tuple[str, str]] = {}
     from_file: dict[str, Any] = {}
     readable = ""  # the warning about secrets others can read, once the settings are taken
+    document: dict[str, Any] | None = None
     if toml_path is not None:
         try:
             text, status = _toml_text(toml_path)
-            document = tomllib.loads(text)
+            parsed = tomllib.loads(text)
+            if not isinstance(parsed.get("hitl", {}), dict):
+                raise ConfigError([f"{toml_path}: [hitl] must be a table"])
+            document = parsed
         except OSError as exc:
-            raise ConfigError([f"{toml_path}: cannot read it ({exc.strerror})"]) from exc
+            problems.append(f"{toml_path}: cannot read it ({exc.strerror})")
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{toml_path}: not valid TOML ({exc})"]) from exc
+            problems.append(f"{toml_path}: not valid TOML ({exc})")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if toml_path is not None and document is not None:
         section = document.get("hitl", {})
-        if not isinstance(section, dict):
-            raise ConfigError([f"{toml_path}: [hitl] must be a table"])
         readable = _readable_secrets(toml_path, status, section)
         known = {spec.toml_key: spec for spec in SPECS}
         for key, value in section.items():
@@ -825,6 +871,7 @@ def load_settings(
             shown = raw if isinstance(raw, str) else repr(raw)
             shown = "***" if spec.secret else shown
             problems.append(f'{label}="{shown}" {exc}')
+            refused[spec.env] = (shown, origin)
     for name, parse in TOML_ONLY.items():
         if name in from_file:
             try:
@@ -835,11 +882,11 @@ def load_settings(
     if "guidelines" in from_file:
         values["guidelines"] = from_file["guidelines"]
         sources["guidelines"] = str(toml_path)
-    if problems:
-        raise ConfigError(problems)
-    if readable:
+    settings = Settings(**values, sources=sources)
+    problems += channel_id_problems(settings)
+    if readable and not problems:
         click.echo(f"Warning: {readable}", err=True)
-    return Settings(**values, sources=sources)
+    return Reading(settings, problems, refused)
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
@@ -869,4 +916,14 @@ def mask(secret: str) -> str:
     return f"{prefix}****{secret[-4:]}"
 
 
-__all__ = ["Settings", "load_settings", "describe", "mask", "SPECS", "config_path"]
+__all__ = [
+    "Settings",
+    "Reading",
+    "load_settings",
+    "read_settings",
+    "channel_id_problems",
+    "describe",
+    "mask",
+    "SPECS",
+    "config_path",
+]

@@ -17,12 +17,11 @@ import gc
 import hmac
 import logging
 import os
-import re
 import signal
 import socket
 import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from bot import eventloop
 from bot.api import bodies, routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, SERVER_LOCK, VERIFIER
-from bot.config import Settings
+from bot.config import Settings, channel_id_problems
 from bot.errors import ConfigError, HitlError, without_folders
 from bot.eventloop import urgent
 from bot.labelnames import case_twin
@@ -64,7 +63,7 @@ from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.acks import dispatch_until_acked
 from bot.slack.app import build_app
-from bot.slack.connect import channel_settings, check_slack, start_socket_mode
+from bot.slack.connect import check_slack, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
@@ -80,29 +79,58 @@ LOOP_BUSY_TIMEOUT_MS = 2_000
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
 
-
-def check_serve_settings(settings: Settings) -> None:
-    """Everything `serve` needs, each missing piece named on its own line."""
+def serve_settings_problems(settings: Settings, refused: Collection[str] = ()) -> list[str]:
+    """Every missing piece `serve` needs, and every channel setting that is not a channel ID,
+    one line each. A setting in ``refused`` (its variable name: a bad value, already reported)
+    is not said to be missing."""
     problems = []
-    if not settings.slack_bot_token:
+    if not settings.slack_bot_token and "SLACK_BOT_TOKEN" not in refused:
         problems.append("SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token (xoxb-…)")
-    if not settings.slack_app_token and not settings.slack_signing_secret:
+    if (
+        not settings.slack_app_token
+        and not settings.slack_signing_secret
+        and not {"SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"} & set(refused)
+    ):
         problems.append(
             "SLACK_SIGNING_SECRET is not set; copy it from Basic Information → App Credentials "
             "(or set SLACK_APP_TOKEN for Socket Mode)"
         )
-    if not settings.channel:
+    if not settings.channel and "HITL_CHANNEL" not in refused:
         problems.append("HITL_CHANNEL is not set; give the ID of the channel for questions")
-    for name, channel in channel_settings(settings):
-        if not CHANNEL_ID.fullmatch(channel):
-            problems.append(
-                f'{name}="{channel}" is not a channel ID; copy the ID from the channel\'s '
-                "details (at the bottom), e.g. C0123ABCD"
-            )
+    return problems + channel_id_problems(settings)
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """Everything `serve` needs, each missing piece named on its own line."""
+    problems = serve_settings_problems(settings)
     if problems:
         raise ConfigError(problems)
+
+
+def start_problems(settings: Settings, refused: Collection[str] = ()) -> list[str]:
+    """What `serve` would refuse before it reaches Slack, all of it, one line each: the
+    missing pieces and channel IDs (``serve_settings_problems``) and the label set
+    (``label_set_lines``: the configured one, or the database's when it is there; a
+    database that cannot be read now is left for the start to report). For a start that
+    is refused anyway (a bad value): one run says every problem, not one kind per run."""
+    problems = serve_settings_problems(settings, refused)
+    if "HITL_LABELS" in refused:  # its bad value is said; no label set follows from it
+        return problems
+    if not Path(settings.db).exists():
+        return problems + label_set_lines(settings, list(settings.labels), {})
+    try:
+        store = Store.open(settings.db, create=False)
+    except (HitlError, DatabaseError, OSError):
+        return problems
+    try:
+        labels = label_set(settings, store)
+        aliases = store.label_aliases()
+    except (HitlError, DatabaseError, OSError):
+        return problems
+    finally:
+        store.close()
+    return problems + label_set_lines(settings, labels, aliases)
 
 
 def check_label_set(settings: Settings, store: Store) -> None:
@@ -121,13 +149,18 @@ def check_new_database_labels(settings: Settings) -> None:
 def label_set_problems(settings: Settings, labels: list[str], aliases: Mapping[str, str]) -> None:
     """Refuse (``ConfigError``) a label set of fewer than two labels, or a route or guideline
     naming a label that is not in force (an old name of one, in ``aliases``, follows it)."""
+    problems = label_set_lines(settings, labels, aliases)
+    if problems:
+        raise ConfigError(problems)
+
+
+def label_set_lines(settings: Settings, labels: list[str], aliases: Mapping[str, str]) -> list[str]:
+    """``label_set_problems``'s lines: none when the label set is fine."""
     if len(labels) < 2:
-        raise ConfigError(
-            [
-                "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
-                "import items with labels (hitl import FILE --label-column label)"
-            ]
-        )
+        return [
+            "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
+            "import items with labels (hitl import FILE --label-column label)"
+        ]
     # A route or guideline for a label that is not one (a typo, "Billing" for "billing") would
     # never apply, silently: a label's private channel would get none of its questions.
     known = {*labels, *aliases}  # an old name follows its rename
@@ -140,8 +173,7 @@ def label_set_problems(settings: Settings, labels: list[str], aliases: Mapping[s
                 f"{where} names {key!r}, which is not a label in force"
                 f" ({', '.join(labels[:12])}{', …' if len(labels) > 12 else ''}){hint}"
             )
-    if problems:
-        raise ConfigError(problems)
+    return problems
 
 
 def mirror_registry(store: Store, registry: ModelRegistry) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,8 +19,13 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
@@ -107,6 +113,22 @@ async def retry_until_answered(
         attempt += 1
 
 
+def one_try(client: AsyncWebClient) -> AsyncWebClient:
+    """``client`` for the calls ``retry_until_answered`` repeats at start: each call one try.
+    The server's client retries a dropped connection and a 5xx itself (``make_client``: twice,
+    after 0.5 s and 1 s and their jitter), so each logged attempt held three tries and ~3 s,
+    and the first wait was ~3.4 s with HITL_CONNECT_RETRY=0.5, not the 0.5 s its line said.
+    A rate limit's Retry-After is still waited out (Slack said how long). Everything else
+    (token, base URL, session, timeout, the error count) is the client's own."""
+    single = copy.copy(client)
+    single.retry_handlers = [
+        handler
+        for handler in client.retry_handlers
+        if not isinstance(handler, AsyncConnectionErrorRetryHandler | AsyncServerErrorRetryHandler)
+    ]
+    return single
+
+
 def token_refused(error: str | None) -> str:
     return (
         f"SLACK_BOT_TOKEN was refused by Slack ({error}); copy the Bot User OAuth Token "
@@ -121,8 +143,9 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     the channel may still work); while Slack cannot be reached this keeps trying. Returns
     the ``auth.test`` answer."""
     trouble = f"cannot reach Slack at {rt.client.base_url}"
+    client = one_try(rt.client)  # each logged attempt one call; the waits are the setting's
     try:
-        auth = await retry_until_answered(rt.client.auth_test, trouble, rt.settings.connect_retry)
+        auth = await retry_until_answered(client.auth_test, trouble, rt.settings.connect_retry)
     except SlackApiError as exc:
         line = not_from_slack(exc, str(rt.client.base_url)) or token_refused(slack_said(exc))
         raise ConfigError([line]) from None
@@ -131,7 +154,7 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     for name, channel in channel_settings(rt.settings):
 
         async def channel_info(channel: str = channel) -> Any:
-            return await rt.client.conversations_info(channel=channel)
+            return await client.conversations_info(channel=channel)
 
         try:
             info = await retry_until_answered(channel_info, trouble, rt.settings.connect_retry)
@@ -241,6 +264,9 @@ class SocketMode:
         """Connect, retrying with backoff while Slack cannot be reached; a refused app-level
         token is a ``ConfigError``."""
         trouble = "Socket Mode: cannot connect to Slack"
+        # apps.connections.open one try per attempt (``one_try``); once connected, the
+        # library's reconnections get the server's client and its retries back.
+        self.client.web_client = one_try(self.rt.client)
         try:
             await retry_until_answered(self.client.connect, trouble, self.rt.settings.connect_retry)
         except SlackApiError as exc:
@@ -257,6 +283,8 @@ class SocketMode:
                     "App-Level Tokens"
                 )
             raise ConfigError([line]) from None
+        finally:
+            self.client.web_client = self.rt.client
 
     async def close(self) -> None:
         await self.client.close()

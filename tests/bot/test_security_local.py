@@ -242,7 +242,7 @@ def test_a_config_file_of_ones_own_or_roots_is_read(
 
 
 def test_serve_refuses_a_one_character_api_token(tmp_path: Path):
-    result = run("serve", env=startable(tmp_path, HITL_API_TOKEN="q"))
+    result = run("serve", env=startable(tmp_path, HITL_API_TOKEN="q", HITL_LABELS="a,b"))
     assert result.exit_code == 1
     assert result.stderr == (
         'Error: HITL_API_TOKEN="***" has 1 character, fewer than 16: a client could guess it;'

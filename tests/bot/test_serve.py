@@ -37,6 +37,8 @@ def test_missing_tokens_are_named_one_per_line(tmp_path: Path):
         "SLACK_SIGNING_SECRET is not set; copy it from Basic Information → App Credentials "
         "(or set SLACK_APP_TOKEN for Socket Mode)",
         "HITL_CHANNEL is not set; give the ID of the channel for questions",
+        "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or import "
+        "items with labels (hitl import FILE --label-column label)",
     ]
 
 
@@ -243,6 +245,7 @@ def test_a_channel_name_instead_of_an_id_is_refused_in_one_line(tmp_path: Path, 
         "SLACK_BOT_TOKEN": "xoxb-1",
         "SLACK_SIGNING_SECRET": "s",
         "HITL_CHANNEL": channel,
+        "HITL_LABELS": "billing,bug",
     }
     result = serve(env)
     assert result.exit_code == 1
