@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
+def source(path: Path) -> str:
+    """``path``'s text, read once for all the tests here (each reads every module of bot/)."""
+    return path.read_text(encoding="utf-8")
+
+
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """``path``'s syntax tree, parsed once for all the tests here (they only read it): four of
+    them parsed every module of bot/ anew, about a second each on a busy machine."""
+    return ast.parse(source(path))
+
+
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parsed(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -26,7 +40,7 @@ def test_only_the_store_imports_sqlite():
         for path in (ROOT / package).rglob("*.py")
         if (
             {"sqlite_utils", "sqlite3"} & imported_modules(path)
-            or 'find_library("sqlite3")' in path.read_text(encoding="utf-8")  # through ctypes
+            or 'find_library("sqlite3")' in source(path)  # through ctypes
         )
         and ROOT / "bot" / "store" not in path.parents
     ]
@@ -54,6 +68,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache  # built once per kind for the tests below, which only read it
 def bot_import_graph(*, with_type_checking: bool = False) -> dict[str, set[str]]:
     """Module → the bot modules it imports, at the top or inside a function. Imports under
     ``if TYPE_CHECKING:`` are left out unless ``with_type_checking``: they never run, so they
@@ -68,7 +83,7 @@ def bot_import_graph(*, with_type_checking: bool = False) -> dict[str, set[str]]
 
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parsed(path)
         type_checking = {
             id(node)
             for branch in ast.walk(tree)

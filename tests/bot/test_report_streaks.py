@@ -7,7 +7,13 @@ refreshed with, in one count (App Home, `/hitl accuracy`)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from bot.learning.jobs import Trainer, run_retrain
 from bot.sandbox import FakeSlack
@@ -17,6 +23,7 @@ from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import char_only_file, run
 from tests.bot.test_learning import labeled_items
 from tests.bot.test_refresh import UNLABELED, answer_next
+from tests.ramdisk import RAM_DISK, ram_disk_usable
 
 
 def unlabeled_file(tmp_path: Path) -> Path:
@@ -48,8 +55,41 @@ def bad_week(tmp_path: Path, monkeypatch) -> tuple[Path, str, list[str]]:
     return db, made, reports
 
 
-def test_a_run_of_rejections_names_its_streak_and_where_to_look(tmp_path: Path, monkeypatch):
-    db, made, (first, second, third) = bad_week(tmp_path, monkeypatch)
+@pytest.fixture(scope="module")
+def bad_week_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, list]]:
+    """``bad_week`` made once for the tests here (four retrains), in a folder of its own set up
+    as every test's is (no SLACK_ or HITL_ setting from outside, the folder the working one,
+    on the RAM disk where there is one). A test that goes on from it takes a copy
+    (``bad_week_in``); the reports are only read."""
+    ram = ram_disk_usable()
+    folder = Path(tempfile.mkdtemp(dir=RAM_DISK)) if ram else tmp_path_factory.mktemp("week")
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            for name in list(os.environ):
+                if name.startswith(("SLACK_", "HITL_")):
+                    monkeypatch.delenv(name)
+            monkeypatch.chdir(folder)
+            week = bad_week(folder, monkeypatch)
+        yield week  # the settings and working folder as they were (HITL_PIPELINE too)
+    finally:
+        if ram:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def bad_week_in(tmp_path: Path, monkeypatch, once: tuple[Path, str, list]) -> tuple:
+    """``bad_week``'s folder (its database, models folder and files) copied into ``tmp_path``,
+    HITL_PIPELINE set as ``bad_week`` leaves it: as if ``bad_week(tmp_path, monkeypatch)`` had
+    run here."""
+    db, made, reports = once
+    shutil.copytree(db.parent, tmp_path, dirs_exist_ok=True)
+    monkeypatch.setenv("HITL_PIPELINE", "word_lr")
+    return tmp_path / db.name, made, reports
+
+
+def test_a_run_of_rejections_names_its_streak_and_where_to_look(
+    tmp_path: Path, monkeypatch, bad_week_once
+):
+    db, made, (first, second, third) = bad_week_in(tmp_path, monkeypatch, bad_week_once)
     assert f"Champion: v1 since {made} (" in first
     assert "the first retrain rejected since." in first
     assert "Rejected again and again" not in first
@@ -72,10 +112,8 @@ def test_a_run_of_rejections_names_its_streak_and_where_to_look(tmp_path: Path, 
     assert "Champion: v5 since " in after and "the first retrain rejected since." in after
 
 
-def test_a_rejected_retrains_report_gives_no_when_to_stop_of_its_candidate(
-    tmp_path: Path, monkeypatch
-):
-    _, _, reports = bad_week(tmp_path, monkeypatch)
+def test_a_rejected_retrains_report_gives_no_when_to_stop_of_its_candidate(bad_week_once):
+    _, _, reports = bad_week_once
     for report in reports:
         assert "predictions have settled" not in report and "still changing" not in report
         assert "no model 100 labels older" not in report
@@ -87,9 +125,9 @@ def test_a_rejected_retrains_report_gives_no_when_to_stop_of_its_candidate(
 
 
 def test_the_champions_accuracy_report_shows_no_rejected_candidates_forecast(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, bad_week_once
 ):
-    db, _, _ = bad_week(tmp_path, monkeypatch)
+    db, _, _ = bad_week_in(tmp_path, monkeypatch, bad_week_once)
     accuracy = run(db, "accuracy").stdout
     assert accuracy.startswith("Model v1 ")
     # v3 and v4 measured learning curves (36, 48 labels); v1 on 12 did not: the champion's
