@@ -315,7 +315,7 @@ def _plan(
     last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
     last_mark = (last or {}).get("detail", {}).get("watermark")
     if isinstance(last_mark, dict) and "seq" not in last_mark:  # recorded before m034 counted
-        last_mark = {**last_mark, "seq": watermark["seq"]}  # label writes: unknown, not new
+        last_mark = {**last_mark, "seq": store.label_count_at_upgrade()}  # label writes
     previous = registry.champion()
     known = known_versions(store)
     # The database records models but none is champion in the folder (restored without its
@@ -353,7 +353,7 @@ def _plan(
         return outcome
     # The labels written after the champion's training read (by the count of label writes,
     # or by time for a model from before it): the gate refits the champion without them.
-    after = store.labels_after(read_mark(previous.extra)) if previous else set()
+    after = store.labels_after(read_mark(previous.extra, store)) if previous else set()
     mask = [r[0] not in after for r in rows] if previous else None
     n_new = sum(1 for r in rows if r[0] in after) if previous else len(rows)
     gold_ids, gold_texts, gold_labels = (
@@ -765,7 +765,7 @@ def begin_refresh(
     problem = None
     since_champion = len(rows)
     if champion is not None:
-        since, problem = trained_until(registry, champion)
+        since, problem = trained_until(registry, champion, store)
         held = store.audit_answered_since(since)
         if since.seq is not None or since.at:  # the labels written after its read (relabelled
             after = store.labels_after(since)  # ones too)
@@ -797,7 +797,7 @@ def begin_refresh(
 
 
 def trained_until(
-    registry: ModelRegistry | None, champion: Champion
+    registry: ModelRegistry | None, champion: Champion, store: Store
 ) -> tuple[LabelMark, str | None]:
     """Where ``champion``'s training read the labels (its metadata's ``label_seq`` and
     ``label_watermark``: ``read_mark``; the empty mark when unknown), and why the models
@@ -809,17 +809,20 @@ def trained_until(
     except OSError as exc:  # the folder moved or deleted under the server
         problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
         return LabelMark(at=_end_of_second(champion.created_at)), problem
-    return (read_mark(meta.extra) if meta else LabelMark()), None
+    return (read_mark(meta.extra, store) if meta else LabelMark()), None
 
 
-def read_mark(extra: Mapping[str, Any]) -> LabelMark:
+def read_mark(extra: Mapping[str, Any], store: Store) -> LabelMark:
     """The ``LabelMark`` a model's metadata records: the count of label writes its training
-    read saw (``label_seq``; None in a model from before m034) and its newest label's time."""
+    read saw (``label_seq``; a model from before m034 has none, and read at most the labels
+    there were when it began counting: ``label_count_at_upgrade``) and its newest label's
+    time ("" when not recorded: then its count alone, as a model from before the watermark
+    was told by its number of labels; see ``begin_refresh``)."""
     seq = extra.get("label_seq")
-    return LabelMark(
-        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-        at=str(extra.get("label_watermark") or ""),
-    )
+    at = str(extra.get("label_watermark") or "")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        seq = store.label_count_at_upgrade() if at else None
+    return LabelMark(seq=seq, at=at)
 
 
 def _end_of_second(at: str | None) -> str:

@@ -739,10 +739,13 @@ def m034_label_seq(db: Database) -> None:
     db.execute("UPDATE labels SET seq = o.n FROM label_order o WHERE o.rid = labels.rowid")
     db.execute("DROP TABLE label_order")
     db.execute("CREATE INDEX labels_seq ON labels(seq)")
+    # ``start``: the count here, so a model (or a run's watermark) from before, which knows no
+    # count, has read at most the labels numbered so far: any written since is new to it
     db.execute(
-        "CREATE TABLE label_clock (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
+        "CREATE TABLE label_clock (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL,"
+        " start INTEGER NOT NULL)"
     )
-    db.execute("INSERT INTO label_clock (id, n) SELECT 1, count(*) FROM labels")
+    db.execute("INSERT INTO label_clock (id, n, start) SELECT 1, count(*), count(*) FROM labels")
     tick = (
         "UPDATE label_clock SET n = n + 1;"
         " UPDATE labels SET seq = (SELECT n FROM label_clock) WHERE rowid = new.rowid;"

@@ -68,6 +68,12 @@ class ModelsMixin:
         asked = self.asked_as_uncertain()
         return [item_id not in asked for item_id in item_ids]
 
+    def label_count_at_upgrade(self) -> int:
+        """The count of label writes when m034 began counting them (the labels then): a model,
+        or a run's watermark, from before it read at most those, so any label written since
+        is new to it."""
+        return int(self.db.execute("SELECT start FROM label_clock").fetchone()[0])
+
     def labels_watermark(self) -> dict[str, Any]:
         """How many labels there are, the newest resolution and the count of label writes
         (``seq``, m034: a relabel stamped before the newest by a clock stepped back changes it):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.learning import retrain
 from bot.store import LabelMark, Store
+from model import ModelRegistry
 from tests.bot.harness import Item
 from tests.bot.test_gate_gold import LABELS, SWAP, swapped_batch, tickets
 
@@ -126,6 +127,23 @@ def test_rejections_after_the_clock_was_set_right_count_since_the_champion(tmp_p
         assert count == 1 and since is not None and since < clock()
 
 
+def as_before_m034(store: Store, registry: ModelRegistry) -> None:
+    """The state an upgrade leaves: m034 began counting label writes now (``start``), and the
+    last run's watermark and the champion's metadata, written before, have no count."""
+    store.db.execute("UPDATE label_clock SET start = n")
+    run_id, detail = store.db.execute(
+        "SELECT id, detail FROM runs WHERE kind = 'retrain' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    before = json.loads(detail)
+    del before["watermark"]["seq"]
+    store.db.execute("UPDATE runs SET detail = ? WHERE id = ?", [json.dumps(before), run_id])
+    champion = registry.champion()
+    path = registry.root / f"v{champion.version}.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    del meta["extra"]["label_seq"]
+    path.write_text(json.dumps(meta), encoding="utf-8")
+
+
 async def test_the_first_retrain_after_the_upgrade_with_nothing_new_is_nothing_new(
     tmp_path: Path,
 ):
@@ -136,18 +154,54 @@ async def test_the_first_retrain_after_the_upgrade_with_nothing_new_is_nothing_n
         store.add_items(first, "import")
         v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
         assert v1.status == "promoted"
-        run_id, detail = store.db.execute(
-            "SELECT id, detail FROM runs WHERE kind = 'retrain' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        before = json.loads(detail)
-        del before["watermark"]["seq"]  # as the slack-hitl before m034 recorded it
-        store.db.execute("UPDATE runs SET detail = ? WHERE id = ?", [json.dumps(before), run_id])
+        as_before_m034(store, registry)
         again = await retrain.retrain(
             store, settings, registry, champion=retrain.load_champion(registry), triggered_by="x"
         )
         assert again.status == "nothing_new", again.reason
-        store.set_label(first[0].id, "praise", user_id="U0ADMIN")  # a label changed: new
+
+
+async def test_after_the_upgrade_a_correction_stamped_before_the_newest_label_is_new(
+    tmp_path: Path,
+):
+    """The clock ran a day ahead at yesterday's last retrain; after the upgrade it is set right
+    and a label corrected: every retrain said "nothing new" (the run from before the count was
+    taken to have seen today's count) until another label was written (outside upgrade test)."""
+    first, _gold, _batch, settings, registry = swapped_batch(tmp_path)
+    clock = Clock()
+    with Store.open(settings.db, clock=clock) as store:
+        store.add_items(first, "import")
+        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert v1.status == "promoted"
+        as_before_m034(store, registry)
+        clock.now -= timedelta(days=1)
+        store.set_label(first[0].id, "praise", user_id="U0ADMIN")
+        plan = retrain.begin(store, settings, registry, triggered_by="x")
+        assert isinstance(plan, retrain.Plan), plan.reason  # not "nothing new"
+        assert plan.n_new == 1
+        store.finish_run(plan.run_id, "failed", {})
+        store.release_lock(retrain.LOCK, plan.owner)
+
+
+async def test_labels_given_after_the_upgrade_are_new_to_a_champion_from_before_it(
+    tmp_path: Path,
+):
+    """Yesterday's champion has no count in its metadata: labels imported after the upgrade
+    with times before its newest (an export's rows keep theirs) were "0 new", and the gate
+    compared the champion with itself (outside upgrade test)."""
+    first, _gold, batch, settings, registry = swapped_batch(tmp_path)
+    clock = Clock()
+    with Store.open(settings.db, clock=clock) as store:
+        store.add_items(first, "import")
+        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+        assert v1.status == "promoted"
+        as_before_m034(store, registry)
+        clock.now -= timedelta(days=1)
+        store.add_items(batch[:20], "import")
         plan = retrain.begin(store, settings, registry, triggered_by="x")
         assert isinstance(plan, retrain.Plan)
+        assert (plan.n_new, sum(plan.champion_mask)) == (20, len(first))
+        champion = retrain.load_champion(registry)
+        assert retrain.begin_refresh(store, settings, registry, champion).since_champion == 20
         store.finish_run(plan.run_id, "failed", {})
         store.release_lock(retrain.LOCK, plan.owner)
