@@ -123,6 +123,11 @@ def anonymise_command(
                 f"  Left as they are (tickets and labels, not people): {where}; `hitl delete` an"
                 " item whose text must not keep it."
             )
+        if result.running:
+            click.echo(
+                "  A retrain or rollback they started is running: its model, run record and"
+                " report will still name them; run the command again once it ends."
+            )
         if result.last_answer and now - datetime.fromisoformat(result.last_answer) < RECENT:
             click.echo(
                 f"  Their last answer was at {result.last_answer[11:19]} UTC: a retry of it from"

@@ -157,11 +157,12 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
         return False
     with state.open_existing_store() as store:
         present, queued = store.delete_again(deleted, messages, attempts, undelete=undelete)
-    if present and undelete:
-        click.echo(
-            f"Kept {count(len(present), 'item')} deleted after the backup was made"
-            f" ({first_few(present)}): --undelete."
-        )
+    if undelete:
+        if present:
+            click.echo(
+                f"Kept {count(len(present), 'item')} deleted after the backup was made"
+                f" ({first_few(present)}): --undelete."
+            )
         held = set(present)
         gone = [row[0] for row in deleted if row[0] not in held]
         if gone:
@@ -192,16 +193,29 @@ def _anonymise_again(state: Any, kept: Path) -> bool:
     that pseudonym again. Whether it opened (and so upgraded) the restored database."""
     from bot.store.people import anonymised_in
 
-    records = [record for record in anonymised_in(kept) if record[3]]
+    records = anonymised_in(kept)
     if not records:
         return False
     with state.open_existing_store() as store:
-        again = store.anonymise_again(records)
+        again = store.anonymise_again([record for record in records if record[3]])
+        known = {row["pseudonym"] for row in store.pseudonyms()}
     if again:
         shown = first_few(again)
         click.echo(
             f"Anonymised again: {count(len(again), 'person', 'people')} ({shown}), anonymised"
             f" (`hitl people anonymise`) after the backup was made, as {kept.name} records."
+        )
+    # No answer of theirs is left there (deleted with their items, an erasure): nothing to find
+    # them by in the backup, which may still name them.
+    lost = [record[0] for record in records if not record[3] and record[0] not in known]
+    if lost:
+        one = len(lost) == 1
+        click.echo(
+            f"Not anonymised again: {count(len(lost), 'person', 'people')} ({first_few(lost)}),"
+            f" anonymised after the backup was made, as {kept.name} records, with no answer"
+            f" left there to find {'them' if one else 'each'} by: the backup may still name"
+            f" {'that person' if one else 'them'}; run `hitl people anonymise` for"
+            f" {'them' if one else 'each'} again."
         )
     return True
 

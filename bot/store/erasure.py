@@ -276,6 +276,8 @@ class ErasureMixin:
                         [tuple(row) for row in attempts if row[0] in held],
                     )
                     self.delete_items(present, user_id="restore", reason="deleted again")
+                if present and undelete:
+                    self._reask_unshown(present, messages)
                 conn.executemany(
                     "INSERT OR REPLACE INTO deleted_items (item_id, user_id, reason, created_at)"
                     " VALUES (?, ?, ?, ?)",
@@ -285,6 +287,22 @@ class ErasureMixin:
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
         return present, queued
+
+    def _reask_unshown(
+        self, item_ids: Sequence[str], messages: Sequence[tuple[str, str, str | None]]
+    ) -> None:
+        """Kept by --undelete: an item's open question whose message the database that was
+        there no longer leaves to delete (not in ``messages``: the server deleted it, as it
+        does every message of a deleted item) is in Slack no more, and no one can answer it.
+        Its post is closed and the item waits to be asked again, as a question taken back."""
+        left = {(channel, ts) for channel, ts, _ in messages}
+        now = self.now()
+        for item_id in item_ids:
+            shown = self.db.conn.execute(
+                "SELECT channel, ts FROM posts WHERE item_id = ? AND closed_at IS NULL", [item_id]
+            ).fetchall()
+            if shown and not any((channel, ts) in left for channel, ts in shown):
+                self._take_back(item_id, now)  # type: ignore[attr-defined]  # QueueMixin's
 
     def _queue_erased(self, messages: Sequence[tuple[str, str, str | None]]) -> int:
         """Leave ``messages`` (channel, ts, erased at or None: now; oldest first) for the server

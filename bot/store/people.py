@@ -26,8 +26,9 @@ kinds. `hitl restore` anonymises again the people the database it replaces recor
 
 Left as they are, and counted for the command to say so: the columns that name tickets and
 labels (item ids, the ticket's text and meta, label names: they are not about the person, and
-changing them would break the links between tables and to the producer), and ``locks`` (a
-retrain the person started holds its lock under its owner string until it ends).
+changing them would break the links between tables and to the producer); and ``locks``, not
+a ticket (a retrain or rollback the person started holds its lock under its owner string until
+it ends, and its model, run and report will name them: ``running``, the command says so).
 
 The Slack questions of the items the person answered or decided are redrawn (``redraw_seq``),
 so a running server draws them again without the mention. What stays is that someone was
@@ -123,13 +124,16 @@ _CHUNK = 500
 class Anonymised:
     """What ``anonymise_people`` changed for one person: rows per table (``rows``), the
     Slack question messages to redraw, occurrences left as they are (``kept``, per
-    ``table.column``), and when their latest answer from Slack was given."""
+    ``table.column``), the running jobs they started (``running``: the ``locks`` that name
+    them, a retrain or rollback whose model, run and report will), and when their latest
+    answer from Slack was given."""
 
     pseudonym: str
     rows: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     kept: dict[str, int] = field(default_factory=dict)
     last_answer: str | None = None
+    running: int = 0
 
     @property
     def changed(self) -> int:
@@ -147,6 +151,7 @@ class _Found:
     rows: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
     last_answer: str | None = None
+    running: int = 0
 
 
 @dataclass
@@ -394,7 +399,9 @@ class PeopleMixin:
                 ]
                 if not hits:
                     continue
-                if _kept(table, column):
+                if table in KEPT_TABLES:  # a job they started holds its lock: not a ticket
+                    place.running += len(hits)
+                elif _kept(table, column):
                     place.kept[f"{table}.{column}"] = len(hits)
                 else:
                     place.rows.setdefault((table, column), set()).update(hits)
@@ -405,7 +412,9 @@ class PeopleMixin:
         for a Slack id, no text names it)."""
         conn = self.db.conn
         user, name = place.user, place.name
-        done = Anonymised(name, kept=dict(place.kept), last_answer=place.last_answer)
+        done = Anonymised(
+            name, kept=dict(place.kept), last_answer=place.last_answer, running=place.running
+        )
         changed: dict[str, set[int]] = {}
         items: set[str] = set()
 
