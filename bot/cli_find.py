@@ -51,6 +51,12 @@ def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bo
     erasure or access request that names a person (an email, a phone number, a name) rather
     than item ids; `hitl export` lists only the labeled items. Check the list before deleting.
 
+    A space in TEXT matches any run of white space (a line break, a no-break space); full-width
+    forms match their plain ones (＠ is @); ı, İ, I and i are one letter (YILMAZ finds
+    Yılmaz). A phone number (7 digits or more, with + spaces - . / or brackets) matches the
+    same digits with any of those between them or none, and a trunk (0): "+44 7700 900999"
+    finds +447700900999 and +44 (0)7700 900-999.
+
     \b
     Examples:
       hitl find jane.doe@example.com
