@@ -224,7 +224,7 @@ def train_seed_champion(
     t0 = time.perf_counter()
     hitl(db, "retrain")
     seconds = time.perf_counter() - t0
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         row = conn.execute(
             "SELECT label_set, n_train FROM models WHERE status = 'champion'"
         ).fetchone()
@@ -587,7 +587,7 @@ async def run_load(name: str, url: str, payloads: list[dict], concurrency: int) 
 
 def count_answers(db: Path, tag: str) -> tuple[int, int]:
     """(answer rows from the load's users, distinct (item, user) pairs among them)."""
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows, pairs = conn.execute(
             "SELECT count(*), count(DISTINCT item_id || ' ' || user_id) FROM answers"
             " WHERE user_id LIKE ?",
@@ -673,7 +673,7 @@ class FitHold:
 
 
 def retrain_state(db: Path) -> dict:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         row = conn.execute(
             "SELECT id, started_at, finished_at, status FROM runs WHERE kind = 'retrain'"
             " ORDER BY id DESC LIMIT 1"
@@ -704,7 +704,7 @@ async def server_phase(
     channel = CHANNELS[kind]
     env = serve_env(fake, db, channel, port, args.max_open)
     if args.hitl_labels:  # the label set from settings instead of the database
-        with sqlite3.connect(db) as conn:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
             labels = [r[0] for r in conn.execute("SELECT DISTINCT label FROM labels ORDER BY 1")]
         env["HITL_LABELS"] = ",".join(labels)
     process = await start_process([sys.executable, "-m", "bot", "serve"], env)
@@ -804,7 +804,7 @@ def seed_mix(ft: FakeThread, args, mix: Mix) -> None:
     words = sorted({w for t in mix.texts[:20_000] for w in t.split()})
     grow_backlog(mix.db, 0, args.mix_pending, words, labels)
     hook_url = ft.start_hooks()
-    with sqlite3.connect(mix.db) as conn:
+    with contextlib.closing(sqlite3.connect(mix.db)) as conn, conn:  # commits, closes
         conn.execute("UPDATE items SET callback_url = ? WHERE status != 'resolved'", [hook_url])
     mix.info["mix_seed"] = (
         f"{args.mix_labeled:,} labels ({len(labels)} classes), retrain "
@@ -941,7 +941,7 @@ async def mix_run(ft: FakeThread, args, tmp: Path, mix: Mix) -> tuple[list[Load]
     # decided" notes, the redraws) before it exits
     calls = {m: ft.count_calls(*m) - n for m, n in calls_before.items()}
     stored, pairs = count_answers(db, "M")
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         decided, outbox = conn.execute(
             "SELECT count(DISTINCT l.item_id), (SELECT count(*) FROM deliveries d"
             " WHERE d.item_id IN (SELECT item_id FROM answers WHERE user_id LIKE 'U0M%'))"
@@ -1004,7 +1004,7 @@ async def refresh_first(
     deadline = time.monotonic() + args.refresh_wait
     while (asks := await metric(base, 'hitl_model_version{role="asks"}')) >= 0:
         if time.monotonic() > deadline:
-            with sqlite3.connect(db) as conn:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
                 clicked = conn.execute(
                     "SELECT a.item_id, i.status, count(*) FROM answers a JOIN items i"
                     " ON i.id = a.item_id WHERE a.user_id LIKE 'U0M%' GROUP BY a.item_id"
@@ -1049,7 +1049,7 @@ def champion_guesses(db: Path, ids: Sequence[str]) -> dict[str, str]:
     loaded = ModelRegistry(db.with_name(db.name + ".models")).load_champion()
     if loaded is None:
         raise SystemExit(f"{db}: no champion to answer against")
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         texts = [
             conn.execute("SELECT text FROM items WHERE id = ?", [item]).fetchone()[0]
             for item in ids
@@ -1076,7 +1076,7 @@ def _not_the_champions_guess(
     items = [decode_value(label_buttons(p)[0]["value"])[0] for p in payloads]
     wanted = items
     if audits_only:
-        with sqlite3.connect(db) as conn:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
             query = "SELECT reason FROM posts WHERE item_id = ?"
             reasons = {item: {r for (r,) in conn.execute(query, [item])} for item in items}
         # an item whose post is not recorded yet is taken as an audit

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import random
@@ -297,7 +298,7 @@ async def run(args: argparse.Namespace) -> int:
     await drain
     await fake.close()
 
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         answers = conn.execute(
             "SELECT item_id, count(*) FROM answers WHERE source = 'button' GROUP BY item_id"
         ).fetchall()

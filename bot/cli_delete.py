@@ -162,7 +162,7 @@ def read_ids(name: str) -> str:
     shown = "standard input" if name == "-" else name
     try:
         if name == "-":
-            data = click.get_binary_stream("stdin").read()
+            data = sys.stdin.buffer.read()  # click's get_binary_stream: deprecated in 8.5
         else:
             data = Path(name).read_bytes()
     except OSError as exc:

@@ -63,8 +63,8 @@ def test_the_loops_commits_leave_the_log_to_the_checkpointer_in_a_worker_thread(
 
 
 def test_an_in_memory_store_has_no_log_to_checkpoint():
-    store = Store.memory()
-    checkpointer = Checkpointer(store.db)
-    checkpointer.take_over()
-    write_pages(store, 2)
-    assert checkpointer.run() == (0, 0, 0)
+    with Store.memory() as store:
+        checkpointer = Checkpointer(store.db)
+        checkpointer.take_over()
+        write_pages(store, 2)
+        assert checkpointer.run() == (0, 0, 0)

@@ -10,6 +10,7 @@ signal is sent once that line is read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -54,7 +55,7 @@ def write_rows(path: Path, n: int, *, labeled: bool = True, prefix: str = "T") -
 
 
 def count_items(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         return conn.execute("SELECT count(*) FROM items").fetchone()[0]
 
 

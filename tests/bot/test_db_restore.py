@@ -14,6 +14,7 @@ now it is not stored as far as Slack knows: 503, one line, and Slack's retry is 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -66,8 +67,11 @@ async def test_a_backup_copied_over_the_running_servers_database_is_said_once_an
     checkpointer = server_checkpointer(bot.store)
     checkpointer.run()
     backup = db.with_name("backup.db")
-    with sqlite3.connect(backup) as copy:  # a backup made with SQLite's backup API
-        sqlite3.connect(db).backup(copy)
+    with (  # a backup made with SQLite's backup API
+        contextlib.closing(sqlite3.connect(db)) as source,
+        contextlib.closing(sqlite3.connect(backup)) as copy,
+    ):
+        source.backup(copy)
     assert await bot.dispatcher.fill() >= 1
     [message, *_] = bot.posted()
     response = await bot.action(bot.button_payload(message, "U0ANA", bot.first_label(message)))

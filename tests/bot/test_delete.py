@@ -5,6 +5,7 @@ deletes its Slack questions, through faults; an import of the same file brings n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -357,7 +358,7 @@ def test_a_restore_deletes_again_what_was_deleted_after_the_backup(tmp_path: Pat
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(tickets(tmp_path))).exit_code == 0
     backup = tmp_path / "nightly.db"
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute(f"VACUUM INTO '{backup}'")
     assert run(db, "delete", "T-card", "T-open", "--yes", "--reason", "#4411").exit_code == 0
 
@@ -446,7 +447,6 @@ async def test_the_api_refuses_a_deleted_item_stored_under_an_older_versions_id(
     """An item an older version stored under the hash of its text as it came (decomposed, with
     \\r\\n), deleted: sent again without an id, its id is today's hash, which no deletion names;
     the producer API stored it again where `hitl import` skips it."""
-    import contextlib
     import hashlib
     import sqlite3
 

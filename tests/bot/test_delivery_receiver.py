@@ -5,6 +5,7 @@ loop, every round)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import string
 from pathlib import Path
@@ -18,13 +19,12 @@ from sqlite_utils import Database
 from bot.store import Store, migrations, producer
 from tests.bot.test_webhook_fairness import LEASE, NOW, add_deliveries, at, expected_claim
 
-SQLITE = sqlite3.connect(":memory:")
-
 
 def receiver_in_sql(url: str) -> str:
-    return SQLITE.execute(
-        f"SELECT {producer.RECEIVER_SQL.format(url='u')} FROM (SELECT ? AS u)", [url]
-    ).fetchone()[0]
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        return conn.execute(
+            f"SELECT {producer.RECEIVER_SQL.format(url='u')} FROM (SELECT ? AS u)", [url]
+        ).fetchone()[0]
 
 
 HOST_CHARS = string.ascii_letters + string.digits + ".-_:@[]%!$&'()*+,;=~" + "\t\r\n" + "éÉßİKſ"

@@ -272,19 +272,19 @@ def samples(store: Store) -> dict[tuple[str, tuple], float]:
 
 
 def test_a_retrain_ending_is_no_counter_reset():
-    store = Store.memory()
-    run = store.start_run("retrain", triggered_by="test")
-    running = samples(store)
-    assert running[("hitl_runs_running", (("kind", "retrain"),))] == 1
-    assert not [key for key in running if key[0] == "hitl_runs_total"]  # none finished yet
-    store.finish_run(run, "promoted", {})
-    ended = samples(store)
-    assert ended[("hitl_runs_running", (("kind", "retrain"),))] == 0
-    assert ended[("hitl_runs_total", (("kind", "retrain"), ("status", "promoted")))] == 1
-    # every counter series seen before is still there, and none went down
-    for key, value in running.items():
-        if key[0] == "hitl_runs_total":
-            assert ended.get(key, -1) >= value, key
+    with Store.memory() as store:
+        run = store.start_run("retrain", triggered_by="test")
+        running = samples(store)
+        assert running[("hitl_runs_running", (("kind", "retrain"),))] == 1
+        assert not [key for key in running if key[0] == "hitl_runs_total"]  # none finished yet
+        store.finish_run(run, "promoted", {})
+        ended = samples(store)
+        assert ended[("hitl_runs_running", (("kind", "retrain"),))] == 0
+        assert ended[("hitl_runs_total", (("kind", "retrain"), ("status", "promoted")))] == 1
+        # every counter series seen before is still there, and none went down
+        for key, value in running.items():
+            if key[0] == "hitl_runs_total":
+                assert ended.get(key, -1) >= value, key
 
 
 def test_no_folder_of_the_server_is_left_where_a_line_names_the_folder_alone(tmp_path: Path):

@@ -8,6 +8,7 @@ replaced, so no other customer's ticket is taken for it: the item is stored as i
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def hitl(db: Path, *args: str, redact: str | None = None):
 
 
 def texts(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         return [text for (text,) in conn.execute("SELECT text FROM items ORDER BY rowid")]
 
 
@@ -120,7 +121,7 @@ def test_an_erased_id_less_ticket_stays_erased_after_the_setting_changed(
     path = tmp_path / "tickets.txt"
     path.write_text(TICKETS)
     hitl(db, "import", str(path), redact=first)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         [(erased,)] = conn.execute("SELECT id FROM items WHERE text LIKE 'please refund%'")
     hitl(db, "delete", erased, "--yes", "--reason", "erasure request")
     again = hitl(db, "import", str(path), redact=then)

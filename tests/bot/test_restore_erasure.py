@@ -6,6 +6,7 @@ never held stays recorded, so the same file imported again brings nothing back."
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def run(db: Path, *args: str):
 
 def backup_of(db: Path) -> Path:
     backup = db.with_name("backup.db")
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute(f"VACUUM INTO '{backup}'")
     return backup
 

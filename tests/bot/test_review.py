@@ -134,27 +134,32 @@ async def test_remove_sets_the_item_aside_and_skip_moves_on_leaving_it_in_review
 
 
 def test_a_vote_that_decides_a_split_closes_it_and_low_agreement_or_a_confident_model_flag_it():
-    store = Store.memory()
-    store.add_items([Item("x", "text"), Item("y", "text")], "import")
-    rules = ReviewRules(min_agreement=0.7, contradict_confidence=0.95)
-    for n, (user, label) in enumerate([("U1", "a"), ("U2", "b"), ("U3", "c")]):
-        store.record_answer("x", user, label, source="button", dedupe_key=f"x{n}", votes_needed=3)
-    assert [r["reason"] for r in store.reviews_of("x")] == ["split"]  # no majority of 3
-    result = store.record_answer(
-        "x", "U4", "a", source="button", dedupe_key="x4", votes_needed=3, review=rules
-    )
-    assert result.status == "resolved"
-    split, low = store.reviews_of("x")
-    assert (split["decision"], split["decided_by"]) == ("a", "votes")
-    assert (low["reason"], low["decided_at"], low["detail"]) == (
-        "low_agreement",
-        None,
-        "50%: a 2, b 1, c 1",
-    )
-    store.set_predictions([("y", 1, "b", 0.97, [["b", 0.97]], 0.03)], 0.99, "margin")
-    store.record_answer("y", "U1", "a", source="button", dedupe_key="y1", review=rules)
-    [contradicted] = store.reviews_of("y")
-    assert (contradicted["reason"], contradicted["detail"]) == ("contradicted", "model v1: b (97%)")
+    with Store.memory() as store:
+        store.add_items([Item("x", "text"), Item("y", "text")], "import")
+        rules = ReviewRules(min_agreement=0.7, contradict_confidence=0.95)
+        for n, (user, label) in enumerate([("U1", "a"), ("U2", "b"), ("U3", "c")]):
+            store.record_answer(
+                "x", user, label, source="button", dedupe_key=f"x{n}", votes_needed=3
+            )
+        assert [r["reason"] for r in store.reviews_of("x")] == ["split"]  # no majority of 3
+        result = store.record_answer(
+            "x", "U4", "a", source="button", dedupe_key="x4", votes_needed=3, review=rules
+        )
+        assert result.status == "resolved"
+        split, low = store.reviews_of("x")
+        assert (split["decision"], split["decided_by"]) == ("a", "votes")
+        assert (low["reason"], low["decided_at"], low["detail"]) == (
+            "low_agreement",
+            None,
+            "50%: a 2, b 1, c 1",
+        )
+        store.set_predictions([("y", 1, "b", 0.97, [["b", 0.97]], 0.03)], 0.99, "margin")
+        store.record_answer("y", "U1", "a", source="button", dedupe_key="y1", review=rules)
+        [contradicted] = store.reviews_of("y")
+        assert (contradicted["reason"], contradicted["detail"]) == (
+            "contradicted",
+            "model v1: b (97%)",
+        )
 
 
 async def test_a_label_an_admin_removes_in_review_leaves_training(

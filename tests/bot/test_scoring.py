@@ -705,26 +705,31 @@ def test_a_channels_own_window_reads_no_deeper_than_its_depth(tmp_path: Path):
     """``Store.most_uncertain_routed`` looks for a channel's items among the ``depth`` most
     uncertain queued items only (its cost bound), highest priority first, and stops once it
     has ``limit``."""
-    store = Store.open(tmp_path / "hitl.db")
-    store.add_items([Item(f"t{n}", f"ticket {n}") for n in range(40)], "import")
-    guesses = {"bug": [["bug", 0.6], ["billing", 0.4]], "billing": [["billing", 0.6], ["bug", 0.4]]}
-    rows = [
-        (f"t{n}", 1, label, 0.6, guesses[label], 1.0 - n / 100)
-        for n in range(40)
-        for label in ["bug" if n < 30 else "billing"]
-    ]
-    store.set_predictions(rows, 0.8, "margin")
-    reads: list[str] = []
-    store.db.conn.set_trace_callback(reads.append)
-    assert store.most_uncertain_routed(["billing"], among=True, limit=5, depth=20, step=10) == []
-    assert sum("LIMIT" in sql for sql in reads) == 2  # two steps of 10: the depth, no deeper
-    store.db.conn.set_trace_callback(None)
-    found = store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40, step=10)
-    assert [it["id"] for it in found] == ["t30", "t31", "t32", "t33", "t34"]
-    others = store.most_uncertain_routed(["billing"], among=False, limit=3, depth=40, step=10)
-    assert [it["id"] for it in others] == ["t0", "t1", "t2"]
-    for sql, plan in query_plans(
-        store,
-        lambda: store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40),
-    ):
-        assert not any(line.startswith("SCAN items") for line in plan), (sql, plan)
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_items([Item(f"t{n}", f"ticket {n}") for n in range(40)], "import")
+        guesses = {
+            "bug": [["bug", 0.6], ["billing", 0.4]],
+            "billing": [["billing", 0.6], ["bug", 0.4]],
+        }
+        rows = [
+            (f"t{n}", 1, label, 0.6, guesses[label], 1.0 - n / 100)
+            for n in range(40)
+            for label in ["bug" if n < 30 else "billing"]
+        ]
+        store.set_predictions(rows, 0.8, "margin")
+        reads: list[str] = []
+        store.db.conn.set_trace_callback(reads.append)
+        assert (
+            store.most_uncertain_routed(["billing"], among=True, limit=5, depth=20, step=10) == []
+        )
+        assert sum("LIMIT" in sql for sql in reads) == 2  # two steps of 10: the depth, no deeper
+        store.db.conn.set_trace_callback(None)
+        found = store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40, step=10)
+        assert [it["id"] for it in found] == ["t30", "t31", "t32", "t33", "t34"]
+        others = store.most_uncertain_routed(["billing"], among=False, limit=3, depth=40, step=10)
+        assert [it["id"] for it in others] == ["t0", "t1", "t2"]
+        for sql, plan in query_plans(
+            store,
+            lambda: store.most_uncertain_routed(["billing"], among=True, limit=5, depth=40),
+        ):
+            assert not any(line.startswith("SCAN items") for line in plan), (sql, plan)

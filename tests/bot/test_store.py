@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -675,7 +676,9 @@ def test_an_upgrade_waits_until_no_server_runs_on_the_database(db_path: Path):
             f" demo runs on it (pid {server.pid} on testhost): stop it first, then run the new"
             " version"
         )
-        assert [m.name for m in migrations.applied(Database(db_path))][-1] == "m018_stop_changed"
+        with contextlib.closing(Database(db_path)) as old:
+            applied = [m.name for m in migrations.applied(old)]
+        assert applied[-1] == "m018_stop_changed"
     with Store.open(db_path) as store:
         assert store.schema_version() == list(KNOWN_MIGRATIONS)
 

@@ -44,17 +44,20 @@ def test_a_merge_decides_a_split_its_votes_now_agree_on():
     """HITL_VOTES=2: refund 1, billing 1 is a split, in review. Merging refund into billing
     gives billing both votes: the merge decides the item as the votes would (its split
     review closed by the votes, its webhook queued), in its own transaction."""
-    store = Store.memory(clock=Clock())
-    split_refund_billing(store)
-    store.change_label_set(
-        "merge", "refund", "billing", current=LABELS, user_id="admin", votes_needed=2
-    )
-    assert (store.get_item("t1")["status"], store.current_label("t1")) == ("resolved", "billing")
-    assert store.resolution("t1")["annotators"] == ["U1", "U2"]
-    (split,) = store.reviews_of("t1")
-    assert (split["decided_by"], split["decision"]) == ("votes", "billing")
-    assert store.next_review() is None
-    assert [d["status"] for d in store.deliveries("t1")] == ["pending"]
+    with Store.memory(clock=Clock()) as store:
+        split_refund_billing(store)
+        store.change_label_set(
+            "merge", "refund", "billing", current=LABELS, user_id="admin", votes_needed=2
+        )
+        assert (store.get_item("t1")["status"], store.current_label("t1")) == (
+            "resolved",
+            "billing",
+        )
+        assert store.resolution("t1")["annotators"] == ["U1", "U2"]
+        (split,) = store.reviews_of("t1")
+        assert (split["decided_by"], split["decision"]) == ("votes", "billing")
+        assert store.next_review() is None
+        assert [d["status"] for d in store.deliveries("t1")] == ["pending"]
 
 
 def test_a_merge_without_votes_needed_decides_only_a_majority_of_everyone_who_answered():
@@ -62,54 +65,56 @@ def test_a_merge_without_votes_needed_decides_only_a_majority_of_everyone_who_an
     the merged label has a majority of everyone who answered it: refund 1, billing 1, bug 1
     merged refund → billing is billing 2 of 3, decided; a split the merge does not touch
     (bug 1, other 1) stays in review."""
-    store = Store.memory(clock=Clock())
-    store.add_items([R("t1", "money back"), R("t2", "crash")], "import")
-    for n, item in enumerate(("t1", "t2")):
-        store.record_post(item, "C1", f"{n}.0", "uncertain", None, None, None)
-    vote(store, "U1", "refund", "a1", 3)
-    vote(store, "U2", "billing", "a2", 3)
-    vote(store, "U3", "bug", "a3", 3)
-    store.record_answer("t2", "U1", "bug", source="button", dedupe_key="b1", votes_needed=2)
-    store.record_answer("t2", "U2", "other", source="button", dedupe_key="b2", votes_needed=2)
-    store.change_label_set("merge", "refund", "billing", current=[*LABELS, "other"], user_id="a")
-    assert store.current_label("t1") == "billing"
-    assert store.current_label("t2") is None
-    assert store.next_review()["item_id"] == "t2"
+    with Store.memory(clock=Clock()) as store:
+        store.add_items([R("t1", "money back"), R("t2", "crash")], "import")
+        for n, item in enumerate(("t1", "t2")):
+            store.record_post(item, "C1", f"{n}.0", "uncertain", None, None, None)
+        vote(store, "U1", "refund", "a1", 3)
+        vote(store, "U2", "billing", "a2", 3)
+        vote(store, "U3", "bug", "a3", 3)
+        store.record_answer("t2", "U1", "bug", source="button", dedupe_key="b1", votes_needed=2)
+        store.record_answer("t2", "U2", "other", source="button", dedupe_key="b2", votes_needed=2)
+        store.change_label_set(
+            "merge", "refund", "billing", current=[*LABELS, "other"], user_id="a"
+        )
+        assert store.current_label("t1") == "billing"
+        assert store.current_label("t2") is None
+        assert store.next_review()["item_id"] == "t2"
 
 
 def test_a_merge_that_leaves_a_tie_keeps_the_split():
     """refund 1, billing 1, bug 2 with HITL_VOTES=4 merged refund → billing is billing 2,
     bug 2: still no majority, the split stays."""
-    store = Store.memory(clock=Clock())
-    store.add_items([R("t1", "money back")], "import")
-    store.record_post("t1", "C1", "1.0", "uncertain", None, None, None)
-    for n, label in enumerate(["refund", "billing", "bug", "bug"]):
-        vote(store, f"U{n}", label, f"k{n}", 4)
-    assert store.next_review()["reasons"][0][0] == "split"
-    store.change_label_set(
-        "merge", "refund", "billing", current=LABELS, user_id="admin", votes_needed=4
-    )
-    assert store.current_label("t1") is None
-    assert store.next_review()["reasons"][0][0] == "split"
+    with Store.memory(clock=Clock()) as store:
+        store.add_items([R("t1", "money back")], "import")
+        store.record_post("t1", "C1", "1.0", "uncertain", None, None, None)
+        for n, label in enumerate(["refund", "billing", "bug", "bug"]):
+            vote(store, f"U{n}", label, f"k{n}", 4)
+        assert store.next_review()["reasons"][0][0] == "split"
+        store.change_label_set(
+            "merge", "refund", "billing", current=LABELS, user_id="admin", votes_needed=4
+        )
+        assert store.current_label("t1") is None
+        assert store.next_review()["reasons"][0][0] == "split"
 
 
 def test_a_new_decision_by_votes_closes_the_retired_review():
     """An item decided bug goes to review when bug is retired. A voter undoes it and people
     decide it billing, a label in force: its retired review is closed by the votes."""
-    store = Store.memory(clock=Clock())
-    store.add_items([R("t1", "the app crashes when I pay")], "import")
-    store.record_post("t1", "C1", "1.0", "uncertain", None, None, None)
-    vote(store, "U1", "bug", "k1")
-    assert vote(store, "U2", "bug", "k2").status == "resolved"
-    store.change_label_set("retire", "bug", current=LABELS, user_id="admin")
-    assert store.next_review()["reasons"][0][0] == "retired"
-    assert store.undo_resolution("t1", "U1", "2000-01-01")
-    vote(store, "U1", "billing", "k3")
-    vote(store, "U2", "billing", "k4")
-    assert store.current_label("t1") == "billing"
-    assert store.next_review() is None, store.next_review()
-    retired = [r for r in store.reviews_of("t1") if r["reason"] == "retired"]
-    assert [(r["decided_by"], r["decision"]) for r in retired] == [("votes", "billing")]
+    with Store.memory(clock=Clock()) as store:
+        store.add_items([R("t1", "the app crashes when I pay")], "import")
+        store.record_post("t1", "C1", "1.0", "uncertain", None, None, None)
+        vote(store, "U1", "bug", "k1")
+        assert vote(store, "U2", "bug", "k2").status == "resolved"
+        store.change_label_set("retire", "bug", current=LABELS, user_id="admin")
+        assert store.next_review()["reasons"][0][0] == "retired"
+        assert store.undo_resolution("t1", "U1", "2000-01-01")
+        vote(store, "U1", "billing", "k3")
+        vote(store, "U2", "billing", "k4")
+        assert store.current_label("t1") == "billing"
+        assert store.next_review() is None, store.next_review()
+        retired = [r for r in store.reviews_of("t1") if r["reason"] == "retired"]
+        assert [(r["decided_by"], r["decision"]) for r in retired] == [("votes", "billing")]
 
 
 def test_a_taken_back_webhook_says_posted_for_an_item_back_in_the_queue():
@@ -117,21 +122,21 @@ def test_a_taken_back_webhook_says_posted_for_an_item_back_in_the_queue():
     skipped. A label decided by a click on a question taken back as expired, then undone,
     leaves the item queued (or new): the webhook says posted."""
     clock = Clock()
-    store = Store.memory(clock=clock)
-    store.db.execute(
-        "INSERT INTO items (id, text, meta, source, status, created_at, updated_at,"
-        " callback_url) VALUES ('T-1', 'refund', '{}', 'api', 'new', ?, ?, ?)",
-        [clock(), clock(), HOOK],
-    )
-    store.record_post("T-1", "C1", "1.0", "uncertain", None, None, None)
-    clock.t += timedelta(hours=80)
-    store.expire_posts(72, 10)
-    result = store.record_answer("T-1", "U1", "billing", source="button", dedupe_key="k1")
-    assert result.status == "resolved"
-    (first,) = store.deliveries("T-1")
-    store.finish_delivery(first["id"], "delivered")
-    undo = store.undo_resolution("T-1", "U1", "2000-01-01")
-    assert undo and not undo.reopened
-    assert store.get_item("T-1")["status"] in ("new", "queued")
-    payload = store.webhook_payload("T-1")
-    assert (payload["label"], payload["status"]) == (None, "posted"), payload
+    with Store.memory(clock=clock) as store:
+        store.db.execute(
+            "INSERT INTO items (id, text, meta, source, status, created_at, updated_at,"
+            " callback_url) VALUES ('T-1', 'refund', '{}', 'api', 'new', ?, ?, ?)",
+            [clock(), clock(), HOOK],
+        )
+        store.record_post("T-1", "C1", "1.0", "uncertain", None, None, None)
+        clock.t += timedelta(hours=80)
+        store.expire_posts(72, 10)
+        result = store.record_answer("T-1", "U1", "billing", source="button", dedupe_key="k1")
+        assert result.status == "resolved"
+        (first,) = store.deliveries("T-1")
+        store.finish_delivery(first["id"], "delivered")
+        undo = store.undo_resolution("T-1", "U1", "2000-01-01")
+        assert undo and not undo.reopened
+        assert store.get_item("T-1")["status"] in ("new", "queued")
+        payload = store.webhook_payload("T-1")
+        assert (payload["label"], payload["status"]) == (None, "posted"), payload

@@ -31,6 +31,6 @@ async def test_callers_waiting_for_the_disk_at_once_share_one_fsync(tmp_path: Pa
 
 
 async def test_a_store_in_memory_has_no_log_to_sync():
-    store = Store.memory()
-    await store.synced()
-    assert store.wal_sync.n_syncs == 1  # nothing to flush: done at once
+    with Store.memory() as store:
+        await store.synced()
+        assert store.wal_sync.n_syncs == 1  # nothing to flush: done at once

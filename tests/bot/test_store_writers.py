@@ -8,7 +8,8 @@ transaction of the store takes the write lock when it begins."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ from bot.store import Store
 from tests.bot.harness import Item, seed
 
 
-def commit_from_another_connection_before(store: Store, path: Path, statement: str) -> list[str]:
+@contextmanager
+def commit_from_another_connection_before(
+    store: Store, path: Path, statement: str
+) -> Iterator[list[str]]:
     """When ``store``'s connection first runs a statement starting ``statement``, another
     connection commits a write first (or is told the store holds the write lock)."""
     events: list[str] = []
@@ -36,7 +40,11 @@ def commit_from_another_connection_before(store: Store, path: Path, statement: s
             events.append("the other connection waited: the store held the write lock")
 
     store.db.conn.set_trace_callback(trace)
-    return events
+    try:
+        yield events
+    finally:
+        store.db.conn.set_trace_callback(None)
+        other.close()
 
 
 WRITES: dict[str, tuple[str, Callable[[Store], object]]] = {
@@ -59,7 +67,6 @@ def test_a_write_is_not_refused_when_another_connection_commits_during_it(
     statement, write = WRITES[name]
     with Store.open(path) as store:
         store.start_run("retrain", "earlier")  # run 1, for finish_run
-        events = commit_from_another_connection_before(store, path, statement)
-        write(store)  # raised "database is locked" when each began as a read
-        store.db.conn.set_trace_callback(None)
+        with commit_from_another_connection_before(store, path, statement) as events:
+            write(store)  # raised "database is locked" when each began as a read
         assert events == ["the other connection waited: the store held the write lock"]

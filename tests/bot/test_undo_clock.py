@@ -3,6 +3,7 @@ is stamped before the decision, and still counts as made after it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace as R
 
@@ -33,15 +34,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(clock: Clock) -> Store:
-    store = Store.memory(clock=clock)
-    store.add_items([R(id="T1", text="charged twice", label=None, meta={})], "import")
-    store.record_post("T1", "C1", "1.1", "uncertain", None, None, None)
-    decided = store.record_answer("T1", "U0ANA", "billing", source="button", dedupe_key="k1")
-    assert decided.status == "resolved"  # at 15:00:00
-    clock.now -= timedelta(minutes=2)  # the clock steps back
-    clock.now += timedelta(seconds=30)  # the admin's change is stamped 14:58:30
-    return store
+def store(clock: Clock) -> Iterator[Store]:
+    with Store.memory(clock=clock) as store:
+        store.add_items([R(id="T1", text="charged twice", label=None, meta={})], "import")
+        store.record_post("T1", "C1", "1.1", "uncertain", None, None, None)
+        decided = store.record_answer("T1", "U0ANA", "billing", source="button", dedupe_key="k1")
+        assert decided.status == "resolved"  # at 15:00:00
+        clock.now -= timedelta(minutes=2)  # the clock steps back
+        clock.now += timedelta(seconds=30)  # the admin's change is stamped 14:58:30
+        yield store
 
 
 def test_undo_after_the_clock_stepped_back_keeps_the_label_an_admin_confirmed(
@@ -72,12 +73,12 @@ def test_undo_after_the_clock_stepped_back_says_who_changed_the_label(store: Sto
 def test_a_gold_label_changed_before_the_question_was_asked_does_not_refuse_the_undo(
     clock: Clock,
 ):
-    store = Store.memory(clock=clock)
-    store.add_gold([R(id="G1", text="gold text", label="billing", meta={})])
-    store.set_label("G1", "bug", user_id="U0ADMIN")  # its gold label, before it is asked
-    clock.now += timedelta(minutes=1)
-    store.record_post("G1", "C1", "1.1", "gold", None, None, None)
-    assert store.record_answer("G1", "U0ANA", "bug", source="button", dedupe_key="k").label
-    undone = store.undo_resolution("G1", "U0ANA", clock.since())
-    assert undone and undone.label == "bug"
-    assert store.get_item("G1")["status"] == "posted"
+    with Store.memory(clock=clock) as store:
+        store.add_gold([R(id="G1", text="gold text", label="billing", meta={})])
+        store.set_label("G1", "bug", user_id="U0ADMIN")  # its gold label, before it is asked
+        clock.now += timedelta(minutes=1)
+        store.record_post("G1", "C1", "1.1", "gold", None, None, None)
+        assert store.record_answer("G1", "U0ANA", "bug", source="button", dedupe_key="k").label
+        undone = store.undo_resolution("G1", "U0ANA", clock.since())
+        assert undone and undone.label == "bug"
+        assert store.get_item("G1")["status"] == "posted"
