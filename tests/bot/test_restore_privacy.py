@@ -6,40 +6,10 @@ as a ticket or label."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bot.cli import cli
 from bot.store import Store
-
-CHANNEL = "C0QUESTIONS"
-
-
-def run(db: Path, *args: str):
-    return CliRunner().invoke(cli, ["--db", str(db), *args])
-
-
-def backup_of(db: Path) -> Path:
-    backup = db.with_name("backup.db")
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.execute(f"VACUUM INTO '{backup}'")
-    return backup
-
-
-def imported(db: Path, name: str, rows: str) -> Path:
-    path = db.with_name(name)
-    path.write_text("id,text\n" + rows)
-    done = run(db, "import", str(path))
-    assert done.exit_code == 0, done.output
-    return path
-
-
-def posted(db: Path, item_id: str, ts: str) -> None:
-    with Store.open(db) as store:
-        assert store.record_post(item_id, CHANNEL, ts, "uncertain", None, None, None)
+from tests.bot.test_restore_erasure import backup_of, imported, posted, run
 
 
 def deleted(db: Path, item_id: str) -> None:
