@@ -58,6 +58,7 @@ from bot.learning.jobs import follow_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
 from bot.store import DatabaseError, Store, database_problem
+from bot.store.erasure import model_label_seqs
 
 logger = logging.getLogger(__name__)
 
@@ -674,8 +675,10 @@ async def delete_item(request: web.Request) -> web.Response:
         if gone := deleted_before(rt.store, [item_id]):
             raise ApiError(410, gone[item_id], "id")
         raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+    # which models may hold its text: read off the loop (a metadata file per model version)
+    seqs = await asyncio.to_thread(model_label_seqs, rt.settings.models_dir)
     with rt.store.synced_later():  # no fsync on the event loop...
-        done = rt.store.delete_items([item_id], user_id="api", reason=reason)
+        done = rt.store.delete_items([item_id], user_id="api", reason=reason, label_seqs=seqs)
     await rt.store.synced()  # ...but deleted on disk before the answer
     wake = getattr(rt.redrawer, "wake", None)
     if done.messages and wake is not None:

@@ -19,7 +19,7 @@ import json
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,18 +90,22 @@ class ErasureMixin:
         user_id: str,
         reason: str = "",
         models_dir: str | Path | None = None,
+        label_seqs: Mapping[int, int] | None = None,
     ) -> Deleted:
         """Delete each of ``item_ids`` and every row about it, in one transaction: all, or
         (an unknown id) none, with the ``StoreError`` naming the ids. ``models_dir``: the
         models folder, whose metadata says how many label writes each model's training read
-        (None: the one beside the database, ``<db>.models``)."""
+        (None: the one beside the database, ``<db>.models``); ``label_seqs``: those counts,
+        read already (``model_label_seqs``, off the event loop: a file per model version)."""
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise StoreError("no item id given")
         reason = one_line(reason)[:REASON_CHARS]
         if models_dir is None and self.path is not None:
             models_dir = Path(self.path).with_name(Path(self.path).name + ".models")
-        trained = _label_seqs(models_dir)  # read before the write lock: files, not rows
+        trained = (  # read before the write lock: files, not rows
+            dict(label_seqs) if label_seqs is not None else model_label_seqs(models_dir)
+        )
         now = self.now()
         done = Deleted(ids)
         conn = self.db.conn
@@ -483,7 +487,7 @@ _PART_JOINER = r"[.\-_+]"  # what joins inside a domain or a local part (not "@"
 _META = re.compile(r"^v(\d+)\.json$")  # a model's metadata in the models folder
 
 
-def _label_seqs(models_dir: str | Path | None) -> dict[int, int]:
+def model_label_seqs(models_dir: str | Path | None) -> dict[int, int]:
     """The count of label writes each model's training read saw (``label_seq`` in its
     ``vN.json``), by version; a model from before m034, or whose metadata cannot be read,
     is left out (its time alone says)."""

@@ -255,3 +255,38 @@ def test_find_finds_an_address_by_its_domain_or_its_local_part(tmp_path: Path):
     # as today: a term with @ is a whole address; a plain word is a whole word
     assert run(db, "find", "ann@example.com", "--ids").stdout == "A-1\n"
     assert run(db, "find", "doe", "--ids").stdout == "D-1\n"
+
+
+async def test_the_api_reads_the_models_metadata_off_the_event_loop(
+    fake_slack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """DELETE /api/items/{id} names the models whose training read the item's label from their
+    metadata files (a file per model version, one a night for a year): read on the event loop
+    before, in the handler's transaction."""
+    import threading
+
+    from tests.bot.test_api import AUTH, start_api
+
+    read_in: list[str] = []
+    real = Path.read_text
+
+    def watched(self: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if self.parent.name.endswith(".models") and self.suffix == ".json":
+            read_in.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    folder = tmp_path / "hitl.db.models"
+    folder.mkdir()
+    (folder / "v1.json").write_text(
+        json.dumps({"version": 1, "extra": {"label_seq": 5}}), encoding="utf-8"
+    )
+    async for api in start_api(fake_slack, tmp_path):
+        assert Path(api.rt.settings.models_dir) == folder
+        sent = await api.http.post(
+            "/api/items", json={"items": [{"id": "T-1", "text": "call me"}]}, headers=AUTH
+        )
+        assert sent.status == 200
+        monkeypatch.setattr(Path, "read_text", watched)
+        deleted = await api.http.delete("/api/items/T-1", headers=AUTH)
+        assert deleted.status == 200
+    assert read_in and threading.main_thread().name not in read_in, read_in
