@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,20 +13,11 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 
 from bot.config import Settings
 from bot.learning.jobs import is_missed, make_trigger, start_scheduler, stop_scheduler
-from bot.sandbox import FakeSlack
-from tests.bot.harness import Bot, make_settings, seed, start_bot
-from tests.bot.test_learning import UNLABELED, labeled_items
+from tests.bot.harness import Bot
+from tests.bot.test_demo_first2 import bot  # noqa: F401 - the fixture (labels billing, bug)
 
 
-@pytest.fixture
-async def bot(fake_slack: FakeSlack, tmp_path: Path):
-    seed(tmp_path / "hitl.db", labeled_items() + UNLABELED)
-    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), max_open=2)
-    async for running in start_bot(fake_slack, settings):
-        yield running
-
-
-async def test_a_nightly_run_the_clock_jumped_over_runs_once_late(bot: Bot):
+async def test_a_nightly_run_the_clock_jumped_over_runs_once_late(bot: Bot):  # noqa: F811
     """Resumed from a suspend of two days (or a wall clock set forward): the run times passed
     while nothing ran. APScheduler dropped them ("was missed by 1:58:04"), so the night had no
     retrain until a restart's catch_up; now the missed nights are one run, late."""

@@ -11,6 +11,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.config import Settings
 from bot.learning import retrain
 from bot.store import LabelMark, Store
 from model import ModelRegistry
@@ -29,6 +30,18 @@ class Clock:
         return self.now.isoformat(timespec="milliseconds")
 
 
+async def first_model(store: Store, settings: Settings, registry: ModelRegistry) -> None:
+    """v1, promoted, on the labels stored."""
+    v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
+    assert v1.status == "promoted"
+
+
+def give_up(store: Store, plan: retrain.Plan) -> None:
+    """End a retrain ``begin`` started and a test only looked at."""
+    store.finish_run(plan.run_id, "failed", {})
+    store.release_lock(retrain.LOCK, plan.owner)
+
+
 async def test_labels_given_after_a_clock_that_ran_ahead_is_fixed_are_new_to_the_gate(
     tmp_path: Path,
 ):
@@ -36,8 +49,7 @@ async def test_labels_given_after_a_clock_that_ran_ahead_is_fixed_are_new_to_the
     clock = Clock()
     with Store.open(settings.db, clock=clock) as store:
         store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
+        await first_model(store, settings, registry)
         clock.now -= timedelta(days=1)  # NTP fixes the clock
         store.add_items(batch, "import")  # two labels swapped
         champion = retrain.load_champion(registry)
@@ -59,8 +71,7 @@ async def test_corrections_after_the_clock_stepped_back_are_something_new(tmp_pa
     clock = Clock()
     with Store.open(settings.db, clock=clock) as store:
         store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
+        await first_model(store, settings, registry)
         clock.now -= timedelta(hours=1)
         for item in first[:10]:
             store.set_label(item.id, SWAP.get(item.label, "praise"), user_id="U0ADMIN")
@@ -70,8 +81,7 @@ async def test_corrections_after_the_clock_stepped_back_are_something_new(tmp_pa
         assert plan.n_new == 10
         refresh = retrain.begin_refresh(store, settings, registry, champion)
         assert refresh.since_champion == 10
-        store.finish_run(plan.run_id, "failed", {})
-        store.release_lock(retrain.LOCK, plan.owner)
+        give_up(store, plan)
 
 
 def test_a_restored_database_counting_from_less_still_finds_labels_by_time(tmp_path: Path):
@@ -152,8 +162,7 @@ async def test_the_first_retrain_after_the_upgrade_with_nothing_new_is_nothing_n
     first, _gold, _batch, settings, registry = swapped_batch(tmp_path)
     with Store.open(settings.db) as store:
         store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
+        await first_model(store, settings, registry)
         as_before_m034(store, registry)
         again = await retrain.retrain(
             store, settings, registry, champion=retrain.load_champion(registry), triggered_by="x"
@@ -171,16 +180,14 @@ async def test_after_the_upgrade_a_correction_stamped_before_the_newest_label_is
     clock = Clock()
     with Store.open(settings.db, clock=clock) as store:
         store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
+        await first_model(store, settings, registry)
         as_before_m034(store, registry)
         clock.now -= timedelta(days=1)
         store.set_label(first[0].id, "praise", user_id="U0ADMIN")
         plan = retrain.begin(store, settings, registry, triggered_by="x")
         assert isinstance(plan, retrain.Plan), plan.reason  # not "nothing new"
         assert plan.n_new == 1
-        store.finish_run(plan.run_id, "failed", {})
-        store.release_lock(retrain.LOCK, plan.owner)
+        give_up(store, plan)
 
 
 async def test_labels_given_after_the_upgrade_are_new_to_a_champion_from_before_it(
@@ -193,8 +200,7 @@ async def test_labels_given_after_the_upgrade_are_new_to_a_champion_from_before_
     clock = Clock()
     with Store.open(settings.db, clock=clock) as store:
         store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
+        await first_model(store, settings, registry)
         as_before_m034(store, registry)
         clock.now -= timedelta(days=1)
         store.add_items(batch[:20], "import")
@@ -203,5 +209,4 @@ async def test_labels_given_after_the_upgrade_are_new_to_a_champion_from_before_
         assert (plan.n_new, sum(plan.champion_mask)) == (20, len(first))
         champion = retrain.load_champion(registry)
         assert retrain.begin_refresh(store, settings, registry, champion).since_champion == 20
-        store.finish_run(plan.run_id, "failed", {})
-        store.release_lock(retrain.LOCK, plan.owner)
+        give_up(store, plan)
