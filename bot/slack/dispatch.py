@@ -56,11 +56,14 @@ from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
-from bot.slack.redraw import Redrawer
+from bot.slack.redraw import Redrawer, channel_problem
 from bot.store import DatabaseError, database_problem
 
 logger = logging.getLogger(__name__)
 
+# A restart refuses to start in these states (the start-up check looks at the channel): a
+# line about them says to fix the channel, not to restart.
+NO_RESTART = {"channel_not_found", "is_archived"}
 PERMANENT = {
     "channel_not_found",
     *SLACK_TOKEN_REFUSED,
@@ -521,6 +524,10 @@ class Dispatcher:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
             if error in SLACK_TOKEN_REFUSED:
                 self._token_refused(channel, error)
+            elif error in NO_RESTART:
+                self._stop_posting(
+                    channel, error, channel_problem(error), BROKEN_RETRY, restart=False
+                )
             elif error in PERMANENT:
                 fix = "fix the channel"
                 if error == "missing_scope":
@@ -578,6 +585,8 @@ class Dispatcher:
         error = slack_said(exc) or "unknown_error"
         if error in SLACK_TOKEN_REFUSED:
             self._token_refused(channel, error)
+        elif error in NO_RESTART:
+            self._stop_posting(channel, error, channel_problem(error), BROKEN_RETRY, restart=False)
         elif error in PERMANENT or error == "method_not_supported_for_channel_type":
             why = f"the bot is not in the channel and cannot join it (Slack said {error})"
             if error == "missing_scope":
@@ -626,6 +635,10 @@ class Dispatcher:
             logger.warning("posting to %s works again (after %s)", channel, state.last_error)
         if (state.broken or state.last_error) and isinstance(self.rt.redrawer, Redrawer):
             self.rt.redrawer.retry_now()  # Slack answers: its waiting redraws need no backoff
+        if isinstance(self.rt.redrawer, Redrawer):
+            # the bot can write here (it joined again, was invited back): the messages whose
+            # redraw waited for the channel are drawn now
+            self.rt.redrawer.channel_works(channel)
         state.failures = 0
         state.last_error = None
         state.broken = None
@@ -840,10 +853,12 @@ class Dispatcher:
             f"the channel was archived{f' by {by}' if by else ''}; unarchive it, or route its "
             "labels to another channel (its open questions wait until then)"
         )
-        self._stop_posting(channel, "is_archived", why, BROKEN_RETRY)
+        self._stop_posting(channel, "is_archived", why, BROKEN_RETRY, restart=False)
 
     def channel_unarchived(self, channel: str) -> None:
-        """The channel is back: post there again now."""
+        """The channel is back: post there again now, and redraw its messages that waited."""
+        if isinstance(self.rt.redrawer, Redrawer):
+            self.rt.redrawer.channel_works(channel)
         state = self.channels.get(channel)
         if state is None or state.broken != "is_archived":
             return
@@ -853,20 +868,38 @@ class Dispatcher:
         logger.warning("%s was unarchived; posting there again", channel)
         self.wake()
 
+    def channel_back(self, channel: str) -> None:
+        """The redrawer drew a message in ``channel`` after the channel had refused the bot (it
+        was invited back, unarchived): a channel stopped for the channel (``NO_RESTART``,
+        tried again every BROKEN_RETRY) is posted to again now."""
+        state = self.channels.get(channel)
+        if state is None or state.broken not in NO_RESTART:
+            return
+        logger.info("the bot can write to %s again (it had stopped: %s)", channel, state.broken)
+        state.next_attempt = 0.0
+        self.wake()
+
     def _token_refused(self, channel: str, error: str) -> None:
         """Slack refused the bot token itself: no post goes out here until it works again,
         tried every ``SLACK_TOKEN_RETRY`` seconds (an admin fixing it expects it to work soon)."""
         why = f"Slack said {error}; fix SLACK_BOT_TOKEN (or reinstall the app)"
         self._stop_posting(channel, error, why, SLACK_TOKEN_RETRY)
 
-    def _stop_posting(self, channel: str, error: str, why: str, retry: float) -> None:
+    def _stop_posting(
+        self, channel: str, error: str, why: str, retry: float, *, restart: bool = True
+    ) -> None:
         """Nothing is posted to ``channel`` until ``retry`` seconds have passed (or a post there
-        works again); said once, in the log and in `/hitl queue` (``broken``)."""
+        works again); said once, in the log and in `/hitl queue` (``broken``). ``restart``:
+        whether a restart tries it sooner (False: the start-up check would refuse to start)."""
         state = self.channel_state(channel)
         if state.broken != error:
             every = "minute" if retry == 60 else f"{retry / 60:g} minutes"
             logger.error(
-                "stopped posting to %s: %s (trying again every %s, or restart)", channel, why, every
+                "stopped posting to %s: %s (trying again every %s%s)",
+                channel,
+                why,
+                every,
+                ", or restart" if restart else "",
             )
         state.broken = error
         state.next_attempt = asyncio.get_running_loop().time() + retry

@@ -9,10 +9,21 @@ due), and its failure is said once, then once more when it is drawn. A post that
 again (the dispatcher's) makes every waiting message due at once.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
-(``invalid_blocks``…), a channel the bot is no longer in. The message keeps its last drawing;
-the next change to its item tries again. A token Slack no longer accepts is said once and
+(``invalid_blocks``…). The message keeps its last drawing; the next change to its item tries
+again. A channel that refuses the bot (removed from it, archived, a private channel it was
+removed from: ``CHANNEL_REFUSED``) is said once, as the start-up check says it, and waited out:
+its messages stay pending, tried again with a backoff of the channel's own (at most every 5
+minutes), sooner once the dispatcher posts there again or Slack says it was unarchived
+(``channel_works``). A token Slack no longer accepts is said once and
 waited out: the messages stay pending, tried again with backoff (at most every 5 minutes),
 and are drawn once the token works again (an admin fixes it, or reinstalls the app).
+
+A question still open whose message is gone (``message_not_found`` ``GIVE_UP_AFTER`` times in
+a row: deleted in Slack; ``cant_update_message`` at once: posted by another bot user, as after
+the app was created again) can no longer be answered: it is taken back as an expired one is
+(``Store.take_back_gone``, one transaction for the pass), its place free and its item back in
+the queue, in one log line, and the dispatcher is woken to fill the place. A decided one is
+left as it is.
 
 The messages of items `hitl delete` deleted (``erased_posts``) are deleted from Slack with
 ``chat.delete`` by the same passes, with a backoff of their own; one already gone counts as
@@ -52,7 +63,16 @@ from bot.words import first_few
 
 logger = logging.getLogger(__name__)
 
+# chat.delete: the message, or its channel, is gone: it counts as deleted
 GONE = {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
+# chat.update: the message is gone (deleted in Slack), or was posted by another bot user (the
+# app was created again): an open question there can no longer be answered, and is taken back
+MESSAGE_GONE = {"message_not_found", "cant_update_message"}
+GONE_FOR_GOOD = {"cant_update_message"}  # Slack's final word: taken back at the first answer
+GONE_WHY = {
+    "message_not_found": "deleted in Slack",
+    "cant_update_message": "posted by another app: was the app created again?",
+}
 # Permanent: for this message (it cannot be drawn so), for its channel, or for every call.
 MESSAGE_REFUSED = {
     "invalid_blocks",
@@ -62,7 +82,9 @@ MESSAGE_REFUSED = {
     "no_text",
     "edit_window_closed",
 }
-CHANNEL_REFUSED = {"not_in_channel"}
+# The channel refuses the bot for now (removed, archived, a private channel it left): its
+# messages wait, with a backoff of the channel's own, and are drawn once it works again
+CHANNEL_REFUSED = {"not_in_channel", "is_archived", "channel_not_found"}
 TOKEN_REFUSED = {
     *SLACK_TOKEN_REFUSED,
     "missing_scope",
@@ -91,7 +113,7 @@ LOST_SETTLE = 60.0  # seconds after a lost post before a history without it mean
 LOST_LOOK = 10.0  # seconds between looks for a lost post not found yet
 LOST_PAGES = 100  # history pages (of 200) read at most in one look for a lost post
 MAX_BACKOFF = 300.0
-GIVE_UP_AFTER = 3  # "message gone" answers in a row before a message is left as it is
+GIVE_UP_AFTER = 3  # "message gone" answers in a row before its question is taken back
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
 SHOW_ITEMS = 5  # items a failure line names
 
@@ -126,6 +148,9 @@ class Redrawer:
         self.tried_failed = 0  # messages the last pass tried and failed (not those held back)
         self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
         self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
+        # channel -> its retry, after a redraw there failed for the channel (CHANNEL_REFUSED):
+        # every message of it waits for that one backoff, said once
+        self.channel_held: dict[str, Backoff] = {}
         self.woken = asyncio.Event()
         self.idle_tick = IDLE_TICK
         self.seen_version: int | None = None  # the database's data_version at the last pass
@@ -158,11 +183,19 @@ class Redrawer:
         """Slack answers again (a post went through, the token works): the messages backing
         off are due now, and the background loop makes a pass."""
         now = self.clock()
-        for waiting in self.backoff.values():
+        for waiting in [*self.backoff.values(), *self.channel_held.values()]:
             waiting.due = now
         if self.token_refused:
             self.token_due = now
         self.wake()
+
+    def channel_works(self, channel: str) -> None:
+        """Posting to ``channel`` works again (a post went through, the bot joined it, it was
+        unarchived): its messages waiting for the channel are due now."""
+        waiting = self.channel_held.get(channel)
+        if waiting is not None:
+            waiting.due = self.clock()
+            self.wake()
 
     async def soon(self) -> None:
         """Bring the messages up to date after a change, coalescing with a pass in progress.
@@ -212,7 +245,7 @@ class Redrawer:
 
     def next_due(self) -> float | None:
         """The clock at which the next message backing off is due (None: none is)."""
-        dues = [waiting.due for waiting in self.backoff.values()]
+        dues = [waiting.due for waiting in [*self.backoff.values(), *self.channel_held.values()]]
         if self.token_refused and self.token_due is not None:
             dues.append(self.token_due)
         if self.erase_due is not None:
@@ -295,6 +328,9 @@ class Redrawer:
         behind = {post["id"] for post in posts}
         for post_id in [p for p in backoff if p not in behind]:
             del backoff[post_id]  # drawn or given up meanwhile (a restore, another pass)
+        behind_in = {post["channel"] for post in posts}
+        for channel in [c for c in self.channel_held if c not in behind_in]:
+            del self.channel_held[channel]  # nothing of it left to draw
         now = self.clock()
         if due_only and self.token_refused and self.token_due is not None and self.token_due > now:
             self.tried_failed = 0
@@ -303,18 +339,27 @@ class Redrawer:
         self.token_due = None
         if due_only:
             held = {post_id for post_id, waiting in backoff.items() if waiting.due > now}
+            held |= {
+                post["id"]
+                for post in posts
+                if post["channel"] in self.channel_held
+                and self.channel_held[post["channel"]].due > now
+            }
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
             posts = [post for post in posts if post["id"] not in held]
         held_back = failed
         labels = label_set(rt.settings, rt.store) if posts else []
-        refused_channels: dict[str, tuple[str, int]] = {}  # channel -> (error, messages given up)
+        # channel -> (error, messages left waiting) for the channels refused in this pass
+        refused_channels: dict[str, tuple[str, int]] = {}
         new_failures: dict[str, list[str]] = {}  # error -> items whose first failure it is
         recovered: list[str] = []  # errors of the messages drawn after failing
+        channels_back: list[str] = []  # channels whose waiting messages are drawn again
+        gone_posts: list[dict] = []  # open questions whose message is gone: taken back
         for n, post in enumerate(posts):
             if post["channel"] in refused_channels:
                 error, count = refused_channels[post["channel"]]
                 refused_channels[post["channel"]] = (error, count + 1)
-                self._drop(post)
+                failed += 1  # it waits for the channel
                 continue
             question = build_question(rt.store, rt.settings, post["item_id"], labels)
             if question is None:
@@ -350,14 +395,21 @@ class Redrawer:
                     failed += len(posts) - n  # every call would say the same: wait
                     break
                 if error in CHANNEL_REFUSED:
-                    self._drop(post)
                     refused_channels[post["channel"]] = (error, 1)
+                    failed += 1
                     continue
                 if error in MESSAGE_REFUSED:
                     self._give_up(post, f"Slack said {error}")
                     continue
-                gone_count = gone.get(post["id"], 0) + 1 if error in GONE else 0
+                if error in GONE_FOR_GOOD:
+                    gone_count = GIVE_UP_AFTER
+                else:
+                    gone_count = gone.get(post["id"], 0) + 1 if error in MESSAGE_GONE else 0
                 if gone_count >= GIVE_UP_AFTER:
+                    gone[post["id"]] = gone_count
+                    if post["closed_at"] is None:  # still asked: taken back, after the loop
+                        gone_posts.append({**post, "error": error})
+                        continue
                     logger.warning(
                         "message for item %s in %s is gone (%s); not redrawing it",
                         post["item_id"],
@@ -377,6 +429,8 @@ class Redrawer:
                 continue
             if post["id"] in backoff:
                 recovered.append(backoff[post["id"]].error)
+            if self.channel_held.pop(post["channel"], None) is not None:
+                channels_back.append(post["channel"])
             self._drop(post)
             if self.token_refused:
                 logger.warning("Slack accepts the bot token again; redrawing the messages")
@@ -397,16 +451,65 @@ class Redrawer:
                 len(recovered),
                 ", ".join(sorted(set(recovered))),
             )
+        for channel in channels_back:
+            logger.warning("%s takes the bot's messages again; redrawing the ones waiting", channel)
+            back = getattr(rt.dispatcher, "channel_back", None)
+            if back is not None:  # the dispatcher: post there again now, if it had stopped
+                back(channel)
         for channel, (error, count) in refused_channels.items():
-            logger.error(
-                "gave up redrawing %d message(s) in %s: Slack said %s (invite the bot back with "
-                "/invite @hitl); they keep their last drawing until their items change again",
-                count,
-                channel,
-                error,
-            )
+            self._channel_failed(channel, error, count)
+        self._take_back_gone(gone_posts)
         self.tried_failed = failed - held_back
         return failed
+
+    def _channel_failed(self, channel: str, error: str, count: int) -> None:
+        """A redraw in ``channel`` failed for the channel (``CHANNEL_REFUSED``): its ``count``
+        messages tried or skipped in this pass wait, with the channel's backoff (doubling up to
+        ``MAX_BACKOFF``, cut short by ``channel_works``); said once while it lasts."""
+        now, waiting = self.clock(), self.channel_held.get(channel)
+        if waiting is None or waiting.error != error:
+            delay = self.retry_base if waiting is None else waiting.delay
+            self.channel_held[channel] = Backoff(error, delay, now + delay)
+            logger.error(
+                "cannot redraw %d message(s) in %s: %s. They keep their last drawing until "
+                "the channel works again, and are redrawn then (tried again with backoff, at "
+                "most %g minutes apart; said again once they are drawn)",
+                count,
+                channel,
+                channel_problem(error),
+                MAX_BACKOFF / 60,
+            )
+        else:
+            waiting.delay = min(waiting.delay * 2, MAX_BACKOFF)
+            waiting.due = now + waiting.delay
+
+    def _take_back_gone(self, posts: list[dict]) -> None:
+        """Take back the open questions whose message is gone (``MESSAGE_GONE``), as an
+        expired question is (``Store.take_back_gone``, one transaction): their places are free
+        and their items back in the queue; said in one line. The dispatcher is woken to fill
+        the places."""
+        if not posts:
+            return
+        taken = self.rt.store.take_back_gone(
+            [post["id"] for post in posts], self.rt.settings.threshold
+        )
+        for post in taken:  # one decided meanwhile keeps its count: left as it is next pass
+            self.gone.pop(post["id"], None)
+            self.backoff.pop(post["id"], None)
+        if not taken:
+            return
+        errors = {post["id"]: post["error"] for post in posts}
+        said = sorted({errors[post["id"]] for post in taken})
+        logger.warning(
+            "took back %d open question(s) whose Slack message is gone (%s) (%s): nobody can "
+            "answer them there; their places are free and their items back in the queue, to be "
+            "asked again",
+            len(taken),
+            "; ".join(f"{error}: {GONE_WHY[error]}" for error in said),
+            ", ".join(f"{post['item_id']} in {post['channel']}" for post in taken[:SHOW_ITEMS])
+            + (" …" if len(taken) > SHOW_ITEMS else ""),
+        )
+        self.rt.wake_dispatcher()
 
     async def _erase(self, *, due_only: bool) -> None:
         """Delete the Slack messages of deleted items (``Store.erased_posts``), after looking
@@ -585,6 +688,25 @@ class Redrawer:
             post["channel"],
             why,
         )
+
+
+def channel_problem(error: str) -> str:
+    """What Slack refusing the bot a channel (``CHANNEL_REFUSED``) means, and what to do: as
+    the start-up check says it (``bot.slack.connect``), for the redrawer's and the
+    dispatcher's lines."""
+    if error == "channel_not_found":
+        return (
+            "the bot cannot see this channel (channel_not_found); check the ID, and in a "
+            "private channel /invite @hitl"
+        )
+    if error == "is_archived":
+        return "the channel is archived (is_archived); unarchive it"
+    if error == "not_in_channel":
+        return (
+            "the bot is not in the channel (not_in_channel); it joins a public channel again at "
+            "its next post there, or /invite @hitl"
+        )
+    return f"Slack said {error}"
 
 
 def _refusal(exc: SlackApiError, error: str) -> bool:

@@ -560,6 +560,42 @@ class QueueMixin:
         )
         return {item_id for (item_id,) in rows}
 
+    def take_back_gone(
+        self, post_ids: Collection[int], threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Take back the open questions among ``post_ids`` whose Slack message is gone (the
+        redrawer's ``message_not_found``, ``cant_update_message``): as ``expire_posts`` does,
+        each post is closed (``expired_at`` set) and its item goes back to the queue, its place
+        free, all in one transaction of set-wide statements. Their messages are not redrawn
+        (there is nothing to draw on: marked drawn). A post closed meanwhile (decided) is left
+        as it is. Returns the posts taken back (``id``, ``item_id``, ``channel``, ``ts``,
+        ``posted_at``). ``threshold``: as ``requeue_posts_outside``'s."""
+        if not post_ids:
+            return []
+        ids = json.dumps(sorted({int(post_id) for post_id in post_ids}))
+        now = self.now()
+        with self._immediate():
+            gone = select_rows(
+                self.db,
+                "SELECT id, item_id, channel, ts, posted_at FROM posts WHERE id IN"
+                " (SELECT value FROM json_each(?)) AND closed_at IS NULL ORDER BY id",
+                [ids],
+            )
+            if gone:
+                taken = json.dumps([post["id"] for post in gone])
+                self._take_back_all(
+                    [str(post["item_id"]) for post in gone],
+                    now,
+                    expired=True,
+                    threshold=threshold,
+                )
+                self.db.execute(
+                    "UPDATE posts SET drawn_seq = redraw_seq WHERE id IN"
+                    " (SELECT value FROM json_each(?))",
+                    [taken],
+                )
+        return gone
+
     def _take_back(
         self, item_id: str, now: str, *, expired: bool = False, threshold: float | None = None
     ) -> None:
@@ -568,18 +604,32 @@ class QueueMixin:
         (``auto``: an audit pick whose confidence is at or above ``threshold``, HITL_THRESHOLD,
         as ``set_predictions`` decides it) or waiting for people. Without ``threshold`` a
         scored item waits for people."""
+        self._take_back_all([item_id], now, expired=expired, threshold=threshold)
+
+    def _take_back_all(
+        self,
+        item_ids: Sequence[str],
+        now: str,
+        *,
+        expired: bool = False,
+        threshold: float | None = None,
+    ) -> None:
+        """``_take_back`` for all of ``item_ids`` at once: two statements however many, each
+        reading the items by id (``+status``: not the status index, every posted item)."""
+        items = json.dumps(list(item_ids))
         self.db.execute(
             "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
-            " redraw_seq = redraw_seq + ? WHERE item_id = ? AND closed_at IS NULL",
-            [now, expired, now, int(expired), item_id],
+            " redraw_seq = redraw_seq + ? WHERE item_id IN (SELECT value FROM json_each(?))"
+            " AND closed_at IS NULL",
+            [now, expired, now, int(expired), items],
         )
         self.db.execute(
             "UPDATE items SET updated_at = ?, status = CASE"
             " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
             " WHEN model_version IS NULL THEN 'new'"
             " WHEN ? IS NOT NULL AND confidence >= ? THEN 'auto' ELSE 'queued' END"
-            " WHERE id = ? AND status = 'posted'",
-            [now, threshold, threshold, item_id],
+            " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'posted'",
+            [now, threshold, threshold, items],
         )
 
     def record_answer(
