@@ -12,7 +12,11 @@ Everything starts from a :class:`Tally`, each annotator's (latest) label per ite
   data recoded as "this label or another";
 - :func:`annotator_agreement`: each annotator against the majority of the others (leave one out);
 - :func:`gold_accuracy`: each annotator's accuracy on items with a known answer, with a Wilson
-  interval and n.
+  interval and n;
+- :func:`first_two_votes`: each item's first two votes, for answers collected until enough
+  agree (an item closes early when its first answers agree): agreement measured on every vote
+  is then conditional on that stopping rule, on the first two it is not (``agreement``'s
+  ``first_two``).
 
 A value that cannot be defined (one annotator, no shared items, a single label throughout so
 that chance agreement is total) is ``None`` with a ``reason``, never a made-up 0 or 1.
@@ -64,17 +68,7 @@ class Tally:
         counts a person's latest answer); a ``None`` label (a skip) is no vote. ``labels``
         may add labels nobody chose; the label list is sorted.
         """
-        latest: dict[tuple[str, str], str | None] = {}
-        for n, vote in enumerate(votes, 1):
-            if len(vote) != 3:
-                raise InvalidInputError(
-                    f"vote {n} has {len(vote)} fields; give (item_id, annotator, label)"
-                )
-            item, annotator, label = (None if v is None else str(v) for v in vote)
-            if not item or not annotator:
-                raise InvalidInputError(f"vote {n} has an empty item id or annotator")
-            latest[(item, annotator)] = label
-        kept = {key: label for key, label in latest.items() if label is not None}
+        kept = {key: label for key, label in _latest(votes).items() if label is not None}
         items = sorted({i for i, _ in kept})
         annotators = sorted({a for _, a in kept})
         all_labels = sorted(set(kept.values()) | {str(x) for x in labels})
@@ -143,6 +137,46 @@ class Tally:
         i, a = np.nonzero(self.codes != MISSING)
         np.add.at(table, (i, self.codes[i, a]), 1)
         return table
+
+
+def _latest(votes: Iterable[tuple[str, str, str | None]]) -> dict[tuple[str, str], str | None]:
+    """Each ``(item, annotator)``'s latest label (``None``: a skip), checked, in the order of
+    those latest votes."""
+    latest: dict[tuple[str, str], str | None] = {}
+    for n, vote in enumerate(votes, 1):
+        if len(vote) != 3:
+            raise InvalidInputError(
+                f"vote {n} has {len(vote)} fields; give (item_id, annotator, label)"
+            )
+        item, annotator, label = (None if v is None else str(v) for v in vote)
+        if not item or not annotator:
+            raise InvalidInputError(f"vote {n} has an empty item id or annotator")
+        latest.pop((item, annotator), None)  # its place is that of the vote that counts
+        latest[(item, annotator)] = label
+    return latest
+
+
+def first_two_votes(
+    votes: Iterable[tuple[str, str, str | None]],
+) -> list[tuple[str, str, str]]:
+    """Each item's first two votes, ``(item_id, annotator, label)`` in the order given (as
+    :meth:`Tally.from_votes`: an annotator's latest vote counts, at its place; a skip is no
+    vote).
+
+    Where answers are collected until enough agree (``HITL_VOTES=3`` closes an item as soon as
+    two answers agree), which items get a third answer depends on whether the first two agreed:
+    agreement measured on every answer is then conditional on the stopping rule (the items
+    that closed on two answers agree by construction; third answers exist only where the first
+    two disagreed). Every item with two or more answers has its first two whatever they say,
+    so agreement measured on them is not selected by the rule."""
+    seen: dict[str, int] = {}
+    out = []
+    for (item, annotator), label in _latest(votes).items():
+        if label is None or seen.get(item, 0) >= 2:
+            continue
+        seen[item] = seen.get(item, 0) + 1
+        out.append((item, annotator, label))
+    return out
 
 
 @dataclass(frozen=True)
@@ -437,21 +471,38 @@ def gold_accuracy(tally: Tally, gold: Mapping[str, str]) -> list[GoldAccuracy]:
 
 @dataclass(frozen=True)
 class AgreementReport:
-    """Everything :func:`agreement` measures on one tally."""
+    """Everything :func:`agreement` measures on one tally.
+
+    ``n_beyond_two``: with ``first_two``, the items with more than two votes whose later votes
+    the overall, pairwise and per-label figures leave out (0: they read every vote)."""
 
     overall: OverallAgreement
     pairs: list[PairKappa]
     per_label: list[LabelAgreement]
     per_annotator: list[AnnotatorAgreement]
     min_shared: int
+    n_beyond_two: int = 0
 
 
-def agreement(tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED) -> AgreementReport:
-    """Overall, pairwise, per-label and per-annotator agreement of ``tally``."""
+def agreement(
+    tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED, first_two: Tally | None = None
+) -> AgreementReport:
+    """Overall, pairwise, per-label and per-annotator agreement of ``tally``.
+
+    ``first_two``: the tally of each item's first two votes (``Tally.from_votes`` of
+    :func:`first_two_votes`), for answers collected until enough agree: the overall, pairwise
+    (over the items where both people are among the first two) and per-label figures are then
+    measured on it, which the stopping rule does not select. Each annotator against the
+    majority of the others reads every vote of ``tally``."""
+    measured = tally if first_two is None else first_two
+    beyond = 0
+    if first_two is not None:
+        beyond = int((tally.counts().sum(axis=1) > 2).sum())
     return AgreementReport(
-        overall=overall_agreement(tally),
-        pairs=pairwise_kappa(tally, min_shared=min_shared),
-        per_label=label_agreement(tally),
+        overall=overall_agreement(measured),
+        pairs=pairwise_kappa(measured, min_shared=min_shared),
+        per_label=label_agreement(measured),
         per_annotator=annotator_agreement(tally),
         min_shared=min_shared,
+        n_beyond_two=beyond,
     )

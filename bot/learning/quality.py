@@ -3,8 +3,13 @@
 The numbers come from ``model.agreement`` (Cohen's kappa per pair from scikit-learn,
 Krippendorff's alpha and Fleiss' kappa overall, per-label specific agreement, each person
 against the majority of the others), computed on each person's counted vote per item
-(``Store.iter_votes``). Reading every vote grows with the data, so the server measures in a
-worker thread on a connection of its own (``reports.stats_off_loop``); the CLI calls ``measure``.
+(``Store.iter_votes``, oldest first). An item closes as soon as enough answers agree (with
+``HITL_VOTES=3``, two), so which items get a third answer depends on whether the first two
+agreed: the overall, pairwise and per-label figures are measured on each item's first two
+answers (``first_two_votes``), which every item with two or more has whatever they say, and
+say so when some item has more. Reading every vote grows with the data, so the server
+measures in a worker thread on a connection of its own (``reports.stats_off_loop``); the CLI
+calls ``measure``.
 
 It also says which labels training reads (``training_rows``, what a retrain and a refresh
 train on): the decided labels under the label set in force (a renamed label, gold labels
@@ -36,6 +41,7 @@ from model.agreement import (
     GoldAccuracy,
     Tally,
     agreement,
+    first_two_votes,
     gold_accuracy,
 )
 from model.selection import _key
@@ -78,9 +84,16 @@ def measure(store: Store, settings: Settings) -> Quality:
     votes = list(store.iter_votes())
     weighted = settings.aggregation == "dawid_skene" and settings.votes > 1
     aliases = store.label_aliases()  # answers given before a rename count under the new name
-    in_force = Tally.from_votes([(i, u, aliases.get(lb, lb)) for i, u, lb in votes])
+    in_votes = [(i, u, aliases.get(lb, lb)) for i, u, lb in votes]  # oldest first
+    in_force = Tally.from_votes(in_votes)
     return Quality(
-        agreement=agreement(in_force, min_shared=DEFAULT_MIN_SHARED)
+        # on each item's first two answers: an item closes as soon as enough answers agree, so
+        # whether it has a third depends on whether its first two agreed; its first two do not
+        agreement=agreement(
+            in_force,
+            min_shared=DEFAULT_MIN_SHARED,
+            first_two=Tally.from_votes(first_two_votes(in_votes)),
+        )
         if settings.votes > 1
         else None,
         gold=[g for g in gold_accuracy(in_force, _in_force(gold, aliases)) if g.n] if gold else [],
@@ -262,13 +275,17 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     overall = report.overall
     if overall.alpha is None and overall.observed is None:
         return ["*Agreement between people:* no item has two answers yet"]
+    # Where some items have more than two answers, the figures are on each item's first two
+    # (``model.agreement.first_two_votes``): the stopping rule chose which items got more.
+    first_two = report.n_beyond_two > 0
+    on = " on each item's first two answers" if first_two else ""
     head = (
         f"*Agreement between people* ({overall.n_alpha_items} items with two or more answers, "
-        f"{overall.n_annotators} people): Krippendorff's α {_number(overall.alpha)} · "
+        f"{overall.n_annotators} people){on}: Krippendorff's α {_number(overall.alpha)} · "
         f"Fleiss' κ {_number(overall.fleiss)}"
         + (
             f" ({overall.n_fleiss_items} items with {overall.n_raters} answers)"
-            if overall.fleiss is not None
+            if overall.fleiss is not None and not first_two
             else ""
         )
         + f" · raw agreement {_share(overall.observed)}"
@@ -286,13 +303,18 @@ def agreement_sections(report: AgreementReport) -> list[str]:
             f"{_share(p.observed)} the same)"
             for p in pairs
         ]
-        sections.append("*Cohen's κ by pair:*\n" + _capped(shown, MAX_PAIRS, " pairs"))
+        sections.append(f"*Cohen's κ by pair{on}:*\n" + _capped(shown, MAX_PAIRS, " pairs"))
     else:
-        sections.append(f"*Cohen's κ by pair:* no two people share {report.min_shared} items yet")
+        shared = (
+            f"are both among the first two answers of {report.min_shared} items"
+            if first_two
+            else f"share {report.min_shared} items"
+        )
+        sections.append(f"*Cohen's κ by pair:* no two people {shared} yet")
     labels = [lb for lb in report.per_label if lb.specific is not None]
     if labels:
         sections.append(
-            "*By label* (specific agreement): "
+            f"*By label* (specific agreement{on}): "
             + " · ".join(f"{escape(lb.label)} {_share(lb.specific)}" for lb in labels)
         )
     people = sorted((p for p in report.per_annotator if p.n), key=lambda p: (-p.n, p.annotator))
