@@ -14,6 +14,10 @@ tells it of each, after its retries (``SLACK_ERROR_LISTENERS``)::
 
 It counts for the whole process (a Slack error is not one app's) and every app's registry
 shows it.
+
+The answers and posts stored (``hitl_answers``, ``hitl_posts``) are gauges, not counters:
+they are the rows there are now, and deleting items (`hitl delete`) takes rows away, which a
+counter would show as a reset.
 """
 
 from __future__ import annotations
@@ -117,12 +121,21 @@ class StoreCollector:
         for status, n in sorted(counts["items"].items()):
             items.add_metric([status], n)
         yield items
-        yield CounterMetricFamily(
+        # Rows stored now, not events counted: deleting an item (`hitl delete`, an erasure
+        # request) takes its answers and posts with it, so these fall. As counters they read as
+        # resets (rate() and increase() then counted the whole total again): gauges, named
+        # without ``_total``. A counter would need a count kept apart from the rows.
+        yield GaugeMetricFamily(
             "hitl_answers",
-            "Answers stored (clicks, selects, skips, imports)",
+            "Answer rows stored now (clicks, selects, skips, undos, late answers, imported"
+            " labels); falls when items are deleted",
             value=counts["answers"],
         )
-        yield CounterMetricFamily("hitl_posts", "Questions posted to Slack", value=counts["posts"])
+        yield GaugeMetricFamily(
+            "hitl_posts",
+            "Questions posted to Slack stored now (open and closed); falls when items are deleted",
+            value=counts["posts"],
+        )
         yield GaugeMetricFamily(
             "hitl_posts_open", "Questions in Slack still unanswered", value=counts["open_posts"]
         )

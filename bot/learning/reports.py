@@ -23,6 +23,7 @@ from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
+from bot.store.gold import GOLD_WAITING, WAITING
 from bot.words import count, escape, person
 from model import ModelError, ModelRegistry, wilson_interval
 
@@ -91,10 +92,11 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
 
 
 def _waiting(counts: dict[str, int]) -> str:
-    """The items not asked yet, gold questions among them (status 'gold': waiting to be mixed
-    into the posts), so that the line adds up to every item stored."""
-    gold = counts.get("gold", 0)
-    waiting = f"{counts['new'] + counts['queued'] + gold:,} waiting"
+    """The items not asked yet (``WAITING``, as ``Store.waiting_count`` counts them), gold
+    questions among them (``GOLD_WAITING``: every gold item not asked yet, waiting to be
+    mixed into the posts), so that the line adds up to every item stored."""
+    gold = counts.get(GOLD_WAITING, 0)
+    waiting = f"{sum(counts.get(status, 0) for status in WAITING):,} waiting"
     return waiting + (f" ({gold:,} of them gold questions)" if gold else "")
 
 
@@ -146,6 +148,9 @@ class AccuracyReport:
     refreshes_counted: bool = False
     # people answered questions in Slack (not only imported labels): CV_NOTE applies
     people_answered: bool = True
+    # the weakest classes whose name is no longer in the label set in force, as ``weakest``
+    # names them: what became of it since the model was trained (``class_notes``)
+    weakest_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def audit_accuracy(self) -> float | None:
@@ -170,9 +175,10 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
     audit_n, audit_ok = store.live_accuracy(champion.version, "audit", **refreshed)
     unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain", **refreshed)
     per_class = metrics.get("per_class") or {}
+    notes, names = class_notes(store, champion, per_class)
     weakest = sorted(  # a class with no held-out example (older models' metrics list it) has no F1
         (
-            (label, float(r["f1"]), int(r["support"]))
+            (names.get(label, label), float(r["f1"]), int(r["support"]))
             for label, r in per_class.items()
             if int(r.get("support") or 0) > 0
         ),
@@ -210,7 +216,41 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         damaged=damaged,
         refreshes_counted=bool(since),
         people_answered=bool(store.answers_by_user()),  # a count kept per person: cheap
+        weakest_notes={label: notes[label] for label, _, _ in weakest if label in notes},
     )
+
+
+def class_notes(
+    store: Store, champion: ModelVersion, per_class: Mapping[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The champion's classes (``per_class``: named as at its training) whose name the label
+    set in force no longer has, as live accuracy maps them (``label_aliases``): a renamed
+    class is shown under its new name (the same items), a merged one under its own name,
+    noted "merged into X since" (its figures describe no class in force), a retired one noted
+    so. Returns (notes by the name shown, the names shown by the trained name)."""
+    in_force = store.stored_labels()
+    if in_force is None:  # never changed: the set in force is the one the model knows
+        return {}, {}
+    aliases, retired = store.label_aliases(), store.retired_labels()
+    trained = set(per_class) | set(getattr(champion, "label_set", None) or [])
+    since = f"since v{champion.version} was trained"
+    notes: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for label in per_class:
+        if label in in_force:
+            continue
+        now = aliases.get(label)
+        gone = f"; {now} retired since" if now in retired else ""
+        if now is not None and now not in trained and now not in per_class:
+            names[label] = now  # renamed: the same class under its new name
+            notes[now] = f"named {label} when v{champion.version} was trained{gone}"
+        elif now is not None:
+            notes[label] = f"merged into {now} {since}{gone}"
+        elif label in retired:
+            notes[label] = f"retired {since}"
+        else:
+            notes[label] = "not in the label set now"
+    return notes, names
 
 
 def champion_since(champion: ModelVersion) -> str | None:
@@ -324,7 +364,13 @@ def accuracy_text(report: AccuracyReport | None) -> str:
             f"{_pct(share)} (n={report.uncertain_n})"
         )
     if report.weakest:
-        weak = ", ".join(f"{escape(label)} (F1 {f1:.2f}, n={n})" for label, f1, n in report.weakest)
+        notes = report.weakest_notes
+        weak = ", ".join(
+            f"{escape(label)} (F1 {f1:.2f}, n={n}"
+            + (f"; {escape(notes[label])}" if label in notes else "")
+            + ")"
+            for label, f1, n in report.weakest
+        )
         lines.append(f"*Weakest classes:* {weak}")
     if report.stopping is not None:
         lines += report.stopping.lines()

@@ -355,7 +355,14 @@ def _plan(
     # or by time for a model from before it): the gate refits the champion without them.
     after = store.labels_after(read_mark(previous.extra, store)) if previous else set()
     mask = [r[0] not in after for r in rows] if previous else None
-    n_new = sum(1 for r in rows if r[0] in after) if previous else len(rows)
+    # New to the report: those, and the labels a merge moved to another class since the
+    # champion's read (kept out of ``after``: the champion's refit still has them, renamed).
+    merged = (
+        store.merged_after(str(previous.extra.get("gold_read_at") or previous.created_at))
+        if previous
+        else set()
+    )
+    n_new = sum(1 for r in rows if r[0] in after or r[0] in merged) if previous else len(rows)
     gold_ids, gold_texts, gold_labels = (
         held_out_gold(store, set(keys), previous.extra.get("gold_read_at") or previous.created_at)
         if previous

@@ -3,8 +3,13 @@
 An item imported as gold is stored with status ``gold`` (out of the queue, never scored in
 the background) and a row in ``gold``; the dispatcher takes them one at a time
 (``next_gold``) at HITL_GOLD_RATE and posts each once, as it posts any item. An item already
-stored (an export read back, say) is only marked gold: it keeps its place and its votes, and
-those votes are scored too (one that misses the gold label sends the item to review).
+stored (an export read back, say) is marked gold: it keeps its votes, and those votes are
+scored too (one that misses the gold label sends the item to review). One rule for every
+count: a gold item not asked yet waits with status ``gold`` (``GOLD_WAITING``), so a stored
+item marked gold while it waited in the queue (new, queued) or had been decided by the model
+(auto) becomes a gold question too; one posted, decided or set aside keeps its status. The
+items waiting to be asked are those of ``WAITING`` (``Store.waiting_count``, `/hitl stats`,
+App Home), gold questions among them.
 ``training_data`` leaves gold items out: a model that learned a gold answer would give it
 away in its guess on the gold question; ``training_rows`` also leaves out the labelled items
 that repeat a gold text under another id (up to case, spacing and punctuation).
@@ -20,6 +25,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.records import NewItem, count_new_items, same_text
+
+# The statuses of the items waiting to be asked, and of the gold questions among them.
+WAITING = ("new", "queued", "gold")
+GOLD_WAITING = "gold"
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class GoldMixin:
                     added += 1
                 elif known[0] == row.label:
                     unchanged += 1
+                    self._wait_as_gold(row.id, now)  # one marked before gold items waited so
                     continue
                 else:
                     marked += 1
@@ -78,7 +88,18 @@ class GoldMixin:
                 )
                 if known is not None:  # its earlier answers are scored now: a miss to review
                     self._review_gold_miss(row.id, self.tally(row.id))
+                    self._wait_as_gold(row.id, now)
         return GoldResult(added, marked, unchanged, tuple(conflicts))
+
+    def _wait_as_gold(self, item_id: str, now: str) -> None:
+        """A gold item not asked yet waits as a gold question (status gold: ``GOLD_WAITING``),
+        whatever it waited as before: one in the queue (new, queued) or decided by the model
+        (auto). One posted, decided or set aside keeps its status."""
+        self.db.execute(
+            "UPDATE items SET status = 'gold', updated_at = ? WHERE id = ?"
+            " AND status IN ('new', 'queued', 'auto')",
+            [now, item_id],
+        )
 
     def next_gold(self, limit: int, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Up to ``limit`` gold items not asked yet, oldest first (read from an index)."""

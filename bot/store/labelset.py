@@ -89,6 +89,20 @@ class LabelSetMixin:
         """Renamed and merged labels → the label they count for now."""
         return dict(self.db.execute("SELECT old, new FROM label_aliases").fetchall())
 
+    def merged_after(self, at: str) -> set[str]:
+        """The items whose decided label a merge rewrote after ``at`` (an ISO time: when a
+        model's training read the labels). Such a label keeps its place in the label clock
+        (``_relabel_all``: the gate's champion refit keeps it, under its new name), but the
+        next model learns it in another class: the retrain report counts it as new. A rename
+        is not counted: the same items in the same class, under another name. Reads every
+        merge's history rows: for a worker thread or the CLI."""
+        rows = self.db.execute(
+            "SELECT DISTINCT item_id FROM label_history WHERE action = 'merge'"
+            " AND julianday(created_at) > julianday(?)",
+            [at],
+        )
+        return {row[0] for row in rows}
+
     def label_set_version(self, labels: Sequence[str]) -> str:
         """Which label set ``labels`` is, for exports: ``v<changes>:<hash of the labels>``."""
         n = self.db.execute("SELECT count(*) FROM label_set_changes").fetchone()[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.gold import WAITING
 from bot.store.queue import QueueMixin
 
 logger = logging.getLogger("bot.store")
@@ -161,8 +162,11 @@ class ViewsMixin:
         return None
 
     def waiting_count(self) -> int:
+        """The items waiting to be asked (``WAITING``: the queue and the gold questions), as
+        `/hitl stats` counts them."""
+        marks = ",".join("?" * len(WAITING))
         return self.db.execute(
-            "SELECT coalesce(sum(n), 0) FROM item_counts WHERE status IN ('new', 'queued')"
+            f"SELECT coalesce(sum(n), 0) FROM item_counts WHERE status IN ({marks})", WAITING
         ).fetchone()[0]
 
     def most_uncertain_routed(

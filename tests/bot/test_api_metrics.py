@@ -53,8 +53,8 @@ async def test_metrics_report_items_answers_posts_api_requests_and_runs(
         assert metrics[("hitl_items", (("status", "new"),))] == 1
         assert metrics[("hitl_items", (("status", "posted"),))] == 1
         assert metrics[("hitl_items", (("status", "resolved"),))] == 1
-        assert metrics[("hitl_answers_total", ())] == 1
-        assert metrics[("hitl_posts_total", ())] == 1
+        assert metrics[("hitl_answers", ())] == 1  # gauges: rows stored now
+        assert metrics[("hitl_posts", ())] == 1
         assert metrics[("hitl_posts_open", ())] == 1
         predict = (("method", "POST"), ("route", "/api/predict"))
         assert metrics[("hitl_api_requests_total", (*predict, ("status", "200")))] == 3

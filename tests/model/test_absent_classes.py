@@ -71,8 +71,9 @@ def test_one_label_of_a_new_class_does_not_get_an_equal_model_rejected():
     assert "refund" not in cand.evaluation.per_class
 
 
-def test_weakest_classes_leave_out_classes_with_no_held_out_example():
+def test_weakest_classes_leave_out_classes_with_no_held_out_example(tmp_path):
     from bot.learning import reports
+    from bot.store import Store
 
     per_class = {
         "billing": {"precision": 1.0, "recall": 0.98, "f1": 0.99, "support": 100},
@@ -87,10 +88,6 @@ def test_weakest_classes_leave_out_classes_with_no_held_out_example():
         metrics={"accuracy": 0.99, "macro_f1": 0.99, "n_splits": 5, "per_class": per_class},
     )
     registry = SimpleNamespace(champion=lambda: champion, versions=lambda: [champion])
-    store = SimpleNamespace(
-        live_accuracy=lambda version, reason: (0, 0),
-        stop_checks=lambda **_: [],
-        answers_by_user=lambda: [],
-    )
-    report = reports.accuracy_report(store, registry, datetime(2024, 1, 2, tzinfo=UTC))
+    with Store.open(tmp_path / "hitl.db") as store:  # the real store, empty
+        report = reports.accuracy_report(store, registry, datetime(2024, 1, 2, tzinfo=UTC))
     assert [label for label, _, _ in report.weakest] == ["billing", "bug"]
