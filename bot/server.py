@@ -454,7 +454,8 @@ ENVELOPES = ("url_verification", "app_rate_limited")  # answered by Bolt itself,
 def is_slack_payload(body: Any) -> bool:
     """Whether a signed body, as Bolt parsed it, is one of Slack's requests. One that is not (an
     empty body, a form with no command, ``block_actions`` without ``actions``) is answered 400;
-    one that is but that no listener takes (an unknown action or event) gets Bolt's 404."""
+    one that is but that no listener takes gets Bolt's 404 (an action or command) or a quiet
+    200 (an event: ``bot.slack.app.unhandled``)."""
     if not isinstance(body, dict) or not body:
         return False
     if body.get("type") in ENVELOPES or body.get("ssl_check") == "1":

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -117,11 +118,13 @@ NOT_COUNTED = (
 
 class AnswerTeams:
     """Whose clicks and commands count: members of the Slack teams in HITL_ANSWER_TEAMS (``*``:
-    anyone); unset, of the app's own workspace (``auth.test``'s team), or anyone for an
-    org-wide Enterprise Grid install (its members sit in many workspaces). A payload without
-    the person's team (some Grid payloads) counts, as there is nothing to tell by, and so do
-    the admins of HITL_ADMINS, each named by an ID that is unique across Slack. Someone of
-    another team (a Slack Connect channel's other organisation) is logged once per team."""
+    anyone); unset, of the app's own workspace (``auth.test``'s team and, in Enterprise Grid,
+    its org), or anyone for an org-wide Enterprise Grid install (its members sit in many
+    workspaces). A person counts when their team is listed, or their Enterprise Grid org
+    (``org``, see ``interaction_org``). A payload without the person's team (some Grid
+    payloads) counts, as there is nothing to tell by, and so do the admins of HITL_ADMINS,
+    each named by an ID that is unique across Slack. Someone of another team (a Slack Connect
+    channel's other organisation) is logged once per team."""
 
     def __init__(self, rt: Runtime, auth: Mapping[str, Any]):
         self.rt = rt
@@ -136,26 +139,72 @@ class AnswerTeams:
         does not replace the app's own (naming a partner shut out the team itself)."""
         return tuple(dict.fromkeys((*self.default, *self.rt.settings.answer_teams)))
 
-    def counts(self, user_id: str, team_id: object, what: str = "a click") -> bool:
+    def counts(
+        self,
+        user_id: str,
+        team_id: object,
+        what: str = "a click",
+        org: tuple[str | None, bool] = (None, False),
+    ) -> bool:
+        """``org``: the Enterprise Grid org the payload names, and whether it is the person's
+        (``interaction_org``; a command's ``enterprise_id`` is)."""
         if not team_id or not isinstance(team_id, str) or self.rt.is_admin(user_id):
             return True
         teams = self.teams()
-        if "*" in teams or team_id in teams:
+        org_id, theirs = org
+        if "*" in teams or team_id in teams or (theirs and org_id in teams):
             return True
         if team_id not in self.logged:
             self.logged.add(team_id)
             named = ", ".join(teams)
             if not self.rt.settings.answer_teams:
                 named += ": this workspace, by default"
+            if org_id in teams:  # listed, but not known to be theirs: do not say it is not
+                logger.warning(
+                    "%s from %s of team %s was not counted: that team is not in"
+                    " HITL_ANSWER_TEAMS (%s); the request came through org %s, which is, but"
+                    " Slack's payload does not say team %s belongs to it (in a Slack Connect"
+                    " channel it names this app's org); if it does, add %s to HITL_ANSWER_TEAMS",
+                    what,
+                    user_id,
+                    team_id,
+                    named,
+                    org_id,
+                    team_id,
+                    team_id,
+                )
+                return False
+            of_org = f" (org {org_id})" if org_id and theirs else ""
             logger.warning(
-                "%s from %s of team %s was not counted: only HITL_ANSWER_TEAMS (%s)"
+                "%s from %s of team %s%s was not counted: only HITL_ANSWER_TEAMS (%s)"
                 " answer; set HITL_ANSWER_TEAMS to count them",
                 what,
                 user_id,
                 team_id,
+                of_org,
                 named,
             )
         return False
+
+
+def interaction_org(body: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The Enterprise Grid org a click's payload names (``team.enterprise_id``, or
+    ``enterprise.id``), and whether it is the clicker's own.
+
+    Only ``user.team_id`` describes the person (a Grid member's may be the org ``E…`` itself,
+    which ``AnswerTeams`` compares as a team); ``team`` and ``enterprise`` describe where the
+    click came from, which in a Slack Connect channel is this app's workspace and org whoever
+    clicks. So the org is the clicker's only when ``team`` is the clicker's team: otherwise a
+    partner of another organisation would count as a member of this app's org."""
+    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    team = body.get("team") if isinstance(body.get("team"), dict) else {}
+    enterprise = body.get("enterprise")
+    of_enterprise = enterprise.get("id") if isinstance(enterprise, dict) else enterprise
+    org = team.get("enterprise_id") or of_enterprise
+    if not isinstance(org, str) or not org:
+        return None, False
+    theirs = bool(team.get("id")) and team.get("id") == user.get("team_id")
+    return org, theirs
 
 
 class NotStored(Exception):
@@ -256,6 +305,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         signing_secret=rt.settings.slack_signing_secret or "",
         logger=BOLT_LOGGER,
         request_verification_enabled=False,
+        # A request no listener takes goes to ``on_error`` (``unhandled``), not to Bolt's
+        # warning with its multi-line "[Suggestion] @app.event(...)" code for developers.
+        raise_error_for_unhandled_request=True,
     )
 
     app.use(AppRateLimited())
@@ -266,7 +318,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         """True (acked, the clicker told, nothing stored) for a click from a team whose
         answers do not count (``AnswerTeams``)."""
         user = body["user"]
-        if teams.counts(user["id"], user.get("team_id")):
+        if teams.counts(user["id"], user.get("team_id"), org=interaction_org(body)):
             return False
         await ack()
         await _tell(client, body, NOT_COUNTED.format(what="click"), rt)
@@ -387,7 +439,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     async def on_start_labeling(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
         user_id = body["user"]["id"]
-        if not teams.counts(user_id, body["user"].get("team_id")):  # said on the Home
+        team_id, org = body["user"].get("team_id"), interaction_org(body)
+        if not teams.counts(user_id, team_id, org=org):  # said on the Home
             await commands.publish_home(rt, client, user_id, NOT_COUNTED.format(what="click"))
             return
         try:
@@ -418,7 +471,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @tracked
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient):
         user_id, team_id = command.get("user_id", ""), command.get("team_id")
-        if not teams.counts(user_id, team_id, "a /hitl command"):
+        # A command's team_id and enterprise_id both name the workspace it was run in.
+        org = (command.get("enterprise_id") or None, True)
+        if not teams.counts(user_id, team_id, "a /hitl command", org=org):
             await ack(text=NOT_COUNTED.format(what="command"))
             return
         await commands.handle(rt, ack, command, client)
@@ -442,11 +497,39 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         app.event(f"{kind}_archive")(on_archived)
         app.event(f"{kind}_unarchive")(on_unarchived)
 
+    @app.event("app_uninstalled")
+    @tracked
+    async def on_uninstalled(body: dict) -> None:
+        logger.error(
+            "Slack says this app was uninstalled from team %s: its bot token no longer works,"
+            " so nothing is posted or redrawn; reinstall the app, set SLACK_BOT_TOKEN to its new"
+            " Bot User OAuth Token and restart",
+            body.get("team_id") or auth.get("team_id") or "?",
+        )
+
+    @app.event("tokens_revoked")
+    @tracked
+    async def on_tokens_revoked(event: dict, body: dict) -> None:
+        tokens = event.get("tokens") if isinstance(event.get("tokens"), dict) else {}
+        if not tokens.get("bot"):  # people's tokens: this app uses none
+            logger.debug("Slack revoked user tokens of this app (it uses none): %s", tokens)
+            return
+        logger.error(
+            "Slack says this app's bot token was revoked in team %s: nothing is posted or"
+            " redrawn; reinstall the app, set SLACK_BOT_TOKEN to its new Bot User OAuth Token"
+            " and restart",
+            body.get("team_id") or auth.get("team_id") or "?",
+        )
+
     @app.error
     async def on_error(error: Exception, response: BoltResponse | None) -> None:
         """Listeners catch their own failures (see ``tracked``); what reaches here is Bolt
-        routing a body not shaped like Slack's: a 400, logged without the body; and a write the
-        database refused before the ack (``NotStored``, logged there): a 503."""
+        routing a body not shaped like Slack's: a 400, logged without the body; a write the
+        database refused before the ack (``NotStored``, logged there): a 503; and a request
+        no listener takes (``unhandled``)."""
+        if isinstance(error, BoltUnhandledRequestError):
+            unhandled(error.body, response)
+            return
         if isinstance(error, NotStored):
             if response is not None:
                 response.status = 503
@@ -463,6 +546,50 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         logger.error("request failed: %s", type(error).__name__, exc_info=error)
 
     return app
+
+
+def unhandled(body: object, response: BoltResponse | None) -> None:
+    """A request no listener takes. An event (one this app does not act on, such as
+    ``member_left_channel`` or a thread reply, should an operator subscribe to it): 200 and a
+    debug line, as Slack counts any other answer as a failed delivery, sends it again up to
+    three times, and may turn off the subscriptions of an app that fails most. Anything else
+    (a button or command of another app, an old message's action): Bolt's 404, in one line."""
+    body = body if isinstance(body, dict) else {}
+    if body.get("type") == "event_callback":
+        event = body.get("event") if isinstance(body.get("event"), dict) else {}
+        kind = str(event.get("type") or "?")[:60]
+        if event.get("subtype"):
+            kind = f"{kind} ({str(event['subtype'])[:60]})"
+        logger.debug("a %s event was acknowledged and ignored: nothing here acts on it", kind)
+        if response is not None:
+            response.status = 200
+            response.body = ""
+            response.headers["content-type"] = ["text/plain;charset=utf-8"]
+        return
+    kind = str(body.get("type") or ("command" if body.get("command") else "request"))[:60]
+    logger.warning(
+        "a Slack %s%s that this app does not handle was answered %s",
+        kind,
+        f" ({_named(body)[:100]})" if _named(body) else "",
+        response.status if response is not None else 404,
+    )
+
+
+def _named(body: dict) -> str:
+    """What an unhandled request is for: its command, action or callback ID."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else None
+    view = body.get("view")
+    for name in (
+        body.get("command"),
+        body.get("action_id"),  # an options request (block_suggestion)
+        action.get("action_id") if isinstance(action, dict) else None,
+        body.get("callback_id"),  # a shortcut
+        view.get("callback_id") if isinstance(view, dict) else None,
+    ):
+        if isinstance(name, str) and name:
+            return name
+    return ""
 
 
 async def _answer(
