@@ -26,7 +26,11 @@ picks were chosen around; ``benchmarks/stopping.py``), so the curve gives only t
 the labels (scikit-learn's ``learning_curve``) or taken from a history of evaluations, is fitted
 with an inverse power law ``acc(n) = a − b·n^(−c)`` (``scipy.optimize.curve_fit``); the gain
 from ``n`` to ``n + 500`` labels is read off the fit, and its range from bootstrap refits (the
-points resampled; the fit's covariance understates how loose a saturating curve is).
+points resampled, and each one's score drawn again from its binomial test noise when the labels
+it was tested on are known; the fit's covariance understates how loose a saturating curve is).
+A fit that rises only between the two smallest sizes (a *step*: ``c`` in the tens, flat over
+every other point) is no forecast, nor is a range of zero width: both said "+0.0 points (range
++0.0 to +0.0)" where the next 500 labels brought +16.
 
 Pure: numbers in, dataclasses out; the randomness is a ``random_state``.
 """
@@ -83,6 +87,13 @@ ASKED_MAX = 5_000  # the newest answered questions the calibration map is fitted
 # (benchmarks/stopping.py). 6 points: the least whole point holding 90 % of the four tuned
 # data sets' rounds, seeds 0-2; RESULTS "Accuracy now" shows it on seeds and data held out.
 ALLOWANCE = 0.06
+# A fit rising less than this over every size but the smallest, and more to it, is a step
+# (``_is_step``) when the labels each point was tested on are not known (known: half a label)
+STEP_RISE = 0.005
+# a forecast's range narrower than this (shown "+0.0 to +0.0") is no forecast when the points
+# were each tested on a known number of labels: a curve of ten points each read on a few dozen
+# labels is never that sure (exact points, a test-accuracy history, can be)
+MIN_WIDTH = 0.001
 # settled predictions do not advise stopping while the forecast's whole range gains this much
 STILL_GAINING = 0.01
 
@@ -305,9 +316,11 @@ def extrapolate(
     from ``n_labels`` to ``n_labels + next_labels``. Its range is the ``INTERVAL`` percentiles
     of the gain over ``n_boot`` bootstrap refits (the points resampled with replacement);
     None when fewer than half of them fit. Returns None when the points are too few (under
-    4, or under 3 distinct sizes) or the fit fails. ``n_test`` (how many labels each score
-    was measured on, ``CurvePoints.n_test``) is kept with the result for the people reading
-    it."""
+    4, or under 3 distinct sizes), the fit fails, the fit is a step (``_is_step``) or its
+    range is narrower than ``MIN_WIDTH``: no forecast rather than a sure "+0.0". ``n_test``
+    (how many labels each score was measured on, ``CurvePoints.n_test``) carries each score's
+    binomial test noise into the bootstrap (``_bootstrap``) and is kept with the result for
+    the people reading it."""
     pairs = [
         (float(n), float(s))
         for n, s in zip(sizes, scores, strict=True)
@@ -320,31 +333,68 @@ def extrapolate(
     params = _fit_curve(x, y)
     if params is None:
         return None
+    if _is_step(params, x, n_test):
+        return None  # the points climb, the fit jumps once and stays flat: no forecast
     a, b, c = (float(p) for p in params)
     start, end = float(n_labels), float(n_labels + next_labels)
     rng = np.random.default_rng(random_state)
     with np.errstate(all="ignore"):  # a steep curve's huge b·n^(−c): its gain is just 0
         at_n = float(inverse_power_law(np.array(start), a, b, c))
         gain = float(inverse_power_law(np.array(end), a, b, c)) - at_n
-        gains = _bootstrap(x, y, params, start, end, n_boot, rng)
+        gains = _bootstrap(x, y, params, start, end, n_boot, rng, n_test)
     low = high = None
     if len(gains) >= n_boot / 2:
         low, high = (float(v) for v in np.percentile(gains, INTERVAL))
         low, high = min(low, gain), max(high, gain)  # the range holds the estimate it is of
+        if n_test and high - low < MIN_WIDTH:
+            return None  # sure to a tenth of a point from points each read on a few labels
     return Extrapolation(
         n_labels, next_labels, a, b, c, at_n, gain, low, high, len(pairs), n_test or None
     )
 
 
-def _bootstrap(x, y, params, start: float, end: float, n_boot: int, rng) -> list[float]:
-    """The gain from ``start`` to ``end`` labels of ``n_boot`` refits on resampled points."""
+def _is_step(params: np.ndarray, x: np.ndarray, n_test: int | None) -> bool:
+    """Whether the fitted curve is a *step*: it rises by more than half a test label (of
+    ``n_test``; unknown: ``STEP_RISE``) from the smallest measured size to the next, and by
+    less than that over all the larger sizes. A power law does that only with an exponent in
+    the tens (``b`` up to 1e34): it fits the smallest size's points alone and the mean of
+    the rest, and reads a gain of zero off a curve whose points may still climb."""
+    sizes = np.unique(x)
+    if len(sizes) < 3:
+        return False
+    with np.errstate(all="ignore"):
+        at = inverse_power_law(sizes[[0, 1, -1]], *params)
+    if not np.all(np.isfinite(at)):
+        return True
+    half = 0.5 / n_test if n_test else STEP_RISE
+    return bool(at[1] - at[0] > half and at[2] - at[1] < half)
+
+
+def _bootstrap(
+    x, y, params, start: float, end: float, n_boot: int, rng, n_test: int | None = None
+) -> list[float]:
+    """The gain from ``start`` to ``end`` labels of ``n_boot`` refits on resampled points.
+    With ``n_test`` (the labels each score was measured on), each resampled score is drawn
+    again from its binomial test noise: ``k`` right of ``n_test`` gives Binomial(``n_test``,
+    (k + ½)/(n_test + 1))/``n_test`` (the + ½ keeps a score of 0 or 1 from being sure), so a
+    curve tested on 30 labels, where one label moves a point by 3 points, gets a range that
+    wide. A refit that is a step (``_is_step``) counts as one that failed."""
     gains: list[float] = []
+    start_at = params
+    if n_test:  # from a curve that still rises by half a label at the smallest size: from a
+        # flat fit (b near 0) the refits cannot leave it, whatever the noise drew
+        a, b, c = params
+        start_at = np.array([a, max(b, 0.5 / n_test * float(x.min()) ** c), c])
     for _ in range(n_boot):
         pick = rng.integers(0, len(x), len(x))
         if len(set(x[pick])) < 3:
             continue
-        refit = _fit_curve(x[pick], y[pick], params)
-        if refit is not None:
+        scores = y[pick]
+        if n_test:
+            right = np.clip(np.round(scores * n_test), 0, n_test)
+            scores = rng.binomial(n_test, (right + 0.5) / (n_test + 1)) / n_test
+        refit = _fit_curve(x[pick], scores, start_at)
+        if refit is not None and not _is_step(refit, x[pick], n_test):
             gain = float(np.diff(inverse_power_law(np.array([start, end]), *refit))[0])
             if math.isfinite(gain):
                 gains.append(gain)

@@ -282,11 +282,26 @@ class StopStatus:
     # items without a label that arrived since the stop set was drawn, when they are a quarter
     # of those waiting or more (``arrived``): the checks do not speak for them (0: they do)
     arrived: int = 0
+    # the model served now, when no check of it is stored and these lines are of the newest
+    # model that served before it ("": they are of the model served)
+    served: str = ""
 
     def lines(self) -> list[str]:
         """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
-        have answered enough questions, the accuracy now."""
-        return [*self._stop_lines(), *self._accuracy_lines()]
+        have answered enough questions, the accuracy now; first, when they are of another
+        model than the one served, which one."""
+        return [*self._other_line(), *self._stop_lines(), *self._accuracy_lines()]
+
+    def _other_line(self) -> list[str]:
+        if not self.served:
+            return []
+        of = self.accuracy_model or self.model
+        also = f" and {self.model}" if self.model not in ("", of) else ""
+        return [
+            f"*Checks of another model:* the lines below are of {of}{also}, not of"
+            f" {self.served}, the model served now: no check of {self.served} is stored (the"
+            " next model update measures one)"
+        ]
 
     def _arrived(self) -> str:
         """Why the checks do not speak for the items waiting now (a new kind may have come)."""
@@ -369,6 +384,7 @@ class StopStatus:
             "accuracy": self.accuracy.as_dict() if self.accuracy else None,
             "accuracy_model": self.accuracy_model,
             "arrived": self.arrived,
+            "served": self.served,
         }
 
     @classmethod
@@ -385,6 +401,7 @@ class StopStatus:
             _accuracy(now),
             data.get("accuracy_model", "?"),
             int(data.get("arrived") or 0),
+            data.get("served") or "",
         )
 
 
@@ -411,18 +428,25 @@ def streak(store: Store) -> Streak:
 
 
 def stop_status(store: Store) -> StopStatus | None:
-    """The status from the newest checks of the models that served: the champions and the
-    working models refreshed from them, not a candidate the gate rejected (its forecast and
-    settling are of a model nobody uses; ``Store.stop_checks(served=True)``). Once the items
-    that arrived since the stop set's draw are a quarter of those waiting (``arrived``), it
-    says that it does not know, instead of what the old sample says. None before the first
-    such check."""
+    """The status from the newest checks of the model served now: the champion and the
+    working models refreshed from it since it was made champion (``Store.stop_checks
+    (served=True)``), not a candidate the gate rejected (its forecast and settling are of a
+    model nobody uses) nor, after a rollback, the newer model rolled back from. With no check
+    of the model served (one trained before checks were kept), the newest checks of the
+    models that served before it, saying so (``StopStatus.served``). Once the items that
+    arrived since the stop set's draw are a quarter of those waiting (``arrived``), it says
+    that it does not know, instead of what the old sample says. None before the first such
+    check."""
     checks = store.stop_checks(limit=1, served=True)
+    other = not checks  # no check of the model served: those of the models before it
+    if other:
+        checks = store.stop_checks(limit=1, served="ever")
     if not checks:
         return None
     newest = checks[-1]
     # refreshes measure the curve only now and then
-    curve = store.last_curve(served=True) or newest
+    curve = store.last_curve(served="ever" if other else True) or newest
+    champion = store.champion_version() if other else None
     found = curve["extrapolation"]
     now = newest.get("accuracy")
     n_left = sum(store.count_items()[status] for status in UNLABELED)
@@ -436,6 +460,7 @@ def stop_status(store: Store) -> StopStatus | None:
         _accuracy(now),
         _model_name(newest),
         arrived(store, n_left) if newest["n_stop"] else 0,
+        f"v{champion}" if champion is not None else "",
     )
 
 

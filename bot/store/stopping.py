@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlite_utils import Database
 
@@ -27,6 +27,11 @@ SERVED = (
     "NOT (kind = 'retrain' AND model_version IN"
     " (SELECT version FROM models WHERE status = 'rejected'))"
 )
+
+
+# How ``stop_checks``/``last_curve`` choose checks: ``True``, the model served now (``_now``);
+# ``"ever"``, every model that served (``SERVED``); ``False``, every check
+Served = bool | Literal["ever"]
 
 
 class StoppingMixin:
@@ -163,14 +168,45 @@ class StoppingMixin:
                 [draw, keep_since, oldest_kept or 0],
             )
 
-    def last_curve(self, *, served: bool = False) -> dict[str, Any] | None:
+    def _served(self, served: Served) -> tuple[str, list[Any]]:
+        """The SQL condition (and its arguments) on stop_checks of ``served`` (``Served``).
+
+        The model served now is the champion until a refresh is adopted, and a refresh asks
+        from its champion's making on (a promotion or rollback ends it): the champion's own
+        retrain check, and the refreshes' checks recorded since the newest run that made a
+        champion (a promoted retrain or a rollback, by the order runs were made in). After
+        ``hitl rollback 1`` that is v1's check, not the newer v2's nor its refreshes' (an
+        outside test: "Model v1" over v2's "When to stop" and "learning curve of v2"). With
+        no champion, or no run that made it, the refreshes' checks all count."""
+        if served == "ever":
+            return SERVED, []
+        if not served:
+            return "1", []
+        found = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
+        if found is None:
+            return SERVED, []
+        made = self.db.execute(
+            "SELECT finished_at FROM runs WHERE ((kind = 'retrain' AND status = 'promoted')"
+            " OR (kind = 'rollback' AND status = 'ok')) AND finished_at IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if made is None:
+            return "((kind = 'retrain' AND model_version = ?) OR kind = 'refresh')", [found[0]]
+        return (
+            "((kind = 'retrain' AND model_version = ?) OR (kind = 'refresh' AND created_at >= ?))",
+            [found[0], made[0]],
+        )
+
+    def last_curve(self, *, served: Served = False) -> dict[str, Any] | None:
         """The newest check that measured a learning curve: its kind, model version, label
-        count and extrapolation (None before any, or when none fitted). ``served``: only the
-        checks of the models that served (``SERVED``), not a rejected candidate's."""
+        count and extrapolation (None before any, or when none fitted). ``served``: True, only
+        the checks of the model served now (``_served``); ``"ever"``, of every model that
+        served (``SERVED``), not a rejected candidate's."""
+        where, args = self._served(served)
         row = self.db.execute(
             "SELECT kind, model_version, n_train, extrapolation FROM stop_checks"
-            f" WHERE extrapolation IS NOT NULL{' AND ' + SERVED if served else ''}"
-            " ORDER BY id DESC LIMIT 1"
+            f" WHERE extrapolation IS NOT NULL AND {where} ORDER BY id DESC LIMIT 1",
+            args,
         ).fetchone()
         if row is None:
             return None
@@ -178,14 +214,15 @@ class StoppingMixin:
         return {"kind": kind, "model_version": version, "n_train": n_train,
                 "extrapolation": json.loads(found)}  # fmt: skip
 
-    def stop_checks(self, limit: int = 10, *, served: bool = False) -> list[dict[str, Any]]:
+    def stop_checks(self, limit: int = 10, *, served: Served = False) -> list[dict[str, Any]]:
         """The newest ``limit`` checks, oldest first, without their predictions. ``served``:
-        only the checks of the models that served (``SERVED``)."""
+        True, only the checks of the model served now (``_served``); ``"ever"``, of every
+        model that served (``SERVED``)."""
+        where, args = self._served(served)
         rows = self.db.execute(
             "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, changed, span,"
-            f" extrapolation, accuracy FROM stop_checks{' WHERE ' + SERVED if served else ''}"
-            " ORDER BY id DESC LIMIT ?",
-            [limit],
+            f" extrapolation, accuracy FROM stop_checks WHERE {where} ORDER BY id DESC LIMIT ?",
+            [*args, limit],
         ).fetchall()
         keys = ("id", "created_at", "kind", "model_version", "n_train", "draw", "n_stop")
         keys += ("changed", "span")
