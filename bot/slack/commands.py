@@ -33,7 +33,7 @@ from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import labels_reply
 from bot.slack.modal import not_opened, open_labeling_modal
-from bot.slack.redraw import Redrawer
+from bot.slack.redraw import CHANNEL_REFUSED, Redrawer, channel_problem
 from bot.slack.review import open_review
 from bot.store import DatabaseError, Store, database_problem
 from bot.words import count, person
@@ -108,6 +108,8 @@ def queue_text(rt: Runtime) -> str:
             line += f" · {expired[channel]} taken back unanswered in the last 7 days"
         if state.broken:
             line += f" · ⛔ not posting: {state.broken}"
+            if state.broken in CHANNEL_REFUSED:  # and what to do, as the start-up check says
+                line += ": " + channel_problem(state.broken).replace(f" ({state.broken})", "")
         elif state.last_error:
             line += f" · ⚠️ last error: {state.last_error} (retrying)"
         if state.missing_scope:

@@ -56,7 +56,7 @@ from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
-from bot.slack.redraw import Redrawer, channel_problem
+from bot.slack.redraw import Redrawer, channel_problem, moved_text
 from bot.store import DatabaseError, database_problem
 
 logger = logging.getLogger(__name__)
@@ -292,13 +292,9 @@ class Dispatcher:
         """Redraw the old messages of the questions moved out of channels no longer asked in,
         once: they say where the question went, and show no buttons, so no question is left
         with two live messages (the old and the new). Best effort: a refusal is logged."""
-        where = ", ".join(f"<#{c}>" for c in self.question_channels())
+        text = moved_text(self.question_channels())  # as the redrawer draws it again
         while self.moved:
             post = self.moved.pop(0)
-            text = (
-                f"This question is now asked in {where}: answer it there (an answer already"
-                " given here counts)."
-            )
             try:
                 await self.rt.client.chat_update(
                     channel=post["channel"],
@@ -507,7 +503,9 @@ class Dispatcher:
         # Durable before the call: if the answer is lost, or this process with it, whoever
         # posts next looks for the message first.
         if not rt.store.begin_post_attempt(item["id"], channel, reason, *shown):
-            return None  # deleted (`hitl delete`) since the round read it: not posted
+            # deleted (`hitl delete`) or decided (the labeling modal, `hitl labels set`) since
+            # the round read it: not posted, and the next pick may go
+            return None
         floor = self._floor(channel)  # before the call: the lost post would come after it
         try:
             response = await self._post_message(channel, question)

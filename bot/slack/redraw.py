@@ -6,7 +6,15 @@ post pending, and the background ``Redrawer.run`` tries again with backoff, so t
 up right even when Slack fails for a while. The backoff is the message's own: clicks and new
 items under way do not cut it short (a pass after a change tries only the messages that are
 due), and its failure is said once, then once more when it is drawn. A post that goes through
-again (the dispatcher's) makes every waiting message due at once.
+again (the dispatcher's) makes every waiting message due at once. A pass moves every wait it
+skips (a message behind its channel's or the token's backoff, a look for lost posts behind the
+erasures') to when it can go, so the background loop sleeps until a pass can do something.
+
+A ``chat.update`` whose outcome is unknown (a timeout, a dropped connection, a 5xx: Slack may
+apply it late, over a newer drawing) has its message drawn once more ``UPDATE_SETTLE`` seconds
+later, even if a later update went through; at start every open question is drawn once (its
+message may be another app's: the app was created again). The old message of a question moved
+out of a channel no longer asked in is drawn as moved (no buttons) while its item is open.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
 (``invalid_blocks``…). The message keeps its last drawing; the next change to its item tries
@@ -112,6 +120,12 @@ ERASE_RETRIED = {
 LOST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
 LOST_LOOK = 10.0  # seconds between looks for a lost post not found yet
 LOST_PAGES = 100  # history pages (of 200) read at most in one look for a lost post
+# seconds after a chat.update whose outcome is unknown (a timeout, a dropped connection, a 5xx)
+# before its message is drawn once more: Slack may apply it late, over a newer drawing
+UPDATE_SETTLE = 60.0
+# chat.update's errors after which Slack may yet have applied it ("it's possible some aspect of
+# the operation succeeded"), as a 5xx or a timeout
+UPDATE_UNSURE = {"internal_error", "fatal_error"}
 MAX_BACKOFF = 300.0
 GIVE_UP_AFTER = 3  # "message gone" answers in a row before its question is taken back
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
@@ -125,6 +139,7 @@ class Backoff:
     error: str  # what its first failure said (said once, until it is drawn)
     delay: float  # seconds; doubles at each failure, up to MAX_BACKOFF
     due: float  # the redrawer's clock; it is not tried before
+    channel: str | None = None  # a message's channel (``channel_works`` makes it due)
 
 
 class Redrawer:
@@ -167,6 +182,12 @@ class Redrawer:
         self.erase_refused: dict[int, str] = {}  # erased post id -> what Slack said: set aside
         self.lost_due: float | None = None  # the clock before which no lost post is looked for
         self.lost_seen: dict[int, float] = {}  # lost post id -> the clock when first looked for
+        # post id -> (the clock when it is due, its channel): a message drawn once more though
+        # the database says it is drawn: after a chat.update whose outcome is unknown (Slack
+        # may apply it late, over a newer drawing: ``UPDATE_SETTLE``), and each open question
+        # at start (``redraw_open``: the message may be another app's, or behind)
+        self.again_due: dict[int, tuple[float, str]] = {}
+        self.update_settle = UPDATE_SETTLE
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -185,6 +206,8 @@ class Redrawer:
         now = self.clock()
         for waiting in [*self.backoff.values(), *self.channel_held.values()]:
             waiting.due = now
+        for post_id, (due, channel) in list(self.again_due.items()):
+            self.again_due[post_id] = (min(due, now), channel)
         if self.token_refused:
             self.token_due = now
         self.wake()
@@ -194,7 +217,24 @@ class Redrawer:
         unarchived): its messages waiting for the channel are due now."""
         waiting = self.channel_held.get(channel)
         if waiting is not None:
-            waiting.due = self.clock()
+            now = waiting.due = self.clock()
+            for held in self.backoff.values():  # their waits were moved to the channel's
+                if held.channel == channel:
+                    held.due = min(held.due, now)
+            for post_id, (due, where) in list(self.again_due.items()):
+                if where == channel:
+                    self.again_due[post_id] = (min(due, now), where)
+            self.wake()
+
+    def redraw_open(self) -> None:
+        """Make every open question due for one redraw now (at start): its message may be
+        behind (a redraw the last run did not finish), or another app's (the app was created
+        again: ``cant_update_message``, and the question is taken back). At most
+        HITL_MAX_OPEN a channel."""
+        now = self.clock()
+        for post in self.rt.store.open_posts():
+            self.again_due.setdefault(int(post["id"]), (now, str(post["channel"])))
+        if self.again_due:
             self.wake()
 
     async def soon(self) -> None:
@@ -244,8 +284,12 @@ class Redrawer:
             )
 
     def next_due(self) -> float | None:
-        """The clock at which the next message backing off is due (None: none is)."""
+        """The clock at which the next message backing off is due (None: none is). A pass
+        moves every wait it skips to when it can be tried (a message behind its channel's or
+        the token's backoff, a look for lost posts behind the erasures'), so a due time in the
+        past always has a pass to make: the background loop never waits 0 s on one."""
         dues = [waiting.due for waiting in [*self.backoff.values(), *self.channel_held.values()]]
+        dues += [due for due, _ in self.again_due.values()]
         if self.token_refused and self.token_due is not None:
             dues.append(self.token_due)
         if self.erase_due is not None:
@@ -266,9 +310,13 @@ class Redrawer:
         It ended the task for good: no retries, no redraws of the CLI's changes, no erasures
         until a restart, and not a line in the log."""
         said: str | None = None  # the database's problem last said (once while it lasts)
+        started = False
         while True:
             self.woken.clear()
             try:
+                if not started:  # every open question drawn once (the app created again…)
+                    self.redraw_open()
+                    started = True
                 due = self.next_due()
                 if (due is not None and due <= self.clock()) or (
                     self.seen_version != self.rt.store.data_version()
@@ -310,7 +358,9 @@ class Redrawer:
         """Back ``post`` off; a first failure is said (gathered by error in ``new``)."""
         now, waiting = self.clock(), self.backoff.get(post["id"])
         if waiting is None:
-            self.backoff[post["id"]] = Backoff(error, self.retry_base, now + self.retry_base)
+            self.backoff[post["id"]] = Backoff(
+                error, self.retry_base, now + self.retry_base, post["channel"]
+            )
             new.setdefault(error, []).append(post["item_id"])
         else:
             waiting.delay = min(waiting.delay * 2, MAX_BACKOFF)
@@ -320,31 +370,87 @@ class Redrawer:
         self.token_delay = min(self.token_delay * 2 or self.retry_base, SLACK_TOKEN_RETRY)
         self.token_due = self.clock() + self.token_delay
 
+    def _hold_until(self, until: float) -> None:
+        """Every message waits until ``until`` at least (the token's backoff): no due time
+        is left in the past for the background loop to wait on (``next_due``)."""
+        for waiting in [*self.backoff.values(), *self.channel_held.values()]:
+            waiting.due = max(waiting.due, until)
+        for post_id, (due, channel) in list(self.again_due.items()):
+            self.again_due[post_id] = (max(due, until), channel)
+
+    def _unsure(self, post: dict) -> None:
+        """``post``'s chat.update failed with its outcome unknown (a timeout, a dropped
+        connection, a 5xx): Slack may apply it late, over a newer drawing, so its message is
+        drawn once more ``update_settle`` seconds after the last such failure."""
+        self.again_due[int(post["id"])] = (
+            self.clock() + self.update_settle,
+            str(post["channel"]),
+        )
+
+    def _hold(self, posts: list[dict], now: float) -> set[int]:
+        """The posts held back from this pass (``due_only``): by their own backoff, or their
+        channel's. Each held one's waits move to when it can be tried, and a channel's wait
+        that passed while all its messages are held moves to the first of theirs, so every
+        due time a pass skips moves forward (``next_due``)."""
+        held: set[int] = set()
+        first: dict[str, float] = {}  # channel -> when the first of its messages may be tried
+        for post in posts:
+            post_id, channel = int(post["id"]), str(post["channel"])
+            waits = [now]
+            if post_id in self.backoff:
+                waits.append(self.backoff[post_id].due)
+            if channel in self.channel_held:
+                waits.append(self.channel_held[channel].due)
+            wait = max(waits)
+            first[channel] = min(first.get(channel, wait), wait)
+            if wait <= now:
+                continue
+            held.add(post_id)
+            if post_id in self.backoff:
+                self.backoff[post_id].due = wait
+            if post_id in self.again_due:
+                due, where = self.again_due[post_id]
+                self.again_due[post_id] = (max(due, wait), where)
+        for channel, waiting in self.channel_held.items():
+            if waiting.due <= now and first.get(channel, now) > now:
+                waiting.due = first[channel]
+        return held
+
+    def _with_again(self, posts: list[dict], now: float) -> list[dict]:
+        """``posts`` (behind the database) and the posts due to be drawn once more
+        (``again_due``), oldest first."""
+        behind = {int(post["id"]) for post in posts}
+        extra = []
+        for post_id, (due, _) in list(self.again_due.items()):
+            if post_id in behind or due > now:
+                continue
+            post = self.rt.store.post(post_id)
+            if post is None:  # deleted since
+                del self.again_due[post_id]
+                continue
+            extra.append(post)
+        return sorted([*posts, *extra], key=lambda post: int(post["id"])) if extra else posts
+
     async def _pass(self, *, due_only: bool = False) -> int:
         rt, gone, backoff = self.rt, self.gone, self.backoff
         failed = 0
         self.seen_version = rt.store.data_version()
-        posts = rt.store.posts_to_redraw()
-        behind = {post["id"] for post in posts}
+        now = self.clock()
+        posts = self._with_again(rt.store.posts_to_redraw(), now)
+        behind = {post["id"] for post in posts} | set(self.again_due)
         for post_id in [p for p in backoff if p not in behind]:
             del backoff[post_id]  # drawn or given up meanwhile (a restore, another pass)
         behind_in = {post["channel"] for post in posts}
         for channel in [c for c in self.channel_held if c not in behind_in]:
             del self.channel_held[channel]  # nothing of it left to draw
-        now = self.clock()
         if due_only and self.token_refused and self.token_due is not None and self.token_due > now:
+            self._hold_until(self.token_due)  # the token's backoff holds every message back
             self.tried_failed = 0
-            return len(posts)  # the token's backoff holds every message back
+            return len(posts)
         # the token's wait is over: this pass tries Slack (a refusal sets a new one)
         self.token_due = None
         if due_only:
-            held = {post_id for post_id, waiting in backoff.items() if waiting.due > now}
-            held |= {
-                post["id"]
-                for post in posts
-                if post["channel"] in self.channel_held
-                and self.channel_held[post["channel"]].due > now
-            }
+            held = self._hold(posts, now)
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
             posts = [post for post in posts if post["id"] not in held]
         held_back = failed
@@ -355,6 +461,7 @@ class Redrawer:
         recovered: list[str] = []  # errors of the messages drawn after failing
         channels_back: list[str] = []  # channels whose waiting messages are drawn again
         gone_posts: list[dict] = []  # open questions whose message is gone: taken back
+        asked_in = question_channels(rt.settings) if posts else []
         for n, post in enumerate(posts):
             if post["channel"] in refused_channels:
                 error, count = refused_channels[post["channel"]]
@@ -365,12 +472,17 @@ class Redrawer:
             if question is None:
                 self._drop(post)
                 continue
+            moved = bool(post["closed_at"] and asked_in) and post["channel"] not in asked_in
             try:
                 if post.get("expired_at") and post["closed_at"] and question.status == "open":
                     # taken back unanswered (HITL_QUESTION_TTL): no buttons, and says so
                     age = open_for(post["posted_at"], post["expired_at"])
                     text = blocks.expired_text(question, age)
                     drawn = blocks.expired_blocks(question, age)
+                elif moved and question.status == "open":
+                    # moved out of a channel no longer asked in: it stays so, no buttons
+                    text = moved_text(asked_in)
+                    drawn = blocks.report_blocks([text])
                 else:
                     text, drawn = blocks.question_text(question), blocks.question_blocks(question)
                 await rt.client.chat_update(
@@ -383,6 +495,8 @@ class Redrawer:
                 error = slack_said(exc) or "unknown_error"
                 if error in TOKEN_REFUSED:
                     self._token_failed()
+                    if self.token_due is not None:  # every message waits for the token
+                        self._hold_until(self.token_due)
                     if self.token_refused != error:
                         self.token_refused = error
                         logger.error(
@@ -422,16 +536,22 @@ class Redrawer:
                         gone[post["id"]] = gone_count  # Slack may say so only for a while
                     self._failed(post, error, new_failures)
                     failed += 1
+                    if error in UPDATE_UNSURE or getattr(exc.response, "status_code", 200) >= 500:
+                        self._unsure(post)  # it may yet land, over a newer drawing
                 continue
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
                 self._failed(post, type(exc).__name__, new_failures)
+                self._unsure(post)  # Slack may have it, and apply it late
                 failed += 1
                 continue
             if post["id"] in backoff:
                 recovered.append(backoff[post["id"]].error)
             if self.channel_held.pop(post["channel"], None) is not None:
                 channels_back.append(post["channel"])
+            again = self.again_due.get(post["id"])
             self._drop(post)
+            if again is not None and again[0] > self.clock():  # a late update may yet land
+                self.again_due[post["id"]] = again
             if self.token_refused:
                 logger.warning("Slack accepts the bot token again; redrawing the messages")
                 self.token_refused = None
@@ -496,6 +616,7 @@ class Redrawer:
         for post in taken:  # one decided meanwhile keeps its count: left as it is next pass
             self.gone.pop(post["id"], None)
             self.backoff.pop(post["id"], None)
+            self.again_due.pop(post["id"], None)
         if not taken:
             return
         errors = {post["id"]: post["error"] for post in posts}
@@ -518,6 +639,8 @@ class Redrawer:
         set aside, and the others go on; any other failure stops the pass, said once, and is
         tried again with backoff (doubling up to ``MAX_BACKOFF``)."""
         if due_only and self.erase_due is not None and self.erase_due > self.clock():
+            if self.lost_due is not None:  # the look for lost posts waits for the erasures
+                self.lost_due = max(self.lost_due, self.erase_due)
             return
         if not await self._look_for_lost(due_only=due_only):
             return
@@ -676,6 +799,7 @@ class Redrawer:
         """``post`` needs no redraw (drawn, or left as it is): forget its failures."""
         self.gone.pop(post["id"], None)
         self.backoff.pop(post["id"], None)
+        self.again_due.pop(post["id"], None)
         self.rt.store.mark_drawn(post["id"], post["redraw_seq"])
 
     def _give_up(self, post: dict, why: str) -> None:
@@ -688,6 +812,22 @@ class Redrawer:
             post["channel"],
             why,
         )
+
+
+def question_channels(settings: object) -> list[str]:
+    """The channels questions are asked in now (HITL_CHANNEL and the routes' channels), as
+    the dispatcher reads them."""
+    found = [getattr(settings, "channel", None), *getattr(settings, "routes", {}).values()]
+    return sorted({channel for channel in found if channel})
+
+
+def moved_text(channels: list[str]) -> str:
+    """What the old message of a question moved out of a channel no longer asked in says."""
+    where = ", ".join(f"<#{channel}>" for channel in channels)
+    return (
+        f"This question is now asked in {where}: answer it there (an answer already given here"
+        " counts)."
+    )
 
 
 def channel_problem(error: str) -> str:

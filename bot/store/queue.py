@@ -338,10 +338,12 @@ class QueueMixin:
             )
 
     def open_post_counts(self) -> dict[str, int]:
-        """Unanswered posts per channel."""
+        """Unanswered posts per channel. Every dispatcher round reads it, on the event loop:
+        read from the open posts' index (a few rows), not an entry for every post ever made."""
         return dict(
             self.db.execute(
-                "SELECT channel, count(*) FROM posts WHERE closed_at IS NULL GROUP BY channel"
+                "SELECT channel, count(*) FROM posts INDEXED BY posts_open_age"
+                " WHERE closed_at IS NULL GROUP BY channel"
             ).fetchall()
         )
 
@@ -412,14 +414,17 @@ class QueueMixin:
     ) -> bool:
         """Note, durably, that ``item_id`` is about to be posted to ``channel``: until
         ``record_post`` or ``end_post_attempt``, its message may exist without a record.
-        False, and nothing noted, when the item is gone (`hitl delete` since it was read):
-        it must not be posted."""
+        False, and nothing noted, when the item is gone (`hitl delete` since it was read) or
+        no longer waits to be asked (decided in the labeling modal or by `hitl labels set`,
+        set aside, posted: a status other than those the dispatcher posts, new, queued, auto
+        and gold) since the round read it: it must not be posted."""
         with self._immediate():
             return (
                 self.db.execute(
                     "INSERT OR REPLACE INTO post_attempts (item_id, channel, reason,"
                     " model_version, predicted_label, confidence, attempted_at)"
-                    " SELECT id, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?",
+                    " SELECT id, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?"
+                    " AND status IN ('new', 'queued', 'auto', 'gold')",
                     [
                         channel,
                         reason,
@@ -455,7 +460,11 @@ class QueueMixin:
         return rows[0] if rows else None
 
     def open_posts(self) -> list[dict[str, Any]]:
-        return select_rows(self.db, "SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
+        """The open posts, oldest first: read from the open posts' index, not every post."""
+        return select_rows(
+            self.db,
+            "SELECT * FROM posts INDEXED BY posts_open_age WHERE closed_at IS NULL ORDER BY id",
+        )
 
     def pre_model_questions(self) -> list[str]:
         """The items of the open questions asked before the first model (a post without a
@@ -492,9 +501,9 @@ class QueueMixin:
         (no write lock: another process may hold it while the server starts). ``threshold``
         (HITL_THRESHOLD): an item the model is sure of goes back to ``auto`` (``_take_back``)."""
         marks = ",".join("?" * len(channels)) or "''"
-        find = (
-            "SELECT item_id, channel, ts FROM posts WHERE closed_at IS NULL"
-            f" AND channel NOT IN ({marks}) ORDER BY id"
+        find = (  # from the open posts' index: a few rows, not every post ever made
+            "SELECT item_id, channel, ts FROM posts INDEXED BY posts_open_age"
+            f" WHERE closed_at IS NULL AND channel NOT IN ({marks}) ORDER BY id"
         )
         if not self.db.execute(find, list(channels)).fetchone():
             return []
@@ -919,13 +928,16 @@ class QueueMixin:
         return None
 
     def has_answered_in(self, user_id: str, channel: str) -> bool:
-        """Whether ``user_id`` has answered a question posted in ``channel``."""
+        """Whether ``user_id`` has answered a question posted in ``channel``. Read from the
+        person's answers (m035's index), each item's posts looked up by item: its cost does not
+        grow with the channel's history (App Home, on the event loop, per routed channel)."""
         return (
             self.db.execute(
-                "SELECT 1 FROM posts p WHERE p.channel = ? AND EXISTS (SELECT 1 FROM answers a"
-                " WHERE a.item_id = p.item_id AND a.user_id = ? AND a.source != 'import')"
-                " LIMIT 1",
-                [channel, user_id],
+                "SELECT 1 FROM answers a INDEXED BY answers_user"
+                " WHERE a.user_id = ? AND a.source != 'import' AND EXISTS (SELECT 1"
+                " FROM posts p INDEXED BY posts_item WHERE p.item_id = a.item_id"
+                " AND p.channel = ?) LIMIT 1",
+                [user_id, channel],
             ).fetchone()
             is not None
         )
