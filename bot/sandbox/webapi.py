@@ -468,6 +468,8 @@ class FakeSlack:
     def _chat_update(self, params: Params) -> Reply:
         channel_id = self._writable_channel(params.get("channel"))
         stored = self._stored_message(channel_id, params.get("ts"))
+        if stored.get("user") != self.bot_user_id:  # another user's or app's message
+            raise SlackError("cant_update_message")
         _require_content(params)
         stored.update(_content(params), edited={"user": self.bot_user_id, "ts": self._next_ts()})
         return {
@@ -480,6 +482,8 @@ class FakeSlack:
     def _chat_delete(self, params: Params) -> Reply:
         channel_id = self._writable_channel(params.get("channel"))
         stored = self._stored_message(channel_id, params.get("ts"))
+        if stored.get("user") != self.bot_user_id:  # a bot token deletes only its own
+            raise SlackError("cant_delete_message")
         del self._messages[channel_id][stored["ts"]]
         return {"channel": channel_id, "ts": stored["ts"]}
 

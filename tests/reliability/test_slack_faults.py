@@ -379,30 +379,44 @@ async def posted_and_answered(bot: Bot, n: int) -> list[dict]:
     return bot.store.posts_to_redraw()
 
 
-@pytest.mark.parametrize(
-    ("error", "lines"),
-    [("invalid_blocks", 3), ("not_in_channel", 1)],
-)
 async def test_permanent_update_errors_are_given_up_with_one_log_line(
-    fake_slack: FakeSlack,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    error: str,
-    lines: int,
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     seed(tmp_path / "hitl.db", ITEMS[:3])
     settings = make_settings(fake_slack, tmp_path, max_open=3, votes=3)
     async for bot in start_bot(fake_slack, settings):
         assert len(await posted_and_answered(bot, 3)) == 3
-        fake_slack.fail("chat.update", error, times=100)
+        fake_slack.fail("chat.update", "invalid_blocks", times=100)
         with caplog.at_level(logging.INFO, logger="bot"):
             for _ in range(3):
                 assert await bot.rt.redrawer.pending() == 0  # nothing left to retry
 
         assert bot.store.posts_to_redraw() == []
-        said = [r for r in caplog.records if error in r.getMessage()]
-        assert len(said) == lines and all("gave up" in r.getMessage() for r in said), said
-        assert len(fake_slack.calls_to("chat.update")) == (3 if lines == 3 else 1)
+        said = [r for r in caplog.records if "invalid_blocks" in r.getMessage()]
+        assert len(said) == 3 and all("gave up" in r.getMessage() for r in said), said
+        assert len(fake_slack.calls_to("chat.update")) == 3
+
+
+async def test_a_channel_that_refuses_the_bot_holds_its_redraws_with_one_call_a_pass(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """not_in_channel is the channel's, not the message's: its messages wait (said once, one
+    call a pass for the whole channel) and are drawn once the channel takes them again."""
+    seed(tmp_path / "hitl.db", ITEMS[:3])
+    settings = make_settings(fake_slack, tmp_path, max_open=3, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        behind = await posted_and_answered(bot, 3)
+        assert len(behind) == 3
+        fake_slack.fail("chat.update", "not_in_channel", times=3)
+        with caplog.at_level(logging.INFO, logger="bot"):
+            for _ in range(3):
+                assert await bot.rt.redrawer.pending() == 3  # waiting for the channel
+
+        said = [r for r in caplog.records if "not_in_channel" in r.getMessage()]
+        assert len(said) == 1 and "/invite @hitl" in said[0].getMessage(), said
+        assert len(fake_slack.calls_to("chat.update")) == 3  # one a pass, not one a message
+        assert await bot.rt.redrawer.pending() == 0  # the channel works again: all drawn
+        assert bot.store.posts_to_redraw() == []
 
 
 async def test_messages_wait_out_a_refused_token_and_are_drawn_once_it_works(
