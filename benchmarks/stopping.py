@@ -525,7 +525,7 @@ def _uniform_forecasts(rows: list[dict], name: str, seed: int) -> dict[int, Extr
 def _advice_firing(run: list[dict], forecasts: dict[int, Extrapolation]) -> int | None:
     """Where the product first advises stopping: the signal fired and the newest forecast at
     or before that round (one measured within ``CURVE_GROWTH`` of its labels, as a refresh
-    re-measures the curve) is not sure of a gain of ``STILL_GAINING`` or more."""
+    re-measures the curve) does not expect a gain of ``STILL_GAINING`` or more."""
     for r in run:
         n = r["n_labels"]
         newest = max((m for m in forecasts if m <= n), default=None)

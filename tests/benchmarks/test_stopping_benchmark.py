@@ -102,21 +102,21 @@ def test_the_accuracy_now_summary_tells_the_allowances_rounds_from_the_held_out_
     assert "elsewhere (other seeds and data sets): inside 2 of 2" in text
 
 
-def test_the_advice_waits_while_the_newest_fresh_forecast_is_sure_of_a_point_more():
+def test_the_advice_waits_while_the_newest_fresh_forecast_expects_a_point_more():
     bench = benchmark_module("stopping.py")
 
     def round_row(n: int, changed: float) -> dict:  # changed against the model 100 labels older
         return {"n_labels": n, "disagree": [changed], "labels_back": [100]}
 
-    def forecast(n: int, low: float) -> Extrapolation:
-        return Extrapolation(n, 500, 0.9, 1.0, 0.5, 0.8, low + 0.005, low, low + 0.01, 10)
+    def forecast(n: int, gain: float) -> Extrapolation:
+        return Extrapolation(n, 500, 0.9, 1.0, 0.5, 0.8, gain, 0.0, gain + 0.01, 10)
 
     run = [round_row(100, 0.05)] + [round_row(n, 0.01) for n in (125, 150, 175, 200)]
     assert bench["first_firing"]([100, 125, 150, 175, 200], [0.05] + [0.01] * 4) == 125
-    # sure of 1.5 points from 125 labels: it holds at 125 and 150 (within 25 % more labels)
+    # expects 1.5 points from 125 labels: it holds at 125 and 150 (within 25 % more labels)
     sure = {125: forecast(125, 0.015)}
     assert bench["_advice_firing"](run, sure) == 175  # stale at 175 (≥ 1.25 × 125)
-    assert bench["_advice_firing"](run, {**sure, 150: forecast(150, 0.005)}) == 150  # unsure
+    assert bench["_advice_firing"](run, {**sure, 150: forecast(150, 0.005)}) == 150  # under 1
     assert bench["_advice_firing"](run, {}) == 125  # no forecast: the signal itself
 
 

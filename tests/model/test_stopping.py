@@ -65,7 +65,7 @@ def forecast(gain: float, low: float | None, high: float | None) -> Extrapolatio
     return Extrapolation(1000, 500, 0.9, 1.0, 0.5, 0.85, gain, low, high, 10)
 
 
-def test_settled_predictions_do_not_advise_stopping_while_the_forecast_is_sure_of_a_point():
+def test_settled_predictions_do_not_advise_stopping_while_the_forecast_expects_a_point():
     settled = StopSignal(changed=0.015, span=100)
     climbing = forecast(0.035, 0.012, 0.041)  # trec at 1,000 labels: 0.4 points a 100 labels
     assert still_gaining(climbing) and settled.fired and not settled.advises_stop(climbing)
@@ -74,11 +74,16 @@ def test_settled_predictions_do_not_advise_stopping_while_the_forecast_is_sure_o
         " fixed sample of unlabelled items (settled at 2% or less), but the learning curve still"
         " expects +3.5 points from the next 500 labels, so more labels should still help"
     )
-    # a range reaching below a point, no range, or no forecast: settled advises stopping
-    for unsure in (forecast(0.02, 0.009, 0.03), forecast(0.05, None, None), None):
+    # a range reaching below a point still expects +2 points: the estimate decides, as the
+    # range, which carries each curve point's test noise, reaches near 0 with points to come
+    assert still_gaining(forecast(0.02, 0.0, 0.06)) and not settled.advises_stop(
+        forecast(0.02, 0.0, 0.06)
+    )
+    # an estimate under a point, no range, or no forecast: settled advises stopping
+    for unsure in (forecast(0.009, 0.0, 0.03), forecast(0.05, None, None), None):
         assert not still_gaining(unsure) and settled.advises_stop(unsure)
         assert settled.sentence(unsure).endswith("so more labels are unlikely to help much")
-    assert still_gaining(forecast(0.02, 0.01, 0.03))  # a point exactly: still gaining
+    assert still_gaining(forecast(0.01, 0.0, 0.03))  # a point exactly: still gaining
     # predictions still changing: the forecast does not make them settled
     still = StopSignal(changed=0.05, span=100)
     assert not still.advises_stop(None) and still.sentence(climbing).startswith("still changing")
