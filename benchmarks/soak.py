@@ -5,9 +5,11 @@ signed button clicks from several clients (each on an unanswered item, so each o
 it), producer API predictions, an admin `/hitl retrain` every ``--retrain-every`` seconds, and
 a fault injected into the Slack Web API on about ``--fault-rate`` of the seconds (429, 500,
 connection reset, timeout). The server's RSS is sampled every ``--sample-every`` seconds.
-At the end the server is stopped and the database read: every acknowledged click must be
-exactly one answer, and RSS must show no growth trend (the slope of a least-squares line
-through the samples after warm-up, in MB per minute, next to the first sample as baseline).
+At the end the server is stopped and the database read: clicks must have been taken (at least
+one acknowledged, each click sent either acknowledged or counted an error: a server refusing
+every click loses none of the acknowledged ones), every acknowledged click must be exactly one
+answer, and RSS must show no growth trend (the slope of a least-squares line through the
+samples after warm-up, in MB per minute, next to the first sample as baseline).
 
     python benchmarks/soak.py                  # 30 minutes
     python benchmarks/soak.py --minutes 5
@@ -148,6 +150,7 @@ class Load:
         self.rng = rng
         self.acked: set[str] = set()
         self.clicks = self.errors = self.predictions = self.api_errors = self.retrains = 0
+        self.retrain_errors = 0  # apart from the clicks' errors: sent = acked + errors
         self.latencies: list[float] = []
 
     async def click(self, session: aiohttp.ClientSession) -> None:
@@ -191,7 +194,7 @@ class Load:
         body, headers = signing.signed_command(fields, SECRET)
         async with session.post(f"{self.url}/slack/events", data=body, headers=headers) as r:
             if r.status != 200:
-                self.errors += 1
+                self.retrain_errors += 1
         self.retrains += 1
 
 
@@ -327,7 +330,8 @@ async def run(args: argparse.Namespace) -> int:
     p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
     print(f"| click ack p50 / p99 (ms) | {p50:.1f} / {p99:.1f} |")
     print(f"| API predictions / errors | {load.predictions:,} / {load.api_errors} |")
-    print(f"| retrains asked / runs by status | {load.retrains} / {retrain_runs} |")
+    refused = f"; {load.retrain_errors} refused" if load.retrain_errors else ""
+    print(f"| retrains asked / runs by status | {load.retrains} / {retrain_runs}{refused} |")
     print(f"| Slack faults injected | {faults} |")
     print(f"| posts / distinct items posted | {posts[0]:,} / {posts[1]:,} |")
     print(f"| tracebacks in the server log | {tracebacks} |")
@@ -379,7 +383,12 @@ async def run(args: argparse.Namespace) -> int:
     for name, unit, scale in MEMORY_METRICS:
         series = ", ".join(f"{t / 60:.1f}:{m[name] / scale:.1f}" for t, m in memory if name in m)
         print(f"{name} samples (minute, {unit}): {series}")
-    ok = lost == 0 and twice == 0 and integrity == "ok" and code == 0 and tracebacks == 0
+    if not load.acked:
+        print("no click was acknowledged: the server took no answer")
+    if len(load.acked) + load.errors != load.clicks:
+        print("clicks sent are not the acknowledged ones and the errors")
+    taken = len(load.acked) > 0 and len(load.acked) + load.errors == load.clicks
+    ok = all([taken, lost == 0, twice == 0, integrity == "ok", code == 0, tracebacks == 0])
     for mark in ("Fatal Python error", "Traceback"):  # a hang (its threads' stacks), a failure
         n = next((n for n, line in enumerate(log) if mark in line), None)
         if n is not None:

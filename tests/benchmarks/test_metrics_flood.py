@@ -15,12 +15,12 @@ def test_metrics_flood_benchmark_floods_both_arms_on_the_database_it_built():
     row = r"^\| (quiet|on-loop|scrape) \| ([\d.]*) \| " + r" \| ".join([NUMBER] * 7) + r" \|$"
     rows = {arm: cells for arm, *cells in re.findall(row, out, re.M)}
     assert list(rows) == ["quiet", "on-loop", "scrape"], out
-    for arm, (one, p50, p99, longest, samples, served, failed, load) in rows.items():
+    for arm, (one, p50, p99, longest, samples, served, failed, _load) in rows.items():
+        # _load: the machine's 1-minute load average, whatever the code does (its format is checked)
         lags = [float(x) for x in (p50, p99, longest)]
         assert 0 <= lags[0] <= lags[1] <= lags[2], (arm, out)
         assert int(samples.replace(",", "")) > 0, (arm, out)
         assert failed == "0", (arm, out)
-        assert float(load) >= 0, (arm, out)
         if arm == "quiet":
             assert (one, served) == ("", "0"), out
         else:

@@ -84,10 +84,11 @@ def test_children_start_in_a_folder_with_a_click_py(tmp_path: Path):
     died at start with a bare "Aborted!"."""
     bin_, work, _ = folders(tmp_path)
     (bin_ / "child_launcher.py").write_text(CHILD_LAUNCHER)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])),
-    }
+    # the suite's own path entries made absolute: a relative one (PYTHONPATH=.) would name the
+    # child's working folder, the one with the operator's click.py
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    paths = [str(CHECKOUT), *(os.path.abspath(path) for path in inherited if path)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run(
         [sys.executable, str(bin_ / "child_launcher.py")],
         cwd=work, env=env, capture_output=True, text=True, timeout=120,

@@ -59,13 +59,24 @@ def test_a_model_file_gives_back_the_same_pipeline_and_needs_no_trusted_types(na
     assert [part.vocabulary_ for part in vectorizers(loaded.pipeline_)] == before
 
 
-def test_saving_leaves_the_fitted_pipeline_as_it_was(texts_labels):
+@pytest.mark.parametrize("name", ["word_char_sgd", "word_char_lr"])  # sparse, dense coef_
+def test_saving_leaves_the_fitted_pipeline_as_it_was(name, texts_labels):
+    """``dumps`` works on a copy of the steps whose arrays are shared with the caller's
+    pipeline: the values, not only the objects, must come out of it unchanged."""
     texts, labels = texts_labels
-    clf = TextClassifier("word_char_sgd").fit(texts, labels)
-    coef = clf.pipeline_[-1].coef_
+    clf = TextClassifier(name).fit(texts, labels)
+    final = clf.pipeline_[-1]
+    coef, intercept = final.coef_, final.intercept_
+    coef_before, intercept_before = coef.copy(), intercept.copy()
+    vocabularies = [dict(part.vocabulary_) for part in vectorizers(clf.pipeline_)]
+    assert all(len(vocabulary) > 10 for vocabulary in vocabularies)
+    proba = clf.predict_proba(texts)
     modelfile.dumps(clf.pipeline_)
     assert clf.pipeline_[-1].coef_ is coef
-    assert all(len(part.vocabulary_) > 10 for part in vectorizers(clf.pipeline_))
+    np.testing.assert_array_equal(clf.pipeline_[-1].coef_, coef_before)
+    np.testing.assert_array_equal(clf.pipeline_[-1].intercept_, intercept_before)
+    assert [part.vocabulary_ for part in vectorizers(clf.pipeline_)] == vocabularies
+    np.testing.assert_array_equal(clf.predict_proba(texts), proba)
 
 
 def test_vocabularies_are_arrays_and_sparse_coefficients_are_stored_sparse(texts_labels):
