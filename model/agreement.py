@@ -13,10 +13,10 @@ Everything starts from a :class:`Tally`, each annotator's (latest) label per ite
 - :func:`annotator_agreement`: each annotator against the majority of the others (leave one out);
 - :func:`gold_accuracy`: each annotator's accuracy on items with a known answer, with a Wilson
   interval and n;
-- :func:`first_two_votes`: each item's first two votes, for answers collected until enough
-  agree (an item closes early when its first answers agree): agreement measured on every vote
-  is then conditional on that stopping rule, on the first two it is not (``agreement``'s
-  ``first_two``).
+- :func:`first_two_votes`: each item's first two answerers' (latest) votes, for answers
+  collected until enough agree (an item closes early when its first answers agree):
+  agreement measured on every vote is then conditional on that stopping rule, on the first
+  two it is not (``agreement``'s ``first_two``).
 
 A value that cannot be defined (one annotator, no shared items, a single label throughout so
 that chance agreement is total) is ``None`` with a ``reason``, never a made-up 0 or 1.
@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
@@ -158,21 +159,47 @@ def _latest(votes: Iterable[tuple[str, str, str | None]]) -> dict[tuple[str, str
 
 def first_two_votes(
     votes: Iterable[tuple[str, str, str | None]],
+    first: Mapping[tuple[str, str], Any] | None = None,
 ) -> list[tuple[str, str, str]]:
-    """Each item's first two votes, ``(item_id, annotator, label)`` in the order given (as
-    :meth:`Tally.from_votes`: an annotator's latest vote counts, at its place; a skip is no
-    vote).
+    """Each item's first two answerers' votes, ``(item_id, annotator, label)``, in the order
+    they first answered: an annotator's latest vote counts (as :meth:`Tally.from_votes`; a
+    skip is no vote), placed where they first gave a label to the item, so a changed answer
+    keeps its place.
+
+    ``first``: when each ``(item_id, annotator)`` first gave the item a label (any sortable
+    key, e.g. the id of that answer), for votes that hold only each annotator's latest answer
+    (a pair it lacks comes after those it has); without it, the place of their first
+    labelled vote in ``votes``.
 
     Where answers are collected until enough agree (``HITL_VOTES=3`` closes an item as soon as
     two answers agree), which items get a third answer depends on whether the first two agreed:
     agreement measured on every answer is then conditional on the stopping rule (the items
     that closed on two answers agree by construction; third answers exist only where the first
     two disagreed). Every item with two or more answers has its first two whatever they say,
-    so agreement measured on them is not selected by the rule."""
+    so agreement measured on them is not selected by the rule. A person who changes their
+    answer after a third was asked stays among the first two (by their latest answer), and
+    the third stays out."""
+    votes = list(votes)
+    given: dict[tuple[str, str], int] = {}  # the place of each pair's first labelled vote
+    for n, vote in enumerate(votes):
+        if len(vote) == 3 and vote[2] is not None:
+            given.setdefault((str(vote[0]), str(vote[1])), n)
+    kept = [
+        (key, label, n)
+        for n, (key, label) in enumerate(_latest(votes).items())
+        if label is not None
+    ]
+
+    def place(entry: tuple[tuple[str, str], str, int]) -> tuple[int, Any, int]:
+        key, _, n = entry
+        if first is not None and key in first:
+            return (0, first[key], n)
+        return (1 if first is not None else 0, given.get(key, n), n)
+
     seen: dict[str, int] = {}
     out = []
-    for (item, annotator), label in _latest(votes).items():
-        if label is None or seen.get(item, 0) >= 2:
+    for (item, annotator), label, _ in sorted(kept, key=place):
+        if seen.get(item, 0) >= 2:
             continue
         seen[item] = seen.get(item, 0) + 1
         out.append((item, annotator, label))

@@ -6,8 +6,9 @@ against the majority of the others), computed on each person's counted vote per 
 (``Store.iter_votes``, oldest first). An item closes as soon as enough answers agree (with
 ``HITL_VOTES=3``, two), so which items get a third answer depends on whether the first two
 agreed: the overall, pairwise and per-label figures are measured on each item's first two
-answers (``first_two_votes``), which every item with two or more has whatever they say, and
-say so when some item has more. Reading every vote grows with the data, so the server
+answers (``first_two_votes``: the first two people to give it a label, by their latest
+answer), which every item with two or more has whatever they say, and say so when some item
+has more. Reading every vote grows with the data, so the server
 measures in a worker thread on a connection of its own (``reports.stats_off_loop``); the CLI
 calls ``measure``.
 
@@ -92,7 +93,9 @@ def measure(store: Store, settings: Settings) -> Quality:
         agreement=agreement(
             in_force,
             min_shared=DEFAULT_MIN_SHARED,
-            first_two=Tally.from_votes(first_two_votes(in_votes)),
+            # each person placed where they first gave the item a label: a changed answer
+            # keeps its place before a third asked because the first two disagreed
+            first_two=Tally.from_votes(first_two_votes(in_votes, store.first_labelled())),
         )
         if settings.votes > 1
         else None,

@@ -227,12 +227,22 @@ def class_notes(
     set in force no longer has, as live accuracy maps them (``label_aliases``): a renamed
     class is shown under its new name (the same items), a merged one under its own name,
     noted "merged into X since" (its figures describe no class in force), a retired one noted
-    so. Returns (notes by the name shown, the names shown by the trained name)."""
+    so. Returns (notes by the name shown, the names shown by the trained name).
+
+    A class is renamed when the label in force descends from it by renames alone
+    (``_renamed_from``, read back through the label set's changes): merged into B, then B
+    renamed C, A is "merged into C" and B is shown as C; two trained classes are never shown
+    under one name (two merged into a label made since are both noted merged)."""
     in_force = store.stored_labels()
     if in_force is None:  # never changed: the set in force is the one the model knows
         return {}, {}
     aliases, retired = store.label_aliases(), store.retired_labels()
     trained = set(per_class) | set(getattr(champion, "label_set", None) or [])
+    renamed_from = _renamed_from(store.label_set_changes(), trained)
+    for now in set(aliases.values()) - set(renamed_from):  # none renamed into it: one class
+        sources = [label for label in trained if aliases.get(label) == now]  # alone is it
+        if len(sources) == 1:
+            renamed_from[now] = sources[0]
     since = f"since v{champion.version} was trained"
     notes: dict[str, str] = {}
     names: dict[str, str] = {}
@@ -241,7 +251,12 @@ def class_notes(
             continue
         now = aliases.get(label)
         gone = f"; {now} retired since" if now in retired else ""
-        if now is not None and now not in trained and now not in per_class:
+        if (
+            now is not None
+            and now not in trained
+            and now not in per_class
+            and renamed_from.get(now) == label
+        ):
             names[label] = now  # renamed: the same class under its new name
             notes[now] = f"named {label} when v{champion.version} was trained{gone}"
         elif now is not None:
@@ -251,6 +266,27 @@ def class_notes(
         else:
             notes[label] = "not in the label set now"
     return notes, names
+
+
+def _renamed_from(changes: Sequence[Mapping[str, Any]], trained: set[str]) -> dict[str, str]:
+    """Each label some change renamed into → the trained class it descends from by renames
+    alone, newest change first (a merge into it along the way is another class joining it,
+    not this one), when the chain reaches a trained class."""
+    out: dict[str, str] = {}
+    renames = [c for c in changes if c.get("action") == "rename" and c.get("new_label")]
+    for start in {str(c["new_label"]) for c in renames}:
+        name, before = start, len(renames)
+        while True:
+            step = next(
+                (j for j in range(before - 1, -1, -1) if renames[j]["new_label"] == name), None
+            )
+            if step is None:
+                break
+            name, before = str(renames[step]["label"]), step
+            if name in trained:
+                out[start] = name
+                break
+    return out
 
 
 def champion_since(champion: ModelVersion) -> str | None:

@@ -184,6 +184,9 @@ class Plan:
     # vocabulary, which is then not kept (``withdraw``).
     item_ids: list[str] = field(default_factory=list)
     deleted_mark: int = 0
+    # Where the label set's changes stood before the rows were read (``label_set_mark``): the
+    # next retrain counts the labels merged since as new by it, not by the clock.
+    label_set_mark: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -335,6 +338,7 @@ def _plan(
         store.release_lock(LOCK, owner)
         return outcome
     read_at = store.now()  # before the read: gold made since may be among the rows
+    change_mark = store.label_set_mark()  # before it too: a merge since is new to the next
     deleted_mark, _ = deleted_after(store.db, None)  # before it too
     rows = quality.training_rows(store, settings)
     keys = [text_key(r[1]) for r in rows]
@@ -356,9 +360,14 @@ def _plan(
     after = store.labels_after(read_mark(previous.extra, store)) if previous else set()
     mask = [r[0] not in after for r in rows] if previous else None
     # New to the report: those, and the labels a merge moved to another class since the
-    # champion's read (kept out of ``after``: the champion's refit still has them, renamed).
+    # champion's read (kept out of ``after``: the champion's refit still has them, renamed),
+    # by the label set's changes it saw (its ``label_set_mark``), not by the clock; by its
+    # read's time for a model from before that was recorded.
     merged = (
-        store.merged_after(str(previous.extra.get("gold_read_at") or previous.created_at))
+        store.merged_after(
+            str(previous.extra.get("gold_read_at") or previous.created_at),
+            previous.extra.get("label_set_mark"),
+        )
         if previous
         else set()
     )
@@ -392,6 +401,7 @@ def _plan(
         read_at=read_at,
         item_ids=[r[0] for r in rows],
         deleted_mark=deleted_mark,
+        label_set_mark=change_mark,
     )
 
 
@@ -668,6 +678,7 @@ def compute(
             "champion_macro_f1": decision.champion_macro_f1,
             "gold_check": decision.gold.as_dict() if decision.gold else None,
             "gold_read_at": plan.read_at,  # gold made by then never trained this model
+            "label_set_mark": plan.label_set_mark,  # the label set's changes its read saw
             "fit_seconds": round(candidate.fit_seconds, 2),
             "triggered_by": plan.triggered_by,
         },

@@ -454,14 +454,24 @@ class Dispatcher:
     async def _gold_instead(self, channel: str, taken: set[str]) -> dict[str, Any] | None:
         """With probability HITL_GOLD_RATE, drawn for each post, a gold item to post instead
         (None: post the pick, also when no gold item waits for this channel). It gets the
-        champion's guess as every other question has one, computed in a worker thread."""
+        champion's guess as every other question has one, computed in a worker thread.
+
+        With HITL_GOLD_RATE=0 no gold question is drawn, except a stored item marked gold while
+        it waited in the queue (``next_gold(marked=True)``; not one imported as gold): it would
+        have been asked, and marking it must not take it out of labelling, so it goes in the
+        pick's place (marked items are few, each asked once)."""
         rt = self.rt
-        if rt.settings.gold_rate <= 0:
-            return None
         # a gold question ignored lately waits (``Store.resting``): the pick goes instead
-        waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken | self.resting))
-        if not waiting or self.rng.random() >= rt.settings.gold_rate:
-            return None
+        if rt.settings.gold_rate <= 0:
+            waiting = rt.store.next_gold(
+                GOLD_WINDOW, exclude=sorted(taken | self.resting), marked=True
+            )
+            if not waiting:
+                return None
+        else:
+            waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken | self.resting))
+            if not waiting or self.rng.random() >= rt.settings.gold_rate:
+                return None
         routes = routes_in_force(rt.settings, rt.store)
         for item in waiting:
             champion = rt.champion

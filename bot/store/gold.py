@@ -6,10 +6,13 @@ the background) and a row in ``gold``; the dispatcher takes them one at a time
 stored (an export read back, say) is marked gold: it keeps its votes, and those votes are
 scored too (one that misses the gold label sends the item to review). One rule for every
 count: a gold item not asked yet waits with status ``gold`` (``GOLD_WAITING``), so a stored
-item marked gold while it waited in the queue (new, queued) or had been decided by the model
-(auto) becomes a gold question too; one posted, decided or set aside keeps its status. The
-items waiting to be asked are those of ``WAITING`` (``Store.waiting_count``, `/hitl stats`,
-App Home), gold questions among them.
+item marked gold while it waited in the queue (new, queued) becomes a gold question too; one
+posted, decided (by people, or by the model: ``auto``, what the producer API said, with no
+webhook to come) or set aside keeps its status. With HITL_GOLD_RATE=0 nothing draws gold
+questions, but one that waited in the queue when it was marked is still asked
+(``next_gold(marked=True)``, in the dispatcher's pick's place): marking it does not take it
+out of labelling. The items waiting to be asked are those of ``WAITING``
+(``Store.waiting_count``, `/hitl stats`, App Home), gold questions among them.
 ``training_data`` leaves gold items out: a model that learned a gold answer would give it
 away in its guess on the gold question; ``training_rows`` also leaves out the labelled items
 that repeat a gold text under another id (up to case, spacing and punctuation).
@@ -92,22 +95,29 @@ class GoldMixin:
         return GoldResult(added, marked, unchanged, tuple(conflicts))
 
     def _wait_as_gold(self, item_id: str, now: str) -> None:
-        """A gold item not asked yet waits as a gold question (status gold: ``GOLD_WAITING``),
-        whatever it waited as before: one in the queue (new, queued) or decided by the model
-        (auto). One posted, decided or set aside keeps its status."""
+        """A gold item waiting in the queue (new, queued) waits as a gold question (status
+        gold: ``GOLD_WAITING``). One posted, decided or set aside keeps its status, and so does
+        one the model decided (auto): the producer API said ``auto`` and would turn to
+        ``needs_review`` with no webhook to come (nothing asks it with HITL_GOLD_RATE=0)."""
         self.db.execute(
             "UPDATE items SET status = 'gold', updated_at = ? WHERE id = ?"
-            " AND status IN ('new', 'queued', 'auto')",
+            " AND status IN ('new', 'queued')",
             [now, item_id],
         )
 
-    def next_gold(self, limit: int, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Up to ``limit`` gold items not asked yet, oldest first (read from an index)."""
+    def next_gold(
+        self, limit: int, exclude: Sequence[str] = (), *, marked: bool = False
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` gold items not asked yet, oldest first (read from an index).
+        ``marked``: only the stored items marked gold while they waited in the queue (not one
+        imported as gold, source ``gold``), which the dispatcher asks with HITL_GOLD_RATE=0:
+        marking one gold does not take it out of labelling."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
+        only = " AND source != 'gold'" if marked else ""
         rows = self.db.execute(
             "SELECT id, text FROM items INDEXED BY items_status_priority WHERE status = 'gold'"
-            f" AND id NOT IN ({marks}) ORDER BY priority DESC, rowid LIMIT ?",
+            f" AND id NOT IN ({marks}){only} ORDER BY priority DESC, rowid LIMIT ?",
             [*skip, limit],
         ).fetchall()
         return [

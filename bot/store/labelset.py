@@ -89,17 +89,43 @@ class LabelSetMixin:
         """Renamed and merged labels → the label they count for now."""
         return dict(self.db.execute("SELECT old, new FROM label_aliases").fetchall())
 
-    def merged_after(self, at: str) -> set[str]:
-        """The items whose decided label a merge rewrote after ``at`` (an ISO time: when a
-        model's training read the labels). Such a label keeps its place in the label clock
-        (``_relabel_all``: the gate's champion refit keeps it, under its new name), but the
-        next model learns it in another class: the retrain report counts it as new. A rename
-        is not counted: the same items in the same class, under another name. Reads every
-        merge's history rows: for a worker thread or the CLI."""
+    def label_set_mark(self) -> dict[str, Any]:
+        """Where the label set's changes stand (a model's training read records it, as it
+        records ``label_seq``): the id of the newest change (``change``; 0: none) and its time
+        (``at``; "" when none). ``merged_after`` compares by them, not by the clock."""
+        change, at = self.db.execute(
+            "SELECT coalesce(max(id), 0), coalesce(max(created_at), '') FROM label_set_changes"
+        ).fetchone()
+        return {"change": int(change), "at": str(at)}
+
+    def merged_after(self, at: str, mark: Mapping[str, Any] | None = None) -> set[str]:
+        """The items whose decided label a merge rewrote after a model's training read the
+        labels. Such a label keeps its place in the label clock (``_relabel_all``: the gate's
+        champion refit keeps it, under its new name), but the next model learns it in another
+        class: the retrain report counts it as new. A rename is not counted: the same items in
+        the same class, under another name. Reads every merge's history rows: for a worker
+        thread or the CLI.
+
+        ``mark``: the read's ``label_set_mark``; a merge is after it when its change row is
+        newer by id or by time than the newest change the read saw (as ``LabelMark``: the id
+        does not depend on the clock, so a merge stamped while the clock ran ahead is not new
+        again once a model read it; the time does not depend on the database's history, a
+        restore from an older backup). Without one (a model from before it was recorded), by
+        time: the merges stamped after ``at`` (an ISO time: when the read began)."""
+        if mark is None or not isinstance(mark.get("change"), int):
+            rows = self.db.execute(
+                "SELECT DISTINCT item_id FROM label_history WHERE action = 'merge'"
+                " AND julianday(created_at) > julianday(?)",
+                [at],
+            )
+            return {row[0] for row in rows}
+        # a merge's history rows are those of its change: one transaction, one ``now``
         rows = self.db.execute(
-            "SELECT DISTINCT item_id FROM label_history WHERE action = 'merge'"
-            " AND julianday(created_at) > julianday(?)",
-            [at],
+            "SELECT DISTINCT h.item_id FROM label_set_changes c JOIN label_history h"
+            " ON h.action = 'merge' AND h.old_label = c.label AND h.new_label = c.new_label"
+            " AND h.created_at = c.created_at"
+            " WHERE c.action = 'merge' AND (c.id > ? OR c.created_at > ?)",
+            [mark["change"], str(mark.get("at") or "") or "~"],
         )
         return {row[0] for row in rows}
 

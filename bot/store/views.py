@@ -131,6 +131,20 @@ class ViewsMixin:
         ).fetchone()
         return row[0], row[1]
 
+    def first_labelled(self) -> dict[tuple[str, str], int]:
+        """When each person first gave each item a label: the id of their first counted answer
+        (as ``iter_votes`` counts them: not imported, not late, not an undo) that is a label, by
+        (item id, user id). Agreement on each item's first two answerers
+        (``model.agreement.first_two_votes``) places a person there, not at their latest answer:
+        a changed answer does not move them behind a third answer that was asked only because
+        the first two disagreed. Reads every counted answer: for a worker thread or the CLI."""
+        rows = self.db.execute(
+            "SELECT b.item_id, b.user_id, min(b.id) FROM answers b"
+            " WHERE b.source != 'import' AND b.late = 0"  # the terms of ``answers_counted``
+            " AND b.label IS NOT NULL AND b.source != 'undo' GROUP BY b.item_id, b.user_id"
+        )
+        return {(item, user): first for item, user, first in rows}
+
     def next_for_user(self, user_id: str, exclude: Sequence[str] = ()) -> str | None:
         """The next item for ``user_id`` to label in the modal: open posts they have not
         answered first (oldest first), then the queue, highest priority (most uncertain) first,

@@ -129,12 +129,14 @@ def test_every_gold_question_waiting_is_counted_and_drawn_as_one(tmp_path: Path)
         drawn = [row["id"] for row in store.next_gold(10)]
         line = reports.stats_text(store, settings, NOW).splitlines()[2]
         waiting = store.waiting_count()
-    assert sorted(drawn) == sorted(gold)  # the dispatcher mixes in every one of them
-    assert counts["gold"] == 5 and counts["auto"] == 0
-    # p3 (queued) and p5 (new) wait besides the five gold questions
-    assert line.startswith("*Items:* 7 waiting (5 of them gold questions) · 0 posted"), line
-    assert "0 decided by the model" in line, line
-    assert waiting == 7  # App Home's "Queue: N waiting" is the same count
+    # the dispatcher mixes in every one of them but p0, which the model decided: it keeps its
+    # decision (the producer API says auto), and its gold label scores models all the same
+    assert sorted(drawn) == sorted(g for g in gold if g != "p0")
+    assert counts["gold"] == 4 and counts["auto"] == 1
+    # p3 (queued) and p5 (new) wait besides the four gold questions
+    assert line.startswith("*Items:* 6 waiting (4 of them gold questions) · 0 posted"), line
+    assert "1 decided by the model" in line, line
+    assert waiting == 6  # App Home's "Queue: N waiting" is the same count
 
 
 def test_importing_the_gold_again_mends_items_marked_before(tmp_path: Path):

@@ -86,10 +86,22 @@ def test_first_two_votes_keep_the_order_given_and_a_persons_latest_vote():
     votes = [
         ("i1", "ana", "x"), ("i1", "raj", "y"), ("i1", "mei", "x"),  # the third is left out
         ("i2", "raj", None), ("i2", "mei", "x"), ("i2", "ana", "x"),  # a skip is no vote
-        ("i3", "ana", "x"), ("i3", "raj", "x"), ("i3", "ana", "y"),  # ana's latest, at its place
+        ("i3", "ana", "x"), ("i3", "raj", "x"), ("i3", "ana", "y"),  # ana's latest, at her first
     ]  # fmt: skip
     assert first_two_votes(votes) == [
         ("i1", "ana", "x"), ("i1", "raj", "y"),
         ("i2", "mei", "x"), ("i2", "ana", "x"),
-        ("i3", "raj", "x"), ("i3", "ana", "y"),
+        ("i3", "ana", "y"), ("i3", "raj", "x"),
     ]  # fmt: skip
+
+
+def test_a_changed_answer_keeps_its_place_before_a_third_answer():
+    """HITL_VOTES=3: ana and raj disagree, so mei is asked; then ana changes her answer. The
+    first two answerers are ana (her latest answer) and raj, not raj and mei: mei answered only
+    because the first two disagreed."""
+    history = [("i1", "ana", "x"), ("i1", "raj", "y"), ("i1", "mei", "z"), ("i1", "ana", "y")]
+    assert first_two_votes(history) == [("i1", "ana", "y"), ("i1", "raj", "y")]
+    # each person's latest vote only (as the store reads them), with when each first answered
+    latest = [("i1", "raj", "y"), ("i1", "mei", "z"), ("i1", "ana", "y")]
+    first = {("i1", "ana"): 1, ("i1", "raj"): 2, ("i1", "mei"): 3}
+    assert first_two_votes(latest, first) == [("i1", "ana", "y"), ("i1", "raj", "y")]
