@@ -547,10 +547,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.sizes, args.labeled, args.predicts, args.warmup = [1_000, 4_000], 20, 40, 10
-        # two questions, not four: the server posts one a second to a channel, so four kept
-        # the run waiting three seconds at the first size; 80 clicks on two stay at most 60 a
-        # question (below), and each label's votes under 13
-        args.clicks, args.max_open = 20, 2
+        # one question, not four: the server posts one a second to a channel, so four kept
+        # the run waiting three seconds at the first size (two, one second); 40 clicks on it
+        # stay at most 60 a question (below), and each label's votes under 13
+        args.clicks, args.max_open = 10, 1
         # their predict clients start calling within milliseconds (--start-early: once a call
         # was answered), so a tenth of a second of load comes before the clicks
         args.load_lead = 0.1

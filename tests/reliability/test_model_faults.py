@@ -67,15 +67,16 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz "
     big = tmp_path / "big.jsonl"
-    # 50 labels × ~300,000 n-grams of random text: the model's coefficients and the optimizer's
-    # history need gigabytes at once. Each text comes 4 times, so its n-grams are in at least
-    # two texts of every fold (from 100 labels on, an n-gram in one text only is dropped, and
-    # with it nearly all of random text's): the first fold's fit runs out of memory
-    texts = ["".join(rng.choice(letters) for _ in range(4000)) for _ in range(50)]
+    # 100 labels × ~200,000 n-grams of random text: the model's coefficients and the
+    # optimizer's history need over a gigabyte at once (this fit still runs out under 1.5 GB).
+    # Each text comes 4 times, so its n-grams are in at least two texts of every fold (from
+    # 100 labels on, an n-gram in one text only is dropped, and with it nearly all of random
+    # text's): the first fold's fit runs out of memory
+    texts = ["".join(rng.choice(letters) for _ in range(1000)) for _ in range(100)]
     with big.open("w") as handle:
-        for n in range(200):
-            text = texts[n % 50]  # four items of one text
-            label = f"topic{n % 50}"
+        for n in range(400):
+            text = texts[n % 100]  # four items of one text
+            label = f"topic{n % 100}"
             handle.write(json.dumps({"id": f"b{n}", "text": text, "label": label}) + "\n")
     # imported in this process too: only the retrain below needs an interpreter of its own
     imported = CliRunner().invoke(
@@ -83,8 +84,10 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     )
     assert imported.exit_code == 0, imported.output
 
-    def limit_memory() -> None:  # the process and its imports fit in this; such a fit does not
-        resource.setrlimit(resource.RLIMIT_AS, (1_200_000_000, 1_200_000_000))
+    # the process and its imports fit in this (a small retrain under a limit peaks at ~330 MB
+    # of address space); such a fit does not
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (900_000_000, 900_000_000))
 
     starved = subprocess.run(
         [sys.executable, "-m", "bot", "retrain"], env=env, capture_output=True, text=True,
@@ -103,16 +106,18 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
 def test_a_model_file_the_file_size_limit_cuts_is_one_line_naming_the_folder(tmp_path: Path):
     """A model save that hits the file-size limit (RLIMIT_FSIZE, a stand-in for a full disk)
     said only "Error: File too large": no file, nothing of the champion (an outside test on a
-    small machine). Random words make a model file (~1 MB) larger than the database (~0.4 MB),
-    so the limit stops the model's write and none of the database's."""
+    small machine). Random words make a model file (~0.6 MB) larger than the database
+    (~0.35 MB), so the limit stops the model's write and none of the database's: 90 texts
+    over 30 labels, whose coefficients add to the n-grams' bytes, where 300 over 3 labels cost a
+    fit three times as long for the same."""
     db = tmp_path / "hitl.db"
     rng = random.Random(0)
     rows = tmp_path / "rows.jsonl"
     with rows.open("w") as handle:
-        for n in range(300):
+        for n in range(90):
             text = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
                             for _ in range(30))  # fmt: skip
-            label = ("billing", "bug", "account")[n % 3]
+            label = f"topic{n % 30}"
             handle.write(json.dumps({"id": f"a{n}", "text": text, "label": label}) + "\n")
     imported = CliRunner().invoke(cli, ["--db", str(db), "import", "-q", str(rows)])
     assert imported.exit_code == 0, imported.output
@@ -120,7 +125,7 @@ def test_a_model_file_the_file_size_limit_cuts_is_one_line_naming_the_folder(tmp
            "HITL_DB": str(db)}  # fmt: skip
 
     def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (700_000, 700_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (480_000, 480_000))
 
     cut = subprocess.run(
         [sys.executable, "-m", "bot", "retrain"], env=env, capture_output=True, text=True,
