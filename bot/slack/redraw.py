@@ -6,15 +6,19 @@ post pending, and the background ``Redrawer.run`` tries again with backoff, so t
 up right even when Slack fails for a while. The backoff is the message's own: clicks and new
 items under way do not cut it short (a pass after a change tries only the messages that are
 due), and its failure is said once, then once more when it is drawn. A post that goes through
-again (the dispatcher's) makes every waiting message due at once. A pass moves every wait it
+again (the dispatcher's) makes every message backing off due at once. A pass moves every wait it
 skips (a message behind its channel's or the token's backoff, a look for lost posts behind the
 erasures') to when it can go, so the background loop sleeps until a pass can do something.
 
 A ``chat.update`` whose outcome is unknown (a timeout, a dropped connection, a 5xx: Slack may
 apply it late, over a newer drawing) has its message drawn once more ``UPDATE_SETTLE`` seconds
-later, even if a later update went through; at start every open question is drawn once (its
-message may be another app's: the app was created again). The old message of a question moved
-out of a channel no longer asked in is drawn as moved (no buttons) while its item is open.
+later, even if a later update went through (nothing moves that draw earlier: a post that goes
+through again cuts the failures' backoff short, not the settle). At start every open question is
+drawn once (its message may be another app's: the app was created again), a few at a time
+(``START_BATCH`` every ``START_GAP`` seconds) after each pass's changes, so clicks' redraws go
+first; a failure a retry may fix (a 429, at least its Retry-After; a 5xx, a timeout, the
+token) stops it, and it goes on with backoff. The old message of a question moved out of a
+channel no longer asked in is drawn as moved (no buttons) while its item is open.
 
 An error that no retry can fix is given up at once, with one log line: a message Slack refuses
 (``invalid_blocks``…). The message keeps its last drawing; the next change to its item tries
@@ -27,8 +31,11 @@ waited out: the messages stay pending, tried again with backoff (at most every 5
 and are drawn once the token works again (an admin fixes it, or reinstalls the app).
 
 A question still open whose message is gone (``message_not_found`` ``GIVE_UP_AFTER`` times in
-a row: deleted in Slack; ``cant_update_message`` at once: posted by another bot user, as after
-the app was created again) can no longer be answered: it is taken back as an expired one is
+a row, spanning ``GONE_SPAN`` seconds or not in the channel's history at its ts: deleted in
+Slack; Slack may say message_not_found for a while of a message that is there. A channel whose
+history the bot may not read (a scope) is said once, and there the answers must span it;
+``cant_update_message`` at once: posted by another bot user, as after the app was created
+again) can no longer be answered: it is taken back as an expired one is
 (``Store.take_back_gone``, one transaction for the pass), its place free and its item back in
 the queue, in one log line, and the dispatcher is woken to fill the place. A decided one is
 left as it is.
@@ -127,7 +134,12 @@ UPDATE_SETTLE = 60.0
 # the operation succeeded"), as a 5xx or a timeout
 UPDATE_UNSURE = {"internal_error", "fatal_error"}
 MAX_BACKOFF = 300.0
-GIVE_UP_AFTER = 3  # "message gone" answers in a row before its question is taken back
+GIVE_UP_AFTER = 3  # "message gone" answers in a row before its message is looked for
+# seconds message_not_found must last before its question is taken back, unless the channel's
+# history (read once the answers are GIVE_UP_AFTER) does not hold the message
+GONE_SPAN = 300.0
+START_BATCH = 4  # open questions drawn at start per pass, after that pass's changes
+START_GAP = 6.0  # seconds between the start's batches: at most 40 chat.update a minute
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
 SHOW_ITEMS = 5  # items a failure line names
 
@@ -161,7 +173,10 @@ class Redrawer:
         self.drawn = asyncio.Condition()  # notified after each pass
         self.again = False  # a change arrived during the pass in progress
         self.tried_failed = 0  # messages the last pass tried and failed (not those held back)
-        self.gone: dict[int, int] = {}  # post id -> "message gone" answers in a row
+        # (post id, ts) -> ("message gone" answers in a row, the clock at the first): keyed by
+        # ts too, as a new post may reuse a deleted post's id
+        self.gone: dict[tuple[int, str], tuple[int, float]] = {}
+        self.history_refused: dict[str, str] = {}  # channel -> why its history is not readable
         self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
         # channel -> its retry, after a redraw there failed for the channel (CHANNEL_REFUSED):
         # every message of it waits for that one backoff, said once
@@ -182,12 +197,20 @@ class Redrawer:
         self.erase_refused: dict[int, str] = {}  # erased post id -> what Slack said: set aside
         self.lost_due: float | None = None  # the clock before which no lost post is looked for
         self.lost_seen: dict[int, float] = {}  # lost post id -> the clock when first looked for
-        # post id -> (the clock when it is due, its channel): a message drawn once more though
-        # the database says it is drawn: after a chat.update whose outcome is unknown (Slack
-        # may apply it late, over a newer drawing: ``UPDATE_SETTLE``), and each open question
-        # at start (``redraw_open``: the message may be another app's, or behind)
+        # post id -> (the clock before which it is not drawn, its channel): a message drawn
+        # once more though the database says it is drawn: after a chat.update whose outcome
+        # is unknown (Slack may apply it late, over a newer drawing: ``UPDATE_SETTLE``; no
+        # other redraw, nor ``retry_now``, moves it earlier), or a start draw that failed for
+        # the message (its own backoff then)
         self.again_due: dict[int, tuple[float, str]] = {}
         self.update_settle = UPDATE_SETTLE
+        # post id -> its channel: the open questions still to draw once since the start
+        # (``redraw_open``: a message may be another app's, or behind), oldest first
+        self.start_left: dict[int, str] = {}
+        self.start_due: float | None = None  # the clock before which no start draw is made
+        self.start_delay = 0.0  # seconds; the start draws' backoff after a failure
+        self.start_batch = START_BATCH
+        self.start_gap = START_GAP
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -206,8 +229,10 @@ class Redrawer:
         now = self.clock()
         for waiting in [*self.backoff.values(), *self.channel_held.values()]:
             waiting.due = now
-        for post_id, (due, channel) in list(self.again_due.items()):
-            self.again_due[post_id] = (min(due, now), channel)
+        # a settle draw (``again_due``) keeps its time: drawn earlier, a late update could
+        # still land after it
+        if self.start_delay and self.start_due is not None:  # the start draws' failure
+            self.start_due = min(self.start_due, now)
         if self.token_refused:
             self.token_due = now
         self.wake()
@@ -221,20 +246,17 @@ class Redrawer:
             for held in self.backoff.values():  # their waits were moved to the channel's
                 if held.channel == channel:
                     held.due = min(held.due, now)
-            for post_id, (due, where) in list(self.again_due.items()):
-                if where == channel:
-                    self.again_due[post_id] = (min(due, now), where)
-            self.wake()
+            self.wake()  # a settle draw (``again_due``) keeps its time
 
     def redraw_open(self) -> None:
-        """Make every open question due for one redraw now (at start): its message may be
-        behind (a redraw the last run did not finish), or another app's (the app was created
-        again: ``cant_update_message``, and the question is taken back). At most
-        HITL_MAX_OPEN a channel."""
-        now = self.clock()
+        """Draw every open question once (at start): its message may be behind (a redraw the
+        last run did not finish), or another app's (the app was created again:
+        ``cant_update_message``, and the question is taken back). Drawn ``start_batch`` at a
+        time, ``start_gap`` seconds apart, after each pass's changes (``_start_batch``)."""
         for post in self.rt.store.open_posts():
-            self.again_due.setdefault(int(post["id"]), (now, str(post["channel"])))
-        if self.again_due:
+            self.start_left.setdefault(int(post["id"]), str(post["channel"]))
+        if self.start_left:
+            self.start_due = self.clock()
             self.wake()
 
     async def soon(self) -> None:
@@ -289,7 +311,9 @@ class Redrawer:
         the token's backoff, a look for lost posts behind the erasures'), so a due time in the
         past always has a pass to make: the background loop never waits 0 s on one."""
         dues = [waiting.due for waiting in [*self.backoff.values(), *self.channel_held.values()]]
-        dues += [due for due, _ in self.again_due.values()]
+        dues += [self._again_at(post_id) for post_id in self.again_due]
+        if self.start_left and self.start_due is not None:
+            dues.append(self.start_due)
         if self.token_refused and self.token_due is not None:
             dues.append(self.token_due)
         if self.erase_due is not None:
@@ -297,6 +321,19 @@ class Redrawer:
         if self.lost_due is not None:
             dues.append(self.lost_due)
         return min(dues, default=None)
+
+    def _again_at(self, post_id: int) -> float:
+        """When the draw once more of ``post_id`` (``again_due``) can be made: its settle time,
+        and not before its own, its channel's or the token's backoff."""
+        due, channel = self.again_due[post_id]
+        waits = [due]
+        if post_id in self.backoff:
+            waits.append(self.backoff[post_id].due)
+        if channel in self.channel_held:
+            waits.append(self.channel_held[channel].due)
+        if self.token_refused and self.token_due is not None:
+            waits.append(self.token_due)
+        return max(waits)
 
     async def run(self) -> None:
         """Background task: redraw when woken, retry failures when their backoff ends, and
@@ -375,8 +412,8 @@ class Redrawer:
         is left in the past for the background loop to wait on (``next_due``)."""
         for waiting in [*self.backoff.values(), *self.channel_held.values()]:
             waiting.due = max(waiting.due, until)
-        for post_id, (due, channel) in list(self.again_due.items()):
-            self.again_due[post_id] = (max(due, until), channel)
+        if self.start_left:
+            self.start_due = max(self.start_due or until, until)
 
     def _unsure(self, post: dict) -> None:
         """``post``'s chat.update failed with its outcome unknown (a timeout, a dropped
@@ -408,9 +445,6 @@ class Redrawer:
             held.add(post_id)
             if post_id in self.backoff:
                 self.backoff[post_id].due = wait
-            if post_id in self.again_due:
-                due, where = self.again_due[post_id]
-                self.again_due[post_id] = (max(due, wait), where)
         for channel, waiting in self.channel_held.items():
             if waiting.due <= now and first.get(channel, now) > now:
                 waiting.due = first[channel]
@@ -440,6 +474,8 @@ class Redrawer:
         behind = {post["id"] for post in posts} | set(self.again_due)
         for post_id in [p for p in backoff if p not in behind]:
             del backoff[post_id]  # drawn or given up meanwhile (a restore, another pass)
+        for key in [key for key in gone if key[0] not in behind]:
+            del gone[key]  # drawn, taken back or deleted meanwhile
         behind_in = {post["channel"] for post in posts}
         for channel in [c for c in self.channel_held if c not in behind_in]:
             del self.channel_held[channel]  # nothing of it left to draw
@@ -454,6 +490,10 @@ class Redrawer:
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
             posts = [post for post in posts if post["id"] not in held]
         held_back = failed
+        start = self._start_batch(behind, now)
+        start_ids = {int(post["id"]) for post in start}
+        posts = [*posts, *start]  # after the changes: clicks' redraws go first
+        trouble = False  # a failure a retry may fix: the start draws wait
         labels = label_set(rt.settings, rt.store) if posts else []
         # channel -> (error, messages left waiting) for the channels refused in this pass
         refused_channels: dict[str, tuple[str, int]] = {}
@@ -463,6 +503,12 @@ class Redrawer:
         gone_posts: list[dict] = []  # open questions whose message is gone: taken back
         asked_in = question_channels(rt.settings) if posts else []
         for n, post in enumerate(posts):
+            is_start = int(post["id"]) in start_ids
+            if is_start and trouble:
+                continue  # left for the start draws' next batch
+            if is_start and post["channel"] in refused_channels:
+                self.start_left.pop(int(post["id"]), None)  # its channel refuses the bot
+                continue
             if post["channel"] in refused_channels:
                 error, count = refused_channels[post["channel"]]
                 refused_channels[post["channel"]] = (error, count + 1)
@@ -506,21 +552,26 @@ class Redrawer:
                             len(posts) - n,
                             error,
                         )
-                    failed += len(posts) - n  # every call would say the same: wait
+                    # every call would say the same: wait (the start draws, at their next batch)
+                    failed += sum(int(p["id"]) not in start_ids for p in posts[n:])
                     break
                 if error in CHANNEL_REFUSED:
                     refused_channels[post["channel"]] = (error, 1)
+                    if is_start:
+                        self.start_left.pop(int(post["id"]), None)
                     failed += 1
                     continue
                 if error in MESSAGE_REFUSED:
                     self._give_up(post, f"Slack said {error}")
                     continue
                 if error in GONE_FOR_GOOD:
-                    gone_count = GIVE_UP_AFTER
+                    is_gone = True
+                elif error in MESSAGE_GONE:
+                    is_gone = await self._gone_for_sure(post)
                 else:
-                    gone_count = gone.get(post["id"], 0) + 1 if error in MESSAGE_GONE else 0
-                if gone_count >= GIVE_UP_AFTER:
-                    gone[post["id"]] = gone_count
+                    is_gone = False
+                    gone.pop((int(post["id"]), str(post["ts"])), None)  # not in a row
+                if is_gone:
                     if post["closed_at"] is None:  # still asked: taken back, after the loop
                         gone_posts.append({**post, "error": error})
                         continue
@@ -532,26 +583,36 @@ class Redrawer:
                     )
                     self._drop(post)
                 else:
-                    if gone_count:
-                        gone[post["id"]] = gone_count  # Slack may say so only for a while
                     self._failed(post, error, new_failures)
                     failed += 1
                     if error in UPDATE_UNSURE or getattr(exc.response, "status_code", 200) >= 500:
                         self._unsure(post)  # it may yet land, over a newer drawing
+                    if error in MESSAGE_GONE:  # this message's own: tried again with backoff
+                        if is_start:
+                            self.start_left.pop(int(post["id"]), None)
+                            self.again_due.setdefault(int(post["id"]), (now, str(post["channel"])))
+                    else:  # a rate limit, Slack's failure: the start draws wait too
+                        trouble = True
+                        if is_start and int(post["id"]) not in self.again_due:
+                            backoff.pop(post["id"], None)  # it waits with the start draws
+                        if is_start or self.start_left:
+                            self._start_failed(_wait(exc))
                 continue
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError) as exc:
                 self._failed(post, type(exc).__name__, new_failures)
                 self._unsure(post)  # Slack may have it, and apply it late
                 failed += 1
+                trouble = True
+                if self.start_left:
+                    self._start_failed(None)
                 continue
             if post["id"] in backoff:
                 recovered.append(backoff[post["id"]].error)
             if self.channel_held.pop(post["channel"], None) is not None:
                 channels_back.append(post["channel"])
-            again = self.again_due.get(post["id"])
-            self._drop(post)
-            if again is not None and again[0] > self.clock():  # a late update may yet land
-                self.again_due[post["id"]] = again
+            self._drop(post)  # a settle draw still to come stays (a late update may yet land)
+            if is_start:
+                self.start_delay = 0.0
             if self.token_refused:
                 logger.warning("Slack accepts the bot token again; redrawing the messages")
                 self.token_refused = None
@@ -579,8 +640,85 @@ class Redrawer:
         for channel, (error, count) in refused_channels.items():
             self._channel_failed(channel, error, count)
         self._take_back_gone(gone_posts)
+        if not self.start_left:
+            self.start_due, self.start_delay = None, 0.0
         self.tried_failed = failed - held_back
         return failed
+
+    def _start_batch(self, behind: set[int], now: float) -> list[dict]:
+        """The next ``start_batch`` open questions to draw once since the start
+        (``redraw_open``), when their time has come (``start_due``); the next batch is due
+        ``start_gap`` seconds later. One drawn by this pass anyway (behind the database, or a
+        draw once more), decided or deleted since is no longer to draw; one whose channel
+        waits (``channel_held``) waits with it."""
+        if not self.start_left or (self.start_due is not None and self.start_due > now):
+            return []
+        batch: list[dict] = []
+        for post_id, channel in list(self.start_left.items()):
+            if len(batch) >= self.start_batch:
+                break
+            if channel in self.channel_held:
+                continue
+            post = self.rt.store.post(post_id) if post_id not in behind else None
+            if post is None or post["closed_at"] is not None:
+                del self.start_left[post_id]
+                continue
+            batch.append(post)
+        self.start_due = now + self.start_gap
+        return batch
+
+    def _start_failed(self, wait: float | None) -> None:
+        """A failure a retry may fix: the start draws wait (doubling up to ``MAX_BACKOFF``,
+        and at least ``wait``: a 429's Retry-After)."""
+        self.start_delay = min(self.start_delay * 2 or self.retry_base, MAX_BACKOFF)
+        self.start_due = self.clock() + max(self.start_delay, wait or 0.0)
+
+    async def _gone_for_sure(self, post: dict) -> bool:
+        """Slack said message_not_found of ``post``'s message: whether it is gone for sure.
+        Counted by post and ts (a new post may reuse a deleted post's id). After
+        ``GIVE_UP_AFTER`` in a row it is gone once they span ``GONE_SPAN`` seconds (Slack
+        says so for good); sooner only if the channel's history, read at its ts (one call),
+        does not hold it. A message found there resets the count (Slack said so only for a
+        while). Where the history cannot be read (a scope, the channel: said once), the
+        answers must span ``GONE_SPAN``; a read that failed for a reason a retry may fix is
+        made again at the next answer."""
+        key, now = (int(post["id"]), str(post["ts"])), self.clock()
+        count, first = self.gone.get(key, (0, now))
+        self.gone[key] = (count + 1, first)
+        if count + 1 < GIVE_UP_AFTER:
+            return False
+        if now - first >= GONE_SPAN:
+            return True
+        channel = str(post["channel"])
+        if channel not in self.history_refused:
+            try:
+                page = await self.rt.client.conversations_history(
+                    channel=channel, latest=str(post["ts"]), inclusive=True, limit=1
+                )
+            except SlackApiError as exc:
+                error = slack_said(exc) or "unknown_error"
+                if error != "missing_scope" and not _refusal(exc, error):
+                    return False  # looked for again at the next answer
+                self.history_refused[channel] = error
+                logger.warning(
+                    "cannot read the history of %s to check that a question's message is gone"
+                    " (conversations.history said %s): its questions are taken back once"
+                    " Slack has said message_not_found for %g minutes",
+                    channel,
+                    error,
+                    GONE_SPAN / 60,
+                )
+            except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError):
+                return False
+            else:
+                if any(
+                    str(message.get("ts")) == str(post["ts"])
+                    for message in page.get("messages") or []
+                ):
+                    self.gone[key] = (0, now)  # it is there: Slack said so only for a while
+                    return False
+                return True
+        return False
 
     def _channel_failed(self, channel: str, error: str, count: int) -> None:
         """A redraw in ``channel`` failed for the channel (``CHANNEL_REFUSED``): its ``count``
@@ -614,9 +752,10 @@ class Redrawer:
             [post["id"] for post in posts], self.rt.settings.threshold
         )
         for post in taken:  # one decided meanwhile keeps its count: left as it is next pass
-            self.gone.pop(post["id"], None)
+            self.gone.pop((int(post["id"]), str(post["ts"])), None)
             self.backoff.pop(post["id"], None)
             self.again_due.pop(post["id"], None)
+            self.start_left.pop(int(post["id"]), None)
         if not taken:
             return
         errors = {post["id"]: post["error"] for post in posts}
@@ -796,10 +935,15 @@ class Redrawer:
         self.erase_due = self.clock() + max(self.erase_delay, wait or 0.0)
 
     def _drop(self, post: dict) -> None:
-        """``post`` needs no redraw (drawn, or left as it is): forget its failures."""
-        self.gone.pop(post["id"], None)
+        """``post`` needs no redraw (drawn, or left as it is): forget its failures. A settle
+        draw still to come (``again_due``, its time not reached) stays: whatever draws the
+        message meanwhile, a late update may yet land after it."""
+        self.gone.pop((int(post["id"]), str(post["ts"])), None)
         self.backoff.pop(post["id"], None)
-        self.again_due.pop(post["id"], None)
+        self.start_left.pop(int(post["id"]), None)
+        again = self.again_due.get(int(post["id"]))
+        if again is not None and again[0] <= self.clock():
+            del self.again_due[int(post["id"])]
         self.rt.store.mark_drawn(post["id"], post["redraw_seq"])
 
     def _give_up(self, post: dict, why: str) -> None:

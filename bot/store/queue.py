@@ -928,19 +928,41 @@ class QueueMixin:
         return None
 
     def has_answered_in(self, user_id: str, channel: str) -> bool:
-        """Whether ``user_id`` has answered a question posted in ``channel``. Read from the
-        person's answers (m035's index), each item's posts looked up by item: its cost does not
-        grow with the channel's history (App Home, on the event loop, per routed channel)."""
-        return (
-            self.db.execute(
-                "SELECT 1 FROM answers a INDEXED BY answers_user"
-                " WHERE a.user_id = ? AND a.source != 'import' AND EXISTS (SELECT 1"
-                " FROM posts p INDEXED BY posts_item WHERE p.item_id = a.item_id"
-                " AND p.channel = ?) LIMIT 1",
-                [user_id, channel],
-            ).fetchone()
-            is not None
+        """Whether ``user_id`` has answered a question posted in ``channel`` (App Home, on the
+        event loop, per routed channel). Read from the smaller side: the person's answers
+        (m035's index), each item's posts looked up by item, or the channel's posts, each
+        one's answer by this person looked up. Which is smaller is found on their indexes
+        with a bound that grows fourfold (256, 1,024, …) until one side ends, so the cost
+        follows the smaller of the two, not the person's answers (a heavy labeler: 26-49 ms
+        for 60k, with a routed channel of a few thousand posts) nor the channel's history. A
+        person with no answers costs one index look; a few of the person's answers are
+        looked at first (one step of the index each)."""
+        # ?1 the person, ?2 the channel, ?3 the bound: 1 or 0 once a side is known to end
+        # within the bound (read from that side), -1 when both go on past it
+        answers = "FROM answers INDEXED BY answers_user WHERE user_id = ?1 AND source != 'import'"
+        by_person = (
+            "EXISTS (SELECT 1 FROM answers a INDEXED BY answers_user WHERE a.user_id = ?1"
+            " AND a.source != 'import' {} AND EXISTS (SELECT 1 FROM posts p INDEXED BY"
+            " posts_item WHERE p.item_id = a.item_id AND p.channel = ?2))"
         )
+        first_few = by_person.format(  # the person's first 256 answers in the index
+            f"AND a.item_id <= (SELECT item_id {answers} ORDER BY item_id LIMIT 1 OFFSET 255)"
+        )
+        query = (
+            f"SELECT CASE WHEN (SELECT 1 {answers} LIMIT 1 OFFSET ?3) IS NULL"
+            f" THEN {by_person.format('')} WHEN {first_few} THEN 1"
+            " WHEN (SELECT 1 FROM posts INDEXED BY posts_open WHERE channel = ?2 LIMIT 1"
+            " OFFSET ?3) IS NULL THEN EXISTS (SELECT 1 FROM posts p INDEXED BY posts_open"
+            " WHERE p.channel = ?2 AND EXISTS (SELECT 1 FROM answers a INDEXED BY answers_user"
+            " WHERE a.user_id = ?1 AND a.item_id = p.item_id AND a.source != 'import'))"
+            f" ELSE -1 END {answers} LIMIT 1"  # no row: the person has no answers
+        )
+        bound = 256
+        while True:
+            row = self.db.execute(query, [user_id, channel, bound]).fetchone()
+            if row is None or row[0] >= 0:
+                return bool(row and row[0])
+            bound *= 4
 
     def tally(self, item_id: str, through: int | None = None) -> Tally:
         """Each user's latest counted answer to the item (up to answer id ``through``, if
