@@ -10,6 +10,7 @@ modal's ``private_metadata``, so every next item comes from the same ones.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -24,22 +25,30 @@ from bot.slack import blocks
 from bot.slack.questions import build_question
 
 
-def channels_for_home(rt: Runtime, user_id: str) -> list[str]:
-    """HITL_CHANNEL, and the routed channels where ``user_id`` has answered a question."""
+async def channels_for_home(rt: Runtime, user_id: str) -> list[str]:
+    """HITL_CHANNEL, and the routed channels where ``user_id`` has answered a question. Those
+    are read in a worker thread, on a connection of its own (``Store.apart``): the look grows
+    with the person's answers or the channel's posts (``Store.has_answered_in``)."""
     settings = rt.settings
     channels = [settings.channel] if settings.channel else []
-    for routed in sorted(set(settings.routes.values()) - set(channels)):
-        if rt.store.has_answered_in(user_id, routed):
-            channels.append(routed)
-    return channels
+    routed = sorted(set(settings.routes.values()) - set(channels))
+    if not routed:
+        return channels
+    served = rt.store
+
+    def read() -> list[str]:
+        with served.apart() as store:
+            return [channel for channel in routed if store.has_answered_in(user_id, channel)]
+
+    return channels + await asyncio.to_thread(read)
 
 
-def channels_for_command(rt: Runtime, channel_id: str | None, user_id: str) -> list[str]:
+async def channels_for_command(rt: Runtime, channel_id: str | None, user_id: str) -> list[str]:
     """The channel ``/hitl label`` was run in, when questions go there; else as App Home."""
     settings = rt.settings
     if channel_id and channel_id in {settings.channel, *settings.routes.values()}:
         return [channel_id]
-    return channels_for_home(rt, user_id)
+    return await channels_for_home(rt, user_id)
 
 
 async def open_labeling_modal(
@@ -55,9 +64,9 @@ async def open_labeling_modal(
     screen under it, and Slack sends no ``app_home_opened`` when it closes, so the app
     publishes Home again then (``from_home``), or the person sees the counts of before."""
     if channel_id is None:
-        channels = channels_for_home(rt, user_id)
+        channels = await channels_for_home(rt, user_id)
     else:
-        channels = channels_for_command(rt, channel_id, user_id)
+        channels = await channels_for_command(rt, channel_id, user_id)
     view = _view(rt, user_id, channels, answered=0, home=channel_id is None)
     await client.views_open(trigger_id=trigger_id, view=view)
 
@@ -97,7 +106,7 @@ async def next_in_modal(
     user_id = body["user"]["id"]
     channels = meta.get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-        channels = channels_for_home(rt, user_id)  # a modal opened before channels were kept
+        channels = await channels_for_home(rt, user_id)  # opened before channels were kept
     await client.views_update(
         view_id=view.get("id"),
         hash=view.get("hash"),

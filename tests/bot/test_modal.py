@@ -9,11 +9,13 @@ someone who only works in another channel.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from bot.sandbox import FakeSlack
+from bot.store import Store
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, margin_scored, seed, start_bot
 from tests.fake_slack import CHANNEL
@@ -100,6 +102,31 @@ async def test_start_labeling_serves_the_main_channel_and_routed_ones_you_answer
     await bot.settled()
     assert (await bot.action(start_labeling("U0RAJ", "1.1.b"))).status == 200
     assert sorted(await walk_modal(bot, "U0RAJ")) == [i for i in ROUTED if i != answered]
+
+
+async def test_start_labeling_reads_the_routed_channels_off_the_event_loop(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """Whether someone answered in a routed channel grows with their answers or the
+    channel's posts: App Home's Start labeling reads it in a worker thread, on a connection
+    of its own, never on the event loop (it did, per routed channel, per click)."""
+    question = open_question(bot, PRIVATE)
+    answered = question["metadata"]["event_payload"]["item_id"]
+    click = bot.button_payload(question, "U0RAJ", "billing", channel=PRIVATE)
+    assert (await bot.action(click)).status == 200
+    await bot.settled()
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    real = Store.has_answered_in
+
+    def watched(self: Store, user_id: str, channel: str) -> bool:
+        threads.append(threading.get_ident())
+        return real(self, user_id, channel)
+
+    monkeypatch.setattr(Store, "has_answered_in", watched)
+    assert (await bot.action(start_labeling("U0RAJ", "1.1.c"))).status == 200
+    assert sorted(await walk_modal(bot, "U0RAJ")) == MAIN + [i for i in ROUTED if i != answered]
+    assert threads and loop_thread not in threads, threads
 
 
 def start_labeling(user: str, trigger_id: str) -> dict:
