@@ -61,6 +61,7 @@ from model.classifier import DEFAULT_PIPELINE, TextClassifier, build_pipeline
 from model.evaluation import cohens_kappa
 from model.stopping import (
     ASKED_MAX,
+    CURVE_MAX_LABELS,
     SETTLE_CHANGE,
     SETTLE_SPAN,
     STOP_SET_SIZE,
@@ -497,14 +498,31 @@ def _refit(row: dict) -> Extrapolation | None:
 
 def _n_test(row: dict) -> int | None:
     """The labels each of a row's curve points was tested on: stored (rows since it is), else
-    the smallest count every score is a whole number of (a score is right/tested: 0.35 and
-    0.4 of 20); None when no count up to 2,000 fits (the splits tested on different counts)."""
+    the labels the curve was measured on (at most ``CURVE_MAX_LABELS``) less its largest
+    training size (``curve_points`` trains the largest on every label it does not test on),
+    when every score is a whole number of it; else the smallest count every score is a whole
+    number of (a score is right/tested: 0.35 and 0.4 of 20); None when no count up to 2,000
+    fits (the splits tested on different counts). The smallest count alone guessed 2 for
+    scores all 1.0 (sms_spam at 475 labels, tested on 34-41) and 8 for 0.125 and 0.25 (16):
+    the guess from the sizes equals the stored count on each of the 705 rows that store it.
+    A prequential row's points are each one answer, tested on as many answers as points."""
     stored = (row.get("predicted") or {}).get("n_test")
     if stored:
         return int(stored)
-    scores = np.asarray(row["curve"][1], dtype=float)
+    sizes, found = row["curve"]
+    scores = np.asarray(found, dtype=float)
+
+    def whole(n: int) -> bool:
+        return bool(np.all(np.abs(scores * n - np.round(scores * n)) < 1e-6))
+
+    if row.get("method") == "prequential":
+        return len(scores) or None
+    if sizes:
+        guess = min(int(row["n_labels"]), CURVE_MAX_LABELS) - int(max(sizes))
+        if guess > 0 and whole(guess):
+            return guess
     for n in range(2, 2_001):
-        if np.all(np.abs(scores * n - np.round(scores * n)) < 1e-6):
+        if whole(n):
             return n
     return None
 

@@ -90,6 +90,14 @@ ALLOWANCE = 0.06
 # A fit rising less than this over every size but the smallest, and more to it, is a step
 # (``_is_step``) when the labels each point was tested on are not known (known: half a label)
 STEP_RISE = 0.005
+# ... and only when at the second-smallest size it is already this close to its asymptote, as
+# a share of its distance at the smallest, ``(x₁/x₀)^(−c)``: with the sizes doubling
+# (CURVE_SIZES) an exponent of 4.3 or more, a step. Half a label alone is 2.5–5 points on a
+# curve tested on 10–20 labels (20–40 drawn uniformly), and smooth trec curves with c = 1.2–1.4
+# were refused as steps (their distance at x₁: 40 % of that at x₀). Of the fits half a label
+# called steps in benchmarks/results/stopping_{forecast,advice}.jsonl.gz, the steps left at
+# most 4 % (c 4.7–22), the smooth curves 15 % or more (c 1.7–2.7).
+STEP_GAP = 0.05
 # a forecast's range narrower than this (shown "+0.0 to +0.0") is no forecast when the points
 # were each tested on a known number of labels: a curve of ten points each read on a few dozen
 # labels is never that sure (exact points, a test-accuracy history, can be)
@@ -247,6 +255,25 @@ class Extrapolation:
     def from_dict(cls, data: dict) -> Extrapolation:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
+    def refused(self) -> bool:
+        """Whether ``extrapolate`` would refuse this forecast of a curve the product measures
+        (``curve_points``), judged by its stored parameters: one stored before it refused
+        them said "+0.0 points (range +0.0 to +0.0)" where the next 500 labels brought +16.
+        Its range is narrower than ``MIN_WIDTH`` (every such curve is tested on a few held-out
+        labels: never that sure, ``n_test`` recorded or not), a parameter is not finite, or
+        its curve is a step (``_is_step``) over the sizes such a curve measures
+        (``CURVE_SIZES`` of the labels not held out, at most ``CURVE_MAX_LABELS``)."""
+        if self.low is not None and self.high is not None and self.high - self.low < MIN_WIDTH:
+            return True
+        params = np.array([self.a, self.b, self.c], dtype=float)
+        if not np.all(np.isfinite(params)):
+            return True
+        n = min(self.n_labels, CURVE_MAX_LABELS)
+        train = n - (self.n_test or round(CURVE_TEST_SIZE * n))
+        if train <= 0:
+            return False
+        return _is_step(params, np.array([f * train for f in CURVE_SIZES]), self.n_test)
+
 
 def _log_law(n: np.ndarray, log_gap: float, log_b: float, log_c: float) -> np.ndarray:
     """``a − b·n^(−c)`` with ``a = 1 − e^log_gap`` (below 1), ``b = e^log_b``, ``c = e^log_c``."""
@@ -358,10 +385,14 @@ def extrapolate(
 
 def _is_step(params: np.ndarray, x: np.ndarray, n_test: int | None) -> bool:
     """Whether the fitted curve is a *step*: it rises by more than half a test label (of
-    ``n_test``; unknown: ``STEP_RISE``) from the smallest measured size to the next, and by
-    less than that over all the larger sizes. A power law does that only with an exponent in
-    the tens (``b`` up to 1e34): it fits the smallest size's points alone and the mean of
-    the rest, and reads a gain of zero off a curve whose points may still climb."""
+    ``n_test``; unknown: ``STEP_RISE``) from the smallest measured size to the next, by
+    less than that over all the larger sizes, and is at the next size already within
+    ``STEP_GAP`` of its distance to the asymptote at the smallest (flat over every size but
+    the smallest). A power law does that only with an exponent in the tens (``b`` up to
+    1e34): it fits the smallest size's points alone and the mean of the rest, and reads a
+    gain of zero off a curve whose points may still climb. A smooth curve tested on a few
+    labels (half a label: 5 points) that rises less than that beyond the smallest size is
+    no step: its exponent is near 1."""
     sizes = np.unique(x)
     if len(sizes) < 3:
         return False
@@ -370,7 +401,10 @@ def _is_step(params: np.ndarray, x: np.ndarray, n_test: int | None) -> bool:
     if not np.all(np.isfinite(at)):
         return True
     half = 0.5 / n_test if n_test else STEP_RISE
-    return bool(at[1] - at[0] > half and at[2] - at[1] < half)
+    rises = at[1] - at[0] > half and at[2] - at[1] < half
+    with np.errstate(all="ignore"):
+        left = float(np.power(sizes[1] / sizes[0], -float(params[2])))  # of the distance at x₀
+    return bool(rises and left <= STEP_GAP)
 
 
 def _bootstrap(

@@ -433,9 +433,12 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     trainer.refreshes += 1
     trainer.last_refresh = done
     if done.stop is not None:  # every fitted update counts for when to stop, adopted or not
-        # at every label it was planned on (held-out audit answers too), as a retrain counts
+        # at every label it was planned on (held-out audit answers too), as a retrain counts;
+        # with the champion it was refreshed from, and whether a promotion or rollback made
+        # while it fitted dropped it (not the model served then: ``Store._served``)
         stopping.record(rt.store, done.stop, kind="refresh", version=done.version,
-                        n_train=done.n_read)  # fmt: skip
+                        n_train=done.n_read, base_version=champion.version if champion else None,
+                        dropped=rt.champion is not champion)  # fmt: skip
     if rt.champion is not champion:
         logger.info("dropped a refresh: the champion changed while it fitted")
         return done

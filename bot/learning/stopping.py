@@ -70,7 +70,9 @@ class StopCheck:
     """One update's check: its predictions on the stop set; the share of them that differ
     from the newest earlier check ``SETTLE_SPAN`` or more labels older, and the labels between
     the two (both None when there is none); its extrapolation (``Extrapolation.as_dict``, or
-    None); its accuracy now (``AccuracyNow.as_dict``, or ``NoAccuracyNow.as_dict``: why not)."""
+    None); its accuracy now (``AccuracyNow.as_dict``, or ``NoAccuracyNow.as_dict``: why not);
+    whether it measured the learning curve (``curve``: its extrapolation None then is a
+    forecast refused, shown as none, not one left to an older check)."""
 
     draw: int
     predictions: list[str]
@@ -79,6 +81,7 @@ class StopCheck:
     extrapolation: dict[str, Any] | None
     seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
+    curve: bool = False
 
 
 UNLABELED = ("new", "queued", "posted", "auto")  # statuses of the items a stop set is drawn from
@@ -220,6 +223,7 @@ def compute_stop(
         found.as_dict() if found else None,
         time.perf_counter() - started,
         found_now.as_dict(),
+        plan.curve,
     )
 
 
@@ -248,9 +252,20 @@ def _curve(
         return None
 
 
-def record(store: Store, check: StopCheck, *, kind: str, version: int | None, n_train: int):
+def record(
+    store: Store,
+    check: StopCheck,
+    *,
+    kind: str,
+    version: int | None,
+    n_train: int,
+    base_version: int | None = None,
+    dropped: bool | None = None,
+):
     """Store ``check`` for the model ``version`` (a refresh's is negative), keeping the
-    predictions a later update may compare with."""
+    predictions a later update may compare with. A refresh's: refreshed from the champion
+    ``base_version`` (None: none), and ``dropped`` when the champion changed while it fitted
+    (it is then no check of the model served: ``Store._served``)."""
     store.record_stop_check(
         kind=kind,
         model_version=version,
@@ -262,6 +277,9 @@ def record(store: Store, check: StopCheck, *, kind: str, version: int | None, n_
         extrapolation=check.extrapolation,
         keep_since=n_train - SETTLE_SPAN,
         accuracy=check.accuracy,
+        curve=check.curve,
+        base_version=base_version,
+        dropped=dropped,
     )
 
 
@@ -393,7 +411,7 @@ class StopStatus:
         now = data.get("accuracy")
         return cls(
             StopSignal(data.get("changed"), data.get("span")),
-            Extrapolation.from_dict(found) if found else None,
+            _forecast(found),
             data.get("model", "?"),
             int(data.get("n_train") or 0),
             int(data.get("n_stop") or 0),
@@ -444,7 +462,8 @@ def stop_status(store: Store) -> StopStatus | None:
     if not checks:
         return None
     newest = checks[-1]
-    # refreshes measure the curve only now and then
+    # refreshes measure the curve only now and then; the newest measured, its forecast
+    # refused or not (a refused one is "no forecast" for its model, not an older one's)
     curve = store.last_curve(served="ever" if other else True) or newest
     champion = store.champion_version() if other else None
     found = curve["extrapolation"]
@@ -452,7 +471,7 @@ def stop_status(store: Store) -> StopStatus | None:
     n_left = sum(store.count_items()[status] for status in UNLABELED)
     return StopStatus(
         StopSignal(newest["changed"], newest["span"]),
-        Extrapolation.from_dict(found) if found else None,
+        _forecast(found),
         _model_name(curve),
         curve["n_train"],
         newest["n_stop"],
@@ -462,6 +481,16 @@ def stop_status(store: Store) -> StopStatus | None:
         arrived(store, n_left) if newest["n_stop"] else 0,
         f"v{champion}" if champion is not None else "",
     )
+
+
+def _forecast(data: dict[str, Any] | None) -> Extrapolation | None:
+    """A stored forecast, or None when there is none or it is of the kind ``extrapolate``
+    refuses now (``Extrapolation.refused``: one stored before it did, "+0.0 points (range
+    +0.0 to +0.0)" of a step fit, is no forecast)."""
+    if not data:
+        return None
+    found = Extrapolation.from_dict(data)
+    return None if found.refused() else found
 
 
 def _model_name(check: dict[str, Any]) -> str:

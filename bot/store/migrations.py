@@ -772,4 +772,23 @@ def m035_answers_user(db: Database) -> None:
     db.execute("CREATE INDEX posts_item ON posts(item_id, channel)")
 
 
+@migrations(name="m036_stop_checks_base")
+def m036_stop_checks_base(db: Database) -> None:
+    # Whose a refresh's check is, by identity rather than by time: the champion version it was
+    # refreshed from (``base_version``; NULL: none), the newest run that made a champion when
+    # it was recorded (``base_run``, a runs id; 0: none) and whether the refresh was dropped
+    # because the champion changed while it fitted (``dropped``). The model served now counts
+    # a refresh's check when all three match it (``Store._served``); comparing times instead
+    # counted a refresh of v2 that a rollback to v1 dropped as v1's, and a clock step
+    # misordered them. Checks from before keep NULL and the rule by time.
+    db.execute("ALTER TABLE stop_checks ADD COLUMN base_version INTEGER")
+    db.execute("ALTER TABLE stop_checks ADD COLUMN base_run INTEGER")
+    db.execute("ALTER TABLE stop_checks ADD COLUMN dropped INTEGER")
+    # And whether the check measured a learning curve (``curve`` 1), so that one whose
+    # forecast was refused (a step, a range of zero width: ``extrapolation`` NULL) reads as
+    # "no forecast" for its model, not as "not measured" with an older forecast shown instead.
+    # NULL before: a NULL extrapolation then reads as not measured, as it did.
+    db.execute("ALTER TABLE stop_checks ADD COLUMN curve INTEGER")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -133,16 +133,30 @@ class StoppingMixin:
         extrapolation: dict[str, Any] | None,
         keep_since: int,
         accuracy: dict[str, Any] | None = None,
+        curve: bool | None = None,
+        base_version: int | None = None,
+        dropped: bool | None = None,
     ) -> None:
         """Store a model update's check (one transaction). Older checks drop their
         predictions unless a later update may compare with them: of this draw's checks of
         models that served, the newest at or below ``keep_since`` labels and every one above
-        (a rejected candidate's are dropped: nothing compares with them)."""
+        (a rejected candidate's are dropped: nothing compares with them).
+
+        ``curve``: whether the update measured a learning curve (its forecast, when refused,
+        is None: "no forecast" for this model, not "not measured"). For a refresh, whose it
+        is (``_served``): ``base_version``, the champion it was refreshed from, and
+        ``dropped``, whether it was dropped because the champion changed while it fitted;
+        with them the run that made the champion now (``_champion_run``) is recorded.
+        ``dropped`` None: not known (whose it is then goes by the time it was recorded)."""
         with self._immediate():
+            base_run = None
+            if kind == "refresh" and dropped is not None:
+                made = self._champion_run()
+                base_run = made[0] if made is not None else 0
             self.db.execute(
                 "INSERT INTO stop_checks (created_at, kind, model_version, n_train, draw, n_stop,"
-                " changed, span, predictions, extrapolation, accuracy)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " changed, span, predictions, extrapolation, accuracy, curve, base_version,"
+                " base_run, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     self.now(),
                     kind,
@@ -155,6 +169,10 @@ class StoppingMixin:
                     json.dumps(list(predictions), ensure_ascii=False),
                     json.dumps(extrapolation) if extrapolation is not None else None,
                     json.dumps(accuracy) if accuracy is not None else None,
+                    None if curve is None else int(curve),
+                    base_version if base_run is not None else None,
+                    base_run,
+                    None if base_run is None else int(bool(dropped)),
                 ],
             )
             oldest_kept = self.db.execute(
@@ -168,16 +186,31 @@ class StoppingMixin:
                 [draw, keep_since, oldest_kept or 0],
             )
 
+    def _champion_run(self) -> tuple[int, str] | None:
+        """The id and end of the newest run that made a champion (a promoted retrain, a
+        rollback), by the order runs were made in, not by their time (None: none)."""
+        return self.db.execute(
+            "SELECT id, finished_at FROM runs WHERE ((kind = 'retrain' AND status = 'promoted')"
+            " OR (kind = 'rollback' AND status = 'ok')) AND finished_at IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+
     def _served(self, served: Served) -> tuple[str, list[Any]]:
         """The SQL condition (and its arguments) on stop_checks of ``served`` (``Served``).
 
         The model served now is the champion until a refresh is adopted, and a refresh asks
         from its champion's making on (a promotion or rollback ends it): the champion's own
-        retrain check, and the refreshes' checks recorded since the newest run that made a
-        champion (a promoted retrain or a rollback, by the order runs were made in). After
-        ``hitl rollback 1`` that is v1's check, not the newer v2's nor its refreshes' (an
-        outside test: "Model v1" over v2's "When to stop" and "learning curve of v2"). With
-        no champion, or no run that made it, the refreshes' checks all count."""
+        retrain check, and the checks of the refreshes fitted from it since the newest run
+        that made it champion (a promoted retrain or a rollback, by the order runs were made
+        in) and kept. Whose a refresh's check is goes by identity, recorded with it
+        (``record_stop_check``): the champion it was refreshed from, that run, and whether it
+        was dropped because the champion changed while it fitted. After ``hitl rollback 1``
+        that is v1's check, not the newer v2's nor its refreshes' (an outside test: "Model v1"
+        over v2's "When to stop" and "learning curve of v2"), even the check of a refresh of
+        v2 that the rollback dropped, recorded after it, or one recorded by a clock that ran
+        ahead. A check from before m036 (none of that recorded) counts when recorded since
+        that run ended, by time. With no champion the refreshes' checks all count; with no
+        run that made it, those of refreshes fitted from it (from before m036: all)."""
         if served == "ever":
             return SERVED, []
         if not served:
@@ -185,34 +218,34 @@ class StoppingMixin:
         found = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
         if found is None:
             return SERVED, []
-        made = self.db.execute(
-            "SELECT finished_at FROM runs WHERE ((kind = 'retrain' AND status = 'promoted')"
-            " OR (kind = 'rollback' AND status = 'ok')) AND finished_at IS NOT NULL"
-            " ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        if made is None:
-            return "((kind = 'retrain' AND model_version = ?) OR kind = 'refresh')", [found[0]]
+        made = self._champion_run()
+        run_id, since = made if made is not None else (0, None)
+        kept = "(base_run = ? AND base_version IS ? AND dropped = 0)"
+        before = "1" if since is None else "created_at >= ?"
         return (
-            "((kind = 'retrain' AND model_version = ?) OR (kind = 'refresh' AND created_at >= ?))",
-            [found[0], made[0]],
+            "((kind = 'retrain' AND model_version = ?) OR (kind = 'refresh' AND"
+            f" (CASE WHEN base_run IS NULL THEN {before} ELSE {kept} END)))",
+            [found[0], *([] if since is None else [since]), run_id, found[0]],
         )
 
     def last_curve(self, *, served: Served = False) -> dict[str, Any] | None:
         """The newest check that measured a learning curve: its kind, model version, label
-        count and extrapolation (None before any, or when none fitted). ``served``: True, only
+        count and extrapolation (None when its forecast was refused: a step, a range of zero
+        width; not an older check's then), or None before any. ``served``: True, only
         the checks of the model served now (``_served``); ``"ever"``, of every model that
         served (``SERVED``), not a rejected candidate's."""
         where, args = self._served(served)
         row = self.db.execute(
             "SELECT kind, model_version, n_train, extrapolation FROM stop_checks"
-            f" WHERE extrapolation IS NOT NULL AND {where} ORDER BY id DESC LIMIT 1",
+            f" WHERE (extrapolation IS NOT NULL OR curve = 1) AND {where}"
+            " ORDER BY id DESC LIMIT 1",
             args,
         ).fetchone()
         if row is None:
             return None
         kind, version, n_train, found = row
         return {"kind": kind, "model_version": version, "n_train": n_train,
-                "extrapolation": json.loads(found)}  # fmt: skip
+                "extrapolation": json.loads(found) if found else None}  # fmt: skip
 
     def stop_checks(self, limit: int = 10, *, served: Served = False) -> list[dict[str, Any]]:
         """The newest ``limit`` checks, oldest first, without their predictions. ``served``:
