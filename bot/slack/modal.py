@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SLACK_TOKEN_REFUSED
+from bot.errors import SLACK_TOKEN_REFUSED, StoreError
 from bot.labelset import routes_in_force
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -40,7 +40,10 @@ async def channels_for_home(rt: Runtime, user_id: str) -> list[str]:
         with served.apart() as store:
             return [channel for channel in routed if store.has_answered_in(user_id, channel)]
 
-    return channels + await asyncio.to_thread(read)
+    try:
+        return channels + await asyncio.to_thread(read)
+    except StoreError:  # an in-memory store, or a file lost or replaced: as before, here
+        return channels + [c for c in routed if served.has_answered_in(user_id, c)]
 
 
 async def channels_for_command(rt: Runtime, channel_id: str | None, user_id: str) -> list[str]:

@@ -60,14 +60,21 @@ background loop asks SQLite whether another connection committed since its last 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.runtime import Runtime, retry_after, wait_until_woken
@@ -177,6 +184,8 @@ class Redrawer:
         # ts too, as a new post may reuse a deleted post's id
         self.gone: dict[tuple[int, str], tuple[int, float]] = {}
         self.history_refused: dict[str, str] = {}  # channel -> why its history is not readable
+        # channel -> the clock before which its history is not read again (a 429's Retry-After)
+        self.history_wait: dict[str, float] = {}
         self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
         # channel -> its retry, after a redraw there failed for the channel (CHANNEL_REFUSED):
         # every message of it waits for that one backoff, said once
@@ -690,13 +699,17 @@ class Redrawer:
         if now - first >= GONE_SPAN:
             return True
         channel = str(post["channel"])
-        if channel not in self.history_refused:
-            try:
-                page = await self.rt.client.conversations_history(
+        if channel not in self.history_refused and self.history_wait.get(channel, now) <= now:
+            try:  # one try, never waiting out a 429 inside the pass (the lock is held)
+                page = await one_call(self.rt.client).conversations_history(
                     channel=channel, latest=str(post["ts"]), inclusive=True, limit=1
                 )
             except SlackApiError as exc:
                 error = slack_said(exc) or "unknown_error"
+                if getattr(exc.response, "status_code", 200) == 429 or error == "ratelimited":
+                    # not before its Retry-After, for every message of the channel
+                    self.history_wait[channel] = now + (_wait(exc) or MAX_BACKOFF)
+                    return False
                 if error != "missing_scope" and not _refusal(exc, error):
                     return False  # looked for again at the next answer
                 self.history_refused[channel] = error
@@ -991,6 +1004,24 @@ def channel_problem(error: str) -> str:
             "its next post there, or /invite @hitl"
         )
     return f"Slack said {error}"
+
+
+def one_call(client: Any) -> Any:
+    """``client`` for a call made inside a redraw pass that must not wait: one try, no rate
+    limit's Retry-After slept out, nor a 5xx or a reset retried (the caller tries again at a
+    later pass). The failure is still counted (the client's last handler)."""
+    single = copy.copy(client)
+    single.retry_handlers = [
+        handler
+        for handler in client.retry_handlers
+        if not isinstance(
+            handler,
+            AsyncRateLimitErrorRetryHandler
+            | AsyncConnectionErrorRetryHandler
+            | AsyncServerErrorRetryHandler,
+        )
+    ]
+    return single
 
 
 def _refusal(exc: SlackApiError, error: str) -> bool:

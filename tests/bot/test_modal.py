@@ -129,6 +129,21 @@ async def test_start_labeling_reads_the_routed_channels_off_the_event_loop(
     assert threads and loop_thread not in threads, threads
 
 
+async def test_start_labeling_with_the_database_file_lost_still_opens_the_modal(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """The routed channels are read on a connection of their own, which a lost file refuses
+    (``Store.apart``): the server's own connection reads them then, as before, and the modal
+    opens; the click raised StoreError, logged with a traceback, and nothing opened."""
+    db = Path(bot.rt.settings.db)
+    for name in (db.name, f"{db.name}-wal", f"{db.name}-shm"):
+        db.with_name(name).unlink()
+    assert (await bot.action(start_labeling("U0ANA", "1.1.d"))).status == 200
+    opened = await bot.fake.next_call("views.open")
+    assert opened.reply["ok"]
+    assert not [r for r in caplog.records if r.exc_info], "an exception nothing caught"
+
+
 def start_labeling(user: str, trigger_id: str) -> dict:
     home = {"id": "VHOME", "type": "home"}
     return signing.block_actions_payload(

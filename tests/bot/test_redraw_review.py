@@ -35,10 +35,10 @@ class Clock:
         return self.now
 
 
-async def posted(fake: FakeSlack, tmp_path: Path, n: int = 2, **changes):
+async def posted(fake: FakeSlack, tmp_path: Path, n: int = 2, retries: int = 0, **changes):
     seed(tmp_path / "hitl.db", ITEMS)
     settings = make_settings(fake, tmp_path, max_open=n, **changes)
-    async for bot in start_bot(fake, settings, retries=0):
+    async for bot in start_bot(fake, settings, retries=retries):
         assert await bot.dispatcher.fill() == n
         await bot.settled()
         clock = Clock()
@@ -201,6 +201,28 @@ async def test_where_the_history_cannot_be_read_message_not_found_must_last(
         clock.now += 600
         await redrawer.pending()
         assert bot.store.post_for_item(item)["expired_at"] is not None  # it lasted: taken back
+
+
+async def test_a_rate_limited_history_is_not_waited_out_inside_the_pass(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The history look that confirms a message is gone is made inside the redraw pass,
+    with its lock held: a 429 there was slept out (Retry-After, twice), once per deleted
+    message, and a click's redraw waited behind it. One try now, and the channel's history
+    is not read again before its Retry-After."""
+    async for bot, redrawer, clock in posted(fake_slack, tmp_path, n=3, retries=2):
+        for message in bot.posted():
+            del fake_slack._messages[CHANNEL][message["ts"]]  # deleted in Slack
+            touch(bot, item_of(message), f"d{message['ts']}")
+        fake_slack.fail("conversations.history", "ratelimited", status=429, retry_after=5)
+        for _ in range(3):
+            clock.now += 1
+            await redrawer.pending()
+        assert len(fake_slack.calls_to("conversations.history")) == 1  # one try, for the channel
+        assert bot.store.open_post_counts().get(CHANNEL, 0) == 3  # nothing taken back unsure
+        clock.now += 5  # its Retry-After is over: looked again, and they are gone
+        await redrawer.pending()
+        assert bot.store.open_post_counts().get(CHANNEL, 0) < 3
 
 
 # -- 4: a "message gone" count does not carry over to a reused post id ------------------------
