@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,6 +184,22 @@ def make_client(
             _CountErrors(settings.slack_api_url),  # last: sees only the final answers
         ],
     )
+
+
+def one_try(client: AsyncWebClient, *, wait_rate_limits: bool = True) -> AsyncWebClient:
+    """``client`` whose calls are each one try: a dropped connection or a 5xx is not tried
+    again (``make_client``'s client does, twice, after 0.5 s and 1 s and their jitter), for a
+    caller that repeats on its own clock (``bot.slack.connect``'s attempts at start: each
+    logged attempt was three tries and ~3 s). A rate limit's Retry-After is waited out (Slack
+    said how long), unless ``wait_rate_limits`` is False: a call made inside a redraw pass,
+    whose lock is held, gets the 429 and waits on its own clock. Everything else (token, base
+    URL, session, timeout, the error count) is the client's own."""
+    dropped: tuple[type, ...] = (AsyncConnectionErrorRetryHandler, AsyncServerErrorRetryHandler)
+    if not wait_rate_limits:
+        dropped += (AsyncRateLimitErrorRetryHandler,)
+    single = copy.copy(client)
+    single.retry_handlers = [h for h in client.retry_handlers if not isinstance(h, dropped)]
+    return single
 
 
 def slack_session(timeout: float = SLACK_TIMEOUT) -> aiohttp.ClientSession:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,19 +18,14 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
 from bot.errors import SLACK_TOKEN_REFUSED, ConfigError, slack_said
 from bot.eventloop import urgent
-from bot.runtime import Runtime
+from bot.runtime import Runtime, one_try
 from bot.slack.acks import dispatch_until_acked
 
 logger = logging.getLogger(__name__)
@@ -111,22 +105,6 @@ async def retry_until_answered(
         logger.warning("%s (%s); retrying in %g s", trouble, reason, delay)
         await asyncio.sleep(delay)
         attempt += 1
-
-
-def one_try(client: AsyncWebClient) -> AsyncWebClient:
-    """``client`` for the calls ``retry_until_answered`` repeats at start: each call one try.
-    The server's client retries a dropped connection and a 5xx itself (``make_client``: twice,
-    after 0.5 s and 1 s and their jitter), so each logged attempt held three tries and ~3 s,
-    and the first wait was ~3.4 s with HITL_CONNECT_RETRY=0.5, not the 0.5 s its line said.
-    A rate limit's Retry-After is still waited out (Slack said how long). Everything else
-    (token, base URL, session, timeout, the error count) is the client's own."""
-    single = copy.copy(client)
-    single.retry_handlers = [
-        handler
-        for handler in client.retry_handlers
-        if not isinstance(handler, AsyncConnectionErrorRetryHandler | AsyncServerErrorRetryHandler)
-    ]
-    return single
 
 
 def token_refused(error: str | None) -> str:

@@ -60,24 +60,17 @@ background loop asks SQLite whether another connection committed since its last 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
-from bot.runtime import Runtime, retry_after, wait_until_woken
+from bot.runtime import Runtime, one_try, retry_after, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
 from bot.store import DatabaseError, database_problem
@@ -701,7 +694,7 @@ class Redrawer:
         channel = str(post["channel"])
         if channel not in self.history_refused and self.history_wait.get(channel, now) <= now:
             try:  # one try, never waiting out a 429 inside the pass (the lock is held)
-                page = await one_call(self.rt.client).conversations_history(
+                page = await one_try(self.rt.client, wait_rate_limits=False).conversations_history(
                     channel=channel, latest=str(post["ts"]), inclusive=True, limit=1
                 )
             except SlackApiError as exc:
@@ -1004,24 +997,6 @@ def channel_problem(error: str) -> str:
             "its next post there, or /invite @hitl"
         )
     return f"Slack said {error}"
-
-
-def one_call(client: Any) -> Any:
-    """``client`` for a call made inside a redraw pass that must not wait: one try, no rate
-    limit's Retry-After slept out, nor a 5xx or a reset retried (the caller tries again at a
-    later pass). The failure is still counted (the client's last handler)."""
-    single = copy.copy(client)
-    single.retry_handlers = [
-        handler
-        for handler in client.retry_handlers
-        if not isinstance(
-            handler,
-            AsyncRateLimitErrorRetryHandler
-            | AsyncConnectionErrorRetryHandler
-            | AsyncServerErrorRetryHandler,
-        )
-    ]
-    return single
 
 
 def _refusal(exc: SlackApiError, error: str) -> bool:
