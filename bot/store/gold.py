@@ -114,9 +114,14 @@ class GoldMixin:
         marking one gold does not take it out of labelling."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
-        only = " AND source != 'gold'" if marked else ""
+        # marked: m037's partial index holds them alone (not every gold item imported as new)
+        index, only = (
+            ("items_marked_gold", " AND source != 'gold'")
+            if marked
+            else ("items_status_priority", "")
+        )
         rows = self.db.execute(
-            "SELECT id, text FROM items INDEXED BY items_status_priority WHERE status = 'gold'"
+            f"SELECT id, text FROM items INDEXED BY {index} WHERE status = 'gold'"
             f" AND id NOT IN ({marks}){only} ORDER BY priority DESC, rowid LIMIT ?",
             [*skip, limit],
         ).fetchall()
