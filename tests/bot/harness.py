@@ -206,3 +206,49 @@ def block_suggestion_payload(user: str, action_id: str, block_id: str, value: st
         "channel": {"id": CHANNEL, "name": "labeling"},
         "message": {"type": "message", "ts": "1"},
     }
+
+
+class ManualClock:
+    """A clock the test moves (``now``), for the parts that take one (``Redrawer.clock``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def posted_on_clock(
+    fake: FakeSlack,
+    tmp_path: Path,
+    items: Sequence[Item],
+    n: int,
+    retries: int = 0,
+    **changes: Any,
+) -> AsyncIterator[tuple[Bot, Any, ManualClock]]:
+    """A bot with ``n`` questions posted (HITL_MAX_OPEN=``n``) and settled, its redrawer on a
+    ``ManualClock``: yields (bot, redrawer, clock)."""
+    from bot.slack.redraw import Redrawer
+
+    seed(tmp_path / "hitl.db", items)
+    settings = make_settings(fake, tmp_path, max_open=n, **changes)
+    async for bot in start_bot(fake, settings, retries=retries):
+        assert await bot.dispatcher.fill() == n
+        await bot.settled()
+        clock = ManualClock()
+        Redrawer.of(bot.rt).clock = clock
+        yield bot, Redrawer.of(bot.rt), clock
+
+
+def item_of(message: dict) -> str:
+    """The item a question message asks about (its metadata)."""
+    return message["metadata"]["event_payload"]["item_id"]
+
+
+def has_buttons(message: dict) -> bool:
+    """Whether a message shows any button (an open question)."""
+    return any(
+        element.get("type") == "button"
+        for block in message.get("blocks", [])
+        for element in block.get("elements", []) or []
+    )

@@ -17,46 +17,23 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox import FakeSlack
-from bot.slack.redraw import GIVE_UP_AFTER, Redrawer
+from bot.slack.redraw import GIVE_UP_AFTER
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import (
+    Bot,
+    Item,
+    has_buttons,
+    item_of,
+    posted_on_clock,
+)
 from tests.fake_slack import CHANNEL, CHANNEL_NAME
 
 ITEMS = [Item(f"i{n}", f"ticket number {n} about an invoice or a crash") for n in range(6)]
 
 
-class Clock:
-    """The redrawer's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def two_posted(fake: FakeSlack, tmp_path: Path, **changes):
+def two_posted(fake: FakeSlack, tmp_path: Path, **changes):
     """A bot with two questions posted (HITL_MAX_OPEN=2), its redrawer on the test's clock."""
-    seed(tmp_path / "hitl.db", ITEMS)
-    settings = make_settings(fake, tmp_path, max_open=2, **changes)
-    async for bot in start_bot(fake, settings, retries=0):
-        assert await bot.dispatcher.fill() == 2
-        await bot.settled()
-        clock = Clock()
-        Redrawer.of(bot.rt).clock = clock
-        yield bot, Redrawer.of(bot.rt), clock
-
-
-def item_of(message: dict) -> str:
-    return message["metadata"]["event_payload"]["item_id"]
-
-
-def has_buttons(message: dict) -> bool:
-    return any(
-        element.get("type") == "button"
-        for block in message["blocks"]
-        for element in block.get("elements", [])
-    )
+    return posted_on_clock(fake, tmp_path, ITEMS, 2, **changes)
 
 
 def touch(bot: Bot, item_id: str, key: str) -> None:

@@ -16,46 +16,23 @@ from pathlib import Path
 
 import bot.slack.redraw as redraw_module
 from bot.sandbox import FakeSlack
-from bot.slack.redraw import Backoff, Redrawer
+from bot.slack.redraw import Backoff
 from bot.store import Store
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import (
+    Bot,
+    Item,
+    has_buttons,
+    item_of,
+    posted_on_clock,
+)
 from tests.fake_slack import CHANNEL
 
 START_BATCH = getattr(redraw_module, "START_BATCH", 4)  # start draws a pass
 ITEMS = [Item(f"i{n}", f"ticket number {n} about an invoice or a crash") for n in range(14)]
 
 
-class Clock:
-    """The redrawer's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def posted(fake: FakeSlack, tmp_path: Path, n: int = 2, retries: int = 0, **changes):
-    seed(tmp_path / "hitl.db", ITEMS)
-    settings = make_settings(fake, tmp_path, max_open=n, **changes)
-    async for bot in start_bot(fake, settings, retries=retries):
-        assert await bot.dispatcher.fill() == n
-        await bot.settled()
-        clock = Clock()
-        Redrawer.of(bot.rt).clock = clock
-        yield bot, Redrawer.of(bot.rt), clock
-
-
-def item_of(message: dict) -> str:
-    return message["metadata"]["event_payload"]["item_id"]
-
-
-def has_buttons(message: dict) -> bool:
-    return any(
-        element.get("type") == "button"
-        for block in message.get("blocks", [])
-        for element in block.get("elements", []) or []
-    )
+def posted(fake: FakeSlack, tmp_path: Path, n: int = 2, retries: int = 0, **changes):
+    return posted_on_clock(fake, tmp_path, ITEMS, n, retries, **changes)
 
 
 def touch(bot: Bot, item_id: str, key: str) -> None:

@@ -21,21 +21,21 @@ from bot.sandbox import FakeSlack
 from bot.sandbox.webapi import SlackError
 from bot.slack.commands import queue_text
 from bot.slack.redraw import Redrawer
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import (
+    Bot,
+    Item,
+    ManualClock,
+    has_buttons,
+    item_of,
+    make_settings,
+    posted_on_clock,
+    seed,
+    start_bot,
+)
 from tests.fake_slack import CHANNEL
 
 ITEMS = [Item(f"i{n}", f"ticket number {n} about an invoice or a crash") for n in range(4)]
 NEW = "C0NEWQ"
-
-
-class Clock:
-    """The redrawer's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Stop(Exception):
@@ -43,7 +43,7 @@ class Stop(Exception):
 
 
 def counted_loop(
-    bot: Bot, clock: Clock, monkeypatch: pytest.MonkeyPatch, *, span: float, turns: int = 300
+    bot: Bot, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, *, span: float, turns: int = 300
 ) -> Callable[[], dict[str, int]]:
     """Run ``Redrawer.run`` over ``span`` seconds of its own clock: each of its waits moves
     the clock by its timeout instead of sleeping (a wait of 0 s moves nothing). Stops after
@@ -76,32 +76,13 @@ def counted_loop(
     return run  # type: ignore[return-value]
 
 
-async def posted(fake: FakeSlack, tmp_path: Path, n: int = 1, **changes):
-    seed(tmp_path / "hitl.db", ITEMS)
-    settings = make_settings(fake, tmp_path, max_open=n, **changes)
-    async for bot in start_bot(fake, settings, retries=0):
-        assert await bot.dispatcher.fill() == n
-        await bot.settled()
-        clock = Clock()
-        Redrawer.of(bot.rt).clock = clock
-        yield bot, Redrawer.of(bot.rt), clock
+def posted(fake: FakeSlack, tmp_path: Path, n: int = 1, **changes):
+    return posted_on_clock(fake, tmp_path, ITEMS, n, **changes)
 
 
 def answered(bot: Bot, item_id: str, user: str, label: str, votes: int = 2) -> None:
     bot.store.record_answer(
         item_id, user, label, source="button", dedupe_key=f"{item_id}{user}", votes_needed=votes
-    )
-
-
-def item_of(message: dict) -> str:
-    return message["metadata"]["event_payload"]["item_id"]
-
-
-def has_buttons(message: dict) -> bool:
-    return any(
-        element.get("type") == "button"
-        for block in message.get("blocks", [])
-        for element in block.get("elements", []) or []
     )
 
 
