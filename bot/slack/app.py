@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,6 +80,58 @@ class AppRateLimited(AsyncMiddleware):
             _minute(req.body.get("minute_rate_limited")),
         )
         return BoltResponse(status=200, body="")
+
+
+class EventRedeliveries(AsyncMiddleware):
+    """An event is acted on once per server process. Slack delivers an event again (over HTTP
+    with ``X-Slack-Retry-Num`` 1 to 3, in Socket Mode with the envelope's ``retry_attempt``; the
+    same ``event_id``) when its first delivery was not acknowledged in time, though that one
+    may have been acted on: a second ``app_uninstalled`` error line, the Home published again.
+    A delivery whose ``event_id`` this process has already taken is answered 200 and not acted
+    on, with a debug line; one it never saw (the first came before a restart) is acted on.
+    The last ``KEEP`` event IDs are kept, far more than arrive between Slack's first delivery
+    and its last retry (minutes apart) even at its 30,000 events an hour. Clicks and commands
+    are not events: they are deduplicated in the store."""
+
+    KEEP = 10_000
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
+        self.seen: OrderedDict[str, None] = OrderedDict()
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]
+    ) -> BoltResponse | None:
+        event_id = req.body.get("event_id") if req.body.get("type") == "event_callback" else None
+        if not isinstance(event_id, str) or not event_id:
+            return await next()
+        if event_id in self.seen:
+            event = req.body.get("event") if isinstance(req.body.get("event"), dict) else {}
+            logger.debug(
+                "Slack delivered %s event %s again (retry %s, %s): acknowledged, not acted on"
+                " twice",
+                str(event.get("type") or "?")[:60],
+                event_id[:60],
+                str(_first(req.headers.get("x-slack-retry-num")) or "?")[:10],
+                str(_first(req.headers.get("x-slack-retry-reason")) or "no reason given")[:60],
+            )
+            return BoltResponse(status=200, body="")
+        self.seen[event_id] = None
+        if len(self.seen) > self.keep:
+            self.seen.popitem(last=False)
+        try:
+            response = await next()
+        except BaseException:  # not taken: Slack's retry is acted on
+            self.seen.pop(event_id, None)
+            raise
+        if response is not None and response.status >= 500:
+            self.seen.pop(event_id, None)
+        return response
+
+
+def _first(values: object) -> object:
+    """A header of a Bolt request: a list of values (the first), or a value."""
+    return values[0] if isinstance(values, list | tuple) and values else values
 
 
 def _minute(epoch: object) -> str:
@@ -311,6 +364,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     )
 
     app.use(AppRateLimited())
+    app.use(EventRedeliveries())
     tracked = functools.partial(track_listener, rt)
     teams = AnswerTeams(rt, auth)
 
