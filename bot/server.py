@@ -63,7 +63,7 @@ from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.acks import dispatch_until_acked
 from bot.slack.app import build_app
-from bot.slack.connect import check_slack, start_socket_mode
+from bot.slack.connect import check_slack, socket_mode_of, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
@@ -359,9 +359,12 @@ def init_app(
         try:
             yield
         finally:
-            if socket is not None:
-                await socket.close()  # no new requests from here on
             trainer.closing = True  # the clicks acked while the server stops start no refresh
+            drained_by = asyncio.get_running_loop().time() + DRAIN_SECONDS
+            if socket is not None:
+                # No new envelope from here on; the clicks already taken finish and ack
+                # (within the drain's time), then the websocket closes.
+                await socket.stop(DRAIN_SECONDS)
             if run_background:
                 stop_scheduler(rt, scheduler)
                 trainer.worker.close()  # a fit in progress stops now; its run is marked failed
@@ -370,7 +373,8 @@ def init_app(
             if trainer.refresh_task is not None:
                 tasks.append(trainer.refresh_task)
             with contextlib.suppress(TimeoutError):
-                await rt.background.drain(5.0)  # answers already acked finish their redraw first
+                # answers already acked finish their redraw first
+                await rt.background.drain(max(drained_by - asyncio.get_running_loop().time(), 0))
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -393,6 +397,10 @@ def init_app(
     routes.add_routes(app)  # /api/*, /metrics
     return app
 
+
+# Seconds a shutdown waits for the requests already taken (Socket Mode's envelopes, then the
+# listeners still working after their ack) to finish.
+DRAIN_SECONDS = 5.0
 
 # The background loops that stopped (by name): each should run as long as the server, and
 # outlives its own failures; one that ends all the same is said, and /healthz answers 503.
@@ -568,7 +576,10 @@ async def healthz(request: web.Request) -> web.Response:
     it lasts (not with a traceback per probe). ``scoring`` is ``out of memory`` while the
     scorer cannot run (``Scorer.out_of_memory``: no question is posted), with
     ``scoring_problem`` the line the log said once: 503 too. ``stopped`` names the background
-    loops that ended (``supervised``; the log has why): 503 too."""
+    loops that ended (``supervised``; the log has why): 503 too. In Socket Mode ``slack`` is
+    the connection's state: ``connected``, ``reconnecting since …`` (a 503 once that lasts past
+    ``bot.slack.connect.SOCKET_GRACE``) or ``refused`` (a 503 at once: the operator must fix
+    the token or turn Socket Mode on), with ``slack_problem`` the line the log said."""
     rt = request.app[RUNTIME]
     problem: str | None = None
     db = "ok"
@@ -599,8 +610,16 @@ async def healthz(request: web.Request) -> web.Response:
     # until it works again, so a probe sees it as it sees a database that stores nothing.
     starved = getattr(rt.scorer, "out_of_memory", None)
     stopped = request.app.get(STOPPED) or []  # background loops that died (said in the log)
+    # Socket Mode: the one link Slack's requests come in by (the reconnections say why in the
+    # log); no field in HTTP mode
+    link = socket_mode_of(rt)
+    slack, slack_problem, slack_ok = link.health() if link is not None else (None, None, True)
     body = {
-        "ok": db == "ok" and scheduler is not False and starved is None and not stopped,
+        "ok": db == "ok"
+        and scheduler is not False
+        and starved is None
+        and not stopped
+        and slack_ok,
         "db": db,
         # the log has the whole line; anyone may ask /healthz: no folders of the server's
         **({"db_problem": without_folders(problem, rt.settings.db)} if problem else {}),
@@ -609,6 +628,8 @@ async def healthz(request: web.Request) -> web.Response:
         "scoring": "ok" if starved is None else "out of memory",
         **({"scoring_problem": without_folders(starved, rt.settings.db)} if starved else {}),
         **({"stopped": sorted(stopped)} if stopped else {}),
+        **({"slack": slack} if slack is not None else {}),
+        **({"slack_problem": slack_problem} if slack_problem else {}),
     }
     return web.json_response(body, status=200 if body["ok"] else 503)
 

@@ -7,6 +7,9 @@
     await server.close()
 
 Nothing sleeps: `send_envelope` waits for a connected client, `next_ack` for the matching ack.
+For faults: `connections_made` lists every connection (`Link`: its acks, whether it is open),
+`send_envelope(..., on=link)` and `disconnect(..., on=link)` pick one, `drop(link)` closes or
+aborts one, and `BlackHole` is a server that accepts TCP and never answers a handshake.
 """
 
 from __future__ import annotations
@@ -14,10 +17,48 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 ENVELOPE_TYPES = frozenset({"events_api", "interactive", "slash_commands"})
+
+
+@dataclass(eq=False)
+class Link:
+    """One connection a client made: what it acked on it, and whether it is still open."""
+
+    socket: web.WebSocketResponse
+    request: web.Request
+    acks: list[dict] = field(default_factory=list)
+    open: bool = True
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers (a stuck edge or proxy)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.accepted += 1
+            self._held.append(writer)
+
+        self._server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}/link"
+        return self.url
+
+    async def close(self) -> None:
+        for writer in self._held:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
 
 class FakeSocketMode:
@@ -27,6 +68,7 @@ class FakeSocketMode:
         self.received: list[dict] = []  # every JSON message a client sent, in order
         self.acks: dict[str, dict] = {}  # envelope_id -> the client's ack
         self.connections = 0  # how many times a client connected
+        self.connections_made: list[Link] = []  # every connection, in order
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -60,8 +102,10 @@ class FakeSocketMode:
         retry_attempt: int = 0,
         retry_reason: str = "",
         envelope_id: str | None = None,
+        on: Link | None = None,
     ) -> str:
-        """Send an envelope to the newest connected client; returns its envelope_id."""
+        """Send an envelope to the newest connected client (or on `on`); returns its
+        envelope_id."""
         if type not in ENVELOPE_TYPES:
             raise ValueError(f"type={type!r}; use one of {sorted(ENVELOPE_TYPES)}")
         await self.wait_connected()
@@ -77,14 +121,31 @@ class FakeSocketMode:
         }
         if type == "events_api":
             envelope |= {"retry_attempt": retry_attempt, "retry_reason": retry_reason}
-        await self._sockets[-1].send_json(envelope)
+        await (on.socket if on is not None else self._sockets[-1]).send_json(envelope)
         return envelope_id
 
-    async def disconnect(self, reason: str = "refresh_requested") -> None:
+    async def disconnect(self, reason: str = "refresh_requested", on: Link | None = None) -> None:
         """Ask the client to reconnect, as Slack does before recycling a connection."""
         await self.wait_connected()
         message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake"}}
-        await self._sockets[-1].send_json(message)
+        await (on.socket if on is not None else self._sockets[-1]).send_json(message)
+
+    def live(self) -> list[Link]:
+        """The connections still open."""
+        return [link for link in self.connections_made if link.open]
+
+    async def drop(self, link: Link, *, abort: bool = False) -> None:
+        """Close `link` (a close frame), or with `abort` drop its TCP connection unannounced."""
+        if abort:
+            if link.request.transport is not None:
+                link.request.transport.abort()
+        else:
+            await link.socket.close()
+
+    async def wait_for(self, predicate, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+        """Return once `predicate()` is true; re-checked whenever a connection opens, closes or
+        sends something."""
+        await self._wait_for(predicate, timeout)
 
     async def next_ack(self, envelope_id: str, timeout: float = 2.0) -> dict:  # noqa: ASYNC109
         await self._wait_for(lambda: envelope_id in self.acks, timeout)
@@ -111,6 +172,8 @@ class FakeSocketMode:
                 "debug_info": {"host": "fake-socket-mode", "approximate_connection_time": 18060},
             }
         )
+        link = Link(socket, request)
+        self.connections_made.append(link)
         self._sockets.append(socket)
         await self._notify()
         try:
@@ -121,8 +184,10 @@ class FakeSocketMode:
                 self.received.append(data)
                 if "envelope_id" in data:
                     self.acks[data["envelope_id"]] = data
+                    link.acks.append(data)
                 await self._notify()
         finally:
+            link.open = False
             self._sockets.remove(socket)
             await self._notify()
         return socket

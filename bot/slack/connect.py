@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -25,7 +28,7 @@ from bot.appkeys import BOLT, RUNTIME
 from bot.config import Settings
 from bot.errors import SLACK_TOKEN_REFUSED, ConfigError, slack_said
 from bot.eventloop import urgent
-from bot.runtime import Runtime, one_try
+from bot.runtime import SLACK_TIMEOUT, Runtime, one_try
 from bot.slack.acks import dispatch_until_acked
 
 logger = logging.getLogger(__name__)
@@ -96,15 +99,30 @@ async def retry_until_answered(
         except SlackApiError as exc:
             if not is_transient(exc):
                 raise
-            error = slack_said(exc)
-            status = getattr(exc.response, "status_code", None)
-            reason = f"Slack said {error}" if error else f"HTTP {status}, not Slack's JSON"
+            reason, wait = said_later(exc)
         except UNREACHABLE as exc:
-            reason = describe(exc)
-        delay = backoff(attempt, base)
+            reason, wait = describe(exc), 0.0
+        delay = max(backoff(attempt, base), wait)
         logger.warning("%s (%s); retrying in %g s", trouble, reason, delay)
         await asyncio.sleep(delay)
         attempt += 1
+
+
+def said_later(exc: SlackApiError) -> tuple[str, float]:
+    """Why a transient Slack error failed a call, in a few words, and how long Slack asked to
+    wait before the next (a rate limit's Retry-After; else 0)."""
+    error = slack_said(exc)
+    status = getattr(exc.response, "status_code", None)
+    headers = getattr(exc.response, "headers", None) or {}
+    retry_after = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        wait = max(float(retry_after), 0.0) if retry_after is not None else 0.0
+    except ValueError:
+        wait = 0.0
+    reason = f"Slack said {error}" if error else f"HTTP {status}, not Slack's JSON"
+    if status == 429 or error == "ratelimited":
+        reason += f": Slack rate-limits this call, Retry-After {wait:g} s"
+    return reason, wait
 
 
 def token_refused(error: str | None) -> str:
@@ -166,53 +184,301 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
 
 # -- Socket Mode ----------------------------------------------------------------------------
 
+# Seconds apps.connections.open may take, and then again the websocket's handshake, before the
+# attempt gives up (one line) and the next one asks for a new URL: a stuck edge that accepts
+# TCP and never answers the upgrade held the bot deaf for aiohttp's default of 5 minutes.
+CONNECT_TIMEOUT = SLACK_TIMEOUT
+CLOSE_TIMEOUT = 2.0  # seconds Slack gets to answer the closing of a websocket
+PING_INTERVAL = 10.0  # seconds between two pings on the websocket (slack_sdk's session monitor)
+# Seconds without a Socket Mode connection before /healthz answers 503: no click, command or
+# event reaches the bot meanwhile. A refusal that needs the operator (token refused, Socket
+# Mode turned off) answers 503 at once.
+SOCKET_GRACE = 30.0
+
+NOT_ENABLED = (
+    "Socket Mode is not enabled for this app; turn it on under Socket Mode "
+    "(manifest.yml: socket_mode_enabled: true), or unset SLACK_APP_TOKEN"
+)
+
+
+def app_token_refused(exc: SlackApiError) -> str:
+    """The line for apps.connections.open's refusal: what the operator must fix."""
+    error = slack_said(exc)
+    if error == "not_enabled":
+        return NOT_ENABLED
+    return (
+        f"SLACK_APP_TOKEN was refused by Slack ({error}); generate an app-level token (xapp-…) "
+        "with connections:write under Basic Information → App-Level Tokens"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else f"{value / 60:.1f} min"
+
 
 class _OneAttemptClient(SocketModeClient):
-    """slack_sdk's aiohttp Socket Mode client, making one attempt per ``connect()``.
+    """slack_sdk's aiohttp Socket Mode client (its receiving, its session monitor and its acks),
+    making one bounded attempt per ``connect()`` and reconnecting in one task of its own.
 
     The library's ``connect()`` retries a failure itself, forever, every few seconds, with a
-    traceback each time, and reuses a wss URL that has already been used. Here a failed
-    attempt raises and forgets its URL, and ``SocketMode.connect`` retries with backoff, one
-    line per attempt. Once connected, reconnections (Slack recycles connections) go through
-    the library's session monitor, which calls this and logs one line when it fails.
+    traceback each time, reuses a wss URL that has already been used, and waits for a
+    handshake as long as aiohttp lets it (5 minutes). Its ``connect_to_new_endpoint`` waits 5 s
+    for its lock and then connects anyway: two reconnections at once, and the websocket the
+    first one made was never read nor closed. Here ``connect()`` holds the lock, asks for a new
+    URL and shakes hands within CONNECT_TIMEOUT each, keeps the session it made and closes the
+    one it replaces. Every request for a reconnection (Slack's ``disconnect``, a session found
+    closed or stale) goes to ``keep_connected``, which reconnects with backoff, one line per
+    failed attempt (a refusal said once while it lasts) and one when it is connected again.
     """
+
+    def __init__(self, *args: Any, opener: Any = None, retry_base: float = RETRY_BASE, **kw: Any):
+        super().__init__(*args, **kw)
+        self.opener = opener  # apps.connections.open: one try, a rate limit not waited out
+        self.retry_base = retry_base
+        self.keeper: asyncio.Task | None = None
+        self.in_flight: set[asyncio.Future] = set()  # envelopes being handled
+        self._wanted = asyncio.Event()  # a reconnection is asked for
+        self._close_first = False  # too_many_websockets: the old connection goes first
+        self.down_since: float | None = None  # monotonic: the connection lost, or an attempt failed
+        self.down_at: float | None = None  # the same moment, wall clock (for /healthz)
+        self.dropped: str | None = None  # how the connection was lost, said when it is back
+        self.problem: str | None = None  # the last failed attempt's line
+        self.refusal: str | None = None  # a refusal the operator must fix, said once
+
+    # ---- one attempt
 
     async def issue_new_wss_url(self) -> str:
         # The library's version logs a two-line error and sleeps out a rate limit itself.
-        response = await self.web_client.apps_connections_open(app_token=self.app_token)
+        opener = self.opener or self.web_client
+        response = await opener.apps_connections_open(app_token=self.app_token)
         return response["url"]
 
-    async def connect(self) -> None:
-        old = self.current_session
-        self.auto_reconnect_enabled = False
+    async def _within(self, work: Awaitable[Any], what: str) -> Any:
+        limit = CONNECT_TIMEOUT
         try:
-            if old is not None and not old.closed:
-                with contextlib.suppress(Exception):
-                    await old.close()
+            async with asyncio.timeout(limit):
+                return await work
+        except TimeoutError:
+            raise TimeoutError(f"{what} within {limit:g} s") from None
+
+    async def _close_quietly(self, session: Any) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT + 1):
+                await session.close()
+
+    async def connect(self) -> None:
+        async with self.connect_operation_lock:  # one connection made at a time
+            if self.closed:
+                return
+            old = self.current_session
+            if old is not None and (old.closed or self._close_first):
+                await self._close_quietly(old)
             if self.aiohttp_client_session.closed:
                 self.aiohttp_client_session = aiohttp.ClientSession()
-            if self.wss_uri is None:
-                self.wss_uri = await self.issue_new_wss_url()
+            session = None
             try:
-                session = await self.aiohttp_client_session.ws_connect(
-                    self.wss_uri,
-                    autoping=False,
-                    heartbeat=self.ping_interval,
-                    proxy=self.proxy,
-                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+                url, self.wss_uri = self.wss_uri, None  # one URL, one connection
+                if url is None:
+                    url = await self._within(
+                        self.issue_new_wss_url(), "apps.connections.open did not answer"
+                    )
+                session = await self._within(
+                    self.aiohttp_client_session.ws_connect(
+                        url,
+                        autoping=False,
+                        heartbeat=self.ping_interval,
+                        proxy=self.proxy,
+                        ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
+                    ),
+                    "the websocket handshake did not finish",
                 )
-            finally:
-                self.wss_uri = None  # one URL, one connection: the next attempt asks again
-        finally:
-            self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
-        self.current_session = session
-        self.stale = False
-        await session.ping(f"sdk-ping-pong:{time.time()}".encode())
-        for task in (self.current_session_monitor, self.message_receiver):
-            if task is not None:
-                task.cancel()
-        self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
-        self.message_receiver = asyncio.ensure_future(self.receive_messages())
+                await session.ping(f"sdk-ping-pong:{time.time()}".encode())
+            except BaseException:
+                if session is not None:  # made, not kept: closed, never left unread
+                    await self._close_quietly(session)
+                raise
+            # The switch: from here the new session is read, and the one it replaces closed.
+            self.current_session = session
+            self.stale = False
+            self.last_ping_pong_time = time.time()
+            self._close_first = False
+            self._wanted.clear()  # the reconnections asked for until now: this one
+            replaced = (self.current_session_monitor, self.message_receiver)
+            self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
+            self.message_receiver = asyncio.ensure_future(self.receive_messages())
+            for task in replaced:
+                if task is not None:
+                    task.cancel()
+            if old is not None and old is not session and not old.closed:
+                await self._close_quietly(old)
+
+    # ---- reconnecting
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        """Slack asked for a new connection (``force``), or the session monitor or receiver
+        found it closed or stale: ``keep_connected`` reconnects. Never waits, never raises."""
+        if self.closed:
+            return
+        if not force and await self.is_connected():
+            return
+        if not force:
+            self._note_down("no answer to pings" if self.stale else "the connection closed")
+        self._wanted.set()
+
+    async def run_message_listeners(self, message: dict, raw_message: str) -> None:
+        if message.get("type") == "disconnect":
+            reason = message.get("reason")
+            self._close_first = reason == "too_many_websockets"
+            if reason == "link_disabled":  # Socket Mode was turned off for the app
+                self._refused(NOT_ENABLED)
+            await self.connect_to_new_endpoint(force=True)
+            return
+        await super().run_message_listeners(message, raw_message)
+
+    def start_keeping(self) -> None:
+        if self.keeper is None:
+            self.keeper = asyncio.ensure_future(self.keep_connected())
+
+    async def keep_connected(self) -> None:
+        """Reconnect whenever asked, with backoff from HITL_CONNECT_RETRY up to a minute while
+        it fails; one line per failed attempt, a refusal once while it lasts."""
+        while not self.closed:
+            await self._wanted.wait()
+            attempt = 0
+            while self._wanted.is_set() and not self.closed:
+                try:
+                    await self.connect()
+                except SlackApiError as exc:
+                    if is_transient(exc):
+                        reason, wait = said_later(exc)
+                        delay = max(backoff(attempt, self.retry_base), wait)
+                        self._trouble(reason, delay)
+                    else:
+                        self._refused(app_token_refused(exc))
+                        delay = backoff(attempt, self.retry_base)
+                except Exception as exc:  # noqa: BLE001 - unreachable, timed out: one line each
+                    delay = backoff(attempt, self.retry_base)
+                    self._trouble(describe(exc), delay)
+                else:
+                    if not self.closed:
+                        self._back()
+                    break
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _note_down(self, dropped: str | None = None) -> None:
+        if self.down_since is None:
+            self.down_since, self.down_at = time.monotonic(), time.time()
+        if dropped is not None and self.dropped is None:
+            self.dropped = dropped
+
+    def _trouble(self, reason: str, delay: float) -> None:
+        self._note_down()
+        self.refusal = None
+        self.problem = f"cannot reconnect to Slack ({reason})"
+        logger.warning("Socket Mode: %s; retrying in %g s", self.problem, delay)
+
+    def _refused(self, line: str) -> None:
+        self._note_down()
+        self.problem = line
+        if self.refusal != line:
+            self.refusal = line
+            logger.error(
+                "Socket Mode: %s; no click, command or event reaches the bot until then (trying "
+                "again, at most every %g s)",
+                line,
+                MAX_BACKOFF,
+            )
+
+    def _back(self) -> None:
+        if self.down_since is not None:
+            gap = _seconds(time.monotonic() - self.down_since)
+            if self.problem is None:
+                logger.warning(
+                    "Socket Mode: %s; connected to Slack again after %s",
+                    self.dropped or "the connection was lost",
+                    gap,
+                )
+            else:
+                logger.warning("Socket Mode: connected to Slack again after %s", gap)
+        self.down_since = self.down_at = self.dropped = self.problem = self.refusal = None
+
+    def health(self) -> tuple[str, str | None, bool]:
+        """For /healthz: the connection's state, the problem's line, and whether it is well
+        (a refusal is not; an outage is past SOCKET_GRACE seconds)."""
+        if self.refusal is not None:
+            return "refused", self.refusal, False
+        if self.down_since is None:
+            session = self.current_session
+            if session is not None and not session.closed:
+                return "connected", None, True
+            self._note_down()
+        assert self.down_since is not None and self.down_at is not None
+        since = datetime.fromtimestamp(self.down_at, UTC).isoformat(timespec="seconds")
+        outage = time.monotonic() - self.down_since
+        return f"reconnecting since {since}", self.problem, outage <= SOCKET_GRACE
+
+    # ---- envelopes and acks
+
+    async def process_message(self) -> None:
+        self._dispatch(await self.message_queue.get())
+
+    def _dispatch(self, raw_message: str | None) -> None:
+        if raw_message is None:
+            return
+        message = json.loads(raw_message) if raw_message.startswith("{") else {}
+        task = asyncio.ensure_future(self.run_message_listeners(message, raw_message))
+        self.in_flight.add(task)  # shutdown lets it finish and ack
+        task.add_done_callback(self.in_flight.discard)
+
+    async def send_message(self, message: str) -> None:
+        # The library's version adds a warning of its own before it raises: the caller says it.
+        try:
+            await self.current_session.send_str(message)  # type: ignore[union-attr]
+        except ConnectionError:
+            # replaced meanwhile: once more on the session ``connect()`` keeps
+            async with self.connect_operation_lock:
+                if not await self.is_connected():
+                    raise
+                await self.current_session.send_str(message)  # type: ignore[union-attr]
+
+    # ---- stopping
+
+    async def stop_taking(self) -> None:
+        """Read no more envelopes and reconnect no more; those already read are dispatched."""
+        self.auto_reconnect_enabled = False
+        tasks = [t for t in (self.keeper, self.current_session_monitor, self.message_receiver) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while not self.message_queue.empty():
+            self._dispatch(self.message_queue.get_nowait())
+
+    async def close(self) -> None:
+        self.closed = True
+        self.auto_reconnect_enabled = False
+        tasks = [
+            t
+            for t in (self.keeper, self.current_session_monitor, self.message_receiver)
+            if t is not None
+        ]
+        tasks.append(self.message_processor)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.current_session is not None:
+            await self._close_quietly(self.current_session)
+        await self.aiohttp_client_session.close()
+
+
+# Each runtime's Socket Mode connection, for /healthz (``socket_mode_of``).
+_SOCKETS: weakref.WeakKeyDictionary[Any, SocketMode] = weakref.WeakKeyDictionary()
+
+
+def socket_mode_of(rt: Any) -> SocketMode | None:
+    """The runtime's Socket Mode connection; None in HTTP mode."""
+    return _SOCKETS.get(rt)
 
 
 class SocketMode:
@@ -226,9 +492,14 @@ class SocketMode:
             app_token=app_token,
             logger=logging.getLogger("bot.socket_mode"),
             web_client=rt.client,
-            ping_interval=10,
+            ping_interval=PING_INTERVAL,
+            # apps.connections.open one try per attempt, a rate limit said, not slept out
+            opener=one_try(rt.client, wait_rate_limits=False),
+            retry_base=rt.settings.connect_retry,
         )
         self.client.socket_mode_request_listeners.append(self._handle)
+        with contextlib.suppress(TypeError):  # a runtime that takes no weak reference (tests)
+            _SOCKETS[rt] = self
 
     async def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.time()
@@ -236,33 +507,50 @@ class SocketMode:
         response = await dispatch_until_acked(
             lambda: run_async_bolt_app(self.bolt, request), self.rt.background.keep
         )
-        await send_async_response(client, request, response, started)
+        try:
+            await send_async_response(client, request, response, started)
+        except Exception as exc:  # noqa: BLE001 - the connection is gone: one line, no traceback
+            logger.warning(
+                "Socket Mode: the ack of envelope %s (%s) could not be sent (%s); Slack shows "
+                "an error, or sends it again once connected",
+                request.envelope_id,
+                request.type,
+                describe(exc),
+            )
+
+    def health(self) -> tuple[str, str | None, bool]:
+        return self.client.health()
 
     async def connect(self) -> None:
         """Connect, retrying with backoff while Slack cannot be reached; a refused app-level
-        token is a ``ConfigError``."""
+        token is a ``ConfigError``. Once connected, the client reconnects on its own."""
         trouble = "Socket Mode: cannot connect to Slack"
-        # apps.connections.open one try per attempt (``one_try``); once connected, the
-        # library's reconnections get the server's client and its retries back.
-        self.client.web_client = one_try(self.rt.client)
         try:
             await retry_until_answered(self.client.connect, trouble, self.rt.settings.connect_retry)
         except SlackApiError as exc:
-            error = slack_said(exc)
-            if error == "not_enabled":
-                line = (
-                    "Socket Mode is not enabled for this app; turn it on under Socket Mode "
-                    "(manifest.yml: socket_mode_enabled: true), or unset SLACK_APP_TOKEN"
+            raise ConfigError([app_token_refused(exc)]) from None
+        self.client.start_keeping()
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109
+        """For a shutdown: read no new envelope, let those taken finish and ack (within
+        ``timeout`` seconds), then close the connection."""
+        try:
+            await self.client.stop_taking()
+            left = set(self.client.in_flight)
+            if left:
+                _, left = await asyncio.wait(left, timeout=timeout)
+            if left:
+                logger.warning(
+                    "Socket Mode: %d request(s) from Slack were still being handled %g s into "
+                    "the shutdown; stopped unacked (Slack shows those people an error)",
+                    len(left),
+                    timeout,
                 )
-            else:
-                line = (
-                    f"SLACK_APP_TOKEN was refused by Slack ({error}); generate an app-level "
-                    "token (xapp-…) with connections:write under Basic Information → "
-                    "App-Level Tokens"
-                )
-            raise ConfigError([line]) from None
+                for task in left:
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
         finally:
-            self.client.web_client = self.rt.client
+            await self.close()
 
     async def close(self) -> None:
         await self.client.close()
