@@ -57,9 +57,10 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
+import sqlite3  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import IO, Any  # noqa: E402
 
@@ -651,38 +652,67 @@ def _write_file(
     *,
     db: Path | None = None,
 ) -> int:
-    """The export written to ``output``; an OS error is one line naming it.
+    """The export written to ``output`` (``write_output``); an OS error is one line naming it."""
+    return write_output(
+        output,
+        lambda handle: _write_records(handle, records, columns, fmt),
+        db=db,
+        failed=f"cannot write {output}",
+        what="the export",
+        example="labels.jsonl",
+    )
 
-    A regular file, or a new path, is replaced atomically: a reader never sees half an export
-    and a failed one leaves the old file as it was. Through a symlink, its target is replaced and
-    the link kept, unless another user planted the link in a shared folder
+
+def write_output(
+    output: Path,
+    write: Callable[[IO[Any]], int],
+    *,
+    db: Path | None,
+    failed: str,
+    what: str,
+    example: str,
+    binary: bool = False,
+) -> int:
+    """``write(handle)`` into the file ``output`` a command was given (`hitl export -o`,
+    `hitl accuracy --chart`), returning what it returns; ``binary`` for bytes, else UTF-8 text.
+    Every refusal and OS error is one line starting with ``failed`` ("cannot write FILE");
+    ``what`` names the writing in it ("the export") and ``example`` another file to name.
+
+    A regular file, or a new path, is replaced atomically: a reader never sees half a file
+    and a failed write leaves the old file as it was. Through a symlink, its target is replaced
+    and the link kept, unless another user planted the link in a shared folder
     (``_refuse_planted_link``). Anything else (a FIFO, a device, /dev/stdout) is written as it
     is: replacing it would swap the pipe or device node for a regular file that no one reads.
-    The database ``db`` and the files beside it are refused (``_refuse_the_database``)."""
+    The database ``db`` and the files beside it are refused (``_refuse_the_database``), also
+    through a symlink or a hard link."""
     try:
         if db is not None:
-            _refuse_the_database(output, Path(db))
-        _refuse_planted_link(output)
+            _refuse_the_database(output, Path(db), failed=failed, what=what, example=example)
+        _refuse_planted_link(output, failed=failed, what=what)
         if _written_in_place(output):  # appended: "w" would truncate the file behind >>
+            if binary:
+                with open(output, "ab") as handle:
+                    return write(handle)
             with open(output, "a", encoding="utf-8", newline="") as handle:
-                return _write_records(handle, records, columns, fmt)
+                return write(handle)
         target = Path(os.path.realpath(output))
         if not target.parent.exists():  # a mistyped path: said, not created
             folder = output.parent if output.parent.resolve() == target.parent else target.parent
             raise click.ClickException(
-                f"cannot write {output}: the folder {folder} does not exist; create it or fix "
-                "the path"
+                f"{failed}: the folder {folder} does not exist; create it or fix the path"
             )
-        return _replace_atomically(target, records, columns, fmt)
+        return _replace_atomically(target, write, binary=binary)
     except OSError as exc:
-        raise click.ClickException(os_problem(exc, f"cannot write {output}")) from exc
+        raise click.ClickException(os_problem(exc, failed)) from exc
 
 
-def _refuse_the_database(output: Path, db: Path) -> None:
-    """Refuse an export to the database it reads (``-o hitl.db``, a slip that shell completion
-    offers) or to a file of it: its -wal, -shm or -journal, the server lock, the demo's marker,
-    a restore's copy or kept database, anything in its models folder. The export would replace
-    the database (or its log) with text: every item, answer and model record gone. Compared by
+def _refuse_the_database(output: Path, db: Path, *, failed: str, what: str, example: str) -> None:
+    """Refuse to write ``output`` (``write_output``: an export, a chart) when it is the database
+    the command reads (``-o hitl.db``, a slip that shell completion offers) or a file of it: its
+    -wal, -shm or -journal, the server lock, the demo's marker, a restore's copy or kept
+    database, anything in its models folder. The write would replace the database (or its log):
+    every item, answer and model record gone. One line starting with ``failed``, naming
+    ``what`` would replace it and ``example``. Compared by
     the file the path ends at (symlinks, relative paths, ``..``) and, for files that exist, by
     identity (a hard link)."""
     out = os.path.realpath(output)
@@ -702,22 +732,23 @@ def _refuse_the_database(output: Path, db: Path) -> None:
                     found = os.path.samefile(base + suffix, output)
             if found and not suffix:
                 raise click.ClickException(
-                    f"cannot write {output}: it is the database {db} that the export reads,"
-                    " which it would replace: name another file (labels.jsonl)"
+                    f"{failed}: it is the database {db}, which {what} would replace: name"
+                    f" another file ({example})"
                 )
         if found:
             raise click.ClickException(
-                f"cannot write {output}: it is a file of the database {db} (beside it or in"
-                f" {os.path.basename(base)}.models), which the export would replace: name"
-                " another file (labels.jsonl)"
+                f"{failed}: it is a file of the database {db} (beside it or in"
+                f" {os.path.basename(base)}.models), which {what} would replace: name"
+                f" another file ({example})"
             )
 
 
-def _refuse_planted_link(output: Path) -> None:
+def _refuse_planted_link(output: Path, *, failed: str, what: str) -> None:
     """Refuse to follow a symlink that the kernel's ``fs.protected_symlinks`` would not let
     ``open()`` follow: one in a sticky, world-writable folder (/tmp) that neither the caller nor
-    the folder's owner owns. Another user may have put it there to point the export at a file
-    of the caller's. ``realpath`` only reads links, so without this the rule never applied."""
+    the folder's owner owns. Another user may have put it there to point the export (``what``)
+    at a file of the caller's. ``realpath`` only reads links, so without this the rule never
+    applied. The refusal's line starts with ``failed``."""
     folder = os.getcwd() if not os.path.isabs(output) else os.sep  # getcwd has no links
     names = list(reversed(os.fspath(output).split(os.sep)))
     links = 0
@@ -743,9 +774,9 @@ def _refuse_planted_link(output: Path) -> None:
             shared.st_uid,
         ):
             raise click.ClickException(
-                f"cannot write {output}: {path} is a symbolic link in the shared folder"
+                f"{failed}: {path} is a symbolic link in the shared folder"
                 f" {folder} (sticky, world-writable) that another user (uid {link.st_uid}) owns,"
-                " so it may point the export at any file of yours; the system refuses to follow"
+                f" so it may point {what} at any file of yours; the system refuses to follow"
                 " such links (fs.protected_symlinks): delete the link or write to another path"
             )
         links += 1
@@ -773,21 +804,21 @@ def _written_in_place(output: Path) -> bool:
         return False
 
 
-def _replace_atomically(
-    target: Path, records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
-) -> int:
-    """Write a new file beside ``target`` and rename it over ``target``. It gets the old file's
-    mode and owner, or for a new file 0600 (what the umask leaves of it): an export holds the
-    texts and user ids that the database and the model files keep readable by their owner only.
-    A file in the folder's place: mkstemp's "Not a directory" says so."""
+def _replace_atomically(target: Path, write: Callable[[IO[Any]], int], *, binary: bool) -> int:
+    """Write a new file beside ``target`` (``write(handle)``, a binary handle or a UTF-8 text
+    one) and rename it over ``target``. It gets the old file's mode and owner, or for a new
+    file 0600 (what the umask leaves of it): an export holds the texts and user ids that the
+    database and the model files keep readable by their owner only. A file in the folder's
+    place: mkstemp's "Not a directory" says so."""
     try:
         old = os.stat(target)
     except FileNotFoundError:
         old = None
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with open(fd, "w", encoding="utf-8", newline="") as handle:
-            n = _write_records(handle, records, columns, fmt)
+        handle: IO[Any]
+        with open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline="") as handle:
+            n = write(handle)
             handle.flush()
             _give_mode(handle.fileno(), old)
             os.fsync(handle.fileno())
@@ -873,7 +904,11 @@ def config_command(state: State) -> None:
     """Print the effective settings (secrets masked) and where each comes from: --db (hitl's
     option, for HITL_DB), env (an environment variable), the hitl.toml file, or the default. A
     bad value is shown as given, and after the table every bad value is an error line naming
-    the variable and what is allowed (exit status 1), as every command refuses it.
+    the variable and what is allowed (exit status 1), as every command refuses it. A value
+    that another one stands for is shown as the one in force: the report channel
+    (HITL_CHANNEL's when HITL_REPORT_CHANNEL is unset), the label set (the database's: the set
+    `hitl labels` changed, which wins over HITL_LABELS, or without either the imported
+    labels) and the pipeline (the model library's default).
 
     \b
     Examples:
@@ -909,8 +944,13 @@ def config_command(state: State) -> None:
     def pad(text: str, width: int) -> str:
         return text + " " * (width - columns(text))
 
-    rows = [  # a refused value as it was given, where it came from
-        (env, *refused[env], help_) if env in refused else (env, value, source, help_)
+    in_force = _in_force(settings, refused)
+    rows = [  # a refused value as it was given, where it came from; else the value in force
+        (env, *refused[env], help_)
+        if env in refused
+        else (env, *in_force[env], help_)
+        if env in in_force
+        else (env, value, source, help_)
         for env, value, source, help_ in describe(settings)
     ]
     width = max(columns(r[0]) for r in rows)
@@ -920,6 +960,56 @@ def config_command(state: State) -> None:
     if problems:
         with friendly_errors():
             raise ConfigError(problems)
+
+
+def _in_force(settings: Settings, refused: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """`hitl config`'s (value, source) of the settings whose value in force is not their own:
+    HITL_REPORT_CHANNEL unset is HITL_CHANNEL's; HITL_LABELS is the database's stored set once
+    `hitl labels` changed it (over HITL_LABELS), else HITL_LABELS, else the imported labels
+    (``current_labels``); HITL_PIPELINE unset is the model library's default. A refused value
+    is left as given."""
+    shown: dict[str, tuple[str, str]] = {}
+    if "HITL_REPORT_CHANNEL" not in refused and not settings.report_channel and settings.channel:
+        shown["HITL_REPORT_CHANNEL"] = (settings.channel, "default: HITL_CHANNEL")
+    if "HITL_PIPELINE" not in refused and not settings.pipeline:
+        from model.classifier import DEFAULT_PIPELINE
+
+        shown["HITL_PIPELINE"] = (DEFAULT_PIPELINE, "default")
+    found = None if "HITL_LABELS" in refused else _database_labels(Path(settings.db))
+    if found is not None:
+        stored, imported = found
+        if stored is not None:
+            source = "stored in the database, changed with hitl labels"
+            if settings.labels:
+                given = settings.sources.get("labels", "default")
+                source += f"; the {given} value is not in force"
+            shown["HITL_LABELS"] = (",".join(stored) or "-", source)
+        elif not settings.labels and imported:
+            shown["HITL_LABELS"] = (",".join(imported), "the imported labels, in the database")
+    return shown
+
+
+def _database_labels(db: Path) -> tuple[list[str] | None, list[str]] | None:
+    """The database's stored label set (None before `hitl labels` first changed it) and its
+    imported labels, read only (`hitl config` changes nothing: an older database is not
+    upgraded for it); None without a database, or one that cannot be read as one now."""
+    from urllib.parse import quote
+
+    from sqlite_utils import Database
+
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=2)
+    except sqlite3.Error:
+        return None
+    store = Store(Database(conn))
+    try:
+        return store.stored_labels(), store.label_set()
+    except sqlite3.Error:  # not a slack-hitl database, an older one, locked, damaged
+        return None
+    finally:
+        store.close()
 
 
 @cli.command("serve")
@@ -1309,10 +1399,16 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     if report is None:
         click.echo(f"no chart saved to {chart}: there is no model to chart yet", err=True)
         return
-    try:
-        chart.write_bytes(reports.chart_png(report))
-    except OSError as exc:
-        raise click.ClickException(os_problem(exc, f"cannot save the chart to {chart}")) from exc
+    png = reports.chart_png(report)
+    write_output(  # never over the database or a file beside it; atomically (as an export)
+        chart,
+        lambda handle: handle.write(png),
+        db=state.settings.db,
+        failed=f"cannot save the chart to {chart}",
+        what="the chart",
+        example="accuracy.png",
+        binary=True,
+    )
     click.echo(f"chart saved to {chart}", err=True)
 
 

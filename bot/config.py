@@ -487,30 +487,39 @@ def _routes(value: Any) -> dict[str, str]:
     return routes
 
 
-def _guidelines(value: Any) -> dict[str, Guideline]:
-    """``[labels.NAME]`` tables: ``description = "..."`` and ``examples = ["...", ...]``."""
+def _guidelines(value: Any) -> tuple[dict[str, Guideline], list[str]]:
+    """``[labels.NAME]`` tables: ``description = "..."`` and ``examples = ["...", ...]``; and
+    every problem with them, one line each, the tables all read: a mistyped key in one table
+    hides neither another table's problem nor (for `hitl serve`) a table naming no label in
+    force. A table with a problem keeps its name (its good parts; the start is refused anyway)."""
     if not isinstance(value, dict):
-        raise ValueError("must be tables like [labels.billing] with description and examples")
-    found = {}
+        return {}, ["must be tables like [labels.billing] with description and examples"]
+    found: dict[str, Guideline] = {}
+    problems: list[str] = []
     for name, table in value.items():
         if not isinstance(table, dict):
-            raise ValueError(f"[labels.{name}] must be a table with description and examples")
+            problems.append(f"[labels.{name}] must be a table with description and examples")
+            table = {}
         unknown = sorted(set(table) - {"description", "examples"})
         if unknown:
-            raise ValueError(f"[labels.{name}] has {unknown[0]!r}; use description and examples")
+            keys = ", ".join(repr(key) for key in unknown)
+            problems.append(f"[labels.{name}] has {keys}; use description and examples")
         description = table.get("description", "")
         examples = table.get("examples", [])
         if not isinstance(description, str):
-            raise ValueError(f"[labels.{name}] description must be text")
+            problems.append(f"[labels.{name}] description must be text")
+            description = ""
         if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
-            raise ValueError(f'[labels.{name}] examples must be a list of text, e.g. ["..."]')
+            problems.append(f'[labels.{name}] examples must be a list of text, e.g. ["..."]')
+            examples = []
         label = label_name(name)  # the label's one spelling (NFC), as HITL_LABELS's
         if label in found:
-            raise ValueError(
+            problems.append(
                 f"[labels.*] names the label {label!r} twice (in two Unicode spellings)"
             )
+            continue
         found[label] = Guideline(description.strip(), tuple(e.strip() for e in examples))
-    return found
+    return found, problems
 
 
 @dataclass(frozen=True)
@@ -846,10 +855,9 @@ def read_settings(
                     f"{toml_path}: unknown key {key!r} outside [hitl]; settings go under [hitl]"
                 )
         if "labels" in document:  # [labels.NAME]: guidelines, beside [hitl]
-            try:
-                from_file["guidelines"] = _guidelines(document["labels"])
-            except ValueError as exc:
-                problems.append(f"{toml_path} {exc}")
+            guidelines, bad = _guidelines(document["labels"])
+            problems += [f"{toml_path} {line}" for line in bad]
+            from_file["guidelines"] = guidelines
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -287,7 +287,7 @@ async def running_demo(
 def demo_lock_advice(refused: str) -> str:
     """The lock's refusal as a demo's: `hitl demo` takes its database from --db before the
     command, never from HITL_DB (a demo replaces its database), so the advice says that."""
-    return refused.replace(" (--db or HITL_DB)", ": hitl --db other.db demo")
+    return refused.replace(" (--db or HITL_DB)", ": hitl --db other.db demo --port 0")
 
 
 @asynccontextmanager

@@ -190,7 +190,8 @@ class Store(
         if unknown:
             raise StoreError(
                 f"this database was written by a newer slack-hitl (schema {unknown[-1]}); "
-                "upgrade slack-hitl (pip install -U slack-hitl) or point HITL_DB at another file"
+                "update slack-hitl (in its clone: git pull && pip install -e .) or point HITL_DB"
+                " at another file"
             )
         pending = [m.name for m in migrations.pending(self.db)]
         if not pending:

@@ -339,8 +339,8 @@ def check_backup(backup: Path) -> BackupFacts:
             if unknown:
                 raise StoreError(
                     f"cannot restore from {backup}: it was written by a newer slack-hitl"
-                    f" (schema {unknown[-1]}); upgrade slack-hitl (pip install -U slack-hitl)"
-                    " first"
+                    f" (schema {unknown[-1]}); update slack-hitl first (in its clone: git pull"
+                    " && pip install -e .)"
                 )
             items = conn.execute("SELECT count(*) FROM items").fetchone()[0]
             answers, newest = conn.execute(

@@ -262,7 +262,10 @@ def test_a_chart_that_cannot_be_saved_is_one_line_naming_it(db: Path, tmp_path: 
     chart = tmp_path / "no" / "such" / "chart.png"
     result = run("--db", str(db), "accuracy", "--chart", str(chart))
     assert result.exit_code == 1
-    assert result.stderr == f"Error: cannot save the chart to {chart}: No such file or directory\n"
+    assert result.stderr == (
+        f"Error: cannot save the chart to {chart}: the folder {chart.parent} does not exist;"
+        " create it or fix the path\n"
+    )
 
 
 # -- the size of a model file, as measured -----------------------------------------------------

@@ -54,4 +54,4 @@ async def test_a_demo_on_a_database_in_use_is_told_the_option_a_demo_reads(tmp_p
             pass
     said = str(refused.value)
     assert "is in use by another hitl server or demo" in said, said
-    assert "HITL_DB" not in said and said.endswith("hitl --db other.db demo"), said
+    assert "HITL_DB" not in said and said.endswith("hitl --db other.db demo --port 0"), said
