@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import HitlError
-from bot.ingest import RowError, read_items
+from bot.ingest import RowError, read_items, twin_label
+from bot.labelnames import label_key
 from bot.words import count
 
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
@@ -229,6 +230,7 @@ def read_data(
     """
     items: list[DemoItem] = []
     lines: dict[str, int] = {}  # id -> the line it was first read on
+    spellings: dict[str, str] = {}  # label_key -> the label's spelling, its first row's
     n_read = n_rejected = 0
     columns = columns or Columns()
     for row in read_items(
@@ -241,6 +243,11 @@ def read_data(
         n_read += 1
         if not isinstance(row, RowError) and row.id in lines:
             row = RowError(row.line, f'id "{row.id}" was read on line {lines[row.id]} already')
+        if not isinstance(row, RowError) and row.label is not None:
+            # one spelling a label, the first read, as `hitl import` keeps (open labels)
+            spelled = spellings.setdefault(label_key(row.label), row.label)
+            if spelled != row.label:
+                row = RowError(row.line, twin_label(row.label, spelled))
         if isinstance(row, RowError):
             n_rejected += 1
             if n_rejected <= MAX_ERRORS_SHOWN:

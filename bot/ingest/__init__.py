@@ -14,6 +14,7 @@ from bot.ingest.load import (
     import_rows,
     redaction_twin_ids,
     rows_of_file,
+    twin_label,
     with_redaction_twins,
     with_stored_ids,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "read_items",
     "rows_of_file",
     "redaction_twin_ids",
+    "twin_label",
     "with_redaction_twins",
     "with_stored_ids",
 ]

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 import shlex
+import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,10 @@ class ImportSummary:
     gold_left_out: int = 0  # without ``gold``: rows of an export that carried a gold label
     deleted_before: int = 0  # rows whose id `hitl delete` deleted: skipped
     redacted: int = 0  # texts in which HITL_REDACT replaced personal data
+    # rows imported under their own id whose text was stored already under the text's hash
+    # (an import of the same file without its id column): that text is now stored twice
+    stored_twice: int = 0
+    twice_ids: list[str] = field(default_factory=list)  # the first such ids stored before
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -75,6 +80,7 @@ class ImportSummary:
             **({"gold_left_out": self.gold_left_out} if self.gold_left_out else {}),
             **({"deleted_before": self.deleted_before} if self.deleted_before else {}),
             **({"redacted": self.redacted} if self.redacted else {}),
+            **({"stored_twice": self.stored_twice} if self.stored_twice else {}),
         }
 
 
@@ -115,6 +121,7 @@ def import_rows(
     gold: bool = False,
     configured_labels: Sequence[str] = (),
     redact: tuple[str, ...] = (),
+    on_note: Callable[[str], None] | None = None,
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
     ``on_error`` gets the message of each rejected row, in line order (a batch's once it is
@@ -147,12 +154,24 @@ def import_rows(
     ``CLOCK_SKEW`` past the store's clock (``store.now()`` at the start) is refused: times are
     compared as text, and a label decided "later" than anything the store writes would hide
     every label set after it from the next retrain (the readers already wrote each time in
-    the store's form, so the text comparison holds)."""
+    the store's form, so the text comparison holds).
+
+    A row whose label was renamed or merged (`hitl labels`) into the label its item is stored
+    with (the same id and text) is a duplicate: the file imported again after the rename.
+    A row imported under its own id whose text is stored under the text's hash (the id a row
+    without an id gets: the same file imported before without its id column) is imported, and
+    counted (``stored_twice``): once the file is read, one line to ``on_note`` (by default,
+    standard error) says so, with the `hitl delete` of the copies stored before."""
     latest = _latest_allowed(store.now())
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
     successors = store.label_aliases() if in_force is not None else {}
     spellings = _Spellings(store) if in_force is None else None
+    renamed: dict[int, str] = {}  # line: why its row is refused, unless it is a duplicate
+    # Whether to look for texts stored under their hash (``_stored_under_text``): in the first
+    # batch, and in each after it once that found some (the same file imported before without
+    # its ids; a file none of whose first rows is so stored costs one lookup, not one a batch).
+    hashed = not gold
     run_id = store.start_run("import", triggered_by=triggered_by)
     summary = ImportSummary()
     any_deleted = store.has_deleted_items()
@@ -238,11 +257,14 @@ def import_rows(
             del gold_lines[row.id]
 
     def flush() -> None:
+        nonlocal hashed
         if not batch:
             tell()
             return
         last = batch[-1].line
         batch[:] = with_stored_ids(store, batch)
+        if renamed:  # a label renamed since: a duplicate, or refused as outside the set
+            batch[:] = _renamed_apart(store, batch, renamed, successors, summary, reject)
         if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
             batch[:] = _without_deleted(store, batch, summary)
         if redactor:
@@ -269,6 +291,8 @@ def import_rows(
                 batch[:] = _with_redaction_twins(
                     store, batch, others, summary, any_deleted, adopt=not gold
                 )
+        if hashed:
+            hashed = _stored_under_text(store, batch, summary) or summary.stored_twice > 0
         # With open labels, a label's spelling is the first one a stored row gives: a row whose
         # label differs only in case from one given by an earlier row of this batch waits for
         # the rows before it to be stored (a row rejected for its id gives no spelling).
@@ -280,7 +304,7 @@ def import_rows(
                 segment = []
                 twin = spellings.twin_of(row.label, row.id) if spellings and row.label else None
             if isinstance(twin, str):
-                reject(RowError(row.line, _twin(row.label or "", twin)))
+                reject(RowError(row.line, twin_label(row.label or "", twin)))
                 if gold:
                     unstored(row)
                 continue
@@ -306,7 +330,11 @@ def import_rows(
                     row = RowError(row.line, late)
             if allowed is not None and isinstance(row, Row) and row.label is not None:
                 if row.label not in allowed:
-                    row = RowError(row.line, _outside(row.label, in_force or [], successors))
+                    why = _outside(row.label, in_force or [], successors)
+                    if not gold and successors.get(row.label) in allowed:
+                        renamed[row.line] = why  # decided once its batch is looked up
+                    else:
+                        row = RowError(row.line, why)
             if gold and isinstance(row, Row):
                 label, line = gold_lines.setdefault(row.id, (row.label or "", row.line))
                 if label != row.label:
@@ -338,6 +366,12 @@ def import_rows(
             ) from None
         raise
     store.finish_run(run_id, "ok", details())
+    if summary.stored_twice:
+        line = _twice_stored(path, summary)
+        if on_note is not None:
+            on_note(line)
+        else:
+            print(line, file=sys.stderr)
     return summary
 
 
@@ -541,6 +575,76 @@ def with_redaction_twins(
     return out
 
 
+def _renamed_apart(
+    store: Store,
+    rows: Sequence[Row],
+    renamed: dict[int, str],
+    successors: Mapping[str, str],
+    summary: ImportSummary,
+    reject: Callable[[RowError], None],
+) -> list[Row]:
+    """``rows`` without those whose label is outside the set in force but was renamed or merged
+    into another (their lines in ``renamed``, popped, with why each is refused): a duplicate
+    (counted so) when its id is stored with its text and labeled with that other label, as
+    the file imported again after `hitl labels rename`; else refused (``reject``)."""
+    mine = [row for row in rows if row.line in renamed]
+    if not mine:
+        return list(rows)
+    labels = store.labels_of([row.id for row in mine])
+    out = []
+    for row in rows:
+        why = renamed.pop(row.line, None)
+        if why is None:
+            out.append(row)
+        elif labels.get(row.id) == successors.get(row.label or "") and _redaction_apart(
+            store, row, row.text
+        ):
+            summary.duplicates += 1
+        else:
+            reject(RowError(row.line, why))
+    return out
+
+
+TWICE_SHOWN = 20  # of the ids stored before of texts an import stored again, in its line
+
+
+def _stored_under_text(store: Store, rows: Sequence[Row], summary: ImportSummary) -> bool:
+    """Count in ``summary`` the ``rows`` with an id of their own, not stored, whose text is
+    stored under the text's hash (imported before without an id column): importing them
+    stores each text a second time. One lookup for the batch; whether it found any."""
+    hashes = {n: item_id_for_text(row.text) for n, row in enumerate(rows)}
+    own = {n: h for n, h in hashes.items() if rows[n].id != h}
+    if not own:
+        return False
+    before = summary.stored_twice
+    found = store.existing_item_ids(sorted({*own.values(), *(rows[n].id for n in own)}))
+    for n, hashed in own.items():
+        if hashed in found and rows[n].id not in found:
+            summary.stored_twice += 1
+            if len(summary.twice_ids) < TWICE_SHOWN:
+                summary.twice_ids.append(hashed)
+    return summary.stored_twice > before
+
+
+def _twice_stored(path: Path, summary: ImportSummary) -> str:
+    """The line that says how many texts an import stored a second time, with the command
+    that deletes the copies stored before (the first ``TWICE_SHOWN`` of them)."""
+    n = summary.stored_twice
+    ids = " ".join(summary.twice_ids)
+    delete = f'hitl delete {ids} --reason "imported again with its ids"'
+    if n > len(summary.twice_ids):
+        delete = (
+            f"the first {len(summary.twice_ids)}: {delete}; `hitl find TEXT` shows a text's copies"
+        )
+    texts = "text was" if n == 1 else "texts were"
+    return (
+        f"{path.name}: {n:,} {texts} already stored under another id (the text's hash, as"
+        " an import without an id column names an item), and so are now stored twice; to"
+        f" keep the copies this import stored (with its ids and labels), delete the others:"
+        f" {delete}"
+    )
+
+
 def _conflict(row: Row) -> str:
     return (
         f'id "{_printable(row.id, limit=60)}" is stored with another text (an id names one'
@@ -715,6 +819,18 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
         shown += f", … ({len(in_force)} in all: `hitl labels show`)"
     add = _printable(f"hitl labels add {shlex.quote(label)}", limit=120)
     successor = successors.get(label)
+    if successor in in_force and case_twin(label, [successor]) is not None:
+        # `hitl labels add` refuses a label beside its case twin: renaming it back is the way
+        words = [successor, label]
+        ends = "-- " if any(word.startswith("-") for word in words) else ""  # not an option
+        back = _printable(f"hitl labels rename {ends}{shlex.join(words)}", limit=120)
+        return (
+            f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
+            f'`hitl labels`): write "{_printable(successor)}" in the file, or, to have'
+            f' "{_printable(label)}" back (it differs from "{_printable(successor)}"'
+            f" {how_twins_differ(label, successor)}, so it cannot be a label beside it),"
+            f" rename the label back with `{back}`"
+        )
     if successor in in_force:
         return (
             f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
@@ -722,14 +838,16 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
             f"`{add}`"
         )
     if (twin := case_twin(label, in_force)) is not None:  # `hitl labels add` would refuse it
-        return _twin(label, twin)
+        return twin_label(label, twin)
     return (
         f'label "{_printable(label)}" is not in the label set ({shown}): add it with `{add}`, '
         "or fix the row"
     )
 
 
-def _twin(label: str, twin: str) -> str:
+def twin_label(label: str, twin: str) -> str:
+    """Why a row is refused whose label differs only in case (or character form) from the
+    label ``twin`` spelled so before: one label has one spelling. `hitl demo --data` too."""
     return (
         f'label "{_printable(label)}" differs from the label "{_printable(twin)}" '
         f'{how_twins_differ(label, twin)}: write "{_printable(twin)}" in the file'

@@ -37,7 +37,7 @@ import unicodedata
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -209,8 +209,17 @@ def read_items(
 
     ``on_note`` gets, once the file is read, a line for what the whole file says a person
     should know (rows of a Prodigy export that were not accepted and so were skipped; labels
-    that are all whole numbers, maybe class ids); without one, the line goes to standard error.
+    that are all whole numbers, maybe class ids; a column that looks like the id or label
+    column kept as meta; a .txt read as tab-separated); without one, the line goes to
+    standard error.
+
+    The text column ("text" unless named otherwise), and the id and label columns when not
+    named, are found in any case and with spaces around when the file has no column of that
+    exact name and only one so spelled ("Text", "ID", "Label"). A text file (.txt) whose first
+    line is a header split by tabs with a text column, and whose next lines split into as many
+    fields, is read as TSV (Excel's "Text (Tab delimited)"), unless ``fmt`` says "text".
     """
+    asked = fmt
     fmt = detect_format(path, fmt)
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
@@ -220,10 +229,19 @@ def read_items(
         if _is_gzip(path, handle):  # read as what it holds; progress counts the file's bytes
             handle, progress = _Gunzipped(path, handle, progress), None
         _refuse_wide(path, handle)
+        tabbed = fmt == "text" and asked is None and _tab_separated(handle, _nfc(text_column))
     except BaseException:
         handle.close()
         raise
     columns = _Columns(*(_nfc(name) for name in (text_column, id_column, label_column)))
+    notes = _Notes()
+    if tabbed:  # Excel's "Text (Tab delimited)": its header and labels are no item text
+        fmt = "tsv"
+        notes.columns.append(
+            f"{_shown_name(path)}: read as tab-separated (its first line is a header with a"
+            f" {tabbed} column, split by tabs, and so are the lines after it); --format text"
+            " reads it as one item a line"
+        )
     if fmt in ("csv", "tsv"):
         # Decoded by the io module in large chunks rather than line by line in Python; bytes
         # that are not UTF-8 become surrogates that the row check below reports. The reader
@@ -251,10 +269,9 @@ def read_items(
             raise
         delimiter = "\t" if fmt == "tsv" else csv_delimiter(header, sample)
         lines = itertools.chain([header] if header else [], sample, lines)
-        rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii)
-        return _closing(_noting(path, rows, _Notes(), on_note), text, handle)
+        rows = _csv_rows(path, lines, columns, delimiter, lambda: raw.non_ascii, notes)
+        return _closing(_noting(path, rows, notes, on_note), text, handle)
     if fmt == "jsonl":
-        notes = _Notes()
         rows = _jsonl_rows(path, _lines(handle, progress), columns, notes)
         return _closing(_noting(path, rows, notes, on_note), handle)
     return _closing(_text_rows(path, _lines(handle, progress)), handle)
@@ -269,6 +286,7 @@ class _Notes:
     def __init__(self) -> None:
         self.skipped: dict[str, int] = {}
         self.numbers: set[int] | None = set()
+        self.columns: list[str] = []  # how the file was read: its format, columns kept as meta
 
     def label(self, label: str) -> None:
         if self.numbers is None:
@@ -281,6 +299,7 @@ class _Notes:
     def lines(self, path: str | Path) -> Iterator[str]:
         stdin = _is_stdin(Path(path))
         name = "standard input" if stdin else Path(path).name
+        yield from self.columns
         if self.skipped:
             answers = ", ".join(f"{n:,} {answer}" for answer, n in sorted(self.skipped.items()))
             total = sum(self.skipped.values())
@@ -366,6 +385,40 @@ def _refuse_wide(path: str | Path, handle: BinaryIO) -> None:
                 f"{_shown(path)} is not UTF-8 but {encoding.upper()} (it has a NUL byte beside"
                 f" each character): {fix}"
             )
+
+
+def _tab_separated(handle: BinaryIO, text_column: str | None) -> str | None:
+    """The text column's name when the file starts as a TSV (Excel's "Text (Tab delimited)",
+    saved as .txt): its first line split by tabs (at least two fields) has a column named
+    ``text_column`` or, in any case or with spaces around, "text", and each of the next
+    non-blank lines (up to 5, of those the first bytes hold) splits into as many fields; else
+    None (a plain text file, one whose lines have a tab here and there among them)."""
+    try:
+        sample = handle.peek(64 * 1024)
+    except OSError:
+        return None
+    lines = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").split("\n")
+    if len(lines) < 2 or "\t" not in lines[0]:  # one line, maybe cut short: not told
+        return None
+    try:
+        records = list(
+            csv.reader(
+                [line.rstrip("\r") for line in lines[:-1] if line.strip()][:6], delimiter="\t"
+            )
+        )
+    except csv.Error:
+        return None
+    if not records:
+        return None
+    header = [name.strip() for name in records[0]]
+    names = [name for name in header if _looks_like(name, "text")]
+    if text_column in header:
+        names = [text_column]
+    if len(header) < 2 or len(names) != 1:
+        return None
+    if any(len(record) != len(header) for record in records[1:]):
+        return None
+    return names[0]
 
 
 def _wide_suffix(path: str | Path, sample: bytes, encoding: str) -> str | None:
@@ -484,9 +537,88 @@ class _ByteReader(io.RawIOBase):
 
 @dataclass(frozen=True)
 class _Columns:
+    """The columns named (``id`` and ``label`` None when not named), and the names a row's id
+    and label are read from when they are not: "id" and "label", or the one column of the
+    file that is so named in another case or with spaces around ("ID", " Label ")."""
+
     text: str
     id: str | None
     label: str | None
+    id_default: str = "id"
+    label_default: str = "label"
+
+
+# The columns a file may name in any case (``_resolved``): the text's (when --text-column was
+# not given another name), the id's and the label's, with the option that names each.
+_ROLES = (("text", "--text-column"), ("id", "--id-column"), ("label", "--label-column"))
+
+
+def _resolved(
+    path: str | Path, names: Sequence[Any], columns: _Columns, *, what: str = "column"
+) -> tuple[_Columns, list[str]]:
+    """``columns`` with each default (the text column "text", and the id and label columns
+    when not named) matched in any case and with spaces around: a file's "Text", "ID" and
+    "Label" are its text, id and label columns. A column of exactly that name wins; two that
+    differ only in case (and none exact) are refused (``IngestError``) naming them. Also the
+    note lines for the file: each column that looks like the id or label column (so named in
+    any case) but is kept as meta, the option naming another one.
+
+    ``names``: the header's names (a CSV's, trimmed), or the fields of a JSONL file's first
+    rows; ``what``: "column" or "field", as the messages name them."""
+    shown = _shown(path)
+    found: dict[str, str | None] = {}  # role: the name used for it (None: none)
+    for role, option in _ROLES:
+        given = {"text": columns.text, "id": columns.id, "label": columns.label}[role]
+        if given is not None and not (role == "text" and given == "text"):
+            found[role] = given  # named: used as it is
+            continue
+        if role in names:
+            found[role] = role
+            continue
+        alike = [name for name in names if _looks_like(name, role)]
+        if len(alike) > 1:
+            listed = ", ".join(f'"{_printable(name)}"' for name in alike)
+            raise IngestError(
+                f"{shown}: the {what}s {listed} differ only in case or spaces, and each may be"
+                f" the {role} {what}: pass {option} with the one to use"
+            )
+        found[role] = alike[0] if alike else None
+    text = found["text"] or columns.text
+    notes = []
+    for role, option in _ROLES[1:]:
+        used = found[role]
+        for name in names:
+            if name == used or not _looks_like(name, role):
+                continue
+            why = (
+                f'{option} named "{_printable(used or "")}"'
+                if (columns.id if role == "id" else columns.label) is not None
+                else f'"{_printable(used or "")}" is the {role} {what}'
+            )
+            notes.append(
+                f'{_shown_name(path)}: {what} "{_printable(name)}" looks like the {role} {what}'
+                f" but is kept as meta ({why}); {option} {shlex.quote(name)} reads the"
+                f" {role}s from it"
+            )
+    resolved = _Columns(
+        text,
+        columns.id,
+        columns.label,
+        id_default=found["id"] if columns.id is None and found["id"] else "id",
+        label_default=found["label"] if columns.label is None and found["label"] else "label",
+    )
+    return resolved, notes
+
+
+def _looks_like(name: Any, role: str) -> bool:
+    """Whether a column or field ``name`` is ``role`` ("text", "id", "label") in another case or
+    with spaces around."""
+    return isinstance(name, str) and name.strip().casefold() == role
+
+
+def _shown_name(path: str | Path) -> str:
+    """The file's name, as a note line starts (standard input as such)."""
+    return "standard input" if _is_stdin(Path(path)) else Path(path).name
 
 
 def _closing(rows: Iterator[Row | RowError], *files: IO[Any]) -> Iterator[Row | RowError]:
@@ -624,7 +756,12 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
     if error := _text_error(line, columns.text, text):
         return error
 
-    id_key = columns.id or ("id" if "id" in record else None)
+    id_key = columns.id
+    if id_key is None:  # "id", or the one field so named in another case (``_resolved``)
+        if "id" in record:
+            id_key = "id"
+        elif columns.id_default in record:
+            id_key = columns.id_default
     if id_key is None:
         item_id = item_id_for_text(text)
     else:
@@ -637,7 +774,12 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         if error := _id_error(line, id_key, item_id):
             return error
 
-    label_key = columns.label or ("label" if "label" in record else None)
+    label_key = columns.label
+    if label_key is None:
+        if "label" in record:
+            label_key = "label"
+        elif columns.label_default in record:
+            label_key = columns.label_default
     label = record.get(label_key) if label_key else None
     if isinstance(label, list):  # doccano's ["x"] ([] unlabeled), Prodigy's "accept": ["x"]
         if len(label) > 1:
@@ -820,8 +962,10 @@ def _csv_rows(
     columns: _Columns,
     delimiter: str,
     may_have_bad_bytes: Callable[[], bool],
+    notes: _Notes | None = None,
 ) -> Iterator[Row | RowError]:
-    """The rows of a CSV or TSV file, numbered by the line each starts on.
+    """The rows of a CSV or TSV file, numbered by the line each starts on. The text, id and
+    label columns are matched in any case (``_resolved``); its notes go to ``notes``.
 
     A quoted field may run over several lines. When such a row cannot be read (the file ends
     inside the quotes, the quotes close in a way CSV does not allow, or it runs on for
@@ -872,6 +1016,9 @@ def _csv_rows(
     header = [unicodedata.normalize("NFC", name.strip()) for name in header]  # as _nfc
     _refuse_repeated(path, header)
     header, unnamed = _name_unnamed(path, header)
+    columns, told = _resolved(path, header, columns)
+    if notes is not None:
+        notes.columns.extend(told)
     shown = ", ".join(_printable(name) for name in header[:12]) + (
         ", …" if len(header) > 12 else ""
     )
@@ -1047,8 +1194,10 @@ def _csv_row_maker(
     goes through ``_make_row`` itself. ``test_ingest`` checks both give the same rows. An empty
     cell of a column in ``unnamed`` (``_name_unnamed``) is not kept in meta."""
     text_name = columns.text
-    id_name = columns.id or ("id" if "id" in header else None)
-    label_name = columns.label or ("label" if "label" in header else None)
+    id_name = columns.id or (columns.id_default if columns.id_default in header else None)
+    label_name = columns.label or (
+        columns.label_default if columns.label_default in header else None
+    )
     if "meta" in header or len(set(header)) != len(header):
 
         def via_record(line: int, values: list[str]) -> Row | RowError:
@@ -1173,14 +1322,15 @@ def _jsonl_rows(
     the others are skipped, counted in ``notes``."""
     not_utf8 = _NotUtf8(path)
 
-    def rows() -> Iterator[tuple[Row | RowError | None, dict[str, Any] | None]]:
+    def parsed() -> Iterator[tuple[int, RowError | dict[str, Any]]]:
+        """Each non-blank line's number and its object, or why it is none."""
         for number, raw in enumerate(lines, start=1):
             if raw is None:
-                yield _long_line(number), None
+                yield number, _long_line(number)
                 continue
             line = _decode(raw)
             if isinstance(line, UnicodeDecodeError):
-                yield not_utf8.in_bytes(number, line), None
+                yield number, not_utf8.in_bytes(number, line)
                 continue
             if not line.strip():
                 continue
@@ -1188,29 +1338,20 @@ def _jsonl_rows(
                 seen.append(number)
                 _refuse_whole_json(path, line, lines)
             record = _json_record(number, line)
-            if isinstance(record, RowError):
-                yield record, None
-                continue
-            if not all(map(str.isascii, record)):
+            if isinstance(record, dict) and not all(map(str.isascii, record)):
                 record = {unicodedata.normalize("NFC", key): value for key, value in record.items()}
-            answer = _prodigy_answer(record)
-            if answer is not None and answer != "accept":
-                notes.skipped[answer] = notes.skipped.get(answer, 0) + 1
-                yield None, record
-            elif answer is not None and columns.label is None and "label" not in record:
-                yield _make_row(number, record, prodigy_choice), record  # its "accept" list
-            else:
-                yield _make_row(number, record, columns), record
+            yield number, record
 
     seen: list[int] = []  # the first non-blank line's number, once met
-    prodigy_choice = _Columns(columns.text, columns.id, "accept")
-    read = rows()
+    read = parsed()
     first = list(itertools.islice(read, FIRST_ROWS))
-    records = [record for _, record in first if record is not None]
+    records = [record for _, record in first if isinstance(record, dict)]
     if records:
         names = {name: None for record in records for name in record}  # in order, once each
         if any(ANSWERS_EXPORT <= record.keys() for record in records):
             raise IngestError(_answers_export(path))
+        columns, told = _resolved(path, [*names], columns, what="field")
+        notes.columns.extend(told)
         for name, option in (
             (columns.text, "--text-column"),
             (columns.id, "--id-column"),
@@ -1223,13 +1364,23 @@ def _jsonl_rows(
                     "one of these"
                 )
     del records
-    for row, _ in first:
-        if row is not None:
-            yield row
-    del first
-    for row, _ in read:
-        if row is not None:
-            yield row
+    prodigy_choice = replace(columns, label="accept")
+    for number, record in itertools.chain(first, read):
+        if isinstance(record, RowError):
+            yield record
+            continue
+        answer = _prodigy_answer(record)
+        if answer is not None and answer != "accept":
+            notes.skipped[answer] = notes.skipped.get(answer, 0) + 1
+        elif (
+            answer is not None
+            and columns.label is None
+            and "label" not in record
+            and columns.label_default not in record
+        ):
+            yield _make_row(number, record, prodigy_choice)  # its "accept" list
+        else:
+            yield _make_row(number, record, columns)
 
 
 # The fields of `hitl export --answers` (bot.cli.ANSWER_FIELDS, "text" and "late" aside): one
