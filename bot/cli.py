@@ -57,7 +57,6 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
-import sqlite3  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping  # noqa: E402
@@ -975,7 +974,7 @@ def _in_force(settings: Settings, refused: Mapping[str, Any]) -> dict[str, tuple
         from model.classifier import DEFAULT_PIPELINE
 
         shown["HITL_PIPELINE"] = (DEFAULT_PIPELINE, "default")
-    found = None if "HITL_LABELS" in refused else _database_labels(Path(settings.db))
+    found = None if "HITL_LABELS" in refused else Store.label_sets_read_only(Path(settings.db))
     if found is not None:
         stored, imported = found
         if stored is not None:
@@ -987,29 +986,6 @@ def _in_force(settings: Settings, refused: Mapping[str, Any]) -> dict[str, tuple
         elif not settings.labels and imported:
             shown["HITL_LABELS"] = (",".join(imported), "the imported labels, in the database")
     return shown
-
-
-def _database_labels(db: Path) -> tuple[list[str] | None, list[str]] | None:
-    """The database's stored label set (None before `hitl labels` first changed it) and its
-    imported labels, read only (`hitl config` changes nothing: an older database is not
-    upgraded for it); None without a database, or one that cannot be read as one now."""
-    from urllib.parse import quote
-
-    from sqlite_utils import Database
-
-    if not db.is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=2)
-    except sqlite3.Error:
-        return None
-    store = Store(Database(conn))
-    try:
-        return store.stored_labels(), store.label_set()
-    except sqlite3.Error:  # not a slack-hitl database, an older one, locked, damaged
-        return None
-    finally:
-        store.close()
 
 
 @cli.command("serve")

@@ -160,6 +160,26 @@ class Store(
         store.migrate()
         return store
 
+    @classmethod
+    def label_sets_read_only(cls, path: Path) -> tuple[list[str] | None, list[str]] | None:
+        """The stored label set (None before `hitl labels` first changed it) and the imported
+        labels of the database at ``path``, read only: nothing is created, upgraded or written
+        (`hitl config`); None without a file, or one that cannot be read as a slack-hitl
+        database now (another program's, an older one, locked, damaged)."""
+        if not path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=2)
+        except sqlite3.Error:
+            return None
+        store = cls(Database(conn))
+        try:
+            return store.stored_labels(), store.label_set()
+        except sqlite3.Error:
+            return None
+        finally:
+            store.close()
+
     def close(self) -> None:
         self.wal_sync.close()
         self.db.close()
