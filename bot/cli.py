@@ -971,7 +971,7 @@ def _in_force(settings: Settings, refused: Mapping[str, Any]) -> dict[str, tuple
     if "HITL_REPORT_CHANNEL" not in refused and not settings.report_channel and settings.channel:
         shown["HITL_REPORT_CHANNEL"] = (settings.channel, "default: HITL_CHANNEL")
     if "HITL_PIPELINE" not in refused and not settings.pipeline:
-        from model.classifier import DEFAULT_PIPELINE
+        from model.names import DEFAULT_PIPELINE
 
         shown["HITL_PIPELINE"] = (DEFAULT_PIPELINE, "default")
     found = None if "HITL_LABELS" in refused else Store.label_sets_read_only(Path(settings.db))

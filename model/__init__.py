@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from model.classifier import DEFAULT_PIPELINE, PIPELINES, Scores, TextClassifier, build_pipeline
+    from model.classifier import PIPELINES, Scores, TextClassifier, build_pipeline
     from model.errors import (
         InsufficientDataError,
         IntegrityError,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         make_folds,
         wilson_interval,
     )
+    from model.names import DEFAULT_PIPELINE
     from model.registry import LoadedModel, ModelRegistry, ModelVersion
     from model.selection import (
         STRATEGIES,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 _WHERE: dict[str, str] = {
     # model.classifier
-    "DEFAULT_PIPELINE": "model.classifier",
+    "DEFAULT_PIPELINE": "model.names",
     "PIPELINES": "model.classifier",
     "Scores": "model.classifier",
     "TextClassifier": "model.classifier",

@@ -9,7 +9,6 @@ it has seen.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +23,12 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import ThreadpoolController
 
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
+from model.names import AUTO_LR_MAX_SAMPLES, DEFAULT_PIPELINE
+from model.quiet import quiet
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as long operations advance."""
 
-DEFAULT_PIPELINE = "word_char_auto"
-AUTO_LR_MAX_SAMPLES = 2_000
-"""``word_char_auto`` fits ``word_char_lr_balanced`` up to this many texts, SGD above."""
 LR_SOLVER = "newton-cg"
 """The word + char logistic regressions' solver (see ``_logistic``); ``model_footprint.py`` sets
 scikit-learn's default, ``"lbfgs"``, to measure the models fitted before."""
@@ -66,6 +64,12 @@ SOLVER_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (UserWarning, "Line Search failed"),  # Newton-CG's, after it
 )
 """The solvers' warnings a fit does not show (see :func:`fit_pipeline`)."""
+FIT_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (UserWarning, _MANY_CLASSES),  # many classes and few texts is normal here
+    *SOLVER_WARNINGS,
+)
+"""Every warning a fit does not show: :func:`fit_pipeline`'s, and the learning curve's fits'
+(``model.stopping.curve_points``), through :func:`model.quiet.quiet`."""
 
 
 def _word_tfidf() -> TfidfVectorizer:
@@ -273,11 +277,9 @@ def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]
     cross-validated score and the promotion gate judge what the fit gave."""
     texts = prepare_texts(texts)
     _fit_words_only_if_any(pipeline, texts)
-    with warnings.catch_warnings(), fit_threads():
-        # Many classes and few texts is normal here, not a regression problem.
-        warnings.filterwarnings("ignore", message=_MANY_CLASSES, category=UserWarning)
-        for category, message in SOLVER_WARNINGS:
-            warnings.filterwarnings("ignore", message=message, category=category)
+    # model.quiet, not warnings.catch_warnings: that is process-wide, and a fit beside this one
+    # (another thread's) leaving its block would put these warnings back in the middle of it
+    with quiet(*FIT_WARNINGS), fit_threads():
         pipeline.fit(texts, np.asarray([str(v) for v in labels], dtype=object))
     _compact_vocabularies(pipeline)
     round_coefficients(pipeline)

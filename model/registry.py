@@ -25,7 +25,6 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -279,6 +278,7 @@ class ModelRegistry:
 
         from model import modelfile
         from model.classifier import TextClassifier
+        from model.quiet import quiet
 
         if meta.sklearn_version != sklearn.__version__:
             logger.warning(
@@ -289,10 +289,11 @@ class ModelRegistry:
                 sklearn.__version__,
             )
         try:
-            with warnings.catch_warnings():
-                # said above in one line: not scikit-learn's three per estimator (fifteen for
-                # one model), nor refused outright under PYTHONWARNINGS=error
-                warnings.simplefilter("ignore", InconsistentVersionWarning)
+            # said above in one line: not scikit-learn's three per estimator (fifteen for one
+            # model), nor refused outright under PYTHONWARNINGS=error; model.quiet, not
+            # warnings.catch_warnings, which is process-wide (a fit in another thread would
+            # lose its own hidden warnings when this block left)
+            with quiet((InconsistentVersionWarning, "")):
                 pipeline = modelfile.loads(data, trusted=list(TRUSTED_TYPES))
             return TextClassifier.from_pipeline(pipeline, meta.label_set, meta.pipeline_name)
         except Exception as exc:  # skops raises many kinds; all mean "refuse this file"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from model.errors import InvalidInputError
+from model.quiet import quiet
 
 Strategy = str  # a name in STRATEGIES
 Reason = Literal["uncertain", "audit", "cold_start"]
@@ -448,8 +448,7 @@ def representatives(
         return np.zeros(0, dtype=int)
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024)
-    with warnings.catch_warnings():  # fewer distinct texts than clusters: fewer medoids
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with quiet((ConvergenceWarning, "")):  # fewer distinct texts than clusters: fewer medoids
         assign = km.fit_predict(rows)
     sims = np.asarray(rows @ km.cluster_centers_.T)
     sizes = np.bincount(assign, minlength=k)

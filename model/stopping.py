@@ -38,7 +38,6 @@ Pure: numbers in, dataclasses out; the randomness is a ``random_state``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -307,26 +306,46 @@ _STARTS = ((0.05, 0.1), (0.05, 0.3), (0.05, 1.0), (0.2, 0.1), (0.2, 0.3), (0.2, 
 
 
 def _fit_from(x: np.ndarray, y: np.ndarray, start: Sequence[float]) -> np.ndarray | None:
-    from scipy.optimize import (
-        curve_fit,  # here, not at the top: a server with no model yet need not import it
-    )
+    """The fit ``scipy.optimize.curve_fit`` makes (unbounded: MINPACK's Levenberg-Marquardt,
+    ``leastsq``; bounded: ``least_squares``' trust region), the same calls with the same
+    parameters, minus its covariance: nothing here uses it, and its ``OptimizeWarning`` ("could
+    not be estimated", on as many points as parameters) needed hiding, which a
+    ``warnings.catch_warnings`` in another thread undid (``model.quiet``). This warns about
+    nothing; numpy's floating-point errors are per thread (``np.errstate``)."""
+    # here, not at the top: a server with no model yet need not import them
+    from scipy.optimize import least_squares, leastsq
 
     a0, b0, c0 = start
     guess = (math.log(max(1.0 - a0, 1e-9)), math.log(max(b0, 1e-9)), math.log(max(c0, 1e-9)))
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # OptimizeWarning: no covariance (not used)
+    with np.errstate(all="ignore"):
         try:
-            log_gap, log_b, log_c = curve_fit(_log_law, x, y, p0=guess, maxfev=2_000)[0]
-            params = np.array([1.0 - math.exp(log_gap), math.exp(log_b), math.exp(log_c)])
-            if np.all(np.isfinite(params)):
-                return params
-        except (RuntimeError, ValueError, OverflowError):
+            x = np.asarray_chkfinite(x, float)  # as curve_fit takes them
+            y = np.asarray_chkfinite(y, float)
+            # full_output: a fit that stops short reports it in `status` (curve_fit's
+            # RuntimeError) instead of a RuntimeWarning
+            found, _, _, _, status = leastsq(
+                lambda p: _log_law(x, *p) - y, np.atleast_1d(guess), full_output=True, maxfev=2_000
+            )
+            if status in (1, 2, 3, 4):  # MINPACK's converged
+                log_gap, log_b, log_c = found
+                params = np.array([1.0 - math.exp(log_gap), math.exp(log_b), math.exp(log_c)])
+                if np.all(np.isfinite(params)):
+                    return params
+        except (ValueError, OverflowError):
             pass
         try:
             first = np.clip((a0, b0, c0), _BOUNDS[0], _BOUNDS[1])
-            return curve_fit(inverse_power_law, x, y, p0=first, bounds=_BOUNDS, maxfev=10_000)[0]
-        except (RuntimeError, ValueError):
+            fit = least_squares(
+                lambda p: inverse_power_law(x, *p) - y,
+                np.atleast_1d(first),
+                jac="2-point",
+                bounds=_BOUNDS,
+                method="trf",
+                max_nfev=10_000,
+            )
+        except ValueError:
             return None
+        return fit.x if fit.success else None
 
 
 _BOUNDS = ([0.0, 0.0, 0.01], [1.0, 100.0, 3.0])  # a ≤ 1 (accuracy), b ≥ 0 (rising), c > 0
@@ -476,9 +495,11 @@ def curve_points(
     times) and the forecast promised gains no new text sees. Without repeats the splits are
     those of before (``ShuffleSplit``; grouped: ``GroupShuffleSplit``, ``test_size`` of the
     texts), and ``n_test`` is the fewest labels a split tests on."""
+    from sklearn.exceptions import FitFailedWarning
     from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, learning_curve
 
-    from model.classifier import fit_threads, prepare_texts
+    from model.classifier import FIT_WARNINGS, fit_threads, prepare_texts
+    from model.quiet import quiet
 
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
         return CurvePoints([], [])
@@ -508,8 +529,9 @@ def curve_points(
         return CurvePoints([], [])  # one text (and its repeats) only: nothing to split
     n_test = min(len(test) for _, test in splits)
     # its fits run with the fits' BLAS threads, as the product's own fits do (fit_pipeline)
-    with warnings.catch_warnings(), fit_threads():
-        warnings.simplefilter("ignore")  # a subset with one class fails: error_score=nan
+    # a subset with one class fails (error_score=nan: FitFailedWarning); its fits' solvers'
+    # warnings are not shown, as fit_pipeline's are not (model.quiet: not catch_warnings)
+    with quiet((FitFailedWarning, ""), *FIT_WARNINGS), fit_threads():
         counts, _, test_scores = learning_curve(
             make_estimator(),
             x,
