@@ -212,6 +212,7 @@ class Trainer:
     most_fits_at_once: int = 0
     closing: bool = False  # the server is stopping: no refresh starts or runs again
     folder_problem: str | None = None  # why the models folder was unreadable, said once
+    locked_by: str | None = None  # another process's retrain the last refresh waited for
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
     outbox: ReportOutbox | None = None  # the reports Slack refused for a while (``ReportOutbox``)
 
@@ -314,6 +315,20 @@ class Trainer:
     def retrain_running(self) -> bool:
         return self.retraining > 0 or (self.task is not None and not self.task.done())
 
+    def waits_for_lock(self, plan: retrain.RefreshPlan) -> bool:
+        """Whether the refresh ``plan`` was read for is skipped because another retrain or
+        rollback (the CLI's, from cron say) holds the database's retrain lock: it takes
+        precedence, and two fits at once are the memory peak a small server cannot have. Said
+        once per holder; the next label tries again."""
+        holder = plan.locked_by
+        if holder is not None and holder != self.locked_by:
+            logger.info(
+                "a refresh waits: %s (it holds the retrain lock); the next label tries again",
+                retrain.busy_reason(holder),
+            )
+        self.locked_by = holder
+        return holder is not None
+
 
 # A refresh refits every label, so its cost grows with them, while what a step of
 # HITL_REFRESH_EVERY answers adds shrinks against them: 25 answers barely move a model fitted on
@@ -376,8 +391,10 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     it was fitted on, when more: ``refresh_step``) came since the model that scores the queue
     was fitted, gate it, and have the queue re-scored with it (``Scorer.rescore``). Skipped while a
     retrain runs (it takes precedence; it brings in the labels it read at its start, and the
-    trainer checks again when it ends, for those answered during its fit). Returns the
-    refresh, or None when none was due.
+    trainer checks again when it ends, for those answered during its fit), and while another
+    process (`hitl retrain` or `hitl rollback` from the CLI) holds the database's retrain lock
+    (``Trainer.waits_for_lock``: the next label tries again). Returns the refresh, or None
+    when none was due.
 
     Both sides count resolved items (``labels_now``): ``fitted_at`` is the count read with a
     refresh's labels, not the labels it trained on: resolved items that never train (gold
@@ -387,7 +404,10 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     stored: the first check reads the labels and takes the resolved items then less the
     labels resolved after the champion's newest one (``RefreshPlan.since_champion``), so a
     restarted server refits at once when the labels given since the champion call for it,
-    and never for resolved items the champion did not train on either."""
+    and never for resolved items the champion did not train on either. A champion a rollback
+    made champion again counts from that rollback (its run, recorded), not from its own
+    read: the labels the rolled-back model learned from do not make a refresh due at once
+    (it still fits every label when it comes, as a retrain does)."""
     trainer = Trainer.of(rt)
     every = rt.settings.refresh_every
     if every <= 0 or trainer.retrain_running() or rt.store.lost is not None:
@@ -400,6 +420,8 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     plan = None
     if trainer.fitted_at is None:  # the champion's count, from the labels it lacks (a read:
         plan = await _read_plan(rt, champion)  # the fit lock stays free for a retrain)
+        if trainer.waits_for_lock(plan):  # another process retrains: nothing was read
+            return None
         if rt.champion is not champion:  # loaded meanwhile (the CLI): read again for it
             trainer.again = True
             return None
@@ -416,9 +438,14 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         if plan is None or rt.champion is not champion or plan.resolved != labels_now(rt):
             champion = rt.champion
             plan = await _read_plan(rt, champion)
+            if trainer.waits_for_lock(plan):  # another process retrains: nothing was read
+                return None
             if rt.champion is not champion or trainer.fitted_at is None:
                 trainer.again = True  # a champion loaded during the read: its count first
                 return None
+        # the version is recorded with what it is fitted on, before anything is scored under
+        # it: a later server's refresh of other labels takes another (``begin_refresh``)
+        rt.store.take_refresh_version(plan.version, plan.digest)
         before, trainer.fitted_at = trainer.fitted_at, plan.resolved
         trainer.refresh_versions.add(plan.version)  # the next refresh gets another
         model = champion.classifier if champion else None
@@ -473,7 +500,9 @@ def adopt_champion(rt: Runtime, champion: Champion | None) -> None:
 
 def _end_working(rt: Runtime) -> None:
     """The working model ends. The resolved items the new champion was trained at are read
-    at the next check (``refresh``): its ``n_train`` counts training rows, not those."""
+    at the next check (``refresh``): its ``n_train`` counts training rows, not those. After
+    a rollback (this server's or the CLI's) they count from the rollback, which its run
+    records (``Store.rolled_back_at``), so a restarted server counts the same."""
     rt.working = None
     if isinstance(rt.trainer, Trainer):
         rt.trainer.fitted_at = None

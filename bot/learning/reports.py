@@ -709,6 +709,8 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
     if outcome.forced:
         lines.append("⚠️ *Forced:* promoted by an admin even though it was not better.")
     lines.append(f"*Labels:* {outcome.n_labels:,} ({outcome.n_new:,} new)")
+    if outcome.why:  # trained for another reason than new labels (HITL_PIPELINE changed)
+        lines.append(f"*Trained because:* {outcome.why}")
     new_f1, old_f1 = outcome.metrics.get("macro_f1"), outcome.previous_metrics.get("macro_f1")
     new_acc, old_acc = outcome.metrics.get("accuracy"), outcome.previous_metrics.get("accuracy")
     # One "before" figure compares: the champion refitted on the labels it had and scored on

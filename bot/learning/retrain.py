@@ -143,6 +143,7 @@ class Outcome:
     n_gold_missed: int = 0
     n_gold_disputed: int = 0
     asked: bool = True  # some labels answer questions asked because the model was unsure
+    why: str = ""  # why it trained besides new labels ("the pipeline changed: a → b")
 
     @property
     def promoted(self) -> bool:
@@ -187,6 +188,7 @@ class Plan:
     # Where the label set's changes stood before the rows were read (``label_set_mark``): the
     # next retrain counts the labels merged since as new by it, not by the clock.
     label_set_mark: dict[str, Any] = field(default_factory=dict)
+    why: str = ""  # why it trains besides new labels: ``pipeline_change``
 
 
 @dataclass
@@ -314,33 +316,39 @@ def _plan(
 ) -> Plan | Outcome:
     # What training reads, and by which rules: a version whose rules differ (before gold
     # stopped training, say) recorded another watermark, so its last run is not "nothing new".
-    watermark = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
+    # And with which pipeline (HITL_PIPELINE): with no label new, one that fits another model
+    # than the champion's trains a gated candidate, once (``_tried_already``).
+    pipeline = configured_pipeline(settings)
+    marks = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
+    watermark = {**marks, "pipeline": pipeline}
     last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
     last_mark = (last or {}).get("detail", {}).get("watermark")
-    if isinstance(last_mark, dict) and "seq" not in last_mark:  # recorded before m034 counted
-        last_mark = {**last_mark, "seq": store.label_count_at_upgrade()}  # label writes
+    last_pipeline = None  # recorded before runs recorded it: the champion's (``_tried_already``)
+    if isinstance(last_mark, dict):
+        last_pipeline = last_mark.get("pipeline")
+        last_mark = {k: v for k, v in last_mark.items() if k != "pipeline"}
+        if "seq" not in last_mark:  # recorded before m034 counted label writes
+            last_mark["seq"] = store.label_count_at_upgrade()
+    same_labels = last_mark == marks
     previous = registry.champion()
     known = known_versions(store)
     # The database records models but none is champion in the folder (restored without its
     # model files, or its champion's metadata damaged): train, or nothing would ever serve.
     lost = previous is None and bool(known)
-    if not force and not lost and last_mark == watermark and models_to_mend(registry, known):
+    if not force and not lost and same_labels and models_to_mend(registry, known):
         lost = True  # the champion's file, or the folder, would stay as it is: train
-    if not force and not lost and last_mark == watermark:
-        outcome = Outcome(
-            "nothing_new",
-            f"nothing new: no labels since the last run ({count(watermark['n_labels'], 'label')})",
-            triggered_by,
-            n_labels=watermark["n_labels"],
-            n_missing=(last or {}).get("detail", {}).get("n_missing") or 0,
-        )
-        store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
-        store.release_lock(LOCK, owner)
-        return outcome
+    tried = _tried_already(pipeline, previous, last_pipeline)
+    if not force and not lost and same_labels and tried is not None:
+        return _nothing_new(store, run_id, owner, triggered_by, watermark, last, tried)
     read_at = store.now()  # before the read: gold made since may be among the rows
     change_mark = store.label_set_mark()  # before it too: a merge since is new to the next
     deleted_mark, _ = deleted_after(store.db, None)  # before it too
     rows = quality.training_rows(store, settings)
+    if not force and not lost and same_labels:  # another name: the same model on these rows?
+        tried = _tried_already(pipeline, previous, last_pipeline, len(rows))
+        if tried is not None:
+            return _nothing_new(store, run_id, owner, triggered_by, watermark, last, tried)
+    changed = pipeline_change(previous, pipeline, len(rows))
     keys = [text_key(r[1]) for r in rows]
     too_few = why_too_few([r[2] for r in rows], keys)
     if too_few is not None:  # no fit, no background work: the caller can answer at once
@@ -402,7 +410,95 @@ def _plan(
         item_ids=[r[0] for r in rows],
         deleted_mark=deleted_mark,
         label_set_mark=change_mark,
+        why=changed or "",
     )
+
+
+def configured_pipeline(settings: Settings) -> str:
+    """The pipeline a retrain fits: HITL_PIPELINE, else the model library's default (the name
+    a model's metadata records as its ``pipeline_name``)."""
+    if settings.pipeline:
+        return settings.pipeline
+    from model.names import DEFAULT_PIPELINE
+
+    return DEFAULT_PIPELINE
+
+
+def pipeline_kind(name: str, n_labels: int) -> str:
+    """The configuration pipeline ``name`` fits on ``n_labels`` labels: ``word_char_auto`` is
+    ``word_char_lr_balanced`` up to ``AUTO_LR_MAX_SAMPLES`` labels and ``word_char_sgd`` above
+    (``model.classifier._word_char_auto``); every other name is its own."""
+    if name != "word_char_auto":
+        return name
+    from model.names import AUTO_LR_MAX_SAMPLES
+
+    return "word_char_sgd" if n_labels > AUTO_LR_MAX_SAMPLES else "word_char_lr_balanced"
+
+
+def pipeline_change(previous: ModelVersion | None, pipeline: str, n_labels: int) -> str | None:
+    """Why a candidate of ``pipeline`` on ``n_labels`` labels is another kind of model than the
+    champion ``previous``, when it is: "the pipeline changed: word_char_auto → word_lr". The
+    same name is no change (``word_char_auto`` choosing SGD past 2,000 labels is the setting
+    doing its job), nor is another name that fits what the champion's did on its labels."""
+    if previous is None or previous.pipeline_name == pipeline:
+        return None
+    if pipeline_kind(pipeline, n_labels) == pipeline_kind(previous.pipeline_name, previous.n_train):
+        return None
+    return f"the pipeline changed: {previous.pipeline_name} → {pipeline}"
+
+
+def _tried_already(
+    pipeline: str,
+    previous: ModelVersion | None,
+    last_pipeline: str | None,
+    n_labels: int | None = None,
+) -> str | None:
+    """With no label new since the last run (whose pipeline was ``last_pipeline``; None when
+    recorded before runs recorded it: the champion's), whether a candidate of ``pipeline``
+    would be a model already made, the champion's or the last run's (rejected, say): None
+    when not (it trains), else what the "nothing new" adds ("" for the champion's pipeline).
+    By name; with ``n_labels`` (the rows read), by what the names fit too (``pipeline_kind``)."""
+    if previous is None:  # no champion: the last run failed (too few labels, say)
+        return "" if last_pipeline in (None, pipeline) else None
+    last = last_pipeline or previous.pipeline_name
+    if pipeline == previous.pipeline_name:
+        return ""
+    if pipeline == last:
+        return f"; the last run tried {pipeline} on them"
+    if n_labels is None:
+        return None
+    if pipeline_change(previous, pipeline, n_labels) is None:
+        return (
+            f"; {pipeline} fits the same model as v{previous.version}'s"
+            f" {previous.pipeline_name} on them"
+        )
+    if pipeline_kind(pipeline, n_labels) == pipeline_kind(last, n_labels):
+        return f"; the last run tried {last} on them, the same model as {pipeline}"
+    return None
+
+
+def _nothing_new(
+    store: Store,
+    run_id: int,
+    owner: str,
+    triggered_by: str,
+    watermark: dict[str, Any],
+    last: Mapping[str, Any] | None,
+    tried: str,
+) -> Outcome:
+    """End the run as "nothing new" (no label since the last run, its pipeline tried: ``tried``
+    says how when not the champion's) and release the lock."""
+    n_labels = watermark["n_labels"]
+    outcome = Outcome(
+        "nothing_new",
+        f"nothing new: no labels since the last run ({count(n_labels, 'label')}){tried}",
+        triggered_by,
+        n_labels=n_labels,
+        n_missing=(last or {}).get("detail", {}).get("n_missing") or 0,
+    )
+    store.finish_run(run_id, "nothing_new", {"watermark": watermark, **asdict(outcome)})
+    store.release_lock(LOCK, owner)
+    return outcome
 
 
 def held_out_gold(
@@ -626,6 +722,7 @@ def compute(
         previous_version=plan.previous.version if plan.previous else None,
         previous_metrics=dict(plan.previous.metrics) if plan.previous else {},
         asked=plan.uniform is None or not all(plan.uniform),
+        why=plan.why,
     )
     candidate = train_candidate(
         plan.texts,
@@ -702,10 +799,12 @@ class RefreshPlan:
     """A refresh of the working model: every label, less the audit answers given since the
     champion was trained (held out: the gate compares the refresh with the champion on
     them). ``version`` is the working model's id, minus the number of labels read; when an
-    earlier refresh of this server already had that id (as many labels, not the same ones:
-    a relabel, a label retired while others came), the next one below that none had, so each
-    fit has its own and the items the earlier one scored are scored again (the scorer tells
-    stored predictions apart by version alone). ``resolved`` is the count of resolved items
+    earlier refresh (of this server, or of one before it: the database records each version
+    taken with its ``digest``, m038) already had that id fitted on other labels (as many
+    labels, not the same ones: a relabel, a label retired while others came), the next one
+    below that none had, so each fit has its own and the items the earlier one scored are
+    scored again (the scorer tells stored predictions apart by version alone). A refit of the
+    same labels is the same model and keeps the id. ``resolved`` is the count of resolved items
     read with the labels (what HITL_REFRESH_EVERY counts: ``jobs.refresh``), and
     ``since_champion`` how many of the labels came after the champion's newest one."""
 
@@ -728,6 +827,33 @@ class RefreshPlan:
     # A label the champion was trained under -> its name now (a rename or merge since): its
     # answers on the held-out audits are read under the label set of now.
     aliases: dict[str, str] = field(default_factory=dict)
+    # What the model is fitted on (``fit_digest``): the version it takes is recorded with it
+    # (m038), so a refresh of other labels never takes it again, even in a later server.
+    digest: str = ""
+    # Another process's retrain or rollback holding the database's retrain lock (its owner):
+    # the refresh is skipped, nothing else was read (``begin_refresh``).
+    locked_by: str | None = None
+
+    def fit_digest(self) -> str:
+        """A digest of what the fit depends on: the pipeline, the label set, the texts and
+        labels in order, and the code that fits them (slack-hitl's and scikit-learn's
+        versions, ``TRAINING_RULES``). Equal digests are the same model."""
+        import hashlib
+        from importlib import metadata
+
+        def version_of(name: str) -> str:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return ""
+
+        digest = hashlib.sha256()
+        head = [self.pipeline or "", *(self.label_set or [])]
+        head += [version_of("slack-hitl"), version_of("scikit-learn"), str(TRAINING_RULES)]
+        digest.update("\x1d".join(head).encode("utf-8", "surrogatepass") + b"\x1c")
+        for text, label in zip(self.texts, self.labels, strict=True):
+            digest.update(f"{text}\x1f{label}\x1e".encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
 
 
 @dataclass
@@ -776,7 +902,31 @@ def begin_refresh(
     With a champion, the audit answers resolved after its training are held out. A refresh
     needs no model file (it refits in memory): a models folder moved or deleted under the
     server does not stop it (``trained_until``). ``taken``: the versions of the refreshes
-    fitted before (the new one gets another: ``RefreshPlan.version``)."""
+    fitted before in this process; the database keeps those of every refresh with what each
+    was fitted on (m038), so the new one gets another unless it is fitted on the same labels
+    (``RefreshPlan.version``).
+
+    While another process's retrain or rollback holds the database's retrain lock (the CLI's
+    `hitl retrain`, from cron say; this process's own are the ``Trainer``'s to tell), nothing
+    is read: the plan names the holder (``locked_by``) and the refresh is skipped (a retrain
+    takes precedence). ``since_champion`` counts the labels given since the champion became
+    champion: since its training read, or, when a rollback made it champion again, since that
+    rollback (``Store.rolled_back_at``): the labels the rolled-back model learned from do not
+    make a refresh due at once."""
+
+    def elsewhere(owner: str) -> bool | None:  # this process's own retrain or rollback is
+        where = owner.rpartition(" on ")[2].split(":")  # seen apart (``Trainer``)
+        if where[0] == socket.gethostname() and where[1:2] == [str(os.getpid())]:
+            return False
+        return holder_alive(owner)
+
+    holder = store.lock_holder(LOCK, iso_time(datetime.now(UTC)), holder_alive=elsewhere)
+    if holder is not None:
+        return RefreshPlan(
+            version=0, texts=[], labels=[], held_texts=[], held_labels=[], label_set=None,
+            pipeline=settings.pipeline, base=champion.version if champion else None,
+            locked_by=holder,
+        )  # fmt: skip
     resolved = int(store.count_items().get("resolved", 0))  # with the labels, as they were
     rows = quality.training_rows(store, settings)
     held: set[str] = set()
@@ -785,6 +935,9 @@ def begin_refresh(
     if champion is not None:
         since, problem = trained_until(registry, champion, store)
         held = store.audit_answered_since(since)
+        adopted = store.rolled_back_at(champion.version)
+        if adopted is not None:  # champion again since a rollback: the labels given since
+            since = LabelMark(at=adopted)
         if since.seq is not None or since.at:  # the labels written after its read (relabelled
             after = store.labels_after(since)  # ones too)
             since_champion = sum(r[0] in after for r in rows)
@@ -792,11 +945,8 @@ def begin_refresh(
             since_champion = max(len(rows) - champion.n_train, 0)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
-    version = -len(rows)
-    while version in taken:
-        version -= 1
-    return RefreshPlan(
-        version=version,
+    plan = RefreshPlan(
+        version=0,
         texts=[r[1] for r in train],
         labels=[r[2] for r in train],
         held_texts=[r[1] for r in kept],
@@ -812,6 +962,18 @@ def begin_refresh(
         n_read=len(rows),
         aliases=store.label_aliases(),
     )
+    plan.digest = plan.fit_digest()
+    # minus the labels read, or the next number below that no refresh fitted on other labels
+    # took (in this process or, recorded, an earlier server: the scorer skips an item stored
+    # under the version, so its old scores would claim to be this model's)
+    version = -len(rows)
+    while True:
+        had = store.refresh_version_digest(version)
+        if had == plan.digest or (had is None and version not in taken):
+            break
+        version -= 1
+    plan.version = version
+    return plan
 
 
 def trained_until(

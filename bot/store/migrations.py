@@ -803,4 +803,18 @@ def m037_items_marked_gold(db: Database) -> None:
     )
 
 
+@migrations(name="m038_refresh_versions")
+def m038_refresh_versions(db: Database) -> None:
+    # The versions the refreshes of the working model took (minus the labels read, or the next
+    # number below not taken), with a digest of what each was fitted on (``digest``: the
+    # pipeline, the label set, the texts and labels in order): the scorer skips an item stored
+    # under the same version, so a restarted server's refresh of other labels must not take an
+    # earlier server's version (its scores would claim to be the new model's). A refit of the
+    # same labels is the same model, and keeps its version (``retrain.begin_refresh``).
+    db.execute(
+        "CREATE TABLE refresh_versions (version INTEGER PRIMARY KEY, digest TEXT NOT NULL,"
+        " taken_at TEXT NOT NULL)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

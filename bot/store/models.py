@@ -55,6 +55,60 @@ class ModelsMixin:
             row[0] for row in self.db.execute(f"SELECT item_id FROM labels WHERE {where}", args)
         }
 
+    def rolled_back_at(self, version: int) -> str | None:
+        """When a rollback made ``version`` the champion, if the newest run that made a
+        champion (a promoted retrain, a rollback; by the order runs were made in) is that
+        rollback: its end (None: a promotion made the champion, or no run is recorded). The
+        labels written since are the ones given after it became champion again."""
+        row = self.db.execute(
+            "SELECT kind, finished_at, detail FROM runs WHERE ((kind = 'retrain' AND"
+            " status = 'promoted') OR (kind = 'rollback' AND status = 'ok'))"
+            " AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None or row[0] != "rollback":
+            return None
+        try:
+            rolled_to = json.loads(row[2] or "{}").get("version")
+        except (ValueError, AttributeError):
+            return None
+        return row[1] if rolled_to == version else None
+
+    def refresh_version_digest(self, version: int) -> str | None:
+        """The digest of what the refresh that took ``version`` was fitted on (m038; None:
+        no refresh took it)."""
+        row = self.db.execute(
+            "SELECT digest FROM refresh_versions WHERE version = ?", [version]
+        ).fetchone()
+        return row[0] if row else None
+
+    def take_refresh_version(self, version: int, digest: str) -> None:
+        """Record that a refresh fitted on ``digest`` took ``version`` (kept across restarts,
+        so a later server's refresh of other labels takes another: ``begin_refresh``)."""
+        with self._immediate():
+            self.db.execute(
+                "INSERT OR IGNORE INTO refresh_versions (version, digest, taken_at)"
+                " VALUES (?, ?, ?)",
+                [version, digest, self.now()],
+            )
+
+    def lock_holder(
+        self,
+        name: str,
+        now: str,
+        *,
+        holder_alive: Callable[[str], bool | None] | None = None,
+    ) -> str | None:
+        """Who holds lock ``name`` (None: nobody), by ``acquire_lock``'s rule: a holder whose
+        process runs holds it expired or not, one that is gone holds nothing, one that cannot
+        be seen (``holder_alive`` None) holds it until it expires. One read; takes nothing."""
+        row = self.db.execute(
+            "SELECT owner, expires_at FROM locks WHERE name = ?", [name]
+        ).fetchone()
+        if row is None:
+            return None
+        alive = holder_alive(row[0]) if holder_alive else None
+        return row[0] if alive or (alive is None and row[1] > now) else None
+
     def asked_as_uncertain(self) -> set[str]:
         """Items ever posted because the model was unsure of them (reason ``uncertain``): their
         labels are not a sample of the pool, so a learning curve is not tested on them. Reads
