@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import errno
 import faulthandler
-import gc
 import hmac
 import logging
 import os
@@ -34,7 +33,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot import eventloop
-from bot.api import bodies, routes
+from bot.api import bodies, metrics, routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, SERVER_LOCK, VERIFIER
 from bot.config import Settings, channel_id_problems
@@ -889,8 +888,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
         # What start-up made (~160,000 objects: the libraries' modules and the champion) lives
         # as long as the server: out of the collector's sight, so that a full collection, which
         # would walk them all (~70 ms on the event loop), walks only what requests left behind.
-        gc.collect()
-        gc.freeze()
+        metrics.freeze()
         announce(
             f"slack-hitl listening on http://{settings.host}:{settings.port}"
             f" (database {settings.db.absolute()})"

@@ -251,6 +251,20 @@ class ScoringCollector:
             )
 
 
+def freeze() -> None:
+    """Move what start-up made out of the garbage collector's sight (``gc.freeze``), and count
+    it once for ``hitl_python_gc_frozen_objects``: ``gc.get_freeze_count()`` walks every frozen
+    object (17-19 ms of the event loop per scrape with ~160,000 of them), and the count does not
+    change after start."""
+    global _FROZEN
+    gc.collect()
+    gc.freeze()
+    _FROZEN = gc.get_freeze_count()
+
+
+_FROZEN = 0  # objects frozen at start (``freeze``); 0 before, or in a server that froze none
+
+
 class MemoryCollector:
     """Where the server's memory goes: SQLite's own allocations (its page cache, bounded by
     ``PRAGMA cache_size``) and Python's allocated blocks. A leak shows as blocks that keep
@@ -263,7 +277,7 @@ class MemoryCollector:
         yield GaugeMetricFamily(
             "hitl_python_gc_frozen_objects",
             "Objects moved out of the garbage collector's sight at start (gc.freeze)",
-            value=gc.get_freeze_count(),
+            value=_FROZEN,
         )
         yield GaugeMetricFamily(
             "hitl_python_allocated_blocks",
