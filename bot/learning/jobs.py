@@ -8,8 +8,9 @@ Two models: the *champion* is the gated one, promoted by a retrain with its repo
 in the registry. The *working model* is the champion refitted in the fit worker every
 HITL_REFRESH_EVERY new labels, so the next questions come from a model that knows today's
 answers; it lives in memory only (never in the registry, so rollback and prune never see
-it), and its version is minus the number of labels read (one below that if an earlier refresh
-had it: each fit has its own, ``RefreshPlan.version``). A refresh holds out the audit
+it), and its version is minus the number of labels read (one below that if a refresh of
+other labels, in this server or one before it, took it: the database keeps them, m038;
+``RefreshPlan.version``). A refresh holds out the audit
 answers given since the champion was trained and replaces the model that scores the queue
 only when it gets at least as many of them right as the champion (the cheap gate); then it
 both asks (orders the queue) and answers (``/api/predict``, auto-labels), as every item has
