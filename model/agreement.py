@@ -285,17 +285,27 @@ class GoldAccuracy:
 
 
 def _kappa(x: np.ndarray, y: np.ndarray) -> tuple[float | None, str]:
-    """Cohen's kappa of two code arrays, or None and why."""
+    """Cohen's kappa of two code arrays, or None and why.
+
+    Computed as scikit-learn's ``cohen_kappa_score(x, y, labels=used)`` computes it (its
+    confusion matrix over the labels either used, then the same floating-point steps, so the
+    same value; the tests compare them), without its checks of the arguments, which cost ~1 ms
+    a call: `/hitl stats` asks for every pair of a team (435 pairs of 30 people) and every
+    person."""
     if len(x) == 0:
         return None, "no items in common"
     used = np.union1d(x, y)
     if len(used) == 1:
         return None, "a single label throughout: chance agreement is total, kappa is undefined"
-    from sklearn.metrics import (
-        cohen_kappa_score,  # here, not at the top: a server with no model yet need not import it
-    )
-
-    return float(cohen_kappa_score(x, y, labels=used)), ""
+    k = len(used)
+    cells = np.searchsorted(used, x) * k + np.searchsorted(used, y)
+    confusion = np.bincount(cells, minlength=k * k).reshape(k, k).astype(np.float64)
+    sum0 = np.sum(confusion, axis=0)
+    sum1 = np.sum(confusion, axis=1)
+    expected = np.outer(sum0, sum1) / np.sum(sum0)
+    w_mat = np.ones((k, k), dtype=np.float64)
+    np.fill_diagonal(w_mat, 0)
+    return float(1 - np.sum(w_mat * confusion) / np.sum(w_mat * expected)), ""
 
 
 def pairwise_kappa(tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED) -> list[PairKappa]:
@@ -303,14 +313,21 @@ def pairwise_kappa(tally: Tally, *, min_shared: int = DEFAULT_MIN_SHARED) -> lis
     in the order of the annotators' names. Pairs with fewer are left out."""
     if min_shared < 1:
         raise InvalidInputError(f"min_shared must be at least 1, got {min_shared}")
-    present = tally.codes != MISSING
-    shared = present.T.astype(np.int64) @ present.astype(np.int64)
+    codes = tally.codes
+    present = codes != MISSING
+    # an item one person labeled is shared by no pair: only items with two or more votes count
+    multi = present.sum(axis=1) >= 2
+    codes, present = codes[multi], present[multi]
+    # counts in float64 (BLAS, exact below 2**53): numpy multiplies int64 matrices in a plain
+    # loop, seconds at 200,000 items
+    as_float = present.astype(np.float64)
+    shared = np.rint(as_float.T @ as_float).astype(np.int64)
     out = []
     for a, b in combinations(range(len(tally.annotators)), 2):
         if shared[a, b] < min_shared:
             continue
         both = present[:, a] & present[:, b]
-        x, y = tally.codes[both, a], tally.codes[both, b]
+        x, y = codes[both, a], codes[both, b]
         kappa, reason = _kappa(x, y)
         out.append(
             PairKappa(
@@ -440,21 +457,18 @@ def annotator_agreement(tally: Tally) -> list[AnnotatorAgreement]:
     counts = tally.counts()
     out = []
     for a, annotator in enumerate(tally.annotators):
+        # item by item, as ``_plurality`` of the others' counts, for all their items at once
         mine_rows = np.flatnonzero(tally.codes[:, a] != MISSING)
-        mine, others, n_tied = [], [], 0
-        for i in mine_rows:
-            own = tally.codes[i, a]
-            rest = counts[i].copy()
-            rest[own] -= 1
-            if rest.sum() == 0:
-                continue
-            winner = _plurality(rest)
-            if winner is None:
-                n_tied += 1
-                continue
-            mine.append(own)
-            others.append(winner)
-        x, y = np.asarray(mine, dtype=np.int64), np.asarray(others, dtype=np.int64)
+        own = tally.codes[mine_rows, a]
+        rest = counts[mine_rows].copy()
+        rest[np.arange(len(mine_rows)), own] -= 1
+        rest = rest[rest.sum(axis=1) > 0]  # nobody else answered: not compared
+        own = own[counts[mine_rows].sum(axis=1) > 1]
+        top = rest.max(axis=1, initial=0)
+        tied = (rest == top[:, None]).sum(axis=1) > 1
+        n_tied = int(tied.sum())
+        x = own[~tied].astype(np.int64)
+        y = np.argmax(rest[~tied], axis=1).astype(np.int64)
         n, n_agree = len(x), int((x == y).sum())
         kappa, reason = _kappa(x, y)
         if n == 0:
