@@ -67,6 +67,7 @@ import click  # noqa: E402
 
 from bot import logs  # noqa: E402
 from bot.cli_errors import Stopped, friendly_errors, os_problem  # noqa: E402
+from bot.cli_progress import Reading  # noqa: E402
 from bot.config import Settings, api_token, config_path, describe, load_settings  # noqa: E402
 from bot.errors import HitlError  # noqa: E402
 from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file  # noqa: E402
@@ -1389,10 +1390,14 @@ def accuracy_command(state: State, chart: Path | None) -> None:
 
 
 @cli.command("stats")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @click.pass_obj
-def stats_command(state: State) -> None:
+def stats_command(state: State, quiet: bool) -> None:
     """Answers today and this week by person, how many items wait, are posted or resolved,
     and with HITL_VOTES > 1 how far people agree (what `/hitl stats` shows in Slack).
+
+    On a terminal a bar on stderr says what it reads meanwhile (reading every answer takes
+    a while in a large database); --quiet leaves it out.
 
     \b
     Examples:
@@ -1402,10 +1407,18 @@ def stats_command(state: State) -> None:
     from datetime import UTC, datetime
 
     from bot.learning import quality, reports
+    from bot.store import ITEM_STATUSES
 
     with friendly_errors(), state.open_existing_store() as store:
-        sections = [reports.stats_text(store, state.settings, datetime.now(UTC))]
-        sections += quality.quality_sections(quality.measure(store, state.settings), gold=True)
+        counts = store.count_items()  # flat: the counts kept with every change
+        items = sum(counts.get(status, 0) for status in ITEM_STATUSES)
+        with Reading(f"Reading the stats of {count(items, 'item')}", quiet=quiet, eta=False) as bar:
+            bar.to(0, 2, "counts")
+            sections = [reports.stats_text(store, state.settings, datetime.now(UTC))]
+            bar.to(1, 2, "every answer (agreement)")
+            measured = quality.measure(store, state.settings)
+            bar.to(2, 2, "done")
+        sections += quality.quality_sections(measured, gold=True)
     click.echo(reports.plain("\n\n".join(sections)))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from bot.cli_errors import friendly_errors
+from bot.cli_progress import Reading
 from bot.words import count
 
 SHOWN_CHARS = 80  # of the text, on a line of the plain listing
@@ -20,6 +21,8 @@ SHOWN_CHARS = 80  # of the text, on a line of the plain listing
 def printable(text: str) -> str:
     """``text`` for a terminal: a control character, an escape sequence or a right-to-left
     override from a ticket written as its escape (``\\x1b``, ``\\u202e``), not obeyed."""
+    if text.isprintable():  # nearly every line: no walk over its characters
+        return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
@@ -44,8 +47,11 @@ def printable(text: str) -> str:
     help="Print each item whole as a JSON line (id, status, source, text, meta, created_at,"
     " label): what an access request asks for.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @click.pass_obj
-def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bool) -> None:
+def find_command(
+    state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bool, quiet: bool
+) -> None:
     """Find the items whose text, meta values or id hold TEXT as a whole word (any case, any
     Unicode form, any status: waiting, asked, decided, set aside), oldest first. For an
     erasure or access request that names a person (an email, a phone number, a name) rather
@@ -56,6 +62,9 @@ def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bo
     Yılmaz). A phone number (7 digits or more, with + spaces - . / or brackets) matches the
     same digits with any of those between them or none, and a trunk (0): "+44 7700 900999"
     finds +447700900999 and +44 (0)7700 900-999.
+
+    It reads every item: on a terminal a bar on stderr says how far it is (--quiet leaves it
+    out), and the items found so far are printed as it goes.
 
     \b
     Examples:
@@ -68,20 +77,42 @@ def find_command(state: Any, text: str, part: bool, ids_only: bool, as_jsonl: bo
     text = text.strip()  # pasted from an email: " ann@example.com\n" is ann's address
     if not text:
         raise click.BadParameter("give some text to look for", param_hint="TEXT")
+    from bot.store import ITEM_STATUSES
+
     found = 0
+    lines: list[str] = []  # found in the stretch read last: printed at once, then the bar
+
+    def flush() -> None:
+        if lines:
+            bar.aside()
+            click.echo("\n".join(lines))
+            lines.clear()
+
+    def progress(done: int, total: int) -> None:
+        flush()
+        bar.to(done, total)
+
     with friendly_errors(), state.open_existing_store() as store:
-        for item in store.find_items(text, part=part):
-            found += 1
-            if ids_only:
-                click.echo(item["id"])
-            elif as_jsonl:
-                item["meta"] = json.loads(item["meta"] or "{}")
-                click.echo(json.dumps(item, ensure_ascii=False))
-            else:
-                shown = " ".join(item["text"].split())
-                if len(shown) > SHOWN_CHARS:
-                    shown = shown[: SHOWN_CHARS - 1] + "…"
-                label = f" ({printable(item['label'])})" if item["label"] else ""
-                click.echo(f"{printable(item['id'])}  {item['status']}{label}  {printable(shown)}")
+        counts = store.count_items()  # flat: the counts kept with every change
+        items = sum(counts.get(status, 0) for status in ITEM_STATUSES)
+        with Reading(f"Searching {count(items, 'item')}", quiet=quiet) as bar:
+            for item in store.find_items(text, part=part, progress=progress):
+                found += 1
+                lines.append(_line(item, ids_only=ids_only, as_jsonl=as_jsonl))
+            flush()
     if not ids_only and not as_jsonl:
         click.echo(f"{count(found, 'item')} found.", err=True)
+
+
+def _line(item: dict[str, Any], *, ids_only: bool, as_jsonl: bool) -> str:
+    """The line printed for ``item``: its id, its JSON, or id, status, label and text."""
+    if ids_only:
+        return item["id"]
+    if as_jsonl:
+        item["meta"] = json.loads(item["meta"] or "{}")
+        return json.dumps(item, ensure_ascii=False)
+    shown = " ".join(item["text"].split())
+    if len(shown) > SHOWN_CHARS:
+        shown = shown[: SHOWN_CHARS - 1] + "…"
+    label = f" ({printable(item['label'])})" if item["label"] else ""
+    return f"{printable(item['id'])}  {item['status']}{label}  {printable(shown)}"

@@ -338,7 +338,12 @@ class ErasureMixin:
         return queued
 
     def find_items(
-        self, needle: str, limit: int | None = None, *, part: bool = False
+        self,
+        needle: str,
+        limit: int | None = None,
+        *,
+        part: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item (any status) whose text, meta values or id holds ``needle`` as a whole
         word (``part``: anywhere, inside a word too), compared in one Unicode form and
@@ -355,7 +360,13 @@ class ErasureMixin:
         other run ("Marie Dupont" finds "Marie\\nDupont"). A phone number (7 digits or more
         with only ``+``, spaces, ``- . /`` or brackets about them) matches its digits with any
         of those between them or none, and a trunk "(0)": "+44 7700 900999" finds
-        "+447700900999" and "+44 (0)7700 900-999". Reads every item: for the CLI."""
+        "+447700900999" and "+44 (0)7700 900-999".
+
+        Reads every item, ``FIND_CHUNK`` rowids a statement: the items of a stretch are yielded
+        as soon as it is read, then ``progress(done, total)`` (in rowids, from ``progress(0,
+        total)`` before the first) says how far it is; items added meanwhile are left out. A
+        value of ASCII text (most) reaches Python's folding only when SQLite's ``lower`` of it
+        holds every word of ``needle`` (``_prefilter``): for the CLI."""
         wanted = _folded(needle.strip())
         pattern = _pattern(wanted, part=part)
 
@@ -371,16 +382,40 @@ class ErasureMixin:
         conn = self.db.conn
         conn.create_function("hitl_holds", 1, holds, deterministic=True)
         conn.create_function("hitl_meta_holds", 1, meta_holds, deterministic=True)
-        rows = conn.execute(
+        words = None if _is_phone(wanted) else wanted.split()
+        checks, params = [], []
+        for column, check in (("i.text", "hitl_holds"), ("i.meta", "hitl_meta_holds")):
+            maybe, args = _prefilter(column, words, meta=column == "i.meta")
+            checks.append(f"CASE WHEN {maybe} THEN {check}({column}) ELSE 0 END")
+            params += args
+        maybe, args = _prefilter("i.id", words, meta=False)
+        checks.append(f"CASE WHEN {maybe} THEN hitl_holds(i.id) ELSE 0 END")
+        params += args
+        sql = (
             "SELECT i.id, i.status, i.source, i.text, i.meta, i.created_at, l.label"
             " FROM items i LEFT JOIN labels l ON l.item_id = i.id"
-            " WHERE hitl_holds(i.text) OR hitl_meta_holds(i.meta) OR hitl_holds(i.id)"
-            " ORDER BY i.rowid" + (" LIMIT ?" if limit is not None else ""),
-            [limit] if limit is not None else [],
+            " WHERE i.rowid BETWEEN ? AND ? AND (" + " OR ".join(checks) + ")"
+            " ORDER BY i.rowid" + (" LIMIT ?" if limit is not None else "")
         )
+        first, last = conn.execute(
+            "SELECT (SELECT min(rowid) FROM items), (SELECT max(rowid) FROM items)"
+        ).fetchone()
+        total = 0 if first is None else last - first + 1
+        if progress is not None:
+            progress(0, total)
         names = ("id", "status", "source", "text", "meta", "created_at", "label")
-        for row in rows:
-            yield dict(zip(names, row, strict=True))
+        left = limit
+        start = first
+        while total and start <= last and (left is None or left > 0):
+            end = min(start + FIND_CHUNK - 1, last)
+            rows = conn.execute(sql, [start, end, *params, *([left] if left is not None else [])])
+            for row in rows.fetchall():  # the stretch's matches, then the next statement
+                if left is not None:
+                    left -= 1
+                yield dict(zip(names, row, strict=True))
+            if progress is not None:
+                progress(end - first + 1, total)
+            start = end + 1
 
     def empty_log(self) -> bool:
         """Checkpoint and truncate the write-ahead log, which holds older copies of the pages
@@ -511,11 +546,39 @@ def model_label_seqs(models_dir: str | Path | None) -> dict[int, int]:
     return seqs
 
 
+FIND_CHUNK = 20_000  # rowids a statement of ``find_items`` reads (then it says how far it is)
+_NUMBER_CHARS = set("0123456789.e+-")  # what str() of a JSON number may hold ("1e+16", "nan" not)
+
+
+def _prefilter(column: str, words: list[str] | None, *, meta: bool) -> tuple[str, list[str]]:
+    """SQL that is true of every value of ``column`` in which ``find_items`` may find
+    ``words`` (the needle's, folded; None: a phone number, no such test), and its parameters:
+    a value of ASCII text folds to SQLite's ``lower`` of it (``_folded``), so it needs every
+    word there; any other (non-ASCII, a NUL in it) goes to Python. Meta's JSON also goes when
+    its values may read otherwise than its text: an escape (``\\u00fc``, ``\\\\``), or for
+    words a number could spell (``_NUMBER_CHARS``) a number with a point or an exponent
+    (``1e3`` is ``1000.0``)."""
+    if not words:
+        return "1", []
+    other = f"length({column}) != length(CAST({column} AS BLOB))"
+    if meta:
+        other += f" OR instr({column}, char(92))"
+        if all(set(word) <= _NUMBER_CHARS for word in words):
+            other += f" OR {column} GLOB '*[0-9][.eE]*'"
+    held = " AND ".join(f"instr(lower({column}), ?)" for _ in words)
+    return f"({other} OR ({held}))", list(words)
+
+
+def _is_phone(wanted: str) -> bool:
+    """Whether ``wanted`` (folded) is a phone number, matched by its digits (``_pattern``)."""
+    return bool(_PHONE.fullmatch(wanted)) and sum(ch.isdigit() for ch in wanted) >= PHONE_DIGITS
+
+
 def _pattern(wanted: str, *, part: bool) -> re.Pattern[str] | None:
     """What ``find_items`` looks for (``wanted`` folded already): a phone number's digits
     (``_PHONE``), or ``wanted`` with any run of white space for each of its own; anywhere
     (``part``) or as a whole (``_whole``). None: ``wanted`` as it is, anywhere (the quickest)."""
-    if _PHONE.fullmatch(wanted) and sum(ch.isdigit() for ch in wanted) >= PHONE_DIGITS:
+    if _is_phone(wanted):
         digits = [ch for ch in _TRUNK.sub("", wanted) if ch.isdigit()]
         number = _PHONE_SEP.join(digits)
         return re.compile(number if part else rf"(?<!\w)(?:\+{_PHONE_SEP})?{number}(?!\w)")
