@@ -672,9 +672,12 @@ def write_output(
     what: str,
     example: str,
     binary: bool = False,
+    private: bool = True,
 ) -> int:
     """``write(handle)`` into the file ``output`` a command was given (`hitl export -o`,
-    `hitl accuracy --chart`), returning what it returns; ``binary`` for bytes, else UTF-8 text.
+    `hitl accuracy --chart`), returning what it returns; ``binary`` for bytes, else UTF-8 text;
+    ``private``: a new file is its owner's alone (an export's texts and user ids), else it is
+    made as any file is (a chart: what the umask leaves of 0666).
     Every refusal and OS error is one line starting with ``failed`` ("cannot write FILE");
     ``what`` names the writing in it ("the export") and ``example`` another file to name.
 
@@ -701,7 +704,7 @@ def write_output(
             raise click.ClickException(
                 f"{failed}: the folder {folder} does not exist; create it or fix the path"
             )
-        return _replace_atomically(target, write, binary=binary)
+        return _replace_atomically(target, write, binary=binary, private=private)
     except OSError as exc:
         raise click.ClickException(os_problem(exc, failed)) from exc
 
@@ -804,12 +807,14 @@ def _written_in_place(output: Path) -> bool:
         return False
 
 
-def _replace_atomically(target: Path, write: Callable[[IO[Any]], int], *, binary: bool) -> int:
+def _replace_atomically(
+    target: Path, write: Callable[[IO[Any]], int], *, binary: bool, private: bool = True
+) -> int:
     """Write a new file beside ``target`` (``write(handle)``, a binary handle or a UTF-8 text
     one) and rename it over ``target``. It gets the old file's mode and owner, or for a new
-    file 0600 (what the umask leaves of it): an export holds the texts and user ids that the
-    database and the model files keep readable by their owner only. A file in the folder's
-    place: mkstemp's "Not a directory" says so."""
+    file 0600 (what the umask leaves of it; 0666 when not ``private``): an export holds the
+    texts and user ids that the database and the model files keep readable by their owner
+    only. A file in the folder's place: mkstemp's "Not a directory" says so."""
     try:
         old = os.stat(target)
     except FileNotFoundError:
@@ -820,7 +825,7 @@ def _replace_atomically(target: Path, write: Callable[[IO[Any]], int], *, binary
         with open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline="") as handle:
             n = write(handle)
             handle.flush()
-            _give_mode(handle.fileno(), old)
+            _give_mode(handle.fileno(), old, 0o600 if private else 0o666)
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
@@ -830,13 +835,13 @@ def _replace_atomically(target: Path, write: Callable[[IO[Any]], int], *, binary
     return n
 
 
-def _give_mode(fd: int, old: os.stat_result | None) -> None:
-    """The replaced file's mode and (where allowed) owner; else what the umask leaves of 0600,
-    as for the database: readable by its owner only."""
+def _give_mode(fd: int, old: os.stat_result | None, new: int = 0o600) -> None:
+    """The replaced file's mode and (where allowed) owner; else what the umask leaves of
+    ``new`` (0600, as for the database: readable by its owner only)."""
     if old is None:
         umask = os.umask(0o077)  # reading the umask means setting it; put back at once
         os.umask(umask)
-        os.fchmod(fd, 0o600 & ~umask)
+        os.fchmod(fd, new & ~umask)
         return
     os.fchmod(fd, stat.S_IMODE(old.st_mode))
     if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
@@ -1385,6 +1390,7 @@ def accuracy_command(state: State, chart: Path | None) -> None:
         what="the chart",
         example="accuracy.png",
         binary=True,
+        private=False,  # figures, no text nor person: made as any file (a chart for the web)
     )
     click.echo(f"chart saved to {chart}", err=True)
 

@@ -116,6 +116,18 @@ def test_a_chart_replaces_its_file_atomically_and_keeps_a_link_to_it(work: Path)
     assert not [p.name for p in work.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_new_chart_is_made_as_any_file_is_not_as_an_export(work: Path):
+    """A chart holds figures, no text nor person: a new one is what the umask leaves of 0666
+    (0644 under 022), readable where a cron job puts it for others, not an export's 0600."""
+    umask = os.umask(0o022)
+    try:
+        saved = run("accuracy", "--chart", "new.png")
+    finally:
+        os.umask(umask)
+    assert saved.exit_code == 0, saved.output
+    assert oct((work / "new.png").stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_a_chart_into_a_missing_folder_is_one_line_and_makes_no_folder(work: Path):
     saved = run("accuracy", "--chart", "no/such/chart.png")
     assert saved.exit_code == 1
