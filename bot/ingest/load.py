@@ -62,9 +62,9 @@ class ImportSummary:
     deleted_before: int = 0  # rows whose id `hitl delete` deleted: skipped
     redacted: int = 0  # texts in which HITL_REDACT replaced personal data
     # rows imported under their own id whose text was stored already under the text's hash
-    # (an import of the same file without its id column): that text is now stored twice
+    # by an import (of the same file without its id column): that text is now stored twice
     stored_twice: int = 0
-    twice_ids: list[str] = field(default_factory=list)  # the first such ids stored before
+    twice: _Twice = field(default_factory=lambda: _Twice())  # which copy holds what
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -160,8 +160,10 @@ def import_rows(
     with (the same id and text) is a duplicate: the file imported again after the rename.
     A row imported under its own id whose text is stored under the text's hash (the id a row
     without an id gets: the same file imported before without its id column) is imported, and
-    counted (``stored_twice``): once the file is read, one line to ``on_note`` (by default,
-    standard error) says so, with the `hitl delete` of the copies stored before."""
+    counted (``stored_twice``): once the file is read, a line to ``on_note`` (by default,
+    standard error) says so for each kind (``_Twice``): the `hitl delete` of the copies stored
+    before where they hold nothing (no label, answer, Slack question or gold label); where
+    they do, that they are to be kept, with the ids to look at, and no command."""
     latest = _latest_allowed(store.now())
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
@@ -291,8 +293,7 @@ def import_rows(
                 batch[:] = _with_redaction_twins(
                     store, batch, others, summary, any_deleted, adopt=not gold
                 )
-        if hashed:
-            hashed = _stored_under_text(store, batch, summary) or summary.stored_twice > 0
+        twins = _stored_under_text(store, batch) if hashed else {}
         # With open labels, a label's spelling is the first one a stored row gives: a row whose
         # label differs only in case from one given by an earlier row of this batch waits for
         # the rows before it to be stored (a row rejected for its id gives no spelling).
@@ -310,6 +311,9 @@ def import_rows(
                 continue
             segment.append(row)
         store_rows(segment)
+        if hashed:  # the copies this batch stored: what each pair holds
+            hashed = summary.twice.add(store, twins) or summary.stored_twice > 0
+            summary.stored_twice = summary.twice.n
         if not gold:
             logger.info("committed rows through line %d of %s", last, path.name)
         stored.through = last
@@ -366,8 +370,7 @@ def import_rows(
             ) from None
         raise
     store.finish_run(run_id, "ok", details())
-    if summary.stored_twice:
-        line = _twice_stored(path, summary)
+    for line in summary.twice.lines(path):
         if on_note is not None:
             on_note(line)
         else:
@@ -605,44 +608,168 @@ def _renamed_apart(
     return out
 
 
-TWICE_SHOWN = 20  # of the ids stored before of texts an import stored again, in its line
+TWICE_SHOWN = 20  # of the bare copies stored before, in the note's `hitl delete`
+PAIRS_SHOWN = 5  # of the pairs of copies the note names where it advises no delete
+# A text shorter than this many characters (white space runs as one): "thanks", "ok", "same
+# here". An unrelated message reads so as often as the same row imported again does, so such
+# texts are counted and nothing is advised for them. Characters, not words: a ticket written
+# without spaces (Chinese, Japanese) is measured as one with them.
+SHORT_TEXT = 20
 
 
-def _stored_under_text(store: Store, rows: Sequence[Row], summary: ImportSummary) -> bool:
-    """Count in ``summary`` the ``rows`` with an id of their own, not stored, whose text is
-    stored under the text's hash (imported before without an id column): importing them
-    stores each text a second time. One lookup for the batch; whether it found any."""
-    hashes = {n: item_id_for_text(row.text) for n, row in enumerate(rows)}
-    own = {n: h for n, h in hashes.items() if rows[n].id != h}
+def _stored_under_text(store: Store, rows: Sequence[Row]) -> dict[str, str]:
+    """Of the ``rows`` with an id of their own, not stored yet, whose text is stored under the
+    text's hash (the id an import gives a row without one: the same file imported before
+    without its id column): each such id stored before, and the row's own id (the first
+    row's, of rows that repeat a text). One lookup, before the batch is stored."""
+    own: dict[str, str] = {}
+    for row in rows:
+        hashed = item_id_for_text(row.text)
+        if row.id != hashed:
+            own.setdefault(hashed, row.id)
     if not own:
-        return False
-    before = summary.stored_twice
-    found = store.existing_item_ids(sorted({*own.values(), *(rows[n].id for n in own)}))
-    for n, hashed in own.items():
-        if hashed in found and rows[n].id not in found:
-            summary.stored_twice += 1
-            if len(summary.twice_ids) < TWICE_SHOWN:
-                summary.twice_ids.append(hashed)
-    return summary.stored_twice > before
+        return {}
+    found = store.existing_item_ids(sorted({*own, *own.values()}))
+    return {hashed: mine for hashed, mine in own.items() if hashed in found and mine not in found}
 
 
-def _twice_stored(path: Path, summary: ImportSummary) -> str:
-    """The line that says how many texts an import stored a second time, with the command
-    that deletes the copies stored before (the first ``TWICE_SHOWN`` of them)."""
-    n = summary.stored_twice
-    ids = " ".join(summary.twice_ids)
-    delete = f'hitl delete {ids} --reason "imported again with its ids"'
-    if n > len(summary.twice_ids):
-        delete = (
-            f"the first {len(summary.twice_ids)}: {delete}; `hitl find TEXT` shows a text's copies"
+def _holds(copy: Mapping[str, Any]) -> bool:
+    """Whether a stored item holds what `hitl delete` would lose for good besides its text: a
+    label, an answer, a Slack question or a gold label."""
+    return bool(copy["label"] is not None or copy["answers"] or copy["posts"] or copy["gold"])
+
+
+@dataclass
+class _Twice:
+    """The texts an import stored a second time, under its ids, beside a copy stored before
+    under the text's hash by an import without ids, by what each copy holds (``_holds``):
+
+    - ``bare``: the copy stored before holds nothing: deleting it loses nothing (this import's
+      copy has its text, and its label if the row had one): the note gives that `hitl delete`;
+    - ``kept``: the copy stored before holds a label, answers, a question or a gold label and
+      this import's copy nothing: the one before is to be kept; no command;
+    - ``both``: both copies hold labels: no copy goes without losing one; no command;
+    - ``short``: a text under ``SHORT_TEXT`` characters, likely another message that reads
+      the same: counted only.
+
+    A copy under the text's hash that the API stored (a producer's item sent without an id)
+    or another source is not an import's: not counted. Rows that repeat a text are counted
+    once a batch (not across batches: that would keep every id of a large file)."""
+
+    n_bare: int = 0
+    bare: list[str] = field(default_factory=list)  # the first TWICE_SHOWN ids stored before
+    n_kept: int = 0
+    kept: list[str] = field(default_factory=list)  # the first PAIRS_SHOWN pairs, as shown
+    n_both: int = 0
+    both: list[str] = field(default_factory=list)
+    n_short: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.n_bare + self.n_kept + self.n_both + self.n_short
+
+    def add(self, store: Store, twins: Mapping[str, str]) -> bool:
+        """Count the pairs ``twins`` (id stored before: this import's id) whose second copy
+        this batch stored; whether there were any."""
+        if not twins:
+            return False
+        held = store.what_items_hold([*twins, *twins.values()])
+        before = self.n
+        for hashed, mine in twins.items():
+            old, new = held.get(hashed), held.get(mine)
+            if old is None or new is None:  # the row was refused, or the copy deleted since
+                continue
+            if old["source"] != "import" or item_id_for_text(old["text"]) != hashed:
+                continue  # not an id-less row of an import (a producer's item, say)
+            if len(" ".join(old["text"].split())) < SHORT_TEXT:
+                self.n_short += 1
+            elif not _holds(old):
+                self.n_bare += 1
+                if len(self.bare) < TWICE_SHOWN:
+                    self.bare.append(hashed)
+            elif not _holds(new):
+                self.n_kept += 1
+                if len(self.kept) < PAIRS_SHOWN:
+                    self.kept.append(f"{_held(hashed, old)} and {_held(mine, new)}")
+            else:
+                self.n_both += 1
+                if len(self.both) < PAIRS_SHOWN:
+                    self.both.append(f"{_held(hashed, old)} and {_held(mine, new)}")
+        return self.n > before
+
+    def lines(self, path: Path) -> list[str]:
+        """The note's lines, one for each kind found (none: none)."""
+        name = path.name
+        hashed = (
+            "under another id (the text's hash, as an import without an id column names an item)"
         )
-    texts = "text was" if n == 1 else "texts were"
-    return (
-        f"{path.name}: {n:,} {texts} already stored under another id (the text's hash, as"
-        " an import without an id column names an item), and so are now stored twice; to"
-        f" keep the copies this import stored (with its ids and labels), delete the others:"
-        f" {delete}"
-    )
+        out = []
+        if n := self.n_bare:
+            ids = " ".join(self.bare)
+            delete = f'hitl delete {ids} --reason "imported again with its ids"'
+            if n > len(self.bare):
+                delete = (
+                    f"the first {len(self.bare)}: {delete}; `hitl find TEXT` shows a text's copies"
+                )
+            copies = "that copy holds" if n == 1 else "those copies hold"
+            out.append(
+                f"{name}: {_were(n)} already stored {hashed}, and so {_are(n)} now stored twice;"
+                f" {copies} no label, answer, Slack question or gold label, so deleting"
+                f" {'it' if n == 1 else 'them'} loses nothing and keeps the"
+                f" {'copy' if n == 1 else 'copies'} this import stored (with its ids and"
+                f" labels): {delete}"
+            )
+        if n := self.n_kept:
+            out.append(
+                f"{name}: {_were(n)} already stored {hashed} with labels, answers, Slack"
+                f" questions or gold labels, and so {_are(n)} now stored twice, this import's"
+                f" {'copy' if n == 1 else 'copies'} with none: keep the"
+                f" {'copy' if n == 1 else 'copies'} stored before (`hitl delete` would delete"
+                " their labels and answers for good); `hitl find ID` shows a copy, to decide:"
+                f" {'; '.join(self.kept)}{' …' if n > len(self.kept) else ''}"
+            )
+        if n := self.n_both:
+            out.append(
+                f"{name}: {_were(n)} already stored {hashed} with labels, answers, Slack"
+                f" questions or gold labels, and so {_are(n)} now stored twice, this import's"
+                f" {'copy' if n == 1 else 'copies'} labeled too: deleting either copy deletes"
+                " its labels and answers for good, so no command is given; `hitl find ID`"
+                f" shows a copy, to decide: {'; '.join(self.both)}"
+                f"{' …' if n > len(self.both) else ''}"
+            )
+        if n := self.n_short:
+            texts, were = ("short text", "was") if n == 1 else ("short texts", "were")
+            out.append(
+                f"{name}: {n:,} {texts} (under {SHORT_TEXT} characters, as"
+                f' "thanks") {were} already stored {hashed}, and so {_are(n)} now stored twice;'
+                f" nothing is advised for {'it' if n == 1 else 'them'}: a text so short may be"
+                " another message that reads the same"
+            )
+        return out
+
+
+def _were(n: int) -> str:
+    return f"{n:,} text was" if n == 1 else f"{n:,} texts were"
+
+
+def _are(n: int) -> str:
+    return "it is" if n == 1 else "they are"
+
+
+def _held(item_id: str, copy: Mapping[str, Any]) -> str:
+    """An id and what its copy holds, for the note: `t3f… (label billing, 3 answers)`."""
+    what = []
+    if copy["label"] is not None:
+        what.append(f"label {_printable(copy['label'], limit=40)}")
+    # an imported label is one answer (the import's): more are people's (or an export's)
+    if copy["answers"] > (1 if copy["label"] is not None else 0):
+        what.append(f"{copy['answers']:,} answer{'s' if copy['answers'] != 1 else ''}")
+    if copy["posts"]:
+        what.append("asked in Slack")
+    if copy["gold"]:
+        what.append("gold")
+    shown = shlex.quote(_printable(item_id, limit=80))
+    return f"{shown} ({', '.join(what)})" if what else f"{shown} (nothing)"
 
 
 def _conflict(row: Row) -> str:

@@ -8,6 +8,7 @@ imported again after a rename counted as a duplicate; the demo's label spellings
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -96,12 +97,68 @@ def test_a_label_column_left_unused_for_the_one_named_is_told(tmp_path: Path):
     ) in result.stderr
 
 
+# -- A file imported again with its ids: which copies of a text stored twice may go ------------
+
+TICKETS = (  # texts long enough to be one ticket each
+    ("1", "My invoice for March shows a double charge", "billing"),
+    ("2", "The app crashes whenever I open the settings page", "bug"),
+    ("3", "How do I export my reports to a spreadsheet", "how_to"),
+)
+ADVICE = re.compile(r'hitl delete [^;]*?--reason "imported again with its ids"')
+
+
+def tickets(path: Path, header: str, rows=TICKETS) -> Path:
+    """``rows`` written under ``header``: its columns of id, text and label, in that order."""
+    names = header.split(",")
+    wanted = {"id": 0, "text": 1, "label": 2}
+    lines = [header] + [",".join(row[wanted[name]] for name in names) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def twice_notes(result) -> list[str]:
+    return [x for x in result.stderr.splitlines() if "now stored twice" in x]
+
+
+def follow_the_advice(db: Path, notes: list[str]) -> list[str]:
+    """Run each `hitl delete` the notes give (answering yes, as a person at its prompt would);
+    the ids each deleted."""
+    deleted = []
+    for note in notes:
+        for command in ADVICE.findall(note):
+            words = shlex.split(command)
+            result = run(db, *words[1:], "--yes")
+            assert result.exit_code == 0, result.output
+            deleted += words[2 : words.index("--reason")]
+    return deleted
+
+
+def labeled_texts(db: Path) -> dict[str, list[str | None]]:
+    """Each stored text: the labels of its copies (None for a copy without one)."""
+    out: dict[str, list[str | None]] = {}
+    for text, label in items(db).values():
+        out.setdefault(text, []).append(label)
+    return out
+
+
+def sorted_copies(texts: dict[str, list[str | None]]) -> dict[str, list[str | None]]:
+    """``labeled_texts`` with each text's labels in one order: labels first, then None."""
+    return {
+        text: sorted(labels, key=lambda label: (label is None, label or ""))
+        for text, labels in texts.items()
+    }
+
+
 def test_the_file_imported_again_with_its_ids_says_which_texts_are_now_stored_twice(
     tmp_path: Path,
 ):
+    # the first import kept the labels as meta (no label column of that name): the copies it
+    # stored hold nothing, so the note deletes them and keeps this import's, ids and labels
     db = tmp_path / "hitl.db"
     path = tmp_path / "c.csv"
-    path.write_text(CAPITALISED.replace("ID,Text,Label", "ticket,body,intent"), encoding="utf-8")
+    path.write_text(
+        "ticket,body,intent\n" + "".join(f"{n},{text},{label}\n" for n, text, label in TICKETS)
+    )
     assert run(db, "import", str(path), "--text-column", "body").exit_code == 0  # no ids
     hashed = set(items(db))
     result = run(
@@ -110,19 +167,90 @@ def test_the_file_imported_again_with_its_ids_says_which_texts_are_now_stored_tw
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "imported 3 (3 with labels)" in result.stdout
-    line = next(x for x in result.stderr.splitlines() if "already stored under another id" in x)
+    [line] = twice_notes(result)
     assert line.startswith("c.csv: 3 texts were already stored under another id")
-    command = line[line.index("hitl delete") :]
-    assert set(shlex.split(command)[2:5]) == hashed
-    deleted = run(db, *shlex.split(command)[1:], "--yes")  # the line's own command
-    assert deleted.exit_code == 0, deleted.output
-    assert items(db) == {
-        "1": ("hello there", "greet"),
-        "2": ("bye now", "farewell"),
-        "3": ("good morning", "greet"),
-    }
+    assert "those copies hold no label, answer, Slack question or gold label" in line
+    assert set(follow_the_advice(db, [line])) == hashed
+    assert items(db) == {n: (text, label) for n, text, label in TICKETS}
     again = run(db, "import", str(path), "--text-column", "body", "--id-column", "ticket")
     assert "already stored under another id" not in again.stderr  # duplicates: nothing new
+
+
+def test_labeled_copies_stored_first_are_kept_and_following_the_advice_keeps_every_label(
+    tmp_path: Path,
+):
+    # review: the labels came with the import without ids, the import with ids brought none;
+    # the advice deleted the labeled copies (the delete's prompt names no label): 0 of 2 left
+    db = tmp_path / "hitl.db"
+    bare = ("4", "Please add a dark mode to the mobile app", "")
+    first = tickets(tmp_path / "first.csv", "text,label", (*TICKETS[:2], bare))  # "" no label
+    assert run(db, "import", str(first)).exit_code == 0
+    labeled = {i for i, (_, label) in items(db).items() if label is not None}
+    assert len(labeled) == 2
+    again = tickets(tmp_path / "again.csv", "id,text", (*TICKETS[:2], bare))
+    result = run(db, "import", str(again))
+    assert result.exit_code == 0, result.output
+    notes = twice_notes(result)
+    deleted = follow_the_advice(db, notes)
+    assert sorted_copies(labeled_texts(db)) == {
+        TICKETS[0][1]: ["billing", None],  # every label kept; the copies left to decide on
+        TICKETS[1][1]: ["bug", None],
+        bare[1]: [None],  # one copy, this import's
+    }
+    assert len(deleted) == 1 and deleted[0] not in labeled  # the bare copy of the dark mode
+    kept = next(x for x in notes if "keep the copies stored before" in x)
+    assert kept.startswith("again.csv: 2 texts were already stored under another id")
+    assert all(hashed in kept for hashed in labeled)  # named for the person to decide
+    assert "(label billing) and 1 (nothing)" in kept and "(label bug) and 2 (nothing)" in kept
+
+
+def test_both_copies_labeled_gives_no_delete_command(tmp_path: Path):
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path / "first.csv", "text,label"))).exit_code == 0
+    hashed = set(items(db))
+    result = run(db, "import", str(tickets(tmp_path / "again.csv", "id,text,label")))
+    assert result.exit_code == 0, result.output
+    [line] = twice_notes(result)
+    assert line.startswith("again.csv: 3 texts were already stored under another id")
+    assert "no command is given" in line and "hitl delete " not in line
+    assert all(hashed_id in line for hashed_id in hashed)
+    assert "(label billing) and 1 (label billing)" in line
+    assert sorted_copies(labeled_texts(db)) == {text: [label] * 2 for _, text, label in TICKETS}
+
+
+def test_a_short_text_shared_with_an_earlier_import_is_counted_with_no_advice(tmp_path: Path):
+    # "thanks" imported without ids, then a ticket "thanks" of another file: maybe another
+    # message that reads the same; the note counts it and names no copy to delete
+    db = tmp_path / "hitl.db"
+    first = tmp_path / "first.csv"
+    first.write_text(f"text\nthanks\n{TICKETS[0][1]}\n", encoding="utf-8")
+    assert run(db, "import", str(first)).exit_code == 0
+    [thanks] = [i for i, (text, _) in items(db).items() if text == "thanks"]
+    again = tmp_path / "again.csv"
+    again.write_text(f"id,text,label\nT-9,thanks,praise\n1,{TICKETS[0][1]},billing\n")
+    result = run(db, "import", str(again))
+    assert result.exit_code == 0, result.output
+    notes = twice_notes(result)
+    deleted = follow_the_advice(db, notes)
+    assert thanks not in deleted and len(deleted) == 1  # the long text's bare copy only
+    assert sorted_copies(labeled_texts(db)) == {
+        "thanks": ["praise", None],
+        TICKETS[0][1]: ["billing"],
+    }
+    short = next(x for x in notes if "short text" in x)
+    assert short.startswith('again.csv: 1 short text (under 20 characters, as "thanks") was')
+    assert "nothing is advised for it" in short
+
+
+def test_a_copy_a_producer_sent_without_an_id_is_not_an_imports(tmp_path: Path):
+    # the API names an item sent without an id by its hash too: not the file imported before
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path / "first.csv", "text,label"))).exit_code == 0
+    with Store.open(db) as store:
+        store.db.execute("UPDATE items SET source = 'api'")
+    result = run(db, "import", str(tickets(tmp_path / "again.csv", "id,text")))
+    assert result.exit_code == 0, result.output
+    assert twice_notes(result) == []
 
 
 # -- Defect 4: Excel's "Text (Tab delimited)" .txt ---------------------------------------------
