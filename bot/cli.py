@@ -1072,7 +1072,8 @@ def retrain_command(state: State, force: bool) -> None:
     """Retrain the model on every resolved label now, and promote it if it is not worse.
 
     Only one retrain runs at a time, here or in `hitl serve`. A running server picks up a
-    promoted model on its own.
+    promoted model on its own. While `hitl serve` refits its working model, this waits for
+    that first (one line says so; at most until the refit's expected end).
 
     \b
     Examples:
@@ -1095,7 +1096,15 @@ def retrain_command(state: State, force: bool) -> None:
             champion = retrain.recover_champion(registry, named) or retrain.load_champion(
                 registry  # another process (a server starting) made it champion just now
             )
-        plan = retrain.begin(store, settings, registry, triggered_by="cli", force=force)
+        plan = retrain.begin(
+            store,
+            settings,
+            registry,
+            triggered_by="cli",
+            force=force,
+            # hitl serve's refresh of the working model fitting now: wait for it (one line)
+            wait=lambda held: retrain.wait_for_refresh(held, lambda say: click.echo(say, err=True)),
+        )
         if isinstance(plan, retrain.Outcome):
             if plan.status == "busy":  # one line, on stderr, exit 1
                 raise click.ClickException(reports.plain(reports.retrain_text(plan)))

@@ -16,7 +16,13 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors
 from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem
-from bot.labelset import current_labels, last_retired, restate_all, retired_note
+from bot.labelset import (
+    current_labels,
+    label_set_warnings,
+    last_retired,
+    restate_all,
+    retired_note,
+)
 
 
 @contextmanager
@@ -237,6 +243,7 @@ def show_command(state: Any) -> None:
         stored = store.stored_labels() is not None
         changes = store.label_set_changes()
         version = store.label_set_version(labels)
+        warnings = label_set_warnings(state.settings, store)
     source = (
         "stored (changed with hitl labels)"
         if stored
@@ -249,6 +256,8 @@ def show_command(state: Any) -> None:
         what = f"{c['label']} → {c['new_label']}" if c["new_label"] else c["label"]
         why = f" ({c['reason']})" if c["reason"] else ""
         click.echo(f"{c['created_at']}  {c['action']} {what} by {c['user_id']}{why}")
+    for line in warnings:  # labels outside the set in force, case twins in force
+        click.echo(f"Warning: {line}")
 
 
 @labels_group.command("add")

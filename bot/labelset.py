@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from bot.config import Settings
+from bot.labelnames import label_key
 from bot.store import Store
+from bot.store.labelset import NotInForce as NotInForce
 from bot.store.labelset import in_force as in_force  # the store's too (its predictions)
 from bot.words import count
 
@@ -22,6 +24,74 @@ def current_labels(settings: Settings, store: Store) -> list[str]:
     if stored is not None:
         return stored
     return list(settings.labels) if settings.labels else store.label_set()
+
+
+def not_in_force(settings: Settings, store: Store) -> NotInForce:
+    """The labels not in force, to leave out wherever a retired one is left out: training and
+    its gold, the model's guesses (stored, shown in Slack, answered by the producer API). A
+    retired label, and a label of decided items that the set in force never had (imported
+    before ``HITL_LABELS`` named a narrower set): such items do not train, and no item is
+    answered or decided with such a label (``Store.labels_not_in_force``; one small read, then
+    a set lookup per label). Unlike a retired label's, its items do not go to review: nobody
+    took the label away, and the set is only ``HITL_LABELS`` until someone changes it (see
+    ``outside_line`` for what `hitl serve` and `hitl labels show` say)."""
+    return store.labels_not_in_force(settings.labels)
+
+
+def outside_line(settings: Settings, store: Store, most: int = 8) -> str | None:
+    """One line naming the labels of decided items outside the label set in force (not
+    retired: never in it), with how many items each, and the two ways to fix it; None when
+    there is none. Read at start (`hitl serve`) and by `hitl labels show`: the per-label
+    counts, one row per label."""
+    outside = store.labels_outside(settings.labels)
+    if not outside:
+        return None
+    stored = store.stored_labels() is not None
+    named = ", ".join(f"{label} ({count(n, 'item')})" for label, n in outside[:most])
+    if len(outside) > most:
+        named += f", … ({len(outside)} labels in all)"
+    first = outside[0][0]
+    one = len(outside) == 1
+    where = "the stored label set" if stored else "HITL_LABELS"
+    add = f"`hitl labels add {first}`"
+    if not stored:
+        add = f"add {'it' if one else 'them'} to HITL_LABELS (or {add})"
+    return (
+        f"{count(len(outside), 'label')} of decided items {'is' if one else 'are'} not in the"
+        f" label set in force ({where}): {named}; {'its' if one else 'their'} items do not"
+        f" train and the model never answers with {'it' if one else 'them'}. To use"
+        f" {'it' if one else 'them'}, {add}; to relabel {'it' if one else 'them'} into a label"
+        f" in force, `hitl labels merge {first} INTO`"
+    )
+
+
+def twins_line(labels: list[str], store: Store) -> str | None:
+    """One line naming the labels in force that differ only in case or character form (kept by
+    an older version, which took both), with the `hitl labels merge` that makes them one (the
+    one with fewer decided items into the other); None when there is none."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(label_key(label), []).append(label)
+    twins = [names for names in groups.values() if len(names) > 1]
+    if not twins:
+        return None
+    merges = []
+    for names in twins:
+        by_items = sorted(names, key=lambda name: -store.labeled_with(name))  # stable: set order
+        merges += [f"`hitl labels merge {name} {by_items[0]}`" for name in by_items[1:]]
+    shown = "; ".join(" and ".join(names) for names in twins)
+    return (
+        f"labels in force that differ only in case or character form: {shown} (buttons that"
+        f" look alike, one class split in two); make them one with {', '.join(merges)}"
+    )
+
+
+def label_set_warnings(settings: Settings, store: Store) -> list[str]:
+    """What `hitl serve` says at start and `hitl labels show` under the set: labels of
+    decided items outside the set in force, and case twins in force (``outside_line``,
+    ``twins_line``)."""
+    lines = [outside_line(settings, store), twins_line(current_labels(settings, store), store)]
+    return [line for line in lines if line is not None]
 
 
 def last_retired(store: Store) -> tuple[str, int]:

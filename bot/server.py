@@ -40,6 +40,7 @@ from bot.config import Settings, channel_id_problems
 from bot.errors import ConfigError, HitlError, without_folders
 from bot.eventloop import urgent
 from bot.labelnames import case_twin
+from bot.labelset import label_set_warnings
 from bot.learning.jobs import (
     ChampionHolder,
     Trainer,
@@ -283,6 +284,8 @@ def init_app(
         session = slack_session()
         try:
             check_label_set(settings, store)
+            for line in label_set_warnings(settings, store):  # labels outside the set, twins
+                logger.warning("%s", line)
             client = make_client(settings, session=session)
             rt = Runtime(settings=settings, store=store, client=client)
             rt.dispatcher = dispatcher = Dispatcher(rt, retry_base=retry_base)

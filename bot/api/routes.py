@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -509,7 +509,7 @@ async def predict(request: web.Request) -> web.Response:
     if stored is None:  # deleted while it was scored (a DELETE, `hitl delete`)
         _refuse_if_gone(rt.store, item.id, always=True)
     callback = callback_results(rt.store, [item]).get((item.id, item.callback_url), {})
-    return web.json_response({**_prediction(rt.store, stored), **callback})
+    return web.json_response({**_prediction(rt.store, stored, rt.settings.labels), **callback})
 
 
 def _refuse_if_gone(store: Store, item_id: str, *, always: bool = False) -> None:
@@ -632,7 +632,7 @@ async def get_item(request: web.Request) -> web.Response:
     resolution = rt.store.resolution(item_id)
     prediction = None
     if item["confidence"] is not None:
-        model_label, confidence, ranked = _guesses(rt.store, item)
+        model_label, confidence, ranked = _guesses(rt.store, item, rt.settings.labels)
         prediction = {
             "label": model_label,
             "confidence": confidence,
@@ -866,27 +866,31 @@ def api_status(item_status: str) -> str:
 
 
 def _guesses(
-    store: Store, item: dict[str, Any]
+    store: Store, item: dict[str, Any], configured: Sequence[str] = ()
 ) -> tuple[str | None, float | None, list[dict[str, Any]]]:
     """The model's label, its confidence and ranked guesses under the label set in force: a
     model trained before a rename or merge (a rollback's) guesses the old name, which the
     producer must not see; a retired label is left out (``bot.labelset.in_force``, as the
-    questions do). The confidence is the label's own probability, as the questions show it
-    (not renormalised over the labels in force; a merged label stands for its successor at
-    the best of the two): never a retired label's. None while the item has no prediction."""
+    questions do), and so is a label the set never had (``configured``: HITL_LABELS;
+    ``bot.labelset.not_in_force``). The confidence is the label's own probability, as the
+    questions show it (not renormalised over the labels in force; a merged label stands for
+    its successor at the best of the two): never a retired label's. None while the item has
+    no prediction."""
     if item["confidence"] is None:
         return None, None, []
     guesses = item["ranked"] or (
         [(item["predicted_label"], item["confidence"])] if item["predicted_label"] else []
     )
-    ranked = in_force(guesses, store.label_aliases(), store.retired_labels())
+    ranked = in_force(guesses, store.label_aliases(), store.labels_not_in_force(configured))
     label, confidence = ranked[0] if ranked else (None, 0.0)
     return label, confidence, [{"label": name, "probability": p} for name, p in ranked]
 
 
-def _prediction(store: Store, item: dict[str, Any]) -> dict[str, Any]:
+def _prediction(
+    store: Store, item: dict[str, Any], configured: Sequence[str] = ()
+) -> dict[str, Any]:
     status = api_status(item["status"])
-    model_label, confidence, ranked = _guesses(store, item)
+    model_label, confidence, ranked = _guesses(store, item, configured)
     label = model_label
     if status == "resolved":
         resolution = store.resolution(item["id"])

@@ -36,7 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -214,6 +214,10 @@ class Trainer:
     closing: bool = False  # the server is stopping: no refresh starts or runs again
     folder_problem: str | None = None  # why the models folder was unreadable, said once
     locked_by: str | None = None  # another process's retrain the last refresh waited for
+    busy_said: str | None = None  # why a refresh could not write (the database busy), said once
+    # This server's refreshes' owner of the database's refresh lock (``retrain.REFRESH_LOCK``),
+    # one for the server: a lock a failed release left is taken again by the next refresh
+    refresh_owner: str = field(default_factory=lambda: retrain.lock_owner(retrain.REFRESH_OWNER))
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
     outbox: ReportOutbox | None = None  # the reports Slack refused for a while (``ReportOutbox``)
 
@@ -321,7 +325,10 @@ class Trainer:
         rollback (the CLI's, from cron say) holds the database's retrain lock: it takes
         precedence, and two fits at once are the memory peak a small server cannot have. Said
         once per holder; the next label tries again."""
-        holder = plan.locked_by
+        return self.waits_for(plan.locked_by)
+
+    def waits_for(self, holder: str | None) -> bool:
+        """``waits_for_lock`` for ``holder`` (None: nobody holds the lock)."""
         if holder is not None and holder != self.locked_by:
             logger.info(
                 "a refresh waits: %s (it holds the retrain lock); the next label tries again",
@@ -380,6 +387,102 @@ async def _read_plan(rt: Runtime, champion: Champion | None) -> retrain.RefreshP
     return plan
 
 
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another process held its write lock
+    past the wait) or the store's refusal (``StoreError``: the file is gone)."""
+    if isinstance(exc, StoreError):
+        return True
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, DatabaseError) and (
+        name.startswith("SQLITE_BUSY") or "database is locked" in str(exc)
+    )
+
+
+def _take_fit(served: Store, plan: retrain.RefreshPlan, owner: str, ttl: timedelta) -> str | None:
+    """In a worker thread, on a connection of its own (``Store.apart``): record the plan's
+    version (``Store.take_refresh_version``), then take the refresh lock. Returns who keeps
+    the refresh from fitting (``retrain.take_refresh_lock``; no lock is taken then). In that
+    order, a write refused leaves no lock behind; a version recorded for a refresh that did
+    not fit is taken again only by a fit on the same labels, the same model."""
+    with served.apart() as store:
+        store.take_refresh_version(plan.version, plan.digest)
+        return retrain.take_refresh_lock(store, owner, datetime.now(UTC), ttl)
+
+
+async def _begin_fit(rt: Runtime, plan: retrain.RefreshPlan) -> bool:
+    """``_take_fit`` off the loop: True when the refresh may fit. False when another process
+    holds a lock (``Trainer.waits_for``) or the database refused the write because another
+    process is writing to it (said once until a write goes through): the next label tries
+    again, and no failure is counted (``Trainer.refresh_failed`` is for failed fits)."""
+    trainer = Trainer.of(rt)
+    last = trainer.last_refresh.seconds if trainer.last_refresh else None
+    ttl = retrain.refresh_lock_ttl(last)
+    try:
+        holder = await asyncio.to_thread(_take_fit, rt.store, plan, trainer.refresh_owner, ttl)
+    except (StoreError, DatabaseError) as exc:
+        if not _busy(exc):
+            raise
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, DatabaseError) else str(exc)
+        if why != trainer.busy_said:
+            logger.warning(
+                "a refresh waits: the database is busy (another process is writing to it: %s);"
+                " the next label tries again",
+                why,
+            )
+        trainer.busy_said = why
+        return False
+    trainer.busy_said = None
+    return not trainer.waits_for(holder)
+
+
+async def _end_fit(rt: Runtime) -> None:
+    """Release the refresh lock after the fit (off the loop). A release the database refuses
+    leaves the row to this server's next refresh (the same owner takes it again), and a CLI
+    retrain waits for it no longer than it expires: said in one line."""
+    owner = Trainer.of(rt).refresh_owner
+
+    def release() -> None:
+        with rt.store.apart() as store:
+            store.release_lock(retrain.REFRESH_LOCK, owner)
+
+    try:
+        await asyncio.to_thread(release)
+    except Exception as exc:  # noqa: BLE001 - the fit's own outcome (or error) is what counts
+        logger.warning(
+            "could not release the refresh lock (%s: %s); a `hitl retrain` from the CLI waits"
+            " for it until it expires, or this server's next refresh takes and releases it",
+            type(exc).__name__,
+            exc,
+        )
+
+
+async def _record_check(rt: Runtime, done: Refreshed, champion: Champion | None) -> None:
+    """Store a fitted refresh's stop check (``stopping.record``), off the loop: at every label
+    it was planned on (held-out audit answers too), as a retrain counts; with the champion it
+    was refreshed from, and whether a promotion or rollback made while it fitted dropped it
+    (not the model served then: ``Store._served``). A database that refuses the write (another
+    process writing to it past the wait) loses the check, said in one line: the refresh is
+    adopted all the same, and the next one records its own."""
+    assert done.stop is not None
+    dropped = rt.champion is not champion
+    base = champion.version if champion else None
+
+    def write() -> None:
+        with rt.store.apart() as store:
+            stopping.record(store, done.stop, kind="refresh", version=done.version,
+                            n_train=done.n_read, base_version=base, dropped=dropped)  # fmt: skip
+
+    try:
+        await asyncio.to_thread(write)
+    except (StoreError, DatabaseError) as exc:
+        logger.warning(
+            "could not store refresh r%d's stop check (%s: %s); the refresh goes on without it",
+            -done.version,
+            type(exc).__name__,
+            exc,
+        )
+
+
 def refresh_due(trainer: Trainer, every: int, resolved: int) -> bool:
     """Whether ``resolved`` items are a step (``refresh_step``) past those the model that
     scores was fitted at; True while that is not known yet (the plan's read tells)."""
@@ -394,8 +497,12 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     retrain runs (it takes precedence; it brings in the labels it read at its start, and the
     trainer checks again when it ends, for those answered during its fit), and while another
     process (`hitl retrain` or `hitl rollback` from the CLI) holds the database's retrain lock
-    (``Trainer.waits_for_lock``: the next label tries again). Returns the refresh, or None
-    when none was due.
+    (``Trainer.waits_for_lock``: the next label tries again). While it fits it holds the
+    database's refresh lock (``retrain.REFRESH_LOCK``), so a `hitl retrain` from the CLI waits
+    for it (``retrain.wait_for_refresh``). Its writes run off the event loop; a database
+    another process holds past the wait skips it in one line (``_begin_fit``) or, after the
+    fit, loses only its stop check (``_record_check``). Returns the refresh, or None when none
+    was due.
 
     Both sides count resolved items (``labels_now``): ``fitted_at`` is the count read with a
     refresh's labels, not the labels it trained on: resolved items that never train (gold
@@ -444,9 +551,14 @@ async def refresh(rt: Runtime) -> Refreshed | None:
             if rt.champion is not champion or trainer.fitted_at is None:
                 trainer.again = True  # a champion loaded during the read: its count first
                 return None
-        # the version is recorded with what it is fitted on, before anything is scored under
-        # it: a later server's refresh of other labels takes another (``begin_refresh``)
-        rt.store.take_refresh_version(plan.version, plan.digest)
+        # The refresh lock is taken for the fit (a `hitl retrain` from the CLI waits for it),
+        # and the version recorded with what it is fitted on, before anything is scored under
+        # it: a later server's refresh of other labels takes another (``begin_refresh``). Both
+        # written off the loop; a database another process writes to past the wait skips the
+        # refresh (one line): the next label tries again.
+        held = await _begin_fit(rt, plan)
+        if held is not True:
+            return None
         before, trainer.fitted_at = trainer.fitted_at, plan.resolved
         trainer.refresh_versions.add(plan.version)  # the next refresh gets another
         model = champion.classifier if champion else None
@@ -458,15 +570,12 @@ async def refresh(rt: Runtime) -> Refreshed | None:
         except BaseException:
             trainer.fitted_at = before  # nothing fitted: the next answer tries again
             raise
+        finally:
+            await _end_fit(rt)
     trainer.refreshes += 1
     trainer.last_refresh = done
     if done.stop is not None:  # every fitted update counts for when to stop, adopted or not
-        # at every label it was planned on (held-out audit answers too), as a retrain counts;
-        # with the champion it was refreshed from, and whether a promotion or rollback made
-        # while it fitted dropped it (not the model served then: ``Store._served``)
-        stopping.record(rt.store, done.stop, kind="refresh", version=done.version,
-                        n_train=done.n_read, base_version=champion.version if champion else None,
-                        dropped=rt.champion is not champion)  # fmt: skip
+        await _record_check(rt, done, champion)
     if rt.champion is not champion:
         logger.info("dropped a refresh: the champion changed while it fitted")
         return done
@@ -503,7 +612,7 @@ def _end_working(rt: Runtime) -> None:
     """The working model ends. The resolved items the new champion was trained at are read
     at the next check (``refresh``): its ``n_train`` counts training rows, not those. After
     a rollback (this server's or the CLI's) they count from the rollback, which its run
-    records (``Store.rolled_back_at``), so a restarted server counts the same."""
+    records (``Store.rolled_back_mark``), so a restarted server counts the same."""
     rt.working = None
     if isinstance(rt.trainer, Trainer):
         rt.trainer.fitted_at = None

@@ -14,7 +14,8 @@ calls ``measure``.
 
 It also says which labels training reads (``training_rows``, what a retrain and a refresh
 train on): the decided labels under the label set in force (a renamed label, gold labels
-included, as its successor; a retired label's items left out), and with
+included, as its successor; a retired label's items left out, and so are those of a label
+the set in force never had: ``bot.labelset.not_in_force``), and with
 ``HITL_AGGREGATION=dawid_skene`` the items with two or more votes re-aggregated by Dawid–Skene
 (``model.aggregation``), seeded with the gold answers: items still resolve live by majority,
 so questions close as before, and the weighted labels replace majority's only in training.
@@ -27,12 +28,13 @@ that label, through renames and merges of the label set.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot.config import Settings
+from bot.labelset import not_in_force
 from bot.store import Store
 from bot.words import escape, person
 from model.aggregation import Aggregation, dawid_skene
@@ -146,9 +148,7 @@ def estimate(
     )
 
 
-def weighted_labels(
-    found: Estimates, retired: set[str] | frozenset[str] = frozenset()
-) -> dict[str, str]:
+def weighted_labels(found: Estimates, retired: Container[str] = frozenset()) -> dict[str, str]:
     """Item → its training label under Dawid–Skene, for the items with two or more votes: of
     the labels the item's votes gave (not retired), the one with the highest posterior. A label
     nobody gave the item is never chosen, however the model weighs the people (a unanimous item
@@ -190,7 +190,9 @@ def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str,
     (``gold_repeats``), with ``HITL_AGGREGATION=dawid_skene`` re-aggregated (see the module's
     docstring). Reads every label and vote: call it off the event loop."""
     aliases = store.label_aliases()
-    retired = store.retired_labels()
+    # a retired label's items, and those of a label the set in force never had (imported
+    # before HITL_LABELS named a narrower set): no model may learn a label it cannot answer
+    retired = not_in_force(settings, store)
     rows, repeats = gold_repeats(store.training_data(), store.gold_texts())
     if repeats:
         logger.info(

@@ -112,6 +112,89 @@ def busy_reason(holder: str) -> str:
     return f"a {what or 'retrain'} is already running ({where})"
 
 
+# `hitl serve` holds this lock while a refresh of the working model fits (``take_refresh_lock``),
+# so that a `hitl retrain` from the CLI (cron) waits for it (``wait_for_refresh``) instead of
+# fitting beside it: two full fits at once are the memory peak a small server cannot have. The
+# server's own retrain never looks at it (its fit lock keeps its fits apart).
+REFRESH_LOCK = "refresh"
+REFRESH_OWNER = "refresh of the working model by hitl serve"
+# The refresh's lock expires (for a holder on another machine; and the CLI waits at most until
+# then) after twice the last refresh's fit, and never sooner than this.
+REFRESH_LOCK_LEAST = timedelta(minutes=5)
+REFRESH_WAIT_MOST = timedelta(minutes=30)  # the CLI waits no longer for a refresh, however slow
+
+
+def elsewhere(owner: str) -> bool | None:
+    """``holder_alive``, but False for this process's own owner: its own retrain, rollback or
+    refresh is the ``Trainer``'s to tell (its fit lock)."""
+    where = owner.rpartition(" on ")[2].split(":")
+    if where[0] == socket.gethostname() and where[1:2] == [str(os.getpid())]:
+        return False
+    return holder_alive(owner)
+
+
+def refresh_lock_ttl(last_seconds: float | None) -> timedelta:
+    """How long a refresh's lock is taken for: twice the last refresh's fit, at least
+    REFRESH_LOCK_LEAST."""
+    return max(REFRESH_LOCK_LEAST, timedelta(seconds=2 * (last_seconds or 0)))
+
+
+def take_refresh_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | None:
+    """Take the refresh lock for a refresh's fit; return who keeps it from fitting instead
+    (nothing is taken then): another process's retrain or rollback holding the retrain lock
+    (read after the refresh lock is taken: a `hitl retrain` that takes the retrain lock at
+    the same time sees this one, ``wait_for_refresh``, so one of them waits), or another
+    server's refresh. ``release_lock(REFRESH_LOCK, owner)`` after the fit."""
+    holder = store.acquire_lock(
+        REFRESH_LOCK, owner, iso_time(now), iso_time(now + ttl), holder_alive=elsewhere
+    )
+    if holder is not None:
+        return holder
+    holder = store.lock_holder(LOCK, iso_time(now), holder_alive=elsewhere)
+    if holder is not None:
+        store.release_lock(REFRESH_LOCK, owner)
+    return holder
+
+
+def wait_for_refresh(
+    store: Store,
+    say: Callable[[str], None],
+    *,
+    most: timedelta = REFRESH_WAIT_MOST,
+    poll: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """`hitl retrain` from the CLI, with the retrain lock taken: while `hitl serve`'s refresh
+    of the working model fits (it holds the refresh lock; a holder whose process is gone
+    holds nothing, as with ``take_lock``), wait for it to finish, said in one line; at most
+    until the lock expires (the refresh's expected end, ``refresh_lock_ttl``) and never more
+    than ``most``; then go on, said too."""
+    start = clock()
+    said = False
+    while True:
+        now = clock()
+        holder = store.lock_holder(REFRESH_LOCK, iso_time(now), holder_alive=holder_alive)
+        if holder is None:
+            return
+        where = holder.rpartition(" on ")[2].split(":")
+        pid = where[1] if len(where) > 1 else "?"
+        if where[0] != socket.gethostname():
+            pid = f"{pid} on {where[0]}"
+        until = _moment(store.lock_until(REFRESH_LOCK)) or start
+        deadline = min(start + most, max(until, start + timedelta(minutes=2)))
+        if now >= deadline:
+            say(
+                f"hitl serve's refresh of the working model is still fitting (pid {pid}) after"
+                f" {int((now - start).total_seconds() // 60)} min; retraining beside it"
+            )
+            return
+        if not said:
+            say(f"waiting for hitl serve's refresh of the working model to finish (pid {pid})")
+            said = True
+        sleep(min(poll, max((deadline - now).total_seconds(), 0.01)))
+
+
 @dataclass
 class Outcome:
     """What one retrain did; ``status``: promoted, rejected, failed, nothing_new or busy."""
@@ -224,10 +307,13 @@ def begin(
     triggered_by: str,
     force: bool = False,
     now: datetime | None = None,
+    wait: Callable[[Store], None] | None = None,
 ) -> Plan | Outcome:
     """Take the lock and read the labels, or say why there is nothing to do. Whatever goes
     wrong once the lock is taken (the models folder gone, a full disk) ends the run as failed
-    and releases the lock before the error is raised: a later retrain is not refused."""
+    and releases the lock before the error is raised: a later retrain is not refused.
+    ``wait``: called with the lock taken, before anything is read (the CLI's waits for a
+    refresh that fits in `hitl serve`: ``wait_for_refresh``)."""
     now = now or datetime.now(UTC)
     owner = lock_owner(f"retrain by {triggered_by}")
     holder = take_lock(store, owner, now, LOCK_TTL)
@@ -235,6 +321,8 @@ def begin(
         return Outcome("busy", busy_reason(holder), triggered_by)
     run_id = None
     try:
+        if wait is not None:
+            wait(store)
         run_id = store.start_run("retrain", triggered_by)
         if not registry.root.is_dir():  # deleted or moved while `hitl serve` runs
             outcome = Outcome("failed", missing_folder(registry), triggered_by)
@@ -320,16 +408,12 @@ def _plan(
     # than the champion's trains a gated candidate, once (``_tried_already``).
     pipeline = configured_pipeline(settings)
     marks = {**store.labels_watermark(), "training_rules": TRAINING_RULES}
+    if outside := store.labels_outside(settings.labels):  # their items do not train: a label
+        marks["outside"] = sorted(label for label, _ in outside)  # let in again trains anew
     watermark = {**marks, "pipeline": pipeline}
-    last = store.last_run("retrain", ["promoted", "rejected", "failed", "nothing_new"])
-    last_mark = (last or {}).get("detail", {}).get("watermark")
-    last_pipeline = None  # recorded before runs recorded it: the champion's (``_tried_already``)
-    if isinstance(last_mark, dict):
-        last_pipeline = last_mark.get("pipeline")
-        last_mark = {k: v for k, v in last_mark.items() if k != "pipeline"}
-        if "seq" not in last_mark:  # recorded before m034 counted label writes
-            last_mark["seq"] = store.label_count_at_upgrade()
-    same_labels = last_mark == marks
+    last = store.last_run("retrain", RUNS_THAT_READ)
+    tried_on = _tried_on_these(store, marks)  # the pipelines tried on these labels
+    same_labels = bool(tried_on)  # the last run read them
     previous = registry.champion()
     known = known_versions(store)
     # The database records models but none is champion in the folder (restored without its
@@ -337,7 +421,7 @@ def _plan(
     lost = previous is None and bool(known)
     if not force and not lost and same_labels and models_to_mend(registry, known):
         lost = True  # the champion's file, or the folder, would stay as it is: train
-    tried = _tried_already(pipeline, previous, last_pipeline)
+    tried = _tried_already(pipeline, previous, tried_on)
     if not force and not lost and same_labels and tried is not None:
         return _nothing_new(store, run_id, owner, triggered_by, watermark, last, tried)
     read_at = store.now()  # before the read: gold made since may be among the rows
@@ -345,7 +429,7 @@ def _plan(
     deleted_mark, _ = deleted_after(store.db, None)  # before it too
     rows = quality.training_rows(store, settings)
     if not force and not lost and same_labels:  # another name: the same model on these rows?
-        tried = _tried_already(pipeline, previous, last_pipeline, len(rows))
+        tried = _tried_already(pipeline, previous, tried_on, len(rows))
         if tried is not None:
             return _nothing_new(store, run_id, owner, triggered_by, watermark, last, tried)
     changed = pipeline_change(previous, pipeline, len(rows))
@@ -381,7 +465,12 @@ def _plan(
     )
     n_new = sum(1 for r in rows if r[0] in after or r[0] in merged) if previous else len(rows)
     gold_ids, gold_texts, gold_labels = (
-        held_out_gold(store, set(keys), previous.extra.get("gold_read_at") or previous.created_at)
+        held_out_gold(
+            store,
+            set(keys),
+            previous.extra.get("gold_read_at") or previous.created_at,
+            settings.labels,
+        )
         if previous
         else ([], [], [])
     )
@@ -447,24 +536,64 @@ def pipeline_change(previous: ModelVersion | None, pipeline: str, n_labels: int)
     return f"the pipeline changed: {previous.pipeline_name} → {pipeline}"
 
 
+# The runs whose watermark tells what the labels were when they read them.
+RUNS_THAT_READ = ("promoted", "rejected", "failed", "nothing_new")
+
+
+def _tried_on_these(store: Store, marks: Mapping[str, Any]) -> list[str | None]:
+    """The pipelines the retrain runs tried on the labels ``marks`` tells (the watermark but
+    its pipeline), newest first: those of the runs since the labels last changed, back to
+    the run that promoted the champion (included; the gate of an earlier run compared with
+    another champion); None for a run from before runs recorded their pipeline (it fitted the
+    champion's). Empty when the last run read other labels (or none was made). Every
+    pipeline, not only the last run's: a server with HITL_PIPELINE=word_lr and a cron
+    `hitl retrain` without it take turns, and word_lr, rejected on these labels, is not
+    trained again on them."""
+    tried: list[str | None] = []
+    upgrade: int | None = None
+    runs = store.runs_newest_first("retrain", RUNS_THAT_READ)
+    with contextlib.closing(runs):
+        for run in runs:
+            mark = run["detail"].get("watermark")
+            if not isinstance(mark, dict):
+                break  # a run that read no labels (the models folder gone): not known
+            mark = {k: v for k, v in mark.items() if k != "pipeline"}
+            if "seq" not in mark:  # recorded before m034 counted label writes
+                if upgrade is None:
+                    upgrade = store.label_count_at_upgrade()
+                mark["seq"] = upgrade
+            if mark != marks:
+                break
+            pipeline = run["detail"]["watermark"].get("pipeline")
+            tried.append(pipeline if isinstance(pipeline, str) else None)
+            if run["status"] == "promoted":
+                break
+    return tried
+
+
 def _tried_already(
     pipeline: str,
     previous: ModelVersion | None,
-    last_pipeline: str | None,
+    tried: Sequence[str | None],
     n_labels: int | None = None,
 ) -> str | None:
-    """With no label new since the last run (whose pipeline was ``last_pipeline``; None when
+    """With no label new since the last run (``tried``: the pipelines the runs since the
+    labels last changed tried on them, newest first, ``_tried_on_these``; None for one
     recorded before runs recorded it: the champion's), whether a candidate of ``pipeline``
-    would be a model already made, the champion's or the last run's (rejected, say): None
+    would be a model already made, the champion's or a run's since (rejected, say): None
     when not (it trains), else what the "nothing new" adds ("" for the champion's pipeline).
     By name; with ``n_labels`` (the rows read), by what the names fit too (``pipeline_kind``)."""
-    if previous is None:  # no champion: the last run failed (too few labels, say)
-        return "" if last_pipeline in (None, pipeline) else None
-    last = last_pipeline or previous.pipeline_name
+    if previous is None:  # no champion: the runs failed (too few labels, say)
+        return "" if any(name in (None, pipeline) for name in tried) else None
     if pipeline == previous.pipeline_name:
         return ""
-    if pipeline == last:
-        return f"; the last run tried {pipeline} on them"
+    names = [name or previous.pipeline_name for name in tried]
+
+    def which(at: int) -> str:
+        return "the last run" if at == 0 else "an earlier run"
+
+    if pipeline in names:
+        return f"; {which(names.index(pipeline))} tried {pipeline} on them"
     if n_labels is None:
         return None
     if pipeline_change(previous, pipeline, n_labels) is None:
@@ -472,8 +601,9 @@ def _tried_already(
             f"; {pipeline} fits the same model as v{previous.version}'s"
             f" {previous.pipeline_name} on them"
         )
-    if pipeline_kind(pipeline, n_labels) == pipeline_kind(last, n_labels):
-        return f"; the last run tried {last} on them, the same model as {pipeline}"
+    for at, name in enumerate(names):
+        if pipeline_kind(pipeline, n_labels) == pipeline_kind(name, n_labels):
+            return f"; {which(at)} tried {name} on them, the same model as {pipeline}"
     return None
 
 
@@ -502,11 +632,12 @@ def _nothing_new(
 
 
 def held_out_gold(
-    store: Store, trained: set[str], champion_made: str
+    store: Store, trained: set[str], champion_made: str, configured: Sequence[str] = ()
 ) -> tuple[list[str], list[str], list[str]]:
     """The gold questions' ids, texts and labels, under the label set in force (a retired label's
-    left out: no model may answer it), that neither model trained on: for the champion, those
-    it cannot have seen when its training rows were read (``champion_made``: its
+    left out: no model may answer it; so is a label the set never had, ``configured``:
+    HITL_LABELS, ``bot.labelset.not_in_force``), that neither model trained on: for the
+    champion, those it cannot have seen when its training rows were read (``champion_made``: its
     ``gold_read_at``, or its creation, to the second, for a model made before that was kept;
     ``Store.gold_labels``: an item decided before and made gold after, as `hitl export` then
     `hitl import --gold` does, trained it, and it would answer from memory and hold every
@@ -521,7 +652,8 @@ def held_out_gold(
     if not gold:
         return [], [], []
     aliases = store.label_aliases()
-    retired = store.retired_labels()
+    # a retired label's gold, and one of a label the set in force never had: no model answers it
+    retired = store.labels_not_in_force(configured)
     texts = store._texts_of(sorted(gold))  # the Store's own read by ids (no public one)
     rows = [
         (item, texts[item], aliases.get(label, label))
@@ -911,14 +1043,8 @@ def begin_refresh(
     is read: the plan names the holder (``locked_by``) and the refresh is skipped (a retrain
     takes precedence). ``since_champion`` counts the labels given since the champion became
     champion: since its training read, or, when a rollback made it champion again, since that
-    rollback (``Store.rolled_back_at``): the labels the rolled-back model learned from do not
+    rollback (``Store.rolled_back_mark``): the labels the rolled-back model learned from do not
     make a refresh due at once."""
-
-    def elsewhere(owner: str) -> bool | None:  # this process's own retrain or rollback is
-        where = owner.rpartition(" on ")[2].split(":")  # seen apart (``Trainer``)
-        if where[0] == socket.gethostname() and where[1:2] == [str(os.getpid())]:
-            return False
-        return holder_alive(owner)
 
     holder = store.lock_holder(LOCK, iso_time(datetime.now(UTC)), holder_alive=elsewhere)
     if holder is not None:
@@ -935,9 +1061,9 @@ def begin_refresh(
     if champion is not None:
         since, problem = trained_until(registry, champion, store)
         held = store.audit_answered_since(since)
-        adopted = store.rolled_back_at(champion.version)
+        adopted = store.rolled_back_mark(champion.version)
         if adopted is not None:  # champion again since a rollback: the labels given since
-            since = LabelMark(at=adopted)
+            since = adopted  # (by the count of label writes it recorded)
         if since.seq is not None or since.at:  # the labels written after its read (relabelled
             after = store.labels_after(since)  # ones too)
             since_champion = sum(r[0] in after for r in rows)

@@ -123,6 +123,9 @@ def finish_rollback(
         detail = {"version": plan.version, "previous": plan.previous, "forced": bool(plan.warning)}
         if error:
             detail["reason"] = error
+        if done is not None:  # where the labels were: those given since count by the order
+            mark = store.label_mark()  # they were written in, not by the clock
+            detail |= {"label_seq": mark.seq, "label_watermark": mark.at}  # (rolled_back_mark)
         store.finish_run(plan.run_id, "ok" if done is not None else "failed", detail)
     finally:
         store.release_lock(LOCK, plan.owner)

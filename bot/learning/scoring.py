@@ -40,7 +40,13 @@ import numpy as np
 
 from bot import eventloop
 from bot.config import Settings
-from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK, channel_for, routes_in_force
+from bot.labelset import (
+    RESTATE_CHANGES,
+    RESTATE_CHUNK,
+    channel_for,
+    not_in_force,
+    routes_in_force,
+)
 from bot.learning.scoring_worker import (
     ScoringOutOfMemory,
     ScoringWorker,
@@ -50,6 +56,7 @@ from bot.learning.scoring_worker import (
 )
 from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import Store
+from bot.store.labelset import NotInForce, without
 from model import selection
 
 logger = logging.getLogger(__name__)
@@ -106,6 +113,11 @@ class Scorer:
         self.restated_at: int | None = None
         self.restating: tuple[int, int] | None = None
         self.n_restated = 0  # items whose prediction a pass changed since start
+        # The set in force (its labels) whose outside labels (never in it: ``not_in_force``)
+        # the stored predictions were last taken out of (None: not yet, at start), and the
+        # pass under way (that set, the last rowid it did).
+        self.outside_done: frozenset[str] | None = None
+        self.outside_at: tuple[frozenset[str], int] | None = None
         # While scoring runs out of memory, the line said (once): why it cannot run, until a
         # model call works again (``/healthz``, ``/metrics`` and the dispatcher read it).
         self.out_of_memory: str | None = None
@@ -186,7 +198,50 @@ class Scorer:
             if changed and background and self.on_scored is not None:
                 self.on_scored()  # items decided by the model may wait for people now
             await asyncio.sleep(0)
+        while (out := self.outside_due()) is not None and out.kept is not None:
+            if max_chunks is not None and chunks >= max_chunks:
+                break
+            at = self.outside_at[1] if self.outside_at and self.outside_at[0] == out.kept else 0
+            changed, last = self.store.restate_outside(
+                self.settings().labels,
+                at,
+                RESTATE_CHUNK,
+                self.settings().threshold,
+                RESTATE_CHANGES,
+            )
+            chunks += 1
+            self.n_restated += changed
+            if last is None:
+                self.outside_done, self.outside_at = out.kept, None
+                logger.info("predictions put under the label set in force (labels outside it)")
+            else:
+                self.outside_at = (out.kept, last)
+            if changed and background and self.on_scored is not None:
+                self.on_scored()
+            await asyncio.sleep(0)
         return chunks
+
+    def outside_due(self) -> NotInForce | None:
+        """The labels not in force, when the stored predictions may still name one that the
+        set never had (``Store.restate_outside``): at start, and after the set in force
+        changed. None when they are under it: no fixed set (the imported labels), the pass
+        done for this set, or no label outside it that a prediction could name (none of the
+        decided items, none of the model's classes: one read of the per-label counts)."""
+        out = not_in_force(self.settings(), self.store)
+        if out.kept is None or out.kept == self.outside_done:
+            return None
+        if self.outside_at is None or self.outside_at[0] != out.kept:
+            champion = self.champion()
+            aliases = self.store.label_aliases()
+            classes = getattr(champion.classifier, "classes", ()) if champion else ()
+            known = {aliases.get(str(c), str(c)) for c in classes}
+            never = self.store.labels_never_in_force(self.settings().labels)
+            if not self.store.labels_outside(self.settings().labels) and not any(
+                label in never for label in known
+            ):
+                self.outside_done = out.kept  # nothing can name a label outside it
+                return None
+        return out
 
     async def score_ids(self, ids: Iterable[str]) -> int:
         """Score these items now, those of them the champion has not scored under the
@@ -261,7 +316,7 @@ class Scorer:
         async with self.walking:
             # The label set changed: the stored predictions go under it first.
             chunks = await self.restate(max_chunks=max_chunks, background=background)
-            if self.restating is not None:
+            if self.restating is not None or self.outside_at is not None:
                 self.wake()  # the background run goes on with the pass
                 return 0
             await self._score_early_questions()
@@ -396,6 +451,7 @@ class Scorer:
             (item_id, champion.version, *p)
             for (item_id, _), p in zip(rows, predictions, strict=True)
         ]
+        scored = _in_force(self.store, self.settings(), scored)
         threshold = self.settings().threshold
         written = 0
         for start in range(0, len(scored), WRITE_BATCH):
@@ -456,6 +512,24 @@ def out_of_memory_line(models_dir: Path, version: int, exc: ScoringOutOfMemory) 
 def file_size(n: int) -> str:
     """A size in MB (in kB below 1 MB), for a person."""
     return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{max(n // 1024, 1)} kB"
+
+
+def _in_force(store: Store, settings: Settings, scored: list[tuple]) -> list[tuple]:
+    """Predictions (id, version, label, confidence, ranked, priority) without the labels the
+    set in force never had (``bot.labelset.not_in_force``: imported before HITL_LABELS named a
+    narrower set, known to a model trained before): ``set_predictions`` then stores the best
+    label in force with its own probability, as it does for a retired label, and no reader
+    (a question, the producer API, a webhook) meets one. One small read per batch."""
+    never = store.labels_never_in_force(settings.labels)  # a retired label's guesses stay
+    if never.kept is None:
+        return scored
+    aliases = store.label_aliases()
+    kept = []
+    for item_id, version, label, confidence, ranked, priority in scored:
+        ranked = without(ranked, aliases, never)
+        label, confidence = ranked[0] if ranked else (None, 0.0)
+        kept.append((item_id, version, label, confidence, ranked, priority))
+    return kept
 
 
 async def _wait_for(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.config import Settings
-from bot.labelset import current_labels, in_force
+from bot.labelset import current_labels, in_force, not_in_force
 from bot.slack.blocks import Question
 from bot.slack.guidelines import meta_line
 from bot.store import Store
@@ -49,7 +49,9 @@ def build_question(
         late = item["model_version"] is not None
         if not late:
             guesses = []
-    guesses = in_force(guesses, store.label_aliases(), store.retired_labels())
+    # under the label set in force: a retired label, or one the set never had (imported
+    # before HITL_LABELS named a narrower set: ``not_in_force``), is no guess, as it has no button
+    guesses = in_force(guesses, store.label_aliases(), not_in_force(settings, store))
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
     label = resolution["label"] if resolution else None
     decision = admin_decision(store, item_id, label, item["status"])

@@ -17,6 +17,14 @@ under the new set afterwards, a short transaction per chunk of items (``restate_
 by the server's scorer when it sees the change count move and by `hitl labels` after its
 change (``bot.labelset.restate_all``). An item decided by the model (``auto``) whose confidence
 falls below HITL_THRESHOLD then waits for people again.
+
+A label of decided items that the set in force never had (imported before HITL_LABELS named a
+narrower set, or kept by an older version beside a stored set: ``labels_outside``) is not in
+force either (``NotInForce``, ``labels_not_in_force``): its items leave training and its
+probability is no other label's confidence, as a retired label's; unlike those, they do not go
+to review (nobody retired it). A model's guesses of such a label are not stored at all
+(``without``; ``restate_outside`` takes them out of predictions stored before), and
+``merge`` takes it, relabeling its items into a label in force.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -38,7 +46,7 @@ ACTIONS = ("add", "rename", "merge", "retire")
 
 
 def in_force(
-    guesses: Iterable[tuple[str, float]], aliases: Mapping[str, str], retired: Collection[str]
+    guesses: Iterable[tuple[str, float]], aliases: Mapping[str, str], retired: Container[str]
 ) -> list[tuple[str, float]]:
     """The model's guesses under the label set in force: a renamed or merged label shows as
     its successor (once, at its best guess), a retired one not at all.
@@ -56,8 +64,38 @@ def in_force(
     return list(kept.items())
 
 
+class NotInForce:
+    """The labels not in force, for ``in_force``'s ``retired`` and the filters of training:
+    with ``kept`` (the set in force when it is a fixed one: the stored set, or HITL_LABELS),
+    every label outside it (a retired one, and a label of decided items that the set never
+    had: imported before HITL_LABELS named a narrower set, or by an older version); without
+    (the set is the imported labels), none. Built once per read (one small query), then a
+    set lookup per label: never a scan per item or per click."""
+
+    __slots__ = ("kept",)
+
+    def __init__(self, kept: Iterable[str] | None) -> None:
+        self.kept = frozenset(kept) if kept is not None else None
+
+    def __contains__(self, label: object) -> bool:
+        return self.kept is not None and label not in self.kept
+
+    def __repr__(self) -> str:
+        return f"NotInForce({sorted(self.kept) if self.kept is not None else None})"
+
+
+def without(
+    ranked: Iterable[Sequence[Any]], aliases: Mapping[str, str], out: Container[str]
+) -> list[list[Any]]:
+    """A prediction's ranked guesses without those whose label (a renamed or merged one as
+    its successor) is in ``out`` (``NotInForce``), in order, each with its own probability
+    (none renormalised): what is stored of a model that knows labels outside the set in
+    force, so no reader (a question, the producer API, a webhook) shows one."""
+    return [list(g) for g in ranked if aliases.get(str(g[0]), str(g[0])) not in out]
+
+
 def top_in_force(
-    ranked: Iterable[Sequence[Any]], aliases: Mapping[str, str], retired: Collection[str]
+    ranked: Iterable[Sequence[Any]], aliases: Mapping[str, str], retired: Container[str]
 ) -> tuple[str | None, float]:
     """The label in force the model ranks best, with its own probability (``in_force``); None
     and 0.0 when no label in force is among the guesses (all of them were retired)."""
@@ -88,6 +126,113 @@ class LabelSetMixin:
     def label_aliases(self) -> dict[str, str]:
         """Renamed and merged labels → the label they count for now."""
         return dict(self.db.execute("SELECT old, new FROM label_aliases").fetchall())
+
+    def labels_not_in_force(self, configured: Sequence[str] = ()) -> NotInForce:
+        """The labels not in force (``NotInForce``): outside the stored set once it was
+        changed, else outside ``configured`` (HITL_LABELS) when it is set, else none (the
+        imported labels are the set). One read of the label set's few rows."""
+        stored = self.stored_labels()
+        return NotInForce(stored if stored is not None else configured or None)
+
+    def labels_never_in_force(self, configured: Sequence[str] = ()) -> NotInForce:
+        """``labels_not_in_force`` but for the retired labels: the labels the set in force
+        never had, which a model's stored guesses are stripped of (a retired label's stay,
+        so adding it back takes its items back: ``restate_predictions``)."""
+        out = self.labels_not_in_force(configured)
+        if out.kept is None:
+            return out
+        return NotInForce(out.kept | self.retired_labels())
+
+    def labels_outside(self, configured: Sequence[str] = ()) -> list[tuple[str, int]]:
+        """The labels of decided items that are not in the set in force and were not retired
+        (``labels_not_in_force``): imported before HITL_LABELS named a narrower set, or by an
+        older version, they never were in the set. With how many items each, most first.
+        Reads the per-label counts (one row per label)."""
+        out = self.labels_not_in_force(configured)
+        if out.kept is None:
+            return []
+        gone = self.retired_labels() | set(self.label_aliases())
+        rows = self.db.execute("SELECT label, n FROM label_counts WHERE n > 0 ORDER BY n DESC")
+        found = [(label, n) for label, n in rows if label in out and label not in gone]
+        return sorted(found, key=lambda row: (-row[1], row[0]))
+
+    def restate_outside(
+        self,
+        configured: Sequence[str],
+        after: int,
+        limit: int,
+        threshold: float,
+        max_changes: int = 50,
+    ) -> tuple[int, int | None]:
+        """One bounded step of the pass that puts the stored predictions under a set in force
+        that leaves out labels it never had (``labels_never_in_force``, ``configured``:
+        HITL_LABELS; ``restate_predictions`` moves those a change moved): the next ``limit``
+        unlabeled items after rowid ``after`` whose stored prediction names such a label,
+        each given the best label in force in its ``ranked`` with that label's own
+        probability, and ``ranked`` without the labels never in force (``without``): ``auto``
+        at or above ``threshold``, ``queued`` below (a label that was never in the set decides
+        nothing). Once past the last unlabeled item, the open questions' items too, their
+        status kept. Returns (items changed, the last rowid read: None once the pass is done),
+        as ``restate_predictions``."""
+        from bot.store.migrations import UNLABELED
+
+        out, never = self.labels_not_in_force(configured), self.labels_never_in_force(configured)
+        if never.kept is None:
+            return 0, None
+        # SQLite reads the few labels of each item's ``ranked`` itself: only an item that
+        # names a label outside ``kept`` (or an old name, which its successor may keep) is
+        # parsed here, so a pass over a million items where none moves writes nothing.
+        kept = json.dumps(sorted(never.kept))
+        may_move = (
+            "CASE WHEN confidence IS NOT NULL AND (predicted_label NOT IN"
+            " (SELECT value FROM json_each(:kept)) OR EXISTS (SELECT 1 FROM"
+            " json_each(coalesce(ranked, '[]')) g WHERE json_extract(g.value, '$[0]') NOT IN"
+            " (SELECT value FROM json_each(:kept)))) THEN coalesce(ranked, '[]') END"
+        )
+        changed = 0
+        with self._unsynced():  # a pass lost in a crash is run again (at the next start)
+            aliases = self.label_aliases()
+            rows = self.db.execute(
+                f"SELECT rowid, predicted_label, confidence, {may_move}"
+                f" FROM items INDEXED BY items_unlabeled WHERE {UNLABELED} AND ({UNLABELED}) = 1"
+                " AND rowid > :after ORDER BY rowid LIMIT :limit",
+                {"kept": kept, "after": after, "limit": limit},
+            ).fetchall()
+            last = rows[-1][0] if rows else None
+            if not rows:
+                rows = self.db.execute(
+                    f"SELECT rowid, predicted_label, confidence, {may_move} FROM items"
+                    " WHERE status = 'posted'",
+                    {"kept": kept},
+                ).fetchall()
+            now = self.now()
+            for rowid, label, confidence, ranked in rows:
+                if ranked is None:
+                    continue  # not scored yet, or every label it names is in force
+                guesses = json.loads(ranked) or ([[label, confidence]] if label else [])
+                named = {aliases.get(str(g[0]), str(g[0])) for g in guesses}
+                if not any(name in never for name in named):
+                    continue  # an old name whose successor is in force (or retired)
+                kept_guesses = without(guesses, aliases, never)
+                new_label, new_confidence = top_in_force(kept_guesses, aliases, out)
+                self.db.execute(
+                    "UPDATE items SET predicted_label = ?, confidence = ?, ranked = ?,"
+                    " updated_at = ?, status = CASE WHEN status = 'posted' THEN status"
+                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
+                    [
+                        new_label,
+                        new_confidence,
+                        json.dumps(kept_guesses),
+                        now,
+                        new_confidence,
+                        threshold,
+                        rowid,
+                    ],
+                )
+                changed += 1
+                if changed >= max_changes and last is not None:
+                    return changed, rowid
+        return changed, last
 
     def label_set_mark(self) -> dict[str, Any]:
         """Where the label set's changes stand (a model's training read records it, as it
@@ -227,7 +372,20 @@ class LabelSetMixin:
                 )
                 self.db.execute("DELETE FROM label_aliases WHERE old = ?", [label])
             elif action in ("rename", "merge"):
-                if label not in active:
+                # A label of decided items that the set never had (``labels_outside``: imported
+                # before HITL_LABELS named a narrower set) can be merged into one in force: its
+                # items are relabeled, as a merge relabels a label in the set.
+                outside = (
+                    action == "merge"
+                    and label not in active
+                    and self.db.execute(
+                        "SELECT 1 FROM label_counts WHERE label = ? AND n > 0 AND label NOT IN"
+                        " (SELECT name FROM label_set UNION SELECT old FROM label_aliases)",
+                        [label],
+                    ).fetchone()
+                    is not None
+                )
+                if label not in active and not outside:
                     raise StoreError(_not_in(label, active))
                 if new is None or new == label:
                     raise StoreError(f"{action} needs a second, different label")

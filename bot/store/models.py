@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -55,11 +55,23 @@ class ModelsMixin:
             row[0] for row in self.db.execute(f"SELECT item_id FROM labels WHERE {where}", args)
         }
 
-    def rolled_back_at(self, version: int) -> str | None:
-        """When a rollback made ``version`` the champion, if the newest run that made a
-        champion (a promoted retrain, a rollback; by the order runs were made in) is that
-        rollback: its end (None: a promotion made the champion, or no run is recorded). The
-        labels written since are the ones given after it became champion again."""
+    def label_mark(self) -> LabelMark:
+        """Where the labels are now, as a model's training read records it: the count of label
+        writes (m034) and the newest label's time. A rollback records it (its run's detail:
+        ``label_seq``, ``label_watermark``), so the labels given since it count by the order
+        they were written in, not by the clock (``rolled_back_mark``)."""
+        seq = self.db.execute("SELECT n FROM label_clock").fetchone()[0]
+        newest = self.db.execute("SELECT max(resolved_at) FROM labels").fetchone()[0]
+        return LabelMark(seq=int(seq), at=newest or "")
+
+    def rolled_back_mark(self, version: int) -> LabelMark | None:
+        """Where the labels were when a rollback made ``version`` the champion, if the newest
+        run that made a champion (a promoted retrain, a rollback; by the order runs were made
+        in) is that rollback (None: a promotion made the champion, or no run is recorded). The
+        labels written after it are the ones given since it became champion again: by the
+        count of label writes it recorded (``label_mark``), so a clock that ran ahead and was
+        set right does not make labels given before it look newer; a rollback recorded before
+        that counts by its end's time."""
         row = self.db.execute(
             "SELECT kind, finished_at, detail FROM runs WHERE ((kind = 'retrain' AND"
             " status = 'promoted') OR (kind = 'rollback' AND status = 'ok'))"
@@ -68,10 +80,16 @@ class ModelsMixin:
         if row is None or row[0] != "rollback":
             return None
         try:
-            rolled_to = json.loads(row[2] or "{}").get("version")
+            detail = json.loads(row[2] or "{}")
+            rolled_to = detail.get("version")
         except (ValueError, AttributeError):
             return None
-        return row[1] if rolled_to == version else None
+        if rolled_to != version:
+            return None
+        seq = detail.get("label_seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            return LabelMark(seq=seq, at=str(detail.get("label_watermark") or ""))
+        return LabelMark(at=row[1])
 
     def refresh_version_digest(self, version: int) -> str | None:
         """The digest of what the refresh that took ``version`` was fitted on (m038; None:
@@ -90,6 +108,11 @@ class ModelsMixin:
                 " VALUES (?, ?, ?)",
                 [version, digest, self.now()],
             )
+
+    def lock_until(self, name: str) -> str | None:
+        """When lock ``name`` expires (None: nobody holds it)."""
+        row = self.db.execute("SELECT expires_at FROM locks WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
 
     def lock_holder(
         self,
@@ -236,6 +259,22 @@ class ModelsMixin:
             args += list(statuses)
         rows = list(self.db["runs"].rows_where(where, args, order_by="id desc", limit=1))
         return {**rows[0], "detail": json.loads(rows[0]["detail"])} if rows else None
+
+    def runs_newest_first(
+        self, kind: str, statuses: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The runs of ``kind`` (with one of ``statuses``), newest first, read as they are
+        taken: a caller that stops early reads no more (``retrain._tried_on_these``)."""
+        where, args = "kind = ?", [kind]
+        if statuses:
+            where += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        for row in self.db["runs"].rows_where(where, args, order_by="id desc"):
+            try:
+                detail = json.loads(row["detail"] or "{}")
+            except ValueError:
+                detail = {}
+            yield {**row, "detail": detail if isinstance(detail, dict) else {}}
 
     def live_accuracy(
         self,
