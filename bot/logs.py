@@ -65,11 +65,14 @@ REDACTOR = Redactor()
 
 # The loggers whose DEBUG lines wait for -vvv. ``bot.bolt`` is the logger Bolt is given
 # (bot/slack/app.py): under ``bot`` by name, but Bolt's own, whose DEBUG lines carry the bodies
-# of the responses it sends (a review modal's next item, its text included).
+# of the responses it sends (a review modal's next item, its text included). ``bot.socket_mode``
+# is the one slack_sdk's Socket Mode client is given (bot/slack/connect.py), whose DEBUG lines
+# carry every envelope received, item text included (``slack_sdk`` covers its own loggers).
 LIBRARIES = (
     "slack_sdk",
     "slack_bolt",
     "bot.bolt",
+    "bot.socket_mode",
     "aiohttp",
     "asyncio",
     "apscheduler",
@@ -79,9 +82,10 @@ LIBRARIES = (
 
 def configure(verbosity: int) -> None:
     """Configure logging once, for the CLI: WARNING; -v INFO; -vv DEBUG for slack-hitl;
-    -vvv DEBUG for the libraries (and Bolt's logger ``bot.bolt``) too (their debug lines carry
-    whole request and response bodies, item text included, so they stay quiet unless asked
-    for). Secrets are always redacted."""
+    -vvv DEBUG for the libraries (and the loggers ``bot.bolt`` and ``bot.socket_mode`` they
+    are given) too (their debug lines carry whole request and response bodies, and every
+    Socket Mode envelope, item text included, so they stay quiet unless asked for). Secrets
+    are always redacted."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in LIBRARIES:

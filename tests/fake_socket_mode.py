@@ -10,13 +10,19 @@ Nothing sleeps: `send_envelope` waits for a connected client, `next_ack` for the
 For faults: `connections_made` lists every connection (`Link`: its acks, whether it is open),
 `send_envelope(..., on=link)` and `disconnect(..., on=link)` pick one, `drop(link)` closes or
 aborts one, and `BlackHole` is a server that accepts TCP and never answers a handshake.
+`on_connect(link)` runs on each new connection after its hello (to close it at once, say), and
+`before_close_reply(link)` when a client closes a connection, before the server answers the
+close (Slack's envelopes already on their way); `FakeSocketMode(answer_pings=False)` leaves
+the client's pings unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -32,6 +38,7 @@ class Link:
     request: web.Request
     acks: list[dict] = field(default_factory=list)
     open: bool = True
+    opened_at: float = field(default_factory=time.monotonic)
 
 
 class BlackHole:
@@ -62,8 +69,9 @@ class BlackHole:
 
 
 class FakeSocketMode:
-    def __init__(self, *, app_id: str = "A0HITL"):
+    def __init__(self, *, app_id: str = "A0HITL", answer_pings: bool = True):
         self.app_id = app_id
+        self.answer_pings = answer_pings  # False: a client's pings go unanswered
         self.ws_url = ""
         self.received: list[dict] = []  # every JSON message a client sent, in order
         self.acks: dict[str, dict] = {}  # envelope_id -> the client's ack
@@ -71,6 +79,8 @@ class FakeSocketMode:
         self.connections_made: list[Link] = []  # every connection, in order
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
+        self.on_connect: Callable[[Link], Awaitable[None]] | None = None
+        self.before_close_reply: Callable[[Link], Awaitable[None]] | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_get("/link", self._handle_link)
@@ -161,7 +171,8 @@ class FakeSocketMode:
             self._changed.notify_all()
 
     async def _handle_link(self, request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse()  # autoping answers the client's pings
+        # autoping answers the client's pings; a client's close is answered below
+        socket = web.WebSocketResponse(autoping=self.answer_pings, autoclose=False)
         await socket.prepare(request)
         self.connections += 1
         await socket.send_json(
@@ -177,7 +188,17 @@ class FakeSocketMode:
         self._sockets.append(socket)
         await self._notify()
         try:
-            async for message in socket:
+            if self.on_connect is not None:
+                await self.on_connect(link)
+            while True:
+                message = await socket.receive()
+                if message.type == WSMsgType.CLOSE:  # the client closes it
+                    if self.before_close_reply is not None:
+                        await self.before_close_reply(link)
+                    await socket.close()
+                    break
+                if message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
                 if message.type != WSMsgType.TEXT:
                     continue
                 data = json.loads(message.data)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -194,6 +194,17 @@ PING_INTERVAL = 10.0  # seconds between two pings on the websocket (slack_sdk's 
 # event reaches the bot meanwhile. A refusal that needs the operator (token refused, Socket
 # Mode turned off) answers 503 at once.
 SOCKET_GRACE = 30.0
+# Seconds a connection must last for its end to count as an ordinary drop. One that ends sooner
+# (closed as soon as it is made, too_many_websockets each time) does not reset the backoff: from
+# the second in a row the reconnections wait as failed attempts do, said in one line.
+MIN_LIFETIME = 30.0
+# Seconds the replaced connection is still read after a refresh, as Slack may go on sending on it
+# a while; then the bot closes it, reading on until Slack answers the close.
+OLD_GRACE = 1.0
+# Slack asks to move to a new connection; the one it is sent on still works.
+ROUTINE = frozenset({"refresh_requested", "warning"})
+_ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
+_CLOSE_FRAME = (1000).to_bytes(2, "big")  # WSCloseCode.OK
 
 NOT_ENABLED = (
     "Socket Mode is not enabled for this app; turn it on under Socket Mode "
@@ -212,23 +223,39 @@ def app_token_refused(exc: SlackApiError) -> str:
     )
 
 
+def _is_disconnect(raw_message: str) -> bool:
+    """Whether a message on the websocket is Slack's ``disconnect`` (asking for another)."""
+    if '"disconnect"' not in raw_message:
+        return False
+    with contextlib.suppress(ValueError):
+        message = json.loads(raw_message)
+        return isinstance(message, dict) and message.get("type") == "disconnect"
+    return False
+
+
 def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 60 else f"{value / 60:.1f} min"
 
 
 class _OneAttemptClient(SocketModeClient):
-    """slack_sdk's aiohttp Socket Mode client (its receiving, its session monitor and its acks),
-    making one bounded attempt per ``connect()`` and reconnecting in one task of its own.
+    """slack_sdk's aiohttp Socket Mode client (its session monitor and its acks), reading each
+    connection itself, making one bounded attempt per ``connect()`` and reconnecting in one task
+    of its own.
 
     The library's ``connect()`` retries a failure itself, forever, every few seconds, with a
     traceback each time, reuses a wss URL that has already been used, and waits for a
     handshake as long as aiohttp lets it (5 minutes). Its ``connect_to_new_endpoint`` waits 5 s
     for its lock and then connects anyway: two reconnections at once, and the websocket the
-    first one made was never read nor closed. Here ``connect()`` holds the lock, asks for a new
-    URL and shakes hands within CONNECT_TIMEOUT each, keeps the session it made and closes the
-    one it replaces. Every request for a reconnection (Slack's ``disconnect``, a session found
-    closed or stale) goes to ``keep_connected``, which reconnects with backoff, one line per
-    failed attempt (a refusal said once while it lasts) and one when it is connected again.
+    first one made was never read nor closed. Its receiver stops reading a connection as soon
+    as another replaces it, and sleeps a ping interval (10 s) when the connection ends without a
+    close frame. Here ``connect()`` holds the lock, asks for a new URL and shakes hands within
+    CONNECT_TIMEOUT each, and keeps the session it made; the one it replaces is still read for
+    OLD_GRACE seconds, then closed, read until Slack answers the close (``_retire``). Each
+    session has a reader of its own (``_read``), which asks for a reconnection as soon as the
+    current session ends. Every request for a reconnection (Slack's ``disconnect``, a session
+    found closed or stale) goes to ``keep_connected``, which reconnects with backoff, one line
+    per failed attempt (a refusal said once while it lasts), one line when connections keep
+    ending as soon as they are made, and one when it is connected again.
     """
 
     def __init__(self, *args: Any, opener: Any = None, retry_base: float = RETRY_BASE, **kw: Any):
@@ -237,8 +264,14 @@ class _OneAttemptClient(SocketModeClient):
         self.retry_base = retry_base
         self.keeper: asyncio.Task | None = None
         self.in_flight: set[asyncio.Future] = set()  # envelopes being handled
+        self.retiring: set[asyncio.Task] = set()  # replaced sessions, read until they close
+        self._leaving: set[Any] = set()  # sessions the bot is closing itself: no reconnection
         self._wanted = asyncio.Event()  # a reconnection is asked for
         self._close_first = False  # too_many_websockets: the old connection goes first
+        self._why: str | None = None  # why the current connection ends, unless a routine move
+        self.connected_at: float | None = None  # monotonic: the current session was made
+        self.good_at: tuple[float, float] | None = None  # (monotonic, wall): last known good
+        self.short = 0  # connections in a row that ended within MIN_LIFETIME
         self.down_since: float | None = None  # monotonic: the connection lost, or an attempt failed
         self.down_at: float | None = None  # the same moment, wall clock (for /healthz)
         self.dropped: str | None = None  # how the connection was lost, said when it is back
@@ -271,7 +304,10 @@ class _OneAttemptClient(SocketModeClient):
             if self.closed:
                 return
             old = self.current_session
-            if old is not None and (old.closed or self._close_first):
+            if old is not None and self._close_first and not old.closed:
+                # too_many_websockets: fewer connections first; what it still sends is read
+                await self._retire(old, self.message_receiver, grace=0.0)
+            elif old is not None and old.closed:
                 await self._close_quietly(old)
             if self.aiohttp_client_session.closed:
                 self.aiohttp_client_session = aiohttp.ClientSession()
@@ -298,38 +334,131 @@ class _OneAttemptClient(SocketModeClient):
                 if session is not None:  # made, not kept: closed, never left unread
                     await self._close_quietly(session)
                 raise
-            # The switch: from here the new session is read, and the one it replaces closed.
+            # The switch: from here the new session is current; the one it replaces is read on
+            # until it closes (``_retire``), so that what Slack sent on it is acked.
             self.current_session = session
             self.stale = False
             self.last_ping_pong_time = time.time()
+            self.connected_at = time.monotonic()
+            self._good(session)
             self._close_first = False
+            self._why = None
             self._wanted.clear()  # the reconnections asked for until now: this one
-            replaced = (self.current_session_monitor, self.message_receiver)
+            monitor, reader = self.current_session_monitor, self.message_receiver
             self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
-            self.message_receiver = asyncio.ensure_future(self.receive_messages())
-            for task in replaced:
-                if task is not None:
-                    task.cancel()
-            if old is not None and old is not session and not old.closed:
-                await self._close_quietly(old)
+            self.message_receiver = asyncio.ensure_future(self._read(session))
+            if monitor is not None:
+                monitor.cancel()
+            self._leaving.discard(old)
+            if old is not None and old is not session:
+                if old.closed:
+                    if reader is not None:
+                        reader.cancel()
+                else:
+                    task = asyncio.ensure_future(self._retire(old, reader, OLD_GRACE))
+                    self.retiring.add(task)
+                    task.add_done_callback(self.retiring.discard)
+
+    # ---- reading
+
+    async def receive_messages(self) -> None:
+        # The library's receiver (for its own connect()): the current session's reader here.
+        if self.current_session is not None:
+            await self._read(self.current_session)
+
+    async def _read(self, session: Any) -> None:
+        """Read ``session`` until it ends: its envelopes to the queue (whichever session is
+        current), its pongs noted. The end of the current session asks for a reconnection at
+        once, whether Slack closed it or the TCP connection was cut."""
+        how = "the connection was lost"
+        try:
+            while not self.closed:
+                message = await session.receive()
+                if message.type == WSMsgType.TEXT:
+                    if session is not self.current_session and _is_disconnect(message.data):
+                        continue  # it is being replaced already
+                    self._good(session)
+                    await self.enqueue_message(message.data)
+                elif message.type == WSMsgType.PONG:
+                    self._pong(session, message.data)
+                elif message.type == WSMsgType.PING:
+                    with contextlib.suppress(Exception):
+                        await session.pong(message.data)
+                elif message.type in _ENDED:
+                    if message.type == WSMsgType.CLOSE:
+                        how = "the connection closed"
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the session is unusable: reconnect
+            how = f"the connection failed ({describe(exc)})"
+        if session is self.current_session and session not in self._leaving and not self.closed:
+            self._lost(how)
+
+    def _good(self, session: Any) -> None:
+        if session is self.current_session:
+            self.good_at = (time.monotonic(), time.time())
+
+    def _pong(self, session: Any, data: bytes | None) -> None:
+        if session is not self.current_session or not data:
+            return
+        kind, _, sent = data.decode("utf-8", "replace").partition(":")
+        if kind == "sdk-ping-pong":
+            with contextlib.suppress(ValueError):
+                self.last_ping_pong_time = float(sent)
+        self._good(session)
+
+    async def _retire(self, session: Any, reader: asyncio.Future | None, grace: float) -> None:
+        """The replaced ``session``: read on for ``grace`` seconds (Slack may still send on it,
+        and may close it itself), then closed, read until Slack answers the close (within
+        CLOSE_TIMEOUT): what Slack sent before it learned of the close is acked."""
+        self._leaving.add(session)
+        try:
+            if reader is not None and not reader.done():
+                if grace > 0:
+                    await asyncio.wait({reader}, timeout=grace)
+                if not reader.done() and not session.closed:
+                    with contextlib.suppress(Exception):
+                        await session.send_frame(_CLOSE_FRAME, WSMsgType.CLOSE)
+                    await asyncio.wait({reader}, timeout=CLOSE_TIMEOUT)
+        finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            await self._close_quietly(session)
+            if session is not self.current_session:  # else until the switch: not a drop
+                self._leaving.discard(session)
 
     # ---- reconnecting
 
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
-        """Slack asked for a new connection (``force``), or the session monitor or receiver
-        found it closed or stale: ``keep_connected`` reconnects. Never waits, never raises."""
+        """Slack asked for a new connection (``force``), or the session monitor found it closed
+        or stale: ``keep_connected`` reconnects. Never waits, never raises."""
         if self.closed:
             return
         if not force and await self.is_connected():
             return
         if not force:
-            self._note_down("no answer to pings" if self.stale else "the connection closed")
+            self._lost("no answer to pings" if self.stale else "the connection closed")
+            return
         self._wanted.set()
+
+    def _lost(self, how: str) -> None:
+        """The current connection is gone: counted from when it was last known good, and a
+        reconnection asked for."""
+        self._why = self._why or how
+        self._note_down(how, since_good=True)
+        if not self.closed:
+            self._wanted.set()
 
     async def run_message_listeners(self, message: dict, raw_message: str) -> None:
         if message.get("type") == "disconnect":
             reason = message.get("reason")
             self._close_first = reason == "too_many_websockets"
+            if reason not in ROUTINE and self._why is None:
+                self._why = f"Slack said {reason}"
+                if reason == "too_many_websockets":
+                    self._why += " (another copy of the app may hold Slack's 10 connections)"
             if reason == "link_disabled":  # Socket Mode was turned off for the app
                 self._refused(NOT_ENABLED)
             await self.connect_to_new_endpoint(force=True)
@@ -342,10 +471,17 @@ class _OneAttemptClient(SocketModeClient):
 
     async def keep_connected(self) -> None:
         """Reconnect whenever asked, with backoff from HITL_CONNECT_RETRY up to a minute while
-        it fails; one line per failed attempt, a refusal once while it lasts."""
+        it fails; one line per failed attempt, a refusal once while it lasts. Connections that
+        end as soon as they are made count as failed attempts from the second in a row: one
+        line, and the outage lasts until a connection holds MIN_LIFETIME seconds."""
         while not self.closed:
-            await self._wanted.wait()
-            attempt = 0
+            if not await self._wait_for_request():
+                continue
+            attempt = self._waits_owed()
+            if attempt:
+                delay = backoff(attempt - 1, self.retry_base)
+                self._flapping(delay)
+                await asyncio.sleep(delay)
             while self._wanted.is_set() and not self.closed:
                 try:
                     await self.connect()
@@ -354,6 +490,9 @@ class _OneAttemptClient(SocketModeClient):
                         reason, wait = said_later(exc)
                         delay = max(backoff(attempt, self.retry_base), wait)
                         self._trouble(reason, delay)
+                    elif slack_said(exc) is None:  # not Slack's answer (a proxy's page)
+                        delay = backoff(attempt, self.retry_base)
+                        self._trouble(self._not_slack(exc), delay)
                     else:
                         self._refused(app_token_refused(exc))
                         delay = backoff(attempt, self.retry_base)
@@ -361,15 +500,70 @@ class _OneAttemptClient(SocketModeClient):
                     delay = backoff(attempt, self.retry_base)
                     self._trouble(describe(exc), delay)
                 else:
-                    if not self.closed:
+                    if not self.closed and self.short < 2:
                         self._back()
                     break
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    def _note_down(self, dropped: str | None = None) -> None:
+    async def _wait_for_request(self) -> bool:
+        """Until a reconnection is asked for (True). While connections keep ending as soon as
+        they are made, the one made last that holds MIN_LIFETIME ends the outage (False)."""
+        if self._wanted.is_set():
+            return True
+        if self.short < 2 or self.connected_at is None:
+            await self._wanted.wait()
+            return True
+        left = self.connected_at + MIN_LIFETIME - time.monotonic()
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                await self._wanted.wait()
+            return True
+        except TimeoutError:
+            self.short = 0
+            self._back(self.connected_at)
+            return False
+
+    def _waits_owed(self) -> int:
+        """Count the connection that ends: a routine move (refresh) or one that lasted resets
+        the count; one that ended within MIN_LIFETIME adds to it. How many waits the next
+        attempt owes: none for the first in a row."""
+        lived = None if self.connected_at is None else time.monotonic() - self.connected_at
+        young = lived is not None and lived < MIN_LIFETIME
+        if self._why is None:  # Slack's refresh: the connection still works
+            if not young:
+                self.short = 0
+            return 0
+        self.short = self.short + 1 if young else 0
+        return max(self.short - 1, 0)
+
+    def _flapping(self, delay: float) -> None:
+        self._note_down(self._why)
+        line = (
+            f"each new connection ends within {_seconds(MIN_LIFETIME)} ({self._why}; "
+            f"{self.short} in a row)"
+        )
+        said = self.problem is not None and self.problem.startswith("each new connection")
+        self.refusal = None
+        self.problem = line
+        if not said:
+            logger.warning(
+                "Socket Mode: %s; reconnecting with backoff, up to a minute between attempts "
+                "(next in %g s; said once while it lasts)",
+                line,
+                delay,
+            )
+
+    def _not_slack(self, exc: SlackApiError) -> str:
+        line = not_from_slack(exc, str(self.web_client.base_url))
+        return line or describe(exc)
+
+    def _note_down(self, dropped: str | None = None, since_good: bool = False) -> None:
         if self.down_since is None:
-            self.down_since, self.down_at = time.monotonic(), time.time()
+            if since_good and self.good_at is not None:
+                self.down_since, self.down_at = self.good_at
+            else:
+                self.down_since, self.down_at = time.monotonic(), time.time()
         if dropped is not None and self.dropped is None:
             self.dropped = dropped
 
@@ -391,9 +585,10 @@ class _OneAttemptClient(SocketModeClient):
                 MAX_BACKOFF,
             )
 
-    def _back(self) -> None:
+    def _back(self, at: float | None = None) -> None:
+        """Connected again (``at``: since then, monotonic): said once per outage."""
         if self.down_since is not None:
-            gap = _seconds(time.monotonic() - self.down_since)
+            gap = _seconds((at if at is not None else time.monotonic()) - self.down_since)
             if self.problem is None:
                 logger.warning(
                     "Socket Mode: %s; connected to Slack again after %s",
@@ -406,13 +601,23 @@ class _OneAttemptClient(SocketModeClient):
 
     def health(self) -> tuple[str, str | None, bool]:
         """For /healthz: the connection's state, the problem's line, and whether it is well
-        (a refusal is not; an outage is past SOCKET_GRACE seconds)."""
+        (a refusal is not; an outage is past SOCKET_GRACE seconds). A session found closed or
+        without an answer to pings here is an outage from when it was last known good, and a
+        reconnection is asked for."""
         if self.refusal is not None:
             return "refused", self.refusal, False
         if self.down_since is None:
             session = self.current_session
-            if session is not None and not session.closed:
+            pongless = self.last_ping_pong_time is not None and (
+                time.time() - self.last_ping_pong_time >= self.ping_interval * 4
+            )
+            if session is not None and not session.closed and not pongless:
                 return "connected", None, True
+            if session is not None and session in self._leaving:  # closed first, to reconnect
+                now = datetime.now(UTC).isoformat(timespec="seconds")
+                return f"reconnecting since {now}", self.problem, True
+            if session is not None and not self.closed:
+                self._lost("no answer to pings" if pongless else "the connection closed")
             self._note_down()
         assert self.down_since is not None and self.down_at is not None
         since = datetime.fromtimestamp(self.down_at, UTC).isoformat(timespec="seconds")
@@ -445,10 +650,14 @@ class _OneAttemptClient(SocketModeClient):
 
     # ---- stopping
 
+    def _readers(self) -> list[asyncio.Future]:
+        tasks = [self.keeper, self.current_session_monitor, self.message_receiver]
+        return [t for t in tasks if t is not None] + list(self.retiring)
+
     async def stop_taking(self) -> None:
         """Read no more envelopes and reconnect no more; those already read are dispatched."""
         self.auto_reconnect_enabled = False
-        tasks = [t for t in (self.keeper, self.current_session_monitor, self.message_receiver) if t]
+        tasks = self._readers()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -458,11 +667,7 @@ class _OneAttemptClient(SocketModeClient):
     async def close(self) -> None:
         self.closed = True
         self.auto_reconnect_enabled = False
-        tasks = [
-            t
-            for t in (self.keeper, self.current_session_monitor, self.message_receiver)
-            if t is not None
-        ]
+        tasks = self._readers()
         tasks.append(self.message_processor)
         for task in tasks:
             task.cancel()
@@ -527,8 +732,9 @@ class SocketMode:
         trouble = "Socket Mode: cannot connect to Slack"
         try:
             await retry_until_answered(self.client.connect, trouble, self.rt.settings.connect_retry)
-        except SlackApiError as exc:
-            raise ConfigError([app_token_refused(exc)]) from None
+        except SlackApiError as exc:  # a proxy's page is not Slack refusing the token
+            line = not_from_slack(exc, str(self.rt.client.base_url)) or app_token_refused(exc)
+            raise ConfigError([line]) from None
         self.client.start_keeping()
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109

@@ -3,13 +3,14 @@ Socket Mode against tests/fake_socket_mode.py and the fake Web API, both on 127.
 
 Nothing sleeps to wait: each step waits for a condition (a connection, an ack, a call, a log
 line) with a bound, and the timeouts and the grace period are made small where a fault needs
-one to pass.
+one to pass. The tests after those are for the review of that fix ("revsock", defects 1-5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import types
@@ -23,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import bot.server as server_module
 from bot.appkeys import RUNTIME
+from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
 from bot.server import init_app
 from bot.slack import connect
@@ -135,11 +137,14 @@ class World:
 
 @contextlib.asynccontextmanager
 async def socket_world(
-    fake_slack: FakeSlack, tmp_path: Path, connect_retry: float = 0.01
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    connect_retry: float = 0.01,
+    server: FakeSocketMode | None = None,
 ) -> AsyncIterator[World]:
     """A server in Socket Mode (its HTTP side on a test server, for /healthz), connected to a
-    fake Socket Mode server."""
-    server = FakeSocketMode()
+    fake Socket Mode server (``server``, or a new one)."""
+    server = server or FakeSocketMode()
     fake_slack.socket_url = await server.start()
     seed(tmp_path / "hitl.db", [Item("a", "refund please")])
     settings = make_settings(
@@ -547,3 +552,233 @@ async def test_a_rate_limited_connection_at_start_says_how_long_it_waits(
         monkeypatch.undo()
         await socket_mode.close()
         await server.close()
+
+
+# -- the review "revsock" of the fix above (defects 1-5) -------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def short_old_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replaced connection is read for 0.05 s, not OLD_GRACE's second, before it is closed."""
+    monkeypatch.setattr(connect, "OLD_GRACE", 0.05, raising=False)
+
+
+@pytest.mark.parametrize("how", ["close", "too_many_websockets"])
+async def test_connections_that_end_as_soon_as_made_back_off_and_are_said_once(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch, how: str
+):
+    # each new connection is closed right after its hello, or told too_many_websockets (another
+    # copy of the app holds Slack's 10): the old code reconnected ~76 times a second, each time
+    # "connected to Slack again"
+    async with socket_world(fake_slack, tmp_path, connect_retry=0.02) as world:
+        server = world.server
+
+        async def end_at_once(link: Any) -> None:
+            if how == "close":
+                await link.socket.close()
+            else:
+                await server.disconnect("too_many_websockets", on=link)
+
+        server.on_connect = end_at_once
+        await end_at_once(server.connections_made[0])
+        made = server.connections_made
+        await server.wait_for(lambda: len(made) >= 7, timeout=5)
+        # the first reconnection at once, then 0.02, 0.04, 0.08, 0.16, 0.32 s between two
+        gaps = [later.opened_at - link.opened_at for link, later in itertools.pairwise(made)]
+        assert gaps[-1] >= 0.3, f"no backoff: {[round(g, 3) for g in gaps]}"
+        flapping = lines.said("each new connection ends within 30.0 s")
+        assert len(flapping) == 1, lines.all()
+        assert "reconnecting with backoff" in flapping[0]
+        assert len(lines.said("connected to Slack again")) <= 1, lines.all()  # the first drop
+        status, body = await world.healthz()
+        assert status == 200 and body["slack"].startswith("reconnecting since "), body
+        assert body["slack_problem"].startswith("each new connection ends within"), body
+        said = len(lines.said("connected to Slack again"))
+        server.on_connect = None  # Slack keeps the next one
+        monkeypatch.setattr(connect, "MIN_LIFETIME", 0.2)
+        await lines.wait("connected to Slack again", count=said + 1, timeout=5)
+        assert lines.said("connected to Slack again")[-1].startswith(
+            "Socket Mode: connected to Slack again after "
+        )
+        status, body = await world.healthz()
+        assert (status, body["slack"]) == (200, "connected"), body
+        await server.wait_for(lambda: len(server.live()) == 1)
+        assert await world.command_acked(server.live()[0])
+        assert len(lines.said("each new connection ends within")) == 1, lines.all()
+        assert not lines.tracebacks() and not lines.library_noise(), lines.all()
+
+
+async def test_a_page_that_is_not_slacks_from_apps_connections_open_is_no_refusal(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines
+):
+    async with socket_world(fake_slack, tmp_path) as world:
+        fake_slack.fail(OPEN, mode="text", status=403, times=2)  # a proxy's error page
+        fake_slack.fail(OPEN, mode="timeout")
+        await world.server.drop(world.server.connections_made[0])
+        await fake_slack.wait_for(lambda: world.opens() >= 4, timeout=3)  # start, 2 pages, held
+        said = lines.said("answered HTTP 403 without Slack's JSON")
+        assert len(said) == 2, lines.all()
+        assert said[0].startswith("Socket Mode: cannot reconnect to Slack (SLACK_API_URL (")
+        assert not lines.said("refused"), lines.all()
+        status, body = await world.healthz()
+        assert status == 200 and body["slack"].startswith("reconnecting since "), body
+        assert "answered HTTP 403 without Slack's JSON" in body["slack_problem"]
+        fake_slack.release_timeouts()
+        await lines.wait("connected to Slack again")
+        assert (await world.healthz())[1]["slack"] == "connected"
+
+
+async def test_a_page_that_is_not_slacks_at_start_names_slack_api_url_not_the_token(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    settings = make_settings(fake_slack, tmp_path, slack_app_token=fake_slack.app_token)
+    rt = types.SimpleNamespace(settings=settings, client=server_module.make_client(settings))
+    fake_slack.fail(OPEN, mode="text", status=403)
+    socket_mode = SocketMode(None, fake_slack.app_token, rt)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await socket_mode.connect()
+        [line] = caught.value.problems
+        assert "answered HTTP 403 without Slack's JSON" in line and "refused" not in line
+    finally:
+        await socket_mode.close()
+
+
+async def test_clicks_slack_sends_on_the_replaced_connection_are_acked(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(connect, "OLD_GRACE", 60.0)  # Slack closes it first here
+    async with socket_world(fake_slack, tmp_path) as world:
+        server = world.server
+        first = server.connections_made[0]
+        await server.disconnect("refresh_requested", on=first)
+        await server.wait_connected(count=2)
+        second = server.connections_made[1]
+        assert await world.command_acked(second)  # the new one is read
+        assert first.open, "the replaced connection was closed at once"
+        assert await world.command_acked(first)  # and the old one still, while Slack sends
+        await server.disconnect("warning", on=first)  # said again there: no third connection
+        await server.drop(first)  # Slack closes it: no reconnection for that
+        await server.wait_for(lambda: server.live() == [second])
+        await server.disconnect("warning", on=second)  # and one still in its grace at shutdown
+        await server.wait_connected(count=3)
+        assert second.open and await world.command_acked(second)
+        await world.socket_mode.stop(1.0)
+        await server.wait_for(lambda: not server.live())  # no websocket left open
+        assert len(server.connections_made) == 3
+        assert not lines.said("Socket Mode"), lines.all()  # a refresh is routine
+        assert not lines.tracebacks() and not lines.library_noise(), lines.all()
+
+
+async def test_envelopes_slack_sent_before_it_answers_the_close_are_acked(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
+):
+    # aiohttp's close() reads and drops every frame until the close is answered
+    monkeypatch.setattr(connect, "OLD_GRACE", 0.0)
+    async with socket_world(fake_slack, tmp_path) as world:
+        server = world.server
+        first = server.connections_made[0]
+        sent: list[str] = []
+
+        async def in_flight(link: Any) -> None:
+            if link is first:
+                for _ in range(3):
+                    envelope = await server.send_envelope(
+                        "slash_commands", signing.command_fields("stats"), on=link
+                    )
+                    sent.append(envelope)
+
+        server.before_close_reply = in_flight
+        await server.disconnect("refresh_requested", on=first)
+        await server.wait_for(lambda: len(sent) == 3 and not first.open)
+        for envelope in sent:
+            await server.next_ack(envelope)
+        assert len(server.live()) == 1
+        assert not lines.tracebacks() and not lines.library_noise(), lines.all()
+
+
+async def test_a_connection_cut_without_a_close_frame_reconnects_at_once(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
+):
+    # the library slept a ping interval (10 s) on a connection read to its end without a close
+    # frame, and only its session monitor reconnected, at its next ping
+    monkeypatch.setattr(connect, "PING_INTERVAL", 60.0)
+    async with socket_world(fake_slack, tmp_path) as world:
+        await world.server.drop(world.server.connections_made[0], abort=True)
+        try:
+            await world.server.wait_connected(count=2, timeout=3)
+        except TimeoutError:
+            raise AssertionError(f"not reconnected 3 s after a cut: {lines.all()}") from None
+        await lines.wait("connected to Slack again")
+        assert await world.command_acked(world.server.live()[-1])
+        assert not lines.tracebacks() and not lines.library_noise(), lines.all()
+
+
+async def test_the_outage_is_counted_from_when_the_connection_was_last_known_good(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
+):
+    clock = types.SimpleNamespace(offset=0.0)
+    real = connect.time
+    shifted = types.SimpleNamespace(
+        monotonic=lambda: real.monotonic() + clock.offset, time=lambda: real.time() + clock.offset
+    )
+    monkeypatch.setattr(connect, "time", shifted)  # connect.py's clock only
+    async with socket_world(fake_slack, tmp_path) as world:
+        first = world.server.connections_made[0]
+        assert await world.command_acked(first)  # last known good: this envelope
+        clock.offset = 100.0  # then 100 s without a message or a pong before the drop is seen
+        await world.server.drop(first)
+        await lines.wait("connected to Slack again")
+        [line] = lines.said("connected to Slack again")
+        assert line == "Socket Mode: the connection closed; connected to Slack again after 1.7 min"
+
+
+async def test_healthz_finding_no_answer_to_pings_asks_for_the_reconnection(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(connect, "PING_INTERVAL", 60.0)  # the monitor's next look: a minute away
+    server = FakeSocketMode(answer_pings=False)
+    async with socket_world(fake_slack, tmp_path, server=server) as world:
+        # a silent network drop: no pong for 1,000 s, and nothing read the end of the stream
+        world.client.last_ping_pong_time -= 1000
+        status, body = await world.healthz()
+        assert status == 200 and body["slack"].startswith("reconnecting since "), body
+        try:
+            await world.server.wait_connected(count=2, timeout=3)
+        except TimeoutError:
+            raise AssertionError(f"/healthz saw it and nothing reconnected: {body}") from None
+        await lines.wait("connected to Slack again")
+        [line] = lines.said("connected to Slack again")
+        assert line.startswith("Socket Mode: no answer to pings; connected to Slack again after")
+        assert (await world.healthz())[1]["slack"] == "connected"
+        assert await world.command_acked(world.server.live()[-1])
+
+
+async def test_envelopes_and_their_text_are_not_logged_at_vv(
+    fake_slack: FakeSlack, tmp_path: Path, lines: Lines
+):
+    from bot import logs
+
+    root = logging.getLogger()
+    names = ["", *logs.LIBRARIES, "bot.socket_mode"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    filtered = [handler for handler in root.handlers if logs.REDACTOR in handler.filters]
+    try:
+        async with socket_world(fake_slack, tmp_path) as world:
+            root.setLevel(logging.DEBUG)  # as `hitl -vv` leaves it
+            logs.configure(2)
+            assert not logging.getLogger("bot.socket_mode").isEnabledFor(logging.DEBUG)
+            envelope = await world.server.send_envelope(
+                "slash_commands", signing.command_fields("zebra quartz private text")
+            )
+            await world.server.next_ack(envelope)
+        said = [line for line in lines.all() if "zebra quartz" in line]
+        assert not said, said
+        logs.configure(3)
+        assert logging.getLogger("bot.socket_mode").isEnabledFor(logging.DEBUG)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        for handler in root.handlers:
+            if handler not in filtered:
+                handler.removeFilter(logs.REDACTOR)
