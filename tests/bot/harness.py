@@ -4,6 +4,7 @@ the fake Slack, and helpers that send correctly signed requests to `/slack/event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -19,10 +20,12 @@ from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
 from bot.server import RUNTIME, init_app
 from bot.slack.blocks import decode_value
+from bot.slack.connect import SocketMode, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.store import Store
 from tests import signing
 from tests.fake_slack import CHANNEL
+from tests.fake_socket_mode import FakeSocketMode
 
 SECRET = "test-signing-secret"
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
@@ -252,3 +255,75 @@ def has_buttons(message: dict) -> bool:
         for block in message.get("blocks", [])
         for element in block.get("elements", []) or []
     )
+
+
+# -- Socket Mode ------------------------------------------------------------------------------
+
+OPEN = "apps.connections.open"
+
+
+class World:
+    def __init__(self, fake: FakeSlack, server: FakeSocketMode, app: web.Application):
+        self.fake = fake
+        self.server = server
+        self.app = app
+        self.http: TestClient | None = None
+        self.socket_mode: SocketMode | None = None
+
+    @property
+    def client(self) -> Any:
+        assert self.socket_mode is not None
+        return self.socket_mode.client
+
+    def opens(self) -> int:
+        return len(self.fake.calls_to(OPEN))
+
+    async def healthz(self) -> tuple[int, dict]:
+        assert self.http is not None
+        response = await self.http.get("/healthz")
+        return response.status, await response.json()
+
+    async def command_acked(self, link: Any, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+        envelope = await self.server.send_envelope(
+            "slash_commands", signing.command_fields("stats"), on=link
+        )
+        try:
+            await self.server.next_ack(envelope, timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+@contextlib.asynccontextmanager
+async def socket_world(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    connect_retry: float = 0.01,
+    server: FakeSocketMode | None = None,
+) -> AsyncIterator[World]:
+    """A server in Socket Mode (its HTTP side on a test server, for /healthz), connected to a
+    fake Socket Mode server (``server``, or a new one)."""
+    server = server or FakeSocketMode()
+    fake_slack.socket_url = await server.start()
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    settings = make_settings(
+        fake_slack,
+        tmp_path,
+        slack_app_token=fake_slack.app_token,
+        slack_signing_secret=None,
+        connect_retry=connect_retry,
+    )
+    app = init_app(settings, run_background=False)
+    world = World(fake_slack, server, app)
+    try:
+        async with TestServer(app, host="127.0.0.1") as test_server:
+            async with TestClient(test_server) as http:
+                world.http = http
+                world.socket_mode = await start_socket_mode(app, settings.slack_app_token)
+                await server.wait_connected()
+                try:
+                    yield world
+                finally:
+                    await world.socket_mode.close()
+    finally:
+        await server.close()

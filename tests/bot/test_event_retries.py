@@ -14,14 +14,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.sandbox import FakeSlack
-from bot.server import RUNTIME, init_app
-from bot.slack.connect import start_socket_mode
+from bot.server import RUNTIME
 from tests import signing
-from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
-from tests.fake_socket_mode import FakeSocketMode
+from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, socket_world, start_bot
 
 UNINSTALLED = "Slack says this app was uninstalled"
 
@@ -87,25 +84,15 @@ async def test_an_event_redelivered_over_socket_mode_is_acked_and_acted_on_once(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.INFO)
-    socket = FakeSocketMode()
-    fake_slack.socket_url = await socket.start()
-    seed(tmp_path / "hitl.db", [Item("i0", "text refund")])
-    settings = make_settings(
-        fake_slack, tmp_path, slack_app_token=fake_slack.app_token, slack_signing_secret=None
-    )
-    app = init_app(settings, run_background=False)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    socket_mode = await start_socket_mode(app, settings.slack_app_token)
-    try:
-        rt = app[RUNTIME]
+    async with socket_world(fake_slack, tmp_path) as world:
+        rt = world.app[RUNTIME]
 
         async def send(envelope: dict, retry: int) -> None:
             reason = "timeout" if retry else ""
-            sent = await socket.send_envelope(
+            sent = await world.server.send_envelope(
                 "events_api", envelope, retry_attempt=retry, retry_reason=reason
             )
-            await socket.next_ack(sent)
+            await world.server.next_ack(sent)
             await rt.background.drain(10.0)
 
         opened = signing.app_home_opened_event("U0ANA")
@@ -117,7 +104,3 @@ async def test_an_event_redelivered_over_socket_mode_is_acked_and_acted_on_once(
         assert len([line for line in said(caplog) if UNINSTALLED in line]) == 1
         await send(signing.app_home_opened_event("U0ANA"), 0)
         assert publishes(fake_slack) == 2
-    finally:
-        await socket_mode.close()
-        await runner.cleanup()
-        await socket.close()

@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,9 @@ from bot.slack import connect
 from bot.slack.connect import SocketMode, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from tests import signing
-from tests.bot.harness import Item, make_settings, seed
+from tests.bot.harness import OPEN, Item, make_settings, seed, socket_world
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import BlackHole, FakeSocketMode
-
-OPEN = "apps.connections.open"
 
 
 class Lines(logging.Handler):
@@ -101,73 +99,6 @@ def lines() -> Any:
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """A handshake or apps.connections.open gives up after 0.3 s, not SLACK_TIMEOUT's 10."""
     monkeypatch.setattr(connect, "CONNECT_TIMEOUT", 0.3, raising=False)
-
-
-class World:
-    def __init__(self, fake: FakeSlack, server: FakeSocketMode, app: web.Application):
-        self.fake = fake
-        self.server = server
-        self.app = app
-        self.http: TestClient | None = None
-        self.socket_mode: SocketMode | None = None
-
-    @property
-    def client(self) -> Any:
-        assert self.socket_mode is not None
-        return self.socket_mode.client
-
-    def opens(self) -> int:
-        return len(self.fake.calls_to(OPEN))
-
-    async def healthz(self) -> tuple[int, dict]:
-        assert self.http is not None
-        response = await self.http.get("/healthz")
-        return response.status, await response.json()
-
-    async def command_acked(self, link: Any, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
-        envelope = await self.server.send_envelope(
-            "slash_commands", signing.command_fields("stats"), on=link
-        )
-        try:
-            await self.server.next_ack(envelope, timeout=timeout)
-        except TimeoutError:
-            return False
-        return True
-
-
-@contextlib.asynccontextmanager
-async def socket_world(
-    fake_slack: FakeSlack,
-    tmp_path: Path,
-    connect_retry: float = 0.01,
-    server: FakeSocketMode | None = None,
-) -> AsyncIterator[World]:
-    """A server in Socket Mode (its HTTP side on a test server, for /healthz), connected to a
-    fake Socket Mode server (``server``, or a new one)."""
-    server = server or FakeSocketMode()
-    fake_slack.socket_url = await server.start()
-    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
-    settings = make_settings(
-        fake_slack,
-        tmp_path,
-        slack_app_token=fake_slack.app_token,
-        slack_signing_secret=None,
-        connect_retry=connect_retry,
-    )
-    app = init_app(settings, run_background=False)
-    world = World(fake_slack, server, app)
-    try:
-        async with TestServer(app, host="127.0.0.1") as test_server:
-            async with TestClient(test_server) as http:
-                world.http = http
-                world.socket_mode = await start_socket_mode(app, settings.slack_app_token)
-                await server.wait_connected()
-                try:
-                    yield world
-                finally:
-                    await world.socket_mode.close()
-    finally:
-        await server.close()
 
 
 # -- 1. overlapping forced reconnects -------------------------------------------------------
