@@ -46,6 +46,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from bot.labelset import not_in_force
 from bot.runtime import Runtime
 from bot.store import DatabaseError, database_problem
 
@@ -279,7 +280,9 @@ async def deliver_due(
         return done
     jobs = []
     for delivery in claimed:
-        payload = rt.store.webhook_payload(delivery["item_id"], sending=delivery["id"])
+        payload = rt.store.webhook_payload(
+            delivery["item_id"], sending=delivery["id"], out=not_in_force(rt.settings, rt.store)
+        )
         if payload is None:  # undone since: the next resolution queues a new delivery
             rt.store.finish_delivery(
                 delivery["id"], "cancelled", error="the item was reopened before delivery"

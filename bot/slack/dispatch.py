@@ -41,7 +41,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
-from bot.labelset import channel_for, in_force, routes_in_force
+from bot.labelset import channel_for, in_force, not_in_force, routes_in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import (
     ScoringOutOfMemory,
@@ -58,6 +58,7 @@ from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
 from bot.slack.redraw import Redrawer, channel_problem, moved_text
 from bot.store import DatabaseError, database_problem
+from bot.store.labelset import top_in_force, without
 
 logger = logging.getLogger(__name__)
 
@@ -473,12 +474,16 @@ class Dispatcher:
             if not waiting or self.rng.random() >= rt.settings.gold_rate:
                 return None
         routes = routes_in_force(rt.settings, rt.store)
+        out = not_in_force(rt.settings, rt.store)  # a label no button offers is no guess
+        aliases = rt.store.label_aliases()
         for item in waiting:
             champion = rt.champion
             if champion is not None:
                 [(label, confidence, ranked, _)] = await asyncio.to_thread(
                     predict_texts, champion.classifier, [item["text"]], rt.settings.strategy
                 )
+                ranked = without(ranked or [], aliases, out)
+                label = top_in_force(ranked, aliases, out)[0]
                 item.update(model_version=champion.version, predicted_label=label, ranked=ranked)
             if channel_for(routes, rt.settings, item["predicted_label"]) == channel:
                 return item
@@ -497,7 +502,8 @@ class Dispatcher:
             item = {**item, **rt.store.prediction(item["id"])}
         guesses = [(str(lb), float(p)) for lb, p in item["ranked"] or []] if rt.model else []
         if guesses:  # under the label set in force: a renamed label shows its new name
-            guesses = in_force(guesses, rt.store.label_aliases(), rt.store.retired_labels())
+            out = not_in_force(rt.settings, rt.store)  # retired, or never in the set
+            guesses = in_force(guesses, rt.store.label_aliases(), out)
         question = blocks.Question(
             item_id=item["id"],
             text=item["text"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,13 +214,19 @@ class ProducerMixin:
                 [status, error, next_attempt_at, delivery_id],
             )
 
-    def webhook_payload(self, item_id: str, sending: int | None = None) -> dict[str, Any] | None:
+    def webhook_payload(
+        self,
+        item_id: str,
+        sending: int | None = None,
+        out: Container[str] | None = None,
+    ) -> dict[str, Any] | None:
         """What a webhook reports about an item now: its label once resolved. After a label
         was taken back (an Undo, ``hitl labels remove``) it reports ``label`` None and the
         item's status, but only when the producer may have been told the label (a delivery
         for the item was delivered or attempted); None when there is nothing to tell.
         ``sending``: the delivery the payload is for, claimed (this attempt counted) but not
-        sent yet."""
+        sent yet. ``out``: the labels not in force (``bot.labelset.not_in_force``: retired, or
+        never in HITL_LABELS' set), left out of ``model_label``; by default the retired ones."""
         row = self.db.execute(
             "SELECT l.label, l.votes, l.resolved_at, i.predicted_label, i.status, i.confidence,"
             " i.ranked FROM items i LEFT JOIN labels l ON l.item_id = i.id WHERE i.id = ?",
@@ -234,7 +240,8 @@ class ProducerMixin:
         model_label = None
         if row[5] is not None:
             guesses = json.loads(row[6]) if row[6] else ([(row[3], row[5])] if row[3] else [])
-            model_label, _ = top_in_force(guesses, self.label_aliases(), self.retired_labels())
+            out = self.retired_labels() if out is None else out
+            model_label, _ = top_in_force(guesses, self.label_aliases(), out)
         return {
             "id": item_id,
             "label": row[0],

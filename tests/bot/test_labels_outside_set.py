@@ -221,3 +221,41 @@ async def test_serve_names_case_twins_in_force_at_start(
             " (buttons that look alike, one class split in two); make them one with"
             " `hitl labels merge account Account`"
         ) in said
+
+
+async def test_a_gold_question_never_shows_a_label_outside_the_set_as_the_guess(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A gold question gets the champion's guess in the dispatcher (``_gold_instead``), apart
+    from the stored predictions: a champion that learned five labels guessed how_to there, a
+    label no button offers, after HITL_LABELS named two (a review of this file's fix)."""
+    db = tmp_path / "hitl.db"
+    monkeypatch.delenv("HITL_LABELS", raising=False)
+    assert run(db, "import", str(history(tmp_path))).exit_code == 0
+    assert (await asyncio.to_thread(run, db, "retrain")).exit_code == 0  # knows 5 labels
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "g-1", "text": f"{HOW_TO} gold one", "label": "bug"}) + "\n")
+    assert run(db, "import", "--gold", str(gold)).exit_code == 0
+    settings = make_settings(fake_slack, tmp_path, labels=IN_FORCE, api_token=TOKEN, gold_rate=1.0)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        [asked] = [m for m in bot.posted() if "gold one" in json.dumps(m["blocks"])]
+        assert "Model's guess" in json.dumps(asked["blocks"])
+        assert guess_of(asked) in IN_FORCE
+
+
+def test_a_webhooks_model_label_is_never_a_label_outside_the_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A decided item's stored guess is never restated; the webhook's ``model_label`` is read
+    under the labels not in force the webhook worker passes (``not_in_force``), as GET
+    /api/items reads it: it named how_to after HITL_LABELS named two (a review of this fix)."""
+    db = tmp_path / "hitl.db"
+    monkeypatch.delenv("HITL_LABELS", raising=False)
+    assert run(db, "import", str(history(tmp_path))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0  # knows 5 labels
+    with Store.open(db) as store:
+        assert store.get_item("open-0")["predicted_label"] == "how_to"
+        store.set_label("open-0", "bug", user_id="U1")
+        payload = store.webhook_payload("open-0", out=store.labels_not_in_force(IN_FORCE))
+    assert payload is not None and payload["model_label"] in IN_FORCE
