@@ -294,6 +294,19 @@ class World:
         return True
 
 
+def socket_settings(fake_slack: FakeSlack, tmp_path: Path, connect_retry: float = 0.01) -> Settings:
+    """Settings of a server in Socket Mode (an app token, no signing secret) on a database
+    with one waiting item."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    return make_settings(
+        fake_slack,
+        tmp_path,
+        slack_app_token=fake_slack.app_token,
+        slack_signing_secret=None,
+        connect_retry=connect_retry,
+    )
+
+
 @contextlib.asynccontextmanager
 async def socket_world(
     fake_slack: FakeSlack,
@@ -305,14 +318,7 @@ async def socket_world(
     fake Socket Mode server (``server``, or a new one)."""
     server = server or FakeSocketMode()
     fake_slack.socket_url = await server.start()
-    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
-    settings = make_settings(
-        fake_slack,
-        tmp_path,
-        slack_app_token=fake_slack.app_token,
-        slack_signing_secret=None,
-        connect_retry=connect_retry,
-    )
+    settings = socket_settings(fake_slack, tmp_path, connect_retry)
     app = init_app(settings, run_background=False)
     world = World(fake_slack, server, app)
     try:

@@ -26,7 +26,7 @@ from bot.learning.rollback import begin_rollback, rollback
 from bot.sandbox import FakeSlack
 from bot.store import LabelMark, Store
 from bot.store.core import process_started
-from tests.bot.harness import Item
+from tests.bot.harness import Bot, Item
 from tests.bot.test_refresh import answer_next, started
 from tests.bot.test_retrain_pipeline_change import first_model, run
 
@@ -169,15 +169,22 @@ def failures(caplog) -> list[str]:
     ]
 
 
+async def champion_then_busy(bot: Bot, monkeypatch: pytest.MonkeyPatch, write: str):
+    """A champion, its first check settled, then the store's ``write`` meeting a busy database
+    (``busy_while``): the trainer, and whether each such write ran on the event loop."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    on_loop: list[bool] = []
+    busy_while(monkeypatch, write, on_loop)
+    return trainer, on_loop
+
+
 async def test_a_busy_database_at_the_version_record_skips_the_refresh_in_one_line(
     fake_slack: FakeSlack, tmp_path: Path, monkeypatch, caplog
 ):
     async for bot in await started(fake_slack, tmp_path, refresh_every=3):
-        await run_retrain(bot.rt, "cli")
-        trainer = Trainer.of(bot.rt)
-        await trainer.settled()
-        on_loop: list[bool] = []
-        busy_while(monkeypatch, "take_refresh_version", on_loop)
+        trainer, on_loop = await champion_then_busy(bot, monkeypatch, "take_refresh_version")
         with caplog.at_level(logging.INFO, logger="bot.learning.jobs"):
             for _ in range(3):  # a refresh is due: its version's record meets the busy database
                 await answer_next(bot)
@@ -196,11 +203,7 @@ async def test_a_busy_database_at_the_check_record_keeps_the_finished_refit(
     fake_slack: FakeSlack, tmp_path: Path, monkeypatch, caplog
 ):
     async for bot in await started(fake_slack, tmp_path, refresh_every=3):
-        await run_retrain(bot.rt, "cli")
-        trainer = Trainer.of(bot.rt)
-        await trainer.settled()
-        on_loop: list[bool] = []
-        busy_while(monkeypatch, "record_stop_check", on_loop)
+        trainer, on_loop = await champion_then_busy(bot, monkeypatch, "record_stop_check")
         with caplog.at_level(logging.INFO, logger="bot.learning.jobs"):
             for _ in range(3):
                 await answer_next(bot)

@@ -31,7 +31,7 @@ from bot.slack import connect
 from bot.slack.connect import SocketMode, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from tests import signing
-from tests.bot.harness import OPEN, Item, make_settings, seed, socket_world
+from tests.bot.harness import OPEN, Item, make_settings, seed, socket_settings, socket_world
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import BlackHole, FakeSocketMode
 
@@ -200,14 +200,7 @@ async def test_a_handshake_that_never_finishes_at_start_is_one_line_then_the_nex
     server = FakeSocketMode()
     good = await server.start()
     fake_slack.socket_url = hole.url
-    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
-    settings = make_settings(
-        fake_slack,
-        tmp_path,
-        slack_app_token=fake_slack.app_token,
-        slack_signing_secret=None,
-        connect_retry=0.01,
-    )
+    settings = socket_settings(fake_slack, tmp_path)
     app = init_app(settings, run_background=False)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
