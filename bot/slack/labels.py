@@ -1,17 +1,19 @@
 """`/hitl labels`: admins see the label set and add, rename, merge or retire labels.
 
 The change itself is the store's (``Store.change_label_set``, as `hitl labels` makes it); this
-module reads the words of the command and words the answer. Open questions are redrawn with
-the new buttons by the caller (``bot.slack.commands``), through the redrawer.
+module reads the words of the command and words the answer. The caller (``bot.slack.commands``)
+runs it in a worker thread on a connection of its own (a merge relabels every item of the label:
+seconds at a million items) and redraws open questions with the new buttons.
 """
 
 from __future__ import annotations
 
+from bot.config import Settings
 from bot.errors import StoreError
 from bot.labelnames import label_problem
 from bot.labelset import current_labels, last_retired, retired_note
-from bot.runtime import Runtime
 from bot.slack import blocks
+from bot.store import Store
 
 USAGE = (
     "Usage: `/hitl labels` shows the label set; `/hitl labels add LABEL`, "
@@ -61,11 +63,14 @@ def wrong_words(action: str, names: list[str]) -> str:
     )
 
 
-def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool]:
-    """The answer to `/hitl labels WORDS`, and whether the label set changed."""
-    labels = current_labels(rt.settings, rt.store)
+def labels_reply(
+    store: Store, settings: Settings, user_id: str, words: list[str]
+) -> tuple[str, bool]:
+    """The answer to `/hitl labels WORDS`, and whether the label set changed. Reads and
+    writes ``store``: in a worker thread, on a connection of its own (``Store.apart``)."""
+    labels = current_labels(settings, store)
     if not words:
-        version = rt.store.label_set_version(labels)
+        version = store.label_set_version(labels)
         head, tail = f"*Labels* ({version}): ", f"\n{USAGE}"
         return blocks.fit(head + listed(labels, ROOM - len(head) - len(tail)) + tail), False
     action, names = words[0].lower(), words[1:]
@@ -75,22 +80,22 @@ def labels_reply(rt: Runtime, user_id: str, words: list[str]) -> tuple[str, bool
         if problem := label_problem(name):
             return f"Cannot {action}: the label `{blocks.escape(name[:40])}` {problem}.", False
     try:
-        after = rt.store.change_label_set(
+        after = store.change_label_set(
             action,
             names[0],
             names[1] if len(names) > 1 else None,
             current=labels,
             user_id=user_id,
             reason="/hitl labels",
-            votes_needed=rt.settings.votes,
+            votes_needed=settings.votes,
         )
     except StoreError as exc:  # its message may list the whole set
         return blocks.fit(f"Cannot {action}: {blocks.escape(str(exc))}"), False
     if action == "retire":
-        retired, n = last_retired(rt.store)
+        retired, n = last_retired(store)
         note = retired_note(blocks.escape(retired), n, slack=True)
     else:  # the label made, said apart: a long list is cut before it. As stored (NFC).
-        change = rt.store.label_set_changes()[-1]
+        change = store.label_set_changes()[-1]
         made = blocks.escape(change["label"] if action == "add" else change["new_label"])
         note = {"add": "Added", "rename": "Renamed to", "merge": "Merged into"}[action]
         note = f"{note} `{made}`."

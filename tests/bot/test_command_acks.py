@@ -25,6 +25,7 @@ from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
 from tests.bot.test_quality import EXPECTED, answer_all
+from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
 WORKING = "Working on it… the answer will be here in a moment."
@@ -233,3 +234,48 @@ async def test_an_ack_too_late_for_slack_is_logged_as_what_it_was(
     assert status == 200 and body["text"].startswith("*slack-hitl* asks you")
     assert "/hitl help was acknowledged after 0.0 s, past Slack's -1 s" in caplog.text
     assert "Slack had shown the person an error" in caplog.text
+
+
+async def test_a_slow_merge_is_acknowledged_at_once_and_clicks_go_on_while_it_writes(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # `/hitl labels merge` relabels every item of the label (1.8 s for 67,000 items) and ran on
+    # the event loop before its ack: at a million items Slack showed an error, and every click
+    # in that time waited. The change is written in a worker thread now; here it is held.
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"item {n}") for n in range(4)])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        await bot.dispatcher.fill()
+        first, second = bot.posted()[:2]
+        old, into = buttons(first)[:2]
+        held = Held(monkeypatch, bot.store, "change_label_set")
+        told = len(bot.fake.responses)
+        try:
+            status, body, elapsed = await command(bot, f"labels merge {old} {into}")
+            assert (status, body["text"]) == (200, WORKING)
+            assert elapsed < SLACK_WAITS
+            assert held.entered.is_set() and bot.store.label_set_changes() == []
+            # the loop is free while the merge waits: a click is acked and stored
+            click = await bot.action(bot.button_payload(second, "U0ANA", into))
+            assert click.status == 200
+            assert bot.store.resolution(item_of(bot, second))["label"] == into
+        finally:
+            held.release()
+        [answer] = await answered_later(bot, told)
+        assert answer["text"].startswith("Done. Labels now: ") and f"`{old}`" not in answer["text"]
+        assert answer["text"].endswith(f"Merged into `{into}`. Open questions are redrawn.")
+        assert [c["action"] for c in bot.store.label_set_changes()] == ["merge"]
+        await bot.settled()
+        assert old not in buttons(bot.fake.message(CHANNEL, first["ts"]))
+
+
+async def test_a_label_change_refused_is_said_in_the_ack(voting_bot: Bot):
+    status, body, _ = await command(voting_bot, "labels rename nosuch other")
+    assert status == 200
+    assert body["text"].startswith("Cannot rename: 'nosuch' is not in the label set"), body
+    assert voting_bot.store.label_set_changes() == []
+
+
+def item_of(bot: Bot, message: dict) -> str:
+    """The item a question message asks about."""
+    [post] = [p for p in bot.store.db["posts"].rows_where("ts = ?", [message["ts"]])]
+    return post["item_id"]
