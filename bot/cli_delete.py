@@ -110,10 +110,12 @@ def delete_command(
                     "asks before deleting, and no one can answer here (input is not a"
                     " terminal): add --yes"
                 )
-            shown = first_few(ids)
+            shown, held = first_few(ids), said_rows(store.rows_about(ids))
             click.confirm(
                 f"Delete {count(len(ids), 'item')} ({shown}) and everything stored about"
-                " them? This cannot be undone",
+                f" {'it' if len(ids) == 1 else 'them'}"
+                + (f" ({', '.join(held)})" if held else " (no answer or label yet)")
+                + "? This cannot be undone",
                 abort=True,
             )
         try:
@@ -123,11 +125,7 @@ def delete_command(
         except KeyboardInterrupt:  # inside the transaction: rolled back
             raise Stopped("; nothing was deleted (the items go together or not at all)") from None
         emptied = store.empty_log()
-    rows = [
-        count(done.rows[table], word, PLURALS.get(word))
-        for table, word in SAID
-        if done.rows.get(table)
-    ]
+    rows = said_rows(done.rows)
     click.echo(
         f"Deleted {count(done.rows['items'], 'item')}" + (f": {', '.join(rows)}." if rows else ".")
     )
@@ -153,6 +151,11 @@ def delete_command(
             " database): SQLite empties it at its next checkpoint."
         )
     click.echo("Backups and exports made before keep these items: delete them there too.")
+
+
+def said_rows(rows: dict[str, int]) -> list[str]:
+    """``rows`` (per table) as the person reads them: "3 answers", "1 label", ..."""
+    return [count(rows[table], word, PLURALS.get(word)) for table, word in SAID if rows.get(table)]
 
 
 def read_ids(name: str) -> str:

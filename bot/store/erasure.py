@@ -431,6 +431,21 @@ class ErasureMixin:
         """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
         return self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone() is not None
 
+    def rows_about(self, item_ids: Sequence[str]) -> dict[str, int]:
+        """How many rows of each table in ``ITEM_TABLES`` name one of ``item_ids``: what
+        ``delete_items`` would remove, told before it does (`hitl delete`'s question). Tables
+        with none are left out."""
+        ids = list(dict.fromkeys(item_ids))
+        rows: dict[str, int] = {}
+        for n in range(0, len(ids), CHUNK):
+            chunk = ids[n : n + CHUNK]
+            for table, column in ITEM_TABLES:
+                sql = _in(f"SELECT count(*) FROM {table}", chunk, column)
+                (found,) = self.db.conn.execute(sql, chunk).fetchone()
+                if found:
+                    rows[table] = rows.get(table, 0) + found
+        return rows
+
     def deleted_among(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` were deleted (`hitl delete`)."""
         ids = list(item_ids)

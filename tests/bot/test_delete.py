@@ -527,3 +527,66 @@ def test_the_summary_counts_webhook_deliveries_in_english(tmp_path: Path):
         )
     done = run(db, "delete", "a", "--yes")
     assert done.stdout.startswith("Deleted 1 item: 1 answer, 1 label, 2 webhook deliveries.")
+
+
+def asked_on_a_terminal(db: Path, reply: str, *args: str) -> tuple[str, int]:
+    """``hitl --db DB delete ARGS`` with its stdin and stdout on a pseudo-terminal, answering
+    ``reply`` to its question: (what the terminal showed, exit code)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
+    env |= {"PYTHONPATH": str(root)}
+    master, slave = pty.openpty()
+    os.write(master, reply.encode() + b"\n")  # waits in the terminal until the question reads it
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "bot", "--db", str(db), "delete", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=db.parent,
+            timeout=120,
+        )
+    finally:
+        os.close(slave)
+    shown = b""
+    while True:  # the child is gone and the parent's end closed: the rest, then EIO
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return shown.decode(errors="replace").replace("\r\n", "\n"), process.returncode
+
+
+def test_the_question_before_a_delete_says_what_goes_with_the_items(tmp_path: Path):
+    # It said only "Delete 2 items (T-card, T-open) and everything stored about them?": the
+    # labels and answers that go with them were told after, when it could not be undone.
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path))).exit_code == 0
+    assert run(db, "labels", "set", "T-card", "bug", "--reason", "not billing").exit_code == 0
+    before = counts(db)
+    question = (
+        "Delete 2 items (T-card, T-open) and everything stored about them (1 answer, 1 label,"
+        " 1 label change)? This cannot be undone [y/N]: "
+    )
+    shown, code = asked_on_a_terminal(db, "n", "T-card", "T-open")
+    assert question in shown, shown
+    assert code == 1 and "Aborted!" in shown
+    assert counts(db) == before  # nothing deleted
+    shown, code = asked_on_a_terminal(db, "n", "T-open")
+    assert "Delete 1 item (T-open) and everything stored about it (no answer or label yet)?" in (
+        shown
+    ), shown
+    shown, code = asked_on_a_terminal(db, "y", "T-card", "T-open")
+    assert question in shown and code == 0, shown
+    assert "Deleted 2 items: 1 answer, 1 label, 1 label change." in shown
+    assert counts(db)["items"] == before["items"] - 2
