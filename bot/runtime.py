@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -226,6 +226,9 @@ class Champion:
     created_at: str = ""
     n_train: int = 0
     n_read: int = 0  # a refresh (working model): the labels it read, held-out audits included
+    # Its metadata's ``extra`` as read with its file (``label_seq``, ``label_watermark``: where
+    # its training read the labels), so a refresh knows it with the models folder gone.
+    trained: dict[str, Any] | None = None
 
 
 class Wakeable(Protocol):

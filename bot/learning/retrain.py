@@ -1107,13 +1107,20 @@ def trained_until(
 ) -> tuple[LabelMark, str | None]:
     """Where ``champion``'s training read the labels (its metadata's ``label_seq`` and
     ``label_watermark``: ``read_mark``; the empty mark when unknown), and why the models
-    folder could not be read, if so. Then the time the champion was made stands in: no label
-    resolved after it was in its training, so the audit answers resolved since are still
-    unseen by both models."""
+    folder could not be read, if so. The metadata read with the champion's file
+    (``Champion.trained``) says it, the folder gone or not; without it (a champion made in
+    memory) the folder's, and with the folder unreadable the time the champion was made
+    stands in: no label resolved after it was in its training, so the audit answers resolved
+    since are still unseen by both models (to the second: a label in that second may count
+    as new)."""
+    problem, meta = None, None
     try:
         meta = registry.champion() if registry is not None else None
     except OSError as exc:  # the folder moved or deleted under the server
         problem = f"{exc.strerror or type(exc).__name__}: {exc.filename or exc}"
+    if champion.trained is not None:
+        return read_mark(champion.trained, store), problem
+    if problem is not None:
         return LabelMark(at=_end_of_second(champion.created_at)), problem
     return (read_mark(meta.extra, store) if meta else LabelMark()), None
 
@@ -1495,6 +1502,7 @@ def load_champion(registry: ModelRegistry) -> Champion | None:
         classifier=loaded.classifier,
         created_at=loaded.meta.created_at,
         n_train=loaded.meta.n_train,
+        trained=dict(loaded.meta.extra),
     )
 
 
@@ -1533,6 +1541,7 @@ def recover_champion(registry: ModelRegistry, named: int | None) -> Champion | N
         classifier=loaded.classifier,
         created_at=loaded.meta.created_at,
         n_train=loaded.meta.n_train,
+        trained=dict(loaded.meta.extra),
     )
 
 

@@ -101,6 +101,7 @@ def compute_rollback(registry: ModelRegistry, plan: RollbackPlan) -> RolledBack:
         classifier=loaded.classifier,
         created_at=loaded.meta.created_at,
         n_train=loaded.meta.n_train,
+        trained=dict(loaded.meta.extra),
     )
     return RolledBack(loaded.meta, champion, registry.versions(), plan.warning)
 

@@ -5,12 +5,13 @@ promoting an ungated first model beside the champion the database records."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
-from bot.learning.jobs import Trainer, run_retrain
+from bot.learning.jobs import Trainer, run_retrain, sync_champion
 from bot.store import Store
 from tests.bot.harness import Bot
 from tests.bot.test_cli_loop import labeled_file, run
@@ -65,6 +66,31 @@ async def test_refreshes_go_on_from_the_model_in_memory_and_say_the_moved_folder
     await answer_three(bot)
     assert trainer.refreshes == 4
     assert len([r for r in caplog.records if "models folder" in r.getMessage()]) == 2
+
+
+async def test_with_the_folder_gone_before_the_first_check_an_answer_in_the_champions_second_counts(
+    bot: Bot,  # noqa: F811
+    tmp_path: Path,
+):
+    # The champion's metadata (where its training read the labels) was read from the folder at
+    # the first refresh check; with the folder gone before it (a `hitl retrain` from cron
+    # promoted v1, the server loaded it, then the folder moved), the champion's creation time,
+    # to the second, stood in, and the answers given in that second counted as trained: the
+    # first refresh came one label late. The metadata read with its file is kept with the
+    # champion in memory now.
+    retrained = await asyncio.to_thread(run, bot.rt.settings.db, "retrain")  # beside the server
+    assert retrained.exit_code == 0, retrained.output
+    assert await sync_champion(bot.rt)  # as its champion watch does
+    champion = bot.rt.champion
+    assert champion.version == 1
+    second = champion.created_at[:19]  # its time has no finer part
+    bot.store.now = lambda: f"{second}.500+00:00"  # the answers come in that second
+    bot.rt.settings.models_dir.rename(tmp_path / "models.aside")  # before any check
+
+    await answer_three(bot)
+
+    assert Trainer.of(bot.rt).refreshes == 1, "three answers, one refresh"
+    assert bot.rt.working is not None and bot.rt.working.n_train == champion.n_train + 3
 
 
 def test_cli_retrain_refuses_while_a_server_runs_without_its_models_folder(tmp_path: Path):
