@@ -648,6 +648,8 @@ class _Twice:
       copy has its text, and its label if the row had one): the note gives that `hitl delete`;
     - ``kept``: the copy stored before holds a label, answers, a question or a gold label and
       this import's copy nothing: the one before is to be kept; no command;
+    - ``same``: the copy stored before holds only the label an import gave it, and this
+      import's copy the same label: deleting the one before loses nothing; that `hitl delete`;
     - ``both``: both copies hold labels: no copy goes without losing one; no command;
     - ``short``: a text under ``SHORT_TEXT`` characters, likely another message that reads
       the same: counted only.
@@ -660,13 +662,15 @@ class _Twice:
     bare: list[str] = field(default_factory=list)  # the first TWICE_SHOWN ids stored before
     n_kept: int = 0
     kept: list[str] = field(default_factory=list)  # the first PAIRS_SHOWN pairs, as shown
+    n_same: int = 0
+    same: list[str] = field(default_factory=list)  # the first TWICE_SHOWN ids stored before
     n_both: int = 0
     both: list[str] = field(default_factory=list)
     n_short: int = 0
 
     @property
     def n(self) -> int:
-        return self.n_bare + self.n_kept + self.n_both + self.n_short
+        return self.n_bare + self.n_same + self.n_kept + self.n_both + self.n_short
 
     def add(self, store: Store, twins: Mapping[str, str]) -> bool:
         """Count the pairs ``twins`` (id stored before: this import's id) whose second copy
@@ -687,6 +691,10 @@ class _Twice:
                 self.n_bare += 1
                 if len(self.bare) < TWICE_SHOWN:
                     self.bare.append(hashed)
+            elif _only_label(old, new["label"]):
+                self.n_same += 1
+                if len(self.same) < TWICE_SHOWN:
+                    self.same.append(hashed)
             elif not _holds(new):
                 self.n_kept += 1
                 if len(self.kept) < PAIRS_SHOWN:
@@ -705,19 +713,21 @@ class _Twice:
         )
         out = []
         if n := self.n_bare:
-            ids = " ".join(self.bare)
-            delete = f'hitl delete {ids} --reason "imported again with its ids"'
-            if n > len(self.bare):
-                delete = (
-                    f"the first {len(self.bare)}: {delete}; `hitl find TEXT` shows a text's copies"
-                )
             copies = "that copy holds" if n == 1 else "those copies hold"
             out.append(
                 f"{name}: {_were(n)} already stored {hashed}, and so {_are(n)} now stored twice;"
                 f" {copies} no label, answer, Slack question or gold label, so deleting"
                 f" {'it' if n == 1 else 'them'} loses nothing and keeps the"
                 f" {'copy' if n == 1 else 'copies'} this import stored (with its ids and"
-                f" labels): {delete}"
+                f" labels): {_delete(self.bare, n)}"
+            )
+        if n := self.n_same:
+            copies = "that copy holds" if n == 1 else "those copies hold"
+            out.append(
+                f"{name}: {_were(n)} already stored {hashed}, and so {_are(n)} now stored twice;"
+                f" {copies} only the label an import gave {'it' if n == 1 else 'them'}, the"
+                f" label this import's {'copy' if n == 1 else 'copies'} (with its ids) hold too,"
+                f" so deleting {'it' if n == 1 else 'them'} loses nothing: {_delete(self.same, n)}"
             )
         if n := self.n_kept:
             out.append(
@@ -746,6 +756,24 @@ class _Twice:
                 " another message that reads the same"
             )
         return out
+
+
+def _delete(ids: Sequence[str], n: int) -> str:
+    """The `hitl delete` of the copies stored before (``ids``: the first of ``n``)."""
+    delete = f'hitl delete {" ".join(ids)} --reason "imported again with its ids"'
+    if n > len(ids):
+        return f"the first {len(ids)}: {delete}; `hitl find TEXT` shows a text's copies"
+    return delete
+
+
+def _only_label(copy: Mapping[str, Any], label: str | None) -> bool:
+    """Whether a stored copy holds ``label``, given by an import, and nothing else `hitl
+    delete` would lose: no person's answer, label change, review, Slack question or gold."""
+    return (
+        label is not None
+        and copy["label"] == label
+        and not (copy["people"] or copy["changes"] or copy["posts"] or copy["gold"])
+    )
 
 
 def _were(n: int) -> str:

@@ -337,7 +337,8 @@ class Store(
 
     def what_items_hold(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Of each of ``ids`` stored: its ``source`` and ``text``, its ``label`` (or None), how
-        many ``answers`` (an imported label's own one too) and Slack ``posts`` it has, and
+        many ``answers`` (an imported label's own one too; ``people``: those not an import's)
+        and Slack ``posts`` it has, how many ``changes`` (label changes and reviews), and
         whether it is ``gold``: what a `hitl delete` of it would lose. One statement per 500
         ids (`hitl import`'s note on texts it stored a second time)."""
         found: dict[str, dict[str, Any]] = {}
@@ -349,7 +350,11 @@ class Store(
                 "SELECT i.id, i.source, i.text, l.label,"
                 " (SELECT count(*) FROM answers a WHERE a.item_id = i.id),"
                 " (SELECT count(*) FROM posts p WHERE p.item_id = i.id),"
-                " EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id)"
+                " EXISTS (SELECT 1 FROM gold g WHERE g.item_id = i.id),"
+                " (SELECT count(*) FROM answers a WHERE a.item_id = i.id"
+                " AND a.source != 'import'),"
+                " (SELECT count(*) FROM label_history h WHERE h.item_id = i.id)"
+                " + (SELECT count(*) FROM reviews r WHERE r.item_id = i.id)"
                 f" FROM items i LEFT JOIN labels l ON l.item_id = i.id WHERE i.id IN ({marks})",
                 chunk,
             ):
@@ -360,6 +365,8 @@ class Store(
                     "answers": row[4],
                     "posts": row[5],
                     "gold": bool(row[6]),
+                    "people": row[7],
+                    "changes": row[8],
                 }
         return found
 

@@ -204,7 +204,12 @@ def test_labeled_copies_stored_first_are_kept_and_following_the_advice_keeps_eve
     assert "(label billing) and 1 (nothing)" in kept and "(label bug) and 2 (nothing)" in kept
 
 
-def test_both_copies_labeled_gives_no_delete_command(tmp_path: Path):
+def test_copies_with_the_same_imported_label_are_deleted_by_the_advice_and_lose_nothing(
+    tmp_path: Path,
+):
+    # The same labeled file imported without, then with, its ids: both copies held the same
+    # imported label, and the note said "no command is given", though deleting the copies
+    # stored before loses nothing (the label is the one this import's copies hold).
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(tickets(tmp_path / "first.csv", "text,label"))).exit_code == 0
     hashed = set(items(db))
@@ -212,10 +217,33 @@ def test_both_copies_labeled_gives_no_delete_command(tmp_path: Path):
     assert result.exit_code == 0, result.output
     [line] = twice_notes(result)
     assert line.startswith("again.csv: 3 texts were already stored under another id")
-    assert "no command is given" in line and "hitl delete " not in line
-    assert all(hashed_id in line for hashed_id in hashed)
-    assert "(label billing) and 1 (label billing)" in line
-    assert sorted_copies(labeled_texts(db)) == {text: [label] * 2 for _, text, label in TICKETS}
+    assert "those copies hold only the label an import gave them" in line
+    assert set(follow_the_advice(db, [line])) == hashed
+    assert items(db) == {n: (text, label) for n, text, label in TICKETS}  # one copy, ids, labels
+
+
+def test_both_copies_labeled_otherwise_gives_no_delete_command(tmp_path: Path):
+    # another label in this file, or a person's answer on the copy stored before: deleting
+    # either copy loses a label or an answer, so no command
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(tickets(tmp_path / "first.csv", "text,label"))).exit_code == 0
+    by_text = {text: i for i, (text, _) in items(db).items()}
+    with Store.open(db) as store:  # a person confirmed the bug report's label
+        store.record_answer(
+            by_text[TICKETS[1][1]], "U0ANA", "bug", source="cli", dedupe_key="ana-bug"
+        )
+    relabeled = (TICKETS[0][:2] + ("how_to",), TICKETS[1], TICKETS[2])
+    result = run(db, "import", str(tickets(tmp_path / "again.csv", "id,text,label", relabeled)))
+    assert result.exit_code == 0, result.output
+    notes = twice_notes(result)
+    assert [x for x in notes if "only the label an import gave" in x][0].startswith(
+        "again.csv: 1 text was already stored under another id"
+    )  # the how-to ticket, labelled alike twice
+    [both] = [x for x in notes if "no command is given" in x]
+    assert both.startswith("again.csv: 2 texts were already stored under another id")
+    assert "hitl delete " not in both
+    assert f"{by_text[TICKETS[0][1]]} (label billing) and 1 (label how_to)" in both
+    assert f"{by_text[TICKETS[1][1]]} (label bug, 2 answers) and 2 (label bug)" in both
 
 
 def test_a_short_text_shared_with_an_earlier_import_is_counted_with_no_advice(tmp_path: Path):
