@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.store import Store, erasure
+from tests import terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,34 +29,10 @@ def run(db: Path, *args: str, env: dict[str, str] | None = None):
 def on_a_terminal(db: Path, *args: str, votes: int = 1) -> tuple[str, str, int]:
     """``hitl --db DB ARGS`` with its stderr on a pseudo-terminal and its stdout on a pipe:
     (stdout, what the terminal got, exit code)."""
-    import pty
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
     env |= {"PYTHONPATH": str(ROOT), "HITL_VOTES": str(votes), "COLUMNS": "100"}
-    master, slave = pty.openpty()
-    try:
-        process = subprocess.run(
-            [sys.executable, "-m", "bot", "--db", str(db), *args],
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=db.parent,
-            timeout=120,
-        )
-    finally:
-        os.close(slave)
-    shown = b""
-    while True:  # the child is gone and the parent's end closed: the rest, then EIO
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(master)
-    return process.stdout.decode(), shown.decode(errors="replace"), process.returncode
+    argv = [sys.executable, "-m", "bot", "--db", str(db), *args]
+    return terminal.on_a_terminal(argv, cwd=db.parent, env=env)
 
 
 def imported(tmp_path: Path, rows: list[dict]) -> Path:

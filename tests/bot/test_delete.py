@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +19,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.store import Store
+from tests import terminal
 from tests.bot.harness import LABELS, Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_label_set import redrawer_running
 from tests.fake_slack import CHANNEL
@@ -532,39 +535,13 @@ def test_the_summary_counts_webhook_deliveries_in_english(tmp_path: Path):
 def asked_on_a_terminal(db: Path, reply: str, *args: str) -> tuple[str, int]:
     """``hitl --db DB delete ARGS`` with its stdin and stdout on a pseudo-terminal, answering
     ``reply`` to its question: (what the terminal showed, exit code)."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
-    env |= {"PYTHONPATH": str(root)}
-    master, slave = pty.openpty()
-    os.write(master, reply.encode() + b"\n")  # waits in the terminal until the question reads it
-    try:
-        process = subprocess.run(
-            [sys.executable, "-m", "bot", "--db", str(db), "delete", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=db.parent,
-            timeout=120,
-        )
-    finally:
-        os.close(slave)
-    shown = b""
-    while True:  # the child is gone and the parent's end closed: the rest, then EIO
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(master)
-    return shown.decode(errors="replace").replace("\r\n", "\n"), process.returncode
+    env |= {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    argv = [sys.executable, "-m", "bot", "--db", str(db), "delete", *args]
+    _, shown, code = terminal.on_a_terminal(
+        argv, cwd=db.parent, env=env, stdin=True, stdout=True, reply=reply
+    )
+    return shown, code
 
 
 def test_the_question_before_a_delete_says_what_goes_with_the_items(tmp_path: Path):
