@@ -726,7 +726,8 @@ class _Twice:
             out.append(
                 f"{name}: {_were(n)} already stored {hashed}, and so {_are(n)} now stored twice;"
                 f" {copies} only the label an import gave {'it' if n == 1 else 'them'}, the"
-                f" label this import's {'copy' if n == 1 else 'copies'} (with its ids) hold too,"
+                f" label this import's {'copy holds' if n == 1 else 'copies hold'} too (with"
+                f" {'its id' if n == 1 else 'their ids'}),"
                 f" so deleting {'it' if n == 1 else 'them'} loses nothing: {_delete(self.same, n)}"
             )
         if n := self.n_kept:
