@@ -1107,8 +1107,10 @@ def retrain_command(state: State, force: bool) -> None:
         )
         if isinstance(plan, retrain.Outcome):
             if plan.status == "busy":  # one line, on stderr, exit 1
-                raise click.ClickException(reports.plain(reports.retrain_text(plan)))
-            click.echo(reports.plain(reports.retrain_text(plan)))
+                raise click.ClickException(
+                    reports.plain(reports.retrain_text(plan, timezone=settings.timezone))
+                )
+            click.echo(reports.plain(reports.retrain_text(plan, timezone=settings.timezone)))
             return
         label = f"Training on {count(len(plan.labels), 'label')}"
         with contextlib.ExitStack() as bars:
@@ -1150,7 +1152,9 @@ def retrain_command(state: State, force: bool) -> None:
                 )
             except retrain.ScoringStopped as exc:  # promoted and recorded; the queue is behind
                 bars.close()
-                click.echo(reports.plain(reports.retrain_text(exc.outcome)))
+                click.echo(
+                    reports.plain(reports.retrain_text(exc.outcome, timezone=settings.timezone))
+                )
                 why = _problem(exc.__cause__, settings.db)
                 raise click.ClickException(
                     f"{exc} ({why}); items not scored yet keep the previous model's scores "
@@ -1177,7 +1181,7 @@ def retrain_command(state: State, force: bool) -> None:
                     f"cannot write {where}: {exc.strerror or exc}; {kept} (free space or raise"
                     " the file-size limit, then `hitl retrain` again)"
                 ) from exc
-    click.echo(reports.plain(reports.retrain_text(outcome)))
+    click.echo(reports.plain(reports.retrain_text(outcome, timezone=settings.timezone)))
     if outcome.status == "failed" and not outcome.n_missing:
         sys.exit(1)  # it printed why; a cron job's `hitl retrain || alert` hears of it
 

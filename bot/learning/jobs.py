@@ -729,7 +729,8 @@ async def run_retrain(
         what = f"the retrain report of {report_time(rt)}" + (
             f" (v{outcome.version})" if outcome.version is not None else f" ({outcome.status})"
         )
-        await post_report(rt, reports.retrain_text(outcome, admins=rt.settings.admins), what)
+        text = reports.retrain_text(outcome, admins=rt.settings.admins, timezone=rt.settings.timezone)
+    await post_report(rt, text, what)
     return outcome
 
 

@@ -42,6 +42,19 @@ def period_starts(settings: Settings, now: datetime) -> tuple[str, str]:
     return _iso(today), _iso(week)
 
 
+def local_date(stamp: str, timezone: str) -> str:
+    """The day (``2026-12-06``) of a stored time (UTC ISO) in ``timezone`` (HITL_TIMEZONE),
+    the day the team lived it, as ``period_starts`` counts days; a stamp that is no ISO time
+    is shown as it starts (its first 10 characters)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp[:10]
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("UTC")).isoformat(timespec="milliseconds")
 
@@ -681,9 +694,10 @@ def trend_table(points: list[VersionPoint]) -> str:
     return "```" + "\n".join(rows) + "```"
 
 
-def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
+def retrain_text(outcome: Outcome, admins: Sequence[str] = (), timezone: str = "UTC") -> str:
     """The report posted after a retrain (mrkdwn); a failure mentions ``admins``, so they hear
-    of it even when nobody of them asked for this retrain (the nightly one)."""
+    of it even when nobody of them asked for this retrain (the nightly one). ``timezone``
+    (HITL_TIMEZONE): the zone its dates are in, the team's days."""
     who = outcome.triggered_by
     if outcome.status == "busy":
         return f"Not started: {outcome.reason}; try again when it is done."  # says who holds it
@@ -740,7 +754,8 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = ()) -> str:
         # the candidate's own forecast and settling are of a model nobody will use: not shown
         # (a month's test: "predictions have settled … unlikely to help much" under 15
         # rejections in a row); the champion's are in `/hitl accuracy`
-        lines += rejected_lines(outcome, Streak(**outcome.streak) if outcome.streak else None)
+        streak = Streak(**outcome.streak) if outcome.streak else None
+        lines += rejected_lines(outcome, streak, timezone)
     if outcome.promoted and outcome.queue_after:
         before, after = outcome.queue_before, outcome.queue_after
         took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""
@@ -767,14 +782,16 @@ def ordinal(n: int) -> str:
     return f"{n:,}{suffix}"
 
 
-def rejected_lines(outcome: Outcome, streak: Streak | None) -> list[str]:
+def rejected_lines(outcome: Outcome, streak: Streak | None, timezone: str = "UTC") -> list[str]:
     """A rejected retrain's lines after *Why*: how many retrains in a row were rejected and
-    since when the champion stands (``streak``, when known), from the second on what usually
-    causes a run of them and where to look, and where the champion's when to stop is."""
+    since when the champion stands (``streak``, when known: its day in ``timezone``,
+    HITL_TIMEZONE), from the second on what usually causes a run of them and where to look,
+    and where the champion's when to stop is."""
     champion = f"v{outcome.previous_version}"
     lines = gold_lines(outcome)
     if streak is not None and streak.rejected and streak.champion == outcome.previous_version:
-        since = f" since {streak.since[:10]} ({_age(streak.days)})" if streak.since else ""
+        day = local_date(streak.since, timezone)
+        since = f" since {day} ({_age(streak.days)})" if streak.since else ""
         held = f"{champion} has been champion{since}"
         if streak.rejected == 1:
             lines.append(f"*Champion:* {champion}{since}; the first retrain rejected since.")

@@ -546,7 +546,7 @@ async def retrain(call: Call) -> None:
         await tell(response_url, SORRY)
         return
     if outcome is not None:
-        await tell(response_url, reports.retrain_text(outcome))
+        await tell(response_url, reports.retrain_text(outcome, timezone=rt.settings.timezone))
 
 
 TABLE: tuple[Subcommand, ...] = (

@@ -526,8 +526,11 @@ class QueueMixin:
         and redraws the item's new post too. Read from the open posts' age index, so a round
         costs the same at any number of posts; with none to take back it only reads. Returns
         the posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``).
-        ``threshold``: as ``requeue_posts_outside``'s."""
-        cutoff = (datetime.fromisoformat(self.now()) - timedelta(hours=ttl_hours)).isoformat(
+        ``threshold``: as ``requeue_posts_outside``'s. A question the clock put in the future
+        counts as posted now (``_stamped_ahead``)."""
+        now = self.now()
+        self._stamped_ahead(now)
+        cutoff = (datetime.fromisoformat(now) - timedelta(hours=ttl_hours)).isoformat(
             timespec="milliseconds"
         )
         find = (
@@ -536,7 +539,6 @@ class QueueMixin:
         )
         if not self.db.execute(find, [cutoff, limit]).fetchone():
             return []
-        now = self.now()
         with self._immediate():
             expired = select_rows(self.db, find, [cutoff, limit])
             for post in expired:
@@ -545,7 +547,9 @@ class QueueMixin:
 
     def expired_counts(self, days: float = 7) -> dict[str, int]:
         """Questions taken back unanswered (HITL_QUESTION_TTL) in the last ``days``, by
-        channel; read from the expired posts' index (cheap at any number of posts)."""
+        channel; read from the expired posts' index (cheap at any number of posts). A time
+        the clock put in the future is brought to now by the dispatcher's rounds
+        (``expire_posts``)."""
         since = (datetime.fromisoformat(self.now()) - timedelta(days=days)).isoformat(
             timespec="milliseconds"
         )
@@ -560,7 +564,10 @@ class QueueMixin:
         """The items whose question was taken back unanswered in the last ``hours`` (one
         HITL_QUESTION_TTL): the dispatcher asks them after the other items it would ask, so a
         place an ignored question freed goes to another item, not to the same question again.
-        Read from the expired posts' index; at most a TTL's worth of expired posts."""
+        Read from the expired posts' index; at most a TTL's worth of expired posts. One the
+        clock put in the future was brought to now by the round's ``expire_posts`` before
+        this read: it rests one TTL from then, not until the clock catches up with it and a
+        TTL more."""
         since = (datetime.fromisoformat(self.now()) - timedelta(hours=hours)).isoformat(
             timespec="milliseconds"
         )
@@ -568,6 +575,41 @@ class QueueMixin:
             "SELECT item_id FROM posts INDEXED BY posts_expired WHERE expired_at >= ?", [since]
         )
         return {item_id for (item_id,) in rows}
+
+    def _stamped_ahead(self, now: str) -> int:
+        """Bring the question times a clock that read ahead of this one stamped (set right
+        since: NTP stepped it back) back to ``now``: an open question's ``posted_at`` and a
+        taken-back one's ``expired_at`` later than ``now``. As a webhook retry due later than
+        any of its waits is due now (``pull_forward_deliveries``) and a lost post's seconds
+        count from when its time was first seen in the future (the dispatcher's
+        ``_settled``), a time in the future counts as now, once seen: the question is taken
+        back HITL_QUESTION_TTL after that at most (every dispatcher round looks, in
+        ``expire_posts``, before it reads what rests), and a taken-back item rests one TTL from
+        then (``resting``), not until the clock catches up with it and a TTL more. Two seeks
+        on the partial indexes, a write only when one is found. Returns how many times were
+        brought back."""
+        ahead = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM posts INDEXED BY posts_open_age"
+            " WHERE closed_at IS NULL AND posted_at > ?),"
+            " EXISTS (SELECT 1 FROM posts INDEXED BY posts_expired WHERE expired_at > ?)",
+            [now, now],
+        ).fetchone()
+        if not any(ahead):
+            return 0
+        with self._immediate():
+            moved = self.db.execute(
+                "UPDATE posts SET posted_at = ? WHERE closed_at IS NULL AND posted_at > ?",
+                [now, now],
+            ).rowcount
+            moved += self.db.execute(
+                "UPDATE posts SET expired_at = ? WHERE expired_at > ?", [now, now]
+            ).rowcount
+        logger.warning(
+            "%d question time(s) later than the clock (it ran ahead and was stepped back?)"
+            " count as now: questions are taken back, and rest, HITL_QUESTION_TTL from now",
+            moved,
+        )
+        return moved
 
     def take_back_gone(
         self, post_ids: Collection[int], threshold: float | None = None
