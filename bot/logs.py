@@ -2,11 +2,11 @@
 line per event.
 
 Libraries log what they send (slack_sdk logs request headers at DEBUG, Bearer token included),
-so every record passes through ``Redactor`` before it is written: Slack tokens, bearer tokens
-and the configured secrets become ``***``. It also escapes control characters in the message
-(a newline becomes ``\\n``, an ANSI escape ``\\x1b``), so an item id or text that a producer
-sent cannot forge a log line or recolour the terminal; the traceback of a logged exception
-keeps its lines.
+so every record passes through ``Redactor`` before it is written: Slack tokens, bearer tokens,
+Socket Mode connection tickets and the configured secrets become ``***``. It also escapes
+control characters in the message (a newline becomes ``\\n``, an ANSI escape ``\\x1b``), so an
+item id or text that a producer sent cannot forge a log line or recolour the terminal; the
+traceback of a logged exception keeps its lines.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
 BEARER = re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE)
+# A Socket Mode connection ticket (``wss://…/link/?ticket=…``, apps.connections.open's answer,
+# which slack_sdk logs at DEBUG): whoever has an unused one can open the app's connection.
+TICKET = re.compile(r"([?&]ticket=)[^\s&'\"<>#]+", re.IGNORECASE)
 
 
 def escape(text: str, keep: str = "") -> str:
@@ -48,6 +51,7 @@ class Redactor(logging.Filter):
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         text = TOKEN.sub(lambda m: f"{m.group(1)}-***", text)
+        text = TICKET.sub(r"\1***", text)
         return BEARER.sub(r"\1***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

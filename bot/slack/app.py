@@ -576,13 +576,17 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         )
 
     @app.error
-    async def on_error(error: Exception, response: BoltResponse | None) -> None:
+    async def on_error(
+        error: Exception, response: BoltResponse | None, request: AsyncBoltRequest | None = None
+    ) -> None:
         """Listeners catch their own failures (see ``tracked``); what reaches here is Bolt
         routing a body not shaped like Slack's: a 400, logged without the body; a write the
         database refused before the ack (``NotStored``, logged there): a 503; and a request
-        no listener takes (``unhandled``)."""
+        no listener takes (``unhandled``). In Socket Mode any answer but 200 is sent as no
+        ack at all (slack_bolt's ``send_async_response``)."""
         if isinstance(error, BoltUnhandledRequestError):
-            unhandled(error.body, response)
+            socket = request is not None and getattr(request, "mode", "http") == "socket_mode"
+            unhandled(error.body, response, socket=socket)
             return
         if isinstance(error, NotStored):
             if response is not None:
@@ -602,12 +606,14 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     return app
 
 
-def unhandled(body: object, response: BoltResponse | None) -> None:
+def unhandled(body: object, response: BoltResponse | None, *, socket: bool = False) -> None:
     """A request no listener takes. An event (one this app does not act on, such as
     ``member_left_channel`` or a thread reply, should an operator subscribe to it): 200 and a
     debug line, as Slack counts any other answer as a failed delivery, sends it again up to
     three times, and may turn off the subscriptions of an app that fails most. Anything else
-    (a button or command of another app, an old message's action): Bolt's 404, in one line."""
+    (a button or command of another app, an old message's action): Bolt's 404, in one line;
+    in Socket Mode (``socket``) a 404 is sent as nothing at all: the envelope is not
+    acknowledged, and the line says so."""
     body = body if isinstance(body, dict) else {}
     if body.get("type") == "event_callback":
         event = body.get("event") if isinstance(body.get("event"), dict) else {}
@@ -621,11 +627,14 @@ def unhandled(body: object, response: BoltResponse | None) -> None:
             response.headers["content-type"] = ["text/plain;charset=utf-8"]
         return
     kind = str(body.get("type") or ("command" if body.get("command") else "request"))[:60]
+    status = response.status if response is not None else 404
     logger.warning(
-        "a Slack %s%s that this app does not handle was answered %s",
+        "a Slack %s%s that this app does not handle %s",
         kind,
         f" ({_named(body)[:100]})" if _named(body) else "",
-        response.status if response is not None else 404,
+        "was not acknowledged (Socket Mode: Slack shows it failed once its 3 s are up)"
+        if socket and status != 200
+        else f"was answered {status}",
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -48,6 +49,8 @@ def channel_settings(settings: Settings) -> list[tuple[str, str]]:
 # -- Slack, asked once at start ------------------------------------------------------------
 
 UNREACHABLE = (SlackClientError, aiohttp.ClientError, OSError, TimeoutError)
+# What Bolt's parsing of a request not shaped like Slack's raises (as ``bot.server`` catches)
+MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError)
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
@@ -72,10 +75,22 @@ def not_from_slack(exc: SlackApiError, base_url: str) -> str | None:
     )
 
 
+# A URL's query and fragment: a Socket Mode URL's carries the connection ticket
+# (``wss://…/link/?ticket=…``), which opens the app's connection to whoever has it.
+URL_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>?#]*)[?#][^\s'\"<>]*")
+
+
+def without_query(text: str) -> str:
+    """``text`` with every URL's query string (and fragment) written ``?…``: the host and path
+    stay, to tell where a connection failed; a ticket does not reach the log or /healthz."""
+    return URL_QUERY.sub(r"\1?…", text)
+
+
 def describe(exc: BaseException) -> str:
-    """One line about a failed connection: the exception's kind and its first line."""
+    """One line about a failed connection: the exception's kind and its first line, without
+    any URL's query string (aiohttp's handshake error names the URL, ticket included)."""
     lines = str(exc).splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {without_query(lines[0])}" if lines else type(exc).__name__
 
 
 def backoff(attempt: int, base: float = RETRY_BASE) -> float:
@@ -277,6 +292,7 @@ class _OneAttemptClient(SocketModeClient):
         self.dropped: str | None = None  # how the connection was lost, said when it is back
         self.problem: str | None = None  # the last failed attempt's line
         self.refusal: str | None = None  # a refusal the operator must fix, said once
+        self.on_back: Callable[[], None] | None = None  # called when an outage ends
 
     # ---- one attempt
 
@@ -586,7 +602,9 @@ class _OneAttemptClient(SocketModeClient):
             )
 
     def _back(self, at: float | None = None) -> None:
-        """Connected again (``at``: since then, monotonic): said once per outage."""
+        """Connected again (``at``: since then, monotonic): said once per outage, and
+        ``on_back`` told."""
+        outage = self.down_since is not None
         if self.down_since is not None:
             gap = _seconds((at if at is not None else time.monotonic()) - self.down_since)
             if self.problem is None:
@@ -598,6 +616,19 @@ class _OneAttemptClient(SocketModeClient):
             else:
                 logger.warning("Socket Mode: connected to Slack again after %s", gap)
         self.down_since = self.down_at = self.dropped = self.problem = self.refusal = None
+        if outage and self.on_back is not None:
+            self.on_back()
+
+    def posts_held(self) -> str | None:
+        """Why a new question would reach nobody who could answer it (the dispatcher holds its
+        posts meanwhile): Slack refuses the connection, or there has been none for longer than
+        SOCKET_GRACE (/healthz answers 503 for both); None while connected or during a short
+        reconnection."""
+        if self.refusal is not None:
+            return "Slack refuses the connection"
+        if self.down_since is not None and time.monotonic() - self.down_since > SOCKET_GRACE:
+            return f"no connection for over {_seconds(SOCKET_GRACE)}"
+        return None
 
     def health(self) -> tuple[str, str | None, bool]:
         """For /healthz: the connection's state, the problem's line, and whether it is well
@@ -703,15 +734,29 @@ class SocketMode:
             retry_base=rt.settings.connect_retry,
         )
         self.client.socket_mode_request_listeners.append(self._handle)
+        self.client.on_back = self._connected_again
         with contextlib.suppress(TypeError):  # a runtime that takes no weak reference (tests)
             _SOCKETS[rt] = self
 
     async def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.time()
         urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
-        response = await dispatch_until_acked(
-            lambda: run_async_bolt_app(self.bolt, request), self.rt.background.keep
-        )
+        try:
+            response = await dispatch_until_acked(
+                lambda: run_async_bolt_app(self.bolt, request), self.rt.background.keep
+            )
+        except MALFORMED as exc:
+            # An envelope not shaped like Slack's (Bolt's parsing of it raised): one line, no
+            # traceback, as over HTTP (``bot.server.slack_events``: a 400). Not acknowledged,
+            # as HTTP's 400 and Bolt's own 400s here (``on_error``) are not: an interaction's
+            # person sees it failed (nothing was done), and an event is sent again at most
+            # three times, each one more line.
+            logger.warning(
+                "malformed Slack request: %s (Socket Mode %s envelope; not acknowledged)",
+                type(exc).__name__,
+                str(request.type)[:40],
+            )
+            return
         try:
             await send_async_response(client, request, response, started)
         except Exception as exc:  # noqa: BLE001 - the connection is gone: one line, no traceback
@@ -722,6 +767,13 @@ class SocketMode:
                 request.type,
                 describe(exc),
             )
+
+    def _connected_again(self) -> None:
+        """An outage ended: the dispatcher, which may hold its posts meanwhile, posts again."""
+        self.rt.wake_dispatcher()
+
+    def posts_held(self) -> str | None:
+        return self.client.posts_held()
 
     def health(self) -> tuple[str, str | None, bool]:
         return self.client.health()

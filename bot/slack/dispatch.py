@@ -23,6 +23,10 @@ A question left unanswered for HITL_QUESTION_TTL hours (72 by default; 0: never)
 in a round (``_expire``, a bounded read of the open posts by age): its item goes back to the
 queue, its place in the channel is free at once, and its message is redrawn without buttons.
 
+In Socket Mode no new question is posted while Slack refuses the connection, or while it has
+been down longer than its grace (``_link_held``): nobody could answer it. A short reconnection
+does not hold posts, and the connection, once back, wakes the dispatcher.
+
 Slightly over ~400 lines: the round, the channel backoff and the lost-post search share the
 channel state this dispatcher owns.
 """
@@ -54,6 +58,7 @@ from bot.learning.scoring import (
 )
 from bot.runtime import Runtime, wait_until_woken
 from bot.slack import blocks
+from bot.slack.connect import socket_mode_of
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
 from bot.slack.redraw import Redrawer, channel_problem, moved_text
@@ -163,6 +168,7 @@ class Dispatcher:
         self.db_said: tuple[str, float] | None = None  # the database problem last said, and when
         self.scoring_failures = 0  # rounds in a row scoring ran out of memory (the backoff)
         self.scoring_retry_at = 0.0  # loop time the backoff holds the channels until
+        self.link_held: str | None = None  # why new posts wait for Socket Mode (said once)
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -366,6 +372,8 @@ class Dispatcher:
         labels = label_set(rt.settings, rt.store)
         if len(labels) < 2:
             return 0
+        if self._link_held():
+            return 0  # Socket Mode: no click could reach the bot; reconnecting wakes us
         loop = asyncio.get_running_loop()
         open_counts = rt.store.open_post_counts()
         if all(
@@ -443,6 +451,23 @@ class Dispatcher:
                     break
                 posted += 1
         return posted
+
+    def _link_held(self) -> bool:
+        """Whether new questions wait for Socket Mode's connection: while Slack refuses it, or
+        it has been down past its grace (not during a short reconnection), a question would
+        reach nobody who could answer. Said once when posting holds, once when it resumes."""
+        link = socket_mode_of(self.rt)
+        why = link.posts_held() if link is not None else None
+        if why is not None and self.link_held is None:
+            logger.warning(
+                "no new question is posted while Socket Mode is down (%s); posting resumes "
+                "once it connects",
+                why,
+            )
+        elif why is None and self.link_held is not None:
+            logger.warning("Socket Mode is connected again: new questions are posted again")
+        self.link_held = why
+        return why is not None
 
     def _meta_line(self, item_id: str) -> str:
         """The item's HITL_SHOW_META fields, for under its question (one read, when set)."""
