@@ -53,7 +53,7 @@ from bot.ingest import (
     with_stored_ids,
 )
 from bot.ingest.redact import Redactor
-from bot.labelset import in_force
+from bot.labelset import NotInForce, in_force
 from bot.learning.jobs import follow_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
@@ -629,10 +629,14 @@ async def get_item(request: web.Request) -> web.Response:
         if gone := deleted_before(rt.store, [item_id]):
             raise ApiError(410, gone[item_id], "id")
         raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+    out = rt.store.labels_not_in_force(rt.settings.labels)
     resolution = rt.store.resolution(item_id)
+    retired = resolution is not None and out.undecides(resolution["label"])
+    if retired:  # not decided any more: it waits in review for a label in force
+        resolution = None
     prediction = None
     if item["confidence"] is not None:
-        model_label, confidence, ranked = _guesses(rt.store, item, rt.settings.labels)
+        model_label, confidence, ranked = _guesses(rt.store, item, rt.settings.labels, out)
         prediction = {
             "label": model_label,
             "confidence": confidence,
@@ -653,7 +657,7 @@ async def get_item(request: web.Request) -> web.Response:
             "text": item["text"],
             "meta": item["meta"],
             "source": item["source"],
-            "status": api_status(item["status"]),
+            "status": api_status(item["status"], retired=retired),
             "queue_status": item["status"],
             "prediction": prediction,
             "human": human,
@@ -857,16 +861,22 @@ def callback_results(store: Store, items: list[ApiItem]) -> dict[tuple[str, str]
     return answers
 
 
-def api_status(item_status: str) -> str:
+def api_status(item_status: str, *, retired: bool = False) -> str:
     """What a producer sees: auto (the model is confident), resolved (people decided),
-    skipped (people skipped it) or needs_review (waiting for people)."""
-    if item_status in ("auto", "resolved", "skipped"):
+    skipped (people skipped it) or needs_review (waiting for people). ``retired``: the
+    item's decided label was retired since (``NotInForce.undecides``): it left training and
+    export and waits in review for a label in force, so it is not decided (needs_review),
+    as webhooks tell it."""
+    if item_status in ("auto", "resolved", "skipped") and not retired:
         return item_status
     return "needs_review"
 
 
 def _guesses(
-    store: Store, item: dict[str, Any], configured: Sequence[str] = ()
+    store: Store,
+    item: dict[str, Any],
+    configured: Sequence[str] = (),
+    out: NotInForce | None = None,
 ) -> tuple[str | None, float | None, list[dict[str, Any]]]:
     """The model's label, its confidence and ranked guesses under the label set in force: a
     model trained before a rename or merge (a rollback's) guesses the old name, which the
@@ -875,13 +885,14 @@ def _guesses(
     ``bot.labelset.not_in_force``). The confidence is the label's own probability, as the
     questions show it (not renormalised over the labels in force; a merged label stands for
     its successor at the best of the two): never a retired label's. None while the item has
-    no prediction."""
+    no prediction. ``out``: ``store.labels_not_in_force(configured)``, when read already."""
     if item["confidence"] is None:
         return None, None, []
     guesses = item["ranked"] or (
         [(item["predicted_label"], item["confidence"])] if item["predicted_label"] else []
     )
-    ranked = in_force(guesses, store.label_aliases(), store.labels_not_in_force(configured))
+    out = store.labels_not_in_force(configured) if out is None else out
+    ranked = in_force(guesses, store.label_aliases(), out)
     label, confidence = ranked[0] if ranked else (None, 0.0)
     return label, confidence, [{"label": name, "probability": p} for name, p in ranked]
 
@@ -889,12 +900,17 @@ def _guesses(
 def _prediction(
     store: Store, item: dict[str, Any], configured: Sequence[str] = ()
 ) -> dict[str, Any]:
-    status = api_status(item["status"])
-    model_label, confidence, ranked = _guesses(store, item, configured)
+    out = store.labels_not_in_force(configured)
+    model_label, confidence, ranked = _guesses(store, item, configured, out)
     label = model_label
-    if status == "resolved":
-        resolution = store.resolution(item["id"])
-        label = resolution["label"] if resolution else label
+    status = api_status(item["status"])
+    if status == "resolved" and (resolution := store.resolution(item["id"])):
+        if out.undecides(resolution["label"]):
+            # retired since: the item waits in review, and the answer is the model's label
+            # in force, as for any item waiting for people
+            status = api_status(item["status"], retired=True)
+        else:
+            label = resolution["label"]
     return {
         "id": item["id"],
         "label": label,

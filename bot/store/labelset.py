@@ -7,7 +7,11 @@ stored set wins. A rename or merge rewrites the decided labels (each change in
 (``label_aliases``): a click on an old button, and an old answer in a tally, count for the new
 label. A retired label's decided items leave training and go to review (reason ``retired``)
 until an admin gives them a label in force, or the label is added back (which decides those
-reviews). Answers themselves keep what people clicked. Every change redraws the open questions.
+reviews); meanwhile the producer API and webhooks report them as not decided
+(``NotInForce.undecides``). Answers themselves keep what people clicked. Every change redraws
+the open questions, and queues in its transaction a webhook delivery for each item with a
+callback_url whose reported label it changes (``_queue_relabeled``, one statement): a rename's
+or merge's new name, a retired label taken back, a label added back.
 
 The items' stored predictions are under the label set in force (``set_predictions``): their
 ``predicted_label`` and ``confidence`` are the best label in force and its own probability
@@ -70,15 +74,26 @@ class NotInForce:
     every label outside it (a retired one, and a label of decided items that the set never
     had: imported before HITL_LABELS named a narrower set, or by an older version); without
     (the set is the imported labels), none. Built once per read (one small query), then a
-    set lookup per label: never a scan per item or per click."""
+    set lookup per label: never a scan per item or per click.
 
-    __slots__ = ("kept",)
+    ``retired``: those of them an admin retired (``hitl labels retire``). An item decided with
+    one is not decided any more (``undecides``): it left training and export and waits in
+    review, so the producer API and webhooks report it as waiting, with no label. A label the
+    set never had still decides its items (they are exported, and reported, with it)."""
 
-    def __init__(self, kept: Iterable[str] | None) -> None:
+    __slots__ = ("kept", "retired")
+
+    def __init__(self, kept: Iterable[str] | None, retired: Iterable[str] = ()) -> None:
         self.kept = frozenset(kept) if kept is not None else None
+        self.retired = frozenset(retired)
 
     def __contains__(self, label: object) -> bool:
         return self.kept is not None and label not in self.kept
+
+    def undecides(self, label: str | None) -> bool:
+        """Whether an item decided with ``label`` counts as not decided: the label was
+        retired."""
+        return label is not None and label in self.retired
 
     def __repr__(self) -> str:
         return f"NotInForce({sorted(self.kept) if self.kept is not None else None})"
@@ -113,6 +128,7 @@ class LabelSetMixin:
     tally: Callable[..., Tally]
     _resolve: Callable[[str, str, Tally, str], None]
     close_reviews_by_votes: Callable[[str, str], None]
+    _queue_relabeled: Callable[..., int]  # the producer mixin's (webhook outbox)
 
     def stored_labels(self) -> list[str] | None:
         """The stored label set's active labels in order, or None before the first change."""
@@ -131,8 +147,13 @@ class LabelSetMixin:
         """The labels not in force (``NotInForce``): outside the stored set once it was
         changed, else outside ``configured`` (HITL_LABELS) when it is set, else none (the
         imported labels are the set). One read of the label set's few rows."""
-        stored = self.stored_labels()
-        return NotInForce(stored if stored is not None else configured or None)
+        rows = self.db.execute("SELECT name, status FROM label_set ORDER BY position").fetchall()
+        if not rows:
+            return NotInForce(configured or None)
+        return NotInForce(
+            [name for name, status in rows if status == "active"],
+            [name for name, status in rows if status == "retired"],
+        )
 
     def labels_never_in_force(self, configured: Sequence[str] = ()) -> NotInForce:
         """``labels_not_in_force`` but for the retired labels: the labels the set in force
@@ -141,7 +162,7 @@ class LabelSetMixin:
         out = self.labels_not_in_force(configured)
         if out.kept is None:
             return out
-        return NotInForce(out.kept | self.retired_labels())
+        return NotInForce(out.kept | out.retired)
 
     def labels_outside(self, configured: Sequence[str] = ()) -> list[tuple[str, int]]:
         """The labels of decided items that are not in the set in force and were not retired
@@ -364,6 +385,9 @@ class LabelSetMixin:
                     " (SELECT item_id FROM labels WHERE label = ?)",
                     [now, user_id, label, label],
                 )
+                if label in self.retired_labels():
+                    # Its items are decided with it again: their producers hear the label.
+                    self._queue_relabeled(label, now)
                 self.db.execute(
                     "INSERT INTO label_set (name, position, status) VALUES (?,"
                     " (SELECT coalesce(max(position), -1) + 1 FROM label_set), 'active')"
@@ -400,6 +424,7 @@ class LabelSetMixin:
                     self.db.execute("UPDATE label_set SET name = ? WHERE name = ?", [new, label])
                 else:
                     self.db.execute("DELETE FROM label_set WHERE name = ?", [label])
+                self._queue_relabeled(label, now)  # their producers hear the new name
                 self._relabel_all(label, new, action, user_id, reason, now)
             elif action == "retire":
                 if label not in active:
@@ -414,6 +439,9 @@ class LabelSetMixin:
                     " SELECT item_id, 'retired', ?, ? FROM labels WHERE label = ?",
                     [f"{label} was retired", now, label],
                 )
+                # Not decided any more (``NotInForce.undecides``): a producer a webhook may
+                # have told the label hears it was taken back, as after `hitl labels remove`.
+                self._queue_relabeled(label, now, taken_back=True)
             else:
                 raise StoreError(f"unknown change {action!r}; use one of {', '.join(ACTIONS)}")
             self.db["label_set_changes"].insert(

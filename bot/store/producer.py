@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
-from bot.store.labelset import top_in_force
+from bot.store.labelset import NotInForce, top_in_force
 from bot.store.migrations import RECEIVER_SQL
 from bot.store.records import count_new_items
 
@@ -22,6 +22,7 @@ class ProducerMixin:
 
     db: Database
     now: Callable[[], str]
+    labels_not_in_force: Callable[..., NotInForce]  # the label set mixin's
 
     # -- producer API and webhooks --
 
@@ -29,8 +30,9 @@ class ProducerMixin:
         """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
         in one transaction; return the ids that were new, in order. A known item keeps its
         text and meta; it takes the ``callback_url`` sent only while it has none and people
-        have not decided it (a registered URL is never replaced; ``callback_urls`` tells the
-        producer which URL the item has).
+        have not decided it (a label since retired decides nothing: the item waits in review;
+        a registered URL is never replaced; ``callback_urls`` tells the producer which URL
+        the item has).
 
         An id `hitl delete` deleted is not stored again, nor returned: looked up in this write
         transaction, so a ``DELETE`` that came after the caller's own check (``/api/predict``
@@ -60,7 +62,8 @@ class ProducerMixin:
                     self.db.execute(
                         "UPDATE items SET callback_url = ?, updated_at = ? WHERE id = ?"
                         " AND coalesce(callback_url, '') = ''"
-                        " AND NOT EXISTS (SELECT 1 FROM labels WHERE item_id = items.id)",
+                        " AND NOT EXISTS (SELECT 1 FROM labels WHERE item_id = items.id"
+                        "  AND label NOT IN (SELECT name FROM label_set WHERE status = 'retired'))",
                         [item.callback_url, now, item.id],
                     )
             count_new_items(self.db.conn, {"new": len(created)})
@@ -218,21 +221,29 @@ class ProducerMixin:
         self,
         item_id: str,
         sending: int | None = None,
-        out: Container[str] | None = None,
+        out: NotInForce | None = None,
     ) -> dict[str, Any] | None:
         """What a webhook reports about an item now: its label once resolved. After a label
-        was taken back (an Undo, ``hitl labels remove``) it reports ``label`` None and the
-        item's status, but only when the producer may have been told the label (a delivery
-        for the item was delivered or attempted); None when there is nothing to tell.
-        ``sending``: the delivery the payload is for, claimed (this attempt counted) but not
-        sent yet. ``out``: the labels not in force (``bot.labelset.not_in_force``: retired, or
-        never in HITL_LABELS' set), left out of ``model_label``; by default the retired ones."""
+        was taken back (an Undo, ``hitl labels remove``, a retire of the label: the item
+        waits in review) it reports ``label`` None and the item's status, but only when the
+        producer may have been told the label (a delivery for the item was delivered or
+        attempted); None when there is nothing to tell. ``sending``: the delivery the payload
+        is for, claimed (this attempt counted) but not sent yet. ``out``: the labels not in
+        force (``bot.labelset.not_in_force``: retired, or never in HITL_LABELS' set), left out
+        of ``model_label``; an item decided with a retired one is not decided
+        (``NotInForce.undecides``). By default the stored set's."""
         row = self.db.execute(
             "SELECT l.label, l.votes, l.resolved_at, i.predicted_label, i.status, i.confidence,"
             " i.ranked FROM items i LEFT JOIN labels l ON l.item_id = i.id WHERE i.id = ?",
             [item_id],
         ).fetchone()
-        if row is None or (row[0] is None and not self._maybe_told(item_id, sending)):
+        if row is None:
+            return None
+        out = self.labels_not_in_force() if out is None else out
+        label, votes, resolved_at, status = row[0], row[1] or 0, row[2], row[4]
+        if out.undecides(label):  # waits in review for a label in force
+            label, votes, resolved_at, status = None, 0, None, "needs_review"
+        if label is None and not self._maybe_told(item_id, sending):
             return None
         # The model's label under the label set in force, as GET /api/items gives it: a
         # rollback's old name as its successor, a retired label left out (the stored guess of
@@ -240,15 +251,14 @@ class ProducerMixin:
         model_label = None
         if row[5] is not None:
             guesses = json.loads(row[6]) if row[6] else ([(row[3], row[5])] if row[3] else [])
-            out = self.retired_labels() if out is None else out
             model_label, _ = top_in_force(guesses, self.label_aliases(), out)
         return {
             "id": item_id,
-            "label": row[0],
-            "votes": row[1] or 0,
-            "resolved_at": row[2],
+            "label": label,
+            "votes": votes,
+            "resolved_at": resolved_at,
             "model_label": model_label,
-            "status": _told_status(row[4]),
+            "status": _told_status(status),
         }
 
     def _maybe_told(self, item_id: str, sending: int | None = None) -> bool:
@@ -276,6 +286,32 @@ class ProducerMixin:
             "  AND d.status = 'pending' AND d.attempts = 0)",
             [now, now, item_id],
         )
+
+    def _queue_relabeled(self, label: str, now: str, *, taken_back: bool = False) -> int:
+        """In the transaction of a label-set change (``Store.change_label_set``): a delivery
+        for each item decided with ``label`` that has a callback_url, so its producer hears the
+        label it reports now: a rename's or merge's new name, or the label again once added
+        back; ``taken_back`` (a retire), that it has none, and only where a webhook may have
+        told the label (as ``_queue_taken_back``). None for an item whose delivery waits unsent:
+        that one reads the item as it is when it goes. One INSERT … SELECT over the label's
+        items (index ``labels_label``), never a statement per item: the change holds the write
+        lock while it runs. Returns how many were queued."""
+        told = (
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
+            "  AND (d.status = 'delivered' OR d.attempts > 0))"
+            if taken_back
+            else ""
+        )
+        return self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
+            f" SELECT i.id, i.callback_url, ?, ?, {RECEIVER_SQL.format(url='i.callback_url')}"
+            " FROM labels l JOIN items i ON i.id = l.item_id"
+            " WHERE l.label = ? AND coalesce(i.callback_url, '') != ''"
+            f"{told}"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
+            "  AND d.status = 'pending' AND d.attempts = 0)",
+            [now, now, label],
+        ).rowcount
 
     def next_delivery_at(self) -> str | None:
         """When the next pending delivery falls due (None when nothing is pending)."""
