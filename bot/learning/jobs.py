@@ -34,9 +34,10 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -220,6 +221,7 @@ class Trainer:
     refresh_owner: str = field(default_factory=lambda: retrain.lock_owner(retrain.REFRESH_OWNER))
     idle: asyncio.Condition = field(default_factory=asyncio.Condition)
     outbox: ReportOutbox | None = None  # the reports Slack refused for a while (``ReportOutbox``)
+    waker: asyncio.Task | None = None  # wakes the nightly scheduler (``start_scheduler``)
 
     @classmethod
     def of(cls, rt: Runtime) -> Trainer:
@@ -726,12 +728,17 @@ async def run_retrain(
     rt.wake_dispatcher()
     quiet = triggered_by.startswith("schedule") and outcome.status in ("busy", "nothing_new")
     if not quiet:  # a night with nothing new is recorded in runs, not announced
-        what = f"the retrain report of {report_time(rt)}" + (
-            f" (v{outcome.version})" if outcome.version is not None else f" ({outcome.status})"
-        )
-        text = reports.retrain_text(outcome, admins=rt.settings.admins, timezone=rt.settings.timezone)
-    await post_report(rt, text, what)
+        await _post_outcome(rt, outcome)
     return outcome
+
+
+async def _post_outcome(rt: Runtime, outcome: Outcome) -> None:
+    """A retrain's report, named in the log by its time and version (or status)."""
+    what = f"the retrain report of {report_time(rt)}" + (
+        f" (v{outcome.version})" if outcome.version is not None else f" ({outcome.status})"
+    )
+    text = reports.retrain_text(outcome, admins=rt.settings.admins, timezone=rt.settings.timezone)
+    await post_report(rt, text, what)
 
 
 STOPPED_REPORT = (
@@ -744,17 +751,52 @@ STOPPED_REPORT = (
 async def stopped_by_shutdown(rt: Runtime):  # noqa: ANN201
     """Around a retrain: when the server's stop ends it (its fit worker closed, the task
     cancelled), say so in the report channel (within 5 s: the server is stopping), as the
-    admin was promised a result; the run is recorded "stopped: the server was shutting down"."""
+    admin was promised a result; the run is recorded "stopped: the server was shutting down".
+    One stopped as its fit wrote its model files recorded them (``retrain.FitStopped``): its
+    report is the retrain's own."""
     try:
         yield
-    except (asyncio.CancelledError, retrain.FitStopped):
+    except (asyncio.CancelledError, retrain.FitStopped) as exc:
         if Trainer.of(rt).closing:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await post_report(
-                        rt, STOPPED_REPORT, f"the retrain-stopped report of {report_time(rt)}"
-                    )
+            written = exc.computed if isinstance(exc, retrain.FitStopped) else None
+            if written is not None:
+                report, what = _post_outcome(rt, written.outcome), "the retrain report"
+            else:
+                what = f"the retrain-stopped report of {report_time(rt)}"
+                report = post_report(rt, STOPPED_REPORT, what)
+            await _post_while_stopping(report, what, STOPPED_REPORT_SECONDS)
         raise
+
+
+STOPPED_REPORT_SECONDS = 5.0  # the server is stopping: a report's post gets this long
+
+
+async def _post_while_stopping(
+    report: Coroutine[Any, Any, None], what: str, seconds: float
+) -> None:
+    """Post ``report`` within ``seconds``, even if the server's stop cancels the task meanwhile
+    (it cancels the retrain's task once the fit worker is closed, and waits for it): a post
+    cancelled halfway was a report lost. Past ``seconds`` (Slack does not answer), it is given
+    up, said in one line."""
+    post = eventloop.background(report, name="hitl-report-at-stop")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not post.done() and (left := deadline - loop.time()) > 0:
+        with contextlib.suppress(asyncio.CancelledError):  # the stop's cancel: bounded here
+            await asyncio.wait([post], timeout=left)
+    if not post.done():
+        post.cancel()
+        logger.warning(
+            "could not post %s: Slack did not answer within %.0f s; not posted: the server is"
+            " stopping (%s)",
+            what,
+            seconds,
+            READ_IT,
+        )
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait([post])
+    if not post.cancelled() and (error := post.exception()) is not None:
+        logger.warning("could not post %s as the server stopped: %r", what, error)
 
 
 def read_retrain_plan(
@@ -1136,17 +1178,56 @@ async def post_report(rt: Runtime, text: str, what: str = "a report") -> None:
 
 
 async def scheduled_retrain(rt: Runtime) -> None:
+    """The nightly job. The retrain runs in a task of its own, held as ``Trainer.task`` (as an
+    admin's is), so the server's stop waits for it to record its run and post its report
+    before Slack's session and the database close; the scheduler's stop cancels only this
+    job's wait for it (APScheduler cancels the jobs under way: a CancelledError it logged as
+    an ERROR with its traceback)."""
+    trainer = Trainer.of(rt)
+    task = eventloop.background(_nightly(rt), name="hitl-nightly-retrain")
+    if trainer.task is None or trainer.task.done():  # else an admin's retrain runs: it is busy
+        trainer.task = task
+        task.add_done_callback(lambda _task: trainer.wake())  # a refresh waited for it
+    with contextlib.suppress(asyncio.CancelledError):  # the scheduler stops: the server's stop
+        await asyncio.shield(task)  # waits for the retrain (``bot.server``), not this job
+
+
+async def _nightly(rt: Runtime) -> None:
     try:
         await run_retrain(rt, "schedule")
+    except (asyncio.CancelledError, retrain.FitStopped):
+        # The server's stop ended it: its run is recorded as stopped (one line, ``finish``) and
+        # the retrain-stopped report posted (``stopped_by_shutdown``); not a failed night.
+        return
     except StoreError as exc:  # the database file was lost (Store.apart): one line, no trace
         logger.error("the nightly retrain did not run: %s", exc)
     except Exception:  # noqa: BLE001 - the scheduler must survive a failed night
         logger.exception("scheduled retrain failed")
 
 
+# How often the scheduler looks at the wall clock even when its timer is far off. APScheduler's
+# AsyncIOScheduler waits for the next run time with ``loop.call_later``, on the monotonic clock:
+# a wall clock stepped forward (NTP) or a machine suspended overnight (the monotonic clock stops
+# while it sleeps) left the timer counting the old wait, and the nightly retrain ran late by the
+# whole jump (a 03:00 run after a suspend from 22:00 to 07:00: at 16:00). Woken this often, a
+# run time the clock jumped past runs within this of the jump ("once, late, as soon as it sees
+# it"). A wake compares the job's next run time with the clock (no I/O; APScheduler's DEBUG
+# lines about it show only at -vvv), so it can come often; under a minute, the cron's unit.
+SCHEDULER_WAKE_SECONDS = 10.0
+
+
+async def _keep_waking(scheduler: AsyncIOScheduler, every: float) -> None:
+    """Wake ``scheduler`` every ``every`` seconds (see SCHEDULER_WAKE_SECONDS) while it runs."""
+    while True:
+        await asyncio.sleep(every)
+        if scheduler.running:
+            scheduler.wakeup()
+
+
 def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
-    """Run the nightly retrain inside the server (APScheduler, one instance at a time), and
-    the champion watch (``stop_scheduler`` stops both)."""
+    """Run the nightly retrain inside the server (APScheduler, one instance at a time), woken
+    every SCHEDULER_WAKE_SECONDS to see a run time the wall clock jumped past, and the champion
+    watch (``stop_scheduler`` stops them)."""
     state = ChampionHolder.of(rt)
     if state.watch is None:
         state.watch = ChampionWatch(rt)
@@ -1165,7 +1246,13 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
         misfire_grace_time=None,
     )
     scheduler.start()
-    Trainer.of(rt).scheduler_alive = True
+    trainer = Trainer.of(rt)
+    trainer.scheduler_alive = True
+    if trainer.waker is not None:
+        trainer.waker.cancel()
+    trainer.waker = eventloop.background(
+        _keep_waking(scheduler, SCHEDULER_WAKE_SECONDS), name="hitl-scheduler-wake"
+    )
     ReportOutbox.of(rt).start()  # the reports Slack refused for a while: posted when it answers
     return scheduler
 
@@ -1183,7 +1270,11 @@ async def catch_up(rt: Runtime, now: datetime) -> Outcome | None:
 def stop_scheduler(rt: Runtime, scheduler: AsyncIOScheduler) -> None:
     with contextlib.suppress(Exception):
         scheduler.shutdown(wait=False)
-    Trainer.of(rt).scheduler_alive = False
+    trainer = Trainer.of(rt)
+    trainer.scheduler_alive = False
+    if trainer.waker is not None:
+        trainer.waker.cancel()
+        trainer.waker = None
     ReportOutbox.of(rt).stop()
     state = ChampionHolder.of(rt)
     if state.watch is not None:

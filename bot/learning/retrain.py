@@ -1195,15 +1195,65 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
 FIT_NICENESS = 10  # a fit yields the CPU to the bot: a click's ack comes before a retrain
 
 
-def _background(server: int) -> None:
+def _background(server: int, abandon: ChildAbandon | None = None) -> None:
     """Run in the fit's child: lower its priority so the server's acks win the cores, and
     exit if the server (pid ``server``) is killed. A crash in C (a segfault) prints the
-    child's stack on the server's stderr, as the server's own would."""
+    child's stack on the server's stderr, as the server's own would. ``abandon``: shared
+    with the server, which may give the fit up (``compute_in_child``)."""
+    global _CHILD_ABANDON  # noqa: PLW0603 - this child's one fit
+    _CHILD_ABANDON = abandon
     with contextlib.suppress(RuntimeError, OSError, ValueError):
         faulthandler.enable()
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice
         os.nice(FIT_NICENESS)
     exit_with_parent(server)
+
+
+class ChildAbandon:
+    """``Abandon`` between the server and the fit's child process, in shared memory (given to
+    the child when it starts): the server gives the retrain up when it stops (``FitWorker``:
+    its task cancelled, the worker closed), and from then on the child writes no model file,
+    even one forked or fitting on after the stop (else it wrote and promoted its version
+    after the server recorded the run as stopped: the models folder named a champion the
+    database did not). Once the child has begun writing, the server cannot give it up: it
+    waits for the files (``WRITE_WAIT_SECONDS``) and records them."""
+
+    FITTING, GIVEN_UP, WRITING = 0, 1, 2
+
+    def __init__(self, context: Any) -> None:
+        self.state = context.Value("b", self.FITTING)  # with its own lock
+
+    def _move(self, to: int) -> bool:
+        with self.state.get_lock():
+            if self.state.value == self.FITTING:
+                self.state.value = to
+            return self.state.value == to
+
+    def begin_writing(self) -> bool:
+        """In the child (``compute``): may the files be written (the fit was not given up)?"""
+        return self._move(self.WRITING)
+
+    def give_up(self) -> bool:
+        """In the server: give the fit up; False when its files are being written."""
+        return self._move(self.GIVEN_UP)
+
+
+_CHILD_ABANDON: ChildAbandon | None = None  # in a fit's child: its ``ChildAbandon``
+
+
+def compute_in_child(
+    fit: Callable[..., Computed], plan: Plan, registry: ModelRegistry, champion: Champion | None
+) -> Computed:
+    """``fit`` (``compute``, as the server's module names it) in the fit's child, which the
+    server may give up until its files are being written (``ChildAbandon``)."""
+    return fit(plan, registry, champion, None, _CHILD_ABANDON)
+
+
+# Seconds a fit the server's stop found writing its model files (a save and a promotion: a
+# second or two, longer for a model of hundreds of MB) is waited for, so that the run records
+# what the models folder holds. Past it the child is terminated: the registry's writes are
+# ordered so that a write cut short leaves nothing promoted the database does not name.
+WRITE_WAIT_SECONDS = 30.0
 
 
 class FitDied(HitlError):
@@ -1287,7 +1337,27 @@ class ChildDied(BrokenProcessPool):
 
 
 class FitStopped(HitlError):
-    """The fit worker was closed (the server is stopping) while a fit ran."""
+    """The fit worker was closed (the server is stopping) while a fit ran. ``computed``: the
+    retrain's child had begun writing its model files when the stop came; they are written,
+    and are what the run records (``retrain``)."""
+
+    def __init__(self, message: str, computed: Computed | None = None) -> None:
+        super().__init__(message)
+        self.computed = computed
+
+
+def _end_forked(done: asyncio.Future, executor: ProcessPoolExecutor) -> None:
+    """A fit stopped while its child was forked: end the child once the fork is done (its
+    outcome read: a pool closed meanwhile refused the call, nothing to end)."""
+    if not done.cancelled():
+        done.exception()
+    _end(executor)
+
+
+def _end(executor: ProcessPoolExecutor) -> None:
+    """``terminate`` the fit's child, unless that was done already (``FitWorker.close``)."""
+    if getattr(executor, "_processes", None) is not None:
+        terminate(executor)
 
 
 class FitWorker:
@@ -1309,6 +1379,8 @@ class FitWorker:
 
     def __init__(self) -> None:
         self._executor: ProcessPoolExecutor | None = None  # the fit running now, if any
+        self._abandon: ChildAbandon | None = None  # and what it shares with its child
+        self._submitting: asyncio.Future | None = None  # and its fork, until done
         self._lock: asyncio.Lock | None = None  # one fit at a time
         self.handed = 0  # fits handed to a child so far
         self.died = 0  # children that died mid-fit
@@ -1326,7 +1398,7 @@ class FitWorker:
             await self._handed.wait_for(lambda: self.handed >= n)
 
     async def run(self, plan: Plan, registry: ModelRegistry, champion: Champion | None) -> Computed:
-        return await self._call(compute, (plan, registry, champion, None))
+        return await self._call(compute_in_child, (compute, plan, registry, champion))
 
     async def refresh(self, plan: RefreshPlan, champion: TextClassifier | None) -> Refreshed:
         return await self._call(compute_refresh, (plan, champion))
@@ -1357,24 +1429,38 @@ class FitWorker:
     async def _in_child(self, function: Callable[..., Any], args: tuple) -> Any:
         if self.closed:
             raise BrokenProcessPool("the fit worker is closed")
+        context = child_context()
+        abandon = ChildAbandon(context)
         executor = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=_FitContext(child_context()),  # type: ignore[arg-type] - a context
+            mp_context=_FitContext(context),  # type: ignore[arg-type] - a context
             initializer=_background,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), abandon),
         )
-        self._executor = executor
+        submitting = asyncio.ensure_future(asyncio.to_thread(executor.submit, function, *args))
+        self._executor, self._abandon, self._submitting = executor, abandon, submitting
         try:
             try:  # the child is forked here, a round trip to the fork server: off the loop
-                future = await asyncio.to_thread(executor.submit, function, *args)
+                future = await asyncio.shield(submitting)
             except RuntimeError as exc:  # closed meanwhile: "cannot schedule new futures"
                 raise BrokenProcessPool("the fit worker is closed") from exc
+            except asyncio.CancelledError:
+                # Stopped while the child is forked: it is given up (it writes nothing), and
+                # ended once the fork is done (the pool holds its lock until then).
+                abandon.give_up()
+                submitting.add_done_callback(lambda done: _end_forked(done, executor))
+                raise
+            if self.closed:  # closed while it was forked: ``close`` left the child to this
+                abandon.give_up()
+                _end(executor)
+                raise BrokenProcessPool("the fit worker is closed")
             processes = list(executor._processes.values())  # noqa: SLF001 - for the exit code
             async with self._handed:
                 self.handed += 1
                 self._handed.notify_all()
+            waiter = awaitable(future)
             try:
-                return await awaitable(future)
+                return await waiter
             except BrokenProcessPool as exc:
                 # The pool fails the future before its manager thread reaps the child: read
                 # the exit code after that thread ends. Two threads reading one forkserver
@@ -1382,16 +1468,44 @@ class FitWorker:
                 await asyncio.to_thread(executor.shutdown, wait=True)
                 codes = [p.exitcode for p in processes]
                 raise ChildDied(codes[0] if codes else None) from exc
+            except asyncio.CancelledError:
+                if abandon.give_up():  # the fit is abandoned: its child writes nothing
+                    _end(executor)
+                    raise
+                written = await self._written(waiter, executor)
+                if written is None:
+                    raise
+                raise FitStopped("the fit was stopped while it wrote its model", written) from None
         finally:
             if self._executor is executor:
-                self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)  # the child ends, idle
+                self._executor, self._abandon, self._submitting = None, None, None
+            if submitting.done():
+                executor.shutdown(wait=False, cancel_futures=True)  # the child ends, idle
+
+    @staticmethod
+    async def _written(waiter: asyncio.Future, executor: ProcessPoolExecutor) -> Any:
+        """A fit stopped while its child writes the model files: its result once written
+        (within WRITE_WAIT_SECONDS), so that the run records them; None: not in time (the
+        child is terminated), or the child failed."""
+        try:
+            async with asyncio.timeout(WRITE_WAIT_SECONDS):
+                return await asyncio.shield(waiter)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the stop goes on
+            _end(executor)
+            return None
 
     def close(self) -> None:
-        """Stop the child at once (a fit in progress is abandoned; its run is marked failed)."""
+        """Stop the child at once: a fit in progress is given up (its child writes nothing)
+        and its run marked failed. A child already writing its model files is let finish
+        them (seconds): its caller records them (``_in_child``). A child being forked is
+        ended once it is (``_in_child``): the pool holds its lock until then."""
         self.closed = True
         executor, self._executor = self._executor, None
-        if executor is not None:
+        abandon, self._abandon = self._abandon, None
+        submitting, self._submitting = self._submitting, None
+        if executor is None or not (abandon is None or abandon.give_up()):
+            return
+        if submitting is None or submitting.done():
             terminate(executor)  # a stopped child is resumed first, or it would never exit
 
 
@@ -1581,7 +1695,9 @@ async def retrain(
         computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by), crashed=True)
     except BaseException as exc:
         computed = Computed(Outcome("failed", _failure(exc, worker), triggered_by), crashed=True)
-        if worker is None and not abandon.give_up():  # its files are being written: record
+        if isinstance(exc, FitStopped) and exc.computed is not None:
+            computed = exc.computed  # stopped as its child wrote the files: what they hold
+        elif worker is None and not abandon.give_up():  # its files are being written: record
             abandon.finished.wait()  # them (seconds), or the database and registry disagree
             if isinstance(abandon.result, Computed):
                 computed = abandon.result
