@@ -1251,6 +1251,7 @@ def models_command(state: State) -> None:
         registry = retrain.registry_for(state.settings) if models_dir.is_dir() else None
         versions, unreadable = registry.scan() if registry is not None else ([], {})
         newest_label = store.labels_watermark()["newest"]
+        trained = reports.trained_labels(store, state.settings.labels)
     if not versions and not known and not unreadable:
         click.echo("No models yet: `hitl retrain` trains the first one.")
         return
@@ -1291,7 +1292,7 @@ def models_command(state: State) -> None:
         click.echo(f"Warning: {gone}; `hitl serve` serves the model it loaded meanwhile", err=True)
         return
     for line in [
-        *reports.unknown_models(known, versions, newest_label, models_dir),
+        *reports.unknown_models(known, versions, newest_label, models_dir, trained),
         *reports.lost_models(known, versions, unreadable, models_dir, files),
     ]:
         click.echo(f"Warning: {line}", err=True)

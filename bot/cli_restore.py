@@ -131,7 +131,11 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             + f" ({count(facts.pending, 'migration')})."
         )
     try:
-        notes = models_note(state.settings, facts.models)
+        # a backup left to upgrade is not opened here ("the next hitl command upgrades it"):
+        # `hitl models` and `hitl serve` say the rest then
+        notes = models_note(
+            state.settings, facts.models, state if upgraded or not facts.pending else None
+        )
     except KeyboardInterrupt:  # the restore is done: only the look at the models folder is not
         kept = f"; the database that was there is kept as {done.kept}" if done.kept else ""
         raise Stopped(
@@ -250,10 +254,16 @@ def _restore_state(db: Path, backup: Path, before: tuple[int, int] | None) -> st
     return f": {db} was restored from {backup} just before it{where}"
 
 
-def models_note(settings: Any, recorded: dict[int, str]) -> list[tuple[str, bool]]:
+def models_note(
+    settings: Any, recorded: dict[int, str], state: Any = None
+) -> list[tuple[str, bool]]:
     """What the models folder holds against the versions the restored database records, as
     lines (and whether each is a warning). Model files are not part of the database: a folder
-    newer than the backup keeps versions trained after it, and the folder is what is served."""
+    newer than the backup keeps versions trained after it, and the folder is what is served.
+    With ``state`` (the restored database opens without an upgrade, or was upgraded) also
+    what `hitl serve` says at start of the folder's models (``reports.unknown_models``): a
+    version that is another model than the one the database records under its number, a
+    champion the database does not record that was trained on newer labels or other names."""
     from bot.learning import reports, retrain
 
     models_dir = settings.models_dir
@@ -294,8 +304,17 @@ def models_note(settings: Any, recorded: dict[int, str]) -> list[tuple[str, bool
                 True,
             )
         )
-    known = {v: {"version": v, "status": s} for v, s in recorded.items()}
+    known: dict[int, dict[str, Any]] = {v: {"version": v, "status": s} for v, s in recorded.items()}
     lines += [(line, True) for line in reports.lost_models(known, versions, unreadable, models_dir)]
+    if state is not None:  # what `hitl serve` says at start (and `hitl models`), said now
+        with state.open_existing_store() as store:  # as `hitl serve` reads them at start
+            rows = {int(m["version"]): m for m in store.models()}
+            newest_label = store.labels_watermark()["newest"]
+            trained = reports.trained_labels(store, settings.labels)
+        lines += [
+            (line, True)
+            for line in reports.unknown_models(rows, versions, newest_label, models_dir, trained)
+        ]
     return lines
 
 

@@ -50,7 +50,7 @@ from bot.learning.jobs import (
     stop_scheduler,
     warm_scoring,
 )
-from bot.learning.reports import lost_models, unknown_models
+from bot.learning.reports import lost_models, trained_labels, unknown_models
 from bot.learning.retrain import (
     FitWorker,
     load_champion,
@@ -211,7 +211,13 @@ def models_problem(
     # Not loaded: the line below says it all (no earlier version to name in the fix)
     files = {champion.version: None} if not loaded and champion is not None else None
     lines = [
-        *unknown_models(known, versions, store.labels_watermark()["newest"], settings.models_dir),
+        *unknown_models(
+            known,
+            versions,
+            store.labels_watermark()["newest"],
+            settings.models_dir,
+            trained_labels(store, settings.labels),
+        ),
         *lost_models(known, versions, unreadable, settings.models_dir, files),
     ]
     if not loaded and champion is not None:  # its file: missing or damaged, no fallback

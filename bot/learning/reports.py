@@ -626,22 +626,102 @@ def models_beside(
     )
 
 
+def trained_labels(store: Store, configured: Sequence[str] = ()) -> TrainedLabels:
+    """The labels a champion for ``store``'s database must answer with (its decided items'
+    labels, under their names now after renames and merges, in force: not retired, within
+    the stored set, else ``configured``, HITL_LABELS), and the renamed and merged ones (old
+    → the label they count for now). Reads the per-label counts and the label set's rows:
+    a few rows, whatever the number of items."""
+    aliases, out = store.label_aliases(), store.labels_not_in_force(configured)
+    decided = {aliases.get(label, label) for label in store.label_set()}
+    return TrainedLabels(aliases, {label for label in decided if label not in out})
+
+
+@dataclass(frozen=True)
+class TrainedLabels:
+    """``trained_labels``: what a champion must answer with, and the renamed labels."""
+
+    aliases: Mapping[str, str]
+    in_force: set[str]
+
+    def missing(self, champion: ModelVersion) -> list[str]:
+        """The labels in force that ``champion`` cannot answer with: none of its classes is
+        one, nor was renamed or merged into one."""
+        known = {self.aliases.get(label, label) for label in champion.label_set}
+        return sorted(self.in_force - known)
+
+
+def other_models(
+    known: Mapping[int, Mapping[str, Any]], differ: Sequence[ModelVersion], models_dir: Path
+) -> str:
+    """The line for versions the folder and the database both number but that are other
+    models (another sha256 in ``vN.json`` than in the database's row), with the fix."""
+    one = len(differ) == 1
+    named = ", ".join(f"v{v.version}" for v in differ)
+    shown = "; ".join(
+        f"v{v.version}.json: sha256 {v.sha256[:12]}…, {count(v.n_train, 'label')}; the"
+        f" database's v{v.version}: sha256 {str(known[v.version]['sha256'])[:12]}…,"
+        f" {count(int(known[v.version].get('n_train') or 0), 'label')}"
+        for v in differ
+    )
+    served = next((v.version for v in differ if v.status == "champion"), None)
+    serves = (
+        f"`hitl serve` serves v{served}, a model this database did not train"
+        if served
+        else f"a rollback to {'it' if one else 'them'} serves a model this database did not train"
+    )
+    newest = max([*known, *(v.version for v in differ)], default=0)
+    return (
+        f"{models_dir}'s {named} {'is not the model' if one else 'are not the models'} the"
+        f" database records as {named} ({shown}): the folder holds another database's models"
+        f" (a box rebuilt, then a backup restored beside its folder?), and {serves}; with the"
+        f" server stopped, move {models_dir} aside so that `hitl retrain` trains v{newest + 1} on"
+        f" this database's labels, or restore {models_dir} from the backup made with this"
+        " database"
+    )
+
+
 def unknown_models(
     known: Mapping[int, Mapping[str, Any]],
     versions: Sequence[ModelVersion],
     newest_label: str | None,
     models_dir: Path,
+    trained: TrainedLabels | None = None,
 ) -> list[str]:
-    """When the models folder's champion is a version the database does not record, trained
-    on labels newer than any the database has (the database restored from a backup older than
-    the folder: the answers that model learned from were undone), the versions the database
-    does not know and the fix; empty otherwise (a retrain killed before it recorded its model
-    trained on labels the database has: the server records it, rightly)."""
+    """The models folder's versions that are not the database's, when they matter, in one line
+    with the fix; empty otherwise. `hitl models`, `hitl serve` at start and `hitl restore` say it.
+
+    A version both record under one number but with another sha256 in its ``vN.json`` than
+    the database's row (the folder holds another database's models: a box rebuilt, then a
+    backup restored beside its new folder). Compared by the sha256 each records: no model
+    file is read here (the champion's file is checked against its ``vN.json`` by
+    ``lost_models`` and at load, as before).
+
+    A champion the database does not record, trained on labels newer than any the database
+    has, or unable to answer labels in force that have training labels (``trained``: trained
+    on names the database does not know): the database restored from a backup older than the folder,
+    the answers or renames that model learned from undone. One trained on the labels the
+    database has (a retrain killed before it recorded its model) is said nothing of: the
+    server records it, rightly."""
+    differ = [
+        v
+        for v in versions
+        if v.version in known and known[v.version].get("sha256") not in (None, "", v.sha256)
+    ]
+    if differ:
+        return [other_models(known, differ, models_dir)]
     champion = next((v for v in reversed(versions) if v.status == "champion"), None)
     if champion is None or champion.version in known:
         return []
+    newer = ""
     trained_until = str(champion.extra.get("label_watermark") or "")
-    if not trained_until or trained_until <= (newest_label or ""):
+    if trained_until and trained_until > (newest_label or ""):
+        newer = (
+            ", trained on labels newer than any in the database (was the database restored"
+            " from an older backup?)"
+        )
+    labels = trained.missing(champion) if trained is not None else []
+    if not newer and not labels:
         return []
     unknown = [v.version for v in versions if v.version not in known]
     files = ", ".join(f"v{v}.json and v{v}.skops" for v in unknown)
@@ -660,12 +740,24 @@ def unknown_models(
         if back is not None
         else f"with the server stopped, move {files} out of {models_dir}"
     )
+    cannot = ""
+    if labels:
+        newest = max([*known, *(v.version for v in versions)], default=0)
+        fix += f", or `hitl retrain --force` trains v{newest + 1} on the database's labels"
+        one = len(labels) == 1
+        cannot = (
+            f" and cannot answer with {', '.join(labels[:-1])}{'' if one else ' or '}"
+            f"{labels[-1]}, {'a label' if one else 'labels'} of the database's decided items"
+            " (trained on other label names: was the database restored from a backup made"
+            " before renames?)"
+        )
     return [
         f"{models_dir} holds model{'s' if len(unknown) > 1 else ''} "
         + ", ".join(f"v{v}" for v in unknown)
-        + f" (champion v{champion.version}), which the database does not record, trained on"
-        " labels newer than any in the database (was the database restored from an older"
-        f" backup?): `hitl serve` serves v{champion.version} and records it; {fix}"
+        + f" (champion v{champion.version}), which the database does not record"
+        + newer
+        + cannot
+        + f": `hitl serve` serves v{champion.version} and records it; {fix}"
     ]
 
 
