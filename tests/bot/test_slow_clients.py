@@ -23,9 +23,10 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot import server
-from bot.api import bodies
+from bot.api import bodies, metrics
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import SECRET, Item, make_settings, seed
@@ -284,3 +285,28 @@ async def test_running_out_of_open_files_is_said_once_not_per_connection_and_ret
             None,
         )
     ]
+
+
+async def test_the_start_up_collection_is_done_before_the_server_listens(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # ``metrics.freeze`` collects every object start-up made (110-116 ms of the event loop at a
+    # million items); it ran just after the server began listening, so the first requests
+    # (Slack's, a health check's) waited behind it. It runs, for real, before now.
+    steps: list[str] = []
+    real_freeze, real_start = metrics.freeze, web.TCPSite.start
+
+    def freeze() -> None:
+        steps.append("freeze")
+        real_freeze()
+
+    async def start(site: web.TCPSite) -> None:
+        steps.append("listen")
+        await real_start(site)
+
+    monkeypatch.setattr(metrics, "freeze", freeze)
+    monkeypatch.setattr(web.TCPSite, "start", start)
+    async with serving(fake_slack, tmp_path) as served:
+        status, _, _ = await served.ask(http_request("GET", "/healthz"))
+    assert status == 200
+    assert steps == ["freeze", "listen"]
