@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.appkeys import RUNTIME
-from bot.logs import REDACTOR
+from bot.logs import LIBRARIES, REDACTOR
 from bot.sandbox import FakeSlack
 from bot.server import init_app
 from bot.slack import connect
@@ -81,15 +81,22 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def lines() -> Iterator[Lines]:
-    """Every log record (the root logger: the bot's, slack_sdk's, Bolt's)."""
+    """Every log record (the root logger: the bot's, slack_sdk's, Bolt's), whatever level an
+    earlier test in this process left on the libraries' loggers (``bot.logs.configure``, run
+    by a CLI test, sets them to WARNING or INFO)."""
     handler = Lines()
     root = logging.getLogger()
     level = root.level
+    libraries = {name: logging.getLogger(name).level for name in LIBRARIES}
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    for name in libraries:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     yield handler
     root.removeHandler(handler)
     root.setLevel(level)
+    for name, was in libraries.items():
+        logging.getLogger(name).setLevel(was)
 
 
 def ticket_url(base: str) -> str:
