@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.benchmarks.runner import run_quick
+from tests.benchmarks.runner import run, run_quick
 
 
 def test_label_change_benchmark_times_the_change_and_the_pass_in_bounded_steps():
@@ -23,3 +23,35 @@ def test_label_change_benchmark_times_the_change_and_the_pass_in_bounded_steps()
         assert 0 < float(median) <= float(p99) <= float(longest)
         # the pass's seconds are its steps' sum (printed to 0.01 s, its longest step to 0.01 ms)
         assert float(total) > 0 and 1000 * float(total) + 5 >= float(longest)
+
+
+def test_label_change_benchmark_with_decided_items_counts_what_each_change_wrote():
+    result = run("label_change.py", "--quick", "--decided", "0.3", "--callbacks", "0.5")
+    assert result.returncode == 0, result.stderr + result.stdout[-3000:]
+    out = result.stdout
+    seeded = re.search(
+        r"^20,000 items: ([\d,]+) decided \(([\d,]+) label3, [\d,]+ label4, ([\d,]+) label5\), "
+        r"([\d,]+) of them with a callback",
+        out,
+        re.M,
+    )
+    assert seeded, out
+    decided, label3, label5, called = (int(g.replace(",", "")) for g in seeded.groups())
+    assert 5_000 < decided < 7_000 and 0.4 * decided < called < 0.6 * decided
+    rows = re.findall(
+        r"^\| 20,000 \| (retire|add|merge|rename) \| ([\d.]+) \| (\d+) \| (\d+) \| (\d+) \| (\d+)"
+        r" \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+        out,
+        re.M,
+    )
+    assert [action for action, *_ in rows] == ["retire", "add", "merge", "rename"], out
+    wrote = {action: [int(n) for n in row[:4]] for action, _, *row in rows}
+    retire, add, merge, rename = (wrote[a] for a in ("retire", "add", "merge", "rename"))
+    # retire: a review per decided item of label3, a taken-back delivery per one with a callback
+    assert retire[:3] == [label3, 0, 0] and 0 < retire[3] < label3
+    assert add == [0, label3, 0, retire[3]]  # add back: those reviews decided, the label told
+    assert merge == [0, 0, label3, retire[3]]  # merge: label3's items relabeled, told
+    assert rename[:3] == [0, 0, label5] and 0 < rename[3] < label5
+    for _, change, _, _, _, _, steps, _, _, median, p99, longest in rows:
+        assert float(change) >= 0 and int(steps) >= 20  # 14,000 unlabeled items, 500 a step
+        assert 0 < float(median) <= float(p99) <= float(longest)
