@@ -19,7 +19,6 @@ from bot.labelnames import case_twin, how_twins_differ, label_name, label_proble
 from bot.labelset import (
     current_labels,
     label_set_warnings,
-    last_retired,
     restate_all,
     retired_note,
 )
@@ -193,7 +192,6 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
             reason=reason,
             votes_needed=state.settings.votes,
         )
-        retired = last_retired(store) if action == "retire" else None
         try:
             _restate(store, state.settings.threshold)
         except KeyboardInterrupt:  # the change is committed: say so, not "nothing was done"
@@ -203,8 +201,9 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
                 " serve`, or the next label change, puts them there"
             ) from None
     click.echo(f"Label set now: {', '.join(labels)}")
-    if retired is not None:
-        click.echo(retired_note(*retired, slack=False))
+    if action == "retire":  # the label this change retired (``ChangedSet``), as stored
+        note = retired_note(labels.made, labels.labeled, slack=False, settings=state.settings)
+        click.echo(note + labels.gold_note(labels.made))
 
 
 BAR_FROM = 100_000  # items: the pass after a change shows a progress bar from here

@@ -15,7 +15,7 @@ from bot.labelnames import label_key
 from bot.store import Store
 from bot.store.labelset import NotInForce as NotInForce
 from bot.store.labelset import in_force as in_force  # the store's too (its predictions)
-from bot.words import count
+from bot.words import count, escape
 
 
 def current_labels(settings: Settings, store: Store) -> list[str]:
@@ -88,23 +88,144 @@ def twins_line(labels: list[str], store: Store) -> str | None:
 
 def label_set_warnings(settings: Settings, store: Store) -> list[str]:
     """What `hitl serve` says at start and `hitl labels show` under the set: labels of
-    decided items outside the set in force, and case twins in force (``outside_line``,
-    ``twins_line``)."""
-    lines = [outside_line(settings, store), twins_line(current_labels(settings, store), store)]
+    decided items outside the set in force, case twins in force, HITL_LABELS not in force
+    (``outside_line``, ``twins_line``, ``configured_labels_line``), and a route or guideline
+    for a retired label (``retired_in_config``)."""
+    lines = [
+        outside_line(settings, store),
+        twins_line(current_labels(settings, store), store),
+        configured_labels_line(settings, store),
+        *retired_in_config(settings, store),
+    ]
     return [line for line in lines if line is not None]
 
 
-def last_retired(store: Store) -> tuple[str, int]:
-    """After a retire: the label it retired, as stored (in NFC when it came in another form),
-    and how many items are decided with it: they left training and export, and wait in review
-    until they get a label in force or the label is added back."""
-    label = store.label_set_changes()[-1]["label"]
-    return label, store.labeled_with(label)
+def configured_labels_line(settings: Settings, store: Store) -> str | None:
+    """One line when HITL_LABELS (the environment's or hitl.toml's) is set but is not the
+    stored set in force (the set was changed with `hitl labels`, and the stored set wins):
+    the labels it names that the stored set lacks, with `hitl labels add` for each one never
+    in it, and briefly the others (renamed, retired, added since); None when it agrees (in any
+    order), is unset, or nothing was changed. What `hitl serve` says at start and `hitl
+    labels show` under the set: a label added to HITL_LABELS after a change was never offered,
+    without a word."""
+    stored = store.stored_labels()
+    if stored is None or not settings.labels:
+        return None
+    configured = list(settings.labels)
+    if set(configured) == set(stored):
+        return None
+    in_stored, in_configured = set(stored), set(configured)
+    aliases, retired = store.label_aliases(), store.retired_labels()
+    never, others, explained = [], [], set()
+    for label in configured:
+        if label in in_stored:
+            continue
+        if label in retired:
+            others.append(f"{label} was retired")
+        elif label in aliases:
+            successor = aliases[label]
+            explained.add(successor)
+            gone = " (retired)" if successor in retired else ""
+            others.append(f"{label} is now {successor}{gone}")
+        else:
+            never.append(label)
+    added = [label for label in stored if label not in in_configured and label not in explained]
+    if added:
+        others.append(f"the stored set also has {', '.join(added[:MOST])}")
+    parts = []
+    if never:
+        adds = ", ".join(f"`hitl labels add {label}`" for label in never[:MOST])
+        shown = ", ".join(never[:MOST]) + (", …" if len(never) > MOST else "")
+        verb, it = ("is", "it") if len(never) == 1 else ("are", "them")
+        parts.append(f"{shown} {verb} not in it, so no question offers {it} ({adds})")
+    parts += others[:MOST]
+    source = settings.sources.get("labels", "env")
+    where = "HITL_LABELS" if source == "env" else f"HITL_LABELS (labels in {source})"
+    return (
+        f"{where} is not in force: the label set was changed with hitl labels, and the stored"
+        f" set ({', '.join(stored[:12])}{', …' if len(stored) > 12 else ''}) wins; "
+        + "; ".join(parts)
+        + ". Make HITL_LABELS the stored set, or unset it, to stop this warning"
+    )
 
 
-def retired_note(label: str, n: int, *, slack: bool) -> str:
-    """What a retire did to the items decided with ``label`` (``n``: ``last_retired``), for
-    the CLI or Slack (mrkdwn, ``label`` escaped by the caller), with how to undo it."""
+MOST = 8  # labels one warning line names
+
+
+def config_places(settings: Settings, label: str) -> list[str]:
+    """Where the settings in force name ``label``: its route (``[hitl.routes]``) and its
+    guidelines (``[labels.LABEL]``), as hitl.toml writes them."""
+    places = ["[hitl.routes]"] if label in settings.routes else []
+    return places + ([f"[labels.{label}]"] if label in settings.guidelines else [])
+
+
+def config_file(settings: Settings) -> str:
+    """The file routes and guidelines came from (hitl.toml, by its path when known)."""
+    return settings.sources.get("routes") or settings.sources.get("guidelines") or "hitl.toml"
+
+
+def retired_in_config(settings: Settings, store: Store) -> list[str]:
+    """A line for each retired label a route or guideline of the settings still names (who
+    retired it and when, the fix). Harmless, so `hitl serve` starts and ignores them (no
+    question is predicted a retired label): `/hitl labels retire` by an admin who cannot edit
+    hitl.toml took the bot down at its next restart. A name neither in force, an old name
+    nor retired stays a refusal (``bot.server.label_set_lines``: a typo)."""
+    named = {*settings.routes, *settings.guidelines}
+    retired = sorted(named & store.retired_labels()) if named else []
+    if not retired:
+        return []
+    last = {c["label"]: c for c in store.label_set_changes() if c["action"] == "retire"}
+    lines = []
+    for label in retired:
+        places = " and ".join(config_places(settings, label))
+        change = last.get(label)
+        at = str(change["created_at"])[:16].replace("T", " ") + " UTC" if change else ""
+        when = f" by {change['user_id']} on {at}" if change else ""
+        lines.append(
+            f"{config_file(settings)} names {label!r} in {places}, but {label} was retired{when}:"
+            f" unused while it is retired (no question is predicted {label}). Remove it from"
+            f" {places},"
+            f" or `hitl labels add {label}` to use it again"
+        )
+    return lines
+
+
+def retired_note(label: str, n: int, *, slack: bool, settings: Settings | None = None) -> str:
+    """What a retire did to the items decided with ``label`` (``n``: ``ChangedSet.labeled``), for
+    the CLI or Slack (mrkdwn, ``label`` escaped by the caller), with how to undo it; with the
+    ``settings`` in force, one more sentence when they route ``label`` or give it guidelines
+    (``retired_config_note``)."""
+    note = _items_note(label, n, slack=slack)
+    said = retired_config_note(settings, label, slack=slack) if settings is not None else None
+    return f"{note} {said}" if said else note
+
+
+def retired_config_note(settings: Settings, label: str, *, slack: bool) -> str | None:
+    """The sentence a retire adds when the settings in force still route the retired label or
+    give it guidelines (``label`` as ``retired_note`` has it: escaped for Slack), with the fix;
+    None when they name it nowhere. Not refused: `hitl serve` starts and warns of it
+    (``retired_in_config``)."""
+    named = {*settings.routes, *settings.guidelines}
+    raw = next((k for k in named if escape(k) == label), None) if slack else label
+    if raw not in named:
+        return None
+    if slack:
+        places = " and ".join(f"`{escape(place)}`" for place in config_places(settings, raw))
+        return (
+            f"`hitl.toml` still names `{label}` in {places}: unused while retired; the bot"
+            f" warns of it at each start until it is removed there (by whoever runs the bot),"
+            f" or `/hitl labels add {label}` brings the label back."
+        )
+    places = " and ".join(config_places(settings, raw))
+    return (
+        f"{config_file(settings)} still names {label} in {places}: unused while retired;"
+        f" `hitl serve` warns of it at each start until you remove it there, or `hitl labels"
+        f" add {label}` brings the label back."
+    )
+
+
+def _items_note(label: str, n: int, *, slack: bool) -> str:
+    """``retired_note``'s first part: the items decided with ``label``."""
     if n == 0:
         shown = f"`{label}`" if slack else label
         return f"No item was labeled {shown}, so training and export keep every item."

@@ -126,15 +126,19 @@ def start_problems(settings: Settings, refused: Collection[str] = ()) -> list[st
     try:
         labels = label_set(settings, store)
         aliases = store.label_aliases()
+        retired = store.retired_labels()
     except (HitlError, DatabaseError, OSError):
         return problems
     finally:
         store.close()
-    return problems + label_set_lines(settings, labels, aliases)
+    return problems + label_set_lines(settings, labels, aliases, retired)
 
 
 def check_label_set(settings: Settings, store: Store) -> None:
-    label_set_problems(settings, label_set(settings, store), store.label_aliases())
+    """``label_set_problems`` for the database's label set. A route or guideline naming a
+    retired label is not refused: it is said at start (``bot.labelset.retired_in_config``)."""
+    labels, aliases = label_set(settings, store), store.label_aliases()
+    label_set_problems(settings, labels, aliases, store.retired_labels())
 
 
 def check_new_database_labels(settings: Settings) -> None:
@@ -146,16 +150,30 @@ def check_new_database_labels(settings: Settings) -> None:
         label_set_problems(settings, list(settings.labels), {})
 
 
-def label_set_problems(settings: Settings, labels: list[str], aliases: Mapping[str, str]) -> None:
+def label_set_problems(
+    settings: Settings,
+    labels: list[str],
+    aliases: Mapping[str, str],
+    retired: Collection[str] = (),
+) -> None:
     """Refuse (``ConfigError``) a label set of fewer than two labels, or a route or guideline
-    naming a label that is not in force (an old name of one, in ``aliases``, follows it)."""
-    problems = label_set_lines(settings, labels, aliases)
+    naming a label that is not in force (an old name of one, in ``aliases``, follows it; a
+    ``retired`` one is only warned of, ``bot.labelset.retired_in_config``)."""
+    problems = label_set_lines(settings, labels, aliases, retired)
     if problems:
         raise ConfigError(problems)
 
 
-def label_set_lines(settings: Settings, labels: list[str], aliases: Mapping[str, str]) -> list[str]:
-    """``label_set_problems``'s lines: none when the label set is fine."""
+def label_set_lines(
+    settings: Settings,
+    labels: list[str],
+    aliases: Mapping[str, str],
+    retired: Collection[str] = (),
+) -> list[str]:
+    """``label_set_problems``'s lines: none when the label set is fine. A route or guideline
+    for a ``retired`` label is none: harmless (no question is predicted that label), and
+    refusing it took the bot down at the restart after `/hitl labels retire`; the start warns
+    of it with the fix instead (``bot.labelset.retired_in_config``)."""
     if len(labels) < 2:
         return [
             "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
@@ -163,7 +181,7 @@ def label_set_lines(settings: Settings, labels: list[str], aliases: Mapping[str,
         ]
     # A route or guideline for a label that is not one (a typo, "Billing" for "billing") would
     # never apply, silently: a label's private channel would get none of its questions.
-    known = {*labels, *aliases}  # an old name follows its rename
+    known = {*labels, *aliases, *retired}  # an old name follows its rename; retired: warned
     problems = []
     for where, keys in (("[hitl.routes]", settings.routes), ("[labels.*]", settings.guidelines)):
         for key in sorted(k for k in keys if k not in known):
@@ -290,7 +308,8 @@ def init_app(
         session = slack_session()
         try:
             check_label_set(settings, store)
-            for line in label_set_warnings(settings, store):  # labels outside the set, twins
+            # labels outside the set, twins, HITL_LABELS not in force, retired labels routed
+            for line in label_set_warnings(settings, store):
                 logger.warning("%s", line)
             client = make_client(settings, session=session)
             rt = Runtime(settings=settings, store=store, client=client)

@@ -28,7 +28,7 @@ that label, through renames and merges of the label set.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +80,10 @@ def measure(store: Store, settings: Settings) -> Quality:
     """Measure on ``store`` in this thread (reads every vote). Every answer counts under the
     label set in force, agreement as gold accuracy: "bug" clicked before `hitl labels rename
     bug defect` and "defect" after agree (the store resolved the item on them), and two labels
-    merged into one are one."""
-    gold = store.gold_labels()
+    merged into one are one. A gold item whose gold label is not in force (a retired one)
+    is not scored (``Store.gold_in_force``)."""
+    configured = settings.labels  # HITL_LABELS
+    gold = store.gold_in_force(store.gold_labels(), configured)
     if settings.votes <= 1 and not gold:
         return Quality(agreement=None, gold=[], n_gold=0)
     votes = list(store.iter_votes())
@@ -101,9 +103,9 @@ def measure(store: Store, settings: Settings) -> Quality:
         )
         if settings.votes > 1
         else None,
-        gold=[g for g in gold_accuracy(in_force, _in_force(gold, aliases)) if g.n] if gold else [],
+        gold=[g for g in gold_accuracy(in_force, gold) if g.n] if gold else [],
         n_gold=len(gold),
-        estimates=estimate(store, votes, gold) if weighted else None,
+        estimates=estimate(store, votes, gold, configured) if weighted else None,
     )
 
 
@@ -111,14 +113,15 @@ def estimate(
     store: Store,
     votes: list[tuple[str, str, str]] | None = None,
     gold: dict[str, str] | None = None,
+    configured: Sequence[str] = (),
 ) -> Estimates | None:
     """Gold-seeded Dawid–Skene over the items with two or more counted votes and the gold
-    items people answered (votes and gold labels under the label set in force); None when no
-    item has two votes. Reads every vote: a worker thread's or the CLI's job."""
+    items people answered (votes and gold labels under the label set in force, without the
+    gold of a label not in force: ``Store.gold_in_force``, ``configured``: HITL_LABELS);
+    None when no item has two votes. Reads every vote: a worker thread's or the CLI's job."""
     aliases = store.label_aliases()
     votes = store.iter_votes() if votes is None else votes
-    gold = store.gold_labels() if gold is None else gold
-    gold = {item: aliases.get(label, label) for item, label in gold.items()}
+    gold = store.gold_in_force(store.gold_labels() if gold is None else gold, configured)
     by_item: dict[str, dict[str, str]] = {}
     for item, user, label in votes:
         by_item.setdefault(item, {})[user] = aliases.get(label, label)
@@ -203,7 +206,7 @@ def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str,
     rows = [row for row in rows if row[2] not in retired]
     if settings.aggregation != "dawid_skene":
         return rows
-    found = estimate(store)
+    found = estimate(store, configured=settings.labels)
     if found is None:
         return rows
     weighted = weighted_labels(found, retired)
@@ -219,19 +222,16 @@ def training_rows(store: Store, settings: Settings) -> list[tuple[str, str, str,
     return out
 
 
-def own_gold(store: Store, user_id: str) -> GoldAccuracy | None:
-    """``user_id``'s accuracy on gold, from their own answers only (for their App Home)."""
-    votes, gold = store.gold_votes_of(user_id)
+def own_gold(store: Store, user_id: str, configured: Sequence[str] = ()) -> GoldAccuracy | None:
+    """``user_id``'s accuracy on gold, from their own answers only (for their App Home); as
+    ``measure``, not on a gold item whose gold label is not in force (``configured``:
+    HITL_LABELS)."""
+    votes, gold = store.gold_votes_of(user_id, configured)  # gold: under the set in force
     if not votes:
         return None
     aliases = store.label_aliases()  # as ``measure``: under the label set in force
     votes = [(item, user, aliases.get(label, label)) for item, user, label in votes]
-    return gold_accuracy(Tally.from_votes(votes), _in_force(gold, aliases))[0]
-
-
-def _in_force(gold: dict[str, str], aliases: dict[str, str]) -> dict[str, str]:
-    """Gold labels under the label set in force (a renamed or merged label's successor)."""
-    return {item: aliases.get(label, label) for item, label in gold.items()}
+    return gold_accuracy(Tally.from_votes(votes), gold)[0]
 
 
 def gold_line(g: GoldAccuracy) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.errors import StoreError
 from bot.labelnames import label_problem
-from bot.labelset import current_labels, last_retired, retired_note
+from bot.labelset import current_labels, retired_note
 from bot.slack import blocks
 from bot.store import Store
 
@@ -91,12 +91,14 @@ def labels_reply(
         )
     except StoreError as exc:  # its message may list the whole set
         return blocks.fit(f"Cannot {action}: {blocks.escape(str(exc))}"), False
+    # Worded from the change this call made (``ChangedSet``), never from the newest change
+    # stored: another admin's, made in another thread meanwhile, may be that one.
+    made = blocks.escape(after.made)  # as stored (NFC)
     if action == "retire":
-        retired, n = last_retired(store)
-        note = retired_note(blocks.escape(retired), n, slack=True)
-    else:  # the label made, said apart: a long list is cut before it. As stored (NFC).
-        change = store.label_set_changes()[-1]
-        made = blocks.escape(change["label"] if action == "add" else change["new_label"])
+        note = retired_note(made, after.labeled, slack=True, settings=settings) + after.gold_note(
+            f"`{made}`"
+        )
+    else:  # the label made, said apart: a long list is cut before it
         note = {"add": "Added", "rename": "Renamed to", "merge": "Merged into"}[action]
         note = f"{note} `{made}`."
     head, tail = "Done. Labels now: ", f". {note} Open questions are redrawn."

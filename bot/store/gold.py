@@ -13,20 +13,24 @@ questions, but one that waited in the queue when it was marked is still asked
 (``next_gold(marked=True)``, in the dispatcher's pick's place): marking it does not take it
 out of labelling. The items waiting to be asked are those of ``WAITING``
 (``Store.waiting_count``, `/hitl stats`, App Home), gold questions among them.
-``training_data`` leaves gold items out: a model that learned a gold answer would give it
-away in its guess on the gold question; ``training_rows`` also leaves out the labelled items
-that repeat a gold text under another id (up to case, spacing and punctuation).
+A gold item whose gold label is not in force (a retired one: no button could be right) is not
+asked, and the answers given to it are not scored, until the label is back (``next_gold``,
+``gold_in_force``). ``training_data`` leaves gold items out: a model that learned a gold
+answer would give it away in its guess on the gold question; ``training_rows`` also leaves out
+the labelled items that repeat a gold text under another id (up to case, spacing and
+punctuation).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.labelset import NotInForce
 from bot.store.records import NewItem, count_new_items, same_text
 
 # The statuses of the items waiting to be asked, and of the gold questions among them.
@@ -50,6 +54,8 @@ class GoldMixin:
     now: Callable[[], str]
     tally: Callable[..., Any]
     _review_gold_miss: Callable[[str, Any], None]
+    label_aliases: Callable[[], dict[str, str]]  # the label set's (``LabelSetMixin``)
+    labels_not_in_force: Callable[..., NotInForce]
 
     def add_gold(self, rows: Iterable[NewItem]) -> GoldResult:
         """Store gold rows (each with a label) in one transaction: new ids as items waiting to
@@ -60,6 +66,7 @@ class GoldMixin:
         added = marked = unchanged = 0
         conflicts: list[int] = []
         with self._immediate():
+            out = self.labels_not_in_force()
             for index, row in enumerate(rows):
                 assert row.label is not None, "a gold row has a label"
                 known = self.db.execute(
@@ -89,8 +96,11 @@ class GoldMixin:
                     "INSERT OR REPLACE INTO gold (item_id, label, created_at) VALUES (?, ?, ?)",
                     [row.id, row.label, now],
                 )
-                if known is not None:  # its earlier answers are scored now: a miss to review
-                    self._review_gold_miss(row.id, self.tally(row.id))
+                if known is not None:
+                    # its earlier answers are scored now: a miss to review (not while its gold
+                    # label is not in force, a retired one: no answer could be right)
+                    if row.label not in out:
+                        self._review_gold_miss(row.id, self.tally(row.id))
                     self._wait_as_gold(row.id, now)
         return GoldResult(added, marked, unchanged, tuple(conflicts))
 
@@ -106,12 +116,20 @@ class GoldMixin:
         )
 
     def next_gold(
-        self, limit: int, exclude: Sequence[str] = (), *, marked: bool = False
+        self,
+        limit: int,
+        exclude: Sequence[str] = (),
+        *,
+        marked: bool = False,
+        configured: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` gold items not asked yet, oldest first (read from an index).
         ``marked``: only the stored items marked gold while they waited in the queue (not one
         imported as gold, source ``gold``), which the dispatcher asks with HITL_GOLD_RATE=0:
-        marking one gold does not take it out of labelling."""
+        marking one gold does not take it out of labelling. A gold item whose gold label is
+        not in force (``labels_not_in_force``; ``configured``: HITL_LABELS) is not asked: no
+        button could be right (a retired label's; asked once `hitl labels add` brings it
+        back)."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
         # marked: m037's partial index holds them alone (not every gold item imported as new)
@@ -120,6 +138,14 @@ class GoldMixin:
             if marked
             else ("items_status_priority", "")
         )
+        kept = self.labels_not_in_force(configured).kept
+        if kept is not None:  # one lookup per gold item read: gold items are few
+            only += (
+                " AND NOT EXISTS (SELECT 1 FROM gold g LEFT JOIN label_aliases m"
+                " ON m.old = g.label WHERE g.item_id = items.id"
+                " AND coalesce(m.new, g.label) NOT IN (SELECT value FROM json_each(?)))"
+            )
+            skip.append(json.dumps(sorted(kept)))
         rows = self.db.execute(
             f"SELECT id, text FROM items INDEXED BY {index} WHERE status = 'gold'"
             f" AND id NOT IN ({marks}){only} ORDER BY priority DESC, rowid LIMIT ?",
@@ -161,10 +187,14 @@ class GoldMixin:
             is not None
         )
 
-    def gold_votes_of(self, user_id: str) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+    def gold_votes_of(
+        self, user_id: str, configured: Sequence[str] = ()
+    ) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         """``user_id``'s counted votes on gold items (as ``iter_votes`` counts them: not an
         answer given while the item was decided or set aside, ``answers.late``) and those
-        items' gold labels: one person's gold answers, for their App Home."""
+        items' gold labels: one person's gold answers, for their App Home. Not those of a gold
+        item whose gold label is not in force (``labels_not_in_force``; ``configured``:
+        HITL_LABELS), a retired one: they are not scored while it is (``gold_in_force``)."""
         rows = self.db.execute(
             "SELECT a.item_id, a.user_id, a.label, g.label FROM answers a"
             " JOIN gold g ON g.item_id = a.item_id WHERE a.id IN ("
@@ -173,4 +203,19 @@ class GoldMixin:
             " AND a.label IS NOT NULL AND a.source != 'undo'",
             [user_id],
         ).fetchall()
-        return [(i, u, lb) for i, u, lb, _ in rows], {i: g for i, _, _, g in rows}
+        gold = self.gold_in_force({i: g for i, _, _, g in rows}, configured)
+        return [(i, u, lb) for i, u, lb, _ in rows if i in gold], gold
+
+    def gold_in_force(
+        self, gold: Mapping[str, str], configured: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """``gold`` (item → gold label, as ``gold_labels`` reads it) under the label set in
+        force: a renamed or merged label as its successor, and without the items whose gold
+        label is not in force (``labels_not_in_force``; ``configured``: HITL_LABELS): a
+        retired label's gold question is not asked (``next_gold``) and the answers given to it
+        are not scored, so nobody is counted wrong where no button could be right. They are
+        kept, and count again once the label is added back. One read of the label set."""
+        aliases = self.label_aliases()
+        out = self.labels_not_in_force(configured)
+        mapped = {item: aliases.get(label, label) for item, label in gold.items()}
+        return {item: label for item, label in mapped.items() if label not in out}

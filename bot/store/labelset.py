@@ -5,13 +5,14 @@ imported labels (``bot.labelset``). The first change stores that set, changed; f
 stored set wins. A rename or merge rewrites the decided labels (each change in
 ``label_history``, so training uses the new mapping) and maps the old label to its successor
 (``label_aliases``): a click on an old button, and an old answer in a tally, count for the new
-label. A retired label's decided items leave training and go to review (reason ``retired``)
-until an admin gives them a label in force, or the label is added back (which decides those
-reviews); meanwhile the producer API and webhooks report them as not decided
-(``NotInForce.undecides``). Answers themselves keep what people clicked. Every change redraws
-the open questions, and queues in its transaction a webhook delivery for each item with a
-callback_url whose reported label it changes (``_queue_relabeled``, one statement): a rename's
-or merge's new name, a retired label taken back, a label added back.
+label; so a name renamed or merged away is not given to another label (``_refuse_reused``),
+whose answers the old ones would become. A retired label's decided items leave training and go
+to review (reason ``retired``) until an admin gives them a label in force, or the label is
+added back (which decides those reviews); meanwhile the producer API and webhooks report them
+as not decided (``NotInForce.undecides``). Answers themselves keep what people clicked. Every
+change redraws the open questions, and queues in its transaction a webhook delivery for each
+item with a callback_url whose reported label it changes (``_queue_relabeled``, one
+statement): a rename's or merge's new name, a retired label taken back, a label added back.
 
 The items' stored predictions are under the label set in force (``set_predictions``): their
 ``predicted_label`` and ``confidence`` are the best label in force and its own probability
@@ -116,6 +117,44 @@ def top_in_force(
     and 0.0 when no label in force is among the guesses (all of them were retired)."""
     kept = in_force(((str(g[0]), float(g[1])) for g in ranked), aliases, retired)
     return kept[0] if kept else (None, 0.0)
+
+
+class ChangedSet(list[str]):
+    """The label set in force after one change (``change_label_set``: its active labels in
+    order, as a list), with the change as it was made: ``change``, its row of
+    ``label_set_changes`` (``label``, ``new_label``: as stored, in NFC), ``labeled`` (a retire:
+    how many items are decided with the label) and ``gold`` (a retire: how many gold items
+    have it as their gold label: not asked nor scored while it is retired), read in the
+    change's transaction. A caller words its answer from these, never from the newest change
+    stored: another admin's change may have come after this one."""
+
+    def __init__(
+        self, labels: Iterable[str], change: Mapping[str, Any], labeled: int = 0, gold: int = 0
+    ) -> None:
+        super().__init__(labels)
+        self.change = dict(change)
+        self.labeled = labeled
+        self.gold = gold
+
+    @property
+    def made(self) -> str:
+        """The label the change made (add, rename), merged into (merge) or retired (retire),
+        as stored."""
+        return str(self.change["new_label"] or self.change["label"])
+
+    def gold_note(self, shown: str) -> str:
+        """After a retire: " N gold questions with the gold label X: ..." (``shown``: the
+        label as the caller shows it), which are not asked nor scored while it is retired (no
+        button could be right); "" when it was no gold item's label."""
+        n = self.gold
+        if n == 0:
+            return ""
+        one = n == 1
+        return (
+            f" {n} gold question{'' if one else 's'} with the gold label {shown}:"
+            f" {'it is' if one else 'they are'} not asked, and {'its' if one else 'their'}"
+            " answers not scored, while the label is retired."
+        )
 
 
 class LabelSetMixin:
@@ -339,10 +378,11 @@ class LabelSetMixin:
         user_id: str,
         reason: str = "",
         votes_needed: int | None = None,
-    ) -> list[str]:
+    ) -> ChangedSet:
         """Apply one change to the label set in force (``current``, stored first if it is not
-        yet) in one transaction, and return the new set. Raises ``StoreError`` saying what to
-        fix for a change that does not fit (an unknown label, a name taken, ...).
+        yet) in one transaction, and return the new set with the change made (``ChangedSet``).
+        Raises ``StoreError`` saying what to fix for a change that does not fit (an unknown
+        label, a name taken, a name an older label had: ``_refuse_reused``, ...).
 
         A merge decides, in the same transaction, the open split votes it gives a majority
         (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely)."""
@@ -371,9 +411,11 @@ class LabelSetMixin:
             if action == "merge" and new is not None and new not in active:
                 new = nfc("NFC", new)
             now = self.now()
+            labeled = gold = 0  # a retire's: its items, and its gold items
             if action in ("add", "rename"):
                 added = label if action == "add" else new
                 _refuse_case_twin(added, [name for name in active if name != label])
+                self._refuse_reused(added, label if action == "rename" else None)
             if action == "add":
                 if label in active:
                     raise StoreError(f"{label!r} is in the label set already")
@@ -431,6 +473,12 @@ class LabelSetMixin:
                     raise StoreError(_not_in(label, active))
                 if len(active) <= 2:
                     raise StoreError("a label set needs two labels; add one before retiring")
+                labeled = self.db.execute(
+                    "SELECT coalesce(sum(n), 0) FROM label_counts WHERE label = ?", [label]
+                ).fetchone()[0]
+                gold = self.db.execute(
+                    "SELECT count(*) FROM gold WHERE label = ?", [label]
+                ).fetchone()[0]
                 self.db.execute("UPDATE label_set SET status = 'retired' WHERE name = ?", [label])
                 # Its decided labels leave training (``bot.learning.quality.training_rows``)
                 # and wait in review for an admin to give them a label in force.
@@ -444,16 +492,15 @@ class LabelSetMixin:
                 self._queue_relabeled(label, now, taken_back=True)
             else:
                 raise StoreError(f"unknown change {action!r}; use one of {', '.join(ACTIONS)}")
-            self.db["label_set_changes"].insert(
-                {
-                    "action": action,
-                    "label": label,
-                    "new_label": new,
-                    "user_id": user_id,
-                    "reason": reason,
-                    "created_at": now,
-                }
-            )
+            change = {
+                "action": action,
+                "label": label,
+                "new_label": new,
+                "user_id": user_id,
+                "reason": reason,
+                "created_at": now,
+            }
+            change["id"] = self.db["label_set_changes"].insert(change).last_pk
             # Every open question is drawn again with the new buttons (a split too: its post no
             # longer counts as open, but its buttons still take votes).
             self.db.execute(
@@ -462,7 +509,37 @@ class LabelSetMixin:
             )
             if action == "merge" and new is not None:
                 self._decide_merged_splits(new, now, votes_needed)
-            return self.stored_labels() or []
+            return ChangedSet(self.stored_labels() or [], change, labeled, gold)
+
+    def _refuse_reused(self, made: str | None, renamed: str | None) -> None:
+        """Refuse to make a label (``add``, a ``rename``'s new name) named as one renamed or
+        merged away: answers and decided labels given with the old name count for its
+        successor (``label_aliases``), and reusing the name would make them count for the new
+        label instead. Renaming the successor back (``renamed``: the label being renamed) is
+        fine: those answers meant it. A retired label's name is refused for a rename too (its
+        items would count for the renamed label): ``add`` brings it back."""
+        if made is None:
+            return
+        row = self.db.execute("SELECT new FROM label_aliases WHERE old = ?", [made]).fetchone()
+        if row is not None and row[0] != renamed:
+            last = self.db.execute(
+                "SELECT action, new_label, created_at FROM label_set_changes WHERE label = ?"
+                " AND action IN ('rename', 'merge') ORDER BY id DESC LIMIT 1",
+                [made],
+            ).fetchone()
+            what, was, when = last if last is not None else ("rename", row[0], "")
+            done = "renamed to" if what == "rename" else "merged into"
+            now = f" (now {row[0]!r})" if was != row[0] else ""
+            on = f" on {str(when)[:10]}" if when else ""
+            raise StoreError(
+                f"{made!r} was {done} {was!r}{on}{now}; answers and labels given as {made}"
+                f" count for {row[0]}: choose another name (or use {row[0]!r})"
+            )
+        if renamed is not None and made in self.retired_labels():
+            raise StoreError(
+                f"{made!r} is a retired label (its items wait in review): `add {made}` brings it"
+                f" back; choose another name for {renamed!r}"
+            )
 
     def _decide_merged_splits(self, merged: str, now: str, votes_needed: int | None) -> None:
         """After a merge into ``merged``: each open split item whose votes (under the label set

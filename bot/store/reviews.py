@@ -119,8 +119,8 @@ class ReviewsMixin:
             " ON m.old = g.label WHERE g.item_id = ?",
             [item_id],
         ).fetchone()
-        if row is None:
-            return
+        if row is None or row[0] in self.labels_not_in_force():
+            return  # no button could be right (a gold question asked before its label retired)
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}
         if missed:
             who = ", ".join(f"<@{u}> {label}" for label, users in missed.items() for u in users)

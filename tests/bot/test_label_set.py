@@ -609,6 +609,8 @@ def test_labels_an_older_version_stored_as_they_came_can_still_be_changed(tmp_pa
         assert change("rename", nfd, "coffee") == ["tea", nfc, "coffee", "bug\nreport"]
         assert change("rename", "bug\nreport", "bug_report") == ["tea", nfc, "coffee", "bug_report"]
         assert change("merge", nfc, "coffee") == ["tea", "coffee", "bug_report"]
-        assert change("add", "cafe\u0301") == ["tea", "coffee", "bug_report", nfc]  # made: NFC
+        with pytest.raises(StoreError, match=f"'{nfc}' was merged into 'coffee'"):
+            change("add", nfd)  # made in NFC: café, a name merged away
+        assert change("add", "the\u0301") == ["tea", "coffee", "bug_report", "th\u00e9"]  # NFC
         with pytest.raises(StoreError, match="has a control character"):
             change("rename", "tea", "green\ntea")  # a name made now is checked

@@ -133,7 +133,9 @@ def measured(db: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
             for r in store.db.execute("SELECT item_id, annotators FROM labels")
         }
         votes = sorted((i, name(u), lb) for i, u, lb in store.iter_votes())
-        found = quality.measure(store, SimpleNamespace(votes=2, aggregation="dawid_skene"))
+        found = quality.measure(
+            store, SimpleNamespace(votes=2, aggregation="dawid_skene", labels=())
+        )
     agreement = found.agreement
     assert agreement is not None and found.estimates is not None and found.gold
     return {
