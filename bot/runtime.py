@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -265,6 +265,44 @@ class Background:
 
 
 @dataclass(eq=False)
+class LabelChange:
+    """Whether this server's own label-set change (`/hitl labels merge|rename|retire|add`) is
+    under way: it writes in a worker thread, in one transaction that grows with the label's
+    items (seconds at hundreds of thousands), and a write on the event loop meanwhile would
+    wait for its lock inside SQLite, the loop held, then be refused. While it runs the
+    dispatcher skips its rounds, and a click whose write finds the lock taken awaits
+    ``ended`` instead (``bot.slack.app``). Held by ``bot.slack.commands.labels``."""
+
+    running: int = 0  # changes under way (two admins may change the set at once)
+    _ended: asyncio.Event | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.running > 0
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Held while the change runs; on the event loop."""
+        if self.running == 0:
+            self._ended = asyncio.Event()
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            if self.running == 0 and self._ended is not None:
+                self._ended.set()
+
+    async def ended(self, within: float) -> bool:
+        """Wait, at most ``within`` seconds, for no change to be under way; whether none is."""
+        if self.held and self._ended is not None and within > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await self._ended.wait()
+        return not self.held
+
+
+@dataclass(eq=False)
 class Runtime:
     """What listeners, routes and background tasks share in one running bot.
 
@@ -283,7 +321,8 @@ class Runtime:
       it when people resolved items;
     - ``scorer``: ``bot.learning.scoring.Scorer``, the scoring of items (read it with
       ``scorer_of(rt)``, which makes one where the runtime was built without);
-    - ``background``: the listeners still at work after their ack.
+    - ``background``: the listeners still at work after their ack;
+    - ``label_change``: whether this server's own label-set change is writing (``LabelChange``).
     """
 
     settings: Settings
@@ -300,6 +339,7 @@ class Runtime:
     champion_holder: object | None = None
     trainer: Wakeable | None = None
     scorer: object | None = None
+    label_change: LabelChange = field(default_factory=LabelChange)
 
     @property
     def model(self) -> Champion | None:

@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -37,11 +38,15 @@ from bot.slack.modal import from_home, next_in_modal, not_opened, open_labeling_
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
-from bot.store import DatabaseError, ReviewRules, database_problem
+from bot.store import AnswerResult, DatabaseError, ReviewRules, database_problem
 
 logger = logging.getLogger(__name__)
 
 UNDO_WINDOW = timedelta(minutes=10)
+# Seconds a click's write awaits this server's own label change (``Runtime.label_change``)
+# that holds the write lock, from the click's listener on: its ack must still reach Slack
+# within 3 s.
+CLICK_WAITS = 2.5
 SORRY = "Something went wrong on our side; it has been logged."
 
 
@@ -260,6 +265,11 @@ def interaction_org(body: Mapping[str, Any]) -> tuple[str | None, bool]:
     return org, theirs
 
 
+class LabelChangeHolds(Exception):
+    """A click's write waited ``CLICK_WAITS`` for this server's own label change, which still
+    holds the write lock: refused as ``NotStored``, with its own line in the log."""
+
+
 class NotStored(Exception):
     """A request whose write the database refused (a full disk, a read-only file, a lock held
     too long): it is not acknowledged; ``on_error`` answers Slack 503, so the person sees the
@@ -288,8 +298,12 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         refused = False
         try:
             await listener(*args, **kwargs)
-        except DatabaseError as exc:
-            problem = database_problem(rt.settings.db, exc, lost=rt.store.lost)
+        except (DatabaseError, LabelChangeHolds) as exc:
+            problem = (
+                exc
+                if isinstance(exc, LabelChangeHolds)
+                else database_problem(rt.settings.db, exc, lost=rt.store.lost)
+            )
             if ack is None or ack.response is not None:  # after the ack: what it told stands
                 logger.error("%s: after the ack, the database refused a write: %s",
                              listener.__name__, problem)  # fmt: skip
@@ -451,7 +465,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             await ack()
             return
         since = (rt.clock() - UNDO_WINDOW).isoformat(timespec="milliseconds")
-        undone = rt.store.undo_resolution(item_id, user_id, since)
+        undone = await _written(rt, lambda: rt.store.undo_resolution(item_id, user_id, since))
         await ack()
         if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)
@@ -667,27 +681,37 @@ async def _answer(
     """Store one answer, then ack, then redraw: the order that makes an ack durable."""
     user_id = body["user"]["id"]
     in_modal = body.get("container", {}).get("type") == "view"
-    if label is not None:
-        # A button drawn before a rename or merge counts for the label's successor.
-        clicked, label = label, resolve_label(rt.settings, rt.store, label)
-        if label is None:
-            await ack()
-            note = f"{blocks.escape(repr(clicked))} is not in the label set any more; pick another."
-            await _tell(client, body, note, rt)
-            return
-    key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
-    with rt.store.synced_later():  # no fsync on the event loop...
-        result = rt.store.record_answer(
-            item_id,
-            user_id,
-            label,
-            source=_source(action, in_modal),
-            dedupe_key=key,
-            votes_needed=rt.settings.votes,
-            skips_to_discard=rt.settings.skips_to_discard,
-            review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
-            team_id=body["user"].get("team_id") or None,
-        )
+    clicked = label
+
+    def record() -> AnswerResult | None:
+        """The answer stored, or None for a label no longer in the set. The label is read
+        with the write: after a label change the click waited for, it is the new set's."""
+        nonlocal label
+        if clicked is not None:
+            # A button drawn before a rename or merge counts for the label's successor.
+            label = resolve_label(rt.settings, rt.store, clicked)
+            if label is None:
+                return None
+        key = f"{item_id}:{user_id}:{label}:{action.get('action_ts') or body.get('trigger_id')}"
+        with rt.store.synced_later():  # no fsync on the event loop...
+            return rt.store.record_answer(
+                item_id,
+                user_id,
+                label,
+                source=_source(action, in_modal),
+                dedupe_key=key,
+                votes_needed=rt.settings.votes,
+                skips_to_discard=rt.settings.skips_to_discard,
+                review=ReviewRules(rt.settings.review_agreement, rt.settings.review_confidence),
+                team_id=body["user"].get("team_id") or None,
+            )
+
+    result = await _written(rt, record)
+    if result is None:
+        await ack()
+        note = f"{blocks.escape(repr(clicked))} is not in the label set any more; pick another."
+        await _tell(client, body, note, rt)
+        return
     await rt.store.synced()  # ...but the answer is on disk before the ack
     await ack()
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
@@ -720,6 +744,41 @@ async def _answer(
         if result.is_stored or result.status == "duplicate":
             await Redrawer.of(rt).soon()
         rt.wake_dispatcher()
+
+
+T = TypeVar("T")
+
+
+async def _written(rt: Runtime, write: Callable[[], T]) -> T:
+    """``write()``, a click's write on the event loop's connection. While this server's own
+    label change runs (``rt.label_change``) its transaction may hold the write lock, and
+    SQLite's wait for it would hold the event loop (up to the loop's busy timeout, then a
+    refusal): the write is tried without waiting, and when the lock is taken it awaits the
+    change's end (up to ``CLICK_WAITS``: the ack still within Slack's 3 s), then is made.
+    Raises ``LabelChangeHolds`` when the change is still writing then."""
+    gate = rt.label_change
+    if not gate.held:
+        return write()
+    started = time.monotonic()
+    store = rt.store
+    before = store.write_problem
+    waits = store.db.execute("PRAGMA busy_timeout").fetchone()[0]
+    store.set_busy_timeout(0)
+    try:
+        return write()
+    except DatabaseError as exc:
+        if not (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY"):
+            raise
+        store.write_problem = before  # our own change's lock: nothing wrong with storing
+    finally:
+        store.set_busy_timeout(waits)
+    if not await gate.ended(CLICK_WAITS - (time.monotonic() - started)):
+        raise LabelChangeHolds(
+            f"a label change in this server (/hitl labels) holds {rt.settings.db} while it"
+            f" writes, still after {time.monotonic() - started:.1f} s; the click can be made"
+            " again when it is done"
+        )
+    return write()
 
 
 def _source(action: dict, in_modal: bool) -> str:

@@ -38,6 +38,7 @@ from bot.learning.stopping import stop_status
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
+from bot.slack.labels import FORMS as LABEL_CHANGES
 from bot.slack.labels import labels_reply
 from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import CHANNEL_REFUSED, Redrawer, channel_problem
@@ -202,7 +203,7 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
 
     def read() -> blocks.HomeStats:
         with served.apart() as store:
-            own = quality.own_gold(store, user_id)
+            own = quality.own_gold(store, user_id, rt.settings.labels)
             stop = stop_status(store)
             return blocks.HomeStats(
                 user_id=user_id,
@@ -501,14 +502,26 @@ async def labels(call: Call) -> None:
     """`/hitl labels`: read, or change, in a worker thread on a connection of its own (a merge
     or rename relabels every item of the label, a retire sends them to review: 1.8 s for
     67,000 items), answered in the ack when done within ``ACK_WITHIN``, else by the
-    ``response_url``; then the scorer and the redrawer take the new set."""
+    ``response_url``; then the scorer and the redrawer take the new set. A change holds
+    ``rt.label_change`` while it runs: its transaction holds the write lock, so the loop's
+    writes keep off it (clicks await its end, the dispatcher skips its rounds and is woken
+    after it)."""
     rt = call.rt
 
     def change() -> tuple[str, bool]:
         with rt.store.apart() as store:
             return labels_reply(store, rt.settings, call.user_id, call.args)
 
-    done = await answer_when_read(call, asyncio.to_thread(change), lambda said: Answer(said[0]))
+    async def changed() -> tuple[str, bool]:
+        if not call.args or call.args[0].lower() not in LABEL_CHANGES:
+            return await asyncio.to_thread(change)  # a read: it takes no write lock
+        with rt.label_change.holding():
+            try:
+                return await asyncio.to_thread(change)
+            finally:
+                rt.wake_dispatcher()  # the rounds it skipped meanwhile
+
+    done = await answer_when_read(call, changed(), lambda said: Answer(said[0]))
     if done is not None and done[0][1]:
         # the stored predictions go under the new set (the scorer's pass), now rather than at
         # its next look at the change count (LABEL_SET_TICK)

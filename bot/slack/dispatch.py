@@ -162,7 +162,10 @@ class Dispatcher:
         self.item_failures: dict[str, int] = {}
         self.unrecorded: dict[str, Unrecorded] = {}  # by item id, in the order they were posted
         self._attempts_read = False
-        self.moved: list[dict[str, Any]] = []  # old posts of moved questions, to redraw (once)
+        # old posts of moved questions, by item, to redraw: once when they are moved (asked
+        # again this round, or back in the queue), again when a later round asks their item
+        self.moved: dict[str, list[dict[str, Any]]] = {}
+        self.asked_again: dict[str, str] = {}  # moved items asked since, and where
         self.labels_under: int | None = None  # the label set's change count of this round
         self.resting: set[str] = set()  # this round's items ignored lately (``Store.resting``)
         self.db_said: tuple[str, float] | None = None  # the database problem last said, and when
@@ -269,7 +272,8 @@ class Dispatcher:
         threshold = self.rt.settings.threshold  # an auto item asked as an audit stays auto
         moved = self.rt.store.requeue_posts_outside(channels, threshold) if channels else []
         if moved:
-            self.moved += moved
+            for post in moved:
+                self.moved.setdefault(post["item_id"], []).append(post)
             logger.info(
                 "moved %d open question(s) out of channels no longer asked in; they are asked"
                 " again in %s (an answer on the old message still counts)",
@@ -297,27 +301,40 @@ class Dispatcher:
 
     async def _say_moved(self) -> None:
         """Redraw the old messages of the questions moved out of channels no longer asked in,
-        once: they say where the question went, and show no buttons, so no question is left
-        with two live messages (the old and the new). Best effort: a refusal is logged."""
-        text = moved_text(self.question_channels())  # as the redrawer draws it again
-        while self.moved:
-            post = self.moved.pop(0)
-            try:
-                await self.rt.client.chat_update(
-                    channel=post["channel"],
-                    ts=post["ts"],
-                    text=text,
-                    blocks=blocks.report_blocks([text]),
-                )
-            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-                error = slack_said(exc)
-                logger.warning(
-                    "could not redraw item %s's old message in %s as moved (%s); it keeps its"
-                    " buttons, and an answer there still counts",
-                    post["item_id"],
-                    post["channel"],
-                    error or exc,
-                )
+        after the round's posts: they show no buttons, so no question is left with two live
+        messages (the old and the new), and say where the question is asked now, or, for one
+        whose item waits in the queue (more moved than places, or routed to a full channel),
+        that it went back there; that one is drawn again when a later round asks its item
+        (``_posted``). Best effort: a refusal is logged."""
+        asked_in = self.question_channels()
+        for item_id, posts in list(self.moved.items()):
+            there = self.asked_again.pop(item_id, None)
+            if there is not None:
+                del self.moved[item_id]  # drawn for good
+            elif posts[0].get("said"):
+                continue  # it still waits in the queue, as its message says
+            for post in posts:
+                post["said"] = True
+                await self._draw_moved(post, moved_text(asked_in, there))
+
+    async def _draw_moved(self, post: dict[str, Any], text: str) -> None:
+        """Draw a moved question's old message as ``text`` (as the redrawer draws it again)."""
+        try:
+            await self.rt.client.chat_update(
+                channel=post["channel"],
+                ts=post["ts"],
+                text=text,
+                blocks=blocks.report_blocks([text]),
+            )
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            error = slack_said(exc)
+            logger.warning(
+                "could not redraw item %s's old message in %s as moved (%s); it shows what it"
+                " showed before (its buttons, the first time), and an answer there still counts",
+                post["item_id"],
+                post["channel"],
+                error or exc,
+            )
 
     async def _expire(self) -> None:
         """Take back the questions left unanswered for HITL_QUESTION_TTL hours (0: never), at
@@ -356,12 +373,25 @@ class Dispatcher:
             )
 
     async def fill(self) -> int:
-        """One round: post to every channel with room; return how many were posted."""
+        """One round: post to every channel with room; return how many were posted. The old
+        messages of moved questions are redrawn after its posts (``_say_moved``)."""
         rt = self.rt
         if rt.store.lost is not None:
             return 0  # the database file is gone: nothing asked could be recorded (said once)
+        if rt.label_change.held:
+            # this server's label change holds the write lock: a write here would hold the
+            # event loop waiting for it, then fail; its end wakes the dispatcher
+            return 0
         self._read_attempts()
-        await self._say_moved()
+        try:
+            return await self._fill()
+        finally:
+            if self.moved:
+                await self._say_moved()
+
+    async def _fill(self) -> int:
+        """``fill``'s posts."""
+        rt = self.rt
         self._record_unrecorded()  # raises while the database refuses writes: nothing is posted
         await self._expire()
         # the label set's change count the round's buttons are drawn under (``record_post``)
@@ -490,12 +520,17 @@ class Dispatcher:
         # a gold question ignored lately waits (``Store.resting``): the pick goes instead
         if rt.settings.gold_rate <= 0:
             waiting = rt.store.next_gold(
-                GOLD_WINDOW, exclude=sorted(taken | self.resting), marked=True
+                GOLD_WINDOW,
+                exclude=sorted(taken | self.resting),
+                marked=True,
+                configured=rt.settings.labels,
             )
             if not waiting:
                 return None
         else:
-            waiting = rt.store.next_gold(GOLD_WINDOW, exclude=sorted(taken | self.resting))
+            waiting = rt.store.next_gold(
+                GOLD_WINDOW, exclude=sorted(taken | self.resting), configured=rt.settings.labels
+            )
             if not waiting or self.rng.random() >= rt.settings.gold_rate:
                 return None
         routes = routes_in_force(rt.settings, rt.store)
@@ -687,6 +722,8 @@ class Dispatcher:
         state.unsure.discard(item_id)
         state.floors.pop(item_id, None)
         self.item_failures.pop(item_id, None)
+        if item_id in self.moved:  # its old message says where it is asked now
+            self.asked_again[item_id] = channel
         try:
             # a message found in the history was drawn in an earlier round, under a label set
             # not known now (-1: redrawn under the one in force, once)

@@ -529,7 +529,13 @@ class Redrawer:
                     drawn = blocks.expired_blocks(question, age)
                 elif moved and question.status == "open":
                     # moved out of a channel no longer asked in: it stays so, no buttons
-                    text = moved_text(asked_in)
+                    now = rt.store.post_for_item(post["item_id"])
+                    there = (
+                        now["channel"]
+                        if now and now["closed_at"] is None and now["channel"] in asked_in
+                        else None
+                    )
+                    text = moved_text(asked_in, there)
                     drawn = blocks.report_blocks([text])
                 else:
                     text, drawn = blocks.question_text(question), blocks.question_blocks(question)
@@ -971,12 +977,19 @@ def question_channels(settings: object) -> list[str]:
     return sorted({channel for channel in found if channel})
 
 
-def moved_text(channels: list[str]) -> str:
-    """What the old message of a question moved out of a channel no longer asked in says."""
+def moved_text(channels: list[str], asked_in: str | None = None) -> str:
+    """What the old message of a question moved out of a channel no longer asked in says:
+    where its item is asked now (``asked_in``, the channel of its open question), or, when it
+    is not asked yet, that it went back to the queue of ``channels`` (those asked in now)."""
+    if asked_in is not None:
+        return (
+            f"This question is now asked in <#{asked_in}>: answer it there (an answer already"
+            " given here counts)."
+        )
     where = ", ".join(f"<#{channel}>" for channel in channels)
     return (
-        f"This question is now asked in {where}: answer it there (an answer already given here"
-        " counts)."
+        "This channel is no longer asked in: this question went back to the queue and is asked"
+        f" again in {where} when its turn comes (an answer already given here counts)."
     )
 
 
