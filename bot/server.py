@@ -67,7 +67,14 @@ from bot.slack.connect import check_slack, socket_mode_of, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
 from bot.slack.redraw import Redrawer
-from bot.store import Checkpointer, DatabaseError, Store, damage_seen, database_problem
+from bot.store import (
+    Checkpointer,
+    DatabaseError,
+    ReviewRules,
+    Store,
+    damage_seen,
+    database_problem,
+)
 from bot.store.lock import HeldLock, lock_path, server_lock
 from model import ModelRegistry
 
@@ -311,6 +318,7 @@ def init_app(
             # labels outside the set, twins, HITL_LABELS not in force, retired labels routed
             for line in label_set_warnings(settings, store):
                 logger.warning("%s", line)
+            decide_under_settings(settings, store)
             client = make_client(settings, session=session)
             rt = Runtime(settings=settings, store=store, client=client)
             rt.dispatcher = dispatcher = Dispatcher(rt, retry_base=retry_base)
@@ -864,6 +872,32 @@ class AcceptFailuresOnce(logging.Filter):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
+
+
+def decide_under_settings(settings: Settings, store: Store) -> None:
+    """At start, before the server listens: the open questions whose answers decide them under
+    ``HITL_VOTES`` as it is now (lowered since they were asked: "1 of 1 answers in", still
+    open), decided, a tie among enough people sent to review as a split
+    (``Store.decide_answered``; reads the posted items with answers only, writes only when one
+    is due). A database another process holds past the wait is said in one line: the next
+    answer on each decides it then."""
+    rules = ReviewRules(settings.review_agreement, settings.review_confidence)
+    try:
+        decided = store.decide_answered(settings.votes, settings.skips_to_discard, rules)
+    except DatabaseError as exc:
+        logger.warning(
+            "could not decide the open questions under HITL_VOTES=%d now: %s; each is decided at"
+            " its next answer",
+            settings.votes,
+            database_problem(settings.db, exc),
+        )
+        return
+    if decided:
+        logger.info(
+            "%d open question(s) decided by the answers they had, under HITL_VOTES=%d",
+            len(decided),
+            settings.votes,
+        )
 
 
 def stop_signals() -> list[int]:

@@ -1250,10 +1250,13 @@ def compute_in_child(
 
 
 # Seconds a fit the server's stop found writing its model files (a save and a promotion: a
-# second or two, longer for a model of hundreds of MB) is waited for, so that the run records
-# what the models folder holds. Past it the child is terminated: the registry's writes are
-# ordered so that a write cut short leaves nothing promoted the database does not name.
-WRITE_WAIT_SECONDS = 30.0
+# second or two, longer for a model of hundreds of MB) is waited for, from the stop's cancel of
+# the retrain's task, so that the run records what the models folder holds. Past it the child
+# is terminated: the registry's writes are ordered so that a write cut short leaves nothing
+# promoted the database does not name. The server's stop waits 10 s for its tasks
+# (``bot.server``'s ``asyncio.wait(tasks, timeout=10)``) and the retrain's report then gets
+# ``jobs.STOPPED_REPORT_SECONDS`` (5 s): this wait, the run's record and the report fit in it.
+WRITE_WAIT_SECONDS = 4.0
 
 
 class FitDied(HitlError):
@@ -1460,7 +1463,9 @@ class FitWorker:
                 self._handed.notify_all()
             waiter = awaitable(future)
             try:
-                return await waiter
+                # shielded: the stop's cancel of this task must not cancel ``waiter`` (a task
+                # cancels the future it awaits), which ``_written`` still awaits
+                return await asyncio.shield(waiter)
             except BrokenProcessPool as exc:
                 # The pool fails the future before its manager thread reaps the child: read
                 # the exit code after that thread ends. Two threads reading one forkserver
@@ -1470,6 +1475,7 @@ class FitWorker:
                 raise ChildDied(codes[0] if codes else None) from exc
             except asyncio.CancelledError:
                 if abandon.give_up():  # the fit is abandoned: its child writes nothing
+                    waiter.cancel()  # its outcome goes nowhere (no "never retrieved" line)
                     _end(executor)
                     raise
                 written = await self._written(waiter, executor)
@@ -1486,11 +1492,13 @@ class FitWorker:
     async def _written(waiter: asyncio.Future, executor: ProcessPoolExecutor) -> Any:
         """A fit stopped while its child writes the model files: its result once written
         (within WRITE_WAIT_SECONDS), so that the run records them; None: not in time (the
-        child is terminated), or the child failed."""
+        child is terminated), or the child failed. ``waiter`` is the child's call, not
+        cancelled by the stop (``_in_child`` awaited it shielded)."""
         try:
             async with asyncio.timeout(WRITE_WAIT_SECONDS):
                 return await asyncio.shield(waiter)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the stop goes on
+            waiter.cancel()
             _end(executor)
             return None
 

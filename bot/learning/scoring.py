@@ -118,6 +118,12 @@ class Scorer:
         # pass under way (that set, the last rowid it did).
         self.outside_done: frozenset[str] | None = None
         self.outside_at: tuple[frozenset[str], int] | None = None
+        # The HITL_THRESHOLD the waiting items' auto/queued statuses were last put under by
+        # the server's background run (None: not yet, at start: the threshold may have changed
+        # since the last run), and the pass under way (that threshold, the last rowid it did).
+        self.thresholded: float | None = None
+        self.thresholding: tuple[float, int] | None = None
+        self.n_rethresholded = 0  # items the pass under way moved
         # While scoring runs out of memory, the line said (once): why it cannot run, until a
         # model call works again (``/healthz``, ``/metrics`` and the dispatcher read it).
         self.out_of_memory: str | None = None
@@ -219,6 +225,31 @@ class Scorer:
             if changed and background and self.on_scored is not None:
                 self.on_scored()
             await asyncio.sleep(0)
+        # The server's run: the statuses go under the HITL_THRESHOLD it runs with (once at
+        # start; an auto item below it waits for people, a queued one at or above it is left
+        # to the model: ``Store.rethreshold_step``), in steps as the passes above.
+        while background and (threshold := self.settings().threshold) != self.thresholded:
+            if max_chunks is not None and chunks >= max_chunks:
+                break
+            going = self.thresholding
+            at = going[1] if going is not None and going[0] == threshold else 0
+            changed, last = self.store.rethreshold_step(at, RESTATE_CHUNK, threshold)
+            chunks += 1
+            self.n_rethresholded += changed
+            if last is None:
+                if self.n_rethresholded:
+                    logger.info(
+                        "%d waiting item(s) put under HITL_THRESHOLD=%s (below it: to people;"
+                        " at or above it: to the model)",
+                        self.n_rethresholded,
+                        threshold,
+                    )
+                self.thresholded, self.thresholding, self.n_rethresholded = threshold, None, 0
+            else:
+                self.thresholding = (threshold, last)
+            if changed and self.on_scored is not None:
+                self.on_scored()  # items decided by the model may wait for people now
+            await asyncio.sleep(0)
         return chunks
 
     def outside_due(self) -> NotInForce | None:
@@ -316,7 +347,7 @@ class Scorer:
         async with self.walking:
             # The label set changed: the stored predictions go under it first.
             chunks = await self.restate(max_chunks=max_chunks, background=background)
-            if self.restating is not None or self.outside_at is not None:
+            if any(x is not None for x in (self.restating, self.outside_at, self.thresholding)):
                 self.wake()  # the background run goes on with the pass
                 return 0
             await self._score_early_questions()

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot.store.erasure import LOST
 from bot.store.labelset import top_in_force
 from bot.store.migrations import RECEIVER_SQL, UNLABELED
 from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
@@ -318,6 +319,50 @@ class QueueMixin:
                     return changed, rowid
         return changed, last
 
+    def rethreshold_step(self, after: int, limit: int, threshold: float) -> tuple[int, int | None]:
+        """One bounded step of the pass that puts the waiting items' statuses under
+        ``threshold`` (HITL_THRESHOLD) after it changed between two starts: of the next
+        ``limit`` unlabeled items after rowid ``after`` (the ``items_unlabeled`` index, as a
+        walk reads them), an ``auto`` item whose stored confidence is below ``threshold`` waits
+        for people (``queued``), and a ``queued`` one at or above it, that nobody has answered,
+        is left to the model (``auto``), as ``set_predictions`` decides for an item it scores.
+        Nothing else moves: an asked item (``posted``, audit picks among them), gold, one not
+        scored yet, and a queued item people have started answering (it waits for them). Only
+        what is wrong is written, so a step run again changes nothing; one short transaction,
+        unsynced like ``set_predictions`` (lost, the pass is run again). Returns (items
+        changed, the last rowid read: None once the pass is done)."""
+        rows = self.db.execute(
+            f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
+            f" AND ({UNLABELED}) = 1 AND rowid > ? ORDER BY rowid LIMIT ?",
+            [after, limit],
+        ).fetchall()
+        if not rows:
+            return 0, None
+        last = rows[-1][0]
+        wrong = (
+            "confidence IS NOT NULL AND (status = 'auto' AND confidence < ?"
+            " OR status = 'queued' AND confidence >= ? AND NOT EXISTS (SELECT 1 FROM answers a"
+            " WHERE a.item_id = items.id AND a.source != 'import' AND a.late = 0))"
+        )
+        moved = [
+            rowid
+            for (rowid,) in self.db.execute(  # a read: no write lock when all are right
+                f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
+                f" AND ({UNLABELED}) = 1 AND rowid > ? AND rowid <= ? AND {wrong}",
+                [after, last, threshold, threshold],
+            )
+        ]
+        if not moved:
+            return 0, last
+        with self._unsynced():  # a pass lost in a crash is run again
+            changed = self.db.execute(
+                "UPDATE items SET updated_at = ?, status = CASE WHEN confidence >= ?"
+                " THEN 'auto' ELSE 'queued' END WHERE rowid IN (SELECT value FROM json_each(?))"
+                f" AND {UNLABELED} AND {wrong}",  # as read, or changed since: left as it is
+                [self.now(), threshold, json.dumps(moved), threshold, threshold],
+            ).rowcount
+        return changed, last
+
     def set_aside(self, item_id: str, reason: str) -> None:
         """Stop asking about an item Slack will not show (status skipped), and say why."""
         with self._immediate():
@@ -578,21 +623,38 @@ class QueueMixin:
 
     def _stamped_ahead(self, now: str) -> int:
         """Bring the question times a clock that read ahead of this one stamped (set right
-        since: NTP stepped it back) back to ``now``: an open question's ``posted_at`` and a
-        taken-back one's ``expired_at`` later than ``now``. As a webhook retry due later than
-        any of its waits is due now (``pull_forward_deliveries``) and a lost post's seconds
-        count from when its time was first seen in the future (the dispatcher's
+        since: NTP stepped it back) back to ``now``: an open question's ``posted_at``, a
+        taken-back one's ``expired_at``, an unconfirmed post's ``attempted_at``
+        (``post_attempts``) and a deleted item's lost post's (the time in its ``LOST`` row of
+        ``erased_posts``) later than ``now``, all in one transaction. As a webhook retry due
+        later than any of its waits is due now (``pull_forward_deliveries``) and a lost post's
+        seconds count from when its time was first seen in the future (the dispatcher's
         ``_settled``), a time in the future counts as now, once seen: the question is taken
         back HITL_QUESTION_TTL after that at most (every dispatcher round looks, in
         ``expire_posts``, before it reads what rests), and a taken-back item rests one TTL from
-        then (``resting``), not until the clock catches up with it and a TTL more. Two seeks
-        on the partial indexes, a write only when one is found. Returns how many times were
-        brought back."""
+        then (``resting``), not until the clock catches up with it and a TTL more.
+
+        The attempts' times are brought back with the posts': the look for a lost post stops
+        at the newest open question recorded before its attempt (``posted_at <
+        attempted_at``, strictly: redraw's ``_floor``, the dispatcher's ``_recorded_floor``),
+        and a question posted after the attempt must not sort before it. Every time in the
+        future becomes the same ``now``, so such a question and attempt tie, and a tie is no
+        floor: the look reads further back (more history, never less), as it does for one
+        posted before the attempt that ties with it now. Cheap seeks (the partial indexes, the
+        lost rows' ids from 0 down, the few unconfirmed posts), a write only when one is
+        found. Returns how many times were brought back."""
+        lost_ahead = (
+            "SELECT id, ts FROM erased_posts WHERE id < 1 AND substr(ts, 1, ?) = ?"
+            " AND substr(ts, ?, ?) > ?"
+        )
+        lost_args = [len(LOST), LOST, len(LOST) + 1, len(now), now]
         ahead = self.db.execute(
             "SELECT EXISTS (SELECT 1 FROM posts INDEXED BY posts_open_age"
             " WHERE closed_at IS NULL AND posted_at > ?),"
-            " EXISTS (SELECT 1 FROM posts INDEXED BY posts_expired WHERE expired_at > ?)",
-            [now, now],
+            " EXISTS (SELECT 1 FROM posts INDEXED BY posts_expired WHERE expired_at > ?),"
+            " EXISTS (SELECT 1 FROM post_attempts WHERE attempted_at > ?),"
+            f" EXISTS ({lost_ahead})",
+            [now, now, now, *lost_args],
         ).fetchone()
         if not any(ahead):
             return 0
@@ -604,6 +666,17 @@ class QueueMixin:
             moved += self.db.execute(
                 "UPDATE posts SET expired_at = ? WHERE expired_at > ?", [now, now]
             ).rowcount
+            moved += self.db.execute(
+                "UPDATE post_attempts SET attempted_at = ? WHERE attempted_at > ?", [now, now]
+            ).rowcount
+            for row_id, ts in self.db.execute(lost_ahead, lost_args).fetchall():
+                item_id = ts[len(LOST) :].partition(" ")[2]
+                moved += 1
+                if not self.db.execute(  # the same item's lost post, now the same: one look
+                    "UPDATE OR IGNORE erased_posts SET ts = ? WHERE id = ?",
+                    [f"{LOST}{now} {item_id}", row_id],
+                ).rowcount:
+                    self.db.execute("DELETE FROM erased_posts WHERE id = ?", [row_id])
         logger.warning(
             "%d question time(s) later than the clock (it ran ahead and was stepped back?)"
             " count as now: questions are taken back, and rest, HITL_QUESTION_TTL from now",
@@ -702,12 +775,14 @@ class QueueMixin:
 
         The same ``dedupe_key`` twice (a retried request) and an answer equal to the user's
         latest one (a double click, on an open item or on the one it just decided) are stored
-        once. A user's latest answer is the one that
-        counts. With ``votes_needed`` n, the item resolves when one label has a majority of n
-        (more than n/2 votes). A skip means "not me": the item stays open for the others, and
-        is set aside (status skipped) once ``skips_to_discard`` different people's latest
-        answer is a skip and nobody's is a label (a vote keeps it open for more votes). A split
-        vote, and a decision ``review``'s rules question, go to the review queue
+        once. A user's latest answer is the one that counts. With ``votes_needed`` n, the item
+        resolves when one label has a majority of n (more than n/2 votes), counted over all its
+        answers, also those given while HITL_VOTES was higher (``decide_answered`` decides at
+        start the items they already decide). A skip means "not me": the item stays open for
+        the others, and is set aside (status skipped) once ``skips_to_discard`` different
+        people's latest answer is a skip and nobody's is a label (a vote keeps it open for more
+        votes). A split vote (no majority among at least n people, two at least), and a
+        decision ``review``'s rules question, go to the review queue
         (``bot.store.reviews``). An answer to a decided or set-aside item is kept as history
         (``answers.late``; its sender is told it was not counted): no vote, skip or answer in
         any count (``iter_votes``, ``answers_by_user``).
@@ -746,7 +821,10 @@ class QueueMixin:
             tally = self.tally(item_id)
             self._touch_post(item_id)
             winner = tally.majority(votes_needed)
-            self.review_after_answer(item_id, tally, winner, votes_needed, review)
+            # A split needs two people at least, also under HITL_VOTES=1: lowered to 1 while
+            # an item held an answer, a different second answer ties them (no majority), and
+            # without the review it waited, posted, for a third.
+            self.review_after_answer(item_id, tally, winner, max(votes_needed, 2), review)
             if winner is not None:
                 self._resolve(item_id, winner, tally, now)
                 return AnswerResult("resolved", item_id, label=winner, tally=tally)
@@ -754,6 +832,85 @@ class QueueMixin:
                 self._close(item_id, "skipped", now)
                 return AnswerResult("skipped", item_id, tally=tally)
             return AnswerResult("recorded", item_id, label=label, tally=tally)
+
+    def decide_answered(
+        self,
+        votes_needed: int,
+        skips_to_discard: int = 2,
+        review: ReviewRules = ReviewRules(),  # noqa: B008 (frozen: safe as a default)
+        chunk: int = 200,
+    ) -> list[str]:
+        """Decide the asked items whose answers already decide them under the settings in
+        force, as ``record_answer`` would at their next answer: HITL_VOTES (or
+        HITL_SKIPS_TO_DISCARD) lowered since they were answered left them open, their question
+        saying "1 of 1 answers in", holding a channel place until someone clicked again. For
+        each: a majority decides it (its split review closed by the votes), a tie among at
+        least ``votes_needed`` people (two at least) goes to review as a split, and skips
+        alone set it aside; its question is redrawn. At start, before the server listens.
+
+        Reads the items being asked (status ``posted``: open questions and splits, from the
+        status index: a few rows, not every item) and only writes what it changes, in
+        transactions of ``chunk`` items; with nothing to decide it takes no write lock (another
+        process may hold it while the server starts), and a second run changes nothing. An
+        item taken back unanswered (HITL_QUESTION_TTL) with answers is decided by the next
+        answer to its new question. Returns the ids it changed."""
+        split_needs = max(votes_needed, 2)
+
+        def due(item_id: str) -> bool:
+            tally = self.tally(item_id)
+            if tally.majority(votes_needed) is not None:
+                return True
+            if not tally.votes:
+                return len(tally.skips) >= skips_to_discard
+            n_voters = sum(len(users) for users in tally.votes.values())
+            return n_voters >= split_needs and not self._split_pending(item_id)
+
+        posted = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM items WHERE status = 'posted' AND EXISTS (SELECT 1 FROM answers"
+                " a WHERE a.item_id = items.id AND a.source != 'import' AND a.late = 0)"
+                " ORDER BY id"
+            )
+        ]
+        todo = [item_id for item_id in posted if due(item_id)]
+        changed: list[str] = []
+        for start in range(0, len(todo), chunk):
+            with self._immediate():
+                now = self.now()
+                for item_id in todo[start : start + chunk]:
+                    status = self.db.execute(
+                        "SELECT status FROM items WHERE id = ?", [item_id]
+                    ).fetchone()
+                    if status is None or status[0] != "posted" or not due(item_id):
+                        continue  # answered, decided or taken back since the read
+                    tally = self.tally(item_id)
+                    winner = tally.majority(votes_needed)
+                    self._touch_post(item_id)
+                    if winner is None and not tally.votes:
+                        self._close(item_id, "skipped", now)
+                    else:
+                        self.review_after_answer(item_id, tally, winner, split_needs, review)
+                        if winner is not None:
+                            self._resolve(item_id, winner, tally, now)
+                    changed.append(item_id)
+        if changed:
+            logger.info(
+                "%d asked item(s) decided by the answers they had (HITL_VOTES or"
+                " HITL_SKIPS_TO_DISCARD lowered since they were answered)",
+                len(changed),
+            )
+        return changed
+
+    def _split_pending(self, item_id: str) -> bool:
+        return (
+            self.db.execute(
+                "SELECT 1 FROM reviews WHERE item_id = ? AND reason = 'split'"
+                " AND decided_at IS NULL",
+                [item_id],
+            ).fetchone()
+            is not None
+        )
 
     def undo_resolution(self, item_id: str, user_id: str, since: str) -> Undo:
         """Reopen an item ``user_id`` decided at or after ``since``; their answer is retracted.

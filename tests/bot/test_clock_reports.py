@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,6 +24,8 @@ from bot.config import load_settings
 from bot.learning import reports
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import Streak
+from bot.slack.dispatch import Dispatcher
+from bot.slack.redraw import _floor
 from bot.store import Store
 from tests.bot.test_cli_loop import char_only_file, run
 
@@ -127,3 +130,63 @@ def test_hitl_retrain_dates_the_champion_in_hitl_timezone(
     report = run(db, "retrain").stdout
     assert report.startswith("Retrain v2: rejected"), report
     assert f"Champion: v1 since {local} (" in report, report
+
+
+def test_a_lost_post_stamped_ahead_is_looked_for_past_the_questions_posted_after_it(
+    tmp_path: Path,
+):
+    # The look for a post whose outcome is unknown (Slack timed out) stops at the newest open
+    # question recorded before its attempt (posted_at < attempted_at: redraw's _floor, the
+    # dispatcher's _recorded_floor); a question posted after it, older by the stored times
+    # once _stamped_ahead brought only the posts back, hid the lost message (a deleted item's
+    # question left in Slack, or a question posted twice).
+    clock = [T - timedelta(hours=1)]  # honest, before the clock ran ahead
+    ch = "C1"
+
+    def floor_of(store: Store, attempted_at: str) -> str | None:
+        recorded = Dispatcher._recorded_floor(  # noqa: SLF001 - the dispatcher's own bound
+            SimpleNamespace(rt=SimpleNamespace(store=store)), ch, attempted_at
+        )
+        assert recorded == _floor(store.open_posts(), ch, attempted_at)  # the redrawer's
+        return recorded
+
+    with Store.open(
+        tmp_path / "hitl.db", lambda: clock[0].isoformat(timespec="milliseconds")
+    ) as store:
+        store.add_items([Row(i, f"text {i}") for i in ("a", "c", "d", "e", "x")], "import")
+        store.record_post("a", ch, "1765000000.000100", "uncertain", None, None, None)
+        clock[0] = T + AHEAD  # the clock runs a day ahead
+        for item_id in ("c", "x"):  # posted, but Slack timed out: unconfirmed
+            assert store.begin_post_attempt(item_id, ch, "uncertain", None, None, None)
+        store.delete_items(["x"], user_id="cli:test")  # x's message is a lost post to look for
+        clock[0] += MS  # and another of x's, as a restored backup notes it (hitl restore)
+        later = clock[0].isoformat(timespec="milliseconds")
+        assert store._queue_erased([(ch, f"lost {later} x", None)]) == 1  # noqa: SLF001
+        clock[0] += timedelta(minutes=1)
+        for item_id, ts in (("d", "1765000060.000200"), ("e", "1765000061.000300")):
+            assert store.begin_post_attempt(item_id, ch, "uncertain", None, None, None)
+            store.record_post(item_id, ch, ts, "uncertain", None, None, None)  # after c and x
+        [attempt] = store.post_attempts()
+        assert floor_of(store, attempt["attempted_at"]) == "1765000000.000100"  # a's, not d's
+        assert {floor_of(store, str(lost["attempted_at"])) for lost in store.lost_posts()} == {
+            "1765000000.000100"
+        }
+        clock[0] = T  # NTP steps the clock back
+        assert store.expire_posts(TTL, 10) == []  # a dispatcher round: _stamped_ahead
+        now = T.isoformat(timespec="milliseconds")
+        [attempt] = store.post_attempts()
+        assert floor_of(store, attempt["attempted_at"]) == "1765000000.000100"  # not d's or e's
+        assert attempt["attempted_at"] == now
+        assert {floor_of(store, str(lost["attempted_at"])) for lost in store.lost_posts()} == {
+            "1765000000.000100"
+        }
+        # x's two lost posts, now the same time: one look for its messages in the channel
+        assert [(lost["item_id"], lost["attempted_at"]) for lost in store.lost_posts()] == [
+            ("x", now)
+        ]
+        assert store.expire_posts(TTL, 10) == []  # nothing left in the future: no write
+        # c is deleted after the step: its lost post is bounded the same way
+        store.delete_items(["c"], user_id="cli:test")
+        assert {floor_of(store, str(lost["attempted_at"])) for lost in store.lost_posts()} == {
+            "1765000000.000100"
+        }
