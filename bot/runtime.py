@@ -294,11 +294,15 @@ class LabelChange:
                 self._ended.set()
 
     async def ended(self, within: float) -> bool:
-        """Wait, at most ``within`` seconds, for no change to be under way; whether none is."""
-        if self.held and self._ended is not None and within > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within):
-                    await self._ended.wait()
+        """Wait, at most ``within`` seconds, for no change to be under way; whether none is.
+        A change that starts as the one waited for ends (two admins' changes back to back) is
+        waited for too, in the time left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while self.held and self._ended is not None:
+                    await self._ended.wait()  # a new change makes a new event (``holding``)
         return not self.held
 
 

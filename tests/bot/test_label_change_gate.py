@@ -191,3 +191,24 @@ def said(bot: Bot, old: list[dict]) -> dict[str, str]:
 def asked(bot: Bot) -> set[str]:
     """The items asked now."""
     return {p["item_id"] for p in bot.store.open_posts()}
+
+
+async def test_a_click_waits_for_a_second_change_that_starts_as_the_first_ends():
+    # review: ``ended`` returned False at once when another admin's change started in the
+    # same loop turn as the first ended: the click was refused with most of its 2.5 s left
+    from bot.runtime import LabelChange
+
+    gate = LabelChange()
+    first = gate.holding()
+    first.__enter__()
+    waiter = asyncio.create_task(gate.ended(30))
+    await asyncio.sleep(0)  # it waits on the first change
+    assert not waiter.done()
+    first.__exit__(None, None, None)
+    second = gate.holding()
+    second.__enter__()  # the second starts in the same turn
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiter.done()  # it waits on the second, in the time left
+    second.__exit__(None, None, None)
+    assert await waiter is True
