@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,47 @@ async def socket_world(
                     await world.socket_mode.close()
     finally:
         await server.close()
+
+
+class LogLines(logging.Handler):
+    """Log records a test collects (add it to the loggers it watches), and a bounded wait for
+    one: ``wait`` returns as soon as the line is logged; its timeout only bounds a test that
+    would fail."""
+
+    WAIT = 5.0  # seconds ``wait`` gives a line by default
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        for predicate, future in self._waiters:
+            if not future.done() and predicate():
+                future.set_result(None)
+
+    def said(self, text: str, level: int = logging.DEBUG) -> list[str]:
+        return [
+            r.getMessage() for r in self.records if text in r.getMessage() and r.levelno >= level
+        ]
+
+    def all(self) -> list[str]:
+        return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in self.records]
+
+    async def wait(self, text: str, count: int = 1, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        def predicate() -> bool:
+            return len(self.said(text)) >= count
+
+        if predicate():
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        try:
+            async with asyncio.timeout(self.WAIT if timeout is None else timeout):
+                await future
+        except TimeoutError:
+            raise AssertionError(f"no {count}x {text!r} in the log: {self.all()}") from None
+
+    def tracebacks(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()}" for r in self.records if r.exc_info or r.exc_text]

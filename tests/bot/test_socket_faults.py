@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +30,24 @@ from bot.slack import connect
 from bot.slack.connect import SocketMode, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from tests import signing
-from tests.bot.harness import OPEN, Item, make_settings, seed, socket_settings, socket_world
+from tests.bot.harness import (
+    OPEN,
+    Item,
+    LogLines,
+    make_settings,
+    seed,
+    socket_settings,
+    socket_world,
+)
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import BlackHole, FakeSocketMode
 
 
-class Lines(logging.Handler):
+class Lines(LogLines):
     """The records of the Socket Mode loggers, and a bounded wait for one."""
 
     LOGGERS = ("bot.slack.connect", "bot.socket_mode", "bot.server")
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
-
-    def said(self, text: str) -> list[str]:
-        return [r.getMessage() for r in self.records if text in r.getMessage()]
-
-    def all(self) -> list[str]:
-        return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in self.records]
-
-    async def wait(self, text: str, count: int = 1, timeout: float = 3.0) -> None:  # noqa: ASYNC109
-        def predicate() -> bool:
-            return len(self.said(text)) >= count
-
-        if predicate():
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            raise AssertionError(f"no {count}x {text!r} in the log: {self.all()}") from None
-
-    def tracebacks(self) -> list[str]:
-        return [f"{r.name}: {r.getMessage()}" for r in self.records if r.exc_info]
+    WAIT = 3.0
 
     def library_noise(self) -> list[str]:
         """slack_sdk's own lines at WARNING or above (raw errors, tracebacks)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from tests import signing
 from tests.bot.harness import (
     OPEN,
     Item,
+    LogLines,
     make_settings,
     seed,
     socket_settings,
@@ -39,44 +40,8 @@ from tests.fake_socket_mode import FakeSocketMode
 TICKET = "SECRET-TICKET-1234"
 
 
-class Lines(logging.Handler):
+class Lines(LogLines):
     """Every record at DEBUG and above under the given loggers, and a bounded wait for one."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
-
-    def said(self, text: str, level: int = logging.DEBUG) -> list[str]:
-        return [
-            r.getMessage() for r in self.records if text in r.getMessage() and r.levelno >= level
-        ]
-
-    def all(self) -> list[str]:
-        return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in self.records]
-
-    async def wait(self, text: str, count: int = 1, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        def predicate() -> bool:
-            return len(self.said(text)) >= count
-
-        if predicate():
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            raise AssertionError(f"no {count}x {text!r} in the log: {self.all()}") from None
-
-    def tracebacks(self) -> list[str]:
-        return [f"{r.name}: {r.getMessage()}" for r in self.records if r.exc_info or r.exc_text]
 
 
 @pytest.fixture
