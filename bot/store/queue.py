@@ -821,9 +821,9 @@ class QueueMixin:
             )
             if closed:  # kept as history: the sender is told it came too late
                 return AnswerResult("closed", item_id)
-            tally = self._deciding_tally(item_id)
+            tally = self.tally(item_id)
             self._touch_post(item_id)
-            winner = tally.majority(votes_needed)
+            winner = self._winner(tally, votes_needed)
             # A split needs two people at least, also under HITL_VOTES=1: lowered to 1 while
             # an item held an answer, a different second answer ties them (no majority), and
             # without the review it waited, posted, for a third.
@@ -860,8 +860,8 @@ class QueueMixin:
         split_needs = max(votes_needed, 2)
 
         def due(item_id: str) -> bool:
-            tally = self._deciding_tally(item_id)
-            if tally.majority(votes_needed) is not None:
+            tally = self.tally(item_id)
+            if self._winner(tally, votes_needed) is not None:
                 return True
             if not tally.votes:
                 return len(tally.skips) >= skips_to_discard
@@ -887,8 +887,8 @@ class QueueMixin:
                     ).fetchone()
                     if status is None or status[0] != "posted" or not due(item_id):
                         continue  # answered, decided or taken back since the read
-                    tally = self._deciding_tally(item_id)
-                    winner = tally.majority(votes_needed)
+                    tally = self.tally(item_id)
+                    winner = self._winner(tally, votes_needed)
                     self._touch_post(item_id)
                     if winner is None and not tally.votes:
                         self._close(item_id, "skipped", now)
@@ -1188,16 +1188,16 @@ class QueueMixin:
                 skips.append(user_id)
         return Tally(votes=votes, skips=skips)
 
-    def _deciding_tally(self, item_id: str) -> Tally:
-        """``tally`` as a decision reads it: a vote for a retired label decides nothing (the
+    def _winner(self, tally: Tally, votes_needed: int) -> str | None:
+        """The label ``tally``'s majority decides the item with, but never a retired one (the
         item would be decided with a label that left training and export, reported undecided
-        to producers, and asked nowhere again), nor splits it, while the label is retired."""
-        tally = self.tally(item_id)
-        retired = self.labels_not_in_force().retired
-        if not retired or not retired & tally.votes.keys():
-            return tally
-        votes = {label: users for label, users in tally.votes.items() if label not in retired}
-        return Tally(votes=votes, skips=tally.skips)
+        to producers and asked nowhere again): a majority for it decides nothing, and once
+        enough people answered it is a split for an admin (``review_after_answer``). The votes
+        for it still count as answers: in the split, the agreement, "N of M answers in"."""
+        winner = tally.majority(votes_needed)
+        if winner is not None and winner in self.labels_not_in_force().retired:
+            return None
+        return winner
 
     def _latest_answer(self, item_id: str, user_id: str) -> tuple[str | None, bool] | None:
         row = self.db.execute(

@@ -274,7 +274,8 @@ def test_a_vote_for_a_retired_label_decides_nothing(memory_store: Store):
     # review: under HITL_VOTES=2 Ana answered spam; spam was retired and the server restarted
     # with HITL_VOTES=1: the start decided the item as spam, a label that left training and
     # export, reported undecided to producers and asked nowhere again. The same on the click
-    # path: 2 of 4 for spam, spam retired, HITL_VOTES=3, a bug click decided it as spam.
+    # path: 2 of 4 for spam, spam retired, HITL_VOTES=3, a bug click decided it as spam. Such
+    # votes still count as answers: once enough people answered it is a split for an admin.
     store = memory_store
     store.add_items([R("i1", "card charged twice"), R("i2", "charged twice again")], "import")
     for item, ts in (("i1", "1.0001"), ("i2", "1.0002")):
@@ -283,9 +284,35 @@ def test_a_vote_for_a_retired_label_decides_nothing(memory_store: Store):
     answer(store, "i2", ANA, "spam", 4)
     answer(store, "i2", RAJ, "spam", 4)
     store.change_label_set("retire", "spam", current=["billing", "bug", "spam"], user_id="UADM")
-    assert store.decide_answered(1) == []  # its one answer is for a retired label
+    # restarted under HITL_VOTES=1: i1's one answer is for a retired label (open, for the next
+    # answer); i2's two spam answers decide nothing, and two people answered: a split
+    assert store.decide_answered(1) == ["i2"]
     assert store.resolution("i1") is None and store.get_item("i1")["status"] == "posted"
-    answer(store, "i2", "U0MEI", "bug", 3)  # one counted vote of three: open
+    assert store.resolution("i2") is None and pending(store, "i2") == ["split"]
+    answer(store, "i2", "U0MEI", "bug", 3)  # and under HITL_VOTES=3 spam's 2 of 3 decide nothing
     assert store.resolution("i2") is None
-    answer(store, "i2", "U0LEE", "bug", 3)  # two of three: bug
-    assert store.resolution("i2")["label"] == "bug"
+    answer(store, "i2", "U0LEE", "bug", 3)
+    answer(store, "i2", "U0NED", "bug", 3)  # bug over spam, 3 to 2
+    decided = store.resolution("i2")
+    assert (decided["label"], decided["votes"]) == ("bug", 3)
+    assert decided["agreement"] == 0.6  # 3 of the 5 answers: the spam ones count as answers
+
+
+def test_votes_for_a_retired_label_still_count_as_answers(memory_store: Store):
+    # review of 060150f, which dropped them from the tally: three people answered (spam, since
+    # retired, bug, billing) and the item stayed open for good, "3 of 3 answers in", holding a
+    # channel place; and one spam answer and two skips set the item aside
+    store = memory_store
+    store.add_items([R("i1", "card charged twice"), R("i2", "charged twice again")], "import")
+    for item, ts in (("i1", "1.0001"), ("i2", "1.0002")):
+        store.record_post(item, "C1", ts, "uncertain", 1, "spam", 0.6)
+    answer(store, "i1", ANA, "spam", 3)
+    answer(store, "i2", ANA, "spam", 3)
+    store.change_label_set("retire", "spam", current=["billing", "bug", "spam"], user_id="UADM")
+    answer(store, "i1", RAJ, "bug", 3)
+    answer(store, "i1", "U0MEI", "billing", 3)
+    assert pending(store, "i1") == ["split"] and store.resolution("i1") is None
+    answer(store, "i2", RAJ, None, 3)  # skips
+    answer(store, "i2", "U0MEI", None, 3)
+    assert store.get_item("i2")["status"] == "posted"  # a vote keeps it open for more votes
+    assert store.open_post_counts() == {"C1": 1}  # i2's place; i1's split freed its own
