@@ -55,7 +55,7 @@ from bot.learning.scoring_worker import (
     ran_out,
 )
 from bot.runtime import Champion, Runtime, wait_until_woken
-from bot.store import Store
+from bot.store import DatabaseError, Store, database_problem
 from bot.store.labelset import NotInForce, without
 from model import selection
 
@@ -147,14 +147,23 @@ class Scorer:
         self.walks_in_background = True
         while True:
             self.wake_event.clear()
-            try:
-                await self.catch_up(background=True)
-            except ScoringOutOfMemory:
-                pass  # said once while it lasts (``out_of_memory``); a wake tries again
-            except Exception:  # noqa: BLE001 - the scorer must outlive a failing model
-                champion = self.champion()
-                logger.exception("scoring with model v%s failed", champion and champion.version)
+            await self.background_walk()
             await self._idle()
+
+    async def background_walk(self) -> None:
+        """One background walk (``catch_up``) and its passes. A database that refuses a write
+        (another process holds its write lock past the wait, a full disk) is one warning line
+        saying why, not a traceback: the next wake goes on where the walk stopped."""
+        try:
+            await self.catch_up(background=True)
+        except ScoringOutOfMemory:
+            pass  # said once while it lasts (``out_of_memory``); a wake tries again
+        except DatabaseError as exc:
+            problem = database_problem(self.settings().db, exc, lost=self.store.lost)
+            logger.warning("scoring paused: %s; it goes on at its next wake", problem)
+        except Exception:  # noqa: BLE001 - the scorer must outlive a failing model
+            champion = self.champion()
+            logger.exception("scoring with model v%s failed", champion and champion.version)
 
     async def _idle(self) -> None:
         """Until woken, or until the label set changed: its count is read every

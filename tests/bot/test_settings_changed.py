@@ -16,6 +16,7 @@ from bot.store import Store
 from tests.bot.harness import (
     Bot,
     Item,
+    LogLines,
     has_buttons,
     make_settings,
     margin_scored,
@@ -316,3 +317,44 @@ def test_votes_for_a_retired_label_still_count_as_answers(memory_store: Store):
     answer(store, "i2", "U0MEI", None, 3)
     assert store.get_item("i2")["status"] == "posted"  # a vote keeps it open for more votes
     assert store.open_post_counts() == {"C1": 1}  # i2's place; i1's split freed its own
+
+
+async def test_a_busy_database_pauses_the_scorers_pass_in_one_line(tmp_path: Path):
+    # review: another process holding the write lock during the threshold pass (or the label
+    # set's) logged "scoring with model vN failed" with a traceback
+    import asyncio
+    import contextlib
+    import logging
+    import sqlite3
+
+    from bot.config import Settings
+    from bot.learning.scoring import Scorer
+
+    db = tmp_path / "hitl.db"
+    lines = LogLines()
+    logger = logging.getLogger("bot.learning.scoring")
+    logger.addHandler(lines)
+    with contextlib.ExitStack() as undo, Store.open(db) as store:
+        undo.callback(logger.removeHandler, lines)
+        scored(store)
+        store.set_busy_timeout(0)  # refused at once, not after the server's 2 s
+        scorer = Scorer(
+            store, champion=lambda: None, settings=lambda: Settings(db=db, threshold=0.999)
+        )
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a `sqlite3` shell, say
+        running = asyncio.create_task(scorer.run())  # the server's background scorer
+        try:
+            await lines.wait("scoring")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        said = [r for r in lines.records if r.levelno >= logging.WARNING]
+        assert [(r.levelname, r.exc_info) for r in said] == [("WARNING", None)], lines.all()
+        assert said[0].getMessage().startswith("scoring paused: ")
+        assert "locked by another process" in said[0].getMessage()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await scorer.background_walk()  # the lock gone: the pass goes on
+        assert statuses(store)["t1"] == "queued"
