@@ -271,6 +271,17 @@ async def test_a_server_started_with_a_higher_threshold_asks_people(
         assert await bot.dispatcher.fill() == 4
 
 
+def asked_spam(store: Store) -> None:
+    """Two items, each asked in C1 with the guess spam."""
+    store.add_items([R("i1", "card charged twice"), R("i2", "charged twice again")], "import")
+    for item, ts in (("i1", "1.0001"), ("i2", "1.0002")):
+        store.record_post(item, "C1", ts, "uncertain", 1, "spam", 0.6)
+
+
+def retire_spam(store: Store) -> None:
+    store.change_label_set("retire", "spam", current=["billing", "bug", "spam"], user_id="UADM")
+
+
 def test_a_vote_for_a_retired_label_decides_nothing(memory_store: Store):
     # review: under HITL_VOTES=2 Ana answered spam; spam was retired and the server restarted
     # with HITL_VOTES=1: the start decided the item as spam, a label that left training and
@@ -278,13 +289,11 @@ def test_a_vote_for_a_retired_label_decides_nothing(memory_store: Store):
     # path: 2 of 4 for spam, spam retired, HITL_VOTES=3, a bug click decided it as spam. Such
     # votes still count as answers: once enough people answered it is a split for an admin.
     store = memory_store
-    store.add_items([R("i1", "card charged twice"), R("i2", "charged twice again")], "import")
-    for item, ts in (("i1", "1.0001"), ("i2", "1.0002")):
-        store.record_post(item, "C1", ts, "uncertain", 1, "spam", 0.6)
+    asked_spam(store)
     answer(store, "i1", ANA, "spam", 2)
     answer(store, "i2", ANA, "spam", 4)
     answer(store, "i2", RAJ, "spam", 4)
-    store.change_label_set("retire", "spam", current=["billing", "bug", "spam"], user_id="UADM")
+    retire_spam(store)
     # restarted under HITL_VOTES=1: i1's one answer is for a retired label (open, for the next
     # answer); i2's two spam answers decide nothing, and two people answered: a split
     assert store.decide_answered(1) == ["i2"]
@@ -304,12 +313,10 @@ def test_votes_for_a_retired_label_still_count_as_answers(memory_store: Store):
     # retired, bug, billing) and the item stayed open for good, "3 of 3 answers in", holding a
     # channel place; and one spam answer and two skips set the item aside
     store = memory_store
-    store.add_items([R("i1", "card charged twice"), R("i2", "charged twice again")], "import")
-    for item, ts in (("i1", "1.0001"), ("i2", "1.0002")):
-        store.record_post(item, "C1", ts, "uncertain", 1, "spam", 0.6)
+    asked_spam(store)
     answer(store, "i1", ANA, "spam", 3)
     answer(store, "i2", ANA, "spam", 3)
-    store.change_label_set("retire", "spam", current=["billing", "bug", "spam"], user_id="UADM")
+    retire_spam(store)
     answer(store, "i1", RAJ, "bug", 3)
     answer(store, "i1", "U0MEI", "billing", 3)
     assert pending(store, "i1") == ["split"] and store.resolution("i1") is None
