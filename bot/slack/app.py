@@ -35,7 +35,7 @@ from bot.slack.acks import signalling
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view
 from bot.slack.modal import from_home, next_in_modal, not_opened, open_labeling_modal
-from bot.slack.questions import label_set
+from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
 from bot.store import AnswerResult, DatabaseError, ReviewRules, database_problem
@@ -481,6 +481,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             )
             await Redrawer.of(rt).soon()
             rt.wake_dispatcher()  # the item is back in the queue: it may be asked now
+        elif rt.store.get_item(item_id) is None:  # deleted (`hitl delete`): no label to undo
+            await respond(text=ITEM_REMOVED, replace_original=True)
         elif undone.refused == "changed":  # an admin's decision is not the clicker's to erase
             who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
             did = "confirmed the label" if undone.kept else "changed the label to"
@@ -568,6 +570,15 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.event("app_uninstalled")
     @tracked
     async def on_uninstalled(body: dict) -> None:
+        other = other_installation(body, auth)
+        if other:  # the same app installed elsewhere (another workspace, a staging one)
+            logger.info(
+                "Slack says this app was uninstalled from %s, another installation of it: this"
+                " server's (%s) is not affected",
+                other,
+                own_installation(auth),
+            )
+            return
         logger.error(
             "Slack says this app was uninstalled from team %s: its bot token no longer works,"
             " so nothing is posted or redrawn; reinstall the app, set SLACK_BOT_TOKEN to its new"
@@ -581,6 +592,15 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         tokens = event.get("tokens") if isinstance(event.get("tokens"), dict) else {}
         if not tokens.get("bot"):  # people's tokens: this app uses none
             logger.debug("Slack revoked user tokens of this app (it uses none): %s", tokens)
+            return
+        other = other_installation(body, auth, tokens.get("bot"))
+        if other:  # another installation's bot token: this server's still works
+            logger.info(
+                "Slack says the bot token of another installation of this app was revoked (%s):"
+                " this server's (%s) is not affected",
+                other,
+                own_installation(auth),
+            )
             return
         logger.error(
             "Slack says this app's bot token was revoked in team %s: nothing is posted or"
@@ -618,6 +638,56 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         logger.error("request failed: %s", type(error).__name__, exc_info=error)
 
     return app
+
+
+def own_installation(auth: Mapping[str, Any]) -> str:
+    """This server's installation, as ``auth.test`` named it: its team (or org) and bot user."""
+    where = auth.get("team_id") or auth.get("enterprise_id") or "?"
+    return f"team {where}, bot user {auth.get('user_id') or '?'}"
+
+
+def other_installation(
+    body: Mapping[str, Any], auth: Mapping[str, Any], bot_users: object = None
+) -> str:
+    """What an ``app_uninstalled`` or ``tokens_revoked`` envelope names (its team, its bot
+    user) when that is another installation of this app, not this server's (``auth``, the
+    ``auth.test`` answer): the same app installed in another workspace sends its events to the
+    same Request URL, signed with the same secret. Empty when it is this server's, or when the
+    envelope does not say (then it is taken as this server's, as before).
+
+    The bot user tells an installation best (a Grid org-wide install has one bot user in all
+    its workspaces, a workspace install one of its own): an ``authorizations`` entry's
+    ``user_id``, and for ``tokens_revoked`` the revoked bot users (``bot_users``); without
+    one, the team (the org, for an org-wide install)."""
+    own_team, own_org = auth.get("team_id"), auth.get("enterprise_id")
+    own_user, org_wide = auth.get("user_id"), bool(auth.get("is_enterprise_install"))
+
+    def ours(team: object, org: object, user: object) -> bool | None:
+        """None: nothing to tell by."""
+        if own_user and user:
+            return user == own_user
+        if org_wide and own_org and org:
+            return org == own_org
+        if own_team and team:
+            return team == own_team
+        return None
+
+    users = [u for u in bot_users if isinstance(u, str)] if isinstance(bot_users, list) else []
+    raw = body.get("authorizations")
+    grants = [a for a in raw if isinstance(a, Mapping)] if isinstance(raw, list) else []
+    team, org = body.get("team_id"), body.get("enterprise_id")
+    if users and own_user:  # the revoked bot users: whether this server's is one says it all
+        mine = own_user in users or auth.get("bot_id") in users
+    else:
+        said = [ours(a.get("team_id"), a.get("enterprise_id"), a.get("user_id")) for a in grants]
+        said = [s for s in said if s is not None]
+        mine = any(said) if said else ours(team, org, None) is not False
+    if mine:
+        return ""
+    grant = grants[0] if grants else {}
+    where = team or grant.get("team_id") or org or grant.get("enterprise_id") or "?"
+    named = users or [a.get("user_id") for a in grants if a.get("user_id")]
+    return f"team {where}" + "".join(f", bot user {u}" for u in dict.fromkeys(named))
 
 
 def unhandled(body: object, response: BoltResponse | None, *, socket: bool = False) -> None:
@@ -720,7 +790,7 @@ async def _answer(
     try:
         note = ""
         if result.status == "unknown_item":
-            note = "I can't find that item any more; it may have been removed."
+            note = ITEM_REMOVED
         elif result.status == "closed":  # kept as history, not counted: in the modal too
             decided = rt.store.resolution(item_id)
             what = f"labeled {blocks.escape(str(decided['label']))}" if decided else "skipped"

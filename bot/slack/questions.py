@@ -10,6 +10,10 @@ from bot.slack.blocks import Question
 from bot.slack.guidelines import meta_line
 from bot.store import Store
 
+ITEM_REMOVED = "I can't find that item any more; it may have been removed."
+"""What a person is told of an item no longer there (``hitl delete``) whose question, Undo or
+review window was still on screen: a click, an Undo, a review decision on it."""
+
 
 def label_set(settings: Settings, store: Store) -> list[str]:
     """The label set in force (``bot.labelset``)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +34,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.errors import StoreError
+from bot.labelset import resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks
-from bot.slack.questions import label_set
+from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
 from bot.store import REVIEW_REASONS
 
@@ -79,8 +81,9 @@ def metadata(state: dict[str, Any]) -> str:
     return text
 
 
-def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> View:
-    """The review modal on ``item``, or a closing note when nothing waits."""
+def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note: str = "") -> View:
+    """The review modal on ``item``, or a closing note when nothing waits (``note``: why the
+    modal moved on, on top of it; an item's own is ``item.note``)."""
     state = {"item": item.item_id if item else None, "decided": decided, "skipped": skipped}
     if item is not None and item.seen:
         state["seen"] = item.seen
@@ -92,17 +95,18 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
             close="Done",
             private_metadata=metadata(state),
             blocks=[
+                *([SectionBlock(text=MarkdownTextObject(text=blocks.fit(note)))] if note else []),
                 SectionBlock(
                     text=MarkdownTextObject(
                         text=f"✅ Nothing to review. You decided {decided} in this session."
                     )
-                )
+                ),
             ],
         )
     why = (
         "; ".join(
-            f"{REVIEW_REASONS.get(reason, reason)}"
-            + (f" ({blocks.escape_but_people(detail)})" if detail else "")
+            blocks.escape(REVIEW_REASONS.get(reason, reason))
+            + (f" ({why_detail(reason, detail)})" if detail else "")
             for reason, detail in item.reasons
         )
         or "opened by its id (`/hitl review ID`), not waiting in review"
@@ -137,23 +141,69 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str]) -> Vi
     )
 
 
+# A person in a ``gold_miss`` detail: ``<@U…> label`` at its start or after ", " (a label
+# shaped like a mention follows a mention and a space, so it stays text).
+_VOTER = re.compile(r"(^|, )&lt;@([UW][A-Z0-9]+)&gt;(?= )")
+
+
+def why_detail(reason: str, detail: str) -> str:
+    """A review's stored detail as the *Why* line shows it: escaped, labels and all, so a
+    label shaped like a mention (``<@U…>``) or a link stays text, as on the *Votes* line.
+    Only a missed gold answer's detail names people (``<@U…> label, …; gold: G``, from
+    ``Store._review_gold_miss``): each voter it starts an entry with stays a mention."""
+    text = blocks.escape(detail)
+    return _VOTER.sub(r"\1<@\2>", text) if reason == "gold_miss" else text
+
+
+def _label_digest(label: str | None) -> str:
+    return hashlib.sha256(json.dumps(label).encode()).hexdigest()[:12]  # metadata stays small
+
+
+def _last_decision_id(rt: Runtime, item_id: str) -> int | None:
+    """The id of the item's last label change that is a decision: a rename or merge of the
+    label set (``hitl labels rename|merge``) is not one, it carries the decision over."""
+    row = rt.store.db.execute(
+        "SELECT max(id) FROM label_history WHERE item_id = ? AND action NOT IN ('rename', 'merge')",
+        [item_id],
+    ).fetchone()
+    return row[0] if row else None
+
+
 def drawn_on(rt: Runtime, item_id: str) -> dict[str, Any]:
-    """What a decision in the modal is made on: the item's label and its last change (in the
+    """What a decision in the modal is made on: the item's label and its last decision (in the
     label history). Two admins may review the same item at once; a submission whose item no
     longer matches was decided meanwhile, and must not silently overwrite that decision."""
-    history = rt.store.label_history(item_id)
     label = rt.store.current_label(item_id)
-    digest = hashlib.sha256(json.dumps(label).encode()).hexdigest()[:12]  # metadata stays small
-    return {"label": digest, "change": history[-1]["id"] if history else None}
+    return {"label": _label_digest(label), "change": _last_decision_id(rt, item_id)}
+
+
+def still_as_drawn(rt: Runtime, item_id: str, seen: dict[str, Any]) -> bool:
+    """Whether nobody decided ``item_id`` since the modal drew it (``seen``, ``drawn_on``).
+    A rename or merge of its label meanwhile is no decision: the label it had then counts as
+    its successor now (``label_aliases``), as a click on an old button does."""
+    now = drawn_on(rt, item_id)
+    if seen.get("change") != now["change"]:
+        return False
+    if seen.get("label") == now["label"]:
+        return True
+    label = rt.store.current_label(item_id)
+    if label is None:
+        return False
+    renamed = [old for old, new in rt.store.label_aliases().items() if new == label]
+    return seen.get("label") in {_label_digest(old) for old in renamed}
 
 
 def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any]) -> str:
     """Who decided ``item_id`` since the modal showed it (``seen``), and how."""
-    history = rt.store.label_history(item_id)
     label = rt.store.current_label(item_id)
-    change = history[-1] if history else None
-    if change is not None and change["id"] != seen.get("change"):
-        by = change["user_id"]
+    last = _last_decision_id(rt, item_id)
+    change = None
+    if last is not None and last != seen.get("change"):
+        change = rt.store.db.execute(
+            "SELECT user_id FROM label_history WHERE id = ?", [last]
+        ).fetchone()
+    if change is not None:
+        by = change[0]
         who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
         what = f"*{blocks.escape(label)}*" if label else "removed the label"
         decided = f"{who} decided this item meanwhile ({what})"
@@ -198,7 +248,7 @@ def next_view(
     if item_id is None:
         found = rt.store.next_review(exclude=skipped)
         if found is None:
-            return review_view(None, decided, skipped)
+            return review_view(None, decided, skipped, note)
         item_id, reasons = found["item_id"], found["reasons"]
     else:
         reasons = [
@@ -256,8 +306,13 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
     if not isinstance(item_id, str) or not choice:
         await ack(response_action="errors", errors={DECISION_BLOCK: "Pick a decision."})
         return
+    if choice != SKIP and rt.store.get_item(item_id) is None:  # deleted (`hitl delete`)
+        gone = f":warning: {ITEM_REMOVED} Your decision on it was not saved."
+        logger.info("review of item %s by %s: the item was deleted", item_id, user_id)
+        await ack(response_action="update", view=next_view(rt, decided, skipped, note=gone))
+        return
     seen = state.get("seen")
-    if choice != SKIP and isinstance(seen, dict) and seen != drawn_on(rt, item_id):
+    if choice != SKIP and isinstance(seen, dict) and not still_as_drawn(rt, item_id, seen):
         # Decided by someone else since this modal was drawn: show it as it is now; a second
         # submission of the redrawn modal is a deliberate change.
         note = decided_meanwhile(rt, item_id, seen)
@@ -272,11 +327,13 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
             rt.store.remove_label(item_id, user_id=user_id, reason=why, action="review")
             decided += 1
         elif choice.startswith(LABEL_PREFIX):
-            label = choice.removeprefix(LABEL_PREFIX)
-            if label not in label_set(rt.settings, rt.store):
+            picked = choice.removeprefix(LABEL_PREFIX)
+            # A label renamed or merged since the modal was drawn counts for its successor.
+            label = resolve_label(rt.settings, rt.store, picked)
+            if label is None:
                 await ack(
                     response_action="errors",
-                    errors={DECISION_BLOCK: f"{label[:40]!r} is not in the label set any more."},
+                    errors={DECISION_BLOCK: f"{picked[:40]!r} is not in the label set any more."},
                 )
                 return
             rt.store.set_label(item_id, label, user_id=user_id, reason=why, action="review")
