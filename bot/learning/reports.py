@@ -89,7 +89,7 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     lines = [
         _answers_line("today", store, today),
         _answers_line("this week", store, week),
-        f"*Items:* {_waiting(counts)} · {counts['posted']:,} posted · "
+        f"*Items:* {_waiting(counts, store.gold_held_back())} · {counts['posted']:,} posted · "
         f"{counts['resolved']:,} resolved · {counts['auto']:,} decided by the model · "
         f"{counts['skipped']:,} skipped",
     ]
@@ -104,13 +104,22 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def _waiting(counts: dict[str, int]) -> str:
+def _waiting(counts: dict[str, int], held: int = 0) -> str:
     """The items not asked yet (``WAITING``, as ``Store.waiting_count`` counts them), gold
     questions among them (``GOLD_WAITING``: every gold item not asked yet, waiting to be
-    mixed into the posts), so that the line adds up to every item stored."""
-    gold = counts.get(GOLD_WAITING, 0)
-    waiting = f"{sum(counts.get(status, 0) for status in WAITING):,} waiting"
-    return waiting + (f" ({gold:,} of them gold questions)" if gold else "")
+    mixed into the posts), and apart the gold questions held back while their gold label is
+    retired (``held``: ``Store.gold_held_back``, not asked until it is added back, as the
+    retire said), so that the line adds up to every item stored."""
+    gold = counts.get(GOLD_WAITING, 0) - held
+    waiting = f"{sum(counts.get(status, 0) for status in WAITING) - held:,} waiting"
+    waiting += f" ({gold:,} of them gold questions)" if gold else ""
+    if held:
+        one = held == 1
+        waiting += (
+            f" · {held:,} gold question{'' if one else 's'} held back while"
+            f" {'its' if one else 'their'} gold label is retired"
+        )
+    return waiting
 
 
 async def stats_off_loop(

@@ -119,8 +119,8 @@ class Scorer:
         self.outside_done: frozenset[str] | None = None
         self.outside_at: tuple[frozenset[str], int] | None = None
         # The HITL_THRESHOLD the waiting items' auto/queued statuses were last put under by
-        # the server's background run (None: not yet, at start: the threshold may have changed
-        # since the last run), and the pass under way (that threshold, the last rowid it did).
+        # the server's background run (None: not known yet, read from the store at start,
+        # ``rethreshold_due``), and the pass under way (that threshold, the last rowid it did).
         self.thresholded: float | None = None
         self.thresholding: tuple[float, int] | None = None
         self.n_rethresholded = 0  # items the pass under way moved
@@ -234,15 +234,18 @@ class Scorer:
             if changed and background and self.on_scored is not None:
                 self.on_scored()
             await asyncio.sleep(0)
-        # The server's run: the statuses go under the HITL_THRESHOLD it runs with (once at
-        # start; an auto item below it waits for people, a queued one at or above it is left
-        # to the model: ``Store.rethreshold_step``), in steps as the passes above.
-        while background and (threshold := self.settings().threshold) != self.thresholded:
+        # The server's run: the statuses go under the HITL_THRESHOLD it runs with (at start,
+        # when it is not the one they were made under, ``rethreshold_due``; an auto item below
+        # it waits for people, a queued one at or above it is left to the model:
+        # ``Store.rethreshold_step``), in steps as the passes above.
+        while background and (threshold := self.rethreshold_due()) is not None:
             if max_chunks is not None and chunks >= max_chunks:
                 break
             going = self.thresholding
-            at = going[1] if going is not None and going[0] == threshold else 0
-            changed, last = self.store.rethreshold_step(at, RESTATE_CHUNK, threshold)
+            if going is None or going[0] != threshold:
+                self.store.begin_rethreshold(threshold)  # stopped midway: run again
+                going = self.thresholding = (threshold, 0)
+            changed, last = self.store.rethreshold_step(going[1], RESTATE_CHUNK, threshold)
             chunks += 1
             self.n_rethresholded += changed
             if last is None:
@@ -253,6 +256,7 @@ class Scorer:
                         self.n_rethresholded,
                         threshold,
                     )
+                self.store.end_rethreshold(threshold)
                 self.thresholded, self.thresholding, self.n_rethresholded = threshold, None, 0
             else:
                 self.thresholding = (threshold, last)
@@ -260,6 +264,16 @@ class Scorer:
                 self.on_scored()  # items decided by the model may wait for people now
             await asyncio.sleep(0)
         return chunks
+
+    def rethreshold_due(self) -> float | None:
+        """The HITL_THRESHOLD the waiting items' statuses wait to be put under, None when they
+        are under it: at start, the one the last pass over this database completed under
+        (``Store.statuses_threshold``: none recorded, a database from before, or a pass
+        stopped midway, runs it once); then the one this run's last pass completed under."""
+        threshold = self.settings().threshold
+        if self.thresholded is None:
+            self.thresholded = self.store.statuses_threshold()
+        return threshold if threshold != self.thresholded else None
 
     def outside_due(self) -> NotInForce | None:
         """The labels not in force, when the stored predictions may still name one that the

@@ -15,10 +15,12 @@ out of labelling. The items waiting to be asked are those of ``WAITING``
 (``Store.waiting_count``, `/hitl stats`, App Home), gold questions among them.
 A gold item whose gold label is not in force (a retired one: no button could be right) is not
 asked, and the answers given to it are not scored, until the label is back (``next_gold``,
-``gold_in_force``). ``training_data`` leaves gold items out: a model that learned a gold
-answer would give it away in its guess on the gold question; ``training_rows`` also leaves out
-the labelled items that repeat a gold text under another id (up to case, spacing and
-punctuation).
+``gold_in_force``); one open in Slack at the retire is taken back as an unanswered question is
+(``Store.change_label_set``), and a retired label's gold questions not asked yet are held back,
+not waiting (``gold_held_back``). ``training_data`` leaves gold items out: a model that
+learned a gold answer would give it away in its guess on the gold question; ``training_rows``
+also leaves out the labelled items that repeat a gold text under another id (up to case,
+spacing and punctuation).
 """
 
 from __future__ import annotations
@@ -155,6 +157,23 @@ class GoldMixin:
             {"id": i, "text": t, "model_version": None, "predicted_label": None, "ranked": None}
             for i, t in rows
         ]
+
+    def gold_held_back(self) -> int:
+        """The gold questions not asked yet (status gold) whose gold label is retired: held
+        back, not asked (``next_gold``) while it is (the retire's reply counts them), so not
+        waiting (``Store.waiting_count``, `/hitl stats`). 0 at once, without reading an item,
+        while no label is retired; else one lookup per gold item (gold items are few)."""
+        retired = self.db.execute(
+            "SELECT json_group_array(name) FROM label_set WHERE status = 'retired'"
+        ).fetchone()[0]
+        if retired in (None, "[]"):
+            return 0
+        return self.db.execute(
+            "SELECT count(*) FROM gold g LEFT JOIN label_aliases m ON m.old = g.label"
+            " JOIN items i ON i.id = g.item_id WHERE i.status = 'gold'"
+            " AND coalesce(m.new, g.label) IN (SELECT value FROM json_each(?))",
+            [retired],
+        ).fetchone()[0]
 
     def gold_texts(self) -> list[str]:
         """Every gold item's text (reads them all: for a worker thread or the CLI). Training

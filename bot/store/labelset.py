@@ -168,6 +168,8 @@ class LabelSetMixin:
     _resolve: Callable[[str, str, Tally, str], None]
     close_reviews_by_votes: Callable[[str, str], None]
     _queue_relabeled: Callable[..., int]  # the producer mixin's (webhook outbox)
+    _statuses_made_under: Callable[[float | None], None]  # the queue mixin's
+    _take_back_all: Callable[..., None]  # the queue mixin's
 
     def stored_labels(self) -> list[str] | None:
         """The stored label set's active labels in order, or None before the first change."""
@@ -290,6 +292,8 @@ class LabelSetMixin:
                     ],
                 )
                 changed += 1
+                if changed == 1:
+                    self._statuses_made_under(threshold)
                 if changed >= max_changes and last is not None:
                     return changed, rowid
         return changed, last
@@ -385,7 +389,9 @@ class LabelSetMixin:
         label, a name taken, a name an older label had: ``_refuse_reused``, ...).
 
         A merge decides, in the same transaction, the open split votes it gives a majority
-        (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely)."""
+        (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely). A
+        retire takes back, in the same transaction, the open gold questions whose gold label it
+        retires (no button could be right: ``_take_back_all``, as a question left unanswered)."""
         # One spelling per label: a name made here ("café" typed as e + a combining accent) is
         # stored in NFC and must be usable; a name that refers to a label already in the set is
         # taken as it is stored when it is (an older version stored labels as they came, so
@@ -480,6 +486,22 @@ class LabelSetMixin:
                     "SELECT count(*) FROM gold WHERE label = ?", [label]
                 ).fetchone()[0]
                 self.db.execute("UPDATE label_set SET status = 'retired' WHERE name = ?", [label])
+                # Its gold questions open in Slack have no right button any more: taken back
+                # as a question left unanswered is (closed, redrawn without buttons, its place
+                # free), each waiting as a gold question, not asked while the label is retired
+                # (``next_gold``) and asked again, in a new message, once it is added back.
+                asked = [
+                    row[0]
+                    for row in self.db.execute(
+                        "SELECT DISTINCT p.item_id FROM posts p INDEXED BY posts_open_age"
+                        " JOIN gold g ON g.item_id = p.item_id LEFT JOIN label_aliases m"
+                        " ON m.old = g.label WHERE p.closed_at IS NULL"
+                        " AND coalesce(m.new, g.label) = ?",
+                        [label],
+                    )
+                ]
+                if asked:
+                    self._take_back_all(asked, now, expired=True)
                 # Its decided labels leave training (``bot.learning.quality.training_rows``)
                 # and wait in review for an admin to give them a label in force.
                 self.db.execute(

@@ -817,4 +817,18 @@ def m038_refresh_versions(db: Database) -> None:
     )
 
 
+@migrations(name="m039_status_threshold")
+def m039_status_threshold(db: Database) -> None:
+    # The HITL_THRESHOLD the waiting items' auto/queued statuses were made under, one row:
+    # the server's threshold pass at start (``Scorer.restate``: a read of every waiting item,
+    # 0.6 s at a million) runs only when it is not the threshold in force. ``done`` 0: a pass
+    # toward ``threshold`` is under way (or was stopped midway); ``threshold`` NULL: a status
+    # was written under another threshold since (``Store._statuses_made_under``). No row (a
+    # database from before): the first start runs the pass once, and records it.
+    db.execute(
+        "CREATE TABLE status_threshold (id INTEGER PRIMARY KEY CHECK (id = 1), threshold REAL,"
+        " done INTEGER NOT NULL DEFAULT 0)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

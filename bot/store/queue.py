@@ -25,6 +25,11 @@ from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
 
+# An item taken back with answers waits to be asked again with one of these statuses
+# (``_take_back_all``); with ``posted``, the items whose answers ``decide_answered`` reads.
+WAITING_AGAIN = "'new', 'queued', 'auto', 'gold'"
+OPEN_STATUSES = ("posted", "new", "queued", "auto", "gold")
+
 
 @dataclass(frozen=True)
 class Undo:
@@ -248,6 +253,8 @@ class QueueMixin:
                     ],
                 )
                 n += cursor.rowcount
+            if n:
+                self._statuses_made_under(threshold)
         return n
 
     def last_rowid(self) -> int:
@@ -315,6 +322,8 @@ class QueueMixin:
                     [new_label, new_confidence, now, new_confidence, threshold, rowid],
                 )
                 changed += 1
+                if changed == 1:
+                    self._statuses_made_under(threshold)
                 if changed >= max_changes and last is not None:
                     return changed, rowid
         return changed, last
@@ -364,7 +373,60 @@ class QueueMixin:
                 f" AND {unindexed}",  # as read, or changed since: left as it is
                 [self.now(), threshold, json.dumps(moved), threshold, threshold],
             ).rowcount
+            if changed:
+                self._statuses_made_under(threshold)
         return changed, last
+
+    # -- the HITL_THRESHOLD the waiting items' statuses were made under (m039) --
+    def statuses_threshold(self) -> float | None:
+        """The HITL_THRESHOLD every waiting item's ``auto``/``queued`` status was made under:
+        the one the last threshold pass completed under (``end_rethreshold``), while no status
+        was written under another since. None when that is not known: none recorded (a
+        database from before m039), a pass under way or stopped midway, a status written under
+        another threshold since (another process's, ``_statuses_made_under``). The server's
+        start runs the pass only when this is not its threshold. One read of one row."""
+        row = self.db.execute(
+            "SELECT threshold FROM status_threshold WHERE id = 1 AND done = 1"
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def begin_rethreshold(self, threshold: float) -> None:
+        """A threshold pass toward ``threshold`` begins: until it ends (``end_rethreshold``)
+        the statuses are under no known threshold, so a pass stopped midway (the server
+        stopped) is run again at the next start, whatever threshold that start has. Unsynced
+        as the pass's steps: in WAL mode a commit lost in a crash takes every later one with
+        it, never an earlier one."""
+        with self._unsynced():
+            self.db.execute(
+                "INSERT OR REPLACE INTO status_threshold (id, threshold, done) VALUES (1, ?, 0)",
+                [threshold],
+            )
+
+    def end_rethreshold(self, threshold: float) -> bool:
+        """The pass that ``begin_rethreshold`` began has put every waiting item under
+        ``threshold``: recorded, unless a status was written under another threshold meanwhile
+        (``_statuses_made_under``: the next start runs the pass again). Returns whether it was
+        recorded."""
+        with self._unsynced():
+            return bool(
+                self.db.execute(
+                    "UPDATE status_threshold SET done = 1 WHERE id = 1 AND threshold = ?"
+                    " AND done = 0",
+                    [threshold],
+                ).rowcount
+            )
+
+    def _statuses_made_under(self, threshold: float | None) -> None:
+        """Inside the caller's write transaction, which made waiting items' statuses under
+        ``threshold`` (None: an item sent back to people whatever its confidence): when that
+        is not the threshold recorded (``statuses_threshold``, or the pass under way's), the
+        statuses are under no known threshold any more, and the next start runs the pass. A
+        statement on one row; nothing written when the threshold is the recorded one."""
+        self.db.execute(
+            "UPDATE status_threshold SET threshold = NULL, done = 0"
+            " WHERE id = 1 AND threshold IS NOT ?",
+            [threshold],
+        )
 
     def set_aside(self, item_id: str, reason: str) -> None:
         """Stop asking about an item Slack will not show (status skipped), and say why."""
@@ -742,7 +804,9 @@ class QueueMixin:
         threshold: float | None = None,
     ) -> None:
         """``_take_back`` for all of ``item_ids`` at once: two statements however many, each
-        reading the items by id (``+status``: not the status index, every posted item)."""
+        reading the items by id (``+status``: not the status index, every posted item); and
+        the recorded threshold (``statuses_threshold``) forgotten when an item went back where
+        it would not put it (one read of them by id first)."""
         items = json.dumps(list(item_ids))
         self.db.execute(
             "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
@@ -758,6 +822,17 @@ class QueueMixin:
             " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'posted'",
             [now, threshold, threshold, items],
         )
+        # one of them now where the recorded threshold would not put it (taken back under
+        # another threshold, or without one): the next start's threshold pass puts it right
+        if self.db.execute(  # a read: written only then
+            "SELECT 1 FROM status_threshold t WHERE t.id = 1 AND t.threshold IS NOT NULL"
+            " AND EXISTS (SELECT 1 FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
+            " AND i.confidence IS NOT NULL AND (i.status = 'auto' AND i.confidence < t.threshold"
+            " OR i.status = 'queued' AND i.confidence >= t.threshold AND NOT EXISTS (SELECT 1"
+            " FROM answers a WHERE a.item_id = i.id AND a.source != 'import' AND a.late = 0)))",
+            [items],
+        ).fetchone():
+            self._statuses_made_under(None)
 
     def record_answer(
         self,
@@ -854,9 +929,15 @@ class QueueMixin:
         Reads the items being asked (status ``posted``: open questions and splits, from the
         status index: a few rows, not every item) and only writes what it changes, in
         transactions of ``chunk`` items; with nothing to decide it takes no write lock (another
-        process may hold it while the server starts), and a second run changes nothing. An
-        item taken back unanswered (HITL_QUESTION_TTL) with answers is decided by the next
-        answer to its new question. Returns the ids it changed."""
+        process may hold it while the server starts), and a second run changes nothing.
+
+        An item whose question was taken back while it held answers (HITL_QUESTION_TTL, or its
+        message gone: ``expired_at``), waiting in the queue (or as a gold question) to be asked
+        again, is decided by the same rule: a majority decides it (its expired message redrawn
+        with the decision), skips alone set it aside, and a tie among enough people goes to
+        review as a split, the item waiting to be asked again (a later vote that makes a
+        majority decides it, as a split's buttons do). Read from the expired posts' index (the
+        questions ever taken back, each item found by id). Returns the ids it changed."""
         split_needs = max(votes_needed, 2)
 
         def due(item_id: str) -> bool:
@@ -876,7 +957,17 @@ class QueueMixin:
                 " ORDER BY id"
             )
         ]
-        todo = [item_id for item_id in posted if due(item_id)]
+        taken_back = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT i.id FROM posts p INDEXED BY posts_expired"
+                " JOIN items i ON i.id = p.item_id WHERE p.expired_at IS NOT NULL"
+                f" AND i.status IN ({WAITING_AGAIN}) AND EXISTS (SELECT 1 FROM answers a"
+                " WHERE a.item_id = i.id AND a.source != 'import' AND a.late = 0)"
+                " ORDER BY i.id"
+            )
+        ]
+        todo = [item_id for item_id in dict.fromkeys(posted + taken_back) if due(item_id)]
         changed: list[str] = []
         for start in range(0, len(todo), chunk):
             with self._immediate():
@@ -885,8 +976,8 @@ class QueueMixin:
                     status = self.db.execute(
                         "SELECT status FROM items WHERE id = ?", [item_id]
                     ).fetchone()
-                    if status is None or status[0] != "posted" or not due(item_id):
-                        continue  # answered, decided or taken back since the read
+                    if status is None or status[0] not in OPEN_STATUSES or not due(item_id):
+                        continue  # decided, set aside or deleted since the read
                     tally = self.tally(item_id)
                     winner = self._winner(tally, votes_needed)
                     self._touch_post(item_id)

@@ -39,6 +39,7 @@ class ViewsMixin:
 
     db: Database
     now: Callable[[], str]
+    gold_held_back: Callable[[], int]  # the gold mixin's
 
     # -- what people see: stats, leaderboard, next item --
 
@@ -177,11 +178,13 @@ class ViewsMixin:
 
     def waiting_count(self) -> int:
         """The items waiting to be asked (``WAITING``: the queue and the gold questions), as
-        `/hitl stats` counts them."""
+        `/hitl stats` counts them: not the gold questions held back while their gold label is
+        retired (``gold_held_back``: they are not asked until it is added back)."""
         marks = ",".join("?" * len(WAITING))
-        return self.db.execute(
+        waiting = self.db.execute(
             f"SELECT coalesce(sum(n), 0) FROM item_counts WHERE status IN ({marks})", WAITING
         ).fetchone()[0]
+        return waiting - self.gold_held_back()
 
     def most_uncertain_routed(
         self, labels: Collection[str], *, among: bool, limit: int, depth: int, step: int = 500
