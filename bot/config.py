@@ -765,8 +765,14 @@ CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
 
 def channel_id_problems(settings: Settings) -> list[str]:
     """A line for each channel setting (HITL_CHANNEL, HITL_REPORT_CHANNEL, ``routes.LABEL``)
-    that holds something other than a channel ID: a bad value, reported with the others."""
-    named = [("HITL_CHANNEL", settings.channel), ("HITL_REPORT_CHANNEL", settings.report_channel)]
+    that holds something other than a channel ID: a bad value, reported with the others, named
+    where it came from as they are (a value from hitl.toml as the file's key: ``hitl.toml
+    report_channel``)."""
+    named = [
+        (_named_where_set(settings, spec), getattr(settings, spec.name))
+        for spec in SPECS
+        if spec.name in ("channel", "report_channel")
+    ]
     named += [(f"routes.{label}", channel) for label, channel in sorted(settings.routes.items())]
     return [
         f'{name}="{channel}" is not a channel ID; copy the ID from the channel\'s '
@@ -774,6 +780,13 @@ def channel_id_problems(settings: Settings) -> list[str]:
         for name, channel in named
         if channel and not CHANNEL_ID.fullmatch(channel)
     ]
+
+
+def _named_where_set(settings: Settings, spec: Spec) -> str:
+    """How a bad value of ``spec`` is named, as ``read_settings`` names it: its variable
+    (from the environment, or given in code), or the file and its key (from hitl.toml)."""
+    source = settings.sources.get(spec.name, "env")
+    return spec.env if source in ("env", "default") else f"{source} {spec.toml_key}"
 
 
 @dataclass(frozen=True)

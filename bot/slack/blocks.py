@@ -488,23 +488,38 @@ def unanswered_for(age: timedelta) -> str:
     return count(hours // 24, "day") if hours >= 24 else count(hours, "hour")
 
 
-def expired_blocks(q: Question, age: timedelta) -> list[Block]:
-    """A question taken back unanswered after HITL_QUESTION_TTL: its text and a line saying
-    so, without buttons (its item may be asked again, in a new message, when its turn comes)."""
+def expired_blocks(q: Question, age: timedelta, answers: int = 0) -> list[Block]:
+    """A question taken back after HITL_QUESTION_TTL: its text and a line saying so, without
+    buttons (its item may be asked again, in a new message, when its turn comes). ``age``:
+    how long it stood with no answer, or, with ``answers`` in (HITL_VOTES > 1), since the
+    last of them (they still count)."""
     return [
         SectionBlock(text=MarkdownTextObject(text=cut(q.text, quote=True))),
         SectionBlock(
             text=_text(
-                f"⌛ Unanswered for {unanswered_for(age)}, so it was put back in the queue"
-                " (it may be asked again in a new message)."
+                f"⌛ {_expired_line(q, age, answers)} (it may be asked again in a new message)."
             )
         ),
     ]
 
 
-def expired_text(q: Question, age: timedelta) -> str:
+def _expired_line(q: Question, age: timedelta, answers: int) -> str:
+    if not answers:
+        return f"Unanswered for {unanswered_for(age)}, so it was put back in the queue"
+    return (
+        f"No new answer for {unanswered_for(age)} ({answers} of {q.votes_needed} answers in),"
+        " so it was put back in the queue; the answers still count"
+    )
+
+
+def expired_text(q: Question, age: timedelta, answers: int = 0) -> str:
     """The plain-text fallback of an expired question."""
-    return f"Unanswered for {unanswered_for(age)}, put back in the queue: {_fallback(q)}"
+    if not answers:
+        return f"Unanswered for {unanswered_for(age)}, put back in the queue: {_fallback(q)}"
+    return (
+        f"No new answer for {unanswered_for(age)} ({answers} of {q.votes_needed} answers in),"
+        f" put back in the queue: {_fallback(q)}"
+    )
 
 
 def undo_blocks(item_id: str, label: str) -> list[Block]:

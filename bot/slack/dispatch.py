@@ -564,6 +564,9 @@ class Dispatcher:
         if guesses:  # under the label set in force: a renamed label shows its new name
             out = not_in_force(rt.settings, rt.store)  # retired, or never in the set
             guesses = in_force(guesses, rt.store.label_aliases(), out)
+        # an item asked again (its question taken back: HITL_QUESTION_TTL, a move) holds the
+        # answers it had, and they count: its new question shows them, as a redraw does
+        tally = rt.store.tally(item["id"])
         question = blocks.Question(
             item_id=item["id"],
             text=item["text"],
@@ -571,7 +574,10 @@ class Dispatcher:
             guesses=guesses,
             model_version=item["model_version"] if guesses else None,
             reason=shown_reason(reason, item["model_version"] if guesses else None),
+            votes=tally.votes,
+            skips=tally.skips,
             votes_needed=rt.settings.votes,
+            show_votes=rt.settings.show_votes,
             meta_line=self._meta_line(item["id"]),
             has_guidelines=bool(rt.settings.guidelines),
         )

@@ -209,6 +209,7 @@ class Redrawer:
         # post id -> its channel: the open questions still to draw once since the start
         # (``redraw_open``: a message may be another app's, or behind), oldest first
         self.start_left: dict[int, str] = {}
+        self.start_splits: set[int] = set()  # those of them that are splits' (closed) posts
         self.start_due: float | None = None  # the clock before which no start draw is made
         self.start_delay = 0.0  # seconds; the start draws' backoff after a failure
         self.start_batch = START_BATCH
@@ -254,9 +255,17 @@ class Redrawer:
         """Draw every open question once (at start): its message may be behind (a redraw the
         last run did not finish), or another app's (the app was created again:
         ``cant_update_message``, and the question is taken back). Drawn ``start_batch`` at a
-        time, ``start_gap`` seconds apart, after each pass's changes (``_start_batch``)."""
+        time, ``start_gap`` seconds apart, after each pass's changes (``_start_batch``). A
+        split's question too (its post closed to free its place, its buttons still taking
+        votes), in a channel still asked in: it shows the HITL_VOTES in force ("2 of 4 answers
+        in"), not the one it was drawn under."""
         for post in self.rt.store.open_posts():
             self.start_left.setdefault(int(post["id"]), str(post["channel"]))
+        asked_in = question_channels(self.rt.settings)
+        for post in self.rt.store.split_posts():
+            if post["channel"] in asked_in:  # elsewhere it stays as drawn (not "moved")
+                self.start_left.setdefault(int(post["id"]), str(post["channel"]))
+                self.start_splits.add(int(post["id"]))
         if self.start_left:
             self.start_due = self.clock()
             self.wake()
@@ -523,10 +532,19 @@ class Redrawer:
             moved = bool(post["closed_at"] and asked_in) and post["channel"] not in asked_in
             try:
                 if post.get("expired_at") and post["closed_at"] and question.status == "open":
-                    # taken back unanswered (HITL_QUESTION_TTL): no buttons, and says so
-                    age = open_for(post["posted_at"], post["expired_at"])
-                    text = blocks.expired_text(question, age)
-                    drawn = blocks.expired_blocks(question, age)
+                    # taken back (HITL_QUESTION_TTL): no buttons, and says so; one left
+                    # half-way says how many answers it held (they count), and since when
+                    # none came
+                    answers, last = rt.store.answers_when_taken_back(
+                        post["item_id"], post["expired_at"]
+                    )
+                    since = max(
+                        [str(post["posted_at"]), *([last] if last else [])],
+                        key=datetime.fromisoformat,
+                    )
+                    age = open_for(since, post["expired_at"])
+                    text = blocks.expired_text(question, age, answers)
+                    drawn = blocks.expired_blocks(question, age, answers)
                 elif moved and question.status == "open":
                     # moved out of a channel no longer asked in: it stays so, no buttons
                     now = rt.store.post_for_item(post["item_id"])
@@ -668,8 +686,16 @@ class Redrawer:
             if channel in self.channel_held:
                 continue
             post = self.rt.store.post(post_id) if post_id not in behind else None
-            if post is None or post["closed_at"] is not None:
+            # a split's post is closed: drawn unless taken back since (decided since, it is
+            # drawn as it is now, as the pass drew it)
+            split = post is not None and post_id in self.start_splits
+            if (
+                post is None
+                or (post["closed_at"] is not None and not split)
+                or (split and post["expired_at"] is not None)
+            ):
                 del self.start_left[post_id]
+                self.start_splits.discard(post_id)
                 continue
             batch.append(post)
         self.start_due = now + self.start_gap

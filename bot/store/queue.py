@@ -31,6 +31,20 @@ WAITING_AGAIN = "'new', 'queued', 'auto', 'gold'"
 OPEN_STATUSES = ("posted", "new", "queued", "auto", "gold")
 
 
+def _votes_of(item: str, at: str | None = None) -> str:
+    """The SQL terms on ``answers a`` of the votes in item ``item``'s tally (an SQL
+    expression): each person's latest counted answer, when it is a label (not a skip, not an
+    Undo). With ``at`` (an SQL expression), as the tally stood then: the answers given by
+    then. Read by the item's id from ``answers_counted``."""
+    then_a = f" AND a.created_at <= {at}" if at else ""
+    then_b = f" AND b.created_at <= {at}" if at else ""
+    return (
+        f"a.item_id = {item} AND a.source != 'import' AND a.late = 0 AND a.label IS NOT NULL"
+        f"{then_a} AND a.id = (SELECT max(b.id) FROM answers b WHERE b.item_id = a.item_id"
+        f" AND b.user_id = a.user_id AND b.source != 'import' AND b.late = 0{then_b})"
+    )
+
+
 @dataclass(frozen=True)
 class Undo:
     """What ``undo_resolution`` did: ``label`` is the label it took away (true: undone), or,
@@ -576,6 +590,19 @@ class QueueMixin:
             "SELECT * FROM posts INDEXED BY posts_open_age WHERE closed_at IS NULL ORDER BY id",
         )
 
+    def split_posts(self) -> list[dict[str, Any]]:
+        """The posts of the splits whose buttons still take votes, oldest first: an item in
+        review for a split vote, still asked (``posted``), its latest post closed to free its
+        channel place (``review_after_answer``), not taken back. Read from the pending
+        reviews' index, each item's posts by its id (a few rows: not every post)."""
+        return select_rows(
+            self.db,
+            "SELECT p.* FROM reviews r INDEXED BY reviews_open JOIN items i ON i.id = r.item_id"
+            " JOIN posts p ON p.id = (SELECT max(q.id) FROM posts q WHERE q.item_id = r.item_id)"
+            " WHERE r.decided_at IS NULL AND r.reason = 'split' AND i.status = 'posted'"
+            " AND p.closed_at IS NOT NULL AND p.expired_at IS NULL ORDER BY p.id",
+        )
+
     def pre_model_questions(self) -> list[str]:
         """The items of the open questions asked before the first model (a post without a
         model version): the scorer scores them when a model arrives, and redraws them. Read
@@ -627,15 +654,20 @@ class QueueMixin:
     def expire_posts(
         self, ttl_hours: float, limit: int, threshold: float | None = None
     ) -> list[dict[str, Any]]:
-        """Take back the questions left unanswered for over ``ttl_hours`` (HITL_QUESTION_TTL),
+        """Take back the questions nobody answered for over ``ttl_hours`` (HITL_QUESTION_TTL),
         at most ``limit`` of them, the oldest first: as ``requeue_posts_outside`` does, each
         post is closed (``expired_at`` set: its message is redrawn without buttons, saying so)
-        and its item goes back to the queue, in one transaction. A click stored before it
-        decided the item and closed its post, so nothing is taken back; a click stored after
-        it counts as an answer to the item (answers go by item id), and a decision then closes
-        and redraws the item's new post too. Read from the open posts' age index, so a round
-        costs the same at any number of posts; with none to take back it only reads. Returns
-        the posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``).
+        and its item goes back to the queue, in one transaction. The TTL counts from the
+        question's posting or from the latest answer its item holds (a vote in its tally,
+        ``_votes_of``), whichever is later: a question people are answering stays open
+        (under HITL_VOTES > 1 it waits for more), one left half-way is taken back a TTL after
+        its last answer, its answers still counting (``_take_back_all``: it waits for people
+        again). A click stored before it decided the item and closed its post, so nothing is
+        taken back; a click stored after it counts as an answer to the item (answers go by item
+        id), and a decision then closes and redraws the item's new post too. Read from the
+        open posts' age index (each one's answers by its item id), so a round costs the same at
+        any number of posts and answers; with none to take back it only reads. Returns the
+        posts taken back (``id``, ``item_id``, ``channel``, ``ts``, ``posted_at``).
         ``threshold``: as ``requeue_posts_outside``'s. A question the clock put in the future
         counts as posted now (``_stamped_ahead``)."""
         now = self.now()
@@ -643,29 +675,46 @@ class QueueMixin:
         cutoff = (datetime.fromisoformat(now) - timedelta(hours=ttl_hours)).isoformat(
             timespec="milliseconds"
         )
+        answered_since = f"SELECT 1 FROM answers a WHERE {_votes_of('posts.item_id')}"
+        answered_since += " AND a.created_at >= ?"
         find = (
             "SELECT id, item_id, channel, ts, posted_at FROM posts INDEXED BY posts_open_age"
-            " WHERE closed_at IS NULL AND posted_at < ? ORDER BY posted_at LIMIT ?"
+            f" WHERE closed_at IS NULL AND posted_at < ? AND NOT EXISTS ({answered_since})"
+            " ORDER BY posted_at LIMIT ?"
         )
-        if not self.db.execute(find, [cutoff, limit]).fetchone():
+        if not self.db.execute(find, [cutoff, cutoff, limit]).fetchone():
             return []
         with self._immediate():
-            expired = select_rows(self.db, find, [cutoff, limit])
+            expired = select_rows(self.db, find, [cutoff, cutoff, limit])
             for post in expired:
                 self._take_back(post["item_id"], now, expired=True, threshold=threshold)
         return expired
 
+    def answers_when_taken_back(self, item_id: str, expired_at: str) -> tuple[int, str | None]:
+        """The answers ``item_id``'s question held when it was taken back at ``expired_at``
+        (HITL_QUESTION_TTL, a retire): how many votes were in its tally then, and when the
+        latest of them was given (None: none), for its expired message to say. By the item's
+        id, a few rows."""
+        row = self.db.execute(
+            f"SELECT count(*), max(a.created_at) FROM answers a WHERE {_votes_of('?', '?')}",
+            [item_id, expired_at, expired_at],
+        ).fetchone()
+        return int(row[0]), row[1]
+
     def expired_counts(self, days: float = 7) -> dict[str, int]:
         """Questions taken back unanswered (HITL_QUESTION_TTL) in the last ``days``, by
-        channel; read from the expired posts' index (cheap at any number of posts). A time
-        the clock put in the future is brought to now by the dispatcher's rounds
+        channel: those with no answer in when they were taken back (one left half-way,
+        ``expire_posts``, is no unanswered question). Read from the expired posts' index, each
+        one's answers by its item id (cheap at any number of posts and answers). A time the
+        clock put in the future is brought to now by the dispatcher's rounds
         (``expire_posts``)."""
         since = (datetime.fromisoformat(self.now()) - timedelta(days=days)).isoformat(
             timespec="milliseconds"
         )
+        answered = _votes_of("posts.item_id", "posts.expired_at")
         rows = self.db.execute(
-            "SELECT channel, count(*) FROM posts INDEXED BY posts_expired"
-            " WHERE expired_at >= ? GROUP BY channel",
+            "SELECT channel, count(*) FROM posts INDEXED BY posts_expired WHERE expired_at >= ?"
+            f" AND NOT EXISTS (SELECT 1 FROM answers a WHERE {answered}) GROUP BY channel",
             [since],
         )
         return {channel: n for channel, n in rows}
@@ -804,7 +853,9 @@ class QueueMixin:
         threshold: float | None = None,
     ) -> None:
         """``_take_back`` for all of ``item_ids`` at once: two statements however many, each
-        reading the items by id (``+status``: not the status index, every posted item); and
+        reading the items by id (``+status``: not the status index, every posted item); an
+        audit pick people have started answering (an answer counted) waits for people
+        (``queued``), not the model, as ``rethreshold_step`` keeps such an item; and
         the recorded threshold (``statuses_threshold``) forgotten when an item went back where
         it would not put it (one read of them by id first)."""
         items = json.dumps(list(item_ids))
@@ -818,8 +869,10 @@ class QueueMixin:
             "UPDATE items SET updated_at = ?, status = CASE"
             " WHEN EXISTS (SELECT 1 FROM gold g WHERE g.item_id = items.id) THEN 'gold'"
             " WHEN model_version IS NULL THEN 'new'"
-            " WHEN ? IS NOT NULL AND confidence >= ? THEN 'auto' ELSE 'queued' END"
-            " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'posted'",
+            " WHEN ? IS NOT NULL AND confidence >= ? AND NOT EXISTS (SELECT 1 FROM answers a"
+            " WHERE a.item_id = items.id AND a.source != 'import' AND a.late = 0) THEN 'auto'"
+            " ELSE 'queued' END WHERE id IN (SELECT value FROM json_each(?))"
+            " AND +status = 'posted'",
             [now, threshold, threshold, items],
         )
         # one of them now where the recorded threshold would not put it (taken back under

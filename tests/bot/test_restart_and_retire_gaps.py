@@ -202,6 +202,11 @@ async def test_a_question_taken_back_with_an_answer_is_decided_at_a_start_with_f
         assert (await bot.action(bot.button_payload(message, ANA, label))).status == 200
         await bot.settled()
         age_open_posts(bot, 4 * 24)  # past HITL_QUESTION_TTL (72 hours): taken back
+        then = datetime.fromisoformat(bot.store.now()) - timedelta(hours=4 * 24)
+        with bot.store.db.conn:  # the TTL counts from the last answer: it is as old
+            bot.store.db.execute(
+                "UPDATE answers SET created_at = ?", [then.isoformat(timespec="milliseconds")]
+            )
         await bot.dispatcher.fill()
         await bot.settled()
         assert bot.store.get_item(first)["status"] == "new"  # waits to be asked again
@@ -229,6 +234,8 @@ def test_taken_back_ties_and_skips_go_as_the_asked_ones_do(memory_store: Store):
     store.record_answer("i2", ANA, None, source="button", dedupe_key="s", votes_needed=3,
                         skips_to_discard=3)  # fmt: skip
     store.db.execute("UPDATE posts SET posted_at = '2000-01-01T00:00:00.000+00:00'")
+    # the TTL counts from the last answer too: theirs are as old
+    store.db.execute("UPDATE answers SET created_at = '2000-01-01T00:00:00.000+00:00'")
     store.db.conn.commit()
     assert len(store.expire_posts(12, 10, threshold=0.8)) == 2
     assert {store.get_item(i)["status"] for i in ("i1", "i2")} == {"queued"}
