@@ -488,22 +488,29 @@ def unanswered_for(age: timedelta) -> str:
     return count(hours // 24, "day") if hours >= 24 else count(hours, "hour")
 
 
-def expired_blocks(q: Question, age: timedelta, answers: int = 0) -> list[Block]:
+def expired_blocks(
+    q: Question, age: timedelta, answers: int = 0, why: str | None = None
+) -> list[Block]:
     """A question taken back after HITL_QUESTION_TTL: its text and a line saying so, without
     buttons (its item may be asked again, in a new message, when its turn comes). ``age``:
     how long it stood with no answer, or, with ``answers`` in (HITL_VOTES > 1), since the
-    last of them (they still count)."""
+    last of them (they still count). ``why`` (``posts.taken_back``) 'labels': taken back by a
+    change of the label set (a gold question whose gold label was retired), said so, with no
+    time and nothing that tells the gold label."""
     return [
         SectionBlock(text=MarkdownTextObject(text=cut(q.text, quote=True))),
         SectionBlock(
             text=_text(
-                f"⌛ {_expired_line(q, age, answers)} (it may be asked again in a new message)."
+                f"⌛ {_expired_line(q, age, answers, why)} (it may be asked again in a new"
+                " message)."
             )
         ),
     ]
 
 
-def _expired_line(q: Question, age: timedelta, answers: int) -> str:
+def _expired_line(q: Question, age: timedelta, answers: int, why: str | None = None) -> str:
+    if why == "labels":
+        return "The label set changed, so it was put back in the queue"
     if not answers:
         return f"Unanswered for {unanswered_for(age)}, so it was put back in the queue"
     return (
@@ -512,8 +519,10 @@ def _expired_line(q: Question, age: timedelta, answers: int) -> str:
     )
 
 
-def expired_text(q: Question, age: timedelta, answers: int = 0) -> str:
+def expired_text(q: Question, age: timedelta, answers: int = 0, why: str | None = None) -> str:
     """The plain-text fallback of an expired question."""
+    if why == "labels":
+        return f"The label set changed, put back in the queue: {_fallback(q)}"
     if not answers:
         return f"Unanswered for {unanswered_for(age)}, put back in the queue: {_fallback(q)}"
     return (

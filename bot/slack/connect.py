@@ -26,7 +26,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.appkeys import BOLT, RUNTIME
-from bot.config import Settings
+from bot.config import SPECS, Settings, _named_where_set
 from bot.errors import SLACK_TOKEN_REFUSED, ConfigError, slack_said
 from bot.eventloop import urgent
 from bot.runtime import SLACK_TIMEOUT, Runtime, one_try
@@ -40,8 +40,14 @@ MAX_DOUBLINGS = 32  # past this the cap holds for any base; more would overflow 
 
 
 def channel_settings(settings: Settings) -> list[tuple[str, str]]:
-    """Every channel the bot posts in, with the setting that names it."""
-    named = [("HITL_CHANNEL", settings.channel), ("HITL_REPORT_CHANNEL", settings.report_channel)]
+    """Every channel the bot posts in, with the setting that names it, named where its value
+    came from (``bot.config.channel_id_problems``): its variable, or the file and its key
+    (``hitl.toml report_channel``)."""
+    named = [
+        (_named_where_set(settings, spec), getattr(settings, spec.name))
+        for spec in SPECS
+        if spec.name in ("channel", "report_channel")
+    ]
     named += [(f"routes.{label}", channel) for label, channel in sorted(settings.routes.items())]
     return [(name, channel) for name, channel in named if channel]
 

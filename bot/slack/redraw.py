@@ -543,8 +543,9 @@ class Redrawer:
                         key=datetime.fromisoformat,
                     )
                     age = open_for(since, post["expired_at"])
-                    text = blocks.expired_text(question, age, answers)
-                    drawn = blocks.expired_blocks(question, age, answers)
+                    why = post.get("taken_back")  # a retire's says so, not a time
+                    text = blocks.expired_text(question, age, answers, why)
+                    drawn = blocks.expired_blocks(question, age, answers, why)
                 elif moved and question.status == "open":
                     # moved out of a channel no longer asked in: it stays so, no buttons
                     now = rt.store.post_for_item(post["item_id"])

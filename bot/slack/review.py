@@ -141,8 +141,12 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note:
     )
 
 
-# A person in a ``gold_miss`` detail: ``<@U…> label`` at its start or after ", " (a label
-# shaped like a mention follows a mention and a space, so it stays text).
+# A ``gold_miss`` detail as ``Store._review_gold_miss`` writes it: voters' mentions, each at
+# an entry's start, and labels escaped (``gold_miss_label``): nothing else Slack acts on.
+_GOLD_MISS = re.compile(r"(?:(?:^|(?<=, ))<@[UW][A-Z0-9]+>|&(?:amp|lt|gt);|[^<>&])*")
+# A person in a ``gold_miss`` detail an older version wrote (its labels not escaped): ``<@U…>
+# label`` at its start or after ", " (a label shaped like a mention follows a mention and a
+# space, so it stays text; one holding ", <@U…> " cannot be told from a voter).
 _VOTER = re.compile(r"(^|, )&lt;@([UW][A-Z0-9]+)&gt;(?= )")
 
 
@@ -150,7 +154,11 @@ def why_detail(reason: str, detail: str) -> str:
     """A review's stored detail as the *Why* line shows it: escaped, labels and all, so a
     label shaped like a mention (``<@U…>``) or a link stays text, as on the *Votes* line.
     Only a missed gold answer's detail names people (``<@U…> label, …; gold: G``, from
-    ``Store._review_gold_miss``): each voter it starts an entry with stays a mention."""
+    ``Store._review_gold_miss``), its labels escaped when it was written: shown as it is,
+    each voter a mention and nothing else live. One an older version wrote, its labels as
+    they are, is escaped, each voter it starts an entry with kept a mention."""
+    if reason == "gold_miss" and _GOLD_MISS.fullmatch(detail):
+        return detail
     text = blocks.escape(detail)
     return _VOTER.sub(r"\1<@\2>", text) if reason == "gold_miss" else text
 

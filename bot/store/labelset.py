@@ -233,7 +233,8 @@ class LabelSetMixin:
         each given the best label in force in its ``ranked`` with that label's own
         probability, and ``ranked`` without the labels never in force (``without``): ``auto``
         at or above ``threshold``, ``queued`` below (a label that was never in the set decides
-        nothing). Once past the last unlabeled item, the open questions' items too, their
+        nothing; one people have started answering waits for them, as ``set_predictions``
+        decides). Once past the last unlabeled item, the open questions' items too, their
         status kept. Returns (items changed, the last rowid read: None once the pass is done),
         as ``restate_predictions``."""
         from bot.store.migrations import UNLABELED
@@ -280,7 +281,9 @@ class LabelSetMixin:
                 self.db.execute(
                     "UPDATE items SET predicted_label = ?, confidence = ?, ranked = ?,"
                     " updated_at = ?, status = CASE WHEN status = 'posted' THEN status"
-                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
+                    " WHEN ? >= ? AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id ="
+                    " items.id AND a.source != 'import' AND a.late = 0) THEN 'auto'"
+                    " ELSE 'queued' END WHERE rowid = ?",
                     [
                         new_label,
                         new_confidence,
@@ -390,8 +393,9 @@ class LabelSetMixin:
 
         A merge decides, in the same transaction, the open split votes it gives a majority
         (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely). A
-        retire takes back, in the same transaction, the open gold questions whose gold label it
-        retires (no button could be right: ``_take_back_all``, as a question left unanswered)."""
+        retire takes back, in the same transaction, the gold questions whose gold label it
+        retires (no button could be right: ``_take_back_all``, as a question left unanswered),
+        the open ones and those in a split, whose buttons still take votes."""
         # One spelling per label: a name made here ("café" typed as e + a combining accent) is
         # stored in NFC and must be usable; a name that refers to a label already in the set is
         # taken as it is stored when it is (an older version stored labels as they came, so
@@ -501,7 +505,30 @@ class LabelSetMixin:
                     )
                 ]
                 if asked:
-                    self._take_back_all(asked, now, expired=True)
+                    self._take_back_all(asked, now, expired=True, why="labels")
+                # So are those in a split (their post closed, their buttons still taking
+                # votes): the split's message is taken back as an open one's is, its review
+                # left pending (a vote that makes a majority once the label is back decides it)
+                split = [
+                    row[0]
+                    for row in self.db.execute(
+                        "SELECT DISTINCT r.item_id FROM reviews r INDEXED BY reviews_open"
+                        " JOIN gold g ON g.item_id = r.item_id JOIN items i ON i.id = r.item_id"
+                        " LEFT JOIN label_aliases m ON m.old = g.label WHERE r.decided_at IS NULL"
+                        " AND r.reason = 'split' AND i.status = 'posted'"
+                        " AND coalesce(m.new, g.label) = ?",
+                        [label],
+                    )
+                ]
+                if split:
+                    self.db.execute(
+                        "UPDATE posts SET expired_at = ?, taken_back = 'labels',"
+                        " redraw_seq = redraw_seq + 1 WHERE id IN (SELECT max(p.id) FROM posts p"
+                        " WHERE p.item_id IN (SELECT value FROM json_each(?)) GROUP BY p.item_id)"
+                        " AND closed_at IS NOT NULL AND expired_at IS NULL",
+                        [now, json.dumps(split)],
+                    )
+                    self._take_back_all(split, now, expired=True, why="labels")
                 # Its decided labels leave training (``bot.learning.quality.training_rows``)
                 # and wait in review for an admin to give them a label in force.
                 self.db.execute(

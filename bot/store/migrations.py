@@ -831,4 +831,18 @@ def m039_status_threshold(db: Database) -> None:
     )
 
 
+@migrations(name="m040_posts_taken_back")
+def m040_posts_taken_back(db: Database) -> None:
+    # Why a question was taken back (``Store._take_back_all``), on its post: 'expired'
+    # (HITL_QUESTION_TTL, its message gone), 'labels' (a retire left no right button: its
+    # expired message says the label set changed), 'moved' (out of a channel no longer asked
+    # in, an Undo of a late decision, a message never shown); NULL: never taken back. At
+    # start ``decide_answered`` reads the items taken back while they held answers from its
+    # index, whatever the cause (the expired ones only, before). The expired posts of before
+    # are marked 'expired'; one taken back otherwise before this is not known.
+    db.execute("ALTER TABLE posts ADD COLUMN taken_back TEXT")
+    db.execute("UPDATE posts SET taken_back = 'expired' WHERE expired_at IS NOT NULL")
+    db.execute("CREATE INDEX posts_taken_back ON posts(item_id) WHERE taken_back IS NOT NULL")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

@@ -29,6 +29,13 @@ logger = logging.getLogger("bot.store")
 # (``_take_back_all``); with ``posted``, the items whose answers ``decide_answered`` reads.
 WAITING_AGAIN = "'new', 'queued', 'auto', 'gold'"
 OPEN_STATUSES = ("posted", "new", "queued", "auto", "gold")
+# An item nobody has answered yet (no counted answer), read by its id from answers_counted:
+# only such an item is left to the model (``auto``) when its confidence is at or above
+# HITL_THRESHOLD; one people have started answering waits for them (``rethreshold_step``).
+UNANSWERED = (
+    "NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id AND a.source != 'import'"
+    " AND a.late = 0)"
+)
 
 
 def _votes_of(item: str, at: str | None = None) -> str:
@@ -238,9 +245,10 @@ class QueueMixin:
         and confidence stored are those of the best label in force in ``ranked`` (the model's
         top guesses: ``bot.store.labelset.in_force``), read in the transaction: a label
         retired, renamed or merged since the model was trained never lends its probability to
-        another. An item whose confidence is at or above ``threshold`` becomes ``auto``; below
-        it, ``queued``. Returns the number of items written. Not worth an fsync: predictions
-        lost in a crash are made again."""
+        another. An item whose confidence is at or above ``threshold`` becomes ``auto``, unless
+        people have started answering it (a counted answer: it waits for them, as
+        ``rethreshold_step`` keeps it); below it, ``queued``. Returns the number of items
+        written. Not worth an fsync: predictions lost in a crash are made again."""
         now = self.now()
         n = 0
         with self._unsynced():  # predictions are made again if lost
@@ -251,7 +259,8 @@ class QueueMixin:
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
                     " priority = ?, strategy = ?, ranked = ?, updated_at = ?, status = CASE"
-                    " WHEN status = 'posted' THEN status WHEN ? >= ? THEN 'auto' ELSE 'queued' END"
+                    " WHEN status = 'posted' THEN status WHEN ? >= ? AND"
+                    f" {UNANSWERED} THEN 'auto' ELSE 'queued' END"
                     " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
                     [
                         version,
@@ -298,7 +307,8 @@ class QueueMixin:
         label's own probability (``top_in_force``, as ``set_predictions`` stores them). An item
         whose stored label or confidence moves is ``auto`` at or above ``threshold`` and
         ``queued`` below it (a model-decided item whose label was retired waits for people; a
-        label added back takes its items back), as ``set_predictions`` decides; one whose
+        label added back takes its items back; one people have started answering waits for
+        them), as ``set_predictions`` decides; one whose
         prediction stays is left alone. The step stops after ``max_changes`` changed items, so
         its transaction (short, unsynced like ``set_predictions``: lost, the pass is run again)
         holds the write lock for a bounded time at any number of items. The priority stays:
@@ -332,7 +342,7 @@ class QueueMixin:
                 self.db.execute(
                     "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
                     " status = CASE WHEN status = 'posted' THEN status"
-                    " WHEN ? >= ? THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
+                    f" WHEN ? >= ? AND {UNANSWERED} THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
                     [new_label, new_confidence, now, new_confidence, threshold, rowid],
                 )
                 changed += 1
@@ -492,12 +502,18 @@ class QueueMixin:
         message is due for a redraw under the label set of now (the change's own redraw of
         the open questions was made before this one was recorded).
 
+        A gold question whose gold label was retired meanwhile (`hitl labels retire` while its
+        message was being posted: no button could be right) is recorded taken back, as the
+        retire takes back the open ones: closed, expired (``taken_back`` 'labels'), due for a
+        redraw without buttons, the item waiting as a gold question.
+
         An item deleted meanwhile (`hitl delete` while the message was being posted) gets no
         post: its message is left for the redrawer to delete (``erased_posts``), and 0 is
         returned."""
         now = self.now()
         with self._immediate():
-            if self.db.execute("SELECT 1 FROM items WHERE id = ?", [item_id]).fetchone() is None:
+            status = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
+            if status is None:
                 self.db.execute(
                     "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
                     [channel, ts, now],
@@ -505,11 +521,14 @@ class QueueMixin:
                 self.db.execute("DELETE FROM post_attempts WHERE item_id = ?", [item_id])
                 return 0
             stale = drawn_under is not None and drawn_under != self.label_set_change_count()
-            moved = self.db.execute(
-                "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?"
-                " AND status NOT IN ('resolved', 'skipped')",
-                [now, item_id],
-            ).rowcount
+            held = status[0] == "gold" and self._gold_held_back(item_id)
+            moved = 0
+            if not held:
+                moved = self.db.execute(
+                    "UPDATE items SET status = 'posted', updated_at = ? WHERE id = ?"
+                    " AND status NOT IN ('resolved', 'skipped')",
+                    [now, item_id],
+                ).rowcount
             post = self.db["posts"].insert(
                 {
                     "item_id": item_id,
@@ -521,6 +540,7 @@ class QueueMixin:
                     "confidence": confidence,
                     "posted_at": now,
                     **({} if moved else {"closed_at": now}),
+                    **({"expired_at": now, "taken_back": "labels"} if held else {}),
                     **({"redraw_seq": 1} if stale or not moved else {}),
                 }
             )
@@ -541,14 +561,16 @@ class QueueMixin:
         False, and nothing noted, when the item is gone (`hitl delete` since it was read) or
         no longer waits to be asked (decided in the labeling modal or by `hitl labels set`,
         set aside, posted: a status other than those the dispatcher posts, new, queued, auto
-        and gold) since the round read it: it must not be posted."""
+        and gold) since the round read it, or is a gold question whose gold label was retired
+        since (no button could be right): it must not be posted."""
         with self._immediate():
             return (
                 self.db.execute(
                     "INSERT OR REPLACE INTO post_attempts (item_id, channel, reason,"
                     " model_version, predicted_label, confidence, attempted_at)"
                     " SELECT id, ?, ?, ?, ?, ?, ? FROM items WHERE id = ?"
-                    " AND status IN ('new', 'queued', 'auto', 'gold')",
+                    " AND status IN ('new', 'queued', 'auto', 'gold') AND NOT (status = 'gold'"
+                    f" AND ({self._HELD_BACK.format(item='items.id')}))",
                     [
                         channel,
                         reason,
@@ -851,19 +873,23 @@ class QueueMixin:
         *,
         expired: bool = False,
         threshold: float | None = None,
+        why: str | None = None,
     ) -> None:
         """``_take_back`` for all of ``item_ids`` at once: two statements however many, each
         reading the items by id (``+status``: not the status index, every posted item); an
         audit pick people have started answering (an answer counted) waits for people
         (``queued``), not the model, as ``rethreshold_step`` keeps such an item; and
         the recorded threshold (``statuses_threshold``) forgotten when an item went back where
-        it would not put it (one read of them by id first)."""
+        it would not put it (one read of them by id first, the status terms unary-plussed: the
+        status index would read every auto and queued item, 3 s at a million). Each post
+        taken back notes why (``posts.taken_back``, m040): ``why``, else 'expired' or
+        'moved'."""
         items = json.dumps(list(item_ids))
         self.db.execute(
             "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
-            " redraw_seq = redraw_seq + ? WHERE item_id IN (SELECT value FROM json_each(?))"
-            " AND closed_at IS NULL",
-            [now, expired, now, int(expired), items],
+            " redraw_seq = redraw_seq + ?, taken_back = ? WHERE item_id IN"
+            " (SELECT value FROM json_each(?)) AND closed_at IS NULL",
+            [now, expired, now, int(expired), why or ("expired" if expired else "moved"), items],
         )
         self.db.execute(
             "UPDATE items SET updated_at = ?, status = CASE"
@@ -880,8 +906,8 @@ class QueueMixin:
         if self.db.execute(  # a read: written only then
             "SELECT 1 FROM status_threshold t WHERE t.id = 1 AND t.threshold IS NOT NULL"
             " AND EXISTS (SELECT 1 FROM items i WHERE i.id IN (SELECT value FROM json_each(?))"
-            " AND i.confidence IS NOT NULL AND (i.status = 'auto' AND i.confidence < t.threshold"
-            " OR i.status = 'queued' AND i.confidence >= t.threshold AND NOT EXISTS (SELECT 1"
+            " AND i.confidence IS NOT NULL AND (+i.status = 'auto' AND i.confidence < t.threshold"
+            " OR +i.status = 'queued' AND i.confidence >= t.threshold AND NOT EXISTS (SELECT 1"
             " FROM answers a WHERE a.item_id = i.id AND a.source != 'import' AND a.late = 0)))",
             [items],
         ).fetchone():
@@ -951,6 +977,11 @@ class QueueMixin:
                 return AnswerResult("closed", item_id)
             tally = self.tally(item_id)
             self._touch_post(item_id)
+            if item[0] == "gold" and self._gold_held_back(item_id):
+                # a click on a gold question the retire of its gold label took back (on its
+                # message as Slack still showed it): kept, scored once the label is back, but
+                # deciding nothing while no button could be right; asked again after `add`
+                return AnswerResult("recorded", item_id, label=label, tally=tally)
             winner = self._winner(tally, votes_needed)
             # A split needs two people at least, also under HITL_VOTES=1: lowered to 1 while
             # an item held an answer, a different second answer ties them (no majority), and
@@ -984,13 +1015,15 @@ class QueueMixin:
         transactions of ``chunk`` items; with nothing to decide it takes no write lock (another
         process may hold it while the server starts), and a second run changes nothing.
 
-        An item whose question was taken back while it held answers (HITL_QUESTION_TTL, or its
-        message gone: ``expired_at``), waiting in the queue (or as a gold question) to be asked
-        again, is decided by the same rule: a majority decides it (its expired message redrawn
-        with the decision), skips alone set it aside, and a tie among enough people goes to
-        review as a split, the item waiting to be asked again (a later vote that makes a
-        majority decides it, as a split's buttons do). Read from the expired posts' index (the
-        questions ever taken back, each item found by id). Returns the ids it changed."""
+        An item whose question was taken back while it held answers, whatever took it back
+        (HITL_QUESTION_TTL, its message gone, a move out of a channel no longer asked in, an
+        Undo of a late decision: ``posts.taken_back``), waiting in the queue (or as a gold
+        question) to be asked again, is decided by the same rule: a majority decides it (its
+        expired message redrawn with the decision), skips alone set it aside, and a tie among
+        enough people goes to review as a split, the item waiting to be asked again (a later
+        vote that makes a majority decides it, as a split's buttons do). Read from the
+        taken-back posts' index (the questions ever taken back, each item found by id).
+        Returns the ids it changed."""
         split_needs = max(votes_needed, 2)
 
         def due(item_id: str) -> bool:
@@ -1013,8 +1046,8 @@ class QueueMixin:
         taken_back = [
             row[0]
             for row in self.db.execute(
-                "SELECT DISTINCT i.id FROM posts p INDEXED BY posts_expired"
-                " JOIN items i ON i.id = p.item_id WHERE p.expired_at IS NOT NULL"
+                "SELECT DISTINCT i.id FROM posts p INDEXED BY posts_taken_back"
+                " JOIN items i ON i.id = p.item_id WHERE p.taken_back IS NOT NULL"
                 f" AND i.status IN ({WAITING_AGAIN}) AND EXISTS (SELECT 1 FROM answers a"
                 " WHERE a.item_id = i.id AND a.source != 'import' AND a.late = 0)"
                 " ORDER BY i.id"
@@ -1048,6 +1081,20 @@ class QueueMixin:
                 len(changed),
             )
         return changed
+
+    # Whether the gold item ``{item}`` (an SQL expression) has a gold label that is retired
+    # (through a rename or merge): not asked, no button could be right (``next_gold``).
+    _HELD_BACK = (
+        "EXISTS (SELECT 1 FROM gold g LEFT JOIN label_aliases m ON m.old = g.label"
+        " JOIN label_set s ON s.name = coalesce(m.new, g.label) WHERE g.item_id = {item}"
+        " AND s.status = 'retired')"
+    )
+
+    def _gold_held_back(self, item_id: str) -> bool:
+        """Whether ``item_id`` is a gold item whose gold label is retired: not asked while it
+        is (``next_gold``), its answers deciding nothing (``record_answer``). By its id."""
+        held = self.db.execute(f"SELECT {self._HELD_BACK.format(item='?')}", [item_id])
+        return bool(held.fetchone()[0])
 
     def _split_pending(self, item_id: str) -> bool:
         return (

@@ -123,8 +123,12 @@ class ReviewsMixin:
             return  # no button could be right (a gold question asked before its label retired)
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}
         if missed:
-            who = ", ".join(f"<@{u}> {label}" for label, users in missed.items() for u in users)
-            self.flag_review(item_id, "gold_miss", f"{who}; gold: {row[0]}")
+            # ``<@U…> label, …; gold: G``, each label escaped (``gold_miss_label``): a label
+            # may hold ", <@U…> ", and a raw ``<`` here is then always a voter's mention
+            who = ", ".join(
+                f"<@{u}> {gold_miss_label(label)}" for label, users in missed.items() for u in users
+            )
+            self.flag_review(item_id, "gold_miss", f"{who}; gold: {gold_miss_label(row[0])}")
 
     def pending_review_count(self) -> int:
         return self.db.execute(
@@ -155,6 +159,14 @@ class ReviewsMixin:
         """Every review of the item, oldest first, decided or not."""
         rows = self.db["reviews"].rows_where("item_id = ?", [item_id], order_by="id")
         return [dict(row) for row in rows]
+
+
+def gold_miss_label(label: str) -> str:
+    """A label as a ``gold_miss`` detail holds it: its ``&``, ``<`` and ``>`` escaped as Slack
+    escapes them, so it reads as the label and never as a mention or a link, and the voters'
+    mentions are the only ``<`` in the detail (``bot.slack.review.why_detail``). A plain
+    label is stored as it is."""
+    return label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _tally_text(tally: Tally) -> str:
