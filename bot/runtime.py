@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import HttpRequest, HttpResponse
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -21,6 +22,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
 from bot.store import Store
@@ -154,6 +156,53 @@ class _CountErrors(AsyncRetryHandler):
         return False
 
 
+class NotSlackJson(SlackApiError):
+    """A Web API method answered HTTP 200 with a text body, not Slack's JSON (a proxy's or a
+    captive portal's page): slack_sdk's own check of the answer read ``ok`` from the text and
+    raised AttributeError, which no caller expects (a round failed with a traceback, a
+    click's redraw was said to be a malformed payload). Raised instead by ``JsonAnswers`` as
+    the ``SlackApiError`` every caller handles: ``slack_said`` is None for it, as for the
+    other answers that are not Slack's JSON (``bot.errors.slack_said``); its ``response``
+    has the status, the headers and the start of the text. Slack may or may not have had the
+    call: a post is looked for as a lost one is."""
+
+
+class JsonAnswers(AsyncRetryHandler):
+    """Never retries: first in the client's retry handlers (``make_client``), it turns an
+    HTTP 200 answer of a Web API method (a URL under ``base_url``) whose body is text into
+    ``NotSlackJson``. A file's upload URL answers text (``OK - 123``): not a method, left
+    as it is."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(max_retry_count=0)
+        self.base_url = base_url
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if (
+            error is None
+            and response is not None
+            and response.status_code == 200
+            and isinstance(response.data, str)
+            and response.data
+            and request.url.startswith(self.base_url)
+        ):
+            answer = AsyncSlackResponse(
+                client=None,
+                http_verb=request.method,
+                api_url=request.url,
+                req_args={},
+                data=response.data[:SHOWN_TEXT],  # type: ignore[arg-type]
+                headers=response.headers,
+                status_code=response.status_code,
+            )
+            method = request.url.rstrip("/").rsplit("/", 1)[-1]
+            raise NotSlackJson(f"{method} answered HTTP 200 without Slack's JSON", answer)
+        return False
+
+
+SHOWN_TEXT = 200  # characters of a text answer ``NotSlackJson`` keeps
+
+
 SLACK_TIMEOUT = 10.0  # seconds for one Web API call
 
 
@@ -178,6 +227,7 @@ def make_client(
         timeout=timeout,
         session=session,
         retry_handlers=[
+            JsonAnswers(settings.slack_api_url),  # first: a 200 page is no answer to retry
             _IdempotentConnectionErrorRetryHandler(max_retry_count=retries),
             _TriggerAwareRateLimitErrorRetryHandler(max_retry_count=retries),
             _IdempotentServerErrorRetryHandler(max_retry_count=retries),

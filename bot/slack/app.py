@@ -375,6 +375,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         # A request no listener takes goes to ``on_error`` (``unhandled``), not to Bolt's
         # warning with its multi-line "[Suggestion] @app.event(...)" code for developers.
         raise_error_for_unhandled_request=True,
+        # Bolt drops the events it takes for the bot's own (by the user in the event): a
+        # ``message_deleted`` of a question names the bot as its message's user. No listener
+        # here acts on an event the bot itself caused (``on_message_deleted`` acts on that one).
+        ignoring_self_events_enabled=False,
     )
 
     app.use(AppRateLimited())
@@ -556,16 +560,30 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         await commands.publish_home(rt, client, event["user"])
 
     @tracked
-    async def on_archived(event: dict) -> None:
-        Dispatcher.of(rt).channel_archived(event.get("channel") or "", event.get("user"))
+    async def on_archived(event: dict, body: dict) -> None:
+        # a late redelivery (after the unarchive) is told by its time, or by Slack
+        await Dispatcher.of(rt).archive_event(
+            event.get("channel") or "", event.get("user"), body.get("event_time")
+        )
 
     @tracked
-    async def on_unarchived(event: dict) -> None:
-        Dispatcher.of(rt).channel_unarchived(event.get("channel") or "")
+    async def on_unarchived(event: dict, body: dict) -> None:
+        Dispatcher.of(rt).channel_unarchived(event.get("channel") or "", body.get("event_time"))
 
     for kind in ("channel", "group"):  # a public channel, a private one
         app.event(f"{kind}_archive")(on_archived)
         app.event(f"{kind}_unarchive")(on_unarchived)
+
+    @app.event({"type": "message", "subtype": "message_deleted"})
+    @tracked
+    async def on_message_deleted(event: dict) -> None:
+        # Sent only to an app subscribed to message events (message.channels,
+        # message.groups): an open question's message deleted is checked at once, through
+        # the redrawer's own test of a gone message (the event alone takes nothing back).
+        # Other messages, and every other message event, are acknowledged and ignored.
+        Redrawer.of(rt).message_deleted(
+            str(event.get("channel") or ""), str(event.get("deleted_ts") or "")
+        )
 
     @app.event("app_uninstalled")
     @tracked
@@ -811,9 +829,11 @@ async def _answer(
     finally:  # a refused note (the person is not in the channel) must not keep the redraw back
         # A retry (Slack's, of a click not acked: its fsync failed) finds the answer its first
         # try committed; that try's redraw was left undone.
-        if result.is_stored or result.status == "duplicate":
-            await Redrawer.of(rt).soon()
-        rt.wake_dispatcher()
+        try:
+            if result.is_stored or result.status == "duplicate":
+                await Redrawer.of(rt).soon()
+        finally:  # the place the answer freed is filled whatever the redraw met
+            rt.wake_dispatcher()
 
 
 T = TypeVar("T")

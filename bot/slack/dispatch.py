@@ -13,7 +13,14 @@ seconds have passed since the post (a slow Slack may store it after the client g
 Every post is noted in the database before the call (``post_attempts``), so a server that
 stopped or died during a post looks for it too before posting the item again. When the app
 lacks the scope to read that history (``groups:history`` for a private channel), the scope is
-named once, the channel keeps getting other questions, and only the lost ones wait.
+named once, the channel keeps getting other questions, and only the lost ones wait. A post
+left so in a channel no longer asked in at the restart is looked for there; found, it is
+moved as that channel's open questions are. An answer that is not Slack's JSON (a proxy's
+page, HTTP 200: ``NotSlackJson``) leaves a post unsure too.
+
+A ``channel_archive`` event stops posting to the channel only when it is not older than the
+last ``channel_unarchive`` seen and ``conversations.info`` does not say the channel is not
+archived: Slack sends an event again, late, when its first delivery failed.
 
 A post Slack accepted but the database could not record (a full disk) is kept, with its
 ``ts``, and recorded first in every later round: a round whose record fails posts nothing, so
@@ -56,7 +63,7 @@ from bot.learning.scoring import (
     score_pending,
     scorer_of,
 )
-from bot.runtime import Runtime, wait_until_woken
+from bot.runtime import NotSlackJson, Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.connect import socket_mode_of
 from bot.slack.guidelines import meta_line
@@ -117,6 +124,9 @@ class ChannelState:
     last_ts: str | None = None
     floors: dict[str, str | None] = field(default_factory=dict)  # unsure item -> its last_ts
     retry_said: str | None = None  # the stop "trying again" was said for (once while it lasts)
+    # what Slack said when it refused, for good, the last read of the history for lost posts
+    # (channel_not_found, missing_scope…; None: read, or failed for a reason a retry may fix)
+    history_refused: str | None = None
 
 
 class JoinFailed(Exception):
@@ -172,6 +182,9 @@ class Dispatcher:
         self.scoring_failures = 0  # rounds in a row scoring ran out of memory (the backoff)
         self.scoring_retry_at = 0.0  # loop time the backoff holds the channels until
         self.link_held: str | None = None  # why new posts wait for Socket Mode (said once)
+        # channel -> the event_time of the latest channel_unarchive Slack sent for it: an
+        # archive event from before it (a late redelivery) is no news
+        self.unarchived_at: dict[str, float] = {}
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -265,10 +278,19 @@ class Dispatcher:
     def _read_attempts(self) -> None:
         """Once, before the first round: the posts an earlier run of the server left without an
         answer (it stopped or died during them) are looked for before their items go again,
-        and the open questions of channels no longer asked in go back to the queue."""
+        and the open questions of channels no longer asked in go back to the queue. A post
+        left so in a channel no longer asked in is looked for there too
+        (``_look_in_old_channels``): dropped, its message (had Slack stored it) kept its
+        buttons for good, and its item was asked a second time."""
         if self._attempts_read:
             return
         channels = self.question_channels()
+        attempts = self.rt.store.post_attempts()
+        # each lost post's floor, read before the questions of old channels are closed (the
+        # floor is the newest open question of its channel posted before it)
+        floors = {
+            a["item_id"]: self._recorded_floor(a["channel"], a["attempted_at"]) for a in attempts
+        }
         threshold = self.rt.settings.threshold  # an auto item asked as an audit stays auto
         moved = self.rt.store.requeue_posts_outside(channels, threshold) if channels else []
         if moved:
@@ -280,20 +302,16 @@ class Dispatcher:
                 len(moved),
                 ", ".join(channels),
             )
-        for attempt in self.rt.store.post_attempts():
-            if attempt["channel"] not in channels:  # no longer asked in: post it where it goes
-                self.rt.store.end_post_attempt(attempt["item_id"])
-                continue
+        for attempt in attempts:
             state = self.channel_state(attempt["channel"])
             state.unsure.add(attempt["item_id"])
-            state.floors[attempt["item_id"]] = self._recorded_floor(
-                attempt["channel"], attempt["attempted_at"]
-            )
+            state.floors[attempt["item_id"]] = floors[attempt["item_id"]]
             logger.info(
                 "item %s was being posted to %s when the server stopped; looking for it in the"
-                " channel before posting it again",
+                " channel before posting it again%s",
                 attempt["item_id"],
                 attempt["channel"],
+                "" if attempt["channel"] in channels else " (no longer asked in)",
             )
         # Only now: a round the database refused (another process's write lock at start) reads
         # them again, or a post the last run left unfinished would be posted a second time.
@@ -396,6 +414,7 @@ class Dispatcher:
         await self._expire()
         # the label set's change count the round's buttons are drawn under (``record_post``)
         self.labels_under = rt.store.label_set_change_count()
+        await self._look_in_old_channels()
         ttl = rt.settings.question_ttl
         resting = rt.store.resting(ttl) if ttl > 0 else set()  # ignored lately: asked last
         self.resting = resting
@@ -598,7 +617,13 @@ class Dispatcher:
             return self._join_failed(channel, failed.cause)
         except SlackApiError as exc:
             error = slack_said(exc) or "unknown_error"
-            if exc.response.status_code >= 500 or error in MAYBE_DONE:
+            if isinstance(exc, NotSlackJson):  # a proxy's page: Slack may have had the call
+                error = "HTTP 200 without Slack's JSON"
+            if (
+                exc.response.status_code >= 500
+                or error in MAYBE_DONE
+                or isinstance(exc, NotSlackJson)
+            ):
                 self._unsure(channel, item["id"], floor)  # Slack may have posted it anyway
             else:
                 rt.store.end_post_attempt(item["id"])  # a refusal: nothing was posted
@@ -763,6 +788,60 @@ class Dispatcher:
         if not found:  # else "posted after all" said it: a second line read as a second post
             logger.info("posted item %s to %s (%s)", item_id, channel, reason)
 
+    async def _look_in_old_channels(self) -> None:
+        """Look for the posts an earlier run left without an answer in channels no longer
+        asked in (``_read_attempts``), in those channels' history, as in a question channel
+        (``_reconcile``). One found is recorded, then moved as the start moves the open
+        questions of such channels (closed, its item back in the queue, its message redrawn
+        without buttons to say where it is asked now: ``_say_moved``); one not there once
+        ``post_settle`` has passed is posted where it goes now. Until then its item is not
+        posted anywhere. A look that failed for a reason a retry may fix is made again with
+        backoff (doubling up to MAX_BACKOFF); one Slack refuses for good (channel_not_found,
+        missing_scope…) ends the search, said in one line, and the items are asked again."""
+        asked_in = self.question_channels()
+        loop = asyncio.get_running_loop()
+        for channel, state in list(self.channels.items()):
+            if channel in asked_in or not state.unsure or loop.time() < state.history_retry_at:
+                continue
+            if await self._reconcile(channel):
+                state.failures = 0
+                if not state.adopted:
+                    continue
+                threshold = self.rt.settings.threshold
+                moved = self.rt.store.requeue_posts_outside(asked_in, threshold)
+                for post in moved:
+                    self.moved.setdefault(post["item_id"], []).append(post)
+                if moved:
+                    logger.info(
+                        "moved %d question(s) found in %s, no longer asked in, out of it; they"
+                        " are asked again in %s (an answer on the old message still counts)",
+                        len(moved),
+                        channel,
+                        ", ".join(asked_in),
+                    )
+                continue
+            if state.history_refused is None:  # a retry may fix it
+                state.failures += 1
+                delay = self.retry_base * 2 ** min(state.failures - 1, MAX_DOUBLINGS)
+                state.history_retry_at = loop.time() + min(delay, MAX_BACKOFF)
+                continue
+            items = sorted(state.unsure)
+            for item_id in items:
+                self.rt.store.end_post_attempt(item_id)
+            state.unsure.clear()
+            state.floors.clear()
+            logger.warning(
+                "cannot look in %s, no longer asked in, for %d question(s) whose post got no"
+                " answer when the server stopped (%s): conversations.history said %s; they are"
+                " asked again in %s, and if Slack had posted one there, its message keeps its"
+                " buttons (an answer there still counts)",
+                channel,
+                len(items),
+                ", ".join(items[:5]) + (" …" if len(items) > 5 else ""),
+                state.history_refused,
+                ", ".join(asked_in),
+            )
+
     async def _reconcile(self, channel: str) -> bool:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
@@ -773,8 +852,10 @@ class Dispatcher:
         ones (``oldest``: they came after it), page after page (at most HISTORY_PAGES), until
         they are all found: one page of the newest 200 missed a lost post that 200 newer
         messages had pushed out of it, and the item was posted twice. A channel the bot is no
-        longer in (Slack says ``not_in_channel``) is joined, then read."""
+        longer in (Slack says ``not_in_channel``) is joined, then read. A refusal no retry
+        changes (channel_not_found, missing_scope…) is kept in ``history_refused``."""
         state = self.channel_state(channel)
+        state.history_refused = None
         try:
             try:
                 messages = await self._history(channel)
@@ -786,10 +867,19 @@ class Dispatcher:
                 messages = await self._history(channel)
         except SlackApiError as exc:
             error = slack_said(exc) or "unknown_error"
-            if error == "missing_scope":
+            status = exc.response.status_code
+            asked = channel in self.question_channels()  # else said by _look_in_old_channels
+            if error == "missing_scope" and asked:
                 self._lacks_history_scope(channel, slack_said(exc, "needed"))
-            elif error in SLACK_TOKEN_REFUSED:  # said as for a post: the token, not the history
+            elif error in SLACK_TOKEN_REFUSED and asked:  # as for a post: the token
                 self._token_refused(channel, error)
+            if (
+                slack_said(exc) is not None
+                and status < 500
+                and status != 429
+                and error not in {*SLACK_TOKEN_REFUSED, *MAYBE_DONE, "ratelimited"}
+            ):
+                state.history_refused = error
             return False  # cannot tell yet; try again later
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError):
             return False  # cannot tell yet; try again next round
@@ -925,6 +1015,38 @@ class Dispatcher:
         state.joined = False
         return posted
 
+    async def archive_event(self, channel: str, by: str | None = None, at: object = None) -> None:
+        """Slack's ``channel_archive`` event, sent at ``at`` (its envelope's ``event_time``).
+        Slack sends an event again, minutes later, when its first delivery failed (a
+        restart): a late one, older than the channel_unarchive seen since, is no news and is
+        ignored; any other is checked with one ``conversations.info`` before posting stops
+        (``channel_archived``), so a channel that is not archived keeps its questions
+        coming. A check that fails leaves the event to say it."""
+        if channel not in self.question_channels():
+            return
+        unarchived = self.unarchived_at.get(channel)
+        if _seconds(at) is not None and unarchived is not None and _seconds(at) < unarchived:
+            logger.info(
+                "ignored a channel_archive event of %s sent before its channel_unarchive"
+                " (Slack sent it again, late)",
+                channel,
+            )
+            return
+        try:
+            info = await self.rt.client.conversations_info(channel=channel)
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.debug("conversations.info of %s failed (%s)", channel, type(exc).__name__)
+        else:
+            shown = info.get("channel")
+            if isinstance(shown, dict) and shown.get("is_archived") is False:
+                logger.info(
+                    "ignored a channel_archive event of %s: Slack says it is not archived"
+                    " (unarchived since; the event came late)",
+                    channel,
+                )
+                return
+        self.channel_archived(channel, by)
+
     def channel_archived(self, channel: str, by: str | None = None) -> None:
         """Slack says a question channel was archived (``channel_archive``): stop posting there
         and say so, in the log and `/hitl queue`, rather than wait on its open questions in
@@ -937,8 +1059,12 @@ class Dispatcher:
         )
         self._stop_posting(channel, "is_archived", why, BROKEN_RETRY, restart=False)
 
-    def channel_unarchived(self, channel: str) -> None:
-        """The channel is back: post there again now, and redraw its messages that waited."""
+    def channel_unarchived(self, channel: str, at: object = None) -> None:
+        """The channel is back: post there again now, and redraw its messages that waited.
+        ``at``: the event's ``event_time`` (an archive event sent before it is ignored)."""
+        when = _seconds(at)
+        if when is not None:
+            self.unarchived_at[channel] = max(self.unarchived_at.get(channel, when), when)
         if isinstance(self.rt.redrawer, Redrawer):
             self.rt.redrawer.channel_works(channel)
         state = self.channels.get(channel)
@@ -1009,6 +1135,16 @@ def scope_fix(scope: str) -> str:
         f"the app lacks the {scope} scope: add it under OAuth & Permissions → Bot Token Scopes "
         "(manifest.yml has it) and reinstall the app"
     )
+
+
+def _seconds(value: object) -> float | None:
+    """An event's ``event_time`` (Unix seconds) as a number; None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _retry_after(exc: SlackApiError) -> float:

@@ -38,7 +38,14 @@ history the bot may not read (a scope) is said once, and there the answers must 
 again) can no longer be answered: it is taken back as an expired one is
 (``Store.take_back_gone``, one transaction for the pass), its place free and its item back in
 the queue, in one log line, and the dispatcher is woken to fill the place. A decided one is
-left as it is.
+left as it is. Nobody can click a deleted message, so no redraw would tell: every
+``LOOK_EVERY`` seconds a full or quiet question channel's history is read (one call, at most
+two a minute: ``look_for_deleted``), and an open question's message not there, or named by
+Slack's ``message_deleted`` event (to an app subscribed to message events), is drawn once
+more, so the same answers tell whether it is gone (``suspect``).
+
+A Web API answer with HTTP 200 that is not JSON (a proxy's page) is a ``NotSlackJson``
+(``bot.runtime.JsonAnswers``), a failure like any other, not an AttributeError out of slack_sdk.
 
 The messages of items `hitl delete` deleted (``erased_posts``) are deleted from Slack with
 ``chat.delete`` by the same passes, with a backoff of their own; one already gone counts as
@@ -70,7 +77,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
-from bot.runtime import Runtime, one_try, retry_after, wait_until_woken
+from bot.runtime import NotSlackJson, Runtime, one_try, retry_after, wait_until_woken
 from bot.slack import blocks
 from bot.slack.questions import build_question, label_set
 from bot.store import DatabaseError, database_problem
@@ -141,6 +148,10 @@ GONE_SPAN = 300.0
 START_BATCH = 4  # open questions drawn at start per pass, after that pass's changes
 START_GAP = 6.0  # seconds between the start's batches: at most 40 chat.update a minute
 IDLE_TICK = 5.0  # seconds between looks for changes another connection committed
+# A look at a channel's history for open questions deleted in Slack (``look_for_deleted``):
+LOOK_EVERY = 300.0  # seconds between two looks at one channel, at least
+LOOK_GAP = 30.0  # seconds between two looks, whatever the channel: two calls a minute at most
+LOOK_PAGES = 2  # history pages (of 200 messages) one look reads at most
 SHOW_ITEMS = 5  # items a failure line names
 
 
@@ -214,6 +225,12 @@ class Redrawer:
         self.start_delay = 0.0  # seconds; the start draws' backoff after a failure
         self.start_batch = START_BATCH
         self.start_gap = START_GAP
+        # channel -> the clock before which its history is not looked at again for deleted
+        # questions (``look_for_deleted``); the clock before which no channel's is
+        self.look_at: dict[str, float] = {}
+        self.look_next = 0.0
+        self.look_every = LOOK_EVERY
+        self.look_gap = LOOK_GAP
 
     @classmethod
     def of(cls, rt: Runtime) -> Redrawer:
@@ -370,6 +387,7 @@ class Redrawer:
                     self.seen_version != self.rt.store.data_version()
                 ):
                     await self.pending(due_only=True)
+                await self.look_for_deleted()  # when one is due: rarely a Slack call
             except DatabaseError as exc:  # a lock held by another process, a full disk, damage
                 problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
                 if problem != said:
@@ -566,6 +584,8 @@ class Redrawer:
                 continue
             except SlackApiError as exc:
                 error = slack_said(exc) or "unknown_error"
+                if isinstance(exc, NotSlackJson):  # a proxy's page: Slack may have had it
+                    error = "HTTP 200 without Slack's JSON"
                 if error in TOKEN_REFUSED:
                     self._token_failed()
                     if self.token_due is not None:  # every message waits for the token
@@ -612,7 +632,11 @@ class Redrawer:
                 else:
                     self._failed(post, error, new_failures)
                     failed += 1
-                    if error in UPDATE_UNSURE or getattr(exc.response, "status_code", 200) >= 500:
+                    if (
+                        error in UPDATE_UNSURE
+                        or getattr(exc.response, "status_code", 200) >= 500
+                        or isinstance(exc, NotSlackJson)
+                    ):
                         self._unsure(post)  # it may yet land, over a newer drawing
                     if error in MESSAGE_GONE:  # this message's own: tried again with backoff
                         if is_start:
@@ -758,6 +782,137 @@ class Redrawer:
                     return False
                 return True
         return False
+
+    def suspect(self, post: dict) -> None:
+        """``post``'s message may be gone (deleted in Slack): it is drawn once more now, and
+        Slack's answers tell, as for any redraw (``_gone_for_sure``: message_not_found
+        ``GIVE_UP_AFTER`` times, then the channel's history at its ts). A message that is
+        there is only drawn again; one that is gone is taken back. A draw once more already
+        to come keeps its time."""
+        self.again_due.setdefault(int(post["id"]), (self.clock(), str(post["channel"])))
+        self.wake()
+
+    def message_deleted(self, channel: str, ts: str) -> None:
+        """Slack's ``message_deleted`` event (sent to an app subscribed to message events):
+        an open question's message is checked now (``suspect``); the event alone takes
+        nothing back. Any other message is no question's: nothing to do."""
+        if not channel or not ts:
+            return
+        for post in self.rt.store.open_posts():
+            if post["channel"] == channel and str(post["ts"]) == ts:
+                logger.info(
+                    "Slack says the message of item %s in %s was deleted; checking it",
+                    post["item_id"],
+                    channel,
+                )
+                self.suspect(post)
+
+    async def look_for_deleted(self) -> int:
+        """Now and then, look in a question channel's history for its open questions'
+        messages, and check those not there (``suspect``): nobody can click a deleted
+        message, so no redraw would tell it is gone, and its question held its place until
+        HITL_QUESTION_TTL (never with 0) or a restart. One channel per look, one call (at
+        most ``LOOK_PAGES`` pages, newest first, down to its oldest open question), at most
+        one look every ``look_gap`` seconds and one per channel every ``look_every``
+        seconds; a channel is looked at only when it is full (HITL_MAX_OPEN) or nothing was
+        posted there for ``look_every`` seconds: one being answered and filled again costs
+        nothing. Returns how many messages were not there."""
+        now = self.clock()
+        if now < self.look_next:
+            return 0
+        by_channel: dict[str, list[dict]] = {}
+        for post in self.rt.store.open_posts():
+            by_channel.setdefault(str(post["channel"]), []).append(post)
+        for channel in [c for c in self.look_at if c not in by_channel]:
+            del self.look_at[channel]  # none open: a new question's look comes after a while
+        due: list[tuple[float, str]] = []
+        for channel, posts in by_channel.items():
+            at = self.look_at.setdefault(channel, now + self.look_every)
+            if (
+                at > now
+                or channel in self.history_refused
+                or channel in self.channel_held  # it refuses the bot: said, and waited out
+                or self.history_wait.get(channel, now) > now
+                or not self._still(posts)
+            ):
+                continue
+            due.append((at, channel))
+        if not due:  # the open questions are read again after the gap, not at every pass
+            self.look_next = now + self.look_gap
+            return 0
+        _, channel = min(due)
+        self.look_next = now + self.look_gap
+        self.look_at[channel] = now + self.look_every
+        return await self._look_in(channel, by_channel[channel])
+
+    def _still(self, posts: list[dict]) -> bool:
+        """Whether a channel with these open questions is full (HITL_MAX_OPEN), or had none
+        posted for ``look_every`` seconds (by the database's clock)."""
+        if len(posts) >= self.rt.settings.max_open:
+            return True
+        try:
+            newest = max(datetime.fromisoformat(str(post["posted_at"])) for post in posts)
+            now = datetime.fromisoformat(self.rt.store.now())
+        except ValueError:
+            return True
+        return (now - newest).total_seconds() >= self.look_every
+
+    async def _look_in(self, channel: str, posts: list[dict]) -> int:
+        """``look_for_deleted``'s look at ``channel``: its history, newest first, down to the
+        oldest of ``posts`` (at most ``LOOK_PAGES`` pages); the posts whose message is not
+        there are checked (``suspect``). A rate limit waits for its Retry-After; a refusal
+        (missing_scope, the channel) is said once, and the channel is not looked at again;
+        any other failure waits for the next look."""
+        oldest = min(float(post["ts"]) for post in posts)
+        seen: set[str] = set()
+        reached = float("inf")  # the oldest ts read: posts older than it are not judged
+        cursor: str | None = None
+        client = one_try(self.rt.client, wait_rate_limits=False)
+        try:
+            for _ in range(LOOK_PAGES):
+                page = await client.conversations_history(
+                    channel=channel, limit=200, **({"cursor": cursor} if cursor else {})
+                )
+                for message in page.get("messages") or []:
+                    seen.add(str(message.get("ts")))
+                    reached = min(reached, float(message.get("ts") or "inf"))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not page.get("has_more") or not cursor:
+                    reached = float("-inf")  # the whole history was read
+                    break
+                if reached <= oldest:
+                    break
+        except SlackApiError as exc:
+            error = slack_said(exc) or "unknown_error"
+            if getattr(exc.response, "status_code", 200) == 429 or error == "ratelimited":
+                self.history_wait[channel] = self.clock() + (_wait(exc) or MAX_BACKOFF)
+            elif error == "missing_scope" or _refusal(exc, error):
+                self.history_refused[channel] = error
+                logger.warning(
+                    "cannot read the history of %s to look for questions deleted in Slack"
+                    " (conversations.history said %s): a question deleted there keeps its"
+                    " place until HITL_QUESTION_TTL or a restart",
+                    channel,
+                    error,
+                )
+            return 0
+        except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError, ValueError):
+            return 0
+        missing = [
+            post for post in posts if float(post["ts"]) >= reached and str(post["ts"]) not in seen
+        ]
+        if missing:
+            logger.info(
+                "%d open question(s) in %s are not in its history (deleted in Slack?): drawing"
+                " them once more to tell (%s)",
+                len(missing),
+                channel,
+                ", ".join(str(post["item_id"]) for post in missing[:SHOW_ITEMS])
+                + (" …" if len(missing) > SHOW_ITEMS else ""),
+            )
+        for post in missing:
+            self.suspect(post)
+        return len(missing)
 
     def _channel_failed(self, channel: str, error: str, count: int) -> None:
         """A redraw in ``channel`` failed for the channel (``CHANNEL_REFUSED``): its ``count``

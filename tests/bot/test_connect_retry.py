@@ -68,7 +68,7 @@ async def test_each_logged_attempt_to_reach_slack_is_one_call_after_the_setting_
     assert slept == [0.5, 1.0]  # and only the waits the lines say
     assert len(fake_slack.calls_to("conversations.info")) == 1
     # the server's client keeps its own retries for the calls after start
-    assert len(rt.client.retry_handlers) == 4
+    assert len(rt.client.retry_handlers) == 5
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
