@@ -722,13 +722,24 @@ def window(rt: Runtime, channels: Sequence[str] = ()) -> list[dict[str, Any]]:
     own most uncertain items too, looked for among the CHANNEL_DEPTH most uncertain: else a
     channel whose items rank below another channel's backlog was asked nothing but audits
     until that backlog fell under the window. Read on the event loop; a round costs the
-    window plus at most CHANNEL_DEPTH row reads for each channel left out of it."""
+    window plus at most CHANNEL_DEPTH row reads for each channel left out of it.
+
+    An item whose question was taken back unanswered lately (``Store.resting``: the
+    dispatcher asks it after every other item) is no share of its channel: a channel whose
+    only items in the window rest gets its own window too, else the dispatcher, finding
+    nothing else there, asked the ignored question again at once, ahead of the channel's
+    other items (one more read, from the expired posts' index: a TTL's worth of them)."""
     pool = rt.store.most_uncertain(UNCERTAIN_WINDOW)
     routes = routes_in_force(rt.settings, rt.store)
     if not routes or not channels:
         return pool
     default = rt.settings.channel
-    shares = {channel_for(routes, rt.settings, it["predicted_label"]) for it in pool}
+    resting = _resting(rt)
+    shares = {
+        channel_for(routes, rt.settings, it["predicted_label"])
+        for it in pool
+        if it["id"] not in resting
+    }
     elsewhere = sorted(label for label, channel in routes.items() if channel != default)
     seen = {it["id"] for it in pool}
     for channel in dict.fromkeys(channels):
@@ -748,6 +759,14 @@ def window(rt: Runtime, channels: Sequence[str] = ()) -> list[dict[str, Any]]:
         pool += [it for it in own if it["id"] not in seen]
         seen.update(it["id"] for it in own)
     return pool
+
+
+def _resting(rt: Runtime) -> set[str]:
+    """The items ``window`` counts as no share of their channel: those resting after a
+    question taken back unanswered (``Store.resting``, for one HITL_QUESTION_TTL), as the
+    dispatcher's round reads them."""
+    ttl = rt.settings.question_ttl
+    return rt.store.resting(ttl) if ttl > 0 else set()
 
 
 FRESH_PASSES = 4  # at most this many windows re-scored in one dispatcher round (2,000 items)

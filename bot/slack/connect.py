@@ -158,7 +158,13 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     (``conversations.info``: ``channels:read``, ``groups:read`` for a private channel). A
     refusal is a ``ConfigError`` naming the setting to fix (a missing scope only a warning:
     the channel may still work); while Slack cannot be reached this keeps trying. Returns
-    the ``auth.test`` answer."""
+    the ``auth.test`` answer.
+
+    A route of a retired label is not checked: nothing is asked there while the label is
+    retired (``bot.labelset.retired_in_config`` warns of it at start), and `/hitl labels
+    retire` by an admin who cannot edit hitl.toml, then the unused channel archived, kept
+    the bot from starting. Its channel is checked all the same when another setting names
+    it."""
     trouble = f"cannot reach Slack at {rt.client.base_url}"
     client = one_try(rt.client)  # each logged attempt one call; the waits are the setting's
     try:
@@ -168,7 +174,10 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
         raise ConfigError([line]) from None
     rt.bot_user_id = auth.get("user_id")
     problems = []
+    unused = _retired_routes(rt)
     for name, channel in channel_settings(rt.settings):
+        if name in unused:
+            continue
 
         async def channel_info(channel: str = channel) -> Any:
             return await client.conversations_info(channel=channel)
@@ -201,6 +210,21 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
     if problems:
         raise ConfigError(problems)
     return auth.data
+
+
+def _retired_routes(rt: Runtime) -> set[str]:
+    """The ``channel_settings`` names of the routes whose label (after its renames and
+    merges) is retired: unused while it is (``check_slack`` does not check them). One read
+    of the label set's few rows, one of its aliases."""
+    if not rt.settings.routes:
+        return set()
+    retired = rt.store.retired_labels()
+    if not retired:
+        return set()
+    aliases = rt.store.label_aliases()
+    return {
+        f"routes.{label}" for label in rt.settings.routes if aliases.get(label, label) in retired
+    }
 
 
 # -- Socket Mode ----------------------------------------------------------------------------

@@ -96,7 +96,9 @@ SAID_AGAIN = 600  # seconds: a lasting database problem is said again after this
 
 EXPIRE_BATCH = 50  # questions taken back as expired per round, at most (HITL_QUESTION_TTL)
 UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again this often
-GOLD_WINDOW = 5  # gold items read per draw: the first routed to the channel is posted
+GOLD_WINDOW = 5  # gold items read first per draw: the first routed to the channel is posted
+GOLD_PAGE = 100  # gold items read (and guessed, in a worker thread) per page after those
+GOLD_DEPTH = 1_000  # gold items looked at, at most, for one channel's draw
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
 HISTORY_PAGE = 200  # messages per conversations.history call when looking for lost posts
 HISTORY_PAGES = 20  # pages read at most in one look (4,000 messages since the lost post)
@@ -534,39 +536,58 @@ class Dispatcher:
         With HITL_GOLD_RATE=0 no gold question is drawn, except a stored item marked gold while
         it waited in the queue (``next_gold(marked=True)``; not one imported as gold): it would
         have been asked, and marking it must not take it out of labelling, so it goes in the
-        pick's place (marked items are few, each asked once)."""
+        pick's place (marked items are few, each asked once).
+
+        A gold question goes to the channel of its guess (``[hitl.routes]``), so the gold items
+        are read a page at a time (``Store.gold_page``: GOLD_WINDOW, then GOLD_PAGE each, from
+        the index), each page guessed in one worker-thread call, until one is this channel's,
+        up to GOLD_DEPTH items: reading only the GOLD_WINDOW oldest, a channel whose gold items
+        came after another channel's got none while that channel did not ask them (full of
+        ignored questions, archived, slow)."""
         rt = self.rt
+        marked = rt.settings.gold_rate <= 0
         # a gold question ignored lately waits (``Store.resting``): the pick goes instead
-        if rt.settings.gold_rate <= 0:
-            waiting = rt.store.next_gold(
-                GOLD_WINDOW,
-                exclude=sorted(taken | self.resting),
-                marked=True,
-                configured=rt.settings.labels,
+        exclude = sorted(taken | self.resting)
+
+        def page(limit: int, after: Any = None) -> tuple[list[dict[str, Any]], Any]:
+            return rt.store.gold_page(
+                limit, exclude, marked=marked, configured=rt.settings.labels, after=after
             )
-            if not waiting:
-                return None
-        else:
-            waiting = rt.store.next_gold(
-                GOLD_WINDOW, exclude=sorted(taken | self.resting), configured=rt.settings.labels
-            )
-            if not waiting or self.rng.random() >= rt.settings.gold_rate:
-                return None
+
+        waiting, after = page(GOLD_WINDOW)
+        if not waiting:
+            return None
+        if not marked and self.rng.random() >= rt.settings.gold_rate:
+            return None
         routes = routes_in_force(rt.settings, rt.store)
+        if rt.champion is None:  # no guess: a gold question goes to the default channel
+            return waiting[0] if channel_for(routes, rt.settings, None) == channel else None
         out = not_in_force(rt.settings, rt.store)  # a label no button offers is no guess
         aliases = rt.store.label_aliases()
-        for item in waiting:
+        looked = 0
+        while True:
             champion = rt.champion
-            if champion is not None:
-                [(label, confidence, ranked, _)] = await asyncio.to_thread(
-                    predict_texts, champion.classifier, [item["text"]], rt.settings.strategy
-                )
+            if champion is None:
+                return None
+            guessed = await asyncio.to_thread(
+                predict_texts,
+                champion.classifier,
+                [item["text"] for item in waiting],
+                rt.settings.strategy,
+            )
+            for item, (_, _, ranked, _) in zip(waiting, guessed, strict=True):
                 ranked = without(ranked or [], aliases, out)
                 label = top_in_force(ranked, aliases, out)[0]
-                item.update(model_version=champion.version, predicted_label=label, ranked=ranked)
-            if channel_for(routes, rt.settings, item["predicted_label"]) == channel:
-                return item
-        return None
+                if channel_for(routes, rt.settings, label) == channel:
+                    version = champion.version
+                    item.update(model_version=version, predicted_label=label, ranked=ranked)
+                    return item
+            looked += len(waiting)
+            if after is None or looked >= GOLD_DEPTH:
+                return None
+            waiting, after = page(min(GOLD_PAGE, GOLD_DEPTH - looked), after)
+            if not waiting:
+                return None
 
     async def post(
         self, channel: str, item: dict[str, Any], reason: str, labels: list[str]

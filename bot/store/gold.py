@@ -40,6 +40,10 @@ WAITING = ("new", "queued", "gold")
 GOLD_WAITING = "gold"
 
 
+# Where a page of gold items ended (``GoldMixin.gold_page``): its last item's priority and rowid.
+GoldCursor = tuple[float | None, int]
+
+
 @dataclass(frozen=True)
 class GoldResult:
     added: int  # new items, waiting to be asked
@@ -132,6 +136,25 @@ class GoldMixin:
         not in force (``labels_not_in_force``; ``configured``: HITL_LABELS) is not asked: no
         button could be right (a retired label's; asked once `hitl labels add` brings it
         back)."""
+        return self.gold_page(limit, exclude, marked=marked, configured=configured)[0]
+
+    def gold_page(
+        self,
+        limit: int,
+        exclude: Sequence[str] = (),
+        *,
+        marked: bool = False,
+        configured: Sequence[str] = (),
+        after: GoldCursor | None = None,
+    ) -> tuple[list[dict[str, Any]], GoldCursor | None]:
+        """``next_gold``'s items a page at a time: up to ``limit`` of them, from the one after
+        ``after`` (the cursor a page before returned) in the same order, and the cursor of this
+        page's last item (None when no item follows). The dispatcher reads pages until one of
+        them holds a gold question for the channel it posts to (its route follows the
+        champion's guess, made in a worker thread). Each page reads the index from where the
+        last one ended: a seek among the gold items imported as gold (no priority, by rowid),
+        so a look costs the items it reads however many wait before them; the few marked gold
+        while they waited (with a priority) are passed over again."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
         # marked: m037's partial index holds them alone (not every gold item imported as new)
@@ -140,6 +163,15 @@ class GoldMixin:
             if marked
             else ("items_status_priority", "")
         )
+        args: list[Any] = [*skip]
+        if after is not None:  # in index order: priority DESC (NULL last), then rowid
+            priority, rowid = after
+            if priority is None:
+                only += " AND priority IS NULL AND rowid > ?"
+                args.append(rowid)
+            else:
+                only += " AND (priority < ? OR (priority = ? AND rowid > ?) OR priority IS NULL)"
+                args += [priority, priority, rowid]
         kept = self.labels_not_in_force(configured).kept
         if kept is not None:  # one lookup per gold item read: gold items are few
             only += (
@@ -147,16 +179,19 @@ class GoldMixin:
                 " ON m.old = g.label WHERE g.item_id = items.id"
                 " AND coalesce(m.new, g.label) NOT IN (SELECT value FROM json_each(?)))"
             )
-            skip.append(json.dumps(sorted(kept)))
+            args.append(json.dumps(sorted(kept)))
         rows = self.db.execute(
-            f"SELECT id, text FROM items INDEXED BY {index} WHERE status = 'gold'"
-            f" AND id NOT IN ({marks}){only} ORDER BY priority DESC, rowid LIMIT ?",
-            [*skip, limit],
+            f"SELECT id, text, priority, rowid FROM items INDEXED BY {index}"
+            f" WHERE status = 'gold' AND id NOT IN ({marks}){only}"
+            " ORDER BY priority DESC, rowid LIMIT ?",
+            [*args, limit],
         ).fetchall()
-        return [
+        page = [
             {"id": i, "text": t, "model_version": None, "predicted_label": None, "ranked": None}
-            for i, t in rows
+            for i, t, _, _ in rows
         ]
+        cursor = (rows[-1][2], rows[-1][3]) if rows and len(rows) >= limit else None
+        return page, cursor
 
     def gold_held_back(self) -> int:
         """The gold questions not asked yet (status gold) whose gold label is retired: held
