@@ -482,8 +482,11 @@ class Dispatcher:
                     and channel_for(routes, rt.settings, it["predicted_label"]) == channel
                 )
 
-            mine = last(resting, [it for it in pool if routed_here(it)])
-            audits = last(resting, [it for it in audit_pool if routed_here(it)])
+            mine, audits = last(
+                resting,
+                [it for it in pool if routed_here(it)],
+                [it for it in audit_pool if routed_here(it)],
+            )
             # At Slack's pace one post per channel goes out this round (a second pick stands
             # by in case Slack refuses the first); choosing a batch for all the room, with its
             # duplicate checks, and posting one of it was most of a round's work.
@@ -824,7 +827,7 @@ class Dispatcher:
         for channel, state in list(self.channels.items()):
             if channel in asked_in or not state.unsure or loop.time() < state.history_retry_at:
                 continue
-            if await self._reconcile(channel):
+            if await self._reconcile(channel, join=False):  # the bot stays out of it
                 state.failures = 0
                 if not state.adopted:
                     continue
@@ -863,7 +866,7 @@ class Dispatcher:
                 ", ".join(asked_in),
             )
 
-    async def _reconcile(self, channel: str) -> bool:
+    async def _reconcile(self, channel: str, *, join: bool = True) -> bool:
         """After posts whose answer was lost (timeout, reset, 5xx), look for those messages in
         the channel (by their metadata) and record the ones Slack did post, so no item is
         posted twice. What is not found once ``post_settle`` seconds have passed since its
@@ -873,15 +876,17 @@ class Dispatcher:
         ones (``oldest``: they came after it), page after page (at most HISTORY_PAGES), until
         they are all found: one page of the newest 200 missed a lost post that 200 newer
         messages had pushed out of it, and the item was posted twice. A channel the bot is no
-        longer in (Slack says ``not_in_channel``) is joined, then read. A refusal no retry
-        changes (channel_not_found, missing_scope…) is kept in ``history_refused``."""
+        longer in (Slack says ``not_in_channel``) is joined, then read; not with ``join``
+        False (a channel no longer asked in: the workspace may have taken the bot out of it),
+        where ``not_in_channel`` is a refusal. A refusal no retry changes (channel_not_found,
+        missing_scope…) is kept in ``history_refused``."""
         state = self.channel_state(channel)
         state.history_refused = None
         try:
             try:
                 messages = await self._history(channel)
             except SlackApiError as exc:
-                if slack_said(exc) != "not_in_channel":
+                if slack_said(exc) != "not_in_channel" or not join:
                     raise
                 logger.warning("not in %s; joining it to look for a lost post", channel)
                 await self.rt.client.conversations_join(channel=channel)
@@ -1142,12 +1147,15 @@ class Dispatcher:
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
 
 
-def last(resting: set[str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``items`` without those whose question went unanswered lately (``Store.resting``),
-    unless they are all there is: an ignored question does not take its own freed place back
-    while other items wait, and a queue of nothing else is still asked."""
-    others = [it for it in items if it["id"] not in resting]
-    return others or items
+def last(resting: set[str], *pools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
+    """Each of ``pools`` (a channel's uncertain window, its audit sample) without the items
+    whose question went unanswered lately (``Store.resting``), unless they are all there is
+    in every pool: an ignored question does not take its own freed place back while other
+    items wait, and a queue of nothing else is still asked. Across the pools: the audit
+    sample (100 drawn at random) may hold nothing of the channel's but the resting item
+    while its window holds others, and an audit pick asked it again at once."""
+    others = tuple([it for it in items if it["id"] not in resting] for items in pools)
+    return others if any(others) else tuple(pools)
 
 
 def scope_fix(scope: str) -> str:

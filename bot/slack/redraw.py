@@ -69,7 +69,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -152,6 +152,13 @@ IDLE_TICK = 5.0  # seconds between looks for changes another connection committe
 LOOK_EVERY = 300.0  # seconds between two looks at one channel, at least
 LOOK_GAP = 30.0  # seconds between two looks, whatever the channel: two calls a minute at most
 LOOK_PAGES = 2  # history pages (of 200 messages) one look reads at most
+# A look's history read Slack refuses for a scope or the channel (``_look_in``): not read there
+# again for HISTORY_RETRY seconds (a scope added and the app reinstalled, a channel converted
+# back), sooner once a read goes through, or, for the channel, once posting there works
+# (``channel_works``). Any other failure (``not_in_channel``: the dispatcher joins the
+# channel again at its next post there) waits for the channel's next look.
+HISTORY_REFUSED = {"missing_scope", "channel_not_found"}
+HISTORY_RETRY = 900.0  # seconds; as the dispatcher's BROKEN_RETRY
 SHOW_ITEMS = 5  # items a failure line names
 
 
@@ -163,6 +170,45 @@ class Backoff:
     delay: float  # seconds; doubles at each failure, up to MAX_BACKOFF
     due: float  # the redrawer's clock; it is not tried before
     channel: str | None = None  # a message's channel (``channel_works`` makes it due)
+
+
+class Refusals:
+    """Channel -> why Slack refused to let the bot read its history (``history_refused``),
+    each for ``retry`` seconds of ``clock``: ``channel in refusals`` holds while that lasts,
+    then the history is read again. What was said is kept until a read goes through, or the
+    channel works again (``clear``), so the same refusal once more is not said again."""
+
+    def __init__(self, clock: Callable[[], float], retry: float = HISTORY_RETRY) -> None:
+        self.clock = clock
+        self.retry = retry
+        self.refused: dict[str, tuple[str, float]] = {}  # channel -> (error, the clock until)
+
+    def __contains__(self, channel: object) -> bool:
+        entry = self.refused.get(str(channel))
+        return entry is not None and entry[1] > self.clock()
+
+    def __setitem__(self, channel: str, error: str) -> None:
+        self.refused[channel] = (error, self.clock() + self.retry)
+
+    def refuse(self, channel: str, error: str) -> bool:
+        """``channel``'s history refused (``error``) for a while: whether that is news (not
+        the refusal said there last)."""
+        said = self.refused.get(channel)
+        self[channel] = error
+        return said is None or said[0] != error
+
+    def clear(self, channel: str, *, keep: Collection[str] = ()) -> str | None:
+        """Forget ``channel``'s refusal, unless its error is one of ``keep``; returns the
+        refusal forgotten (None: none)."""
+        entry = self.refused.get(channel)
+        if entry is None or entry[0] in keep:
+            return None
+        del self.refused[channel]
+        return entry[0]
+
+    def __repr__(self) -> str:
+        now = self.clock()
+        return repr({channel: e for channel, (e, until) in self.refused.items() if until > now})
 
 
 class Redrawer:
@@ -187,7 +233,8 @@ class Redrawer:
         # (post id, ts) -> ("message gone" answers in a row, the clock at the first): keyed by
         # ts too, as a new post may reuse a deleted post's id
         self.gone: dict[tuple[int, str], tuple[int, float]] = {}
-        self.history_refused: dict[str, str] = {}  # channel -> why its history is not readable
+        # channel -> why its history is not readable, for a while (``Refusals``)
+        self.history_refused = Refusals(lambda: self.clock())
         # channel -> the clock before which its history is not read again (a 429's Retry-After)
         self.history_wait: dict[str, float] = {}
         self.backoff: dict[int, Backoff] = {}  # post id -> its retry, after a failed redraw
@@ -221,6 +268,8 @@ class Redrawer:
         # (``redraw_open``: a message may be another app's, or behind), oldest first
         self.start_left: dict[int, str] = {}
         self.start_splits: set[int] = set()  # those of them that are splits' (closed) posts
+        # the HITL_VOTES the start draws the splits under, recorded once they are drawn
+        self.splits_votes: int | None = None
         self.start_due: float | None = None  # the clock before which no start draw is made
         self.start_delay = 0.0  # seconds; the start draws' backoff after a failure
         self.start_batch = START_BATCH
@@ -259,7 +308,9 @@ class Redrawer:
 
     def channel_works(self, channel: str) -> None:
         """Posting to ``channel`` works again (a post went through, the bot joined it, it was
-        unarchived): its messages waiting for the channel are due now."""
+        unarchived): its messages waiting for the channel are due now, and its history is
+        looked at again (a refusal for the channel forgotten; a scope's waits its retry)."""
+        self.history_refused.clear(channel, keep={"missing_scope"})
         waiting = self.channel_held.get(channel)
         if waiting is not None:
             now = waiting.due = self.clock()
@@ -275,17 +326,33 @@ class Redrawer:
         time, ``start_gap`` seconds apart, after each pass's changes (``_start_batch``). A
         split's question too (its post closed to free its place, its buttons still taking
         votes), in a channel still asked in: it shows the HITL_VOTES in force ("2 of 4 answers
-        in"), not the one it was drawn under."""
-        for post in self.rt.store.open_posts():
+        in"), not the one it was drawn under. Only when that is not the HITL_VOTES the splits
+        were all drawn under (``Store.split_draws_votes``: recorded once the start's draws are
+        done, ``_splits_drawn``): the splits are the review backlog, with no bound, and their
+        draws spend the chat.update budget the clicks' redraws need."""
+        store, votes = self.rt.store, self.rt.settings.votes
+        if store.split_draws_votes() != votes:  # a split may show another HITL_VOTES
+            store.begin_split_draws(votes)  # until they are all drawn: under no known one
+            self.splits_votes = votes
+        for post in store.open_posts():
             self.start_left.setdefault(int(post["id"]), str(post["channel"]))
         asked_in = question_channels(self.rt.settings)
-        for post in self.rt.store.split_posts():
+        for post in store.split_posts() if self.splits_votes is not None else []:
             if post["channel"] in asked_in:  # elsewhere it stays as drawn (not "moved")
                 self.start_left.setdefault(int(post["id"]), str(post["channel"]))
                 self.start_splits.add(int(post["id"]))
+        if not self.start_left:
+            self._splits_drawn()
         if self.start_left:
             self.start_due = self.clock()
             self.wake()
+
+    def _splits_drawn(self) -> None:
+        """The start's draws are done: the splits ``redraw_open`` drew show the HITL_VOTES in
+        force, recorded (one row) so that a start with it draws none of them."""
+        if self.splits_votes is not None:
+            self.rt.store.end_split_draws(self.splits_votes)
+            self.splits_votes = None
 
     async def soon(self) -> None:
         """Bring the messages up to date after a change, coalescing with a pass in progress.
@@ -693,6 +760,7 @@ class Redrawer:
         self._take_back_gone(gone_posts)
         if not self.start_left:
             self.start_due, self.start_delay = None, 0.0
+            self._splits_drawn()
         self.tried_failed = failed - held_back
         return failed
 
@@ -861,8 +929,11 @@ class Redrawer:
         """``look_for_deleted``'s look at ``channel``: its history, newest first, down to the
         oldest of ``posts`` (at most ``LOOK_PAGES`` pages); the posts whose message is not
         there are checked (``suspect``). A rate limit waits for its Retry-After; a refusal
-        (missing_scope, the channel) is said once, and the channel is not looked at again;
-        any other failure waits for the next look."""
+        (``HISTORY_REFUSED``: a scope, the channel gone) is said once, and the channel is
+        looked at again ``HISTORY_RETRY`` seconds later (sooner once posting there works:
+        ``channel_works``); any other failure (``not_in_channel``: the bot joins again at its
+        next post there) waits for the next look. A read that goes through forgets the
+        refusal."""
         oldest = min(float(post["ts"]) for post in posts)
         seen: set[str] = set()
         reached = float("inf")  # the oldest ts read: posts older than it are not judged
@@ -886,18 +957,21 @@ class Redrawer:
             error = slack_said(exc) or "unknown_error"
             if getattr(exc.response, "status_code", 200) == 429 or error == "ratelimited":
                 self.history_wait[channel] = self.clock() + (_wait(exc) or MAX_BACKOFF)
-            elif error == "missing_scope" or _refusal(exc, error):
-                self.history_refused[channel] = error
+            elif error in HISTORY_REFUSED and self.history_refused.refuse(channel, error):
                 logger.warning(
                     "cannot read the history of %s to look for questions deleted in Slack"
                     " (conversations.history said %s): a question deleted there keeps its"
-                    " place until HITL_QUESTION_TTL or a restart",
+                    " place until HITL_QUESTION_TTL, or until the history can be read (tried"
+                    " again every %g minutes)",
                     channel,
                     error,
+                    HISTORY_RETRY / 60,
                 )
             return 0
         except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError, ValueError):
             return 0
+        if self.history_refused.clear(channel) is not None:
+            logger.warning("the history of %s can be read again", channel)
         missing = [
             post for post in posts if float(post["ts"]) >= reached and str(post["ts"]) not in seen
         ]

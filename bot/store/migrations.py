@@ -845,4 +845,17 @@ def m040_posts_taken_back(db: Database) -> None:
     db.execute("CREATE INDEX posts_taken_back ON posts(item_id) WHERE taken_back IS NOT NULL")
 
 
+@migrations(name="m041_split_draws")
+def m041_split_draws(db: Database) -> None:
+    # The HITL_VOTES the pending splits' messages were all drawn under, one row: the server's
+    # start redraws every split (the review backlog, with no bound, at chat.update's pace)
+    # only when it is not the HITL_VOTES in force (``Redrawer.redraw_open``). ``done`` 0: the
+    # start's draws toward ``votes`` are under way (or were stopped midway). No row (a
+    # database from before): the first start draws them once, and records it.
+    db.execute(
+        "CREATE TABLE split_draws (id INTEGER PRIMARY KEY CHECK (id = 1), votes INTEGER,"
+        " done INTEGER NOT NULL DEFAULT 0)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)

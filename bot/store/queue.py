@@ -452,6 +452,35 @@ class QueueMixin:
             [threshold],
         )
 
+    # -- the HITL_VOTES the pending splits' messages were drawn under (m041) --
+    def split_draws_votes(self) -> int | None:
+        """The HITL_VOTES every pending split's message was drawn under: the one the last
+        start's draws of them completed under (``end_split_draws``). None when that is not
+        known: none recorded (a database from before m041, or a start that never drew), or
+        the draws under way or stopped midway. The server's start redraws the splits only
+        when this is not its HITL_VOTES. One read of one row."""
+        row = self.db.execute("SELECT votes FROM split_draws WHERE id = 1 AND done = 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def begin_split_draws(self, votes: int) -> None:
+        """The start draws every split under ``votes``: until it is done (``end_split_draws``)
+        they are under no known HITL_VOTES, so draws stopped midway are made again at the next
+        start, whatever HITL_VOTES that start has."""
+        with self._unsynced():
+            self.db.execute(
+                "INSERT OR REPLACE INTO split_draws (id, votes, done) VALUES (1, ?, 0)", [votes]
+            )
+
+    def end_split_draws(self, votes: int) -> bool:
+        """The draws ``begin_split_draws`` began are done: recorded. Returns whether it was."""
+        with self._unsynced():
+            return bool(
+                self.db.execute(
+                    "UPDATE split_draws SET done = 1 WHERE id = 1 AND votes = ? AND done = 0",
+                    [votes],
+                ).rowcount
+            )
+
     def set_aside(self, item_id: str, reason: str) -> None:
         """Stop asking about an item Slack will not show (status skipped), and say why."""
         with self._immediate():
@@ -726,16 +755,19 @@ class QueueMixin:
     def expired_counts(self, days: float = 7) -> dict[str, int]:
         """Questions taken back unanswered (HITL_QUESTION_TTL) in the last ``days``, by
         channel: those with no answer in when they were taken back (one left half-way,
-        ``expire_posts``, is no unanswered question). Read from the expired posts' index, each
-        one's answers by its item id (cheap at any number of posts and answers). A time the
-        clock put in the future is brought to now by the dispatcher's rounds
-        (``expire_posts``)."""
+        ``expire_posts``, is no unanswered question), taken back for their time or their
+        message gone (``taken_back`` 'expired'), not by a retire of their label ('labels':
+        the label set changed) nor moved ('moved': asked elsewhere). Read from the expired
+        posts' index, each one's answers by its item id (cheap at any number of posts and
+        answers). A time the clock put in the future is brought to now by the dispatcher's
+        rounds (``expire_posts``)."""
         since = (datetime.fromisoformat(self.now()) - timedelta(days=days)).isoformat(
             timespec="milliseconds"
         )
         answered = _votes_of("posts.item_id", "posts.expired_at")
         rows = self.db.execute(
             "SELECT channel, count(*) FROM posts INDEXED BY posts_expired WHERE expired_at >= ?"
+            " AND taken_back = 'expired'"
             f" AND NOT EXISTS (SELECT 1 FROM answers a WHERE {answered}) GROUP BY channel",
             [since],
         )
@@ -759,7 +791,9 @@ class QueueMixin:
 
     def _stamped_ahead(self, now: str) -> int:
         """Bring the question times a clock that read ahead of this one stamped (set right
-        since: NTP stepped it back) back to ``now``: an open question's ``posted_at``, a
+        since: NTP stepped it back) back to ``now``: an open question's ``posted_at``, the
+        ``created_at`` of its item's answers (the TTL counts from the latest: one stamped
+        ahead held the question open until the clock caught up with it, and a TTL more), a
         taken-back one's ``expired_at``, an unconfirmed post's ``attempted_at``
         (``post_attempts``) and a deleted item's lost post's (the time in its ``LOST`` row of
         ``erased_posts``) later than ``now``, all in one transaction. As a webhook retry due
@@ -777,8 +811,14 @@ class QueueMixin:
         future becomes the same ``now``, so such a question and attempt tie, and a tie is no
         floor: the look reads further back (more history, never less), as it does for one
         posted before the attempt that ties with it now. Cheap seeks (the partial indexes, the
-        lost rows' ids from 0 down, the few unconfirmed posts), a write only when one is
-        found. Returns how many times were brought back."""
+        open questions' answers by their item id, the lost rows' ids from 0 down, the few
+        unconfirmed posts), a write only when one is found. Returns how many times were
+        brought back."""
+        answered_ahead = (
+            "SELECT a.id FROM posts p INDEXED BY posts_open_age"
+            " JOIN answers a INDEXED BY answers_item ON a.item_id = p.item_id"
+            " WHERE p.closed_at IS NULL AND a.created_at > ?"
+        )
         lost_ahead = (
             "SELECT id, ts FROM erased_posts WHERE id < 1 AND substr(ts, 1, ?) = ?"
             " AND substr(ts, ?, ?) > ?"
@@ -789,8 +829,8 @@ class QueueMixin:
             " WHERE closed_at IS NULL AND posted_at > ?),"
             " EXISTS (SELECT 1 FROM posts INDEXED BY posts_expired WHERE expired_at > ?),"
             " EXISTS (SELECT 1 FROM post_attempts WHERE attempted_at > ?),"
-            f" EXISTS ({lost_ahead})",
-            [now, now, now, *lost_args],
+            f" EXISTS ({lost_ahead}), EXISTS ({answered_ahead})",
+            [now, now, now, *lost_args, now],
         ).fetchone()
         if not any(ahead):
             return 0
@@ -798,6 +838,9 @@ class QueueMixin:
             moved = self.db.execute(
                 "UPDATE posts SET posted_at = ? WHERE closed_at IS NULL AND posted_at > ?",
                 [now, now],
+            ).rowcount
+            moved += self.db.execute(
+                f"UPDATE answers SET created_at = ? WHERE id IN ({answered_ahead})", [now, now]
             ).rowcount
             moved += self.db.execute(
                 "UPDATE posts SET expired_at = ? WHERE expired_at > ?", [now, now]
