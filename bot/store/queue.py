@@ -775,7 +775,7 @@ class QueueMixin:
 
     def resting(self, hours: float) -> set[str]:
         """The items whose question was taken back unanswered in the last ``hours`` (one
-        HITL_QUESTION_TTL): the dispatcher asks them after the other items it would ask, so a
+        HITL_QUESTION_TTL; its message gone too, not a retire of its gold label): the dispatcher asks them after the other items it would ask, so a
         place an ignored question freed goes to another item, not to the same question again.
         Read from the expired posts' index; at most a TTL's worth of expired posts. One the
         clock put in the future was brought to now by the round's ``expire_posts`` before
@@ -785,7 +785,9 @@ class QueueMixin:
             timespec="milliseconds"
         )
         rows = self.db.execute(
-            "SELECT item_id FROM posts INDEXED BY posts_expired WHERE expired_at >= ?", [since]
+            "SELECT item_id FROM posts INDEXED BY posts_expired WHERE expired_at >= ?"
+            " AND taken_back = 'expired'",  # not a retire's (``labels``): nobody ignored it
+            [since],
         )
         return {item_id for (item_id,) in rows}
 
