@@ -214,17 +214,21 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
 
 def _retired_routes(rt: Runtime) -> set[str]:
     """The ``channel_settings`` names of the routes whose label (after its renames and
-    merges) is retired: unused while it is (``check_slack`` does not check them). One read
-    of the label set's few rows, one of its aliases."""
+    merges) is retired: unused while it is (``check_slack`` does not check them)."""
+    return {f"routes.{label}" for label in retired_route_labels(rt)}
+
+
+def retired_route_labels(rt: Runtime) -> set[str]:
+    """The labels of HITL routes (``rt.settings.routes``, as written) that are retired, after
+    their renames and merges: nothing is asked in their channels while they are. One read of
+    the label set's few rows, one of its aliases; none without routes."""
     if not rt.settings.routes:
         return set()
     retired = rt.store.retired_labels()
     if not retired:
         return set()
     aliases = rt.store.label_aliases()
-    return {
-        f"routes.{label}" for label in rt.settings.routes if aliases.get(label, label) in retired
-    }
+    return {label for label in rt.settings.routes if aliases.get(label, label) in retired}
 
 
 # -- Socket Mode ----------------------------------------------------------------------------

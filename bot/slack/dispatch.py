@@ -65,7 +65,7 @@ from bot.learning.scoring import (
 )
 from bot.runtime import NotSlackJson, Runtime, wait_until_woken
 from bot.slack import blocks
-from bot.slack.connect import socket_mode_of
+from bot.slack.connect import retired_route_labels, socket_mode_of
 from bot.slack.guidelines import meta_line
 from bot.slack.questions import label_set, shown_reason
 from bot.slack.redraw import Redrawer, channel_problem, moved_text
@@ -187,6 +187,9 @@ class Dispatcher:
         # channel -> the event_time of the latest channel_unarchive Slack sent for it: an
         # archive event from before it (a late redelivery) is no news
         self.unarchived_at: dict[str, float] = {}
+        # the settings and label-set change count the retired routes were read under, and
+        # their labels (``question_channels``)
+        self.retired_routes: tuple[object, int | None, set[str]] | None = None
 
     @classmethod
     def of(cls, rt: Runtime) -> Dispatcher:
@@ -203,8 +206,25 @@ class Dispatcher:
         return self.channels.setdefault(channel, ChannelState())
 
     def question_channels(self) -> list[str]:
-        settings = self.rt.settings
+        """The channels questions are asked in: HITL_CHANNEL and the channels of the routes
+        in force. A retired label's route is left out (nothing is predicted a retired label)
+        unless another setting names its channel: the start does not check its channel
+        (``check_slack``), which the team may have archived, and the questions left open
+        there when the label was retired are moved at start as those of any channel no longer
+        asked in (``requeue_posts_outside``), not held there for good where nobody may answer.
+        The retired routes are read again when the label set changed (``labels_under``, read
+        each round) or the settings did, not at every call."""
+        rt = self.rt
+        settings = rt.settings
         found = [settings.channel, *settings.routes.values()]
+        if settings.routes:
+            cached = self.retired_routes
+            if cached is None or cached[0] is not settings or cached[1] != self.labels_under:
+                cached = (settings, self.labels_under, retired_route_labels(rt))
+                self.retired_routes = cached
+            if cached[2]:
+                found = [settings.channel]
+                found += [c for label, c in settings.routes.items() if label not in cached[2]]
         return sorted({c for c in found if c})
 
     async def run(self) -> None:
@@ -1147,15 +1167,29 @@ class Dispatcher:
         logger.warning("posting to %s failed (%s); retrying in %.1f s", channel, error, delay)
 
 
-def last(resting: set[str], *pools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
-    """Each of ``pools`` (a channel's uncertain window, its audit sample) without the items
-    whose question went unanswered lately (``Store.resting``), unless they are all there is
-    in every pool: an ignored question does not take its own freed place back while other
-    items wait, and a queue of nothing else is still asked. Across the pools: the audit
-    sample (100 drawn at random) may hold nothing of the channel's but the resting item
-    while its window holds others, and an audit pick asked it again at once."""
-    others = tuple([it for it in items if it["id"] not in resting] for items in pools)
-    return others if any(others) else tuple(pools)
+def last(
+    resting: set[str], mine: list[dict[str, Any]], audits: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A channel's uncertain window (``mine``) and audit sample (``audits``) without the
+    items whose question went unanswered lately (``Store.resting``) while there is something
+    else to ask: an ignored question does not take its own freed place back while other
+    items wait, and a queue of nothing else is still asked.
+
+    Each pool falls back on its own. The window keeps its resting items when it holds
+    nothing else, whatever the audit sample holds: that sample (100 drawn at random from
+    every unlabeled item, those the model is sure of included) nearly always holds some
+    other item of the channel, and an uncertain pick is never drawn from it, so looking
+    across pools there left the channel asking nothing (HITL_AUDIT_RATE=0) or only audits
+    for a HITL_QUESTION_TTL. The audit sample looks across both pools: it may hold nothing
+    of the channel's but the resting item while the window holds others, and an audit pick
+    would ask it again at once; it keeps the resting item only when neither pool has
+    anything else."""
+    mine_others = [it for it in mine if it["id"] not in resting]
+    audit_others = [it for it in audits if it["id"] not in resting]
+    return (
+        mine_others or mine,
+        audit_others if audit_others or mine_others else audits,
+    )
 
 
 def scope_fix(scope: str) -> str:

@@ -336,7 +336,7 @@ class Redrawer:
             self.splits_votes = votes
         for post in store.open_posts():
             self.start_left.setdefault(int(post["id"]), str(post["channel"]))
-        asked_in = question_channels(self.rt.settings)
+        asked_in = self._asked_in()
         for post in store.split_posts() if self.splits_votes is not None else []:
             if post["channel"] in asked_in:  # elsewhere it stays as drawn (not "moved")
                 self.start_left.setdefault(int(post["id"]), str(post["channel"]))
@@ -349,10 +349,57 @@ class Redrawer:
 
     def _splits_drawn(self) -> None:
         """The start's draws are done: the splits ``redraw_open`` drew show the HITL_VOTES in
-        force, recorded (one row) so that a start with it draws none of them."""
-        if self.splits_votes is not None:
-            self.rt.store.end_split_draws(self.splits_votes)
-            self.splits_votes = None
+        force, recorded (one row) so that a start with it draws none of them. Not while a
+        split's draw may still be owed: one drawn once more later (``again_due``: Slack said
+        its message was not found), or one in a question channel Slack refuses the bot now
+        (``channel_held``), whose start draws this pass dropped undrawn (``_splits_dropped``,
+        once the pass is over, tells; else a later pass records it)."""
+        if self.splits_votes is None:
+            return
+        if any(post_id in self.start_splits for post_id in self.again_due):
+            return  # recorded after that draw (a run that stops first leaves it to the next)
+        if any(channel in self.channel_held for channel in self._asked_in()):
+            return
+        self.rt.store.end_split_draws(self.splits_votes)
+        self.splits_votes = None
+
+    def _splits_dropped(self, splits: dict[int, str]) -> None:
+        """After a pass (``pending``): ``splits`` (post id -> channel) were the splits still to
+        draw when it began. One that left the start's draws (``start_left``) while its channel
+        is refused (``channel_held``; not one drawn once more later, ``again_due``) was
+        dropped undrawn: Slack refused the bot the channel (not_in_channel, is_archived…),
+        and it is not drawn again in this run. The split draws are then not recorded as done
+        (``split_draws`` keeps ``done = 0``), so the next start draws the splits again,
+        whatever its HITL_VOTES. A split drawn before its channel refused another message of
+        the same pass counts as dropped too: the next start draws it once more. Not one in a
+        channel no longer asked in (a retired label's route, which the team may have
+        archived: the start does not check it), whose splits stay as drawn: every start
+        would draw them all again."""
+        asked_in = self._asked_in()
+        dropped = [
+            post_id
+            for post_id, channel in splits.items()
+            if post_id not in self.start_left
+            and post_id not in self.again_due
+            and channel in self.channel_held
+            and channel in asked_in
+        ]
+        if not dropped or self.splits_votes is None:
+            return
+        logger.info(
+            "%d split message(s) were not redrawn under HITL_VOTES=%d (Slack refused the bot"
+            " their channel: %s); the next start draws the splits again",
+            len(dropped),
+            self.splits_votes,
+            ", ".join(sorted({splits[post_id] for post_id in dropped})),
+        )
+        self.splits_votes = None  # ``split_draws`` stays undone: the next start draws them
+
+    def _asked_in(self) -> list[str]:
+        """The question channels as the dispatcher has them (a retired label's route left
+        out): the start's and the splits' draws, and which old messages are drawn as moved."""
+        asked = getattr(self.rt.dispatcher, "question_channels", None)
+        return asked() if asked is not None else question_channels(self.rt.settings)
 
     async def soon(self) -> None:
         """Bring the messages up to date after a change, coalescing with a pass in progress.
@@ -379,7 +426,15 @@ class Redrawer:
             while True:
                 self.again = False
                 await self._erase(due_only=due_only)
+                # the splits still to draw under the start's HITL_VOTES, and their channels
+                splits = (
+                    {i: c for i, c in self.start_left.items() if i in self.start_splits}
+                    if self.splits_votes is not None and self.start_splits
+                    else {}
+                )
                 failed = await self._pass(due_only=due_only)
+                if splits:
+                    self._splits_dropped(splits)
                 # round again for a change made during the pass, unless one of its calls
                 # failed (the background loop retries, with backoff); a message only backing
                 # off (held) is no failure of this pass: it must not leave that change undrawn
@@ -597,7 +652,7 @@ class Redrawer:
         recovered: list[str] = []  # errors of the messages drawn after failing
         channels_back: list[str] = []  # channels whose waiting messages are drawn again
         gone_posts: list[dict] = []  # open questions whose message is gone: taken back
-        asked_in = question_channels(rt.settings) if posts else []
+        asked_in = self._asked_in() if posts else []
         for n, post in enumerate(posts):
             is_start = int(post["id"]) in start_ids
             if is_start and trouble:
@@ -806,9 +861,11 @@ class Redrawer:
         ``GIVE_UP_AFTER`` in a row it is gone once they span ``GONE_SPAN`` seconds (Slack
         says so for good); sooner only if the channel's history, read at its ts (one call),
         does not hold it. A message found there resets the count (Slack said so only for a
-        while). Where the history cannot be read (a scope, the channel: said once), the
-        answers must span ``GONE_SPAN``; a read that failed for a reason a retry may fix is
-        made again at the next answer."""
+        while). Where the history cannot be read (``HISTORY_REFUSED``: a scope, the channel
+        gone; said once until a read goes through or the channel works again, however often
+        the refusal runs out and is met again), the answers must span ``GONE_SPAN``; a read
+        that failed for another reason (a retry may fix it, or ``not_in_channel``) is made
+        again at the next answer."""
         key, now = (int(post["id"]), str(post["ts"])), self.clock()
         count, first = self.gone.get(key, (0, now))
         self.gone[key] = (count + 1, first)
@@ -828,17 +885,22 @@ class Redrawer:
                     # not before its Retry-After, for every message of the channel
                     self.history_wait[channel] = now + (_wait(exc) or MAX_BACKOFF)
                     return False
-                if error != "missing_scope" and not _refusal(exc, error):
-                    return False  # looked for again at the next answer
-                self.history_refused[channel] = error
-                logger.warning(
-                    "cannot read the history of %s to check that a question's message is gone"
-                    " (conversations.history said %s): its questions are taken back once"
-                    " Slack has said message_not_found for %g minutes",
-                    channel,
-                    error,
-                    GONE_SPAN / 60,
-                )
+                if error not in HISTORY_REFUSED:
+                    # a retry may fix it, or it is the channel's (not_in_channel: the bot
+                    # joins again at its next post there), as for a look (``_look_in``):
+                    # looked for again at the next answer
+                    return False
+                # a scope, the channel gone: for a while (``Refusals``), and said once
+                # while it lasts, not again each time the refusal runs out and is met again
+                if self.history_refused.refuse(channel, error):
+                    logger.warning(
+                        "cannot read the history of %s to check that a question's message is"
+                        " gone (conversations.history said %s): its questions are taken back"
+                        " once Slack has said message_not_found for %g minutes",
+                        channel,
+                        error,
+                        GONE_SPAN / 60,
+                    )
             except (TimeoutError, SlackClientError, OSError, aiohttp.ClientError):
                 return False
             else:

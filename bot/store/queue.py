@@ -775,8 +775,9 @@ class QueueMixin:
 
     def resting(self, hours: float) -> set[str]:
         """The items whose question was taken back unanswered in the last ``hours`` (one
-        HITL_QUESTION_TTL; its message gone too, not a retire of its gold label): the dispatcher asks them after the other items it would ask, so a
-        place an ignored question freed goes to another item, not to the same question again.
+        HITL_QUESTION_TTL; its message gone too, not a retire of its gold label): the
+        dispatcher asks them after the other items it would ask, so a place an ignored
+        question freed goes to another item, not to the same question again.
         Read from the expired posts' index; at most a TTL's worth of expired posts. One the
         clock put in the future was brought to now by the round's ``expire_posts`` before
         this read: it rests one TTL from then, not until the clock catches up with it and a
@@ -804,7 +805,9 @@ class QueueMixin:
         ``_settled``), a time in the future counts as now, once seen: the question is taken
         back HITL_QUESTION_TTL after that at most (every dispatcher round looks, in
         ``expire_posts``, before it reads what rests), and a taken-back item rests one TTL from
-        then (``resting``), not until the clock catches up with it and a TTL more.
+        then (``resting``), not until the clock catches up with it and a TTL more. An item's
+        take-backs and answers keep their order, a few milliseconds apart up to ``now``: a
+        question taken back unanswered holds no answer given after it (below).
 
         The attempts' times are brought back with the posts': the look for a lost post stops
         at the newest open question recorded before its attempt (``posted_at <
@@ -841,12 +844,66 @@ class QueueMixin:
                 "UPDATE posts SET posted_at = ? WHERE closed_at IS NULL AND posted_at > ?",
                 [now, now],
             ).rowcount
-            moved += self.db.execute(
-                f"UPDATE answers SET created_at = ? WHERE id IN ({answered_ahead})", [now, now]
-            ).rowcount
-            moved += self.db.execute(
-                "UPDATE posts SET expired_at = ? WHERE expired_at > ?", [now, now]
-            ).rowcount
+            # A take-back and the answers of its item, all stamped ahead, keep their order: a
+            # question taken back unanswered must not hold an answer given after it, nor one
+            # left half-way lose those it held (``_votes_of(at=expired_at)``, ``<=``). So
+            # each item's times are brought back to a few milliseconds up to ``now``, in
+            # their order: its take-backs and the answers between them on steps of their own,
+            # its latest time on ``now`` (a take-back followed by no answer: ``now``, as
+            # before). Bringing all to the same ``now`` made a question taken back unanswered
+            # hold the answer given to its item's next question (/hitl queue's taken-back-
+            # unanswered count, its expired message). The answers of a taken-back item with
+            # no open question come back too, with its take-back's time.
+            taken = self.db.execute(
+                "SELECT id, item_id, expired_at FROM posts INDEXED BY posts_expired"
+                " WHERE expired_at > ?",
+                [now],
+            ).fetchall()
+            answers = self.db.execute(
+                "SELECT a.id, a.item_id, a.created_at FROM answers a INDEXED BY answers_item"
+                " WHERE a.item_id IN (SELECT item_id FROM posts INDEXED BY posts_open_age"
+                " WHERE closed_at IS NULL UNION SELECT item_id FROM posts INDEXED BY"
+                " posts_expired WHERE expired_at > ?) AND a.created_at > ?",
+                [now, now],
+            ).fetchall()
+            steps: dict[str, list[str]] = {}  # item -> its take-backs' times ahead, in order
+            for _, item_id, at in taken:
+                steps.setdefault(item_id, []).append(at)
+            for item_id, times in steps.items():
+                steps[item_id] = sorted(set(times))
+
+            def step(item_id: str, at: str, *, is_answer: bool) -> int:
+                """``at``'s place among its item's times ahead: 2j + 1 for its j-th take-back
+                (0-based), 2j for an answer after j of them. An answer stamped at a
+                take-back's very time comes after it: a take-back for the TTL is made only
+                when no answer came since, so one that ties with it came after it."""
+                times = steps.get(item_id, [])
+                if is_answer:
+                    return 2 * sum(t <= at for t in times)
+                return 2 * sum(t < at for t in times) + 1
+
+            places = [
+                ("posts", "expired_at", row_id, item_id, step(item_id, at, is_answer=False))
+                for row_id, item_id, at in taken
+            ]
+            places += [
+                ("answers", "created_at", row_id, item_id, step(item_id, at, is_answer=True))
+                for row_id, item_id, at in answers
+            ]
+            top: dict[str, int] = {}
+            for *_, item_id, place in places:
+                top[item_id] = max(top.get(item_id, 0), place)
+            at_now = datetime.fromisoformat(now)
+            for table, column, row_id, item_id, place in places:
+                back = top[item_id] - place  # milliseconds before now
+                when = (
+                    now
+                    if back == 0
+                    else (at_now - timedelta(milliseconds=back)).isoformat(timespec="milliseconds")
+                )
+                moved += self.db.execute(
+                    f"UPDATE {table} SET {column} = ? WHERE id = ?", [when, row_id]
+                ).rowcount
             moved += self.db.execute(
                 "UPDATE post_attempts SET attempted_at = ? WHERE attempted_at > ?", [now, now]
             ).rowcount
