@@ -334,8 +334,10 @@ class ScoringWorker:
                 if ended:  # two looks in a row: not a pool that just broke and says so now
                     break
                 ended = True
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the caller was cancelled (a server stopping)
             gathered.cancel()
+            # Its CancelledError too: nobody waits for it ("exception was never retrieved").
+            gathered.add_done_callback(_retrieved)
             raise
         gathered.cancel()
         gathered.add_done_callback(_retrieved)  # its CancelledError: nobody waits for it

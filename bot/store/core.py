@@ -35,7 +35,7 @@ from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
 from bot.store.lock import other_server
-from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.migrations import KNOWN_MIGRATIONS, applied_names, migrations, rename_former
 from bot.store.models import ModelsMixin
 from bot.store.people import PeopleMixin
 from bot.store.problems import database_problem
@@ -205,7 +205,7 @@ class Store(
         """Apply the pending migrations. With ``path`` (the file's), an upgrade is refused while
         another process serves the database: an older server would go on with the old schema
         under it (its queries failing on a dropped index, its writes missing new triggers)."""
-        applied = [m.name for m in migrations.applied(self.db)]
+        applied = applied_names(self.db)  # a renamed migration's former name: its name now
         unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
         if unknown:
             raise StoreError(
@@ -213,7 +213,7 @@ class Store(
                 "update slack-hitl (in its clone: git pull && pip install -e .) or point HITL_DB"
                 " at another file"
             )
-        pending = [m.name for m in migrations.pending(self.db)]
+        pending = [name for name in KNOWN_MIGRATIONS if name not in applied]
         if not pending:
             return
         if path is not None and not applied and (holder := other_server(path)):
@@ -236,6 +236,7 @@ class Store(
         while True:
             with self._immediate():
                 migrations.ensure_migrations_table(self.db)
+                rename_former(self.db)  # in the first migration's transaction
                 todo = migrations.pending(self.db)
                 if not todo:
                     return

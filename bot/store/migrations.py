@@ -9,6 +9,14 @@ from sqlite_utils import Database, Migrations
 # Migrations are applied in order and recorded by name in ``_sqlite_migrations``. Never edit
 # one that has shipped: add the next number. A database that records a name this code does
 # not know was written by a newer slack-hitl, and is refused.
+#
+# The rule, which the upgrade defects of 24 Nov and 5 Dec broke: a shipped migration is never
+# edited or renamed. A database that ran it keeps what it ran (an edit never reaches it; a
+# renamed one looks newer and is refused). A repair is a new migration that adds what is
+# missing, only where it is missing (m042: label_clock.start; m043, placed before m010 which
+# needs it: m008's later form), and a former name goes in FORMER_NAMES.
+# tests/bot/test_upgrade_repairs.py keeps a digest of what each shipped migration runs
+# (SHIPPED_DIGESTS: add a new one's there) and fails when one changes.
 
 migrations = Migrations("hitl")
 
@@ -224,6 +232,28 @@ def m009_lighter_inserts(db: Database) -> None:
     # Every query that read (status, confidence) reads (status, margin) now: one index less
     # to keep on every insert and every re-scoring.
     db.execute("DROP INDEX items_status_confidence")
+
+
+@migrations(name="m043_m008_repair")
+def m043_m008_repair(db: Database) -> None:
+    # A repair, added after m042 but placed here: m010 drops the index it needs. m008 changed
+    # after it shipped (24 Nov: f32686b renamed it, 71f0a37 and a6a6484 edited it). A database
+    # that ran an earlier form (recorded as m008_item_counts, see FORMER_NAMES, or as
+    # m008_flat_stats) has item_counts but may lack the index on votes, label_counts and its
+    # triggers, and answers_by_people (where answers_created stood in for it): each is made as
+    # m008 makes it now, only where it is missing. Anywhere else (a new database, or one past
+    # m010, which ran m008 as it is) this changes nothing.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS answers_by_people ON answers(created_at, user_id, source)"
+        " WHERE source NOT IN ('import', 'undo')"
+    )
+    db.execute("DROP INDEX IF EXISTS answers_created")
+    db.execute("CREATE INDEX IF NOT EXISTS labels_votes ON labels(votes, agreement)")
+    has_counts = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'label_counts'"
+    ).fetchone()
+    if has_counts is None:
+        _count_by_triggers(db, "labels", "label", "label_counts")
 
 
 @migrations(name="m010_answers_by_people_items")
@@ -858,4 +888,50 @@ def m041_split_draws(db: Database) -> None:
     )
 
 
+@migrations(name="m042_label_clock_start")
+def m042_label_clock_start(db: Database) -> None:
+    # A repair: m034 gained label_clock.start after it shipped (d0f9979). A database that ran
+    # its first form (f35450a..795e74e, 5 Dec) has no start, and every read of it failed (hitl
+    # retrain, the refresh: "no such column: start"). Added only where it is missing. Its
+    # value, the count m034 began at, was not kept there: m034 numbered the labels of then in
+    # the order of their time and each write since took the next number, so in the order of
+    # their numbers the labels keep to the order of their time up to the first one written
+    # since whose time is older than that of a label numbered before it (an export's rows
+    # imported, a clock set back): start is the number before that one, or the count now when
+    # there is none. Labels written since that keep to the order are no older than any label
+    # numbered before them, so they are new to a model from before m034 by their time
+    # (``LabelMark.after``), and the others by their number.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(label_clock)")}
+    if "start" in columns:
+        return
+    db.execute("ALTER TABLE label_clock ADD COLUMN start INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE label_clock SET start = coalesce((SELECT min(seq) - 1 FROM"
+        " (SELECT seq, resolved_at, max(resolved_at) OVER (ORDER BY seq"
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before"
+        " FROM labels WHERE seq IS NOT NULL) WHERE resolved_at < before), n)"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
+
+# The names shipped migrations had before they were renamed, and the name each has now. A
+# database that records a former name ran that migration in its form then (m043 adds what
+# m008's first form lacked): it is upgraded, not refused as written by a newer slack-hitl.
+FORMER_NAMES = {"m008_item_counts": "m008_flat_stats"}
+
+
+def applied_names(db: Database) -> list[str]:
+    """The migrations ``db`` records as applied, oldest first, each by its current name."""
+    return [FORMER_NAMES.get(m.name, m.name) for m in migrations.applied(db)]
+
+
+def rename_former(db: Database) -> None:
+    """Record the migrations ``db`` applied under a former name by their current name, in the
+    caller's transaction, so that ``migrations.pending`` does not run them again."""
+    for former, name in FORMER_NAMES.items():
+        db.execute(
+            f"UPDATE {migrations.migrations_table} SET name = ?"
+            " WHERE migration_set = ? AND name = ?",
+            [name, migrations.name, former],
+        )

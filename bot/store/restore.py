@@ -39,7 +39,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store.lock import other_server, server_lock
-from bot.store.migrations import KNOWN_MIGRATIONS, migrations
+from bot.store.migrations import KNOWN_MIGRATIONS, applied_names
 
 try:
     import fcntl
@@ -316,7 +316,7 @@ def check_backup(backup: Path) -> BackupFacts:
                     f" {first}); pick another backup"
                 )
             db = Database(conn)
-            applied = [m.name for m in migrations.applied(db)]
+            applied = applied_names(db)  # former names under their current ones
             if not applied:
                 tables = [
                     row[0]
