@@ -351,15 +351,12 @@ class Redrawer:
         """The start's draws are done: the splits ``redraw_open`` drew show the HITL_VOTES in
         force, recorded (one row) so that a start with it draws none of them. Not while a
         split's draw may still be owed: one drawn once more later (``again_due``: Slack said
-        its message was not found), or one in a question channel Slack refuses the bot now
-        (``channel_held``), whose start draws this pass dropped undrawn (``_splits_dropped``,
-        once the pass is over, tells; else a later pass records it)."""
+        its message was not found). One whose channel refused the bot is owed a redraw in the
+        database (``_splits_dropped``): drawn when the channel takes the bot's messages again."""
         if self.splits_votes is None:
             return
         if any(post_id in self.start_splits for post_id in self.again_due):
             return  # recorded after that draw (a run that stops first leaves it to the next)
-        if any(channel in self.channel_held for channel in self._asked_in()):
-            return
         self.rt.store.end_split_draws(self.splits_votes)
         self.splits_votes = None
 
@@ -367,14 +364,13 @@ class Redrawer:
         """After a pass (``pending``): ``splits`` (post id -> channel) were the splits still to
         draw when it began. One that left the start's draws (``start_left``) while its channel
         is refused (``channel_held``; not one drawn once more later, ``again_due``) was
-        dropped undrawn: Slack refused the bot the channel (not_in_channel, is_archived…),
-        and it is not drawn again in this run. The split draws are then not recorded as done
-        (``split_draws`` keeps ``done = 0``), so the next start draws the splits again,
-        whatever its HITL_VOTES. A split drawn before its channel refused another message of
-        the same pass counts as dropped too: the next start draws it once more. Not one in a
-        channel no longer asked in (a retired label's route, which the team may have
-        archived: the start does not check it), whose splits stay as drawn: every start
-        would draw them all again."""
+        dropped undrawn: Slack refused the bot the channel (not_in_channel, is_archived…).
+        Each is owed a redraw in the database (``Store.owe_redraws``), so it is drawn with
+        the channel's other waiting messages once the channel works again (in this run or the
+        next), and the other channels' splits are not drawn again at every start. A split
+        drawn before its channel refused another message of the same pass is owed one too.
+        Not one in a channel no longer asked in (a retired label's route, which the team may
+        have archived: the start does not check it), whose splits stay as drawn."""
         asked_in = self._asked_in()
         dropped = [
             post_id
@@ -384,16 +380,16 @@ class Redrawer:
             and channel in self.channel_held
             and channel in asked_in
         ]
-        if not dropped or self.splits_votes is None:
+        if not dropped:
             return
+        self.rt.store.owe_redraws(dropped)
         logger.info(
-            "%d split message(s) were not redrawn under HITL_VOTES=%d (Slack refused the bot"
-            " their channel: %s); the next start draws the splits again",
+            "%d split message(s) wait to be redrawn for HITL_VOTES=%d until their channel takes"
+            " the bot's messages again: %s",
             len(dropped),
-            self.splits_votes,
+            self.rt.settings.votes,
             ", ".join(sorted({splits[post_id] for post_id in dropped})),
         )
-        self.splits_votes = None  # ``split_draws`` stays undone: the next start draws them
 
     def _asked_in(self) -> list[str]:
         """The question channels as the dispatcher has them (a retired label's route left
@@ -815,7 +811,8 @@ class Redrawer:
         self._take_back_gone(gone_posts)
         if not self.start_left:
             self.start_due, self.start_delay = None, 0.0
-            self._splits_drawn()
+        if not any(post_id in self.start_splits for post_id in self.start_left):
+            self._splits_drawn()  # open questions a refusing channel holds need not wait
         self.tried_failed = failed - held_back
         return failed
 
@@ -824,14 +821,19 @@ class Redrawer:
         (``redraw_open``), when their time has come (``start_due``); the next batch is due
         ``start_gap`` seconds later. One drawn by this pass anyway (behind the database, or a
         draw once more), decided or deleted since is no longer to draw; one whose channel
-        waits (``channel_held``) waits with it."""
+        waits (``channel_held``) waits with it; a split there is owed a redraw in the database
+        (``Store.owe_redraws``), drawn with the channel's waiting messages once it works."""
         if not self.start_left or (self.start_due is not None and self.start_due > now):
             return []
         batch: list[dict] = []
+        owed: list[int] = []  # splits of a channel that refuses the bot: drawn once it works
         for post_id, channel in list(self.start_left.items()):
             if len(batch) >= self.start_batch:
                 break
             if channel in self.channel_held:
+                if post_id in self.start_splits:
+                    del self.start_left[post_id]
+                    owed.append(post_id)
                 continue
             post = self.rt.store.post(post_id) if post_id not in behind else None
             # a split's post is closed: drawn unless taken back since (decided since, it is
@@ -846,6 +848,8 @@ class Redrawer:
                 self.start_splits.discard(post_id)
                 continue
             batch.append(post)
+        if owed:
+            self.rt.store.owe_redraws(owed)
         self.start_due = now + self.start_gap
         return batch
 

@@ -1554,6 +1554,15 @@ class QueueMixin:
             [item_id],
         )
 
+    def owe_redraws(self, post_ids: Sequence[int]) -> None:
+        """Mark the messages of ``post_ids`` behind the database: drawn by the next pass that
+        may (``posts_to_redraw``), in this run or the next."""
+        with self._immediate():
+            self.db.conn.executemany(
+                "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE id = ?",
+                [(post_id,) for post_id in post_ids],
+            )
+
     def posts_to_redraw(self) -> list[dict[str, Any]]:
         """The posts whose message is behind the database, oldest first (from the partial
         index of those: as many rows as there are messages to redraw, not as posts ever made)."""

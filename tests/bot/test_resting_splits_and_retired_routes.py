@@ -169,27 +169,72 @@ async def test_a_retired_routes_channel_another_setting_names_is_still_asked_in(
     [(3, "not_in_channel"), (3, "is_archived"), (6, "not_in_channel")],
     ids=["one-batch", "archived", "two-batches"],
 )
-async def test_split_draws_slack_refused_for_the_channel_are_made_at_the_next_start(
+async def test_split_draws_slack_refused_for_the_channel_are_owed_and_made_once_it_works(
     fake_slack: FakeSlack, tmp_path: Path, n: int, error: str
 ):
     """The first start under HITL_VOTES=3 meets Slack refusing the channel (the bot was out
-    of it a moment, or it was archived and unarchived): the batch's split draws are dropped
-    undrawn, so they are not recorded as drawn under 3, and the next start draws them. (Six:
-    the first batch of four refused, the second drawn.)"""
+    of it a moment, or it was archived and unarchived): the split draws it dropped are owed
+    in the database, so the draws are recorded under 3 and the owed ones are made once the
+    channel works (here: at the next start); a start after that draws none. (Six: the first
+    batch of four refused, the second drawn.)"""
     split_ts, settings = await split_backlog(fake_slack, tmp_path, n)
     three = settings.with_changes(votes=3)
     async for bot in start_bot(fake_slack, three, retries=0):
         fake_slack.fail("chat.update", error=error)  # the first draw only
         assert await start_draws(fake_slack, bot, split_ts, batches=n) < n
-        assert bot.store.split_draws_votes() is None  # not recorded as drawn under 3
+        assert bot.store.split_draws_votes() == 3  # recorded: the dropped ones are owed
+        owed = {p["ts"] for p in bot.store.posts_to_redraw()} & split_ts
+        assert owed, "the dropped split draws are owed in the database"
     async for bot in start_bot(fake_slack, three, retries=0):  # Slack takes them again
-        assert await start_draws(fake_slack, bot, split_ts, batches=n) == n
-        assert bot.store.split_draws_votes() == 3
+        assert await start_draws(fake_slack, bot, split_ts, batches=n) >= len(owed)
+        assert not {p["ts"] for p in bot.store.posts_to_redraw()} & split_ts
     for ts in split_ts:
         drawn = fake_slack.message(CHANNEL, ts)
         assert "2 of 3 answers in" in json.dumps(drawn["blocks"]), drawn["blocks"]
     async for bot in start_bot(fake_slack, three, retries=0):  # drawn: none again
         assert await start_draws(fake_slack, bot, split_ts, batches=n) == 0
+
+
+async def test_a_channel_refusing_the_bot_does_not_make_every_start_redraw_every_split(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The bot is taken out of a quiet route channel (the start does not check membership;
+    nothing is posted there, so it never joins again): the other channel's splits are drawn
+    under the new HITL_VOTES once, not again at every start while the refusal lasts."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("bill1", "refund my charge")])
+    seed(db, [Item(f"bug{k}", f"app crashes {k}") for k in range(3)])
+    seed_champion(db, *TRAIN)
+    fake_slack.add_channel(BILLING, "billing")
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=4, routes={"billing": BILLING}, votes=2, gold_rate=0.0
+    )
+    async for bot in start_bot(fake_slack, settings, retries=0):
+        version = bot.rt.model.version
+        rows = [("bill1", version, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]])]
+        rows += [
+            (f"bug{k}", version, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]) for k in range(3)
+        ]
+        bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+        for _ in range(6):
+            await bot.dispatcher.fill()
+            await bot.settled()
+        for channel in (BILLING, CHANNEL):
+            for message in fake_slack.messages(channel):
+                for user, label in (("U0ANA", "billing"), ("U0RAJ", "bug")):
+                    payload = bot.button_payload(message, user, label, channel=channel)
+                    assert (await bot.action(payload)).status == 200
+                    await bot.settled()
+        assert len(bot.store.split_posts()) == 4
+    channel_ts = {m["ts"] for m in fake_slack.messages(CHANNEL)}
+    assert len(channel_ts) == 3
+    fake_slack.remove_bot(BILLING)
+    three = settings.with_changes(votes=3)
+    drawn = []
+    for _ in range(3):  # three starts under HITL_VOTES=3, #billing still refusing
+        async for bot in start_bot(fake_slack, three, retries=0):
+            drawn.append(await start_draws(fake_slack, bot, channel_ts, batches=4))
+    assert drawn == [3, 0, 0], drawn
 
 
 async def test_a_split_draw_left_for_later_is_recorded_only_once_made(
