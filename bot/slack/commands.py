@@ -105,10 +105,39 @@ def picking_text(rt: Runtime) -> str:
     return f"*Picking:* the model's closest calls first ({settings.strategy}){audits}"
 
 
-def queue_text(rt: Runtime) -> str:
-    waiting = rt.store.waiting_count()
-    open_counts = rt.store.open_post_counts()
-    expired = rt.store.expired_counts(days=7) if rt.settings.question_ttl > 0 else {}
+@dataclass(frozen=True)
+class QueueCounts:
+    """What `/hitl queue` reads from the database: the items waiting, the questions open by
+    channel, and those taken back unanswered in the last 7 days by channel."""
+
+    waiting: int
+    open: dict[str, int]
+    expired: dict[str, int]
+
+
+def queue_counts(store: Store, question_ttl: float) -> QueueCounts:
+    expired = store.expired_counts(days=7) if question_ttl > 0 else {}
+    return QueueCounts(store.waiting_count(), store.open_post_counts(), expired)
+
+
+async def queue(call: Call) -> None:
+    """The counts grow with the questions taken back (each one's answers are read): read in a
+    worker thread, on a connection of its own (``answer_when_read``); the channels' states
+    are the dispatcher's, in memory."""
+    rt = call.rt
+
+    def read() -> QueueCounts:
+        with rt.store.apart() as store:
+            return queue_counts(store, rt.settings.question_ttl)
+
+    await answer_when_read(
+        call, asyncio.to_thread(read), lambda counts: Answer(queue_text(rt, counts))
+    )
+
+
+def queue_text(rt: Runtime, counts: QueueCounts | None = None) -> str:
+    read = counts if counts is not None else queue_counts(rt.store, rt.settings.question_ttl)
+    waiting, open_counts, expired = read.waiting, read.open, read.expired
     dispatcher = Dispatcher.of(rt)
     lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt)]
     for channel in dispatcher.question_channels():
@@ -573,7 +602,7 @@ TABLE: tuple[Subcommand, ...] = (
     Subcommand(
         "queue",
         "what waits, how questions are picked, what is open in each channel, posting errors",
-        answer_with(queue_text),
+        queue,
     ),
     Subcommand(
         "leaderboard",

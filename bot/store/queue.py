@@ -1148,9 +1148,11 @@ class QueueMixin:
         taken_back = [
             row[0]
             for row in self.db.execute(
+                # CROSS JOIN: the taken-back posts drive, each item read by id (a plain JOIN
+                # let SQLite walk every waiting item from the status index: 2.5-5 s at 1M)
                 "SELECT DISTINCT i.id FROM posts p INDEXED BY posts_taken_back"
-                " JOIN items i ON i.id = p.item_id WHERE p.taken_back IS NOT NULL"
-                f" AND i.status IN ({WAITING_AGAIN}) AND EXISTS (SELECT 1 FROM answers a"
+                " CROSS JOIN items i ON i.id = p.item_id WHERE p.taken_back IS NOT NULL"
+                f" AND +i.status IN ({WAITING_AGAIN}) AND EXISTS (SELECT 1 FROM answers a"
                 " WHERE a.item_id = i.id AND a.source != 'import' AND a.late = 0)"
                 " ORDER BY i.id"
             )
