@@ -430,7 +430,9 @@ class Redrawer:
                 )
                 failed = await self._pass(due_only=due_only)
                 if splits:
-                    self._splits_dropped(splits)
+                    self._splits_dropped(splits)  # owed in the database first: then recorded
+                if not any(post_id in self.start_splits for post_id in self.start_left):
+                    self._splits_drawn()  # open questions a refusing channel holds need not wait
                 # round again for a change made during the pass, unless one of its calls
                 # failed (the background loop retries, with backoff); a message only backing
                 # off (held) is no failure of this pass: it must not leave that change undrawn
@@ -811,8 +813,6 @@ class Redrawer:
         self._take_back_gone(gone_posts)
         if not self.start_left:
             self.start_due, self.start_delay = None, 0.0
-        if not any(post_id in self.start_splits for post_id in self.start_left):
-            self._splits_drawn()  # open questions a refusing channel holds need not wait
         self.tried_failed = failed - held_back
         return failed
 
@@ -832,7 +832,6 @@ class Redrawer:
                 break
             if channel in self.channel_held:
                 if post_id in self.start_splits:
-                    del self.start_left[post_id]
                     owed.append(post_id)
                 continue
             post = self.rt.store.post(post_id) if post_id not in behind else None
@@ -849,7 +848,9 @@ class Redrawer:
                 continue
             batch.append(post)
         if owed:
-            self.rt.store.owe_redraws(owed)
+            self.rt.store.owe_redraws(owed)  # first: a write that fails forgets none of them
+            for post_id in owed:
+                del self.start_left[post_id]
         self.start_due = now + self.start_gap
         return batch
 

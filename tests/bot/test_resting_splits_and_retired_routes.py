@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -380,3 +381,30 @@ async def test_a_split_left_in_a_retired_routes_archived_channel_does_not_redraw
         assert bot.store.split_draws_votes() == 3
     async for bot in start_bot(fake_slack, three, retries=0):
         assert await start_draws(fake_slack, bot, split_ts, batches=2) == 0
+
+
+async def test_a_split_draw_whose_owing_write_fails_is_not_recorded_as_drawn(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The start's draws meet a refused channel and the write that owes the dropped splits
+    fails (a lock another process holds past the wait; the background loop says it and goes
+    on): the draws are not recorded as made, so a later start draws them all."""
+    n = 3
+    split_ts, settings = await split_backlog(fake_slack, tmp_path, n)
+    three = settings.with_changes(votes=3)
+    real = Store.owe_redraws
+    async for bot in start_bot(fake_slack, three, retries=0):
+        fake_slack.fail("chat.update", error="not_in_channel")  # the first draw only
+
+        def locked(self: Store, post_ids: object) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(Store, "owe_redraws", locked)
+        with pytest.raises(sqlite3.OperationalError):
+            await start_draws(fake_slack, bot, split_ts, batches=n)
+        monkeypatch.setattr(Store, "owe_redraws", real)
+        assert bot.store.split_draws_votes() is None  # not recorded: nothing was owed
+    async for bot in start_bot(fake_slack, three, retries=0):  # the channel works now
+        await start_draws(fake_slack, bot, split_ts, batches=n)
+    for ts in split_ts:
+        assert "2 of 3 answers in" in json.dumps(fake_slack.message(CHANNEL, ts)["blocks"])
