@@ -10,12 +10,15 @@ versions wrote them."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
 import hashlib
 import importlib
+import inspect
 import json
 import sqlite3
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -485,96 +488,121 @@ def test_a_database_the_morning_version_upgraded_retrains(tmp_path: Path, by_177
 
 # -- the rule: a shipped migration is never edited or renamed ---------------------------------
 
-# The strings and names in each shipped migration's code, with those of the helpers
-# and constants of bot/store/migrations.py it uses: comments, docstrings and layout may
-# change, what it does may not.
+# Each shipped migration's code as its syntax tree (``_canonical``), with the project's
+# helpers and constants it uses, wherever they are defined: comments, docstrings and layout
+# may change, what it does may not.
 SHIPPED_DIGESTS = {
-    "m001_core": "df27b7510f9a17f2",
-    "m002_runs_deliveries": "f43b342175e75d34",
-    "m003_post_redraw": "6429304a6201488a",
-    "m004_locks": "73473f5ec3c79e23",
-    "m005_label_decided_by": "2a5bb52809cd16fc",
-    "m006_margin": "76cf9a4fc1a42df2",
-    "m007_label_index": "3049947519345699",
-    "m008_flat_stats": "9d5513eac22b13c8",
-    "m009_lighter_inserts": "b99607ba918c67d3",
-    "m043_m008_repair": "63e1458266482087",
-    "m010_answers_by_people_items": "7319eb58df6885af",
-    "m011_priority": "2d5cb208919515d8",
-    "m013_label_history_reviews": "f8e68aefddd2809a",
-    "m014_label_set": "91b3d9e0de0660e4",
-    "m015_gold": "aac9f70d22e1d354",
-    "m016_stopping": "be05499d9d0377f7",
-    "m017_posts_behind": "1f0e406b8dad1789",
-    "m018_stop_changed": "f399545848c22c4d",
-    "m019_post_attempts": "40d1ff1c947bda95",
-    "m020_answered_by_user": "6033fa6e05f1fb26",
-    "m021_late_answers": "38ec51f2619134f1",
-    "m022_stop_accuracy": "2b317da68334f207",
-    "m023_labeled_by_user": "958a96de02278abc",
-    "m024_legacy_text_ids": "aad949c1733e18a2",
-    "m025_label_set_restated": "09d6202a06a4e057",
-    "m026_posts_expired": "c46908770eaa78b9",
-    "m027_posts_expired_index": "633b2a891785042e",
-    "m028_answers_team": "918f7d730fe030e0",
-    "m029_stop_draws": "3dd7edebe6ad7fb2",
-    "m030_deleted_items": "a570e66b401e0e63",
-    "m031_delivery_receiver": "05075ff405514748",
-    "m032_anonymised_people": "2e38e3bbd91a9292",
-    "m033_deliveries_item": "29d08102a2321788",
-    "m034_label_seq": "4ce20d68f690a798",
-    "m035_answers_user": "e4303a6ed438f818",
-    "m036_stop_checks_base": "d8fabe3b43c82c6d",
-    "m037_items_marked_gold": "d3f5fc7ef5d9c837",
-    "m038_refresh_versions": "7eac8f516d207e40",
-    "m039_status_threshold": "c90c2de68fe7cf65",
-    "m040_posts_taken_back": "b84eaf6b23f4b115",
-    "m041_split_draws": "cae52be131feb513",
-    "m042_label_clock_start": "95ea59d606887043",
+    "m001_core": "c6cbaa93f746e227",
+    "m002_runs_deliveries": "cbcec79e66ad3752",
+    "m003_post_redraw": "41f68b15acd568c7",
+    "m004_locks": "cf9beda0bbfebf64",
+    "m005_label_decided_by": "071cb6f1fbb8efd1",
+    "m006_margin": "6419b638cb974e80",
+    "m007_label_index": "7c1aad0c9f0ffe99",
+    "m008_flat_stats": "aa0c08fe466bb267",
+    "m009_lighter_inserts": "79d5961a2c4a6d06",
+    "m043_m008_repair": "d34747c7cfecac52",
+    "m010_answers_by_people_items": "a45886ee34b4de35",
+    "m011_priority": "e741d867582e4562",
+    "m013_label_history_reviews": "a87310ade8f22693",
+    "m014_label_set": "fe329b5bbdbfb41f",
+    "m015_gold": "16d73417bd197840",
+    "m016_stopping": "db650bc92fcda0e1",
+    "m017_posts_behind": "3f780a65e74bc201",
+    "m018_stop_changed": "8e45b3a623677447",
+    "m019_post_attempts": "c8dc0f23724e467b",
+    "m020_answered_by_user": "25e86b648c4e9a07",
+    "m021_late_answers": "36f149ff1132ce94",
+    "m022_stop_accuracy": "0dd6ccf889a0ca00",
+    "m023_labeled_by_user": "085a2ad625c5b61d",
+    "m024_legacy_text_ids": "5ffa7a2640b30197",
+    "m025_label_set_restated": "c626b3a68ab2e3ea",
+    "m026_posts_expired": "7d4c8ab9460fc061",
+    "m027_posts_expired_index": "d3391f72d2ffdf7d",
+    "m028_answers_team": "c440bfb5c2a1cb38",
+    "m029_stop_draws": "5fde8504bdb43e5e",
+    "m030_deleted_items": "b8a7ee223217ce12",
+    "m031_delivery_receiver": "64265bceed452bc8",
+    "m032_anonymised_people": "896e32469df640c7",
+    "m033_deliveries_item": "15cdc57ddb491887",
+    "m034_label_seq": "542ba7e81e2508e4",
+    "m035_answers_user": "3cad4eea08e524e1",
+    "m036_stop_checks_base": "f6bbf74bec89cf47",
+    "m037_items_marked_gold": "fe24aa9261053399",
+    "m038_refresh_versions": "b731a5d145391784",
+    "m039_status_threshold": "c32c8fcefcecd9b4",
+    "m040_posts_taken_back": "657802c0fe0f4aae",
+    "m041_split_draws": "fc79ad38937b9acc",
+    "m042_label_clock_start": "49b5fcd9566a0b84",
 }
 
 
-# the module (``bot.store.migrations`` is the Migrations object its package exports)
-migrations_module = importlib.import_module("bot.store.migrations")
+# Fields left out of the canonical form: ones a newer Python adds or fills (type parameters,
+# an f-string's conversion flag written as -1 or None): what the code does is in the others.
+SKIPPED_FIELDS = {"type_comment", "type_params", "kind", "ctx"}
 
 
-def _what_code_says(code: Any, doc: str | None, seen: set[str]) -> list[str]:
-    """The strings and names in ``code`` (not its docstring), and, for each name that is one
-    of bot.store.migrations' own string constants or functions, what that says, once each: a helper
-    or a constant a migration uses counts as part of it. Read from the code, not from the
-    SQL it runs: sqlite-utils writes the SQL of ``create`` and its reads of the schema, which
-    a release of it may word otherwise."""
-    found: list[str] = []
-    for const in code.co_consts:  # strings only: Python 3.14 keeps small ints out of these
-        if isinstance(const, str) and const != doc:
-            found.append(const)
-        elif isinstance(const, (tuple, frozenset)):
-            found += sorted(item for item in const if isinstance(item, str))
-        elif hasattr(const, "co_consts"):  # a function or comprehension inside it
-            found += _what_code_says(const, None, seen)
-    module = vars(migrations_module)
-    for name in code.co_names:
-        found.append(name)
-        value = module.get(name)
-        if name in seen or value is None:
+def _canonical(node: Any) -> str:
+    """``node`` (a syntax tree) as text that layout, comments and the Python version do not
+    change: each node's type and its fields, empty ones left out (``ast.dump`` drops them from
+    3.13 on and shows them before)."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if name in SKIPPED_FIELDS or value is None or value == []:
+                continue
+            fields.append(f"{name}={_canonical(value)}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ", ".join(_canonical(item) for item in node) + "]"
+    return repr(node)
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    is_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    return body[1:] if is_doc and isinstance(first.value.value, str) else body  # type: ignore[union-attr]
+
+
+def _what_code_does(fn: Any, seen: set[int]) -> list[str]:
+    """``fn``'s body, canonical (``_canonical``), docstring left out, and that of each
+    function or constant of the project (``bot.*``) it names, once each, followed: a helper
+    or a constant a migration uses is part of it, wherever it is defined."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    [defined] = tree.body
+    body = _without_docstring(defined.body)  # type: ignore[attr-defined]
+    found = [_canonical(body)]
+    names = dict(fn.__globals__)
+    nodes = list(ast.walk(ast.Module(body=body, type_ignores=[])))
+    for node in nodes:  # imports inside it first: ``from bot.store.records import …``
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bot."):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                names[alias.asname or alias.name] = getattr(module, alias.name, None)
+    for node in nodes:
+        value: Any = None
+        if isinstance(node, ast.Name):
+            value = names.get(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner = names.get(node.value.id)
+            if inspect.ismodule(owner) and owner.__name__.startswith("bot."):
+                value = getattr(owner, node.attr, None)
+        if value is None or id(value) in seen:
             continue
-        seen.add(name)
-        if isinstance(value, str):
-            found.append(f"{name}={value}")
-        elif isinstance(value, (tuple, frozenset, list)):
-            found += sorted(f"{name}:{item}" for item in value if isinstance(item, str))
-        elif callable(value) and getattr(value, "__module__", None) == migrations_module.__name__:
-            inner = getattr(value, "__code__", None)
-            if inner is not None:
-                found += _what_code_says(inner, value.__doc__, seen)
+        if isinstance(value, (str, int, float, tuple, frozenset)):
+            seen.add(id(value))
+            found.append(repr(value))
+        elif inspect.isfunction(value) and value.__module__.startswith("bot."):
+            seen.add(id(value))
+            found += _what_code_does(value, seen)
     return found
 
 
 def migration_digests() -> dict[str, str]:
     digests = {}
     for migration in migrations._migrations:
-        said = _what_code_says(migration.fn.__code__, migration.fn.__doc__, set())
-        text = "\n".join(sorted(set(said)))  # a set: 3.12 inlines comprehensions
+        text = "\n".join(_what_code_does(migration.fn, set()))
         digests[migration.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return digests
 
