@@ -36,7 +36,7 @@ import numpy as np
 from bot.config import Settings
 from bot.labelset import not_in_force
 from bot.store import Store
-from bot.words import escape, person
+from bot.words import count, escape, person
 from model.aggregation import Aggregation, dawid_skene
 from model.agreement import (
     DEFAULT_MIN_SHARED,
@@ -257,12 +257,12 @@ def estimates_section(found: Estimates | None) -> str:
         (a for a in found.aggregation.accuracy.items() if a[1] is not None),
         key=lambda a: (a[1], a[0]),
     )
-    shown = [f"{person(who)} {_share(acc)} ({found.n_votes.get(who, 0)} answers)"
+    shown = [f"{person(who)} {_share(acc)} ({count(found.n_votes.get(who, 0), 'answer')})"
              for who, acc in people[:MAX_PEOPLE]]  # fmt: skip
     more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
     seeded = f", {found.n_gold} of them gold" if found.n_gold else ""
     return (
-        f"*Estimated accuracy* (Dawid–Skene over {found.n_items} items with two or more "
+        f"*Estimated accuracy* (Dawid–Skene over {count(found.n_items, 'item')} with two or more "
         f"answers{seeded}; training uses its labels):\n" + "\n".join(shown) + more
     )
 
@@ -284,12 +284,14 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     # (``model.agreement.first_two_votes``): the stopping rule chose which items got more.
     first_two = report.n_beyond_two > 0
     on = " on each item's first two answers" if first_two else ""
+    items = count(overall.n_alpha_items, "item")
+    people = count(overall.n_annotators, "person", "people")
     head = (
-        f"*Agreement between people* ({overall.n_alpha_items} items with two or more answers, "
-        f"{overall.n_annotators} people){on}: Krippendorff's α {_number(overall.alpha)} · "
+        f"*Agreement between people* ({items} with two or more answers, "
+        f"{people}){on}: Krippendorff's α {_number(overall.alpha)} · "
         f"Fleiss' κ {_number(overall.fleiss)}"
         + (
-            f" ({overall.n_fleiss_items} items with {overall.n_raters} answers)"
+            f" ({count(overall.n_fleiss_items, 'item')} with {count(overall.n_raters, 'answer')})"
             if overall.fleiss is not None and not first_two
             else ""
         )
@@ -304,16 +306,16 @@ def agreement_sections(report: AgreementReport) -> list[str]:
     )
     if pairs:
         shown = [
-            f"{person(p.a)} & {person(p.b)}: κ {_number(p.kappa)} ({p.n_shared} items, "
+            f"{person(p.a)} & {person(p.b)}: κ {_number(p.kappa)} ({count(p.n_shared, 'item')}, "
             f"{_share(p.observed)} the same)"
             for p in pairs
         ]
         sections.append(f"*Cohen's κ by pair{on}:*\n" + _capped(shown, MAX_PAIRS, " pairs"))
     else:
         shared = (
-            f"are both among the first two answers of {report.min_shared} items"
+            f"are both among the first two answers of {count(report.min_shared, 'item')}"
             if first_two
-            else f"share {report.min_shared} items"
+            else f"share {count(report.min_shared, 'item')}"
         )
         sections.append(f"*Cohen's κ by pair:* no two people {shared} yet")
     labels = [lb for lb in report.per_label if lb.specific is not None]

@@ -264,7 +264,14 @@ def tally_line(q: Question) -> str | None:
     if not q.show_votes:
         # Answers stay independent: no label and no voter until the item is decided.
         n_in = sum(len(us) for us in q.votes.values())
-        answered = f"{n_in} of {q.votes_needed} answers in" if n_in else ""
+        # all the answers needed are in and none has a majority (a split): more are wanted
+        answered = (
+            ""
+            if not n_in
+            else f"{n_in} of {q.votes_needed} answers in"
+            if n_in < q.votes_needed
+            else f"{count(n_in, 'answer')} in, no majority yet"
+        )
 
         def hidden(shown: int | None) -> str:
             parts = [answered] if answered else []

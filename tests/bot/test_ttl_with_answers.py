@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.sandbox import FakeSlack
+from bot.slack.blocks import Question, tally_line
 from bot.slack.redraw import Redrawer
 from bot.store import Store
 from tests.bot.harness import (
@@ -192,7 +193,7 @@ async def test_a_split_is_redrawn_at_start_for_the_hitl_votes_in_force(
         await click(bot, message, ANA, "billing")
         await click(bot, message, RAJ, "bug")  # a split: in review, its buttons still take votes
         split = fake_slack.message(CHANNEL, message["ts"])
-        assert "2 of 2 answers in. 2 matching answers decide" in shown(split)
+        assert "2 answers in, no majority yet. 2 matching answers decide" in shown(split)
         assert bot.store.post_for_item("a")["closed_at"] is not None
     async for bot in start_bot(fake_slack, settings.with_changes(votes=4)):
         redrawer = Redrawer.of(bot.rt)
@@ -245,3 +246,37 @@ def test_the_ttl_reads_each_open_questions_answers_by_its_item():
         assert store.expired_counts(7) == {"C1": 1}  # i3: nobody answered it
         assert store.answers_when_taken_back("i0", now[0])[0] == 1
         assert store.get_item("i0")["status"] == "new"
+
+
+def test_a_question_with_every_answer_in_and_no_majority_asks_for_more():
+    """Three different answers under HITL_VOTES=3 leave the question open (a split): it said
+    "3 of 3 answers in", and a fourth "4 of 3 answers in"."""
+
+    def line(votes: dict[str, list[str]]) -> str | None:
+        return tally_line(Question("i1", "t", ["a", "b", "c", "d"], votes=votes, votes_needed=3))
+
+    assert line({"a": ["U1"], "b": ["U2"]}) == (
+        "2 of 3 answers in. 2 matching answers decide; answers show once it is decided."
+    )
+    assert line({"a": ["U1"], "b": ["U2"], "c": ["U3"]}) == (
+        "3 answers in, no majority yet. 2 matching answers decide; answers show once it is decided."
+    )
+    four = line({"a": ["U1"], "b": ["U2"], "c": ["U3"], "d": ["U4"]})
+    assert four is not None and four.startswith("4 answers in, no majority yet.")
+
+
+async def test_agreement_on_one_item_counts_it_in_the_singular(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Two people disagree on one item under HITL_VOTES=3: `/hitl stats` said "1 items" and
+    "(1 answers)"."""
+    seed(tmp_path / "hitl.db", [Item("i0", "refund and a crash")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, votes=3)):
+        for user, label in (("U0ANA", "billing"), ("U0RAJ", "bug")):
+            bot.store.record_answer(
+                "i0", user, label, source="button", dedupe_key=user, votes_needed=3
+            )
+        response = await bot.command("stats", "U0ADMIN")
+        text = json.loads(await response.text())["text"]
+        assert "(1 item with two or more answers, 2 people)" in text, text
+        assert "1 items" not in text and "(1 answers)" not in text, text
