@@ -61,6 +61,14 @@ async def home_text(bot: Bot, user: str) -> str:
 # --- drift HIGH 1: gold of a retired label ------------------------------------------------
 
 
+def gold_and_tickets(db: Path, tickets: list[Item]) -> None:
+    """``g1``, a gold question whose gold label is billing (the oldest: asked first when gold
+    is due), and ``tickets`` to ask, in the database at ``db``."""
+    with Store.open(db) as store:
+        store.add_gold([Item("g1", "please refund the double charge", "billing")])
+    seed(db, tickets)
+
+
 async def test_a_gold_question_whose_gold_label_is_retired_is_not_asked(
     fake_slack: FakeSlack, tmp_path: Path
 ):
@@ -89,9 +97,9 @@ async def test_answers_to_a_gold_question_do_not_count_while_its_gold_label_is_r
     fake_slack: FakeSlack, tmp_path: Path
 ):
     db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(db, [Item("i1", "the app crashes on start")])  # a gold question goes in a pick's place
+    gold_and_tickets(
+        db, [Item("i1", "the app crashes on start")]
+    )  # a gold question goes in a pick's place
     settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=3, max_open=1)
     async for bot in start_bot(fake_slack, settings):
         await bot.dispatcher.fill()

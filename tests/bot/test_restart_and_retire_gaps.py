@@ -33,7 +33,7 @@ from tests.bot.harness import (
     seed_champion,
     start_bot,
 )
-from tests.bot.test_label_drift import run_cli, said, stats_text
+from tests.bot.test_label_drift import gold_and_tickets, run_cli, said, stats_text
 from tests.bot.test_slack_bot import buttons
 from tests.bot.test_store import R
 from tests.fake_slack import CHANNEL
@@ -258,9 +258,9 @@ async def test_a_retired_labels_open_gold_question_is_taken_back_and_not_counted
     fake_slack: FakeSlack, tmp_path: Path
 ):
     db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(db, [Item("i1", "the app crashes on start"), Item("i2", "where is my invoice")])
+    gold_and_tickets(
+        db, [Item("i1", "the app crashes on start"), Item("i2", "where is my invoice")]
+    )
     settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=2, max_open=1)
     async for bot in start_bot(fake_slack, settings):
         await bot.dispatcher.fill()

@@ -32,6 +32,7 @@ from bot.sandbox import FakeSlack
 from bot.slack.redraw import Redrawer
 from bot.store import Store
 from tests.bot.harness import (
+    Bot,
     Item,
     has_buttons,
     item_of,
@@ -86,6 +87,28 @@ async def test_a_channels_only_uncertain_item_is_asked_again_whatever_its_audit_
         assert open_in(bot, CHANNEL) == ["hot"]
 
 
+def routed_world(fake: FakeSlack, tmp_path: Path, items: list[Item], **changes: object):
+    """``items`` seeded beside a champion, #billing made and routed the label billing, no gold
+    questions: the settings (with ``changes``)."""
+    db = tmp_path / "hitl.db"
+    seed(db, items)
+    seed_champion(db, *TRAIN)
+    fake.add_channel(BILLING, "billing")
+    return make_settings(fake, tmp_path, routes={"billing": BILLING}, gold_rate=0.0, **changes)
+
+
+def guessed(bot: Bot, guesses: dict[str, str]) -> None:
+    """The champion's guesses for the items (``item id -> label``), each unsure (0.5, its
+    other label 0.3), so each is asked in its label's channel."""
+    version = bot.rt.model.version
+    other = {"billing": "bug", "bug": "billing"}
+    rows = [
+        (item, version, label, 0.5, [[label, 0.5], [other[label], 0.3]])
+        for item, label in guesses.items()
+    ]
+    bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+
+
 # -- 2: a retired label's route ---------------------------------------------------------------
 
 
@@ -93,26 +116,10 @@ async def retired_with_a_question_open(fake: FakeSlack, tmp_path: Path):
     """#billing routed; ``bill1`` asked there, ``bug1`` in the default channel; then
     `/hitl labels retire billing` (which leaves bill1's question open: only gold questions
     are taken back). Yields the settings for the next start."""
-    db = tmp_path / "hitl.db"
-    seed(db, [Item("bill1", "refund my charge"), Item("bug1", "app crashes")])
-    seed_champion(db, *TRAIN)
-    fake.add_channel(BILLING, "billing")
-    settings = make_settings(
-        fake,
-        tmp_path,
-        max_open=2,
-        routes={"billing": BILLING},
-        audit_rate=0.0,
-        gold_rate=0.0,
-        question_ttl=0,
-    )
+    items = [Item("bill1", "refund my charge"), Item("bug1", "app crashes")]
+    settings = routed_world(fake, tmp_path, items, max_open=2, audit_rate=0.0, question_ttl=0)
     async for bot in start_bot(fake, settings, retries=0):
-        version = bot.rt.model.version
-        rows = [
-            ("bill1", version, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
-            ("bug1", version, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]),
-        ]
-        bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+        guessed(bot, {"bill1": "billing", "bug1": "bug"})
         await bot.dispatcher.fill()
         await bot.settled()
         assert open_in(bot, BILLING) == ["bill1"]
@@ -202,21 +209,11 @@ async def test_a_channel_refusing_the_bot_does_not_make_every_start_redraw_every
     """The bot is taken out of a quiet route channel (the start does not check membership;
     nothing is posted there, so it never joins again): the other channel's splits are drawn
     under the new HITL_VOTES once, not again at every start while the refusal lasts."""
-    db = tmp_path / "hitl.db"
-    seed(db, [Item("bill1", "refund my charge")])
-    seed(db, [Item(f"bug{k}", f"app crashes {k}") for k in range(3)])
-    seed_champion(db, *TRAIN)
-    fake_slack.add_channel(BILLING, "billing")
-    settings = make_settings(
-        fake_slack, tmp_path, max_open=4, routes={"billing": BILLING}, votes=2, gold_rate=0.0
-    )
+    items = [Item("bill1", "refund my charge")]
+    items += [Item(f"bug{k}", f"app crashes {k}") for k in range(3)]
+    settings = routed_world(fake_slack, tmp_path, items, max_open=4, votes=2)
     async for bot in start_bot(fake_slack, settings, retries=0):
-        version = bot.rt.model.version
-        rows = [("bill1", version, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]])]
-        rows += [
-            (f"bug{k}", version, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]) for k in range(3)
-        ]
-        bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+        guessed(bot, {"bill1": "billing", **{f"bug{k}": "bug" for k in range(3)}})
         for _ in range(6):
             await bot.dispatcher.fill()
             await bot.settled()
@@ -351,17 +348,10 @@ async def test_a_split_left_in_a_retired_routes_archived_channel_does_not_redraw
     """A split in #billing (HITL_VOTES=2), then billing retired and #billing archived: its
     start draw under HITL_VOTES=3 is refused, but #billing is no longer asked in, so the
     draws are recorded: the next start does not draw every split again."""
-    db = tmp_path / "hitl.db"
-    seed(db, [Item("bill1", "refund my charge"), Item("bug1", "app crashes")])
-    seed_champion(db, *TRAIN)
-    fake_slack.add_channel(BILLING, "billing")
-    settings = make_settings(
-        fake_slack, tmp_path, max_open=2, routes={"billing": BILLING}, votes=2, gold_rate=0.0
-    )
+    items = [Item("bill1", "refund my charge"), Item("bug1", "app crashes")]
+    settings = routed_world(fake_slack, tmp_path, items, max_open=2, votes=2)
     async for bot in start_bot(fake_slack, settings, retries=0):
-        version = bot.rt.model.version
-        rows = [("bill1", version, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]])]
-        bot.store.set_predictions(margin_scored(rows), threshold=0.8, strategy="margin")
+        guessed(bot, {"bill1": "billing"})
         await bot.dispatcher.fill()
         await bot.settled()
         [message] = fake_slack.messages(BILLING)

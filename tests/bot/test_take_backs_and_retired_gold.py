@@ -37,7 +37,7 @@ from tests.bot.harness import (
     seed,
     start_bot,
 )
-from tests.bot.test_label_drift import said
+from tests.bot.test_label_drift import gold_and_tickets, said
 from tests.bot.test_serve_process import free_port
 from tests.bot.test_slack_bot import buttons
 from tests.bot.test_store import R
@@ -92,9 +92,9 @@ async def test_a_retired_labels_gold_question_in_a_split_is_taken_back_and_asked
     fake_slack: FakeSlack, tmp_path: Path
 ):
     db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(db, [Item("i1", "the app crashes on start"), Item("i2", "where is my invoice")])
+    gold_and_tickets(
+        db, [Item("i1", "the app crashes on start"), Item("i2", "where is my invoice")]
+    )
     settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=2, max_open=1,
                              labels=tuple(LABELS))  # fmt: skip
     async for bot in start_bot(fake_slack, settings):
@@ -134,9 +134,7 @@ async def test_an_open_gold_question_the_retire_takes_back_says_the_label_set_ch
     fake_slack: FakeSlack, tmp_path: Path
 ):
     db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(db, [Item("i1", "the app crashes on start")])
+    gold_and_tickets(db, [Item("i1", "the app crashes on start")])
     settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=2, max_open=1,
                              labels=tuple(LABELS))  # fmt: skip
     async for bot in start_bot(fake_slack, settings):
@@ -183,9 +181,7 @@ async def test_a_label_holding_a_comma_and_a_mention_is_no_mention_on_the_why_li
     fake_slack: FakeSlack, tmp_path: Path
 ):
     odd = "refund, <@U0BOSS> asked"
-    with Store.open(tmp_path / "hitl.db") as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    gold_and_tickets(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
     settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=3, max_open=1,
                              labels=(odd, "billing", "bug"))  # fmt: skip
     async for bot in start_bot(fake_slack, settings):

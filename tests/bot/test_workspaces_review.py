@@ -22,9 +22,9 @@ from bot.sandbox import FakeSlack
 from bot.slack.blocks import UNDO_ACTION
 from bot.slack.redraw import Redrawer
 from bot.slack.review import DECISION_ACTION, DECISION_BLOCK, REVIEW_CALLBACK
-from bot.store import Store
 from tests import signing
 from tests.bot.harness import Bot, Item, item_of, make_settings, seed, start_bot
+from tests.bot.test_label_drift import gold_and_tickets
 from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
@@ -252,9 +252,7 @@ async def test_a_label_shaped_like_a_mention_stays_text_on_the_why_line_of_a_spl
 async def test_a_gold_miss_names_who_answered_and_a_label_shaped_like_a_mention_stays_text(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    with Store.open(tmp_path / "hitl.db") as store:
-        store.add_gold([Item("g1", "please refund the double charge", "billing")])
-    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    gold_and_tickets(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
     settings = make_settings(
         fake_slack,
         tmp_path,
