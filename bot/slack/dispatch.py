@@ -553,8 +553,10 @@ class Dispatcher:
 
     async def _gold_instead(self, channel: str, taken: set[str]) -> dict[str, Any] | None:
         """With probability HITL_GOLD_RATE, drawn for each post, a gold item to post instead
-        (None: post the pick, also when no gold item waits for this channel). It gets the
-        champion's guess as every other question has one, computed in a worker thread.
+        (None: post the pick, also when no gold item waits for this channel). It gets the guess
+        of the model that scores the queue (``Runtime.model``: the working model after a
+        refresh, else the champion) as every other question has one, so its "model rN"/"vN"
+        is theirs; computed in a worker thread.
 
         With HITL_GOLD_RATE=0 no gold question is drawn, except a stored item marked gold while
         it waited in the queue (``next_gold(marked=True)``; not one imported as gold): it would
@@ -583,13 +585,13 @@ class Dispatcher:
         if not marked and self.rng.random() >= rt.settings.gold_rate:
             return None
         routes = routes_in_force(rt.settings, rt.store)
-        if rt.champion is None:  # no guess: a gold question goes to the default channel
+        if rt.model is None:  # no guess: a gold question goes to the default channel
             return waiting[0] if channel_for(routes, rt.settings, None) == channel else None
         out = not_in_force(rt.settings, rt.store)  # a label no button offers is no guess
         aliases = rt.store.label_aliases()
         looked = 0
         while True:
-            champion = rt.champion
+            champion = rt.model
             if champion is None:
                 return None
             guessed = await asyncio.to_thread(
@@ -636,7 +638,14 @@ class Dispatcher:
             labels=labels,
             guesses=guesses,
             model_version=item["model_version"] if guesses else None,
-            reason=shown_reason(reason, item["model_version"] if guesses else None),
+            reason=shown_reason(
+                rt.store,
+                rt.settings,
+                item["id"],
+                reason,
+                item["model_version"] if guesses else None,
+                guesses[0][1] if guesses else None,
+            ),
             votes=tally.votes,
             skips=tally.skips,
             votes_needed=rt.settings.votes,

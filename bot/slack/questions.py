@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from bot.config import Settings
@@ -20,12 +21,49 @@ def label_set(settings: Settings, store: Store) -> list[str]:
     return current_labels(settings, store)
 
 
-def shown_reason(reason: str, model_version: int | None) -> str:
-    """The reason a question shows. A gold question says what a random pick says (an audit,
-    or a first-labels pick before there is a model): nothing tells it from the others."""
+def gold_draw(item_id: str) -> float:
+    """A number in [0, 1) fixed by the item's id alone: which reason its gold question shows
+    (``shown_reason``), the same on every redraw, Undo, restart and re-ask."""
+    digest = hashlib.sha256(f"hitl:gold-reason:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def young_model(store: Store, settings: Settings, version: int | None) -> bool:
+    """Whether the model ``version`` was trained on fewer than HITL_WARM_UP labels, when the
+    questions it asked were warm-up picks (``scoring.choose``). A registry version's count is
+    the models table's; a working model's (a refresh, version -N) is the N labels it read."""
+    if version is None or settings.warm_up <= 0:
+        return False
+    if version < 0:
+        return -version < settings.warm_up
+    row = store.db.execute("SELECT n_train FROM models WHERE version = ?", [version]).fetchone()
+    return row is not None and row[0] < settings.warm_up
+
+
+def shown_reason(
+    store: Store,
+    settings: Settings,
+    item_id: str,
+    reason: str,
+    model_version: int | None,
+    confidence: float | None = None,
+) -> str:
+    """The reason a question shows. A gold question shows the line the questions asked beside
+    it show, in their shares, so nothing tells it from them: before any model the first-labels
+    line; while the model is young (HITL_WARM_UP) the warm-up pick's; then the audit's line
+    for the share HITL_AUDIT_RATE of gold items (``gold_draw``, fixed per item) and the
+    uncertainty pick's for the others, except that a guess shown (``confidence``, the post's)
+    at or above HITL_THRESHOLD is an audit's: no uncertainty pick is that sure. ``posts.reason``
+    stays ``gold`` (scoring reads it)."""
     if reason != "gold":
         return reason
-    return "audit" if model_version is not None else "cold_start"
+    if model_version is None:
+        return "cold_start"
+    if young_model(store, settings, model_version):
+        return "warm_up"
+    if confidence is not None and confidence >= settings.threshold:
+        return "audit"
+    return "audit" if gold_draw(item_id) < settings.audit_rate else "uncertain"
 
 
 def build_question(
@@ -65,7 +103,18 @@ def build_question(
         labels=labels,
         guesses=guesses,
         model_version=item["model_version"] if late or post is None else post["model_version"],
-        reason=shown_reason(post["reason"], post["model_version"]) if post else "uncertain",
+        reason=(
+            shown_reason(
+                store,
+                settings,
+                item_id,
+                post["reason"],
+                post["model_version"],
+                post["confidence"] if post["predicted_label"] is not None else None,
+            )
+            if post
+            else "uncertain"
+        ),
         status=status,
         votes=tally.votes,
         skips=tally.skips,
