@@ -1414,7 +1414,8 @@ def accuracy_command(state: State, chart: Path | None) -> None:
 @click.pass_obj
 def stats_command(state: State, quiet: bool) -> None:
     """Answers today and this week by person, how many items wait, are posted or resolved,
-    and with HITL_VOTES > 1 how far people agree (what `/hitl stats` shows in Slack).
+    and with HITL_VOTES > 1 how far people agree (what `/hitl stats` shows in Slack). Each
+    per-person list names everyone, worst first (`/hitl stats` names the first 20).
 
     On a terminal a bar on stderr says what it reads meanwhile (reading every answer takes
     a while in a large database); --quiet leaves it out.
@@ -1438,7 +1439,8 @@ def stats_command(state: State, quiet: bool) -> None:
             bar.to(1, 2, "every answer (agreement)")
             measured = quality.measure(store, state.settings)
             bar.to(2, 2, "done")
-        sections += quality.quality_sections(measured, gold=True)
+        # everyone, worst first (no Slack size limit here; /hitl stats shows the first 20)
+        sections += quality.quality_sections(measured, gold=True, limit=None)
     click.echo(reports.plain("\n\n".join(sections)))
 
 

@@ -52,7 +52,19 @@ from model.selection import _key
 logger = logging.getLogger(__name__)
 
 MAX_PAIRS = 10  # pairs shown, most shared items first
-MAX_PEOPLE = 20  # people shown against the majority, most votes first
+SETTLE_ROUNDS = 500
+"""EM rounds at most for the Dawid–Skene figures stats show (``estimate(settle=True)``, EM's
+own ``DEFAULT_MAX_ITER``), up to :data:`SETTLE_VOTES` answers: a 30-person team's 456 answers
+settle in 99 (0.01 s; the likelihood rule training uses stopped after 37, 11 points away)."""
+SETTLE_VOTES = 10_000
+"""Past this many answers the rounds shrink in proportion (at least 100), so that stats take
+about as long as training's call: 24,000 items × 2 answers over 154 labels would take 843
+rounds (49 s for 500 on a loaded 2-core machine, against 97 rounds and 11 s for training's
+likelihood rule); 104 leave it unsettled, and the section says so."""
+MAX_PEOPLE = 20
+"""People shown per section in Slack (``/hitl stats``: a section's text is cut at 3,000
+characters), worst first, then how many more and that `hitl stats` lists everyone; the CLI
+(``people=None``) lists everyone."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,7 @@ class Estimates:
 
     aggregation: Aggregation
     n_items: int  # items with two or more votes
-    n_gold: int  # gold items among the items it read
+    n_gold: int  # gold items among those ``n_items`` (not those answered once, also read)
     n_votes: dict[str, int]  # votes per person it read
     voted: dict[str, frozenset[str]]  # item → the labels its counted votes gave (in force)
 
@@ -105,8 +117,16 @@ def measure(store: Store, settings: Settings) -> Quality:
         else None,
         gold=[g for g in gold_accuracy(in_force, gold) if g.n] if gold else [],
         n_gold=len(gold),
-        estimates=estimate(store, votes, gold, configured) if weighted else None,
+        estimates=estimate(store, votes, gold, configured, settle=True) if weighted else None,
     )
+
+
+def settle_rounds(n_votes: int) -> int:
+    """EM's rounds for the figures stats show over ``n_votes`` answers (:data:`SETTLE_ROUNDS`,
+    fewer past :data:`SETTLE_VOTES`)."""
+    if n_votes <= SETTLE_VOTES:
+        return SETTLE_ROUNDS
+    return max(100, SETTLE_ROUNDS * SETTLE_VOTES // n_votes)
 
 
 def estimate(
@@ -114,11 +134,18 @@ def estimate(
     votes: list[tuple[str, str, str]] | None = None,
     gold: dict[str, str] | None = None,
     configured: Sequence[str] = (),
+    *,
+    settle: bool = False,
 ) -> Estimates | None:
     """Gold-seeded Dawid–Skene over the items with two or more counted votes and the gold
     items people answered (votes and gold labels under the label set in force, without the
     gold of a label not in force: ``Store.gold_in_force``, ``configured``: HITL_LABELS);
-    None when no item has two votes. Reads every vote: a worker thread's or the CLI's job."""
+    None when no item has two votes. Reads every vote: a worker thread's or the CLI's job.
+
+    ``settle`` (the figures stats show, ``measure``): EM runs to its fixed point, accelerated,
+    for at most ``settle_rounds`` rounds (``Aggregation.converged`` says whether it got
+    there). Training (``training_rows``) keeps the likelihood rule, ``DEFAULT_GAIN_TOL``: its
+    labels barely move on, but the accuracies it stops at can be points from the fixed point."""
     aliases = store.label_aliases()
     votes = store.iter_votes() if votes is None else votes
     gold = store.gold_in_force(store.gold_labels() if gold is None else gold, configured)
@@ -139,9 +166,15 @@ def estimate(
     for _, user, _ in kept:
         n_votes[user] = n_votes.get(user, 0) + 1
     return Estimates(
-        aggregation=dawid_skene(tally, gold=gold),
+        aggregation=(
+            dawid_skene(
+                tally, gold=gold, gain_tol=0, accelerate=True, max_iter=settle_rounds(len(kept))
+            )
+            if settle
+            else dawid_skene(tally, gold=gold)
+        ),
         n_items=len(multi),
-        n_gold=len(set(gold) & set(by_item)),
+        n_gold=len(multi & gold.keys()),  # the header says "N items …, K of them gold"
         n_votes=n_votes,
         voted={
             item: frozenset(given.values())
@@ -239,31 +272,40 @@ def gold_line(g: GoldAccuracy) -> str:
     return f"{_share(g.accuracy)} ({g.n_correct} of {g.n}, 95% CI {_share(low)}–{_share(high)})"
 
 
-def gold_section(gold: list[GoldAccuracy]) -> str:
-    """Each person's accuracy on gold, least accurate first (for admins)."""
+def gold_section(gold: list[GoldAccuracy], limit: int | None = MAX_PEOPLE) -> str:
+    """Each person's accuracy on gold, least accurate first, on a tie the one with more answers
+    first, then by id (for admins); the first ``limit`` of them (None: everyone)."""
     if not gold:
         return "*Accuracy on gold:* nobody has answered a gold question yet"
     ranked = sorted(gold, key=lambda g: (g.accuracy or 0.0, -g.n, g.annotator))
-    shown = [f"{person(g.annotator)} {gold_line(g)}" for g in ranked[:MAX_PEOPLE]]
-    more = f"\n…and {len(ranked) - MAX_PEOPLE} more" if len(ranked) > MAX_PEOPLE else ""
-    return "*Accuracy on gold:*\n" + "\n".join(shown) + more
+    shown = [f"{person(g.annotator)} {gold_line(g)}" for g in ranked]
+    return "*Accuracy on gold:*\n" + _worst_first(shown, limit)
 
 
-def estimates_section(found: Estimates | None) -> str:
-    """Each person's accuracy as Dawid–Skene estimates it, least accurate first (admins)."""
+def estimates_section(found: Estimates | None, limit: int | None = MAX_PEOPLE) -> str:
+    """Each person's accuracy as Dawid–Skene estimates it, least accurate first, on a tie the
+    one with more answers first, then by id (admins); the first ``limit`` (None: everyone).
+    The figures are EM's converged estimate (``estimate``); were EM stopped before, the header
+    says so."""
     if found is None:
         return "*Estimated accuracy* (Dawid–Skene): no item has two answers yet"
-    people = sorted(
+    ranked = sorted(
         (a for a in found.aggregation.accuracy.items() if a[1] is not None),
-        key=lambda a: (a[1], a[0]),
+        key=lambda a: (a[1], -found.n_votes.get(a[0], 0), a[0]),
     )
     shown = [f"{person(who)} {_share(acc)} ({count(found.n_votes.get(who, 0), 'answer')})"
-             for who, acc in people[:MAX_PEOPLE]]  # fmt: skip
-    more = f"\n…and {len(people) - MAX_PEOPLE} more" if len(people) > MAX_PEOPLE else ""
+             for who, acc in ranked]  # fmt: skip
     seeded = f", {found.n_gold} of them gold" if found.n_gold else ""
+    agg = found.aggregation
+    unsettled = (
+        ""
+        if agg.converged
+        else f"; EM stopped after {count(agg.n_iter, 'round')} before it settled,"
+        " these figures may still move"
+    )
     return (
         f"*Estimated accuracy* (Dawid–Skene over {count(found.n_items, 'item')} with two or more "
-        f"answers{seeded}; training uses its labels):\n" + "\n".join(shown) + more
+        f"answers{seeded}; training uses its labels{unsettled}):\n" + _worst_first(shown, limit)
     )
 
 
@@ -275,8 +317,9 @@ def _share(value: float | None) -> str:
     return f"{value:.0%}" if value is not None else "n/a"
 
 
-def agreement_sections(report: AgreementReport) -> list[str]:
-    """The agreement, as mrkdwn sections: overall, by pair, by label, by person."""
+def agreement_sections(report: AgreementReport, limit: int | None = MAX_PEOPLE) -> list[str]:
+    """The agreement, as mrkdwn sections: overall, by pair, by label, by person (least
+    agreement with the majority of the others first; the first ``limit``, None: everyone)."""
     overall = report.overall
     if overall.alpha is None and overall.observed is None:
         return ["*Agreement between people:* no item has two answers yet"]
@@ -324,15 +367,30 @@ def agreement_sections(report: AgreementReport) -> list[str]:
             f"*By label* (specific agreement{on}): "
             + " · ".join(f"{escape(lb.label)} {_share(lb.specific)}" for lb in labels)
         )
-    people = sorted((p for p in report.per_annotator if p.n), key=lambda p: (-p.n, p.annotator))
+    # least agreement first (a cap hides the people who agree most, not the careless
+    # clickers), on a tie the one with more answers first, then by id
+    people = sorted(
+        (p for p in report.per_annotator if p.n),
+        key=lambda p: (p.n_agree / p.n, -p.n, p.annotator),
+    )
     if people:
         shown = [
             f"{person(p.annotator)} {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
             f"{_share(p.interval[0])}–{_share(p.interval[1])})"
             for p in people
         ]
-        sections.append("*With the majority of the others:*\n" + _capped(shown, MAX_PEOPLE))
+        sections.append("*With the majority of the others:*\n" + _worst_first(shown, limit))
     return sections
+
+
+def _worst_first(lines: list[str], limit: int | None) -> str:
+    """A per-person list, worst first: all of it (``limit`` None: the CLI), else the first
+    ``limit`` lines (Slack), then how many more and where to see everyone."""
+    if limit is None or len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join(lines[:limit]) + (
+        f"\n…and {len(lines) - limit} more (`hitl stats` lists everyone)"
+    )
 
 
 def _capped(lines: list[str], limit: int, what: str = "") -> str:
@@ -341,12 +399,13 @@ def _capped(lines: list[str], limit: int, what: str = "") -> str:
     return "\n".join(lines[:limit]) + more
 
 
-def quality_sections(quality: Quality, *, gold: bool) -> list[str]:
+def quality_sections(quality: Quality, *, gold: bool, limit: int | None = MAX_PEOPLE) -> list[str]:
     """The sections of a report; ``gold`` (admins, the CLI) adds each person's accuracy on
-    gold when there are gold items."""
-    sections = agreement_sections(quality.agreement) if quality.agreement is not None else []
+    gold when there are gold items. Each per-person list is worst first, the first ``limit``
+    people of it (Slack: :data:`MAX_PEOPLE`); ``limit=None`` (`hitl stats`) lists everyone."""
+    sections = agreement_sections(quality.agreement, limit) if quality.agreement is not None else []
     if gold and quality.n_gold:
-        sections.append(gold_section(quality.gold))
+        sections.append(gold_section(quality.gold, limit))
     if gold and quality.agreement is not None and quality.estimates is not None:
-        sections.append(estimates_section(quality.estimates))
+        sections.append(estimates_section(quality.estimates, limit))
     return sections

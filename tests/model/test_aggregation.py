@@ -53,7 +53,8 @@ def test_dawid_skene_beats_majority_when_one_annotator_is_poor(team):
     tally, truth, _ = team
     by_majority = accuracy(majority(tally).label_of(), truth)
     weighted = dawid_skene(tally)
-    assert weighted.converged
+    # stopped on its own (the likelihood rule, so not ``converged``: that is its fixed point)
+    assert weighted.n_iter < 500
     # the fixed seed gives 0.90 against 0.95; most of the gap is the three-way splits, which
     # majority leaves undecided
     assert accuracy(weighted.label_of(), truth) >= by_majority + 0.03
@@ -171,7 +172,8 @@ def test_dawid_skene_stops_once_the_likelihood_stops_rising():
     drifting = dawid_skene(tally, gain_tol=0)
     assert drifting.n_iter == 500 and not drifting.converged
     stopped = dawid_skene(tally)
-    assert stopped.converged and stopped.n_iter < 250
+    assert stopped.n_iter < 250
+    assert not stopped.converged  # posteriors still moving: not its fixed point
     # what people see barely moves: the labels of 99 % of the items, and their accuracy
     same = np.mean(
         [a.label == b.label for a, b in zip(stopped.resolved, drifting.resolved, strict=True)]
