@@ -1,8 +1,9 @@
 """Reading a request's body for the producer API and /slack/events: decoded from its
-Content-Encoding (gzip, deflate; br and zstd refused in the API's words), at most MAX_BODY
-bytes once decoded, and parsed as JSON the way the API needs it: a key given twice, NaN or
-Infinity, a number JSON cannot hold (1e400) or an integer over Python's digit limit is a 400
-naming the field (``ApiError``), never a 500 or Python's own words."""
+Content-Encoding (gzip, deflate, or a list of them; any other coding, br and zstd included,
+refused in the API's words), at most MAX_BODY bytes once decoded, and parsed as JSON the way
+the API needs it: a key given twice, NaN or Infinity, a number JSON cannot hold (1e400) or an
+integer over Python's digit limit is a 400 naming the field (``ApiError``), never a 500 or
+Python's own words."""
 
 from __future__ import annotations
 
@@ -63,7 +64,9 @@ BOM = "\ufeff"
 # before any handler ran); ``request_body`` decodes, and refuses, in the API's words.
 DECODED = ("gzip", "deflate")
 ALIASES = {"x-gzip": "gzip"}  # HTTP/1.1's other name for gzip (RFC 9110, 8.4.1.3)
-NOT_DECODED = ("br", "zstd")  # what aiohttp would decode with a package the server lacks
+# A body may be compressed more than once (``Content-Encoding: gzip, gzip``), each pass decoded
+# to at most MAX_BODY bytes; a longer list is refused, so a body costs at most this many passes.
+MAX_CODINGS = 2
 
 
 # A request's body must have come this many seconds after its headers, or it is answered 408
@@ -76,9 +79,11 @@ BODY_SECONDS = 30.0
 async def request_body(request: web.Request) -> bytes:
     """The request's body, decoded from its Content-Encoding (gzip, deflate), at most MAX_BODY
     bytes once decoded; ``ApiError`` (field ``body``): 413 over the limit, 415 for an encoding
-    the server does not decode (br, zstd), 400 for a body that does not decode or could not
-    be read, 408 for one that has not all come within BODY_SECONDS (its connection is closed
-    once the 408 is sent). Any other Content-Encoding is ignored, as aiohttp ignored it."""
+    the server does not decode (br, zstd, compress, ...), 400 for a body that does not decode
+    or could not be read, 408 for one that has not all come within BODY_SECONDS (its
+    connection is closed once the 408 is sent). A list of codings (``gzip, gzip``) is decoded
+    last first, up to MAX_CODINGS; any other coding is a 415 (``_codings``); ``identity`` is
+    no coding."""
     try:
         async with asyncio.timeout(BODY_SECONDS):
             raw = await request.read()  # over MAX_BODY: HTTPRequestEntityTooLarge (a 413)
@@ -102,20 +107,42 @@ async def request_body(request: web.Request) -> bytes:
         raise ApiError(400, f"the body could not be read ({_one_line(exc)})", "body") from None
     except ConnectionResetError:  # the client hung up before it sent the whole body
         raise ApiError(400, "the connection closed before the whole body came", "body") from None
-    encoding = request.headers.get("Content-Encoding", "")
-    encoding = encoding.lower() if encoding.isascii() else encoding  # as aiohttp's parser
-    encoding = ALIASES.get(encoding, encoding)
-    if encoding in NOT_DECODED:
+    codings = _codings(request.headers.get("Content-Encoding", ""))
+    for coding in reversed(codings):  # the list is in the order they were applied
+        if not raw:
+            break
+        raw = _decompressed(raw, coding)
+    return raw
+
+
+def _codings(header: str) -> list[str]:
+    """The codings a Content-Encoding header lists, in the order they were applied (RFC 9110,
+    8.4: ``gzip, gzip`` is gzip twice), without ``identity``; ``ApiError`` 415, with
+    Accept-Encoding, for a coding the server does not decode (``br``, ``compress``, any
+    name it does not know: a body in it was read as if uncompressed), or for more than
+    MAX_CODINGS of them (each costs a pass of up to MAX_BODY bytes)."""
+    header = header.lower() if header.isascii() else header  # as aiohttp's parser
+    codings = [ALIASES.get(name, name) for part in header.split(",") if (name := part.strip())]
+    codings = [name for name in codings if name != "identity"]
+    for name in codings:
+        if name not in DECODED:
+            shown = name if len(name) <= 40 else name[:39] + "…"
+            raise ApiError(
+                415,
+                f"the body's Content-Encoding {shown} is not supported; send it as gzip or "
+                "deflate, or uncompressed",
+                "body",
+                headers={"Accept-Encoding": ", ".join(DECODED)},
+            )
+    if len(codings) > MAX_CODINGS:
         raise ApiError(
             415,
-            f"the body's Content-Encoding {encoding} is not supported; send it as gzip or "
-            "deflate, or uncompressed",
+            f"the body's Content-Encoding lists {len(codings)} codings, over the limit of "
+            f"{MAX_CODINGS}; send it compressed once with gzip or deflate, or uncompressed",
             "body",
             headers={"Accept-Encoding": ", ".join(DECODED)},
         )
-    if encoding not in DECODED or not raw:
-        return raw
-    return _decompressed(raw, encoding)
+    return codings
 
 
 # gzip allows a body of several members one after the other (``cat a.gz b.gz``); an HTTP

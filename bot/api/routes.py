@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -334,6 +335,9 @@ class RequestSchema:
     ) -> ApiError:
         if error.validator == "additionalProperties":
             key = next(key for key in body if key not in self.fields)
+            # cut as a repeated key is (``bodies._unique_keys``): a 100,000-character key was
+            # echoed whole, twice
+            key = key if len(key) <= 60 else key[:59] + "…"
             return ApiError(
                 400, f"{prefix}{key} is not a known field; {unknown_hint}", f"{prefix}{key}"
             )
@@ -395,6 +399,8 @@ class ItemSchema:
                 _check_url(raw["callback_url"], field, destinations, webhook_secret)
             elif name == "meta" or value is not None:
                 check_unicode(value if value is not None else {}, field)
+                if name == "id" and (spaced := _id_spaces(value, field)):
+                    raise spaced
                 if name == "id" and (problem := id_problem(value)):
                     raise ApiError(400, f"{field} {problem}; send an id without it", field)
 
@@ -409,8 +415,10 @@ class ItemSchema:
 
 def _normalized(raw: Any, fields: tuple[str, ...]) -> Any:
     """The item as the schema checks it: null known fields left out (null means "not given"), the
-    text and id without surrounding whitespace, an integer id as its digits, the
-    callback_url's scheme in lower case (schemes are case-insensitive)."""
+    text without surrounding whitespace, an integer id as its digits, an id of only whitespace
+    as empty, the callback_url's scheme in lower case (schemes are case-insensitive). Any other
+    id is kept as sent: one with whitespace around it is refused (``_id_spaces``), never
+    stored trimmed, as GET and DELETE would not find it by the id the producer sent."""
     if not isinstance(raw, dict):
         return raw
     item = {key: value for key, value in raw.items() if value is not None or key not in fields}
@@ -420,12 +428,31 @@ def _normalized(raw: Any, fields: tuple[str, ...]) -> Any:
         item["text"] = text if text.replace("\x00", "").strip() else ""
     raw_id = item.get("id")
     if isinstance(raw_id, str) or _is_json_integer(None, raw_id):
-        item["id"] = str(raw_id).strip()
+        item["id"] = str(raw_id) if str(raw_id).strip() else ""  # blanks: "is empty"
     url = item.get("callback_url")
     if isinstance(url, str):
         scheme, sep, rest = url.partition("://")
         item["callback_url"] = f"{scheme.lower()}{sep}{rest}"
     return item
+
+
+def _id_spaces(item_id: str, field: str) -> ApiError | None:
+    """The 400 for an id with whitespace around it (as ``str.strip`` sees it: a space, a
+    no-break space, an ideographic space, ...), or None. Such an id is refused, not stored
+    trimmed: GET and DELETE by the id sent, and the webhooks, would name another id. (Control
+    characters, tabs and newlines included, are the schema's to refuse, in its words.)"""
+    if item_id == item_id.strip():
+        return None
+    starts, ends = item_id[:1].isspace(), item_id[-1:].isspace()
+    char = item_id[0] if starts else item_id[-1]
+    where = "starts and ends" if starts and ends else "starts" if starts else "ends"
+    name = unicodedata.name(char, "whitespace")
+    what = "a space" if char == " " else f"a space (U+{ord(char):04X} {name})"
+    return ApiError(
+        400,
+        f"{field} {item_id[:200]!r} {where} with {what}; send the id without spaces around it",
+        field,
+    )
 
 
 def _check_url(
@@ -628,7 +655,7 @@ async def get_item(request: web.Request) -> web.Response:
     if item is None:
         if gone := deleted_before(rt.store, [item_id]):
             raise ApiError(410, gone[item_id], "id")
-        raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+        raise _no_item(rt.store, item_id)
     out = rt.store.labels_not_in_force(rt.settings.labels)
     resolution = rt.store.resolution(item_id)
     retired = resolution is not None and out.undecides(resolution["label"])
@@ -678,7 +705,7 @@ async def delete_item(request: web.Request) -> web.Response:
     if rt.store.get_item(item_id) is None:
         if gone := deleted_before(rt.store, [item_id]):
             raise ApiError(410, gone[item_id], "id")
-        raise ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+        raise _no_item(rt.store, item_id)
     # which models may hold its text: read off the loop (a metadata file per model version)
     seqs = await asyncio.to_thread(model_label_seqs, rt.settings.models_dir)
     with rt.store.synced_later():  # no fsync on the event loop...
@@ -700,6 +727,21 @@ async def delete_item(request: web.Request) -> web.Response:
             "models": done.models,
         }
     )
+
+
+def _no_item(store: Store, item_id: str) -> ApiError:
+    """The 404 for a path's id no item has; naming the item stored under that id without its
+    surrounding whitespace, if there is one (stored by `hitl import`, which trims a cell, or by
+    the API before it refused such ids): ids are compared as given."""
+    trimmed = item_id.strip()
+    if trimmed and trimmed != item_id and store.existing_item_ids([trimmed]):
+        return ApiError(
+            404,
+            f"no item with id {item_id[:200]!r}; there is one with id {trimmed[:200]!r}, "
+            "without the spaces around it (ids are compared as given)",
+            "id",
+        )
+    return ApiError(404, f"no item with id {item_id[:200]!r}", "id")
 
 
 Pairs = list[tuple[int, ApiItem]]

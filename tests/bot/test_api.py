@@ -524,7 +524,7 @@ def test_a_schema_rule_without_words_of_its_own_still_gets_one_line_naming_the_f
 KEPT_AS_BEFORE = [
     ({"text": "hi", "id": None, "meta": None, "callback_url": None}, ("ok", "hash", {}, None)),
     ({"text": "hi", "id": 7}, ("ok", "7", {}, None)),
-    ({"text": "hi", "id": "  x  "}, ("ok", "x", {}, None)),
+    ({"text": "hi", "id": "  x  "}, ("id '  x  ' starts and ends with a space", "id")),
     ({"text": " " + "y" * 40_000 + " "}, ("ok", "hash", {}, None)),
     ({"text": "hi", "callback_url": "HTTPS://example.com/h"},
      ("ok", "hash", {}, "HTTPS://example.com/h")),
