@@ -534,6 +534,7 @@ SHIPPED_DIGESTS = {
     "m040_posts_taken_back": "657802c0fe0f4aae",
     "m041_split_draws": "fc79ad38937b9acc",
     "m042_label_clock_start": "49b5fcd9566a0b84",
+    "m044_item_child_indexes": "813dce692ec3f3ad",
 }
 
 
