@@ -67,7 +67,7 @@ from bot.runtime import NotSlackJson, Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.connect import retired_route_labels, socket_mode_of
 from bot.slack.guidelines import meta_line
-from bot.slack.questions import label_set, shown_reason
+from bot.slack.questions import gold_passed_over, label_set, shown_reason, young_model
 from bot.slack.redraw import Redrawer, channel_problem, moved_text
 from bot.store import DatabaseError, database_problem
 from bot.store.labelset import top_in_force, without
@@ -568,7 +568,13 @@ class Dispatcher:
         the index), each page guessed in one worker-thread call, until one is this channel's,
         up to GOLD_DEPTH items: reading only the GOLD_WINDOW oldest, a channel whose gold items
         came after another channel's got none while that channel did not ask them (full of
-        ignored questions, archived, slow)."""
+        ignored questions, archived, slow).
+
+        Past its warm-up, a gold item the model is sure of (a guess at or above HITL_THRESHOLD,
+        which no uncertainty pick shows) is asked only in the gold items' audit share
+        (``gold_passed_over``): it is passed over, still waiting (a later model may be unsure
+        of it), and the next one is looked at within the same GOLD_DEPTH. Its full ranking is
+        what its question shows, then and on every later drawing (``post``)."""
         rt = self.rt
         marked = rt.settings.gold_rate <= 0
         # a gold question ignored lately waits (``Store.resting``): the pick goes instead
@@ -600,13 +606,18 @@ class Dispatcher:
                 [item["text"] for item in waiting],
                 rt.settings.strategy,
             )
+            young = young_model(rt.store, rt.settings, champion.version, champion)
             for item, (_, _, ranked, _) in zip(waiting, guessed, strict=True):
                 ranked = without(ranked or [], aliases, out)
-                label = top_in_force(ranked, aliases, out)[0]
-                if channel_for(routes, rt.settings, label) == channel:
-                    version = champion.version
-                    item.update(model_version=version, predicted_label=label, ranked=ranked)
-                    return item
+                label, confidence = top_in_force(ranked, aliases, out)
+                if channel_for(routes, rt.settings, label) != channel:
+                    continue
+                if label is not None and not young:
+                    if gold_passed_over(rt.settings, item["id"], confidence):
+                        continue  # sure of it, outside the audit share: it waits
+                version = champion.version
+                item.update(model_version=version, predicted_label=label, ranked=ranked)
+                return item
             looked += len(waiting)
             if after is None or looked >= GOLD_DEPTH:
                 return None
@@ -644,7 +655,7 @@ class Dispatcher:
                 item["id"],
                 reason,
                 item["model_version"] if guesses else None,
-                guesses[0][1] if guesses else None,
+                rt.model,
             ),
             votes=tally.votes,
             skips=tally.skips,
@@ -656,7 +667,12 @@ class Dispatcher:
         shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
         # Durable before the call: if the answer is lost, or this process with it, whoever
         # posts next looks for the message first.
-        if not rt.store.begin_post_attempt(item["id"], channel, reason, *shown):
+        # a gold question's ranking, made as it is posted (``_gold_instead``), is stored with
+        # its item as the scorer stores the others': every later drawing shows these guesses
+        gold_ranked = item.get("ranked") if reason == "gold" and guesses else None
+        if not rt.store.begin_post_attempt(
+            item["id"], channel, reason, *shown, gold_ranked=gold_ranked
+        ):
             # deleted (`hitl delete`) or decided (the labeling modal, `hitl labels set`) since
             # the round read it: not posted, and the next pick may go
             return None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.labelset import current_labels, in_force, not_in_force
 from bot.slack.blocks import Question
 from bot.slack.guidelines import meta_line
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.runtime import Champion
 
 ITEM_REMOVED = "I can't find that item any more; it may have been removed."
 """What a person is told of an item no longer there (``hitl delete``) whose question, Undo or
@@ -28,16 +32,46 @@ def gold_draw(item_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def young_model(store: Store, settings: Settings, version: int | None) -> bool:
+def young_model(
+    store: Store, settings: Settings, version: int | None, model: Champion | None = None
+) -> bool:
     """Whether the model ``version`` was trained on fewer than HITL_WARM_UP labels, when the
-    questions it asked were warm-up picks (``scoring.choose``). A registry version's count is
-    the models table's; a working model's (a refresh, version -N) is the N labels it read."""
+    questions it asked were warm-up picks: the count ``scoring.choose`` reads, the model's
+    ``n_train`` (its training rows, not the labels it read: a refresh holds out the audit
+    answers it is gated on, and its version -N counts those too, or more once N was taken).
+    ``model``: the model object that asks (the dispatcher's), whose count is read when it is
+    ``version``'s, and noted for the store's later drawings of its questions (a working model
+    lives in memory only). A registry version's count is the models table's; a working model
+    not noted here (a server started since it asked) is judged by the labels it read, -N, the
+    one count it left."""
     if version is None or settings.warm_up <= 0:
         return False
+    if model is not None and model.version == version:
+        if version < 0:
+            _working_n_train.setdefault(store, {})[version] = model.n_train
+        return model.n_train < settings.warm_up
     if version < 0:
-        return -version < settings.warm_up
+        n_train = _working_n_train.get(store, {}).get(version, -version)
+        return n_train < settings.warm_up
     row = store.db.execute("SELECT n_train FROM models WHERE version = ?", [version]).fetchone()
     return row is not None and row[0] < settings.warm_up
+
+
+# The working models' training counts (version -N -> n_train), per store, as the models that
+# asked told them (``young_model``): a refresh version names one fit of one database (m038).
+_working_n_train: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
+def gold_passed_over(settings: Settings, item_id: str, confidence: float | None) -> bool:
+    """Whether a gold item is passed over for this post (it stays waiting: a later model may
+    be unsure of it), its guess being ``confidence`` by a model past its warm-up: at or above
+    HITL_THRESHOLD, which no uncertainty pick shows, and outside the audit share
+    (``gold_draw``), so its question could read neither line truthfully."""
+    return (
+        confidence is not None
+        and confidence >= settings.threshold
+        and gold_draw(item_id) >= settings.audit_rate
+    )
 
 
 def shown_reason(
@@ -46,23 +80,22 @@ def shown_reason(
     item_id: str,
     reason: str,
     model_version: int | None,
-    confidence: float | None = None,
+    model: Champion | None = None,
 ) -> str:
     """The reason a question shows. A gold question shows the line the questions asked beside
     it show, in their shares, so nothing tells it from them: before any model the first-labels
-    line; while the model is young (HITL_WARM_UP) the warm-up pick's; then the audit's line
-    for the share HITL_AUDIT_RATE of gold items (``gold_draw``, fixed per item) and the
-    uncertainty pick's for the others, except that a guess shown (``confidence``, the post's)
-    at or above HITL_THRESHOLD is an audit's: no uncertainty pick is that sure. ``posts.reason``
-    stays ``gold`` (scoring reads it)."""
+    line; while the model is young (HITL_WARM_UP: ``young_model``, ``model`` the one that
+    asks) the warm-up pick's; then the audit's line for the share HITL_AUDIT_RATE of gold items
+    (``gold_draw``, fixed per item) and the uncertainty pick's for the others. Those others are
+    asked only when the model is unsure of them (``gold_passed_over``), so no "model is unsure"
+    line shows a guess at or above HITL_THRESHOLD. ``posts.reason`` stays ``gold`` (scoring
+    reads it)."""
     if reason != "gold":
         return reason
     if model_version is None:
         return "cold_start"
-    if young_model(store, settings, model_version):
+    if young_model(store, settings, model_version, model):
         return "warm_up"
-    if confidence is not None and confidence >= settings.threshold:
-        return "audit"
     return "audit" if gold_draw(item_id) < settings.audit_rate else "uncertain"
 
 
@@ -110,7 +143,6 @@ def build_question(
                 item_id,
                 post["reason"],
                 post["model_version"],
-                post["confidence"] if post["predicted_label"] is not None else None,
             )
             if post
             else "uncertain"

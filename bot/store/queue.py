@@ -584,6 +584,8 @@ class QueueMixin:
         model_version: int | None,
         predicted_label: str | None,
         confidence: float | None,
+        *,
+        gold_ranked: list | None = None,
     ) -> bool:
         """Note, durably, that ``item_id`` is about to be posted to ``channel``: until
         ``record_post`` or ``end_post_attempt``, its message may exist without a record.
@@ -591,9 +593,18 @@ class QueueMixin:
         no longer waits to be asked (decided in the labeling modal or by `hitl labels set`,
         set aside, posted: a status other than those the dispatcher posts, new, queued, auto
         and gold) since the round read it, or is a gold question whose gold label was retired
-        since (no button could be right): it must not be posted."""
+        since (no button could be right): it must not be posted.
+
+        ``gold_ranked``: a gold question's ranked guesses (the dispatcher's, made as it posts
+        it: a gold item is never scored in the background), stored as the item's ``ranked``
+        in the same transaction, as the scorer stores any other item's, so each later drawing
+        of its message (a redraw, the labeling modal, a restart's) shows the guesses it was
+        posted with. Only that column, and only of an item waiting as a gold question (status
+        gold): its status, model version, label and confidence stay as they are, so nothing
+        that reads those (the queue, the scorer, gold counts, the producer API) sees a
+        prediction."""
         with self._immediate():
-            return (
+            noted = (
                 self.db.execute(
                     "INSERT OR REPLACE INTO post_attempts (item_id, channel, reason,"
                     " model_version, predicted_label, confidence, attempted_at)"
@@ -612,6 +623,12 @@ class QueueMixin:
                 ).rowcount
                 > 0
             )
+            if noted and gold_ranked is not None:
+                self.db.execute(
+                    "UPDATE items SET ranked = ? WHERE id = ? AND status = 'gold'",
+                    [json.dumps(gold_ranked), item_id],
+                )
+            return noted
 
     def end_post_attempt(self, item_id: str) -> None:
         """Slack did not post ``item_id``'s message (it refused it, or its history shows no

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from string import ascii_lowercase
 
+from bot.learning.scoring import predict_texts
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -67,6 +68,29 @@ def lines(bot: Bot) -> dict[str, str]:
     return {item_of(m): reason_line(m) for m in bot.posted()}
 
 
+def sure_of(bot: Bot, item_ids: list[str], threshold: float) -> set[str]:
+    """The items whose guess by the model that asks is at or above ``threshold``."""
+    texts = [bot.store.get_item(i)["text"] for i in item_ids]
+    guessed = predict_texts(bot.rt.model.classifier, texts, bot.rt.settings.strategy)
+    return {i for i, (_, p, _, _) in zip(item_ids, guessed, strict=True) if p >= threshold}
+
+
+def shape(message: dict) -> tuple[int, str]:
+    """What a question shows of the model: its guess buttons and its "Model's guess" line."""
+    found = re.search(r"Model's guess: [^\"]*", json.dumps(message["blocks"], ensure_ascii=False))
+    assert found, json.dumps(message["blocks"])[:400]
+    return len(buttons(message)), found[0]
+
+
+def guess_buttons(blocks: list[dict]) -> int:
+    """The guess buttons among ``blocks`` (a message's or a modal's)."""
+    return sum(
+        e.get("type") == "button" and ".label." in e.get("action_id", "")
+        for b in blocks
+        for e in b.get("elements", [])
+    )
+
+
 async def test_with_no_audit_share_gold_reads_as_the_uncertainty_picks_beside_it(
     fake_slack: FakeSlack, tmp_path: Path
 ):
@@ -115,12 +139,13 @@ async def test_the_share_of_gold_reading_random_check_is_the_audit_rate(
         assert checks == sum(expected_check(f"g{n:02d}", rate) for n in range(60)) == 19
 
 
-async def test_a_gold_question_the_model_is_sure_of_reads_as_an_audit(
+async def test_a_gold_question_the_model_is_sure_of_is_asked_only_in_the_audit_share(
     fake_slack: FakeSlack, tmp_path: Path
 ):
-    """HITL_THRESHOLD=0.9: no uncertainty pick shows a guess at 90% or more, so a gold
-    question whose guess is that sure reads "random check" (as an audit of it would); the
-    others follow the rule at HITL_AUDIT_RATE=0.2."""
+    """HITL_THRESHOLD=0.9: no uncertainty pick shows a guess at 90% or more, so a gold item
+    whose guess is that sure is asked only when it is in the audit share (HITL_AUDIT_RATE=0.2,
+    the rule's draw), reading "random check"; the others it is sure of are passed over and
+    wait (it read "random check" for every sure one: 1fdc0ef)."""
     world(tmp_path, n_gold=40, n_items=150)
     rate, threshold = 0.2, 0.9
     settings = make_settings(
@@ -130,21 +155,19 @@ async def test_a_gold_question_the_model_is_sure_of_reads_as_an_audit(
     async for bot in start_bot(fake_slack, settings):
         assert await bot.dispatcher.fill() == 40
         posts = {p["item_id"]: p for p in bot.store.db["posts"].rows}
-        assert {p["reason"] for p in posts.values()} == {"gold"}
-        sure = {i for i, p in posts.items() if p["confidence"] >= threshold}
-        assert any(not expected_check(i, rate) for i in sure)  # the threshold decides these
-        assert any(not expected_check(i, rate) for i in set(posts) - sure)  # and these read unsure
-        want = {
-            i: f"{CHECK if i in sure or expected_check(i, rate) else UNSURE} · model v1"
-            for i in posts
-        }
-        assert lines(bot) == want
-        above = 0
-        for message in bot.posted():  # as shown: no "unsure" line over a guess above 90%
-            shown = re.search(r"Model's guess: [^(]*\((\d+)%", json.dumps(message["blocks"]))
-            assert shown and (int(shown[1]) <= 90 or reason_line(message).startswith(CHECK))
-            above += int(shown[1]) > 90
-        assert above > 0
+        gold = {i: p for i, p in posts.items() if p["reason"] == "gold"}
+        sure = {i for i, p in gold.items() if p["confidence"] >= threshold}
+        assert sure and all(expected_check(i, rate) for i in sure)  # asked as audits only
+        assert any(not expected_check(i, rate) for i in set(gold) - sure)  # these read unsure
+        passed = sure_of(bot, [f"g{n:02d}" for n in range(40)], threshold) - set(gold)
+        assert passed and not any(expected_check(i, rate) for i in passed)
+        assert {bot.store.get_item(i)["status"] for i in passed} == {"gold"}  # still waiting
+        shown = lines(bot)
+        want = {i: f"{CHECK if expected_check(i, rate) else UNSURE} · model v1" for i in gold}
+        assert {i: shown[i] for i in gold} == want
+        for message in bot.posted():  # as shown: no "unsure" line over a guess of 90% or more
+            found = re.search(r"Model's guess: [^(]*\((\d+)%", json.dumps(message["blocks"]))
+            assert found and (int(found[1]) <= 90 or reason_line(message).startswith(CHECK))
 
 
 async def test_during_the_warm_up_gold_reads_as_the_warm_up_picks(
@@ -221,3 +244,164 @@ async def test_a_gold_question_keeps_its_line_through_redraws_and_a_restart(
         await bot.settled()
         assert len(fake_slack.calls_to("chat.update")) >= updates + 12
         assert lines(bot) == want
+
+
+async def test_a_gold_question_keeps_its_guesses_on_redraws_and_after_a_restart(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_VOTES=3: each answer redraws its question, and a new server on the same database
+    redraws them again. A gold question keeps the guesses it was posted with (3 buttons and
+    "then ..." guesses, as every ordinary question); it was down to its top guess alone (1
+    button, no "then"): its ranking was not stored with its item. Storing it changes nothing
+    else of the gold items: no prediction of theirs, gold counts and statuses as before."""
+    world(tmp_path, n_gold=8, n_items=16)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=20,
+        refresh_every=0, votes=3,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        posted = await bot.dispatcher.fill()
+        first = {item_of(m): shape(m) for m in bot.posted()}
+        gold = sorted(i for i in first if i.startswith("g"))
+        assert len(first) == posted and 0 < len(gold) < posted
+        assert {n for n, _ in first.values()} == {3}  # the same shape for both kinds
+        assert all(" · then " in line for _, line in first.values())
+        for i in gold:  # the ranking is the item's; no prediction, no other column moved
+            item = bot.store.get_item(i)
+            assert [g[0] for g in item["ranked"]][:1] == [first[i][1].split("*")[1]]
+            assert (item["status"], item["confidence"], item["model_version"]) == (
+                "posted", None, None
+            )  # fmt: skip
+            assert bot.store.is_gold(i)
+        for message in bot.posted():
+            payload = bot.select_payload(message, "U0ANA", "billing")
+            assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        assert len(fake_slack.calls_to("chat.update")) >= posted  # each was redrawn
+        assert {item_of(m): shape(m) for m in bot.posted()} == first
+    async for bot in start_bot(fake_slack, settings):  # a restart, on the same database
+        for message in bot.posted():
+            payload = bot.select_payload(message, "U0RAJ", "bug")
+            assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        assert {item_of(m): shape(m) for m in bot.posted()} == first
+
+
+async def test_the_labeling_modal_shows_a_gold_question_as_its_message(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """`/hitl label` draws each open question in a modal: a gold question shows there the
+    guess buttons its message shows, 3, as an ordinary question does (it showed 1)."""
+    world(tmp_path, n_gold=6, n_items=10)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=12,
+        refresh_every=0, votes=3,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() > 0
+        counts: dict[str, tuple[int, int]] = {}
+        for message in bot.posted():
+            item = item_of(message)
+            assert (await bot.command("label", "U0NEW", trigger_id=f"t.{item}")).status == 200
+            view = (await bot.fake.next_call("views.open")).reply["view"]
+            assert json.loads(view["private_metadata"])["item"] == item
+            counts[item] = (guess_buttons(message["blocks"]), guess_buttons(view["blocks"]))
+            # answered in the channel, so that the next /hitl label shows the next question
+            payload = bot.select_payload(message, "U0NEW", "billing")
+            assert (await bot.action(payload)).status == 200
+            await bot.settled()
+        assert any(i.startswith("g") for i in counts) and any(i.startswith("t") for i in counts)
+        assert set(counts.values()) == {(3, 3)}
+
+
+async def test_with_no_audit_share_no_gold_question_the_model_is_sure_of_is_asked(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_AUDIT_RATE=0 at the default HITL_THRESHOLD (0.8): no ordinary question reads
+    "random check" or shows a guess at 80% or more, and neither does a gold one. The gold items
+    the model is sure of are passed over and wait, counted as waiting; a second round asks
+    none of them either (6 of the 7 gold questions read "random check" with a sure guess)."""
+    world(tmp_path, n_gold=20, n_items=40)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, max_open=30, refresh_every=0,
+    )  # fmt: skip
+    assert settings.threshold == 0.8
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() > 0
+        shown = lines(bot)
+        gold = sorted(i for i in shown if i.startswith("g"))
+        assert gold
+        assert set(shown.values()) == {f"{UNSURE} · model v1"}
+        posts = list(bot.store.db["posts"].rows)
+        assert all(p["confidence"] < 0.8 for p in posts)
+        assert {p["reason"] for p in posts} == {"gold", "uncertain"}
+        passed = sure_of(bot, [f"g{n:02d}" for n in range(20)], 0.8)
+        assert passed and not passed & set(gold)
+        assert {bot.store.get_item(i)["status"] for i in passed} == {"gold"}
+        assert bot.store.count_items()["gold"] == 20 - len(gold)  # they still wait
+        for message in bot.posted():  # answered: room for a second round
+            for user in ("U0ANA", "U0RAJ"):
+                payload = bot.select_payload(message, user, "billing")
+                assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        await bot.dispatcher.fill()
+        asked = {p["item_id"] for p in bot.store.db["posts"].rows}
+        assert not passed & asked
+        assert {bot.store.get_item(i)["status"] for i in passed} == {"gold"}
+
+
+async def test_the_warm_up_line_follows_the_working_models_training_count(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A working model that read 210 labels and trained on 195 (15 audit answers held out to
+    gate it: version -210, n_train 195) with HITL_WARM_UP=200: every pick is a warm-up pick
+    (``scoring.choose`` reads n_train), and every gold question reads as one, on its message
+    and on its redraws (it read "the model is unsure": judged by the 210 labels read)."""
+    world(tmp_path, n_gold=20, n_items=40)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
+        max_open=30, refresh_every=0, votes=3,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
+        refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
+        bot.rt.working = Champion(version=-210, classifier=refit, n_train=195, n_read=210)
+        assert await bot.dispatcher.fill() == 30
+        shown = lines(bot)
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"gold", "warm_up"}
+        assert 0 < sum(item.startswith("g") for item in shown) < 30
+        assert set(shown.values()) == {f"{YOUNG} · model r210"}
+        for message in bot.posted():
+            payload = bot.select_payload(message, "U0ANA", "billing")
+            assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        assert len(fake_slack.calls_to("chat.update")) >= 30  # each was redrawn
+        assert lines(bot) == shown
+
+
+def test_storing_a_gold_questions_ranking_changes_nothing_else(memory_store: Store):
+    """The ranking a gold question is posted with is stored as its item's ``ranked`` (with the
+    post attempt) and nothing else: the item still waits as gold (a refused post leaves it
+    waiting), no prediction (label, confidence, version), no scoring walk reads it, the counts
+    of items and of waiting ones are as before; an ordinary item's ranking is the scorer's."""
+    store = memory_store
+    store.add_gold([Item("g1", "refund please", "billing"), Item("g2", "login fails", "account")])
+    store.add_items([Item("t1", "crash on start")], "import")
+    store.set_predictions(
+        [("t1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]], 0.5)], 0.9, "margin"
+    )
+    counts, waiting = store.count_items(), store.waiting_count()
+    ranked = [["billing", 0.6], ["account", 0.3], ["bug", 0.1]]
+    assert store.begin_post_attempt("g1", "C1", "gold", 1, "billing", 0.6, gold_ranked=ranked)
+    assert store.begin_post_attempt("t1", "C1", "uncertain", 1, "bug", 0.5, gold_ranked=ranked)
+    g1, t1 = store.get_item("g1"), store.get_item("t1")
+    assert g1["ranked"] == ranked
+    assert (g1["status"], g1["model_version"], g1["predicted_label"], g1["confidence"]) == (
+        "gold", None, None, None
+    )  # fmt: skip
+    assert t1["ranked"] == [["bug", 0.5], ["billing", 0.3]]  # the scorer's, untouched
+    assert (store.count_items(), store.waiting_count()) == (counts, waiting)
+    assert store.unscored_chunk(1, "margin", 0, 100)[0] == []  # no walk scores a gold item
+    store.end_post_attempt("g1")  # Slack refused it: it waits as before
+    assert [g["id"] for g in store.next_gold(5)] == ["g1", "g2"]
+    assert (store.count_items(), store.waiting_count()) == (counts, waiting)
