@@ -122,14 +122,20 @@ class Store(
 
         Raises ``StoreError`` in one line that says what to do: for a file that is not a
         database, another program's database (refused before anything is written to it), one
-        written by a newer slack-hitl, one another process is writing to, or one that cannot be
-        written (``database_problem``).
+        written by a newer slack-hitl, one another process is writing to, one a server writes
+        under another name (a hard link: ``check_names``), or one that cannot be written
+        (``database_problem``).
         """
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise StoreError(
                 f"{path}: folder {path.parent} does not exist; create it or set HITL_DB"
             )
+        # A file with hard links: said; one a server writes under another name: refused (SQLite
+        # keeps a -wal per name). Before SQLite opens it, in the check's own words.
+        from bot.store.lock import check_names
+
+        check_names(path)
         conn = None
         try:
             if create:

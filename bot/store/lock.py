@@ -8,6 +8,19 @@ drops the lock when its holder ends, however it ends (``kill -9``, a crash), so 
 outlives a server. The file descriptor is not inherited by the server's children (they are
 started through ``exec``), so a child left behind holds nothing. Where ``fcntl`` is missing
 (Windows) there is no lock.
+
+The lock file is named after the path (symlinks resolved), and a hard link (``ln hitl.db
+prod.db``, a ``cp -al`` snapshot folder) is another path to the same file. SQLite keeps its
+-wal and -shm per name, so two processes writing one file through two names do not see each
+other's writes and damage it. So on Linux a server also holds an exclusive ``flock`` on the
+database file itself, which is the file's whatever its name: a second server on another name
+refuses to start, naming the first. It is a BSD lock (the kernel keeps it apart from the POSIX
+locks SQLite takes on the file), taken only on local filesystems (NFS and SMB emulate it with a
+POSIX lock, which would meet SQLite's), and its descriptor is closed only when the server's
+block ends, after the server's store: closing a descriptor of a file drops every POSIX lock the
+process holds on it, SQLite's included. ``check_names`` (``Store.open``) warns of a database
+file with more than one name and refuses a process writing through one while a server writes
+through another.
 """
 
 from __future__ import annotations
@@ -15,7 +28,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
+import stat
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +50,211 @@ def lock_path(db: Path) -> Path:
     return db.with_name(db.name + ".server.lock")
 
 
+# Filesystems whose flock is the kernel's own, apart from POSIX locks (``hold_file``). Others
+# (nfs, cifs, fuse, 9p, ...) get no flock on the database file: the name's lock file only.
+LOCAL_FILESYSTEMS = frozenset(
+    {
+        "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "zfs", "f2fs", "bcachefs",
+        "jfs", "reiserfs", "nilfs2", "overlay",
+    }
+)  # fmt: skip
+# The database files this process holds the flock of, (st_dev, st_ino), each with the name
+# (symlinks resolved) and descriptor it is held by: a server's own ``Store.open`` (its worker
+# threads') is no other process writing through another name.
+_HELD_FILES: dict[tuple[int, int], tuple[Path, int]] = {}
+_NAMES_SAID: set[tuple[int, int]] = set()  # files whose names were warned of, once a process
+
+
+def _mount(path: Path) -> tuple[str, str] | None:
+    """The mount point ``path`` is under and its filesystem's type (Linux's
+    /proc/self/mountinfo), or None."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    found: tuple[str, str] | None = None
+    target = str(path)
+    for line in mounts.splitlines():
+        fields = line.split()
+        if "-" not in fields[5:] or len(fields) < 5:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # \040: " "
+        if target == point or target.startswith(point.rstrip("/") + "/"):
+            if found is None or len(point) >= len(found[0]):  # the last of one point is on top
+                found = point, fields[fields.index("-", 5) + 1]
+    return found
+
+
+def _flock_writers(found: os.stat_result) -> list[tuple[int, bool]]:
+    """The pids (other than this one) holding an exclusive flock on the file ``found``, each
+    with whether the device matched too (Linux's /proc/locks: ``3: FLOCK  ADVISORY  WRITE 812
+    08:01:1234 0 EOF``). btrfs and overlay show another device there than stat does, so a
+    match of the inode alone is kept, for the holder's descriptors to confirm. Another pid
+    namespace's locks are not listed."""
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    exact = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    pids = []
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1:4] != ["FLOCK", "ADVISORY", "WRITE"]:
+            continue  # a waiter ("1: -> FLOCK ..."), a POSIX lock, a shared one
+        if fields[5].rsplit(":", 1)[-1] == str(found.st_ino):
+            with contextlib.suppress(ValueError):
+                if (pid := int(fields[4])) > 0 and pid != os.getpid():
+                    pids.append((pid, fields[5] == exact))
+    return pids
+
+
+def _writer_name(pid: int, found: os.stat_result) -> tuple[bool, Path | None, str | None]:
+    """Whether ``pid`` has the file ``found`` open (False also when its descriptors cannot be
+    read: another user's), the database name its server lock file gives and that file's
+    holder line ("pid 812 on host, since ..."), each None when not known."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False, None, None
+    has, name, holder = False, None, None
+    for fd in fds:
+        link = f"/proc/{pid}/fd/{fd}"
+        with contextlib.suppress(OSError):
+            target = os.readlink(link)
+            if target.endswith(".server.lock"):
+                db = Path(target[: -len(".server.lock")])
+                with contextlib.suppress(OSError):
+                    there = os.stat(db)
+                    if (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino):
+                        name = db
+                        with open(link, "rb") as lock:  # the holder's lock file
+                            holder = lock.read(300).decode("utf-8", "replace").strip() or None
+            elif not has:
+                there = os.stat(link)
+                has = (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino)
+    return has or name is not None, name, holder
+
+
+def _other_writer(found: os.stat_result) -> tuple[int, Path | None, str] | None:
+    """Another process's server holding the flock of the file ``found`` (``hold_file``): its
+    pid, the name it uses (None: not known) and its holder line; None when there is none (or
+    one another pid namespace has)."""
+    if sys.platform != "linux" or fcntl is None:
+        return None
+    for pid, exact in _flock_writers(found):
+        has, name, holder = _writer_name(pid, found)
+        if has or exact:  # its descriptors unread: the device and inode of /proc/locks tell
+            return pid, name, holder or f"pid {pid}"
+    return None
+
+
+def hold_file(db: Path, opened: list[int]) -> bool:
+    """Take an exclusive flock on the database file ``db`` itself (Linux, a local filesystem);
+    whether it was taken (False without a file, or where none is taken). Each descriptor it
+    opens goes into ``opened``, for the caller to close only after this process's connections
+    to the file (``_let_go``): closing one drops the process's POSIX locks on the file,
+    SQLite's too. Raises StoreError naming the server that holds it under another name (a
+    hard link). One that holds it under this name had its lock file deleted: this start goes
+    on without, as it did before, and that server names this one (``HeldLock.check``)."""
+    if sys.platform != "linux" or fcntl is None:
+        return False
+    try:
+        found = os.stat(db)
+    except OSError:
+        return False  # not there yet (a new database), or not reachable: SQLite says it
+    mount = _mount(Path(db).resolve())
+    if not stat.S_ISREG(found.st_mode) or mount is None or mount[1] not in LOCAL_FILESYSTEMS:
+        return False
+    try:
+        fd = os.open(db, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # not readable: SQLite says it
+    opened.append(fd)
+    found = os.fstat(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        key = (found.st_dev, found.st_ino)
+        if key in _HELD_FILES:  # by this process (tests, a demo): the name it is held by
+            name, holder = _HELD_FILES[key][0], f"pid {os.getpid()}, this process"
+        elif (other := _other_writer(found)) is not None:
+            name, holder = other[1], other[2]
+        else:
+            name, holder = None, "unknown"
+        if name is not None and name.resolve() == Path(db).resolve():
+            return False
+        where = f"under another name, {name}" if name is not None else "under another name"
+        raise StoreError(
+            f"{db} is in use by another hitl server or demo {where} (a hard link to the same"
+            f" file; {holder}): two would post every question twice, and SQLite keeps a"
+            " journal per name, so two writing one file through two names damage it. Stop"
+            " that one first, or give this one another database (--db or HITL_DB)"
+        ) from None
+    except OSError:
+        return False
+    _HELD_FILES[(found.st_dev, found.st_ino)] = Path(db).resolve(), fd
+    return True
+
+
+def _let_go(fds: list[int]) -> None:
+    """Close the database file descriptors ``hold_file`` opened, dropping their flocks."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            found = os.fstat(fd)
+            key = (found.st_dev, found.st_ino)
+            if _HELD_FILES.get(key, (None, None))[1] == fd:  # its flock, not a refused one
+                del _HELD_FILES[key]
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+def check_names(db: Path) -> None:
+    """Before a process opens the database ``db`` (``Store.open``): a file with more than one
+    name (hard links) is warned of, once a process, with what to do; one a server of another
+    process writes through another name is refused (StoreError), since SQLite keeps a journal
+    per name and two processes writing one file through two names damage it."""
+    try:
+        found = os.stat(db)
+    except OSError:
+        return
+    if found.st_nlink < 2 or not stat.S_ISREG(found.st_mode):
+        return
+    key = (found.st_dev, found.st_ino)
+    if key not in _HELD_FILES and (other := _other_writer(found)) is not None:
+        pid, name, holder = other
+        here = Path(db).resolve()
+        if name is None:
+            same = (other_server(here) or "").startswith(f"pid {pid} ")
+        else:
+            same = name.resolve() == here
+        if not same:
+            where = f", {name}" if name is not None else ""
+            use = f" (--db {name})" if name is not None else ""
+            raise StoreError(
+                f"{db} is the database a hitl server or demo writes under another name{where} (a"
+                f" hard link to the same file; {holder}): SQLite keeps a journal per name, so"
+                " two processes writing one file through two names damage it. Use that"
+                f" name{use}, and make copies with sqlite3's .backup, never ln or cp -al"
+            )
+    if key in _NAMES_SAID:
+        return
+    _NAMES_SAID.add(key)
+    mount = _mount(Path(db).resolve()) if sys.platform == "linux" else None
+    logger.warning(
+        "%s has %d names (hard links, made by ln or cp -al: not copies, they change with it);"
+        " SQLite keeps a journal (-wal) per name, so two processes writing it through two"
+        " names damage it: use this name only (`find %s -xdev -samefile %s` lists them all;"
+        ' remove the others), and copy it with `sqlite3 %s ".backup copy.db"`, never ln or'
+        " cp -al",
+        db,
+        found.st_nlink,
+        mount[0] if mount is not None else "/",
+        db,
+        db,
+    )
+
+
 class HeldLock:
     """The server lock a ``server_lock`` block holds: ``check`` finds the lock file deleted or
     replaced under it (a cleanup script's ``rm *.lock``), which would let a second server start
@@ -42,13 +263,40 @@ class HeldLock:
     def __init__(self, db: Path, path: Path, fd: int | None) -> None:
         self.db, self.path, self.fd = db, path, fd
         self.said: str | None = None  # what was said about a lost lock, once
+        # The flocks held on the database file (``hold_file``): the first at start, or once a
+        # new database is made; another when a file was put in place of the one held. Closed
+        # when the server's block ends, never before (see the module docstring).
+        self.files: list[int] = []
+        self.held: set[tuple[int, int]] = set()  # the files of those flocks
+
+    def hold_file(self, *, refuse: bool = False) -> None:
+        """Take the flock of the file now at ``db`` when none was tried on it (a new database
+        made after the lock was taken, or a file put in place of the one held); a server
+        holding it under another name is said in an error, once (``refuse``: raised)."""
+        if self.fd is None:
+            return
+        try:
+            now = os.stat(self.db)
+        except OSError:
+            return
+        if (now.st_dev, now.st_ino) in self.held:
+            return
+        self.held.add((now.st_dev, now.st_ino))  # tried once a file, whatever comes of it
+        try:
+            hold_file(self.db, self.files)
+        except StoreError as exc:
+            if refuse:
+                raise
+            self._say(logging.ERROR, str(exc))
 
     def check(self) -> None:
         """Whether the lock file is still the one held (two stats; call it now and then); if
         not, make it again and lock it, said once in a warning, or, when another server holds
-        the new one already, an error naming it."""
+        the new one already, an error naming it. A database file the server holds no flock of
+        yet (a new one, made after the start) gets it (``hold_file``: a third stat)."""
         if self.fd is None:
             return
+        self.hold_file()
         try:
             now = os.stat(self.path)
         except OSError:
@@ -108,12 +356,12 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
     if fcntl is None:
         yield HeldLock(Path(db), path, None)
         return
-    made = False
+    made = created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            made = leave_no_file
+            made, created = leave_no_file, True
         except FileExistsError:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -142,9 +390,21 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
             return
         with contextlib.suppress(OSError):  # a file an earlier version made 0644
             os.fchmod(fd, 0o600)
+        mine = HeldLock(Path(db), path, fd)
+        try:  # the database file's own lock: a server on another name of it (a hard link)
+            mine.hold_file(refuse=True)
+        except BaseException:
+            _let_go(mine.files)
+            if created:  # a refused start leaves no lock file of its own behind
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
         _write_holder(fd)
-        held = HeldLock(Path(db), path, fd)
-        yield held
+        held = mine
+        try:
+            yield held
+        finally:
+            _let_go(held.files)  # after the block's connections to the file: they are closed
     finally:
         last = held.fd if held is not None and held.fd is not None else fd
         if made and held is not None:  # held: no one else has it (a refused one closes its own)
