@@ -879,7 +879,8 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
 def callback_results(store: Store, items: list[ApiItem]) -> dict[tuple[str, str], dict[str, str]]:
     """What to tell the producer of each item it sent with a callback_url, by (id, URL):
     ``callback`` is ``registered`` when that URL is the item's now (the webhook goes to it once
-    people resolve the item), else ``not_registered`` with ``callback_note`` saying why. A known
+    people resolve the item, or its wait for them ends: skipped, auto), else
+    ``not_registered`` with ``callback_note`` saying why. A known
     item takes a callback_url only while it has none and is not resolved
     (``Store.add_api_items``): a registered URL is never replaced, and a resolved item's label
     is for asking (GET /api/items/{id})."""

@@ -2,12 +2,17 @@
 
 When an item with a ``callback_url`` resolves, the store writes a ``deliveries`` row in the
 same transaction as the label (the outbox); so does taking back a label the producer may have
-been told of (an Undo, ``hitl labels remove``). ``deliver_due`` sends the due ones: a POST of
+been told of (an Undo, ``hitl labels remove``), and an item's wait for people ending without a
+label (set aside by Skips, left to the model: ``Store._queue_settled``). ``deliver_due`` sends
+the due ones: a POST of
 the item as it is then, ``{"id", "label", "votes", "resolved_at", "model_label", "status"}``
 (``label`` null once taken back), signed with HITL_WEBHOOK_SECRET.
 A 2xx answer delivers it; any other answer, a connection error or a timeout schedules a retry
 with exponential backoff, until ``max_attempts``. Because the outbox is in the database, a
-restart loses nothing: the next round picks up what is due.
+restart loses nothing: the next round picks up what is due. The server's worker
+(``run_deliveries``) does not go a round at a time: it keeps up to CONCURRENCY sends under way,
+at most PER_RECEIVER to one receiver and one to an item, and claims the next due as each ends,
+so a receiver that does not answer holds its own PER_RECEIVER slots, not the others'.
 
 The signature (header ``X-HITL-Signature``) is ``t=<unix seconds>,v1=<hex>``, where ``<hex>``
 is the HMAC-SHA256, keyed with the secret, of ``"<t>."`` followed by the exact body bytes.
@@ -60,7 +65,7 @@ MAX_ATTEMPTS = 12  # 11 waits of 10 s doubling to MAX_DELAY: about 3.4 hours of 
 TIMEOUT = 10.0  # seconds a receiver has to answer (``answer_within``)
 BATCH = 50
 CONCURRENCY = 8
-PER_RECEIVER = 4  # deliveries to one receiver a round: one that hangs takes half the slots
+PER_RECEIVER = 4  # sends to one receiver at once: one that hangs holds half the slots, no more
 IDLE_TICK = 2.0  # seconds between looks at the outbox when nothing is due sooner
 TOLERANCE = 300  # seconds a signature stays valid for ``verify``
 CLOCK_SLACK = 5.0  # seconds a due time may be beyond what this clock schedules (``_catch_up``)
@@ -264,7 +269,10 @@ async def deliver_due(
     answer_within: float = TIMEOUT,
     limit: int = BATCH,
 ) -> DeliveryRound:
-    """Send every delivery due at ``now`` (default: the runtime's clock), concurrently.
+    """Send every delivery due at ``now`` (default: the runtime's clock), concurrently: one
+    round of up to ``limit``, at most PER_RECEIVER to one receiver, CONCURRENCY at once; it
+    returns when all of them are done (tests drive attempts with it; the server's worker,
+    ``run_deliveries``, claims more as each send ends instead).
 
     ``session`` must come from ``guarded_session`` (by default one is made for this round,
     resolving names with ``dns``, the system resolver unless given)."""
@@ -276,20 +284,7 @@ async def deliver_due(
     lease = now + timedelta(seconds=answer_within + 60)
     _catch_up(rt, now, base, answer_within + 60)
     claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit, PER_RECEIVER)
-    if not claimed:
-        return done
-    jobs = []
-    for delivery in claimed:
-        payload = rt.store.webhook_payload(
-            delivery["item_id"], sending=delivery["id"], out=not_in_force(rt.settings, rt.store)
-        )
-        if payload is None:  # undone since: the next resolution queues a new delivery
-            rt.store.finish_delivery(
-                delivery["id"], "cancelled", error="the item was reopened before delivery"
-            )
-            done.cancelled.append(delivery["id"])
-            continue
-        jobs.append((delivery, payload))
+    jobs = _with_payloads(rt, claimed, done)
     if not jobs:
         return done
 
@@ -297,24 +292,14 @@ async def deliver_due(
     own_session = session is None
     session = session or guarded_session(destinations, dns)
     limiter = asyncio.Semaphore(CONCURRENCY)
+    attempt = _Attempt(rt, session, destinations, secret, base, max_attempts, answer_within)
 
     async def send_one(delivery: dict, payload: dict) -> None:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "slack-hitl",
-            SIGNATURE_HEADER: sign(secret, body, int(now.timestamp())),
-            DELIVERY_HEADER: str(delivery["id"]),
-        }
-        problem = destinations.url_problem(delivery["url"])
-        if problem is not None:
-            error: str | RefusedDestination | None = RefusedDestination(problem)
-        else:
-            async with limiter:
-                error = await _post(session, delivery["url"], body, headers, answer_within)
-        # Recorded as soon as it is known, not when the round's slowest receiver is done: a
-        # delivery the receiver took is not sent again after a restart during the round.
-        _record(rt, done, delivery, error, now, base, max_attempts)
+        if (refused := attempt.refused(delivery)) is not None:
+            attempt.record(done, delivery, refused, now)
+            return
+        async with limiter:
+            await attempt.send(done, delivery, payload, now)
 
     try:
         await asyncio.gather(*(send_one(d, p) for d, p in jobs))
@@ -322,6 +307,149 @@ async def deliver_due(
         if own_session:
             await session.close()
     return done
+
+
+def _with_payloads(
+    rt: Runtime, claimed: list[dict], done: DeliveryRound
+) -> list[tuple[dict, dict]]:
+    """Each claimed delivery with what it tells (``Store.webhook_payload``, read now); one
+    with nothing to tell is cancelled."""
+    jobs = []
+    out = not_in_force(rt.settings, rt.store) if claimed else None
+    for delivery in claimed:
+        payload = rt.store.webhook_payload(delivery["item_id"], sending=delivery["id"], out=out)
+        if payload is None:  # undone since: the next resolution queues a new delivery
+            rt.store.finish_delivery(
+                delivery["id"], "cancelled", error="the item was reopened before delivery"
+            )
+            done.cancelled.append(delivery["id"])
+            continue
+        jobs.append((delivery, payload))
+    return jobs
+
+
+@dataclass
+class _Attempt:
+    """How one delivery is sent and its outcome stored."""
+
+    rt: Runtime
+    session: aiohttp.ClientSession
+    destinations: Destinations
+    secret: str
+    base: float
+    max_attempts: int
+    answer_within: float
+
+    def refused(self, delivery: dict) -> RefusedDestination | None:
+        """Why ``delivery`` may not go where it goes (judged on its URL as written)."""
+        problem = self.destinations.url_problem(delivery["url"])
+        return None if problem is None else RefusedDestination(problem)
+
+    async def send(self, done: DeliveryRound, delivery: dict, payload: dict, now: datetime) -> None:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "slack-hitl",
+            SIGNATURE_HEADER: sign(self.secret, body, int(now.timestamp())),
+            DELIVERY_HEADER: str(delivery["id"]),
+        }
+        error = await _post(self.session, delivery["url"], body, headers, self.answer_within)
+        # Recorded as soon as it is known, not when the round's slowest receiver is done: a
+        # delivery the receiver took is not sent again after a restart during the round.
+        self.record(done, delivery, error, now)
+
+    def record(
+        self,
+        done: DeliveryRound,
+        delivery: dict,
+        error: str | RefusedDestination | None,
+        now: datetime,
+    ) -> None:
+        _record(self.rt, done, delivery, error, now, self.base, self.max_attempts)
+
+
+class _Sender:
+    """The server's sending: up to CONCURRENCY sends under way, at most PER_RECEIVER of them
+    to one receiver (host and port), and one at a time for one item; as each ends, its slot
+    goes to the next delivery due (``take_due``). A receiver that does not answer holds only
+    its own PER_RECEIVER slots for ``answer_within``, never anyone else's."""
+
+    def __init__(self, attempt: _Attempt) -> None:
+        self.attempt = attempt
+        self.sending: dict[asyncio.Task, dict] = {}  # each send under way: its delivery
+
+    def receivers(self) -> dict[str, int]:
+        busy: dict[str, int] = {}
+        for delivery in self.sending.values():
+            busy[delivery["receiver"]] = busy.get(delivery["receiver"], 0) + 1
+        return busy
+
+    def take_due(self) -> int:
+        """Claim what is due now, as many as the free slots hold (none to a receiver with
+        PER_RECEIVER sends under way, none for an item with one), and start sending them.
+        Only reads and writes the database: nothing here waits for a receiver. Returns how
+        many it claimed (sent, refused or cancelled)."""
+        done = DeliveryRound()
+        free = CONCURRENCY - len(self.sending)
+        if free <= 0:
+            return 0
+        rt, answer_within = self.attempt.rt, self.attempt.answer_within
+        now = rt.clock().astimezone(UTC)
+        lease = now + timedelta(seconds=answer_within + 60)
+        _catch_up(rt, now, self.attempt.base, answer_within + 60)
+        claimed = rt.store.claim_due_deliveries(
+            _iso(now),
+            _iso(lease),
+            free,
+            PER_RECEIVER,
+            busy=self.receivers(),
+            busy_items={d["item_id"] for d in self.sending.values()},
+        )
+        for delivery, payload in _with_payloads(rt, claimed, done):
+            if (refused := self.attempt.refused(delivery)) is not None:
+                self.attempt.record(done, delivery, refused, now)
+                continue
+            task = asyncio.create_task(self._send(delivery, payload, now))
+            self.sending[task] = delivery
+        return len(claimed)
+
+    async def _send(self, delivery: dict, payload: dict, now: datetime) -> None:
+        try:
+            await self.attempt.send(DeliveryRound(), delivery, payload, now)
+        except DatabaseError as exc:  # its outcome not stored: sent again when its lease ends
+            rt = self.attempt.rt
+            logger.error(
+                "webhook %d for item %s: its outcome is not stored (%s); it is sent again"
+                " when its claim ends",
+                delivery["id"],
+                delivery["item_id"],
+                database_problem(rt.settings.db, exc, lost=rt.store.lost),
+            )
+        except Exception:  # noqa: BLE001 - one send must not end the worker
+            logger.exception("webhook %d for item %s failed", delivery["id"], delivery["item_id"])
+
+    async def one_ends(self, seconds: float) -> None:
+        """Wait until a send ends (its slot is free) or ``seconds`` pass."""
+        if not self.sending:
+            await asyncio.sleep(seconds)
+            return
+        ended, _ = await asyncio.wait(
+            list(self.sending), timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in ended:
+            self.sending.pop(task, None)
+
+    def forget_ended(self) -> None:
+        for task in [t for t in self.sending if t.done()]:
+            del self.sending[task]
+
+    async def stop(self) -> None:
+        """Cancel the sends under way (each is sent again when its claim ends)."""
+        tasks = list(self.sending)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sending.clear()
 
 
 def _catch_up(rt: Runtime, now: datetime, base: float, lease: float) -> None:
@@ -417,34 +545,55 @@ async def _post(
 
 
 async def run_deliveries(rt: Runtime, *, base: float = BASE_DELAY, tick: float = IDLE_TICK) -> None:
-    """Background task: send what is due, then wait until the next delivery falls due (or
-    ``tick`` seconds, to notice new ones)."""
+    """Background task: keep up to CONCURRENCY sends under way (at most PER_RECEIVER to one
+    receiver), claiming what is due as each ends; with nothing to claim, wait until a send
+    ends or the next delivery falls due (or ``tick`` seconds, to notice new ones)."""
     if not rt.settings.webhook_secret:
         logger.info("HITL_WEBHOOK_SECRET is not set: webhook deliveries are off")
         return
-    async with guarded_session(Destinations.allowing(rt.settings.webhook_allow)) as session:
+    destinations = Destinations.allowing(rt.settings.webhook_allow)
+    async with guarded_session(destinations) as session:
+        sender = _Sender(
+            _Attempt(
+                rt,
+                session,
+                destinations,
+                rt.settings.webhook_secret,
+                base,
+                MAX_ATTEMPTS,
+                TIMEOUT,  # read now, not when this module was loaded (tests set it)
+            )
+        )
         said: str | None = None  # the database's problem last said (once while it lasts)
-        while True:
-            try:
-                done = await deliver_due(rt, session=session, base=base)
-                wait = _seconds_until_next(rt, tick)
-            except DatabaseError as exc:  # its lock held by another process, its disk, damage
-                problem = str(database_problem(rt.settings.db, exc, lost=rt.store.lost))
-                if problem != said:
-                    logger.error("webhook deliveries wait: %s (said once while it lasts)", problem)
-                said = problem
-                await asyncio.sleep(tick)
-                continue
-            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
-                logger.exception("webhook round failed")
-                await asyncio.sleep(tick)
-                continue
-            if said is not None:
-                logger.info("webhook deliveries go on: the database answers again")
-                said = None
-            if done.attempted or done.cancelled:
-                continue  # more may be due already (a round takes a few per receiver)
-            await asyncio.sleep(wait)
+        try:
+            while True:
+                sender.forget_ended()
+                try:
+                    claimed = sender.take_due()
+                    # Nothing claimed while sends are under way: what is due waits for a
+                    # busy receiver's slot (a send that ends wakes this), or comes new.
+                    wait = tick if not claimed and sender.sending else _seconds_until_next(rt, tick)
+                except DatabaseError as exc:  # its lock held by another process, its disk
+                    problem = str(database_problem(rt.settings.db, exc, lost=rt.store.lost))
+                    if problem != said:
+                        logger.error(
+                            "webhook deliveries wait: %s (said once while it lasts)", problem
+                        )
+                    said = problem
+                    await sender.one_ends(tick)
+                    continue
+                except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+                    logger.exception("webhook round failed")
+                    await sender.one_ends(tick)
+                    continue
+                if said is not None:
+                    logger.info("webhook deliveries go on: the database answers again")
+                    said = None
+                if claimed and len(sender.sending) < CONCURRENCY:
+                    continue  # more may be due already, and slots are free
+                await sender.one_ends(wait)
+        finally:
+            await sender.stop()
 
 
 def _seconds_until_next(rt: Runtime, tick: float) -> float:

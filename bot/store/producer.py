@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,17 +81,27 @@ class ProducerMixin:
         return dict(rows)
 
     def claim_due_deliveries(
-        self, now: str, lease_until: str, limit: int, per_receiver: int | None = None
+        self,
+        now: str,
+        lease_until: str,
+        limit: int,
+        per_receiver: int | None = None,
+        *,
+        busy: Mapping[str, int] | None = None,
+        busy_items: Collection[str] = (),
     ) -> list[dict[str, Any]]:
         """Pending webhook deliveries due at ``now``, each with its attempt counted and hidden
         until ``lease_until`` (so a crash mid-send retries it, and no two senders share one).
         With ``per_receiver``, at most that many go to one receiver (host and port), oldest
         first: a receiver with a long backlog, or one that hangs, cannot fill a round and hold
-        back everyone else's. Nothing due is found by a read: the idle worker's look every
-        few seconds takes no write lock (and so neither waits for nor fails on another
-        process's)."""
+        back everyone else's. ``busy``: the sends already under way to each receiver, which
+        count toward its ``per_receiver`` (a receiver with that many takes none);
+        ``busy_items``: items with a send under way, whose other deliveries wait for it (one
+        item's webhooks go one after the other). Each comes with its ``receiver``. Nothing
+        due is found by a read: the idle worker's look every few seconds takes no write lock
+        (and so neither waits for nor fails on another process's)."""
         due = "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-        if (
+        if limit <= 0 or (
             not self.db.conn.in_transaction
             and not self.db.execute(f"SELECT 1 {due} LIMIT 1", [now]).fetchone()
         ):
@@ -99,11 +109,15 @@ class ProducerMixin:
         with self._immediate():
             if per_receiver is None:
                 rows = self.db.execute(
-                    f"SELECT id, item_id, url, attempts {due} ORDER BY next_attempt_at, id LIMIT ?",
-                    [now, limit],
+                    f"SELECT id, item_id, url, attempts, receiver {due}"
+                    " ORDER BY next_attempt_at, id LIMIT ?",
+                    [now, limit + len(busy_items)],
                 ).fetchall()
+                rows = [row for row in rows if row[1] not in busy_items][:limit]
             else:
-                rows = self._fair_share_due(due, now, limit, per_receiver)
+                rows = self._fair_share_due(
+                    due, now, limit, per_receiver, dict(busy or {}), frozenset(busy_items)
+                )
             for row in rows:
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
@@ -111,56 +125,79 @@ class ProducerMixin:
                     [lease_until, row[0]],
                 )
         return [
-            {"id": row[0], "item_id": row[1], "url": row[2], "attempts": row[3] + 1} for row in rows
+            {
+                "id": row[0],
+                "item_id": row[1],
+                "url": row[2],
+                "attempts": row[3] + 1,
+                "receiver": row[4],
+            }
+            for row in rows
         ]
 
     def _fair_share_due(
-        self, due: str, now: str, limit: int, per_receiver: int
+        self,
+        due: str,
+        now: str,
+        limit: int,
+        per_receiver: int,
+        busy: dict[str, int],
+        busy_items: frozenset[str],
     ) -> list[tuple[Any, ...]]:
-        """Up to ``limit`` of the deliveries ``due`` at ``now`` (id, item, url, attempts), oldest
-        first, at most ``per_receiver`` to one receiver, chosen from all of them (not from the
-        oldest few: one receiver's backlog would fill those). The oldest few do when they
+        """Up to ``limit`` of the deliveries ``due`` at ``now`` (id, item, url, attempts,
+        receiver), oldest first, at most ``per_receiver`` to one receiver (less the ``busy``
+        sends under way to it), none for ``busy_items``, chosen from all of them (not from
+        the oldest few: one receiver's backlog would fill those). The oldest few do when they
         fill the round or are all there is; otherwise the receivers' index (m031) gives each
         receiver with deliveries pending, one after the other, and its oldest due. Neither
-        reads the rest of a backlog: the cost grows with the number of receivers, not with
-        their backlogs."""
+        reads the rest of a backlog: the cost grows with the number of receivers (and the
+        few sends under way), not with their backlogs."""
         # A pending row written without its receiver (by a process older than m031) gets it
         # first: none, normally, found in the index at once.
         self.db.execute(
             f"UPDATE deliveries SET receiver = {RECEIVER_SQL.format(url='url')}"
             " WHERE status = 'pending' AND receiver IS NULL"
         )
+
+        def share(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+            taken: list[tuple[Any, ...]] = []
+            per = dict(busy)
+            for row in rows:
+                if row[1] not in busy_items and per.get(row[4], 0) < per_receiver:
+                    per[row[4]] = per.get(row[4], 0) + 1
+                    taken.append(row)
+                    if len(taken) == limit:
+                        break
+            return taken
+
         batch = limit * 4
         oldest = self.db.execute(
             f"SELECT id, item_id, url, attempts, receiver {due} ORDER BY next_attempt_at, id"
             " LIMIT ?",
             [now, batch],
         ).fetchall()
-        taken: list[tuple[Any, ...]] = []
-        per: dict[str, int] = {}
-        for row in oldest:
-            if per.get(row[4], 0) < per_receiver:
-                per[row[4]] = per.get(row[4], 0) + 1
-                taken.append(row[:4])
-                if len(taken) == limit:
-                    return taken
-        if len(oldest) < batch:
+        taken = share(oldest)
+        if len(taken) == limit or len(oldest) < batch:
             return taken
         # Receivers one after the other from the index (a skip-scan, in SQLite), each with its
-        # oldest ``per_receiver`` due: few rows to sort.
-        return self.db.execute(
-            "WITH RECURSIVE receivers(receiver) AS ("
-            "  SELECT min(receiver) FROM deliveries WHERE status = 'pending'"
-            "  UNION ALL"
-            "  SELECT (SELECT receiver FROM deliveries WHERE status = 'pending'"
-            "   AND receiver > receivers.receiver ORDER BY receiver LIMIT 1)"
-            "  FROM receivers WHERE receiver IS NOT NULL)"
-            " SELECT d.id, d.item_id, d.url, d.attempts FROM receivers JOIN deliveries d"
-            f" ON d.id IN (SELECT id {due} AND receiver = receivers.receiver"
-            "  ORDER BY next_attempt_at, id LIMIT ?)"
-            " ORDER BY d.next_attempt_at, d.id LIMIT ?",
-            [now, per_receiver, limit],
-        ).fetchall()
+        # oldest ``per_receiver`` due: few rows to sort. A busy receiver's or item's rows are
+        # left out after: at most one for each send under way, so that many more are read.
+        return share(
+            self.db.execute(
+                "WITH RECURSIVE receivers(receiver) AS ("
+                "  SELECT min(receiver) FROM deliveries WHERE status = 'pending'"
+                "  UNION ALL"
+                "  SELECT (SELECT receiver FROM deliveries WHERE status = 'pending'"
+                "   AND receiver > receivers.receiver ORDER BY receiver LIMIT 1)"
+                "  FROM receivers WHERE receiver IS NOT NULL)"
+                " SELECT d.id, d.item_id, d.url, d.attempts, d.receiver FROM receivers"
+                " JOIN deliveries d"
+                f" ON d.id IN (SELECT id {due} AND receiver = receivers.receiver"
+                "  ORDER BY next_attempt_at, id LIMIT ?)"
+                " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+                [now, per_receiver, limit + sum(busy.values()) + len(busy_items)],
+            ).fetchall()
+        )
 
     _deliveries_clock: str | None = None  # ``now`` of this process's last round
 
@@ -227,7 +264,10 @@ class ProducerMixin:
         was taken back (an Undo, ``hitl labels remove``, a retire of the label: the item
         waits in review) it reports ``label`` None and the item's status, but only when the
         producer may have been told the label (a delivery for the item was delivered or
-        attempted); None when there is nothing to tell. ``sending``: the delivery the payload
+        attempted); an item left to the model (``auto``) or set aside (``skipped``) reports
+        ``label`` None and that status whether or not it was told before (its wait for people
+        ended: ``_queue_settled``); None when there is nothing to tell. ``sending``: the
+        delivery the payload
         is for, claimed (this attempt counted) but not sent yet. ``out``: the labels not in
         force (``bot.labelset.not_in_force``: retired, or never in HITL_LABELS' set), left out
         of ``model_label``; an item decided with a retired one is not decided
@@ -243,8 +283,12 @@ class ProducerMixin:
         label, votes, resolved_at, status = row[0], row[1] or 0, row[2], row[4]
         if out.undecides(label):  # waits in review for a label in force
             label, votes, resolved_at, status = None, 0, None, "needs_review"
-        if label is None and not self._maybe_told(item_id, sending):
-            return None
+        # Left to the model or set aside: the producer's wait for people ended (told whether
+        # or not a webhook went before). Otherwise a label taken back is told only when the
+        # producer may have heard it.
+        if label is None and status not in ("auto", "skipped"):
+            if not self._maybe_told(item_id, sending):
+                return None
         # The model's label under the label set in force, as GET /api/items gives it: a
         # rollback's old name as its successor, a retired label left out (the stored guess of
         # a decided item is never restated).
@@ -311,6 +355,28 @@ class ProducerMixin:
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
             "  AND d.status = 'pending' AND d.attempts = 0)",
             [now, now, label],
+        ).rowcount
+
+    def _queue_settled(self, keys: Iterable[Any], now: str, *, by: str = "rowid") -> int:
+        """In the transaction that ended items' wait for people without a label: set aside
+        by people's Skips (``skipped``) or left to the model (``auto``: a score, a threshold
+        pass, a label-set pass). ``keys``: the items that moved (their ``rowid``, or ``id``
+        with ``by="id"``), read by key; each that is in such a state now and has a
+        callback_url gets a delivery, so its producer hears it (README "Webhooks"), unless one
+        for it waits unsent (that one reads the item as it is when it goes). One INSERT …
+        SELECT, never a statement per item. Returns how many were queued."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        column = {"rowid": "rowid", "id": "id"}[by]
+        return self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
+            f" FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
+            " AND +status IN ('auto', 'skipped') AND coalesce(callback_url, '') != ''"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
+            "  AND d.status = 'pending' AND d.attempts = 0)",
+            [now, now, json.dumps(keys)],
         ).rowcount
 
     def next_delivery_at(self) -> str | None:

@@ -239,6 +239,8 @@ class QueueMixin:
         predictions: Iterable[tuple[str, int, str, float, list, float]],
         threshold: float,
         strategy: str,
+        *,
+        tell_new: bool = False,
     ) -> int:
         """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items,
         in one transaction, with the ``strategy`` the priorities were computed under. The label
@@ -247,12 +249,26 @@ class QueueMixin:
         retired, renamed or merged since the model was trained never lends its probability to
         another. An item whose confidence is at or above ``threshold`` becomes ``auto``, unless
         people have started answering it (a counted answer: it waits for them, as
-        ``rethreshold_step`` keeps it); below it, ``queued``. Returns the number of items
-        written. Not worth an fsync: predictions lost in a crash are made again."""
+        ``rethreshold_step`` keeps it); below it, ``queued``. An item left to the model that
+        waited for people (``queued``; with ``tell_new``, also one never scored: ``new``, as
+        a producer whose request did not score it was told) gets its webhook
+        (``_queue_settled``: one read of the statuses before, one INSERT after). Returns the
+        number of items written. Not worth an fsync: predictions lost in a crash are made
+        again."""
         now = self.now()
         n = 0
+        predictions = list(predictions)
+        waited = ("queued", "new") if tell_new else ("queued",)
         with self._unsynced():  # predictions are made again if lost
             aliases, retired = self.label_aliases(), self.retired_labels()
+            waiting = [
+                rowid
+                for (rowid,) in self.db.execute(
+                    "SELECT rowid FROM items WHERE id IN (SELECT value FROM json_each(?))"
+                    f" AND +status IN ({', '.join('?' * len(waited))})",
+                    [json.dumps([p[0] for p in predictions]), *waited],
+                )
+            ]
             for item_id, version, label, confidence, ranked, priority in predictions:
                 guesses = ranked or ([(label, confidence)] if label is not None else [])
                 label, confidence = top_in_force(guesses, aliases, retired)
@@ -278,6 +294,7 @@ class QueueMixin:
                 n += cursor.rowcount
             if n:
                 self._statuses_made_under(threshold)
+            self._queue_settled(waiting, now)  # those now auto: their producers hear it
         return n
 
     def last_rowid(self) -> int:
@@ -315,12 +332,14 @@ class QueueMixin:
         it is the model's, from its full probabilities, which a label change does not move
         (scoring the item again would store the same). Once past the last unlabeled item, the
         open questions' items (``posted``, a few) are put under the set too, their status kept.
-        Returns (items changed, the last rowid read: None once the pass is done)."""
+        An item that waited for people (``queued``) and is left to the model now gets its
+        webhook (``_queue_settled``). Returns (items changed, the last rowid read: None once
+        the pass is done)."""
         changed = 0
         with self._unsynced():  # a pass lost in a crash is run again (the change count)
             aliases, retired = self.label_aliases(), self.retired_labels()
             rows = self.db.execute(
-                f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}"
+                f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}, status"
                 f" FROM items INDEXED BY items_unlabeled WHERE {UNLABELED} AND ({UNLABELED}) = 1"
                 " AND rowid > ? ORDER BY rowid LIMIT ?",
                 [after, limit],
@@ -328,17 +347,20 @@ class QueueMixin:
             last = rows[-1][0] if rows else None
             if not rows:
                 rows = self.db.execute(
-                    f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}"
+                    f"SELECT rowid, predicted_label, confidence, {self._MAY_MOVE}, status"
                     " FROM items WHERE status = 'posted'"
                 ).fetchall()
             now = self.now()
-            for rowid, label, confidence, ranked in rows:
+            waited: list[int] = []  # changed items that waited for people: auto now, told
+            for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or its label is its model's first guess, in force
                 guesses = json.loads(ranked) or ([(label, confidence)] if label is not None else [])
                 new_label, new_confidence = top_in_force(guesses, aliases, retired)
                 if (new_label, new_confidence) == (label, confidence):
                     continue
+                if status == "queued":
+                    waited.append(rowid)  # ``_queue_settled`` keeps those that went auto
                 self.db.execute(
                     "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
                     " status = CASE WHEN status = 'posted' THEN status"
@@ -349,7 +371,9 @@ class QueueMixin:
                 if changed == 1:
                     self._statuses_made_under(threshold)
                 if changed >= max_changes and last is not None:
-                    return changed, rowid
+                    last = rowid
+                    break
+            self._queue_settled(waited, now)  # one INSERT for the step's items
         return changed, last
 
     def rethreshold_step(self, after: int, limit: int, threshold: float) -> tuple[int, int | None]:
@@ -360,7 +384,8 @@ class QueueMixin:
         for people (``queued``), and a ``queued`` one at or above it, that nobody has answered,
         is left to the model (``auto``), as ``set_predictions`` decides for an item it scores.
         Nothing else moves: an asked item (``posted``, audit picks among them), gold, one not
-        scored yet, and a queued item people have started answering (it waits for them). Only
+        scored yet, and a queued item people have started answering (it waits for them). A
+        queued item left to the model gets its webhook (``_queue_settled``). Only
         what is wrong is written, so a step run again changes nothing; one short transaction,
         unsynced like ``set_predictions`` (lost, the pass is run again). Returns (items
         changed, the last rowid read: None once the pass is done)."""
@@ -377,17 +402,16 @@ class QueueMixin:
             " OR status = 'queued' AND confidence >= ? AND NOT EXISTS (SELECT 1 FROM answers a"
             " WHERE a.item_id = items.id AND a.source != 'import' AND a.late = 0))"
         )
-        moved = [
-            rowid
-            for (rowid,) in self.db.execute(  # a read: no write lock when all are right
-                f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
-                f" AND ({UNLABELED}) = 1 AND rowid > ? AND rowid <= ? AND {wrong}",
-                [after, last, threshold, threshold],
-            )
-        ]
+        read = self.db.execute(  # a read: no write lock when all are right
+            f"SELECT rowid, status FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
+            f" AND ({UNLABELED}) = 1 AND rowid > ? AND rowid <= ? AND {wrong}",
+            [after, last, threshold, threshold],
+        ).fetchall()
+        moved = [rowid for rowid, _ in read]
         if not moved:
             return 0, last
         with self._unsynced():  # a pass lost in a crash is run again
+            now = self.now()
             # by rowid only: the status terms unary-plussed, or SQLite reads every auto and
             # queued item through items_status_priority for them (3.6 s a step at a million)
             unindexed = f"+{UNLABELED} AND " + wrong.replace("status =", "+status =")
@@ -395,10 +419,12 @@ class QueueMixin:
                 "UPDATE items SET updated_at = ?, status = CASE WHEN confidence >= ?"
                 " THEN 'auto' ELSE 'queued' END WHERE rowid IN (SELECT value FROM json_each(?))"
                 f" AND {unindexed}",  # as read, or changed since: left as it is
-                [self.now(), threshold, json.dumps(moved), threshold, threshold],
+                [now, threshold, json.dumps(moved), threshold, threshold],
             ).rowcount
             if changed:
                 self._statuses_made_under(threshold)
+                # left to the model after waiting for people: one INSERT for the step's items
+                self._queue_settled([rowid for rowid, status in read if status == "queued"], now)
         return changed, last
 
     # -- the HITL_THRESHOLD the waiting items' statuses were made under (m039) --
@@ -1111,6 +1137,7 @@ class QueueMixin:
                 return AnswerResult("resolved", item_id, label=winner, tally=tally)
             if label is None and len(tally.skips) >= skips_to_discard and not tally.votes:
                 self._close(item_id, "skipped", now)
+                self._queue_settled([item_id], now, by="id")  # its producer hears it
                 return AnswerResult("skipped", item_id, tally=tally)
             return AnswerResult("recorded", item_id, label=label, tally=tally)
 
@@ -1190,6 +1217,7 @@ class QueueMixin:
                     self._touch_post(item_id)
                     if winner is None and not tally.votes:
                         self._close(item_id, "skipped", now)
+                        self._queue_settled([item_id], now, by="id")
                     else:
                         self.review_after_answer(item_id, tally, winner, split_needs, review)
                         if winner is not None:
