@@ -106,6 +106,23 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     elif done.kept_beside:
         names = ", ".join(str(path) for path in done.kept_beside)
         click.echo(f"Files left beside the database were moved aside: {names}.")
+    if done.kept is not None and (done.taken_back or done.to_delete):
+        what = []
+        if done.taken_back:
+            what.append(
+                f"{done.taken_back} taken back (`hitl serve` redraws"
+                f" {'it' if done.taken_back == 1 else 'them'} without buttons; the items are"
+                " asked again in their turn)"
+            )
+        if done.to_delete:
+            what.append(
+                f"{done.to_delete} left to delete (of items the backup does not hold;"
+                " `hitl serve` deletes them)"
+            )
+        click.echo(
+            f"Carried over: {count(done.taken_back + done.to_delete, 'Slack message')} posted"
+            f" after the backup was made, as {done.kept.name} records: {'; '.join(what)}."
+        )
     upgraded = False
     if done.kept is not None:
         try:

@@ -518,6 +518,11 @@ def expired_blocks(
 def _expired_line(q: Question, age: timedelta, answers: int, why: str | None = None) -> str:
     if why == "labels":
         return "The label set changed, so it was put back in the queue"
+    if why == "restore":
+        return (
+            "The database was restored from a backup made before this question, so it was put"
+            " back in the queue"
+        )
     if not answers:
         return f"Unanswered for {unanswered_for(age)}, so it was put back in the queue"
     return (
@@ -530,6 +535,11 @@ def expired_text(q: Question, age: timedelta, answers: int = 0, why: str | None 
     """The plain-text fallback of an expired question."""
     if why == "labels":
         return f"The label set changed, put back in the queue: {_fallback(q)}"
+    if why == "restore":
+        return (
+            "The database was restored from an earlier backup, put back in the queue:"
+            f" {_fallback(q)}"
+        )
     if not answers:
         return f"Unanswered for {unanswered_for(age)}, put back in the queue: {_fallback(q)}"
     return (

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -80,6 +81,11 @@ class Restored:
     facts: BackupFacts
     kept: Path | None  # the database that was there, under its new name (None: there was none)
     kept_beside: tuple[Path, ...] = ()  # its -wal/-shm, moved with it
+    # The Slack messages the database that was there knew and the backup does not
+    # (``unknown_posts``): recorded taken back (their items in the backup), or left to delete
+    # (items the backup does not hold)
+    taken_back: int = 0
+    to_delete: int = 0
 
 
 def in_use(db: Path) -> bool:
@@ -413,6 +419,157 @@ def erasures_in(
     return list(once.values()), attempts
 
 
+RESTORE_TAKEN_BACK = "restore"  # ``posts.taken_back`` of a message the restore took back
+# Columns of a post the restore sets itself (``_record_unknown``), not carried from the old row
+_SET_BY_RESTORE = ("id", "closed_at", "expired_at", "taken_back", "redraw_seq", "drawn_seq")
+
+
+@dataclass(frozen=True)
+class UnknownPosts:
+    """The questions in Slack the database a restore replaces knew and the backup does not
+    (``unknown_posts``): posted after the backup was made."""
+
+    columns: tuple[str, ...] = ()  # of each row of ``held``
+    held: tuple[tuple[Any, ...], ...] = ()  # posts of items the backup holds, oldest first
+    gone: tuple[tuple[str, str], ...] = ()  # (channel, ts) of items it does not hold
+
+    def __bool__(self) -> bool:
+        return bool(self.held or self.gone)
+
+
+def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
+    """The Slack messages the database at ``db`` records (``posts``) that ``backup`` knows
+    neither as a post nor as a message left to delete (``erased_posts``), read only: the
+    questions the server posted after the backup was made, whose buttons still work. Not
+    those of the items ``db`` records as deleted (``deleted_items``): a restore leaves them
+    to the erasure's path (``erasures_in``). Read by (channel, ts) through the backup's
+    unique index, nothing held in memory but the rows found. Nothing when either is not a
+    readable slack-hitl database (``check_backup`` then says what is wrong with the backup)."""
+    if not db.exists():
+        return UnknownPosts()
+
+    def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
+        wal = path.with_name(path.name + "-wal")
+        return f"file:{quote(str(path.resolve()))}?" + (
+            "mode=ro" if wal.exists() else "immutable=1"
+        )
+
+    try:
+        conn = sqlite3.connect(uri(db), uri=True)
+    except sqlite3.Error:
+        return UnknownPosts()
+    with contextlib.closing(conn), contextlib.suppress(sqlite3.Error):
+        conn.execute("ATTACH DATABASE ? AS backup", [uri(backup)])
+
+        def tables(schema: str) -> set[str]:
+            return {
+                row[0]
+                for row in conn.execute(
+                    f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'"
+                )
+            }
+
+        def columns(schema: str) -> list[str]:
+            return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(posts)")]
+
+        theirs = set(columns("backup"))
+        carried = [c for c in columns("main") if c in theirs and c not in _SET_BY_RESTORE]
+        if not {"item_id", "channel", "ts"} <= set(carried):
+            return UnknownPosts()
+        where = (
+            "NOT EXISTS (SELECT 1 FROM backup.posts b WHERE b.channel = p.channel AND b.ts = p.ts)"
+        )
+        if "erased_posts" in tables("backup"):
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM backup.erased_posts e"
+                " WHERE e.channel = p.channel AND e.ts = p.ts)"
+            )
+        if "deleted_items" in tables("main"):
+            where += " AND p.item_id NOT IN (SELECT item_id FROM main.deleted_items)"
+        held: list[tuple[Any, ...]] = []
+        gone: list[tuple[str, str]] = []
+        listed = ", ".join(f"p.{name}" for name in carried)
+        for *row, known in conn.execute(
+            f"SELECT {listed}, EXISTS (SELECT 1 FROM backup.items i WHERE i.id = p.item_id)"
+            f" FROM main.posts p WHERE {where} ORDER BY p.posted_at, p.id"
+        ):
+            if known:
+                held.append(tuple(row))
+            else:
+                found = dict(zip(carried, row, strict=True))
+                gone.append((str(found["channel"]), str(found["ts"])))
+        return UnknownPosts(tuple(carried), tuple(held), tuple(gone))
+    return UnknownPosts()
+
+
+def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int]:
+    """Record ``found`` in ``copy``, the backup's copy not yet in place (``_record_unknown``),
+    its log checkpointed into the file, on disk when this returns; how many were taken back
+    and left to delete."""
+    try:
+        conn = sqlite3.connect(str(copy))
+        try:
+            counts = _record_unknown(conn, found)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the file
+        finally:
+            conn.close()  # the last connection: its -wal and -shm are removed
+        fd = os.open(copy, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"cannot restore from {backup}: recording the Slack messages posted after it was"
+            f" made failed ({exc})"
+        ) from None
+    finally:
+        for side in ("-wal", "-shm"):  # none once closed; a failure's, only the copy's
+            copy.with_name(copy.name + side).unlink(missing_ok=True)
+    return counts
+
+
+def _record_unknown(dest: sqlite3.Connection, found: UnknownPosts) -> tuple[int, int]:
+    """Record ``found`` (``unknown_posts``) in the restored copy ``dest``, in one
+    transaction: each post of an item the backup holds as a question taken back
+    (``taken_back`` 'restore': closed, expired now, due for a redraw, which `hitl serve`
+    makes at start: no buttons, its item asked again when its turn comes, or its decision
+    shown), and the messages of items the backup does not hold left to delete
+    (``erased_posts``), as a deleted item's are. The taken-back ones are numbered below the
+    backup's posts (from 0 down), so that an item's latest post (the highest id, which a click
+    redraws) stays its question in the backup or the one the server posts next. Only the
+    columns the backup has (one made by an older slack-hitl: its upgrade fills the others).
+    Returns how many were taken back and how many left to delete."""
+    have = {row[1] for row in dest.execute("PRAGMA table_info(posts)")}
+    tables = {row[0] for row in dest.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    set_here = {
+        "closed_at": now,
+        "expired_at": now,
+        "taken_back": RESTORE_TAKEN_BACK,
+        "redraw_seq": 1,
+        "drawn_seq": 0,
+    }
+    set_here = {name: value for name, value in set_here.items() if name in have}
+    names = ["id", *found.columns, *set_here]
+    marks = ", ".join("?" * len(names))
+    gone = found.gone if "erased_posts" in tables else ()
+    with dest:
+        low = dest.execute("SELECT min(0, coalesce(min(id), 0)) FROM posts").fetchone()[0]
+        dest.executemany(
+            f"INSERT OR IGNORE INTO posts ({', '.join(names)}) VALUES ({marks})",
+            [
+                (low - n, *row, *set_here.values())
+                for n, row in enumerate(reversed(found.held), start=1)
+            ],
+        )
+        dest.executemany(
+            "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
+            [(channel, ts, now) for channel, ts in gone],
+        )
+    return len(found.held), len(gone)
+
+
 def kept_name(db: Path) -> Path:
     """Where the database that was at ``db`` is kept: ``<db>.before-restore``, or
     ``<db>.before-restore.2`` and so on when an earlier restore's is there (with its files)."""
@@ -458,6 +615,11 @@ def restore(
     with server_lock(target, leave_no_file=True):
         if in_use(target):
             raise StoreError(busy)
+        # Read before the write lock is held: closing a connection to the file would drop
+        # the locks this process holds on it (``_WritersHeld``). Only a server posts, and no
+        # server starts meanwhile (its lock is held here).
+        unknown = unknown_posts(target, backup)
+        counts = (0, 0)  # taken back, left to delete
         with _WritersHeld(target, busy) as held:  # until the swap: see the module docstring
             if checking is not None:
                 checking()
@@ -465,6 +627,8 @@ def restore(
             copy = target.with_name(target.name + ".restoring")
             _copy(backup, copy, target, progress)
             try:
+                if unknown:
+                    counts = _carry_into(backup, copy, unknown)
                 if held.others() or (not held.existed and os.path.lexists(target)):
                     raise StoreError(
                         f"cannot restore {db}: another process opened it while the backup was"
@@ -481,7 +645,7 @@ def restore(
     if not db.is_symlink():  # named as the database was (the same folder)
         kept = db.with_name(kept.name) if kept is not None else None
         beside = tuple(db.with_name(path.name) for path in beside)
-    return Restored(facts, kept, beside)
+    return Restored(facts, kept, beside, *counts)
 
 
 def _copy(

@@ -1,0 +1,191 @@
+"""`hitl restore` of a backup made while `hitl serve` ran (README "Backup and restore"): the
+questions the server posted after the backup was made are in Slack with working buttons, and
+only the database the restore replaces knew them. Before, the restored database had no record
+of them: their items were asked a second time while the old messages kept their buttons for
+good (never redrawn, taken back or closed, even once the item was decided). Now the restore
+carries them over: a message of an item the backup holds is recorded as a question taken back
+(the next `hitl serve` redraws it without buttons; its item is asked again when its turn
+comes, once), one of an item the backup does not hold is left for the server to delete, and
+one of an item `hitl delete` deleted goes the erasure's way."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from bot.store.restore import restore
+from tests.bot.harness import Item, has_buttons, item_of, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+ANA, RAJ = "U0ANA", "U0RAJ"
+
+
+def run(db: Path, *args: str):
+    return CliRunner().invoke(cli, ["--db", str(db), *args])
+
+
+def backup_of(db: Path) -> Path:
+    """README's backup (``sqlite3 hitl.db ".backup …"``: SQLite's backup API), safe while the
+    server runs."""
+    backup = db.with_name("backup.db")
+    with (
+        contextlib.closing(sqlite3.connect(db)) as source,
+        contextlib.closing(sqlite3.connect(backup)) as copy,
+    ):
+        source.backup(copy)
+    return backup
+
+
+def posts(db: Path) -> dict[str, dict]:
+    """The posts the database records, by ts."""
+    with Store.open(db) as store:
+        return {str(row["ts"]): row for row in store.db["posts"].rows}
+
+
+async def test_questions_posted_after_the_backup_are_taken_back_and_their_items_asked_once(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    settings = make_settings(fake_slack, tmp_path, max_open=2)
+    db = settings.db
+    seed(db, [Item(f"i{n}", f"ticket {n}: a refund and an error") for n in range(3)])
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 2
+        await bot.settled()
+        first, second = bot.posted()
+        backup = backup_of(db)  # the nightly backup, the server running
+        # work goes on after it: an answer, and a question the backup never hears of
+        assert (await bot.action(bot.button_payload(first, ANA, bot.first_label(first)))).ok
+        await bot.settled()
+        assert await bot.dispatcher.fill() == 1
+        await bot.settled()
+        [after] = [m for m in bot.posted() if m["ts"] not in (first["ts"], second["ts"])]
+        assert has_buttons(after)
+        # an item that came after the backup, asked too
+        bot.store.add_items([Item("n0", "a ticket that came after the backup")], "api")
+        assert (await bot.action(bot.button_payload(second, ANA, bot.first_label(second)))).ok
+        await bot.settled()
+        assert await bot.dispatcher.fill() == 1
+        await bot.settled()
+        [newcomer] = [m for m in bot.posted() if item_of(m) == "n0"]
+    asked_again = item_of(after)  # waiting in the backup: its question came after it
+
+    done = run(db, "restore", str(backup))  # README: stop the server, restore, start it
+    assert done.exit_code == 0, done.output
+
+    updates_before = len(fake_slack.calls_to("chat.update"))
+    async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        await bot.settled()  # the start's pass: redraws, deletions
+        now = {m["ts"]: m for m in bot.posted()}
+        assert not has_buttons(now[after["ts"]])  # taken back: no buttons, says so
+        assert "restored from an earlier backup, put back in the queue" in now[after["ts"]]["text"]
+        assert any(
+            call.params.get("ts") == after["ts"]
+            for call in fake_slack.calls_to("chat.update")[updates_before:]
+        )
+        assert newcomer["ts"] not in now  # deleted (chat.delete)
+        assert [call.params.get("ts") for call in fake_slack.calls_to("chat.delete")] == [
+            newcomer["ts"]
+        ]
+        # the first question is open again in the restored database (its answer came after
+        # the backup): answered again, its place goes to the item asked after the backup
+        await fake_slack.wait_for(lambda: has_buttons(fake_slack.message(CHANNEL, first["ts"])))
+        assert (await bot.action(bot.button_payload(first, RAJ, bot.first_label(first)))).ok
+
+        def live(item_id: str) -> list[dict]:
+            return [
+                m for m in fake_slack.messages(CHANNEL) if item_of(m) == item_id and has_buttons(m)
+            ]
+
+        await fake_slack.wait_for(lambda: len(live(asked_again)) == 1, timeout=10)
+        await bot.settled()
+        [again] = live(asked_again)
+        assert again["ts"] != after["ts"]  # asked once: in one message with buttons
+        assert all(len(live(item_of(m))) <= 1 for m in bot.posted())
+
+        # a click on the old message (its buttons as a stale screen still shows them) counts
+        # as on any question taken back: an answer to its item, which it decides
+        response = await bot.action(bot.button_payload(after, ANA, bot.first_label(after)))
+        assert response.status == 200
+        await bot.settled()
+        assert bot.store.get_item(asked_again)["status"] == "resolved"
+        for ts in (after["ts"], again["ts"]):
+            message = fake_slack.message(CHANNEL, ts)
+            assert not has_buttons(message) and "✅" in str(message["blocks"])
+    recorded = posts(db)  # the server stopped: every post it made is recorded
+    for message in fake_slack.messages(CHANNEL):  # no button the database does not know
+        assert not has_buttons(message) or message["ts"] in recorded
+
+
+def after_backup(tmp_path: Path) -> tuple[Path, Path]:
+    """A database whose backup knows i0's question; after it i1, i2 and n0 (an item the
+    backup does not hold) are asked, and i2 is deleted (`hitl delete`)."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item(f"i{n}", f"ticket {n}") for n in range(3)])
+    with Store.open(db) as store:
+        assert store.record_post("i0", CHANNEL, "1700000000.000001", "uncertain", None, None, None)
+    backup = backup_of(db)
+    seed(db, [Item("n0", "after the backup")])
+    with Store.open(db) as store:
+        for item_id, ts in (("i1", "2"), ("i2", "3"), ("n0", "4")):
+            assert store.record_post(
+                item_id, CHANNEL, f"1700000000.00000{ts}", "uncertain", None, None, None
+            )
+    assert run(db, "delete", "i2", "--yes", "--reason", "erasure request").exit_code == 0
+    return db, backup
+
+
+def test_restore_records_the_posts_the_backup_does_not_know(tmp_path: Path):
+    """Without a server: the posts of the database that was there are compared by their
+    Slack message (channel and ts) with the backup's; the ones of items `hitl delete` deleted
+    go the erasure's way, as before."""
+    db, backup = after_backup(tmp_path)
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    known = posts(db)
+    assert sorted(known) == ["1700000000.000001", "1700000000.000002"]
+    assert known["1700000000.000001"]["closed_at"] is None  # the backup's, as it was
+    taken = known["1700000000.000002"]
+    assert (taken["item_id"], taken["taken_back"], int(taken["id"])) == ("i1", "restore", -1)
+    assert taken["closed_at"] and taken["expired_at"]
+    assert taken["redraw_seq"] > taken["drawn_seq"]  # drawn by the next `hitl serve`
+    with Store.open(db) as store:
+        assert store.get_item("i1")["status"] != "posted"  # waits to be asked, once
+        assert store.get_item("i2") is None  # deleted again
+        queued = sorted(str(row["ts"]) for row in store.erased_posts())
+    # n0's (the backup does not hold it), and i2's (deleted again, the erasure's path)
+    assert queued == ["1700000000.000003", "1700000000.000004"]
+
+
+def test_restore_says_how_many_messages_it_carried_over(tmp_path: Path):
+    db, backup = after_backup(tmp_path)
+    done = restore(db, backup)
+    assert (done.taken_back, done.to_delete) == (1, 1)  # i1's; n0's (i2's: the erasure's)
+    # with no database there (a new path) nothing is carried, and the restore works as before
+    fresh = tmp_path / "new" / "hitl.db"
+    fresh.parent.mkdir()
+    done = restore(fresh, backup)
+    assert (done.kept, done.taken_back, done.to_delete) == (None, 0, 0)
+    said = run(fresh.with_name("other.db"), "restore", str(backup))
+    assert said.exit_code == 0, said.output
+    assert "The database that was there" not in said.output
+    assert list(posts(fresh)) == list(posts(fresh.with_name("other.db"))) == ["1700000000.000001"]
+    with Store.open(fresh) as store:
+        assert store.erased_posts() == []
+
+
+def test_restore_says_in_one_line_how_many_messages_it_carried_over(tmp_path: Path):
+    db, backup = after_backup(tmp_path)
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert (
+        "Carried over: 2 Slack messages posted after the backup was made, as"
+        " hitl.db.before-restore records: 1 taken back (`hitl serve` redraws it without"
+        " buttons; the items are asked again in their turn); 1 left to delete (of items the"
+        " backup does not hold; `hitl serve` deletes them).\n"
+    ) in done.stdout
