@@ -54,13 +54,19 @@ logger = logging.getLogger(__name__)
 MAX_PAIRS = 10  # pairs shown, most shared items first
 SETTLE_ROUNDS = 500
 """EM rounds at most for the Dawid–Skene figures stats show (``estimate(settle=True)``, EM's
-own ``DEFAULT_MAX_ITER``), up to :data:`SETTLE_VOTES` answers: a 30-person team's 456 answers
-settle in 99 (0.01 s; the likelihood rule training uses stopped after 37, 11 points away)."""
-SETTLE_VOTES = 10_000
-"""Past this many answers the rounds shrink in proportion (at least 100), so that stats take
-about as long as training's call: 24,000 items × 2 answers over 154 labels would take 843
-rounds (49 s for 500 on a loaded 2-core machine, against 97 rounds and 11 s for training's
-likelihood rule); 104 leave it unsettled, and the section says so."""
+own ``DEFAULT_MAX_ITER``), as long as they fit :data:`SETTLE_WORK`: the outside tester's
+30-person team's 456 answers settle in 113 (0.02 s; training's call stops after 37, up to 11
+points away)."""
+SETTLE_MIN_ROUNDS = 100
+"""EM rounds at least for those figures, however large the team: about as many as training's
+call takes on the largest teams measured (72–127 rounds), so about its time."""
+SETTLE_WORK = 1_000_000_000
+"""What those rounds may cost at most, in units of a round's work: a round costs about
+people × labels² (the confusion matrices) + 2 × answers × labels (the posteriors; measured:
+9 ns and 18 ns each on a loaded 2-core machine), so about 9 s, what training's call takes on
+the largest teams measured: 300 people × 154 labels × 10,000 answers (10.2 million a round)
+and 24,000 items × 2 answers × 154 labels (15.3 million) get the 100 rounds of
+:data:`SETTLE_MIN_ROUNDS`, a 30-person team over 6 labels all 500."""
 MAX_PEOPLE = 20
 """People shown per section in Slack (``/hitl stats``: a section's text is cut at 3,000
 characters), worst first, then how many more and that `hitl stats` lists everyone; the CLI
@@ -88,12 +94,14 @@ class Quality:
     estimates: Estimates | None = None  # with HITL_AGGREGATION=dawid_skene and votes to read
 
 
-def measure(store: Store, settings: Settings) -> Quality:
+def measure(store: Store, settings: Settings, *, estimates: bool = True) -> Quality:
     """Measure on ``store`` in this thread (reads every vote). Every answer counts under the
     label set in force, agreement as gold accuracy: "bug" clicked before `hitl labels rename
     bug defect` and "defect" after agree (the store resolved the item on them), and two labels
     merged into one are one. A gold item whose gold label is not in force (a retired one)
-    is not scored (``Store.gold_in_force``)."""
+    is not scored (``Store.gold_in_force``). ``estimates=False`` (a non-admin's `/hitl stats`,
+    which does not show them) leaves out the Dawid–Skene estimates, the costly part: up to
+    :data:`SETTLE_WORK`, seconds on a large team."""
     configured = settings.labels  # HITL_LABELS
     gold = store.gold_in_force(store.gold_labels(), configured)
     if settings.votes <= 1 and not gold:
@@ -117,16 +125,21 @@ def measure(store: Store, settings: Settings) -> Quality:
         else None,
         gold=[g for g in gold_accuracy(in_force, gold) if g.n] if gold else [],
         n_gold=len(gold),
-        estimates=estimate(store, votes, gold, configured, settle=True) if weighted else None,
+        estimates=(
+            estimate(store, votes, gold, configured, settle=True)
+            if weighted and estimates
+            else None
+        ),
     )
 
 
-def settle_rounds(n_votes: int) -> int:
-    """EM's rounds for the figures stats show over ``n_votes`` answers (:data:`SETTLE_ROUNDS`,
-    fewer past :data:`SETTLE_VOTES`)."""
-    if n_votes <= SETTLE_VOTES:
-        return SETTLE_ROUNDS
-    return max(100, SETTLE_ROUNDS * SETTLE_VOTES // n_votes)
+def settle_rounds(n_people: int, n_labels: int, n_votes: int) -> int:
+    """EM's rounds for the figures stats show over ``n_votes`` answers by ``n_people`` over
+    ``n_labels`` labels: as many as :data:`SETTLE_WORK` pays for, a round costing
+    people × labels² + 2 × answers × labels, between :data:`SETTLE_MIN_ROUNDS` and
+    :data:`SETTLE_ROUNDS` (never more than that)."""
+    work = max(n_people * n_labels * n_labels + 2 * n_votes * n_labels, 1)
+    return min(SETTLE_ROUNDS, max(SETTLE_MIN_ROUNDS, SETTLE_WORK // work))
 
 
 def estimate(
@@ -142,10 +155,12 @@ def estimate(
     gold of a label not in force: ``Store.gold_in_force``, ``configured``: HITL_LABELS);
     None when no item has two votes. Reads every vote: a worker thread's or the CLI's job.
 
-    ``settle`` (the figures stats show, ``measure``): EM runs to its fixed point, accelerated,
-    for at most ``settle_rounds`` rounds (``Aggregation.converged`` says whether it got
-    there). Training (``training_rows``) keeps the likelihood rule, ``DEFAULT_GAIN_TOL``: its
-    labels barely move on, but the accuracies it stops at can be points from the fixed point."""
+    ``settle`` (the figures stats show, ``measure``): EM runs on to the fixed point plain EM
+    reaches from the same start (training's rounds, then accelerated: ``dawid_skene``'s
+    ``accelerate``), for at most ``settle_rounds`` rounds (``Aggregation.converged`` says
+    whether it got there). Training (``training_rows``) keeps the likelihood rule,
+    ``DEFAULT_GAIN_TOL``: its labels barely move on, but the accuracies it stops at can be
+    points from the fixed point."""
     aliases = store.label_aliases()
     votes = store.iter_votes() if votes is None else votes
     gold = store.gold_in_force(store.gold_labels() if gold is None else gold, configured)
@@ -168,7 +183,11 @@ def estimate(
     return Estimates(
         aggregation=(
             dawid_skene(
-                tally, gold=gold, gain_tol=0, accelerate=True, max_iter=settle_rounds(len(kept))
+                tally,
+                gold=gold,
+                gain_tol=0,
+                accelerate=True,
+                max_iter=settle_rounds(len(tally.annotators), len(tally.labels), len(kept)),
             )
             if settle
             else dawid_skene(tally, gold=gold)

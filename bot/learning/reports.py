@@ -123,15 +123,17 @@ def _waiting(counts: dict[str, int], held: int = 0) -> str:
 
 
 async def stats_off_loop(
-    served: Store, settings: Settings, now: datetime
+    served: Store, settings: Settings, now: datetime, *, estimates: bool = True
 ) -> tuple[str, quality.Quality]:
     """``stats_text`` and ``quality.measure`` in a worker thread, on one connection of their
     own (``Store.apart``): the counts of the day's and week's answers grow with them, and the
-    quality reads every vote."""
+    quality reads every vote. ``estimates=False``: without the Dawid–Skene estimates (seconds
+    of EM on a large team), for someone who is not shown them."""
 
     def run() -> tuple[str, quality.Quality]:
         with served.apart() as store:
-            return stats_text(store, settings, now), quality.measure(store, settings)
+            measured = quality.measure(store, settings, estimates=estimates)
+            return stats_text(store, settings, now), measured
 
     return await asyncio.to_thread(run)
 

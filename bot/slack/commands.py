@@ -512,19 +512,20 @@ async def window_refused(call: Call, exc: SlackApiError, window: str, name: str)
 async def stats(call: Call) -> None:
     """The answers of the day and week by person grow with them, and agreement (and gold
     accuracy) read every vote: all are read in a worker thread, on one connection of its own,
-    and answered by the ``response_url`` when not read within ``ACK_WITHIN``."""
+    and answered by the ``response_url`` when not read within ``ACK_WITHIN``. A non-admin is
+    not shown the Dawid–Skene estimates, so they are not computed for one (seconds of EM on
+    a large team, ``quality.SETTLE_WORK``)."""
     rt = call.rt
+    admin = rt.is_admin(call.user_id)  # each person sees their own in App Home
 
     def answer(read: tuple[str, quality.Quality]) -> Answer:
         counts, measured = read
         sections = [counts]
-        sections += quality.quality_sections(
-            measured,
-            gold=rt.is_admin(call.user_id),  # each person sees their own in App Home
-        )
+        sections += quality.quality_sections(measured, gold=admin)
         return Answer("\n\n".join(sections), blocks.report_blocks(sections))
 
-    await answer_when_read(call, reports.stats_off_loop(rt.store, rt.settings, rt.clock()), answer)
+    read = reports.stats_off_loop(rt.store, rt.settings, rt.clock(), estimates=admin)
+    await answer_when_read(call, read, answer)
 
 
 async def labels(call: Call) -> None:

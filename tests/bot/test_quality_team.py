@@ -206,12 +206,60 @@ def test_estimates_em_did_not_settle_say_so(tmp_path: Path, monkeypatch):
     )
 
 
-def test_stats_em_rounds_shrink_with_the_answers_past_settle_votes():
-    """A team's answers get every round to settle; a large database's fewer, in proportion,
-    so that stats take about as long as training's likelihood rule there (never under 100)."""
-    from bot.learning.quality import SETTLE_ROUNDS, SETTLE_VOTES, settle_rounds
+def test_stats_em_rounds_are_capped_by_their_work():
+    """A round of EM costs about people × labels² + 2 × answers × labels, not answers alone
+    (review1 finding 5: 300 people over 154 labels with 10,000 answers got all 500 rounds,
+    35.7 s against training's 8.4 s): the rounds are what SETTLE_WORK pays for, at least
+    SETTLE_MIN_ROUNDS (about training's), at most SETTLE_ROUNDS."""
+    from bot.learning.quality import SETTLE_MIN_ROUNDS, SETTLE_ROUNDS, settle_rounds
 
-    assert settle_rounds(456) == settle_rounds(SETTLE_VOTES) == SETTLE_ROUNDS
-    assert settle_rounds(2 * SETTLE_VOTES) == SETTLE_ROUNDS // 2
-    assert settle_rounds(48_000) == 104
-    assert settle_rounds(10_000_000) == 100
+    assert (SETTLE_MIN_ROUNDS, SETTLE_ROUNDS) == (100, 500)
+    assert settle_rounds(30, 6, 456) == 500  # a team settles
+    assert settle_rounds(100, 77, 10_000) == 468  # 592,900 + 1,540,000 a round
+    # many people over many labels cost rounds with few answers: 7,114,800 + 308,000
+    assert settle_rounds(300, 154, 1_000) == 134
+    assert settle_rounds(300, 154, 10_000) == 100  # 10.2 million a round: the least
+    assert settle_rounds(20, 154, 48_000) == 100  # 24,000 items × 2 answers: 15.3 million
+    assert settle_rounds(10_000, 500, 10_000_000) == 100
+
+
+def counted_calls(code) -> tuple[list[str], object]:
+    """A profile function for threads started from now on that notes each call of ``code``
+    (by the name of the function that made it): how many times the server ran it."""
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code is code:
+            calls.append(frame.f_back.f_code.co_name)
+
+    return calls, profile
+
+
+async def test_a_non_admins_stats_run_no_dawid_skene(fake_slack: FakeSlack, tmp_path: Path):
+    """/hitl stats shows a non-admin no Dawid–Skene estimates, so the server does not
+    compute them for one (review1 finding 5: 28 s of a 28.6 s answer on a large team); an
+    admin's still are."""
+    import threading
+
+    team_db(tmp_path / "hitl.db")
+    settings = make_settings(fake_slack, tmp_path, votes=3, aggregation="dawid_skene")
+    calls, profile = counted_calls(dawid_skene.__code__)
+    threading.setprofile(profile)  # the worker threads that read the stats start after this
+    try:
+        async for bot in start_bot(fake_slack, settings):
+            answered = {}
+            for user in ("U0ADMIN", "U0G01"):
+                before = len(calls)
+                response = await bot.command("stats", user)
+                assert response.status == 200
+                text = "\n\n".join(
+                    b["text"]["text"] for b in json.loads(await response.text())["blocks"]
+                )
+                answered[user] = (text, calls[before:])
+    finally:
+        threading.setprofile(None)
+    admin, other = answered["U0ADMIN"], answered["U0G01"]
+    assert "Estimated accuracy" in admin[0] and admin[1] == ["estimate"]  # seen, and counted
+    assert "With the majority of the others" in other[0]
+    assert "Estimated accuracy" not in other[0]
+    assert other[1] == []  # no EM run for figures nobody is shown
