@@ -67,6 +67,10 @@ WRITE_BATCH = 50
 prediction's write costs ~0.1 ms (its row and the queue's index, pages all over a large file):
 500 in one go held the loop ~37 ms (at times 55-110), 50 hold it ~4 ms (at most 10-26;
 ``benchmarks/walk_writes.py``)."""
+RESCORES = 2
+"""How many times ``Scorer.score_ids`` scores its items again when the model that answers was
+replaced while it scored them (a refresh, a promotion, a rollback): then it answers with the
+last model that scored them, so a model replaced all the time cannot hold a request forever."""
 LABEL_SET_TICK = 5.0  # seconds: how often the idle background run reads the change count
 
 
@@ -304,13 +308,33 @@ class Scorer:
 
         Calls that come while a batch is being scored are scored together in the next one
         (up to ``chunk`` items): one model call and one write for many requests, and one
-        worker thread at a time competing with the event loop."""
-        champion = self.champion()
-        if champion is None:
-            return 0
-        strategy = self.settings().strategy
+        worker thread at a time competing with the event loop.
+
+        The model that answers may be replaced while the items are scored (a refresh, a
+        promotion, a rollback loaded from the CLI): its predictions are stale and not written,
+        and the items are scored again with the new one (those of them it has not scored
+        yet), up to RESCORES times. The last time, the predictions are written even if the
+        model changed again (``_score_now``'s ``keep``: only where no newer model's are), so
+        a request never answers as if there were no model while one is loaded."""
         wanted = list(dict.fromkeys(ids))
-        done = 0
+        scored: set[str] = set()
+        for attempt in range(1 + RESCORES):
+            champion = self.champion()
+            if champion is None:
+                break
+            strategy = self.settings().strategy
+            keep = attempt == RESCORES
+            scored.update(await self._score_ids_with(champion, strategy, wanted, keep=keep))
+            if self.champion() is champion:
+                break
+        return len(scored)
+
+    async def _score_ids_with(
+        self, champion: Champion, strategy: str, wanted: list[str], *, keep: bool
+    ) -> list[str]:
+        """``score_ids`` with one model: the ids this call had written. ``keep``: its batches
+        are written even if the model is replaced while they are scored."""
+        done: list[str] = []
         for start in range(0, len(wanted), self.chunk):
             rows = self.store.unscored_of(
                 wanted[start : start + self.chunk], champion.version, strategy
@@ -321,12 +345,14 @@ class Scorer:
                 continue
             batch = self._batch_for(champion, strategy, len(mine))
             batch.rows += mine
+            batch.keep |= keep
             for item_id, _ in mine:
                 self.in_flight[(champion.version, strategy, item_id)] = batch.done
             written, *_ = await _wait_for([batch.done, *waits])
             if isinstance(written, BaseException):
                 raise written
-            done += len(mine) if written else 0
+            if written:
+                done += [item_id for item_id, _ in mine]
         return done
 
     def _batch_for(self, champion: Champion, strategy: str, n: int) -> _Batch:
@@ -344,7 +370,9 @@ class Scorer:
         while self.batches:
             batch = self.batches.popleft()
             try:
-                written = await self._score_now(batch.champion, batch.strategy, batch.rows)
+                written = await self._score_now(
+                    batch.champion, batch.strategy, batch.rows, keep=batch.keep
+                )
             except Exception as exc:  # noqa: BLE001 - each caller logs it in its own context
                 _settle(batch.done, exception=exc)
             else:
@@ -477,11 +505,19 @@ class Scorer:
         rows: list[tuple[str, str]],
         *,
         walking: bool = False,
+        keep: bool = False,
     ) -> int:
         """The model in a scoring child (``walk_worker`` for a walk's step, ``worker`` for the
         items requests wait for; else a worker thread), then the writes, WRITE_BATCH at a time
-        with the loop's other work (a click's ack) between them; the rest is skipped if the
-        champion changed meanwhile (its predictions would be stale)."""
+        with the loop's other work (a click's ack) between them.
+
+        If the champion changed meanwhile, its predictions are stale and the rest is skipped:
+        the next model's walk takes a walk's chunk again, and ``score_ids`` scores a request's
+        items again with the new model. With ``keep`` (a request that scored them again as
+        often as it may: RESCORES), they are written all the same where the model now serving
+        has not scored them yet (read in the write's own turn of the loop: a newer model's
+        prediction is never replaced by an older one's), else the request answered as if
+        there were no model."""
         texts = [t for _, t in rows]
         worker = (self.walk_worker if walking else None) or self.worker
         try:
@@ -511,12 +547,27 @@ class Scorer:
         for start in range(0, len(scored), WRITE_BATCH):
             if start:
                 await asyncio.sleep(0)
-            if self.champion() is not champion:
-                break
             batch = scored[start : start + WRITE_BATCH]
-            written += self.store.set_predictions(batch, threshold, strategy)
+            if (now := self.champion()) is not champion:
+                if not keep:
+                    break
+                batch = self._not_scored_by(now, batch)
+            if batch:
+                written += self.store.set_predictions(batch, threshold, strategy)
         self.n_scored += written
         return written
+
+    def _not_scored_by(self, champion: Champion | None, batch: list[tuple]) -> list[tuple]:
+        """The predictions of ``batch`` (id first) whose items ``champion`` (the model now
+        serving) has not scored under the strategy in force: one read by id, of at most
+        WRITE_BATCH items."""
+        if champion is None:
+            return batch
+        ids = [row[0] for row in batch]
+        fresh = {
+            i for i, _ in self.store.unscored_of(ids, champion.version, self.settings().strategy)
+        }
+        return [row for row in batch if row[0] in fresh]
 
     def _ran_out(self, champion: Champion, exc: ScoringOutOfMemory) -> ScoringOutOfMemory:
         """Scoring ran out of memory: say so in one line, with what to do, once while it
@@ -650,6 +701,7 @@ class _Batch:
     strategy: str
     done: asyncio.Future[int]
     rows: list[tuple[str, str]] = field(default_factory=list)
+    keep: bool = False  # written even if the model changed meanwhile (``Scorer._score_now``)
 
     def fits(self, champion: Champion, strategy: str, n: int, chunk: int) -> bool:
         return (
