@@ -55,7 +55,7 @@ from bot.ingest import (
 )
 from bot.ingest.redact import Redactor
 from bot.labelset import NotInForce, in_force
-from bot.learning.jobs import follow_champion
+from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
 from bot.store import DatabaseError, Store, database_problem
@@ -856,9 +856,10 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
     A server with no model first loads the champion the database names, if any (made by
     `hitl retrain` from the CLI, which scored the waiting items with it), rather than wait for
     the champion watch: an answer never names a model that ``/healthz`` says is not there."""
+    loaded = False
     if rt.model is None:
         try:
-            await follow_champion(rt)  # one read of the models table while there is none
+            loaded = await sync_champion(rt)  # one read of the models table while there is none
         except Exception:  # noqa: BLE001 - the items are stored; people will label them
             # the champion watch tries it every second and says why, once: not every request
             logger.debug("loading the champion the database names failed", exc_info=True)
@@ -866,6 +867,7 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
     if model is None:
         return
     try:
+        # this request's items first, as its own: its answer says auto, no webhook does
         await scorer_of(rt).score_ids(ids)
     except DatabaseError as exc:  # a full disk: one line, not a traceback
         problem = database_problem(rt.settings.db, exc)
@@ -874,6 +876,12 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
         pass  # the scorer said it, once while it lasts; /healthz and /metrics show it
     except Exception:  # noqa: BLE001 - the items are stored; people will label them
         logger.exception("scoring with model v%d failed", model.version)
+    if loaded:  # then the queue the new champion has not scored (``follow_champion``)
+        try:
+            await scorer_of(rt).rescore()
+        except Exception:  # noqa: BLE001 - the walk's next wake goes on with it
+            logger.exception("re-scoring the queue with model v%d failed", model.version)
+        rt.wake_dispatcher()
 
 
 def callback_results(store: Store, items: list[ApiItem]) -> dict[tuple[str, str], dict[str, str]]:

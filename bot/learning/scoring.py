@@ -553,7 +553,10 @@ class Scorer:
                     break
                 batch = self._not_scored_by(now, batch)
             if batch:
-                written += self.store.set_predictions(batch, threshold, strategy)
+                # A walk's writes tell the producers of items never scored before (``new``:
+                # stored while there was no model, or their request's scoring wrote nothing)
+                # that they are left to the model; a request's own answer says so for its own.
+                written += self.store.set_predictions(batch, threshold, strategy, tell_new=walking)
         self.n_scored += written
         return written
 

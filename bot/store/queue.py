@@ -508,18 +508,23 @@ class QueueMixin:
             )
 
     def set_aside(self, item_id: str, reason: str) -> None:
-        """Stop asking about an item Slack will not show (status skipped), and say why."""
+        """Stop asking about an item Slack will not show (status skipped), and say why. Its
+        producer, if it gave a callback_url, hears it (``_queue_settled``) when it is set aside
+        now (not when it already was, or was decided meanwhile)."""
         with self._immediate():
-            self.db.execute(
+            now = self.now()
+            moved = self.db.execute(
                 "UPDATE items SET status = 'skipped', updated_at = ? WHERE id = ?"
                 " AND status IN ('new', 'queued', 'auto', 'gold')",  # a gold question too
-                [self.now(), item_id],
-            )
+                [now, item_id],
+            ).rowcount
+            if moved:
+                self._queue_settled([item_id], now, by="id")
             self.db["runs"].insert(
                 {
                     "kind": "dispatch",
-                    "started_at": self.now(),
-                    "finished_at": self.now(),
+                    "started_at": now,
+                    "finished_at": now,
                     "status": "failed",
                     "triggered_by": "dispatcher",
                     "detail": json.dumps({"item_id": item_id, "reason": reason}),
