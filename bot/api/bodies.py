@@ -107,7 +107,10 @@ async def request_body(request: web.Request) -> bytes:
         raise ApiError(400, f"the body could not be read ({_one_line(exc)})", "body") from None
     except ConnectionResetError:  # the client hung up before it sent the whole body
         raise ApiError(400, "the connection closed before the whole body came", "body") from None
-    codings = _codings(request.headers.get("Content-Encoding", ""))
+    # Several Content-Encoding lines are one list, in their order (RFC 9110, 5.3): a body
+    # gzipped twice may come as two ``gzip`` lines, and a ``br`` line after a ``gzip`` one is
+    # still br. The first line alone decoded the one and read the other as if uncompressed.
+    codings = _codings(", ".join(request.headers.getall("Content-Encoding", [])))
     for coding in reversed(codings):  # the list is in the order they were applied
         if not raw:
             break

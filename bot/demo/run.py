@@ -41,7 +41,7 @@ from bot.slack.dispatch import Dispatcher
 from bot.slack.redraw import Redrawer
 from bot.store import Store
 from bot.store.erasure import imported_into
-from bot.store.lock import server_lock
+from bot.store.lock import HeldLock, server_lock
 from bot.words import count
 
 logger = logging.getLogger(__name__)
@@ -277,10 +277,10 @@ async def running_demo(
     # Held before the database is replaced: a demo already running on it keeps it.
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(server_lock(options.db))
+            lock = held.enter_context(server_lock(options.db))
         except StoreError as exc:
             raise StoreError(demo_lock_advice(str(exc))) from None
-        async with _running_demo(options, data, echo, background=background) as demo:
+        async with _running_demo(options, data, echo, background=background, lock=lock) as demo:
             yield demo
 
 
@@ -292,10 +292,14 @@ def demo_lock_advice(refused: str) -> str:
 
 @asynccontextmanager
 async def _running_demo(
-    options: DemoOptions, data: DemoData, echo: Echo, *, background: bool
+    options: DemoOptions, data: DemoData, echo: Echo, *, background: bool, lock: HeldLock
 ) -> AsyncIterator[Demo]:
     prepare_database(options.db)
     with Store.open(options.db) as store:
+        # The lock's flock on the database file was taken on the file this start deleted (or
+        # on none, at a first start): the new file gets it now, before any item is written, so
+        # a server or a command through another name of it (a hard link) is refused.
+        lock.hold_file(refuse=True)
         gold = gold_items(data) if options.careless else []
         asked_as_gold = {item.id for item in gold}
         store.add_items([i for i in data.unlabeled() if i.id not in asked_as_gold], source="demo")
