@@ -123,10 +123,10 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             f"Carried over: {count(done.taken_back + done.to_delete, 'Slack message')} posted"
             f" after the backup was made, as {done.kept.name} records: {'; '.join(what)}."
         )
-    upgraded = False
+    upgraded = done.upgraded  # to record the Slack messages it carried over
     if done.kept is not None:
         try:
-            upgraded = _delete_again(state, done.kept, undelete)
+            upgraded = _delete_again(state, done.kept, undelete) or upgraded
         except KeyboardInterrupt:  # its own transaction: all deleted again, or none
             raise Stopped(
                 f" after the restore: {db} was restored from {backup}; the items deleted after"

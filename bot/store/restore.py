@@ -86,6 +86,9 @@ class Restored:
     # (items the backup does not hold)
     taken_back: int = 0
     to_delete: int = 0
+    # The backup, made by an older slack-hitl, was upgraded by the restore: done to record the
+    # messages carried over under the schema their columns need (``_carry_into``)
+    upgraded: bool = False
 
 
 def in_use(db: Path) -> bool:
@@ -505,8 +508,17 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
 def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int]:
     """Record ``found`` in ``copy``, the backup's copy not yet in place (``_record_unknown``),
     its log checkpointed into the file, on disk when this returns; how many were taken back
-    and left to delete."""
+    and left to delete.
+
+    The copy is upgraded first (as the next hitl command would: ``Store.open``): a backup
+    made by an older slack-hitl may lack what the record needs (``erased_posts`` before m030,
+    ``posts.taken_back`` before m040, ``expired_at`` before m026), and one recorded under its
+    old schema would be read by the upgrade as another kind of post (m040 makes an expired
+    one 'expired': "Unanswered for …", an ignored question)."""
+    from bot.store.core import Store  # not at the top: bot.store imports this module
+
     try:
+        Store.open(copy, create=False).close()
         conn = sqlite3.connect(str(copy))
         try:
             counts = _record_unknown(conn, found)
@@ -518,6 +530,11 @@ def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int
             os.fsync(fd)
         finally:
             os.close(fd)
+    except StoreError as exc:  # its upgrade (``Store.open``), in one line
+        raise StoreError(
+            f"cannot restore from {backup}: upgrading it to record the Slack messages posted"
+            f" after it was made failed ({exc})"
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"cannot restore from {backup}: recording the Slack messages posted after it was"
@@ -537,9 +554,12 @@ def _record_unknown(dest: sqlite3.Connection, found: UnknownPosts) -> tuple[int,
     shown), and the messages of items the backup does not hold left to delete
     (``erased_posts``), as a deleted item's are. The taken-back ones are numbered below the
     backup's posts (from 0 down), so that an item's latest post (the highest id, which a click
-    redraws) stays its question in the backup or the one the server posts next. Only the
-    columns the backup has (one made by an older slack-hitl: its upgrade fills the others).
-    Returns how many were taken back and how many left to delete."""
+    redraws) stays its question in the backup or the one the server posts next. A backup with
+    no post of its own (none, or only those an earlier restore numbered below 0) has them
+    from 1 up instead: SQLite gives the next post the highest id + 1, which would be 0 or
+    less after them, and 0 is ``record_post``'s "item deleted". ``dest`` has this
+    slack-hitl's schema (``_carry_into`` upgrades it first); only the columns it has are
+    written all the same. Returns how many were taken back and how many left to delete."""
     have = {row[1] for row in dest.execute("PRAGMA table_info(posts)")}
     tables = {row[0] for row in dest.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -555,19 +575,21 @@ def _record_unknown(dest: sqlite3.Connection, found: UnknownPosts) -> tuple[int,
     marks = ", ".join("?" * len(names))
     gone = found.gone if "erased_posts" in tables else ()
     with dest:
-        low = dest.execute("SELECT min(0, coalesce(min(id), 0)) FROM posts").fetchone()[0]
-        dest.executemany(
-            f"INSERT OR IGNORE INTO posts ({', '.join(names)}) VALUES ({marks})",
-            [
-                (low - n, *row, *set_here.values())
-                for n, row in enumerate(reversed(found.held), start=1)
-            ],
-        )
-        dest.executemany(
-            "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
-            [(channel, ts, now) for channel, ts in gone],
-        )
-    return len(found.held), len(gone)
+        top, bottom = dest.execute("SELECT max(id), min(id) FROM posts").fetchone()
+        held = len(found.held)
+        # oldest first, each id below the next one's
+        first = 1 if top is None or top < 0 else min(0, bottom) - held
+        if found.held:  # an empty list is prepared all the same: no such table, no such column
+            dest.executemany(
+                f"INSERT OR IGNORE INTO posts ({', '.join(names)}) VALUES ({marks})",
+                [(first + n, *row, *set_here.values()) for n, row in enumerate(found.held)],
+            )
+        if gone:
+            dest.executemany(
+                "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
+                [(channel, ts, now) for channel, ts in gone],
+            )
+    return held, len(gone)
 
 
 def kept_name(db: Path) -> Path:
@@ -627,7 +649,7 @@ def restore(
             copy = target.with_name(target.name + ".restoring")
             _copy(backup, copy, target, progress)
             try:
-                if unknown:
+                if unknown:  # the copy upgraded first (``_carry_into``)
                     counts = _carry_into(backup, copy, unknown)
                 if held.others() or (not held.existed and os.path.lexists(target)):
                     raise StoreError(
@@ -645,7 +667,7 @@ def restore(
     if not db.is_symlink():  # named as the database was (the same folder)
         kept = db.with_name(kept.name) if kept is not None else None
         beside = tuple(db.with_name(path.name) for path in beside)
-    return Restored(facts, kept, beside, *counts)
+    return Restored(facts, kept, beside, *counts, upgraded=bool(unknown) and facts.pending > 0)
 
 
 def _copy(

@@ -11,14 +11,18 @@ one of an item `hitl delete` deleted goes the erasure's way."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
+from sqlite_utils import Database
 
 from bot.cli import cli
 from bot.sandbox import FakeSlack
 from bot.store import Store
+from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.restore import restore
 from tests.bot.harness import Item, has_buttons, item_of, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL
@@ -189,3 +193,171 @@ def test_restore_says_in_one_line_how_many_messages_it_carried_over(tmp_path: Pa
         " buttons; the items are asked again in their turn); 1 left to delete (of items the"
         " backup does not hold; `hitl serve` deletes them).\n"
     ) in done.stdout
+
+
+# -- backups made by an older slack-hitl (review2b, findings 5-7) ---------------------------
+#
+# A backup made before m030 has no ``erased_posts`` (the restore failed: "no such table"),
+# one made before m040 no ``posts.taken_back`` (the carried questions were upgraded to
+# 'expired': "Unanswered for 0 hours", counted as ignored), one made before m026 no
+# ``expired_at``. The restore upgrades the backup's copy before it records them.
+
+SHIPPED = {m.name: m.fn for m in migrations._migrations}
+# In the order they shipped (by number: m043, a repair placed before m010, came after m042)
+SHIPPED_ORDER = sorted(KNOWN_MIGRATIONS, key=lambda name: int(name[1:4]))
+AT = "2026-11-24T09:00:00.000+00:00"
+
+
+def old_database(db: Path, cut: str, items: int = 3, posted: dict[str, str] | None = None):
+    """A database as the slack-hitl that shipped just before migration ``cut`` left it: the
+    migrations before it, as each runs now, then ``items`` waiting items i0, i1, … and the
+    questions ``posted`` (item id -> ts), written with the columns every version had."""
+    old = Database(db)
+    migrations.ensure_migrations_table(old)
+    for name in SHIPPED_ORDER[: SHIPPED_ORDER.index(cut)]:
+        SHIPPED[name](old)
+        old[migrations.migrations_table].insert(
+            {"migration_set": migrations.name, "name": name, "applied_at": "2026-11-24 10:00"}
+        )
+    for n in range(items):
+        old.execute(
+            "INSERT INTO items (id, text, source, status, created_at, updated_at)"
+            " VALUES (?, ?, 'import', ?, ?, ?)",
+            [f"i{n}", f"ticket {n}: a refund and an error", "new", AT, AT],
+        )
+    for item_id, ts in (posted or {}).items():
+        old.execute("UPDATE items SET status = 'posted' WHERE id = ?", [item_id])
+        old.execute(
+            "INSERT INTO posts (item_id, channel, ts, reason, posted_at)"
+            " VALUES (?, ?, ?, 'uncertain', ?)",
+            [item_id, CHANNEL, ts, AT],
+        )
+    old.conn.commit()
+    old.close()
+
+
+@pytest.mark.parametrize("cut", SHIPPED_ORDER[1:])
+def test_a_backup_made_by_any_older_slack_hitl_records_the_posts_made_after_it(
+    tmp_path: Path, cut: str
+):
+    """`hitl restore` through the CLI, of a backup made just before each migration shipped:
+    the question posted after it is recorded taken back by the restore (not as an ignored
+    one), the message of an item the backup does not hold is left to delete, and the next
+    question gets an id above every one there (never 0, ``record_post``'s "deleted")."""
+    db = tmp_path / "hitl.db"
+    old_database(db, cut, posted={"i0": "1700000000.000001"})  # the backup knows i0's
+    backup = backup_of(db)
+    with Store.open(db) as store:  # the new version upgrades the database and goes on
+        store.add_items([Item("n0", "a ticket that came after the backup")], "api")
+        for item_id, ts in (("i1", "2"), ("n0", "3")):
+            assert store.record_post(
+                item_id, CHANNEL, f"1700000000.00000{ts}", "uncertain", None, None, None
+            )
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "Carried over: 2 Slack messages posted after the backup was made" in done.stdout
+    known = posts(db)
+    assert sorted(known) == ["1700000000.000001", "1700000000.000002"]
+    theirs, taken = known["1700000000.000001"], known["1700000000.000002"]
+    assert theirs["closed_at"] is None and theirs["taken_back"] is None  # as it was
+    assert (taken["item_id"], taken["taken_back"]) == ("i1", "restore")
+    assert taken["closed_at"] and taken["expired_at"]
+    assert taken["redraw_seq"] > taken["drawn_seq"]  # drawn by the next `hitl serve`
+    assert 0 != taken["id"] < theirs["id"]
+    with Store.open(db) as store:
+        assert [str(row["ts"]) for row in store.erased_posts()] == ["1700000000.000003"]
+        assert store.resting(24) == set()  # not a question people ignored
+        assert store.expired_counts(days=7) == {}
+        assert store.get_item("i1")["status"] != "posted"  # waits to be asked, once
+        after = store.record_post("i2", CHANNEL, "1700000000.000004", "uncertain", None, None, None)
+    assert after > max(theirs["id"], taken["id"])
+    # upgraded by the restore, to record them under the schema they need: said so
+    assert "The backup was made by an older slack-hitl: it was upgraded (" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "cut", ["m026_posts_expired", "m030_deleted_items", "m040_posts_taken_back"]
+)
+async def test_undoing_an_upgrade_with_the_older_versions_backup_takes_back_its_questions(
+    fake_slack: FakeSlack, tmp_path: Path, cut: str, caplog: pytest.LogCaptureFixture
+):
+    """README's textbook restore: the nightly backup, made by the older version (before
+    ``expired_at``, ``erased_posts``, ``taken_back``), put back after the new one served. It
+    is restored; at the next start the questions posted since say the database was restored
+    (not "Unanswered for …"), the message of an item the backup does not hold is deleted,
+    their items are asked again once and not rested as ignored questions."""
+    caplog.set_level(logging.INFO)
+    settings = make_settings(fake_slack, tmp_path, max_open=4)
+    db = settings.db
+    old_database(db, cut)  # the backup holds no question: the carried ones from 1 up
+    backup = backup_of(db)
+    async for bot in start_bot(fake_slack, settings):  # the new version upgrades and serves
+        bot.store.add_items([Item("n0", "a ticket that came after the backup")], "api")
+        assert await bot.dispatcher.fill() == 4
+        await bot.settled()
+        asked = {item_of(m): m["ts"] for m in bot.posted()}
+    assert sorted(asked) == ["i0", "i1", "i2", "n0"]
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "3 taken back" in done.stdout and "1 left to delete" in done.stdout
+
+    deletes_before = len(fake_slack.calls_to("chat.delete"))
+    async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        await bot.settled()  # the start's pass: redraws, deletions
+
+        def live(item_id: str) -> list[dict]:
+            return [
+                m for m in fake_slack.messages(CHANNEL) if item_of(m) == item_id and has_buttons(m)
+            ]
+
+        await fake_slack.wait_for(lambda: all(len(live(f"i{n}")) == 1 for n in range(3)))
+        await bot.settled()
+        for item_id in ("i0", "i1", "i2"):
+            old = fake_slack.message(CHANNEL, asked[item_id])
+            assert not has_buttons(old)
+            assert "restored from an earlier backup, put back in the queue" in old["text"]
+            assert live(item_id)[0]["ts"] != asked[item_id]  # asked again, once
+        assert [
+            call.params.get("ts") for call in fake_slack.calls_to("chat.delete")[deletes_before:]
+        ] == [asked["n0"]]
+        assert bot.store.resting(24) == set()
+        assert bot.store.expired_counts(days=7) == {}
+        ids = [row[0] for row in bot.store.db.execute("SELECT id FROM posts ORDER BY id")]
+    assert ids == [1, 2, 3, 4, 5, 6]  # the carried ones first; none is 0
+    assert not [r for r in caplog.records if "deleted while it was posted" in r.getMessage()]
+
+
+async def test_the_first_question_after_restoring_a_backup_with_no_post_is_not_said_deleted(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A backup made before the first question (right after the import): the questions the
+    server posted after it are carried over, and the next one the server posts gets an id
+    above them, never 0, which ``record_post`` answers for an item deleted while it was
+    posted (the dispatcher then said so, falsely, and skipped that post's label-set check)."""
+    caplog.set_level(logging.INFO)
+    settings = make_settings(fake_slack, tmp_path, max_open=2)
+    db = settings.db
+    seed(db, [Item(f"i{n}", f"ticket {n}: a refund and an error") for n in range(4)])
+    backup = backup_of(db)  # no post in it
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 2
+        await bot.settled()
+        first = {m["ts"] for m in bot.posted()}
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        await bot.settled()  # the start's pass: the carried questions redrawn
+
+        def asked() -> list[dict]:
+            return [m for m in fake_slack.messages(CHANNEL) if has_buttons(m)]
+
+        await fake_slack.wait_for(lambda: len(asked()) == 2)
+        await bot.settled()
+        rows = bot.store.db.execute(
+            "SELECT id, ts, closed_at IS NULL FROM posts ORDER BY id"
+        ).fetchall()
+        assert not {m["ts"] for m in asked()} & first
+    assert [row[0] for row in rows] == [1, 2, 3, 4]
+    assert {row[1] for row in rows[:2]} == first and not any(row[2] for row in rows[:2])
+    assert all(row[2] for row in rows[2:])  # the new questions: open, recorded as posted
+    assert not [r for r in caplog.records if "deleted while it was posted" in r.getMessage()]
