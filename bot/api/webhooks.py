@@ -69,6 +69,7 @@ PER_RECEIVER = 4  # sends to one receiver at once: one that hangs holds half the
 IDLE_TICK = 2.0  # seconds between looks at the outbox when nothing is due sooner
 TOLERANCE = 300  # seconds a signature stays valid for ``verify``
 CLOCK_SLACK = 5.0  # seconds a due time may be beyond what this clock schedules (``_catch_up``)
+REOPENED = "the item was reopened before delivery"  # a cancelled delivery's ``last_error``
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -284,7 +285,8 @@ async def deliver_due(
     lease = now + timedelta(seconds=answer_within + 60)
     _catch_up(rt, now, base, answer_within + 60)
     claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit, PER_RECEIVER)
-    jobs = _with_payloads(rt, claimed, done)
+    jobs, cancelled = _with_payloads(rt, claimed, done)
+    rt.store.finish_deliveries(cancelled)
     if not jobs:
         return done
 
@@ -311,21 +313,21 @@ async def deliver_due(
 
 def _with_payloads(
     rt: Runtime, claimed: list[dict], done: DeliveryRound
-) -> list[tuple[dict, dict]]:
-    """Each claimed delivery with what it tells (``Store.webhook_payload``, read now); one
-    with nothing to tell is cancelled."""
+) -> tuple[list[tuple[dict, dict]], list[tuple[int, str, str | None]]]:
+    """Each claimed delivery with what it tells (``Store.webhook_payload``, read now), and
+    the outcomes of those with nothing to tell, cancelled: for the caller to record, all in
+    one transaction (``Store.finish_deliveries``)."""
     jobs = []
+    cancelled: list[tuple[int, str, str | None]] = []
     out = not_in_force(rt.settings, rt.store) if claimed else None
     for delivery in claimed:
         payload = rt.store.webhook_payload(delivery["item_id"], sending=delivery["id"], out=out)
         if payload is None:  # undone since: the next resolution queues a new delivery
-            rt.store.finish_delivery(
-                delivery["id"], "cancelled", error="the item was reopened before delivery"
-            )
-            done.cancelled.append(delivery["id"])
+            cancelled.append((delivery["id"], "cancelled", REOPENED))
             continue
         jobs.append((delivery, payload))
-    return jobs
+    done.cancelled.extend(delivery_id for delivery_id, _, _ in cancelled)
+    return jobs, cancelled
 
 
 @dataclass
@@ -388,7 +390,10 @@ class _Sender:
         """Claim what is due now, as many as the free slots hold (none to a receiver with
         PER_RECEIVER sends under way, none for an item with one), and start sending them.
         Only reads and writes the database: nothing here waits for a receiver. Returns how
-        many it claimed (sent, refused or cancelled)."""
+        many it claimed (sent, refused or cancelled). Those it ends without sending (refused,
+        cancelled: at most CONCURRENCY) are recorded in one transaction; the caller yields
+        to the event loop before it claims again, so a backlog of them is worked through a
+        batch per turn of the loop, never all at once."""
         done = DeliveryRound()
         free = CONCURRENCY - len(self.sending)
         if free <= 0:
@@ -405,12 +410,18 @@ class _Sender:
             busy=self.receivers(),
             busy_items={d["item_id"] for d in self.sending.values()},
         )
-        for delivery, payload in _with_payloads(rt, claimed, done):
-            if (refused := self.attempt.refused(delivery)) is not None:
-                self.attempt.record(done, delivery, refused, now)
+        jobs, ended = _with_payloads(rt, claimed, done)
+        refused: list[tuple[dict, str]] = []
+        for delivery, payload in jobs:
+            if (problem := self.attempt.refused(delivery)) is not None:
+                refused.append((delivery, _refusal(problem)))
                 continue
             task = asyncio.create_task(self._send(delivery, payload, now))
             self.sending[task] = delivery
+        ended += [(d["id"], "failed", reason) for d, reason in refused]
+        rt.store.finish_deliveries(ended)  # cancelled and refused: one transaction
+        for delivery, reason in refused:
+            logger.warning("webhook %d for item %s %s", delivery["id"], delivery["item_id"], reason)
         return len(claimed)
 
     async def _send(self, delivery: dict, payload: dict, now: datetime) -> None:
@@ -488,8 +499,8 @@ def _record(
         done.delivered.append(delivery_id)
         logger.info("webhook %d for item %s delivered", delivery_id, delivery["item_id"])
     elif isinstance(error, RefusedDestination):
-        reason = f"refused: {error}; {ALLOW_HINT}"
-        rt.store.finish_delivery(delivery_id, "failed", error=reason[:300])
+        reason = _refusal(error)
+        rt.store.finish_delivery(delivery_id, "failed", error=reason)
         done.failed.append(delivery_id)
         logger.warning("webhook %d for item %s %s", delivery_id, delivery["item_id"], reason)
     elif attempts >= max_attempts:
@@ -516,6 +527,11 @@ def _record(
             error,
             _iso(retry_at),
         )
+
+
+def _refusal(error: RefusedDestination) -> str:
+    """What a refused delivery's ``last_error`` says."""
+    return f"refused: {error}; {ALLOW_HINT}"[:300]
 
 
 async def _post(
@@ -590,7 +606,12 @@ async def run_deliveries(rt: Runtime, *, base: float = BASE_DELAY, tick: float =
                     logger.info("webhook deliveries go on: the database answers again")
                     said = None
                 if claimed and len(sender.sending) < CONCURRENCY:
-                    continue  # more may be due already, and slots are free
+                    # More may be due already, and slots are free: claimed again after one
+                    # turn of the event loop. A pass that sent nothing (refused, cancelled)
+                    # waits for nothing, and a backlog of them would otherwise hold the loop
+                    # (clicks, /healthz) until all of it was recorded.
+                    await asyncio.sleep(0)
+                    continue
                 await sender.one_ends(wait)
         finally:
             await sender.stop()

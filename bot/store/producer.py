@@ -99,7 +99,16 @@ class ProducerMixin:
         ``busy_items``: items with a send under way, whose other deliveries wait for it (one
         item's webhooks go one after the other). Each comes with its ``receiver``. Nothing
         due is found by a read: the idle worker's look every few seconds takes no write lock
-        (and so neither waits for nor fails on another process's)."""
+        (and so neither waits for nor fails on another process's).
+
+        People's labels go first: the deliveries due that tell a label or its take-back
+        (``notice`` 0) are claimed before the notices that an item's wait ended without one
+        (``notice`` 1, ``_queue_settled``: a threshold pass queues one per item it moves),
+        each class read from its own index range (m045), so a label's webhook never waits
+        behind a backlog of notices. An item's deliveries keep their order: for an item whose
+        label delivery is taken, its older notice due goes first (the label's waits for it,
+        as any item's next delivery waits for its send under way), and no notice of an item
+        goes in the claim that takes its label's."""
         due = "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
         if limit <= 0 or (
             not self.db.conn.in_transaction
@@ -107,17 +116,32 @@ class ProducerMixin:
         ):
             return []
         with self._immediate():
-            if per_receiver is None:
-                rows = self.db.execute(
-                    f"SELECT id, item_id, url, attempts, receiver {due}"
-                    " ORDER BY next_attempt_at, id LIMIT ?",
-                    [now, limit + len(busy_items)],
-                ).fetchall()
-                rows = [row for row in rows if row[1] not in busy_items][:limit]
-            else:
-                rows = self._fair_share_due(
-                    due, now, limit, per_receiver, dict(busy or {}), frozenset(busy_items)
-                )
+            rows: list[tuple[Any, ...]] = []
+            taken, items = dict(busy or {}), set(busy_items)
+            for notice in (0, 1):  # people's labels, then the notices (auto, skipped)
+                room = limit - len(rows)
+                if room <= 0:
+                    break
+                of_class = f"{due} AND notice = {notice}"
+                if per_receiver is None:
+                    found = self.db.execute(
+                        f"SELECT id, item_id, url, attempts, receiver {of_class}"
+                        " ORDER BY next_attempt_at, id LIMIT ?",
+                        [now, room + len(items)],
+                    ).fetchall()
+                    found = [row for row in found if row[1] not in items][:room]
+                else:
+                    found = self._fair_share_due(
+                        of_class, now, room, per_receiver, dict(taken), frozenset(items)
+                    )
+                for row in found:  # the next class counts them as sends under way
+                    # an item's older notice due goes before its label's delivery
+                    first = (self._older_notice(row, now) if notice == 0 else None) or row
+                    if first is not row and any(r[1] == row[1] for r in rows):
+                        continue  # its item's label goes in this claim: the notice after it
+                    taken[first[4]] = taken.get(first[4], 0) + 1
+                    items.add(first[1])
+                    rows.append(first)
             for row in rows:
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
@@ -134,6 +158,16 @@ class ProducerMixin:
             }
             for row in rows
         ]
+
+    def _older_notice(self, row: tuple[Any, ...], now: str) -> tuple[Any, ...] | None:
+        """The oldest notice due at ``now`` (``notice`` 1) of the item of ``row``, a label's
+        delivery, queued before it; None when there is none. By the item's index: a few rows."""
+        return self.db.execute(
+            "SELECT id, item_id, url, attempts, receiver FROM deliveries"
+            " WHERE item_id = ? AND status = 'pending' AND notice = 1 AND id < ?"
+            " AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+            [row[1], row[0], now],
+        ).fetchone()
 
     def _fair_share_due(
         self,
@@ -254,6 +288,18 @@ class ProducerMixin:
                 [status, error, next_attempt_at, delivery_id],
             )
 
+    def finish_deliveries(self, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
+        """``finish_delivery`` for each (delivery id, status, error), in one transaction: the
+        deliveries a sender's pass ended without sending (refused, cancelled). Nothing to do
+        for none: no write lock taken."""
+        rows = [(status, error, delivery_id) for delivery_id, status, error in outcomes]
+        if not rows:
+            return
+        with self._immediate():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET status = ?, last_error = ? WHERE id = ?", rows
+            )
+
     def webhook_payload(
         self,
         item_id: str,
@@ -369,10 +415,10 @@ class ProducerMixin:
         if not keys:
             return 0
         column = {"rowid": "rowid", "id": "id"}[by]
-        return self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
-            f" FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
+        return self.db.execute(  # a notice (m045): claimed after people's labels
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
+            f" notice) SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" 1 FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
             " AND +status IN ('auto', 'skipped') AND coalesce(callback_url, '') != ''"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
             "  AND d.status = 'pending' AND d.attempts = 0)",

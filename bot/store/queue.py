@@ -1033,8 +1033,22 @@ class QueueMixin:
         it would not put it (one read of them by id first, the status terms unary-plussed: the
         status index would read every auto and queued item, 3 s at a million). Each post
         taken back notes why (``posts.taken_back``, m040): ``why``, else 'expired' or
-        'moved'."""
+        'moved'. With ``threshold``, an item it leaves to the model (``auto``) ended its wait
+        for people without a label: its producer hears it (``_queue_settled``; the asked
+        items read by id before, one INSERT after)."""
         items = json.dumps(list(item_ids))
+        asked = (
+            [
+                rowid
+                for (rowid,) in self.db.execute(
+                    "SELECT rowid FROM items WHERE id IN (SELECT value FROM json_each(?))"
+                    " AND +status = 'posted'",
+                    [items],
+                )
+            ]
+            if threshold is not None  # without one, none is left to the model
+            else []
+        )
         self.db.execute(
             "UPDATE posts SET closed_at = ?, expired_at = CASE WHEN ? THEN ? END,"
             " redraw_seq = redraw_seq + ?, taken_back = ? WHERE item_id IN"
@@ -1051,6 +1065,7 @@ class QueueMixin:
             " AND +status = 'posted'",
             [now, threshold, threshold, items],
         )
+        self._queue_settled(asked, now)  # those now auto: their producers hear it
         # one of them now where the recorded threshold would not put it (taken back under
         # another threshold, or without one): the next start's threshold pass puts it right
         if self.db.execute(  # a read: written only then

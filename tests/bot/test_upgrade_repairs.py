@@ -535,6 +535,7 @@ SHIPPED_DIGESTS = {
     "m041_split_draws": "fc79ad38937b9acc",
     "m042_label_clock_start": "49b5fcd9566a0b84",
     "m044_item_child_indexes": "813dce692ec3f3ad",
+    "m045_delivery_notices": "fd17ae11c5910b64",
 }
 
 
