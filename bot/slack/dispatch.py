@@ -131,6 +131,59 @@ class ChannelState:
     history_refused: str | None = None
 
 
+@dataclass
+class GoldScan:
+    """Where the dispatcher's gold draws are in the gold items, in memory, under one context
+    (``context``: the model that guesses, the label set in force, the routes): per channel, the
+    page of the gold index a draw starts from (``start``; None: the first), moved past the
+    items it could not ask there; and what it knows of the items it guessed and did not ask
+    (``judged``: item id -> the channel it goes to, or PASSED_OVER), so a later draw under the
+    same context reads past them without guessing them again. All of it is dropped when the
+    context changes: a new model may be unsure of an item passed over, or route it here."""
+
+    context: tuple[Any, ...] | None = None
+    start: dict[str, Any] = field(default_factory=dict)  # channel -> GoldCursor (or None)
+    judged: dict[str, str] = field(default_factory=dict)
+
+
+PASSED_OVER = ""  # ``GoldScan.judged``: sure of it, outside the audit share (no channel is "")
+
+
+def judge_gold(
+    classifier: Any,
+    items: list[dict[str, Any]],
+    *,
+    strategy: str,
+    aliases: dict[str, str],
+    out: Any,
+    routes: dict[str, str],
+    settings: Any,
+    channel: str,
+    young: bool,
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """In a worker thread: guess ``items`` with ``classifier`` and return the first one to
+    post to ``channel`` as a gold question, with its guess (``model_version`` is the
+    caller's), and, for those before it that are not, the channel each goes to, or
+    PASSED_OVER (``gold_passed_over``; never during the warm-up, ``young``, nor an item marked
+    gold while it waited). Pure: no database, no event loop."""
+    guessed = predict_texts(classifier, [item["text"] for item in items], strategy)
+    judged: dict[str, str] = {}
+    for item, (_, _, ranked, _) in zip(items, guessed, strict=True):
+        ranked = without(ranked or [], aliases, out)
+        label, confidence = top_in_force(ranked, aliases, out)
+        to = channel_for(routes, settings, label)
+        if to != channel:
+            judged[item["id"]] = to
+            continue
+        if label is not None and not young:
+            marked = bool(item.get("marked"))
+            if gold_passed_over(settings, item["id"], confidence, marked=marked):
+                judged[item["id"]] = PASSED_OVER  # sure of it, outside the audit share: waits
+                continue
+        return {**item, "predicted_label": label, "ranked": ranked}, judged
+    return None, judged
+
+
 class JoinFailed(Exception):
     """``conversations.join`` failed before a post (the bot was not in the channel): nothing
     was posted. ``cause`` is what the call raised."""
@@ -551,6 +604,13 @@ class Dispatcher:
         item = self.rt.store.get_item(item_id) or {}
         return meta_line(item.get("meta") or {}, fields)
 
+    def _gold_scan(self) -> GoldScan:
+        """The gold draws' state (``GoldScan``), made at the first draw."""
+        scan = getattr(self, "_gold", None)
+        if scan is None:
+            scan = self._gold = GoldScan()
+        return scan
+
     async def _gold_instead(self, channel: str, taken: set[str]) -> dict[str, Any] | None:
         """With probability HITL_GOLD_RATE, drawn for each post, a gold item to post instead
         (None: post the pick, also when no gold item waits for this channel). It gets the guess
@@ -561,68 +621,136 @@ class Dispatcher:
         With HITL_GOLD_RATE=0 no gold question is drawn, except a stored item marked gold while
         it waited in the queue (``next_gold(marked=True)``; not one imported as gold): it would
         have been asked, and marking it must not take it out of labelling, so it goes in the
-        pick's place (marked items are few, each asked once).
+        pick's place (marked items are few, each asked once). With a rate, those marked items
+        are looked at first (GOLD_WINDOW of them), as they waited for an answer already.
 
         A gold question goes to the channel of its guess (``[hitl.routes]``), so the gold items
         are read a page at a time (``Store.gold_page``: GOLD_WINDOW, then GOLD_PAGE each, from
-        the index), each page guessed in one worker-thread call, until one is this channel's,
-        up to GOLD_DEPTH items: reading only the GOLD_WINDOW oldest, a channel whose gold items
-        came after another channel's got none while that channel did not ask them (full of
-        ignored questions, archived, slow).
+        the index), each page guessed and judged in one worker-thread call (``judge_gold``),
+        until one is this channel's, up to GOLD_DEPTH items: reading only the GOLD_WINDOW
+        oldest, a channel whose gold items came after another channel's got none while that
+        channel did not ask them (full of ignored questions, archived, slow).
 
-        Past its warm-up, a gold item the model is sure of (a guess at or above HITL_THRESHOLD,
-        which no uncertainty pick shows) is asked only in the gold items' audit share
-        (``gold_passed_over``): it is passed over, still waiting (a later model may be unsure
-        of it), and the next one is looked at within the same GOLD_DEPTH. Its full ranking is
-        what its question shows, then and on every later drawing (``post``)."""
+        Past its warm-up, a gold item imported as gold that the model is sure of (a guess at or
+        above HITL_THRESHOLD, which no uncertainty pick shows) is asked only in the gold items'
+        audit share (``gold_passed_over``): it is passed over, still waiting (a later model may
+        be unsure of it). One marked gold while it waited is never passed over. So that items
+        passed over never keep a channel from the others, however many come first, each
+        channel's draws go round the gold items (``GoldScan``): a draw starts at the page where
+        the channel's last one found its item, or where it stopped reading, and goes on from the
+        first item past the last; an item it judged (passed over, another channel's) is read
+        past without a guess until the model, the label set or the routes change, when the
+        draws start again from the first item. A draw costs at most GOLD_DEPTH items read (in
+        pages of GOLD_PAGE on the event loop, indexed) and guessed (in a worker thread). Its
+        full ranking is what its question shows, then and on every later drawing (``post``)."""
         rt = self.rt
         marked = rt.settings.gold_rate <= 0
         # a gold question ignored lately waits (``Store.resting``): the pick goes instead
         exclude = sorted(taken | self.resting)
 
-        def page(limit: int, after: Any = None) -> tuple[list[dict[str, Any]], Any]:
+        def page(
+            limit: int, after: Any = None, *, only_marked: bool = marked
+        ) -> tuple[list[dict[str, Any]], Any]:
             return rt.store.gold_page(
-                limit, exclude, marked=marked, configured=rt.settings.labels, after=after
+                limit,
+                exclude,
+                marked=only_marked,
+                configured=rt.settings.labels,
+                after=after,
+                sources=True,
             )
 
-        waiting, after = page(GOLD_WINDOW)
+        scan = self._gold_scan()
+        # with HITL_GOLD_RATE=0 only marked items are read, none passed over: from the first
+        start = None if marked or rt.model is None else scan.start.get(channel)
+        waiting, after = page(GOLD_WINDOW, start)
+        if not waiting and start is not None:  # the last draw read to the end: from the first
+            start = None
+            waiting, after = page(GOLD_WINDOW)
         if not waiting:
             return None
         if not marked and self.rng.random() >= rt.settings.gold_rate:
             return None
         routes = routes_in_force(rt.settings, rt.store)
-        if rt.model is None:  # no guess: a gold question goes to the default channel
+        model = rt.model
+        if model is None:  # no guess: a gold question goes to the default channel
             return waiting[0] if channel_for(routes, rt.settings, None) == channel else None
         out = not_in_force(rt.settings, rt.store)  # a label no button offers is no guess
         aliases = rt.store.label_aliases()
-        looked = 0
-        while True:
-            champion = rt.model
-            if champion is None:
-                return None
-            guessed = await asyncio.to_thread(
-                predict_texts,
-                champion.classifier,
-                [item["text"] for item in waiting],
-                rt.settings.strategy,
+        context = (model.version, out.kept, frozenset(aliases.items()), frozenset(routes.items()))
+        if scan.context != context:  # what was judged may judge otherwise now: from the first
+            scan.context, scan.start, scan.judged = context, {}, {}
+            if start is not None:
+                start = None
+                waiting, after = page(GOLD_WINDOW)
+                if not waiting:
+                    return None
+        young = young_model(rt.store, rt.settings, model.version, model)
+
+        async def first_here(items: list[dict[str, Any]]) -> tuple[bool, dict[str, Any] | None]:
+            """Whether the model is still the draw's, and the first of ``items`` to post here."""
+            fresh = [
+                it
+                for it in items
+                if scan.judged.get(it["id"]) in (None, channel)  # guessed unless judged
+            ]
+            if not fresh:  # read past: the loop may run others between two pages
+                await asyncio.sleep(0)
+                return rt.model is model, None
+            found, judged = await asyncio.to_thread(
+                judge_gold,
+                model.classifier,
+                fresh,
+                strategy=rt.settings.strategy,
+                aliases=aliases,
+                out=out,
+                routes=routes,
+                settings=rt.settings,
+                channel=channel,
+                young=young,
             )
-            young = young_model(rt.store, rt.settings, champion.version, champion)
-            for item, (_, _, ranked, _) in zip(waiting, guessed, strict=True):
-                ranked = without(ranked or [], aliases, out)
-                label, confidence = top_in_force(ranked, aliases, out)
-                if channel_for(routes, rt.settings, label) != channel:
-                    continue
-                if label is not None and not young:
-                    if gold_passed_over(rt.settings, item["id"], confidence):
-                        continue  # sure of it, outside the audit share: it waits
-                version = champion.version
-                item.update(model_version=version, predicted_label=label, ranked=ranked)
-                return item
-            looked += len(waiting)
-            if after is None or looked >= GOLD_DEPTH:
+            if rt.model is not model:  # a new model: the next draw judges with it
+                return False, None
+            scan.judged.update(judged)
+            if found is not None:
+                found["model_version"] = model.version
+            return True, found
+
+        if not marked:  # the items marked gold while they waited first (few, indexed)
+            same, found = await first_here(page(GOLD_WINDOW, only_marked=True)[0])
+            if not same or found is not None:
+                return found
+        seen: set[str] = set()  # this draw's items: a draw that went round stops at them
+        looked, page_from, wrapped = 0, start, start is None
+        while True:
+            ids = [it["id"] for it in waiting]
+            round_done = any(i in seen for i in ids)
+            if round_done:  # back at the items this draw began with
+                waiting = waiting[: next(n for n, i in enumerate(ids) if i in seen)]
+            seen.update(ids)
+            same, found = await first_here(waiting)
+            if not same:
                 return None
+            if found is not None:
+                if not marked:
+                    scan.start[channel] = page_from  # this page again: the rest of it waits
+                return found
+            looked += len(waiting)
+            if round_done or looked >= GOLD_DEPTH:
+                if not marked:
+                    scan.start[channel] = after if not round_done else None
+                return None
+            if after is None:  # the last gold item: on from the first, once
+                if wrapped:
+                    if not marked:
+                        scan.start[channel] = None
+                    return None
+                wrapped = True
+            page_from = after
             waiting, after = page(min(GOLD_PAGE, GOLD_DEPTH - looked), after)
             if not waiting:
+                if not marked:
+                    scan.start[channel] = None
                 return None
 
     async def post(
@@ -656,6 +784,8 @@ class Dispatcher:
                 reason,
                 item["model_version"] if guesses else None,
                 rt.model,
+                # an item marked gold while it waited is asked however sure the model is
+                confidence=guesses[0][1] if guesses and item.get("marked") else None,
             ),
             votes=tally.votes,
             skips=tally.skips,
@@ -669,6 +799,7 @@ class Dispatcher:
         # posts next looks for the message first.
         # a gold question's ranking, made as it is posted (``_gold_instead``), is stored with
         # its item as the scorer stores the others': every later drawing shows these guesses
+        # (not over the prediction of an item marked gold while it waited: begin_post_attempt)
         gold_ranked = item.get("ranked") if reason == "gold" and guesses else None
         if not rt.store.begin_post_attempt(
             item["id"], channel, reason, *shown, gold_ranked=gold_ranked

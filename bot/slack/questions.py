@@ -33,7 +33,11 @@ def gold_draw(item_id: str) -> float:
 
 
 def young_model(
-    store: Store, settings: Settings, version: int | None, model: Champion | None = None
+    store: Store,
+    settings: Settings,
+    version: int | None,
+    model: Champion | None = None,
+    post_id: int | None = None,
 ) -> bool:
     """Whether the model ``version`` was trained on fewer than HITL_WARM_UP labels, when the
     questions it asked were warm-up picks: the count ``scoring.choose`` reads, the model's
@@ -41,9 +45,12 @@ def young_model(
     answers it is gated on, and its version -N counts those too, or more once N was taken).
     ``model``: the model object that asks (the dispatcher's), whose count is read when it is
     ``version``'s, and noted for the store's later drawings of its questions (a working model
-    lives in memory only). A registry version's count is the models table's; a working model
-    not noted here (a server started since it asked) is judged by the labels it read, -N, the
-    one count it left."""
+    lives in memory only). A registry version's count is the models table's. A working model
+    not noted here (a server started since it asked: its count was never stored) is judged by
+    what it did beside ``post_id`` (the question being drawn): the reason of the ordinary
+    question it posted nearest to it (``warm_up`` or not: ``scoring.choose``'s own decision,
+    stored with each post; ``_young_beside``), and only when it posted none there by the
+    labels it read, -N, the one count it left."""
     if version is None or settings.warm_up <= 0:
         return False
     if model is not None and model.version == version:
@@ -51,8 +58,12 @@ def young_model(
             _working_n_train.setdefault(store, {})[version] = model.n_train
         return model.n_train < settings.warm_up
     if version < 0:
-        n_train = _working_n_train.get(store, {}).get(version, -version)
-        return n_train < settings.warm_up
+        n_train = _working_n_train.get(store, {}).get(version)
+        if n_train is None and post_id is not None:
+            beside = _young_beside(store, version, post_id)
+            if beside is not None:
+                return beside
+        return (-version if n_train is None else n_train) < settings.warm_up
     row = store.db.execute("SELECT n_train FROM models WHERE version = ?", [version]).fetchone()
     return row is not None and row[0] < settings.warm_up
 
@@ -61,14 +72,36 @@ def young_model(
 # asked told them (``young_model``): a refresh version names one fit of one database (m038).
 _working_n_train: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.WeakKeyDictionary()
 
+BESIDE = 200  # posts read at most on each side of a gold question's for its model's warm-up
 
-def gold_passed_over(settings: Settings, item_id: str, confidence: float | None) -> bool:
+
+def _young_beside(store: Store, version: int, post_id: int) -> bool | None:
+    """Whether the working model ``version`` asked its ordinary questions as warm-up picks,
+    from the one it posted nearest to the post ``post_id`` (within BESIDE posts on either
+    side: a read of the posts' key, bounded however many there are): ``posts.reason`` is
+    ``warm_up`` for every pick of a young model and never for another's. None when it posted
+    none there (every question near it a gold one, say)."""
+    row = store.db.execute(
+        "SELECT reason FROM posts WHERE id BETWEEN ? AND ? AND model_version = ?"
+        " AND reason IN ('warm_up', 'uncertain', 'audit') ORDER BY abs(id - ?) LIMIT 1",
+        [post_id - BESIDE, post_id + BESIDE, version, post_id],
+    ).fetchone()
+    return None if row is None else row[0] == "warm_up"
+
+
+def gold_passed_over(
+    settings: Settings, item_id: str, confidence: float | None, *, marked: bool = False
+) -> bool:
     """Whether a gold item is passed over for this post (it stays waiting: a later model may
     be unsure of it), its guess being ``confidence`` by a model past its warm-up: at or above
     HITL_THRESHOLD, which no uncertainty pick shows, and outside the audit share
-    (``gold_draw``), so its question could read neither line truthfully."""
+    (``gold_draw``), so its question could read neither line truthfully. Never one ``marked``
+    gold while it waited in the queue (not imported as gold): marking it does not take it out
+    of labelling, and nothing else would ever ask or decide it (status gold is not scored), so
+    it is asked, reading "random check" (``shown_reason``) as an audit of a sure guess does."""
     return (
-        confidence is not None
+        not marked
+        and confidence is not None
         and confidence >= settings.threshold
         and gold_draw(item_id) >= settings.audit_rate
     )
@@ -81,6 +114,9 @@ def shown_reason(
     reason: str,
     model_version: int | None,
     model: Champion | None = None,
+    *,
+    confidence: float | None = None,
+    post_id: int | None = None,
 ) -> str:
     """The reason a question shows. A gold question shows the line the questions asked beside
     it show, in their shares, so nothing tells it from them: before any model the first-labels
@@ -88,14 +124,19 @@ def shown_reason(
     asks) the warm-up pick's; then the audit's line for the share HITL_AUDIT_RATE of gold items
     (``gold_draw``, fixed per item) and the uncertainty pick's for the others. Those others are
     asked only when the model is unsure of them (``gold_passed_over``), so no "model is unsure"
-    line shows a guess at or above HITL_THRESHOLD. ``posts.reason`` stays ``gold`` (scoring
-    reads it)."""
+    line shows a guess at or above HITL_THRESHOLD, except an item marked gold while it waited,
+    which is asked all the same: ``confidence``, its shown guess's (None for an item imported
+    as gold), at or above HITL_THRESHOLD reads "random check", as an audit of a sure guess
+    does. ``post_id``: the question's post, for a working model's warm-up after a restart
+    (``young_model``). ``posts.reason`` stays ``gold`` (scoring reads it)."""
     if reason != "gold":
         return reason
     if model_version is None:
         return "cold_start"
-    if young_model(store, settings, model_version, model):
+    if young_model(store, settings, model_version, model, post_id):
         return "warm_up"
+    if confidence is not None and confidence >= settings.threshold:
+        return "audit"  # a marked item the model is sure of (``gold_passed_over``)
     return "audit" if gold_draw(item_id) < settings.audit_rate else "uncertain"
 
 
@@ -143,6 +184,12 @@ def build_question(
                 item_id,
                 post["reason"],
                 post["model_version"],
+                confidence=(
+                    post["confidence"]
+                    if post["predicted_label"] is not None and item["source"] != "gold"
+                    else None
+                ),
+                post_id=post["id"],
             )
             if post
             else "uncertain"

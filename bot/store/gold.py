@@ -146,6 +146,7 @@ class GoldMixin:
         marked: bool = False,
         configured: Sequence[str] = (),
         after: GoldCursor | None = None,
+        sources: bool = False,
     ) -> tuple[list[dict[str, Any]], GoldCursor | None]:
         """``next_gold``'s items a page at a time: up to ``limit`` of them, from the one after
         ``after`` (the cursor a page before returned) in the same order, and the cursor of this
@@ -154,7 +155,8 @@ class GoldMixin:
         champion's guess, made in a worker thread). Each page reads the index from where the
         last one ended: a seek among the gold items imported as gold (no priority, by rowid),
         so a look costs the items it reads however many wait before them; the few marked gold
-        while they waited (with a priority) are passed over again."""
+        while they waited (with a priority) are passed over again. ``sources``: each item also
+        says whether it was ``marked`` gold while it waited (True) or imported as gold."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
         # marked: m037's partial index holds them alone (not every gold item imported as new)
@@ -181,14 +183,15 @@ class GoldMixin:
             )
             args.append(json.dumps(sorted(kept)))
         rows = self.db.execute(
-            f"SELECT id, text, priority, rowid FROM items INDEXED BY {index}"
+            f"SELECT id, text, priority, rowid, source FROM items INDEXED BY {index}"
             f" WHERE status = 'gold' AND id NOT IN ({marks}){only}"
             " ORDER BY priority DESC, rowid LIMIT ?",
             [*args, limit],
         ).fetchall()
         page = [
             {"id": i, "text": t, "model_version": None, "predicted_label": None, "ranked": None}
-            for i, t, _, _ in rows
+            | ({"marked": source != "gold"} if sources else {})
+            for i, t, _, _, source in rows
         ]
         cursor = (rows[-1][2], rows[-1][3]) if rows and len(rows) >= limit else None
         return page, cursor

@@ -631,9 +631,13 @@ class QueueMixin:
         in the same transaction, as the scorer stores any other item's, so each later drawing
         of its message (a redraw, the labeling modal, a restart's) shows the guesses it was
         posted with. Only that column, and only of an item waiting as a gold question (status
-        gold): its status, model version, label and confidence stay as they are, so nothing
+        gold) that has no prediction (imported as gold, or marked gold before any model scored
+        it): its status, model version, label and confidence stay as they are, so nothing
         that reads those (the queue, the scorer, gold counts, the producer API) sees a
-        prediction."""
+        prediction. An item marked gold while it waited keeps the scorer's ranking with its
+        prediction: the producer API and webhooks read ``ranked`` first, and would report the
+        gold question's guess beside the scorer's model version; its later drawings show the
+        guess it was posted with first (``posts``), then that ranking."""
         with self._immediate():
             noted = (
                 self.db.execute(
@@ -656,7 +660,9 @@ class QueueMixin:
             )
             if noted and gold_ranked is not None:
                 self.db.execute(
-                    "UPDATE items SET ranked = ? WHERE id = ? AND status = 'gold'",
+                    "UPDATE items SET ranked = ? WHERE id = ? AND status = 'gold'"
+                    " AND model_version IS NULL AND predicted_label IS NULL"
+                    " AND confidence IS NULL",
                     [json.dumps(gold_ranked), item_id],
                 )
             return noted

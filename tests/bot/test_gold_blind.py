@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from string import ascii_lowercase
 
+import pytest
+
 from bot.learning.scoring import predict_texts
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -405,3 +407,161 @@ def test_storing_a_gold_questions_ranking_changes_nothing_else(memory_store: Sto
     store.end_post_attempt("g1")  # Slack refused it: it waits as before
     assert [g["id"] for g in store.next_gold(5)] == ["g1", "g2"]
     assert (store.count_items(), store.waiting_count()) == (counts, waiting)
+
+
+SURE_TEXT = "refund refund invoice refund please"  # the model guesses billing at 0.99
+
+
+def marked_ticket(tmp_path: Path) -> str:
+    """A ticket (T-0) that waited in the queue, scored by an earlier model unsure of it
+    (billing 0.55, v1), then marked gold (``hitl import --gold`` of an export): the model that
+    asks now is sure of it. Beside it, tickets t00.. that the model is unsure of."""
+    world(tmp_path, n_gold=0, n_items=8)
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_items([Item("T-0", SURE_TEXT)], "api")
+        store.set_predictions(
+            [("T-0", 1, "billing", 0.55, [["billing", 0.55], ["bug", 0.45]], 0.9)], 0.8, "margin"
+        )
+        store.add_gold([Item("T-0", SURE_TEXT, "billing")])
+        assert store.get_item("T-0")["status"] == "gold"
+    return "T-0"
+
+
+@pytest.mark.parametrize("gold_rate", [0.0, 1.0])
+async def test_an_item_marked_gold_while_it_waited_is_asked_however_sure_the_model_is(
+    fake_slack: FakeSlack, tmp_path: Path, gold_rate: float
+):
+    """README: an item marked gold while it waited is still asked, once (with HITL_GOLD_RATE=0
+    in the pick's place). The model asking is sure of it (0.99, HITL_THRESHOLD 0.8, no audit
+    share): it is asked all the same, its line "random check" (the only line true of a sure
+    guess), and decided by the answers. It was passed over for good: status gold, never
+    asked, never scored nor left to the model (the producer API said needs_review forever)."""
+    item = marked_ticket(tmp_path)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=gold_rate, audit_rate=0.0, threshold=0.8, max_open=3,
+        refresh_every=0, votes=2,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        assert sure_of(bot, [item], 0.95) == {item}
+        assert await bot.dispatcher.fill() > 0
+        shown = lines(bot)
+        assert shown[item] == f"{CHECK} · model v1"
+        assert {line for i, line in shown.items() if i != item} <= {f"{UNSURE} · model v1"}
+        post = bot.store.post_for_item(item)
+        assert (post["reason"], post["confidence"] >= 0.95) == ("gold", True)
+        for user in ("U0ANA", "U0RAJ"):
+            [message] = [m for m in bot.posted() if item_of(m) == item]
+            payload = bot.select_payload(message, user, "billing")
+            assert (await bot.action(payload)).status == 200
+            await bot.settled()
+            if user == "U0ANA":  # redrawn with one vote of two: the same line
+                assert lines(bot)[item] == f"{CHECK} · model v1"
+        assert bot.store.get_item(item)["status"] == "resolved"
+
+
+async def test_gold_the_model_is_unsure_of_is_asked_behind_any_number_it_is_sure_of(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """1,010 gold items the model is sure of (0.98 or more) come first, then 40 it is unsure
+    of; HITL_GOLD_RATE=1, no audit share. The sure ones are passed over, and the draws go on
+    past them (``GoldScan``): the unsure ones are asked. Each gold text is guessed once under
+    the one model (a passed-over item is read past, not guessed again), and no draw guesses
+    more than GOLD_DEPTH texts. Before, each draw looked at the same first 1,000 (GOLD_DEPTH),
+    guessing them all again, and no gold question was ever asked."""
+    from bot.slack import dispatch
+
+    world(tmp_path, n_gold=0, n_items=40)
+    sure = [Item(f"gs{n:04d}", f"refund refund invoice refund {n}", "billing") for n in range(1010)]
+    unsure = [Item(f"gu{n:03d}", f"refund crash login blank {n}", "billing") for n in range(40)]
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold(sure + unsure)
+    guessed: list[list[str]] = []
+
+    def counted(classifier, texts, strategy):  # type: ignore[no-untyped-def]
+        guessed.append(list(texts))
+        return predict_texts(classifier, texts, strategy)
+
+    monkeypatch.setattr(dispatch, "predict_texts", counted)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=1.0, audit_rate=0.0, threshold=0.8, max_open=13,
+        refresh_every=0,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        assert sure_of(bot, [i.id for i in sure], 0.9) == {i.id for i in sure}
+        assert not sure_of(bot, [i.id for i in unsure], 0.8)
+        assert await bot.dispatcher.fill() == 13
+        asked = [item_of(m) for m in bot.posted()]
+        gold = [i for i in asked if i.startswith("g")]
+        assert len(gold) == 12 and all(i.startswith("gu") for i in gold)
+        assert {lines(bot)[i] for i in gold} == {f"{UNSURE} · model v1"}
+        assert {bot.store.get_item(i.id)["status"] for i in sure} == {"gold"}  # they wait
+        assert max(len(texts) for texts in guessed) <= dispatch.GOLD_DEPTH
+        times = [sum(t == i.text for texts in guessed for t in texts) for i in sure]
+        assert max(times) == 1  # guessed 12 or 13 times each
+
+
+async def test_a_working_models_warm_up_line_on_gold_survives_a_restart(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A working model that read 210 labels and trained on 195 (HITL_WARM_UP=200) asks warm-up
+    picks, gold questions reading as them. A restart forgets the model (it lives in memory);
+    each question redrawn then (a click) keeps its line, gold ones as the others: the
+    model's warm-up is read from the questions it posted beside them (``posts.reason``).
+    Before, only the gold ones changed to "the model is unsure": judged by the 210 read."""
+    world(tmp_path, n_gold=20, n_items=40)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
+        max_open=30, refresh_every=0, votes=3,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
+        refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
+        bot.rt.working = Champion(version=-210, classifier=refit, n_train=195, n_read=210)
+        assert await bot.dispatcher.fill() == 30
+        shown = lines(bot)
+        assert 0 < sum(item.startswith("g") for item in shown) < 30
+        assert set(shown.values()) == {f"{YOUNG} · model r210"}
+    async for bot in start_bot(fake_slack, settings):  # a restart, on the same database
+        updates = len(fake_slack.calls_to("chat.update"))
+        for message in bot.posted():
+            payload = bot.select_payload(message, "U0ANA", "billing")
+            assert (await bot.action(payload)).status == 200
+        await bot.settled()
+        assert len(fake_slack.calls_to("chat.update")) >= updates + 30  # each was redrawn
+        assert lines(bot) == shown
+
+
+async def test_a_marked_items_gold_question_changes_nothing_the_producer_api_says(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A producer's ticket scored by the champion (v1), then marked gold while it waited, is
+    asked as a gold question with the working model's guess (r30). GET /api/items/{id} still
+    reports the scorer's prediction as it was: label, confidence, ranking and model version
+    together. Before, the gold question's ranking was written over the item's, and the API
+    said the working model's label and confidence beside "model_version": 1."""
+    from tests.bot.test_api import AUTH, TOKEN, post_json
+
+    world(tmp_path, n_gold=0, n_items=4)
+    settings = make_settings(
+        fake_slack, tmp_path, api_token=TOKEN, gold_rate=1.0, audit_rate=0.0, threshold=0.999,
+        max_open=5, refresh_every=0,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        text = "refund crash login blank invoice"
+        body = {"items": [{"text": text, "id": "T-1"}]}
+        assert (await post_json(bot, "/api/items", body)).status < 300
+        before = await (await bot.http.get("/api/items/T-1", headers=AUTH)).json()
+        assert before["prediction"]["model_version"] == 1
+        bot.store.add_gold([Item("T-1", text, "billing")])  # `hitl import --gold` of an export
+        texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
+        refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
+        bot.rt.working = Champion(version=-30, classifier=refit, n_train=30, n_read=30)
+        assert await bot.dispatcher.fill() > 0
+        post = bot.store.post_for_item("T-1")
+        assert (post["reason"], post["model_version"]) == ("gold", -30)
+        ranked = before["prediction"]["ranked"]
+        assert (post["predicted_label"], post["confidence"]) != (
+            ranked[0]["label"], ranked[0]["probability"]
+        )  # fmt: skip
+        after = await (await bot.http.get("/api/items/T-1", headers=AUTH)).json()
+        assert after["prediction"] == before["prediction"]
