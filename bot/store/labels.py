@@ -186,6 +186,7 @@ class LabelsMixin:
             self._close(item_id, "skipped", now)
             self._record_change(item_id, old, None, action, user_id, reason, now)
             self._after_change(item_id, "removed", user_id, now)
+            self._queue_settled([item_id], now, by="id")  # set aside: its producer hears it
         logger.info("label of item %s removed by %s", item_id, user_id)
         return LabelChange(item_id, old, None)
 

@@ -235,8 +235,10 @@ class LabelSetMixin:
         at or above ``threshold``, ``queued`` below (a label that was never in the set decides
         nothing; one people have started answering waits for them, as ``set_predictions``
         decides). Once past the last unlabeled item, the open questions' items too, their
-        status kept. Returns (items changed, the last rowid read: None once the pass is done),
-        as ``restate_predictions``."""
+        status kept. An item it leaves to the model that waited for people (``queued``) ended
+        its wait without a label: its producer hears it (``_queue_settled``: the statuses read
+        with the step's rows before, one INSERT for the step after). Returns (items changed,
+        the last rowid read: None once the pass is done), as ``restate_predictions``."""
         from bot.store.migrations import UNLABELED
 
         out, never = self.labels_not_in_force(configured), self.labels_never_in_force(configured)
@@ -256,7 +258,7 @@ class LabelSetMixin:
         with self._unsynced():  # a pass lost in a crash is run again (at the next start)
             aliases = self.label_aliases()
             rows = self.db.execute(
-                f"SELECT rowid, predicted_label, confidence, {may_move}"
+                f"SELECT rowid, predicted_label, confidence, {may_move}, status"
                 f" FROM items INDEXED BY items_unlabeled WHERE {UNLABELED} AND ({UNLABELED}) = 1"
                 " AND rowid > :after ORDER BY rowid LIMIT :limit",
                 {"kept": kept, "after": after, "limit": limit},
@@ -264,12 +266,13 @@ class LabelSetMixin:
             last = rows[-1][0] if rows else None
             if not rows:
                 rows = self.db.execute(
-                    f"SELECT rowid, predicted_label, confidence, {may_move} FROM items"
+                    f"SELECT rowid, predicted_label, confidence, {may_move}, status FROM items"
                     " WHERE status = 'posted'",
                     {"kept": kept},
                 ).fetchall()
             now = self.now()
-            for rowid, label, confidence, ranked in rows:
+            waited: list[int] = []  # the step's items that waited for people (read above)
+            for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or every label it names is in force
                 guesses = json.loads(ranked) or ([[label, confidence]] if label else [])
@@ -295,10 +298,15 @@ class LabelSetMixin:
                     ],
                 )
                 changed += 1
+                if status == "queued":
+                    waited.append(rowid)
                 if changed == 1:
                     self._statuses_made_under(threshold)
                 if changed >= max_changes and last is not None:
+                    # those now auto: their producers hear it (one INSERT for the step)
+                    self._queue_settled(waited, now)
                     return changed, rowid
+            self._queue_settled(waited, now)  # those now auto: their producers hear it
         return changed, last
 
     def label_set_mark(self) -> dict[str, Any]:
