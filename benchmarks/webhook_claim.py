@@ -108,42 +108,33 @@ def build(db: Path, backlog: list[str]) -> int:
     receiver = RECEIVER_SQL.format(url=":url")
     insert = (
         "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, status, receiver)"
-        f" VALUES ('i', :url, :at, :at, :status, {receiver})"
+        f" VALUES (:item, :url, :at, :at, :status, {receiver})"
     )
     tail = START + timedelta(milliseconds=len(backlog))
+    later = iso(NOW + timedelta(days=30))
+    rows = [
+        {"url": url, "at": iso(START + timedelta(milliseconds=i)), "status": "pending"}
+        for i, url in enumerate(backlog)
+    ]
+    rows += [
+        {"url": f"https://r{k}.example/hook", "at": iso(tail + timedelta(minutes=k + 1)),
+         "status": "pending"}
+        for k in range(OTHERS)
+    ]  # fmt: skip
+    rows += [{"url": "https://later.example/hook", "at": later, "status": "pending"}] * NOT_DUE
+    rows += [
+        {"url": "https://done.example/hook", "at": iso(START), "status": "delivered"}
+    ] * DELIVERED
+    # an item each, as webhooks come: the claim takes one of an item's deliveries at a time
+    rows = [{**row, "item": f"i{n}"} for n, row in enumerate(rows)]
     with Store.open(db) as store, store._immediate():
-        store.db.execute(
-            "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
-            " VALUES ('i', 't', '{}', 'api', 'resolved', ?, ?)",
-            [iso(START), iso(START)],
-        )
         conn = store.db.conn
         conn.executemany(
-            insert,
-            (
-                {"url": url, "at": iso(START + timedelta(milliseconds=i)), "status": "pending"}
-                for i, url in enumerate(backlog)
-            ),
+            "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
+            " VALUES (:item, 't', '{}', 'api', 'resolved', :at, :at)",
+            ({"item": row["item"], "at": iso(START)} for row in rows),
         )
-        conn.executemany(
-            insert,
-            (
-                {"url": f"https://r{k}.example/hook", "at": iso(tail + timedelta(minutes=k + 1)),
-                 "status": "pending"}
-                for k in range(OTHERS)
-            ),
-        )  # fmt: skip
-        later = iso(NOW + timedelta(days=30))
-        conn.executemany(
-            insert,
-            ({"url": "https://later.example/hook", "at": later, "status": "pending"}
-             for _ in range(NOT_DUE)),
-        )  # fmt: skip
-        conn.executemany(
-            insert,
-            ({"url": "https://done.example/hook", "at": iso(START), "status": "delivered"}
-             for _ in range(DELIVERED)),
-        )  # fmt: skip
+        conn.executemany(insert, rows)
     return len(backlog) + OTHERS + NOT_DUE + DELIVERED
 
 

@@ -633,7 +633,8 @@ async def add_items(request: web.Request) -> web.Response:
         results.append({"index": index, "id": item.id, "result": result, **callback})
     results.sort(key=lambda r: r["index"])
     if created:
-        await _score(rt, [item.id for _, item in accepted if item.id in created])
+        # its results say no status: an item left to the model is told by webhook
+        await _score(rt, [item.id for _, item in accepted if item.id in created], tell_new=True)
         scorer_of(rt).wake()  # anything else waiting (e.g. a model that failed on some)
         rt.wake_dispatcher()
     counts = {name: sum(r["result"] == name for r in results) for name in
@@ -848,10 +849,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _score(rt: Runtime, ids: list[str]) -> None:
+async def _score(rt: Runtime, ids: list[str], *, tell_new: bool = False) -> None:
     """Score this request's items, and only those, with the champion (in a worker thread;
     an item another request is scoring is waited for, not scored twice). A failing model
-    leaves the items to people.
+    leaves the items to people. ``tell_new``: those the model is sure of get their ``auto``
+    webhook (``POST /api/items``, whose results carry no status; ``Scorer.score_ids``).
 
     A server with no model first loads the champion the database names, if any (made by
     `hitl retrain` from the CLI, which scored the waiting items with it), rather than wait for
@@ -867,8 +869,9 @@ async def _score(rt: Runtime, ids: list[str]) -> None:
     if model is None:
         return
     try:
-        # this request's items first, as its own: its answer says auto, no webhook does
-        await scorer_of(rt).score_ids(ids)
+        # this request's items first, as its own: an /api/predict answer says auto, no
+        # webhook does; POST /api/items's results do not, its webhooks do (``tell_new``)
+        await scorer_of(rt).score_ids(ids, tell_new=tell_new)
     except DatabaseError as exc:  # a full disk: one line, not a traceback
         problem = database_problem(rt.settings.db, exc)
         logger.error("scores of model v%d not stored: %s", model.version, problem)

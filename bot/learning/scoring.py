@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,10 +301,13 @@ class Scorer:
                 return None
         return out
 
-    async def score_ids(self, ids: Iterable[str]) -> int:
+    async def score_ids(self, ids: Iterable[str], *, tell_new: bool = False) -> int:
         """Score these items now, those of them the champion has not scored under the
         strategy yet, and wait for any of them another caller is scoring; return how many of
-        them this call had scored. The work grows with ``ids`` only.
+        them this call had scored. The work grows with ``ids`` only. ``tell_new``: the items
+        this call writes that were never scored (``new``) and that the model is sure of get
+        their ``auto`` webhook (``POST /api/items``, whose answer says no status; an
+        ``/api/predict`` answer says ``auto`` itself).
 
         Calls that come while a batch is being scored are scored together in the next one
         (up to ``chunk`` items): one model call and one write for many requests, and one
@@ -314,8 +317,11 @@ class Scorer:
         promotion, a rollback loaded from the CLI): its predictions are stale and not written,
         and the items are scored again with the new one (those of them it has not scored
         yet), up to RESCORES times. The last time, the predictions are written even if the
-        model changed again (``_score_now``'s ``keep``: only where no newer model's are), so
-        a request never answers as if there were no model while one is loaded."""
+        model changed again (``_score_now``'s ``keep``: only where no other model's are).
+        If the model changed during every try, the items still without any prediction (their
+        last try waited for another caller's step, which a model change left unwritten) are
+        scored once more by this call with the model serving then, whoever else scores them,
+        and kept: so a request never answers as if there were no model while one is loaded."""
         wanted = list(dict.fromkeys(ids))
         scored: set[str] = set()
         for attempt in range(1 + RESCORES):
@@ -324,16 +330,44 @@ class Scorer:
                 break
             strategy = self.settings().strategy
             keep = attempt == RESCORES
-            scored.update(await self._score_ids_with(champion, strategy, wanted, keep=keep))
+            scored.update(
+                await self._score_ids_with(champion, strategy, wanted, keep=keep, tell=tell_new)
+            )
             if self.champion() is champion:
                 break
+        else:  # the model changed during each try: one more call for the unpredicted ones
+            if (champion := self.champion()) is not None:
+                strategy = self.settings().strategy
+                for start in range(0, len(wanted), self.chunk):
+                    # by id: those the serving model has not scored (none, normally), then
+                    # of those the ones without any prediction, one point read each
+                    rows = [
+                        (item_id, text)
+                        for item_id, text in self.store.unscored_of(
+                            wanted[start : start + self.chunk], champion.version, strategy
+                        )
+                        if (item := self.store.get_item(item_id)) is not None
+                        and item["model_version"] is None
+                    ]
+                    if not rows:
+                        continue
+                    tell = {item_id for item_id, _ in rows} if tell_new else set()
+                    if await self._score_now(champion, strategy, rows, keep=True, tell=tell):
+                        scored.update(item_id for item_id, _ in rows)
         return len(scored)
 
     async def _score_ids_with(
-        self, champion: Champion, strategy: str, wanted: list[str], *, keep: bool
+        self,
+        champion: Champion,
+        strategy: str,
+        wanted: list[str],
+        *,
+        keep: bool,
+        tell: bool = False,
     ) -> list[str]:
         """``score_ids`` with one model: the ids this call had written. ``keep``: its batches
-        are written even if the model is replaced while they are scored."""
+        are written even if the model is replaced while they are scored; ``tell``: its items
+        left to the model when first scored are told so (``score_ids``' ``tell_new``)."""
         done: list[str] = []
         for start in range(0, len(wanted), self.chunk):
             rows = self.store.unscored_of(
@@ -346,6 +380,8 @@ class Scorer:
             batch = self._batch_for(champion, strategy, len(mine))
             batch.rows += mine
             batch.keep |= keep
+            if tell:
+                batch.tell.update(item_id for item_id, _ in mine)
             for item_id, _ in mine:
                 self.in_flight[(champion.version, strategy, item_id)] = batch.done
             written, *_ = await _wait_for([batch.done, *waits])
@@ -371,7 +407,7 @@ class Scorer:
             batch = self.batches.popleft()
             try:
                 written = await self._score_now(
-                    batch.champion, batch.strategy, batch.rows, keep=batch.keep
+                    batch.champion, batch.strategy, batch.rows, keep=batch.keep, tell=batch.tell
                 )
             except Exception as exc:  # noqa: BLE001 - each caller logs it in its own context
                 _settle(batch.done, exception=exc)
@@ -506,6 +542,7 @@ class Scorer:
         *,
         walking: bool = False,
         keep: bool = False,
+        tell: Collection[str] = (),
     ) -> int:
         """The model in a scoring child (``walk_worker`` for a walk's step, ``worker`` for the
         items requests wait for; else a worker thread), then the writes, WRITE_BATCH at a time
@@ -514,10 +551,13 @@ class Scorer:
         If the champion changed meanwhile, its predictions are stale and the rest is skipped:
         the next model's walk takes a walk's chunk again, and ``score_ids`` scores a request's
         items again with the new model. With ``keep`` (a request that scored them again as
-        often as it may: RESCORES), they are written all the same where the model now serving
-        has not scored them yet (read in the write's own turn of the loop: a newer model's
-        prediction is never replaced by an older one's), else the request answered as if
-        there were no model."""
+        often as it may: RESCORES), they are written all the same where no other model's
+        prediction is stored (``_not_scored_by``, read in the write's own turn of the loop:
+        another model's prediction, a newer one's, is never replaced), else the request
+        answered as if there were no model.
+
+        ``tell``: ids whose write tells their producer when the item, never scored before
+        (``new``), is left to the model (``score_ids``' ``tell_new``); a walk's tells all."""
         texts = [t for _, t in rows]
         worker = (self.walk_worker if walking else None) or self.worker
         try:
@@ -548,29 +588,45 @@ class Scorer:
             if start:
                 await asyncio.sleep(0)
             batch = scored[start : start + WRITE_BATCH]
-            if (now := self.champion()) is not champion:
+            if self.champion() is not champion:
                 if not keep:
                     break
-                batch = self._not_scored_by(now, batch)
-            if batch:
-                # A walk's writes tell the producers of items never scored before (``new``:
-                # stored while there was no model, or their request's scoring wrote nothing)
-                # that they are left to the model; a request's own answer says so for its own.
-                written += self.store.set_predictions(batch, threshold, strategy, tell_new=walking)
+                batch = self._not_scored_by(batch)
+            # A walk's writes tell the producers of items never scored before (``new``:
+            # stored while there was no model, or their request's scoring wrote nothing)
+            # that they are left to the model, and so do a POST /api/items's (``tell``);
+            # an /api/predict answer says so for its own.
+            told = [row for row in batch if walking or row[0] in tell]
+            untold = [row for row in batch if not (walking or row[0] in tell)]
+            for rows_of, tell_new in ((untold, False), (told, True)):
+                if rows_of:
+                    written += self.store.set_predictions(
+                        rows_of, threshold, strategy, tell_new=tell_new
+                    )
         self.n_scored += written
         return written
 
-    def _not_scored_by(self, champion: Champion | None, batch: list[tuple]) -> list[tuple]:
-        """The predictions of ``batch`` (id first) whose items ``champion`` (the model now
-        serving) has not scored under the strategy in force: one read by id, of at most
-        WRITE_BATCH items."""
-        if champion is None:
+    def _not_scored_by(self, batch: list[tuple]) -> list[tuple]:
+        """The predictions of ``batch`` (id, version, ...: one model's, ``keep``'s write after
+        the model that serves changed) that replace no other model's: their item has no
+        prediction at all, or one by the model that made them. Models are told apart by
+        identity only (a refresh's version is a negative label count): a prediction by any
+        other model may be newer, and an answer reads it instead. One read by id of at most
+        WRITE_BATCH items, then a point read for each not scored by that model."""
+        if not batch:
             return batch
+        version = batch[0][1]
         ids = [row[0] for row in batch]
-        fresh = {
-            i for i, _ in self.store.unscored_of(ids, champion.version, self.settings().strategy)
-        }
-        return [row for row in batch if row[0] in fresh]
+        others = {i for i, _ in self.store.unscored_of(ids, version, self.settings().strategy)}
+        return [
+            row
+            for row in batch
+            if row[0] not in others
+            or (
+                (item := self.store.get_item(row[0])) is not None
+                and item["model_version"] in (None, version)
+            )
+        ]
 
     def _ran_out(self, champion: Champion, exc: ScoringOutOfMemory) -> ScoringOutOfMemory:
         """Scoring ran out of memory: say so in one line, with what to do, once while it
@@ -705,6 +761,7 @@ class _Batch:
     done: asyncio.Future[int]
     rows: list[tuple[str, str]] = field(default_factory=list)
     keep: bool = False  # written even if the model changed meanwhile (``Scorer._score_now``)
+    tell: set[str] = field(default_factory=set)  # ids whose write tells ``new`` ones (tell_new)
 
     def fits(self, champion: Champion, strategy: str, n: int, chunk: int) -> bool:
         return (

@@ -105,10 +105,11 @@ class ProducerMixin:
         (``notice`` 0) are claimed before the notices that an item's wait ended without one
         (``notice`` 1, ``_queue_settled``: a threshold pass queues one per item it moves),
         each class read from its own index range (m045), so a label's webhook never waits
-        behind a backlog of notices. An item's deliveries keep their order: for an item whose
-        label delivery is taken, its older notice due goes first (the label's waits for it,
-        as any item's next delivery waits for its send under way), and no notice of an item
-        goes in the claim that takes its label's."""
+        behind a backlog of notices. An item's deliveries keep their order and go one at a
+        time: a claim takes at most one delivery of an item, its oldest due (an older notice
+        goes before its label's delivery, an older label's before a take-back queued after
+        it; the next waits for it, as any item's next delivery waits for its send under
+        way)."""
         due = "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
         if limit <= 0 or (
             not self.db.conn.in_transaction
@@ -129,16 +130,16 @@ class ProducerMixin:
                         " ORDER BY next_attempt_at, id LIMIT ?",
                         [now, room + len(items)],
                     ).fetchall()
-                    found = [row for row in found if row[1] not in items][:room]
+                    found = _one_per_item(row for row in found if row[1] not in items)[:room]
                 else:
                     found = self._fair_share_due(
                         of_class, now, room, per_receiver, dict(taken), frozenset(items)
                     )
                 for row in found:  # the next class counts them as sends under way
-                    # an item's older notice due goes before its label's delivery
-                    first = (self._older_notice(row, now) if notice == 0 else None) or row
-                    if first is not row and any(r[1] == row[1] for r in rows):
-                        continue  # its item's label goes in this claim: the notice after it
+                    if row[1] in items:
+                        continue  # one of its item's deliveries goes in this claim already
+                    # an item's oldest delivery due goes first (a notice before a label's)
+                    first = self._older_due(row, now) or row
                     taken[first[4]] = taken.get(first[4], 0) + 1
                     items.add(first[1])
                     rows.append(first)
@@ -159,12 +160,13 @@ class ProducerMixin:
             for row in rows
         ]
 
-    def _older_notice(self, row: tuple[Any, ...], now: str) -> tuple[Any, ...] | None:
-        """The oldest notice due at ``now`` (``notice`` 1) of the item of ``row``, a label's
-        delivery, queued before it; None when there is none. By the item's index: a few rows."""
+    def _older_due(self, row: tuple[Any, ...], now: str) -> tuple[Any, ...] | None:
+        """The oldest delivery due at ``now`` of the item of ``row`` queued before it (a
+        notice or a label's: a retry of an older one may be due later than a newer one's
+        first try); None when there is none. By the item's index: a few rows."""
         return self.db.execute(
             "SELECT id, item_id, url, attempts, receiver FROM deliveries"
-            " WHERE item_id = ? AND status = 'pending' AND notice = 1 AND id < ?"
+            " WHERE item_id = ? AND status = 'pending' AND id < ?"
             " AND next_attempt_at <= ? ORDER BY id LIMIT 1",
             [row[1], row[0], now],
         ).fetchone()
@@ -196,8 +198,8 @@ class ProducerMixin:
         def share(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             taken: list[tuple[Any, ...]] = []
             per = dict(busy)
-            for row in rows:
-                if row[1] not in busy_items and per.get(row[4], 0) < per_receiver:
+            for row in _one_per_item(row for row in rows if row[1] not in busy_items):
+                if per.get(row[4], 0) < per_receiver:
                     per[row[4]] = per.get(row[4], 0) + 1
                     taken.append(row)
                     if len(taken) == limit:
@@ -458,6 +460,12 @@ class ProducerMixin:
                 for r in runs
             ],
         }
+
+
+def _one_per_item(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` (id, item, ...) but the first of each item: one delivery of an item a claim."""
+    seen: set[Any] = set()
+    return [row for row in rows if row[1] not in seen and not seen.add(row[1])]
 
 
 def _receiver(url: str) -> str:

@@ -87,22 +87,25 @@ def test_the_upgrade_stores_the_receiver_of_each_pending_delivery(tmp_path: Path
     db_path = tmp_path / "hitl.db"
     old = Database(db_path)
     migrations.apply(old, stop_before="m031_delivery_receiver")
-    old["items"].insert({"id": "i", "text": "t", "source": "api", "status": "resolved",
-                         "created_at": "t", "updated_at": "t"})  # fmt: skip
     urls = ["https://Slow.example/hook", "https://fast.example:8443/cb?x=1", "http://u@b.example"]
     rows = [("https://slow.example/hook", at(n), "pending") for n in range(20)]
     rows += [(url, at(100 + n), "pending") for n, url in enumerate(urls)]
     rows += [("https://done.example/hook", at(0), "delivered")]
+    # an item each: one of an item's deliveries is claimed at a time
+    old["items"].insert_all(
+        [{"id": f"i{n}", "text": "t", "source": "api", "status": "resolved",
+          "created_at": "t", "updated_at": "t"} for n in range(len(rows))]
+    )  # fmt: skip
     old["deliveries"].insert_all(
         [
             {
-                "item_id": "i",
+                "item_id": f"i{n}",
                 "url": url,
                 "next_attempt_at": when,
                 "status": status,
                 "created_at": "t",
             }  # fmt: skip
-            for url, when, status in rows
+            for n, (url, when, status) in enumerate(rows)
         ]
     )
     old.conn.commit()

@@ -263,3 +263,124 @@ async def test_under_a_model_replaced_at_every_call_a_predict_answers_after_a_fe
         assert 1 <= len(calls) <= 3, calls
         assert answer["model_version"] == calls[-1] and answer["label"] in ("billing", "bug")
         assert rt.model.version not in calls  # replaced again while the last call ran
+
+
+class Storm:
+    """The scoring child's ``predict`` in a refresh storm: models v1.. replace one another
+    while the calls run, as ``on_call(version)`` (awaited after the model call) does."""
+
+    def __init__(self, on_call: Any) -> None:
+        self.on_call = on_call
+        self.versions: list[int] = []
+
+    async def predict(
+        self, version: int, classifier: Any, texts: Sequence[str], strategy: str
+    ) -> list[Any]:
+        predictions = await asyncio.to_thread(predict_texts, classifier, texts, strategy)
+        self.versions.append(version)
+        await self.on_call(version)
+        return predictions
+
+    def close(self) -> None:
+        pass
+
+
+def storm_scorer(
+    tmp_path: Path, n: int
+) -> tuple[Store, dict[int, Champion], dict[str, Champion], Scorer]:
+    """A store with one waiting item "x" (never scored), models v1..vn, and a scorer whose
+    serving model is ``serving["now"]`` (v1 first)."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items() + [Item("x", f"refund {MARKER} invoice")])
+    texts, labels = zip(*[(it.text, it.label) for it in labeled_items()], strict=True)
+    classifier = TextClassifier().fit(list(texts), list(labels))
+    models = {v: Champion(version=v, classifier=classifier) for v in range(1, n + 1)}
+    serving = {"now": models[1]}
+    settings = Settings(threshold=0.9, labels=("billing", "bug"))
+    store = Store.open(db)
+    scorer = Scorer(store, champion=lambda: serving["now"], settings=lambda: settings)
+    return store, models, serving, scorer
+
+
+async def test_the_last_try_never_writes_an_older_models_prediction_over_a_newer_ones(
+    tmp_path: Path,
+):
+    """v1 and v2 are replaced while the request's first two calls run. During its last one
+    (v3, ``keep``) v4 is adopted and its walk scores "x", then v5 is adopted before v3's
+    write: "x" keeps v4's prediction (v3's was written over it: a model two generations old),
+    and the request answers with it; no fourth call of the request's."""
+    store, models, serving, scorer = storm_scorer(tmp_path, 5)
+
+    async def on_call(version: int) -> None:
+        if version in (1, 2):
+            serving["now"] = models[version + 1]  # a refresh adopted as the call ran
+        elif version == 3:
+            serving["now"] = models[4]
+            assert await scorer.catch_up() == 1  # v4's walk scores "x"
+            assert store.get_item("x")["model_version"] == 4
+            serving["now"] = models[5]
+
+    with store:
+        scorer.worker = storm = Storm(on_call)  # type: ignore[assignment]
+        async with asyncio.timeout(TIMEOUT):
+            await scorer.score_ids(["x"])
+        item = store.get_item("x")
+        assert (item["model_version"], item["predicted_label"]) == (4, "billing"), item
+        assert storm.versions == [1, 2, 3, 4]  # the request's three, the walk's one
+
+
+async def test_the_last_try_waiting_on_a_walk_a_new_model_stops_still_answers_with_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """v1 and v2 are replaced while the request's first two calls run; v3's walk (woken by
+    the adoption) claims "x" before the request's last try, which waits for the walk's step;
+    v4 is adopted during that step, which writes nothing. The request scores "x" itself once
+    more, with v4, and writes it: its answer names a model (it said none: label null,
+    model_version null, while /healthz named v4)."""
+    store, models, serving, scorer = storm_scorer(tmp_path, 4)
+    walk_claimed, request_waits, walk_again = (asyncio.Event() for _ in range(3))
+    walk: dict[str, Any] = {}
+
+    def walk_step() -> asyncio.Future[Any]:
+        return scorer.in_flight[(3, scorer.settings().strategy, "x")]
+
+    wait_for = scoring._wait_for
+
+    async def spying(futures: Any) -> list[Any]:
+        futures = list(futures)
+        mine = asyncio.current_task() is walk.get("task")
+        if walk_claimed.is_set() and not mine and walk_step() in futures:
+            request_waits.set()  # the request's last try waits for the walk's step
+        return await wait_for(futures)
+
+    monkeypatch.setattr(scoring, "_wait_for", spying)
+
+    async def on_call(version: int) -> None:
+        if version == 1:
+            serving["now"] = models[2]
+        elif version == 2:  # v3 adopted: its walk reads "x" and claims it for v3
+            serving["now"] = models[3]
+            walk["task"] = asyncio.create_task(scorer.catch_up())
+            await walk_claimed.wait()
+        elif version == 3:  # the walk's call
+            walk_claimed.set()
+            await request_waits.wait()
+            serving["now"] = models[4]  # v4 adopted while the walk's step runs
+        elif version == 4 and asyncio.current_task() is walk["task"]:
+            await walk_again.wait()  # v4's walk: held until the request has answered
+
+    with store:
+        scorer.worker = storm = Storm(on_call)  # type: ignore[assignment]
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await scorer.score_ids(["x"])
+            item = store.get_item("x")
+            assert (item["model_version"], item["predicted_label"]) == (4, "billing"), item
+            assert item["status"] in ("auto", "queued") and item["confidence"] is not None
+            # the request's two, the walk's step it waited for, the walk's and its own v4
+            assert sorted(storm.versions) == [1, 2, 3, 4, 4]
+        finally:
+            walk_again.set()
+            if "task" in walk:
+                async with asyncio.timeout(TIMEOUT):
+                    await walk["task"]

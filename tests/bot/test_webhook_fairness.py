@@ -13,16 +13,20 @@ NOW, LEASE = "2026-01-02T00:00:00.000", "2026-01-02T00:01:10.000"
 
 
 def add_deliveries(store: Store, rows: list[tuple[str, str, str]]) -> None:
-    """Pending deliveries (url, next_attempt_at, status) of one resolved item."""
+    """Pending deliveries (url, next_attempt_at, status), each of a resolved item of its own
+    (a claim takes one delivery of an item at most: README "one at a time for an item")."""
     with store._immediate():
-        store.db.execute(
-            "INSERT OR IGNORE INTO items (id, text, meta, source, status, created_at, updated_at)"
-            " VALUES ('i', 't', '{}', 'api', 'resolved', '2026-01-01', '2026-01-01')"
+        first = store.db.execute("SELECT count(*) FROM items").fetchone()[0]
+        ids = [f"i{first + n}" for n in range(len(rows))]
+        store.db.conn.executemany(
+            "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
+            " VALUES (?, 't', '{}', 'api', 'resolved', '2026-01-01', '2026-01-01')",
+            [(i,) for i in ids],
         )
         store.db.conn.executemany(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, status, created_at)"
-            " VALUES ('i', ?, ?, ?, '2026-01-01')",
-            rows,
+            " VALUES (?, ?, ?, ?, '2026-01-01')",
+            [(i, *row) for i, row in zip(ids, rows, strict=True)],
         )
 
 

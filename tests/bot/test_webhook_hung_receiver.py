@@ -240,7 +240,7 @@ def test_a_claim_counts_the_sends_under_way_and_skips_their_items(store: Store) 
     # Item a's webhook under way: its other deliveries wait; b's is leased (not claimed twice).
     assert store.claim_due_deliveries(NOW, LEASE, 8, PER_RECEIVER, busy_items={"a", "c"}) == []
     rest = store.claim_due_deliveries(NOW, LEASE, 8, PER_RECEIVER)
-    assert [c["receiver"] for c in rest] == ["busy.example", "full.example"] + ["busy.example"] * 3
+    assert [c["receiver"] for c in rest] == ["busy.example", "full.example"]  # one of item a
 
 
 def test_a_busy_receivers_backlog_does_not_hide_the_others_from_a_slot(store: Store) -> None:
