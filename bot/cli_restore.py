@@ -123,6 +123,17 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             f"Carried over: {count(done.taken_back + done.to_delete, 'Slack message')} posted"
             f" after the backup was made, as {done.kept.name} records: {'; '.join(what)}."
         )
+    if done.kept is not None and done.not_carried:
+        one = done.not_carried == 1
+        click.echo(
+            f"Warning: the backup is not an earlier copy of the database that was there (made"
+            f" apart: no Slack message in common): {count(done.not_carried, 'Slack message')}"
+            f" {done.kept.name} records {'was' if one else 'were'} not carried over and"
+            f" {'is left in Slack as it is' if one else 'are left in Slack as they are'}; delete"
+            f" {'it' if one else 'them'} there by hand if you want, or run"
+            f" `hitl restore {done.kept}` if the backup was the wrong file.",
+            err=True,
+        )
     upgraded = done.upgraded  # to record the Slack messages it carried over
     if done.kept is not None:
         try:

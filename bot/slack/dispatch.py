@@ -99,6 +99,9 @@ UNRECORDED_TICK = 1.0  # a post the database could not record yet is tried again
 GOLD_WINDOW = 5  # gold items read first per draw: the first routed to the channel is posted
 GOLD_PAGE = 100  # gold items read (and guessed, in a worker thread) per page after those
 GOLD_DEPTH = 1_000  # gold items looked at, at most, for one channel's draw
+# GoldScan.judged's entries, at most (about 100 B each): past it the map is emptied and the draws
+# go on from their cursors, guessing again the items they come round to (once a round at most)
+GOLD_JUDGED = 100_000
 POST_SETTLE = 60.0  # seconds after a lost post before a history without it means "not posted"
 HISTORY_PAGE = 200  # messages per conversations.history call when looking for lost posts
 HISTORY_PAGES = 20  # pages read at most in one look (4,000 messages since the lost post)
@@ -139,7 +142,10 @@ class GoldScan:
     items it could not ask there; and what it knows of the items it guessed and did not ask
     (``judged``: item id -> the channel it goes to, or PASSED_OVER), so a later draw under the
     same context reads past them without guessing them again. All of it is dropped when the
-    context changes: a new model may be unsure of an item passed over, or route it here."""
+    context changes: a new model may be unsure of an item passed over, or route it here.
+    ``judged`` holds GOLD_JUDGED items at most: one that would grow past it is emptied first
+    (the cursors stay), so its memory stays bounded whatever the gold items and however long
+    the model stays; an item posted is taken out of it."""
 
     context: tuple[Any, ...] | None = None
     start: dict[str, Any] = field(default_factory=dict)  # channel -> GoldCursor (or None)
@@ -711,8 +717,11 @@ class Dispatcher:
             )
             if rt.model is not model:  # a new model: the next draw judges with it
                 return False, None
-            scan.judged.update(judged)
+            if len(scan.judged) + len(judged) > GOLD_JUDGED:  # bounded (``GoldScan``)
+                scan.judged.clear()
+            scan.judged.update(list(judged.items())[:GOLD_JUDGED])
             if found is not None:
+                scan.judged.pop(found["id"], None)  # asked: kept no more
                 found["model_version"] = model.version
             return True, found
 

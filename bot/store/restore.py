@@ -40,7 +40,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store.lock import other_server, server_lock
-from bot.store.migrations import KNOWN_MIGRATIONS, applied_names
+from bot.store.migrations import KNOWN_MIGRATIONS, applied_names, migrations
 
 try:
     import fcntl
@@ -89,6 +89,9 @@ class Restored:
     # The backup, made by an older slack-hitl, was upgraded by the restore: done to record the
     # messages carried over under the schema their columns need (``_carry_into``)
     upgraded: bool = False
+    # The Slack messages of the database that was there not carried over: the backup is not an
+    # earlier copy of it (``UnknownPosts.unrelated``), so they were not posted after it
+    not_carried: int = 0
 
 
 def in_use(db: Path) -> bool:
@@ -435,6 +438,9 @@ class UnknownPosts:
     columns: tuple[str, ...] = ()  # of each row of ``held``
     held: tuple[tuple[Any, ...], ...] = ()  # posts of items the backup holds, oldest first
     gone: tuple[tuple[str, str], ...] = ()  # (channel, ts) of items it does not hold
+    # How many there are when the backup is not an earlier copy of the database
+    # (``_same_database``): none of them is carried over (``held`` and ``gone`` are empty)
+    unrelated: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.held or self.gone)
@@ -447,7 +453,11 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
     those of the items ``db`` records as deleted (``deleted_items``): a restore leaves them
     to the erasure's path (``erasures_in``). Read by (channel, ts) through the backup's
     unique index, nothing held in memory but the rows found. Nothing when either is not a
-    readable slack-hitl database (``check_backup`` then says what is wrong with the backup)."""
+    readable slack-hitl database (``check_backup`` then says what is wrong with the backup).
+
+    Only when the backup is an earlier copy of the database (``_same_database``): the posts
+    of another database were not posted after it, and carried over they would all be deleted
+    from Slack by the next `hitl serve`. Otherwise they are only counted (``unrelated``)."""
     if not db.exists():
         return UnknownPosts()
 
@@ -489,6 +499,9 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
             )
         if "deleted_items" in tables("main"):
             where += " AND p.item_id NOT IN (SELECT item_id FROM main.deleted_items)"
+        if not _same_database(conn, tables("main"), tables("backup")):
+            [(unrelated,)] = conn.execute(f"SELECT count(*) FROM main.posts p WHERE {where}")
+            return UnknownPosts(unrelated=int(unrelated))
         held: list[tuple[Any, ...]] = []
         gone: list[tuple[str, str]] = []
         listed = ", ".join(f"p.{name}" for name in carried)
@@ -503,6 +516,36 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
                 gone.append((str(found["channel"]), str(found["ts"])))
         return UnknownPosts(tuple(carried), tuple(held), tuple(gone))
     return UnknownPosts()
+
+
+def _same_database(conn: sqlite3.Connection, main: set[str], backup: set[str]) -> bool:
+    """Whether the backup attached to ``conn`` (as ``backup``) is an earlier copy of the
+    database (``main``; their tables given): both record the same first migration, applied
+    when the database was made (its name and time, to the microsecond: a copy keeps it, a
+    database made apart has its own), or they know a Slack message in common (a post of one
+    is a post or a deleted message of the other: a ts is unique in its channel)."""
+    table = migrations.migrations_table
+    first = "SELECT name, applied_at FROM {}.{} WHERE migration_set = ? ORDER BY rowid LIMIT 1"
+    made = [
+        conn.execute(first.format(schema, table), [migrations.name]).fetchone()
+        if table in names
+        else None
+        for schema, names in (("main", main), ("backup", backup))
+    ]
+    if made[0] is not None and made[0] == made[1]:
+        return True
+    shared = [("main.posts", "backup.posts")]
+    if "erased_posts" in backup:
+        shared.append(("main.posts", "backup.erased_posts"))
+    if "erased_posts" in main:
+        shared.append(("backup.posts", "main.erased_posts"))
+    return any(
+        conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {ours} p WHERE EXISTS"
+            f" (SELECT 1 FROM {theirs} o WHERE o.channel = p.channel AND o.ts = p.ts))"
+        ).fetchone()[0]
+        for ours, theirs in shared
+    )
 
 
 def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int]:
@@ -667,7 +710,14 @@ def restore(
     if not db.is_symlink():  # named as the database was (the same folder)
         kept = db.with_name(kept.name) if kept is not None else None
         beside = tuple(db.with_name(path.name) for path in beside)
-    return Restored(facts, kept, beside, *counts, upgraded=bool(unknown) and facts.pending > 0)
+    return Restored(
+        facts,
+        kept,
+        beside,
+        *counts,
+        upgraded=bool(unknown) and facts.pending > 0,
+        not_carried=unknown.unrelated,
+    )
 
 
 def _copy(

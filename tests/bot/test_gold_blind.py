@@ -565,3 +565,43 @@ async def test_a_marked_items_gold_question_changes_nothing_the_producer_api_say
         )  # fmt: skip
         after = await (await bot.http.get("/api/items/T-1", headers=AUTH)).json()
         assert after["prediction"] == before["prediction"]
+
+
+async def test_what_the_gold_draws_remember_stays_bounded_and_gold_is_still_asked(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """review3b, finding 2: ``GoldScan.judged`` (the gold items a draw guessed and did not
+    ask) only grew, about 100 B per gold item, asked, decided and deleted ones too, for as long
+    as the model stayed. It holds GOLD_JUDGED items at most (lowered here to 150, under the
+    400 gold items the model is sure of): past it, it is emptied and the draws go on from
+    their cursors, so the gold items the model is unsure of, behind the 400, are all asked.
+    Before, it held the 400."""
+    from bot.slack import dispatch
+
+    monkeypatch.setattr(dispatch, "GOLD_JUDGED", 150, raising=False)
+    world(tmp_path, n_gold=0, n_items=40)
+    sure = [Item(f"gs{n:04d}", f"refund refund invoice refund {n}", "billing") for n in range(400)]
+    unsure = [Item(f"gu{n:03d}", f"refund crash login blank {n}", "billing") for n in range(12)]
+    with Store.open(tmp_path / "hitl.db") as store:
+        store.add_gold(sure + unsure)
+    settings = make_settings(
+        fake_slack, tmp_path, gold_rate=1.0, audit_rate=0.0, threshold=0.8, max_open=1,
+        votes=1, refresh_every=0,
+    )  # fmt: skip
+    async for bot in start_bot(fake_slack, settings):
+        assert sure_of(bot, [i.id for i in sure], 0.9) == {i.id for i in sure}
+        assert not sure_of(bot, [i.id for i in unsure], 0.8)
+        asked: list[str] = []
+        for _ in range(14):  # one question at a time, answered: a draw each
+            assert await bot.dispatcher.fill() == 1
+            await bot.settled()
+            judged = bot.dispatcher._gold.judged
+            assert 0 < len(judged) <= 150
+            assert set(judged) <= {i.id for i in sure}  # none asked
+            [question] = [m for m in bot.posted() if item_of(m) not in asked]
+            asked.append(item_of(question))
+            payload = bot.button_payload(question, "U0ANA", bot.first_label(question))
+            assert (await bot.action(payload)).ok
+            await bot.settled()
+        assert sorted(i for i in asked if i.startswith("g")) == [i.id for i in unsure]
+        assert {bot.store.get_item(i.id)["status"] for i in sure} == {"gold"}  # they wait

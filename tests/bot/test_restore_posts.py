@@ -361,3 +361,65 @@ async def test_the_first_question_after_restoring_a_backup_with_no_post_is_not_s
     assert {row[1] for row in rows[:2]} == first and not any(row[2] for row in rows[:2])
     assert all(row[2] for row in rows[2:])  # the new questions: open, recorded as posted
     assert not [r for r in caplog.records if "deleted while it was posted" in r.getMessage()]
+
+
+# -- a backup of another database (review3b, finding 3) -------------------------------------
+#
+# Restored by mistake (the wrong file), a backup of another database took every question of
+# the database it replaced as posted after it: those of items it happened to hold were taken
+# back, the others left to delete, and the next `hitl serve` deleted them from Slack, which
+# undoing the restore does not bring back. The carry-over is for an earlier copy of the
+# database (the same first migration, or a Slack message in common): another one's questions
+# are left in Slack as they are, and the restore says so.
+
+
+async def test_a_backup_of_another_database_carries_no_question_over_and_says_so(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    settings = make_settings(fake_slack, tmp_path, max_open=3)
+    db = settings.db
+    seed(db, [Item(f"i{n}", f"ticket {n}: a refund and an error") for n in range(3)])
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 3
+        await bot.settled()
+        asked = {m["ts"]: m for m in bot.posted()}
+    other = tmp_path / "other" / "hitl.db"  # made apart; one item id the same by chance
+    other.parent.mkdir()
+    seed(other, [Item("i0", "another database's ticket"), Item("x0", "another ticket")])
+    backup = backup_of(other)
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "Carried over" not in done.output
+    assert (
+        "Warning: the backup is not an earlier copy of the database that was there (made apart:"
+        " no Slack message in common): 3 Slack messages hitl.db.before-restore records were not"
+        " carried over and are left in Slack as they are; delete them there by hand if you"
+        f" want, or run `hitl restore {db}.before-restore` if the backup was the wrong file.\n"
+    ) in done.stderr
+    assert posts(db) == {}
+    with Store.open(db) as store:
+        assert store.erased_posts() == []
+    deletes, updates = (
+        len(fake_slack.calls_to("chat.delete")),
+        len(fake_slack.calls_to("chat.update")),
+    )
+    async for bot in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
+        await bot.settled()  # the start's pass: deletions, redraws
+        assert len(fake_slack.calls_to("chat.delete")) == deletes
+        updated = {call.params.get("ts") for call in fake_slack.calls_to("chat.update")[updates:]}
+        assert not updated & set(asked)
+    for ts in asked:  # as they were
+        assert has_buttons(fake_slack.message(CHANNEL, ts))
+
+
+def test_an_earlier_copy_sharing_a_question_carries_over_whatever_its_first_migration_says(
+    tmp_path: Path,
+):
+    """The Slack message in common is enough: a copy whose record of the first migration
+    differs (rewritten by a tool) is still an earlier copy of the database. (A guard: it
+    passed before too.)"""
+    db, backup = after_backup(tmp_path)
+    with contextlib.closing(sqlite3.connect(backup)) as conn, conn:
+        conn.execute(f"UPDATE {migrations.migrations_table} SET applied_at = 'another time'")
+    done = restore(db, backup)
+    assert (done.taken_back, done.to_delete) == (1, 1)
