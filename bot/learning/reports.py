@@ -825,7 +825,10 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = (), timezone: str = "
     lines = [f"*Retrain v{outcome.version}: {verdict}* ({who}, {outcome.seconds:.0f} s)"]
     if outcome.forced:
         lines.append("⚠️ *Forced:* promoted by an admin even though it was not better.")
-    lines.append(f"*Labels:* {outcome.n_labels:,} ({outcome.n_new:,} new)")
+    # new since the champion was trained (the labels its refit leaves out), not since the last
+    # run: after a rejected night they are counted again, so the report says since when
+    since = f" since v{outcome.previous_version} was trained" if outcome.previous_version else ""
+    lines.append(f"*Labels:* {outcome.n_labels:,} ({outcome.n_new:,} new{since})")
     if outcome.why:  # trained for another reason than new labels (HITL_PIPELINE changed)
         lines.append(f"*Trained because:* {outcome.why}")
     new_f1, old_f1 = outcome.metrics.get("macro_f1"), outcome.previous_metrics.get("macro_f1")
@@ -971,10 +974,22 @@ def _gold_miss(miss: Mapping[str, Any]) -> str:
 
 
 def _cv(metrics: dict, n_labels: int | None) -> str:
-    """``3-fold CV on its 30 labels`` from a model's metrics (what they hold of it)."""
+    """``3-fold CV on its 30 labels`` from a model's metrics (what they hold of it); when the
+    folds scored fewer than it trained on (``not_evaluated``: labels with too few examples to
+    hold out), ``2-fold CV on 17 of its 18 labels; 1 not evaluated, too few examples to hold
+    out``: its training labels are the count every other line gives."""
     k, n = metrics.get("n_splits"), metrics.get("n_samples", n_labels)
     folds = f"{k}-fold CV" if isinstance(k, int) and k else "cross-validated"
-    return f"{folds} on its {n:,} labels" if isinstance(n, int) else folds
+    if not isinstance(n, int):
+        return folds
+    never = metrics.get("not_evaluated")
+    rest = sum(v for v in never.values() if isinstance(v, int)) if isinstance(never, dict) else 0
+    if rest > 0:
+        return (
+            f"{folds} on {n:,} of its {n + rest:,} labels; {rest:,} not evaluated, too few"
+            " examples to hold out"
+        )
+    return f"{folds} on its {n:,} labels"
 
 
 def not_evaluated_lines(metrics: dict) -> list[str]:

@@ -883,9 +883,14 @@ def compute(
     if not promote and decision.gold is not None and decision.gold.worse:
         outcome.gold_missed = gold_misses(decision.gold.misses, plan.gold_ids)
         outcome.n_gold_missed = len(decision.gold.misses)
+    # the report says it was forced whenever it was, even when the gate would pass it too
+    nothing = " with no new label" if not plan.n_new else ""
     if plan.force and not decision.promote:
         outcome.forced = True
-        reason = f"forced by {plan.triggered_by} although not better ({decision.reason})"
+        reason = f"forced by {plan.triggered_by}{nothing} although not better ({decision.reason})"
+    elif plan.force:
+        passed = reason.removeprefix("promoted: ")
+        reason = f"forced by {plan.triggered_by}{nothing}; the gate passes it too: {passed}"
     metrics = candidate.evaluation.as_dict() if candidate.evaluation else {}
     if abandon is not None and not abandon.begin_writing():
         raise Abandoned("the retrain was given up before its model was stored")

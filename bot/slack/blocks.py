@@ -565,14 +565,14 @@ def modal_view(q: Question | None, remaining: int, answered: int) -> View:
         blocks: list[Block] = [
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"🎉 Nothing left to label. You answered {answered} in this session."
+                    text=f"🎉 Nothing left to label. You answered {answered:,} in this session."
                 )
             )
         ]
     else:
         blocks = [
             ContextBlock(
-                elements=[_text(f"{remaining} waiting · {answered} answered in this session")]
+                elements=[_text(f"{remaining:,} waiting · {answered:,} answered in this session")]
             ),
             *question_blocks(q, prefix="m"),
         ]
@@ -616,7 +616,7 @@ def home_view(stats: HomeStats) -> View:
         or "No labels yet this week: be the first."
     )
     labels, skips = stats.your_week
-    skipped = f" and skipped {skips}" if skips else ""
+    skipped = f" and skipped {skips:,}" if skips else ""
     return View(
         type="home",
         blocks=[
@@ -635,7 +635,8 @@ def home_view(stats: HomeStats) -> View:
             ),
             SectionBlock(
                 text=_text(
-                    f"*Queue:* {stats.queue_waiting} waiting · {stats.queue_open} posted and open"
+                    f"*Queue:* {stats.queue_waiting:,} waiting · {stats.queue_open:,} posted"
+                    " and open"
                 )
             ),
             *(

@@ -97,8 +97,8 @@ def picking_text(rt: Runtime) -> str:
         return "*Picking:* at random: there is no model yet (`/hitl retrain` makes the first)"
     if model.n_train < settings.warm_up:
         return (
-            f"*Picking:* at random while the model is young: it has {model.n_train} of the"
-            f" {settings.warm_up} labels it needs before its doubts pick the questions"
+            f"*Picking:* at random while the model is young: it has {model.n_train:,} of the"
+            f" {settings.warm_up:,} labels it needs before its doubts pick the questions"
             " (HITL_WARM_UP)"
         )
     audits = f", {settings.audit_rate:.0%} random audits" if settings.audit_rate else ""
@@ -142,9 +142,9 @@ def queue_text(rt: Runtime, counts: QueueCounts | None = None) -> str:
     lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt)]
     for channel in dispatcher.question_channels():
         state = dispatcher.channel_state(channel)
-        line = f"<#{channel}>: {open_counts.get(channel, 0)} of {rt.settings.max_open} open"
+        line = f"<#{channel}>: {open_counts.get(channel, 0):,} of {rt.settings.max_open:,} open"
         if expired.get(channel):  # nobody answered them for HITL_QUESTION_TTL hours
-            line += f" · {expired[channel]} taken back unanswered in the last 7 days"
+            line += f" · {expired[channel]:,} taken back unanswered in the last 7 days"
         if state.broken:
             line += f" · ⛔ not posting: {state.broken}"
             if state.broken in CHANNEL_REFUSED:  # and what to do, as the start-up check says
@@ -203,7 +203,8 @@ def model_line(rt: Runtime) -> str:
         read = working.n_read or -working.version  # its name's count, unless that was taken
         held = read - working.n_train
         gate = (
-            f", {held:,} of them audit answers held out to check it against v{champion.version}"
+            f", {held:,} of them {'an audit answer' if held == 1 else 'audit answers'} held out"
+            f" to check it against v{champion.version}"
             if champion and held > 0
             else ""
         )

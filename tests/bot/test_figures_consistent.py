@@ -89,7 +89,7 @@ async def test_the_retrain_report_counts_the_labels_a_merge_rewrote_as_new(tmp_p
         refresh = retrain.begin_refresh(store, settings, registry, champion)
     assert v2.status in ("promoted", "rejected"), v2.reason
     assert (v2.n_labels, v2.n_new) == (60, 15), reports.retrain_text(v2)
-    assert "*Labels:* 60 (15 new)" in reports.retrain_text(v2)
+    assert "*Labels:* 60 (15 new since v1 was trained)" in reports.retrain_text(v2)
     # the label clock is as it was: a refresh (HITL_REFRESH_EVERY counts resolved items, less
     # those after the champion's read) sees no label as given since the champion
     assert refresh.since_champion == 0

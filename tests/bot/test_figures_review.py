@@ -80,7 +80,9 @@ async def test_merged_labels_are_new_once_whatever_the_clock_said(
     v2, v3 = outcomes
     assert (v2.n_labels, v2.n_new) == (60, 15), reports.retrain_text(v2)
     assert (v3.n_labels, v3.n_new) == (60, 0), reports.retrain_text(v3)
-    assert "*Labels:* 60 (0 new)" in reports.retrain_text(v3)
+    assert f"*Labels:* 60 (0 new since v{v3.previous_version} was trained)" in (
+        reports.retrain_text(v3)
+    )
 
 
 def test_a_model_without_the_label_set_mark_counts_merges_by_time(tmp_path: Path):

@@ -479,4 +479,4 @@ def test_a_label_set_after_importing_labels_from_another_offset_is_seen_by_retra
     again = run(db, "retrain").stdout
     assert "nothing new" not in again
     assert again.startswith("Retrain v2: "), again
-    assert again.splitlines()[1] == "Labels: 12 (1 new)"  # b0's new label, after v1's
+    assert again.splitlines()[1] == "Labels: 12 (1 new since v1 was trained)"  # b0's new label

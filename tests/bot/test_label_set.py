@@ -170,7 +170,8 @@ def test_a_retrain_after_a_rename_or_merge_gates_against_the_champion_with_its_l
     }
     lines = run(db, "retrain").stdout.splitlines()
     # a merge moves bug's 6 labels to billing's class (ab0 and ab1, set to refund, are new too)
-    assert lines[1] == ("Labels: 12 (0 new)" if change[0] == "rename" else "Labels: 12 (8 new)")
+    new = "0 new" if change[0] == "rename" else "8 new"  # since v1, the champion, was trained
+    assert lines[1] == f"Labels: 12 ({new} since v1 was trained)"
     why = next(line for line in lines if line.startswith("Why: "))
     if change[0] == "rename":  # the same labels under another name: the same folds, same scores
         scores = why.split("macro-F1 ")[1].split(" on the same")[0]
