@@ -888,6 +888,8 @@ def compute(
     if plan.force and not decision.promote:
         outcome.forced = True
         reason = f"forced by {plan.triggered_by}{nothing} although not better ({decision.reason})"
+    elif plan.force and champion is None:  # a first model is promoted with no gate
+        reason = f"forced by {plan.triggered_by}{nothing}; {reason.removeprefix('promoted: ')}"
     elif plan.force:
         passed = reason.removeprefix("promoted: ")
         reason = f"forced by {plan.triggered_by}{nothing}; the gate passes it too: {passed}"

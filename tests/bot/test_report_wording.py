@@ -91,6 +91,17 @@ def test_a_forced_retrain_with_nothing_new_says_it_was_forced(tmp_path: Path):
     assert "forced by cli" in run(db, "models").stdout  # the version's reason says so too
 
 
+def test_a_forced_first_model_does_not_say_a_gate_passed_it(tmp_path: Path):
+    """A first model is promoted with no gate: forced, its Why line says so, not that the gate
+    passes it too."""
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled(tmp_path, "a", billing_and_bug("one")))).exit_code == 0
+    forced = report(run(db, "retrain", "--force"))
+    [why] = [line for line in forced if line.startswith("Why: ")]
+    assert why.startswith("Why: forced by cli; first model"), why
+    assert "gate" not in why, why
+
+
 def test_one_audit_answer_held_out_is_singular():
     def line(held: int) -> str:
         rt = SimpleNamespace(
