@@ -136,6 +136,71 @@ def baseline(label_counts: Sequence[int], n_labels: int, span: int = SETTLE_SPAN
     return found
 
 
+def redraw_sample(
+    n_items: int,
+    kept: Sequence[int],
+    n_arrived: int,
+    size: int = STOP_SET_SIZE,
+    random_state: int = 0,
+) -> list[int]:
+    """Positions of a stop set drawn again among ``n_items`` items (oldest first, the last
+    ``n_arrived`` of them arrived after the draw before), keeping the positions ``kept`` (the
+    draw before's items still without a label) so that the models that predicted them can be
+    compared with the next ones on them (``common_comparison``). The sample still follows the
+    items: the ones from before the draw and the arrivals are each sampled at the rate
+    ``size / n_items``; the kept items stand for those from before (a sample of them), topped
+    up with others of them when too few, dropped at random when too many, and the arrivals
+    sampled at that rate. Sorted; the same for the same arguments."""
+    if n_items <= size:
+        return list(range(n_items))
+    rng = np.random.default_rng(random_state)
+    n_arrived = min(max(n_arrived, 0), n_items)
+    n_before = n_items - n_arrived
+    keep = sorted({int(k) for k in kept if 0 <= k < n_before})
+    want = min(round(size * n_before / n_items), n_before)
+    if len(keep) >= want:
+        before = [keep[i] for i in rng.choice(len(keep), want, replace=False)]
+    else:
+        held = set(keep)
+        others = [i for i in range(n_before) if i not in held]
+        before = keep + [
+            others[i] for i in rng.choice(len(others), want - len(keep), replace=False)
+        ]
+    after = min(size - want, n_arrived)
+    arrivals = [n_before + int(i) for i in rng.choice(n_arrived, after, replace=False)]
+    return sorted(before + arrivals)
+
+
+MIN_COMMON = 200  # items both models predicted that a comparison across draws needs at least
+
+
+def common_comparison(
+    earlier: Sequence[tuple[int, Sequence[str | None]]],
+    now: Sequence[str],
+    still: Sequence[bool],
+    n_labels: int,
+    span: int = SETTLE_SPAN,
+    min_common: int = MIN_COMMON,
+) -> tuple[int, float, int] | None:
+    """Compare the newest model (``now``: its predictions on the stop set, on ``n_labels``
+    labels) with the newest earlier one (``earlier``: label counts and predictions on the same
+    items, None where it did not predict the item: a draw before this one) ``span`` or more
+    labels older that predicted enough of the items still without a label (``still``): at
+    least ``min_common`` of them, or with fewer in the sample, half of them (all of them when
+    it is of the same draw). Returns its index, the share of those items predicted otherwise
+    and how many they were; None when no such model."""
+    n_still = sum(bool(u) for u in still)
+    needed = max(1, min(min_common, math.ceil(n_still / 2)))
+    for i in range(len(earlier) - 1, -1, -1):
+        n_before, before = earlier[i]
+        if n_before > n_labels - span or len(before) != len(now):
+            continue
+        pairs = [(b, p) for b, p, u in zip(before, now, still, strict=True) if u and b is not None]
+        if len(pairs) >= needed:
+            return i, changed_share([b for b, _ in pairs], [p for _, p in pairs]), len(pairs)
+    return None
+
+
 @dataclass(frozen=True)
 class StopSignal:
     """Whether predictions have settled: the share of the stop set ``changed`` between the
@@ -146,6 +211,9 @@ class StopSignal:
     span: int | None
     threshold: float = SETTLE_CHANGE
     min_span: int = SETTLE_SPAN
+    # why there is no comparison though older models exist (a sentence; "": there is none
+    # ``min_span`` labels older yet)
+    why: str = ""
 
     @property
     def fired(self) -> bool:
@@ -162,6 +230,8 @@ class StopSignal:
         """A plain sentence for people; with the newest ``forecast``, one that does not
         advise stopping while the forecast is sure more labels help (``advises_stop``)."""
         if self.changed is None or self.span is None:
+            if self.why:
+                return f"no comparison: {self.why}"
             return f"no model {self.min_span} labels older than the newest to compare with yet"
         what = (
             f"the last {self.span:,} labels changed {self.changed:.1%} of the model's answers on"

@@ -24,6 +24,7 @@ from bot.words import count
 from model.stopping import (
     ASKED_MAX,
     CURVE_MAX_LABELS,
+    MIN_COMMON,
     MIN_UNIFORM,
     NEXT_LABELS,
     SETTLE_SPAN,
@@ -33,10 +34,10 @@ from model.stopping import (
     NoAccuracyNow,
     StopSignal,
     accuracy_now,
-    baseline,
-    changed_share,
+    common_comparison,
     curve_points,
     extrapolate,
+    redraw_sample,
     stop_sample,
 )
 
@@ -49,8 +50,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StopPlan:
     """The stop set's draw and texts, and the earlier checks' label counts and predictions on
-    that same draw, oldest first (empty: nothing to compare with, the first update or a new
-    draw)."""
+    its items, oldest first, looked up by item across draws (None for an item a model did not
+    predict: a draw keeps the items of the one before still without a label; empty: nothing to
+    compare with)."""
 
     draw: int
     texts: list[str]
@@ -63,6 +65,7 @@ class StopPlan:
     unlabeled: list[bool] | None = None
     # the answered questions' asking confidences and whether the guess was right (accuracy now)
     asked: tuple[list[float], list[bool]] = ([], [])
+    ids: list[str] | None = None  # the stop set's item ids, in the order of ``texts``
 
 
 @dataclass
@@ -82,6 +85,7 @@ class StopCheck:
     seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
     curve: bool = False
+    ids: list[str] | None = None  # the items of ``predictions`` (they are kept by item)
 
 
 UNLABELED = ("new", "queued", "posted", "auto")  # statuses of the items a stop set is drawn from
@@ -119,14 +123,20 @@ def read_stop_plan(
 ) -> StopPlan:
     """The stop set, drawn from the items without a label (the models' own training labels
     would agree trivially) when there is none yet, when it is smaller than ``size`` and those
-    items have since doubled, or when fewer than half of its items are still without a label
-    and the pool has twice as many (a draw reads every such id: call it off the event loop).
-    With no item left without a label there is no stop set, and no check. For a refresh on
-    ``refresh_labels`` labels, the learning curve only when ``curve_due``."""
+    items have since doubled, when fewer than half of its items are still without a label
+    and the pool has twice as many, or when a quarter of the items waiting arrived after it
+    was drawn (a draw reads every such id: call it off the event loop). A draw again keeps
+    the items of the one before still without a label, topped up from the others and the
+    arrivals, each at the sample's rate (``model.stopping.redraw_sample``), so the models
+    before it are still compared on the items kept. With no item left without a label there
+    is no stop set, and no check. For a refresh on ``refresh_labels`` labels, the learning
+    curve only when ``curve_due``."""
     draw, items = store.stop_set()
     counts = store.count_items()
     n_unlabeled = sum(counts[status] for status in UNLABELED)
-    still = sum(store.stop_set_unlabeled()) if items else 0
+    unlabeled = store.stop_set_unlabeled() if items else []
+    still = sum(unlabeled)
+    n_arrived = arrived(store, n_unlabeled)
     if (
         draw == 0
         or (len(items) < size and n_unlabeled >= 2 * len(items))
@@ -134,17 +144,30 @@ def read_stop_plan(
         # twice what it still holds
         or (still < len(items) / 2 and n_unlabeled >= 2 * still and n_unlabeled > still)
         # a quarter of the items waiting came after the draw: the set does not stand for them
-        or arrived(store, n_unlabeled)
+        or n_arrived
     ):
+        arrivals = store.arrived_since_draw() if draw else 0
         last = store.last_item_rowid()  # before the ids: an item added between is an arrival
-        ids = store.unlabeled_ids()
+        ids = store.unlabeled_ids()  # in the order stored: the arrivals last
         if ids:
-            store.draw_stop_set([ids[i] for i in stop_sample(len(ids), size)], last)
+            if draw == 0:
+                chosen = stop_sample(len(ids), size)
+            else:
+                old = {item_id for (item_id, _), u in zip(items, unlabeled, strict=False) if u}
+                kept = [i for i, item_id in enumerate(ids) if item_id in old]
+                chosen = redraw_sample(len(ids), kept, arrivals, size, random_state=draw)
+            store.draw_stop_set([ids[i] for i in chosen], last)
             draw, items = store.stop_set()
-    earlier = [(n, p) for n, p in store.stop_predictions(draw) if len(p) == len(items)]
+    item_ids = [item_id for item_id, _ in items]
+    earlier = [
+        (n, p) for n, p in store.stop_predictions(draw, item_ids) if any(x is not None for x in p)
+    ]
     aliases = store.label_aliases()
     if aliases:  # a rename or merge since: the older predictions name labels as they are now
-        earlier = [(n, [label_now(aliases, label) for label in p]) for n, p in earlier]
+        earlier = [
+            (n, [None if label is None else label_now(aliases, label) for label in p])
+            for n, p in earlier
+        ]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
     return StopPlan(
         draw,
@@ -154,6 +177,7 @@ def read_stop_plan(
         refresh_labels,
         store.stop_set_unlabeled(),
         store.asked_answers(ASKED_MAX),
+        item_ids,
     )
 
 
@@ -201,19 +225,18 @@ def compute_stop(
         found_now = accuracy_now(confidence, *plan.asked)
     changed = span = None
     n_labels = len(labels) if plan.n_labels is None else plan.n_labels
-    older = baseline([n for n, _ in plan.earlier], n_labels)
-    if older is not None and predictions:
-        n_before, before = plan.earlier[older]
+    if predictions:
         # on the items still without a label: the ones labelled since the draw are training
         # labels now, which both models agree on trivially (a month's test: 0.2 % changed on
-        # the whole set, 2.5 % on its items still unlabelled, and "settled" said too early)
+        # the whole set, 2.5 % on its items still unlabelled, and "settled" said too early);
+        # and on the items both models predicted (a draw again keeps those still unlabelled)
         still = plan.unlabeled
         if still is None or len(still) != len(predictions):
             still = [True] * len(predictions)
-        pairs = [(b, p) for b, p, u in zip(before, predictions, still, strict=True) if u]
-        if pairs:
-            changed = changed_share([b for b, _ in pairs], [p for _, p in pairs])
-            span = n_labels - n_before
+        found = common_comparison(plan.earlier, predictions, still, n_labels)
+        if found is not None:
+            older, changed, _ = found
+            span = n_labels - plan.earlier[older][0]
     found = _curve(texts, labels, pipeline, uniform) if plan.curve else None  # None: last stands
     return StopCheck(
         plan.draw,
@@ -224,6 +247,7 @@ def compute_stop(
         time.perf_counter() - started,
         found_now.as_dict(),
         plan.curve,
+        plan.ids if plan.ids is not None and len(plan.ids) == len(predictions) else None,
     )
 
 
@@ -280,6 +304,7 @@ def record(
         curve=check.curve,
         base_version=base_version,
         dropped=dropped,
+        item_ids=check.ids,
     )
 
 
@@ -403,6 +428,7 @@ class StopStatus:
             "accuracy_model": self.accuracy_model,
             "arrived": self.arrived,
             "served": self.served,
+            "why": self.signal.why,
         }
 
     @classmethod
@@ -410,7 +436,7 @@ class StopStatus:
         found = data.get("extrapolation")
         now = data.get("accuracy")
         return cls(
-            StopSignal(data.get("changed"), data.get("span")),
+            StopSignal(data.get("changed"), data.get("span"), why=data.get("why") or ""),
             _forecast(found),
             data.get("model", "?"),
             int(data.get("n_train") or 0),
@@ -469,8 +495,9 @@ def stop_status(store: Store) -> StopStatus | None:
     found = curve["extrapolation"]
     now = newest.get("accuracy")
     n_left = sum(store.count_items()[status] for status in UNLABELED)
+    why = "" if newest["changed"] is not None else _no_comparison(store, newest)
     return StopStatus(
-        StopSignal(newest["changed"], newest["span"]),
+        StopSignal(newest["changed"], newest["span"], why=why),
         _forecast(found),
         _model_name(curve),
         curve["n_train"],
@@ -480,6 +507,40 @@ def stop_status(store: Store) -> StopStatus | None:
         _model_name(newest),
         arrived(store, n_left) if newest["n_stop"] else 0,
         f"v{champion}" if champion is not None else "",
+    )
+
+
+WHY_CHECKS = 50  # the newest checks read to say why a check has no comparison (bounded)
+
+
+def _no_comparison(store: Store, newest: dict[str, Any]) -> str:
+    """Why the ``newest`` check compared with no model, when a model that served ``SETTLE_SPAN``
+    or more labels before it had a check among the newest ``WHY_CHECKS`` ("": none had, the
+    sentence's "yet" is true): its stop set was drawn again after them and too few of its
+    items still without a label were predicted by them, or (the same draw) too few of them
+    are still without a label. A bounded read (no predictions)."""
+    checks = store.stop_checks(limit=WHY_CHECKS, served="ever")
+    older = [c for c in checks if c["n_train"] <= newest["n_train"] - SETTLE_SPAN]
+    if not older:
+        return ""
+    if all(c["draw"] == newest["draw"] for c in older):
+        return (
+            f"too few of the fixed sample's items are still without a label to compare"
+            f" {_model_name(newest)} with {_model_name(older[-1])}, {SETTLE_SPAN} or more"
+            " labels older"
+        )
+    first = next((c for c in checks if c["draw"] == newest["draw"]), newest)
+    when = newest.get("drawn_at") or ""
+    with contextlib.suppress(ValueError):
+        at = datetime.fromisoformat(when)
+        when = f"{at:%b} {at.day}"
+    on = f" on {when}" if when else ""
+    return (
+        f"the fixed sample the models are compared on was drawn again{on} as the items waiting"
+        f" changed, and the models {SETTLE_SPAN} or more labels older predicted too few of its"
+        f" items still without a label ({MIN_COMMON} needed, or half of them in a smaller"
+        f" sample): a comparison comes once a model {SETTLE_SPAN} labels newer than"
+        f" {_model_name(first)} ({first['n_train'] + SETTLE_SPAN:,} labels or more) predicts it"
     )
 
 

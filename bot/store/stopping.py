@@ -109,16 +109,40 @@ class StoppingMixin:
             )
         return draw
 
-    def stop_predictions(self, draw: int) -> list[tuple[int, list[str]]]:
-        """The label counts and stop-set predictions of the checks of ``draw`` that keep them,
-        oldest first (a handful: ``record_stop_check`` drops the rest), of the models that
-        served: an update compares with what asked, not with a candidate the gate rejected."""
+    def stop_predictions(
+        self, draw: int, item_ids: Sequence[str] | None = None
+    ) -> list[tuple[int, list[Any]]]:
+        """The label counts and stop-set predictions of the checks that keep them, oldest
+        first (a handful: ``record_stop_check`` drops the rest), of the models that served: an
+        update compares with what asked, not with a candidate the gate rejected. Without
+        ``item_ids``, the checks of ``draw``, their predictions in the order they were made.
+        With them (the stop set's items now, in order), the checks of every draw kept, each
+        looked up by item: a list in the order of ``item_ids``, None for an item the model did
+        not predict (not in its draw); a check stored as a bare list (before predictions were
+        kept by item) only when of ``draw`` and as long."""
+        if item_ids is None:
+            rows = self.db.execute(
+                "SELECT n_train, predictions FROM stop_checks WHERE predictions IS NOT NULL"
+                f" AND draw = ? AND {SERVED} ORDER BY id",
+                [draw],
+            ).fetchall()
+            out = []
+            for n, predictions in rows:
+                found = json.loads(predictions)
+                out.append((n, list(found.values()) if isinstance(found, dict) else found))
+            return out
         rows = self.db.execute(
-            "SELECT n_train, predictions FROM stop_checks WHERE predictions IS NOT NULL"
-            f" AND draw = ? AND {SERVED} ORDER BY id",
-            [draw],
+            "SELECT n_train, draw, predictions FROM stop_checks WHERE predictions IS NOT NULL"
+            f" AND {SERVED} ORDER BY id"
         ).fetchall()
-        return [(n, json.loads(predictions)) for n, predictions in rows]
+        kept: list[tuple[int, list[Any]]] = []
+        for n, of, predictions in rows:
+            found = json.loads(predictions)
+            if isinstance(found, dict):
+                kept.append((n, [found.get(item_id) for item_id in item_ids]))
+            elif of == draw and len(found) == len(item_ids):
+                kept.append((n, found))
+        return kept
 
     def record_stop_check(
         self,
@@ -136,11 +160,16 @@ class StoppingMixin:
         curve: bool | None = None,
         base_version: int | None = None,
         dropped: bool | None = None,
+        item_ids: Sequence[str] | None = None,
     ) -> None:
         """Store a model update's check (one transaction). Older checks drop their
-        predictions unless a later update may compare with them: of this draw's checks of
-        models that served, the newest at or below ``keep_since`` labels and every one above
-        (a rejected candidate's are dropped: nothing compares with them).
+        predictions unless a later update may compare with them: of the checks of models that
+        served, the newest at or below ``keep_since`` labels and every one above, of any draw
+        (a draw keeps the items of the one before still without a label, and the predictions
+        are compared by item), a rejected candidate's dropped (nothing compares with them).
+        With ``item_ids`` (the stop set's items, in the order of ``predictions``) the
+        predictions are kept by item, so a later draw can still be compared on the items it
+        kept; without, as a list (only the same draw can use it).
 
         ``curve``: whether the update measured a learning curve (its forecast, when refused,
         is None: "no forecast" for this model, not "not measured"). For a refresh, whose it
@@ -166,7 +195,12 @@ class StoppingMixin:
                     len(predictions),
                     changed,
                     span,
-                    json.dumps(list(predictions), ensure_ascii=False),
+                    json.dumps(
+                        dict(zip(item_ids, predictions, strict=True))
+                        if item_ids is not None and len(item_ids) == len(predictions)
+                        else list(predictions),
+                        ensure_ascii=False,
+                    ),
                     json.dumps(extrapolation) if extrapolation is not None else None,
                     json.dumps(accuracy) if accuracy is not None else None,
                     None if curve is None else int(curve),
@@ -176,13 +210,15 @@ class StoppingMixin:
                 ],
             )
             oldest_kept = self.db.execute(
-                "SELECT max(id) FROM stop_checks WHERE predictions IS NOT NULL AND draw = ?"
+                "SELECT max(id) FROM stop_checks WHERE predictions IS NOT NULL"
                 f" AND n_train <= ? AND {SERVED}",
-                [draw, keep_since],
+                [keep_since],
             ).fetchone()[0]
+            # a bare list (not kept by item) of another draw is of no use to anyone
             self.db.execute(
                 "UPDATE stop_checks SET predictions = NULL WHERE predictions IS NOT NULL"
-                f" AND (draw != ? OR (n_train <= ? AND id < ?) OR NOT {SERVED})",
+                " AND ((draw != ? AND predictions LIKE '[%') OR (n_train <= ? AND id < ?)"
+                f" OR NOT {SERVED})",
                 [draw, keep_since, oldest_kept or 0],
             )
 
@@ -254,7 +290,9 @@ class StoppingMixin:
         where, args = self._served(served)
         rows = self.db.execute(
             "SELECT id, created_at, kind, model_version, n_train, draw, n_stop, changed, span,"
-            f" extrapolation, accuracy FROM stop_checks WHERE {where} ORDER BY id DESC LIMIT ?",
+            " extrapolation, accuracy, (SELECT drawn_at FROM stop_draws d"
+            f" WHERE d.draw = stop_checks.draw) FROM stop_checks WHERE {where}"
+            " ORDER BY id DESC LIMIT ?",
             [*args, limit],
         ).fetchall()
         keys = ("id", "created_at", "kind", "model_version", "n_train", "draw", "n_stop")
@@ -264,6 +302,7 @@ class StoppingMixin:
             check = dict(zip(keys, row[:9], strict=True))
             check["extrapolation"] = json.loads(row[9]) if row[9] else None
             check["accuracy"] = json.loads(row[10]) if row[10] else None
+            check["drawn_at"] = row[11]  # when its stop set was drawn (None: not recorded)
             out.append(check)
         return out
 
