@@ -123,12 +123,20 @@ class ProducerMixin:
                 room = limit - len(rows)
                 if room <= 0:
                     break
-                of_class = f"{due} AND notice = {notice}"
+                # each item's oldest of the class due, no other: an item's backlog takes one
+                # row of a read (and of a receiver's share), not all of it (by the item's
+                # index, a probe for each row passed over)
+                of_class = (
+                    f"{due} AND notice = {notice} AND NOT EXISTS (SELECT 1 FROM deliveries AS"
+                    " older INDEXED BY deliveries_item WHERE older.item_id = deliveries.item_id"
+                    " AND older.id < deliveries.id AND older.status = 'pending'"
+                    f" AND older.notice = {notice} AND older.next_attempt_at <= ?)"
+                )
                 if per_receiver is None:
                     found = self.db.execute(
                         f"SELECT id, item_id, url, attempts, receiver {of_class}"
                         " ORDER BY next_attempt_at, id LIMIT ?",
-                        [now, room + len(items)],
+                        [now, now, room + len(items)],
                     ).fetchall()
                     found = _one_per_item(row for row in found if row[1] not in items)[:room]
                 else:
@@ -207,17 +215,19 @@ class ProducerMixin:
             return taken
 
         batch = limit * 4
+        at = [now] * due.count("?")  # ``due`` may read ``now`` more than once
         oldest = self.db.execute(
             f"SELECT id, item_id, url, attempts, receiver {due} ORDER BY next_attempt_at, id"
             " LIMIT ?",
-            [now, batch],
+            [*at, batch],
         ).fetchall()
         taken = share(oldest)
         if len(taken) == limit or len(oldest) < batch:
             return taken
         # Receivers one after the other from the index (a skip-scan, in SQLite), each with its
         # oldest ``per_receiver`` due: few rows to sort. A busy receiver's or item's rows are
-        # left out after: at most one for each send under way, so that many more are read.
+        # left out after: at most one for each send under way (``due`` gives at most one row
+        # of an item), so that many more are read.
         return share(
             self.db.execute(
                 "WITH RECURSIVE receivers(receiver) AS ("
@@ -231,7 +241,7 @@ class ProducerMixin:
                 f" ON d.id IN (SELECT id {due} AND receiver = receivers.receiver"
                 "  ORDER BY next_attempt_at, id LIMIT ?)"
                 " ORDER BY d.next_attempt_at, d.id LIMIT ?",
-                [now, per_receiver, limit + sum(busy.values()) + len(busy_items)],
+                [*at, per_receiver, limit + sum(busy.values()) + len(busy_items)],
             ).fetchall()
         )
 
