@@ -708,6 +708,7 @@ def accuracy_now(
     n_boot: int = 200,
     random_state: int = 0,
     allowance: float = ALLOWANCE,
+    unasked: int = 0,
 ) -> AccuracyNow | NoAccuracyNow:
     """Accuracy on the unlabeled items: the mean, over their ``pool_confidence`` (the model's
     top probability for each), of the calibration map fitted on the answered questions (the
@@ -720,7 +721,9 @@ def accuracy_now(
     outcome says 100 % or 0 %, sure of it), or when fewer than ``min_covered`` of the
     unlabeled items have a confidence within the answered questions' range (a model surer of
     most items than of any question asked: questions chosen for the model's doubt, few audits;
-    or a model whose confidences run on another scale than the askers').
+    or a model whose confidences run on another scale than the askers'). ``unasked``: the
+    questions answered before the first model (no confidence: they cannot calibrate), which
+    the reason for too few names.
 
     The range is the ``INTERVAL`` percentiles of ``n_boot`` refits on resampled questions,
     widened by ``allowance`` on each side (within 0–1): see ``ALLOWANCE``. Where an unlabeled
@@ -741,9 +744,14 @@ def accuracy_now(
     if len(pool) == 0:
         return NoAccuracyNow("every item of the fixed sample has a label")
     if len(conf) < min_asked:
+        before = (
+            f" (the {unasked:,} answered before the first model cannot calibrate it)"
+            if unasked
+            else ""
+        )
         return NoAccuracyNow(
-            f"it needs {min_asked} answered question{'s' if min_asked != 1 else ''},"
-            f" has {len(conf)} so far"
+            f"it needs {min_asked} question{'s' if min_asked != 1 else ''} a model asked"
+            f" answered, has {len(conf)} so far{before}"
         )
     n_right = int(right.sum())
     if min(n_right, len(right) - n_right) < min_each:

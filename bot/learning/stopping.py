@@ -24,6 +24,7 @@ from bot.words import count
 from model.stopping import (
     ASKED_MAX,
     CURVE_MAX_LABELS,
+    MIN_ASKED,
     MIN_COMMON,
     MIN_UNIFORM,
     NEXT_LABELS,
@@ -66,6 +67,9 @@ class StopPlan:
     # the answered questions' asking confidences and whether the guess was right (accuracy now)
     asked: tuple[list[float], list[bool]] = ([], [])
     ids: list[str] | None = None  # the stop set's item ids, in the order of ``texts``
+    # questions answered before the first model (they cannot calibrate: counted, while there
+    # are too few of ``asked``, for the line saying so)
+    unasked: int = 0
 
 
 @dataclass
@@ -169,6 +173,7 @@ def read_stop_plan(
             for n, p in earlier
         ]
     curve = refresh_labels is None or curve_due(store, refresh_labels)
+    asked = store.asked_answers(ASKED_MAX)
     return StopPlan(
         draw,
         [text for _, text in items],
@@ -176,8 +181,9 @@ def read_stop_plan(
         curve,
         refresh_labels,
         store.stop_set_unlabeled(),
-        store.asked_answers(ASKED_MAX),
+        asked,
         item_ids,
+        store.answered_before_models(ASKED_MAX) if len(asked[0]) < MIN_ASKED else 0,
     )
 
 
@@ -222,7 +228,7 @@ def compute_stop(
         confidence = proba.max(axis=1)
         if plan.unlabeled is not None and len(plan.unlabeled) == len(confidence):
             confidence = confidence[[bool(u) for u in plan.unlabeled]]
-        found_now = accuracy_now(confidence, *plan.asked)
+        found_now = accuracy_now(confidence, *plan.asked, unasked=plan.unasked)
     changed = span = None
     n_labels = len(labels) if plan.n_labels is None else plan.n_labels
     if predictions:

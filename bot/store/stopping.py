@@ -330,6 +330,19 @@ class StoppingMixin:
         ).fetchall()
         return [float(c) for c, _ in rows], [bool(r) for _, r in rows]
 
+    def answered_before_models(self, limit: int) -> int:
+        """The questions people answered that were asked before the first model (no guess, no
+        confidence: they cannot calibrate accuracy now), up to ``limit``. Read in id order up
+        to the first post a model asked: those posts come first, so the read stops there."""
+        (n,) = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM posts p"
+            " JOIN labels l ON l.item_id = p.item_id WHERE p.model_version IS NULL"
+            " AND p.id < coalesce((SELECT id FROM posts WHERE model_version IS NOT NULL"
+            " ORDER BY id LIMIT 1), 1 << 62) LIMIT ?)",
+            [limit],
+        ).fetchone()
+        return int(n)
+
     def rejected_in_a_row(self) -> tuple[int, str | None]:
         """The retrains rejected since the champion was made, and when it was made (the newest
         retrain that promoted a model or rollback that made one champion; None: none

@@ -547,7 +547,10 @@ async def test_accuracy_now_says_why_it_is_not_estimated(bot: Bot):
     record_asked(bot.store, labeled_items("A")[:10], right=8)
     await run_retrain(bot.rt, "cli")
     [report] = reports_posted(bot)
-    assert "*Accuracy now:* not estimated: it needs 30 answered questions, has 10 so far" in report
+    assert (
+        "*Accuracy now:* not estimated: it needs 30 questions a model asked answered, has 10"
+        " so far\n" in report + "\n"
+    )  # no question was answered before the first model
 
 
 def test_predictions_settle_on_the_stop_sets_items_still_without_a_label(tmp_path: Path):

@@ -278,7 +278,11 @@ def test_accuracy_now_needs_answered_questions_and_unlabeled_items():
     asked = rng.uniform(0.3, 1.0, 40)
     right = answered(asked, 0.0, rng)
     assert accuracy_now([0.5, 0.9], asked[:29], right[:29]) == NoAccuracyNow(
-        "it needs 30 answered questions, has 29 so far"
+        "it needs 30 questions a model asked answered, has 29 so far"
+    )
+    assert accuracy_now([0.5, 0.9], asked[:3], right[:3], unasked=1_200) == NoAccuracyNow(
+        "it needs 30 questions a model asked answered, has 3 so far (the 1,200 answered"
+        " before the first model cannot calibrate it)"
     )
     assert accuracy_now([], asked, right) == NoAccuracyNow(
         "every item of the fixed sample has a label"
