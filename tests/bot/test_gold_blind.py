@@ -352,6 +352,22 @@ async def test_with_no_audit_share_no_gold_question_the_model_is_sure_of_is_aske
         assert {bot.store.get_item(i)["status"] for i in passed} == {"gold"}
 
 
+def young_world(fake_slack: FakeSlack, tmp_path: Path):
+    """20 gold and 40 ordinary items, HITL_WARM_UP=200, half the posts gold, 30 open."""
+    world(tmp_path, n_gold=20, n_items=40)
+    return make_settings(
+        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
+        max_open=30, refresh_every=0, votes=3,
+    )  # fmt: skip
+
+
+def young_working_model() -> Champion:
+    """A working model that read 210 labels and trained on 195 (15 audit answers held out)."""
+    texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
+    refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
+    return Champion(version=-210, classifier=refit, n_train=195, n_read=210)
+
+
 async def test_the_warm_up_line_follows_the_working_models_training_count(
     fake_slack: FakeSlack, tmp_path: Path
 ):
@@ -359,15 +375,9 @@ async def test_the_warm_up_line_follows_the_working_models_training_count(
     gate it: version -210, n_train 195) with HITL_WARM_UP=200: every pick is a warm-up pick
     (``scoring.choose`` reads n_train), and every gold question reads as one, on its message
     and on its redraws (it read "the model is unsure": judged by the 210 labels read)."""
-    world(tmp_path, n_gold=20, n_items=40)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
-        max_open=30, refresh_every=0, votes=3,
-    )  # fmt: skip
+    settings = young_world(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings):
-        texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
-        refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
-        bot.rt.working = Champion(version=-210, classifier=refit, n_train=195, n_read=210)
+        bot.rt.working = young_working_model()
         assert await bot.dispatcher.fill() == 30
         shown = lines(bot)
         assert {p["reason"] for p in bot.store.db["posts"].rows} == {"gold", "warm_up"}
@@ -508,15 +518,9 @@ async def test_a_working_models_warm_up_line_on_gold_survives_a_restart(
     each question redrawn then (a click) keeps its line, gold ones as the others: the
     model's warm-up is read from the questions it posted beside them (``posts.reason``).
     Before, only the gold ones changed to "the model is unsure": judged by the 210 read."""
-    world(tmp_path, n_gold=20, n_items=40)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
-        max_open=30, refresh_every=0, votes=3,
-    )  # fmt: skip
+    settings = young_world(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings):
-        texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
-        refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
-        bot.rt.working = Champion(version=-210, classifier=refit, n_train=195, n_read=210)
+        bot.rt.working = young_working_model()
         assert await bot.dispatcher.fill() == 30
         shown = lines(bot)
         assert 0 < sum(item.startswith("g") for item in shown) < 30

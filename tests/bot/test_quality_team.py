@@ -54,16 +54,20 @@ def team_answers() -> tuple[list[Item], list[Item], list[tuple[str, str, str]]]:
     return items, gold, answers
 
 
-def team_db(db: Path) -> Path:
-    items, gold, answers = team_answers()
+def answered(db: Path, items: list, gold: list, answers: list, *, votes: int) -> Path:
+    """``db`` with ``items``, ``gold`` and ``answers`` (item, user, label) under HITL_VOTES."""
     with Store.open(db) as store:
         store.add_gold(gold)
         store.add_items(items, "import")
         for n, (item, user, label) in enumerate(answers):
             store.record_answer(
-                item, user, label, source="test", dedupe_key=f"a{n}", votes_needed=3
+                item, user, label, source="test", dedupe_key=f"a{n}", votes_needed=votes
             )
     return db
+
+
+def team_db(db: Path) -> Path:
+    return answered(db, *team_answers(), votes=3)
 
 
 def section(text: str, head: str) -> list[str]:
@@ -153,14 +157,7 @@ def test_the_estimates_shown_are_ems_fixed_point(tmp_path: Path):
     """Training's call stops on the likelihood; the figures shown are where EM settles (plain
     EM run to its fixed point on the same answers), and differ here by up to 20 points."""
     items, gold, answers = small_team(0)
-    db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold(gold)
-        store.add_items(items, "import")
-        for n, (item, user, label) in enumerate(answers):
-            store.record_answer(
-                item, user, label, source="test", dedupe_key=f"a{n}", votes_needed=2
-            )
+    db = answered(tmp_path / "hitl.db", items, gold, answers, votes=2)
     result = CliRunner().invoke(
         cli, ["--db", str(db), "stats", "-q"], env={**ENV, "HITL_VOTES": "2"}
     )
@@ -186,14 +183,7 @@ def test_estimates_em_did_not_settle_say_so(tmp_path: Path, monkeypatch):
     from bot.learning import quality
 
     items, gold, answers = small_team(0)
-    db = tmp_path / "hitl.db"
-    with Store.open(db) as store:
-        store.add_gold(gold)
-        store.add_items(items, "import")
-        for n, (item, user, label) in enumerate(answers):
-            store.record_answer(
-                item, user, label, source="test", dedupe_key=f"a{n}", votes_needed=2
-            )
+    db = answered(tmp_path / "hitl.db", items, gold, answers, votes=2)
     monkeypatch.setattr(quality, "SETTLE_ROUNDS", 3)
     result = CliRunner().invoke(
         cli, ["--db", str(db), "stats", "-q"], env={**ENV, "HITL_VOTES": "2"}
