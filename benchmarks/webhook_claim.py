@@ -121,18 +121,19 @@ def build(db: Path, backlog: list[str]) -> int:
          "status": "pending"}
         for k in range(OTHERS)
     ]  # fmt: skip
-    rows += [{"url": "https://later.example/hook", "at": later, "status": "pending"}] * NOT_DUE
-    rows += [
-        {"url": "https://done.example/hook", "at": iso(START), "status": "delivered"}
-    ] * DELIVERED
     # an item each, as webhooks come: the claim takes one of an item's deliveries at a time
+    # (the rows not due and the delivered ones, never claimed, share one item each)
     rows = [{**row, "item": f"i{n}"} for n, row in enumerate(rows)]
+    rows += [{"url": "https://later.example/hook", "at": later, "status": "pending",
+              "item": "later"}] * NOT_DUE  # fmt: skip
+    rows += [{"url": "https://done.example/hook", "at": iso(START), "status": "delivered",
+              "item": "done"}] * DELIVERED  # fmt: skip
     with Store.open(db) as store, store._immediate():
         conn = store.db.conn
         conn.executemany(
             "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
             " VALUES (:item, 't', '{}', 'api', 'resolved', :at, :at)",
-            ({"item": row["item"], "at": iso(START)} for row in rows),
+            ({"item": item, "at": iso(START)} for item in dict.fromkeys(r["item"] for r in rows)),
         )
         conn.executemany(insert, rows)
     return len(backlog) + OTHERS + NOT_DUE + DELIVERED
