@@ -338,7 +338,7 @@ async def test_the_last_try_waiting_on_a_walk_a_new_model_stops_still_answers_wi
     more, with v4, and writes it: its answer names a model (it said none: label null,
     model_version null, while /healthz named v4)."""
     store, models, serving, scorer = storm_scorer(tmp_path, 4)
-    walk_claimed, request_waits, walk_again = (asyncio.Event() for _ in range(3))
+    walk_claimed, request_waits, walk_again, walk_v4 = (asyncio.Event() for _ in range(4))
     walk: dict[str, Any] = {}
 
     def walk_step() -> asyncio.Future[Any]:
@@ -367,6 +367,7 @@ async def test_the_last_try_waiting_on_a_walk_a_new_model_stops_still_answers_wi
             await request_waits.wait()
             serving["now"] = models[4]  # v4 adopted while the walk's step runs
         elif version == 4 and asyncio.current_task() is walk["task"]:
+            walk_v4.set()
             await walk_again.wait()  # v4's walk: held until the request has answered
 
     with store:
@@ -378,6 +379,9 @@ async def test_the_last_try_waiting_on_a_walk_a_new_model_stops_still_answers_wi
             assert (item["model_version"], item["predicted_label"]) == (4, "billing"), item
             assert item["status"] in ("auto", "queued") and item["confidence"] is not None
             # the request's two, the walk's step it waited for, the walk's and its own v4
+            # (the walk takes "x" again with v4 in its own time: waited for, not raced)
+            async with asyncio.timeout(TIMEOUT):
+                await walk_v4.wait()
             assert sorted(storm.versions) == [1, 2, 3, 4, 4]
         finally:
             walk_again.set()
