@@ -106,6 +106,9 @@ async def test_a_refresh_out_of_memory_is_one_line_and_backs_off_until_one_fits(
 ):
     await run_retrain(bot.rt, "cli")
     trainer = Trainer.of(bot.rt)
+    # the check a retrain starts as it ends reads the labels in a worker thread: waited for, so
+    # the first answer does not land in the middle of its read (the refresh came one early)
+    await trainer.settled()
     trainer.worker = retrain.FitWorker()
     caplog.set_level(logging.INFO)
     try:
