@@ -59,6 +59,15 @@ def world(tmp_path: Path, n_gold: int, n_items: int) -> None:
         )
 
 
+def gold_world(fake_slack: FakeSlack, tmp_path: Path, n_gold: int, n_items: int, **changes):
+    """``world`` and the settings these tests share: half the posts gold, no audit share, a
+    threshold no guess reaches (every pick an uncertainty pick), no refresh; ``changes`` on
+    top."""
+    world(tmp_path, n_gold=n_gold, n_items=n_items)
+    shared = {"gold_rate": 0.5, "audit_rate": 0.0, "threshold": 0.999, "refresh_every": 0}
+    return make_settings(fake_slack, tmp_path, **{**shared, **changes})
+
+
 def reason_line(message: dict) -> str:
     found = re.search(r"Why this one: ([^\"]*)", json.dumps(message["blocks"], ensure_ascii=False))
     assert found, json.dumps(message["blocks"])[:400]
@@ -97,11 +106,7 @@ async def test_with_no_audit_share_gold_reads_as_the_uncertainty_picks_beside_it
     fake_slack: FakeSlack, tmp_path: Path
 ):
     """HITL_AUDIT_RATE=0: no ordinary question reads "random check", so no gold one does."""
-    world(tmp_path, n_gold=20, n_items=40)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=30,
-        refresh_every=0,
-    )  # fmt: skip
+    settings = gold_world(fake_slack, tmp_path, n_gold=20, n_items=40, max_open=30)
     async for bot in start_bot(fake_slack, settings):
         assert await bot.dispatcher.fill() == 30
         shown = lines(bot)
@@ -177,11 +182,9 @@ async def test_during_the_warm_up_gold_reads_as_the_warm_up_picks(
 ):
     """HITL_WARM_UP=1000 and a champion trained on 60 labels: every pick is a warm-up pick,
     and every gold question reads as one (it read "random check of the model")."""
-    world(tmp_path, n_gold=20, n_items=40)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.3, warm_up=1000, threshold=0.999,
-        max_open=30, refresh_every=0,
-    )  # fmt: skip
+    settings = gold_world(
+        fake_slack, tmp_path, n_gold=20, n_items=40, audit_rate=0.3, warm_up=1000, max_open=30
+    )
     async for bot in start_bot(fake_slack, settings):
         assert await bot.dispatcher.fill() == 30
         shown = lines(bot)
@@ -197,11 +200,7 @@ async def test_after_a_refresh_gold_shows_the_working_model_as_the_others_do(
 ):
     """A working model (a refresh on 30 labels, "model r30") scores the queue: the gold
     questions show its version and guess, not the champion's "model v1"."""
-    world(tmp_path, n_gold=20, n_items=40)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=30,
-        refresh_every=0,
-    )  # fmt: skip
+    settings = gold_world(fake_slack, tmp_path, n_gold=20, n_items=40, max_open=30)
     async for bot in start_bot(fake_slack, settings):
         texts = [f"{w} {w} {n}" for n in range(5) for w in WORDS]
         refit = TextClassifier().fit(texts, [TRAIN_LABELS[t.split()[0]] for t in texts])
@@ -256,11 +255,7 @@ async def test_a_gold_question_keeps_its_guesses_on_redraws_and_after_a_restart(
     "then ..." guesses, as every ordinary question); it was down to its top guess alone (1
     button, no "then"): its ranking was not stored with its item. Storing it changes nothing
     else of the gold items: no prediction of theirs, gold counts and statuses as before."""
-    world(tmp_path, n_gold=8, n_items=16)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=20,
-        refresh_every=0, votes=3,
-    )  # fmt: skip
+    settings = gold_world(fake_slack, tmp_path, n_gold=8, n_items=16, max_open=20, votes=3)
     async for bot in start_bot(fake_slack, settings):
         posted = await bot.dispatcher.fill()
         first = {item_of(m): shape(m) for m in bot.posted()}
@@ -294,11 +289,7 @@ async def test_the_labeling_modal_shows_a_gold_question_as_its_message(
 ):
     """`/hitl label` draws each open question in a modal: a gold question shows there the
     guess buttons its message shows, 3, as an ordinary question does (it showed 1)."""
-    world(tmp_path, n_gold=6, n_items=10)
-    settings = make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, threshold=0.999, max_open=12,
-        refresh_every=0, votes=3,
-    )  # fmt: skip
+    settings = gold_world(fake_slack, tmp_path, n_gold=6, n_items=10, max_open=12, votes=3)
     async for bot in start_bot(fake_slack, settings):
         assert await bot.dispatcher.fill() > 0
         counts: dict[str, tuple[int, int]] = {}
@@ -354,11 +345,9 @@ async def test_with_no_audit_share_no_gold_question_the_model_is_sure_of_is_aske
 
 def young_world(fake_slack: FakeSlack, tmp_path: Path):
     """20 gold and 40 ordinary items, HITL_WARM_UP=200, half the posts gold, 30 open."""
-    world(tmp_path, n_gold=20, n_items=40)
-    return make_settings(
-        fake_slack, tmp_path, gold_rate=0.5, audit_rate=0.0, warm_up=200, threshold=0.999,
-        max_open=30, refresh_every=0, votes=3,
-    )  # fmt: skip
+    return gold_world(
+        fake_slack, tmp_path, n_gold=20, n_items=40, warm_up=200, max_open=30, votes=3
+    )
 
 
 def young_working_model() -> Champion:
