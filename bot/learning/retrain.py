@@ -1060,22 +1060,25 @@ def begin_refresh(
             pipeline=settings.pipeline, base=champion.version if champion else None,
             locked_by=holder,
         )  # fmt: skip
-    resolved = int(store.count_items().get("resolved", 0))  # with the labels, as they were
-    rows = quality.training_rows(store, settings)
-    held: set[str] = set()
-    problem = None
-    since_champion = len(rows)
-    if champion is not None:
-        since, problem = trained_until(registry, champion, store)
-        held = store.audit_answered_since(since)
-        adopted = store.rolled_back_mark(champion.version)
-        if adopted is not None:  # champion again since a rollback: the labels given since
-            since = adopted  # (by the count of label writes it recorded)
-        if since.seq is not None or since.at:  # the labels written after its read (relabelled
-            after = store.labels_after(since)  # ones too)
-            since_champion = sum(r[0] in after for r in rows)
-        else:  # not known (a model from before the watermark): the labels it lacks in number
-            since_champion = max(len(rows) - champion.n_train, 0)
+    with store.snapshot():  # the count, the labels and those since the champion agree: an
+        # answer stored between two of these reads made the count one low (a refresh came a
+        # label early, and the trainer's count of labels fitted at was one short)
+        resolved = int(store.count_items().get("resolved", 0))
+        rows = quality.training_rows(store, settings)
+        held: set[str] = set()
+        problem = None
+        since_champion = len(rows)
+        if champion is not None:
+            since, problem = trained_until(registry, champion, store)
+            held = store.audit_answered_since(since)
+            adopted = store.rolled_back_mark(champion.version)
+            if adopted is not None:  # champion again since a rollback: the labels given since
+                since = adopted  # (by the count of label writes it recorded)
+            if since.seq is not None or since.at:  # the labels written after its read
+                after = store.labels_after(since)  # (relabelled ones too)
+                since_champion = sum(r[0] in after for r in rows)
+            else:  # not known (a model from before the watermark): the labels it lacks
+                since_champion = max(len(rows) - champion.n_train, 0)
     train = [r for r in rows if r[0] not in held]
     kept = [r for r in rows if r[0] in held]
     plan = RefreshPlan(

@@ -682,6 +682,24 @@ class Store(
         return [{**row, "detail": json.loads(row["detail"])} for row in rows]
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The reads inside see the database as it was at the first of them: one read
+        transaction (in WAL mode another connection's commits stay unseen until it ends), so
+        a count and the rows it counts agree. Nothing inside may write: a write would have to
+        upgrade a snapshot another commit may have made stale. Inside an open transaction, that
+        transaction is the snapshot."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    @contextmanager
     def _immediate(self) -> Iterator[None]:
         """A write transaction that takes the lock up front. A deferred one (``db.atomic()``)
         that reads first, as sqlite-utils' ``insert`` does, fails with "database is locked"

@@ -104,6 +104,7 @@ async def test_in_serve_a_refresh_leaves_the_walk_to_the_background_and_asks_fro
     refresh that long, however many answers came meanwhile. It wakes the walk and is done; the
     dispatcher's next round scores the items it chooses among with the new model."""
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     scorer = scorer_of(bot.rt)
     walker = asyncio.create_task(scorer.run())  # as `hitl serve` runs it
     try:
@@ -128,6 +129,7 @@ async def test_in_serve_a_refresh_leaves_the_walk_to_the_background_and_asks_fro
 
 async def test_the_producer_api_answers_with_the_working_model_that_passed_the_gate(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     for _ in range(3):
         await answer_next(bot)
     await Trainer.of(bot.rt).settled()
@@ -140,6 +142,7 @@ async def test_the_producer_api_answers_with_the_working_model_that_passed_the_g
 
 async def test_a_refresh_worse_on_the_held_out_audits_is_dropped(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     # Audit answers since the champion (held out of the refresh): billing words are billing.
     audits = [Item(f"a{n}", f"refund invoice payment {n}") for n in range(4)]
     bot.store.add_items(audits, "import")
@@ -169,6 +172,7 @@ async def test_a_refresh_worse_on_the_held_out_audits_is_dropped(bot: Bot):
 
 async def test_a_promotion_ends_the_working_model(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     for _ in range(3):
         await answer_next(bot)
     await Trainer.of(bot.rt).settled()
@@ -180,6 +184,7 @@ async def test_a_promotion_ends_the_working_model(bot: Bot):
 
 async def test_a_refresh_never_runs_beside_a_retrain(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     trainer = Trainer.of(bot.rt)
     trainer.worker = retrain.FitWorker()  # as in `hitl serve`: fits in a child process
     try:
@@ -204,6 +209,7 @@ async def test_a_refresh_never_runs_beside_a_retrain(bot: Bot):
 async def test_refresh_every_zero_turns_it_off(fake_slack: FakeSlack, tmp_path: Path):
     async for bot in await started(fake_slack, tmp_path, refresh_every=0):
         await run_retrain(bot.rt, "cli")
+        await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
         for _ in range(4):
             await answer_next(bot)
         trainer = Trainer.of(bot.rt)
@@ -227,6 +233,7 @@ async def test_with_many_labels_a_refresh_waits_for_one_percent_more(
     seed(tmp_path / "hitl.db", history)
     async for bot in await started(fake_slack, tmp_path, refresh_every=3):
         await run_retrain(bot.rt, "cli")
+        await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
         assert bot.rt.champion.n_train == 400  # 388 + the 12 imported with the unlabeled
         trainer = Trainer.of(bot.rt)
         for _ in range(3):
@@ -272,6 +279,7 @@ async def test_without_a_champion_the_first_refresh_is_the_first_model(
 
 async def test_healthz_metrics_app_home_and_accuracy_name_both_models(bot: Bot):
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     for _ in range(3):
         await answer_next(bot)
     await Trainer.of(bot.rt).settled()
@@ -297,6 +305,7 @@ async def test_a_refresh_reads_its_labels_off_the_event_loops_connection(bot: Bo
     """The labels a refresh trains on grow with the data: they are read in a worker thread on
     a connection of its own, never on the loop's (traced here by SQLite itself)."""
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     trainer = Trainer.of(bot.rt)
     on_the_loop: list[str] = []
     bot.store.db.conn.set_trace_callback(on_the_loop.append)
@@ -318,6 +327,7 @@ async def test_a_refresh_a_click_starts_runs_outside_the_clicks_fast_lane(
     (bot/eventloop.py); the refresh it starts outlives it and must wait its turn like the
     rest, or its re-scoring of the queue would run ahead of every later click."""
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     trainer = Trainer.of(bot.rt)
     urgent_when_fitting: list[bool] = []
     compute = retrain.compute_refresh
@@ -360,6 +370,7 @@ async def refresh_paused_in_its_child(bot: Bot) -> AsyncIterator[Trainer]:
 async def child_fits(bot: Bot):
     """The bot, its champion trained, fitting from now on in a child process (as `hitl serve`)."""
     await run_retrain(bot.rt, "cli")
+    await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
     trainer = Trainer.of(bot.rt)
     trainer.worker = retrain.FitWorker()
     try:
@@ -532,6 +543,7 @@ async def test_a_young_models_random_picks_train_the_refresh_and_end_the_warm_up
 
     async for bot in await started(fake_slack, tmp_path, refresh_every=3, warm_up=18):
         await run_retrain(bot.rt, "cli")
+        await Trainer.of(bot.rt).settled()  # the check the retrain started as it ended
         assert bot.rt.champion.n_train == 12
         trainer = Trainer.of(bot.rt)
         for _ in range(3):
