@@ -156,6 +156,7 @@ class ErasureMixin:
                         " created_at) VALUES (?, ?, ?, ?)",
                         [(i, user_id, reason, now) for i in chunk],
                     )
+                self._forget_predictions(found)
                 # A model may hold the text when made after the first label (to the second:
                 # a model's time has none finer, and one made in the second its label was
                 # decided may have read it), or when its training read saw the write of a
@@ -180,6 +181,23 @@ class ErasureMixin:
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
         return done
+
+    def _forget_predictions(self, item_ids: set[str]) -> None:
+        """Take the items out of the stop checks' predictions, which are kept by item id (a
+        JSON object; the checks that keep them are a handful, of up to 2,000 items each): the
+        label a model gave an erased item is something stored about it."""
+        conn = self.db.conn
+        kept = conn.execute(
+            "SELECT id, predictions FROM stop_checks WHERE predictions LIKE '{%'"
+        ).fetchall()
+        for check_id, predictions in kept:
+            found = json.loads(predictions)
+            left = {item: label for item, label in found.items() if item not in item_ids}
+            if len(left) != len(found):
+                conn.execute(
+                    "UPDATE stop_checks SET predictions = ? WHERE id = ?",
+                    [json.dumps(left, ensure_ascii=False), check_id],
+                )
 
     def _first_label_time(self, chunk: list[str]) -> str | None:
         """The first time any of the items had a label, to the second: its label's decision,
