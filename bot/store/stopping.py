@@ -332,10 +332,11 @@ class StoppingMixin:
 
     def answered_before_models(self, limit: int) -> int:
         """The questions people answered that were asked before the first model (no guess, no
-        confidence: they cannot calibrate accuracy now), up to ``limit``. Read in id order up
+        confidence: they cannot calibrate accuracy now), up to ``limit``: items, not posts (an
+        item asked again, its first question taken back, is one question). Read in id order up
         to the first post a model asked: those posts come first, so the read stops there."""
         (n,) = self.db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM posts p"
+            "SELECT count(*) FROM (SELECT DISTINCT p.item_id FROM posts p"
             " JOIN labels l ON l.item_id = p.item_id WHERE p.model_version IS NULL"
             " AND p.id < coalesce((SELECT id FROM posts WHERE model_version IS NOT NULL"
             " ORDER BY id LIMIT 1), 1 << 62) LIMIT ?)",
