@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from tests.bot.test_stopping_arrivals import import_rows, run_cli, tickets
@@ -20,7 +21,7 @@ def test_delete_leaves_no_prediction_of_the_item(tmp_path: Path):
     run_cli(db, "retrain")
 
     def predictions() -> list[dict[str, str]]:
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn:
             rows = conn.execute("SELECT predictions FROM stop_checks WHERE predictions LIKE '{%'")
             return [json.loads(p) for (p,) in rows]
 
@@ -32,7 +33,7 @@ def test_delete_leaves_no_prediction_of_the_item(tmp_path: Path):
     for was, now in zip(before, after, strict=True):
         assert victim not in now
         assert now == {item: label for item, label in was.items() if item != victim}
-    with sqlite3.connect(db) as conn:  # nowhere but in the record that it was deleted
+    with closing(sqlite3.connect(db)) as conn:  # nowhere but in the record that it was deleted
         tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         holding = {
             table

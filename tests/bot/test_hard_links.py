@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ async def test_a_second_server_on_another_name_of_the_database_refuses_naming_th
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-    with sqlite3.connect(db) as con:
+    with closing(sqlite3.connect(db)) as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
@@ -148,7 +149,7 @@ async def test_a_command_through_another_name_than_the_servers_is_refused(
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), 60) == 0
-    with sqlite3.connect(db) as con:
+    with closing(sqlite3.connect(db)) as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         ids = {row[0] for row in con.execute("SELECT id FROM items")}
     assert {"m1", "m2"} <= ids  # once, through the server's name

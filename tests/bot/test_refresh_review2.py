@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,15 +103,19 @@ async def test_after_a_rollback_labels_stamped_by_a_clock_ahead_do_not_count_as_
 
 
 def test_a_rollback_recorded_before_the_count_counts_by_its_time():
-    store = Store.memory()
-    with store.db.conn:
-        store.db.execute(
-            "INSERT INTO runs (kind, triggered_by, started_at, finished_at, status, detail)"
-            " VALUES ('rollback', 'cli', ?, ?, 'ok', ?)",
-            ["2026-01-01T00:00:00.000+00:00", "2026-01-01T00:00:01.000+00:00", '{"version": 1}'],
-        )
-    assert store.rolled_back_mark(1) == LabelMark(at="2026-01-01T00:00:01.000+00:00")
-    assert store.rolled_back_mark(2) is None
+    with Store.memory() as store:
+        with store.db.conn:
+            store.db.execute(
+                "INSERT INTO runs (kind, triggered_by, started_at, finished_at, status, detail)"
+                " VALUES ('rollback', 'cli', ?, ?, 'ok', ?)",
+                [
+                    "2026-01-01T00:00:00.000+00:00",
+                    "2026-01-01T00:00:01.000+00:00",
+                    '{"version": 1}',
+                ],
+            )
+        assert store.rolled_back_mark(1) == LabelMark(at="2026-01-01T00:00:01.000+00:00")
+        assert store.rolled_back_mark(2) is None
 
 
 # -- 3. a pipeline rejected on these labels is not trained again ---------------------------------
@@ -222,7 +227,7 @@ SERVE_REFRESH = "refresh of the working model by hitl serve"  # its holder in th
 
 
 def holder_of(path: Path, name: str) -> str | None:
-    with sqlite3.connect(str(path)) as conn:
+    with closing(sqlite3.connect(str(path))) as conn:
         row = conn.execute("SELECT owner FROM locks WHERE name = ?", [name]).fetchone()
     return row[0] if row else None
 
@@ -309,26 +314,27 @@ def test_a_cli_retrain_waits_for_the_refresh_hitl_serve_is_fitting(
 
 
 def test_the_cli_waits_for_a_refresh_no_longer_than_it_is_expected_to_take(other_process):
-    store = Store.memory()
-    owner = owner_of(other_process, SERVE_REFRESH)
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    until = now + timedelta(minutes=5)
-    assert (
-        store.acquire_lock("refresh", owner, retrain.iso_time(now), retrain.iso_time(until)) is None
-    )
-    clock = [now]
-    said: list[str] = []
+    with Store.memory() as store:
+        owner = owner_of(other_process, SERVE_REFRESH)
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        until = now + timedelta(minutes=5)
+        assert (
+            store.acquire_lock("refresh", owner, retrain.iso_time(now), retrain.iso_time(until))
+            is None
+        )
+        clock = [now]
+        said: list[str] = []
 
-    def sleep(seconds: float) -> None:
-        clock[0] += timedelta(seconds=seconds)
+        def sleep(seconds: float) -> None:
+            clock[0] += timedelta(seconds=seconds)
 
-    retrain.wait_for_refresh(store, said.append, sleep=sleep, poll=60.0, clock=lambda: clock[0])
-    assert clock[0] == until  # its expected end (the lock's expiry), then it goes on
-    assert len(said) == 2 and said[0].startswith("waiting for hitl serve's refresh")
-    pid = other_process.pid
-    assert said[1].endswith(f"still fitting (pid {pid}) after 5 min; retraining beside it")
-    other_process.kill()  # a holder that is gone holds nothing: no wait, nothing said
-    other_process.wait()
-    said.clear()
-    retrain.wait_for_refresh(store, said.append, sleep=sleep, clock=lambda: clock[0])
-    assert said == []
+        retrain.wait_for_refresh(store, said.append, sleep=sleep, poll=60.0, clock=lambda: clock[0])
+        assert clock[0] == until  # its expected end (the lock's expiry), then it goes on
+        assert len(said) == 2 and said[0].startswith("waiting for hitl serve's refresh")
+        pid = other_process.pid
+        assert said[1].endswith(f"still fitting (pid {pid}) after 5 min; retraining beside it")
+        other_process.kill()  # a holder that is gone holds nothing: no wait, nothing said
+        other_process.wait()
+        said.clear()
+        retrain.wait_for_refresh(store, said.append, sleep=sleep, clock=lambda: clock[0])
+        assert said == []

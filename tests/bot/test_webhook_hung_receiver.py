@@ -177,7 +177,11 @@ async def beside_a_hung_receiver(
 
     # Every webhook of the healthy receiver arrives while the hung one holds its first
     # requests (the old worker waited for them to time out before its next round).
-    await sends.until(lambda: len(healthy.ids) == HEALTHY_ITEMS or hung_answered())
+    def healthy_stored() -> bool:  # each told, and its outcome stored (after the answer came)
+        delivered = all(d["status"] == "delivered" for d in by_item(store, "G-"))
+        return len(healthy.ids) == HEALTHY_ITEMS and delivered
+
+    await sends.until(lambda: healthy_stored() or hung_answered())
     assert sorted(healthy.ids) == sorted(f"G-{n}" for n in range(HEALTHY_ITEMS))
     assert not hung_answered()
     assert all(d["status"] == "delivered" for d in by_item(store, "G-"))
