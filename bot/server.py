@@ -298,6 +298,8 @@ def init_app(
             app[SERVER_LOCK] = held.enter_context(server_lock(settings.db))
         try:
             created = not os.path.lexists(settings.db)  # noqa: ASYNC240 - at start, before any request
+            # a file of 0 bytes (truncated, or made by `touch`) is an empty database to SQLite
+            emptied = not created and _empty_file(settings.db)
             store = Store.open(settings.db)
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
             if created:  # started from another folder, HITL_DB mistyped: said, not silent
@@ -305,6 +307,14 @@ def init_app(
                     "created a new, empty database at %s (nothing was there); if the team's"
                     " database is elsewhere, stop the server and point HITL_DB at it (a"
                     " hitl.toml beside it is read only from the folder hitl runs in)",
+                    settings.db.absolute(),
+                )
+            elif emptied:
+                logger.warning(
+                    "made a new, empty database in %s, an empty file (0 bytes: nothing was"
+                    " stored in it); if the team's database was there, stop the server and"
+                    " restore it from a backup (`hitl restore BACKUP`), or point HITL_DB at"
+                    " where it is",
                     settings.db.absolute(),
                 )
         except BaseException:
@@ -774,6 +784,14 @@ OPEN_FILES_FALLBACK = 10_240
 MIN_OPEN_FILES = 64
 FEW_OPEN_FILES = 256
 RAISE_IT = "raise it with `ulimit -n 4096` before `hitl serve`, or LimitNOFILE=4096 under systemd"
+
+
+def _empty_file(path: Path) -> bool:
+    """Whether ``path`` is a file of 0 bytes (SQLite takes it for an empty database)."""
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def raise_open_files_limit(cap: int = OPEN_FILES_CAP) -> None:

@@ -311,6 +311,29 @@ async def test_a_server_that_creates_its_database_says_so_where_it_is(
     assert not [r for r in caplog.records if "new, empty database" in r.getMessage()]
 
 
+async def test_a_database_file_of_0_bytes_is_said_to_be_empty(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A hitl.db of 0 bytes (truncated by a disk error, or made by `touch`) is an empty
+    database to SQLite: the server started on it without a word, the team's data gone
+    (outside test of resources)."""
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
+    settings.db.touch()
+    with caplog.at_level(logging.WARNING, logger="bot.server"):
+        async for _bot in start_bot(fake_slack, settings):
+            pass
+    said = [r.getMessage() for r in caplog.records if "empty" in r.getMessage()]
+    assert said == [
+        f"made a new, empty database in {settings.db}, an empty file (0 bytes: nothing was stored"
+        " in it); if the team's database was there, stop the server and restore it from a backup"
+        " (`hitl restore BACKUP`), or point HITL_DB at where it is"
+    ]
+    caplog.clear()
+    async for _bot in start_bot(fake_slack, settings):  # a database now: nothing said
+        pass
+    assert not [r for r in caplog.records if "empty" in r.getMessage()]
+
+
 async def test_a_lock_file_deleted_under_the_server_is_made_again_and_said(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
