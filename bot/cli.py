@@ -226,7 +226,10 @@ class HitlGroup(click.Group):
             return super().invoke(ctx)
         except click.NoSuchOption as exc:
             if exc.option_name not in self.OWN_OPTIONS:
-                raise
+                dashed = self._dashed_value(exc, ctx.meta.get("hitl.args", []))
+                if dashed is None:
+                    raise
+                raise dashed from exc
             given = ctx.meta.get("hitl.args", [])
             args = moved_to_front(given, "--db")  # both, if both came after the command
             shown = "--db FILE" if args is None else exc.option_name
@@ -237,6 +240,54 @@ class HitlGroup(click.Group):
                 f"{shown} goes before the command: {' '.join(['hitl', *map(shlex.quote, args)])}",
                 ctx=exc.ctx,
             ) from exc
+
+    @staticmethod
+    def _dashed_value(exc: click.NoSuchOption, given: list[str]) -> click.UsageError | None:
+        """None, or, for an unknown short option that may be a label or an id
+        starting with "-" (`hitl labels rename -1 negative`, `-1` for a sentiment label), one
+        line saying to put `--` before it, with the command so written: the command's options
+        given after it first (``--reason TEXT``), then `--` and the labels and ids."""
+        name = exc.option_name
+        if name.startswith("--") or not name.startswith("-"):
+            return None
+        at = next(
+            (i for i in range(_command_at(given), len(given)) if given[i].startswith(name)),
+            None,
+        )
+        if at is None:
+            return None
+        valued: set[str] = set()  # the command's options that take a value, and its flags
+        flags: set[str] = set()
+        for param in exc.ctx.command.params if exc.ctx is not None else ():
+            if isinstance(param, click.Option):
+                names = {*param.opts, *param.secondary_opts}
+                (flags if param.is_flag or param.count else valued).update(names)
+        options: list[str] = []
+        words = [given[at]]
+        db: list[str] = []  # the group's own options given after it (the last --db counts)
+        verbose: list[str] = []
+        rest = iter(given[at + 1 :])
+        for arg in rest:
+            if arg in valued:
+                options += [arg, next(rest, "")]
+            elif arg in flags or arg.split("=", 1)[0] in valued:
+                options.append(arg)
+            elif arg == "--db":
+                db = [arg, next(rest, None) or "FILE"]
+            elif _is("--db", arg):
+                db = [arg]
+            elif _is("-v", arg):
+                verbose.append(arg)
+            else:
+                words.append(arg)
+        # before the command, where they go (`hitl --db FILE labels ...`), as the hint for one
+        # given after it shows; an earlier --db there is dropped: the one typed last is meant
+        head = (moved_to_front([*given[:at], *db], "--db") or given[:at]) if db else given[:at]
+        fixed = ["hitl", *verbose, *head, *options, "--", *words]
+        return click.UsageError(
+            f"no such option {given[at]!r}; if {given[at]!r} is a label or an id (one that"
+            f' starts with "-"), put `--` before it: {" ".join(map(shlex.quote, fixed))}'
+        )
 
 
 def _is(option: str, arg: str) -> bool:

@@ -70,11 +70,16 @@ def label_name(raw: str) -> str:
 
 def label_key(label: str) -> str:
     """What two spellings of one label share: case and character form folded (NFKC), the
-    characters that show as nothing left out, and the dot of i in any case (Turkish "İade",
-    "ıade", "IADE" and "iade" are one label: ``casefold`` alone makes "İ" an i with a combining
-    dot above, and leaves the dotless "ı" a letter of its own)."""
+    characters that show as nothing left out, each run of white space one space ("card  payment"
+    typed with two spaces reads as "card payment"), and the dot of i in any case (Turkish
+    "İade", "ıade", "IADE" and "iade" are one label: ``casefold`` alone makes "İ" an i with a
+    combining dot above, and leaves the dotless "ı" a letter of its own)."""
     folded = _IGNORABLE.sub("", unicodedata.normalize("NFKC", label)).casefold()
-    return unicodedata.normalize("NFKC", _undotted(folded))
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", _undotted(folded)))
+
+
+# A run of white space (spaces, a no-break or an em space, ...): it shows as one gap.
+_SPACES = re.compile(r"\s+")
 
 
 # Soft-dotted letters (their dot goes when an accent sits on them) and the dotless forms that
@@ -127,6 +132,12 @@ def case_twin(label: str, labels: Iterable[str]) -> str | None:
     return next((name for name in labels if label_key(name) == key), None)
 
 
+def _spaced(text: str) -> str:
+    """``text`` with each run of white space (and the characters that show as nothing) one
+    plain space: how it reads."""
+    return _SPACES.sub(" ", _IGNORABLE.sub("", text))
+
+
 def how_twins_differ(label: str, twin: str) -> str:
     """``only in case``, or ``only in character form (fullwidth, ...)``: for the refusal."""
     if _same_but(label, twin, dotless=False):
@@ -135,4 +146,8 @@ def how_twins_differ(label: str, twin: str) -> str:
         return "only in case or in the dot of an i (ı, i, İ, I)"
     if _IGNORABLE.sub("", label).lower() == _IGNORABLE.sub("", twin).lower():
         return "only in characters that show as nothing (a joiner, a variation selector)"
+    if _spaced(label) == _spaced(twin):
+        return "only in white space (two spaces for one, a no-break space, ...)"
+    if _same_but(_spaced(label), _spaced(twin), dotless=True):
+        return "only in case and white space (two spaces for one, a no-break space, ...)"
     return "only in character form (fullwidth, ligatures, ...)"

@@ -7,6 +7,7 @@ The stored label set once an admin has changed it (`hitl labels add|rename|merge
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -66,9 +67,10 @@ def outside_line(settings: Settings, store: Store, most: int = 8) -> str | None:
 
 
 def twins_line(labels: list[str], store: Store) -> str | None:
-    """One line naming the labels in force that differ only in case or character form (kept by
-    an older version, which took both), with the `hitl labels merge` that makes them one (the
-    one with fewer decided items into the other); None when there is none."""
+    """One line naming the labels in force that differ only in case, character form or white
+    space (kept by an older version, which took both), with the `hitl labels merge` that makes
+    them one (the one with fewer decided items into the other); None when there is none. A
+    name with white space is quoted, as a shell needs it."""
     groups: dict[str, list[str]] = {}
     for label in labels:
         groups.setdefault(label_key(label), []).append(label)
@@ -78,11 +80,14 @@ def twins_line(labels: list[str], store: Store) -> str | None:
     merges = []
     for names in twins:
         by_items = sorted(names, key=lambda name: -store.labeled_with(name))  # stable: set order
-        merges += [f"`hitl labels merge {name} {by_items[0]}`" for name in by_items[1:]]
-    shown = "; ".join(" and ".join(names) for names in twins)
+        merges += [
+            f"`hitl labels merge {shlex.join([name, by_items[0]])}`" for name in by_items[1:]
+        ]
+    shown = "; ".join(" and ".join(map(shlex.quote, names)) for names in twins)
     return (
-        f"labels in force that differ only in case or character form: {shown} (buttons that"
-        f" look alike, one class split in two); make them one with {', '.join(merges)}"
+        f"labels in force that differ only in case, character form or white space: {shown}"
+        f" (buttons that look alike, one class split in two); make them one with"
+        f" {', '.join(merges)}"
     )
 
 

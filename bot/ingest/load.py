@@ -168,6 +168,7 @@ def import_rows(
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
     successors = store.label_aliases() if in_force is not None else {}
+    label_changes = store.label_set_changes() if successors else []  # for ``_outside``
     spellings = _Spellings(store) if in_force is None else None
     renamed: dict[int, str] = {}  # line: why its row is refused, unless it is a duplicate
     # Whether to look for texts stored under their hash (``_stored_under_text``): in the first
@@ -332,9 +333,11 @@ def import_rows(
             if isinstance(row, Row) and row.provenance is not None:
                 if (late := _in_future(row.provenance, latest)) is not None:
                     row = RowError(row.line, late)
+            if isinstance(row, Row) and row.number is not None:  # 1.50 stored as "1.5" before
+                row = _number_as_stored(row, allowed, successors, spellings)
             if allowed is not None and isinstance(row, Row) and row.label is not None:
                 if row.label not in allowed:
-                    why = _outside(row.label, in_force or [], successors)
+                    why = _outside(row.label, in_force or [], successors, label_changes)
                     if not gold and successors.get(row.label) in allowed:
                         renamed[row.line] = why  # decided once its batch is looked up
                     else:
@@ -968,8 +971,16 @@ def _label_set_in_force(store: Store, configured: Sequence[str]) -> list[str] | 
     return list(configured) if configured else None
 
 
-def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) -> str:
-    """Why a row's label is refused, and the two ways to fix it."""
+def _outside(
+    label: str,
+    in_force: Sequence[str],
+    successors: dict[str, str],
+    changes: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Why a row's label is refused, and the two ways to fix it. A label renamed or merged
+    away (``successors``) cannot be added back (``Store._refuse_reused``): a rename can be
+    undone (`hitl labels rename NEW OLD`), which ``changes`` (the label set's, oldest first)
+    tell; after a merge, or without them, the row is to be written with the new name."""
     shown = ", ".join(_printable(name) for name in in_force[:LABELS_SHOWN])
     if len(in_force) > LABELS_SHOWN:
         shown += f", … ({len(in_force)} in all: `hitl labels show`)"
@@ -988,10 +999,17 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
             f" rename the label back with `{back}`"
         )
     if successor in in_force:
-        return (
+        said = (
             f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with '
-            f'`hitl labels`): write "{_printable(successor)}" in the file, or add it back with '
-            f"`{add}`"
+            f'`hitl labels`): write "{_printable(successor)}" in the file'
+        )
+        if not _renamed_only(label, successor, changes):  # merged: the class is another's
+            return said
+        words = [successor, label]
+        ends = "-- " if any(word.startswith("-") for word in words) else ""  # not an option
+        back = _printable(f"hitl labels rename {ends}{shlex.join(words)}", limit=120)
+        return (
+            f'{said}, or, to have "{_printable(label)}" back, rename the label back with `{back}`'
         )
     if (twin := case_twin(label, in_force)) is not None:  # `hitl labels add` would refuse it
         return twin_label(label, twin)
@@ -999,6 +1017,39 @@ def _outside(label: str, in_force: Sequence[str], successors: dict[str, str]) ->
         f'label "{_printable(label)}" is not in the label set ({shown}): add it with `{add}`, '
         "or fix the row"
     )
+
+
+def _number_as_stored(
+    row: Row,
+    allowed: Collection[str] | None,
+    successors: Mapping[str, str],
+    spellings: _Spellings | None,
+) -> Row:
+    """A JSONL number label is kept as written ("1.50"), but versions before stored it as
+    Python writes the number ("1.5", ``Row.number``): where that is a label of the set in force
+    (or renamed away from), or with the labels open a stored one, and the written one is not,
+    the row takes it, so an existing database's class is not split in two (nor its rows
+    refused, nor a file imported before taken for another label)."""
+    if allowed is not None:
+        known = row.label in allowed or row.label in successors
+        old = row.number in allowed or row.number in successors
+    else:
+        known = spellings is None or spellings.known(row.label or "")
+        old = spellings is not None and spellings.known(row.number or "")
+    return replace(row, label=row.number) if old and not known else row
+
+
+def _renamed_only(label: str, successor: str, changes: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``label`` became ``successor`` by renames alone since it was last added (no
+    merge on the way): renaming ``successor`` back gives ``label`` its own items back."""
+    current, merged = label, False
+    for change in changes:
+        action = change.get("action")
+        if action == "add" and change.get("label") == label:
+            current, merged = label, False
+        elif action in ("rename", "merge") and change.get("label") == current:
+            current, merged = change.get("new_label"), merged or action == "merge"
+    return current == successor and not merged
 
 
 def twin_label(label: str, twin: str) -> str:
@@ -1032,6 +1083,10 @@ class _Spellings:
             self._by_case.setdefault(label_key(label), label)
         # a new label's spelling, given by rows not stored yet: its key: spelling, their ids
         self._unsettled: dict[str, tuple[str, list[str]]] = {}
+
+    def known(self, label: str) -> bool:
+        """Whether ``label`` is a stored spelling (or one a stored row of this import gave)."""
+        return label in self._known
 
     def twin_of(self, label: str, item_id: str) -> str | _Unsettled | None:
         """The spelling ``label`` differs from only in case, or None (the row of ``item_id``

@@ -111,6 +111,9 @@ class Row:
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance | None = None  # a labeled row of an export
     gold: str | None = None  # an export's gold label, which only `hitl import --gold` keeps
+    # a JSONL number label as versions before kept it ("1.5" for 1.50), when that differs from
+    # ``label`` (as written): the import takes it where it is the stored spelling
+    number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -785,12 +788,17 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         if len(label) > 1:
             return RowError(line, _many_labels(label_key, label))
         label = label[0] if label else None
+    number = None  # a number label as versions before read it (``Row.number``)
     if isinstance(label, int | float) and not isinstance(label, bool):
-        label = str(label)  # a label is text: 1.0 is "1.0", as the CSV cell 1.0 is (not "1")
+        # a label is text, as written: 1.50 is "1.50" and 1e3 "1e3", as the CSV cells are
+        number = str(label)
+        label = record.literal(label_key, label) if isinstance(record, _Numbers) else number
     if label is not None:
         if not isinstance(label, str):
             return RowError(line, f'column "{label_key}" (the label) is not a string')
         label = unicodedata.normalize("NFC", label.strip()) or None  # one spelling of é
+    if number == label:
+        number = None
     if error := _label_error(line, label):
         return error
 
@@ -821,8 +829,48 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
                 return provenance
     meta.update({k: v for k, v in record.items() if k not in used and k is not None})
     return Row(
-        line=line, id=item_id, text=text, label=label, meta=meta, provenance=provenance, gold=gold
+        line=line,
+        id=item_id,
+        text=text,
+        label=label,
+        meta=meta,
+        provenance=provenance,
+        gold=gold,
+        number=number,
     )
+
+
+class _Numbers(dict):
+    """A JSONL row's object that holds a number (at its top, or alone in a list there), with
+    its line: a number in the label column is the label as written there (``literal``), not
+    as Python writes the float (1.50 is "1.50", not "1.5"; 1e3 "1e3", not "1000.0"; -0 "-0").
+    Every other field keeps its decoded value."""
+
+    __slots__ = ("line",)
+
+    @classmethod
+    def of(cls, record: Any, line: str) -> Any:
+        """``record`` itself, or so kept when it holds a number."""
+        if isinstance(record, dict) and any(map(_holds_number, record.values())):
+            kept = cls(record)
+            kept.line = line
+            return kept
+        return record
+
+    def literal(self, key: str | None, number: float) -> str:
+        """The text of ``number``, the value of the field ``key`` (alone in a list there), as
+        the line writes it."""
+        record = _LITERAL_JSON.decode(self.line)
+        value = {unicodedata.normalize("NFC", name): v for name, v in record.items()}.get(key)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return value if isinstance(value, str) else str(number)
+
+
+def _holds_number(value: Any) -> bool:
+    if isinstance(value, list):
+        return len(value) == 1 and _holds_number(value[0])
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _field_names(record: dict[str, Any], limit: int = 12) -> str:
@@ -1340,7 +1388,7 @@ def _jsonl_rows(
             record = _json_record(number, line)
             if isinstance(record, dict) and not all(map(str.isascii, record)):
                 record = {unicodedata.normalize("NFC", key): value for key, value in record.items()}
-            yield number, record
+            yield number, _Numbers.of(record, line)
 
     seen: list[int] = []  # the first non-blank line's number, once met
     read = parsed()
@@ -1494,6 +1542,8 @@ _STRICT_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_co
 _MARKING_JSON = json.JSONDecoder(
     parse_float=_marked_float, parse_int=_marked_int, parse_constant=_marked_constant
 )
+# A line decoded again for the text of a number as written (``_Numbers.literal``).
+_LITERAL_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # may make one: then ``_unfit`` looks
 

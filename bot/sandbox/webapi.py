@@ -829,6 +829,11 @@ def _require_content(params: Params) -> None:
 
 
 def _view_problems(view: dict) -> list[str]:
+    """What Slack would refuse in ``view`` (``invalid_arguments``); a view over Slack's 250 kB
+    raises ``view_too_large``, as Slack answers it (measured as slack_sdk sends it: JSON)."""
+    max_view_bytes = 250_000
+    if len(json.dumps(view).encode()) > max_view_bytes:
+        raise SlackError("view_too_large")
     problems = []
     if view.get("type") not in ("modal", "home"):
         problems.append("[ERROR] must be one of modal, home [json-pointer:/view/type]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -766,10 +767,39 @@ async def _answer(
     item_id: str,
     label: str | None,
 ) -> None:
-    """Store one answer, then ack, then redraw: the order that makes an ack durable."""
+    """Store one answer, then ack, then redraw: the order that makes an ack durable. A click
+    whose value names another item than the question it came from says (its block id
+    ``q:ITEM``, its message's metadata, the labeling modal's ``private_metadata``) is ignored:
+    Slack sends values as they were posted, so only an edited request can carry one."""
     user_id = body["user"]["id"]
     in_modal = body.get("container", {}).get("type") == "view"
     clicked = label
+    asked: set[str] = set()  # the items the click's message or modal says it is about
+    block_id = action.get("block_id")
+    if isinstance(block_id, str) and (named := blocks.item_id_from_block(block_id)) is not None:
+        if block_id != blocks.block_id_for(item_id):  # an id past 253 characters is cut
+            asked.add(named)
+    message = body.get("message")
+    metadata = message.get("metadata") if isinstance(message, dict) else None
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    if isinstance(payload, dict) and isinstance(payload.get("item_id"), str):
+        asked.add(payload["item_id"])
+    view = body.get("view")
+    if in_modal and isinstance(view, dict):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            shown = json.loads(view.get("private_metadata") or "{}").get("item")
+            if isinstance(shown, str):
+                asked.add(shown)
+    if asked - {item_id}:
+        await ack()
+        logger.warning(
+            "ignored a click by %s: its value names item %r, its %s is about %r",
+            user_id,
+            item_id,
+            "modal" if in_modal else "message",
+            sorted(asked - {item_id})[0],
+        )
+        return
 
     def record() -> AnswerResult | None:
         """The answer stored, or None for a label no longer in the set. The label is read

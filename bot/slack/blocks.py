@@ -411,14 +411,25 @@ def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
         )
         for n, label in enumerate(shown)
     ]
+    # A control reads otherwise when a label reads like it (a label "Skip" beside Skip: two
+    # buttons alike that do opposite things), for every question of the label set alike.
+    other, guidelines, skip = _control_texts(tuple(q.labels))
     rest = [label for label in q.labels if label not in shown]
     if rest:
         if len(q.labels) > MAX_STATIC_OPTIONS:
             elements.append(
                 ExternalDataSelectElement(
                     action_id=f"hitl.{prefix}.other_ext",
-                    placeholder="Other… (type to search)",
+                    placeholder=f"{other} (type to search)",
                     min_query_length=0,
+                )
+            )
+        elif other != "Other…":
+            elements.append(
+                StaticSelectElement(
+                    action_id=f"hitl.{prefix}.other",
+                    placeholder=other,
+                    options=[Option(value=label, text=label) for label in q.labels],
                 )
             )
         else:
@@ -426,15 +437,42 @@ def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
     if q.has_guidelines:
         elements.append(
             ButtonElement(
-                text="Guidelines",
+                text=guidelines,
                 action_id=f"hitl.{prefix}.guidelines",
                 value=encode_value(q.item_id),
             )
         )
     elements.append(
-        ButtonElement(text="Skip", action_id=f"hitl.{prefix}.skip", value=encode_value(q.item_id))
+        ButtonElement(text=skip, action_id=f"hitl.{prefix}.skip", value=encode_value(q.item_id))
     )
     return elements
+
+
+# Each control's texts, the first one no label reads like ("Skip", "skip!", "SKIP…" read
+# like Skip): "Skip" means "not me" (README).
+_CONTROL_TEXTS = (
+    ("Other…", "More labels…", "Pick another label…"),
+    ("Guidelines", "Label guidelines", "Read the guidelines"),
+    ("Skip", "Skip (not me)", "Pass (not me)"),
+)
+
+
+def _reads(text: str) -> str:
+    """How ``text`` reads: ``label_key`` (case, character form, white space) without
+    punctuation, symbols and spaces ("Skip…", "skip!" and "S K I P" read as "skip")."""
+    return "".join(c for c in label_key(text) if c.isalnum())
+
+
+@functools.lru_cache(maxsize=32)
+def _control_texts(labels: tuple[str, ...]) -> tuple[str, str, str]:
+    """The texts of "Other…", "Guidelines" and "Skip" on a question of ``labels``: each one's
+    first text that no label reads like (``_reads``)."""
+    read = {_reads(label) for label in labels}
+    other, guidelines, skip = (
+        next((text for text in texts if _reads(text) not in read), texts[-1])
+        for texts in _CONTROL_TEXTS
+    )
+    return other, guidelines, skip
 
 
 class _SharedSelect(StaticSelectElement):
@@ -463,12 +501,53 @@ def _other_select(prefix: str, labels: tuple[str, ...]) -> StaticSelectElement:
 
 
 def label_options(labels: Sequence[str], query: str, limit: int = MAX_STATIC_OPTIONS) -> list:
-    """Options for the type-ahead "Other…" select: labels containing ``query``, best first."""
-    query = label_key(query.strip())  # case and character form folded, as labels' twins are
-    keyed = [(lb, label_key(lb)) for lb in labels]
-    starts = [lb for lb, key in keyed if key.startswith(query)]
-    contains = [lb for lb, key in keyed if query in key and not key.startswith(query)]
-    return [Option(value=lb, text=lb).to_dict() for lb in (starts + contains)[:limit]]
+    """Options for the type-ahead "Other…" select, with case, accents and character form folded
+    and ``_``, ``-`` and spaces alike: the labels that hold what was typed, or whose words
+    start with the words typed, in any order ("exchange rate" and "rate exchange" find
+    card_payment_wrong_exchange_rate, "devolucion" devolución_pendiente, "label 14" not
+    "label 114"); best first: the label typed, the labels that start with it, those whose
+    words start with the words typed, then the rest, each in label-set order."""
+    typed = _searchable(query)
+    words = typed.split()
+    first = words[0] if words else ""  # in every label found (typed is the words, spaced)
+    starts = [f" {word}" for word in words]  # a word of the label starts with it
+    ranked: list[tuple[int, int, str]] = []
+    names = _searchable_set(tuple(labels))
+    for n, (label, (name, spaced)) in enumerate(zip(labels, names, strict=True)):
+        if first not in name:
+            continue
+        if name == typed:
+            rank = 0
+        elif name.startswith(typed):
+            rank = 1
+        elif all(start in spaced for start in starts):
+            rank = 2
+        elif typed in name:
+            rank = 3
+        else:
+            continue
+        ranked.append((rank, n, label))
+    ranked.sort()
+    return [Option(value=lb, text=lb).to_dict() for _, _, lb in ranked[:limit]]
+
+
+@functools.lru_cache(maxsize=4)
+def _searchable_set(labels: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each label as the type-ahead compares it, and so with a space before (its words, one
+    space apart, each start after one): worked out once per label set (it changes rarely;
+    every keystroke of everyone typing scans it, on the event loop)."""
+    return tuple((name, f" {name}") for name in map(_searchable, labels))
+
+
+def _searchable(text: str) -> str:
+    """``text`` as the type-ahead compares it: ``label_key`` (case, character form), accents
+    left out, and each run of ``_``, ``-``, ``.``, ``/`` and white space one space."""
+    bare = unicodedata.normalize("NFKD", label_key(text))
+    bare = "".join(c for c in bare if not unicodedata.combining(c))
+    return " ".join(_WORD_BREAKS.sub(" ", bare).split())
+
+
+_WORD_BREAKS = re.compile(r"[_\-./\s]+")
 
 
 def _fallback(q: Question) -> str:

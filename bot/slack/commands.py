@@ -39,7 +39,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import FORMS as LABEL_CHANGES
-from bot.slack.labels import labels_reply
+from bot.slack.labels import label_words, labels_reply
 from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import CHANNEL_REFUSED, Redrawer, channel_problem
 from bot.slack.review import open_review
@@ -709,8 +709,10 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
         admins = ", ".join(f"<@{a}>" for a in rt.settings.admins) or "none are set (HITL_ADMINS)"
         await ack(text=f"Only admins can use `/hitl {name}`. Admins: {admins}")
         return
+    # `/hitl labels`: a label with spaces in quotes is one word (the others split on spaces)
+    args = label_words(rest) if name == "labels" else words[1:]
     try:
-        await sub.handler(Call(rt, ack, client, command, words[1:], rest))
+        await sub.handler(Call(rt, ack, client, command, args, rest))
     except StoreError as exc:  # its database file was lost (``Store.apart``): say so, in a line
         logger.error("/hitl %s: %s", name, exc)
         if getattr(ack, "response", None) is None:  # not acknowledged yet

@@ -2,16 +2,19 @@
 
 A label may carry a description and examples (``[labels.NAME]`` in hitl.toml); when any does,
 questions get a "Guidelines" button that opens a modal listing the labels in force with theirs
-(pushed on top of the labeling modal when clicked there). ``HITL_SHOW_META`` names the fields of
-an item's meta drawn under its question, in one context line within Slack's limits.
+(pushed on top of the labeling modal when clicked there): the labels that have one first, then
+the names of the others, shortened to fit Slack's window (examples first) when it is too big.
+``HITL_SHOW_META`` names the fields of an item's meta drawn under its question, in one context
+line within Slack's limits.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 
 from bot.config import Guideline
@@ -39,28 +42,167 @@ def meta_line(meta: Mapping[str, Any], fields: Sequence[str]) -> str:
 
 
 def guidelines_view(labels: Sequence[str], guidelines: Mapping[str, Guideline]) -> View:
-    """A modal with each label in force and its description and examples."""
-    body: list[Block] = [
-        ContextBlock(elements=[MarkdownTextObject(text="What each label means")]),
-    ]
-    for label in labels[: MAX_BLOCKS - 2]:
-        guide = guidelines.get(label)
-        text = f"*{blocks.escape(label)}*"
-        if guide is None or not (guide.description or guide.examples):
-            text += "\n_no description yet_"
-        else:
-            if guide.description:
-                text += f"\n{blocks.escape(guide.description)}"
-            for example in guide.examples[:MAX_EXAMPLES]:
-                text += f"\n• _{blocks.escape(example)}_"
-        body.append(SectionBlock(text=MarkdownTextObject(text=blocks.fit(text))))
-    if len(labels) > MAX_BLOCKS - 2:
-        more = len(labels) - (MAX_BLOCKS - 2)
-        body.append(ContextBlock(elements=[MarkdownTextObject(text=f"… and {more} more")]))
+    """A modal with each label in force: those with a description or examples first, each with
+    theirs, then the others (their names in a line or a few when they are many). Within
+    Slack's 100 blocks and ``VIEW_BUDGET`` for the whole view: when it would not fit, examples
+    are cut first (fewer, then none), then descriptions shortened, so every label's guideline
+    can be read. When even the names are too many for one window (thousands, or long non-Latin
+    ones), it lists as many as fit, the guidelines first, and says how many more there are."""
+    guided = [label for label in labels if _has_guide(guidelines.get(label))]
+    bare = [label for label in labels if not _has_guide(guidelines.get(label))]
+    # escaped once, each cut only shortens them (every cut is tried on the event loop)
+    escaped = {label: _escaped(label, guidelines[label]) for label in guided}
+    for n, (examples, chars) in enumerate(CUTS):
+        texts = _guidelines_texts(guided, bare, escaped, examples, chars)
+        # the texts' size first (cheap: each cut is tried on the event loop), then the view's
+        if texts is None or sum(len(json.dumps(t)) + SECTION_COST for t in texts) > VIEW_BUDGET:
+            continue
+        view = _guidelines_modal(texts, shortened=n > 0)
+        if len(json.dumps(view.to_dict()).encode()) <= VIEW_BUDGET:
+            return view
+    # the last resort: as many as fit in LIST_BUDGET and Slack's blocks, then "… and N more"
+    names = [_part(f"`{blocks.escape(label)}`") for label in bare]
+    room = MAX_BLOCKS - 2  # below the head line, above the "… and N more" line
+    for examples, chars in CUTS:  # the mildest cut that shows every guideline, else the last
+        entries = [_part(_entry(escaped[label], examples, chars)) for label in guided]
+        texts, shown, used = _pack_within(entries, "\n\n", "", room, LIST_BUDGET)
+        if shown == len(guided):
+            break
+    if shown == len(guided):
+        more, named, _ = _pack_within(names, ", ", NO_GUIDE, room - len(texts), LIST_BUDGET - used)
+        texts, shown = texts + more, shown + named
+    texts.append(f"… and {len(labels) - shown} more: `hitl labels show` lists them all")
+    return _guidelines_modal(texts, shortened=True)
+
+
+def _guidelines_modal(texts: Sequence[str], shortened: bool) -> View:
+    head = "What each label means" + (" (shortened to fit in Slack)" if shortened else "")
     return View(
         type="modal",
         callback_id=GUIDELINES_CALLBACK,
         title="Guidelines",
         close="Close",
-        blocks=body,
+        blocks=[
+            ContextBlock(elements=[MarkdownTextObject(text=head)]),
+            *(SectionBlock(text=MarkdownTextObject(text=text)) for text in texts),
+        ],
     )
+
+
+# Slack refuses a view over 250 kB (``view_too_large``), measured here as slack_sdk sends it
+# (JSON with non-ASCII escaped: the larger count), with room to spare.
+VIEW_BUDGET = 240_000
+# The sections' texts in the last resort, leaving room for the head line, the "… and N more"
+# line and the view's own fields; and what a section costs besides its text.
+LIST_BUDGET = VIEW_BUDGET - 2_000
+SECTION_COST = 80
+# How a window too big for Slack is cut, one step at a time: (examples per label, characters of
+# a description, None for all of it).
+CUTS = (
+    (MAX_EXAMPLES, None),
+    (3, None),
+    (1, None),
+    (0, None),
+    (0, 1000),
+    (0, 400),
+    (0, 150),
+    (0, 0),
+)
+NO_GUIDE = "*No description yet:* "
+
+
+def _has_guide(guide: Guideline | None) -> bool:
+    return guide is not None and bool(guide.description or guide.examples)
+
+
+def _guidelines_texts(
+    guided: Sequence[str],
+    bare: Sequence[str],
+    escaped: Mapping[str, Escaped],
+    examples: int,
+    chars: int | None,
+) -> list[str] | None:
+    """The window's sections with at most ``examples`` examples and ``chars`` characters of
+    description per label; None when they do not fit in Slack's blocks."""
+    room = MAX_BLOCKS - 1  # below the head line
+    entries = [_entry(escaped[label], examples, chars) for label in guided]
+    # the labels with no guideline: one section each when there is room, else their names
+    names = [f"*{blocks.escape(label)}*\n_no description yet_" for label in bare]
+    if len(entries) + len(names) > room:
+        names = _packed([f"`{blocks.escape(label)}`" for label in bare], ", ", NO_GUIDE)
+    if len(entries) > room - len(names):  # several labels to a section
+        entries = _packed(entries, "\n\n")
+    if len(entries) <= room - len(names):
+        return entries + names
+    return None  # thousands of labels: guidelines_view's last resort lists as many as fit
+
+
+# A guided label's name, description and examples (as many as are ever shown), escaped.
+Escaped = tuple[str, str, tuple[str, ...]]
+
+
+def _escaped(label: str, guide: Guideline) -> Escaped:
+    examples = tuple(blocks.escape(example) for example in guide.examples[:MAX_EXAMPLES])
+    return blocks.escape(label), blocks.escape(guide.description), examples
+
+
+def _entry(escaped: Escaped, examples: int, chars: int | None) -> str:
+    """A label's section: its name, its description cut to ``chars``, ``examples`` examples."""
+    name, description, shown = escaped
+    text = f"*{name}*"
+    if chars is not None and len(description) > chars:
+        description = blocks.clip(description, chars - 1) + "…" if chars > 1 else ""
+    if description:
+        text += f"\n{description}"
+    for example in shown[:examples]:
+        text += f"\n• _{example}_"
+    return blocks.fit(text)
+
+
+def _part(text: str) -> tuple[str, int]:
+    """``text`` and its size in the JSON slack_sdk sends (non-ASCII escaped)."""
+    return text, len(json.dumps(text)) - 2
+
+
+def _pack_within(
+    parts: Sequence[tuple[str, int]], sep: str, lead: str, sections: int, budget: int
+) -> tuple[list[str], int, int]:
+    """The first of ``parts`` (text, JSON size) joined with ``sep``, ``lead`` before the first,
+    in at most ``sections`` texts of Slack's text limit costing at most ``budget`` (their JSON
+    and ``SECTION_COST`` each): the texts, how many parts they hold, what they cost."""
+    texts: list[str] = []
+    text = ""
+    used = 0
+    for count, (part, size) in enumerate(parts):
+        if text and len(text) + len(sep) + len(part) <= blocks.TEXT_LIMIT:
+            cost, fresh = _part(sep)[1] + size, False
+        else:  # a new section
+            start = "" if texts or text else lead
+            cost, fresh = SECTION_COST + _part(start)[1] + size, True
+            if len(texts) + bool(text) >= sections:
+                cost = budget + 1
+        if used + cost > budget:
+            return [*texts, text] if text else texts, count, used
+        used += cost
+        if fresh:
+            if text:
+                texts.append(text)
+            text = ("" if texts else lead) + part
+        else:
+            text += sep + part
+    return [*texts, text] if text else texts, len(parts), used
+
+
+def _packed(parts: Sequence[str], sep: str, lead: str = "") -> list[str]:
+    """``parts`` joined with ``sep`` into as few texts of Slack's text limit as hold them whole,
+    ``lead`` before the first."""
+    texts: list[str] = []
+    text = lead
+    for part in parts:
+        if text not in ("", lead) and len(text) + len(sep) + len(part) > blocks.TEXT_LIMIT:
+            texts.append(text)
+            text = ""
+        text += (sep if text not in ("", lead) else "") + part
+    if text not in ("", lead):
+        texts.append(text)
+    return texts

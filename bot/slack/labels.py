@@ -1,12 +1,16 @@
 """`/hitl labels`: admins see the label set and add, rename, merge or retire labels.
 
 The change itself is the store's (``Store.change_label_set``, as `hitl labels` makes it); this
-module reads the words of the command and words the answer. The caller (``bot.slack.commands``)
-runs it in a worker thread on a connection of its own (a merge relabels every item of the label:
-seconds at a million items) and redraws open questions with the new buttons.
+module reads the words of the command (a label with spaces in quotes, ``label_words``) and
+words the answer. The caller (``bot.slack.commands``) runs it in a worker thread on a
+connection of its own (a merge relabels every item of the label: seconds at a million items)
+and redraws open questions with the new buttons.
 """
 
 from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
 
 from bot.config import Settings
 from bot.errors import StoreError
@@ -18,7 +22,7 @@ from bot.store import Store
 USAGE = (
     "Usage: `/hitl labels` shows the label set; `/hitl labels add LABEL`, "
     "`/hitl labels rename OLD NEW`, `/hitl labels merge OLD INTO`, `/hitl labels retire LABEL` "
-    "change it."
+    'change it (a label with spaces in quotes: `"card arrival"`).'
 )
 FORMS = {
     "add": ("LABEL",),
@@ -44,9 +48,17 @@ HINTS = {
 }
 
 
-def wrong_words(action: str, names: list[str]) -> str:
+def wrong_words(
+    action: str,
+    names: list[str],
+    labels: Sequence[str] = (),
+    meant: Sequence[list[str]] = (),
+    *,
+    quoted: bool = False,
+) -> str:
     """What is wrong with `/hitl labels ACTION NAMES` (an unknown change, or too few or too
-    many labels for it), and the right form."""
+    many labels for it), and the right form: with too many words, how to quote a label with
+    spaces (``meant``: the ways the words split into labels the change can take)."""
     shown = f"`/hitl labels {blocks.escape(action[:40])}`"
     if action not in FORMS:
         hint = HINTS.get(action)
@@ -54,13 +66,115 @@ def wrong_words(action: str, names: list[str]) -> str:
     form = FORMS[action]
     if len(names) < len(form):
         wants = " and ".join(form)
-        filled = " ".join([blocks.escape(n[:40]) for n in names] + list(form[len(names) :]))
+        filled = " ".join([_quoted(n) for n in names] + list(form[len(names) :]))  # as typed
         return f"`{action}` needs {wants}: `/hitl labels {action} {filled}`."
     one = "one label" if len(form) == 1 else f"{len(form)} labels"
-    return (
-        f"`{action}` takes {one} (`/hitl labels {action} {' '.join(form)}`), not"
-        f" {len(names)}; a label is one word."
+    wrong = f"`{action}` takes {one} (`/hitl labels {action} {' '.join(form)}`), not {len(names)}"
+    spaced = any(len(label.split()) > 1 for label in labels)
+    if action in NAMED_ONLY and not spaced and not quoted:  # true of every label in the set
+        return f"{wrong}; a label is one word."
+    if not meant and len(form) == 1 and not MUST_EXIST[action] and not quoted:
+        meant = [[" ".join(names)]]  # `add card arrival`: a new label with spaces
+    elif not meant:  # never a label the words do not name (`retire billing account`: two)
+        meant = [["LABEL WITH SPACES"]] if len(form) == 1 else [["OLD LABEL", "NEW LABEL"]]
+    forms = [f"`/hitl labels {action} {' '.join(_quoted(n) for n in split)}`" for split in meant]
+    if len(forms) == 1:
+        return f"{wrong}. A label with spaces goes in quotes: {forms[0]}."
+    return f"{wrong}. Which labels did you mean? Put a label with spaces in quotes: " + (
+        " or ".join(forms[:3]) + "."
     )
+
+
+def _quoted(name: str) -> str:
+    shown = blocks.escape(name if len(name) <= 80 else name[:79] + "…")
+    return f'"{shown}"' if len(name.split()) > 1 else shown
+
+
+# The changes whose every label must be in the set already, and which of a change's labels must.
+NAMED_ONLY = ("merge", "retire")
+MUST_EXIST = {"add": (), "rename": (0,), "merge": (0, 1), "retire": (0,)}
+# Quotes around a label with spaces: straight ones, and the typographic ones Slack's clients
+# may type instead ("smart quotes"), each with the marks that close it.
+QUOTES = {'"': '"”“', "“": '”“"', "„": '“”"', "”": '”"'}
+
+
+class Words(list[str]):
+    """The words of `/hitl labels …`, a label in quotes one word (``label_words``); ``raw``
+    the words as split on white space, ``quoted`` whether any quote was read as one."""
+
+    raw: list[str]
+    quoted: bool
+
+
+def label_words(text: str) -> Words:
+    """``text`` split into words on white space, except that a word starting with a quote
+    (``"`` or Slack's typographic ones) runs to the closing quote before a space or the end,
+    quotes left out: `merge "card arrival" billing` is 3 words. A quote never closed is a
+    character of its word, as before quotes were read."""
+    words = Words()
+    words.raw, words.quoted = text.split(), False
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        closes = QUOTES.get(text[i])
+        end = next(
+            (
+                k
+                for k in range(i + 1, n)
+                if closes and text[k] in closes and (k + 1 == n or text[k + 1].isspace())
+            ),
+            None,
+        )
+        if end is not None:
+            words.append(text[i + 1 : end].strip())
+            words.quoted = True
+            i = end + 1
+            continue
+        j = i
+        while j < n and not text[j].isspace():
+            j += 1
+        words.append(text[i:j])
+        i = j
+    return words
+
+
+def _splits(words: list[str], parts: int) -> list[list[str]]:
+    """Every way to cut ``words`` into ``parts`` runs, in order, each joined with a space."""
+    if parts == 1:
+        return [[" ".join(words)]]
+    return [
+        [" ".join(words[:cut]), *rest]
+        for cut in range(1, len(words) - parts + 2)
+        for rest in _splits(words[cut:], parts - 1)
+    ]
+
+
+def _names(action: str, names: list[str], raw: list[str], quoted: bool, labels: list[str]):
+    """The labels `/hitl labels ACTION …` names: its words, a label in quotes one of them; the
+    words as typed when only they name labels in the set (a label with a quote in it); words
+    unquoted that split one way only into the labels of the set the change takes (and a new
+    name of one word: `rename card arrival delivery`). Else what is wrong (``wrong_words``)."""
+    arity = ARITY[action]
+
+    def known(name: str) -> bool:
+        return name in labels or unicodedata.normalize("NFC", name) in labels
+
+    def fits(split: list[str]) -> bool:
+        return len(split) == arity and all(known(split[i]) for i in MUST_EXIST[action])
+
+    if fits(names):
+        return names
+    if raw != names and fits(raw):
+        return raw
+    if len(names) <= arity:
+        return names if len(names) == arity else wrong_words(action, names)
+    meant = [] if quoted or len(names) > 40 else [s for s in _splits(names, arity) if fits(s)]
+    new = [i for i in range(arity) if i not in MUST_EXIST[action]]  # a name the change makes
+    if len(meant) == 1 and all(len(meant[0][i].split()) == 1 for i in new):
+        return meant[0]  # words unquoted make a label of the set, never a new one
+    return wrong_words(action, names, labels, meant, quoted=quoted)
 
 
 def labels_reply(
@@ -73,9 +187,14 @@ def labels_reply(
         version = store.label_set_version(labels)
         head, tail = f"*Labels* ({version}): ", f"\n{USAGE}"
         return blocks.fit(head + listed(labels, ROOM - len(head) - len(tail)) + tail), False
-    action, names = words[0].lower(), words[1:]
-    if action not in ARITY or len(names) != ARITY[action]:
+    action, names = words[0].lower(), list(words[1:])
+    if action not in ARITY:
         return wrong_words(action, names), False
+    raw = getattr(words, "raw", list(words))[1:]
+    named = _names(action, names, raw, getattr(words, "quoted", False), labels)
+    if isinstance(named, str):
+        return named, False
+    names = named
     for name in names:
         if problem := label_problem(name):
             return f"Cannot {action}: the label `{blocks.escape(name[:40])}` {problem}.", False

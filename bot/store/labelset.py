@@ -44,7 +44,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.labelnames import case_twin, how_twins_differ, label_problem
+from bot.labelnames import case_twin, how_twins_differ, label_key, label_problem
 from bot.store.records import Tally
 
 ACTIONS = ("add", "rename", "merge", "retire")
@@ -577,20 +577,38 @@ class LabelSetMixin:
         items would count for the renamed label): ``add`` brings it back."""
         if made is None:
             return
-        row = self.db.execute("SELECT new FROM label_aliases WHERE old = ?", [made]).fetchone()
-        if row is not None and row[0] != renamed:
+        # The name itself, else a twin of it (case, white space, ...: "Billing" after "billing"
+        # was renamed away), which `hitl labels set` and an import's rows would take for it. One
+        # small read: a row per name ever renamed or merged away. A twin already pointing to
+        # ``made`` is its own history ("Billing" renamed to "billing", which was then retired
+        # and is added back), not another label's.
+        row = self.db.execute(
+            "SELECT old, new FROM label_aliases WHERE old = ?", [made]
+        ).fetchone() or next(
+            (
+                (old, new)
+                for old, new in self.db.execute("SELECT old, new FROM label_aliases ORDER BY old")
+                if label_key(old) == label_key(made) and new not in (renamed, made)
+            ),
+            None,
+        )
+        if row is not None and row[1] != renamed:
+            old, successor = row
             last = self.db.execute(
                 "SELECT action, new_label, created_at FROM label_set_changes WHERE label = ?"
                 " AND action IN ('rename', 'merge') ORDER BY id DESC LIMIT 1",
-                [made],
+                [old],
             ).fetchone()
-            what, was, when = last if last is not None else ("rename", row[0], "")
+            what, was, when = last if last is not None else ("rename", successor, "")
             done = "renamed to" if what == "rename" else "merged into"
-            now = f" (now {row[0]!r})" if was != row[0] else ""
+            now = f" (now {successor!r})" if was != successor else ""
             on = f" on {str(when)[:10]}" if when else ""
+            name = repr(made)
+            if old != made:
+                name += f" differs {how_twins_differ(made, old)} from {old!r}, which"
             raise StoreError(
-                f"{made!r} was {done} {was!r}{on}{now}; answers and labels given as {made}"
-                f" count for {row[0]}: choose another name (or use {row[0]!r})"
+                f"{name} was {done} {was!r}{on}{now}; answers and labels given as {old} count"
+                f" for {successor}: choose another name (or use {successor!r})"
             )
         if renamed is not None and made in self.retired_labels():
             raise StoreError(

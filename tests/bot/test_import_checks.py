@@ -235,7 +235,8 @@ def test_a_row_with_a_renamed_label_is_told_its_new_name(tmp_path: Path):
     )
     assert run(db, "import", str(path)).stderr == (
         'old.jsonl line 1: label "question" is now "how_to" (changed with `hitl labels`): write '
-        '"how_to" in the file, or add it back with `hitl labels add question`, row skipped\n'
+        '"how_to" in the file, or, to have "question" back, rename the label back with `hitl labels'
+        " rename how_to question`, row skipped\n"
         "Error: every row of old.jsonl was rejected: nothing was imported (see the lines above)\n"
     )
 

@@ -189,7 +189,8 @@ def test_case_twins_an_older_version_kept_in_force_are_named_with_the_merge_to_r
         ],
     )
     line = (
-        "labels in force that differ only in case or character form: Account and account"
+        "labels in force that differ only in case, character form or white space:"
+        " Account and account"
         " (buttons that look alike, one class split in two); make them one with"
         " `hitl labels merge Account account`"
     )
@@ -217,7 +218,8 @@ async def test_serve_names_case_twins_in_force_at_start(
     async for _bot in start_bot(fake_slack, settings):
         said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert (
-            "labels in force that differ only in case or character form: Account and account"
+            "labels in force that differ only in case, character form or white space:"
+            " Account and account"
             " (buttons that look alike, one class split in two); make them one with"
             " `hitl labels merge account Account`"
         ) in said
