@@ -130,6 +130,8 @@ def test_manifest_subscribes_only_to_events_the_app_handles(manifest):
         "channel_unarchive",
         "group_archive",
         "group_unarchive",
+        "member_joined_channel",
+        "member_left_channel",
     ]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
 
@@ -141,6 +143,7 @@ SCOPE_OF_CALL = {  # the scopes each Web API method the bot calls needs (public 
     "chat_delete": ("chat:write",),
     "conversations_join": ("channels:join",),
     "conversations_info": ("channels:read", "groups:read"),
+    "conversations_members": ("channels:read", "groups:read"),
     "conversations_history": ("channels:history", "groups:history"),
     "conversations_open": ("im:write",),  # the person's DM with the bot, for their chart
     "users_info": ("users:read",),

@@ -8,7 +8,8 @@ effect) and answers `missing_scope` for history it was not granted. Tests await 
 
 Wire format (slack-sdk's AsyncWebClient): chat.* and views.* send a JSON body; auth.test,
 chat.delete, conversations.join, files.* and apps.connections.open send their arguments in the query
-string of an empty-bodied POST; users.info and conversations.info are GETs. All three are merged
+string of an empty-bodied POST; users.info, conversations.info and conversations.members are GETs.
+All three are merged
 into `Call.params`, and JSON-encoded string arguments (`blocks`, `view`, `files`...) are decoded.
 
 Its length (~840 lines, over the house's ~400) is one handler per Slack method, each a few
@@ -27,7 +28,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,7 @@ class FakeSlack:
         self._channels: dict[str, dict] = {}
         self._users: dict[str, dict] = {}
         self._messages: dict[str, dict[str, dict]] = {}
+        self._members: dict[str, list[str]] = {}  # channel -> its members, in joining order
         self._used_triggers: set[str] = set()
         self._faults: dict[str, list[_Fault]] = {}
         self._cursors: dict[str, int] = {}
@@ -153,6 +155,7 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "conversations.join": self._conversations_join,
             "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
             "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
@@ -238,8 +241,21 @@ class FakeSlack:
     # ---------------------------------------------------------------- workspace state
 
     def add_channel(
-        self, channel_id: str, name: str, *, is_member: bool = True, is_private: bool = False
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        is_member: bool = True,
+        is_private: bool = False,
+        members: Iterable[str] | None = None,
     ) -> None:
+        """A channel. Its ``members`` (``conversations.members``), unless given, are the people
+        in the workspace now (someone added later is not in it: ``join_channel``); the bot is
+        one of them when ``is_member``, given or not."""
+        people = [u for u in self._users if u != self.bot_user_id] if members is None else members
+        self._members[channel_id] = [u for u in people if u != self.bot_user_id]
+        if is_member:
+            self._members[channel_id].append(self.bot_user_id)
         self._channels[channel_id] = {
             "id": channel_id,
             "name": name,
@@ -258,6 +274,21 @@ class FakeSlack:
         """Someone removes the bot from the channel (``/remove @bot``): posting there says
         ``not_in_channel`` until it joins again."""
         self._channels[channel_id]["is_member"] = False
+        self.leave_channel(channel_id, self.bot_user_id)
+
+    def join_channel(self, channel_id: str, user_id: str) -> None:
+        """``user_id`` joins the channel (or is invited): ``conversations.members`` lists them.
+        Slack's ``member_joined_channel`` event is the test's to send."""
+        if user_id not in self._members[channel_id]:
+            self._members[channel_id].append(user_id)
+
+    def leave_channel(self, channel_id: str, user_id: str) -> None:
+        """``user_id`` leaves the channel (or is removed); the event is the test's to send."""
+        if user_id in self._members[channel_id]:
+            self._members[channel_id].remove(user_id)
+
+    def members(self, channel_id: str) -> list[str]:
+        return list(self._members.get(channel_id, []))
 
     def archive_channel(self, channel_id: str) -> None:
         """Someone archives the channel: posting or joining there says ``is_archived``."""
@@ -516,6 +547,29 @@ class FakeSlack:
 
     def _conversations_info(self, params: Params) -> Reply:
         return {"channel": copy.deepcopy(self._visible_channel(params.get("channel")))}
+
+    def _conversations_members(self, params: Params) -> Reply:
+        """The channel's members' ids, ``limit`` a page (100 unless given, at most 1,000); a
+        page that is not the last has ``response_metadata.next_cursor``, which ``cursor``
+        takes; the last one's is "" (as Slack's). Needs ``channels:read`` for a public channel,
+        ``groups:read`` for a private one; a private channel the bot is not in does not
+        exist (``channel_not_found``)."""
+        channel = self._visible_channel(params.get("channel"))
+        if channel["is_im"]:
+            return {"members": [channel["user"], self.bot_user_id]}
+        self._require_scope("groups:read" if channel["is_private"] else "channels:read")
+        try:
+            limit = max(1, min(int(params.get("limit") or 100), 1000))
+            start = 0
+            if params.get("cursor"):
+                start = int(base64.b64decode(str(params["cursor"])).decode().removeprefix("at:"))
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+        members = self._members.get(channel["id"], [])
+        page = members[start : start + limit]
+        more = start + limit < len(members)
+        cursor = base64.b64encode(f"at:{start + limit}".encode()).decode() if more else ""
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def _conversations_history(self, params: Params) -> Reply:
         """Newest first; ``oldest``/``latest`` bound the ts; metadata only when asked for.

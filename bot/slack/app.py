@@ -35,7 +35,13 @@ from bot.slack import blocks, commands
 from bot.slack.acks import signalling
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view
-from bot.slack.modal import from_home, next_in_modal, not_opened, open_labeling_modal
+from bot.slack.modal import (
+    ChannelMembers,
+    from_home,
+    next_in_modal,
+    not_opened,
+    open_labeling_modal,
+)
 from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
@@ -574,6 +580,22 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     for kind in ("channel", "group"):  # a public channel, a private one
         app.event(f"{kind}_archive")(on_archived)
         app.event(f"{kind}_unarchive")(on_unarchived)
+
+    @app.event("member_joined_channel")
+    @tracked
+    async def on_member_joined(event: dict) -> None:
+        # Who may be served a private channel's items in the labeling window, kept current
+        # between its asks of conversations.members (sent for channels the bot is in).
+        ChannelMembers.of(rt).member_changed(
+            str(event.get("channel") or ""), str(event.get("user") or ""), joined=True
+        )
+
+    @app.event("member_left_channel")
+    @tracked
+    async def on_member_left(event: dict) -> None:
+        ChannelMembers.of(rt).member_changed(
+            str(event.get("channel") or ""), str(event.get("user") or ""), joined=False
+        )
 
     @app.event({"type": "message", "subtype": "message_deleted"})
     @tracked

@@ -184,6 +184,11 @@ async def check_slack(rt: Runtime) -> Mapping[str, Any]:
 
         try:
             info = await retry_until_answered(channel_info, trouble, rt.settings.connect_retry)
+            if isinstance(rt, Runtime):  # public or private: the labeling window's first
+                # answer (a public channel served to everyone without asking Slack again)
+                from bot.slack.modal import ChannelMembers
+
+                ChannelMembers.of(rt).seen_at_start(channel, info.get("channel"))
             if (info.get("channel") or {}).get("is_archived"):
                 problems.append(
                     f"{name}={channel}: the channel is archived; unarchive it in Slack or name "

@@ -2,56 +2,422 @@
 
 The modal keeps each channel's items in their channel, so a label routed to a private channel
 is only shown to people there. ``/hitl label`` serves the channel it was run in: its open
-questions and the waiting items that would be posted there. App Home's "Start labeling" (and
-``/hitl label`` run outside the question channels, in a direct message say) serves HITL_CHANNEL
-and the routed channels the person has answered a question in. The channels ride along in the
-modal's ``private_metadata``, so every next item comes from the same ones.
+questions and the waiting items that would be posted there (Slack lets only a private
+channel's members run a command in it). App Home's "Start labeling" (and ``/hitl label`` run
+outside the question channels, in a direct message say) serves HITL_CHANNEL and the routed
+channels the person has answered a question in; of those, a private channel only to its
+current members, as Slack says (``ChannelMembers``); when Slack cannot say, its items are not
+served and the window says what an admin must fix. The channels ride along in the modal's
+``private_metadata``, so every next item comes from the same ones, less a private one the
+person is not in now: each next item is checked as a new window's, however the window was
+opened (``/hitl label`` in the private channel too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+from slack_sdk.errors import SlackClientError
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SLACK_TOKEN_REFUSED, StoreError
+from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.questions import build_question
 
+logger = logging.getLogger(__name__)
+
+# How long what Slack said of a channel (private or not, and a private one's members) is used.
+# Younger than MEMBERS_FRESH it is used as it is; older, it is still used while Slack is asked
+# again in the background (off the window's path); older than MEMBERS_MAX_AGE a private
+# channel's list is not trusted, and the window waits for Slack's answer, at most MEMBERS_WAIT
+# seconds (a trigger_id lives 3 s), unless the person is found on a page already read; a
+# channel last seen public is served without waiting (see ``ChannelMembers``).
+# member_joined_channel / member_left_channel, when the app is subscribed to them, change a
+# list at once. Seconds.
+MEMBERS_FRESH = 60.0
+MEMBERS_MAX_AGE = 300.0
+MEMBERS_WAIT = 1.5
+MEMBERS_RETRY = 30.0  # after Slack refused or failed, a window asks again after this
+MEMBERS_PAGE = 1000  # conversations.members' largest page
+
+
+@dataclass
+class _Known:
+    """What Slack said of one channel, asked at ``at`` (``ChannelMembers.clock``)."""
+
+    private: bool
+    members: set[str]  # a private channel's; empty for a public one (not asked)
+    at: float
+
+
+class ChannelMembers:
+    """Who is in the private question channels, as Slack says, for the labeling window.
+
+    Per channel, ``conversations.info`` says whether it is private, and for a private one
+    ``conversations.members`` (paginated) lists its members: asked once per channel at a time
+    (a task of the runtime's ``background``), kept ``MEMBERS_FRESH`` seconds, then asked again
+    in the background while the list is still used, up to ``MEMBERS_MAX_AGE``. When Slack
+    cannot be asked (an error, a missing scope, the bot removed from the channel), a private
+    channel, or one never known, is served to nobody until it can (``served``): the person is
+    told in one line what an admin must fix, and the log says it once. Whether a channel was
+    public is kept across a failed ask: a public channel stays open to everyone. The start-up
+    check's answer (``seen_at_start``) is the first one; a channel public when last asked is
+    never waited for (served while asked again). A member found on a page read so far is
+    served without waiting for the rest (``_listed``); a window drawn before Slack answered is
+    drawn again when it has (``_redraw_when_said``). The bot leaving or joining a channel drops
+    an answer being read then, and a join forgets a refusal (``member_changed``). Every next
+    item of an open window is checked as a new window's (``next_in_modal``), whichever way
+    the window was opened."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.clock: Callable[[], float] = time.monotonic
+        self.known: dict[str, _Known] = {}
+        self.public: dict[str, bool] = {}  # what the last answer said, kept through failures
+        # (a channel not in it: never known, served to nobody until it is)
+        self.failed: dict[str, tuple[str, str | None, float]] = {}  # why, scope needed, when
+        self.asking: dict[str, asyncio.Task] = {}
+        self.changes: dict[str, list[tuple[str, bool]]] = {}  # events seen while asking
+        self.said: set[tuple[str, str]] = set()  # (channel, why) logged since the last answer
+        # bumped when the bot leaves or joins a channel: an answer asked before is dropped
+        self.epoch: dict[str, int] = {}
+        # a private channel's members read so far, while its pages are read; ``paged`` is set
+        # (and replaced) at each page: a window waiting for one person looks again
+        self.reading: dict[str, set[str]] = {}
+        self.paged = asyncio.Event()
+
+    @classmethod
+    def of(cls, rt: Runtime) -> ChannelMembers:
+        """The runtime's (made at first use)."""
+        members = _MEMBERS.get(rt)
+        if members is None:
+            members = _MEMBERS[rt] = cls(rt)
+        return members
+
+    def _usable(self, channel: str) -> _Known | None:
+        """What is known of ``channel``, unless it was said ``MEMBERS_MAX_AGE`` ago or more
+        (or on another clock: a time ahead of ``clock``'s now is not trusted either)."""
+        known = self.known.get(channel)
+        if known is not None and 0 <= self.clock() - known.at < MEMBERS_MAX_AGE:
+            return known
+        return None
+
+    def seen_at_start(self, channel: str, shown: object) -> None:
+        """What the start-up check's ``conversations.info`` said of ``channel`` (``shown``, its
+        ``channel``; ``bot.slack.connect.check_slack``): a public channel is served to everyone
+        from the first window on without asking Slack (asked again as any list is, and kept
+        open when that fails); a private one still waits for its members."""
+        private = shown.get("is_private") if isinstance(shown, dict) else None
+        if not isinstance(private, bool):
+            return
+        self.public[channel] = not private
+        if not private and channel not in self.known:
+            self.known[channel] = _Known(False, set(), self.clock())
+
+    def _ask(self, channel: str) -> asyncio.Task | None:
+        """Ask Slack about ``channel`` in the background, unless it is asked already, or it
+        failed less than ``MEMBERS_RETRY`` seconds ago; the task asking, if any."""
+        if channel in self.asking:
+            return self.asking[channel]
+        failed = self.failed.get(channel)
+        if failed is not None and self.clock() - failed[2] < MEMBERS_RETRY:
+            return None
+        self.changes[channel] = []
+        task = asyncio.create_task(self._fetch(channel), name=f"hitl-members-{channel}")
+        self.asking[channel] = task
+        self.rt.background.keep(task)
+        return task
+
+    async def _fetch(self, channel: str) -> None:
+        at = self.clock()
+        epoch = self.epoch.get(channel, 0)
+        me = asyncio.current_task()
+        client = self.rt.client
+        try:
+            info = await client.conversations_info(channel=channel)
+            shown = info.get("channel")
+            private = not isinstance(shown, dict) or shown.get("is_private") is not False
+            members: set[str] = set()
+            if private and self.asking.get(channel) is me:
+                self.reading[channel] = members
+            cursor: str | None = None
+            while private:
+                page = await client.conversations_members(
+                    channel=channel, limit=MEMBERS_PAGE, cursor=cursor
+                )
+                members.update(m for m in page.get("members") or [] if isinstance(m, str))
+                self.paged.set()
+                self.paged = asyncio.Event()
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if cursor is None:
+                    break
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if self.epoch.get(channel, 0) != epoch:  # the bot left or joined since: of before
+                return
+            why = slack_said(exc) or type(exc).__name__
+            needed = slack_said(exc, "needed")
+            self.failed[channel] = (why, needed if isinstance(needed, str) else None, at)
+            if (channel, why) not in self.said:
+                self.said.add((channel, why))
+                if self.public.get(channel):  # public when last asked: it stays open
+                    logger.info(
+                        "cannot ask Slack whether %s is still public (%s): the labeling window "
+                        "serves its items to everyone, as it was public; %s",
+                        channel,
+                        why,
+                        _admin_fix(why, self.failed[channel][1]),
+                    )
+                else:
+                    asked = (  # a private channel's members, or whether it is private
+                        f"who is in {channel}"
+                        if channel in self.public
+                        else f"whether {channel} is private"
+                    )
+                    logger.warning(
+                        "cannot ask Slack %s (%s): the labeling window serves its items "
+                        "to nobody until it can; %s",
+                        asked,
+                        why,
+                        _admin_fix(why, self.failed[channel][1]),
+                    )
+            return
+        finally:
+            changes = []
+            if self.asking.get(channel) is me:  # (not a later ask's, after the bot came back)
+                del self.asking[channel]
+                changes = self.changes.pop(channel, [])
+                self.reading.pop(channel, None)
+        if self.epoch.get(channel, 0) != epoch:  # read before the bot left (or joined): its
+            return  # list is not Slack's now, and no event tells the app what changed since
+        for user, joined in changes:  # the events seen while the pages were read
+            (members.add if joined else members.discard)(user)
+        self.known[channel] = _Known(private, members, at)
+        self.public[channel] = not private
+        self.failed.pop(channel, None)
+        self.said = {(c, why) for c, why in self.said if c != channel}
+
+    async def served(self, channels: Iterable[str], user_id: str) -> tuple[list[str], str]:
+        """Of ``channels``, those whose items ``user_id`` may be served: a public one, a
+        private one they are in; and the line that says why some could not be checked ("" if
+        none). Waits for Slack only for a channel not known (or known too long ago), at
+        most ``MEMBERS_WAIT`` seconds; a list getting old is asked again in the background."""
+        wanted = list(dict.fromkeys(channels))
+        waiting: dict[str, asyncio.Task] = {}
+        for channel in wanted:
+            known = self._usable(channel)
+            if known is None or self.clock() - known.at >= MEMBERS_FRESH:
+                task = self._ask(channel)
+                # a channel public when last asked is served meanwhile (below): nothing to wait
+                if known is None and task is not None and not self.public.get(channel):
+                    waiting[channel] = task
+        if waiting:
+            await self._wait(waiting, user_id)  # the tasks go on past it
+        kept, fixes = [], []
+        for channel in wanted:
+            known = self._usable(channel)
+            if known is not None:
+                if not known.private or user_id in known.members:
+                    kept.append(channel)
+            elif self.public.get(channel):  # public when last asked: Slack failing since
+                kept.append(channel)
+            elif self._listed(channel, user_id):  # on a page read so far of a private one's
+                kept.append(channel)
+            else:  # private, or never known: served to nobody until Slack says
+                failed = self.failed.get(channel)
+                of = _OF_PRIVATE if channel in self.public else _OF_UNKNOWN
+                fix = _person_fix(*failed[:2], of) if failed else _STILL_ASKING.format(of=of)
+                if fix not in fixes:
+                    fixes.append(fix)
+        if not fixes:
+            return kept, ""
+        return kept, "Some items are not shown: " + " Also: ".join(fixes)
+
+    async def _wait(self, waiting: dict[str, asyncio.Task], user_id: str) -> None:
+        """Until Slack has answered for each of ``waiting``'s channels, or listed ``user_id``
+        on a page of it read so far (a member of a channel of many pages is served without
+        waiting for the rest), at most ``MEMBERS_WAIT`` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + MEMBERS_WAIT
+        while True:
+            left = [t for c, t in waiting.items() if not t.done() and not self._listed(c, user_id)]
+            if not left or loop.time() >= end:
+                return
+            page = asyncio.ensure_future(self.paged.wait())
+            try:
+                await asyncio.wait(
+                    [*left, page], timeout=end - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                page.cancel()
+
+    def _listed(self, channel: str, user_id: str) -> bool:
+        """Whether ``user_id`` is in private ``channel`` by the pages of it read so far and the
+        member events seen since its reading began."""
+        read = self.reading.get(channel)
+        if read is None:
+            return False
+        listed = user_id in read
+        for user, joined in self.changes.get(channel, []):
+            if user == user_id:
+                listed = joined
+        return listed
+
+    def still_asked(self, channels: Iterable[str]) -> list[str]:
+        """Of ``channels``, those withheld by ``served`` only because Slack is being asked
+        about them now (a private one, or one never known, whose answer is not in yet)."""
+        return [
+            c
+            for c in channels
+            if c in self.asking and self._usable(c) is None and not self.public.get(c)
+        ]
+
+    def ran_in(self, channel: str, user_id: str) -> None:
+        """``user_id`` ran ``/hitl label`` in ``channel`` (Slack sends a command run in a
+        private channel only from its members): counted in its list, and the list asked for
+        now, if it is not known or getting old, for the window's next items."""
+        self.member_changed(channel, user_id, joined=True)
+        known = self._usable(channel)
+        if known is None or self.clock() - known.at >= MEMBERS_FRESH:
+            self._ask(channel)
+
+    def member_changed(self, channel: str, user_id: str, joined: bool) -> None:
+        """Slack's ``member_joined_channel`` (``joined``) or ``member_left_channel``. The bot
+        itself leaving makes the channel unknown (asked again, and refused, before use), and an
+        answer being read then is dropped when it comes; the bot invited back forgets why Slack
+        refused before, and asks again at once."""
+        if not channel or not user_id:
+            return
+        if user_id == self.rt.bot_user_id:
+            self.epoch[channel] = self.epoch.get(channel, 0) + 1
+            self.asking.pop(channel, None)  # its answer is dropped (``_fetch``): ask anew
+            self.changes.pop(channel, None)
+            self.reading.pop(channel, None)
+            if not joined:
+                self.known.pop(channel, None)
+                return
+            asked = channel in self.public or channel in self.failed  # a window's channel
+            self.failed.pop(channel, None)
+            self.said = {(c, why) for c, why in self.said if c != channel}
+            if asked:
+                self._ask(channel)
+            return
+        if channel in self.changes:  # asked now: applied on top of the answer
+            self.changes[channel].append((user_id, joined))
+        known = self.known.get(channel)
+        if known is not None and known.private:
+            (known.members.add if joined else known.members.discard)(user_id)
+
+
+_MEMBERS: weakref.WeakKeyDictionary[Runtime, ChannelMembers] = weakref.WeakKeyDictionary()
+
+_STILL_ASKING = (
+    "Slack has not said yet {of}; this window shows their items when it has"
+    " (or try again in a few seconds)."
+)
+# What Slack did not say of a channel served to nobody: a private one's members; whether one
+# never known (the start-up check and the window's asks failed) is private.
+_OF_PRIVATE = "who is in their channel"
+_OF_UNKNOWN = "whether their channel is private"
+
+
+def _admin_fix(why: str, needed: str | None) -> str:
+    """What an admin must do about Slack's ``why`` (and the scope ``needed``), for the log."""
+    if why == "missing_scope":
+        return (
+            f"add the {needed or 'groups:read'} scope under OAuth & Permissions → Bot Token "
+            "Scopes (manifest.yml has it) and reinstall the app"
+        )
+    if why in SLACK_TOKEN_REFUSED:
+        return "the bot's token is refused: reinstall the app"
+    if why in ("channel_not_found", "not_in_channel"):
+        return "invite the bot to the channel (/invite @hitl) or name another channel"
+    return "it is asked again in a moment"
+
+
+def _person_fix(why: str, needed: str | None, of: str = _OF_PRIVATE) -> str:
+    """The part of the window's line that says what to do about ``why``; ``of``: what Slack
+    did not tell (``_OF_PRIVATE``, ``_OF_UNKNOWN``)."""
+    if why == "missing_scope":
+        scope = needed or "groups:read"
+        return (
+            f"Slack did not tell me {of} (the app lacks the {scope} scope);"
+            f" ask an admin to add {scope} to the app and reinstall it."
+        )
+    if why in SLACK_TOKEN_REFUSED:
+        return "Slack refused the bot's token; ask an admin to reinstall the app."
+    if why in ("channel_not_found", "not_in_channel"):
+        return (
+            f"Slack did not tell me {of} ({why}); ask an admin to invite "
+            "the bot to it again (/invite @hitl)."
+        )
+    return (
+        f"Slack did not tell me {of} ({why}); try again in a minute, and"
+        " tell an admin if it keeps failing."
+    )
+
 
 async def channels_for_home(rt: Runtime, user_id: str) -> list[str]:
-    """HITL_CHANNEL, and the routed channels where ``user_id`` has answered a question. Those
-    are read in a worker thread, on a connection of its own (``Store.apart``): the look grows
-    with the person's answers or the channel's posts (``Store.has_answered_in``)."""
+    """As ``home_channels``, without the line on what could not be checked."""
+    return (await home_channels(rt, user_id))[0]
+
+
+async def home_channels(rt: Runtime, user_id: str) -> tuple[list[str], str, list[str]]:
+    """HITL_CHANNEL, and the routed channels where ``user_id`` has answered a question; of
+    those, a private one only if they are in it now (``ChannelMembers.served``, with its
+    line on the channels Slack could not say of); and the window's channels: those served,
+    and those Slack is still being asked about (served from a next item on, if Slack says
+    so; checked again for each, ``next_in_modal``). The routed channels answered in are read
+    in a worker thread, on a connection of its own (``Store.apart``): the look grows with the
+    person's answers or the channel's posts (``Store.has_answered_in``)."""
     settings = rt.settings
     channels = [settings.channel] if settings.channel else []
     routed = sorted(set(settings.routes.values()) - set(channels))
-    if not routed:
-        return channels
-    served = rt.store
+    if routed:
+        served = rt.store
 
-    def read() -> list[str]:
-        with served.apart() as store:
-            return [channel for channel in routed if store.has_answered_in(user_id, channel)]
+        def read() -> list[str]:
+            with served.apart() as store:
+                return [channel for channel in routed if store.has_answered_in(user_id, channel)]
 
-    try:
-        return channels + await asyncio.to_thread(read)
-    except StoreError:  # an in-memory store, or a file lost or replaced: as before, here
-        return channels + [c for c in routed if served.has_answered_in(user_id, c)]
+        try:
+            channels = channels + await asyncio.to_thread(read)
+        except StoreError:  # an in-memory store, or a file lost or replaced: as before, here
+            channels = channels + [c for c in routed if served.has_answered_in(user_id, c)]
+    if not channels:
+        return [], "", []
+    members = ChannelMembers.of(rt)
+    kept, line = await members.served(channels, user_id)
+    later = members.still_asked(channels)
+    return kept, line, [c for c in channels if c in kept or c in later]
 
 
 async def channels_for_command(rt: Runtime, channel_id: str | None, user_id: str) -> list[str]:
     """The channel ``/hitl label`` was run in, when questions go there; else as App Home."""
+    return (await command_channels(rt, channel_id, user_id))[0]
+
+
+async def command_channels(
+    rt: Runtime, channel_id: str | None, user_id: str
+) -> tuple[list[str], str, list[str]]:
+    """The channel ``/hitl label`` was run in, when questions go there (Slack sends a
+    command run in a private channel only from its members); else as App Home."""
     settings = rt.settings
     if channel_id and channel_id in {settings.channel, *settings.routes.values()}:
-        return [channel_id]
-    return await channels_for_home(rt, user_id)
+        ChannelMembers.of(rt).ran_in(channel_id, user_id)  # for the window's next items
+        return [channel_id], "", [channel_id]
+    return await home_channels(rt, user_id)
 
 
 async def open_labeling_modal(
@@ -67,11 +433,13 @@ async def open_labeling_modal(
     screen under it, and Slack sends no ``app_home_opened`` when it closes, so the app
     publishes Home again then (``from_home``), or the person sees the counts of before."""
     if channel_id is None:
-        channels = await channels_for_home(rt, user_id)
+        channels, note, window = await home_channels(rt, user_id)
     else:
-        channels = await channels_for_command(rt, channel_id, user_id)
-    view = _view(rt, user_id, channels, answered=0, home=channel_id is None)
-    await client.views_open(trigger_id=trigger_id, view=view)
+        channels, note, window = await command_channels(rt, channel_id, user_id)
+    home = channel_id is None
+    view = _window_view(rt, user_id, channels, window, answered=0, note=note, home=home)
+    opened = await client.views_open(trigger_id=trigger_id, view=view)
+    _redraw_when_said(rt, client, user_id, window, view, opened, 0, "", home)
 
 
 # What views.open says when the trigger_id (3 s of life, one use) can no longer open a window.
@@ -109,12 +477,83 @@ async def next_in_modal(
     user_id = body["user"]["id"]
     channels = meta.get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-        channels = await channels_for_home(rt, user_id)  # opened before channels were kept
-    await client.views_update(
-        view_id=view.get("id"),
-        hash=view.get("hash"),
-        view=_view(rt, user_id, channels, answered, note, home=from_home(body)),
+        channels, unchecked, window = await home_channels(rt, user_id)  # opened before kept
+    else:  # each next item as a new window's: less a private channel the person is not in now
+        members = ChannelMembers.of(rt)
+        window = channels
+        channels, unchecked = await members.served(window, user_id)
+        later = members.still_asked(window)
+        window = [c for c in window if c in channels or c in later]
+    home = from_home(body)
+    drawn = _window_view(
+        rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
     )
+    updated = await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=drawn)
+    _redraw_when_said(rt, client, user_id, window, drawn, updated, answered, note, home)
+
+
+def _lines(*lines: str) -> str:
+    return " ".join(line for line in lines if line)
+
+
+def _window_view(
+    rt: Runtime,
+    user_id: str,
+    channels: list[str],
+    window: list[str],
+    answered: int,
+    note: str = "",
+    *,
+    home: bool,
+) -> View:
+    """``_view`` on ``channels`` (those served now), keeping ``window`` as the window's
+    channels (with those Slack is still being asked about) for its next items."""
+    view = _view(rt, user_id, channels, answered, note, home=home)
+    meta = json.loads(view.private_metadata or "{}")
+    view.private_metadata = json.dumps({**meta, "channels": window})
+    return view
+
+
+def _redraw_when_said(
+    rt: Runtime,
+    client: AsyncWebClient,
+    user_id: str,
+    window: list[str],
+    drawn: View,
+    reply: Any,
+    answered: int,
+    note: str,
+    home: bool,
+) -> None:
+    """A window drawn with no item while Slack was still being asked about some of its
+    channels (a private channel of many members takes longer to list than a window can wait
+    to open) is drawn again once Slack has answered: on an item if the person is served one
+    then, else with the line that says why not. Not if the person acted in it meanwhile (its
+    ``hash`` changed) or closed it: Slack refuses the redraw, and that is all."""
+    members = ChannelMembers.of(rt)
+    later = members.still_asked(window)
+    shown = json.loads(drawn.private_metadata or "{}").get("item")
+    opened = reply.get("view") if hasattr(reply, "get") else None
+    if not later or shown is not None or not isinstance(opened, dict):
+        return
+    tasks = [members.asking[c] for c in later if c in members.asking]
+
+    async def redraw() -> None:
+        await asyncio.wait(tasks)  # each ends (a Slack call gives up after its timeout)
+        channels, unchecked = await members.served(window, user_id)
+        view = _window_view(
+            rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
+        )
+        try:
+            await client.views_update(view_id=opened.get("id"), hash=opened.get("hash"), view=view)
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.debug(  # hash_conflict (the person clicked), not_found (closed): as meant
+                "the labeling window of %s was not redrawn: %s",
+                user_id,
+                slack_said(exc) or type(exc).__name__,
+            )
+
+    rt.background.keep(asyncio.create_task(redraw(), name=f"hitl-window-{user_id}"))
 
 
 def from_home(body: dict) -> bool:
