@@ -144,3 +144,16 @@ async def test_thousands_of_guided_labels_show_as_many_names_as_fit(
     assert named > 3000
     last = view["blocks"][-1]["text"]["text"]
     assert last == f"… and {4000 - named} more: `hitl labels show` lists them all"
+
+
+async def test_many_long_descriptions_are_shortened_not_all_dropped(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """500 labels with 800-character descriptions: the cuts went from 150 characters to none,
+    so the window showed names only though a shorter head of each fitted (second review)."""
+    labels = [f"תווית_{n:03d}" for n in range(500)]
+    guides = {label: Guideline(f"{label}: " + "הסבר ארוך " * 80, ()) for label in labels}
+    view = await opened_guidelines(fake_slack, tmp_path, labels, guides)
+    shown = json.dumps(view["blocks"], ensure_ascii=False)
+    assert [label for label in labels if f"{label}: הסבר" not in shown] == []
+    assert "shortened to fit in Slack" in shown
