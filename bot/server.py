@@ -255,6 +255,24 @@ def models_problem(
     return "; ".join(lines) or None
 
 
+# What a request's headers may hold (aiohttp's parser answers 400 past it, and closes the
+# connection): a request line of 8190 bytes (aiohttp's default: a DELETE /api/items/{id} with
+# a 200-character id and a ?reason= can be several KB once percent-encoded), 40 header lines,
+# each of 4096 bytes (aiohttp 3.14's parser counts a line's name and value together or
+# apart, as its bytes happen to come: a name or a value over 4096 is always refused, a line
+# may reach ~8 KB). Slack sends about 12 lines, none over 200 bytes (its signature is 67); a
+# producer's Authorization line is its token; the proxies in front add a few each
+# (X-Forwarded-*, X-Request-Id, trace ids, a CDN's own): 40 leaves room for three of them.
+# aiohttp's own (128 lines of 8190 bytes) let a connection that never ended its headers hold
+# ~1.9 MB until HEADER_SECONDS: 600 such connections, unsigned, took `hitl serve` from 75 MB
+# to 1.2 GB, outside the budget of the bodies (bot/api/bodies.py). Measured with these
+# (`hitl serve`, each connection 39 lines of 4090 bytes, never ended): ~330 KB each, 600 of
+# them +193 MB, 2,000 +644 MB (lines of ~8 KB, if their bytes come so, twice that); an idle
+# connection costs ~6 KB, one with 12 ordinary lines ~13 KB. So this bounds a connection, not
+# their number: that is bounded only by the open files (OPEN_FILES_CAP) and HEADER_SECONDS.
+HEADER_LIMITS = {"max_line_size": 8190, "max_headers": 40, "max_field_size": 4096}
+
+
 def init_app(
     settings: Settings,
     *,
@@ -280,7 +298,7 @@ def init_app(
         # Bodies are decoded from their Content-Encoding by ``bot.api.bodies.request_body``, which
         # answers one that does not decode (or br, zstd) in the API's words; aiohttp's own
         # decoding answered a 500 with three tracebacks, or a text/plain 400 before any handler.
-        handler_args={"auto_decompress": False, "logger": PROTOCOL_LOGGER},
+        handler_args={"auto_decompress": False, "logger": PROTOCOL_LOGGER, **HEADER_LIMITS},
     )
     socket_mode = bool(settings.slack_app_token)
     if not socket_mode:
@@ -435,6 +453,7 @@ def init_app(
 
     app[STOPPED] = []
     app.cleanup_ctx.append(runtime_ctx)
+    app.on_cleanup.append(say_refusals_at_stop)  # after the requests, before the loop ends
     if not socket_mode:
         # In Socket Mode Slack never calls us over HTTP: no route, so nothing unsigned gets in.
         app.router.add_post("/slack/events", slack_events)
@@ -520,20 +539,118 @@ class NotSlackPayload(ValueError):
     """A signed body that is not one of Slack's requests."""
 
 
+class RefusalLog:
+    """The warnings for the requests /slack/events refuses (no valid signature, a body that
+    could not be read): anyone who reaches the port can send them, and one line each let a
+    single client write 6 MB of log in 5 s. The first of a reason is said in full, at once;
+    more of the same reason are counted, and said in one line when its minute ends ("N more
+    requests ... in the last minute"), again each minute while they go on, and when the server
+    stops (``server_stopped``). A minute without one ends it: the next is said in full again.
+    Reasons are few by construction (a signature problem, or a body's HTTP status), so an
+    outsider cannot make new ones to be said in full.
+
+    ``later(seconds, callback)`` runs the end of a minute (the loop's ``call_later`` unless
+    given: a test gives its own, and ends the minute when it likes)."""
+
+    MINUTE = 60.0
+
+    def __init__(self, later: Callable[[float, Callable[[], None]], object] | None = None):
+        self.later = later
+        self.more: dict[str, int] = {}  # reason: refusals since its last line
+        self.last: dict[str, str] = {}  # reason: what the summary says of it
+
+    def refused(self, reason: str, summary: str, line: str, *args: object) -> None:
+        """A refusal for ``reason``: ``line % args`` is logged if it is the first one of a
+        while; else it is counted, for a line that says ``summary`` (the latest's)."""
+        self.last[reason] = summary
+        if reason in self.more:
+            self.more[reason] += 1
+            return
+        self.more[reason] = 0
+        logger.warning(line, *args)
+        self._at_minutes_end(reason)
+
+    def _at_minutes_end(self, reason: str) -> None:
+        later = self.later or asyncio.get_running_loop().call_later
+        later(self.MINUTE, lambda: self._minute_ended(reason))
+
+    def _minute_ended(self, reason: str) -> None:
+        more = self.more.pop(reason, 0)
+        summary = self.last.pop(reason, "")
+        if not more:  # none came this minute: the next is said in full
+            return
+        logger.warning(
+            "%d more %s to /slack/events refused in the last minute: %s (said once a minute "
+            "while it lasts)",
+            more,
+            "request" if more == 1 else "requests",
+            summary,
+        )
+        self.more[reason] = 0
+        self.last[reason] = summary
+        self._at_minutes_end(reason)
+
+    def server_stopped(self) -> None:
+        """The server stops: what is counted and not yet said is said now, in one line per
+        reason (a restart after fixing SLACK_SIGNING_SECRET lost the count of the requests
+        refused in its last minute). A minute's end still to come then finds nothing to say."""
+        more, last = self.more, self.last
+        self.more, self.last = {}, {}
+        for reason, count in more.items():
+            if not count:
+                continue
+            logger.warning(
+                "%d more %s to /slack/events refused in the last minute: %s (said as the "
+                "server stops)",
+                count,
+                "request" if count == 1 else "requests",
+                last.get(reason, ""),
+            )
+
+
+# Per runtime, the refusals of /slack/events said lately (``RefusalLog``).
+_REFUSALS: weakref.WeakKeyDictionary[Runtime, RefusalLog] = weakref.WeakKeyDictionary()
+
+
+async def say_refusals_at_stop(app: web.Application) -> None:
+    """on_cleanup: once no request is handled any more, the refusals still counted are said
+    (``RefusalLog.server_stopped``)."""
+    rt = app.get(RUNTIME)
+    log = _REFUSALS.get(rt) if rt is not None else None
+    if log is not None:
+        log.server_stopped()
+
+
+def refusal_log(app: web.Application) -> RefusalLog:
+    rt = app[RUNTIME]
+    log = _REFUSALS.get(rt)
+    if log is None:
+        log = _REFUSALS[rt] = RefusalLog()
+    return log
+
+
 async def slack_events(request: web.Request) -> web.StreamResponse:
     """Slack's requests: the signature first, over the raw bytes; only then is the body parsed
     (Bolt's parsing of a hostile body can raise anything, RecursionError included). A refused
     request is logged as a warning in one line, without its body, so a wrong
-    SLACK_SIGNING_SECRET shows at the default log level."""
+    SLACK_SIGNING_SECRET shows at the default log level; more for the same reason are counted
+    and said once a minute (``RefusalLog``)."""
     urgent()  # this request's steps run ahead of the producers' (bot/eventloop.py)
     try:
         body = await bodies.request_body(request)  # over MAX_BODY: 413
-    except bodies.ApiError as exc:  # a body that does not decode from its Content-Encoding
-        logger.warning("refused a request to /slack/events: %s", exc.message)
+    except bodies.ApiError as exc:  # a body that does not decode, not all come, no room (503)
+        refusal_log(request.app).refused(
+            f"body {exc.status}",  # the message may name what the client sent (a coding)
+            f"answered {exc.status} (the last one: {exc.message})",
+            "refused a request to /slack/events: %s",
+            exc.message,
+        )
         return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
     problem = signature_problem(request.app[VERIFIER], body, request.headers)
     if problem is not None:
-        logger.warning(
+        refusal_log(request.app).refused(
+            f"signature {problem}",
+            f"without a valid Slack signature: {problem}",
             "refused a request to /slack/events (%d bytes) without a valid Slack signature: %s",
             len(body),
             problem,

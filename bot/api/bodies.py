@@ -11,12 +11,13 @@ import asyncio
 import json
 import math
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import streams, web
 
 from bot.appkeys import MAX_BODY
 
@@ -76,26 +77,75 @@ MAX_CODINGS = 2
 BODY_SECONDS = 30.0
 
 
+# The bodies being read at once, by every request together (/slack/events and /api/* share
+# it), hold at most this many bytes: each request's own limit (MAX_BODY, BODY_SECONDS) bounded
+# one body, not how many, and 800 connections that each sent 1 MB but a byte, unsigned, held
+# ~1 GB until the OOM killer could end `hitl serve`. Slack's requests are a few KB (a click
+# on a large message some hundreds) and take milliseconds to come, as does a producer's 1 MB
+# batch: 64 MB is 64 full producer bodies arriving in the very same moment, or thousands of
+# Slack's, far more than a normal load has in flight, and small next to the server's own
+# memory (a body read costs about its size again while it is joined). A request whose next
+# bytes would go over it is answered 503 (BUSY_SECONDS in Retry-After) and its connection
+# closed, so what it sent is freed at once; but first the bodies that have held bytes of it
+# for STALE_SECONDS or more are refused so, oldest first, to make room. (aiohttp's own buffer
+# of a request not yet read is bounded per connection by its flow control, and the handler
+# reads it as it comes.)
+BODIES_BUDGET = 64 * MAX_BODY
+# Retry-After of that 503: a body normally arrives in well under a second; one that does not
+# come is cut at BODY_SECONDS.
+BUSY_SECONDS = 5
+# When the budget is spent, a body that has held bytes of it this long gives way to a new one.
+# Slack's and producers' bodies come in well under a second; the ones that hold the budget for
+# long are held back (sent but for a byte), and without this 64 such connections kept every
+# other request, Slack's clicks included, out for BODY_SECONDS at a time. An outsider must now
+# send the whole budget again every STALE_SECONDS to keep it spent.
+STALE_SECONDS = 2.0
+
+
+@dataclass(eq=False)
+class _Reading:
+    """A body being read: since when it holds bytes of the budget (``_clock``), how many, and
+    whether it was cut to make room (its reader then raises ``_Cut``)."""
+
+    reader: streams.StreamReader
+    since: float = 0.0
+    held: int = 0
+    cut: bool = False
+
+
+class _Cut(Exception):
+    """Raised in a body's read when it gives way to a newer one (``_room``)."""
+
+
+class _Unread(TimeoutError):
+    """Left in the reader of a body whose rest is not read (``_close_once_answered``). After
+    a handler, aiohttp reads what is left of its body (its "lingering" read, up to 10 s), and
+    raised what the reader held: a ``_Cut`` there was logged ``ERROR aiohttp.server: Unhandled
+    exception`` with a traceback, once per body that gave way. A TimeoutError is the one error
+    that read ends on quietly (as its own deadline), and it ends at once."""
+
+
+_held = 0  # bytes of BODIES_BUDGET held now: what the bodies being read have received
+_reading: dict[_Reading, None] = {}  # the bodies holding bytes of it, the first to oldest
+_clock = time.monotonic  # when a body's first bytes were counted (a test gives its own)
+
+
 async def request_body(request: web.Request) -> bytes:
     """The request's body, decoded from its Content-Encoding (gzip, deflate), at most MAX_BODY
     bytes once decoded; ``ApiError`` (field ``body``): 413 over the limit, 415 for an encoding
     the server does not decode (br, zstd, compress, ...), 400 for a body that does not decode
-    or could not be read, 408 for one that has not all come within BODY_SECONDS (its
-    connection is closed once the 408 is sent). A list of codings (``gzip, gzip``) is decoded
-    last first, up to MAX_CODINGS; any other coding is a 415 (``_codings``); ``identity`` is
-    no coding."""
+    or could not be read, 408 for one that has not all come within BODY_SECONDS, 503 when the
+    bodies being read at once would go over BODIES_BUDGET (the connection of a 408 or a 503
+    is closed once it is sent). A list of codings (``gzip, gzip``) is decoded last first, up
+    to MAX_CODINGS; any other coding is a 415 (``_codings``); ``identity`` is no coding."""
     try:
         async with asyncio.timeout(BODY_SECONDS):
-            raw = await request.read()  # over MAX_BODY: HTTPRequestEntityTooLarge (a 413)
+            raw = await _read(request)  # over MAX_BODY: HTTPRequestEntityTooLarge (a 413)
     except TimeoutError:
         # The rest of the body is not waited for: once the 408 is written the connection is
         # closed (aiohttp would go on reading what is left for up to 10 s, its lingering time,
-        # before it closed it). aiohttp runs a request's handler and writes its answer in one
-        # task, this one, so its end is when the answer has been written.
-        transport = request.transport
-        task = asyncio.current_task()
-        if transport is not None and task is not None:
-            task.add_done_callback(lambda _: transport.close())
+        # before it closed it).
+        _close_once_answered(request)
         raise ApiError(
             408,
             f"the body did not all come within {BODY_SECONDS:g} seconds of the headers; send "
@@ -103,10 +153,18 @@ async def request_body(request: web.Request) -> bytes:
             "body",
             headers={"Connection": "close"},
         ) from None
-    except web.RequestPayloadError as exc:  # a broken chunked body, a connection cut short
-        raise ApiError(400, f"the body could not be read ({_one_line(exc)})", "body") from None
-    except ConnectionResetError:  # the client hung up before it sent the whole body
-        raise ApiError(400, "the connection closed before the whole body came", "body") from None
+    except (web.RequestPayloadError, ConnectionResetError) as exc:
+        # aiohttp keeps the error in the request's StreamReader, and raising it gave it a
+        # traceback whose frames (the read's, with the body read so far) hold that reader
+        # again: a reference cycle, which kept the whole body in memory after its client had
+        # gone, until a full garbage collection (rare in `hitl serve`: ``gc.freeze``). Without
+        # its traceback, reference counting frees it all as soon as the request is answered.
+        exc.__traceback__ = None
+        if isinstance(exc, ConnectionResetError):  # the client hung up before the whole body
+            message = "the connection closed before the whole body came"
+        else:  # a broken chunked body, a connection cut short
+            message = f"the body could not be read ({_one_line(exc)})"
+        raise ApiError(400, message, "body") from None
     # Several Content-Encoding lines are one list, in their order (RFC 9110, 5.3): a body
     # gzipped twice may come as two ``gzip`` lines, and a ``br`` line after a ``gzip`` one is
     # still br. The first line alone decoded the one and read the other as if uncompressed.
@@ -116,6 +174,80 @@ async def request_body(request: web.Request) -> bytes:
             break
         raw = _decompressed(raw, coding)
     return raw
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body as it comes (not decoded), chunk by chunk, each counted in BODIES_BUDGET
+    while it is read: ``web.HTTPRequestEntityTooLarge`` over MAX_BODY (as aiohttp's own
+    ``read`` says it), ``ApiError`` 503 if the next chunk finds no room (``_room``) or the
+    body gave way to a newer one."""
+    global _held
+    chunks: list[bytes] = []
+    me = _Reading(request.content)
+    try:
+        while chunk := await me.reader.readany():
+            if me.held + len(chunk) > MAX_BODY:
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=MAX_BODY, actual_size=me.held + len(chunk)
+                )
+            if me.cut or not _room(len(chunk), me):
+                raise _Cut
+            if not me.held:
+                me.since = _clock()
+                _reading[me] = None
+            _held += len(chunk)
+            me.held += len(chunk)
+            chunks.append(chunk)
+        if me.cut:
+            raise _Cut
+        return b"".join(chunks)
+    except _Cut as exc:
+        exc.__traceback__ = None  # kept by the reader: its frames would hold it (a cycle)
+        chunks.clear()
+        _close_once_answered(request)  # what is still to come is not read
+        raise ApiError(
+            503,
+            "the server is reading too many request bodies at once; send it again in "
+            f"{BUSY_SECONDS} seconds",
+            "body",
+            headers={"Retry-After": str(BUSY_SECONDS), "Connection": "close"},
+        ) from None
+    finally:
+        _held -= me.held
+        me.held = 0
+        _reading.pop(me, None)
+
+
+def _room(size: int, me: _Reading) -> bool:
+    """Whether ``size`` more bytes of ``me`` fit in BODIES_BUDGET, once the bodies that have
+    held bytes of it for STALE_SECONDS or more, oldest first, are cut as needed (none younger
+    than ``me``: if it is the oldest, it is the one refused). Its cost is the bodies cut."""
+    global _held
+    while _held + size > BODIES_BUDGET:
+        oldest = next(iter(_reading), None)
+        if oldest is None or oldest is me or _clock() - oldest.since < STALE_SECONDS:
+            return False
+        del _reading[oldest]
+        _held -= oldest.held
+        oldest.held = 0
+        oldest.cut = True
+        if oldest.reader.exception() is None:
+            oldest.reader.set_exception(_Cut())  # wakes its read, which answers the 503
+    return True
+
+
+def _close_once_answered(request: web.Request) -> None:
+    """Close the request's connection once its answer is written, without reading the rest of
+    its body (aiohttp would go on reading it for up to 10 s, its lingering time). aiohttp runs
+    a request's handler and writes its answer in one task, this one, so its end is when the
+    answer has been written. aiohttp's own read of that rest, which runs first, finds
+    ``_Unread`` in the reader and stops there, without a word in the log."""
+    if not request.content.is_eof():
+        request.content.set_exception(_Unread())
+    transport = request.transport
+    task = asyncio.current_task()
+    if transport is not None and task is not None:
+        task.add_done_callback(lambda _: transport.close())
 
 
 def _codings(header: str) -> list[str]:
