@@ -3,6 +3,7 @@ traceback. Shared by bot.cli and bot.cli_labels."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,7 +54,15 @@ def os_problem(exc: OSError, path: Path | str | None = None) -> str:
     traceback say nothing more to a person)."""
     where = path if path is not None else exc.filename
     reason = exc.strerror or str(exc)
-    return f"{where}: {reason}" if where is not None else reason
+    line = f"{where}: {reason}" if where is not None else reason
+    fix = {  # the system's reason says what broke, not what to do about it
+        errno.ENOSPC: "the disk is full: free some space and try again",
+        errno.EDQUOT: "the disk quota is used up: free some space or raise the quota",
+        errno.EFBIG: "the file-size limit (`ulimit -f`) stops it: raise it and try again",
+        errno.EMFILE: "raise the open-files limit (`ulimit -n`, or LimitNOFILE= in a systemd unit)",
+        errno.ENFILE: "the system's open-files limit is reached (sysctl fs.file-max)",
+    }.get(exc.errno)
+    return f"{line}; {fix}" if fix is not None else line
 
 
 def utf8_text(value: str, what: str) -> str:

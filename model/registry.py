@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,8 +101,123 @@ class ModelVersion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ModelVersion:
+        """The version ``data`` (a ``vN.json``) describes; TypeError (a missing field) or
+        ValueError (``_field_problem``: not an object, a field of the wrong type) when it is
+        not one: valid JSON edited by hand or rewritten by a tool crashed every reader."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"it holds {_json_kind(data)}, not an object of fields")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+        fields = {k: v for k, v in data.items() if k in known}
+        for name, value in fields.items():
+            problem = _field_problem(name, value)
+            if problem is not None:
+                raise ValueError(f'its "{name}" is {_json_kind(value)}, not {problem}')
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def _json_kind(value: object) -> str:
+    """``value`` as JSON names it, for a message: "null", "a list", "a number (5)"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_time(value: object) -> bool:
+    """An ISO 8601 time, as the registry writes ``created_at`` (its readers parse it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_history(value: object) -> bool:
+    """``history`` as ``_with_status`` writes it: entries of strings, each with a reason."""
+    return isinstance(value, list) and all(
+        isinstance(x, dict) and "reason" in x and all(isinstance(y, str) for y in x.values())
+        for x in value
+    )
+
+
+def _is_labels(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _is_object(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_metrics(value: object) -> bool:
+    """``metrics`` as its readers (`hitl models`, `hitl accuracy`, the reports) take it: an
+    object whose scores are numbers, with a count of folds, and per label an object with a
+    number F1 (each may be missing or null)."""
+    if not isinstance(value, dict):
+        return False
+    per_class, never = value.get("per_class") or {}, value.get("not_evaluated") or {}
+    return (
+        all(value.get(key) is None or _is_number(value[key]) for key in ("accuracy", "macro_f1"))
+        and (value.get("n_splits") is None or _is_count(value["n_splits"]))
+        and isinstance(per_class, dict)
+        and all(
+            isinstance(r, dict)
+            and (r.get("support") is None or _is_number(r["support"]))
+            and (_is_number(r.get("f1")) or not r.get("support"))  # none held out: no F1
+            for r in per_class.values()
+        )
+        and isinstance(never, dict)
+        and all(_is_number(n) for n in never.values())
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+# What each field of ``vN.json`` must be (its readers assume it), as a message names it.
+# ``promotion`` is left out: ``_promotion`` reads any value that is not a count as 0.
+_FIELD_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "version": ("a version number", _is_count),
+    "status": ("a status (" + ", ".join(STATUSES) + ")", lambda v: v in STATUSES),
+    "created_at": ("a time (ISO 8601)", _is_time),
+    "label_set": ("a list of labels", _is_labels),
+    "n_train": ("a count", _is_count),
+    "metrics": ("an object of scores (numbers)", _is_metrics),
+    "extra": ("an object", _is_object),
+    "history": ("a list of objects of strings with a reason", _is_history),
+    "sklearn_version": ("a string", _is_string),
+    "sha256": ("a string", _is_string),
+    "pipeline_name": ("a string", _is_string),
+    "model_file": ("a string", _is_string),
+    "reason": ("a string", _is_string),
+    "pruned_at": ("a string", _is_string),
+    "champion_since": ("a string", _is_string),
+}
+
+
+def _field_problem(name: str, value: object) -> str | None:
+    """What field ``name`` of ``vN.json`` must be, when ``value`` is not that; else None."""
+    check = _FIELD_CHECKS.get(name)
+    if check is None or check[1](value):
+        return None
+    return check[0]
 
 
 @dataclass(frozen=True)
@@ -222,8 +337,12 @@ class ModelRegistry:
         except OSError as exc:
             logger.warning("model v%d metadata unreadable: %s", version, exc)
             raise RegistryError(f"model v{version}'s metadata is unreadable") from exc
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # not JSON, or not a version's (``from_dict``)
             raise RegistryError(f"model v{version} metadata is unreadable: {exc}") from exc
+        except RecursionError:  # JSON nested past Python's limit ([[[[…]]]])
+            raise RegistryError(
+                f"model v{version} metadata is unreadable: it is nested too deep"
+            ) from None
         if meta.version != version or meta.model_file != f"v{version}.skops":
             logger.warning(
                 "model v%d metadata names version %r, file %r; refused",
@@ -459,7 +578,17 @@ class ModelRegistry:
             reason=reason,
             extra=dict(extra or {}),
         )
-        self._write_meta(meta)
+        try:
+            self._write_meta(meta)
+        except BaseException:
+            # No metadata (a full disk took the second write): the model file goes too, or it
+            # stays for good, on that disk, a version nothing names (prune reads metadata).
+            if not self._meta_path(version).exists():
+                try:
+                    (self.root / model_file).unlink(missing_ok=True)
+                except OSError:
+                    pass  # the error that stopped the save is the one to tell
+            raise
         return meta
 
     def set_status(

@@ -216,6 +216,7 @@ class Trainer:
     folder_problem: str | None = None  # why the models folder was unreadable, said once
     locked_by: str | None = None  # another process's retrain the last refresh waited for
     busy_said: str | None = None  # why a refresh could not write (the database busy), said once
+    database_said: str | None = None  # why a refresh could not read the database, said once
     # This server's refreshes' owner of the database's refresh lock (``retrain.REFRESH_LOCK``),
     # one for the server: a lock a failed release left is taken again by the next refresh
     refresh_owner: str = field(default_factory=lambda: retrain.lock_owner(retrain.REFRESH_OWNER))
@@ -258,6 +259,7 @@ class Trainer:
                 else:
                     if done is not None:  # it fitted: the next refresh waits the usual step
                         self.refresh_failures, self.refresh_retry_at = 0, None
+                        self.database_said = None
                 if not self.again or self.closing:  # closing: the store may be closed next
                     break
         finally:
@@ -279,6 +281,13 @@ class Trainer:
         except Exception:  # noqa: BLE001 - the database failing too: from the labels fitted
             now = self.fitted_at or 0
         self.refresh_retry_at = now + step
+        if isinstance(exc, DatabaseError):  # the database (damaged, its disk failing), not the
+            # fit: the store's words for it (what to do), in one line, once while it lasts
+            problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
+            if problem != self.database_said:
+                logger.error("refreshing the working model failed: %s", problem)
+            self.database_said = problem
+            return
         known = isinstance(exc, retrain.FitDied | MemoryError)
         why = str(exc) if known else f"{type(exc).__name__}: {exc}"
         logger.warning(
@@ -709,6 +718,9 @@ async def run_retrain(
         trainer.retraining += 1  # a refresh due meanwhile is skipped: this fit brings it in
         try:
             # the fit lock: after a refresh under way, never beside it
+            # A failure on its way (its model files cannot be written: a full disk, a read-only
+            # folder; or a bug) is a failed outcome, logged in one line: its report tells the
+            # admins (``raise_failures=False``); the admin who asked waits for it.
             async with stopped_by_shutdown(rt), trainer.fitting():
                 outcome = await retrain.retrain(
                     rt.store,
@@ -721,6 +733,7 @@ async def run_retrain(
                     plan=started,
                     worker=trainer.worker,
                     scorer=scorer_of(rt),
+                    raise_failures=False,
                 )
         finally:
             trainer.retraining -= 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import faulthandler
 import logging
 import os
@@ -94,15 +95,40 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
     A holder on this machine holds the lock while its process runs, expired or not (a
     retrain may outlast ``ttl``, and the clock may jump forward, as when a VM resumes from
     suspend), and not a moment after it is gone. A holder on another machine cannot be
-    seen from here: its lock is trusted until it expires, after ``ttl``."""
-    return store.acquire_lock(
+    seen from here: its lock is trusted until it expires, after ``ttl``. A lock this
+    process's retrain could not release (``ENDED_OWNERS``: a full disk refused the write) is
+    held by nobody: that retrain has ended, although its process runs."""
+    holder = store.acquire_lock(
         LOCK,
         owner,
         iso_time(now),
         iso_time(now + ttl),
-        holder_alive=holder_alive,
+        holder_alive=lambda held: False if held in ENDED_OWNERS else holder_alive(held),
         runs=("retrain", "rollback"),
     )
+    if holder is None:  # taken: the one lock row is ``owner``'s now
+        ENDED_OWNERS.clear()
+    return holder
+
+
+# This process's retrains whose end the database refused to record (its disk full, as their
+# model files' was): the owners of the locks they could not release, which ``take_lock`` takes
+# over, and their runs (id -> detail), which the next ``begin`` records as failed.
+ENDED_OWNERS: set[str] = set()
+UNRECORDED: dict[int, dict[str, Any]] = {}
+
+
+def record_left(store: Store) -> None:
+    """Record as failed the runs of this process's retrains whose end a full disk refused
+    (``UNRECORDED``) and release the locks they could not (``ENDED_OWNERS``), once the
+    database takes writes again: by the next retrain (``begin``) or refresh of the working
+    model (``begin_refresh``), so a `hitl retrain` from cron is not refused meanwhile."""
+    for left, detail in list(UNRECORDED.items()):
+        store.finish_run(left, "failed", detail)
+        UNRECORDED.pop(left, None)
+    for owner in list(ENDED_OWNERS):
+        store.release_lock(LOCK, owner)
+        ENDED_OWNERS.discard(owner)
 
 
 def busy_reason(holder: str) -> str:
@@ -321,6 +347,7 @@ def begin(
         return Outcome("busy", busy_reason(holder), triggered_by)
     run_id = None
     try:
+        record_left(store)  # a full disk refused their end: now
         if wait is not None:
             wait(store)
         run_id = store.start_run("retrain", triggered_by)
@@ -834,6 +861,28 @@ class Abandon:
 UNDECIDED = "never decided: the retrain that trained it was stopped before it decided"
 
 
+def _take_back(registry: ModelRegistry, meta: ModelVersion) -> bool:
+    """After the promotion of the version ``compute`` just saved failed (a full disk): when
+    its metadata was marked champion and the old champion's retirement failed after it, delete
+    it, its metadata first, then its model file. An unlink needs no room, and nothing else
+    names the version (the database records it after ``compute``); the old champion's
+    metadata is as it was (the registry's writes are whole or none, and retiring it is the
+    promotion's last write). So the folder names the old champion, as the database and the
+    running server do. One never marked stays a candidate, which the next retrain rejects
+    (``UNDECIDED``). False when the mark is left (an unlink failed too)."""
+    try:
+        if registry.get(meta.version).status != "champion":
+            return True
+    except (RegistryError, OSError):
+        return True  # unreadable: no reader takes it for the champion
+    for name in (f"v{meta.version}.json", meta.model_file):
+        try:
+            (registry.root / name).unlink(missing_ok=True)
+        except OSError:
+            return name == meta.model_file  # the metadata went: nothing names the file
+    return True
+
+
 def compute(
     plan: Plan,
     registry: ModelRegistry,
@@ -920,9 +969,16 @@ def compute(
         },
         at_least=plan.next_version,
     )
-    meta = (
-        registry.promote(meta.version, reason) if promote else registry.reject(meta.version, reason)
-    )
+    try:
+        meta = (
+            registry.promote(meta.version, reason)
+            if promote
+            else registry.reject(meta.version, reason)
+        )
+    except Exception as exc:  # a full disk cut it short: the champion stays the champion
+        if promote and not _take_back(registry, meta):
+            exc.champion_left = meta.version  # type: ignore[attr-defined] - ``write_problem``
+        raise
     retired = [v for v in registry.versions() if before.get(v.version) != v.status]
     if not promote:  # a promotion prunes once it is kept (``retrain``: its champion before it
         outcome.pruned = registry.prune(plan.keep_models)  # stays until then, ``withdraw``)
@@ -1052,7 +1108,9 @@ def begin_refresh(
     champion: since its training read, or, when a rollback made it champion again, since that
     rollback (``Store.rolled_back_mark``): the labels the rolled-back model learned from do not
     make a refresh due at once."""
-
+    if UNRECORDED or ENDED_OWNERS:  # a failed retrain's end a full disk refused: room now?
+        with contextlib.suppress(Exception):  # not yet: the next one tries again
+            record_left(store)
     holder = store.lock_holder(LOCK, iso_time(datetime.now(UTC)), holder_alive=elsewhere)
     if holder is not None:
         return RefreshPlan(
@@ -1691,11 +1749,19 @@ async def retrain(
     worker: FitWorker | None = None,
     scorer: Scorer | None = None,
     rescore_progress: Progress | None = None,
+    raise_failures: bool = True,
 ) -> Outcome:
     """Run a whole retrain; the fit and the re-scoring happen off the event loop (through
     ``scorer``, the running bot's, when given: in `hitl serve` its background walk re-scores the
     queue after the retrain ends, as after a refresh, so neither its report nor the next
-    refresh waits minutes for a walk over a large backlog)."""
+    refresh waits minutes for a walk over a large backlog).
+
+    A retrain that fails on its way (its model files cannot be written: a full disk, a
+    read-only folder; or an error of no known cause) is recorded as failed, with a reason that
+    says what to do (``failure_reason``), and the error is raised (the CLI says it in one
+    line). With ``raise_failures=False`` (`hitl serve`, whose report must tell the admins) it
+    is logged in one line (an error of no known cause with its traceback) and returned as the
+    failed outcome instead. A stop (Ctrl-C, the server's stop) is always raised."""
     if plan is None:
         started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
         if isinstance(started, Outcome):
@@ -1712,15 +1778,23 @@ async def retrain(
     except FitDied as exc:  # the champion stays; the report says why
         computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by), crashed=True)
     except BaseException as exc:
-        computed = Computed(Outcome("failed", _failure(exc, worker), triggered_by), crashed=True)
+        again = "`hitl retrain`" if raise_failures else "`/hitl retrain`"
+        why = failure_reason(exc, worker, registry, champion, again)
+        computed = Computed(Outcome("failed", why, triggered_by), crashed=True)
         if isinstance(exc, FitStopped) and exc.computed is not None:
             computed = exc.computed  # stopped as its child wrote the files: what they hold
         elif worker is None and not abandon.give_up():  # its files are being written: record
             abandon.finished.wait()  # them (seconds), or the database and registry disagree
             if isinstance(abandon.result, Computed):
                 computed = abandon.result
-        finish(store, plan, computed, registry)
-        raise
+        try:
+            finish(store, plan, computed, registry)
+        except Exception as error:  # noqa: BLE001 - the database's disk full too: the report
+            _not_recorded(store, plan, computed.outcome, error)  # needs no disk; say it
+        if raise_failures or not isinstance(exc, Exception) or isinstance(exc, FitStopped):
+            raise
+        _say_failed(exc, computed.outcome)
+        return computed.outcome
     if computed.meta is not None and not computed.meta.pruned_at:  # deleted while it trained
         if erased := await erased_while_training_apart(store, plan):
             computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
@@ -1747,14 +1821,92 @@ async def retrain(
     return outcome
 
 
-def _failure(exc: BaseException, worker: FitWorker | None) -> str:
+def _not_recorded(store: Store, plan: Plan, outcome: Outcome, error: Exception) -> None:
+    """After ``finish`` of a failed retrain failed (a full disk refuses the database's writes
+    as it did the model files'): its reason says so, the lock is released if the database
+    takes that, else this process's next retrain takes it over (``ENDED_OWNERS``), and that
+    retrain records the run as failed (``UNRECORDED``, in ``begin``): nothing waits for a
+    restart once there is room again."""
+    outcome.reason += f"; the database could not record it either ({error})"
+    outcome.seconds = round(time.perf_counter() - plan.started, 2)
+    detail = asdict(outcome)
+    detail.pop("metrics", None)
+    UNRECORDED[plan.run_id] = detail
+    try:
+        store.release_lock(LOCK, plan.owner)
+    except Exception:  # noqa: BLE001 - the same full disk: the next retrain here takes it
+        ENDED_OWNERS.add(plan.owner)
+
+
+def failure_reason(
+    exc: BaseException,
+    worker: FitWorker | None,
+    registry: ModelRegistry,
+    champion: Champion | None,
+    again: str = "`hitl retrain`",
+) -> str:
     """A failed retrain's reason. One the server's stop ended (its fit worker closed, the
-    task cancelled) says so, not just "CancelledError: " (the exception's name stays, last)."""
+    task cancelled) says so, not just "CancelledError: " (the exception's name stays, last).
+    One that could not write its model files says what to do (``write_problem``)."""
     if worker is not None and worker.closed:
         return f"stopped: the server was shutting down ({type(exc).__name__})"
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return f"stopped before it finished ({type(exc).__name__})"
+    if isinstance(exc, FileNotFoundError) and not registry.root.is_dir():  # moved, deleted
+        return missing_folder(registry)
+    if isinstance(exc, OSError):
+        return write_problem(exc, registry.root, champion.version if champion else None, again)
     return f"retrain failed: {type(exc).__name__}: {exc}"
+
+
+# Why a model file could not be written, by errno: what to do about it (else: WRITE_FIX).
+WRITE_FIXES = {
+    errno.EROFS: "make the models folder writable",
+    errno.EACCES: "make the models folder writable",
+    errno.EPERM: "make the models folder writable",
+    errno.EIO: "check the disk",
+}
+WRITE_FIX = "free space or raise the file-size limit"
+
+
+def write_problem(
+    exc: OSError, root: Path, champion: int | None, again: str = "`hitl retrain`"
+) -> str:
+    """A retrain whose model files could not be written (a full disk, a file-size limit, a
+    read-only models folder), in one line: which file or folder, why, what was kept and what
+    to do ("cannot write a model file in …: No space left on device; v2 stays the champion and
+    nothing else was changed (free space or raise the file-size limit, then `hitl retrain`
+    again)"). The registry's writes are atomic and a failed save leaves nothing behind
+    (``ModelRegistry.save``). A temporary file's name says nothing: its folder is named."""
+    kept = (
+        f"v{champion} stays the champion and nothing else was changed"
+        if champion is not None
+        else "no model was stored"
+    )
+    left = getattr(exc, "champion_left", None)  # a promotion cut short, and not taken back
+    if left is not None:
+        kept = (
+            f"v{left}'s promotion was cut short: the models folder may name it the champion,"
+            f" which a restart would serve; the database keeps "
+            + (f"v{champion}" if champion is not None else "no champion")
+        )
+    named = exc.filename if isinstance(exc.filename, str) else None
+    if named is None or Path(named).name.startswith("."):
+        where = f"a model file in {root}"
+    else:
+        where = named
+    fix = WRITE_FIXES.get(exc.errno or 0, WRITE_FIX)
+    return f"cannot write {where}: {exc.strerror or exc}; {kept} ({fix}, then {again} again)"
+
+
+def _say_failed(exc: Exception, outcome: Outcome) -> None:
+    """`hitl serve`'s log line for a retrain that failed on its way (its report tells the
+    admins): one line; an error of no known cause (not the model files' OSError) with its
+    traceback, as a bug to report."""
+    logger.error(
+        "retrain failed: %s", outcome.reason.removeprefix("retrain failed: "),
+        exc_info=None if isinstance(exc, OSError) else exc,
+    )  # fmt: skip
 
 
 class ScoringStopped(HitlError):

@@ -774,6 +774,9 @@ class Store(
             await self.wal_sync.sync()
         except OSError as exc:
             not_synced = NotSynced(f"fsync failed: {exc}")
+            # why (``database_problem``): the open-files limit (EMFILE: opening the log to
+            # fsync it needs a descriptor) is no disk error
+            not_synced.os_error = exc  # type: ignore[attr-defined]
             self._not_stored(not_synced)
             raise not_synced from None
 

@@ -26,6 +26,7 @@ through another.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -346,6 +347,25 @@ def _write_holder(fd: int) -> None:
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
 
 
+def _holder_problem(path: Path, db: Path, exc: OSError) -> str:
+    """Why a server cannot write who holds its lock into ``path``, in one line that says what
+    to do (the OSError of a write names no file: "No space left on device" said nothing
+    more)."""
+    folder = path.parent
+    if exc.errno == errno.ENOSPC:
+        fix = f"the disk holding {folder} is full; free some space there and start it again"
+    elif exc.errno == errno.EDQUOT:
+        fix = f"the disk quota for {folder} is used up; free some space or raise the quota"
+    elif exc.errno == errno.EFBIG:
+        fix = "the file-size limit (`ulimit -f`) stops it; raise it and start it again"
+    else:
+        fix = f"check the disk holding {folder}"
+    return (
+        f"cannot write {path} ({exc.strerror or exc}), the lock that keeps a second server off"
+        f" {db}: {fix}"
+    )
+
+
 @contextlib.contextmanager
 def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
@@ -399,7 +419,14 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
-        _write_holder(fd)
+        try:
+            _write_holder(fd)
+        except OSError as exc:  # a full disk (ENOSPC): the first write a start makes
+            _let_go(mine.files)
+            if created:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise StoreError(_holder_problem(path, db, exc)) from None
         held = mine
         try:
             yield held

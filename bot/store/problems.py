@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -29,9 +31,13 @@ def damage_seen(path: str | os.PathLike[str]) -> str | None:
 
 # I/O errors that are a failed allocation or memory map (under a memory limit, SQLite's
 # ``disk I/O error``): told as the disk's failure, they sent an operator to a healthy disk.
-_NO_MEMORY = frozenset(
-    {"SQLITE_IOERR_NOMEM", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_MMAP"}
-)
+# Not SQLITE_IOERR_SHMSIZE: that is a failed write of the -shm file (``_shm_problem``).
+_NO_MEMORY = frozenset({"SQLITE_IOERR_NOMEM", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_MMAP"})
+
+# The open-files limits: this process's (EMFILE, `ulimit -n`) and the system's (ENFILE). A burst
+# of clicks under a low limit was told "the disk failed … check the disk" and permission advice.
+_OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+SHM_ROOM = 64 * 1024  # bytes free below which a failed write of <db>-shm is a full disk
 
 
 def database_problem(
@@ -50,6 +56,14 @@ def database_problem(
     store cannot be told from a read-only one here: pass ``lost``)."""
     path = Path(path)
     name = getattr(exc, "sqlite_errorname", "") or ""
+    behind = getattr(exc, "os_error", None)  # the OSError behind a failed fsync (Store.synced)
+    if isinstance(behind, OSError) and behind.errno in _OUT_OF_FILES:
+        return StoreError(
+            f"{path}: {_files_limit(behind.errno)} ({behind.strerror}, opening"
+            f" {Path(behind.filename or path).name} to flush it to disk): what was written is"
+            " kept but could not be flushed, so it was not acknowledged (a retry is stored"
+            f" once); {_raise_files_limit(behind.errno)}"
+        )
     if name.startswith("SQLITE_BUSY"):
         return StoreError(
             f"{path} is locked by another process writing to it (a hitl import or serve?); "
@@ -89,6 +103,10 @@ def database_problem(
             f"{path} is read-only: hitl needs write access to the file and its folder "
             f"{folder} (SQLite keeps {path.name}-wal and {path.name}-shm beside it){copy}"
         )
+    if name.startswith("SQLITE_CANTOPEN") and (limit := _out_of_files()) is not None:
+        return StoreError(
+            f"{path}: cannot open it ({exc}): {_files_limit(limit)}; {_raise_files_limit(limit)}"
+        )
     if name.startswith("SQLITE_CANTOPEN"):
         return StoreError(
             f"{path}: cannot open it ({exc}); hitl needs to read and write the file and its "
@@ -108,6 +126,8 @@ def database_problem(
         )
     if name == "SQLITE_FULL":
         return StoreError(f"{path}: the disk is full; free some space and try again")
+    if name == "SQLITE_IOERR_SHMSIZE":
+        return StoreError(_shm_problem(path, exc))
     if name in _NO_MEMORY:  # SQLite's I/O layer could not get memory: not the disk's fault
         return StoreError(  # as the CLI says every other failed allocation (``bot.cli.main``)
             f"ran out of memory (SQLite on {path}: {exc}, {name}); give hitl more memory (its"
@@ -116,6 +136,69 @@ def database_problem(
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
     return StoreError(f"{path}: database error ({exc})")
+
+
+def _shm_problem(path: Path, exc: sqlite3.Error) -> str:
+    """SQLITE_IOERR_SHMSIZE: SQLite could not make or grow ``<db>-shm``, the index of the
+    write-ahead log it keeps beside the file, which every connection needs (reading ones too):
+    it writes a byte into each new page of it, and on a full disk that write fails (ENOSPC). A
+    stopped server leaves no -shm, so on a full disk every command failed so (told as "ran out
+    of memory": a failed allocation is SQLITE_IOERR_NOMEM or _SHMMAP, never this). With room
+    on the disk, what stops the write is a quota or the file-size limit."""
+    shm, folder = path.name + "-shm", _folder(path)
+    try:
+        room: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        room = None
+    if room is None or room < SHM_ROOM:
+        return (
+            f"{path}: the disk holding it is full: SQLite cannot write {shm} beside it ({exc},"
+            f" SQLITE_IOERR_SHMSIZE), which every command needs, reading ones too; free some"
+            f" space in {folder} and try again; what was stored is kept"
+        )
+    return (
+        f"{path}: SQLite cannot write {shm} beside it ({exc}, SQLITE_IOERR_SHMSIZE), though the"
+        f" disk has room: a disk quota or the file-size limit (`ulimit -f`) stops it; raise"
+        f" them for hitl, or check the disk holding {folder}; what was stored is kept"
+    )
+
+
+def _out_of_files() -> int | None:
+    """EMFILE (or ENFILE) when this process is at its open-files limit (or the system is),
+    else None: SQLite's "unable to open database file" does not say why it could not. Seen by
+    opening a file now, or by counting this process's open files against its limit (a burst's
+    other requests may have let theirs go since)."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError as exc:
+        return exc.errno if exc.errno in _OUT_OF_FILES else None
+    os.close(fd)
+    try:
+        import resource  # Unix only
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        count = len(os.listdir("/proc/self/fd"))  # Linux only
+    except (ImportError, OSError):
+        return None
+    if soft != resource.RLIM_INFINITY and count >= soft * 0.9:
+        return errno.EMFILE
+    return None
+
+
+def _files_limit(err: int) -> str:
+    if err == errno.ENFILE:
+        return "the system is at its limit of open files (every process's together)"
+    return "hitl is at its limit of open files"
+
+
+def _raise_files_limit(err: int) -> str:
+    """What to do at an open-files limit (``_OUT_OF_FILES``)."""
+    if err == errno.ENFILE:
+        return "raise the system's limit (sysctl fs.file-max) or stop what holds the files open"
+    return (
+        "raise the limit (`ulimit -n` in the shell that starts hitl, or LimitNOFILE= in its"
+        " systemd unit), or lower the load"
+    )
 
 
 def _damaged(path: Path, line: str) -> StoreError:

@@ -21,7 +21,7 @@ def failed(name: str) -> sqlite3.OperationalError:
 
 @pytest.mark.parametrize(
     "name",
-    ["SQLITE_IOERR_NOMEM", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_MMAP"],
+    ["SQLITE_IOERR_NOMEM", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_MMAP"],  # SHMSIZE: the disk
 )
 def test_an_io_error_that_is_a_failed_allocation_says_memory_not_disk(tmp_path: Path, name: str):
     said = str(database_problem(tmp_path / "hitl.db", failed(name)))
