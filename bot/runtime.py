@@ -308,10 +308,21 @@ class Background:
         task.add_done_callback(self.done)
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Wait for listeners that are still working after their ack."""
-        async with asyncio.timeout(timeout):
-            while self.tasks:
-                await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        """Wait for listeners that are still working after their ack. Past ``timeout`` every
+        task still kept is cancelled, those started while it waited too (a window's redraw
+        made by a listener it was waiting for), until none is left; then TimeoutError."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.tasks:
+                    await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        except TimeoutError:
+            me = asyncio.current_task()
+            # a cancelled task may start another as it ends: cancelled too, until none is left
+            while left := [t for t in self.tasks if t is not me and not t.done()]:
+                for task in left:
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
+            raise
 
 
 @dataclass(eq=False)

@@ -72,7 +72,8 @@ class ChannelMembers:
     cannot be asked (an error, a missing scope, the bot removed from the channel), a private
     channel, or one never known, is served to nobody until it can (``served``): the person is
     told in one line what an admin must fix, and the log says it once. Whether a channel was
-    public is kept across a failed ask: a public channel stays open to everyone. The start-up
+    public is kept across a failed ask: a public channel stays open to everyone (until
+    ``conversations.info`` says it is private: its members are then needed). The start-up
     check's answer (``seen_at_start``) is the first one; a channel public when last asked is
     never waited for (served while asked again). A member found on a page read so far is
     served without waiting for the rest (``_listed``); a window drawn before Slack answered is
@@ -152,6 +153,12 @@ class ChannelMembers:
             members: set[str] = set()
             if private and self.asking.get(channel) is me:
                 self.reading[channel] = members
+                # private from now on, whatever the pages say (or fail to): a public channel's
+                # list said nothing of who is in it, so it is not used while they are read
+                self.public[channel] = False
+                known = self.known.get(channel)
+                if known is not None and not known.private:
+                    del self.known[channel]
             cursor: str | None = None
             while private:
                 page = await client.conversations_members(
@@ -514,6 +521,11 @@ def _window_view(
     return view
 
 
+# How many asks a window drawn before Slack answered waits for, one after the other (a new ask
+# begins when the bot leaves or joins the channel while it is read); then it is drawn anyway.
+REDRAW_ASKS = 4
+
+
 def _redraw_when_said(
     rt: Runtime,
     client: AsyncWebClient,
@@ -538,19 +550,45 @@ def _redraw_when_said(
         return
     tasks = [members.asking[c] for c in later if c in members.asking]
 
+    def closing() -> bool:  # the server is stopping: the store and the session close next
+        return getattr(rt.trainer, "closing", False) is True
+
     async def redraw() -> None:
-        await asyncio.wait(tasks)  # each ends (a Slack call gives up after its timeout)
-        channels, unchecked = await members.served(window, user_id)
-        view = _window_view(
-            rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
-        )
+        waited = tasks
+        for _ in range(REDRAW_ASKS):
+            await asyncio.wait(waited)  # each ends (a Slack call gives up after its timeout)
+            if closing():
+                return
+            channels, unchecked = await members.served(window, user_id)
+            # asked again meanwhile (the bot left or joined the channel while it was read:
+            # that answer was dropped, a new ask began): the window waits for that one too
+            waited = [
+                members.asking[c]
+                for c in members.still_asked(window)
+                if c not in channels and c in members.asking
+            ]
+            if not waited:
+                break
+        if closing():
+            return
         try:
+            view = _window_view(
+                rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
+            )
             await client.views_update(view_id=opened.get("id"), hash=opened.get("hash"), view=view)
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             logger.debug(  # hash_conflict (the person clicked), not_found (closed): as meant
                 "the labeling window of %s was not redrawn: %s",
                 user_id,
                 slack_said(exc) or type(exc).__name__,
+            )
+        except Exception as exc:  # the database refusing the read (closed, full, damaged)
+            if closing():
+                return
+            logger.warning(
+                "the labeling window of %s was not redrawn: %s",
+                user_id,
+                str(exc) or type(exc).__name__,
             )
 
     rt.background.keep(asyncio.create_task(redraw(), name=f"hitl-window-{user_id}"))

@@ -10,12 +10,14 @@ an admin must fix. A public channel stays open to everyone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from bot.runtime import Background
 from bot.sandbox import FakeSlack
 from bot.slack import modal
 from tests import signing
@@ -582,3 +584,141 @@ async def test_a_window_opened_before_slack_listed_the_members_is_drawn_again_wh
     redrawn = many.fake.views[view["id"]]
     assert item_of(redrawn) is None and "CONFIDENTIAL" not in text_of(redrawn)
     assert "not said yet" not in text_of(redrawn)
+
+
+# -- a channel made private while Slack cannot list it; a read begun anew; a stop ----------
+
+
+async def test_a_channel_made_private_is_closed_to_others_while_slack_cannot_list_it(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="bot.slack.modal")
+    fake_slack.add_user("U0GUEST", "guest")  # not in #labeling
+    seed(tmp_path / "hitl.db", [*CASES, Item("case-3", "CONFIDENTIAL case three")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        clock = ManualClock()
+        modal.ChannelMembers.of(bot.rt).clock = clock
+        view = await home_view(bot, "U0GUEST", "4.1.a")
+        assert item_of(view) is not None  # public: anyone
+        await bot.settled()
+        bot.fake._channels[CHANNEL]["is_private"] = True  # converted to a private channel
+        clock.now += 10 * 60
+        bot.fake.fail("conversations.members", "internal_error", times=100)
+        view = await click_in(bot, "U0GUEST", view)  # not held: the look starts meanwhile
+        await bot.settled()
+        assert bot.fake.calls_to("conversations.info")[-1].reply["channel"]["is_private"]
+        assert bot.fake.calls_to("conversations.members")  # Slack said private, then failed
+
+        view = await click_in(bot, "U0GUEST", view)  # the item after the look that saw it
+        assert item_of(view) is None and "CONFIDENTIAL" not in text_of(view)
+        assert "who is in their channel (internal_error)" in text_of(view)
+        view = await home_view(bot, "U0GUEST", "4.1.b")
+        assert item_of(view) is None and "CONFIDENTIAL" not in text_of(view)
+        said = [r.getMessage() for r in caplog.records if CHANNEL in r.getMessage()]
+        assert said and not [m for m in said if "still public" in m or "to everyone" in m]
+        assert [m for m in said if f"who is in {CHANNEL}" in m and "to nobody" in m]
+
+
+async def test_a_channel_made_private_is_closed_to_others_while_its_members_are_read(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(modal, "MEMBERS_WAIT", 0.05)  # a window opens while Slack reads
+    fake_slack.add_user("U0GUEST", "guest")  # not in #labeling
+    seed(tmp_path / "hitl.db", [*CASES, Item("case-3", "CONFIDENTIAL case three")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        clock = ManualClock()
+        modal.ChannelMembers.of(bot.rt).clock = clock
+        assert item_of(await home_view(bot, "U0GUEST", "4.2.a")) is not None  # public
+        await bot.settled()
+        bot.fake._channels[CHANNEL]["is_private"] = True
+        bot.fake._members[CHANNEL] = ["U0ANA", "U0RAJ", bot.fake.bot_user_id]
+        clock.now += modal.MEMBERS_FRESH + 1  # getting old: looked at again in the background
+        bot.fake.fail("conversations.members", mode="timeout")  # Slack slow to list it
+        assert item_of(await home_view(bot, "U0GUEST", "4.2.b")) is not None  # not held
+        await fake_slack.wait_for(lambda: bool(fake_slack.calls_to("conversations.members")))
+        # conversations.info said private; its members are not read yet
+        view = await home_view(bot, "U0GUEST", "4.2.c")
+        assert item_of(view) is None and "CONFIDENTIAL" not in text_of(view)
+        bot.fake.release_timeouts()
+        await bot.settled()
+        redrawn = bot.fake.views[view["id"]]  # drawn again once Slack listed the members
+        assert item_of(redrawn) is None and "not said yet" not in text_of(redrawn)
+        known = modal.ChannelMembers.of(bot.rt).known[CHANNEL]
+        assert known.private and "U0ANA" in known.members and "U0GUEST" not in known.members
+
+
+async def test_a_window_waits_for_the_read_begun_when_the_bot_was_invited_back(
+    many: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """The bot is removed and invited back while the members are read: that read's answer
+    is dropped and a new one begins. A window drawn before Slack answered waits for the new
+    one, and is drawn on an item then."""
+    monkeypatch.setattr(modal, "MEMBERS_WAIT", 0.05)  # the window opens while still asked
+    members = modal.ChannelMembers.of(many.rt)
+    looked = 0
+    redraw_looked = asyncio.Event()
+    served = modal.ChannelMembers.served
+
+    async def counted(self: modal.ChannelMembers, channels, user_id):  # noqa: ANN001
+        nonlocal looked
+        kept = await served(self, channels, user_id)
+        looked += 1
+        if looked == 2:  # the window's, then its redraw's (after the first read ended)
+            redraw_looked.set()
+        return kept
+
+    monkeypatch.setattr(modal.ChannelMembers, "served", counted)
+    bot_id = many.fake.bot_user_id
+    many.fake.fail("conversations.members", mode="timeout")  # the first read's page 1
+    view = await home_view(many, "U0RAJ", "4.3.a")  # raj: on the last page
+    assert item_of(view) is None and "not said yet" in text_of(view)
+    first = many.fake._release
+    many.fake._release = asyncio.Event()  # the next read's page 1 is held on its own
+    many.fake.fail("conversations.members", mode="timeout")
+    many.fake.remove_bot(SECRET_CHANNEL)
+    assert (
+        await many.event(member_event("member_left_channel", bot_id, SECRET_CHANNEL))
+    ).status == 200
+    invite_bot_back(many, SECRET_CHANNEL)
+    assert (
+        await many.event(member_event("member_joined_channel", bot_id, SECRET_CHANNEL))
+    ).status == 200
+    await many.fake.wait_for(lambda: len(many.fake.calls_to("conversations.members")) == 2)
+    first.set()  # the first read ends (dropped: read before the bot left)
+    await asyncio.wait_for(redraw_looked.wait(), 30)  # the redraw looked: the new read held
+    assert SECRET_CHANNEL not in members.known
+    many.fake.release_timeouts()  # the new read lists raj
+    await many.settled()
+    assert "U0RAJ" in members.known[SECRET_CHANNEL].members
+    redrawn = many.fake.views[view["id"]]
+    assert item_of(redrawn) is not None and "not said yet" not in text_of(redrawn)
+    updates = [c for c in many.fake.calls_to("views.update") if c.params["view_id"] == view["id"]]
+    assert len(updates) == 1  # drawn again once, when Slack had answered
+
+
+async def test_a_stop_past_its_time_cancels_the_tasks_begun_while_it_waited():
+    """A listener the stop waits for begins a task (a window's redraw) and ends; what the
+    stop waited on is held. Past the stop's time that task is cancelled too, not left to
+    run once the database is closed."""
+    background = Background()
+    go = asyncio.Event()
+    begun: list[asyncio.Task] = []
+
+    async def held() -> None:
+        await asyncio.Event().wait()  # a Slack call that does not answer
+
+    async def listener() -> None:
+        await go.wait()
+        task = asyncio.create_task(held(), name="hitl-window-U0RAJ")
+        background.keep(task)
+        begun.append(task)
+
+    for work in (listener(), held()):
+        background.keep(asyncio.create_task(work))
+    drain = asyncio.create_task(background.drain(0.5))
+    await asyncio.sleep(0)  # the stop waits on the listener and the held call
+    go.set()  # the listener begins its task meanwhile
+    with pytest.raises(TimeoutError):
+        await drain
+    assert begun and begun[0].cancelled()
+    assert not background.tasks
