@@ -103,19 +103,27 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
         owner,
         iso_time(now),
         iso_time(now + ttl),
-        holder_alive=lambda held: False if held in ENDED_OWNERS else holder_alive(held),
+        holder_alive=lambda held: (
+            False if (store.path, held) in ENDED_OWNERS else holder_alive(held)
+        ),
         runs=("retrain", "rollback"),
     )
     if holder is None:  # taken: the one lock row is ``owner``'s now
-        ENDED_OWNERS.clear()
+        ENDED_OWNERS.difference_update({e for e in ENDED_OWNERS if e[0] == store.path})
     return holder
 
 
 # This process's retrains whose end the database refused to record (its disk full, as their
 # model files' was): the owners of the locks they could not release, which ``take_lock`` takes
-# over, and their runs (id -> detail), which the next ``begin`` records as failed.
-ENDED_OWNERS: set[str] = set()
-UNRECORDED: dict[int, dict[str, Any]] = {}
+# over, and their runs (id -> detail), which the next ``begin`` records as failed; each by the
+# database it belongs to (its path: a process may run several, as the tests and the demo do).
+ENDED_OWNERS: set[tuple[Path | None, str]] = set()
+UNRECORDED: dict[tuple[Path | None, int], dict[str, Any]] = {}
+
+
+def left_unrecorded(store: Store) -> bool:
+    """Whether a retrain of ``store``'s database in this process left its end unrecorded."""
+    return any(key[0] == store.path for key in (*UNRECORDED, *ENDED_OWNERS))
 
 
 def record_left(store: Store) -> None:
@@ -123,12 +131,14 @@ def record_left(store: Store) -> None:
     (``UNRECORDED``) and release the locks they could not (``ENDED_OWNERS``), once the
     database takes writes again: by the next retrain (``begin``) or refresh of the working
     model (``begin_refresh``), so a `hitl retrain` from cron is not refused meanwhile."""
-    for left, detail in list(UNRECORDED.items()):
-        store.finish_run(left, "failed", detail)
-        UNRECORDED.pop(left, None)
-    for owner in list(ENDED_OWNERS):
-        store.release_lock(LOCK, owner)
-        ENDED_OWNERS.discard(owner)
+    for (db, left), detail in list(UNRECORDED.items()):
+        if db == store.path:
+            store.finish_run(left, "failed", detail)
+            UNRECORDED.pop((db, left), None)
+    for db, owner in list(ENDED_OWNERS):
+        if db == store.path:
+            store.release_lock(LOCK, owner)
+            ENDED_OWNERS.discard((db, owner))
 
 
 def busy_reason(holder: str) -> str:
@@ -1108,7 +1118,7 @@ def begin_refresh(
     champion: since its training read, or, when a rollback made it champion again, since that
     rollback (``Store.rolled_back_mark``): the labels the rolled-back model learned from do not
     make a refresh due at once."""
-    if UNRECORDED or ENDED_OWNERS:  # a failed retrain's end a full disk refused: room now?
+    if left_unrecorded(store):  # a failed retrain's end a full disk refused: room now?
         with contextlib.suppress(Exception):  # not yet: the next one tries again
             record_left(store)
     holder = store.lock_holder(LOCK, iso_time(datetime.now(UTC)), holder_alive=elsewhere)
@@ -1831,11 +1841,11 @@ def _not_recorded(store: Store, plan: Plan, outcome: Outcome, error: Exception) 
     outcome.seconds = round(time.perf_counter() - plan.started, 2)
     detail = asdict(outcome)
     detail.pop("metrics", None)
-    UNRECORDED[plan.run_id] = detail
+    UNRECORDED[store.path, plan.run_id] = detail
     try:
         store.release_lock(LOCK, plan.owner)
     except Exception:  # noqa: BLE001 - the same full disk: the next retrain here takes it
-        ENDED_OWNERS.add(plan.owner)
+        ENDED_OWNERS.add((store.path, plan.owner))
 
 
 def failure_reason(
@@ -1854,6 +1864,14 @@ def failure_reason(
         return f"stopped before it finished ({type(exc).__name__})"
     if isinstance(exc, FileNotFoundError) and not registry.root.is_dir():  # moved, deleted
         return missing_folder(registry)
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):  # not a write
+        limit = "`ulimit -n`, or LimitNOFILE= in its systemd unit"
+        if exc.errno == errno.ENFILE:
+            limit = "the system's: `sysctl fs.file-max`"
+        return (
+            f"retrain failed: {exc.strerror or exc}: hitl is at its limit of open files;"
+            f" raise it ({limit}), then {again} again"
+        )
     if isinstance(exc, OSError):
         return write_problem(exc, registry.root, champion.version if champion else None, again)
     return f"retrain failed: {type(exc).__name__}: {exc}"

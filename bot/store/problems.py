@@ -146,6 +146,9 @@ def _shm_problem(path: Path, exc: sqlite3.Error) -> str:
     of memory": a failed allocation is SQLITE_IOERR_NOMEM or _SHMMAP, never this). With room
     on the disk, what stops the write is a quota or the file-size limit."""
     shm, folder = path.name + "-shm", _folder(path)
+    real = Path(os.path.realpath(path))  # through a symlink: SQLite's -shm is beside the file
+    if real != path.absolute():
+        shm, folder = real.name + "-shm", real.parent
     try:
         room: int | None = shutil.disk_usage(folder).free
     except OSError:

@@ -313,3 +313,32 @@ def test_an_fsync_that_fails_on_the_disk_still_says_the_disk():
         "/srv/hitl.db: the disk failed to read or write it (fsync failed: [Errno 5]"
         " Input/output error); check the disk"
     )
+
+
+def test_a_full_disk_behind_a_symlinked_database_names_the_real_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """HITL_DB a symlink into a full disk: SQLite's -shm is beside the real file, so the
+    free space is looked for there, and that folder is named (second review of this round:
+    the symlink's folder, with room, was named, and the full disk told as a quota)."""
+    from bot.store import database_problem, problems
+
+    real = tmp_path / "disk" / "hitl.db"
+    real.parent.mkdir()
+    real.touch()
+    link = tmp_path / "work" / "hitl.db"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    full = {real.parent}  # only the real folder's disk is full
+    usage = problems.shutil.disk_usage
+
+    def disk_usage(folder):
+        found = usage(folder)
+        return found._replace(free=0) if Path(folder) in full else found
+
+    monkeypatch.setattr(problems.shutil, "disk_usage", disk_usage)
+    exc = sqlite3.OperationalError("disk I/O error")
+    exc.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"  # type: ignore[attr-defined]
+    said = str(database_problem(link, exc))
+    assert "the disk holding it is full" in said, said
+    assert f"free some space in {real.parent} " in said, said

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ import model.registry as registry_module
 from bot.cli import cli
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, run_retrain, scheduled_retrain
+from model import ModelRegistry
 from tests.bot.harness import Bot, make_settings, seed, start_bot
 from tests.bot.test_learning import bot, labeled_items, retrain_told  # noqa: F401 - the fixture
 from tests.bot.test_refresh import answer_next
@@ -403,3 +405,44 @@ async def test_the_next_refresh_frees_the_lock_a_full_disk_kept_from_a_failed_re
     assert bot_.store.db["locks"].count == 0
     run = bot_.store.runs("retrain")[0]
     assert (run["status"], run["detail"]["reason"]) == ("failed", failed.reason)
+
+
+def test_a_retrain_end_left_unrecorded_belongs_to_its_own_database(tmp_path: Path):
+    """Two databases in one process (the tests, an embedding): a failed retrain's run and lock
+    that one database could not record were recorded into, and cleared by, the other's next
+    retrain (second review of this round)."""
+    from bot.store import Store
+
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        now = datetime.now(UTC)
+        assert retrain.take_lock(a, "host:1:a-retrain", now, timedelta(hours=1)) is None
+        run_a = a.start_run("retrain", "cli")
+        retrain.UNRECORDED[a.path, run_a] = {"reason": "a's disk was full"}
+        retrain.ENDED_OWNERS.add((a.path, "host:1:a-retrain"))
+        try:
+            assert retrain.left_unrecorded(a) and not retrain.left_unrecorded(b)
+            assert retrain.take_lock(b, "host:1:b-retrain", now, timedelta(hours=1)) is None
+            run_b = b.start_run("retrain", "cli")
+            b.finish_run(run_b, "promoted", {"reason": "b's own"})
+            retrain.record_left(b)  # b's next retrain: nothing of a's is written into b
+            assert b.runs()[0]["status"] == "promoted"
+            assert retrain.left_unrecorded(a)
+            # a's own next retrain takes over a's stale lock and records a's run
+            assert retrain.take_lock(a, "host:1:a-next", now, timedelta(hours=1)) is None
+            retrain.record_left(a)
+            assert not retrain.left_unrecorded(a)
+            assert [r["status"] for r in a.runs() if r["id"] == run_a] == ["failed"]
+        finally:
+            retrain.UNRECORDED.clear()
+            retrain.ENDED_OWNERS.clear()
+
+
+def test_a_retrain_at_the_open_files_limit_is_not_told_as_a_write_or_full_disk(tmp_path: Path):
+    registry = ModelRegistry(tmp_path / "models")
+    reason = retrain.failure_reason(
+        OSError(errno.EMFILE, "Too many open files"), None, registry, None, "`/hitl retrain`"
+    )
+    assert reason == (
+        "retrain failed: Too many open files: hitl is at its limit of open files; raise it"
+        " (`ulimit -n`, or LimitNOFILE= in its systemd unit), then `/hitl retrain` again"
+    )
