@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from bot.sandbox import FakeSlack
 from bot.store import database_problem, lock
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import run
-from tests.bot.test_models_folder import two_models  # noqa: F401 - a fixture
+from tests.bot.test_models_folder import two_models as make_two_models
 from tests.bot.test_serve_process import free_port, serve_env
 
 
@@ -123,7 +124,23 @@ SHAPES = {
 }
 
 
-def damage(two_models: Path, shape: object) -> Path:  # noqa: F811
+@pytest.fixture(scope="module")
+def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``test_models_folder``'s database with v1 and v2, made once for this module's tests."""
+    return make_two_models.__wrapped__(tmp_path_factory.mktemp("two-models"))
+
+
+@pytest.fixture
+def two_models(two_models_made: Path, tmp_path: Path) -> Path:
+    """A copy of it of each test's own (the database, its log if any, its models folder)."""
+    for name in ("hitl.db", "hitl.db-wal"):
+        if (two_models_made.parent / name).exists():
+            shutil.copy2(two_models_made.parent / name, tmp_path / name)
+    shutil.copytree(f"{two_models_made}.models", tmp_path / "hitl.db.models")
+    return tmp_path / "hitl.db"
+
+
+def damage(two_models: Path, shape: object) -> Path:
     path = Path(f"{two_models}.models") / "v2.json"
     if isinstance(shape, dict):
         shape = {**json.loads(path.read_text()), **shape}
@@ -133,7 +150,7 @@ def damage(two_models: Path, shape: object) -> Path:  # noqa: F811
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_a_champions_metadata_of_the_wrong_shape_is_refused_by_the_cli(
-    two_models: Path,  # noqa: F811
+    two_models: Path,
     shape: object,
 ):
     damage(two_models, shape)
@@ -155,7 +172,7 @@ def test_a_champions_metadata_of_the_wrong_shape_is_refused_by_the_cli(
 
 async def test_a_server_starts_on_a_champions_metadata_of_the_wrong_shape_and_serves_v1(
     fake_slack: FakeSlack,
-    two_models: Path,  # noqa: F811
+    two_models: Path,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ):
