@@ -29,6 +29,7 @@ from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import SECRET, Bot
 from tests.bot.test_api import AUTH, start_api
+from tests.bot.test_slow_clients import read_response
 
 GUARD = 8.0  # seconds any one wait may take before the test fails
 
@@ -72,17 +73,6 @@ def head(path: str, length: int, **headers: str) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head_ = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
-    status_line, *header_lines = head_.decode().split("\r\n")[:-2]
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), GUARD)
-    return int(status_line.split()[1]), headers, body
 
 
 def busy() -> str:

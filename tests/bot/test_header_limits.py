@@ -21,6 +21,7 @@ import pytest
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import SECRET, Bot, make_settings, start_bot
+from tests.bot.test_slow_clients import read_response as answer
 
 GUARD = 8.0  # seconds any one wait may take before the test fails
 FIELD = 4096  # bytes of a header line (HEADER_LIMITS' max_field_size; see ``proxies``)
@@ -56,17 +57,6 @@ def request(extra: list[tuple[str, str]]) -> bytes:
 def own_lines(extra: list[tuple[str, str]]) -> int:
     """Header lines of ``request(extra)`` besides ``extra``."""
     return request([]).split(b"\r\n\r\n")[0].count(b"\r\n")
-
-
-async def answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
-    status_line, *header_lines = head.decode().split("\r\n")[:-2]
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), GUARD)
-    return int(status_line.split()[1]), headers, body
 
 
 async def test_headers_as_slack_and_proxies_send_them_go_through_and_more_is_refused(
