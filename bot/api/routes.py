@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hmac
 import json
 import logging
@@ -58,7 +59,7 @@ from bot.labelset import NotInForce, in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
-from bot.store import DatabaseError, Store, database_problem
+from bot.store import DatabaseError, Store, database_problem, problems
 from bot.store.erasure import model_label_seqs
 
 logger = logging.getLogger(__name__)
@@ -200,15 +201,38 @@ REFUSALS = (
     ("SQLITE_IOERR", "the server's disk failed to read or write the database", 60),
     ("SQLITE_CANTOPEN", "the server cannot open its database file", 60),
 )
+# The open-files limits (``bot.store.problems``: EMFILE, this process's; ENFILE, the system's):
+# opening the log to fsync it, or a file SQLite needs, failed for want of a descriptor. Not the
+# disk: a burst of requests under a low limit, which passes; the operator raises the limit.
+OUT_OF_FILES = {
+    "EMFILE": (
+        "the server is at its limit of open files (its operator must raise it: `ulimit -n`, or"
+        " LimitNOFILE= in its systemd unit)",
+        10,
+    ),
+    "ENFILE": (
+        "the server's system is at its limit of open files (its operator must raise it: sysctl"
+        " fs.file-max)",
+        10,
+    ),
+}
 
 
 def _refused_for_now(rt: Runtime, exc: DatabaseError) -> ApiError | None:
-    """The 503 for a write the database refused for a reason that passes (its lock, its disk),
-    None for any other error (a bug: a 500)."""
+    """The 503 for a write the database refused for a reason that passes (its lock, its disk,
+    the open-files limit), None for any other error (a bug: a 500)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    behind = getattr(exc, "os_error", None)  # the OSError behind a failed fsync (NotSynced)
+    limit = None  # EMFILE or ENFILE, as ``database_problem`` tells them
+    if isinstance(behind, OSError) and behind.errno in (errno.EMFILE, errno.ENFILE):
+        limit = behind.errno
+    elif name.startswith("SQLITE_CANTOPEN"):  # SQLite does not say why: look
+        limit = problems._out_of_files()
     if rt.store.lost is not None:  # the file was deleted or replaced (Store.check_file)
         cause, seconds = "the server's database file was deleted or replaced", 60
+    elif limit is not None:
+        cause, seconds = OUT_OF_FILES[errno.errorcode[limit]]
     else:
-        name = getattr(exc, "sqlite_errorname", "") or ""
         found = [(cause, seconds) for prefix, cause, seconds in REFUSALS if name.startswith(prefix)]
         if not found:
             return None

@@ -316,8 +316,14 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
                              listener.__name__, problem)  # fmt: skip
                 return
             refused = True
+            from bot.store.core import NotSynced  # (local: the store's own error)
+
             logger.error(
-                "%s: not stored, so not acknowledged (Slack shows the person it failed): %s",
+                # a failed fsync: the click is committed, only not known to be on disk
+                "%s: written but not known to be on disk, so not acknowledged (Slack shows the"
+                " person it failed; its retry is stored once): %s"
+                if isinstance(exc, NotSynced)
+                else "%s: not stored, so not acknowledged (Slack shows the person it failed): %s",
                 listener.__name__,
                 problem,
             )

@@ -294,7 +294,10 @@ class HeldLock:
         """Whether the lock file is still the one held (two stats; call it now and then); if
         not, make it again and lock it, said once in a warning, or, when another server holds
         the new one already, an error naming it. A database file the server holds no flock of
-        yet (a new one, made after the start) gets it (``hold_file``: a third stat)."""
+        yet (a new one, made after the start) gets it (``hold_file``: a third stat). A holder
+        line that cannot be written into the new file (a full disk) is one warning while it
+        lasts, tried again at each check (the file stays empty till then), never an error that
+        ends the server's watch (``watch_lock``)."""
         if self.fd is None:
             return
         self.hold_file()
@@ -304,31 +307,46 @@ class HeldLock:
             now = None
         held = os.fstat(self.fd)
         if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-            return
+            if held.st_size > 0:
+                return
+            # made again, but its holder line not written yet: try again below
+        else:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                self._say(
+                    logging.WARNING,
+                    f"the lock file {self.path} is gone and cannot be made again"
+                    f" ({exc.strerror}): nothing stops a second server on {self.db}",
+                )
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                self._say(
+                    logging.ERROR,
+                    f"the lock file {self.path} was deleted while this server ran, and another"
+                    f" hitl server or demo started on {self.db} ({holder}): two post every"
+                    " question twice; stop one of them",
+                )
+                return
+            os.close(self.fd)
+            self.fd = fd  # locked: a second server is kept off, its holder line written or not
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            _write_holder(self.fd)
         except OSError as exc:
+            # the start's wording (``_holder_problem``) less its "and start it again": this
+            # server runs on, and writes the line at a check once there is room
+            problem = _holder_problem(self.path, self.db, exc).removesuffix(" and start it again")
             self._say(
                 logging.WARNING,
-                f"the lock file {self.path} is gone and cannot be made again ({exc.strerror}):"
-                f" nothing stops a second server on {self.db}",
+                "the lock file was deleted or replaced while this server ran; it is made again"
+                f" and locked, but {problem} (a second server it refuses cannot be told who"
+                " holds it); tried again every few seconds",
             )
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
-            os.close(fd)
-            self._say(
-                logging.ERROR,
-                f"the lock file {self.path} was deleted while this server ran, and another hitl"
-                f" server or demo started on {self.db} ({holder}): two post every question"
-                " twice; stop one of them",
-            )
-            return
-        _write_holder(fd)
-        os.close(self.fd)
-        self.fd = fd
         self._say(
             logging.WARNING,
             f"the lock file {self.path} was deleted or replaced while this server ran (it keeps"

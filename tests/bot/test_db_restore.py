@@ -219,7 +219,7 @@ async def test_a_click_whose_fsync_fails_gets_503_and_its_retry_is_stored_once(
     said = errors(caplog)
     assert len(said) == 1 and said[0].exc_info is None, [r.getMessage() for r in said]
     line = said[0].getMessage()
-    assert "not stored, so not acknowledged" in line
+    assert "written but not known to be on disk, so not acknowledged" in line
     assert "fsync failed" in line and "Input/output error" in line
     assert "request failed" not in line
 
