@@ -1222,15 +1222,8 @@ def retrain_command(state: State, force: bool) -> None:
                 raise Stopped(_retrain_kept(store, plan.run_id)) from None
             except OSError as exc:  # the model's files (a full disk, a file-size limit)
                 bars.close()
-                kept = (
-                    f"v{champion.version} stays the champion and nothing else was changed"
-                    if champion is not None
-                    else "no model was stored"
-                )
-                where = exc.filename or f"a model file in {registry.root}"
                 raise click.ClickException(
-                    f"cannot write {where}: {exc.strerror or exc}; {kept} (free space or raise"
-                    " the file-size limit, then `hitl retrain` again)"
+                    retrain.failure_reason(exc, None, registry, champion)  # as hitl serve says it
                 ) from exc
     click.echo(reports.plain(reports.retrain_text(outcome, timezone=settings.timezone)))
     if outcome.status == "failed" and not outcome.n_missing:
