@@ -1577,8 +1577,9 @@ def _bad_json(line: str, exc: json.JSONDecodeError) -> str:
     not closed before the line ends (a line cut short) is said so."""
     content = line.rstrip("\r\n")
     column = min(exc.pos, len(content)) + 1  # past its end: where the line's newline was
-    reason = f"bad JSON ({exc.msg} at column {column}"
-    if exc.pos >= len(content.rstrip()):
+    said = exc.msg.removesuffix(" at")  # "Invalid control character at": not "at at"
+    reason = f"bad JSON ({said} at column {column}"
+    if exc.pos >= len(content.rstrip()) or said.startswith("Unterminated string"):
         reason += "; the line ends before the JSON is closed"
     return reason + ")"
 

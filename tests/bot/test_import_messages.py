@@ -293,6 +293,21 @@ def test_a_json_line_cut_short_is_reported_at_its_end(tmp_path: Path):
     )
 
 
+def test_a_json_message_ending_in_at_is_not_said_at_at(tmp_path: Path):
+    """Python's "Invalid control character at" and "Unterminated string starting at" read
+    "… at at column N" once the column was added."""
+    path = tmp_path / "ctl.jsonl"
+    path.write_text(
+        '{"id": "a", "text": "ok"}\n{"id": "b", "text": "a\tb"}\n{"id": "c", "text": "cut'
+    )
+    result = run("--db", str(tmp_path / "hitl.db"), "import", str(path))
+    assert result.stderr.splitlines() == [
+        "ctl.jsonl line 2: bad JSON (Invalid control character at column 23), row skipped",
+        "ctl.jsonl line 3: bad JSON (Unterminated string starting at column 21; the line ends"
+        " before the JSON is closed), row skipped",
+    ]
+
+
 def test_a_case_twin_is_told_the_spelling_to_write(tmp_path: Path):
     path = tmp_path / "tw.csv"
     path.write_text("id,text,label\n1,a,billing\n2,b,Billing\n")
