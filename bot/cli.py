@@ -225,12 +225,20 @@ class HitlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.NoSuchOption as exc:
-            if exc.option_name not in self.OWN_OPTIONS:
-                dashed = self._dashed_value(exc, ctx.meta.get("hitl.args", []))
+            given = ctx.meta.get("hitl.args", [])
+            at = self._refused_at(exc, given)
+            # the group's own option, given after the command; not a label or an id that
+            # starts as one (`-vague`: click refuses its `-v`)
+            own = (
+                exc.option_name in self.OWN_OPTIONS
+                if at is None
+                else _is("-v", given[at]) or _is("--db", given[at])
+            )
+            if not own:
+                dashed = self._dashed_value(exc, given, at)
                 if dashed is None:
                     raise
                 raise dashed from exc
-            given = ctx.meta.get("hitl.args", [])
             args = moved_to_front(given, "--db")  # both, if both came after the command
             shown = "--db FILE" if args is None else exc.option_name
             if args is None:  # `hitl retrain --db`: no value to move
@@ -242,32 +250,67 @@ class HitlGroup(click.Group):
             ) from exc
 
     @staticmethod
-    def _dashed_value(exc: click.NoSuchOption, given: list[str]) -> click.UsageError | None:
-        """None, or, for an unknown short option that may be a label or an id
-        starting with "-" (`hitl labels rename -1 negative`, `-1` for a sentiment label), one
-        line saying to put `--` before it, with the command so written: the command's options
-        given after it first (``--reason TEXT``), then `--` and the labels and ids."""
-        name = exc.option_name
-        if name.startswith("--") or not name.startswith("-"):
-            return None
-        at = next(
-            (i for i in range(_command_at(given), len(given)) if given[i].startswith(name)),
-            None,
-        )
-        if at is None:
-            return None
-        valued: set[str] = set()  # the command's options that take a value, and its flags
+    def _options(exc: click.NoSuchOption) -> tuple[set[str], set[str]]:
+        """The names of the refusing command's options that take a value, and of its flags
+        (its help option's among them)."""
+        valued: set[str] = set()
         flags: set[str] = set()
-        for param in exc.ctx.command.params if exc.ctx is not None else ():
+        ctx = exc.ctx
+        for param in ctx.command.get_params(ctx) if ctx is not None else ():
             if isinstance(param, click.Option):
                 names = {*param.opts, *param.secondary_opts}
                 (flags if param.is_flag or param.count else valued).update(names)
+        return valued, flags
+
+    @staticmethod
+    def _refused_at(exc: click.NoSuchOption, given: list[str]) -> int | None:
+        """Where in ``given`` the argument click refused is: the first after the command that
+        starts with "-" and is none of the command's options (the group's own, given after
+        it, are refused so too), not an option's value (`--reason "-1 means x" -1`) nor
+        anything after a `--` (those are words). Not found by the option click names: it
+        names one letter of a word (`-vague`: `-v`; `-high`: `-i`, its `-h` taken as help).
+        None if there is none with that letter."""
+        name = exc.option_name
+        valued, flags = HitlGroup._options(exc)
+        i = _command_at(given)
+        while i < len(given) and given[i] != "--":
+            arg = given[i]
+            if arg in valued:
+                i += 2  # the option and its value
+                continue
+            i += 1
+            if len(arg) < 2 or not arg.startswith("-") or arg in flags:
+                continue  # a word ("-": standard input), or one of the command's flags
+            if arg.startswith("--") and arg.split("=", 1)[0] in valued:
+                continue  # --reason=TEXT
+            # the one click refused (a long option by its name, a short one by a letter)
+            if arg.startswith("--"):
+                return i - 1 if arg.split("=", 1)[0] == name else None
+            return i - 1 if name.startswith("-") and name[1:2] in arg[1:] else None
+        return None
+
+    @staticmethod
+    def _dashed_value(
+        exc: click.NoSuchOption, given: list[str], at: int | None
+    ) -> click.UsageError | None:
+        """None, or, for an unknown short option that may be a label or an id
+        starting with "-" (`hitl labels rename -1 negative`, `-1` for a sentiment label), one
+        line saying to put `--` before it, with the command so written: the command's options
+        given after it first (``--reason TEXT``), then `--` and the labels and ids (those
+        already after a `--` of its own too, without a second: it would be taken as a word).
+        ``at``: where the refused argument is in ``given`` (``_refused_at``)."""
+        if at is None or given[at].startswith("--"):
+            return None  # an unknown long option: click's own message
+        valued, flags = HitlGroup._options(exc)
         options: list[str] = []
         words = [given[at]]
         db: list[str] = []  # the group's own options given after it (the last --db counts)
         verbose: list[str] = []
         rest = iter(given[at + 1 :])
         for arg in rest:
+            if arg == "--":  # the rest are words as given (one `--` goes before them all)
+                words += rest
+                break
             if arg in valued:
                 options += [arg, next(rest, "")]
             elif arg in flags or arg.split("=", 1)[0] in valued:

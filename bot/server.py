@@ -550,12 +550,18 @@ class RefusalLog:
     outsider cannot make new ones to be said in full.
 
     ``later(seconds, callback)`` runs the end of a minute (the loop's ``call_later`` unless
-    given: a test gives its own, and ends the minute when it likes)."""
+    given: a test gives its own, and ends the minute when it likes). ``where`` is what the
+    minute's line says the requests went to (``ProtocolLogger``'s are to any path: "")."""
 
     MINUTE = 60.0
 
-    def __init__(self, later: Callable[[float, Callable[[], None]], object] | None = None):
+    def __init__(
+        self,
+        later: Callable[[float, Callable[[], None]], object] | None = None,
+        where: str = " to /slack/events",
+    ):
         self.later = later
+        self.where = where
         self.more: dict[str, int] = {}  # reason: refusals since its last line
         self.last: dict[str, str] = {}  # reason: what the summary says of it
 
@@ -580,10 +586,10 @@ class RefusalLog:
         if not more:  # none came this minute: the next is said in full
             return
         logger.warning(
-            "%d more %s to /slack/events refused in the last minute: %s (said once a minute "
-            "while it lasts)",
+            "%d more %s%s refused in the last minute: %s (said once a minute while it lasts)",
             more,
             "request" if more == 1 else "requests",
+            self.where,
             summary,
         )
         self.more[reason] = 0
@@ -600,10 +606,10 @@ class RefusalLog:
             if not count:
                 continue
             logger.warning(
-                "%d more %s to /slack/events refused in the last minute: %s (said as the "
-                "server stops)",
+                "%d more %s%s refused in the last minute: %s (said as the server stops)",
                 count,
                 "request" if count == 1 else "requests",
+                self.where,
                 last.get(reason, ""),
             )
 
@@ -614,11 +620,15 @@ _REFUSALS: weakref.WeakKeyDictionary[Runtime, RefusalLog] = weakref.WeakKeyDicti
 
 async def say_refusals_at_stop(app: web.Application) -> None:
     """on_cleanup: once no request is handled any more, the refusals still counted are said
-    (``RefusalLog.server_stopped``)."""
+    (``RefusalLog.server_stopped``): of /slack/events, and of the header limits."""
     rt = app.get(RUNTIME)
     log = _REFUSALS.get(rt) if rt is not None else None
     if log is not None:
         log.server_stopped()
+    # and the header-limit refusals ``PROTOCOL_LOGGER`` counted on this server's loop
+    limits = PROTOCOL_LOGGER.logs.get(asyncio.get_running_loop())
+    if limits is not None:
+        limits.server_stopped()
 
 
 def refusal_log(app: web.Application) -> RefusalLog:
@@ -701,19 +711,103 @@ def bolt_body(text: str, content_type: str) -> str:
 
 class ProtocolLogger(logging.LoggerAdapter):
     """aiohttp's server logger (``aiohttp.server``), with a request its HTTP parser refuses (a
-    NUL in a header, a line over 8 KB, a Content-Length of "abc") said in one INFO line, not
-    an ERROR with a traceback: the client got its 400, and anyone could fill the log with
-    what looks like the server's bugs. Any other error keeps its traceback."""
+    NUL in a header, a Content-Length of "abc") said in one INFO line, not an ERROR with a
+    traceback: the client got its 400, and anyone could fill the log with what looks like the
+    server's bugs. A request refused by the header limits (``HEADER_LIMITS``: too many header
+    lines, a header name or value or the request line too long) is a WARNING, naming the limit:
+    a proxy chain that adds many lines is refused so, and the operator must see it at the
+    default level. Said as ``RefusalLog`` says refusals (once per limit, then a line a minute
+    while they go on; one log per event loop, the server's). Any other error keeps its
+    traceback."""
+
+    # what each limit is, as the warning says it (no setting changes them)
+    LIMITS = {
+        "max_headers": "more than {:,} header lines",
+        "max_field_size": "a header name or value over {:,} bytes",
+        "max_line_size": "a request line over {:,} bytes",
+    }
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self.logs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RefusalLog] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         exc = sys.exc_info()[1] if exc_info is True else exc_info
         if not isinstance(exc, HttpProcessingError):
             super().exception(msg, *args, exc_info=exc_info, **kwargs)
             return
-        said = (str(exc.message).splitlines() or [""])[0][:120]
         remote = args[0] if args else "a client"  # "Error handling request from %s"
+        limit = self.limit_passed(exc)
+        if limit is not None:
+            self.over_limit(limit, remote)
+            return
+        said = (str(exc.message).splitlines() or [""])[0][:120]
         self.info(
             "refused a malformed HTTP request from %s (%s: %s)", remote, type(exc).__name__, said
+        )
+
+    # a folded header line's start, or a header name (RFC 9110 token characters) then its colon,
+    # or only name characters (a name over the 100 bytes aiohttp quotes)
+    HEADER_START = rb"[ \t]|[-!#$%&'*+.^_`|~0-9A-Za-z]+(?::|$)"
+
+    @staticmethod
+    def limit_passed(exc: HttpProcessingError) -> str | None:
+        """Which of ``HEADER_LIMITS`` ``exc`` (the parser's refusal) says was passed, if any.
+        aiohttp says too many lines in its message, a line too long as ``LineTooLong`` with the
+        limit it passed (the request line's or a header's: they differ) and the line's first
+        100 bytes. With aiohttp's pure-Python parser (``AIOHTTP_NO_EXTENSIONS=1``, or no C
+        build), a line that passes 8,190 bytes before its CRLF came is refused with the request
+        line's limit whichever line it is: there the line says which (the request line starts
+        with its method and a space, a header line with its name and a colon). With the C
+        parser the request line's limit is the request line's (its text is the URL alone)."""
+        import re
+
+        from aiohttp import http_parser, web_protocol
+        from aiohttp.http_exceptions import LineTooLong
+
+        if isinstance(exc, LineTooLong):
+            passed = exc.args[1] if len(exc.args) > 1 else None
+            if passed != HEADER_LIMITS["max_line_size"]:
+                return "max_field_size"  # a header's (or a chunk's, a trailer's) line
+            line = exc.args[0]
+            python_parser = web_protocol.HttpRequestParser is http_parser.HttpRequestParserPy
+            if (
+                python_parser
+                and isinstance(line, bytes | bytearray)
+                and re.match(ProtocolLogger.HEADER_START, bytes(line).removesuffix(b"..."))
+            ):
+                return "max_field_size"  # a header line that arrived in pieces
+            return "max_line_size"
+        if str(exc.message).startswith(("Too many headers", "Too many trailers")):
+            return "max_headers"
+        return None
+
+    def over_limit(self, limit: str, remote: object) -> None:
+        """One refusal by the header limits, said or counted by this loop's ``RefusalLog``."""
+        what = self.LIMITS[limit].format(HEADER_LIMITS[limit])
+        hint = "no setting raises this limit" + (
+            "; a proxy chain in front that adds many header lines must add fewer"
+            if limit == "max_headers"
+            else ""
+        )
+        line = "refused a request from %s over hitl's header limits: %s (%s); answered 400"
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not from a server's loop: said, not counted
+            logger.warning(line, remote, what, hint)
+            return
+        log = self.logs.get(loop)
+        if log is None:
+            log = self.logs[loop] = RefusalLog(where="")
+        log.refused(
+            f"header limit {limit}",
+            f"over hitl's header limits, {what} (the last from {remote})",
+            line,
+            remote,
+            what,
+            hint,
         )
 
 

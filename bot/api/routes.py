@@ -60,6 +60,7 @@ from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
 from bot.store import DatabaseError, Store, database_problem, problems
+from bot.store.core import NotSynced
 from bot.store.erasure import model_label_seqs
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _error(exc.status, exc.reason, None, allow)
     except DatabaseError as exc:
-        refused = _refused_for_now(_runtime(request), exc)
+        refused = _refused_for_now(_runtime(request), exc, request.method)
         if refused is None:
             logger.exception("%s %s failed", request.method, request.path[:100])
             return _error(500, "Something went wrong on our side; it has been logged")
@@ -181,7 +182,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _REFUSAL_SAID.get(rt) != problem:
             _REFUSAL_SAID[rt] = problem
             logger.error(
-                "%s %s: not stored, answered 503: %s (said once while it lasts)",
+                # a failed fsync (``_refused_for_now``): committed, only not known to be on disk
+                "%s %s: written but not known to be on disk, answered 503 (a retry is safe): %s"
+                " (said once while it lasts)"
+                if _committed(rt, exc)
+                else "%s %s: not stored, answered 503: %s (said once while it lasts)",
                 request.method,
                 request.path[:100],
                 problem,
@@ -218,9 +223,18 @@ OUT_OF_FILES = {
 }
 
 
-def _refused_for_now(rt: Runtime, exc: DatabaseError) -> ApiError | None:
+def _committed(rt: Runtime, exc: DatabaseError) -> bool:
+    """Whether ``exc`` came after the write was committed: the fsync that follows it failed
+    (``NotSynced``; only ``DELETE`` awaits one). Not when the database file was deleted or
+    replaced: what was committed went to a file that is no longer the database."""
+    return isinstance(exc, NotSynced) and rt.store.lost is None
+
+
+def _refused_for_now(rt: Runtime, exc: DatabaseError, method: str = "POST") -> ApiError | None:
     """The 503 for a write the database refused for a reason that passes (its lock, its disk,
-    the open-files limit), None for any other error (a bug: a 500)."""
+    the open-files limit), None for any other error (a bug: a 500). A write committed whose
+    fsync then failed (``_committed``) was applied: the 503 says so, and that a retry is safe
+    (a ``DELETE`` retried fsyncs again, and is answered 410 once that succeeds)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     behind = getattr(exc, "os_error", None)  # the OSError behind a failed fsync (NotSynced)
     limit = None  # EMFILE or ENFILE, as ``database_problem`` tells them
@@ -237,6 +251,18 @@ def _refused_for_now(rt: Runtime, exc: DatabaseError) -> ApiError | None:
         if not found:
             return None
         cause, seconds = found[0]
+    if _committed(rt, exc):
+        done, then = (
+            ("deleted", ", answered 410 once the deletion is on disk")
+            if method == "DELETE"
+            else ("stored", "")
+        )
+        return ApiError(
+            503,
+            f"{done}, but not known to be on disk: {cause}; retry in {seconds} s: a retry is"
+            f" safe (not applied twice){then}",
+            headers={"Retry-After": str(seconds)},
+        )
     return ApiError(
         503,
         f"not stored: {cause}; retry in {seconds} s",
@@ -729,18 +755,23 @@ async def delete_item(request: web.Request) -> web.Response:
     reason = request.query.get("reason", "")[:500]
     if rt.store.get_item(item_id) is None:
         if gone := deleted_before(rt.store, [item_id]):
+            # the retry of a DELETE whose fsync failed (a 503 that said it was deleted): the
+            # deletion is on disk before the 410 says it is done (a failed fsync: that 503 again)
+            await rt.store.synced()
             raise ApiError(410, gone[item_id], "id")
         raise _no_item(rt.store, item_id)
     # which models may hold its text: read off the loop (a metadata file per model version)
     seqs = await asyncio.to_thread(model_label_seqs, rt.settings.models_dir)
     with rt.store.synced_later():  # no fsync on the event loop...
         done = rt.store.delete_items([item_id], user_id="api", reason=reason, label_seqs=seqs)
-    await rt.store.synced()  # ...but deleted on disk before the answer
+    # woken once it is committed, not after the fsync: a failed fsync (a 503 that says it was
+    # deleted, its retry a 410) must not leave its questions, with their text, in Slack
     wake = getattr(rt.redrawer, "wake", None)
     if done.messages and wake is not None:
         wake()  # its questions are deleted from Slack
     if done.messages:
         rt.wake_dispatcher()  # an open question's place is free: the next one goes now
+    await rt.store.synced()  # ...but deleted on disk before the answer
     logger.info("deleted item %s (API): %d Slack message(s) to delete", item_id, done.messages)
     return web.json_response(
         {

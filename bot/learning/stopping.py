@@ -134,57 +134,71 @@ def read_stop_plan(
     arrivals, each at the sample's rate (``model.stopping.redraw_sample``), so the models
     before it are still compared on the items kept. With no item left without a label there
     is no stop set, and no check. For a refresh on ``refresh_labels`` labels, the learning
-    curve only when ``curve_due``."""
-    draw, items = store.stop_set()
-    counts = store.count_items()
-    n_unlabeled = sum(counts[status] for status in UNLABELED)
-    unlabeled = store.stop_set_unlabeled() if items else []
-    still = sum(unlabeled)
-    n_arrived = arrived(store, n_unlabeled)
-    if (
-        draw == 0
-        or (len(items) < size and n_unlabeled >= 2 * len(items))
-        # most of the set got labels (they no longer count): drawn again while the pool has
-        # twice what it still holds
-        or (still < len(items) / 2 and n_unlabeled >= 2 * still and n_unlabeled > still)
-        # a quarter of the items waiting came after the draw: the set does not stand for them
-        or n_arrived
-    ):
-        arrivals = store.arrived_since_draw() if draw else 0
-        last = store.last_item_rowid()  # before the ids: an item added between is an arrival
-        ids = store.unlabeled_ids()  # in the order stored: the arrivals last
-        if ids:
-            if draw == 0:
-                chosen = stop_sample(len(ids), size)
-            else:
-                old = {item_id for (item_id, _), u in zip(items, unlabeled, strict=False) if u}
-                kept = [i for i, item_id in enumerate(ids) if item_id in old]
-                chosen = redraw_sample(len(ids), kept, arrivals, size, random_state=draw)
-            store.draw_stop_set([ids[i] for i in chosen], last)
-            draw, items = store.stop_set()
-    item_ids = [item_id for item_id, _ in items]
-    earlier = [
-        (n, p) for n, p in store.stop_predictions(draw, item_ids) if any(x is not None for x in p)
-    ]
-    aliases = store.label_aliases()
-    if aliases:  # a rename or merge since: the older predictions name labels as they are now
+    curve only when ``curve_due``. The plan is one view of the database (``Store.snapshot``):
+    a label committed by another connection between two of its reads would have set the flags
+    of the items still without a label against another set of labels. A draw writes, so it is
+    made between two read transactions, and the plan read again in the second."""
+
+    def plan(draw: int, items: list[tuple[str, str]], unlabeled: list[bool]) -> StopPlan:
+        """The rest of the plan, read in the same snapshot as ``items`` and ``unlabeled``."""
+        item_ids = [item_id for item_id, _ in items]
         earlier = [
-            (n, [None if label is None else label_now(aliases, label) for label in p])
-            for n, p in earlier
+            (n, p)
+            for n, p in store.stop_predictions(draw, item_ids)
+            if any(x is not None for x in p)
         ]
-    curve = refresh_labels is None or curve_due(store, refresh_labels)
-    asked = store.asked_answers(ASKED_MAX)
-    return StopPlan(
-        draw,
-        [text for _, text in items],
-        earlier,
-        curve,
-        refresh_labels,
-        store.stop_set_unlabeled(),
-        asked,
-        item_ids,
-        store.answered_before_models(ASKED_MAX) if len(asked[0]) < MIN_ASKED else 0,
-    )
+        aliases = store.label_aliases()
+        if aliases:  # a rename or merge since: the older predictions name labels as they are now
+            earlier = [
+                (n, [None if label is None else label_now(aliases, label) for label in p])
+                for n, p in earlier
+            ]
+        curve = refresh_labels is None or curve_due(store, refresh_labels)
+        asked = store.asked_answers(ASKED_MAX)
+        return StopPlan(
+            draw,
+            [text for _, text in items],
+            earlier,
+            curve,
+            refresh_labels,
+            unlabeled,
+            asked,
+            item_ids,
+            store.answered_before_models(ASKED_MAX) if len(asked[0]) < MIN_ASKED else 0,
+        )
+
+    with store.snapshot():
+        draw, items = store.stop_set()
+        counts = store.count_items()
+        n_unlabeled = sum(counts[status] for status in UNLABELED)
+        unlabeled = store.stop_set_unlabeled() if items else []
+        still = sum(unlabeled)
+        n_arrived = arrived(store, n_unlabeled)
+        ids: list[str] = []
+        if (
+            draw == 0
+            or (len(items) < size and n_unlabeled >= 2 * len(items))
+            # most of the set got labels (they no longer count): drawn again while the pool has
+            # twice what it still holds
+            or (still < len(items) / 2 and n_unlabeled >= 2 * still and n_unlabeled > still)
+            # a quarter of the items waiting came after the draw: the set does not stand for them
+            or n_arrived
+        ):
+            arrivals = store.arrived_since_draw() if draw else 0
+            last = store.last_item_rowid()  # before the ids: an item added between is an arrival
+            ids = store.unlabeled_ids()  # in the order stored: the arrivals last
+        if not ids:  # nothing drawn: the plan is this view's
+            return plan(draw, items, unlabeled)
+    if draw == 0:
+        chosen = stop_sample(len(ids), size)
+    else:
+        old = {item_id for (item_id, _), u in zip(items, unlabeled, strict=False) if u}
+        kept = [i for i, item_id in enumerate(ids) if item_id in old]
+        chosen = redraw_sample(len(ids), kept, arrivals, size, random_state=draw)
+    store.draw_stop_set([ids[i] for i in chosen], last)  # a write: outside the snapshot
+    with store.snapshot():  # the set as drawn, and the rest as they are now, in one view
+        draw, items = store.stop_set()
+        return plan(draw, items, store.stop_set_unlabeled())
 
 
 def label_now(aliases: dict[str, str], label: str) -> str:

@@ -241,7 +241,10 @@ async def test_a_malformed_http_request_is_one_info_line_not_an_error_traceback(
     assert [r for r in said if r.levelno >= logging.WARNING] == []
     assert tracebacks(caplog) == []
     lines = [r.getMessage() for r in said if r.levelno == logging.INFO]
-    assert len(lines) >= len(MALFORMED) - 1  # a first bad method is aiohttp's own debug line
+    # a first bad method is aiohttp's own debug line; the two past the header limits (a value
+    # over 4,096 bytes, a request line over 8,190) are bot.server's warnings
+    # (test_header_limit_log)
+    assert len(lines) >= len(MALFORMED) - 3
     assert all(
         line.startswith("refused a malformed HTTP request from 127.0.0.1 (") and "\n" not in line
         for line in lines

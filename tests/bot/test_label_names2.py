@@ -402,8 +402,34 @@ def test_a_label_starting_with_a_dash_is_told_to_go_after_double_dash_in_one_lin
         (["labels", "rename", "-1", "negative", "--db", "{db}"], "T2", "negative"),
         (["labels", "set", "T1", "-1", "--db={db}", "--reason", "was it bad", "-v"], "T1", "-1"),
         (["--db", "other.db", "labels", "set", "T1", "-1", "--db", "{db}"], "T1", "-1"),
+        # a --reason whose value starts as the label does: the label is the one refused
+        (
+            ["--db", "{db}", "labels", "rename", "--reason", "-1 means x", "-1", "negative"],
+            "T2",
+            "negative",
+        ),
+        (["--db", "{db}", "labels", "set", "T1", "--reason", "-1 means x", "-1"], "T1", "-1"),
+        # a `--` of its own after the label: one `--`, before the label (not a second, a word)
+        (["--db", "{db}", "labels", "rename", "-1", "--", "negative"], "T2", "negative"),
+        # a label that starts as the group's -v (click refuses its "-v": not "-v goes before
+        # the command", the same command) or as -h (taken as help: click refuses its "-i")
+        (["--db", "{db}", "labels", "set", "T1", "-vague"], "T1", "-vague"),
+        (["labels", "set", "T1", "-vague", "--db", "{db}", "-v"], "T1", "-vague"),
+        (["--db", "{db}", "labels", "set", "T1", "-high", "--reason", "-v"], "T1", "-high"),
+        (["--db", "{db}", "labels", "set", "T1", "-hv"], "T1", "-hv"),
     ],
-    ids=["rename-db-after", "set-db-and-v-after", "db-before-and-after"],
+    ids=[
+        "rename-db-after",
+        "set-db-and-v-after",
+        "db-before-and-after",
+        "rename-reason-like-the-label",
+        "set-reason-like-the-label",
+        "rename-double-dash-after-the-label",
+        "set-a-label-starting-as-v",
+        "set-a-label-starting-as-v-db-and-v-after",
+        "set-a-label-starting-as-h",
+        "set-a-label-of-h-and-v",
+    ],
 )
 def test_the_double_dash_hint_with_db_or_v_after_the_command_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], item: str, label: str
@@ -420,9 +446,13 @@ def test_the_double_dash_hint_with_db_or_v_after_the_command_runs(
     assert run(db, "import", str(write_jsonl(tmp_path / "s.jsonl", rows))).exit_code == 0
     said = CliRunner().invoke(cli, [a.format(db=db) for a in args], prog_name="hitl")
     assert said.exit_code == 2
+    refused = label if label.startswith("-") else "-1"  # the word that starts with "-"
+    assert said.output.startswith(
+        f"Error: no such option '{refused}'; if '{refused}' is a label"
+    ), said.output
     hint = said.output.split("put `--` before it: ")[1].strip()
     fixed = shlex.split(hint)
-    assert fixed[0] == "hitl" and fixed[fixed.index("--") + 1] == "-1"
+    assert fixed[0] == "hitl" and fixed[fixed.index("--") + 1] == refused
     done = CliRunner().invoke(cli, fixed[1:], prog_name="hitl")  # the command as the hint gives
     assert done.exit_code == 0, (hint, done.output)
     assert stored_labels(db)[item] == label

@@ -29,6 +29,7 @@ from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_db_file_faults import AUTH, bot, errors  # noqa: F401 - bot: the fixture
 
 RAISE = "its operator must raise it: `ulimit -n`, or LimitNOFILE= in its systemd unit"
+RETRY = "a retry is safe (not applied twice), answered 410 once the deletion is on disk"
 
 
 def failing_fsync(err: int):
@@ -61,8 +62,9 @@ async def test_an_api_request_refused_at_the_open_files_limit_names_the_limit(
     monkeypatch.setattr(store_core, "_fsync", failing_fsync(errno.EMFILE))
     response = await bot.http.delete("/api/items/D1", headers=AUTH)
     assert response.status == 503 and response.headers["Retry-After"] == "10"
-    assert (await response.json()) == {
-        "error": f"not stored: the server is at its limit of open files ({RAISE}); retry in 10 s"
+    assert (await response.json()) == {  # committed: only not known to be on disk
+        "error": "deleted, but not known to be on disk: the server is at its limit of open"
+        f" files ({RAISE}); retry in 10 s: {RETRY}"
     }
     [line] = [r.getMessage() for r in caplog.records if r.name == "bot.api.routes"]
     assert "hitl is at its limit of open files" in line and "check the disk" not in line
@@ -77,8 +79,8 @@ async def test_an_api_request_refused_at_the_open_files_limit_names_the_limit(
     response = await bot.http.delete("/api/items/D2", headers=AUTH)
     assert response.status == 503 and response.headers["Retry-After"] == "10"
     assert (await response.json())["error"] == (
-        "not stored: the server's system is at its limit of open files (its operator must raise"
-        " it: sysctl fs.file-max); retry in 10 s"
+        "deleted, but not known to be on disk: the server's system is at its limit of open"
+        f" files (its operator must raise it: sysctl fs.file-max); retry in 10 s: {RETRY}"
     )
     monkeypatch.undo()
 
@@ -88,7 +90,8 @@ async def test_an_api_request_refused_at_the_open_files_limit_names_the_limit(
     response = await bot.http.delete("/api/items/D3", headers=AUTH)
     assert response.status == 503 and response.headers["Retry-After"] == "60"
     assert (await response.json())["error"] == (
-        "not stored: the server's disk failed to read or write the database; retry in 60 s"
+        "deleted, but not known to be on disk: the server's disk failed to read or write the"
+        f" database; retry in 60 s: {RETRY}"
     )
     monkeypatch.undo()
 
