@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from bot.cli_errors import Stopped, friendly_errors
-from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem
+from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem, quoted
 from bot.labelset import (
     current_labels,
     label_set_warnings,
@@ -92,17 +92,17 @@ def set_command(
         fixed = state.settings.labels or store.stored_labels() is not None
         if (twin := case_twin(label, known)) is not None:  # open labels too: one spelling
             raise click.ClickException(
-                f"{label!r} differs from the label {twin!r} {how_twins_differ(label, twin)};"
-                f" use {twin!r}"
+                f"{quoted(label)} differs from the label {quoted(twin)}"
+                f" {how_twins_differ(label, twin)}; use {quoted(twin)}"
             )
         if fixed and label not in known:
             raise click.ClickException(
-                f"{label!r} is not in the label set ({', '.join(known)}); use one of these"
+                f"{quoted(label)} is not in the label set ({', '.join(known)}); use one of these"
             )
         stored = store.existing_item_ids(ids) if len(ids) > 1 else set(ids)
         if unknown := [i for i in ids if i not in stored]:
             raise click.ClickException(
-                f"no item with id {', '.join(map(repr, unknown))}; nothing changed"
+                f"no item with id {', '.join(quoted(i, 200) for i in unknown)}; nothing changed"
                 " (`hitl export` lists the labeled ones)"
             )
         # One transaction for them all: the Store's own (no public one for several labels;
@@ -161,7 +161,7 @@ def history_command(state: Any, item_id: str | None) -> None:
         rows = store.label_history(item_id)
         if not rows and item_id and store.get_item(item_id) is None:
             raise click.ClickException(
-                f"no item with id {item_id!r}; `hitl export` lists the labeled ones"
+                f"no item with id {quoted(item_id, 200)}; `hitl export` lists the labeled ones"
             )
     if not rows:
         click.echo("No label changes" + (f" for {item_id}" if item_id else "") + ".")
@@ -177,7 +177,7 @@ def history_command(state: Any, item_id: str | None) -> None:
 def _check_name(label: str) -> str:
     label = label_name(label)
     if problem := label_problem(label):
-        raise click.ClickException(f"the label {label[:40]!r} {problem}")
+        raise click.ClickException(f"the label {quoted(label, 40)} {problem}")
     return label
 
 

@@ -61,6 +61,63 @@ _IGNORABLE = re.compile(
 _BLANK = re.compile("[\\s\u2800\u3164\u115f\u1160\uffa0]")
 
 
+# Format characters that draw a glyph (Unicode's Prepended_Concatenation_Mark: the Arabic
+# number sign, ۝ ARABIC END OF AYAH, the Syriac abbreviation mark, the Kaithi number signs).
+_SHOWN_FORMAT = frozenset(
+    "\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd"
+)
+
+
+def shows_nothing(text: str) -> bool:
+    """Whether ``text`` draws nothing a person could read: only white space, blank characters
+    (a Braille blank, Hangul fillers) and invisible ones (a zero-width space, a byte-order
+    mark, a soft hyphen, a word joiner, variation selectors; not the format characters that
+    draw a glyph, as ۝). An item's text of only these is as empty as blanks (the producer API
+    and `hitl import` refuse it). Reads no further than the first character that shows."""
+    return not any(
+        char in _SHOWN_FORMAT
+        or not (
+            char.isspace()
+            or unicodedata.category(char) == "Cf"
+            or _BLANK.match(char)
+            or _IGNORABLE.match(char)
+        )
+        for char in text
+    )
+
+
+def quoted(name: str, limit: int = 0) -> str:
+    """``name`` (a label, an item id) for a one-line message, in double quotes and as written:
+    the joiners Persian and emoji sequences need (درخواست‌ها, 👨‍👩‍👧), any script, a backslash
+    as itself. Only what a label may not hold, as it would break the line, hide or reorder
+    the message, is shown as its escape: a line break (``\\n``), a tab, another control
+    character, a zero-width space (``\\u200b``), a right-to-left override, half of an
+    undecodable byte. With ``limit``, cut to that many characters with "…", never after a
+    zero-width joiner nor before a mark that belongs to the character before it."""
+    if limit and len(name) > limit:
+        at = limit - 1
+        while 0 < at and (
+            unicodedata.category(name[at]) in ("Mn", "Mc", "Me")
+            or name[at] in _JOINERS
+            or name[at - 1] == "\u200d"
+            or 0xFE00 <= ord(name[at]) <= 0xFE0F
+            or 0x1F3FB <= ord(name[at]) <= 0x1F3FF  # a skin tone
+        ):
+            at -= 1
+        name = name[: at or limit - 1] + "…"  # one long character (only hostile input): cut it
+    shown = "".join(
+        char.encode("unicode_escape").decode() if _hidden(char) else char for char in name
+    )
+    return f'"{shown}"'
+
+
+def _hidden(char: str) -> bool:
+    kind = unicodedata.category(char)
+    if kind == "Cf":
+        return char not in _JOINERS and char not in _SHOWN_FORMAT
+    return kind in ("Cc", "Cs", "Zl", "Zp")
+
+
 def label_name(raw: str) -> str:
     """A label name as stored and compared: trimmed, in one Unicode spelling (NFC: "café"
     typed as e + a combining accent is "café"). Width and other compatibility forms are kept

@@ -55,6 +55,7 @@ from bot.ingest import (
     with_stored_ids,
 )
 from bot.ingest.redact import Redactor
+from bot.labelnames import shows_nothing
 from bot.labelset import NotInForce, in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
@@ -474,8 +475,9 @@ def _normalized(raw: Any, fields: tuple[str, ...]) -> Any:
     item = {key: value for key, value in raw.items() if value is not None or key not in fields}
     if isinstance(item.get("text"), str):
         text = item["text"].strip()
-        # only NULs (a UTF-16 text read as bytes) is as empty as blanks: "is empty", as imports
-        item["text"] = text if text.replace("\x00", "").strip() else ""
+        # only NULs (a UTF-16 text read as bytes), or only characters that show nothing (a
+        # zero-width space, a BOM, a soft hyphen), is as empty as blanks: "is empty", as imports
+        item["text"] = "" if shows_nothing(text.replace("\x00", "")) else text
     raw_id = item.get("id")
     if isinstance(raw_id, str) or _is_json_integer(None, raw_id):
         item["id"] = str(raw_id) if str(raw_id).strip() else ""  # blanks: "is empty"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from bot.errors import IngestError
-from bot.labelnames import invisible_character, label_problem
+from bot.labelnames import invisible_character, label_problem, shows_nothing
 from bot.store.records import canonical_text
 
 MAX_TEXT_CHARS = 40_000
@@ -1291,6 +1291,12 @@ def _text_error(line: int, name: str, text: str) -> RowError | None:
         return RowError(line, f'column "{name}" is empty')
     if "\x00" in text and not text.replace("\x00", "").strip():
         return RowError(line, f'column "{name}" holds only NUL characters (is the file UTF-16?)')
+    if shows_nothing(text.replace("\x00", "")):  # as the producer API refuses it
+        return RowError(
+            line,
+            f'column "{name}" has no visible characters (only invisible ones: a zero-width '
+            "space, a byte-order mark, a soft hyphen, …)",
+        )
     if len(text) > MAX_TEXT_CHARS:
         return RowError(
             line, f"text is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}"
@@ -1627,7 +1633,7 @@ def _text_rows(path: str | Path, lines: Iterator[bytes | None]) -> Iterator[Row 
         if isinstance(line, UnicodeDecodeError):
             yield not_utf8.in_bytes(number, line)
             continue
-        if not line.strip():
+        if not line.strip() or shows_nothing(line):  # blank, or as blank (a lone U+2800, ZWSP)
             continue
         yield _make_row(number, {"text": line}, columns)
 

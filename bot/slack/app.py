@@ -855,7 +855,8 @@ async def _answer(
     result = await _written(rt, record)
     if result is None:
         await ack()
-        note = f"{blocks.escape(repr(clicked))} is not in the label set any more; pick another."
+        shown = blocks.fit(blocks.escape(clicked), 80)  # as written (a forged one: cut)
+        note = f'"{shown}" is not in the label set any more; pick another.'
         await _tell(client, body, note, rt)
         return
     await rt.store.synced()  # ...but the answer is on disk before the ack
@@ -871,6 +872,17 @@ async def _answer(
             decided = rt.store.resolution(item_id)
             what = f"labeled {blocks.escape(str(decided['label']))}" if decided else "skipped"
             note = f"This one was already decided ({what}); thanks anyway!"
+            if not in_modal:  # its buttons were live: redrawn as the database has it
+                container = body.get("container") or {}
+                ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+                channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+                with contextlib.suppress(DatabaseError):  # a self-heal: the note goes all the same
+                    post = rt.store.db.execute(
+                        "SELECT id FROM posts WHERE channel = ? AND ts = ? AND item_id = ?",
+                        [channel, ts, item_id],
+                    ).fetchone()
+                    if post is not None:  # the Redrawer's pass below draws it
+                        rt.store.owe_redraws([post[0]])
         if in_modal:
             counted = result.is_counted and result.status != "closed"
             await next_in_modal(rt, client, body, counted=counted, note=note)

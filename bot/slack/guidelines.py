@@ -11,7 +11,7 @@ line within Slack's limits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
@@ -28,13 +28,47 @@ META_VALUE_LIMIT = 200
 
 def meta_line(meta: Mapping[str, Any], fields: Sequence[str]) -> str:
     """``field: value · field: value`` for the ``fields`` the item has, each value escaped and
-    cut, the whole within a context element's limit; empty when it has none of them."""
+    cut, the whole within a context element's limit; empty when it has none of them. A value
+    reads as the producer sent it (JSON): text as itself, ``true``/``false``, a number as
+    JSON writes it, a list's items joined with ", ", an object as JSON (``{"name": "ACME"}``).
+    Only the characters that can be shown are made: a big value is never written out whole."""
+    room = META_VALUE_LIMIT + 1  # one more than shown: enough to know the value is cut
+
+    def head(chunks: Iterable[str]) -> str:
+        """The first ``room`` characters of the text ``chunks`` make, read no further."""
+        kept, size = [], 0
+        for chunk in chunks:
+            kept.append(chunk[: room - size])
+            size += len(kept[-1])
+            if size >= room:
+                break
+        return "".join(kept)
+
+    def as_json(value: Any) -> str:
+        encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+        return head(encoder.iterencode(value))
+
+    def listed(values: list[Any]) -> Iterator[str]:
+        shown = (value for value in values if value != "")  # an empty text shows nothing
+        for n, value in enumerate(shown):
+            if n:
+                yield ", "
+            yield value if isinstance(value, str) else as_json(value)
+
     parts = []
     for name in fields:
         value = meta.get(name)
-        if value is None or value == "":
+        if value is None or (isinstance(value, str | list | dict) and not value):
             continue
-        shown = blocks.escape(str(value).replace("\n", " "))
+        if isinstance(value, str):
+            text = head([value])
+        elif isinstance(value, list):
+            text = head(listed(value))
+        else:
+            text = as_json(value)
+        if not text:  # a list of empty texts
+            continue
+        shown = blocks.escape(text.replace("\n", " "))
         if len(shown) > META_VALUE_LIMIT:  # never inside an escape nor a character
             shown = blocks.clip(shown, META_VALUE_LIMIT - 1) + "…"
         parts.append(f"{blocks.escape(name)}: {shown}")

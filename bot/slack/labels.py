@@ -59,7 +59,7 @@ def wrong_words(
     """What is wrong with `/hitl labels ACTION NAMES` (an unknown change, or too few or too
     many labels for it), and the right form: with too many words, how to quote a label with
     spaces (``meant``: the ways the words split into labels the change can take)."""
-    shown = f"`/hitl labels {blocks.escape(action[:40])}`"
+    shown = f"`/hitl labels {blocks.fit(blocks.escape(action), 40)}`"  # whole characters, "…"
     if action not in FORMS:
         hint = HINTS.get(action)
         return f"I don't know {shown}" + (f" ({hint})." if hint else f". {USAGE}")
@@ -86,7 +86,7 @@ def wrong_words(
 
 
 def _quoted(name: str) -> str:
-    shown = blocks.escape(name if len(name) <= 80 else name[:79] + "…")
+    shown = blocks.fit(blocks.escape(name), 80)  # cut between whole characters, with "…"
     return f'"{shown}"' if len(name.split()) > 1 else shown
 
 
@@ -197,7 +197,8 @@ def labels_reply(
     names = named
     for name in names:
         if problem := label_problem(name):
-            return f"Cannot {action}: the label `{blocks.escape(name[:40])}` {problem}.", False
+            shown = blocks.fit(blocks.escape(name), 40)  # whole characters, "…" when cut
+            return f"Cannot {action}: the label `{shown}` {problem}.", False
     try:
         after = store.change_label_set(
             action,

@@ -294,6 +294,14 @@ async def open_review(
 
 async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -> None:
     """Store the decision, then show the next item in the same modal."""
+
+    def plain(text: str, limit: int) -> str:
+        """``text`` as written (an error under the menu is plain text: no escapes), cut to
+        ``limit`` characters between whole characters as people see them, with "…" when cut."""
+        if len(text) <= limit:
+            return text
+        return text[: blocks.grapheme_end(text, limit - 1)].rstrip() + "…"
+
     user_id = body["user"]["id"]
     if not rt.is_admin(user_id):
         logger.warning("refused a review decision from %s: not an admin", user_id)
@@ -339,10 +347,8 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
             # A label renamed or merged since the modal was drawn counts for its successor.
             label = resolve_label(rt.settings, rt.store, picked)
             if label is None:
-                await ack(
-                    response_action="errors",
-                    errors={DECISION_BLOCK: f"{picked[:40]!r} is not in the label set any more."},
-                )
+                said = f'"{plain(picked, 80)}" is not in the label set any more; pick another.'
+                await ack(response_action="errors", errors={DECISION_BLOCK: said})
                 return
             rt.store.set_label(item_id, label, user_id=user_id, reason=why, action="review")
             decided += 1
@@ -350,7 +356,7 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
             await ack(response_action="errors", errors={DECISION_BLOCK: "Pick a decision."})
             return
     except StoreError as exc:
-        await ack(response_action="errors", errors={DECISION_BLOCK: str(exc)[:150]})
+        await ack(response_action="errors", errors={DECISION_BLOCK: plain(str(exc), 150)})
         return
     logger.info("review of item %s by %s: %s", item_id, user_id, choice.split(":")[0])
     await ack(response_action="update", view=next_view(rt, decided, skipped))

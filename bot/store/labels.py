@@ -18,6 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.labelnames import quoted
 from bot.store.migrations import RECEIVER_SQL
 
 logger = logging.getLogger("bot.store")
@@ -59,7 +60,9 @@ class LabelsMixin:
     def _item_status(self, item_id: str) -> str:
         row = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
         if row is None:
-            raise StoreError(f"no item with id {item_id!r}; `hitl export` lists the labeled ones")
+            raise StoreError(
+                f"no item with id {quoted(item_id, 200)}; `hitl export` lists the labeled ones"
+            )
         return row[0]
 
     def labels_of(self, ids: Sequence[str]) -> dict[str, str]:
@@ -178,7 +181,7 @@ class LabelsMixin:
             gold = self._gold_label(item_id)
             old = self.current_label(item_id) or gold
             if old is None and status in ("resolved", "skipped"):
-                raise StoreError(f"item {item_id!r} has no label to remove")
+                raise StoreError(f"item {quoted(item_id, 200)} has no label to remove")
             now = self.now()
             self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
             # A gold item stops being gold (nobody is scored against it).

@@ -44,7 +44,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.labelnames import case_twin, how_twins_differ, label_key, label_problem
+from bot.labelnames import case_twin, how_twins_differ, label_key, label_problem, quoted
 from bot.store.records import Tally
 
 ACTIONS = ("add", "rename", "merge", "retire")
@@ -415,7 +415,7 @@ class LabelSetMixin:
             new = nfc("NFC", new)
         made = label if action == "add" else new if action == "rename" else None
         if made is not None and (problem := label_problem(made)):
-            raise StoreError(f"the label {made[:40]!r} {problem}")
+            raise StoreError(f"the label {quoted(made, 40)} {problem}")
         with self._immediate():
             if self.stored_labels() is None:
                 self.db.execute("DELETE FROM label_set")
@@ -436,7 +436,7 @@ class LabelSetMixin:
                 self._refuse_reused(added, label if action == "rename" else None)
             if action == "add":
                 if label in active:
-                    raise StoreError(f"{label!r} is in the label set already")
+                    raise StoreError(f"{quoted(label)} is in the label set already")
                 # A retired label back: its items train with it again, so their reviews for
                 # the retirement are decided (by this change).
                 self.db.execute(
@@ -475,7 +475,8 @@ class LabelSetMixin:
                     raise StoreError(f"{action} needs a second, different label")
                 if action == "rename" and new in active:
                     raise StoreError(
-                        f"{new!r} is in the label set already; merge {label!r} into it instead"
+                        f"{quoted(new)} is in the label set already; merge {quoted(label)} into"
+                        " it instead"
                     )
                 if action == "merge" and new not in active:
                     raise StoreError(_not_in(new, active))
@@ -548,7 +549,9 @@ class LabelSetMixin:
                 # have told the label hears it was taken back, as after `hitl labels remove`.
                 self._queue_relabeled(label, now, taken_back=True)
             else:
-                raise StoreError(f"unknown change {action!r}; use one of {', '.join(ACTIONS)}")
+                raise StoreError(
+                    f"unknown change {quoted(action)}; use one of {', '.join(ACTIONS)}"
+                )
             change = {
                 "action": action,
                 "label": label,
@@ -601,19 +604,19 @@ class LabelSetMixin:
             ).fetchone()
             what, was, when = last if last is not None else ("rename", successor, "")
             done = "renamed to" if what == "rename" else "merged into"
-            now = f" (now {successor!r})" if was != successor else ""
+            now = f" (now {quoted(successor)})" if was != successor else ""
             on = f" on {str(when)[:10]}" if when else ""
-            name = repr(made)
+            name = quoted(made)
             if old != made:
-                name += f" differs {how_twins_differ(made, old)} from {old!r}, which"
+                name += f" differs {how_twins_differ(made, old)} from {quoted(old)}, which"
             raise StoreError(
-                f"{name} was {done} {was!r}{on}{now}; answers and labels given as {old} count"
-                f" for {successor}: choose another name (or use {successor!r})"
+                f"{name} was {done} {quoted(was)}{on}{now}; answers and labels given as {old}"
+                f" count for {successor}: choose another name (or use {quoted(successor)})"
             )
         if renamed is not None and made in self.retired_labels():
             raise StoreError(
-                f"{made!r} is a retired label (its items wait in review): `add {made}` brings it"
-                f" back; choose another name for {renamed!r}"
+                f"{quoted(made)} is a retired label (its items wait in review): `add {made}`"
+                f" brings it back; choose another name for {quoted(renamed)}"
             )
 
     def _decide_merged_splits(self, merged: str, now: str, votes_needed: int | None) -> None:
@@ -663,7 +666,7 @@ class LabelSetMixin:
 
 
 def _not_in(label: str, active: Sequence[str]) -> str:
-    return f"{label!r} is not in the label set ({', '.join(active)})"
+    return f"{quoted(label)} is not in the label set ({', '.join(active)})"
 
 
 def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
@@ -674,6 +677,6 @@ def _refuse_case_twin(added: str | None, active: Sequence[str]) -> None:
     twin = case_twin(added, active)
     if twin is not None:
         raise StoreError(
-            f"{added!r} differs from the label {twin!r} {how_twins_differ(added, twin)}; use"
-            f" {twin!r}, or rename it"
+            f"{quoted(added)} differs from the label {quoted(twin)}"
+            f" {how_twins_differ(added, twin)}; use {quoted(twin)}, or rename it"
         )

@@ -271,7 +271,7 @@ async def test_a_slow_merge_is_acknowledged_at_once_and_clicks_go_on_while_it_wr
 async def test_a_label_change_refused_is_said_in_the_ack(voting_bot: Bot):
     status, body, _ = await command(voting_bot, "labels rename nosuch other")
     assert status == 200
-    assert body["text"].startswith("Cannot rename: 'nosuch' is not in the label set"), body
+    assert body["text"].startswith('Cannot rename: "nosuch" is not in the label set'), body
     assert voting_bot.store.label_set_changes() == []
 
 

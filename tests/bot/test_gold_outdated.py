@@ -132,7 +132,7 @@ def test_labels_set_with_an_unknown_id_is_one_line_and_changes_nothing(tmp_path:
     result = run(db, "labels", "set", "G1", "nope", "G2", "T1", "account")
     assert result.exit_code == 1
     assert result.output == (
-        "Error: no item with id 'nope'; nothing changed (`hitl export` lists the labeled ones)\n"
+        'Error: no item with id "nope"; nothing changed (`hitl export` lists the labeled ones)\n'
     )
     with Store.open(db) as store:
         assert store.gold_labels() == {"G1": "billing", "G2": "billing"}
@@ -159,4 +159,4 @@ def test_labels_set_with_one_id_is_as_before(tmp_path: Path):
     assert run(db, "labels", "set", "T1", "billing").output == "T1: bug → billing\n"
     missing = run(db, "labels", "set", "T9", "billing")
     assert missing.exit_code == 1
-    assert missing.output == "Error: no item with id 'T9'; `hitl export` lists the labeled ones\n"
+    assert missing.output == 'Error: no item with id "T9"; `hitl export` lists the labeled ones\n'

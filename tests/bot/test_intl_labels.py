@@ -160,7 +160,7 @@ def test_labels_open_an_import_keeps_one_spelling_and_labels_add_refuses_the_twi
     refused = run(db, "labels", "add", "İADE")
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "Error: 'İADE' differs from the label 'iade' only in case; use 'iade', or rename it\n"
+        'Error: "İADE" differs from the label "iade" only in case; use "iade", or rename it\n'
     )
     # A change of a label's own case is a rename, and it is taken.
     assert run(db, "labels", "rename", "iade", "İade").stdout == "Label set now: hesap, İade\n"

@@ -144,7 +144,7 @@ async def test_a_label_cannot_take_the_name_of_one_renamed_away(
         labels = bot.store.stored_labels()
         reply = await said(bot, "labels rename how_to bug")
         assert reply.startswith(
-            "Cannot rename: 'bug' was renamed to 'defect' on "
+            'Cannot rename: "bug" was renamed to "defect" on '
         ), reply  # fmt: skip
         assert "answers and labels given as bug count for defect: choose another name" in reply
         assert bot.store.stored_labels() == labels
@@ -161,12 +161,12 @@ def test_hitl_labels_add_refuses_a_name_merged_away_and_rename_a_retired_name(tm
     assert run_cli("--db", str(db), "labels", "merge", "bug", "how_to", env=env).exit_code == 0
     added = run_cli("--db", str(db), "labels", "add", "bug", env=env)
     assert added.exit_code == 1
-    assert "'bug' was merged into 'how_to' on " in added.output, added.output
-    assert "choose another name (or use 'how_to')" in added.output
+    assert '"bug" was merged into "how_to" on ' in added.output, added.output
+    assert 'choose another name (or use "how_to")' in added.output
     assert run_cli("--db", str(db), "labels", "retire", "billing", env=env).exit_code == 0
     renamed = run_cli("--db", str(db), "labels", "rename", "praise", "billing", env=env)
     assert renamed.exit_code == 1
-    assert "'billing' is a retired label" in renamed.output, renamed.output
+    assert '"billing" is a retired label' in renamed.output, renamed.output
     with Store.open(db) as store:
         assert store.labels_of(["i1", "i2"]) == {"i1": "how_to", "i2": "billing"}
         assert "bug" not in (store.stored_labels() or [])

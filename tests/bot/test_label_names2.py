@@ -73,12 +73,12 @@ def test_a_label_that_differs_only_in_white_space_is_refused_as_a_twin(
     added = run(db, "labels", "add", "card   payment")
     assert added.exit_code == 1
     assert added.stderr == (
-        f"Error: 'card   payment' differs from the label 'card payment' {SPACES}; use"
-        " 'card payment', or rename it\n"
+        f'Error: "card   payment" differs from the label "card payment" {SPACES}; use'
+        ' "card payment", or rename it\n'
     )
     added = run(db, "labels", "add", "Card  Payment")
     assert added.exit_code == 1
-    assert "differs from the label 'card payment' only in case and white space" in added.stderr
+    assert 'differs from the label "card payment" only in case and white space' in added.stderr
 
     monkeypatch.setenv("HITL_LABELS", "card payment,card  payment,account")
     shown = run(db, "labels", "show")
@@ -156,11 +156,11 @@ def test_a_case_twin_of_a_name_renamed_or_merged_away_is_refused(
     added = run(db, "labels", "add", "Billing")
     assert added.exit_code == 1
     assert added.stderr.startswith(
-        "Error: 'Billing' differs only in case from 'billing', which was renamed to 'invoices'"
+        'Error: "Billing" differs only in case from "billing", which was renamed to "invoices"'
     )
     assert added.stderr.rstrip().endswith(
         "answers and labels given as billing count for invoices: choose another name (or use"
-        " 'invoices')"
+        ' "invoices")'
     )
     assert run(db, "labels", "add", "billing  ").exit_code == 1  # trimmed: the name itself
     # the old name's class renamed back, in another case, is fine: those answers meant it
@@ -172,7 +172,7 @@ def test_a_case_twin_of_a_name_renamed_or_merged_away_is_refused(
     assert run(db, "labels", "merge", "billing", "account").exit_code == 0
     added = run(db, "labels", "add", "BILLING")
     assert added.exit_code == 1
-    assert "'BILLING' differs only in case from 'billing', which was merged into 'account'" in (
+    assert '"BILLING" differs only in case from "billing", which was merged into "account"' in (
         added.stderr
     )
     with Store.open(db) as store:

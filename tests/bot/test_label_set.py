@@ -92,7 +92,7 @@ async def test_a_retired_labels_old_button_is_refused_with_a_note_and_nothing_is
 
     assert (await bot.action(bot.button_payload(message, "U0ANA", retired))).status == 200
     note = await bot.fake.next_call("chat.postEphemeral")
-    assert note.params["text"] == f"{retired!r} is not in the label set any more; pick another."
+    assert note.params["text"] == f'"{retired}" is not in the label set any more; pick another.'
     assert bot.store.count_answers() == 1  # the seed's only
 
 
@@ -100,10 +100,10 @@ async def test_labels_shows_the_set_and_bad_changes_say_what_to_fix(bot: Bot):
     shown = await reply(bot, "labels")
     assert shown.startswith("*Labels* (v0:") and "`billing`" in shown and "Usage:" in shown
     assert (await reply(bot, "labels rename nope x")).startswith(
-        "Cannot rename: 'nope' is not in the label set (billing, bug,"
+        'Cannot rename: "nope" is not in the label set (billing, bug,'
     )
     assert (await reply(bot, "labels rename bug billing")) == (
-        "Cannot rename: 'billing' is in the label set already; merge 'bug' into it instead"
+        'Cannot rename: "billing" is in the label set already; merge "bug" into it instead'
     )
     assert (await reply(bot, "labels frobnicate x")).startswith(
         "I don't know `/hitl labels frobnicate`. Usage: `/hitl labels`"
@@ -142,7 +142,7 @@ def test_a_merge_reaches_training_keeps_history_and_exports_name_their_label_set
     assert show[1].endswith("merge bug → billing by ana (one queue)")
     # the label set in force is the stored one now: set refuses a label outside it
     assert run(db, "labels", "set", "ab0", "bug").stderr == (
-        "Error: 'bug' is not in the label set (billing, refund); use one of these\n"
+        'Error: "bug" is not in the label set (billing, refund); use one of these\n'
     )
 
 
@@ -357,10 +357,10 @@ def test_one_label_has_one_spelling_and_a_case_twin_is_refused(tmp_path: Path):
     refused = run(db, "labels", "add", "Tea")
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "Error: 'Tea' differs from the label 'tea' only in case; use 'tea', or rename it\n"
+        'Error: "Tea" differs from the label "tea" only in case; use "tea", or rename it\n'
     )
     assert run(db, "labels", "add", "cafe\u0301").stderr == (
-        "Error: 'caf\u00e9' is in the label set already\n"
+        'Error: "caf\u00e9" is in the label set already\n'
     )
     assert run(db, "labels", "rename", "tea", "Tea").stdout == "Label set now: caf\u00e9, Tea\n"
 
@@ -395,7 +395,7 @@ def test_an_import_refuses_a_case_twin_of_a_label_stored_or_met_earlier_in_the_f
     refused = run(db, "labels", "set", "1", "BILLING")
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "Error: 'BILLING' differs from the label 'billing' only in case; use 'billing'\n"
+        'Error: "BILLING" differs from the label "billing" only in case; use "billing"\n'
     )
 
 
@@ -419,10 +419,10 @@ def test_a_case_twin_of_a_label_in_force_is_told_the_label_to_use(
     refused = run(db, "labels", "set", "1", "Billing")
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "Error: 'Billing' differs from the label 'billing' only in case; use 'billing'\n"
+        'Error: "Billing" differs from the label "billing" only in case; use "billing"\n'
     )
     assert run(db, "labels", "set", "1", "Refund").stderr == (
-        "Error: 'Refund' is not in the label set (billing, bug); use one of these\n"
+        'Error: "Refund" is not in the label set (billing, bug); use one of these\n'
     )
 
 
@@ -518,12 +518,12 @@ def test_a_label_with_an_invisible_character_is_refused_everywhere(
 @pytest.mark.parametrize(
     ("label", "said"),
     [
-        ("bug\u034f", "differs from the label 'bug' only in characters that show as nothing"),
-        ("bug\ufe0f", "differs from the label 'bug' only in characters that show as nothing"),
-        ("bug\u200d", "differs from the label 'bug' only in characters that show as nothing"),
+        ("bug\u034f", 'differs from the label "bug" only in characters that show as nothing'),
+        ("bug\ufe0f", 'differs from the label "bug" only in characters that show as nothing'),
+        ("bug\u200d", 'differs from the label "bug" only in characters that show as nothing'),
         ("\u3164", "has no visible character"),
         ("\u2800", "has no visible character"),
-        ("\ufb01x", "differs from the label 'fix' only in character form"),  # the ligature "ﬁ"
+        ("\ufb01x", 'differs from the label "fix" only in character form'),  # the ligature "ﬁ"
     ],
 )
 def test_a_label_that_looks_like_another_or_like_nothing_is_refused(
@@ -579,11 +579,11 @@ def test_a_fullwidth_twin_of_a_label_is_told_the_label_to_use(tmp_path: Path):
     refused = run(db, "labels", "add", "\uff22\uff35\uff27")  # fullwidth and upper case
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "Error: '\uff22\uff35\uff27' differs from the label 'bug' only in character form "
-        "(fullwidth, ligatures, ...); use 'bug', or rename it\n"
+        'Error: "\uff22\uff35\uff27" differs from the label "bug" only in character form '
+        '(fullwidth, ligatures, ...); use "bug", or rename it\n'
     )
     assert run(db, "labels", "add", "Bug").stderr == (
-        "Error: 'Bug' differs from the label 'bug' only in case; use 'bug', or rename it\n"
+        'Error: "Bug" differs from the label "bug" only in case; use "bug", or rename it\n'
     )
 
 
@@ -610,7 +610,7 @@ def test_labels_an_older_version_stored_as_they_came_can_still_be_changed(tmp_pa
         assert change("rename", nfd, "coffee") == ["tea", nfc, "coffee", "bug\nreport"]
         assert change("rename", "bug\nreport", "bug_report") == ["tea", nfc, "coffee", "bug_report"]
         assert change("merge", nfc, "coffee") == ["tea", "coffee", "bug_report"]
-        with pytest.raises(StoreError, match=f"'{nfc}' was merged into 'coffee'"):
+        with pytest.raises(StoreError, match=f'"{nfc}" was merged into "coffee"'):
             change("add", nfd)  # made in NFC: café, a name merged away
         assert change("add", "the\u0301") == ["tea", "coffee", "bug_report", "th\u00e9"]  # NFC
         with pytest.raises(StoreError, match="has a control character"):

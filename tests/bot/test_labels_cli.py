@@ -83,15 +83,15 @@ def test_an_unlabeled_item_is_resolved_by_set_and_bad_input_is_one_line(
     missing = run(db, "labels", "set", "nope", "bug")
     assert (missing.exit_code, missing.stderr) == (
         1,
-        "Error: no item with id 'nope'; `hitl export` lists the labeled ones\n",
+        'Error: no item with id "nope"; `hitl export` lists the labeled ones\n',
     )
     assert run(db, "labels", "remove", "ab1").exit_code == 0
     twice = run(db, "labels", "remove", "ab1")
-    assert twice.stderr == "Error: item 'ab1' has no label to remove\n"
+    assert twice.stderr == 'Error: item "ab1" has no label to remove\n'
     monkeypatch.setenv("HITL_LABELS", "billing,bug")
     unknown = run(db, "labels", "set", "ab2", "refund")
     assert unknown.stderr == (
-        "Error: 'refund' is not in the label set (billing, bug); use one of these\n"
+        'Error: "refund" is not in the label set (billing, bug); use one of these\n'
     )
     assert run(db, "labels", "history", "ab2").stdout == "No label changes for ab2.\n"
     assert run(tmp_path / "none.db", "labels", "history").stderr.startswith(
@@ -176,7 +176,7 @@ def test_removing_several_labels_is_all_or_nothing_with_the_bad_id_named(tmp_pat
     refused = run(db, "labels", "remove", "ab0", "nope", "ab1")
     assert (refused.exit_code, refused.stderr) == (
         1,
-        "Error: no item with id 'nope'; `hitl export` lists the labeled ones\n",
+        'Error: no item with id "nope"; `hitl export` lists the labeled ones\n',
     )
     with Store.open(db) as store:
         assert store.label_history() == [] and store.resolution("ab0") is not None

@@ -123,7 +123,7 @@ async def test_a_click_on_a_label_not_in_the_set_is_told_with_the_label_escaped(
     assert (await bot.action(payload)).status == 200
     await bot.settled()
     assert ephemerals_to(bot, "U0ANA") == [
-        "'&lt;!here&gt;' is not in the label set any more; pick another."
+        '"&lt;!here&gt;" is not in the label set any more; pick another.'
     ]
 
 

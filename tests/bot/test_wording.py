@@ -98,7 +98,7 @@ def test_history_of_an_unknown_item_says_there_is_no_such_item(tmp_path: Path):
     missing = run(db, "labels", "history", "NOPE")
     assert (missing.exit_code, missing.stderr) == (
         1,
-        "Error: no item with id 'NOPE'; `hitl export` lists the labeled ones\n",
+        'Error: no item with id "NOPE"; `hitl export` lists the labeled ones\n',
     )
     assert run(db, "labels", "history", "ab2").stdout == "No label changes for ab2.\n"
 
