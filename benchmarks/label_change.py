@@ -58,6 +58,7 @@ from walk_writes import LABELS, WORDS
 
 from bot.labelset import RESTATE_CHANGES, RESTATE_CHUNK
 from bot.store import Checkpointer, Store
+from bot.store.migrations import DELIVERY_KEY_SQL
 
 LABEL = "label3"  # retired, added back, then merged into MERGED_INTO
 MERGED_INTO = "label4"
@@ -176,9 +177,9 @@ def decide(
             )
             conn.execute(
                 "INSERT INTO deliveries"
-                " (item_id, url, attempts, next_attempt_at, status, created_at, receiver)"
+                " (item_id, url, attempts, next_attempt_at, status, created_at, receiver, key)"
                 " SELECT id, callback_url, 1, ?, 'delivered', ?, 'producer' || (rowid % 3)"
-                " || '.example' FROM items WHERE rowid IN"
+                f" || '.example', {DELIVERY_KEY_SQL} FROM items WHERE rowid IN"
                 " (SELECT rowid FROM decided WHERE callback) ORDER BY rowid",
                 [now, now],
             )

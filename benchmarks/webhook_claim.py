@@ -52,7 +52,7 @@ from _common import machine, markdown_table
 
 from bot.api.webhooks import BATCH, PER_RECEIVER
 from bot.store import Store
-from bot.store.migrations import RECEIVER_SQL
+from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 from bot.store.producer import _receiver
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # the backlog's oldest row; one row a millisecond
@@ -104,11 +104,12 @@ def cases(sizes: Sequence[int], variant: int) -> list[tuple[str, int, Callable[[
 def build(db: Path, backlog: list[str]) -> int:
     """The database: ``backlog`` due one row a millisecond from ``START``, the other receivers,
     the rows not due and the delivered ones; each row's ``receiver`` by the product's own SQL
-    expression, as every INSERT INTO deliveries writes it. One transaction. Rows written."""
+    expression and its ``key`` (``DELIVERY_KEY_SQL``), as every INSERT INTO deliveries writes
+    them. One transaction. Rows written."""
     receiver = RECEIVER_SQL.format(url=":url")
     insert = (
-        "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, status, receiver)"
-        f" VALUES (:item, :url, :at, :at, :status, {receiver})"
+        "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, status, receiver,"
+        f" key) VALUES (:item, :url, :at, :at, :status, {receiver}, {DELIVERY_KEY_SQL})"
     )
     tail = START + timedelta(milliseconds=len(backlog))
     later = iso(NOW + timedelta(days=30))

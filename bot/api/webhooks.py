@@ -8,11 +8,15 @@ the due ones: a POST of
 the item as it is then, ``{"id", "label", "votes", "resolved_at", "model_label", "status"}``
 (``label`` null once taken back), signed with HITL_WEBHOOK_SECRET.
 A 2xx answer delivers it; any other answer, a connection error or a timeout schedules a retry
-with exponential backoff, until ``max_attempts``. Because the outbox is in the database, a
-restart loses nothing: the next round picks up what is due. The server's worker
-(``run_deliveries``) does not go a round at a time: it keeps up to CONCURRENCY sends under way,
-at most PER_RECEIVER to one receiver and one to an item, and claims the next due as each ends,
-so a receiver that does not answer holds its own PER_RECEIVER slots, not the others'.
+with exponential backoff, counted from when the attempt ended (a timeout's retry waits its
+backoff after the timeout), until ``max_attempts``. Each attempt carries the delivery's
+``key`` (m046: random, never handed out again, unlike the row's id) as ``X-HITL-Delivery``,
+the same on every retry, for receivers to dedupe on; the log names a delivery by it too.
+Because the outbox is in the database, a restart loses nothing: the next round picks up what
+is due. The server's worker (``run_deliveries``) does not go a round at a time: it keeps up to
+CONCURRENCY sends under way, at most PER_RECEIVER to one receiver and one to an item, and
+claims the next due as each ends, so a receiver that does not answer holds its own
+PER_RECEIVER slots, not the others'.
 
 The signature (header ``X-HITL-Signature``) is ``t=<unix seconds>,v1=<hex>``, where ``<hex>``
 is the HMAC-SHA256, keyed with the secret, of ``"<t>."`` followed by the exact body bytes.
@@ -348,17 +352,22 @@ class _Attempt:
         return None if problem is None else RefusedDestination(problem)
 
     async def send(self, done: DeliveryRound, delivery: dict, payload: dict, now: datetime) -> None:
+        """Send ``delivery`` claimed at ``now`` and record how it ended. Its retry waits from
+        when the attempt ended: ``now`` plus the time the attempt took on the runtime's clock
+        (a timeout's retry was due ``backoff`` after the claim, straight after the timeout)."""
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "slack-hitl",
             SIGNATURE_HEADER: sign(self.secret, body, int(now.timestamp())),
-            DELIVERY_HEADER: str(delivery["id"]),
+            DELIVERY_HEADER: delivery["key"],
         }
+        began = self.rt.clock()
         error = await _post(self.session, delivery["url"], body, headers, self.answer_within)
+        ended = now + max(self.rt.clock() - began, timedelta(0))  # a clock set back: now
         # Recorded as soon as it is known, not when the round's slowest receiver is done: a
         # delivery the receiver took is not sent again after a restart during the round.
-        self.record(done, delivery, error, now)
+        self.record(done, delivery, error, ended)
 
     def record(
         self,
@@ -421,7 +430,9 @@ class _Sender:
         ended += [(d["id"], "failed", reason) for d, reason in refused]
         rt.store.finish_deliveries(ended)  # cancelled and refused: one transaction
         for delivery, reason in refused:
-            logger.warning("webhook %d for item %s %s", delivery["id"], delivery["item_id"], reason)
+            logger.warning(
+                "webhook %s for item %s %s", delivery["key"], delivery["item_id"], reason
+            )
         return len(claimed)
 
     async def _send(self, delivery: dict, payload: dict, now: datetime) -> None:
@@ -430,14 +441,14 @@ class _Sender:
         except DatabaseError as exc:  # its outcome not stored: sent again when its lease ends
             rt = self.attempt.rt
             logger.error(
-                "webhook %d for item %s: its outcome is not stored (%s); it is sent again"
+                "webhook %s for item %s: its outcome is not stored (%s); it is sent again"
                 " when its claim ends",
-                delivery["id"],
+                delivery["key"],
                 delivery["item_id"],
                 database_problem(rt.settings.db, exc, lost=rt.store.lost),
             )
         except Exception:  # noqa: BLE001 - one send must not end the worker
-            logger.exception("webhook %d for item %s failed", delivery["id"], delivery["item_id"])
+            logger.exception("webhook %s for item %s failed", delivery["key"], delivery["item_id"])
 
     async def one_ends(self, seconds: float) -> None:
         """Wait until a send ends (its slot is free) or ``seconds`` pass."""
@@ -492,23 +503,25 @@ def _record(
     base: float,
     max_attempts: int,
 ) -> None:
-    """Store what one attempt came to: delivered, refused, given up, or due again later."""
-    delivery_id, attempts = delivery["id"], delivery["attempts"]
+    """Store what one attempt came to: delivered, refused, given up, or due again later
+    (``backoff`` after ``now``, when the attempt ended). The log names the delivery by its
+    ``key``, what its receiver saw as X-HITL-Delivery."""
+    delivery_id, attempts, key = delivery["id"], delivery["attempts"], delivery["key"]
     if error is None:
         rt.store.finish_delivery(delivery_id, "delivered")
         done.delivered.append(delivery_id)
-        logger.info("webhook %d for item %s delivered", delivery_id, delivery["item_id"])
+        logger.info("webhook %s for item %s delivered", key, delivery["item_id"])
     elif isinstance(error, RefusedDestination):
         reason = _refusal(error)
         rt.store.finish_delivery(delivery_id, "failed", error=reason)
         done.failed.append(delivery_id)
-        logger.warning("webhook %d for item %s %s", delivery_id, delivery["item_id"], reason)
+        logger.warning("webhook %s for item %s %s", key, delivery["item_id"], reason)
     elif attempts >= max_attempts:
         rt.store.finish_delivery(delivery_id, "failed", error=error)
         done.failed.append(delivery_id)
         logger.warning(
-            "webhook %d for item %s failed %d times, giving up: %s",
-            delivery_id,
+            "webhook %s for item %s failed %d times, giving up: %s",
+            key,
             delivery["item_id"],
             attempts,
             error,
@@ -520,8 +533,8 @@ def _record(
         )
         done.retrying.append(delivery_id)
         logger.warning(
-            "webhook %d for item %s failed (attempt %d): %s; retrying at %s",
-            delivery_id,
+            "webhook %s for item %s failed (attempt %d): %s; retrying at %s",
+            key,
             delivery["item_id"],
             attempts,
             error,

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.labelnames import quoted
-from bot.store.migrations import RECEIVER_SQL
+from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 
 logger = logging.getLogger("bot.store")
 
@@ -261,9 +261,9 @@ class LabelsMixin:
             self._queue_taken_back(item_id, now)
         else:
             self.db.execute(
-                "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
-                f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
-                " FROM items"
+                "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
+                f" key) SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+                f" {DELIVERY_KEY_SQL} FROM items"
                 " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
                 [now, now, item_id],
             )

@@ -945,6 +945,29 @@ def m045_delivery_notices(db: Database) -> None:
     )
 
 
+# A new delivery's ``key`` (m046): 128 random bits as 32 hex digits, drawn per row by SQLite,
+# so the INSERT … SELECTs that queue many deliveries at once give each its own.
+DELIVERY_KEY_SQL = "lower(hex(randomblob(16)))"
+
+
+@migrations(name="m046_delivery_keys")
+def m046_delivery_keys(db: Database) -> None:
+    # What a webhook's X-HITL-Delivery header says, which receivers dedupe on. It was the
+    # row's id, and ids are handed out again: deliveries.id has no AUTOINCREMENT, so deleting
+    # an item (its deliveries with it) that held the newest id gave that id to the next
+    # delivery, and a restored backup numbers from its own highest id. Each delivery written
+    # from now on gets a random key (DELIVERY_KEY_SQL, where it is inserted), never reused by
+    # a delete or a restore. The rows there that went out keep the id they went out with, as
+    # text, so a pending one's retries carry the header its first attempts carried; one never
+    # tried gets a random key (its id may already have gone out as another delivery's header).
+    db.execute("ALTER TABLE deliveries ADD COLUMN key TEXT")
+    db.execute(
+        "UPDATE deliveries SET key = CASE WHEN attempts > 0 THEN CAST(id AS TEXT)"
+        f" ELSE {DELIVERY_KEY_SQL} END"
+    )
+    db.execute("CREATE UNIQUE INDEX deliveries_key ON deliveries(key)")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 # The names shipped migrations had before they were renamed, and the name each has now. A

@@ -113,6 +113,7 @@ NOT_PEOPLE_COLUMNS = {
     ("post_attempts", "reason"),
     ("deliveries", "url"),
     ("deliveries", "receiver"),
+    ("deliveries", "key"),  # a random key (or, for rows before m046, its row id)
     ("items", "callback_url"),
 }
 # An answer counts (``bot.store.migrations.COUNTED``): what ``answered_by_user`` is made of.

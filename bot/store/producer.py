@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from bot.store.labelset import NotInForce, top_in_force
-from bot.store.migrations import RECEIVER_SQL
+from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 from bot.store.records import count_new_items
 
 logger = logging.getLogger("bot.store")
@@ -97,9 +97,10 @@ class ProducerMixin:
         back everyone else's. ``busy``: the sends already under way to each receiver, which
         count toward its ``per_receiver`` (a receiver with that many takes none);
         ``busy_items``: items with a send under way, whose other deliveries wait for it (one
-        item's webhooks go one after the other). Each comes with its ``receiver``. Nothing
-        due is found by a read: the idle worker's look every few seconds takes no write lock
-        (and so neither waits for nor fails on another process's).
+        item's webhooks go one after the other). Each comes with its ``receiver`` and its
+        ``key`` (its X-HITL-Delivery header: m046). Nothing due is found by a read: the idle
+        worker's look every few seconds takes no write lock (and so neither waits for nor
+        fails on another process's).
 
         People's labels go first: the deliveries due that tell a label or its take-back
         (``notice`` 0) are claimed before the notices that an item's wait ended without one
@@ -151,15 +152,22 @@ class ProducerMixin:
                     taken[first[4]] = taken.get(first[4], 0) + 1
                     items.add(first[1])
                     rows.append(first)
+            keys: dict[int, str] = {}
             for row in rows:
+                # A row written without its key (by SQL outside the store's inserts) gets one
+                # before its first attempt, kept for every retry.
                 self.db.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?"
-                    " WHERE id = ?",
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
+                    f" key = coalesce(key, {DELIVERY_KEY_SQL}) WHERE id = ?",
                     [lease_until, row[0]],
                 )
+                keys[row[0]] = self.db.execute(
+                    "SELECT key FROM deliveries WHERE id = ?", [row[0]]
+                ).fetchone()[0]
         return [
             {
                 "id": row[0],
+                "key": keys[row[0]],  # its X-HITL-Delivery header (m046)
                 "item_id": row[1],
                 "url": row[2],
                 "attempts": row[3] + 1,
@@ -378,9 +386,9 @@ class ProducerMixin:
         when a webhook may have told them the label (and none is waiting to be sent: that one
         reads the item as it is when it goes)."""
         self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
-            " FROM items WHERE id = ?"
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" {DELIVERY_KEY_SQL} FROM items WHERE id = ?"
             " AND coalesce(callback_url, '') != ''"
             " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
             "  AND (d.status = 'delivered' OR d.attempts > 0))"
@@ -405,9 +413,9 @@ class ProducerMixin:
             else ""
         )
         return self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
-            f" SELECT i.id, i.callback_url, ?, ?, {RECEIVER_SQL.format(url='i.callback_url')}"
-            " FROM labels l JOIN items i ON i.id = l.item_id"
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
+            f" SELECT i.id, i.callback_url, ?, ?, {RECEIVER_SQL.format(url='i.callback_url')},"
+            f" {DELIVERY_KEY_SQL} FROM labels l JOIN items i ON i.id = l.item_id"
             " WHERE l.label = ? AND coalesce(i.callback_url, '') != ''"
             f"{told}"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
@@ -429,8 +437,9 @@ class ProducerMixin:
         column = {"rowid": "rowid", "id": "id"}[by]
         return self.db.execute(  # a notice (m045): claimed after people's labels
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
-            f" notice) SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
-            f" 1 FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
+            f" notice, key) SELECT id, callback_url, ?, ?,"
+            f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
+            f" FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
             " AND +status IN ('auto', 'skipped') AND coalesce(callback_url, '') != ''"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
             "  AND d.status = 'pending' AND d.attempts = 0)",

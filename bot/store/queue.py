@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from bot.store.erasure import LOST
 from bot.store.labelset import top_in_force
-from bot.store.migrations import RECEIVER_SQL, UNLABELED
+from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL, UNLABELED
 from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
 from bot.store.reviews import ReviewRules
 
@@ -1595,9 +1595,9 @@ class QueueMixin:
         self._close(item_id, "resolved", now)
         # The webhook outbox is written in the same transaction as the label it reports.
         self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')}"
-            " FROM items"
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" {DELIVERY_KEY_SQL} FROM items"
             " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
             [now, now, item_id],
         )

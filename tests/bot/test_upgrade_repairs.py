@@ -536,6 +536,7 @@ SHIPPED_DIGESTS = {
     "m042_label_clock_start": "49b5fcd9566a0b84",
     "m044_item_child_indexes": "813dce692ec3f3ad",
     "m045_delivery_notices": "fd17ae11c5910b64",
+    "m046_delivery_keys": "ebbccd568a7cd2ce",
 }
 
 
