@@ -51,6 +51,14 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     holds (a delete made by mistake); the deletions of items it does not hold stay, and their
     Slack messages still go.
 
+    A producer a webhook sent after the backup was made may have told something the backup
+    does not say (a label it takes back, an Undo, a label retired or added back) gets a webhook
+    with what the restored database says ("label": null for an item open again), sent by the
+    next `hitl serve`; so does the producer of an item --undelete keeps. The command says how
+    many. A callback_url registered after the backup was made is kept. Slack messages drawn
+    after the backup was made (a question reopened by an Undo) are redrawn as the restored
+    database has them. When what changed cannot be read, the restore goes on and says so.
+
     People `hitl people anonymise` anonymised after the backup was made are anonymised
     again, under the pseudonym the database that was there gave them (found by their
     answers, which keep their ids), with or without --undelete; the command names them.
@@ -123,6 +131,23 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             f"Carried over: {count(done.taken_back + done.to_delete, 'Slack message')} posted"
             f" after the backup was made, as {done.kept.name} records: {'; '.join(what)}."
         )
+    if done.kept is not None and done.told:
+        one = done.told == 1
+        click.echo(
+            f"Producers told: {count(done.told, 'webhook')} queued to tell the producer"
+            f"{'' if one else 's'} of {count(done.told, 'item')} what the restored database"
+            f" says (a webhook sent after the backup was made, as {done.kept.name} records,"
+            f" may have told {'it' if one else 'them'} otherwise; a label taken back is told"
+            ' with "label": null); `hitl serve` sends them.'
+        )
+    if done.kept is not None and done.not_told:
+        click.echo(
+            "Warning: producers were not told what the restore changed, and no Slack message"
+            f" drawn after the backup was made was marked for a redraw: {done.not_told}; once"
+            f" that is fixed, `hitl restore {done.kept}` and then `hitl restore {backup}` again"
+            " tell them.",
+            err=True,
+        )
     if done.kept is not None and done.not_carried:
         one = done.not_carried == 1
         click.echo(
@@ -181,19 +206,28 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
     the items the restored database holds; the deletions of ids it does not hold stay. Whether
     it opened (and so upgraded) the restored database."""
     from bot.store.erasure import deletions_in
-    from bot.store.restore import erasures_in
+    from bot.store.restore import erasures_in, tell_undeleted
 
     deleted = deletions_in(kept)
     messages, attempts = erasures_in(kept, [row[0] for row in deleted])
     if not deleted and not messages:
         return False
+    told = 0
     with state.open_existing_store() as store:
         present, queued = store.delete_again(deleted, messages, attempts, undelete=undelete)
+        if undelete:  # their deliveries went with them: told what the restored database says
+            told = tell_undeleted(store, present)
     if undelete:
         if present:
+            tell = (
+                f"; {count(told, 'webhook')} queued to tell their producers what the restored"
+                " database says (`hitl serve` sends them)"
+                if told
+                else ""
+            )
             click.echo(
                 f"Kept {count(len(present), 'item')} deleted after the backup was made"
-                f" ({first_few(present)}): --undelete."
+                f" ({first_few(present)}): --undelete{tell}."
             )
         held = set(present)
         gone = [row[0] for row in deleted if row[0] not in held]
@@ -211,9 +245,17 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
             " deletes their Slack messages. --undelete keeps them."
         )
     if queued:
+        # ``messages``: those the database that was there had left to delete, of items `hitl
+        # delete` deleted or (an earlier restore's) of items its backup did not hold, and
+        # the posts of the items it records as deleted
+        of = (
+            "of items deleted (`hitl delete`)"
+            if deleted
+            else "the database that was there still had to delete (of items the backup never held)"
+        )
         click.echo(
-            f"Left to delete: {count(queued, 'Slack message')} of items deleted (`hitl delete`),"
-            f" as {kept.name} records; `hitl serve` deletes them."
+            f"Left to delete: {count(queued, 'Slack message')} {of}, as {kept.name} records;"
+            " `hitl serve` deletes them."
         )
     return True
 

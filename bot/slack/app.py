@@ -877,12 +877,7 @@ async def _answer(
                 ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
                 channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
                 with contextlib.suppress(DatabaseError):  # a self-heal: the note goes all the same
-                    post = rt.store.db.execute(
-                        "SELECT id FROM posts WHERE channel = ? AND ts = ? AND item_id = ?",
-                        [channel, ts, item_id],
-                    ).fetchone()
-                    if post is not None:  # the Redrawer's pass below draws it
-                        rt.store.owe_redraws([post[0]])
+                    rt.store.owe_redraw_of(channel, ts, item_id)  # the Redrawer's pass draws it
         if in_modal:
             counted = result.is_counted and result.status != "closed"
             await next_in_modal(rt, client, body, counted=counted, note=note)

@@ -1636,6 +1636,20 @@ class QueueMixin:
                 [(post_id,) for post_id in post_ids],
             )
 
+    def owe_redraw_of(self, channel: str | None, ts: str | None, item_id: str) -> bool:
+        """Mark the message at (``channel``, ``ts``), if it is a post of ``item_id``, behind
+        the database (``owe_redraws``): one whose buttons were clicked although its item is
+        decided (a redraw Slack lost, a restore of an older backup). Whether there was one;
+        no write lock taken for none (a modal, an ephemeral or threaded message)."""
+        post = self.db.execute(
+            "SELECT id FROM posts WHERE channel = ? AND ts = ? AND item_id = ?",
+            [channel, ts, item_id],
+        ).fetchone()
+        if post is None:
+            return False
+        self.owe_redraws([post[0]])
+        return True
+
     def posts_to_redraw(self) -> list[dict[str, Any]]:
         """The posts whose message is behind the database, oldest first (from the partial
         index of those: as many rows as there are messages to redraw, not as posts ever made)."""

@@ -17,11 +17,20 @@ that is moved aside. From that check until the swap is done, the restore holds t
 write lock (``_WritersHeld``): a process that opens it meanwhile reads, but its writes wait; if
 it still has the file open when the copy is done, the restore is refused and it goes on with the
 database as it was.
+
+The database that was there also says what changed after the backup was made, compared with
+the backup in SQL before the swap (``changes_since``) and carried into the copy with the
+messages posted after it (``_carry_into``, written without a journal: the copy is thrown away
+on a failure): a producer a webhook sent after the backup may have told something is told the
+restored state (a webhook queued, which tells the item as it is when it goes), a callback_url
+registered after the backup is kept, and a Slack message drawn after the backup (a question
+reopened) is redrawn by the next `hitl serve` as the restored database has it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -92,6 +101,15 @@ class Restored:
     # The Slack messages of the database that was there not carried over: the backup is not an
     # earlier copy of it (``UnknownPosts.unrelated``), so they were not posted after it
     not_carried: int = 0
+    # The items whose producer a webhook sent after the backup was made may have told what the
+    # restored database does not say (``changes_since``): each has a webhook queued to tell it
+    # the restored state
+    told: int = 0
+    # The Slack messages both hold drawn or changed after the backup was made: due a redraw
+    redrawn: int = 0
+    # Why no producer was told and no message marked for a redraw, in a phrase: what changed
+    # after the backup was made could not be read (``Changes.error``), or the disk had no room
+    not_told: str | None = None
 
 
 def in_use(db: Path) -> bool:
@@ -518,6 +536,171 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
     return UnknownPosts()
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What changed after the backup was made that the restore tells or redraws
+    (``changes_since``), in a scratch database beside the database (``path``), as few columns
+    as the carry-over needs: ``told``, the id of each item a webhook sent after the backup was
+    made may have told its producer about; ``urls``, each item's ``callback_url`` registered
+    after the backup was made (the backup's item has none); ``redraw``, the (channel, ts) of
+    each Slack message both databases hold, closed in the backup, that was drawn or due a
+    drawing after it. The counts are of those rows. ``error``: why what changed could not be
+    read (in one line; nothing is told or redrawn then), None when it was read."""
+
+    path: Path | None = None
+    told: int = 0
+    redraw: int = 0
+    urls: int = 0
+    error: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.told or self.redraw or self.urls)
+
+
+# ``last_error`` of the delivery a restore queues to restate an item (``_restate_sql``), not
+# sent yet: it counts one attempt (``attempts`` 1, so that ``Store._maybe_told`` lets it say
+# "label": null), which this note says was not made. Short: a restore may queue one per item.
+RESTATED_BY_RESTORE = "queued by hitl restore, not sent yet"
+
+
+def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
+    """Compare the database at ``db`` with ``backup`` (an earlier copy of it:
+    ``_same_database``), read only, and write what the restore carries into ``scratch`` (a new
+    file, made here), in SQL: nothing held in memory, whatever the number of items.
+
+    ``told``: an item the backup holds whose newest delivery that may have reached its
+    producer (delivered, or attempted and not cancelled) is not in the backup (matched by its
+    ``key``: ``_told_since``): a webhook sent after the backup was made may have told its
+    producer something the restored database does not say (a label taken back, a label
+    retired or added back, an Undo, a relabel), so after the restore it is told the restored
+    state, whatever it was told (one restatement too many is harmless: a webhook is delivered
+    at least once and tells the item as it is). ``urls``: a ``callback_url`` a producer
+    registered after the backup was made, carried into the restored item, so that its
+    producer hears what the restore changed and what comes next. ``redraw``: a post both
+    hold, closed in the backup, whose drawing, redraw or close the database that was there
+    recorded after the backup was made: Slack may show what the restored database does not
+    know (a question reopened after the backup keeps its buttons). An open one is drawn at
+    start all the same (``Redrawer.redraw_open``).
+
+    Nothing when there is no database or the backup is not an earlier copy of it; nothing,
+    with ``error`` saying why, when either cannot be read (a damaged database is what a
+    restore is for) or the scratch file cannot be written (a full disk): the restore goes on
+    without the tells and redraws, and says so."""
+    scratch.unlink(missing_ok=True)
+    if not db.exists():
+        return Changes()
+    try:  # it holds items' ids and callback URLs: readable by the owner only, as the backup
+        os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        return Changes(error=_unread(f"cannot make {scratch.name} beside it: {exc.strerror}"))
+
+    def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
+        wal = path.with_name(path.name + "-wal")
+        return f"file:{quote(str(path.resolve()))}?" + (
+            "mode=ro" if wal.exists() else "immutable=1"
+        )
+
+    told = redraw = urls = 0
+    try:  # autocommit: each write into the scratch file stays there
+        conn = sqlite3.connect(uri(db), uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        return Changes(error=_unread(exc))
+    with contextlib.closing(conn):
+        try:
+            conn.execute("ATTACH DATABASE ? AS backup", [uri(backup)])
+            conn.execute("ATTACH DATABASE ? AS scratch", [f"file:{quote(str(scratch))}?mode=rwc"])
+            conn.execute("PRAGMA scratch.journal_mode = OFF")  # a new file, removed after
+            conn.execute("PRAGMA scratch.synchronous = OFF")
+
+            def tables(schema: str) -> set[str]:
+                return {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'"
+                    )
+                }
+
+            def columns(schema: str, table: str) -> set[str]:
+                return {row[1] for row in conn.execute(f"PRAGMA {schema}.table_info({table})")}
+
+            main, theirs = tables("main"), tables("backup")
+            if not _same_database(conn, main, theirs):
+                return Changes()
+            if {"items", "deliveries"} <= main & theirs:
+                told = _told_since(
+                    conn, columns("main", "deliveries"), columns("backup", "deliveries")
+                )
+            if "items" in main & theirs and "callback_url" in (
+                columns("main", "items") & columns("backup", "items")
+            ):
+                conn.execute(
+                    "CREATE TABLE scratch.urls AS SELECT i.id AS item_id,"
+                    " i.callback_url AS callback_url FROM main.items i JOIN backup.items b"
+                    " ON b.id = i.id WHERE coalesce(b.callback_url, '') = ''"
+                    " AND coalesce(i.callback_url, '') != ''"
+                )
+                urls = conn.execute("SELECT count(*) FROM scratch.urls").fetchone()[0]
+            drawn = ["closed_at", "redraw_seq", "drawn_seq", "expired_at", "taken_back"]
+            drawn = [c for c in drawn if c in columns("main", "posts") & columns("backup", "posts")]
+            if "closed_at" in drawn:
+                # an open one is drawn at start anyway (``Redrawer.redraw_open``)
+                differs = " OR ".join(f"p.{c} IS NOT b.{c}" for c in drawn)
+                conn.execute(
+                    "CREATE TABLE scratch.redraw AS SELECT p.channel AS channel, p.ts AS ts"
+                    " FROM main.posts p JOIN backup.posts b ON b.channel = p.channel"
+                    f" AND b.ts = p.ts WHERE b.closed_at IS NOT NULL AND ({differs})"
+                )
+                redraw = conn.execute("SELECT count(*) FROM scratch.redraw").fetchone()[0]
+        except sqlite3.Error as exc:
+            return Changes(error=_unread(exc))
+    if not (told or redraw or urls):
+        scratch.unlink(missing_ok=True)
+        return Changes()
+    return Changes(scratch, told, redraw, urls)
+
+
+def _unread(why: object) -> str:
+    """``Changes.error``, for ``why`` (an exception): a phrase, said after "producers were not
+    told"."""
+    return (
+        "what changed after the backup was made could not be read from the database that was"
+        f" there ({why})"
+    )
+
+
+def _told_since(conn: sqlite3.Connection, ours: set[str], theirs: set[str]) -> int:
+    """``changes_since``'s ``told`` (see there), into ``scratch.told``: one INSERT … SELECT
+    over the newest delivery that may have told each item's producer in the database that was
+    there (``main``; its columns ``ours``), each looked up in the backup (its columns
+    ``theirs``) by its ``key`` (m046), through the backup's unique index: what a receiver
+    dedupes on, kept by a restore and never handed out again. A database older than m046 has
+    none: there a delivery that went out had its id as its key (m046 gave each such row its id
+    as text), looked up by the id. A delivery a restore queued and that has not gone yet
+    (``RESTATED_BY_RESTORE``) told nothing. How many."""
+    key = "d.key" if "key" in ours else "CAST(d.id AS TEXT)"
+    if "key" in theirs:
+        found = f"b.key = {key}"
+    else:  # the id it went out with, and only a key that is one
+        found = f"b.id = CAST({key} AS INTEGER) AND CAST(b.id AS TEXT) = {key}"
+    maybe_told = "(t.status = 'delivered' OR (t.attempts > 0 AND t.status != 'cancelled'))"
+    if "last_error" in ours:
+        maybe_told += (
+            " AND NOT (t.status = 'pending' AND t.attempts = 1 AND t.last_error IS :restated)"
+        )
+    conn.execute("CREATE TABLE scratch.told (item_id TEXT NOT NULL)")
+    conn.execute(
+        "INSERT INTO scratch.told (item_id) SELECT d.item_id FROM main.deliveries d"
+        " WHERE d.id IN (SELECT max(t.id) FROM main.deliveries t"
+        f" WHERE {maybe_told} GROUP BY t.item_id)"
+        " AND EXISTS (SELECT 1 FROM backup.items i WHERE i.id = d.item_id)"
+        " AND NOT EXISTS (SELECT 1 FROM backup.deliveries b WHERE b.item_id = d.item_id"
+        f" AND {found})"
+        " ORDER BY d.id",
+        {"restated": RESTATED_BY_RESTORE},
+    )
+    return conn.execute("SELECT count(*) FROM scratch.told").fetchone()[0]
+
+
 def _same_database(conn: sqlite3.Connection, main: set[str], backup: set[str]) -> bool:
     """Whether the backup attached to ``conn`` (as ``backup``) is an earlier copy of the
     database (``main``; their tables given): both record the same first migration, applied
@@ -548,24 +731,43 @@ def _same_database(conn: sqlite3.Connection, main: set[str], backup: set[str]) -
     )
 
 
-def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int]:
+def _carry_into(
+    backup: Path, copy: Path, found: UnknownPosts, changes: Changes = Changes()
+) -> tuple[int, int, int, int]:
     """Record ``found`` in ``copy``, the backup's copy not yet in place (``_record_unknown``),
-    its log checkpointed into the file, on disk when this returns; how many were taken back
-    and left to delete.
+    and ``changes`` (``_carry_urls``, ``_tell_producers``, ``_redraw_changed``), on disk when
+    this returns; how many were taken back and left to delete, how many items' producers have
+    a webhook queued to tell them the restored state, and how many messages are due a redraw.
 
     The copy is upgraded first (as the next hitl command would: ``Store.open``): a backup
     made by an older slack-hitl may lack what the record needs (``erased_posts`` before m030,
-    ``posts.taken_back`` before m040, ``expired_at`` before m026), and one recorded under its
-    old schema would be read by the upgrade as another kind of post (m040 makes an expired
-    one 'expired': "Unanswered for …", an ignored question)."""
-    from bot.store.core import Store  # not at the top: bot.store imports this module
+    ``posts.taken_back`` before m034). The record is then written without a journal or a log,
+    as ``_copy`` writes the copy: the copy is only put in place once all of it is on disk, and
+    thrown away on any failure (``restore``), so nothing needs rolling back, and the room a
+    restore needs is the copy's and what it adds (a write-ahead log of a carry-over as large
+    as the backup would need as much again). The file is left in WAL mode, as ``Store.open``
+    leaves it.
+    StoreError (in one line) if the upgrade or the record fails."""
+    from bot.store.core import Store, utc_now  # not at the top: bot.store imports this module
 
     try:
         Store.open(copy, create=False).close()
-        conn = sqlite3.connect(str(copy))
+        conn = sqlite3.connect(str(copy), isolation_level=None)
         try:
+            conn.execute("PRAGMA journal_mode = OFF")  # a copy, thrown away on a failure
+            conn.execute("PRAGMA synchronous = OFF")  # fsynced once, below
+            if changes.path is not None:
+                conn.execute("ATTACH DATABASE ? AS restoring", [str(changes.path)])
+            conn.execute("BEGIN IMMEDIATE")
             counts = _record_unknown(conn, found)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the file
+            if changes.urls:
+                _carry_urls(conn)
+            told = _tell_producers(conn, utc_now()) if changes.told else 0
+            redrawn = _redraw_changed(conn) if changes.redraw else 0
+            conn.execute("COMMIT")
+            if changes.path is not None:
+                conn.execute("DETACH DATABASE restoring")
+            conn.execute("PRAGMA journal_mode = WAL")  # as Store.open leaves it
         finally:
             conn.close()  # the last connection: its -wal and -shm are removed
         fd = os.open(copy, os.O_RDONLY | os.O_CLOEXEC)
@@ -576,22 +778,99 @@ def _carry_into(backup: Path, copy: Path, found: UnknownPosts) -> tuple[int, int
     except StoreError as exc:  # its upgrade (``Store.open``), in one line
         raise StoreError(
             f"cannot restore from {backup}: upgrading it to record the Slack messages posted"
-            f" after it was made failed ({exc})"
+            f" and the webhooks sent after it was made failed ({exc})"
         ) from None
     except sqlite3.DatabaseError as exc:
+        if changes and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            raise _NoRoom(str(exc)) from None
         raise StoreError(
-            f"cannot restore from {backup}: recording the Slack messages posted after it was"
-            f" made failed ({exc})"
+            f"cannot restore from {backup}: recording the Slack messages posted and the webhooks"
+            f" sent after it was made failed ({exc})"
         ) from None
     finally:
         for side in ("-wal", "-shm"):  # none once closed; a failure's, only the copy's
             copy.with_name(copy.name + side).unlink(missing_ok=True)
-    return counts
+    return (*counts, told, redrawn)
+
+
+class _NoRoom(Exception):
+    """``_carry_into`` ran out of disk (SQLITE_FULL) recording ``changes``: its copy is not
+    usable (written without a journal), and one without them may fit (``_restore_held``)."""
+
+
+def _carry_urls(conn: sqlite3.Connection) -> int:
+    """In ``_carry_into``'s transaction: the ``callback_url`` of each item of
+    ``restoring.urls`` (``changes_since``: registered after the backup was made; the restored
+    item has none) set in the restored item, as the producer registered it (a URL is only
+    ever set where there is none: ``Producer.add_items``). Returns how many."""
+    return conn.execute(
+        "UPDATE main.items SET callback_url = (SELECT u.callback_url FROM restoring.urls u"
+        " WHERE u.item_id = items.id) WHERE id IN (SELECT item_id FROM restoring.urls)"
+        " AND coalesce(callback_url, '') = ''"
+    ).rowcount
+
+
+def _restate_sql(items: str) -> str:
+    """An INSERT … SELECT of a delivery restating each item ``items`` (a FROM clause naming
+    the item table ``i``) that has a ``callback_url`` (parameters: ``now``, ``restated``):
+    one row per item, due at once, which tells the item as it is when it goes
+    (``Store.webhook_payload``: ``"label": null`` for one open again). Counted as an attempt
+    made (``attempts`` 1, ``RESTATED_BY_RESTORE``): a webhook sent after the backup was made
+    may have told its producer, which ``Store._maybe_told`` needs to know to tell a label
+    taken back; the restore finds such a row not sent yet by its note (``_told_since``)."""
+    from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
+
+    return (
+        "INSERT INTO main.deliveries (item_id, url, attempts, next_attempt_at, status,"
+        " last_error, created_at, receiver, key) SELECT i.id, i.callback_url, 1, :now,"
+        f" 'pending', :restated, :now, {RECEIVER_SQL.format(url='i.callback_url')},"
+        f" {DELIVERY_KEY_SQL} {items} AND coalesce(i.callback_url, '') != ''"
+    )
+
+
+def _tell_producers(conn: sqlite3.Connection, now: str) -> int:
+    """In ``_carry_into``'s transaction: a delivery restating each item of ``restoring.told``
+    (``changes_since``) that has a webhook destination in the restored database (its
+    ``callback_url``, carried by ``_carry_urls`` where the backup's item had none):
+    ``_restate_sql``, one INSERT … SELECT, nothing held per item. Returns how many."""
+    return conn.execute(
+        _restate_sql("FROM restoring.told t JOIN main.items i ON i.id = t.item_id WHERE 1")
+        + " ORDER BY t.rowid",
+        {"now": now, "restated": RESTATED_BY_RESTORE},
+    ).rowcount
+
+
+def tell_undeleted(store: Any, item_ids: list[str]) -> int:
+    """After a restore with --undelete (``bot.cli_restore``): a delivery restating each of
+    ``item_ids`` (items the database that was there records as deleted after the backup was
+    made, kept) that has a ``callback_url`` (``_restate_sql``), in one transaction. Their
+    deliveries went with them, so whether a webhook told their producer something after the
+    backup was made cannot be known: each is told what the restored database says, once too
+    often at worst. Returns how many were queued."""
+    if not item_ids:
+        return 0
+    with store._immediate():
+        return store.db.conn.execute(
+            _restate_sql("FROM main.items i WHERE i.id IN (SELECT value FROM json_each(:ids))"),
+            {"now": store.now(), "restated": RESTATED_BY_RESTORE, "ids": json.dumps(item_ids)},
+        ).rowcount
+
+
+def _redraw_changed(conn: sqlite3.Connection) -> int:
+    """In ``_carry_into``'s transaction: the posts of ``restoring.redraw`` (``changes_since``)
+    due a redraw (``redraw_seq``), which `hitl serve` makes at start: each message drawn as
+    the restored database has it (a question decided in it, reopened after the backup, loses
+    its buttons). Returns how many."""
+    return conn.execute(
+        "UPDATE main.posts SET redraw_seq = max(redraw_seq, drawn_seq) + 1 WHERE id IN"
+        " (SELECT p.id FROM restoring.redraw r JOIN main.posts p ON p.channel = r.channel"
+        " AND p.ts = r.ts)"
+    ).rowcount
 
 
 def _record_unknown(dest: sqlite3.Connection, found: UnknownPosts) -> tuple[int, int]:
-    """Record ``found`` (``unknown_posts``) in the restored copy ``dest``, in one
-    transaction: each post of an item the backup holds as a question taken back
+    """Record ``found`` (``unknown_posts``) in the restored copy ``dest``, in the caller's
+    transaction (``_carry_into``): each post of an item the backup holds as a question taken back
     (``taken_back`` 'restore': closed, expired now, due for a redraw, which `hitl serve`
     makes at start: no buttons, its item asked again when its turn comes, or its decision
     shown), and the messages of items the backup does not hold left to delete
@@ -617,21 +896,20 @@ def _record_unknown(dest: sqlite3.Connection, found: UnknownPosts) -> tuple[int,
     names = ["id", *found.columns, *set_here]
     marks = ", ".join("?" * len(names))
     gone = found.gone if "erased_posts" in tables else ()
-    with dest:
-        top, bottom = dest.execute("SELECT max(id), min(id) FROM posts").fetchone()
-        held = len(found.held)
-        # oldest first, each id below the next one's
-        first = 1 if top is None or top < 0 else min(0, bottom) - held
-        if found.held:  # an empty list is prepared all the same: no such table, no such column
-            dest.executemany(
-                f"INSERT OR IGNORE INTO posts ({', '.join(names)}) VALUES ({marks})",
-                [(first + n, *row, *set_here.values()) for n, row in enumerate(found.held)],
-            )
-        if gone:
-            dest.executemany(
-                "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
-                [(channel, ts, now) for channel, ts in gone],
-            )
+    top, bottom = dest.execute("SELECT max(id), min(id) FROM posts").fetchone()
+    held = len(found.held)
+    # oldest first, each id below the next one's
+    first = 1 if top is None or top < 0 else min(0, bottom) - held
+    if found.held:  # an empty list is prepared all the same: no such table, no such column
+        dest.executemany(
+            f"INSERT OR IGNORE INTO posts ({', '.join(names)}) VALUES ({marks})",
+            [(first + n, *row, *set_here.values()) for n, row in enumerate(found.held)],
+        )
+    if gone:
+        dest.executemany(
+            "INSERT OR IGNORE INTO erased_posts (channel, ts, erased_at) VALUES (?, ?, ?)",
+            [(channel, ts, now) for channel, ts in gone],
+        )
     return held, len(gone)
 
 
@@ -684,40 +962,83 @@ def restore(
         # the locks this process holds on it (``_WritersHeld``). Only a server posts, and no
         # server starts meanwhile (its lock is held here).
         unknown = unknown_posts(target, backup)
-        counts = (0, 0)  # taken back, left to delete
-        with _WritersHeld(target, busy) as held:  # until the swap: see the module docstring
-            if checking is not None:
-                checking()
-            facts = check_backup(backup)
-            copy = target.with_name(target.name + ".restoring")
-            _copy(backup, copy, target, progress)
-            try:
-                if unknown:  # the copy upgraded first (``_carry_into``)
-                    counts = _carry_into(backup, copy, unknown)
-                if held.others() or (not held.existed and os.path.lexists(target)):
-                    raise StoreError(
-                        f"cannot restore {db}: another process opened it while the backup was"
-                        " copied (a hitl import, retrain or stats, or sqlite3?); nothing was"
-                        " changed: let it finish, then run `hitl restore` again"
-                    )
-                with _interrupts_held():
-                    kept, beside = _swap(target, copy)
-            except BaseException:
-                copy.unlink(missing_ok=True)
-                raise
-            held.wait_for_others()  # one that opened it in the instant before the swap
-            beside = held.without_own_shm(beside)
+        # what changed after the backup was made that the restore tells or redraws, in a
+        # scratch file (removed when done): as large as the changes, none of it in memory
+        scratch = target.with_name(target.name + ".restoring-changes")
+        try:
+            changes = changes_since(target, backup, scratch)
+            done = _restore_held(db, target, backup, busy, (unknown, changes), progress, checking)
+        finally:
+            scratch.unlink(missing_ok=True)
+    facts, kept, beside, counts, not_told = done
     if not db.is_symlink():  # named as the database was (the same folder)
         kept = db.with_name(kept.name) if kept is not None else None
         beside = tuple(db.with_name(path.name) for path in beside)
+    taken_back, to_delete, told, redrawn = counts
     return Restored(
         facts,
         kept,
         beside,
-        *counts,
-        upgraded=bool(unknown) and facts.pending > 0,
+        taken_back,
+        to_delete,
+        upgraded=bool(unknown or changes) and facts.pending > 0,
         not_carried=unknown.unrelated,
+        told=told,
+        redrawn=redrawn,
+        not_told=not_told,
     )
+
+
+def _restore_held(
+    db: Path,
+    target: Path,
+    backup: Path,
+    busy: str,
+    carry: tuple[UnknownPosts, Changes],
+    progress: Callable[[int, int], None] | None,
+    checking: Callable[[], None] | None,
+) -> tuple[BackupFacts, Path | None, tuple[Path, ...], tuple[int, int, int, int], str | None]:
+    """``restore``'s check, copy, carry-over (``_carry_into``) and swap, the writers held off
+    the database (``_WritersHeld``) until the swap is done: the backup's facts, the database
+    kept and the files moved beside it, ``_carry_into``'s counts, and why producers were not
+    told (``Restored.not_told``). A disk without room for what the restore tells and redraws
+    (``_NoRoom``) gets the backup copied again and only the Slack messages carried over: the
+    restore is done, and says what it did not tell."""
+    unknown, changes = carry
+    counts = (0, 0, 0, 0)  # taken back, left to delete, told, redrawn
+    not_told = changes.error
+    with _WritersHeld(target, busy) as held:  # until the swap: see the module docstring
+        if checking is not None:
+            checking()
+        facts = check_backup(backup)
+        copy = target.with_name(target.name + ".restoring")
+        _copy(backup, copy, target, progress)
+        try:
+            if unknown or changes:  # the copy upgraded first (``_carry_into``)
+                try:
+                    counts = _carry_into(backup, copy, unknown, changes)
+                except _NoRoom as exc:  # restored all the same, without what it would tell
+                    copy.unlink(missing_ok=True)
+                    _copy(backup, copy, target, None)
+                    not_told = (
+                        f"the disk had no room for them ({exc}; a restore that tells needs about"
+                        " 1 KB free per item told besides the backup's size)"
+                    )
+                    counts = _carry_into(backup, copy, unknown) if unknown else counts
+            if held.others() or (not held.existed and os.path.lexists(target)):
+                raise StoreError(
+                    f"cannot restore {db}: another process opened it while the backup was"
+                    " copied (a hitl import, retrain or stats, or sqlite3?); nothing was"
+                    " changed: let it finish, then run `hitl restore` again"
+                )
+            with _interrupts_held():
+                kept, beside = _swap(target, copy)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
+        held.wait_for_others()  # one that opened it in the instant before the swap
+        beside = held.without_own_shm(beside)
+    return facts, kept, beside, counts, not_told
 
 
 def _copy(
