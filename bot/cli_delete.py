@@ -16,6 +16,7 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
+from bot.labelnames import quoted
 from bot.words import count, first_few
 
 # What a row of each table is, to the person reading the summary.
@@ -94,10 +95,11 @@ def delete_command(
             if len(unknown) == 1 and (before := store.deleted_item(unknown[0])) is not None:
                 why = f" ({before['reason']})" if before["reason"] else ""
                 raise click.ClickException(
-                    f"{unknown[0]!r} was deleted on {before['at'][:19].replace('T', ' ')} UTC by"
-                    f" {before['user_id']}{why}; nothing deleted"
+                    f"{quoted(unknown[0], 200)} was deleted on"
+                    f" {before['at'][:19].replace('T', ' ')} UTC by {before['user_id']}{why};"
+                    " nothing deleted"
                 )
-            shown = first_few([repr(i) for i in unknown])
+            shown = first_few([quoted(i, 200) for i in unknown])
             gone = store.deleted_among(unknown)
             why = f" ({len(gone):,} of them deleted before)" if gone else ""
             raise click.ClickException(

@@ -15,7 +15,16 @@ from typing import Any
 import click
 
 from bot.cli_errors import Stopped, friendly_errors
-from bot.labelnames import case_twin, how_twins_differ, label_name, label_problem, quoted
+from bot.labelnames import (
+    case_twin,
+    how_twins_differ,
+    label_name,
+    label_problem,
+    looks_the_same,
+    only_twin,
+    quoted,
+    taken_as,
+)
 from bot.labelset import (
     current_labels,
     label_set_warnings,
@@ -90,7 +99,13 @@ def set_command(
     with _errors(), state.open_existing_store() as store:
         known = current_labels(state.settings, store)
         fixed = state.settings.labels or store.stored_labels() is not None
-        if (twin := case_twin(label, known)) is not None:  # open labels too: one spelling
+        twin = case_twin(label, known)
+        if twin is not None and only_twin(label, known) == twin and looks_the_same(label, twin):
+            # "card payment" typed for the label imported with a no-break space: what one
+            # reads and types is that label, which advice to use it could not be followed for
+            click.echo(taken_as(label, twin))
+            label, twin = twin, None
+        if twin is not None:  # open labels too: one spelling
             raise click.ClickException(
                 f"{quoted(label)} differs from the label {quoted(twin)}"
                 f" {how_twins_differ(label, twin)}; use {quoted(twin)}"
@@ -200,6 +215,8 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
                 " labels show`); not every stored prediction is under the new set yet: `hitl"
                 " serve`, or the next label change, puts them there"
             ) from None
+    for line in labels.taken_notes():  # a name typed for the label of the set it is a twin of
+        click.echo(line)
     click.echo(f"Label set now: {', '.join(labels)}")
     if action == "retire":  # the label this change retired (``ChangedSet``), as stored
         note = retired_note(labels.made, labels.labeled, slack=False, settings=state.settings)

@@ -189,10 +189,52 @@ def case_twin(label: str, labels: Iterable[str]) -> str | None:
     return next((name for name in labels if label_key(name) == key), None)
 
 
+def only_twin(label: str, labels: Iterable[str]) -> str | None:
+    """The label of ``labels`` that ``label`` is a twin of (``case_twin``'s rule: it differs
+    only in case, character form, white space or characters that show as nothing) when exactly
+    one is; None when none is, when several are (an older version stored both spellings: which
+    is meant is for the person to say), or when ``label`` is one of ``labels`` itself. What a
+    name typed for a label of the set ("card payment" typed with a plain space for the label
+    imported with a no-break space) is taken as."""
+    labels = list(labels)
+    if label in labels:
+        return None
+    key = label_key(label)
+    found = [name for name in labels if label_key(name) == key]
+    return found[0] if len(found) == 1 else None
+
+
+def looks_the_same(label: str, twin: str) -> bool:
+    """Whether the two differ only in white space, in characters that show as nothing (a
+    no-break space for a space, two spaces for one, a variation selector) or in Unicode
+    spelling ("café" as e + a combining accent): what a person reads and types is the same, so
+    advice to type the other could not be followed. Not a joiner (ZWJ, ZWNJ): it changes what
+    is drawn (👩‍💻 is one glyph, 👩💻 two; Persian می‌خواهم is not میخواهم), nor case."""
+    nfc = unicodedata.normalize
+    return nfc("NFC", _spaced(label)) == nfc("NFC", _spaced(twin))
+
+
+def taken_as(typed: str, stored: str) -> str:
+    """The line that says a typed name was taken as the label of the set it is a twin of
+    (``only_twin``), naming the label as stored."""
+    return (
+        f"{quoted(typed)} is taken as the label {quoted(stored)} of the set: they differ"
+        f" {how_twins_differ(typed, stored)}"
+    )
+
+
 def _spaced(text: str) -> str:
     """``text`` with each run of white space (and the characters that show as nothing) one
-    plain space: how it reads."""
-    return _SPACES.sub(" ", _IGNORABLE.sub("", text))
+    plain space: how it reads. The joiners are kept: they change how it is drawn."""
+    return _SPACES.sub(" ", _UNSEEN.sub("", text))
+
+
+# The default-ignorable characters that draw nothing and change nothing drawn around them:
+# ``_IGNORABLE`` without the joiners.
+_UNSEEN = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u3164\ufe00-\ufe0f"
+    "\uffa0\U000e0100-\U000e01ef]"
+)
 
 
 def how_twins_differ(label: str, twin: str) -> str:
@@ -201,8 +243,13 @@ def how_twins_differ(label: str, twin: str) -> str:
         return "only in case"
     if _same_but(label, twin, dotless=True):
         return "only in case or in the dot of an i (ı, i, İ, I)"
+    if _UNSEEN.sub("", label).lower() == _UNSEEN.sub("", twin).lower():
+        return "only in characters that show as nothing (a variation selector, ...)"
     if _IGNORABLE.sub("", label).lower() == _IGNORABLE.sub("", twin).lower():
-        return "only in characters that show as nothing (a joiner, a variation selector)"
+        return (
+            "only in characters that show as nothing themselves (a joiner, ZWJ or ZWNJ, which"
+            " can change how the characters around it are drawn)"
+        )
     if _spaced(label) == _spaced(twin):
         return "only in white space (two spaces for one, a no-break space, ...)"
     if _same_but(_spaced(label), _spaced(twin), dotless=True):

@@ -55,7 +55,7 @@ from bot.ingest import (
     with_stored_ids,
 )
 from bot.ingest.redact import Redactor
-from bot.labelnames import shows_nothing
+from bot.labelnames import quoted, shows_nothing
 from bot.labelset import NotInForce, in_force
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
@@ -795,11 +795,11 @@ def _no_item(store: Store, item_id: str) -> ApiError:
     if trimmed and trimmed != item_id and store.existing_item_ids([trimmed]):
         return ApiError(
             404,
-            f"no item with id {item_id[:200]!r}; there is one with id {trimmed[:200]!r}, "
-            "without the spaces around it (ids are compared as given)",
+            f"no item with id {quoted(item_id, 200)}; there is one with id"
+            f" {quoted(trimmed, 200)}, without the spaces around it (ids are compared as given)",
             "id",
         )
-    return ApiError(404, f"no item with id {item_id[:200]!r}", "id")
+    return ApiError(404, f"no item with id {quoted(item_id, 200)}", "id")
 
 
 Pairs = list[tuple[int, ApiItem]]

@@ -31,7 +31,7 @@ from bot.ingest.readers import (
 from bot.ingest.redact import KINDS as REDACT_STEPS
 from bot.ingest.redact import ORDER as REDACT_KINDS
 from bot.ingest.redact import Redactor
-from bot.labelnames import case_twin, how_twins_differ, label_key
+from bot.labelnames import case_twin, how_twins_differ, label_key, looks_the_same, only_twin
 from bot.store import DatabaseError, Store, database_problem
 from bot.store.records import same_text
 
@@ -186,6 +186,31 @@ def import_rows(
     # a gold answer on purpose; two in one file contradict each other). Gold files are small.
     gold_lines: dict[str, tuple[str, int]] = {}
     firsts = _FirstLabels()  # without ``gold``: each id's first label in this file, and its line
+    # A row's label that looks the same as one of the set (``looks_the_same``: "card payment"
+    # written with a plain space for the label imported with a no-break space) is that label,
+    # as `hitl labels set` takes it: (written, stored) -> [rows, first line], said at the end
+    taken: dict[tuple[str, str], list[int]] = {}
+    alike: dict[str, str | None] = {}  # a label outside the set in force: the one it is
+    stored_names: set[str] | None = None  # names stored otherwise: never taken for another
+
+    def looks_like(label: str) -> str | None:
+        """The one label in force that ``label`` (not one) looks the same as, or None: none,
+        several, or ``label`` is stored itself (retired, renamed away, outside the set)."""
+        nonlocal stored_names
+        if label not in alike:
+            twin = only_twin(label, in_force or [])
+            if twin is not None and looks_the_same(label, twin):
+                if stored_names is None:
+                    stored_names = {*store.retired_labels(), *successors, *store.label_set()}
+                alike[label] = None if label in stored_names else twin
+            else:
+                alike[label] = None
+        return alike[label]
+
+    def taken_row(row: Row, twin: str) -> Row:
+        seen = taken.setdefault((row.label or "", twin), [0, row.line])
+        seen[0] += 1
+        return replace(row, label=twin)
 
     # Rows rejected and not yet told: told in line order once every row before them is decided
     # (a row of the batch is decided when the batch is stored: its id may be stored with
@@ -305,6 +330,8 @@ def import_rows(
                 store_rows(segment)
                 segment = []
                 twin = spellings.twin_of(row.label, row.id) if spellings and row.label else None
+            if isinstance(twin, str) and looks_the_same(row.label or "", twin):
+                row, twin = taken_row(row, twin), None  # what it reads as: that label
             if isinstance(twin, str):
                 reject(RowError(row.line, twin_label(row.label or "", twin)))
                 if gold:
@@ -336,6 +363,8 @@ def import_rows(
             if isinstance(row, Row) and row.number is not None:  # 1.50 stored as "1.5" before
                 row = _number_as_stored(row, allowed, successors, spellings)
             if allowed is not None and isinstance(row, Row) and row.label is not None:
+                if row.label not in allowed and (twin := looks_like(row.label)) is not None:
+                    row = taken_row(row, twin)
                 if row.label not in allowed:
                     why = _outside(row.label, in_force or [], successors, label_changes)
                     if not gold and successors.get(row.label) in allowed:
@@ -373,6 +402,17 @@ def import_rows(
             ) from None
         raise
     store.finish_run(run_id, "ok", details())
+    for (written, twin), (n, line) in taken.items():
+        rows_of = f"{n:,} rows" if n > 1 else "1 row"
+        said = (
+            f'{path.name}: {rows_of} labeled "{_printable(written)}" (line {line:,}'
+            f'{" and others" if n > 1 else ""}) taken as the label "{_printable(twin)}": they'
+            f" differ {how_twins_differ(written, twin)}"
+        )
+        if on_note is not None:
+            on_note(said)
+        else:
+            print(said, file=sys.stderr)
     for line in summary.twice.lines(path):
         if on_note is not None:
             on_note(line)

@@ -34,7 +34,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling
 from bot.slack.dispatch import Dispatcher
-from bot.slack.guidelines import guidelines_view
+from bot.slack.guidelines import guidelines_view_off_loop
 from bot.slack.modal import (
     ChannelMembers,
     from_home,
@@ -459,7 +459,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient, respond):
         await ack()
         guides = follow_renames(rt.settings.guidelines, rt.store.label_aliases())
-        view = guidelines_view(label_set(rt.settings, rt.store), guides)
+        view = await guidelines_view_off_loop(label_set(rt.settings, rt.store), guides)
         if body.get("container", {}).get("type") == "view":  # over the labeling modal
             await client.views_push(trigger_id=body["trigger_id"], view=view)
             return  # (a refusal there is logged: a modal's click has no response_url)

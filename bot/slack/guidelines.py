@@ -10,9 +10,10 @@ line within Slack's limits.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
@@ -75,6 +76,16 @@ def meta_line(meta: Mapping[str, Any], fields: Sequence[str]) -> str:
     return blocks.fit(" · ".join(parts)) if parts else ""
 
 
+async def guidelines_view_off_loop(
+    labels: Sequence[str], guidelines: Mapping[str, Guideline]
+) -> View:
+    """``guidelines_view`` built in a worker thread: the cuts it tries grow with the labels and
+    their descriptions (14-250 ms for 500-5,000 labels, about a second for thousands of long
+    ones), time the event loop must not stop for (the click's trigger_id lasts 3 s, and other
+    clicks wait). Pure: it reads copies of the labels and guidelines, never the store."""
+    return await asyncio.to_thread(guidelines_view, list(labels), dict(guidelines))
+
+
 def guidelines_view(labels: Sequence[str], guidelines: Mapping[str, Guideline]) -> View:
     """A modal with each label in force: those with a description or examples first, each with
     theirs, then the others (their names in a line or a few when they are many). Within
@@ -84,24 +95,34 @@ def guidelines_view(labels: Sequence[str], guidelines: Mapping[str, Guideline]) 
     ones), it lists as many as fit, the guidelines first, and says how many more there are."""
     guided = [label for label in labels if _has_guide(guidelines.get(label))]
     bare = [label for label in labels if not _has_guide(guidelines.get(label))]
-    # escaped once, each cut only shortens them (every cut is tried on the event loop)
+    # escaped once, each cut only shortens them (``guidelines_view_off_loop``: in a thread)
     escaped = {label: _escaped(label, guidelines[label]) for label in guided}
-    for n, (examples, chars) in enumerate(CUTS):
+
+    def whole(examples: int, chars: int | None) -> View | None:
         texts = _guidelines_texts(guided, bare, escaped, examples, chars)
-        # the texts' size first (cheap: each cut is tried on the event loop), then the view's
+        # the texts' size first (cheap: each cut is tried), then the view's
         if texts is None or sum(len(json.dumps(t)) + SECTION_COST for t in texts) > VIEW_BUDGET:
-            continue
-        view = _guidelines_modal(texts, shortened=n > 0)
-        if len(json.dumps(view.to_dict()).encode()) <= VIEW_BUDGET:
-            return view
+            return None
+        view = _guidelines_modal(texts, shortened=(examples, chars) != CUTS[0])
+        return view if len(json.dumps(view.to_dict()).encode()) <= VIEW_BUDGET else None
+
+    if (view := _mildest(whole)) is not None:
+        return view
     # the last resort: as many as fit in LIST_BUDGET and Slack's blocks, then "… and N more"
     names = [_part(f"`{blocks.escape(label)}`") for label in bare]
     room = MAX_BLOCKS - 2  # below the head line, above the "… and N more" line
-    for examples, chars in CUTS:  # the mildest cut that shows every guideline, else the last
+
+    def listed(examples: int, chars: int | None) -> tuple[list[str], int, int] | None:
         entries = [_part(_entry(escaped[label], examples, chars)) for label in guided]
-        texts, shown, used = _pack_within(entries, "\n\n", "", room, LIST_BUDGET)
-        if shown == len(guided):
-            break
+        packed = _pack_within(entries, "\n\n", "", room, LIST_BUDGET)
+        return packed if packed[1] == len(guided) else None
+
+    # the mildest cut that shows every guideline, else as many as the last cut shows
+    packed = _mildest(listed)
+    if packed is None:
+        entries = [_part(_entry(escaped[label], *CUTS[-1])) for label in guided]
+        packed = _pack_within(entries, "\n\n", "", room, LIST_BUDGET)
+    texts, shown, used = packed
     if shown == len(guided):
         more, named, _ = _pack_within(names, ", ", NO_GUIDE, room - len(texts), LIST_BUDGET - used)
         texts, shown = texts + more, shown + named
@@ -144,6 +165,35 @@ CUTS = (
     (0, 0),
 )
 NO_GUIDE = "*No description yet:* "
+# Before the last cut (names only): the longest head of each description that fits, down to
+# this many characters (found in a few tries: ``_mildest``).
+SHORTEST_HEAD = 20
+
+T = TypeVar("T")
+
+
+def _mildest(attempt: Callable[[int, int | None], T | None]) -> T | None:
+    """What ``attempt(examples, chars)`` gives at the mildest cut it succeeds with (None: it
+    does not fit): the ``CUTS`` in turn, and before the last one (names only) the longest head
+    of the descriptions from the cut before down to ``SHORTEST_HEAD`` characters, halving the
+    range each try (a longer head never fits where a shorter one does not), so a window of
+    many long descriptions keeps as much of each as fits, never names only while 20
+    characters of each would fit. A few tries more, each as costly as a cut."""
+    for n, (examples, chars) in enumerate(CUTS):
+        if chars == 0 and n > 0 and CUTS[n - 1][0] == 0 and CUTS[n - 1][1]:
+            low, high, best = SHORTEST_HEAD, CUTS[n - 1][1] - 1, None
+            while low <= high:
+                mid = (low + high) // 2
+                got = attempt(0, mid)
+                if got is None:
+                    high = mid - 1
+                else:
+                    best, low = got, mid + 1
+            if best is not None:
+                return best
+        if (got := attempt(examples, chars)) is not None:
+            return got
+    return None
 
 
 def _has_guide(guide: Guideline | None) -> bool:

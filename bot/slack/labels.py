@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bot.config import Settings
 from bot.errors import StoreError
-from bot.labelnames import label_problem
+from bot.labelnames import label_key, label_problem, looks_the_same
 from bot.labelset import current_labels, retired_note
 from bot.slack import blocks
 from bot.store import Store
@@ -157,9 +157,22 @@ def _names(action: str, names: list[str], raw: list[str], quoted: bool, labels: 
     unquoted that split one way only into the labels of the set the change takes (and a new
     name of one word: `rename card arrival delivery`). Else what is wrong (``wrong_words``)."""
     arity = ARITY[action]
+    twins: dict[str, list[str]] | None = None  # the labels of the set of each ``label_key``
 
     def known(name: str) -> bool:
-        return name in labels or unicodedata.normalize("NFC", name) in labels
+        """A label of the set, or the twin of exactly one that looks the same (``only_twin``,
+        ``looks_the_same``: the store takes "card payment" typed with a plain space for the
+        label stored with a no-break space; "Maße" typed for "Masse" is another word, which
+        the store refuses, naming the label)."""
+        nonlocal twins
+        if name in labels or (name := unicodedata.normalize("NFC", name)) in labels:
+            return True
+        if twins is None:  # once per command, not per way the words split
+            twins = {}
+            for label in labels:
+                twins.setdefault(label_key(label), []).append(label)
+        found = twins.get(label_key(name), [])
+        return len(found) == 1 and looks_the_same(name, found[0])
 
     def fits(split: list[str]) -> bool:
         return len(split) == arity and all(known(split[i]) for i in MUST_EXIST[action])
@@ -221,7 +234,9 @@ def labels_reply(
     else:  # the label made, said apart: a long list is cut before it
         note = {"add": "Added", "rename": "Renamed to", "merge": "Merged into"}[action]
         note = f"{note} `{made}`."
-    head, tail = "Done. Labels now: ", f". {note} Open questions are redrawn."
+    # a name typed for the label of the set it is a twin of: the label, as stored
+    taken = "".join(f" {blocks.escape(line)}." for line in after.taken_notes())
+    head, tail = "Done. Labels now: ", f".{taken} {note} Open questions are redrawn."
     return blocks.fit(head + listed(after, ROOM - len(head) - len(tail)) + tail), True
 
 

@@ -37,14 +37,23 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.labelnames import case_twin, how_twins_differ, label_key, label_problem, quoted
+from bot.labelnames import (
+    case_twin,
+    how_twins_differ,
+    label_key,
+    label_problem,
+    looks_the_same,
+    only_twin,
+    quoted,
+    taken_as,
+)
 from bot.store.records import Tally
 
 ACTIONS = ("add", "rename", "merge", "retire")
@@ -129,12 +138,24 @@ class ChangedSet(list[str]):
     stored: another admin's change may have come after this one."""
 
     def __init__(
-        self, labels: Iterable[str], change: Mapping[str, Any], labeled: int = 0, gold: int = 0
+        self,
+        labels: Iterable[str],
+        change: Mapping[str, Any],
+        labeled: int = 0,
+        gold: int = 0,
+        taken: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(labels)
         self.change = dict(change)
         self.labeled = labeled
         self.gold = gold
+        self.taken = dict(taken or {})
+
+    def taken_notes(self) -> list[str]:
+        """A line for each name typed that the change took as the label of the set it is a
+        twin of (``taken``: typed → stored; "card payment" typed with a plain space for the
+        label imported with a no-break space), naming the label as stored."""
+        return [taken_as(typed, stored) for typed, stored in self.taken.items()]
 
     @property
     def made(self) -> str:
@@ -416,7 +437,8 @@ class LabelSetMixin:
         made = label if action == "add" else new if action == "rename" else None
         if made is not None and (problem := label_problem(made)):
             raise StoreError(f"the label {quoted(made, 40)} {problem}")
-        with self._immediate():
+        taken: dict[str, str] = {}  # typed -> the label of the set it was taken as
+        with self._immediate(), _naming(taken):
             if self.stored_labels() is None:
                 self.db.execute("DELETE FROM label_set")
                 self.db.conn.executemany(
@@ -428,6 +450,16 @@ class LabelSetMixin:
                 label = nfc("NFC", label)
             if action == "merge" and new is not None and new not in active:
                 new = nfc("NFC", new)
+            # A name typed for a label of the set that looks the same as it ("card payment"
+            # typed with a plain space for the label imported with a no-break space, which add
+            # refuses as its twin) is that label (a retired label's, for an add: the label
+            # comes back, with its items); a twin in case, ß, ... is refused, naming the label
+            if action != "add":
+                label = self._as_stored(label, active, taken)
+            elif label not in active:
+                label = self._as_stored(label, sorted(self.retired_labels()), taken, add=True)
+            if action == "merge" and new is not None:
+                new = self._as_stored(new, active, taken)
             now = self.now()
             labeled = gold = 0  # a retire's: its items, and its gold items
             if action in ("add", "rename"):
@@ -569,7 +601,41 @@ class LabelSetMixin:
             )
             if action == "merge" and new is not None:
                 self._decide_merged_splits(new, now, votes_needed)
-            return ChangedSet(self.stored_labels() or [], change, labeled, gold)
+            return ChangedSet(self.stored_labels() or [], change, labeled, gold, taken)
+
+    def _as_stored(
+        self, name: str, labels: Sequence[str], taken: dict[str, str], *, add: bool = False
+    ) -> str:
+        """``name`` (a label a change names) as ``labels`` (those in force; for an ``add``,
+        the retired ones) store it: itself when it is one of them, or a name stored otherwise
+        (a retired label, one renamed or merged away, a label of decided items outside the set:
+        the change's own checks say what is wrong); else the one of ``labels`` it is a twin of
+        (``only_twin``) when the two look the same (``looks_the_same``: "card payment" typed
+        with a plain space for the label imported with a no-break space), recorded in
+        ``taken``; else itself. A twin that reads otherwise ("Maße" for "Masse", Turkish "sik"
+        for "sık", "BUG" for "bug": case, ß, the dot of an i, a joiner) may be another word:
+        an add makes the name as typed (as before twins were taken), any other change is
+        refused, naming the label ("did you mean "Masse"?"): a merge or a retire of the wrong
+        label would not be undone by adding the name back."""
+        if name in labels:
+            return name
+        twin = only_twin(name, labels)
+        if twin is None:
+            return name
+        elsewhere = self.db.execute(
+            "SELECT 1 FROM label_set WHERE name = ? UNION ALL"
+            " SELECT 1 FROM label_aliases WHERE old = ? UNION ALL"
+            " SELECT 1 FROM label_counts WHERE label = ? AND n > 0",
+            [name, name, name],
+        ).fetchone()
+        if elsewhere is not None:
+            return name
+        if not looks_the_same(name, twin):
+            if add:
+                return name
+            raise StoreError(f"{_not_in(name, labels)}; did you mean {quoted(twin)}?")
+        taken[name] = twin
+        return twin
 
     def _refuse_reused(self, made: str | None, renamed: str | None) -> None:
         """Refuse to make a label (``add``, a ``rename``'s new name) named as one renamed or
@@ -663,6 +729,20 @@ class LabelSetMixin:
         self.db.execute("UPDATE label_aliases SET new = ? WHERE new = ?", [new, old])
         self.db.execute("DELETE FROM label_aliases WHERE old = ?", [new])
         self.db.execute("INSERT OR REPLACE INTO label_aliases (old, new) VALUES (?, ?)", [old, new])
+
+
+@contextmanager
+def _naming(taken: Mapping[str, str]) -> Iterator[None]:
+    """A change refused after a name typed was taken as the label of the set it is a twin of
+    (``taken``) says so: "a label set needs two labels; ... ("card payment" is taken as the
+    label "card payment" of the set: they differ only in white space ...)"."""
+    try:
+        yield
+    except StoreError as exc:
+        if not taken:
+            raise
+        notes = "; ".join(taken_as(typed, stored) for typed, stored in taken.items())
+        raise StoreError(f"{exc} ({notes})") from None
 
 
 def _not_in(label: str, active: Sequence[str]) -> str:

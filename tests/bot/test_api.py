@@ -344,7 +344,7 @@ async def test_get_item_shows_text_status_prediction_and_the_human_label(
 async def test_get_unknown_item_is_404_naming_the_id(api: Bot):
     response = await api.http.get("/api/items/nope", headers=AUTH)
     assert response.status == 404
-    assert await response.json() == {"error": "no item with id 'nope'", "field": "id"}
+    assert await response.json() == {"error": 'no item with id "nope"', "field": "id"}
 
 
 @pytest.mark.parametrize("item_id", ["ticket\n42", "a/b\r\nc", "tab\there", "nul\x00", "c1\x85x"])

@@ -91,7 +91,7 @@ async def test_get_and_delete_by_a_spaced_id_name_the_item_stored_without_the_sp
     response = await post_json(api, "/api/predict", {"text": "refund my order", "id": "T-1"})
     assert response.status == 200
     said = {
-        "error": "no item with id ' T-1 '; there is one with id 'T-1', without the spaces "
+        "error": 'no item with id " T-1 "; there is one with id "T-1", without the spaces '
         "around it (ids are compared as given)",
         "field": "id",
     }
@@ -104,7 +104,7 @@ async def test_get_and_delete_by_a_spaced_id_name_the_item_stored_without_the_sp
     assert api.store.get_item("T-1") is not None
     # an id with no such twin keeps the plain 404
     other = await api.http.get(f"/api/items/{quote(' T-9 ', safe='')}", headers=AUTH)
-    assert (await other.json())["error"] == "no item with id ' T-9 '"
+    assert (await other.json())["error"] == 'no item with id " T-9 "'
     # spaces inside an id are part of it, kept as sent; an integer id is its digits
     for sent in ("T 7", "工单\u3000八", 9):
         response = await post_json(api, "/api/predict", {"text": f"text of {sent}", "id": sent})

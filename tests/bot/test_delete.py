@@ -87,7 +87,7 @@ def test_an_item_and_everything_about_it_goes_and_the_file_keeps_no_copy(tmp_pat
     # asked again: when, by whom and why
     again = run(db, "delete", "T-card", "--yes")
     assert again.exit_code == 1
-    assert again.stderr.startswith("Error: 'T-card' was deleted on ")
+    assert again.stderr.startswith('Error: "T-card" was deleted on ')
     assert again.stderr.endswith(" UTC by dpo (erasure request #4411); nothing deleted\n")
     # what the line advises leaves no model file that learned the text
     assert any("4111" in term for term in vocabulary(tmp_path, 1))
@@ -131,7 +131,7 @@ def test_an_unknown_id_deletes_nothing_and_no_terminal_needs_yes(tmp_path: Path)
     unknown = run(db, "delete", "T-1", "T-nope", "--yes")
     assert unknown.exit_code == 1
     assert unknown.stderr == (
-        "Error: no item with id 'T-nope'; nothing deleted (`hitl find TEXT` finds items by their"
+        'Error: no item with id "T-nope"; nothing deleted (`hitl find TEXT` finds items by their'
         " text)\n"
     )
     piped = run(db, "delete", "T-1", stdin="y\n")  # CliRunner's input is no terminal

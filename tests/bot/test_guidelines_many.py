@@ -157,3 +157,59 @@ async def test_many_long_descriptions_are_shortened_not_all_dropped(
     shown = json.dumps(view["blocks"], ensure_ascii=False)
     assert [label for label in labels if f"{label}: הסבר" not in shown] == []
     assert "shortened to fit in Slack" in shown
+
+
+async def test_800_long_descriptions_keep_the_longest_head_that_fits(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Outside review rv F4: with 800 labels the 60-character cut did not fit and the next was
+    none, so the window showed names only (32 kB) though a 50-character head of each fitted.
+    The cut before names only is the longest head that fits."""
+    labels = [f"תווית_{n:03d}" for n in range(800)]
+    guides = {label: Guideline(f"{label}: " + "הסבר ארוך " * 80, ()) for label in labels}
+    view = await opened_guidelines(fake_slack, tmp_path, labels, guides)
+    assert len(json.dumps(view).encode()) <= SLACK_VIEW_LIMIT and len(view["blocks"]) <= 100
+    shown = json.dumps(view["blocks"], ensure_ascii=False)
+    head = "הסבר ארוך הסבר ארוך הסבר ארוך"  # 29 characters of each description, and more
+    assert [label for label in labels if f"*{label}*\\n{label}: {head}" not in shown] == []
+    assert "shortened to fit in Slack" in shown
+    assert "more: `hitl labels show`" not in shown
+
+
+async def test_the_window_is_built_off_the_event_loop(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Outside review rvtw: the window was built on the event loop after the ack, 14-250 ms
+    for 500-5,000 labels, about a second for thousands of long ones, while every other click
+    waited. It is built in a worker thread (``guidelines_view_off_loop``), the same view."""
+    import threading
+
+    import bot.slack.app
+    import bot.slack.guidelines
+
+    real = bot.slack.guidelines.guidelines_view
+    built: list[int] = []
+
+    def watched(labels, guides):
+        built.append(threading.get_ident())
+        return real(labels, guides)
+
+    # the module's own name (``guidelines_view_off_loop`` calls it) and the one the app imported
+    monkeypatch.setattr(bot.slack.guidelines, "guidelines_view", watched)
+    monkeypatch.setattr(bot.slack.app, "guidelines_view", watched, raising=False)
+    labels = [f"intent_{n:03d}" for n in range(150)]
+    guides = {
+        label: Guideline(f"What {label} means.", (f"an example of {label}",)) for label in labels
+    }
+    seed(tmp_path / "hitl.db", [Item("a", "a brand new ticket nobody labeled yet")])
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=1, labels=tuple(labels), guidelines=guides
+    )
+    async for hitl in start_bot(fake_slack, settings):
+        loop_thread = threading.get_ident()
+        await click_guidelines(hitl)
+        await hitl.rt.background.drain()
+        [opened] = hitl.fake.calls_to("views.open")
+        assert opened.reply["ok"], opened.reply
+        assert built and loop_thread not in built, built
+        assert opened.params["view"] == real(labels, guides).to_dict()

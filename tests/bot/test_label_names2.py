@@ -56,17 +56,17 @@ def stored_labels(db: Path) -> dict[str, str]:
 # -- F3: white space ----------------------------------------------------------------------------
 
 
-def test_a_label_that_differs_only_in_white_space_is_refused_as_a_twin(
+def test_a_label_that_differs_only_in_white_space_is_taken_as_its_twin_on_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("HITL_LABELS", raising=False)
     db = tmp_path / "hitl.db"
     imported = run(db, "import", str(write_csv(tmp_path / "in.csv", ROWS)))
     assert imported.stderr.splitlines()[:2] == [
-        f'in.csv line 3: label "card  payment" differs from the label "card payment" {SPACES}:'
-        ' write "card payment" in the file, row skipped',
-        'in.csv line 4: label "card \\xa0 payment" differs from the label "card payment"'
-        f' {SPACES}: write "card payment" in the file, row skipped',
+        'in.csv: 1 row labeled "card  payment" (line 3) taken as the label "card payment": they'
+        f" differ {SPACES}",
+        'in.csv: 1 row labeled "card \\xa0 payment" (line 4) taken as the label "card payment":'
+        f" they differ {SPACES}",
     ]
     assert sorted(set(stored_labels(db).values())) == ["account", "card payment"]  # one class
 
