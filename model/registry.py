@@ -112,6 +112,10 @@ class ModelVersion:
             problem = _field_problem(name, value)
             if problem is not None:
                 raise ValueError(f'its "{name}" is {_json_kind(value)}, not {problem}')
+        for name, value in dict(fields.get("extra") or {}).items():  # what its readers assume
+            check = _EXTRA_CHECKS.get(name)
+            if check is not None and not (value is None or check[1](value)):
+                raise ValueError(f'its "extra.{name}" is {_json_kind(value)}, not {check[0]}')
         return cls(**fields)  # type: ignore[arg-type]
 
 
@@ -209,6 +213,34 @@ _FIELD_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "reason": ("a string", _is_string),
     "pruned_at": ("a string", _is_string),
     "champion_since": ("a string", _is_string),
+}
+
+
+def _is_label_set_mark(value: object) -> bool:
+    """``extra.label_set_mark`` as a retrain writes it: the id of the label set's newest
+    change its read saw (``change``) and that change's time (``at``), each may be missing."""
+    return (
+        isinstance(value, dict)
+        and (value.get("change") is None or _is_count(value["change"]))
+        and (value.get("at") is None or isinstance(value["at"], str))
+    )
+
+
+# What each field of ``extra`` a retrain writes must be when it is there and not null (its
+# readers assume it: a merge's count reads ``label_set_mark``, the gold check
+# ``gold_read_at``); other fields of ``extra`` are not read, and not checked.
+_EXTRA_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "label_watermark": ("a time (a string) or null", _is_string),
+    "label_seq": ("a count or null", _is_count),
+    "gold_read_at": ("a time (a string) or null", _is_string),
+    "label_set_mark": (
+        'an object with a count "change" and a time "at", or null',
+        _is_label_set_mark,
+    ),
+    "champion_macro_f1": ("a number or null", _is_number),
+    "gold_check": ("an object or null", _is_object),
+    "fit_seconds": ("a number or null", _is_number),
+    "triggered_by": ("a string or null", _is_string),
 }
 
 
@@ -648,6 +680,16 @@ class ModelRegistry:
         meta = replace(meta, pruned_at=datetime.now(UTC).isoformat(timespec="seconds"))
         self._write_meta(meta)
         (self.root / meta.model_file).unlink(missing_ok=True)
+        return meta
+
+    def drop_file(self, version: int) -> ModelVersion:
+        """Delete ``version``'s model file and mark its metadata pruned, the file first (a
+        retrain cut short by a full disk: the room the file frees is what the mark needs; when
+        even that fails, the version claims a missing file, which ``file_problem`` tells)."""
+        meta = self.get(version)
+        (self.root / meta.model_file).unlink(missing_ok=True)
+        meta = replace(meta, pruned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        self._write_meta(meta)
         return meta
 
     def _make_champion(self, version: int, reason: str | None) -> ModelVersion:

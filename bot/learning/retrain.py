@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import faulthandler
+import hashlib
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from bot.learning.children import awaitable, child_context
 from bot.learning.scoring import Scorer, score_items
 from bot.learning.scoring_worker import exit_with_parent, terminate
 from bot.runtime import Champion
-from bot.store import LabelMark, Store
+from bot.store import DatabaseError, DatabaseRefused, LabelMark, Store, database_problem
 from bot.store.core import process_gone, process_started
 from bot.store.erasure import deleted_after
 from bot.store.lock import other_server
@@ -95,22 +96,83 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
     A holder on this machine holds the lock while its process runs, expired or not (a
     retrain may outlast ``ttl``, and the clock may jump forward, as when a VM resumes from
     suspend), and not a moment after it is gone. A holder on another machine cannot be
-    seen from here: its lock is trusted until it expires, after ``ttl``. A lock this
-    process's retrain could not release (``ENDED_OWNERS``: a full disk refused the write) is
-    held by nobody: that retrain has ended, although its process runs."""
+    seen from here: its lock is trusted until it expires, after ``ttl``. A lock a retrain
+    could not release (a full disk refused the write) is held by nobody: that retrain has
+    ended, although its process runs. This process knows its own (``ENDED_OWNERS``); another
+    process (`hitl retrain` from cron beside `hitl serve`) by the mark beside the database
+    (``_ended_marks``), and records that run's end as failed when it takes the lock over (the
+    server records its reason once it can: ``record_left``)."""
+    marks = _ended_marks(store)
+    ended: list[str] = []
+
+    def alive(held: str) -> bool | None:
+        if (store.path, held) in ENDED_OWNERS or _owner_key(held) in marks:
+            ended.append(held)
+            return False
+        return holder_alive(held)
+
     holder = store.acquire_lock(
         LOCK,
         owner,
         iso_time(now),
         iso_time(now + ttl),
-        holder_alive=lambda held: (
-            False if (store.path, held) in ENDED_OWNERS else holder_alive(held)
-        ),
+        holder_alive=alive,
         runs=("retrain", "rollback"),
     )
     if holder is None:  # taken: the one lock row is ``owner``'s now
         ENDED_OWNERS.difference_update({e for e in ENDED_OWNERS if e[0] == store.path})
+        taken = {_owner_key(held) for held in ended}
+        for key, (mark, run_id) in marks.items():
+            if key in taken and (store.path, run_id) not in UNRECORDED:  # another process's
+                with contextlib.suppress(Exception):  # said "its process is gone": it is not
+                    store.finish_run(run_id, "failed", {"status": "failed", "reason": ENDED_AWAY})
+            with contextlib.suppress(OSError):  # the lock is ``owner``'s: every mark is stale
+                mark.unlink()
     return holder
+
+
+# A retrain of another process whose end it could not record, as ``take_lock`` records it.
+ENDED_AWAY = (
+    "retrain failed: hitl serve could not record its end (the database refused the write, as"
+    " on a full disk); its report in the channel says why"
+)
+ENDED_MARK = ".retrain-ended."  # ``<db>.retrain-ended.<run id>.<owner key>``: ``_mark_ended``
+
+
+def _owner_key(owner: str) -> str:
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:16]
+
+
+def _mark_ended(store: Store, owner: str, run_id: int) -> None:
+    """Tell other processes that this process's retrain ``owner`` (run ``run_id``) has ended
+    although its lock could not be released (``ENDED_OWNERS``): an empty file beside the
+    database, which a full disk still takes (no data: a name, in a folder that has one);
+    ``take_lock`` (another `hitl retrain`, a rollback) reads it. Nothing when it cannot be
+    made: the server's next retrain or refresh frees the lock (``record_left``)."""
+    if store.path is None:
+        return
+    db = Path(store.path).resolve()
+    mark = db.with_name(f"{db.name}{ENDED_MARK}{run_id}.{_owner_key(owner)}")
+    with contextlib.suppress(OSError):
+        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def _ended_marks(store: Store) -> dict[str, tuple[Path, int]]:
+    """The marks beside ``store``'s database (``_mark_ended``), by their owner's key: each
+    file and its run."""
+    if store.path is None:
+        return {}
+    db = Path(store.path).resolve()
+    prefix, found = f"{db.name}{ENDED_MARK}", {}
+    try:
+        with os.scandir(db.parent) as entries:
+            for entry in entries:
+                run, _, key = entry.name.removeprefix(prefix).partition(".")
+                if entry.name.startswith(prefix) and run.isdecimal() and key:
+                    found[key] = (Path(entry.path), int(run))
+    except OSError:
+        return {}
+    return found
 
 
 # This process's retrains whose end the database refused to record (its disk full, as their
@@ -135,10 +197,13 @@ def record_left(store: Store) -> None:
         if db == store.path:
             store.finish_run(left, "failed", detail)
             UNRECORDED.pop((db, left), None)
+    marks = _ended_marks(store) if any(db == store.path for db, _ in ENDED_OWNERS) else {}
     for db, owner in list(ENDED_OWNERS):
         if db == store.path:
             store.release_lock(LOCK, owner)
             ENDED_OWNERS.discard((db, owner))
+            with contextlib.suppress(OSError, KeyError):  # other processes need it no more
+                marks[_owner_key(owner)][0].unlink()
 
 
 def busy_reason(holder: str) -> str:
@@ -871,25 +936,32 @@ class Abandon:
 UNDECIDED = "never decided: the retrain that trained it was stopped before it decided"
 
 
-def _take_back(registry: ModelRegistry, meta: ModelVersion) -> bool:
-    """After the promotion of the version ``compute`` just saved failed (a full disk): when
-    its metadata was marked champion and the old champion's retirement failed after it, delete
-    it, its metadata first, then its model file. An unlink needs no room, and nothing else
-    names the version (the database records it after ``compute``); the old champion's
-    metadata is as it was (the registry's writes are whole or none, and retiring it is the
-    promotion's last write). So the folder names the old champion, as the database and the
-    running server do. One never marked stays a candidate, which the next retrain rejects
-    (``UNDECIDED``). False when the mark is left (an unlink failed too)."""
+def _take_back(registry: ModelRegistry, meta: ModelVersion, *, whole: bool = False) -> bool:
+    """After the decision on the version ``compute`` just saved could not be stored (a full
+    disk), or the database could not record it (``_not_kept``: ``whole``). One marked champion
+    (its promotion's retirement of the old champion failed after it), or any with ``whole``, is
+    deleted, its metadata first, then its model file: an unlink needs no room, and nothing else
+    names the version (the database records it after ``compute``). When the old champion's
+    metadata is as it was (the registry's writes are whole or none, and retiring it is a
+    promotion's last write), the folder names the old champion, as the database and the
+    running server do. Else (a candidate never marked, one rejected) its model file goes (tens
+    of MB left on the disk the report asks to free, while it said "nothing else was
+    changed"), and its metadata stays, marked pruned once the file's room is free: the next
+    retrain rejects a candidate left so (``UNDECIDED``). False when a mark of champion is left
+    (its metadata could not be deleted)."""
     try:
-        if registry.get(meta.version).status != "champion":
-            return True
+        marked = registry.get(meta.version).status == "champion"
     except (RegistryError, OSError):
-        return True  # unreadable: no reader takes it for the champion
+        marked = False  # unreadable: no reader takes it for the champion
+    if not (marked or whole):
+        with contextlib.suppress(RegistryError, OSError):  # the room is freed all the same
+            registry.drop_file(meta.version)
+        return True
     for name in (f"v{meta.version}.json", meta.model_file):
         try:
             (registry.root / name).unlink(missing_ok=True)
         except OSError:
-            return name == meta.model_file  # the metadata went: nothing names the file
+            return not marked or name == meta.model_file  # the metadata went: nothing names it
     return True
 
 
@@ -985,13 +1057,13 @@ def compute(
             if promote
             else registry.reject(meta.version, reason)
         )
-    except Exception as exc:  # a full disk cut it short: the champion stays the champion
-        if promote and not _take_back(registry, meta):
+        if not promote:  # a promotion prunes once it is kept (``retrain``: its champion before
+            outcome.pruned = registry.prune(plan.keep_models)  # it stays until then)
+    except Exception as exc:  # a full disk cut it short: the champion stays the champion, and
+        if not _take_back(registry, meta):  # the version nothing records is not left behind
             exc.champion_left = meta.version  # type: ignore[attr-defined] - ``write_problem``
         raise
     retired = [v for v in registry.versions() if before.get(v.version) != v.status]
-    if not promote:  # a promotion prunes once it is kept (``retrain``: its champion before it
-        outcome.pruned = registry.prune(plan.keep_models)  # stays until then, ``withdraw``)
     outcome.status = "promoted" if promote else "rejected"
     outcome.reason = reason
     outcome.version = meta.version
@@ -1664,9 +1736,12 @@ def withdraw(registry: ModelRegistry, plan: Plan, computed: Computed, erased: se
 def finish(
     store: Store, plan: Plan, computed: Computed, registry: ModelRegistry | None = None
 ) -> Outcome:
-    """Mirror the model versions into the database, close the run and release the lock. With
-    ``registry``, a model trained on an item deleted since is withdrawn (``withdraw``): looked
-    up in the transaction that records it, so a delete after it finds it (and names it)."""
+    """Mirror the model versions into the database, close the run and release the lock, in
+    one transaction: all of it is recorded, or none when the database refuses a write (its
+    disk full once the model files took the room: ``retrain`` then takes the model back,
+    ``_not_kept``). With ``registry``, a model trained on an item deleted since is withdrawn
+    (``withdraw``): looked up in the transaction that records it, so a delete after it finds
+    it (and names it)."""
     with store._immediate():
         if registry is not None and computed.meta is not None and not computed.meta.pruned_at:
             if erased := erased_while_training(store, plan):
@@ -1675,14 +1750,14 @@ def finish(
             store.record_model(meta.to_dict())
         if computed.meta is not None:
             store.record_model(computed.meta.to_dict())
-    outcome = computed.outcome
-    outcome.seconds = round(time.perf_counter() - plan.started, 2)
-    detail = {"watermark": plan.watermark, **asdict(outcome)}
-    if computed.crashed:  # not the labels' fault: the next retrain tries them again
-        del detail["watermark"]
-    detail.pop("metrics", None)  # kept in the models table
-    store.finish_run(plan.run_id, outcome.status, detail)
-    store.release_lock(LOCK, plan.owner)
+        outcome = computed.outcome
+        outcome.seconds = round(time.perf_counter() - plan.started, 2)
+        detail = {"watermark": plan.watermark, **asdict(outcome)}
+        if computed.crashed:  # not the labels' fault: the next retrain tries them again
+            del detail["watermark"]
+        detail.pop("metrics", None)  # kept in the models table
+        store.finish_run(plan.run_id, outcome.status, detail)
+        store.release_lock(LOCK, plan.owner)
     # "retrain v3 promoted: …"; one that made no model, "retrain failed: …" (not "vNone")
     what = "retrain" if outcome.version is None else f"retrain v{outcome.version}"
     reason = outcome.reason.removeprefix(f"retrain {outcome.status}: ")
@@ -1771,7 +1846,14 @@ async def retrain(
     says what to do (``failure_reason``), and the error is raised (the CLI says it in one
     line). With ``raise_failures=False`` (`hitl serve`, whose report must tell the admins) it
     is logged in one line (an error of no known cause with its traceback) and returned as the
-    failed outcome instead. A stop (Ctrl-C, the server's stop) is always raised."""
+    failed outcome instead. A stop (Ctrl-C, the server's stop) is always raised.
+
+    So is one whose model the database cannot record (``finish`` fails: the disk full once the
+    model files took the room): its model is not kept (``_not_kept``), so the models folder,
+    the database and the server keep the same champion. One promoted and recorded whose stop
+    check cannot be recorded, or whose new champion cannot score the waiting items, stays
+    promoted: `hitl serve` says so in its report (the CLI raises ``ScoringStopped``)."""
+    again = "`hitl retrain`" if raise_failures else "`/hitl retrain`"
     if plan is None:
         started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
         if isinstance(started, Outcome):
@@ -1788,7 +1870,6 @@ async def retrain(
     except FitDied as exc:  # the champion stays; the report says why
         computed = Computed(Outcome("failed", f"retrain failed: {exc}", triggered_by), crashed=True)
     except BaseException as exc:
-        again = "`hitl retrain`" if raise_failures else "`/hitl retrain`"
         why = failure_reason(exc, worker, registry, champion, again)
         computed = Computed(Outcome("failed", why, triggered_by), crashed=True)
         if isinstance(exc, FitStopped) and exc.computed is not None:
@@ -1805,47 +1886,245 @@ async def retrain(
             raise
         _say_failed(exc, computed.outcome)
         return computed.outcome
-    if computed.meta is not None and not computed.meta.pruned_at:  # deleted while it trained
-        if erased := await erased_while_training_apart(store, plan):
-            computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
-    if computed.outcome.status == "promoted":  # kept: the files beyond HITL_KEEP_MODELS go
-        computed.outcome.pruned = await asyncio.to_thread(registry.prune, plan.keep_models)
-    outcome = finish(store, plan, computed, registry)
+    try:
+        if computed.meta is not None and not computed.meta.pruned_at:  # deleted while trained
+            if erased := await erased_while_training_apart(store, plan):
+                computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
+        outcome = finish(store, plan, computed, registry)
+    except Exception as exc:  # noqa: BLE001 - nothing recorded (a full disk): not kept
+        if computed.meta is not None and _recorded(store, computed.meta.version):
+            outcome = _recorded_all_the_same(store, computed, exc)  # its files stay
+        else:
+            kept = await asyncio.to_thread(_unkeep, registry, plan, computed)
+            outcome = _not_kept(store, registry, plan, computed, exc, kept, again)
+            if raise_failures:
+                raise
+            _say_failed(exc, outcome)
+            return outcome
+    if outcome.status == "promoted":  # recorded: the files beyond HITL_KEEP_MODELS go now
+        await _prune_kept(store, registry, plan, outcome)  # (the champion before it stayed)
     if outcome.status == "rejected":  # its report says since when the champion stands
         outcome.streak = asdict(stopping.streak(store))
         if outcome.gold_missed:  # and, rejected on gold, what the team answered there
             await team_answers_apart(store, outcome)
     if computed.stop is not None:
-        stopping.record(
-            store, computed.stop, kind="retrain", version=outcome.version, n_train=outcome.n_labels
-        )
-        status = stopping.stop_status(store)
-        outcome.stopping = status.as_dict() if status else {}
+        try:
+            stopping.record(
+                store, computed.stop, kind="retrain", version=outcome.version,
+                n_train=outcome.n_labels,
+            )  # fmt: skip
+            status = stopping.stop_status(store)
+            outcome.stopping = status.as_dict() if status else {}
+        except Exception as exc:  # noqa: BLE001 - the model is recorded: it stays; said once
+            logger.warning(
+                "retrain v%s: its stop check could not be recorded (%s); the next retrain's is",
+                outcome.version, _problem_of(store, exc),
+                exc_info=None if _known(exc) else exc,
+            )  # fmt: skip
     if outcome.promoted:
         try:
             await _take_up(
                 store, settings, registry, outcome, on_champion, scorer, rescore_progress
             )
         except Exception as exc:
-            raise ScoringStopped(outcome) from exc  # promoted and recorded all the same
+            if raise_failures:
+                raise ScoringStopped(outcome) from exc  # promoted and recorded all the same
+            _scoring_stopped(store, outcome, exc)
     return outcome
 
 
-def _not_recorded(store: Store, plan: Plan, outcome: Outcome, error: Exception) -> None:
+def _known(exc: BaseException) -> bool:
+    """An error of a known cause, said in one line with no traceback: the disk (a full one,
+    a read-only folder) or the database refusing a write."""
+    return isinstance(exc, OSError | DatabaseRefused)
+
+
+def _problem_of(store: Store, exc: BaseException) -> str:
+    """``exc`` in one line: a database error in the store's words (what to do)."""
+    if isinstance(exc, DatabaseError) and store.path is not None:
+        return str(database_problem(store.path, exc, lost=store.lost))
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _scoring_stopped(store: Store, outcome: Outcome, exc: Exception) -> None:
+    """`hitl serve`: a retrain promoted and recorded, whose new champion then could not be
+    taken up or score the waiting items (``_take_up``: a full disk, say). It stays promoted (the
+    champion watch serves it from the database's record); the report says so, and the log in
+    one line (an error of no known cause with its traceback)."""
+    problem = _problem_of(store, exc)
+    before = f"v{outcome.previous_version}'s" if outcome.previous_version else "no"
+    outcome.reason += (
+        f"; but scoring the waiting items with it stopped ({problem}): those not scored yet"
+        f" keep {before} scores until the server scores them"
+    )
+    outcome.rescoring = False
+    logger.error(
+        "retrain v%s promoted, but scoring the waiting items stopped: %s",
+        outcome.version, problem, exc_info=None if _known(exc) else exc,
+    )  # fmt: skip
+
+
+def _unkeep(registry: ModelRegistry, plan: Plan, computed: Computed) -> str | None:
+    """The models folder's part of ``_not_kept`` (file work, for a worker thread): the
+    version ``compute`` stored, which nothing records now, is deleted (``_take_back``), and the
+    champion before it is the champion again when its promotion retired it (``reinstate``;
+    when there is no room even for that, a restart does: ``recover_champion``). What the
+    folder keeps, for the reason; None when no model was stored."""
+    meta = computed.meta
+    if meta is None:
+        return None
+    previous = plan.previous.version if plan.previous is not None else None
+    if not _take_back(registry, meta, whole=True):
+        return (
+            f"v{meta.version}'s promotion was cut short: the models folder may name it the"
+            " champion, which a restart would serve; the database keeps "
+            + (f"v{previous}" if previous is not None else "no champion")
+        )
+    kept = "so it is not kept: its files were deleted and "
+    if previous is None:
+        return kept + "no model was stored"
+    try:
+        if registry.champion() is None:  # the promotion retired it: it is the champion again
+            registry.reinstate(previous)
+    except (RegistryError, OSError):
+        return (
+            f"{kept}v{previous} stays the champion (the models folder names it again when the"
+            " server starts)"
+        )
+    return kept + f"v{previous} stays the champion"
+
+
+def _recorded(store: Store, version: int) -> bool:
+    """Whether the database records ``version`` although ``finish`` raised: an error may come
+    after its COMMIT (one whose fsync failed while its pages are in the log, which SQLite's
+    recovery replays), and a version the database names keeps its files. One row read (a read
+    needs no room and waits for no lock); False when even that fails (``finish``'s error is
+    then taken as what it says: nothing recorded)."""
+    try:
+        row = store.db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone()
+    except Exception:  # noqa: BLE001 - unreadable: as before, its COMMIT is what failed
+        return False
+    return row is not None
+
+
+def _recorded_all_the_same(store: Store, computed: Computed, error: Exception) -> Outcome:
+    """``finish`` raised ``error`` after the database recorded the model (``_recorded``): the
+    retrain goes on as recorded (its files stay, the champion it promoted is taken up), said in
+    one line (an error of no known cause with its traceback)."""
+    outcome = computed.outcome
+    if outcome.status == "failed":  # withdrawn in ``finish``: no stop check for it
+        computed.stop = None
+    logger.warning(
+        "retrain v%s %s and recorded (its model files are kept), although the database then"
+        " reported an error: %s",
+        outcome.version, outcome.status, _problem_of(store, error),
+        exc_info=None if _known(error) else error,
+    )  # fmt: skip
+    return outcome
+
+
+async def _prune_kept(store: Store, registry: ModelRegistry, plan: Plan, outcome: Outcome) -> None:
+    """A promotion the database recorded: the model files beyond HITL_KEEP_MODELS are deleted
+    (``prune``) only now. Before ``finish``, a database that then refused the new model left
+    no model at all with HITL_KEEP_MODELS=0: the champion before it pruned, the new one taken
+    back (``_unkeep``). One that fails (a full disk refuses a metadata write) is said in one
+    line: the model is recorded, and the next retrain's prune deletes them."""
+    try:
+        outcome.pruned = await asyncio.to_thread(registry.prune, plan.keep_models)
+    except Exception as exc:  # noqa: BLE001 - the model stays; said once
+        logger.warning(
+            "retrain v%s: the model files beyond HITL_KEEP_MODELS (%d) could not be deleted"
+            " (%s); the next retrain deletes them",
+            outcome.version, plan.keep_models, _problem_of(store, exc),
+            exc_info=None if _known(exc) else exc,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _not_waiting(store: Store, after: BaseException) -> Iterator[None]:
+    """The writes inside, which follow one the database refused (``after``): they do not wait
+    for its write lock again (``busy_timeout`` 0 meanwhile). Another process that held it past
+    the busy timeout almost surely holds it still, and on the event loop of `hitl serve` each
+    wait stalls everything (Slack's clicks go unacknowledged); a write refused so is recorded
+    later (``_not_recorded``). Unchanged after an error that is not the database's."""
+    if not isinstance(after, DatabaseError):
+        yield
+        return
+    try:
+        waited = int(store.db.execute("PRAGMA busy_timeout").fetchone()[0])
+        store.set_busy_timeout(0)
+    except Exception:  # noqa: BLE001 - the writes inside meet it too, and say it
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            store.set_busy_timeout(waited)
+
+
+def _not_kept(
+    store: Store,
+    registry: ModelRegistry,
+    plan: Plan,
+    computed: Computed,
+    error: Exception,
+    kept: str | None,
+    again: str,
+) -> Outcome:
+    """A retrain whose model the database could not record (``finish`` failed: its disk full
+    once the model files took the room) fails: ``finish`` recorded none of it, and the models
+    folder took the model back (``_unkeep``: ``kept``). The report says so and tells the
+    admins; the run ends failed, recorded now or, when the database refuses that too, once it
+    can (``_not_recorded``). With no model stored, the outcome is the one ``compute`` gave."""
+    if computed.meta is None or kept is None:
+        _not_recorded(store, plan, computed.outcome, error)
+        return computed.outcome
+    version = computed.meta.version
+    where = "the database"
+    if not isinstance(error, DatabaseError):  # a model file's write (a prune, a withdrawal)
+        where = f"the models folder {registry.root}"
+    outcome = Outcome(
+        "failed",
+        f"v{version} could not be recorded in {where} ({_problem_of(store, error)}), {kept};"
+        f" then {again} again",
+        plan.triggered_by,
+        n_labels=computed.outcome.n_labels,
+        n_new=computed.outcome.n_new,
+        previous_version=plan.previous.version if plan.previous is not None else None,
+        why=computed.outcome.why,
+    )
+    try:
+        with _not_waiting(store, error):  # refused already: not a second busy timeout
+            finish(store, plan, Computed(outcome, crashed=True))
+    except Exception as refused:  # noqa: BLE001 - as it refused the model: recorded later
+        _not_recorded(store, plan, outcome, refused, said=True)
+    return outcome
+
+
+def _not_recorded(
+    store: Store, plan: Plan, outcome: Outcome, error: Exception, *, said: bool = False
+) -> None:
     """After ``finish`` of a failed retrain failed (a full disk refuses the database's writes
-    as it did the model files'): its reason says so, the lock is released if the database
-    takes that, else this process's next retrain takes it over (``ENDED_OWNERS``), and that
-    retrain records the run as failed (``UNRECORDED``, in ``begin``): nothing waits for a
-    restart once there is room again."""
-    outcome.reason += f"; the database could not record it either ({error})"
+    as it did the model files'): its reason says so (unless it ``said`` it already), the lock
+    is released if the database takes that, else this process's next retrain takes it over
+    (``ENDED_OWNERS``), and so does another process's (``_mark_ended``), and this process's
+    next retrain or refresh records the run as failed (``UNRECORDED``, ``record_left``):
+    nothing waits for a restart once there is room again."""
+    if not said:
+        outcome.reason += f"; the database could not record it either ({error})"
     outcome.seconds = round(time.perf_counter() - plan.started, 2)
     detail = asdict(outcome)
     detail.pop("metrics", None)
     UNRECORDED[store.path, plan.run_id] = detail
     try:
-        store.release_lock(LOCK, plan.owner)
+        with _not_waiting(store, error):  # refused already: not another busy timeout
+            store.release_lock(LOCK, plan.owner)
     except Exception:  # noqa: BLE001 - the same full disk: the next retrain here takes it
         ENDED_OWNERS.add((store.path, plan.owner))
+        _mark_ended(store, plan.owner, plan.run_id)  # and another process's
 
 
 def failure_reason(
@@ -1923,7 +2202,7 @@ def _say_failed(exc: Exception, outcome: Outcome) -> None:
     traceback, as a bug to report."""
     logger.error(
         "retrain failed: %s", outcome.reason.removeprefix("retrain failed: "),
-        exc_info=None if isinstance(exc, OSError) else exc,
+        exc_info=None if _known(exc) else exc,
     )  # fmt: skip
 
 

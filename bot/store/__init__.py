@@ -18,7 +18,7 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
-from bot.store.problems import DatabaseError, damage_seen, database_problem
+from bot.store.problems import DatabaseError, DatabaseRefused, damage_seen, database_problem
 from bot.store.records import AddResult, AnswerResult, LabelMark, NewItem, Tally
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
@@ -30,6 +30,7 @@ __all__ = [
     "AddResult",
     "Checkpointer",
     "DatabaseError",
+    "DatabaseRefused",
     "AnswerResult",
     "LabelMark",
     "NewItem",

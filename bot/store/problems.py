@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.errors import StoreError
 
 DatabaseError = sqlite3.Error  # what the edges (the CLI) catch, without importing sqlite3
+DatabaseRefused = sqlite3.OperationalError  # its disk, its lock, its file: not a bug
 
 DAMAGE_REMEMBERED = 60.0  # seconds a damaged file, seen by any reader, counts as damaged
 clock = time.monotonic  # (tests move it)
