@@ -100,10 +100,12 @@ QUOTES = {'"': '"”“', "“": '”“"', "„": '“”"', "”": '”"'}
 
 class Words(list[str]):
     """The words of `/hitl labels …`, a label in quotes one word (``label_words``); ``raw``
-    the words as split on white space, ``quoted`` whether any quote was read as one."""
+    the words as split on white space, ``quoted`` whether any quote was read as one, ``gaps``
+    the white space as typed between each word and the next (a no-break space, two spaces)."""
 
     raw: list[str]
     quoted: bool
+    gaps: list[str]
 
 
 def label_words(text: str) -> Words:
@@ -112,8 +114,9 @@ def label_words(text: str) -> Words:
     quotes left out: `merge "card arrival" billing` is 3 words. A quote never closed is a
     character of its word, as before quotes were read."""
     words = Words()
-    words.raw, words.quoted = text.split(), False
+    words.raw, words.quoted, words.gaps = text.split(), False, []
     i, n = 0, len(text)
+    last = None  # where the word before ended
     while i < n:
         if text[i].isspace():
             i += 1
@@ -127,35 +130,36 @@ def label_words(text: str) -> Words:
             ),
             None,
         )
+        if last is not None:
+            words.gaps.append(text[last:i])
         if end is not None:
             words.append(text[i + 1 : end].strip())
             words.quoted = True
-            i = end + 1
+            i = last = end + 1
             continue
         j = i
         while j < n and not text[j].isspace():
             j += 1
         words.append(text[i:j])
-        i = j
+        i = last = j
     return words
 
 
-def _splits(words: list[str], parts: int) -> list[list[str]]:
-    """Every way to cut ``words`` into ``parts`` runs, in order, each joined with a space."""
-    if parts == 1:
-        return [[" ".join(words)]]
-    return [
-        [" ".join(words[:cut]), *rest]
-        for cut in range(1, len(words) - parts + 2)
-        for rest in _splits(words[cut:], parts - 1)
-    ]
-
-
-def _names(action: str, names: list[str], raw: list[str], quoted: bool, labels: list[str]):
+def _names(
+    action: str,
+    names: list[str],
+    raw: list[str],
+    quoted: bool,
+    labels: list[str],
+    gaps: Sequence[str] | None = None,
+):
     """The labels `/hitl labels ACTION …` names: its words, a label in quotes one of them; the
     words as typed when only they name labels in the set (a label with a quote in it); words
     unquoted that split one way only into the labels of the set the change takes (and a new
-    name of one word: `rename card arrival delivery`). Else what is wrong (``wrong_words``)."""
+    name of one word: `rename card arrival delivery`). Else what is wrong (``wrong_words``).
+    Words unquoted are joined with a space, or with the white space typed between them
+    (``gaps``, ``Words.gaps``) where that is a label of the set as it is: a label stored with
+    a no-break space, pasted, is that label, not a look-alike the store takes for it."""
     arity = ARITY[action]
     twins: dict[str, list[str]] | None = None  # the labels of the set of each ``label_key``
 
@@ -183,7 +187,26 @@ def _names(action: str, names: list[str], raw: list[str], quoted: bool, labels: 
         return raw
     if len(names) <= arity:
         return names if len(names) == arity else wrong_words(action, names)
-    meant = [] if quoted or len(names) > 40 else [s for s in _splits(names, arity) if fits(s)]
+    if gaps is None or len(gaps) != len(names) - 1:
+        gaps = [" "] * (len(names) - 1)
+
+    def joined(start: int, end: int) -> str:  # names[start:end], one label
+        plain = " ".join(names[start:end])
+        typed = names[start] + "".join(gaps[k] + names[k + 1] for k in range(start, end - 1))
+        exact = typed in labels or unicodedata.normalize("NFC", typed) in labels
+        return typed if exact else plain
+
+    def splits(start: int, parts: int) -> list[list[str]]:
+        """Every way to cut names[start:] into ``parts`` runs, in order, each ``joined``."""
+        if parts == 1:
+            return [[joined(start, len(names))]]
+        return [
+            [joined(start, cut), *rest]
+            for cut in range(start + 1, len(names) - parts + 2)
+            for rest in splits(cut, parts - 1)
+        ]
+
+    meant = [] if quoted or len(names) > 40 else [s for s in splits(0, arity) if fits(s)]
     new = [i for i in range(arity) if i not in MUST_EXIST[action]]  # a name the change makes
     if len(meant) == 1 and all(len(meant[0][i].split()) == 1 for i in new):
         return meant[0]  # words unquoted make a label of the set, never a new one
@@ -204,7 +227,9 @@ def labels_reply(
     if action not in ARITY:
         return wrong_words(action, names), False
     raw = getattr(words, "raw", list(words))[1:]
-    named = _names(action, names, raw, getattr(words, "quoted", False), labels)
+    gaps = getattr(words, "gaps", None)
+    gaps = gaps[1:] if gaps is not None else None  # between the names (after the action's)
+    named = _names(action, names, raw, getattr(words, "quoted", False), labels, gaps)
     if isinstance(named, str):
         return named, False
     names = named

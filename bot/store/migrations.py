@@ -968,6 +968,24 @@ def m046_delivery_keys(db: Database) -> None:
     db.execute("CREATE UNIQUE INDEX deliveries_key ON deliveries(key)")
 
 
+@migrations(name="m047_delivery_restates")
+def m047_delivery_restates(db: Database) -> None:
+    # A delivery `hitl restore` queues to restate an item (``bot.store.restore._restate_sql``)
+    # stands for an earlier webhook that may have told its producer something the restored
+    # database does not say. ``restates`` is that webhook's key ('' when it is not known: an
+    # item kept by --undelete); NULL for every other delivery. A webhook payload may then say
+    # "label": null before the row's first attempt (``Store._maybe_told``), and a second
+    # restore carries it over (``_told_since``). Such a row was written with attempts 1 before:
+    # its first send was logged "attempt 2", it waited 20 s for its first retry and it got 11
+    # sends of 12. Those still waiting unsent (their note says so) get attempts 0 back. The
+    # column is added without a rewrite; the update reads the pending rows only (deliveries_due).
+    db.execute("ALTER TABLE deliveries ADD COLUMN restates TEXT")
+    db.execute(
+        "UPDATE deliveries SET attempts = 0, restates = '' WHERE status = 'pending'"
+        " AND attempts = 1 AND last_error = 'queued by hitl restore, not sent yet'"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 # The names shipped migrations had before they were renamed, and the name each has now. A

@@ -114,6 +114,7 @@ NOT_PEOPLE_COLUMNS = {
     ("deliveries", "url"),
     ("deliveries", "receiver"),
     ("deliveries", "key"),  # a random key (or, for rows before m046, its row id)
+    ("deliveries", "restates"),  # a delivery's key (m047), or ''
     ("items", "callback_url"),
 }
 # An answer counts (``bot.store.migrations.COUNTED``): what ``answered_by_user`` is made of.

@@ -374,24 +374,26 @@ class ProducerMixin:
     def _maybe_told(self, item_id: str, sending: int | None = None) -> bool:
         """Whether a webhook for the item may have reached its producer: one was delivered,
         or an attempt was made (``sending``'s own attempt, counted when it was claimed, is not
-        made yet)."""
+        made yet), or a restore queued one restating it (``restates``, m047: a webhook sent
+        after the backup was made may have told it, its row gone with the database that was
+        there)."""
         return self.db.execute(
             "SELECT EXISTS (SELECT 1 FROM deliveries WHERE item_id = ? AND (status = 'delivered'"
-            " OR attempts > (CASE WHEN id IS ? THEN 1 ELSE 0 END)))",
+            " OR attempts > (CASE WHEN id IS ? THEN 1 ELSE 0 END) OR restates IS NOT NULL))",
             [item_id, sending],
         ).fetchone()[0]
 
     def _queue_taken_back(self, item_id: str, now: str) -> None:
         """In the transaction that takes an item's label back: a delivery telling its producer,
-        when a webhook may have told them the label (and none is waiting to be sent: that one
-        reads the item as it is when it goes)."""
+        when a webhook may have told them the label (as ``_maybe_told``; and none is waiting
+        to be sent: that one reads the item as it is when it goes)."""
         self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
             f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM items WHERE id = ?"
             " AND coalesce(callback_url, '') != ''"
             " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND (d.status = 'delivered' OR d.attempts > 0))"
+            "  AND (d.status = 'delivered' OR d.attempts > 0 OR d.restates IS NOT NULL))"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
             "  AND d.status = 'pending' AND d.attempts = 0)",
             [now, now, item_id],

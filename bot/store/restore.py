@@ -557,9 +557,9 @@ class Changes:
         return bool(self.told or self.redraw or self.urls)
 
 
-# ``last_error`` of the delivery a restore queues to restate an item (``_restate_sql``), not
-# sent yet: it counts one attempt (``attempts`` 1, so that ``Store._maybe_told`` lets it say
-# "label": null), which this note says was not made. Short: a restore may queue one per item.
+# ``last_error`` of the delivery a restore queues to restate an item (``_restate_sql``), until
+# its first attempt: what a look at the deliveries shows. Short: a restore may queue one per
+# item. Only said: the row is known by its ``restates`` (m047), never by this note.
 RESTATED_BY_RESTORE = "queued by hitl restore, not sent yet"
 
 
@@ -569,12 +569,13 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
     file, made here), in SQL: nothing held in memory, whatever the number of items.
 
     ``told``: an item the backup holds whose newest delivery that may have reached its
-    producer (delivered, or attempted and not cancelled) is not in the backup (matched by its
-    ``key``: ``_told_since``): a webhook sent after the backup was made may have told its
-    producer something the restored database does not say (a label taken back, a label
-    retired or added back, an Undo, a relabel), so after the restore it is told the restored
-    state, whatever it was told (one restatement too many is harmless: a webhook is delivered
-    at least once and tells the item as it is). ``urls``: a ``callback_url`` a producer
+    producer (delivered, or attempted and not cancelled, or an earlier restore's restatement
+    waiting unsent) is not in the backup (matched by its ``key``: ``_told_since``): a webhook
+    sent after the backup was made may have told its producer something the restored
+    database does not say (a label taken back, a label retired or added back, an Undo, a
+    relabel), so after the restore it is told the restored state, whatever it was told (one
+    restatement too many is harmless: a webhook is delivered at least once and tells the item
+    as it is). ``urls``: a ``callback_url`` a producer
     registered after the backup was made, carried into the restored item, so that its
     producer hears what the restore changed and what comes next. ``redraw``: a post both
     hold, closed in the backup, whose drawing, redraw or close the database that was there
@@ -675,28 +676,40 @@ def _told_since(conn: sqlite3.Connection, ours: set[str], theirs: set[str]) -> i
     ``theirs``) by its ``key`` (m046), through the backup's unique index: what a receiver
     dedupes on, kept by a restore and never handed out again. A database older than m046 has
     none: there a delivery that went out had its id as its key (m046 gave each such row its id
-    as text), looked up by the id. A delivery a restore queued and that has not gone yet
-    (``RESTATED_BY_RESTORE``) told nothing. How many."""
+    as text), looked up by the id.
+
+    A delivery an earlier restore queued that has not gone yet (``restates``, m047, attempts
+    0) stands for the webhook it restates, which may have told the producer and went with the
+    database that restore replaced: the item is told unless the backup holds that webhook (a
+    restore undone before `hitl serve` ran: the producer's last word is the backup's) or that
+    delivery itself. Each row of ``scratch.told`` keeps the key of the webhook its restatement
+    stands for (``restates``). How many."""
     key = "d.key" if "key" in ours else "CAST(d.id AS TEXT)"
-    if "key" in theirs:
-        found = f"b.key = {key}"
-    else:  # the id it went out with, and only a key that is one
-        found = f"b.id = CAST({key} AS INTEGER) AND CAST(b.id AS TEXT) = {key}"
+
+    def in_backup(wanted: str) -> str:  # a delivery of d's item the backup holds, by its key
+        if "key" in theirs:
+            found = f"b.key = {wanted}"
+        else:  # the id it went out with, and only a key that is one
+            found = f"b.id = CAST({wanted} AS INTEGER) AND CAST(b.id AS TEXT) = {wanted}"
+        return f"EXISTS (SELECT 1 FROM backup.deliveries b WHERE b.item_id = d.item_id AND {found})"
+
     maybe_told = "(t.status = 'delivered' OR (t.attempts > 0 AND t.status != 'cancelled'))"
-    if "last_error" in ours:
-        maybe_told += (
-            " AND NOT (t.status = 'pending' AND t.attempts = 1 AND t.last_error IS :restated)"
+    held, restates = in_backup(key), key
+    if "restates" in ours:
+        maybe_told = (
+            "(t.status = 'delivered' OR ((t.attempts > 0 OR t.restates IS NOT NULL)"
+            " AND t.status != 'cancelled'))"
         )
-    conn.execute("CREATE TABLE scratch.told (item_id TEXT NOT NULL)")
+        unsent = "(d.restates IS NOT NULL AND d.attempts = 0 AND d.status = 'pending')"
+        held = f"({held} OR ({unsent} AND {in_backup('d.restates')}))"
+        restates = f"CASE WHEN {unsent} THEN d.restates ELSE {key} END"
+    conn.execute("CREATE TABLE scratch.told (item_id TEXT NOT NULL, restates TEXT)")
     conn.execute(
-        "INSERT INTO scratch.told (item_id) SELECT d.item_id FROM main.deliveries d"
-        " WHERE d.id IN (SELECT max(t.id) FROM main.deliveries t"
+        f"INSERT INTO scratch.told (item_id, restates) SELECT d.item_id, {restates}"
+        " FROM main.deliveries d WHERE d.id IN (SELECT max(t.id) FROM main.deliveries t"
         f" WHERE {maybe_told} GROUP BY t.item_id)"
         " AND EXISTS (SELECT 1 FROM backup.items i WHERE i.id = d.item_id)"
-        " AND NOT EXISTS (SELECT 1 FROM backup.deliveries b WHERE b.item_id = d.item_id"
-        f" AND {found})"
-        " ORDER BY d.id",
-        {"restated": RESTATED_BY_RESTORE},
+        f" AND NOT {held} ORDER BY d.id"
     )
     return conn.execute("SELECT count(*) FROM scratch.told").fetchone()[0]
 
@@ -810,21 +823,26 @@ def _carry_urls(conn: sqlite3.Connection) -> int:
     ).rowcount
 
 
-def _restate_sql(items: str) -> str:
+def _restate_sql(items: str, restates: str) -> str:
     """An INSERT … SELECT of a delivery restating each item ``items`` (a FROM clause naming
     the item table ``i``) that has a ``callback_url`` (parameters: ``now``, ``restated``):
     one row per item, due at once, which tells the item as it is when it goes
-    (``Store.webhook_payload``: ``"label": null`` for one open again). Counted as an attempt
-    made (``attempts`` 1, ``RESTATED_BY_RESTORE``): a webhook sent after the backup was made
-    may have told its producer, which ``Store._maybe_told`` needs to know to tell a label
-    taken back; the restore finds such a row not sent yet by its note (``_told_since``)."""
+    (``Store.webhook_payload``: ``"label": null`` for one open again). ``restates`` (SQL: the
+    key of the webhook it restates, '' when not known) marks it (m047): a webhook sent after
+    the backup was made may have told its producer, which ``Store._maybe_told`` needs to know
+    to tell a label taken back, and a second restore before it goes carries it
+    (``_told_since``). No attempt is counted: its first send is attempt 1, as any delivery's.
+    None for an item that has one waiting unsent already (a backup made while it waited): that
+    one tells the item as it is when it goes."""
     from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 
     return (
         "INSERT INTO main.deliveries (item_id, url, attempts, next_attempt_at, status,"
-        " last_error, created_at, receiver, key) SELECT i.id, i.callback_url, 1, :now,"
-        f" 'pending', :restated, :now, {RECEIVER_SQL.format(url='i.callback_url')},"
-        f" {DELIVERY_KEY_SQL} {items} AND coalesce(i.callback_url, '') != ''"
+        " last_error, created_at, receiver, key, restates) SELECT i.id, i.callback_url, 0,"
+        f" :now, 'pending', :restated, :now, {RECEIVER_SQL.format(url='i.callback_url')},"
+        f" {DELIVERY_KEY_SQL}, {restates} {items} AND coalesce(i.callback_url, '') != ''"
+        " AND NOT EXISTS (SELECT 1 FROM main.deliveries w WHERE w.item_id = i.id"
+        " AND w.restates IS NOT NULL AND w.attempts = 0 AND w.status = 'pending')"
     )
 
 
@@ -834,7 +852,9 @@ def _tell_producers(conn: sqlite3.Connection, now: str) -> int:
     ``callback_url``, carried by ``_carry_urls`` where the backup's item had none):
     ``_restate_sql``, one INSERT … SELECT, nothing held per item. Returns how many."""
     return conn.execute(
-        _restate_sql("FROM restoring.told t JOIN main.items i ON i.id = t.item_id WHERE 1")
+        _restate_sql(
+            "FROM restoring.told t JOIN main.items i ON i.id = t.item_id WHERE 1", "t.restates"
+        )
         + " ORDER BY t.rowid",
         {"now": now, "restated": RESTATED_BY_RESTORE},
     ).rowcount
@@ -851,7 +871,9 @@ def tell_undeleted(store: Any, item_ids: list[str]) -> int:
         return 0
     with store._immediate():
         return store.db.conn.execute(
-            _restate_sql("FROM main.items i WHERE i.id IN (SELECT value FROM json_each(:ids))"),
+            _restate_sql(
+                "FROM main.items i WHERE i.id IN (SELECT value FROM json_each(:ids))", "''"
+            ),
             {"now": store.now(), "restated": RESTATED_BY_RESTORE, "ids": json.dumps(item_ids)},
         ).rowcount
 

@@ -254,6 +254,8 @@ def as_m045_left_it(db: Path) -> None:
         conn.execute("DROP INDEX deliveries_key")
         conn.execute("ALTER TABLE deliveries DROP COLUMN key")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm046_delivery_keys'")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN restates")  # m047, after m046
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm047_delivery_restates'")
         conn.commit()
 
 

@@ -345,3 +345,41 @@ async def test_slash_labels_unquoted_words_split_only_into_labels_the_store_take
         assert bot.store.db.execute(
             "SELECT label, count(*) FROM labels GROUP BY label ORDER BY label"
         ).fetchall() == [("Card", 1), ("account", 1), ("bug", 3), ("payment bug", 1)]
+
+
+@pytest.mark.parametrize(
+    ("command", "taken"),
+    [
+        (f"labels merge {NBSP} bug", False),  # pasted as stored, unquoted
+        (f"labels merge  {NBSP}\u00a0 bug", False),  # white space around it as typed
+        (f"labels merge {TYPED} bug", True),  # typed with a plain space: the twin, said so
+        (f"labels retire {NBSP}", False),
+    ],
+    ids=["pasted", "spaced", "typed", "retire-pasted"],
+)
+async def test_slash_labels_a_label_pasted_as_stored_unquoted_is_the_label_itself(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    taken: bool,
+):
+    """Outside review rvlt 3: `/hitl labels merge card payment bug` with the no-break space
+    as stored replied that "card payment" was taken as the label "card payment": the words,
+    split on the no-break space, were joined again with a plain space, which the store took
+    as a twin. The words are joined as typed where that is the label."""
+    monkeypatch.delenv("HITL_LABELS", raising=False)
+    seed(tmp_path / "hitl.db", [Item(n, text, label) for n, text, label in ROWS])
+    settings = make_settings(fake_slack, tmp_path, labels=())
+    async for bot in start_bot(fake_slack, settings):
+        reply = await said(bot, command)
+        assert reply.startswith("Done. Labels now: `account`, `bug`."), reply
+        assert ("is taken as the label" in reply) is taken, reply
+        if taken:
+            assert f" {TAKEN}. " in reply
+        assert NBSP not in {
+            label
+            for (label,) in bot.store.db.execute(
+                "SELECT name FROM label_set WHERE status = 'active'"
+            )
+        }

@@ -400,7 +400,7 @@ async def test_a_restore_queues_one_delivery_per_item_it_tells(
     assert not db.with_name("hitl.db-wal").exists()
     with Store.open(db) as store:
         [restating] = store.deliveries("B")
-        assert (restating["status"], restating["attempts"]) == ("pending", 1)
+        assert (restating["status"], restating["attempts"]) == ("pending", 0)
     async for bot in start_bot(fake_slack, settings):
         assert await deliver_all(bot) == 1
     assert told(receiver)[1:] == [("B", None, "posted")]
@@ -455,3 +455,126 @@ async def test_a_disk_without_room_for_the_tells_still_restores_and_says_what_it
     with Store.open(db) as store:
         assert store.deliveries("B") == []  # the backup's B, nothing half written
         assert store.resolution("B") is None
+
+
+# Outside review rvlt: a second restore before `hitl serve` kept the first one's restatement;
+# a restatement is no attempt made (m047: ``restates``).
+
+
+async def test_a_second_restore_before_any_serve_still_tells_what_the_first_took_back(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """Outside review rvlt 1: B was told bug after the backup. The restore queued its
+    take-back; restoring the same backup again (--undelete, as the first run's output may
+    advise) before `hitl serve` dropped it, the delivery that told bug gone with the first
+    restore: the producer kept bug for good. It is queued again; undoing that second restore
+    brings back the first one's, and no other."""
+    settings, backup = await told_after_the_backup(fake_slack, tmp_path, receiver)
+    db = settings.db
+    first = run(db, "restore", str(backup))
+    assert first.exit_code == 0, first.output
+    assert "Producers told: 1 webhook queued" in first.output
+    again = run(db, "restore", "--undelete", str(backup))
+    assert again.exit_code == 0, again.output
+    assert "Producers told: 1 webhook queued" in again.output
+    with Store.open(db) as store:
+        [restating] = store.deliveries("B")
+        assert (restating["status"], restating["attempts"]) == ("pending", 0)
+    undo = run(db, "restore", str(db.with_name("hitl.db.before-restore.2")))
+    assert undo.exit_code == 0, undo.output
+    assert "Producers told" not in undo.output  # the first restore's is back, waiting
+    with Store.open(db) as store:
+        assert [d["status"] for d in store.deliveries("B")] == ["pending"]
+    async for bot in start_bot(fake_slack, settings):
+        assert await deliver_all(bot) == 1
+        assert await got(bot, "B") == {"label": None, "status": "needs_review"}
+    assert told(receiver) == [("B", "bug", "resolved"), ("B", None, "posted")]
+
+
+async def test_an_older_backup_restored_after_a_restore_before_any_serve_still_tells(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """The same with an older backup restored instead: it holds neither the restatement nor
+    the webhook that told bug."""
+    settings = settings_for(fake_slack, tmp_path)
+    db = settings.db
+    async for bot in start_bot(fake_slack, settings):
+        await sent(bot, "B", "the app crashes on start", receiver.url)
+        older = backup_of(db).rename(db.with_name("older.db"))
+        question = await asked(bot, "B")
+        backup = backup_of(db)
+        await answered(bot, question, ANA, "bug")
+        assert await deliver_all(bot) == 1
+    assert run(db, "restore", str(backup)).exit_code == 0
+    done = run(db, "restore", str(older))
+    assert done.exit_code == 0, done.output
+    assert "Producers told: 1 webhook queued" in done.output
+    async for bot in start_bot(fake_slack, settings):
+        assert await deliver_all(bot) == 1
+    assert told(receiver) == [("B", "bug", "resolved"), ("B", None, "posted")]
+
+
+async def test_a_restores_restatement_gets_the_attempts_and_waits_of_any_webhook(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Outside review rvlt 2: the restatement was stored as one attempt made, so that its
+    first send could say "label": null: that send was logged "attempt 2", waited 20 s for
+    its first retry, and it got 11 sends logged as 12. Its first send is attempt 1 now, its
+    retry 10 s later (README "Webhooks"), 12 sends in all, each saying "label": null."""
+    from datetime import UTC, datetime
+
+    from bot.api.webhooks import BASE_DELAY, MAX_ATTEMPTS, deliver_due
+
+    async for down in serve_receiver(["ok", "fail"]):  # up for the first webhook only
+        settings, backup = await told_after_the_backup(fake_slack, tmp_path, down)
+        done = run(settings.db, "restore", str(backup))
+        assert done.exit_code == 0, done.output
+        caplog.set_level("INFO", logger="bot.api.webhooks")
+        async for bot in start_bot(fake_slack, settings):
+            now = datetime.now(UTC)
+            waits = []
+            for _ in range(MAX_ATTEMPTS + 2):
+                if not (await deliver_due(bot.rt, now=now)).attempted:
+                    break
+                [row] = bot.store.deliveries("B")
+                if row["status"] != "pending":
+                    break
+                due = datetime.fromisoformat(row["next_attempt_at"])
+                waits.append((due - now).total_seconds())
+                now = due
+        assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
+        bodies = [json.loads(r.body) for r in down.received[1:]]
+        assert len(bodies) == MAX_ATTEMPTS
+        assert {(b["id"], b["label"], b["status"]) for b in bodies} == {("B", None, "posted")}
+        assert waits[0] == pytest.approx(BASE_DELAY, abs=1)
+    lines = [r.getMessage() for r in caplog.records if "for item B" in r.getMessage()]
+    assert "failed (attempt 1)" in lines[0], lines[0]
+    assert f"failed {MAX_ATTEMPTS} times, giving up" in lines[-1], lines[-1]
+
+
+def test_an_upgrade_keeps_a_restatement_queued_before_it_and_gives_back_its_attempt(
+    tmp_path: Path,
+):
+    """A restatement an earlier slack-hitl queued (attempts 1, its note) is one restating a
+    webhook not known after m047: attempts 0, and its payload still says "label": null."""
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        store.db.execute(
+            "INSERT INTO items (id, text, source, status, created_at, updated_at, callback_url)"
+            " VALUES ('B', 'it crashes', 'api', 'posted', ?, ?, 'https://example.com/h')",
+            ["2026-12-01T00:00:00+00:00"] * 2,
+        )
+        store.db.conn.commit()
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm047_delivery_restates'")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN restates")
+        conn.execute(
+            "INSERT INTO deliveries (item_id, url, attempts, next_attempt_at, status, last_error,"
+            " created_at, key) VALUES ('B', 'https://example.com/h', 1, ?, 'pending', ?, ?, 'k')",
+            ["2026-12-01T00:00:00+00:00", restore_module.RESTATED_BY_RESTORE]
+            + ["2026-12-01T00:00:00+00:00"],
+        )
+    with Store.open(db) as store:
+        [row] = store.deliveries("B")
+        assert (row["attempts"], row["restates"], row["status"]) == (0, "", "pending")
+        assert store.webhook_payload("B", sending=row["id"])["label"] is None

@@ -537,6 +537,7 @@ SHIPPED_DIGESTS = {
     "m044_item_child_indexes": "813dce692ec3f3ad",
     "m045_delivery_notices": "fd17ae11c5910b64",
     "m046_delivery_keys": "ebbccd568a7cd2ce",
+    "m047_delivery_restates": "887be881f458b06b",
 }
 
 
