@@ -69,7 +69,9 @@ def data_dir(given: Path | None) -> Path:
 
 def resolve_data(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
     """``(folder, dataset names)`` from the options ``add_data_options`` added; a named dataset
-    without a train.jsonl ends the run with one line."""
+    without a train.jsonl, or with no test.jsonl beside it, or a file with a row that is not
+    a JSON object with a "text" and a "label", ends the run with one line (file, line, what)
+    before anything is measured."""
     folder = data_dir(args.data)
     if args.datasets:
         names = tuple(args.datasets)
@@ -83,18 +85,47 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
             f"error: {folder} has no {', '.join(missing)} (no <name>/train.jsonl); "
             "pick others with --datasets NAME …"
         )
+    for name in names:
+        test = folder / name / "test.jsonl"
+        if not test.is_file():
+            raise SystemExit(
+                f"error: {test} is missing: each dataset is <name>/train.jsonl + test.jsonl; "
+                "add it, or pick others with --datasets NAME …"
+            )
+        for path in (folder / name / "train.jsonl", test):
+            _read_rows(path)  # a few MB each: checked before the run, not an hour into it
     return folder, names
 
 
+def _read_rows(path: Path) -> list[dict]:
+    """The rows of a dataset file; ``SystemExit`` with one line naming the file and line of
+    the first row that is not a JSON object with a "text" (a string) and a "label"."""
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for n, line in enumerate(handle, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SystemExit(f"error: {path} line {n}: bad JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise SystemExit(f"error: {path} line {n}: not a JSON object")
+                for field in ("text", "label"):
+                    if row.get(field) is None:
+                        raise SystemExit(f"error: {path} line {n}: no field {field!r}")
+                if not isinstance(row["text"], str):
+                    raise SystemExit(f"error: {path} line {n}: field 'text' is not a string")
+                rows.append(row)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"error: {path}: cannot read it ({exc})") from None
+    return rows
+
+
 def load_jsonl(path: Path) -> tuple[list[str], list[str]]:
-    """``(texts, labels)`` of a dataset file, read in place."""
-    texts, labels = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            texts.append(row["text"])
-            labels.append(str(row["label"]))
-    return texts, labels
+    """``(texts, labels)`` of a dataset file, read in place; a missing file or a bad row ends
+    the run with one line (``_read_rows``)."""
+    rows = _read_rows(path)
+    return [row["text"] for row in rows], [str(row["label"]) for row in rows]
 
 
 def machine() -> str:

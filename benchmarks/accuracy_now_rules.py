@@ -95,8 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400-item pool, 150 labels")
     add_data_options(parser, stopping.DATASETS, quick="trec")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
-    parser.add_argument("--max-labels", type=int, default=525)
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[0],
+        metavar="N",
+        help="the seeds to run, one loop each per dataset (default 0)",
+    )
+    parser.add_argument(
+        "--max-labels",
+        type=int,
+        default=525,
+        help="labels each loop runs to (default 525; --quick: 150)",
+    )
     parser.add_argument("--out", type=Path, help="append the rounds (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
     args = parser.parse_args(argv)

@@ -1301,11 +1301,32 @@ async def main_async(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run for the test suite")
-    parser.add_argument("--clicks", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--clicks",
+        type=int,
+        default=2000,
+        help="signed button clicks sent in each click phase (default 2,000; --quick: 60)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=50,
+        help="click clients sending them at once (default 50; --quick: 10)",
+    )
     parser.add_argument("--max-open", type=int, default=50, help="HITL_MAX_OPEN (≤ 50)")
-    parser.add_argument("--labeled", type=int, default=50_000)
-    parser.add_argument("--pending", type=int, default=5_000)
+    parser.add_argument(
+        "--labeled",
+        type=int,
+        default=50_000,
+        help="labeled items imported into phases 2-3's database, the retrain's labels "
+        "(default 50,000; --quick: 350)",
+    )
+    parser.add_argument(
+        "--pending",
+        type=int,
+        default=5_000,
+        help="unlabeled items imported beside them (default 5,000; --quick: 100)",
+    )
     add_data_options(parser, DATASETS, quick="trec")
     parser.add_argument(
         "--retrain-wait", type=float, default=1200, help="seconds to let the retrain finish"

@@ -88,7 +88,16 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_options(parser, quick="trec")
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=list(SIZES),
+        metavar="N",
+        help="label counts the model is fitted on, drawn from each train file (default "
+        f"{' '.join(map(str, SIZES))}; --quick: 200 1000; a size over a train file's texts "
+        "is skipped)",
+    )
     parser.add_argument("--json", type=Path, help="write the raw rows here")
     parser.add_argument("--quick", action="store_true", help="trec, 200 and 1,000 labels")
     args = parser.parse_args(argv)

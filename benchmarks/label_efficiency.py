@@ -571,11 +571,19 @@ def _auc(curve: dict[int, dict], metric: str, lo: int, hi: int) -> float:
     return float(np.trapezoid(ys, ns) / (ns[-1] - ns[0]))
 
 
+def _arms_in(rows: list[dict]) -> list[str]:
+    """Every arm the rows have (not ``full``): today's in ALL_ARMS order, then any other (an
+    arm of an earlier screen, or renamed since, such as the trec 20-seed rows' ``margin``) in
+    the order the rows first show it, under the name it was stored with."""
+    seen = list(dict.fromkeys(r["arm"] for r in rows if r["arm"] != "full"))
+    return [a for a in ALL_ARMS if a in seen] + [a for a in seen if a not in ALL_ARMS]
+
+
 def report(rows: list[dict], plots: Path | None) -> str:
     curves = _curves(rows)
     full = {r["dataset"]: r for r in rows if r["arm"] == "full"}
     names = sorted({r["dataset"] for r in rows})
-    arms_seen = [a for a in ALL_ARMS if any((n, a) in curves for n in names)]
+    arms_seen = _arms_in(rows)
     parts = []
     for name in names:
         arms = [a for a in arms_seen if (name, a) in curves]
@@ -687,7 +695,7 @@ def screens(rows: list[dict], lo: int = 50, hi: int = 300, base: str = "random")
         b = curves.get((name, base))
         if not b:
             continue
-        for arm in [a for a in ALL_ARMS if (name, a) in curves and a != base]:
+        for arm in [a for a in _arms_in(rows) if (name, a) in curves and a != base]:
             a = curves[(name, arm)]
             seeds = sorted(set(a) & set(b))
             ns = [
@@ -837,8 +845,24 @@ def main(argv: list[str] | None = None) -> int:
         help="trec, 400-item pool, 50 labels, 1 seed; no plot unless --plots names a folder",
     )
     add_data_options(parser, DATASETS, quick="trec")
-    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ALL_ARMS)
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--arms",
+        nargs="*",
+        default=list(ARMS),
+        choices=ALL_ARMS,
+        metavar="ARM",
+        help=f"the arms to run (default: {' '.join(ARMS)}); the screened ones run only when "
+        f"named: {' '.join(SCREENS)}",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[0, 1, 2, 3, 4],
+        metavar="N",
+        help="the seeds to run, each a loop of its own per arm and dataset (default 0 1 2 3 4;"
+        " --quick: 0)",
+    )
     parser.add_argument(
         "--max-labels",
         type=int,
@@ -865,8 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base",
         default="random",
-        choices=ALL_ARMS,
-        help="with --screens: the arm every other is paired with (default random)",
+        metavar="ARM",
+        help="with --screens: the arm every other is paired with (default random); one of "
+        "--arms' choices, or any other arm the rows have (e.g. margin in the trec 20-seed rows)",
     )
     parser.add_argument(
         "--plots",
@@ -912,6 +937,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if args.screens:
+            arms = _arms_in(rows)
+            if args.base not in ALL_ARMS and args.base not in arms:
+                print(
+                    f"error: --base {args.base}: no such arm (the rows have "
+                    f"{', '.join(arms) or 'none'})",
+                    file=sys.stderr,
+                )
+                return 2
             print(screens(rows, hi=args.max_labels or 300, base=args.base))
         else:
             print(report(rows, args.plots or PLOTS))

@@ -510,13 +510,25 @@ def args_for_floor(args) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run for the test suite")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        metavar="N",
+        help="items in the database at each measured size, ascending; one database grows "
+        "through them (default 10000 100000 1000000; --quick: 1000 4000)",
+    )
     parser.add_argument("--labeled", type=int, default=2_000, help="labels the champion learns")
     parser.add_argument("--predicts", type=int, default=3_000, help="calls in the predict phase")
     parser.add_argument("--warmup", type=int, default=100, help="predict calls before measuring")
     parser.add_argument("--clicks", type=int, default=400, help="clicks in each click phase")
-    parser.add_argument("--predict-clients", type=int, default=20)
-    parser.add_argument("--click-clients", type=int, default=10)
+    parser.add_argument(
+        "--predict-clients", type=int, default=20, help="/api/predict clients (default 20)"
+    )
+    parser.add_argument(
+        "--click-clients", type=int, default=10, help="click clients at once (default 10)"
+    )
     parser.add_argument(
         "--max-open",
         type=int,

@@ -281,7 +281,13 @@ def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_options(parser, quick=None)
-    parser.add_argument("--answers", type=int, default=1025)
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=1025,
+        help="answers (labels) the simulated teammates give per arm and dataset (default "
+        "1,025; --quick: 20)",
+    )
     parser.add_argument("--night", type=int, default=200, help="labels per night (retrain)")
     parser.add_argument(
         "--product",
@@ -303,9 +309,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--pool", type=int, default=3000, help="train items imported")
     parser.add_argument("--test", type=int, default=1000, help="test items scored")
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--pipeline", default=DEFAULT_PIPELINE)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="share of the teammates' answers wrong on purpose (default 0)",
+    )
+    parser.add_argument(
+        "--pipeline",
+        default=DEFAULT_PIPELINE,
+        help=f"HITL_PIPELINE (default: the product's, {DEFAULT_PIPELINE}; --quick: word_lr)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the pool and test samples and of the simulated workspace (default 0)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -316,7 +336,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="fit in a worker thread, not a child process (faster here; --quick does)",
     )
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run for the test suite: 20 answers, a night every 20, product refresh "
+        "every 10, loop every 5, scored every 10 labels, no --compare, 150-item pool, 100 "
+        "test items, word_lr, fits in a thread (these replace the options given); no rows "
+        "written unless --out",
+    )
     args = parser.parse_args(argv)
     if args.out is None and not args.quick:
         args.out = RESULTS

@@ -88,16 +88,41 @@ async def simulate(name: str, args: argparse.Namespace) -> list[tuple[int, float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_options(parser, ("trec", "sms_spam"), quick="trec")
-    parser.add_argument("--answers", type=int, default=400)
-    parser.add_argument("--retrain-every", type=int, default=50)
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=400,
+        help="answers (labels) the simulated teammates give per dataset (default 400; --quick: 40)",
+    )
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        default=50,
+        help="answers between two retrains (default 50; --quick: 20)",
+    )
     parser.add_argument("--pool", type=int, default=3000, help="train items imported")
     parser.add_argument("--test", type=int, default=500, help="test items scored")
-    parser.add_argument("--error-rate", type=float, default=0.05)
+    parser.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.05,
+        help="share of the teammates' answers wrong on purpose (default 0.05)",
+    )
     parser.add_argument(
         "--pipeline", default=DEFAULT_PIPELINE, help="HITL_PIPELINE (default: the product's)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the pool and test samples and of the simulated workspace (default 0)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run for the test suite: 40 answers, a retrain every 20, 600-item pool, "
+        "200 test items, pipeline word_lr (these replace the options given)",
+    )
     args = parser.parse_args(argv)
     args.data, args.datasets = resolve_data(args)
     if args.quick:

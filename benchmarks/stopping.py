@@ -739,10 +739,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400-item pool, 150 labels")
     add_data_options(parser, DATASETS, quick="trec")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[0],
+        metavar="N",
+        help="the seeds to run, one loop each per dataset (default 0)",
+    )
     parser.add_argument("--max-labels", type=int, help="stop here (default 1,025; 2,025 banking77)")
-    parser.add_argument("--stop-size", type=int, default=STOP_SET_SIZE)
-    parser.add_argument("--curve-at", nargs="*", type=int, default=list(CURVE_AT))
+    parser.add_argument(
+        "--stop-size",
+        type=int,
+        default=STOP_SET_SIZE,
+        metavar="N",
+        help=f"items of the pool in the stop set (default {STOP_SET_SIZE:,}, the product's; "
+        "--quick: 300)",
+    )
+    parser.add_argument(
+        "--curve-at",
+        nargs="*",
+        type=int,
+        default=list(CURVE_AT),
+        metavar="LABELS",
+        help="label counts where the gain of the next --next labels is forecast (default "
+        f"{' '.join(map(str, CURVE_AT))}; --quick: 75); given with no value: no forecasts, "
+        "the rounds and the signal only",
+    )
     parser.add_argument("--next", type=int, default=500, help="forecast the gain of this many")
     parser.add_argument(
         "--methods",

@@ -53,7 +53,6 @@ from typing import Any
 
 from _common import (
     DATASETS,
-    PLOTS,
     ROOT,
     add_data_options,
     growth_exponent,
@@ -477,27 +476,35 @@ def bench_sparse(
 
 
 def plot_growth(retrain: list[dict], growth: list[dict], out: Path) -> Path:
+    """``throughput_growth.png`` in ``out``: retrain time (left) and the growth series (right),
+    a panel only for a series with data (a run of one part draws one panel, never an empty
+    one); ``ValueError`` if neither has any."""
+    if not retrain and not growth:
+        raise ValueError("no retrain or growth numbers to plot")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ax = axes[0]
+    panels = bool(retrain) + bool(growth)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    axes = list(axes[0])
     if retrain:
+        ax = axes.pop(0)
         ax.loglog([r["labels"] for r in retrain], [r["seconds"] for r in retrain], "o-")
-    ax.set_xlabel("labels")
-    ax.set_ylabel("hitl retrain, s")
-    ax.grid(alpha=0.3, which="both")
-    ax = axes[1]
-    ns = [r["items"] for r in growth]
-    for name in growth[0] if growth else ():
-        if name != "items":
-            ax.loglog(ns, [max(r[name], 1e-6) * 1000 for r in growth], "o-", label=name)
-    ax.set_xlabel("items stored")
-    ax.set_ylabel("ms per call (median)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("hitl retrain, s")
+        ax.grid(alpha=0.3, which="both")
+    if growth:
+        ax = axes.pop(0)
+        ns = [r["items"] for r in growth]
+        for name in growth[0]:
+            if name != "items":
+                ax.loglog(ns, [max(r[name], 1e-6) * 1000 for r in growth], "o-", label=name)
+        ax.set_xlabel("items stored")
+        ax.set_ylabel("ms per call (median)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "throughput_growth.png"
@@ -620,15 +627,29 @@ def report(imports, scoring, retrain, growth, query_plans, sparse=(), window=Non
     return "\n".join(parts)
 
 
+PARTS = ("import", "scoring", "retrain", "growth", "sparse", "window")  # what --only picks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument(
         "--only",
-        nargs="*",
-        default=["import", "scoring", "retrain", "growth", "sparse", "window"],
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        metavar="PART",
+        help=f"measure only these parts, of: {' '.join(PARTS)} (default: all; the module's "
+        "docstring says what each measures)",
     )
-    parser.add_argument("--plots", type=Path, default=PLOTS)
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="draw throughput_growth.png (retrain and growth panels, each only with data) in "
+        "this folder (default: no plot, --quick: a temporary one; benchmarks/plots holds "
+        "the committed plot of RESULTS' runs, redrawn only when named here)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument(
         "--retrain-sizes",
@@ -636,7 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="label counts for the retrain series (default 1,000, 10,000 and 50,000)",
     )
-    parser.add_argument("--from-json", nargs="*", type=Path, help="only report these raw files")
+    parser.add_argument(
+        "--from-json",
+        nargs="*",
+        type=Path,
+        help="only report these raw files (--json's); the plot only with --plots DIR",
+    )
     add_data_options(parser, DATASETS, quick="trec")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -651,8 +677,10 @@ def main(argv: list[str] | None = None) -> int:
                 raw[key] = value or raw[key]
         print(report(raw["import"], raw["scoring"], raw["retrain"], raw["growth"], raw["plans"],
                      raw["sparse"], raw["window"]))  # fmt: skip
-        if raw["retrain"] or raw["growth"]:
-            print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots).name}")
+        if (raw["retrain"] or raw["growth"]) and args.plots is not None:
+            print(f"plot: {plot_growth(raw['retrain'], raw['growth'], args.plots)}")
+        elif raw["retrain"] or raw["growth"]:
+            print("plot: none drawn (--plots DIR draws it)")
         return 0
     # texts resampled from every dataset (all four: 89 labels "<dataset>/<label>")
     data, datasets = resolve_data(args)
@@ -715,9 +743,10 @@ def main(argv: list[str] | None = None) -> int:
             raw["sparse"], raw["window"] = sparse, window
             args.json.write_text(json.dumps({**raw, "plans": query_plans}, indent=1))
         print(report(imports, scoring, retrain, growth, query_plans, sparse, window))
-        if retrain or growth:
-            path = plot_growth(retrain, growth, Path(tmp) if args.quick else args.plots)
-            print(f"\nplot: {path.name}")
+        plots = args.plots or (Path(tmp) if args.quick else None)
+        if (retrain or growth) and plots is not None:
+            path = plot_growth(retrain, growth, plots)
+            print(f"\nplot: {path if args.plots else path.name}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

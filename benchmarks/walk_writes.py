@@ -89,7 +89,14 @@ def measure(db: Path, n_items: int, steps: int) -> dict[str, dict[str, list[floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run for the test suite")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        metavar="N",
+        help="unlabeled items in the database, one database each (default 1000000; --quick: 20000)",
+    )
     parser.add_argument("--steps", type=int, default=20, help="walk steps timed each way")
     args = parser.parse_args(argv)
     if args.quick:
