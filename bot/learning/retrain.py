@@ -1674,20 +1674,6 @@ def erased_while_training(store: Store, plan: Plan) -> set[str]:
     return gone.intersection(plan.item_ids) if gone else set()
 
 
-async def erased_while_training_apart(store: Store, plan: Plan) -> set[str]:
-    """``erased_while_training`` in a worker thread on a connection of its own (a large
-    erasure while the retrain ran reads every id it deleted); on the caller's for a memory
-    store."""
-    if store.path is None:
-        return erased_while_training(store, plan)
-
-    def read() -> set[str]:
-        with store.apart() as own:
-            return erased_while_training(own, plan)
-
-    return await asyncio.to_thread(read)
-
-
 def withdraw(registry: ModelRegistry, plan: Plan, computed: Computed, erased: set[str]) -> Computed:
     """``computed``'s model was trained on ``erased``, items `hitl delete` deleted while the
     retrain ran: its vocabulary may keep their words, and no delete named it (it was not
@@ -1852,7 +1838,11 @@ async def retrain(
     model files took the room): its model is not kept (``_not_kept``), so the models folder,
     the database and the server keep the same champion. One promoted and recorded whose stop
     check cannot be recorded, or whose new champion cannot score the waiting items, stays
-    promoted: `hitl serve` says so in its report (the CLI raises ``ScoringStopped``)."""
+    promoted: `hitl serve` says so in its report (the CLI raises ``ScoringStopped``).
+
+    Its end's writes run in a worker thread on a connection of their own (``_at_end``), so
+    another process holding the database's write lock makes them wait, not the event loop;
+    ``finish`` waits twice (``END_TRIES``) before the model is given up."""
     again = "`hitl retrain`" if raise_failures else "`/hitl retrain`"
     if plan is None:
         started = begin(store, settings, registry, triggered_by=triggered_by, force=force)
@@ -1878,49 +1868,20 @@ async def retrain(
             abandon.finished.wait()  # them (seconds), or the database and registry disagree
             if isinstance(abandon.result, Computed):
                 computed = abandon.result
-        try:
-            finish(store, plan, computed, registry)
-        except Exception as error:  # noqa: BLE001 - the database's disk full too: the report
-            _not_recorded(store, plan, computed.outcome, error)  # needs no disk; say it
+        await _at_end(store, _end_failed, plan, computed, registry)  # off the event loop
         if raise_failures or not isinstance(exc, Exception) or isinstance(exc, FitStopped):
             raise
         _say_failed(exc, computed.outcome)
         return computed.outcome
-    try:
-        if computed.meta is not None and not computed.meta.pruned_at:  # deleted while trained
-            if erased := await erased_while_training_apart(store, plan):
-                computed = await asyncio.to_thread(withdraw, registry, plan, computed, erased)
-        outcome = finish(store, plan, computed, registry)
-    except Exception as exc:  # noqa: BLE001 - nothing recorded (a full disk): not kept
-        if computed.meta is not None and _recorded(store, computed.meta.version):
-            outcome = _recorded_all_the_same(store, computed, exc)  # its files stay
-        else:
-            kept = await asyncio.to_thread(_unkeep, registry, plan, computed)
-            outcome = _not_kept(store, registry, plan, computed, exc, kept, again)
-            if raise_failures:
-                raise
-            _say_failed(exc, outcome)
-            return outcome
-    if outcome.status == "promoted":  # recorded: the files beyond HITL_KEEP_MODELS go now
-        await _prune_kept(store, registry, plan, outcome)  # (the champion before it stayed)
-    if outcome.status == "rejected":  # its report says since when the champion stands
-        outcome.streak = asdict(stopping.streak(store))
-        if outcome.gold_missed:  # and, rejected on gold, what the team answered there
-            await team_answers_apart(store, outcome)
-    if computed.stop is not None:
-        try:
-            stopping.record(
-                store, computed.stop, kind="retrain", version=outcome.version,
-                n_train=outcome.n_labels,
-            )  # fmt: skip
-            status = stopping.stop_status(store)
-            outcome.stopping = status.as_dict() if status else {}
-        except Exception as exc:  # noqa: BLE001 - the model is recorded: it stays; said once
-            logger.warning(
-                "retrain v%s: its stop check could not be recorded (%s); the next retrain's is",
-                outcome.version, _problem_of(store, exc),
-                exc_info=None if _known(exc) else exc,
-            )  # fmt: skip
+    outcome, refused = await _at_end(store, _end_fitted, plan, computed, registry, again)
+    if refused is not None:  # nothing recorded (a full disk, a lock held long): not kept
+        if raise_failures:
+            raise refused
+        _say_failed(refused, outcome)
+        return outcome
+    await _at_end(store, _after_end, registry, plan, computed, outcome)
+    if outcome.gold_missed and outcome.status == "rejected":  # what the team answered there
+        await team_answers_apart(store, outcome)
     if outcome.promoted:
         try:
             await _take_up(
@@ -2003,10 +1964,9 @@ def _recorded(store: Store, version: int) -> bool:
     needs no room and waits for no lock); False when even that fails (``finish``'s error is
     then taken as what it says: nothing recorded)."""
     try:
-        row = store.db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone()
+        return store.has_model(version)
     except Exception:  # noqa: BLE001 - unreadable: as before, its COMMIT is what failed
         return False
-    return row is not None
 
 
 def _recorded_all_the_same(store: Store, computed: Computed, error: Exception) -> Outcome:
@@ -2025,14 +1985,136 @@ def _recorded_all_the_same(store: Store, computed: Computed, error: Exception) -
     return outcome
 
 
-async def _prune_kept(store: Store, registry: ModelRegistry, plan: Plan, outcome: Outcome) -> None:
-    """A promotion the database recorded: the model files beyond HITL_KEEP_MODELS are deleted
-    (``prune``) only now. Before ``finish``, a database that then refused the new model left
-    no model at all with HITL_KEEP_MODELS=0: the champion before it pruned, the new one taken
-    back (``_unkeep``). One that fails (a full disk refuses a metadata write) is said in one
-    line: the model is recorded, and the next retrain's prune deletes them."""
+# Tries of ``finish`` when another process holds the database's write lock past the busy
+# timeout of the connection it runs on (``_at_end``: 10 s, ``Store.apart``): the fit took
+# minutes, and in a worker thread one more wait costs no request anything, so a `hitl delete`
+# or `hitl import` that holds the lock a little long does not throw the finished model away.
+END_TRIES = 2
+
+
+async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(own, *args)`` in a worker thread on a connection of its own (``Store.apart``),
+    as the start of a retrain and a refresh's writes run: the end's writes (``finish`` and those
+    after it) wait for another process's write lock there, with that connection's busy timeout
+    (10 s), never on the event loop of `hitl serve`, whose wait (2 s, LOOP_BUSY_TIMEOUT_MS)
+    holds every request (a click answered past Slack's 3 s). On the caller's connection for a
+    memory store, and when no connection of its own can be opened (the server's file lost:
+    the served one refuses the writes, as it did before)."""
+    if store.path is None:
+        return work(store, *args)
+
+    def run() -> tuple[bool, Any]:
+        try:
+            own = store.apart()
+        except Exception:  # noqa: BLE001 - the served connection says why, in its words
+            return False, None
+        with own:
+            return True, work(own, *args)
+
+    opened, result = await asyncio.to_thread(run)
+    return result if opened else work(store, *args)
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another process held its write lock
+    past the busy timeout."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, DatabaseError) and (
+        name.startswith("SQLITE_BUSY") or "database is locked" in str(exc)
+    )
+
+
+def _finish_trying(
+    store: Store, plan: Plan, computed: Computed, registry: ModelRegistry
+) -> Outcome:
+    """``finish``, tried again (END_TRIES in all) while another process held the write lock
+    past the busy timeout: its BEGIN IMMEDIATE was refused, so nothing of it ran (a look at
+    the deletions that moved ``plan.deleted_mark`` may have withdrawn the model: not tried
+    again then)."""
+    for tries_left in range(END_TRIES - 1, -1, -1):
+        mark = plan.deleted_mark
+        try:
+            return finish(store, plan, computed, registry)
+        except DatabaseError as exc:
+            if not tries_left or not _locked(exc) or plan.deleted_mark != mark:
+                raise
+            logger.info(
+                "retrain v%s: the database is locked by another process; waiting once more to"
+                " record it",
+                computed.outcome.version,
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _end_fitted(
+    store: Store, plan: Plan, computed: Computed, registry: ModelRegistry, again: str
+) -> tuple[Outcome, Exception | None]:
+    """A fitted retrain's end (``_at_end``: in a worker thread, on a connection of its own):
+    a model trained on items deleted since is withdrawn (``withdraw``), and ``finish`` records
+    it (``_finish_trying``). When the database refuses (its disk full once the model files took
+    the room, its lock held past the waits) and did not record the model after all
+    (``_recorded``), the model is not kept (``_unkeep``, ``_not_kept``). The outcome, and the
+    error that kept it from the database (None: recorded)."""
     try:
-        outcome.pruned = await asyncio.to_thread(registry.prune, plan.keep_models)
+        if computed.meta is not None and not computed.meta.pruned_at:  # deleted while trained
+            if erased := erased_while_training(store, plan):
+                computed = withdraw(registry, plan, computed, erased)
+        return _finish_trying(store, plan, computed, registry), None
+    except Exception as exc:  # noqa: BLE001 - nothing recorded (a full disk): not kept
+        if computed.meta is not None and _recorded(store, computed.meta.version):
+            return _recorded_all_the_same(store, computed, exc), None  # its files stay
+        kept = _unkeep(registry, plan, computed)
+        return _not_kept(store, registry, plan, computed, exc, kept, again), exc
+
+
+def _end_failed(store: Store, plan: Plan, computed: Computed, registry: ModelRegistry) -> None:
+    """A retrain that failed on its way: its end recorded (``_at_end``), or, when the database
+    refuses that too (its disk full as the model files' was), recorded once it can
+    (``_not_recorded``: the report needs no disk; it says so)."""
+    try:
+        finish(store, plan, computed, registry)
+    except Exception as error:  # noqa: BLE001 - the database's disk full too: the report says it
+        _not_recorded(store, plan, computed.outcome, error)
+
+
+def _after_end(
+    store: Store, registry: ModelRegistry, plan: Plan, computed: Computed, outcome: Outcome
+) -> None:
+    """What follows a recorded retrain (``_at_end``: in a worker thread, on a connection of its
+    own): a promotion's prune (``_prune_kept``), a rejection's streak (its report says since
+    when the champion stands) and the stop check (``stopping.record``; one the database
+    refuses is said in one line: the model is recorded, it stays)."""
+    if outcome.status == "promoted":  # recorded: the files beyond HITL_KEEP_MODELS go now
+        _prune_kept(store, registry, plan, outcome)  # (the champion before it stayed)
+    if outcome.status == "rejected":
+        outcome.streak = asdict(stopping.streak(store))
+    if computed.stop is None:
+        return
+    try:
+        stopping.record(
+            store, computed.stop, kind="retrain", version=outcome.version,
+            n_train=outcome.n_labels,
+        )  # fmt: skip
+        status = stopping.stop_status(store)
+        outcome.stopping = status.as_dict() if status else {}
+    except Exception as exc:  # noqa: BLE001 - the model is recorded: it stays; said once
+        logger.warning(
+            "retrain v%s: its stop check could not be recorded (%s); the next retrain's is",
+            outcome.version, _problem_of(store, exc),
+            exc_info=None if _known(exc) else exc,
+        )  # fmt: skip
+
+
+def _prune_kept(store: Store, registry: ModelRegistry, plan: Plan, outcome: Outcome) -> None:
+    """A promotion the database recorded: the model files beyond HITL_KEEP_MODELS are deleted
+    (``prune``) only now, and the run's record names them (``finish`` wrote it before). Before
+    ``finish``, a database that then refused the new model left no model at all with
+    HITL_KEEP_MODELS=0: the champion before it pruned, the new one taken back (``_unkeep``).
+    One that fails (a full disk refuses a metadata write) is said in one line: the model is
+    recorded, and the next retrain's prune deletes them. File work and one write: for a worker
+    thread (``_after_end``)."""
+    try:
+        outcome.pruned = registry.prune(plan.keep_models)
     except Exception as exc:  # noqa: BLE001 - the model stays; said once
         logger.warning(
             "retrain v%s: the model files beyond HITL_KEEP_MODELS (%d) could not be deleted"
@@ -2040,15 +2122,26 @@ async def _prune_kept(store: Store, registry: ModelRegistry, plan: Plan, outcome
             outcome.version, plan.keep_models, _problem_of(store, exc),
             exc_info=None if _known(exc) else exc,
         )  # fmt: skip
+        return
+    if not outcome.pruned:
+        return
+    try:
+        store.add_run_detail(plan.run_id, pruned=outcome.pruned)
+    except Exception as exc:  # noqa: BLE001 - the files are gone all the same; said once
+        logger.warning(
+            "retrain v%s: its run could not record which model files it deleted (%s): %s",
+            outcome.version, _problem_of(store, exc),
+            ", ".join(f"v{v}" for v in outcome.pruned),
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
 def _not_waiting(store: Store, after: BaseException) -> Iterator[None]:
     """The writes inside, which follow one the database refused (``after``): they do not wait
     for its write lock again (``busy_timeout`` 0 meanwhile). Another process that held it past
-    the busy timeout almost surely holds it still, and on the event loop of `hitl serve` each
-    wait stalls everything (Slack's clicks go unacknowledged); a write refused so is recorded
-    later (``_not_recorded``). Unchanged after an error that is not the database's."""
+    the busy timeout (``finish`` tried twice) almost surely holds it still, and each wait
+    delays the report by as much; a write refused so is recorded later (``_not_recorded``).
+    Unchanged after an error that is not the database's."""
     if not isinstance(after, DatabaseError):
         yield
         return

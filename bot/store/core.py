@@ -676,6 +676,15 @@ class Store(
                 {"status": status, "finished_at": self.now(), "detail": json.dumps(detail)},
             )
 
+    def add_run_detail(self, run_id: int, **fields: Any) -> None:
+        """``fields`` added to a run's recorded detail (one ended already: a retrain's prune
+        comes after ``finish_run``)."""
+        with self._immediate():
+            row = self.db.execute("SELECT detail FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is not None and row[0]:
+                detail = {**json.loads(row[0]), **fields}
+                self.db["runs"].update(run_id, {"detail": json.dumps(detail)})
+
     def runs(self, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         where, args = ("kind = ?", [kind]) if kind else (None, [])
         rows = self.db["runs"].rows_where(where, args, order_by="id desc", limit=limit)

@@ -242,6 +242,11 @@ class ModelsMixin:
                 )
             self.db["models"].insert(row, replace=True)
 
+    def has_model(self, version: int) -> bool:
+        """Whether the models table records ``version``."""
+        row = self.db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone()
+        return row is not None
+
     def champion_version(self) -> int | None:
         row = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
         return row[0] if row else None

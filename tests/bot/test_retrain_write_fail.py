@@ -261,14 +261,16 @@ async def test_a_retrain_on_a_full_disk_in_a_fresh_server_says_no_model_was_stor
 class DiskFullEverywhere:
     """``FullDisk`` of the model files, on the disk the database shares (the default layout:
     the models folder beside the database): once the model file fails, the database's writes
-    of the run's end and of the lock's release fail too, until ``room()``."""
+    of the run's end and of the lock's release fail too, until ``room()``. On every
+    connection to it (patched on ``store``'s class): the retrain's end writes on one of its
+    own (``Store.apart``), in a worker thread."""
 
     def __init__(self, store: object, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full = False
         self.compute = FullDisk(".skops")
         for name in ("finish_run", "release_lock"):
-            real = getattr(store, name)
-            monkeypatch.setattr(store, name, self._refused(real))
+            real = getattr(type(store), name)
+            monkeypatch.setattr(type(store), name, self._refused(real))
 
     def _refused(self, real):  # noqa: ANN001, ANN202
         def write(*args: object, **kwargs: object) -> object:
