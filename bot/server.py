@@ -441,7 +441,7 @@ def init_app(
             for task in tasks:
                 task.cancel()
             if tasks:
-                _, stuck = await asyncio.wait(tasks, timeout=10)
+                _, stuck = await asyncio.wait(tasks, timeout=TASKS_STOP_SECONDS)
                 for task in stuck:
                     logger.error("background task %s did not stop", task.get_name())
             for worker in (scorer.worker, scorer.walk_worker):
@@ -461,6 +461,11 @@ def init_app(
     routes.add_routes(app)  # /api/*, /metrics
     return app
 
+
+# Seconds a shutdown waits for the retrain and refresh tasks once cancelled: a retrain's end
+# already recording its result (in a worker thread) is let finish, and it may wait twice for
+# another process's write lock (10 s each, ``bot.learning.retrain.END_TRIES``).
+TASKS_STOP_SECONDS = 30.0
 
 # Seconds a shutdown waits for the requests already taken (Socket Mode's envelopes, then the
 # listeners still working after their ack) to finish.

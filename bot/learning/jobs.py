@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -721,7 +722,7 @@ async def run_retrain(
             # A failure on its way (its model files cannot be written: a full disk, a read-only
             # folder; or a bug) is a failed outcome, logged in one line: its report tells the
             # admins (``raise_failures=False``); the admin who asked waits for it.
-            async with stopped_by_shutdown(rt), trainer.fitting():
+            async with stopped_by_shutdown(rt, started.run_id), trainer.fitting():
                 outcome = await retrain.retrain(
                     rt.store,
                     rt.settings,
@@ -761,12 +762,14 @@ STOPPED_REPORT = (
 
 
 @contextlib.asynccontextmanager
-async def stopped_by_shutdown(rt: Runtime):  # noqa: ANN201
+async def stopped_by_shutdown(rt: Runtime, run_id: int | None = None):  # noqa: ANN201
     """Around a retrain: when the server's stop ends it (its fit worker closed, the task
     cancelled), say so in the report channel (within 5 s: the server is stopping), as the
     admin was promised a result; the run is recorded "stopped: the server was shutting down".
     One stopped as its fit wrote its model files recorded them (``retrain.FitStopped``): its
-    report is the retrain's own."""
+    report is the retrain's own. One stopped once its end had recorded it promoted or
+    rejected (run ``run_id``: the end's thread is waited for, ``retrain._at_end``) says that
+    (``_ended_at_stop``), not that it stopped."""
     try:
         yield
     except (asyncio.CancelledError, retrain.FitStopped) as exc:
@@ -776,9 +779,39 @@ async def stopped_by_shutdown(rt: Runtime):  # noqa: ANN201
                 report, what = _post_outcome(rt, written.outcome), "the retrain report"
             else:
                 what = f"the retrain-stopped report of {report_time(rt)}"
-                report = post_report(rt, STOPPED_REPORT, what)
+                text = _ended_at_stop(rt, run_id) or STOPPED_REPORT
+                report = post_report(rt, text, what)
             await _post_while_stopping(report, what, STOPPED_REPORT_SECONDS)
         raise
+
+
+def _ended_at_stop(rt: Runtime, run_id: int | None) -> str | None:
+    """What run ``run_id`` recorded when the server's stop came as its end was being written
+    (its thread went on to the end): promoted or rejected, in one line; None when it was not
+    recorded so (stopped, failed, still running) or cannot be read (one row read)."""
+    if run_id is None:
+        return None
+    try:
+        rows = list(rt.store.db["runs"].rows_where("id = ?", [run_id], limit=1))
+    except Exception:  # noqa: BLE001 - unreadable: the retrain-stopped report, as before
+        return None
+    if not rows or rows[0]["status"] not in ("promoted", "rejected"):
+        return None
+    status = rows[0]["status"]
+    try:
+        version = json.loads(rows[0]["detail"] or "{}").get("version")
+    except ValueError:
+        version = None
+    named = f"Retrain v{version}" if version is not None else "The retrain"
+    then = (
+        "it is the champion the server serves once it is back"
+        if status == "promoted"
+        else "the champion stays"
+    )
+    return (
+        f"{named} was {status} as the server stopped ({then}); its report was not posted:"
+        " `/hitl accuracy` shows it once the server is back."
+    )
 
 
 STOPPED_REPORT_SECONDS = 5.0  # the server is stopping: a report's post gets this long

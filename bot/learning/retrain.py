@@ -1999,7 +1999,12 @@ async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
     (10 s), never on the event loop of `hitl serve`, whose wait (2 s, LOOP_BUSY_TIMEOUT_MS)
     holds every request (a click answered past Slack's 3 s). On the caller's connection for a
     memory store, and when no connection of its own can be opened (the server's file lost:
-    the served one refuses the writes, as it did before)."""
+    the served one refuses the writes, as it did before).
+
+    The server's stop (the retrain's task cancelled) does not cut it short: the thread cannot
+    be stopped, so it is waited for (bounded by its connection's busy timeouts) before the
+    cancel goes on. Nothing writes after the server closes its store and lock, and the run's
+    record is final when ``jobs.stopped_by_shutdown`` reads it for its report."""
     if store.path is None:
         return work(store, *args)
 
@@ -2011,7 +2016,18 @@ async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
         with own:
             return True, work(own, *args)
 
-    opened, result = await asyncio.to_thread(run)
+    ended = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        opened, result = await asyncio.shield(ended)
+    except asyncio.CancelledError:
+        while not ended.done():  # the stop: the thread's writes end before the store closes
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([ended])
+        if not ended.cancelled() and (error := ended.exception()) is not None:
+            logger.warning(
+                "a retrain's end failed as the server stopped: %s", _problem_of(store, error)
+            )
+        raise
     return result if opened else work(store, *args)
 
 

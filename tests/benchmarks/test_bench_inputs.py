@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,28 @@ def test_a_bad_dataset_row_ends_the_process_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {train} line 2: bad JSON (Expecting value)"
     ]
+
+
+def test_the_dataset_check_keeps_no_rows(tmp_path):
+    """``resolve_data`` checks every row before the run, as a stream: it kept them all (a
+    1M-row file: +500 MB), then the run read the file again. 20,000 rows kept are ~8 MB of
+    dicts; read as a stream, the check's peak is a line and the file's buffer."""
+    common = benchmark_module("_common.py")
+    data = tmp_path / "datasets"
+    (data / "big").mkdir(parents=True)
+    row = json.dumps({"text": "my card was charged twice for order 1234567", "label": "billing"})
+    (data / "big" / "train.jsonl").write_text((row + "\n") * 20_000)
+    (data / "big" / "test.jsonl").write_text(row + "\n")
+    args = argparse.Namespace(data=data, datasets=["big"])
+    tracemalloc.start()
+    try:
+        assert common["resolve_data"](args) == (data, ("big",))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"the check held {peak / 1e6:.1f} MB"
+    texts, labels = common["load_jsonl"](data / "big" / "train.jsonl")
+    assert (len(texts), set(labels)) == (20_000, {"billing"})
 
 
 # --- --help explains the options RESULTS.md's commands use ---------------------------------------
