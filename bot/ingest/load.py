@@ -32,7 +32,7 @@ from bot.ingest.redact import KINDS as REDACT_STEPS
 from bot.ingest.redact import ORDER as REDACT_KINDS
 from bot.ingest.redact import Redactor
 from bot.labelnames import case_twin, how_twins_differ, label_key, looks_the_same, only_twin
-from bot.store import DatabaseError, Store, database_problem
+from bot.store import DatabaseError, LabelSetMoved, Store, database_problem
 from bot.store.records import same_text
 
 logger = logging.getLogger(__name__)
@@ -165,11 +165,17 @@ def import_rows(
     before where they hold nothing (no label, answer, Slack question or gold label); where
     they do, that they are to be kept, with the ids to look at, and no command."""
     latest = _latest_allowed(store.now())
+    # The label set as read now; each batch's write transaction reads the set's change mark
+    # again and, when `hitl labels` changed the set meanwhile (another process), the set too,
+    # and checks the batch's labels again (``as_in_force_now``): read first, so a change made
+    # between the two reads is seen as one made since.
+    mark = store.label_set_mark()
     in_force = _label_set_in_force(store, configured_labels)
     allowed = frozenset(in_force) if in_force is not None else None
     successors = store.label_aliases() if in_force is not None else {}
     label_changes = store.label_set_changes() if successors else []  # for ``_outside``
     spellings = _Spellings(store) if in_force is None else None
+    written: dict[int, str] = {}  # line: a row's label as written, where it is taken otherwise
     renamed: dict[int, str] = {}  # line: why its row is refused, unless it is a duplicate
     # Whether to look for texts stored under their hash (``_stored_under_text``): in the first
     # batch, and in each after it once that found some (the same file imported before without
@@ -212,6 +218,66 @@ def import_rows(
         seen[0] += 1
         return replace(row, label=twin)
 
+    def label_checked(row: Row) -> Row | RowError:
+        """``row`` under the label set in force (as last read): its label as stored, or why it
+        is refused; a row whose label was renamed or merged into one in force has its line in
+        ``renamed`` (decided once its batch is looked up: ``_renamed_apart``)."""
+        if row.number is not None:  # 1.50 stored as "1.5" before
+            row = _number_as_stored(row, allowed, successors, spellings)
+        if allowed is not None and row.label is not None:
+            if row.label not in allowed and (twin := looks_like(row.label)) is not None:
+                row = taken_row(row, twin)
+            if row.label not in allowed:
+                why = _outside(row.label, in_force or [], successors, label_changes)
+                if not gold and successors.get(row.label) in allowed:
+                    renamed[row.line] = why
+                else:
+                    return RowError(row.line, why)
+        return row
+
+    def as_in_force_now(rows: list[Row]) -> list[Row]:
+        """``rows`` (about to be written) under the label set as it is now:
+        when `hitl labels` changed it since it was read (its change mark moved: another process
+        renamed, merged, retired or added a label while this import ran), the set, its aliases
+        and its changes are read again and each row's label, as written, is checked again, as
+        a row of an import started now would be: taken as the new set's label, refused (told
+        to the user), or a duplicate of its item stored with the label it was renamed to. The
+        rows stored before the change are the change's: it rewrote them."""
+        nonlocal mark, in_force, allowed, successors, label_changes, spellings, stored_names
+        now = store.label_set_mark()
+        if now == mark:  # most batches: one read of an indexed max
+            return rows
+        mark = now
+        in_force = _label_set_in_force(store, configured_labels)
+        allowed = frozenset(in_force) if in_force is not None else None
+        successors = store.label_aliases() if in_force is not None else {}
+        label_changes = store.label_set_changes() if successors else []
+        if in_force is not None:
+            spellings = None  # a set is stored now: it, not the spellings, decides
+        stored_names = None
+        alike.clear()
+        out: list[Row] = []
+        for row in rows:
+            came = written.get(row.line, row.label)
+            if came is None:
+                out.append(row)
+                continue
+            seen = taken.get((came, row.label or ""))
+            if seen is not None and came != row.label:  # counted again below if still taken
+                seen[0] -= 1
+                if not seen[0]:
+                    del taken[(came, row.label or "")]
+            checked = label_checked(replace(row, label=came))
+            if isinstance(checked, RowError):
+                reject(checked)
+                if gold:
+                    unstored(row)
+                continue
+            out.append(checked)
+        if renamed:
+            out = _renamed_apart(store, out, renamed, successors, summary, reject)
+        return out
+
     # Rows rejected and not yet told: told in line order once every row before them is decided
     # (a row of the batch is decided when the batch is stored: its id may be stored with
     # another text), at most ``batch_size`` held.
@@ -231,16 +297,28 @@ def import_rows(
         held.clear()
 
     def store_rows(rows: list[Row]) -> None:
-        """Store ``rows`` (in file order), in one transaction; settle the spellings they gave."""
-        if rows:
-            add(rows)
+        """Store ``rows`` (in file order), in one transaction, under the label set in force
+        when it is written: checked against the set as it is now (``as_in_force_now``), then
+        written only if the set's change mark is still that one inside the write's transaction
+        (a change between the two: ``LabelSetMoved``, looked at again); settle the spellings
+        they gave. No transaction around both: the store's write inside one would be a
+        savepoint, whose journal writes every page twice (an import 20 % slower)."""
+        while rows:
+            rows = as_in_force_now(rows)
+            if not rows:
+                break
+            try:  # written only if the set is still the one checked against (its mark)
+                add(rows)
+                break
+            except LabelSetMoved:  # changed between that look and the write: look again
+                continue
         if spellings is not None:  # a spelling these rows gave is the label's once stored
             spellings.settle(lambda ids: store.gold_labels() if gold else store.labels_of(ids))
         stored.rows += len(rows)
 
     def add(rows: list[Row]) -> None:
         if gold:
-            done = store.add_gold(rows)
+            done = store.add_gold(rows, label_mark=mark)
             summary.imported += done.added
             summary.labeled += done.added
             summary.marked_gold += done.marked
@@ -249,7 +327,7 @@ def import_rows(
                 reject(RowError(rows[index].line, _conflict(rows[index])))
                 unstored(rows[index])
         else:
-            result = store.add_items(rows, source="import")
+            result = store.add_items(rows, source="import", label_mark=mark)
             summary.imported += result.imported
             summary.labeled += result.labeled
             summary.duplicates += result.duplicates
@@ -347,6 +425,7 @@ def import_rows(
         stored.through = last
         batch.clear()
         raw.clear()
+        written.clear()
         tell()
 
     def details() -> dict[str, object]:
@@ -360,17 +439,11 @@ def import_rows(
             if isinstance(row, Row) and row.provenance is not None:
                 if (late := _in_future(row.provenance, latest)) is not None:
                     row = RowError(row.line, late)
-            if isinstance(row, Row) and row.number is not None:  # 1.50 stored as "1.5" before
-                row = _number_as_stored(row, allowed, successors, spellings)
-            if allowed is not None and isinstance(row, Row) and row.label is not None:
-                if row.label not in allowed and (twin := looks_like(row.label)) is not None:
-                    row = taken_row(row, twin)
-                if row.label not in allowed:
-                    why = _outside(row.label, in_force or [], successors, label_changes)
-                    if not gold and successors.get(row.label) in allowed:
-                        renamed[row.line] = why  # decided once its batch is looked up
-                    else:
-                        row = RowError(row.line, why)
+            if isinstance(row, Row):
+                checked = label_checked(row)
+                if isinstance(checked, Row) and checked.label != row.label and row.label:
+                    written[row.line] = row.label  # checked again if the set changes
+                row = checked
             if gold and isinstance(row, Row):
                 label, line = gold_lines.setdefault(row.id, (row.label or "", row.line))
                 if label != row.label:

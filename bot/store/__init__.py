@@ -19,7 +19,14 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from bot.store.problems import DatabaseError, DatabaseRefused, damage_seen, database_problem
-from bot.store.records import AddResult, AnswerResult, LabelMark, NewItem, Tally
+from bot.store.records import (
+    AddResult,
+    AnswerResult,
+    LabelMark,
+    LabelSetMoved,
+    NewItem,
+    Tally,
+)
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "DatabaseRefused",
     "AnswerResult",
     "LabelMark",
+    "LabelSetMoved",
     "NewItem",
     "REVIEW_REASONS",
     "ReviewRules",

@@ -44,6 +44,7 @@ from bot.store.quality import QualityMixin
 from bot.store.queue import QueueMixin
 from bot.store.records import (
     AddResult,
+    LabelSetMoved,
     NewItem,
     count_new_items,
     provenance_answers,
@@ -381,7 +382,13 @@ class Store(
                 }
         return found
 
-    def add_items(self, rows: Iterable[NewItem], source: str) -> AddResult:
+    def add_items(
+        self,
+        rows: Iterable[NewItem],
+        source: str,
+        *,
+        label_mark: dict[str, Any] | None = None,
+    ) -> AddResult:
         """Insert new items in one transaction; a row whose id is stored (or repeated) with
         the same text is a duplicate, with another text a conflict (``AddResult.conflicts``:
         an id names one item, and an import never changes a stored one): neither is inserted.
@@ -433,6 +440,8 @@ class Store(
         # The hot path of every import: plain executemany inside sqlite-utils' transaction
         # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
         with self._immediate():
+            if label_mark is not None and self.label_set_mark() != label_mark:
+                raise LabelSetMoved  # the caller checked the labels against another set
             # Deleted (`hitl delete`) since the caller looked: not stored again. None deleted
             # (most databases): one read of an empty table; else the new ids, by key.
             gone: set[str] = set()

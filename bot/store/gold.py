@@ -33,7 +33,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.labelset import NotInForce
-from bot.store.records import NewItem, count_new_items, same_text
+from bot.store.records import LabelSetMoved, NewItem, count_new_items, same_text
 
 # The statuses of the items waiting to be asked, and of the gold questions among them.
 WAITING = ("new", "queued", "gold")
@@ -63,7 +63,9 @@ class GoldMixin:
     label_aliases: Callable[[], dict[str, str]]  # the label set's (``LabelSetMixin``)
     labels_not_in_force: Callable[..., NotInForce]
 
-    def add_gold(self, rows: Iterable[NewItem]) -> GoldResult:
+    def add_gold(
+        self, rows: Iterable[NewItem], *, label_mark: dict[str, Any] | None = None
+    ) -> GoldResult:
         """Store gold rows (each with a label) in one transaction: new ids as items waiting to
         be asked (status gold), ids already stored marked gold with the row's label. A row
         whose id is stored with another text (``same_text``) is a conflict, left out: its label
@@ -72,6 +74,8 @@ class GoldMixin:
         added = marked = unchanged = 0
         conflicts: list[int] = []
         with self._immediate():
+            if label_mark is not None and self.label_set_mark() != label_mark:
+                raise LabelSetMoved  # the caller checked the labels against another set
             out = self.labels_not_in_force()
             for index, row in enumerate(rows):
                 assert row.label is not None, "a gold row has a label"

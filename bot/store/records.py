@@ -167,3 +167,8 @@ class LabelMark:
         if self.seq is None:
             return f"{table}.resolved_at > ?", [self.at]
         return f"({table}.seq > ? OR {table}.resolved_at > ?)", [self.seq, self.at or "~"]
+
+
+class LabelSetMoved(Exception):
+    """A write given the label set's change mark (``label_mark``) found that `hitl labels`
+    changed the set since (another process): nothing was written; look at the rows again."""
