@@ -137,12 +137,12 @@ def test_an_import_does_not_store_again_an_item_deleted_while_it_ran(
     add_items = Store.add_items
     deleted: list[str] = []
 
-    def add_after_a_delete(self: Store, batch: Any, source: str) -> Any:
+    def add_after_a_delete(self: Store, batch: Any, source: str, **kwargs: Any) -> Any:
         if not deleted:  # the delete of another process, committed just now
             with Store.open(db) as other:
                 other.delete_items(["T-3"], user_id="cli:dpo", reason="erasure")
             deleted.append("T-3")
-        return add_items(self, batch, source)
+        return add_items(self, batch, source, **kwargs)
 
     monkeypatch.setattr(Store, "add_items", add_after_a_delete)
     again = runner.invoke(cli, ["--db", str(db), "import", str(path)])
