@@ -27,33 +27,11 @@ from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, has_buttons, make_settings, seed, start_bot
 from tests.bot.test_learning import UNLABELED, bot, labeled_items  # noqa: F401 - the fixture
-from tests.bot.test_retrain_full_disk2 import folder_says
-from tests.bot.test_retrain_write_fail import REAL_COMPUTE, model_files
+from tests.bot.test_retrain_full_disk2 import LockFromTheModelFiles, folder_says
+from tests.bot.test_retrain_write_fail import model_files
 from tests.fake_slack import CHANNEL
 
 WAITS_LONG_MS = 600_000  # the end's connections: they wait for the lock until it is released
-
-
-class LockedFromTheModelFiles:
-    """Another writer takes the database's write lock (a connection of its own, BEGIN
-    IMMEDIATE) as soon as the retrain's model files are written (``retrain.compute``, in a
-    thread: the ``bot`` fixture fits in one) and holds it until ``release()``."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.holder: sqlite3.Connection | None = None
-
-    def __call__(self, *args: object) -> retrain.Computed:
-        done = REAL_COMPUTE(*args)  # type: ignore[arg-type]
-        self.holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
-        self.holder.execute("BEGIN IMMEDIATE")
-        return done
-
-    def release(self) -> None:
-        if self.holder is not None:
-            self.holder.execute("ROLLBACK")
-            self.holder.close()
-            self.holder = None
 
 
 async def test_a_click_is_answered_while_the_retrains_end_waits_for_another_writer(
@@ -74,7 +52,7 @@ async def test_a_click_is_answered_while_the_retrains_end_waits_for_another_writ
         return own
 
     monkeypatch.setattr(Store, "apart", apart)
-    held = LockedFromTheModelFiles(bot.rt.settings.db)
+    held = LockFromTheModelFiles(bot.rt.settings.db)
     monkeypatch.setattr(retrain, "compute", held)
     entered, ended = threading.Event(), threading.Event()
     threads: dict[str, set[int]] = {"finish": set(), "stop check": set()}

@@ -24,7 +24,8 @@ from bot.learning.jobs import STOPPED_REPORT, Trainer, run_retrain, start_retrai
 from bot.store import Store
 from tests.bot.harness import make_settings, seed, start_bot
 from tests.bot.test_learning import UNLABELED, labeled_items
-from tests.bot.test_retrain_end_off_loop import WAITS_LONG_MS, LockedFromTheModelFiles
+from tests.bot.test_retrain_end_off_loop import WAITS_LONG_MS
+from tests.bot.test_retrain_full_disk2 import LockFromTheModelFiles
 from tests.fake_slack import CHANNEL
 
 
@@ -53,7 +54,7 @@ async def test_a_stop_while_the_end_waits_for_the_lock_reports_what_was_recorded
     order: list[str] = []
     gen = start_bot(fake_slack, settings)
     bot = await gen.__anext__()
-    held = LockedFromTheModelFiles(settings.db)
+    held = LockFromTheModelFiles(settings.db)
     try:
         await run_retrain(bot.rt, "cli")  # v1, the champion
         await Trainer.of(bot.rt).settled()

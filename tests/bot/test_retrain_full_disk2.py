@@ -400,7 +400,29 @@ async def test_a_promotion_keeps_its_files_beyond_keep_models_until_it_is_record
     assert model_files(bot) == ["v1.json", "v2.json", "v2.skops"]
 
 
-class HeldLock:
+class LockFromTheModelFiles:
+    """Another writer takes the database's write lock (a connection of its own, BEGIN
+    IMMEDIATE) as soon as the retrain's model files are written (``retrain.compute``, in a
+    thread: the ``bot`` fixture fits in one) and holds it until ``release()``."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.holder: sqlite3.Connection | None = None
+
+    def __call__(self, *args: object) -> retrain.Computed:
+        done = REAL_COMPUTE(*args)  # type: ignore[arg-type]
+        self.holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        self.holder.execute("BEGIN IMMEDIATE")
+        return done
+
+    def release(self) -> None:
+        if self.holder is not None:
+            self.holder.execute("ROLLBACK")
+            self.holder.close()
+            self.holder = None
+
+
+class HeldLock(LockFromTheModelFiles):
     """Another process's write (a long `hitl import`, a backup) holding the database's write
     lock from when the retrain's model files are written until ``release()``; and every write
     transaction of the retrain's connections of their own (``Store.apart``: its end writes on
@@ -408,8 +430,7 @@ class HeldLock:
     database refused it. Those connections wait as long as the server's (the test's 50 ms)."""
 
     def __init__(self, bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-        self.db = bot.rt.settings.db
-        self.holder: sqlite3.Connection | None = None
+        super().__init__(bot.rt.settings.db)
         self.writes: list[tuple[int, bool]] = []
         served = bot.store
         waits = served.db.execute("PRAGMA busy_timeout").fetchone()[0]
@@ -436,18 +457,6 @@ class HeldLock:
 
         monkeypatch.setattr(Store, "_immediate", immediate)
         monkeypatch.setattr(Store, "apart", apart)
-
-    def __call__(self, *args: object) -> retrain.Computed:
-        done = REAL_COMPUTE(*args)  # type: ignore[arg-type]
-        self.holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
-        self.holder.execute("BEGIN IMMEDIATE")
-        return done
-
-    def release(self) -> None:
-        if self.holder is not None:
-            self.holder.execute("ROLLBACK")
-            self.holder.close()
-            self.holder = None
 
 
 async def test_a_locked_database_stalls_the_retrain_for_one_busy_timeout_not_three(
