@@ -86,6 +86,51 @@ def shows_nothing(text: str) -> bool:
     )
 
 
+_ZWJ = "\u200d"
+_SPACING_VOWELS = frozenset("\u0e33\u0eb3")  # Thai and Lao "am": they follow their consonant
+
+
+def _joins_previous(char: str) -> bool:
+    """A code point that belongs to the character before it: a combining mark (Thai and Lao
+    vowel signs and tone marks among them), a variation selector, a skin tone, a tag, the
+    vowel or final consonant of a decomposed (NFD) Hangul syllable."""
+    code = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or char in _SPACING_VOWELS
+        or char == _ZWJ
+        or 0xFE00 <= code <= 0xFE0F
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F
+        or 0x1160 <= code <= 0x11FF  # Hangul jamo vowels and final consonants
+        or 0xD7B0 <= code <= 0xD7FB
+    )
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF  # a flag is two of these
+
+
+def grapheme_end(text: str, at: int) -> int:
+    """The cut position ``at`` moved left to the nearest boundary between characters as a
+    person sees them, so a cut keeps no half of one: not before a combining mark, a variation
+    selector, a skin tone or a tag, not on either side of a zero-width joiner (👨‍👩‍👧), not
+    between the two halves of a flag."""
+    at = max(0, min(at, len(text)))
+    while 0 < at < len(text):
+        if _joins_previous(text[at]) or text[at - 1] == _ZWJ:
+            at -= 1
+            continue
+        run = 0  # regional indicators pair up from the start of their run
+        while run < at and _regional(text[at - 1 - run]):
+            run += 1
+        if run % 2 and _regional(text[at]):
+            at -= 1
+            continue
+        break
+    return at
+
+
 def quoted(name: str, limit: int = 0) -> str:
     """``name`` (a label, an item id) for a one-line message, in double quotes and as written:
     the joiners Persian and emoji sequences need (درخواست‌ها, 👨‍👩‍👧), any script, a backslash
@@ -93,17 +138,10 @@ def quoted(name: str, limit: int = 0) -> str:
     the message, is shown as its escape: a line break (``\\n``), a tab, another control
     character, a zero-width space (``\\u200b``), a right-to-left override, half of an
     undecodable byte. With ``limit``, cut to that many characters with "…", never after a
-    zero-width joiner nor before a mark that belongs to the character before it."""
+    zero-width joiner nor before a mark that belongs to the character before it
+    (``grapheme_end``)."""
     if limit and len(name) > limit:
-        at = limit - 1
-        while 0 < at and (
-            unicodedata.category(name[at]) in ("Mn", "Mc", "Me")
-            or name[at] in _JOINERS
-            or name[at - 1] == "\u200d"
-            or 0xFE00 <= ord(name[at]) <= 0xFE0F
-            or 0x1F3FB <= ord(name[at]) <= 0x1F3FF  # a skin tone
-        ):
-            at -= 1
+        at = grapheme_end(name, limit - 1)
         name = name[: at or limit - 1] + "…"  # one long character (only hostile input): cut it
     shown = "".join(
         char.encode("unicode_escape").decode() if _hidden(char) else char for char in name

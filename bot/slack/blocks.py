@@ -39,7 +39,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.labelnames import label_key
+from bot.labelnames import grapheme_end, label_key
 from bot.words import count, escape, person
 
 # -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
@@ -94,51 +94,6 @@ def escape_but_people(text: str) -> str:
     """``escape``, keeping user mentions (``<@U…>``) as mentions: for text the bot composed
     with the names of the people who answered and labels or guesses that must not act."""
     return _USER_MENTION.sub(r"<@\1>", escape(text))
-
-
-_ZWJ = "\u200d"
-_SPACING_VOWELS = frozenset("\u0e33\u0eb3")  # Thai and Lao "am": they follow their consonant
-
-
-def _joins_previous(char: str) -> bool:
-    """A code point that belongs to the character before it: a combining mark (Thai and Lao
-    vowel signs and tone marks among them), a variation selector, a skin tone, a tag, the
-    vowel or final consonant of a decomposed (NFD) Hangul syllable."""
-    code = ord(char)
-    return (
-        unicodedata.category(char) in ("Mn", "Mc", "Me")
-        or char in _SPACING_VOWELS
-        or char == _ZWJ
-        or 0xFE00 <= code <= 0xFE0F
-        or 0x1F3FB <= code <= 0x1F3FF
-        or 0xE0020 <= code <= 0xE007F
-        or 0x1160 <= code <= 0x11FF  # Hangul jamo vowels and final consonants
-        or 0xD7B0 <= code <= 0xD7FB
-    )
-
-
-def _regional(char: str) -> bool:
-    return 0x1F1E6 <= ord(char) <= 0x1F1FF  # a flag is two of these
-
-
-def grapheme_end(text: str, at: int) -> int:
-    """The cut position ``at`` moved left to the nearest boundary between characters as a
-    person sees them, so a cut keeps no half of one: not before a combining mark, a variation
-    selector, a skin tone or a tag, not on either side of a zero-width joiner (👨‍👩‍👧), not
-    between the two halves of a flag."""
-    at = max(0, min(at, len(text)))
-    while 0 < at < len(text):
-        if _joins_previous(text[at]) or text[at - 1] == _ZWJ:
-            at -= 1
-            continue
-        run = 0  # regional indicators pair up from the start of their run
-        while run < at and _regional(text[at - 1 - run]):
-            run += 1
-        if run % 2 and _regional(text[at]):
-            at -= 1
-            continue
-        break
-    return at
 
 
 def clip(escaped: str, room: int) -> str:
