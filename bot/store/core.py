@@ -35,7 +35,13 @@ from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
 from bot.store.lock import other_server
-from bot.store.migrations import KNOWN_MIGRATIONS, applied_names, migrations, rename_former
+from bot.store.migrations import (
+    KNOWN_MIGRATIONS,
+    applied_names,
+    create_new,
+    migrations,
+    rename_former,
+)
 from bot.store.models import ModelsMixin
 from bot.store.people import PeopleMixin
 from bot.store.problems import database_problem
@@ -247,10 +253,13 @@ class Store(
                 todo = migrations.pending(self.db)
                 if not todo:
                     return
-                # A new database (nothing applied when this began) takes them all in this one
-                # transaction: it holds no data that a stop could leave half upgraded, and one
-                # commit instead of one a migration makes a new file twice as fast to create.
-                for migration in todo if not applied else todo[:1]:
+                # A new database (nothing applied, here either) gets what they all leave, in
+                # this one transaction: it holds no data that a stop could leave half upgraded
+                # (``create_new``: the schema they make, replayed, 5x as fast).
+                if not applied and len(todo) == len(KNOWN_MIGRATIONS):
+                    create_new(self.db, str(datetime.now(UTC)))
+                    return
+                for migration in todo[:1]:
                     migration.fn(self.db)
                     self.db[migrations.migrations_table].insert(
                         {
