@@ -63,18 +63,35 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal():
+    """A child started meanwhile gets SIGINT's default disposition, as a command typed in a
+    terminal does, even where the tests run with it ignored (pytest started in the background
+    by a script: ``pytest &``): the command keeps an ignored SIGINT ignored, as it should."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to default at exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def run_until(script: str, marker: str, sig: int, **popen) -> tuple[int, str]:
     """Run ``script`` (python -c), read its stderr until a line with ``marker``, send ``sig``;
     its exit status and all of its stderr."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env(),
-        cwd=ROOT,
-        **popen,
-    )
+    with ctrl_c_as_in_a_terminal():
+        process = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env(),
+            cwd=ROOT,
+            **popen,
+        )
     seen = []
     try:
         while True:
