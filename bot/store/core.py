@@ -256,7 +256,7 @@ class Store(
                 # A new database (nothing applied, here either) gets what they all leave, in
                 # this one transaction: it holds no data that a stop could leave half upgraded
                 # (``create_new``: the schema they make, replayed, 5x as fast).
-                if not applied and len(todo) == len(KNOWN_MIGRATIONS):
+                if not applied and not migrations.applied(self.db):  # none, under the lock
                     create_new(self.db, str(datetime.now(UTC)))
                     return
                 for migration in todo[:1]:

@@ -41,19 +41,27 @@ def contents(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def one_by_one(path: Path) -> dict[str, Any]:
-    """The database the migrations make when applied one after another (sqlite-utils' own
-    loop: each migration in a transaction of its own)."""
+def upgraded_one_at_a_time(path: Path) -> dict[str, Any]:
+    """The database an older file becomes: the first migration recorded, then ``Store.open``
+    applies the others one at a time, each in a transaction of the store's (the path every
+    upgrade takes)."""
+    first = migrations._migrations[0]  # noqa: SLF001 - sqlite-utils' own list
+    with Database(path) as db:
+        migrations.ensure_migrations_table(db)
+        first.fn(db)
+        db[migrations.migrations_table].insert(
+            {"migration_set": migrations.name, "name": first.name, "applied_at": "2026-01-01"}
+        )
+    Store.open(path).close()
     conn = sqlite3.connect(path)
     try:
-        migrations.apply(Database(conn))
         return contents(conn)
     finally:
         conn.close()
 
 
-def test_a_new_database_holds_what_the_migrations_applied_one_by_one_leave(tmp_path: Path):
-    expected = one_by_one(tmp_path / "one_by_one.db")
+def test_a_new_database_holds_what_an_upgrade_one_migration_at_a_time_leaves(tmp_path: Path):
+    expected = upgraded_one_at_a_time(tmp_path / "upgraded.db")
     assert [name for _, name in expected["applied"]] == list(KNOWN_MIGRATIONS)
     assert expected["rows"]["label_clock"], "a table the migrations put a row in"
     Store.open(tmp_path / "new.db").close()
