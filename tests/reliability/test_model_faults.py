@@ -106,18 +106,19 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
 def test_a_model_file_the_file_size_limit_cuts_is_one_line_naming_the_folder(tmp_path: Path):
     """A model save that hits the file-size limit (RLIMIT_FSIZE, a stand-in for a full disk)
     said only "Error: File too large": no file, nothing of the champion (an outside test on a
-    small machine). Random words make a model file (~0.6 MB) larger than the database
-    (~0.35 MB), so the limit stops the model's write and none of the database's: 90 texts
-    over 30 labels, whose coefficients add to the n-grams' bytes, where 300 over 3 labels cost a
-    fit three times as long for the same."""
+    small machine). Random words make a model file (~0.7 MB) larger than the database
+    (~0.4 MB), so the limit stops the model's write and none of the database's: 29 texts of 200
+    words over 10 labels, whose coefficients add to the n-grams' bytes: under the 30 labels a
+    learning curve needs (ten fits and 200 bootstrap refits), with two or three of each label
+    (2-fold cross-validation), a quarter less CPU than the 90 texts of 30 words it had."""
     db = tmp_path / "hitl.db"
     rng = random.Random(0)
     rows = tmp_path / "rows.jsonl"
     with rows.open("w") as handle:
-        for n in range(90):
+        for n in range(29):
             text = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
-                            for _ in range(30))  # fmt: skip
-            label = f"topic{n % 30}"
+                            for _ in range(200))  # fmt: skip
+            label = f"topic{n % 10}"
             handle.write(json.dumps({"id": f"a{n}", "text": text, "label": label}) + "\n")
     imported = CliRunner().invoke(cli, ["--db", str(db), "import", "-q", str(rows)])
     assert imported.exit_code == 0, imported.output
