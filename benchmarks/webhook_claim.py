@@ -7,7 +7,7 @@ and port), oldest first: ``Store.claim_due_deliveries``. This times that claim t
 
 - one receiver's backlog of N due deliveries (one URL), or one of the variants below, of N rows;
 - beside it, always: 5 other receivers with one delivery due each (due later than the
-  backlog), 20,000 deliveries not due yet, 50,000 delivered;
+  backlog), 20,000 deliveries not due yet, 50,000 delivered (``--not-due``, ``--delivered``);
 
 and, as the baseline in the same run on the same database, **old**: the claim before m031
 (644339b), reimplemented below (``old_claim``): the oldest ``limit * 20`` (1,000) due rows,
@@ -31,7 +31,8 @@ the receivers with a delivery due, and the receivers one round serves, now and o
 
     python benchmarks/webhook_claim.py            # 1,000 / 100,000 / 1,000,000; variants 100,000
     python benchmarks/webhook_claim.py --sizes 1000 100000 --variant-size 10000
-    python benchmarks/webhook_claim.py --quick    # 1,000 and 10,000, 5 rounds: a few s
+    python benchmarks/webhook_claim.py --quick    # 1,000 and 10,000, 5 rounds, 1,000 not due
+    #                                                and 1,000 delivered: a few s
 """
 
 from __future__ import annotations
@@ -101,11 +102,11 @@ def cases(sizes: Sequence[int], variant: int) -> list[tuple[str, int, Callable[[
     return out
 
 
-def build(db: Path, backlog: list[str]) -> int:
+def build(db: Path, backlog: list[str], not_due: int = NOT_DUE, delivered: int = DELIVERED) -> int:
     """The database: ``backlog`` due one row a millisecond from ``START``, the other receivers,
-    the rows not due and the delivered ones; each row's ``receiver`` by the product's own SQL
-    expression and its ``key`` (``DELIVERY_KEY_SQL``), as every INSERT INTO deliveries writes
-    them. One transaction. Rows written."""
+    ``not_due`` rows not due and ``delivered`` delivered ones; each row's ``receiver`` by the
+    product's own SQL expression and its ``key`` (``DELIVERY_KEY_SQL``), as every INSERT INTO
+    deliveries writes them. One transaction. Rows written."""
     receiver = RECEIVER_SQL.format(url=":url")
     insert = (
         "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, status, receiver,"
@@ -126,9 +127,9 @@ def build(db: Path, backlog: list[str]) -> int:
     # (the rows not due and the delivered ones, never claimed, share one item each)
     rows = [{**row, "item": f"i{n}"} for n, row in enumerate(rows)]
     rows += [{"url": "https://later.example/hook", "at": later, "status": "pending",
-              "item": "later"}] * NOT_DUE  # fmt: skip
+              "item": "later"}] * not_due  # fmt: skip
     rows += [{"url": "https://done.example/hook", "at": iso(START), "status": "delivered",
-              "item": "done"}] * DELIVERED  # fmt: skip
+              "item": "done"}] * delivered  # fmt: skip
     with Store.open(db) as store, store._immediate():
         conn = store.db.conn
         conn.executemany(
@@ -137,7 +138,7 @@ def build(db: Path, backlog: list[str]) -> int:
             ({"item": item, "at": iso(START)} for item in dict.fromkeys(r["item"] for r in rows)),
         )
         conn.executemany(insert, rows)
-    return len(backlog) + OTHERS + NOT_DUE + DELIVERED
+    return len(backlog) + OTHERS + not_due + delivered
 
 
 def old_fair_share(rows: list[tuple], limit: int, per_receiver: int) -> list[tuple]:
@@ -231,15 +232,32 @@ def main(argv: list[str] | None = None) -> int:
         "--variant-size", type=int, default=100_000, help="rows of each variant's backlog"
     )
     parser.add_argument("--rounds", type=int, default=20, help="rounds timed each way per case")
+    parser.add_argument(
+        "--not-due",
+        type=int,
+        default=NOT_DUE,
+        help=f"deliveries not due yet beside each backlog (default {NOT_DUE:,}; --quick: 1,000)",
+    )
+    parser.add_argument(
+        "--delivered",
+        type=int,
+        default=DELIVERED,
+        help=f"delivered rows beside each backlog (default {DELIVERED:,}; --quick: 1,000)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.variant_size, args.rounds = [1_000, 10_000], 10_000, 5
+        # the claim must pass over both kinds, not wade through many: whom a round serves
+        # does not depend on how many there are (building 70,000 of them cost ~2 s a case)
+        args.not_due, args.delivered = 1_000, 1_000
     if min(args.sizes) < 1 or args.variant_size < 100 or args.rounds < 1:
         parser.error("--sizes must be at least 1, --variant-size 100, --rounds 1")
+    if args.not_due < 0 or args.delivered < 0:
+        parser.error("--not-due and --delivered must be at least 0")
     print(machine())
     print(
         f"a round: {BATCH} deliveries, at most {PER_RECEIVER} a receiver; beside each backlog "
-        f"{OTHERS} receivers with 1 due, {NOT_DUE:,} not due, {DELIVERED:,} delivered; "
+        f"{OTHERS} receivers with 1 due, {args.not_due:,} not due, {args.delivered:,} delivered; "
         f"{args.rounds} rounds each way"
     )
     rows = []
@@ -248,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             db = Path(folder) / "hooks.db"
             began = time.perf_counter()
             backlog = urls(n)
-            written = build(db, backlog)
+            written = build(db, backlog, args.not_due, args.delivered)
             print(
                 f"{name}, {len(backlog):,}: {written:,} deliveries in "
                 f"{time.perf_counter() - began:.0f} s",
