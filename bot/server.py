@@ -312,22 +312,30 @@ def init_app(
         check_new_database_labels(settings)  # before the lock file and the database are made
         held = contextlib.ExitStack()
         new_lock = lock and new_lock_file(settings.db)
-        if lock:  # one server per database
-            app[SERVER_LOCK] = held.enter_context(server_lock(settings.db))
+        if lock:  # one server per database; "starting" in its file until the database is open
+            app[SERVER_LOCK] = held.enter_context(server_lock(settings.db, starting=True))
         try:
             created = not os.path.lexists(settings.db)  # noqa: ASYNC240 - at start, before any request
-            # a file of 0 bytes (truncated, or made by `touch`) is an empty database to SQLite
+            # a file of 0 bytes (truncated, or made by `touch`) is an empty database to SQLite;
+            # said only when this server's own open made the database in it (``made_new``): a
+            # command beside this start (an older slack-hitl's import makes its new database in
+            # place, 0 bytes for a moment) may have made it first
             emptied = not created and _empty_file(settings.db)
             store = Store.open(settings.db)
+            if lock:  # it writes to this file from here (``other_server``)
+                app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
             if created:  # started from another folder, HITL_DB mistyped: said, not silent
                 logger.warning(
-                    "created a new, empty database at %s (nothing was there); if the team's"
-                    " database is elsewhere, stop the server and point HITL_DB at it (a"
-                    " hitl.toml beside it is read only from the folder hitl runs in)",
+                    "%s at %s (nothing was there); if the team's database is elsewhere, stop"
+                    " the server and point HITL_DB at it (a hitl.toml beside it is read only"
+                    " from the folder hitl runs in)",
+                    "created a new, empty database"
+                    if store.made_new
+                    else "another hitl command made a new database, as this server started,",
                     settings.db.absolute(),
                 )
-            elif emptied:
+            elif emptied and store.made_new:
                 logger.warning(
                     "made a new, empty database in %s, an empty file (0 bytes: nothing was"
                     " stored in it); if the team's database was there, stop the server and"

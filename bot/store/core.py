@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,9 +146,14 @@ class Store(
         conn = None
         try:
             if create:
-                _create_private(path)
+                # A new database appears whole (``_make_whole``), never as a file of 0 bytes
+                # that a server starting beside this process takes for a truncated one
+                made = not os.path.lexists(path) and _make_whole(path)
+                if not made:
+                    _create_private(path)
                 conn = sqlite3.connect(str(path), timeout=10)
             else:
+                made = False
                 conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=10)
             db = Database(conn)
             _refuse_foreign(db, path)  # before _configure: enabling WAL writes to the file
@@ -157,6 +162,7 @@ class Store(
             store.path = path
             store.file_id = _file_id(path)
             store.migrate(path)
+            store.made_new = store.made_new or made
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -217,7 +223,10 @@ class Store(
     def migrate(self, path: Path | None = None) -> None:
         """Apply the pending migrations. With ``path`` (the file's), an upgrade is refused while
         another process serves the database: an older server would go on with the old schema
-        under it (its queries failing on a dropped index, its writes missing new triggers)."""
+        under it (its queries failing on a dropped index, its writes missing new triggers).
+        ``made_new`` says afterwards whether this call made the database (``create_new``;
+        ``Store.open`` says it too when it put a new one in place, ``_make_whole``)."""
+        self.made_new = False
         applied = applied_names(self.db)  # a renamed migration's former name: its name now
         unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
         if unknown:
@@ -229,23 +238,12 @@ class Store(
         pending = [name for name in KNOWN_MIGRATIONS if name not in applied]
         if not pending:
             return
-        if path is not None and not applied and (holder := other_server(path)):
-            raise StoreError(
-                f"{path} is empty (a new database), but a hitl server or demo runs on it"
-                f" ({holder}): was its database deleted or replaced while it ran? Stop it, put"
-                " the database back, and start it again"
-            )
-        if path is not None and (holder := other_server(path)):
-            raise StoreError(
-                f"{path} needs an upgrade to this slack-hitl ({len(pending)} migrations), but a"
-                f" hitl server or demo runs on it ({holder}): stop it first, then run the new"
-                " version"
-            )
         logger.info("applying migrations: %s", ", ".join(pending))
         # One at a time, each in a transaction that holds the write lock and looks again at
         # what is pending once it has it: two processes upgrading one file at once (a server
         # starting beside a cron import) wait for each other's migration instead of the second
         # failing half way ("duplicate column name") on a list it read before the first began.
+        looked = path is None
         while True:
             with self._immediate():
                 migrations.ensure_migrations_table(self.db)
@@ -253,11 +251,28 @@ class Store(
                 todo = migrations.pending(self.db)
                 if not todo:
                     return
+                new = len(todo) == len(KNOWN_MIGRATIONS) and not applied_names(self.db)
+                # Another process's server, looked for here, under the write lock, on what is
+                # pending now: a server that made (or upgraded) the file a moment ago, before
+                # this transaction began, left nothing pending. One still starting (its lock
+                # file says so) writes to no file yet: it finds this one's work done.
+                if not looked:
+                    looked = True
+                    holder = other_server(path, starting=False)
+                    if new and holder:
+                        raise StoreError(_deleted_under(path, holder))
+                    if holder:
+                        raise StoreError(
+                            f"{path} needs an upgrade to this slack-hitl ({len(todo)}"
+                            " migrations), but a hitl server or demo runs on it"
+                            f" ({holder}): stop it first, then run the new version"
+                        )
                 # A new database (nothing applied, here either) gets what they all leave, in
                 # this one transaction: it holds no data that a stop could leave half upgraded
                 # (``create_new``: the schema they make, replayed, 5x as fast).
-                if not applied and not migrations.applied(self.db):  # none, under the lock
+                if new:
                     create_new(self.db, str(datetime.now(UTC)))
+                    self.made_new = True
                     return
                 for migration in todo[:1]:
                     migration.fn(self.db)
@@ -1213,6 +1228,61 @@ def process_gone(process: str) -> bool:
         pass  # another user's process runs under that pid
     now_started = process_started(int(pid))
     return bool(started and now_started and now_started != started)
+
+
+def _deleted_under(path: Path, holder: str) -> str:
+    """The refusal to make a new database where a server that serves had one (``holder``)."""
+    return (
+        f"{path} is empty (a new database), but a hitl server or demo runs on it ({holder}):"
+        " was its database deleted or replaced while it ran? Stop it, put the database back,"
+        " and start it again"
+    )
+
+
+def _make_whole(path: Path) -> bool:
+    """Make a new database at ``path``, where nothing is, whole: built under a name of its own
+    in the same folder (the migrations' schema, then WAL, closed), then linked in place, which
+    fails when another process put one there first (a server starting beside a `hitl import`:
+    each builds its own, the second opens the first's). Made in place, a new file stood at 0
+    bytes for a moment, which that server took for a truncated database ("restore it from a
+    backup"). The file is 0600 (``_create_private``). False when it was not put there: one
+    was there first, or it could not be built or linked (a folder that cannot be written, a
+    full disk, a filesystem without hard links), and the caller makes it in place, where
+    SQLite says what is wrong. Refused (StoreError) while a server that serves holds the
+    database's lock: its file was deleted under it (``other_server``; a server still
+    starting, which opens the file once it is there, is none)."""
+    if str(path) == ":memory:":  # SQLite's name for no file at all
+        return False
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(str(tmp), timeout=10)
+        try:
+            db = Database(conn)
+            _configure(db, memory=True)  # a rollback journal while it is built
+            Store(db).migrate()
+            db.enable_wal()  # in its header: every opener of it uses WAL
+        finally:
+            conn.close()  # its -wal checkpointed and removed
+        # Looked for first, then the path: a server seen serving had its file open before
+        # this look (``HeldLock.started``), so none there now was deleted under it. One seen
+        # starting puts its file there, if at all, before it serves: the link finds it.
+        if holder := other_server(path, starting=False):
+            if not os.path.lexists(path):
+                raise StoreError(_deleted_under(path, holder))
+            return False  # the one it made as this one was built: opened as it is
+        os.link(tmp, path)
+    except (OSError, sqlite3.Error):
+        return False
+    finally:
+        for name in ("", "-journal", "-wal", "-shm"):
+            with suppress(OSError):
+                os.unlink(f"{tmp}{name}")
+    return True
 
 
 def _create_private(path: Path) -> None:

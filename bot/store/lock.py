@@ -129,7 +129,7 @@ def _writer_name(pid: int, found: os.stat_result) -> tuple[bool, Path | None, st
                     if (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino):
                         name = db
                         with open(link, "rb") as lock:  # the holder's lock file
-                            holder = lock.read(300).decode("utf-8", "replace").strip() or None
+                            holder = _holder_line(lock.read(300)) or None
             elif not has:
                 there = os.stat(link)
                 has = (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino)
@@ -210,6 +210,27 @@ def _let_go(fds: list[int]) -> None:
     fds.clear()
 
 
+def _put_in_place(db: Path, found: os.stat_result) -> bool:
+    """Whether the second name of the file ``found`` at ``db`` is the one another process
+    built a new database under (``bot.store.core._make_whole``: ``.hitl.db.new-…``, linked
+    at ``db``, then removed): for a moment the file has two names, and no hard link was
+    made. Looked for, then ``db`` looked at again: the name is removed after the link."""
+    if found.st_nlink != 2:
+        return False
+    prefix = f".{Path(db).name}.new-"
+    with contextlib.suppress(OSError), os.scandir(Path(db).parent) as names:
+        for entry in names:
+            if entry.name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    there = entry.stat(follow_symlinks=False)
+                    if (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino):
+                        return True
+    try:
+        return os.stat(db).st_nlink < 2
+    except OSError:
+        return False
+
+
 def check_names(db: Path) -> None:
     """Before a process opens the database ``db`` (``Store.open``): a file with more than one
     name (hard links) is warned of, once a process, with what to do; one a server of another
@@ -219,7 +240,7 @@ def check_names(db: Path) -> None:
         found = os.stat(db)
     except OSError:
         return
-    if found.st_nlink < 2 or not stat.S_ISREG(found.st_mode):
+    if found.st_nlink < 2 or not stat.S_ISREG(found.st_mode) or _put_in_place(db, found):
         return
     key = (found.st_dev, found.st_ino)
     if key not in _HELD_FILES and (other := _other_writer(found)) is not None:
@@ -264,6 +285,7 @@ class HeldLock:
     def __init__(self, db: Path, path: Path, fd: int | None) -> None:
         self.db, self.path, self.fd = db, path, fd
         self.said: str | None = None  # what was said about a lost lock, once
+        self.starting = False  # its file says so (``STARTING``) until ``started``
         # The flocks held on the database file (``hold_file``): the first at start, or once a
         # new database is made; another when a file was put in place of the one held. Closed
         # when the server's block ends, never before (see the module docstring).
@@ -289,6 +311,19 @@ class HeldLock:
             if refuse:
                 raise
             self._say(logging.ERROR, str(exc))
+
+    def started(self) -> None:
+        """The server's database is open (made, upgraded): from here it writes to that file,
+        and the lock file says so (its holder line's ``STARTING`` cut off: the line without
+        its newline, then the newline; a reader between reads a server that serves)."""
+        if self.fd is None or not self.starting:
+            return
+        self.starting = False
+        with contextlib.suppress(OSError):  # in the room the longer line took
+            said = os.pread(self.fd, 300, 0)
+            if said.endswith(STARTING + b"\n"):
+                os.ftruncate(self.fd, len(said) - len(STARTING) - 1)
+                os.pwrite(self.fd, b"\n", len(said) - len(STARTING) - 1)
 
     def check(self) -> None:
         """Whether the lock file is still the one held (two stats; call it now and then); if
@@ -323,7 +358,7 @@ class HeldLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
+                holder = _holder_line(os.pread(fd, 300, 0)) or "unknown"
                 os.close(fd)
                 self._say(
                     logging.ERROR,
@@ -335,7 +370,7 @@ class HeldLock:
             os.close(self.fd)
             self.fd = fd  # locked: a second server is kept off, its holder line written or not
         try:
-            _write_holder(self.fd)
+            _write_holder(self.fd, starting=self.starting)
         except OSError as exc:
             # the start's wording (``_holder_problem``) less its "and start it again": this
             # server runs on, and writes the line at a check once there is room
@@ -359,10 +394,27 @@ class HeldLock:
             self.said = line
 
 
-def _write_holder(fd: int) -> None:
+# The end of the lock file's holder line while its `hitl serve` has not opened its database
+# yet (``server_lock(starting=True)``): a `hitl import` beside it that finds the database
+# empty, or older, makes or upgrades it (the server then finds it done) rather than taking it
+# for a database deleted, or upgraded, under a running server (``other_server``). On the line
+# itself, not a line of its own: an older slack-hitl quotes the file's text in its one-line
+# refusals ("pid 812 on host, since …, starting"), and takes it for a server, as before.
+STARTING = b", starting"
+
+
+def _holder_line(said: bytes) -> str:
+    """Who holds a lock, as its file says: the first line ("pid 812 on host, since …")."""
+    return said.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
+
+
+def _write_holder(fd: int, *, starting: bool = False) -> None:
+    """The holder line, with ``STARTING`` at its end when asked, in one write: a reader sees
+    a starting server as one from the first."""
     since = datetime.now(UTC).isoformat(timespec="seconds")
+    line = f"pid {os.getpid()} on {socket.gethostname()}, since {since}".encode()
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+    os.pwrite(fd, line + (STARTING if starting else b"") + b"\n", 0)
 
 
 def _holder_problem(path: Path, db: Path, exc: OSError) -> str:
@@ -385,11 +437,15 @@ def _holder_problem(path: Path, db: Path, exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
+def server_lock(
+    db: Path, *, leave_no_file: bool = False, starting: bool = False
+) -> Iterator[HeldLock]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
     second hold, in this process too, is refused: each opens the file anew). With
     ``leave_no_file`` (a `hitl restore`, refused or not), a lock file this call made is removed
-    at the end, while it is still held: a mistyped --db leaves nothing behind."""
+    at the end, while it is still held: a mistyped --db leaves nothing behind. With
+    ``starting`` (`hitl serve`), the lock file says the server is starting until its
+    ``started`` is called, once its database is open (``other_server``)."""
     path = lock_path(Path(db).resolve())  # one lock whichever path (symlink) names the file
     if fcntl is None:
         yield HeldLock(Path(db), path, None)
@@ -412,7 +468,7 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown"
+            holder = _holder_line(os.pread(fd, 300, 0)) or "unknown"
             raise StoreError(
                 f"{db} is in use by another hitl server or demo ({holder}): two would post every"
                 " question twice. Stop that one first, or give this one another database"
@@ -429,6 +485,7 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
         with contextlib.suppress(OSError):  # a file an earlier version made 0644
             os.fchmod(fd, 0o600)
         mine = HeldLock(Path(db), path, fd)
+        mine.starting = starting
         try:  # the database file's own lock: a server on another name of it (a hard link)
             mine.hold_file(refuse=True)
         except BaseException:
@@ -438,7 +495,7 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
                     path.unlink()
             raise
         try:
-            _write_holder(fd)
+            _write_holder(fd, starting=starting)
         except OSError as exc:  # a full disk (ENOSPC): the first write a start makes
             _let_go(mine.files)
             if created:
@@ -460,10 +517,12 @@ def server_lock(db: Path, *, leave_no_file: bool = False) -> Iterator[HeldLock]:
         os.close(last)  # drops the lock
 
 
-def other_server(db: Path) -> str | None:
+def other_server(db: Path, *, starting: bool = True) -> str | None:
     """Who holds ``db``'s server lock, when another process does (a running `hitl serve` or
     `hitl demo`: "pid 812 on host, since …"), else None. The probe is a shared lock taken and
-    dropped at once; it is only made before an upgrade (see ``Store.migrate``)."""
+    dropped at once; it is only made before an upgrade (see ``Store.migrate``). With
+    ``starting`` False, a `hitl serve` still starting (its lock file says so: its database not
+    opened yet, ``HeldLock.started``) is None too: it writes to no file yet."""
     path = lock_path(Path(db).resolve())
     if fcntl is None or not path.exists():
         return None
@@ -475,9 +534,17 @@ def other_server(db: Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip()
+            holder = _holder_line(os.pread(fd, 300, 0))
             if holder.startswith(f"pid {os.getpid()} "):
                 return None  # this process's own server, upgrading as it starts
+            # Nothing written yet: a server in its first moment, between its flock and its
+            # holder line (``server_lock`` writes it next, or gives the lock up: a start that
+            # cannot write it is refused), no database open. A server that runs on with an
+            # empty file is one whose lock file was deleted and could not be written again (a
+            # full disk, warned of: ``HeldLock.check``), an upgrade beside it on that disk
+            # would not get far either.
+            if not starting and (not holder or holder.endswith(STARTING.decode())):
+                return None
             return holder or "unknown"
         except OSError:
             return None

@@ -133,7 +133,7 @@ async def test_a_lock_file_made_again_on_a_full_disk_is_one_warning_and_the_watc
     seed(tmp_path / "hitl.db", [Item("a", "x")])
     settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"))
 
-    def full(fd: int) -> None:
+    def full(fd: int, *, starting: bool = False) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     async for running in start_bot(fake_slack, settings):

@@ -219,7 +219,7 @@ def test_serve_that_cannot_write_its_lock_file_names_it_and_the_fix(
 def test_a_full_disk_at_the_lock_file_says_the_disk_is_full_and_lets_the_lock_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    def full(fd: int) -> None:
+    def full(fd: int, *, starting: bool = False) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as os.pwrite's: no file
 
     db = tmp_path / "hitl.db"
