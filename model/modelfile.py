@@ -50,7 +50,10 @@ def _skops() -> ModuleType:
     """skops.io, imported when a model file is first written or read: importing it lists every
     scikit-learn estimator (it imports them all, 0.6 s of CPU), which a process that fits or
     scores without touching a model file (a benchmark's, the test suite's) need not pay. The
-    server's fork server preloads it for the fit children (``CHILD_PRELOAD``)."""
+    server's fork server preloads it for the fit children (``CHILD_PRELOAD``). scipy.special
+    is imported first: skops.io finds the module of each of its functions by walking
+    sys.modules in import order, which ends sooner once scipy.special is early in it."""
+    import scipy.special  # noqa: F401 - before skops.io, see above
     import skops.io
 
     return skops.io

@@ -38,8 +38,13 @@ T = TypeVar("T")
 
 # What a child runs: the scoring and fit code, and what they import on first use (the bot's
 # modules import scikit-learn and scipy only there, so that a server with no model, and the
-# commands that only read, do not).
+# commands that only read, do not). scipy.special first: skops.io, as it is imported, looks
+# up the module of each of scipy.special's few hundred functions by walking sys.modules in
+# the order they were imported (``skops.io._utils.whichmodule``), and with scipy.special
+# imported before the bot's own modules (aiohttp, Slack's SDK: 900 modules) each walk ends
+# early; the fork server's start took 0.17 s (10 %) less CPU (median of 12).
 CHILD_PRELOAD = (
+    "scipy.special",
     "bot.learning.scoring_worker",
     "bot.learning.retrain",
     "model.classifier",
