@@ -17,7 +17,6 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
-from bot.learning import retrain
 from bot.words import count
 from model.registry import ModelRegistry
 
@@ -157,6 +156,8 @@ def _anonymise_models(
     """Give the pseudonyms to the models folder's metadata too (``vN.json``: who started a
     retrain), under the retrain lock, as every write there; per id that was there, what
     happened, in a line. None without a models folder (none is made)."""
+    from bot.learning import retrain  # here: the retrain's imports (aiohttp) are the server's
+
     folder = Path(state.settings.models_dir)
     if not folder.is_dir():
         return {}

@@ -244,3 +244,20 @@ def test_the_fork_server_starts_before_numpy_or_scikit_learn_is_imported():
     ):
         body = cli[cli.index(command) :]
         assert body.index("start_fork_server()") < body.index(heavy_import), command
+
+
+def test_the_cli_imports_no_server_code_until_a_command_needs_it():
+    """`hitl import`, `hitl stats`, `hitl --help` and the other commands that never talk to
+    Slack do not import the server's half (aiohttp, Slack's SDK, the retrain and scoring code
+    that bring them): that was 0.2 s of CPU of each command's 0.4 s start (a `hitl` command in
+    a cron job, and the test suite's hundred). The commands that need it import it where they
+    run (``hitl serve``, ``hitl retrain``, ``hitl people anonymise``)."""
+    import subprocess
+    import sys
+
+    server_half = ("aiohttp", "slack_sdk", "slack_bolt", "bot.learning.retrain", "bot.runtime")
+    code = f"import sys, bot.cli; print([m for m in {server_half} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]", result.stdout
