@@ -79,8 +79,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 def read_counts(store: Store) -> dict[str, Any]:
     """The database's counts a scrape reports, in the thread ``store`` belongs to: items by
-    status, answers, and ``Store.metrics_counts`` (posts, open posts, deliveries, runs)."""
-    counts = {"items": store.count_items(), "answers": store.count_answers()}
+    status, answers, and ``Store.metrics_counts`` (posts, open posts, deliveries, runs).
+    Items by status as `hitl stats` shows them (``Store.count_items_shown``): those decided
+    with a label since retired are ``label_retired``, not ``resolved``."""
+    counts = {"items": store.count_items_shown(), "answers": store.count_answers()}
     return {**counts, **store.metrics_counts()}
 
 
@@ -117,7 +119,12 @@ class StoreCollector:
         yield self._fsyncs(store)
 
     def _counted(self, counts: dict[str, Any]) -> Iterator[Metric]:
-        items = GaugeMetricFamily("hitl_items", "Items by status", labels=["status"])
+        items = GaugeMetricFamily(
+            "hitl_items",
+            "Items by status (label_retired: decided with a label since retired, waiting in"
+            " review for a label in force; not resolved)",
+            labels=["status"],
+        )
         for status, n in sorted(counts["items"].items()):
             items.add_metric([status], n)
         yield items

@@ -23,6 +23,7 @@ from bot.learning import quality
 from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
+from bot.store.core import LABEL_RETIRED
 from bot.store.gold import GOLD_WAITING, WAITING
 from bot.words import count, escape, person
 from model import ModelError, ModelRegistry, wilson_interval
@@ -83,15 +84,19 @@ def _answers_line(period: str, store: Store, since: str) -> str:
 
 def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     """Answers today and this week by person (labels and skips), the items by state and, with
-    votes, the agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`)."""
+    votes, the agreement (mrkdwn: `/hitl stats`; ``plain`` of it is `hitl stats`).
+
+    An item decided with a label since retired is not counted resolved but apart, waiting in
+    /hitl review for a label in force (``Store.count_items_shown``), as the producer API and
+    `hitl export` treat it; the line still adds up to every item stored."""
     today, week = period_starts(settings, now)
-    counts = store.count_items()
+    counts = store.count_items_shown()
     lines = [
         _answers_line("today", store, today),
         _answers_line("this week", store, week),
         f"*Items:* {_waiting(counts, store.gold_held_back())} · {counts['posted']:,} posted · "
-        f"{counts['resolved']:,} resolved · {counts['auto']:,} decided by the model · "
-        f"{counts['skipped']:,} skipped",
+        f"{counts['resolved']:,} resolved{_label_retired(counts[LABEL_RETIRED])} · "
+        f"{counts['auto']:,} decided by the model · {counts['skipped']:,} skipped",
     ]
     if settings.votes > 1:
         agreement, n = store.mean_agreement()
@@ -102,6 +107,18 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
             else "*Votes for the winner:* no item decided by vote yet"
         )
     return "\n".join(lines)
+
+
+def _label_retired(n: int) -> str:
+    """The decided items whose label was retired (``LABEL_RETIRED``), after the resolved
+    ones; nothing while there are none."""
+    if not n:
+        return ""
+    one = n == 1
+    return (
+        f" · {n:,} waiting in /hitl review for a label in force"
+        f" ({'its' if one else 'their'} label was retired)"
+    )
 
 
 def _waiting(counts: dict[str, int], held: int = 0) -> str:

@@ -65,6 +65,10 @@ from bot.store.views import ViewsMixin
 logger = logging.getLogger(__name__)
 
 ITEM_STATUSES = ("new", "queued", "posted", "resolved", "skipped", "auto")
+# What ``Store.count_items_shown`` calls the items decided with a label since retired: not
+# resolved (they left training and export, the producer API says needs_review), they wait in
+# /hitl review for a label in force.
+LABEL_RETIRED = "label_retired"
 IMPORT_USER = "import"
 _IMPORT_ANNOTATORS = json.dumps([IMPORT_USER])
 # Runs that record the process running them (``host:pid:started``) and that no lock ends when
@@ -560,6 +564,35 @@ class Store(
         counts = dict.fromkeys(ITEM_STATUSES, 0)
         for status, n in self.db.execute("SELECT status, n FROM item_counts WHERE n != 0"):
             counts[status] = n
+        return counts
+
+    def count_items_shown(self) -> dict[str, int]:
+        """``count_items`` as people read it (`hitl stats`, `/hitl stats`, ``/metrics``): an
+        item decided with a label an admin retired since is not ``resolved`` but
+        ``LABEL_RETIRED``. It left training and export (``iter_export``), the producer API
+        says ``needs_review`` (``NotInForce.undecides``) and it waits in /hitl review until
+        given a label in force or the label is added back, when it counts as resolved again.
+        Its status stays ``resolved`` (``count_items``, what the dispatcher, the refresh and
+        the stopping rule read, keeps that meaning). One statement, so one snapshot: the
+        per-status counts and the per-label counts (m008) of the retired labels, flat in the
+        item count (a few rows of ``label_set`` and ``label_counts``)."""
+        counts = dict.fromkeys(ITEM_STATUSES, 0)
+        retired = 0
+        rows = self.db.execute(
+            "SELECT status, n FROM item_counts WHERE n != 0 UNION ALL"
+            " SELECT NULL, coalesce(sum(c.n), 0) FROM label_counts c"
+            " JOIN label_set s ON s.name = c.label WHERE s.status = 'retired'"
+        )
+        for status, n in rows:
+            if status is None:
+                retired = n
+            else:
+                counts[status] = n
+        # every label row is a resolved item's; min() only guards the display against a
+        # count that would go negative if that ever did not hold
+        retired = min(retired, counts["resolved"])
+        counts["resolved"] -= retired
+        counts[LABEL_RETIRED] = retired
         return counts
 
     # -- labels and answers --
