@@ -20,9 +20,11 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.sandbox import FakeSlack
+from bot.store import Store
 from tests.bot.harness import Bot
 from tests.bot.test_api import AUTH, start_api
 from tests.bot.test_review import decision
+from tests.query_plans import query_plans
 
 ITEMS = [
     {"id": "b1", "text": "I was charged twice", "label": "billing"},
@@ -168,3 +170,16 @@ def test_after_hitl_labels_retire_hitl_stats_counts_what_hitl_export_keeps(tmp_p
     assert hitl(db, "labels", "set", "g1", "billing").exit_code == 0
     assert cli_stats(db) == line(5, 1)
     assert len(exported(db)) == 5
+
+
+def test_the_counts_shown_read_the_kept_counts_not_the_items_or_labels(tmp_path: Path):
+    """Flat in the item count (`/metrics` is scraped every few seconds, at a million items):
+    the per-status and per-label counts the triggers keep and the label set's few rows."""
+    db = imported(tmp_path)
+    assert hitl(db, "labels", "retire", "bug").exit_code == 0
+    with Store.open(db) as store:
+        plans = query_plans(store, store.count_items_shown)
+        tables = {t for sql, _ in plans for t in re.findall(r"(?:FROM|JOIN)\s+(\w+)", sql)}
+        # a handful of rows each: per status, per label, the label set
+        assert tables == {"item_counts", "label_counts", "label_set"}, plans
+        assert store.count_items_shown()["label_retired"] == 2
