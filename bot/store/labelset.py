@@ -477,6 +477,14 @@ class LabelSetMixin:
                     " (SELECT item_id FROM labels WHERE label = ?)",
                     [now, user_id, label, label],
                 )
+                # An item whose decision was taken back (an Undo) has no label to review: a
+                # review for the retirement left pending by an older version goes too.
+                self.db.execute(
+                    "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = 'undone'"
+                    " WHERE reason = 'retired' AND decided_at IS NULL AND detail = ?"
+                    " AND item_id NOT IN (SELECT item_id FROM labels)",
+                    [now, user_id, f"{label} was retired"],
+                )
                 if label in self.retired_labels():
                     # Its items are decided with it again: their producers hear the label.
                     self._queue_relabeled(label, now)

@@ -1355,12 +1355,12 @@ class QueueMixin:
                 self._take_back(item_id, now)
             self._queue_taken_back(item_id, now)
             reopened = bool(reopened) or self.post_for_item(item_id) is None
-            # Reviews of the decision (its agreement, the model against it) go with it; a gold
-            # miss is about someone's answer, which stays history.
+            # Reviews of the decision (its agreement, the model against it, its label retired
+            # since) go with it; a gold miss is about someone's answer, which stays history.
             self.db.execute(
                 "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = 'undone'"
                 " WHERE item_id = ? AND decided_at IS NULL"
-                " AND reason IN ('low_agreement', 'contradicted')",
+                " AND reason IN ('low_agreement', 'contradicted', 'retired')",
                 [now, user_id, item_id],
             )
             return Undo(label, reopened=reopened)

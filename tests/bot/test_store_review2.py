@@ -99,8 +99,9 @@ def test_a_merge_that_leaves_a_tie_keeps_the_split():
 
 
 def test_a_new_decision_by_votes_closes_the_retired_review():
-    """An item decided bug goes to review when bug is retired. A voter undoes it and people
-    decide it billing, a label in force: its retired review is closed by the votes."""
+    """An item decided bug goes to review when bug is retired. A voter undoes it: its retired
+    review goes with the decision (an open question has no label to review), and people decide
+    it billing, a label in force: nothing of it waits in review."""
     with Store.memory(clock=Clock()) as store:
         store.add_items([R("t1", "the app crashes when I pay")], "import")
         store.record_post("t1", "C1", "1.0", "uncertain", None, None, None)
@@ -109,12 +110,13 @@ def test_a_new_decision_by_votes_closes_the_retired_review():
         store.change_label_set("retire", "bug", current=LABELS, user_id="admin")
         assert store.next_review()["reasons"][0][0] == "retired"
         assert store.undo_resolution("t1", "U1", "2000-01-01")
+        assert store.next_review() is None, store.next_review()
         vote(store, "U1", "billing", "k3")
         vote(store, "U2", "billing", "k4")
         assert store.current_label("t1") == "billing"
         assert store.next_review() is None, store.next_review()
         retired = [r for r in store.reviews_of("t1") if r["reason"] == "retired"]
-        assert [(r["decided_by"], r["decision"]) for r in retired] == [("votes", "billing")]
+        assert [(r["decided_by"], r["decision"]) for r in retired] == [("U1", "undone")]
 
 
 def test_a_taken_back_webhook_says_posted_for_an_item_back_in_the_queue():
