@@ -714,6 +714,13 @@ async def get_item(request: web.Request) -> web.Response:
     retired = resolution is not None and out.undecides(resolution["label"])
     if retired:  # not decided any more: it waits in review for a label in force
         resolution = None
+        # and its prediction is the serving model's label in force, as for any item waiting
+        # for people: an item labeled before any model (an import's) was never scored, so it
+        # is scored now, this one item only, off the loop as /api/predict scores
+        await _score(rt, [item_id])
+        if (item := rt.store.get_item(item_id)) is None:  # deleted while it was scored
+            _refuse_if_gone(rt.store, item_id, always=True)
+            raise _no_item(rt.store, item_id)
     prediction = None
     if item["confidence"] is not None:
         model_label, confidence, ranked = _guesses(rt.store, item, rt.settings.labels, out)

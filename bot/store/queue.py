@@ -202,22 +202,31 @@ class QueueMixin:
             return [], None
         return [(item_id, text) for _, item_id, text in rows if text is not None], rows[-1][0]
 
+    # An item people decided with a label retired since: one point read of its label (the
+    # labels table by its key, the label set by its name), for an item already found by id.
+    _RETIRED_DECISION = (
+        "(+status = 'resolved' AND EXISTS (SELECT 1 FROM labels l JOIN label_set s"
+        " ON s.name = l.label WHERE l.item_id = items.id AND s.status = 'retired'))"
+    )
+
     def unscored_of(
         self, ids: Sequence[str], model_version: int, strategy: str
     ) -> list[tuple[str, str]]:
         """Of ``ids``, the unlabeled items not scored by ``model_version`` under ``strategy``,
         as (id, text), in the order given; a question open in Slack too (posted before the
-        first model, it had no prediction for a producer who asked). Found by id: ``+status``
-        keeps SQLite from the status index, which from 10 ids on it took, reading every
-        queued item (2 s at a million, on the event loop, for a POST /api/items of 10 items
-        or more)."""
+        first model, it had no prediction for a producer who asked), and an item decided with
+        a label retired since (``_RETIRED_DECISION``: it waits in review, and the producer API
+        answers the model's label in force, which an item labeled before any model, as an
+        import's, never had). Found by id: ``+status`` keeps SQLite from the status index,
+        which from 10 ids on it took, reading every queued item (2 s at a million, on the
+        event loop, for a POST /api/items of 10 items or more)."""
         found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             found.update(
                 self.db.execute(
                     f"SELECT id, text FROM items WHERE id IN ({','.join('?' * len(chunk))})"
-                    f" AND (+{UNLABELED} OR +status = 'posted')"
+                    f" AND (+{UNLABELED} OR +status = 'posted' OR {self._RETIRED_DECISION})"
                     " AND (model_version IS NOT ? OR strategy IS NOT ?"
                     " OR priority IS NULL)",
                     [*chunk, model_version, strategy],
@@ -242,13 +251,15 @@ class QueueMixin:
         *,
         tell_new: bool = False,
     ) -> int:
-        """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items,
-        in one transaction, with the ``strategy`` the priorities were computed under. The label
-        and confidence stored are those of the best label in force in ``ranked`` (the model's
-        top guesses: ``bot.store.labelset.in_force``), read in the transaction: a label
-        retired, renamed or merged since the model was trained never lends its probability to
-        another. An item whose confidence is at or above ``threshold`` becomes ``auto``, unless
-        people have started answering it (a counted answer: it waits for them, as
+        """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items
+        (and for an item decided with a label retired since, whose status stays: it is scored
+        only for the producer API, ``unscored_of``), in one transaction, with the ``strategy``
+        the priorities were computed under. The label and confidence stored are those of the
+        best label in force in ``ranked`` (the model's top guesses:
+        ``bot.store.labelset.in_force``), read in the transaction: a label retired, renamed or
+        merged since the model was trained never lends its probability to another. An item
+        whose confidence is at or above ``threshold`` becomes ``auto``, unless people have
+        started answering it (a counted answer: it waits for them, as
         ``rethreshold_step`` keeps it); below it, ``queued``. An item left to the model that
         waited for people (``queued``; with ``tell_new``, also one never scored: ``new``, as
         a producer whose request did not score it was told) gets its webhook
@@ -275,9 +286,10 @@ class QueueMixin:
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
                     " priority = ?, strategy = ?, ranked = ?, updated_at = ?, status = CASE"
-                    " WHEN status = 'posted' THEN status WHEN ? >= ? AND"
+                    " WHEN status IN ('posted', 'resolved') THEN status WHEN ? >= ? AND"
                     f" {UNANSWERED} THEN 'auto' ELSE 'queued' END"
-                    " WHERE id = ? AND status IN ('new', 'queued', 'auto', 'posted')",
+                    " WHERE id = ? AND (status IN ('new', 'queued', 'auto', 'posted')"
+                    f" OR {self._RETIRED_DECISION})",
                     [
                         version,
                         label,
