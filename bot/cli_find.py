@@ -45,7 +45,7 @@ def printable(text: str) -> str:
     "as_jsonl",
     is_flag=True,
     help="Print each item whole as a JSON line (id, status, source, text, meta, created_at,"
-    " label): what an access request asks for.",
+    " label, label_retired): what an access request asks for.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @click.pass_obj
@@ -95,24 +95,34 @@ def find_command(
     with friendly_errors(), state.open_existing_store() as store:
         counts = store.count_items()  # flat: the counts kept with every change
         items = sum(counts.get(status, 0) for status in ITEM_STATUSES)
+        retired = store.retired_labels()  # the label set's few rows
         with Reading(f"Searching {count(items, 'item')}", quiet=quiet) as bar:
             for item in store.find_items(text, part=part, progress=progress):
                 found += 1
-                lines.append(_line(item, ids_only=ids_only, as_jsonl=as_jsonl))
+                lines.append(_line(item, retired, ids_only=ids_only, as_jsonl=as_jsonl))
             flush()
     if not ids_only and not as_jsonl:
         click.echo(f"{count(found, 'item')} found.", err=True)
 
 
-def _line(item: dict[str, Any], *, ids_only: bool, as_jsonl: bool) -> str:
-    """The line printed for ``item``: its id, its JSON, or id, status, label and text."""
+def _line(item: dict[str, Any], retired: set[str], *, ids_only: bool, as_jsonl: bool) -> str:
+    """The line printed for ``item``: its id, its JSON, or id, status, label and text.
+
+    An item decided with a label retired since (in ``retired``) is not decided any more: it
+    waits in /hitl review for a label in force, as `hitl stats` counts it and the producer API
+    says (``needs_review``). The plain listing says so; the JSON keeps the stored ``status``
+    (the API's ``queue_status``) and ``label``, and says it with ``label_retired``."""
     if ids_only:
         return item["id"]
+    label_retired = item["status"] == "resolved" and item["label"] in retired
     if as_jsonl:
         item["meta"] = json.loads(item["meta"] or "{}")
-        return json.dumps(item, ensure_ascii=False)
+        return json.dumps({**item, "label_retired": label_retired}, ensure_ascii=False)
     shown = " ".join(item["text"].split())
     if len(shown) > SHOWN_CHARS:
         shown = shown[: SHOWN_CHARS - 1] + "…"
+    status = "waiting in review" if label_retired else item["status"]
     label = f" ({printable(item['label'])})" if item["label"] else ""
-    return f"{printable(item['id'])}  {item['status']}{label}  {printable(shown)}"
+    if label_retired:
+        label = f" ({printable(item['label'])} was retired)"
+    return f"{printable(item['id'])}  {status}{label}  {printable(shown)}"
