@@ -1093,7 +1093,8 @@ def _outside(
     """Why a row's label is refused, and the two ways to fix it. A label renamed or merged
     away (``successors``) cannot be added back (``Store._refuse_reused``): a rename can be
     undone (`hitl labels rename NEW OLD`), which ``changes`` (the label set's, oldest first)
-    tell; after a merge, or without them, the row is to be written with the new name."""
+    tell; after a merge, or without them, the row is to be written with the new name. A
+    successor retired since is to be added back (`hitl labels add NEW`) first."""
     shown = ", ".join(_printable(name) for name in in_force[:LABELS_SHOWN])
     if len(in_force) > LABELS_SHOWN:
         shown += f", … ({len(in_force)} in all: `hitl labels show`)"
@@ -1123,6 +1124,15 @@ def _outside(
         back = _printable(f"hitl labels rename {ends}{shlex.join(words)}", limit=120)
         return (
             f'{said}, or, to have "{_printable(label)}" back, rename the label back with `{back}`'
+        )
+    if successor is not None:
+        # renamed or merged into a label retired since: `hitl labels add` refuses the old name
+        # (``Store._refuse_reused``), and the successor is not in the set: adding it back is
+        back = _printable(f"hitl labels add {shlex.quote(successor)}", limit=120)
+        return (
+            f'label "{_printable(label)}" is now "{_printable(successor)}" (changed with'
+            f" `hitl labels`), which was retired: add it back with `{back}` and write"
+            f' "{_printable(successor)}" in the file, or fix the row'
         )
     if (twin := case_twin(label, in_force)) is not None:  # `hitl labels add` would refuse it
         return twin_label(label, twin)

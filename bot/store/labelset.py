@@ -683,9 +683,15 @@ class LabelSetMixin:
             name = quoted(made)
             if old != made:
                 name += f" differs {how_twins_differ(made, old)} from {quoted(old)}, which"
+            # its successor retired since: using it is refused too; adding it back is the way
+            use = (
+                f"or bring {quoted(successor)} back, retired since, with `add {successor}`"
+                if successor in self.retired_labels()
+                else f"or use {quoted(successor)}"
+            )
             raise StoreError(
                 f"{name} was {done} {quoted(was)}{on}{now}; answers and labels given as {old}"
-                f" count for {successor}: choose another name (or use {quoted(successor)})"
+                f" count for {successor}: choose another name ({use})"
             )
         if renamed is not None and made in self.retired_labels():
             raise StoreError(
