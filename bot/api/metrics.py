@@ -77,12 +77,24 @@ SLACK_ERROR_LISTENERS.append(count_slack_error)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+GOLD_HELD_BACK = "gold_held_back"  # ``hitl_items``' status of the gold questions held back
+
+
 def read_counts(store: Store) -> dict[str, Any]:
     """The database's counts a scrape reports, in the thread ``store`` belongs to: items by
     status, answers, and ``Store.metrics_counts`` (posts, open posts, deliveries, runs).
-    Items by status as `hitl stats` shows them (``Store.count_items_shown``): those decided
-    with a label since retired are ``label_retired``, not ``resolved``."""
-    counts = {"items": store.count_items_shown(), "answers": store.count_answers()}
+    Items by status as `hitl stats` shows them (``Store.count_items_shown``, every status, 0
+    when none): those decided with a label since retired are ``label_retired``, not
+    ``resolved``, and the gold questions held back while their gold label is retired
+    (``Store.gold_held_back``: not waiting, not asked until it is added back) are
+    ``GOLD_HELD_BACK``, not ``gold``. Both read in one snapshot; the held ones are few (0
+    without reading a gold item while no label is retired)."""
+    with store.snapshot():
+        items = store.count_items_shown()
+        held = min(store.gold_held_back(), items["gold"])
+    items["gold"] -= held
+    items[GOLD_HELD_BACK] = held
+    counts = {"items": items, "answers": store.count_answers()}
     return {**counts, **store.metrics_counts()}
 
 
@@ -122,7 +134,8 @@ class StoreCollector:
         items = GaugeMetricFamily(
             "hitl_items",
             "Items by status (label_retired: decided with a label since retired, waiting in"
-            " review for a label in force; not resolved)",
+            " review for a label in force, not resolved; gold_held_back: gold questions held"
+            " back while their gold label is retired, not gold)",
             labels=["status"],
         )
         for status, n in sorted(counts["items"].items()):

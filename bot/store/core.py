@@ -573,10 +573,11 @@ class Store(
         says ``needs_review`` (``NotInForce.undecides``) and it waits in /hitl review until
         given a label in force or the label is added back, when it counts as resolved again.
         Its status stays ``resolved`` (``count_items``, what the dispatcher, the refresh and
-        the stopping rule read, keeps that meaning). One statement, so one snapshot: the
-        per-status counts and the per-label counts (m008) of the retired labels, flat in the
-        item count (a few rows of ``label_set`` and ``label_counts``)."""
-        counts = dict.fromkeys(ITEM_STATUSES, 0)
+        the stopping rule read, keeps that meaning). Every status is there, 0 when no item
+        has it (``gold`` too: the gold questions not asked yet). One statement, so one
+        snapshot: the per-status counts and the per-label counts (m008) of the retired labels,
+        flat in the item count (a few rows of ``label_set`` and ``label_counts``)."""
+        counts = dict.fromkeys((*ITEM_STATUSES, "gold"), 0)
         retired = 0
         rows = self.db.execute(
             "SELECT status, n FROM item_counts WHERE n != 0 UNION ALL"
