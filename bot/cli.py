@@ -1275,7 +1275,12 @@ def retrain_command(state: State, force: bool) -> None:
 
 def _retrain_kept(store: Store, run_id: int) -> str:
     """What a retrain stopped by an interrupt kept, from its run's record: one stopped while
-    its model files were written waited for them and recorded the model (promoted or not)."""
+    its model files were written waited for them and recorded the model (promoted or not), or
+    its model could not be recorded (another process held the database's write lock) and is
+    not kept; said from the outcome this process holds (``retrain.UNRECORDED``) when the
+    database could not record the run's end either (it is still `running` there)."""
+    from bot.learning import retrain
+
     scores = (
         "the waiting items were not scored with it: they keep their scores until `hitl serve`"
         " scores them (it does at start)"
@@ -1283,7 +1288,12 @@ def _retrain_kept(store: Store, run_id: int) -> str:
     with contextlib.suppress(Exception):
         run = next((r for r in store.runs("retrain", limit=20) if r["id"] == run_id), None)
         detail = run["detail"] if run is not None else {}
+        if run is not None and run["status"] == "running":
+            detail = retrain.UNRECORDED.get((store.path, run_id)) or detail
         version = detail.get("version")
+        reason = str(detail.get("reason") or "")
+        if detail.get("status") == "failed" and re.match(r"v\d+ could not be recorded ", reason):
+            return f" after its model was written: {reason}"  # not kept (``_not_kept``)
         if version is not None and detail.get("status") == "promoted":
             return (
                 f" after its model was written: v{version} is stored and is the champion"

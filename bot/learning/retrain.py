@@ -1873,7 +1873,13 @@ async def retrain(
             raise
         _say_failed(exc, computed.outcome)
         return computed.outcome
-    outcome, refused = await _at_end(store, _end_fitted, plan, computed, registry, again)
+    # the CLI's Ctrl-C (not `hitl serve`'s stop, which lets the end finish): no more tries of
+    # ``finish`` after the one under way
+    no_more_tries = threading.Event()
+    outcome, refused = await _at_end(
+        store, _end_fitted, plan, computed, registry, again, no_more_tries,
+        on_stop=no_more_tries.set if raise_failures else None,
+    )  # fmt: skip
     if refused is not None:  # nothing recorded (a full disk, a lock held long): not kept
         if raise_failures:
             raise refused
@@ -1991,8 +1997,14 @@ def _recorded_all_the_same(store: Store, computed: Computed, error: Exception) -
 # or `hitl import` that holds the lock a little long does not throw the finished model away.
 END_TRIES = 2
 
+# How often ``_at_end``'s wait for its thread wakes the event loop, so that a Ctrl-C the
+# kernel handed to another thread is seen (seconds; a wake costs microseconds).
+WAKE_TICK = 0.25
 
-async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
+
+async def _at_end(
+    store: Store, work: Callable[..., Any], *args: Any, on_stop: Callable[[], None] | None = None
+) -> Any:
     """``work(own, *args)`` in a worker thread on a connection of its own (``Store.apart``),
     as the start of a retrain and a refresh's writes run: the end's writes (``finish`` and those
     after it) wait for another process's write lock there, with that connection's busy timeout
@@ -2004,7 +2016,13 @@ async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
     The server's stop (the retrain's task cancelled) does not cut it short: the thread cannot
     be stopped, so it is waited for (bounded by its connection's busy timeouts) before the
     cancel goes on. Nothing writes after the server closes its store and lock, and the run's
-    record is final when ``jobs.stopped_by_shutdown`` reads it for its report."""
+    record is final when ``jobs.stopped_by_shutdown`` reads it for its report. ``on_stop`` is
+    called at the stop (the CLI's Ctrl-C: ``_finish_trying`` tries no more after the try under
+    way, so the end waits one busy timeout at most, not END_TRIES of them, and a model it could
+    not record is not kept, which the command's one line says). The wait wakes each
+    WAKE_TICK: `asyncio.run`'s Ctrl-C handler runs only once the event loop wakes, and a
+    SIGINT the kernel hands to the end's thread wakes nothing (asyncio sets no wakeup fd for
+    that handler), so a loop asleep until the thread ends saw the Ctrl-C only after every try."""
     if store.path is None:
         return work(store, *args)
 
@@ -2018,8 +2036,12 @@ async def _at_end(store: Store, work: Callable[..., Any], *args: Any) -> Any:
 
     ended = asyncio.ensure_future(asyncio.to_thread(run))
     try:
-        opened, result = await asyncio.shield(ended)
+        while not ended.done():  # awake each WAKE_TICK: a Ctrl-C is seen as the thread waits
+            await asyncio.wait([ended], timeout=WAKE_TICK)
+        opened, result = ended.result()
     except asyncio.CancelledError:
+        if on_stop is not None:
+            on_stop()
         while not ended.done():  # the stop: the thread's writes end before the store closes
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([ended])
@@ -2041,18 +2063,23 @@ def _locked(exc: BaseException) -> bool:
 
 
 def _finish_trying(
-    store: Store, plan: Plan, computed: Computed, registry: ModelRegistry
+    store: Store,
+    plan: Plan,
+    computed: Computed,
+    registry: ModelRegistry,
+    no_more_tries: threading.Event | None = None,
 ) -> Outcome:
     """``finish``, tried again (END_TRIES in all) while another process held the write lock
     past the busy timeout: its BEGIN IMMEDIATE was refused, so nothing of it ran (a look at
     the deletions that moved ``plan.deleted_mark`` may have withdrawn the model: not tried
-    again then)."""
+    again then). Not tried again either once ``no_more_tries`` is set (the CLI's Ctrl-C)."""
     for tries_left in range(END_TRIES - 1, -1, -1):
         mark = plan.deleted_mark
         try:
             return finish(store, plan, computed, registry)
         except DatabaseError as exc:
-            if not tries_left or not _locked(exc) or plan.deleted_mark != mark:
+            stopped = no_more_tries is not None and no_more_tries.is_set()
+            if not tries_left or not _locked(exc) or plan.deleted_mark != mark or stopped:
                 raise
             logger.info(
                 "retrain v%s: the database is locked by another process; waiting once more to"
@@ -2063,7 +2090,12 @@ def _finish_trying(
 
 
 def _end_fitted(
-    store: Store, plan: Plan, computed: Computed, registry: ModelRegistry, again: str
+    store: Store,
+    plan: Plan,
+    computed: Computed,
+    registry: ModelRegistry,
+    again: str,
+    no_more_tries: threading.Event | None = None,
 ) -> tuple[Outcome, Exception | None]:
     """A fitted retrain's end (``_at_end``: in a worker thread, on a connection of its own):
     a model trained on items deleted since is withdrawn (``withdraw``), and ``finish`` records
@@ -2075,7 +2107,7 @@ def _end_fitted(
         if computed.meta is not None and not computed.meta.pruned_at:  # deleted while trained
             if erased := erased_while_training(store, plan):
                 computed = withdraw(registry, plan, computed, erased)
-        return _finish_trying(store, plan, computed, registry), None
+        return _finish_trying(store, plan, computed, registry, no_more_tries), None
     except Exception as exc:  # noqa: BLE001 - nothing recorded (a full disk): not kept
         if computed.meta is not None and _recorded(store, computed.meta.version):
             return _recorded_all_the_same(store, computed, exc), None  # its files stay
