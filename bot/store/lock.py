@@ -517,6 +517,32 @@ def server_lock(
         os.close(last)  # drops the lock
 
 
+def _held_here(probe: int, holder: str) -> bool:
+    """Whether this process holds the flock of the lock file ``probe`` is open on (its own
+    server: ``server_lock``), not only a process whose holder line carries this pid (in
+    containers every one of them is pid 1). Linux tells it exactly: the descriptors of this
+    process open on that file, one of them holding its lock (/proc/self/fdinfo's "lock:"
+    line). Elsewhere the holder line's pid and host are all there is."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},")
+    file = os.fstat(probe)
+    for fd in fds:
+        if fd == str(probe):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            found = os.fstat(int(fd))
+            if (found.st_dev, found.st_ino) != (file.st_dev, file.st_ino):
+                continue
+            said = Path(f"/proc/self/fdinfo/{fd}").read_text()
+            for line in said.splitlines():
+                fields = line.split()
+                if fields[:1] == ["lock:"] and fields[2:3] == ["FLOCK"] and "WRITE" in fields:
+                    return True
+    return False
+
+
 def other_server(db: Path, *, starting: bool = True) -> str | None:
     """Who holds ``db``'s server lock, when another process does (a running `hitl serve` or
     `hitl demo`: "pid 812 on host, since …"), else None. The probe is a shared lock taken and
@@ -535,7 +561,7 @@ def other_server(db: Path, *, starting: bool = True) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder_line(os.pread(fd, 300, 0))
-            if holder.startswith(f"pid {os.getpid()} "):
+            if _held_here(fd, holder):
                 return None  # this process's own server, upgrading as it starts
             # Nothing written yet: a server in its first moment, between its flock and its
             # holder line (``server_lock`` writes it next, or gives the lock up: a start that
