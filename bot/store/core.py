@@ -138,9 +138,12 @@ class Store(
         (``database_problem``).
         """
         path = Path(path)
-        if path.parent and not path.parent.exists():
+        # A symlink to a file not there yet (a volume not mounted yet, a typo in the link): the
+        # new database is made at its target, as at any path where nothing is (0600, whole)
+        target = path.resolve() if path.is_symlink() and not path.exists() else path
+        if target.parent and not target.parent.exists():
             raise StoreError(
-                f"{path}: folder {path.parent} does not exist; create it or set HITL_DB"
+                f"{path}: folder {target.parent} does not exist; create it or set HITL_DB"
             )
         # A file with hard links: said; one a server writes under another name: refused (SQLite
         # keeps a -wal per name). Before SQLite opens it, in the check's own words.
@@ -152,9 +155,9 @@ class Store(
             if create:
                 # A new database appears whole (``_make_whole``), never as a file of 0 bytes
                 # that a server starting beside this process takes for a truncated one
-                made = not os.path.lexists(path) and _make_whole(path)
+                made = not os.path.lexists(target) and _make_whole(target)
                 if not made:
-                    _create_private(path)
+                    _create_private(target)
                 conn = sqlite3.connect(str(path), timeout=10)
             else:
                 made = False
