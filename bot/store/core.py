@@ -12,6 +12,7 @@ queries live beside this module, one class per concern that ``Store`` is put tog
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from bot.store.erasure import ErasureMixin
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
-from bot.store.lock import other_server
+from bot.store.lock import BUILD, SHORT_BUILD, other_server
 from bot.store.migrations import (
     KNOWN_MIGRATIONS,
     applied_names,
@@ -151,13 +152,14 @@ class Store(
 
         check_names(path)
         conn = None
+        here: tuple[int, int] | None = None  # the file this call made in place, if it did
         try:
             if create:
                 # A new database appears whole (``_make_whole``), never as a file of 0 bytes
                 # that a server starting beside this process takes for a truncated one
                 made = not os.path.lexists(target) and _make_whole(target)
                 if not made:
-                    _create_private(target)
+                    here = _create_private(target)
                 conn = sqlite3.connect(str(path), timeout=10)
             else:
                 made = False
@@ -173,6 +175,8 @@ class Store(
         except BaseException as exc:
             if conn is not None:
                 conn.close()
+            if here is not None and _left_over(exc):
+                _drop_made(target, here)  # a refused or failed make leaves nothing at the path
             if isinstance(exc, sqlite3.Error):
                 raise database_problem(path, exc) from exc
             raise
@@ -1283,19 +1287,30 @@ def _make_whole(path: Path) -> bool:
     each builds its own, the second opens the first's). Made in place, a new file stood at 0
     bytes for a moment, which that server took for a truncated database ("restore it from a
     backup"). The file is 0600 (``_create_private``). False when it was not put there: one
-    was there first, or it could not be built or linked (a folder that cannot be written, a
-    full disk, a filesystem without hard links), and the caller makes it in place, where
-    SQLite says what is wrong. Refused (StoreError) while a server that serves holds the
-    database's lock: its file was deleted under it (``other_server``; a server still
-    starting, which opens the file once it is there, is none)."""
+    was there first, or it cannot be built or linked where making it in place can still work
+    or says why in SQLite's words (a folder that cannot be written, a filesystem without hard
+    links), and the caller makes it in place. A full disk or the file-size limit is raised
+    (StoreError), leaving nothing: in place it struck the same, after the file was there.
+    Refused (StoreError) while a server that serves holds the database's lock: its file was
+    deleted under it (``other_server``; a server still starting, which opens the file once it
+    is there, is none)."""
     if str(path) == ":memory:":  # SQLite's name for no file at all
         return False
-    tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+    tag = f"{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = path.with_name(f".{path.name}{BUILD}{tag}")
+    flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return False
-    os.close(fd)
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            tmp = path.with_name(f"{SHORT_BUILD}{tag}")  # a name near the limit: a short one
+            fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise StoreError(_no_room(path, exc)) from None
+        return False  # a folder that cannot be written: SQLite says it, in place
     try:
         conn = sqlite3.connect(str(tmp), timeout=10)
         try:
@@ -1305,6 +1320,8 @@ def _make_whole(path: Path) -> bool:
             db.enable_wal()  # in its header: every opener of it uses WAL
         finally:
             conn.close()  # its -wal checkpointed and removed
+        os.close(fd)
+        fd = -1
         # Looked for first, then the path: a server seen serving had its file open before
         # this look (``HeldLock.started``), so none there now was deleted under it. One seen
         # starting puts its file there, if at all, before it serves: the link finds it.
@@ -1313,28 +1330,109 @@ def _make_whole(path: Path) -> bool:
                 raise StoreError(_deleted_under(path, holder))
             return False  # the one it made as this one was built: opened as it is
         os.link(tmp, path)
-    except (OSError, sqlite3.Error):
-        return False
+    except FileExistsError:
+        return False  # another process's, put there as this one was built: opened as it is
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise StoreError(_no_room(path, exc)) from None
+        if exc.errno in _NO_LINKS or exc.errno == errno.ENOENT:
+            return False  # a filesystem without hard links: made in place
+        problem = f"{path}: cannot make a new database ({exc.strerror}); check the disk"
+        raise StoreError(problem) from None
+    except sqlite3.Error as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR"):
+            raise _build_problem(path, exc) from None
+        return False  # SQLite says it again, in place
     finally:
+        if fd >= 0:
+            os.close(fd)
         for name in ("", "-journal", "-wal", "-shm"):
             with suppress(OSError):
                 os.unlink(f"{tmp}{name}")
     return True
 
 
-def _create_private(path: Path) -> None:
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NO_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+
+
+def _no_room(path: Path, exc: OSError) -> str:
+    """A new database that cannot be written for lack of room, in one line (no file made)."""
+    if exc.errno == errno.EFBIG:
+        return (
+            f"{path}: the file-size limit (`ulimit -f`) stops hitl from writing a new database"
+            " there; raise it and try again"
+        )
+    if exc.errno == errno.EDQUOT:
+        return f"{path}: the disk quota is used up; free some space or raise the quota"
+    return f"{path}: the disk is full; free some space and try again"
+
+
+def _build_problem(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A write SQLite could not make while it built a new database: the file-size limit (`ulimit
+    -f`, which SQLite reports as a disk I/O error) when one is set, else what SQLite says."""
+    limit = _size_limit()
+    with suppress(OSError):
+        room = os.statvfs(path.parent)
+        if room.f_bavail * room.f_frsize < 1024 * 1024:
+            limit = None  # the disk is full (or nearly): SQLite's SQLITE_FULL says it
+    if limit is not None:
+        return StoreError(
+            f"{path}: the file-size limit (`ulimit -f`: {limit} bytes) stops hitl from writing"
+            " a new database there (about 400 KB); raise it and try again"
+        )
+    return database_problem(path, exc)
+
+
+def _size_limit() -> int | None:
+    """This process's file-size limit (`ulimit -f`), in bytes, or None when there is none."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _left_over(exc: BaseException) -> bool:
+    """Whether a failed ``Store.open`` leaves nothing of a file it made in place: a refusal
+    (StoreError), a full disk or an I/O error, not a busy file another process writes in."""
+    if isinstance(exc, StoreError):
+        return True
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+
+
+def _drop_made(path: Path, made: tuple[int, int]) -> None:
+    """Remove the file ``made`` (its st_dev, st_ino) at ``path``, and its -wal and -shm, while
+    it is still the one this process made."""
+    with suppress(OSError):
+        found = os.stat(path)
+        if (found.st_dev, found.st_ino) != made:
+            return
+        for name in ("", "-wal", "-shm"):
+            with suppress(OSError):
+                os.unlink(f"{path}{name}")
+
+
+def _create_private(path: Path) -> tuple[int, int] | None:
     """Create a new database file readable by its owner only (0600), as the model files are: it
     holds every item's text and who answered what. SQLite gives its -wal and -shm files the
     database file's mode. An existing file keeps the mode it has (an operator may have chosen
     one); any problem creating it (a link, a folder that cannot be written) is left to SQLite,
-    which reports it as before."""
+    which reports it as before. The file's (st_dev, st_ino) when it made it, else None."""
     if str(path) == ":memory:":  # SQLite's name for no file at all
-        return
+        return None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError:
-        return
-    os.close(fd)
+        return None
+    try:
+        found = os.fstat(fd)
+        return found.st_dev, found.st_ino
+    finally:
+        os.close(fd)
 
 
 def _refuse_foreign(db: Database, path: Path) -> None:

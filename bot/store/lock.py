@@ -210,6 +210,22 @@ def _let_go(fds: list[int]) -> None:
     fds.clear()
 
 
+# The names a new database is built under beside its path (``_make_whole``): ``.hitl.db.new-`` +
+# ``<pid>-<hex>``, or, where that name is too long, ``.hitl-new-<pid>-<hex>``.
+BUILD = ".new-"
+SHORT_BUILD = ".hitl-new-"
+_BUILT = re.compile(r"(\d+)-[0-9a-f]{8}(-journal|-wal|-shm)?")
+
+
+def build_pid(name: str, db_name: str) -> int | None:
+    """The pid of the process that builds (or built) a new database under ``name``, beside the
+    database ``db_name`` (``_make_whole``), or None for a name that is not one."""
+    for prefix in (f".{db_name}{BUILD}", SHORT_BUILD):
+        if name.startswith(prefix) and (found := _BUILT.fullmatch(name[len(prefix) :])):
+            return int(found[1])
+    return None
+
+
 def _put_in_place(db: Path, found: os.stat_result) -> bool:
     """Whether the second name of the file ``found`` at ``db`` is the one another process
     built a new database under (``bot.store.core._make_whole``: ``.hitl.db.new-…``, linked
@@ -217,10 +233,10 @@ def _put_in_place(db: Path, found: os.stat_result) -> bool:
     made. Looked for, then ``db`` looked at again: the name is removed after the link."""
     if found.st_nlink != 2:
         return False
-    prefix = f".{Path(db).name}.new-"
     with contextlib.suppress(OSError), os.scandir(Path(db).parent) as names:
         for entry in names:
-            if entry.name.startswith(prefix):
+            pid = build_pid(entry.name, Path(db).name)
+            if pid is not None:
                 with contextlib.suppress(OSError):
                     there = entry.stat(follow_symlinks=False)
                     if (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino):
