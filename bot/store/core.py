@@ -35,7 +35,7 @@ from bot.store.erasure import ErasureMixin
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
-from bot.store.lock import BUILD, SHORT_BUILD, other_server
+from bot.store.lock import BUILD, SHORT_BUILD, build_pid, fcntl, other_server, pid_alive
 from bot.store.migrations import (
     KNOWN_MIGRATIONS,
     applied_names,
@@ -1293,9 +1293,11 @@ def _make_whole(path: Path) -> bool:
     (StoreError), leaving nothing: in place it struck the same, after the file was there.
     Refused (StoreError) while a server that serves holds the database's lock: its file was
     deleted under it (``other_server``; a server still starting, which opens the file once it
-    is there, is none)."""
+    is there, is none). Names earlier builds left (a process killed as it built) are removed
+    first (``_sweep_builds``)."""
     if str(path) == ":memory:":  # SQLite's name for no file at all
         return False
+    _sweep_builds(path)
     tag = f"{os.getpid()}-{os.urandom(4).hex()}"
     tmp = path.with_name(f".{path.name}{BUILD}{tag}")
     flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -1312,6 +1314,8 @@ def _make_whole(path: Path) -> bool:
             raise StoreError(_no_room(path, exc)) from None
         return False  # a folder that cannot be written: SQLite says it, in place
     try:
+        with suppress(OSError, AttributeError):  # building: another's ``_sweep_builds`` keeps off
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         conn = sqlite3.connect(str(tmp), timeout=10)
         try:
             db = Database(conn)
@@ -1320,7 +1324,7 @@ def _make_whole(path: Path) -> bool:
             db.enable_wal()  # in its header: every opener of it uses WAL
         finally:
             conn.close()  # its -wal checkpointed and removed
-        os.close(fd)
+        os.close(fd)  # its flock too: once linked, it is the database's file
         fd = -1
         # Looked for first, then the path: a server seen serving had its file open before
         # this look (``HeldLock.started``), so none there now was deleted under it. One seen
@@ -1355,6 +1359,37 @@ def _make_whole(path: Path) -> bool:
 
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _NO_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+
+
+def _sweep_builds(path: Path) -> None:
+    """Remove what builds of a new database at ``path`` left behind (``_make_whole``'s names, a
+    process killed as it built: a whole schema, a journal, or the database's second name when
+    killed after its link): those of a pid no process runs under now, whose flock (held while
+    it builds) no process holds either (a process of another pid namespace, a container's,
+    is not seen by its pid). One scan of the folder."""
+    with suppress(OSError), os.scandir(path.parent) as names:
+        for entry in names:
+            pid = build_pid(entry.name, path.name)
+            if pid is None or pid == os.getpid() or pid_alive(pid):
+                continue
+            main = entry.path
+            for suffix in ("-journal", "-wal", "-shm"):
+                main = main.removesuffix(suffix)
+            try:
+                fd = os.open(main, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                fd = None  # what a build left beside its name, the name gone
+            except OSError:
+                continue
+            try:
+                if fd is not None and fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(entry.path)
+            except OSError:
+                pass  # held: a build under way in another pid namespace
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
 
 def _no_room(path: Path, exc: OSError) -> str:

@@ -226,17 +226,30 @@ def build_pid(name: str, db_name: str) -> int | None:
     return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs under ``pid`` as this process sees it (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def _put_in_place(db: Path, found: os.stat_result) -> bool:
     """Whether the second name of the file ``found`` at ``db`` is the one another process
     built a new database under (``bot.store.core._make_whole``: ``.hitl.db.new-…``, linked
     at ``db``, then removed): for a moment the file has two names, and no hard link was
-    made. Looked for, then ``db`` looked at again: the name is removed after the link."""
+    made. Looked for, then ``db`` looked at again: the name is removed after the link. A
+    name whose process is gone (killed after the link) is a second name for good, warned
+    of."""
     if found.st_nlink != 2:
         return False
     with contextlib.suppress(OSError), os.scandir(Path(db).parent) as names:
         for entry in names:
             pid = build_pid(entry.name, Path(db).name)
-            if pid is not None:
+            if pid is not None and (pid == os.getpid() or pid_alive(pid)):
                 with contextlib.suppress(OSError):
                     there = entry.stat(follow_symlinks=False)
                     if (there.st_dev, there.st_ino) == (found.st_dev, found.st_ino):

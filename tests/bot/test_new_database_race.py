@@ -310,10 +310,10 @@ def test_the_name_a_new_database_was_built_under_is_no_hard_link(
     warn of. A name that is one is still warned of."""
     db = tmp_path / "hitl.db"
     Store.open(db).close()
-    os.link(db, tmp_path / ".hitl.db.new-812-0a1b2c3d")
+    os.link(db, tmp_path / f".hitl.db.new-{os.getpid()}-0a1b2c3d")  # a build under way
     with caplog.at_level(logging.WARNING):
         check_names(db)
         assert not [r for r in caplog.records if "names (hard links" in r.getMessage()]
-        (tmp_path / ".hitl.db.new-812-0a1b2c3d").rename(tmp_path / "copy.db")
+        (tmp_path / f".hitl.db.new-{os.getpid()}-0a1b2c3d").rename(tmp_path / "copy.db")
         check_names(db)
     assert [r for r in caplog.records if "has 2 names (hard links" in r.getMessage()]
