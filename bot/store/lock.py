@@ -241,14 +241,15 @@ def _put_in_place(db: Path, found: os.stat_result) -> bool:
     """Whether the second name of the file ``found`` at ``db`` is the one another process
     built a new database under (``bot.store.core._make_whole``: ``.hitl.db.new-…``, linked
     at ``db``, then removed): for a moment the file has two names, and no hard link was
-    made. Looked for, then ``db`` looked at again: the name is removed after the link. A
-    name whose process is gone (killed after the link) is a second name for good, warned
-    of."""
+    made. Looked for beside the file (symlinks resolved), then ``db`` looked at again: the
+    name is removed after the link. A name whose process is gone (killed after the link) is
+    a second name for good, warned of."""
     if found.st_nlink != 2:
         return False
-    with contextlib.suppress(OSError), os.scandir(Path(db).parent) as names:
+    real = Path(db).resolve()  # the file's folder and name, not a symlink's
+    with contextlib.suppress(OSError), os.scandir(real.parent) as names:
         for entry in names:
-            pid = build_pid(entry.name, Path(db).name)
+            pid = build_pid(entry.name, real.name)
             if pid is not None and (pid == os.getpid() or pid_alive(pid)):
                 with contextlib.suppress(OSError):
                     there = entry.stat(follow_symlinks=False)

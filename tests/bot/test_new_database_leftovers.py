@@ -3,7 +3,8 @@ beside it (``_make_whole``): its build name (``.hitl.db.new-PID-HEX``, a whole s
 empty file, with its -journal) stayed for good; the next build removes those of a process that
 is gone. Killed right after the link, the database keeps that name as a second one (a hard
 link): it was taken for a build under way as long as it was there, and never warned of. It is
-warned of once its process is gone."""
+warned of once its process is gone; a build under way (its process alive) is not, through a
+symlink to the database either (the build name was looked for beside the symlink)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,19 @@ def test_a_second_name_a_killed_build_left_is_warned_of(
     with caplog.at_level(logging.WARNING):
         check_names(db)
     assert [r for r in caplog.records if "has 2 names (hard links" in r.getMessage()]
+
+
+def test_a_build_under_way_is_no_second_name_through_a_symlink(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    Store.open(data / "hitl.db").close()
+    link = tmp_path / "hitl.db"
+    link.symlink_to(data / "hitl.db")
+    # the moment between a build's link and the removal of its name (this process's: alive)
+    os.link(data / "hitl.db", data / f".hitl.db.new-{os.getpid()}-0a1b2c3d")
+    with caplog.at_level(logging.WARNING):
+        check_names(link)
+        check_names(data / "hitl.db")
+    assert not [r for r in caplog.records if "names (hard links" in r.getMessage()]
