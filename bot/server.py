@@ -37,7 +37,7 @@ from bot.api import bodies, metrics, routes
 from bot.api.webhooks import run_deliveries
 from bot.appkeys import BOLT, MAX_BODY, RUNTIME, SERVER_LOCK, VERIFIER
 from bot.config import Settings, channel_id_problems
-from bot.errors import ConfigError, HitlError, without_folders
+from bot.errors import ConfigError, HitlError, StoreError, without_folders
 from bot.eventloop import urgent
 from bot.labelnames import case_twin
 from bot.labelset import label_set_warnings
@@ -77,6 +77,17 @@ from bot.store import (
 )
 from bot.store.lock import HeldLock, lock_path, server_lock
 from model import ModelRegistry
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+# SQLite's lock bytes in a database file (os_unix.c: its pending byte, reserved byte and
+# shared range): every connection that has the file open in WAL mode holds a read lock there
+# for as long as it is open (``drop_new_database``).
+SQLITE_PENDING_BYTE = 0x40000000
+SQLITE_LOCK_BYTES = 512
 
 # The event loop's connection waits at most this long for another process's write lock (an
 # import commits every few hundred ms; a `sqlite3` shell left in BEGIN IMMEDIATE holds it for
@@ -209,6 +220,57 @@ def mirror_registry(store: Store, registry: ModelRegistry) -> None:
             store.record_model(meta.to_dict())
 
 
+def check_db_folder(db: Path) -> None:
+    """Refuse (``StoreError``, one line) a database whose folder is not there (a mistyped
+    HITL_DB or --db), as `hitl import` refuses it (``Store.open``), before the lock file is
+    made: a start makes no folder. Through a symlink, the folder of its target too (a volume
+    not mounted yet)."""
+    for path in (Path(db), Path(db).resolve()):
+        if not path.parent.exists():
+            raise StoreError(f"{db}: folder {path.parent} does not exist; create it or set HITL_DB")
+
+
+def _has_items(store: Store) -> bool:
+    """Whether anything was imported into ``store`` (by another process, beside a start)."""
+    try:
+        return bool(store.db.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0])
+    except Exception:  # noqa: BLE001 - unreadable: kept, as if written
+        return True
+
+
+def drop_new_database(db: Path, made: tuple[int, int]) -> bool:
+    """Remove the database a refused start made (``made``: its file's device and inode), with
+    its -wal and -shm, so that a mistyped path keeps nothing (the next start says it creates
+    one; `hitl stats` says there is none). Called with the server lock held and this
+    process's connections to it closed; kept when the file at the path is another one, or
+    another process has it open (a `hitl import` beside the start: SQLite's read lock, held by
+    every connection open on a WAL database, is seen). Whether it was removed."""
+    path = Path(db).resolve()
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != made:
+            return False
+        if fcntl is not None:
+            try:
+                fcntl.lockf(
+                    fd, fcntl.LOCK_EX | fcntl.LOCK_NB, SQLITE_LOCK_BYTES, SQLITE_PENDING_BYTE
+                )
+            except OSError:
+                return False
+        for name in {path, Path(db)}:
+            for end in ("", "-wal", "-shm"):
+                if end or name == path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{name}{end}")
+        return True
+    finally:
+        os.close(fd)  # drops the lock taken above
+
+
 def new_lock_file(db: Path) -> bool:
     """Whether ``db``'s server lock file does not exist yet (starting creates it)."""
     return not lock_path(Path(db).resolve()).exists()
@@ -309,8 +371,10 @@ def init_app(
         app[VERIFIER] = SignatureVerifier(settings.slack_signing_secret)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        check_new_database_labels(settings)  # before the lock file and the database are made
+        check_db_folder(settings.db)  # before the lock file and the database are made
+        check_new_database_labels(settings)
         held = contextlib.ExitStack()
+        made: tuple[int, int] | None = None  # the new database this start made, if any
         new_lock = lock and new_lock_file(settings.db)
         if lock:  # one server per database; "starting" in its file until the database is open
             app[SERVER_LOCK] = held.enter_context(server_lock(settings.db, starting=True))
@@ -322,6 +386,8 @@ def init_app(
             # place, 0 bytes for a moment) may have made it first
             emptied = not created and _empty_file(settings.db)
             store = Store.open(settings.db)
+            if created and store.made_new:  # removed if the start is refused
+                made = store.file_id
             if lock:  # it writes to this file from here (``other_server``)
                 app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
@@ -348,6 +414,18 @@ def init_app(
                 drop_lock_file(settings.db)  # while held: nobody else took it meanwhile
             held.close()
             raise
+
+        def leave_nothing(store: Store) -> None:
+            """A refused start leaves nothing it made: its new database (when nothing was
+            imported into it meanwhile: ``drop_new_database``) and its lock file (while held:
+            nobody else took it meanwhile)."""
+            untouched = made is not None and not _has_items(store)
+            store.close()
+            if untouched:
+                drop_new_database(settings.db, made)
+            if new_lock:
+                drop_lock_file(settings.db)
+
         session = slack_session()
         try:
             check_label_set(settings, store)
@@ -384,7 +462,7 @@ def init_app(
                 socket = await start_socket_mode(app, settings.slack_app_token)
         except BaseException:  # a refusal, or a stop while Slack cannot be reached
             await session.close()
-            store.close()
+            leave_nothing(store)
             held.close()
             raise
         tasks: list[asyncio.Task] = []
@@ -401,7 +479,7 @@ def init_app(
                     for worker in (scorer.worker, scorer.walk_worker, trainer.worker):
                         worker.close()
                     await session.close()
-                    store.close()
+                    leave_nothing(store)
                     held.close()
                     raise
             loops = [

@@ -1,0 +1,147 @@
+"""A `hitl serve` refused at start (Slack refuses the token or a channel) left an empty database,
+its lock file, and even missing folders at a path that may be a typo (`hitl --db typo.db
+serve`): the next start then served that empty database without saying it made a new one, and
+`hitl stats` reported zeros instead of "no database". A refused start now leaves nothing it
+made, and never what another process made or wrote meanwhile; a missing folder is refused in
+one line, as `hitl import` refuses it. HITL_DB a symlink to a file not there yet is said to be
+a new database, as a plain path is (an outside test of the new-database build)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
+
+from bot import server
+from bot.cli import cli
+from bot.errors import ConfigError
+from bot.sandbox import FakeSlack
+from bot.server import init_app
+from bot.store import Store
+from tests.bot.harness import LABELS, make_settings, start_bot
+from tests.bot.test_new_database_race import ENV, WAIT, hitl_import, line_of
+from tests.bot.test_serve_process import free_port
+
+REFUSED = {
+    "bad bot token": {"slack_bot_token": "xoxb-0000-wrong"},
+    "unknown channel": {"channel": "C0NOSUCH"},
+}
+NEW = "created a new, empty database"
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def stats(db: Path) -> str:
+    result = CliRunner().invoke(
+        cli, ["--db", str(db), "stats"], env={"HITL_LABELS": ",".join(LABELS)}, prog_name="hitl"
+    )
+    return result.output
+
+
+@pytest.mark.parametrize("case", REFUSED)
+async def test_a_refused_start_leaves_no_database_nor_lock_file(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    settings = make_settings(fake_slack, tmp_path, db=folder / "typo.db", port=free_port())
+    with pytest.raises(ConfigError):
+        await asyncio.wait_for(server.serve(settings.with_changes(**REFUSED[case])), 30)
+    assert names(folder) == []  # no database, -wal, -shm, lock file, nor a build's name
+    assert "no database at" in stats(settings.db)
+    assert names(folder) == []
+    # fixed, started again on the same path: it says it made a new, empty database
+    with caplog.at_level(logging.WARNING, logger="bot.server"):
+        async for _bot in start_bot(fake_slack, settings):
+            pass
+    assert [r for r in caplog.records if NEW in r.getMessage()]
+
+
+def test_serve_makes_no_missing_folder_and_says_so_in_one_line(tmp_path: Path):
+    """Through the real CLI: refused before the lock file, nothing made, no traceback."""
+    db = tmp_path / "typo-folder" / "hitl.db"
+    env = {
+        **ENV,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": "secret",
+        "HITL_CHANNEL": "C0HITL",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # never asked: refused before
+        "HITL_HOST": "127.0.0.1",
+        "HITL_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--db", str(db), "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,  # refused at once; the old code served on, retrying Slack
+    )
+    assert done.returncode != 0
+    assert (
+        f"{db}: folder {db.parent} does not exist; create it or set HITL_DB"
+        in done.stderr.strip().splitlines()[-1]
+    )
+    assert "Traceback" not in done.stderr
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("beside", ["an import into it", "a process that has it open"])
+async def test_a_refused_start_keeps_a_database_another_process_uses(
+    fake_slack: FakeSlack, tmp_path: Path, beside: str
+):
+    """What another process wrote into the new database, or has open (a `hitl import` beside
+    the start, about to write), is never removed with it."""
+    settings = make_settings(fake_slack, tmp_path, port=free_port(), **REFUSED["bad bot token"])
+    children: list[subprocess.Popen] = []
+    ran: list[subprocess.CompletedProcess] = []
+
+    def configure(_rt) -> None:  # after the database is made, before Slack is asked
+        if beside == "an import into it":
+            ran.append(hitl_import(settings.db, tmp_path))
+            return
+        code = (
+            "import sys\n"
+            "from bot.store import Store\n"
+            f"store = Store.open({str(settings.db)!r}, create=False)\n"
+            "print('open', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "store.close()\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=ENV,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        children.append(child)
+        assert line_of(child) == "open\n"
+
+    try:
+        app = init_app(settings, run_background=False, configure=configure, retry_base=0.01)
+        with pytest.raises(ConfigError):
+            async with TestServer(app, host="127.0.0.1"):
+                pass
+        assert settings.db.exists()
+        if beside == "an import into it":
+            assert ran[0].returncode == 0, ran[0].stderr
+            with Store.open(settings.db, create=False) as store:
+                assert store.count_items()["new"] == 2
+    finally:
+        for child in children:
+            try:
+                child.communicate(b"go on\n", timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(WAIT)
+    assert [child.returncode for child in children] in ([], [0])
+    assert "no database at" not in stats(settings.db)
