@@ -379,7 +379,9 @@ def init_app(
         if lock:  # one server per database; "starting" in its file until the database is open
             app[SERVER_LOCK] = held.enter_context(server_lock(settings.db, starting=True))
         try:
-            created = not os.path.lexists(settings.db)  # noqa: ASYNC240 - at start, before any request
+            # exists, not lexists: a symlink to a file not there yet (a volume not mounted) is
+            # a database this start makes
+            created = not os.path.exists(settings.db)  # noqa: ASYNC240 - at start, before any request
             # a file of 0 bytes (truncated, or made by `touch`) is an empty database to SQLite;
             # said only when this server's own open made the database in it (``made_new``): a
             # command beside this start (an older slack-hitl's import makes its new database in

@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 from bot import server
 from bot.cli import cli
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.sandbox import FakeSlack
 from bot.server import init_app
 from bot.store import Store
+from bot.store.lock import lock_path
 from tests.bot.harness import LABELS, make_settings, start_bot
 from tests.bot.test_new_database_race import ENV, WAIT, hitl_import, line_of
 from tests.bot.test_serve_process import free_port
@@ -145,3 +146,38 @@ async def test_a_refused_start_keeps_a_database_another_process_uses(
                 child.wait(WAIT)
     assert [child.returncode for child in children] in ([], [0])
     assert "no database at" not in stats(settings.db)
+
+
+async def test_a_symlink_to_a_database_not_there_yet_is_said_to_be_made(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """HITL_DB a symlink whose target is not there yet (a volume not mounted, a typo in the
+    link): the start says it made a new, empty database, as for a plain path (it said nothing:
+    the link was there). A refused start removes the target it made and keeps the link; a
+    target whose folder is missing is refused in one line, and the folder is not made."""
+    (tmp_path / "volume").mkdir()
+    target = tmp_path / "volume" / "hitl.db"
+    link = tmp_path / "hitl.db"
+    link.symlink_to(target)
+    settings = make_settings(fake_slack, tmp_path, db=link, port=free_port())
+    with pytest.raises(ConfigError):
+        await asyncio.wait_for(server.serve(settings.with_changes(**REFUSED["bad bot token"])), 30)
+    assert names(tmp_path / "volume") == [] and link.is_symlink()
+    assert not lock_path(target).exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bot.server"):
+        async for bot in start_bot(fake_slack, settings):
+            assert bot.store.count_items()["new"] == 0
+    [said] = [r.getMessage() for r in caplog.records if NEW in r.getMessage()]
+    assert said.startswith(f"{NEW} at {link} (nothing was there)")
+    assert target.is_file()
+
+    gone = tmp_path / "hitl2.db"
+    gone.symlink_to(tmp_path / "unmounted" / "hitl.db")
+    with pytest.raises(StoreError) as raised:
+        await asyncio.wait_for(server.serve(settings.with_changes(db=gone)), 30)
+    assert str(raised.value) == (
+        f"{gone}: folder {tmp_path / 'unmounted'} does not exist; create it or set HITL_DB"
+    )
+    assert not (tmp_path / "unmounted").exists()
+    assert gone.is_symlink()
