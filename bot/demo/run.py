@@ -277,7 +277,7 @@ async def running_demo(
     # Held before the database is replaced: a demo already running on it keeps it.
     with contextlib.ExitStack() as held:
         try:
-            lock = held.enter_context(server_lock(options.db))
+            lock = held.enter_context(server_lock(options.db, kind="demo"))
         except StoreError as exc:
             raise StoreError(demo_lock_advice(str(exc))) from None
         async with _running_demo(options, data, echo, background=background, lock=lock) as demo:
@@ -304,6 +304,7 @@ async def _running_demo(
         asked_as_gold = {item.id for item in gold}
         store.add_items([i for i in data.unlabeled() if i.id not in asked_as_gold], source="demo")
         store.add_gold(gold)
+    lock.started()  # its lock file no longer says it is starting: it serves this database
     fake, sandbox, teammates = build_workspace(options)
     await fake.start(options.host, 0)
     settings = demo_settings(options, fake, data, headless=not background)

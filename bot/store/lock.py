@@ -316,6 +316,7 @@ class HeldLock:
         self.db, self.path, self.fd = db, path, fd
         self.said: str | None = None  # what was said about a lost lock, once
         self.starting = False  # its file says so (``STARTING``) until ``started``
+        self.doing = b""  # what else its file says it does (``KINDS``) until ``started``
         # The flocks held on the database file (``hold_file``): the first at start, or once a
         # new database is made; another when a file was put in place of the one held. Closed
         # when the server's block ends, never before (see the module docstring).
@@ -346,14 +347,15 @@ class HeldLock:
         """The server's database is open (made, upgraded): from here it writes to that file,
         and the lock file says so (its holder line's ``STARTING`` cut off: the line without
         its newline, then the newline; a reader between reads a server that serves)."""
-        if self.fd is None or not self.starting:
+        if self.fd is None or not (self.starting or self.doing):
             return
-        self.starting = False
+        end = STARTING if self.starting else self.doing
+        self.starting, self.doing = False, b""
         with contextlib.suppress(OSError):  # in the room the longer line took
             said = os.pread(self.fd, 300, 0)
-            if said.endswith(STARTING + b"\n"):
-                os.ftruncate(self.fd, len(said) - len(STARTING) - 1)
-                os.pwrite(self.fd, b"\n", len(said) - len(STARTING) - 1)
+            if said.endswith(end + b"\n"):
+                os.ftruncate(self.fd, len(said) - len(end) - 1)
+                os.pwrite(self.fd, b"\n", len(said) - len(end) - 1)
 
     def check(self) -> None:
         """Whether the lock file is still the one held (two stats; call it now and then); if
@@ -400,7 +402,7 @@ class HeldLock:
             os.close(self.fd)
             self.fd = fd  # locked: a second server is kept off, its holder line written or not
         try:
-            _write_holder(self.fd, starting=self.starting)
+            _write_holder(self.fd, starting=self.starting or self.doing or False)
         except OSError as exc:
             # the start's wording (``_holder_problem``) less its "and start it again": this
             # server runs on, and writes the line at a check once there is room
@@ -431,6 +433,31 @@ class HeldLock:
 # itself, not a line of its own: an older slack-hitl quotes the file's text in its one-line
 # refusals ("pid 812 on host, since …, starting"), and takes it for a server, as before.
 STARTING = b", starting"
+# The end of the holder line while the lock is held by what is no server (``server_lock``'s
+# ``kind``): a `hitl restore` putting a backup in place, a `hitl demo` making its database
+# (until its ``started``). Neither ends with ``STARTING``: a command beside them is refused as
+# beside a server (an older slack-hitl quotes the line in its refusal, and reads it so too),
+# in words that say what runs and to wait for it (``holder_words``).
+KINDS = {"restore": b", restoring", "demo": b", demo starting up"}
+
+
+def holder_words(holder: str) -> str | None:
+    """What holds a database's server lock, from its holder line (``other_server``), in the
+    words of a refusal when it is no server: a `hitl restore`, a `hitl demo` making its
+    database, with what to do ("…: wait for it to finish, then run this command again"), for a
+    refusal that reads "DB is in use: WORDS". None for a server (serving or starting), an
+    older slack-hitl's line, or an unknown one: the refusal says a server."""
+    if holder.endswith(KINDS["restore"].decode()):
+        return (
+            f"a hitl restore is putting a backup in place there ({holder}): wait for it to"
+            " finish, then run this command again"
+        )
+    if holder.endswith(KINDS["demo"].decode()):
+        return (
+            f"a hitl demo is making its database there ({holder}): wait until it has started,"
+            " then run this command again"
+        )
+    return None
 
 
 def _holder_line(said: bytes) -> str:
@@ -438,13 +465,14 @@ def _holder_line(said: bytes) -> str:
     return said.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
 
 
-def _write_holder(fd: int, *, starting: bool = False) -> None:
-    """The holder line, with ``STARTING`` at its end when asked, in one write: a reader sees
-    a starting server as one from the first."""
+def _write_holder(fd: int, *, starting: bool | bytes = False) -> None:
+    """The holder line, with ``STARTING`` at its end when asked (or the end given: ``KINDS``),
+    in one write: a reader sees a starting server as one from the first."""
     since = datetime.now(UTC).isoformat(timespec="seconds")
     line = f"pid {os.getpid()} on {socket.gethostname()}, since {since}".encode()
+    end = STARTING if starting is True else starting or b""
     os.ftruncate(fd, 0)
-    os.pwrite(fd, line + (STARTING if starting else b"") + b"\n", 0)
+    os.pwrite(fd, line + end + b"\n", 0)
 
 
 def _holder_problem(path: Path, db: Path, exc: OSError) -> str:
@@ -468,14 +496,16 @@ def _holder_problem(path: Path, db: Path, exc: OSError) -> str:
 
 @contextlib.contextmanager
 def server_lock(
-    db: Path, *, leave_no_file: bool = False, starting: bool = False
+    db: Path, *, leave_no_file: bool = False, starting: bool = False, kind: str | None = None
 ) -> Iterator[HeldLock]:
     """Hold ``db``'s server lock for the block, or raise StoreError naming who holds it (a
     second hold, in this process too, is refused: each opens the file anew). With
     ``leave_no_file`` (a `hitl restore`, refused or not), a lock file this call made is removed
     at the end, while it is still held: a mistyped --db leaves nothing behind. With
     ``starting`` (`hitl serve`), the lock file says the server is starting until its
-    ``started`` is called, once its database is open (``other_server``)."""
+    ``started`` is called, once its database is open (``other_server``). With ``kind``
+    ("restore", "demo": ``KINDS``), the lock file says what holds it (a demo: until
+    ``started``), for refusals beside it to say so (``holder_words``)."""
     path = lock_path(Path(db).resolve())  # one lock whichever path (symlink) names the file
     if fcntl is None:
         yield HeldLock(Path(db), path, None)
@@ -499,6 +529,8 @@ def server_lock(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder_line(os.pread(fd, 300, 0)) or "unknown"
+            if (words := holder_words(holder)) is not None:
+                raise StoreError(f"{db} is in use: {words}") from None
             raise StoreError(
                 f"{db} is in use by another hitl server or demo ({holder}): two would post every"
                 " question twice. Stop that one first, or give this one another database"
@@ -516,6 +548,7 @@ def server_lock(
             os.fchmod(fd, 0o600)
         mine = HeldLock(Path(db), path, fd)
         mine.starting = starting
+        mine.doing = KINDS[kind] if kind is not None and not starting else b""
         try:  # the database file's own lock: a server on another name of it (a hard link)
             mine.hold_file(refuse=True)
         except BaseException:
@@ -525,7 +558,7 @@ def server_lock(
                     path.unlink()
             raise
         try:
-            _write_holder(fd, starting=starting)
+            _write_holder(fd, starting=starting or mine.doing or False)
         except OSError as exc:  # a full disk (ENOSPC): the first write a start makes
             _let_go(mine.files)
             if created:

@@ -48,7 +48,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.store.lock import other_server, server_lock
+from bot.store.lock import holder_words, other_server, server_lock
 from bot.store.migrations import KNOWN_MIGRATIONS, applied_names, migrations
 
 try:
@@ -968,6 +968,8 @@ def restore(
     if target.exists() and backup.exists() and os.path.samefile(target, backup):
         raise StoreError(f"cannot restore {db} from itself: name a backup of it")
     if (holder := other_server(target)) is not None:
+        if (words := holder_words(holder)) is not None:  # another restore, a demo starting
+            raise StoreError(f"cannot restore {db} now: {words}")
         raise StoreError(
             f"cannot restore {db} while a hitl server or demo runs on it ({holder}): stop it"
             " first, then run `hitl restore` again"
@@ -977,7 +979,7 @@ def restore(
         " stats, or sqlite3?): let it finish or stop it, then run `hitl restore` again"
     )
     # and no server starts while the files are swapped; a lock file made here is removed
-    with server_lock(target, leave_no_file=True):
+    with server_lock(target, leave_no_file=True, kind="restore"):
         if in_use(target):
             raise StoreError(busy)
         # Read before the write lock is held: closing a connection to the file would drop
