@@ -35,7 +35,15 @@ from bot.store.erasure import ErasureMixin
 from bot.store.gold import GoldMixin
 from bot.store.labels import LabelsMixin
 from bot.store.labelset import LabelSetMixin
-from bot.store.lock import BUILD, SHORT_BUILD, build_pid, fcntl, other_server, pid_alive
+from bot.store.lock import (
+    BUILD,
+    SHORT_BUILD,
+    build_pid,
+    fcntl,
+    holder_words,
+    other_server,
+    pid_alive,
+)
 from bot.store.migrations import (
     KNOWN_MIGRATIONS,
     applied_names,
@@ -272,6 +280,8 @@ class Store(
                     holder = other_server(path, starting=False)
                     if new and holder:
                         raise StoreError(_deleted_under(path, holder))
+                    if holder and (words := holder_words(holder)) is not None:
+                        raise StoreError(f"{path} is in use: {words}")  # a restore, a demo
                     if holder:
                         raise StoreError(
                             f"{path} needs an upgrade to this slack-hitl ({len(todo)}"
@@ -1272,7 +1282,11 @@ def process_gone(process: str) -> bool:
 
 
 def _deleted_under(path: Path, holder: str) -> str:
-    """The refusal to make a new database where a server that serves had one (``holder``)."""
+    """The refusal to make a new database where a server that serves had one (``holder``); a
+    `hitl restore` or a starting `hitl demo` that holds the lock is named as what it is
+    (``holder_words``), with what to do."""
+    if (words := holder_words(holder)) is not None:
+        return f"{path} is in use: {words}"
     return (
         f"{path} is empty (a new database), but a hitl server or demo runs on it ({holder}):"
         " was its database deleted or replaced while it ran? Stop it, put the database back,"
