@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from bot.store import Store
 from bot.store.lock import check_names, lock_path
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
 from tests.bot.harness import LABELS, make_settings, start_bot
+from tests.processes import line_of as next_line
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HITL_LABELS": ",".join(LABELS)}
@@ -70,21 +70,9 @@ def built_at(db: Path) -> list[str]:
 
 
 def line_of(child: subprocess.Popen) -> str:
-    """The child's next line on stdout (a binary pipe), read a byte at a time (nothing after it
-    is taken from the pipe); what it printed before it ended, or "" after ``WAIT`` seconds:
-    never a read that waits for ever."""
-    fd = child.stdout.fileno()
-    said = b""
-    end = time.monotonic() + WAIT
-    while not said.endswith(b"\n"):
-        left = end - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        byte = os.read(fd, 1)
-        if not byte:  # it ended
-            break
-        said += byte
-    return said.decode("utf-8", "replace")
+    """The child's next line on stdout, or what it printed before it ended, or "" after
+    ``WAIT`` seconds (``tests.processes.line_of``)."""
+    return next_line(child.stdout, time.monotonic() + WAIT)
 
 
 @contextmanager

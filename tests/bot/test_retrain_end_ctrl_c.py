@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -41,6 +39,7 @@ import pytest
 
 from bot.store import Store
 from tests.bot.test_cli_interrupts import ctrl_c_as_in_a_terminal, env, run, write_rows
+from tests.processes import line_of as next_line
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 50.0  # seconds, at most, for any line of the child, or its end
@@ -98,19 +97,8 @@ CHILD = textwrap.dedent(
 
 
 def line_of(child: subprocess.Popen, deadline: float) -> str:
-    """The child's next line on stderr (a binary pipe), read a byte at a time; what it printed
-    before it ended, or "" at ``deadline``: never a read that waits for ever."""
-    fd = child.stderr.fileno()
-    said = b""
-    while not said.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        byte = os.read(fd, 1)
-        if not byte:  # it ended
-            break
-        said += byte
-    return said.decode("utf-8", "replace")
+    """The child's next line on stderr, or "" at ``deadline`` (``tests.processes.line_of``)."""
+    return next_line(child.stderr, deadline)
 
 
 def read_to(child: subprocess.Popen, marker: str, seen: list[str]) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -32,21 +31,9 @@ from model import ModelRegistry
 from tests.bot.harness import Bot, make_settings, seed, start_bot
 from tests.bot.test_learning import UNLABELED, bot, labeled_items  # noqa: F401 - bot: fixture
 from tests.fake_slack import CHANNEL
+from tests.processes import exits_within
 
 BOUND = 120  # seconds: each wait ends in well under one; only a failing test waits this long
-
-
-def exits_within(pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` (the fork server's child, not ours) exits within ``seconds``."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        ready, _, _ = select.select([fd], [], [], seconds)
-        return bool(ready)
-    finally:
-        os.close(fd)
 
 
 def registry_of(db: Path) -> ModelRegistry:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import signal
 import struct
 import threading
@@ -20,22 +19,9 @@ import time
 from bot.learning.retrain import FitWorker
 from bot.learning.scoring_worker import ScoringWorker
 from model.classifier import TextClassifier
+from tests.processes import exits_within
 
 BOUND = 30  # seconds: the children exit in milliseconds; without the fix, never
-
-
-def exits_within(pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` (not necessarily ours: the fork server's child) exits within
-    ``seconds``; a pidfd turns readable when it does."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True  # gone already (and reaped)
-    try:
-        ready, _, _ = select.select([fd], [], [], seconds)
-        return bool(ready)
-    finally:
-        os.close(fd)
 
 
 def kill(pid: int) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 import os
-import select
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from tests import signing
 from tests.bot.harness import SECRET, Item, seed, seed_champion
 from tests.bot.test_serve_process import free_port, read_until
 from tests.fake_slack import CHANNEL
+from tests.processes import exits_within
 
 # 120 clicks from 20 concurrent clients, killed after 60 acks: ~20 in flight at the kill, as
 # many as with more clicks (the server's CPU per click is the cost of each one more)
@@ -118,18 +118,6 @@ def descendants_of(pid: int) -> list[int]:
     return found
 
 
-def exited_within(pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` (not our child) ends within ``seconds``: waits on a pidfd."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], seconds)[0])
-    finally:
-        os.close(fd)
-
-
 async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path: Path):
     db = tmp_path / "hitl.db"
     seed(db, [Item(f"i{n}", f"ticket {n} about an invoice or a crash") for n in range(N_ITEMS)])
@@ -165,7 +153,7 @@ async def test_every_acked_click_survives_kill_9(fake_slack: FakeSlack, tmp_path
     assert KILL_AFTER <= len(acked) < N_CLICKS
     assert len(children) >= 3  # the server had its scoring children when it was killed
     # no child outlives the killed server (each would keep a model in memory for good)
-    assert [pid for pid in children if not exited_within(pid, 30)] == []
+    assert [pid for pid in children if not exits_within(pid, 30)] == []
 
     with Store.open(db) as store:  # straight after the crash
         assert store.integrity_check() == "ok"

@@ -1,0 +1,39 @@
+"""Waiting on other processes without ever waiting for ever: a child's next line, read up to a
+deadline, and a process's end, waited for up to a bound."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from typing import IO
+
+
+def line_of(pipe: IO[bytes], deadline: float) -> str:
+    """The next line on ``pipe`` (a child's binary stdout or stderr), read a byte at a time, so
+    nothing after it is taken from the pipe; what came before the child ended, or "" at
+    ``deadline`` (``time.monotonic()``): never a read that waits for ever."""
+    fd = pipe.fileno()
+    said = b""
+    while not said.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        byte = os.read(fd, 1)
+        if not byte:  # it ended
+            break
+        said += byte
+    return said.decode("utf-8", "replace")
+
+
+def exits_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (not necessarily a child of this one: a fork server's child)
+    ends within ``seconds``; a pidfd turns readable when it does."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # gone already (and reaped)
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
