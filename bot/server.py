@@ -230,8 +230,23 @@ def check_db_folder(db: Path) -> None:
             raise StoreError(f"{db}: folder {path.parent} does not exist; create it or set HITL_DB")
 
 
-def _has_items(store: Store) -> bool:
-    """Whether anything was imported into ``store`` (by another process, beside a start)."""
+def _data_version(store: Store) -> int | None:
+    """SQLite's ``PRAGMA data_version`` on ``store``'s connection: it changes when another
+    connection (another process's, any of its tables) commits to the file. None: unreadable."""
+    try:
+        return int(store.db.execute("PRAGMA data_version").fetchone()[0])
+    except Exception:  # noqa: BLE001 - unreadable: kept, as if written
+        return None
+
+
+def _written_by_others(store: Store, seen: int | None) -> bool:
+    """Whether another process wrote to ``store``'s new database since its data version was
+    ``seen`` (``_data_version``, read as it was made): a `hitl import`, a `hitl labels add`, a
+    `hitl delete`'s record, beside a start. Items are looked for too, for one written in the
+    moment before that first read. Unreadable: written, so kept."""
+    now = _data_version(store)
+    if now is None or seen is None or now != seen:
+        return True
     try:
         return bool(store.db.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0])
     except Exception:  # noqa: BLE001 - unreadable: kept, as if written
@@ -375,6 +390,7 @@ def init_app(
         check_new_database_labels(settings)
         held = contextlib.ExitStack()
         made: tuple[int, int] | None = None  # the new database this start made, if any
+        made_version: int | None = None  # its data version then (``_written_by_others``)
         new_lock = lock and new_lock_file(settings.db)
         if lock:  # one server per database; "starting" in its file until the database is open
             app[SERVER_LOCK] = held.enter_context(server_lock(settings.db, starting=True))
@@ -388,8 +404,9 @@ def init_app(
             # place, 0 bytes for a moment) may have made it first
             emptied = not created and _empty_file(settings.db)
             store = Store.open(settings.db)
-            if created and store.made_new:  # removed if the start is refused
+            if created and store.made_new:  # removed if the start is refused, unwritten
                 made = store.file_id
+                made_version = _data_version(store)
             if lock:  # it writes to this file from here (``other_server``)
                 app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
@@ -418,10 +435,11 @@ def init_app(
             raise
 
         def leave_nothing(store: Store) -> None:
-            """A refused start leaves nothing it made: its new database (when nothing was
-            imported into it meanwhile: ``drop_new_database``) and its lock file (while held:
-            nobody else took it meanwhile)."""
-            untouched = made is not None and not _has_items(store)
+            """A refused start leaves nothing it made: its new database (when no other
+            process wrote to it meanwhile, ``_written_by_others``, nor has it open,
+            ``drop_new_database``) and its lock file (while held: nobody else took it
+            meanwhile)."""
+            untouched = made is not None and not _written_by_others(store, made_version)
             store.close()
             if untouched:
                 drop_new_database(settings.db, made)

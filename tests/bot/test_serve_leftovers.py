@@ -95,6 +95,60 @@ def test_serve_makes_no_missing_folder_and_says_so_in_one_line(tmp_path: Path):
     assert names(tmp_path) == []
 
 
+BESIDE = {  # commands that write to the new database and end, beside the start
+    "a label added to it": [["labels", "add", "refund"]],
+    "an item deleted from it": [
+        ["import", "items.csv"],
+        ["delete", "T-1", "T-2", "--reason", "personal data", "--yes"],
+    ],
+}
+
+
+def hitl_command(db: Path, tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """A `hitl` command in a process of its own, on ``db``, in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--db", str(db), *args],
+        env=ENV,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("beside", list(BESIDE))
+async def test_a_refused_start_keeps_a_database_other_commands_wrote_to(
+    fake_slack: FakeSlack, tmp_path: Path, beside: str
+):
+    """A label set change, a deletion's record (which keeps a later import from bringing the
+    deleted text back): written by another command beside the start, with no item left, they
+    are never removed with the database the refused start made (an outside test: both were
+    lost, as only items were looked for)."""
+    settings = make_settings(fake_slack, tmp_path, port=free_port(), **REFUSED["bad bot token"])
+    (tmp_path / "items.csv").write_text("id,text\nT-1,call me at 555 0100\nT-2,the app crashes\n")
+    ran: list[subprocess.CompletedProcess] = []
+
+    def configure(_rt) -> None:  # after the database is made, before Slack is asked
+        ran.extend(hitl_command(settings.db, tmp_path, args) for args in BESIDE[beside])
+
+    app = init_app(settings, run_background=False, configure=configure, retry_base=0.01)
+    with pytest.raises(ConfigError):
+        async with TestServer(app, host="127.0.0.1"):
+            pass
+    assert [r.returncode for r in ran] == [0] * len(BESIDE[beside]), [r.stderr for r in ran]
+    assert settings.db.exists()
+    with Store.open(settings.db, create=False) as store:
+        if beside == "a label added to it":
+            assert "refund" in store.labels_not_in_force().kept
+        else:  # the deletion's record: the same rows imported again are skipped
+            assert store.count_items()["new"] == 0
+    if beside == "an item deleted from it":
+        again = hitl_command(settings.db, tmp_path, ["import", "items.csv"])
+        assert again.returncode == 0, again.stderr
+        with Store.open(settings.db, create=False) as store:
+            assert store.get_item("T-1") is None and store.get_item("T-2") is None
+
+
 @pytest.mark.parametrize("beside", ["an import into it", "a process that has it open"])
 async def test_a_refused_start_keeps_a_database_another_process_uses(
     fake_slack: FakeSlack, tmp_path: Path, beside: str
