@@ -8,8 +8,8 @@ The stored label set once an admin has changed it (`hitl labels add|rename|merge
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from bot.config import Settings
 from bot.labelnames import label_key
@@ -25,6 +25,34 @@ def current_labels(settings: Settings, store: Store) -> list[str]:
     if stored is not None:
         return stored
     return list(settings.labels) if settings.labels else store.label_set()
+
+
+def model_guesses(
+    store: Store,
+    item: Mapping[str, Any],
+    configured: Sequence[str] = (),
+    out: NotInForce | None = None,
+) -> tuple[str | None, float | None, list[dict[str, Any]]]:
+    """The model's label, its confidence and ranked guesses for ``item`` (as ``get_item``
+    reads it) under the label set in force now, from its stored guesses (``ranked``): a model
+    trained before a rename or merge guesses the old name, which nobody must see; a retired
+    label is left out (``in_force``), and so is a label the set never had (``configured``:
+    HITL_LABELS; ``not_in_force``). The confidence is the label's own probability, as the
+    questions show it (not renormalised over the labels in force; a merged label stands for
+    its successor at the best of the two): never a retired label's. Read now, not as stored:
+    the stored label is the best in force when it was scored (a label added back since is its
+    best guess again). None while the item has no prediction. ``out``:
+    ``store.labels_not_in_force(configured)``, when read already. The producer API and the
+    /hitl review window show the same guess."""
+    if item["confidence"] is None:
+        return None, None, []
+    guesses = item["ranked"] or (
+        [(item["predicted_label"], item["confidence"])] if item["predicted_label"] else []
+    )
+    out = store.labels_not_in_force(configured) if out is None else out
+    ranked = in_force(guesses, store.label_aliases(), out)
+    label, confidence = ranked[0] if ranked else (None, 0.0)
+    return label, confidence, [{"label": name, "probability": p} for name, p in ranked]
 
 
 def not_in_force(settings: Settings, store: Store) -> NotInForce:

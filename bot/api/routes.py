@@ -56,7 +56,7 @@ from bot.ingest import (
 )
 from bot.ingest.redact import Redactor
 from bot.labelnames import quoted, shows_nothing
-from bot.labelset import NotInForce, in_force
+from bot.labelset import model_guesses
 from bot.learning.jobs import sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
@@ -723,7 +723,7 @@ async def get_item(request: web.Request) -> web.Response:
             raise _no_item(rt.store, item_id)
     prediction = None
     if item["confidence"] is not None:
-        model_label, confidence, ranked = _guesses(rt.store, item, rt.settings.labels, out)
+        model_label, confidence, ranked = model_guesses(rt.store, item, rt.settings.labels, out)
         prediction = {
             "label": model_label,
             "confidence": confidence,
@@ -990,36 +990,11 @@ def api_status(item_status: str, *, retired: bool = False) -> str:
     return "needs_review"
 
 
-def _guesses(
-    store: Store,
-    item: dict[str, Any],
-    configured: Sequence[str] = (),
-    out: NotInForce | None = None,
-) -> tuple[str | None, float | None, list[dict[str, Any]]]:
-    """The model's label, its confidence and ranked guesses under the label set in force: a
-    model trained before a rename or merge (a rollback's) guesses the old name, which the
-    producer must not see; a retired label is left out (``bot.labelset.in_force``, as the
-    questions do), and so is a label the set never had (``configured``: HITL_LABELS;
-    ``bot.labelset.not_in_force``). The confidence is the label's own probability, as the
-    questions show it (not renormalised over the labels in force; a merged label stands for
-    its successor at the best of the two): never a retired label's. None while the item has
-    no prediction. ``out``: ``store.labels_not_in_force(configured)``, when read already."""
-    if item["confidence"] is None:
-        return None, None, []
-    guesses = item["ranked"] or (
-        [(item["predicted_label"], item["confidence"])] if item["predicted_label"] else []
-    )
-    out = store.labels_not_in_force(configured) if out is None else out
-    ranked = in_force(guesses, store.label_aliases(), out)
-    label, confidence = ranked[0] if ranked else (None, 0.0)
-    return label, confidence, [{"label": name, "probability": p} for name, p in ranked]
-
-
 def _prediction(
     store: Store, item: dict[str, Any], configured: Sequence[str] = ()
 ) -> dict[str, Any]:
     out = store.labels_not_in_force(configured)
-    model_label, confidence, ranked = _guesses(store, item, configured, out)
+    model_label, confidence, ranked = model_guesses(store, item, configured, out)
     label = model_label
     status = api_status(item["status"])
     if status == "resolved" and (resolution := store.resolution(item["id"])):

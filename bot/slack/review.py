@@ -34,7 +34,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.errors import StoreError
-from bot.labelset import resolve_label
+from bot.labelset import model_guesses, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.questions import ITEM_REMOVED, label_set
@@ -263,9 +263,11 @@ def next_view(
             (r["reason"], r["detail"]) for r in rt.store.reviews_of(item_id) if not r["decided_at"]
         ]
     item = rt.store.get_item(item_id) or {"text": "", "predicted_label": None, "meta": {}}
-    guess = None
-    if item.get("predicted_label") is not None:
-        guess = (item["predicted_label"], float(item.get("confidence") or 0.0))
+    guess = None  # the model's guess under the set in force now, as the producer API says it
+    if item.get("confidence") is not None:
+        label, confidence, _ = model_guesses(rt.store, item, rt.settings.labels)
+        if label is not None:
+            guess = (label, float(confidence or 0.0))
     return review_view(
         ReviewItem(
             item_id=item_id,

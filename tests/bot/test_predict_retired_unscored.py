@@ -85,3 +85,29 @@ async def test_predict_and_get_of_a_retired_labels_unscored_item_answer_the_mode
         assert (body["status"], body["human"]["label"]) == ("resolved", "billing")
         response = await post_json(bot, "/api/predict", {"text": "I was charged twice", "id": "b1"})
         assert (await response.json())["label"] == "billing"
+
+
+async def test_the_review_window_shows_the_guess_the_api_answers_after_the_label_is_back(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    champion: Champion,  # noqa: F811
+):
+    """Scored while billing was retired, b1's stored guess is the best label in force then
+    (not billing); once billing is added back, the producer API answers billing (from the
+    model's ranked guesses under the set in force now), and /hitl review showed the stale
+    stored guess beside it (an outside test). Both read the guesses the same way now."""
+    db = imported(tmp_path)
+    async for bot in start_api(fake_slack, tmp_path, labels=LABELS, champion=champion):
+        assert hitl(db, "labels", "retire", "billing").exit_code == 0
+        assert (await bot.http.get("/api/items/b1", headers=AUTH)).status == 200  # scores it
+        stored = bot.store.get_item("b1")
+        assert stored["predicted_label"] not in (None, "billing")
+        assert hitl(db, "labels", "add", "billing").exit_code == 0
+
+        body = await (await bot.http.get("/api/items/b1", headers=AUTH)).json()
+        label, confidence = body["prediction"]["label"], body["prediction"]["confidence"]
+        assert label == "billing"
+        assert (await bot.command("review b1", "U0ADMIN", trigger_id="t1")).status == 200
+        view = json.dumps((await bot.fake.next_call("views.open")).reply["view"]["blocks"])
+        assert f"*Model:* billing ({confidence:.0%})" in view
+        assert f"*Model:* {stored['predicted_label']} (" not in view
