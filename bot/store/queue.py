@@ -252,10 +252,10 @@ class QueueMixin:
         tell_new: bool = False,
     ) -> int:
         """Store (id, model_version, label, confidence, ranked, priority) for unlabeled items
-        (and for an item decided with a label retired since, whose status stays: it is scored
-        only for the producer API, ``unscored_of``), in one transaction, with the ``strategy``
-        the priorities were computed under. The label and confidence stored are those of the
-        best label in force in ``ranked`` (the model's top guesses:
+        (and for an item decided with a label retired since, whose status and ``updated_at``
+        stay: it is scored only for the producer API, ``unscored_of``), in one transaction,
+        with the ``strategy`` the priorities were computed under. The label and confidence
+        stored are those of the best label in force in ``ranked`` (the model's top guesses:
         ``bot.store.labelset.in_force``), read in the transaction: a label retired, renamed or
         merged since the model was trained never lends its probability to another. An item
         whose confidence is at or above ``threshold`` becomes ``auto``, unless people have
@@ -285,7 +285,10 @@ class QueueMixin:
                 label, confidence = top_in_force(guesses, aliases, retired)
                 cursor = self.db.execute(
                     "UPDATE items SET model_version = ?, predicted_label = ?, confidence = ?,"
-                    " priority = ?, strategy = ?, ranked = ?, updated_at = ?, status = CASE"
+                    " priority = ?, strategy = ?, ranked = ?,"
+                    # a decided item scored for the producer API only: not changed by that
+                    " updated_at = CASE WHEN status = 'resolved' THEN updated_at ELSE ? END,"
+                    " status = CASE"
                     " WHEN status IN ('posted', 'resolved') THEN status WHEN ? >= ? AND"
                     f" {UNANSWERED} THEN 'auto' ELSE 'queued' END"
                     " WHERE id = ? AND (status IN ('new', 'queued', 'auto', 'posted')"

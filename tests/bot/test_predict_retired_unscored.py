@@ -99,9 +99,11 @@ async def test_the_review_window_shows_the_guess_the_api_answers_after_the_label
     db = imported(tmp_path)
     async for bot in start_api(fake_slack, tmp_path, labels=LABELS, champion=champion):
         assert hitl(db, "labels", "retire", "billing").exit_code == 0
+        before = bot.store.get_item("b1")["updated_at"]
         assert (await bot.http.get("/api/items/b1", headers=AUTH)).status == 200  # scores it
         stored = bot.store.get_item("b1")
         assert stored["predicted_label"] not in (None, "billing")
+        assert stored["updated_at"] == before  # a read changes nothing the producer sees
         assert hitl(db, "labels", "add", "billing").exit_code == 0
 
         body = await (await bot.http.get("/api/items/b1", headers=AUTH)).json()
