@@ -1768,12 +1768,15 @@ def out_of_memory(exc: BaseException) -> bool:
     as the places where that lands say it: no memory for an object, a thread's stack, or a
     library's mapping while it is imported; under a memory limit, a C extension's failed
     allocation that set no error (``SystemError: error return without exception set``, seen
-    from a retrain's fit under 64 MB of room)."""
+    from a retrain's fit under 64 MB of room), or an import that failed so (``<function
+    _find_and_load …> returned NULL without setting an exception``, scikit-learn imported by
+    the retrain's fit under 64 MB of room)."""
     if isinstance(exc, MemoryError):
         return True
     said = str(exc)
     if isinstance(exc, SystemError):  # a C extension whose allocation failed set no error
-        return "without exception set" in said and _memory_limited()
+        no_error = ("without exception set", "without setting an exception")
+        return any(words in said for words in no_error) and _memory_limited()
     if isinstance(exc, RuntimeError):
         return "can't start new thread" in said
     return isinstance(exc, ImportError) and (

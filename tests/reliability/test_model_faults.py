@@ -208,6 +208,32 @@ def test_a_retrain_out_of_memory_before_its_fit_is_one_line(tmp_path: Path, room
         assert store.champion_version() is None
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "error return without exception set",
+        "<function _find_and_load at 0x7f4093717ce0> returned NULL without setting an exception",
+    ],
+)
+def test_a_system_error_with_no_exception_set_under_a_memory_limit_is_out_of_memory(said: str):
+    """CPython's two wordings of a failure that set no exception, met under a memory limit: a C
+    extension's allocation (a fit's), and an import (scikit-learn's, imported by the retrain's
+    fit thread under 64 MB of room: a traceback in a full run, test above). Both are the
+    process out of memory, said in one line; without a limit, neither is."""
+    code = (
+        "import resource, sys\n"
+        "from bot.cli import out_of_memory\n"
+        "limited = out_of_memory(SystemError(sys.argv[1]))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2**40, resource.RLIM_INFINITY))\n"
+        "print(limited, out_of_memory(SystemError(sys.argv[1])))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    found = subprocess.run(
+        [sys.executable, "-c", code, said], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.split() == ["False", "True"], found.stderr
+
+
 def test_a_command_under_a_memory_limit_is_not_stopped_by_openblas(tmp_path: Path):
     """Under `ulimit -v 150000`, OpenBLAS could not start its threads when numpy was imported
     and raise(SIGINT)ed: every command said "Stopped by Ctrl-C; nothing was changed", exit 130,
