@@ -59,9 +59,9 @@ import shlex  # noqa: E402
 import shutil  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import Callable, Iterator, Mapping  # noqa: E402
+from collections.abc import Callable, Coroutine, Iterator, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import IO, Any  # noqa: E402
+from typing import IO, Any, TypeVar  # noqa: E402
 
 import click  # noqa: E402
 
@@ -74,6 +74,8 @@ from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file  # no
 from bot.labelset import current_labels  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.words import count  # noqa: E402
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -1232,16 +1234,18 @@ def retrain_command(state: State, force: bool) -> None:
 
             try:
                 outcome = asyncio.run(
-                    retrain.retrain(
-                        store,
-                        settings,
-                        registry,
-                        champion=champion,
-                        triggered_by="cli",
-                        force=force,
-                        progress=progress,
-                        plan=plan,
-                        rescore_progress=rescore_progress,
+                    woken_by_signals(
+                        retrain.retrain(
+                            store,
+                            settings,
+                            registry,
+                            champion=champion,
+                            triggered_by="cli",
+                            force=force,
+                            progress=progress,
+                            plan=plan,
+                            rescore_progress=rescore_progress,
+                        )
                     )
                 )
             except retrain.ScoringStopped as exc:  # promoted and recorded; the queue is behind
@@ -1271,6 +1275,27 @@ def retrain_command(state: State, force: bool) -> None:
     click.echo(reports.plain(reports.retrain_text(outcome, timezone=settings.timezone)))
     if outcome.status == "failed" and not outcome.n_missing:
         sys.exit(1)  # it printed why; a cron job's `hitl retrain || alert` hears of it
+
+
+async def woken_by_signals(work: Coroutine[Any, Any, T]) -> T:
+    """``work``, with every signal waking the event loop. `asyncio.run` takes a Ctrl-C with a
+    Python handler, which runs only once the loop's thread runs Python again; a SIGINT the
+    kernel hands to another thread (the fit's, the end's: any thread that does not block it)
+    wakes nothing, and the loop, asleep until that thread's work ends, saw the Ctrl-C only
+    then: minutes into a fit that README says Ctrl-C stops at once. A handler the loop holds
+    for any signal (SIGWINCH here, a terminal's resize: ignored by default, and by this one)
+    makes the loop's self-pipe the process's wakeup fd, to which every signal writes."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGWINCH, lambda: None)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):  # no SIGWINCH here
+        return await work
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGWINCH)
 
 
 def _retrain_kept(store: Store, run_id: int) -> str:
