@@ -34,6 +34,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -139,50 +140,69 @@ def ctrl_c_to_thread(pid: int, tid: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill")
 
 
-def retrain_stopped(db: Path, *, let_go: bool, to_thread: bool = False) -> tuple[int, list[str]]:
-    """`hitl retrain --force` in a child (``CHILD``), one SIGINT while its model's record waits
-    for the write lock this test holds (sent to the process, or to the end's thread: the
-    thread the Ctrl-C lands on is the kernel's choice); the lock let go after that try
-    (``let_go``), or held until the child ends. Its exit status and its stderr's lines."""
+@contextlib.contextmanager
+def cli_child(code: str, db: Path, *, stdin: int = subprocess.PIPE) -> Iterator[Child]:
+    """``code`` (the real CLI, one function wrapped) in a child, as a command typed in a
+    terminal takes a Ctrl-C; its stderr's lines go into ``seen`` as the test reads them. A
+    child still running at the end hangs: its threads' stacks are printed, then it is killed."""
     with ctrl_c_as_in_a_terminal():
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(db), str(CHILD_WAIT)],
-            stdin=subprocess.PIPE,
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(db), str(CHILD_WAIT)],
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env(),
             cwd=ROOT,
         )
-    seen: list[str] = []
+    child = Child(process, [])
     try:
-        with write_lock(db) as other:
-            read_to(child, "try 1", seen)
-            other.execute("BEGIN IMMEDIATE")
-            say_go(child)
-            if to_thread:
-                tid = next(x for x in seen if x.startswith("hitl-test: thread ")).split()[-1]
-                ctrl_c_to_thread(child.pid, int(tid))
-            else:
-                child.send_signal(signal.SIGINT)
-            read_to(child, "try 1 refused", seen)
-            if let_go:
-                other.execute("ROLLBACK")
-            say_go(child)
-            _, rest = child.communicate(timeout=WAIT)
-        seen.append(rest.decode("utf-8", "replace"))
+        yield child
     finally:
-        if child.poll() is None:  # it hangs: where (its threads' stacks), then killed
-            child.send_signal(signal.SIGUSR1)
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
             deadline = time.monotonic() + 5
-            while line := line_of(child, deadline):
-                seen.append(line)
-            print("".join(seen))
-            child.kill()
-            child.wait()
-        for pipe in (child.stdin, child.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
-    return child.returncode, [line for line in "".join(seen).splitlines() if line.strip()]
+            while line := line_of(process, deadline):
+                child.seen.append(line)
+            print("".join(child.seen))
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+class Child(NamedTuple):
+    process: subprocess.Popen
+    seen: list[str]
+
+    def lines(self) -> list[str]:
+        """What it printed on stderr, line by line, blank ones left out."""
+        return [line for line in "".join(self.seen).splitlines() if line.strip()]
+
+
+def retrain_stopped(db: Path, *, let_go: bool, to_thread: bool = False) -> tuple[int, list[str]]:
+    """`hitl retrain --force` in a child (``CHILD``), one SIGINT while its model's record waits
+    for the write lock this test holds (sent to the process, or to the end's thread: the
+    thread the Ctrl-C lands on is the kernel's choice); the lock let go after that try
+    (``let_go``), or held until the child ends. Its exit status and its stderr's lines."""
+    with cli_child(CHILD, db) as running, write_lock(db) as other:
+        child, seen = running
+        read_to(child, "try 1", seen)
+        other.execute("BEGIN IMMEDIATE")
+        say_go(child)
+        if to_thread:
+            tid = next(x for x in seen if x.startswith("hitl-test: thread ")).split()[-1]
+            ctrl_c_to_thread(child.pid, int(tid))
+        else:
+            child.send_signal(signal.SIGINT)
+        read_to(child, "try 1 refused", seen)
+        if let_go:
+            other.execute("ROLLBACK")
+        say_go(child)
+        _, rest = child.communicate(timeout=WAIT)
+        seen.append(rest.decode("utf-8", "replace"))
+    return child.returncode, running.lines()
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ when that wait gives up (the child then exits 97 and says so). Every wait here i
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from tests.bot.test_cli_interrupts import ctrl_c_as_in_a_terminal, env, run, write_rows
-from tests.bot.test_retrain_end_ctrl_c import ctrl_c_to_thread, model_files
+from tests.bot.test_cli_interrupts import run, write_rows
+from tests.bot.test_retrain_end_ctrl_c import cli_child, ctrl_c_to_thread, model_files
 from tests.processes import line_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,38 +61,17 @@ def test_a_ctrl_c_handed_to_the_fit_thread_stops_the_retrain_at_once(tmp_path: P
     assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 60))).exit_code == 0
     assert run("--db", str(db), "retrain").exit_code == 0
     before = model_files(db)
-    with ctrl_c_as_in_a_terminal():
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(db), str(CHILD_WAIT)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env(),
-            cwd=ROOT,
-        )
-    seen: list[str] = []
-    try:
+    with cli_child(CHILD, db, stdin=subprocess.DEVNULL) as running:
+        child, seen = running
         deadline = time.monotonic() + WAIT
         while not any(x.startswith("hitl-test: fitting in thread ") for x in seen):
             line = line_of(child.stderr, deadline)
             assert line.endswith("\n"), "".join([*seen, line])  # ended, or nothing for WAIT s
             seen.append(line)
-        tid = int(seen[-1].split()[-1])
-        ctrl_c_to_thread(child.pid, tid)
+        ctrl_c_to_thread(child.pid, int(seen[-1].split()[-1]))
         _, rest = child.communicate(timeout=WAIT)
         seen.append(rest.decode("utf-8", "replace"))
-    finally:
-        if child.poll() is None:  # it hangs: where (its threads' stacks), then killed
-            child.send_signal(signal.SIGUSR1)
-            deadline = time.monotonic() + 5
-            while line := line_of(child.stderr, deadline):
-                seen.append(line)
-            print("".join(seen))
-            child.kill()
-            child.wait()
-        with contextlib.suppress(OSError):
-            child.stderr.close()
-    err = [line for line in "".join(seen).splitlines() if line.strip()]
+    err = running.lines()
     assert child.returncode == 130, err
     assert not any("Traceback" in line or "FAILED" in line for line in err), err
     assert err[-1].startswith("Stopped by Ctrl-C"), err
