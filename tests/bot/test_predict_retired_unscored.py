@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bot.cli import cli
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from tests.bot.test_api import AUTH, champion, classifier, post_json, start_api  # noqa: F401
+from tests.bot.test_retired_counts import hitl
+from tests.bot.test_retired_counts import imported as import_rows
 
 LABELS = ("billing", "bug", "account", "how_to")
 ITEMS = [
@@ -31,17 +30,8 @@ ITEMS = [
 ]
 
 
-def hitl(db: Path, *args: str):
-    return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
-
-
 def imported(tmp_path: Path) -> Path:
-    db = tmp_path / "hitl.db"
-    path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in ITEMS))
-    result = hitl(db, "import", str(path))
-    assert result.exit_code == 0, result.output
-    return db
+    return import_rows(tmp_path, ITEMS)
 
 
 async def test_predict_and_get_of_a_retired_labels_unscored_item_answer_the_model_label(

@@ -43,10 +43,11 @@ def hitl(db: Path, *args: str):
     return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
 
 
-def imported(tmp_path: Path) -> Path:
+def imported(tmp_path: Path, rows: list[dict] | None = None) -> Path:
+    """``rows`` (``ITEMS`` when None) imported with `hitl import` into a new hitl.db."""
     db = tmp_path / "hitl.db"
     path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in ITEMS))
+    path.write_text("".join(json.dumps(row) + "\n" for row in (ITEMS if rows is None else rows)))
     result = hitl(db, "import", str(path))
     assert result.exit_code == 0, result.output
     return db

@@ -15,12 +15,11 @@ import json
 import sqlite3
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bot.cli import cli
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Bot
 from tests.bot.test_api import start_api
+from tests.bot.test_retired_counts import hitl
+from tests.bot.test_retired_counts import imported as import_rows
 from tests.bot.test_undo_flows import click_undo
 
 LABELS = ("billing", "bug", "account", "how_to")
@@ -32,17 +31,8 @@ ITEMS = [
 RETIRED = "its label was retired"
 
 
-def hitl(db: Path, *args: str):
-    return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
-
-
 def imported(tmp_path: Path) -> Path:
-    db = tmp_path / "hitl.db"
-    path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in ITEMS))
-    result = hitl(db, "import", str(path))
-    assert result.exit_code == 0, result.output
-    return db
+    return import_rows(tmp_path, ITEMS)
 
 
 async def reply(bot: Bot, text: str) -> str:
