@@ -410,23 +410,25 @@ def init_app(
             if lock:  # it writes to this file from here (``other_server``)
                 app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
+            # said once the start is accepted: a refused one removes what it made (below)
+            made_words: tuple[str, ...] = ()
             if created:  # started from another folder, HITL_DB mistyped: said, not silent
-                logger.warning(
+                made_words = (
                     "%s at %s (nothing was there); if the team's database is elsewhere, stop"
                     " the server and point HITL_DB at it (a hitl.toml beside it is read only"
                     " from the folder hitl runs in)",
                     "created a new, empty database"
                     if store.made_new
                     else "another hitl command made a new database, as this server started,",
-                    settings.db.absolute(),
+                    str(settings.db.absolute()),
                 )
             elif emptied and store.made_new:
-                logger.warning(
+                made_words = (
                     "made a new, empty database in %s, an empty file (0 bytes: nothing was"
                     " stored in it); if the team's database was there, stop the server and"
                     " restore it from a backup (`hitl restore BACKUP`), or point HITL_DB at"
                     " where it is",
-                    settings.db.absolute(),
+                    str(settings.db.absolute()),
                 )
         except BaseException:
             if new_lock:  # a refused file (another program's) keeps no lock file beside it
@@ -485,6 +487,8 @@ def init_app(
             leave_nothing(store)
             held.close()
             raise
+        if made_words:
+            logger.warning(*made_words)
         tasks: list[asyncio.Task] = []
         if run_background:
             trainer.worker = FitWorker()  # retrains fit in a child process, off the loop's GIL

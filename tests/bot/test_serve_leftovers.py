@@ -54,8 +54,12 @@ async def test_a_refused_start_leaves_no_database_nor_lock_file(
     folder = tmp_path / "data"
     folder.mkdir()
     settings = make_settings(fake_slack, tmp_path, db=folder / "typo.db", port=free_port())
-    with pytest.raises(ConfigError):
-        await asyncio.wait_for(server.serve(settings.with_changes(**REFUSED[case])), 30)
+    with caplog.at_level(logging.WARNING, logger="bot.server"):
+        with pytest.raises(ConfigError):
+            await asyncio.wait_for(server.serve(settings.with_changes(**REFUSED[case])), 30)
+    # the refusal is the start's one word: it does not say it made what it removed
+    assert not [r for r in caplog.records if NEW in r.getMessage()]
+    caplog.clear()
     assert names(folder) == []  # no database, -wal, -shm, lock file, nor a build's name
     assert "no database at" in stats(settings.db)
     assert names(folder) == []
