@@ -201,22 +201,29 @@ def still_as_drawn(rt: Runtime, item_id: str, seen: dict[str, Any]) -> bool:
     return seen.get("label") in {_label_digest(old) for old in renamed}
 
 
-def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any]) -> str:
-    """Who decided ``item_id`` since the modal showed it (``seen``), and how."""
+def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any] | None) -> str:
+    """Who decided ``item_id`` since the modal showed it (``seen``), and how. ``None``: a
+    modal an older hitl drew, which did not record what it showed (``on_review_submit``)."""
     label = rt.store.current_label(item_id)
     last = _last_decision_id(rt, item_id)
     change = None
-    if last is not None and last != seen.get("change"):
+    if last is not None and last != (seen or {}).get("change"):
         change = rt.store.db.execute(
             "SELECT user_id FROM label_history WHERE id = ?", [last]
         ).fetchone()
+    when = "meanwhile" if seen is not None else "last"
     if change is not None:
         by = change[0]
         who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
         what = f"*{blocks.escape(label)}*" if label else "removed the label"
-        decided = f"{who} decided this item meanwhile ({what})"
+        decided = f"{who} decided this item {when} ({what})"
     else:
-        decided = f"The votes decided this item meanwhile (*{blocks.escape(label or 'none')}*)"
+        decided = f"The votes decided this item {when} (*{blocks.escape(label or 'none')}*)"
+    if seen is None:
+        decided = (
+            "This window was opened before hitl was upgraded, so it cannot tell whether the"
+            f" item was decided after it showed it. {decided}"
+        )
     return f":warning: {decided}. Your decision was not saved: pick again to change it, or skip."
 
 
@@ -330,9 +337,16 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
         await ack(response_action="update", view=next_view(rt, decided, skipped, note=gone))
         return
     seen = state.get("seen")
-    if choice != SKIP and isinstance(seen, dict) and not still_as_drawn(rt, item_id, seen):
-        # Decided by someone else since this modal was drawn: show it as it is now; a second
-        # submission of the redrawn modal is a deliberate change.
+    if not isinstance(seen, dict):  # drawn by a hitl before 3bcc42b: when it showed it is unknown
+        seen = None
+    if choice != SKIP and (
+        not still_as_drawn(rt, item_id, seen)
+        if seen is not None
+        else _last_decision_id(rt, item_id) is not None
+    ):
+        # Decided by someone else since this modal was drawn (or maybe since, for a modal that
+        # did not record what it showed): show it as it is now; a second submission of the
+        # redrawn modal is a deliberate change.
         note = decided_meanwhile(rt, item_id, seen)
         await ack(response_action="update", view=next_view(rt, decided, skipped, item_id, note))
         return

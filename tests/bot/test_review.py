@@ -335,6 +335,48 @@ async def test_a_second_admin_is_told_the_item_was_decided_meanwhile_and_overwri
         assert [c["user_id"] for c in bot.store.label_history(item_id)] == ["U0ADMIN", "U0BOSS"]
 
 
+async def test_a_window_an_older_hitl_drew_overwrites_no_decision_it_cannot_vouch_for(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A `/hitl review` window opened before the upgrade to a hitl that records what a window
+    showed (its private_metadata has no "seen", as an older hitl wrote it) and submitted after
+    another admin decided the item: it overwrote that decision and said "Nothing to review"
+    (outside test of windows open across an upgrade). Now it is shown again as it is, and a
+    second submission decides it; an old window on an item nobody decided still decides it."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash"), Item("b", "hello")])
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=1, votes=3, admins=("U0ADMIN", "U0BOSS")
+    )
+    async for bot in start_bot(fake_slack, settings):
+        item_id, _, labels = await split_vote(bot)
+        await bot.command("review", "U0BOSS", trigger_id="1.1.old")
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        old = {
+            **view,
+            "private_metadata": json.dumps({"item": item_id, "decided": 0, "skipped": []}),
+        }
+        # nobody decided it yet: the old window's decision is saved, as before
+        await bot.action(decision(old, f"label:{labels[1]}", user="U0BOSS"))
+        assert bot.store.resolution(item_id)["label"] == labels[1]
+
+        # decided since (by an admin here): the old window's submission overwrites nothing
+        bot.store.set_label(item_id, labels[0], user_id="U0ADMIN", reason="review", action="review")
+        reply = await bot.action(decision(old, f"label:{labels[2]}", user="U0BOSS"))
+        answer = json.loads(await reply.text())
+        assert answer["response_action"] == "update"
+        shown = view_text(answer["view"])
+        assert "opened before hitl was upgraded" in shown
+        assert f"<@U0ADMIN> decided this item last (*{labels[0]}*)" in shown
+        assert "Your decision was not saved" in shown
+        assert bot.store.resolution(item_id)["label"] == labels[0]
+        assert "seen" in json.loads(answer["view"]["private_metadata"])
+
+        # the window drawn now records what it showed: a second submission decides it
+        again = await bot.action(decision(answer["view"], f"label:{labels[2]}", "U0BOSS"))
+        assert "Nothing to review" in json.dumps(json.loads(await again.text())["view"])
+        assert bot.store.resolution(item_id)["label"] == labels[2]
+
+
 async def test_the_review_modal_offers_every_label_of_a_set_above_slacks_100_options(
     fake_slack: FakeSlack, tmp_path: Path
 ):
