@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -45,6 +45,7 @@ from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import RUNTIME
+from bot.errors import StoreError
 from bot.ingest import (
     deleted_items_among,
     id_problem,
@@ -762,17 +763,31 @@ async def delete_item(request: web.Request) -> web.Response:
     rt = _runtime(request)
     item_id = request.match_info["id"]
     reason = request.query.get("reason", "")[:500]
-    if rt.store.get_item(item_id) is None:
+
+    async def refuse_missing() -> NoReturn:
+        """404, or 410 for an item deleted before (by this route or `hitl delete`)."""
         if gone := deleted_before(rt.store, [item_id]):
             # the retry of a DELETE whose fsync failed (a 503 that said it was deleted): the
             # deletion is on disk before the 410 says it is done (a failed fsync: that 503 again)
             await rt.store.synced()
             raise ApiError(410, gone[item_id], "id")
         raise _no_item(rt.store, item_id)
+
+    if rt.store.get_item(item_id) is None:
+        await refuse_missing()
     # which models may hold its text: read off the loop (a metadata file per model version)
     seqs = await asyncio.to_thread(model_label_seqs, rt.settings.models_dir)
-    with rt.store.synced_later():  # no fsync on the event loop...
-        done = rt.store.delete_items([item_id], user_id="api", reason=reason, label_seqs=seqs)
+    # A DELETE of the same id sent at once (a producer's retry, two workers) or `hitl delete`
+    # may have deleted it meanwhile: that one's 410, not the store's "no item" as a 500.
+    if rt.store.get_item(item_id) is None:
+        await refuse_missing()
+    try:
+        with rt.store.synced_later():  # no fsync on the event loop...
+            done = rt.store.delete_items([item_id], user_id="api", reason=reason, label_seqs=seqs)
+    except StoreError:
+        if rt.store.get_item(item_id) is not None:  # not another process's delete: the 500
+            raise
+        await refuse_missing()  # `hitl delete` committed between the look and the delete
     # woken once it is committed, not after the fsync: a failed fsync (a 503 that says it was
     # deleted, its retry a 410) must not leave its questions, with their text, in Slack
     wake = getattr(rt.redrawer, "wake", None)

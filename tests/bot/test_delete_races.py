@@ -5,6 +5,7 @@ the deletions and its write."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import zipfile
@@ -294,3 +295,65 @@ async def test_a_withdraw_killed_between_its_writes_serves_the_champion_before(
     with store, pytest.raises(Killed):
         retrain.withdraw(registry, plan, computed, {"J-2"})
     assert ModelRegistry(registry.root).champion().version == 1  # the next process's read
+
+
+async def test_delete_requests_of_one_item_sent_at_once_answer_200_once_then_410(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Three DELETEs of the same id at once (a producer's retry after a timeout, two workers
+    serving one erasure request): one deleted it, the others found it deleted while they read
+    the models' metadata off the loop, and answered 500 with the store's "no item" (outside
+    test of the producer API: 30 of 45). README: a DELETE sent again gets 410, taken as done."""
+    ids = [f"D-{n}" for n in range(8)]
+    async for api in start_api(fake_slack, tmp_path):
+        items = [{"id": i, "text": f"{CARD} {i}"} for i in ids]
+        assert (await api.http.post("/api/items", json={"items": items}, headers=AUTH)).ok
+        sent = [api.http.delete(f"/api/items/{i}", headers=AUTH) for i in ids for _ in range(3)]
+        replies = await asyncio.gather(*sent)
+        statuses = [r.status for r in replies]
+        assert sorted(statuses) == [200] * len(ids) + [410] * 2 * len(ids), statuses
+        for reply in replies:
+            said = await reply.json()
+            assert reply.status == 200 or (said["field"] == "id" and "deleted" in said["error"])
+        assert all(api.store.get_item(i) is None for i in ids)
+
+
+@pytest.mark.parametrize("when", ["while the models are read", "just before the delete"])
+async def test_an_item_hitl_delete_erases_during_a_delete_request_is_410(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+):
+    """`hitl delete` (another process) commits while the request reads the models' metadata
+    off the loop, or between its last look and its write transaction: 410, as for a DELETE
+    sent after."""
+    from bot.api import routes
+
+    def delete_elsewhere() -> None:
+        with Store.open(api.store.path) as other:
+            other.delete_items(["X-1"], user_id="cli:dpo", reason="erasure")
+
+    async for api in start_api(fake_slack, tmp_path):
+        sent = await api.http.post(
+            "/api/items", json={"items": [{"id": "X-1", "text": CARD}]}, headers=AUTH
+        )
+        assert sent.status == 200
+        if when == "while the models are read":
+            seqs = routes.model_label_seqs
+
+            def read_models(models_dir: Any, seqs: Any = seqs) -> Any:
+                delete_elsewhere()
+                return seqs(models_dir)
+
+            monkeypatch.setattr(routes, "model_label_seqs", read_models)
+        else:
+            synced_later = api.store.synced_later
+
+            def write_after_another(synced_later: Any = synced_later) -> Any:
+                delete_elsewhere()
+                return synced_later()
+
+            monkeypatch.setattr(api.store, "synced_later", write_after_another)
+        reply = await api.http.delete("/api/items/X-1", headers=AUTH)
+        said = await reply.json()
+        assert (reply.status, said["field"]) == (410, "id"), said
+        assert "was deleted" in said["error"]
+        assert api.store.deleted_item("X-1") is not None
