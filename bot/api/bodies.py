@@ -39,8 +39,11 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def too_large_message() -> str:
-    return f"the body is over the limit of 1 MB ({MAX_BODY:,} bytes); send fewer items"
+def too_large_message(path: str = "/api/items") -> str:
+    """The 413's words, for the route it is sent to (``path``): a batch can be split, one
+    item's body is large only by its meta (its text is at most 40,000 characters)."""
+    advice = "send fewer items" if path == "/api/items" else "send it with a smaller meta"
+    return f"the body is over the limit of 1 MB ({MAX_BODY:,} bytes); {advice}"
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -37,10 +37,16 @@ from importlib import resources
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from bot.api.bodies import ApiError, check_unicode, read_object, too_large_message
+from bot.api.bodies import (
+    MAX_BODY,
+    ApiError,
+    check_unicode,
+    read_object,
+    too_large_message,
+)
 from bot.api.intake import INTAKE, Intake
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
@@ -98,8 +104,8 @@ def add_routes(app: web.Application) -> None:
     )
     app[INTAKE] = Intake(lambda: app[RUNTIME].store, SOURCE)
     app.middlewares.append(api_middleware)
-    app.router.add_post("/api/predict", predict)
-    app.router.add_post("/api/items", add_items)
+    app.router.add_post("/api/predict", predict, expect_handler=_expect)
+    app.router.add_post("/api/items", add_items, expect_handler=_expect)
     app.router.add_get(ITEM_ROUTE, get_item)
     app.router.add_delete(ITEM_ROUTE, delete_item)
     app.router.add_get("/api/openapi.json", openapi_json)
@@ -134,10 +140,37 @@ def _runtime(request: web.Request) -> Runtime:
 # -- the middleware: auth, errors as JSON, request metrics --------------------------------
 
 
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (curl sends it for a body over 1 KB): the answer the request
+    is refused with already (no or a wrong token, a Content-Length over the limit) before
+    the client sends its body; else 100 Continue, as aiohttp's own expect handler does."""
+    try:
+        _authorize(request)
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, too_large_message(request.path), "body")
+    except ApiError as exc:
+        return _error(exc.status, exc.message, exc.field, exc.headers)
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers['Expect']}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the 100 is no part of the answer's size
+    return None
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
-        return await handler(request)
+        if request.path not in ("/healthz", "/metrics"):
+            return await handler(request)
+        try:  # their 405 in JSON, as the API's (README: errors are {"error", "field"})
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _error(exc.status, _http_error_words(request, exc), None, allow)
     started = time.perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -166,14 +199,16 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         _REFUSAL_SAID.pop(_runtime(request), None)
         return response
     except ApiError as exc:
-        return _error(exc.status, exc.message, exc.field, exc.headers)
+        # a body over the limit is told where it is found (reading, decoding) in a batch's words
+        message = too_large_message(request.path) if exc.status == 413 else exc.message
+        return _error(exc.status, message, exc.field, exc.headers)
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, too_large_message(), "body")
+        return _error(413, too_large_message(request.path), "body")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _error(exc.status, exc.reason, None, allow)
+        return _error(exc.status, _http_error_words(request, exc), None, allow)
     except DatabaseError as exc:
         refused = _refused_for_now(_runtime(request), exc, request.method)
         if refused is None:
@@ -197,6 +232,25 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:  # noqa: BLE001 - a producer never sees a traceback
         logger.exception("%s %s failed", request.method, request.path[:100])
         return _error(500, "Something went wrong on our side; it has been logged")
+
+
+# What a producer may call, for the 404 of a path that is none of them (bot/api/openapi.json)
+ROUTES_SAID = (
+    "POST /api/predict, POST /api/items, GET or DELETE /api/items/{id}, GET /api/openapi.json,"
+    " GET /healthz, GET /metrics"
+)
+
+
+def _http_error_words(request: web.Request, exc: web.HTTPException) -> str:
+    """aiohttp's 404 and 405 in words that say what to fix (its own: "Not Found", "Method Not
+    Allowed"); any other such error as aiohttp words it."""
+    path = quoted(request.path, 100)
+    if exc.status == 404:
+        return f"no route {path}; the routes are {ROUTES_SAID}"
+    if exc.status == 405 and "Allow" in exc.headers:
+        allowed = " or ".join(m.strip() for m in exc.headers["Allow"].split(",") if m.strip())
+        return f"{path} does not take {request.method[:20]}; send {allowed}"
+    return exc.reason
 
 
 # The database's refusals that pass (SQLite's error names, as prefixes): what the producer is
@@ -390,8 +444,10 @@ class RequestSchema:
             # cut as a repeated key is (``bodies._unique_keys``): a 100,000-character key was
             # echoed whole, twice
             key = key if len(key) <= 60 else key[:59] + "…"
+            # a line break, a control or invisible character shown as its escape: one line
+            shown = key if quoted(key)[1:-1] == key else quoted(key)
             return ApiError(
-                400, f"{prefix}{key} is not a known field; {unknown_hint}", f"{prefix}{key}"
+                400, f"{prefix}{shown} is not a known field; {unknown_hint}", f"{prefix}{key}"
             )
         where = prefix.rstrip(".")
         if error.validator == "type":
