@@ -572,8 +572,20 @@ def _redaction_apart(store: Store, row: Row, came: str) -> bool:
     stored = store.get_item(row.id)
     if stored is None:
         return False
-    forms = {row.text, *_redacted_forms(came)}
-    return any(same_text(stored["text"], form) for form in forms)
+    return same_item_text(stored["text"], row.text, came)
+
+
+def same_item_text(stored: str, text: str, came: str) -> bool:
+    """Whether ``stored``, the text an id is stored with, is the text of the item sent again
+    under that id: ``text`` (as ``HITL_REDACT`` now stores it), or ``came`` (the text as it came,
+    before that) as it came or as any setting of ``HITL_REDACT`` would have stored it, each as
+    ``same_text`` compares (line breaks, Unicode forms): the same item, stored before the
+    setting was turned on, off or given other kinds. Else the id is stored with another text:
+    `hitl import` rejects the row, the producer API the item. Pure; the forms of ``came`` are
+    made only when ``text`` is not the stored one (a conflict, or redaction apart)."""
+    if same_text(stored, text):
+        return True
+    return any(same_text(stored, form) for form in _redacted_forms(came))
 
 
 # what every kind needs: an "@", or 8 digits, apart by 2 characters at most ("(020) 7946 0958")

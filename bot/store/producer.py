@@ -12,9 +12,19 @@ from sqlite_utils import Database
 
 from bot.store.labelset import NotInForce, top_in_force
 from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
-from bot.store.records import count_new_items
+from bot.store.records import count_new_items, same_text
 
 logger = logging.getLogger("bot.store")
+
+
+class ApiAdded(list[str]):
+    """What ``add_api_items`` stored: the ids that were new, in order (a list, as it was), and
+    ``conflicts``, the places in the items sent of those whose id is stored with another
+    text (neither stored nor given their callback_url)."""
+
+    def __init__(self, created: Iterable[str] = (), conflicts: Iterable[int] = ()) -> None:
+        super().__init__(created)
+        self.conflicts = tuple(conflicts)
 
 
 class ProducerMixin:
@@ -26,7 +36,7 @@ class ProducerMixin:
 
     # -- producer API and webhooks --
 
-    def add_api_items(self, items: Iterable[Any], source: str = "api") -> list[str]:
+    def add_api_items(self, items: Iterable[Any], source: str = "api") -> ApiAdded:
         """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
         in one transaction; return the ids that were new, in order. A known item keeps its
         text and meta; it takes the ``callback_url`` sent only while it has none and people
@@ -34,13 +44,26 @@ class ProducerMixin:
         a registered URL is never replaced; ``callback_urls`` tells the producer which URL
         the item has).
 
+        An item whose id is stored (before, or by an earlier item of ``items``) with another
+        text is a conflict, as in ``add_items``: an id names one item, and the API never
+        changes a stored one. It is neither stored nor given its ``callback_url``; the
+        answer's ``conflicts`` holds its place in ``items``. The texts are compared as
+        ``same_text`` does, and, for an item that has it, by its ``same_text_as(stored)``
+        (the API's: its text as ``HITL_REDACT`` stored it before, ``bot.ingest.same_item_text``).
+        The stored texts are read in this transaction, in one statement per 500 items not new
+        (none while every item is), so of two texts sent at once under one new id, the first
+        written is stored and the other is the conflict.
+
         An id `hitl delete` deleted is not stored again, nor returned: looked up in this write
         transaction, so a ``DELETE`` that came after the caller's own check (``/api/predict``
         awaits its turn to write) still wins. The caller answers 410 for it."""
+        items = list(items)
         now = self.now()
         created: list[str] = []
+        conflicts: list[int] = []
         with self._immediate():
-            for item in items:
+            known: list[int] = []  # stored before, an earlier item's, or deleted
+            for n, item in enumerate(items):
                 cursor = self.db.execute(
                     "INSERT OR IGNORE INTO items (id, text, meta, source, status, created_at,"
                     " updated_at, callback_url) SELECT ?, ?, ?, ?, 'new', ?, ?, ?"
@@ -58,6 +81,18 @@ class ProducerMixin:
                 )
                 if cursor.rowcount:
                     created.append(item.id)
+                else:
+                    known.append(n)
+            texts = self._stored_texts(sorted({items[n].id for n in known}))
+            for n in known:
+                item = items[n]
+                stored = texts.get(item.id)
+                if stored is None:  # deleted: not stored again
+                    continue
+                if not same_text(stored, item.text) and not (
+                    (same := getattr(item, "same_text_as", None)) is not None and same(stored)
+                ):
+                    conflicts.append(n)
                 elif item.callback_url:
                     self.db.execute(
                         "UPDATE items SET callback_url = ?, updated_at = ? WHERE id = ?"
@@ -67,7 +102,18 @@ class ProducerMixin:
                         [item.callback_url, now, item.id],
                     )
             count_new_items(self.db.conn, {"new": len(created)})
-        return created
+        return ApiAdded(created, conflicts)
+
+    def _stored_texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored text of each of ``ids`` that is stored: one statement per 500."""
+        texts: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            texts.update(
+                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
+            )
+        return texts
 
     def callback_urls(self, ids: Sequence[str]) -> dict[str, str | None]:
         """Each stored item's ``callback_url`` (None: none), by id: what the API tells a producer
