@@ -31,7 +31,8 @@ class Intake:
 
     async def add(self, items: Sequence[Any]) -> set[str]:
         """Store ``items`` (each with ``id``, ``text``, ``meta``, ``callback_url``) with those of
-        concurrent calls; return the ids of ``items`` that were new."""
+        concurrent calls; return the ids of ``items`` that were new. Raises
+        ``StoredWithAnotherText`` when some of them have an id stored with another text."""
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
         self.waiting.append((items, done))
         if self.writer is None or self.writer.done():
@@ -44,21 +45,44 @@ class Intake:
             store = self.store()
             try:
                 with store.unsynced():  # no fsync on the loop: lost only with the machine
-                    created = set(
-                        store.add_api_items([it for items, _ in batch for it in items], self.source)
+                    added = store.add_api_items(
+                        [it for items, _ in batch for it in items], self.source
                     )
             except Exception as exc:  # noqa: BLE001 - each request answers it in its own way
                 for _, done in batch:
                     if not done.done():  # a request cancelled meanwhile wants no answer
                         done.set_exception(exc)
             else:
+                created = set(added)
+                conflicts = set(added.conflicts)  # places in the batch's items, all requests'
+                start = 0
                 # A request cancelled meanwhile (its future with it) wants no answer: setting
                 # one raised InvalidStateError, which ended this task and left the rest of the
                 # batch, stored, unanswered for ever.
                 for items, done in batch:
-                    if not done.done():
-                        done.set_result({it.id for it in items} & created)
+                    places = range(start, start + len(items))
+                    start += len(items)
+                    if done.done():
+                        continue
+                    mine = [n - places.start for n in places if n in conflicts]
+                    ours = {it.id for n, it in enumerate(items) if n not in mine} & created
+                    if mine:
+                        done.set_exception(StoredWithAnotherText(ours, mine))
+                    else:
+                        done.set_result(ours)
             await asyncio.sleep(0)  # the requests woken here run before the next commit
+
+
+class StoredWithAnotherText(Exception):
+    """Raised by ``Intake.add`` when an id of its items is stored with another text (stored
+    before, or by a request written just before in the same commit: ``Store.add_api_items``):
+    those items were neither stored nor given their callback_url. ``conflicts``: their places
+    in the items; ``created``: the ids of the others that were new."""
+
+    def __init__(self, created: set[str], conflicts: list[int]) -> None:
+        super().__init__(f"{len(conflicts)} item(s) with an id stored with another text")
+        self.created = created
+        self.conflicts = conflicts
 
 
 INTAKE = web.AppKey("intake", Intake)  # the app's Intake, set by bot.api.routes.add_routes

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import HttpVersion11, web
 from jsonschema import Draft202012Validator, ValidationError, validators
@@ -47,7 +47,7 @@ from bot.api.bodies import (
     read_object,
     too_large_message,
 )
-from bot.api.intake import INTAKE, Intake
+from bot.api.intake import INTAKE, Intake, StoredWithAnotherText
 from bot.api.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.api.webhooks import ALLOW_HINT, Destinations
 from bot.appkeys import RUNTIME
@@ -58,6 +58,7 @@ from bot.ingest import (
     item_id_for_text,
     legacy_item_ids,
     redaction_twin_ids,
+    same_item_text,
     with_redaction_twins,
     with_stored_ids,
 )
@@ -87,6 +88,15 @@ class ApiItem:
     text: str
     meta: dict[str, Any]
     callback_url: str | None
+    came: str | None = None  # the text as sent, when HITL_REDACT changed it (``redacted``)
+
+    def same_text_as(self, stored: str) -> bool:
+        """Whether ``stored``, the text this item's id is stored with, is this item's text, as
+        `hitl import` tells a duplicate from a row whose id is stored with another text
+        (``same_item_text``: line breaks and Unicode forms alike, or stored before
+        ``HITL_REDACT`` was turned on, off or given other kinds); ``Store.add_api_items``
+        asks it of an item its id is stored with another text than ``text``."""
+        return same_item_text(stored, self.text, self.came or self.text)
 
 
 # Any id the API or `hitl import` could have stored, newlines and "/" included ("." would not
@@ -635,7 +645,10 @@ async def predict(request: web.Request) -> web.Response:
     [item] = with_stored_ids(rt.store, [item])  # an item stored under its id of before
     if (gone := deleted_items_before(rt.store, [item])).get(item.id):
         raise ApiError(410, gone[item.id], "id")
-    created = await request.app[INTAKE].add([item])
+    try:
+        created = await request.app[INTAKE].add([item])
+    except StoredWithAnotherText:  # neither stored, nor scored, nor its callback_url taken
+        raise ApiError(409, another_text(item.id), "id") from None
     if not created:  # a DELETE while it waited to be stored: the store refused it
         _refuse_if_gone(rt.store, item.id)
     await _score(rt, [item.id])
@@ -646,6 +659,18 @@ async def predict(request: web.Request) -> web.Response:
         _refuse_if_gone(rt.store, item.id, always=True)
     callback = callback_results(rt.store, [item]).get((item.id, item.callback_url), {})
     return web.json_response({**_prediction(rt.store, stored, rt.settings.labels), **callback})
+
+
+def another_text(item_id: str) -> str:
+    """Why an item whose id is stored with another text is refused (a 409 for
+    ``/api/predict``, a rejected result in ``/api/items``): `hitl import`'s words for such a row,
+    for a producer. A deleted id is never stored again, so a changed text needs a new id."""
+    return (
+        f"id {quoted(item_id, 60)} is stored with another text (an id names one item, and the"
+        " API never changes a stored one): this text was neither stored nor scored; send it"
+        f" under a new id, and DELETE /api/items/{quote(item_id, safe='')} if it replaces the"
+        " stored item (a deleted id is not stored again)"
+    )
 
 
 def _refuse_if_gone(store: Store, item_id: str, *, always: bool = False) -> None:
@@ -729,7 +754,19 @@ async def add_items(request: web.Request) -> web.Response:
     if gone := deleted_items_before(rt.store, [item for _, item in accepted + repeated]):
         accepted, repeated = _refused_as_deleted(results, accepted, repeated, gone)
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
-    created = set(rt.store.add_api_items(sent, SOURCE))
+    added = rt.store.add_api_items(sent, SOURCE)
+    created = set(added)
+    if added.conflicts:  # an id stored with another text: rejected, as `hitl import` rejects it
+        apart = {(accepted + repeated)[n][0] for n in added.conflicts}  # their indexes
+        for index, item in accepted + repeated:
+            if index in apart:
+                results.append(
+                    {"index": index, "id": item.id, "result": "rejected",
+                     "error": another_text(item.id), "field": f"items[{index}].id"}
+                )  # fmt: skip
+        accepted = [(index, item) for index, item in accepted if index not in apart]
+        repeated = [(index, item) for index, item in repeated if index not in apart]
+        sent = [item for _, item in accepted + repeated]
     # deleted since the check above (`hitl delete` in another process): the store refused them
     if late := deleted_before(rt.store, [item.id for item in sent if item.id not in created]):
         accepted, repeated = _refused_as_deleted(results, accepted, repeated, late)
@@ -922,7 +959,11 @@ def redacted(rt: Runtime, items: list[ApiItem]) -> tuple[list[ApiItem], dict[int
         if named and text != item.text:
             came[n] = item.text
         item = dataclasses.replace(
-            item, text=text, meta=meta, id=item_id_for_text(text) if named else item.id
+            item,
+            text=text,
+            meta=meta,
+            id=item_id_for_text(text) if named else item.id,
+            came=item.text if text != item.text else None,  # its id's stored text may be it
         )
         out.append(item)
     return out, redaction_twin_ids(out, came, kinds)

@@ -261,11 +261,13 @@ async def test_items_batch_answers_per_item_and_a_bad_item_sinks_nothing(
         response = await post_json(bot, "/api/items", {"items": items})
         assert response.status == 200
         body = await response.json()
-        assert (body["created"], body["duplicates"], body["rejected"]) == (2, 2, 3)
+        assert (body["created"], body["duplicates"], body["rejected"]) == (2, 1, 4)
         results = body["results"]
         assert [r["result"] for r in results] == [
-            "created", "rejected", "duplicate", "duplicate", "created", "rejected", "rejected"
+            "created", "rejected", "rejected", "duplicate", "created", "rejected", "rejected"
         ]  # fmt: skip
+        assert results[2]["field"] == "items[2].id"  # "a1" is stored with another text
+        assert results[2]["error"].startswith('id "a1" is stored with another text')
         assert [r["index"] for r in results] == list(range(7))
         assert results[1]["field"] == "items[1].text"
         assert results[1]["error"] == "items[1].text is missing; send the item's text as a string"
