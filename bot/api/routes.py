@@ -757,8 +757,9 @@ async def add_items(request: web.Request) -> web.Response:
     added = rt.store.add_api_items(sent, SOURCE)
     created = set(added)
     if added.conflicts:  # an id stored with another text: rejected, as `hitl import` rejects it
-        apart = {(accepted + repeated)[n][0] for n in added.conflicts}  # their indexes
-        for index, item in accepted + repeated:
+        pairs = accepted + repeated  # as ``sent``
+        apart = {pairs[n][0] for n in added.conflicts}  # their indexes in the request
+        for index, item in pairs:
             if index in apart:
                 results.append(
                     {"index": index, "id": item.id, "result": "rejected",
