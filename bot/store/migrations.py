@@ -990,6 +990,18 @@ def m047_delivery_restates(db: Database) -> None:
     )
 
 
+@migrations(name="m048_delivery_bodies")
+def m048_delivery_bodies(db: Database) -> None:
+    # What a delivery's first attempt sent, the exact bytes (``bot.api.webhooks``): each retry
+    # sends them again, so one X-HITL-Delivery key carries one body. A retry read the item
+    # again as it went: a label's webhook that failed once, retried after an Undo, carried the
+    # take-back the next delivery told as well. NULL until the first attempt (a delivery not
+    # sent yet tells the item as it is when it first goes); a row attempted before this
+    # migration gets the body of its next attempt. A BLOB: what the receiver got, never text a
+    # person's id could be rewritten in; it goes with the item when the item is deleted.
+    db.execute("ALTER TABLE deliveries ADD COLUMN body BLOB")
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 # The names shipped migrations had before they were renamed, and the name each has now. A

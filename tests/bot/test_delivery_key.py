@@ -256,6 +256,8 @@ def as_m045_left_it(db: Path) -> None:
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm046_delivery_keys'")
         conn.execute("ALTER TABLE deliveries DROP COLUMN restates")  # m047, after m046
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm047_delivery_restates'")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN body")  # m048
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm048_delivery_bodies'")
         conn.commit()
 
 
