@@ -5,8 +5,11 @@ same transaction as the label (the outbox); so does taking back a label the prod
 been told of (an Undo, ``hitl labels remove``), and an item's wait for people ending without a
 label (set aside by Skips, left to the model: ``Store._queue_settled``). ``deliver_due`` sends
 the due ones: a POST of
-the item as it is then, ``{"id", "label", "votes", "resolved_at", "model_label", "status"}``
-(``label`` null once taken back), signed with HITL_WEBHOOK_SECRET.
+the item as it is when the delivery's first attempt goes, ``{"id", "label", "votes",
+"resolved_at", "model_label", "status"}`` (``label`` null once taken back), signed with
+HITL_WEBHOOK_SECRET. Those bytes are kept (m048) and every retry sends them again; an item's
+deliveries go in the order they were queued, the next waiting while an older one is pending
+(due, backing off or under way), so what changed since a first attempt is told after it.
 A 2xx answer delivers it; any other answer, a connection error or a timeout schedules a retry
 with exponential backoff, counted from when the attempt ended (a timeout's retry waits its
 backoff after the timeout), until ``max_attempts``. Each attempt carries the delivery's
@@ -290,7 +293,7 @@ async def deliver_due(
     _catch_up(rt, now, base, answer_within + 60)
     claimed = rt.store.claim_due_deliveries(_iso(now), _iso(lease), limit, PER_RECEIVER)
     jobs, cancelled = _with_payloads(rt, claimed, done)
-    rt.store.finish_deliveries(cancelled)
+    rt.store.finish_deliveries(cancelled, _first_bodies(jobs))
     if not jobs:
         return done
 
@@ -300,12 +303,12 @@ async def deliver_due(
     limiter = asyncio.Semaphore(CONCURRENCY)
     attempt = _Attempt(rt, session, destinations, secret, base, max_attempts, answer_within)
 
-    async def send_one(delivery: dict, payload: dict) -> None:
+    async def send_one(delivery: dict, body: bytes) -> None:
         if (refused := attempt.refused(delivery)) is not None:
             attempt.record(done, delivery, refused, now)
             return
         async with limiter:
-            await attempt.send(done, delivery, payload, now)
+            await attempt.send(done, delivery, body, now)
 
     try:
         await asyncio.gather(*(send_one(d, p) for d, p in jobs))
@@ -317,21 +320,35 @@ async def deliver_due(
 
 def _with_payloads(
     rt: Runtime, claimed: list[dict], done: DeliveryRound
-) -> tuple[list[tuple[dict, dict]], list[tuple[int, str, str | None]]]:
-    """Each claimed delivery with what it tells (``Store.webhook_payload``, read now), and
-    the outcomes of those with nothing to tell, cancelled: for the caller to record, all in
-    one transaction (``Store.finish_deliveries``)."""
-    jobs = []
+) -> tuple[list[tuple[dict, bytes]], list[tuple[int, str, str | None]]]:
+    """Each claimed delivery with the body it sends, and the outcomes of those with nothing
+    to tell, cancelled: for the caller to record, all in one transaction
+    (``Store.finish_deliveries``). A retry sends the bytes its first attempt sent (m048): one
+    X-HITL-Delivery key, one body; what changed since goes in the item's next delivery, after
+    it. A first attempt (or a retry of a row attempted before m048) tells the item as it is now
+    (``Store.webhook_payload``); the caller stores those bodies (``_first_bodies``) before
+    they go."""
+    jobs: list[tuple[dict, bytes]] = []
     cancelled: list[tuple[int, str, str | None]] = []
-    out = not_in_force(rt.settings, rt.store) if claimed else None
+    out = None
     for delivery in claimed:
+        if delivery.get("body") is not None:
+            jobs.append((delivery, bytes(delivery["body"])))
+            continue
+        out = not_in_force(rt.settings, rt.store) if out is None else out
         payload = rt.store.webhook_payload(delivery["item_id"], sending=delivery["id"], out=out)
         if payload is None:  # undone since: the next resolution queues a new delivery
             cancelled.append((delivery["id"], "cancelled", REOPENED))
             continue
-        jobs.append((delivery, payload))
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        jobs.append(({**delivery, "first": True}, body))
     done.cancelled.extend(delivery_id for delivery_id, _, _ in cancelled)
     return jobs, cancelled
+
+
+def _first_bodies(jobs: Iterable[tuple[dict, bytes]]) -> list[tuple[int, bytes]]:
+    """The bodies of ``jobs`` not stored yet (their first attempt): (delivery id, body)."""
+    return [(delivery["id"], body) for delivery, body in jobs if delivery.get("first")]
 
 
 @dataclass
@@ -351,11 +368,11 @@ class _Attempt:
         problem = self.destinations.url_problem(delivery["url"])
         return None if problem is None else RefusedDestination(problem)
 
-    async def send(self, done: DeliveryRound, delivery: dict, payload: dict, now: datetime) -> None:
-        """Send ``delivery`` claimed at ``now`` and record how it ended. Its retry waits from
-        when the attempt ended: ``now`` plus the time the attempt took on the runtime's clock
-        (a timeout's retry was due ``backoff`` after the claim, straight after the timeout)."""
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    async def send(self, done: DeliveryRound, delivery: dict, body: bytes, now: datetime) -> None:
+        """Send ``delivery`` claimed at ``now`` (its ``body``: ``_with_payloads``) and record
+        how it ended. Its retry waits from when the attempt ended: ``now`` plus the time the
+        attempt took on the runtime's clock (a timeout's retry was due ``backoff`` after the
+        claim, straight after the timeout). The signature's time is this attempt's."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "slack-hitl",
@@ -421,23 +438,28 @@ class _Sender:
         )
         jobs, ended = _with_payloads(rt, claimed, done)
         refused: list[tuple[dict, str]] = []
-        for delivery, payload in jobs:
+        sends: list[tuple[dict, bytes]] = []
+        for delivery, body in jobs:
             if (problem := self.attempt.refused(delivery)) is not None:
                 refused.append((delivery, _refusal(problem)))
-                continue
-            task = asyncio.create_task(self._send(delivery, payload, now))
-            self.sending[task] = delivery
+            else:
+                sends.append((delivery, body))
         ended += [(d["id"], "failed", reason) for d, reason in refused]
-        rt.store.finish_deliveries(ended)  # cancelled and refused: one transaction
+        # cancelled and refused, and the first attempts' bodies: one transaction, before any
+        # of them is sent (a retry sends what the first attempt did)
+        rt.store.finish_deliveries(ended, _first_bodies(sends))
+        for delivery, body in sends:
+            task = asyncio.create_task(self._send(delivery, body, now))
+            self.sending[task] = delivery
         for delivery, reason in refused:
             logger.warning(
                 "webhook %s for item %s %s", delivery["key"], delivery["item_id"], reason
             )
         return len(claimed)
 
-    async def _send(self, delivery: dict, payload: dict, now: datetime) -> None:
+    async def _send(self, delivery: dict, body: bytes, now: datetime) -> None:
         try:
-            await self.attempt.send(DeliveryRound(), delivery, payload, now)
+            await self.attempt.send(DeliveryRound(), delivery, body, now)
         except DatabaseError as exc:  # its outcome not stored: sent again when its lease ends
             rt = self.attempt.rt
             logger.error(

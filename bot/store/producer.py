@@ -156,13 +156,20 @@ class ProducerMixin:
         time: a claim takes at most one delivery of an item, its oldest due (an older notice
         goes before its label's delivery, an older label's before a take-back queued after
         it; the next waits for it, as any item's next delivery waits for its send under
-        way)."""
+        way). An older delivery of the item that is still pending holds the newer ones back
+        while it is not due too (waiting out its backoff, or claimed): they go once it is
+        delivered, given up or cancelled, never before it. Each comes with its ``body``, the
+        bytes its first attempt sent (m048; None before its first attempt)."""
         due = "FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
         if limit <= 0 or (
             not self.db.conn.in_transaction
-            and not self.db.execute(f"SELECT 1 {due} LIMIT 1", [now]).fetchone()
+            and not self.db.execute(
+                f"SELECT 1 {due} AND NOT EXISTS ({_OLDER_PENDING} AND older.next_attempt_at > ?)"
+                " LIMIT 1",
+                [now, now],
+            ).fetchone()
         ):
-            return []
+            return []  # nothing due, or only what waits behind its item's older delivery
         with self._immediate():
             rows: list[tuple[Any, ...]] = []
             taken, items = dict(busy or {}), set(busy_items)
@@ -172,12 +179,13 @@ class ProducerMixin:
                     break
                 # each item's oldest of the class due, no other: an item's backlog takes one
                 # row of a read (and of a receiver's share), not all of it (by the item's
-                # index, a probe for each row passed over)
+                # index, a probe for each row passed over). Nor one queued after a delivery of
+                # its item still pending and not due (waiting out its backoff, or under way):
+                # that one goes first, whenever it is due, and the next waits until it is
+                # delivered or given up.
                 of_class = (
-                    f"{due} AND notice = {notice} AND NOT EXISTS (SELECT 1 FROM deliveries AS"
-                    " older INDEXED BY deliveries_item WHERE older.item_id = deliveries.item_id"
-                    " AND older.id < deliveries.id AND older.status = 'pending'"
-                    f" AND older.notice = {notice} AND older.next_attempt_at <= ?)"
+                    f"{due} AND notice = {notice} AND NOT EXISTS ({_OLDER_PENDING}"
+                    f" AND (older.notice = {notice} OR older.next_attempt_at > ?))"
                 )
                 if per_receiver is None:
                     found = self.db.execute(
@@ -198,7 +206,7 @@ class ProducerMixin:
                     taken[first[4]] = taken.get(first[4], 0) + 1
                     items.add(first[1])
                     rows.append(first)
-            keys: dict[int, str] = {}
+            keys: dict[int, tuple[str, bytes | None]] = {}
             for row in rows:
                 # A row written without its key (by SQL outside the store's inserts) gets one
                 # before its first attempt, kept for every retry.
@@ -208,12 +216,13 @@ class ProducerMixin:
                     [lease_until, row[0]],
                 )
                 keys[row[0]] = self.db.execute(
-                    "SELECT key FROM deliveries WHERE id = ?", [row[0]]
-                ).fetchone()[0]
+                    "SELECT key, body FROM deliveries WHERE id = ?", [row[0]]
+                ).fetchone()
         return [
             {
                 "id": row[0],
-                "key": keys[row[0]],  # its X-HITL-Delivery header (m046)
+                "key": keys[row[0]][0],  # its X-HITL-Delivery header (m046)
+                "body": keys[row[0]][1],  # what its first attempt sent (m048), None before it
                 "item_id": row[1],
                 "url": row[2],
                 "attempts": row[3] + 1,
@@ -354,16 +363,26 @@ class ProducerMixin:
                 [status, error, next_attempt_at, delivery_id],
             )
 
-    def finish_deliveries(self, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
+    def finish_deliveries(
+        self,
+        outcomes: Iterable[tuple[int, str, str | None]],
+        bodies: Iterable[tuple[int, bytes]] = (),
+    ) -> None:
         """``finish_delivery`` for each (delivery id, status, error), in one transaction: the
-        deliveries a sender's pass ended without sending (refused, cancelled). Nothing to do
-        for none: no write lock taken."""
+        deliveries a sender's pass ended without sending (refused, cancelled). With them, the
+        ``bodies`` (delivery id, the exact bytes) the pass's first attempts are about to send,
+        kept for every retry (m048): stored before the send, so a retry never sends other
+        bytes under the same key. Nothing to do for none: no write lock taken."""
         rows = [(status, error, delivery_id) for delivery_id, status, error in outcomes]
-        if not rows:
+        kept = [(body, delivery_id) for delivery_id, body in bodies]
+        if not rows and not kept:
             return
         with self._immediate():
             self.db.conn.executemany(
                 "UPDATE deliveries SET status = ?, last_error = ? WHERE id = ?", rows
+            )
+            self.db.conn.executemany(
+                "UPDATE deliveries SET body = ? WHERE id = ? AND body IS NULL", kept
             )
 
     def webhook_payload(
@@ -495,10 +514,15 @@ class ProducerMixin:
         ).rowcount
 
     def next_delivery_at(self) -> str | None:
-        """When the next pending delivery falls due (None when nothing is pending)."""
-        return self.db.execute(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'"
-        ).fetchone()[0]
+        """When the next pending delivery falls due (None when nothing is pending): the first
+        of an item's pending deliveries, as the others wait for it (``claim_due_deliveries``),
+        however long before it they were due. The due index in order, a probe of the item's
+        index for each row passed over."""
+        row = self.db.execute(
+            "SELECT next_attempt_at FROM deliveries WHERE status = 'pending'"
+            f" AND NOT EXISTS ({_OLDER_PENDING}) ORDER BY next_attempt_at LIMIT 1"
+        ).fetchone()
+        return None if row is None else row[0]
 
     def deliveries(self, item_id: str | None = None) -> list[dict[str, Any]]:
         where, args = ("item_id = ?", [item_id]) if item_id is not None else (None, [])
@@ -527,6 +551,15 @@ class ProducerMixin:
                 for r in runs
             ],
         }
+
+
+# An older delivery still pending of the item of the ``deliveries`` row a statement reads, by
+# the item's index (its few rows): until it is delivered or given up, that row waits.
+_OLDER_PENDING = (
+    "SELECT 1 FROM deliveries AS older INDEXED BY deliveries_item"
+    " WHERE older.item_id = deliveries.item_id AND older.id < deliveries.id"
+    " AND older.status = 'pending'"
+)
 
 
 def _one_per_item(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
