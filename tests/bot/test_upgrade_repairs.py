@@ -538,6 +538,7 @@ SHIPPED_DIGESTS = {
     "m045_delivery_notices": "fd17ae11c5910b64",
     "m046_delivery_keys": "ebbccd568a7cd2ce",
     "m047_delivery_restates": "887be881f458b06b",
+    "m048_delivery_bodies": "c48ff1b4fd5fb073",
 }
 
 
