@@ -49,7 +49,8 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # none of a c
     except ValueError:  # imported outside the main thread: nothing to guard there
         pass
 
-import contextlib  # noqa: E402 (after the guard above)
+import codecs  # noqa: E402 (after the guard above)
+import contextlib  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -65,9 +66,9 @@ from typing import IO, Any, TypeVar  # noqa: E402
 
 import click  # noqa: E402
 
-from bot import logs  # noqa: E402
+from bot import cli_streams, logs  # noqa: E402
 from bot.cli_errors import Stopped, friendly_errors, os_problem  # noqa: E402
-from bot.cli_progress import Reading  # noqa: E402
+from bot.cli_progress import Reading, fitted  # noqa: E402
 from bot.config import Settings, api_token, config_path, describe, load_settings  # noqa: E402
 from bot.errors import HitlError  # noqa: E402
 from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file  # noqa: E402
@@ -222,6 +223,12 @@ class HitlGroup(click.Group):
             return self._invoke(ctx)
         except KeyboardInterrupt as exc:  # Ctrl-C (SIGTERM, SIGHUP: `main`): one line, 130
             raise click.exceptions.Exit(_say_stopped(exc, ctx.meta.get("hitl.args", []))) from None
+        except BrokenPipeError:  # a command that only prints, its reader gone (| head)
+            if not cli_streams.broken_pipe():
+                raise
+            raise click.exceptions.Exit(cli_streams.BROKEN_PIPE) from None
+        except cli_streams.StreamError as exc:  # its standard output full or closed
+            raise click.ClickException(exc.line) from None
 
     def _invoke(self, ctx: click.Context) -> Any:
         try:
@@ -471,7 +478,7 @@ def import_command(
         size = path.stat().st_size if path.is_file() else 0
         show_bar = sys.stderr.isatty()
         bar = click.progressbar(
-            length=size, label=f"Importing {path.name}", file=sys.stderr, show_eta=True
+            length=size, **fitted(f"Importing {path.name}"), file=sys.stderr, show_eta=True
         )
         rows = rows_of_file(  # a problem of the whole file surfaces here, before any write
             path,
@@ -725,12 +732,23 @@ def _export_kept(output: Path, before: tuple[int, int] | None, in_place: bool) -
 def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> int:
     """The export on standard output, flushed here: a full disk is this command's one-line error,
     not a traceback, nor a second one when Python flushes at exit (the rest of the output goes
-    to os.devnull, as the signal module's docs advise for a closed pipe)."""
+    to os.devnull, as the signal module's docs advise for a closed pipe).
+
+    On a standard output that is not UTF-8 (a Latin-1 terminal, PYTHONIOENCODING=ascii) the
+    export stays valid data: JSONL is written in ASCII (``\\u00e9``: the same JSON, read back
+    as it was); a CSV has no escape, so a row the encoding cannot hold stops it with one line
+    saying what to do (``_Encodable``) rather than writing the row changed."""
+    encoding = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name
+    handle: IO[str] = sys.stdout
+    if encoding != "utf-8" and fmt != "jsonl":  # JSONL: ASCII, with \u escapes (below)
+        if fmt == "csv+bom":
+            raise click.ClickException(_not_encodable(encoding, "--bom's UTF-8 mark"))
+        handle = _Encodable(sys.stdout, encoding)
     try:
-        n = _write_records(sys.stdout, records, columns, fmt)
+        n = _write_records(handle, records, columns, fmt, ascii_only=encoding != "utf-8")
         sys.stdout.flush()
     except BrokenPipeError:
-        raise  # the reader went away (| head): click exits quietly
+        raise  # the reader went away (| head): `hitl` exits 141 quietly (HitlGroup.invoke)
     except OSError as exc:
         with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (tests)
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -738,6 +756,37 @@ def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], f
             os.close(devnull)
         raise click.ClickException(os_problem(exc, "cannot write to standard output")) from exc
     return n
+
+
+def _not_encodable(encoding: str, what: str) -> str:
+    return (
+        f"cannot write the CSV export to standard output: its encoding ({encoding}) cannot hold"
+        f" {what}: write it to a file with -o FILE (always UTF-8), or run hitl in a UTF-8"
+        " locale (LC_ALL=C.UTF-8, or PYTHONIOENCODING=utf-8)"
+    )
+
+
+class _Encodable:
+    """``handle`` for ``_write_records``' CSV rows (one row a call) on a standard output in
+    ``encoding``: a row that the encoding cannot hold stops the export in one line
+    (``_not_encodable``), where the stream would write it changed."""
+
+    def __init__(self, handle: IO[str], encoding: str) -> None:
+        self._handle = handle
+        self._encoding = encoding
+        self._rows = -1  # the header is the first
+
+    def write(self, row: str) -> int:
+        self._rows += 1
+        try:
+            row.encode(self._encoding)
+        except UnicodeEncodeError as exc:
+            what = repr(exc.object[exc.start : exc.end][:10])
+            where = f"row {self._rows:,}" if self._rows else "the header"
+            raise click.ClickException(
+                _not_encodable(self._encoding, f"{what} ({where})")
+            ) from None
+        return self._handle.write(row)
 
 
 def _write_file(
@@ -946,16 +995,22 @@ def _give_mode(fd: int, old: os.stat_result | None, new: int = 0o600) -> None:
 
 
 def _write_records(
-    handle: IO[str], records: Iterator[dict[str, Any]], columns: tuple[str, ...], fmt: str
+    handle: IO[str] | _Encodable,
+    records: Iterator[dict[str, Any]],
+    columns: tuple[str, ...],
+    fmt: str,
+    *,
+    ascii_only: bool = False,
 ) -> int:
-    """The records as JSONL, or as CSV (``fmt`` "csv", or "csv+bom" after a UTF-8 byte-order
+    """The records as JSONL (in ASCII with ``ascii_only``), or as CSV (``fmt`` "csv", or
+    "csv+bom" after a UTF-8 byte-order
     mark for Excel) with a header line, lines ending in ``\n``: a field that holds a ``\r`` or
     a ``\n`` is quoted (csv's own writer, with ``\n`` line ends, would leave a lone ``\r``
     bare, and every reader would split the row there), and each cell is ``_csv_cell``'s."""
     n = 0
     if fmt == "jsonl":
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=ascii_only) + "\n")
             n += 1
         return n
     if fmt == "csv+bom":
@@ -974,7 +1029,7 @@ class _LineEnds:
     "\r\n" quotes both a lone \r and a \n; the export's lines kept the \n they always had
     (diffs of exports, shell tools). The writer writes one whole row per call."""
 
-    def __init__(self, handle: IO[str]) -> None:
+    def __init__(self, handle: IO[str] | _Encodable) -> None:
         self._handle = handle
 
     def write(self, row: str) -> int:
@@ -1174,7 +1229,7 @@ def retrain_command(state: State, force: bool) -> None:
     \b
     Examples:
       hitl retrain
-      hitl retrain --force      # train even with nothing new; promote even if it scores lower
+      hitl retrain --force  # train with nothing new; promote even if it is worse
     """
     import asyncio
 
@@ -1210,7 +1265,7 @@ def retrain_command(state: State, force: bool) -> None:
             return
         label = f"Training on {count(len(plan.labels), 'label')}"
         with contextlib.ExitStack() as bars:
-            bar = bars.enter_context(click.progressbar(length=1, label=label, file=sys.stderr))
+            bar = bars.enter_context(click.progressbar(length=1, **fitted(label), file=sys.stderr))
 
             def progress(done: int, total: int) -> None:
                 bar.length = total
@@ -1225,7 +1280,9 @@ def retrain_command(state: State, force: bool) -> None:
                         bars.enter_context(
                             click.progressbar(
                                 length=max(total, 1),
-                                label=f"Scoring {count(total, 'waiting item')} with the new model",
+                                **fitted(
+                                    f"Scoring {count(total, 'waiting item')} with the new model"
+                                ),
                                 file=sys.stderr,
                             )
                         )
@@ -1494,7 +1551,7 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     \b
     Examples:
       hitl accuracy
-      hitl accuracy --chart accuracy.png   # also a PNG of accuracy by version and by labels
+      hitl accuracy --chart accuracy.png  # and a PNG of it by version and label
     """
     from datetime import UTC, datetime
 
@@ -1555,7 +1612,8 @@ def stats_command(state: State, quiet: bool) -> None:
     with friendly_errors(), state.open_existing_store() as store:
         counts = store.count_items()  # flat: the counts kept with every change
         items = sum(counts.get(status, 0) for status in ITEM_STATUSES)
-        with Reading(f"Reading the stats of {count(items, 'item')}", quiet=quiet, eta=False) as bar:
+        label = f"Reading the stats of {count(items, 'item')}"
+        with Reading(label, quiet=quiet, eta=False, says=len("every answer (agreement)")) as bar:
             bar.to(0, 2, "counts")
             sections = [reports.stats_text(store, state.settings, datetime.now(UTC))]
             bar.to(1, 2, "every answer (agreement)")
@@ -1702,12 +1760,12 @@ def demo_command(
     \b
     Examples:
       hitl demo
-      hitl demo --simulate 3                  # teammates answer while you watch
-      hitl demo --simulate 3 --answers 200    # no browser: print how accuracy climbs
+      hitl demo --simulate 3                # teammates answer while you watch
+      hitl demo --simulate 3 --answers 200  # no browser: how accuracy climbs
       hitl demo --data mine.jsonl --port 8080
       hitl demo --data tickets.csv --simulate 3 --answers 100
       hitl demo --data tickets.csv --text-column body --id-column ticket_id
-      hitl demo --simulate 2 --careless       # gold questions catch a careless teammate
+      hitl demo --simulate 2 --careless     # gold catches a careless teammate
     """
     import asyncio
 
@@ -1762,11 +1820,19 @@ if _GUARDED and signal.getsignal(signal.SIGINT) is _stopped_while_starting:
 
 
 def main() -> None:
+    cli_streams.set_up()  # output that cannot be written never ends the work (bot.cli_streams)
+    if _prints_only(sys.argv[1:]):
+        cli_streams.strict_stdout()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) == signal.SIG_DFL:  # not ignored (nohup), nor handled
             signal.signal(signum, _interrupt)
     try:
-        cli(prog_name="hitl")
+        try:
+            cli(prog_name="hitl")
+        except SystemExit as exc:  # click ends every command so
+            if exc.code is not None and not isinstance(exc.code, int):
+                raise
+            sys.exit(cli_streams.finish(exc.code or 0))
     except (MemoryError, RuntimeError, ImportError, SystemError) as exc:
         if not out_of_memory(exc):
             raise
@@ -1776,6 +1842,16 @@ def main() -> None:
             " or the container's); what was stored is kept\n"
         )
         sys.exit(1)
+
+
+def _prints_only(args: list[str]) -> bool:
+    """Whether the command of ``args`` does nothing but print (`hitl export`, `hitl find`,
+    the read-only ones): a reader of its output going away stops it at once, where a command
+    that changes things runs to its end (``bot.cli_streams``)."""
+    words = _command_words(args)
+    if words == ("accuracy",):
+        return not any(a.startswith("--chart") for a in args)
+    return words in READ_ONLY or words in {("export",), ("find",)}
 
 
 def _memory_limited() -> bool:

@@ -72,8 +72,10 @@ def delete_command(
     \b
     Examples:
       hitl delete T-1001 --reason "erasure request #4411"
-      hitl find jane.doe@example.com --ids | hitl delete --ids-from - --yes --reason "#4411"
-      jq -r .id wrong.jsonl | hitl delete --ids-from - --yes --reason "wrong file imported"
+      hitl find jane.doe@example.com --ids |
+        hitl delete --ids-from - --yes --reason "#4411"
+      jq -r .id wrong.jsonl |
+        hitl delete --ids-from - --yes --reason "wrong file imported"
       hitl delete -- -odd-id    # an id that starts with '-'
     """
     given = [utf8_text(i, "ITEM_ID") for i in item_ids]

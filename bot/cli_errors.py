@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli_streams import StreamError
 from bot.errors import HitlError
 from bot.store import DatabaseError, database_problem
 
@@ -35,9 +36,15 @@ def friendly_errors() -> Iterator[None]:
     except DatabaseError as exc:
         raise click.ClickException(str(database_problem(_db_path(), exc))) from exc
     except BrokenPipeError:
-        raise  # the reader of our output went away (| head): click exits quietly
+        raise  # the reader of our output went away (| head): `hitl` exits 141 quietly
+    except StreamError as exc:  # standard output on a full disk, or closed
+        raise click.ClickException(exc.line) from exc
     except OSError as exc:
         raise click.ClickException(os_problem(exc)) from exc
+    except UnicodeEncodeError as exc:
+        if not _typed_in_another_encoding(exc):
+            raise
+        raise click.ClickException(_not_utf8(exc.object[exc.start : exc.end], exc.object)) from None
 
 
 def _db_path() -> Path | str:
@@ -63,6 +70,21 @@ def os_problem(exc: OSError, path: Path | str | None = None) -> str:
         errno.ENFILE: "the system's open-files limit is reached (sysctl fs.file-max)",
     }.get(exc.errno)
     return f"{line}; {fix}" if fix is not None else line
+
+
+def _typed_in_another_encoding(exc: UnicodeEncodeError) -> bool:
+    """Whether ``exc`` is text given on the command line whose bytes are not UTF-8 (a terminal
+    set to Latin-1): Python keeps each such byte as a lone surrogate (U+DC80-U+DCFF), which
+    SQLite's UTF-8 cannot store."""
+    bad = exc.object[exc.start : exc.end]
+    return bool(bad) and all("\udc80" <= ch <= "\udcff" for ch in bad)
+
+
+def _not_utf8(bad: str, value: str) -> str:
+    """The one line for ``value``, text given with the bytes ``bad`` that are not UTF-8."""
+    shown = value if len(value) <= 60 else value[max(0, value.find(bad) - 20) :][:60]
+    shown = shown.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return f"'{shown}' is not UTF-8 text (set the terminal to UTF-8)"
 
 
 def utf8_text(value: str, what: str) -> str:

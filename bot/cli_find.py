@@ -70,7 +70,8 @@ def find_command(
     Examples:
       hitl find jane.doe@example.com
       hitl find "+44 7700 900999" --jsonl > access-request-4411.jsonl
-      hitl find jane.doe@example.com --ids | hitl delete --ids-from - --reason "request #4411"
+      hitl find jane.doe@example.com --ids |
+        hitl delete --ids-from - --reason "request #4411"
     """
     if ids_only and as_jsonl:
         raise click.UsageError("--ids and --jsonl: give one of them")

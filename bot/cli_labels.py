@@ -236,8 +236,10 @@ def _restate(store: Any, threshold: float) -> None:
     if end < BAR_FROM:
         restate_all(store, threshold)
         return
+    from bot.cli_progress import fitted
+
     label = "Putting the predictions under the new label set"
-    with click.progressbar(length=end, label=label, file=sys.stderr) as bar:
+    with click.progressbar(length=end, **fitted(label), file=sys.stderr) as bar:
 
         def step(at: int, _end: int) -> None:
             bar.update(at - bar.pos)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bot.cli_errors import Stopped, friendly_errors
+from bot.cli_progress import fitted
 from bot.words import count, first_few
 
 
@@ -82,7 +83,7 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
                     bars.enter_context(
                         click.progressbar(
                             length=max(total, 1),
-                            label=f"Copying {backup.name}",
+                            **fitted(f"Copying {backup.name}"),
                             file=sys.stderr,
                         )
                     )
