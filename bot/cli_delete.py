@@ -91,70 +91,95 @@ def delete_command(
     if not given:
         raise click.UsageError("give the ids to delete: ITEM_ID... or --ids-from FILE")
     ids = list(dict.fromkeys(given))
-    with friendly_errors(), state.open_existing_store() as store:
-        stored = store.existing_item_ids(ids)
-        if unknown := [i for i in ids if i not in stored]:
-            if len(unknown) == 1 and (before := store.deleted_item(unknown[0])) is not None:
-                why = f" ({before['reason']})" if before["reason"] else ""
+    # the store, its count of commits before the delete, and what the delete removed: what an
+    # interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
+    store, kept, done = None, None, None
+    try:
+        with friendly_errors(), state.open_existing_store() as store:
+            stored = store.existing_item_ids(ids)
+            if unknown := [i for i in ids if i not in stored]:
+                if len(unknown) == 1 and (before := store.deleted_item(unknown[0])) is not None:
+                    why = f" ({before['reason']})" if before["reason"] else ""
+                    raise click.ClickException(
+                        f"{quoted(unknown[0], 200)} was deleted on"
+                        f" {before['at'][:19].replace('T', ' ')} UTC by {before['user_id']}{why};"
+                        " nothing deleted"
+                    )
+                shown = first_few([quoted(i, 200) for i in unknown])
+                gone = store.deleted_among(unknown)
+                why = f" ({len(gone):,} of them deleted before)" if gone else ""
                 raise click.ClickException(
-                    f"{quoted(unknown[0], 200)} was deleted on"
-                    f" {before['at'][:19].replace('T', ' ')} UTC by {before['user_id']}{why};"
-                    " nothing deleted"
+                    f"no item with id {shown}{why}; nothing deleted (`hitl find TEXT` finds items"
+                    " by their text)"
                 )
-            shown = first_few([quoted(i, 200) for i in unknown])
-            gone = store.deleted_among(unknown)
-            why = f" ({len(gone):,} of them deleted before)" if gone else ""
-            raise click.ClickException(
-                f"no item with id {shown}{why}; nothing deleted (`hitl find TEXT` finds items by"
-                " their text)"
-            )
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.ClickException(
-                    "asks before deleting, and no one can answer here (input is not a"
-                    " terminal): add --yes"
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise click.ClickException(
+                        "asks before deleting, and no one can answer here (input is not a"
+                        " terminal): add --yes"
+                    )
+                shown, held = first_few(ids), said_rows(store.rows_about(ids))
+                click.confirm(
+                    f"Delete {count(len(ids), 'item')} ({shown}) and everything stored about"
+                    f" {'it' if len(ids) == 1 else 'them'}"
+                    + (f" ({', '.join(held)})" if held else " (no answer or label yet)")
+                    + "? This cannot be undone",
+                    abort=True,
                 )
-            shown, held = first_few(ids), said_rows(store.rows_about(ids))
-            click.confirm(
-                f"Delete {count(len(ids), 'item')} ({shown}) and everything stored about"
-                f" {'it' if len(ids) == 1 else 'them'}"
-                + (f" ({', '.join(held)})" if held else " (no answer or label yet)")
-                + "? This cannot be undone",
-                abort=True,
-            )
-        try:
+            kept = store.commits
             done = store.delete_items(
                 ids, user_id=_who(by), reason=reason, models_dir=state.settings.models_dir
             )
-        except KeyboardInterrupt:  # inside the transaction: rolled back
+            emptied = store.empty_log()
+        for line in deleted_lines(done, len(ids)):
+            click.echo(line)
+        if not emptied:
+            click.echo(
+                "The write-ahead log could not be emptied now (another process reads the"
+                " database): SQLite empties it at its next checkpoint."
+            )
+        click.echo("Backups and exports made before keep these items: delete them there too.")
+    except KeyboardInterrupt:
+        if store is None or kept is None:  # before the delete began
+            raise
+        if done is None and store.commits != kept:  # committed, not yet returned
+            done = store.write_result  # the store keeps it for such a caller
+        if done is None:  # inside the transaction: rolled back
             raise Stopped("; nothing was deleted (the items go together or not at all)") from None
-        emptied = store.empty_log()
+        # Deleted (a signal during the COMMIT is raised as it returns, or one came after it):
+        # what a delete says is said here, in the one line
+        said = " ".join(deleted_lines(done, len(ids)))
+        raise Stopped(
+            f"; the delete is committed. {said} Backups and exports made before keep these"
+            " items: delete them there too."
+        ) from None
+
+
+def deleted_lines(done: Any, asked: int) -> list[str]:
+    """What a delete that committed says (``done``: ``Deleted``, of ``asked`` ids): how many
+    rows, the Slack messages left to delete, the stop set, and the models that may keep the
+    items' words."""
     rows = said_rows(done.rows)
-    click.echo(
+    lines = [
         f"Deleted {count(done.rows['items'], 'item')}" + (f": {', '.join(rows)}." if rows else ".")
-    )
+    ]
     if done.messages:
-        click.echo(
+        lines.append(
             f"Slack: {count(done.messages, 'question message')} to delete; `hitl serve` deletes"
             " them (at once if it runs, else when it starts)."
         )
     if done.stop_set_dropped:
-        click.echo("When to stop: its sample held one of them; the next update draws another.")
+        lines.append("When to stop: its sample held one of them; the next update draws another.")
     if done.models:
         versions = ", ".join(f"v{v}" for v in done.models)
-        click.echo(
+        lines.append(
             f"Models: {versions} {'was' if len(done.models) == 1 else 'were'} trained while"
-            f" {'it' if len(ids) == 1 else 'one of them'} had a label, and may keep some of its"
+            f" {'it' if asked == 1 else 'one of them'} had a label, and may keep some of its"
             " words in the vocabulary: `HITL_KEEP_MODELS=0 hitl retrain --force` trains a model"
             " without it, makes it the champion and deletes every other model file (no rollback"
             " to them after)."
         )
-    if not emptied:
-        click.echo(
-            "The write-ahead log could not be emptied now (another process reads the"
-            " database): SQLite empties it at its next checkpoint."
-        )
-    click.echo("Backups and exports made before keep these items: delete them there too.")
+    return lines
 
 
 def said_rows(rows: dict[str, int]) -> list[str]:

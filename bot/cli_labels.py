@@ -31,6 +31,7 @@ from bot.labelset import (
     restate_all,
     retired_note,
 )
+from bot.words import count
 
 
 @contextmanager
@@ -96,48 +97,60 @@ def set_command(
     """
     label = _check_name(label)
     ids = list(dict.fromkeys(item_ids))  # an id given twice is set once
-    with _errors(), state.open_existing_store() as store:
-        known = current_labels(state.settings, store)
-        fixed = state.settings.labels or store.stored_labels() is not None
-        twin = case_twin(label, known)
-        if twin is not None and only_twin(label, known) == twin and looks_the_same(label, twin):
-            # "card payment" typed for the label imported with a no-break space: what one
-            # reads and types is that label, which advice to use it could not be followed for
-            click.echo(taken_as(label, twin))
-            label, twin = twin, None
-        if twin is not None:  # open labels too: one spelling
-            raise click.ClickException(
-                f"{quoted(label)} differs from the label {quoted(twin)}"
-                f" {how_twins_differ(label, twin)}; use {quoted(twin)}"
-            )
-        if fixed and label not in known:
-            raise click.ClickException(
-                f"{quoted(label)} is not in the label set ({', '.join(known)}); use one of these"
-            )
-        stored = store.existing_item_ids(ids) if len(ids) > 1 else set(ids)
-        if unknown := [i for i in ids if i not in stored]:
-            raise click.ClickException(
-                f"no item with id {', '.join(quoted(i, 200) for i in unknown)}; nothing changed"
-                " (`hitl export` lists the labeled ones)"
-            )
-        # One transaction for them all: the Store's own (no public one for several labels;
-        # ``Store.remove_labels`` is its counterpart for `hitl labels remove`).
-        try:
+    store, kept = None, None  # the store, and its count of commits before the change
+    try:
+        with _errors(), state.open_existing_store() as store:
+            known = current_labels(state.settings, store)
+            fixed = state.settings.labels or store.stored_labels() is not None
+            twin = case_twin(label, known)
+            if twin is not None and only_twin(label, known) == twin and looks_the_same(label, twin):
+                # "card payment" typed for the label imported with a no-break space: what one
+                # reads and types is that label, which advice to use it could not be followed for
+                click.echo(taken_as(label, twin))
+                label, twin = twin, None
+            if twin is not None:  # open labels too: one spelling
+                raise click.ClickException(
+                    f"{quoted(label)} differs from the label {quoted(twin)}"
+                    f" {how_twins_differ(label, twin)}; use {quoted(twin)}"
+                )
+            if fixed and label not in known:
+                raise click.ClickException(
+                    f"{quoted(label)} is not in the label set ({', '.join(known)}); use one of"
+                    " these"
+                )
+            stored = store.existing_item_ids(ids) if len(ids) > 1 else set(ids)
+            if unknown := [i for i in ids if i not in stored]:
+                raise click.ClickException(
+                    f"no item with id {', '.join(quoted(i, 200) for i in unknown)}; nothing changed"
+                    " (`hitl export` lists the labeled ones)"
+                )
+            # One transaction for them all: the Store's own (no public one for several labels;
+            # ``Store.remove_labels`` is its counterpart for `hitl labels remove`).
+            kept = store.commits
             with store._immediate():
                 changes = [store.set_label(i, label, user_id=_who(by), reason=reason) for i in ids]
-        except KeyboardInterrupt:  # inside the transaction: rolled back
+        for change in changes:
+            if change.confirmed:
+                click.echo(
+                    f"{change.item_id}: {label} kept, now decided by a person (training keeps it)"
+                )
+            elif not change.is_changed:
+                click.echo(f"{change.item_id}: already {label}, nothing changed")
+            else:
+                click.echo(f"{change.item_id}: {change.old or '(no label)'} → {label}")
+    except KeyboardInterrupt:
+        if store is None or kept is None:  # before the change began
+            raise
+        if store.commits == kept:  # inside the transaction: rolled back
             raise Stopped(
                 "; nothing was changed (the items are set together or not at all)"
             ) from None
-    for change in changes:
-        if change.confirmed:
-            click.echo(
-                f"{change.item_id}: {label} kept, now decided by a person (training keeps it)"
-            )
-        elif not change.is_changed:
-            click.echo(f"{change.item_id}: already {label}, nothing changed")
-        else:
-            click.echo(f"{change.item_id}: {change.old or '(no label)'} → {label}")
+        # committed (a signal during the COMMIT is raised as it returns), maybe while the
+        # lines above were written
+        raise Stopped(
+            f"; the change is committed: {count(len(ids), 'item')} now labeled {quoted(label)}"
+            " (`hitl labels history` lists what changed)"
+        ) from None
 
 
 @labels_group.command("remove")
@@ -197,30 +210,54 @@ def _check_name(label: str) -> str:
 
 
 def _change(state: Any, action: str, label: str, new: str | None, reason: str, by: str | None):
-    with _errors(), state.open_existing_store() as store:
-        labels = store.change_label_set(
-            action,
-            label,
-            new,
-            current=current_labels(state.settings, store),
-            user_id=_who(by),
-            reason=reason,
-            votes_needed=state.settings.votes,
-        )
-        try:
+    # the store, its count of commits before the change, the change, and whether the stored
+    # predictions were put under the new set: what an interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
+    store, kept, labels, restated = None, None, None, False
+    try:
+        with _errors(), state.open_existing_store() as store:
+            kept = store.commits
+            labels = store.change_label_set(
+                action,
+                label,
+                new,
+                current=current_labels(state.settings, store),
+                user_id=_who(by),
+                reason=reason,
+                votes_needed=state.settings.votes,
+            )
             _restate(store, state.settings.threshold)
-        except KeyboardInterrupt:  # the change is committed: say so, not "nothing was done"
-            raise Stopped(
-                f": the {action} is committed (label set now: {', '.join(labels)}; `hitl"
-                " labels show`); not every stored prediction is under the new set yet: `hitl"
-                " serve`, or the next label change, puts them there"
-            ) from None
-    for line in labels.taken_notes():  # a name typed for the label of the set it is a twin of
-        click.echo(line)
-    click.echo(f"Label set now: {', '.join(labels)}")
-    if action == "retire":  # the label this change retired (``ChangedSet``), as stored
-        note = retired_note(labels.made, labels.labeled, slack=False, settings=state.settings)
-        click.echo(note + labels.gold_note(labels.made))
+            restated = True
+        for line in labels.taken_notes():  # a name typed for the label of the set it is a twin of
+            click.echo(line)
+        click.echo(f"Label set now: {', '.join(labels)}")
+        if action == "retire":  # the label this change retired (``ChangedSet``), as stored
+            click.echo(_retired(state, labels))
+    except KeyboardInterrupt:
+        if store is None or kept is None:  # before the change began
+            raise
+        if store.commits == kept:  # inside its transaction: rolled back
+            raise Stopped(f"; nothing was changed (the {action} was not made)") from None
+        # committed (a signal during the COMMIT is raised as it returns): the change, which
+        # the store keeps for a caller stopped before it was returned
+        if labels is None:
+            labels = store.write_result
+        said = (
+            f": the {action} is committed (label set now: {', '.join(labels)}; `hitl labels show`)"
+        )
+        if not restated:
+            said += (
+                "; not every stored prediction is under the new set yet: `hitl serve`, or the"
+                " next label change, puts them there"
+            )
+        if action == "retire":
+            said += f". {_retired(state, labels)}"
+        raise Stopped(said) from None
+
+
+def _retired(state: Any, labels: Any) -> str:
+    """What a retire did to the items of the label it retired (``labels``: ``ChangedSet``)."""
+    note = retired_note(labels.made, labels.labeled, slack=False, settings=state.settings)
+    return note + labels.gold_note(labels.made)
 
 
 BAR_FROM = 100_000  # items: the pass after a change shows a progress bar from here

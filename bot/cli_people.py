@@ -93,14 +93,46 @@ def anonymise_command(
     ids = list(dict.fromkeys(utf8_text(i, "USER_ID") for i in user_ids))
     pseudonym = utf8_text(pseudonym, "--as") if pseudonym is not None else None
     by = utf8_text(by, "--by") if by is not None else None
-    with friendly_errors(), state.open_existing_store() as store:
-        try:
+    # the store, its count of commits before the change, what was changed, and the models
+    # folder's changes: what an interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
+    store, kept, done, models = None, None, None, None
+    try:
+        with friendly_errors(), state.open_existing_store() as store:
+            kept = store.commits
             done = store.anonymise_people(ids, done_by=_who(by), pseudonym=pseudonym, merge=merge)
-        except KeyboardInterrupt:  # inside the transaction: rolled back
+            emptied = store.empty_log()
+            now = datetime.fromisoformat(store.now())
+            models = _anonymise_models(state, store, ids, [r.pseudonym for r in done])
+        _tell_anonymised(state, ids, done, models, emptied, now)
+    except KeyboardInterrupt:
+        if store is None or kept is None:  # before the change began
+            raise
+        if done is None and store.commits != kept:  # committed, not yet returned
+            done = store.write_result  # None: the write that committed changed nothing
+        if done is None:  # inside the transaction: rolled back
             raise Stopped("; nothing was changed (the ids go together or not at all)") from None
-        emptied = store.empty_log()
-        now = datetime.fromisoformat(store.now())
-        models = _anonymise_models(state, store, ids, [r.pseudonym for r in done])
+        raise Stopped(_anonymised_kept(state, ids, done, models is not None)) from None
+
+
+def _anonymised_kept(state: Any, ids: list[str], done: list[Any], models_done: bool) -> str:
+    """The rest of the line of an anonymisation stopped after its commit (``done``: each id's
+    ``Anonymised``; ``models_done``: the models folder was gone through)."""
+    named = ", ".join(f"{user} is now {r.pseudonym}" for user, r in zip(ids, done, strict=True))
+    said = f"; the anonymisation is committed: {named}"
+    folder = Path(state.settings.models_dir)
+    if not models_done and folder.is_dir():
+        said += (
+            f"; the models folder ({folder}) was not gone through: a vN.json there may still"
+            " name them (replace each id with its pseudonym there)"
+        )
+    return said + "; backups and exports made before keep the ids: anonymise or delete them there"
+
+
+def _tell_anonymised(
+    state: Any, ids: list[str], done: list[Any], models: dict[str, str], emptied: bool, now: Any
+) -> None:
+    """What `hitl people anonymise` changed (``done``: each id's ``Anonymised``; ``models``:
+    the models folder's changes, per id), on standard output."""
     admins = set(getattr(state.settings, "admins", ()) or ())
     messages = 0
     for user, result in zip(ids, done, strict=True):

@@ -316,21 +316,38 @@ def import_rows(
             spellings.settle(lambda ids: store.gold_labels() if gold else store.labels_of(ids))
         stored.rows += len(rows)
 
-    def add(rows: list[Row]) -> None:
+    def counted(done: Any) -> None:
+        """A committed batch's ``GoldResult`` (``gold``) or ``AddResult`` in ``summary``."""
         if gold:
-            done = store.add_gold(rows, label_mark=mark)
             summary.imported += done.added
             summary.labeled += done.added
             summary.marked_gold += done.marked
             summary.duplicates += done.unchanged
+        else:
+            summary.imported += done.imported
+            summary.labeled += done.labeled
+            summary.duplicates += done.duplicates
+
+    def add(rows: list[Row]) -> None:
+        kept = store.commits
+        try:
+            if gold:
+                done = store.add_gold(rows, label_mark=mark)
+            else:
+                result = store.add_items(rows, source="import", label_mark=mark)
+        except KeyboardInterrupt:
+            # One that came just after the batch's commit (a signal during it is raised as it
+            # returns): the batch is stored, so it counts in the rows the run kept.
+            if store.commits != kept:
+                counted(store.write_result)
+            raise
+        if gold:
+            counted(done)
             for index in done.conflicts:
                 reject(RowError(rows[index].line, _conflict(rows[index])))
                 unstored(rows[index])
         else:
-            result = store.add_items(rows, source="import", label_mark=mark)
-            summary.imported += result.imported
-            summary.labeled += result.labeled
-            summary.duplicates += result.duplicates
+            counted(result)
             conflicting = set()
             for index in result.conflicts:
                 row = rows[index]

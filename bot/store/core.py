@@ -132,6 +132,13 @@ class Store(
         # Why the last write was not stored (its lock held past the wait, a full disk, an I/O
         # error, a read-only file), in one line; None once a write commits (``_immediate``).
         self.write_problem: str | None = None
+        # How many write transactions committed (``_immediate``), and what the method whose
+        # write is the last one returns (``write_result``, set inside its transaction; None
+        # from each BEGIN, and after a rollback): a caller stopped by an interrupt (Ctrl-C, or
+        # SIGTERM and SIGHUP as `hitl` takes them) tells by ``commits`` whether its write is
+        # kept, and reads what it did there when the interrupt came before it was returned.
+        self.commits = 0
+        self.write_result: Any = None
 
     @classmethod
     def open(
@@ -536,13 +543,15 @@ class Store(
                 " WHERE answers.item_id = labels.item_id) WHERE item_id = ?",
                 decided,
             )
-        return AddResult(
-            imported=len(items),
-            duplicates=duplicates,
-            labeled=len(labels),
-            labels_not_applied=self._count_unlabeled(labeled_again),
-            conflicts=tuple(conflicts),
-        )
+            result = AddResult(
+                imported=len(items),
+                duplicates=duplicates,
+                labeled=len(labels),
+                labels_not_applied=self._count_unlabeled(labeled_again),
+                conflicts=tuple(conflicts),
+            )
+            self.write_result = result  # for a caller stopped just after the commit
+        return result
 
     def _texts_of(self, ids: Sequence[str]) -> dict[str, str]:
         """The stored text of each of ``ids`` (stored ones only)."""
@@ -796,27 +805,39 @@ class Store(
     def _immediate(self) -> Iterator[None]:
         """A write transaction that takes the lock up front. A deferred one (``db.atomic()``)
         that reads first, as sqlite-utils' ``insert`` does, fails with "database is locked"
-        without waiting when another connection commits between its read and its write."""
+        without waiting when another connection commits between its read and its write.
+        ``commits`` counts the ones that committed (an interrupt raised after the COMMIT
+        included), ``write_result`` keeps what the last one's method returns."""
         conn = self.db.conn
         if conn.in_transaction:
             with self.db.atomic():  # a savepoint inside the open transaction
                 yield
             return
+        before = self.commits
+        self.write_result = None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._not_stored(exc)
-            raise
-        try:
+            conn.execute("BEGIN IMMEDIATE")  # in here: an interrupt as it returns rolls it back
             yield
+            # Counted before the COMMIT: a signal that arrives during it (a C call) has its
+            # handler run as the call returns, and its interrupt raised here, after the
+            # commit; the count is taken back below for a COMMIT that did not commit.
+            self.commits = before + 1
             conn.execute("COMMIT")
-        except BaseException as exc:
+        except sqlite3.Error as exc:
+            self.commits = before  # first: nothing that can run a signal's handler before it
+            self.write_result = None
             # SQLite may have rolled it back already (a statement or the COMMIT that found the
             # disk full): a ROLLBACK then fails, and its error would hide the one that matters.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                self._not_stored(exc)
+            self._not_stored(exc)
+            raise
+        except BaseException:
+            if conn.in_transaction:  # raised in the transaction (or before its COMMIT)
+                self.commits, self.write_result = before, None
+                conn.execute("ROLLBACK")
+            elif self.commits != before:  # an interrupt after the COMMIT: the write is kept
+                self.write_problem = None
             raise
         self.write_problem = None
 

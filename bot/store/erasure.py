@@ -82,6 +82,7 @@ class ErasureMixin:
     now: Callable[[], str]
     path: str | Path | None
     _immediate: Callable[[], AbstractContextManager[None]]
+    write_result: Any
 
     def delete_items(
         self,
@@ -178,6 +179,7 @@ class ErasureMixin:
                         and trained[version] >= first_seq
                     )
                 ]
+                self.write_result = done  # for a caller stopped just after the commit
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
         return done
@@ -397,9 +399,35 @@ class ErasureMixin:
         def meta_holds(meta: str | None) -> bool:
             return any(holds(value) for value in _meta_values(meta))
 
+        # An interrupt (Ctrl-C; SIGTERM, SIGHUP as `hitl` takes them) raised in one of these
+        # reaches the caller as itself, not as sqlite3's "user-defined function raised
+        # exception": a signal that comes while SQLite runs has its handler run in the next
+        # Python code SQLite calls, as it is entered (before any ``try``) or inside it.
+        raised: list[BaseException] = []  # inside them
+
+        def stoppable(check: Callable[[str | None], bool]) -> Callable[[str | None], bool]:
+            def run(value: str | None) -> bool:
+                try:
+                    return check(value)
+                except BaseException as exc:
+                    raised.append(exc)
+                    raise  # SQLite ends the statement
+
+            return run
+
+        def interrupt(exc: sqlite3.Error) -> BaseException | None:
+            """The interrupt that ended a statement with ``exc``, if one did: one raised inside
+            the functions, or one raised as they were entered (none raised inside them, and
+            only a signal's handler raises there)."""
+            if stops := [e for e in raised if isinstance(e, KeyboardInterrupt)]:
+                return stops[0]
+            if not raised and str(exc) == "user-defined function raised exception":
+                return KeyboardInterrupt()
+            return None
+
         conn = self.db.conn
-        conn.create_function("hitl_holds", 1, holds, deterministic=True)
-        conn.create_function("hitl_meta_holds", 1, meta_holds, deterministic=True)
+        conn.create_function("hitl_holds", 1, stoppable(holds), deterministic=True)
+        conn.create_function("hitl_meta_holds", 1, stoppable(meta_holds), deterministic=True)
         words = None if _is_phone(wanted) else wanted.split()
         checks, params = [], []
         for column, check in (("i.text", "hitl_holds"), ("i.meta", "hitl_meta_holds")):
@@ -426,8 +454,15 @@ class ErasureMixin:
         start = first
         while total and start <= last and (left is None or left > 0):
             end = min(start + FIND_CHUNK - 1, last)
-            rows = conn.execute(sql, [start, end, *params, *([left] if left is not None else [])])
-            for row in rows.fetchall():  # the stretch's matches, then the next statement
+            try:
+                rows = conn.execute(
+                    sql, [start, end, *params, *([left] if left is not None else [])]
+                ).fetchall()
+            except sqlite3.Error as exc:
+                if (stop := interrupt(exc)) is not None:
+                    raise stop from None
+                raise
+            for row in rows:  # the stretch's matches, then the next statement
                 if left is not None:
                     left -= 1
                 yield dict(zip(names, row, strict=True))

@@ -62,6 +62,7 @@ class GoldMixin:
     _review_gold_miss: Callable[[str, Any], None]
     label_aliases: Callable[[], dict[str, str]]  # the label set's (``LabelSetMixin``)
     labels_not_in_force: Callable[..., NotInForce]
+    write_result: Any
 
     def add_gold(
         self, rows: Iterable[NewItem], *, label_mark: dict[str, Any] | None = None
@@ -112,7 +113,9 @@ class GoldMixin:
                     if row.label not in out:
                         self._review_gold_miss(row.id, self.tally(row.id))
                     self._wait_as_gold(row.id, now)
-        return GoldResult(added, marked, unchanged, tuple(conflicts))
+            result = GoldResult(added, marked, unchanged, tuple(conflicts))
+            self.write_result = result  # for a caller stopped just after the commit
+        return result
 
     def _wait_as_gold(self, item_id: str, now: str) -> None:
         """A gold item waiting in the queue (new, queued) waits as a gold question (status

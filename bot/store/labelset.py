@@ -185,6 +185,7 @@ class LabelSetMixin:
     now: Callable[[], str]
     _immediate: Callable[[], AbstractContextManager[None]]
     _unsynced: Callable[[], AbstractContextManager[None]]
+    write_result: Any
     tally: Callable[..., Tally]
     _resolve: Callable[[str, str, Tally, str], None]
     close_reviews_by_votes: Callable[[str, str], None]
@@ -609,7 +610,9 @@ class LabelSetMixin:
             )
             if action == "merge" and new is not None:
                 self._decide_merged_splits(new, now, votes_needed)
-            return ChangedSet(self.stored_labels() or [], change, labeled, gold, taken)
+            changed = ChangedSet(self.stored_labels() or [], change, labeled, gold, taken)
+            self.write_result = changed  # for a caller stopped just after the commit
+        return changed
 
     def _as_stored(
         self, name: str, labels: Sequence[str], taken: dict[str, str], *, add: bool = False

@@ -173,6 +173,7 @@ class PeopleMixin:
     db: Database
     now: Callable[[], str]
     _immediate: Callable[[], AbstractContextManager[None]]
+    write_result: Any
 
     def anonymise_people(
         self,
@@ -318,7 +319,9 @@ class PeopleMixin:
                             for name in new
                         ],
                     )
-                return [d for d in done if d is not None]
+                    made = [d for d in done if d is not None]
+                    self.write_result = made  # for a caller stopped just after the commit
+                return made
             raise StoreError(
                 "other people were anonymised while this ran, again and again; nothing changed:"
                 " run it again"
