@@ -67,7 +67,7 @@ from typing import IO, Any, TypeVar  # noqa: E402
 import click  # noqa: E402
 
 from bot import cli_streams, logs  # noqa: E402
-from bot.cli_errors import Stopped, friendly_errors, os_problem  # noqa: E402
+from bot.cli_errors import Stopped, friendly_errors, os_problem, stream_problem  # noqa: E402
 from bot.cli_progress import Reading, fitted  # noqa: E402
 from bot.config import Settings, api_token, config_path, describe, load_settings  # noqa: E402
 from bot.errors import HitlError  # noqa: E402
@@ -228,7 +228,7 @@ class HitlGroup(click.Group):
                 raise
             raise click.exceptions.Exit(cli_streams.BROKEN_PIPE) from None
         except cli_streams.StreamError as exc:  # its standard output full or closed
-            raise click.ClickException(exc.line) from None
+            raise click.ClickException(stream_problem(exc)) from None
 
     def _invoke(self, ctx: click.Context) -> Any:
         try:
@@ -1832,7 +1832,7 @@ def main() -> None:
         except SystemExit as exc:  # click ends every command so
             if exc.code is not None and not isinstance(exc.code, int):
                 raise
-            sys.exit(cli_streams.finish(exc.code or 0))
+            sys.exit(cli_streams.finish(exc.code or 0, stream_problem))
     except (MemoryError, RuntimeError, ImportError, SystemError) as exc:
         if not out_of_memory(exc):
             raise

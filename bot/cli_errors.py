@@ -38,7 +38,7 @@ def friendly_errors() -> Iterator[None]:
     except BrokenPipeError:
         raise  # the reader of our output went away (| head): `hitl` exits 141 quietly
     except StreamError as exc:  # standard output on a full disk, or closed
-        raise click.ClickException(exc.line) from exc
+        raise click.ClickException(stream_problem(exc)) from exc
     except OSError as exc:
         raise click.ClickException(os_problem(exc)) from exc
     except UnicodeEncodeError as exc:
@@ -70,6 +70,11 @@ def os_problem(exc: OSError, path: Path | str | None = None) -> str:
         errno.ENFILE: "the system's open-files limit is reached (sysctl fs.file-max)",
     }.get(exc.errno)
     return f"{line}; {fix}" if fix is not None else line
+
+
+def stream_problem(exc: StreamError) -> str:
+    """The one line for standard output that could not be written (``bot.cli_streams``)."""
+    return os_problem(exc, f"cannot write to {exc.filename}")
 
 
 def _typed_in_another_encoding(exc: UnicodeEncodeError) -> bool:

@@ -26,6 +26,7 @@ import errno
 import io
 import os
 import sys
+from collections.abc import Callable
 
 BROKEN_PIPE = 128 + 13  # as a shell reports a process that SIGPIPE killed (`yes | head`)
 ESCAPE = "hitl-escape"
@@ -52,14 +53,8 @@ codecs.register_error(ESCAPE, _escape)
 
 
 class StreamError(OSError):
-    """standard output could not be written (a full disk, a closed descriptor): ``line`` says
-    so, for `Error: …`."""
-
-    @property
-    def line(self) -> str:
-        from bot.cli_errors import os_problem
-
-        return os_problem(self, f"cannot write to {self.filename}")
+    """standard output could not be written (a full disk, a closed descriptor): said in one
+    line by ``bot.cli_errors.stream_problem``, for `Error: …`."""
 
 
 class _Output(io.RawIOBase):
@@ -187,7 +182,7 @@ def broken_pipe() -> bool:
     return any(out.broken_pipe for out in _OUTPUTS.values())
 
 
-def finish(status: int) -> int:
+def finish(status: int, said: Callable[[StreamError], str]) -> int:
     """The exit status of a command that ended with ``status``, once what it printed is
     flushed: a clean end whose standard output could not be written is 1 and one line on
     stderr; one whose reader went away is ``BROKEN_PIPE``. Another status stays: the command
@@ -202,7 +197,7 @@ def finish(status: int) -> int:
         return status
     out = _OUTPUTS.get("stdout")
     if out is not None and isinstance(out.failed, StreamError):
-        line = f"Error: {out.failed.line}; the command ran to its end, only its output is lost"
+        line = f"Error: {said(out.failed)}; the command ran to its end, only its output is lost"
         try:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
