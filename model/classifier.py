@@ -8,7 +8,11 @@ it has seen.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import mmap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,10 +265,77 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def fit_threads():
+@contextlib.contextmanager
+def fit_threads() -> Iterator[None]:
     """A context in which BLAS uses at most :data:`FIT_BLAS_THREADS` threads: every fit's
-    (:func:`fit_pipeline`, and the learning curve's in :mod:`model.stopping`)."""
-    return _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas")
+    (:func:`fit_pipeline`, and the learning curve's in :mod:`model.stopping`), with this
+    thread's BLAS work buffer taken first (:func:`take_blas_buffer`)."""
+    with _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas"):
+        take_blas_buffer()
+        yield
+
+
+BLAS_BUFFER_BYTES = 32 << 20
+"""The work buffer each OpenBLAS (scipy's and numpy's: two libraries) maps for a thread at its
+first call that needs one (BUFFER_SIZE, 32 MiB: strace shows ``mmap(NULL, 33554432, …)``).
+A fit's thread takes both (L-BFGS-B calls LAPACK's ``dpotrf``, a dense matmul ``dsyrk``),
+once, and keeps them."""
+_BLAS_BUFFER = threading.local()  # ``taken``: this thread holds its buffer
+
+
+def take_blas_buffer() -> None:
+    """Make scipy's OpenBLAS map this thread's work buffer now, once, or raise MemoryError
+    when there is no room for it under the address-space limit (``ulimit -v``).
+
+    OpenBLAS maps it at the thread's first BLAS call that needs one, and when that mapping
+    fails scipy's tries again for ever (``blas_memory_alloc``; numpy's gives up after 10 tries
+    and ``exit(1)``s the process with a line of its own): under ``ulimit -v 400000`` a
+    2,000-label fit that had used the room up by its L-BFGS-B spun a core on failing ``mmap``
+    calls, holding the GIL, so nothing else in the process ran, not even a Ctrl-C's handler. Taken
+    here, as the fit starts (before its features and matrices take the room), it is there
+    for the whole fit; and a limit that leaves no room for it is a MemoryError (the fit's
+    "ran out of memory"), found by mapping as much first, not a spin."""
+    if getattr(_BLAS_BUFFER, "taken", False):
+        return
+    from scipy.linalg import lapack
+
+    limited = _address_space_limited()
+    # scipy's OpenBLAS (L-BFGS-B's dpotrf), then numpy's (a dense matmul's dsyrk): each maps
+    # its buffer at its first LAPACK call in this thread
+    for first_call in (lambda: lapack.dpotrf(np.eye(2)), lambda: np.linalg.cholesky(np.eye(2))):
+        if limited and not _room_for_blas_buffer():
+            raise MemoryError(f"no room for BLAS's {BLAS_BUFFER_BYTES >> 20} MB work buffer")
+        first_call()
+    _BLAS_BUFFER.taken = True
+
+
+def _room_for_blas_buffer() -> bool:
+    """Whether OpenBLAS could take its buffer here as it does: a mapping of its own, else
+    ``malloc`` (which may find the room in this thread's heap, reserved before)."""
+    try:
+        mmap.mmap(-1, BLAS_BUFFER_BYTES).close()
+        return True
+    except OSError:
+        pass
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = (ctypes.c_size_t,)
+        libc.free.argtypes = (ctypes.c_void_p,)
+    except (AttributeError, OSError):
+        return False
+    taken = libc.malloc(BLAS_BUFFER_BYTES + (8 << 10))  # OpenBLAS's size for malloc
+    libc.free(taken)
+    return bool(taken)
+
+
+def _address_space_limited() -> bool:
+    """Whether the process runs under an address-space limit (``ulimit -v``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
 def fit_pipeline(pipeline: Pipeline, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
