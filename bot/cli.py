@@ -57,7 +57,6 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
-import shutil  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable, Coroutine, Iterator, Mapping  # noqa: E402
@@ -72,8 +71,9 @@ from bot.cli_progress import Reading, fitted  # noqa: E402
 from bot.config import Settings, api_token, config_path, describe, load_settings  # noqa: E402
 from bot.errors import HitlError  # noqa: E402
 from bot.ingest import FORMATS, formula_guarded, import_rows, rows_of_file  # noqa: E402
+from bot.ingest.stream import STDIN, InputStream  # noqa: E402
 from bot.labelset import current_labels  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import Store, path_problem  # noqa: E402
 from bot.words import count  # noqa: E402
 
 T = TypeVar("T")
@@ -195,6 +195,8 @@ class State:
         """For commands that only read: an error instead of creating an empty database (and
         its models folder) in whatever folder they were run from."""
         db = self.settings.db
+        if (problem := path_problem(db)) is not None:  # a device, unreadable, cwd deleted
+            raise click.ClickException(str(problem))
         if not Path(db).exists():
             raise click.ClickException(
                 f"no database at {db} (nothing imported here yet): run `hitl import FILE` "
@@ -473,12 +475,17 @@ def import_command(
     """
     named = "FILE" if str(path) == "-" else shlex.quote(str(path))  # in a command to run again
     with friendly_errors(), contextlib.ExitStack() as spool:
-        if str(path) == "-":
-            path = spool.enter_context(stdin_as_file(fmt))
-        size = path.stat().st_size if path.is_file() else 0
+        stream = None
+        if str(path) == "-":  # read as it arrives: rows are stored while the writer writes
+            path, stream = STDIN, standard_input(fmt)
+        size = path.stat().st_size if stream is None and path.is_file() else 0
         show_bar = sys.stderr.isatty()
-        bar = click.progressbar(
-            length=size, **fitted(f"Importing {path.name}"), file=sys.stderr, show_eta=True
+        bar = click.progressbar(  # standard input's size is not known: a bar with no end
+            length=size if stream is None else None,
+            iterable=None if stream is None else (n for n in ()),
+            **fitted(f"Importing {path.name}"),
+            file=sys.stderr,
+            show_eta=True,
         )
         rows = rows_of_file(  # a problem of the whole file surfaces here, before any write
             path,
@@ -487,6 +494,7 @@ def import_command(
             id_column=id_column,
             label_column=label_column,
             progress=bar.update if show_bar else None,
+            stream=stream,
         )
         spool.callback(getattr(rows, "close", lambda: None))  # the file, however this ends
         shown = unapplied = 0
@@ -519,6 +527,7 @@ def import_command(
                     gold=gold,
                     configured_labels=state.settings.labels,
                     redact=state.settings.redact,
+                    stream=stream,
                 )
             except KeyboardInterrupt:
                 raise Stopped(_import_kept(store, last["id"] if last else 0)) from None
@@ -618,19 +627,15 @@ def _import_kept(store: Store, before: int) -> str:
     return f": the rows committed before it are kept; {again}"
 
 
-@contextlib.contextmanager
-def stdin_as_file(fmt: str | None) -> Iterator[Path]:
-    """Standard input copied to a file named ``stdin`` in a folder of its own (the readers read
-    a file, some twice: a CSV's header sniffing), removed afterwards."""
+def standard_input(fmt: str | None) -> InputStream:
+    """Standard input for `hitl import -`, read as it arrives (``bot.ingest.stream``): nothing
+    is copied to a temporary file, so its size does not matter, and a slow writer's rows are
+    stored as they come."""
     if fmt is None:
         raise HitlError(f"reading standard input (-) needs --format ({', '.join(FORMATS)})")
     if sys.stdin is None or sys.stdin.isatty():
         raise HitlError("- reads standard input, but nothing is piped in: hitl import - < FILE")
-    with tempfile.TemporaryDirectory(prefix="hitl-import-") as folder:
-        path = Path(folder) / "stdin"
-        with path.open("wb") as handle:
-            shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
-        yield path
+    return InputStream(sys.stdin.buffer)
 
 
 @cli.command("export")

@@ -12,7 +12,7 @@ import click
 
 from bot.cli_streams import StreamError
 from bot.errors import HitlError
-from bot.store import DatabaseError, database_problem
+from bot.store import DatabaseError, cwd_gone, database_problem
 
 
 class Stopped(KeyboardInterrupt):
@@ -60,6 +60,8 @@ def os_problem(exc: OSError, path: Path | str | None = None) -> str:
     """An OS error as one line: the path and the system's reason (Python's ``[Errno 30]`` and
     traceback say nothing more to a person)."""
     where = path if path is not None else exc.filename
+    if where is None and exc.errno == errno.ENOENT and (gone := cwd_gone()) is not None:
+        return f"{gone}, so {_relative_paths()} cannot be found from it: cd to a folder that exists"
     reason = exc.strerror or str(exc)
     line = f"{where}: {reason}" if where is not None else reason
     fix = {  # the system's reason says what broke, not what to do about it
@@ -90,6 +92,15 @@ def _not_utf8(bad: str, value: str) -> str:
     shown = value if len(value) <= 60 else value[max(0, value.find(bad) - 20) :][:60]
     shown = shown.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return f"'{shown}' is not UTF-8 text (set the terminal to UTF-8)"
+
+
+def _relative_paths() -> str:
+    """The running command's relative path arguments (`-o out.jsonl`), as a message names
+    them; "no relative path" when it has none."""
+    context = click.get_current_context(silent=True)
+    params = context.params.values() if context is not None else ()
+    named = [str(p) for p in params if isinstance(p, Path) and not p.is_absolute()]
+    return ", ".join(named) if named else "no relative path"
 
 
 def utf8_text(value: str, what: str) -> str:

@@ -31,6 +31,7 @@ from bot.ingest.readers import (
 from bot.ingest.redact import KINDS as REDACT_STEPS
 from bot.ingest.redact import ORDER as REDACT_KINDS
 from bot.ingest.redact import Redactor
+from bot.ingest.stream import InputStream
 from bot.labelnames import case_twin, how_twins_differ, label_key, looks_the_same, only_twin
 from bot.store import DatabaseError, LabelSetMoved, Store, database_problem
 from bot.store.records import same_text
@@ -92,9 +93,11 @@ def rows_of_file(
     id_column: str | None = None,
     label_column: str | None = None,
     progress: Callable[[int], None] | None = None,
+    stream: InputStream | None = None,
 ) -> Iterator[Row | RowError]:
     """``read_items``, with a problem of the whole file (``IngestError``) raised now, before
-    the caller opens the store or writes anything."""
+    the caller opens the store or writes anything; with ``stream``, read from it (standard
+    input, as it arrives: ``path`` only names it)."""
     rows = read_items(
         path,
         fmt,
@@ -102,6 +105,7 @@ def rows_of_file(
         id_column=id_column,
         label_column=label_column,
         progress=progress,
+        stream=stream,
     )
     first = next(rows, None)
     if first is None:
@@ -122,8 +126,12 @@ def import_rows(
     configured_labels: Sequence[str] = (),
     redact: tuple[str, ...] = (),
     on_note: Callable[[str], None] | None = None,
+    stream: InputStream | None = None,
 ) -> ImportSummary:
     """Add ``rows`` (read from ``path``) to the store in batches, as one "import" run;
+    with ``stream`` (what ``rows`` are read from as it arrives: standard input), the rows
+    held are also committed when it waits for its writer (``InputStream.commit_with``), so a
+    slow writer's rows are stored without waiting for a whole batch;
     ``on_error`` gets the message of each rejected row, in line order (a batch's once it is
     stored: a row is rejected there for its id stored with another text), ``on_unapplied`` one
     for each duplicate row whose label was not applied (its item is stored without a label,
@@ -448,6 +456,13 @@ def import_rows(
     def details() -> dict[str, object]:
         return {**summary.counts(), "file": str(path), "errors": summary.errors[:ERRORS_RECORDED]}
 
+    def commit_held() -> None:
+        """The rows read so far, committed now: the input waits for its writer."""
+        if batch or held:
+            flush()
+
+    if stream is not None:
+        stream.commit_with(commit_held)
     try:
         for row in rows:
             summary.read += 1
@@ -479,6 +494,8 @@ def import_rows(
                 flush()
         flush()
     except BaseException as exc:  # an interrupt too: the run must not stay "running"
+        if stream is not None:
+            stream.commit_with(None)
         with contextlib.suppress(Exception):  # the rows rejected before it, still to tell
             tell()
         _fail_run(store, run_id, {**details(), "error": f"{type(exc).__name__}: {exc}"})
@@ -491,6 +508,8 @@ def import_rows(
                 f" limit: `ulimit -v`, or the container's). {stored.told(path)}"
             ) from None
         raise
+    if stream is not None:
+        stream.commit_with(None)
     store.finish_run(run_id, "ok", details())
     for (written, twin), (n, line) in taken.items():
         rows_of = f"{n:,} rows" if n > 1 else "1 row"

@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from bot.errors import IngestError
+from bot.ingest.stream import STDIN
 from bot.labelnames import invisible_character, label_problem, shows_nothing
+from bot.store import cwd_gone
 from bot.store.records import canonical_text
 
 MAX_TEXT_CHARS = 40_000
@@ -203,8 +205,11 @@ def read_items(
     label_column: str | None = None,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    stream: io.RawIOBase | None = None,
 ) -> Iterator[Row | RowError]:
     """Yield the rows of an item file. ``progress`` gets the bytes read since its last call.
+    With ``stream`` (standard input: ``bot.ingest.stream``), the rows are read from it as it
+    arrives, and ``path`` only names it (``STDIN``).
 
     ``id_column`` and ``label_column`` default to ``id`` and ``label`` when the file has such a
     column; naming one that the file lacks is an error. Items without an id get a hash of
@@ -225,7 +230,17 @@ def read_items(
     asked = fmt
     fmt = detect_format(path, fmt)
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+        if stream is not None:  # standard input, as it arrives
+            handle: BinaryIO = io.BufferedReader(stream, 64 * 1024)
+        else:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+    except FileNotFoundError as exc:
+        if not Path(path).is_absolute() and (gone := cwd_gone()) is not None:
+            raise IngestError(
+                f"{path}: {gone}, so {path} cannot be found from it: cd to a folder that"
+                " exists, or give the file's absolute path"
+            ) from exc
+        raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
     except OSError as exc:
         raise IngestError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
     try:
@@ -445,15 +460,17 @@ def _is_gzip(path: str | Path, handle: BinaryIO) -> bool:
 
 
 class _Gunzipped(gzip.GzipFile):
-    """A gzip file read as the bytes it holds, for the readers (``read``, ``readline``,
-    ``peek``); damaged gzip data is an ``IngestError`` naming the file. ``progress`` gets the
-    bytes of the file itself (its size is what a progress bar knows); closing closes the file."""
+    """A gzip file read as the bytes it holds, for the readers (``read``, ``read1``,
+    ``readline``, ``peek``); damaged gzip data is an ``IngestError`` naming the file.
+    ``progress`` gets the bytes of the file itself (its size is what a progress bar knows);
+    closing closes the file."""
 
     def __init__(
         self, path: str | Path, raw: BinaryIO, progress: Callable[[int], None] | None
     ) -> None:
         self._path, self._raw = path, raw
-        super().__init__(fileobj=io.BufferedReader(_ByteReader(raw, progress)), mode="rb")
+        # unbuffered: each read gives what is there, so a pipe's rows come as it sends them
+        super().__init__(fileobj=_ByteReader(raw, progress), mode="rb")
 
     def _damaged(self, exc: Exception) -> IngestError:
         return IngestError(
@@ -464,6 +481,12 @@ class _Gunzipped(gzip.GzipFile):
     def read(self, size: int | None = -1) -> bytes:
         try:
             return super().read(-1 if size is None else size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from exc
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
         except (OSError, EOFError, zlib.error) as exc:
             raise self._damaged(exc) from exc
 
@@ -518,10 +541,13 @@ def csv_delimiter(header: str, sample: Sequence[str] = ()) -> str:
 
 class _ByteReader(io.RawIOBase):
     """A binary file that tells ``progress`` how many bytes each read returned, and notes
-    whether any byte it returned was not ASCII (``non_ascii``)."""
+    whether any byte it returned was not ASCII (``non_ascii``); each read returns what one read
+    of the file gives (``read1``), so standard input's rows are read as they arrive."""
 
     def __init__(self, raw: BinaryIO, progress: Callable[[int], None] | None) -> None:
         self._raw = raw
+        # what is there (a pipe: what its writer sent so far), not a read that waits to fill
+        self._read = getattr(raw, "read1", raw.read)
         self._progress = progress
         self.non_ascii = False
 
@@ -529,7 +555,7 @@ class _ByteReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
+        data = self._read(len(buffer))
         buffer[: len(data)] = data
         if not self.non_ascii and not data.isascii():
             self.non_ascii = True
@@ -694,12 +720,12 @@ def utf8_fix(path: str | Path, encoding: str = "cp1252", suffix: str | None = No
 
 
 def _is_stdin(path: Path) -> bool:
-    """Whether ``path`` is `hitl import -`'s copy of standard input (bot.cli.stdin_as_file)."""
-    return path.name == "stdin" and path.parent.name.startswith("hitl-import-")
+    """Whether ``path`` names standard input (`hitl import -`: ``STDIN``)."""
+    return path == STDIN
 
 
 def _shown(path: str | Path) -> str:
-    """``path`` as a message names it: standard input as such, not as its temporary copy."""
+    """``path`` as a message names it: standard input as such, not as /dev/stdin."""
     return "standard input" if _is_stdin(Path(path)) else str(path)
 
 

@@ -18,7 +18,14 @@ May import ``bot.errors`` and the standard library, sqlite-utils and sqlite3; no
 
 from bot.store.core import IMPORT_USER, ITEM_STATUSES, Checkpointer, Store, utc_now
 from bot.store.migrations import KNOWN_MIGRATIONS, migrations
-from bot.store.problems import DatabaseError, DatabaseRefused, damage_seen, database_problem
+from bot.store.problems import (
+    DatabaseError,
+    DatabaseRefused,
+    cwd_gone,
+    damage_seen,
+    database_problem,
+    path_problem,
+)
 from bot.store.records import (
     AddResult,
     AnswerResult,
@@ -30,7 +37,9 @@ from bot.store.records import (
 from bot.store.reviews import REVIEW_REASONS, ReviewRules
 
 __all__ = [
+    "cwd_gone",
     "damage_seen",
+    "path_problem",
     "IMPORT_USER",
     "ITEM_STATUSES",
     "KNOWN_MIGRATIONS",

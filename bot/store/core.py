@@ -154,6 +154,10 @@ class Store(
         (``database_problem``).
         """
         path = Path(path)
+        from bot.store.problems import path_problem
+
+        if (problem := path_problem(path)) is not None:  # a device, unreadable: SQLite untouched
+            raise problem
         # A symlink to a file not there yet (a volume not mounted yet, a typo in the link): the
         # new database is made at its target, as at any path where nothing is (0600, whole)
         target = path.resolve() if path.is_symlink() and not path.exists() else path

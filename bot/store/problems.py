@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def database_problem(
             f"{why}, so writes to it are refused (they would be lost): put the database back at"
             f" {path} (or move what is left there away to start afresh) and restart hitl serve"
         )
+    if (problem := path_problem(path)) is not None:  # a device, no read access, cwd gone
+        return problem
     folder = _folder(path)
     if name.startswith("SQLITE_CANTOPEN") and os.path.isdir(path):
         return StoreError(
@@ -137,6 +140,78 @@ def database_problem(
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"{path}: the disk failed to read or write it ({exc}); check the disk")
     return StoreError(f"{path}: database error ({exc})")
+
+
+# What a path that is there but is not a file is, as a message names it (a folder: SQLite cannot
+# open it, and ``database_problem`` says so, creating nothing).
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def path_problem(path: str | os.PathLike[str]) -> StoreError | None:
+    """Why the database path ``path`` cannot be used, told before SQLite touches it, or None.
+
+    A device (``HITL_DB=/dev/null``), a named pipe or a socket: SQLite opened it and wrote its
+    journal beside it (a world-writable ``/dev/null-journal``), then failed as a disk error. A
+    file this process may not read (another user's, mode 0600): SQLite called it read-only.
+    A relative path while the folder hitl runs in was deleted (a deploy replaced it, `rm -rf`
+    in another shell): SQLite's and the system's "No such file or directory" named nothing."""
+    path = Path(path)
+    try:
+        found = os.stat(path)  # through a symlink: what it points at
+    except FileNotFoundError:
+        if not path.is_absolute() and (gone := cwd_gone()) is not None:
+            return StoreError(
+                f"{path}: {gone}, so {path} cannot be found from it: cd to a folder that exists,"
+                " or point --db/HITL_DB at an absolute path"
+            )
+        return None
+    except OSError:  # a folder on the way that may not be searched: SQLite's words say so
+        return None
+    for test, kind in _KINDS:
+        if test(found.st_mode):
+            return StoreError(
+                f"{path} is {kind}, not a database file: hitl keeps its data in a file (and"
+                f" its journal beside it); point --db/HITL_DB at a file (such as ./hitl.db)"
+            )
+    if stat.S_ISREG(found.st_mode) and not os.access(path, os.R_OK):
+        return StoreError(_unreadable(path, found))
+    return None
+
+
+def _unreadable(path: Path, found: os.stat_result) -> str:
+    """A database file this process may not read: who owns it, its mode, and the way out."""
+    try:
+        import pwd  # Unix only
+
+        owner = pwd.getpwuid(found.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"uid {found.st_uid}"
+    mode = f"{stat.S_IMODE(found.st_mode):04o}"
+    if found.st_uid == os.geteuid():
+        fix = f"give yourself access: chmod u+rw {path}"
+    else:
+        fix = (
+            f"run hitl as {owner}, or have {owner} (or root) give this user read and write"
+            f" access to it (chown or chmod)"
+        )
+    return f"{path}: permission denied: hitl cannot read it (owned by {owner}, mode {mode}); {fix}"
+
+
+def cwd_gone() -> str | None:
+    """How to name the folder hitl runs in when it was deleted since hitl was started there
+    (so no relative path can be found from it), or None when it is there."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        shell = os.environ.get("PWD")  # the shell's name for it, which it kept
+        named = f" ({shell})" if shell and os.path.isabs(shell) else ""
+        return f"the folder hitl runs in{named} was deleted or moved away"
+    return None
 
 
 def _shm_problem(path: Path, exc: sqlite3.Error) -> str:
@@ -231,7 +306,12 @@ def _log_beside(path: Path) -> str:
 def _folder(path: Path) -> Path:
     """The folder of ``path`` as a person can find it: its absolute path when ``path`` names
     none ("hitl.db": the folder hitl runs in, which would show as ".")."""
-    return path.parent if path.parent != Path() else Path.cwd()
+    if path.parent != Path():
+        return path.parent
+    try:
+        return Path.cwd()
+    except FileNotFoundError:  # deleted under hitl: its name is the shell's, if it kept one
+        return Path(os.environ.get("PWD") or ".")
 
 
 def _writable(path: Path) -> bool:

@@ -961,6 +961,10 @@ def restore(
     line when a server or another process has the database, or the backup is refused
     (``check_backup``)."""
     db = Path(db)
+    from bot.store.problems import path_problem
+
+    if (problem := path_problem(db)) is not None:  # a device (/dev/null): nothing made beside it
+        raise problem
     target = Path(os.path.realpath(db))  # a symlink's file, not the link
     backup = Path(backup)
     if not target.parent.is_dir():
