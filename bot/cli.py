@@ -1264,9 +1264,11 @@ def retrain_command(state: State, force: bool) -> None:
         if isinstance(plan, retrain.Outcome):
             if plan.status == "busy":  # one line, on stderr, exit 1
                 raise click.ClickException(
-                    reports.plain(reports.retrain_text(plan, timezone=settings.timezone))
+                    reports.terminal(lambda: reports.retrain_text(plan, timezone=settings.timezone))
                 )
-            click.echo(reports.plain(reports.retrain_text(plan, timezone=settings.timezone)))
+            click.echo(
+                reports.terminal(lambda: reports.retrain_text(plan, timezone=settings.timezone))
+            )
             return
         label = f"Training on {count(len(plan.labels), 'label')}"
         with contextlib.ExitStack() as bars:
@@ -1312,9 +1314,9 @@ def retrain_command(state: State, force: bool) -> None:
                 )
             except retrain.ScoringStopped as exc:  # promoted and recorded; the queue is behind
                 bars.close()
-                click.echo(
-                    reports.plain(reports.retrain_text(exc.outcome, timezone=settings.timezone))
-                )
+                with reports.for_terminal():
+                    said = reports.retrain_text(exc.outcome, timezone=settings.timezone)
+                click.echo(reports.plain(said))
                 why = _problem(exc.__cause__, settings.db)
                 raise click.ClickException(
                     f"{exc} ({why}); items not scored yet keep the previous model's scores "
@@ -1334,7 +1336,7 @@ def retrain_command(state: State, force: bool) -> None:
                 raise click.ClickException(
                     retrain.failure_reason(exc, None, registry, champion)  # as hitl serve says it
                 ) from exc
-    click.echo(reports.plain(reports.retrain_text(outcome, timezone=settings.timezone)))
+    click.echo(reports.terminal(lambda: reports.retrain_text(outcome, timezone=settings.timezone)))
     if outcome.status == "failed" and not outcome.n_missing:
         sys.exit(1)  # it printed why; a cron job's `hitl retrain || alert` hears of it
 
@@ -1571,7 +1573,7 @@ def accuracy_command(state: State, chart: Path | None) -> None:
             versions, unreadable = registry.scan()
         else:
             report, versions, unreadable = None, [], {}
-    click.echo(reports.plain(reports.accuracy_text(report)))
+    click.echo(reports.terminal(lambda: reports.accuracy_text(report)))
     for line in reports.lost_models(known, versions, unreadable, state.settings.models_dir):
         click.echo(f"Warning: {line}", err=True)
     if chart is None:

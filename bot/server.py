@@ -39,7 +39,7 @@ from bot.appkeys import BOLT, MAX_BODY, RUNTIME, SERVER_LOCK, VERIFIER
 from bot.config import Settings, channel_id_problems
 from bot.errors import ConfigError, HitlError, StoreError, without_folders
 from bot.eventloop import urgent
-from bot.labelnames import case_twin
+from bot.labelnames import case_twin, quoted
 from bot.labelset import label_set_warnings
 from bot.learning.jobs import (
     ChampionHolder,
@@ -192,7 +192,13 @@ def label_set_lines(
     for a ``retired`` label is none: harmless (no question is predicted that label), and
     refusing it took the bot down at the restart after `/hitl labels retire`; the start warns
     of it with the fix instead (``bot.labelset.retired_in_config``)."""
-    if len(labels) < 2:
+    if len(labels) == 1:  # imported items all of one label, or HITL_LABELS of one
+        return [
+            f"only one label ({quoted(labels[0], 40)}): a label set needs at least two; add"
+            " another with hitl labels add LABEL, or set HITL_LABELS to two or more (e.g."
+            " HITL_LABELS=billing,bug,account)"
+        ]
+    if not labels:
         return [
             "no label set: set HITL_LABELS (e.g. HITL_LABELS=billing,bug,account) or "
             "import items with labels (hitl import FILE --label-column label)"

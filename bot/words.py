@@ -27,6 +27,29 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# What Slack mrkdwn formats with: *bold*, _italic_, ~strike~, `code`.
+MRKDWN_MARKS = frozenset("*_~`")
+
+
+def name_mrkdwn(name: str) -> str:
+    """A name people chose (a label) for Slack mrkdwn, shown and copied as written: escaped
+    (``escape``) and, when it holds a character mrkdwn formats with (a star rating "3*",
+    "*bold*_x_", "how_to"), in a code span, as `/hitl labels` lists labels, where Slack
+    formats nothing (mrkdwn has no backslash escape, and a joiner put between the marks would
+    be copied with the name). A mark inside a word ("how_to") formats nothing in Slack: such a
+    name stays as it is. A code span cannot hold a backtick: a name with one is only escaped.
+    ``reports.plain`` leaves a name ``reports.name`` marked as it is."""
+    shown = escape(name)
+    if "`" in name or not _MARK_AT_EDGE.search(name):
+        return shown
+    return f"`{shown}`"
+
+
+# A formatting mark with no letter or digit on one side (the start or end of the name counts):
+# where mrkdwn may open or close a format.
+_MARK_AT_EDGE = re.compile(r"(?:^|(?<=[\W_]))[*_~]|[*_~](?=[\W_]|$)")
+
+
 def person(user: str) -> str:
     """A Slack user ID as a mention; anyone else by name, escaped: ``cli:ana`` (from `hitl
     labels`) as ``ana``, a pseudonym of `hitl people anonymise` (``former-1``) as itself, not a

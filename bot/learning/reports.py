@@ -9,9 +9,11 @@ as biased low, since those are the items the model found hardest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
 from bot.store.core import LABEL_RETIRED
 from bot.store.gold import GOLD_WAITING, WAITING
-from bot.words import count, escape, person
+from bot.words import count, escape, name_mrkdwn, person
 from model import ModelError, ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
@@ -291,7 +293,7 @@ def class_notes(
         if label in in_force:
             continue
         now = aliases.get(label)
-        gone = f"; {now} retired since" if now in retired else ""
+        gone = f"; {_marked(now)} retired since" if now in retired else ""
         if (
             now is not None
             and now not in trained
@@ -299,9 +301,9 @@ def class_notes(
             and renamed_from.get(now) == label
         ):
             names[label] = now  # renamed: the same class under its new name
-            notes[now] = f"named {label} when v{champion.version} was trained{gone}"
+            notes[now] = f"named {_marked(label)} when v{champion.version} was trained{gone}"
         elif now is not None:
-            notes[label] = f"merged into {now} {since}{gone}"
+            notes[label] = f"merged into {_marked(now)} {since}{gone}"
         elif label in retired:
             notes[label] = f"retired {since}"
         else:
@@ -443,8 +445,8 @@ def accuracy_text(report: AccuracyReport | None) -> str:
     if report.weakest:
         notes = report.weakest_notes
         weak = ", ".join(
-            f"{escape(label)} (F1 {f1:.2f}, n={n}"
-            + (f"; {escape(notes[label])}" if label in notes else "")
+            f"{name(label)} (F1 {f1:.2f}, n={n}"
+            + (f"; {_with_names(notes[label])}" if label in notes else "")
             + ")"
             for label, f1, n in report.weakest
         )
@@ -976,7 +978,7 @@ def gold_lines(outcome: Outcome) -> list[str]:
 def _gold_miss(miss: Mapping[str, Any]) -> str:
     """``g7 (gold billing, the candidate says account, 3 of the team's 4 answers say
     account)``; without the team's part when nobody answered it."""
-    answer = escape(str(miss["answer"]))
+    answer = name(str(miss["answer"]))
     team, agree = miss.get("team") or 0, miss.get("team_answer") or 0
     said = (
         f", {agree:,} of the team's {count(team, 'answer')} {'says' if agree == 1 else 'say'}"
@@ -985,7 +987,7 @@ def _gold_miss(miss: Mapping[str, Any]) -> str:
         else ""
     )
     return (
-        f"{escape(str(miss['id']))} (gold {escape(str(miss['gold']))}, the candidate says"
+        f"{escape(str(miss['id']))} (gold {name(str(miss['gold']))}, the candidate says"
         f" {answer}{said})"
     )
 
@@ -1015,7 +1017,7 @@ def not_evaluated_lines(metrics: dict) -> list[str]:
     never = metrics.get("not_evaluated") or {}
     if not isinstance(never, dict) or not never:
         return []
-    shown = ", ".join(f"{escape(str(label))} ({n:,})" for label, n in list(never.items())[:10])
+    shown = ", ".join(f"{name(str(label))} ({n:,})" for label, n in list(never.items())[:10])
     more = f" and {len(never) - 10:,} more" if len(never) > 10 else ""
     return [f"*Not evaluated* (too few examples to hold out): {shown}{more}"]
 
@@ -1039,13 +1041,78 @@ def command(words: str) -> str:
     return f"`/hitl {words}`"
 
 
+# A label in report text (``name``): in Slack mrkdwn as ``name_mrkdwn`` shows it, so it cannot
+# format the line; in text built for a terminal (``for_terminal``) as it is, between these two
+# marks, which ``plain`` drops leaving what is between untouched (a label "3*" keeps its star,
+# "_x_" its underscores). A label cannot hold them (control characters are refused).
+_NAME_OPEN, _NAME_CLOSE = "\x02", "\x03"
+_NAMED = re.compile("\x02([^\x02\x03]*)\x03")
+_TERMINAL: ContextVar[bool] = ContextVar("reports_for_terminal", default=False)
+# _italic_ the product wrote: an underscore with no letter, digit or backtick outside it and
+# text inside, on one line (HITL_VOTES and how_to keep theirs)
+_ITALIC = re.compile(r"(?<![\w`])_(?=[^\s_])([^\n]*?[^\s_])_(?![\w`])")
+
+
+def name(label: str) -> str:
+    """``label`` for a report's text: for Slack, escaped and never formatting
+    (``name_mrkdwn``); within ``for_terminal``, as it is, for ``plain`` to leave so."""
+    label = label.replace(_NAME_OPEN, "").replace(_NAME_CLOSE, "")
+    return _marked(label) if _TERMINAL.get() else name_mrkdwn(label)
+
+
+def _marked(label: str) -> str:
+    """``label`` between the marks ``name`` uses for a terminal (kept in data such as a
+    class's note, which ``_with_names`` shows)."""
+    return f"{_NAME_OPEN}{label.replace(_NAME_OPEN, '').replace(_NAME_CLOSE, '')}{_NAME_CLOSE}"
+
+
+def _with_names(text: str) -> str:
+    """Text holding ``_marked`` labels, escaped for a report, its labels as ``name`` shows
+    them."""
+    parts = _NAMED.split(text)
+    return "".join(name(part) if odd % 2 else escape(part) for odd, part in enumerate(parts))
+
+
+@contextlib.contextmanager
+def for_terminal() -> Iterator[None]:
+    """Reports built within show labels as they are, for ``plain`` (the CLI's output)."""
+    token = _TERMINAL.set(True)
+    try:
+        yield
+    finally:
+        _TERMINAL.reset(token)
+
+
+def terminal(build: Callable[[], str]) -> str:
+    """``build()``'s report (mrkdwn) as a terminal shows it: built ``for_terminal``, then
+    ``plain``."""
+    with for_terminal():
+        return plain(build())
+
+
 def plain(text: str) -> str:
-    """Slack mrkdwn to terminal text; a command both have names the CLI's (see ``command``)."""
+    """Slack mrkdwn to terminal text; a command both have names the CLI's (see ``command``).
+    Drops the markup the product wrote (``*bold*``, ``_italic_``) but not a label's own
+    characters: a label ``name`` marked for the terminal is shown as it is."""
+    parts = _NAMED.split(text)
+    return "".join(part if odd % 2 else _unmarkup(part) for odd, part in enumerate(parts))
+
+
+def _unmarkup(text: str) -> str:
+    """``plain`` of text with no marked label: mentions as @U…, no bold nor italic marks
+    outside a code span (within one, as a label ``name_mrkdwn`` shows, they are the text's)."""
     text = _SLACK_COMMAND.sub("`hitl ", text)
     text = re.sub(r"<@(\w+)>", r"@\1", text)
     text = re.sub(r"<#(\w+)>", r"#\1", text)
-    text = text.replace("```", "\n").replace("*", "")
+    parts = _CODE.split(text.replace("```", "\n"))
+    text = "".join(
+        part if odd % 2 else _ITALIC.sub(r"\1", part.replace("*", ""))
+        for odd, part in enumerate(parts)
+    )
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+_CODE = re.compile(r"(`[^`\n]*`)")
 
 
 def chart_png(report: AccuracyReport) -> bytes:

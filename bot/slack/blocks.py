@@ -40,7 +40,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.labelnames import grapheme_end, label_key
-from bot.words import count, escape, person
+from bot.words import count, escape, name_mrkdwn, person
 
 # -- action ids: "hitl.<where>.<what>", where q = a channel question, m = the labeling modal
 LABEL_ACTION = re.compile(r"^hitl\.(q|m)\.label\.\d+$")
@@ -166,7 +166,7 @@ def _percent(p: float) -> str:
 
 
 def _label(label: str) -> str:
-    return f"*{escape(label)}*"
+    return f"*{name_mrkdwn(label)}*"
 
 
 def _mentions(users: Sequence[str], shown: int | None = None) -> str:
@@ -200,7 +200,7 @@ def guess_line(q: Question) -> str:
     label, p = q.guesses[0]
     line = f"Model's guess: {_label(label)} ({_percent(p)})"
     if len(q.guesses) > 1:
-        others = ", ".join(f"{escape(lb)} {_percent(pp)}" for lb, pp in q.guesses[1:3])
+        others = ", ".join(f"{name_mrkdwn(lb)} {_percent(pp)}" for lb, pp in q.guesses[1:3])
         line += f" · then {others}"
     return line
 
