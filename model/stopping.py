@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -240,7 +240,7 @@ class StopSignal:
         if self.fired and forecast is not None and still_gaining(forecast):
             return (
                 f"predictions have settled: {what} (settled at {self.threshold:.0%} or less),"
-                f" but the learning curve still expects {forecast.gain * 100:+.1f} points from"
+                f" but the learning curve still expects {forecast.expected * 100:+.1f} points from"
                 f" the next {forecast.next_labels:,} labels, so more labels should still help"
             )
         if self.fired:
@@ -256,8 +256,10 @@ def still_gaining(forecast: Extrapolation | None, at_least: float = STILL_GAININ
     or above it (a forecast with no range is sure of nothing). The estimate, not the low end of
     the range: since the range carries each curve point's test noise it is honest and wide
     (its low end near 0 on trec at 1,200 labels with 3.8 points still to come), so "the whole
-    range gains a point" no longer held back advice to stop."""
-    return forecast is not None and forecast.low is not None and forecast.gain >= at_least
+    range gains a point" no longer held back advice to stop. The estimate capped at the room
+    the model's accuracy leaves (``Extrapolation.expected``): a model at 99.9 % cannot gain a
+    point, whatever its curve reads."""
+    return forecast is not None and forecast.low is not None and forecast.expected >= at_least
 
 
 def first_firing(
@@ -296,14 +298,67 @@ class Extrapolation:
     high: float | None
     n_points: int
     n_test: int | None = None
+    # the model's own accuracy (cross-validated, as shown beside the forecast), when known: no
+    # gain exceeds the room it leaves under 100 % (``room``). None: not known, nothing capped
+    accuracy: float | None = None
+
+    @property
+    def room(self) -> float | None:
+        """How much accuracy the model has left to gain (0–1): 1 − ``accuracy``; None when
+        its accuracy is not known. The curve is measured training on at most half of the
+        labels and read past its largest size, so it can promise more than that (+4.0 points
+        to a model at 99.9 %)."""
+        return None if self.accuracy is None else min(max(1.0 - self.accuracy, 0.0), 1.0)
+
+    def _capped(self, value: float) -> float:
+        room = self.room
+        return value if room is None else min(value, room)
+
+    @property
+    def expected(self) -> float:
+        """The gain to expect: the curve's ``gain``, at most the ``room`` left."""
+        return self._capped(self.gain)
+
+    def with_accuracy(self, accuracy: float | None) -> Extrapolation:
+        """This forecast, its gain and range capped at the room ``accuracy`` leaves."""
+        return replace(self, accuracy=accuracy)
 
     def gain_text(self) -> str:
         """``about +3.6 points (range +3.3 to +4.3)``: the gain of the next ``next_labels``
-        labels (the line it goes on names them), with its range."""
-        points = f"about {self.gain * 100:+.1f} points"
+        labels (the line it goes on names them), with its range. Capped at the ``room`` the
+        model's accuracy leaves, saying so: ``at most +0.1 points: the model is at 99.9%
+        (cross-validated), 0.1 points below 100%; the learning curve read +4.0 (range +3.6 to
+        +4.3), more than that room``."""
+        room, accuracy = self.room, self.accuracy
+
+        def past_room(value: float) -> bool:  # capped, and shown so (a tenth of a point)
+            return room is not None and round(value * 100, 1) > round(room * 100, 1)
+
+        points = f"about {self.expected * 100:+.1f} points"
+        if accuracy is not None and room is not None and past_room(self.gain):
+            curve = f"{self.gain * 100:+.1f}"
+            if self.low is not None and self.high is not None:
+                curve += f" (range {self.low * 100:+.1f} to {self.high * 100:+.1f})"
+            left = (
+                f"{room * 100:.1f} points below 100%"
+                if round(room * 100, 1) > 0
+                else "no room left to gain"
+            )
+            return (
+                f"at most {self.expected * 100:+.1f} points: the model is at"
+                f" {accuracy * 100:.1f}% (cross-validated), {left};"
+                f" the learning curve read {curve}, more than that room"
+            )
         if self.low is None or self.high is None:
             return points + " (range unknown: the curve's fit is too loose)"
-        return f"{points} (range {self.low * 100:+.1f} to {self.high * 100:+.1f})"
+        low, high = self._capped(self.low), self._capped(self.high)
+        capped = (
+            f": the model is at {accuracy * 100:.1f}% (cross-validated), so no more than"
+            f" {room * 100:+.1f}"
+            if accuracy is not None and room is not None and past_room(self.high)
+            else ""
+        )
+        return f"{points} (range {low * 100:+.1f} to {high * 100:+.1f}{capped})"
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {
@@ -318,6 +373,7 @@ class Extrapolation:
             "high": self.high,
             "n_points": self.n_points,
             "n_test": self.n_test,
+            "accuracy": self.accuracy,
         }
 
     @classmethod
@@ -687,12 +743,65 @@ class AccuracyNow:
 
 @dataclass(frozen=True)
 class NoAccuracyNow:
-    """Why accuracy now is not estimated (a sentence for people)."""
+    """Why accuracy now is not estimated (a sentence for people). Too few answered questions:
+    how many there were (``n_asked``; None for another reason), how many it needs and how
+    many were answered before the first model (``unasked``), so the count can be said again
+    as it is later (``counted_now``): the reason is written at a model's fit, and read until
+    the next one while people answer."""
 
     reason: str
+    # (not compared: two with the same reason are the same answer)
+    n_asked: int | None = field(default=None, compare=False)
+    min_asked: int = field(default=MIN_ASKED, compare=False)
+    unasked: int = field(default=0, compare=False)
+
+    @classmethod
+    def too_few(cls, n_asked: int, min_asked: int = MIN_ASKED, unasked: int = 0) -> NoAccuracyNow:
+        """``it needs 30 questions a model asked answered, has 12 so far``."""
+        before = (
+            f" (the {unasked:,} answered before the first model cannot calibrate it)"
+            if unasked
+            else ""
+        )
+        return cls(
+            f"it needs {min_asked} question{'s' if min_asked != 1 else ''} a model asked"
+            f" answered, has {n_asked:,} so far{before}",
+            n_asked,
+            min_asked,
+            unasked,
+        )
+
+    def counted_now(self, n_asked: int | None, model: str = "the model") -> NoAccuracyNow:
+        """The reason with ``n_asked``, the questions a model asked answered now (None: not
+        counted, this one; a count may stop at ``min_asked``). With too few still, the same
+        sentence with today's count; with enough now, that the fit of ``model`` had too few
+        and the next model update can estimate it. Another reason stays as it is."""
+        if self.n_asked is None or n_asked is None or n_asked == self.n_asked:
+            return self
+        if n_asked < self.min_asked:
+            return NoAccuracyNow.too_few(n_asked, self.min_asked, self.unasked)
+        return replace(
+            self,
+            reason=(
+                f"it needs {self.min_asked} questions a model asked answered: {model} was"
+                f" fitted when {self.n_asked:,} were, and at least {n_asked:,} are now, so"
+                " the next model update can estimate it"
+            ),
+        )
 
     def as_dict(self) -> dict[str, str]:
         return {"reason": self.reason}
+
+    def counts(self) -> dict[str, int]:
+        """The counts behind a reason of too few answered questions, to keep with
+        ``as_dict`` for ``from_dict`` (empty for another reason)."""
+        if self.n_asked is None:
+            return {}
+        return {"n_asked": self.n_asked, "min_asked": self.min_asked, "unasked": self.unasked}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NoAccuracyNow:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def accuracy_now(
@@ -744,15 +853,7 @@ def accuracy_now(
     if len(pool) == 0:
         return NoAccuracyNow("every item of the fixed sample has a label")
     if len(conf) < min_asked:
-        before = (
-            f" (the {unasked:,} answered before the first model cannot calibrate it)"
-            if unasked
-            else ""
-        )
-        return NoAccuracyNow(
-            f"it needs {min_asked} question{'s' if min_asked != 1 else ''} a model asked"
-            f" answered, has {len(conf)} so far{before}"
-        )
+        return NoAccuracyNow.too_few(len(conf), min_asked, unasked)
     n_right = int(right.sum())
     if min(n_right, len(right) - n_right) < min_each:
         return NoAccuracyNow(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -265,7 +266,7 @@ def compute_stop(
         span,
         found.as_dict() if found else None,
         time.perf_counter() - started,
-        found_now.as_dict(),
+        _stored(found_now),
         plan.curve,
         plan.ids if plan.ids is not None and len(plan.ids) == len(predictions) else None,
     )
@@ -348,6 +349,9 @@ class StopStatus:
     # the model served now, when no check of it is stored and these lines are of the newest
     # model that served before it ("": they are of the model served)
     served: str = ""
+    # the questions a model asked that people answered now, up to MIN_ASKED (None: not
+    # counted): an accuracy now refused for too few says today's count, not its fit's
+    asked_now: int | None = None
 
     def lines(self) -> list[str]:
         """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
@@ -385,7 +389,8 @@ class StopStatus:
         if self.arrived:
             return [f"*Accuracy now:* not known now: {self._arrived()}"]
         if isinstance(found, NoAccuracyNow):
-            return [f"*Accuracy now:* not estimated: {found.reason}"]
+            reason = found.counted_now(self.asked_now, self.accuracy_model or "the model").reason
+            return [f"*Accuracy now:* not estimated: {reason}"]
         return [
             f"*Accuracy now:* {found.text()} on the {count(found.n_pool, 'item')} of a fixed"
             f" sample still without a label: {self.accuracy_model}'s confidence, calibrated on"
@@ -444,11 +449,12 @@ class StopStatus:
             "n_train": self.n_train,
             "n_stop": self.n_stop,
             "n_left": self.n_left,
-            "accuracy": self.accuracy.as_dict() if self.accuracy else None,
+            "accuracy": _stored(self.accuracy) if self.accuracy else None,
             "accuracy_model": self.accuracy_model,
             "arrived": self.arrived,
             "served": self.served,
             "why": self.signal.why,
+            "asked_now": self.asked_now,
         }
 
     @classmethod
@@ -466,6 +472,7 @@ class StopStatus:
             data.get("accuracy_model", "?"),
             int(data.get("arrived") or 0),
             data.get("served") or "",
+            data.get("asked_now"),
         )
 
 
@@ -512,13 +519,15 @@ def stop_status(store: Store) -> StopStatus | None:
     # refused or not (a refused one is "no forecast" for its model, not an older one's)
     curve = store.last_curve(served="ever" if other else True) or newest
     champion = store.champion_version() if other else None
-    found = curve["extrapolation"]
+    forecast = _forecast(curve["extrapolation"])
+    if forecast is not None:  # no gain past the room its model's accuracy leaves
+        forecast = forecast.with_accuracy(store.model_accuracy(_accuracy_version(store, curve)))
     now = newest.get("accuracy")
     n_left = sum(store.count_items()[status] for status in UNLABELED)
     why = "" if newest["changed"] is not None else _no_comparison(store, newest)
     return StopStatus(
         StopSignal(newest["changed"], newest["span"], why=why),
-        _forecast(found),
+        forecast,
         _model_name(curve),
         curve["n_train"],
         newest["n_stop"],
@@ -527,7 +536,19 @@ def stop_status(store: Store) -> StopStatus | None:
         _model_name(newest),
         arrived(store, n_left) if newest["n_stop"] else 0,
         f"v{champion}" if champion is not None else "",
+        store.asked_count(MIN_ASKED),
     )
+
+
+def _accuracy_version(store: Store, check: dict[str, Any]) -> int | None:
+    """The version whose cross-validated accuracy stands beside ``check``'s forecast: a
+    retrain's own model; a refresh's, the champion it was refreshed from (the one `/hitl
+    accuracy` shows; a refresh has no cross-validation of its own), or the champion now
+    when not recorded."""
+    if check.get("kind") == "retrain":
+        return check.get("model_version")
+    base = check.get("base_version")
+    return base if base is not None else store.champion_version()
 
 
 WHY_CHECKS = 50  # the newest checks read to say why a check has no comparison (bounded)
@@ -580,10 +601,36 @@ def _model_name(check: dict[str, Any]) -> str:
     return f"r{-version}" if check["kind"] == "refresh" and version else f"v{version}"
 
 
+def _stored(found: AccuracyNow | NoAccuracyNow) -> dict[str, Any]:
+    """Accuracy now as stored: ``as_dict``, and why not with its counts (``counts``), so the
+    count of answered questions can be said again as it is later (``_accuracy_lines``)."""
+    if isinstance(found, NoAccuracyNow):
+        return {**found.as_dict(), **found.counts()}
+    return found.as_dict()
+
+
 def _accuracy(data: dict[str, Any] | None) -> AccuracyNow | NoAccuracyNow | None:
     """A stored accuracy now: the estimate, or why there is none (None: not stored)."""
     if not data:
         return None
     if "reason" in data:
-        return NoAccuracyNow(data["reason"])
+        found = NoAccuracyNow.from_dict(data)
+        if found.n_asked is None:  # stored before the count was: read from its sentence
+            said = _TOO_FEW.match(found.reason)
+            if said:
+                found = NoAccuracyNow.too_few(
+                    _int(said["n"]), _int(said["need"]), _int(said["before"] or "0")
+                )
+        return found
     return AccuracyNow.from_dict(data)
+
+
+# the sentence ``NoAccuracyNow.too_few`` wrote before it kept its counts
+_TOO_FEW = re.compile(
+    r"it needs (?P<need>\d+) questions? a model asked answered, has (?P<n>[\d,]+) so far"
+    r"(?: \(the (?P<before>[\d,]+) answered before the first model cannot calibrate it\))?$"
+)
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))

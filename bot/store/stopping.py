@@ -266,22 +266,46 @@ class StoppingMixin:
 
     def last_curve(self, *, served: Served = False) -> dict[str, Any] | None:
         """The newest check that measured a learning curve: its kind, model version, label
-        count and extrapolation (None when its forecast was refused: a step, a range of zero
-        width; not an older check's then), or None before any. ``served``: True, only
-        the checks of the model served now (``_served``); ``"ever"``, of every model that
-        served (``SERVED``), not a rejected candidate's."""
+        count, extrapolation (None when its forecast was refused: a step, a range of zero
+        width; not an older check's then) and, a refresh's, the champion it was refreshed
+        from (``base_version``), or None before any. ``served``: True, only the checks of the
+        model served now (``_served``); ``"ever"``, of every model that served (``SERVED``),
+        not a rejected candidate's."""
         where, args = self._served(served)
         row = self.db.execute(
-            "SELECT kind, model_version, n_train, extrapolation FROM stop_checks"
+            "SELECT kind, model_version, n_train, extrapolation, base_version FROM stop_checks"
             f" WHERE (extrapolation IS NOT NULL OR curve = 1) AND {where}"
             " ORDER BY id DESC LIMIT 1",
             args,
         ).fetchone()
         if row is None:
             return None
-        kind, version, n_train, found = row
+        kind, version, n_train, found, base = row
         return {"kind": kind, "model_version": version, "n_train": n_train,
-                "extrapolation": json.loads(found) if found else None}  # fmt: skip
+                "extrapolation": json.loads(found) if found else None,
+                "base_version": base}  # fmt: skip
+
+    def model_accuracy(self, version: int | None) -> float | None:
+        """The cross-validated accuracy recorded for model ``version`` (its metrics'
+        ``accuracy``; None: no such model, or not evaluated)."""
+        if version is None:
+            return None
+        row = self.db.execute(
+            "SELECT json_extract(metrics, '$.accuracy') FROM models WHERE version = ?", [version]
+        ).fetchone()
+        if row is None or not isinstance(row[0], int | float):
+            return None
+        return float(row[0])
+
+    def asked_count(self, limit: int) -> int:
+        """How many questions a model asked with a guess people answered (as ``asked_answers``
+        reads them), counted up to ``limit``: a bounded read."""
+        (n,) = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM posts p JOIN labels l ON l.item_id = p.item_id"
+            " WHERE p.confidence IS NOT NULL AND p.predicted_label IS NOT NULL LIMIT ?)",
+            [limit],
+        ).fetchone()
+        return int(n)
 
     def stop_checks(self, limit: int = 10, *, served: Served = False) -> list[dict[str, Any]]:
         """The newest ``limit`` checks, oldest first, without their predictions. ``served``:
