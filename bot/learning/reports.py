@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 from bot.config import Settings
 from bot.learning import quality
-from bot.learning.retrain import Outcome
 from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
 from bot.store.core import LABEL_RETIRED
@@ -33,6 +32,7 @@ from model import ModelError, ModelRegistry, wilson_interval
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from bot.learning.retrain import Outcome  # as a type: importing it brings aiohttp
     from model import ModelVersion
 
 
