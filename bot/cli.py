@@ -1298,7 +1298,7 @@ def retrain_command(state: State, force: bool) -> None:
 
             try:
                 outcome = asyncio.run(
-                    woken_by_signals(
+                    ends_when_out_of_memory(
                         retrain.retrain(
                             store,
                             settings,
@@ -1339,6 +1339,23 @@ def retrain_command(state: State, force: bool) -> None:
     click.echo(reports.terminal(lambda: reports.retrain_text(outcome, timezone=settings.timezone)))
     if outcome.status == "failed" and not outcome.n_missing:
         sys.exit(1)  # it printed why; a cron job's `hitl retrain || alert` hears of it
+
+
+async def ends_when_out_of_memory(work: Coroutine[Any, Any, T]) -> T:
+    """``work`` with every signal waking the loop (``woken_by_signals``), ending the process
+    at once when it runs out of memory (``out_of_memory``), with ``main``'s one line: after
+    it, `asyncio.run` shuts its executor down from a thread it starts, and in a process with
+    no memory left that thread can die as it starts, leaving `Thread.start` waiting for it for
+    ever (a retrain under 64 MB of room that could not import scikit-learn hung so, in the
+    test suite). What was committed is kept; the run left "running" is ended by the next
+    retrain, as after a kill."""
+    try:
+        return await woken_by_signals(work)
+    except (MemoryError, RuntimeError, ImportError, SystemError) as exc:
+        if not out_of_memory(exc):
+            raise
+        _say_out_of_memory(exc)
+        os._exit(1)
 
 
 async def woken_by_signals(work: Coroutine[Any, Any, T]) -> T:
@@ -1843,12 +1860,19 @@ def main() -> None:
     except (MemoryError, RuntimeError, ImportError, SystemError) as exc:
         if not out_of_memory(exc):
             raise
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        sys.stderr.write(
-            f"Error: ran out of memory ({what}); give hitl more memory (its limit: `ulimit -v`,"
-            " or the container's); what was stored is kept\n"
-        )
+        _say_out_of_memory(exc)
         sys.exit(1)
+
+
+def _say_out_of_memory(exc: BaseException) -> None:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    sys.stderr.write(
+        f"Error: ran out of memory ({what}); give hitl more memory (its limit: `ulimit -v`,"
+        " or the container's); what was stored is kept\n"
+    )
+    sys.stderr.flush()
 
 
 def _prints_only(args: list[str]) -> bool:

@@ -2284,6 +2284,12 @@ def failure_reason(
         return f"stopped before it finished ({type(exc).__name__})"
     if isinstance(exc, FileNotFoundError) and not registry.root.is_dir():  # moved, deleted
         return missing_folder(registry)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:  # not a write either: an import
+        # (scikit-learn's, mapping its libraries) or a thread with no memory left, under a limit
+        return (
+            f"ran out of memory ({type(exc).__name__}: {exc.strerror or exc}); give hitl more"
+            " memory (its limit: `ulimit -v`, or the container's); what was stored is kept"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):  # not a write
         limit = "`ulimit -n`, or LimitNOFILE= in its systemd unit"
         if exc.errno == errno.ENFILE:

@@ -448,3 +448,17 @@ def test_a_retrain_at_the_open_files_limit_is_not_told_as_a_write_or_full_disk(t
         "retrain failed: Too many open files: hitl is at its limit of open files; raise it"
         " (`ulimit -n`, or LimitNOFILE= in its systemd unit), then `/hitl retrain` again"
     )
+
+
+def test_a_retrain_out_of_memory_reading_a_library_is_not_told_as_a_write(tmp_path: Path):
+    """Under a memory limit, importing scikit-learn in the fit's thread failed with ENOMEM
+    naming one of its files ("Error: cannot write …/sklearn/__check_build: Cannot allocate
+    memory; no model was stored (free space or raise the file-size limit …)"): once in a few
+    runs of tests/reliability/test_model_faults' retrain under 64 MB of room."""
+    registry = ModelRegistry(tmp_path / "models")
+    exc = OSError(errno.ENOMEM, "Cannot allocate memory", "/site-packages/sklearn/__check_build")
+    reason = retrain.failure_reason(exc, None, registry, None)
+    assert reason == (
+        "ran out of memory (OSError: Cannot allocate memory); give hitl more memory (its limit:"
+        " `ulimit -v`, or the container's); what was stored is kept"
+    )

@@ -193,10 +193,13 @@ def test_a_retrain_out_of_memory_before_its_fit_is_one_line(tmp_path: Path, room
     db = tmp_path / "hitl.db"
     seed(db, labeled_items())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
-    starved = subprocess.run(
-        [sys.executable, "-c", RETRAIN_UNDER_A_LIMIT, str(db), str(room_mb)],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    try:  # bounded: a process with no memory left once hung as asyncio.run ended (see below)
+        starved = subprocess.run(
+            [sys.executable, "-c", RETRAIN_UNDER_A_LIMIT, str(db), str(room_mb)],
+            env=env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"hung (asyncio.run's executor shutdown?): {hung.stderr!r}")
     assert starved.returncode == 1
     assert "Traceback" not in starved.stderr, starved.stderr
     last = starved.stderr.splitlines()[-1]
