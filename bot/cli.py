@@ -1579,13 +1579,14 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     """
     from datetime import UTC, datetime
 
-    from bot.learning import reports, retrain
+    from bot.learning import reports
+    from model import ModelRegistry
 
     with friendly_errors(), state.open_existing_store() as store:
         known = {int(m["version"]): m for m in store.models()}
         # No models folder, no model: a command that reads creates no folder (`hitl models`).
         if state.settings.models_dir.is_dir():
-            registry = retrain.registry_for(state.settings)
+            registry = ModelRegistry(state.settings.models_dir)
             report = reports.accuracy_report(store, registry, datetime.now(UTC))
             versions, unreadable = registry.scan()
         else:

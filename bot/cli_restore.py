@@ -335,10 +335,11 @@ def models_note(
     what `hitl serve` says at start of the folder's models (``reports.unknown_models``): a
     version that is another model than the one the database records under its number, a
     champion the database does not record that was trained on newer labels or other names."""
-    from bot.learning import reports, retrain
+    from bot.learning import reports
+    from model import ModelRegistry
 
     models_dir = settings.models_dir
-    registry = retrain.registry_for(settings) if models_dir.is_dir() else None
+    registry = ModelRegistry(models_dir) if models_dir.is_dir() else None
     versions, unreadable = registry.scan() if registry is not None else ([], {})
     held = {v.version: v.status for v in versions}
     backup_champion = next((v for v, s in recorded.items() if s == "champion"), None)
