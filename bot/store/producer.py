@@ -33,6 +33,7 @@ class ProducerMixin:
     db: Database
     now: Callable[[], str]
     labels_not_in_force: Callable[..., NotInForce]  # the label set mixin's
+    _texts_of: Callable[[Sequence[str]], dict[str, str]]  # Store's: 500 ids a statement
 
     # -- producer API and webhooks --
 
@@ -83,7 +84,7 @@ class ProducerMixin:
                     created.append(item.id)
                 else:
                     known.append(n)
-            texts = self._stored_texts(sorted({items[n].id for n in known}))
+            texts = self._texts_of(sorted({items[n].id for n in known}))  # 500 a statement
             for n in known:
                 item = items[n]
                 stored = texts.get(item.id)
@@ -103,17 +104,6 @@ class ProducerMixin:
                     )
             count_new_items(self.db.conn, {"new": len(created)})
         return ApiAdded(created, conflicts)
-
-    def _stored_texts(self, ids: Sequence[str]) -> dict[str, str]:
-        """The stored text of each of ``ids`` that is stored: one statement per 500."""
-        texts: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            texts.update(
-                self.db.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", chunk)
-            )
-        return texts
 
     def callback_urls(self, ids: Sequence[str]) -> dict[str, str | None]:
         """Each stored item's ``callback_url`` (None: none), by id: what the API tells a producer
