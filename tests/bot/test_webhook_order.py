@@ -35,24 +35,14 @@ from bot.slack import blocks
 from bot.store import Store
 from tests import signing
 from tests.bot.harness import Bot, has_buttons, item_of
-from tests.bot.test_api import T0, post_json, start_api
+from tests.bot.test_api import T0, start_api
+from tests.bot.test_delivery_key import ask
 from tests.bot.test_webhooks import BASE, LOOPBACK, Receiver, at, freeze, serve_receiver
 from tests.fake_slack import CHANNEL
 from tests.query_plans import query_plans
 
 ANA = "U0ANA"
 GUARD = 30.0  # seconds: only a failing test waits this long
-
-
-async def ask(bot: Bot, item_id: str, url: str) -> None:
-    """An item a producer sends with ``url`` as its callback_url (no model: people decide)."""
-    response = await post_json(
-        bot,
-        "/api/predict",
-        {"text": f"ticket {item_id}: a refund", "id": item_id, "callback_url": url},
-    )
-    assert response.status == 200, await response.text()
-    assert (await response.json())["callback"] == "registered"
 
 
 async def decide(bot: Bot, *item_ids: str) -> None:
