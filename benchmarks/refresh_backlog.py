@@ -73,8 +73,10 @@ def open_questions(ft: FakeThread, clicked: set[str]) -> list[dict]:
     return out
 
 
-def decide(message: dict, round_no: int, db: Path) -> dict:
-    """A signed-click payload deciding ``message`` on a label the champion does not predict."""
+def decide(message: dict, round_no: int, db: Path, audits_only: bool = False) -> dict:
+    """A signed-click payload deciding ``message`` on a label the champion does not predict
+    (with ``audits_only``, set by ``--quick``, only if it is an audit question, the only answers
+    the refresh's gate holds out: ``bot_load._not_the_champions_guess``)."""
     actions = next(b for b in message["blocks"] if b["type"] == "actions")
     first = next(e for e in actions["elements"] if e["action_id"].startswith("hitl.q.label."))
     payload = signing.block_actions_payload(
@@ -86,7 +88,7 @@ def decide(message: dict, round_no: int, db: Path) -> dict:
         block_id=actions["block_id"],
         message=message,
     )
-    return _not_the_champions_guess([payload], db)[0]
+    return _not_the_champions_guess([payload], db, audits_only=audits_only)[0]
 
 
 async def until(condition, limit_s: float) -> float | None:  # noqa: ANN001
@@ -129,7 +131,7 @@ async def run_size(ft: FakeThread, args: argparse.Namespace, n_items: int, tmp: 
             clicked.update(m["ts"] for m in batch)
             load = await run_load(
                 f"round {round_no}", f"{base}/slack/events",
-                [decide(m, round_no, db) for m in batch], args.every,
+                [decide(m, round_no, db, args.quick) for m in batch], args.every,
             )  # fmt: skip
             if load.ok != len(batch):
                 raise SystemExit(f"round {round_no}: {load.statuses} {load.errors[:3]}")
