@@ -19,14 +19,35 @@ from tests.bot.harness import make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
 
 
-@pytest.fixture
-def two_models(tmp_path: Path) -> Path:
+def copied(made: Path, tmp_path: Path) -> Path:
+    """A copy of the database ``made`` in ``tmp_path``, each test's own: the file, its log if
+    any, and its models folder (the fixtures below make theirs once for this module's tests,
+    and the tests change their copies)."""
+    for suffix in ("", "-wal"):
+        if Path(f"{made}{suffix}").exists():
+            shutil.copy2(f"{made}{suffix}", tmp_path / f"{made.name}{suffix}")
+    shutil.copytree(f"{made}.models", tmp_path / f"{made.name}.models")
+    return tmp_path / made.name
+
+
+def make_two_models(tmp_path: Path) -> Path:
     """A database whose champion is v2, v1 retired (files of both kept), made by the CLI."""
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     assert run(db, "retrain").exit_code == 0
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
     return db
+
+
+@pytest.fixture(scope="module")
+def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_two_models(tmp_path_factory.mktemp("two-models"))
+
+
+@pytest.fixture
+def two_models(two_models_made: Path, tmp_path: Path) -> Path:
+    """``make_two_models``'s database, a copy of each test's own."""
+    return copied(two_models_made, tmp_path)
 
 
 def rows(db: Path) -> list[list[str]]:
@@ -184,10 +205,11 @@ def test_a_folder_older_than_the_database_lists_one_champion_and_a_retrain_train
 # -- a database restored beside a newer models folder -------------------------------------------
 
 
-@pytest.fixture
-def restored_before_v2(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def restored_before_v2_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The database restored from a backup that knows v1; v2 was trained after it on labels
     the restore undid."""
+    tmp_path = tmp_path_factory.mktemp("restored-before-v2")
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     assert run(db, "retrain").exit_code == 0
@@ -196,6 +218,12 @@ def restored_before_v2(tmp_path: Path) -> Path:
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
     restore(tmp_path / "backup.db", db)
     return db
+
+
+@pytest.fixture
+def restored_before_v2(restored_before_v2_made: Path, tmp_path: Path) -> Path:
+    """``restored_before_v2_made``, a copy of each test's own."""
+    return copied(restored_before_v2_made, tmp_path)
 
 
 def newer_folder_warning(models: Path) -> str:
@@ -249,12 +277,19 @@ def test_a_models_folder_the_database_lags_with_the_labels_it_has_is_no_restore(
 # -- a database renamed (or copied) without its models folder --------------------------------
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def trained_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("trained")
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     assert run(db, "retrain").exit_code == 0
     return db
+
+
+@pytest.fixture
+def trained(trained_made: Path, tmp_path: Path) -> Path:
+    """``trained_made``, a copy of each test's own."""
+    return copied(trained_made, tmp_path)
 
 
 def test_a_renamed_database_is_told_to_rename_its_models_folder(trained: Path, tmp_path: Path):

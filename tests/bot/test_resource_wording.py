@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from bot.sandbox import FakeSlack
 from bot.store import database_problem, lock
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import run
-from tests.bot.test_models_folder import two_models as make_two_models
+from tests.bot.test_models_folder import copied, make_two_models
 from tests.bot.test_serve_process import free_port, serve_env
 
 
@@ -127,17 +126,13 @@ SHAPES = {
 @pytest.fixture(scope="module")
 def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``test_models_folder``'s database with v1 and v2, made once for this module's tests."""
-    return make_two_models.__wrapped__(tmp_path_factory.mktemp("two-models"))
+    return make_two_models(tmp_path_factory.mktemp("two-models"))
 
 
 @pytest.fixture
 def two_models(two_models_made: Path, tmp_path: Path) -> Path:
     """A copy of it of each test's own (the database, its log if any, its models folder)."""
-    for name in ("hitl.db", "hitl.db-wal"):
-        if (two_models_made.parent / name).exists():
-            shutil.copy2(two_models_made.parent / name, tmp_path / name)
-    shutil.copytree(f"{two_models_made}.models", tmp_path / "hitl.db.models")
-    return tmp_path / "hitl.db"
+    return copied(two_models_made, tmp_path)
 
 
 def damage(two_models: Path, shape: object) -> Path:
