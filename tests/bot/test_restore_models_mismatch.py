@@ -32,10 +32,19 @@ def warnings(said) -> list[str]:
 # -- the folder's v1 is another model than the database's v1 -----------------------------------
 
 
-@pytest.fixture
-def rebuilt(tmp_path: Path) -> Path:
+def copied(made: Path, tmp_path: Path) -> Path:
+    """The folder of the database ``made`` (the database, its models folder, its backup)
+    copied into ``tmp_path``, each test's own: the fixtures below make theirs once for this
+    module's tests, and the tests change their copies."""
+    shutil.copytree(made.parent, tmp_path, dirs_exist_ok=True)
+    return tmp_path / made.name
+
+
+@pytest.fixture(scope="module")
+def rebuilt_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Last night's backup (v1 trained on 12 labels) restored on a rebuilt box whose folder
     holds another v1 (a fresh import with one label more, retrained)."""
+    tmp_path = tmp_path_factory.mktemp("rebuilt")
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     assert run(db, "retrain").exit_code == 0
@@ -48,6 +57,11 @@ def rebuilt(tmp_path: Path) -> Path:
     assert run(db, "import", str(data)).exit_code == 0
     assert run(db, "retrain").stdout.startswith("Retrain v1: promoted")
     return db
+
+
+@pytest.fixture
+def rebuilt(rebuilt_made: Path, tmp_path: Path) -> Path:
+    return copied(rebuilt_made, tmp_path)
 
 
 def other_v1(models: Path) -> str:
@@ -95,10 +109,11 @@ async def test_a_server_beside_another_v1_says_so_at_start(
 # -- the folder's champion trained after renames the backup does not have ------------------------
 
 
-@pytest.fixture
-def renamed_after_backup(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def renamed_after_backup_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The backup knows v1 (billing, bug); billing was renamed payments, and v2 trained with
     --force (the same labels, under the new name); then the backup was restored."""
+    tmp_path = tmp_path_factory.mktemp("renamed-after-backup")
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     assert run(db, "retrain").exit_code == 0
@@ -106,6 +121,11 @@ def renamed_after_backup(tmp_path: Path) -> Path:
     assert run(db, "labels", "rename", "billing", "payments").exit_code == 0
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
     return db
+
+
+@pytest.fixture
+def renamed_after_backup(renamed_after_backup_made: Path, tmp_path: Path) -> Path:
+    return copied(renamed_after_backup_made, tmp_path)
 
 
 def renamed_warning(models: Path) -> str:
