@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from bot.api.intake import Intake
 from bot.api.routes import ApiItem
 from bot.cli import cli
+from bot.eventloop import FastLaneEventLoop
 from bot.learning import retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -216,16 +218,42 @@ async def test_a_first_model_trained_on_items_deleted_while_it_ran_is_not_kept(t
         assert holding(registry.root, WORD) == []
 
 
+@pytest.fixture(scope="module")
+def v1_made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A folder with ``swapped_batch``'s database holding its first labels and the champion
+    trained on them, v1, and v1's version: made once for the tests below, which each go on
+    from a copy of it (``after_v1``)."""
+    folder = tmp_path_factory.mktemp("v1")
+    first, _gold, _batch, settings, registry = swapped_batch(folder)
+
+    async def train() -> retrain.Outcome:
+        with Store.open(settings.db) as store:
+            store.add_items(first, "import")
+            return await retrain.retrain(
+                store, settings, registry, champion=None, triggered_by="cli"
+            )
+
+    with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
+        v1 = runner.run(train())
+    assert v1.status == "promoted"
+    return folder, v1.version
+
+
+def after_v1(v1_made: tuple[Path, int], tmp_path: Path) -> int:
+    """``v1_made``'s database and models folder copied into ``tmp_path``; v1's version."""
+    folder, version = v1_made
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
+    return version
+
+
 async def test_a_delete_just_before_the_model_is_recorded_withdraws_it_and_the_champion_stays(
-    tmp_path: Path,
+    tmp_path: Path, v1_made: tuple[Path, int]
 ):
     """The delete lands after the fit, before ``finish`` records the model (the look in its
     transaction finds it); the champion before it is the champion again."""
-    first, _gold, batch, settings, registry = swapped_batch(tmp_path)
+    v1 = after_v1(v1_made, tmp_path)
+    _first, _gold, batch, settings, registry = swapped_batch(tmp_path)
     with Store.open(settings.db) as store:
-        store.add_items(first, "import")
-        v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-        assert v1.status == "promoted"
         store.add_items(with_a_customer(batch[:8]), "import")
         plan = retrain.begin(store, settings, registry, triggered_by="cli", force=True)
         assert isinstance(plan, retrain.Plan)
@@ -236,21 +264,22 @@ async def test_a_delete_just_before_the_model_is_recorded_withdraws_it_and_the_c
         store.delete_items(["J-2"], user_id="api", reason="erasure")
         outcome = retrain.finish(store, plan, computed, registry)
         assert outcome.status == "failed" and "1 item it trained on ('J-2')" in outcome.reason
-        assert registry.champion().version == v1.version
+        assert registry.champion().version == v1
         assert holding(registry.root, WORD) == []
         recorded = {m["version"]: m["status"] for m in store.models()}
-        assert recorded == {v1.version: "champion", computed.meta.version: "rejected"}
+        assert recorded == {v1: "champion", computed.meta.version: "rejected"}
 
 
-async def promoted_then_erased(tmp_path: Path, **changes: Any) -> tuple[Any, ...]:
+async def promoted_then_erased(
+    tmp_path: Path, v1_made: tuple[Path, int], **changes: Any
+) -> tuple[Any, ...]:
     """v1, then a forced retrain's model v2 promoted in the registry (not recorded yet) and
-    one item it trained on deleted: what ``finish`` meets when a delete lands in between."""
-    first, _gold, batch, settings, registry = swapped_batch(tmp_path)
+    one item it trained on deleted: what ``finish`` meets when a delete lands in between.
+    (v1 is ``v1_made``'s: no model before it to prune, so made with any ``keep_models``.)"""
+    after_v1(v1_made, tmp_path)
+    _first, _gold, batch, settings, registry = swapped_batch(tmp_path)
     settings = dataclasses.replace(settings, **changes)
     store = Store.open(settings.db)
-    store.add_items(first, "import")
-    v1 = await retrain.retrain(store, settings, registry, champion=None, triggered_by="cli")
-    assert v1.status == "promoted"
     store.add_items(with_a_customer(batch[:8]), "import")
     plan = retrain.begin(store, settings, registry, triggered_by="cli", force=True)
     assert isinstance(plan, retrain.Plan)
@@ -261,10 +290,12 @@ async def promoted_then_erased(tmp_path: Path, **changes: Any) -> tuple[Any, ...
     return store, plan, computed, registry
 
 
-async def test_with_keep_models_0_a_withdrawn_promotion_gives_the_champion_back(tmp_path: Path):
+async def test_with_keep_models_0_a_withdrawn_promotion_gives_the_champion_back(
+    tmp_path: Path, v1_made: tuple[Path, int]
+):
     """HITL_KEEP_MODELS=0: the retrain pruned the champion before it, so a withdraw left no
     champion in the folder or the database (code review). The prune waits until it is kept."""
-    store, plan, computed, registry = await promoted_then_erased(tmp_path, keep_models=0)
+    store, plan, computed, registry = await promoted_then_erased(tmp_path, v1_made, keep_models=0)
     with store:
         outcome = retrain.finish(store, plan, computed, registry)
         assert outcome.status == "failed"
@@ -274,12 +305,12 @@ async def test_with_keep_models_0_a_withdrawn_promotion_gives_the_champion_back(
 
 
 async def test_a_withdraw_killed_between_its_writes_serves_the_champion_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v1_made: tuple[Path, int]
 ):
     """The champion before is made champion again with a promotion of its own: a kill before
     the withdrawn model is marked rejected leaves two champions, and readers took the one
     with the higher promotion count, the model trained on the erased item (code review)."""
-    store, plan, computed, registry = await promoted_then_erased(tmp_path)
+    store, plan, computed, registry = await promoted_then_erased(tmp_path, v1_made)
 
     class Killed(BaseException):
         pass
