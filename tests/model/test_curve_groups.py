@@ -16,9 +16,11 @@ from model.selection import text_key
 from model.stopping import CURVE_SIZES, _half_of, curve_points
 
 
-def repeated_at_random(n_texts: int = 150, times: int = 4) -> tuple[list[str], list[str]]:
+def repeated_at_random(n_texts: int = 100, times: int = 4) -> tuple[list[str], list[str]]:
     """``n_texts`` texts of random words, each labelled ``times`` times (case variants: one
-    ``text_key``) with a label drawn at random: a model is right on a new text 25 % of the time."""
+    ``text_key``) with a label drawn at random: a model is right on a new text 25 % of the time.
+    At 100 texts (400 labels) a split that ignores the repeats still scores 1.00 on memory, as
+    at 150 (600 labels), for two thirds of the fits' CPU."""
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(2000)]
     texts, labels = [], []
