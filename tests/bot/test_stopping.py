@@ -323,7 +323,10 @@ def test_a_refresh_measures_the_curve_once_labels_grew_a_quarter_and_until_then_
         )
 
 
-def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(tmp_path: Path):
+def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(learning_stopping, "_curve", remembered_curve)  # the fixture's 36
     db = tmp_path / "hitl.db"
     seed(db, labeled_items("A") + labeled_items("B") + labeled_items("C"))  # nothing unlabeled
     trained = run_cli(db, "retrain")
