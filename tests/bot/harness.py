@@ -11,12 +11,13 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.config import Settings
+from bot.learning.stopping import _curve as product_curve
 from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
 from bot.server import RUNTIME, init_app
@@ -27,6 +28,9 @@ from bot.store import Store
 from tests import signing
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import FakeSocketMode
+
+if TYPE_CHECKING:
+    from model.stopping import Extrapolation
 
 SECRET = "test-signing-secret"
 LABELS = ("billing", "bug", "account", "how_to", "feature_request", "praise")
@@ -44,6 +48,25 @@ class Item:
     text: str
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+CURVES: dict[tuple, Extrapolation | None] = {}
+
+
+def remembered_curve(
+    texts: list[str], labels: list[str], pipeline: str | None, uniform: list[bool] | None = None
+) -> Extrapolation | None:
+    """The product's ``bot.learning.stopping._curve``, remembered by its arguments for this
+    process: ten fits and 200 bootstrap refits (~0.4 s, more on a loaded machine), which tests
+    that fit the same labels more than once (or another test's) would repeat. A pure function of
+    its arguments (its draws are seeded), so which test computes it first does not matter; every
+    other update's curve (other labels, other uniform ones) is computed, and the tests that
+    check a curve's value compare with ``_curve`` computed afresh. Tests take it through the
+    ``remembered_curves`` fixture (tests/bot/conftest.py)."""
+    key = (tuple(texts), tuple(labels), pipeline, None if uniform is None else tuple(uniform))
+    if key not in CURVES:
+        CURVES[key] = product_curve(texts, labels, pipeline, uniform)
+    return CURVES[key]
 
 
 def seed(db: Path, items: Sequence[Item]) -> None:

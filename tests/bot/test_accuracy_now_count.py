@@ -14,10 +14,10 @@ import pytest
 from bot.learning import stopping as learning_stopping
 from bot.learning.jobs import run_retrain
 from bot.sandbox import FakeSlack
-from tests.bot.harness import make_settings, seed, start_bot
+from tests.bot.harness import make_settings, remembered_curve, seed, start_bot
 from tests.bot.test_accuracy_now_unasked import ASKED, answer
 from tests.bot.test_learning import labeled_items
-from tests.bot.test_stopping import accuracy_text, remembered_curve
+from tests.bot.test_stopping import accuracy_text
 
 
 async def test_accuracy_now_counts_the_questions_answered_since_the_models_fit(

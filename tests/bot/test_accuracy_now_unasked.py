@@ -16,9 +16,18 @@ import pytest
 from bot.learning import stopping as learning_stopping
 from bot.learning.jobs import Trainer, run_retrain
 from bot.sandbox import FakeSlack
-from tests.bot.harness import Bot, Item, has_buttons, item_of, make_settings, seed, start_bot
+from tests.bot.harness import (
+    Bot,
+    Item,
+    has_buttons,
+    item_of,
+    make_settings,
+    remembered_curve,
+    seed,
+    start_bot,
+)
 from tests.bot.test_learning import labeled_items
-from tests.bot.test_stopping import accuracy_text, remembered_curve, reports_posted
+from tests.bot.test_stopping import accuracy_text, reports_posted
 from tests.bot.test_ttl_with_answers import age_open_posts
 
 ASKED = [Item(f"q{n}", f"{item.text} {n}") for n, item in enumerate(labeled_items("Q"))]

@@ -13,22 +13,14 @@ import pytest
 
 from bot.api.routes import api_status
 from bot.learning import quality, reports, retrain
-from bot.learning import stopping as learning_stopping
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Item, make_settings, margin_scored, seed, start_bot
 from tests.bot.test_figures_consistent import NOW, _weakest_line
 from tests.bot.test_gate_gold import LABELS, tickets
-from tests.bot.test_stopping import remembered_curve
 
-
-@pytest.fixture(autouse=True)
-def remembered_curves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each retrain's learning curve remembered by its arguments for this process
-    (``test_stopping.remembered_curve``: ten fits and 200 bootstrap refits a call, a pure
-    function of them, so the forecast is the one computed afresh): tests here fit the same
-    labels more than once, or labels another test fitted."""
-    monkeypatch.setattr(learning_stopping, "_curve", remembered_curve)
+# each retrain's learning curve remembered by its arguments (tests/bot/conftest.py)
+pytestmark = pytest.mark.usefixtures("remembered_curves")
 
 
 # -- 7: the first two answerers are those who answered first, by their latest answer --

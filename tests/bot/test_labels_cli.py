@@ -11,23 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.learning import stopping as learning_stopping
 from bot.learning.jobs import catch_up
 from bot.learning.retrain import Outcome
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Item, make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
-from tests.bot.test_stopping import remembered_curve
 
-
-@pytest.fixture(autouse=True)
-def remembered_curves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each retrain's learning curve remembered by its arguments for this process
-    (``test_stopping.remembered_curve``: ten fits and 200 bootstrap refits a call, a pure
-    function of them, so the forecast is the one computed afresh): tests here fit the same
-    labels more than once, or labels another test fitted."""
-    monkeypatch.setattr(learning_stopping, "_curve", remembered_curve)
+# each retrain's learning curve remembered by its arguments (tests/bot/conftest.py)
+pytestmark = pytest.mark.usefixtures("remembered_curves")
 
 
 def test_a_removed_label_leaves_training_and_export_and_the_next_retrain_sees_it(tmp_path: Path):

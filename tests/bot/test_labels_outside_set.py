@@ -17,23 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.learning import stopping as learning_stopping
 from bot.learning.scoring import scorer_of
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from model import ModelRegistry
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import run
-from tests.bot.test_stopping import remembered_curve
 
-
-@pytest.fixture(autouse=True)
-def remembered_curves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each retrain's learning curve remembered by its arguments for this process
-    (``test_stopping.remembered_curve``: ten fits and 200 bootstrap refits a call, a pure
-    function of them, so the forecast is the one computed afresh): tests here fit the same
-    labels more than once, or labels another test fitted."""
-    monkeypatch.setattr(learning_stopping, "_curve", remembered_curve)
+# each retrain's learning curve remembered by its arguments (tests/bot/conftest.py)
+pytestmark = pytest.mark.usefixtures("remembered_curves")
 
 
 TOKEN = "api-token-for-tests"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.learning import stopping as learning_stopping
 from bot.learning.jobs import Trainer, run_retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -24,17 +23,10 @@ from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import char_only_file, run
 from tests.bot.test_learning import labeled_items
 from tests.bot.test_refresh import UNLABELED, answer_next
-from tests.bot.test_stopping import remembered_curve
 from tests.ramdisk import RAM_DISK, ram_disk_usable
 
-
-@pytest.fixture(autouse=True)
-def remembered_curves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each retrain's learning curve remembered by its arguments for this process
-    (``test_stopping.remembered_curve``: ten fits and 200 bootstrap refits a call, a pure
-    function of them, so the forecast is the one computed afresh): tests here fit the same
-    labels more than once, or labels another test fitted."""
-    monkeypatch.setattr(learning_stopping, "_curve", remembered_curve)
+# each retrain's learning curve remembered by its arguments (tests/bot/conftest.py)
+pytestmark = pytest.mark.usefixtures("remembered_curves")
 
 
 def unlabeled_file(tmp_path: Path) -> Path:

@@ -26,7 +26,7 @@ from bot.store import KNOWN_MIGRATIONS, Store
 from model import TextClassifier
 from model.stopping import AccuracyNow, Extrapolation, StopSignal, accuracy_now
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, remembered_curve, seed, start_bot
 from tests.bot.test_learning import labeled_items
 
 WORDS = {"billing": ["refund", "invoice", "payment", "card"], "bug": ["crash", "error", "freeze"]}
@@ -40,24 +40,6 @@ TRUTH = {
     for label, w in WORDS.items()
     if item.text.split()[0] in w
 }
-
-
-CURVES: dict[tuple, Extrapolation | None] = {}
-
-
-def remembered_curve(
-    texts: list[str], labels: list[str], pipeline: str | None, uniform: list[bool] | None = None
-) -> Extrapolation | None:
-    """The product's ``_curve``, remembered by its arguments for this module: ten fits and 200
-    bootstrap refits (~0.4 s, more on a loaded machine), and the fixture's first retrain fits
-    the same 36 labels in four tests. A pure function of its arguments (as ``curve_of_60``
-    below), so which test computes it first does not matter; every other update's curve (other
-    labels, other uniform ones) is computed, and the tests that check a curve's value compare
-    with ``stopping_curve``, computed afresh."""
-    key = (tuple(texts), tuple(labels), pipeline, None if uniform is None else tuple(uniform))
-    if key not in CURVES:
-        CURVES[key] = stopping_curve(texts, labels, pipeline, uniform)
-    return CURVES[key]
 
 
 @pytest.fixture
