@@ -1,11 +1,16 @@
 """Waiting on other processes without ever waiting for ever: a child's next line, read up to a
-deadline, and a process's end, waited for up to a bound."""
+deadline, and a process's end, waited for up to a bound. And a database made once, copied for
+each test that hands it to a child."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import shutil
+import sqlite3
 import time
+from pathlib import Path
 from typing import IO
 
 
@@ -37,3 +42,18 @@ def exits_within(pid: int, seconds: float) -> bool:
         return bool(select.select([fd], [], [], seconds)[0])
     finally:
         os.close(fd)
+
+
+def copy_database(made: Path, folder: Path) -> Path:
+    """A copy of the database ``made`` (closed: no process has it open) in ``folder``, under
+    the same name, with its models folder (``<name>.models``, where the registry is), as a
+    test would have made it there: its log checkpointed into the file first, so that the file
+    holds all of it; the files keep their modes."""
+    with contextlib.closing(sqlite3.connect(made)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy = folder / made.name
+    shutil.copy(made, copy)  # its mode too (0600)
+    models = made.with_name(made.name + ".models")
+    if models.is_dir():
+        shutil.copytree(models, copy.with_name(copy.name + ".models"))
+    return copy

@@ -5,8 +5,8 @@ and the command ended with only "Stopped by Ctrl-C", though the model it could n
 not kept and v1 stayed the champion (review "newdb", LOW 2). After a Ctrl-C the end now stops
 after the try under way, and the one line says what was kept.
 
-The real CLI (``bot.cli.main``) in a child process, a real SIGINT, the product's own 10 s
-busy timeout, and the write lock held by this test's own connection (``BEGIN IMMEDIATE``). One
+The real CLI (``bot.cli.main``) in a child process, a real SIGINT, the product's busy
+timeout, and the write lock held by this test's own connection (``BEGIN IMMEDIATE``). One
 function of the child is wrapped, ``retrain.finish`` (the model's record), to give the test
 its moments; every wait, in the child (``CHILD_WAIT``) and here (``WAIT``), is bounded, then
 fails loudly (a child still running at the end prints its threads' stacks, and is killed):
@@ -14,7 +14,10 @@ fails loudly (a child still running at the end prints its threads' stacks, and i
 - the first try of the model's record prints "try 1" and waits for the test's "go" on stdin;
   the test takes the write lock, says "go" and sends the SIGINT (to the process, or to the
   end's thread: which thread takes a Ctrl-C is the kernel's choice): the try meets the held
-  lock and is refused after its busy timeout;
+  lock and is refused after its busy timeout: the product's own, set shorter on the end's
+  connection (``Store.set_busy_timeout``, ``BUSY_MS``) than its 10 s, which every test here
+  waited out for nothing (the order of the steps does not hang on it: the refused try waits
+  for the Ctrl-C to be seen, below);
 - the refused try waits until the Ctrl-C is seen (the stop's ``no_more_tries``, which the fix
   hands its caller; the old code has none and goes on at once), prints "try 1 refused" and
   waits for a second "go": the test lets go of the lock first, or keeps it.
@@ -40,11 +43,13 @@ import pytest
 
 from bot.store import Store
 from tests.bot.test_cli_interrupts import ctrl_c_as_in_a_terminal, env, run, write_rows
+from tests.processes import copy_database
 from tests.processes import line_of as next_line
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 50.0  # seconds, at most, for any line of the child, or its end
 CHILD_WAIT = 30.0  # seconds, at most, the child waits for the test's word, or the Ctrl-C
+BUSY_MS = 1000  # the end's busy timeout in the child (the product's: 10 s)
 
 CHILD = textwrap.dedent(
     """
@@ -53,7 +58,7 @@ CHILD = textwrap.dedent(
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it waits, if it hangs
 
-    DB, WAIT = sys.argv[1], float(sys.argv[2])
+    DB, WAIT, BUSY_MS = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     real_finish, tries = retrain.finish, []
 
     def say(line):
@@ -79,6 +84,7 @@ CHILD = textwrap.dedent(
         if len(tries) > 1:
             return real_finish(store, plan, computed, *rest)
         stop = sys._getframe(1).f_locals.get("no_more_tries")  # none in the old code
+        store.set_busy_timeout(BUSY_MS)  # the held lock's wait, shorter than the product's 10 s
         word_of_the_test()  # the test holds the write lock now, and sends the Ctrl-C
         try:
             return real_finish(store, plan, computed, *rest)
@@ -147,7 +153,7 @@ def cli_child(code: str, db: Path, *, stdin: int = subprocess.PIPE) -> Iterator[
     child still running at the end hangs: its threads' stacks are printed, then it is killed."""
     with ctrl_c_as_in_a_terminal():
         process = subprocess.Popen(
-            [sys.executable, "-c", code, str(db), str(CHILD_WAIT)],
+            [sys.executable, "-c", code, str(db), str(CHILD_WAIT), str(BUSY_MS)],
             stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -205,13 +211,21 @@ def retrain_stopped(db: Path, *, let_go: bool, to_thread: bool = False) -> tuple
     return child.returncode, running.lines()
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """A database with labels and v1, the champion."""
-    db = tmp_path / "hitl.db"
-    assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 60))).exit_code == 0
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with labels and v1, the champion: made once a module (a retrain each test
+    made anew), copied for each test (``db``), whose retrains change it."""
+    folder = tmp_path_factory.mktemp("v1")
+    db = folder / "hitl.db"
+    assert run("--db", str(db), "import", str(write_rows(folder / "r.jsonl", 60))).exit_code == 0
     assert run("--db", str(db), "retrain").exit_code == 0
     return db
+
+
+@pytest.fixture
+def db(made: Path, tmp_path: Path) -> Path:
+    """A database with labels and v1, the champion (a copy of ``made``, its models too)."""
+    return copy_database(made, tmp_path)
 
 
 def tries(err: list[str]) -> list[str]:
