@@ -66,6 +66,12 @@ def in_shell(db: Path, line: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def in_process(db: Path, *args: str):  # noqa: ANN201 - click's Result
+    """``hitl --db DB ARGS`` in this process (click's CliRunner): for a test's data, where the
+    streams under test are a child's."""
+    return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
+
+
 def one_line(stderr: bytes) -> str:
     """The child's stderr, which must be one line and no traceback."""
     said = stderr.decode("utf-8", "replace")
@@ -115,6 +121,18 @@ def db(imported: Path, tmp_path: Path) -> Path:
     path = tmp_path / "hitl.db"
     shutil.copyfile(imported, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def utf8_export(imported: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """`hitl export` of the imported items (a copy of them) on a UTF-8 standard output, in a
+    child: what each narrow encoding's export is compared with. Taken once a module: an
+    export changes nothing in the database."""
+    db = tmp_path_factory.mktemp("utf8") / "hitl.db"
+    shutil.copyfile(imported, db)
+    done = hitl(db, "export")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def gone_reader() -> tuple[int, int]:
@@ -234,14 +252,15 @@ def test_a_delete_with_standard_input_closed_is_one_line_and_deletes_nothing(db:
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
-def test_a_jsonl_export_on_a_narrow_encoding_is_the_same_data_in_ascii(db: Path, encoding: str):
+def test_a_jsonl_export_on_a_narrow_encoding_is_the_same_data_in_ascii(
+    db: Path, utf8_export: bytes, encoding: str
+):
     """Old: UnicodeEncodeError traceback, nothing on stdout."""
-    utf8 = hitl(db, "export")
     done = hitl(db, "export", env=env_for(PYTHONIOENCODING=encoding))
     assert done.returncode == 0, done.stderr
     assert done.stdout.isascii()
     theirs = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
-    assert theirs == [json.loads(line) for line in utf8.stdout.decode("utf-8").splitlines()]
+    assert theirs == [json.loads(line) for line in utf8_export.decode("utf-8").splitlines()]
     assert {r["label"] for r in theirs} == {"café", "退款"}
 
 
@@ -264,12 +283,12 @@ def test_a_csv_export_that_latin_1_holds_is_written_in_latin_1_and_one_it_cannot
     """Old: a traceback for the row Latin-1 cannot hold (the ones before it were written)."""
     rows = [(f"c{i}", f"crème brûlée {i}", "café") for i in range(20)]
     db = tmp_path / "l1.db"
-    assert hitl(db, "import", str(write_csv(tmp_path / "l1.csv", rows))).returncode == 0
+    assert in_process(db, "import", str(write_csv(tmp_path / "l1.csv", rows))).exit_code == 0
     done = hitl(db, "export", "--format", "csv", env=env_for(PYTHONIOENCODING="latin-1"))
     assert done.returncode == 0, done.stderr
     utf8 = hitl(db, "export", "--format", "csv")
     assert done.stdout.decode("latin-1") == utf8.stdout.decode("utf-8")
-    assert hitl(db, "labels", "set", "c7", "咖啡").returncode == 0
+    assert in_process(db, "labels", "set", "c7", "咖啡").exit_code == 0
     done = hitl(db, "export", "--format", "csv", env=env_for(PYTHONIOENCODING="latin-1"))
     assert done.returncode == 1
     assert "cannot hold '\\u5496\\u5561' (row " in one_line(done.stderr)  # stderr is Latin-1 too
