@@ -1866,7 +1866,11 @@ def main() -> None:
 
 
 def _say_out_of_memory(exc: BaseException) -> None:
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """The one line for ``exc``, the process out of memory: of its message, the first line
+    (scikit-learn's import, refused a library's mapping, adds a dozen lines of advice on
+    building it from source, which would end the output instead of the fix)."""
+    said = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    what = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     sys.stderr.write(

@@ -237,6 +237,67 @@ def test_a_system_error_with_no_exception_set_under_a_memory_limit_is_out_of_mem
     assert found.stdout.split() == ["False", "True"], found.stderr
 
 
+# scikit-learn's own message when a library of it cannot be mapped as it is imported (seen
+# from a retrain under 64 MB of room, test above: 1 run in 4): the loader's line, then its advice
+SKLEARN_UNMAPPED = (
+    "/site-packages/sklearn/__check_build/_check_build.cpython-311-x86_64-linux-gnu.so: cannot"
+    " allocate symbol search list: Cannot allocate memory\n"
+    "___________________________________________________________________________\n"
+    "Contents of /site-packages/sklearn/__check_build:\n"
+    "__init__.py               meson.build               __pycache__\n"
+    "___________________________________________________________________________\n"
+    "It seems that scikit-learn has not been built correctly.\n\n"
+    "If you have installed scikit-learn from source, please do not forget\n"
+    "to build the package before using it."
+)
+
+IMPORT_REFUSED = """
+import sys
+from importlib.abc import MetaPathFinder
+
+SAID = sys.argv[2]
+
+class Unmapped(MetaPathFinder):  # scikit-learn's library refused as the kernel would
+    def find_spec(self, name, path=None, target=None):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ImportError(SAID)
+
+sys.meta_path.insert(0, Unmapped())
+sys.argv = ["hitl", "--db", sys.argv[1], "retrain"]
+import bot.cli
+bot.cli.main()
+"""
+
+
+def test_an_import_refused_for_memory_with_a_message_of_many_lines_is_said_in_one(
+    tmp_path: Path,
+):
+    """A retrain under 64 MB of room (test above) ended, one run in four, with scikit-learn's
+    dozen lines of advice on building it from source after "Error: ran out of memory (": its
+    import, refused a library's mapping, says so in a message of many lines. The line keeps
+    the message's first line, and ends with the fix."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    starved = subprocess.run(
+        [sys.executable, "-c", IMPORT_REFUSED, str(db), SKLEARN_UNMAPPED],
+        env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert starved.returncode == 1, starved.stderr
+    assert "Traceback" not in starved.stderr, starved.stderr
+    said = [line for line in starved.stderr.splitlines() if line.startswith("Error:")]
+    assert said == [starved.stderr.splitlines()[-1]], starved.stderr
+    assert said[0] == (
+        "Error: ran out of memory (ImportError: /site-packages/sklearn/__check_build/"
+        "_check_build.cpython-311-x86_64-linux-gnu.so: cannot allocate symbol search list:"
+        " Cannot allocate memory); give hitl more memory (its limit: `ulimit -v`, or the"
+        " container's); what was stored is kept"
+    )
+    assert "built correctly" not in starved.stderr
+    with Store.open(db) as store:
+        assert store.champion_version() is None
+
+
 def test_a_command_under_a_memory_limit_is_not_stopped_by_openblas(tmp_path: Path):
     """Under `ulimit -v 150000`, OpenBLAS could not start its threads when numpy was imported
     and raise(SIGINT)ed: every command said "Stopped by Ctrl-C; nothing was changed", exit 130,
