@@ -7,13 +7,16 @@ tests/conftest.py is not this module's to edit.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.learning import stopping
 from tests.bot.harness import remembered_curve
 from tests.fake_slack import fake_slack
+from tests.processes import copy_database
 
-__all__ = ["fake_slack", "remembered_curves"]
+__all__ = ["fake_slack", "remembered_curves", "two_models", "two_models_made"]
 
 
 @pytest.fixture
@@ -22,3 +25,18 @@ def remembered_curves(monkeypatch: pytest.MonkeyPatch) -> None:
     (``tests.bot.harness.remembered_curve``): for the files whose tests fit the same labels more
     than once, or labels another test fitted (``pytestmark = usefixtures(...)``)."""
     monkeypatch.setattr(stopping, "_curve", remembered_curve)
+
+
+@pytest.fixture(scope="module")
+def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database whose champion is v2, v1 retired (files of both kept), made by the CLI once
+    for a module's tests (``test_models_folder.make_two_models``)."""
+    from tests.bot.test_models_folder import make_two_models
+
+    return make_two_models(tmp_path_factory.mktemp("two-models"))
+
+
+@pytest.fixture
+def two_models(two_models_made: Path, tmp_path: Path) -> Path:
+    """``two_models_made``'s database and models folder, a copy of each test's own."""
+    return copy_database(two_models_made, tmp_path)

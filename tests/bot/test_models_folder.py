@@ -17,17 +17,7 @@ from bot.learning.jobs import sync_champion
 from bot.sandbox import FakeSlack
 from tests.bot.harness import make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
-
-
-def copied(made: Path, tmp_path: Path) -> Path:
-    """A copy of the database ``made`` in ``tmp_path``, each test's own: the file, its log if
-    any, and its models folder (the fixtures below make theirs once for this module's tests,
-    and the tests change their copies)."""
-    for suffix in ("", "-wal"):
-        if Path(f"{made}{suffix}").exists():
-            shutil.copy2(f"{made}{suffix}", tmp_path / f"{made.name}{suffix}")
-    shutil.copytree(f"{made}.models", tmp_path / f"{made.name}.models")
-    return tmp_path / made.name
+from tests.processes import copy_database
 
 
 def make_two_models(tmp_path: Path) -> Path:
@@ -37,17 +27,6 @@ def make_two_models(tmp_path: Path) -> Path:
     assert run(db, "retrain").exit_code == 0
     assert run(db, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
     return db
-
-
-@pytest.fixture(scope="module")
-def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_two_models(tmp_path_factory.mktemp("two-models"))
-
-
-@pytest.fixture
-def two_models(two_models_made: Path, tmp_path: Path) -> Path:
-    """``make_two_models``'s database, a copy of each test's own."""
-    return copied(two_models_made, tmp_path)
 
 
 def rows(db: Path) -> list[list[str]]:
@@ -223,7 +202,7 @@ def restored_before_v2_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def restored_before_v2(restored_before_v2_made: Path, tmp_path: Path) -> Path:
     """``restored_before_v2_made``, a copy of each test's own."""
-    return copied(restored_before_v2_made, tmp_path)
+    return copy_database(restored_before_v2_made, tmp_path)
 
 
 def newer_folder_warning(models: Path) -> str:
@@ -289,7 +268,7 @@ def trained_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def trained(trained_made: Path, tmp_path: Path) -> Path:
     """``trained_made``, a copy of each test's own."""
-    return copied(trained_made, tmp_path)
+    return copy_database(trained_made, tmp_path)
 
 
 def test_a_renamed_database_is_told_to_rename_its_models_folder(trained: Path, tmp_path: Path):

@@ -33,7 +33,6 @@ from bot.sandbox import FakeSlack
 from bot.store import database_problem, lock
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_cli_loop import run
-from tests.bot.test_models_folder import copied, make_two_models
 from tests.bot.test_serve_process import free_port, serve_env
 
 
@@ -121,18 +120,6 @@ SHAPES = {
     "history null": {"history": None},
     "accuracy a string": {"metrics": {"accuracy": "high", "macro_f1": 0.5}},
 }
-
-
-@pytest.fixture(scope="module")
-def two_models_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``test_models_folder``'s database with v1 and v2, made once for this module's tests."""
-    return make_two_models(tmp_path_factory.mktemp("two-models"))
-
-
-@pytest.fixture
-def two_models(two_models_made: Path, tmp_path: Path) -> Path:
-    """A copy of it of each test's own (the database, its log if any, its models folder)."""
-    return copied(two_models_made, tmp_path)
 
 
 def damage(two_models: Path, shape: object) -> Path:
