@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,37 @@ def test_a_new_chart_is_made_as_any_file_is_not_as_an_export(work: Path):
         os.umask(umask)
     assert saved.exit_code == 0, saved.output
     assert oct((work / "new.png").stat().st_mode & 0o777) == oct(0o644)
+
+
+DRAWN_AT_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("drawn" if "matplotlib" in sys.modules else "not drawn"))
+sys.argv = ["hitl", *sys.argv[1:]]
+import bot.cli
+bot.cli.main()
+"""
+
+
+def test_a_refused_chart_is_said_before_it_is_drawn(work: Path):
+    """A chart over the database or into a missing folder was drawn first (matplotlib
+    imported, ~0.4 s of CPU), then refused: the refusal comes first, and the drawing only for a
+    file that is written. The real CLI in a child, which says at its exit whether it drew."""
+
+    def accuracy_chart(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", DRAWN_AT_EXIT, "accuracy", "--chart", name],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+
+    for name in ("hitl.db", "no/such/chart.png"):
+        refused = accuracy_chart(name)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith(f"Error: cannot save the chart to {name}: ")
+        assert refused.stdout.splitlines()[-1] == "not drawn"
+    saved = accuracy_chart("ok.png")
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout.splitlines()[-1] == "drawn"
+    assert (work / "ok.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_chart_into_a_missing_folder_is_one_line_and_makes_no_folder(work: Path):
