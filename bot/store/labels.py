@@ -19,7 +19,6 @@ from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.labelnames import quoted
-from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 
 logger = logging.getLogger("bot.store")
 
@@ -56,6 +55,7 @@ class LabelsMixin:
     _close: Callable[[str, str, str], None]
     _touch_post: Callable[[str], None]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
+    _queue_label: Callable[[str, str], None]  # the producer mixin's
 
     def _item_status(self, item_id: str) -> str:
         row = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -260,13 +260,7 @@ class LabelsMixin:
         if decision == "removed":
             self._queue_taken_back(item_id, now)
         else:
-            self.db.execute(
-                "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
-                f" key) SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
-                f" {DELIVERY_KEY_SQL} FROM items"
-                " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
-                [now, now, item_id],
-            )
+            self._queue_label(item_id, now)
 
     def _close_reviews(self, item_id: str, decision: str, user_id: str, now: str) -> None:
         self.db.execute(

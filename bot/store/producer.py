@@ -438,6 +438,29 @@ class ProducerMixin:
             [item_id, sending],
         ).fetchone()[0]
 
+    def _queue_label(self, item_id: str, now: str) -> None:
+        """In the transaction that gives an item a label (people's votes, `hitl labels set`, a
+        review decision): a delivery telling its producer, if it has a callback_url. None
+        when one of the item's deliveries waits unsent (``attempts`` 0): that one tells the
+        item as it is when it first goes, so a second would tell the same under another
+        X-HITL-Delivery key. A notice waiting so (``auto``, ``skipped``) now tells a person's
+        label: it is claimed with people's labels from now on (``notice`` 0), before the
+        backlog of notices, in its place in the item's order."""
+        waiting = self.db.execute(  # rowcount: every row matched, a label's (notice 0) too
+            "UPDATE deliveries SET notice = 0 WHERE item_id = ? AND status = 'pending'"
+            " AND attempts = 0",
+            [item_id],
+        ).rowcount
+        if waiting:
+            return
+        self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
+            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" {DELIVERY_KEY_SQL} FROM items"
+            " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
+            [now, now, item_id],
+        )
+
     def _queue_taken_back(self, item_id: str, now: str) -> None:
         """In the transaction that takes an item's label back: a delivery telling its producer,
         when a webhook may have told them the label (as ``_maybe_told``; and none is waiting

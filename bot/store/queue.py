@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from bot.store.erasure import LOST
 from bot.store.labelset import top_in_force
-from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL, UNLABELED
+from bot.store.migrations import UNLABELED
 from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, select_rows
 from bot.store.reviews import ReviewRules
 
@@ -82,6 +82,7 @@ class QueueMixin:
     label_aliases: Callable[[], dict[str, str]]  # the label set mixin's
     retired_labels: Callable[[], set[str]]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
+    _queue_label: Callable[[str, str], None]  # the producer mixin's
 
     # -- the queue: scoring, posting, answering --
 
@@ -1609,13 +1610,7 @@ class QueueMixin:
         )
         self._close(item_id, "resolved", now)
         # The webhook outbox is written in the same transaction as the label it reports.
-        self.db.execute(
-            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
-            f" {DELIVERY_KEY_SQL} FROM items"
-            " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
-            [now, now, item_id],
-        )
+        self._queue_label(item_id, now)
 
     def _close(self, item_id: str, status: str, now: str) -> None:
         self.db.execute(

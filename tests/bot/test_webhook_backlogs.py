@@ -253,17 +253,20 @@ def test_a_persons_label_is_sent_before_the_notices_queued_ahead_of_it(
     )
     ids = {d["item_id"]: d["id"] for d in store.deliveries() if d["item_id"] in ("L",)}
     assert ids["L"] > max(d["id"] for d in store.deliveries("A-0"))  # L's was queued after
-    # The labels first (A-5's own notice before its label: an item's deliveries keep their
-    # order, one at a time), then the oldest notices, PER_RECEIVER in all.
+    # A-5's notice, still unsent, tells its label when it goes (one delivery, not a second
+    # telling the same): it is a label's now, in its place (brief "hooks", defect 3).
+    [a5] = store.deliveries("A-5")
+    assert a5["notice"] == 0
+    # The labels first (A-5's, queued earlier, then L's), then the oldest notices,
+    # PER_RECEIVER in all.
     first = store.claim_due_deliveries(NOW, LEASE, CONCURRENCY, PER_RECEIVER)
-    assert [d["item_id"] for d in first] == ["L", "A-5", "A-0", "A-1"]
-    a5 = store.deliveries("A-5")
-    assert first[1]["id"] == a5[0]["id"] < a5[1]["id"]  # the notice, the older
-    delivered(store, ["A-5", "L", "A-0", "A-1"])
-    # A-5's label next, before the rest of the notices.
-    assert claim(store, CONCURRENCY) == ["A-5", "A-2", "A-3", "A-4"]
+    assert [d["item_id"] for d in first] == ["A-5", "L", "A-0", "A-1"]
+    assert first[0]["id"] == a5["id"]
     payloads = [store.webhook_payload("A-5")]
     assert payloads[0] is not None and payloads[0]["label"] == "bug"
+    delivered(store, ["A-5", "L", "A-0", "A-1"])
+    # Then the rest of the notices; nothing more of A-5's.
+    assert claim(store, CONCURRENCY) == ["A-2", "A-3", "A-4", "A-6"]
 
 
 def test_the_claim_reads_each_class_of_deliveries_from_an_index(store: Store):

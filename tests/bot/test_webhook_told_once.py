@@ -1,0 +1,101 @@
+"""Each change of what a producer is told reaches it once, under a key of its own (outside
+brief "hooks", defects 1-3).
+
+1. `hitl restore` of a backup made while a label's webhook waited unsent: the webhook went
+   after the backup (and told what the item was by then: set aside by `hitl labels remove`),
+   and the restore counted the backup's unsent row, matched by its key, as what the producer
+   was told. That row then went again under the same X-HITL-Delivery key with the restored
+   label: a producer deduping on the key (as README says to) dropped it and stayed "skipped"
+   while ``GET /api/items`` said the label.
+2. An item left to the model (``auto``), its webhook told the model's label, heard nothing of
+   `hitl labels rename`/`merge` of that label, while an item people decided is told the new
+   name.
+3. `hitl labels set` (and a decision by votes) queued a delivery beside one of the item's
+   still unsent: both told the final state, under two keys.
+
+Through the real app on loopback (``start_bot``/``start_api``), the real `hitl` CLI and a
+receiver on loopback; deliveries driven by ``deliver_due`` on the runtime's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bot.api.webhooks import DELIVERY_HEADER
+from bot.cli import cli
+from bot.sandbox import FakeSlack
+from tests.bot.harness import LABELS, start_bot
+from tests.bot.test_api import post_json, start_api
+from tests.bot.test_label_change_producers import THRESHOLD, champion
+from tests.bot.test_restore_tells import ANA, answered, asked, sent, settings_for
+from tests.bot.test_webhook_final_states import deliver_all
+from tests.bot.test_webhook_fixed_bodies import as_the_api_says
+from tests.bot.test_webhooks import LOOPBACK, Receiver, serve_receiver
+
+# what `hitl labels` reads beside the database: the set and threshold the server runs with
+CLI_ENV = {"HITL_LABELS": ",".join(LABELS), "HITL_THRESHOLD": str(THRESHOLD)}
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async for hook in serve_receiver(["ok"]):
+        yield hook
+
+
+def each_key_once(hook: Receiver) -> None:
+    """Every delivery reached the producer once: no key came twice (each was answered 2xx)."""
+    keys = [r.headers[DELIVERY_HEADER] for r in hook.received]
+    assert len(keys) == len(set(keys)), [json.loads(r.body) for r in hook.received]
+
+
+def hitl(db: Path, *args: str) -> None:
+    """`hitl --db DB ARGS…` as an admin runs it beside the server."""
+    done = CliRunner().invoke(cli, ["--db", str(db), *args], env=CLI_ENV)
+    assert done.exit_code == 0, done.output
+
+
+# -- 3. a change while the item's webhook waits unsent --------------------------------------------
+
+
+async def test_labels_set_while_a_webhook_waits_unsent_tells_the_new_label_once(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    settings = settings_for(fake_slack, tmp_path)
+    db = settings.db
+    async for bot in start_bot(fake_slack, settings):
+        await sent(bot, "B", "the app crashes on start", receiver.url)
+        await answered(bot, await asked(bot, "B"), ANA, "bug")  # its webhook waits unsent
+        await asyncio.to_thread(hitl, db, "labels", "set", "B", "billing")
+        assert await deliver_all(bot) == 1
+        assert await as_the_api_says(bot, "B") == ("billing", "resolved")
+    assert [
+        (b["label"], b["status"]) for b in map(json.loads, (r.body for r in receiver.received))
+    ] == [("billing", "resolved")]
+
+
+async def test_a_person_labels_an_auto_item_whose_notice_waits_and_it_goes_as_a_label(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """The notice that A was left to the model waits unsent; `hitl labels set` gives it a
+    label. One delivery tells it, claimed with people's labels (README: those go before the
+    notices)."""
+    async for api in start_api(
+        fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD, **LOOPBACK
+    ):
+        body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
+        assert (await post_json(api, "/api/items", {"items": [body]})).status == 200
+        [notice] = api.store.deliveries("A-1")
+        assert (notice["notice"], notice["attempts"]) == (1, 0)
+        await asyncio.to_thread(hitl, api.rt.settings.db, "labels", "set", "A-1", "bug")
+        [row] = api.store.deliveries("A-1")
+        assert (row["id"], row["notice"]) == (notice["id"], 0)
+        assert await deliver_all(api) == 1
+    told: list[dict[str, Any]] = [json.loads(r.body) for r in receiver.received]
+    assert [(b["label"], b["status"]) for b in told] == [("bug", "resolved")]
