@@ -349,8 +349,10 @@ class QueueMixin:
         (scoring the item again would store the same). Once past the last unlabeled item, the
         open questions' items (``posted``, a few) are put under the set too, their status kept.
         An item that waited for people (``queued``) and is left to the model now gets its
-        webhook (``_queue_settled``). Returns (items changed, the last rowid read: None once
-        the pass is done)."""
+        webhook (``_queue_settled``), and so does one left to the model before whose label
+        moves (a rename's or merge's new name, the next label in force after a retire) and
+        that stays the model's: its producer was told the label as it was. Returns (items
+        changed, the last rowid read: None once the pass is done)."""
         changed = 0
         with self._unsynced():  # a pass lost in a crash is run again (the change count)
             aliases, retired = self.label_aliases(), self.retired_labels()
@@ -367,7 +369,7 @@ class QueueMixin:
                     " FROM items WHERE status = 'posted'"
                 ).fetchall()
             now = self.now()
-            waited: list[int] = []  # changed items that waited for people: auto now, told
+            waited: list[int] = []  # changed items whose producers may hear it (below)
             for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or its label is its model's first guess, in force
@@ -375,8 +377,11 @@ class QueueMixin:
                 new_label, new_confidence = top_in_force(guesses, aliases, retired)
                 if (new_label, new_confidence) == (label, confidence):
                     continue
-                if status == "queued":
-                    waited.append(rowid)  # ``_queue_settled`` keeps those that went auto
+                if status == "queued" or (status == "auto" and new_label != label):
+                    # ``_queue_settled`` keeps those auto now: one that waited for people, and
+                    # one left to the model whose label was renamed, merged or retired (its
+                    # producer was told a label no longer in force: README "Webhooks")
+                    waited.append(rowid)
                 self.db.execute(
                     "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
                     " status = CASE WHEN status = 'posted' THEN status"

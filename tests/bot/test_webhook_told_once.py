@@ -33,7 +33,7 @@ from bot.cli import cli
 from bot.sandbox import FakeSlack
 from tests.bot.harness import LABELS, start_bot
 from tests.bot.test_api import post_json, start_api
-from tests.bot.test_label_change_producers import THRESHOLD, champion
+from tests.bot.test_label_change_producers import THRESHOLD, champion, get_item
 from tests.bot.test_restore_tells import ANA, answered, asked, sent, settings_for
 from tests.bot.test_webhook_final_states import deliver_all
 from tests.bot.test_webhook_fixed_bodies import as_the_api_says
@@ -59,6 +59,38 @@ def hitl(db: Path, *args: str) -> None:
     """`hitl --db DB ARGS…` as an admin runs it beside the server."""
     done = CliRunner().invoke(cli, ["--db", str(db), *args], env=CLI_ENV)
     assert done.exit_code == 0, done.output
+
+
+# -- 2. an item left to the model, its label renamed or merged ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "now"),
+    [(("rename", "billing", "payments"), "payments"), (("merge", "billing", "account"), "account")],
+)
+async def test_an_auto_item_told_the_models_label_is_told_its_rename_or_merge_once(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver, change: tuple[str, ...], now: str
+):
+    async for api in start_api(
+        fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD, **LOOPBACK
+    ):
+        body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
+        response = await post_json(api, "/api/items", {"items": [body]})
+        assert response.status == 200, await response.text()
+        assert await deliver_all(api) == 1
+        first = json.loads(receiver.received[0].body)
+        assert (first["status"], first["label"], first["model_label"]) == ("auto", None, "billing")
+
+        await asyncio.to_thread(hitl, api.rt.settings.db, "labels", *change)
+        shown = await get_item(api, "A-1")
+        assert (shown["status"], shown["prediction"]["label"]) == ("auto", now), shown
+        assert await deliver_all(api) == 1
+        told = [json.loads(r.body) for r in receiver.received[1:]]
+        assert [(b["status"], b["label"], b["model_label"]) for b in told] == [("auto", None, now)]
+        # told once: the server's own pass over the predictions adds nothing
+        await api.rt.scorer.catch_up(background=True)
+        assert await deliver_all(api) == 0
+    each_key_once(receiver)
 
 
 # -- 3. a change while the item's webhook waits unsent --------------------------------------------
