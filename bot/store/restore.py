@@ -570,7 +570,10 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
 
     ``told``: an item the backup holds whose newest delivery that may have reached its
     producer (delivered, or attempted and not cancelled, or an earlier restore's restatement
-    waiting unsent) is not in the backup (matched by its ``key``: ``_told_since``): a webhook
+    waiting unsent) is not in the backup (matched by its ``key``: ``_told_since``), or is
+    there waiting unsent (a backup made while it waited: restored, it would go again under the
+    key that told something else; ``resent``, each such key, which the carry-over replaces
+    with a new one): a webhook
     sent after the backup was made may have told its producer something the restored
     database does not say (a label taken back, a label retired or added back, an Undo, a
     relabel), so after the restore it is told the restored state, whatever it was told (one
@@ -676,33 +679,43 @@ def _told_since(conn: sqlite3.Connection, ours: set[str], theirs: set[str]) -> i
     ``theirs``) by its ``key`` (m046), through the backup's unique index: what a receiver
     dedupes on, kept by a restore and never handed out again. A database older than m046 has
     none: there a delivery that went out had its id as its key (m046 gave each such row its id
-    as text), looked up by the id.
+    as text), looked up by the id. A delivery the backup holds unsent while it went out in
+    ``main`` is not held: what the producer took under its key is ``main``'s (``_resent``).
 
     A delivery an earlier restore queued that has not gone yet (``restates``, m047, attempts
     0) stands for the webhook it restates, which may have told the producer and went with the
     database that restore replaced: the item is told unless the backup holds that webhook (a
-    restore undone before `hitl serve` ran: the producer's last word is the backup's) or that
-    delivery itself. Each row of ``scratch.told`` keeps the key of the webhook its restatement
-    stands for (``restates``). How many."""
+    restore undone before `hitl serve` ran: the producer's last word is the backup's), gone
+    out there, or that delivery itself. Each row of ``scratch.told`` keeps the key of the
+    webhook its restatement stands for (``restates``). How many."""
     key = "d.key" if "key" in ours else "CAST(d.id AS TEXT)"
 
-    def in_backup(wanted: str) -> str:  # a delivery of d's item the backup holds, by its key
+    def in_backup(wanted: str, went: str) -> str:
+        """A delivery of d's item the backup holds, by its key: one that went out there too,
+        or one that did not go out after the backup was made either (``went``: SQL, whether
+        it did)."""
         if "key" in theirs:
             found = f"b.key = {wanted}"
         else:  # the id it went out with, and only a key that is one
             found = f"b.id = CAST({wanted} AS INTEGER) AND CAST(b.id AS TEXT) = {wanted}"
-        return f"EXISTS (SELECT 1 FROM backup.deliveries b WHERE b.item_id = d.item_id AND {found})"
+        return (
+            f"EXISTS (SELECT 1 FROM backup.deliveries b WHERE b.item_id = d.item_id AND {found}"
+            f" AND NOT ({_UNSENT.format(t='b')} AND {went}))"
+        )
 
     maybe_told = "(t.status = 'delivered' OR (t.attempts > 0 AND t.status != 'cancelled'))"
-    held, restates = in_backup(key), key
+    held, restates = in_backup(key, _WENT_OUT.format(t="d")), key
     if "restates" in ours:
         maybe_told = (
             "(t.status = 'delivered' OR ((t.attempts > 0 OR t.restates IS NOT NULL)"
             " AND t.status != 'cancelled'))"
         )
-        unsent = "(d.restates IS NOT NULL AND d.attempts = 0 AND d.status = 'pending')"
-        held = f"({held} OR ({unsent} AND {in_backup('d.restates')}))"
+        unsent = f"(d.restates IS NOT NULL AND {_UNSENT.format(t='d')})"
+        # the webhook it restates may have gone out (in a database an earlier restore replaced)
+        held = f"({held} OR ({unsent} AND {in_backup('d.restates', '1')}))"
         restates = f"CASE WHEN {unsent} THEN d.restates ELSE {key} END"
+    if "key" in ours and "key" in theirs:
+        _resent(conn, "restates" in ours)
     conn.execute("CREATE TABLE scratch.told (item_id TEXT NOT NULL, restates TEXT)")
     conn.execute(
         f"INSERT INTO scratch.told (item_id, restates) SELECT d.item_id, {restates}"
@@ -712,6 +725,36 @@ def _told_since(conn: sqlite3.Connection, ours: set[str], theirs: set[str]) -> i
         f" AND NOT {held} ORDER BY d.id"
     )
     return conn.execute("SELECT count(*) FROM scratch.told").fetchone()[0]
+
+
+# A delivery row ``{t}`` that waits with no attempt made: it tells its item as it is when it
+# first goes, under its key. And one that went out: what its key carried may have reached
+# the producer.
+_UNSENT = "({t}.status = 'pending' AND {t}.attempts = 0)"
+_WENT_OUT = "({t}.status = 'delivered' OR ({t}.attempts > 0 AND {t}.status != 'cancelled'))"
+
+
+def _resent(conn: sqlite3.Connection, restates: bool) -> None:
+    """``_told_since``'s ``scratch.resent``: the key of each delivery the backup holds unsent
+    (a backup made while it waited) that went out after the backup was made, in the database
+    that was there (``main``), or that an earlier restore's restatement waiting there stands
+    for (``restates``: it went out in the database that restore replaced). The restored row
+    would go again under that key, telling the restored state: a producer deduping on
+    X-HITL-Delivery drops it, and keeps what the key told first (a label taken back after
+    the backup). ``_carry_into`` gives each a new key (``_tell_producers``); ``_told_since``
+    tells its item. Two reads by key (the unique index), over the pending rows of each."""
+    conn.execute(
+        "CREATE TABLE scratch.resent AS SELECT b.key AS key FROM backup.deliveries b"
+        f" WHERE {_UNSENT.format(t='b')} AND b.key IS NOT NULL AND EXISTS (SELECT 1"
+        f" FROM main.deliveries t WHERE t.key = b.key AND {_WENT_OUT.format(t='t')})"
+    )
+    if restates:
+        conn.execute(
+            "INSERT INTO scratch.resent (key) SELECT b.key FROM main.deliveries t"
+            " JOIN backup.deliveries b ON b.key = t.restates"
+            f" WHERE {_UNSENT.format(t='t')} AND t.restates IS NOT NULL"
+            f" AND {_UNSENT.format(t='b')}"
+        )
 
 
 def _same_database(conn: sqlite3.Connection, main: set[str], backup: set[str]) -> bool:
@@ -823,59 +866,113 @@ def _carry_urls(conn: sqlite3.Connection) -> int:
     ).rowcount
 
 
-def _restate_sql(items: str, restates: str) -> str:
-    """An INSERT … SELECT of a delivery restating each item ``items`` (a FROM clause naming
-    the item table ``i``) that has a ``callback_url`` (parameters: ``now``, ``restated``):
-    one row per item, due at once, which tells the item as it is when it goes
-    (``Store.webhook_payload``: ``"label": null`` for one open again). ``restates`` (SQL: the
-    key of the webhook it restates, '' when not known) marks it (m047): a webhook sent after
-    the backup was made may have told its producer, which ``Store._maybe_told`` needs to know
-    to tell a label taken back, and a second restore before it goes carries it
-    (``_told_since``). No attempt is counted: its first send is attempt 1, as any delivery's.
-    None for an item that has one waiting unsent already (a backup made while it waited): that
-    one tells the item as it is when it goes."""
+def _restate_sql(items: str, restates: str) -> tuple[str, str]:
+    """Two statements restating each item ``items`` (a FROM clause naming the item table
+    ``i``) that has a ``callback_url`` (parameters: ``now``, ``restated``), one webhook an
+    item, which tells the item as it is when it goes (``Store.webhook_payload``: ``"label":
+    null`` for one open again). ``restates`` (SQL: the key of the webhook it restates, ''
+    when not known) marks it (m047): a webhook sent after the backup was made may have told
+    its producer, which ``Store._maybe_told`` needs to know to tell a label taken back, and a
+    second restore before it goes carries it (``_told_since``).
+
+    First an UPDATE: an item with a delivery waiting unsent (a backup made while it waited)
+    is told by that one, marked (a second delivery would tell the same under another key).
+    Then an INSERT … SELECT for each other item: a delivery due at once, no attempt counted
+    (its first send is attempt 1, as any delivery's)."""
     from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
 
-    return (
+    waiting = (
+        "SELECT 1 FROM main.deliveries w WHERE w.item_id = i.id"
+        " AND w.status = 'pending' AND w.attempts = 0"
+    )
+    mark = (
+        f"UPDATE main.deliveries SET restates = (SELECT {restates} {items} AND i.id ="
+        " deliveries.item_id) WHERE status = 'pending' AND attempts = 0 AND restates IS NULL"
+        f" AND item_id IN (SELECT i.id {items})"
+    )
+    insert = (
         "INSERT INTO main.deliveries (item_id, url, attempts, next_attempt_at, status,"
         " last_error, created_at, receiver, key, restates) SELECT i.id, i.callback_url, 0,"
         f" :now, 'pending', :restated, :now, {RECEIVER_SQL.format(url='i.callback_url')},"
         f" {DELIVERY_KEY_SQL}, {restates} {items} AND coalesce(i.callback_url, '') != ''"
-        " AND NOT EXISTS (SELECT 1 FROM main.deliveries w WHERE w.item_id = i.id"
-        " AND w.restates IS NOT NULL AND w.attempts = 0 AND w.status = 'pending')"
+        f" AND NOT EXISTS ({waiting})"
     )
+    return mark, insert
+
+
+def _restate(
+    conn: sqlite3.Connection, items: str, restates: str, params: dict, order: str = "i.rowid"
+) -> int:
+    """``_restate_sql``'s statements run (the new rows queued in ``order``): how many items
+    this makes a waiting webhook restate (marked, or queued; one that waits restating an
+    earlier webhook already is not counted)."""
+    mark, insert = _restate_sql(items, restates)
+    waiting = (
+        "SELECT 1 FROM main.deliveries w WHERE w.item_id = i.id AND w.status = 'pending'"
+        " AND w.attempts = 0"
+    )
+    marked = conn.execute(
+        f"SELECT count(*) {items} AND EXISTS ({waiting})"
+        f" AND NOT EXISTS ({waiting} AND w.restates IS NOT NULL)",
+        params,
+    ).fetchone()[0]
+    conn.execute(mark, params)
+    return marked + conn.execute(f"{insert} ORDER BY {order}", params).rowcount
 
 
 def _tell_producers(conn: sqlite3.Connection, now: str) -> int:
-    """In ``_carry_into``'s transaction: a delivery restating each item of ``restoring.told``
+    """In ``_carry_into``'s transaction: a webhook restating each item of ``restoring.told``
     (``changes_since``) that has a webhook destination in the restored database (its
     ``callback_url``, carried by ``_carry_urls`` where the backup's item had none):
-    ``_restate_sql``, one INSERT … SELECT, nothing held per item. Returns how many."""
-    return conn.execute(
-        _restate_sql(
-            "FROM restoring.told t JOIN main.items i ON i.id = t.item_id WHERE 1", "t.restates"
+    ``_restate_sql``, nothing held per item. A delivery the backup holds unsent whose key
+    went out after the backup was made (``restoring.resent``: ``_resent``) gets a new key
+    first: that key told the producer something else, and one key carries one body. Returns
+    how many items are told."""
+    from bot.store.migrations import DELIVERY_KEY_SQL
+
+    has_resent = conn.execute(
+        "SELECT 1 FROM restoring.sqlite_master WHERE type = 'table' AND name = 'resent'"
+    ).fetchone()
+    if has_resent:
+        conn.execute(
+            f"UPDATE main.deliveries SET key = {DELIVERY_KEY_SQL} WHERE status = 'pending'"
+            " AND attempts = 0 AND key IN (SELECT key FROM restoring.resent)"
         )
-        + " ORDER BY t.rowid",
+    return _restate(
+        conn,
+        "FROM restoring.told t JOIN main.items i ON i.id = t.item_id WHERE 1",
+        "t.restates",
         {"now": now, "restated": RESTATED_BY_RESTORE},
-    ).rowcount
+        order="t.rowid",
+    )
 
 
 def tell_undeleted(store: Any, item_ids: list[str]) -> int:
-    """After a restore with --undelete (``bot.cli_restore``): a delivery restating each of
+    """After a restore with --undelete (``bot.cli_restore``): a webhook restating each of
     ``item_ids`` (items the database that was there records as deleted after the backup was
     made, kept) that has a ``callback_url`` (``_restate_sql``), in one transaction. Their
     deliveries went with them, so whether a webhook told their producer something after the
     backup was made cannot be known: each is told what the restored database says, once too
-    often at worst. Returns how many were queued."""
+    often at worst, and a delivery of theirs the backup holds unsent gets a new key (it may
+    have gone out under its own before they were deleted). Returns how many were told."""
     if not item_ids:
         return 0
+    from bot.store.migrations import DELIVERY_KEY_SQL
+
+    ids = json.dumps(item_ids)
     with store._immediate():
-        return store.db.conn.execute(
-            _restate_sql(
-                "FROM main.items i WHERE i.id IN (SELECT value FROM json_each(:ids))", "''"
-            ),
-            {"now": store.now(), "restated": RESTATED_BY_RESTORE, "ids": json.dumps(item_ids)},
-        ).rowcount
+        conn = store.db.conn
+        conn.execute(
+            f"UPDATE main.deliveries SET key = {DELIVERY_KEY_SQL} WHERE status = 'pending'"
+            " AND attempts = 0 AND item_id IN (SELECT value FROM json_each(:ids))",
+            {"ids": ids},
+        )
+        return _restate(
+            conn,
+            "FROM main.items i WHERE i.id IN (SELECT value FROM json_each(:ids))",
+            "''",
+            {"now": store.now(), "restated": RESTATED_BY_RESTORE, "ids": ids},
+        )
 
 
 def _redraw_changed(conn: sqlite3.Connection) -> int:

@@ -34,9 +34,9 @@ from bot.sandbox import FakeSlack
 from tests.bot.harness import LABELS, start_bot
 from tests.bot.test_api import post_json, start_api
 from tests.bot.test_label_change_producers import THRESHOLD, champion, get_item
-from tests.bot.test_restore_tells import ANA, answered, asked, sent, settings_for
+from tests.bot.test_restore_tells import ANA, answered, asked, backup_of, run, sent, settings_for
 from tests.bot.test_webhook_final_states import deliver_all
-from tests.bot.test_webhook_fixed_bodies import as_the_api_says
+from tests.bot.test_webhook_fixed_bodies import as_the_api_says, last_told, one_body_a_key
 from tests.bot.test_webhooks import LOOPBACK, Receiver, serve_receiver
 
 # what `hitl labels` reads beside the database: the set and threshold the server runs with
@@ -59,6 +59,55 @@ def hitl(db: Path, *args: str) -> None:
     """`hitl --db DB ARGS…` as an admin runs it beside the server."""
     done = CliRunner().invoke(cli, ["--db", str(db), *args], env=CLI_ENV)
     assert done.exit_code == 0, done.output
+
+
+# -- 1. a restore of a backup made while a label's webhook waited unsent ------------------------
+
+
+@pytest.mark.parametrize(
+    "then", ["removed", "told, then removed", "removed, restored twice", "removed, deleted"]
+)
+async def test_a_webhook_unsent_in_the_backup_that_went_after_it_is_not_counted_as_told(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver, then: str
+):
+    """B answered bug, its webhook queued; the backup made before it went. After it, B's
+    label is removed (the waiting webhook went saying ``skipped``; with ``told, then
+    removed`` it went saying bug, then the removal's own webhook said ``skipped``). The
+    restored database says bug: the producer ends told bug, each delivery once. So too when
+    the backup is restored twice before `hitl serve`, and when B was deleted after it and
+    kept by ``--undelete`` (its deliveries gone: whether the key went out is not known)."""
+    settings = settings_for(fake_slack, tmp_path)
+    db = settings.db
+    async for bot in start_bot(fake_slack, settings):
+        await sent(bot, "B", "the app crashes on start", receiver.url)
+        await answered(bot, await asked(bot, "B"), ANA, "bug")
+        backup = backup_of(db)  # B's webhook waits unsent in it
+        if then == "told, then removed":
+            assert await deliver_all(bot) == 1
+        await asyncio.to_thread(hitl, db, "labels", "remove", "B")
+        assert await deliver_all(bot) == 1
+    said = [(b["label"], b["status"]) for b in map(json.loads, (r.body for r in receiver.received))]
+    assert said[-1] == (None, "skipped"), said
+
+    if then == "removed, deleted":
+        hitl(db, "delete", "B", "--reason", "by mistake", "--yes")
+        done = run(db, "restore", "--undelete", str(backup))
+    else:
+        done = run(db, "restore", str(backup))
+        if then == "removed, restored twice":
+            assert "Producers told: 1 webhook queued" in done.output
+            done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    async for bot in start_bot(fake_slack, settings):
+        await deliver_all(bot)
+        assert await as_the_api_says(bot, "B") == ("bug", "resolved")
+    assert last_told(receiver, "B")[:2] == ("bug", "resolved")  # as the API says
+    one_body_a_key(receiver)
+    each_key_once(receiver)
+    if then == "removed, deleted":
+        assert "--undelete; 1 webhook queued to tell their producers" in done.output
+    else:
+        assert "Producers told: 1 webhook queued" in done.output
 
 
 # -- 2. an item left to the model, its label renamed or merged ----------------------------------
