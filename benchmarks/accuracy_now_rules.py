@@ -30,19 +30,50 @@ from model.stopping import ASKED_MAX, NoAccuracyNow, accuracy_now
 FROM_LABELS = 100  # rounds from here: before, the product says it needs more answers anyway
 
 
-def capture(rounds: list[dict]):
-    """A stand-in for ``stopping._accuracy_now`` that keeps the round's inputs in ``rounds``."""
+def capture(rounds: list[dict], pool: tuple[list[str], list[str]] | None = None, seed: int = 0):
+    """A stand-in for ``stopping._accuracy_now`` that keeps the round's inputs in ``rounds``:
+    with each question asked, the labels its asking model was trained on; with ``pool`` (the
+    loop's texts and labels) also the round model's configuration cross-validated on the
+    round's labels as a retrain does it (``oof``: each held-out label's confidence and whether
+    the fold's guess was right)."""
 
     def keep(proba, stop_at, is_labeled, calibration) -> None:
         unlabeled = [not is_labeled[i] for i in stop_at]
         rounds.append(
             {
                 "pool": [round(float(c), 5) for c in proba.max(axis=1)[unlabeled]],
-                "asked": [[round(float(c), 5), bool(r)] for c, r in calibration[-ASKED_MAX:]],
+                "asked": [
+                    [round(float(c), 5), bool(r), int(m)] for c, r, m in calibration[-ASKED_MAX:]
+                ],
+                "oof": out_of_fold(pool, is_labeled, seed) if pool is not None else [],
             }
         )
 
     return keep
+
+
+def out_of_fold(pool, is_labeled, seed: int) -> list[list]:
+    """``model.training.train_candidate``'s cross-validation of the round's labels, keeping
+    each held-out label's (confidence, right?) instead of the guess alone."""
+    from model.classifier import TextClassifier
+    from model.evaluation import make_folds
+    from model.selection import text_key
+
+    xs = [pool[0][i] for i in np.flatnonzero(is_labeled)]
+    ys = [pool[1][i] for i in np.flatnonzero(is_labeled)]
+    try:
+        folds = make_folds(ys, random_state=0, groups=[text_key(t) for t in xs])
+    except Exception:  # noqa: BLE001 - too few labels to fold: no pairs this round
+        return []
+    pairs = []
+    for train, test in folds:
+        clf = TextClassifier(random_state=seed).fit(
+            [xs[i] for i in train], [ys[i] for i in train], sized_for=len(ys)
+        )
+        proba = clf.predict_proba([xs[i] for i in test])
+        for i, row in zip(test, proba, strict=True):
+            pairs.append([round(float(row.max()), 5), clf.classes[int(row.argmax())] == ys[i]])
+    return pairs
 
 
 def simulate(args: argparse.Namespace, out) -> None:
@@ -55,7 +86,7 @@ def simulate(args: argparse.Namespace, out) -> None:
             test = (test[0][:200], test[1][:200])
         for seed in args.seeds:
             kept: list[dict] = []
-            stopping._accuracy_now = capture(kept)
+            stopping._accuracy_now = capture(kept, pool, seed)
             rows = stopping.run_default(
                 name, seed, pool, test, args.max_labels, curve_at=(), methods=()
             )
@@ -69,18 +100,79 @@ def simulate(args: argparse.Namespace, out) -> None:
                 out.flush()
 
 
-def report(rows: list[dict]) -> str:
+CLOSE = 0.5  # rule "close askers": questions asked by models trained on this share of its labels
+
+
+def _asked(r: dict, close: float = 0.0) -> tuple[list[float], list[bool]]:
+    kept = [q for q in r["asked"] if len(q) < 3 or q[2] >= close * r["n_labels"]]
+    return [q[0] for q in kept], [q[1] for q in kept]
+
+
+def _guarded(r: dict):
+    """The product's rule, withheld when the round's cross-validated accuracy, low bound, lies
+    above the whole range."""
+    from model.evaluation import wilson_interval
+
+    found = accuracy_now(r["pool"], *_asked(r))
+    oof = r.get("oof") or []
+    if isinstance(found, NoAccuracyNow) or not oof:
+        return found
+    low, _ = wilson_interval(sum(b for _, b in oof), len(oof), confidence=0.9)
+    return NoAccuracyNow("cross-validated accuracy above the range") if low > found.high else found
+
+
+def _oof(r: dict, key: str = "oof") -> tuple[list[float], list[bool]]:
+    pairs = r.get(key) or []
+    return [c for c, _ in pairs], [b for _, b in pairs]
+
+
+def _oof_guard(r: dict):
+    """The product's rule, withheld when its range and the out-of-fold one do not meet."""
+    found = accuracy_now(r["pool"], *_asked(r))
+    other = accuracy_now(r["pool"], *_oof(r))
+    if isinstance(found, NoAccuracyNow) or isinstance(other, NoAccuracyNow):
+        return found
+    apart = found.high < other.low or other.high < found.low
+    return NoAccuracyNow("the two ranges do not meet") if apart else found
+
+
+RULES = {
+    "coverage only (before)": lambda r: accuracy_now(r["pool"], *_asked(r), min_per_bin=0),
+    "product": lambda r: accuracy_now(r["pool"], *_asked(r)),
+    "close askers": lambda r: accuracy_now(r["pool"], *_asked(r, CLOSE)),
+    "out-of-fold": lambda r: accuracy_now(
+        r["pool"], [c for c, _ in r.get("oof", [])], [b for _, b in r.get("oof", [])]
+    ),
+    "out-of-fold at the last retrain": lambda r: accuracy_now(r["pool"], *_oof(r, "retrain_oof")),
+    "the last retrain's, out-of-fold": lambda r: accuracy_now(
+        r["retrain_pool"], *_oof(r, "retrain_oof")
+    ),
+    "out-of-fold and questions": lambda r: accuracy_now(
+        r["pool"], *(a + b for a, b in zip(_oof(r), _asked(r), strict=True))
+    ),
+    "CV guard": _guarded,
+    "out-of-fold guard": _oof_guard,
+}
+RETRAIN_EVERY = 100  # "at the last retrain": the out-of-fold pairs of the newest round at a multiple
+
+
+def report(rows: list[dict], rules: list[str] | None = None) -> str:
+    last: dict[tuple, list] = {}
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["seed"], r["n_labels"])):
+        if r["n_labels"] % RETRAIN_EVERY == 0 or (r["dataset"], r["seed"]) not in last:
+            last[r["dataset"], r["seed"]] = r
+        r["retrain_oof"] = last[r["dataset"], r["seed"]].get("oof") or []
+        r["retrain_pool"] = last[r["dataset"], r["seed"]]["pool"]
     rows = [r for r in rows if r["n_labels"] >= FROM_LABELS and r["pool_accuracy"] is not None]
     lines = [
         "| rule | dataset | rounds | shown | inside its range | mean abs. error (points)"
-        " | mean width (max) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        " | mean width (max) | worst miss (points) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for rule, options in (("coverage only (before)", {"min_per_bin": 0}), ("product", {})):
+    for rule in rules or RULES:
         groups: dict[str, list[tuple[float, object]]] = {}
         for r in rows:
-            found = accuracy_now(r["pool"], [c for c, _ in r["asked"]], [b for _, b in r["asked"]],
-                                 **options)  # fmt: skip
+            found = RULES[rule](r)
             for key in (r["dataset"], "all"):
                 groups.setdefault(key, []).append((r["pool_accuracy"], found))
         for key in sorted(groups, key=lambda k: (k == "all", k)):
@@ -88,9 +180,10 @@ def report(rows: list[dict]) -> str:
             inside = sum(f.low <= t <= f.high for t, f in shown)
             error = np.mean([abs(f.estimate - t) * 100 for t, f in shown]) if shown else 0.0
             widths = [(f.high - f.low) * 100 for _, f in shown] or [0.0]
+            miss = max([max(f.low - t, t - f.high, 0) * 100 for t, f in shown] or [0.0])
             lines.append(
                 f"| {rule} | {key} | {len(groups[key])} | {len(shown)} | {inside}/{len(shown)}"
-                f" | {error:.1f} | {np.mean(widths):.1f} ({max(widths):.1f}) |"
+                f" | {error:.1f} | {np.mean(widths):.1f} ({max(widths):.1f}) | {miss:.1f} |"
             )
     return "\n".join(lines)
 

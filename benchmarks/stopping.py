@@ -115,7 +115,8 @@ def run_default(
     history: list[tuple[int, list[str]]] = []  # every round's (labels, predictions), oldest 1st
     reasons: dict[int, str] = {}  # each pick's reason (cold_start, audit, uncertain)
     asked: list[tuple[int, bool]] = []  # each audit pick: (its model's labels, right?)
-    calibration: list[tuple[float, bool]] = []  # every pick a model asked: (its confidence, right?)
+    # every pick a model asked: (its confidence, right?, the labels that model was trained on)
+    calibration: list[tuple[float, bool, int]] = []
     forecast = sorted(set(curve_at))
     rnd = 0
     while True:
@@ -164,7 +165,10 @@ def run_default(
             chosen_proba = clf.predict_proba([pool_x[i] for i in chosen])
             said = [clf.classes[j] for j in chosen_proba.argmax(axis=1)]
             right = [s == pool_y[i] for i, s in zip(chosen, said, strict=True)]
-            calibration += zip(chosen_proba.max(axis=1).tolist(), right, strict=True)
+            calibration += [
+                (c, r, len(labeled))
+                for c, r in zip(chosen_proba.max(axis=1).tolist(), right, strict=True)
+            ]
             asked += [
                 (len(labeled), r)
                 for i, r in zip(chosen, right, strict=True)
@@ -193,8 +197,8 @@ def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
     newest = calibration[-ASKED_MAX:]
     confidence, asked, right = (
         proba.max(axis=1)[unlabeled],
-        [c for c, _ in newest],
-        [r for _, r in newest],
+        [c for c, *_ in newest],
+        [r for _, r, *_ in newest],
     )
     found = accuracy_now(confidence, asked, right)
     if isinstance(found, NoAccuracyNow):
