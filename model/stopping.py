@@ -14,13 +14,18 @@ point more (``StopSignal.advises_stop``): a slow climb changes fewer predictions
 threshold resolves.
 
 *Accuracy now* (``accuracy_now``): the model's confidence on the items still without a label,
-mapped to accuracy by the questions people answered. Each answered question keeps the
-confidence of the model that asked it and whether its guess was the answer; an isotonic fit of
-right-or-wrong on that confidence (scikit-learn's ``IsotonicRegression``) is the calibration
-map, and the mean of the map over the unlabeled items' confidences is the estimate. Its range
-comes from bootstrap refits of the map. A learning curve tested on held-out labels reads
-accuracy 10–20 points low under active learning (the held-out items left holes the later
-picks were chosen around; ``benchmarks/stopping.py``), so the curve gives only the gain.
+mapped to accuracy by pairs of (confidence, right or wrong): in the product, the labels the
+retrain's cross-validation held out (each one's confidence from the fold's model, fitted on the
+other labels with the same configuration, and whether its guess was the label; ``HELD_OUT``).
+The questions people answered, each with the confidence of the model that asked it, were the
+pairs before: they were asked by older models, often much weaker, whose confidence meant less
+(``HELD_OUT``). An isotonic fit of right-or-wrong on the confidence (scikit-learn's
+``IsotonicRegression``) is the calibration map, and the mean of the map over the unlabeled
+items' confidences is the estimate. Its range comes from bootstrap refits of the map. A
+learning curve tested on held-out labels reads accuracy 10–20 points low under active learning
+(the held-out items left holes the later picks were chosen around; ``benchmarks/stopping.py``),
+so the curve gives only the gain; the map is of right *given* the confidence, which the held-out
+labels being the harder items (lower confidences) does not bend as much.
 
 *Learning-curve extrapolation*: accuracy against the number of labels, measured on subsets of
 the labels (scikit-learn's ``learning_curve``) or taken from a history of evaluations, is fitted
@@ -79,7 +84,16 @@ THIN_SAID = 0.1  # the text says so when at least this share of the items sits i
 # bounds held the measured accuracy in 45 of 45 rounds (the range before: 41), but 15 of those
 # ranges were 50–74 points wide
 MAX_THIN_WIDTH = 0.5
-ASKED_MAX = 5_000  # the newest answered questions the calibration map is fitted on
+ASKED_MAX = 5_000  # the most (confidence, right) pairs the calibration map is fitted on
+# What accuracy now is calibrated on (``accuracy_now``'s ``source``): the questions people
+# answered, each with the confidence of the model that asked it (the rule before, kept for the
+# benchmarks), or the labels a cross-validation of the model's own configuration held out (the
+# product's). The questions were asked by older models, often much weaker: on 150 labels of 8
+# examples each, models right on 0–22 % of their questions at confidence 0.03–0.09 mapped a
+# champion right on 89 % of the pool at the same confidences to "about 40% (range 8–57%)".
+# benchmarks/RESULTS.md "Accuracy now: calibrated on the held-out labels"
+ASKED = "asked"
+HELD_OUT = "held_out"
 # Accuracy now's range: the bootstrap's 90 % range widened by this much on each side. The
 # bootstrap resamples the questions, not the change from the models that asked them to the
 # newest one; alone it held the measured accuracy in 62 % of the benchmark's rounds
@@ -709,14 +723,22 @@ class AccuracyNow:
     n_pool: int
     n_asked: int
     thin: float = 0.0  # the share of those items whose tenth of confidence has few answers
+    # what calibrated it: ASKED, the questions people answered (``n_asked`` of them), or
+    # HELD_OUT, the labels a cross-validation held out (``n_asked`` of them)
+    source: str = "asked"
 
     def text(self) -> str:
         """``about 74% (range 70–78%)``; with many items where few questions were answered,
         ``about 82% (range 45–96%; wide: 69% of the items have a confidence where few questions
-        were answered yet)``."""
+        were answered yet)`` (calibrated on held-out labels: ``where few labels were held
+        out``)."""
         few = (
-            f"; wide: {self.thin:.0%} of the items have a confidence where few questions"
-            " were answered yet"
+            f"; wide: {self.thin:.0%} of the items have a confidence where "
+            + (
+                "few labels were held out"
+                if self.source == HELD_OUT
+                else "few questions were answered yet"
+            )
             if self.thin >= THIN_SAID
             else ""
         )
@@ -733,12 +755,13 @@ class AccuracyNow:
             "n_pool": self.n_pool,
             "n_asked": self.n_asked,
             "thin": self.thin,
+            "source": self.source,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> AccuracyNow:
         fields = cls.__dataclass_fields__
-        return cls(**{k: data[k] for k in fields if k in data or k != "thin"})
+        return cls(**{k: data[k] for k in fields if k in data or k not in ("thin", "source")})
 
 
 @dataclass(frozen=True)
@@ -818,6 +841,7 @@ def accuracy_now(
     random_state: int = 0,
     allowance: float = ALLOWANCE,
     unasked: int = 0,
+    source: str = ASKED,
 ) -> AccuracyNow | NoAccuracyNow:
     """Accuracy on the unlabeled items: the mean, over their ``pool_confidence`` (the model's
     top probability for each), of the calibration map fitted on the answered questions (the
@@ -833,6 +857,11 @@ def accuracy_now(
     or a model whose confidences run on another scale than the askers'). ``unasked``: the
     questions answered before the first model (no confidence: they cannot calibrate), which
     the reason for too few names.
+
+    ``source=HELD_OUT``: the pairs are a cross-validation's held-out labels instead (each
+    one's confidence of the fold's model, fitted on the other labels, and whether its guess was
+    right), and the reasons say so: a model of nearly the same labels as the one estimated,
+    where the questions may have been asked by much weaker ones (see ``HELD_OUT``).
 
     The range is the ``INTERVAL`` percentiles of ``n_boot`` refits on resampled questions,
     widened by ``allowance`` on each side (within 0–1): see ``ALLOWANCE``. Where an unlabeled
@@ -852,20 +881,27 @@ def accuracy_now(
     pool = pool[np.isfinite(pool)]
     if len(pool) == 0:
         return NoAccuracyNow("every item of the fixed sample has a label")
+    held = source == HELD_OUT
+    pairs = "labels held out in cross-validation" if held else "answered questions"
+    fill = "more labels fill it in" if held else "audit answers, asked at random, fill it in"
     if len(conf) < min_asked:
+        if held:
+            return NoAccuracyNow(
+                f"it needs {min_asked} labels held out in cross-validation, has {len(conf):,}"
+            )
         return NoAccuracyNow.too_few(len(conf), min_asked, unasked)
     n_right = int(right.sum())
     if min(n_right, len(right) - n_right) < min_each:
         return NoAccuracyNow(
-            f"the model's guess was right on {n_right} of {len(right)} answered questions; it"
+            f"the model's guess was right on {n_right} of {len(right)} {pairs}; it"
             f" needs {min_each} right and {min_each} wrong to calibrate"
         )
     covered = float(np.mean((pool >= conf.min()) & (pool <= conf.max())))
     if covered < min_covered:
         return NoAccuracyNow(
             f"the model's confidence on {1 - covered:.0%} of the unlabeled items is outside"
-            f" that of every answered question ({conf.min():.0%}–{conf.max():.0%}); audit"
-            " answers, asked at random, fill it in"
+            f" that of every {'label held out' if held else 'answered question'}"
+            f" ({conf.min():.0%}–{conf.max():.0%}); {fill}"
         )
 
     def mapped(c: np.ndarray, r: np.ndarray) -> float:
@@ -886,12 +922,12 @@ def accuracy_now(
     )
     if thin >= THIN_SAID and high - low > max_thin_width:
         return NoAccuracyNow(
-            f"not enough answers yet at the model's confidence on {thin:.0%} of the unlabeled"
-            f" items ({span[0]:.0%}–{span[1]:.0%}: fewer than {min_per_bin} answered questions"
-            f" in each tenth there), so its range would be {low:.0%}–{high:.0%}; audit"
-            " answers, asked at random, fill it in"
+            f"not enough {'labels' if held else 'answers'} yet at the model's confidence on"
+            f" {thin:.0%} of the unlabeled items ({span[0]:.0%}–{span[1]:.0%}: fewer than"
+            f" {min_per_bin} {pairs} in each tenth there), so its range would be"
+            f" {low:.0%}–{high:.0%}; {fill}"
         )
-    return AccuracyNow(estimate, low, high, len(pool), len(conf), thin)
+    return AccuracyNow(estimate, low, high, len(pool), len(conf), thin, source)
 
 
 def _thin_bounds(

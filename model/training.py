@@ -53,6 +53,13 @@ class Candidate:
     folds: list[Fold] = field(default_factory=list)
     reason: str = ""
     fit_seconds: float = 0.0
+    # Each held-out label's confidence (its fold's model's top probability) and whether that
+    # model's guess was right, in the order held out: the map from this configuration's
+    # confidence to accuracy, on these labels, that "accuracy now" reads the stop set with
+    # (``model.stopping.accuracy_now``; a model nearly this one, where the questions people
+    # answered were asked by older, often much weaker models)
+    oof_confidence: list[float] = field(default_factory=list)
+    oof_right: list[bool] = field(default_factory=list)
 
     @property
     def is_trained(self) -> bool:
@@ -201,7 +208,11 @@ def train_candidate(
             clf = TextClassifier(pipeline_name, random_state).fit(
                 [xs[i] for i in train], [ys[i] for i in train], sized_for=len(ys)
             )
-            return clf.predict([xs[i] for i in test])
+            proba = clf.predict_proba([xs[i] for i in test])  # what ``predict`` takes the argmax of
+            guesses = [clf.classes[j] for j in proba.argmax(axis=1)]
+            cand.oof_confidence += proba.max(axis=1).tolist()
+            cand.oof_right += [g == ys[i] for g, i in zip(guesses, test, strict=True)]
+            return guesses
 
         def fold_done(done: int, _: int) -> None:
             if progress is not None:

@@ -1000,7 +1000,13 @@ def compute(
     stop = None
     if plan.stop is not None:  # when to stop: the candidate on the stop set, its curve
         stop = stopping.compute_stop(
-            plan.stop, candidate.classifier, plan.texts, plan.labels, plan.pipeline, plan.uniform
+            plan.stop,
+            candidate.classifier,
+            plan.texts,
+            plan.labels,
+            plan.pipeline,
+            plan.uniform,
+            held_out=(candidate.oof_confidence, candidate.oof_right),  # accuracy now's map
         )
     decision = decide(  # with the gold questions: both models answer them, here in the worker
         candidate,

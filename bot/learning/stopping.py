@@ -15,16 +15,20 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bot.store import Store
 from bot.words import count
 from model.stopping import (
     ASKED_MAX,
     CURVE_MAX_LABELS,
+    HELD_OUT,
     MIN_ASKED,
     MIN_COMMON,
     MIN_UNIFORM,
@@ -65,12 +69,11 @@ class StopPlan:
     n_labels: int | None = None
     # per stop-set item, whether it is still without a label (None: all of them)
     unlabeled: list[bool] | None = None
-    # the answered questions' asking confidences and whether the guess was right (accuracy now)
-    asked: tuple[list[float], list[bool]] = ([], [])
     ids: list[str] | None = None  # the stop set's item ids, in the order of ``texts``
-    # questions answered before the first model (they cannot calibrate: counted, while there
-    # are too few of ``asked``, for the line saying so)
-    unasked: int = 0
+    # a refresh's calibration of accuracy now: the labels its champion's retrain held out in
+    # cross-validation, each one's confidence and whether the guess was right (None: a retrain,
+    # which has its own, or a champion whose check stored none)
+    held_out: tuple[list[float], list[bool]] | None = None
 
 
 @dataclass
@@ -155,7 +158,6 @@ def read_stop_plan(
                 for n, p in earlier
             ]
         curve = refresh_labels is None or curve_due(store, refresh_labels)
-        asked = store.asked_answers(ASKED_MAX)
         return StopPlan(
             draw,
             [text for _, text in items],
@@ -163,9 +165,8 @@ def read_stop_plan(
             curve,
             refresh_labels,
             unlabeled,
-            asked,
             item_ids,
-            store.answered_before_models(ASKED_MAX) if len(asked[0]) < MIN_ASKED else 0,
+            None if refresh_labels is None else store.held_out_pairs(store.champion_version()),
         )
 
     with store.snapshot():
@@ -225,11 +226,15 @@ def compute_stop(
     labels: list[str],
     pipeline: str | None,
     uniform: list[bool] | None = None,
+    held_out: tuple[Sequence[float], Sequence[bool]] | None = None,
 ) -> StopCheck:
     """Predict the stop set with ``classifier`` (fitted on ``texts``/``labels``), compare with
     the newest earlier update ``SETTLE_SPAN`` or more labels older, estimate its accuracy now
     from its confidence on the stop set's unlabeled items (``model.stopping.accuracy_now``),
-    and extrapolate the learning curve measured on those labels (tested on the ``uniform``
+    calibrated on the labels a cross-validation held out: a retrain's own (``held_out``, the
+    candidate's: stored with the check), a refresh's champion's (``plan.held_out``), not the
+    questions people answered (asked by older models, often much weaker: ``HELD_OUT``), and
+    extrapolate the learning curve measured on those labels (tested on the ``uniform``
     ones, see ``_curve``). Touches no database: runs in the fit worker. With no stop set (no
     item without a label) only the curve is measured."""
     started = time.perf_counter()
@@ -237,13 +242,21 @@ def compute_stop(
     found_now: AccuracyNow | NoAccuracyNow = NoAccuracyNow(
         "every item has a label, so there is no unlabeled item to estimate it on"
     )
+    own = _thinned(held_out) if held_out is not None else None
+    pairs = own if own is not None else plan.held_out
     if plan.texts:
         proba = classifier.predict_proba(plan.texts)  # what ``predict`` takes the argmax of
         predictions = [classifier.classes[j] for j in proba.argmax(axis=1)]
         confidence = proba.max(axis=1)
         if plan.unlabeled is not None and len(plan.unlabeled) == len(confidence):
             confidence = confidence[[bool(u) for u in plan.unlabeled]]
-        found_now = accuracy_now(confidence, *plan.asked, unasked=plan.unasked)
+        if pairs is None:
+            found_now = NoAccuracyNow(
+                "it is calibrated on the labels a retrain's cross-validation held out, and the"
+                " champion's retrain stored none; the next retrain estimates it"
+            )
+        else:
+            found_now = accuracy_now(confidence, *pairs, source=HELD_OUT)
     changed = span = None
     n_labels = len(labels) if plan.n_labels is None else plan.n_labels
     if predictions:
@@ -259,6 +272,9 @@ def compute_stop(
             older, changed, _ = found
             span = n_labels - plan.earlier[older][0]
     found = _curve(texts, labels, pipeline, uniform) if plan.curve else None  # None: last stands
+    stored = _stored(found_now)
+    if own is not None:  # a refresh of this model calibrates on them
+        stored["held_out"] = {"confidence": own[0], "right": own[1]}
     return StopCheck(
         plan.draw,
         predictions,
@@ -266,10 +282,22 @@ def compute_stop(
         span,
         found.as_dict() if found else None,
         time.perf_counter() - started,
-        _stored(found_now),
+        stored,
         plan.curve,
         plan.ids if plan.ids is not None and len(plan.ids) == len(predictions) else None,
     )
+
+
+def _thinned(
+    pairs: tuple[Sequence[float], Sequence[bool]], most: int = ASKED_MAX
+) -> tuple[list[float], list[int]]:
+    """Held-out labels' (confidences, right as 0/1), at most ``most`` of them, evenly spaced
+    (each check stores them, and the bootstrap refits the map on them 200 times)."""
+    confidence, right = list(pairs[0]), list(pairs[1])
+    if len(confidence) > most:
+        keep = sorted({int(round(i)) for i in np.linspace(0, len(confidence) - 1, most)})
+        confidence, right = [confidence[i] for i in keep], [right[i] for i in keep]
+    return [round(float(c), 5) for c in confidence], [int(bool(r)) for r in right]
 
 
 def _curve(
@@ -354,8 +382,8 @@ class StopStatus:
     asked_now: int | None = None
 
     def lines(self) -> list[str]:
-        """mrkdwn lines, each a plain sentence: the signal, the forecast and, once people
-        have answered enough questions, the accuracy now; first, when they are of another
+        """mrkdwn lines, each a plain sentence: the signal, the forecast and, once a retrain's
+        cross-validation held out enough labels, the accuracy now; first, when they are of another
         model than the one served, which one."""
         return [*self._other_line(), *self._stop_lines(), *self._accuracy_lines()]
 
@@ -391,10 +419,17 @@ class StopStatus:
         if isinstance(found, NoAccuracyNow):
             reason = found.counted_now(self.asked_now, self.accuracy_model or "the model").reason
             return [f"*Accuracy now:* not estimated: {reason}"]
+        # a retrain's (v4) own cross-validation; a refresh's (r415), its champion's
+        whose = "its" if self.accuracy_model.startswith("v") else "its champion's"
+        on = (
+            f"the {count(found.n_asked, 'label')} held out in {whose} cross-validation"
+            if found.source == HELD_OUT
+            else f"the {count(found.n_asked, 'question')} people answered"
+        )
         return [
             f"*Accuracy now:* {found.text()} on the {count(found.n_pool, 'item')} of a fixed"
             f" sample still without a label: {self.accuracy_model}'s confidence, calibrated on"
-            f" the {count(found.n_asked, 'question')} people answered"
+            f" {on}"
         ]
 
     def _stop_lines(self) -> list[str]:

@@ -1,7 +1,7 @@
 """When to stop: the stop set (a fixed sample of items every model update predicts) and each
 update's check (the share of the stop set it predicts otherwise than an older model, the labels
-between the two, its extrapolation, its accuracy now) and the answered questions that
-calibrate that accuracy.
+between the two, its extrapolation, its accuracy now, and for a retrain the labels its
+cross-validation held out, which calibrate that accuracy for the refreshes of its model).
 
 The stop set is drawn once, from the items without a label, and kept (an item labelled later
 stays in it); the draws read every such id, so they happen in a worker
@@ -298,8 +298,9 @@ class StoppingMixin:
         return float(row[0])
 
     def asked_count(self, limit: int) -> int:
-        """How many questions a model asked with a guess people answered (as ``asked_answers``
-        reads them), counted up to ``limit``: a bounded read."""
+        """How many questions a model asked with a guess people answered, counted up to
+        ``limit``: a bounded read. (Accuracy now was calibrated on them before the held-out
+        labels: a check stored then, refused for too few, says today's count.)"""
         (n,) = self.db.execute(
             "SELECT count(*) FROM (SELECT 1 FROM posts p JOIN labels l ON l.item_id = p.item_id"
             " WHERE p.confidence IS NOT NULL AND p.predicted_label IS NOT NULL LIMIT ?)",
@@ -340,33 +341,23 @@ class StoppingMixin:
             )
         ]
 
-    def asked_answers(self, limit: int) -> tuple[list[float], list[bool]]:
-        """The newest ``limit`` questions people answered that a model asked with a guess: the
-        confidence the asking model had, and whether its guess is the label the item has now (a
-        guess of a label renamed or merged since counts under its successor)."""
-        rows = self.db.execute(
-            "SELECT p.confidence, coalesce(m.new, p.predicted_label) = l.label"
-            " FROM posts p JOIN labels l ON l.item_id = p.item_id"
-            " LEFT JOIN label_aliases m ON m.old = p.predicted_label"
-            " WHERE p.confidence IS NOT NULL AND p.predicted_label IS NOT NULL"
-            " ORDER BY p.id DESC LIMIT ?",
-            [limit],
-        ).fetchall()
-        return [float(c) for c, _ in rows], [bool(r) for _, r in rows]
-
-    def answered_before_models(self, limit: int) -> int:
-        """The questions people answered that were asked before the first model (no guess, no
-        confidence: they cannot calibrate accuracy now), up to ``limit``: items, not posts (an
-        item asked again, its first question taken back, is one question). Read in id order up
-        to the first post a model asked: those posts come first, so the read stops there."""
-        (n,) = self.db.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT p.item_id FROM posts p"
-            " JOIN labels l ON l.item_id = p.item_id WHERE p.model_version IS NULL"
-            " AND p.id < coalesce((SELECT id FROM posts WHERE model_version IS NOT NULL"
-            " ORDER BY id LIMIT 1), 1 << 62) LIMIT ?)",
-            [limit],
+    def held_out_pairs(self, version: int | None) -> tuple[list[float], list[bool]] | None:
+        """The labels model ``version``'s retrain held out in cross-validation, as its check
+        stored them: each one's confidence and whether the guess was right (None: no such
+        check, or one stored before they were). A refresh of that champion calibrates its
+        accuracy now on them (``bot.learning.stopping.compute_stop``)."""
+        if version is None:
+            return None
+        row = self.db.execute(
+            "SELECT json_extract(accuracy, '$.held_out') FROM stop_checks WHERE kind = 'retrain'"
+            " AND model_version = ? AND json_extract(accuracy, '$.held_out') IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1",
+            [version],
         ).fetchone()
-        return int(n)
+        if row is None:
+            return None
+        found = json.loads(row[0])
+        return [float(c) for c in found["confidence"]], [bool(r) for r in found["right"]]
 
     def rejected_in_a_row(self) -> tuple[int, str | None]:
         """The retrains rejected since the champion was made, and when it was made (the newest
