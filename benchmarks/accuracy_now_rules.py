@@ -1,14 +1,28 @@
-"""Accuracy now with and without the thin-tenths rule, on the same rounds of the product's loop.
+"""Accuracy now under several rules, on the same rounds of the product's loop.
 
 `stopping.py`'s loop (the default arm, rounds only: no forecasts) is run, and each round's
-inputs to ``model.stopping.accuracy_now`` are kept (the stop set's unlabeled items' confidences,
-the newest questions asked with whether each guess was right) beside the pool's measured
-accuracy. Both rules then read the same rounds: the coverage check alone (``min_per_bin=0``,
-the rule before) and the product's (a tenth of confidence with fewer than ``MIN_PER_BIN``
-answered questions widens the range, and a range over 50 points is withheld).
+inputs are kept beside the pool's measured accuracy: the stop set's unlabeled items'
+confidences, the newest questions asked (each with whether its guess was right and the labels
+its asking model was trained on), and the round's labels cross-validated as a retrain does it
+(``out_of_fold``: each held-out label's confidence and whether the fold's guess was right).
+The rules then read the same rounds (``RULES``):
+
+- ``coverage only (before)``: the questions' map with the coverage check alone;
+- ``questions (before)``: the questions' map with the thin-tenths rule (the product before
+  the held-out labels);
+- ``close askers``: only questions asked by models trained on at least half the labels;
+- ``held-out labels``: the round's own cross-validation (the product's, for a retrain);
+- ``held-out labels of the last retrain``: the map of the newest round at a multiple of 100
+  labels, read on this round's confidences (the product's, for a refresh between retrains);
+- ``the last retrain's estimate``: that round's estimate itself, shown until the next;
+- ``held-out labels and questions``: both sets of pairs in one map;
+- ``CV guard``, ``held-out guard``: the questions' map, withheld when the cross-validated
+  accuracy's 90 % low bound lies above its range, or when the held-out map's range and its
+  own do not meet.
 
     python benchmarks/accuracy_now_rules.py [--data DIR] --seeds 0 1 2 --out rounds.jsonl
-    python benchmarks/accuracy_now_rules.py --report rounds.jsonl          # both rules' figures
+    python benchmarks/accuracy_now_rules.py --report rounds.jsonl          # every rule
+    python benchmarks/accuracy_now_rules.py --report rounds.jsonl --rules "held-out labels"
     python benchmarks/accuracy_now_rules.py --quick                         # trec, 150 labels
 """
 
@@ -25,7 +39,7 @@ import numpy as np
 import stopping
 from _common import add_data_options, load_jsonl, machine, resolve_data
 
-from model.stopping import ASKED_MAX, NoAccuracyNow, accuracy_now
+from model.stopping import ASKED_MAX, HELD_OUT, NoAccuracyNow, accuracy_now
 
 FROM_LABELS = 100  # rounds from here: before, the product says it needs more answers anyway
 
@@ -138,22 +152,24 @@ def _oof_guard(r: dict):
 
 RULES = {
     "coverage only (before)": lambda r: accuracy_now(r["pool"], *_asked(r), min_per_bin=0),
-    "product": lambda r: accuracy_now(r["pool"], *_asked(r)),
+    "questions (before)": lambda r: accuracy_now(r["pool"], *_asked(r)),
     "close askers": lambda r: accuracy_now(r["pool"], *_asked(r, CLOSE)),
-    "out-of-fold": lambda r: accuracy_now(
-        r["pool"], [c for c, _ in r.get("oof", [])], [b for _, b in r.get("oof", [])]
+    "held-out labels": lambda r: accuracy_now(r["pool"], *_oof(r), source=HELD_OUT),
+    "held-out labels of the last retrain": lambda r: accuracy_now(
+        r["pool"], *_oof(r, "retrain_oof"), source=HELD_OUT
     ),
-    "out-of-fold at the last retrain": lambda r: accuracy_now(r["pool"], *_oof(r, "retrain_oof")),
-    "the last retrain's, out-of-fold": lambda r: accuracy_now(
+    "the last retrain's estimate": lambda r: accuracy_now(
         r["retrain_pool"], *_oof(r, "retrain_oof")
     ),
-    "out-of-fold and questions": lambda r: accuracy_now(
+    "held-out labels and questions": lambda r: accuracy_now(
         r["pool"], *(a + b for a, b in zip(_oof(r), _asked(r), strict=True))
     ),
     "CV guard": _guarded,
-    "out-of-fold guard": _oof_guard,
+    "held-out guard": _oof_guard,
 }
-RETRAIN_EVERY = 100  # "at the last retrain": the out-of-fold pairs of the newest round at a multiple
+RETRAIN_EVERY = (
+    100  # "at the last retrain": the out-of-fold pairs of the newest round at a multiple
+)
 
 
 def report(rows: list[dict], rules: list[str] | None = None) -> str:
@@ -188,6 +204,13 @@ def report(rows: list[dict], rules: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _open(path: Path):
+    """A rounds file, gzipped (``.gz``, as benchmarks/results keeps them) or not."""
+    import gzip
+
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400-item pool, 150 labels")
@@ -208,11 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="append the rounds (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
+    parser.add_argument(
+        "--rules", nargs="+", choices=list(RULES), help="report these rules (default: all)"
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
     print(machine())
     if args.report:
-        print(report([json.loads(line) for path in args.report for line in path.open()]))
+        rows = [json.loads(line) for path in args.report for line in _open(path)]
+        print(report(rows, args.rules))
         return 0
     args.data, args.datasets = resolve_data(args)
     if args.quick:
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         out_path = args.out or Path(tmp) / "rounds.jsonl"
         with out_path.open("a") as out:
             simulate(args, out)
-        print(report([json.loads(line) for line in out_path.open()]))
+        print(report([json.loads(line) for line in out_path.open()], args.rules))
     return 0
 
 

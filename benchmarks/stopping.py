@@ -191,8 +191,9 @@ def _unlabeled_share(before: list[str], now: list[str], still: list[bool]) -> fl
 
 
 def _accuracy_now(proba, stop_at, is_labeled, calibration) -> dict | None:
-    """``accuracy_now`` as the product computes it: the round's confidence on the stop set's
-    unlabeled items, calibrated on the newest ``ASKED_MAX`` questions asked."""
+    """``accuracy_now`` as the product computed it before it calibrated on the retrain's
+    held-out labels: the round's confidence on the stop set's unlabeled items, calibrated on
+    the newest ``ASKED_MAX`` questions asked (``accuracy_now_rules.py`` compares the two)."""
     unlabeled = [not is_labeled[i] for i in stop_at]
     newest = calibration[-ASKED_MAX:]
     confidence, asked, right = (
