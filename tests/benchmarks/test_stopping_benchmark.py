@@ -222,11 +222,12 @@ def test_the_pools_accuracy_counts_the_stop_sets_items_not_labeled_yet():
     assert bench["_pool_accuracy"](["a"], [2], pool_y, labeled) is None  # none left to count
 
 
-def test_accuracy_now_rules_reads_the_same_rounds_with_both_rules(standin: Path):
+def test_accuracy_now_rules_reads_the_same_rounds_with_every_rule(standin: Path):
     out = run_quick("accuracy_now_rules.py", standin)
-    rule = r"coverage only \(before\)|product"
+    names = ("coverage only (before)", "questions (before)", "held-out labels")
+    rule = "|".join(re.escape(name) for name in names)
     rows = re.findall(rf"^\| ({rule}) \| (all|{STANDIN}) \| (\d+) \|", out, flags=re.M)
     assert {(rule, key) for rule, key, _ in rows} == {
-        (rule, key) for rule in ("coverage only (before)", "product") for key in ("all", STANDIN)
+        (rule, key) for rule in names for key in ("all", STANDIN)
     }, out
-    assert len({n for *_, n in rows}) == 1 and int(rows[0][2]) > 0  # the same rounds for both
+    assert len({n for *_, n in rows}) == 1 and int(rows[0][2]) > 0  # the same rounds for all
