@@ -24,6 +24,11 @@ The rules then read the same rounds (``RULES``):
     python benchmarks/accuracy_now_rules.py --report rounds.jsonl          # every rule
     python benchmarks/accuracy_now_rules.py --report rounds.jsonl --rules "held-out labels"
     python benchmarks/accuracy_now_rules.py --quick                         # trec, 150 labels
+    python benchmarks/accuracy_now_rules.py --make-intents DIR   # DIR/intents150, then --data DIR
+
+``intents150`` is an outside tester's data (150 intents, 8 examples each to label, 2 more each
+to test): each intent's texts share a word of their own among common ones, so a model that has
+a label of an intent knows it, and accuracy climbs fast as the labels meet new intents.
 """
 
 from __future__ import annotations
@@ -204,6 +209,31 @@ def report(rows: list[dict], rules: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+INTENT_WORDS = (
+    "alpha beta gamma delta error login refund invoice crash slow password card payment"
+    " shipping order late broken screen app update"
+).split()
+
+
+def write_intents(folder: Path, n_intents: int = 150) -> Path:
+    """``folder/intents150/{train,test}.jsonl``: the outside tester's generator (8 examples of
+    each intent to label, the next 2 to test), shuffled as it was."""
+    import random
+
+    out = folder / f"intents{n_intents}"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, examples in (("train", range(8)), ("test", range(8, 10))):
+        rows = []
+        for k in range(n_intents):
+            for j in examples:
+                rng = random.Random(f"{k}-{j}")
+                words = " ".join(rng.choice(INTENT_WORDS) for _ in range(6))
+                rows.append({"text": f"t{k} w {words} #{k * 100 + j}", "label": f"intent_{k}"})
+        random.Random(11).shuffle(rows)
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
 def _open(path: Path):
     """A rounds file, gzipped (``.gz``, as benchmarks/results keeps them) or not."""
     import gzip
@@ -232,10 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="append the rounds (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
     parser.add_argument(
+        "--make-intents", type=Path, metavar="DIR", help="write DIR/intents150 and stop"
+    )
+    parser.add_argument(
         "--rules", nargs="+", choices=list(RULES), help="report these rules (default: all)"
     )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # a benchmark, not a test: keep the output readable
+    if args.make_intents:
+        print(write_intents(args.make_intents))
+        return 0
     print(machine())
     if args.report:
         rows = [json.loads(line) for path in args.report for line in _open(path)]
