@@ -502,6 +502,8 @@ async def test_accuracy_now_is_calibrated_on_the_retrains_held_out_labels_not_th
     assert "accuracy now about" not in report  # the learning curve's own level, low, is not shown
     # a refresh of v1 calibrates on them: it runs no cross-validation of its own
     assert bot.store.held_out_pairs(1) == (held["confidence"], [bool(r) for r in held["right"]])
+    assert read_stop_plan(bot.store, refresh_labels=37).held_out == bot.store.held_out_pairs(1)
+    assert read_stop_plan(bot.store).held_out is None  # a retrain's candidate brings its own
     assert bot.store.held_out_pairs(2) is None
 
 
