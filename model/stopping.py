@@ -872,8 +872,6 @@ def accuracy_now(
     ``MIN_PER_BIN``), the range reaches instead the bounds its answers allow there
     (``_thin_bounds``), and ``AccuracyNow.thin`` says for how many items; ``NoAccuracyNow``
     when that makes a range wider than ``max_thin_width`` for a tenth or more of the items."""
-    from sklearn.isotonic import IsotonicRegression
-
     pool = np.asarray(pool_confidence, dtype=float)
     conf = np.asarray(asked_confidence, dtype=float)
     right = np.asarray(asked_right, dtype=float)
@@ -908,11 +906,9 @@ def accuracy_now(
         )
 
     def mapped(c: np.ndarray, r: np.ndarray) -> float:
-        fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(c, r)
-        return float(np.mean(fit.predict(pool)))
+        return float(np.mean(_calibrated(c, r, pool)))
 
-    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(conf, right)
-    on_pool = fit.predict(pool)
+    on_pool = _calibrated(conf, right, pool)
     estimate = float(np.mean(on_pool))
     rng = np.random.default_rng(random_state)
     boots = [mapped(conf[pick], right[pick]) for pick in _resamples(len(conf), n_boot, rng)]
@@ -931,6 +927,25 @@ def accuracy_now(
             f" {low:.0%}–{high:.0%}; {fill}"
         )
     return AccuracyNow(estimate, low, high, len(pool), len(conf), thin, source)
+
+
+def _calibrated(conf: np.ndarray, right: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``pool``'s confidences mapped to right-or-wrong by the isotonic fit of ``right`` (0/1)
+    on ``conf``, within 0–1, clipped at the fitted range's ends: what scikit-learn's
+    ``IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(conf, right).predict(pool)``
+    gives (the same numbers: tests/model/test_stopping.py), in its steps without the
+    estimator's checks, which were two thirds of a fit's time here: the answers at each
+    confidence averaged (weighted by their number), scikit-learn's ``isotonic_regression`` over
+    them, and a straight line between the fitted points. ``accuracy_now`` fits the map 201
+    times a retrain or refresh (its bootstrap): 0.13 s, 0.05 s so."""
+    from sklearn.isotonic import isotonic_regression
+
+    xs, where = np.unique(conf, return_inverse=True)
+    weight = np.bincount(where).astype(float)
+    fitted = isotonic_regression(
+        np.bincount(where, weights=right) / weight, sample_weight=weight, y_min=0.0, y_max=1.0
+    )
+    return np.interp(np.clip(pool, xs[0], xs[-1]), xs, fitted)
 
 
 def _thin_bounds(

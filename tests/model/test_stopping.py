@@ -383,3 +383,26 @@ def test_an_accuracy_now_stored_before_thin_confidences_were_counted_reads_back(
     stored = {"estimate": 0.74, "low": 0.62, "high": 0.86, "n_pool": 1_950, "n_asked": 340}
     assert AccuracyNow.from_dict(stored).thin == 0.0
     assert AccuracyNow.from_dict(stored).text() == "about 74% (range 62–86%)"
+
+
+def test_accuracy_nows_calibration_map_is_scikit_learns_isotonic_fit():
+    """``_calibrated`` takes scikit-learn's isotonic fit in its steps (its 201 fits a
+    retrain were 0.13 s, two thirds of it the estimator's checks): the same numbers as
+    ``IsotonicRegression``, on confidences with ties (bootstrap draws repeat answers), one
+    confidence only, and pool items outside the answers' range (clipped to its ends)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from model.stopping import _calibrated
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 30, 400):
+        conf = np.round(rng.uniform(0.05, 0.95, n), 2)  # ties
+        conf = conf[rng.integers(0, n, n)]  # a bootstrap draw: more ties
+        right = (rng.uniform(0, 1, n) < conf).astype(float)
+        pool = rng.uniform(0.0, 1.0, 200)  # some below and above every answer's confidence
+        expected = (
+            IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            .fit(conf, right)
+            .predict(pool)
+        )
+        np.testing.assert_allclose(_calibrated(conf, right, pool), expected, atol=1e-12)
