@@ -49,6 +49,7 @@ from bot.store.migrations import (
     applied_names,
     create_new,
     migrations,
+    recorded_names,
     rename_former,
 )
 from bot.store.models import ModelsMixin
@@ -369,7 +370,7 @@ class Store(
 
     def schema_version(self) -> list[str]:
         """Names of the applied migrations, oldest first."""
-        return [m.name for m in migrations.applied(self.db)]
+        return recorded_names(self.db)
 
     def journal_mode(self) -> str:
         return self.db.execute("PRAGMA journal_mode").fetchone()[0]
@@ -1522,7 +1523,7 @@ def _refuse_foreign(db: Database, path: Path) -> None:
         )
     ]
     others = [name for name in tables if name != migrations.migrations_table]
-    if not others or migrations.applied(db):
+    if not others or recorded_names(db):
         return
     shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
     raise StoreError(

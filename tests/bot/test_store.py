@@ -21,6 +21,7 @@ from bot.learning.reports import stats_text
 from bot.store import KNOWN_MIGRATIONS, Checkpointer, Store, migrations
 from bot.store.core import JOURNAL_SIZE_LIMIT
 from bot.store.lock import lock_path
+from bot.store.migrations import recorded_names
 from tests.bot.harness import margin_scored
 from tests.query_plans import query_plans
 
@@ -58,6 +59,23 @@ def test_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path):
         assert store.schema_version()[:2] == ["m001_core", "m002_runs_deliveries"]
         assert {"runs", "deliveries"} <= set(store.db.table_names())
         assert store.get_item("a")["text"] == "old"
+
+
+def test_the_recorded_migrations_are_read_as_sqlite_utils_reads_them(db_path: Path):
+    """``recorded_names`` reads the migrations table in one query: the same names, in the same
+    order, as sqlite-utils' ``Migrations.applied`` (another set's rows beside ours, a name
+    recorded out of the shipped order), and none for a file without the table."""
+    bare = Database(db_path.with_name("bare.db"))
+    assert recorded_names(bare) == [] == [m.name for m in migrations.applied(bare)]
+    Store.open(db_path).close()
+    db = Database(db_path)
+    table = db[migrations.migrations_table]
+    table.insert({"migration_set": "other", "name": "o1", "applied_at": "2030-01-01"})
+    table.insert({"migration_set": migrations.name, "name": "m000_late", "applied_at": "x"})
+    expected = [m.name for m in migrations.applied(db)]
+    assert expected[-1] == "m000_late" and "o1" not in expected
+    assert recorded_names(db) == expected
+    db.close()
 
 
 def test_newer_database_is_refused_with_a_clear_message(db_path: Path):
