@@ -49,7 +49,6 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # none of a c
     except ValueError:  # imported outside the main thread: nothing to guard there
         pass
 
-import codecs  # noqa: E402 (after the guard above)
 import contextlib  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
@@ -743,7 +742,7 @@ def _write_stdout(records: Iterator[dict[str, Any]], columns: tuple[str, ...], f
     export stays valid data: JSONL is written in ASCII (``\\u00e9``: the same JSON, read back
     as it was); a CSV has no escape, so a row the encoding cannot hold stops it with one line
     saying what to do (``_Encodable``) rather than writing the row changed."""
-    encoding = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name
+    encoding = cli_streams.stdout_encoding()
     handle: IO[str] = sys.stdout
     if encoding != "utf-8" and fmt != "jsonl":  # JSONL: ASCII, with \u escapes (below)
         if fmt == "csv+bom":

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from bot import cli_streams
 from bot.cli_errors import friendly_errors
 from bot.cli_progress import Reading
 from bot.words import count
@@ -80,6 +81,8 @@ def find_command(
         raise click.BadParameter("give some text to look for", param_hint="TEXT")
     from bot.store import ITEM_STATUSES
 
+    # data for a file or a program: on a standard output that is not UTF-8, JSON in ASCII
+    ascii_only = as_jsonl and cli_streams.stdout_encoding() != "utf-8"
     found = 0
     lines: list[str] = []  # found in the stretch read last: printed at once, then the bar
 
@@ -100,13 +103,24 @@ def find_command(
         with Reading(f"Searching {count(items, 'item')}", quiet=quiet) as bar:
             for item in store.find_items(text, part=part, progress=progress):
                 found += 1
-                lines.append(_line(item, retired, ids_only=ids_only, as_jsonl=as_jsonl))
+                lines.append(
+                    _line(
+                        item, retired, ids_only=ids_only, as_jsonl=as_jsonl, ascii_only=ascii_only
+                    )
+                )
             flush()
     if not ids_only and not as_jsonl:
         click.echo(f"{count(found, 'item')} found.", err=True)
 
 
-def _line(item: dict[str, Any], retired: set[str], *, ids_only: bool, as_jsonl: bool) -> str:
+def _line(
+    item: dict[str, Any],
+    retired: set[str],
+    *,
+    ids_only: bool,
+    as_jsonl: bool,
+    ascii_only: bool = False,
+) -> str:
     """The line printed for ``item``: its id, its JSON, or id, status, label and text.
 
     An item decided with a label retired since (in ``retired``) is not decided any more: it
@@ -118,7 +132,7 @@ def _line(item: dict[str, Any], retired: set[str], *, ids_only: bool, as_jsonl: 
     label_retired = item["status"] == "resolved" and item["label"] in retired
     if as_jsonl:
         item["meta"] = json.loads(item["meta"] or "{}")
-        return json.dumps({**item, "label_retired": label_retired}, ensure_ascii=False)
+        return json.dumps({**item, "label_retired": label_retired}, ensure_ascii=ascii_only)
     shown = " ".join(item["text"].split())
     if len(shown) > SHOWN_CHARS:
         shown = shown[: SHOWN_CHARS - 1] + "…"

@@ -52,6 +52,14 @@ def _escape(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(ESCAPE, _escape)
 
 
+def stdout_encoding() -> str:
+    """Standard output's encoding by its codec's name (``utf-8``, ``latin-1``, ``ascii``): a
+    command that writes data there (`hitl export`, `hitl find --jsonl`) writes JSON in ASCII
+    with ``\\u`` escapes when it is not UTF-8, the same JSON in every encoding, and a file a
+    JSON reader (or `hitl import`) takes as the UTF-8 it expects."""
+    return codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name
+
+
 class StreamError(OSError):
     """standard output could not be written (a full disk, a closed descriptor): said in one
     line by ``bot.cli_errors.stream_problem``, for `Error: …`."""

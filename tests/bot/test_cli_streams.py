@@ -265,6 +265,20 @@ def test_a_jsonl_export_on_a_narrow_encoding_is_the_same_data_in_ascii(
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_find_jsonl_on_a_narrow_encoding_is_the_same_data_in_ascii(db: Path, encoding: str):
+    """Old: "naïve" went out as a Latin-1 byte (under ASCII, as UTF-8) beside 退款's escapes:
+    JSON lines in a file no UTF-8 reader takes (`hitl find … --jsonl > request.jsonl`)."""
+    done = hitl(db, "find", "refund", "--jsonl", env=env_for(PYTHONIOENCODING=encoding))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.isascii()
+    found = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
+    utf8 = in_process(db, "find", "refund", "--jsonl", "--quiet").stdout
+    assert found == [json.loads(line) for line in utf8.splitlines()]
+    assert len(found) == 100 and {r["label"] for r in found} == {"退款"}
+    assert all(r["text"].endswith(" naïve") for r in found)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
 def test_a_csv_export_the_encoding_cannot_hold_stops_in_one_line(db: Path, encoding: str):
     """Old: UnicodeEncodeError traceback. A CSV has no escape: no row is written changed."""
     done = hitl(db, "export", "--format", "csv", env=env_for(PYTHONIOENCODING=encoding))
