@@ -258,9 +258,11 @@ class LabelSetMixin:
         nothing; one people have started answering waits for them, as ``set_predictions``
         decides). Once past the last unlabeled item, the open questions' items too, their
         status kept. An item it leaves to the model that waited for people (``queued``) ended
-        its wait without a label: its producer hears it (``_queue_settled``: the statuses read
-        with the step's rows before, one INSERT for the step after). Returns (items changed,
-        the last rowid read: None once the pass is done), as ``restate_predictions``."""
+        its wait without a label, and one left to the model before whose label moves and that
+        stays the model's was told a label no longer in force: their producers hear it
+        (``_queue_settled``: the statuses read with the step's rows before, one INSERT for the
+        step after). Returns (items changed, the last rowid read: None once the pass is done),
+        as ``restate_predictions``."""
         from bot.store.migrations import UNLABELED
 
         out, never = self.labels_not_in_force(configured), self.labels_never_in_force(configured)
@@ -320,7 +322,10 @@ class LabelSetMixin:
                     ],
                 )
                 changed += 1
-                if status == "queued":
+                if status == "queued" or (status == "auto" and new_label != label):
+                    # ``_queue_settled`` keeps those auto now: one that waited for people, and
+                    # one left to the model whose label the set left out (its producer was
+                    # told that label: README "Webhooks"), as ``restate_predictions`` does
                     waited.append(rowid)
                 if changed == 1:
                     self._statuses_made_under(threshold)

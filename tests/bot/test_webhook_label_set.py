@@ -8,6 +8,9 @@
 2. `hitl labels remove` of an open item with no label (a split vote) sets it aside
    (``skipped``); its producer, never told a label, heard nothing either, though README
    "Webhooks" says a label taken back that sets the item aside is told as ``skipped``.
+3. The same pass moved the label of an item already left to the model (``auto``), told the
+   label it left out: its producer heard nothing of the new ``model_label``, unlike after
+   `hitl labels rename` or `merge` (brief "autohooks", defect 1).
 
 One webhook a transition, none for an item without a callback_url, none when the pass runs
 again; queued in one statement a step, not one an item.
@@ -70,9 +73,10 @@ async def test_an_item_the_outside_label_pass_leaves_to_the_model_tells_its_prod
     # The next start runs with HITL_THRESHOLD=0.4: its pass over the stored predictions
     # leaves how_to out; billing's own 0.45 is at or above 0.4, so the model decides.
     async for bot in start_api(fake_slack, tmp_path, threshold=0.4, **settings):
-        # Two more, stored before the pass under 0.4, both left to the model (how_to): K-1
-        # stays the model's (billing 0.45), K-2 goes to people (billing 0.2). Neither's wait
-        # for people ended now: nothing to tell.
+        # Two more, stored before the pass under 0.4, both left to the model (how_to) and not
+        # told so (scored here without ``tell_new``): K-1 stays the model's under billing
+        # (0.45), its model's label moved: told it, as after a rename. K-2 goes to people
+        # (billing 0.2): its wait did not end, nothing to tell.
         for item in ("K-1", "K-2"):
             await sent(bot, item, receiver.url)
         rows = [
@@ -90,9 +94,9 @@ async def test_an_item_the_outside_label_pass_leaves_to_the_model_tells_its_prod
             assert {g[0] for g in stored["ranked"]} <= set(IN_FORCE)
         assert bot.store.get_item("K-1")["status"] == "auto"
         assert bot.store.get_item("K-2")["status"] == "queued"
-        assert sorted(d["item_id"] for d in bot.store.deliveries()) == ["O-1", "O-3"]
+        assert sorted(d["item_id"] for d in bot.store.deliveries()) == ["K-1", "O-1", "O-3"]
         assert len(inserts) == 1  # one statement for the step, not one an item
-        assert await deliver_all(bot) == 2
+        assert await deliver_all(bot) == 3
         bodies = sorted(told(receiver), key=lambda body: body["id"])
         assert bodies == [
             {
@@ -103,15 +107,15 @@ async def test_an_item_the_outside_label_pass_leaves_to_the_model_tells_its_prod
                 "model_label": "billing",
                 "status": "auto",
             }
-            for item in ("O-1", "O-3")
+            for item in ("K-1", "O-1", "O-3")
         ]
 
     # Another start runs the pass again: nothing moves, nothing more is told.
     async for bot in start_api(fake_slack, tmp_path, threshold=0.4, **settings):
         await bot.rt.scorer.catch_up(background=True)
-        assert len(bot.store.deliveries()) == 2
+        assert len(bot.store.deliveries()) == 3
         assert await deliver_all(bot) == 0
-        assert len(receiver.received) == 2
+        assert len(receiver.received) == 3
 
 
 async def test_labels_remove_of_a_split_item_tells_its_producer_skipped(
@@ -152,3 +156,40 @@ async def test_labels_remove_of_a_split_item_tells_its_producer_skipped(
             }
         ]
         assert await deliver_all(bot) == 0
+
+
+async def test_an_auto_item_whose_model_label_a_narrower_set_at_start_moves_is_told_once(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """An item left to the model and told so with a label the next start's HITL_LABELS leaves
+    out: the start's pass puts its prediction under the set (the best label in force), and its
+    producer hears the label as it is now, once, as after `hitl labels rename` or `merge`."""
+    db = tmp_path / "hitl.db"
+    seed(db, [Item("H-1", "how do I find the guide", "how_to")])  # a label HITL_LABELS drops
+    five = ("how_to", "billing", "bug")
+    async for bot in start_api(fake_slack, tmp_path, threshold=0.4, labels=five, **LOOPBACK):
+        await sent(bot, "A-1", receiver.url)
+        rows = [("A-1", 1, "how_to", 0.5, [["how_to", 0.5], ["billing", 0.45], ["bug", 0.05]])]
+        # scored as the server's scorer scores an item its request did not: told auto
+        bot.store.set_predictions(margin_scored(rows), 0.4, "margin", tell_new=True)
+        assert await deliver_all(bot) == 1
+        assert [(b["id"], b["status"], b["model_label"]) for b in told(receiver)] == [
+            ("A-1", "auto", "how_to")
+        ]
+
+    settings: dict[str, Any] = {"labels": IN_FORCE, "audit_rate": 0.0, **LOOPBACK}
+    for _ in range(2):  # the next start puts the predictions under billing and bug; one after
+        async for bot in start_api(fake_slack, tmp_path, threshold=0.4, **settings):
+            await bot.rt.scorer.catch_up(background=True)  # the server's run at start
+            assert bot.store.get_item("A-1")["status"] == "auto"  # billing's 0.45
+            await deliver_all(bot)
+    assert told(receiver)[1:] == [
+        {
+            "id": "A-1",
+            "label": None,
+            "votes": 0,
+            "resolved_at": None,
+            "model_label": "billing",
+            "status": "auto",
+        }
+    ]
