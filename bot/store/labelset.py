@@ -190,6 +190,7 @@ class LabelSetMixin:
     _resolve: Callable[[str, str, Tally, str], None]
     close_reviews_by_votes: Callable[[str, str], None]
     _queue_relabeled: Callable[..., int]  # the producer mixin's (webhook outbox)
+    _queue_restated: Callable[[list[int], list[int], str], None]  # the producer mixin's
     _statuses_made_under: Callable[[float | None], None]  # the queue mixin's
     _take_back_all: Callable[..., None]  # the queue mixin's
 
@@ -258,11 +259,11 @@ class LabelSetMixin:
         nothing; one people have started answering waits for them, as ``set_predictions``
         decides). Once past the last unlabeled item, the open questions' items too, their
         status kept. An item it leaves to the model that waited for people (``queued``) ended
-        its wait without a label, and one left to the model before whose label moves and that
-        stays the model's was told a label no longer in force: their producers hear it
-        (``_queue_settled``: the statuses read with the step's rows before, one INSERT for the
-        step after). Returns (items changed, the last rowid read: None once the pass is done),
-        as ``restate_predictions``."""
+        its wait without a label, and one left to the model before whose label moves was told
+        a label no longer in force: their producers hear it, as after a rename or a retire
+        (``_queue_restated``: the statuses read with the step's rows before, a statement or
+        two for the step after). Returns (items changed, the last rowid read: None once the
+        pass is done), as ``restate_predictions``."""
         from bot.store.migrations import UNLABELED
 
         out, never = self.labels_not_in_force(configured), self.labels_never_in_force(configured)
@@ -296,6 +297,7 @@ class LabelSetMixin:
                 ).fetchall()
             now = self.now()
             waited: list[int] = []  # the step's items that waited for people (read above)
+            left: list[int] = []  # and those left to the model whose label moves
             for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or every label it names is in force
@@ -322,18 +324,17 @@ class LabelSetMixin:
                     ],
                 )
                 changed += 1
-                if status == "queued" or (status == "auto" and new_label != label):
-                    # ``_queue_settled`` keeps those auto now: one that waited for people, and
-                    # one left to the model whose label the set left out (its producer was
-                    # told that label: README "Webhooks"), as ``restate_predictions`` does
+                if status == "queued":
                     waited.append(rowid)
+                elif status == "auto" and new_label != label:
+                    left.append(rowid)  # its producer was told a label left out of the set
                 if changed == 1:
                     self._statuses_made_under(threshold)
                 if changed >= max_changes and last is not None:
-                    # those now auto: their producers hear it (one INSERT for the step)
-                    self._queue_settled(waited, now)
+                    # their producers hear it (a statement or two for the step)
+                    self._queue_restated(waited, left, now)
                     return changed, rowid
-            self._queue_settled(waited, now)  # those now auto: their producers hear it
+            self._queue_restated(waited, left, now)  # their producers hear it
         return changed, last
 
     def label_set_mark(self) -> dict[str, Any]:

@@ -526,6 +526,36 @@ class ProducerMixin:
             [now, now, json.dumps(keys)],
         ).rowcount
 
+    def _queue_restated(self, waited: list[int], left: list[int], now: str) -> None:
+        """In a step of a pass that puts the stored predictions under the label set in force
+        (``restate_predictions`` after a change, ``restate_outside`` at a start whose
+        HITL_LABELS leaves out labels the model guessed): what the producers of the step's
+        moved items hear. ``waited``: items that waited for people (``queued``); ``left``:
+        items left to the model (``auto``) whose label moved, their producers told the label
+        as it was. Each ``auto`` now is told (``_queue_settled``: a wait ended, or the model's
+        label as it is now, as a rename tells a decided item's label). Each of ``left`` that
+        waits for people now (its best label in force not sure enough) is told so as a label
+        taken back is (``label`` null, ``posted``): only where a webhook may have told it
+        ``auto`` (as ``_queue_taken_back``), and none while one of its deliveries waits
+        unsent (that one reads the item as it is when it goes: waiting, never told ``auto``,
+        it sends nothing). At most two INSERT … SELECTs a step, never a statement per item;
+        notices (m045), as a pass may queue many, claimed after people's labels."""
+        self._queue_settled([*waited, *left], now)
+        if not left:
+            return
+        self.db.execute(
+            "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
+            f" notice, key) SELECT id, callback_url, ?, ?,"
+            f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
+            " FROM items WHERE rowid IN (SELECT value FROM json_each(?))"
+            " AND +status = 'queued' AND coalesce(callback_url, '') != ''"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
+            "  AND (d.status = 'delivered' OR d.attempts > 0 OR d.restates IS NOT NULL))"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
+            "  AND d.status = 'pending' AND d.attempts = 0)",
+            [now, now, json.dumps(left)],
+        )
+
     def next_delivery_at(self) -> str | None:
         """When the next pending delivery falls due (None when nothing is pending): the first
         of an item's pending deliveries, as the others wait for it (``claim_due_deliveries``),

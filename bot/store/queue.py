@@ -83,6 +83,7 @@ class QueueMixin:
     retired_labels: Callable[[], set[str]]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
     _queue_label: Callable[[str, str], None]  # the producer mixin's
+    _queue_restated: Callable[[list[int], list[int], str], None]  # the producer mixin's
 
     # -- the queue: scoring, posting, answering --
 
@@ -349,10 +350,11 @@ class QueueMixin:
         (scoring the item again would store the same). Once past the last unlabeled item, the
         open questions' items (``posted``, a few) are put under the set too, their status kept.
         An item that waited for people (``queued``) and is left to the model now gets its
-        webhook (``_queue_settled``), and so does one left to the model before whose label
-        moves (a rename's or merge's new name, the next label in force after a retire) and
-        that stays the model's: its producer was told the label as it was. Returns (items
-        changed, the last rowid read: None once the pass is done)."""
+        webhook, and so does one left to the model before whose label moves (a rename's or
+        merge's new name, the next label in force after a retire): its producer was told the
+        label as it was; told the new one, or, when a retire sends it back to people, that it
+        waits (``_queue_restated``). Returns (items changed, the last rowid read: None once
+        the pass is done)."""
         changed = 0
         with self._unsynced():  # a pass lost in a crash is run again (the change count)
             aliases, retired = self.label_aliases(), self.retired_labels()
@@ -369,7 +371,8 @@ class QueueMixin:
                     " FROM items WHERE status = 'posted'"
                 ).fetchall()
             now = self.now()
-            waited: list[int] = []  # changed items whose producers may hear it (below)
+            waited: list[int] = []  # changed items that waited for people (queued)
+            left: list[int] = []  # and those left to the model whose label moves (auto)
             for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or its label is its model's first guess, in force
@@ -377,11 +380,12 @@ class QueueMixin:
                 new_label, new_confidence = top_in_force(guesses, aliases, retired)
                 if (new_label, new_confidence) == (label, confidence):
                     continue
-                if status == "queued" or (status == "auto" and new_label != label):
-                    # ``_queue_settled`` keeps those auto now: one that waited for people, and
-                    # one left to the model whose label was renamed, merged or retired (its
-                    # producer was told a label no longer in force: README "Webhooks")
+                if status == "queued":
                     waited.append(rowid)
+                elif status == "auto" and new_label != label:
+                    # renamed, merged or retired: its producer was told a label no longer in
+                    # force (README "Webhooks"), told the new one or that it waits for people
+                    left.append(rowid)
                 self.db.execute(
                     "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
                     " status = CASE WHEN status = 'posted' THEN status"
@@ -394,7 +398,7 @@ class QueueMixin:
                 if changed >= max_changes and last is not None:
                     last = rowid
                     break
-            self._queue_settled(waited, now)  # one INSERT for the step's items
+            self._queue_restated(waited, left, now)  # a statement or two a step
         return changed, last
 
     def rethreshold_step(self, after: int, limit: int, threshold: float) -> tuple[int, int | None]:

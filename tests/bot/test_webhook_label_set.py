@@ -9,11 +9,12 @@
    (``skipped``); its producer, never told a label, heard nothing either, though README
    "Webhooks" says a label taken back that sets the item aside is told as ``skipped``.
 3. The same pass moved the label of an item already left to the model (``auto``), told the
-   label it left out: its producer heard nothing of the new ``model_label``, unlike after
-   `hitl labels rename` or `merge` (brief "autohooks", defect 1).
+   label it left out: its producer heard nothing of the new ``model_label`` (nor, when its
+   best label in force is not sure enough, that it waits for people again), unlike after
+   `hitl labels rename`, `merge` or `retire` (brief "autohooks", defect 1).
 
 One webhook a transition, none for an item without a callback_url, none when the pass runs
-again; queued in one statement a step, not one an item.
+again; queued in a statement or two a step, not one an item.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def test_an_item_the_outside_label_pass_leaves_to_the_model_tells_its_prod
         # Two more, stored before the pass under 0.4, both left to the model (how_to) and not
         # told so (scored here without ``tell_new``): K-1 stays the model's under billing
         # (0.45), its model's label moved: told it, as after a rename. K-2 goes to people
-        # (billing 0.2): its wait did not end, nothing to tell.
+        # (billing 0.2): never told ``auto``, it has nothing to take back.
         for item in ("K-1", "K-2"):
             await sent(bot, item, receiver.url)
         rows = [
@@ -95,7 +96,8 @@ async def test_an_item_the_outside_label_pass_leaves_to_the_model_tells_its_prod
         assert bot.store.get_item("K-1")["status"] == "auto"
         assert bot.store.get_item("K-2")["status"] == "queued"
         assert sorted(d["item_id"] for d in bot.store.deliveries()) == ["K-1", "O-1", "O-3"]
-        assert len(inserts) == 1  # one statement for the step, not one an item
+        # the step's statements: those auto now, those sent back to people; not one an item
+        assert len(inserts) <= 2
         assert await deliver_all(bot) == 3
         bodies = sorted(told(receiver), key=lambda body: body["id"])
         assert bodies == [
@@ -163,27 +165,37 @@ async def test_an_auto_item_whose_model_label_a_narrower_set_at_start_moves_is_t
 ):
     """An item left to the model and told so with a label the next start's HITL_LABELS leaves
     out: the start's pass puts its prediction under the set (the best label in force), and its
-    producer hears the label as it is now, once, as after `hitl labels rename` or `merge`."""
+    producer hears the label as it is now, once, as after `hitl labels rename` or `merge`:
+    A-1 stays the model's under billing (told ``auto``, ``model_label`` billing); A-2's best
+    label in force is not sure enough, so it waits for people again (told ``posted``,
+    ``label`` null, as a label taken back)."""
     db = tmp_path / "hitl.db"
     seed(db, [Item("H-1", "how do I find the guide", "how_to")])  # a label HITL_LABELS drops
     five = ("how_to", "billing", "bug")
     async for bot in start_api(fake_slack, tmp_path, threshold=0.4, labels=five, **LOOPBACK):
-        await sent(bot, "A-1", receiver.url)
-        rows = [("A-1", 1, "how_to", 0.5, [["how_to", 0.5], ["billing", 0.45], ["bug", 0.05]])]
+        for item in ("A-1", "A-2"):
+            await sent(bot, item, receiver.url)
+        rows = [
+            ("A-1", 1, "how_to", 0.5, [["how_to", 0.5], ["billing", 0.45], ["bug", 0.05]]),
+            ("A-2", 1, "how_to", 0.7, [["how_to", 0.7], ["billing", 0.2], ["bug", 0.1]]),
+        ]
         # scored as the server's scorer scores an item its request did not: told auto
         bot.store.set_predictions(margin_scored(rows), 0.4, "margin", tell_new=True)
-        assert await deliver_all(bot) == 1
-        assert [(b["id"], b["status"], b["model_label"]) for b in told(receiver)] == [
-            ("A-1", "auto", "how_to")
-        ]
+        assert await deliver_all(bot) == 2
+        assert {(b["id"], b["status"], b["model_label"]) for b in told(receiver)} == {
+            ("A-1", "auto", "how_to"),
+            ("A-2", "auto", "how_to"),
+        }
 
     settings: dict[str, Any] = {"labels": IN_FORCE, "audit_rate": 0.0, **LOOPBACK}
     for _ in range(2):  # the next start puts the predictions under billing and bug; one after
         async for bot in start_api(fake_slack, tmp_path, threshold=0.4, **settings):
             await bot.rt.scorer.catch_up(background=True)  # the server's run at start
-            assert bot.store.get_item("A-1")["status"] == "auto"  # billing's 0.45
+            assert bot.store.get_item("A-1")["status"] == "auto"
+            assert bot.store.get_item("A-2")["status"] == "queued"
             await deliver_all(bot)
-    assert told(receiver)[1:] == [
+    news = sorted(told(receiver)[2:], key=lambda body: body["id"])
+    assert news == [
         {
             "id": "A-1",
             "label": None,
@@ -191,5 +203,13 @@ async def test_an_auto_item_whose_model_label_a_narrower_set_at_start_moves_is_t
             "resolved_at": None,
             "model_label": "billing",
             "status": "auto",
-        }
+        },
+        {
+            "id": "A-2",
+            "label": None,
+            "votes": 0,
+            "resolved_at": None,
+            "model_label": "billing",
+            "status": "posted",
+        },
     ]

@@ -9,7 +9,9 @@ brief "hooks", defects 1-3).
    while ``GET /api/items`` said the label.
 2. An item left to the model (``auto``), its webhook told the model's label, heard nothing of
    `hitl labels rename`/`merge` of that label, while an item people decided is told the new
-   name.
+   name; nor, sent back to people by `hitl labels retire` of that label (its best label in
+   force not sure enough), that it waits again, while a label a retire takes back is told
+   (brief "autohooks", defect 2).
 3. `hitl labels set` (and a decision by votes) queued a delivery beside one of the item's
    still unsent: both told the final state, under two keys.
 
@@ -110,7 +112,7 @@ async def test_a_webhook_unsent_in_the_backup_that_went_after_it_is_not_counted_
         assert "Producers told: 1 webhook queued" in done.output
 
 
-# -- 2. an item left to the model, its label renamed or merged ----------------------------------
+# -- 2. an item left to the model, its label renamed, merged or retired -------------------------
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,49 @@ async def test_an_auto_item_told_the_models_label_is_told_its_rename_or_merge_on
         assert await deliver_all(api) == 1
         told = [json.loads(r.body) for r in receiver.received[1:]]
         assert [(b["status"], b["label"], b["model_label"]) for b in told] == [("auto", None, now)]
+        # told once: the server's own pass over the predictions adds nothing
+        await api.rt.scorer.catch_up(background=True)
+        assert await deliver_all(api) == 0
+    each_key_once(receiver)
+
+
+async def test_an_auto_item_a_retire_sends_back_to_people_is_told_it_waits_once(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """`hitl labels retire` of the label an item's model guessed, its best label in force not
+    sure enough: the item waits for people again, and its producer, told ``auto`` with that
+    label, is told so, as a label taken back (``posted``, ``label`` null). One whose ``auto``
+    webhook had not gone yet hears nothing: it goes no more (as a label taken back before its
+    webhook went)."""
+    async for api in start_api(
+        fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD, **LOOPBACK
+    ):
+        body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
+        response = await post_json(api, "/api/items", {"items": [body]})
+        assert response.status == 200, await response.text()
+        assert await deliver_all(api) == 1
+        first = json.loads(receiver.received[0].body)
+        assert (first["status"], first["label"], first["model_label"]) == ("auto", None, "billing")
+        body = {"id": "A-2", "text": "refund me", "callback_url": receiver.url}
+        response = await post_json(api, "/api/items", {"items": [body]})  # told by and by
+        assert response.status == 200, await response.text()
+
+        await asyncio.to_thread(hitl, api.rt.settings.db, "labels", "retire", "billing")
+        for item in ("A-1", "A-2"):  # account at 0.06: below HITL_THRESHOLD, to people
+            shown = await get_item(api, item)
+            assert (shown["status"], shown["prediction"]["label"]) == ("needs_review", "account")
+        assert await deliver_all(api) == 1
+        told = [json.loads(r.body) for r in receiver.received[1:]]
+        assert told == [
+            {
+                "id": "A-1",
+                "label": None,
+                "votes": 0,
+                "resolved_at": None,
+                "model_label": "account",
+                "status": "posted",
+            }
+        ]
         # told once: the server's own pass over the predictions adds nothing
         await api.rt.scorer.catch_up(background=True)
         assert await deliver_all(api) == 0
