@@ -458,10 +458,11 @@ def import_command(
     A CSV may be separated by semicolons or tabs instead of commas (read from its header
     and first rows). A .json file is read as JSON lines, a gzip file (.gz) as what it holds;
     in a Prodigy export only accepted rows give labels. Columns other than the text, id and
-    label are kept as the item's meta. Rows that
-    already exist (same id, or same text when there is no id) are skipped, so
-    importing the same file twice adds nothing. Bad rows are reported with their line
-    number and skipped; all good rows are imported.
+    label are kept as the item's meta. A row already stored (same id and text, or same
+    text when there is no id) is a duplicate and changes nothing, so importing the same
+    file twice adds nothing; a row whose id is stored with another text is rejected (an
+    import never changes a stored item). Bad rows are reported with their line number and
+    skipped; all good rows are imported.
 
     \b
     Examples:
