@@ -682,7 +682,7 @@ def _refuse_if_gone(store: Store, item_id: str, *, always: bool = False) -> None
     if always:
         raise ApiError(
             410,
-            f"item {item_id[:200]!r} was deleted while it was stored; send a new item under"
+            f"item {quoted(item_id, 200)} was deleted while it was stored; send a new item under"
             " a new id",
             "id",
         )
@@ -1006,10 +1006,13 @@ def deleted_items_before(store: Store, items: list[ApiItem]) -> dict[str, str]:
 
 
 def _deleted_said(store: Store, item_id: str, recorded: str) -> str:
-    at = (store.deleted_item(recorded) or {}).get("at", "")
+    """The 410's words for ``item_id`` (``recorded``: the id its deletion was recorded
+    under): when, and by which way (this API's DELETE records its user as ``api``)."""
+    found = store.deleted_item(recorded) or {}
+    how = "DELETE /api/items/{id}" if found.get("user_id") == "api" else "hitl delete"
     return (
-        f"item {item_id[:200]!r} was deleted at {at} (hitl delete) and is not stored again;"
-        " send a new item under a new id"
+        f"item {quoted(item_id, 200)} was deleted at {found.get('at', '')} ({how}) and is not"
+        " stored again; send a new item under a new id"
     )
 
 

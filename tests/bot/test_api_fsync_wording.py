@@ -74,7 +74,7 @@ async def test_a_delete_whose_fsync_failed_says_it_was_deleted_and_its_retry_is_
     monkeypatch.setattr(store_core, "_fsync", counting)
     retried = await bot.http.delete("/api/items/F1", headers=AUTH)
     assert retried.status == 410
-    assert (await retried.json())["error"].startswith("item 'F1' was deleted at ")
+    assert (await retried.json())["error"].startswith('item "F1" was deleted at ')
     assert len(synced) == 1 and synced[0].endswith("-wal")
 
 

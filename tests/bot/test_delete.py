@@ -326,8 +326,9 @@ async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
         said = await resent.json()
         check_answer("/api/predict", "POST", resent.status, said)
         assert resent.status == 410 and said["field"] == "id"
-        assert said["error"].endswith(
-            " (hitl delete) and is not stored again; send a new item under a new id"
+        assert said["error"].startswith('item "T 7/a" was deleted at ')
+        assert said["error"].endswith(  # by this API's DELETE, not `hitl delete`
+            " (DELETE /api/items/{id}) and is not stored again; send a new item under a new id"
         )
         batch = await api.http.post(
             "/api/items",
@@ -347,7 +348,7 @@ async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
         again = await api.http.delete(path, headers=AUTH)
         said = await again.json()
         check_answer("/api/items/{id}", "DELETE", again.status, said)
-        assert again.status == 410 and said["error"].startswith("item 'T 7/a' was deleted at ")
+        assert again.status == 410 and said["error"].startswith('item "T 7/a" was deleted at ')
         assert api.store.deleted_item("T 7/a")["reason"] == "erasure #4411"
         assert (await api.http.delete("/api/items/nope", headers=AUTH)).status == 404
 

@@ -119,6 +119,7 @@ async def test_items_deleted_by_another_process_between_the_check_and_the_insert
         ]
         assert body["results"][0]["field"] == "items[0].id"
         assert "was deleted at" in body["results"][0]["error"]
+        assert "(hitl delete)" in body["results"][0]["error"]  # by the CLI's user, not "api"
         assert (body["created"], body["duplicates"], body["rejected"]) == (1, 0, 1)
         assert api.store.get_item("X-1") is None
 
