@@ -921,6 +921,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
             shown = mask(value)
         elif isinstance(value, tuple):
             shown = ",".join(value)
+        elif isinstance(value, bool):  # as the variable is written (and README's table)
+            shown = "true" if value else "false"
         else:
             shown = str(value)
         rows.append((spec.env, shown, settings.sources.get(spec.name, "default"), spec.help))

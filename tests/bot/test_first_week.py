@@ -268,6 +268,7 @@ def test_config_shows_the_report_channel_labels_and_pipeline_in_force(
     assert before["HITL_REPORT_CHANNEL"] == ["C0QUESTIONS", "(default: HITL_CHANNEL)"]
     assert before["HITL_LABELS"] == ["-", "(default)"]
     assert before["HITL_PIPELINE"] == ["word_char_auto", "(default)"]
+    assert before["HITL_SHOW_VOTES"] == ["false", "(default)"]  # as written, not Python's False
     assert not (tmp_path / "hitl.db").exists()  # config made no database
 
     Path("t.csv").write_text("text,label\ncharged twice,billing\napp crashes,bug\n")
@@ -286,4 +287,7 @@ def test_config_shows_the_report_channel_labels_and_pipeline_in_force(
     ]
     assert run("labels", "show", env=env).stdout.splitlines()[0].endswith("billing, bug, account")
     env["HITL_REPORT_CHANNEL"] = "C0REPORTS"
-    assert rows(run("config", env=env).stdout)["HITL_REPORT_CHANNEL"] == ["C0REPORTS", "(env)"]
+    env["HITL_SHOW_VOTES"] = "1"
+    shown = rows(run("config", env=env).stdout)
+    assert shown["HITL_REPORT_CHANNEL"] == ["C0REPORTS", "(env)"]
+    assert shown["HITL_SHOW_VOTES"] == ["true", "(env)"]
