@@ -112,6 +112,44 @@ async def test_a_webhook_unsent_in_the_backup_that_went_after_it_is_not_counted_
         assert "Producers told: 1 webhook queued" in done.output
 
 
+@pytest.mark.parametrize("when", ["after it went", "before it went"])
+async def test_a_label_the_restore_restates_then_retires_is_told_taken_back_once(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver, when: str
+):
+    """As above, B's label removed after the backup; the restore makes the backup's waiting
+    webhook restate bug (``restates``), the only webhook of B the restored database holds.
+    Then `hitl labels retire bug`. After that webhook went (bug), the retire's take-back
+    tells "label": null. Before it went, the retire queues none (one waits unsent), and that
+    one tells the item as it is when it goes: "label": null, a restatement counting as a
+    webhook that may have told the label (``_maybe_told``). Either way the producer ends as
+    the API says, each state once under a key of its own."""
+    settings = settings_for(fake_slack, tmp_path)
+    db = settings.db
+    async for bot in start_bot(fake_slack, settings):
+        await sent(bot, "B", "the app crashes on start", receiver.url)
+        await answered(bot, await asked(bot, "B"), ANA, "bug")
+        backup = backup_of(db)  # B's webhook waits unsent in it
+        await asyncio.to_thread(hitl, db, "labels", "remove", "B")
+        assert await deliver_all(bot) == 1
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "Producers told: 1 webhook queued" in done.output
+    if when == "before it went":
+        hitl(db, "labels", "retire", "bug", "--reason", "split")
+    async for bot in start_bot(fake_slack, settings):
+        await deliver_all(bot)
+        if when == "after it went":
+            await asyncio.to_thread(hitl, db, "labels", "retire", "bug", "--reason", "split")
+            assert await deliver_all(bot) == 1
+        assert await as_the_api_says(bot, "B") == (None, "posted")
+    said = [(b["label"], b["status"]) for b in map(json.loads, (r.body for r in receiver.received))]
+    restated = [("bug", "resolved")] if when == "after it went" else []
+    assert said == [(None, "skipped"), *restated, (None, "posted")], said
+    assert last_told(receiver, "B")[:2] == (None, "posted")
+    one_body_a_key(receiver)
+    each_key_once(receiver)
+
+
 # -- 2. an item left to the model, its label renamed, merged or retired -------------------------
 
 
