@@ -16,6 +16,19 @@ from bot.store.records import count_new_items, same_text
 
 logger = logging.getLogger("bot.store")
 
+# Conditions on an item's deliveries (``{item}``: the item's id in the statement), for the
+# statements that queue a webhook: one of them may have told its producer (delivered, an
+# attempt made, or a restore's restatement: ``_maybe_told``), and one waits unsent (it tells
+# the item as it is when it first goes, so no second one is queued beside it).
+_MAY_HAVE_TOLD = (
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = {item}"
+    " AND (d.status = 'delivered' OR d.attempts > 0 OR d.restates IS NOT NULL))"
+)
+_WAITS_UNSENT = (
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = {item}"
+    " AND d.status = 'pending' AND d.attempts = 0)"
+)
+
 
 class ApiAdded(list[str]):
     """What ``add_api_items`` stored: the ids that were new, in order (a list, as it was), and
@@ -470,10 +483,8 @@ class ProducerMixin:
             f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM items WHERE id = ?"
             " AND coalesce(callback_url, '') != ''"
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND (d.status = 'delivered' OR d.attempts > 0 OR d.restates IS NOT NULL))"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND d.status = 'pending' AND d.attempts = 0)",
+            f" AND {_MAY_HAVE_TOLD.format(item='items.id')}"
+            f" AND NOT {_WAITS_UNSENT.format(item='items.id')}",
             [now, now, item_id],
         )
 
@@ -486,20 +497,14 @@ class ProducerMixin:
         that one reads the item as it is when it goes. One INSERT … SELECT over the label's
         items (index ``labels_label``), never a statement per item: the change holds the write
         lock while it runs. Returns how many were queued."""
-        told = (
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
-            "  AND (d.status = 'delivered' OR d.attempts > 0))"
-            if taken_back
-            else ""
-        )
+        told = f" AND {_MAY_HAVE_TOLD.format(item='i.id')}" if taken_back else ""
         return self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
             f" SELECT i.id, i.callback_url, ?, ?, {RECEIVER_SQL.format(url='i.callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM labels l JOIN items i ON i.id = l.item_id"
             " WHERE l.label = ? AND coalesce(i.callback_url, '') != ''"
             f"{told}"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = i.id"
-            "  AND d.status = 'pending' AND d.attempts = 0)",
+            f" AND NOT {_WAITS_UNSENT.format(item='i.id')}",
             [now, now, label],
         ).rowcount
 
@@ -521,8 +526,7 @@ class ProducerMixin:
             f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
             f" FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
             " AND +status IN ('auto', 'skipped') AND coalesce(callback_url, '') != ''"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND d.status = 'pending' AND d.attempts = 0)",
+            f" AND NOT {_WAITS_UNSENT.format(item='items.id')}",
             [now, now, json.dumps(keys)],
         ).rowcount
 
@@ -549,10 +553,8 @@ class ProducerMixin:
             f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
             " FROM items WHERE rowid IN (SELECT value FROM json_each(?))"
             " AND +status = 'queued' AND coalesce(callback_url, '') != ''"
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND (d.status = 'delivered' OR d.attempts > 0 OR d.restates IS NOT NULL))"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id"
-            "  AND d.status = 'pending' AND d.attempts = 0)",
+            f" AND {_MAY_HAVE_TOLD.format(item='items.id')}"
+            f" AND NOT {_WAITS_UNSENT.format(item='items.id')}",
             [now, now, json.dumps(left)],
         )
 
