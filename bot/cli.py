@@ -1645,8 +1645,10 @@ def stats_command(state: State, quiet: bool) -> None:
             bar.to(1, 2, "every answer (agreement)")
             measured = quality.measure(store, state.settings)
             bar.to(2, 2, "done")
-        # everyone, worst first (no Slack size limit here; /hitl stats shows the first 20)
-        sections += quality.quality_sections(measured, gold=True, limit=None)
+        # everyone, worst first (no Slack size limit here; /hitl stats shows the first 20);
+        # labels as they are (``reports.plain`` keeps them so)
+        with reports.for_terminal():
+            sections += quality.quality_sections(measured, gold=True, limit=None)
     click.echo(reports.plain("\n\n".join(sections)))
 
 

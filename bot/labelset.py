@@ -16,7 +16,7 @@ from bot.labelnames import label_key
 from bot.store import Store
 from bot.store.labelset import NotInForce as NotInForce
 from bot.store.labelset import in_force as in_force  # the store's too (its predictions)
-from bot.words import count, escape
+from bot.words import code_text, count, escape
 
 
 def current_labels(settings: Settings, store: Store) -> list[str]:
@@ -225,9 +225,9 @@ def retired_in_config(settings: Settings, store: Store) -> list[str]:
 
 def retired_note(label: str, n: int, *, slack: bool, settings: Settings | None = None) -> str:
     """What a retire did to the items decided with ``label`` (``n``: ``ChangedSet.labeled``), for
-    the CLI or Slack (mrkdwn, ``label`` escaped by the caller), with how to undo it; with the
-    ``settings`` in force, one more sentence when they route ``label`` or give it guidelines
-    (``retired_config_note``)."""
+    the CLI or Slack (mrkdwn, ``label`` as ``code_text`` by the caller: it goes in code
+    spans), with how to undo it; with the ``settings`` in force, one more sentence when they
+    route ``label`` or give it guidelines (``retired_config_note``)."""
     note = _items_note(label, n, slack=slack)
     said = retired_config_note(settings, label, slack=slack) if settings is not None else None
     return f"{note} {said}" if said else note
@@ -235,11 +235,11 @@ def retired_note(label: str, n: int, *, slack: bool, settings: Settings | None =
 
 def retired_config_note(settings: Settings, label: str, *, slack: bool) -> str | None:
     """The sentence a retire adds when the settings in force still route the retired label or
-    give it guidelines (``label`` as ``retired_note`` has it: escaped for Slack), with the fix;
-    None when they name it nowhere. Not refused: `hitl serve` starts and warns of it
+    give it guidelines (``label`` as ``retired_note`` has it: ``code_text`` for Slack), with the
+    fix; None when they name it nowhere. Not refused: `hitl serve` starts and warns of it
     (``retired_in_config``)."""
     named = {*settings.routes, *settings.guidelines}
-    raw = next((k for k in named if escape(k) == label), None) if slack else label
+    raw = next((k for k in named if code_text(k) == label), None) if slack else label
     if raw not in named:
         return None
     if slack:

@@ -36,7 +36,7 @@ import numpy as np
 from bot.config import Settings
 from bot.labelset import not_in_force
 from bot.store import Store
-from bot.words import count, escape, person
+from bot.words import count, name, person
 from model.aggregation import Aggregation, dawid_skene
 from model.agreement import (
     DEFAULT_MIN_SHARED,
@@ -384,7 +384,7 @@ def agreement_sections(report: AgreementReport, limit: int | None = MAX_PEOPLE) 
     if labels:
         sections.append(
             f"*By label* (specific agreement{on}): "
-            + " · ".join(f"{escape(lb.label)} {_share(lb.specific)}" for lb in labels)
+            + " · ".join(f"{name(lb.label)} {_share(lb.specific)}" for lb in labels)
         )
     # least agreement first (a cap hides the people who agree most, not the careless
     # clickers), on a tie the one with more answers first, then by id

@@ -9,11 +9,9 @@ as biased low, since those are the items the model found hardest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,8 @@ from bot.learning.stopping import StopStatus, Streak, stop_status
 from bot.store import Store
 from bot.store.core import LABEL_RETIRED
 from bot.store.gold import GOLD_WAITING, WAITING
-from bot.words import count, escape, name_mrkdwn, person
+from bot.words import NAME_CLOSE, NAME_OPEN, count, escape, for_terminal, name, person
+from bot.words import marked as _marked
 from model import ModelError, ModelRegistry, wilson_interval
 
 if TYPE_CHECKING:
@@ -1041,29 +1040,12 @@ def command(words: str) -> str:
     return f"`/hitl {words}`"
 
 
-# A label in report text (``name``): in Slack mrkdwn as ``name_mrkdwn`` shows it, so it cannot
-# format the line; in text built for a terminal (``for_terminal``) as it is, between these two
-# marks, which ``plain`` drops leaving what is between untouched (a label "3*" keeps its star,
-# "_x_" its underscores). A label cannot hold them (control characters are refused).
-_NAME_OPEN, _NAME_CLOSE = "\x02", "\x03"
-_NAMED = re.compile("\x02([^\x02\x03]*)\x03")
-_TERMINAL: ContextVar[bool] = ContextVar("reports_for_terminal", default=False)
+# A label in report text: ``name`` (bot.words) shows it for Slack or, within ``for_terminal``,
+# between marks that ``plain`` drops leaving what is between untouched.
+_NAMED = re.compile(f"{NAME_OPEN}([^{NAME_OPEN}{NAME_CLOSE}]*){NAME_CLOSE}")
 # _italic_ the product wrote: an underscore with no letter, digit or backtick outside it and
 # text inside, on one line (HITL_VOTES and how_to keep theirs)
 _ITALIC = re.compile(r"(?<![\w`])_(?=[^\s_])([^\n]*?[^\s_])_(?![\w`])")
-
-
-def name(label: str) -> str:
-    """``label`` for a report's text: for Slack, escaped and never formatting
-    (``name_mrkdwn``); within ``for_terminal``, as it is, for ``plain`` to leave so."""
-    label = label.replace(_NAME_OPEN, "").replace(_NAME_CLOSE, "")
-    return _marked(label) if _TERMINAL.get() else name_mrkdwn(label)
-
-
-def _marked(label: str) -> str:
-    """``label`` between the marks ``name`` uses for a terminal (kept in data such as a
-    class's note, which ``_with_names`` shows)."""
-    return f"{_NAME_OPEN}{label.replace(_NAME_OPEN, '').replace(_NAME_CLOSE, '')}{_NAME_CLOSE}"
 
 
 def _with_names(text: str) -> str:
@@ -1071,16 +1053,6 @@ def _with_names(text: str) -> str:
     them."""
     parts = _NAMED.split(text)
     return "".join(name(part) if odd % 2 else escape(part) for odd, part in enumerate(parts))
-
-
-@contextlib.contextmanager
-def for_terminal() -> Iterator[None]:
-    """Reports built within show labels as they are, for ``plain`` (the CLI's output)."""
-    token = _TERMINAL.set(True)
-    try:
-        yield
-    finally:
-        _TERMINAL.reset(token)
 
 
 def terminal(build: Callable[[], str]) -> str:

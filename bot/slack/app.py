@@ -46,6 +46,7 @@ from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
 from bot.slack.review import REVIEW_CALLBACK, on_review_submit
 from bot.store import AnswerResult, DatabaseError, ReviewRules, database_problem
+from bot.words import code_text
 
 logger = logging.getLogger(__name__)
 
@@ -492,8 +493,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 else " The question had been taken back unanswered, so the item waits in the"
                 " queue to be asked again."
             )
+            shown = blocks.name_mrkdwn(str(undone.label))
             await respond(
-                text=f"Undone: {blocks.escape(str(undone.label))} is no longer the label.{again}",
+                text=f"Undone: {shown} is no longer the label.{again}",
                 replace_original=True,
             )
             await Redrawer.of(rt).soon()
@@ -504,7 +506,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
             did = "confirmed the label" if undone.kept else "changed the label to"
             await respond(
-                text=f"Not undone: {who} has since {did} {blocks.escape(str(undone.label))};"
+                text=f"Not undone: {who} has since {did} {blocks.name_mrkdwn(str(undone.label))};"
                 " ask them if it should change again.",
                 replace_original=True,
             )
@@ -855,8 +857,8 @@ async def _answer(
     result = await _written(rt, record)
     if result is None:
         await ack()
-        shown = blocks.fit(blocks.escape(clicked), 80)  # as written (a forged one: cut)
-        note = f'"{shown}" is not in the label set any more; pick another.'
+        shown = blocks.fit(code_text(clicked), 80)  # as written (a forged one: cut)
+        note = f"`{shown}` is not in the label set any more; pick another."
         await _tell(client, body, note, rt)
         return
     await rt.store.synced()  # ...but the answer is on disk before the ack
@@ -870,7 +872,7 @@ async def _answer(
             note = ITEM_REMOVED
         elif result.status == "closed":  # kept as history, not counted: in the modal too
             decided = rt.store.resolution(item_id)
-            what = f"labeled {blocks.escape(str(decided['label']))}" if decided else "skipped"
+            what = f"labeled {blocks.name_mrkdwn(str(decided['label']))}" if decided else "skipped"
             note = f"This one was already decided ({what}); thanks anyway!"
             if not in_modal:  # its buttons were live: redrawn as the database has it
                 container = body.get("container") or {}
@@ -949,7 +951,7 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
     await client.chat_postEphemeral(
         channel=channel,
         user=body["user"]["id"],
-        text=f"Saved {blocks.escape(label)}. Undo within 10 minutes if you change your mind.",
+        text=f"Saved {blocks.name_mrkdwn(label)}. Undo within 10 minutes if you change your mind.",
         blocks=blocks.undo_blocks(item_id, label),
     )
 

@@ -109,7 +109,7 @@ def guidelines_view(labels: Sequence[str], guidelines: Mapping[str, Guideline]) 
     if (view := _mildest(whole)) is not None:
         return view
     # the last resort: as many as fit in LIST_BUDGET and Slack's blocks, then "… and N more"
-    names = [_part(f"`{blocks.escape(label)}`") for label in bare]
+    names = [_part(blocks.name_mrkdwn(label)) for label in bare]
     room = MAX_BLOCKS - 2  # below the head line, above the "… and N more" line
 
     def listed(examples: int, chars: int | None) -> tuple[list[str], int, int] | None:
@@ -212,9 +212,9 @@ def _guidelines_texts(
     room = MAX_BLOCKS - 1  # below the head line
     entries = [_entry(escaped[label], examples, chars) for label in guided]
     # the labels with no guideline: one section each when there is room, else their names
-    names = [f"*{blocks.escape(label)}*\n_no description yet_" for label in bare]
+    names = [f"*{blocks.name_mrkdwn(label)}*\n_no description yet_" for label in bare]
     if len(entries) + len(names) > room:
-        names = _packed([f"`{blocks.escape(label)}`" for label in bare], ", ", NO_GUIDE)
+        names = _packed([blocks.name_mrkdwn(label) for label in bare], ", ", NO_GUIDE)
     if len(entries) > room - len(names):  # several labels to a section
         entries = _packed(entries, "\n\n")
     if len(entries) <= room - len(names):
@@ -222,13 +222,14 @@ def _guidelines_texts(
     return None  # thousands of labels: guidelines_view's last resort lists as many as fit
 
 
-# A guided label's name, description and examples (as many as are ever shown), escaped.
+# A guided label's name (in a code span, ``name_mrkdwn``), description and examples (as many
+# as are ever shown), escaped.
 Escaped = tuple[str, str, tuple[str, ...]]
 
 
 def _escaped(label: str, guide: Guideline) -> Escaped:
     examples = tuple(blocks.escape(example) for example in guide.examples[:MAX_EXAMPLES])
-    return blocks.escape(label), blocks.escape(guide.description), examples
+    return blocks.name_mrkdwn(label), blocks.escape(guide.description), examples
 
 
 def _entry(escaped: Escaped, examples: int, chars: int | None) -> str:

@@ -18,6 +18,7 @@ from bot.labelnames import label_key, label_problem, looks_the_same
 from bot.labelset import current_labels, retired_note
 from bot.slack import blocks
 from bot.store import Store
+from bot.words import code_text
 
 USAGE = (
     "Usage: `/hitl labels` shows the label set; `/hitl labels add LABEL`, "
@@ -86,7 +87,7 @@ def wrong_words(
 
 
 def _quoted(name: str) -> str:
-    shown = blocks.fit(blocks.escape(name), 80)  # cut between whole characters, with "…"
+    shown = blocks.fit(code_text(name), 80)  # in a command's code span; cut with "…"
     return f'"{shown}"' if len(name.split()) > 1 else shown
 
 
@@ -235,7 +236,7 @@ def labels_reply(
     names = named
     for name in names:
         if problem := label_problem(name):
-            shown = blocks.fit(blocks.escape(name), 40)  # whole characters, "…" when cut
+            shown = blocks.fit(code_text(name), 40)  # whole characters, "…" when cut
             return f"Cannot {action}: the label `{shown}` {problem}.", False
     try:
         after = store.change_label_set(
@@ -251,7 +252,7 @@ def labels_reply(
         return blocks.fit(f"Cannot {action}: {blocks.escape(str(exc))}"), False
     # Worded from the change this call made (``ChangedSet``), never from the newest change
     # stored: another admin's, made in another thread meanwhile, may be that one.
-    made = blocks.escape(after.made)  # as stored (NFC)
+    made = code_text(after.made)  # as stored (NFC), for the code spans it is put in
     if action == "retire":
         note = retired_note(made, after.labeled, slack=True, settings=settings) + after.gold_note(
             f"`{made}`"
@@ -268,7 +269,7 @@ def labels_reply(
 def listed(labels: list[str], room: int) -> str:
     """``labels`` as `a`, `b`, ... in ``room`` characters: the whole entries that fit, then
     how many more and where to see them all, never a label cut in half."""
-    entries = [f"`{blocks.escape(label)}`" for label in labels]
+    entries = [blocks.name_mrkdwn(label) for label in labels]
     shown = ", ".join(entries)
     if len(shown) <= room:
         return shown or "none"

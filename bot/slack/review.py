@@ -112,13 +112,13 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note:
         or "opened by its id (`/hitl review ID`), not waiting in review"
     )
     votes = " · ".join(
-        f"{blocks.escape(label)}: {', '.join(blocks.person(u) for u in users)}"
+        f"{blocks.name_mrkdwn(label)}: {', '.join(blocks.person(u) for u in users)}"
         for label, users in item.votes.items()
     )
     facts = [f"*Why:* {why}", f"*Votes:* {votes or 'none'}"]
     if item.guess is not None:
-        facts.append(f"*Model:* {blocks.escape(item.guess[0])} ({item.guess[1]:.0%})")
-    facts.append(f"*Label now:* {blocks.escape(item.label) if item.label else 'none'}")
+        facts.append(f"*Model:* {blocks.name_mrkdwn(item.guess[0])} ({item.guess[1]:.0%})")
+    facts.append(f"*Label now:* {blocks.name_mrkdwn(item.label) if item.label else 'none'}")
     body: list[Block] = [
         ContextBlock(elements=[MarkdownTextObject(text=f"{item.waiting} waiting in review")]),
         *([SectionBlock(text=MarkdownTextObject(text=blocks.fit(item.note)))] if item.note else []),
@@ -215,10 +215,11 @@ def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any] | None) ->
     if change is not None:
         by = change[0]
         who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
-        what = f"*{blocks.escape(label)}*" if label else "removed the label"
+        what = f"*{blocks.name_mrkdwn(label)}*" if label else "removed the label"
         decided = f"{who} decided this item {when} ({what})"
     else:
-        decided = f"The votes decided this item {when} (*{blocks.escape(label or 'none')}*)"
+        what = f"*{blocks.name_mrkdwn(label)}*" if label else "*none*"
+        decided = f"The votes decided this item {when} ({what})"
     if seen is None:
         decided = (
             "This window was opened before hitl was upgraded, so it cannot tell whether the"

@@ -115,7 +115,7 @@ def test_resolved_message_has_no_buttons_and_says_who_and_what_the_model_guessed
     built = as_dicts(question_blocks(q))
     assert not any(b["type"] == "actions" for b in built)
     text = json.dumps(built, ensure_ascii=False)
-    assert "✅ *a* by <@U1>" in text and "Model guessed *b* (70%): wrong." in text
+    assert "✅ *`a`* by <@U1>" in text and "Model guessed *`b`* (70%): wrong." in text
 
 
 def test_no_model_yet_says_so():
@@ -175,7 +175,7 @@ def test_a_tally_of_185_skippers_is_cut_to_fit_the_context():
     built = as_dicts(question_blocks(q))
     assert_within_limits(built)
     tally = next(b for b in built if b["type"] == "context")["elements"][-1]["text"]
-    assert tally.startswith("Votes so far: *a* 1 (<@U0ANA>) · skipped by <@U0000000000>, <@U0")
+    assert tally.startswith("Votes so far: *`a`* 1 (<@U0ANA>) · skipped by <@U0000000000>, <@U0")
     named, more = tally.count("<@U0000"), int(re.search(r" and (\d+) more\. ", tally)[1])
     assert named + more == 185 and named > 150
     assert tally.endswith("more. 2 matching votes decide.")
@@ -197,7 +197,9 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
     )
     built = as_dicts(question_blocks(decided))
     assert_within_limits(built)
-    assert texts_of(built)[1].startswith("✅ *a* by vote (*a* 300 · *b* 100: <@U0000000000>, ")
+    assert texts_of(built)[1].startswith(
+        "✅ *`a`* by vote (*`a`* 300 · *`b`* 100: <@U0000000000>, "
+    )
     assert re.search(r" and \d+ more\)$", texts_of(built)[1])
     skipped = Question("i1", "t", ["a", "b"], skips=PEOPLE, votes_needed=400, status="skipped")
     built = as_dicts(question_blocks(skipped))
@@ -269,4 +271,4 @@ def test_a_label_nobody_voted_shows_who_set_it_not_an_empty_by(tmp_path, by: str
         question = build_question(store, Settings(labels=("billing", "bug")), "t1")
     assert question is not None
     decided = question_blocks(question)[1].to_dict()["text"]["text"]
-    assert decided == f"✅ *bug*, set by {shown} (votes: *billing* 1)"  # Ana's vote, counted
+    assert decided == f"✅ *`bug`*, set by {shown} (votes: *`billing`* 1)"  # Ana's vote, counted

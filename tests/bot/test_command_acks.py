@@ -24,7 +24,7 @@ from bot.errors import StoreError
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
-from tests.bot.test_quality import EXPECTED, answer_all
+from tests.bot.test_quality import IN_SLACK, answer_all
 from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
@@ -113,7 +113,7 @@ async def test_slow_stats_are_acknowledged_at_once_and_answered_by_the_response_
         held.release()
     [answer] = await answered_later(bot, told)
     assert answer["response_type"] == "ephemeral"
-    for line in EXPECTED:  # the real figures, as the ack gives them when read in time
+    for line in IN_SLACK:  # the real figures, as the ack gives them when read in time
         assert line in answer["text"], line
     sections = [b["text"]["text"] for b in answer["blocks"]]
     assert sections[1].startswith("*Agreement between people*")
@@ -127,7 +127,7 @@ async def test_stats_read_in_time_are_the_ack_itself(voting_bot: Bot):
     told = len(bot.fake.responses)
     status, body, _ = await command(bot, "stats")
     assert status == 200
-    for line in EXPECTED:
+    for line in IN_SLACK:
         assert line in body["text"], line
     assert await answered_later(bot, told) == []  # one message: nothing more
 

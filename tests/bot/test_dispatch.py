@@ -253,7 +253,7 @@ async def test_a_route_and_guidelines_follow_a_rename_of_their_label(
         await bot.settled()
         [opened] = bot.fake.calls_to("views.open")
         shown = json.dumps(opened.params["view"])
-        assert "*payments*\\nMoney: charges, refunds" in shown, shown
+        assert "*`payments`*\\nMoney: charges, refunds" in shown, shown
 
 
 LONG_LABELS = tuple(f"{n:03d} 🎉 " + "é" * 69 for n in range(150))

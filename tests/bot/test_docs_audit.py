@@ -44,7 +44,7 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
         yield running
 
 
-GUESS = re.compile(r"Model's guess: \*(\w+)\* \((\d+%)\)")
+GUESS = re.compile(r"Model's guess: \*`(\w+)`\* \((\d+%)\)")
 
 
 def now_shown(bot: Bot, message: dict) -> str:
@@ -77,11 +77,11 @@ async def decided(bot: Bot) -> tuple[dict, dict, dict[str, tuple[str, ...]], str
 async def test_a_question_asked_before_the_first_model_keeps_its_guess_once_answered(bot: Bot):
     _, answered, shown, label = await decided(bot)
     text = now_shown(bot, answered)
-    assert f"✅ *{label}* by <@U0ANA>" in text, text
+    assert f"✅ *`{label}`* by <@U0ANA>" in text, text
     assert "had no guess" not in text, text  # was: "The model had no guess yet."
     label_shown, p_shown = shown[answered["ts"]]
     verdict = "right" if label_shown == label else "wrong"
-    assert f"Model guessed *{label_shown}* ({p_shown}): {verdict}." in text, text
+    assert f"Model guessed *`{label_shown}`* ({p_shown}): {verdict}." in text, text
 
 
 async def test_a_question_asked_before_the_first_model_keeps_its_guess_once_set_aside(bot: Bot):
@@ -90,7 +90,7 @@ async def test_a_question_asked_before_the_first_model_keeps_its_guess_once_set_
     assert "⏭ Set aside after skips by" in text, text
     assert "No model yet" not in text, text  # was: while model v1 served
     label_shown, p_shown = shown[set_aside["ts"]]
-    assert f"Model's guess: *{label_shown}* ({p_shown})" in text, text
+    assert f"Model's guess: *`{label_shown}`* ({p_shown})" in text, text
 
 
 def test_a_question_set_aside_with_no_guess_does_not_say_there_is_no_model():

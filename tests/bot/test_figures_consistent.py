@@ -56,8 +56,8 @@ def test_weakest_classes_say_a_class_was_merged_away_since_the_model(tmp_path: P
         )
         line = _weakest_line(store, PER_CLASS)
     assert line == (
-        "*Weakest classes:* abbreviation (F1 0.21, n=14; merged into description since v3 was"
-        " trained), location (F1 0.46, n=37), entity (F1 0.47, n=75)"
+        "*Weakest classes:* `abbreviation` (F1 0.21, n=14; merged into `description` since v3 was"
+        " trained), `location` (F1 0.46, n=37), `entity` (F1 0.47, n=75)"
     )
 
 
@@ -69,8 +69,8 @@ def test_weakest_classes_show_a_renamed_class_under_its_name_of_now(tmp_path: Pa
         store.change_label_set("retire", "entity", current=labels, user_id="U0ADMIN")
         line = _weakest_line(store, PER_CLASS)
     assert line == (
-        "*Weakest classes:* acronym (F1 0.21, n=14; named abbreviation when v3 was trained),"
-        " location (F1 0.46, n=37), entity (F1 0.47, n=75; retired since v3 was trained)"
+        "*Weakest classes:* `acronym` (F1 0.21, n=14; named `abbreviation` when v3 was trained),"
+        " `location` (F1 0.46, n=37), `entity` (F1 0.47, n=75; retired since v3 was trained)"
     )
 
 

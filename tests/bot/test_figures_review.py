@@ -121,9 +121,9 @@ def test_weakest_classes_follow_a_merge_then_a_rename(tmp_path: Path):
         store.change_label_set("rename", "description", "definition", current=labels, user_id="U0")
         line = _weakest_line(store, PER_CLASS)
     assert line == (
-        "*Weakest classes:* abbreviation (F1 0.21, n=14; merged into definition since v3 was"
-        " trained), definition (F1 0.30, n=60; named description when v3 was trained),"
-        " location (F1 0.46, n=37)"
+        "*Weakest classes:* `abbreviation` (F1 0.21, n=14; merged into `definition` since v3 was"
+        " trained), `definition` (F1 0.30, n=60; named `description` when v3 was trained),"
+        " `location` (F1 0.46, n=37)"
     )
 
 
@@ -135,9 +135,9 @@ def test_weakest_classes_follow_a_rename_then_a_merge_into_it(tmp_path: Path):
         store.change_label_set("merge", "abbreviation", "definition", current=labels, user_id="U0")
         line = _weakest_line(store, PER_CLASS)
     assert line == (
-        "*Weakest classes:* abbreviation (F1 0.21, n=14; merged into definition since v3 was"
-        " trained), definition (F1 0.30, n=60; named description when v3 was trained),"
-        " location (F1 0.46, n=37)"
+        "*Weakest classes:* `abbreviation` (F1 0.21, n=14; merged into `definition` since v3 was"
+        " trained), `definition` (F1 0.30, n=60; named `description` when v3 was trained),"
+        " `location` (F1 0.46, n=37)"
     )
 
 
@@ -150,9 +150,9 @@ def test_two_classes_merged_into_a_new_label_are_both_merged(tmp_path: Path):
         store.change_label_set("merge", "description", "other", current=labels, user_id="U0")
         line = _weakest_line(store, PER_CLASS)
     assert line == (
-        "*Weakest classes:* abbreviation (F1 0.21, n=14; merged into other since v3 was"
-        " trained), description (F1 0.30, n=60; merged into other since v3 was trained),"
-        " location (F1 0.46, n=37)"
+        "*Weakest classes:* `abbreviation` (F1 0.21, n=14; merged into `other` since v3 was"
+        " trained), `description` (F1 0.30, n=60; merged into `other` since v3 was trained),"
+        " `location` (F1 0.46, n=37)"
     )
 
 

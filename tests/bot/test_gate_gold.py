@@ -109,7 +109,7 @@ async def test_the_report_names_the_labels_too_rare_to_hold_out(tmp_path: Path):
     assert outcome.status == "promoted"
     assert outcome.metrics["n_splits"] == 5  # was 2: the two set the folds for every label
     report = reports.retrain_text(outcome)
-    assert "*Not evaluated* (too few examples to hold out): refund (2)" in report
+    assert "*Not evaluated* (too few examples to hold out): `refund` (2)" in report
 
 
 async def test_items_made_gold_after_the_champion_trained_on_them_do_not_hold_a_good_batch_back(

@@ -297,7 +297,7 @@ async def test_a_gold_question_gets_the_models_guess_computed_off_the_event_loop
         assert await bot.dispatcher.fill() == 1
         assert bot.store.post_for_item("g1")["reason"] == "gold"
         [post] = bot.fake.calls_to("chat.postMessage")
-        assert "Model's guess: *billing*" in json.dumps(post.params["blocks"])  # as any question
+        assert "Model's guess: *`billing`*" in json.dumps(post.params["blocks"])  # as any question
         assert classifier.threads and threading.get_ident() not in classifier.threads
 
 

@@ -64,7 +64,7 @@ async def test_the_guidelines_button_opens_a_modal_with_the_labels_descriptions(
     shown = json.dumps(opened.reply["view"]["blocks"])
     assert "Money: charges, refunds, invoices." in shown and "I was charged twice" in shown
     assert "Something is broken." in shown
-    assert "*account*\\n_no description yet_" in shown  # a label in force without a guideline
+    assert "*`account`*\\n_no description yet_" in shown  # a label in force without a guideline
     assert bot.store.count_answers() == 0  # opening the guidelines is not an answer
 
 

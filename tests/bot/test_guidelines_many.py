@@ -51,7 +51,7 @@ async def test_150_labels_every_guideline_and_every_name_is_in_the_window(
     assert [label for label in labels if label not in shown] == []  # the others by name
     assert "more" not in view["blocks"][-1]["text"]["text"]
     first = view["blocks"][1]["text"]["text"]
-    assert first.startswith("*intent_120*\nWhat intent_120 means")  # guidelines first
+    assert first.startswith("*`intent_120`*\nWhat intent_120 means")  # guidelines first
     assert len(view["blocks"]) <= 100
 
 
@@ -67,7 +67,7 @@ async def test_98_detailed_guidelines_are_cut_to_fit_slacks_view_size(
     blocks = view["blocks"]
     assert "shortened to fit" in blocks[0]["elements"][0]["text"]
     for label, block in zip(labels, blocks[1:], strict=True):  # each label, its description
-        assert block["text"]["text"].startswith(f"*{label}*\n{description[:200]}")
+        assert block["text"]["text"].startswith(f"*`{label}`*\n{description[:200]}")
 
 
 async def test_a_few_guidelines_are_shown_whole(fake_slack: FakeSlack, tmp_path: Path):
@@ -80,9 +80,9 @@ async def test_a_few_guidelines_are_shown_whole(fake_slack: FakeSlack, tmp_path:
     ]
     assert texts == [
         "What each label means",
-        "*bug*\nSomething is broken.\n• _it crashes_\n• _error 500_",
-        "*billing*\n_no description yet_",
-        "*account*\n_no description yet_",
+        "*`bug`*\nSomething is broken.\n• _it crashes_\n• _error 500_",
+        "*`billing`*\n_no description yet_",
+        "*`account`*\n_no description yet_",
     ]
 
 
@@ -126,7 +126,7 @@ async def test_names_too_many_for_one_window_are_cut_saying_how_many_more(
     assert len(json.dumps(view).encode()) <= SLACK_VIEW_LIMIT and len(view["blocks"]) <= 100
     blocks = view["blocks"]
     assert "shortened to fit" in blocks[0]["elements"][0]["text"]
-    assert blocks[1]["text"]["text"] == f"*{guided}*\nWhat this one means.\n• _an example of it_"
+    assert blocks[1]["text"]["text"] == f"*`{guided}`*\nWhat this one means.\n• _an example of it_"
     named = _named(view, labels)
     assert 0 < named < len(labels)
     more = f"… and {len(labels) - named} more: `hitl labels show` lists them all"
@@ -171,7 +171,7 @@ async def test_800_long_descriptions_keep_the_longest_head_that_fits(
     assert len(json.dumps(view).encode()) <= SLACK_VIEW_LIMIT and len(view["blocks"]) <= 100
     shown = json.dumps(view["blocks"], ensure_ascii=False)
     head = "הסבר ארוך הסבר ארוך הסבר ארוך"  # 29 characters of each description, and more
-    assert [label for label in labels if f"*{label}*\\n{label}: {head}" not in shown] == []
+    assert [label for label in labels if f"*`{label}`*\\n{label}: {head}" not in shown] == []
     assert "shortened to fit in Slack" in shown
     assert "more: `hitl labels show`" not in shown
 

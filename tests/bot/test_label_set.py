@@ -92,7 +92,7 @@ async def test_a_retired_labels_old_button_is_refused_with_a_note_and_nothing_is
 
     assert (await bot.action(bot.button_payload(message, "U0ANA", retired))).status == 200
     note = await bot.fake.next_call("chat.postEphemeral")
-    assert note.params["text"] == f'"{retired}" is not in the label set any more; pick another.'
+    assert note.params["text"] == f"`{retired}` is not in the label set any more; pick another."
     assert bot.store.count_answers() == 1  # the seed's only
 
 
@@ -223,7 +223,7 @@ async def test_a_question_posted_after_a_rename_shows_the_models_guess_by_its_ne
     assert await bot.dispatcher.fill() == 1
     [post] = bot.fake.calls_to("chat.postMessage")
     shown = json.dumps(post.params["blocks"])
-    assert "Model's guess: *money* (60%)" in shown and "billing" not in shown
+    assert "Model's guess: *`money`* (60%)" in shown and "billing" not in shown
     assert "praise" not in shown  # a retired label is no guess any more
     assert buttons(bot.posted()[0])[:2] == ["money", "bug"]
 

@@ -123,7 +123,7 @@ def test_after_hitl_labels_narrows_the_set_a_retrain_trains_on_its_labels_only(
 
 def guess_of(message: dict) -> str:
     text = json.dumps(message["blocks"])
-    found = re.search(r"Model's guess: \*?([a-z_]+)\*? \(", text)
+    found = re.search(r"Model's guess: \*`([a-z_]+)`\* \(", text)
     assert found is not None, text[:400]
     return found.group(1)
 

@@ -202,7 +202,7 @@ async def test_an_answer_in_the_modal_on_an_item_just_decided_says_so_and_is_not
 
     await click_in_modal(bot, "U0RAJ", raj, second)
     shown = modal_text(bot, raj)
-    assert f"This one was already decided (labeled {first}); thanks anyway!" in shown
+    assert f"This one was already decided (labeled `{first}`); thanks anyway!" in shown
     assert "0 answered in this session" in shown  # history, not an answer counted
     assert bot.store.resolution(item)["label"] == first
 
@@ -216,7 +216,7 @@ async def test_a_click_in_the_modal_on_a_label_retired_meanwhile_redraws_it_with
 
     await click_in_modal(bot, "U0ANA", ana, retired)
     shown = modal_text(bot, ana)
-    note = f'"{retired}" is not in the label set any more; pick another.'
+    note = f"`{retired}` is not in the label set any more; pick another."
     assert json.dumps(note)[1:-1] in shown  # the view's blocks as JSON
     assert retired not in modal_labels(bot, ana)
     assert json.loads(bot.fake.views[ana]["private_metadata"])["item"] == item  # still to do

@@ -71,7 +71,8 @@ async def test_a_review_decision_for_a_label_someone_voted_says_the_admin_set_it
     await bot.settled()
     assert bot.store.resolution(item_id)["label"] == c
     assert (
-        outcome(bot, message) == f"✅ *{c}*, set by <@U0ADMIN> (votes: *{a}* 1 · *{b}* 1 · *{c}* 1)"
+        outcome(bot, message)
+        == f"✅ *`{c}`*, set by <@U0ADMIN> (votes: *`{a}`* 1 · *`{b}`* 1 · *`{c}`* 1)"
     )
 
 
@@ -79,18 +80,20 @@ async def test_a_label_set_in_the_cli_over_the_votes_says_who_set_it(bot: Bot):
     # Decided by two votes of three; then `hitl labels set` gives it the label one person
     # voted for, from the terminal while the server runs.
     item_id, message, (a, b, _) = await answered(bot, [("U0MEI", 1), ("U0ANA", 0), ("U0RAJ", 0)])
-    assert outcome(bot, message) == f"✅ *{a}* by vote (*{b}* 1 · *{a}* 2: <@U0ANA>, <@U0RAJ>)"
+    assert (
+        outcome(bot, message) == f"✅ *`{a}`* by vote (*`{b}`* 1 · *`{a}`* 2: <@U0ANA>, <@U0RAJ>)"
+    )
     await in_the_cli(bot, "set", item_id, b, "--by", "cli:ana")
-    assert outcome(bot, message) == f"✅ *{b}*, set by ana (votes: *{b}* 1 · *{a}* 2)"
+    assert outcome(bot, message) == f"✅ *`{b}`*, set by ana (votes: *`{b}`* 1 · *`{a}`* 2)"
     # The votes' label back, by another admin: set (from b), not confirmed.
     await in_the_cli(bot, "set", item_id, a, "--by", "cli:raj")
-    assert outcome(bot, message) == f"✅ *{a}*, set by raj (votes: *{b}* 1 · *{a}* 2)"
+    assert outcome(bot, message) == f"✅ *`{a}`*, set by raj (votes: *`{b}`* 1 · *`{a}`* 2)"
 
 
 async def test_a_label_confirmed_as_the_votes_gave_it_says_who_confirmed_it(bot: Bot):
     item_id, message, (a, b, _) = await answered(bot, [("U0MEI", 1), ("U0ANA", 0), ("U0RAJ", 0)])
     await in_the_cli(bot, "set", item_id, a, "--by", "cli:ana")
-    assert outcome(bot, message) == f"✅ *{a}*, confirmed by ana (votes: *{b}* 1 · *{a}* 2)"
+    assert outcome(bot, message) == f"✅ *`{a}`*, confirmed by ana (votes: *`{b}`* 1 · *`{a}`* 2)"
 
 
 async def test_a_renamed_label_keeps_who_set_it(bot: Bot):
@@ -102,7 +105,7 @@ async def test_a_renamed_label_keeps_who_set_it(bot: Bot):
     question = build_question(bot.store, bot.rt.settings, item_id)
     assert question is not None
     drawn = question_blocks(question)[1].to_dict()["text"]["text"]
-    assert drawn == f"✅ *renamed*, set by ana (votes: *renamed* 1 · *{a}* 2)"
+    assert drawn == f"✅ *`renamed`*, set by ana (votes: *`renamed`* 1 · *`{a}`* 2)"
 
 
 async def test_a_label_removed_says_who_removed_it_and_why(bot: Bot):
@@ -112,7 +115,7 @@ async def test_a_label_removed_says_who_removed_it_and_why(bot: Bot):
     assert bot.store.resolution(item_id)["label"] == a
     await in_the_cli(bot, "remove", item_id, "--by", "cli:ana", "--reason", "not <support>")
     assert bot.store.get_item(item_id)["status"] == "skipped"
-    assert outcome(bot, message) == f"⏭ Label *{a}* removed by ana (not &lt;support&gt;)"
+    assert outcome(bot, message) == f"⏭ Label *`{a}`* removed by ana (not &lt;support&gt;)"
     shown = json.dumps(bot.fake.message(CHANNEL, message["ts"])["blocks"])
     assert "Skipped by" not in shown
 

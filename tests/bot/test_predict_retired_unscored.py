@@ -101,5 +101,5 @@ async def test_the_review_window_shows_the_guess_the_api_answers_after_the_label
         assert label == "billing"
         assert (await bot.command("review b1", "U0ADMIN", trigger_id="t1")).status == 200
         view = json.dumps((await bot.fake.next_call("views.open")).reply["view"]["blocks"])
-        assert f"*Model:* billing ({confidence:.0%})" in view
-        assert f"*Model:* {stored['predicted_label']} (" not in view
+        assert f"*Model:* `billing` ({confidence:.0%})" in view
+        assert f"*Model:* `{stored['predicted_label']}` (" not in view

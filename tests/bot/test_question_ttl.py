@@ -195,7 +195,7 @@ async def test_a_click_racing_the_expiry_is_stored_once(fake_slack: FakeSlack, t
         assert not any(has_buttons(message) for message in by_ts.values())
         m3 = next(ts for ts in by_ts if ts not in (m1["ts"], m2["ts"]))
         for ts in (m2["ts"], m3):  # the old message and the new both show the decision
-            assert f"✅ *{label2}* by <@U0RAJ>" in shown(by_ts[ts])
+            assert f"✅ *`{label2}`* by <@U0RAJ>" in shown(by_ts[ts])
         assert await bot.dispatcher.fill() == 0  # nothing left to ask: nothing asked twice
 
 

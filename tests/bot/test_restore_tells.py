@@ -217,7 +217,7 @@ async def test_a_click_on_the_live_buttons_of_a_decided_item_redraws_its_message
         updates = len(fake_slack.calls_to("chat.update"))
         assert (await bot.action(bot.button_payload(question, RAJ, "bug"))).status == 200
         await bot.settled()
-        assert "already decided (labeled billing)" in str(
+        assert "already decided (labeled `billing`)" in str(
             fake_slack.calls_to("chat.postEphemeral")[-1].params.get("text")
         )
         assert bot.store.resolution("A")["label"] == "billing"  # the click counted nowhere

@@ -285,7 +285,7 @@ async def test_an_admin_relabels_any_item_in_slack_by_its_id_an_imported_label_t
         assert (await bot.command("review s", "U0ADMIN")).status == 200
         view = (await bot.fake.next_call("views.open")).reply["view"]
         shown = view_text(view)
-        assert "opened by its id" in shown and "*Label now:* billing" in shown
+        assert "opened by its id" in shown and "*Label now:* `billing`" in shown
         answer = json.loads(await (await bot.action(decision(view, "label:bug"))).text())
         assert "Nothing to review. You decided 1" in json.dumps(answer["view"])
         assert [(r[0], r[2]) for r in training_rows(bot.store, settings)] == [("s", "bug")]
@@ -318,7 +318,7 @@ async def test_a_second_admin_is_told_the_item_was_decided_meanwhile_and_overwri
         answer = json.loads(await reply.text())
         assert answer["response_action"] == "update"
         shown = view_text(answer["view"])
-        assert f"<@U0ADMIN> decided this item meanwhile (*{labels[0]}*)" in shown
+        assert f"<@U0ADMIN> decided this item meanwhile (*`{labels[0]}`*)" in shown
         assert "Your decision was not saved" in shown
         assert json.loads(answer["view"]["private_metadata"])["item"] == item_id
         assert bot.store.resolution(item_id)["label"] == labels[0]  # nothing overwritten
@@ -366,7 +366,7 @@ async def test_a_window_an_older_hitl_drew_overwrites_no_decision_it_cannot_vouc
         assert answer["response_action"] == "update"
         shown = view_text(answer["view"])
         assert "opened before hitl was upgraded" in shown
-        assert f"<@U0ADMIN> decided this item last (*{labels[0]}*)" in shown
+        assert f"<@U0ADMIN> decided this item last (*`{labels[0]}`*)" in shown
         assert "Your decision was not saved" in shown
         assert bot.store.resolution(item_id)["label"] == labels[0]
         assert "seen" in json.loads(answer["view"]["private_metadata"])
@@ -444,7 +444,7 @@ async def test_confirming_the_label_the_votes_gave_in_review_keeps_it_in_trainin
 
         assert (await bot.command("review t1", "U0ADMIN")).status == 200
         view = (await bot.fake.next_call("views.open")).reply["view"]
-        assert "*Label now:* bug" in view_text(view)
+        assert "*Label now:* `bug`" in view_text(view)
         assert (await bot.action(decision(view, "label:bug"))).status == 200
         await bot.settled()
         assert {r[0]: r[2] for r in training_rows(bot.store, settings)}["t1"] == "bug"

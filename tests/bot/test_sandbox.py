@@ -86,7 +86,7 @@ async def test_a_click_is_a_signed_request_and_undo_answers_through_the_response
     await demo.rt.background.drain()
     assert demo.rt.store.resolution(item_id) is None
     assert texts(demo, "U0ANA") == [
-        f"Undone: {label} is no longer the label. The question is open again."
+        f"Undone: `{label}` is no longer the label. The question is open again."
     ]
 
 

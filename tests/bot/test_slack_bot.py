@@ -111,7 +111,7 @@ async def test_button_click_is_stored_acked_and_the_message_updated(bot: Bot):
     assert update.params["ts"] == message["ts"]
     await bot.settled()
     redrawn = bot.fake.message(CHANNEL, message["ts"])
-    assert f"✅ *{label}* by <@U0ANA>" in context_text(redrawn)
+    assert f"✅ *`{label}`* by <@U0ANA>" in context_text(redrawn)
     assert not any(b["type"] == "actions" for b in redrawn["blocks"])
     undo = await bot.fake.next_call("chat.postEphemeral")
     assert undo.params["user"] == "U0ANA" and "Undo" in str(undo.params["blocks"])
@@ -226,7 +226,7 @@ async def test_one_skip_leaves_the_question_open_for_someone_else(bot: Bot):
     await bot.settled()
     told = [e["text"] for e in bot.fake.ephemerals if e.get("user") == "U0ANA"]
     assert not any("already decided" in text for text in told)
-    assert f"✅ *{label}* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert f"✅ *`{label}`* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
 
 
 async def test_different_skippers_set_a_question_aside_and_one_skipping_twice_counts_once(
@@ -407,7 +407,7 @@ async def test_votes_stay_hidden_from_later_voters_until_the_item_is_decided(vot
     assert bot.store.resolution(item_id)["label"] == bug
     await bot.settled()
     final = context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert f"✅ *{bug}* by vote (*{bug}* 2 · *{billing}* 1: <@U0ANA>, <@U0ADMIN>)" in final
+    assert f"✅ *`{bug}`* by vote (*`{bug}`* 2 · *`{billing}`* 1: <@U0ANA>, <@U0ADMIN>)" in final
 
 
 async def test_change_of_mind_and_three_vote_majority_show_the_tally_with_show_votes(
@@ -430,8 +430,8 @@ async def _change_of_mind_shows_the_tally(bot: Bot) -> None:
     assert bot.store.resolution(item_id) is None
     await bot.settled()
     shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert "Votes so far:" in shown and f"*{billing}* 1 (<@U0ANA>)" in shown
-    assert f"*{bug}* 1 (<@U0RAJ>)" in shown
+    assert "Votes so far:" in shown and f"*`{billing}`* 1 (<@U0ANA>)" in shown
+    assert f"*`{bug}`* 1 (<@U0RAJ>)" in shown
 
     await bot.action(bot.button_payload(message, "U0ADMIN", billing))
     resolved = bot.store.resolution(item_id)
@@ -442,7 +442,9 @@ async def _change_of_mind_shows_the_tally(bot: Bot) -> None:
     )
     await bot.settled()  # the redraw runs after the ack
     final = context_text(bot.fake.message(CHANNEL, message["ts"]))
-    assert f"✅ *{billing}* by vote (*{billing}* 2 · *{bug}* 1: <@U0ANA>, <@U0ADMIN>)" in final
+    assert (
+        f"✅ *`{billing}`* by vote (*`{billing}`* 2 · *`{bug}`* 1: <@U0ANA>, <@U0ADMIN>)" in final
+    )
 
 
 async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
@@ -455,7 +457,7 @@ async def test_failed_update_is_retried_until_the_message_is_true(bot: Bot):
     assert bot.store.posts_to_redraw() != []  # still pending
     assert "✅" not in context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert await bot.rt.redrawer.pending() == 0
-    assert f"✅ *{label}* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert f"✅ *`{label}`* by <@U0ANA>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
     assert bot.store.posts_to_redraw() == []
 
 
@@ -479,7 +481,7 @@ async def test_clicks_during_a_redraw_are_drawn_together_by_one_more_pass(
         await bot.settled()
         assert len(bot.fake.calls_to("chat.update")) == 2  # one more pass drew all five
         shown = context_text(bot.fake.message(CHANNEL, message["ts"]))
-        assert f"*{bug}* 1 (<@U000>)" in shown and f"*{billing}* 5 (<@U001>" in shown
+        assert f"*`{bug}`* 1 (<@U000>)" in shown and f"*`{billing}`* 5 (<@U001>" in shown
         assert bot.store.count_answers() == 6
 
 

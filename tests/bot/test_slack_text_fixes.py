@@ -128,8 +128,8 @@ async def test_a_click_in_the_channel_on_a_label_retired_meanwhile_names_it_as_w
         assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
         said.append((await bot.fake.next_call("chat.postEphemeral")).params["text"])
     assert said == [
-        f'"{APOSTROPHES}" is not in the label set any more; pick another.',
-        f'"{FAMILIES}" is not in the label set any more; pick another.',
+        f"`{APOSTROPHES}` is not in the label set any more; pick another.",
+        f"`{FAMILIES}` is not in the label set any more; pick another.",
     ]
     assert bot.store.count_answers() == 0
 

@@ -1,8 +1,9 @@
 """What reaches Slack is safe text (outside testers' findings hostile L1, intl L1 and M5):
 
-- a label is escaped in every text the bot composes with it (`/hitl stats` "By label",
-  `/hitl accuracy` "Weakest classes", a resolved question's notification text, the "Saved …",
-  "already decided", "Undone" and "not in the label set" notes), so a label such as
+- a label is escaped in every text the bot composes with it, in a code span in mrkdwn
+  (`/hitl stats` "By label", `/hitl accuracy` "Weakest classes", a resolved question's
+  notification text, the "Saved …", "already decided", "Undone" and "not in the label set"
+  notes), so a label such as
   ``<https://evil.example|click me>`` cannot show as a disguised link nor ``<!channel>`` ping;
 - a cut text keeps whole characters as people see them (a flag, 👍🏽, NFD "ệ", Thai tone
   marks, 👨‍👩‍👧‍👦) and never ends inside an ``&lt;`` escape;
@@ -82,14 +83,14 @@ async def test_a_resolved_questions_notification_and_the_notes_escape_the_label(
     ]
     assert updates[-1]["text"] == f"Labeled {EVIL_SHOWN}: hello"
     assert ephemerals_to(bot, "U0ANA") == [
-        f"Saved {EVIL_SHOWN}. Undo within 10 minutes if you change your mind."
+        f"Saved `{EVIL_SHOWN}`. Undo within 10 minutes if you change your mind."
     ]
 
     # Raj clicks the message he still sees: the item is decided, and he is told with what.
     assert (await bot.action(bot.button_payload(message, "U0RAJ", PING))).status == 200
     await bot.settled()
     assert ephemerals_to(bot, "U0RAJ") == [
-        f"This one was already decided (labeled {EVIL_SHOWN}); thanks anyway!"
+        f"This one was already decided (labeled `{EVIL_SHOWN}`); thanks anyway!"
     ]
 
     # Ana undoes hers: the reply names the label, escaped.
@@ -105,7 +106,7 @@ async def test_a_resolved_questions_notification_and_the_notes_escape_the_label(
     assert (await bot.action(undo)).status == 200
     await bot.settled()
     assert bot.fake.responses[-1]["payload"]["text"] == (
-        f"Undone: {EVIL_SHOWN} is no longer the label. The question is open again."
+        f"Undone: `{EVIL_SHOWN}` is no longer the label. The question is open again."
     )
     for call in bot.fake.calls:
         if call.method in ("chat.update", "chat.postEphemeral", "chat.postMessage"):
@@ -123,7 +124,7 @@ async def test_a_click_on_a_label_not_in_the_set_is_told_with_the_label_escaped(
     assert (await bot.action(payload)).status == 200
     await bot.settled()
     assert ephemerals_to(bot, "U0ANA") == [
-        '"&lt;!here&gt;" is not in the label set any more; pick another.'
+        "`&lt;!here&gt;` is not in the label set any more; pick another."
     ]
 
 
@@ -149,7 +150,7 @@ async def test_stats_by_label_escapes_the_labels_in_slack_and_shows_them_in_the_
         response = await bot.command("stats", "U0RAJ")
         assert response.status == 200
         body = json.loads(await response.text())
-        by_label = f"*By label* (specific agreement): {PING_SHOWN} 75% · {EVIL_SHOWN} 83%"
+        by_label = f"*By label* (specific agreement): `{PING_SHOWN}` 75% · `{EVIL_SHOWN}` 83%"
         assert by_label in body["text"].splitlines()
         assert by_label in [b["text"]["text"] for b in body["blocks"]]
         assert_inert(body["text"])
@@ -194,8 +195,8 @@ async def test_accuracy_weakest_classes_escapes_the_labels(fake_slack: FakeSlack
         body = await response.text()  # a plain text ack, unless it carries blocks
         text = json.loads(body)["text"] if body.startswith("{") else body
         weakest = (
-            f"*Weakest classes:* {EVIL_SHOWN} (F1 0.10, n=2), {PING_SHOWN} (F1 0.20, n=2),"
-            " plain (F1 0.90, n=2)"
+            f"*Weakest classes:* `{EVIL_SHOWN}` (F1 0.10, n=2), `{PING_SHOWN}` (F1 0.20, n=2),"
+            " `plain` (F1 0.90, n=2)"
         )
         assert weakest in text.splitlines(), text
         assert_inert(text)

@@ -68,7 +68,7 @@ async def test_a_late_answer_does_not_count_once_an_undo_reopens_the_question(bo
     await bot.settled()
     assert bot.store.get_item(item_id)["status"] == "resolved"
 
-    assert (await click_undo(bot, "U0ANA", message)).startswith(f"Undone: {label}")
+    assert (await click_undo(bot, "U0ANA", message)).startswith(f"Undone: `{label}`")
     assert bot.store.tally(item_id).votes == {}  # Raj's late answer is history
     reopened = bot.fake.message(CHANNEL, message["ts"])
     assert label in buttons(reopened)
@@ -82,7 +82,7 @@ async def test_a_late_answer_does_not_count_once_an_undo_reopens_the_question(bo
         1.0,
         ["U0MEI"],
     )
-    assert f"✅ *{label}* by <@U0MEI>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
+    assert f"✅ *`{label}`* by <@U0MEI>" in context_text(bot.fake.message(CHANNEL, message["ts"]))
     # Every answer is still there, the late one too.
     assert [(a["user_id"], a["label"]) for a in bot.store.iter_answers()][:3] == [
         ("U0ANA", label),
@@ -127,7 +127,7 @@ async def test_undo_is_refused_once_an_admin_changed_the_label_and_says_who(bot:
 
     said = await click_undo(bot, "U0ANA", message)
     assert said == (
-        f"Not undone: <@U0ADMIN> has since changed the label to {other};"
+        f"Not undone: <@U0ADMIN> has since changed the label to `{other}`;"
         " ask them if it should change again."
     )
     assert bot.store.resolution(item_id)["label"] == other  # the admin's decision stands
@@ -141,7 +141,7 @@ async def test_undo_refused_after_an_admin_confirmed_the_label_says_confirmed(bo
     await review_to(bot, item_id, label)
     said = await click_undo(bot, "U0ANA", message)
     assert said == (
-        f"Not undone: <@U0ADMIN> has since confirmed the label {label};"
+        f"Not undone: <@U0ADMIN> has since confirmed the label `{label}`;"
         " ask them if it should change again."
     )
     assert bot.store.resolution(item_id)["label"] == label
@@ -156,7 +156,7 @@ async def test_undo_refused_after_a_change_from_the_cli_names_the_admin_as_the_m
     await Redrawer.of(bot.rt).soon()  # as the server does on seeing another process's change
     said = await click_undo(bot, "U0ANA", message)
     assert said == (  # "cli:root has since changed…", where the question says "set by root"
-        f"Not undone: root has since changed the label to {other};"
+        f"Not undone: root has since changed the label to `{other}`;"
         " ask them if it should change again."
     )
 
@@ -167,7 +167,7 @@ async def test_undo_after_a_rename_names_the_label_now(bot: Bot):
     await bot.settled()
 
     said = await click_undo(bot, "U0ANA", message)  # a rename is not someone else's decision
-    assert said == f"Undone: {label}_x is no longer the label. The question is open again."
+    assert said == f"Undone: `{label}_x` is no longer the label. The question is open again."
     assert bot.store.resolution(item_id) is None
 
 
@@ -208,7 +208,7 @@ async def test_an_answer_taken_back_with_undo_is_not_counted_on_the_app_home(bot
     item_id, message, label = await decide(bot, "U0ANA")
     await bot.action(bot.button_payload(message, "U0RAJ", buttons(message)[1]))
     await bot.settled()
-    assert (await click_undo(bot, "U0ANA", message)).startswith(f"Undone: {label}")
+    assert (await click_undo(bot, "U0ANA", message)).startswith(f"Undone: `{label}`")
 
     def published(user: str) -> int:
         return sum(c.params["user_id"] == user for c in bot.fake.calls_to("views.publish"))

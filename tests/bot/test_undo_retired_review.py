@@ -64,7 +64,7 @@ async def test_an_undo_after_the_label_was_retired_closes_its_retired_review(
         assert bot.store.pending_review_count() == 1
         assert RETIRED in await review_text(bot, 1)
 
-        assert (await click_undo(bot, "U0ANA", message)).startswith("Undone: billing")
+        assert (await click_undo(bot, "U0ANA", message)).startswith("Undone: `billing`")
         assert bot.store.get_item("u1")["status"] == "posted"
         # an open question: nothing of it waits in review
         assert bot.store.pending_review_count() == 0

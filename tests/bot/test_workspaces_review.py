@@ -246,7 +246,7 @@ async def test_a_label_shaped_like_a_mention_stays_text_on_the_why_line_of_a_spl
         await bot.settled()
         why, votes = facts(last_view(bot))
         assert why == "*Why:* split vote (&lt;@U0RAJ&gt; 1, bug 1)"
-        assert votes == "*Votes:* &lt;@U0RAJ&gt;: <@U0ANA> · bug: <@U0RAJ>"
+        assert votes == "*Votes:* `&lt;@U0RAJ&gt;`: <@U0ANA> · `bug`: <@U0RAJ>"
 
 
 async def test_a_gold_miss_names_who_answered_and_a_label_shaped_like_a_mention_stays_text(

@@ -47,10 +47,9 @@ async def test_twenty_people_answer_the_same_item_at_once(fake_slack: FakeSlack,
         assert resolved["votes"] == len(decided) == 2  # a majority of 3
         assert all(tally.votes[resolved["label"]][i] == decided[i] for i in range(2))
         shown = json.dumps(bot.fake.message(CHANNEL, message["ts"]), ensure_ascii=False)
-        winners = " · ".join(
-            f"*{label}* {len(voters)}" for label, voters in _at_resolution(bot.store, "hot").items()
-        )
-        assert f"✅ *{resolved['label']}* by vote ({winners}" in shown
+        at_end = _at_resolution(bot.store, "hot")
+        winners = " · ".join(f"*`{label}`* {len(voters)}" for label, voters in at_end.items())
+        assert f"✅ *`{resolved['label']}`* by vote ({winners}" in shown
 
 
 def _at_resolution(store: Store, item_id: str) -> dict[str, list[str]]:

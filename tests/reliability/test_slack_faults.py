@@ -98,7 +98,7 @@ async def test_a_bad_day_at_slack_loses_nothing(fake_slack: FakeSlack, tmp_path:
         for message in bot.fake.messages(CHANNEL):
             item_id = message["metadata"]["event_payload"]["item_id"]
             label = bot.store.resolution(item_id)["label"]
-            assert f"✅ *{label}* by <@U0ANA>" in str(message["blocks"]), item_id
+            assert f"✅ *`{label}`* by <@U0ANA>" in str(message["blocks"]), item_id
 
 
 def one_item(fake_slack: FakeSlack, tmp_path: Path) -> Settings:
@@ -275,7 +275,7 @@ async def test_a_lost_post_answered_before_it_is_found_stays_decided(
         assert bot.store.get_item("i00")["status"] == "resolved"
         assert bot.store.resolution("i00")["label"] == "billing"
         assert bot.store.open_post_counts() == {}  # it holds no place in the channel
-        assert "✅ *billing* by <@U0ANA>" in json.dumps(
+        assert "✅ *`billing`* by <@U0ANA>" in json.dumps(
             bot.posted()[0]["blocks"], ensure_ascii=False
         )
         assert not [b for b in bot.posted()[0]["blocks"] if b["type"] == "actions"]
@@ -294,7 +294,7 @@ async def test_updates_and_rate_limited_posts_are_still_retried_by_the_client(
         bot.fake.fail("chat.update", mode="reset")
         await bot.action(bot.button_payload(message, "U0ANA", "billing"))
         await bot.settled()
-        assert "✅ *billing* by <@U0ANA>" in json.dumps(
+        assert "✅ *`billing`* by <@U0ANA>" in json.dumps(
             bot.posted()[0]["blocks"], ensure_ascii=False
         )
         assert len(bot.fake.calls_to("chat.update")) == 3
