@@ -269,6 +269,16 @@ ROLLBACK_USAGE = (
 )
 
 
+def retrain_usage(word: str) -> str:
+    """The one line a `/hitl retrain` with a word it does not take gets: which word, and the
+    usage, as `/hitl rollback` answers one (``ROLLBACK_USAGE``)."""
+    return (
+        f"`/hitl retrain` takes no `{blocks.escape(word)}`: nothing was started. Usage:"
+        " `/hitl retrain`, or `/hitl retrain --force` to train even with nothing new and promote"
+        " the model even if not better."
+    )
+
+
 def in_slack(reason: str) -> str:
     """A model registry's reason as Slack says it: Slack has no `hitl models` (and an admin in
     Slack often has no shell on the bot's machine); `/hitl accuracy` shows the versions."""
@@ -567,7 +577,13 @@ async def retrain(call: Call) -> None:
     ``response_url``; the result is posted in the report channel when the retrain is done."""
     rt, user_id = call.rt, call.user_id
     response_url = call.command.get("response_url")
-    force = bool({"--force", "force"} & set(call.args))
+    # a word other than --force (a typo, "—force" from a smart-dash keyboard) is refused, not
+    # dropped: a retrain started unforced by a mistyped --force would be rejected as not better
+    others = [a for a in call.args if a.lower() not in ("--force", "force")]
+    if others:
+        await call.ack(text=retrain_usage(others[0]))
+        return
+    force = bool(call.args)
     where = rt.settings.effective_report_channel
     forced = (
         " (forced: it trains even with nothing new and is promoted even if not better)"

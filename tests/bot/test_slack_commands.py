@@ -157,6 +157,27 @@ async def test_admin_retrain_with_too_few_labels_says_what_is_missing(bot: Bot):
     )
 
 
+@pytest.mark.parametrize("word", ["--forse", "—force", "now"])
+async def test_admin_retrain_with_a_word_it_does_not_take_starts_nothing_and_says_so(
+    bot: Bot, word: str
+):
+    # a mistyped --force (or a smart-dash keyboard's "—force") was dropped: the retrain ran
+    # unforced, so a candidate not better than the champion was rejected
+    bot.store.add_items(labeled_items(), "import")
+    text = await reply(bot, f"retrain {word}", user="U0ADMIN")
+    assert text == (
+        f"`/hitl retrain` takes no `{word}`: nothing was started. Usage: `/hitl retrain`, or"
+        " `/hitl retrain --force` to train even with nothing new and promote the model even if"
+        " not better."
+    )
+    assert bot.store.runs("retrain") == [] and bot.rt.trainer.task is None
+
+
+async def test_admin_retrain_takes_force_in_any_case(bot: Bot):
+    ack, _ = await retrain_told(bot, "retrain --Force")
+    assert ack.startswith("Retraining (forced:")
+
+
 async def test_labeling_modal_walks_three_items(bot: Bot):
     response = await bot.command("label", "U0ANA")
     assert response.status == 200
