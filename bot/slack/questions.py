@@ -171,6 +171,9 @@ def build_question(
     status = {"resolved": "resolved", "skipped": "skipped"}.get(item["status"], "open")
     label = resolution["label"] if resolution else None
     decision = admin_decision(store, item_id, label, item["status"])
+    # a waiting item the labeling window serves, not posted: the closest call of the model that
+    # scored it; before any model has, one of the first labels (not "the model is unsure")
+    unposted = "uncertain" if item["model_version"] is not None else "cold_start"
     return Question(
         item_id=item_id,
         text=item["text"],
@@ -192,7 +195,7 @@ def build_question(
                 post_id=post["id"],
             )
             if post
-            else "uncertain"
+            else unposted
         ),
         status=status,
         votes=tally.votes,

@@ -10,7 +10,7 @@ import pytest
 from bot.sandbox import FakeSlack
 from bot.slack.commands import ADMIN_ONLY, HELP, TABLE
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, margin_scored, seed, start_bot
 from tests.bot.test_learning import labeled_items, retrain_told
 from tests.fake_slack import CHANNEL
 
@@ -176,6 +176,34 @@ async def test_admin_retrain_with_a_word_it_does_not_take_starts_nothing_and_say
 async def test_admin_retrain_takes_force_in_any_case(bot: Bot):
     ack, _ = await retrain_told(bot, "retrain --Force")
     assert ack.startswith("Retraining (forced:")
+
+
+def reason_line(view: dict) -> str:
+    return next(
+        e["text"]
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if str(e.get("text", "")).startswith("Why this one:")
+    )
+
+
+async def test_labeling_window_says_why_a_waiting_item_is_asked_as_its_question_would(bot: Bot):
+    # nothing posted, no model: the window serves a waiting item, which a question would ask
+    # to collect first labels; it said "the model is unsure · no model"
+    assert (await bot.command("label", "U0ANA")).status == 200
+    opened = await bot.fake.next_call("views.open")
+    assert reason_line(opened.reply["view"]) == "Why this one: collecting first labels · no model"
+    # once a model has scored the waiting items, the window serves its closest call
+    ranked = [["billing", 0.5], ["bug", 0.4]]
+    bot.store.set_predictions(
+        margin_scored([(i, 1, "billing", 0.5, ranked) for i in ("a", "b", "c")]),
+        threshold=0.8,
+        strategy="margin",
+    )
+    another = "1700000002.0002.0123456789abcdef"  # a trigger opens one window
+    assert (await bot.command("label", "U0RAJ", trigger_id=another)).status == 200
+    opened = await bot.fake.next_call("views.open")
+    assert reason_line(opened.reply["view"]) == "Why this one: the model is unsure · model v1"
 
 
 async def test_labeling_modal_walks_three_items(bot: Bot):
