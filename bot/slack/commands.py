@@ -44,7 +44,7 @@ from bot.slack.modal import not_opened, open_labeling_modal
 from bot.slack.redraw import CHANNEL_REFUSED, Redrawer, channel_problem
 from bot.slack.review import open_review
 from bot.store import DatabaseError, Store, database_problem
-from bot.words import count, person
+from bot.words import code_text, count, person
 from model import ModelError
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def retrain_usage(word: str) -> str:
     """The one line a `/hitl retrain` with a word it does not take gets: which word, and the
     usage, as `/hitl rollback` answers one (``ROLLBACK_USAGE``)."""
     return (
-        f"`/hitl retrain` takes no `{blocks.escape(word)}`: nothing was started. Usage:"
+        f"`/hitl retrain` takes no `{code_text(word)}`: nothing was started. Usage:"
         " `/hitl retrain`, or `/hitl retrain --force` to train even with nothing new and promote"
         " the model even if not better."
     )
@@ -500,7 +500,7 @@ async def review(call: Call) -> None:
     """An id is the whole rest of the text: ids may hold spaces (`hitl import`, the API)."""
     item_id = call.rest or None
     if item_id is not None and call.rt.store.get_item(item_id) is None:
-        shown = blocks.escape(item_id[:80])
+        shown = code_text(item_id[:80])
         await call.ack(text=unknown_item(shown))
         return
     await call.ack()
@@ -718,7 +718,7 @@ async def handle(rt: Runtime, ack: AsyncAck, command: dict, client: AsyncWebClie
     user_id = command.get("user_id", "")
     sub = BY_NAME.get(name)
     if sub is None:
-        await ack(text=f"I don't know `{blocks.escape(name)}`.\n\n{HELP}")
+        await ack(text=f"I don't know `{code_text(name)}`.\n\n{HELP}")
         return
     if sub.admins_only and not rt.is_admin(user_id):
         logger.warning("refused /hitl %s for %s: not an admin", name, user_id)

@@ -57,6 +57,14 @@ async def test_every_admin_only_subcommand_is_refused_to_a_non_admin_and_no_othe
 async def test_unknown_subcommand_gets_help(bot: Bot):
     text = await reply(bot, "retrian")
     assert text.startswith("I don't know `retrian`.") and "`/hitl stats`" in text
+    # a typed backtick cannot end the code span early (shown as "ˋ", as a label's is)
+    text = await reply(bot, "re`train*")
+    assert text.startswith("I don't know `reˋtrain*`.")
+
+
+async def test_review_of_an_unknown_id_with_a_backtick_keeps_its_code_span(bot: Bot):
+    text = await reply(bot, "review T`7 <b>", user="U0ADMIN")
+    assert text.startswith("No item with id `Tˋ7 &lt;b&gt;`. ")
 
 
 async def test_empty_command_is_help(bot: Bot):
@@ -157,7 +165,7 @@ async def test_admin_retrain_with_too_few_labels_says_what_is_missing(bot: Bot):
     )
 
 
-@pytest.mark.parametrize("word", ["--forse", "—force", "now"])
+@pytest.mark.parametrize("word", ["--forse", "—force", "now", "`x`"])
 async def test_admin_retrain_with_a_word_it_does_not_take_starts_nothing_and_says_so(
     bot: Bot, word: str
 ):
@@ -165,8 +173,9 @@ async def test_admin_retrain_with_a_word_it_does_not_take_starts_nothing_and_say
     # unforced, so a candidate not better than the champion was rejected
     bot.store.add_items(labeled_items(), "import")
     text = await reply(bot, f"retrain {word}", user="U0ADMIN")
+    shown = word.replace("`", "ˋ")  # a typed backtick cannot end the code span early
     assert text == (
-        f"`/hitl retrain` takes no `{word}`: nothing was started. Usage: `/hitl retrain`, or"
+        f"`/hitl retrain` takes no `{shown}`: nothing was started. Usage: `/hitl retrain`, or"
         " `/hitl retrain --force` to train even with nothing new and promote the model even if"
         " not better."
     )
