@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The kinds of run the store records (``Store.start_run``): each has a hitl_runs_running series.
+RUN_KINDS = ("import", "retrain", "rollback")
+
 SLACK_API_ERRORS = Counter(
     "hitl_slack_api_errors",
     "Slack Web API calls that failed, by method and error",
@@ -180,7 +183,9 @@ class StoreCollector:
             "hitl_run_duration_seconds", "Durations of finished runs", labels=["kind"]
         )
         by_kind: dict[str, tuple[int, float]] = {}
-        under_way: dict[str, int] = {}
+        # Every kind a run is recorded under shows, 0 before its first run too: an alert or a
+        # dashboard on `hitl_runs_running{kind="retrain"}` has a series from the first scrape.
+        under_way: dict[str, int] = dict.fromkeys(RUN_KINDS, 0)
         for run in counts["runs"]:
             under_way.setdefault(run["kind"], 0)
             if run["status"] == "running":

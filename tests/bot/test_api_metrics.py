@@ -45,6 +45,10 @@ async def test_metrics_report_items_answers_posts_api_requests_and_runs(
         bot.store.record_post("i1", "C1", "1.1", "uncertain", None, None, None)
         times = clock(T0, T0 + timedelta(seconds=42), T0, T0 + timedelta(seconds=8), T0)
         bot.store.now = times.__next__
+        # before any run, each kind's gauge is there at 0, not missing: "0 when none"
+        fresh = await scrape(bot)
+        for kind in ("import", "retrain", "rollback"):
+            assert fresh[("hitl_runs_running", (("kind", kind),))] == 0
         bot.store.finish_run(bot.store.start_run("retrain"), "promoted", {})
         bot.store.finish_run(bot.store.start_run("retrain"), "kept", {})
         bot.store.start_run("retrain")  # still running
