@@ -398,6 +398,9 @@ def init_app(
         made: tuple[int, int] | None = None  # the new database this start made, if any
         made_version: int | None = None  # its data version then (``_written_by_others``)
         new_lock = lock and new_lock_file(settings.db)
+        # a start refused after the models folder is made (Socket Mode's connection) removes
+        # the folder it made, while it is empty
+        new_models = not settings.models_dir.exists()
         if lock:  # one server per database; "starting" in its file until the database is open
             app[SERVER_LOCK] = held.enter_context(server_lock(settings.db, starting=True))
         try:
@@ -445,12 +448,15 @@ def init_app(
         def leave_nothing(store: Store) -> None:
             """A refused start leaves nothing it made: its new database (when no other
             process wrote to it meanwhile, ``_written_by_others``, nor has it open,
-            ``drop_new_database``) and its lock file (while held: nobody else took it
-            meanwhile)."""
+            ``drop_new_database``), its models folder (while empty) and its lock file
+            (while held: nobody else took it meanwhile)."""
             untouched = made is not None and not _written_by_others(store, made_version)
             store.close()
             if untouched:
                 drop_new_database(settings.db, made)
+            if new_models:
+                with contextlib.suppress(OSError):  # not empty: another process wrote to it
+                    settings.models_dir.rmdir()
             if new_lock:
                 drop_lock_file(settings.db)
 

@@ -32,6 +32,8 @@ from tests.bot.test_serve_process import free_port
 REFUSED = {
     "bad bot token": {"slack_bot_token": "xoxb-0000-wrong"},
     "unknown channel": {"channel": "C0NOSUCH"},
+    # refused later, by Socket Mode's connection, once the models folder was made
+    "bad app token": {"slack_app_token": "xapp-1-wrong", "slack_signing_secret": None},
 }
 NEW = "created a new, empty database"
 
