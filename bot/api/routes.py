@@ -754,7 +754,9 @@ async def add_items(request: web.Request) -> web.Response:
     if gone := deleted_items_before(rt.store, [item for _, item in accepted + repeated]):
         accepted, repeated = _refused_as_deleted(results, accepted, repeated, gone)
     sent = [item for _, item in accepted + repeated]  # a repeat may bring the callback_url
-    added = rt.store.add_api_items(sent, SOURCE)
+    # its results say no status: a callback_url registered on an item already left to the
+    # model or set aside gets the webhook that says so (``tell_settled``)
+    added = rt.store.add_api_items(sent, SOURCE, tell_settled=True)
     created = set(added)
     if added.conflicts:  # an id stored with another text: rejected, as `hitl import` rejects it
         pairs = accepted + repeated  # as ``sent``

@@ -50,7 +50,9 @@ class ProducerMixin:
 
     # -- producer API and webhooks --
 
-    def add_api_items(self, items: Iterable[Any], source: str = "api") -> ApiAdded:
+    def add_api_items(
+        self, items: Iterable[Any], source: str = "api", *, tell_settled: bool = False
+    ) -> ApiAdded:
         """Insert items a producer sent (each with ``id``, ``text``, ``meta``, ``callback_url``)
         in one transaction; return the ids that were new, in order. A known item keeps its
         text and meta; it takes the ``callback_url`` sent only while it has none and people
@@ -70,11 +72,18 @@ class ProducerMixin:
 
         An id `hitl delete` deleted is not stored again, nor returned: looked up in this write
         transaction, so a ``DELETE`` that came after the caller's own check (``/api/predict``
-        awaits its turn to write) still wins. The caller answers 410 for it."""
+        awaits its turn to write) still wins. The caller answers 410 for it.
+
+        ``tell_settled`` (``POST /api/items``, whose results carry no status): an item whose
+        wait for people had already ended (``auto``, ``skipped``) when this call registered
+        its callback_url gets a delivery telling it (``_queue_settled``), in this transaction;
+        otherwise its producer, told ``registered``, would wait for a webhook that never
+        comes. ``/api/predict`` answers the status itself."""
         items = list(items)
         now = self.now()
         created: list[str] = []
         conflicts: list[int] = []
+        registered: list[str] = []
         with self._immediate():
             known: list[int] = []  # stored before, an earlier item's, or deleted
             for n, item in enumerate(items):
@@ -108,13 +117,17 @@ class ProducerMixin:
                 ):
                     conflicts.append(n)
                 elif item.callback_url:
-                    self.db.execute(
+                    cursor = self.db.execute(
                         "UPDATE items SET callback_url = ?, updated_at = ? WHERE id = ?"
                         " AND coalesce(callback_url, '') = ''"
                         " AND NOT EXISTS (SELECT 1 FROM labels WHERE item_id = items.id"
                         "  AND label NOT IN (SELECT name FROM label_set WHERE status = 'retired'))",
                         [item.callback_url, now, item.id],
                     )
+                    if cursor.rowcount:
+                        registered.append(item.id)
+            if tell_settled and registered:  # only those already auto or skipped are queued
+                self._queue_settled(registered, now, by="id")
             count_new_items(self.db.conn, {"new": len(created)})
         return ApiAdded(created, conflicts)
 

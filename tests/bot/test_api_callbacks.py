@@ -12,8 +12,10 @@ import pytest
 
 from bot.api.webhooks import deliver_due
 from bot.sandbox import FakeSlack
-from tests.bot.harness import Bot
+from tests.bot.harness import Bot, seed
 from tests.bot.test_api import post_json, start_api
+from tests.bot.test_webhook_final_states import deliver_all, told
+from tests.bot.test_webhook_final_states2 import LABELED, SETTINGS, retrained
 from tests.bot.test_webhooks import BASE, LOOPBACK, Receiver, at, freeze, serve_receiver
 
 OTHER_URL = "https://example.com/other-hook"
@@ -125,3 +127,33 @@ async def test_api_items_registers_a_callback_url_for_a_known_item_and_says_so_p
     done = await deliver_due(api.rt, now=at(0), base=BASE)
     assert len(done.delivered) == 1
     assert json.loads(receiver.delivered[0].body)["id"] == "known"
+
+
+async def test_a_callback_url_registered_after_the_wait_ended_tells_how_it_ended(
+    fake_slack: FakeSlack, tmp_path: Path, receiver: Receiver
+):
+    """``POST /api/items`` answers no status: a callback_url it registers on an item already
+    left to the model (``auto``) or set aside (``skipped``) gets the webhook saying so. It was
+    answered ``registered`` and nothing ever came (README "Webhooks": an item's wait for
+    people ending without a label is told)."""
+    seed(tmp_path / "hitl.db", LABELED)
+    async for bot in start_api(fake_slack, tmp_path, **SETTINGS):
+        await retrained(bot)  # every score is sure enough (HITL_THRESHOLD=0): auto
+        first = [{"id": "A-1", "text": "refund my invoice please"}, {"id": "S-1", "text": "hm"}]
+        await post_json(bot, "/api/items", {"items": first})
+        bot.store.remove_label("S-1", user_id="U0ADMIN")  # an admin sets it aside
+        assert {i: bot.store.get_item(i)["status"] for i in ("A-1", "S-1")} == {
+            "A-1": "auto",
+            "S-1": "skipped",
+        }
+        assert await deliver_all(bot) == 0  # no callback_url yet: nothing to tell
+
+        again = [{**item, "callback_url": receiver.url} for item in first]
+        response = await post_json(bot, "/api/items", {"items": again})
+        assert [r["callback"] for r in (await response.json())["results"]] == ["registered"] * 2
+        assert await deliver_all(bot) == 2
+        assert sorted((b["id"], b["label"], b["votes"], b["status"]) for b in told(receiver)) == [
+            ("A-1", None, 0, "auto"),
+            ("S-1", None, 0, "skipped"),
+        ]
+        assert await deliver_all(bot) == 0  # told once

@@ -97,10 +97,10 @@ async def test_items_deleted_by_another_process_between_the_check_and_the_insert
     at the deletions and its insert."""
     add = Store.add_api_items
 
-    def add_after_a_delete(self: Store, items: Any, source: str = "api") -> list[str]:
+    def add_after_a_delete(self: Store, items: Any, source: str = "api", **kwargs: Any) -> Any:
         with Store.open(self.path) as other:
             other.delete_items(["X-1"], user_id="cli:dpo", reason="erasure")
-        return add(self, items, source)
+        return add(self, items, source, **kwargs)
 
     async for api in start_api(fake_slack, tmp_path):
         sent = await api.http.post(
