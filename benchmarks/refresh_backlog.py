@@ -17,7 +17,7 @@ items the walks scored.
     python benchmarks/refresh_backlog.py                          # 10,000 and 1,000,000 waiting
     python benchmarks/refresh_backlog.py --sizes 10000 100000 --rounds 4
     BENCH_SERVER_CHECKOUT=../other python benchmarks/refresh_backlog.py  # another checkout's server
-    python benchmarks/refresh_backlog.py --quick                  # stand-in data, 500 waiting
+    python benchmarks/refresh_backlog.py --quick                  # stand-in, 20 labels, 500 waiting
 """
 
 from __future__ import annotations
@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     add_data_options(parser, DATASETS, quick="trec")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.rounds, args.every, args.labeled = [500], 2, 3, 100
+        # 20 labels (26 after the rounds): under 30, no retrain or refresh computes a learning
+        # curve (model/stopping.py), which is no part of how soon a refresh asks
+        args.sizes, args.rounds, args.every, args.labeled = [500], 2, 3, 20
     args.data, args.datasets = resolve_data(args)
     return asyncio.run(main_async(args))
 
