@@ -39,7 +39,7 @@ later ones are kept as history and told it was already decided). Every click pha
 p50 / p95 / p99 and each one's ratio to the floor's (the lowest of the floors measured).
 
     python benchmarks/bot_load.py            # 2,000 clicks, 50 clients, 50,000 labels; mix 100k
-    python benchmarks/bot_load.py --quick  # 60 clicks, 10 clients, 350 labels (mix 60); phases 3-4
+    python benchmarks/bot_load.py --quick  # 60 clicks, 10 clients, 350 labels (mix 25); phases 3-4
     python benchmarks/bot_load.py --skip-idle --no-retrain --labeled 1000 --pending 100 \
         --clicks 5000 --mix-during-rescore   # the mix while a refresh re-scores 100,000 items
 """
@@ -1417,12 +1417,14 @@ def main(argv: list[str] | None = None) -> int:
         # a second's wait before its clicks could begin
         args.clicks, args.concurrency, args.max_open = 60, 10, 2
         args.labeled, args.pending = 350, 100  # more than the mix's: its database is its own
-        args.mix_labeled, args.mix_pending = 60, 1_000
+        # 25 mix labels (27 with the refresh's): under 30, neither the seed retrain nor the
+        # refresh computes a learning curve (model/stopping.py)
+        args.mix_labeled, args.mix_pending = 25, 1_000
         args.predict_clients, args.load_lead = 5, 0.2
         args.mix_during_rescore, args.mix_refresh_every = True, "2"
         args.predicts_after_refresh = True
         args.retrain_lead, args.hold_fit, args.leave_retrain = 0.0, True, True
-        args.refresh_wait = 120  # a refresh of 63 labels fits in a second alone
+        args.refresh_wait = 120  # a refresh of 27 labels fits in a second alone
         args.skip_idle = True  # phase 3 clicks the same server with its floor around it
         args.keep_bare = True  # its three floors on one bare server (one process, not three)
         args.overlap = True  # phase 4's seeding and server start beside phase 3

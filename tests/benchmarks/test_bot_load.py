@@ -31,7 +31,7 @@ def test_bot_load_benchmark_stores_every_acknowledged_click_once(standin: Path):
         "hitl serve, realistic mix, re-scoring after a refresh"
     ]
     assert (clicks, acked, errors, stored) == ("58", "58", "0", "60")
-    assert re.search(r'"refresh": "r62 asks"', out), out[-600:]
+    assert re.search(r'"refresh": "r27 asks"', out), out[-600:]
     assert re.search(r'"rescore_walk": "998 items waiting; the walk had re-scored', out)
     # the server and its children (two scoring children, the fit child), each with its memory
     assert len(re.findall(r"child \(nice \d+\) \d+ MiB", out)) >= 2, out[-800:]
