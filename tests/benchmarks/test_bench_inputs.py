@@ -128,6 +128,11 @@ def test_from_json_draws_the_plot_only_in_the_folder_named_and_no_empty_panel(
     # one panel (the retrain's) of 5.5 inches at 90 dpi: two would be 990 pixels wide
     assert png_width(asked / "throughput_growth.png") == 495
 
+    # the committed plot's figures (retrain and growth): both panels, as RESULTS draws it
+    both = Path(__file__).parents[2] / "benchmarks" / "results" / "throughput_growth.json"
+    assert throughput(["--from-json", str(both), "--plots", str(tmp_path / "both")]) == 0
+    assert png_width(tmp_path / "both" / "throughput_growth.png") == 990
+
 
 def test_a_run_of_one_part_leaves_the_committed_plot_alone(throughput, tmp_path, monkeypatch):
     data = write_standin_dataset(tmp_path / "datasets")
