@@ -213,6 +213,7 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
     # the store, its count of commits before the change, the change, and whether the stored
     # predictions were put under the new set: what an interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
     store, kept, labels, restated = None, None, None, False
+    aliases: dict[str, str] = {}  # old names → the label now: a retire's note reads them
     try:
         with _errors(), state.open_existing_store() as store:
             kept = store.commits
@@ -225,13 +226,14 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
                 reason=reason,
                 votes_needed=state.settings.votes,
             )
+            aliases = store.label_aliases()
             _restate(store, state.settings.threshold)
             restated = True
         for line in labels.taken_notes():  # a name typed for the label of the set it is a twin of
             click.echo(line)
         click.echo(f"Label set now: {', '.join(labels)}")
         if action == "retire":  # the label this change retired (``ChangedSet``), as stored
-            click.echo(_retired(state, labels))
+            click.echo(_retired(state, labels, aliases))
     except KeyboardInterrupt:
         if store is None or kept is None:  # before the change began
             raise
@@ -250,13 +252,16 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
                 " next label change, puts them there"
             )
         if action == "retire":
-            said += f". {_retired(state, labels)}"
+            said += f". {_retired(state, labels, aliases)}"
         raise Stopped(said) from None
 
 
-def _retired(state: Any, labels: Any) -> str:
-    """What a retire did to the items of the label it retired (``labels``: ``ChangedSet``)."""
-    note = retired_note(labels.made, labels.labeled, slack=False, settings=state.settings)
+def _retired(state: Any, labels: Any, aliases: dict[str, str]) -> str:
+    """What a retire did to the items of the label it retired (``labels``: ``ChangedSet``);
+    ``aliases``: old names → the label now, so a route set under an old name is named too."""
+    note = retired_note(
+        labels.made, labels.labeled, slack=False, settings=state.settings, aliases=aliases
+    )
     return note + labels.gold_note(labels.made)
 
 

@@ -199,57 +199,94 @@ def config_file(settings: Settings) -> str:
 
 def retired_in_config(settings: Settings, store: Store) -> list[str]:
     """A line for each retired label a route or guideline of the settings still names (who
-    retired it and when, the fix). Harmless, so `hitl serve` starts and ignores them (no
+    retired it and when, the fix), also under an old name: a route set for `location` follows
+    its rename to `place` (``follow_renames``), so retiring `place` leaves it unused too.
+    Harmless, so `hitl serve` starts and ignores them (no
     question is predicted a retired label): `/hitl labels retire` by an admin who cannot edit
     hitl.toml took the bot down at its next restart. A name neither in force, an old name
     nor retired stays a refusal (``bot.server.label_set_lines``: a typo)."""
     named = {*settings.routes, *settings.guidelines}
-    retired = sorted(named & store.retired_labels()) if named else []
-    if not retired:
+    if not named:
+        return []
+    aliases, retired = store.label_aliases(), store.retired_labels()
+    named_as = {key: aliases.get(key, key) for key in named}  # key → the label it is for now
+    hit = sorted(key for key, label in named_as.items() if label in retired)
+    if not hit:
         return []
     last = {c["label"]: c for c in store.label_set_changes() if c["action"] == "retire"}
     lines = []
-    for label in retired:
-        places = " and ".join(config_places(settings, label))
+    for key in hit:
+        label = named_as[key]
+        places = " and ".join(config_places(settings, key))
         change = last.get(label)
         at = str(change["created_at"])[:16].replace("T", " ") + " UTC" if change else ""
         when = f" by {change['user_id']} on {at}" if change else ""
+        now = f" (now {label})" if key != label else ""
         lines.append(
-            f"{config_file(settings)} names {label!r} in {places}, but {label} was retired{when}:"
-            f" unused while it is retired (no question is predicted {label}). Remove it from"
-            f" {places},"
-            f" or `hitl labels add {label}` to use it again"
+            f"{config_file(settings)} names {key!r}{now} in {places}, but {label} was"
+            f" retired{when}: unused while it is retired (no question is predicted {label})."
+            f" Remove it from {places}, or `hitl labels add {label}` to use it again"
         )
     return lines
 
 
-def retired_note(label: str, n: int, *, slack: bool, settings: Settings | None = None) -> str:
+def retired_note(
+    label: str,
+    n: int,
+    *,
+    slack: bool,
+    settings: Settings | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> str:
     """What a retire did to the items decided with ``label`` (``n``: ``ChangedSet.labeled``), for
     the CLI or Slack (mrkdwn, ``label`` as ``code_text`` by the caller: it goes in code
     spans), with how to undo it; with the ``settings`` in force, one more sentence when they
-    route ``label`` or give it guidelines (``retired_config_note``)."""
+    route ``label`` or give it guidelines, also under an old name of it in ``aliases``
+    (``retired_config_note``)."""
     note = _items_note(label, n, slack=slack)
-    said = retired_config_note(settings, label, slack=slack) if settings is not None else None
+    said = (
+        retired_config_note(settings, label, slack=slack, aliases=aliases)
+        if settings is not None
+        else None
+    )
     return f"{note} {said}" if said else note
 
 
-def retired_config_note(settings: Settings, label: str, *, slack: bool) -> str | None:
+def retired_config_note(
+    settings: Settings, label: str, *, slack: bool, aliases: Mapping[str, str] | None = None
+) -> str | None:
     """The sentence a retire adds when the settings in force still route the retired label or
     give it guidelines (``label`` as ``retired_note`` has it: ``code_text`` for Slack), with the
-    fix; None when they name it nowhere. Not refused: `hitl serve` starts and warns of it
+    fix; None when they name it nowhere. A key that is an old name of the label (``aliases``,
+    old → the label it counts for now) names it too: its route and guidelines followed the
+    rename or merge (``follow_renames``). Not refused: `hitl serve` starts and warns of it
     (``retired_in_config``)."""
-    named = {*settings.routes, *settings.guidelines}
-    raw = next((k for k in named if code_text(k) == label), None) if slack else label
-    if raw not in named:
+    aliases = aliases or {}
+    shown = code_text if slack else str
+    keys = sorted(
+        k
+        for k in {*settings.routes, *settings.guidelines}
+        if shown(k) == label or (k in aliases and shown(aliases[k]) == label)
+    )
+    if not keys:
         return None
     if slack:
-        places = " and ".join(f"`{escape(place)}`" for place in config_places(settings, raw))
+        places = " and ".join(
+            f"`{escape(place)}`"
+            + ("" if shown(k) == label or place != "[hitl.routes]" else f" (as `{code_text(k)}`)")
+            for k in keys
+            for place in config_places(settings, k)
+        )
         return (
             f"`hitl.toml` still names `{label}` in {places}: unused while retired; the bot"
             f" warns of it at each start until it is removed there (by whoever runs the bot),"
             f" or `/hitl labels add {label}` brings the label back."
         )
-    places = " and ".join(config_places(settings, raw))
+    places = " and ".join(
+        place + ("" if k == label or place != "[hitl.routes]" else f" (as {k})")
+        for k in keys
+        for place in config_places(settings, k)
+    )
     return (
         f"{config_file(settings)} still names {label} in {places}: unused while retired;"
         f" `hitl serve` warns of it at each start until you remove it there, or `hitl labels"

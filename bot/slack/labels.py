@@ -254,9 +254,10 @@ def labels_reply(
     # stored: another admin's, made in another thread meanwhile, may be that one.
     made = code_text(after.made)  # as stored (NFC), for the code spans it is put in
     if action == "retire":
-        note = retired_note(made, after.labeled, slack=True, settings=settings) + after.gold_note(
-            f"`{made}`"
-        )
+        aliases = store.label_aliases()  # a route set under an old name of it is named too
+        note = retired_note(
+            made, after.labeled, slack=True, settings=settings, aliases=aliases
+        ) + after.gold_note(f"`{made}`")
     else:  # the label made, said apart: a long list is cut before it
         note = {"add": "Added", "rename": "Renamed to", "merge": "Merged into"}[action]
         note = f"{note} `{made}`."

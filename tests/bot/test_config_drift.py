@@ -154,3 +154,40 @@ def test_hitl_labels_show_says_it_too_and_an_agreeing_or_unset_one_is_not_told(t
         assert configured_labels_line(settings.with_changes(labels=()), store) is None
         same = settings.with_changes(labels=tuple(reversed(stored)))
         assert configured_labels_line(same, store) is None
+
+
+def test_a_route_under_an_old_name_is_named_when_its_label_is_retired(tmp_path: Path):
+    """hitl.toml routes `billing`, renamed to `money` since: the route follows the rename
+    (``follow_renames``), so retiring `money` leaves it unused, but the retire's reply and
+    `hitl labels show` (as `hitl serve`'s start) looked only for a key `money` and said
+    nothing."""
+    seed(tmp_path / "hitl.db", ITEMS)
+    config = tmp_path / "hitl.toml"
+    config.write_text('[hitl.routes]\nbilling = "C0BILLING"\n')
+    env = {
+        "HITL_DB": str(tmp_path / "hitl.db"),
+        "HITL_CONFIG": str(config),
+        "HITL_LABELS": ",".join(LABELS),
+        "USER": "ana",
+    }
+
+    def hitl(*args: str) -> str:
+        result = CliRunner().invoke(cli, args, env=env, prog_name="hitl")
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    hitl("labels", "rename", "billing", "money")
+    retired = hitl("labels", "retire", "money")
+    assert retired.splitlines()[-1].endswith(
+        f" brings it back. {config} still names money in [hitl.routes] (as billing): unused"
+        " while retired; `hitl serve` warns of it at each start until you remove it there, or"
+        " `hitl labels add money` brings the label back."
+    )
+    [warning] = [line for line in hitl("labels", "show").splitlines() if "names" in line]
+    assert warning.startswith(
+        f"Warning: {config} names 'billing' (now money) in [hitl.routes], but money was retired"
+        " by cli:ana on "
+    )
+    assert warning.endswith(
+        "Remove it from [hitl.routes], or `hitl labels add money` to use it again"
+    )
