@@ -61,7 +61,8 @@ def delete_command(
     All the items are deleted or, if one id is unknown, none. What stays is that the id was
     deleted, by whom, when and why: `hitl import` and the API skip that id from then on (the
     same file imported again brings nothing back). SQLite overwrites the freed space, and the
-    write-ahead log is emptied when no other process reads the database.
+    file is rebuilt (VACUUM), so that no old copy of a row stays in it; not while a server
+    runs on the database (the command says so: stop it, then `sqlite3 hitl.db VACUUM`).
 
     The Slack messages are deleted by `hitl serve`: at once if it runs, else when it starts.
     Model files trained while the item had a label may keep some of its words in their
@@ -130,14 +131,11 @@ def delete_command(
             done = store.delete_items(
                 ids, user_id=_who(by), reason=reason, models_dir=state.settings.models_dir
             )
-            emptied = store.empty_log()
+            unscrubbed = store.scrub()
         for line in deleted_lines(done, len(ids)):
             click.echo(line)
-        if not emptied:
-            click.echo(
-                "The write-ahead log could not be emptied now (another process reads the"
-                " database): SQLite empties it at its next checkpoint."
-            )
+        if unscrubbed is not None:
+            click.echo(unscrubbed_line(state.settings.db, unscrubbed, "text"))
         click.echo("Backups and exports made before keep these items: delete them there too.")
     except KeyboardInterrupt:
         if store is None or kept is None:  # before the delete began
@@ -180,6 +178,17 @@ def deleted_lines(done: Any, asked: int) -> list[str]:
             " to them after)."
         )
     return lines
+
+
+def unscrubbed_line(db: Any, why: str, what: str) -> str:
+    """What `hitl delete` and `hitl people anonymise` say when the file could not be rebuilt
+    after the change (``Store.scrub``): old copies of the rows may stay in its unused space
+    and its log until a VACUUM with nothing else on the database."""
+    return (
+        f"The database file could not be rebuilt now ({why}): its unused space and its"
+        f" write-ahead log may keep old copies of the {what} until `sqlite3 {db} VACUUM` is run"
+        " with nothing else on the database (stop `hitl serve` first)."
+    )
 
 
 def said_rows(rows: dict[str, int]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from bot.cli_delete import unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
 from bot.words import count
@@ -100,10 +101,10 @@ def anonymise_command(
         with friendly_errors(), state.open_existing_store() as store:
             kept = store.commits
             done = store.anonymise_people(ids, done_by=_who(by), pseudonym=pseudonym, merge=merge)
-            emptied = store.empty_log()
+            unscrubbed = store.scrub()
             now = datetime.fromisoformat(store.now())
             models = _anonymise_models(state, store, ids, [r.pseudonym for r in done])
-        _tell_anonymised(state, ids, done, models, emptied, now)
+        _tell_anonymised(state, ids, done, models, unscrubbed, now)
     except KeyboardInterrupt:
         if store is None or kept is None:  # before the change began
             raise
@@ -129,10 +130,16 @@ def _anonymised_kept(state: Any, ids: list[str], done: list[Any], models_done: b
 
 
 def _tell_anonymised(
-    state: Any, ids: list[str], done: list[Any], models: dict[str, str], emptied: bool, now: Any
+    state: Any,
+    ids: list[str],
+    done: list[Any],
+    models: dict[str, str],
+    unscrubbed: str | None,
+    now: Any,
 ) -> None:
     """What `hitl people anonymise` changed (``done``: each id's ``Anonymised``; ``models``:
-    the models folder's changes, per id), on standard output."""
+    the models folder's changes, per id; ``unscrubbed``: why the file was not rebuilt after
+    it, ``Store.scrub``), on standard output."""
     admins = set(getattr(state.settings, "admins", ()) or ())
     messages = 0
     for user, result in zip(ids, done, strict=True):
@@ -174,11 +181,8 @@ def _tell_anonymised(
         if messages
         else "Slack: no question message names them."
     )
-    if not emptied:
-        click.echo(
-            "The write-ahead log could not be emptied now (another process reads the"
-            " database): SQLite empties it at its next checkpoint."
-        )
+    if unscrubbed is not None:
+        click.echo(unscrubbed_line(state.settings.db, unscrubbed, "ids"))
     click.echo("Backups and exports made before keep the ids: anonymise or delete them there too.")
 
 

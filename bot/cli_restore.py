@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from bot.cli_delete import unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors
 from bot.cli_progress import fitted
 from bot.words import count, first_few
@@ -161,9 +162,11 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             err=True,
         )
     upgraded = done.upgraded  # to record the Slack messages it carried over
+    erased = False  # items deleted again or people anonymised again: the file is rebuilt after
     if done.kept is not None:
         try:
-            upgraded = _delete_again(state, done.kept, undelete) or upgraded
+            opened, erased = _delete_again(state, done.kept, undelete)
+            upgraded = opened or upgraded
         except KeyboardInterrupt:  # its own transaction: all deleted again, or none
             raise Stopped(
                 f" after the restore: {db} was restored from {backup}; the items deleted after"
@@ -171,13 +174,26 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
                 " deletes them"
             ) from None
         try:
-            upgraded = _anonymise_again(state, done.kept) or upgraded
+            opened, again = _anonymise_again(state, done.kept)
+            upgraded, erased = opened or upgraded, again or erased
         except KeyboardInterrupt:  # its own transaction: all anonymised again, or none
             raise Stopped(
                 f" after the restore: {db} was restored from {backup}; the people anonymised"
                 f" after the backup was made were not anonymised again: `hitl restore {backup}`"
                 " again anonymises them"
             ) from None
+    if erased:  # the backup's pages, copied as they are, may keep old copies of those rows
+        try:
+            with state.open_existing_store() as store:
+                unscrubbed = store.scrub()
+        except KeyboardInterrupt:
+            raise Stopped(
+                f" after the restore: {db} was restored from {backup}, and what was deleted or"
+                " anonymised after the backup was made is so again; its file may keep old"
+                f" copies of them in its unused space until `sqlite3 {db} VACUUM` is run"
+            ) from None
+        if unscrubbed is not None:
+            click.echo(unscrubbed_line(db, unscrubbed, "rows deleted or anonymised again"))
     if facts.pending:
         click.echo(
             "The backup was made by an older slack-hitl: "
@@ -200,19 +216,19 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
         click.echo(f"Warning: {line}" if warn else line, err=warn)
 
 
-def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
+def _delete_again(state: Any, kept: Path, undelete: bool) -> tuple[bool, bool]:
     """Delete again, in the restored database, what the database that was there (``kept``)
     records as deleted (`hitl delete`): an erasure survives a restore, and so do the Slack
     messages it knew showed a deleted item (left for `hitl serve` to delete). --undelete keeps
     the items the restored database holds; the deletions of ids it does not hold stay. Whether
-    it opened (and so upgraded) the restored database."""
+    it opened (and so upgraded) the restored database, and whether it deleted an item."""
     from bot.store.erasure import deletions_in
     from bot.store.restore import erasures_in, tell_undeleted
 
     deleted = deletions_in(kept)
     messages, attempts = erasures_in(kept, [row[0] for row in deleted])
     if not deleted and not messages:
-        return False
+        return False, False
     told = 0
     with state.open_existing_store() as store:
         present, queued = store.delete_again(deleted, messages, attempts, undelete=undelete)
@@ -258,19 +274,20 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> bool:
             f"Left to delete: {count(queued, 'Slack message')} {of}, as {kept.name} records;"
             " `hitl serve` deletes them."
         )
-    return True
+    return True, bool(present) and not undelete
 
 
-def _anonymise_again(state: Any, kept: Path) -> bool:
+def _anonymise_again(state: Any, kept: Path) -> tuple[bool, bool]:
     """Anonymise again, in the restored database, the people the database that was there
     (``kept``) records as anonymised (`hitl people anonymise`), whatever --undelete says: their
     answers keep their ids, so the old id each answer of a pseudonym carries here is given
-    that pseudonym again. Whether it opened (and so upgraded) the restored database."""
+    that pseudonym again. Whether it opened (and so upgraded) the restored database, and
+    whether it anonymised someone."""
     from bot.store.people import anonymised_in
 
     records = anonymised_in(kept)
     if not records:
-        return False
+        return False, False
     with state.open_existing_store() as store:
         again = store.anonymise_again([record for record in records if record[3]])
         known = {row["pseudonym"] for row in store.pseudonyms()}
@@ -292,7 +309,7 @@ def _anonymise_again(state: Any, kept: Path) -> bool:
             f" {'that person' if one else 'them'}; run `hitl people anonymise` for"
             f" {'them' if one else 'each'} again."
         )
-    return True
+    return True, bool(again)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

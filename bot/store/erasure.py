@@ -4,7 +4,8 @@ ticket where a customer pasted a card number, an import of the wrong file.
 One transaction removes the item and every row that names it (answers, label, label history,
 reviews, gold, posts, webhook deliveries, the stop set it was in), with SQLite's
 ``secure_delete`` on, so the freed pages are overwritten rather than left to be read from the
-file. What stays: that the item was deleted, by whom, when and why (``deleted_items``: its id,
+file; ``Store.scrub`` then rebuilds the file, for the old copies of rows earlier writes left. What
+stays: that the item was deleted, by whom, when and why (``deleted_items``: its id,
 no text), and the Slack messages that showed it (``erased_posts``: channel and ts) until
 ``hitl serve`` has deleted them (``bot.slack.redraw``).
 
@@ -28,6 +29,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.store.lock import other_server
 
 # A question whose post got no answer (``post_attempts``: the server stopped, or Slack timed
 # out, during chat.postMessage) may be in Slack all the same. Deleting its item keeps that note
@@ -479,6 +481,31 @@ class ErasureMixin:
         except sqlite3.Error:
             return False
         return not busy
+
+    def scrub(self) -> str | None:
+        """Leave no old copy of what an erasure removed in the file, after it committed: None
+        when done, else why not (a phrase, for the line that says so).
+
+        ``secure_delete`` zeroes the cells a delete frees, not the copies of the same rows an
+        earlier write left behind: a row an update moved (a score stored, a status changed)
+        or a page split can leave its old bytes in the unused part of a page, where no delete
+        reaches them and a look at the file finds the text. VACUUM rebuilds the file from
+        the live rows only; the log, which then holds those pages, is emptied after it. Not
+        while a server runs on the database: VACUUM holds the write lock as long as it takes
+        (a large file: seconds), and the server's clicks and requests would wait on it."""
+        if self.path is None:
+            return None  # in memory: no file
+        if other_server(Path(self.path), starting=False) is not None:
+            return "a hitl server runs on it"
+        if not self.empty_log():
+            return "another process reads it"
+        try:
+            self.db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            return f"VACUUM failed: {exc}"
+        if not self.empty_log():
+            return "another process reads it"
+        return None
 
     def has_deleted_items(self) -> bool:
         """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
