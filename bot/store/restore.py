@@ -482,7 +482,7 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
     def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
         wal = path.with_name(path.name + "-wal")
         return f"file:{quote(str(path.resolve()))}?" + (
-            "mode=ro" if wal.exists() else "immutable=1"
+            "mode=ro" if wal.exists() else "mode=ro&immutable=1"
         )
 
     try:
@@ -601,7 +601,7 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
     def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
         wal = path.with_name(path.name + "-wal")
         return f"file:{quote(str(path.resolve()))}?" + (
-            "mode=ro" if wal.exists() else "immutable=1"
+            "mode=ro" if wal.exists() else "mode=ro&immutable=1"
         )
 
     told = redraw = urls = 0
