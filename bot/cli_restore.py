@@ -359,6 +359,9 @@ def models_note(
     registry = ModelRegistry(models_dir) if models_dir.is_dir() else None
     versions, unreadable = registry.scan() if registry is not None else ([], {})
     held = {v.version: v.status for v in versions}
+    # versions whose model file was deleted (kept small, or trained on items erased since):
+    # their metadata stays, but no rollback brings them back
+    no_file = {v.version for v in versions if v.pruned_at}
     backup_champion = next((v for v, s in recorded.items() if s == "champion"), None)
     lines: list[tuple[str, bool]] = []
     if not recorded and not held and not unreadable:
@@ -376,12 +379,15 @@ def models_note(
     if newer:
         which = ", ".join(f"v{v}" for v in newer)
         served = _champion(held)
-        back = (
-            f"; `hitl rollback {backup_champion}` makes the backup's champion v{backup_champion}"
-            " the champion again"
-            if backup_champion is not None and served != backup_champion
-            else ""
-        )
+        back = ""
+        if backup_champion is not None and served != backup_champion:
+            back = (
+                f"; the backup's champion v{backup_champion} has no model file any more (it was"
+                " deleted), so no rollback brings it back"
+                if backup_champion in no_file
+                else f"; `hitl rollback {backup_champion}` makes the backup's champion"
+                f" v{backup_champion} the champion again"
+            )
         lines.append(
             (
                 f"{models_dir} holds {which}, which the backup does not record (trained after it,"

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from click.testing import CliRunner
 
@@ -161,3 +162,23 @@ def test_beside_a_running_server_the_delete_says_old_copies_may_stay(tmp_path: P
         f" `sqlite3 {db} VACUUM` is run with nothing else on the database (stop `hitl serve`"
         " first)."
     )
+
+
+def test_a_restore_does_not_offer_a_rollback_to_a_model_whose_file_was_deleted(tmp_path: Path):
+    """After an erasure, `HITL_KEEP_MODELS=0 hitl retrain --force` deleted the file of v1, which
+    may keep the erased words; a backup made before it records v1 as champion. The restore
+    told to `hitl rollback 1`, which refuses: the file is gone."""
+    from bot.cli_restore import models_note
+    from model import ModelRegistry, TextClassifier
+
+    folder = tmp_path / "hitl.db.models"
+    registry = ModelRegistry(folder)
+    texts, labels = ["refund my card", "the app crashes"] * 3, ["billing", "bug"] * 3
+    fitted = TextClassifier().fit(texts, labels)
+    for _ in range(2):  # v1, then v2 trained after the erasure
+        registry.promote(registry.save(fitted, n_train=6).version)
+    registry.drop_file(1)
+    lines = models_note(SimpleNamespace(models_dir=folder), {1: "champion"})
+    said = " ".join(line for line, _warn in lines)
+    assert "rollback 1" not in said, said
+    assert "the backup's champion v1 has no model file any more (it was deleted)" in said
