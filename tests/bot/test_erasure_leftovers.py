@@ -13,8 +13,6 @@ import random
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.store import Store
 from tests.bot.harness import Item, seed
-from tests.bot.test_new_database_race import ENV, WAIT, line_of
+from tests.bot.test_new_database_race import lock_held_by_child
 
 N = 100  # items: scoring them all splits pages and leaves an old copy of a row (SQLite 3.40)
 
@@ -135,26 +133,8 @@ def test_beside_a_running_server_the_delete_says_old_copies_may_stay(tmp_path: P
     """A server's clicks would wait on the rebuild: it is left, and the command says so."""
     db = tmp_path / "hitl.db"
     seed(db, [Item("T-1", "refund for jane.doe@example.com")])
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from bot.store.lock import server_lock\n"
-        f"with server_lock(Path({str(db)!r})):\n"
-        "    print('held', flush=True)\n"
-        "    sys.stdin.readline()\n"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert line_of(child) == "held\n"
+    with lock_held_by_child(db):
         done = run(db, "delete", "T-1", "--yes")
-    finally:
-        try:
-            child.communicate(b"go on\n", timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(WAIT)
     assert done.exit_code == 0, done.output
     assert done.output.splitlines()[1] == (
         "The database file could not be rebuilt now (a hitl server runs on it): its unused"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from bot.errors import StoreError
 from bot.store import Store
 from bot.store.lock import holder_words, lock_path, server_lock
 from tests.bot.harness import Item
-from tests.bot.test_new_database_race import ENV, WAIT, hitl_import, line_of
+from tests.bot.test_new_database_race import hitl_import, lock_held_by_child
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no server lock on Windows")
 
@@ -131,27 +130,9 @@ def test_a_restore_beside_another_restore_is_told_to_wait_for_it(tmp_path: Path)
     """The lock held by another process's restore (its line: ", restoring")."""
     db, backup = tmp_path / "hitl.db", tmp_path / "backup.db"
     Store.open(backup).close()
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from bot.store.lock import server_lock\n"
-        f"with server_lock(Path({str(db)!r}), leave_no_file=True, kind='restore'):\n"
-        "    print('held', flush=True)\n"
-        "    sys.stdin.readline()\n"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert line_of(child) == "held\n"
+    with lock_held_by_child(db, leave_no_file=True, kind="restore") as child:
         holder = lock_path(db.resolve()).read_text().strip()
         done = CliRunner().invoke(cli, ["--db", str(db), "restore", str(backup)], prog_name="hitl")
-    finally:
-        try:
-            child.communicate(b"go on\n", timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(WAIT)
     assert child.returncode == 0
     assert holder.startswith(f"pid {child.pid} on ") and holder.endswith(", restoring")
     assert done.exit_code == 1

@@ -41,6 +41,34 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HITL_LABELS": ",".join(LABELS)}
 WAIT = 60.0  # seconds, at most, for a child's line or its end
 
 
+@contextmanager
+def lock_held_by_child(db: Path, **lock: object) -> Iterator[subprocess.Popen]:
+    """Another process holding ``db``'s server lock (``server_lock(db, **lock)``: a server's,
+    a restore's) while the block runs: a child that takes it, says so, and lets go at the
+    block's end (killed after ``WAIT`` seconds if it does not)."""
+    args = "".join(f", {key}={value!r}" for key, value in lock.items())
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from bot.store.lock import server_lock\n"
+        f"with server_lock(Path({str(db)!r}){args}):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert line_of(child) == "held\n"
+        yield child
+    finally:
+        try:
+            child.communicate(b"go on\n", timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(WAIT)
+
+
 def items_file(tmp_path: Path) -> Path:
     path = tmp_path / "items.csv"
     path.write_text("id,text\nT-1,refund please\nT-2,the app crashes\n")

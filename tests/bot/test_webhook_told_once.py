@@ -57,6 +57,17 @@ def each_key_once(hook: Receiver) -> None:
     assert len(keys) == len(set(keys)), [json.loads(r.body) for r in hook.received]
 
 
+async def told_auto(api: Any, receiver: Receiver) -> None:
+    """A-1 sent with a callback_url and left to the model (the champion is sure of it): its
+    producer is told ``auto`` with the model's label, billing."""
+    body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
+    response = await post_json(api, "/api/items", {"items": [body]})
+    assert response.status == 200, await response.text()
+    assert await deliver_all(api) == 1
+    first = json.loads(receiver.received[0].body)
+    assert (first["status"], first["label"], first["model_label"]) == ("auto", None, "billing")
+
+
 def hitl(db: Path, *args: str) -> None:
     """`hitl --db DB ARGS…` as an admin runs it beside the server."""
     done = CliRunner().invoke(cli, ["--db", str(db), *args], env=CLI_ENV)
@@ -163,12 +174,7 @@ async def test_an_auto_item_told_the_models_label_is_told_its_rename_or_merge_on
     async for api in start_api(
         fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD, **LOOPBACK
     ):
-        body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
-        response = await post_json(api, "/api/items", {"items": [body]})
-        assert response.status == 200, await response.text()
-        assert await deliver_all(api) == 1
-        first = json.loads(receiver.received[0].body)
-        assert (first["status"], first["label"], first["model_label"]) == ("auto", None, "billing")
+        await told_auto(api, receiver)
 
         await asyncio.to_thread(hitl, api.rt.settings.db, "labels", *change)
         shown = await get_item(api, "A-1")
@@ -193,12 +199,7 @@ async def test_an_auto_item_a_retire_sends_back_to_people_is_told_it_waits_once(
     async for api in start_api(
         fake_slack, tmp_path, champion=champion(), threshold=THRESHOLD, **LOOPBACK
     ):
-        body = {"id": "A-1", "text": "refund my invoice", "callback_url": receiver.url}
-        response = await post_json(api, "/api/items", {"items": [body]})
-        assert response.status == 200, await response.text()
-        assert await deliver_all(api) == 1
-        first = json.loads(receiver.received[0].body)
-        assert (first["status"], first["label"], first["model_label"]) == ("auto", None, "billing")
+        await told_auto(api, receiver)
         body = {"id": "A-2", "text": "refund me", "callback_url": receiver.url}
         response = await post_json(api, "/api/items", {"items": [body]})  # told by and by
         assert response.status == 200, await response.text()
