@@ -1708,6 +1708,12 @@ class _EnvOption(click.Option):
     "simulated teammates and the held-out score.",
 )
 @click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(FORMATS),
+    help="--data's format, as in `hitl import` (default: from the extension).",
+)
+@click.option(
     "--text-column",
     default="text",
     show_default=True,
@@ -1766,6 +1772,7 @@ def demo_command(
     port: int,
     seed: int,
     data_path: Path | None,
+    data_format: str | None,
     text_column: str,
     id_column: str | None,
     label_column: str | None,
@@ -1810,6 +1817,7 @@ def demo_command(
         port=port,
         seed=seed,
         data=data_path,
+        data_format=data_format,
         columns=Columns(text_column, id_column, label_column),
         simulate=simulate,
         error_rate=error_rate,

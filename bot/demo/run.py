@@ -81,6 +81,7 @@ class DemoOptions:
     port: int = 3000
     seed: int = 0
     data: Path | None = None
+    data_format: str | None = None  # --format: --data's format when its name does not tell
     columns: Columns = field(default_factory=Columns)  # --data's fields
     size: int = 600
     simulate: int = 0
@@ -202,7 +203,13 @@ def prepare_database(db: Path) -> None:
 def load_data(options: DemoOptions, warn: Echo = print) -> DemoData:
     """The generated data, or ``--data``'s file (its bad rows reported through ``warn``)."""
     if options.data is not None:
-        return read_data(options.data, seed=options.seed, report=warn, columns=options.columns)
+        return read_data(
+            options.data,
+            seed=options.seed,
+            report=warn,
+            fmt=options.data_format,
+            columns=options.columns,
+        )
     return demo_data(options.size, seed=options.seed)
 
 

@@ -267,6 +267,20 @@ def test_a_data_file_with_other_column_names_is_read_with_the_options_its_error_
     assert items["T-1002"].text == "The app crashes every time I open the settings page"
 
 
+def test_a_data_file_whose_name_does_not_tell_its_format_is_read_with_format(tmp_path: Path):
+    """A file without a known extension is refused with "pass --format": `hitl demo` answered
+    that advice with "No such option: --format"."""
+    path = tmp_path / "mine"
+    _write_csv(path, 21)  # 20 items: 16 to label, 4 held out
+    args = ["--db", str(tmp_path / "demo.db"), "demo", "--data", str(path), "--simulate", "1",
+            "--answers", "3", "--retrain-every", "0", "--port", "0", "--no-browser"]  # fmt: skip
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "pass --format (" in refused.stderr
+    result = CliRunner().invoke(cli, [*args, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "After 3 simulated answers (3 labels)" in result.stdout
+
+
 @pytest.mark.parametrize("simulate", [1, 2])
 def test_teammates_skip_what_they_cannot_answer_and_go_on_to_every_labeled_item(
     tmp_path: Path, simulate: int
