@@ -1,6 +1,6 @@
 """A sandbox page left open after `hitl demo` stopped says so (/tmp/demofirst L1): its clicks
-did nothing, with the only trace in the browser's console. Headless Chromium, as
-tests/e2e/test_sandbox_browser.py."""
+did nothing, with the only trace in the browser's console; and it picks the demo up again as
+soon as it is restarted (README). Headless Chromium, as tests/e2e/test_sandbox_browser.py."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from bot.demo import DemoOptions, load_data, running_demo
+from bot.sandbox import ui
 from tests.e2e.test_sandbox_browser import CHROMIUM, CHROMIUM_ARGS, WAIT
 
 STOPPED = "The demo has stopped: start it again with hitl demo"
 
 
-async def test_a_page_left_open_after_the_demo_stopped_says_so(tmp_path: Path):
+async def test_a_page_left_open_after_the_demo_stopped_says_so_and_picks_up_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    monkeypatch.setattr(ui, "LONG_POLL", 600.0)  # far beyond WAIT: only a prompt answer passes
     options = DemoOptions(db=tmp_path / "demo.db", port=0, size=120, retrain_every=0, pace=0.0)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -36,5 +40,26 @@ async def test_a_page_left_open_after_the_demo_stopped_says_so(tmp_path: Path):
             await questions.first.locator("button[data-action-id^='hitl.q.label.']").first.click()
             await expect(toast).to_be_visible()
             await expect(toast).to_have_text(STOPPED)
+
+            # Started again on its port, the demo is picked up at the page's next look. Its
+            # change counter starts afresh and may stand where the old one stopped (the same
+            # seed posts the same questions): the page's long poll then waited for a change,
+            # the banner up, until the poll timed out (20 s) or someone clicked. Here the page's
+            # looks are held off (a route that aborts them, as an unreachable demo does) until
+            # its counter is made to stand where the new demo's does.
+            await page.route("**/sandbox/state*", lambda route: route.abort())
+            again = DemoOptions(
+                db=tmp_path / "demo.db",
+                port=int(demo.url.rsplit(":", 1)[1]),
+                size=120,
+                retrain_every=0,
+                pace=0.0,
+                max_open=0,
+            )  # max_open 0 posts nothing, so its counter stands still
+            async with running_demo(again, load_data(again), echo=lambda line: None) as demo:
+                await page.evaluate(f"window.hitlSandbox.state().version = {demo.sandbox.version}")
+                await page.unroute("**/sandbox/state*")
+                await expect(toast).to_be_hidden(timeout=WAIT)
+                await expect(questions).to_have_count(0)  # the new demo's channel, not the old
         finally:
             await browser.close()

@@ -488,7 +488,9 @@
   async function pollForever() {
     for (;;) {
       try {
-        await refresh(S.state ? S.state.version : undefined);
+        // After the demo stopped, ask without `since`: a demo started again counts its
+        // changes afresh, and a long poll from a count it happens to stand at would wait.
+        await refresh(S.state && !S.stopped ? S.state.version : undefined);
       } catch (error) {
         if (error.name === "AbortError") continue;
         console.error(error); // seen in the browser's console, not swallowed
