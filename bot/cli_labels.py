@@ -114,9 +114,15 @@ def set_command(
                     f" {how_twins_differ(label, twin)}; use {quoted(twin)}"
                 )
             if fixed and label not in known:
+                # a label retired: said, with the way back (as the retire itself said it)
+                back = (
+                    f" (it was retired: `hitl labels add {label}` brings it back)"
+                    if label in store.retired_labels()
+                    else ""
+                )
                 raise click.ClickException(
-                    f"{quoted(label)} is not in the label set ({', '.join(known)}); use one of"
-                    " these"
+                    f"{quoted(label)} is not in the label set ({', '.join(known)}){back}; use"
+                    " one of these"
                 )
             stored = store.existing_item_ids(ids) if len(ids) > 1 else set(ids)
             if unknown := [i for i in ids if i not in stored]:

@@ -340,6 +340,23 @@ async def test_a_merge_in_slack_redraws_and_an_old_button_counts_for_the_label_i
     assert bot.store.label_set_changes()[-1]["action"] == "merge"
 
 
+def test_labels_set_to_a_retired_label_says_it_was_retired_and_how_to_bring_it_back(
+    tmp_path: Path,
+):
+    """Old: only '"c" is not in the label set (a, b)', as for a typo."""
+    db, path = tmp_path / "hitl.db", tmp_path / "three.csv"
+    path.write_text("id,text,label\nA,one,a\nB,two,b\nC,three,c\n")
+    assert run(db, "import", str(path)).exit_code == 0
+    assert run(db, "labels", "retire", "c").exit_code == 0
+    assert run(db, "labels", "set", "A", "c").stderr == (
+        'Error: "c" is not in the label set (a, b) (it was retired: `hitl labels add c` brings'
+        " it back); use one of these\n"
+    )
+    assert run(db, "labels", "set", "A", "d").stderr == (
+        'Error: "d" is not in the label set (a, b); use one of these\n'
+    )
+
+
 def test_one_label_has_one_spelling_and_a_case_twin_is_refused(tmp_path: Path):
     # "café" as é and as e + a combining accent looked the same and were two classes, and
     # "Billing" beside "billing" split one class in two.
