@@ -839,24 +839,36 @@ def write_output(
     The database ``db`` and the files beside it are refused (``_refuse_the_database``), also
     through a symlink or a hard link."""
     try:
-        if db is not None:
-            _refuse_the_database(output, Path(db), failed=failed, what=what, example=example)
-        _refuse_planted_link(output, failed=failed, what=what)
+        refuse_output(output, db=db, failed=failed, what=what, example=example)
         if _written_in_place(output):  # appended: "w" would truncate the file behind >>
             if binary:
                 with open(output, "ab") as handle:
                     return write(handle)
             with open(output, "a", encoding="utf-8", newline="") as handle:
                 return write(handle)
-        target = Path(os.path.realpath(output))
-        if not target.parent.exists():  # a mistyped path: said, not created
-            folder = output.parent if output.parent.resolve() == target.parent else target.parent
-            raise click.ClickException(
-                f"{failed}: the folder {folder} does not exist; create it or fix the path"
-            )
-        return _replace_atomically(target, write, binary=binary, private=private)
+        return _replace_atomically(
+            Path(os.path.realpath(output)), write, binary=binary, private=private
+        )
     except OSError as exc:
         raise click.ClickException(os_problem(exc, failed)) from exc
+
+
+def refuse_output(output: Path, *, db: Path | None, failed: str, what: str, example: str) -> None:
+    """``write_output``'s refusals of ``output``, before anything is written: the database or a
+    file of it, a planted link, a folder that does not exist (a mistyped path: said, not
+    created). A command that prints before it writes (`hitl accuracy --chart`) calls it first,
+    so that a refused file is said before the rest."""
+    if db is not None:
+        _refuse_the_database(output, Path(db), failed=failed, what=what, example=example)
+    _refuse_planted_link(output, failed=failed, what=what)
+    if _written_in_place(output):
+        return
+    target = Path(os.path.realpath(output))
+    if not target.parent.exists():
+        folder = output.parent if output.parent.resolve() == target.parent else target.parent
+        raise click.ClickException(
+            f"{failed}: the folder {folder} does not exist; create it or fix the path"
+        )
 
 
 def _refuse_the_database(output: Path, db: Path, *, failed: str, what: str, example: str) -> None:
@@ -1582,6 +1594,17 @@ def accuracy_command(state: State, chart: Path | None) -> None:
     from bot.learning import reports
     from model import ModelRegistry
 
+    # the chart's file refused (the database, a missing folder) before the report is printed
+    chart_words = {
+        "failed": f"cannot save the chart to {chart}",
+        "what": "the chart",
+        "example": "accuracy.png",
+    }
+    if chart is not None:
+        try:
+            refuse_output(chart, db=state.settings.db, **chart_words)
+        except OSError as exc:
+            raise click.ClickException(os_problem(exc, chart_words["failed"])) from exc
     with friendly_errors(), state.open_existing_store() as store:
         known = {int(m["version"]): m for m in store.models()}
         # No models folder, no model: a command that reads creates no folder (`hitl models`).
@@ -1605,9 +1628,7 @@ def accuracy_command(state: State, chart: Path | None) -> None:
         # said at once, not after the chart's drawing (~0.4 s, matplotlib imported)
         lambda handle: handle.write(reports.chart_png(report)),
         db=state.settings.db,
-        failed=f"cannot save the chart to {chart}",
-        what="the chart",
-        example="accuracy.png",
+        **chart_words,
         binary=True,
         private=False,  # figures, no text nor person: made as any file (a chart for the web)
     )
