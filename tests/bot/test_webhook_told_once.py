@@ -77,6 +77,23 @@ def hitl(db: Path, *args: str) -> None:
 # -- 1. a restore of a backup made while a label's webhook waited unsent ------------------------
 
 
+async def backed_up_then_removed(
+    fake_slack: FakeSlack, settings: Any, receiver: Receiver, *, told_first: bool = False
+) -> Path:
+    """B sent with a callback_url and answered bug; a backup made while that webhook waits
+    unsent (returned); then B's label removed by `hitl labels remove`, its webhook gone
+    (``told_first``: the label's webhook went before the removal, which sends its own)."""
+    async for bot in start_bot(fake_slack, settings):
+        await sent(bot, "B", "the app crashes on start", receiver.url)
+        await answered(bot, await asked(bot, "B"), ANA, "bug")
+        backup = backup_of(settings.db)  # B's webhook waits unsent in it
+        if told_first:
+            assert await deliver_all(bot) == 1
+        await asyncio.to_thread(hitl, settings.db, "labels", "remove", "B")
+        assert await deliver_all(bot) == 1
+    return backup
+
+
 @pytest.mark.parametrize(
     "then", ["removed", "told, then removed", "removed, restored twice", "removed, deleted"]
 )
@@ -91,14 +108,9 @@ async def test_a_webhook_unsent_in_the_backup_that_went_after_it_is_not_counted_
     kept by ``--undelete`` (its deliveries gone: whether the key went out is not known)."""
     settings = settings_for(fake_slack, tmp_path)
     db = settings.db
-    async for bot in start_bot(fake_slack, settings):
-        await sent(bot, "B", "the app crashes on start", receiver.url)
-        await answered(bot, await asked(bot, "B"), ANA, "bug")
-        backup = backup_of(db)  # B's webhook waits unsent in it
-        if then == "told, then removed":
-            assert await deliver_all(bot) == 1
-        await asyncio.to_thread(hitl, db, "labels", "remove", "B")
-        assert await deliver_all(bot) == 1
+    backup = await backed_up_then_removed(
+        fake_slack, settings, receiver, told_first=then == "told, then removed"
+    )
     said = [(b["label"], b["status"]) for b in map(json.loads, (r.body for r in receiver.received))]
     assert said[-1] == (None, "skipped"), said
 
@@ -136,12 +148,7 @@ async def test_a_label_the_restore_restates_then_retires_is_told_taken_back_once
     the API says, each state once under a key of its own."""
     settings = settings_for(fake_slack, tmp_path)
     db = settings.db
-    async for bot in start_bot(fake_slack, settings):
-        await sent(bot, "B", "the app crashes on start", receiver.url)
-        await answered(bot, await asked(bot, "B"), ANA, "bug")
-        backup = backup_of(db)  # B's webhook waits unsent in it
-        await asyncio.to_thread(hitl, db, "labels", "remove", "B")
-        assert await deliver_all(bot) == 1
+    backup = await backed_up_then_removed(fake_slack, settings, receiver)
     done = run(db, "restore", str(backup))
     assert done.exit_code == 0, done.output
     assert "Producers told: 1 webhook queued" in done.output
