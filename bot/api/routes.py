@@ -579,7 +579,10 @@ def _check_url(
 ) -> None:
     """What the schema cannot say of a callback_url (it already is an http(s) URL of at most
     the document's length): no spaces or control characters, a host and a valid port, a
-    public address unless ``destinations`` (HITL_WEBHOOK_ALLOW) allows it, webhooks on."""
+    public address unless ``destinations`` (HITL_WEBHOOK_ALLOW) allows it, webhooks on. A URL
+    no webhook could ever reach is refused here, where the producer still hears why: port 0,
+    a host written with percent escapes (aiohttp looks the escapes up as they are), a
+    backslash before the path (aiohttp refuses the URL; a browser reads it as a slash)."""
     problem = URL_PROBLEM.format(field=field)
     if SPACE_OR_CONTROL.search(url):
         raise ApiError(400, problem, field)
@@ -587,11 +590,29 @@ def _check_url(
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
+        port = parts.port
     except ValueError:
         raise ApiError(400, problem, field) from None
     if not host:
         raise ApiError(400, problem, field)
+    if "\\" in parts.netloc:
+        raise ApiError(
+            400, f"{field} has a backslash (\\) before its path; URLs separate with /", field
+        )
+    if port == 0:
+        raise ApiError(
+            400,
+            f"{field} has port 0, which nothing listens on; give the receiver's port, or none"
+            " for the scheme's own (80 or 443)",
+            field,
+        )
+    if "%" in host and not parts.netloc.rpartition("@")[2].startswith("["):  # not an IPv6 zone
+        raise ApiError(
+            400,
+            f"{field}'s host {host} is written with percent escapes; write its characters as"
+            " they are (example.com, not ex%61mple.com)",
+            field,
+        )
     where = destinations.url_problem(url)
     if where is not None:
         raise ApiError(400, f"{field} points at {where}; {ALLOW_HINT}", field)

@@ -496,6 +496,46 @@ async def test_callback_urls_to_internal_addresses_are_refused_with_the_reason(
     assert good_receiver.received == []
 
 
+# (callback_url, why no webhook could reach it): each was answered "registered" and never
+# delivered (port 0, the escaped host) or refused naming a host that was fine (the backslash).
+UNREACHABLE = [
+    (
+        "http://example.com:0/hook",
+        " has port 0, which nothing listens on; give the receiver's port, or none for the"
+        " scheme's own (80 or 443)",
+    ),
+    (
+        "https://ex%61mple.com/hook",
+        "'s host ex%61mple.com is written with percent escapes; write its characters as they"
+        " are (example.com, not ex%61mple.com)",
+    ),
+    (
+        "http://127.0.0.1\\@example.com/hook",
+        " has a backslash (\\) before its path; URLs separate with /",
+    ),
+]
+
+
+async def test_callback_urls_no_webhook_could_reach_are_refused_saying_what_to_fix(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in start_api(fake_slack, tmp_path):
+        items = [
+            {"text": f"item {n}", "callback_url": url} for n, (url, _) in enumerate(UNREACHABLE)
+        ]
+        response = await post_json(bot, "/api/items", {"items": items})
+        body = await response.json()
+        assert (response.status, body["created"], body["rejected"]) == (200, 0, len(UNREACHABLE))
+        for result, (_, why) in zip(body["results"], UNREACHABLE, strict=True):
+            field = f"items[{result['index']}].callback_url"
+            assert (result["field"], result["error"]) == (field, f"{field}{why}")
+        single = await post_json(
+            bot, "/api/predict", {"text": "hi", "callback_url": UNREACHABLE[0][0]}
+        )
+        assert (single.status, (await single.json())["field"]) == (400, "callback_url")
+        assert stored(bot) == 0 and bot.store.deliveries() == []
+
+
 @pytest.mark.parametrize("url", [url for url, _, _ in INTERNAL if "{port}" in url])
 async def test_an_internal_callback_url_stored_before_is_refused_at_delivery(
     fake_slack: FakeSlack, tmp_path: Path, good_receiver: Receiver, url: str
