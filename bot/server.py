@@ -1065,6 +1065,18 @@ async def unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
     return True
 
 
+async def _try_listening(host: str, port: int) -> None:
+    """Raise ``HitlError`` (``listen_problem``) when the server could not listen on
+    ``host:port`` now; the try listens as aiohttp will (the same addresses, the same
+    SO_REUSEADDR) and closes at once."""
+    try:
+        probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
+    except OSError as exc:
+        raise HitlError(listen_problem(host, port, exc)) from None
+    probe.close()
+    await probe.wait_closed()
+
+
 def listen_problem(host: str, port: int, exc: OSError) -> str:
     """Why the server cannot listen on ``host:port``, in one line that says what to change
     (``hitl serve`` prints it instead of the bind's traceback)."""
@@ -1297,6 +1309,11 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     )
 
     async def start() -> None:
+        # The port is tried before anything is made: a start refused for it (taken, not this
+        # machine's address) leaves no new database, lock file nor models folder, as the
+        # other refusals do, and says so before Slack is asked. (Taken in the moment between
+        # this try and the listen below, the refusal is the same; what the start made stays.)
+        await _try_listening(settings.host, settings.port)
         await runner.setup()  # checks Slack; in Socket Mode, connects
         if settings.slack_app_token:
             announce("connected to Slack in Socket Mode")

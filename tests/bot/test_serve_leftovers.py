@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 
 from bot import server
 from bot.cli import cli
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError, HitlError, StoreError
 from bot.sandbox import FakeSlack
 from bot.server import init_app
 from bot.store import Store
@@ -70,6 +71,26 @@ async def test_a_refused_start_leaves_no_database_nor_lock_file(
         async for _bot in start_bot(fake_slack, settings):
             pass
     assert [r for r in caplog.records if NEW in r.getMessage()]
+
+
+async def test_a_start_refused_for_its_port_leaves_nothing_and_never_asks_slack(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The port was bound only after start-up (Slack asked, the database made and warned of
+    as new): a start refused for a port in use kept a new, empty database and its lock file."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        settings = make_settings(fake_slack, tmp_path, db=folder / "hitl.db", port=port)
+        with caplog.at_level(logging.WARNING, logger="bot.server"):
+            with pytest.raises(HitlError, match=f"^port {port} on 127.0.0.1 is in use"):
+                await asyncio.wait_for(server.serve(settings), 30)
+    assert names(folder) == []
+    assert not [r for r in caplog.records if NEW in r.getMessage()]
+    assert fake_slack.calls == []
 
 
 def test_serve_makes_no_missing_folder_and_says_so_in_one_line(tmp_path: Path):
