@@ -123,19 +123,38 @@ def cut(text: str, budget: int = TEXT_BUDGET, *, quote: bool = False) -> str:
 def fit(text: str, limit: int = TEXT_LIMIT) -> str:
     """Cut composed mrkdwn to ``limit`` characters with "…": at a line end when one is near,
     never inside a ``<…>`` mention or link, an ``&…;`` escape nor a character as a person
-    sees it (``grapheme_end``)."""
+    sees it (``grapheme_end``). A code span or preformatted block the cut leaves open is
+    closed after the "…", so the rest of the message is not shown as code, nor the span's
+    label as plain text with a stray backtick."""
     if len(text) <= limit:
         return text
-    head = text[: limit - 1]
+    kept = _fit_head(text, limit - 1)
+    if _open_code(kept):  # again, with room for the closer (at most ```)
+        kept = _fit_head(text, limit - 1 - 3)
+    return kept + "…" + _open_code(kept)
+
+
+def _open_code(mrkdwn: str) -> str:
+    """What closes the code ``mrkdwn`` ends inside: "```" for a preformatted block, "`" for a
+    code span (which ends at its line's end in Slack), "" when it ends in plain text."""
+    if mrkdwn.count("```") % 2:
+        return "```"
+    last_line = mrkdwn[mrkdwn.rfind("\n") + 1 :].replace("```", "")
+    return "`" if last_line.count("`") % 2 else ""
+
+
+def _fit_head(text: str, room: int) -> str:
+    """``fit``'s cut: the head of ``text`` within ``room`` characters, before "…"."""
+    head = text[:room]
     for opener, closer in (("<", ">"), ("&", ";")):
         at = head.rfind(opener)
         if at != -1 and closer not in head[at:]:
             head = head[:at]
     line_end = head.rfind("\n")
-    if line_end > limit // 2:
+    if line_end > (room + 1) // 2:
         head = head[:line_end]
     head = head.rstrip(" ,·(")
-    return text[: grapheme_end(text, len(head))] + "…"
+    return text[: grapheme_end(text, len(head))]
 
 
 def encode_value(item_id: str, label: str | None = None) -> str:

@@ -329,3 +329,31 @@ async def test_the_type_ahead_menu_matches_as_label_names_compare(
         response = await bot.post(*signing.signed_action(suggestion, SECRET))
         assert response.status == 200
         assert [o["value"] for o in (await response.json())["options"]] == found
+
+
+def test_a_cut_inside_a_code_span_or_block_closes_it():
+    """A text over Slack's limit cut inside the trend's preformatted block left it open (the
+    "…" and any later block shown as code, or Slack showing the backticks), and one cut inside
+    a label's code span showed a stray backtick before the label."""
+    from bot.learning.reports import VersionPoint, trend_table
+
+    points = [VersionPoint(v, "rejected", 40 * v, 0.8, 0.7, "") for v in range(1, 11)]
+    table = trend_table(points)
+    text = "*Weakest classes:* " + "x" * (blocks.TEXT_LIMIT - 200) + "\n*Trend:*\n" + table
+    fitted = fit(text)
+    assert len(fitted) <= blocks.TEXT_LIMIT and fitted.endswith("…```")
+    assert fitted.count("```") == 2 and text.startswith(fitted[: -len("…```")])
+
+    listed = ",".join(f"`label-{n:04}`" for n in range(400))  # nearly all of it in spans
+    ends = set()
+    for pad in range(13):  # the cut at each place in a span's 13 characters
+        spans = "*By label:*" + " " * pad + listed
+        fitted = fit(spans)
+        assert len(fitted) <= blocks.TEXT_LIMIT and fitted.count("`") % 2 == 0, pad
+        head = fitted.removesuffix("`").removesuffix("…")
+        assert spans.startswith(head) and len(head) > blocks.TEXT_LIMIT - 20, pad
+        ends.add(fitted[-2:])
+    assert "…`" in ends  # closed where the cut is inside a span
+
+    plain = "word " * 700  # no code: cut as before, "…" alone
+    assert fit(plain) == plain[: blocks.TEXT_LIMIT - 1].rstrip(" ") + "…"
