@@ -21,13 +21,18 @@ from bot.api.intake import Intake
 from bot.api.routes import ApiItem
 from bot.cli import cli
 from bot.eventloop import FastLaneEventLoop
-from bot.learning import retrain
+from bot.learning import retrain, stopping
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from model import ModelRegistry
-from tests.bot.harness import Item
+from tests.bot.harness import Item, remembered_curve
 from tests.bot.test_api import AUTH, start_api
 from tests.bot.test_gate_gold import swapped_batch
+
+# each retrain's learning curve remembered by its arguments (tests/bot/conftest.py): the
+# retrains below fit the same labels more than once (v1's; v1's and a batch's), and no test
+# here reads a curve's value
+pytestmark = pytest.mark.usefixtures("remembered_curves")
 
 CARD = "refund please, my card is 4111 1111 1111 1234"
 WORD = "zebracornflake"  # in the deleted customer's tickets only
@@ -234,8 +239,11 @@ def v1_made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
                 store, settings, registry, champion=None, triggered_by="cli"
             )
 
-    with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
-        v1 = runner.run(train())
+    # its curve remembered too (``remembered_curves`` is a test's, set up after this one)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stopping, "_curve", remembered_curve)
+        with asyncio.Runner(loop_factory=FastLaneEventLoop) as runner:
+            v1 = runner.run(train())
     assert v1.status == "promoted"
     return folder, v1.version
 
