@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
+from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -273,6 +274,19 @@ def fit_threads() -> Iterator[None]:
     with _blas().limit(limits=FIT_BLAS_THREADS, user_api="blas"):
         take_blas_buffer()
         yield
+
+
+def skip_checks() -> contextlib.AbstractContextManager[None]:
+    """A context in which scikit-learn skips two checks it makes on every call, in this thread
+    only (its configuration is per thread: enter it in the thread that calls scikit-learn).
+
+    In a pipeline's ``predict_proba`` every TF-IDF step checks the arguments it passes to
+    ``normalize`` against their allowed types and values, and every step checks its input for
+    NaN or infinity. The arguments are scikit-learn's own and TF-IDF features are finite, so
+    neither check can fail here; the probabilities are the same numbers. Scoring one text
+    spends a seventh of its CPU in them (1.65 → 1.37 ms). A fit is not worth it: the checks
+    are 0.3–3 % of a retrain at 150–1,000 labels, within the machine's noise."""
+    return config_context(skip_parameter_validation=True, assume_finite=True)
 
 
 BLAS_BUFFER_BYTES = 32 << 20
@@ -582,7 +596,8 @@ class TextClassifier:
             return out
         column = {c: j for j, c in enumerate(self.classes)}
         cols = [column[str(c)] for c in pipeline.classes_]
-        out[:, cols] = pipeline.predict_proba(prepare_texts(texts))
+        with skip_checks():
+            out[:, cols] = pipeline.predict_proba(prepare_texts(texts))
         return out
 
     def predict(self, texts: Sequence[str]) -> list[str]:

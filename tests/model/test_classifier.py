@@ -351,3 +351,43 @@ def test_a_fit_does_not_show_the_solvers_warnings(monkeypatch: pytest.MonkeyPatc
         warnings.simplefilter("always")
         TextClassifier().fit(texts, labels)
     assert [str(w.message) for w in shown] == ["something else"]
+
+
+def test_scoring_skips_scikit_learns_argument_and_finiteness_checks_in_the_calling_thread(
+    toy, monkeypatch: pytest.MonkeyPatch
+):
+    """Scoring one text spent a seventh of its CPU in scikit-learn's checks of ``normalize``'s
+    arguments and of every step's input for NaN (model.classifier.skip_checks). Its
+    configuration is per thread, so the scoring thread itself (here a worker thread, as the
+    server's) must enter it; the caller's configuration is left as it was."""
+    import threading
+
+    import sklearn
+    from sklearn.preprocessing import normalize
+    from sklearn.utils import _param_validation
+
+    clf = TextClassifier().fit(*toy)
+    checked, seen = [], []
+    check = _param_validation.validate_parameter_constraints
+    scores = LogisticRegression.predict_proba
+
+    def counted_check(*args, **kwargs):  # scikit-learn's own argument check, each call noted
+        checked.append(kwargs.get("caller_name"))
+        return check(*args, **kwargs)
+
+    def watched_scores(self, X):  # noqa: N803 (scikit-learn's names)
+        config = sklearn.get_config()
+        seen.append((config["skip_parameter_validation"], config["assume_finite"]))
+        return scores(self, X)
+
+    monkeypatch.setattr(_param_validation, "validate_parameter_constraints", counted_check)
+    monkeypatch.setattr(LogisticRegression, "predict_proba", watched_scores)
+    before = sklearn.get_config()
+    worker = threading.Thread(target=clf.predict_proba, args=(["a text to score"],))
+    worker.start()
+    worker.join()
+    assert seen == [(True, True)]
+    assert checked == []
+    assert sklearn.get_config() == before
+    normalize([[1.0, 2.0]])  # outside scoring the check runs, and is seen here
+    assert checked == ["normalize"]
