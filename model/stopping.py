@@ -641,7 +641,7 @@ def curve_points(
     from sklearn.exceptions import FitFailedWarning
     from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, learning_curve
 
-    from model.classifier import FIT_WARNINGS, fit_threads, prepare_texts
+    from model.classifier import FIT_WARNINGS, fit_threads, prepare_texts, skip_checks
     from model.quiet import quiet
 
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
@@ -674,7 +674,7 @@ def curve_points(
     # its fits run with the fits' BLAS threads, as the product's own fits do (fit_pipeline)
     # a subset with one class fails (error_score=nan: FitFailedWarning); its fits' solvers'
     # warnings are not shown, as fit_pipeline's are not (model.quiet: not catch_warnings)
-    with quiet((FitFailedWarning, ""), *FIT_WARNINGS), fit_threads():
+    with quiet((FitFailedWarning, ""), *FIT_WARNINGS), fit_threads(), skip_checks():
         counts, _, test_scores = learning_curve(
             make_estimator(),
             x,

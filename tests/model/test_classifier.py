@@ -15,6 +15,7 @@ from model.classifier import (
     round_coefficients,
 )
 from model.errors import InsufficientDataError, InvalidInputError, NotFittedError
+from model.stopping import curve_points
 from tests.model.conftest import make_texts
 
 MANY = [f"c{i}" for i in range(LEAN_FROM_CLASSES)]
@@ -391,3 +392,12 @@ def test_scoring_skips_scikit_learns_argument_and_finiteness_checks_in_the_calli
     assert sklearn.get_config() == before
     normalize([[1.0, 2.0]])  # outside scoring the check runs, and is seen here
     assert checked == ["normalize"]
+
+    # a fit, and the learning curve's fits (scikit-learn's own loop), check nothing either
+    checked.clear()
+    fitting = threading.Thread(target=TextClassifier().fit, args=toy)
+    fitting.start()
+    fitting.join()
+    texts, labels = toy
+    curve = curve_points(list(texts) * 8, list(labels) * 8, lambda: build_pipeline())
+    assert curve.scores and checked == []
