@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from model.stopping import CurvePoints, Extrapolation
-from tests.benchmarks.runner import ROOT, benchmark_module, run_quick
+from tests.benchmarks.runner import ROOT, benchmark_module, run_quick_here
 from tests.standin_data import STANDIN
 
 
 def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: Path):
-    out = run_quick("stopping.py", standin)
+    out = run_quick_here("stopping.py", standin)
     # the stop set: --quick draws 300 items of the pool
     [row] = re.findall(rf"^\| {STANDIN} \| 0 \| 300 \| (.+)$", out, flags=re.M)
     cells = [c.strip() for c in row.split("|")]
@@ -223,7 +223,7 @@ def test_the_pools_accuracy_counts_the_stop_sets_items_not_labeled_yet():
 
 
 def test_accuracy_now_rules_reads_the_same_rounds_with_every_rule(standin: Path):
-    out = run_quick("accuracy_now_rules.py", standin)
+    out = run_quick_here("accuracy_now_rules.py", standin)
     names = ("coverage only (before)", "questions (before)", "held-out labels")
     rule = "|".join(re.escape(name) for name in names)
     rows = re.findall(rf"^\| ({rule}) \| (all|{STANDIN}) \| (\d+) \|", out, flags=re.M)
