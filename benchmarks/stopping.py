@@ -776,9 +776,9 @@ def main(argv: list[str] | None = None) -> int:
         "--methods",
         nargs="+",
         choices=METHODS,
-        default=list(DEFAULT_METHODS),
         help="how the forecasts' learning curves are tested (uniform: the product's way;"
-        " audit: on the audit picks only)",
+        f" audit: on the audit picks only; default {' '.join(DEFAULT_METHODS)}; --quick:"
+        " uniform)",
     )
     parser.add_argument("--out", type=Path, help="append the raw rows (JSONL) here")
     parser.add_argument("--report", nargs="*", type=Path, help="only report these JSONL files")
@@ -791,6 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     args.data, args.datasets = resolve_data(args)
     if args.quick:
         args.max_labels, args.stop_size, args.curve_at, args.next = 150, 300, [75], 50
+        # the product's way only: a forecast row to show, one learning curve fitted, not two
+        args.methods = args.methods or ["uniform"]
+    args.methods = args.methods or list(DEFAULT_METHODS)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out_path = args.out or Path(tmp) / "rows.jsonl"
