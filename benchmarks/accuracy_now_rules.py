@@ -49,22 +49,29 @@ from model.stopping import ASKED_MAX, HELD_OUT, NoAccuracyNow, accuracy_now
 FROM_LABELS = 100  # rounds from here: before, the product says it needs more answers anyway
 
 
-def capture(rounds: list[dict], pool: tuple[list[str], list[str]] | None = None, seed: int = 0):
+def capture(
+    rounds: list[dict],
+    pool: tuple[list[str], list[str]] | None = None,
+    seed: int = 0,
+    oof_from: int = 0,
+):
     """A stand-in for ``stopping._accuracy_now`` that keeps the round's inputs in ``rounds``:
     with each question asked, the labels its asking model was trained on; with ``pool`` (the
     loop's texts and labels) also the round model's configuration cross-validated on the
     round's labels as a retrain does it (``oof``: each held-out label's confidence and whether
-    the fold's guess was right)."""
+    the fold's guess was right), on rounds of ``oof_from`` labels or more (``--quick``: the
+    rounds the report reads, from ``FROM_LABELS``; the others keep none)."""
 
     def keep(proba, stop_at, is_labeled, calibration) -> None:
         unlabeled = [not is_labeled[i] for i in stop_at]
+        folded = pool is not None and int(is_labeled.sum()) >= oof_from
         rounds.append(
             {
                 "pool": [round(float(c), 5) for c in proba.max(axis=1)[unlabeled]],
                 "asked": [
                     [round(float(c), 5), bool(r), int(m)] for c, r, m in calibration[-ASKED_MAX:]
                 ],
-                "oof": out_of_fold(pool, is_labeled, seed) if pool is not None else [],
+                "oof": out_of_fold(pool, is_labeled, seed) if folded else [],
             }
         )
 
@@ -105,7 +112,10 @@ def simulate(args: argparse.Namespace, out) -> None:
             test = (test[0][:200], test[1][:200])
         for seed in args.seeds:
             kept: list[dict] = []
-            stopping._accuracy_now = capture(kept, pool, seed)
+            # --quick folds only the rounds its report reads (a round below FROM_LABELS is
+            # read by no rule: the last retrain's pairs come from a round at 100 labels)
+            oof_from = FROM_LABELS if args.quick else 0
+            stopping._accuracy_now = capture(kept, pool, seed, oof_from)
             rows = stopping.run_default(
                 name, seed, pool, test, args.max_labels, curve_at=(), methods=()
             )
