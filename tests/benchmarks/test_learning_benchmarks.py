@@ -6,12 +6,12 @@ import json
 import re
 from pathlib import Path
 
-from tests.benchmarks.runner import run, run_quick
+from tests.benchmarks.runner import run, run_quick_here
 from tests.standin_data import STANDIN
 
 
 def test_label_efficiency_benchmark_runs_every_arm_through_the_product_code(standin: Path):
-    out = run_quick("label_efficiency.py", standin)
+    out = run_quick_here("label_efficiency.py", standin)
     assert f"{STANDIN} full supervision: accuracy" in out
     arms = re.findall(r"^\| (\w+) \(1\) \| [\d.]+±", out, flags=re.M)
     assert arms[:4] == ["default", "random", "least_confidence", "entropy"]
@@ -19,7 +19,7 @@ def test_label_efficiency_benchmark_runs_every_arm_through_the_product_code(stan
 
 
 def test_simulated_loop_benchmark_accuracy_rises_with_answers(standin: Path):
-    out = run_quick("simulated_loop.py", standin)
+    out = run_quick_here("simulated_loop.py", standin)
     assert f"{STANDIN} accuracy on test.jsonl by labels: 20:" in out
     assert "the curve rises" in out
 
@@ -28,10 +28,7 @@ def test_annotators_benchmark_compares_majority_and_dawid_skene_on_a_simulated_t
     standin: Path, tmp_path: Path
 ):
     out_file = tmp_path / "rows.jsonl"
-    result = run("annotators.py", "--quick", "--data", str(standin), "--datasets", STANDIN,
-                 "--out", str(out_file))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_quick_here("annotators.py", standin, "--out", str(out_file))
     for variant in ("uniform", "confusable"):
         assert f"### {STANDIN}, {variant} errors: 100 items, 5 gold, 2 seeds" in out
     methods = re.findall(r"^\| (\w+) \| [\d.]+ ± [\d.]+ \|", out, flags=re.M)
