@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.runner import ROOT, benchmark_main, run
+from tests.benchmarks.runner import ROOT, benchmark_main, run_quick_here
 from tests.standin_data import STANDIN
 
 EARLIER = "dataset,arm,refresh_every,seed,labels,answers,seconds,model,refreshes,accuracy"
@@ -23,12 +23,7 @@ def test_refresh_benchmark_compares_nightly_the_product_and_the_fast_loop(
 ):
     out_file = tmp_path / "rows.csv"  # written before rows said their commit and fits
     out_file.write_text(f"{EARLIER}\ntrec,nightly,0,0,25,25,3.1,,0,\n", encoding="utf-8")
-    result = run(
-        "refresh.py", "--quick", "--data", str(standin), "--datasets", STANDIN,
-        "--out", str(out_file),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_quick_here("refresh.py", standin, "--out", str(out_file))
     for arm, refreshes in (("nightly", "0 refreshes"), ("product", ""), ("every5", "")):
         [line] = [ln for ln in out.splitlines() if ln.startswith(f"{STANDIN} {arm}: ")]
         assert "20 labels in" in line and refreshes in line

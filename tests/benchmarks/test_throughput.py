@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.benchmarks.runner import run_quick
+from tests.benchmarks.runner import run_quick_here
 
 
 def test_throughput_benchmark_reports_growth_and_query_plans(standin: Path):
-    out = run_quick("throughput.py", standin)
+    out = run_quick_here("throughput.py", standin)
     assert re.search(r"^\| 2,000 \| .* \| [\d.]+ \| \d+ \|$", out, flags=re.M)
     assert "score_items: 1,000 pending items" in out
     assert "Retrain (`hitl retrain`, time ∝ labels^" in out
