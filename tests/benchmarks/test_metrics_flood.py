@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from tests.benchmarks.runner import run_quick
+from tests.benchmarks.runner import run_quick_here
 
 NUMBER = r"([\d,]+(?:\.\d+)?)"
 
 
 def test_metrics_flood_benchmark_floods_both_arms_on_the_database_it_built():
-    out = run_quick("metrics_flood.py")
+    out = run_quick_here("metrics_flood.py")
     assert re.search(r"^database: 20,000 items, 20,000 answers, 20,000 posts, ", out, re.M), out
     row = r"^\| (quiet|on-loop|scrape) \| ([\d.]*) \| " + r" \| ".join([NUMBER] * 7) + r" \|$"
     rows = {arm: cells for arm, *cells in re.findall(row, out, re.M)}

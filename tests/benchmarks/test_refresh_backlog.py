@@ -6,13 +6,13 @@ import argparse
 import re
 from pathlib import Path
 
-from tests.benchmarks.runner import benchmark_module, run_quick
+from tests.benchmarks.runner import benchmark_module, run_quick_here
 
 
 def test_refresh_backlog_benchmark_times_each_round_from_the_last_ack_to_the_refresh(
     standin: Path,
 ):
-    out = run_quick("refresh_backlog.py", standin)
+    out = run_quick_here("refresh_backlog.py", standin)
     rows = re.findall(r"^\| 500 \| (\d) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
     assert [k for k, *_ in rows] == ["1", "2"], out
     assert all(float(wait) > 0 for _, wait, _ in rows), out
