@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         # 20 labels (26 after the rounds): under 30, no retrain or refresh computes a learning
         # curve (model/stopping.py), which is no part of how soon a refresh asks
         args.sizes, args.rounds, args.every, args.labeled = [500], 2, 3, 20
+        # a refresh of 26 labels asks within seconds: a run whose refresh never asks ends in
+        # two minutes, not fifteen (its test runs it in the test's own process, no timeout)
+        args.wait = min(args.wait, 120)
     args.data, args.datasets = resolve_data(args)
     return asyncio.run(main_async(args))
 
