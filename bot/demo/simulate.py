@@ -12,6 +12,7 @@ and the champion is scored on the held-out items, so the accuracy can be watched
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import math
 import random
@@ -164,16 +165,16 @@ class Simulator:
         """Question messages with buttons whose item we know the truth of and did not answer;
         with ``skip_unknown``, also those we do not know and some teammate has not skipped."""
         found = []
-        for message in self.sandbox.fake.messages(self.channel):
+        for message in self.sandbox.fake.stored_messages(self.channel):  # looked at, not kept
             for block in message.get("blocks") or []:
                 item_id = item_id_from_block(block.get("block_id"))
                 if block.get("type") != "actions" or not item_id:
                     continue
                 if item_id in self.truth:
                     if item_id not in self.answered:
-                        found.append((message, item_id))
+                        found.append((copy.deepcopy(message), item_id))
                 elif self.skip_unknown and self._skippers(item_id):
-                    found.append((message, item_id))
+                    found.append((copy.deepcopy(message), item_id))
         return found
 
     def _skippers(self, item_id: str) -> list[Teammate]:

@@ -410,7 +410,7 @@ class Sandbox:
     # ------------------------------------------------------------ what a person sees
 
     def _latest_ts(self) -> str:
-        stamps = [m["ts"] for c in self.channels for m in self.fake.messages(c)]
+        stamps = [m["ts"] for c in self.channels for m in self.fake.stored_messages(c)]
         stamps += [e["message_ts"] for e in self.fake.ephemerals]
         return max(stamps, default="0")
 
