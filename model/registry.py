@@ -216,6 +216,24 @@ _FIELD_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
+PRUNED_FOR = "pruned_for"
+"""``extra``'s key for why a version's model file was deleted, when not to save space (a
+version pruned before it was written, or by ``prune``, has none)."""
+
+PRUNED_WHY = {
+    "": "to save space (only the champion and the newest versions keep theirs)",
+    "deleted text": "because it was trained on text deleted while it trained (hitl delete)",
+    "full disk": "to free room on a full disk, as its retrain failed",
+}
+"""Why a version's file was deleted, as messages say it, by ``extra[PRUNED_FOR]``."""
+
+
+def pruned_words(meta: ModelVersion) -> str:
+    """When and why ``meta``'s model file was deleted: "2026-12-06 to save space (…)"."""
+    why = PRUNED_WHY.get(str(meta.extra.get(PRUNED_FOR) or ""), PRUNED_WHY[""])
+    return f"{meta.pruned_at[:10]} {why}"
+
+
 def _is_label_set_mark(value: object) -> bool:
     """``extra.label_set_mark`` as a retrain writes it: the id of the label set's newest
     change its read saw (``change``) and that change's time (``at``), each may be missing."""
@@ -408,10 +426,7 @@ class ModelRegistry:
         """
         meta = self.get(version)
         if meta.pruned_at:
-            raise RegistryError(
-                f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "
-                "(only the champion and the newest versions keep theirs)"
-            )
+            raise RegistryError(f"model v{version}'s file was deleted on {pruned_words(meta)}")
         path = self._model_path(meta)
         try:
             data = path.read_bytes()
@@ -460,7 +475,10 @@ class ModelRegistry:
         the metadata itself cannot be read."""
         meta = self.get(version)
         if meta.pruned_at:
-            return "deleted to save space"
+            return {
+                "deleted text": "deleted: trained on text deleted as it trained",
+                "full disk": "deleted to free room on a full disk",
+            }.get(str(meta.extra.get(PRUNED_FOR) or ""), "deleted to save space")
         try:
             data = self._model_path(meta).read_bytes()
         except RegistryError:
@@ -677,7 +695,11 @@ class ModelRegistry:
         be kept: trained on text deleted since). Its metadata stays, with ``pruned_at``,
         marked before the file goes, as :meth:`prune` does; a champion is refused."""
         meta = self.reject(version, reason)
-        meta = replace(meta, pruned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        meta = replace(
+            meta,
+            pruned_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra={**meta.extra, PRUNED_FOR: "deleted text"},
+        )
         self._write_meta(meta)
         (self.root / meta.model_file).unlink(missing_ok=True)
         return meta
@@ -688,7 +710,11 @@ class ModelRegistry:
         even that fails, the version claims a missing file, which ``file_problem`` tells)."""
         meta = self.get(version)
         (self.root / meta.model_file).unlink(missing_ok=True)
-        meta = replace(meta, pruned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        meta = replace(
+            meta,
+            pruned_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra={**meta.extra, PRUNED_FOR: "full disk"},
+        )
         self._write_meta(meta)
         return meta
 
@@ -798,10 +824,7 @@ class ModelRegistry:
                 raise RegistryError(f"model v{version} is already the champion")
             meta = replace(meta, status="retired")  # left by a killed promotion: not served
         if meta.pruned_at:
-            raise RegistryError(
-                f"model v{version}'s file was deleted on {meta.pruned_at[:10]} to save space "
-                "(only the champion and the newest versions keep theirs)"
-            )
+            raise RegistryError(f"model v{version}'s file was deleted on {pruned_words(meta)}")
         if meta.status in ("rejected", "candidate") and not force:
             why = f": {meta.reason}" if meta.reason else ""
             raise RegistryError(

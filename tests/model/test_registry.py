@@ -1,6 +1,7 @@
 import hashlib
 import json
 import logging
+import re
 import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -354,6 +355,35 @@ def test_prune_removes_a_file_a_crash_left_behind(registry, fitted):
     assert (registry.root / "v1.skops").exists()
     assert registry.prune(keep=5) == []
     assert not (registry.root / "v1.skops").exists()
+
+
+def test_a_deleted_file_is_said_to_be_deleted_for_its_own_reason(registry, fitted):
+    """A file deleted because its model was trained on text deleted as it trained (a
+    retrain's ``discard``), or to free a full disk (``drop_file``), was said to be deleted "to
+    save space", and a rollback to it told the admin so."""
+    for _ in range(4):
+        registry.save(fitted, n_train=8, now=NOW)
+    registry.promote(4)
+    registry.discard(1, "T-1 was deleted as it trained, so its model v1 is not kept")
+    registry.drop_file(2)
+    registry.prune(keep=0, now=NOW)  # v3's goes to save space
+    said = {}
+    for version in (1, 2, 3):
+        with pytest.raises(RegistryError) as refused:
+            registry.check_rollback(version, force=True)
+        said[version] = str(refused.value).split(" on ", 1)[1][11:]  # after the date
+        with pytest.raises(RegistryError, match=re.escape(said[version])):
+            registry.load(version)
+    assert said == {
+        1: "because it was trained on text deleted while it trained (hitl delete)",
+        2: "to free room on a full disk, as its retrain failed",
+        3: "to save space (only the champion and the newest versions keep theirs)",
+    }
+    assert [registry.file_problem(v) for v in (1, 2, 3)] == [
+        "deleted: trained on text deleted as it trained",
+        "deleted to free room on a full disk",
+        "deleted to save space",
+    ]
 
 
 def test_a_tampered_champion_falls_back_past_versions_without_files(registry, fitted, caplog):
