@@ -690,12 +690,24 @@ def _bounded_text(text: IO[str]) -> Iterator[str]:
         yield line
 
 
-def _long_line(number: int) -> RowError:
+def _long_line(number: int, limit: str = f"{MAX_LINE_BYTES:,} bytes") -> RowError:
     return RowError(
         number,
-        f"the line is over {MAX_LINE_BYTES:,} bytes (a text has at most "
+        f"the line is over {limit} (a text has at most "
         f"{MAX_TEXT_CHARS:,} characters); its rest was not read",
     )
+
+
+def _was_cut(line: str) -> bool:
+    """Whether ``_bounded_text`` cut this line: only a cut line is longer than the
+    MAX_RECORD_CHARS + 1 characters it reads at most (it gets a line break added). Its row is
+    refused as such, whatever its cut fields would read as: a quote that looks unterminated,
+    a field missing, or a meta value silently cut short."""
+    return len(line) > MAX_RECORD_CHARS + 1
+
+
+def _cut_row(number: int) -> RowError:
+    return _long_line(number, f"{MAX_RECORD_CHARS:,} characters")
 
 
 def _decode(raw: bytes) -> str | UnicodeDecodeError:
@@ -1131,7 +1143,9 @@ def _csv_rows(
             return
         except (csv.Error, _RunOnError) as exc:
             field = _open_quote_field(pending[0], delimiter) if pending else None
-            if field is not None:
+            if pending and _was_cut(pending[0]):
+                yield _cut_row(start)
+            elif field is not None:
                 yield RowError(start, f"unterminated quote in field {field_name(field)}")
             else:
                 yield RowError(start, _malformed(exc))
@@ -1142,6 +1156,11 @@ def _csv_rows(
             continue
         line, start = start, start + len(pending)
         if not values or values == [""]:
+            continue
+        if _was_cut(pending[0]):
+            yield _cut_row(line)
+            if len(pending) > 1:  # the lines after it are rows of their own
+                reader, start = read_again(), line + 1
             continue
         if may_have_bad_bytes() and _has_bad_bytes("".join(values)):
             yield not_utf8.in_text(line, pending)

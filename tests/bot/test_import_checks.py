@@ -348,8 +348,31 @@ def test_a_line_of_40_mb_is_refused_without_being_held_in_memory(tmp_path: Path,
     assert [r.text for r in rows if isinstance(r, Row)] == ["first", "last"]
     [refused] = [r for r in rows if isinstance(r, RowError)]
     assert refused.line == (3 if fmt == "csv" else 2)
-    expected = "over the limit of 40,000" if fmt == "csv" else "the line is over 4,000,000 bytes"
-    assert expected in refused.reason
+    limit = "1,000,000 characters" if fmt == "csv" else "4,000,000 bytes"
+    assert f"the line is over {limit}" in refused.reason
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        'kept,"{long}"',  # a meta value: its cut first million characters were stored
+        '"{long}",x',  # a closed quote: "unterminated quote in field text"
+        "{long},x",  # "has 1 fields, the header has 2"
+    ],
+)
+def test_a_csv_line_over_a_million_characters_is_refused_as_too_long(tmp_path: Path, row: str):
+    # A CSV line is read at most 1,000,000 characters far; the row of a longer one was read
+    # from its cut first part: a long meta value was stored cut short, without a word, and a
+    # long text was refused for a quote or a field it has.
+    path = tmp_path / "items.csv"
+    path.write_text("text,notes\n" + row.format(long="n" * 1_200_000) + "\nlast,y\n")
+    result = run(tmp_path / "hitl.db", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "items.csv line 2: the line is over 1,000,000 characters (a text has at most 40,000"
+        " characters); its rest was not read, row skipped"
+    )
+    assert "imported 1 (0 with labels), 0 duplicates, 1 rejected" in result.output
 
 
 # Times read from an export (resolved_at, each answer's created_at) were stored as written:
