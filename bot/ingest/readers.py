@@ -1096,9 +1096,9 @@ def _csv_rows(
     except (csv.Error, _RunOnError) as exc:
         field = _open_quote_field(pending[0], delimiter) if pending else None
         reason = f"unterminated quote in field {field + 1}" if field is not None else exc
-        raise IngestError(f"{path} line 1: the header cannot be read ({reason})") from exc
+        raise IngestError(f"{_shown(path)} line 1: the header cannot be read ({reason})") from exc
     if any(_has_bad_bytes(name) for name in header):
-        raise IngestError(f"{path} line 1: the header is not valid UTF-8; {utf8_fix(path)}")
+        raise IngestError(f"{_shown(path)} line 1: the header is not valid UTF-8; {utf8_fix(path)}")
     header = [unicodedata.normalize("NFC", name.strip()) for name in header]  # as _nfc
     _refuse_repeated(path, header)
     header, unnamed = _name_unnamed(path, header)
@@ -1115,7 +1115,7 @@ def _csv_rows(
     ):
         if name is not None and name not in header:
             raise IngestError(
-                f'{path}: no column "{_printable(name)}" in the header ({shown}); '
+                f'{_shown(path)}: no column "{_printable(name)}" in the header ({shown}); '
                 f"pass {option} with one of these"
             )
     if ANSWERS_EXPORT <= {*header}:
@@ -1187,7 +1187,7 @@ def _refuse_repeated(path: str | Path, header: list[str]) -> None:
     for at, name in enumerate(header, start=1):
         if name and (before := first.setdefault(name, at)) != at:
             raise IngestError(
-                f'{path}: the header names the column "{_printable(name)}" twice (columns'
+                f'{_shown(path)}: the header names the column "{_printable(name)}" twice (columns'
                 f" {before} and {at}): rename one of them, so each is read"
             )
 
@@ -1205,8 +1205,8 @@ def _name_unnamed(path: str | Path, header: list[str]) -> tuple[list[str], froze
     for name in unnamed:
         if header.count(name):
             raise IngestError(
-                f'{path}: the header has a column without a name ({name}) and one named "{name}":'
-                " name the first, so each is read"
+                f"{_shown(path)}: the header has a column without a name ({name}) and one"
+                f' named "{name}": name the first, so each is read'
             )
     return named, unnamed
 
@@ -1458,7 +1458,7 @@ def _jsonl_rows(
         ):
             if name is not None and not any(name in record for record in records):
                 raise IngestError(
-                    f'{path}: no field "{_printable(name)}" in the first '
+                    f'{_shown(path)}: no field "{_printable(name)}" in the first '
                     f"{len(first)} rows (they have: {_field_names(names)}); pass {option} with "
                     "one of these"
                 )

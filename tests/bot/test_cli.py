@@ -228,6 +228,32 @@ def test_import_reads_standard_input_given_a_format(labeled_csv: Path, tmp_path:
     )
 
 
+@pytest.mark.parametrize(
+    ("fmt", "piped", "error"),
+    [
+        ("csv", "text,text\na,b\n", 'the header names the column "text" twice'),
+        ("csv", "text,label\nhi there,a\n", 'no column "ID" in the header'),
+        ("csv", 'text,"a\n', "line 1: the header cannot be read"),
+        ("csv", ",column 1\nhi there,a\n", "the header has a column without a name"),
+        ("jsonl", '{"body": "hi there"}\n', 'no field "text" in the first 1 rows'),
+    ],
+)
+def test_a_file_error_names_standard_input_as_such(
+    tmp_path: Path, fmt: str, piped: str, error: str
+):
+    """These errors named standard input "/dev/stdin", a path the user never gave; the others
+    say "standard input"."""
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(tmp_path / "hitl.db"), "import", "-", "--format", fmt, "--id-column", "ID"],
+        input=piped,
+        prog_name="hitl",
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: standard input")
+    assert error in result.output and "/dev/stdin" not in result.output
+
+
 def test_export_to_stdout_has_every_field(labeled_csv: Path, db_path: Path):
     import_tickets(labeled_csv, db_path)
     lines = run("--db", str(db_path), "export").stdout.splitlines()
