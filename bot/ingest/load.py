@@ -981,10 +981,15 @@ def _twice(row: Row, label: str, line: int, *, gold: bool = False) -> str:
         if gold
         else ("label", f'another, "{_printable(row.label or "")}"')
     )
+    # an id from the file names its rows; one hashed from the text needs saying why it is one
+    why = (
+        " (without an id column, the id is the text's: the same text twice)"
+        if row.id == item_id_for_text(row.text)
+        else ""
+    )
     return (
         f'id "{_printable(row.id, limit=60)}" has the {kind} "{_printable(label, limit=40)}" on'
-        f" line {line} of this file, and this row gives it {another} (without an id column,"
-        f" the id is the text's: the same text twice): one item has one"
+        f" line {line} of this file, and this row gives it {another}{why}: one item has one"
         f" {'gold answer' if gold else 'label'}; fix one of the two rows"
     )
 

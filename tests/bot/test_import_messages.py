@@ -120,8 +120,8 @@ def test_a_gold_file_giving_one_item_two_labels_keeps_the_first_and_names_both_l
     result = run("--db", str(db), "import", "--gold", str(gold))
     assert result.stderr.splitlines() == [
         'gold.csv line 4: id "7" has the gold label "billing" on line 2 of this file, and this'
-        " row gives it another (without an id column, the id is the text's: the same text"
-        " twice): one item has one gold answer; fix one of the two rows, row skipped"
+        " row gives it another: one item has one gold answer; fix one of the two rows, row"
+        " skipped"  # its id is the file's: no "(without an id column, the id is the text's …)"
     ]
     with Store.open(db) as store:
         assert store.gold_labels() == {"7": "billing", "8": "bug"}
@@ -130,6 +130,7 @@ def test_a_gold_file_giving_one_item_two_labels_keeps_the_first_and_names_both_l
     texts.write_text("text,label\nwhere is my invoice,billing\nwhere is my invoice,account\n")
     result = run("--db", str(tmp_path / "other.db"), "import", "--gold", str(texts))
     assert "texts.csv line 3: id " in result.stderr and "on line 2 of this file" in result.stderr
+    assert "(without an id column, the id is the text's: the same text twice)" in result.stderr
     # a later gold import changes a gold answer on purpose, as before
     again = tmp_path / "again.csv"
     again.write_text("id,text,label\n7,refund my card,bug\n")
