@@ -94,8 +94,8 @@ def test_a_file_giving_one_item_two_labels_rejects_the_later_row_naming_both_lin
     lines = result.stderr.splitlines()
     assert lines[0] == (  # the errors in line order
         'votes.csv line 4: id "T1" has the label "card_arrival" on line 2 of this file, and this'
-        ' row gives it another, "refund" (without an id column, the id is the text\'s: the same'
-        " text twice): one item has one label; fix one of the two rows, row skipped"
+        ' row gives it another, "refund": one item has one label; fix one of the two rows, row'
+        " skipped"
     )
     assert lines[1].startswith('votes.csv line 7: id "T9" is stored with another text')
     assert len(lines) == 2
