@@ -103,6 +103,14 @@ class GoldMixin:
                     continue
                 else:
                     marked += 1
+                    if known[0] is not None:
+                        # Its gold label changes: a pending miss was scored against the old
+                        # one (the answer may be right now); it is scored again just below.
+                        self.db.execute(
+                            "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
+                            " AND decided_at IS NULL",
+                            [row.id],
+                        )
                 self.db.execute(
                     "INSERT OR REPLACE INTO gold (item_id, label, created_at) VALUES (?, ?, ?)",
                     [row.id, row.label, now],

@@ -182,6 +182,35 @@ async def test_a_gold_miss_sends_the_item_to_review_and_a_right_answer_does_not(
     assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in json.dumps(view)
 
 
+async def test_a_gold_label_a_later_import_corrects_scores_the_answers_again_in_review(
+    gold_bot: Bot, tmp_path: Path
+):
+    """A miss scored against a gold label a later `--gold` import replaced is no miss any more:
+    the review it opened goes, and the answers are scored against the new label."""
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review() == {
+        "item_id": "g1",
+        "reasons": [("gold_miss", "<@U0RAJ> bug; gold: billing")],
+    }
+    path = tmp_path / "corrected.csv"
+    path.write_text("id,text,label\ng1,please refund the double charge,bug\n")
+    result = run_cli("--db", str(bot.rt.settings.db), "import", "--gold", str(path))
+    assert result.exit_code == 0, result.output
+    assert bot.store.next_review() is None  # Raj's bug is the gold label now
+
+    # Ana's billing misses the new gold label: to review, saying so
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "billing"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review() == {
+        "item_id": "g1",
+        "reasons": [("gold_miss", "<@U0ANA> billing; gold: bug")],
+    }
+
+
 async def test_a_gold_question_slack_refuses_is_set_aside_not_drawn_again(gold_bot: Bot):
     bot = gold_bot
     bot.fake.fail("chat.postMessage", "invalid_blocks", times=3)
