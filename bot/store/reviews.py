@@ -4,7 +4,8 @@ An item goes to review for a reason (``REVIEW_REASONS``), one pending row per it
 a split vote (``HITL_VOTES`` people answered and no label has a majority: its post stops counting
 as open, so the channel gets the next question), a decision with low
 agreement, a confident model that says otherwise, a gold miss (an answer on a gold question
-that is not its gold label). ``flag_review`` is the one way in, for any reason: the answer path
+that is not its gold label: its detail names every counted answer that misses, as they stand
+after each answer, and it goes when none does). ``flag_review`` is the one way in, for any reason: the answer path
 calls it through ``review_after_answer``, where gold answers are scored too; retiring a label
 (``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``
 (``bot.store.labels``) close an item's pending reviews with the decision; a later vote that
@@ -122,13 +123,29 @@ class ReviewsMixin:
         if row is None or row[0] in self.labels_not_in_force():
             return  # no button could be right (a gold question asked before its label retired)
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}
-        if missed:
-            # ``<@U…> label, …; gold: G``, each label escaped (``gold_miss_label``): a label
-            # may hold ", <@U…> ", and a raw ``<`` here is then always a voter's mention
-            who = ", ".join(
-                f"<@{u}> {gold_miss_label(label)}" for label, users in missed.items() for u in users
+        if not missed:
+            # Nobody's counted answer misses it now (the one who missed changed it or took it
+            # back with Undo): a pending review of a miss has nothing left to show.
+            self.db.execute(
+                "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
+                " AND decided_at IS NULL",
+                [item_id],
             )
-            self.flag_review(item_id, "gold_miss", f"{who}; gold: {gold_miss_label(row[0])}")
+            return
+        # ``<@U…> label, …; gold: G``, each label escaped (``gold_miss_label``): a label
+        # may hold ", <@U…> ", and a raw ``<`` here is then always a voter's mention
+        who = ", ".join(
+            f"<@{u}> {gold_miss_label(label)}" for label, users in missed.items() for u in users
+        )
+        detail = f"{who}; gold: {gold_miss_label(row[0])}"
+        if not self.flag_review(item_id, "gold_miss", detail):
+            # One pending already: it names every miss as the answers stand now (a second
+            # person's miss, a changed answer), not only those of the first one.
+            self.db.execute(
+                "UPDATE reviews SET detail = ? WHERE item_id = ? AND reason = 'gold_miss'"
+                " AND decided_at IS NULL",
+                [detail, item_id],
+            )
 
     def pending_review_count(self) -> int:
         return self.db.execute(

@@ -5,6 +5,7 @@ answer and its guess would give it away)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -180,6 +181,37 @@ async def test_a_gold_miss_sends_the_item_to_review_and_a_right_answer_does_not(
     assert (await bot.command("review", "U0ADMIN")).status == 200
     view = (await bot.fake.next_call("views.open")).reply["view"]
     assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in json.dumps(view)
+
+
+async def test_the_gold_miss_review_names_every_miss_as_the_answers_stand(gold_bot: Bot):
+    """Two people answering at once both miss: the review names both, not only the first
+    stored; one who changes their answer to the gold label is no miss, and with nobody
+    missing the review goes."""
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    clicks = [
+        bot.button_payload(message, "U0RAJ", "bug"),
+        bot.button_payload(message, "U0MEI", "account"),
+    ]
+    replies = await asyncio.gather(*(bot.action(click) for click in clicks))
+    assert [reply.status for reply in replies] == [200, 200]
+    await bot.settled()
+    [(reason, detail)] = bot.store.next_review()["reasons"]
+    assert reason == "gold_miss" and detail.endswith("; gold: billing")
+    assert sorted(detail.removesuffix("; gold: billing").split(", ")) == [
+        "<@U0MEI> account",
+        "<@U0RAJ> bug",
+    ]
+
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0MEI", "billing"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review()["reasons"] == [("gold_miss", "<@U0RAJ> bug; gold: billing")]
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "billing"))).status == 200
+    await bot.settled()
+    assert bot.store.next_review() is None
 
 
 async def test_a_gold_label_a_later_import_corrects_scores_the_answers_again_in_review(
