@@ -40,6 +40,7 @@ from bot.slack import blocks
 from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
 from bot.store import REVIEW_REASONS
+from bot.words import person
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +142,17 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note:
     )
 
 
+# Who a ``gold_miss`` detail names: a Slack user id, or the pseudonym `hitl people anonymise`
+# wrote in its place (``<@former-1>``; ``bot.store.people``'s pseudonyms).
+_WHO = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # A ``gold_miss`` detail as ``Store._review_gold_miss`` writes it: voters' mentions, each at
 # an entry's start, and labels escaped (``gold_miss_label``): nothing else Slack acts on.
-_GOLD_MISS = re.compile(r"(?:(?:^|(?<=, ))<@[UW][A-Z0-9]+>|&(?:amp|lt|gt);|[^<>&])*")
+_GOLD_MISS = re.compile(rf"(?:(?:^|(?<=, ))<@{_WHO}>|&(?:amp|lt|gt);|[^<>&])*")
+_MENTION = re.compile(rf"(^|, )<@({_WHO})>")
 # A person in a ``gold_miss`` detail an older version wrote (its labels not escaped): ``<@U…>
 # label`` at its start or after ", " (a label shaped like a mention follows a mention and a
 # space, so it stays text; one holding ", <@U…> " cannot be told from a voter).
-_VOTER = re.compile(r"(^|, )&lt;@([UW][A-Z0-9]+)&gt;(?= )")
+_VOTER = re.compile(rf"(^|, )&lt;@({_WHO})&gt;(?= )")
 
 
 def why_detail(reason: str, detail: str) -> str:
@@ -156,11 +161,15 @@ def why_detail(reason: str, detail: str) -> str:
     Only a missed gold answer's detail names people (``<@U…> label, …; gold: G``, from
     ``Store._review_gold_miss``), its labels escaped when it was written: shown as it is,
     each voter a mention and nothing else live. One an older version wrote, its labels as
-    they are, is escaped, each voter it starts an entry with kept a mention."""
+    they are, is escaped, each voter it starts an entry with kept a mention. A voter
+    `hitl people anonymise` replaced is shown by their pseudonym (``former-1``), as the
+    *Votes* line shows them, not as a mention Slack would draw broken."""
     if reason == "gold_miss" and _GOLD_MISS.fullmatch(detail):
-        return detail
+        return _MENTION.sub(lambda m: m[1] + person(m[2]), detail)
     text = blocks.escape(detail)
-    return _VOTER.sub(r"\1<@\2>", text) if reason == "gold_miss" else text
+    if reason != "gold_miss":
+        return text
+    return _VOTER.sub(lambda m: m[1] + person(m[2]), text)
 
 
 def _label_digest(label: str | None) -> str:

@@ -183,6 +183,28 @@ async def test_a_gold_miss_sends_the_item_to_review_and_a_right_answer_does_not(
     assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in json.dumps(view)
 
 
+async def test_a_gold_miss_by_someone_anonymised_since_shows_their_pseudonym(gold_bot: Bot):
+    """`hitl people anonymise` writes the pseudonym into the miss's detail (``<@former-1>``):
+    the *Why* line shows it as the *Votes* line does, not as an escaped ``<@former-1>``."""
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+    await bot.settled()
+    result = run_cli("--db", str(bot.rt.settings.db), "people", "anonymise", "U0RAJ")
+    assert result.exit_code == 0, result.output
+    assert (await bot.command("review", "U0ADMIN")).status == 200
+    view = json.dumps((await bot.fake.next_call("views.open")).reply["view"])
+    assert "*Why:* a gold answer missed (former-1 bug; gold: billing)" in view
+    assert "*Votes:* `bug`: former-1" in view and "&lt;@" not in view
+
+    # a later miss rewrites the detail with both: the pseudonym, and a mention of Mei
+    assert (await bot.action(bot.button_payload(message, "U0MEI", "account"))).status == 200
+    assert (await bot.command("review", "U0ADMIN")).status == 200
+    view = json.dumps((await bot.fake.next_call("views.open")).params["view"])
+    assert "missed (former-1 bug, <@U0MEI> account; gold: billing)" in view
+
+
 async def test_the_gold_miss_review_names_every_miss_as_the_answers_stand(gold_bot: Bot):
     """Two people answering at once both miss: the review names both, not only the first
     stored; one who changes their answer to the gold label is no miss, and with nobody
