@@ -2,11 +2,11 @@
 
 An item goes to review for a reason (``REVIEW_REASONS``), one pending row per item and reason:
 a split vote (``HITL_VOTES`` people answered and no label has a majority: its post stops counting
-as open, so the channel gets the next question), a decision with low
-agreement, a confident model that says otherwise, a gold miss (an answer on a gold question
-that is not its gold label: its detail names every counted answer that misses, as they stand
-after each answer, and it goes when none does). ``flag_review`` is the one way in, for any reason: the answer path
-calls it through ``review_after_answer``, where gold answers are scored too; retiring a label
+as open, so the channel gets the next question), a decision with low agreement, a confident
+model that says otherwise, a gold miss (an answer on a gold question that is not its gold label:
+its detail names every counted answer that misses, as they stand after each answer, and it goes
+when none does). ``flag_review`` is the one way in, for any reason: the answer path calls it
+through ``review_after_answer``, where gold answers are scored too; retiring a label
 (``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``
 (``bot.store.labels``) close an item's pending reviews with the decision; a later vote that
 decides a split closes it, and so does a merge that gives a split's votes a majority
