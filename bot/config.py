@@ -15,13 +15,14 @@ from __future__ import annotations
 import codecs
 import functools
 import ipaddress
+import json
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -191,6 +192,25 @@ def _list(value: Any) -> tuple[str, ...]:
     if len(set(items)) != len(items):
         raise ValueError("lists a value twice")
     return items
+
+
+def as_toml(value: Any) -> str:
+    """A value read from hitl.toml as the file writes it, to quote it back in an error and in
+    `hitl config`: ``true`` and ``["a", ""]``, not Python's ``True`` and ``['a', '']``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string reads alike
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(as_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = ", ".join(
+            f"{json.dumps(str(k), ensure_ascii=False)} = {as_toml(v)}" for k, v in value.items()
+        )
+        return "{" + pairs + "}"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return repr(value)  # int, float (inf and nan as TOML writes them)
 
 
 def _labels(value: Any) -> tuple[str, ...]:
@@ -889,7 +909,7 @@ def read_settings(
             values[spec.name] = spec.parse(raw)
             sources[spec.name] = origin
         except ValueError as exc:
-            shown = raw if isinstance(raw, str) else repr(raw)
+            shown = raw if isinstance(raw, str) else as_toml(raw)
             shown = "***" if spec.secret else shown
             problems.append(f'{label}="{shown}" {exc}')
             refused[spec.env] = (shown, origin)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,26 @@ def test_keys_outside_hitl_and_misspelt_tables_are_refused_naming_where_they_bel
         f"{toml}: unknown table [label]; settings go in [hitl] (routes in [hitl.routes]) and label"
         " guidelines in [labels.NAME]: did you mean [labels.NAME]?",
     ]
+
+
+def test_a_toml_value_of_the_wrong_type_is_quoted_back_as_the_file_writes_it(tmp_path: Path):
+    """`votes = true` was quoted back as Python writes it, `votes="True"`, and a list as
+    `['a', '']`: not what the file says, in the error line and in `hitl config`'s table."""
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    toml = tmp_path / "team.toml"
+    toml.write_text('[hitl]\nvotes = true\nlabels = ["a", ""]\nthreshold = 1.5\n')
+    result = CliRunner().invoke(cli, ["config"], env={"HITL_CONFIG": str(toml)})
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f'Error: {toml} labels="["a", ""]" names one label; give at least two',
+        f'{toml} threshold="1.5" is out of range; use a value between 0 and 1',
+        f'{toml} votes="true" is not a whole number; use one from 1 to 25',
+    ]
+    rows = dict(
+        re.fullmatch(r"(\S+) +(.*?) +\((.*)\)", line).group(1, 2)
+        for line in result.stdout.splitlines()
+    )
+    assert (rows["HITL_VOTES"], rows["HITL_LABELS"]) == ("true", '["a", ""]')
