@@ -189,8 +189,11 @@ def _list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValueError('must be a list of text; use "a,b,c" or ["a", "b"]')
     items = tuple(v.strip() for v in value if v.strip())
-    if len(set(items)) != len(items):
-        raise ValueError("lists a value twice")
+    seen: set[str] = set()
+    for item in items:  # named, so that a long list says which to remove
+        if item in seen:
+            raise ValueError(f"lists {item[:30]!r} twice; keep one")
+        seen.add(item)
     return items
 
 

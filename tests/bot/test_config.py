@@ -236,3 +236,13 @@ def test_a_toml_value_of_the_wrong_type_is_quoted_back_as_the_file_writes_it(tmp
         for line in result.stdout.splitlines()
     )
     assert (rows["HITL_VOTES"], rows["HITL_LABELS"]) == ("true", '["a", ""]')
+
+
+def test_a_value_listed_twice_is_named():
+    """The line said "lists a value twice", leaving the reader to find which in a long list."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_LABELS": "billing,bug,account,bug", "HITL_SHOW_META": "a,a"}, None)
+    assert caught.value.problems == [
+        "HITL_LABELS=\"billing,bug,account,bug\" lists 'bug' twice; keep one",
+        "HITL_SHOW_META=\"a,a\" lists 'a' twice; keep one",
+    ]
