@@ -15,7 +15,16 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.learning.retrain import LOCK, BusyError, busy_reason, lock_owner, take_lock
+from bot.learning.retrain import (
+    LOCK,
+    WRITE_FIX,
+    WRITE_FIXES,
+    BusyError,
+    busy_reason,
+    lock_owner,
+    take_lock,
+    write_problem,
+)
 from bot.runtime import Champion
 from bot.store import Store
 from model import ModelRegistry, ModelVersion, RegistryError
@@ -35,6 +44,7 @@ class RollbackPlan:
     previous: int | None  # the champion before
     was: str = ""  # the version's status before (rejected, candidate, retired)
     warning: str = ""  # set when forced onto a version the gate rejected (names its scores)
+    again: str = "`hitl rollback`"  # the command to run once the models folder is writable
 
 
 @dataclass
@@ -94,8 +104,13 @@ def begin_rollback(
 
 def compute_rollback(registry: ModelRegistry, plan: RollbackPlan) -> RolledBack:
     """Slow, in a worker thread, no database: load and check the file once, then mark it the
-    champion. Raises ``model.RegistryError`` when the file is missing, damaged or unsafe."""
-    loaded = registry.rollback_loaded(plan.version, force=plan.force, by=plan.triggered_by)
+    champion. Raises ``model.RegistryError`` when the file is missing, damaged or unsafe, or
+    when the models folder cannot be written (read-only, a full disk): then in one line, as a
+    retrain says it, not as the system's error naming a temporary file."""
+    try:
+        loaded = registry.rollback_loaded(plan.version, force=plan.force, by=plan.triggered_by)
+    except OSError as exc:  # reads are the registry's own errors; this is a metadata write
+        raise RegistryError(_write_failed(registry, plan, exc)) from exc
     champion = Champion(
         version=loaded.meta.version,
         classifier=loaded.classifier,
@@ -104,6 +119,22 @@ def compute_rollback(registry: ModelRegistry, plan: RollbackPlan) -> RolledBack:
         trained=dict(loaded.meta.extra),
     )
     return RolledBack(loaded.meta, champion, registry.versions(), plan.warning)
+
+
+def _write_failed(registry: ModelRegistry, plan: RollbackPlan, exc: OSError) -> str:
+    """What a rollback whose metadata could not be written says. The version's own metadata
+    is written first (``ModelRegistry.promote``): failing there, nothing changed; failing at
+    the old champion's, the version is the champion all the same (the newest promotion)."""
+    again = f"{plan.again.removesuffix('`')} {plan.version}`"
+    champion = registry.champion()
+    if champion is None or champion.version != plan.version:
+        return write_problem(exc, registry.root, plan.previous, again)
+    fix = WRITE_FIXES.get(exc.errno or 0, WRITE_FIX)
+    return (
+        f"v{plan.version} is the champion, but v{plan.previous}'s metadata in {registry.root}"
+        f" could not be marked retired: {exc.strerror or exc} ({fix}; the next retrain or"
+        " rollback marks it)"
+    )
 
 
 def finish_rollback(

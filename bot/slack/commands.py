@@ -308,6 +308,7 @@ async def rollback(call: Call) -> None:
     except (ModelError, BusyError) as exc:
         await ack(text=f"Cannot roll back: {in_slack(str(exc))}")
         return
+    plan.again = "`/hitl rollback`"  # what a models folder it cannot write says to run again
     warning = f"⚠️ {plan.warning}. Rolling back to it anyway (--force)… " if plan.warning else ""
     start = warning or f"Rolling back to v{version}… "
     await ack(text=f"{start}I'll tell you here when it is done.")
