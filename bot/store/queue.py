@@ -109,8 +109,23 @@ class QueueMixin:
         ]
 
     def _pool_rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        columns = self._POOL_COLUMNS.split(", ")
-        return [dict(zip(columns, row, strict=True)) for row in self.db.execute(sql, list(args))]
+        """The rows of ``sql`` (selecting ``_POOL_COLUMNS``) as dicts. Written out as a dict
+        display: at 600 rows a dispatcher round, ``dict(zip(columns, row))`` was a third of
+        reading the window (the dispatcher runs on the event loop before every post)."""
+        return [
+            {
+                "id": item_id,
+                "text": text,
+                "status": status,
+                "model_version": version,
+                "predicted_label": label,
+                "confidence": confidence,
+                "priority": priority,
+            }
+            for item_id, text, status, version, label, confidence, priority in self.db.execute(
+                sql, list(args)
+            )
+        ]
 
     def prediction(self, item_id: str) -> dict[str, Any]:
         """The item's stored prediction as the question shows it: its model version, label and
@@ -143,23 +158,27 @@ class QueueMixin:
 
     def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
-        reading them all: random rowids, kept when they hit an unlabeled item. When few hit
+        reading them all: random rowids, kept when they hit an unlabeled item (their rowids
+        and ids only: about twice the sample is hit, and only the rows kept are read, by
+        rowid). When few hit
         (under 1 in 40: most items are labeled), the sample is drawn from the unlabeled items'
         rowids, read from their partial index (no text, no JSON), and only the chosen rows
         are read. The dispatcher calls this on the event loop before every post."""
         top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
-        picked: dict[str, dict[str, Any]] = {}
+        picked: dict[int, str] = {}  # the unlabeled items hit, rowid: id, in the order found
         drawn = 0
         while top > 4 * size and len(picked) < size and drawn < 40 * size:
             rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
             drawn += len(rowids)
             marks = ",".join("?" * len(rowids))
-            for found in self._pool_rows(
-                f"SELECT {self._POOL_COLUMNS} FROM items NOT INDEXED WHERE rowid IN ({marks})"
-                " AND status IN ('new', 'queued', 'auto')",
-                rowids,
-            ):
-                picked.setdefault(found["id"], found)
+            # the rowids alone: about twice the sample is hit, and only the rows kept are read
+            picked.update(
+                self.db.execute(
+                    f"SELECT rowid, id FROM items NOT INDEXED WHERE rowid IN ({marks})"
+                    " AND status IN ('new', 'queued', 'auto')",
+                    rowids,
+                )
+            )
             if drawn >= 4 * size and len(picked) * 40 < drawn:
                 break  # under 1 in 40 unlabeled: the draws would run out before the sample
         if len(picked) < size:
@@ -181,9 +200,18 @@ class QueueMixin:
                 )
             rng.shuffle(sample)
             return sample
-        rows = list(picked.values())
-        rng.shuffle(rows)
-        return rows[:size]
+        kept = list(picked)
+        rng.shuffle(kept)
+        kept = kept[:size]
+        found = {
+            row["id"]: row
+            for row in self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items"
+                f" WHERE rowid IN ({','.join('?' * len(kept))})",
+                kept,
+            )
+        }
+        return [found[picked[rowid]] for rowid in kept]
 
     def unscored_chunk(
         self, model_version: int, strategy: str, after: int, limit: int
