@@ -160,10 +160,10 @@ class QueueMixin:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
         reading them all: random rowids, kept when they hit an unlabeled item (their rowids
         and ids only: about twice the sample is hit, and only the rows kept are read, by
-        rowid). When few hit
-        (under 1 in 40: most items are labeled), the sample is drawn from the unlabeled items'
-        rowids, read from their partial index (no text, no JSON), and only the chosen rows
-        are read. The dispatcher calls this on the event loop before every post."""
+        rowid). When few hit (under 1 in 40: most items are labeled), the sample is drawn from
+        the unlabeled items' rowids, read from their partial index (no text, no JSON), and only
+        the chosen rows are read. The dispatcher calls this on the event loop before every
+        post."""
         top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
         picked: dict[int, str] = {}  # the unlabeled items hit, rowid: id, in the order found
         drawn = 0
@@ -211,7 +211,8 @@ class QueueMixin:
                 kept,
             )
         }
-        return [found[picked[rowid]] for rowid in kept]
+        # one deleted or decided by another process between the two reads is left out
+        return [found[picked[rowid]] for rowid in kept if picked[rowid] in found]
 
     def unscored_chunk(
         self, model_version: int, strategy: str, after: int, limit: int
