@@ -189,6 +189,7 @@ class LabelSetMixin:
     tally: Callable[..., Tally]
     _resolve: Callable[[str, str, Tally, str], None]
     close_reviews_by_votes: Callable[[str, str], None]
+    restate_gold_misses: Callable[[str | None], None]
     _queue_relabeled: Callable[..., int]  # the producer mixin's (webhook outbox)
     _queue_restated: Callable[[list[int], list[int], str], None]  # the producer mixin's
     _statuses_made_under: Callable[[float | None], None]  # the queue mixin's
@@ -431,7 +432,10 @@ class LabelSetMixin:
         (``_decide_merged_splits``; ``votes_needed``: HITL_VOTES, else inferred safely). A
         retire takes back, in the same transaction, the gold questions whose gold label it
         retires (no button could be right: ``_take_back_all``, as a question left unanswered),
-        the open ones and those in a split, whose buttons still take votes."""
+        the open ones and those in a split, whose buttons still take votes. Every change
+        scores the pending gold misses again under the labels in force (``restate_gold_misses``:
+        their detail names the labels as they are now, a retired gold label takes its miss out
+        of review, an add puts it back)."""
         # One spelling per label: a name made here ("café" typed as e + a combining accent) is
         # stored in NFC and must be usable; a name that refers to a label already in the set is
         # taken as it is stored when it is (an older version stored labels as they came, so
@@ -616,6 +620,9 @@ class LabelSetMixin:
             )
             if action == "merge" and new is not None:
                 self._decide_merged_splits(new, now, votes_needed)
+            # A pending gold miss names the labels as they are now, and waits in review only
+            # while its gold label is in force (its answers are not scored while retired).
+            self.restate_gold_misses(label if action == "add" else None)
             changed = ChangedSet(self.stored_labels() or [], change, labeled, gold, taken)
             self.write_result = changed  # for a caller stopped just after the commit
         return changed

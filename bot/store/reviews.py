@@ -4,9 +4,10 @@ An item goes to review for a reason (``REVIEW_REASONS``), one pending row per it
 a split vote (``HITL_VOTES`` people answered and no label has a majority: its post stops counting
 as open, so the channel gets the next question), a decision with low agreement, a confident
 model that says otherwise, a gold miss (an answer on a gold question that is not its gold label:
-its detail names every counted answer that misses, as they stand after each answer, and it goes
-when none does). ``flag_review`` is the one way in, for any reason: the answer path calls it
-through ``review_after_answer``, where gold answers are scored too; retiring a label
+its detail names every counted answer that misses, as they stand after each answer and each
+change of the label set, and it goes when none does, or while its gold label is retired).
+``flag_review`` is the one way in, for any reason: the answer path calls it through
+``review_after_answer``, where gold answers are scored too; retiring a label
 (``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``
 (``bot.store.labels``) close an item's pending reviews with the decision; a later vote that
 decides a split closes it, and so does a merge that gives a split's votes a majority
@@ -51,6 +52,7 @@ class ReviewsMixin:
 
     db: Database
     now: Callable[[], str]
+    tally: Callable[..., Tally]
 
     def flag_review(self, item_id: str, reason: str, detail: str = "") -> bool:
         """Put the item in review for ``reason`` (once while it is pending); inside the
@@ -120,8 +122,18 @@ class ReviewsMixin:
             " ON m.old = g.label WHERE g.item_id = ?",
             [item_id],
         ).fetchone()
-        if row is None or row[0] in self.labels_not_in_force():
-            return  # no button could be right (a gold question asked before its label retired)
+        if row is None:
+            return
+        if row[0] in self.labels_not_in_force():
+            # No button could be right (a gold question asked before its label retired): its
+            # answers are not scored while the label is retired, so a miss waits in review no
+            # longer; `hitl labels add` scores them again (``restate_gold_misses``).
+            self.db.execute(
+                "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
+                " AND decided_at IS NULL",
+                [item_id],
+            )
+            return
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}
         if not missed:
             # Nobody's counted answer misses it now (the one who missed changed it or took it
@@ -146,6 +158,28 @@ class ReviewsMixin:
                 " AND decided_at IS NULL",
                 [detail, item_id],
             )
+
+    def restate_gold_misses(self, added: str | None = None) -> None:
+        """After a change of the label set, inside its transaction: each pending gold miss is
+        scored again under the labels in force, so its detail names them as renamed or merged
+        (it is text, written when the miss happened), a merge that made every missed answer
+        the gold label closes it, and a retire of its gold label takes it out of review. An
+        ``added`` label (`hitl labels add`) scores again the answers on the gold questions it
+        is the gold label of: a miss held back while it was retired is back in review."""
+        rows = self.db.execute(
+            "SELECT item_id FROM reviews WHERE reason = 'gold_miss' AND decided_at IS NULL"
+        ).fetchall()
+        items = {row[0] for row in rows}
+        if added is not None:
+            rows = self.db.execute(
+                "SELECT g.item_id FROM gold g LEFT JOIN label_aliases m ON m.old = g.label"
+                " WHERE coalesce(m.new, g.label) = ?"
+                " AND EXISTS (SELECT 1 FROM answers a WHERE a.item_id = g.item_id)",
+                [added],
+            ).fetchall()
+            items.update(row[0] for row in rows)
+        for item_id in sorted(items):
+            self._review_gold_miss(item_id, self.tally(item_id))
 
     def pending_review_count(self) -> int:
         return self.db.execute(

@@ -265,6 +265,66 @@ async def test_a_gold_label_a_later_import_corrects_scores_the_answers_again_in_
     }
 
 
+async def label_change(bot: Bot, text: str) -> None:
+    response = await bot.command(text, "U0ADMIN")
+    assert response.status == 200
+    assert "Done. Labels now: " in await response.text()
+    await bot.settled()
+
+
+async def review_view(bot: Bot, n: int = 1) -> str:
+    assert (await bot.command("review", "U0ADMIN", trigger_id=f"trig.{n}")).status == 200
+    return json.dumps((await bot.fake.next_call("views.open")).reply["view"])
+
+
+async def test_a_gold_miss_in_review_names_its_labels_as_renamed_since(gold_bot: Bot):
+    """The *Why* line of a miss names the labels in force, as the *Votes* line does: a rename
+    of the gold label or of the missed one after the miss went to review shows the new name,
+    and a merge that makes the missed answer the gold label leaves nothing to review."""
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+    assert (await bot.action(bot.button_payload(message, "U0MEI", "account"))).status == 200
+    await bot.settled()
+    await label_change(bot, "labels rename billing payments")
+    await label_change(bot, "labels rename bug defect")
+    view = await review_view(bot)
+    assert "*Why:* a gold answer missed (<@U0RAJ> defect, <@U0MEI> account; gold: payments)" in (
+        view
+    )
+    assert "billing" not in view and "`bug`" not in view and " bug" not in view
+
+    await label_change(bot, "labels merge account payments")  # Mei's answer is gold now
+    assert bot.store.next_review()["reasons"] == [("gold_miss", "<@U0RAJ> defect; gold: payments")]
+    await label_change(bot, "labels merge defect payments")
+    assert bot.store.next_review() is None  # nobody's answer misses the gold label
+
+
+async def test_a_gold_miss_leaves_review_while_its_gold_label_is_retired(gold_bot: Bot):
+    """Answers on a gold question whose gold label is retired are not scored: its miss is not
+    in `/hitl review` while the label is retired, and is back once `hitl labels add` brings
+    the label (and the scores) back."""
+    bot = gold_bot
+    await bot.dispatcher.fill()
+    [message] = bot.posted()
+    assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+    await bot.settled()
+    assert bot.store.pending_review_count() == 1
+    await label_change(bot, "labels retire billing")
+    assert bot.store.pending_review_count() == 0
+    assert bot.store.next_review() is None
+    assert "gold answer missed" not in await review_view(bot)
+
+    await label_change(bot, "labels add billing")
+    assert bot.store.next_review() == {
+        "item_id": "g1",
+        "reasons": [("gold_miss", "<@U0RAJ> bug; gold: billing")],
+    }
+    view = await review_view(bot, 2)
+    assert "*Why:* a gold answer missed (<@U0RAJ> bug; gold: billing)" in view
+
+
 async def test_a_gold_question_slack_refuses_is_set_aside_not_drawn_again(gold_bot: Bot):
     bot = gold_bot
     bot.fake.fail("chat.postMessage", "invalid_blocks", times=3)
