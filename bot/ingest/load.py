@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.errors import StoreError
+from bot.errors import IngestError, StoreError
 from bot.ingest.readers import (
     Provenance,
     Row,
     RowError,
     _printable,
+    detect_format,
     item_id_for_text,
     legacy_item_ids,
     read_items,
@@ -97,7 +98,9 @@ def rows_of_file(
 ) -> Iterator[Row | RowError]:
     """``read_items``, with a problem of the whole file (``IngestError``) raised now, before
     the caller opens the store or writes anything; with ``stream``, read from it (standard
-    input, as it arrives: ``path`` only names it)."""
+    input, as it arrives: ``path`` only names it). An input without a row is such a problem: a
+    script must not take it as imported (a failed `curl` piped in), and a mistyped --db must
+    not be left as a new empty database."""
     rows = read_items(
         path,
         fmt,
@@ -109,8 +112,28 @@ def rows_of_file(
     )
     first = next(rows, None)
     if first is None:
-        return iter(())
+        raise IngestError(f"{path.name}: no rows to import ({_why_no_rows(path, fmt, stream)})")
     return _Chain(first, rows)
+
+
+def _why_no_rows(path: Path, fmt: str | None, stream: InputStream | None) -> str:
+    """What an input without a row holds, for the line that refuses it: told from its first
+    bytes and format (standard input, and what a gzip file holds, are not read again: "empty,
+    or …")."""
+    kind = detect_format(path, fmt)
+    if kind == "jsonl":  # a Prodigy export's rows not accepted are skipped, as a line said
+        held = "only blank lines, or rows skipped as said above"
+    else:
+        held = "a header only, or blank lines" if kind in ("csv", "tsv") else "only blank lines"
+    if stream is not None or not path.is_file() or path.suffix.lower() == ".gz":
+        return f"empty, or {held}"
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024).removeprefix(b"\xef\xbb\xbf")
+    if not head:
+        return "the file is empty"
+    if kind in ("csv", "tsv"):
+        return "a header only" if head.strip() else "only blank lines"
+    return held
 
 
 def import_rows(

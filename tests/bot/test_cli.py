@@ -132,6 +132,38 @@ def test_the_import_summary_counts_in_words(tmp_path: Path, db_path: Path):
     )
 
 
+def test_an_input_without_rows_fails_and_leaves_no_new_database(tmp_path: Path):
+    """It said "read 0 rows" and exited 0, and a mistyped --db was left as a new empty
+    database: a header-only CSV, an empty file, an empty pipe (a failed `curl`) now fail as an
+    import whose every row was rejected does, before the database is opened."""
+    header, empty = tmp_path / "h.csv", tmp_path / "e.txt"
+    header.write_text("text,label\n")
+    empty.write_bytes(b"")
+    typo = tmp_path / "typo.db"
+    for path, why in ((header, "a header only"), (empty, "the file is empty")):
+        result = run("--db", str(typo), "import", str(path))
+        assert (result.exit_code, result.output) == (
+            1,
+            f"Error: {path.name}: no rows to import ({why})\n",
+        )
+        assert not typo.exists()
+    piped = CliRunner().invoke(
+        cli, ["--db", str(typo), "import", "-", "--format", "csv"], input=b"", prog_name="hitl"
+    )
+    assert (piped.exit_code, piped.output) == (
+        1,
+        "Error: stdin: no rows to import (empty, or a header only, or blank lines)\n",
+    )
+    assert not typo.exists()
+    kept = tmp_path / "kept.db"
+    assert run("--db", str(kept), "import", str(tmp_path / "e.txt")).exit_code == 1
+    (tmp_path / "one.txt").write_text("one item\n")
+    assert run("--db", str(kept), "import", str(tmp_path / "one.txt")).exit_code == 0
+    before = kept.read_bytes()
+    assert run("--db", str(kept), "import", str(header)).exit_code == 1
+    assert kept.read_bytes() == before  # an existing database untouched: not even a run
+
+
 def test_jsonl_import_uses_the_db_from_the_environment(tmp_path: Path):
     path = tmp_path / "items.jsonl"
     path.write_text('{"id": "a", "text": "hello", "label": "greet"}\n{"text": "bye"}\n')

@@ -167,14 +167,14 @@ def test_the_runs_record_keeps_the_first_rejections_not_every_one(tmp_path: Path
     assert summary.errors == said[:ERRORS_RECORDED]
 
 
-def test_a_csv_of_blank_lines_reads_as_empty_and_a_header_after_them_is_found(tmp_path: Path):
+def test_a_csv_of_blank_lines_is_refused_as_empty_and_a_header_after_them_is_found(tmp_path: Path):
     # it said 'no column "text" in the header ()': there was no column to pick
     blank = tmp_path / "blank.csv"
     blank.write_text("\n\n\n")
     result = run("--db", str(tmp_path / "hitl.db"), "import", str(blank))
-    assert (result.exit_code, result.stdout.strip()) == (
-        0,
-        "blank.csv: read 0 rows, imported 0 (0 with labels), 0 duplicates, 0 rejected",
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: blank.csv: no rows to import (only blank lines)\n",
     )
     late = tmp_path / "late.csv"
     late.write_text("\n\nid,text\n1,hello\n")
