@@ -3,8 +3,8 @@ Prodigy's answers (only an accepted row gives a label), hitl's own answers expor
 list labels (doccano, pandas, Label Studio), pandas' "1.0" labels in a CSV, a JSONL field
 named that no row has, whole-number labels (maybe class ids), Excel's "Unicode Text" advice,
 a .json file (JSON lines, or an array refused with a jq command), a gzip file, a semicolon CSV
-whose header has a comma, a header naming a column twice, and a leading ' kept outside hitl's
-own CSV exports.
+whose header has a comma, a header naming a column twice, a leading ' kept outside hitl's
+own CSV exports, and a .txt with old Mac OS line ends (a lone CR).
 """
 
 from __future__ import annotations
@@ -348,3 +348,46 @@ def test_the_command_given_for_the_skipped_prodigy_rows_imports_their_texts(tmp_
                 stdin="".join(json.dumps(r) + "\n" for r in kept).encode())  # fmt: skip
     assert again.exit_code == 0, again.output
     assert "read 2 rows, imported 2 (0 with labels)" in again.stdout
+
+
+# -- a .txt with old Mac OS line ends ----------------------------------------------------------
+
+
+def stored_texts(db: Path) -> list[str]:
+    with Store.open(db) as store:
+        return sorted(r[0] for r in store.db.execute("SELECT text FROM items"))
+
+
+def test_a_text_file_ends_a_line_at_cr_lf_and_crlf_as_python_reads_it(tmp_path: Path):
+    """A .txt whose lines end in a lone CR (old Mac OS, some exports) was one item of every
+    line ("read 1 row"), while README says one item a line and a CSV with the same ends is
+    read line by line; the line numbers count its lines, and standard input reads it alike."""
+    path = tmp_path / "cr.txt"
+    path.write_bytes(b"row one\rrow two\r\rcrlf three\r\nlf four\nbad \xff five\r")
+    result = run(tmp_path / "hitl.db", "import", str(path))
+    assert result.stderr.startswith("cr.txt line 6: not valid UTF-8 (byte 0xFF at column 5)")
+    assert result.stdout == (
+        "cr.txt: read 5 rows, imported 4 (0 with labels), 0 duplicates, 1 rejected\n"
+    )
+    assert stored_texts(tmp_path / "hitl.db") == ["crlf three", "lf four", "row one", "row two"]
+    piped = run(tmp_path / "piped.db", "import", "-", "--format", "text", stdin=b"a\rb\r\nc")
+    assert "read 3 rows, imported 3" in piped.stdout
+    assert stored_texts(tmp_path / "piped.db") == ["a", "b", "c"]
+
+
+def test_a_crlf_split_between_two_reads_ends_one_line_not_two():
+    """The "\\r" of a "\\r\\n" may end one read and its "\\n" begin the next (a pipe, a
+    buffer's edge): it is one line end, and a read of that lone "\\n" is no end of the file."""
+    from bot.ingest.readers import _LineEnds
+
+    class Pieces:  # a pipe that gives these bytes, one piece a read
+        def __init__(self, pieces: list[bytes]) -> None:
+            self.pieces = pieces
+
+        def read1(self, size: int = -1) -> bytes:
+            return self.pieces.pop(0) if self.pieces else b""
+
+    read: list[int] = []
+    ends = _LineEnds(Pieces([b"one\r", b"\n", b"two\r", b"\nthree\rfour\r\n"]), read.append)
+    assert ends.readall().split(b"\n") == [b"one", b"two", b"three", b"four", b""]
+    assert sum(read) == 22  # the file's bytes, as a progress bar counts them
