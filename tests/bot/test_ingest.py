@@ -192,15 +192,17 @@ def test_unreadable_file_fails_at_once(tmp_path: Path):
         read_items(tmp_path, fmt="csv")
 
 
-def test_reading_is_streamed_line_by_line(tmp_path: Path):
+def test_reading_is_streamed_and_its_progress_adds_up_to_the_file_size(tmp_path: Path):
     path = tmp_path / "big.txt"
-    path.write_text("".join(f"item {i}\n" for i in range(10_000)))
+    path.write_text(
+        "".join(f"item {i} {'of a text file read a chunk at a time':.<50}\n" for i in range(20_000))
+    )
     seen: list[int] = []
     rows = read_items(path, progress=seen.append)
     next(rows)
-    # After one row only a line or so has been read, not the whole file.
-    assert sum(seen) < 100
-    assert len(list(rows)) == 9_999
+    assert 0 < sum(seen) < path.stat().st_size // 10  # a chunk read, not the whole file
+    assert len(list(rows)) == 19_999
+    assert sum(seen) == path.stat().st_size
 
 
 def test_csv_is_streamed_and_its_progress_adds_up_to_the_file_size(tmp_path: Path):
