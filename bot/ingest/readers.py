@@ -406,6 +406,9 @@ def _refuse_wide(path: str | Path, handle: BinaryIO) -> None:
             )
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _tab_separated(handle: BinaryIO, text_column: str | None) -> str | None:
     """The text column's name when the file starts as a TSV (Excel's "Text (Tab delimited)",
     saved as .txt): its first line split by tabs (at least two fields) has a column named
@@ -416,7 +419,8 @@ def _tab_separated(handle: BinaryIO, text_column: str | None) -> str | None:
         sample = handle.peek(64 * 1024)
     except OSError:
         return None
-    lines = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").split("\n")
+    text = sample.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+    lines = _LINE_END.split(text)  # as the text reader ends lines: \n, \r\n or a lone \r
     if len(lines) < 2 or "\t" not in lines[0]:  # one line, maybe cut short: not told
         return None
     try:

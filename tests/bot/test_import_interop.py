@@ -373,6 +373,11 @@ def test_a_text_file_ends_a_line_at_cr_lf_and_crlf_as_python_reads_it(tmp_path: 
     piped = run(tmp_path / "piped.db", "import", "-", "--format", "text", stdin=b"a\rb\r\nc")
     assert "read 3 rows, imported 3" in piped.stdout
     assert stored_texts(tmp_path / "piped.db") == ["a", "b", "c"]
+    tabbed = tmp_path / "tabbed.txt"  # Excel's "Text (Tab delimited)" from an old Mac
+    tabbed.write_bytes(b"text\tlabel\rmy card never came\trefund\r")
+    result = run(tmp_path / "tabbed.db", "import", str(tabbed))
+    assert "read as tab-separated" in result.stderr
+    assert labels(tmp_path / "tabbed.db") == {"my card never came": "refund"}
 
 
 def test_a_crlf_split_between_two_reads_ends_one_line_not_two():
