@@ -177,9 +177,11 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
 
 
 def _list(value: Any) -> tuple[str, ...]:
+    written = isinstance(value, list | tuple)  # a list as such (hitl.toml, or "[...]" below)
     if isinstance(value, str):
         value = value.strip()
-        if value.startswith("["):
+        written = value.startswith("[")
+        if written:
             try:
                 value = tomllib.loads(f"v = {value}")["v"]
             except tomllib.TOMLDecodeError:
@@ -188,6 +190,10 @@ def _list(value: Any) -> tuple[str, ...]:
             value = value.split(",")
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValueError('must be a list of text; use "a,b,c" or ["a", "b"]')
+    if written and any(not v.strip() for v in value):
+        # "a,,b" or a trailing comma is a slip the comma form forgives; a "" written in a
+        # list is said, not dropped (["a", ""] was refused as naming one label)
+        raise ValueError('lists an empty value (""); remove it')
     items = tuple(v.strip() for v in value if v.strip())
     seen: set[str] = set()
     for item in items:  # named, so that a long list says which to remove

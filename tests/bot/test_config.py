@@ -227,7 +227,7 @@ def test_a_toml_value_of_the_wrong_type_is_quoted_back_as_the_file_writes_it(tmp
     result = CliRunner().invoke(cli, ["config"], env={"HITL_CONFIG": str(toml)})
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f'Error: {toml} labels="["a", ""]" names one label; give at least two',
+        f'Error: {toml} labels="["a", ""]" lists an empty value (""); remove it',
         f'{toml} threshold="1.5" is out of range; use a value between 0 and 1',
         f'{toml} votes="true" is not a whole number; use one from 1 to 25',
     ]
@@ -246,3 +246,18 @@ def test_a_value_listed_twice_is_named():
         "HITL_LABELS=\"billing,bug,account,bug\" lists 'bug' twice; keep one",
         "HITL_SHOW_META=\"a,a\" lists 'a' twice; keep one",
     ]
+
+
+def test_an_empty_value_written_in_a_list_is_refused_as_such(tmp_path):
+    """``labels = ["a", ""]`` was refused as "names one label; give at least two", though two
+    were written; the comma form still forgives a doubled or trailing comma."""
+    toml = tmp_path / "hitl.toml"
+    toml.write_text('[hitl]\nlabels = ["a", ""]\n')
+    toml.chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HITL_ADMINS": '["U1", " "]'}, toml)
+    assert set(caught.value.problems) == {
+        'HITL_ADMINS="["U1", " "]" lists an empty value (""); remove it',
+        f'{toml} labels="["a", ""]" lists an empty value (""); remove it',
+    }
+    assert load_settings({"HITL_LABELS": "a,,b,"}, None).labels == ("a", "b")
