@@ -952,6 +952,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
             shown = ",".join(value)
         elif isinstance(value, bool):  # as the variable is written (and README's table)
             shown = "true" if value else "false"
+        elif isinstance(value, float):  # 1, not 1.0: as README's table and a person write it
+            shown = f"{value:g}"
         else:
             shown = str(value)
         rows.append((spec.env, shown, settings.sources.get(spec.name, "default"), spec.help))

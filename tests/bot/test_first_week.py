@@ -270,6 +270,7 @@ def test_config_shows_the_report_channel_labels_and_pipeline_in_force(
     assert before["HITL_LABELS"] == ["-", "(default)"]
     assert before["HITL_PIPELINE"] == ["word_char_auto", "(default)"]
     assert before["HITL_SHOW_VOTES"] == ["false", "(default)"]  # as written, not Python's False
+    assert before["HITL_CONNECT_RETRY"] == ["1", "(default)"]  # as README's table, not 1.0
     assert not (tmp_path / "hitl.db").exists()  # config made no database
 
     Path("t.csv").write_text("text,label\ncharged twice,billing\napp crashes,bug\n")
