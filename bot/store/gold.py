@@ -60,6 +60,7 @@ class GoldMixin:
     now: Callable[[], str]
     tally: Callable[..., Any]
     _review_gold_miss: Callable[[str, Any], None]
+    drop_gold_miss: Callable[[str], None]  # the reviews mixin's
     label_aliases: Callable[[], dict[str, str]]  # the label set's (``LabelSetMixin``)
     labels_not_in_force: Callable[..., NotInForce]
     write_result: Any
@@ -106,11 +107,7 @@ class GoldMixin:
                     if known[0] is not None:
                         # Its gold label changes: a pending miss was scored against the old
                         # one (the answer may be right now); it is scored again just below.
-                        self.db.execute(
-                            "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
-                            " AND decided_at IS NULL",
-                            [row.id],
-                        )
+                        self.drop_gold_miss(row.id)
                 self.db.execute(
                     "INSERT OR REPLACE INTO gold (item_id, label, created_at) VALUES (?, ?, ?)",
                     [row.id, row.label, now],

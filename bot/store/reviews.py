@@ -128,21 +128,13 @@ class ReviewsMixin:
             # No button could be right (a gold question asked before its label retired): its
             # answers are not scored while the label is retired, so a miss waits in review no
             # longer; `hitl labels add` scores them again (``restate_gold_misses``).
-            self.db.execute(
-                "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
-                " AND decided_at IS NULL",
-                [item_id],
-            )
+            self.drop_gold_miss(item_id)
             return
         missed = {label: users for label, users in tally.votes.items() if label != row[0]}
         if not missed:
             # Nobody's counted answer misses it now (the one who missed changed it or took it
             # back with Undo): a pending review of a miss has nothing left to show.
-            self.db.execute(
-                "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss'"
-                " AND decided_at IS NULL",
-                [item_id],
-            )
+            self.drop_gold_miss(item_id)
             return
         # ``<@U…> label, …; gold: G``, each label escaped (``gold_miss_label``): a label
         # may hold ", <@U…> ", and a raw ``<`` here is then always a voter's mention
@@ -158,6 +150,14 @@ class ReviewsMixin:
                 " AND decided_at IS NULL",
                 [detail, item_id],
             )
+
+    def drop_gold_miss(self, item_id: str) -> None:
+        """Take the item's pending gold-miss review out of review (nothing left to show, or its
+        gold label retired or changed: its answers are scored again, or not at all)."""
+        self.db.execute(
+            "DELETE FROM reviews WHERE item_id = ? AND reason = 'gold_miss' AND decided_at IS NULL",
+            [item_id],
+        )
 
     def restate_gold_misses(self, added: str | None = None) -> None:
         """After a change of the label set, inside its transaction: each pending gold miss is
