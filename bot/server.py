@@ -130,7 +130,7 @@ def start_problems(settings: Settings, refused: Collection[str] = ()) -> list[st
     """What `serve` would refuse before it reaches Slack, all of it, one line each: the
     missing pieces and channel IDs (``serve_settings_problems``) and the label set
     (``label_set_lines``: the configured one, or the database's when it is there; a
-    database that cannot be read now is left for the start to report). For a start that
+    database that cannot be opened now is left for the start to report). For a start that
     is refused anyway (a bad value): one run says every problem, not one kind per run."""
     problems = serve_settings_problems(settings, refused)
     if "HITL_LABELS" in refused:  # its bad value is said; no label set follows from it
@@ -1309,6 +1309,11 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     )
 
     async def start() -> None:
+        # What refuses a start whatever holds the port (the settings, the label set) is said
+        # first, and reads only: the refusal does not change with what else runs on the
+        # machine. Nothing listens yet for the read to hold up.
+        if problems := start_problems(settings):
+            raise ConfigError(problems)
         # The port is tried before anything is made: a start refused for it (taken, not this
         # machine's address) leaves no new database, lock file nor models folder, as the
         # other refusals do, and says so before Slack is asked. (Taken in the moment between

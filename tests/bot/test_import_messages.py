@@ -369,34 +369,37 @@ def test_a_group_option_after_the_command_is_told_where_it_goes(args: list[str],
 # -- F19: a refused serve leaves no database at a mistyped path -------------------------------
 
 
-def serve_settings(db: Path) -> Settings:
+def serve_settings(db: Path, port: int) -> Settings:
     return Settings(
         slack_bot_token="xoxb-not-used",
         slack_signing_secret="secret",
         db=db,
         channel="C0123ABCD",
         labels=(),
+        port=port,
     )
 
 
-def refused_serve(db: Path) -> None:
+def refused_serve(db: Path, port: int) -> None:
+    # Its port held by another socket: the label set's refusal is said whatever holds it
+    # (it was "port … is in use" where anything held the port).
     with pytest.raises(ConfigError, match="no label set"):
-        asyncio.run(server.serve(serve_settings(db), announce=lambda line: None))
+        asyncio.run(server.serve(serve_settings(db, port), announce=lambda line: None))
 
 
 def test_serve_refused_for_no_label_set_makes_no_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
 ):
     monkeypatch.setattr(faulthandler, "enable", lambda **_: None)  # pytest's own stays
-    refused_serve(tmp_path / "typo.db")
+    refused_serve(tmp_path / "typo.db", taken_port)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_serve_refused_for_no_label_set_keeps_a_database_that_existed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_port: int
 ):
     monkeypatch.setattr(faulthandler, "enable", lambda **_: None)
     db = tmp_path / "hitl.db"
     Store.open(db).close()
-    refused_serve(db)
+    refused_serve(db, taken_port)
     assert db.exists()

@@ -86,7 +86,7 @@ def test_stats_in_the_terminal_prints_no_italic_marks(tmp_path: Path):
     assert marked == []  # was "_every vote is the same label: …_"
 
 
-def test_serve_with_one_imported_label_says_a_set_needs_two(tmp_path: Path):
+def test_serve_with_one_imported_label_says_a_set_needs_two(tmp_path: Path, taken_port: int):
     db = tmp_path / "hitl.db"
     rows = [{"text": f"invoice question number {i}", "label": "billing"} for i in range(5)]
     assert run(db, "import", "-q", str(jsonl(tmp_path / "one.jsonl", rows))).exit_code == 0
@@ -96,6 +96,7 @@ def test_serve_with_one_imported_label_says_a_set_needs_two(tmp_path: Path):
         "HITL_CHANNEL": "C0123QUESTIONS",
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
         "HITL_LABELS": "",
+        "HITL_PORT": str(taken_port),  # said whatever holds the port
     }
     result = run(db, "serve", env=env)
     assert result.exit_code == 1

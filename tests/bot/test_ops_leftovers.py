@@ -18,6 +18,7 @@ from bot.sandbox import FakeSlack
 from bot.store import Store, database_problem
 from tests.bot.harness import Item, make_settings, start_bot
 from tests.bot.test_cli_loop import labeled_file, run
+from tests.bot.test_serve_process import free_port
 
 # -- a server started without its models -------------------------------------------------------
 
@@ -163,6 +164,7 @@ def test_a_refused_serve_leaves_no_lock_file_nor_models_folder(tmp_path: Path):
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_SIGNING_SECRET": "secret",
         "HITL_CHANNEL": "C0123ABCD",
+        "HITL_PORT": str(free_port()),  # the port is tried first: not 3000, any program's
     }
     result = CliRunner().invoke(cli, ["--db", str(db), "serve"], env=env, prog_name="hitl")
     assert result.exit_code == 1

@@ -10,7 +10,6 @@ import faulthandler
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,6 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
     seed(tmp_path / "hitl.db", [Item("a", "refund please")])
     async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
         yield running
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that another socket listens on."""
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 # -- a port in use ----------------------------------------------------------------------------
