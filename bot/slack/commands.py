@@ -532,9 +532,12 @@ async def stats(call: Call) -> None:
 
     def answer(read: tuple[str, quality.Quality]) -> Answer:
         counts, measured = read
-        sections = [counts]
-        sections += quality.quality_sections(measured, gold=admin)
-        return Answer("\n\n".join(sections), blocks.report_blocks(sections))
+        sections = quality.quality_sections(measured, gold=admin)
+        # each line of the counts a block of its own: the day's and the week's answers of a
+        # team of 40 or more each fill most of a block's 3,000 characters, and one cut of
+        # the three would take the items line out of what Slack shows
+        shown = [*counts.split("\n"), *sections]
+        return Answer("\n\n".join([counts, *sections]), blocks.report_blocks(shown))
 
     read = reports.stats_off_loop(rt.store, rt.settings, rt.clock(), estimates=admin)
     await answer_when_read(call, read, answer)

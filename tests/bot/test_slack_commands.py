@@ -82,6 +82,23 @@ async def test_stats_counts_answers_by_person_and_items(bot: Bot):
     assert "*Items:* 1 waiting · 1 posted · 1 resolved" in text
 
 
+async def test_stats_of_a_large_team_still_shows_the_items_line(bot: Bot):
+    # The day's and week's answers by person were one block with the items line: 49 people
+    # with Slack-long ids and skips passed a block's 3,000 characters, and the cut took the
+    # items waiting, posted and resolved (and part of the week's list) out of what Slack showed.
+    people = [f"U0{n:02d}ABCDEFGH" for n in range(49)]
+    bot.store.add_items([Item(f"t{n}", f"ticket {n}") for n in range(98)], "import")
+    for n, user in enumerate(people):
+        bot.store.record_answer(f"t{n}", user, "bug", source="button", dedupe_key=f"l{n}")
+        bot.store.record_answer(f"t{49 + n}", user, None, source="button", dedupe_key=f"s{n}")
+    response = await bot.command("stats")
+    shown = [block["text"]["text"] for block in json.loads(await response.text())["blocks"]]
+    assert any(line.startswith("*Items:* 52 waiting · 0 posted · 49 resolved") for line in shown)
+    week = next(line for line in shown if line.startswith("*Answers this week:*"))
+    assert week.endswith("<@U048ABCDEFGH> 1 label + 1 skip")
+    assert all(len(text) <= 3000 and "…" not in text for text in shown)
+
+
 async def test_queue_shows_waiting_open_and_channel_errors(bot: Bot):
     await bot.dispatcher.fill()
     text = await reply(bot, "queue")
