@@ -70,12 +70,14 @@ def labels_and_skips(labels: int, skips: int, joint: str = ", ") -> str:
 def _answers_line(period: str, store: Store, since: str) -> str:
     """`*Answers today:* 4 (2 labels, 2 skips): <@U1> 2 labels + 1 skip, <@U2> 1 skip`: every
     answer counted once a person and item, split into labels (votes) and skips; the people
-    (``labels_by_user`` keeps 50) with most labels first."""
+    (``labels_by_user`` keeps 50) with most labels first, then how many others answered
+    ("and 10 others"; nothing when the 50 are everyone)."""
     labels, skips = store.labels_since(since)
     if not labels + skips:
         return f"*Answers {period}:* 0"
     rows = store.labels_by_user(since)
-    more = " and others" if len(rows) == 50 else ""
+    others = store.people_since(since) - len(rows) if len(rows) == 50 else 0
+    more = f" and {count(others, 'other')}" if others > 0 else ""
     people = ", ".join(f"{person(u)} {labels_and_skips(n, s, ' + ')}" for u, n, s in rows)
     return (
         f"*Answers {period}:* {labels + skips:,} ({labels_and_skips(labels, skips)}): "

@@ -112,6 +112,13 @@ class ViewsMixin:
         ).fetchone()
         return labeled, skipped
 
+    def people_since(self, since: str) -> int:
+        """How many people answered since a time (an answer counted as ``labels_by_user``
+        counts them): everyone, where ``labels_by_user`` keeps 50."""
+        return self.db.execute(
+            f"SELECT count(DISTINCT user_id) FROM answers WHERE {_IN_PERIOD}", [since]
+        ).fetchone()[0]
+
     def answers_of(self, user_id: str, since: str | None = None) -> int:
         """How many items ``user_id`` answered since a time (counted as ``answers_by_user``
         counts them), whether or not they are among its top 50."""

@@ -626,7 +626,20 @@ def test_the_stats_count_every_answer_not_only_the_50_most_active_peoples(db_pat
         assert len(store.answers_by_user("2000-01-01")) == 50
         text = stats_text(store, Settings(), datetime.now(UTC))
     assert "*Answers today:* 60 (" in text and "*Answers this week:* 60 (" in text
-    assert text.count("1 label and others\n") == 2
+    assert text.count("1 label and 10 others\n") == 2
+
+
+def test_the_stats_say_how_many_others_answered_and_none_when_fifty_did(db_path: Path):
+    # "and others" was said whenever the list held 50 people: also when they were everyone
+    with Store.open(db_path) as store:
+        store.add_items([R(f"i{n}", f"text {n}") for n in range(51)], "api")
+        for n in range(50):
+            store.record_answer(f"i{n}", f"U{n:03d}", "bug", source="button", dedupe_key=f"k{n}")
+        fifty = stats_text(store, Settings(), datetime.now(UTC))
+        store.record_answer("i50", "U050", None, source="button", dedupe_key="k50")
+        more = stats_text(store, Settings(), datetime.now(UTC))
+    assert "other" not in fifty and fifty.count("<@U049> 1 label\n") == 2
+    assert more.count("<@U049> 1 label and 1 other\n") == 2
 
 
 def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path):
