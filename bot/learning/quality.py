@@ -288,7 +288,7 @@ def own_gold(store: Store, user_id: str, configured: Sequence[str] = ()) -> Gold
 
 def gold_line(g: GoldAccuracy) -> str:
     low, high = g.interval
-    return f"{_share(g.accuracy)} ({g.n_correct} of {g.n}, 95% CI {_share(low)}–{_share(high)})"
+    return f"{_share(g.accuracy)} ({g.n_correct:,} of {g.n:,}, 95% CI {_share(low)}–{_share(high)})"
 
 
 def gold_section(gold: list[GoldAccuracy], limit: int | None = MAX_PEOPLE) -> str:
@@ -394,7 +394,7 @@ def agreement_sections(report: AgreementReport, limit: int | None = MAX_PEOPLE) 
     )
     if people:
         shown = [
-            f"{person(p.annotator)} {_share(p.rate)} ({p.n_agree} of {p.n}, 95% CI "
+            f"{person(p.annotator)} {_share(p.rate)} ({p.n_agree:,} of {p.n:,}, 95% CI "
             f"{_share(p.interval[0])}–{_share(p.interval[1])})"
             for p in people
         ]
@@ -408,13 +408,13 @@ def _worst_first(lines: list[str], limit: int | None) -> str:
     if limit is None or len(lines) <= limit:
         return "\n".join(lines)
     return "\n".join(lines[:limit]) + (
-        f"\n…and {len(lines) - limit} more (`hitl stats` lists everyone)"
+        f"\n…and {len(lines) - limit:,} more (`hitl stats` lists everyone)"
     )
 
 
 def _capped(lines: list[str], limit: int, what: str = "") -> str:
     """The first ``limit`` lines, then how many more there are ("…and 3 more pairs")."""
-    more = f"\n…and {len(lines) - limit} more{what}" if len(lines) > limit else ""
+    more = f"\n…and {len(lines) - limit:,} more{what}" if len(lines) > limit else ""
     return "\n".join(lines[:limit]) + more
 
 

@@ -104,8 +104,7 @@ def stats_text(store: Store, settings: Settings, now: datetime) -> str:
     if settings.votes > 1:
         agreement, n = store.mean_agreement()
         lines.append(
-            f"*Votes for the winner:* {agreement:.0%} on {n} {'item' if n == 1 else 'items'}"
-            " decided by vote"
+            f"*Votes for the winner:* {agreement:.0%} on {count(n, 'item')} decided by vote"
             if agreement is not None
             else "*Votes for the winner:* no item decided by vote yet"
         )

@@ -14,10 +14,17 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.learning.quality import agreement_sections
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from model.aggregation import dawid_skene
-from model.agreement import Tally
+from model.agreement import (
+    AgreementReport,
+    AnnotatorAgreement,
+    OverallAgreement,
+    PairKappa,
+    Tally,
+)
 from tests.bot.harness import Item, make_settings, start_bot
 
 GOOD = [f"U0G{n:02d}" for n in range(22)]  # 22 careful people, four answers each
@@ -253,3 +260,18 @@ async def test_a_non_admins_stats_run_no_dawid_skene(fake_slack: FakeSlack, tmp_
     assert "With the majority of the others" in other[0]
     assert "Estimated accuracy" not in other[0]
     assert other[1] == []  # no EM run for figures nobody is shown
+
+
+def test_counts_past_a_thousand_have_a_separator_as_every_other_count():
+    # "(1000 of 1200, …)", "…and 1215 more pairs", "…and 1001 more" beside "1,200 items"
+    pairs = [PairKappa(f"U0A{n:04d}", "U0B", 10, 0.8, 0.6) for n in range(1225)]
+    people = [
+        AnnotatorAgreement(f"U0A{n:04d}", 1200, 1200, 1000, 0, 1000 / 1200, (0.81, 0.85), 0.6)
+        for n in range(1021)
+    ]
+    overall = OverallAgreement(1200, 1021, 2400, 0.6, 1200, 0.6, 1200, 2, 0.8)
+    report = AgreementReport(overall, pairs, [], people, min_shared=10)
+    shown = "\n\n".join(agreement_sections(report))
+    assert "…and 1,215 more pairs" in shown
+    assert "<@U0A0000> 83% (1,000 of 1,200, 95% CI 81%–85%)" in shown
+    assert shown.endswith("\n…and 1,001 more (`hitl stats` lists everyone)")

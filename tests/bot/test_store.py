@@ -642,6 +642,20 @@ def test_the_stats_say_how_many_others_answered_and_none_when_fifty_did(db_path:
     assert more.count("<@U049> 1 label and 1 other\n") == 2
 
 
+def test_the_stats_write_a_thousand_items_decided_by_vote_with_a_separator(db_path: Path):
+    # "Votes for the winner: 100% on 1000 items" where every other count read "1,000"
+    with Store.open(db_path) as store:
+        store.add_items([R(f"i{n}", f"text {n}") for n in range(1000)], "api")
+        for n in range(1000):
+            for user in ("U0A", "U0B"):
+                key = f"{user}{n}"
+                store.record_answer(
+                    f"i{n}", user, "bug", source="button", dedupe_key=key, votes_needed=2
+                )
+        text = stats_text(store, Settings(votes=2), datetime.now(UTC))
+    assert text.endswith("*Votes for the winner:* 100% on 1,000 items decided by vote")
+
+
 def test_two_processes_upgrading_one_database_at_once_both_open_it(db_path: Path):
     """A second opener that read the pending migrations before the first applied them failed
     half way ("duplicate column name: priority"). The first opener here holds the write lock;
