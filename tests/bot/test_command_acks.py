@@ -24,7 +24,7 @@ from bot.errors import StoreError
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
-from tests.bot.test_quality import IN_SLACK, answer_all
+from tests.bot.test_quality import COUNTS, IN_SLACK, answer_all
 from tests.bot.test_slack_bot import buttons
 from tests.fake_slack import CHANNEL
 
@@ -116,8 +116,10 @@ async def test_slow_stats_are_acknowledged_at_once_and_answered_by_the_response_
     for line in IN_SLACK:  # the real figures, as the ack gives them when read in time
         assert line in answer["text"], line
     sections = [b["text"]["text"] for b in answer["blocks"]]
-    assert sections[1].startswith("*Agreement between people*")
-    assert sections[2] == (
+    # the counts' lines first, a block each; then the agreement's sections
+    heads = [*COUNTS, "*Agreement between people*"]
+    assert all(section.startswith(head) for section, head in zip(sections, heads, strict=False))
+    assert sections[5] == (
         "*Cohen's κ by pair:*\n<@U0ANA> & <@U0RAJ>: κ 0.58 (10 items, 80% the same)"
     )
 
