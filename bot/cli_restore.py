@@ -18,6 +18,7 @@ import click
 from bot.cli_delete import unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors
 from bot.cli_progress import fitted
+from bot.errors import StoreError
 from bot.words import count, first_few
 
 
@@ -225,8 +226,18 @@ def _delete_again(state: Any, kept: Path, undelete: bool) -> tuple[bool, bool]:
     from bot.store.erasure import deletions_in
     from bot.store.restore import erasures_in, tell_undeleted
 
-    deleted = deletions_in(kept)
-    messages, attempts = erasures_in(kept, [row[0] for row in deleted])
+    try:
+        deleted = deletions_in(kept)
+        messages, attempts = erasures_in(kept, [row[0] for row in deleted])
+    except StoreError as exc:  # damaged: what was deleted there is not known
+        click.echo(
+            f"Warning: no item was deleted again: {kept.name} cannot be read ({exc}), so which"
+            " items `hitl delete` deleted after the backup was made is not known, and those the"
+            f" backup holds are in {state.settings.db} again: run `hitl delete` for them again"
+            " (your erasure requests name them), and delete their Slack messages by hand.",
+            err=True,
+        )
+        return False, False
     if not deleted and not messages:
         return False, False
     told = 0
@@ -285,7 +296,17 @@ def _anonymise_again(state: Any, kept: Path) -> tuple[bool, bool]:
     whether it anonymised someone."""
     from bot.store.people import anonymised_in
 
-    records = anonymised_in(kept)
+    try:
+        records = anonymised_in(kept)
+    except StoreError as exc:  # damaged: who was anonymised there is not known
+        click.echo(
+            f"Warning: no one was anonymised again: {kept.name} cannot be read ({exc}), so who"
+            " `hitl people anonymise` anonymised after the backup was made is not known, and"
+            f" the backup names them in {state.settings.db} again: run `hitl people anonymise`"
+            " for them again.",
+            err=True,
+        )
+        return False, False
     if not records:
         return False, False
     with state.open_existing_store() as store:

@@ -24,12 +24,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
 from bot.errors import StoreError
 from bot.store.lock import other_server
+
+_T = TypeVar("_T")
 
 # A question whose post got no answer (``post_attempts``: the server stopped, or Slack timed
 # out, during chat.postMessage) may be in Slack all the same. Deleting its item keeps that note
@@ -596,14 +599,35 @@ def _in(sql: str, chunk: list[str], column: str = "id", *, and_: bool = False) -
 
 def deletions_in(path: str | Path) -> list[tuple[str, str, str, str]]:
     """The deletions (item id, user, reason, time) the database at ``path`` records, read
-    only; none from a database made before `hitl delete` existed (or not one of ours)."""
+    only; none from a database made before `hitl delete` existed (no such table). One that
+    cannot be read (damaged: what a restore is often for) raises ``StoreError`` with SQLite's
+    words: what was deleted there is not known, which is not "nothing"."""
+
+    def read(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+        if "deleted_items" not in tables_of(conn):
+            return []
+        return conn.execute(
+            "SELECT item_id, user_id, reason, created_at FROM deleted_items"
+        ).fetchall()
+
+    return read_only(path, read)
+
+
+def read_only(path: str | Path, read: Callable[[sqlite3.Connection], _T]) -> _T:
+    """``read`` on the database at ``path``, opened read only (its path quoted: a folder named
+    with "#" or "?" is no URI's fragment or query); an SQLite error (a damaged file, not a
+    database) as a ``StoreError``."""
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            return conn.execute(
-                "SELECT item_id, user_id, reason, created_at FROM deleted_items"
-            ).fetchall()
-    except sqlite3.Error:  # no such table: nothing was ever deleted there
-        return []
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return read(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from None
+
+
+def tables_of(conn: sqlite3.Connection) -> set[str]:
+    """The names of the tables of ``conn``'s database."""
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 # Characters of an address (e-mail, login, phone): a term holding one of them is matched as a

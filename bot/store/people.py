@@ -42,7 +42,6 @@ person's last answer is recent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sqlite3
@@ -55,6 +54,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.store.erasure import read_only, tables_of
 
 PREFIX = "former-"
 # A user id the bot draws as a Slack mention (``bot.words.SLACK_USER``): a pseudonym
@@ -640,26 +640,30 @@ class PeopleMixin:
 def anonymised_in(path: str | Path) -> list[tuple[str, str, str, list[tuple[int, str, str]]]]:
     """The anonymisations the database at ``path`` records (pseudonym, by, when), each with the
     answers that carry the pseudonym there (id, item id, time): read only; none from a
-    database made before `hitl people anonymise` existed (or not one of ours)."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            records = conn.execute(
-                "SELECT pseudonym, done_by, created_at FROM anonymised_people ORDER BY id"
-            ).fetchall()
-            return [
-                (
-                    name,
-                    by,
-                    at,
-                    conn.execute(
-                        "SELECT id, item_id, created_at FROM answers WHERE user_id = ? ORDER BY id",
-                        [name],
-                    ).fetchall(),
-                )
-                for name, by, at in records
-            ]
-    except sqlite3.Error:  # no such table: no one was anonymised there
-        return []
+    database made before `hitl people anonymise` existed (no such table). One that cannot be
+    read (damaged) raises ``StoreError`` with SQLite's words: who was anonymised there is not
+    known, which is not "no one"."""
+
+    def read(conn: sqlite3.Connection) -> list[tuple[str, str, str, list[tuple[int, str, str]]]]:
+        if "anonymised_people" not in tables_of(conn):
+            return []
+        records = conn.execute(
+            "SELECT pseudonym, done_by, created_at FROM anonymised_people ORDER BY id"
+        ).fetchall()
+        return [
+            (
+                name,
+                by,
+                at,
+                conn.execute(
+                    "SELECT id, item_id, created_at FROM answers WHERE user_id = ? ORDER BY id",
+                    [name],
+                ).fetchall(),
+            )
+            for name, by, at in records
+        ]
+
+    return read_only(path, read)
 
 
 def _word(user: str) -> re.Pattern[str]:

@@ -48,6 +48,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from bot.errors import StoreError
+from bot.store.erasure import read_only, tables_of
 from bot.store.lock import holder_words, other_server, server_lock
 from bot.store.migrations import KNOWN_MIGRATIONS, applied_names, migrations
 
@@ -409,34 +410,42 @@ def erasures_in(
     erased at; None for a post); and its unconfirmed posts of those items (``post_attempts``:
     the message may be in Slack, its ts unknown), as rows of ``ATTEMPT_COLUMNS``. A restore
     queues them in the restored database, which may never have heard of them (posted after
-    the backup was made). None of a table the database lacks (an older slack-hitl's)."""
+    the backup was made). None of a table the database lacks (an older slack-hitl's); a
+    database that cannot be read (damaged) raises ``StoreError``, as ``deletions_in``."""
     messages: list[tuple[str, str, str | None]] = []
     attempts: list[tuple[Any, ...]] = []
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return messages, attempts
-    with contextlib.closing(conn):
-        with contextlib.suppress(sqlite3.Error):  # no such table: nothing was queued there
-            messages += conn.execute(
-                # oldest first: the messages from id 1 up, after the posts only to look for
-                # (``bot.store.erasure.LOST``), noted from id 0 down
-                "SELECT channel, ts, erased_at FROM erased_posts ORDER BY id > 0, abs(id)"
-            ).fetchall()
+
+    def read(conn: sqlite3.Connection) -> None:
+        held = tables_of(conn)
+        if "erased_posts" in held:
+            messages.extend(
+                conn.execute(
+                    # oldest first: the messages from id 1 up, after the posts only to look
+                    # for (``bot.store.erasure.LOST``), noted from id 0 down
+                    "SELECT channel, ts, erased_at FROM erased_posts ORDER BY id > 0, abs(id)"
+                )
+            )
         for n in range(0, len(item_ids), 500):
             chunk = item_ids[n : n + 500]
             marks = ",".join("?" * len(chunk))
-            with contextlib.suppress(sqlite3.Error):
-                messages += conn.execute(
-                    f"SELECT channel, ts, NULL FROM posts WHERE item_id IN ({marks}) ORDER BY id",
-                    chunk,
-                ).fetchall()
-            with contextlib.suppress(sqlite3.Error):
-                attempts += conn.execute(
-                    f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM post_attempts"
-                    f" WHERE item_id IN ({marks}) ORDER BY attempted_at",
-                    chunk,
-                ).fetchall()
+            if "posts" in held:
+                messages.extend(
+                    conn.execute(
+                        f"SELECT channel, ts, NULL FROM posts WHERE item_id IN ({marks})"
+                        " ORDER BY id",
+                        chunk,
+                    )
+                )
+            if "post_attempts" in held:
+                attempts.extend(
+                    conn.execute(
+                        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM post_attempts"
+                        f" WHERE item_id IN ({marks}) ORDER BY attempted_at",
+                        chunk,
+                    )
+                )
+
+    read_only(path, read)
     once: dict[tuple[str, str], tuple[str, str, str | None]] = {}
     for channel, ts, at in messages:
         once.setdefault((channel, ts), (channel, ts, at))

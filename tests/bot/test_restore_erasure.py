@@ -175,3 +175,70 @@ def test_a_post_whose_outcome_was_unknown_is_still_looked_for_after_a_restore(tm
         lost = store.lost_posts()
         assert [(p["item_id"], p["channel"]) for p in lost] == [("X-1", CHANNEL)]
         assert int(lost[0]["id"]) <= 0 and store.erased_posts() == []
+
+
+def answered(db: Path, item_id: str, user_id: str) -> None:
+    with Store.open(db) as store:
+        store.record_answer(item_id, user_id, None, source="button", dedupe_key=f"{item_id}:1")
+
+
+def test_erasures_made_after_the_backup_are_redone_in_a_folder_named_with_a_hash(tmp_path: Path):
+    """The database that was there is read by a URI: a "#" in its folder's name started the
+    URI's fragment, the read failed as "no such table", and A-1's erasure and U1's
+    anonymisation were silently undone."""
+    db = tmp_path / "site#2" / "hitl.db"
+    db.parent.mkdir()
+    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
+    answered(db, "A-2", "U1")
+    backup = backup_of(db)
+    deleted(db, "A-1", "erasure request")
+    assert run(db, "people", "anonymise", "U1").exit_code == 0
+
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert "Deleted again: 1 item deleted (`hitl delete`) after the backup was made (A-1)" in (
+        done.stdout
+    )
+    assert "Anonymised again: 1 person (former-1)" in done.stdout
+    with Store.open(db) as store:
+        assert store.get_item("A-1") is None
+        assert store.db.execute("SELECT user_id FROM answers").fetchall() == [("former-1",)]
+
+
+def test_a_restore_over_a_database_too_damaged_to_read_its_erasures_says_so(tmp_path: Path):
+    """A restore is what a damaged database calls for. When the pages that record what was
+    deleted and who anonymised after the backup cannot be read, the restore cannot redo them:
+    it said nothing (read as "nothing deleted"), and the erasure was silently undone."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
+    answered(db, "A-2", "U1")
+    backup = backup_of(db)
+    deleted(db, "A-1", "erasure request")
+    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # each table's first page damaged
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = conn.execute(
+            "SELECT rootpage FROM sqlite_master"
+            " WHERE name IN ('deleted_items', 'anonymised_people')"
+        ).fetchall()
+    with db.open("r+b") as file:
+        for (root,) in roots:
+            file.seek((root - 1) * size)
+            file.write(b"\xff" * size)
+
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert (
+        "Warning: no item was deleted again: hitl.db.before-restore cannot be read (database"
+        " disk image is malformed), so which items `hitl delete` deleted after the backup was"
+        f" made is not known, and those the backup holds are in {db} again: run `hitl delete`"
+        " for them again (your erasure requests name them), and delete their Slack messages"
+        " by hand.\n"
+    ) in done.stderr
+    assert (
+        "Warning: no one was anonymised again: hitl.db.before-restore cannot be read (database"
+        " disk image is malformed), so who `hitl people anonymise` anonymised after the backup"
+        f" was made is not known, and the backup names them in {db} again: run `hitl people"
+        " anonymise` for them again.\n"
+    ) in done.stderr
+    assert db.with_name("hitl.db.before-restore").exists()  # kept, for what it still holds
