@@ -620,6 +620,9 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
         return Changes(error=_unread(exc))
     with contextlib.closing(conn):
         try:
+            # its schema read first: ATTACH beside a damaged one fails as "unable to open
+            # database" naming the backup's URI, which would send the reader to the wrong file
+            conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
             conn.execute("ATTACH DATABASE ? AS backup", [uri(backup)])
             conn.execute("ATTACH DATABASE ? AS scratch", [f"file:{quote(str(scratch))}?mode=rwc"])
             conn.execute("PRAGMA scratch.journal_mode = OFF")  # a new file, removed after

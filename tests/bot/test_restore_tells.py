@@ -44,6 +44,7 @@ from tests.bot.harness import (
     start_bot,
 )
 from tests.bot.test_api import TOKEN, WEBHOOK_SECRET, post_json
+from tests.bot.test_restore_erasure import imported
 from tests.bot.test_webhook_final_states import deliver_all
 from tests.bot.test_webhooks import LOOPBACK, Receiver, serve_receiver
 from tests.fake_slack import CHANNEL
@@ -428,6 +429,29 @@ async def test_what_changed_not_read_is_said_in_one_line_and_the_restore_goes_on
         f" `hitl restore {backup}` again tell them."
     )
     assert not db.with_name("hitl.db.restoring-changes").exists()
+
+
+def test_a_damaged_database_that_was_there_is_named_as_the_unread_one_not_the_backup(
+    tmp_path: Path,
+):
+    """The database that was there, its schema damaged: ATTACH of the backup beside it failed
+    as "unable to open database: file:…/backup.db?mode=ro&immutable=1", sending the reader to
+    the backup, which is whole. SQLite's words about the damaged one are said."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", "A-1,a ticket\n")
+    backup = backup_of(db)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    with db.open("r+b") as file:  # page 1 after the file's header: the schema's b-tree
+        file.seek(100)
+        file.write(b"\xff" * (size - 100))
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    [line] = [line for line in done.output.splitlines() if "not told" in line]
+    assert (
+        "what changed after the backup was made could not be read from the database that was"
+        " there (database disk image is malformed);"
+    ) in line
 
 
 async def test_a_disk_without_room_for_the_tells_still_restores_and_says_what_it_did_not_tell(
