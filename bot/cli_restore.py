@@ -10,6 +10,7 @@ import contextlib
 import glob
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,24 +166,24 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     upgraded = done.upgraded  # to record the Slack messages it carried over
     erased = False  # items deleted again or people anonymised again: the file is rebuilt after
     if done.kept is not None:
-        try:
+        # `hitl restore BACKUP` alone would not redo them: the database it would keep is the
+        # restored one, which does not record them; undone first, the one that does is kept
+        rerun = f"hitl restore{' --undelete' if undelete else ''} {backup}"
+        redo = f"`hitl restore {done.kept}` and then `{rerun}`"
+        with _redo_said(
+            f"{db} was restored from {backup}, but the items deleted after the backup was made"
+            " were not deleted again",
+            f"{redo} delete them",
+        ):
             opened, erased = _delete_again(state, done.kept, undelete)
             upgraded = opened or upgraded
-        except KeyboardInterrupt:  # its own transaction: all deleted again, or none
-            raise Stopped(
-                f" after the restore: {db} was restored from {backup}; the items deleted after"
-                f" the backup was made were not deleted again: `hitl restore {backup}` again"
-                " deletes them"
-            ) from None
-        try:
+        with _redo_said(
+            f"{db} was restored from {backup}, but the people anonymised after the backup was"
+            " made were not anonymised again",
+            f"{redo} anonymise them",
+        ):
             opened, again = _anonymise_again(state, done.kept)
             upgraded, erased = opened or upgraded, again or erased
-        except KeyboardInterrupt:  # its own transaction: all anonymised again, or none
-            raise Stopped(
-                f" after the restore: {db} was restored from {backup}; the people anonymised"
-                f" after the backup was made were not anonymised again: `hitl restore {backup}`"
-                " again anonymises them"
-            ) from None
     if erased:  # the backup's pages, copied as they are, may keep old copies of those rows
         try:
             with state.open_existing_store() as store:
@@ -215,6 +216,19 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
         ) from None
     for line, warn in notes:
         click.echo(f"Warning: {line}" if warn else line, err=warn)
+
+
+@contextlib.contextmanager
+def _redo_said(what: str, redo: str) -> Iterator[None]:
+    """A step after the swap, in its own transaction (all of it, or none), stopped or failed:
+    one line saying the restore is done, what is not (``what``) and how to redo it."""
+    try:
+        with friendly_errors():
+            yield
+    except KeyboardInterrupt:
+        raise Stopped(f" after the restore: {what}: {redo}") from None
+    except click.ClickException as exc:
+        raise click.ClickException(f"{what} ({exc.message}): once that is fixed, {redo}") from None
 
 
 def _delete_again(state: Any, kept: Path, undelete: bool) -> tuple[bool, bool]:

@@ -298,6 +298,47 @@ def test_a_restore_stopped_after_its_swap_says_the_database_was_restored(
     assert kept.exists()
 
 
+@pytest.mark.parametrize("fault", [KeyboardInterrupt, sqlite3.OperationalError])
+def test_a_restore_stopped_before_it_deleted_again_names_the_commands_that_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: type[BaseException]
+):
+    """Stopped (or failed: a database locked past the wait) as it deleted again an item erased
+    after the backup, it said "`hitl restore BACKUP` again deletes them", which keeps the
+    restored database, which does not record the deletion: the erased item stayed. A failure
+    was a traceback. The commands it names now delete it again."""
+    from tests.bot.test_restore_command import backup_of
+
+    db, backup = tmp_path / "hitl.db", tmp_path / "b.db"
+    assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 3))).exit_code == 0
+    backup_of(db, backup)
+    assert run("--db", str(db), "delete", "T0", "--yes").exit_code == 0
+    real = Store.delete_again
+
+    def fail(*_args, **_kwargs):
+        raise fault("database is locked")
+
+    monkeypatch.setattr(Store, "delete_again", fail)
+    result = CliRunner().invoke(cli, ["--db", str(db), "restore", str(backup)])
+    kept = tmp_path / "hitl.db.before-restore"
+    what = (
+        f"{db} was restored from {backup}, but the items deleted after the backup was made were"
+        " not deleted again"
+    )
+    redo = f"`hitl restore {kept}` and then `hitl restore {backup}` delete them"
+    if fault is KeyboardInterrupt:
+        assert stopped(result) == f"Stopped by Ctrl-C after the restore: {what}: {redo}"
+    else:
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-1] == (
+            f"Error: {what} ({db}: database error (database is locked)): once that is fixed, {redo}"
+        )
+    monkeypatch.setattr(Store, "delete_again", real)
+    for command in redo.split("`")[1::2]:
+        assert run("--db", str(db), *command.split()[1:]).exit_code == 0
+    with Store.open(db) as store:
+        assert store.get_item("T0") is None and store.get_item("T1") is not None
+
+
 def test_labels_set_stopped_inside_its_transaction_says_nothing_was_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
