@@ -20,13 +20,18 @@ from model import TextClassifier
 # ------------------------------------------------------------------ what the demo deletes
 
 
-def test_the_demo_refuses_its_own_database_once_items_were_imported_into_it(tmp_path: Path):
+@pytest.mark.parametrize("folder", ["", "site#2"])
+def test_the_demo_refuses_its_own_database_once_items_were_imported_into_it(
+    tmp_path: Path, folder: str
+):
     """`hitl --db hitl.db demo`, then `hitl import` of the team's items into ./hitl.db (the
     default): the demo's next start deleted them, its marker still beside the file (outside
-    first-run test)."""
-    db = tmp_path / "hitl.db"
+    first-run test). In a folder named with "#" the look for them read the path as a URI
+    whose fragment began there, found nothing, and the demo deleted them."""
+    db = tmp_path / folder / "hitl.db"
+    db.parent.mkdir(exist_ok=True)
     prepare_database(db)  # as the demo made it: its marker beside
-    mine = tmp_path / "mine.csv"
+    mine = db.with_name("mine.csv")
     mine.write_text("text,label\nmy precious ticket,billing\nanother real one,bug\n")
     assert CliRunner().invoke(cli, ["--db", str(db), "import", str(mine)]).exit_code == 0
     args = ["--db", str(db), "demo", "--port", "0", "--no-browser", "--simulate", "1"]
