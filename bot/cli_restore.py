@@ -152,6 +152,14 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             " tell them.",
             err=True,
         )
+    if done.kept is not None and done.posts_unread:
+        click.echo(
+            f"Warning: {done.kept.name} cannot be read ({done.posts_unread}), so the Slack"
+            " messages posted after the backup was made are not known and none was carried"
+            " over: a question posted since stays in Slack with its buttons, unknown to the"
+            " restored database; delete such messages there by hand.",
+            err=True,
+        )
     if done.kept is not None and done.not_carried:
         one = done.not_carried == 1
         click.echo(

@@ -111,6 +111,9 @@ class Restored:
     # Why no producer was told and no message marked for a redraw, in a phrase: what changed
     # after the backup was made could not be read (``Changes.error``), or the disk had no room
     not_told: str | None = None
+    # Why the Slack messages posted after the backup was made were not carried over: the
+    # database that was there could not be read (``UnknownPosts.error``)
+    posts_unread: str | None = None
 
 
 def in_use(db: Path) -> bool:
@@ -468,6 +471,9 @@ class UnknownPosts:
     # How many there are when the backup is not an earlier copy of the database
     # (``_same_database``): none of them is carried over (``held`` and ``gone`` are empty)
     unrelated: int = 0
+    # Why the database that was there could not be read (damaged), in SQLite's words: which
+    # questions were posted after the backup is not known, and none is carried over
+    error: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.held or self.gone)
@@ -496,53 +502,56 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
 
     try:
         conn = sqlite3.connect(uri(db), uri=True)
-    except sqlite3.Error:
+        with contextlib.closing(conn):
+            # its schema first: ATTACH beside a damaged one blames the backup (``changes_since``)
+            conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
+            return _unknown_posts(conn, uri(backup))
+    except sqlite3.Error as exc:  # damaged (an unreadable backup is refused by its check)
+        return UnknownPosts(error=str(exc))
+
+
+def _unknown_posts(conn: sqlite3.Connection, backup: str) -> UnknownPosts:
+    """``unknown_posts`` on ``conn`` (the database that was there), the backup at the URI
+    ``backup`` attached."""
+    conn.execute("ATTACH DATABASE ? AS backup", [backup])
+
+    def tables(schema: str) -> set[str]:
+        return {
+            row[0]
+            for row in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'")
+        }
+
+    def columns(schema: str) -> list[str]:
+        return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(posts)")]
+
+    theirs = set(columns("backup"))
+    carried = [c for c in columns("main") if c in theirs and c not in _SET_BY_RESTORE]
+    if not {"item_id", "channel", "ts"} <= set(carried):
         return UnknownPosts()
-    with contextlib.closing(conn), contextlib.suppress(sqlite3.Error):
-        conn.execute("ATTACH DATABASE ? AS backup", [uri(backup)])
-
-        def tables(schema: str) -> set[str]:
-            return {
-                row[0]
-                for row in conn.execute(
-                    f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'"
-                )
-            }
-
-        def columns(schema: str) -> list[str]:
-            return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(posts)")]
-
-        theirs = set(columns("backup"))
-        carried = [c for c in columns("main") if c in theirs and c not in _SET_BY_RESTORE]
-        if not {"item_id", "channel", "ts"} <= set(carried):
-            return UnknownPosts()
-        where = (
-            "NOT EXISTS (SELECT 1 FROM backup.posts b WHERE b.channel = p.channel AND b.ts = p.ts)"
+    where = "NOT EXISTS (SELECT 1 FROM backup.posts b WHERE b.channel = p.channel AND b.ts = p.ts)"
+    if "erased_posts" in tables("backup"):
+        where += (
+            " AND NOT EXISTS (SELECT 1 FROM backup.erased_posts e"
+            " WHERE e.channel = p.channel AND e.ts = p.ts)"
         )
-        if "erased_posts" in tables("backup"):
-            where += (
-                " AND NOT EXISTS (SELECT 1 FROM backup.erased_posts e"
-                " WHERE e.channel = p.channel AND e.ts = p.ts)"
-            )
-        if "deleted_items" in tables("main"):
-            where += " AND p.item_id NOT IN (SELECT item_id FROM main.deleted_items)"
-        if not _same_database(conn, tables("main"), tables("backup")):
-            [(unrelated,)] = conn.execute(f"SELECT count(*) FROM main.posts p WHERE {where}")
-            return UnknownPosts(unrelated=int(unrelated))
-        held: list[tuple[Any, ...]] = []
-        gone: list[tuple[str, str]] = []
-        listed = ", ".join(f"p.{name}" for name in carried)
-        for *row, known in conn.execute(
-            f"SELECT {listed}, EXISTS (SELECT 1 FROM backup.items i WHERE i.id = p.item_id)"
-            f" FROM main.posts p WHERE {where} ORDER BY p.posted_at, p.id"
-        ):
-            if known:
-                held.append(tuple(row))
-            else:
-                found = dict(zip(carried, row, strict=True))
-                gone.append((str(found["channel"]), str(found["ts"])))
-        return UnknownPosts(tuple(carried), tuple(held), tuple(gone))
-    return UnknownPosts()
+    if "deleted_items" in tables("main"):
+        where += " AND p.item_id NOT IN (SELECT item_id FROM main.deleted_items)"
+    if not _same_database(conn, tables("main"), tables("backup")):
+        [(unrelated,)] = conn.execute(f"SELECT count(*) FROM main.posts p WHERE {where}")
+        return UnknownPosts(unrelated=int(unrelated))
+    held: list[tuple[Any, ...]] = []
+    gone: list[tuple[str, str]] = []
+    listed = ", ".join(f"p.{name}" for name in carried)
+    for *row, known in conn.execute(
+        f"SELECT {listed}, EXISTS (SELECT 1 FROM backup.items i WHERE i.id = p.item_id)"
+        f" FROM main.posts p WHERE {where} ORDER BY p.posted_at, p.id"
+    ):
+        if known:
+            held.append(tuple(row))
+        else:
+            found = dict(zip(carried, row, strict=True))
+            gone.append((str(found["channel"]), str(found["ts"])))
+    return UnknownPosts(tuple(carried), tuple(held), tuple(gone))
 
 
 @dataclass(frozen=True)
@@ -1123,6 +1132,7 @@ def restore(
         told=told,
         redrawn=redrawn,
         not_told=not_told,
+        posts_unread=unknown.error,
     )
 
 
