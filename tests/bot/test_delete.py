@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -351,6 +352,15 @@ async def test_the_api_deletes_an_item_as_the_cli_does_and_says_so_after(
         assert again.status == 410 and said["error"].startswith('item "T 7/a" was deleted at ')
         assert api.store.deleted_item("T 7/a")["reason"] == "erasure #4411"
         assert (await api.http.delete("/api/items/nope", headers=AUTH)).status == 404
+
+
+def test_the_document_says_a_deleted_items_get_answers_410_as_the_server_does():
+    """The DELETE's description said "`GET` then answers 404", while the server (above) and
+    GET's own responses say 410."""
+    document = json.loads((resources.files("bot.api") / "openapi.json").read_bytes())
+    said = document["paths"]["/api/items/{id}"]["delete"]["description"]
+    assert "`GET` and `DELETE` again then answer 410 saying when it was deleted" in said
+    assert "404" not in said
 
 
 def test_a_restore_deletes_again_what_was_deleted_after_the_backup(tmp_path: Path):
