@@ -334,6 +334,11 @@ def check_backup(backup: Path) -> BackupFacts:
             header = f.read(len(_SQLITE_HEADER))
     except OSError as exc:
         raise StoreError(f"cannot restore from {backup}: {exc.strerror}") from None
+    if not header:  # a backup job that failed (a full disk) leaves one: not "another program's"
+        raise StoreError(
+            f"cannot restore from {backup}: it is empty (0 bytes), not a backup; check the job"
+            " that made it, and pick another backup"
+        )
     if header != _SQLITE_HEADER:
         raise StoreError(
             f"cannot restore from {backup}: it is not a slack-hitl database (not an SQLite file)"

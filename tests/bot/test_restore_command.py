@@ -275,7 +275,10 @@ def test_another_programs_file_and_a_damaged_backup_are_refused_naming_them(tmp_
         f.seek(4096)
         f.write(b"\xa5" * 4 * 4096)
 
-    said = {path: run(db, "restore", str(path)) for path in (other, text, damaged)}
+    empty = tmp_path / "empty.db"  # a backup job that failed on a full disk
+    empty.write_bytes(b"")
+
+    said = {path: run(db, "restore", str(path)) for path in (other, text, damaged, empty)}
 
     assert said[other].stderr.splitlines()[-1] == (
         f"Error: cannot restore from {other}: it is not a slack-hitl database (it has table"
@@ -283,6 +286,10 @@ def test_another_programs_file_and_a_damaged_backup_are_refused_naming_them(tmp_
     )
     assert said[text].stderr.splitlines()[-1] == (
         f"Error: cannot restore from {text}: it is not a slack-hitl database (not an SQLite file)"
+    )
+    assert said[empty].stderr.splitlines()[-1] == (
+        f"Error: cannot restore from {empty}: it is empty (0 bytes), not a backup; check the job"
+        " that made it, and pick another backup"
     )
     last = said[damaged].stderr.splitlines()[-1]
     assert last.startswith(f"Error: cannot restore from {damaged}: it is ")
