@@ -345,14 +345,23 @@ def check_backup(backup: Path) -> BackupFacts:
         )
     wal = backup.with_name(backup.name + "-wal")
     with_log = f" (read with {wal.name} beside it)" if wal.exists() else ""
+    # a log left beside it by another file (a copy over an older backup) damages what is read
+    # with it: the backup alone may be whole
+    or_log = (
+        f", or move {wal.name} aside if it is not this backup's (another file's log left"
+        " beside it) and run `hitl restore` again"
+        if wal.exists()
+        else ""
+    )
     try:
         with _reading(backup) as conn:
             found = conn.execute("PRAGMA quick_check").fetchall()
             if [tuple(row) for row in found] != [("ok",)]:
-                first = "; ".join(str(row[0]) for row in found[:2])
+                # on one line: a row may hold a newline ("*** in database main ***\nPage 7 …")
+                first = "; ".join(" ".join(str(row[0]).split()) for row in found[:2])
                 raise StoreError(
                     f"cannot restore from {backup}: it is damaged{with_log} (PRAGMA quick_check:"
-                    f" {first}); pick another backup"
+                    f" {first}); pick another backup{or_log}"
                 )
             db = Database(conn)
             applied = applied_names(db)  # former names under their current ones
@@ -392,7 +401,7 @@ def check_backup(backup: Path) -> BackupFacts:
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"cannot restore from {backup}: it is not a readable slack-hitl database{with_log}"
-            f" ({exc}); pick another backup"
+            f" ({exc}); pick another backup{or_log}"
         ) from None
     pending = len([name for name in KNOWN_MIGRATIONS if name not in applied])
     return BackupFacts(items, answers, newest, models, pending)

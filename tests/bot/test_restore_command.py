@@ -299,6 +299,39 @@ def test_another_programs_file_and_a_damaged_backup_are_refused_naming_them(tmp_
     assert not (tmp_path / "hitl.db.before-restore").exists()
 
 
+def test_a_backup_read_with_another_files_log_beside_it_names_the_log_to_move_aside(
+    tmp_path: Path,
+):
+    """A whole backup with a -wal beside it that another file left (copied over an older
+    backup that had one): read together they are damaged, and the line said only "pick another
+    backup", though this one, alone, restores."""
+    db, backup = tmp_path / "hitl.db", tmp_path / "b.db"
+    with Store.open(db) as store:
+        store.add_items(items("a", 20), "import")
+    backup_of(db, backup)
+    other = tmp_path / "other.db"
+    with Store.open(other) as store:  # another layout: its tables' pages are elsewhere
+        store.add_items(items("o", 200), "import")
+    writer = sqlite3.connect(other)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # its writes stay in its log
+    writer.execute("CREATE TABLE notes (x)")  # its schema page, in the log
+    writer.commit()
+    shutil.copy(tmp_path / "other.db-wal", tmp_path / "b.db-wal")
+    writer.close()
+
+    said = run(db, "restore", str(backup))
+    assert said.exit_code == 1, said.output
+    checking, last = said.stderr.splitlines()  # one line (quick_check's rows hold newlines)
+    assert checking == f"Checking {backup} (PRAGMA quick_check)…"
+    assert last.startswith(f"Error: cannot restore from {backup}: it is damaged (read with b.db")
+    assert last.endswith(
+        "; pick another backup, or move b.db-wal aside if it is not this backup's (another"
+        " file's log left beside it) and run `hitl restore` again"
+    )
+    (tmp_path / "b.db-wal").rename(tmp_path / "stale-wal")
+    assert run(db, "restore", str(backup)).exit_code == 0
+
+
 def test_restored_beside_a_newer_models_folder_it_names_the_versions_the_backup_lacks(
     tmp_path: Path,
 ):
