@@ -124,7 +124,10 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note:
         ContextBlock(elements=[MarkdownTextObject(text=f"{item.waiting} waiting in review")]),
         *([SectionBlock(text=MarkdownTextObject(text=blocks.fit(item.note)))] if item.note else []),
         SectionBlock(text=MarkdownTextObject(text=blocks.cut(item.text, quote=True))),
-        SectionBlock(text=MarkdownTextObject(text=blocks.fit("\n".join(facts)))),
+        # each fact a block of its own: a gold question answered wrong by 40 people names each
+        # answer on the *Why* line, past a block's 3,000 characters, and one cut of the four
+        # would take the votes, the model's guess and the label now out of the window
+        *(SectionBlock(text=MarkdownTextObject(text=blocks.fit(fact))) for fact in facts),
         InputBlock(
             block_id=DECISION_BLOCK,
             label="Decision",

@@ -455,3 +455,31 @@ async def test_confirming_the_label_the_votes_gave_in_review_keeps_it_in_trainin
             "review",
         )
         assert all(r["decided_at"] is not None for r in bot.store.reviews_of("t1"))
+
+
+async def test_a_gold_question_missed_by_a_large_team_still_shows_the_label_now(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # The *Why*, *Votes*, *Model* and *Label now* lines were one block: a gold question that
+    # 40 people answered with 60-character labels, none the gold one, names each answer on
+    # the *Why* line, past a block's 3,000 characters, and the cut took the votes and the
+    # label now out of the review window.
+    name = "card_payment_wrong_exchange_rate_abroad_on_a_weekend_days"  # 60 characters with n
+    labels = tuple(f"{n:02d}_{name}" for n in range(41))
+    people = [f"U0{n:02d}ABCDEFGHIJ" for n in range(40)]
+    seed(tmp_path / "hitl.db", [Item("g", "which rate was applied?")])
+    settings = make_settings(fake_slack, tmp_path, labels=labels, votes=3)
+    async for bot in start_bot(fake_slack, settings):
+        for n, user in enumerate(people):
+            bot.store.record_answer(
+                "g", user, labels[n], source="button", dedupe_key=f"g{n}", votes_needed=99
+            )
+        bot.store.add_gold([Item("g", "which rate was applied?", labels[40])])
+        assert (await bot.command("review g", "U0ADMIN")).status == 200
+        view = (await bot.fake.next_call("views.open")).reply["view"]
+        texts = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
+        assert all(len(text) <= 3000 for text in texts)
+        why = next(text for text in texts if text.startswith("*Why:* a gold answer missed"))
+        assert why.endswith("…")  # the answers it names fill the block
+        assert any(t.startswith(f"*Votes:* `{labels[0]}`: <@U000ABCDEFGHIJ>") for t in texts)
+        assert texts[-1] == "*Label now:* none"  # 40 answers, no majority: undecided
