@@ -168,11 +168,24 @@ def why_detail(reason: str, detail: str) -> str:
     `hitl people anonymise` replaced is shown by their pseudonym (``former-1``), as the
     *Votes* line shows them, not as a mention Slack would draw broken."""
     if reason == "gold_miss" and _GOLD_MISS.fullmatch(detail):
-        return _MENTION.sub(lambda m: m[1] + person(m[2]), detail)
+        return _gold_kept(_MENTION.sub(lambda m: m[1] + person(m[2]), detail))
     text = blocks.escape(detail)
     if reason != "gold_miss":
         return text
-    return _VOTER.sub(lambda m: m[1] + person(m[2]), text)
+    return _gold_kept(_VOTER.sub(lambda m: m[1] + person(m[2]), text))
+
+
+GOLD_MISS_ROOM = 2400  # of the *Why* line's 3,000 characters (``blocks.TEXT_LIMIT``)
+
+
+def _gold_kept(shown: str) -> str:
+    """A missed gold answer's detail within ``GOLD_MISS_ROOM``: the answers it names cut
+    ("…"), its gold label ("; gold: G", at its end) kept, so a cut of the *Why* line never
+    takes out the one label the answers missed."""
+    head, sep, gold = shown.rpartition("; gold: ")
+    if len(shown) <= GOLD_MISS_ROOM or not sep:
+        return shown
+    return blocks.fit(head, GOLD_MISS_ROOM - len(sep + gold)) + sep + gold
 
 
 def _label_digest(label: str | None) -> str:

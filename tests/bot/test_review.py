@@ -463,7 +463,7 @@ async def test_a_gold_question_missed_by_a_large_team_still_shows_the_label_now(
     # The *Why*, *Votes*, *Model* and *Label now* lines were one block: a gold question that
     # 40 people answered with 60-character labels, none the gold one, names each answer on
     # the *Why* line, past a block's 3,000 characters, and the cut took the votes and the
-    # label now out of the review window.
+    # label now out of the review window; the *Why* line's own cut took the gold label.
     name = "card_payment_wrong_exchange_rate_abroad_on_a_weekend_days"  # 60 characters with n
     labels = tuple(f"{n:02d}_{name}" for n in range(41))
     people = [f"U0{n:02d}ABCDEFGHIJ" for n in range(40)]
@@ -480,6 +480,7 @@ async def test_a_gold_question_missed_by_a_large_team_still_shows_the_label_now(
         texts = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
         assert all(len(text) <= 3000 for text in texts)
         why = next(text for text in texts if text.startswith("*Why:* a gold answer missed"))
-        assert why.endswith("…")  # the answers it names fill the block
+        # the answers it names are cut, the gold label they missed is not
+        assert f"…; gold: {labels[40]})" in why
         assert any(t.startswith(f"*Votes:* `{labels[0]}`: <@U000ABCDEFGHIJ>") for t in texts)
         assert texts[-1] == "*Label now:* none"  # 40 answers, no majority: undecided
