@@ -337,8 +337,9 @@ def _share(value: float | None) -> str:
 
 
 def agreement_sections(report: AgreementReport, limit: int | None = MAX_PEOPLE) -> list[str]:
-    """The agreement, as mrkdwn sections: overall, by pair, by label, by person (least
-    agreement with the majority of the others first; the first ``limit``, None: everyone)."""
+    """The agreement, as mrkdwn sections: overall, by pair, by label (over ``limit`` labels,
+    the first ``limit`` least agreed), by person (least agreement with the majority of the
+    others first; the first ``limit``, None: everyone)."""
     overall = report.overall
     if overall.alpha is None and overall.observed is None:
         return ["*Agreement between people:* no item has two answers yet"]
@@ -381,7 +382,17 @@ def agreement_sections(report: AgreementReport, limit: int | None = MAX_PEOPLE) 
         )
         sections.append(f"*Cohen's κ by pair:* no two people {shared} yet")
     labels = [lb for lb in report.per_label if lb.specific is not None]
-    if labels:
+    if limit is not None and len(labels) > limit:
+        # Slack: a set of 77 labels passed the block's 3,000 characters, cut inside a label
+        # with no word of the rest; the least agreed first, as the lists of people, then how
+        # many more
+        labels = sorted(labels, key=lambda lb: lb.specific or 0.0)
+        shown = " · ".join(f"{name(lb.label)} {_share(lb.specific)}" for lb in labels[:limit])
+        sections.append(
+            f"*By label* (specific agreement{on}, least agreed first): {shown} …and"
+            f" {len(labels) - limit:,} more labels (`hitl stats` lists them all)"
+        )
+    elif labels:
         sections.append(
             f"*By label* (specific agreement{on}): "
             + " · ".join(f"{name(lb.label)} {_share(lb.specific)}" for lb in labels)

@@ -296,3 +296,32 @@ async def test_app_home_counts_your_answers_when_fifty_people_answered_more(bot:
     await bot.fake.next_call("views.publish")
     home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
     assert "This week you labeled *1 item*; *1 item* of all time" in home
+
+
+async def test_stats_by_label_of_a_large_label_set_names_the_least_agreed_and_how_many_more(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    # Agreement by label was every label of the set in one block: 77 labels of 62 characters
+    # passed its 3,000 characters, and the cut ended inside a label with no word of the 34
+    # left out, the least agreed (the last of the set here) among them.
+    labels = tuple(
+        f"{n:02d}_card_payment_wrong_exchange_rate_abroad_on_a_weekend_days" for n in range(77)
+    )
+    seed(tmp_path / "hitl.db", [Item(f"t{n}", f"ticket {n}") for n in range(77)])
+    async for bot in start_bot(
+        fake_slack, make_settings(fake_slack, tmp_path, labels=labels, votes=3)
+    ):
+        for n, label in enumerate(labels):
+            second = label if n < 76 else labels[0]  # all agree but on the last label
+            for user, given in (("U0ANA", label), ("U0RAJ", second)):
+                bot.store.record_answer(
+                    f"t{n}", user, given, source="button", dedupe_key=f"{n}{user}", votes_needed=3
+                )
+        response = await bot.command("stats", "U0ADMIN")
+        shown = [block["text"]["text"] for block in json.loads(await response.text())["blocks"]]
+        by_label = next(text for text in shown if text.startswith("*By label*"))
+        assert len(by_label) <= 3000
+        assert by_label.startswith(
+            f"*By label* (specific agreement, least agreed first): `{labels[76]}` 0% · "
+        )
+        assert by_label.endswith(" 100% …and 57 more labels (`hitl stats` lists them all)")
