@@ -56,6 +56,8 @@ class LabelsMixin:
     _touch_post: Callable[[str], None]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
     _queue_label: Callable[[str, str], None]  # the producer mixin's
+    drop_gold_miss: Callable[[str], None]  # the reviews mixin's
+    _review_gold_miss: Callable[[str, Any], None]  # the reviews mixin's
 
     def _item_status(self, item_id: str) -> str:
         row = self.db.execute("SELECT status FROM items WHERE id = ?", [item_id]).fetchone()
@@ -91,7 +93,10 @@ class LabelsMixin:
         yet: an open or set-aside item is resolved with it), in one transaction: the change goes
         to ``label_history``, the item's message is redrawn and its pending reviews are closed.
         The label counts as decided now (``resolved_at``), so the next retrain sees a change.
-        On a gold item it replaces the gold label (what answers on it are scored against).
+        On a gold item it replaces the gold label (what answers on it are scored against) and,
+        as a `--gold` import's correction does, scores the answers again: a pending miss of the
+        old label goes, a miss of the new one goes to review (not after a ``review`` decision:
+        the admin decided with those answers in view).
         The label the item has already, decided by votes or an import, is recorded as a
         person's decision (``confirmed``): training keeps it (``decided_by_people``) where
         Dawid–Skene would weigh the votes otherwise.
@@ -116,6 +121,7 @@ class LabelsMixin:
                 self._close_reviews(item_id, label, user_id, now)
                 logger.info("label of item %s confirmed by %s (%s)", item_id, user_id, action)
                 return LabelChange(item_id, old, label, confirmed=True)
+            rescore = gold is not None and gold != label and action != "review"
             if gold is not None and gold != label:
                 # A gold item's gold label: the admin's label replaces it, and people's
                 # answers are scored against it from now on.
@@ -123,6 +129,10 @@ class LabelsMixin:
                     "UPDATE gold SET label = ?, created_at = ? WHERE item_id = ?",
                     [label, now, item_id],
                 )
+            if rescore:
+                # A pending miss was scored against the old gold label: it goes (not decided
+                # with the new one), and the answers are scored again below.
+                self.drop_gold_miss(item_id)
             if status == "gold" and gold is not None:
                 # Not asked yet: it keeps waiting (``next_gold``) as a gold question with this
                 # label; resolving it would take it out of the gold questions for good.
@@ -131,6 +141,8 @@ class LabelsMixin:
                     return LabelChange(item_id, old, label)
                 self._record_change(item_id, old, label, action, user_id, reason, now)
                 self._after_change(item_id, label, user_id, now)
+                if rescore:
+                    self._review_gold_miss(item_id, self.tally(item_id))
                 logger.info("gold label of item %s changed by %s (%s)", item_id, user_id, action)
                 return LabelChange(item_id, old, label)
             # The votes and agreement are people's for the label now (none, if nobody chose
@@ -166,6 +178,8 @@ class LabelsMixin:
                 self._close(item_id, "resolved", now)
             self._record_change(item_id, old, label, action, user_id, reason, now)
             self._after_change(item_id, label, user_id, now)
+            if rescore:
+                self._review_gold_miss(item_id, self.tally(item_id))
         logger.info("label of item %s changed by %s (%s)", item_id, user_id, action)
         return LabelChange(item_id, old, label)
 

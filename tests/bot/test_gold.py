@@ -390,6 +390,37 @@ def test_marking_a_stored_item_gold_sends_its_earlier_miss_to_review(tmp_path: P
         assert store.reviews_of("T-2") == []  # answered right
 
 
+def test_a_gold_label_hitl_labels_set_corrects_scores_the_answers_again_in_review(
+    tmp_path: Path,
+):
+    """As a `--gold` import's correction: a miss of the old gold label goes, a miss of the new
+    one goes to review (it was closed as decided, and a new miss was never scored)."""
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        gold_rows(store, [("G1", "refund my card", "billing"), ("G2", "app is blank", "bug")])
+        # G1 still open, G2 decided by its one vote (votes_needed 1)
+        for n, (item, user, label, votes) in enumerate(
+            [("G1", "U0ANA", "billing", 3), ("G2", "U0RAJ", "how_to", 1)]
+        ):
+            store.record_answer(
+                item, user, label, source="button", dedupe_key=f"k{n}", votes_needed=votes
+            )
+        assert store.current_label("G2") == "how_to"
+        assert [r["reason"] for r in store.reviews_of("G2")] == ["gold_miss"]
+    assert run_cli("--db", str(db), "labels", "set", "G1", "account").exit_code == 0
+    assert run_cli("--db", str(db), "labels", "set", "G2", "account").exit_code == 0
+    with Store.open(db) as store:
+        assert [(r["reason"], r["detail"], r["decided_at"]) for r in store.reviews_of("G1")] == [
+            ("gold_miss", "<@U0ANA> billing; gold: account", None)
+        ]
+        assert [(r["reason"], r["detail"], r["decided_at"]) for r in store.reviews_of("G2")] == [
+            ("gold_miss", "<@U0RAJ> how_to; gold: account", None)
+        ]
+    assert run_cli("--db", str(db), "labels", "set", "G1", "billing").exit_code == 0
+    with Store.open(db) as store:
+        assert store.reviews_of("G1") == []  # Ana's billing is the gold label again
+
+
 def test_setting_the_label_of_a_gold_item_not_asked_yet_keeps_it_waiting_as_gold(tmp_path: Path):
     # `hitl labels set G1 bug` changed the gold label but resolved the item: it was never asked.
     db = tmp_path / "hitl.db"
