@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import HitlError
-from bot.ingest import RowError, read_items, twin_label
+from bot.ingest import RowError, read_items, twin_label, why_no_rows
 from bot.labelnames import label_key
 from bot.words import count
 
@@ -262,6 +262,10 @@ def read_data(
             f"{path.name}: read {count(n_read, 'row')}, using {len(items):,}, "
             f"{n_rejected:,} rejected"
         )
+    if not n_read:  # as `hitl import` refuses it, before a word about labels
+        raise HitlError(f"{path}: no rows to use ({why_no_rows(path, fmt, None)})")
+    if not items:
+        raise HitlError(f"every row of {path} was rejected: nothing to use (see the lines above)")
     data = split(items, seed=seed)
     if len(data.labels) < 2:
         raise HitlError(

@@ -16,6 +16,7 @@ from bot.ingest.load import (
     rows_of_file,
     same_item_text,
     twin_label,
+    why_no_rows,
     with_redaction_twins,
     with_stored_ids,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "redaction_twin_ids",
     "same_item_text",
     "twin_label",
+    "why_no_rows",
     "with_redaction_twins",
     "with_stored_ids",
 ]

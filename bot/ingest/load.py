@@ -112,11 +112,11 @@ def rows_of_file(
     )
     first = next(rows, None)
     if first is None:
-        raise IngestError(f"{path.name}: no rows to import ({_why_no_rows(path, fmt, stream)})")
+        raise IngestError(f"{path.name}: no rows to import ({why_no_rows(path, fmt, stream)})")
     return _Chain(first, rows)
 
 
-def _why_no_rows(path: Path, fmt: str | None, stream: InputStream | None) -> str:
+def why_no_rows(path: Path, fmt: str | None, stream: InputStream | None) -> str:
     """What an input without a row holds, for the line that refuses it: told from its first
     bytes and format (standard input, and what a gzip file holds, are not read again: "empty,
     or …")."""

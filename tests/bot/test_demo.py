@@ -79,6 +79,26 @@ def test_a_jsonl_without_two_labels_is_refused(tmp_path: Path):
     )
 
 
+def test_a_data_file_without_a_row_to_use_is_refused_naming_it(tmp_path: Path):
+    """As `hitl import` refuses an empty input: one line naming the file and what it holds,
+    not a word about labels it could not have."""
+    empty, header, rejected = (tmp_path / n for n in ("e.jsonl", "h.csv", "r.csv"))
+    empty.write_text("")
+    header.write_text("id,text,label\n")
+    rejected.write_text("id,text,label\n1,,a\n")
+    for path, line in [
+        (empty, f"Error: {empty}: no rows to use (the file is empty)\n"),
+        (header, f"Error: {header}: no rows to use (a header only)\n"),
+        (
+            rejected,
+            f"Error: every row of {rejected} was rejected: nothing to use (see the lines above)\n",
+        ),
+    ]:
+        args = ["--db", str(tmp_path / "d.db"), "demo", "--data", str(path), "--no-browser"]
+        result = CliRunner().invoke(cli, args)
+        assert (result.exit_code, result.output.splitlines(keepends=True)[-1]) == (1, line)
+
+
 def test_simulated_teammates_make_the_held_out_accuracy_climb(tmp_path: Path):
     result = CliRunner().invoke(
         cli,
