@@ -1162,11 +1162,21 @@ def _in_force(settings: Settings, refused: Mapping[str, Any]) -> dict[str, tuple
     return shown
 
 
+class _PortRange(click.IntRange):
+    """A port written in plain digits, as the settings take HITL_PORT (``bot.config``): click's
+    ``int`` also takes ``3_000`` and other scripts' digits."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and ("_" in value or not value.isascii()):
+            self.fail(f"{value!r} is not a whole number; write it in digits, e.g. 3000", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @cli.command("serve")
 @click.option("--host", help="Address to listen on (default: $HITL_HOST or 127.0.0.1).")
 @click.option(
     "--port",
-    type=click.IntRange(1, 65535),
+    type=_PortRange(1, 65535),
     help="Port to listen on (default: $HITL_PORT or 3000).",
 )
 @click.pass_obj
@@ -1707,7 +1717,7 @@ class _EnvOption(click.Option):
 @click.option(
     "--port",
     cls=_EnvOption,
-    type=click.IntRange(0, 65535),
+    type=_PortRange(0, 65535),
     default=3000,
     show_default=True,
     envvar="HITL_PORT",

@@ -148,10 +148,19 @@ def webhook_secret(value: Any) -> str:
     return secret
 
 
+def _digits(value: Any) -> Any:
+    """A number written as text, as Python's ``int``/``float`` read it but in plain digits:
+    they also take ``3_000`` and other scripts' digits (``٣٠٠٠``), which a setting is not
+    written in (a TOML integer's ``3_000`` is read by the TOML parser, not here)."""
+    if isinstance(value, str) and ("_" in value or not value.isascii()):
+        raise ValueError
+    return value
+
+
 def _number(low: float, high: float) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         try:
-            number = float(value)
+            number = float(_digits(value))
         except (TypeError, ValueError):
             raise ValueError(f"is not a number; use a value between {low:g} and {high:g}") from None
         if not low <= number <= high:
@@ -166,7 +175,7 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
         try:
             if isinstance(value, float) or isinstance(value, bool):
                 raise ValueError
-            number = int(value)
+            number = int(_digits(value))
         except (TypeError, ValueError):
             raise ValueError(f"is not a whole number; use one from {low} to {high}") from None
         if not low <= number <= high:

@@ -261,3 +261,23 @@ def test_an_empty_value_written_in_a_list_is_refused_as_such(tmp_path):
         f'{toml} labels="["a", ""]" lists an empty value (""); remove it',
     }
     assert load_settings({"HITL_LABELS": "a,,b,"}, None).labels == ("a", "b")
+
+
+def test_a_number_is_written_in_digits_not_as_python_reads_one(tmp_path: Path):
+    """``int``/``float`` take ``3_000`` and other scripts' digits: HITL_PORT=3_000 was port
+    3000. A TOML integer ``3_000`` is TOML's own spelling, read by the TOML parser."""
+    toml = tmp_path / "hitl.toml"
+    toml.write_text('[hitl]\nvotes = "1_0"\nmax_open = 1_0\n')
+    toml.chmod(0o600)
+    env = {"HITL_PORT": "3_000", "HITL_THRESHOLD": "0_5", "HITL_QUESTION_TTL": "\u0664\u0668"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, toml)
+    assert caught.value.problems == [
+        'HITL_PORT="3_000" is not a whole number; use one from 1 to 65535',
+        'HITL_THRESHOLD="0_5" is not a number; use a value between 0 and 1',
+        'HITL_QUESTION_TTL="\u0664\u0668" is not a whole number; use one from 0 to 8760',
+        f'{toml} votes="1_0" is not a whole number; use one from 1 to 25',
+    ]
+    toml.write_text("[hitl]\nmax_open = 1_0\n")
+    settings = load_settings({"HITL_PORT": " 3000 "}, toml)
+    assert (settings.port, settings.max_open) == (3000, 10)

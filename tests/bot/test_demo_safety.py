@@ -246,3 +246,29 @@ def test_a_port_out_of_range_is_one_line_and_makes_nothing(
     assert result.exit_code == 2, result.output
     assert "is not in the range" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["demo"], {"HITL_PORT": "3_000"}, "HITL_PORT: '3_000'"),
+        (
+            ["demo", "--port", "\u0663\u0660\u0660\u0660"],
+            {},
+            "'--port': '\u0663\u0660\u0660\u0660'",
+        ),
+        (["serve", "--port", "3_000"], {}, "'--port': '3_000'"),
+    ],
+)
+def test_a_port_not_written_in_digits_is_one_line_and_makes_nothing(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+):
+    """click's int took 3_000 (Python's ``int``) where HITL_PORT in the settings is refused."""
+    # a demo that would run stops after one answer (the old code ran it, not waiting on Ctrl-C)
+    extra = ["--no-browser", "--simulate", "1", "--answers", "1"] if args[0] == "demo" else []
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), *args, *extra], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for {named} is not a whole number; write it in digits, e.g. 3000"
+    )
+    assert list(tmp_path.iterdir()) == []
