@@ -1620,8 +1620,9 @@ def accuracy_command(state: State, chart: Path | None) -> None:
         # No models folder, no model: a command that reads creates no folder (`hitl models`).
         if state.settings.models_dir.is_dir():
             registry = ModelRegistry(state.settings.models_dir)
+            # scanned first: damaged metadata is said once, below, not also as it is skipped
+            versions, unreadable = registry.scan(told=True)
             report = reports.accuracy_report(store, registry, datetime.now(UTC))
-            versions, unreadable = registry.scan()
         else:
             report, versions, unreadable = None, [], {}
     click.echo(reports.terminal(lambda: reports.accuracy_text(report)))

@@ -479,6 +479,8 @@ def init_app(
             auth = await check_slack(rt)  # before the model: a bad token fails fast
             rt.registry = registry_for(settings)
             await asyncio.to_thread(sweep_leftovers, rt.registry)
+            # damaged metadata: said once, by models_problem below, not also as it is skipped
+            await asyncio.to_thread(rt.registry.scan, told=True)
             rt.champion = await asyncio.to_thread(load_champion, rt.registry)
             if rt.champion is None:  # none in the folder, one in the database: warns, serves it
                 named = store.champion_version()

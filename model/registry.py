@@ -327,7 +327,7 @@ class ModelRegistry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._warned: set[int] = set()  # versions whose unreadable metadata was logged
+        self._warned: set[int] = set()  # versions whose unreadable metadata was logged or told
         self._said: set[str] = set()  # refused model files logged (again: at INFO)
 
     # -- reading ---------------------------------------------------------------------
@@ -335,11 +335,19 @@ class ModelRegistry:
     def _meta_path(self, version: int) -> Path:
         return self.root / f"v{version}.json"
 
-    def scan(self) -> tuple[list[ModelVersion], dict[int, str]]:
+    def scan(self, *, told: bool = False) -> tuple[list[ModelVersion], dict[int, str]]:
         """Every version with readable metadata, oldest first, and the unreadable ones with
-        why (``vN.json`` damaged, or naming another file); nothing is logged. Of two champions
-        a killed promotion left, the one readers ignore reads as ``retired`` (as the next save
-        writes it): listed so, a fallback, and a version one can roll back to."""
+        why (``vN.json`` damaged, or naming another file); nothing is logged. ``told``: the
+        caller says the unreadable ones itself (`hitl accuracy`, `hitl serve`'s start), so
+        :meth:`versions` of this registry does not log them too. Of two champions a killed
+        promotion left, the one readers ignore reads as ``retired`` (as the next save writes
+        it): listed so, a fallback, and a version one can roll back to."""
+        out, unreadable = self._listed()
+        if told:
+            self._warned.update(unreadable)
+        return out, unreadable
+
+    def _listed(self) -> tuple[list[ModelVersion], dict[int, str]]:
         out, unreadable = self._scan_files()
         champ = _newest_champion(out)
         out = [v if v.status != "champion" or v is champ else replace(v, status="retired")
@@ -360,8 +368,8 @@ class ModelRegistry:
 
     def versions(self) -> list[ModelVersion]:
         """Every version with readable metadata, oldest first (an unreadable one is logged,
-        once per registry; :meth:`scan` returns them)."""
-        out, unreadable = self.scan()
+        once per registry, unless :meth:`scan` returned it to a caller that ``told`` it)."""
+        out, unreadable = self._listed()
         for version, why in unreadable.items():
             if version not in self._warned:
                 self._warned.add(version)

@@ -220,7 +220,9 @@ def has_champion(models_dir: str | os.PathLike[str]) -> bool:
     from model.registry import ModelRegistry
 
     try:
-        return ModelRegistry(models_dir).champion() is not None
+        # scanned, not listed: a damaged metadata file is the server's to say, once
+        versions, _ = ModelRegistry(models_dir).scan()
+        return any(v.status == "champion" for v in versions)
     except OSError:
         return False
 

@@ -35,6 +35,18 @@ def test_a_fork_server_that_cannot_start_early_is_left_to_the_first_child(
     assert tries == ([1] if uses_fork_server else [])
 
 
+def test_a_champion_looked_for_says_nothing_of_damaged_metadata(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """`hitl serve` asks before it starts; the start says a damaged ``vN.json`` once itself
+    (``models_problem``): asking logged it too."""
+    models = tmp_path / "hitl.db.models"
+    models.mkdir()
+    (models / "v1.json").write_text("{broken")
+    assert not has_champion(models)
+    assert caplog.records == []
+
+
 def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tmp_path: Path):
     """`hitl serve` starts the fork server early only where a champion waits to score
     (`has_champion`). The question is asked before the server's imports, so answering it must

@@ -101,6 +101,46 @@ def test_accuracy_with_damaged_champion_metadata_reports_the_version_served_inst
     assert "until then `hitl serve` serves v1, an earlier model" in result.stderr
 
 
+# -- damaged metadata of an earlier version: said once ----------------------------------------
+
+
+@pytest.fixture
+def v1_damaged(trained: Path) -> Path:
+    """Champion v2, and v1's metadata damaged (made outside the test's event loop)."""
+    assert run(trained, "retrain", "--force").stdout.startswith("Retrain v2: promoted")
+    (Path(f"{trained}.models") / "v1.json").write_text("{broken")
+    return trained
+
+
+def said_of(name: str, caplog: pytest.LogCaptureFixture, *more: str) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    return [line for line in [*lines, *more] if name in line]
+
+
+async def test_a_server_says_damaged_metadata_of_an_earlier_version_once(
+    fake_slack: FakeSlack, v1_damaged: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """It was logged as the registry skipped it and again in the start's line of model
+    problems."""
+    caplog.clear()
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        assert bot.rt.champion is not None and bot.rt.champion.version == 2
+    [line] = said_of("v1.json", caplog)
+    assert line.endswith("is damaged (model v1 metadata is unreadable: Expecting property name"
+                         " enclosed in double quotes: line 1 column 2 (char 1)): restore it from"
+                         " a backup; until then v1 cannot be rolled back to")  # fmt: skip
+
+
+def test_accuracy_says_damaged_metadata_of_an_earlier_version_once(
+    v1_damaged: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.clear()
+    result = run(v1_damaged, "accuracy")
+    assert result.exit_code == 0
+    [line] = said_of("v1.json", caplog, *result.stderr.splitlines())
+    assert line.startswith("Warning: ") and "v1.json is damaged" in line
+
+
 # -- a click after the database file was deleted under the server ------------------------------
 
 

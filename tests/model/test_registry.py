@@ -293,6 +293,19 @@ def test_unreadable_metadata_is_skipped_when_listing(registry, fitted, caplog):
     assert "skipping model metadata v2.json" in caplog.text
 
 
+def test_unreadable_metadata_a_caller_tells_is_not_logged_again(registry, fitted, caplog):
+    registry.save(fitted, n_train=1)
+    (registry.root / "v2.json").write_text("{not json")
+    assert list(registry.scan()[1]) == [2]  # nothing logged, and the caller may not say it
+    with caplog.at_level(logging.WARNING, logger="model.registry"):
+        told = type(registry)(registry.root)
+        assert list(told.scan(told=True)[1]) == [2]
+        assert [v.version for v in told.versions()] == [1]
+        assert caplog.text == ""
+        registry.versions()
+    assert "skipping model metadata v2.json" in caplog.text
+
+
 def test_a_saved_model_is_a_few_files_not_one_per_ngram(registry, fitted, toy):
     """skops writes each numpy scalar as a file of its own (and lists the archive before each
     one): a vocabulary of numpy ints made saving a 5,000-label model take 145 s."""
