@@ -179,7 +179,8 @@ def import_rows(
     An unexpected error ends the run as failed (the batches committed before it stay) and is
     raised again; a database's (a full disk, a lock held too long) as a ``StoreError`` in one
     line that also says how many rows were stored before it, and that running the import
-    again is safe: it skips them as duplicates.
+    again is safe: it skips them as duplicates; the input's own (``IngestError``: gzip data
+    damaged past the first rows) says the same.
 
     A row whose ``resolved_at``, or the ``created_at`` of one of its answers, is more than
     ``CLOCK_SKEW`` past the store's clock (``store.now()`` at the start) is refused: times are
@@ -525,6 +526,8 @@ def import_rows(
         if isinstance(exc, DatabaseError):
             problem = database_problem(store.path or "the database", exc)
             raise StoreError(f"{problem}. {stored.told(path)}") from exc
+        if isinstance(exc, IngestError):  # mid-file (damaged gzip data): what was kept, too
+            raise IngestError(f"{exc}. {stored.told(path)}") from exc
         if isinstance(exc, MemoryError):  # a memory limit (ulimit -v, a container's)
             raise StoreError(
                 "ran out of memory while importing (MemoryError): give hitl more memory (its"

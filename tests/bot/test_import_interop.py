@@ -274,6 +274,25 @@ def test_a_gzip_file_is_read_as_what_it_holds(tmp_path: Path):
     assert "cp1252" not in result.output
 
 
+def test_gzip_data_damaged_past_the_first_rows_says_what_was_stored(tmp_path: Path):
+    """A database error or a lack of memory mid-file said how many rows were stored and that
+    the import can run again; damaged gzip data past the first batches said neither."""
+    lines = b"".join(f"message number {n}\n".encode() for n in range(3000))
+    broken = tmp_path / "cut.csv.gz"
+    broken.write_bytes(gzip.compress(b"text\n" + lines)[:-100])
+    db = tmp_path / "hitl.db"
+    result = run(db, "import", str(broken))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {broken}: the gzip data is damaged (Compressed file ended before the"
+        " end-of-stream marker was reached): check it with gzip -t, or import the file it was"
+        " made from. 2,000 rows, through line 2,001 of cut.csv.gz, are stored: once that is"
+        " fixed, run the same import again; it skips them as duplicates and imports the rest"
+    )
+    with Store.open(db) as store:
+        assert store.count_items()["new"] == 2000
+
+
 # -- L6, L7: a CSV's header ----------------------------------------------------------------
 
 
