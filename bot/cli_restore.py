@@ -37,11 +37,12 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     """Put BACKUP (a copy of the database) in place of the database, safely after a crash.
 
     Stop `hitl serve` first: the restore is refused while a server, demo or another hitl
-    process has the database open. BACKUP is checked first (a slack-hitl database this
-    version can open, PRAGMA quick_check), then copied with SQLite's backup API. The
-    database that was there is kept, with its -wal and -shm, as <db>.before-restore (or
-    .before-restore.2, ...): nothing is deleted, and `hitl restore hitl.db.before-restore`
-    undoes the restore.
+    process has the database open, and no server or demo starts on it until the restore ends
+    (what was deleted or anonymised after the backup is so again first). BACKUP is checked
+    first (a slack-hitl database this version can open, PRAGMA quick_check), then copied with
+    SQLite's backup API. The database that was there is kept, with its -wal and -shm, as
+    <db>.before-restore (or .before-restore.2, ...): nothing is deleted, and `hitl restore
+    hitl.db.before-restore` undoes the restore.
 
     Never copy a backup over the database with cp while a hitl.db-wal is beside it (a server
     that crashed leaves one): SQLite applies that log over the copy, which ends damaged.
@@ -74,7 +75,7 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
       hitl --db /srv/hitl/hitl.db restore /backups/hitl-monday.db
       hitl restore hitl.db.before-restore   # undo the last restore
     """
-    from bot.store.restore import restore
+    from bot.store.restore import restoring
 
     with friendly_errors(), contextlib.ExitStack() as bars:
         db = state.settings.db
@@ -98,7 +99,14 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
 
         before = _identity(db)
         try:
-            done = restore(db, backup, progress=progress, checking=checking)
+            # The server lock stays held until the command ends: no `hitl serve` (a systemd
+            # restart), demo or upgrade starts on the restored database before the items
+            # deleted and the people anonymised after the backup was made are so again in it
+            # and its file is rebuilt; started as the files were swapped, it posted or
+            # answered what the backup holds of them.
+            done = click.get_current_context().with_resource(
+                restoring(db, backup, progress=progress, checking=checking)
+            )
         except KeyboardInterrupt:
             bars.close()
             raise Stopped(_restore_state(db, backup, before)) from None

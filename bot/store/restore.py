@@ -1092,6 +1092,23 @@ def restore(
     ``progress(done, total)`` with the pages copied so far. Raises StoreError in one
     line when a server or another process has the database, or the backup is refused
     (``check_backup``)."""
+    with restoring(db, backup, progress=progress, checking=checking) as done:
+        return done
+
+
+@contextlib.contextmanager
+def restoring(
+    db: Path,
+    backup: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    checking: Callable[[], None] | None = None,
+) -> Iterator[Restored]:
+    """``restore``, with the database's server lock still held for the block, the restored
+    database in place: no `hitl serve` or `hitl demo` starts on it until the block ends, so
+    what must be done in it first (`hitl restore`: the items deleted and the people anonymised
+    after the backup was made, deleted and anonymised again) is done before a server can post
+    or answer what the backup holds of them."""
     db = Path(db)
     from bot.store.problems import path_problem
 
@@ -1114,7 +1131,8 @@ def restore(
         f"cannot restore {db}: another process has it open (a hitl import, retrain or"
         " stats, or sqlite3?): let it finish or stop it, then run `hitl restore` again"
     )
-    # and no server starts while the files are swapped; a lock file made here is removed
+    # and no server starts until the block ends (the files swapped, and the caller's steps in the
+    # restored database done); a lock file made here is removed
     with server_lock(target, leave_no_file=True, kind="restore"):
         if in_use(target):
             raise StoreError(busy)
@@ -1130,24 +1148,24 @@ def restore(
             done = _restore_held(db, target, backup, busy, (unknown, changes), progress, checking)
         finally:
             scratch.unlink(missing_ok=True)
-    facts, kept, beside, counts, not_told = done
-    if not db.is_symlink():  # named as the database was (the same folder)
-        kept = db.with_name(kept.name) if kept is not None else None
-        beside = tuple(db.with_name(path.name) for path in beside)
-    taken_back, to_delete, told, redrawn = counts
-    return Restored(
-        facts,
-        kept,
-        beside,
-        taken_back,
-        to_delete,
-        upgraded=bool(unknown or changes) and facts.pending > 0,
-        not_carried=unknown.unrelated,
-        told=told,
-        redrawn=redrawn,
-        not_told=not_told,
-        posts_unread=unknown.error,
-    )
+        facts, kept, beside, counts, not_told = done
+        if not db.is_symlink():  # named as the database was (the same folder)
+            kept = db.with_name(kept.name) if kept is not None else None
+            beside = tuple(db.with_name(path.name) for path in beside)
+        taken_back, to_delete, told, redrawn = counts
+        yield Restored(
+            facts,
+            kept,
+            beside,
+            taken_back,
+            to_delete,
+            upgraded=bool(unknown or changes) and facts.pending > 0,
+            not_carried=unknown.unrelated,
+            told=told,
+            redrawn=redrawn,
+            not_told=not_told,
+            posts_unread=unknown.error,
+        )
 
 
 def _restore_held(

@@ -7,13 +7,17 @@ never held stays recorded, so the same file imported again brings nothing back."
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.errors import StoreError
 from bot.store import Store
+from bot.store.lock import server_lock
 
 CHANNEL = "C0QUESTIONS"
 SECRET = "refund to card 4000056655665556, jane.doe@example.com"
@@ -203,6 +207,54 @@ def test_erasures_made_after_the_backup_are_redone_in_a_folder_named_with_a_hash
     with Store.open(db) as store:
         assert store.get_item("A-1") is None
         assert store.db.execute("SELECT user_id FROM answers").fetchall() == [("former-1",)]
+
+
+def test_no_server_starts_on_the_restored_database_before_its_erasures_are_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The restore let go of the server lock at the file swap, before it deleted A-1 and
+    anonymised U1 again: a `hitl serve` started then (systemd restarting it as the restore
+    ended its lock) served and posted what the backup holds of them. A server taking the lock
+    as those steps run, as `hitl serve` takes it, is refused now."""
+    db = tmp_path / "hitl.db"
+    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
+    answered(db, "A-2", "U1")
+    backup = backup_of(db)
+    deleted(db, "A-1", "erasure request")
+    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    refusals: dict[str, str] = {}
+
+    def server_tries(step: str) -> None:
+        try:
+            with server_lock(db, starting=True):
+                refusals[step] = "a server started"
+        except StoreError as exc:
+            refusals[step] = str(exc)
+
+    def spied(step: str):  # the step itself runs, once a server has tried to start
+        real = getattr(Store, step)
+
+        def step_run(store: Store, *args, **kwargs):
+            server_tries(step)
+            return real(store, *args, **kwargs)
+
+        return step_run
+
+    for step in ("delete_again", "anonymise_again", "scrub"):
+        monkeypatch.setattr(Store, step, spied(step))
+
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    refused = (
+        f"{db} is in use: a hitl restore is putting a backup in place there (pid {os.getpid()}"
+    )
+    assert list(refusals) == ["delete_again", "anonymise_again", "scrub"]
+    assert all(said.startswith(refused) for said in refusals.values()), refusals
+    assert "Deleted again: 1 item deleted (`hitl delete`) after the backup was made (A-1)" in (
+        done.stdout
+    )
+    with server_lock(db, starting=True):  # the restore is done: a server starts
+        pass
 
 
 def test_a_restore_over_a_database_too_damaged_to_read_its_erasures_says_so(tmp_path: Path):
