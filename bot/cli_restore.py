@@ -48,7 +48,8 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     that crashed leaves one): SQLite applies that log over the copy, which ends damaged.
 
     Model files are not restored: the command says which versions the backup records and
-    which the models folder (<db>.models) holds.
+    which the models folder (<db>.models) holds, and when that folder lacks some that the
+    folder made with the backup (BACKUP.models) holds, the cp command that puts it in place.
 
     Items `hitl delete` deleted after the backup was made (an erasure request) are deleted
     again, as the database that was there records them, with their Slack messages (those it
@@ -222,7 +223,10 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
         # a backup left to upgrade is not opened here ("the next hitl command upgrades it"):
         # `hitl models` and `hitl serve` say the rest then
         notes = models_note(
-            state.settings, facts.models, state if upgraded or not facts.pending else None
+            state.settings,
+            facts.models,
+            state if upgraded or not facts.pending else None,
+            backup,
         )
     except KeyboardInterrupt:  # the restore is done: only the look at the models folder is not
         kept = f"; the database that was there is kept as {done.kept}" if done.kept else ""
@@ -394,7 +398,7 @@ def _restore_state(db: Path, backup: Path, before: tuple[int, int] | None) -> st
 
 
 def models_note(
-    settings: Any, recorded: dict[int, str], state: Any = None
+    settings: Any, recorded: dict[int, str], state: Any = None, backup: Path | None = None
 ) -> list[tuple[str, bool]]:
     """What the models folder holds against the versions the restored database records, as
     lines (and whether each is a warning). Model files are not part of the database: a folder
@@ -402,7 +406,9 @@ def models_note(
     With ``state`` (the restored database opens without an upgrade, or was upgraded) also
     what `hitl serve` says at start of the folder's models (``reports.unknown_models``): a
     version that is another model than the one the database records under its number, a
-    champion the database does not record that was trained on newer labels or other names."""
+    champion the database does not record that was trained on newer labels or other names.
+    With ``backup`` (the file restored), versions the folder lacks that ``<backup>.models``
+    holds are said with the command that copies it."""
     from bot.learning import reports
     from model import ModelRegistry
 
@@ -451,7 +457,13 @@ def models_note(
             )
         )
     known: dict[int, dict[str, Any]] = {v: {"version": v, "status": s} for v, s in recorded.items()}
-    lines += [(line, True) for line in reports.lost_models(known, versions, unreadable, models_dir)]
+    backup_models = backup.with_name(backup.name + ".models") if backup is not None else None
+    lines += [
+        (line, True)
+        for line in reports.lost_models(
+            known, versions, unreadable, models_dir, backup_models=backup_models
+        )
+    ]
     if state is not None:  # what `hitl serve` says at start (and `hitl models`), said now
         with state.open_existing_store() as store:  # as `hitl serve` reads them at start
             rows = {int(m["version"]): m for m in store.models()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -464,11 +465,15 @@ def lost_models(
     unreadable: dict[int, str],
     models_dir: Path,
     files: Mapping[int, str | None] | None = None,
+    backup_models: Path | None = None,
 ) -> list[str]:
     """What is wrong when the models folder lacks versions the database records, holds
     metadata it cannot read, or a champion whose model file is missing or damaged, and the
     fix (empty when all is well). ``files``: what ``file_problems`` found, if the caller
-    checked already (else the champion's file, and its fallbacks', are checked here)."""
+    checked already (else the champion's file, and its fallbacks', are checked here).
+    ``backup_models``: the models folder made with the backup just restored (`hitl
+    restore`: ``<backup>.models``), named with the command that copies it when it holds
+    the versions the folder lacks."""
     lines = []
     readable = {v.version for v in versions}
     missing = sorted(set(known) - readable - set(unreadable))
@@ -485,6 +490,8 @@ def lost_models(
             + ("it" if len(missing) == 1 else "them")
         )
         beside = models_beside(known, missing, models_dir)
+        if beside is None and backup_models is not None:
+            beside = models_of_backup(missing, models_dir, backup_models)
         if beside is not None:
             lines.append(f"{head}; {beside}")
         elif champion is not None and max(missing) < max([*readable, *unreadable]):
@@ -604,6 +611,32 @@ def champion_file_problem(
         f" of {models_dir}, make v{fallback} the champion (`hitl rollback {fallback}`), or"
         f" {retrain}"
     )
+
+
+def models_of_backup(missing: Sequence[int], models_dir: Path, backup_models: Path) -> str | None:
+    """The fix when ``backup_models``, the models folder made beside a backup (README: `cp -a
+    hitl.db.models /backups/hitl-DATE.db.models`), holds the ``missing`` versions the
+    database restored from that backup records: the command that copies it in place of
+    ``models_dir``. None when it is not there or lacks one of them."""
+    try:
+        if not backup_models.is_dir():
+            return None
+        registry = ModelRegistry(backup_models)
+        for version in missing:
+            registry.get(version)
+        made = models_dir.is_dir()
+        empty = made and not any(models_dir.iterdir())
+    except (ModelError, OSError):
+        return None
+    first = (
+        f"remove the empty {models_dir} first, then run "
+        if empty
+        else f"move {models_dir} aside first, then run "
+        if made
+        else ""
+    )
+    copy = f"cp -a {shlex.quote(str(backup_models))} {shlex.quote(str(models_dir))}"
+    return f"{backup_models} (beside the backup) has them: {first}`{copy}`"
 
 
 def models_beside(

@@ -3,8 +3,10 @@ models` and a server do then (restores from backups, folders deleted or moved by
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,40 @@ def test_a_database_restored_without_its_models_folder_is_said_and_retrains(tmp_
 
     again = run(db, "retrain")  # no labels since, but no model either: it trains
     assert again.stdout.startswith("Retrain v2: promoted"), again.stdout
+
+
+def test_a_restore_without_the_models_folder_names_the_one_made_with_the_backup(tmp_path: Path):
+    """Backed up as README says (the database, then its folder as `<backup>.models`) and
+    restored where the folder is lost: the restore said only "restore them from a backup of
+    hitl.db.models", not that the backup's own folder has them, nor how to put it back."""
+    db, backups = tmp_path / "hitl.db", tmp_path / "backups"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0
+    backups.mkdir()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"VACUUM INTO '{backups / 'b.db'}'")
+    shutil.copytree(tmp_path / "hitl.db.models", backups / "b.db.models")
+    shutil.rmtree(tmp_path / "hitl.db.models")
+
+    done = run(db, "restore", str(backups / "b.db"))
+    assert done.exit_code == 0, done.output
+    models, copy = tmp_path / "hitl.db.models", backups / "b.db.models"
+    assert done.stderr.splitlines()[-2:] == [
+        f"Warning: the database records model v1 (champion v1) but {models} has no files for"
+        f" it; {copy} (beside the backup) has them: `cp -a {copy} {models}`",
+        "Warning: until then `hitl serve` serves no model",
+    ]
+    subprocess.run(["cp", "-a", str(copy), str(models)], check=True)  # the command it gave
+    assert run(db, "models").stderr == ""
+
+    shutil.rmtree(models)
+    models.mkdir()  # an empty folder in its place: cp would copy into it
+    done = run(db, "restore", str(backups / "b.db"))
+    assert done.stderr.splitlines()[-2] == (
+        f"Warning: the database records model v1 (champion v1) but {models} has no files for"
+        f" it; {copy} (beside the backup) has them: remove the empty {models} first, then run"
+        f" `cp -a {copy} {models}`"
+    )
 
 
 def test_a_retrain_beside_an_older_models_folder_numbers_above_the_database(tmp_path: Path):
