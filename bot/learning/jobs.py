@@ -289,7 +289,7 @@ class Trainer:
                 logger.error("refreshing the working model failed: %s", problem)
             self.database_said = problem
             return
-        known = isinstance(exc, retrain.FitDied | MemoryError)
+        known = isinstance(exc, retrain.FitDied | retrain.RefreshFailed | MemoryError)
         why = str(exc) if known else f"{type(exc).__name__}: {exc}"
         logger.warning(
             "refreshing the working model failed: %s; refreshes wait until %d more labels"
@@ -579,6 +579,8 @@ async def refresh(rt: Runtime) -> Refreshed | None:
                 done = await trainer.worker.refresh(plan, model)
             else:
                 done = await asyncio.to_thread(retrain.compute_refresh, plan, model)
+            if done.failed:  # the fit raised (out of memory, say): said, and refreshes back off
+                raise retrain.RefreshFailed(done.reason.removeprefix("not refreshed: "))
         except BaseException:
             trainer.fitted_at = before  # nothing fitted: the next answer tries again
             raise

@@ -1155,6 +1155,9 @@ class Refreshed:
     champion_correct: int | None = None
     seconds: float = 0.0
     stop: stopping.StopCheck | None = None
+    # The fit raised (out of memory, say), as against too few labels: the refresh failed,
+    # and refreshes back off (``jobs.Trainer.refresh_failed``)
+    failed: bool = False
 
     @property
     def passed(self) -> bool:
@@ -1324,8 +1327,13 @@ def compute_refresh(plan: RefreshPlan, champion: TextClassifier | None) -> Refre
         out.reason = f"not refreshed: {exc}"
         out.seconds = time.perf_counter() - started
         return out
+    except MemoryError:
+        out.reason, out.failed = "not refreshed: " + out_of_memory("MemoryError"), True
+        out.seconds = time.perf_counter() - started
+        return out
     except Exception as exc:  # noqa: BLE001 - a failing fit leaves the model before in place
-        out.reason = f"not refreshed: fitting failed with {type(exc).__name__}: {exc}"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        out.reason, out.failed = f"not refreshed: fitting failed with {detail}", True
         out.seconds = time.perf_counter() - started
         return out
     out.classifier = classifier
@@ -1493,6 +1501,11 @@ class ChildDied(BrokenProcessPool):
     def __init__(self, exitcode: int | None) -> None:
         super().__init__(f"exit code {exitcode}")
         self.exitcode = exitcode
+
+
+class RefreshFailed(HitlError):
+    """A refresh's fit raised (``Refreshed.failed``): its reason, for the one line the trainer
+    says before refreshes back off."""
 
 
 class FitStopped(HitlError):

@@ -177,3 +177,45 @@ async def test_refreshes_failing_in_a_row_wait_twice_as_long_and_an_unknown_caus
         " refreshes wait until 12 more labels (33 resolved items)"
     )
     assert not traced(second)
+
+
+async def test_a_refresh_whose_fit_runs_out_of_memory_is_one_warning_and_backs_off(
+    bot: Bot,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """The common case the README names ("its fit out of memory, say"): the fit itself raises
+    MemoryError, which the refresh's fit catches. It was an INFO line ("refresh r15 on 15
+    labels: not refreshed: fitting failed with MemoryError: ") and no backoff: each step of
+    labels started another refit that ran out the same way."""
+    from model.classifier import TextClassifier
+
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    caplog.set_level(logging.INFO)
+    fit = TextClassifier.fit
+    fits = []
+
+    def short_of_memory(self: TextClassifier, *args: object, **kwargs: object) -> object:
+        fits.append(1)
+        raise MemoryError
+
+    with monkeypatch.context() as short:
+        short.setattr(TextClassifier, "fit", short_of_memory)
+        for _ in range(3 + 5):  # failed at 15 resolved items, then waits for 6 more, not 3
+            await answer_next(bot)
+            await trainer.settled()
+        assert len(fits) == 1, "a refresh started before the backoff ended"
+    assert bot.rt.working is None and trainer.refreshes == 0
+    [failed] = logged(caplog, "bot.learning.jobs")
+    assert failed.getMessage() == (
+        f"refreshing the working model failed: {retrain.out_of_memory('MemoryError')};"
+        " refreshes wait until 6 more labels (21 resolved items), twice as many after each"
+        " failure in a row"
+    )
+    assert not traced(failed)
+    monkeypatch.setattr(TextClassifier, "fit", fit)
+    await answer_next(bot)  # 21: memory is back
+    await trainer.settled()
+    assert trainer.refreshes == 1 and bot.rt.working.version == -21
