@@ -370,8 +370,8 @@ def refresh_step(every: int, fitted: int) -> int:
 
 
 def labels_now(rt: Runtime) -> int:
-    """Resolved items (a count the store keeps by trigger: cheap)."""
-    return int(rt.store.count_items().get("resolved", 0))
+    """Resolved items less the gold ones (``Store.resolved_to_train``: cheap)."""
+    return int(rt.store.resolved_to_train())
 
 
 def read_refresh_plan(
@@ -516,9 +516,10 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     fit, loses only its stop check (``_record_check``). Returns the refresh, or None when none
     was due.
 
-    Both sides count resolved items (``labels_now``): ``fitted_at`` is the count read with a
-    refresh's labels, not the labels it trained on: resolved items that never train (gold
-    questions people answered, items under a retired label, repeats of a gold text) would keep
+    Both sides count resolved items, less the gold ones (``labels_now``: answers to gold
+    questions are no labels to learn from, so they make no refresh due): ``fitted_at`` is the
+    count read with a refresh's labels, not the labels it trained on: resolved items that never
+    train (items under a retired label, repeats of a gold text) would keep
     the two apart for good, and past a step every answer would start a full refit. For a
     champion (loaded at start, promoted, rolled back to) the count at its training is not
     stored: the first check reads the labels and takes the resolved items then less the

@@ -1212,7 +1212,7 @@ def begin_refresh(
     with store.snapshot():  # the count, the labels and those since the champion agree: an
         # answer stored between two of these reads made the count one low (a refresh came a
         # label early, and the trainer's count of labels fitted at was one short)
-        resolved = int(store.count_items().get("resolved", 0))
+        resolved = int(store.resolved_to_train())  # what ``jobs.labels_now`` counts
         rows = quality.training_rows(store, settings)
         held: set[str] = set()
         problem = None

@@ -597,6 +597,17 @@ class Store(
             counts[status] = n
         return counts
 
+    def resolved_to_train(self) -> int:
+        """Resolved items less the gold ones (answered, or made gold after they were decided):
+        gold never trains, so what HITL_REFRESH_EVERY counts (``bot.learning.jobs.labels_now``)
+        grows with the labels a refresh can learn from, not with answers to gold questions. The
+        count kept by trigger, less one lookup per gold item (gold items are few)."""
+        return self.db.execute(
+            "SELECT coalesce((SELECT n FROM item_counts WHERE status = 'resolved'), 0)"
+            " - (SELECT count(*) FROM gold g JOIN items i ON i.id = g.item_id"
+            " WHERE i.status = 'resolved')"
+        ).fetchone()[0]
+
     def count_items_shown(self) -> dict[str, int]:
         """``count_items`` as people read it (`hitl stats`, `/hitl stats`, ``/metrics``): an
         item decided with a label an admin retired since is not ``resolved`` but

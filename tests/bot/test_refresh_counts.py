@@ -8,6 +8,7 @@ a second refresh on as many labels (not the same ones) left the queue as the fir
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ async def test_resolved_items_that_never_train_do_not_start_a_refit_at_every_ans
         await run_retrain(bot.rt, "cli")
         trainer = Trainer.of(bot.rt)
         await trainer.settled()
-        assert bot.rt.champion.n_train == 12 and labels_now(bot.rt) == 16  # 4 gold: no rows
+        assert bot.rt.champion.n_train == 12 and labels_now(bot.rt) == 12  # 4 gold: no rows
         refreshes = []
         for _ in range(6):
             await answer_next(bot)
@@ -71,9 +72,9 @@ async def test_a_restarted_server_does_not_refit_for_resolved_items_the_champion
     async for again in start_bot(fake_slack, settings, background=True):  # as `hitl serve`
         trainer = Trainer.of(again.rt)
         await trainer.settled(timeout=120)
-        assert labels_now(again.rt) - again.rt.champion.n_train == 4  # the gold items
+        assert again.store.count_items()["resolved"] - again.rt.champion.n_train == 4  # gold
         assert trainer.refreshes == 0 and again.rt.working is None
-        assert trainer.fitted_at == 16  # read at the start's check: the next waits 3 answers
+        assert trainer.fitted_at == 12  # read at the start's check: the next waits 3 answers
         for _ in range(2):
             await answer_next(again)
         await trainer.settled()
@@ -95,10 +96,11 @@ async def test_a_second_refresh_on_as_many_labels_has_its_own_version_and_rescor
     first = bot.rt.working
     assert trainer.refreshes == 1 and first.version == -15 and versions(bot) == {-15}
     # 15 labels again, not the same ones: a relabel, and three resolved items that do not train
+    # (repeats of a gold question's text; answers to gold itself make no refresh due)
     bot.store.set_label("Lb0", "bug", user_id="U0ADMIN")
-    gold = [Item(f"x{n}", f"refund invoice gold example {n}", "billing") for n in range(3)]
-    bot.store.add_items(gold, "import")
-    bot.store.add_gold(gold)
+    bot.store.add_gold([Item("x", "refund invoice gold example", "billing")])
+    repeats = [Item(f"x{n}", f"Refund  invoice gold example{'!' * n}", "billing") for n in range(3)]
+    bot.store.add_items(repeats, "import")
     scored = bot.rt.scorer.n_scored
     trainer.wake()
     await trainer.settled()
@@ -137,3 +139,30 @@ def test_labels_of_the_second_a_champion_was_made_in_are_not_counted_as_given_si
         champion = Champion(1, None, created_at="2026-12-05T07:40:46+00:00", n_train=6)
         plan = retrain.begin_refresh(store, settings, registry, champion)
     assert plan.since_champion == 0
+
+
+async def test_answers_to_gold_questions_make_no_refresh_due(fake_slack: FakeSlack, tmp_path: Path):
+    """README: gold questions do not count toward HITL_REFRESH_EVERY. Three gold answers after
+    a refresh (HITL_REFRESH_EVERY=3) refitted the same 15 labels: a fit that learned nothing."""
+    starting = await started(fake_slack, tmp_path, refresh_every=3)
+    with Store.open(tmp_path / "hitl.db") as store:  # gold questions to ask (not decided yet)
+        store.add_gold([Item(f"g{n}", f"refund gold question {n}", "billing") for n in range(3)])
+    async for bot in starting:
+        await run_retrain(bot.rt, "cli")
+        trainer = Trainer.of(bot.rt)
+        await trainer.settled()
+        for _ in range(3):
+            await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 1 and bot.rt.working.version == -15
+        bot.rt.settings = dataclasses.replace(bot.rt.settings, gold_rate=1.0)  # gold is next
+        kinds = []
+        for _ in range(3):
+            kinds.append((await answer_next(bot))[4])  # the post's kind
+            await trainer.settled()
+        assert kinds == ["gold"] * 3 and trainer.refreshes == 1
+        bot.rt.settings = dataclasses.replace(bot.rt.settings, gold_rate=0.0)
+        for _ in range(3):
+            await answer_next(bot)
+        await trainer.settled()
+        assert trainer.refreshes == 2 and bot.rt.working.version == -18
