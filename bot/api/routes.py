@@ -65,7 +65,7 @@ from bot.ingest import (
 from bot.ingest.redact import Redactor
 from bot.labelnames import quoted, shows_nothing
 from bot.labelset import model_guesses
-from bot.learning.jobs import sync_champion
+from bot.learning.jobs import Trainer, sync_champion
 from bot.learning.scoring import ScoringOutOfMemory, scorer_of
 from bot.runtime import Runtime
 from bot.store import DatabaseError, Store, database_problem, problems
@@ -912,6 +912,8 @@ async def delete_item(request: web.Request) -> web.Response:
         wake()  # its questions are deleted from Slack
     if done.messages:
         rt.wake_dispatcher()  # an open question's place is free: the next one goes now
+    if done.rows.get("labels") and isinstance(rt.trainer, Trainer):
+        rt.trainer.wake()  # a label fewer: the next refresh counts its step from those left
     await rt.store.synced()  # ...but deleted on disk before the answer
     logger.info("deleted item %s (API): %d Slack message(s) to delete", item_id, done.messages)
     return web.json_response(

@@ -533,6 +533,11 @@ async def refresh(rt: Runtime) -> Refreshed | None:
     every = rt.settings.refresh_every
     if every <= 0 or trainer.retrain_running() or rt.store.lost is not None:
         return None  # (a lost database: its worker's connection would create a new one)
+    fewer = (trainer.fitted_at or 0) - labels_now(rt)
+    if fewer > 0:  # labels deleted since (`hitl delete`, DELETE /api/items): the step counts
+        trainer.fitted_at -= fewer  # from the labels left, not from more than there are now
+        if trainer.refresh_retry_at is not None:
+            trainer.refresh_retry_at -= fewer
     if not refresh_due(trainer, every, labels_now(rt)):
         return None
     if trainer.refresh_retry_at is not None and labels_now(rt) < trainer.refresh_retry_at:

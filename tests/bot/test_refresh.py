@@ -599,3 +599,27 @@ async def test_a_restarted_server_refits_the_working_model_the_restart_dropped(
         await trainer.settled(timeout=120)
         assert trainer.refreshes == 1
         assert again.rt.working is not None and again.rt.working.version == -15
+
+
+async def test_after_labels_are_deleted_the_next_refresh_comes_a_step_of_new_labels_later(bot: Bot):
+    """A refresh on 15 labels, then 3 of them deleted (DELETE /api/items; `hitl delete` the
+    same): the step counted from the 15, so the next refresh waited for 6 new labels, not 3
+    (every label deleted: as many new labels as there had been, plus the step)."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    for _ in range(3):
+        await answer_next(bot)
+    await trainer.settled()
+    assert trainer.refreshes == 1 and bot.rt.working.version == -15
+    for item_id in ("Lb0", "Lb1", "Lg0"):
+        response = await bot.http.delete(f"/api/items/{item_id}", headers=AUTH)
+        assert response.status == 200 and (await response.json())["label"] is True
+    await trainer.settled()
+    for _ in range(2):
+        await answer_next(bot)
+        await trainer.settled()
+    assert trainer.refreshes == 1
+    await answer_next(bot)
+    await trainer.settled()
+    assert trainer.refreshes == 2 and bot.rt.working.n_read == 15  # 12 left + 3 new
