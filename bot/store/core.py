@@ -463,50 +463,52 @@ class Store(
 
         A new row whose id `hitl delete` deleted is left out (neither inserted nor counted:
         ``len(rows)`` less the others is their number), looked up in the write transaction,
-        so a deletion made while the import reads its rows is never undone.
+        so a deletion made while the import reads its rows is never undone; so are the stored
+        ids, so a row another import stored meanwhile (the same file run twice at once) is a
+        duplicate, never a failed insert.
         """
         rows = list(rows)
         now = self.now()
-        seen = self.existing_item_ids([r.id for r in rows])
-        texts = self._texts_of(sorted(seen))  # a duplicate must repeat the text its id has
-        conflicts: list[int] = []
-        items: list[tuple[Any, ...]] = []
-        answers: list[tuple[Any, ...]] = []
-        labels: list[tuple[Any, ...]] = []
-        decided: list[tuple[str]] = []  # labels whose deciding answers came with them
-        duplicates = 0
-        labeled_again: list[str] = []  # duplicates given a label: is the stored item without?
-        for index, row in enumerate(rows):
-            if row.id in seen:
-                if not same_text(texts[row.id], row.text):  # another item under a stored id
-                    conflicts.append(index)
-                    continue
-                duplicates += 1
-                if row.label is not None:
-                    labeled_again.append(row.id)
-                continue
-            seen.add(row.id)
-            texts[row.id] = row.text
-            status = "resolved" if row.label is not None else "new"
-            meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
-            items.append((row.id, row.text, meta, source, status, now, now))
-            if row.label is not None:
-                came = getattr(row, "provenance", None)  # a label from an export: who, when
-                if came is None:
-                    answers.append(
-                        (row.id, IMPORT_USER, row.label, source, now, f"{source}:{row.id}")
-                    )
-                    labels.append((row.id, row.label, 1, 1.0, _IMPORT_ANNOTATORS, now))
-                else:
-                    answers.extend(provenance_answers(row.id, row.label, came, source))
-                    labels.append(provenance_label(row.id, row.label, came))
-                    if came.answers:
-                        decided.append((row.id,))
-        # The hot path of every import: plain executemany inside sqlite-utils' transaction
-        # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
         with self._immediate():
             if label_mark is not None and self.label_set_mark() != label_mark:
                 raise LabelSetMoved  # the caller checked the labels against another set
+            # Stored ids read in the write's transaction: a row another import (or a
+            # producer) stored since the caller looked is a duplicate, not a failed insert.
+            seen = self.existing_item_ids([r.id for r in rows])
+            texts = self._texts_of(sorted(seen))  # a duplicate must repeat the text its id has
+            conflicts: list[int] = []
+            items: list[tuple[Any, ...]] = []
+            answers: list[tuple[Any, ...]] = []
+            labels: list[tuple[Any, ...]] = []
+            decided: list[tuple[str]] = []  # labels whose deciding answers came with them
+            duplicates = 0
+            labeled_again: list[str] = []  # duplicates given a label: is the stored item without?
+            for index, row in enumerate(rows):
+                if row.id in seen:
+                    if not same_text(texts[row.id], row.text):  # another item under a stored id
+                        conflicts.append(index)
+                        continue
+                    duplicates += 1
+                    if row.label is not None:
+                        labeled_again.append(row.id)
+                    continue
+                seen.add(row.id)
+                texts[row.id] = row.text
+                status = "resolved" if row.label is not None else "new"
+                meta = json.dumps(row.meta, ensure_ascii=False) if row.meta else "{}"
+                items.append((row.id, row.text, meta, source, status, now, now))
+                if row.label is not None:
+                    came = getattr(row, "provenance", None)  # a label from an export: who, when
+                    if came is None:
+                        answers.append(
+                            (row.id, IMPORT_USER, row.label, source, now, f"{source}:{row.id}")
+                        )
+                        labels.append((row.id, row.label, 1, 1.0, _IMPORT_ANNOTATORS, now))
+                    else:
+                        answers.extend(provenance_answers(row.id, row.label, came, source))
+                        labels.append(provenance_label(row.id, row.label, came))
+                        if came.answers:
+                            decided.append((row.id,))
             # Deleted (`hitl delete`) since the caller looked: not stored again. None deleted
             # (most databases): one read of an empty table; else the new ids, by key.
             gone: set[str] = set()
@@ -530,6 +532,8 @@ class Store(
                 answers = [row for row in answers if row[0] not in gone]
                 labels = [row for row in labels if row[0] not in gone]
                 decided = [row for row in decided if row[0] not in gone]
+            # The hot path of every import: plain executemany inside sqlite-utils' transaction
+            # (its insert_all builds and re-parses a statement per chunk, 2-3x slower here).
             self.db.conn.executemany(
                 "INSERT INTO items (id, text, meta, source, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -6,6 +6,7 @@ export's gold labels were left out without a word."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,50 @@ def test_a_plain_import_of_an_export_with_gold_items_says_so(tmp_path: Path):
     # a re-import into the database the export came from: its items are gold already
     quiet = run(tmp_path / "hitl.db", "import", str(path))
     assert "gold label" not in quiet.stderr, quiet.stderr
+
+
+# -- two imports of one file at once ----------------------------------------------------------
+
+
+def test_the_same_file_imported_twice_at_once_stores_it_once_and_counts_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A cron job and a person run `hitl import tickets.csv` at the same time. The import
+    read which of its ids were stored before its write's transaction, and the other one
+    stored them in between: "Error: …: database error (UNIQUE constraint failed: items.id).
+    No row was stored: run the import again once that is fixed", with nothing to fix. The
+    other import (the real ``import_rows``, a store of its own, in a thread) runs as soon as
+    this one has read which ids are stored: inside this one's write, it waits for it."""
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "tickets.csv"
+    path.write_text("id,text,label\nt1,refund please,billing\nt2,app crashes,\n")
+    assert run(db, "config").exit_code == 0  # the database, made by a command before
+    looked_up = Store.existing_item_ids
+    others: list[threading.Thread] = []
+    summaries = []
+
+    def other_import() -> None:
+        with Store.open(db) as store:
+            rows = rows_of_file(path)
+            summaries.append(import_rows(store, path, rows, triggered_by="cli:raj"))
+
+    def existing_item_ids(store: Store, ids):
+        found = looked_up(store, ids)
+        if sorted(ids) == ["t1", "t2"] and not others:
+            others.append(threading.Thread(target=other_import))
+            others[0].start()
+            if not store.db.conn.in_transaction:  # read before the write: the other one
+                others[0].join()  # stores the rows before this one's write begins
+        return found
+
+    monkeypatch.setattr(Store, "existing_item_ids", existing_item_ids)
+    result = run(db, "import", str(path))
+    others[0].join()
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "tickets.csv: read 2 rows, imported 2 (1 with labels), 0 duplicates, 0 rejected\n"
+    )
+    assert [(s.imported, s.duplicates) for s in summaries] == [(0, 2)]  # the other one's
+    with Store.open(db) as store:
+        assert store.count_items() == {**store.count_items(), "new": 1, "resolved": 1}
+        assert store.count_answers() == 1
