@@ -244,6 +244,7 @@ class Redrawer:
         self.woken = asyncio.Event()
         self.idle_tick = IDLE_TICK
         self.seen_version: int | None = None  # the database's data_version at the last pass
+        self.db_refused: str | None = None  # the database's problem last said (once while it lasts)
         self.token_refused: str | None = None  # what Slack said of the bot token, until it works
         self.token_delay = 0.0  # seconds; the refused token's backoff
         # The clock before which no redraw is tried (a refused token); None once a pass has
@@ -403,12 +404,22 @@ class Redrawer:
         While a pass is running, a click only asks it to go round once more: under a burst of
         clicks each busy message is redrawn once per pass with its latest state, not once per
         click (``chat.update`` is a Tier 3 method, and every redraw costs the event loop).
-        A message backing off is left to its next attempt (``run``).
+        A message backing off is left to its next attempt (``run``). A database that refuses
+        the pass (another process's lock, a full disk) is said once while it lasts, as the
+        background loop says it, and that loop's next look (``idle_tick``) tries again: the
+        change is stored, so the caller (a click's redraw after its ack) has nothing to undo.
         """
         if self.lock.locked():
             self.again = True
             return
-        if await self.pending(due_only=True):
+        try:
+            failed = await self.pending(due_only=True)
+        except DatabaseError as exc:  # another process's lock, a full disk: not the caller's
+            self._refused(exc)  # said once while it lasts, not once per click
+            self.seen_version = None  # the background loop's next look makes a pass
+            return
+        self._answers_again()
+        if failed:
             self.wake()  # the background loop retries with backoff
 
     async def pending(self, *, due_only: bool = False) -> int:
@@ -494,7 +505,6 @@ class Redrawer:
         write would be drawn again at each wake); anything else is logged with its traceback.
         It ended the task for good: no retries, no redraws of the CLI's changes, no erasures
         until a restart, and not a line in the log."""
-        said: str | None = None  # the database's problem last said (once while it lasts)
         started = False
         while True:
             self.woken.clear()
@@ -509,23 +519,14 @@ class Redrawer:
                     await self.pending(due_only=True)
                 await self.look_for_deleted()  # when one is due: rarely a Slack call
             except DatabaseError as exc:  # a lock held by another process, a full disk, damage
-                problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
-                if problem != said:
-                    logger.error(
-                        "redraws wait: %s (said once while it lasts; tried again every %g s)",
-                        problem,
-                        self.idle_tick,
-                    )
-                said = problem
+                self._refused(exc)
                 await self._after_failure()
                 continue
             except Exception:  # noqa: BLE001 - the redrawer must outlive any one failure
                 logger.exception("redraw pass failed")
                 await self._after_failure()
                 continue
-            if said is not None:
-                logger.warning("redraws go on: the database answers again")
-                said = None
+            self._answers_again()
             due = self.next_due()
             timeout = self.idle_tick
             if due is not None:
@@ -533,6 +534,24 @@ class Redrawer:
             await wait_until_woken(self.woken, timeout)
             if self.woken.is_set():
                 self.seen_version = None  # woken: a pass whatever the version says
+
+    def _refused(self, exc: DatabaseError) -> None:
+        """The database refused a pass's write or read: said once while it lasts (the
+        background loop's, or a click's redraw after its ack, whichever meets it first)."""
+        problem = str(database_problem(self.rt.settings.db, exc, lost=self.rt.store.lost))
+        if problem != self.db_refused:
+            logger.error(
+                "redraws wait: %s (said once while it lasts; tried again every %g s)",
+                problem,
+                self.idle_tick,
+            )
+        self.db_refused = problem
+
+    def _answers_again(self) -> None:
+        """A pass went through: a refusal said before is over, and said so."""
+        if self.db_refused is not None:
+            logger.warning("redraws go on: the database answers again")
+            self.db_refused = None
 
     async def _after_failure(self) -> None:
         """A pass failed: wait ``idle_tick`` (a due time left in the past would make every

@@ -601,6 +601,49 @@ async def test_a_click_behind_a_write_refused_for_the_lock_is_refused_without_a_
     assert bot.store.lock_refused_at is None  # stored: the next lock is waited for again
 
 
+async def test_redraws_refused_after_clicks_were_acked_are_said_once(
+    voting_bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    """Another process takes the write lock after each click is stored and acked (a `hitl
+    import` writing in bursts): each click's redraw was refused, and each refusal logged as an
+    ERROR of its own ("on_label_button: after the ack, the database refused a write"). README
+    promises it is said once; the background loop's next look draws the message."""
+    import sqlite3
+
+    from bot.slack.redraw import Redrawer
+
+    bot = voting_bot
+    bot.store.set_busy_timeout(50)  # the refusal's wait, short (the server's is 2 s)
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    other = sqlite3.connect(bot.rt.settings.db, isolation_level=None)
+
+    def lock_once_drawn() -> None:  # Slack took the redraw: its record is the next write
+        if bot.fake.calls[-1].method == "chat.update" and not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")
+
+    bot.fake.observers.append(lock_once_drawn)
+    try:
+        for user in ("U0ANA", "U0RAJ", "U0MEI"):
+            response = await bot.action(bot.button_payload(message, user, buttons(message)[0]))
+            assert response.status == 200  # stored (the lock was free), then acked
+            await bot.rt.background.drain(10)  # its redraw, refused
+            assert other.in_transaction, "the redraw did not reach Slack"
+            other.execute("ROLLBACK")
+    finally:
+        bot.fake.observers.remove(lock_once_drawn)
+        other.close()
+    assert bot.store.count_answers() == 3
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(lines) == 1 and lines[0].startswith("redraws wait: "), lines
+    assert "locked by another process" in lines[0]
+    assert Redrawer.of(bot.rt).seen_version is None  # the background loop's next look redraws
+    await Redrawer.of(bot.rt).soon()  # (or the next click's redraw)
+    await bot.settled()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("redraws ")]
+    assert said[-1] == "redraws go on: the database answers again"
+
+
 async def test_a_decision_is_redrawn_even_when_slack_refuses_the_deciders_undo_note(
     fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
