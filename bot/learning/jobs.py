@@ -588,7 +588,8 @@ async def refresh(rt: Runtime) -> Refreshed | None:
             if done.failed:  # the fit raised (out of memory, say): said, and refreshes back off
                 raise retrain.RefreshFailed(done.reason.removeprefix("not refreshed: "))
         except BaseException:
-            trainer.fitted_at = before  # nothing fitted: the next answer tries again
+            if rt.champion is champion:  # nothing fitted: the next answer tries again. Not
+                trainer.fitted_at = before  # over a rollback's or promotion's count (None)
             raise
         finally:
             await _end_fit(rt)

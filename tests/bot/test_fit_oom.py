@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 
@@ -219,3 +220,40 @@ async def test_a_refresh_whose_fit_runs_out_of_memory_is_one_warning_and_backs_o
     await answer_next(bot)  # 21: memory is back
     await trainer.settled()
     assert trainer.refreshes == 1 and bot.rt.working.version == -21
+
+
+async def test_a_refresh_failing_after_a_rollback_during_its_fit_keeps_the_rollbacks_count(
+    bot: Bot,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """`/hitl rollback 1` while a refresh of v2 fits, and then the fit fails (out of memory):
+    the refresh put back v2's count of labels (``fitted_at``) over the reset the rollback
+    made, so the next refresh's step counted from the labels v2 was trained at, not from the
+    rollback (README: the first refresh after a rollback waits for the step of new labels)."""
+    from bot.learning.jobs import run_rollback
+    from bot.learning.rollback import begin_rollback
+
+    await run_retrain(bot.rt, "cli")
+    assert (await run_retrain(bot.rt, "cli", force=True)).promoted
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    fitting, go = threading.Event(), threading.Event()
+
+    def held_then_failed(*_args: object) -> None:
+        fitting.set()
+        assert go.wait(120)
+        raise retrain.RefreshFailed(MEMORY)
+
+    monkeypatch.setattr(retrain, "compute_refresh", held_then_failed)
+    try:
+        for _ in range(3):  # HITL_REFRESH_EVERY=3: a refresh of v2
+            await answer_next(bot)
+        assert await asyncio.to_thread(fitting.wait, 120)  # the refresh of v2 fits
+        plan = begin_rollback(bot.store, bot.rt.registry, 1, triggered_by="<@U0ADMIN>")
+        await run_rollback(bot.rt, plan)
+        assert bot.rt.champion.version == 1 and trainer.fitted_at is None  # counts afresh
+    finally:
+        go.set()
+    await trainer.settled()
+    assert trainer.refreshes == 0 and trainer.refresh_failures == 1
+    assert trainer.fitted_at is None, "v2's count put back over the rollback's reset"
