@@ -125,13 +125,31 @@ def fit(text: str, limit: int = TEXT_LIMIT) -> str:
     never inside a ``<…>`` mention or link, an ``&…;`` escape nor a character as a person
     sees it (``grapheme_end``). A code span or preformatted block the cut leaves open is
     closed after the "…", so the rest of the message is not shown as code, nor the span's
-    label as plain text with a stray backtick."""
+    label as plain text with a stray backtick; and so is the bold a label in bold (`` *`name`*
+    ``, as tallies write it) was cut out of, else its ``*`` showed as it is."""
     if len(text) <= limit:
         return text
     kept = _fit_head(text, limit - 1)
-    if _open_code(kept):  # again, with room for the closer (at most ```)
+    if _closers(kept):  # again, with room for the closers (at most ```, or `*)
         kept = _fit_head(text, limit - 1 - 3)
-    return kept + "…" + _open_code(kept)
+    return kept + "…" + _closers(kept)
+
+
+def _closers(mrkdwn: str) -> str:
+    """What closes the marks ``mrkdwn`` ends inside: its open code (``_open_code``), and the
+    bold of a label in bold whose code span is open, or closed at the very end (its ``*``
+    cut off): "`*", "*"."""
+    code = _open_code(mrkdwn)
+    if code == "```":
+        return code
+    line = mrkdwn[mrkdwn.rfind("\n") + 1 :]
+    if code:  # the span opened at the line's last backtick
+        opened = line.rfind("`")
+    elif line.endswith("`") and not line.endswith("```"):  # a span closed at the cut
+        opened = line.rfind("`", 0, len(line) - 1)
+    else:
+        return ""
+    return code + ("*" if opened > 0 and line[opened - 1] == "*" else "")
 
 
 def _open_code(mrkdwn: str) -> str:
@@ -154,6 +172,9 @@ def _fit_head(text: str, room: int) -> str:
     if line_end > (room + 1) // 2:
         head = head[:line_end]
     head = head.rstrip(" ,·(")
+    for opener in (" *`", " *"):  # a label in bold opened with nothing of it after
+        if head.endswith(opener):
+            head = head[: 1 - len(opener)].rstrip(" ,·(")
     return text[: grapheme_end(text, len(head))]
 
 

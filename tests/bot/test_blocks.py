@@ -212,6 +212,28 @@ def test_hundreds_of_voters_and_labels_fit_every_open_resolved_and_skipped_text(
     )
 
 
+def test_a_tally_cut_inside_a_label_in_bold_closes_the_bold_too():
+    """A decided question's tally over 77 labels of 60 characters is cut inside the 42nd
+    label, written in bold (*`name`*): the cut closed its code span, not its bold, and the
+    text ended with a stray star ("*`42xx…`"). Wherever the cut falls in such a list, stars
+    and backticks come in pairs."""
+    labels = [f"{n:02d}" + "x" * 58 for n in range(77)]
+    votes = {label: [PEOPLE[n]] for n, label in enumerate(labels)}
+    decided = Question(
+        "i1", "t", labels, votes=votes, votes_needed=100, status="resolved",
+        resolved_label=labels[0],
+    )  # fmt: skip
+    built = as_dicts(question_blocks(decided))
+    assert_within_limits(built)
+    tally = texts_of(built)[1]
+    assert tally.endswith(" · *`42" + "x" * 18 + "…`*"), tally[-80:]
+    for pad in range(18):  # the cut at each place of a label's "*`label-001`* 1 · "
+        listed = "Votes:" + " " * pad + " · ".join(f"*`label-{n:03}`* 1" for n in range(300))
+        fitted = blocks.fit(listed)
+        assert len(fitted) <= blocks.TEXT_LIMIT, pad
+        assert fitted.count("*") % 2 == 0 and fitted.count("`") % 2 == 0, (pad, fitted[-30:])
+
+
 def test_an_app_home_with_overlong_names_still_builds():
     board = [(f"U{n}" + "X" * 400, 10 - n, n) for n in range(10)]
     stats = blocks.HomeStats("U1", (3, 0), (1, 0), board, "v1, trained on 3 labels " * 200, 10, 2)
