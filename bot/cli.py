@@ -1550,7 +1550,7 @@ def rollback_command(state: State, version: str, force: bool) -> None:
 
     A version the gate rejected needs --force, and you are told its scores. Waits for no one:
     while a retrain or another rollback runs it says so and changes nothing. A running
-    server serves the new champion within 10 seconds.
+    server notices the new champion within a second and serves it once its file is loaded.
 
     \b
     Examples:

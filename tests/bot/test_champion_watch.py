@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from bot.cli import cli
 from bot.config import Settings
 from bot.learning import retrain
 from bot.learning.jobs import CHAMPION_CHECK_SECONDS, ChampionHolder
@@ -54,6 +57,9 @@ def test_the_champion_watch_asks_every_second_as_the_readme_says():
     readme = " ".join(README.read_text(encoding="utf-8").split())
     assert "asks the database every second which version is the champion" in readme
     assert "serves the new champion within 10 seconds" not in readme
+    # and `hitl rollback --help` says what README says (it said "within 10 seconds")
+    helped = CliRunner().invoke(cli, ["rollback", "--help"], terminal_width=200).output
+    assert "notices the new champion within a second" in " ".join(helped.split()), helped
 
 
 async def test_a_first_champion_from_the_cli_starts_the_scoring_children_as_it_loads(
