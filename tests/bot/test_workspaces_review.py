@@ -219,14 +219,11 @@ async def test_a_rename_while_the_review_window_is_open_is_no_decision_and_an_ol
 
 
 def facts(view: dict) -> tuple[str, str]:
-    """The review window's *Why* and *Votes* lines."""
-    [text] = [
-        b["text"]["text"]
-        for b in view["blocks"]
-        if b.get("type") == "section" and "*Why:*" in b["text"]["text"]
-    ]
-    lines = text.split("\n")
-    return lines[0], lines[1]
+    """The review window's *Why* and *Votes* lines (a block each)."""
+    texts = [b["text"]["text"] for b in view["blocks"] if b.get("type") == "section"]
+    [why] = [t for t in texts if t.startswith("*Why:*")]
+    [votes] = [t for t in texts if t.startswith("*Votes:*")]
+    return why, votes
 
 
 async def test_a_label_shaped_like_a_mention_stays_text_on_the_why_line_of_a_split(
