@@ -186,17 +186,24 @@ def answered(db: Path, item_id: str, user_id: str) -> None:
         store.record_answer(item_id, user_id, None, source="button", dedupe_key=f"{item_id}:1")
 
 
+def erased_after_backup(db: Path) -> Path:
+    """A-1 (the secret) and A-2 imported, U1's answer on A-2, a backup made; then A-1 deleted
+    (an erasure request) and U1 anonymised. Returns the backup."""
+    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
+    answered(db, "A-2", "U1")
+    backup = backup_of(db)
+    deleted(db, "A-1", "erasure request")
+    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    return backup
+
+
 def test_erasures_made_after_the_backup_are_redone_in_a_folder_named_with_a_hash(tmp_path: Path):
     """The database that was there is read by a URI: a "#" in its folder's name started the
     URI's fragment, the read failed as "no such table", and A-1's erasure and U1's
     anonymisation were silently undone."""
     db = tmp_path / "site#2" / "hitl.db"
     db.parent.mkdir()
-    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
-    answered(db, "A-2", "U1")
-    backup = backup_of(db)
-    deleted(db, "A-1", "erasure request")
-    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    backup = erased_after_backup(db)
 
     done = run(db, "restore", str(backup))
     assert done.exit_code == 0, done.output
@@ -217,11 +224,7 @@ def test_no_server_starts_on_the_restored_database_before_its_erasures_are_redon
     ended its lock) served and posted what the backup holds of them. A server taking the lock
     as those steps run, as `hitl serve` takes it, is refused now."""
     db = tmp_path / "hitl.db"
-    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
-    answered(db, "A-2", "U1")
-    backup = backup_of(db)
-    deleted(db, "A-1", "erasure request")
-    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    backup = erased_after_backup(db)
     refusals: dict[str, str] = {}
 
     def server_tries(step: str) -> None:
@@ -262,11 +265,7 @@ def test_a_restore_over_a_database_too_damaged_to_read_its_erasures_says_so(tmp_
     deleted and who anonymised after the backup cannot be read, the restore cannot redo them:
     it said nothing (read as "nothing deleted"), and the erasure was silently undone."""
     db = tmp_path / "hitl.db"
-    imported(db, "a.csv", f'A-1,"{SECRET}"\nA-2,another ticket\n')
-    answered(db, "A-2", "U1")
-    backup = backup_of(db)
-    deleted(db, "A-1", "erasure request")
-    assert run(db, "people", "anonymise", "U1").exit_code == 0
+    backup = erased_after_backup(db)
     with contextlib.closing(sqlite3.connect(db)) as conn:  # each table's first page damaged
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         roots = conn.execute(
