@@ -89,6 +89,20 @@ def test_install_starts_with_socket_mode_and_shows_how_to_expose_http():
     assert "reverse_proxy 127.0.0.1:3000" in install[http:]  # a Caddyfile
 
 
+def test_http_install_has_slack_check_the_events_url_once_hitl_serve_answers():
+    # The app's Request URL is checked as it is created from the manifest, before the server
+    # that answers the check (it needs the signing secret of that app) can run.
+    install = README.split("## Install in your Slack workspace", 1)[1].split("\n## ", 1)[0]
+    http = install[install.index("Over HTTP") :].split("**Slow and idle clients.**", 1)[0]
+    steps = re.split(r"^\d\. ", http, flags=re.M)
+    created = next(
+        n for n, step in enumerate(steps) if "From a manifest" in step or "`manifest.yml`" in step
+    )
+    serve = next(n for n, step in enumerate(steps) if "`hitl serve`" in step and n > created)
+    after = " ".join(steps[serve][steps[serve].index("`hitl serve`") :].split())
+    assert "**Event Subscriptions**" in after and "**Retry**" in after
+
+
 def test_readme_says_how_to_find_user_ids_for_hitl_admins():
     assert "Copy member ID" in README
     row = next(line for line in README.splitlines() if line.startswith("| `HITL_ADMINS`"))
