@@ -240,7 +240,7 @@ def _data_version(store: Store) -> int | None:
     """SQLite's ``PRAGMA data_version`` on ``store``'s connection: it changes when another
     connection (another process's, any of its tables) commits to the file. None: unreadable."""
     try:
-        return int(store.db.execute("PRAGMA data_version").fetchone()[0])
+        return int(store.data_version())
     except Exception:  # noqa: BLE001 - unreadable: kept, as if written
         return None
 
@@ -254,7 +254,7 @@ def _written_by_others(store: Store, seen: int | None) -> bool:
     if now is None or seen is None or now != seen:
         return True
     try:
-        return bool(store.db.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0])
+        return store.has_items()
     except Exception:  # noqa: BLE001 - unreadable: kept, as if written
         return True
 

@@ -77,6 +77,21 @@ def test_only_the_store_imports_sqlite():
     assert offenders == []
 
 
+def test_only_the_store_runs_sql():
+    """README's "How it works": the store is the only package that speaks SQL. A module
+    elsewhere that runs a statement through ``store.db`` (importing nothing) counts too."""
+    import re
+
+    offenders = [
+        f"{path.relative_to(ROOT)} line {source(path)[: m.start()].count(chr(10)) + 1}"
+        for package in ("bot", "model")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if ROOT / "bot" / "store" not in path.parents
+        for m in re.finditer(r"\.(execute|executemany|executescript)\(", source(path))
+    ]
+    assert offenders == []
+
+
 def test_model_knows_nothing_of_bot_slack_or_sqlite():
     banned = {"bot", "slack_bolt", "slack_sdk", "sqlite_utils", "sqlite3", "aiohttp"}
     offenders = {

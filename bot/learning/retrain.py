@@ -2213,7 +2213,7 @@ def _not_waiting(store: Store, after: BaseException) -> Iterator[None]:
         yield
         return
     try:
-        waited = int(store.db.execute("PRAGMA busy_timeout").fetchone()[0])
+        waited = store.busy_timeout()
         store.set_busy_timeout(0)
     except Exception:  # noqa: BLE001 - the writes inside meet it too, and say it
         yield

@@ -922,7 +922,7 @@ async def _written(rt: Runtime, write: Callable[[], T]) -> T:
     started = time.monotonic()
     store = rt.store
     before = store.write_problem
-    waits = store.db.execute("PRAGMA busy_timeout").fetchone()[0]
+    waits = store.busy_timeout()
     store.set_busy_timeout(0)
     try:
         return write()

@@ -64,8 +64,8 @@ def young_model(
             if beside is not None:
                 return beside
         return (-version if n_train is None else n_train) < settings.warm_up
-    row = store.db.execute("SELECT n_train FROM models WHERE version = ?", [version]).fetchone()
-    return row is not None and row[0] < settings.warm_up
+    n_train = store.model_n_train(version)
+    return n_train is not None and n_train < settings.warm_up
 
 
 # The working models' training counts (version -N -> n_train), per store, as the models that
@@ -81,12 +81,8 @@ def _young_beside(store: Store, version: int, post_id: int) -> bool | None:
     side: a read of the posts' key, bounded however many there are): ``posts.reason`` is
     ``warm_up`` for every pick of a young model and never for another's. None when it posted
     none there (every question near it a gold one, say)."""
-    row = store.db.execute(
-        "SELECT reason FROM posts WHERE id BETWEEN ? AND ? AND model_version = ?"
-        " AND reason IN ('warm_up', 'uncertain', 'audit') ORDER BY abs(id - ?) LIMIT 1",
-        [post_id - BESIDE, post_id + BESIDE, version, post_id],
-    ).fetchone()
-    return None if row is None else row[0] == "warm_up"
+    reason = store.pick_reason_nearest(version, post_id, BESIDE)
+    return None if reason is None else reason == "warm_up"
 
 
 def gold_passed_over(

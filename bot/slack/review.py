@@ -195,11 +195,7 @@ def _label_digest(label: str | None) -> str:
 def _last_decision_id(rt: Runtime, item_id: str) -> int | None:
     """The id of the item's last label change that is a decision: a rename or merge of the
     label set (``hitl labels rename|merge``) is not one, it carries the decision over."""
-    row = rt.store.db.execute(
-        "SELECT max(id) FROM label_history WHERE item_id = ? AND action NOT IN ('rename', 'merge')",
-        [item_id],
-    ).fetchone()
-    return row[0] if row else None
+    return rt.store.last_decision_id(item_id)
 
 
 def drawn_on(rt: Runtime, item_id: str) -> dict[str, Any]:
@@ -231,14 +227,11 @@ def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any] | None) ->
     modal an older hitl drew, which did not record what it showed (``on_review_submit``)."""
     label = rt.store.current_label(item_id)
     last = _last_decision_id(rt, item_id)
-    change = None
+    by = None
     if last is not None and last != (seen or {}).get("change"):
-        change = rt.store.db.execute(
-            "SELECT user_id FROM label_history WHERE id = ?", [last]
-        ).fetchone()
+        by = rt.store.label_change_by(last)
     when = "meanwhile" if seen is not None else "last"
-    if change is not None:
-        by = change[0]
+    if by is not None:
         who = f"<@{by}>" if by[:1] in ("U", "W") and by.isalnum() else blocks.escape(by)
         what = f"*{blocks.name_mrkdwn(label)}*" if label else "removed the label"
         decided = f"{who} decided this item {when} ({what})"

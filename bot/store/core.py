@@ -717,6 +717,33 @@ class Store(
         keys = ("old_label", "new_label", "action", "user_id", "reason")
         return dict(zip(keys, row, strict=True))
 
+    def last_decision_id(self, item_id: str) -> int | None:
+        """The id in ``label_history`` of the item's last change that is a decision (a rename
+        or merge of the label set carries one over, ``last_decision``); None if it has none."""
+        row = self.db.execute(
+            "SELECT max(id) FROM label_history"
+            " WHERE item_id = ? AND action NOT IN ('rename', 'merge')",
+            [item_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def label_change_by(self, change_id: int) -> str | None:
+        """Who made the change ``change_id`` of ``label_history`` (its user_id); None if there
+        is no such change."""
+        row = self.db.execute(
+            "SELECT user_id FROM label_history WHERE id = ?", [change_id]
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def busy_timeout(self) -> int:
+        """This connection's wait for another connection's write lock, in ms
+        (``set_busy_timeout``)."""
+        return int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    def has_items(self) -> bool:
+        """Whether the database holds any item."""
+        return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0])
+
     def set_busy_timeout(self, ms: int) -> None:
         """How long a write on this connection waits for another connection's write lock
         before SQLite refuses it ("database is locked"): 10 s unless set."""

@@ -247,6 +247,12 @@ class ModelsMixin:
         row = self.db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone()
         return row is not None
 
+    def model_n_train(self, version: int) -> int | None:
+        """How many labels model ``version`` was trained on; None if the models table does not
+        record it."""
+        row = self.db.execute("SELECT n_train FROM models WHERE version = ?", [version]).fetchone()
+        return None if row is None else row[0]
+
     def champion_version(self) -> int | None:
         row = self.db.execute("SELECT version FROM models WHERE status = 'champion'").fetchone()
         return row[0] if row else None

@@ -731,6 +731,18 @@ class QueueMixin:
         """The posts whose outcome is unknown (see ``begin_post_attempt``), oldest first."""
         return select_rows(self.db, "SELECT * FROM post_attempts ORDER BY attempted_at")
 
+    def pick_reason_nearest(self, version: int, post_id: int, within: int) -> str | None:
+        """The reason (``warm_up``, ``uncertain``, ``audit``) of model ``version``'s ordinary
+        question posted nearest to the post ``post_id``, within ``within`` posts on either
+        side (a read of the posts' key, bounded however many there are); None if it posted
+        none there."""
+        row = self.db.execute(
+            "SELECT reason FROM posts WHERE id BETWEEN ? AND ? AND model_version = ?"
+            " AND reason IN ('warm_up', 'uncertain', 'audit') ORDER BY abs(id - ?) LIMIT 1",
+            [post_id - within, post_id + within, version, post_id],
+        ).fetchone()
+        return None if row is None else row[0]
+
     def post(self, post_id: int) -> dict[str, Any] | None:
         rows = select_rows(self.db, "SELECT * FROM posts WHERE id = ?", [post_id])
         return rows[0] if rows else None
