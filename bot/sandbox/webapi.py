@@ -101,7 +101,6 @@ class FakeSlack:
         scopes: tuple[str, ...] = (
             "chat:write",
             "commands",
-            "users:read",
             "channels:join",
             "channels:read",
             "channels:history",
