@@ -460,3 +460,75 @@ async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
         await page.keyboard.press("Escape")
         await expect(modal).to_be_hidden(timeout=WAIT)
         await expect(page.locator("#composer")).to_be_focused()  # back where it was
+
+
+# Counts the page's POSTs to /sandbox/action as it makes them: a click handler calls fetch
+# before it awaits anything, so the count is exact once the input event has been dispatched.
+COUNT_ACTIONS = """() => {
+  window.actionsSent = 0;
+  const send = window.fetch;
+  window.fetch = function (url) {
+    if (String(url).includes('/sandbox/action')) window.actionsSent += 1;
+    return send.apply(this, arguments);
+  };
+}"""
+
+
+async def test_a_double_click_in_the_labeling_window_answers_one_item(
+    demo: Demo, browser: BrowserContext
+):
+    store = demo.rt.store
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    await page.click("#open-home")
+    await page.locator("#home").get_by_role("button", name="Start labeling").click()
+    modal = page.locator("#modal")
+    label_buttons = modal.locator("button[data-action-id^='hitl.m.label.']")
+    await expect(label_buttons.first).to_be_visible(timeout=WAIT)
+    box = await label_buttons.first.bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + 5, box["y"] + 5)  # the first half: one answer
+    await expect(modal).to_contain_text("1 answered in this session", timeout=WAIT)
+    [first] = list(store.iter_answers())
+
+    # The second half of the double click (the browser says detail 2) lands on the next item,
+    # drawn where the first was: it is not an answer to an item the person never read.
+    await page.evaluate(COUNT_ACTIONS)
+    box = await label_buttons.first.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 5, box["y"] + 5)
+    await page.mouse.down(click_count=2)
+    await page.mouse.up(click_count=2)
+    assert await page.evaluate("window.actionsSent") == 0
+    await expect(modal).to_contain_text("1 answered in this session")
+    assert [a["item_id"] for a in store.iter_answers()] == [first["item_id"]]
+
+
+async def test_the_arrow_keys_look_through_other_and_enter_picks(
+    demo: Demo, browser: BrowserContext
+):
+    store = demo.rt.store
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    await page.evaluate(COUNT_ACTIONS)
+    question = page.locator("#messages article.message:not(.ephemeral)").first
+    other = question.locator("select[data-action-id]")
+    await other.focus()
+    await page.keyboard.press("ArrowDown")  # on a closed menu: its value changes, no answer
+    await page.keyboard.press("ArrowDown")
+    assert await page.evaluate("window.actionsSent") == 0
+    second = await other.evaluate("s => s.options[s.selectedIndex].text")
+    await page.keyboard.press("Tab")  # left without Enter: nothing picked, nothing shown picked
+    await expect(other).to_have_value("")
+    assert list(store.iter_answers()) == []
+
+    await other.focus()
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("Enter")  # the pick
+    assert await page.evaluate("window.actionsSent") == 1
+    ts = await question.get_attribute("data-ts")
+    answered = page.locator(f"#messages article[data-ts='{ts}']")
+    await expect(answered).to_contain_text(f"✅ {second} by @ana", timeout=WAIT)
+    [answer] = list(store.iter_answers())
+    assert (answer["label"], answer["source"]) == (second, "select")

@@ -158,7 +158,10 @@
         "data-action-id": element.action_id,
         text: (element.text || {}).text,
       });
-      button.addEventListener("click", async function () {
+      button.addEventListener("click", async function (event) {
+        // A double click is one click: its second half (detail 2) would land on what the first
+        // drew in its place (the window's next item, the message below), an answer never meant.
+        if (event.detail > 1) return;
         button.disabled = true;
         try { await act(element, block, where); } finally { button.disabled = false; }
       });
@@ -166,8 +169,27 @@
     }
     if (element.type === "static_select") {
       const select = selectFor(element, { "aria-label": (element.placeholder || {}).text || "Choose" });
-      select.addEventListener("change", function () {
+      // A pick is a mouse pick or Enter, as in Slack's menu: the arrow keys on the closed menu
+      // change its value (and fire "change") while the person only looks through the labels.
+      let browsing = false;
+      const pick = function () {
+        browsing = false;
         if (select.value) act(element, block, where, select.value);
+      };
+      select.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") {
+          event.preventDefault();
+          pick();
+        } else if (event.key === " " || event.key === "F4" || event.altKey) {
+          browsing = false; // the menu opens: a choice made in it is a pick
+        } else if (/^(Arrow|Page|Home$|End$)/.test(event.key) || event.key.length === 1) {
+          browsing = true;
+        }
+      });
+      select.addEventListener("pointerdown", function () { browsing = false; });
+      select.addEventListener("change", function () { if (!browsing) pick(); });
+      select.addEventListener("blur", function () { // left without Enter: nothing was picked
+        if (browsing) { browsing = false; select.value = ""; }
       });
       return select;
     }
