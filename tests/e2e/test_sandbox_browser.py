@@ -7,6 +7,7 @@ Set SANDBOX_SCREENSHOT=docs/sandbox.png to refresh the README's screenshot.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -460,6 +461,32 @@ async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
         await page.keyboard.press("Escape")
         await expect(modal).to_be_hidden(timeout=WAIT)
         await expect(page.locator("#composer")).to_be_focused()  # back where it was
+
+
+async def test_long_labels_wrap_in_a_narrow_window(browser: BrowserContext, tmp_path: Path):
+    """`hitl demo --data` with labels up to Slack's 75 characters: every button and the
+    "Other…" menu stay inside a phone-width window, in the channel and the labeling window."""
+    long = "category_" + "x" * 60
+    labels = [long, "billing", "Refunds & <returns>", *(f"{long[:40]}_{n}" for n in range(12))]
+    rows = [
+        {"id": f"i{n}", "text": f"item {n}", "label": labels[n % len(labels)]} for n in range(45)
+    ]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    options = DemoOptions(db=tmp_path / "demo.db", port=0, data=path, retrain_every=0, pace=0.0)
+    async with running_demo(options, load_data(options), echo=lambda line: None) as demo:
+        page = await browser.new_page()
+        await page.set_viewport_size({"width": 400, "height": 900})
+        await open_channel(page, demo)
+        assert await page.evaluate(CUT_OFF) == []
+        await page.click("#open-home")
+        await page.locator("#home").get_by_role("button", name="Start labeling").click()
+        body = page.locator("#modal-body")
+        await expect(body.locator("button[data-action-id^='hitl.m.label.']").first).to_be_visible(
+            timeout=WAIT
+        )
+        overflow = "b => b.scrollWidth - b.clientWidth"
+        assert await body.evaluate(overflow) <= 1
 
 
 # Counts the page's POSTs to /sandbox/action as it makes them: a click handler calls fetch
