@@ -254,6 +254,18 @@ async def test_message_text_wraps_in_a_narrow_window(
     await page.screenshot(path=tmp_path / f"channel-{width}.png")
 
 
+# Counts the page's POSTs to a /sandbox/ path as it makes them: a handler calls fetch before
+# it awaits anything, so the count is exact once the key or click event has been dispatched.
+COUNT_POSTS = """(path) => {
+  window.postsSent = 0;
+  const send = window.fetch;
+  window.fetch = function (url) {
+    if (String(url).includes(path)) window.postsSent += 1;
+    return send.apply(this, arguments);
+  };
+}"""
+
+
 @pytest.mark.parametrize("width", [420, 1280])
 async def test_the_toast_leaves_the_composer_free(
     demo: Demo, browser: BrowserContext, tmp_path: Path, width: int
@@ -261,11 +273,13 @@ async def test_the_toast_leaves_the_composer_free(
     page = await browser.new_page()
     await page.set_viewport_size({"width": width, "height": 900})
     await open_channel(page, demo)
+    await page.evaluate(COUNT_POSTS, "/sandbox/command")
     typed = "hello, is anyone there? " * 3 + "Hello?"
     await page.fill("#composer", typed)
     await page.press("#composer", "Enter")
     toast = page.locator("#toast")
     await expect(toast).to_contain_text("only sends slash commands", timeout=WAIT)
+    assert await page.evaluate("window.postsSent") == 0  # no 400 in the browser's console
     await expect(page.locator("#composer")).to_have_value(typed)  # kept, to fix and send again
     box = await toast.bounding_box()
     for control in ("#composer-form button[type=submit]", "#composer"):
@@ -489,18 +503,6 @@ async def test_long_labels_wrap_in_a_narrow_window(browser: BrowserContext, tmp_
         assert await body.evaluate(overflow) <= 1
 
 
-# Counts the page's POSTs to /sandbox/action as it makes them: a click handler calls fetch
-# before it awaits anything, so the count is exact once the input event has been dispatched.
-COUNT_ACTIONS = """() => {
-  window.actionsSent = 0;
-  const send = window.fetch;
-  window.fetch = function (url) {
-    if (String(url).includes('/sandbox/action')) window.actionsSent += 1;
-    return send.apply(this, arguments);
-  };
-}"""
-
-
 async def test_a_double_click_in_the_labeling_window_answers_one_item(
     demo: Demo, browser: BrowserContext
 ):
@@ -520,13 +522,13 @@ async def test_a_double_click_in_the_labeling_window_answers_one_item(
 
     # The second half of the double click (the browser says detail 2) lands on the next item,
     # drawn where the first was: it is not an answer to an item the person never read.
-    await page.evaluate(COUNT_ACTIONS)
+    await page.evaluate(COUNT_POSTS, "/sandbox/action")
     box = await label_buttons.first.bounding_box()
     assert box is not None
     await page.mouse.move(box["x"] + 5, box["y"] + 5)
     await page.mouse.down(click_count=2)
     await page.mouse.up(click_count=2)
-    assert await page.evaluate("window.actionsSent") == 0
+    assert await page.evaluate("window.postsSent") == 0
     await expect(modal).to_contain_text("1 answered in this session")
     assert [a["item_id"] for a in store.iter_answers()] == [first["item_id"]]
 
@@ -537,13 +539,13 @@ async def test_the_arrow_keys_look_through_other_and_enter_picks(
     store = demo.rt.store
     page = await browser.new_page()
     await open_channel(page, demo)
-    await page.evaluate(COUNT_ACTIONS)
+    await page.evaluate(COUNT_POSTS, "/sandbox/action")
     question = page.locator("#messages article.message:not(.ephemeral)").first
     other = question.locator("select[data-action-id]")
     await other.focus()
     await page.keyboard.press("ArrowDown")  # on a closed menu: its value changes, no answer
     await page.keyboard.press("ArrowDown")
-    assert await page.evaluate("window.actionsSent") == 0
+    assert await page.evaluate("window.postsSent") == 0
     second = await other.evaluate("s => s.options[s.selectedIndex].text")
     await page.keyboard.press("Tab")  # left without Enter: nothing picked, nothing shown picked
     await expect(other).to_have_value("")
@@ -553,7 +555,7 @@ async def test_the_arrow_keys_look_through_other_and_enter_picks(
     await page.keyboard.press("ArrowDown")
     await page.keyboard.press("ArrowDown")
     await page.keyboard.press("Enter")  # the pick
-    assert await page.evaluate("window.actionsSent") == 1
+    assert await page.evaluate("window.postsSent") == 1
     ts = await question.get_attribute("data-ts")
     answered = page.locator(f"#messages article[data-ts='{ts}']")
     await expect(answered).to_contain_text(f"✅ {second} by @ana", timeout=WAIT)

@@ -562,6 +562,10 @@
     const typed = input.value;
     const text = typed.trim();
     if (!text) return;
+    if (!text.startsWith("/")) { // said here: the sandbox's 400 would be a red line in the console
+      toast("The sandbox only sends slash commands: try /hitl help");
+      return; // kept in the box, to fix and send again
+    }
     input.value = "";
     const data = await post("/sandbox/command", { channel: where, text: text });
     if (data.error && !input.value) input.value = typed; // keep it to fix and send again
