@@ -291,6 +291,8 @@ class Trainer:
             return
         known = isinstance(exc, retrain.FitDied | retrain.RefreshFailed | MemoryError)
         why = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):  # (its str is mostly empty) as the fit's own says it
+            why = retrain.out_of_memory(f"MemoryError: {exc}" if str(exc) else "MemoryError")
         logger.warning(
             "refreshing the working model failed: %s; refreshes wait until %d more labels"
             " (%d resolved items)%s",

@@ -220,6 +220,18 @@ async def test_a_refresh_whose_fit_runs_out_of_memory_is_one_warning_and_backs_o
     await answer_next(bot)  # 21: memory is back
     await trainer.settled()
     assert trainer.refreshes == 1 and bot.rt.working.version == -21
+    # Out of memory outside the fit (the refresh's own work, in this process): said in the
+    # same words, where str(MemoryError()) left "failed: ; refreshes wait …"
+    caplog.clear()
+    monkeypatch.setattr(retrain, "compute_refresh", short_of_memory)
+    for _ in range(3):
+        await answer_next(bot)
+        await trainer.settled()
+    [failed] = logged(caplog, "bot.learning.jobs")
+    assert failed.getMessage().startswith(
+        f"refreshing the working model failed: {retrain.out_of_memory('MemoryError')};"
+        " refreshes wait until"
+    ), failed.getMessage()
 
 
 async def test_a_refresh_failing_after_a_rollback_during_its_fit_keeps_the_rollbacks_count(
