@@ -480,6 +480,12 @@ class Scorer:
         if ids and await self.score_ids(ids) and self.store.redraw_pre_model_questions(ids):
             if self.on_redraw is not None:
                 self.on_redraw()
+        # The other open questions' items too: their messages keep the guess they were asked
+        # with, but GET /api/items/{id} gives the serving model's prediction, as
+        # /api/predict (which scores them) and /healthz say, not the one of the model that
+        # asked them, however many promotions ago.
+        if ids := self.store.open_question_items():
+            await self.score_ids(ids)
         self.early_scored_for = champion.version
 
     async def rescore(self) -> int | None:

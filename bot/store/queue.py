@@ -786,6 +786,18 @@ class QueueMixin:
             )
         ]
 
+    def open_question_items(self) -> list[str]:
+        """The items of every open question (``posted``: out of the walk's index), for the
+        scorer to score with a new model as it scores the waiting items: their messages keep
+        the guess they were asked with (the post's), their prediction for the producer API is
+        the serving model's. Read from the open posts' index (a few rows)."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT item_id FROM posts INDEXED BY posts_open_age WHERE closed_at IS NULL"
+            )
+        ]
+
     def redraw_pre_model_questions(self, item_ids: Sequence[str]) -> int:
         """Redraw these items' open questions asked before the first model (their message
         shows the model's guess now: ``bot.slack.questions.build_question``)."""

@@ -1,0 +1,68 @@
+"""Two views of one fact agree: what the producer API says of an open question's item, and
+which model it names, against `/api/predict` and `/healthz`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.learning import retrain
+from bot.learning.jobs import follow_champion
+from bot.sandbox import FakeSlack
+from bot.store import Store
+from tests.bot.harness import Item, make_settings, seed, seed_champion, start_bot
+
+TOKEN = "api-token-for-views-agree-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+BILLING = ("refund my invoice", "charged twice on my card", "card payment failed")
+BUG = ("app crashes on start", "error 500 when saving", "page shows an error")
+LABELED = [Item(f"b{n}", text, "billing") for n, text in enumerate(BILLING)] + [
+    Item(f"g{n}", text, "bug") for n, text in enumerate(BUG)
+]
+ASKED = Item("u1", "refund the invoice please, it crashes")
+
+
+async def test_an_open_questions_item_is_given_with_the_serving_models_prediction(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """u1 is asked in Slack with v1; `hitl retrain --force` promotes v2, which the server
+    loads (what its champion watch does within a second). GET /api/items/u1 gave v1's
+    prediction, however many promotions later, while /healthz said v2 answers and
+    /api/predict for u1 scored it with v2 (and stored that, so GET changed after it). The
+    question in Slack keeps the guess it was asked with."""
+    db = tmp_path / "hitl.db"
+    seed(db, [*LABELED, ASKED])
+    seed_champion(db, BILLING + BUG, ["billing"] * 3 + ["bug"] * 3)
+    settings = make_settings(
+        fake_slack, tmp_path, labels=("billing", "bug"), api_token=TOKEN, max_open=1
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 1
+        await bot.settled()
+        [asked] = bot.posted()
+        with Store.open(settings.db) as store:  # `hitl retrain --force`, in its own process
+            outcome = await retrain.retrain(
+                store, settings, retrain.registry_for(settings), champion=None,
+                triggered_by="cli", force=True,
+            )  # fmt: skip
+        assert outcome.version == 2
+        assert await follow_champion(bot.rt)
+        health = await (await bot.http.get("/healthz")).json()
+        assert (health["champion"], health["asks"], health["answers"]) == (2, 2, 2)
+
+        got = await (await bot.http.get("/api/items/u1", headers=AUTH)).json()
+        assert got["status"] == "needs_review" and got["queue_status"] == "posted"
+        assert got["prediction"]["model_version"] == 2  # was 1
+        response = await bot.http.post(
+            "/api/predict", json={"id": ASKED.id, "text": ASKED.text}, headers=AUTH
+        )
+        predicted = await response.json()
+        assert predicted["model_version"] == 2
+        assert (predicted["model_label"], predicted["confidence"]) == (
+            got["prediction"]["label"],
+            got["prediction"]["confidence"],
+        )
+        await bot.settled()
+        [shown] = bot.posted()
+        assert shown["blocks"] == asked["blocks"]  # the guess it was asked with
+        assert bot.store.post_for_item("u1")["model_version"] == 1
