@@ -462,6 +462,23 @@ async def label(call: Call) -> None:
         await window_refused(call, exc, "labeling", "label")
 
 
+def loading_note(rt: Runtime, report: reports.AccuracyReport | None) -> str:
+    """What `/hitl accuracy` adds when its report is of a champion this server does not serve
+    yet: one made by `hitl retrain` or `hitl rollback` from the CLI, which the champion watch
+    loads within a second or so (``/healthz`` names it once loaded). Else the one reply named
+    two champions: "*Model v2*" above, "champion v1" on the line of the model serving."""
+    if report is None or report.damaged is not None:  # a fallback: the server's too
+        return ""
+    served = rt.champion.version if rt.champion else None
+    if report.version == served:
+        return ""
+    return (
+        f"; v{report.version} became the champion outside this server (`hitl retrain` or"
+        " `hitl rollback`) and asks and answers once this server has loaded it (within"
+        " seconds)"
+    )
+
+
 async def accuracy(call: Call) -> None:
     """The report reads the answers to every question its model asked (``live_accuracy``) and
     every version's metadata: in a worker thread (``answer_when_read``)."""
@@ -478,7 +495,7 @@ async def accuracy(call: Call) -> None:
 
     def answer(report: reports.AccuracyReport | None) -> Answer:
         # the model's line as it is when the answer is given (a refresh may come meanwhile)
-        line = model_line(rt)
+        line = model_line(rt) + loading_note(rt, report)
         return Answer(reports.accuracy_text(report) + f"\n*Asking and answering now:* {line}")
 
     answered = await answer_when_read(call, reading, answer)

@@ -66,3 +66,41 @@ async def test_an_open_questions_item_is_given_with_the_serving_models_predictio
         [shown] = bot.posted()
         assert shown["blocks"] == asked["blocks"]  # the guess it was asked with
         assert bot.store.post_for_item("u1")["model_version"] == 1
+
+
+async def test_slack_accuracy_says_a_cli_champion_is_not_served_until_loaded(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Between `hitl retrain` from the CLI promoting v2 and the server loading it (its
+    champion watch, within a second; longer for a large file), `/hitl accuracy` reported
+    "*Model v2*" and, in the same reply, "v1 … it asks and answers", as if v1 were still the
+    champion, while `hitl accuracy` said v2 and `/healthz` v1. Now it says why they differ,
+    and once the server has loaded v2 the note is gone and every view names v2."""
+    db = tmp_path / "hitl.db"
+    seed(db, [*LABELED, ASKED])
+    seed_champion(db, BILLING + BUG, ["billing"] * 3 + ["bug"] * 3)
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), api_token=TOKEN)
+    async for bot in start_bot(fake_slack, settings):
+        with Store.open(settings.db) as store:  # `hitl retrain --force`, in its own process
+            outcome = await retrain.retrain(
+                store, settings, retrain.registry_for(settings), champion=None,
+                triggered_by="cli", force=True,
+            )  # fmt: skip
+        assert outcome.version == 2
+        health = await (await bot.http.get("/healthz")).json()
+        assert (health["champion"], health["answers"]) == (1, 1)  # not loaded yet
+        said = await (await bot.command("accuracy", "U0ANA")).text()
+        assert said.startswith("*Model v2*")
+        assert (
+            "*Asking and answering now:* v1, trained on 6 labels; it asks and answers; v2 became"
+            " the champion outside this server (`hitl retrain` or `hitl rollback`) and asks and"
+            " answers once this server has loaded it (within seconds)"
+        ) in said, said
+        assert await follow_champion(bot.rt)  # what the champion watch does within a second
+        health = await (await bot.http.get("/healthz")).json()
+        assert (health["champion"], health["answers"]) == (2, 2)
+        said = await (await bot.command("accuracy", "U0ANA")).text()
+        assert said.startswith("*Model v2*")
+        assert said.endswith(
+            "*Asking and answering now:* v2, trained on 6 labels; it asks and answers"
+        )
