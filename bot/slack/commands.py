@@ -242,7 +242,10 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
                 leaderboard=[(u, n, s) for u, n, s in store.labels_by_user(week) if n][:10],
                 model_line=line + ("\n" + "\n".join(stop.lines()) if stop else ""),
                 queue_waiting=store.waiting_count(),
-                queue_open=sum(store.open_post_counts().values()),
+                # as `/hitl stats` counts them: every question in Slack that takes answers,
+                # a split waiting in /hitl review too (it holds no HITL_MAX_OPEN place, so
+                # `/hitl queue` and hitl_posts_open leave it out, but its buttons take votes)
+                queue_open=store.count_items()["posted"],
                 gold_line=quality.gold_line(own) if own is not None else None,
             )
 

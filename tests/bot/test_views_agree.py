@@ -3,13 +3,16 @@ which model it names, against `/api/predict` and `/healthz`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bot.learning import retrain
 from bot.learning.jobs import follow_champion
 from bot.sandbox import FakeSlack
 from bot.store import Store
-from tests.bot.harness import Item, make_settings, seed, seed_champion, start_bot
+from tests import signing
+from tests.bot.harness import Item, has_buttons, make_settings, seed, seed_champion, start_bot
+from tests.fake_slack import CHANNEL
 
 TOKEN = "api-token-for-views-agree-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -104,3 +107,35 @@ async def test_slack_accuracy_says_a_cli_champion_is_not_served_until_loaded(
         assert said.endswith(
             "*Asking and answering now:* v2, trained on 6 labels; it asks and answers"
         )
+
+
+async def test_app_home_counts_the_questions_posted_as_hitl_stats_does(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """With HITL_VOTES=3, three different answers are a split: it waits in /hitl review, its
+    buttons still take votes, and the next question is posted. The channel then shows two
+    questions that take answers and `/hitl stats` says "2 posted", but App Home said "1 posted
+    and open": it counted the questions holding a HITL_MAX_OPEN place (`/hitl queue`'s "1 of 1
+    open"), which README gives `/hitl queue` and App Home never explained."""
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text number {n}") for n in range(6)])
+    settings = make_settings(
+        fake_slack, tmp_path, votes=3, max_open=1, labels=("billing", "bug", "account")
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 1
+        await bot.settled()
+        for user, label in (("U0ANA", "billing"), ("U0RAJ", "bug"), ("U0MEI", "account")):
+            response = await bot.action(bot.button_payload(bot.posted()[0], user, label))
+            assert response.status == 200
+            await bot.settled()
+        assert await bot.dispatcher.fill() == 1  # the split holds no place
+        await bot.settled()
+        assert [has_buttons(message) for message in bot.posted()] == [True, True]
+        stats = (await (await bot.command("stats", "U0ANA")).json())["text"]
+        assert "*Items:* 4 waiting · 2 posted · 0 resolved" in stats
+        queue = await (await bot.command("queue", "U0ANA")).text()
+        assert f"<#{CHANNEL}>: 1 of 1 open" in queue  # the places, as README says
+        assert (await bot.event(signing.app_home_opened_event("U0ANA"))).status == 200
+        await bot.fake.next_call("views.publish")
+        home = json.dumps(bot.fake.home["U0ANA"], ensure_ascii=False)
+        assert "*Queue:* 4 waiting · 2 posted and open" in home  # was 1
