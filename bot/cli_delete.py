@@ -16,6 +16,7 @@ import click
 
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
+from bot.cli_progress import fitted
 from bot.labelnames import quoted
 from bot.words import count, first_few
 
@@ -94,7 +95,7 @@ def delete_command(
     ids = list(dict.fromkeys(given))
     # the store, its count of commits before the delete, and what the delete removed: what an
     # interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
-    store, kept, done = None, None, None
+    store, kept, done, scrubbing = None, None, None, False
     try:
         with friendly_errors(), state.open_existing_store() as store:
             stored = store.existing_item_ids(ids)
@@ -131,7 +132,9 @@ def delete_command(
             done = store.delete_items(
                 ids, user_id=_who(by), reason=reason, models_dir=state.settings.models_dir
             )
-            unscrubbed = store.scrub()
+            scrubbing = True
+            unscrubbed = scrub(store)
+            scrubbing = False
         for line in deleted_lines(done, len(ids)):
             click.echo(line)
         if unscrubbed is not None:
@@ -147,6 +150,11 @@ def delete_command(
         # Deleted (a signal during the COMMIT is raised as it returns, or one came after it):
         # what a delete says is said here, in the one line
         said = " ".join(deleted_lines(done, len(ids)))
+        if scrubbing:  # stopped while the file was rebuilt: it is as it was before that
+            said += (
+                f" The database file was not rebuilt: its unused space may keep old copies of"
+                f" the text until `sqlite3 {state.settings.db} VACUUM` is run."
+            )
         raise Stopped(
             f"; the delete is committed. {said} Backups and exports made before keep these"
             " items: delete them there too."
@@ -178,6 +186,23 @@ def deleted_lines(done: Any, asked: int) -> list[str]:
             " to them after)."
         )
     return lines
+
+
+def scrub(store: Any) -> str | None:
+    """``store.scrub()`` (``Store.scrub``: a VACUUM, which rebuilds the whole file: seconds at
+    a million items) with a bar on stderr while it runs, on a terminal only. SQLite tells no
+    total, so the bar shows activity, as `hitl import -`'s does."""
+    if not sys.stderr.isatty():
+        return store.scrub()
+    bar = click.progressbar(
+        length=None,
+        iterable=(n for n in ()),
+        **fitted("Rebuilding the database file, so no old copy stays in it", eta=False),
+        file=sys.stderr,
+        show_eta=False,
+    )
+    with bar:
+        return store.scrub(lambda: bar.update(1))
 
 
 def unscrubbed_line(db: Any, why: str, what: str) -> str:

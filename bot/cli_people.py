@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bot.cli_delete import unscrubbed_line
+from bot.cli_delete import scrub, unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
 from bot.words import count
@@ -96,12 +96,14 @@ def anonymise_command(
     by = utf8_text(by, "--by") if by is not None else None
     # the store, its count of commits before the change, what was changed, and the models
     # folder's changes: what an interrupt (Ctrl-C, SIGTERM, SIGHUP) kept
-    store, kept, done, models = None, None, None, None
+    store, kept, done, models, scrubbing = None, None, None, None, False
     try:
         with friendly_errors(), state.open_existing_store() as store:
             kept = store.commits
             done = store.anonymise_people(ids, done_by=_who(by), pseudonym=pseudonym, merge=merge)
-            unscrubbed = store.scrub()
+            scrubbing = True
+            unscrubbed = scrub(store)
+            scrubbing = False
             now = datetime.fromisoformat(store.now())
             models = _anonymise_models(state, store, ids, [r.pseudonym for r in done])
         _tell_anonymised(state, ids, done, models, unscrubbed, now)
@@ -112,7 +114,13 @@ def anonymise_command(
             done = store.write_result  # None: the write that committed changed nothing
         if done is None:  # inside the transaction: rolled back
             raise Stopped("; nothing was changed (the ids go together or not at all)") from None
-        raise Stopped(_anonymised_kept(state, ids, done, models is not None)) from None
+        said = _anonymised_kept(state, ids, done, models is not None)
+        if scrubbing:  # stopped while the file was rebuilt: it is as it was before that
+            said += (
+                f"; the database file was not rebuilt: its unused space may keep old copies of"
+                f" the ids until `sqlite3 {state.settings.db} VACUUM` is run"
+            )
+        raise Stopped(said) from None
 
 
 def _anonymised_kept(state: Any, ids: list[str], done: list[Any], models_done: bool) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from bot.cli_delete import unscrubbed_line
+from bot.cli_delete import scrub, unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors
 from bot.cli_progress import fitted
 from bot.errors import StoreError
@@ -204,7 +204,7 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
     if erased:  # the backup's pages, copied as they are, may keep old copies of those rows
         try:
             with state.open_existing_store() as store:
-                unscrubbed = store.scrub()
+                unscrubbed = scrub(store)
         except KeyboardInterrupt:
             raise Stopped(
                 f" after the restore: {db} was restored from {backup}, and what was deleted or"

@@ -55,6 +55,7 @@ ITEM_TABLES = (
     ("legacy_text_ids", "id"),
 )
 CHUNK = 500  # ids per statement: far below SQLite's limit of bound parameters
+SCRUB_STEPS = 10_000  # SQLite's steps between two calls of scrub's progress (~1 ms)
 REASON_CHARS = 500  # of a deletion's reason, as kept
 _UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 
@@ -485,9 +486,15 @@ class ErasureMixin:
             return False
         return not busy
 
-    def scrub(self) -> str | None:
+    def scrub(self, progress: Callable[[], object] | None = None) -> str | None:
         """Leave no old copy of what an erasure removed in the file, after it committed: None
         when done, else why not (a phrase, for the line that says so).
+
+        The VACUUM takes seconds at a million items: ``progress()`` is called every
+        ``SCRUB_STEPS`` of SQLite's steps meanwhile (a bar), and an interrupt (Ctrl-C, or
+        SIGTERM and SIGHUP, which the CLI turns into it) stops it there, not only once the
+        whole file is rebuilt: the VACUUM is rolled back (the file stays as it was, the
+        erasure committed) and KeyboardInterrupt raised.
 
         ``secure_delete`` zeroes the cells a delete frees, not the copies of the same rows an
         earlier write left behind: a row an update moved (a score stored, a status changed)
@@ -502,10 +509,30 @@ class ErasureMixin:
             return "a hitl server runs on it"
         if not self.empty_log():
             return "another process reads it"
+        raised: list[BaseException] = []
+
+        def step() -> int:  # Python code: a pending signal's handler runs on entering it
+            try:
+                if progress is not None:
+                    progress()
+            except BaseException as exc:  # noqa: BLE001 - raised again after the VACUUM stops
+                raised.append(exc)
+                return 1
+            return 0
+
+        self.db.conn.set_progress_handler(step, SCRUB_STEPS)
         try:
             self.db.execute("VACUUM")
         except sqlite3.Error as exc:
+            if raised:
+                raise raised[0] from None
+            if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+                # ``step`` stopped it by raising as it was entered: the signal's
+                # KeyboardInterrupt, which sqlite3 swallows as it aborts the statement
+                raise KeyboardInterrupt from None
             return f"VACUUM failed: {exc}"
+        finally:
+            self.db.conn.set_progress_handler(None, 0)
         if not self.empty_log():
             return "another process reads it"
         return None

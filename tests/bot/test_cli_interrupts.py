@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.store import Store
+from bot.store import Store, erasure
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
@@ -296,6 +296,31 @@ def test_a_restore_stopped_after_its_swap_says_the_database_was_restored(
         " (`hitl models`)"
     )
     assert kept.exists()
+
+
+def test_a_delete_stopped_while_it_rebuilds_the_file_stops_there_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The VACUUM after a delete rebuilds the whole file (seconds at a million items): Ctrl-C
+    then waited for the end of it (5.6 s at a million). A Ctrl-C in it now stops it, which
+    leaves the file as it was: the line says the delete is committed and how to rebuild."""
+    db = tmp_path / "hitl.db"
+    assert run("--db", str(db), "import", str(write_rows(tmp_path / "r.jsonl", 30))).exit_code == 0
+    scrub = Store.scrub
+    monkeypatch.setattr(erasure, "SCRUB_STEPS", 1)  # a step of the VACUUM: Ctrl-C comes there
+
+    def ctrl_c_in_the_vacuum(self, progress=None):  # noqa: ANN001, ANN202
+        return scrub(self, lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    monkeypatch.setattr(Store, "scrub", ctrl_c_in_the_vacuum)
+    result = run("--db", str(db), "delete", "T1", "--yes")
+    assert stopped(result) == (
+        "Stopped by Ctrl-C; the delete is committed. Deleted 1 item: 1 answer, 1 label. The"
+        " database file was not rebuilt: its unused space may keep old copies of the text until"
+        f" `sqlite3 {db} VACUUM` is run. Backups and exports made before keep these items: delete"
+        " them there too."
+    )
+    assert count_items(db) == 29
 
 
 @pytest.mark.parametrize("fault", [KeyboardInterrupt, sqlite3.OperationalError])

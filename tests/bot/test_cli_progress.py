@@ -172,3 +172,19 @@ def test_what_sqlite_passes_over_is_what_python_would_not_find(tmp_path: Path):
         assert ids("ann@example.com") == ["M-4", "M-5"]
         assert ids("ANN", part=True) == ["M-4", "M-5"]
         assert ids("nothing here") == []
+
+
+# -- hitl delete, hitl people anonymise: the file rebuilt after an erasure --
+
+
+def test_delete_shows_a_bar_while_it_rebuilds_the_file_on_a_terminal_only(tmp_path: Path):
+    # The VACUUM after a delete (or an anonymisation) rebuilds the whole file: at a million
+    # items `hitl delete` of one id showed nothing for 4-6 s after it asked.
+    db = imported(tmp_path, tickets(5))
+    out, shown, code = on_a_terminal(db, "delete", "--yes", "T-1")
+    assert code == 0, shown
+    assert "Rebuilding the database file" in shown
+    assert out.startswith("Deleted 1 item.") and "Rebuilding" not in out
+    piped = run(db, "delete", "--yes", "T-2")
+    assert piped.exit_code == 0, piped.output
+    assert piped.stderr == ""
