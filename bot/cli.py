@@ -696,22 +696,41 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
         records = ({name: r[name] for name in columns} for r in records)  # in this order
         if bom:
             fmt = "csv+bom"
-        if output is None:
-            try:
-                n = _write_stdout(records, columns, fmt)
-            except KeyboardInterrupt:
-                raise Stopped(
-                    "; nothing was changed (the export on standard output stops short)"
-                ) from None
-        else:
-            before = _identity(output)
-            in_place = _written_in_place(output)
-            try:
-                n = _write_file(output, records, columns, fmt, db=state.settings.db)
-            except KeyboardInterrupt:
-                raise Stopped(_export_kept(output, before, in_place)) from None
+        # a bar on stderr when it is a terminal and the rows go elsewhere (seconds for
+        # 100,000s of labels); its total counts retired labels too, which are left out
+        total = store.count_answers() if answers else store.count_labels()
+        what = count(total, "answer" if answers else "label")
+        quiet = output is None and sys.stdout.isatty()
+        with Reading(f"Exporting {what}", quiet=quiet) as bar:
+            records = _moving(records, bar, total)
+            if output is None:
+                try:
+                    n = _write_stdout(records, columns, fmt)
+                except KeyboardInterrupt:
+                    raise Stopped(
+                        "; nothing was changed (the export on standard output stops short)"
+                    ) from None
+            else:
+                before = _identity(output)
+                in_place = _written_in_place(output)
+                try:
+                    n = _write_file(output, records, columns, fmt, db=state.settings.db)
+                except KeyboardInterrupt:
+                    raise Stopped(_export_kept(output, before, in_place)) from None
     if output is not None:
         click.echo(f"wrote {n:,} {'answers' if answers else 'labels'} to {output}", err=True)
+
+
+def _moving(
+    records: Iterator[dict[str, Any]], bar: Reading, total: int
+) -> Iterator[dict[str, Any]]:
+    """``records`` as they are, moving ``bar`` every 1,000 of ``total``."""
+    done = 0
+    for done, record in enumerate(records, 1):  # noqa: B007 - the count is read after
+        if done % 1000 == 0:
+            bar.to(done, total)
+        yield record
+    bar.to(max(done, total), max(done, total))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

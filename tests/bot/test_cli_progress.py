@@ -188,3 +188,20 @@ def test_delete_shows_a_bar_while_it_rebuilds_the_file_on_a_terminal_only(tmp_pa
     piped = run(db, "delete", "--yes", "T-2")
     assert piped.exit_code == 0, piped.output
     assert piped.stderr == ""
+
+
+# -- hitl export --
+
+
+def test_export_shows_a_bar_on_a_terminal_when_the_rows_go_elsewhere(tmp_path: Path):
+    # 400,000 labels took 5 s (JSONL) to 11 s (CSV) to export, with nothing on the terminal.
+    db = imported(tmp_path, [{**t, "label": "sales"} for t in tickets(5)])
+    out, shown, code = on_a_terminal(db, "export", "--format", "csv", "-o", "x.csv")
+    assert code == 0, shown
+    assert "Exporting 5 labels" in shown and "100%" in shown
+    assert shown.endswith("wrote 5 labels to x.csv\n")
+    assert len((tmp_path / "x.csv").read_text().splitlines()) == 6
+    piped = run(db, "export", "--format", "csv")  # a pipe: the rows alone, no bar
+    assert piped.exit_code == 0, piped.output
+    assert piped.stderr == ""
+    assert piped.stdout == (tmp_path / "x.csv").read_text()
