@@ -18,6 +18,7 @@ import click
 from bot.cli_delete import scrub, unscrubbed_line
 from bot.cli_errors import Stopped, friendly_errors, utf8_text
 from bot.cli_labels import _who
+from bot.cli_progress import Reading
 from bot.words import count
 from model.registry import ModelRegistry
 
@@ -100,7 +101,11 @@ def anonymise_command(
     try:
         with friendly_errors(), state.open_existing_store() as store:
             kept = store.commits
-            done = store.anonymise_people(ids, done_by=_who(by), pseudonym=pseudonym, merge=merge)
+            # every text column is read for each id (seconds an id at a million items)
+            with Reading(f"Looking for {count(len(ids), 'id')} in every table") as bar:
+                done = store.anonymise_people(
+                    ids, done_by=_who(by), pseudonym=pseudonym, merge=merge, progress=bar.to
+                )
             scrubbing = True
             unscrubbed = scrub(store)
             scrubbing = False

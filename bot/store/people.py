@@ -182,6 +182,7 @@ class PeopleMixin:
         done_by: str,
         pseudonym: str | None = None,
         merge: bool = False,
+        progress: Callable[[int, int], object] | None = None,
     ) -> list[Anonymised]:
         """Replace each of ``user_ids`` everywhere with a pseudonym of its own (``former-N``,
         the next free N), or with ``pseudonym`` (one id only), in one transaction: all, or (an
@@ -192,7 +193,8 @@ class PeopleMixin:
         Where each id is stored is found first, by reads that hold no lock (a running server
         keeps writing); the write transaction then changes only those rows (each checked to
         still hold the id) and the rows added since, so the write lock is held for as long
-        as the rows take to change, not for a scan of every text column."""
+        as the rows take to change, not for a scan of every text column. That scan takes a
+        few seconds an id at a million items: ``progress(done, total)`` after each column."""
         ids = list(dict.fromkeys(user_ids))
         if not ids or any(not u.strip() for u in ids):
             raise StoreError("no user id given")
@@ -223,7 +225,7 @@ class PeopleMixin:
                 chosen.append((user, name, False))
             return chosen
 
-        return self._anonymise_all(names, {}, done_by)
+        return self._anonymise_all(names, {}, done_by, progress)
 
     def anonymise_again(
         self, records: Sequence[tuple[str, str, str, list[tuple[Any, ...]]]]
@@ -285,12 +287,13 @@ class PeopleMixin:
         names: Callable[[set[str]], list[tuple[str, str, bool]]],
         given: dict[str, tuple[str, str | None]],
         done_by: str,
+        progress: Callable[[int, int], object] | None = None,
     ) -> list[Anonymised]:
         conn = self.db.conn
         conn.execute("PRAGMA secure_delete = ON")  # the old id's bytes are zeroed, not freed
         try:
             for _ in range(3):
-                plan = self._read(names)
+                plan = self._read(names, progress)
                 with self._immediate():
                     recorded = self._recorded()
                     if recorded != plan.recorded:
@@ -332,9 +335,14 @@ class PeopleMixin:
     def _recorded(self) -> set[str]:
         return {r[0] for r in self.db.conn.execute("SELECT pseudonym FROM anonymised_people")}
 
-    def _read(self, names: Callable[[set[str]], list[tuple[str, str, bool]]]) -> _Plan:
+    def _read(
+        self,
+        names: Callable[[set[str]], list[tuple[str, str, bool]]],
+        progress: Callable[[int, int], object] | None = None,
+    ) -> _Plan:
         """One read transaction (a snapshot; it holds no write lock): the checks, the
-        pseudonyms and where each id is stored."""
+        pseudonyms and where each id is stored (``progress(done, total)``: after each column
+        of each id)."""
         conn = self.db.conn
         began = not conn.in_transaction
         if began:
@@ -355,16 +363,27 @@ class PeopleMixin:
             columns = {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in tables}
             recorded = self._recorded()
             found = []
-            for user, name, merge in names(recorded):
+            chosen = names(recorded)
+            scanned = sum(not _not_people(t, c) for t, names_ in columns.items() for c in names_)
+            total, done = len(chosen) * scanned, [0]
+
+            def tick() -> None:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], total)
+
+            for user, name, merge in chosen:
                 place = _Found(user, name, merge)
-                self._locate(place, columns)
+                self._locate(place, columns, tick)
                 found.append(place)
             return _Plan(recorded, tops, columns, found)
         finally:
             if began and conn.in_transaction:
                 conn.execute("COMMIT")
 
-    def _locate(self, place: _Found, columns: dict[str, list[str]]) -> None:
+    def _locate(
+        self, place: _Found, columns: dict[str, list[str]], tick: Callable[[], None]
+    ) -> None:
         """Where ``place.user`` is stored: its people columns, the labels it voted for, any
         other text that names it as a word (the columns that name tickets and labels:
         counted, as ``kept``)."""
@@ -402,6 +421,7 @@ class PeopleMixin:
                     )
                     if word.search(r[1])
                 ]
+                tick()
                 if not hits:
                     continue
                 if table in KEPT_TABLES:  # a job they started holds its lock: not a ticket

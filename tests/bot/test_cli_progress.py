@@ -205,3 +205,28 @@ def test_export_shows_a_bar_on_a_terminal_when_the_rows_go_elsewhere(tmp_path: P
     assert piped.exit_code == 0, piped.output
     assert piped.stderr == ""
     assert piped.stdout == (tmp_path / "x.csv").read_text()
+
+
+# -- hitl people anonymise --
+
+
+def test_people_anonymise_shows_a_bar_while_it_looks_for_the_ids_on_a_terminal_only(
+    tmp_path: Path,
+):
+    # It reads every text column of every table for each id: 2.3 s an id at a million items,
+    # then the file's rebuild, with nothing on the terminal.
+    db = imported(tmp_path, tickets(3))
+    with Store.open(db) as store:
+        for user in ("U0ANA", "U0BOB"):
+            store.record_answer(
+                "T-1", user, "sales", source="button", dedupe_key=user, votes_needed=3
+            )
+    out, shown, code = on_a_terminal(db, "people", "anonymise", "U0ANA")
+    assert code == 0, shown
+    assert "Looking for 1 id in every table" in shown and "100%" in shown
+    assert "Rebuilding the database file" in shown
+    assert out.startswith("U0ANA is now former-1: changed 1 answer")
+    piped = run(db, "people", "anonymise", "U0BOB")
+    assert piped.exit_code == 0, piped.output
+    assert piped.stderr == ""
+    assert piped.stdout.startswith("U0BOB is now former-2: changed 1 answer")

@@ -401,8 +401,8 @@ def test_a_row_added_between_the_read_and_the_write_is_anonymised_too(tmp_path: 
     with Store.open(db) as store:
         real_read = store._read
 
-        def read_then_a_late_answer(names: Any) -> Any:
-            plan = real_read(names)
+        def read_then_a_late_answer(names: Any, *rest: Any) -> Any:
+            plan = real_read(names, *rest)
             other = sqlite3.connect(db)  # the server, between the read and the write
             other.execute(
                 "INSERT INTO answers (item_id, user_id, label, source, created_at, dedupe_key,"
