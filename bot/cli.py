@@ -696,11 +696,12 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
         records = ({name: r[name] for name in columns} for r in records)  # in this order
         if bom:
             fmt = "csv+bom"
-        # a bar on stderr when it is a terminal and the rows go elsewhere (seconds for
-        # 100,000s of labels); its total counts retired labels too, which are left out
+        # a bar on stderr when it is a terminal and the rows go to a file (seconds for
+        # 100,000s of labels), not to a pipe: its reader (| head, | less) may write on the
+        # same terminal. Its total counts retired labels too, which are left out.
         total = store.count_answers() if answers else store.count_labels()
         what = count(total, "answer" if answers else "label")
-        quiet = output is None and sys.stdout.isatty()
+        quiet = output is None and not _a_file(sys.stdout)
         with Reading(f"Exporting {what}", quiet=quiet) as bar:
             records = _moving(records, bar, total)
             if output is None:
@@ -719,6 +720,14 @@ def export_command(state: State, fmt: str, output: Path | None, answers: bool, b
                     raise Stopped(_export_kept(output, before, in_place)) from None
     if output is not None:
         click.echo(f"wrote {n:,} {'answers' if answers else 'labels'} to {output}", err=True)
+
+
+def _a_file(stream: IO[str]) -> bool:
+    """Whether ``stream`` is a regular file (`hitl export > labels.jsonl`)."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no descriptor (click's test runner)
+        return False
 
 
 def _moving(
