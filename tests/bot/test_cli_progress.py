@@ -231,3 +231,20 @@ def test_people_anonymise_shows_a_bar_while_it_looks_for_the_ids_on_a_terminal_o
     assert piped.exit_code == 0, piped.output
     assert piped.stderr == ""
     assert piped.stdout.startswith("U0BOB is now former-2: changed 1 answer")
+
+
+# -- the harness itself --
+
+
+def test_the_terminal_is_read_while_the_command_runs_so_a_long_bar_does_not_stop_it(
+    tmp_path: Path,
+):
+    # A bar over a big input writes more than the terminal's buffer (a few KB): read only after
+    # the child exits, the child waited on a full terminal until the timeout.
+    lines = ("x" * 99 + "\n") * 2000  # 200 KB
+    child = "import sys; sys.stderr.write(('x' * 99 + '\\n') * 2000); print('done')"
+    out, shown, code = terminal.on_a_terminal(
+        [sys.executable, "-c", child], cwd=tmp_path, env=dict(os.environ), timeout=10
+    )
+    assert (out, code) == ("done\n", 0)
+    assert shown == lines
