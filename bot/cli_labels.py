@@ -249,8 +249,14 @@ def _change(state: Any, action: str, label: str, new: str | None, reason: str, b
         # the store keeps for a caller stopped before it was returned
         if labels is None:
             labels = store.write_result
+        # the change and the size of the set, not the set: with 89 labels it was 1,000 characters
+        change = labels.change
+        what = quoted(change["label"], 40)
+        if change["new_label"]:
+            what += f" → {quoted(change['new_label'], 40)}"
         said = (
-            f": the {action} is committed (label set now: {', '.join(labels)}; `hitl labels show`)"
+            f": the {action} {what} is committed ({count(len(labels), 'label')} in the set now;"
+            " `hitl labels show` lists them)"
         )
         if not restated:
             said += (

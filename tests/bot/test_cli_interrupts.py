@@ -263,12 +263,39 @@ def test_labels_merge_stopped_after_its_commit_says_it_is_committed(
     monkeypatch.setattr("bot.cli_labels.restate_all", stop)
     result = run("--db", str(db), "labels", "merge", "bug", "billing")
     assert stopped(result) == (
-        "Stopped by Ctrl-C: the merge is committed (label set now: billing, shipping; `hitl labels"
-        " show`);"
+        'Stopped by Ctrl-C: the merge "bug" → "billing" is committed (2 labels in the set now;'
+        " `hitl labels show` lists them);"
         " not every stored prediction is under the new set yet: `hitl serve`, or the next label"
         " change, puts them there"
     )
     assert "merge bug → billing" in run("--db", str(db), "labels", "show").stdout
+
+
+def test_labels_rename_stopped_after_its_commit_names_the_change_not_every_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With 89 labels its one line listed them all (over 1,000 characters); it names the
+    change and counts the labels."""
+    db, rows = tmp_path / "hitl.db", tmp_path / "r.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"T{i}", "text": f"text {i}", "label": f"label-{i:02}"}) + "\n"
+            for i in range(89)
+        )
+    )
+    assert run("--db", str(db), "import", str(rows)).exit_code == 0
+
+    def stop(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bot.cli_labels.restate_all", stop)
+    result = run("--db", str(db), "labels", "rename", "label-00", "label-x")
+    assert stopped(result) == (
+        'Stopped by Ctrl-C: the rename "label-00" → "label-x" is committed (89 labels in the set'
+        " now; `hitl labels show` lists them); not every stored prediction is under the new set"
+        " yet: `hitl serve`, or the next label change, puts them there"
+    )
+    assert "label-x, label-01" in run("--db", str(db), "labels", "show").stdout
 
 
 def test_a_restore_stopped_after_its_swap_says_the_database_was_restored(

@@ -261,9 +261,9 @@ def test_labels_rename_signalled_after_its_commit_says_it_is_committed(tmp_path:
     )
     assert (code, last) == (
         143,
-        "Stopped by SIGTERM: the rename is committed (label set now: billing, defect, shipping;"
-        " `hitl labels show`); not every stored prediction is under the new set yet: `hitl"
-        " serve`, or the next label change, puts them there",
+        'Stopped by SIGTERM: the rename "bug" → "defect" is committed (3 labels in the set now;'
+        " `hitl labels show` lists them); not every stored prediction is under the new set yet:"
+        " `hitl serve`, or the next label change, puts them there",
     )
     assert labels_of(db, "T1") == ["defect"]
 
