@@ -187,8 +187,8 @@ class AccuracyReport:
     trend: list[VersionPoint] = field(default_factory=list)
     stopping: StopStatus | None = None  # when to stop: the signal and the extrapolation
     damaged: int | None = None  # the champion whose metadata is damaged; this is its fallback
-    # the live figures count the questions of the working models refreshed from this champion
-    # since it became champion, besides its own (False: its own only)
+    # the live figures count questions the working model refreshed from this champion asked
+    # since it became champion, besides its own (False: it asked none, or they are not counted)
     refreshes_counted: bool = False
     # people answered questions in Slack (not only imported labels): CV_NOTE applies
     people_answered: bool = True
@@ -258,7 +258,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         trend=trend,
         stopping=stop_status(store),
         damaged=damaged,
-        refreshes_counted=bool(since),
+        refreshes_counted=bool(since) and store.has_refresh_posts_since(since),
         people_answered=bool(store.answers_by_user()),  # a count kept per person: cheap
         weakest_notes={label: notes[label] for label, _, _ in weakest if label in notes},
     )

@@ -287,6 +287,14 @@ class ModelsMixin:
                 detail = {}
             yield {**row, "detail": detail if isinstance(detail, dict) else {}}
 
+    def has_refresh_posts_since(self, since: str) -> bool:
+        """Whether a working model refreshed (a negative version) posted a question at or after
+        ``since`` (ISO time: when the champion it was refreshed from became champion)."""
+        row = self.db.execute(
+            "SELECT 1 FROM posts WHERE model_version < 0 AND posted_at >= ? LIMIT 1", [since]
+        ).fetchone()
+        return row is not None
+
     def live_accuracy(
         self,
         model_version: int,
