@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.config import Settings
 from bot.learning import retrain
 from bot.learning.jobs import follow_champion
 from bot.sandbox import FakeSlack
@@ -23,6 +24,15 @@ LABELED = [Item(f"b{n}", text, "billing") for n, text in enumerate(BILLING)] + [
     Item(f"g{n}", text, "bug") for n, text in enumerate(BUG)
 ]
 ASKED = Item("u1", "refund the invoice please, it crashes")
+
+
+async def cli_retrain(settings: Settings) -> retrain.Outcome:
+    """`hitl retrain --force`, as its own process does it: a connection of its own."""
+    with Store.open(settings.db) as store:
+        return await retrain.retrain(
+            store, settings, retrain.registry_for(settings), champion=None,
+            triggered_by="cli", force=True,
+        )  # fmt: skip
 
 
 async def test_an_open_questions_item_is_given_with_the_serving_models_prediction(
@@ -43,12 +53,7 @@ async def test_an_open_questions_item_is_given_with_the_serving_models_predictio
         assert await bot.dispatcher.fill() == 1
         await bot.settled()
         [asked] = bot.posted()
-        with Store.open(settings.db) as store:  # `hitl retrain --force`, in its own process
-            outcome = await retrain.retrain(
-                store, settings, retrain.registry_for(settings), champion=None,
-                triggered_by="cli", force=True,
-            )  # fmt: skip
-        assert outcome.version == 2
+        assert (await cli_retrain(settings)).version == 2
         assert await follow_champion(bot.rt)
         health = await (await bot.http.get("/healthz")).json()
         assert (health["champion"], health["asks"], health["answers"]) == (2, 2, 2)
@@ -84,12 +89,7 @@ async def test_slack_accuracy_says_a_cli_champion_is_not_served_until_loaded(
     seed_champion(db, BILLING + BUG, ["billing"] * 3 + ["bug"] * 3)
     settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), api_token=TOKEN)
     async for bot in start_bot(fake_slack, settings):
-        with Store.open(settings.db) as store:  # `hitl retrain --force`, in its own process
-            outcome = await retrain.retrain(
-                store, settings, retrain.registry_for(settings), champion=None,
-                triggered_by="cli", force=True,
-            )  # fmt: skip
-        assert outcome.version == 2
+        assert (await cli_retrain(settings)).version == 2
         health = await (await bot.http.get("/healthz")).json()
         assert (health["champion"], health["answers"]) == (1, 1)  # not loaded yet
         said = await (await bot.command("accuracy", "U0ANA")).text()
