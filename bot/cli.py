@@ -1678,9 +1678,10 @@ def accuracy_command(state: State, chart: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 @click.pass_obj
 def stats_command(state: State, quiet: bool) -> None:
-    """Answers today and this week by person, how many items wait, are posted or resolved,
-    and with HITL_VOTES > 1 how far people agree (what `/hitl stats` shows in Slack). Each
-    per-person list names everyone, worst first (`/hitl stats` names the first 20).
+    """Answers today and this week by person (the 50 with most labels, then how many others
+    answered), how many items wait, are posted or resolved, and with HITL_VOTES > 1 how far
+    people agree (what `/hitl stats` shows in Slack). Each list of agreement or accuracy by
+    person names everyone, worst first (`/hitl stats` names the first 20).
 
     On a terminal a bar on stderr says what it reads meanwhile (reading every answer takes
     a while in a large database); --quiet leaves it out.

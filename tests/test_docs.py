@@ -158,3 +158,21 @@ def test_import_help_says_a_stored_id_with_another_text_is_rejected(tmp_path: Pa
     shown = " ".join(runner.invoke(cli, ["import", "--help"], prog_name="hitl").stdout.split())
     assert "a row whose id is stored with another text is rejected" in shown
     assert "(same id, or same text when there is no id) are skipped" not in shown
+
+
+def test_stats_help_says_the_answers_name_fifty_people_then_how_many_others(tmp_path: Path):
+    """`hitl stats --help` said each per-person list names everyone; the answers today and this
+    week name the 50 with most labels, then how many others answered ("and 1 other")."""
+    from bot.ingest.readers import Row
+    from bot.store import Store
+
+    with Store.open(tmp_path / "hitl.db") as store:  # the test runs in tmp_path (conftest)
+        store.add_items([Row(n, f"i{n}", f"text {n}") for n in range(51)], "api")
+        for n in range(51):
+            store.record_answer(f"i{n}", f"U{n:03d}", "bug", source="button", dedupe_key=f"k{n}")
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["stats", "--quiet"], prog_name="hitl").stdout
+    assert "@U049 1 label and 1 other\n" in shown and "U050" not in shown
+    helped = " ".join(runner.invoke(cli, ["stats", "--help"], prog_name="hitl").stdout.split())
+    assert "by person (the 50 with most labels, then how many others answered)" in helped
+    assert "per-person list names everyone" not in helped
