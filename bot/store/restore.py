@@ -309,17 +309,43 @@ def _locked_by_another(fd: int, start: int, length: int) -> bool:
 
 
 @contextlib.contextmanager
+def _shm_left_as_found(backup: Path) -> Iterator[None]:
+    """Around reading ``backup`` read only: SQLite makes a -shm beside a file it reads with its
+    -wal (mode=ro), and leaves it there. One that was not there before is removed after, unless
+    another process has it open (its DMS lock) or it is no longer the file checked: a backup's
+    folder that was only read is left as it was found. Called once this process's connections
+    to the backup are closed (closing a descriptor drops this process's locks on the file)."""
+    shm = backup.with_name(backup.name + "-shm")
+    there = os.path.lexists(shm)
+    try:
+        yield
+    finally:
+        if not there and fcntl is not None:
+            with contextlib.suppress(OSError):
+                fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    found, own = os.stat(shm, follow_symlinks=False), os.fstat(fd)
+                    same = (found.st_dev, found.st_ino) == (own.st_dev, own.st_ino)
+                    if same and not _locked_by_another(fd, _SHM_DMS, 1):
+                        shm.unlink()
+                finally:
+                    os.close(fd)
+
+
+@contextlib.contextmanager
 def _reading(backup: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to ``backup``. Without a -wal beside it (a backup made with
     ``.backup`` or copied while no server ran) it is opened immutable: nothing is created or
-    locked beside it; with one, the log is read with it (it may hold the file's last writes)."""
+    locked beside it; with one, the log is read with it (it may hold the file's last writes),
+    and the -shm SQLite makes for that is removed after (``_shm_left_as_found``)."""
     wal = backup.with_name(backup.name + "-wal")
     uri = f"file:{quote(str(backup.resolve()))}?" + ("mode=ro" if wal.exists() else "immutable=1")
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        yield conn
-    finally:
-        conn.close()
+    with _shm_left_as_found(backup):
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def check_backup(backup: Path) -> BackupFacts:
@@ -508,15 +534,17 @@ def unknown_posts(db: Path, backup: Path) -> UnknownPosts:
     if not db.exists():
         return UnknownPosts()
 
-    def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
+    def uri(path: Path) -> str:  # as ``_reading``: nothing left beside the backup
         wal = path.with_name(path.name + "-wal")
         return f"file:{quote(str(path.resolve()))}?" + (
             "mode=ro" if wal.exists() else "mode=ro&immutable=1"
         )
 
     try:
-        conn = sqlite3.connect(uri(db), uri=True)
-        with contextlib.closing(conn):
+        with (
+            _shm_left_as_found(backup),
+            contextlib.closing(sqlite3.connect(uri(db), uri=True)) as conn,
+        ):
             # its schema first: ATTACH beside a damaged one blames the backup (``changes_since``)
             conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
             return _unknown_posts(conn, uri(backup))
@@ -630,7 +658,7 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
     except OSError as exc:
         return Changes(error=_unread(f"cannot make {scratch.name} beside it: {exc.strerror}"))
 
-    def uri(path: Path) -> str:  # as ``_reading``: nothing made or left beside either file
+    def uri(path: Path) -> str:  # as ``_reading``: nothing left beside the backup
         wal = path.with_name(path.name + "-wal")
         return f"file:{quote(str(path.resolve()))}?" + (
             "mode=ro" if wal.exists() else "mode=ro&immutable=1"
@@ -641,7 +669,7 @@ def changes_since(db: Path, backup: Path, scratch: Path) -> Changes:
         conn = sqlite3.connect(uri(db), uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         return Changes(error=_unread(exc))
-    with contextlib.closing(conn):
+    with _shm_left_as_found(backup), contextlib.closing(conn):
         try:
             # its schema read first: ATTACH beside a damaged one fails as "unable to open
             # database" naming the backup's URI, which would send the reader to the wrong file

@@ -332,6 +332,36 @@ def test_a_backup_read_with_another_files_log_beside_it_names_the_log_to_move_as
     assert run(db, "restore", str(backup)).exit_code == 0
 
 
+def test_a_backup_read_with_its_log_leaves_its_folder_as_it_was_found(tmp_path: Path):
+    """A backup copied with its -wal (a server ran): reading it with its log made a -shm beside
+    it that stayed there, after the check that refused it as after the restore."""
+    db, source = tmp_path / "hitl.db", tmp_path / "source.db"
+    with Store.open(db) as store:
+        store.add_items(items("a", 5), "import")
+    with Store.open(source) as store:
+        store.add_items(items("s", 5), "import")
+    writer = sqlite3.connect(source)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # its last writes stay in its log
+    writer.execute("DELETE FROM items WHERE id = 's0'")
+    writer.commit()
+    shelf = tmp_path / "backups"
+    shelf.mkdir()
+    for side in ("", "-wal"):  # copied as a server ran: the file and its log
+        shutil.copyfile(f"{source}{side}", shelf / f"b.db{side}")
+    writer.close()
+    assert sorted(path.name for path in shelf.iterdir()) == ["b.db", "b.db-wal"]
+
+    restored = run(db, "restore", str(shelf / "b.db"))
+
+    assert restored.exit_code == 0, restored.output
+    assert "4 items" in restored.output  # read with its log
+    assert sorted(path.name for path in shelf.iterdir()) == ["b.db", "b.db-wal"]
+    (shelf / "b.db").write_bytes((shelf / "b.db").read_bytes()[:4096])  # cut short: refused
+    refused = run(db, "restore", str(shelf / "b.db"))
+    assert refused.exit_code == 1, refused.output
+    assert sorted(path.name for path in shelf.iterdir()) == ["b.db", "b.db-wal"]
+
+
 def test_restored_beside_a_newer_models_folder_it_names_the_versions_the_backup_lacks(
     tmp_path: Path,
 ):
