@@ -561,3 +561,27 @@ async def test_the_arrow_keys_look_through_other_and_enter_picks(
     await expect(answered).to_contain_text(f"✅ {second} by @ana", timeout=WAIT)
     [answer] = list(store.iter_answers())
     assert (answer["label"], answer["source"]) == (second, "select")
+
+
+async def test_enter_on_a_label_keeps_the_focus_among_the_questions(
+    demo: Demo, browser: BrowserContext
+):
+    """A label button pressed with Enter redraws its message: the focus fell to the page, and
+    the next Tab left the open questions for the bottom of the page."""
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    questions = page.locator("#messages article.message:not(.ephemeral)")
+    ts, next_ts = (
+        await questions.nth(0).get_attribute("data-ts"),
+        await questions.nth(1).get_attribute("data-ts"),
+    )
+    answered = page.locator(f"#messages article[data-ts='{ts}']")
+    button = answered.locator("button[data-action-id^='hitl.q.label.']").first
+    label = (await button.inner_text()).strip()
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(answered).to_contain_text(f"✅ {label} by @ana", timeout=WAIT)
+    where = "document.activeElement.closest('article[data-ts]')?.dataset.ts ?? null"
+    assert await page.evaluate(where) in (ts, next_ts)  # the redrawn one, or the next question
+    await page.keyboard.press("Tab")
+    assert await page.evaluate(where) == next_ts

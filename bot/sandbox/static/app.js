@@ -162,8 +162,11 @@
         // A double click is one click: its second half (detail 2) would land on what the first
         // drew in its place (the window's next item, the message below), an answer never meant.
         if (event.detail > 1) return;
+        // Disabled, a focused button drops the focus to the page: taken back once it is done
+        // (on the redrawn message, or the next one: ``restoreFocus``)
+        const focus = document.activeElement === button ? focusKey() : null;
         button.disabled = true;
-        try { await act(element, block, where); } finally { button.disabled = false; }
+        try { await act(element, block, where); } finally { button.disabled = false; restoreFocus(focus); }
       });
       return button;
     }
@@ -285,23 +288,37 @@
     return true;
   }
 
-  // Where the focus is, as a key that survives a redraw: the message (or modal) and the control.
+  // Where the focus is, as keys that survive a redraw: the control in its message (or modal),
+  // then the message, then the messages after it. A control a redraw took away (a label
+  // answered with Enter) leaves the focus on its message's first control, or the next one's.
+  const CONTROLS = "button, select, input, textarea, a[href]";
   function focusKey() {
     const active = document.activeElement;
     if (!active || active === document.body || !active.dataset) return null;
     const holder = active.closest("[data-ts], #modal-body, #home");
     if (!holder) return null;
-    const scope = holder.dataset.ts ? "[data-ts='" + CSS.escape(holder.dataset.ts) + "']" : "#" + holder.id;
-    if (active.dataset.actionId) return scope + " [data-action-id='" + CSS.escape(active.dataset.actionId) + "']";
-    return null;
+    const scopeOf = function (node) {
+      return node.dataset.ts ? "[data-ts='" + CSS.escape(node.dataset.ts) + "']" : "#" + node.id;
+    };
+    const scope = scopeOf(holder);
+    const keys = [];
+    if (active.dataset.actionId) keys.push(scope + " [data-action-id='" + CSS.escape(active.dataset.actionId) + "']");
+    keys.push(scope);
+    for (let next = holder.nextElementSibling; next; next = next.nextElementSibling) {
+      if (next.dataset.ts) keys.push(scopeOf(next));
+    }
+    return keys;
   }
 
-  function restoreFocus(key) {
-    if (!key) return;
+  function restoreFocus(keys) {
+    if (!keys) return;
     const active = document.activeElement;
     if (active && active !== document.body && document.contains(active)) return;
-    const again = document.querySelector(key);
-    if (again) again.focus();
+    for (const key of keys) {
+      const found = document.querySelector(key);
+      const again = found && (found.matches(CONTROLS) ? found : found.querySelector(CONTROLS));
+      if (again) { again.focus(); return; }
+    }
   }
 
   // The messages of the place shown: each message's node is kept while it is unchanged; only
