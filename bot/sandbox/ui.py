@@ -195,12 +195,18 @@ def _where(data: dict[str, Any]) -> dict[str, Any]:
     return {key: data.get(key) for key in ("channel", "ts", "view_id")}
 
 
+def _view_hash(data: dict[str, Any]) -> str | None:
+    """The ``hash`` of the view the page drew (a modal's), if it sent one."""
+    return None if data.get("hash") is None else str(data["hash"])
+
+
 async def _action(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
     reply = await sandbox.click(
         str(data["user"]),
         action_id=str(data["action_id"]),
         block_id=str(data["block_id"]),
         value=data.get("value"),
+        view_hash=_view_hash(data),
         **_where(data),
     )
     return {"status": reply.status, "body": reply.body}
@@ -234,7 +240,9 @@ async def _submit(sandbox: Sandbox, data: dict[str, Any]) -> dict[str, Any]:
     values = data.get("values") or {}
     if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
         raise SandboxError("values: send {block_id: {action_id: value}}")
-    reply = await sandbox.submit_view(str(data["user"]), str(data["view_id"]), values)
+    reply = await sandbox.submit_view(
+        str(data["user"]), str(data["view_id"]), values, view_hash=_view_hash(data)
+    )
     return {"status": reply.status, "body": reply.body}
 
 

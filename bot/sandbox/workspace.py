@@ -180,11 +180,13 @@ class Sandbox:
         channel: str | None = None,
         ts: str | None = None,
         view_id: str | None = None,
+        view_hash: str | None = None,
     ) -> Reply:
-        """A click on a button, or a choice (``value``) in a select, in a message or a view."""
+        """A click on a button, or a choice (``value``) in a select, in a message or a view;
+        with ``view_hash``, only on the view as it was when drawn (see :meth:`_drawn_view`)."""
         user = self._user(user_id)
         if view_id is not None:
-            view = self._view(view_id)
+            view = self._drawn_view(view_id, view_hash)
             element = _find_element(view.get("blocks", []), block_id, action_id)
             action = payloads.action_object(element, block_id, self._action_ts(), value)
             payload = payloads.block_actions(
@@ -301,15 +303,19 @@ class Sandbox:
         return await self._send(*payloads.signed_event(envelope, self.secret))
 
     async def submit_view(
-        self, user_id: str, view_id: str, values: dict[str, dict[str, Any]] | None = None
+        self,
+        user_id: str,
+        view_id: str,
+        values: dict[str, dict[str, Any]] | None = None,
+        view_hash: str | None = None,
     ) -> Reply:
         """The person pressed the modal's submit button, with ``values`` chosen in its input
         blocks (``{block_id: {action_id: value}}``); then what the bot's ``response_action``
         says: ``errors`` (shown under their blocks, the modal stays), ``update`` (this view
         becomes the one sent), ``push`` (a new view on top), ``clear`` (every view closes),
-        none (this view closes)."""
+        none (this view closes). With ``view_hash``, only the view as it was when drawn."""
         user = self._user(user_id)
-        view = self._view(view_id)
+        view = self._drawn_view(view_id, view_hash)
         view["state"] = payloads.view_state(with_block_ids(view.get("blocks") or []), values or {})
         payload = payloads.view_submission(
             user=user,
@@ -429,6 +435,19 @@ class Sandbox:
         view = self.fake.views.get(view_id)
         if view is None:
             raise SandboxError(f"no view {view_id}")
+        return view
+
+    def _drawn_view(self, view_id: str, view_hash: str | None) -> dict:
+        """The view ``view_id``, if it still is the one a page drew (its ``hash``): a click or
+        a submission carries the view it was made in, and the bot reads the item from its
+        metadata. A view moved on since (another tab answered, a click already sent) would
+        have stored the choice as the answer to the next item, one the person never read."""
+        view = self._view(view_id)
+        if view_hash is not None and view.get("hash") != view_hash:
+            raise SandboxError(
+                "This window has moved on since the page drew it (another tab, or a click "
+                "already sent): nothing was sent. Look at it again and choose."
+            )
         return view
 
     def modal_for(self, user_id: str) -> dict | None:

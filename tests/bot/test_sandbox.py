@@ -157,6 +157,42 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
     assert demo.sandbox.modal_for("U0RAJ") is None
 
 
+async def post_json(demo: Demo, path: str, body: dict) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{demo.url}{path}", json=body) as response:
+            return response.status, await response.json()
+
+
+async def test_a_click_in_a_window_that_moved_on_answers_nothing(demo: Demo):
+    """Ana has the labeling window open in two tabs: a label clicked in the second, drawn
+    before the first answered, is refused, not stored as her answer to the next item (the bot
+    reads the item from the view the click carries)."""
+    assert (await demo.sandbox.open_home("U0ANA")).status == 200
+    await demo.fake.wait_for(lambda: "U0ANA" in demo.fake.home, 5)
+    await start_labeling_from_home(demo, "U0ANA")
+    drawn = demo.sandbox.state("U0ANA")["modal"]  # what both tabs show
+    actions = next(b for b in drawn["blocks"] if b["type"] == "actions")
+    click = {
+        "user": "U0ANA",
+        "action_id": actions["elements"][0]["action_id"],
+        "block_id": actions["block_id"],
+        "view_id": drawn["id"],
+        "hash": drawn["hash"],
+    }
+    assert (await post_json(demo, "/sandbox/action", click))[0] == 200  # the first tab
+    await demo.rt.background.drain()
+    [first] = list(demo.rt.store.iter_answers())
+    moved_on = demo.sandbox.state("U0ANA")["modal"]
+    assert moved_on["hash"] != drawn["hash"]
+
+    status, said = await post_json(demo, "/sandbox/action", click)  # the second tab
+    assert status == 400
+    assert said["error"].startswith("This window has moved on since the page drew it")
+    await demo.rt.background.drain()
+    assert [a["item_id"] for a in demo.rt.store.iter_answers()] == [first["item_id"]]
+    assert demo.sandbox.state("U0ANA")["modal"]["hash"] == moved_on["hash"]
+
+
 async def test_retrain_and_accuracy_work_with_the_chart_as_an_image(demo: Demo):
     simulator = demo.simulator(drive=False)
     simulator.teammates = [Teammate("U0ANA", "ana")]  # answers as Ana, with the true labels
@@ -311,7 +347,7 @@ async def test_the_review_modal_is_decided_through_the_browser_api(demo: Demo):
     label = next(v for v in labels if v.startswith("label:")).removeprefix("label:")
 
     async def submit(values: dict | None) -> dict:
-        body = {"user": "U0ANA", "view_id": modal["id"]}
+        body = {"user": "U0ANA", "view_id": modal["id"], "hash": modal["hash"]}
         if values is not None:
             body["values"] = values
         async with aiohttp.ClientSession() as http:
@@ -329,11 +365,28 @@ async def test_the_review_modal_is_decided_through_the_browser_api(demo: Demo):
     answered = await submit({DECISION_BLOCK: {DECISION_ACTION: f"label:{label}"}})
     assert answered["body"]["response_action"] == "update"
     assert demo.rt.store.current_label(item_id) == label
-    [change] = demo.rt.store.label_history(item_id)[-1:]
-    assert change["user_id"] == "U0ANA"
+    history = demo.rt.store.label_history(item_id)
+    assert history[-1]["user_id"] == "U0ANA"
     shown = demo.sandbox.state("U0ANA")["modal"]  # the same modal, updated to what comes next
     assert shown["id"] == modal["id"] and not shown.get("errors")
     assert shown["hash"] != modal["hash"]
+
+    # The same decision sent again from the view as first drawn (a second tab, a double
+    # submit) is refused: it is not the decision on the item the window shows now.
+    status, said = await post_json(
+        demo,
+        "/sandbox/view/submit",
+        {
+            "user": "U0ANA",
+            "view_id": modal["id"],
+            "hash": modal["hash"],
+            "values": {DECISION_BLOCK: {DECISION_ACTION: "remove"}},
+        },
+    )
+    assert status == 400 and said["error"].startswith("This window has moved on")
+    assert demo.rt.store.current_label(item_id) == label
+    assert len(demo.rt.store.label_history(item_id)) == len(history)
+    assert demo.sandbox.state("U0ANA")["modal"]["hash"] == shown["hash"]
 
 
 def test_a_submission_carries_every_input_block_in_state_values():

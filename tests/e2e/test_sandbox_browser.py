@@ -466,7 +466,11 @@ async def test_a_careless_teammate_shows_in_stats_and_their_gold_miss_in_review(
         label = next(v for v in values if v.startswith("label:")).removeprefix("label:")
         await decision.select_option(f"label:{label}")
         await page.screenshot(path=tmp_path / "careless-review.png")
-        await page.click("#modal-submit")
+        drawn = demo.sandbox.state("U0ANA")["modal"]["hash"]
+        async with page.expect_request("**/sandbox/view/submit") as sent:
+            await page.click("#modal-submit")
+        # the view it was decided in: one moved on since (another tab decided) is refused
+        assert json.loads((await sent.value).post_data or "{}")["hash"] == drawn
         await expect(modal).not_to_contain_text(text, timeout=WAIT)
         await expect(modal.locator(".b-error")).to_have_count(0)
         assert store.current_label(review["item_id"]) == label
@@ -516,7 +520,10 @@ async def test_a_double_click_in_the_labeling_window_answers_one_item(
     await expect(label_buttons.first).to_be_visible(timeout=WAIT)
     box = await label_buttons.first.bounding_box()
     assert box is not None
-    await page.mouse.click(box["x"] + 5, box["y"] + 5)  # the first half: one answer
+    drawn = demo.sandbox.state("U0ANA")["modal"]["hash"]
+    async with page.expect_request("**/sandbox/action") as sent:
+        await page.mouse.click(box["x"] + 5, box["y"] + 5)  # the first half: one answer
+    assert json.loads((await sent.value).post_data or "{}")["hash"] == drawn  # the view it saw
     await expect(modal).to_contain_text("1 answered in this session", timeout=WAIT)
     [first] = list(store.iter_answers())
 

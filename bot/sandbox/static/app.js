@@ -462,7 +462,10 @@
     backdrop.hidden = false;
     backdrop.dataset.viewId = view.id;
     $("modal-title").textContent = (view.title || {}).text || "";
-    $("modal-body").replaceChildren(renderBlocks(view.blocks, { view_id: view.id }));
+    // A click or submit carries the view's hash: one drawn before the view moved on (another
+    // tab answered its item) is refused, not stored as the answer to the item after it.
+    backdrop.dataset.viewHash = view.hash || "";
+    $("modal-body").replaceChildren(renderBlocks(view.blocks, { view_id: view.id, hash: view.hash }));
     $("modal-close").textContent = (view.close || {}).text || "Cancel";
     $("modal-submit").hidden = !view.submit;
     $("modal-submit").textContent = (view.submit || {}).text || "Submit";
@@ -485,7 +488,8 @@
     button.disabled = true;
     try {
       const data = await post("/sandbox/view/submit", {
-        view_id: $("modal-backdrop").dataset.viewId, values: modalValues() });
+        view_id: $("modal-backdrop").dataset.viewId, hash: $("modal-backdrop").dataset.viewHash || null,
+        values: modalValues() });
       const body = data.body || {};
       const modal = S.state && S.state.modal;
       if (body.response_action === "errors" && modal && modal.id === $("modal-backdrop").dataset.viewId) {
