@@ -6,6 +6,8 @@ and on a busy loop the poll's timer waited its turn behind everything else.
 :func:`dispatch_until_acked` answers as soon as the listener's ``ack()`` returns (listeners get
 a :class:`SignallingAck` from ``bot.slack.app.track_listener``), with the response that ack
 made, which is what Bolt would return at its next poll; Bolt's dispatch finishes on its own.
+A listener that has not acked when Bolt stops waiting (its 3 s) is named by
+:func:`unacked_listeners`, so that the request is not said to be one no listener takes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 _ACKED: contextvars.ContextVar[asyncio.Future[BoltResponse] | None] = contextvars.ContextVar(
     "hitl_acked", default=None
+)
+# The listeners that took the request being dispatched (their names), in start order.
+_STARTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "hitl_started", default=None
 )
 
 
@@ -47,9 +53,22 @@ class SignallingAck:
         return response
 
 
-def signalling(ack: Any) -> SignallingAck:
-    """Wrap the ``ack`` Bolt gave a listener (see :class:`SignallingAck`)."""
+def signalling(ack: Any, listener: str = "") -> SignallingAck:
+    """Wrap the ``ack`` Bolt gave a listener (see :class:`SignallingAck`); ``listener``, its
+    name, is recorded as having taken the request (:func:`unacked_listeners`)."""
+    started = _STARTED.get()
+    if listener and started is not None:
+        started.append(listener)
     return SignallingAck(ack, _ACKED.get())
+
+
+def unacked_listeners() -> list[str]:
+    """In Bolt's dispatch of a request (its error handler): the listeners that took it and
+    had not acked when Bolt stopped waiting for them (a request Bolt then calls unhandled)."""
+    acked = _ACKED.get()
+    if acked is not None and acked.done():
+        return []
+    return list(_STARTED.get() or [])
 
 
 async def dispatch_until_acked(
@@ -61,10 +80,11 @@ async def dispatch_until_acked(
     :class:`SignallingAck`: a middleware's answer, no listener, an error). Once acked, Bolt's
     dispatch goes on in its task, handed to ``keep`` so that shutdown waits for it."""
     acked: asyncio.Future[BoltResponse] = asyncio.get_running_loop().create_future()
-    token = _ACKED.set(acked)
+    token, started = _ACKED.set(acked), _STARTED.set([])
     try:
         task = asyncio.ensure_future(dispatch())  # its listeners' context holds ``acked``
     finally:
+        _STARTED.reset(started)
         _ACKED.reset(token)
     try:
         await asyncio.wait({task, acked}, return_when=asyncio.FIRST_COMPLETED)

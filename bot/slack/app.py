@@ -32,7 +32,7 @@ from bot.errors import SLACK_TOKEN_REFUSED, slack_said
 from bot.labelset import follow_renames, resolve_label
 from bot.runtime import Runtime
 from bot.slack import blocks, commands
-from bot.slack.acks import signalling
+from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view_off_loop
 from bot.slack.modal import (
@@ -301,7 +301,8 @@ def track_listener(rt: Runtime, listener: Listener) -> Listener:
         if task is not None:
             rt.background.track(task)
         if kwargs.get("ack") is not None:
-            kwargs["ack"] = signalling(kwargs["ack"])  # the ack is sent when it is made
+            # the ack is sent when it is made
+            kwargs["ack"] = signalling(kwargs["ack"], listener.__name__)
         ack = kwargs.get("ack")
         refused = False
         try:
@@ -672,7 +673,8 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         ack at all (slack_bolt's ``send_async_response``)."""
         if isinstance(error, BoltUnhandledRequestError):
             socket = request is not None and getattr(request, "mode", "http") == "socket_mode"
-            unhandled(error.body, response, socket=socket)
+            late = unacked_listeners()  # taken, but not acked within Bolt's 3 s
+            unhandled(error.body, response, socket=socket, late=late[0] if late else None)
             return
         if isinstance(error, NotStored):
             if response is not None:
@@ -742,14 +744,18 @@ def other_installation(
     return f"team {where}" + "".join(f", bot user {u}" for u in dict.fromkeys(named))
 
 
-def unhandled(body: object, response: BoltResponse | None, *, socket: bool = False) -> None:
+def unhandled(
+    body: object, response: BoltResponse | None, *, socket: bool = False, late: str | None = None
+) -> None:
     """A request no listener takes. An event (one this app does not act on, such as
     ``member_left_channel`` or a thread reply, should an operator subscribe to it): 200 and a
     debug line, as Slack counts any other answer as a failed delivery, sends it again up to
     three times, and may turn off the subscriptions of an app that fails most. Anything else
     (a button or command of another app, an old message's action): Bolt's 404, in one line;
     in Socket Mode (``socket``) a 404 is sent as nothing at all: the envelope is not
-    acknowledged, and the line says so."""
+    acknowledged, and the line says so. ``late``: the listener that took the request but did
+    not ack within Bolt's 3 s (a slow disk, a long wait for the database): said as such, not
+    as a request nothing takes."""
     body = body if isinstance(body, dict) else {}
     if body.get("type") == "event_callback":
         event = body.get("event") if isinstance(body.get("event"), dict) else {}
@@ -764,6 +770,18 @@ def unhandled(body: object, response: BoltResponse | None, *, socket: bool = Fal
         return
     kind = str(body.get("type") or ("command" if body.get("command") else "request"))[:60]
     status = response.status if response is not None else 404
+    if late is not None:
+        logger.warning(
+            "%s did not acknowledge a Slack %s%s within Slack's 3 s, so the request %s;"
+            " what it stores is kept (a click made again is stored once)",
+            late,
+            kind,
+            f" ({_named(body)[:100]})" if _named(body) else "",
+            "was not acknowledged (Socket Mode: Slack shows the person it failed)"
+            if socket and status != 200
+            else f"was answered {status} (Slack shows the person it failed)",
+        )
+        return
     logger.warning(
         "a Slack %s%s that this app does not handle %s",
         kind,
