@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import HitlError
-from bot.ingest import RowError, read_items, twin_label, why_no_rows
+from bot.ingest import Row, RowError, item_id_for_text, read_items, twin_label, why_no_rows
 from bot.labelnames import label_key
 from bot.words import count
 
@@ -242,7 +242,7 @@ def read_data(
     ):
         n_read += 1
         if not isinstance(row, RowError) and row.id in lines:
-            row = RowError(row.line, f'id "{row.id}" was read on line {lines[row.id]} already')
+            row = RowError(row.line, _repeated(row, lines[row.id]))
         if not isinstance(row, RowError) and row.label is not None:
             # one spelling a label, the first read, as `hitl import` keeps (open labels)
             spelled = spellings.setdefault(label_key(row.label), row.label)
@@ -273,6 +273,14 @@ def read_data(
             f"{len(data.labels)}); the labels drive the simulated teammates and the label set"
         )
     return data
+
+
+def _repeated(row: Row, first: int) -> str:
+    """Why ``row``, whose id was read on line ``first``, is skipped: a row without an id has
+    the hash of its text as its id (``item_id_for_text``), which the file never showed."""
+    if row.id == item_id_for_text(row.text):
+        return f"the same text was read on line {first} already"
+    return f'id "{row.id}" was read on line {first} already'
 
 
 def read_jsonl(path: Path, seed: int = 0) -> DemoData:

@@ -331,3 +331,21 @@ def test_teammates_skip_what_they_cannot_answer_and_go_on_to_every_labeled_item(
     skips = [a for a in answers if a["label"] is None]
     assert len(skips) == 15 * simulate and {a["source"] for a in skips} == {"button"}
     assert len({(a["item_id"], a["user_id"]) for a in skips}) == len(skips)
+
+
+def test_a_repeated_text_in_a_file_without_ids_is_named_by_its_line_not_by_a_hash(
+    tmp_path: Path,
+):
+    # banking77's train file repeats a few texts and has no id column: the hash the reader
+    # gives each row as its id was never in the file, so it must not be what the line names
+    path = tmp_path / "intents.jsonl"
+    rows = [{"text": f"message number {n}", "label": "ab"[n % 2]} for n in range(6)]
+    rows.insert(4, {"text": "message number 1", "label": "b"})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    reported: list[str] = []
+    data = read_data(path, report=reported.append)
+    assert reported == [
+        "intents.jsonl line 5: the same text was read on line 2 already, row skipped",
+        "intents.jsonl: read 7 rows, using 6, 1 rejected",
+    ]
+    assert len(data.pool) + len(data.holdout) == 6
