@@ -31,6 +31,7 @@ from model.stopping import (
     HELD_OUT,
     MIN_ASKED,
     MIN_COMMON,
+    MIN_CURVE_LABELS,
     MIN_UNIFORM,
     NEXT_LABELS,
     SETTLE_SPAN,
@@ -432,6 +433,21 @@ class StopStatus:
             f" {on}"
         ]
 
+    def _no_forecast(self) -> str:
+        """Why there is no forecast: too few labels for a learning curve, or (on enough of them,
+        9,999 imported labels of 77 classes) a curve that gives none to trust: no fit, a step,
+        or a gain sure to a tenth of a point (``model.stopping.extrapolate``)."""
+        if self.n_train < MIN_CURVE_LABELS:
+            return (
+                f"the learning curve needs at least {MIN_CURVE_LABELS} labels and a curve that fits"
+            )
+        on = (
+            f"{CURVE_MAX_LABELS:,} of its {self.n_train:,} labels"
+            if self.n_train > CURVE_MAX_LABELS
+            else f"its {self.n_train:,} labels"
+        )
+        return f"the learning curve of {self.model} on {on} gives none to trust"
+
     def _stop_lines(self) -> list[str]:
         stop = f"*When to stop:* {self.signal.sentence(self.extrapolation)}"
         if self.n_stop == 0:
@@ -442,11 +458,7 @@ class StopStatus:
         elif self.arrived:
             stop = f"*When to stop:* not known now: {self._arrived()}"
         if self.extrapolation is None:
-            return [
-                stop,
-                f"*Next {NEXT_LABELS} labels:* no forecast yet (the learning curve needs at"
-                " least 30 labels and a curve that fits)",
-            ]
+            return [stop, f"*Next {NEXT_LABELS} labels:* no forecast yet ({self._no_forecast()})"]
         next_labels = self.extrapolation.next_labels
         forecast = f"*Next {next_labels} labels:* {self.extrapolation.gain_text()}"
         if self.n_left is not None and self.n_left < next_labels:

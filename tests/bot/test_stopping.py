@@ -341,6 +341,26 @@ def test_hitl_retrain_and_accuracy_forecast_even_with_every_item_labeled(
     assert lines[-3:-1] == shown[-2:]  # the same two lines in hitl accuracy
 
 
+def test_no_forecast_on_thousands_of_labels_does_not_say_the_curve_needs_30():
+    # 9,999 imported labels of 77 classes: the curve is measured, but extrapolated to 10,000
+    # labels it gives no forecast to trust; "needs at least 30 labels" was untrue there
+    def line(n_train: int) -> str:
+        return StopStatus(StopSignal(None, None), None, "v1", n_train, n_stop=0).lines()[1]
+
+    assert line(9_999) == (
+        "*Next 500 labels:* no forecast yet (the learning curve of v1 on 2,000 of its 9,999"
+        " labels gives none to trust)"
+    )
+    assert line(600) == (
+        "*Next 500 labels:* no forecast yet (the learning curve of v1 on its 600 labels gives"
+        " none to trust)"
+    )
+    assert line(15) == (
+        "*Next 500 labels:* no forecast yet (the learning curve needs at least 30 labels and a"
+        " curve that fits)"
+    )
+
+
 def run_cli(db: Path, *args: str):
     return CliRunner().invoke(cli, ["--db", str(db), *args], prog_name="hitl")
 
