@@ -19,8 +19,8 @@ import pytest
 from bot.appkeys import BOLT, RUNTIME
 from bot.sandbox import FakeSlack
 from bot.slack.dispatch import Dispatcher
-from tests import signing
 from tests.bot.harness import Item, LogLines, make_settings, seed, socket_world, start_bot
+from tests.bot.test_socket_faults import click_payload
 from tests.fake_slack import CHANNEL
 
 
@@ -31,19 +31,6 @@ def lines() -> Any:
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
-
-
-def click_payload(message: dict, user: str) -> dict:
-    block = next(b for b in message["blocks"] if b.get("block_id", "").startswith("q:"))
-    button = next(e for e in block["elements"] if e.get("action_id") == "hitl.q.label.0")
-    return signing.block_actions_payload(
-        user,
-        button["action_id"],
-        button["value"],
-        message_ts=message["ts"],
-        block_id=block["block_id"],
-        message=message,
-    )
 
 
 def slow_disk(app: Any, rt: Any) -> Any:
