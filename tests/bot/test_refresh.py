@@ -67,6 +67,18 @@ async def answer_next(bot: Bot, label: str = "billing") -> dict:
     return bot.store.db.execute("SELECT * FROM posts WHERE ts = ?", [message["ts"]]).fetchone()
 
 
+async def refreshed_once(bot: Bot) -> Trainer:
+    """A retrain (v1 on the seeded labels), then 3 answers: the first refresh, r15."""
+    await run_retrain(bot.rt, "cli")
+    trainer = Trainer.of(bot.rt)
+    await trainer.settled()
+    for _ in range(3):
+        await answer_next(bot)
+    await trainer.settled()
+    assert trainer.refreshes == 1 and bot.rt.working.version == -15
+    return trainer
+
+
 def versions(bot: Bot) -> set[int]:
     return {it["model_version"] for it in bot.store.pool()}
 
@@ -605,13 +617,7 @@ async def test_after_labels_are_deleted_the_next_refresh_comes_a_step_of_new_lab
     """A refresh on 15 labels, then 3 of them deleted (DELETE /api/items; `hitl delete` the
     same): the step counted from the 15, so the next refresh waited for 6 new labels, not 3
     (every label deleted: as many new labels as there had been, plus the step)."""
-    await run_retrain(bot.rt, "cli")
-    trainer = Trainer.of(bot.rt)
-    await trainer.settled()
-    for _ in range(3):
-        await answer_next(bot)
-    await trainer.settled()
-    assert trainer.refreshes == 1 and bot.rt.working.version == -15
+    trainer = await refreshed_once(bot)
     for item_id in ("Lb0", "Lb1", "Lg0"):
         response = await bot.http.delete(f"/api/items/{item_id}", headers=AUTH)
         assert response.status == 200 and (await response.json())["label"] is True

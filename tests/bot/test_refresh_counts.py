@@ -17,7 +17,7 @@ from bot.learning.jobs import Trainer, labels_now, run_retrain
 from bot.sandbox import FakeSlack
 from bot.store import Store
 from tests.bot.harness import Bot, Item, seed, start_bot
-from tests.bot.test_refresh import answer_next, started, versions
+from tests.bot.test_refresh import answer_next, refreshed_once, started, versions
 
 # Decided items made gold afterwards (`hitl export`, then `hitl import --gold` of some rows, as
 # the README describes): resolved, but never trained on.
@@ -148,13 +148,7 @@ async def test_answers_to_gold_questions_make_no_refresh_due(fake_slack: FakeSla
     with Store.open(tmp_path / "hitl.db") as store:  # gold questions to ask (not decided yet)
         store.add_gold([Item(f"g{n}", f"refund gold question {n}", "billing") for n in range(3)])
     async for bot in starting:
-        await run_retrain(bot.rt, "cli")
-        trainer = Trainer.of(bot.rt)
-        await trainer.settled()
-        for _ in range(3):
-            await answer_next(bot)
-        await trainer.settled()
-        assert trainer.refreshes == 1 and bot.rt.working.version == -15
+        trainer = await refreshed_once(bot)
         bot.rt.settings = dataclasses.replace(bot.rt.settings, gold_rate=1.0)  # gold is next
         kinds = []
         for _ in range(3):
