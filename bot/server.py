@@ -419,7 +419,6 @@ def init_app(
             if lock:  # it writes to this file from here (``other_server``)
                 app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
-            store.lock_rest = LOOP_BUSY_TIMEOUT_MS / 1000  # a lock held past a wait: not again
             # said once the start is accepted: a refused one removes what it made (below)
             made_words: tuple[str, ...] = ()
             if created:  # started from another folder, HITL_DB mistyped: said, not silent

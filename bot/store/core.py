@@ -140,14 +140,6 @@ class Store(
         # kept, and reads what it did there when the interrupt came before it was returned.
         self.commits = 0
         self.write_result: Any = None
-        # ``lock_rest`` seconds (the server's event loop, where a wait holds every request; 0
-        # elsewhere): after a write that waited the busy timeout for another connection's lock
-        # and was refused (at ``lock_refused_at``), the writes in the next ``lock_rest`` seconds
-        # do not wait for it, unless one commits: the other process has held the lock past the
-        # wait already, so each wait would only add to the time the requests queued behind it
-        # are answered in (a click past Slack's 3 s). A refusal among them starts it again.
-        self.lock_rest = 0.0
-        self.lock_refused_at: float | None = None
 
     @classmethod
     def open(
@@ -871,12 +863,7 @@ class Store(
         before = self.commits
         self.write_result = None
         try:
-            if self.lock_refused_at is not None and (
-                time.monotonic() - self.lock_refused_at < self.lock_rest
-            ):
-                self._begin_without_waiting()
-            else:
-                conn.execute("BEGIN IMMEDIATE")  # in here: an interrupt as it returns rolls it back
+            conn.execute("BEGIN IMMEDIATE")  # in here: an interrupt as it returns rolls it back
             yield
             # Counted before the COMMIT: a signal that arrives during it (a C call) has its
             # handler run as the call returns, and its interrupt raised here, after the
@@ -891,8 +878,6 @@ class Store(
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._not_stored(exc)
-            if self.lock_rest and self._refused_for_lock(exc):
-                self.lock_refused_at = time.monotonic()
             raise
         except BaseException:
             if conn.in_transaction:  # raised in the transaction (or before its COMMIT)
@@ -902,28 +887,6 @@ class Store(
                 self.write_problem = None
             raise
         self.write_problem = None
-        self.lock_refused_at = None
-
-    def _refused_for_lock(self, exc: sqlite3.Error) -> bool:
-        """Whether ``exc`` refused a write for another connection's lock, on a connection
-        that waits for it (a busy timeout above 0; ``_written`` and ``probe_write`` try
-        without waiting, and ``_begin_without_waiting`` sets it back as it was)."""
-        if not (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY"):
-            return False
-        try:
-            return self.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
-        except sqlite3.Error:  # (the error being raised is the one that matters)
-            return False
-
-    def _begin_without_waiting(self) -> None:
-        """BEGIN IMMEDIATE with no wait for another connection's lock (``lock_rest``)."""
-        conn = self.db.conn
-        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(waits)}")
 
     def _not_stored(self, exc: sqlite3.Error) -> None:
         """Record a write the database refused for a reason that lasts beyond the write (its

@@ -555,39 +555,6 @@ async def test_a_click_waits_briefly_for_another_process_holding_the_write_lock(
     assert response.status == 200 and bot.store.count_answers() == 1
 
 
-async def test_a_click_behind_a_write_refused_for_the_lock_is_refused_without_a_second_wait(
-    bot: Bot,
-):
-    """A `hitl import` or `hitl labels` in another process holds the write lock past the
-    server's 2 s wait: a write on the event loop (a redraw after the last click, a dispatcher
-    round) waited those 2 s and was refused, and each write queued behind it, a click among
-    them, waited 2 s more, holding the loop again: a click made then was answered after 4 s,
-    5 s (past Slack's 3 s: the person saw it fail although it was stored). Once one write
-    has waited, the next ones do not wait until one is stored: the click is refused (503) at
-    once, and stored when it comes again after the lock is let go."""
-    import sqlite3
-
-    await bot.dispatcher.fill()
-    first, second = bot.posted()[:2]
-    other = sqlite3.connect(bot.rt.settings.db, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
-        response = await bot.action(bot.button_payload(first, "U0ANA", buttons(first)[0]))
-        assert response.status == 503  # after the one 2 s wait (LOOP_BUSY_TIMEOUT_MS)
-        started = time.monotonic()
-        response = await bot.action(bot.button_payload(second, "U0RAJ", buttons(second)[0]))
-        waited = time.monotonic() - started
-        assert response.status == 503
-        assert waited < 1.0, f"the click waited {waited:.1f} s for the lock again"
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-    assert bot.store.count_answers() == 0
-    response = await bot.action(bot.button_payload(second, "U0RAJ", buttons(second)[0]))
-    assert response.status == 200 and bot.store.count_answers() == 1
-    assert bot.store.lock_refused_at is None  # stored: the next lock is waited for again
-
-
 async def test_redraws_refused_after_clicks_were_acked_are_said_once(
     voting_bot: Bot, caplog: pytest.LogCaptureFixture
 ):
