@@ -94,6 +94,10 @@ SQLITE_LOCK_BYTES = 512
 # good): the write runs on the loop, so the wait holds every request, and a click refused
 # after 2 s still gets its 503 before Slack's 3-second deadline. Worker threads keep 10 s.
 LOOP_BUSY_TIMEOUT_MS = 2_000
+# Once a write there has waited those 2 s and been refused, the writes of the next 2 s wait
+# this long only (``Store.lock_rest``), until one is stored: a click queued behind a redraw
+# that waited is answered within Slack's 3 s, and a brief lock (a commit) still lets it in.
+LOOP_LOCK_REST_MS = 250
 
 logger = logging.getLogger(__name__)
 
@@ -419,6 +423,7 @@ def init_app(
             if lock:  # it writes to this file from here (``other_server``)
                 app[SERVER_LOCK].started()
             store.set_busy_timeout(LOOP_BUSY_TIMEOUT_MS)
+            store.lock_rest = LOOP_LOCK_REST_MS  # a lock held past one wait: brief ones next
             # said once the start is accepted: a refused one removes what it made (below)
             made_words: tuple[str, ...] = ()
             if created:  # started from another folder, HITL_DB mistyped: said, not silent
