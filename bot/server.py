@@ -629,11 +629,13 @@ def supervised(app: web.Application, task: asyncio.Task) -> asyncio.Task:
 def signature_problem(verifier: SignatureVerifier, body: bytes, headers: Mapping) -> str | None:
     """None when Slack signed ``body`` (slack_sdk's check over the raw bytes); else why not, in
     words for the log line, which names the likely fix and never shows the body."""
+    signature = headers.get("X-Slack-Signature")
+    if signature and not signature.isascii():  # slack_sdk's compare_digest would raise
+        return "a malformed X-Slack-Signature header (not ASCII)"
     try:
         if verifier.is_valid_request(body, dict(headers)):
             return None
         timestamp = headers.get("X-Slack-Request-Timestamp")
-        signature = headers.get("X-Slack-Signature")
         if not timestamp or not signature:
             return "no X-Slack-Signature or X-Slack-Request-Timestamp header"
         expected = verifier.generate_signature(timestamp=timestamp, body=body) or ""

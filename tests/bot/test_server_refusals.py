@@ -84,6 +84,10 @@ def test_every_reason_not_to_listen_is_one_line_naming_the_setting(error: OSErro
         (lambda body: (body, {**signing.sign(body, SECRET, FORM)[1],
                               "X-Slack-Request-Timestamp": "soon"}),
          "a malformed signature timestamp or body"),
+        # hmac.compare_digest raises on text that is not ASCII: was a 500 and a traceback
+        (lambda body: (body, {**signing.sign(body, SECRET, FORM)[1],
+                              "X-Slack-Signature": "v0=\u00e9"}),
+         "a malformed X-Slack-Signature header (not ASCII)"),
     ],
 )  # fmt: skip
 async def test_a_request_without_slacks_signature_is_a_warning_without_its_body(
