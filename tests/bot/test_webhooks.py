@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -147,6 +149,31 @@ def test_signature_verifies_and_rejects_tampering_other_secrets_and_stale_times(
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_verify() -> Callable[..., bool]:
+    """The receiver's ``verify`` that README shows, run as a producer would copy it."""
+    code = re.search(r"```python\n(import hashlib.*?def verify\(.*?)```", README.read_text(), re.S)
+    assert code is not None, "README's webhook verify example is gone"
+    scope: dict[str, Any] = {}
+    exec(code.group(1), scope)  # noqa: S102 - the README's own example
+    return scope["verify"]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["t={t},v1=\u00e9", "t={t},v1=\uff41bc", "t=\u00b2,v1=abc", "t=\u00b2{t},v1=abc", "t=,v1=", ""],
+    ids=["v1 not ascii", "v1 fullwidth", "t superscript", "t with superscript", "empty", "none"],
+)
+def test_a_forged_signature_header_is_refused_not_raised_by_both_verifies(forged: str):
+    # hmac.compare_digest raises TypeError on text that is not ASCII, and int() refuses "²",
+    # which str.isdigit() takes: a receiver following README answered such a header with a 500
+    body, now = b'{"id":"T-1"}', int(time.time())
+    header = forged.format(t=now)
+    assert readme_verify()("s3cret", header, body) is False
+    assert verify("s3cret", header, body, now=now) is False
+    good = sign("s3cret", body, now)
+    assert readme_verify()("s3cret", good, body) and verify("s3cret", good, body, now=now)
 
 
 def readme_webhooks_section() -> str:
