@@ -1626,10 +1626,37 @@ def _marked_constant(text: str) -> _UnfitNumber:
 
 
 # The fast path: plain decoding, except at a float (rare in item files) or NaN/Infinity.
-_STRICT_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+class _Repeated(dict):
+    """A JSON object that names a key twice with different values (``{"label": "spam", …,
+    "label": "ham"}``): a JSON reader keeps either one, so which the file meant is unknown.
+    ``repeated`` is that key and its first two values."""
+
+    __slots__ = ("repeated",)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    first: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in first and first[key] != value:
+            repeated = _Repeated(record)
+            repeated.repeated = (key, first[key], value)
+            return repeated
+        first.setdefault(key, value)
+    return record  # the same value twice: nothing is ambiguous
+
+
+_STRICT_JSON = json.JSONDecoder(
+    parse_float=_finite_float, parse_constant=_no_constant, object_pairs_hook=_json_object
+)
 # Only once that failed: every unfit number becomes a marker, so its column can be named.
 _MARKING_JSON = json.JSONDecoder(
-    parse_float=_marked_float, parse_int=_marked_int, parse_constant=_marked_constant
+    parse_float=_marked_float,
+    parse_int=_marked_int,
+    parse_constant=_marked_constant,
+    object_pairs_hook=_json_object,
 )
 # A line decoded again for the text of a number as written (``_Numbers.literal``).
 _LITERAL_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
@@ -1658,7 +1685,19 @@ def _json_record(number: int, line: str) -> dict[str, Any] | RowError:
         for key, value in record.items():
             if reason := _unfit(key) or _unfit(value):
                 return RowError(number, f'column "{_printable(key)}" {reason}')
+    if isinstance(record, _Repeated):
+        key, one, other = record.repeated
+        return RowError(
+            number,
+            f'column "{_printable(key)}" is given twice, as {_shown_value(one)} and then '
+            f"{_shown_value(other)}: keep the right one",
+        )
     return record
+
+
+def _shown_value(value: Any) -> str:
+    """A JSON value for a one-line message, cut short when long."""
+    return _printable(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _bad_json(line: str, exc: json.JSONDecodeError) -> str:

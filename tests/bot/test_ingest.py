@@ -144,6 +144,23 @@ def test_format_flag_overrides_the_extension(tmp_path: Path):
         (b'{"text": "x", "score": -Infinity}\n', 'column "score" holds -Infinity'),
         (b'{"text": "x", "meta": {"p": [NaN]}}\n', 'column "meta" holds NaN'),
         (b'{"text": "x", "score": 1e400}\n', 'column "score" holds 1e400, a number too large'),
+        # A key given twice: JSON readers keep either value, so which label (or text, or id)
+        # the row means is unknown; before, the last one was stored without a word.
+        pytest.param(
+            b'{"text": "x", "label": "spam", "label": "ham"}\n',
+            'column "label" is given twice, as "spam" and then "ham": keep the right one',
+            id="label-twice",
+        ),
+        pytest.param(
+            b'{"id": "7", "text": "x", "id": 8}\n',
+            'column "id" is given twice, as "7" and then 8',
+            id="id-twice",
+        ),
+        pytest.param(
+            b'{"text": "x", "score": 1e400, "label": "a", "label": "b"}\n',
+            'column "score" holds 1e400',  # the unfit number is said first, as before
+            id="unfit-and-twice",
+        ),
     ],
 )
 def test_each_bad_jsonl_row_is_reported_with_line_and_reason(tmp_path: Path, content, reason):
@@ -154,6 +171,13 @@ def test_each_bad_jsonl_row_is_reported_with_line_and_reason(tmp_path: Path, con
     assert bad.message(path).startswith("items.jsonl line 2: ")
     assert bad.message(path).endswith(", row skipped")
     assert (good1.text, good2.text) == ("good one", "good two")
+
+
+def test_a_jsonl_key_given_twice_with_one_value_is_read_as_that_value(tmp_path: Path):
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b'{"text": "x", "label": "a", "label": "a", "meta": {"k": 1, "k": 2}}\n')
+    [row] = rows_of(path)
+    assert (row.text, row.label, row.meta) == ("x", "a", {"k": 2})  # meta: as JSON reads it
 
 
 @pytest.mark.parametrize(
