@@ -847,6 +847,14 @@ def _make_row(line: int, record: dict[str, Any], columns: _Columns) -> Row | Row
         raw_id = record.get(id_key)
         if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
             return RowError(line, f'column "{id_key}" (the id) is missing or empty')
+        if isinstance(raw_id, float):  # pandas writes an integer column with gaps as 1.0
+            written = record.literal(id_key, raw_id) if isinstance(record, _Numbers) else raw_id
+            return RowError(
+                line,
+                f'column "{id_key}" (the id) is {written}, not a string or whole number: '
+                f'write it as "{written}" (pandas writes an integer column with gaps as 1.0; '
+                f'df["{id_key}"].astype("Int64") keeps it whole)',
+            )
         if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
             return RowError(line, f'column "{id_key}" (the id) is not a string or whole number')
         item_id = str(raw_id).strip()

@@ -119,7 +119,19 @@ def test_format_flag_overrides_the_extension(tmp_path: Path):
         (b'{"text": "' + b"a" * (MAX_TEXT_CHARS + 1) + b'"}\n', "over the limit of 40,000"),
         (b'{"text": "x", "label": "' + b"L" * 76 + b'"}\n', "label is over 75 characters"),
         (b'{"text": "x", "id": ""}\n', "(the id) is missing or empty"),
-        (b'{"text": "x", "id": 1.5}\n', "(the id) is not a string or whole number"),
+        (b'{"text": "x", "id": 1.5}\n', "(the id) is 1.5, not a string or whole number"),
+        # pandas' to_json of an integer id column with gaps: the message said "not a whole
+        # number" of 1.0 and nothing of how to fix it
+        pytest.param(
+            b'{"text": "x", "id": 1.0}\n',
+            'column "id" (the id) is 1.0, not a string or whole number: write it as "1.0" '
+            '(pandas writes an integer column with gaps as 1.0; df["id"].astype("Int64") '
+            "keeps it whole)",
+            id="pandas-float-id",
+        ),
+        pytest.param(
+            b'{"text": "x", "id": 1E3}\n', "(the id) is 1E3, not a string", id="exponent-id"
+        ),
         (b'{"text": "x", "id": true}\n', "(the id) is not a string or whole number"),
         (b'{"text": "x", "id": "ticket\\n42"}\n', "(the id) has a control character"),
         (b'{"text": "x", "id": "a\\u0000b"}\n', "(the id) has a control character"),
