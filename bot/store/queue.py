@@ -1644,9 +1644,13 @@ class QueueMixin:
         return winner
 
     def _latest_answer(self, item_id: str, user_id: str) -> tuple[str | None, bool] | None:
+        """The user's latest answer on the item: its label as it counts now (a renamed or
+        merged label's successor, as the tally counts it: a click on the renamed button, or on
+        a button still drawn with the old name, is the same answer again) and whether it is an
+        Undo."""
         row = self.db.execute(
-            "SELECT label, source FROM answers WHERE item_id = ? AND user_id = ?"
-            " ORDER BY id DESC LIMIT 1",
+            "SELECT coalesce(m.new, a.label), a.source FROM answers a LEFT JOIN label_aliases m"
+            " ON m.old = a.label WHERE a.item_id = ? AND a.user_id = ? ORDER BY a.id DESC LIMIT 1",
             [item_id, user_id],
         ).fetchone()
         return None if row is None else (row[0], row[1] == "undo")

@@ -1,0 +1,76 @@
+"""A team's clicks through signed requests, in the situations an unlucky team meets: a click on
+a button drawn before a label change, and what every view then says about the answers stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_slack_bot import buttons
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item("a", "charged twice, app crashes"), Item("b", "hello")])
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        yield running
+
+
+def answers_of(bot: Bot, item_id: str) -> list[tuple]:
+    return bot.store.db.execute(
+        "SELECT user_id, label, late FROM answers WHERE item_id = ? ORDER BY id", [item_id]
+    ).fetchall()
+
+
+def notes_to(bot: Bot, user: str) -> list[str]:
+    calls = bot.fake.calls_to("chat.postEphemeral")
+    return [c.params["text"] for c in calls if c.params["user"] == user]
+
+
+async def test_a_second_click_on_a_button_drawn_before_a_rename_is_stored_once(bot: Bot):
+    """The person who decided an item clicks its button again (a double click, or Slack's retry
+    of the click under another action_ts) after the label was renamed, before the message was
+    redrawn: their answer is the one that decided it, stored once; they are not told that the
+    item "was already decided" by themselves, nor is a late answer of theirs kept as history."""
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    label = buttons(message)[0]
+    item_id = message["metadata"]["event_payload"]["item_id"]
+    assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+    await bot.settled()
+    assert bot.store.resolution(item_id)["label"] == label
+    await bot.command(f"labels rename {label} {label}_x", "U0ADMIN")
+    await bot.settled()
+
+    assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+    await bot.settled()
+    assert answers_of(bot, item_id) == [("U0ANA", label, 0)]
+    assert not [n for n in notes_to(bot, "U0ANA") if "already decided" in n]
+    assert bot.store.resolution(item_id)["label"] == f"{label}_x"
+
+
+async def test_a_vote_clicked_again_after_its_label_was_renamed_is_stored_once(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item("a", "charged twice, app crashes")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=2)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        label = buttons(message)[0]
+        assert (await bot.action(bot.button_payload(message, "U0ANA", label))).status == 200
+        await bot.settled()
+        await bot.command(f"labels rename {label} {label}_x", "U0ADMIN")
+        await bot.settled()
+        redrawn = bot.posted()[0]
+        again = bot.button_payload(redrawn, "U0ANA", f"{label}_x")  # the same vote, new name
+        assert (await bot.action(again)).status == 200
+        await bot.settled()
+        assert answers_of(bot, "a") == [("U0ANA", label, 0)]
+        exported = [r for r in bot.store.iter_answers() if r["item_id"] == "a"]
+        assert [(r["user_id"], r["label"]) for r in exported] == [("U0ANA", label)]
+        assert bot.store.get_item("a")["status"] == "posted"
+        assert bot.store.tally("a").votes == {f"{label}_x": ["U0ANA"]}
