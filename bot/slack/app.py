@@ -484,7 +484,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             await ack()
             return
         since = (rt.clock() - UNDO_WINDOW).isoformat(timespec="milliseconds")
-        undone = await _written(rt, lambda: rt.store.undo_resolution(item_id, user_id, since))
+        votes = rt.settings.votes
+        undone = await _written(
+            rt, lambda: rt.store.undo_resolution(item_id, user_id, since, votes_needed=votes)
+        )
         await ack()
         if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)

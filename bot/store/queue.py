@@ -79,6 +79,7 @@ class QueueMixin:
     db: Database
     now: Callable[[], str]
     review_after_answer: Callable[..., None]
+    flag_split: Callable[..., None]  # the reviews mixin's
     label_aliases: Callable[[], dict[str, str]]  # the label set mixin's
     retired_labels: Callable[[], set[str]]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
@@ -1359,7 +1360,9 @@ class QueueMixin:
             is not None
         )
 
-    def undo_resolution(self, item_id: str, user_id: str, since: str) -> Undo:
+    def undo_resolution(
+        self, item_id: str, user_id: str, since: str, votes_needed: int = 1
+    ) -> Undo:
         """Reopen an item ``user_id`` decided at or after ``since``; their answer is retracted.
 
         The window runs from the decision (the time of the answer that decided it), not from
@@ -1370,7 +1373,9 @@ class QueueMixin:
 
         The undo is itself an answer (source ``undo``), so history stays append-only. Answers
         given while the item was decided stay history (their senders were told so): see
-        ``_reopen_answers``.
+        ``_reopen_answers``. The answers left may be a split vote (the undone vote had broken
+        it, under HITL_VOTES ``votes_needed``): it goes back to review as a split, and its
+        question holds no channel place, as after the vote that split it.
         """
         with self._immediate():
             row = self.db.execute(
@@ -1441,6 +1446,9 @@ class QueueMixin:
                 " AND reason IN ('low_agreement', 'contradicted', 'retired')",
                 [now, user_id, item_id],
             )
+            tally = self.tally(item_id)
+            if self._winner(tally, votes_needed) is None:
+                self.flag_split(item_id, tally, max(votes_needed, 2))
             return Undo(label, reopened=reopened)
 
     def _undone_by(self, item_id: str, user_id: str) -> str | None:

@@ -78,15 +78,7 @@ class ReviewsMixin:
         self._review_gold_miss(item_id, tally)
         n_voters = sum(len(users) for users in tally.votes.values())
         if winner is None:
-            if votes_needed > 1 and n_voters >= votes_needed:
-                self.flag_review(item_id, "split", _tally_text(tally))
-                # Answered by as many as it asked: it no longer holds one of the channel's
-                # HITL_MAX_OPEN places (a team that all voted would wait on it for good). Its
-                # message keeps its buttons: a later vote that makes a majority decides it.
-                self.db.execute(
-                    "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
-                    [self.now(), item_id],
-                )
+            self.flag_split(item_id, tally, votes_needed)
             return
         self.close_reviews_by_votes(item_id, winner)
         agreement = len(tally.votes[winner]) / n_voters
@@ -97,6 +89,20 @@ class ReviewsMixin:
         ).fetchone()
         if row and row[0] not in (None, winner) and (row[1] or 0) >= rules.contradict_confidence:
             self.flag_review(item_id, "contradicted", f"model v{row[2]}: {row[0]} ({row[1]:.0%})")
+
+    def flag_split(self, item_id: str, tally: Tally, votes_needed: int) -> None:
+        """``tally`` has no majority: when as many people as ``votes_needed`` (two at least)
+        voted, the item goes to review as a split, inside the caller's transaction."""
+        n_voters = sum(len(users) for users in tally.votes.values())
+        if votes_needed > 1 and n_voters >= votes_needed:
+            self.flag_review(item_id, "split", _tally_text(tally))
+            # Answered by as many as it asked: it no longer holds one of the channel's
+            # HITL_MAX_OPEN places (a team that all voted would wait on it for good). Its
+            # message keeps its buttons: a later vote that makes a majority decides it.
+            self.db.execute(
+                "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
+                [self.now(), item_id],
+            )
 
     def close_reviews_by_votes(self, item_id: str, winner: str) -> None:
         """The votes decided ``item_id`` as ``winner``: its pending split is decided, and so is

@@ -10,6 +10,7 @@ import pytest
 from bot.sandbox import FakeSlack
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_bot import buttons
+from tests.fake_slack import CHANNEL
 
 
 @pytest.fixture
@@ -74,3 +75,38 @@ async def test_a_vote_clicked_again_after_its_label_was_renamed_is_stored_once(
         assert [(r["user_id"], r["label"]) for r in exported] == [("U0ANA", label)]
         assert bot.store.get_item("a")["status"] == "posted"
         assert bot.store.tally("a").votes == {f"{label}_x": ["U0ANA"]}
+
+
+async def test_an_undo_of_the_vote_that_broke_a_split_sends_it_back_to_review(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_VOTES=2: Ana and Ben split, Cy's vote decides it, then Cy clicks Undo. The answers
+    that count are a split again: it is back in the review queue (where it was before Cy's
+    vote) and holds no channel place, as a split just voted does; it did not wait, posted and
+    out of review, for a fourth person or a restart (``decide_answered``) to notice it."""
+    from tests.bot.test_undo_flows import click_undo
+
+    seed(tmp_path / "hitl.db", [Item("a", "charged twice, app crashes"), Item("b", "hello")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=2)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        first, second = buttons(message)[:2]
+        for user, label in (("U0ANA", first), ("U0BEN", second)):
+            assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+        await bot.settled()
+        assert [r["reason"] for r in bot.store.reviews_of("a") if not r["decided_at"]] == ["split"]
+        assert (await bot.action(bot.button_payload(message, "U0CY", first))).status == 200
+        await bot.settled()
+        assert bot.store.resolution("a")["label"] == first
+        assert bot.store.pending_review_count() == 0
+
+        said = await click_undo(bot, "U0CY", message)
+        assert said.startswith("Undone:"), said
+        assert bot.store.resolution("a") is None
+        pending = [r for r in bot.store.reviews_of("a") if not r["decided_at"]]
+        assert [r["reason"] for r in pending] == ["split"], bot.store.reviews_of("a")
+        assert bot.store.open_post_counts().get(CHANNEL, 0) == 0
+        # the place it freed is filled: the next item is asked
+        await bot.dispatcher.fill()
+        assert "b" in {m["metadata"]["event_payload"]["item_id"] for m in bot.posted()}
