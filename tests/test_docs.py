@@ -50,6 +50,15 @@ def test_every_slash_subcommand_is_in_the_readme_help_and_manifest():
         assert sub in manifest.split("usage_hint:", 1)[1].splitlines()[0]
 
 
+def test_every_slash_command_the_readme_names_exists():
+    """The README named `/hitl quality`, which Slack answers with "unknown subcommand": the
+    agreement figures are in `/hitl stats`."""
+    from bot.slack.commands import SUBCOMMANDS
+
+    named = set(re.findall(r"`/hitl ([a-z]+)", README))
+    assert named and named <= set(SUBCOMMANDS), f"README names {sorted(named - set(SUBCOMMANDS))}"
+
+
 def test_every_command_has_examples_in_its_help():
     runner = CliRunner()
     for name in cli.commands:
