@@ -2,7 +2,8 @@
 
 An item goes to review for a reason (``REVIEW_REASONS``), one pending row per item and reason:
 a split vote (``HITL_VOTES`` people answered and no label has a majority: its post stops counting
-as open, so the channel gets the next question), a decision with low agreement, a confident
+as open, so the channel gets the next question; a Skip that leaves fewer voters ends it, and
+the post counts again), a decision with low agreement, a confident
 model that says otherwise, a gold miss (an answer on a gold question that is not its gold label:
 its detail names every counted answer that misses, as they stand after each answer and each
 change of the label set, and it goes when none does, or while its gold label is retired).
@@ -92,16 +93,39 @@ class ReviewsMixin:
 
     def flag_split(self, item_id: str, tally: Tally, votes_needed: int) -> None:
         """``tally`` has no majority: when as many people as ``votes_needed`` (two at least)
-        voted, the item goes to review as a split, inside the caller's transaction."""
+        voted, the item goes to review as a split (a pending one shows the votes as they are
+        now), inside the caller's transaction. With fewer voters it is no split: one pending
+        (a voter took their vote back with Skip) is closed, and its question holds a channel
+        place again, as before the vote that split it."""
         n_voters = sum(len(users) for users in tally.votes.values())
         if votes_needed > 1 and n_voters >= votes_needed:
-            self.flag_review(item_id, "split", _tally_text(tally))
+            if not self.flag_review(item_id, "split", _tally_text(tally)):
+                # pending already: a voter changed their vote to another label ("Other…")
+                self.db.execute(
+                    "UPDATE reviews SET detail = ? WHERE item_id = ? AND reason = 'split'"
+                    " AND decided_at IS NULL",
+                    [_tally_text(tally), item_id],
+                )
             # Answered by as many as it asked: it no longer holds one of the channel's
             # HITL_MAX_OPEN places (a team that all voted would wait on it for good). Its
             # message keeps its buttons: a later vote that makes a majority decides it.
             self.db.execute(
                 "UPDATE posts SET closed_at = ? WHERE item_id = ? AND closed_at IS NULL",
                 [self.now(), item_id],
+            )
+            return
+        closed = self.db.execute(
+            "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = 'undone'"
+            " WHERE item_id = ? AND reason = 'split' AND decided_at IS NULL",
+            [self.now(), item_id],
+        ).rowcount
+        if closed:
+            # Its question (still shown with its buttons, not taken back) is open again.
+            self.db.execute(
+                "UPDATE posts SET closed_at = NULL WHERE id = (SELECT max(p.id) FROM posts p"
+                " WHERE p.item_id = ?) AND expired_at IS NULL AND EXISTS (SELECT 1 FROM items"
+                " WHERE id = ? AND status = 'posted')",
+                [item_id, item_id],
             )
 
     def close_reviews_by_votes(self, item_id: str, winner: str) -> None:

@@ -3,6 +3,7 @@ a button drawn before a label change, and what every view then says about the an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,48 @@ async def test_an_undo_of_the_vote_that_broke_a_split_sends_it_back_to_review(
         # the place it freed is filled: the next item is asked
         await bot.dispatcher.fill()
         assert "b" in {m["metadata"]["event_payload"]["item_id"] for m in bot.posted()}
+
+
+async def test_a_split_voter_who_changes_or_skips_leaves_review_as_the_votes_now_are(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_VOTES=2: Ana and Ben split. Ben picks a third label with "Other…": still a split,
+    and its review shows the votes as they are now (it said Ben's first label). Ben then
+    clicks Skip: one vote is left, fewer than HITL_VOTES, no split. The split review stayed
+    pending, naming two votes, and the question held no channel place though it waits for a
+    second vote; now the review is closed and the question counts as open again."""
+    seed(tmp_path / "hitl.db", [Item("a", "charged twice, app crashes"), Item("b", "hello")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, votes=2)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        message = bot.posted()[0]
+        first, second, third = buttons(message)[:3]
+        for user, label in (("U0ANA", first), ("U0BEN", second)):
+            assert (await bot.action(bot.button_payload(message, user, label))).status == 200
+        await bot.settled()
+        assert await bot.dispatcher.fill() == 1  # the split frees its place: b is asked
+        shown = bot.fake.message(CHANNEL, message["ts"])
+        assert (await bot.action(bot.select_payload(shown, "U0BEN", third))).status == 200
+        await bot.settled()
+        [split] = bot.store.reviews_of("a")
+        assert (split["decided_at"], split["detail"]) == (None, f"{first} 1, {third} 1")
+        assert bot.store.open_post_counts() == {CHANNEL: 1}
+
+        assert (await bot.action(bot.button_payload(shown, "U0BEN", None))).status == 200
+        await bot.settled()
+        assert bot.store.tally("a").votes == {first: ["U0ANA"]}
+        assert bot.store.pending_review_count() == 0
+        [split] = bot.store.reviews_of("a")
+        assert (split["decided_by"], split["decision"]) == ("votes", "undone")
+        assert bot.store.open_post_counts() == {CHANNEL: 2}
+        queue = await (await bot.command("queue", "U0ADMIN")).text()
+        assert f"<#{CHANNEL}>: 2 of 1 open" in queue
+        redrawn = bot.fake.message(CHANNEL, message["ts"])
+        assert "1 of 2 answers in" in json.dumps(redrawn["blocks"]) and buttons(redrawn)
+        assert bot.store.split_posts() == []
+
+        # Cy's vote makes a majority of two: decided, as any open question
+        assert (await bot.action(bot.button_payload(redrawn, "U0CY", first))).status == 200
+        await bot.settled()
+        assert bot.store.resolution("a")["label"] == first
+        assert bot.store.open_post_counts() == {CHANNEL: 1}
