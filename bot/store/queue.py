@@ -80,6 +80,7 @@ class QueueMixin:
     now: Callable[[], str]
     review_after_answer: Callable[..., None]
     flag_split: Callable[..., None]  # the reviews mixin's
+    _review_gold_miss: Callable[..., None]
     label_aliases: Callable[[], dict[str, str]]  # the label set mixin's
     retired_labels: Callable[[], set[str]]
     _queue_taken_back: Callable[[str, str], None]  # the producer mixin's
@@ -1439,7 +1440,8 @@ class QueueMixin:
             self._queue_taken_back(item_id, now)
             reopened = bool(reopened) or self.post_for_item(item_id) is None
             # Reviews of the decision (its agreement, the model against it, its label retired
-            # since) go with it; a gold miss is about someone's answer, which stays history.
+            # since) go with it; a gold miss names the answers that miss as they stand now: the
+            # Undo took the undoer's back (no longer scored), so it goes when none is left.
             self.db.execute(
                 "UPDATE reviews SET decided_at = ?, decided_by = ?, decision = 'undone'"
                 " WHERE item_id = ? AND decided_at IS NULL"
@@ -1447,6 +1449,7 @@ class QueueMixin:
                 [now, user_id, item_id],
             )
             tally = self.tally(item_id)
+            self._review_gold_miss(item_id, tally)
             if self._winner(tally, votes_needed) is None:
                 self.flag_split(item_id, tally, max(votes_needed, 2))
             return Undo(label, reopened=reopened)

@@ -5,8 +5,8 @@ a split vote (``HITL_VOTES`` people answered and no label has a majority: its po
 as open, so the channel gets the next question; a Skip that leaves fewer voters ends it, and
 the post counts again), a decision with low agreement, a confident
 model that says otherwise, a gold miss (an answer on a gold question that is not its gold label:
-its detail names every counted answer that misses, as they stand after each answer and each
-change of the label set, and it goes when none does, or while its gold label is retired).
+its detail names every counted answer that misses, as they stand after each answer, each Undo
+and each change of the label set, and it goes when none does, or while its gold label is retired).
 ``flag_review`` is the one way in, for any reason: the answer path calls it through
 ``review_after_answer``, where gold answers are scored too; retiring a label
 (``bot.store.labelset``) sends the items decided with it. ``set_label`` / ``remove_label``

@@ -236,6 +236,39 @@ async def test_the_gold_miss_review_names_every_miss_as_the_answers_stand(gold_b
     assert bot.store.next_review() is None
 
 
+async def test_a_gold_miss_taken_back_with_undo_leaves_review(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Raj's wrong answer decides a gold question (HITL_VOTES=1) and sends it to review; he
+    clicks Undo. His answer no longer counts (his gold accuracy has no answer), yet the review
+    kept naming his miss: /hitl review asked an admin about an answer nobody gave any more."""
+    from tests.bot.test_undo_flows import click_undo
+
+    with Store.open(tmp_path / "hitl.db") as store:
+        gold_rows(store, [("g1", "please refund the double charge", "billing")])
+    seed(tmp_path / "hitl.db", [Item("i1", "the app crashes on start")])
+    settings = make_settings(fake_slack, tmp_path, gold_rate=1.0, votes=1, max_open=1)
+    async for bot in start_bot(fake_slack, settings):
+        await bot.dispatcher.fill()
+        [message] = bot.posted()
+        assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+        await bot.settled()
+        assert bot.store.next_review()["reasons"] == [("gold_miss", "<@U0RAJ> bug; gold: billing")]
+
+        assert (await click_undo(bot, "U0RAJ", message)).startswith("Undone: `bug`")
+        await bot.settled()
+        assert bot.store.next_review() is None
+        assert bot.store.pending_review_count() == 0
+        admin = json.loads(await (await bot.command("stats", "U0ADMIN")).text())["text"]
+        assert "*Accuracy on gold:* nobody has answered a gold question yet" in admin
+        assert buttons(bot.fake.message(CHANNEL, message["ts"]))  # asked again
+
+        # a miss given again is in review again
+        assert (await bot.action(bot.button_payload(message, "U0RAJ", "bug"))).status == 200
+        await bot.settled()
+        assert bot.store.next_review()["reasons"] == [("gold_miss", "<@U0RAJ> bug; gold: billing")]
+
+
 async def test_a_gold_label_a_later_import_corrects_scores_the_answers_again_in_review(
     gold_bot: Bot, tmp_path: Path
 ):

@@ -197,7 +197,7 @@ async def test_an_undo_closes_the_reviews_of_the_decision_it_takes_back(bot: Bot
     assert {reason: r["decision"] for reason, r in reviews.items()} == {
         "low_agreement": "undone",
         "contradicted": "undone",
-        "gold_miss": None,  # about an answer, which stays
+        "gold_miss": None,  # not a gold item: no answer of it is scored (see test_gold.py)
     }
     assert reviews["contradicted"]["decided_by"] == "U0ANA"
 
