@@ -261,7 +261,9 @@ def import_rows(
                 row = taken_row(row, twin)
             if row.label not in allowed:
                 why = _outside(row.label, in_force or [], successors, label_changes)
-                if not gold and successors.get(row.label) in allowed:
+                # renamed into the set: maybe a duplicate; with items deleted, maybe one of
+                # theirs, skipped whatever its label: decided once its batch is looked up
+                if not gold and (successors.get(row.label) in allowed or any_deleted):
                     renamed[row.line] = why
                 else:
                     return RowError(row.line, why)
@@ -418,10 +420,11 @@ def import_rows(
             return
         last = batch[-1].line
         batch[:] = with_stored_ids(store, batch)
+        if any_deleted:  # deleted for good (an erasure): the same file brings nothing back,
+            # whatever label its row has (renamed or retired since: skipped, not refused)
+            batch[:] = _without_deleted(store, batch, summary, renamed)
         if renamed:  # a label renamed since: a duplicate, or refused as outside the set
             batch[:] = _renamed_apart(store, batch, renamed, successors, summary, reject)
-        if any_deleted:  # deleted for good (an erasure): the same file brings nothing back
-            batch[:] = _without_deleted(store, batch, summary)
         if redactor:
             before = redactor.changed
             # of the rows without an id (named by their text) whose text the setting changed:
@@ -585,13 +588,19 @@ def with_stored_ids(store: Store, items: Sequence[T]) -> list[T]:
     return out
 
 
-def _without_deleted(store: Store, rows: Sequence[Row], summary: ImportSummary) -> list[Row]:
+def _without_deleted(
+    store: Store, rows: Sequence[Row], summary: ImportSummary, refused: dict[int, str] | None = None
+) -> list[Row]:
     """``rows`` without those whose item `hitl delete` deleted (``deleted_items_among``),
-    counted in ``summary``."""
+    counted in ``summary``; the lines of those left out leave ``refused`` (a label refusal
+    still to decide: a deleted item's row is skipped, whatever its label)."""
     gone = deleted_items_among(store, rows)
     if not gone:
         return list(rows)
     summary.deleted_before += len(gone)
+    for n in gone:
+        if refused is not None:
+            refused.pop(rows[n].line, None)
     return [row for n, row in enumerate(rows) if n not in gone]
 
 
@@ -776,10 +785,10 @@ def _renamed_apart(
     summary: ImportSummary,
     reject: Callable[[RowError], None],
 ) -> list[Row]:
-    """``rows`` without those whose label is outside the set in force but was renamed or merged
-    into another (their lines in ``renamed``, popped, with why each is refused): a duplicate
-    (counted so) when its id is stored with its text and labeled with that other label, as
-    the file imported again after `hitl labels rename`; else refused (``reject``)."""
+    """``rows`` without those whose label is outside the set in force (their lines in
+    ``renamed``, popped, with why each is refused): one renamed or merged into another is a
+    duplicate (counted so) when its id is stored with its text and labeled with that other
+    label, as the file imported again after `hitl labels rename`; else refused (``reject``)."""
     mine = [row for row in rows if row.line in renamed]
     if not mine:
         return list(rows)
@@ -789,8 +798,10 @@ def _renamed_apart(
         why = renamed.pop(row.line, None)
         if why is None:
             out.append(row)
-        elif labels.get(row.id) == successors.get(row.label or "") and _redaction_apart(
-            store, row, row.text
+        elif (
+            (successor := successors.get(row.label or "")) is not None
+            and labels.get(row.id) == successor
+            and _redaction_apart(store, row, row.text)
         ):
             summary.duplicates += 1
         else:

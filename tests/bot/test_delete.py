@@ -578,3 +578,35 @@ def test_the_question_before_a_delete_says_what_goes_with_the_items(tmp_path: Pa
     assert question in shown and code == 0, shown
     assert "Deleted 2 items: 1 answer, 1 label, 1 label change." in shown
     assert counts(db)["items"] == before["items"] - 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [("rename", "question", "how_to"), ("merge", "question", "bug"), ("retire", "question")],
+    ids=["renamed", "merged", "retired"],
+)
+def test_a_deleted_items_row_is_skipped_whatever_its_label_became(tmp_path: Path, change):
+    """The same file imported again after `hitl delete` and a change to the deleted item's
+    label: its row is skipped as deleted before, as it is when the label is unchanged; it was
+    refused, telling to write the new label in the file (or to add the label back) so that
+    it be stored again."""
+    db = tmp_path / "hitl.db"
+    path = tmp_path / "tickets.jsonl"
+    rows = [("T-1", "billing"), ("T-2", "bug"), ("T-3", "question"), ("T-4", None)]
+    path.write_text(
+        "".join(
+            json.dumps({"id": id_, "text": f"ticket {id_}", **({"label": label} if label else {})})
+            + "\n"
+            for id_, label in rows
+        )
+    )
+    assert run(db, "import", str(path)).exit_code == 0
+    assert run(db, "labels", *change).exit_code == 0
+    assert run(db, "delete", "T-3", "--yes").exit_code == 0
+    again = run(db, "import", str(path))
+    assert again.exit_code == 0, again.output
+    assert again.stderr == ""
+    assert again.stdout.endswith(
+        "3 duplicates, 0 rejected, 1 row skipped (deleted before with `hitl delete`)\n"
+    )
+    assert "T-3" not in run(db, "export").stdout
