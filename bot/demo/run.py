@@ -369,7 +369,7 @@ def describe(demo: Demo) -> list[str]:
     lines = [
         "slack-hitl demo: the bot and a local Slack workspace; nothing leaves this machine.",
         f"  database   {settings.db} ({count(len(data.pool), 'item')} to label, "
-        f"{len(data.holdout)} held out to score the model)",
+        f"{len(data.holdout):,} held out to score the model)",
         f"  labels     {', '.join(data.labels)}",
         f"  channels   #{CHANNEL[1]} ({CHANNEL[0]}) for questions, "
         f"#{REPORT_CHANNEL[1]} ({REPORT_CHANNEL[0]}) for reports",
@@ -457,6 +457,19 @@ async def run_demo(
     return stopped_by[0] if stopped_by else None
 
 
+def stopped_early_line(pool: int, known: int, set_aside: int, n: int, asked: int) -> str:
+    """Why the simulation stopped at ``n`` answers, not the ``asked`` ones: the pool of ``pool``
+    items has ``known`` with a label to answer with (``set_aside`` without one were skipped)."""
+    labeled = ""
+    if known < pool:
+        skipped = f"; {set_aside:,} without one skipped and set aside" if set_aside else ""
+        labeled = f" ({known:,} with a label to answer with{skipped})"
+    return (
+        f"The pool has {count(pool, 'item')}{labeled}; stopping at {count(n, 'answer')}"
+        f" (not {asked:,})."
+    )
+
+
 async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
     options = demo.options
     if not demo.teammates:
@@ -467,15 +480,8 @@ async def _simulate_and_report(demo: Demo, echo: Echo) -> list[Score]:
     await demo.rt.background.drain()
     if options.answers is not None and n < options.answers:
         pool, known = len(demo.data.pool), len(demo.data.truth)
-        labeled = ""
-        if known < pool:
-            set_aside = simulator.n_set_aside()
-            skipped = f"; {set_aside} without one skipped and set aside" if set_aside else ""
-            labeled = f" ({known} with a label to answer with{skipped})"
-        echo(
-            f"The pool has {count(pool, 'item')}{labeled}; stopping at {count(n, 'answer')}"
-            f" (not {options.answers})."
-        )
+        set_aside = simulator.n_set_aside() if known < pool else 0
+        echo(stopped_early_line(pool, known, set_aside, n, options.answers))
     final = await score_champion(demo.rt, demo.data.holdout)
     scores = demo.retrainer.scores
     first = next((s for s in scores if s.accuracy is not None), None)

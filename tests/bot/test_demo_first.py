@@ -4,6 +4,7 @@ lines, and /hitl stats' "Items:" line with gold questions waiting."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.demo import DemoOptions, load_data, running_demo
-from bot.demo.run import CHANNEL, Demo, describe
+from bot.demo.data import DemoItem
+from bot.demo.run import CHANNEL, Demo, describe, stopped_early_line
 from bot.learning.reports import stats_text
 from tests.bot.test_sandbox import start_labeling_from_home
 
@@ -118,3 +120,16 @@ async def test_the_items_line_of_stats_counts_the_gold_questions_waiting(tmp_pat
     assert f"({gold} of them gold questions)" in items
     numbers = re.findall(r"(\d+) (?:waiting|posted|resolved|decided|skipped)", items)
     assert sum(int(n) for n in numbers) == total
+
+
+async def test_the_start_up_and_stopping_lines_write_counts_with_thousands_separators(demo: Demo):
+    """As the rest of the CLI writes them (1,234 items): the held-out count was "1234", and
+    the line saying why a simulation stopped early wrote its counts as bare numbers."""
+    held = [DemoItem(f"h{n}", f"held-out text {n}", "billing") for n in range(1234)]
+    big = dataclasses.replace(demo, data=dataclasses.replace(demo.data, holdout=held))
+    [database] = [line for line in describe(big) if line.lstrip().startswith("database")]
+    assert database.endswith(" items to label, 1,234 held out to score the model)")
+    assert stopped_early_line(2500, 1200, 1300, 1200, 5000) == (
+        "The pool has 2,500 items (1,200 with a label to answer with; 1,300 without one skipped"
+        " and set aside); stopping at 1,200 answers (not 5,000)."
+    )
