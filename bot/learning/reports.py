@@ -195,10 +195,16 @@ class AccuracyReport:
     # the weakest classes whose name is no longer in the label set in force, as ``weakest``
     # names them: what became of it since the model was trained (``class_notes``)
     weakest_notes: dict[str, str] = field(default_factory=dict)
+    # the classes left out of ``weakest`` whose F1, as shown (two decimals), is the third's:
+    # as weak as those named (many rare classes of a large label set score 0.00)
+    weakest_tied: int = 0
 
     @property
     def audit_accuracy(self) -> float | None:
         return self.audit_correct / self.audit_n if self.audit_n else None
+
+
+WEAKEST_SHOWN = 3  # classes named in "Weakest classes", and how many more are as weak
 
 
 def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> AccuracyReport | None:
@@ -220,14 +226,16 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
     unc_n, unc_ok = store.live_accuracy(champion.version, "uncertain", **refreshed)
     per_class = metrics.get("per_class") or {}
     notes, names = class_notes(store, champion, per_class)
-    weakest = sorted(  # a class with no held-out example (older models' metrics list it) has no F1
+    ranked = sorted(  # a class with no held-out example (older models' metrics list it) has no F1
         (
             (names.get(label, label), float(r["f1"]), int(r["support"]))
             for label, r in per_class.items()
             if int(r.get("support") or 0) > 0
         ),
         key=lambda row: (row[1], row[0]),
-    )[:3]
+    )
+    weakest = ranked[:WEAKEST_SHOWN]
+    tied = sum(1 for row in ranked[WEAKEST_SHOWN:] if f"{row[1]:.2f}" == f"{weakest[-1][1]:.2f}")
     created = datetime.fromisoformat(champion.created_at)
     trend = [
         VersionPoint(
@@ -261,6 +269,7 @@ def accuracy_report(store: Store, registry: ModelRegistry, now: datetime) -> Acc
         refreshes_counted=bool(since) and store.has_refresh_posts_since(since),
         people_answered=bool(store.answers_by_user()),  # a count kept per person: cheap
         weakest_notes={label: notes[label] for label, _, _ in weakest if label in notes},
+        weakest_tied=tied,
     )
 
 
@@ -451,6 +460,8 @@ def accuracy_text(report: AccuracyReport | None) -> str:
             + ")"
             for label, f1, n in report.weakest
         )
+        if report.weakest_tied:  # as weak as the third: naming three would hide them
+            weak += f", and {report.weakest_tied:,} more at F1 {report.weakest[-1][1]:.2f}"
         lines.append(f"*Weakest classes:* {weak}")
     if report.stopping is not None:
         lines += report.stopping.lines()

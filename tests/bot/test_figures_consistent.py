@@ -40,6 +40,24 @@ def _weakest_line(store: Store, per_class: dict[str, dict[str, float]]) -> str:
     return next(line for line in text.splitlines() if line.startswith("*Weakest classes:*"))
 
 
+def test_weakest_classes_say_how_many_more_are_as_weak_as_the_third(tmp_path: Path):
+    """A large label set's rare classes often all score F1 0.00: naming three of them (the
+    first in alphabetical order) said nothing of the others, as weak. Without a tie, three."""
+    per_class = {f"rare{n:02d}": {"f1": 0.0, "support": 1} for n in range(10)}
+    per_class |= {f"common{n:02d}": {"f1": 0.8 + n / 1000, "support": 40} for n in range(67)}
+    with Store.open(tmp_path / "hitl.db") as store:
+        line = _weakest_line(store, per_class)
+        alike = _weakest_line(store, {**per_class, "rare09": {"f1": 0.004, "support": 1}})
+        apart = _weakest_line(
+            store,
+            {**per_class, **{f"rare{n:02d}": {"f1": 0.01, "support": 1} for n in range(3, 10)}},
+        )
+    named = "`rare00` (F1 0.00, n=1), `rare01` (F1 0.00, n=1), `rare02` (F1 0.00, n=1)"
+    assert line == f"*Weakest classes:* {named}, and 7 more at F1 0.00"
+    assert alike == f"*Weakest classes:* {named}, and 7 more at F1 0.00"  # 0.004 reads 0.00
+    assert apart == f"*Weakest classes:* {named}"
+
+
 PER_CLASS = {
     "abbreviation": {"f1": 0.21, "support": 14},
     "description": {"f1": 0.8, "support": 60},
