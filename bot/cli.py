@@ -1615,17 +1615,20 @@ def rollback_command(state: State, version: str, force: bool) -> None:
 @click.option(
     "--chart",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the accuracy chart as a PNG file.",
+    help="Also save a PNG chart: cross-validated accuracy and macro-F1 of the last 10 versions,"
+    " by version and by number of labels, and (once audit posts are answered) the live audit"
+    " accuracy with its 95% interval.",
 )
 @click.pass_obj
 def accuracy_command(state: State, chart: Path | None) -> None:
     """How good the current model is: cross-validated scores, live accuracy on audit posts
-    with a 95% interval, agreement on uncertain posts, weakest classes and the trend.
+    with a 95% interval, agreement on uncertain posts, weakest classes, the trend, when to
+    stop labeling and what the next 500 labels should bring.
 
     \b
     Examples:
       hitl accuracy
-      hitl accuracy --chart accuracy.png  # and a PNG of it by version and label
+      hitl accuracy --chart accuracy.png  # and the chart of its trend
     """
     from datetime import UTC, datetime
 

@@ -346,3 +346,17 @@ def test_the_retrain_reports_cv_note_is_for_labels_asked_because_the_model_was_u
     second = run(db, "retrain")
     assert second.exit_code == 0 and "Macro-F1:" in second.stdout
     assert "Cross-validated figures are measured" in second.stdout
+
+
+def test_accuracy_help_says_what_the_chart_and_the_report_hold(tmp_path: Path):
+    """The example said "a PNG of it by version and label", which reads as a chart per label
+    (class); the chart is of the last 10 versions' CV accuracy and macro-F1 by version and by
+    number of labels (``chart_figure``'s two x axes), and the report ends with when to stop."""
+    said = " ".join(run(tmp_path / "hitl.db", "accuracy", "--help").stdout.split())
+    assert "by version and label" not in said
+    assert (
+        "Also save a PNG chart: cross-validated accuracy and macro-F1 of the last 10 versions, by"
+        " version and by number of labels, and (once audit posts are answered) the live audit"
+        " accuracy with its 95% interval."
+    ) in said
+    assert "when to stop labeling and what the next 500 labels should bring" in said
