@@ -6,6 +6,13 @@ dropped connection, a response held until released, an error or a drop after the
 effect) and answers `missing_scope` for history it was not granted. Tests await what they expect
 (`next_call`, `wait_for`) instead of sleeping.
 
+`blocks_cap` (off by default) models a limit Slack does not document: a message whose blocks are
+too big as a whole is refused with `msg_blocks_too_long` although every block keeps its own
+limits (reported at ~11-13 k characters of block text: slackapi/bolt-js#2509, #2867). Slack does
+not say what it counts; the fake counts the characters of the blocks' JSON, written compactly,
+and refuses chat.postMessage, chat.update and chat.postEphemeral above `blocks_cap` (a
+response_url is not capped: the reports say it took the same blocks).
+
 Wire format (slack-sdk's AsyncWebClient): chat.* and views.* send a JSON body; auth.test,
 chat.delete, conversations.join, files.* and apps.connections.open send their arguments in the query
 string of an empty-bodied POST; users.info, conversations.info and conversations.members are GETs.
@@ -119,6 +126,9 @@ class FakeSlack:
         self.app_token = app_token
         self.scopes = scopes
         self.socket_url: str | None = None  # what apps.connections.open hands out
+        # characters of a message's blocks as compact JSON above which chat.* answers
+        # msg_blocks_too_long (None: no cap); see the module's docstring
+        self.blocks_cap: int | None = None
         self.base_url = ""
         self.root_url = ""
 
@@ -497,7 +507,7 @@ class FakeSlack:
 
     def _chat_post_message(self, params: Params) -> Reply:
         channel_id = self._writable_channel(params.get("channel"))
-        _require_content(params)
+        _require_content(params, self.blocks_cap)
         message = self._store_message(channel_id, params)
         return {"channel": channel_id, "ts": message["ts"], "message": copy.deepcopy(message)}
 
@@ -506,7 +516,7 @@ class FakeSlack:
         stored = self._stored_message(channel_id, params.get("ts"))
         if stored.get("user") != self.bot_user_id:  # another user's or app's message
             raise SlackError("cant_update_message")
-        _require_content(params)
+        _require_content(params, self.blocks_cap)
         stored.update(_content(params), edited={"user": self.bot_user_id, "ts": self._next_ts()})
         return {
             "channel": channel_id,
@@ -527,7 +537,7 @@ class FakeSlack:
         channel_id = self._writable_channel(params.get("channel"))
         if params.get("user") not in self._users:
             raise SlackError("user_not_in_channel")
-        _require_content(params)
+        _require_content(params, self.blocks_cap)
         message_ts = self._next_ts()
         self.ephemerals.append(
             {"channel": channel_id, "user": params["user"], "message_ts": message_ts}
@@ -870,7 +880,9 @@ def _content(params: Params) -> dict:
     return content
 
 
-def _require_content(params: Params) -> None:
+def _require_content(params: Params, blocks_cap: int | None = None) -> None:
+    """Refuse what Slack refuses in a chat.* call's content; ``blocks_cap``: the size of the
+    blocks, as compact JSON, above which it answers ``msg_blocks_too_long``."""
     if not (params.get("text") or params.get("blocks") or params.get("attachments")):
         raise SlackError("no_text")
     blocks = params.get("blocks")
@@ -878,6 +890,10 @@ def _require_content(params: Params) -> None:
         return
     if not isinstance(blocks, list):
         raise SlackError("invalid_blocks_format")
+    if blocks_cap is not None:
+        compact = json.dumps(blocks, ensure_ascii=False, separators=(",", ":"))
+        if len(compact) > blocks_cap:
+            raise SlackError("msg_blocks_too_long")
     problems = []
     if len(blocks) > MAX_MESSAGE_BLOCKS:
         problems.append(f"no more than {MAX_MESSAGE_BLOCKS} items allowed [json-pointer:/blocks]")

@@ -270,6 +270,25 @@ async def test_51_blocks_are_invalid_blocks(fake_slack: FakeSlack):
     assert (await client.chat_postMessage(channel=CHANNEL, text="x", blocks=[SECTION] * 50))["ok"]
 
 
+async def test_blocks_over_the_cap_are_msg_blocks_too_long_on_every_chat_method(
+    fake_slack: FakeSlack,
+):
+    client = slack_client(fake_slack)
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 2000}}
+    posted = await client.chat_postMessage(channel=CHANNEL, text="x", blocks=[section] * 6)
+    fake_slack.blocks_cap = 10_000  # six 2,000-character sections are over it as a whole
+
+    for call in (
+        client.chat_postMessage(channel=CHANNEL, text="x", blocks=[section] * 6),
+        client.chat_update(channel=CHANNEL, ts=posted["ts"], text="y", blocks=[section] * 6),
+        client.chat_postEphemeral(channel=CHANNEL, user="U0ANA", text="x", blocks=[section] * 6),
+    ):
+        assert (await error_of(call)).response["error"] == "msg_blocks_too_long"
+    assert len(fake_slack.messages(CHANNEL)) == 1 and fake_slack.ephemerals == []
+    assert fake_slack.message(CHANNEL, posted["ts"])["text"] == "x"  # the update took nothing
+    assert (await client.chat_postMessage(channel=CHANNEL, text="x", blocks=[section] * 4))["ok"]
+
+
 async def test_a_block_slack_sdk_would_reject_is_invalid_blocks(fake_slack: FakeSlack):
     too_long = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}
 
