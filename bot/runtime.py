@@ -387,7 +387,9 @@ class Runtime:
     - ``scorer``: ``bot.learning.scoring.Scorer``, the scoring of items (read it with
       ``scorer_of(rt)``, which makes one where the runtime was built without);
     - ``background``: the listeners still at work after their ack;
-    - ``label_change``: whether this server's own label-set change is writing (``LabelChange``).
+    - ``label_change``: whether this server's own label-set change is writing (``LabelChange``);
+    - ``typeahead_label_sets``: the label sets whose "Other…" is the type-ahead, learnt from
+      Slack's refusals (``bot.slack.questions.smaller_after``), shared by posts and redraws.
     """
 
     settings: Settings
@@ -405,6 +407,9 @@ class Runtime:
     trainer: Wakeable | None = None
     scorer: object | None = None
     label_change: LabelChange = field(default_factory=LabelChange)
+    # label sets whose questions Slack refused as too long with "Other…" inline: their
+    # questions and redraws use the type-ahead (``bot.slack.questions.smaller_after``)
+    typeahead_label_sets: set[tuple[str, ...]] = field(default_factory=set)
 
     @property
     def model(self) -> Champion | None:

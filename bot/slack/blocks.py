@@ -85,6 +85,9 @@ class Question:
     removed_label: str | None = None
     removal_reason: str = ""
     has_guidelines: bool = False  # a "Guidelines" button opens the labels' descriptions
+    # "Other…" as the type-ahead (the options served by the bot) even for 100 labels or fewer:
+    # Slack refused the label set's question as too long with them inline (``has_inline_other``)
+    other_typeahead: bool = False
 
 
 _USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
@@ -391,12 +394,25 @@ def cold_start_buttons(item_id: str, labels: Sequence[str]) -> list[str]:
     return [label for n, label in enumerate(labels) if n in picked]
 
 
+def _buttoned(q: Question) -> list[str]:
+    """The labels with a button: the top guesses, or with no model labels drawn per item."""
+    shown = [label for label, _ in q.guesses if label in q.labels][:MAX_GUESS_BUTTONS]
+    return shown or cold_start_buttons(q.item_id, q.labels)
+
+
+def has_inline_other(q: Question) -> bool:
+    """Whether ``q``'s "Other…" lists its labels in the message (a static select): most of the
+    message for a large label set, and what ``other_typeahead`` leaves out."""
+    if q.status != "open" or q.other_typeahead or len(q.labels) > MAX_STATIC_OPTIONS:
+        return False
+    return len(set(q.labels) - set(_buttoned(q))) > 0
+
+
 def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
     """Buttons for the top guesses (or, with no model, labels drawn per item), "Other…" and
-    "Skip"."""
-    shown = [label for label, _ in q.guesses if label in q.labels][:MAX_GUESS_BUTTONS]
-    if not shown:
-        shown = cold_start_buttons(q.item_id, q.labels)
+    "Skip". "Other…" is a static select of the labels up to 100 of them, above (or with
+    ``other_typeahead``) a type-ahead whose options the bot serves (``label_options``)."""
+    shown = _buttoned(q)
     elements: list[Any] = [
         ButtonElement(
             text=label,
@@ -411,7 +427,7 @@ def answer_elements(q: Question, prefix: str = "q") -> list[Any]:
     other, guidelines, skip = _control_texts(tuple(q.labels))
     rest = [label for label in q.labels if label not in shown]
     if rest:
-        if len(q.labels) > MAX_STATIC_OPTIONS:
+        if len(q.labels) > MAX_STATIC_OPTIONS or q.other_typeahead:
             elements.append(
                 ExternalDataSelectElement(
                     action_id=f"hitl.{prefix}.other_ext",

@@ -67,7 +67,14 @@ from bot.runtime import NotSlackJson, Runtime, wait_until_woken
 from bot.slack import blocks
 from bot.slack.connect import retired_route_labels, socket_mode_of
 from bot.slack.guidelines import meta_line
-from bot.slack.questions import gold_passed_over, label_set, shown_reason, young_model
+from bot.slack.questions import (
+    as_asked,
+    gold_passed_over,
+    label_set,
+    shown_reason,
+    smaller_after,
+    young_model,
+)
 from bot.slack.redraw import Redrawer, channel_problem, moved_text
 from bot.store import DatabaseError, database_problem
 from bot.store.labelset import top_in_force, without
@@ -803,6 +810,7 @@ class Dispatcher:
             meta_line=self._meta_line(item["id"]),
             has_guidelines=bool(rt.settings.guidelines),
         )
+        question = as_asked(rt, question)  # "Other…" as the type-ahead if Slack needs it small
         shown = (question.model_version, *(guesses[0] if guesses else (None, None)))
         # Durable before the call: if the answer is lost, or this process with it, whoever
         # posts next looks for the message first.
@@ -1196,6 +1204,19 @@ class Dispatcher:
             logger.warning("Slack refused item %s (%s); will retry it", item_id, error)
 
     async def _post_message(self, channel: str, question: blocks.Question) -> Any:
+        """Post ``question``; refused as too long with "Other…" listing the labels (Slack's
+        undocumented cap on a message's blocks), posted again at once with the type-ahead
+        "Other…" (``smaller_after``), not left to fail until the item is set aside, as every
+        question of its label set would."""
+        try:
+            return await self._post_or_join(channel, question)
+        except SlackApiError as exc:
+            smaller = smaller_after(self.rt, question, slack_said(exc))
+            if smaller is None:
+                raise
+        return await self._post_or_join(channel, smaller)
+
+    async def _post_or_join(self, channel: str, question: blocks.Question) -> Any:
         rt = self.rt
         state = self.channel_state(channel)
         kwargs = {

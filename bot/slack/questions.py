@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.labelset import current_labels, in_force, not_in_force
-from bot.slack.blocks import Question
+from bot.slack.blocks import Question, has_inline_other
 from bot.slack.guidelines import meta_line
 from bot.store import Store
 
 if TYPE_CHECKING:
-    from bot.runtime import Champion
+    from bot.runtime import Champion, Runtime
 
+logger = logging.getLogger(__name__)
+
+TOO_LONG = "msg_blocks_too_long"  # Slack's undocumented cap on a message's blocks as a whole
 ITEM_REMOVED = "I can't find that item any more; it may have been removed."
 """What a person is told of an item no longer there (``hitl delete``) whose question, Undo or
 review window was still on screen: a click, an Undo, a review decision on it."""
@@ -234,3 +239,31 @@ def admin_decision(store: Store, item_id: str, label: str | None, status: str) -
         return {}
     old = aliases.get(last["old_label"], last["old_label"])
     return {"user_id": last["user_id"], "confirmed": old == new}
+
+
+def as_asked(rt: Runtime, question: Question) -> Question:
+    """``question`` in the form its label set's questions take: with the type-ahead "Other…"
+    once Slack refused one of them as too long (``smaller_after``)."""
+    if tuple(question.labels) in rt.typeahead_label_sets:
+        return dataclasses.replace(question, other_typeahead=True)
+    return question
+
+
+def smaller_after(rt: Runtime, question: Question, error: str | None) -> Question | None:
+    """The question to send again after Slack answered ``error`` for it: with ``TOO_LONG``
+    (Slack caps the size of a message's blocks as a whole, and says neither how nor where) and
+    "Other…" listing the labels inline, the same question with the type-ahead "Other…", which
+    its label set's questions and redraws use from then on (in this process). None: nothing
+    smaller to send."""
+    if error != TOO_LONG or not has_inline_other(question):
+        return None
+    labels = tuple(question.labels)
+    if labels not in rt.typeahead_label_sets:
+        rt.typeahead_label_sets.add(labels)
+        logger.warning(
+            "Slack refused a question as too long (%s) with its %d labels listed in"
+            ' "Other…": the questions of this label set use the type-ahead "Other…" from now on',
+            TOO_LONG,
+            len(labels),
+        )
+    return dataclasses.replace(question, other_typeahead=True)

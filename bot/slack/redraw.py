@@ -79,7 +79,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormati
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
 from bot.runtime import NotSlackJson, Runtime, one_try, retry_after, wait_until_woken
 from bot.slack import blocks
-from bot.slack.questions import build_question, label_set
+from bot.slack.questions import as_asked, build_question, label_set, smaller_after
 from bot.store import DatabaseError, database_problem
 from bot.words import first_few
 
@@ -687,6 +687,7 @@ class Redrawer:
                 self._drop(post)
                 continue
             moved = bool(post["closed_at"] and asked_in) and post["channel"] not in asked_in
+            asking: blocks.Question | None = None  # drawn as a question, with its buttons
             try:
                 if post.get("expired_at") and post["closed_at"] and question.status == "open":
                     # taken back (HITL_QUESTION_TTL): no buttons, and says so; one left
@@ -714,10 +715,22 @@ class Redrawer:
                     text = moved_text(asked_in, there)
                     drawn = blocks.report_blocks([text])
                 else:
-                    text, drawn = blocks.question_text(question), blocks.question_blocks(question)
-                await rt.client.chat_update(
-                    channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
-                )
+                    asking = as_asked(rt, question)  # "Other…" small if Slack needs it so
+                    text, drawn = blocks.question_text(asking), blocks.question_blocks(asking)
+                try:
+                    await rt.client.chat_update(
+                        channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
+                    )
+                except SlackApiError as exc:
+                    # too long with "Other…" listing the labels: drawn again at once with
+                    # the type-ahead "Other…", not given up (``smaller_after``)
+                    smaller = smaller_after(rt, asking, slack_said(exc)) if asking else None
+                    if smaller is None:
+                        raise
+                    text, drawn = blocks.question_text(smaller), blocks.question_blocks(smaller)
+                    await rt.client.chat_update(
+                        channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
+                    )
             except SlackObjectFormationError as exc:  # built here: Slack was never asked
                 self._give_up(post, f"its blocks could not be built ({exc})")
                 continue
