@@ -122,6 +122,43 @@ class _TriggerAwareRateLimitErrorRetryHandler(AsyncRateLimitErrorRetryHandler):
         return state.current_attempt == 0 and wait is not None and wait + 1 < TRIGGER_LIFE
 
 
+async def open_window(client: AsyncWebClient, trigger_id: str, view: Any, *, push: bool = False):
+    """``views.open`` (``views.push`` with ``push``) of ``view``: Slack's answer, or None when
+    the window is open but its answer was lost. A 5xx or a dropped connection is tried again
+    (``make_client``), and when the first try had opened the window, Slack answers the second
+    ``exchanged_trigger_id``: a trigger is spent once, and only by the call its click or
+    command makes, so that answer says the window is open. Said in one line of the log, and
+    not to the person (told to open it again, they would have two). Other refusals raise."""
+    method = "views.push" if push else "views.open"
+    try:
+        if push:
+            return await client.views_push(trigger_id=trigger_id, view=view)
+        return await client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        data = getattr(exc.response, "data", None)
+        if not isinstance(data, dict) or data.get("error") != "exchanged_trigger_id":
+            raise
+    logger.info("%s: the window is open (an earlier try of the same call opened it)", method)
+    return None
+
+
+class _SentOnlyOnceRetryHandler(AsyncConnectionErrorRetryHandler):
+    """Tries a POST again only when the connection was never made: a ``response_url`` post
+    whose connection dropped after it was sent may have been shown, and twice is worse."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        return isinstance(error, aiohttp.ClientConnectorError) and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+def response_url_retries() -> list[AsyncRetryHandler]:
+    """The retry handlers of a ``response_url``'s client (``AsyncWebhookClient``): slack_sdk's
+    own try again after any reset, and a reply in a person's channel showed twice when the
+    first had reached Slack. Once, and only when nothing reached Slack."""
+    return [_SentOnlyOnceRetryHandler(max_retry_count=1)]
+
+
 # Who counts a Web API call that failed: ``(method, error)``, error being Slack's code
 # ("ratelimited") or the exception's name ("ClientConnectorError"). The core cannot import
 # the metrics (an edge): ``bot.api.metrics`` adds its counter here when imported.

@@ -53,6 +53,7 @@ APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 FAULT_MODES = frozenset({"error", "reset", "timeout", "text"})
 FIRST_TS_MICROS = 1_700_000_000_000_100
 MAX_TEXT_OBJECT = 3000  # any plain_text / mrkdwn text object in a block (slack_sdk checks some)
+RESPONSE_URL = "response_url"  # fail()'s name for the POSTs to every response_url()
 HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
 
 Params = dict[str, Any]
@@ -381,6 +382,9 @@ class FakeSlack:
         `after=True` ("error" and "reset" only): the call takes effect first (the message is
         stored, the update applied), then the fault is all the caller gets, as when Slack
         did the work and its answer was lost.
+
+        `method` RESPONSE_URL ("response_url") fails the POSTs to every `response_url()`
+        (mode "error" answers `status` with `error` as a text body, as hooks.slack.com does).
         """
         if mode not in FAULT_MODES:
             raise ValueError(f"mode={mode!r}; use one of {sorted(FAULT_MODES)}")
@@ -470,8 +474,12 @@ class FakeSlack:
         return web.Response(text=f"OK - {len(upload['content'])}")
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
+        """A POST to a ``response_url()``; its faults are ``fail(RESPONSE_URL, ...)``'s."""
         channel_id, ts = request.match_info["channel"], request.match_info["ts"]
         payload = await request.json()
+        fault = self._take_fault(RESPONSE_URL)
+        if fault is not None and not fault.after:
+            return await self._faulted_response(request, fault)
         self.responses.append({"channel": channel_id, "message_ts": ts, "payload": payload})
         stored = self._messages.get(channel_id, {})
         if payload.get("delete_original") and ts in stored:
@@ -483,8 +491,20 @@ class FakeSlack:
             stored[ts]["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
         elif payload.get("response_type") == "in_channel" and channel_id in self._channels:
             self._store_message(channel_id, payload)
+        if fault is not None:  # it took effect; the caller never hears so
+            return await self._faulted_response(request, fault)
         await self._notify()
         return web.Response(text="ok")
+
+    async def _faulted_response(self, request: web.Request, fault: _Fault) -> web.Response:
+        """A response_url's answer to a POST under ``fault``: a dropped connection, or an
+        error status with a text body (``hooks.slack.com`` answers text, not JSON)."""
+        await self._notify()
+        if fault.mode == "reset" and request.transport is not None:
+            request.transport.abort()
+        if fault.mode == "timeout":
+            await self._release.wait()
+        return web.Response(status=fault.status, text=fault.error)
 
     async def _notify(self) -> None:
         async with self._changed:

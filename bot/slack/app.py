@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, slack_said
 from bot.labelset import follow_renames, resolve_label
-from bot.runtime import Runtime
+from bot.runtime import Runtime, open_window
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
@@ -458,19 +458,19 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
 
     @app.action(blocks.GUIDELINES_ACTION)
     @tracked
-    async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient, respond):
+    async def on_guidelines(ack: AsyncAck, body: dict, client: AsyncWebClient):
         await ack()
         guides = follow_renames(rt.settings.guidelines, rt.store.label_aliases())
         view = await guidelines_view_off_loop(label_set(rt.settings, rt.store), guides)
         if body.get("container", {}).get("type") == "view":  # over the labeling modal
-            await client.views_push(trigger_id=body["trigger_id"], view=view)
+            await open_window(client, body["trigger_id"], view, push=True)
             return  # (a refusal there is logged: a modal's click has no response_url)
         try:
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            await open_window(client, body["trigger_id"], view)
         except SlackApiError as exc:  # said to the person, privately, under the question
             logger.warning("on_guidelines: %s", slack_refused(exc))
             note = not_opened(slack_said(exc), "guidelines", "click *Guidelines*")
-            await respond(text=note, response_type="ephemeral", replace_original=False)
+            await commands.tell(body.get("response_url"), note, replace_original=False)
 
     @app.action(blocks.UNDO_ACTION)
     @tracked

@@ -35,7 +35,7 @@ from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
 from bot.learning.scoring import scorer_of
 from bot.learning.stopping import stop_status
-from bot.runtime import Runtime
+from bot.runtime import Runtime, response_url_retries
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import FORMS as LABEL_CHANGES
@@ -332,15 +332,25 @@ async def rollback(call: Call) -> None:
     await tell(response_url, text)
 
 
-async def tell(response_url: str | None, text: str, layout: Sequence[Block] | None = None) -> bool:
+async def tell(
+    response_url: str | None,
+    text: str,
+    layout: Sequence[Block] | None = None,
+    *,
+    replace_original: bool | None = None,
+) -> bool:
     """An ephemeral reply to the person who ran the command, after its ack (``layout``: the
-    same as blocks, ``text`` then being the notification's). Whether Slack took it."""
+    same as blocks, ``text`` then being the notification's), or who clicked (a click's
+    ``response_url``; ``replace_original`` False: under the message, not instead of it). Sent
+    once: not again after a connection dropped once it was sent (``response_url_retries``).
+    Whether Slack took it."""
     if not response_url:
         logger.warning("no response_url to report to: %s", text)
         return False
     try:
-        sent = await AsyncWebhookClient(response_url, timeout=10).send(
-            text=text, blocks=layout, response_type="ephemeral"
+        client = AsyncWebhookClient(response_url, timeout=10, retry_handlers=response_url_retries())
+        sent = await client.send(
+            text=text, blocks=layout, response_type="ephemeral", replace_original=replace_original
         )
     except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         logger.warning("could not answer by response_url: %s", type(exc).__name__)

@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
-from bot.runtime import Runtime
+from bot.runtime import Runtime, open_window
 from bot.slack import blocks
 from bot.slack.questions import build_question
 
@@ -445,7 +445,7 @@ async def open_labeling_modal(
         channels, note, window = await command_channels(rt, channel_id, user_id)
     home = channel_id is None
     view = _window_view(rt, user_id, channels, window, answered=0, note=note, home=home)
-    opened = await client.views_open(trigger_id=trigger_id, view=view)
+    opened = await open_window(client, trigger_id, view)
     _redraw_when_said(rt, client, user_id, window, view, opened, 0, "", home)
 
 

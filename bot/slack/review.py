@@ -35,7 +35,7 @@ from slack_sdk.models.views import View
 
 from bot.errors import StoreError
 from bot.labelset import model_guesses, resolve_label
-from bot.runtime import Runtime
+from bot.runtime import Runtime, open_window
 from bot.slack import blocks
 from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
@@ -317,7 +317,7 @@ async def open_review(
     rt: Runtime, client: Any, trigger_id: str, item_id: str | None = None
 ) -> None:
     """The review modal on the next item in review, or on ``item_id`` (which must exist)."""
-    await client.views_open(trigger_id=trigger_id, view=next_view(rt, 0, [], item_id))
+    await open_window(client, trigger_id, next_view(rt, 0, [], item_id))
 
 
 async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -> None:

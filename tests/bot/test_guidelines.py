@@ -11,6 +11,7 @@ import pytest
 from bot.config import Guideline, load_settings
 from bot.errors import ConfigError
 from bot.sandbox import FakeSlack
+from bot.sandbox.webapi import RESPONSE_URL
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_slack_bot import context_text
@@ -108,3 +109,25 @@ def test_guidelines_come_from_labels_tables_in_hitl_toml_and_a_bad_one_is_one_li
     assert str(error.value).endswith(
         f"{bad} [labels.billing] has 'example'; use description and examples"
     )
+
+
+async def test_guidelines_slack_opened_before_its_answer_was_lost_are_not_said_to_have_failed(
+    bot: Bot,
+):
+    # views.open took effect, then Slack answered 500: the retry heard exchanged_trigger_id
+    bot.fake.fail("views.open", status=500, after=True)
+    await click_guidelines(bot, response_url=bot.fake.response_url(CHANNEL))
+    await bot.rt.background.drain()
+    assert len(bot.fake.calls_to("views.open")) == 2 and len(bot.fake.views) == 1
+    assert bot.fake.responses == []  # not told to click again under an open window
+
+
+async def test_a_refusal_said_under_the_question_shows_once_when_its_connection_drops(bot: Bot):
+    # the note reached Slack and the connection dropped: slack_sdk's retry had sent it again
+    bot.fake.fail("views.open", "expired_trigger_id")
+    bot.fake.fail(RESPONSE_URL, mode="reset", after=True)
+    await click_guidelines(bot, response_url=bot.fake.response_url(CHANNEL))
+    await bot.rt.background.drain()
+    [told] = [r["payload"] for r in bot.fake.responses]
+    assert told["text"].startswith("Slack did not let me open the guidelines window")
+    assert (told["response_type"], told["replace_original"]) == ("ephemeral", False)
