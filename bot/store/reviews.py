@@ -114,12 +114,16 @@ class ReviewsMixin:
                 [self.now(), item_id],
             )
             return
-        closed = self.db.execute(
-            "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = 'undone'"
-            " WHERE item_id = ? AND reason = 'split' AND decided_at IS NULL",
-            [self.now(), item_id],
-        ).rowcount
-        if closed:
+        pending = self.db.execute(
+            "SELECT id FROM reviews WHERE item_id = ? AND reason = 'split' AND decided_at IS NULL",
+            [item_id],
+        ).fetchall()
+        if pending:  # (most answers find none: no write, and no time read, for them)
+            self.db.execute(
+                "UPDATE reviews SET decided_at = ?, decided_by = 'votes', decision = 'undone'"
+                f" WHERE id IN ({', '.join('?' * len(pending))})",
+                [self.now(), *(row[0] for row in pending)],
+            )
             # Its question (still shown with its buttons, not taken back) is open again.
             self.db.execute(
                 "UPDATE posts SET closed_at = NULL WHERE id = (SELECT max(p.id) FROM posts p"
