@@ -142,6 +142,63 @@ async def open_window(client: AsyncWebClient, trigger_id: str, view: Any, *, pus
     return None
 
 
+def answer_lost(exc: BaseException) -> str | None:
+    """How a call's answer was lost after the call reached Slack, which may then have done it
+    (a message shown, a file shared): "Slack answered HTTP 500" (a 5xx), "the connection
+    dropped after the request was sent (ServerDisconnectedError)", "no answer within the
+    client's timeout (TimeoutError)". None when Slack answered (its refusal stands) or was
+    never reached (no connection made: nothing was sent)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return None
+    if isinstance(exc, TimeoutError):
+        return f"no answer within the client's timeout ({type(exc).__name__})"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return f"the connection dropped after the request was sent ({type(exc).__name__})"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, SlackApiError) and isinstance(status, int) and status >= 500:
+        return f"Slack answered HTTP {status}"
+    return None
+
+
+class _AnswerLostSeen(AsyncRetryHandler):
+    """Never retries: first in one call's retry handlers (``update_window``), it notes whether
+    a try of the call reached Slack and lost its answer (``answer_lost``), so that Slack may
+    have done it before the try that followed."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retry_count=0)
+        self.seen = False
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if error is not None:
+            self.seen = self.seen or answer_lost(error) is not None
+        elif response is not None and response.status_code >= 500:
+            self.seen = True
+        return False
+
+
+async def update_window(client: AsyncWebClient, view_id: str | None, view_hash: str | None, view):
+    """``views.update`` of the window ``view_id`` as drawn when its hash was ``view_hash``:
+    Slack's answer. A 5xx or a dropped connection is tried again (``make_client``), and when
+    the first try had redrawn the window, Slack answers the second ``hash_conflict``: the hash
+    it checks is the one that try changed. Then the window shows ``view`` (or a newer one, if
+    the person acted in between); said in one line of the log, and the answer is
+    ``{"view": {"id": view_id}}``, with no hash: a later redraw of it goes unchecked. Other
+    refusals, and a ``hash_conflict`` with no try lost before it, raise."""
+    lost = _AnswerLostSeen()
+    watched = copy.copy(client)
+    watched.retry_handlers = [lost, *client.retry_handlers]
+    try:
+        return await watched.views_update(view_id=view_id, hash=view_hash, view=view)
+    except SlackApiError as exc:
+        data = getattr(exc.response, "data", None)
+        said = data.get("error") if isinstance(data, dict) else None
+        if not lost.seen or said != "hash_conflict":
+            raise
+    logger.info("views.update: the window is redrawn (an earlier try of the same call redrew it)")
+    return {"view": {"id": view_id}}
+
+
 class _SentOnlyOnceRetryHandler(AsyncConnectionErrorRetryHandler):
     """Tries a POST again only when the connection was never made: a ``response_url`` post
     whose connection dropped after it was sent may have been shown, and twice is worse."""

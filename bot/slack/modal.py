@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
-from bot.runtime import Runtime, open_window
+from bot.runtime import Runtime, open_window, update_window
 from bot.slack import blocks
 from bot.slack.questions import build_question
 
@@ -495,7 +495,7 @@ async def next_in_modal(
     drawn = _window_view(
         rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
     )
-    updated = await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=drawn)
+    updated = await update_window(client, view.get("id"), view.get("hash"), drawn)
     _redraw_when_said(rt, client, user_id, window, drawn, updated, answered, note, home)
 
 
@@ -541,7 +541,9 @@ def _redraw_when_said(
     channels (a private channel of many members takes longer to list than a window can wait
     to open) is drawn again once Slack has answered: on an item if the person is served one
     then, else with the line that says why not. Not if the person acted in it meanwhile (its
-    ``hash`` changed) or closed it: Slack refuses the redraw, and that is all."""
+    ``hash`` changed) or closed it: Slack refuses the redraw, and that is all. A window
+    redrawn before its answer was lost (``update_window``) has no hash to send: sent
+    without, as a window with no item has nothing to act in but its close."""
     members = ChannelMembers.of(rt)
     later = members.still_asked(window)
     shown = json.loads(drawn.private_metadata or "{}").get("item")

@@ -5,10 +5,16 @@ through signed requests to the real server and the fake Slack (``fail(..., after
 A window opened whose answer was lost was tried again (views.open is retried), Slack said
 ``exchanged_trigger_id`` to the second try, and the person, whose window was open, was told
 Slack had not opened it and to run the command again. A reply by ``response_url`` whose
-connection dropped after it was sent was sent again by slack_sdk's own retry: shown twice."""
+connection dropped after it was sent was sent again by slack_sdk's own retry: shown twice.
+The labeling window redrawn after a click in it (views.update with its hash), its answer
+lost: the retry heard ``hash_conflict`` (the hash that redraw changed), a warning said the
+redraw failed, and its own redraw once Slack had said who is in a channel was dropped.
+The Undo offer, the accuracy chart and a reply by ``response_url`` are not sent twice, and
+the log no longer says they failed or that Slack was unreachable: that they may be shown."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from slack_sdk.http_retry import HttpRequest, RetryState
 
 from bot.sandbox import FakeSlack
 from bot.sandbox.webapi import RESPONSE_URL
+from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.fake_slack import CHANNEL
 
@@ -84,3 +91,57 @@ async def test_a_reply_by_response_url_is_tried_again_only_when_nothing_reached_
     assert await retried(refused)  # never connected: nothing was sent
     assert not await retried(aiohttp.ServerDisconnectedError())  # sent, maybe shown
     assert not await retried(aiohttp.ClientOSError(104, "Connection reset by peer"))
+
+
+# -- the labeling window's redraw after a click in it (views.update, sent with the hash) ------
+
+REDRAWN = "views.update: the window is redrawn (an earlier try of the same call redrew it)"
+
+
+def first_label(view: dict) -> dict:
+    return next(
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and '"l":"' in e.get("value", "")
+    )
+
+
+async def click_in_window(bot: Bot, user: str, view: dict) -> None:
+    button = first_label(view)
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+async def test_a_window_slack_redrew_before_its_answer_was_lost_is_not_said_to_have_failed(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    await command(bot, "label", "U0ANA")
+    [view] = bot.fake.views.values()
+    shown = json.loads(view["private_metadata"])["item"]
+    bot.fake.fail("views.update", status=500, after=True)
+    with caplog.at_level(logging.INFO, logger="bot"):
+        await click_in_window(bot, "U0ANA", view)
+    tries = [call.reply and call.reply.get("error") for call in bot.fake.calls_to("views.update")]
+    assert tries == [None, "hash_conflict"]  # the retry found the hash the first try changed
+    assert [a["item_id"] for a in bot.store.db["answers"].rows] == [shown]  # stored once
+    now = json.loads(bot.fake.views[view["id"]]["private_metadata"])["item"]
+    assert now not in (None, shown)  # the next item
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert said.count(REDRAWN) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], said
+
+
+async def test_a_hash_conflict_with_no_try_lost_before_it_is_still_a_refusal(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    await command(bot, "label", "U0ANA")
+    [view] = bot.fake.views.values()
+    bot.fake.fail("views.update", "hash_conflict")  # the person acted in it meanwhile
+    with caplog.at_level(logging.INFO, logger="bot"):
+        await click_in_window(bot, "U0ANA", view)
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert REDRAWN not in said
+    assert "after the answer on" in " ".join(said) and "hash_conflict" in " ".join(said)

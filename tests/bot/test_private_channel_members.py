@@ -586,6 +586,42 @@ async def test_a_window_opened_before_slack_listed_the_members_is_drawn_again_wh
     assert "not said yet" not in text_of(redrawn)
 
 
+async def test_a_window_redrawn_before_its_answer_was_lost_is_still_drawn_again_when_slack_has(
+    secret: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """The click's views.update took effect and its answer was lost (a 500): the retry heard
+    hash_conflict, and the window, drawn while Slack was still asked who is in the channel,
+    kept "not said yet" for good: its redraw once Slack had said was dropped with the answer."""
+    clock = ManualClock()
+    modal.ChannelMembers.of(secret.rt).clock = clock
+    view = await home_view(secret, "U0RAJ", "2.9.a")
+    assert item_of(view) is not None
+    await secret.settled()
+    clock.now += modal.MEMBERS_MAX_AGE + 1  # the list is too old: asked again at the click
+    monkeypatch.setattr(modal, "MEMBERS_WAIT", 0.05)  # the window is drawn while still asked
+    secret.fake.fail("conversations.members", mode="timeout")
+    secret.fake.fail("views.update", status=500, after=True)
+    button = next(
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and '"l":"' in e.get("value", "")
+    )
+    payload = signing.block_actions_payload(
+        "U0RAJ", button["action_id"], button["value"], view=view
+    )
+    payload["actions"][0]["action_ts"] = secret.next_action_ts()
+    assert (await secret.action(payload)).status == 200
+    await secret.fake.wait_for(lambda: len(secret.fake.calls_to("views.update")) == 2)
+    drawn = secret.fake.views[view["id"]]
+    assert item_of(drawn) is None and "not said yet" in text_of(drawn)
+    secret.fake.release_timeouts()  # Slack says: raj is in the channel
+    await secret.settled()
+    redrawn = secret.fake.views[view["id"]]
+    assert item_of(redrawn) is not None and "CONFIDENTIAL" in text_of(redrawn)
+    assert "not said yet" not in text_of(redrawn)
+
+
 # -- a channel made private while Slack cannot list it; a read begun anew; a stop ----------
 
 
