@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, slack_said
 from bot.labelset import follow_renames, resolve_label
-from bot.runtime import Runtime, open_window
+from bot.runtime import Runtime, answer_lost, open_window
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
@@ -972,12 +972,22 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
     if not channel:
         return
-    await client.chat_postEphemeral(
-        channel=channel,
-        user=body["user"]["id"],
-        text=f"Saved {blocks.name_mrkdwn(label)}. Undo within 10 minutes if you change your mind.",
-        blocks=blocks.undo_blocks(item_id, label),
-    )
+    saved = f"Saved {blocks.name_mrkdwn(label)}. Undo within 10 minutes if you change your mind."
+    try:
+        await client.chat_postEphemeral(
+            channel=channel,
+            user=body["user"]["id"],
+            text=saved,
+            blocks=blocks.undo_blocks(item_id, label),
+        )
+    except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        # not tried again (runtime.NOT_IDEMPOTENT): an ephemeral sent twice shows twice
+        lost = answer_lost(exc)
+        if lost is None:
+            raise
+        logger.warning(
+            "the Undo offer on %s to %s may have been shown: %s", item_id, body["user"]["id"], lost
+        )
 
 
 async def _tell(client: AsyncWebClient, body: dict, text: str, rt: Runtime | None = None) -> None:

@@ -35,7 +35,7 @@ from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
 from bot.learning.scoring import scorer_of
 from bot.learning.stopping import stop_status
-from bot.runtime import Runtime, response_url_retries
+from bot.runtime import Runtime, answer_lost, response_url_retries
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import FORMS as LABEL_CHANGES
@@ -343,7 +343,7 @@ async def tell(
     same as blocks, ``text`` then being the notification's), or who clicked (a click's
     ``response_url``; ``replace_original`` False: under the message, not instead of it). Sent
     once: not again after a connection dropped once it was sent (``response_url_retries``).
-    Whether Slack took it."""
+    Whether Slack said it took it (False too when its answer was lost: it may be shown)."""
     if not response_url:
         logger.warning("no response_url to report to: %s", text)
         return False
@@ -353,12 +353,20 @@ async def tell(
             text=text, blocks=layout, response_type="ephemeral", replace_original=replace_original
         )
     except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-        logger.warning("could not answer by response_url: %s", type(exc).__name__)
-        return False
-    if sent.status_code != 200:  # 404: expired (30 minutes) or used up (5 answers)
-        logger.warning("could not answer by response_url: Slack said %s", sent.status_code)
-        return False
-    return True
+        lost = answer_lost(exc)
+        if lost is None:  # no connection made: nothing reached Slack
+            logger.warning("could not answer by response_url: %s", type(exc).__name__)
+            return False
+    else:
+        if sent.status_code == 200:
+            return True
+        lost = f"Slack answered HTTP {sent.status_code}" if sent.status_code >= 500 else None
+        if lost is None:  # 404: expired (30 minutes) or used up (5 answers)
+            logger.warning("could not answer by response_url: Slack said %s", sent.status_code)
+            return False
+    # it reached Slack and its answer was lost: it may be shown, and sent again it shows twice
+    logger.warning("the answer by response_url may have been shown: %s; not sent again", lost)
+    return False
 
 
 ACK_WITHIN = 1.5
@@ -452,8 +460,16 @@ async def attach_chart(
             title=f"Model v{report.version}: accuracy by version and by labels",
             initial_comment=f"Your `/hitl accuracy` chart (model v{report.version})",
         )
-    except (SlackApiError, SlackClientError) as exc:
-        logger.warning("could not send the accuracy chart: %s", exc)
+    except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        # files.completeUploadExternal shares the file: not tried again (NOT_IDEMPOTENT)
+        lost = answer_lost(exc)
+        method = str(getattr(getattr(exc, "response", None), "api_url", "") or "")
+        if lost is not None and (method == "" or method.endswith("completeUploadExternal")):
+            logger.warning("the accuracy chart for %s may have been sent: %s", user_id, lost)
+        elif isinstance(exc, SlackApiError):
+            logger.warning("could not send the accuracy chart: %s", exc)
+        else:
+            logger.warning("could not send the accuracy chart: %s", type(exc).__name__)
 
 
 def answer_with(text_of: Callable[[Runtime], str]) -> Handler:

@@ -74,7 +74,9 @@ async def test_a_reply_by_response_url_slack_took_before_the_connection_dropped_
         await command(bot, "label", "U0ANA")
     [told] = [r["payload"]["text"] for r in bot.fake.responses]
     assert told.startswith("Slack did not let me open the labeling window (expired_trigger_id)")
-    assert len([r for r in caplog.records if "by response_url" in r.getMessage()]) == 1
+    [said] = [r.getMessage() for r in caplog.records if "by response_url" in r.getMessage()]
+    lost = "Slack answered HTTP 500" if fault.get("status") else "the connection dropped after"
+    assert said.startswith(f"the answer by response_url may have been shown: {lost}"), said
 
 
 async def test_a_reply_by_response_url_is_tried_again_only_when_nothing_reached_slack():
@@ -145,3 +147,32 @@ async def test_a_hash_conflict_with_no_try_lost_before_it_is_still_a_refusal(
     said = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
     assert REDRAWN not in said
     assert "after the answer on" in " ".join(said) and "hash_conflict" in " ".join(said)
+
+
+# -- the Undo offer after a click that resolved the item (chat.postEphemeral) -----------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "lost"),
+    [
+        ({"status": 500}, "Slack answered HTTP 500"),
+        ({"mode": "reset"}, "the connection dropped after the request was sent"),
+    ],
+    ids=["500", "reset"],
+)
+async def test_an_undo_offer_shown_before_its_answer_was_lost_shows_once_and_is_said_maybe_shown(
+    bot: Bot, caplog: pytest.LogCaptureFixture, fault: dict, lost: str
+):
+    # the log said "Slack said internal_error to chat.postEphemeral" (a 500) or
+    # "on_label_button: Slack unreachable (ServerDisconnectedError)" (a reset)
+    message = bot.posted()[0]
+    bot.fake.fail("chat.postEphemeral", after=True, **fault)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+        await bot.settled()
+    [offer] = bot.fake.calls_to("chat.postEphemeral")  # an ephemeral sent twice shows twice
+    assert offer.params["text"].startswith("Saved `bug`. Undo within 10 minutes")
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    assert bot.store.resolution(item_id)["label"] == "bug"
+    [said] = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert said.startswith(f"the Undo offer on {item_id} to U0ANA may have been shown: {lost}")

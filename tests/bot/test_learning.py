@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import socket
 import sys
@@ -726,6 +727,30 @@ async def test_accuracy_chart_goes_only_to_the_person_who_asked(bot: Bot):
     assert bot.fake.messages(CHANNEL) == before  # nothing public in the questions channel
     [shared] = bot.fake.messages(dm)
     assert shared["files"][0]["id"] == stored["id"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "lost"),
+    [
+        ({"status": 500}, "Slack answered HTTP 500"),
+        ({"mode": "reset"}, "the connection dropped after the request was sent"),
+    ],
+    ids=["500", "reset"],
+)
+async def test_an_accuracy_chart_shared_before_its_answer_was_lost_is_sent_once_and_said_maybe_sent(
+    bot: Bot, caplog: pytest.LogCaptureFixture, fault: dict, lost: str
+):
+    # files.completeUploadExternal shared the chart and its answer was lost: the log said
+    # "could not send the accuracy chart" (a 500) or "on_command: Slack unreachable" (a reset)
+    await run_retrain(bot.rt, "cli")
+    bot.fake.fail("files.completeUploadExternal", after=True, **fault)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        await bot.command("accuracy", "U0ANA")
+        await bot.rt.background.drain(timeout=60)
+    assert len(bot.fake.calls_to("files.completeUploadExternal")) == 1  # not sent again
+    assert len(bot.fake.messages(bot.fake.dm_channel("U0ANA"))) == 1  # shown once
+    [said] = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert said.startswith(f"the accuracy chart for U0ANA may have been sent: {lost}"), said
 
 
 async def test_accuracy_reads_the_answers_off_the_event_loops_connection(bot: Bot):
