@@ -36,9 +36,11 @@ from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view_off_loop
 from bot.slack.modal import (
+    NOT_ANSWERED,
     ChannelMembers,
     from_home,
     next_in_modal,
+    not_answered,
     not_opened,
     open_labeling_modal,
 )
@@ -463,13 +465,23 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         guides = follow_renames(rt.settings.guidelines, rt.store.label_aliases())
         view = await guidelines_view_off_loop(label_set(rt.settings, rt.store), guides)
         if body.get("container", {}).get("type") == "view":  # over the labeling modal
-            await open_window(client, body["trigger_id"], view, push=True)
-            return  # (a refusal there is logged: a modal's click has no response_url)
+            try:  # (a refusal there is logged: a modal's click has no response_url)
+                await open_window(client, body["trigger_id"], view, push=True)
+            except NOT_ANSWERED as exc:
+                if isinstance(exc, SlackApiError):
+                    raise
+                said, _ = not_answered(exc, "guidelines", "click *Guidelines*", "views.push")
+                logger.warning("on_guidelines: %s", said)
+            return
         try:
             await open_window(client, body["trigger_id"], view)
         except SlackApiError as exc:  # said to the person, privately, under the question
             logger.warning("on_guidelines: %s", slack_refused(exc))
             note = not_opened(slack_said(exc), "guidelines", "click *Guidelines*")
+            await commands.tell(body.get("response_url"), note, replace_original=False)
+        except NOT_ANSWERED as exc:
+            said, note = not_answered(exc, "guidelines", "click *Guidelines*")
+            logger.warning("on_guidelines: %s", said)
             await commands.tell(body.get("response_url"), note, replace_original=False)
 
     @app.action(blocks.UNDO_ACTION)
@@ -541,6 +553,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         except SlackApiError as exc:  # said on the Home itself: it has no channel to say it in
             logger.warning("on_start_labeling: %s", slack_refused(exc))
             note = not_opened(slack_said(exc), "labeling", "click *Start labeling*")
+            await commands.publish_home(rt, client, user_id, note)
+        except NOT_ANSWERED as exc:
+            said, note = not_answered(exc, "labeling", "click *Start labeling*")
+            logger.warning("on_start_labeling: %s", said)
             await commands.publish_home(rt, client, user_id, note)
 
     @app.view_closed(blocks.MODAL_CALLBACK)

@@ -40,7 +40,7 @@ from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import FORMS as LABEL_CHANGES
 from bot.slack.labels import label_words, labels_reply
-from bot.slack.modal import not_opened, open_labeling_modal
+from bot.slack.modal import NOT_ANSWERED, not_answered, not_opened, open_labeling_modal
 from bot.slack.redraw import CHANNEL_REFUSED, Redrawer, channel_problem
 from bot.slack.review import open_review
 from bot.store import DatabaseError, Store, database_problem
@@ -489,6 +489,8 @@ async def label(call: Call) -> None:
         await open_labeling_modal(call.rt, call.client, trigger, call.user_id, channel)
     except SlackApiError as exc:
         await window_refused(call, exc, "labeling", "label")
+    except NOT_ANSWERED as exc:
+        await window_unanswered(call, exc, "labeling", "label")
 
 
 def loading_note(rt: Runtime, report: reports.AccuracyReport | None) -> str:
@@ -555,6 +557,8 @@ async def review(call: Call) -> None:
         await open_review(call.rt, call.client, call.command["trigger_id"], item_id)
     except SlackApiError as exc:
         await window_refused(call, exc, "review", "review")
+    except NOT_ANSWERED as exc:
+        await window_unanswered(call, exc, "review", "review")
 
 
 async def window_refused(call: Call, exc: SlackApiError, window: str, name: str) -> None:
@@ -565,6 +569,14 @@ async def window_refused(call: Call, exc: SlackApiError, window: str, name: str)
     logger.warning("/hitl %s by %s: Slack said %s to views.open", name, call.user_id, error)
     again = f"run `/hitl {name}`"
     await tell(call.command.get("response_url"), not_opened(error, window, again))
+
+
+async def window_unanswered(call: Call, exc: BaseException, window: str, name: str) -> None:
+    """``views.open`` for `/hitl name` got no answer (``not_answered``): one line in the log,
+    and the person is told by the command's ``response_url`` what to do."""
+    said, told = not_answered(exc, window, f"run `/hitl {name}`")
+    logger.warning("/hitl %s by %s: %s", name, call.user_id, said)
+    await tell(call.command.get("response_url"), told)
 
 
 async def stats(call: Call) -> None:

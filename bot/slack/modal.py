@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
-from bot.runtime import Runtime, open_window, update_window
+from bot.runtime import Runtime, answer_lost, open_window, update_window
 from bot.slack import blocks
 from bot.slack.questions import build_question
 
@@ -451,6 +451,33 @@ async def open_labeling_modal(
 
 # What views.open says when the trigger_id (3 s of life, one use) can no longer open a window.
 TRIGGER_ERRORS = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"})
+
+
+# What a window's views.open (or views.push) may meet besides Slack's refusal (a
+# ``SlackApiError``, caught before these: it is one of them): no answer within the client's
+# timeout, a connection dropped after it was sent, Slack not reached at all.
+NOT_ANSWERED = (SlackClientError, aiohttp.ClientError, TimeoutError, OSError)
+
+
+def not_answered(
+    exc: BaseException, window: str, again: str, method: str = "views.open"
+) -> tuple[str, str]:
+    """What the log says (after the caller's "who, where: ") and what the person is told when
+    the ``method`` call that opens ``window`` got no answer (``NOT_ANSWERED``): when it reached
+    Slack (``answer_lost``), the window may be open, and told to open it again blindly the
+    person would have two; when it did not, it is not open. ``again`` as for ``not_opened``."""
+    lost = answer_lost(exc)
+    if lost is not None:
+        return (
+            f"{method} may have opened the {window} window: {lost}",
+            f"Slack did not answer in time when I opened the {window} window: if no window"
+            f" opened, {again} again.",
+        )
+    return (
+        f"could not reach Slack to open the {window} window ({type(exc).__name__})",
+        f"I could not reach Slack to open the {window} window: {again} again, and tell an"
+        " admin if it keeps failing.",
+    )
 
 
 def not_opened(error: str | None, window: str, again: str) -> str:

@@ -200,18 +200,31 @@ class ServedAsServe(TestServer):
 
 
 async def start_bot(
-    fake: FakeSlack, settings: Settings, *, background: bool = False, retries: int | None = None
+    fake: FakeSlack,
+    settings: Settings,
+    *,
+    background: bool = False,
+    retries: int | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 (the Web API client's, for a test)
 ) -> AsyncIterator[Bot]:
     """Serve the bot on loopback. ``retries`` replaces the Web API client's retry count (0
-    lets a test see the dispatcher's own handling of an error)."""
+    lets a test see the dispatcher's own handling of an error); ``timeout`` its seconds for a
+    call (a short one lets a test see a call Slack holds, ``fail(..., mode="timeout")``, time
+    out)."""
 
     def configure(rt: Runtime) -> None:
         Dispatcher.of(rt).post_interval = 0.0
         # Which posts are audits and gold is drawn at random: the same draws in every run, so
         # a test cannot pass or fail by the luck of them.
         Dispatcher.of(rt).rng = random.Random(0)
-        if retries is not None:
-            rt.client = make_client(settings, retries=retries, session=rt.client.session)
+        if retries is not None or timeout is not None:
+            rt.client = make_client(
+                settings,
+                retries=2 if retries is None else retries,
+                timeout=rt.client.timeout if timeout is None else timeout,
+                # a session's own timeout is the one its calls keep: a short one, a call each
+                session=rt.client.session if timeout is None else None,
+            )
 
     app = init_app(settings, run_background=background, configure=configure, retry_base=0.01)
     async with ServedAsServe(app, host="127.0.0.1") as server, TestClient(server) as http:
