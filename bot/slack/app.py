@@ -906,6 +906,7 @@ async def _answer(
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
     if result.status == "resolved":
         rt.labels_changed()  # a refresh of the working model may be due
+    doing = ""  # the call under way, said when its answer is lost
     try:
         note = ""
         if result.status == "unknown_item":
@@ -922,9 +923,12 @@ async def _answer(
                     rt.store.owe_redraw_of(channel, ts, item_id)  # the Redrawer's pass draws it
         if in_modal:
             counted = result.is_counted and result.status != "closed"
+            doing = f"the labeling window of {user_id} may not show the next item"
             await next_in_modal(rt, client, body, counted=counted, note=note)
         elif note:
+            doing = f"the note to {user_id} may have been shown"
             await _tell(client, body, note)
+        doing = ""  # the Undo offer says its own
         if (
             result.status == "resolved"
             and not in_modal
@@ -933,6 +937,12 @@ async def _answer(
             await _offer_undo(client, body, item_id, result.label or "")
     except SlackApiError as exc:
         logger.warning("after the answer on %s: %s", item_id, slack_refused(exc))
+    except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        # reached Slack, which may have done it: not "unreachable" (``track_listener``)
+        lost = answer_lost(exc)
+        if lost is None or not doing:
+            raise
+        logger.warning("after the answer on %s: %s: %s", item_id, doing, lost)
     finally:  # a refused note (the person is not in the channel) must not keep the redraw back
         # A retry (Slack's, of a click not acked: its fsync failed) finds the answer its first
         # try committed; that try's redraw was left undone.

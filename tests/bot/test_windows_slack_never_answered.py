@@ -10,6 +10,7 @@ window may be open: "if no window opened, … again"), and the log has one line 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -142,4 +143,67 @@ def test_a_window_slack_was_never_reached_for_is_not_open():
     assert told == (
         "I could not reach Slack to open the labeling window: run `/hitl label` again,"
         " and tell an admin if it keeps failing."
+    )
+
+
+# -- the click's step after its answer is stored: the window's redraw, a note, the Undo offer --
+
+
+async def test_a_labeling_window_redraw_slack_did_not_answer_is_one_true_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    from tests.bot.test_answers_lost_after_the_work import click_in_window
+
+    url = bot.fake.response_url(CHANNEL)
+    await bot.command("label", "U0ANA", trigger_id="1.2.3", response_url=url)
+    await bot.settled()
+    [view] = bot.fake.views.values()
+    shown = json.loads(view["private_metadata"])["item"]
+    bot.fake.fail("views.update", mode="timeout")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        await click_in_window(bot, "U0ANA", view)
+    assert len(bot.fake.calls_to("views.update")) == 1  # not tried again
+    assert [a["item_id"] for a in bot.store.db["answers"].rows] == [shown]  # stored once
+    [said] = warnings(caplog)
+    assert said == (
+        f"after the answer on {shown}: the labeling window of U0ANA may not show the next"
+        " item: no answer within the client's timeout (TimeoutError)"
+    )
+
+
+async def test_a_note_after_a_click_slack_did_not_answer_is_one_true_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+    await bot.settled()  # decided: a later click on its buttons is told so
+    bot.fake.fail("chat.postEphemeral", mode="timeout")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert (await bot.action(bot.button_payload(message, "U0BOB", "billing"))).status == 200
+        await bot.settled()
+    [note] = [c for c in bot.fake.calls_to("chat.postEphemeral") if c.params["user"] == "U0BOB"]
+    assert note.params["text"].startswith("This one was already decided")  # sent once
+    [said] = warnings(caplog)
+    assert said == (
+        f"after the answer on {item_id}: the note to U0BOB may have been shown: no answer"
+        " within the client's timeout (TimeoutError)"
+    )
+
+
+async def test_an_undo_offer_slack_did_not_answer_is_said_maybe_shown(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    message = bot.posted()[0]
+    item_id = bot.store.db["posts"].get(1)["item_id"]
+    bot.fake.fail("chat.postEphemeral", mode="timeout")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert (await bot.action(bot.button_payload(message, "U0ANA", "bug"))).status == 200
+        await bot.settled()
+    assert len(bot.fake.calls_to("chat.postEphemeral")) == 1
+    assert bot.store.resolution(item_id)["label"] == "bug"
+    [said] = warnings(caplog)
+    assert said == (
+        f"the Undo offer on {item_id} to U0ANA may have been shown: no answer within the"
+        " client's timeout (TimeoutError)"
     )
