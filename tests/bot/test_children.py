@@ -73,6 +73,43 @@ def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tm
     assert done.stdout.split(maxsplit=1) == ["True", "[]\n"]
 
 
+def test_a_server_with_a_champion_imports_scipy_special_before_its_own_modules(tmp_path: Path):
+    """Loading the champion imports skops.io, which looks for each of scipy.special's few
+    hundred functions in every module imported before scipy.special, one after the other
+    (``skops.io._utils.whichmodule``): after the server's ~650 modules that was 0.25 s of CPU
+    of every start. `hitl serve` imports it first where a champion waits. (The start here is
+    refused for its missing settings, after the server's imports; the fork server imports
+    nothing, as in test_cli_interrupts.py.)"""
+    from model import TextClassifier
+    from model.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "hitl.db.models")
+    clf = TextClassifier().fit(["red car", "blue sky", "red sun", "blue sea"], list("xyxy"))
+    registry.save(clf, n_train=4)
+    registry.promote(1)
+    code = (
+        "import atexit, sys\n"
+        "from bot.learning import children\n"
+        "children.CHILD_PRELOAD = ()\n"
+        "atexit.register(lambda: print([m for m in sys.modules if m in ('scipy.special',"
+        " 'bot.server')]))\n"
+        "from bot.cli import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--db", str(tmp_path / "hitl.db"), "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "SLACK_BOT_TOKEN" in done.stderr  # refused, after the imports
+    assert done.stdout.strip() == "['scipy.special', 'bot.server']"  # in import order
+
+
 def _block(_path: str) -> None:
     """In the child: wait for good (the test ends the pool)."""
     import threading
