@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from bot.server import BOLT, RUNTIME, init_app
 from bot.slack.connect import start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from tests import signing
-from tests.bot.harness import SECRET, Item, make_settings, seed, start_bot
+from tests.bot.harness import SECRET, Item, make_settings, seed, seed_champion, start_bot
 from tests.bot.test_serve_process import free_port
 from tests.fake_slack import CHANNEL
 from tests.fake_socket_mode import FakeSocketMode
@@ -367,3 +369,35 @@ async def test_a_lock_file_deleted_under_the_server_is_made_again_and_said(
             held.check()
         [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert "another hitl server or demo started on" in error and "stop one of them" in error
+
+
+async def test_the_start_loads_its_champion_with_no_automatic_collection(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The champion's load at start imports most of scikit-learn and skops; each automatic
+    collection meanwhile walked the objects those imports had just made (0.13 s of the load's
+    0.9 s of CPU). They wait until it is done (``server.collection_paused``), and collect again
+    once it is: here any collection (the threshold is lowered so that one would come) counts."""
+    db = tmp_path / "hitl.db"
+    seed_champion(db, ["refund my invoice", "app crashes"] * 3, ["billing", "bug"] * 3)
+    in_load: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        frame = sys._getframe(1)
+        while phase == "start" and frame is not None:
+            if frame.f_code.co_name == "load_champion":
+                in_load.append(info["generation"])
+                return
+            frame = frame.f_back
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50)  # a load makes thousands of objects: collections would come
+    gc.callbacks.append(seen)
+    try:
+        async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+            assert bot.rt.champion is not None and bot.rt.champion.version == 1
+            assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*thresholds)
+    assert in_load == []
