@@ -11,7 +11,11 @@ too big as a whole is refused with `msg_blocks_too_long` although every block ke
 limits (reported at ~11-13 k characters of block text: slackapi/bolt-js#2509, #2867). Slack does
 not say what it counts; the fake counts the characters of the blocks' JSON, written compactly,
 and refuses chat.postMessage, chat.update and chat.postEphemeral above `blocks_cap` (a
-response_url is not capped: the reports say it took the same blocks).
+response_url is not capped: the reports say it took the same blocks). Every message's blocks are
+checked as Slack checks them beyond slack_sdk (50 blocks, a text object of 1 to 3,000
+characters, a section field of at most 2,000): a chat.* call is answered `invalid_blocks`, a
+response_url a 400 with that code (an incoming webhook's answer), and `message_refusal` checks
+a content no call carries (a command's acknowledgement: tests/bot/harness.py checks each).
 
 Wire format (slack-sdk's AsyncWebClient): chat.* and views.* send a JSON body; auth.test,
 chat.delete, conversations.join, files.* and apps.connections.open send their arguments in the query
@@ -54,6 +58,7 @@ FAULT_MODES = frozenset({"error", "reset", "timeout", "text"})
 FIRST_TS_MICROS = 1_700_000_000_000_100
 MAX_TEXT_OBJECT = 3000  # any plain_text / mrkdwn text object in a block (slack_sdk checks some)
 RESPONSE_URL = "response_url"  # fail()'s name for the POSTs to every response_url()
+MAX_SECTION_FIELD = 2000  # each text of a section's fields (slack_sdk checks only their number)
 HISTORY_SCOPES = {"channel": "channels:history", "group": "groups:history", "im": "im:history"}
 
 Params = dict[str, Any]
@@ -480,6 +485,10 @@ class FakeSlack:
         fault = self._take_fault(RESPONSE_URL)
         if fault is not None and not fault.after:
             return await self._faulted_response(request, fault)
+        refused = None if payload.get("delete_original") else message_refusal(payload)
+        if refused is not None:  # as Slack answers a response_url (an incoming webhook's codes)
+            logger.warning("response_url refused (%s): %s", refused.error, refused.extra)
+            return web.Response(status=400, text=refused.error)
         self.responses.append({"channel": channel_id, "message_ts": ts, "payload": payload})
         stored = self._messages.get(channel_id, {})
         if payload.get("delete_original") and ts in stored:
@@ -923,6 +932,16 @@ def _require_content(params: Params, blocks_cap: int | None = None) -> None:
         raise SlackError("invalid_blocks", errors=problems, response_metadata=metadata)
 
 
+def message_refusal(content: Params) -> SlackError | None:
+    """What Slack would refuse in a message's content that no Web API call carries (the body
+    of a command's acknowledgement, a response_url's), or None."""
+    try:
+        _require_content(content)
+    except SlackError as refused:
+        return refused
+    return None
+
+
 def _view_problems(view: dict) -> list[str]:
     """What Slack would refuse in ``view`` (``invalid_arguments``); a view over Slack's 250 kB
     raises ``view_too_large``, as Slack answers it (measured as slack_sdk sends it: JSON)."""
@@ -967,18 +986,30 @@ def _block_problems(blocks: list, pointer: str) -> list[str]:
             problems.append(f"{error} {where}")
             continue
         problems += _long_texts(block, f"{pointer}/{index}")
+        fields = block.get("fields") if block["type"] == "section" else None
+        for n, field in enumerate(fields if isinstance(fields, list) else []):
+            if isinstance(field, dict) and len(str(field.get("text", ""))) > MAX_SECTION_FIELD:
+                problems.append(
+                    f"must be less than {MAX_SECTION_FIELD + 1} characters "
+                    f"[json-pointer:{pointer}/{index}/fields/{n}/text]"
+                )
     return problems
 
 
 def _long_texts(node: Any, pointer: str) -> list[str]:
-    """Text objects over Slack's 3000 characters, wherever they sit (slack_sdk does not check
-    a context element's text, for one)."""
+    """Text objects over Slack's 3000 characters, or empty (Slack wants at least 1), wherever
+    they sit (slack_sdk checks neither of a context element's text, for one)."""
     if isinstance(node, list):
         return [p for n, child in enumerate(node) for p in _long_texts(child, f"{pointer}/{n}")]
     if not isinstance(node, dict):
         return []
-    if node.get("type") in ("plain_text", "mrkdwn") and len(str(node.get("text", ""))) > (
-        MAX_TEXT_OBJECT
-    ):
-        return [f"must be less than {MAX_TEXT_OBJECT + 1} characters [json-pointer:{pointer}/text]"]
+    if node.get("type") in ("plain_text", "mrkdwn"):
+        size = len(str(node.get("text", "")))
+        if size > MAX_TEXT_OBJECT:
+            return [
+                f"must be less than {MAX_TEXT_OBJECT + 1} characters [json-pointer:{pointer}/text]"
+            ]
+        if size == 0:
+            return [f"must be more than 0 characters [json-pointer:{pointer}/text]"]
+        return []
     return [p for key, child in node.items() for p in _long_texts(child, f"{pointer}/{key}")]

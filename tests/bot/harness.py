@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.learning.stopping import _curve as product_curve
 from bot.runtime import Runtime, make_client
 from bot.sandbox import FakeSlack
+from bot.sandbox.webapi import message_refusal
 from bot.server import RUNTIME, init_app
 from bot.slack.blocks import decode_value
 from bot.slack.connect import SocketMode, start_socket_mode
@@ -117,7 +118,14 @@ class Bot:
 
     async def command(self, text: str, user: str = "U0ANA", **kwargs: Any):
         fields = signing.command_fields(text, user, **kwargs)
-        return await self.post(*signing.signed_command(fields, SECRET))
+        response = await self.post(*signing.signed_command(fields, SECRET))
+        if response.status == 200 and response.content_type == "application/json":
+            # the acknowledgement's body is a message Slack shows: it refuses what it refuses
+            # in one (read here once, as aiohttp keeps the body for the test to read again)
+            body = await response.json()
+            refused = message_refusal(body) if body.get("blocks") else None
+            assert refused is None, f"/hitl {text}: Slack refuses the ack: {refused.extra}"
+        return response
 
     async def event(self, envelope: dict):
         return await self.post(*signing.signed_event(envelope, SECRET))

@@ -457,6 +457,53 @@ async def test_a_text_over_3000_characters_anywhere_is_invalid_blocks(fake_slack
     ]
 
 
+async def test_an_empty_text_anywhere_is_invalid_blocks(fake_slack: FakeSlack):
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": ""}}
+    context = {"type": "context", "elements": [{"type": "plain_text", "text": ""}]}
+
+    failure = await error_of(
+        slack_client(fake_slack).chat_postMessage(
+            channel=CHANNEL, text="x", blocks=[section, context]
+        )
+    )
+
+    assert failure.response["error"] == "invalid_blocks"
+    assert failure.response["errors"] == [
+        "must be more than 0 characters [json-pointer:/blocks/0/text/text]",
+        "must be more than 0 characters [json-pointer:/blocks/1/elements/0/text]",
+    ]
+
+
+async def test_a_section_field_over_2000_characters_is_invalid_blocks(fake_slack: FakeSlack):
+    fields = [{"type": "mrkdwn", "text": "x" * 2000}, {"type": "mrkdwn", "text": "y" * 2001}]
+    section = {"type": "section", "fields": fields}
+
+    failure = await error_of(
+        slack_client(fake_slack).chat_postEphemeral(
+            channel=CHANNEL, user="U0ANA", text="x", blocks=[section]
+        )
+    )
+
+    assert failure.response["error"] == "invalid_blocks"
+    assert failure.response["errors"] == [
+        "must be less than 2001 characters [json-pointer:/blocks/0/fields/1/text]"
+    ]
+
+
+async def test_a_response_url_refuses_what_a_message_refuses_with_a_400(fake_slack: FakeSlack):
+    posted = await slack_client(fake_slack).chat_postMessage(channel=CHANNEL, text="Spam?")
+    webhook = AsyncWebhookClient(fake_slack.response_url(CHANNEL, posted["ts"]))
+    empty = {"type": "section", "text": {"type": "mrkdwn", "text": ""}}
+
+    refused = await webhook.send(text="x", blocks=[empty], replace_original=True)
+    taken = await webhook.send(text="Thanks", replace_original=True)
+
+    assert (refused.status_code, refused.body) == (400, "invalid_blocks")
+    assert taken.status_code == 200
+    assert fake_slack.message(CHANNEL, posted["ts"])["text"] == "Thanks"
+    assert [r["payload"]["text"] for r in fake_slack.responses] == ["Thanks"]
+
+
 # ------------------------------------------------------------------ waiting for calls
 
 
