@@ -926,8 +926,7 @@ async def _answer(
             doing = f"the labeling window of {user_id} may not show the next item"
             await next_in_modal(rt, client, body, counted=counted, note=note)
         elif note:
-            doing = f"the note to {user_id} may have been shown"
-            await _tell(client, body, note)
+            await _tell(client, body, note, where=f"after the answer on {item_id}")
         doing = ""  # the Undo offer says its own
         if (
             result.status == "resolved"
@@ -1016,16 +1015,33 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
         )
 
 
-async def _tell(client: AsyncWebClient, body: dict, text: str, rt: Runtime | None = None) -> None:
+async def _tell(
+    client: AsyncWebClient, body: dict, text: str, rt: Runtime | None = None, *, where: str = ""
+) -> None:
     """An ephemeral note to the person who clicked, where there is a channel to put it; in the
-    labeling modal (given ``rt``), the modal redrawn with the note on top."""
-    if rt is not None and body.get("container", {}).get("type") == "view":
-        await next_in_modal(rt, client, body, counted=False, note=text)
-        return
+    labeling modal (given ``rt``), the modal redrawn with the note on top. When the call
+    reached Slack and its answer was lost (``answer_lost``), the note may be shown: said in one
+    line of the log (after ``where``, "after the answer on i1"), not sent again (twice, it
+    would show twice). Not reached at all, it raises (``track_listener``: unreachable)."""
+    user_id = body["user"]["id"]
+    in_modal = body.get("container", {}).get("type") == "view"
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
-    if not channel:
-        return
     try:
-        await client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
+        if rt is not None and in_modal:
+            doing = f"the labeling window of {user_id} may not show the note"
+            await next_in_modal(rt, client, body, counted=False, note=text)
+        elif channel:
+            doing = f"the note to {user_id} may have been shown"
+            await client.chat_postEphemeral(channel=channel, user=user_id, text=text)
     except SlackApiError as exc:
-        logger.warning("could not tell %s: %s", body["user"]["id"], slack_refused(exc))
+        lost = answer_lost(exc)  # a 5xx: chat.postEphemeral is not tried again
+        if lost is None:
+            logger.warning("could not tell %s: %s", user_id, slack_refused(exc))
+            return
+    except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        lost = answer_lost(exc)
+        if lost is None:  # nothing reached Slack
+            raise
+    else:
+        return
+    logger.warning("%s%s: %s", f"{where}: " if where else "", doing, lost)

@@ -1,0 +1,85 @@
+"""The last Slack calls whose answer was lost after they reached Slack (no answer within the
+client's timeout, a 5xx, a connection dropped after the request went out), through signed
+requests to the real server and the fake Slack (``fail(..., mode="timeout")`` held past a
+0.3 s client timeout, ``fail(..., after=True)``).
+
+A note to the clicker (``_tell``: a click from a team that does not count, a button that is
+not the bot's, a label no longer in the set) was logged "on_label_button: Slack unreachable
+(TimeoutError)", or "could not tell U…" on a 500, though it may have been shown.
+Each is now one true line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from bot.slack import blocks
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+TIMEOUT = "no answer within the client's timeout (TimeoutError)"
+FAULTS = [
+    ({"mode": "timeout"}, TIMEOUT),
+    ({"status": 500, "after": True}, "Slack answered HTTP 500"),
+    ({"mode": "reset", "after": True}, "the connection dropped after the request was sent"),
+]
+FAULT_IDS = ["timeout", "500", "reset"]
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text of {n}") for n in range(3)])
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path), timeout=0.3):
+        yield running
+        running.fake.release_timeouts()
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(("fault", "lost"), FAULTS, ids=FAULT_IDS)
+@pytest.mark.parametrize("value", ["not mine", "retired"])
+async def test_a_note_to_the_clicker_whose_answer_was_lost_is_said_maybe_shown(
+    bot: Bot, caplog: pytest.LogCaptureFixture, fault: dict, lost: str, value: str
+):
+    await bot.dispatcher.fill()
+    message = bot.posted()[0]
+    payload = bot.button_payload(message, "U0ANA", bot.first_label(message))
+    item_id, _ = blocks.decode_value(payload["actions"][0]["value"])
+    forged = "not json" if value == "not mine" else blocks.encode_value(item_id, "gone-label")
+    payload["actions"][0]["value"] = forged
+    bot.fake.fail("chat.postEphemeral", **fault)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert (await bot.action(payload)).status == 200
+        await bot.settled()
+    [note] = bot.fake.calls_to("chat.postEphemeral")  # an ephemeral sent twice shows twice
+    assert note.params["user"] == "U0ANA"
+    [said] = warnings(caplog)
+    assert said.startswith(f"the note to U0ANA may have been shown: {lost}"), said
+    assert list(bot.store.iter_answers()) == []
+
+
+async def test_a_note_in_the_labeling_window_whose_redraw_was_lost_is_one_true_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    from tests.bot.test_answers_lost_after_the_work import first_label
+
+    url = bot.fake.response_url(CHANNEL)
+    await bot.command("label", "U0ANA", trigger_id="1.2.3", response_url=url)
+    await bot.settled()
+    [view] = bot.fake.views.values()
+    button = first_label(view)
+    item_id, _ = blocks.decode_value(button["value"])
+    gone = blocks.encode_value(item_id, "gone-label")
+    payload = signing.block_actions_payload("U0ANA", button["action_id"], gone, view=view)
+    bot.fake.fail("views.update", mode="timeout")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert (await bot.action(payload)).status == 200
+        await bot.settled()
+    assert len(bot.fake.calls_to("views.update")) == 1
+    assert warnings(caplog) == [f"the labeling window of U0ANA may not show the note: {TIMEOUT}"]
