@@ -486,7 +486,15 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
 
     @app.action(blocks.UNDO_ACTION)
     @tracked
-    async def on_undo(ack: AsyncAck, body: dict, action: dict, respond, client: AsyncWebClient):
+    async def on_undo(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        async def respond(text: str) -> None:
+            """The Undo note replaced by what came of it, by the project's response_url client
+            (``commands.tell``: sent once, its 10 s timeout, a lost answer said maybe shown),
+            with the payload Bolt's own respond() sent (text, replace_original)."""
+            await commands.tell(
+                body.get("response_url"), text, replace_original=True, response_type=None
+            )
+
         if await not_counted(ack, body, client):
             return
         user_id = body["user"]["id"]
@@ -512,19 +520,17 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             shown = blocks.name_mrkdwn(str(undone.label))
             await respond(
                 text=f"Undone: {shown} is no longer the label.{again}",
-                replace_original=True,
             )
             await Redrawer.of(rt).soon()
             rt.wake_dispatcher()  # the item is back in the queue: it may be asked now
         elif rt.store.get_item(item_id) is None:  # deleted (`hitl delete`): no label to undo
-            await respond(text=ITEM_REMOVED, replace_original=True)
+            await respond(text=ITEM_REMOVED)
         elif undone.refused == "changed":  # an admin's decision is not the clicker's to erase
             who = blocks.person(undone.changed_by) if undone.changed_by else "an admin"
             did = "confirmed the label" if undone.kept else "changed the label to"
             await respond(
                 text=f"Not undone: {who} has since {did} {blocks.name_mrkdwn(str(undone.label))};"
                 " ask them if it should change again.",
-                replace_original=True,
             )
         elif undone.refused == "undone":  # a second click on the same Undo (a double click)
             where = (
@@ -532,11 +538,10 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 if undone.reopened
                 else "the item waits in the queue to be asked again"
             )
-            await respond(text=f"Already undone: {where}.", replace_original=True)
+            await respond(text=f"Already undone: {where}.")
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
-                replace_original=True,
             )
 
     @app.action(blocks.START_LABELING_ACTION)

@@ -332,25 +332,33 @@ async def rollback(call: Call) -> None:
     await tell(response_url, text)
 
 
+RESPONSE_URL_TIMEOUT = 10.0
+"""Seconds a reply by ``response_url`` (``tell``) waits for Slack's answer."""
+
+
 async def tell(
     response_url: str | None,
     text: str,
     layout: Sequence[Block] | None = None,
     *,
     replace_original: bool | None = None,
+    response_type: str | None = "ephemeral",
 ) -> bool:
     """An ephemeral reply to the person who ran the command, after its ack (``layout``: the
     same as blocks, ``text`` then being the notification's), or who clicked (a click's
-    ``response_url``; ``replace_original`` False: under the message, not instead of it). Sent
+    ``response_url``; ``replace_original`` False: under the message, not instead of it; True,
+    with ``response_type`` None, the message itself redrawn as it was, as an Undo's). Sent
     once: not again after a connection dropped once it was sent (``response_url_retries``).
     Whether Slack said it took it (False too when its answer was lost: it may be shown)."""
     if not response_url:
         logger.warning("no response_url to report to: %s", text)
         return False
     try:
-        client = AsyncWebhookClient(response_url, timeout=10, retry_handlers=response_url_retries())
+        client = AsyncWebhookClient(
+            response_url, timeout=RESPONSE_URL_TIMEOUT, retry_handlers=response_url_retries()
+        )
         sent = await client.send(
-            text=text, blocks=layout, response_type="ephemeral", replace_original=replace_original
+            text=text, blocks=layout, response_type=response_type, replace_original=replace_original
         )
     except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         lost = answer_lost(exc)

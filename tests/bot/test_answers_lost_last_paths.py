@@ -5,20 +5,25 @@ requests to the real server and the fake Slack (``fail(..., mode="timeout")`` he
 
 A note to the clicker (``_tell``: a click from a team that does not count, a button that is
 not the bot's, a label no longer in the set) was logged "on_label_button: Slack unreachable
-(TimeoutError)", or "could not tell U…" on a 500, though it may have been shown.
-Each is now one true line."""
+(TimeoutError)", or "could not tell U…" on a 500, though it may have been shown. An Undo's
+reply went through Bolt's own ``respond()``: its client waited 30 s, not the project's 10,
+logged "on_undo: Slack unreachable (TimeoutError)", and sent the reply again after a
+connection dropped once it was sent (shown twice). Each is now one true line."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from bot.sandbox import FakeSlack
-from bot.slack import blocks
+from bot.sandbox.webapi import RESPONSE_URL
+from bot.slack import blocks, commands
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_undo_flows import click_undo, decide
 from tests.fake_slack import CHANNEL
 
 TIMEOUT = "no answer within the client's timeout (TimeoutError)"
@@ -83,3 +88,48 @@ async def test_a_note_in_the_labeling_window_whose_redraw_was_lost_is_one_true_l
         await bot.settled()
     assert len(bot.fake.calls_to("views.update")) == 1
     assert warnings(caplog) == [f"the labeling window of U0ANA may not show the note: {TIMEOUT}"]
+
+
+async def click_undo_of(bot: Bot, user: str, message: dict) -> None:
+    """``user`` clicks the Undo of their latest "Saved …" note (``click_undo``, whose reply
+    a held one does not have)."""
+    note = [c.params for c in bot.fake.calls_to("chat.postEphemeral") if c.params["user"] == user]
+    drawn = note[-1]["blocks"]
+    drawn = drawn if isinstance(drawn, list) else json.loads(drawn)
+    button = drawn[0]["accessory"]
+    url = bot.fake.response_url(CHANNEL)
+    payload = signing.block_actions_payload(
+        user, blocks.UNDO_ACTION, button["value"], message_ts=message["ts"], response_url=url
+    )
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+@pytest.mark.parametrize(("fault", "lost"), FAULTS, ids=FAULT_IDS)
+async def test_an_undo_reply_whose_answer_was_lost_is_sent_once_and_said_maybe_shown(
+    bot: Bot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, fault, lost
+):
+    # Bolt's respond(): 30 s of its own for a timeout, "on_undo: Slack unreachable
+    # (TimeoutError)"; sent again after a reset (shown twice), nothing said of a 500
+    monkeypatch.setattr(commands, "RESPONSE_URL_TIMEOUT", 0.3, raising=False)
+    item_id, message, _ = await decide(bot)
+    bot.fake.fail(RESPONSE_URL, **fault)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        await click_undo_of(bot, "U0ANA", message)
+    assert bot.store.resolution(item_id) is None  # the undo stands
+    replies = [r["payload"] for r in bot.fake.responses]  # a held one is not recorded
+    if fault.get("after"):
+        [reply] = replies  # sent twice, it shows twice
+        assert reply == {"text": reply["text"], "replace_original": True}  # as respond() sent
+        assert reply["text"].startswith("Undone: ")
+    [said] = warnings(caplog)
+    assert said.startswith(f"the answer by response_url may have been shown: {lost}"), said
+
+
+async def test_an_undo_reply_is_sent_by_the_projects_response_url_client(bot: Bot):
+    item_id, message, _ = await decide(bot)
+    text = await click_undo(bot, "U0ANA", message)
+    assert text.startswith("Undone: ")
+    [reply] = [r["payload"] for r in bot.fake.responses]
+    assert reply == {"text": text, "replace_original": True}
+    assert bot.store.resolution(item_id) is None
