@@ -257,13 +257,27 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
 
 async def publish_home(rt: Runtime, client: AsyncWebClient, user_id: str, note: str = "") -> None:
     """Show ``user_id`` their App Home (``home``). Once the database file is lost there is
-    nothing true to show: one line in the log, and the Home they saw last stays."""
+    nothing true to show: one line in the log, and the Home they saw last stays. views.publish
+    is the same Home each time: a 5xx or a dropped connection is tried again (``make_client``);
+    a timeout is not, and its lost answer is one line: the Home may be the one before, and it
+    is published again when they open it."""
     try:
         view = await home(rt, user_id, note)
     except StoreError as exc:
         logger.error("App Home of %s not shown: %s", user_id, exc)
         return
-    await client.views_publish(user_id=user_id, view=view)
+    try:
+        await client.views_publish(user_id=user_id, view=view)
+    except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        lost = answer_lost(exc)
+        if lost is None:  # Slack's refusal, or not reached: said as such (``track_listener``)
+            raise
+        logger.warning(
+            "App Home of %s may not have been published: %s; it is published again the next"
+            " time they open it",
+            user_id,
+            lost,
+        )
 
 
 VERSIONS_IN_SLACK = "`/hitl accuracy` lists the recent versions under *Trend*"

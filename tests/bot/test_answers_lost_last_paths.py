@@ -8,7 +8,8 @@ not the bot's, a label no longer in the set) was logged "on_label_button: Slack 
 (TimeoutError)", or "could not tell U…" on a 500, though it may have been shown. An Undo's
 reply went through Bolt's own ``respond()``: its client waited 30 s, not the project's 10,
 logged "on_undo: Slack unreachable (TimeoutError)", and sent the reply again after a
-connection dropped once it was sent (shown twice). Each is now one true line."""
+connection dropped once it was sent (shown twice). App Home's ``views.publish`` unanswered
+was "on_home_opened: Slack unreachable (TimeoutError)". Each is now one true line."""
 
 from __future__ import annotations
 
@@ -133,3 +134,32 @@ async def test_an_undo_reply_is_sent_by_the_projects_response_url_client(bot: Bo
     [reply] = [r["payload"] for r in bot.fake.responses]
     assert reply == {"text": text, "replace_original": True}
     assert bot.store.resolution(item_id) is None
+
+
+async def test_an_app_home_slack_did_not_answer_is_one_true_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    bot.fake.fail("views.publish", mode="timeout")
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        envelope = signing.app_home_opened_event("U0ANA")
+        assert (await bot.event(envelope)).status == 200
+        await bot.settled()
+    assert len(bot.fake.calls_to("views.publish")) == 1
+    assert warnings(caplog) == [
+        f"App Home of U0ANA may not have been published: {TIMEOUT}; it is published again"
+        " the next time they open it"
+    ]
+
+
+async def test_an_app_home_whose_answer_was_lost_is_published_again_at_once(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    bot.fake.fail("views.publish", status=500, after=True)  # idempotent: the same Home again
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        envelope = signing.app_home_opened_event("U0ANA")
+        assert (await bot.event(envelope)).status == 200
+        await bot.settled()
+    assert len(bot.fake.calls_to("views.publish")) == 2
+    first, again = bot.fake.calls_to("views.publish")
+    assert first.params["view"] == again.params["view"]
+    assert warnings(caplog) == []
