@@ -46,7 +46,12 @@ from bot.slack.modal import (
 )
 from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
-from bot.slack.review import REVIEW_CALLBACK, on_review_submit
+from bot.slack.review import (
+    DECISION_SEARCH_ACTION,
+    REVIEW_CALLBACK,
+    decision_options,
+    on_review_submit,
+)
 from bot.store import AnswerResult, DatabaseError, ReviewRules, database_problem
 from bot.words import code_text
 
@@ -580,6 +585,17 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @tracked
     async def on_review_decision(ack: AsyncAck, body: dict, view: dict):
         await on_review_submit(rt, ack, body, view)
+
+    @app.options(DECISION_SEARCH_ACTION)
+    @tracked
+    async def on_review_options(ack: AsyncAck, payload: dict, body: dict):
+        """The review window's type-ahead (a very large label set): only admins review."""
+        user = body.get("user") if isinstance(body.get("user"), dict) else {}
+        if not rt.is_admin(user.get("id") or ""):
+            await ack(options=[])
+            return
+        query = payload.get("value") if isinstance(payload.get("value"), str) else ""
+        await ack(option_groups=decision_options(label_set(rt.settings, rt.store), query))
 
     @app.command("/hitl")
     @tracked

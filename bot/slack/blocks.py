@@ -54,6 +54,10 @@ MODAL_CALLBACK = "hitl.label_modal"
 
 MAX_GUESS_BUTTONS = 5
 MAX_STATIC_OPTIONS = 100
+MAX_OPTION_GROUPS = 100  # a select's option_groups, each of up to MAX_STATIC_OPTIONS
+# Slack refuses a view over 250 kB (``view_too_large``), measured here as slack_sdk sends it
+# (JSON with non-ASCII escaped: the larger count), with room to spare.
+VIEW_BUDGET = 240_000
 SECTION_LIMIT = 3000
 TEXT_LIMIT = 3000  # any text object: a section's text, a context element
 TEXT_BUDGET = 2800  # room inside a section for the quote marks and the "cut" marker

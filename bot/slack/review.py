@@ -24,6 +24,7 @@ from slack_bolt.async_app import AsyncAck
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
+    ExternalDataSelectElement,
     InputBlock,
     MarkdownTextObject,
     Option,
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 REVIEW_CALLBACK = "hitl.review"
 DECISION_BLOCK = "hitl.review.decision"
 DECISION_ACTION = "hitl.review.choose"
+DECISION_SEARCH_ACTION = "hitl.review.search"  # the type-ahead of a very large label set
 SKIP, REMOVE, LABEL_PREFIX = "skip", "remove", "label:"
 
 
@@ -128,21 +130,25 @@ def review_view(item: ReviewItem | None, decided: int, skipped: list[str], note:
         # answer on the *Why* line, past a block's 3,000 characters, and one cut of the four
         # would take the votes, the model's guess and the label now out of the window
         *(SectionBlock(text=MarkdownTextObject(text=blocks.fit(fact))) for fact in facts),
-        InputBlock(
-            block_id=DECISION_BLOCK,
-            label="Decision",
-            element=decision_select(item.labels),
-        ),
     ]
-    return View(
-        type="modal",
-        callback_id=REVIEW_CALLBACK,
-        title="Review",
-        submit="Decide",
-        close="Done",
-        private_metadata=metadata(state),
-        blocks=body,
-    )
+
+    def modal(decision: InputBlock) -> View:
+        return View(
+            type="modal",
+            callback_id=REVIEW_CALLBACK,
+            title="Review",
+            submit="Decide",
+            close="Done",
+            private_metadata=metadata(state),
+            blocks=[*body, decision],
+        )
+
+    listed = decision_select(item.labels)
+    if listed is not None:
+        view = modal(InputBlock(block_id=DECISION_BLOCK, label="Decision", element=listed))
+        if len(json.dumps(view.to_dict()).encode()) <= blocks.VIEW_BUDGET:
+            return view
+    return modal(decision_search(len(item.labels)))
 
 
 # Who a ``gold_miss`` detail names: a Slack user id, or the pseudonym `hitl people anonymise`
@@ -246,14 +252,13 @@ def decided_meanwhile(rt: Runtime, item_id: str, seen: dict[str, Any] | None) ->
     return f":warning: {decided}. Your decision was not saved: pick again to change it, or skip."
 
 
-def decision_select(labels: list[str]) -> StaticSelectElement:
+def decision_select(labels: list[str]) -> StaticSelectElement | None:
     """Skip, Remove and every label in force. Up to 100 options they are one list; above,
     groups of 100 (Slack takes 100 groups of 100), so no label is out of reach (Slack filters
-    a select's options as the admin types)."""
-    actions = [
-        Option(text="Skip for now", value=SKIP),
-        Option(text="Remove the label (set the item aside)", value=REMOVE),
-    ]
+    a select's options as the admin types). None when they are more than Slack takes: the
+    window has the type-ahead (``decision_search``), as it has when they pass the 250 kB
+    Slack takes for a window (``review_view``)."""
+    actions = _actions()
     options = [Option(text=blocks.fit(label, 75), value=LABEL_PREFIX + label) for label in labels]
     if len(actions) + len(options) <= blocks.MAX_STATIC_OPTIONS:
         return StaticSelectElement(
@@ -265,9 +270,59 @@ def decision_select(labels: list[str]) -> StaticSelectElement:
         for n in range(0, len(options), size)
         if (chunk := options[n : n + size])
     ]
+    if len(groups) > blocks.MAX_OPTION_GROUPS:
+        return None
     return StaticSelectElement(
         action_id=DECISION_ACTION, placeholder="Pick a label", option_groups=groups
     )
+
+
+def _actions() -> list[Option]:
+    return [
+        Option(text="Skip for now", value=SKIP),
+        Option(text="Remove the label (set the item aside)", value=REMOVE),
+    ]
+
+
+def decision_search(n_labels: int) -> InputBlock:
+    """The decision as a type-ahead whose options the bot serves (``decision_options``): a
+    label set whose every label in one select would make the window larger than Slack takes."""
+    return InputBlock(
+        block_id=DECISION_BLOCK,
+        label="Decision",
+        element=ExternalDataSelectElement(
+            action_id=DECISION_SEARCH_ACTION,
+            placeholder="Type part of a label",
+            min_query_length=0,
+        ),
+        hint=(
+            f"{n_labels:,} labels, too many to list here: type part of one to find it."
+            " Skip and Remove are always offered first."
+        ),
+    )
+
+
+def decision_options(labels: list[str], query: str) -> list[dict]:
+    """The type-ahead decision's options for what the admin typed: Skip and Remove, then up to
+    100 labels in force that hold it (``blocks.label_options``: case, accents, ``_`` and
+    ``-`` folded), best first, as option groups."""
+    found = blocks.label_options(labels, query, limit=len(labels))
+    shown = found[: blocks.MAX_STATIC_OPTIONS]
+    if not found:
+        heading = "No label holds what you typed"
+    elif len(found) > len(shown):
+        heading = f"Labels: {len(shown)} of {len(found):,} found; type more"
+    else:
+        heading = "Labels" if not query.strip() else f"Labels found: {len(found)}"
+    groups = [OptionGroup(label="Decision", options=_actions())]
+    if shown:
+        options = [
+            Option(text=blocks.fit(o["value"], 75), value=LABEL_PREFIX + o["value"]) for o in shown
+        ]
+        groups.append(OptionGroup(label=heading, options=options))
+    else:
+        groups[0] = OptionGroup(label=heading, options=_actions())
+    return [group.to_dict() for group in groups]
 
 
 def next_view(
@@ -339,11 +394,10 @@ async def on_review_submit(rt: Runtime, ack: AsyncAck, body: dict, view: dict) -
     item_id = state.get("item")
     skipped = [s for s in state.get("skipped") or [] if isinstance(s, str)]
     decided = int(state.get("decided") or 0)
-    selected = (
-        view["state"]["values"]
-        .get(DECISION_BLOCK, {})
-        .get(DECISION_ACTION, {})
-        .get("selected_option")
+    decision = view["state"]["values"].get(DECISION_BLOCK, {})
+    selected = (  # the list's or the type-ahead's (``decision_search``), whichever was drawn
+        (decision.get(DECISION_ACTION) or {}).get("selected_option")
+        or (decision.get(DECISION_SEARCH_ACTION) or {}).get("selected_option")
         or {}
     )
     choice = selected.get("value") or ""
