@@ -483,12 +483,18 @@ def not_answered(
 def not_opened(error: str | None, window: str, again: str) -> str:
     """The one line that tells a person why Slack did not open ``window`` (``views.open``
     answered ``error``) and what to do: do ``again`` (a trigger lives 3 s, a rate limit
-    passes), or, with a token Slack refuses, ask an admin (doing it again cannot help)."""
+    passes), or, with a token Slack refuses, ask an admin (doing it again cannot help), as
+    for a window larger than Slack takes (``view_too_large``)."""
     said = f"Slack did not let me open the {window} window ({error or 'no reason given'})"
     if error in SLACK_TOKEN_REFUSED:
         return f"{said}: the bot's token is refused; ask an admin to reinstall the app."
     if error == "ratelimited":
         return f"{said}: Slack is busy; {again} again in a few seconds."
+    if error == "view_too_large":  # the same window again would be as large
+        return (
+            f"{said}: it is larger than the 250 kB Slack takes in one window, so doing it"
+            " again will not help; tell whoever runs hitl (the bot's log has it)."
+        )
     if error in TRIGGER_ERRORS:  # too old or used: a new command brings a new trigger
         return f"{said}: {again} again."
     return f"{said}: {again} again, and tell an admin if it keeps failing."

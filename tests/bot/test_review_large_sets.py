@@ -2,7 +2,8 @@
 characters (about 265 of 75 accented ones: slack_sdk sends them escaped) made the decision select
 pass Slack's 250 kB for a view, and views.open answered ``view_too_large``. Past that size the
 decision is a type-ahead whose options the bot serves, and every label in force can still be
-picked."""
+picked. A window Slack refuses as too large is said to the person in one line that does not
+tell them to try again."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.slack.review import (
 )
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
 
 LONG = tuple(f"l{n:04d}_" + "x" * 69 for n in range(1100))  # 75 characters each
 ACCENTED = tuple(f"é{n:03d}" + "é" * 71 for n in range(300))
@@ -118,3 +120,19 @@ async def test_a_set_that_fits_keeps_its_list_of_every_label(fake_slack: FakeSla
         [decision] = [b for b in view["blocks"] if b.get("block_id") == DECISION_BLOCK]
         assert decision["element"]["action_id"] == DECISION_ACTION
         assert len(decision["element"]["option_groups"]) == 6
+
+
+async def test_a_window_slack_refuses_as_too_large_is_said_in_one_line_without_try_again(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    seed(tmp_path / "hitl.db", [Item("s", "text", "billing")])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path)):
+        bot.fake.fail("views.open", error="view_too_large")
+        url = bot.fake.response_url(CHANNEL)
+        assert (await bot.command("review s", "U0ADMIN", response_url=url)).status == 200
+        await bot.fake.next_call("views.open")
+        await bot.settled()
+        [told] = [r["payload"]["text"] for r in bot.fake.responses]
+        assert told.startswith("Slack did not let me open the review window (view_too_large)")
+        assert "larger than the 250 kB" in told and "again will not help" in told
+        assert "run `/hitl review` again" not in told and "\n" not in told
