@@ -304,9 +304,10 @@ class Store(
                     if holder and (words := holder_words(holder)) is not None:
                         raise StoreError(f"{path} is in use: {words}")  # a restore, a demo
                     if holder:
+                        many = f"{len(todo)} migration{'' if len(todo) == 1 else 's'}"
                         raise StoreError(
-                            f"{path} needs an upgrade to this slack-hitl ({len(todo)}"
-                            " migrations), but a hitl server or demo runs on it"
+                            f"{path} needs an upgrade to this slack-hitl ({many}), but a hitl"
+                            " server or demo runs on it"
                             f" ({holder}): stop it first, then run the new version"
                         )
                 # A new database (nothing applied, here either) gets what they all leave, in

@@ -101,3 +101,18 @@ def test_this_processs_own_server_upgrades_and_makes_its_database(tmp_path: Path
     with server_lock(new), Store.open(new) as store:
         assert store.made_new
         assert store.schema_version() == list(KNOWN_MIGRATIONS)
+
+
+def test_the_refusal_of_an_upgrade_of_one_migration_says_it_in_the_singular(tmp_path: Path):
+    """A database one migration behind (the previous release's, the usual upgrade) beside a
+    serving server: the refusal said "(1 migrations)"."""
+    db = tmp_path / "hitl.db"
+    old = Database(db)
+    migrations.apply(old, stop_before=KNOWN_MIGRATIONS[-1])
+    old.conn.close()
+    with held_by_another(db, serving_line()):
+        with pytest.raises(StoreError) as refused:
+            Store.open(db)
+    assert "needs an upgrade to this slack-hitl (1 migration), but a hitl server" in str(
+        refused.value
+    )
