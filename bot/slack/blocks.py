@@ -94,15 +94,6 @@ class Question:
     other_typeahead: bool = False
 
 
-_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
-
-
-def escape_but_people(text: str) -> str:
-    """``escape``, keeping user mentions (``<@U…>``) as mentions: for text the bot composed
-    with the names of the people who answered and labels or guesses that must not act."""
-    return _USER_MENTION.sub(r"<@\1>", escape(text))
-
-
 def clip(escaped: str, room: int) -> str:
     """The longest head of ``escaped`` mrkdwn within ``room`` characters that ends neither
     inside an ``&…;`` escape nor inside a character as a person sees it."""
