@@ -22,7 +22,12 @@ CHANNEL = "C0QUESTIONS"
 CHANNEL_NAME = "labeling"
 MESSAGE_TS = "1700000000.000100"
 TRIGGER_ID = "1700000001.0001.0123456789abcdef"
-RESPONSE_URL = "https://hooks.slack.com/actions/T0HITL/1/response"
+RESPONSE_URL = "http://127.0.0.1:9/no-fake-slack/response"
+"""The response_url of a payload built here when the test names none: a loopback port nothing
+listens on, so a reply sent to it fails at once with the product's own line ("could not answer
+by response_url: ClientConnectorError"), which tests/bot/conftest.py fails a test for. The
+harness (``tests.bot.harness.Bot``) swaps it for its fake Slack's ``response_url()``, where a
+reply is recorded in ``fake.responses``; elsewhere, pass ``response_url=fake.response_url(...)``."""
 VERIFICATION_TOKEN = "legacy-verification-token"  # deprecated field Slack still sends
 
 _event_ids = itertools.count(1)
@@ -60,7 +65,8 @@ def block_actions_payload(
     """A `block_actions` payload for one button click or select choice.
 
     From a message by default; pass `view` (a modal or Home view) for an action inside a view, which
-    then has a view container and no channel, message or response_url (§2.3).
+    then has a view container and no channel, message or response_url (§2.3). ``response_url``:
+    see RESPONSE_URL.
     """
     action: dict[str, Any] = {
         "type": action_type,
@@ -119,9 +125,9 @@ def command_fields(
     command: str = "/hitl",
     *,
     trigger_id: str = TRIGGER_ID,
-    response_url: str = "https://hooks.slack.com/commands/T0HITL/1/response",
+    response_url: str = RESPONSE_URL,
 ) -> dict[str, str]:
-    """The form fields of a slash command invocation (§2.6)."""
+    """The form fields of a slash command invocation (§2.6); ``response_url``: see RESPONSE_URL."""
     return {
         "token": VERIFICATION_TOKEN,
         "team_id": TEAM_ID,

@@ -7,16 +7,49 @@ tests/conftest.py is not this module's to edit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.learning import stopping
-from tests.bot.harness import remembered_curve
+from bot.slack import commands
+from tests.bot.harness import LogLines, remembered_curve
 from tests.fake_slack import fake_slack
 from tests.processes import copy_database
 
-__all__ = ["fake_slack", "remembered_curves", "two_models", "two_models_made"]
+__all__ = [
+    "fake_slack",
+    "remembered_curves",
+    "replies_reach_a_fake",
+    "two_models",
+    "two_models_made",
+]
+
+UNREACHED = "could not answer by response_url: ClientConnector"
+
+
+@pytest.fixture(autouse=True)
+def replies_reach_a_fake() -> Iterator[LogLines]:
+    """Fails a test in which the product sent a reply by response_url to an address nothing
+    answers (``signing.RESPONSE_URL``, a payload built without the harness's ``Bot``): that
+    reply was lost, and the test could not see what the person was told. Point the payload at
+    the fake (``response_url=fake.response_url(channel)``), or send it through ``Bot``. A test
+    of such a reply asks for this fixture and clears its ``records`` once it has read them."""
+    lines = LogLines()
+    commands.logger.addHandler(lines)
+    try:
+        yield lines
+    finally:
+        commands.logger.removeHandler(lines)
+    lost = lines.said(UNREACHED)
+    if lost:
+        pytest.fail(
+            f"a reply by response_url went to an address no fake Slack serves: {lost}; "
+            "build the payload with response_url=fake.response_url(channel) or post it "
+            "through tests.bot.harness.Bot",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

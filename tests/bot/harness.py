@@ -114,9 +114,26 @@ class Bot:
         return await self.http.post("/slack/events", data=body, headers=headers)
 
     async def action(self, payload: dict, *, timestamp: int | None = None):
+        """Post a click (or any interaction); a message's click built with no response_url of
+        its own (``signing.RESPONSE_URL``) gets this fake's, for that message, so a reply to
+        the clicker is recorded in ``fake.responses`` as Slack would show it."""
+        if payload.get("response_url") == signing.RESPONSE_URL:
+            # (a fuzzed payload's container may be anything: then the channel's, for no message)
+            container = payload.get("container")
+            where = container if isinstance(container, dict) else {}
+            channel, ts = where.get("channel_id"), where.get("message_ts")
+            url = self.fake.response_url(
+                channel if isinstance(channel, str) and channel else CHANNEL,
+                ts if isinstance(ts, str) and ts else None,
+            )
+            payload = {**payload, "response_url": url}
         return await self.post(*signing.signed_action(payload, SECRET, timestamp))
 
     async def command(self, text: str, user: str = "U0ANA", **kwargs: Any):
+        """Run ``/hitl text`` as ``user``; with no ``response_url`` given, the fake's own for the
+        command's channel, so a reply after the ack is recorded in ``fake.responses``."""
+        if kwargs.get("response_url", signing.RESPONSE_URL) == signing.RESPONSE_URL:
+            kwargs["response_url"] = self.fake.response_url(kwargs.get("channel_id", CHANNEL))
         fields = signing.command_fields(text, user, **kwargs)
         response = await self.post(*signing.signed_command(fields, SECRET))
         if response.status == 200 and response.content_type == "application/json":
@@ -330,7 +347,9 @@ class World:
 
     async def command_acked(self, link: Any, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
         envelope = await self.server.send_envelope(
-            "slash_commands", signing.command_fields("stats"), on=link
+            "slash_commands",
+            signing.command_fields("stats", response_url=self.fake.response_url(CHANNEL)),
+            on=link,
         )
         try:
             await self.server.next_ack(envelope, timeout=timeout)
