@@ -1,7 +1,7 @@
 """The last Slack calls whose answer was lost after they reached Slack (no answer within the
 client's timeout, a 5xx, a connection dropped after the request went out), through signed
 requests to the real server and the fake Slack (``fail(..., mode="timeout")`` held past a
-0.3 s client timeout, ``fail(..., after=True)``).
+1 s client timeout, ``fail(..., after=True)``).
 
 A note to the clicker (``_tell``: a click from a team that does not count, a button that is
 not the bot's, a label no longer in the set) was logged "on_label_button: Slack unreachable
@@ -39,7 +39,7 @@ FAULT_IDS = ["timeout", "500", "reset"]
 @pytest.fixture
 async def bot(fake_slack: FakeSlack, tmp_path: Path):
     seed(tmp_path / "hitl.db", [Item(f"i{n}", f"text of {n}") for n in range(3)])
-    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path), timeout=0.3):
+    async for running in start_bot(fake_slack, make_settings(fake_slack, tmp_path), timeout=1.0):
         yield running
         running.fake.release_timeouts()
 
@@ -112,7 +112,7 @@ async def test_an_undo_reply_whose_answer_was_lost_is_sent_once_and_said_maybe_s
 ):
     # Bolt's respond(): 30 s of its own for a timeout, "on_undo: Slack unreachable
     # (TimeoutError)"; sent again after a reset (shown twice), nothing said of a 500
-    monkeypatch.setattr(commands, "RESPONSE_URL_TIMEOUT", 0.3, raising=False)
+    monkeypatch.setattr(commands, "RESPONSE_URL_TIMEOUT", 1.0, raising=False)
     item_id, message, _ = await decide(bot)
     bot.fake.fail(RESPONSE_URL, **fault)
     with caplog.at_level(logging.WARNING, logger="bot"):
