@@ -99,7 +99,7 @@ class FakeSocketMode:
             await self._runner.cleanup()
             self._runner = None
 
-    async def wait_connected(self, count: int = 1, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+    async def wait_connected(self, count: int = 1, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until a client is connected and `count` connections have been made in all."""
         await self._wait_for(lambda: bool(self._sockets) and self.connections >= count, timeout)
 
@@ -152,12 +152,12 @@ class FakeSocketMode:
         else:
             await link.socket.close()
 
-    async def wait_for(self, predicate, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+    async def wait_for(self, predicate, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Return once `predicate()` is true; re-checked whenever a connection opens, closes or
         sends something."""
         await self._wait_for(predicate, timeout)
 
-    async def next_ack(self, envelope_id: str, timeout: float = 2.0) -> dict:  # noqa: ASYNC109
+    async def next_ack(self, envelope_id: str, timeout: float = 30.0) -> dict:  # noqa: ASYNC109
         await self._wait_for(lambda: envelope_id in self.acks, timeout)
         return self.acks[envelope_id]
 

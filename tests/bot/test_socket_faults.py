@@ -47,7 +47,7 @@ class Lines(LogLines):
     """The records of the Socket Mode loggers, and a bounded wait for one."""
 
     LOGGERS = ("bot.slack.connect", "bot.socket_mode", "bot.server")
-    WAIT = 3.0
+    WAIT = 30.0  # a bound against hanging: the waits end at their line
 
     def library_noise(self) -> list[str]:
         """slack_sdk's own lines at WARNING or above (raw errors, tracebacks)."""
