@@ -126,17 +126,7 @@ async def test_someone_who_left_while_the_window_was_open_is_served_no_next_item
     await secret.settled()
     secret.fake.leave_channel(SECRET_CHANNEL, "U0ANA")
     await secret.event(member_event("member_left_channel", "U0ANA", SECRET_CHANNEL))
-    button = next(
-        e
-        for b in view["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and '"l":"' in e.get("value", "")
-    )
-    payload = signing.block_actions_payload(
-        "U0ANA", button["action_id"], button["value"], view=view
-    )
-    payload["actions"][0]["action_ts"] = secret.next_action_ts()
-    assert (await secret.action(payload)).status == 200
+    await send_click(secret, "U0ANA", view)
     updated = await secret.fake.next_call("views.update")
     assert item_of(updated.params["view"]) is None
     assert "CONFIDENTIAL" not in text_of(updated.params["view"])
@@ -320,8 +310,8 @@ async def test_the_fake_lists_members_by_page_and_needs_the_scope_of_the_channel
 # -- every next item of an open window is checked, however the window was opened ----------
 
 
-async def click_in(bot: Bot, user: str, view: dict) -> dict:
-    """``user`` clicks the first label of the labeling window ``view``: the view redrawn."""
+async def send_click(bot: Bot, user: str, view: dict) -> None:
+    """``user`` clicks the first label of the labeling window ``view``, acknowledged."""
     button = next(
         e
         for b in view["blocks"]
@@ -331,6 +321,11 @@ async def click_in(bot: Bot, user: str, view: dict) -> dict:
     payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
     payload["actions"][0]["action_ts"] = bot.next_action_ts()
     assert (await bot.action(payload)).status == 200
+
+
+async def click_in(bot: Bot, user: str, view: dict) -> dict:
+    """``user`` clicks the first label of the labeling window ``view``: the view redrawn."""
+    await send_click(bot, user, view)
     updated = await bot.fake.next_call("views.update")
     assert updated.reply and updated.reply["ok"], updated.reply
     return bot.fake.views[updated.reply["view"]["id"]]
@@ -601,17 +596,7 @@ async def test_a_window_redrawn_before_its_answer_was_lost_is_still_drawn_again_
     monkeypatch.setattr(modal, "MEMBERS_WAIT", 0.05)  # the window is drawn while still asked
     secret.fake.fail("conversations.members", mode="timeout")
     secret.fake.fail("views.update", status=500, after=True)
-    button = next(
-        e
-        for b in view["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and '"l":"' in e.get("value", "")
-    )
-    payload = signing.block_actions_payload(
-        "U0RAJ", button["action_id"], button["value"], view=view
-    )
-    payload["actions"][0]["action_ts"] = secret.next_action_ts()
-    assert (await secret.action(payload)).status == 200
+    await send_click(secret, "U0RAJ", view)
     await secret.fake.wait_for(lambda: len(secret.fake.calls_to("views.update")) == 2)
     drawn = secret.fake.views[view["id"]]
     assert item_of(drawn) is None and "not said yet" in text_of(drawn)
