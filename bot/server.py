@@ -1273,11 +1273,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the ter
 def decide_under_settings(settings: Settings, store: Store) -> None:
     """At start, before the server listens: the open questions whose answers decide them under
     ``HITL_VOTES`` as it is now (lowered since they were asked: "1 of 1 answers in", still
-    open), decided, a tie among enough people sent to review as a split, and so are the items
-    whose question was taken back while they held answers (HITL_QUESTION_TTL), waiting to be
-    asked again (``Store.decide_answered``; reads the posted items with answers and the
-    questions taken back, writes only when one is due). A database another process holds past
-    the wait is said in one line: the next answer on each decides it then."""
+    open), decided, a tie among enough people sent to review as a split, a split a Skip left
+    with fewer answers than ``HITL_VOTES`` out of review (its question holding a place), and so are
+    the items whose question was taken back while they held answers (HITL_QUESTION_TTL),
+    waiting to be asked again (``Store.decide_answered``; reads the posted items with answers
+    and the questions taken back, writes only when one is due). A database another process
+    holds past the wait is said in one line: the next answer on each decides it then."""
     rules = ReviewRules(settings.review_agreement, settings.review_confidence)
     try:
         decided = store.decide_answered(settings.votes, settings.skips_to_discard, rules)
@@ -1291,7 +1292,8 @@ def decide_under_settings(settings: Settings, store: Store) -> None:
         return
     if decided:
         logger.info(
-            "%d question(s) decided by the answers they had, under HITL_VOTES=%d",
+            "%d question(s) decided (or no longer split) by the answers they had, under"
+            " HITL_VOTES=%d",
             len(decided),
             settings.votes,
         )

@@ -1275,6 +1275,11 @@ class QueueMixin:
         enough people goes to review as a split, the item waiting to be asked again (a later
         vote that makes a majority decides it, as a split's buttons do). Read from the
         taken-back posts' index (the questions ever taken back, each item found by id).
+
+        A pending split a voter's Skip left with fewer voters than ``votes_needed`` (stored by
+        a hitl older than 2026-12-06, which kept it in review) is no split: its review is
+        closed (by the votes, 'undone') and its latest question, still shown, holds a channel
+        place again, as ``flag_split`` does at a Skip.
         Returns the ids it changed."""
         split_needs = max(votes_needed, 2)
 
@@ -1282,9 +1287,13 @@ class QueueMixin:
             tally = self.tally(item_id)
             if self._winner(tally, votes_needed) is not None:
                 return True
+            n_voters = sum(len(users) for users in tally.votes.values())
+            if n_voters < split_needs and self._split_skipped(item_id):
+                # a voter's Skip a hitl older than 2026-12-06 stored left it in review with
+                # fewer voters than HITL_VOTES: no split, as flag_split now says at a Skip
+                return True
             if not tally.votes:
                 return len(tally.skips) >= skips_to_discard
-            n_voters = sum(len(users) for users in tally.votes.values())
             return n_voters >= split_needs and not self._split_pending(item_id)
 
         posted = [
@@ -1309,6 +1318,7 @@ class QueueMixin:
         ]
         todo = [item_id for item_id in dict.fromkeys(posted + taken_back) if due(item_id)]
         changed: list[str] = []
+        unsplit: list[str] = []  # splits that are none now: out of review, asked again
         for start in range(0, len(todo), chunk):
             with self._immediate():
                 now = self.now()
@@ -1321,19 +1331,30 @@ class QueueMixin:
                     tally = self.tally(item_id)
                     winner = self._winner(tally, votes_needed)
                     self._touch_post(item_id)
-                    if winner is None and not tally.votes:
+                    # as record_answer does: the reviews first (a stale split is closed and
+                    # its question reopened by flag_split), then the decision
+                    self.review_after_answer(item_id, tally, winner, split_needs, review)
+                    if winner is not None:
+                        self._resolve(item_id, winner, tally, now)
+                    elif not tally.votes and len(tally.skips) >= skips_to_discard:
                         self._close(item_id, "skipped", now)
                         self._queue_settled([item_id], now, by="id")
-                    else:
-                        self.review_after_answer(item_id, tally, winner, split_needs, review)
-                        if winner is not None:
-                            self._resolve(item_id, winner, tally, now)
+                    elif sum(len(users) for users in tally.votes.values()) < split_needs:
+                        unsplit.append(item_id)
                     changed.append(item_id)
-        if changed:
+        decided = len(changed) - len(unsplit)
+        if decided:
             logger.info(
                 "%d asked item(s) decided by the answers they had (HITL_VOTES or"
                 " HITL_SKIPS_TO_DISCARD lowered since they were answered)",
-                len(changed),
+                decided,
+            )
+        if unsplit:
+            logger.info(
+                "%d split(s) a Skip left with fewer answers than HITL_VOTES=%d left review;"
+                " their questions take answers again",
+                len(unsplit),
+                votes_needed,
             )
         return changed
 
@@ -1350,6 +1371,23 @@ class QueueMixin:
         is (``next_gold``), its answers deciding nothing (``record_answer``). By its id."""
         held = self.db.execute(f"SELECT {self._HELD_BACK.format(item='?')}", [item_id])
         return bool(held.fetchone()[0])
+
+    def _split_skipped(self, item_id: str) -> bool:
+        """Whether ``item_id`` has a pending split and someone's latest counted answer is a
+        Skip given since it was flagged: a voter took theirs back (not a split kept under a
+        raised HITL_VOTES, which stays one until its next answer)."""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM reviews r JOIN answers a ON a.item_id = r.item_id"
+                " WHERE r.item_id = ? AND r.reason = 'split' AND r.decided_at IS NULL"
+                " AND a.label IS NULL AND a.late = 0 AND a.source NOT IN ('import', 'undo')"
+                " AND a.created_at >= r.created_at AND NOT EXISTS (SELECT 1 FROM answers b"
+                " WHERE b.item_id = a.item_id AND b.user_id = a.user_id AND b.late = 0"
+                " AND b.source != 'import' AND b.id > a.id)",
+                [item_id],
+            ).fetchone()
+            is not None
+        )
 
     def _split_pending(self, item_id: str) -> bool:
         return (

@@ -205,6 +205,49 @@ async def test_a_split_is_redrawn_at_start_for_the_hitl_votes_in_force(
         assert bot.store.post_for_item("a")["closed_at"] is not None  # still holds no place
 
 
+async def test_a_split_a_skip_left_in_review_leaves_it_at_start(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_VOTES=2: Ana and Raj split, then Raj clicked Skip, under a hitl older than
+    2026-12-06: one vote left, no split, yet the split review stayed pending and the question
+    held no channel place. The start's repair left it so until the item's next answer; it now
+    closes the review as flag_split does ('votes', 'undone') and the question counts again."""
+    seed(tmp_path / "hitl.db", [Item("a", "refund and a crash"), Item("b", "hello")])
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), votes=2, max_open=1)
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 1
+        [message] = bot.posted()
+        await click(bot, message, ANA, "billing")
+        await click(bot, message, RAJ, "bug")  # a split: b takes its place
+        assert await bot.dispatcher.fill() == 1
+        split = fake_slack.message(CHANNEL, message["ts"])
+        assert (await bot.action(bot.button_payload(split, RAJ, None))).status == 200
+        await bot.settled()
+        # the state the code before 2026-12-06 left: the split pending, its post closed
+        with bot.store.db.conn:
+            bot.store.db.execute(
+                "UPDATE reviews SET decided_at = NULL, decided_by = NULL, decision = NULL"
+                " WHERE item_id = 'a' AND reason = 'split'"
+            )
+            bot.store.db.execute(
+                "UPDATE posts SET closed_at = ? WHERE item_id = 'a'", [bot.store.now()]
+            )
+        assert bot.store.pending_review_count() == 1
+        assert bot.store.open_post_counts() == {CHANNEL: 1}
+    async for bot in start_bot(fake_slack, settings):
+        assert bot.store.tally("a").votes == {"billing": [ANA]}
+        assert bot.store.pending_review_count() == 0
+        [review] = bot.store.reviews_of("a")
+        assert (review["decided_by"], review["decision"]) == ("votes", "undone")
+        assert bot.store.post_for_item("a")["closed_at"] is None
+        assert bot.store.open_post_counts() == {CHANNEL: 2}
+        assert bot.store.split_posts() == []
+        assert bot.store.decide_answered(2) == []  # a second run changes nothing
+        # Mei's vote makes a majority of two: decided, as any open question
+        await click(bot, fake_slack.message(CHANNEL, message["ts"]), MEI, "billing")
+        assert bot.store.resolution("a")["label"] == "billing"
+
+
 def test_a_bad_channel_in_hitl_toml_is_named_as_the_files_key(tmp_path: Path):
     (tmp_path / "hitl.toml").write_text(
         '[hitl]\nchannel = "general"\nreport_channel = "#reports"\nmax_open = 0\n'
