@@ -42,20 +42,24 @@ def guidelines_button(message: dict) -> tuple[dict, dict]:
     raise AssertionError("no Guidelines button")
 
 
-async def click_guidelines(bot: Bot, **payload: object) -> None:
-    """Post the first question and click its Guidelines button (``payload``: more fields)."""
-    await bot.dispatcher.fill()
-    message = bot.posted()[0]
+def guidelines_payload(message: dict, **fields: object) -> dict:
+    """U0ANA's click on the Guidelines button of question ``message`` (``fields``: more)."""
     block, button = guidelines_button(message)
-    clicked = signing.block_actions_payload(
+    return signing.block_actions_payload(
         "U0ANA",
         button["action_id"],
         button["value"],
         message_ts=message["ts"],
         block_id=block["block_id"],
         message=message,
-        **payload,
+        **fields,
     )
+
+
+async def click_guidelines(bot: Bot, **payload: object) -> None:
+    """Post the first question and click its Guidelines button (``payload``: more fields)."""
+    await bot.dispatcher.fill()
+    clicked = guidelines_payload(bot.posted()[0], **payload)
     assert (await bot.action(clicked)).status == 200
 
 

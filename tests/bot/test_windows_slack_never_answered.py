@@ -84,22 +84,9 @@ async def test_start_labeling_whose_window_slack_did_not_answer_is_said_on_the_h
 
 
 def guidelines_click(bot: Bot, **fields: object) -> dict:
-    message = bot.posted()[0]
-    [(block, button)] = [
-        (b, e)
-        for b in message["blocks"]
-        for e in b.get("elements", [])
-        if e.get("action_id", "").endswith(".guidelines")
-    ]
-    return signing.block_actions_payload(
-        "U0ANA",
-        button["action_id"],
-        button["value"],
-        message_ts=message["ts"],
-        block_id=block["block_id"],
-        message=message,
-        **fields,
-    )
+    from tests.bot.test_guidelines import guidelines_payload
+
+    return guidelines_payload(bot.posted()[0], **fields)
 
 
 async def test_guidelines_slack_did_not_answer_are_said_under_the_question(
