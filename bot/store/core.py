@@ -673,8 +673,10 @@ class Store(
         """Resolved items with their label, oldest resolution first (what export reads), and
         ``answers``: each person's answer that counted when the item was decided (user_id,
         label, created_at; as ``tally`` counts them), so `hitl import` can restore who labeled
-        what and when. Empty for a label imported without them. ``gold``: a gold item's gold
-        label (what its answers are scored against), else None, under the label set in force.
+        what and when. Empty for a label imported without them. Each answer's label is given
+        under the label set in force, as the tally counts it (an answer given before a rename
+        or merge, for its successor), like ``gold``: a gold item's gold label (what its answers
+        are scored against), else None.
         An item whose label was retired is left out, as training leaves it out: read back, it
         would bring the retired label back."""
         aliases = self.label_aliases()
@@ -700,7 +702,10 @@ class Store(
                 "annotators": json.loads(row[5]),
                 "resolved_at": row[6],
                 "meta": json.loads(row[7]),
-                "answers": json.loads(row[8]),
+                "answers": [
+                    {**answer, "label": aliases.get(answer["label"], answer["label"])}
+                    for answer in json.loads(row[8])
+                ],
                 "gold": aliases.get(row[9], row[9]) if row[9] is not None else None,
             }
 
