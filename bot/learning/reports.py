@@ -929,20 +929,29 @@ def retrain_text(outcome: Outcome, admins: Sequence[str] = (), timezone: str = "
         before, after = outcome.queue_before, outcome.queue_after
         took = f" in {outcome.rescore_seconds:.0f} s" if outcome.rescore_seconds >= 10 else ""
         lines.append(
-            f"*Queue:* re-scored {count(outcome.rescored, 'item')}{took}; for people "
-            f"{before.get('for_people', 0):,} → {after['for_people']:,}, left to the model "
-            f"{before.get('for_model', 0):,} → {after['for_model']:,}"
+            f"*Queue:* re-scored {count(outcome.rescored, 'item')}{took}; waiting for people "
+            f"{before.get('for_people', 0):,} → {after['for_people']:,}{_gold_among(after)},"
+            f" left to the model {before.get('for_model', 0):,} → {after['for_model']:,}"
         )
     elif outcome.promoted and outcome.rescoring:
         before = outcome.queue_before
         lines.append(
             f"*Queue:* v{outcome.version} is re-scoring the waiting items in the background "
-            f"(before it: {before.get('for_people', 0):,} for people, "
-            f"{before.get('for_model', 0):,} left to the model); new questions are its choice now."
+            f"(before it: {before.get('for_people', 0):,} waiting for people"
+            f"{_gold_among(before)}, {before.get('for_model', 0):,} left to the model);"
+            " new questions are its choice now."
         )
     elif not outcome.promoted:
         lines.append(f"*Queue:* unchanged; v{outcome.previous_version} stays champion.")
     return "\n".join(lines)
+
+
+def _gold_among(queue: dict[str, int]) -> str:
+    """`` (2 of them gold questions)`` after the items waiting for people, as `/hitl stats`
+    says it (gold questions are not scored: why they may outnumber the items re-scored);
+    nothing while none waits."""
+    gold = queue.get("gold", 0)
+    return f" ({gold:,} of them gold questions)" if gold > 0 else ""
 
 
 def ordinal(n: int) -> str:

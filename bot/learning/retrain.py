@@ -46,6 +46,7 @@ from bot.runtime import Champion
 from bot.store import DatabaseError, DatabaseRefused, LabelMark, Store, database_problem
 from bot.store.core import process_gone, process_started
 from bot.store.erasure import deleted_after
+from bot.store.gold import GOLD_WAITING
 from bot.store.lock import other_server
 from bot.words import count
 from model import InsufficientDataError, ModelError, ModelRegistry, ModelVersion, RegistryError
@@ -2445,5 +2446,14 @@ async def _fit_in_thread(abandon: Abandon, *args: Any) -> Computed:
 
 
 def _queue(store: Store) -> dict[str, int]:
+    """The queue as the retrain report gives it: the items waiting for people as `/hitl
+    stats`, `/hitl queue` and App Home count them (``Store.waiting_count``: the gold questions
+    not asked yet among them, ``gold``, which the model does not score; not those held back
+    while their gold label is retired, nor the questions open in Slack), and those left to
+    the model."""
     counts = store.count_items()
-    return {"for_people": counts["new"] + counts["queued"], "for_model": counts["auto"]}
+    return {
+        "for_people": store.waiting_count(),
+        "gold": counts.get(GOLD_WAITING, 0) - store.gold_held_back(),
+        "for_model": counts["auto"],
+    }

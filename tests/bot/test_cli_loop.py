@@ -43,7 +43,7 @@ def test_retrain_models_rollback_accuracy_and_stats(tmp_path: Path):
     lines = first.stdout.splitlines()
     assert lines[0].startswith("Retrain v1: promoted ✅ (cli, ")
     assert lines[1] == "Labels: 12 (12 new)"
-    assert lines[-1].startswith("Queue: re-scored 1 item; for people ")
+    assert lines[-1].startswith("Queue: re-scored 1 item; waiting for people ")
     assert "Training on 12 labels" in first.stderr  # the progress bar's label
     # then a bar of its own for scoring the waiting items (minutes at a million, in silence)
     assert "Scoring 1 waiting item with the new model" in first.stderr

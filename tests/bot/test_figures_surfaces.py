@@ -1,5 +1,6 @@
 """One figure on two surfaces agrees (outside test of the figures each surface shows): what
-`hitl export` says of a decided item's answers against the label it gives the item."""
+`hitl export` says of a decided item's answers against the label it gives the item; the
+retrain report's queue against `/hitl stats`'s."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.sandbox import FakeSlack
+from bot.store import Store
 from tests.bot.harness import Item, item_of, make_settings, seed, start_bot
 
 
@@ -51,3 +53,44 @@ async def test_export_gives_the_answers_that_decided_an_item_under_the_label_set
             "i1": ("payments", ["U0ANA"], ["payments"]),  # was ["billing"]
             "i2": ("account", ["U0RAJ"], ["account"]),  # was ["bug"]
         }
+
+
+def retrain_report(db: Path) -> list[str]:
+    """`hitl retrain --force`, as a terminal runs it beside the server: its report's lines."""
+    env = {"HITL_LABELS": "billing,bug"}
+    result = CliRunner().invoke(cli, ["--db", str(db), "retrain", "--force"], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+async def test_the_retrain_report_counts_the_items_waiting_for_people_as_hitl_stats_does(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Five items wait to be asked, two of them gold questions, and two are open in Slack.
+    `/hitl stats` (and `/hitl queue`, App Home) said 5 waiting while the retrain report of
+    that moment said "for people 3 → 3": it left out the gold questions, which are asked of
+    people too, and no line said so."""
+    db = tmp_path / "hitl.db"
+    with Store.open(db) as store:
+        store.add_gold(
+            [Item("g1", "refund the gold charge", "billing"), Item("g2", "gold crash", "bug")]
+        )
+    seed(
+        db,
+        [Item(f"b{n}", f"refund invoice card payment {n}", "billing") for n in range(6)]
+        + [Item(f"c{n}", f"app crashes error page {n}", "bug") for n in range(6)]
+        + [Item(f"u{n}", f"refund crash text {n}") for n in range(5)],
+    )
+    settings = make_settings(
+        fake_slack, tmp_path, max_open=2, gold_rate=0.0, labels=("billing", "bug")
+    )
+    async for bot in start_bot(fake_slack, settings):
+        assert await bot.dispatcher.fill() == 2
+        await bot.settled()
+        report = await asyncio.to_thread(retrain_report, db)
+        stats = (await (await bot.command("stats", "U0ADMIN")).json())["text"]
+        assert "*Items:* 5 waiting (2 of them gold questions) · 2 posted" in stats
+        assert report[-1] == (  # was "for people 3 → 3"
+            "Queue: re-scored 3 items; waiting for people 5 → 5 (2 of them gold questions),"
+            " left to the model 0 → 0"
+        )

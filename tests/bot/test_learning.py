@@ -625,7 +625,10 @@ async def test_in_serve_a_promotion_leaves_the_walk_to_the_background_and_report
         assert outcome.promoted and outcome.rescoring and not outcome.queue_after
         assert not Trainer.of(bot.rt).fit_lock.locked()  # a refresh may run
         report = (await bot.fake.next_call("chat.postMessage")).params["text"]
-        queue = "*Queue:* v1 is re-scoring the waiting items in the background (before it: 4 for"
+        queue = (
+            "*Queue:* v1 is re-scoring the waiting items in the background (before it: 4 waiting"
+            " for"
+        )
         assert queue in report
         assert [it["model_version"] for it in bot.store.pool()] == [None] * 4
         scorer.walking.release()

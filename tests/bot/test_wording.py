@@ -141,7 +141,7 @@ def test_nothing_new_says_how_to_train_anyway_and_counts_agree_with_their_nouns(
     db = tmp_path / "hitl.db"
     assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
     first = run(db, "retrain").stdout.splitlines()
-    assert first[-1].startswith("Queue: re-scored 1 item; for people ")
+    assert first[-1].startswith("Queue: re-scored 1 item; waiting for people ")
     again = run(db, "retrain").stdout
     assert again == (
         "Retrain (cli): nothing new: no labels since the last run (12 labels); training"
