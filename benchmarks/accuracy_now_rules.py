@@ -107,9 +107,7 @@ def simulate(args: argparse.Namespace, out) -> None:
         pool = load_jsonl(args.data / name / "train.jsonl")
         test = load_jsonl(args.data / name / "test.jsonl")
         if args.quick:  # stopping.py --quick's pool and test set
-            keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
-            pool = ([pool[0][i] for i in keep], [pool[1][i] for i in keep])
-            test = (test[0][:200], test[1][:200])
+            pool, test = stopping.quick_sample(pool, test)
         for seed in args.seeds:
             kept: list[dict] = []
             # --quick folds only the rounds its report reads (a round below FROM_LABELS is

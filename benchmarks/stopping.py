@@ -260,14 +260,19 @@ def tested_on(method: str, labeled: list[int], reasons: dict[int, str]) -> list[
     return [reasons.get(i) in reasons_tested for i in labeled]
 
 
+def quick_sample(pool: tuple[list, list], test: tuple[list, list]):
+    """``--quick``'s pool and test set: 400 items of the pool (seeded), the test set's first
+    200."""
+    keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
+    return ([pool[0][i] for i in keep], [pool[1][i] for i in keep]), (test[0][:200], test[1][:200])
+
+
 def simulate(args: argparse.Namespace, out) -> None:
     for name in args.datasets:
         pool = load_jsonl(args.data / name / "train.jsonl")
         test = load_jsonl(args.data / name / "test.jsonl")
         if args.quick:
-            keep = np.random.default_rng(0).choice(len(pool[0]), 400, replace=False)
-            pool = ([pool[0][i] for i in keep], [pool[1][i] for i in keep])
-            test = (test[0][:200], test[1][:200])
+            pool, test = quick_sample(pool, test)
         max_labels = args.max_labels or MAX_LABELS.get(name, 1025)
         for seed in args.seeds:
             t0 = time.perf_counter()

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 import sys
 from pathlib import Path
+
+import pytest
 
 from model.stopping import CurvePoints, Extrapolation
 from tests.benchmarks.runner import ROOT, benchmark_module, run_quick_here
 from tests.standin_data import STANDIN
 
 
-def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: Path):
-    out = run_quick_here("stopping.py", standin)
+@pytest.fixture(scope="module")
+def quick_run(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict]]:
+    """One ``stopping.py --quick`` for the tests that read it: its report and its raw rows
+    (``--out``), the default arm's loop, which the second test runs beside label_efficiency's."""
+    rows_file = tmp_path_factory.mktemp("stopping") / "rows.jsonl"
+    out = run_quick_here("stopping.py", standin, "--out", str(rows_file))
+    return out, [json.loads(line) for line in rows_file.read_text().splitlines()]
+
+
+def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(
+    quick_run: tuple[str, list[dict]],
+):
+    out, _ = quick_run
     # the stop set: --quick draws 300 items of the pool
     [row] = re.findall(rf"^\| {STANDIN} \| 0 \| 300 \| (.+)$", out, flags=re.M)
     cells = [c.strip() for c in row.split("|")]
@@ -30,17 +44,23 @@ def test_stopping_benchmark_reports_the_firing_point_and_the_forecast(standin: P
     assert forecast is not None, out  # the gain of the next 50 labels, forecast and measured
 
 
-def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path):
+def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(
+    standin: Path, quick_run: tuple[str, list[dict]]
+):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         stopping = runpy.run_path(str(ROOT / "benchmarks" / "stopping.py"), run_name="bench")
         efficiency = runpy.run_path(str(ROOT / "benchmarks" / "label_efficiency.py"), run_name="b")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    texts, labels = stopping["load_jsonl"](standin / STANDIN / "train.jsonl")
-    pool = (texts[:400], labels[:400])  # as --quick's: each round scores the pool's unlabeled
-    test = stopping["load_jsonl"](standin / STANDIN / "test.jsonl")
-    rows = list(stopping["run_default"](STANDIN, 0, pool, test, 150, 200, (75,), 50, ["uniform"]))
+    # the quick run's rows (the stand-in, seed 0, 150 labels, a forecast at 75), and its pool
+    # and test set for label_efficiency's loop
+    _, rows = quick_run
+    assert {(r["dataset"], r["seed"]) for r in rows} == {(STANDIN, 0)}
+    load = stopping["load_jsonl"]
+    pool, test = stopping["quick_sample"](
+        load(standin / STANDIN / "train.jsonl"), load(standin / STANDIN / "test.jsonl")
+    )
     # one forecast, the product's way only (--methods uniform)
     assert [(r["n_labels"], r["method"]) for r in rows if r["kind"] != "round"] == [(75, "uniform")]
     rounds = [r for r in rows if r["kind"] == "round"]
@@ -59,11 +79,11 @@ def test_stopping_benchmark_runs_the_same_loop_as_label_efficiency(standin: Path
     needs = "it needs 30 questions a model asked answered"
     assert found[0] == {"reason": f"{needs}, has 0 so far"}  # 25 labels
     assert found[1] == {"reason": f"{needs}, has 25 so far"}
-    # then an estimate, or why not (here the few audits span less than the newest model's
-    # confidences: the estimate is withheld, as the product withholds it)
-    assert all(
-        set(f) in ({"reason"}, {"estimate", "low", "high", "n_pool", "n_asked"}) for f in found
-    )
+    # then an estimate (the product's AccuracyNow, with the bootstrap's range beside it), or
+    # why not (where the few audits span less than the newest model's confidences, the
+    # estimate is withheld, as the product withholds it)
+    estimate = {"estimate", "low", "high", "n_pool", "n_asked", "thin", "source"}
+    assert all(set(f) in ({"reason"}, estimate | {"boot_low", "boot_high"}) for f in found), found
 
 
 def test_the_accuracy_now_summary_sets_the_estimate_beside_the_pools_accuracy():
