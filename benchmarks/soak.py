@@ -13,7 +13,7 @@ samples after warm-up, in MB per minute, next to the first sample as baseline).
 
     python benchmarks/soak.py                  # 30 minutes
     python benchmarks/soak.py --minutes 5
-    python benchmarks/soak.py --quick          # 6 seconds, for the test suite (the seed
+    python benchmarks/soak.py --quick          # 4 seconds, for the test suite (the seed
                                                # imported in-process, not by `hitl import`)
 """
 
@@ -434,7 +434,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--minutes", type=float, default=30, help="how long to run (default 30)")
-    add("--quick", action="store_true", help="6 seconds, small data (the test suite's run)")
+    add("--quick", action="store_true", help="4 seconds, small data (the test suite's run)")
     add("--clicks-per-second", type=int, default=8, help="signed button clicks (default 8)")
     add("--predictions-per-second", type=int, default=4, help="POST /api/predict (default 4)")
     add("--retrain-every", type=float, default=300, help="seconds between admin /hitl retrain")
@@ -445,7 +445,8 @@ def main() -> None:
     add("--seed", type=int, default=0, help="random seed of the load")
     args = parser.parse_args()
     if args.quick:
-        args.minutes, args.retrain_every, args.sample_every = 6 / 60, 3, 1.5
+        # 4 s: two retrains still (at 0 and 3 s) and RSS samples at 0, 1.5, 3 s and the end
+        args.minutes, args.retrain_every, args.sample_every = 4 / 60, 3, 1.5
         args.labeled, args.pending, args.fault_rate = 200, 1000, 0.2
     raise SystemExit(asyncio.run(run(args)))
 
