@@ -415,7 +415,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         if teams.counts(user["id"], user.get("team_id"), org=interaction_org(body)):
             return False
         await ack()
-        await _tell(client, body, NOT_COUNTED.format(what="click"), rt)
+        await _tell(client, body, NOT_COUNTED.format(what="click"), rt, again=True)
         return True
 
     @app.action(blocks.LABEL_ACTION)
@@ -920,7 +920,7 @@ async def _answer(
         await ack()
         shown = blocks.fit(code_text(clicked), 80)  # as written (a forged one: cut)
         note = f"`{shown}` is not in the label set any more; pick another."
-        await _tell(client, body, note, rt)
+        await _tell(client, body, note, rt, again=True)  # the same item, to pick another
         return
     await rt.store.synced()  # ...but the answer is on disk before the ack
     await ack()
@@ -1037,10 +1037,17 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
 
 
 async def _tell(
-    client: AsyncWebClient, body: dict, text: str, rt: Runtime | None = None, *, where: str = ""
+    client: AsyncWebClient,
+    body: dict,
+    text: str,
+    rt: Runtime | None = None,
+    *,
+    where: str = "",
+    again: bool = False,
 ) -> None:
     """An ephemeral note to the person who clicked, where there is a channel to put it; in the
-    labeling modal (given ``rt``), the modal redrawn with the note on top. When the call
+    labeling modal (given ``rt``), the modal redrawn with the note on top (``again``: on the
+    item it showed, the click not stored, while that is still theirs to answer). When the call
     reached Slack and its answer was lost (``answer_lost``), the note may be shown: said in one
     line of the log (after ``where``, "after the answer on i1"), not sent again (twice, it
     would show twice). Not reached at all, it raises (``track_listener``: unreachable)."""
@@ -1050,7 +1057,7 @@ async def _tell(
     try:
         if rt is not None and in_modal:
             doing = f"the labeling window of {user_id} may not show the note"
-            await next_in_modal(rt, client, body, counted=False, note=text)
+            await next_in_modal(rt, client, body, counted=False, note=text, again=again)
         elif channel:
             doing = f"the note to {user_id} may have been shown"
             await client.chat_postEphemeral(channel=channel, user=user_id, text=text)

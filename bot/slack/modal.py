@@ -501,11 +501,20 @@ def not_opened(error: str | None, window: str, again: str) -> str:
 
 
 async def next_in_modal(
-    rt: Runtime, client: AsyncWebClient, body: dict, counted: bool, note: str = ""
+    rt: Runtime,
+    client: AsyncWebClient,
+    body: dict,
+    counted: bool,
+    note: str = "",
+    *,
+    again: bool = False,
 ) -> None:
     """Redraw the modal on the person's next item, with ``note`` on top: what a message in the
     channel would say as an ephemeral note (a modal has no channel to put one in), such as an
-    answer that came too late or a label no longer in the set."""
+    answer that came too late or a label no longer in the set. ``again``: the click was not
+    stored (a label no longer in the set, a team whose answers do not count), so the item the
+    window showed is shown again while it is still theirs to answer (the note is about it),
+    not whichever item comes first now (a question posted meanwhile, say)."""
     view: dict[str, Any] = body.get("view") or {}
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -514,6 +523,7 @@ async def next_in_modal(
     if not isinstance(meta, dict):
         meta = {}
     answered = int(meta.get("answered") or 0) + (1 if counted else 0)
+    shown = meta.get("item") if again and isinstance(meta.get("item"), str) else None
     user_id = body["user"]["id"]
     channels = meta.get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
@@ -526,7 +536,7 @@ async def next_in_modal(
         window = [c for c in window if c in channels or c in later]
     home = from_home(body)
     drawn = _window_view(
-        rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
+        rt, user_id, channels, window, answered, _lines(note, unchecked), home=home, first=shown
     )
     updated = await update_window(client, view.get("id"), view.get("hash"), drawn)
     _redraw_when_said(rt, client, user_id, window, drawn, updated, answered, note, home)
@@ -545,10 +555,11 @@ def _window_view(
     note: str = "",
     *,
     home: bool,
+    first: str | None = None,
 ) -> View:
     """``_view`` on ``channels`` (those served now), keeping ``window`` as the window's
     channels (with those Slack is still being asked about) for its next items."""
-    view = _view(rt, user_id, channels, answered, note, home=home)
+    view = _view(rt, user_id, channels, answered, note, home=home, first=first)
     meta = json.loads(view.private_metadata or "{}")
     view.private_metadata = json.dumps({**meta, "channels": window})
     return view
@@ -641,10 +652,18 @@ def from_home(body: dict) -> bool:
 
 
 def _view(
-    rt: Runtime, user_id: str, channels: list[str], answered: int, note: str = "", *, home: bool
+    rt: Runtime,
+    user_id: str,
+    channels: list[str],
+    answered: int,
+    note: str = "",
+    *,
+    home: bool,
+    first: str | None = None,
 ) -> View:
+    """The window on ``user_id``'s next item (``first`` when it still is one of theirs)."""
     routes = routes_in_force(rt.settings, rt.store)
-    item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
+    item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel, first=first)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
     view = blocks.modal_view(question, rt.store.waiting_count(), answered)
     if note:

@@ -1574,23 +1574,45 @@ class QueueMixin:
         routes: Mapping[str, str],
         default_channel: str | None,
         exclude: Sequence[str] = (),
+        first: str | None = None,
     ) -> str | None:
         """The next item for ``user_id`` to label in the modal, kept to ``channels``: their
         open posts the user has not answered (oldest first), then the waiting items that would
         be posted there, queued (highest priority first) before not scored yet. A waiting item
-        goes where ``routes`` sends its predicted label, else to ``default_channel``."""
+        goes where ``routes`` sends its predicted label, else to ``default_channel``.
+        ``first``: that item, when it is still one of those (the item a window showed, whose
+        click was not stored), before the others."""
+        if first is not None:
+            again = self._next_in_channels(
+                user_id, channels, routes, default_channel, exclude, only=first
+            )
+            if again is not None:
+                return again
+        return self._next_in_channels(user_id, channels, routes, default_channel, exclude)
+
+    def _next_in_channels(
+        self,
+        user_id: str,
+        channels: Collection[str],
+        routes: Mapping[str, str],
+        default_channel: str | None,
+        exclude: Sequence[str],
+        only: str | None = None,
+    ) -> str | None:
+        """``next_in_channels``, of item ``only`` alone when given."""
         wanted = sorted(set(channels))
         if not wanted:
             return None
         skip = list(exclude)
+        one, one_arg = (" AND i.id = ?", [only]) if only is not None else ("", [])
         skip_marks = ",".join("?" * len(skip)) or "''"
         row = self.db.execute(
             "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
             f" WHERE p.channel IN ({','.join('?' * len(wanted))}) AND p.closed_at IS NULL"
             f" AND i.status = 'posted' AND p.item_id NOT IN ({skip_marks})"
             " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = p.item_id"
-            " AND a.user_id = ?) ORDER BY p.id LIMIT 1",
-            [*wanted, *skip, user_id],
+            f" AND a.user_id = ?){one} ORDER BY p.id LIMIT 1",
+            [*wanted, *skip, user_id, *one_arg],
         ).fetchone()
         if row:
             return row[0]
@@ -1610,13 +1632,16 @@ class QueueMixin:
             args += routed
         if not ours:
             return None
+        # one item is looked up by its id; the next one along the status index
+        items = "items" if only is not None else "items INDEXED BY items_status_priority"
         for status in ("queued", "new"):
             row = self.db.execute(
-                "SELECT id FROM items INDEXED BY items_status_priority WHERE status = ?"
+                f"SELECT id FROM {items} WHERE status = ?"
                 f" AND ({' OR '.join(ours)}) AND id NOT IN ({skip_marks})"
                 " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
-                " AND a.user_id = ?) ORDER BY priority DESC, rowid LIMIT 1",
-                [status, *args, *skip, user_id],
+                f" AND a.user_id = ?){one.replace('i.id', 'items.id')}"
+                " ORDER BY priority DESC, rowid LIMIT 1",
+                [status, *args, *skip, user_id, *one_arg],
             ).fetchone()
             if row:
                 return row[0]

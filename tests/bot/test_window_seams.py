@@ -1,0 +1,84 @@
+"""The labeling window used while the world moves: questions posted, labels retired, clicks
+refused. Through signed requests to the real server and the fake Slack's views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.fake_slack import CHANNEL
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in ("i1", "i2", "i3", "i4")])
+    settings = make_settings(fake_slack, tmp_path, max_open=1)
+    async for running in start_bot(fake_slack, settings):
+        assert await running.dispatcher.fill() == 1
+        yield running
+
+
+async def open_window(bot: Bot, user: str) -> str:
+    """``user`` runs `/hitl label` in HITL_CHANNEL; the id of the window it opens."""
+    assert (await bot.command("label", user, channel_id=CHANNEL, trigger_id="1.1")).status == 200
+    return (await bot.fake.next_call("views.open")).reply["view"]["id"]
+
+
+def shown(bot: Bot, view_id: str) -> str | None:
+    return json.loads(bot.fake.views[view_id]["private_metadata"])["item"]
+
+
+def labels_shown(bot: Bot, view_id: str) -> list[str]:
+    return [
+        json.loads(e["value"])["l"]
+        for b in bot.fake.views[view_id]["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and ".label." in e.get("action_id", "")
+    ]
+
+
+async def click(bot: Bot, user: str, view_id: str, label: str) -> None:
+    view = bot.fake.views[view_id]
+    [button] = [
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
+    ]
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+async def test_a_click_on_a_label_retired_meanwhile_keeps_the_window_on_its_item(bot: Bot):
+    """The note says to pick another label for the item clicked: the window shows that item
+    again, not the question posted in the channel meanwhile (which comes first in the order
+    a window serves items in, open questions before waiting items)."""
+    window = await open_window(bot, "U0ANA")
+    await click(bot, "U0ANA", window, labels_shown(bot, window)[0])  # decides the open question
+    waiting = shown(bot, window)  # an item waiting in the queue, not posted
+    assert waiting is not None and bot.store.get_item(waiting)["status"] in ("new", "queued")
+    assert await bot.dispatcher.fill() == 1  # the freed place: another item is posted
+    await bot.settled()
+    [(posted,)] = bot.store.db.execute("SELECT item_id FROM posts WHERE closed_at IS NULL")
+    assert posted != waiting  # (else the window would show it either way)
+    retired = labels_shown(bot, window)[0]
+    assert (await bot.command(f"labels retire {retired}", "U0ADMIN")).status == 200
+    await bot.settled()
+
+    await click(bot, "U0ANA", window, retired)
+    blocks = json.dumps(bot.fake.views[window]["blocks"])
+    assert f"`{retired}` is not in the label set any more; pick another." in blocks
+    assert shown(bot, window) == waiting  # the old code: the question posted meanwhile
+    assert f"text of {waiting}" in blocks
+    assert retired not in labels_shown(bot, window)
+    assert "1 answered in this session" in blocks
+    assert bot.store.db.execute(
+        "SELECT count(*) FROM answers WHERE item_id = ?", [waiting]
+    ).fetchone() == (0,)
