@@ -956,7 +956,15 @@ async def _answer(
         ):
             await _offer_undo(client, body, item_id, result.label or "")
     except SlackApiError as exc:
-        logger.warning("after the answer on %s: %s", item_id, slack_refused(exc))
+        if in_modal and slack_said(exc) == "hash_conflict":  # a second click on one drawing
+            logger.info(  # (a double click): the first click's redraw already moved it on
+                "after the answer on %s: the labeling window of %s had moved on already"
+                " (hash_conflict: a second click on one drawing of it)",
+                item_id,
+                user_id,
+            )
+        else:
+            logger.warning("after the answer on %s: %s", item_id, slack_refused(exc))
     except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
         # reached Slack, which may have done it: not "unreachable" (``track_listener``)
         lost = answer_lost(exc)
