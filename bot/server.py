@@ -48,6 +48,7 @@ from bot.learning.jobs import (
     catch_up,
     check_database_file,
     start_scheduler,
+    stop_begun,
     stop_scheduler,
     warm_scoring,
 )
@@ -562,19 +563,20 @@ def init_app(
             if run_background:
                 stop_scheduler(rt, scheduler)
                 trainer.worker.close()  # a fit in progress stops now; its run is marked failed
-            if trainer.task is not None:
-                tasks.append(trainer.task)
             if trainer.refresh_task is not None:
                 tasks.append(trainer.refresh_task)
             with contextlib.suppress(TimeoutError):
                 # answers already acked finish their redraw first
                 await rt.background.drain(max(drained_by - asyncio.get_running_loop().time(), 0))
+            if trainer.task is not None:  # after the drain: a `/hitl retrain` it let start
+                tasks.append(trainer.task)
             for task in tasks:
                 task.cancel()
             if tasks:
                 _, stuck = await asyncio.wait(tasks, timeout=TASKS_STOP_SECONDS)
                 for task in stuck:
                     logger.error("background task %s did not stop", task.get_name())
+            await stop_begun(rt)  # a retrain whose task the cancel ended before it ran
             for worker in (scorer.worker, scorer.walk_worker):
                 if worker is not None:
                     worker.close()  # after the tasks that score: none starts a new child

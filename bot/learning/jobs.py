@@ -211,6 +211,9 @@ class Trainer:
     refresh_failures: int = 0  # refreshes failed in a row (``refresh_failed``)
     refresh_retry_at: int | None = None  # resolved items the next refresh waits for after one
     retraining: int = 0  # retrains begun in this process and not finished
+    # A retrain begun (run recorded running, lock taken) whose task has not taken it up yet:
+    # one the server's stop cancels before it runs is ended by ``stop_begun``
+    begun: Plan | None = None
     fits_running: int = 0
     most_fits_at_once: int = 0
     closing: bool = False  # the server is stopping: no refresh starts or runs again
@@ -727,26 +730,38 @@ async def run_retrain(
     if isinstance(started, Outcome):
         outcome = started
     else:
+        if trainer.begun is started:
+            trainer.begun = None  # taken up: its end is this task's from here
         trainer.retraining += 1  # a refresh due meanwhile is skipped: this fit brings it in
         try:
             # the fit lock: after a refresh under way, never beside it
             # A failure on its way (its model files cannot be written: a full disk, a read-only
             # folder; or a bug) is a failed outcome, logged in one line: its report tells the
             # admins (``raise_failures=False``); the admin who asked waits for it.
-            async with stopped_by_shutdown(rt, started.run_id), trainer.fitting():
-                outcome = await retrain.retrain(
-                    rt.store,
-                    rt.settings,
-                    rt.registry,
-                    champion=rt.champion,
-                    triggered_by=triggered_by,
-                    force=force,
-                    on_champion=swap,
-                    plan=started,
-                    worker=trainer.worker,
-                    scorer=scorer_of(rt),
-                    raise_failures=False,
-                )
+            async with stopped_by_shutdown(rt, started.run_id):
+                taken_up = False
+                try:
+                    async with trainer.fitting():
+                        taken_up = True  # ``retrain.retrain`` records its end, whatever comes
+                        outcome = await retrain.retrain(
+                            rt.store,
+                            rt.settings,
+                            rt.registry,
+                            champion=rt.champion,
+                            triggered_by=triggered_by,
+                            force=force,
+                            on_champion=swap,
+                            plan=started,
+                            worker=trainer.worker,
+                            scorer=scorer_of(rt),
+                            raise_failures=False,
+                        )
+                except BaseException as exc:
+                    # stopped as it waited for the fit lock (a refresh fitting): its run was
+                    # left running and the lock held, after a clean exit
+                    if not taken_up:
+                        await _give_up_begun(rt, started, exc)
+                    raise
         finally:
             trainer.retraining -= 1
         trainer.wake()  # labels answered during the fit are not in it: a refresh may be due
@@ -828,6 +843,35 @@ def _ended_at_stop(rt: Runtime, run_id: int | None) -> str | None:
 STOPPED_REPORT_SECONDS = 5.0  # the server is stopping: a report's post gets this long
 
 
+async def _give_up_begun(rt: Runtime, plan: Plan, exc: BaseException) -> None:
+    """End retrain ``plan`` (begun, never fitted) as stopped: ``retrain.give_up_begun``."""
+    assert rt.registry is not None
+    worker = Trainer.of(rt).worker
+    await retrain.give_up_begun(rt.store, plan, exc, worker, rt.registry, rt.champion)
+
+
+async def _stopped_before_taken_up(rt: Runtime, plan: Plan, exc: BaseException) -> None:
+    """A retrain begun that the server's stop ended before its task took it up (the
+    listener's read cancelled past the stop's drain, or its task cancelled before it ran):
+    its run recorded stopped, the lock released, and, as the admin was promised a result,
+    the retrain-stopped report posted (within 5 s)."""
+    await _give_up_begun(rt, plan, exc)
+    if Trainer.of(rt).closing:
+        what = f"the retrain-stopped report of {report_time(rt)}"
+        report = post_report(rt, STOPPED_REPORT, what)
+        await _post_while_stopping(report, what, STOPPED_REPORT_SECONDS)
+
+
+async def stop_begun(rt: Runtime) -> None:
+    """At the server's stop, once its tasks have ended: a retrain begun whose task was
+    cancelled before it ran (``Trainer.begun``) is ended as stopped and said, as one that ran
+    is (``_stopped_before_taken_up``)."""
+    trainer = Trainer.of(rt)
+    plan, trainer.begun = trainer.begun, None
+    if plan is not None:
+        await _stopped_before_taken_up(rt, plan, asyncio.CancelledError())
+
+
 async def _post_while_stopping(
     report: Coroutine[Any, Any, None], what: str, seconds: float
 ) -> None:
@@ -870,9 +914,24 @@ def read_retrain_plan(
 async def begin_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Plan | Outcome:
     """Take the lock and read the training data off the event loop (see ``read_retrain_plan``)."""
     assert rt.registry is not None
-    return await asyncio.to_thread(
-        read_retrain_plan, rt.store, rt.settings, rt.registry, triggered_by, force
+    begun = asyncio.ensure_future(
+        asyncio.to_thread(
+            read_retrain_plan, rt.store, rt.settings, rt.registry, triggered_by, force
+        )
     )
+    try:
+        return await asyncio.shield(begun)
+    except asyncio.CancelledError as exc:
+        # The server's stop (its drain's time out) cancelled the caller; the thread cannot be
+        # stopped and records the run and takes the lock all the same: its plan is ended here
+        # (it was left running, the lock held), before the server closes its database.
+        while not begun.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([begun])
+        if not begun.cancelled() and begun.exception() is None:
+            if isinstance(plan := begun.result(), Plan):
+                await _stopped_before_taken_up(rt, plan, exc)
+        raise
 
 
 async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) -> Outcome | None:
@@ -886,6 +945,7 @@ async def start_retrain(rt: Runtime, triggered_by: str, *, force: bool = False) 
     if isinstance(started, Outcome):
         return started
     trainer = Trainer.of(rt)
+    trainer.begun = started  # until its task takes it up (``stop_begun``)
     trainer.task = eventloop.background(
         run_retrain(rt, triggered_by, force=force, plan=started), name="hitl-retrain"
     )

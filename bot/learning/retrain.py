@@ -1920,6 +1920,25 @@ async def retrain(
     return outcome
 
 
+async def give_up_begun(
+    store: Store,
+    plan: Plan,
+    exc: BaseException,
+    worker: FitWorker | None,
+    registry: ModelRegistry,
+    champion: Champion | None,
+) -> Outcome:
+    """End a retrain that ``begin`` began (its run recorded running, the lock taken) but that
+    ``retrain`` never took up: the server's stop came while it waited for the fit lock (a
+    refresh fitting), or before its task ran at all. Recorded as ``retrain`` records a stop
+    (failed, "stopped: the server was shutting down"), off the event loop (``_at_end``), and
+    the lock released: it was left running, the lock held, after a clean exit."""
+    why = failure_reason(exc, worker, registry, champion, "`/hitl retrain`")
+    computed = Computed(Outcome("failed", why, plan.triggered_by), crashed=True)
+    await _at_end(store, _end_failed, plan, computed, registry)
+    return computed.outcome
+
+
 def _known(exc: BaseException) -> bool:
     """An error of a known cause, said in one line with no traceback: the disk (a full one,
     a read-only folder) or the database refusing a write."""

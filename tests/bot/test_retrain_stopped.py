@@ -131,6 +131,71 @@ async def test_a_fit_forked_as_the_retrain_is_stopped_writes_no_model(
     assert bot.store.champion_version() is None
 
 
+async def test_a_retrain_waiting_behind_a_refresh_when_the_server_stops_is_recorded_stopped(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """An admin's `/hitl retrain` whose run is recorded and whose task waits for the fit lock
+    (a refresh of the working model fits, held here by SIGSTOP, as the server's first refresh
+    held the soak's retrain) when the server stops. Its run stayed "running" and the retrain
+    lock held after a clean exit (benchmarks/soak.py --quick: "runs by status {'running': 1}"),
+    though the "Retrain stopped" report was posted."""
+    db = tmp_path / "hitl.db"
+    seed(db, labeled_items() + UNLABELED)
+    settings = make_settings(fake_slack, tmp_path, labels=("billing", "bug"), refresh_every=3)
+    served = start_bot(fake_slack, settings, background=True)  # as `hitl serve`
+    with caplog.at_level(logging.INFO):
+        running = await anext(served)
+        trainer = Trainer.of(running.rt)
+        assert trainer.worker is not None
+        await trainer.worker.wait_handed(1)  # the start's refresh (labels, no model) fits
+        assert trainer.refresh_task is not None and not trainer.refresh_task.done()
+        [pid] = trainer.worker.child_pids()
+        os.kill(pid, signal.SIGSTOP)  # held mid-fit, the fit lock with it
+        try:
+            assert (await running.command("retrain", "U0ADMIN")).status == 200
+            await running.rt.background.drain(BOUND)  # begun: its run recorded, its task made
+            assert trainer.task is not None and not trainer.task.done()
+            assert [r["status"] for r in _runs(db)] == ["running"]
+            await served.aclose()  # the server stops
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # ended by the stop
+                os.kill(pid, signal.SIGCONT)
+        assert await asyncio.to_thread(exits_within, pid, BOUND), "the fit's child outlived it"
+
+    assert problems(caplog) == []
+    [run] = _runs(db)
+    assert (run["triggered_by"], run["status"]) == ("<@U0ADMIN>", "failed")
+    assert run["detail"]["reason"].startswith("stopped: the server was shutting down")
+    with Store.open(db) as store:
+        assert store.db["locks"].count == 0  # the next retrain is not refused
+    assert [m["text"] for m in fake_slack.messages(CHANNEL)][-1] == STOPPED_REPORT
+
+
+async def test_a_retrain_whose_task_the_stop_cancels_before_it_ran_is_recorded_stopped(
+    bot: Bot,  # noqa: F811
+):
+    """`/hitl retrain` began (run recorded, lock taken) and made its task; the stop's cancel
+    came before the task ran a line: nothing in it could record the end. The server's stop
+    ends it once its tasks are done (``stop_begun``), as it ends one that ran."""
+    trainer = Trainer.of(bot.rt)
+    assert await jobs.start_retrain(bot.rt, "<@U0ADMIN>") is None  # begun, its task made
+    trainer.closing = True  # what the server's stop does: no new work, the fit worker closed
+    trainer.worker = retrain.FitWorker()
+    trainer.worker.close()
+    trainer.task.cancel()  # in the same turn of the loop: the task never ran
+    with pytest.raises(asyncio.CancelledError):
+        await trainer.task
+    assert [r["status"] for r in bot.store.runs("retrain")] == ["running"]
+
+    await jobs.stop_begun(bot.rt)
+
+    [run] = bot.store.runs("retrain")
+    assert run["status"] == "failed"
+    assert run["detail"]["reason"] == "stopped: the server was shutting down (CancelledError)"
+    assert bot.store.db["locks"].count == 0
+    assert [m["text"] for m in bot.fake.messages(CHANNEL)][-1] == STOPPED_REPORT
+
+
 def _runs(db: Path) -> list[dict]:
     with Store.open(db) as store:
         return store.runs("retrain")
