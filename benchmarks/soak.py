@@ -410,7 +410,12 @@ async def run(args: argparse.Namespace) -> int:
     if len(load.acked) + load.errors != load.clicks:
         print("clicks sent are not the acknowledged ones and the errors")
     taken = len(load.acked) > 0 and len(load.acked) + load.errors == load.clicks
+    # a server that exited leaves no retrain recorded running (README: a stopped one is said)
+    left_running = retrain_runs.get("running", 0)
+    if left_running:
+        print(f"{left_running} retrain run(s) left recorded running after the server exited")
     ok = all([taken, lost == 0, twice == 0, integrity == "ok", code == 0, tracebacks == 0])
+    ok = ok and not left_running
     for mark in ("Fatal Python error", "Traceback"):  # a hang (its threads' stacks), a failure
         n = next((n for n, line in enumerate(log) if mark in line), None)
         if n is not None:
