@@ -492,10 +492,29 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @app.action(blocks.UNDO_ACTION)
     @tracked
     async def on_undo(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
-        async def respond(text: str) -> None:
+        """The Undo of a decision: offered in the channel in an ephemeral note, in the
+        labeling window above its next item; the same Undo, told where it was clicked."""
+        in_modal = body.get("container", {}).get("type") == "view"
+
+        async def respond(text: str, *, taken_back: bool = False) -> None:
             """The Undo note replaced by what came of it, by the project's response_url client
             (``commands.tell``: sent once, its 10 s timeout, a lost answer said maybe shown),
-            with the payload Bolt's own respond() sent (text, replace_original)."""
+            with the payload Bolt's own respond() sent (text, replace_original). In the
+            labeling window (no channel, no response_url) the window is redrawn with ``text``
+            on top and without the offer, on the item undone while it is the person's to
+            answer, else their next one; ``taken_back``: one answer less in this session."""
+            if in_modal:
+                await _tell(
+                    client,
+                    body,
+                    text,
+                    rt,
+                    where=f"after the Undo on {item_id}",
+                    first=item_id,
+                    undo_clicked=True,
+                    taken_back=taken_back,
+                )
+                return
             await commands.tell(
                 body.get("response_url"), text, replace_original=True, response_type=None
             )
@@ -523,9 +542,7 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 " queue to be asked again."
             )
             shown = blocks.name_mrkdwn(str(undone.label))
-            await respond(
-                text=f"Undone: {shown} is no longer the label.{again}",
-            )
+            await respond(f"Undone: {shown} is no longer the label.{again}", taken_back=True)
             await Redrawer.of(rt).soon()
             rt.wake_dispatcher()  # the item is back in the queue: it may be asked now
         elif rt.store.get_item(item_id) is None:  # deleted (`hitl delete`): no label to undo
@@ -543,7 +560,9 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
                 if undone.reopened
                 else "the item waits in the queue to be asked again"
             )
-            await respond(text=f"Already undone: {where}.")
+            # in the window: the drawing clicked counted the answer; its redraw is refused
+            # (hash_conflict) when the first click's moved the window on, else it is the one
+            await respond(f"Already undone: {where}.", taken_back=True)
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -928,6 +947,10 @@ async def _answer(
     if result.status == "resolved":
         rt.labels_changed()  # a refresh of the working model may be due
     doing = ""  # the call under way, said when its answer is lost
+    # the person's answer decided the item: theirs to undo for 10 minutes (``on_undo``)
+    undoable = result.status == "resolved" and user_id in (
+        result.tally.votes.get(result.label, []) if result.tally else []
+    )
     try:
         note = ""
         if result.status == "unknown_item":
@@ -945,15 +968,12 @@ async def _answer(
         if in_modal:
             counted = result.is_counted and result.status != "closed"
             doing = f"the labeling window of {user_id} may not show the next item"
-            await next_in_modal(rt, client, body, counted=counted, note=note)
+            offer = (item_id, result.label or "") if undoable else None
+            await next_in_modal(rt, client, body, counted=counted, note=note, decided=offer)
         elif note:
             await _tell(client, body, note, where=f"after the answer on {item_id}")
         doing = ""  # the Undo offer says its own
-        if (
-            result.status == "resolved"
-            and not in_modal
-            and user_id in (result.tally.votes.get(result.label, []) if result.tally else [])
-        ):
+        if undoable and not in_modal:  # the window offers it in its next drawing (above)
             await _offer_undo(client, body, item_id, result.label or "")
     except SlackApiError as exc:
         if in_modal and slack_said(exc) == "hash_conflict":  # a second click on one drawing
@@ -1052,10 +1072,16 @@ async def _tell(
     *,
     where: str = "",
     again: bool = False,
+    first: str | None = None,
+    undo_clicked: bool = False,
+    taken_back: bool = False,
 ) -> None:
     """An ephemeral note to the person who clicked, where there is a channel to put it; in the
     labeling modal (given ``rt``), the modal redrawn with the note on top (``again``: on the
-    item it showed, the click not stored, while that is still theirs to answer). When the call
+    item it showed, the click not stored, while that is still theirs to answer; ``first``,
+    ``undo_clicked``, ``taken_back``: an Undo's, as ``next_in_modal`` takes them). A second
+    click on one drawing of the window (a double click) finds it moved on by the first
+    (``hash_conflict``): one INFO line, the first click's drawing stays. When the call
     reached Slack and its answer was lost (``answer_lost``), the note may be shown: said in one
     line of the log (after ``where``, "after the answer on i1"), not sent again (twice, it
     would show twice). Not reached at all, it raises (``track_listener``: unreachable)."""
@@ -1065,12 +1091,30 @@ async def _tell(
     try:
         if rt is not None and in_modal:
             doing = f"the labeling window of {user_id} may not show the note"
-            await next_in_modal(rt, client, body, counted=False, note=text, again=again)
+            await next_in_modal(
+                rt,
+                client,
+                body,
+                counted=False,
+                note=text,
+                again=again,
+                first=first,
+                undo_clicked=undo_clicked,
+                taken_back=taken_back,
+            )
         elif channel:
             doing = f"the note to {user_id} may have been shown"
             await client.chat_postEphemeral(channel=channel, user=user_id, text=text)
     except SlackApiError as exc:
         lost = answer_lost(exc)  # a 5xx: chat.postEphemeral is not tried again
+        if lost is None and in_modal and slack_said(exc) == "hash_conflict":
+            logger.info(
+                "%sthe labeling window of %s had moved on already (hash_conflict: a second"
+                " click on one drawing of it)",
+                f"{where}: " if where else "",
+                user_id,
+            )
+            return
         if lost is None:
             logger.warning("could not tell %s: %s", user_id, slack_refused(exc))
             return

@@ -644,8 +644,26 @@ def undo_blocks(item_id: str, label: str) -> list[Block]:
     ]
 
 
-def modal_view(q: Question | None, remaining: int, answered: int) -> View:
-    """The labeling modal: one item at a time, or a thank-you when the queue is empty."""
+UNDO_WITHIN = "Undo within 10 minutes if you change your mind."
+
+
+def modal_undo_block(item_id: str, label: str) -> SectionBlock:
+    """The labeling modal's offer to undo the person's last decision in it (the label it gave
+    ``item_id``), with the channel's Undo button (``UNDO_ACTION``, ``undo_blocks``' value).
+    Not the item's text: the window may serve it no longer (a private channel left since)."""
+    return SectionBlock(
+        text=_text(f"Saved {_label(label)} for the last item you decided. {UNDO_WITHIN}"),
+        accessory=ButtonElement(
+            text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label)
+        ),
+    )
+
+
+def modal_view(
+    q: Question | None, remaining: int, answered: int, undo: SectionBlock | None = None
+) -> View:
+    """The labeling modal: one item at a time, or a thank-you when the queue is empty; with
+    ``undo`` (``modal_undo_block``) above it, after an answer that decided an item."""
     if q is None:
         blocks: list[Block] = [
             SectionBlock(
@@ -661,6 +679,8 @@ def modal_view(q: Question | None, remaining: int, answered: int) -> View:
             ),
             *question_blocks(q, prefix="m"),
         ]
+    if undo is not None:
+        blocks = [undo, *blocks]
     return View(
         type="modal",
         callback_id=MODAL_CALLBACK,

@@ -51,6 +51,7 @@ MEMBERS_MAX_AGE = 300.0
 MEMBERS_WAIT = 1.5
 MEMBERS_RETRY = 30.0  # after Slack refused or failed, a window asks again after this
 MEMBERS_PAGE = 1000  # conversations.members' largest page
+METADATA_LIMIT = 3000  # Slack's limit for a view's private_metadata
 
 
 @dataclass
@@ -508,13 +509,24 @@ async def next_in_modal(
     note: str = "",
     *,
     again: bool = False,
+    first: str | None = None,
+    decided: tuple[str, str] | None = None,
+    undo_clicked: bool = False,
+    taken_back: bool = False,
 ) -> None:
     """Redraw the modal on the person's next item, with ``note`` on top: what a message in the
     channel would say as an ephemeral note (a modal has no channel to put one in), such as an
     answer that came too late or a label no longer in the set. ``again``: the click was not
     stored (a label no longer in the set, a team whose answers do not count), so the item the
     window showed is shown again while it is still theirs to answer (the note is about it),
-    not whichever item comes first now (a question posted meanwhile, say)."""
+    not whichever item comes first now (a question posted meanwhile, say); ``first``: that
+    item, shown first while it is theirs to answer (the item an Undo reopened).
+
+    The window offers an Undo of the person's last decision in it, as the channel does in an
+    ephemeral note: ``decided`` (item, label), an answer that decided its item, whose Undo
+    replaces the one offered; the offer rides in ``private_metadata`` through the redraws
+    that follow until a click on it (``undo_clicked``) takes it away. ``taken_back``: the
+    Undo took back an answer this session counted (one less answered)."""
     view: dict[str, Any] = body.get("view") or {}
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -523,7 +535,11 @@ async def next_in_modal(
     if not isinstance(meta, dict):
         meta = {}
     answered = int(meta.get("answered") or 0) + (1 if counted else 0)
+    if taken_back:
+        answered = max(answered - 1, 0)
     shown = meta.get("item") if again and isinstance(meta.get("item"), str) else None
+    shown = first or shown
+    offer = decided or (None if undo_clicked else _offered(meta))
     user_id = body["user"]["id"]
     channels = meta.get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
@@ -536,7 +552,15 @@ async def next_in_modal(
         window = [c for c in window if c in channels or c in later]
     home = from_home(body)
     drawn = _window_view(
-        rt, user_id, channels, window, answered, _lines(note, unchecked), home=home, first=shown
+        rt,
+        user_id,
+        channels,
+        window,
+        answered,
+        _lines(note, unchecked),
+        home=home,
+        first=shown,
+        offer=offer,
     )
     updated = await update_window(client, view.get("id"), view.get("hash"), drawn)
     _redraw_when_said(rt, client, user_id, window, drawn, updated, answered, note, home)
@@ -544,6 +568,14 @@ async def next_in_modal(
 
 def _lines(*lines: str) -> str:
     return " ".join(line for line in lines if line)
+
+
+def _offered(meta: object) -> tuple[str, str] | None:
+    """The Undo a window's ``private_metadata`` (``meta``) offers: (item, label), or None."""
+    undo = meta.get("undo") if isinstance(meta, dict) else None
+    if isinstance(undo, list) and len(undo) == 2 and all(isinstance(u, str) for u in undo):
+        return undo[0], undo[1]
+    return None
 
 
 def _window_view(
@@ -556,10 +588,11 @@ def _window_view(
     *,
     home: bool,
     first: str | None = None,
+    offer: tuple[str, str] | None = None,
 ) -> View:
     """``_view`` on ``channels`` (those served now), keeping ``window`` as the window's
     channels (with those Slack is still being asked about) for its next items."""
-    view = _view(rt, user_id, channels, answered, note, home=home, first=first)
+    view = _view(rt, user_id, channels, answered, note, home=home, first=first, offer=offer)
     meta = json.loads(view.private_metadata or "{}")
     view.private_metadata = json.dumps({**meta, "channels": window})
     return view
@@ -619,7 +652,14 @@ def _redraw_when_said(
             return
         try:
             view = _window_view(
-                rt, user_id, channels, window, answered, _lines(note, unchecked), home=home
+                rt,
+                user_id,
+                channels,
+                window,
+                answered,
+                _lines(note, unchecked),
+                home=home,
+                offer=_offered(json.loads(drawn.private_metadata or "{}")),
             )
             await client.views_update(view_id=opened.get("id"), hash=opened.get("hash"), view=view)
         except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -660,16 +700,23 @@ def _view(
     *,
     home: bool,
     first: str | None = None,
+    offer: tuple[str, str] | None = None,
 ) -> View:
-    """The window on ``user_id``'s next item (``first`` when it still is one of theirs)."""
+    """The window on ``user_id``'s next item (``first`` when it still is one of theirs), with
+    the Undo ``offer`` (item, label) above it (``next_in_modal``)."""
     routes = routes_in_force(rt.settings, rt.store)
     item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel, first=first)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
-    view = blocks.modal_view(question, rt.store.waiting_count(), answered)
+    undo = blocks.modal_undo_block(*offer) if offer is not None else None
+    view = blocks.modal_view(question, rt.store.waiting_count(), answered, undo)
     if note:
         view.blocks = [SectionBlock(text=MarkdownTextObject(text=blocks.fit(note))), *view.blocks]
     meta = json.loads(view.private_metadata or "{}")
-    view.private_metadata = json.dumps({**meta, "channels": channels, "home": home})
+    meta = {**meta, "channels": channels, "home": home}
+    kept = json.dumps({**meta, "undo": list(offer)}) if offer is not None else ""
+    # the offer is kept for the redraws that follow while Slack's limit has room for it (ids
+    # of 200 characters written as \u escapes may not): else it is offered in this one only
+    view.private_metadata = kept if 0 < len(kept) <= METADATA_LIMIT else json.dumps(meta)
     # views.update replaces the whole view, notify_on_close too: sent on every redraw
     view.notify_on_close = home
     return view

@@ -37,6 +37,15 @@ UNANSWERED = (
     " AND a.late = 0)"
 )
 
+# An item the person (the next ``?``) has not answered, for the labeling window: no answer of
+# theirs on ``item``, or their latest one an Undo (``undo_resolution``, ``_reopen_answers``:
+# nothing of theirs counts, and the reopened question takes their click). By answers_item.
+_NOT_ANSWERED = (
+    "NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = {item} AND a.user_id = ?"
+    " AND a.source != 'undo' AND NOT EXISTS (SELECT 1 FROM answers b"
+    " WHERE b.item_id = a.item_id AND b.user_id = a.user_id AND b.id > a.id))"
+)
+
 
 def _votes_of(item: str, at: str | None = None) -> str:
     """The SQL terms on ``answers a`` of the votes in item ``item``'s tally (an SQL
@@ -1581,7 +1590,10 @@ class QueueMixin:
         be posted there, queued (highest priority first) before not scored yet. A waiting item
         goes where ``routes`` sends its predicted label, else to ``default_channel``.
         ``first``: that item, when it is still one of those (the item a window showed, whose
-        click was not stored), before the others."""
+        click was not stored; the item an Undo reopened), before the others. An item the
+        person answered is theirs again once their latest answer on it is an Undo (their
+        own, or the none ``_reopen_answers`` gave them back): nothing of theirs counts on it,
+        and its question takes their click, as in the channel."""
         if first is not None:
             again = self._next_in_channels(
                 user_id, channels, routes, default_channel, exclude, only=first
@@ -1610,8 +1622,7 @@ class QueueMixin:
             "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
             f" WHERE p.channel IN ({','.join('?' * len(wanted))}) AND p.closed_at IS NULL"
             f" AND i.status = 'posted' AND p.item_id NOT IN ({skip_marks})"
-            " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = p.item_id"
-            f" AND a.user_id = ?){one} ORDER BY p.id LIMIT 1",
+            f" AND {_NOT_ANSWERED.format(item='p.item_id')}{one} ORDER BY p.id LIMIT 1",
             [*wanted, *skip, user_id, *one_arg],
         ).fetchone()
         if row:
@@ -1638,8 +1649,7 @@ class QueueMixin:
             row = self.db.execute(
                 f"SELECT id FROM {items} WHERE status = ?"
                 f" AND ({' OR '.join(ours)}) AND id NOT IN ({skip_marks})"
-                " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = items.id"
-                f" AND a.user_id = ?){one.replace('i.id', 'items.id')}"
+                f" AND {_NOT_ANSWERED.format(item='items.id')}{one.replace('i.id', 'items.id')}"
                 " ORDER BY priority DESC, rowid LIMIT 1",
                 [status, *args, *skip, user_id, *one_arg],
             ).fetchone()
