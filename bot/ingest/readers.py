@@ -618,11 +618,16 @@ def _resolved(
             )
         found[role] = alike[0] if alike else None
     text = found["text"] or columns.text
+    # a hitl export read with --label-column gold (README's recipe for its gold): its "label",
+    # the team's decided label, is neither meta nor gold (``_row``), so it is no note's
+    export = "meta" in names and all(name in names for name in PROVENANCE_FIELDS)
     notes = []
     for role, option in _ROLES[1:]:
         used = found[role]
         for name in names:
             if name == used or not _looks_like(name, role):
+                continue
+            if export and role == "label" and used == "gold" and name == "label":
                 continue
             why = (
                 f'{option} named "{_printable(used or "")}"'
