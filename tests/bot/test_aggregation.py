@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.learning.quality import estimate, training_rows
 from bot.sandbox import FakeSlack
 from bot.store import Store
@@ -187,3 +189,30 @@ def test_dawid_skene_trains_an_item_only_with_a_label_its_votes_gave(tmp_path: P
             "billing",
             "bug",
         ]
+
+
+async def test_an_export_read_back_trains_on_its_decided_labels_not_dawid_skenes(
+    fake_slack: FakeSlack, tmp_path: Path, db: Path
+):
+    """README (`hitl export`): answers read back from an export are history, not votes, so the
+    new database trains each item on the label its votes decided, where the one it came from
+    trained t1 on Dawid–Skene's. Found moving a team's labels to a new database; README now
+    says so, this pins it."""
+    settings = make_settings(fake_slack, tmp_path, votes=3, gold_rate=1.0, max_open=10)
+    async for bot in start_bot(fake_slack, settings):
+        await click_the_tally(bot)
+    export, copy = tmp_path / "export.jsonl", tmp_path / "copy.db"
+    for where, args in [
+        (db, ["export", "-o", str(export)]),
+        (copy, ["import", str(export), "-q"]),
+        (copy, ["import", "--gold", str(export), "--label-column", "gold", "-q"]),
+    ]:
+        result = CliRunner().invoke(cli, ["--db", str(where), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    def trained(path: Path) -> dict[str, str]:
+        with Store.open(path) as store:
+            return {item: label for item, _, label, _ in training_rows(store, settings)}
+
+    assert trained(db) == {"t1": "billing", "p1": "bug", "p2": "bug", "p3": "account"}
+    assert trained(copy) == {**trained(db), "t1": "bug"}  # the label the export gives
