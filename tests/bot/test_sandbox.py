@@ -15,7 +15,7 @@ from bot.demo import DemoOptions, load_data, running_demo
 from bot.demo.run import CHANNEL, Demo
 from bot.demo.simulate import Teammate
 from bot.sandbox import payloads
-from bot.sandbox.workspace import SandboxError
+from bot.sandbox.workspace import SandboxError, block_id_of
 
 QUESTIONS = CHANNEL[0]
 
@@ -152,7 +152,24 @@ async def test_home_start_labeling_and_one_answer_in_the_modal(demo: Demo):
     [answer] = list(demo.rt.store.iter_answers())
     assert (answer["user_id"], answer["source"]) == ("U0RAJ", "modal")
     shown = demo.sandbox.modal_for("U0RAJ")
-    assert "1 answered in this session" in str(shown["blocks"][0])
+    assert "1 answered in this session" in str(shown["blocks"])
+    # the answer decided its item: the window offers its Undo above the next item, and the
+    # sandbox's click on it undoes, as in Slack
+    [(index, offer)] = [
+        (i, b) for i, b in enumerate(shown["blocks"]) if "hitl.undo" in str(b.get("accessory"))
+    ]
+    await demo.sandbox.click(
+        "U0RAJ",
+        action_id=offer["accessory"]["action_id"],
+        block_id=block_id_of(offer, index),
+        view_id=shown["id"],
+    )
+    await demo.rt.background.drain()
+    assert demo.rt.store.get_item(answer["item_id"])["status"] != "resolved"
+    shown = demo.sandbox.modal_for("U0RAJ")
+    assert "Undone:" in str(shown["blocks"]) and "0 answered in this session" in str(
+        shown["blocks"]
+    )
     await demo.sandbox.close_view("U0RAJ", shown["id"])
     assert demo.sandbox.modal_for("U0RAJ") is None
 
