@@ -35,6 +35,7 @@ from bot.slack import blocks, commands
 from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
 from bot.slack.guidelines import guidelines_view_off_loop
+from bot.slack.holds import Holds
 from bot.slack.modal import (
     NOT_ANSWERED,
     ChannelMembers,
@@ -43,6 +44,7 @@ from bot.slack.modal import (
     not_answered,
     not_opened,
     open_labeling_modal,
+    shown_in,
 )
 from bot.slack.questions import ITEM_REMOVED, label_set
 from bot.slack.redraw import Redrawer
@@ -593,10 +595,15 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
     @tracked
     async def on_labeling_closed(ack: AsyncAck, body: dict, client: AsyncWebClient):
         """The labeling modal closed (*Done*, Escape; it has no submit button, a submission
-        closes it too): one opened from App Home asked for this (``notify_on_close``), and
-        Home, still on screen, is published again with the labels just given. Slack sends no
-        ``app_home_opened`` when a modal closes over Home."""
+        closes it too): every window asks for this (``notify_on_close``). The item it showed
+        is no longer held for the person (``Holds``: other windows may show it). One opened
+        from App Home has Home, still on screen, published again with the labels just given.
+        Slack sends no ``app_home_opened`` when a modal closes over Home."""
         await ack()
+        user_id = (body.get("user") or {}).get("id")
+        shown = shown_in(body)
+        if isinstance(user_id, str) and shown is not None:
+            Holds.of(rt).release(user_id, shown)
         if from_home(body):
             await commands.publish_home(rt, client, body["user"]["id"])
 

@@ -10,7 +10,8 @@ current members, as Slack says (``ChannelMembers``); when Slack cannot say, its 
 served and the window says what an admin must fix. The channels ride along in the modal's
 ``private_metadata``, so every next item comes from the same ones, less a private one the
 person is not in now: each next item is checked as a new window's, however the window was
-opened (``/hitl label`` in the private channel too).
+opened (``/hitl label`` in the private channel too). Windows open at once are shown
+different items while an item needs no more people than it is shown to (``bot.slack.holds``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
 from bot.runtime import Runtime, answer_lost, open_window, update_window
 from bot.slack import blocks
+from bot.slack.holds import Holds
 from bot.slack.questions import build_question
 
 logger = logging.getLogger(__name__)
@@ -439,7 +441,8 @@ async def open_labeling_modal(
     command was run there, else (App Home's *Start labeling*) of App Home's channels. A modal
     opened from App Home asks Slack for ``view_closed`` (``notify_on_close``): Home stays on
     screen under it, and Slack sends no ``app_home_opened`` when it closes, so the app
-    publishes Home again then (``from_home``), or the person sees the counts of before."""
+    publishes Home again then (``from_home``), or the person sees the counts of before. Every
+    window asks for it: its close ends the hold on the item it showed (``Holds``)."""
     if channel_id is None:
         channels, note, window = await home_channels(rt, user_id)
     else:
@@ -691,6 +694,18 @@ def from_home(body: dict) -> bool:
     return isinstance(meta, dict) and meta.get("home") is True
 
 
+def shown_in(body: dict) -> str | None:
+    """The item the labeling modal of ``body`` (a click in it, its ``view_closed``) showed, as
+    its ``private_metadata`` says; None for none (or metadata not ours)."""
+    view = body.get("view") or {}
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except (json.JSONDecodeError, TypeError):
+        return None
+    item = meta.get("item") if isinstance(meta, dict) else None
+    return item if isinstance(item, str) else None
+
+
 def _view(
     rt: Runtime,
     user_id: str,
@@ -703,9 +718,18 @@ def _view(
     offer: tuple[str, str] | None = None,
 ) -> View:
     """The window on ``user_id``'s next item (``first`` when it still is one of theirs), with
-    the Undo ``offer`` (item, label) above it (``next_in_modal``)."""
+    the Undo ``offer`` (item, label) above it (``next_in_modal``). An item other windows
+    hold for as many people as it needs answers is shown only when no other is left; the item
+    shown is held for ``user_id`` (``Holds``)."""
     routes = routes_in_force(rt.settings, rt.store)
-    item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel, first=first)
+    holds = Holds.of(rt)  # items other windows show, while they need no more people
+    crowded = holds.crowded(user_id, rt.settings.votes, rt.store.votes_in)
+    item_id = rt.store.next_in_channels(
+        user_id, channels, routes, rt.settings.channel, exclude=crowded, first=first
+    )
+    if item_id is None and crowded:  # only held items left: one of them rather than nothing
+        item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
+    holds.hold(user_id, item_id)
     question = build_question(rt.store, rt.settings, item_id) if item_id else None
     undo = blocks.modal_undo_block(*offer) if offer is not None else None
     view = blocks.modal_view(question, rt.store.waiting_count(), answered, undo)
@@ -717,6 +741,7 @@ def _view(
     # the offer is kept for the redraws that follow while Slack's limit has room for it (ids
     # of 200 characters written as \u escapes may not): else it is offered in this one only
     view.private_metadata = kept if 0 < len(kept) <= METADATA_LIMIT else json.dumps(meta)
-    # views.update replaces the whole view, notify_on_close too: sent on every redraw
-    view.notify_on_close = home
+    # every window asks for view_closed, which ends its hold (``Holds``), and Home's has Home
+    # published again; views.update replaces the whole view, notify_on_close too: every redraw
+    view.notify_on_close = True
     return view

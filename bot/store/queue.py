@@ -1590,13 +1590,15 @@ class QueueMixin:
         be posted there, queued (highest priority first) before not scored yet. A waiting item
         goes where ``routes`` sends its predicted label, else to ``default_channel``.
         ``first``: that item, when it is still one of those (the item a window showed, whose
-        click was not stored; the item an Undo reopened), before the others. An item the
+        click was not stored; the item an Undo reopened), before the others, even if in
+        ``exclude`` (the items other windows hold, ``bot.slack.holds``: left out by id, each
+        one a step more along the same index). An item the
         person answered is theirs again once their latest answer on it is an Undo (their
         own, or the none ``_reopen_answers`` gave them back): nothing of theirs counts on it,
         and its question takes their click, as in the channel."""
         if first is not None:
             again = self._next_in_channels(
-                user_id, channels, routes, default_channel, exclude, only=first
+                user_id, channels, routes, default_channel, (), only=first
             )
             if again is not None:
                 return again
@@ -1656,6 +1658,20 @@ class QueueMixin:
             if row:
                 return row[0]
         return None
+
+    def votes_in(self, item_ids: Collection[str]) -> dict[str, int]:
+        """How many votes each of ``item_ids`` has in its tally (each person's latest counted
+        answer, when it is a label), for the labeling window's holds: items absent have none
+        (or do not exist). Read by id from the items' key and ``answers_counted``."""
+        wanted = sorted(set(item_ids))
+        if not wanted:
+            return {}
+        rows = self.db.execute(
+            f"SELECT items.id, (SELECT count(*) FROM answers a WHERE {_votes_of('items.id')})"
+            f" FROM items WHERE items.id IN ({','.join('?' * len(wanted))})",
+            wanted,
+        ).fetchall()
+        return {item: n for item, n in rows if n}
 
     def has_answered_in(self, user_id: str, channel: str) -> bool:
         """Whether ``user_id`` has answered a question posted in ``channel`` (App Home, on the

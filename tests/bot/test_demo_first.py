@@ -59,13 +59,16 @@ async def test_home_shows_the_labels_given_from_it_once_the_labeling_window_clos
     assert "1. <@U0RAJ> — 3 labels" in home_text(demo, "U0RAJ")  # the leaderboard too
 
 
-async def test_the_modal_of_hitl_label_does_not_ask_for_view_closed(demo: Demo):
-    """Only a modal opened from App Home has a Home to redraw under it."""
+async def test_the_modal_of_hitl_label_asks_for_view_closed_but_publishes_no_home(demo: Demo):
+    """Every window asks for view_closed, whose close ends the hold on the item it showed
+    (``bot.slack.holds``); only a modal opened from App Home has a Home to redraw under it."""
     await demo.sandbox.command("U0ANA", QUESTIONS, "/hitl label")
     await demo.rt.background.drain()
     modal = demo.sandbox.modal_for("U0ANA")
-    assert modal is not None and modal["notify_on_close"] is False
-    assert await demo.sandbox.close_view("U0ANA", modal["id"]) is None
+    assert modal is not None and modal["notify_on_close"] is True
+    reply = await demo.sandbox.close_view("U0ANA", modal["id"])
+    assert reply is not None and reply.status == 200
+    await demo.rt.background.drain()
     assert "U0ANA" not in demo.fake.home
 
 

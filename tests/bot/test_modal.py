@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.sandbox import FakeSlack
+from bot.slack.holds import HOLD
 from bot.store import Store
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, margin_scored, seed, start_bot
@@ -194,7 +196,11 @@ def modal_text(bot: Bot, view_id: str) -> str:
 
 
 async def test_an_answer_in_the_modal_on_an_item_just_decided_says_so_and_is_not_counted(bot: Bot):
-    ana, raj = await open_modal(bot, "U0ANA", "1.1.a"), await open_modal(bot, "U0RAJ", "1.1.r")
+    """Raj's window opens once the two minutes Ana's window held the item for her have passed
+    (``bot.slack.holds``): it is shown the item too, which Ana decides first."""
+    ana = await open_modal(bot, "U0ANA", "1.1.a")
+    bot.rt.clock = lambda: datetime.now(UTC) + HOLD + timedelta(seconds=1)
+    raj = await open_modal(bot, "U0RAJ", "1.1.r")
     item = json.loads(bot.fake.views[ana]["private_metadata"])["item"]
     assert json.loads(bot.fake.views[raj]["private_metadata"])["item"] == item
     first, second = modal_labels(bot, ana)[:2]

@@ -1,0 +1,184 @@
+"""Labeling windows open at once share the work: an item shown in one window is held for that
+person (``bot.slack.holds``), and other windows are shown other items while it needs no more
+people than it is held for, until the hold ends (an answer or skip moves the window on, the
+window closes, two minutes pass). Through signed requests to the real server and the fake
+Slack's views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import FakeSlack
+from bot.slack.holds import HOLD
+from bot.store import Store
+from tests import signing
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.test_store import R
+from tests.bot.test_window_seams import click, labels_shown, shown
+from tests.bot.test_window_undo import open_window
+from tests.query_plans import query_plans
+
+ITEMS = ("i1", "i2", "i3", "i4", "i5")
+
+
+async def started(fake_slack: FakeSlack, tmp_path: Path, n: int = len(ITEMS), **changes):
+    """A bot with ``n`` items: one posted (HITL_MAX_OPEN=1), the others waiting."""
+    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in ITEMS[:n]])
+    settings = make_settings(fake_slack, tmp_path, max_open=1, **changes)
+    async for running in start_bot(fake_slack, settings):
+        assert await running.dispatcher.fill() == 1
+        yield running
+
+
+@pytest.fixture
+async def bot(fake_slack: FakeSlack, tmp_path: Path):
+    async for running in started(fake_slack, tmp_path):
+        yield running
+
+
+@pytest.fixture
+async def bot2(fake_slack: FakeSlack, tmp_path: Path):
+    async for running in started(fake_slack, tmp_path, votes=2):
+        yield running
+
+
+async def opened(bot: Bot, *users: str) -> list[str]:
+    """Each of ``users`` opens a window, one after the other; the items they are shown."""
+    return [shown(bot, await open_window(bot, user)) for user in users]
+
+
+async def skip(bot: Bot, user: str, view_id: str) -> None:
+    view = bot.fake.views[view_id]
+    [button] = [
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and e.get("action_id", "").endswith(".skip")
+    ]
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+async def close(bot: Bot, user: str, view_id: str) -> None:
+    """``user`` closes the window (*Done*): the view_closed Slack sends when it asked for it."""
+    view = bot.fake.views[view_id]
+    assert view["notify_on_close"] is True  # every window asks for it (the old code: Home's)
+    payload = {
+        "type": "view_closed",
+        "team": {"id": signing.TEAM_ID, "domain": signing.TEAM_DOMAIN},
+        "user": {"id": user, "team_id": signing.TEAM_ID},
+        "api_app_id": signing.API_APP_ID,
+        "token": signing.VERIFICATION_TOKEN,
+        "view": view,
+        "is_cleared": False,
+    }
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()
+
+
+async def test_people_opening_windows_at_once_are_shown_different_items(bot: Bot):
+    """HITL_VOTES=1: one answer decides an item, so two and three windows opened at once
+    each get an item of their own (the open question first, then the queue)."""
+    [posted] = [m["metadata"]["event_payload"]["item_id"] for m in bot.posted()]
+    two = await opened(bot, "U0ANA", "U0RAJ")
+    assert two[0] == posted and None not in two
+    assert len(set(two)) == 2  # the old code: both shown the open question
+    three = two + await opened(bot, "U0LEE")
+    assert None not in three and len(set(three)) == 3
+
+
+async def test_with_two_votes_needed_two_people_share_an_item_and_a_third_gets_another(
+    bot2: Bot,
+):
+    bot = bot2
+    first, second, third = await opened(bot, "U0ANA", "U0RAJ", "U0LEE")
+    assert first == second and third not in (None, first)
+
+
+async def test_an_answer_moves_the_hold_on_and_counts_toward_what_the_item_still_needs(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """HITL_VOTES=3: Ana and Raj are shown the open question (it needs three). Ana's answer
+    moves her window on, and the question now needs two more answers with Raj's window on
+    it: Lee is shown it too, and Kim, after him, another item."""
+    async for bot in started(fake_slack, tmp_path, votes=3):
+        ana = await open_window(bot, "U0ANA")
+        [item, also] = [shown(bot, ana), *await opened(bot, "U0RAJ")]
+        assert also == item
+        await click(bot, "U0ANA", ana, labels_shown(bot, ana)[0])
+        assert shown(bot, ana) not in (None, item)
+        assert bot.store.votes_in([item, "nothing"]) == {item: 1}
+        lee, kim = await opened(bot, "U0LEE", "U0KIM")
+        assert lee == item and kim not in (None, item)
+
+
+async def test_a_skip_releases_the_item_for_the_next_window(bot: Bot):
+    ana = await open_window(bot, "U0ANA")
+    item = shown(bot, ana)
+    await skip(bot, "U0ANA", ana)
+    assert shown(bot, ana) not in (None, item)
+    assert await opened(bot, "U0RAJ") == [item]
+
+
+async def test_closing_the_window_releases_its_item(bot: Bot):
+    """A `/hitl label` window too asks for view_closed (the old code: only Home's did), and
+    its close ends the hold; no Home is published for it."""
+    ana = await open_window(bot, "U0ANA")
+    item = shown(bot, ana)
+    assert await opened(bot, "U0RAJ") != [item]  # held while the window is open
+    await close(bot, "U0ANA", ana)
+    assert await opened(bot, "U0LEE") == [item]
+    assert "U0ANA" not in bot.fake.home
+
+
+async def test_a_hold_ends_after_two_minutes(bot: Bot):
+    """A window left open on an item keeps it from the others ``HOLD`` at most."""
+    first, second = await opened(bot, "U0ANA", "U0RAJ")
+    assert first != second
+    start = bot.rt.clock()
+    bot.rt.clock = lambda: start + HOLD - HOLD / 8  # not yet
+    assert await opened(bot, "U0LEE") not in ([first], [second])
+    bot.rt.clock = lambda: start + HOLD + HOLD / 8
+    assert await opened(bot, "U0KIM") == [first]  # Ana's and Raj's holds have ended
+    assert HOLD.total_seconds() == 120
+
+
+async def test_when_only_held_items_are_left_a_window_shows_one_rather_than_nothing(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Two items, three windows: the third is shown a held item (not "Nothing left"), and
+    whoever answers second is told it was already decided."""
+    async for bot in started(fake_slack, tmp_path, n=2):
+        ana = await open_window(bot, "U0ANA")
+        raj = await open_window(bot, "U0RAJ")
+        lee = await open_window(bot, "U0LEE")
+        assert shown(bot, ana) != shown(bot, raj)
+        assert shown(bot, lee) in (shown(bot, ana), shown(bot, raj))
+        assert "Nothing left to label" not in json.dumps(bot.fake.views[lee]["blocks"])
+        same = ana if shown(bot, ana) == shown(bot, lee) else raj
+        same_user = "U0ANA" if same == ana else "U0RAJ"
+        await click(bot, "U0LEE", lee, labels_shown(bot, lee)[0])
+        await click(bot, same_user, same, labels_shown(bot, same)[0])
+        assert "This one was already decided" in json.dumps(bot.fake.views[same]["blocks"])
+
+
+def test_held_items_are_left_out_along_the_same_index(memory_store: Store):
+    """At a million items the next-item lookup stays one walk along the status index with
+    the held items left out by id, and the votes of held items are read by id."""
+    store = memory_store
+    store.add_items([R(f"i{n}", f"text of i{n}") for n in range(6)], "import")
+    plans = query_plans(
+        store, lambda: store.next_in_channels("U1", ["CMAIN"], {}, "CMAIN", exclude=["i0", "i1"])
+    )
+    queue = [" | ".join(lines) for sql, lines in plans if "FROM items INDEXED BY" in sql]
+    assert queue and all("items_status_priority" in p and "TEMP B-TREE" not in p for p in queue)
+    assert store.next_in_channels("U1", ["CMAIN"], {}, "CMAIN", exclude=["i0", "i1"]) == "i2"
+    # ``first`` is shown even if held by others (an Undo's reopened item, a refused click's)
+    assert store.next_in_channels("U1", ["CMAIN"], {}, "CMAIN", exclude=["i3"], first="i3") == "i3"
+    [(sql, plan)] = query_plans(store, lambda: store.votes_in(["i0", "i1"]))
+    assert not any(line.startswith("SCAN") for line in plan), plan
