@@ -346,6 +346,18 @@ def one_try(client: AsyncWebClient, *, wait_rate_limits: bool = True) -> AsyncWe
     return single
 
 
+def no_rate_waits(client: AsyncWebClient) -> AsyncWebClient:
+    """``client`` whose calls do not wait out a 429's ``Retry-After`` (``make_client``'s
+    sleeps it, twice, inside the call), every other retry kept: for the redrawer's
+    ``chat.update``, made with its lock held, which waits on its own clock (a 429 holds every
+    ``chat.update`` until its Retry-After, ``bot.slack.redraw``)."""
+    single = copy.copy(client)
+    single.retry_handlers = [
+        h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)
+    ]
+    return single
+
+
 def slack_session(timeout: float = SLACK_TIMEOUT) -> aiohttp.ClientSession:
     """The connections a server's Web API calls share (kept alive between calls: a click's
     note to its author no longer costs a TCP connect and close). Create it on the running

@@ -10,6 +10,12 @@ again (the dispatcher's) makes every message backing off due at once. A pass mov
 skips (a message behind its channel's or the token's backoff, a look for lost posts behind the
 erasures') to when it can go, so the background loop sleeps until a pass can do something.
 
+A 429 on a ``chat.update`` holds every redraw (the start draws too) until its Retry-After, on
+the redrawer's clock (``update_due``): Slack counts chat.update per workspace, so the pass's
+other messages would meet the same 429. The call is one try for a rate limit
+(``no_rate_waits``): the client's own retries slept the Retry-After out inside the pass, its
+lock held, twice, then went on to the next message at once, into the same 429.
+
 A ``chat.update`` whose outcome is unknown (a timeout, a dropped connection, a 5xx: Slack may
 apply it late, over a newer drawing) has its message drawn once more ``UPDATE_SETTLE`` seconds
 later, even if a later update went through (nothing moves that draw earlier: a post that goes
@@ -77,7 +83,14 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackObjectFormationError
 
 from bot.errors import SLACK_TOKEN_REFUSED, SLACK_TOKEN_RETRY, slack_said
-from bot.runtime import NotSlackJson, Runtime, one_try, retry_after, wait_until_woken
+from bot.runtime import (
+    NotSlackJson,
+    Runtime,
+    no_rate_waits,
+    one_try,
+    retry_after,
+    wait_until_woken,
+)
 from bot.slack import blocks
 from bot.slack.questions import as_asked, build_question, label_set, smaller_after
 from bot.store import DatabaseError, database_problem
@@ -252,6 +265,11 @@ class Redrawer:
         # reason, or finds nothing to redraw, must not leave a due time in the past for the
         # background loop to wait on (it made every wait 0 s: a loop that spun).
         self.token_due: float | None = None
+        # The clock before which no chat.update is tried: Slack rate-limited one (a 429, at
+        # least its Retry-After; Slack counts chat.update per workspace, so the others would
+        # meet the same 429). None once a pass has tried Slack after it.
+        self.update_due: float | None = None
+        self.update_delay = 0.0  # seconds; the rate limit's backoff, when Slack says no wait
         self.erase_error: str | None = None  # why the last chat.delete failed, until one works
         self.erase_delay = 0.0  # seconds; the erasures' backoff after a failure
         self.erase_due: float | None = None  # the clock before which no erasure is tried again
@@ -475,6 +493,8 @@ class Redrawer:
             dues.append(self.start_due)
         if self.token_refused and self.token_due is not None:
             dues.append(self.token_due)
+        if self.update_due is not None:
+            dues.append(self.update_due)
         if self.erase_due is not None:
             dues.append(self.erase_due)
         if self.lost_due is not None:
@@ -492,6 +512,8 @@ class Redrawer:
             waits.append(self.channel_held[channel].due)
         if self.token_refused and self.token_due is not None:
             waits.append(self.token_due)
+        if self.update_due is not None:
+            waits.append(self.update_due)
         return max(waits)
 
     async def run(self) -> None:
@@ -575,6 +597,26 @@ class Redrawer:
         self.token_delay = min(self.token_delay * 2 or self.retry_base, SLACK_TOKEN_RETRY)
         self.token_due = self.clock() + self.token_delay
 
+    def _rate_limited(
+        self,
+        post: dict,
+        error: str,
+        wait: float | None,
+        new: dict[str, list[str]],
+        is_start: bool,
+    ) -> None:
+        """Slack rate-limited ``post``'s chat.update: no chat.update is tried before its
+        Retry-After (``wait``; with none, a backoff doubling from ``retry_base``), the
+        message's own retry not before it either, and the start draws wait as well."""
+        self.update_delay = min(self.update_delay * 2 or self.retry_base, MAX_BACKOFF)
+        self.update_due = self.clock() + max(wait or 0.0, self.update_delay)
+        if is_start:
+            self._start_failed(wait)  # it waits with the start draws
+        else:
+            self._failed(post, error, new)
+            self.backoff[post["id"]].due = max(self.backoff[post["id"]].due, self.update_due)
+        self._hold_until(self.update_due)
+
     def _hold_until(self, until: float) -> None:
         """Every message waits until ``until`` at least (the token's backoff): no due time
         is left in the past for the background loop to wait on (``next_due``)."""
@@ -653,6 +695,11 @@ class Redrawer:
             return len(posts)
         # the token's wait is over: this pass tries Slack (a refusal sets a new one)
         self.token_due = None
+        if due_only and self.update_due is not None and self.update_due > now:
+            self._hold_until(self.update_due)  # a 429's Retry-After holds every chat.update
+            self.tried_failed = 0
+            return len(posts)
+        self.update_due = None  # its wait is over: a new 429 sets a new one
         if due_only:
             held = self._hold(posts, now)
             failed = sum(post["id"] in held for post in posts)  # left to their next attempt
@@ -670,6 +717,7 @@ class Redrawer:
         channels_back: list[str] = []  # channels whose waiting messages are drawn again
         gone_posts: list[dict] = []  # open questions whose message is gone: taken back
         asked_in = self._asked_in() if posts else []
+        updates = no_rate_waits(rt.client)  # a 429 waits on the redrawer's clock, not in here
         for n, post in enumerate(posts):
             is_start = int(post["id"]) in start_ids
             if is_start and trouble:
@@ -718,7 +766,7 @@ class Redrawer:
                     asking = as_asked(rt, question)  # "Other…" small if Slack needs it so
                     text, drawn = blocks.question_text(asking), blocks.question_blocks(asking)
                 try:
-                    await rt.client.chat_update(
+                    await updates.chat_update(
                         channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
                     )
                 except SlackApiError as exc:
@@ -728,7 +776,7 @@ class Redrawer:
                     if smaller is None:
                         raise
                     text, drawn = blocks.question_text(smaller), blocks.question_blocks(smaller)
-                    await rt.client.chat_update(
+                    await updates.chat_update(
                         channel=post["channel"], ts=post["ts"], text=text, blocks=drawn
                     )
             except SlackObjectFormationError as exc:  # built here: Slack was never asked
@@ -763,6 +811,13 @@ class Redrawer:
                 if error in MESSAGE_REFUSED:
                     self._give_up(post, f"Slack said {error}")
                     continue
+                if getattr(exc.response, "status_code", 200) == 429 or error == "ratelimited":
+                    # Slack counts chat.update per workspace: the others would meet the same
+                    # 429. Every message waits for its Retry-After (the start draws too)
+                    self._rate_limited(post, error, _wait(exc), new_failures, is_start)
+                    failed += sum(int(p["id"]) not in start_ids for p in posts[n + 1 :])
+                    failed += 1
+                    break
                 if error in GONE_FOR_GOOD:
                     is_gone = True
                 elif error in MESSAGE_GONE:
@@ -814,6 +869,7 @@ class Redrawer:
             if self.channel_held.pop(post["channel"], None) is not None:
                 channels_back.append(post["channel"])
             self._drop(post)  # a settle draw still to come stays (a late update may yet land)
+            self.update_delay = 0.0  # Slack takes chat.update again
             if is_start:
                 self.start_delay = 0.0
             if self.token_refused:
