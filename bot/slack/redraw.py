@@ -1206,7 +1206,9 @@ class Redrawer:
             return
         if not await self._look_for_lost(due_only=due_only):
             return
-        store, client = self.rt.store, self.rt.client
+        # a 429 backs the erasures off on this clock (``_erase_failed``), not slept out in the
+        # call with the redrawer's lock held (``no_rate_waits``, as chat.update)
+        store, client = self.rt.store, no_rate_waits(self.rt.client)
         tried: set[int] = set()  # this pass: each message once
         while posts := [
             post

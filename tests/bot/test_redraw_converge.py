@@ -247,3 +247,25 @@ async def acked_while_held(bot: Bot, redrawer, clock) -> None:
     await run_out(bot, redrawer, clock)
     for message in (first, second):
         assert not has_buttons(fake_slack.message(CHANNEL, message["ts"]))
+
+
+async def test_a_rate_limited_chat_delete_backs_the_erasures_off_without_sleeping_in_the_pass(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A deleted item's message whose chat.delete gets a 429 (Retry-After 30): the client's
+    own retries slept it out twice inside the call, the redrawer's lock held (no redraw went
+    meanwhile), and called chat.delete three times into the limit. One call now; the erasures
+    wait for the Retry-After on the redrawer's clock, then the message goes."""
+    async for bot, redrawer, clock in posted(fake_slack, tmp_path, 2, retries=2, votes=9):
+        message = bot.posted()[0]
+        bot.store.delete_items([item_of(message)], user_id="U0ADMIN", reason="test")
+        fake_slack.fail("chat.delete", "ratelimited", status=429, retry_after=30, times=1000)
+        async with asyncio.timeout(5):  # the old pass slept 2 x 30 s in the call
+            await redrawer.pending(due_only=True)
+        assert len(fake_slack.calls_to("chat.delete")) == 1
+        assert redrawer.erase_due == clock.now + 30  # its Retry-After
+        fake_slack._faults.pop("chat.delete")  # Slack takes them again
+        await run_out(bot, redrawer, clock)
+        assert len(fake_slack.calls_to("chat.delete")) == 2
+        assert bot.store.erased_posts() == []
+        assert message["ts"] not in {m["ts"] for m in fake_slack.messages(CHANNEL)}
