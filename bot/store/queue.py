@@ -1480,9 +1480,12 @@ class QueueMixin:
                 [item_id],
             ).rowcount
             self._touch_expired(item_id)
-            if not reopened and self.post_for_item(item_id) is not None:
+            if not reopened:
                 # decided by a late click on a question taken back as expired: it is not
-                # reopened (it would expire again at once); the item waits in the queue
+                # reopened (it would expire again at once); the item waits in the queue. One
+                # never posted (decided in the labeling window) waits where it waited before,
+                # as the window and the dispatcher find it: 'posted' with no question, nobody
+                # was asked about it again and it counted as asked for good.
                 self._take_back(item_id, now)
             self._queue_taken_back(item_id, now)
             reopened = bool(reopened) or self.post_for_item(item_id) is None
