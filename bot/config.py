@@ -608,7 +608,7 @@ SPECS: tuple[Spec, ...] = (
         "HITL_GOLD_RATE",
         _number(0, 1),
         False,
-        "share of posts that are gold questions (0: none)",
+        "share of posts, and of window items, that are gold questions (0: none)",
     ),
     Spec("max_open", "HITL_MAX_OPEN", _integer(1, 50), False, "unanswered posts per channel"),
     Spec(

@@ -37,6 +37,7 @@ from bot.runtime import Runtime, answer_lost, open_window, update_window
 from bot.slack import blocks
 from bot.slack.holds import Holds
 from bot.slack.questions import build_question
+from bot.slack.windowgold import GoldTurns, gold_every, gold_for_window
 
 logger = logging.getLogger(__name__)
 
@@ -448,7 +449,7 @@ async def open_labeling_modal(
     else:
         channels, note, window = await command_channels(rt, channel_id, user_id)
     home = channel_id is None
-    view = _window_view(rt, user_id, channels, window, answered=0, note=note, home=home)
+    view = await _window_view(rt, user_id, channels, window, answered=0, note=note, home=home)
     opened = await open_window(client, trigger_id, view)
     _redraw_when_said(rt, client, user_id, window, view, opened, 0, "", home)
 
@@ -544,6 +545,8 @@ async def next_in_modal(
     shown = first or shown
     offer = decided or (None if undo_clicked else _offered(meta))
     user_id = body["user"]["id"]
+    if counted and isinstance(meta.get("item"), str):  # one more item answered in a window
+        GoldTurns.of(rt).answered(user_id, gold=rt.store.is_gold(meta["item"]))
     channels = meta.get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         channels, unchecked, window = await home_channels(rt, user_id)  # opened before kept
@@ -554,7 +557,7 @@ async def next_in_modal(
         later = members.still_asked(window)
         window = [c for c in window if c in channels or c in later]
     home = from_home(body)
-    drawn = _window_view(
+    drawn = await _window_view(
         rt,
         user_id,
         channels,
@@ -581,7 +584,7 @@ def _offered(meta: object) -> tuple[str, str] | None:
     return None
 
 
-def _window_view(
+async def _window_view(
     rt: Runtime,
     user_id: str,
     channels: list[str],
@@ -595,7 +598,7 @@ def _window_view(
 ) -> View:
     """``_view`` on ``channels`` (those served now), keeping ``window`` as the window's
     channels (with those Slack is still being asked about) for its next items."""
-    view = _view(rt, user_id, channels, answered, note, home=home, first=first, offer=offer)
+    view = await _view(rt, user_id, channels, answered, note, home=home, first=first, offer=offer)
     meta = json.loads(view.private_metadata or "{}")
     view.private_metadata = json.dumps({**meta, "channels": window})
     return view
@@ -654,7 +657,7 @@ def _redraw_when_said(
         if closing():
             return
         try:
-            view = _window_view(
+            view = await _window_view(
                 rt,
                 user_id,
                 channels,
@@ -706,7 +709,7 @@ def shown_in(body: dict) -> str | None:
     return item if isinstance(item, str) else None
 
 
-def _view(
+async def _view(
     rt: Runtime,
     user_id: str,
     channels: list[str],
@@ -720,17 +723,33 @@ def _view(
     """The window on ``user_id``'s next item (``first`` when it still is one of theirs), with
     the Undo ``offer`` (item, label) above it (``next_in_modal``). An item other windows
     hold for as many people as it needs answers is shown only when no other is left; the item
-    shown is held for ``user_id`` (``Holds``)."""
+    shown is held for ``user_id`` (``Holds``). At HITL_GOLD_RATE, one item in
+    ``gold_every`` is a gold question waiting to be asked (``bot.slack.windowgold``)."""
     routes = routes_in_force(rt.settings, rt.store)
     holds = Holds.of(rt)  # items other windows show, while they need no more people
     crowded = holds.crowded(user_id, rt.settings.votes, rt.store.votes_in)
-    item_id = rt.store.next_in_channels(
-        user_id, channels, routes, rt.settings.channel, exclude=crowded, first=first
-    )
-    if item_id is None and crowded:  # only held items left: one of them rather than nothing
-        item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
+    turns = GoldTurns.of(rt)
+    gold = None
+    if first is not None:  # a gold question shown again (an Undo reopened it, a refused click)
+        gold = await gold_for_window(rt, user_id, channels, item_id=first)
+    if gold is None and turns.due(user_id, gold_every(rt.settings.gold_rate)):
+        gold = await gold_for_window(rt, user_id, channels, crowded)
+        # another window may have taken it while the guess was made (a worker thread)
+        if gold is not None and gold.item_id in holds.crowded(
+            user_id, rt.settings.votes, rt.store.votes_in
+        ):
+            gold = None  # the turn stays due: the next drawing looks again
+    if gold is not None:
+        item_id: str | None = gold.item_id
+    else:
+        item_id = rt.store.next_in_channels(
+            user_id, channels, routes, rt.settings.channel, exclude=crowded, first=first
+        )
+        if item_id is None and crowded:  # only held items left: one of them, not nothing
+            item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
     holds.hold(user_id, item_id)
-    question = build_question(rt.store, rt.settings, item_id) if item_id else None
+    guessed = (gold.model_version, gold.ranked) if gold is not None else None
+    question = build_question(rt.store, rt.settings, item_id, guessed=guessed) if item_id else None
     undo = blocks.modal_undo_block(*offer) if offer is not None else None
     view = blocks.modal_view(question, rt.store.waiting_count(), answered, undo)
     if note:

@@ -142,11 +142,22 @@ def shown_reason(
 
 
 def build_question(
-    store: Store, settings: Settings, item_id: str, labels: list[str] | None = None
+    store: Store,
+    settings: Settings,
+    item_id: str,
+    labels: list[str] | None = None,
+    *,
+    guessed: tuple[int | str | None, list[Any]] | None = None,
 ) -> Question | None:
+    """The question of ``item_id`` as the database has it. ``guessed``: the (model version,
+    ranked guesses) of an item not posted, in place of its stored ones: a gold question the
+    labeling window serves, guessed as it is drawn as the dispatcher guesses one it posts
+    (``bot.slack.windowgold``), so it shows what the waiting items beside it show."""
     item = store.get_item(item_id)
     if item is None:
         return None
+    if guessed is not None and store.post_for_item(item_id) is None:
+        item = {**item, "model_version": guessed[0], "ranked": guessed[1]}
     labels = labels if labels is not None else label_set(settings, store)
     post = store.post_for_item(item_id)
     resolution = store.resolution(item_id)

@@ -33,6 +33,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.store.labelset import NotInForce
+from bot.store.queue import NOT_ANSWERED
 from bot.store.records import LabelSetMoved, NewItem, count_new_items, same_text
 
 # The statuses of the items waiting to be asked, and of the gold questions among them.
@@ -159,6 +160,8 @@ class GoldMixin:
         configured: Sequence[str] = (),
         after: GoldCursor | None = None,
         sources: bool = False,
+        unanswered_by: str | None = None,
+        item_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], GoldCursor | None]:
         """``next_gold``'s items a page at a time: up to ``limit`` of them, from the one after
         ``after`` (the cursor a page before returned) in the same order, and the cursor of this
@@ -168,7 +171,10 @@ class GoldMixin:
         last one ended: a seek among the gold items imported as gold (no priority, by rowid),
         so a look costs the items it reads however many wait before them; the few marked gold
         while they waited (with a priority) are passed over again. ``sources``: each item also
-        says whether it was ``marked`` gold while it waited (True) or imported as gold."""
+        says whether it was ``marked`` gold while it waited (True) or imported as gold.
+        ``unanswered_by``: only the items that person has not answered (their latest answer on
+        it an Undo, or none: the labeling window's gold, ``bot.slack.windowgold``), each looked
+        up by id in the answers' index; ``item_id``: that item alone, if it is one of them."""
         skip = list(exclude)
         marks = ",".join("?" * len(skip)) or "''"
         # marked: m037's partial index holds them alone (not every gold item imported as new)
@@ -186,6 +192,12 @@ class GoldMixin:
             else:
                 only += " AND (priority < ? OR (priority = ? AND rowid > ?) OR priority IS NULL)"
                 args += [priority, priority, rowid]
+        if unanswered_by is not None:
+            only += f" AND {NOT_ANSWERED.format(item='items.id')}"
+            args.append(unanswered_by)
+        if item_id is not None:  # along the same index: the gold items are few
+            only += " AND id = ?"
+            args.append(item_id)
         kept = self.labels_not_in_force(configured).kept
         if kept is not None:  # one lookup per gold item read: gold items are few
             only += (

@@ -40,7 +40,9 @@ UNANSWERED = (
 # An item the person (the next ``?``) has not answered, for the labeling window: no answer of
 # theirs on ``item``, or their latest one an Undo (``undo_resolution``, ``_reopen_answers``:
 # nothing of theirs counts, and the reopened question takes their click). By answers_item.
-_NOT_ANSWERED = (
+# Whether the person (the next ``?``) has not answered item ``{item}`` (an SQL expression):
+# no answer of theirs, or their latest an Undo. Read by id from the answers' index.
+NOT_ANSWERED = (
     "NOT EXISTS (SELECT 1 FROM answers a WHERE a.item_id = {item} AND a.user_id = ?"
     " AND a.source != 'undo' AND NOT EXISTS (SELECT 1 FROM answers b"
     " WHERE b.item_id = a.item_id AND b.user_id = a.user_id AND b.id > a.id))"
@@ -1627,7 +1629,7 @@ class QueueMixin:
             "SELECT p.item_id FROM posts p JOIN items i ON i.id = p.item_id"
             f" WHERE p.channel IN ({','.join('?' * len(wanted))}) AND p.closed_at IS NULL"
             f" AND i.status = 'posted' AND p.item_id NOT IN ({skip_marks})"
-            f" AND {_NOT_ANSWERED.format(item='p.item_id')}{one} ORDER BY p.id LIMIT 1",
+            f" AND {NOT_ANSWERED.format(item='p.item_id')}{one} ORDER BY p.id LIMIT 1",
             [*wanted, *skip, user_id, *one_arg],
         ).fetchone()
         if row:
@@ -1654,7 +1656,7 @@ class QueueMixin:
             row = self.db.execute(
                 f"SELECT id FROM {items} WHERE status = ?"
                 f" AND ({' OR '.join(ours)}) AND id NOT IN ({skip_marks})"
-                f" AND {_NOT_ANSWERED.format(item='items.id')}{one.replace('i.id', 'items.id')}"
+                f" AND {NOT_ANSWERED.format(item='items.id')}{one.replace('i.id', 'items.id')}"
                 " ORDER BY priority DESC, rowid LIMIT 1",
                 [status, *args, *skip, user_id, *one_arg],
             ).fetchone()
