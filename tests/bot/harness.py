@@ -441,3 +441,44 @@ class LogLines(logging.Handler):
 
     def tracebacks(self) -> list[str]:
         return [f"{r.name}: {r.getMessage()}" for r in self.records if r.exc_info or r.exc_text]
+
+
+# The labeling window (`/hitl label`'s modal) as a person uses it, through the fake Slack's
+# recorded views and signed block actions.
+
+
+async def open_window(bot: Bot, user: str, channel: str = CHANNEL) -> str:
+    """``user`` runs `/hitl label` in ``channel`` (a trigger of its own); the window's id."""
+    trigger = f"1.{bot.next_action_ts()}"
+    assert (await bot.command("label", user, channel_id=channel, trigger_id=trigger)).status == 200
+    return (await bot.fake.next_call("views.open")).reply["view"]["id"]
+
+
+def window_item(bot: Bot, view_id: str) -> str | None:
+    """The item the window shows now (None: nothing left)."""
+    return json.loads(bot.fake.views[view_id]["private_metadata"])["item"]
+
+
+def window_labels(bot: Bot, view_id: str) -> list[str]:
+    """The labels of the window's label buttons, in order."""
+    return [
+        json.loads(e["value"])["l"]
+        for b in bot.fake.views[view_id]["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and ".label." in e.get("action_id", "")
+    ]
+
+
+async def click_in_window(bot: Bot, user: str, view_id: str, label: str) -> None:
+    """``user`` clicks ``label``'s button in the window as drawn now; its work settled."""
+    view = bot.fake.views[view_id]
+    [button] = [
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
+    ]
+    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
+    payload["actions"][0]["action_ts"] = bot.next_action_ts()
+    assert (await bot.action(payload)).status == 200
+    await bot.settled()

@@ -20,6 +20,8 @@ from bot.slack.holds import HOLD
 from bot.store import Store
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, margin_scored, seed, start_bot
+from tests.bot.harness import click_in_window as click_in_modal
+from tests.bot.harness import window_labels as modal_labels
 from tests.fake_slack import CHANNEL
 
 PRIVATE = "C0BILLING"  # where billing questions go: a private channel
@@ -166,29 +168,6 @@ async def open_modal(bot: Bot, user: str, trigger_id: str) -> str:
     ).status == 200
     opened = await bot.fake.next_call("views.open")
     return opened.reply["view"]["id"]
-
-
-async def click_in_modal(bot: Bot, user: str, view_id: str, label: str) -> None:
-    view = bot.fake.views[view_id]
-    button = next(
-        e
-        for b in view["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
-    )
-    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
-    payload["actions"][0]["action_ts"] = bot.next_action_ts()
-    assert (await bot.action(payload)).status == 200
-    await bot.settled()
-
-
-def modal_labels(bot: Bot, view_id: str) -> list[str]:
-    return [
-        json.loads(e["value"])["l"]
-        for b in bot.fake.views[view_id]["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and ".label." in e.get("action_id", "")
-    ]
 
 
 def modal_text(bot: Bot, view_id: str) -> str:

@@ -13,10 +13,11 @@ import pytest
 
 from bot.sandbox import FakeSlack
 from bot.store import Store
-from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
+from tests.bot.harness import Bot, Item, make_settings, open_window, seed, seed_champion, start_bot
+from tests.bot.harness import click_in_window as click
+from tests.bot.harness import window_item as shown
+from tests.bot.harness import window_labels as labels_shown
 from tests.bot.test_gold import gold_rows
-from tests.bot.test_window_seams import click, labels_shown, shown
-from tests.bot.test_window_undo import open_window
 from tests.query_plans import query_plans
 
 GOLD = [(f"g{n}", f"checked ticket number {n}", "billing") for n in range(6)]

@@ -15,10 +15,11 @@ from bot.sandbox import FakeSlack
 from bot.slack.holds import HOLD
 from bot.store import Store
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
+from tests.bot.harness import click_in_window as click
+from tests.bot.harness import window_item as shown
+from tests.bot.harness import window_labels as labels_shown
 from tests.bot.test_store import R
-from tests.bot.test_window_seams import click, labels_shown, shown
-from tests.bot.test_window_undo import open_window
 from tests.query_plans import query_plans
 
 ITEMS = ("i1", "i2", "i3", "i4", "i5")

@@ -11,8 +11,10 @@ import pytest
 
 from bot.sandbox import FakeSlack
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
-from tests.fake_slack import CHANNEL
+from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
+from tests.bot.harness import click_in_window as click
+from tests.bot.harness import window_item as shown
+from tests.bot.harness import window_labels as labels_shown
 
 
 @pytest.fixture
@@ -22,39 +24,6 @@ async def bot(fake_slack: FakeSlack, tmp_path: Path):
     async for running in start_bot(fake_slack, settings):
         assert await running.dispatcher.fill() == 1
         yield running
-
-
-async def open_window(bot: Bot, user: str) -> str:
-    """``user`` runs `/hitl label` in HITL_CHANNEL; the id of the window it opens."""
-    assert (await bot.command("label", user, channel_id=CHANNEL, trigger_id="1.1")).status == 200
-    return (await bot.fake.next_call("views.open")).reply["view"]["id"]
-
-
-def shown(bot: Bot, view_id: str) -> str | None:
-    return json.loads(bot.fake.views[view_id]["private_metadata"])["item"]
-
-
-def labels_shown(bot: Bot, view_id: str) -> list[str]:
-    return [
-        json.loads(e["value"])["l"]
-        for b in bot.fake.views[view_id]["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and ".label." in e.get("action_id", "")
-    ]
-
-
-async def click(bot: Bot, user: str, view_id: str, label: str) -> None:
-    view = bot.fake.views[view_id]
-    [button] = [
-        e
-        for b in view["blocks"]
-        for e in b.get("elements", [])
-        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
-    ]
-    payload = signing.block_actions_payload(user, button["action_id"], button["value"], view=view)
-    payload["actions"][0]["action_ts"] = bot.next_action_ts()
-    assert (await bot.action(payload)).status == 200
-    await bot.settled()
 
 
 async def test_a_click_on_a_label_retired_meanwhile_keeps_the_window_on_its_item(bot: Bot):

@@ -14,10 +14,12 @@ from bot.sandbox import FakeSlack
 from bot.slack.blocks import UNDO_ACTION
 from bot.slack.holds import HOLD
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
+from tests.bot.harness import click_in_window as click
+from tests.bot.harness import window_item as shown
+from tests.bot.harness import window_labels as labels_shown
 from tests.bot.test_slack_bot import buttons
 from tests.bot.test_undo_flows import review_to
-from tests.bot.test_window_seams import click, labels_shown, shown
 from tests.fake_slack import CHANNEL
 
 ITEMS = ("i1", "i2", "i3", "i4")
@@ -35,13 +37,6 @@ async def started(fake_slack: FakeSlack, tmp_path: Path, **changes):
 async def bot(fake_slack: FakeSlack, tmp_path: Path):
     async for running in started(fake_slack, tmp_path):
         yield running
-
-
-async def open_window(bot: Bot, user: str) -> str:
-    """``user`` runs `/hitl label` in HITL_CHANNEL (a trigger of its own); the window's id."""
-    trigger = f"1.{bot.next_action_ts()}"
-    assert (await bot.command("label", user, channel_id=CHANNEL, trigger_id=trigger)).status == 200
-    return (await bot.fake.next_call("views.open")).reply["view"]["id"]
 
 
 def in_review(bot: Bot, item: str) -> list[str]:
