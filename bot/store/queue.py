@@ -1478,13 +1478,17 @@ class QueueMixin:
             )
             reopened = self.db.execute(
                 "UPDATE posts SET closed_at = NULL, redraw_seq = redraw_seq + 1 WHERE id = ("
-                "SELECT max(id) FROM posts WHERE item_id = ?) AND expired_at IS NULL",
+                "SELECT max(id) FROM posts WHERE item_id = ?) AND expired_at IS NULL"
+                " AND taken_back IS NULL",
                 [item_id],
             ).rowcount
             self._touch_expired(item_id)
             if not reopened:
                 # decided by a late click on a question taken back as expired: it is not
-                # reopened (it would expire again at once); the item waits in the queue. One
+                # reopened (it would expire again at once); nor one moved out of a channel no
+                # longer asked in (its message says where it is asked now: reopened, it was an
+                # open question nobody is asked in, the dispatcher neither filling nor counting
+                # that channel); the item waits in the queue. One
                 # never posted (decided in the labeling window) waits where it waited before,
                 # as the window and the dispatcher find it: 'posted' with no question, nobody
                 # was asked about it again and it counted as asked for good.
