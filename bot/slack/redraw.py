@@ -1326,8 +1326,11 @@ class Redrawer:
         found: list[str] = []
         cursor: str | None = None
         bound = {} if since is None else {"oldest": since}
+        # inside the pass, its lock held: a 429 backs the erasures off on the redrawer's
+        # clock (``_erase_failed``), not slept out in the call (``no_rate_waits``)
+        client = no_rate_waits(self.rt.client)
         for _ in range(LOST_PAGES):
-            page = await self.rt.client.conversations_history(
+            page = await client.conversations_history(
                 channel=channel,
                 limit=200,
                 include_all_metadata=True,

@@ -6,6 +6,7 @@ ran ahead was set right (none were), and an address found by its domain or its l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from bot.slack import redraw
 from bot.store import Store
-from tests.bot.harness import Bot, Item
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 from tests.bot.test_delete2 import SECRET_TEXT, add_model, bot, delete_in_cli, run  # noqa: F401
 from tests.fake_slack import CHANNEL, slack_client
 
@@ -89,6 +90,32 @@ async def test_a_rate_limited_look_waits_the_retry_after(bot: Bot):  # noqa: F81
     redrawer.clock = lambda: start + 120
     await redrawer.pending(due_only=True)
     assert not card_left(bot) and bot.store.lost_posts() == []
+
+
+async def test_a_rate_limited_look_for_a_lost_post_does_not_sleep_in_the_redrawers_pass(
+    fake_slack, tmp_path
+):
+    """With the client's own retries (the server's: 2), a 429 on the look's
+    conversations.history was slept out twice inside the redraw pass, its lock held (no
+    redraw went meanwhile), and the history called three times into the limit. One call
+    now; the erasures wait for the Retry-After on the redrawer's clock, as for chat.delete."""
+    seed(tmp_path / "hitl.db", [Item("a", SECRET_TEXT), Item("b", "the export button is gone")])
+    settings = make_settings(fake_slack, tmp_path, max_open=2)
+    async for served in start_bot(fake_slack, settings, retries=2):
+        await lost_post(served)
+        assert delete_in_cli(served, "a").exit_code == 0
+        served.fake.fail("conversations.history", status=429, retry_after=30, times=1000)
+        redrawer = served.rt.redrawer
+        start = redrawer.clock()
+        redrawer.clock = lambda t=start: t
+        async with asyncio.timeout(5):  # the old pass slept 2 x 30 s in the call
+            await redrawer.pending()
+        assert len(served.fake.calls_to("conversations.history")) == 1
+        assert redrawer.next_due() == start + 30 and card_left(served)
+        served.fake._faults.pop("conversations.history")  # Slack takes it again
+        redrawer.clock = lambda t=start + 30: t
+        await redrawer.pending(due_only=True)
+        assert not card_left(served) and served.store.lost_posts() == []
 
 
 async def test_a_channel_it_may_not_read_still_sets_the_lost_post_aside_said_once(
