@@ -348,9 +348,10 @@ def one_try(client: AsyncWebClient, *, wait_rate_limits: bool = True) -> AsyncWe
 
 def no_rate_waits(client: AsyncWebClient) -> AsyncWebClient:
     """``client`` whose calls do not wait out a 429's ``Retry-After`` (``make_client``'s
-    sleeps it, twice, inside the call), every other retry kept: for the redrawer's
-    ``chat.update``, made with its lock held, which waits on its own clock (a 429 holds every
-    ``chat.update`` until its Retry-After, ``bot.slack.redraw``)."""
+    sleeps it, twice, inside the call), every other retry kept: for a caller that others wait
+    on and that waits a 429 out on its own clock: the redrawer's calls, made with its lock held
+    (a 429 holds every ``chat.update`` until its Retry-After, ``bot.slack.redraw``), the
+    dispatcher's posts (the channel waits, the others post), the report outbox's (held)."""
     single = copy.copy(client)
     single.retry_handlers = [
         h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)

@@ -53,7 +53,7 @@ from bot.learning import reports, retrain, stopping
 from bot.learning.retrain import FitWorker, Outcome, Plan, Refreshed
 from bot.learning.rollback import RollbackPlan, RolledBack, rollback_off_loop
 from bot.learning.scoring import scorer_of
-from bot.runtime import Champion, Runtime, retry_after, wait_until_woken
+from bot.runtime import Champion, Runtime, no_rate_waits, retry_after, wait_until_woken
 from bot.store import DatabaseError, Store, database_problem
 from model import ModelRegistry
 
@@ -1156,8 +1156,10 @@ class ReportOutbox:
 
     async def _post(self, channel: str, report: HeldReport) -> None:
         """chat.postMessage; a public channel the bot is not in yet it joins once
-        (``channels:join``, as the question channels), else the report would be lost."""
-        client = self.rt.client
+        (``channels:join``, as the question channels), else the report would be lost. A 429
+        is one call, held for its Retry-After (``_hold``): the client's own retries slept it
+        out twice inside ``send``, its lock held and the retrain that wrote it waiting."""
+        client = no_rate_waits(self.rt.client)
         kwargs = {
             "channel": channel,
             "text": report.text,

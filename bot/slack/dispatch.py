@@ -63,7 +63,7 @@ from bot.learning.scoring import (
     score_pending,
     scorer_of,
 )
-from bot.runtime import NotSlackJson, Runtime, wait_until_woken
+from bot.runtime import NotSlackJson, Runtime, no_rate_waits, wait_until_woken
 from bot.slack import blocks
 from bot.slack.connect import retired_route_labels, socket_mode_of
 from bot.slack.guidelines import meta_line
@@ -1217,7 +1217,11 @@ class Dispatcher:
         return await self._post_or_join(channel, smaller)
 
     async def _post_or_join(self, channel: str, question: blocks.Question) -> Any:
-        rt = self.rt
+        """chat.postMessage (a channel the bot is not in joined once). A 429 is one call: the
+        channel waits for its Retry-After (``post``); the client's own retries slept it out,
+        twice, inside the round, and every other channel's post waited behind it (Slack
+        counts chat.postMessage per channel)."""
+        client = no_rate_waits(self.rt.client)
         state = self.channel_state(channel)
         kwargs = {
             "channel": channel,
@@ -1229,7 +1233,7 @@ class Dispatcher:
             },
         }
         try:
-            posted = await rt.client.chat_postMessage(**kwargs)
+            posted = await client.chat_postMessage(**kwargs)
         except SlackApiError as exc:
             if slack_said(exc) != "not_in_channel" or state.joined:
                 raise
@@ -1238,12 +1242,12 @@ class Dispatcher:
             return posted
         logger.warning("not in %s; joining it", channel)
         try:
-            await rt.client.conversations_join(channel=channel)
+            await client.conversations_join(channel=channel)
         except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # not marked joined: a join that failed (a Slack blip) is tried again next time
             raise JoinFailed(exc) from exc
         state.joined = True  # joined: a post that still says not_in_channel does not loop
-        posted = await rt.client.chat_postMessage(**kwargs)
+        posted = await client.chat_postMessage(**kwargs)
         state.joined = False
         return posted
 

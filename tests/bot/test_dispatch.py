@@ -57,6 +57,42 @@ async def test_429_waits_for_retry_after_and_keeps_the_item_queued(bot: Bot):
     assert bot.store.db["posts"].count == 2
 
 
+async def test_a_429_holds_only_its_channel_and_is_not_slept_out_in_the_round(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """With the client's own retries (the server's: 2), a 429 on one channel's post was
+    slept out twice inside the round (2 x Retry-After), chat.postMessage called three times
+    into the limit, and the other channel's question waited behind it, though Slack counts
+    chat.postMessage per channel. One call now: that channel waits its Retry-After, the
+    other posts in the same round."""
+    fake_slack.add_channel("C0BILLING", "billing")
+    async for bot in await bot_with(
+        fake_slack, tmp_path, retries=2, routes={"billing": "C0BILLING"}
+    ):
+        bot.fake.fail("chat.postMessage", status=429, retry_after=30, times=1)
+        async with asyncio.timeout(5):  # the old round slept 30 s in the call
+            await fill_with_two_or_one(
+                bot,
+                ("i0", 1, "billing", 0.5, [["billing", 0.5], ["bug", 0.3]]),
+                ("i1", 1, "bug", 0.5, [["bug", 0.5], ["billing", 0.3]]),
+            )
+        posts = bot.fake.calls_to("chat.postMessage")
+        assert [c.faulted for c in posts] == [True, False]
+        limited, other = posts[0].params["channel"], posts[1].params["channel"]
+        assert limited != other and len(bot.fake.messages(other)) == 1
+        state = bot.dispatcher.channel_state(limited)
+        wait = state.next_attempt - asyncio.get_running_loop().time()
+        assert 29 < wait <= 30 and state.last_error == "ratelimited"
+
+
+async def fill_with_two_or_one(bot: Bot, *predictions: tuple) -> int:
+    """``fill_with_two``'s items and round, how many it posted."""
+    bot.store.set_predictions(margin_scored(list(predictions)), threshold=0.8, strategy="margin")
+    bot.store.db["items"].update("i2", {"status": "resolved"})
+    bot.store.db["items"].update("i3", {"status": "resolved"})
+    return await bot.dispatcher.fill()
+
+
 async def slack_errors_counted(bot: Bot) -> float:
     text = await (await bot.http.get("/metrics")).text()
     for line in text.splitlines():
@@ -142,10 +178,12 @@ async def test_client_retries_a_rate_limited_post_but_not_one_slack_may_have_sto
     async for bot in await bot_with(fake_slack, tmp_path, retries=2):
         bot.fake.fail("chat.postMessage", status=429, retry_after=0, times=1)
         bot.fake.fail("chat.postMessage", status=500, times=1)
-        assert await bot.dispatcher.fill() == 0  # the 429 was retried; the 500 is not
+        assert await bot.dispatcher.fill() == 0  # the 429: the channel waits its Retry-After
+        state = bot.dispatcher.channel_state(CHANNEL)
+        state.next_attempt = 0  # (0 s) and posts again; the 500 is not retried
+        assert await bot.dispatcher.fill() == 0
         posts = bot.fake.calls_to("chat.postMessage")
         assert [c.faulted for c in posts] == [True, True]
-        state = bot.dispatcher.channel_state(CHANNEL)
         assert state.unsure == {posts[1].params["metadata"]["event_payload"]["item_id"]}
         state.next_attempt = 0
         bot.dispatcher.post_settle = 0.0  # long after the post: not in the history, not posted

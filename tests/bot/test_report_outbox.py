@@ -8,6 +8,7 @@ driven here by calling ``ReportOutbox.send`` with the outbox's clock moved by ha
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,27 @@ async def test_a_rate_limited_report_waits_for_retry_after(bot: Bot):
     clock.now += 2
     assert await outbox.send() == 0
     assert [m["text"] for m in bot.fake.messages(REPORTS)] == ["*Retrain v7: promoted*"]
+
+
+async def test_a_rate_limited_report_is_held_without_sleeping_in_the_outbox(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """With the client's own retries (the server's: 2), a 429 on a report's post was slept
+    out twice inside ``send``, the outbox's lock held and the retrain that wrote the report
+    waiting for it, and chat.postMessage called three times into the limit. One call now:
+    the report is held for its Retry-After and the caller goes on."""
+    fake_slack.add_channel(REPORTS, "hitl-reports")
+    seed(tmp_path / "hitl.db", labeled_items())
+    settings = make_settings(fake_slack, tmp_path, report_channel=REPORTS)
+    async for bot in start_bot(fake_slack, settings, retries=2):
+        outbox, clock = outbox_of(bot)
+        bot.fake.fail("chat.postMessage", "ratelimited", status=429, retry_after=30, times=1)
+        async with asyncio.timeout(5):  # the old send slept 30 s in the call
+            await post_report(bot.rt, "*Retrain v7: promoted*", "the retrain report (v7)")
+        assert len(report_posts(bot)) == 1 and outbox.next_due() == clock.now + 30
+        clock.now += 30
+        assert await outbox.send() == 0
+        assert [m["text"] for m in bot.fake.messages(REPORTS)] == ["*Retrain v7: promoted*"]
 
 
 async def test_a_report_slack_posted_though_its_answer_was_lost_is_not_posted_twice(
