@@ -282,13 +282,19 @@ async def test_a_lost_post_answered_before_it_is_found_stays_decided(
         assert len(bot.fake.calls_to("chat.postMessage")) == 1
 
 
-async def test_updates_and_rate_limited_posts_are_still_retried_by_the_client(
+async def test_updates_and_rate_limited_posts_are_still_retried(
     fake_slack: FakeSlack, tmp_path: Path
 ):
+    """A 429 means Slack did not take the post: the channel waits its Retry-After (the
+    dispatcher's clock, not a sleep in the call, 67eb7df) and posts it again; updates are
+    retried by the client."""
     settings = one_item(fake_slack, tmp_path)
     async for bot in start_bot(fake_slack, settings):
         bot.fake.fail("chat.postMessage", status=429, retry_after=0)
-        assert await bot.dispatcher.fill() == 1  # a 429 means Slack did not take it
+        assert await bot.dispatcher.fill() == 0  # the channel waits its Retry-After (0 s)
+        bot.dispatcher.channel_state(CHANNEL).next_attempt = 0
+        assert await bot.dispatcher.fill() == 1
+        assert [c.faulted for c in bot.fake.calls_to("chat.postMessage")] == [True, False]
         [message] = bot.posted()
         bot.fake.fail("chat.update", status=500, after=True)
         bot.fake.fail("chat.update", mode="reset")
