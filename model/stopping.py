@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from model.errors import InsufficientDataError, InvalidInputError
 from model.selection import text_key
 
 STOP_SET_SIZE = 2_000
@@ -135,11 +136,11 @@ def changed_share(before: Sequence[str], now: Sequence[str]) -> float:
     """The share of the stop set that two models predict differently (0–1). The accuracy of
     the two on those items differs by at most this much."""
     if len(before) != len(now):
-        raise ValueError(
+        raise InvalidInputError(
             f"the stop set changed between the models ({len(before)} vs {len(now)} items)"
         )
     if not now:
-        raise ValueError("an empty stop set has no agreement")
+        raise InvalidInputError("an empty stop set has no agreement")
     return sum(a != b for a, b in zip(before, now, strict=True)) / len(now)
 
 
@@ -508,8 +509,10 @@ def extrapolate(
     from ``n_labels`` to ``n_labels + next_labels``. Its range is the ``INTERVAL`` percentiles
     of the gain over ``n_boot`` bootstrap refits (the points resampled with replacement);
     None when fewer than half of them fit. Returns None when the points are too few (under
-    4, or under 3 distinct sizes), the fit fails, the fit is a step (``_is_step``) or its
-    range is narrower than ``MIN_WIDTH``: no forecast rather than a sure "+0.0". ``n_test``
+    4, or under 3 distinct sizes), the fit fails, the fit is a step (``_is_step``), the curve
+    has no finite value at ``n_labels`` (0 labels) or, with ``n_test``, its range is narrower
+    than ``MIN_WIDTH``: no forecast rather than a sure "+0.0" (points without ``n_test`` may be
+    exact: a history of evaluations on the same test set). ``n_test``
     (how many labels each score was measured on, ``CurvePoints.n_test``) carries each score's
     binomial test noise into the bootstrap (``_bootstrap``) and is kept with the result for
     the people reading it."""
@@ -534,6 +537,8 @@ def extrapolate(
         at_n = float(inverse_power_law(np.array(start), a, b, c))
         gain = float(inverse_power_law(np.array(end), a, b, c)) - at_n
         gains = _bootstrap(x, y, params, start, end, n_boot, rng, n_test)
+    if not (math.isfinite(at_n) and math.isfinite(gain)):
+        return None  # read where the law has no value (n_labels 0: b·0^(−c)): no forecast
     low = high = None
     if len(gains) >= n_boot / 2:
         low, high = (float(v) for v in np.percentile(gains, INTERVAL))
@@ -625,7 +630,10 @@ def curve_points(
     ``learning_curve`` over ``n_splits`` shuffled splits (``test_size`` held out), at
     ``sizes`` of each training part, on at most ``max_labels`` labels (a sample). Returns the
     sizes (label counts) and scores, one per split and size (a fit that fails is left out),
-    and how many labels each split tests on. Empty under ``MIN_CURVE_LABELS`` labels.
+    and how many labels each split tests on. Empty under ``MIN_CURVE_LABELS`` labels, with
+    one distinct text or with blank texts only. Texts with no word (emoji, single characters,
+    digits) are learnt from their character n-grams, as a fit learns them
+    (``model.classifier``); :class:`InvalidInputError` when the lengths differ.
 
     ``uniform`` marks the labels of items drawn uniformly from the pool (cold start, audits):
     given, each split tests on half of those (at least ``MIN_UNIFORM`` of them, else no
@@ -640,10 +648,20 @@ def curve_points(
     texts), and ``n_test`` is the fewest labels a split tests on."""
     from sklearn.exceptions import FitFailedWarning
     from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, learning_curve
+    from sklearn.pipeline import Pipeline
 
-    from model.classifier import FIT_WARNINGS, fit_threads, prepare_texts, skip_checks
+    from model.classifier import (
+        FIT_WARNINGS,
+        _fit_words_only_if_any,
+        fit_threads,
+        prepare_texts,
+        skip_checks,
+    )
     from model.quiet import quiet
 
+    if len(texts) != len(labels) or (uniform is not None and len(uniform) != len(labels)):
+        marks = "" if uniform is None else f" and {len(uniform)} uniform marks"
+        raise InvalidInputError(f"{len(texts)} texts for {len(labels)} labels{marks}")
     if len(labels) < MIN_CURVE_LABELS or len(set(labels)) < 2:
         return CurvePoints([], [])
     rng = np.random.default_rng(random_state)
@@ -653,7 +671,10 @@ def curve_points(
     x = np.array(prepare_texts([texts[i] for i in keep]), dtype=object)  # cut as a fit cuts them
     y = np.array([labels[i] for i in keep], dtype=object)
     _, group = np.unique([text_key(texts[i]) for i in keep], return_inverse=True)
-    repeats = len(set(group.tolist())) < len(keep)
+    n_texts = len(set(group.tolist()))
+    if n_texts < 2:
+        return CurvePoints([], [])  # one text (and its repeats) only: nothing to split
+    repeats = n_texts < len(keep)
     splits: list[tuple[np.ndarray, np.ndarray]]
     if uniform is not None:
         drawn = np.flatnonzero(np.asarray(uniform, dtype=bool)[keep])
@@ -671,21 +692,32 @@ def curve_points(
     if any(len(train) == 0 or len(test) == 0 for train, test in splits):
         return CurvePoints([], [])  # one text (and its repeats) only: nothing to split
     n_test = min(len(test) for _, test in splits)
+    estimator = make_estimator()
+    if isinstance(estimator, Pipeline):  # as a fit does: no word in any text, the char n-grams
+        try:
+            _fit_words_only_if_any(estimator, list(x))
+        except InsufficientDataError:
+            return CurvePoints([], [])  # every text blank: nothing to learn from
     # its fits run with the fits' BLAS threads, as the product's own fits do (fit_pipeline)
     # a subset with one class fails (error_score=nan: FitFailedWarning); its fits' solvers'
     # warnings are not shown, as fit_pipeline's are not (model.quiet: not catch_warnings)
     with quiet((FitFailedWarning, ""), *FIT_WARNINGS), fit_threads(), skip_checks():
-        counts, _, test_scores = learning_curve(
-            make_estimator(),
-            x,
-            y,
-            train_sizes=list(sizes),
-            cv=splits,
-            scoring="accuracy",
-            error_score=np.nan,
-            shuffle=True,
-            random_state=random_state,
-        )
+        try:
+            counts, _, test_scores = learning_curve(
+                estimator,
+                x,
+                y,
+                train_sizes=list(sizes),
+                cv=splits,
+                scoring="accuracy",
+                error_score=np.nan,
+                shuffle=True,
+                random_state=random_state,
+            )
+        except ValueError as exc:  # scikit-learn raises when every fit failed, else nan
+            if "fits failed" not in str(exc):
+                raise
+            return CurvePoints([], [])  # e.g. every training part of one class: no curve
     out_sizes: list[int] = []
     out_scores: list[float] = []
     for count, row in zip(counts, test_scores, strict=True):
@@ -876,7 +908,7 @@ def accuracy_now(
     conf = np.asarray(asked_confidence, dtype=float)
     right = np.asarray(asked_right, dtype=float)
     if len(conf) != len(right):
-        raise ValueError(f"{len(conf)} confidences for {len(right)} answers")
+        raise InvalidInputError(f"{len(conf)} confidences for {len(right)} answers")
     keep = np.isfinite(conf)
     conf, right = conf[keep], right[keep]
     pool = pool[np.isfinite(pool)]
