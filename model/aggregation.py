@@ -145,6 +145,10 @@ def dawid_skene(
     1 throughout; gold items not in the tally are ignored, and a gold label nobody chose joins
     the labels.
 
+    An item can resolve to a label none of its votes gave (EM weighs people by their confusion
+    matrices: two people agreeing on ``z`` can read as ``y``), more so with few items;
+    ``bot.learning.quality.weighted_labels`` never trains on such a label.
+
     ``converged`` is true only when EM reached its fixed point (no posterior moved by more
     than ``tol``); stopped by ``gain_tol`` (training's default: the likelihood is flat, the
     posteriors and accuracies may still move by several points) or ``max_iter``, it is false.

@@ -70,7 +70,7 @@ def dumps(pipeline: Pipeline) -> bytes:
     for vectorizer in pipeline_vectorizers(compact):
         terms = _terms(vectorizer.vocabulary_)
         ends = np.cumsum([len(t) for t in terms], dtype=np.int64)
-        text = np.frombuffer("".join(terms).encode("utf-8"), dtype=np.uint8)
+        text = np.frombuffer("".join(terms).encode("utf-8", "surrogatepass"), dtype=np.uint8)
         vocabularies.append({"text": text, "ends": ends})
         del vectorizer.vocabulary_
     coef = _sparse_coefficients(compact) or _half_coefficients(compact)
@@ -152,7 +152,7 @@ def _terms(vocabulary: dict[str, int]) -> list[str]:
 
 
 def _vocabulary(text: np.ndarray, ends: np.ndarray) -> dict[str, int]:
-    joined = np.asarray(text, dtype=np.uint8).tobytes().decode("utf-8")
+    joined = np.asarray(text, dtype=np.uint8).tobytes().decode("utf-8", "surrogatepass")
     ends = np.asarray(ends, dtype=np.int64)
     if ends.size and (ends[-1] != len(joined) or ends[0] < 0 or np.any(np.diff(ends) < 0)):
         raise ModelFileError("the model file's vocabulary is damaged")

@@ -277,6 +277,11 @@ def select(
     rng = np.random.default_rng(random_state)
     p = None if proba is None else _as_proba(proba)
     given = None if priorities is None else np.asarray(priorities, dtype=np.float64).ravel()
+    if given is not None and not np.isfinite(given).all():
+        bad = int(np.flatnonzero(~np.isfinite(given))[0])
+        raise InvalidInputError(
+            f"priorities must be finite numbers; item {bad} has {given[bad]} (see priority())"
+        )
     top = None if confidence is None else np.asarray(confidence, dtype=np.float64).ravel()
     if p is not None:
         top = _top_two(p)[0]
