@@ -351,7 +351,9 @@ def no_rate_waits(client: AsyncWebClient) -> AsyncWebClient:
     sleeps it, twice, inside the call), every other retry kept: for a caller that others wait
     on and that waits a 429 out on its own clock: the redrawer's calls, made with its lock held
     (a 429 holds every ``chat.update`` until its Retry-After, ``bot.slack.redraw``), the
-    dispatcher's posts (the channel waits, the others post), the report outbox's (held)."""
+    dispatcher's posts (the channel waits, the others post), the report outbox's (held); and
+    a click's "already decided" note (``bot.slack.app``: one try, dropped under a 429, the
+    message redrawn says it)."""
     single = copy.copy(client)
     single.retry_handlers = [
         h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)

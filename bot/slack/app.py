@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SLACK_TOKEN_REFUSED, slack_said
 from bot.labelset import follow_renames, resolve_label
-from bot.runtime import Runtime, answer_lost, open_window
+from bot.runtime import Runtime, answer_lost, no_rate_waits, open_window
 from bot.slack import blocks, commands
 from bot.slack.acks import signalling, unacked_listeners
 from bot.slack.dispatch import Dispatcher
@@ -953,13 +953,12 @@ async def _answer(
     logger.info("answer from %s on item %s: %s", user_id, item_id, result.status)
     if result.status == "resolved":
         rt.labels_changed()  # a refresh of the working model may be due
-    doing = ""  # the call under way, said when its answer is lost
     # the person's answer decided the item: theirs to undo for 10 minutes (``on_undo``)
     undoable = result.status == "resolved" and user_id in (
         result.tally.votes.get(result.label, []) if result.tally else []
     )
+    note = ""
     try:
-        note = ""
         if result.status == "unknown_item":
             note = ITEM_REMOVED
         elif result.status == "closed":  # kept as history, not counted: in the modal too
@@ -972,13 +971,31 @@ async def _answer(
                 channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
                 with contextlib.suppress(DatabaseError):  # a self-heal: the note goes all the same
                     rt.store.owe_redraw_of(channel, ts, item_id)  # the Redrawer's pass draws it
+    finally:
+        # The channel's message and the freed place first, whatever the person's own note,
+        # Undo offer or window meets after (a 429 on chat.postEphemeral, slept out by the
+        # client, held them for its Retry-After, others clicking a decided question's live
+        # buttons meanwhile). A retry (Slack's, of a click not acked: its fsync failed) finds
+        # the answer its first try committed; that try's redraw was left undone.
+        try:
+            if result.is_stored or result.status == "duplicate":
+                redraw = asyncio.create_task(_redraw_soon(rt), name=f"hitl-redraw-{item_id}")
+                rt.background.keep(redraw)  # coalesced by the Redrawer: one pass per change
+        finally:  # the place the answer freed is filled whatever the redraw met
+            rt.wake_dispatcher()
+    doing = ""  # the call under way, said when its answer is lost
+    try:
         if in_modal:
             counted = result.is_counted and result.status != "closed"
             doing = f"the labeling window of {user_id} may not show the next item"
             offer = (item_id, result.label or "") if undoable else None
             await next_in_modal(rt, client, body, counted=counted, note=note, decided=offer)
         elif note:
-            await _tell(client, body, note, where=f"after the answer on {item_id}")
+            # One try under a 429 (not slept out, twice, inside the call): the message, redrawn
+            # meanwhile, says it is decided or gone; a note a minute late says it too late, and
+            # each retry is one more chat.postEphemeral into the limit. Logged, not shown.
+            quick = no_rate_waits(client)
+            await _tell(quick, body, note, where=f"after the answer on {item_id}")
         doing = ""  # the Undo offer says its own
         if undoable and not in_modal:  # the window offers it in its next drawing (above)
             await _offer_undo(client, body, item_id, result.label or "")
@@ -998,14 +1015,20 @@ async def _answer(
         if lost is None or not doing:
             raise
         logger.warning("after the answer on %s: %s: %s", item_id, doing, lost)
-    finally:  # a refused note (the person is not in the channel) must not keep the redraw back
-        # A retry (Slack's, of a click not acked: its fsync failed) finds the answer its first
-        # try committed; that try's redraw was left undone.
-        try:
-            if result.is_stored or result.status == "duplicate":
-                await Redrawer.of(rt).soon()
-        finally:  # the place the answer freed is filled whatever the redraw met
-            rt.wake_dispatcher()
+
+
+async def _redraw_soon(rt: Runtime) -> None:
+    """``Redrawer.soon`` after a click, in a task of its own (``rt.background`` keeps it), so
+    that the channel's message is redrawn while the person's own note is still under way. The
+    answer is stored: whatever the pass meets, the redrawer's loop draws it later."""
+    try:
+        await Redrawer.of(rt).soon()
+    except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        logger.warning("the redraw after a click: Slack unreachable (%s)", type(exc).__name__)
+        Redrawer.of(rt).wake()
+    except Exception:  # noqa: BLE001 - a task of its own: nobody else would see it
+        logger.exception("the redraw after a click failed; the redrawer's loop tries again")
+        Redrawer.of(rt).wake()
 
 
 T = TypeVar("T")
