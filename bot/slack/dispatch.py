@@ -276,8 +276,9 @@ class Dispatcher:
         in force. A retired label's route is left out (nothing is predicted a retired label)
         unless another setting names its channel: the start does not check its channel
         (``check_slack``), which the team may have archived, and the questions left open
-        there when the label was retired are moved at start as those of any channel no longer
-        asked in (``requeue_posts_outside``), not held there for good where nobody may answer.
+        there when the label was retired are moved at start, and by each round, as those of
+        any channel no longer asked in (``requeue_posts_outside``, ``_move_reopened``), not
+        held there for good where nobody may answer.
         The retired routes are read again when the label set changed (``labels_under``, read
         each round) or the settings did, not at every call."""
         rt = self.rt
@@ -503,6 +504,7 @@ class Dispatcher:
         # the label set's change count the round's buttons are drawn under (``record_post``)
         self.labels_under = rt.store.label_set_change_count()
         await self._look_in_old_channels()
+        await self._move_reopened()
         ttl = rt.settings.question_ttl
         resting = rt.store.resting(ttl) if ttl > 0 else set()  # ignored lately: asked last
         self.resting = resting
@@ -1004,6 +1006,38 @@ class Dispatcher:
             self.rt.redrawer.wake()  # drawn under a label set changed since: due for a redraw
         if not found:  # else "posted after all" said it: a second line read as a second post
             logger.info("posted item %s to %s (%s)", item_id, channel, reason)
+
+    async def _move_reopened(self) -> None:
+        """Each round, move the open questions of channels no longer asked in, as the start
+        does (``_read_attempts``): a question reopened in such a channel since (an Undo of a
+        decision made there, a Skip that ends a split there, a label's route retired while
+        its question was open) would otherwise sit where the dispatcher neither fills nor
+        counts, nobody asked about its item until HITL_QUESTION_TTL took it back. Its item
+        waits in the queue to be asked where it goes now. With none to move, one read of the
+        open posts' index (``posts_open_age``: a few rows at any number of posts). Their old
+        messages are due for a redraw, which draws them from the database (no buttons, saying
+        where the question went), so a redraw of the reopened question already on its way
+        is drawn over; asked again, they say where (``_posted``, ``_say_moved``)."""
+        channels = self.question_channels()
+        if not channels:
+            return
+        moved = self.rt.store.requeue_posts_outside(
+            channels, self.rt.settings.threshold, redraw=True
+        )
+        if not moved:
+            return
+        for post in moved:
+            # drawn by the redrawer now; by ``_say_moved`` once its item is asked again
+            self.moved.setdefault(post["item_id"], []).append({**post, "said": True})
+        logger.info(
+            "moved %d question(s) reopened in channels no longer asked in (%s) out of them;"
+            " they are asked again in %s (an answer on the old message still counts)",
+            len(moved),
+            ", ".join(sorted({post["channel"] for post in moved})),
+            ", ".join(channels),
+        )
+        if isinstance(self.rt.redrawer, Redrawer):
+            await self.rt.redrawer.soon()
 
     async def _look_in_old_channels(self) -> None:
         """Look for the posts an earlier run left without an answer in channels no longer

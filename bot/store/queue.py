@@ -825,14 +825,17 @@ class QueueMixin:
         return n
 
     def requeue_posts_outside(
-        self, channels: Sequence[str], threshold: float | None = None
+        self, channels: Sequence[str], threshold: float | None = None, *, redraw: bool = False
     ) -> list[dict[str, Any]]:
         """Close the open posts in channels other than ``channels`` (the question channels
-        changed since they were posted) and put their items back in the queue, to be posted
-        where they go now; returns those posts (``item_id``, ``channel``, ``ts``). An answer on
-        an old message is still stored: answers go by item id. With none to move it only reads
-        (no write lock: another process may hold it while the server starts). ``threshold``
-        (HITL_THRESHOLD): an item the model is sure of goes back to ``auto`` (``_take_back``)."""
+        changed since they were posted, or a question was reopened in such a channel: an Undo,
+        a Skip that ends a split) and put their items back in the queue, to be posted where
+        they go now; returns those posts (``item_id``, ``channel``, ``ts``). An answer on an
+        old message is still stored: answers go by item id. With none to move it only reads
+        (no write lock: another process may hold it while the server starts), from the open
+        posts' index: what every dispatcher round costs. ``threshold`` (HITL_THRESHOLD): an
+        item the model is sure of goes back to ``auto`` (``_take_back``). ``redraw``: their
+        messages are due for a redraw (the redrawer draws them as moved, from the database)."""
         marks = ",".join("?" * len(channels)) or "''"
         find = (  # from the open posts' index: a few rows, not every post ever made
             "SELECT item_id, channel, ts FROM posts INDEXED BY posts_open_age"
@@ -845,6 +848,11 @@ class QueueMixin:
             moved = select_rows(self.db, find, list(channels))
             for post in moved:
                 self._take_back(post["item_id"], now, threshold=threshold)
+            if redraw:
+                self.db.conn.executemany(
+                    "UPDATE posts SET redraw_seq = redraw_seq + 1 WHERE channel = ? AND ts = ?",
+                    [(post["channel"], post["ts"]) for post in moved],
+                )
         return moved
 
     def expire_posts(

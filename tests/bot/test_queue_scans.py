@@ -1,9 +1,9 @@
 """The queue's reads on the event loop cost what the open questions (or the person's answers)
 cost, not every post ever made: `open_post_counts` (every dispatcher round), `open_posts`,
-`requeue_posts_outside`'s look (the open posts' partial index, ``posts_open_age``) and
-`has_answered_in` (App Home's "Start labeling", per routed channel: the person's answers first,
-m035). And a round does not post an item decided while it waited on Slack
-(`begin_post_attempt` refuses an item that no longer waits to be asked)."""
+`requeue_posts_outside`'s look (every dispatcher round too; the open posts' partial index,
+``posts_open_age``) and `has_answered_in` (App Home's "Start labeling", per routed channel:
+the person's answers first, m035). And a round does not post an item decided while it waited
+on Slack (`begin_post_attempt` refuses an item that no longer waits to be asked)."""
 
 from __future__ import annotations
 
