@@ -351,8 +351,9 @@ def no_rate_waits(client: AsyncWebClient) -> AsyncWebClient:
     sleeps it, twice, inside the call), every other retry kept: for a caller that others wait
     on and that waits a 429 out on its own clock: the redrawer's calls, made with its lock held
     (a 429 holds every ``chat.update`` until its Retry-After, ``bot.slack.redraw``), the
-    dispatcher's posts (the channel waits, the others post), the report outbox's (held); and
-    a click's "already decided" note (``bot.slack.app``: one try, dropped under a 429, the
+    dispatcher's posts (the channel waits, the others post), the report outbox's (held), App
+    Home's views.publish (every publish held, then one per person: ``HomePublisher``); and a
+    click's "already decided" note (``bot.slack.app``: one try, dropped under a 429, the
     message redrawn says it)."""
     single = copy.copy(client)
     single.retry_handlers = [
@@ -496,6 +497,8 @@ class Runtime:
     - ``scorer``: ``bot.learning.scoring.Scorer``, the scoring of items (read it with
       ``scorer_of(rt)``, which makes one where the runtime was built without);
     - ``background``: the listeners still at work after their ack;
+    - ``homes``: ``bot.slack.commands.HomePublisher``, the App Home publishes a 429 holds
+      (made on first use, ``HomePublisher.of(rt)``);
     - ``label_change``: whether this server's own label-set change is writing (``LabelChange``);
     - ``typeahead_label_sets``: the label sets whose "Other…" is the type-ahead, learnt from
       Slack's refusals (``bot.slack.questions.smaller_after``), shared by posts and redraws.
@@ -515,6 +518,7 @@ class Runtime:
     champion_holder: object | None = None
     trainer: Wakeable | None = None
     scorer: object | None = None
+    homes: object | None = None
     label_change: LabelChange = field(default_factory=LabelChange)
     # label sets whose questions Slack refused as too long with "Other…" inline: their
     # questions and redraws use the type-ahead (``bot.slack.questions.smaller_after``)

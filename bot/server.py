@@ -65,6 +65,7 @@ from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.acks import dispatch_until_acked
 from bot.slack.app import build_app
+from bot.slack.commands import HomePublisher
 from bot.slack.connect import check_slack, socket_mode_of, start_socket_mode
 from bot.slack.dispatch import Dispatcher
 from bot.slack.questions import label_set
@@ -570,6 +571,9 @@ def init_app(
                 await rt.background.drain(max(drained_by - asyncio.get_running_loop().time(), 0))
             if trainer.task is not None:  # after the drain: a `/hitl retrain` it let start
                 tasks.append(trainer.task)
+            # after the drain too: the App Homes a 429 holds are not waited for (said in a line)
+            if isinstance(rt.homes, HomePublisher) and (homes := rt.homes.stop()) is not None:
+                tasks.append(homes)
             for task in tasks:
                 task.cancel()
             if tasks:

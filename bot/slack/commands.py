@@ -35,7 +35,14 @@ from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
 from bot.learning.scoring import scorer_of
 from bot.learning.stopping import stop_status
-from bot.runtime import Runtime, answer_lost, response_url_retries
+from bot.runtime import (
+    Runtime,
+    answer_lost,
+    no_rate_waits,
+    response_url_retries,
+    retry_after,
+    wait_until_woken,
+)
 from bot.slack import blocks
 from bot.slack.dispatch import Dispatcher, scope_fix
 from bot.slack.labels import FORMS as LABEL_CHANGES
@@ -256,28 +263,131 @@ async def home(rt: Runtime, user_id: str, note: str = "") -> View:
 
 
 async def publish_home(rt: Runtime, client: AsyncWebClient, user_id: str, note: str = "") -> None:
-    """Show ``user_id`` their App Home (``home``). Once the database file is lost there is
-    nothing true to show: one line in the log, and the Home they saw last stays. views.publish
-    is the same Home each time: a 5xx or a dropped connection is tried again (``make_client``);
-    a timeout is not, and its lost answer is one line: the Home may be the one before, and it
-    is published again when they open it."""
-    try:
-        view = await home(rt, user_id, note)
-    except StoreError as exc:
-        logger.error("App Home of %s not shown: %s", user_id, exc)
-        return
-    try:
-        await client.views_publish(user_id=user_id, view=view)
-    except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-        lost = answer_lost(exc)
-        if lost is None:  # Slack's refusal, or not reached: said as such (``track_listener``)
-            raise
-        logger.warning(
-            "App Home of %s may not have been published: %s; it is published again the next"
-            " time they open it",
-            user_id,
-            lost,
-        )
+    """Show ``user_id`` their App Home (``home``), through the runtime's ``HomePublisher``:
+    at once, or once a rate limit's Retry-After is over."""
+    await HomePublisher.of(rt).publish(client, user_id, note)
+
+
+class HomePublisher:
+    """App Home's views.publish calls, held together through a rate limit.
+
+    Slack counts views.publish per workspace: at a 9 a.m. burst (everyone opening Home) a 429
+    would meet each caller. Its calls wait no Retry-After inside the call (``no_rate_waits``):
+    a 429 holds every publish until ``due`` on ``clock`` (seconds), and each person's latest
+    (their note with it) waits in ``waiting``; the task ``run`` publishes them, once each, when
+    the hold is over (a Home is read from the database when it is sent: the counts of then).
+    Each event's listener returns at once meanwhile (its ack was sent before). Held as
+    ``rt.homes``; the server stops its task (``stop``) when it stops."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.clock: Callable[[], float] = time.monotonic
+        self.due: float | None = None  # the clock before which no views.publish is made
+        self.waiting: dict[str, str] = {}  # user id -> the note of their latest publish held
+        self.woken = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, rt: Runtime) -> HomePublisher:
+        """The publisher ``rt`` holds (made on first use)."""
+        if not isinstance(rt.homes, cls):
+            rt.homes = cls(rt)
+        return rt.homes
+
+    def is_held(self) -> bool:
+        return self.due is not None and self.due > self.clock()
+
+    def wake(self) -> None:
+        """Have ``run`` look at the clock again (a test moves it)."""
+        self.woken.set()
+
+    async def publish(self, client: AsyncWebClient, user_id: str, note: str = "") -> None:
+        """Publish ``user_id``'s Home now, or, while a 429 holds, with the others after it."""
+        if self.is_held():
+            self.waiting[user_id] = note  # their latest: the one before is not published
+            return
+        self.waiting.pop(user_id, None)  # this one is newer than the one held
+        await self._send(client, user_id, note)
+
+    async def _send(self, client: AsyncWebClient, user_id: str, note: str) -> None:
+        """Once the database file is lost there is nothing true to show: one line in the log,
+        and the Home they saw last stays. views.publish is the same Home each time: a 5xx or a
+        dropped connection is tried again (``make_client``); a timeout is not, and its lost
+        answer is one line: the Home may be the one before, and it is published again when
+        they open it. A 429 holds it, and every publish, until its Retry-After."""
+        try:
+            view = await home(self.rt, user_id, note)
+        except StoreError as exc:
+            logger.error("App Home of %s not shown: %s", user_id, exc)
+            return
+        try:
+            await no_rate_waits(client).views_publish(user_id=user_id, view=view)
+        except SlackApiError as exc:
+            if getattr(exc.response, "status_code", 200) != 429:
+                raise  # Slack's refusal: said by the caller (``track_listener``, ``run``)
+            self.waiting.setdefault(user_id, note)  # a newer one held meanwhile is the latest
+            self._hold(retry_after(exc.response) or 1.0)  # type: ignore[arg-type]
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            lost = answer_lost(exc)
+            if lost is None:  # not reached: said as such (``track_listener``)
+                raise
+            logger.warning(
+                "App Home of %s may not have been published: %s; it is published again the"
+                " next time they open it",
+                user_id,
+                lost,
+            )
+
+    def _hold(self, wait: float) -> None:
+        held = self.is_held()
+        self.due = max(self.due if held and self.due is not None else 0.0, self.clock() + wait)
+        if not held:
+            logger.warning(
+                "Slack rate-limited views.publish: App Homes are published in %.0f s, once"
+                " each, the latest",
+                wait,
+            )
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.run(), name="hitl-homes")
+
+    async def run(self) -> None:
+        """Publish the Homes held, one after another, once the hold is over; a new 429 holds
+        the rest again. Ends when none waits."""
+        while self.waiting:
+            self.woken.clear()
+            if self.due is not None and self.is_held():
+                await wait_until_woken(self.woken, self.due - self.clock())
+                continue
+            user_id = next(iter(self.waiting))
+            note = self.waiting.pop(user_id)
+            try:
+                await self._send(self.rt.client, user_id, note)
+            except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                said = slack_said(exc) if isinstance(exc, SlackApiError) else None
+                logger.warning(
+                    "App Home of %s not published: %s; it is published again the next time"
+                    " they open it",
+                    user_id,
+                    f"Slack said {said}" if said else (str(exc) or type(exc).__name__),
+                )
+            except Exception:  # noqa: BLE001 - the others held must still be published
+                logger.exception("App Home of %s not published", user_id)
+        if self.due is not None and not self.is_held():
+            logger.warning("views.publish goes on: the App Homes held were sent")
+            self.due = None
+
+    def stop(self) -> asyncio.Task | None:
+        """The server stops: the task to cancel, if running; the Homes still held are said in
+        one line (each is published again when its person opens Home)."""
+        if self.waiting:
+            logger.warning(
+                "%s not published at shutdown (Slack rate-limited views.publish); each is"
+                " published again the next time its person opens it",
+                count(len(self.waiting), "App Home"),
+            )
+        self.waiting.clear()
+        task, self.task = self.task, None
+        return task
 
 
 VERSIONS_IN_SLACK = "`/hitl accuracy` lists the recent versions under *Trend*"
