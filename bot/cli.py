@@ -437,8 +437,9 @@ def cli(ctx: click.Context, db: Path | None, verbose: int) -> None:
 @click.option(
     "--gold",
     is_flag=True,
-    help="The rows are gold: known answers to score people on, mixed into the questions at "
-    "HITL_GOLD_RATE; each row needs a label, and an id already stored is marked gold.",
+    help="The rows are gold: known answers to score people on, mixed into the questions (and "
+    "each person's labeling-window items) at HITL_GOLD_RATE; each row needs a label, and an id "
+    "already stored is marked gold.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejected row.")
 @click.pass_obj

@@ -353,8 +353,8 @@ def no_rate_waits(client: AsyncWebClient) -> AsyncWebClient:
     (a 429 holds every ``chat.update`` until its Retry-After, ``bot.slack.redraw``), the
     dispatcher's posts (the channel waits, the others post), the report outbox's (held), App
     Home's views.publish (every publish held, then one per person: ``HomePublisher``); and a
-    click's "already decided" note (``bot.slack.app``: one try, dropped under a 429, the
-    message redrawn says it)."""
+    click's "already decided" and "item removed" notes (``bot.slack.app``: one try, dropped
+    under a 429, the message redrawn says it)."""
     single = copy.copy(client)
     single.retry_handlers = [
         h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)
