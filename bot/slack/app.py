@@ -537,12 +537,15 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
         await ack()
         if undone:  # the label it had, a rename's new name too (not the button's)
             logger.info("user %s undid the label of item %s", user_id, item_id)
-            again = (
-                " The question is open again."
-                if undone.reopened
-                else " The question had been taken back unanswered, so the item waits in the"
-                " queue to be asked again."
-            )
+            if undone.reopened:
+                again = " The question is open again."
+            elif not undone.posted:  # decided in the labeling window: it had no question
+                again = " The item waits in the queue to be asked again."
+            else:  # unanswered past HITL_QUESTION_TTL, or moved to a channel asked in now
+                again = (
+                    " Its question had been taken back, so the item waits in the queue to be"
+                    " asked again."
+                )
             shown = blocks.name_mrkdwn(str(undone.label))
             await respond(f"Undone: {shown} is no longer the label.{again}", taken_back=True)
             await Redrawer.of(rt).soon()

@@ -75,9 +75,11 @@ class Undo:
     refused: str | None = None
     changed_by: str | None = None
     kept: bool = False
-    # undone: its question is open again (False: the question had been taken back unanswered,
-    # HITL_QUESTION_TTL, so the item waits in the queue to be asked in a new one)
+    # undone: its question is open again (False: the question had been taken back, unanswered
+    # past HITL_QUESTION_TTL or moved out of a channel no longer asked in, or there was none:
+    # ``posted`` False, decided in the labeling window; the item waits in the queue)
     reopened: bool = True
+    posted: bool = True  # the item had a question in Slack (not decided in the window alone)
 
     def __bool__(self) -> bool:
         return self.refused is None
@@ -1502,7 +1504,7 @@ class QueueMixin:
                 # was asked about it again and it counted as asked for good.
                 self._take_back(item_id, now)
             self._queue_taken_back(item_id, now)
-            reopened = bool(reopened) or self.post_for_item(item_id) is None
+            posted = self.post_for_item(item_id) is not None
             # Reviews of the decision (its agreement, the model against it, its label retired
             # since) go with it; a gold miss names the answers that miss as they stand now: the
             # Undo took the undoer's back (no longer scored), so it goes when none is left.
@@ -1516,7 +1518,7 @@ class QueueMixin:
             self._review_gold_miss(item_id, tally)
             if self._winner(tally, votes_needed) is None:
                 self.flag_split(item_id, tally, max(votes_needed, 2))
-            return Undo(label, reopened=reopened)
+            return Undo(label, reopened=bool(reopened), posted=posted)
 
     def _undone_by(self, item_id: str, user_id: str) -> str | None:
         """Whether ``item_id`` is open, taken back by ``user_id``'s Undo: their latest answer

@@ -264,7 +264,7 @@ def test_an_undo_of_a_decision_made_in_the_labeling_window_puts_the_item_back_in
         answer = store.record_answer("i0", "U1", "a", source="modal", dedupe_key="k1")
         assert answer.status == "resolved"
         undone = store.undo_resolution("i0", "U1", "2025-01-01T00:00:00.000+00:00")
-        assert undone.label == "a" and undone.reopened
+        assert undone.label == "a" and not undone.reopened and not undone.posted  # no question
         assert store.get_item("i0")["status"] == "new"  # waiting again, as before the answer
         assert {status: n for status, n in store.count_items().items() if n} == {"new": 1}
         assert store.next_in_channels("U1", [CHANNEL], {}, CHANNEL) == "i0"  # theirs again

@@ -234,3 +234,23 @@ async def test_a_window_s_undo_of_the_vote_that_broke_a_split_puts_it_back_in_re
         assert "Undone:" in drawn(bot, last)
         assert bot.store.resolution(item) is None
         assert in_review(bot, item) == ["split"]
+
+
+async def test_an_undo_of_an_item_decided_in_the_window_before_it_was_posted_says_it_waits(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """Nothing posted yet: the window serves a waiting item, which Ana decides and undoes. It
+    had no question, and the Undo puts it back among the waiting items (810889b); the note
+    said "The question is open again." """
+    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in ITEMS])
+    async for bot in start_bot(fake_slack, make_settings(fake_slack, tmp_path, max_open=1)):
+        window = await open_window(bot, "U0ANA")
+        item = shown(bot, window)
+        assert item is not None and bot.store.post_for_item(item) is None  # never posted
+        await click(bot, "U0ANA", window, labels_shown(bot, window)[0])
+        await click_undo(bot, "U0ANA", window)
+        assert bot.store.get_item(item)["status"] in ("new", "queued")
+        assert "is no longer the label. The item waits in the queue to be asked again." in (
+            drawn(bot, window)
+        )
+        assert "open again" not in drawn(bot, window)
