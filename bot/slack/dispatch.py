@@ -10,6 +10,9 @@ A post whose answer was lost (a timeout, a reset, a 5xx or Slack's ``fatal_error
 may have stored it) is never sent again blindly: the channel's history is searched for it by
 its metadata first, and a message not there yet is looked for again until ``post_settle``
 seconds have passed since the post (a slow Slack may store it after the client gave up).
+A 429 on that search (or on the join it needs) is one call, its Retry-After waited out by the
+channel, as for a post, not slept out inside the round nor met again after the backoff's
+first second.
 Every post is noted in the database before the call (``post_attempts``), so a server that
 stopped or died during a post looks for it too before posting the item again. When the app
 lacks the scope to read that history (``groups:history`` for a private channel), the scope is
@@ -75,7 +78,7 @@ from bot.slack.questions import (
     smaller_after,
     young_model,
 )
-from bot.slack.redraw import Redrawer, channel_problem, moved_text
+from bot.slack.redraw import Redrawer, channel_problem
 from bot.store import DatabaseError, database_problem
 from bot.store.labelset import top_in_force, without
 
@@ -407,41 +410,37 @@ class Dispatcher:
         self._attempts_read = True
 
     async def _say_moved(self) -> None:
-        """Redraw the old messages of the questions moved out of channels no longer asked in,
-        after the round's posts: they show no buttons, so no question is left with two live
-        messages (the old and the new), and say where the question is asked now, or, for one
-        whose item waits in the queue (more moved than places, or routed to a full channel),
-        that it went back there; that one is drawn again when a later round asks its item
-        (``_posted``). Best effort: a refusal is logged."""
-        asked_in = self.question_channels()
+        """Have the old messages of the questions moved out of channels no longer asked in
+        redrawn, after the round's posts: they show no buttons, so no question is left with two
+        live messages (the old and the new), and say where the question is asked now, or, for
+        one whose item waits in the queue (more moved than places, or routed to a full
+        channel), that it went back there; that one is drawn again when a later round asks its
+        item (``_posted``). The redrawer draws them (``moved_text``, from the database): they
+        are marked due, and a refused or rate-limited ``chat.update`` is tried again with its
+        backoff, a 429 held until its Retry-After on the redrawer's clock (``update_due``).
+        Drawn here with the client's own call, a 429 was slept out inside the round (twice),
+        the next old message called into the same limit, and one refused kept its buttons for
+        good (nothing marked it due again)."""
+        due: list[int] = []
         for item_id, posts in list(self.moved.items()):
-            there = self.asked_again.pop(item_id, None)
-            if there is not None:
-                del self.moved[item_id]  # drawn for good
-            elif posts[0].get("said"):
+            there = self.asked_again.get(item_id)
+            if there is None and posts[0].get("said"):
                 continue  # it still waits in the queue, as its message says
-            for post in posts:
-                post["said"] = True
-                await self._draw_moved(post, moved_text(asked_in, there))
-
-    async def _draw_moved(self, post: dict[str, Any], text: str) -> None:
-        """Draw a moved question's old message as ``text`` (as the redrawer draws it again)."""
+            due += [int(post["id"]) for post in posts]
+        if not due:
+            return
         try:
-            await self.rt.client.chat_update(
-                channel=post["channel"],
-                ts=post["ts"],
-                text=text,
-                blocks=blocks.report_blocks([text]),
-            )
-        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-            error = slack_said(exc)
-            logger.warning(
-                "could not redraw item %s's old message in %s as moved (%s); it shows what it"
-                " showed before (its buttons, the first time), and an answer there still counts",
-                post["item_id"],
-                post["channel"],
-                error or exc,
-            )
+            self.rt.store.owe_redraws(due)
+        except DatabaseError:  # the round says it (its writes fail too); the next marks them
+            return
+        for item_id, posts in list(self.moved.items()):
+            if self.asked_again.pop(item_id, None) is not None:
+                del self.moved[item_id]  # drawn for good
+            else:
+                for post in posts:
+                    post["said"] = True
+        if isinstance(self.rt.redrawer, Redrawer):
+            await self.rt.redrawer.soon()
 
     async def _expire(self) -> None:
         """Take back the questions left unanswered for HITL_QUESTION_TTL hours (0: never), at
@@ -546,6 +545,12 @@ class Dispatcher:
                     pool = [it for it in pool if it["id"] not in state.adopted]
                     audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
                 elif state.broken:  # the token: nothing can be posted until it works
+                    continue
+                elif loop.time() < state.history_retry_at and not state.missing_scope:
+                    # a 429: the channel waits its Retry-After (posting now could post a
+                    # question twice), not the backoff's, which called into the limit again
+                    state.next_attempt = max(state.next_attempt, state.history_retry_at)
+                    state.last_error = "ratelimited"
                     continue
                 elif not state.missing_scope:
                     self._back_off(channel, "history unavailable")
@@ -1071,6 +1076,8 @@ class Dispatcher:
                         ", ".join(asked_in),
                     )
                 continue
+            if loop.time() < state.history_retry_at:
+                continue  # a 429: looked for again after its Retry-After (``_reconcile``)
             if state.history_refused is None:  # a retry may fix it
                 state.failures += 1
                 delay = self.retry_base * 2 ** min(state.failures - 1, MAX_DOUBLINGS)
@@ -1106,7 +1113,8 @@ class Dispatcher:
         longer in (Slack says ``not_in_channel``) is joined, then read; not with ``join``
         False (a channel no longer asked in: the workspace may have taken the bot out of it),
         where ``not_in_channel`` is a refusal. A refusal no retry changes (channel_not_found,
-        missing_scope…) is kept in ``history_refused``."""
+        missing_scope…) is kept in ``history_refused``. A 429 is one call (``no_rate_waits``):
+        the channel looks again after its Retry-After (``history_retry_at``)."""
         state = self.channel_state(channel)
         state.history_refused = None
         try:
@@ -1116,13 +1124,21 @@ class Dispatcher:
                 if slack_said(exc) != "not_in_channel" or not join:
                     raise
                 logger.warning("not in %s; joining it to look for a lost post", channel)
-                await self.rt.client.conversations_join(channel=channel)
+                await no_rate_waits(self.rt.client).conversations_join(channel=channel)
                 messages = await self._history(channel)
         except SlackApiError as exc:
             error = slack_said(exc) or "unknown_error"
             status = exc.response.status_code
             asked = channel in self.question_channels()  # else said by _look_in_old_channels
-            if error == "missing_scope" and asked:
+            if status == 429:  # looked for again after its Retry-After, not the backoff's
+                retry_after = _retry_after(exc)
+                state.history_retry_at = asyncio.get_running_loop().time() + retry_after
+                logger.warning(
+                    "rate limited looking for lost posts in %s; looking again in %.0f s",
+                    channel,
+                    retry_after,
+                )
+            elif error == "missing_scope" and asked:
                 self._lacks_history_scope(channel, slack_said(exc, "needed"))
             elif error in SLACK_TOKEN_REFUSED and asked:  # as for a post: the token
                 self._token_refused(channel, error)
@@ -1180,8 +1196,11 @@ class Dispatcher:
         bounds = {"oldest": oldest} if oldest else {}
         messages: list[dict[str, Any]] = []
         cursor: str | None = None
+        # one call a 429: its Retry-After is waited out on the round's clock (``_reconcile``),
+        # not slept out inside the round, twice, every other channel waiting behind it
+        client = no_rate_waits(self.rt.client)
         for _ in range(HISTORY_PAGES):
-            page = await self.rt.client.conversations_history(
+            page = await client.conversations_history(
                 channel=channel,
                 limit=HISTORY_PAGE,
                 include_all_metadata=True,

@@ -832,15 +832,15 @@ class QueueMixin:
         """Close the open posts in channels other than ``channels`` (the question channels
         changed since they were posted, or a question was reopened in such a channel: an Undo,
         a Skip that ends a split) and put their items back in the queue, to be posted where
-        they go now; returns those posts (``item_id``, ``channel``, ``ts``). An answer on an
-        old message is still stored: answers go by item id. With none to move it only reads
+        they go now; returns those posts (``id``, ``item_id``, ``channel``, ``ts``). An answer
+        on an old message is still stored: answers go by item id. With none to move it only reads
         (no write lock: another process may hold it while the server starts), from the open
         posts' index: what every dispatcher round costs. ``threshold`` (HITL_THRESHOLD): an
         item the model is sure of goes back to ``auto`` (``_take_back``). ``redraw``: their
         messages are due for a redraw (the redrawer draws them as moved, from the database)."""
         marks = ",".join("?" * len(channels)) or "''"
         find = (  # from the open posts' index: a few rows, not every post ever made
-            "SELECT item_id, channel, ts FROM posts INDEXED BY posts_open_age"
+            "SELECT id, item_id, channel, ts FROM posts INDEXED BY posts_open_age"
             f" WHERE closed_at IS NULL AND channel NOT IN ({marks}) ORDER BY id"
         )
         if not self.db.execute(find, list(channels)).fetchone():

@@ -138,9 +138,18 @@ async def test_questions_open_in_a_retired_routes_archived_channel_are_asked_els
     async for bot in start_bot(fake_slack, settings, retries=0):
         assert BILLING not in bot.dispatcher.question_channels()
         await bot.dispatcher.fill()  # the old message's redraw is refused: is_archived
-        await bot.settled()
+        await bot.rt.background.drain(30)
         assert open_in(bot, BILLING) == []
         assert sorted(open_in(bot, CHANNEL)) == ["bill1", "bug1"]  # asked where it goes now
+        # the old message waits for its channel (the redrawer's), not dropped: unarchived, it
+        # says where bill1 is asked now, its buttons gone
+        [old] = [m for m in fake_slack.messages(BILLING) if item_of(m) == "bill1"]
+        assert has_buttons(fake_slack.message(BILLING, old["ts"]))
+        fake_slack.unarchive_channel(BILLING)
+        await bot.rt.redrawer.pending()
+        await bot.settled()
+        shown = fake_slack.message(BILLING, old["ts"])
+        assert not has_buttons(shown) and "now asked in" in shown["text"], shown["text"]
 
 
 async def test_a_retired_routes_channel_not_archived_keeps_no_live_question(
