@@ -67,6 +67,7 @@ def test_the_recorded_migrations_are_read_as_sqlite_utils_reads_them(db_path: Pa
     recorded out of the shipped order), and none for a file without the table."""
     bare = Database(db_path.with_name("bare.db"))
     assert recorded_names(bare) == [] == [m.name for m in migrations.applied(bare)]
+    bare.close()
     Store.open(db_path).close()
     db = Database(db_path)
     table = db[migrations.migrations_table]
