@@ -166,7 +166,11 @@ def _in_a_deleted_folder(folder: Path, *args: str, db: str | None) -> subprocess
     env = {k: v for k, v in os.environ.items() if k != "HITL_DB"}
     env |= {"PYTHONPATH": str(ROOT), "PWD": str(folder), **({"HITL_DB": db} if db else {})}
     return subprocess.run(
-        [sys.executable, "-c", program, str(folder), *args],
+        # -P: no '' (the folder, once gone) first on sys.path, as for the `hitl` script; with it,
+        # Python 3.13.0 raises SystemError for any missing module attribute (its check whether a
+        # module in the current folder shadows the standard library cannot read that folder), so
+        # `import socket` failed before hitl ran
+        [sys.executable, "-P", "-c", program, str(folder), *args],
         env=env,
         capture_output=True,
         text=True,
