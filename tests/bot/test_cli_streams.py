@@ -10,6 +10,7 @@ What a command prints never stops its work: it exits 141 (a reader gone) or 1 wi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -81,7 +82,7 @@ def one_line(stderr: bytes) -> str:
 
 
 def stored(db: Path, sql: str) -> int:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # a Connection's `with` only commits
         return conn.execute(sql).fetchone()[0]
 
 
@@ -111,7 +112,8 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     items = write_csv(folder / "items.csv", rows)
     done = CliRunner().invoke(cli, ["--db", str(path), "import", str(items)], prog_name="hitl")
     assert done.exit_code == 0, done.output
-    with sqlite3.connect(path) as conn:  # one file to copy: the log checkpointed into it
+    # one file to copy: the log checkpointed into it
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 

@@ -11,6 +11,7 @@ real server: signed button, Undo, slash commands and the review modal; and the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -84,17 +85,18 @@ def test_adding_the_label_back_closes_a_retired_review_an_undo_left_pending(tmp_
     db = imported(tmp_path)
     assert hitl(db, "labels", "add", "how_to").exit_code == 0  # a set of two once bug goes
     assert hitl(db, "labels", "retire", "bug").exit_code == 0
-    with sqlite3.connect(db) as conn:
+    # closed, and committed (a Connection's own `with` only commits)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "INSERT INTO reviews (item_id, reason, detail, created_at)"
             " VALUES ('u1', 'retired', 'bug was retired', '2026-01-01T00:00:00+00:00')"
         )
     pending = "SELECT item_id FROM reviews WHERE decided_at IS NULL ORDER BY item_id"
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute(pending).fetchall() == [("g1",), ("u1",)]
     result = hitl(db, "labels", "add", "bug")
     assert result.exit_code == 0, result.output
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute(pending).fetchall() == []
         assert conn.execute("SELECT decision FROM reviews WHERE item_id = 'u1'").fetchall() == [
             ("undone",)
