@@ -423,8 +423,13 @@ class Background:
         made by a listener it was waiting for), until none is left; then TimeoutError."""
         try:
             async with asyncio.timeout(timeout):
-                while self.tasks:
-                    await asyncio.gather(*list(self.tasks), return_exceptions=True)
+                # only the tasks not done: one that has ended but whose ``done`` has not run
+                # yet (it runs at the loop's next turn) would make gather return at once, from
+                # Python 3.12 without yielding to the loop, and this spin for ever, timeout and
+                # all (the loop never turned to run either)
+                while left := [t for t in self.tasks if not t.done()]:
+                    await asyncio.gather(*left, return_exceptions=True)
+            self.tasks.difference_update([t for t in self.tasks if t.done()])
         except TimeoutError:
             me = asyncio.current_task()
             # a cancelled task may start another as it ends: cancelled too, until none is left

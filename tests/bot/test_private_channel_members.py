@@ -743,3 +743,41 @@ async def test_a_stop_past_its_time_cancels_the_tasks_begun_while_it_waited():
         await drain
     assert begun and begun[0].cancelled()
     assert not background.tasks
+
+
+class Watched(set):
+    """Background's task set, which fails a loop over it that never yields to the event loop
+    (where the old drain span for ever, the test with it)."""
+
+    looks = 0
+
+    def look(self) -> None:
+        self.looks += 1
+        if self.looks >= 1000:
+            pytest.fail("drain looped over its tasks without the loop turning")
+
+    def __len__(self) -> int:
+        self.look()
+        return super().__len__()
+
+    def __iter__(self):
+        self.look()
+        return super().__iter__()
+
+
+async def test_a_stop_right_after_a_listener_ended_returns():
+    """The stop begins in the loop's turn in which a kept task ended: the task is done, its
+    ``done`` callback not yet run. Old: drain gathered it again and again, and from Python 3.12
+    gather of done tasks returns without yielding, so ``hitl serve`` span at full CPU at its
+    stop, past its timeout (seen as a hang of tests/bot/test_serve.py on 3.13)."""
+    background = Background(tasks=Watched())
+
+    async def listener() -> None:
+        return None
+
+    task = asyncio.create_task(listener())
+    background.keep(task)
+    await asyncio.sleep(0)  # the listener runs and ends; its `done` waits for the next turn
+    assert task.done() and task in background.tasks
+    await background.drain(0.5)
+    assert not background.tasks
