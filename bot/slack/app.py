@@ -531,8 +531,12 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             return
         since = (rt.clock() - UNDO_WINDOW).isoformat(timespec="milliseconds")
         votes = rt.settings.votes
+        decision = blocks.decision_of(action.get("value"))
         undone = await _written(
-            rt, lambda: rt.store.undo_resolution(item_id, user_id, since, votes_needed=votes)
+            rt,
+            lambda: rt.store.undo_resolution(
+                item_id, user_id, since, votes_needed=votes, decision=decision
+            ),
         )
         await ack()
         if undone:  # the label it had, a rename's new name too (not the button's)
@@ -568,6 +572,12 @@ def build_app(rt: Runtime, auth: Mapping[str, Any]) -> AsyncApp:
             # in the window: the drawing clicked counted the answer; its redraw is refused
             # (hash_conflict) when the first click's moved the window on, else it is the one
             await respond(f"Already undone: {where}.", taken_back=True)
+        elif undone.refused == "decided_again":  # this Undo's decision was undone already
+            await respond(
+                "Already undone. The item was decided again since, as"
+                f" {blocks.name_mrkdwn(str(undone.label))}; that decision stands (its own Undo"
+                " can take it back)."
+            )
         else:
             await respond(
                 text="Too late to undo (10 minutes have passed, or someone else decided it).",
@@ -960,6 +970,9 @@ async def _answer(
     undoable = result.status == "resolved" and user_id in (
         result.tally.votes.get(result.label, []) if result.tally else []
     )
+    # the decision its Undo undoes (and no later one: ``Store.undo_resolution``)
+    made = rt.store.resolution(item_id) if undoable else None
+    decision = made["decided_by"] if made else None
     note = ""
     try:
         if result.status == "unknown_item":
@@ -991,7 +1004,7 @@ async def _answer(
         if in_modal:
             counted = result.is_counted and result.status != "closed"
             doing = f"the labeling window of {user_id} may not show the next item"
-            offer = (item_id, result.label or "") if undoable else None
+            offer = (item_id, result.label or "", decision) if undoable else None
             await next_in_modal(rt, client, body, counted=counted, note=note, decided=offer)
         elif note:
             # One try under a 429 (not slept out, twice, inside the call): the message, redrawn
@@ -1001,7 +1014,7 @@ async def _answer(
             await _tell(quick, body, note, where=f"after the answer on {item_id}")
         doing = ""  # the Undo offer says its own
         if undoable and not in_modal:  # the window offers it in its next drawing (above)
-            await _offer_undo(client, body, item_id, result.label or "")
+            await _offer_undo(client, body, item_id, result.label or "", decision)
     except SlackApiError as exc:
         if in_modal and slack_said(exc) == "hash_conflict":  # a second click on one drawing
             logger.info(  # (a double click): the first click's redraw already moved it on
@@ -1075,7 +1088,9 @@ def _source(action: dict, in_modal: bool) -> str:
     return "select" if action.get("type", "").endswith("select") else "button"
 
 
-async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: str) -> None:
+async def _offer_undo(
+    client: AsyncWebClient, body: dict, item_id: str, label: str, decision: int | None
+) -> None:
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
     if not channel:
         return
@@ -1085,7 +1100,7 @@ async def _offer_undo(client: AsyncWebClient, body: dict, item_id: str, label: s
             channel=channel,
             user=body["user"]["id"],
             text=saved,
-            blocks=blocks.undo_blocks(item_id, label),
+            blocks=blocks.undo_blocks(item_id, label, decision),
         )
     except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         # not tried again (runtime.NOT_IDEMPOTENT): an ephemeral sent twice shows twice

@@ -176,8 +176,24 @@ def _fit_head(text: str, room: int) -> str:
     return text[: grapheme_end(text, len(head))]
 
 
-def encode_value(item_id: str, label: str | None = None) -> str:
-    return json.dumps({"i": item_id, "l": label}, ensure_ascii=False, separators=(",", ":"))
+def encode_value(item_id: str, label: str | None = None, decision: int | None = None) -> str:
+    """A button's value: its item and label; an Undo's also the decision it undoes (``d``,
+    the answer that made it: ``decision_of``)."""
+    value: dict[str, object] = {"i": item_id, "l": label}
+    if decision is not None:
+        value["d"] = decision
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def decision_of(value: str | None) -> int | None:
+    """The decision an Undo button's value was offered for (``encode_value``), or None (an
+    offer made before the value said it, or a value not ours)."""
+    try:
+        data = json.loads(value or "")
+    except (ValueError, TypeError):
+        return None
+    found = data.get("d") if isinstance(data, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 def decode_value(value: str | None) -> tuple[str, str | None]:
@@ -633,12 +649,12 @@ def expired_text(q: Question, age: timedelta, answers: int = 0, why: str | None 
     )
 
 
-def undo_blocks(item_id: str, label: str) -> list[Block]:
+def undo_blocks(item_id: str, label: str, decision: int | None = None) -> list[Block]:
     return [
         SectionBlock(
             text=_text(f"Saved {_label(label)}. Changed your mind?"),
             accessory=ButtonElement(
-                text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label)
+                text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label, decision)
             ),
         )
     ]
@@ -647,14 +663,14 @@ def undo_blocks(item_id: str, label: str) -> list[Block]:
 UNDO_WITHIN = "Undo within 10 minutes if you change your mind."
 
 
-def modal_undo_block(item_id: str, label: str) -> SectionBlock:
+def modal_undo_block(item_id: str, label: str, decision: int | None = None) -> SectionBlock:
     """The labeling modal's offer to undo the person's last decision in it (the label it gave
     ``item_id``), with the channel's Undo button (``UNDO_ACTION``, ``undo_blocks``' value).
     Not the item's text: the window may serve it no longer (a private channel left since)."""
     return SectionBlock(
         text=_text(f"Saved {_label(label)} for the last item you decided. {UNDO_WITHIN}"),
         accessory=ButtonElement(
-            text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label)
+            text="Undo", action_id=UNDO_ACTION, value=encode_value(item_id, label, decision)
         ),
     )
 

@@ -514,7 +514,7 @@ async def next_in_modal(
     *,
     again: bool = False,
     first: str | None = None,
-    decided: tuple[str, str] | None = None,
+    decided: Offer | None = None,
     undo_clicked: bool = False,
     taken_back: bool = False,
 ) -> None:
@@ -576,12 +576,22 @@ def _lines(*lines: str) -> str:
     return " ".join(line for line in lines if line)
 
 
-def _offered(meta: object) -> tuple[str, str] | None:
-    """The Undo a window's ``private_metadata`` (``meta``) offers: (item, label), or None."""
+# An Undo a window offers: (item, label, the decision it undoes: ``labels.decided_by``, None
+# in a window drawn before the offer said it)
+Offer = tuple[str, str, int | None]
+
+
+def _offered(meta: object) -> Offer | None:
+    """The Undo a window's ``private_metadata`` (``meta``) offers, or None."""
     undo = meta.get("undo") if isinstance(meta, dict) else None
-    if isinstance(undo, list) and len(undo) == 2 and all(isinstance(u, str) for u in undo):
-        return undo[0], undo[1]
-    return None
+    if not isinstance(undo, list) or len(undo) not in (2, 3):
+        return None
+    if not all(isinstance(u, str) for u in undo[:2]):
+        return None
+    decision = undo[2] if len(undo) == 3 else None
+    if not isinstance(decision, int) or isinstance(decision, bool):
+        decision = None
+    return undo[0], undo[1], decision
 
 
 async def _window_view(
@@ -594,7 +604,7 @@ async def _window_view(
     *,
     home: bool,
     first: str | None = None,
-    offer: tuple[str, str] | None = None,
+    offer: Offer | None = None,
 ) -> View:
     """``_view`` on ``channels`` (those served now), keeping ``window`` as the window's
     channels (with those Slack is still being asked about) for its next items."""
@@ -718,7 +728,7 @@ async def _view(
     *,
     home: bool,
     first: str | None = None,
-    offer: tuple[str, str] | None = None,
+    offer: Offer | None = None,
 ) -> View:
     """The window on ``user_id``'s next item (``first`` when it still is one of theirs), with
     the Undo ``offer`` (item, label) above it (``next_in_modal``). An item other windows

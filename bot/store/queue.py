@@ -67,8 +67,10 @@ def _votes_of(item: str, at: str | None = None) -> str:
 class Undo:
     """What ``undo_resolution`` did: ``label`` is the label it took away (true: undone), or,
     refused, why: ``late`` (the window passed), ``not_yours`` (no label of theirs to undo),
-    ``undone`` (they undid it already: a second click on the same Undo; the question is open)
-    or ``changed`` (``changed_by`` changed the label since, or ``kept`` it as it was:
+    ``undone`` (they undid it already: a second click on the same Undo; the question is
+    open), ``decided_again`` (the Undo's decision was undone and the item decided again since,
+    by ``label``: not the decision this Undo was offered for) or ``changed`` (``changed_by``
+    changed the label since, or ``kept`` it as it was:
     confirmed it; ``label`` is the label now)."""
 
     label: str | None
@@ -1421,9 +1423,18 @@ class QueueMixin:
         )
 
     def undo_resolution(
-        self, item_id: str, user_id: str, since: str, votes_needed: int = 1
+        self,
+        item_id: str,
+        user_id: str,
+        since: str,
+        votes_needed: int = 1,
+        decision: int | None = None,
     ) -> Undo:
         """Reopen an item ``user_id`` decided at or after ``since``; their answer is retracted.
+        ``decision``: the answer whose decision the Undo was offered for (``labels.decided_by``
+        then); when the item has been decided again since (that decision undone, a new one
+        made), the Undo is refused (``decided_again``): an Undo offered once undoes that one
+        decision, not the next (None: an offer made before it said which, any decision).
 
         The window runs from the decision (the time of the answer that decided it), not from
         ``resolved_at``, which an admin's change (``hitl labels set``) moves to its own time.
@@ -1465,6 +1476,8 @@ class QueueMixin:
                 return Undo(None, "not_yours")
             if changed is not None:
                 return Undo(label, "changed", changed_by=changed[0], kept=bool(changed[1]))
+            if decision is not None and decided_by is not None and decided_by != decision:
+                return Undo(label, "decided_again")
             if decided_at < since:
                 return Undo(None, "late")
             now = self.now()
