@@ -407,25 +407,8 @@ class StoreCounts(RuleBasedStateMachine):
     def change_label_set(self, action: str, i: int, j: int) -> None:
         """`hitl labels rename/merge/retire/add`: a label of the set by its place; a rename's
         new name and an added label a name never used, or a retired label back."""
-        label = self.names[i % len(self.names)]
-        fresh = f"n{len(self.used)}"
-        new = {"rename": fresh, "merge": self.names[j % len(self.names)]}.get(action)
-        if action == "add":
-            label = ([*sorted(self.store.retired_labels())] + [fresh])[j % 2 - 1]
-        self.used.add(fresh)
-        try:
-            self.names = list(
-                self.store.change_label_set(
-                    action,
-                    label,
-                    new,
-                    current=self.names,
-                    user_id="UADMIN",
-                    votes_needed=self.votes,
-                )
-            )
-        except StoreError:
-            pass
+        names, used, votes = self.names, self.used, self.votes
+        self.names = change_label_set(self.store, names, used, votes, action, i, j, j)
 
     @rule()
     def restate_predictions(self) -> None:
@@ -514,3 +497,33 @@ MACHINE_SETTINGS = settings(
 def test_derived_figures_match_the_rows_after_any_sequence(machine: type[StoreCounts]):
     machine.TestCase.settings = MACHINE_SETTINGS
     machine.TestCase().runTest()
+
+
+def change_label_set(
+    store: Store,
+    names: list[str],
+    used: set[str],
+    votes: int,
+    action: str,
+    i: int,
+    into: int,
+    back: int,
+) -> list[str]:
+    """`hitl labels rename/merge/retire/add` on the set ``names``: the label at ``i``; a
+    rename's new name a name never used (``used``); an added label the retired one or a fresh
+    name (by ``back``); a merge into the label at ``into``. The set after it (as before when
+    the store refuses)."""
+    label = names[i % len(names)]
+    fresh = f"n{len(used)}"
+    new = {"rename": fresh, "merge": names[into % len(names)]}.get(action)
+    if action == "add":
+        label = ([*sorted(store.retired_labels())] + [fresh])[back % 2 - 1]
+    used.add(fresh)
+    try:
+        return list(
+            store.change_label_set(
+                action, label, new, current=names, user_id="UADMIN", votes_needed=votes
+            )
+        )
+    except StoreError:
+        return names

@@ -34,7 +34,7 @@ from bot.slack.connect import retired_route_labels
 from bot.store import Store
 from bot.store.erasure import LOST
 from bot.store.reviews import ReviewRules
-from tests.bot.test_store_counts import Clock, Row, drift
+from tests.bot.test_store_counts import Clock, Row, change_label_set, drift
 
 ITEMS = [f"i{n}" for n in range(5)]
 ITEM = st.sampled_from(ITEMS)
@@ -401,25 +401,8 @@ class StoreFlows(RuleBasedStateMachine):
     @rule(action=st.sampled_from(["rename", "merge", "retire", "add"]), i=st.integers(0, 3))
     def change_label_set(self, action: str, i: int) -> None:
         """`hitl labels rename/merge/retire/add` (a route follows its label's renames)."""
-        label = self.names[i % len(self.names)]
-        fresh = f"n{len(self.used)}"
-        new = {"rename": fresh, "merge": self.names[(i + 1) % len(self.names)]}.get(action)
-        if action == "add":
-            label = ([*sorted(self.store.retired_labels())] + [fresh])[i % 2 - 1]
-        self.used.add(fresh)
-        try:
-            self.names = list(
-                self.store.change_label_set(
-                    action,
-                    label,
-                    new,
-                    current=self.names,
-                    user_id="UADMIN",
-                    votes_needed=self.votes,
-                )
-            )
-        except StoreError:
-            pass
+        names, used, votes = self.names, self.used, self.votes
+        self.names = change_label_set(self.store, names, used, votes, action, i, i + 1, i)
         self.asked_in |= set(self.question_channels())  # added back: asked there again
 
     @rule()
