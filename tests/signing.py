@@ -243,3 +243,17 @@ def app_home_opened_event(user_id: str, *, tab: str = "home", view: dict | None 
 
 def url_verification_envelope(challenge: str) -> dict:
     return {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
+
+
+def view_closed_payload(user_id: str, view: dict) -> dict:
+    """The `view_closed` payload Slack sends when ``user_id`` closes ``view`` (a modal that
+    asked for it: ``notify_on_close``)."""
+    return {
+        "type": "view_closed",
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "team_id": TEAM_ID},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "view": view,
+        "is_cleared": False,
+    }

@@ -308,15 +308,7 @@ class ServerMachine(RuleBasedStateMachine):
             return
         self.seen["window closed"] += 1
         view = self.bot.fake.views.pop(window["id"])  # Slack no longer shows it
-        payload = {
-            "type": "view_closed",
-            "team": {"id": signing.TEAM_ID, "domain": signing.TEAM_DOMAIN},
-            "user": {"id": user, "team_id": signing.TEAM_ID},
-            "api_app_id": signing.API_APP_ID,
-            "token": signing.VERIFICATION_TOKEN,
-            "view": view,
-            "is_cleared": False,
-        }
+        payload = signing.view_closed_payload(user, view)
 
         async def go() -> None:
             assert (await self.bot.action(payload)).status == 200

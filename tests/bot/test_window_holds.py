@@ -69,16 +69,7 @@ async def close(bot: Bot, user: str, view_id: str) -> None:
     """``user`` closes the window (*Done*): the view_closed Slack sends when it asked for it."""
     view = bot.fake.views[view_id]
     assert view["notify_on_close"] is True  # every window asks for it (the old code: Home's)
-    payload = {
-        "type": "view_closed",
-        "team": {"id": signing.TEAM_ID, "domain": signing.TEAM_DOMAIN},
-        "user": {"id": user, "team_id": signing.TEAM_ID},
-        "api_app_id": signing.API_APP_ID,
-        "token": signing.VERIFICATION_TOKEN,
-        "view": view,
-        "is_cleared": False,
-    }
-    assert (await bot.action(payload)).status == 200
+    assert (await bot.action(signing.view_closed_payload(user, view))).status == 200
     await bot.settled()
 
 
