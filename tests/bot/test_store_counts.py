@@ -415,11 +415,7 @@ class StoreCounts(RuleBasedStateMachine):
     @rule()
     def restate_predictions(self) -> None:
         """The scorer's pass after a label-set change."""
-        count = self.store.label_set_change_count()
-        at: int | None = 0
-        while at is not None:
-            _, at = self.store.restate_predictions(at, 2, self.threshold)
-        self.store.mark_restated(count)
+        restate(self.store, self.threshold)
 
     @rule(item=ITEM, pick=st.integers(0, 3))
     def mark_gold(self, item: str, pick: int) -> None:
@@ -531,3 +527,12 @@ def change_label_set(
         )
     except StoreError:
         return names
+
+
+def restate(store: Store, threshold: float | None) -> None:
+    """The scorer's pass after a label-set change, two items a step, then marked done."""
+    count = store.label_set_change_count()
+    at: int | None = 0
+    while at is not None:
+        _, at = store.restate_predictions(at, 2, threshold)
+    store.mark_restated(count)

@@ -35,7 +35,7 @@ from bot.slack.connect import retired_route_labels
 from bot.store import Store
 from bot.store.erasure import LOST
 from bot.store.reviews import ReviewRules
-from tests.bot.test_store_counts import Clock, Row, change_label_set, drift
+from tests.bot.test_store_counts import Clock, Row, change_label_set, drift, restate
 
 ITEMS = [f"i{n}" for n in range(5)]
 ITEM = st.sampled_from(ITEMS)
@@ -409,11 +409,7 @@ class StoreFlows(RuleBasedStateMachine):
 
     @rule()
     def restate_predictions(self) -> None:
-        count = self.store.label_set_change_count()
-        at: int | None = 0
-        while at is not None:
-            _, at = self.store.restate_predictions(at, 2, self.threshold)
-        self.store.mark_restated(count)
+        restate(self.store, self.threshold)
 
     @rule(item=ITEM, pick=st.integers(0, 2))
     def mark_gold(self, item: str, pick: int) -> None:
