@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,19 @@ BOUND = 120  # seconds: each wait ends in well under one; only a failing test wa
 
 def registry_of(db: Path) -> ModelRegistry:
     return ModelRegistry(Path(f"{db}.models"))
+
+
+@contextlib.asynccontextmanager
+async def held(pid: int) -> AsyncIterator[None]:
+    """The fit's child ``pid`` stopped (SIGSTOP) while the block runs (the server's stop in
+    it), continued after (if the stop has not ended it), and then gone within ``BOUND``."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # ended by the stop
+            os.kill(pid, signal.SIGCONT)
+    assert await asyncio.to_thread(exits_within, pid, BOUND), "the fit's child outlived it"
 
 
 def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -69,13 +83,8 @@ async def test_a_stop_during_the_nightly_retrain_is_clean_and_promotes_nothing(
         assert trainer.worker is not None
         await trainer.worker.wait_handed(1)  # the nightly fit is in its child
         [pid] = trainer.worker.child_pids()
-        os.kill(pid, signal.SIGSTOP)  # held mid-fit
-        try:
+        async with held(pid):  # held mid-fit
             await served.aclose()  # the server stops
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # ended by the stop
-                os.kill(pid, signal.SIGCONT)
-        assert await asyncio.to_thread(exits_within, pid, BOUND), "the fit's child outlived it"
 
     assert problems(caplog) == []
     [run] = _runs(db)
@@ -150,17 +159,12 @@ async def test_a_retrain_waiting_behind_a_refresh_when_the_server_stops_is_recor
         await trainer.worker.wait_handed(1)  # the start's refresh (labels, no model) fits
         assert trainer.refresh_task is not None and not trainer.refresh_task.done()
         [pid] = trainer.worker.child_pids()
-        os.kill(pid, signal.SIGSTOP)  # held mid-fit, the fit lock with it
-        try:
+        async with held(pid):  # held mid-fit, the fit lock with it
             assert (await running.command("retrain", "U0ADMIN")).status == 200
             await running.rt.background.drain(BOUND)  # begun: its run recorded, its task made
             assert trainer.task is not None and not trainer.task.done()
             assert [r["status"] for r in _runs(db)] == ["running"]
             await served.aclose()  # the server stops
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # ended by the stop
-                os.kill(pid, signal.SIGCONT)
-        assert await asyncio.to_thread(exits_within, pid, BOUND), "the fit's child outlived it"
 
     assert problems(caplog) == []
     [run] = _runs(db)
