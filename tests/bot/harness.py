@@ -482,3 +482,15 @@ async def click_in_window(bot: Bot, user: str, view_id: str, label: str) -> None
     payload["actions"][0]["action_ts"] = bot.next_action_ts()
     assert (await bot.action(payload)).status == 200
     await bot.settled()
+
+
+async def one_posted(
+    fake: FakeSlack, tmp_path: Path, item_ids: Sequence[str], **changes: Any
+) -> AsyncIterator[Bot]:
+    """A bot on items ``item_ids`` ("text of i1"…): one posted (HITL_MAX_OPEN=1, with
+    ``changes``), the others waiting; what the labeling-window tests start from."""
+    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in item_ids])
+    settings = make_settings(fake, tmp_path, max_open=1, **changes)
+    async for running in start_bot(fake, settings):
+        assert await running.dispatcher.fill() == 1
+        yield running

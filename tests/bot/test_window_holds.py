@@ -15,7 +15,7 @@ from bot.sandbox import FakeSlack
 from bot.slack.holds import HOLD
 from bot.store import Store
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
+from tests.bot.harness import Bot, one_posted, open_window
 from tests.bot.harness import click_in_window as click
 from tests.bot.harness import window_item as shown
 from tests.bot.harness import window_labels as labels_shown
@@ -25,13 +25,9 @@ from tests.query_plans import query_plans
 ITEMS = ("i1", "i2", "i3", "i4", "i5")
 
 
-async def started(fake_slack: FakeSlack, tmp_path: Path, n: int = len(ITEMS), **changes):
+def started(fake_slack: FakeSlack, tmp_path: Path, n: int = len(ITEMS), **changes):
     """A bot with ``n`` items: one posted (HITL_MAX_OPEN=1), the others waiting."""
-    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in ITEMS[:n]])
-    settings = make_settings(fake_slack, tmp_path, max_open=1, **changes)
-    async for running in start_bot(fake_slack, settings):
-        assert await running.dispatcher.fill() == 1
-        yield running
+    return one_posted(fake_slack, tmp_path, ITEMS[:n], **changes)
 
 
 @pytest.fixture

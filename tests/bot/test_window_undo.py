@@ -14,7 +14,7 @@ from bot.sandbox import FakeSlack
 from bot.slack.blocks import UNDO_ACTION
 from bot.slack.holds import HOLD
 from tests import signing
-from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, one_posted, open_window, seed, start_bot
 from tests.bot.harness import click_in_window as click
 from tests.bot.harness import window_item as shown
 from tests.bot.harness import window_labels as labels_shown
@@ -25,12 +25,8 @@ from tests.fake_slack import CHANNEL
 ITEMS = ("i1", "i2", "i3", "i4")
 
 
-async def started(fake_slack: FakeSlack, tmp_path: Path, **changes):
-    seed(tmp_path / "hitl.db", [Item(i, f"text of {i}") for i in ITEMS])
-    settings = make_settings(fake_slack, tmp_path, max_open=1, **changes)
-    async for running in start_bot(fake_slack, settings):
-        assert await running.dispatcher.fill() == 1
-        yield running
+def started(fake_slack: FakeSlack, tmp_path: Path, **changes):
+    return one_posted(fake_slack, tmp_path, ITEMS, **changes)
 
 
 @pytest.fixture
