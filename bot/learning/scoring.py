@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from bot.learning.scoring_worker import (
 )
 from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import DatabaseError, Store, database_problem
-from bot.store.labelset import NotInForce, without
+from bot.store.labelset import NotInForce, top_in_force, without
 from model import selection
 
 logger = logging.getLogger(__name__)
@@ -992,3 +992,25 @@ def _pick(
         random_state=generator,
     )
     return [(pool[p.index], reason or p.reason) for p in picks]
+
+
+def guesses_in_force(
+    classifier: Any,
+    items: list[dict[str, Any]],
+    *,
+    strategy: str,
+    aliases: dict[str, str],
+    out: Any,
+    routes: dict[str, str],
+    settings: Settings,
+) -> Iterator[tuple[dict[str, Any], list[Any], str | None, float, str]]:
+    """In a worker thread: each of ``items`` as ``classifier`` guesses it, with its ranked
+    guesses in force (``without`` the labels out of the set), its top label in force and that
+    label's confidence, and the channel that label routes it to (``channel_for``): what the
+    dispatcher's gold draw (``judge_gold``) and the labeling window's (``judge_for_window``)
+    judge a gold question by. Pure: no database, no event loop."""
+    guessed = predict_texts(classifier, [item["text"] for item in items], strategy)
+    for item, (_, _, ranked, _) in zip(items, guessed, strict=True):
+        ranked = without(ranked or [], aliases, out)
+        label, confidence = top_in_force(ranked, aliases, out)
+        yield item, ranked, label, confidence, channel_for(routes, settings, label)

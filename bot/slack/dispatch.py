@@ -62,7 +62,7 @@ from bot.learning.scoring import (
     candidates,
     choose,
     fresh_window,
-    predict_texts,
+    guesses_in_force,
     score_pending,
     scorer_of,
 )
@@ -80,7 +80,6 @@ from bot.slack.questions import (
 )
 from bot.slack.redraw import Redrawer, channel_problem
 from bot.store import DatabaseError, database_problem
-from bot.store.labelset import top_in_force, without
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +181,17 @@ def judge_gold(
     caller's), and, for those before it that are not, the channel each goes to, or
     PASSED_OVER (``gold_passed_over``; never during the warm-up, ``young``, nor an item marked
     gold while it waited). Pure: no database, no event loop."""
-    guessed = predict_texts(classifier, [item["text"] for item in items], strategy)
     judged: dict[str, str] = {}
-    for item, (_, _, ranked, _) in zip(items, guessed, strict=True):
-        ranked = without(ranked or [], aliases, out)
-        label, confidence = top_in_force(ranked, aliases, out)
-        to = channel_for(routes, settings, label)
+    guesses = guesses_in_force(
+        classifier,
+        items,
+        strategy=strategy,
+        aliases=aliases,
+        out=out,
+        routes=routes,
+        settings=settings,
+    )
+    for item, ranked, label, confidence, to in guesses:
         if to != channel:
             judged[item["id"]] = to
             continue

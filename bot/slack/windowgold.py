@@ -37,9 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.labelset import channel_for, not_in_force, routes_in_force
-from bot.learning.scoring import predict_texts
+from bot.learning.scoring import guesses_in_force
 from bot.runtime import Runtime
-from bot.store.labelset import top_in_force, without
 
 GOLD_PAGE = 100  # gold items read (and guessed, in a worker thread) per page
 GOLD_DEPTH = 1_000  # gold items looked at, at most, for one drawing
@@ -104,12 +103,18 @@ def judge_for_window(
     """In a worker thread: guess ``items`` with ``classifier`` and return the first that goes
     to one of ``channels`` by its guess and whose guess is below HITL_THRESHOLD, with its
     ranked guesses (in force). Pure: no database, no event loop."""
-    guessed = predict_texts(classifier, [item["text"] for item in items], strategy)
     threshold = settings.threshold
-    for item, (_, _, ranked, _) in zip(items, guessed, strict=True):
-        ranked = without(ranked or [], aliases, out)
-        label, confidence = top_in_force(ranked, aliases, out)
-        if channel_for(routes, settings, label) not in channels:
+    guesses = guesses_in_force(
+        classifier,
+        items,
+        strategy=strategy,
+        aliases=aliases,
+        out=out,
+        routes=routes,
+        settings=settings,
+    )
+    for item, ranked, label, confidence, to in guesses:
+        if to not in channels:
             continue
         if label is not None and threshold is not None and confidence >= threshold:
             continue  # no waiting item the window serves shows a guess this sure

@@ -467,6 +467,7 @@ async def test_gold_the_model_is_unsure_of_is_asked_behind_any_number_it_is_sure
     the one model (a passed-over item is read past, not guessed again), and no draw guesses
     more than GOLD_DEPTH texts. Before, each draw looked at the same first 1,000 (GOLD_DEPTH),
     guessing them all again, and no gold question was ever asked."""
+    from bot.learning import scoring
     from bot.slack import dispatch
 
     world(tmp_path, n_gold=0, n_items=40)
@@ -480,7 +481,8 @@ async def test_gold_the_model_is_unsure_of_is_asked_behind_any_number_it_is_sure
         guessed.append(list(texts))
         return predict_texts(classifier, texts, strategy)
 
-    monkeypatch.setattr(dispatch, "predict_texts", counted)
+    # the dispatcher's gold draw guesses through scoring.guesses_in_force
+    monkeypatch.setattr(scoring, "predict_texts", counted)
     settings = make_settings(
         fake_slack, tmp_path, gold_rate=1.0, audit_rate=0.0, threshold=0.8, max_open=13,
         refresh_every=0,
