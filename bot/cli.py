@@ -1302,6 +1302,11 @@ def retrain_command(state: State, force: bool) -> None:
         gone = retrain.gone_under_a_server(settings)  # before the registry: it makes the folder
         if gone is not None:  # as the server's own /hitl retrain refuses (retrain.begin)
             raise click.ClickException(gone)
+        busy = retrain.busy_now(store, "cli")  # before the champion's load (seconds)
+        if busy is not None:  # one line, on stderr, exit 1
+            raise click.ClickException(
+                reports.terminal(lambda: reports.retrain_text(busy, timezone=settings.timezone))
+            )
         registry = retrain.registry_for(settings)
         champion = retrain.load_champion(registry)
         if champion is None:  # none in the folder, one in the database: as `hitl serve` does

@@ -105,13 +105,7 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
     server records its reason once it can: ``record_left``)."""
     marks = _ended_marks(store)
     ended: list[str] = []
-
-    def alive(held: str) -> bool | None:
-        if (store.path, held) in ENDED_OWNERS or _owner_key(held) in marks:
-            ended.append(held)
-            return False
-        return holder_alive(held)
-
+    alive = _holds_rule(store, marks, ended)
     holder = store.acquire_lock(
         LOCK,
         owner,
@@ -130,6 +124,32 @@ def take_lock(store: Store, owner: str, now: datetime, ttl: timedelta) -> str | 
             with contextlib.suppress(OSError):  # the lock is ``owner``'s: every mark is stale
                 mark.unlink()
     return holder
+
+
+def _holds_rule(
+    store: Store, marks: dict[str, tuple[Path, int]], ended: list[str]
+) -> Callable[[str], bool | None]:
+    """``take_lock``'s rule for whether a holder still holds the retrain lock: not one whose
+    retrain has ended (``ENDED_OWNERS``, ``marks``; appended to ``ended``), else while its
+    process runs (``holder_alive``)."""
+
+    def alive(held: str) -> bool | None:
+        if (store.path, held) in ENDED_OWNERS or _owner_key(held) in marks:
+            ended.append(held)
+            return False
+        return holder_alive(held)
+
+    return alive
+
+
+def busy_now(store: Store, triggered_by: str, now: datetime | None = None) -> Outcome | None:
+    """The "busy" outcome ``begin`` would give now, by ``take_lock``'s rule; None when the
+    retrain lock is free. One read, takes nothing: `hitl retrain` asks before it loads the
+    champion (seconds on a busy machine), so a refusal is at once; ``begin`` still decides."""
+    now = now or datetime.now(UTC)
+    alive = _holds_rule(store, _ended_marks(store), [])
+    holder = store.lock_holder(LOCK, iso_time(now), holder_alive=alive)
+    return None if holder is None else Outcome("busy", busy_reason(holder), triggered_by)
 
 
 # A retrain of another process whose end it could not record, as ``take_lock`` records it.

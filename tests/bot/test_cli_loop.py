@@ -280,6 +280,29 @@ def test_a_retrain_refused_while_another_runs_says_so_once(tmp_path: Path):
     assert busy.stderr.count("\n") == 1, busy.stderr
 
 
+def test_a_refused_retrain_does_not_load_the_champion_first(tmp_path: Path, monkeypatch):
+    # The refusal came after the champion's load: on a machine busy with the running
+    # retrain, 26 s to say "already running".
+    db = tmp_path / "hitl.db"
+    assert run(db, "import", str(labeled_file(tmp_path, "a"))).exit_code == 0
+    assert run(db, "retrain").exit_code == 0  # v1, the champion
+    loads: list[object] = []
+    load = retrain.load_champion
+    monkeypatch.setattr(retrain, "load_champion", lambda *a, **k: loads.append(a) or load(*a, **k))
+    with Store.open(db) as store:
+        settings = Settings(db=db)
+        plan = retrain.begin(
+            store, settings, retrain.registry_for(settings), triggered_by="x", force=True
+        )
+        busy = run(db, "retrain")
+        store.release_lock(retrain.LOCK, plan.owner)
+        store.finish_run(plan.run_id, "failed", {"status": "failed", "reason": "test"})
+    assert busy.exit_code == 1, busy.stdout
+    assert busy.stderr.startswith("Error: Not started: a retrain by x is already running (")
+    assert loads == []
+    assert run(db, "retrain").exit_code == 0 and loads  # free again: it loads
+
+
 def test_stats_counts_are_written_as_everywhere_else(tmp_path: Path):
     """`hitl stats` wrote "1234 pending" where import, retrain and /hitl queue write 1,234."""
     db = tmp_path / "hitl.db"
