@@ -1002,6 +1002,19 @@ def m048_delivery_bodies(db: Database) -> None:
     db.execute("ALTER TABLE deliveries ADD COLUMN body BLOB")
 
 
+@migrations(name="m049_items_status_label")
+def m049_items_status_label(db: Database) -> None:
+    # The scored items by status and predicted label, each label's in the order they are
+    # drawn (a partial index: a term ``predicted_label = ?`` implies its WHERE): the
+    # labeling window of a routed channel (``Store.next_in_channels``) reads the head of each
+    # label routed there, where it read the status index past every item routed elsewhere, on
+    # the event loop (a channel with nothing waiting: every waiting item, 0.3 s at 100k).
+    db.execute(
+        "CREATE INDEX items_status_label ON items(status, predicted_label, priority DESC)"
+        " WHERE predicted_label IS NOT NULL"
+    )
+
+
 KNOWN_MIGRATIONS = tuple(m.name for m in migrations._migrations)
 
 # The names shipped migrations had before they were renamed, and the name each has now. A

@@ -1677,6 +1677,8 @@ class QueueMixin:
             args += routed
         if not ours:
             return None
+        if only is None and routed_here and default_channel not in wanted:
+            return self._next_of_labels(user_id, routed_here, skip)
         # one item is looked up by its id; the next one along the status index
         items = "items" if only is not None else "items INDEXED BY items_status_priority"
         for status in ("queued", "new"):
@@ -1689,6 +1691,35 @@ class QueueMixin:
             ).fetchone()
             if row:
                 return row[0]
+        return None
+
+    def _next_of_labels(
+        self, user_id: str, labels: Sequence[str], skip: Sequence[str]
+    ) -> str | None:
+        """``_next_in_channels``' waiting item for channels only routes send items to: the
+        first, in the status index's order (queued before new), of the heads of ``labels``
+        (the predicted labels routed there), each read along m049's index from its label's
+        own items, past those in ``skip`` and those ``user_id`` answered. The status index
+        would be read past every item routed elsewhere: all the waiting items when none is
+        the channel's (0.3 s at 100k, on the event loop)."""
+        skip_marks = ",".join("?" * len(skip)) or "''"
+        for status in ("queued", "new"):
+            heads = [
+                row
+                for label in labels
+                if (
+                    row := self.db.execute(
+                        "SELECT id, priority, rowid FROM items INDEXED BY items_status_label"
+                        " WHERE status = ? AND predicted_label = ?"
+                        f" AND id NOT IN ({skip_marks})"
+                        f" AND {NOT_ANSWERED.format(item='items.id')}"
+                        " ORDER BY priority DESC, rowid LIMIT 1",
+                        [status, label, *skip, user_id],
+                    ).fetchone()
+                )
+            ]
+            if heads:  # priority DESC puts NULL last, then rowid
+                return min(heads, key=lambda r: (r[1] is None, -(r[1] or 0.0), r[2]))[0]
         return None
 
     def votes_in(self, item_ids: Collection[str]) -> dict[str, int]:

@@ -539,6 +539,7 @@ SHIPPED_DIGESTS = {
     "m046_delivery_keys": "ebbccd568a7cd2ce",
     "m047_delivery_restates": "887be881f458b06b",
     "m048_delivery_bodies": "c48ff1b4fd5fb073",
+    "m049_items_status_label": "23239d2a6d9bbb32",
 }
 
 
