@@ -195,7 +195,7 @@ class GoldMixin:
         if unanswered_by is not None:
             only += f" AND {NOT_ANSWERED.format(item='items.id')}"
             args.append(unanswered_by)
-        if item_id is not None:  # along the same index: the gold items are few
+        if item_id is not None:  # by its key, not along the index past every gold item
             only += " AND id = ?"
             args.append(item_id)
         kept = self.labels_not_in_force(configured).kept
@@ -206,8 +206,9 @@ class GoldMixin:
                 " AND coalesce(m.new, g.label) NOT IN (SELECT value FROM json_each(?)))"
             )
             args.append(json.dumps(sorted(kept)))
+        by_index = f" INDEXED BY {index}" if item_id is None else ""
         rows = self.db.execute(
-            f"SELECT id, text, priority, rowid, source FROM items INDEXED BY {index}"
+            f"SELECT id, text, priority, rowid, source FROM items{by_index}"
             f" WHERE status = 'gold' AND id NOT IN ({marks}){only}"
             " ORDER BY priority DESC, rowid LIMIT ?",
             [*args, limit],

@@ -164,3 +164,16 @@ def test_gold_every_is_one_in_round_one_over_the_rate(rate: float, every: int | 
     from bot.slack.windowgold import gold_every
 
     assert gold_every(rate) == every
+
+
+def test_the_gold_question_an_undo_reopened_is_looked_up_by_its_id(memory_store: Store):
+    """The gold question a window shows again (an Undo reopened it, a refused click's) is read
+    by its key, not along the status index past the gold items before it."""
+    store = memory_store
+    gold_rows(store, GOLD[:3])
+    plans = query_plans(store, lambda: store.gold_page(1, item_id="g2", unanswered_by="U1"))
+    [plan] = [" | ".join(lines) for sql, lines in plans if "status = 'gold'" in sql]
+    assert plan.startswith("SEARCH items USING INDEX sqlite_autoindex_items_1 (id=?)"), plan
+    assert "items_status_priority" not in plan, plan
+    assert [r["id"] for r in store.gold_page(1, item_id="g2", unanswered_by="U1")[0]] == ["g2"]
+    assert store.gold_page(1, item_id="i0", unanswered_by="U1")[0] == []  # not gold
