@@ -1005,7 +1005,20 @@ async def _answer(
             counted = result.is_counted and result.status != "closed"
             doing = f"the labeling window of {user_id} may not show the next item"
             offer = (item_id, result.label or "", decision) if undoable else None
-            await next_in_modal(rt, client, body, counted=counted, note=note, decided=offer)
+            repeat = False
+            if result.status in ("repeated", "unchanged", "duplicate"):
+                # The same answer again (a double click, Slack's retry) from a window drawn
+                # before the answer it repeats: its drawing, if it is the one Slack keeps
+                # (the first one's redraw refused or not there yet), counts that answer and
+                # offers its Undo, as the first click's would.
+                mine = rt.store.counted_answer(item_id, user_id)
+                repeat = mine is not None and mine[1] == "modal"
+                made = rt.store.resolution(item_id) if repeat else None
+                if mine is not None and made is not None and made["decided_by"] == mine[0]:
+                    offer = (item_id, made["label"], mine[0])
+            await next_in_modal(
+                rt, client, body, counted=counted, note=note, decided=offer, repeat=repeat
+            )
         elif note:
             # One try under a 429 (not slept out, twice, inside the call): the message, redrawn
             # meanwhile, says it is decided or gone; a note a minute late says it too late, and

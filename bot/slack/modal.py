@@ -517,6 +517,7 @@ async def next_in_modal(
     decided: Offer | None = None,
     undo_clicked: bool = False,
     taken_back: bool = False,
+    repeat: bool = False,
 ) -> None:
     """Redraw the modal on the person's next item, with ``note`` on top: what a message in the
     channel would say as an ephemeral note (a modal has no channel to put one in), such as an
@@ -530,7 +531,10 @@ async def next_in_modal(
     ephemeral note: ``decided`` (item, label), an answer that decided its item, whose Undo
     replaces the one offered; the offer rides in ``private_metadata`` through the redraws
     that follow until a click on it (``undo_clicked``) takes it away. ``taken_back``: the
-    Undo took back an answer this session counted (one less answered)."""
+    Undo took back an answer this session counted (one less answered). ``repeat``: the
+    click repeats an answer given in this window after the drawing it came from (a double
+    click, Slack's retry), which that drawing's count does not hold: counted in the drawing,
+    not again in the gold turns."""
     view: dict[str, Any] = body.get("view") or {}
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -538,7 +542,7 @@ async def next_in_modal(
         meta = {}
     if not isinstance(meta, dict):
         meta = {}
-    answered = int(meta.get("answered") or 0) + (1 if counted else 0)
+    answered = int(meta.get("answered") or 0) + (1 if counted or repeat else 0)
     if taken_back:
         answered = max(answered - 1, 0)
     shown = meta.get("item") if again and isinstance(meta.get("item"), str) else None

@@ -1812,6 +1812,16 @@ class QueueMixin:
             return None
         return winner
 
+    def counted_answer(self, item_id: str, user_id: str) -> tuple[int, str] | None:
+        """The person's latest answer of the item that counts (not an import's, not one too
+        late): its id and its source ('modal': given in a labeling window); None when none."""
+        row = self.db.execute(
+            "SELECT id, source FROM answers WHERE item_id = ? AND user_id = ?"
+            " AND source != 'import' AND late = 0 ORDER BY id DESC LIMIT 1",
+            [item_id, user_id],
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def _latest_answer(self, item_id: str, user_id: str) -> tuple[str | None, bool] | None:
         """The user's latest answer on the item: its label as it counts now (a renamed or
         merged label's successor, as the tally counts it: a click on the renamed button, or on

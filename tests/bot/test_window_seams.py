@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox import FakeSlack
+from bot.slack.blocks import decode_value
 from tests import signing
 from tests.bot.harness import Bot, Item, make_settings, open_window, seed, start_bot
 from tests.bot.harness import click_in_window as click
 from tests.bot.harness import window_item as shown
 from tests.bot.harness import window_labels as labels_shown
+from tests.bot.test_window_undo import undo_button
 
 
 @pytest.fixture
@@ -83,3 +85,34 @@ async def test_a_double_click_in_the_window_is_stored_once_and_warns_nobody(
     assert "1 answered in this session" in json.dumps(bot.fake.views[window]["blocks"])
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warned == []  # the old code: "after the answer on …: Slack said hash_conflict …"
+
+
+async def test_a_double_clicks_drawing_counts_the_answer_when_it_is_the_one_slack_keeps(bot: Bot):
+    """The first click's redraw did not land (Slack failed it; or, on a busy server, the
+    second click's redraw simply got there first): the second click's drawing, the one the
+    person then sees, came from the window as drawn before the answer. It showed "0 answered
+    in this session" and no Undo for the decision the first click made."""
+    window = await open_window(bot, "U0ANA")
+    item, label = shown(bot, window), labels_shown(bot, window)[0]
+    view = json.loads(json.dumps(bot.fake.views[window]))  # the drawing both clicks come from
+    [button] = [
+        e
+        for b in view["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and f'"l":{json.dumps(label)}' in e.get("value", "")
+    ]
+    bot.fake.fail("views.update", "internal_error")  # the first click's redraw is lost
+    for _ in range(2):
+        payload = signing.block_actions_payload(
+            "U0ANA", button["action_id"], button["value"], view=view
+        )
+        payload["actions"][0]["action_ts"] = bot.next_action_ts()
+        assert (await bot.action(payload)).status == 200
+        await bot.settled()
+
+    assert bot.store.db.execute("SELECT count(*) FROM answers").fetchone() == (1,)
+    assert shown(bot, window) not in (None, item)
+    drawn = json.dumps(bot.fake.views[window]["blocks"])
+    assert "1 answered in this session" in drawn  # the old code: 0
+    offer = undo_button(bot, window)  # the decision's Undo, as the first click's drawing has
+    assert offer is not None and decode_value(offer["value"])[0] == item
