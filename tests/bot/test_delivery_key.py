@@ -313,7 +313,7 @@ def test_a_backup_from_before_m046_restores_and_upgrades(tmp_path: Path):
     done = hitl(db, "restore", str(old))
     assert done.exit_code == 0, done.output
     with Store.open(db) as store:
-        assert store.schema_version()[-1] == KNOWN_MIGRATIONS[-1]
+        assert set(store.schema_version()) == set(KNOWN_MIGRATIONS)  # every one applied
         [(first, tried), (second, never)] = [(d["id"], d["key"]) for d in store.deliveries()]
     # the one that went out keeps its header; the one never tried gets a key of its own (its
     # id, 2, may have gone out already as the header of a delivery since deleted)
