@@ -112,16 +112,26 @@ ARMS = (
 # the whole unlabeled pool's gradient embeddings, (p - onehot(argmax p)) ⊗ x, x the fitted
 # model's own word + char TF-IDF row: uncertain (long gradients) and diverse (spread
 # directions) at once; the audit share stays uniform.
+# Ninth screen (issue 19): ``typi150``, TypiClust (Hacohen, Dekel & Weinshall 2022, "Active
+# Learning on a Budget"), the low-budget answer: typical items while fewer than 150 labels,
+# margin after. See ``typiclust``; the audit share stays uniform. ``probcover150``: ProbCover
+# (Yehuda et al. 2022, "Active Learning Through a Covering Lens") in its place, in the same
+# embedding: see ``probcover``.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
-    "badge",
+    "badge", "typi150", "probcover150",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
+TYPI_UNTIL = {"typi150": 150, "probcover150": 150}  # below this many labels; margin from it
+PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
+TYPI_DIMS = 100  # the pool's TF-IDF rows reduced to this many (TruncatedSVD) for k-means
+TYPI_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbours in the cluster
+TYPI_MIN_CLUSTER = 5  # clusters of at most this many items are never drawn from
 SPREAD_CANDIDATES = 100
 HYBRID_UNTIL = 150
 ALBL_EXPERTS = ("margin", "random")
@@ -235,9 +245,12 @@ def pick(
     albl: Albl | None = None,
     reasons: dict[int, str] | None = None,
     known: int = 0,
+    embedding: np.ndarray | None = None,
+    balls=None,
 ) -> list[int]:
     """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
-    item) and ``medoids`` (pool positions) serve the screened arms; ``model_round`` counts the
+    item), ``medoids`` (pool positions) and ``embedding`` (a row per pool item, see
+    ``typi_embedding``) serve the screened arms; ``model_round`` counts the
     rounds with a model (0 = the first model's). ``reasons`` (given) gets each pick's reason
     from ``select`` (``cold_start``, ``audit``, ``uncertain``; ``random`` for random picks)."""
     n = min(BATCH, len(unlabeled))
@@ -272,6 +285,8 @@ def pick(
         priorities = stochastic_priorities(proba, arm, rng)
     elif arm == "badge":
         priorities = badge_priorities(clf, proba, texts, n, rng)
+    elif arm in TYPI_UNTIL and len(labeled) < TYPI_UNTIL[arm]:
+        priorities = typi_priorities(proba, embedding, unlabeled, n, rng, cover=balls)
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
@@ -334,6 +349,122 @@ def badge_priorities(
             break
         chosen.append(int(rng.choice(len(a), p=closest / total)))
     priorities[chosen] = 2.0 + np.linspace(1.0, 0.0, len(chosen))  # drawn order first
+    return priorities
+
+
+def typi_embedding(texts: list[str], random_state: int) -> np.ndarray:
+    """TypiClust's feature space here: the pool's word TF-IDF rows (``_tfidf_rows``, as the
+    medoids and spread arms use) reduced to TYPI_DIMS by TruncatedSVD, rows L2-normalised."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.preprocessing import normalize
+
+    rows = _tfidf_rows(texts)
+    dims = min(TYPI_DIMS, rows.shape[1] - 1, rows.shape[0] - 1)
+    if dims < 1:
+        return normalize(rows.toarray())
+    return normalize(TruncatedSVD(dims, random_state=random_state).fit_transform(rows))
+
+
+def typiclust(
+    embedding: np.ndarray, labeled: np.ndarray, budget: int, random_state: int
+) -> list[int]:
+    """TypiClust's ``budget`` picks (Hacohen, Dekel & Weinshall 2022, as their code does it):
+    k-means of the whole pool (``labeled``: a mask over it) into |L| + budget clusters;
+    clusters of more than TYPI_MIN_CLUSTER items, fewest labeled first, then largest, each in
+    turn gives its most typical unlabeled item: typicality = 1 / mean Euclidean distance to its
+    min(TYPI_KNN, m // 2) nearest neighbours among the cluster's m unlabeled items. Pool
+    positions, in that order (shorter than ``budget`` only if the clusters run dry)."""
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(int(labeled.sum()) + budget, len(embedding))
+    clusters = KMeans(k, n_init=1, random_state=random_state).fit_predict(embedding)
+    sizes = np.bincount(clusters, minlength=k)
+    held = np.bincount(clusters[labeled], minlength=k)
+    ids = np.flatnonzero(sizes > TYPI_MIN_CLUSTER)
+    order = ids[np.lexsort((ids, -sizes[ids], held[ids]))]
+    free = ~labeled
+    picks: list[int] = []
+    for step in range(budget if len(order) else 0):
+        members = np.flatnonzero((clusters == order[step % len(order)]) & free)
+        if len(members) == 0:
+            continue
+        best = 0
+        if len(members) > 1:
+            nn = NearestNeighbors(n_neighbors=max(1, min(TYPI_KNN, len(members) // 2)))
+            distances, _ = nn.fit(embedding[members]).kneighbors()  # itself excluded
+            best = int(np.argmax(1.0 / (distances.mean(axis=1) + 1e-5)))
+        picks.append(int(members[best]))
+        free[members[best]] = False
+    return picks
+
+
+def probcover_balls(embedding: np.ndarray, n_classes: int, random_state: int):
+    """ProbCover's graph (Yehuda, Dekel, Hacohen & Weinshall 2022): item i's row marks the
+    items within delta of it (itself included). delta is the largest radius at which a
+    PROBCOVER_PURITY share of the balls hold one k-means cluster only (k = the classes): a
+    ball is pure while delta is below its centre's distance to the nearest item of another
+    cluster."""
+    from scipy.sparse import identity
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import pairwise_distances_chunked
+    from sklearn.neighbors import NearestNeighbors
+
+    clusters = KMeans(n_classes, n_init=1, random_state=random_state).fit_predict(embedding)
+    other = np.empty(len(embedding))
+    start = 0
+    for block in pairwise_distances_chunked(embedding):
+        rows = np.arange(start, start + len(block))
+        block[clusters[rows][:, None] == clusters[None, :]] = np.inf
+        other[rows] = block.min(axis=1)
+        start += len(block)
+    delta = float(np.quantile(other, 1.0 - PROBCOVER_PURITY))
+    delta = np.nextafter(delta, 0.0)  # strictly inside: that share of balls is pure
+    graph = NearestNeighbors(radius=delta).fit(embedding).radius_neighbors_graph()
+    return (graph + identity(len(embedding), format="csr")).astype(bool).tocsr()
+
+
+def probcover(balls, labeled: np.ndarray, budget: int, rng: np.random.Generator) -> list[int]:
+    """ProbCover's greedy max coverage: the items within delta of a labeled one are covered;
+    each pick is the unlabeled item whose ball holds the most uncovered items, and covers
+    them. Ties (whole counts: many) are drawn uniformly, not taken by position: a train file
+    can be sorted by label (banking77's is). Stops early once nothing is left to cover."""
+    covered = np.asarray(balls[np.flatnonzero(labeled)].sum(axis=0)).ravel() > 0
+    taken = labeled.copy()
+    picks: list[int] = []
+    for _ in range(budget):
+        gains = np.asarray(balls @ (~covered).astype(np.int64)).ravel()
+        gains[taken] = -1
+        top = gains.max()
+        if top <= 0:
+            break
+        best = int(rng.choice(np.flatnonzero(gains == top)))
+        picks.append(best)
+        taken[best] = True
+        covered[balls[best].indices] = True
+    return picks
+
+
+def typi_priorities(
+    proba: np.ndarray,
+    embedding: np.ndarray,
+    unlabeled: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    cover=None,
+) -> np.ndarray:
+    """Margin's priorities over ``unlabeled`` with TypiClust's ``k`` picks (ProbCover's, given
+    its ``cover`` graph) put first, in their order (``select`` fills its non-audit slots from
+    the top)."""
+    labeled = np.ones(len(embedding), dtype=bool)
+    labeled[unlabeled] = False
+    if cover is not None:
+        chosen = probcover(cover, labeled, k, rng)
+    else:
+        chosen = typiclust(embedding, labeled, k, int(rng.integers(2**31 - 1)))
+    priorities = 1.0 - margin(proba)
+    positions = np.searchsorted(unlabeled, chosen)  # unlabeled is sorted (flatnonzero)
+    priorities[positions] = 2.0 + np.linspace(1.0, 0.0, len(chosen))
     return priorities
 
 
@@ -407,6 +538,13 @@ def run_arm(
     if arm == "medoids":
         rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
         medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
+    embedding = None
+    if arm in TYPI_UNTIL:
+        rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
+        embedding = typi_embedding(pool_x, int(rng.integers(2**31 - 1)))
+    balls = None
+    if arm == "probcover150":
+        balls = probcover_balls(embedding, len(set(pool_y)), int(rng.integers(2**31 - 1)))
     n_classes = len(set(pool_y))  # the label set the team configured
     albl = Albl() if arm == "albl" else None
     labeled: list[int] = []
@@ -452,6 +590,8 @@ def run_arm(
             n_classes=n_classes,
             albl=albl,
             known=known,
+            embedding=embedding,
+            balls=balls,
         )
         model_rounds += clf is not None
         labeled += chosen

@@ -276,3 +276,104 @@ def test_badge_draws_k_means_plus_plus_seeds_over_the_explicit_gradient_embeddin
     assert len(picked) == 25 and {reasons[i] for i in picked} <= {"uncertain", "audit"}
     assert picked != le["pick"]("default", clf, pool[0], unlabeled, list(range(60)), None,
                                 np.random.default_rng([0, 1]))  # fmt: skip
+
+
+def blob(centre: np.ndarray, arms: int) -> np.ndarray:
+    """A centre and ``arms`` points at distance 1 from it along ± the first arms / 2 axes:
+    the centre is the blob's most typical point (mean distance 1 to its neighbours; an arm
+    point's nearest are √2 away, and the centre)."""
+    steps = np.concatenate([np.eye(len(centre))[: arms // 2], -np.eye(len(centre))[: arms // 2]])
+    return np.vstack([centre, centre + steps])
+
+
+def test_typiclust_takes_the_most_typical_item_of_the_largest_clusters_without_labels():
+    le = load_benchmark()
+    far = 100.0 * np.eye(14)[10:]  # four blob centres, far apart, off the arms' axes
+    blobs = [blob(far[0], 20), blob(far[1], 14), blob(far[2], 8), blob(far[3], 4)]
+    embedding = np.vstack(blobs)  # sizes 21, 15, 9, 5: positions 0, 21, 36, 45
+    labeled = np.zeros(len(embedding), dtype=bool)
+    labeled[[0, 1]] = True  # the largest blob's centre and one of its arms
+    # |L| + B = 4 clusters, the four blobs; the one holding labels is drawn from last, the
+    # 5-item one (at most TYPI_MIN_CLUSTER) never: the centres of the 15 and the 9
+    assert le["typiclust"](embedding, labeled, 2, 0) == [21, 36]
+    # with the 15-blob holding a label too, the 9 comes first, then of the two labeled the
+    # larger; there the labeled centre is no candidate: its 20 arms tie (each has its 10
+    # nearest at √2), the first is taken
+    labeled[[1, 21]] = [False, True]
+    assert le["typiclust"](embedding, labeled, 2, 0) == [36, 1]
+
+
+def test_typi150_asks_typiclusts_picks_below_150_labels_with_the_audit_share_then_margin(
+    tmp_path,
+):
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    embedding = le["typi_embedding"](pool[0], 0)
+    assert embedding.shape[0] == 300 and np.allclose(np.linalg.norm(embedding, axis=1), 1.0)
+
+    def picks(arm: str, n_labels: int) -> tuple[list[int], dict[int, str]]:
+        reasons: dict[int, str] = {}
+        chosen = le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                            np.random.default_rng([0, 1]), reasons=reasons,
+                            embedding=embedding)  # fmt: skip
+        return chosen, reasons
+
+    chosen, reasons = picks("typi150", 60)
+    uncertain = [i for i in chosen if reasons[i] == "uncertain"]
+    # TypiClust's draw with the k-means seed the arm takes first from its round's stream
+    labeled = np.zeros(300, dtype=bool)
+    labeled[:60] = True
+    seed = int(np.random.default_rng([0, 1]).integers(2**31 - 1))
+    typical = le["typiclust"](embedding, labeled, le["BATCH"], seed)
+    assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
+    assert 0 < len(uncertain) < 25 and set(uncertain) <= set(typical)
+    assert uncertain == [i for i in typical if i in uncertain]  # TypiClust's order kept
+    assert set(uncertain) != {i for i, r in picks("default", 60)[1].items() if r == "uncertain"}
+    assert picks("typi150", 150)[0] == picks("default", 150)[0]  # margin from 150 labels
+
+
+def test_probcover_takes_the_largest_radius_of_pure_balls_and_covers_greedily(tmp_path):
+    from scipy.sparse import csr_matrix
+
+    le = load_benchmark()
+    # two columns of 10 points 0.1 apart, 5 apart: every item is 5 from the other cluster, so
+    # delta is just under 5 and each ball is its whole column
+    embedding = np.array([[x, 0.1 * i] for x in (0.0, 5.0) for i in range(10)])
+    balls = le["probcover_balls"](embedding, 2, 0)
+    assert (balls.toarray() == np.kron(np.eye(2), np.ones((10, 10)))).all()
+    first, second = le["probcover"](balls, np.zeros(20, dtype=bool), 5, np.random.default_rng(0))
+    assert {first // 10, second // 10} == {0, 1}  # one item of each column, then all covered
+    # ties (here ten items whose balls cover 10) are drawn, not taken by position
+    draws = {le["probcover"](balls, np.zeros(20, dtype=bool), 1, np.random.default_rng(s))[0]
+             for s in range(20)}  # fmt: skip
+    assert len(draws) > 5
+
+    # the greedy: the ball holding the most uncovered items first, covered ones not counted
+    members = [{0, 1, 2, 3}, {0, 1}, {0, 2}, {0, 3}, {4, 5}, {4, 5, 6}, {5, 6}]
+    graph = csr_matrix(np.array([[j in m for j in range(7)] for m in members]))
+    rng = np.random.default_rng(0)
+    assert le["probcover"](graph, np.zeros(7, dtype=bool), 5, rng) == [0, 5]
+    labeled = np.zeros(7, dtype=bool)
+    labeled[1] = True  # covers 0 and 1: item 0's ball gains 2 now, item 5's 3
+    assert le["probcover"](graph, labeled, 5, rng) == [5, 0]
+
+    # in the loop: ProbCover's picks below 150 labels, the audit share uniform; margin after
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    embedding = le["typi_embedding"](pool[0], 0)
+    balls = le["probcover_balls"](embedding, len(set(pool[1])), 0)
+    labeled = np.zeros(300, dtype=bool)
+    labeled[:60] = True
+    covering = le["probcover"](balls, labeled, le["BATCH"], np.random.default_rng([0, 1]))
+
+    def picks(arm: str, n_labels: int) -> tuple[list[int], dict[int, str]]:
+        reasons: dict[int, str] = {}
+        chosen = le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                            np.random.default_rng([0, 1]), reasons=reasons,
+                            embedding=embedding, balls=balls)  # fmt: skip
+        return chosen, reasons
+
+    chosen, reasons = picks("probcover150", 60)
+    uncertain = [i for i in chosen if reasons[i] == "uncertain"]
+    assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
+    assert len(covering) > 5 and covering[0] in uncertain
+    assert uncertain[: len(covering)] == [i for i in covering if i in uncertain][: len(uncertain)]
+    assert picks("probcover150", 150)[0] == picks("default", 150)[0]
