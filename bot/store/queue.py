@@ -1536,8 +1536,9 @@ class QueueMixin:
     def _undone_by(self, item_id: str, user_id: str) -> str | None:
         """Whether ``item_id`` is open, taken back by ``user_id``'s Undo: their latest answer
         on it is their own undo (not one ``_reopen_answers`` gave them back). Open: its
-        question again, or back in the queue (the question had expired). Returns the item's
-        status then (None: not undone by them)."""
+        question again, or back in the queue (the question had expired, or it was decided in
+        the labeling window before it was posted: a gold question among the waiting gold
+        ones). Returns the item's status then (None: not undone by them)."""
         latest = self.db.execute(
             "SELECT a.source, a.dedupe_key, i.status FROM answers a JOIN items i"
             " ON i.id = a.item_id WHERE a.item_id = ? AND a.user_id = ? AND a.source != 'import'"
@@ -1548,7 +1549,7 @@ class QueueMixin:
             latest is not None
             and latest[0] == "undo"
             and str(latest[1]).startswith("undo:")
-            and latest[2] in ("posted", "new", "queued")
+            and latest[2] in ("posted", "new", "queued", "gold")  # gold: a gold question
         )
         return latest[2] if undone else None
 

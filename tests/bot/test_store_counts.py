@@ -273,6 +273,26 @@ def test_an_undo_of_a_decision_made_in_the_labeling_window_puts_the_item_back_in
         assert not drift(store)
 
 
+def test_a_second_click_on_the_undo_of_a_gold_question_decided_in_the_window_is_already_undone():
+    """A gold question decided in the labeling window before it was ever posted goes back to
+    the waiting gold questions when undone (status 'gold'). A second click on the same Undo
+    (a double click) was told "Too late to undo", not "Already undone", and the window's
+    drawing for it kept the undone answer in the session's count (shown when its redraw is
+    the one Slack keeps)."""
+    with Store.memory(clock=Clock()) as store:
+        store.add_gold([Row("g0", "text of g0", "a")])
+        assert store.record_answer("g0", "U1", "a", source="modal", dedupe_key="k1").status == (
+            "resolved"
+        )
+        since = "2025-01-01T00:00:00.000+00:00"
+        undone = store.undo_resolution("g0", "U1", since)
+        assert undone.label == "a" and not undone.reopened
+        assert store.get_item("g0")["status"] == "gold"  # waiting to be asked again
+        again = store.undo_resolution("g0", "U1", since)  # the same Undo clicked again
+        assert (again.refused, again.reopened) == ("undone", False)  # old code: "not_yours"
+        assert not drift(store)
+
+
 class StoreCounts(RuleBasedStateMachine):
     votes = 1
 
