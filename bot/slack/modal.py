@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import eventloop
 from bot.errors import SLACK_TOKEN_REFUSED, StoreError, slack_said
 from bot.labelset import routes_in_force
 from bot.runtime import Runtime, answer_lost, open_window, update_window
@@ -38,6 +39,7 @@ from bot.slack import blocks
 from bot.slack.holds import Holds
 from bot.slack.questions import build_question
 from bot.slack.windowgold import GoldTurns, gold_every, gold_for_window
+from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -756,12 +758,8 @@ async def _view(
     if gold is not None:
         item_id: str | None = gold.item_id
     else:
-        item_id = rt.store.next_in_channels(
-            user_id, channels, routes, rt.settings.channel, exclude=crowded, first=first
-        )
-        if item_id is None and crowded:  # only held items left: one of them, not nothing
-            item_id = rt.store.next_in_channels(user_id, channels, routes, rt.settings.channel)
-    holds.hold(user_id, item_id)
+        item_id = await _next_item(rt, user_id, channels, routes, holds, crowded, first)
+    holds.hold(user_id, item_id)  # no await since the item was checked: it is still so
     guessed = (gold.model_version, gold.ranked) if gold is not None else None
     question = build_question(rt.store, rt.settings, item_id, guessed=guessed) if item_id else None
     undo = blocks.modal_undo_block(*offer) if offer is not None else None
@@ -778,3 +776,69 @@ async def _view(
     # published again; views.update replaces the whole view, notify_on_close too: every redraw
     view.notify_on_close = True
     return view
+
+
+# How many times a window's next item is read in a worker thread when what was read is no
+# longer the one to show (``_next_item``); then it is read on the event loop.
+READS = 3
+
+
+def _lookup(
+    store: Store,
+    user_id: str,
+    channels: list[str],
+    routes: Mapping[str, str],
+    default_channel: str | None,
+    crowded: list[str],
+    first: str | None,
+) -> tuple[str | None, bool]:
+    """The window's next item (``first`` while it is one, held or not; else one outside
+    ``crowded``, the items other windows hold; when only held items are left, one of them,
+    not nothing), and whether it is one of those last (only held items left)."""
+    item = store.next_in_channels(
+        user_id, channels, routes, default_channel, exclude=crowded, first=first
+    )
+    if item is None and crowded:
+        return store.next_in_channels(user_id, channels, routes, default_channel), True
+    return item, False
+
+
+def _lookup_apart(store: Store, *args: Any) -> tuple[str | None, bool]:
+    """``_lookup`` on a connection of its own (``Store.apart``), for a worker thread."""
+    with store.apart() as own:
+        return _lookup(own, *args)
+
+
+async def _next_item(
+    rt: Runtime,
+    user_id: str,
+    channels: list[str],
+    routes: Mapping[str, str],
+    holds: Holds,
+    crowded: list[str],
+    first: str | None,
+) -> str | None:
+    """The item ``_view`` shows (``_lookup``), read in a worker thread on a connection of its
+    own: the lookup steps past every item the person answered that still waits for other
+    people's answers (HITL_VOTES > 1), 50-90 ms at 10,000 of them, on the event loop before.
+    What the thread read is checked here, by its key, with the holds of now: an item another
+    window was shown meanwhile, when it needs no more people (``Holds.crowded``), or one
+    decided, deleted or answered since (``Store.still_next``), is read again, leaving out the
+    items held now; after ``READS`` reads, on the event loop. An item read while only held
+    items were left is kept if the holds are the same now. With no file to open again (a
+    store in memory, a file lost or replaced) the lookup runs here, as it did."""
+    store, settings = rt.store, rt.settings
+    args = (user_id, channels, routes, settings.channel)
+    for _ in range(READS):
+        try:
+            item, only_held = await eventloop.to_thread(_lookup_apart, store, *args, crowded, first)
+        except StoreError:
+            break
+        if item is None:  # nothing left to this person, held or not
+            return None
+        now = holds.crowded(user_id, settings.votes, store.votes_in)
+        held_as_read = set(now) == set(crowded) if only_held else item == first or item not in now
+        if held_as_read and store.still_next(*args, item):
+            return item
+        crowded = now
+    return _lookup(store, *args, crowded, first)[0]

@@ -1637,6 +1637,22 @@ class QueueMixin:
                 return again
         return self._next_in_channels(user_id, channels, routes, default_channel, exclude)
 
+    def still_next(
+        self,
+        user_id: str,
+        channels: Collection[str],
+        routes: Mapping[str, str],
+        default_channel: str | None,
+        item_id: str,
+    ) -> bool:
+        """Whether ``item_id`` is still one ``next_in_channels`` may give ``user_id`` (held by
+        other windows or not): an open post of ``channels``, or a waiting item that would be
+        posted there, that they have not answered. Looked up by its key: the labeling window
+        checks on the event loop what its worker thread read (``bot.slack.modal``), in case
+        the item was decided, deleted or answered meanwhile."""
+        found = self._next_in_channels(user_id, channels, routes, default_channel, (), item_id)
+        return found == item_id
+
     def _next_in_channels(
         self,
         user_id: str,
