@@ -5,11 +5,15 @@ the champion leaves them, 20 labels), and holds what a busy team leaves beside i
 gold questions waiting, a closed post for every item (a channel's history), 50 people whose
 windows hold the 50 items first in line, one person who answered ``--answered`` of the waiting
 items under HITL_VOTES=3 (each still waits for two more), and one who answered as many gold
-questions. At each size it times, median of ``--repeat``, the calls a window drawing makes on
-the event loop (``bot.slack.modal._view``), the dispatcher's per-round move of reopened
+questions (10 more wait after those). At each size it times, median of ``--repeat``, the calls
+a window drawing makes (``bot.slack.modal._view``), the dispatcher's per-round move of reopened
 questions (``_move_reopened``) and an Undo's reopen, and counts what each reads (SQLite VM
 steps, from a progress handler): the ratio to the smallest size of the same run says whether a
-call grows with the items. Routes: l0 goes to #C2; #C3 is routed a label nothing waits for (a
+call grows with the items. The rows "loop's hold" run the window's own lookups as it draws
+(``bot.slack.modal._next_item``, ``bot.slack.windowgold.gold_for_window``) on an event loop:
+their time is the loop thread's CPU time (a worker thread's is not), their steps the loop's
+connection's; the store call of the row above them is what the loop held before those moved
+to a worker thread. Routes: l0 goes to #C2; #C3 is routed a label nothing waits for (a
 channel whose queue is empty, whose window says "Nothing left").
 
     python benchmarks/window_scale.py            # 10k, 100k, 1M items
@@ -19,21 +23,29 @@ channel whose queue is empty, whose window says "Nothing left").
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from _common import grow_backlog, machine, markdown_table
 
+from bot.config import Settings
+from bot.slack.holds import Holds
+from bot.slack.modal import _next_item
+from bot.slack.windowgold import gold_for_window
 from bot.store import Store
 
 LABELS = [f"l{i}" for i in range(20)]
 WORDS = [f"w{i}" for i in range(5_000)]
 ROUTES = {"l0": "C2", "nothing-waits": "C3"}
 HELD = 50
+GOLD_LEFT = 10  # gold questions after the --gold ones, for the person who answered those
 
 
 class Row:
@@ -54,7 +66,8 @@ def first_in_line(store: Store, status: str, n: int) -> list[str]:
 
 def seed(store: Store, start: int, stop: int, args: argparse.Namespace) -> None:
     """A closed post for each item ``start..stop-1``; at the first size, the gold questions and
-    the two people's answers (which do not grow with the items)."""
+    the two people's answers (which do not grow with the items); ``GOLD_LEFT`` gold questions
+    come after those the second person answered."""
     store.db.execute(
         "INSERT INTO posts (item_id, channel, ts, reason, posted_at, closed_at)"
         " SELECT id, 'C1', '1700000000.' || rowid, 'uncertain', created_at, created_at"
@@ -73,7 +86,8 @@ def seed(store: Store, start: int, stop: int, args: argparse.Namespace) -> None:
             )
     if start:
         return
-    store.add_gold([Row(f"gold{i}", f"gold text {i}", LABELS[i % 20]) for i in range(args.gold)])
+    gold = args.gold + GOLD_LEFT
+    store.add_gold([Row(f"gold{i}", f"gold text {i}", LABELS[i % 20]) for i in range(gold)])
     for i, item in enumerate(first_in_line(store, "gold", args.answered)):
         store.record_answer(
             item, "UGOLD", "l1", source="button", dedupe_key=f"g{i}", votes_needed=3
@@ -93,6 +107,24 @@ def read(store: Store, call) -> tuple[float, int]:
         t0 = time.perf_counter()
         call()
         return time.perf_counter() - t0, steps[0]
+    finally:
+        store.db.conn.set_progress_handler(None, 100)
+
+
+def loop_hold(store: Store, loop: asyncio.AbstractEventLoop, coro) -> tuple[float, int]:
+    """The loop thread's CPU seconds and the loop's connection's SQLite VM steps (in
+    hundreds) while ``loop`` runs ``coro`` (its worker threads' are not counted)."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    store.db.conn.set_progress_handler(count, 100)
+    try:
+        t0 = time.thread_time()
+        loop.run_until_complete(coro)
+        return time.thread_time() - t0, steps[0]
     finally:
         store.db.conn.set_progress_handler(None, 100)
 
@@ -135,6 +167,32 @@ def measure(store: Store, repeat: int) -> dict[str, tuple[float, int]]:
     for name, call in calls.items():
         runs = [read(store, call) for _ in range(repeat)]
         found[name] = (statistics.median(t for t, _ in runs), runs[0][1])
+    # the window's own lookups, as it draws them: in a worker thread, checked on the loop
+    settings = Settings(channel="C1", routes=ROUTES, votes=3)
+    rt = SimpleNamespace(store=store, settings=settings, model=None)
+    holds = Holds(lambda: datetime.now(UTC))
+    for i, item in enumerate(held):
+        holds.hold(f"UHOLD{i}", item)
+    crowded = holds.crowded("UHEAVY", settings.votes, store.votes_in)
+    drawings = {
+        "window, the person answered --answered waiting: loop's hold": lambda: _next_item(
+            rt, "UHEAVY", ["C1"], ROUTES, holds, crowded, None
+        ),
+        "gold turn, the person answered --answered gold: loop's hold": lambda: gold_for_window(
+            rt, "UGOLD", ["C1"], crowded
+        ),
+    }
+    loop = asyncio.new_event_loop()
+    try:
+        for name, draw in drawings.items():
+            runs = [loop_hold(store, loop, draw()) for _ in range(repeat)]
+            found[name] = (statistics.median(t for t, _ in runs), runs[0][1])
+    finally:
+        loop.close()
+    order = [*calls]  # each loop's hold after the store call it held the loop for before
+    for name in drawings:
+        order.insert(order.index(name.removesuffix(": loop's hold")) + 1, name)
+    found = {name: found[name] for name in order}
     runs = [read(store, lambda k=k: undo_one(store, k)) for k in range(repeat)]
     found["a click and its Undo (reopen)"] = (statistics.median(t for t, _ in runs), runs[0][1])
     return found
