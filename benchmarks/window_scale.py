@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,8 +96,10 @@ def seed(store: Store, start: int, stop: int, args: argparse.Namespace) -> None:
         )
 
 
-def read(store: Store, call) -> tuple[float, int]:
-    """Seconds and SQLite VM steps (in hundreds) of one ``call``."""
+@contextlib.contextmanager
+def vm_steps(store: Store) -> Iterator[list[int]]:
+    """The SQLite VM steps (in hundreds) run on ``store``'s connection inside the block, in
+    the one-element list it gives."""
     steps = [0]
 
     def count() -> int:
@@ -104,29 +108,26 @@ def read(store: Store, call) -> tuple[float, int]:
 
     store.db.conn.set_progress_handler(count, 100)
     try:
+        yield steps
+    finally:
+        store.db.conn.set_progress_handler(None, 100)
+
+
+def read(store: Store, call) -> tuple[float, int]:
+    """Seconds and SQLite VM steps (in hundreds) of one ``call``."""
+    with vm_steps(store) as steps:
         t0 = time.perf_counter()
         call()
         return time.perf_counter() - t0, steps[0]
-    finally:
-        store.db.conn.set_progress_handler(None, 100)
 
 
 def loop_hold(store: Store, loop: asyncio.AbstractEventLoop, coro) -> tuple[float, int]:
     """The loop thread's CPU seconds and the loop's connection's SQLite VM steps (in
     hundreds) while ``loop`` runs ``coro`` (its worker threads' are not counted)."""
-    steps = [0]
-
-    def count() -> int:
-        steps[0] += 1
-        return 0
-
-    store.db.conn.set_progress_handler(count, 100)
-    try:
+    with vm_steps(store) as steps:
         t0 = time.thread_time()
         loop.run_until_complete(coro)
         return time.thread_time() - t0, steps[0]
-    finally:
-        store.db.conn.set_progress_handler(None, 100)
 
 
 def undo_one(store: Store, k: int) -> None:
