@@ -40,7 +40,6 @@ defects (minutes; not for CI).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -68,6 +66,7 @@ from tests.bot.test_redraw_converge import undo_offers
 from tests.bot.test_retired_predictions import Keywords
 from tests.bot.test_webhooks import BASE, LOOPBACK, Receiver, serve_receiver
 from tests.fake_slack import CHANNEL, build_workspace
+from tests.machines import machine_settings, run_machine
 
 THRESHOLD = 0.9
 WORDS = ["refund", "crash", "close", "crash", "close", "charged"]  # the model's word per id
@@ -496,19 +495,8 @@ class ApiMachine(RuleBasedStateMachine):
 
 
 # HITL_API_MACHINE_HUNT=N: N examples of 30 steps, random (to look for defects, not in CI)
-HUNT = int(os.environ.get("HITL_API_MACHINE_HUNT", "0"))
-MACHINE_SETTINGS = settings(
-    max_examples=HUNT or 15,
-    stateful_step_count=30 if HUNT else 12,
-    deadline=None,
-    derandomize=not HUNT,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+MACHINE_SETTINGS = machine_settings(15, 12, hunt_env="HITL_API_MACHINE_HUNT", hunt_steps=30)
 
 
 def test_a_producer_is_told_what_it_was_promised_after_any_sequence():
-    ApiMachine.TestCase.settings = MACHINE_SETTINGS
-    ApiMachine.seen.clear()
-    ApiMachine.TestCase().runTest()
-    print(dict(ApiMachine.seen))
+    run_machine(ApiMachine, MACHINE_SETTINGS)

@@ -35,7 +35,6 @@ instead, to look for defects (minutes; not for CI): that is how the Undo defect
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -43,7 +42,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -68,6 +66,7 @@ from tests.bot.harness import (
 from tests.bot.test_gold import gold_rows
 from tests.bot.test_redraw_converge import expected, shown, undo_offers
 from tests.fake_slack import CHANNEL, build_workspace
+from tests.machines import machine_settings, run_machine
 
 PEOPLE = ["U0ANA", "U0RAJ", "U0LEE"]
 PERSON = st.sampled_from(PEOPLE)
@@ -526,19 +525,8 @@ class ServerMachine(RuleBasedStateMachine):
 
 
 # HITL_MACHINE_HUNT=N: N examples of 25 steps, random (to look for defects, not in CI)
-HUNT = int(os.environ.get("HITL_MACHINE_HUNT", "0"))
-MACHINE_SETTINGS = settings(
-    max_examples=HUNT or 16,
-    stateful_step_count=25 if HUNT else 14,
-    deadline=None,
-    derandomize=not HUNT,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+MACHINE_SETTINGS = machine_settings(16, 14, hunt_env="HITL_MACHINE_HUNT", hunt_steps=25)
 
 
 def test_the_server_s_surfaces_agree_with_the_store_after_any_sequence():
-    ServerMachine.TestCase.settings = MACHINE_SETTINGS
-    ServerMachine.seen.clear()
-    ServerMachine.TestCase().runTest()
-    print(dict(ServerMachine.seen))
+    run_machine(ServerMachine, MACHINE_SETTINGS)

@@ -21,13 +21,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bot.errors import StoreError
 from bot.store import Store
 from bot.store.reviews import ReviewRules
+from tests.machines import machine_settings, run_machine
 
 ITEMS = [f"i{n}" for n in range(4)]
 ITEM = st.sampled_from(ITEMS)
@@ -503,20 +503,12 @@ class StoreCountsThreeVotes(StoreCounts):
     votes = 3
 
 
-MACHINE_SETTINGS = settings(
-    max_examples=60,
-    stateful_step_count=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+MACHINE_SETTINGS = machine_settings(60, 25)
 
 
 @pytest.mark.parametrize("machine", [StoreCounts, StoreCountsThreeVotes], ids=["votes1", "votes3"])
 def test_derived_figures_match_the_rows_after_any_sequence(machine: type[StoreCounts]):
-    machine.TestCase.settings = MACHINE_SETTINGS
-    machine.TestCase().runTest()
+    run_machine(machine, MACHINE_SETTINGS)
 
 
 def change_label_set(

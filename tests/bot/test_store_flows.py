@@ -24,7 +24,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -36,6 +35,7 @@ from bot.store import Store
 from bot.store.erasure import LOST
 from bot.store.reviews import ReviewRules
 from tests.bot.test_store_counts import Clock, Row, change_label_set, drift, restate
+from tests.machines import machine_settings, run_machine
 
 ITEMS = [f"i{n}" for n in range(5)]
 ITEM = st.sampled_from(ITEMS)
@@ -576,14 +576,7 @@ class StoreFlows(RuleBasedStateMachine):
         assert not over, over  # gave up only after its attempts
 
 
-FLOW_SETTINGS = settings(
-    max_examples=50,
-    stateful_step_count=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FLOW_SETTINGS = machine_settings(50, 25)
 
 
 class StoreFlowsThreeVotes(StoreFlows):
@@ -594,7 +587,4 @@ class StoreFlowsThreeVotes(StoreFlows):
 def test_routing_the_window_gone_questions_erasure_and_webhooks_after_any_sequence(
     machine: type[StoreFlows],
 ):
-    machine.TestCase.settings = FLOW_SETTINGS
-    machine.seen.clear()
-    machine.TestCase().runTest()
-    print(dict(machine.seen))
+    run_machine(machine, FLOW_SETTINGS)
