@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from bot.demo import DemoOptions, load_data, running_demo
+from bot.demo.run import CHANNEL
 from bot.sandbox import ui
 from tests.e2e.test_sandbox_browser import CHROMIUM, CHROMIUM_ARGS, WAIT
 
@@ -34,12 +35,19 @@ async def test_a_page_left_open_after_the_demo_stopped_says_so_and_picks_up_agai
                 questions = page.locator("#messages article.message")
                 await expect(questions).to_have_count(demo.options.max_open, timeout=WAIT)
                 await expect(page.locator("#toast")).to_be_hidden()
+                await page.click("#open-home")  # App Home once, then back to the channel
+                home = page.locator("#home")
+                await expect(home).to_contain_text("This week you labeled", timeout=WAIT)
+                await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
             # The demo is gone: the page's next look (its long poll) and a click say so.
             toast = page.locator("#toast")
             await expect(toast).to_have_text(STOPPED, timeout=WAIT)
             await questions.first.locator("button[data-action-id^='hitl.q.label.']").first.click()
             await expect(toast).to_be_visible()
             await expect(toast).to_have_text(STOPPED)
+            # The person goes to App Home meanwhile: the old demo's Home is what the page has.
+            await page.click("#open-home")
+            await expect(home).to_contain_text("This week you labeled")
 
             # Started again on its port, the demo is picked up at the page's next look. Its
             # change counter starts afresh and may stand where the old one stopped (the same
@@ -60,6 +68,10 @@ async def test_a_page_left_open_after_the_demo_stopped_says_so_and_picks_up_agai
                 await page.evaluate(f"window.hitlSandbox.state().version = {demo.sandbox.version}")
                 await page.unroute("**/sandbox/state*")
                 await expect(toast).to_be_hidden(timeout=WAIT)
+                # The new demo was never told the Home tab is open: the page tells it again,
+                # not "Opening the app's Home…" until the person clicks Home once more.
+                await expect(home).to_contain_text("This week you labeled", timeout=WAIT)
+                await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
                 await expect(questions).to_have_count(0)  # the new demo's channel, not the old
         finally:
             await browser.close()

@@ -75,6 +75,9 @@
     if (!S.stopped) return;
     S.stopped = false;
     $("toast").hidden = true;
+    // A demo started again was never told the Home tab is open: it publishes no Home until
+    // it is (the page said "Opening the app's Home…" until the person clicked Home again).
+    if (S.place.kind === "home") post("/sandbox/home", {});
   }
 
   async function post(path, body) {
