@@ -592,3 +592,34 @@ async def test_enter_on_a_label_keeps_the_focus_among_the_questions(
     assert await page.evaluate(where) in (ts, next_ts)  # the redrawn one, or the next question
     await page.keyboard.press("Tab")
     assert await page.evaluate(where) == next_ts
+
+
+async def test_the_review_type_ahead_is_kept_for_the_submission(
+    demo: Demo, browser: BrowserContext, monkeypatch: pytest.MonkeyPatch
+):
+    """A label set too large to list in the review window (past blocks.VIEW_BUDGET, set low
+    here) decides with a type-ahead in an input block: its pick is sent with the submission,
+    as in Slack, not as a click the app does not handle (a 404, and no decision possible)."""
+    from bot.slack import blocks
+
+    monkeypatch.setattr(blocks, "VIEW_BUDGET", 0)
+    store = demo.rt.store
+    item_id = demo.rt.store.db.execute("SELECT id FROM items LIMIT 1").fetchone()[0]
+    page = await browser.new_page()
+    await open_channel(page, demo)
+    await page.evaluate(COUNT_POSTS, "/sandbox/action")
+    await page.fill("#composer", f"/hitl review {item_id}")
+    await page.press("#composer", "Enter")
+    modal = page.locator("#modal")
+    search = modal.locator("input[data-action-id='hitl.review.search']")
+    await expect(search).to_be_visible(timeout=WAIT)
+    await expect(modal.locator(".b-input-label")).to_have_text("Decision")
+    await search.fill("bill")
+    option = modal.locator(".ext-options button", has_text="billing")
+    await option.click(timeout=WAIT)
+    await expect(search).to_have_value("billing")
+    assert await page.evaluate("window.postsSent") == 0  # a pick in an input block sends nothing
+    await page.click("#modal-submit")
+    await expect(modal).to_contain_text("You decided 1 in this session", timeout=WAIT)
+    assert store.current_label(item_id) == "billing"
+    await expect(page.locator("#toast")).to_be_hidden()

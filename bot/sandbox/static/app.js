@@ -13,6 +13,7 @@
     state: null,
     poll: null,
     inputs: {}, // what the person chose in the open modal's input blocks: block_id -> action_id -> value
+    // (a type-ahead's: the option picked, its text and value)
     inputsFor: null, // the view (id and hash) those choices were made in
     drawn: {}, // part of the page -> the JSON it was last drawn from (redraw only what changed)
     returnFocus: null, // where the focus was before the modal opened
@@ -200,26 +201,33 @@
       return select;
     }
     if (element.type === "external_select") {
-      const list = el("div", { class: "ext-options", hidden: "" });
-      const input = el("input", { type: "text", placeholder: (element.placeholder || {}).text || "Search…",
-        "data-action-id": element.action_id });
-      async function suggest() {
-        const data = await post("/sandbox/options", Object.assign({
-          action_id: element.action_id, block_id: block.block_id, value: input.value,
-        }, where));
-        list.replaceChildren(...(data.options || []).map(function (o) {
-          return el("button", { type: "button", text: o.text.text, onclick: function () {
-            list.hidden = true; act(element, block, where, o.value);
-          } });
-        }));
-        list.hidden = false;
-      }
-      input.addEventListener("focus", suggest);
-      input.addEventListener("input", suggest);
-      return el("div", { class: "ext-select" }, [input, list]);
+      return typeahead(element, block, where, {}, function (o) { act(element, block, where, o.value); }).box;
     }
     if (element.type === "image") return el("img", { src: element.image_url, alt: element.alt_text, width: "64" });
     return el("span", { class: "unsupported", text: "[" + element.type + "]" });
+  }
+
+  // An external select: what is typed is sent as a block_suggestion, and a click on one of the
+  // options the app answered is handed to ``picked`` (a block_actions in a message or beside
+  // a view's blocks; in an input block, kept for the submission, as Slack does).
+  function typeahead(element, block, where, attrs, picked) {
+    const list = el("div", { class: "ext-options", hidden: "" });
+    const input = el("input", Object.assign({ type: "text", placeholder: (element.placeholder || {}).text || "Search…",
+      "data-action-id": element.action_id }, attrs));
+    async function suggest() {
+      const data = await post("/sandbox/options", Object.assign({
+        action_id: element.action_id, block_id: block.block_id, value: input.value,
+      }, where));
+      list.replaceChildren(...(data.options || []).map(function (o) {
+        return el("button", { type: "button", text: o.text.text, onclick: function () {
+          list.hidden = true; picked(o);
+        } });
+      }));
+      list.hidden = false;
+    }
+    input.addEventListener("focus", suggest);
+    input.addEventListener("input", suggest);
+    return { box: el("div", { class: "ext-select" }, [input, list]), input: input };
   }
 
   // A static select's options, or its option_groups as <optgroup>s (Slack takes one or the other).
@@ -253,14 +261,31 @@
       control = el(element.multiline ? "textarea" : "input", Object.assign({ class: "b-text",
         "data-action-id": element.action_id, placeholder: (element.placeholder || {}).text }, attrs));
       control.value = chosen !== undefined ? chosen : (element.initial_value || "");
+    } else if (element.type === "external_select") {
+      // Its pick is kept (in data-value, which the submission sends), not sent as a click: an
+      // input block's select sends nothing until the view is submitted, as in Slack.
+      const shown = function (o) {
+        found.input.dataset.value = o.value;
+        found.input.value = o.text.text;
+      };
+      const found = typeahead(element, block, where, attrs, function (o) {
+        S.inputs[block.block_id] = Object.assign(S.inputs[block.block_id] || {}, { [element.action_id]: o });
+        shown(o);
+      });
+      const kept = chosen !== undefined ? chosen : element.initial_option;
+      found.input.dataset.value = "";
+      if (kept) shown(kept);
+      control = found.box;
     } else {
       return el("div", { class: "b-input" }, [renderElement(element, block, where)]);
     }
-    const remember = function () {
-      S.inputs[block.block_id] = Object.assign(S.inputs[block.block_id] || {}, { [element.action_id]: control.value });
-    };
-    control.addEventListener("change", remember);
-    control.addEventListener("input", remember);
+    if (element.type !== "external_select") {
+      const remember = function () {
+        S.inputs[block.block_id] = Object.assign(S.inputs[block.block_id] || {}, { [element.action_id]: control.value });
+      };
+      control.addEventListener("change", remember);
+      control.addEventListener("input", remember);
+    }
     return el("div", { class: "b-input" + (error ? " has-error" : ""), "data-block-id": block.block_id }, [
       el("label", { class: "b-input-label", for: id, text: ((block.label || {}).text || "") +
         (block.optional ? " (optional)" : "") }),
@@ -275,7 +300,8 @@
     const values = {};
     document.querySelectorAll("#modal-body .b-input [data-action-id][data-block-id]").forEach(function (control) {
       const block = control.dataset.blockId;
-      values[block] = Object.assign(values[block] || {}, { [control.dataset.actionId]: control.value });
+      const value = control.dataset.value !== undefined ? control.dataset.value : control.value; // a type-ahead's pick
+      values[block] = Object.assign(values[block] || {}, { [control.dataset.actionId]: value });
     });
     return values;
   }
