@@ -117,6 +117,10 @@ async def test_a_person_answers_in_the_channel_and_the_labeling_window(
     # a code block in a quoted item shows its code, not the quote's ">" markers
     quoted_code = await page.evaluate("window.hitlSandbox.mrkdwn('>```\\n>a\\n>b\\n>```')")
     assert quoted_code == '<span class="quote"><pre>a\nb\n</pre></span>'
+    # an emoji shortcode shows as Slack draws it (the review window's ":warning: Decided by …"),
+    # not in code, and one Slack does not know stays as typed
+    emoji = await page.evaluate("window.hitlSandbox.mrkdwn(':warning: a `:x:` :nope: 10:30:45')")
+    assert emoji == "\u26a0\ufe0f a <code>:x:</code> :nope: 10:30:45"
     shot = ROOT / os.environ["SANDBOX_SCREENSHOT"] if "SANDBOX_SCREENSHOT" in os.environ else None
     await page.screenshot(path=shot or tmp_path / "sandbox.png")
 

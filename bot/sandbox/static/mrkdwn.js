@@ -15,6 +15,16 @@
     return html.replace(/&amp;(amp|lt|gt);/g, "&$1;");
   }
 
+  // Emoji shortcodes as Slack draws them (the app writes :warning:, people write the rest);
+  // one Slack does not know stays as typed, as in Slack.
+  const EMOJI = {
+    warning: "\u26a0\ufe0f", white_check_mark: "\u2705", heavy_check_mark: "\u2714\ufe0f",
+    x: "\u274c", tada: "\ud83c\udf89", eyes: "\ud83d\udc40", thumbsup: "\ud83d\udc4d",
+    "+1": "\ud83d\udc4d", thumbsdown: "\ud83d\udc4e", "-1": "\ud83d\udc4e",
+    smile: "\ud83d\ude04", slightly_smiling_face: "\ud83d\ude42", pray: "\ud83d\ude4f",
+    information_source: "\u2139\ufe0f", hourglass: "\u231b", rocket: "\ud83d\ude80",
+  };
+
   function render(text, names) {
     names = names || {};
     const stash = [];
@@ -49,6 +59,9 @@
     });
     html = html.replace(/&lt;!(here|channel|everyone)&gt;/g, function (_, who) {
       return keep('<span class="mention">@' + who + "</span>");
+    });
+    html = html.replace(/:([a-z0-9_+-]+):/g, function (code, name) {
+      return Object.prototype.hasOwnProperty.call(EMOJI, name) ? EMOJI[name] : code;
     });
     html = html.split("\n").map(function (line) {
       const quoted = /^\u0001 ?(.*)$/.exec(line);
