@@ -5,9 +5,11 @@ Also home to the helpers the other API test files import (`start_api`, `champion
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
@@ -60,9 +62,12 @@ async def start_api(
     settings = make_settings(
         fake, tmp_path, **{"api_token": TOKEN, "webhook_secret": WEBHOOK_SECRET, **changes}
     )
-    async for bot in start_bot(fake, settings):
-        bot.rt.champion = champion
-        yield bot
+    # closed with it: a caller's aclose() stops the server here, not when the garbage collector
+    # finds the inner generator (its loop closed by then: the server's cleanup never ran)
+    async with contextlib.aclosing(start_bot(fake, settings)) as bots:
+        async for bot in bots:
+            bot.rt.champion = champion
+            yield bot
 
 
 @pytest.fixture
@@ -82,6 +87,17 @@ def stored(bot: Bot) -> int:
 
 
 # -- auth --
+
+
+async def test_closing_start_api_stops_the_server_it_started(fake_slack: FakeSlack, tmp_path: Path):
+    """A caller that closes ``start_api`` (the API state machine's teardown) stops the server
+    then: its cleanup (the background tasks, the children, the store) runs on the loop still
+    open, not later from the garbage collector, whose loop is closed by then."""
+    served = start_api(fake_slack, tmp_path)
+    bot = await anext(served)
+    await served.aclose()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        bot.store.db.execute("select 1")
 
 
 async def test_api_without_a_token_set_answers_503_saying_how_to_turn_it_on(
