@@ -590,6 +590,7 @@ def init_app(
 
     app[STOPPED] = []
     app.cleanup_ctx.append(runtime_ctx)
+    app.cleanup_ctx.append(one_blas_thread)  # after the start: the libraries it loaded too
     app.on_cleanup.append(say_refusals_at_stop)  # after the requests, before the loop ends
     if not socket_mode:
         # In Socket Mode Slack never calls us over HTTP: no route, so nothing unsigned gets in.
@@ -611,6 +612,23 @@ DRAIN_SECONDS = 5.0
 # The background loops that stopped (by name): each should run as long as the server, and
 # outlives its own failures; one that ends all the same is said, and /healthz answers 503.
 STOPPED = web.AppKey("stopped_loops", list[str])
+
+
+async def one_blas_thread(_app: web.Application) -> AsyncIterator[None]:
+    """The server process's dense maths on one BLAS thread while it runs (each BLAS library
+    loaded by its start: numpy's, and scipy's with a champion), as every fit's
+    (``model.classifier.FIT_BLAS_THREADS``); the setting before it comes back at its stop.
+
+    A read in a worker thread multiplies matrices there (`/hitl stats`: the items each pair
+    of people share, a product of the items × people matrix, ``model.agreement``). numpy holds
+    the GIL through a product, and OpenBLAS's threads, when the machine's cores are busy,
+    wait for each other: on 2 busy cores, 2.4 s at a million items (30,000 decided by vote),
+    and the event loop waited for the GIL all that time; on one thread the product takes
+    1.5 ms (benchmarks/RESULTS.md, "Commands at a million items")."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def supervised(app: web.Application, task: asyncio.Task) -> asyncio.Task:
