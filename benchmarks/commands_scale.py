@@ -15,25 +15,22 @@ deletes, anonymise, import, restore) run once, in that order, after the reads.
 
     python benchmarks/commands_scale.py                    # 10k and 1M items (1M: ~10 min to seed)
     python benchmarks/commands_scale.py --dir D --keep     # keep the seeded databases in D
-    python benchmarks/commands_scale.py --quick            # 1k and 4k items: for the test suite
+    python benchmarks/commands_scale.py --quick            # 500, 2,000 items, no CLI: for the tests
 """
 
 from __future__ import annotations
 
-import random
-import sys
-import time
-from pathlib import Path
-
 import argparse
 import asyncio
-import contextlib
 import csv
-import os
+import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 from _common import ROOT, grow_backlog, machine, markdown_table
 from aiohttp.test_utils import TestClient, TestServer
@@ -47,7 +44,7 @@ from tests import signing
 LABELS = [f"l{i}" for i in range(20)]
 WORDS = [f"w{i}" for i in range(5_000)]
 PEOPLE = [f"U0P{i:02d}" for i in range(20)]
-GOLD = 200
+GOLD = 200  # at 10,000 items and more; 1 in 50 items below
 
 
 class Row:
@@ -70,36 +67,49 @@ def seed(db: Path, n: int) -> dict[str, float]:
     took = {"backlog": grow_backlog(db, 0, n, WORDS, LABELS)}
     rng = random.Random(n)
     t0 = time.perf_counter()
-    decided = max(300, n * 3 // 100)
+    decided = max(15, n * 3 // 100)
+    gold = min(GOLD, n // 50)
     with Store.open(db) as store:
         line = first_in_line(store, decided + n // 200 + n // 500)
         with store.unsynced():
-          for k, item in enumerate(line[:decided]):
-            label = LABELS[rng.randrange(18)]
-            two = rng.sample(PEOPLE, 2)
-            for j, user in enumerate(two):
-                store.record_answer(
-                    item, user, label if j == 0 or rng.random() < 0.85 else LABELS[(k + 1) % 18],
-                    source="button", dedupe_key=f"d{k}.{j}", votes_needed=2,
-                )
+            for k, item in enumerate(line[:decided]):
+                label = LABELS[rng.randrange(18)]
+                two = rng.sample(PEOPLE, 2)
+                for j, user in enumerate(two):
+                    store.record_answer(
+                        item,
+                        user,
+                        label if j == 0 or rng.random() < 0.85 else LABELS[(k + 1) % 18],
+                        source="button",
+                        dedupe_key=f"d{k}.{j}",
+                        votes_needed=2,
+                    )
         took["answers"] = time.perf_counter() - t0
         for item in line[decided : decided + n // 200]:
             store.set_aside(item, "skipped")
         for item in line[decided + n // 200 :]:
             store.flag_review(item, "low_agreement")
         store.db.conn.commit()
-        store.add_gold([Row(f"gold{i}", f"gold text {i} w{i}", LABELS[i % 18]) for i in range(GOLD)])
-        for i in range(GOLD // 2):
+    with Store.open(db) as store, store.unsynced():
+        store.add_gold(
+            [Row(f"gold{i}", f"gold text {i} w{i}", LABELS[i % 18]) for i in range(gold)]
+        )
+        for i in range(gold // 2):
             for user in PEOPLE[:5]:
                 store.record_answer(
-                    f"gold{i}", user, LABELS[(i + (user == PEOPLE[0])) % 18],
-                    source="button", dedupe_key=f"g{i}{user}", votes_needed=2,
+                    f"gold{i}",
+                    user,
+                    LABELS[(i + (user == PEOPLE[0])) % 18],
+                    source="button",
+                    dedupe_key=f"g{i}{user}",
+                    votes_needed=2,
                 )
         current = list(LABELS)
         for action, label, new in (("rename", "l18", "l18x"), ("retire", "l19", None)):
-            changed = store.change_label_set(action, label, new, current=current, user_id="cli:seed")
-            current = list(changed.labels) if hasattr(changed, "labels") else current
-        store.db.conn.commit()
+            changed = store.change_label_set(
+                action, label, new, current=current, user_id="cli:seed"
+            )
+            current = list(changed)
     from model import ModelRegistry, TextClassifier
 
     texts = [" ".join(rng.choices(WORDS[:400], k=8)) for _ in range(400)]
@@ -110,7 +120,6 @@ def seed(db: Path, n: int) -> dict[str, float]:
     registry.promote(meta.version)
     took["rest"] = time.perf_counter() - t0 - took["answers"]
     return took
-
 
 
 # --- the server's commands ---------------------------------------------------------------
@@ -195,7 +204,9 @@ async def timed(
         waited = time.monotonic() + 600
         while expect and len(ft.fake.calls_to(expect)) == before:
             if time.monotonic() > waited:
-                raise SystemExit(f"no {expect} in 600 s; the fake's last calls: {ft.fake.calls[-5:]}")
+                raise SystemExit(
+                    f"no {expect} in 600 s; the fake's last calls: {ft.fake.calls[-5:]}"
+                )
             await asyncio.sleep(TICK)  # a benchmark waiting on another thread, not a test
         await rt.background.drain(600)
         done = time.perf_counter() - t0
@@ -304,7 +315,14 @@ def cli_rows(db: Path, work: Path, n: int) -> dict[str, float]:
         "hitl export (jsonl)": ("export", "-o", str(out)),
         "hitl export --format csv": ("export", "--format", "csv", "-o", str(out)),
         "hitl export --answers": ("export", "--answers", "-o", str(out)),
-        "hitl export --answers --format csv": ("export", "--answers", "--format", "csv", "-o", str(out)),
+        "hitl export --answers --format csv": (
+            "export",
+            "--answers",
+            "--format",
+            "csv",
+            "-o",
+            str(out),
+        ),
         "hitl find w4999 --ids": ("find", "w4999", "--ids", "-q"),
         "hitl find '#77' --part --ids": ("find", "#77", "--part", "--ids", "-q"),
         "hitl labels show": ("labels", "show"),
@@ -331,12 +349,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1k and 4k items, 1 repeat")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 and 2,000 items, 1 repeat, no CLI rows"
+    )
+    parser.add_argument("--no-cli", action="store_true", help="the server's commands only")
     parser.add_argument("--dir", type=Path, help="where the databases go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="reuse and keep the seeded databases")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.repeat = [1_000, 4_000], 1
+        args.sizes, args.repeat, args.no_cli = [500, 2_000], 1, True
     print(machine(), flush=True)
     base = args.dir or Path(tempfile.mkdtemp(prefix="commands_scale."))
     base.mkdir(parents=True, exist_ok=True)
@@ -352,10 +373,13 @@ def main() -> None:
             db = work / "hitl.db"
             with Store.open(seeded) as store:
                 store.db.execute("VACUUM INTO ?", [str(db)])
-            shutil.copytree(seeded.with_name(seeded.name + ".models"), db.with_name("hitl.db.models"))
+            shutil.copytree(
+                seeded.with_name(seeded.name + ".models"), db.with_name("hitl.db.models")
+            )
             with FakeThread() as ft:
                 rows = asyncio.run(server_rows(db, ft, args.repeat))
-            rows.update({k: (v, v, None, None, None) for k, v in cli_rows(db, work, n).items()})
+            if not args.no_cli:
+                rows.update({k: (v, v, None, None, None) for k, v in cli_rows(db, work, n).items()})
             results[n] = rows
             for name, (acked, done, held, cpu, steps) in rows.items():
                 hold = (
@@ -373,14 +397,16 @@ def main() -> None:
     table = []
     for name, (_, done, held, _, steps) in results[large].items():
         first = results[small][name]
-        table.append([
-            name,
-            f"{first[1]:.3f}",
-            f"{done:.3f}",
-            f"{done / first[1]:.1f}",
-            "" if held is None else f"{first[2] * 1000:.0f} / {held * 1000:.0f}",
-            "" if steps is None else f"{first[4] * 100:,} / {steps * 100:,}",
-        ])
+        table.append(
+            [
+                name,
+                f"{first[1]:.3f}",
+                f"{done:.3f}",
+                f"{done / first[1]:.1f}",
+                "" if held is None else f"{first[2] * 1000:.0f} / {held * 1000:.0f}",
+                "" if steps is None else f"{first[4] * 100:,} / {steps * 100:,}",
+            ]
+        )
     head = [
         "command",
         f"{small:,}: s",
