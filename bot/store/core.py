@@ -688,7 +688,10 @@ class Store(
             " WHERE a.id IN (SELECT max(id) FROM answers WHERE item_id = l.item_id"
             " AND id <= l.decided_by GROUP BY user_id) AND a.label IS NOT NULL ORDER BY a.id) a),"
             " (SELECT g.label FROM gold g WHERE g.item_id = l.item_id)"
-            " FROM labels l JOIN items i ON i.id = l.item_id ORDER BY l.resolved_at, i.rowid"
+            # the labels drive (CROSS JOIN keeps them outer): SQLite chose to walk every item
+            # by its id for the join, 2.8 s at a million items for 26,000 labels
+            " FROM labels l CROSS JOIN items i ON i.id = l.item_id"
+            " ORDER BY l.resolved_at, i.rowid"
         )
         for row in cursor:
             if row[2] in retired:

@@ -132,6 +132,18 @@ def test_labeled_rows_become_import_answers_and_resolved_labels(memory_store: St
     assert memory_store.label_set() == ["billing"]
 
 
+def test_export_reads_the_labels_and_looks_their_items_up_not_every_item(memory_store: Store):
+    """`hitl export` at a million items with 26,000 labels walked every item by its id for the
+    join (2.8 s; read from the labels, 1.1 s): the items are looked up by the labels."""
+    rows = [R(f"i{n}", f"text {n}", "billing" if n % 50 == 0 else None) for n in range(2_000)]
+    memory_store.add_items(rows, "import")
+    plans = query_plans(memory_store, lambda: list(memory_store.iter_export()))
+    [plan] = [lines for sql, lines in plans if "FROM labels l" in sql]
+    assert plan[0] == "SCAN l" and plan[1].startswith("SEARCH i USING INDEX"), plan
+    exported = [row["id"] for row in memory_store.iter_export()]
+    assert exported == [f"i{n}" for n in range(0, 2_000, 50)]  # oldest resolution first
+
+
 def test_add_items_is_one_transaction(memory_store: Store):
     unstorable = object()  # fails when the answers are inserted, after the items
     with pytest.raises(sqlite3.Error):
