@@ -4,14 +4,16 @@ holds the server's event loop.
 Each size's database is seeded as a team leaves it: ``_common.grow_backlog``'s items, scored as
 a champion leaves them (20 labels); 3 % of them decided by two of 20 people each (HITL_VOTES=2,
 one in seven answers a different label, a split), 0.5 % set aside, 0.2 % sent to review; 200
-gold questions, 100 of them answered by five people; l18 renamed, l19 retired; a champion
-model beside it. The server's commands go through the real server's ``/slack/events`` (its
-app served in this process, on its loop; the fake Slack in a thread of its own), signed as
-Slack signs them: each row is the seconds to the HTTP answer and until every reply was sent,
-and the longest the event loop was held meanwhile (a probe coroutine's lag: Python's own work
-on the request, from parsing to the ack, included). The CLI's rows are ``hitl`` processes, as
-a person runs them (``hitl --version`` is the process alone). The writes (label changes,
-deletes, anonymise, import, restore) run once, in that order, after the reads.
+gold questions (1 in 50 items below 10,000), half of them answered by five people; l18 renamed,
+l19 retired; a champion model beside it. The server's commands go through the real server's
+``/slack/events`` (its app served in this process, on its loop; the fake Slack in a thread of
+its own), signed as Slack signs them: each row is the seconds to the HTTP answer and until every
+reply was sent, and the longest the event loop was held meanwhile (a probe coroutine's lag:
+Python's own work on the request, from parsing to the ack, included), and the SQLite VM steps
+run on the loop's own connection (``rt.store``; a worker thread's ``Store.apart`` is not
+counted). The CLI's rows are ``hitl`` processes, as a person runs them (``hitl --version`` is
+the process alone). The writes (label changes, deletes, anonymise, import, restore) run once, in
+that order, after the reads.
 
     python benchmarks/commands_scale.py                    # 10k and 1M items (1M: ~10 min to seed)
     python benchmarks/commands_scale.py --dir D --keep     # keep the seeded databases in D
