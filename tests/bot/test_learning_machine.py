@@ -16,7 +16,9 @@ server has settled and no fit runs:
 * `/healthz` and `/metrics` name the same champion, working model and model that asks and
   answers, the champion is the one the database and the models folder name, and the model
   that asks and answers is the working model when there is one, else the champion;
-* no model the gate rejected is the champion unless an admin rolled back to it;
+* no model the gate rejected is the champion unless an admin rolled back to it; a promotion
+  or a rollback ends the working model (the new champion asks and answers), a rejected
+  retrain leaves it in place;
 * never two fits at once (a refresh beside a refresh or a retrain);
 * each promoted version's report reached the report channel once;
 * each question posted since the last step comes from the model that asks (a question posted
@@ -27,7 +29,8 @@ its label, model label and ranked labels are labels of the set in force (never a
 or renamed or merged away); App Home and `/hitl accuracy` name the model `/healthz` names.
 
 Deterministic (``derandomize``; the runtime's clock moved by the test; a held fit is let go by
-the test, nothing sleeps): 8 examples of 10 steps. ``HITL_LEARN_MACHINE_HUNT=N`` runs N random
+the test, nothing sleeps): 8 examples of 8 steps, ~7 s of CPU (a retrain saves and loads its
+model file; every other example starts from a model). ``HITL_LEARN_MACHINE_HUNT=N`` runs N random
 examples of 20 steps instead, to look for defects (minutes; not for CI).
 """
 
@@ -44,14 +47,24 @@ from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from bot.eventloop import FastLaneEventLoop
 from bot.labelset import current_labels
 from bot.learning import retrain
 from bot.learning.jobs import REPORT_EVENT, Trainer, scheduled_retrain
+from bot.slack.blocks import decode_value
 from tests import signing
-from tests.bot.harness import Bot, Item, has_buttons, item_of, make_settings, seed, start_bot
+from tests.bot.harness import (
+    Bot,
+    Item,
+    has_buttons,
+    item_of,
+    make_settings,
+    seed,
+    seed_champion,
+    start_bot,
+)
 from tests.fake_slack import CHANNEL, build_workspace
 from tests.machines import machine_settings, run_machine
 
@@ -76,6 +89,22 @@ TO_ASK = [
     for n, label in enumerate(["billing", "bug", "how_to"] * 5)
 ][:14]
 TEXTS = st.sampled_from(["refund my card", "the app crashes", "how do I export", "hello"])
+
+
+MADE: dict[bool, Path] = {}
+
+
+def made(first: bool) -> Path:
+    """A folder with the database (the imported labels, the items to ask) and, when ``first``,
+    v1 in its models folder, fitted on the imported labels (no retrain made it: no report);
+    made once per process (a fit and a model file's save), copied by each example."""
+    if first not in MADE:
+        folder = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+        seed(folder / "hitl.db", LABELED + TO_ASK)
+        if first:
+            seed_champion(folder / "hitl.db", [i.text for i in LABELED], [i.label for i in LABELED])
+        MADE[first] = folder
+    return MADE[first]
 
 
 class HeldFits:
@@ -143,16 +172,18 @@ class LearningMachine(RuleBasedStateMachine):
         self.base = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
         self.offset = timedelta()
         self.rolled_back_to: set[int] = set()  # versions an admin made champion again
+        self.forced_to: set[int] = set()  # champions no retrain promoted
         self.names = 0  # fresh label names made (a name renamed away is never given again)
         self.posts_seen = 0  # question posts checked so far
-        self.bot: Bot = self.loop.run_until_complete(self._start())
-        self.worker: HeldFits = Trainer.of(self.bot.rt).worker
+        self.agen = None
 
     async def _start(self) -> Bot:
         self.fake = build_workspace()
         await self.fake.start()
         self.fake.join_channel(CHANNEL, "U0ANA")
-        seed(self.tmp / "hitl.db", LABELED + TO_ASK)
+        shutil.copytree(made(self.first), self.tmp, dirs_exist_ok=True)
+        if self.first:
+            self.forced_to.add(1)
         conf = make_settings(
             self.fake,
             self.tmp,
@@ -171,6 +202,8 @@ class LearningMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         async def stop() -> None:
+            if self.agen is None:
+                return
             self.worker.release()
             await self.agen.aclose()
             await self.fake.close()
@@ -216,7 +249,8 @@ class LearningMachine(RuleBasedStateMachine):
 
     def open_question(self) -> dict | None:
         posted = {
-            row[0] for row in self.bot.store.db.execute("SELECT id FROM items WHERE status = 'posted'")
+            row[0]
+            for row in self.bot.store.db.execute("SELECT id FROM items WHERE status = 'posted'")
         }
         for message in reversed(self.bot.posted()):
             if has_buttons(message) and item_of(message) in posted:
@@ -231,11 +265,12 @@ class LearningMachine(RuleBasedStateMachine):
         if message is None:
             return False
         shown = [
-            label
-            for label in self.labels()
-            if f'"{label}"' in json.dumps(message) or label in json.dumps(message)
+            decode_value(element["value"])[1]
+            for block in message["blocks"]
+            for element in block.get("elements", [])
+            if element.get("type") == "button" and ".label." in element["action_id"]
         ]
-        label = shown[pick % len(shown)] if shown else self.bot.first_label(message)
+        label = shown[pick % len(shown)]
         response = await self.bot.action(self.bot.button_payload(message, "U0ANA", label))
         assert response.status == 200
         await self.bot.settled()
@@ -269,15 +304,18 @@ class LearningMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
-    @initialize(first=st.booleans())
-    def start_from(self, first: bool):
-        """From no model, or after a first retrain (v1 on the imported labels)."""
-        if first:
-            self.do(self.say("retrain"))
-            self.do(self.fits_done())
+    @initialize(first=st.booleans(), answered=st.sampled_from([3, 0]))
+    def start(self, first: bool, answered: int):
+        """From no model, or (``first``) from v1, fitted on the imported labels (no retrain
+        made it: it has no report); then ``answered`` questions answered (3: a refresh)."""
+        self.first = first
+        self.bot: Bot = self.do(self._start())
+        self.worker: HeldFits = Trainer.of(self.bot.rt).worker
         self.seen["start with a model" if first else "start with none"] += 1
+        if answered:
+            self.answer(answered, 0)
 
-    @rule(n=st.integers(1, 3), pick=st.integers(0, 2))
+    @rule(n=st.sampled_from([3, 1]), pick=st.integers(0, 2))  # 3: a refresh due
     def answer(self, n: int, pick: int):
         async def go() -> None:
             for _ in range(n):
@@ -291,14 +329,21 @@ class LearningMachine(RuleBasedStateMachine):
 
     @rule(force=st.booleans(), nightly=st.booleans())
     def retrain(self, force: bool, nightly: bool):
+        rt = self.bot.rt
+        champion, working = rt.champion, rt.working
+
         async def go() -> None:
             if nightly:
-                await scheduled_retrain(self.bot.rt)
+                await scheduled_retrain(rt)
             else:
                 await self.say("retrain --force" if force else "retrain")
             await self.fits_done()
 
         self.do(go())
+        if rt.champion is not champion:  # promoted: it asks and answers, the working model ends
+            assert rt.working is None, (rt.champion.version, rt.working.version)
+        elif working is not None:  # rejected (or nothing new): the working model stays
+            assert rt.working is not None
         self.seen["nightly retrain" if nightly else f"retrain force={force}"] += 1
 
     @rule(op=st.sampled_from(["rename", "merge", "retire", "add"]), which=st.integers(0, 5))
@@ -317,6 +362,11 @@ class LearningMachine(RuleBasedStateMachine):
             self.worker.hold()
             if fit == "retrain":
                 await self.say("retrain --force")
+                task = self.trainer.task
+                if task is not None and not task.done():  # its labels read, the fit next
+                    arrived = asyncio.ensure_future(self.worker.arrived.wait())
+                    await asyncio.wait([arrived, task], return_when=asyncio.FIRST_COMPLETED)
+                    arrived.cancel()
             else:
                 for _ in range(4):
                     if self.worker.arrived.is_set() or not await self.answer_one(which):
@@ -374,7 +424,11 @@ class LearningMachine(RuleBasedStateMachine):
         force = " --force" if chosen.status == "rejected" else ""
         said = self.do(self.say(f"rollback {chosen.version}{force}"))
         assert f"Model v{chosen.version} is the champion again" in said, said
+        assert self.bot.rt.champion.version == chosen.version
+        assert self.bot.rt.working is None  # the rolled-back-to champion asks and answers
         self.rolled_back_to.add(chosen.version)
+        if chosen.status == "rejected":
+            self.forced_to.add(chosen.version)
         self.seen[f"rollback to a {chosen.status} version"] += 1
 
     @rule(hours=st.sampled_from([1, 9, 24]))
@@ -458,13 +512,18 @@ class LearningMachine(RuleBasedStateMachine):
             if any(h.get("status") == "champion" for h in v.history) or v.status == "champion"
         ]
         for version in promoted:
-            told = [r for r in reports if re.search(rf"\bv{version}\b.*promoted|promoted.*\bv{version}\b", r)]
-            assert len(told) == 1, (version, reports)
+            named = re.compile(rf"\bv{version}: promoted\b")
+            told = [r for r in reports if named.search(r)]
+            # a version made champion by a rollback (to a rejected one) has no promotion
+            # report, nor the first model, when an example starts from one
+            once = told == [] if version in self.forced_to else len(told) == 1
+            assert once, (version, reports)
 
+
+# HITL_LEARN_MACHINE_HUNT=N: N examples of 20 steps, random (to look for defects, not in CI);
+# read at import, as the suite's conftest takes HITL_* out of each test's environment
+MACHINE_SETTINGS = machine_settings(8, 8, hunt_env="HITL_LEARN_MACHINE_HUNT", hunt_steps=20)
 
 
 def test_the_learning_loop_keeps_its_promises():
-    run_machine(
-        LearningMachine,
-        machine_settings(8, 10, hunt_env="HITL_LEARN_MACHINE_HUNT", hunt_steps=20),
-    )
+    run_machine(LearningMachine, MACHINE_SETTINGS)
