@@ -4,12 +4,13 @@ server machine (tests/bot/test_server_machine.py) does not drive, the models tha
 ``LearningMachine`` starts ``init_app`` once per example (a fake Slack; 18 imported labels of
 three, 14 items to ask; HITL_REFRESH_EVERY=3; every item asked, HITL_THRESHOLD=1; fits in a
 worker the test can hold at its start, ``HeldFits``, which fits in a thread as the product's
-own thread fit does), from no model or after a first retrain, and then, in any order: people
+own thread fit does), from no model or from v1 fitted on the imported labels, after three
+answers (a refresh) or none, and then, in any order: people
 answer questions (signed clicks; every third label or so makes a refresh of the working model
 due), an admin retrains (`/hitl retrain`, forced or not) or the nightly job runs, an admin
 changes the label set (`/hitl labels rename/merge/retire/add`), also while a fit is under way
 (the fit held after it read its labels, the change made, the fit let go), rolls back to an
-earlier champion (`/hitl rollback`), time passes on the runtime's clock, a producer asks
+earlier champion or (`--force`) to a rejected one (`/hitl rollback`), time passes on the runtime's clock, a producer asks
 `/api/predict`, someone opens App Home or asks `/hitl accuracy`. After each step, once the
 server has settled and no fit runs:
 
