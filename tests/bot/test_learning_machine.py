@@ -10,8 +10,9 @@ answer questions (signed clicks; every third label or so makes a refresh of the 
 due), an admin retrains (`/hitl retrain`, forced or not) or the nightly job runs, an admin
 changes the label set (`/hitl labels rename/merge/retire/add`), also while a fit is under way
 (the fit held after it read its labels, the change made, the fit let go), rolls back to an
-earlier champion or (`--force`) to a rejected one (`/hitl rollback`), time passes on the runtime's clock, a producer asks
-`/api/predict`, someone opens App Home or asks `/hitl accuracy`. After each step, once the
+earlier champion or (`--force`) to a rejected one (`/hitl rollback`), time passes on the
+runtime's clock, a producer asks `/api/predict`, someone opens App Home or asks `/hitl
+accuracy`. After each step, once the
 server has settled and no fit runs:
 
 * `/healthz` and `/metrics` name the same champion, working model and model that asks and
