@@ -19,7 +19,7 @@ untimed, as the server's runs in a worker thread every second. Cells: one transa
 
     python benchmarks/walk_writes.py              # 1,000,000 items, 20 steps each way
     python benchmarks/walk_writes.py --sizes 10000 1000000
-    python benchmarks/walk_writes.py --quick      # 20,000 items, 6 steps each way: a few s
+    python benchmarks/walk_writes.py --quick      # 6,000 items (the steps' own), 6 steps each way
 """
 
 from __future__ import annotations
@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[1_000_000],
         metavar="N",
-        help="unlabeled items in the database, one database each (default 1000000; --quick: 20000)",
+        help="unlabeled items in the database, one database each (default 1000000; --quick: 6000)",
     )
     parser.add_argument("--steps", type=int, default=20, help="walk steps timed each way")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.steps = [20_000], 6
+        # the 6,000 items the 2 x 6 steps of 500 re-score: each step's items fresh, none more
+        args.sizes, args.steps = [2 * 6 * SCORE_CHUNK], 6
     if min(args.sizes) < 2 * args.steps * SCORE_CHUNK:
         parser.error(
             f"--sizes must be at least {2 * args.steps * SCORE_CHUNK:,} (the steps' items)"
