@@ -1295,6 +1295,12 @@ def retrain_command(state: State, force: bool) -> None:
     """
     import asyncio
 
+    # The new model's save imports skops.io, which looks for each of scipy.special's
+    # functions in every module imported before it, in import order (model/modelfile.py:
+    # _skops): imported before bot.learning's modules (scikit-learn's, scipy's), each look
+    # ends sooner, as in `hitl serve` (serve_command).
+    import scipy.special  # noqa: F401
+
     from bot.learning import reports, retrain
 
     with friendly_errors(), state.open_existing_store() as store:
