@@ -67,16 +67,18 @@ def test_running_out_of_memory_is_recorded_and_the_champion_stays(tmp_path: Path
     rng = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz "
     big = tmp_path / "big.jsonl"
-    # 100 labels × ~200,000 n-grams of random text: the model's coefficients and the
+    # 300 labels × ~83,000 n-grams of random text: the model's coefficients and the
     # optimizer's history need over a gigabyte at once (this fit still runs out under 1.5 GB).
     # Each text comes 4 times, so its n-grams are in at least two texts of every fold (from
     # 100 labels on, an n-gram in one text only is dropped, and with it nearly all of random
-    # text's): the first fold's fit runs out of memory
-    texts = ["".join(rng.choice(letters) for _ in range(1000)) for _ in range(100)]
+    # text's): the first fold's fit runs out of memory. Memory grows with labels × n-grams,
+    # CPU with the characters: 300 texts of 120 characters take ~1.2 s less of the starved
+    # retrain's CPU than the 100 of 1,000 it had (4.3 against 5.6 s), for more memory
+    texts = ["".join(rng.choice(letters) for _ in range(120)) for _ in range(300)]
     with big.open("w") as handle:
-        for n in range(400):
-            text = texts[n % 100]  # four items of one text
-            label = f"topic{n % 100}"
+        for n in range(1200):
+            text = texts[n % 300]  # four items of one text
+            label = f"topic{n % 300}"
             handle.write(json.dumps({"id": f"b{n}", "text": text, "label": label}) + "\n")
     # imported in this process too: only the retrain below needs an interpreter of its own
     imported = CliRunner().invoke(
