@@ -419,6 +419,7 @@ class QueueMixin:
             now = self.now()
             waited: list[int] = []  # changed items that waited for people (queued)
             left: list[int] = []  # and those left to the model whose label moves (auto)
+            moves: list[tuple[int, str | None, float]] = []
             for rowid, label, confidence, ranked, status in rows:
                 if ranked is None:
                     continue  # not scored yet, or its label is its model's first guess, in force
@@ -432,20 +433,35 @@ class QueueMixin:
                     # renamed, merged or retired: its producer was told a label no longer in
                     # force (README "Webhooks"), told the new one or that it waits for people
                     left.append(rowid)
-                self.db.execute(
-                    "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ?,"
-                    " status = CASE WHEN status = 'posted' THEN status"
-                    f" WHEN ? >= ? AND {UNANSWERED} THEN 'auto' ELSE 'queued' END WHERE rowid = ?",
-                    [new_label, new_confidence, now, new_confidence, threshold, rowid],
-                )
-                changed += 1
-                if changed == 1:
-                    self._statuses_made_under(threshold)
-                if changed >= max_changes and last is not None:
+                moves.append((rowid, new_label, new_confidence))
+                if len(moves) >= max_changes and last is not None:
                     last = rowid
                     break
+            if moves:
+                self._restate_rows(moves, threshold, now)
+                changed = len(moves)
             self._queue_restated(waited, left, now)  # a statement or two a step
         return changed, last
+
+    def _restate_rows(
+        self, moves: list[tuple[int, str | None, float]], threshold: float, now: str
+    ) -> None:
+        """A restate step's writes (``restate_predictions``): each of ``moves`` (rowid, label,
+        confidence) gets its label and confidence in one statement, and a status in a second,
+        for the few whose status moves: ``auto`` at or above ``threshold`` when nobody has
+        answered it, else ``queued`` (``posted`` kept). Only the status's statement touches
+        the indexes on the status (four of them); a rename or merge moves none of those."""
+        self.db.conn.executemany(  # bound, as stored: a confidence read back compares equal
+            "UPDATE items SET predicted_label = ?, confidence = ?, updated_at = ? WHERE rowid = ?",
+            [(label, confidence, now, rowid) for rowid, label, confidence in moves],
+        )
+        made = f"CASE WHEN confidence >= ? AND {UNANSWERED} THEN 'auto' ELSE 'queued' END"
+        self.db.execute(
+            f"UPDATE items SET status = {made} WHERE rowid IN (SELECT value FROM json_each(?))"
+            f" AND status != 'posted' AND status IS NOT {made}",
+            [threshold, json.dumps([rowid for rowid, _, _ in moves]), threshold],
+        )
+        self._statuses_made_under(threshold)
 
     def rethreshold_step(self, after: int, limit: int, threshold: float) -> tuple[int, int | None]:
         """One bounded step of the pass that puts the waiting items' statuses under
