@@ -18,6 +18,7 @@ that order, after the reads.
     python benchmarks/commands_scale.py                    # 10k and 1M items (1M: ~10 min to seed)
     python benchmarks/commands_scale.py --dir D --keep     # keep the seeded databases in D
     python benchmarks/commands_scale.py --quick            # 500, 2,000 items, no CLI: for the tests
+    python benchmarks/commands_scale.py --only 'review|labels (rename|merge|retire)'  # those rows
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import csv
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from _common import ROOT, grow_backlog, machine, markdown_table
 from aiohttp.test_utils import TestClient, TestServer
@@ -47,6 +50,7 @@ LABELS = [f"l{i}" for i in range(20)]
 WORDS = [f"w{i}" for i in range(5_000)]
 PEOPLE = [f"U0P{i:02d}" for i in range(20)]
 GOLD = 200  # at 10,000 items and more; 1 in 50 items below
+T = TypeVar("T")
 
 
 class Row:
@@ -122,6 +126,11 @@ def seed(db: Path, n: int) -> dict[str, float]:
     registry.promote(meta.version)
     took["rest"] = time.perf_counter() - t0 - took["answers"]
     return took
+
+
+def chosen(rows: dict[str, T], only: re.Pattern[str] | None) -> dict[str, T]:
+    """The rows whose name ``only`` finds (all without it), in order."""
+    return {name: row for name, row in rows.items() if only is None or only.search(name)}
 
 
 # --- the server's commands ---------------------------------------------------------------
@@ -236,7 +245,9 @@ def home(client: TestClient, user: str):
     return send
 
 
-async def server_rows(db: Path, ft: FakeThread, repeat: int) -> dict[str, tuple]:
+async def server_rows(
+    db: Path, ft: FakeThread, repeat: int, only: re.Pattern[str] | None = None
+) -> dict[str, tuple]:
     with Store.open(db) as store:
         labels = store.stored_labels()
         reviewed = store.db.execute("SELECT item_id FROM reviews LIMIT 1").fetchone()[0]
@@ -259,7 +270,7 @@ async def server_rows(db: Path, ft: FakeThread, repeat: int) -> dict[str, tuple]
     }
     found = {}
     try:
-        for name, send in reads.items():
+        for name, send in chosen(reads, only).items():
             send, expect = send if isinstance(send, tuple) else (send, None)
             runs = [await timed(rt, ft, send, expect) for _ in range(repeat)]
             found[name] = tuple(statistics.median(r[i] for r in runs) for i in range(5))
@@ -268,7 +279,7 @@ async def server_rows(db: Path, ft: FakeThread, repeat: int) -> dict[str, tuple]
             "/hitl labels rename l5 l5r": command(client, ft, "labels rename l5 l5r", ADMIN),
             "/hitl labels merge l5r l6": command(client, ft, "labels merge l5r l6", ADMIN),
         }
-        for name, send in changes.items():
+        for name, send in chosen(changes, only).items():
             found[name] = await timed(rt, ft, send)
     finally:
         await client.close()
@@ -298,7 +309,7 @@ def hitl(db: Path, *args: str, stdin: str | None = None) -> float:
     return took
 
 
-def cli_rows(db: Path, work: Path, n: int) -> dict[str, float]:
+def cli_rows(db: Path, work: Path, n: int, only: re.Pattern[str] | None = None) -> dict[str, float]:
     with Store.open(db) as store:
         queued = first_in_line(store, 1_001)
     rows = [(f"new{i}", " ".join(random.Random(i).choices(WORDS, k=12))) for i in range(10_000)]
@@ -338,7 +349,7 @@ def cli_rows(db: Path, work: Path, n: int) -> dict[str, float]:
         "hitl restore (the backup)": ("restore", str(backup)),
     }
     found = {}
-    for name, args in calls.items():
+    for name, args in chosen(calls, only).items():
         stdin = "\n".join(queued[1:]) + "\n" if "1,000" in name else None
         found[name] = hitl(db, *args, stdin=stdin)
     return found
@@ -357,6 +368,9 @@ def main() -> None:
     parser.add_argument("--no-cli", action="store_true", help="the server's commands only")
     parser.add_argument("--dir", type=Path, help="where the databases go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="reuse and keep the seeded databases")
+    parser.add_argument(
+        "--only", type=re.compile, help="the rows whose name this regular expression finds"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeat, args.no_cli = [500, 2_000], 1, True
@@ -379,9 +393,10 @@ def main() -> None:
                 seeded.with_name(seeded.name + ".models"), db.with_name("hitl.db.models")
             )
             with FakeThread() as ft:
-                rows = asyncio.run(server_rows(db, ft, args.repeat))
+                rows = asyncio.run(server_rows(db, ft, args.repeat, args.only))
             if not args.no_cli:
-                rows.update({k: (v, v, None, None, None) for k, v in cli_rows(db, work, n).items()})
+                cli = cli_rows(db, work, n, args.only)
+                rows.update({k: (v, v, None, None, None) for k, v in cli.items()})
             results[n] = rows
             for name, (acked, done, held, cpu, steps) in rows.items():
                 hold = (
@@ -395,7 +410,7 @@ def main() -> None:
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
-    small, *_, large = args.sizes
+    small, large = args.sizes[0], args.sizes[-1]
     table = []
     for name, (_, done, held, _, steps) in results[large].items():
         first = results[small][name]
