@@ -73,6 +73,30 @@ def test_a_champion_is_found_from_its_metadata_without_importing_scikit_learn(tm
     assert done.stdout.split(maxsplit=1) == ["True", "[]\n"]
 
 
+def hitl_imports(
+    tmp_path: Path, command: str, module: str, before: str = ""
+) -> subprocess.CompletedProcess:
+    """`hitl --db tmp_path/hitl.db command` in a process of its own, with no Slack or HITL
+    settings (``before`` run first); it prints, at its exit, which of scipy.special and
+    ``module`` it imported, in import order."""
+    code = (
+        f"import atexit, sys\n{before}"
+        "atexit.register(lambda: print([m for m in sys.modules if m in ('scipy.special',"
+        f" {module!r})]))\n"
+        "from bot.cli import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return subprocess.run(
+        [sys.executable, "-c", code, "--db", str(tmp_path / "hitl.db"), command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
 def test_a_server_with_a_champion_imports_scipy_special_before_its_own_modules(tmp_path: Path):
     """Loading the champion imports skops.io, which looks for each of scipy.special's few
     hundred functions in every module imported before scipy.special, one after the other
@@ -87,23 +111,11 @@ def test_a_server_with_a_champion_imports_scipy_special_before_its_own_modules(t
     clf = TextClassifier().fit(["red car", "blue sky", "red sun", "blue sea"], list("xyxy"))
     registry.save(clf, n_train=4)
     registry.promote(1)
-    code = (
-        "import atexit, sys\n"
-        "from bot.learning import children\n"
-        "children.CHILD_PRELOAD = ()\n"
-        "atexit.register(lambda: print([m for m in sys.modules if m in ('scipy.special',"
-        " 'bot.server')]))\n"
-        "from bot.cli import main\n"
-        "main()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run(
-        [sys.executable, "-c", code, "--db", str(tmp_path / "hitl.db"), "serve"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
+    done = hitl_imports(
+        tmp_path,
+        "serve",
+        "bot.server",
+        "from bot.learning import children\nchildren.CHILD_PRELOAD = ()\n",
     )
     assert done.returncode == 1, done.stderr
     assert "SLACK_BOT_TOKEN" in done.stderr  # refused, after the imports
@@ -119,22 +131,7 @@ def test_hitl_retrain_imports_scipy_special_before_the_retrain_s_modules(tmp_pat
     from tests.bot.harness import Item, seed
 
     seed(tmp_path / "hitl.db", [Item("i0", "an unlabeled text")])
-    code = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print([m for m in sys.modules if m in ('scipy.special',"
-        " 'bot.learning.retrain')]))\n"
-        "from bot.cli import main\n"
-        "main()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "HITL_"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run(
-        [sys.executable, "-c", code, "--db", str(tmp_path / "hitl.db"), "retrain"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    done = hitl_imports(tmp_path, "retrain", "bot.learning.retrain")
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "['scipy.special', 'bot.learning.retrain']"
 
