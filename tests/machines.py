@@ -3,7 +3,12 @@ random hunt when asked) and how each is run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine
@@ -35,3 +40,15 @@ def run_machine(machine: type[RuleBasedStateMachine], at: settings) -> None:
     machine.TestCase().runTest()
     if seen is not None:
         print(dict(seen))
+
+
+def end_machine(
+    loop: asyncio.AbstractEventLoop, tmp: Path, stop: Coroutine[Any, Any, None]
+) -> None:
+    """A machine's teardown: ``stop`` (its server's, its fake Slack's) run on its loop, then
+    the loop closed and its folder removed, whatever ``stop`` raised."""
+    try:
+        loop.run_until_complete(stop)
+    finally:
+        loop.close()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -40,7 +40,6 @@ defects (minutes; not for CI).
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections import Counter
 from datetime import datetime, timedelta
@@ -66,7 +65,7 @@ from tests.bot.test_redraw_converge import undo_offers
 from tests.bot.test_retired_predictions import Keywords
 from tests.bot.test_webhooks import BASE, LOOPBACK, Receiver, serve_receiver
 from tests.fake_slack import CHANNEL, build_workspace
-from tests.machines import machine_settings, run_machine
+from tests.machines import end_machine, machine_settings, run_machine
 
 THRESHOLD = 0.9
 WORDS = ["refund", "crash", "close", "crash", "close", "charged"]  # the model's word per id
@@ -143,11 +142,7 @@ class ApiMachine(RuleBasedStateMachine):
             await self.hooks.aclose()
             await self.fake.close()
 
-        try:
-            self.loop.run_until_complete(stop())
-        finally:
-            self.loop.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        end_machine(self.loop, self.tmp, stop())
 
     def do(self, coro):
         return self.loop.run_until_complete(coro)

@@ -68,7 +68,7 @@ from tests.bot.harness import (
     start_bot,
 )
 from tests.fake_slack import CHANNEL, build_workspace
-from tests.machines import machine_settings, run_machine
+from tests.machines import end_machine, machine_settings, run_machine
 
 # each retrain's learning curve remembered by its arguments (tests/bot/conftest.py)
 pytestmark = pytest.mark.usefixtures("remembered_curves")
@@ -210,11 +210,7 @@ class LearningMachine(RuleBasedStateMachine):
             await self.agen.aclose()
             await self.fake.close()
 
-        try:
-            self.loop.run_until_complete(stop())
-        finally:
-            self.loop.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        end_machine(self.loop, self.tmp, stop())
 
     def do(self, coro):  # noqa: ANN001, ANN201
         return self.loop.run_until_complete(coro)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -66,7 +65,7 @@ from tests.bot.harness import (
 from tests.bot.test_gold import gold_rows
 from tests.bot.test_redraw_converge import expected, shown, undo_offers
 from tests.fake_slack import CHANNEL, build_workspace
-from tests.machines import machine_settings, run_machine
+from tests.machines import end_machine, machine_settings, run_machine
 
 PEOPLE = ["U0ANA", "U0RAJ", "U0LEE"]
 PERSON = st.sampled_from(PEOPLE)
@@ -124,11 +123,7 @@ class ServerMachine(RuleBasedStateMachine):
             await self.agen.aclose()
             await self.fake.close()
 
-        try:
-            self.loop.run_until_complete(stop())
-        finally:
-            self.loop.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        end_machine(self.loop, self.tmp, stop())
 
     def do(self, coro):
         return self.loop.run_until_complete(coro)
