@@ -185,3 +185,42 @@ def test_stats_help_says_the_answers_name_fifty_people_then_how_many_others(tmp_
     helped = " ".join(runner.invoke(cli, ["stats", "--help"], prog_name="hitl").stdout.split())
     assert "by person (the 50 with most labels, then how many others answered)" in helped
     assert "per-person list names everyone" not in helped
+
+
+def readme_section(heading: str) -> str:
+    """The README's text from ``heading`` to the next heading of its level or above."""
+    level = heading.split(" ", 1)[0]
+    after = README.split(f"\n{heading}", 1)[1]
+    ends = [after.find(f"\n{mark} ") for mark in ("#" * n for n in range(2, len(level) + 1))]
+    return after[: min((end for end in ends if end >= 0), default=len(after))]
+
+
+def test_every_option_of_every_command_is_named_in_its_readme_section():
+    """`hitl serve --host` and `--port`, `hitl import --quiet` and `hitl --version` were in
+    `--help` and nowhere in the README's reference: each option, of `hitl` itself and of each
+    command and subcommand, is named in the section of its command."""
+    import click
+
+    def names(command: click.Command) -> list[list[str]]:
+        return [
+            [*param.opts, *param.secondary_opts]
+            for param in command.params
+            if isinstance(param, click.Option) and param.name != "help"
+        ]
+
+    sections = [("## Commands", names(cli))]  # the global options: before the first command
+    for name, command in cli.commands.items():
+        heading = next(line for line in README.splitlines() if line.startswith(f"### `hitl {name}"))
+        found = names(command)
+        for sub in getattr(command, "commands", {}).values():
+            found += names(sub)
+        sections.append((heading, found))
+    missing = []
+    for heading, options in sections:
+        text = readme_section(heading)
+        if heading == "## Commands":
+            text = text.split("\n### ", 1)[0]
+        for opts in options:
+            if not any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text) for o in opts):
+                missing.append(f"{heading}: {'/'.join(opts)}")
+    assert not missing, f"options not named in their README section: {missing}"
