@@ -224,3 +224,45 @@ def test_every_option_of_every_command_is_named_in_its_readme_section():
             if not any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text) for o in opts):
                 missing.append(f"{heading}: {'/'.join(opts)}")
     assert not missing, f"options not named in their README section: {missing}"
+
+
+def test_the_settings_table_gives_the_defaults_hitl_config_prints():
+    """Each default in the README's settings table written as a value (`0.8`, or – for none)
+    is the one `hitl config` prints for that variable."""
+    printed = {}
+    for line in CliRunner().invoke(cli, ["config"]).stdout.splitlines():
+        env, rest = line.split(None, 1)
+        printed[env] = rest.rsplit("(default)", 1)[0].strip()
+    table = readme_section("## Settings")
+    rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| ([^|]+) \|", table, flags=re.M)
+    checked = 0
+    for envs, default in rows:
+        envs = re.findall(r"`([A-Z_]+)`", envs)
+        shown = ["-"] * len(envs) if default.strip() == "–" else re.findall(r"`([^`]+)`", default)
+        if re.fullmatch(r"(`[^`]+`(, )?)+", default.strip()) is None and default.strip() != "–":
+            continue  # prose: "imported labels", "the model library's default", …
+        if shown == ["HITL_CHANNEL"]:
+            continue  # HITL_REPORT_CHANNEL: the value of another setting
+        assert len(shown) == len(envs), envs
+        for env, value in zip(envs, shown, strict=True):
+            assert printed[env] == value, f"README's table: {env} defaults to {value}"
+            checked += 1
+    assert checked >= 25
+
+
+def test_the_readme_webhook_receiver_accepts_a_real_signature_and_refuses_others():
+    """The README's `verify` (Webhooks), run as written against the server's own signer."""
+    import time
+
+    from bot.api.webhooks import sign
+
+    webhooks = readme_section("### Webhooks")
+    (code,) = re.findall(r"```python\n(.+?)\n```", webhooks, flags=re.S)
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 - the README's own example
+    verify, secret, body = scope["verify"], "s3cret-of-sixteen-chars", b'{"id":"T-1"}'
+    now = int(time.time())
+    assert verify(secret, sign(secret, body, now), body)
+    assert not verify(secret, sign(secret, body, now), body + b" ")
+    assert not verify(secret, sign(secret, body, now - 301), body)
+    assert not verify("another-secret-of-16", sign(secret, body, now), body)
