@@ -266,3 +266,36 @@ def test_the_readme_webhook_receiver_accepts_a_real_signature_and_refuses_others
     assert not verify(secret, sign(secret, body, now), body + b" ")
     assert not verify(secret, sign(secret, body, now - 301), body)
     assert not verify("another-secret-of-16", sign(secret, body, now), body)
+
+
+def test_every_option_the_readme_gives_a_hitl_command_is_one_it_takes():
+    """The other way round: each option in a `hitl …` command the README writes (in a code span
+    or after `$ `) is one that command, or `hitl` itself, takes."""
+    import click
+
+    def options(command: click.Command) -> set[str]:
+        return {o for p in command.params for o in (*p.opts, *getattr(p, "secondary_opts", []))}
+
+    prose = re.sub(r"^```.*?^```", "", README, flags=re.S | re.M)
+    spans = re.findall(r"`([^`]+)`", prose) + re.findall(r"^\$ (.+)$", README, flags=re.M)
+    wrong, checked = [], 0
+    for span in spans:
+        for segment in re.split(r"\||&&|\$\(|\)|;|>", " ".join(span.split())):
+            words = segment.split()
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                words.pop(0)  # HITL_VOTES=2 hitl stats
+            if len(words) < 2 or words[0] != "hitl":
+                continue
+            allowed, command = options(cli) | {"-h", "--help"}, cli
+            for word in words[1:]:
+                if word == "--":
+                    break
+                if re.fullmatch(r"-v+", word) or not re.match(r"--?[a-z]", word):
+                    sub = getattr(command, "commands", {}).get(word)
+                    if sub is not None:
+                        command, allowed = sub, allowed | options(sub)
+                    continue
+                checked += 1
+                if word.split("=", 1)[0] not in allowed:
+                    wrong.append(f"{segment.strip()}: {word}")
+    assert checked > 50 and not wrong, wrong
