@@ -17,6 +17,7 @@ import pytest
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, run_retrain
 from bot.sandbox import FakeSlack
+from tests.bot.child_tasks import exits_with_an_error
 from tests.bot.harness import Bot
 from tests.bot.test_cli_loop import labeled_file, run
 from tests.bot.test_refresh import bot  # noqa: F401 - the fixture
@@ -130,12 +131,6 @@ async def test_a_fork_server_that_cannot_start_is_said_in_one_line(
 
 
 # -- a fit child that exits with an error ------------------------------------------------------
-
-
-def exits_with_an_error(*_args: object) -> None:
-    """In the fit's child: end as a Python error ends a process (exit code 1), as an import
-    of code changed on disk under the server does, before any result."""
-    os._exit(1)
 
 
 async def test_a_fit_child_that_exits_with_an_error_is_not_said_to_lack_memory(

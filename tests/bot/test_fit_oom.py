@@ -14,6 +14,7 @@ import pytest
 
 from bot.learning import jobs, retrain
 from bot.learning.jobs import Trainer, run_retrain
+from tests.bot.child_tasks import OutOfMemoryOnArrival, raises_memory_error
 from tests.bot.harness import Bot
 from tests.bot.test_refresh import answer_next, bot  # noqa: F401 - the fixture
 from tests.fake_slack import CHANNEL
@@ -23,26 +24,6 @@ MEMORY = (
     " HITL_PIPELINE=word_lr, or give the server more memory"
 )
 DIED = f"the fit's process died 2 times before it finished: it {MEMORY}"
-
-
-def _no_memory() -> None:
-    raise MemoryError
-
-
-class OutOfMemoryOnArrival:
-    """The fit's function, whose unpickling in the child raises MemoryError: where a child
-    short of memory fails reading a large task (``call_queue.get``), before the fit runs."""
-
-    def __call__(self, *_args: object) -> None:
-        raise AssertionError("never runs: the child cannot even read it")
-
-    def __reduce__(self) -> tuple:
-        return (_no_memory, ())
-
-
-def raises_memory_error(*_args: object) -> None:
-    """In the child: the task itself runs out of memory (outside the fit's own handling)."""
-    raise MemoryError
 
 
 def traced(record: logging.LogRecord) -> bool:

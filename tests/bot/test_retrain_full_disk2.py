@@ -32,6 +32,7 @@ from bot.learning import retrain, stopping
 from bot.learning.jobs import Trainer, run_retrain, scheduled_retrain, scorer_of
 from bot.sandbox import FakeSlack
 from bot.store import Store
+from tests.bot.child_tasks import FULL, REAL_COMPUTE
 from tests.bot.harness import Bot, make_settings, seed, start_bot
 from tests.bot.test_learning import (  # noqa: F401 - the fixture
     UNLABELED,
@@ -39,14 +40,7 @@ from tests.bot.test_learning import (  # noqa: F401 - the fixture
     labeled_items,
     retrain_told,
 )
-from tests.bot.test_retrain_write_fail import (
-    FULL,
-    REAL_COMPUTE,
-    DiskFullEverywhere,
-    model_files,
-    said,
-    traced,
-)
+from tests.bot.test_retrain_write_fail import DiskFullEverywhere, model_files, said, traced
 from tests.fake_slack import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,42 +27,12 @@ from bot.cli import cli
 from bot.learning import retrain
 from bot.learning.jobs import Trainer, run_retrain, scheduled_retrain
 from model import ModelRegistry
+from tests.bot.child_tasks import FULL, REAL_COMPUTE, FullDisk, broken
 from tests.bot.harness import Bot, make_settings, seed, start_bot
 from tests.bot.test_learning import bot, labeled_items, retrain_told  # noqa: F401 - the fixture
 from tests.bot.test_refresh import answer_next
 from tests.bot.test_refresh import bot as refresh_bot  # noqa: F401 - the fixture
 from tests.fake_slack import CHANNEL
-
-REAL_COMPUTE = retrain.compute  # bound at import: in the child too, where nothing is patched
-FULL = os.strerror(errno.ENOSPC)
-
-
-class FullDisk:
-    """``retrain.compute`` with the registry's first write of a ``suffix`` file (the new
-    version's ``.skops`` or ``.json``) failing as on a full disk. Picklable: the server's fit
-    runs it in its child."""
-
-    def __init__(self, suffix: str) -> None:
-        self.suffix = suffix
-
-    def __call__(self, *args: object) -> retrain.Computed:
-        real = registry_module._atomic_write
-
-        def write(path: Path, data: bytes) -> None:
-            if path.suffix == self.suffix and not path.exists():
-                raise OSError(errno.ENOSPC, FULL)
-            real(path, data)
-
-        registry_module._atomic_write = write
-        try:
-            return REAL_COMPUTE(*args)  # type: ignore[arg-type]
-        finally:
-            registry_module._atomic_write = real
-
-
-def broken(*_args: object) -> retrain.Computed:
-    """A fit that fails for no known reason: a bug."""
-    raise RuntimeError("a bug in the fit")
 
 
 def traced(record: logging.LogRecord) -> bool:

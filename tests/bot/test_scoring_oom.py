@@ -28,6 +28,7 @@ from bot.errors import HitlError
 from bot.learning.scoring import score_pending, scorer_of
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.sandbox import FakeSlack
+from tests.bot.child_tasks import Ballast
 from tests.bot.harness import Bot, Item, make_settings, seed, seed_champion, start_bot
 
 TOKEN = "api-token-for-scoring-oom-tests"
@@ -43,23 +44,6 @@ TRAINING = [
     ("Reset my account password", "account"),
 ]
 WORDS = ["refund", "charged", "crash", "blank", "account", "email", "invoice", "login", "plan"]
-
-
-class Ballast:
-    """Stands for a large model's arrays: pickling it (for the scoring child, in the server's
-    queue feeder thread) raises MemoryError while ``failures`` is above 0, one less each time;
-    then it pickles as nothing. ``attempts`` counts the picklings tried."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.attempts = 0
-
-    def __reduce__(self) -> tuple:
-        self.attempts += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise MemoryError
-        return (Ballast, ())
 
 
 def backlog(n: int, prefix: str = "b") -> list[Item]:
