@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox import FakeSlack
-from tests.bot.harness import Item, seed
+from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_serve_process import CHECKOUT, free_port, read_until, serve_env
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the file's lock is Linux's")
@@ -127,18 +127,16 @@ async def test_a_command_through_another_name_than_the_servers_is_refused(
     db, link = linked(tmp_path)
     csv = tmp_path / "more.csv"
     csv.write_text("id,text\nm1,my card was charged twice\nm2,login fails\n")
-    env = {**serve_env(fake_slack, db, free_port()), "PYTHONPATH": str(CHECKOUT)}
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        await asyncio.wait_for(read_until(server.stderr, "listening on", []), 60)
+    # The server in this process (the app `hitl serve` runs, its lock taken as it starts);
+    # the commands it refuses are processes of their own (a server's interpreter: ~1.2 s of CPU)
+    settings = make_settings(fake_slack, tmp_path, db=db, labels=("billing", "bug", "greeting"))
+    async for _server in start_bot(fake_slack, settings):
         refused = await asyncio.to_thread(cli, link, "import", str(csv))
         assert refused.returncode == 1, refused
         [line] = refused.stderr.strip().splitlines()
         assert line.startswith(
             f"Error: {link} is the database a hitl server or demo writes under another name,"
-            f" {db} (a hard link to the same file; pid {server.pid} on "
+            f" {db} (a hard link to the same file; pid {os.getpid()} on "
         ), line
         assert f"Use that name (--db {db})" in line
         assert "never ln or cp -al" in line
@@ -146,9 +144,6 @@ async def test_a_command_through_another_name_than_the_servers_is_refused(
         assert done.returncode == 0, done
         [warning] = names_warnings(done.stderr)
         assert f"{db} has 2 names" in warning
-    finally:
-        server.terminate()
-        assert await asyncio.wait_for(server.wait(), 60) == 0
     with closing(sqlite3.connect(db)) as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         ids = {row[0] for row in con.execute("SELECT id FROM items")}
