@@ -117,17 +117,23 @@ ARMS = (
 # margin after. See ``typiclust``; the audit share stays uniform. ``probcover150``: ProbCover
 # (Yehuda et al. 2022, "Active Learning Through a Covering Lens") in its place, in the same
 # embedding: see ``probcover``.
+# Tenth screen (issue 19): ``typic150``, ``typic75``: TypiClust as ``typi150`` (margin from 150,
+# 75 labels) in an embedding of the classifier's own features, the product's word 1-2-gram +
+# char_wb 2-5-gram TF-IDF (``model.classifier.build_pipeline``'s), not word TF-IDF alone: see
+# ``typi_embedding``.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
-    "badge", "typi150", "probcover150",
+    "badge", "typi150", "probcover150", "typic150", "typic75",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
 RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
-TYPI_UNTIL = {"typi150": 150, "probcover150": 150}  # below this many labels; margin from it
+TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
+# (below this many labels; margin from it). The arms whose embedding is the classifier's features:
+TYPI_WORD_CHAR = ("typic150", "typic75")
 PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
 TYPI_DIMS = 100  # the pool's TF-IDF rows reduced to this many (TruncatedSVD) for k-means
 TYPI_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbours in the cluster
@@ -352,13 +358,24 @@ def badge_priorities(
     return priorities
 
 
-def typi_embedding(texts: list[str], random_state: int) -> np.ndarray:
+def typi_embedding(
+    texts: list[str], random_state: int, *, word_char: bool = False, n_classes: int | None = None
+) -> np.ndarray:
     """TypiClust's feature space here: the pool's word TF-IDF rows (``_tfidf_rows``, as the
-    medoids and spread arms use) reduced to TYPI_DIMS by TruncatedSVD, rows L2-normalised."""
+    medoids and spread arms use), or with ``word_char`` the product classifier's own features
+    (word 1-2-grams + char_wb 2-5-grams, each TF-IDF, as ``build_pipeline`` builds them for a
+    fit of the pool's size and ``n_classes`` classes), reduced to TYPI_DIMS by TruncatedSVD,
+    rows L2-normalised."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.preprocessing import normalize
 
-    rows = _tfidf_rows(texts)
+    if word_char:
+        from model.classifier import build_pipeline, prepare_texts
+
+        features = build_pipeline(n_samples=len(texts), n_classes=n_classes)[:-1]
+        rows = features.fit_transform(prepare_texts(texts)).astype(np.float64)
+    else:
+        rows = _tfidf_rows(texts)
     dims = min(TYPI_DIMS, rows.shape[1] - 1, rows.shape[0] - 1)
     if dims < 1:
         return normalize(rows.toarray())
@@ -519,6 +536,23 @@ def round_rng(
     return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 
+def arm_embedding(arm: str, pool_x: list[str], n_classes: int, seed: int):
+    """A low-budget arm's embedding of the pool (``typi_embedding``: the classifier's word +
+    char features for TYPI_WORD_CHAR's arms, word TF-IDF for the others) and, for
+    ``probcover150``, its ball graph; ``(None, None)`` for any other arm. Seeded by the arm's
+    own stream, so an arm's pool embedding is the same in every run of a seed."""
+    if arm not in TYPI_UNTIL:
+        return None, None
+    rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
+    embedding = typi_embedding(
+        pool_x, int(rng.integers(2**31 - 1)), word_char=arm in TYPI_WORD_CHAR, n_classes=n_classes
+    )
+    balls = None
+    if arm == "probcover150":
+        balls = probcover_balls(embedding, n_classes, int(rng.integers(2**31 - 1)))
+    return embedding, balls
+
+
 def run_arm(
     name: str,
     arm: str,
@@ -538,13 +572,7 @@ def run_arm(
     if arm == "medoids":
         rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
         medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
-    embedding = None
-    if arm in TYPI_UNTIL:
-        rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
-        embedding = typi_embedding(pool_x, int(rng.integers(2**31 - 1)))
-    balls = None
-    if arm == "probcover150":
-        balls = probcover_balls(embedding, len(set(pool_y)), int(rng.integers(2**31 - 1)))
+    embedding, balls = arm_embedding(arm, pool_x, len(set(pool_y)), seed)
     n_classes = len(set(pool_y))  # the label set the team configured
     albl = Albl() if arm == "albl" else None
     labeled: list[int] = []

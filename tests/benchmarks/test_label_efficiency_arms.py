@@ -377,3 +377,61 @@ def test_probcover_takes_the_largest_radius_of_pure_balls_and_covers_greedily(tm
     assert len(covering) > 5 and covering[0] in uncertain
     assert uncertain[: len(covering)] == [i for i in covering if i in uncertain][: len(uncertain)]
     assert picks("probcover150", 150)[0] == picks("default", 150)[0]
+
+
+def affix_pool(rng: np.random.Generator, per_group: int = 20) -> tuple[list[str], list[str]]:
+    """Texts of two words each, every word unseen elsewhere in the pool (a random stem), the
+    group told only by the words' ending: the word TF-IDF rows share nothing, the classifier's
+    character n-grams share the ending."""
+    letters = np.array(list("bcdfghjklmnpqrstvwxz"))
+    texts, groups = [], []
+    for group, ending in (("a", "ization"), ("b", "ologist"), ("c", "ectomy")):
+        for _ in range(per_group):
+            texts.append(" ".join("".join(rng.choice(letters, 4)) + ending for _ in range(2)))
+            groups.append(group)
+    return texts, groups
+
+
+def test_typic_arms_embed_the_pool_in_the_classifiers_word_and_char_features(tmp_path):
+    le = load_benchmark()
+    texts, groups = affix_pool(np.random.default_rng(0))
+
+    def neighbour_agreement(arm: str) -> float:
+        from sklearn.neighbors import NearestNeighbors
+
+        embedding, balls = le["arm_embedding"](arm, texts, 3, 0)
+        assert balls is None and np.allclose(np.linalg.norm(embedding, axis=1), 1.0)
+        _, nearest = NearestNeighbors(n_neighbors=2).fit(embedding).kneighbors(embedding)
+        return float(np.mean(np.asarray(groups)[nearest[:, 1]] == np.asarray(groups)))
+
+    # the endings make each text's nearest neighbour one of its group for the new arms; the
+    # word TF-IDF embedding (typi150's) does not see them
+    assert neighbour_agreement("typic150") == neighbour_agreement("typic75") == 1.0
+    assert neighbour_agreement("typi150") < 0.6
+
+    # in the loop: TypiClust's picks over that embedding, in its order, below the arm's switch
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    n_classes = len(set(pool[1]))
+    embedding, _ = le["arm_embedding"]("typic150", pool[0], n_classes, 0)
+    old, _ = le["arm_embedding"]("typi150", pool[0], n_classes, 0)
+
+    def picks(arm: str, n_labels: int, rows: np.ndarray) -> tuple[list[int], dict[int, str]]:
+        reasons: dict[int, str] = {}
+        chosen = le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                            np.random.default_rng([0, 1]), reasons=reasons,
+                            embedding=rows)  # fmt: skip
+        return chosen, reasons
+
+    labeled = np.zeros(300, dtype=bool)
+    labeled[:60] = True
+    seed = int(np.random.default_rng([0, 1]).integers(2**31 - 1))
+    typical = le["typiclust"](embedding, labeled, le["BATCH"], seed)
+    for arm in ("typic150", "typic75"):
+        chosen, reasons = picks(arm, 60, embedding)
+        uncertain = [i for i in chosen if reasons[i] == "uncertain"]
+        assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
+        assert 0 < len(uncertain) < 25 and uncertain == [i for i in typical if i in uncertain]
+    assert set(typical) != set(le["typiclust"](old, labeled, le["BATCH"], seed))
+    assert picks("typic75", 75, embedding)[0] == picks("default", 75, embedding)[0]
+    assert picks("typic150", 75, embedding)[0] != picks("default", 75, embedding)[0]
+    assert picks("typic150", 150, embedding)[0] == picks("default", 150, embedding)[0]
