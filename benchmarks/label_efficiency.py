@@ -120,11 +120,14 @@ ARMS = (
 # Tenth screen (issue 19): ``typic150``, ``typic75``: TypiClust as ``typi150`` (margin from 150,
 # 75 labels) in an embedding of the classifier's own features, the product's word 1-2-gram +
 # char_wb 2-5-gram TF-IDF (``model.classifier.build_pipeline``'s), not word TF-IDF alone: see
-# ``typi_embedding``.
+# ``typi_embedding``. ``typicl150``, ``typicl75``: as ``typic150`` / ``typic75``, but each
+# cluster's pick is its most typical item among those at least as long (in words) as the
+# cluster's median: on trec the typical picks are short questions (see ``typiclust``).
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
     "badge", "typi150", "probcover150", "typic150", "typic75",
+    "typicl150", "typicl75",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
@@ -132,8 +135,10 @@ RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
+TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75}
 # (below this many labels; margin from it). The arms whose embedding is the classifier's features:
-TYPI_WORD_CHAR = ("typic150", "typic75")
+TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75")
+TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
 PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
 TYPI_DIMS = 100  # the pool's TF-IDF rows reduced to this many (TruncatedSVD) for k-means
 TYPI_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbours in the cluster
@@ -253,6 +258,7 @@ def pick(
     known: int = 0,
     embedding: np.ndarray | None = None,
     balls=None,
+    lengths: np.ndarray | None = None,
 ) -> list[int]:
     """Up to BATCH pool indices (not yet labeled) chosen by ``arm``. ``density`` (per pool
     item), ``medoids`` (pool positions) and ``embedding`` (a row per pool item, see
@@ -292,7 +298,9 @@ def pick(
     elif arm == "badge":
         priorities = badge_priorities(clf, proba, texts, n, rng)
     elif arm in TYPI_UNTIL and len(labeled) < TYPI_UNTIL[arm]:
-        priorities = typi_priorities(proba, embedding, unlabeled, n, rng, cover=balls)
+        priorities = typi_priorities(
+            proba, embedding, unlabeled, n, rng, cover=balls, lengths=lengths
+        )
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
     strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
@@ -383,14 +391,20 @@ def typi_embedding(
 
 
 def typiclust(
-    embedding: np.ndarray, labeled: np.ndarray, budget: int, random_state: int
+    embedding: np.ndarray,
+    labeled: np.ndarray,
+    budget: int,
+    random_state: int,
+    lengths: np.ndarray | None = None,
 ) -> list[int]:
     """TypiClust's ``budget`` picks (Hacohen, Dekel & Weinshall 2022, as their code does it):
     k-means of the whole pool (``labeled``: a mask over it) into |L| + budget clusters;
     clusters of more than TYPI_MIN_CLUSTER items, fewest labeled first, then largest, each in
     turn gives its most typical unlabeled item: typicality = 1 / mean Euclidean distance to its
     min(TYPI_KNN, m // 2) nearest neighbours among the cluster's m unlabeled items. Pool
-    positions, in that order (shorter than ``budget`` only if the clusters run dry)."""
+    positions, in that order (shorter than ``budget`` only if the clusters run dry). With
+    ``lengths`` (a word count per pool item) a cluster gives its most typical item among those
+    at least its unlabeled members' median length (typicality still over all of them)."""
     from sklearn.cluster import KMeans
     from sklearn.neighbors import NearestNeighbors
 
@@ -410,7 +424,11 @@ def typiclust(
         if len(members) > 1:
             nn = NearestNeighbors(n_neighbors=max(1, min(TYPI_KNN, len(members) // 2)))
             distances, _ = nn.fit(embedding[members]).kneighbors()  # itself excluded
-            best = int(np.argmax(1.0 / (distances.mean(axis=1) + 1e-5)))
+            typicality = 1.0 / (distances.mean(axis=1) + 1e-5)
+            if lengths is not None:
+                short = lengths[members] < np.median(lengths[members])
+                typicality[short] = -np.inf
+            best = int(np.argmax(typicality))
         picks.append(int(members[best]))
         free[members[best]] = False
     return picks
@@ -469,6 +487,7 @@ def typi_priorities(
     k: int,
     rng: np.random.Generator,
     cover=None,
+    lengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """Margin's priorities over ``unlabeled`` with TypiClust's ``k`` picks (ProbCover's, given
     its ``cover`` graph) put first, in their order (``select`` fills its non-audit slots from
@@ -478,7 +497,7 @@ def typi_priorities(
     if cover is not None:
         chosen = probcover(cover, labeled, k, rng)
     else:
-        chosen = typiclust(embedding, labeled, k, int(rng.integers(2**31 - 1)))
+        chosen = typiclust(embedding, labeled, k, int(rng.integers(2**31 - 1)), lengths)
     priorities = 1.0 - margin(proba)
     positions = np.searchsorted(unlabeled, chosen)  # unlabeled is sorted (flatnonzero)
     priorities[positions] = 2.0 + np.linspace(1.0, 0.0, len(chosen))
@@ -553,6 +572,13 @@ def arm_embedding(arm: str, pool_x: list[str], n_classes: int, seed: int):
     return embedding, balls
 
 
+def word_counts(texts: list[str]) -> np.ndarray:
+    """Words per text (whitespace-separated, after ``prepare_texts``'s cut)."""
+    from model.classifier import prepare_texts
+
+    return np.array([len(t.split()) for t in prepare_texts(texts)])
+
+
 def run_arm(
     name: str,
     arm: str,
@@ -573,6 +599,7 @@ def run_arm(
         rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
         medoids = representatives(pool_x, MEDOID_CLUSTERS, random_state=rng)
     embedding, balls = arm_embedding(arm, pool_x, len(set(pool_y)), seed)
+    lengths = word_counts(pool_x) if arm in TYPI_LONG else None
     n_classes = len(set(pool_y))  # the label set the team configured
     albl = Albl() if arm == "albl" else None
     labeled: list[int] = []
@@ -620,6 +647,7 @@ def run_arm(
             known=known,
             embedding=embedding,
             balls=balls,
+            lengths=lengths,
         )
         model_rounds += clf is not None
         labeled += chosen

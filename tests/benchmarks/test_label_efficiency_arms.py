@@ -435,3 +435,22 @@ def test_typic_arms_embed_the_pool_in_the_classifiers_word_and_char_features(tmp
     assert picks("typic75", 75, embedding)[0] == picks("default", 75, embedding)[0]
     assert picks("typic150", 75, embedding)[0] != picks("default", 75, embedding)[0]
     assert picks("typic150", 150, embedding)[0] == picks("default", 150, embedding)[0]
+
+
+def test_typicl_takes_the_most_typical_item_no_shorter_than_its_clusters_median():
+    le = load_benchmark()
+    far = 100.0 * np.eye(14)[10:]
+    embedding = np.vstack([blob(far[0], 20), blob(far[1], 14), blob(far[2], 8), blob(far[3], 4)])
+    labeled = np.zeros(len(embedding), dtype=bool)
+    labeled[[0, 1]] = True
+    lengths = np.full(len(embedding), 5)
+    lengths[[21, 36]] = 1  # the two blob centres TypiClust takes are one-word texts
+    assert le["typiclust"](embedding, labeled, 2, 0) == [21, 36]
+    # below their clusters' median length (5): each cluster gives its most typical long item
+    # instead (the arms tie; the first is taken)
+    assert le["typiclust"](embedding, labeled, 2, 0, lengths) == [22, 37]
+    assert list(le["word_counts"](["a b  c", "", "one"])) == [3, 0, 1]
+
+    # the arms: word_char embedding, and their loop passes the pool's word counts on
+    assert {"typicl150", "typicl75"} <= set(le["TYPI_WORD_CHAR"]) & set(le["TYPI_LONG"])
+    assert le["TYPI_UNTIL"]["typicl75"] == 75 and le["TYPI_UNTIL"]["typicl150"] == 150
