@@ -41,6 +41,7 @@ guess was right) and the report sets it beside the stop set's measured accuracy.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import sys
@@ -502,8 +503,20 @@ def _changed(row: dict) -> float | None:
 def _refit(row: dict) -> Extrapolation | None:
     """An extrapolation row's forecast, refitted from its stored curve points with this
     code's ``extrapolate`` (None: it does not fit), with the labels each point was tested on
-    (``_n_test``) for the points' test noise."""
-    return extrapolate(*row["curve"], row["n_labels"], row["next_labels"], n_test=_n_test(row))
+    (``_n_test``) for the points' test noise. Each of the report's sections reads it (four
+    times a row); it is fitted once (``extrapolate`` is seeded: the same points, the same
+    forecast)."""
+    sizes, scores = row["curve"]
+    return _extrapolated(
+        tuple(sizes), tuple(scores), row["n_labels"], row["next_labels"], _n_test(row)
+    )
+
+
+@functools.cache
+def _extrapolated(
+    sizes: tuple, scores: tuple, n_labels: int, next_labels: int, n_test: int | None
+) -> Extrapolation | None:
+    return extrapolate(sizes, scores, n_labels, next_labels, n_test=n_test)
 
 
 def _n_test(row: dict) -> int | None:
