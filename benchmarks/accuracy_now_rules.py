@@ -34,6 +34,7 @@ a label of an intent knows it, and accuracy climbs fast as the labels meet new i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -135,12 +136,25 @@ def _asked(r: dict, close: float = 0.0) -> tuple[list[float], list[bool]]:
     return [q[0] for q in kept], [q[1] for q in kept]
 
 
+def _now(pool: list[float], conf: list[float], right: list[bool], **options):
+    """``accuracy_now`` as the rules read it: several rules map the same pairs on the same
+    pool (the questions' map is also both guards'; at a retrain's round its held-out labels
+    are the last retrain's), and each map is a 201-fit bootstrap, so each is fitted once a
+    report (``report`` clears the cache); the same inputs give the same answer."""
+    return _now_once(tuple(pool), tuple(conf), tuple(right), tuple(sorted(options.items())))
+
+
+@functools.cache
+def _now_once(pool: tuple, conf: tuple, right: tuple, options: tuple):
+    return accuracy_now(list(pool), list(conf), list(right), **dict(options))
+
+
 def _guarded(r: dict):
     """The product's rule, withheld when the round's cross-validated accuracy, low bound, lies
     above the whole range."""
     from model.evaluation import wilson_interval
 
-    found = accuracy_now(r["pool"], *_asked(r))
+    found = _now(r["pool"], *_asked(r))
     oof = r.get("oof") or []
     if isinstance(found, NoAccuracyNow) or not oof:
         return found
@@ -155,8 +169,8 @@ def _oof(r: dict, key: str = "oof") -> tuple[list[float], list[bool]]:
 
 def _oof_guard(r: dict):
     """The product's rule, withheld when its range and the out-of-fold one do not meet."""
-    found = accuracy_now(r["pool"], *_asked(r))
-    other = accuracy_now(r["pool"], *_oof(r))
+    found = _now(r["pool"], *_asked(r))
+    other = _now(r["pool"], *_oof(r))
     if isinstance(found, NoAccuracyNow) or isinstance(other, NoAccuracyNow):
         return found
     apart = found.high < other.low or other.high < found.low
@@ -164,17 +178,15 @@ def _oof_guard(r: dict):
 
 
 RULES = {
-    "coverage only (before)": lambda r: accuracy_now(r["pool"], *_asked(r), min_per_bin=0),
-    "questions (before)": lambda r: accuracy_now(r["pool"], *_asked(r)),
-    "close askers": lambda r: accuracy_now(r["pool"], *_asked(r, CLOSE)),
-    "held-out labels": lambda r: accuracy_now(r["pool"], *_oof(r), source=HELD_OUT),
-    "held-out labels of the last retrain": lambda r: accuracy_now(
+    "coverage only (before)": lambda r: _now(r["pool"], *_asked(r), min_per_bin=0),
+    "questions (before)": lambda r: _now(r["pool"], *_asked(r)),
+    "close askers": lambda r: _now(r["pool"], *_asked(r, CLOSE)),
+    "held-out labels": lambda r: _now(r["pool"], *_oof(r), source=HELD_OUT),
+    "held-out labels of the last retrain": lambda r: _now(
         r["pool"], *_oof(r, "retrain_oof"), source=HELD_OUT
     ),
-    "the last retrain's estimate": lambda r: accuracy_now(
-        r["retrain_pool"], *_oof(r, "retrain_oof")
-    ),
-    "held-out labels and questions": lambda r: accuracy_now(
+    "the last retrain's estimate": lambda r: _now(r["retrain_pool"], *_oof(r, "retrain_oof")),
+    "held-out labels and questions": lambda r: _now(
         r["pool"], *(a + b for a, b in zip(_oof(r), _asked(r), strict=True))
     ),
     "CV guard": _guarded,
@@ -214,6 +226,7 @@ def report(rows: list[dict], rules: list[str] | None = None) -> str:
                 f"| {rule} | {key} | {len(groups[key])} | {len(shown)} | {inside}/{len(shown)}"
                 f" | {error:.1f} | {np.mean(widths):.1f} ({max(widths):.1f}) | {miss:.1f} |"
             )
+    _now_once.cache_clear()
     return "\n".join(lines)
 
 
