@@ -79,6 +79,9 @@ class Sandbox:
         self.modals: dict[str, list[str]] = {}  # user -> stack of open view ids
         self.errors: dict[str, dict[str, str]] = {}  # view id -> block_id -> the bot's error
         self.version = 0
+        # this run of the workspace: a demo started again is a new Slack (its messages, their
+        # ts and its change counter start afresh), so what a page kept of the old one is reset
+        self.instance = secrets.token_hex(8)
         self.closing = False  # set at shutdown: browsers waiting for a change are let go
         self._event = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -477,6 +480,7 @@ class Sandbox:
         people[self.fake.bot_user_id] = "hitl"
         return {
             "version": self.version,
+            "instance": self.instance,
             "team": {"id": self.team["id"], "name": self.fake.team_name},
             "me": user_id,
             "bot": {"id": self.fake.bot_user_id, "name": "hitl"},

@@ -38,6 +38,15 @@ async def test_a_page_left_open_after_the_demo_stopped_says_so_and_picks_up_agai
                 await page.click("#open-home")  # App Home once, then back to the channel
                 home = page.locator("#home")
                 await expect(home).to_contain_text("This week you labeled", timeout=WAIT)
+                # Two messages from the app in Ana's Messages tab (as the accuracy chart comes),
+                # read there: no unread badge
+                for n in (1, 2):
+                    await demo.rt.client.chat_postMessage(channel="U0ANA", text=f"old {n}")
+                unread = page.locator("#open-home .badge")
+                await expect(unread).to_have_text("2", timeout=WAIT)
+                await page.click("#tab-messages")
+                await expect(page.locator("#main-subtitle")).to_have_text("2 messages")
+                await expect(unread).to_be_hidden()
                 await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
             # The demo is gone: the page's next look (its long poll) and a click say so.
             toast = page.locator("#toast")
@@ -73,5 +82,9 @@ async def test_a_page_left_open_after_the_demo_stopped_says_so_and_picks_up_agai
                 await expect(home).to_contain_text("This week you labeled", timeout=WAIT)
                 await page.click(f"#channel-list [data-channel='{CHANNEL[0]}']")
                 await expect(questions).to_have_count(0)  # the new demo's channel, not the old
+                # The new demo's first message to Ana is unread, though the old demo's two
+                # were read (its Slack is new: the count read there is not this one's)
+                await demo.rt.client.chat_postMessage(channel="U0ANA", text="new")
+                await expect(unread).to_have_text("1", timeout=WAIT)
         finally:
             await browser.close()

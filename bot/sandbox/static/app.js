@@ -7,8 +7,9 @@
   const S = {
     user: new URLSearchParams(location.search).get("user") || localStorage.getItem("hitl.user"),
     place: { kind: "channel", id: null }, // kind: channel, home (the app's Home) or dm (its Messages)
-    // user -> how many of their direct messages with the app they have looked at (kept across
-    // reloads: a message read stays read)
+    // user -> how many of their direct messages with the app they have looked at, in the
+    // workspace's run `instance` (kept across reloads: a message read stays read; a demo started
+    // again is a new workspace, whose messages are all new)
     seen: JSON.parse(localStorage.getItem("hitl.seen") || "{}"),
     state: null,
     poll: null,
@@ -426,11 +427,13 @@
     const inApp = S.place.kind === "home" || S.place.kind === "dm";
     const home = S.place.kind === "home";
     const dm = state.dm || { id: null, messages: [] };
-    if (S.place.kind === "dm" && S.seen[S.user] !== dm.messages.length) {
-      S.seen[S.user] = dm.messages.length;
+    if (S.seen.instance !== state.instance) S.seen = { instance: state.instance, users: {} };
+    const seen = S.seen.users;
+    if (S.place.kind === "dm" && seen[S.user] !== dm.messages.length) {
+      seen[S.user] = dm.messages.length;
       localStorage.setItem("hitl.seen", JSON.stringify(S.seen));
     }
-    const unread = dm.messages.length - (S.seen[S.user] || 0);
+    const unread = dm.messages.length - (seen[S.user] || 0);
     $("dm-unread").hidden = unread <= 0;
     $("dm-unread").textContent = unread > 0 ? String(unread) : "";
     $("dm-unread").title = count(Math.max(unread, 0), "new message");
