@@ -167,6 +167,7 @@ def _number(low: float, high: float) -> Callable[[Any], float]:
             raise ValueError(f"is out of range; use a value between {low:g} and {high:g}")
         return number
 
+    parse.bounds = (low, high)  # type: ignore[attr-defined]  # the README's table shows them
     return parse
 
 
@@ -182,6 +183,7 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
             raise ValueError(f"is out of range; use a whole number from {low} to {high}")
         return number
 
+    parse.bounds = (low, high)  # type: ignore[attr-defined]
     return parse
 
 

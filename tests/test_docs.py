@@ -238,6 +238,7 @@ def test_the_settings_table_gives_the_defaults_hitl_config_prints():
     checked = 0
     for envs, default in rows:
         envs = re.findall(r"`([A-Z_]+)`", envs)
+        default = re.sub(r" \((?:port )?[\d.,]+–[\d.,]+\)$", "", default)  # its range
         shown = ["-"] * len(envs) if default.strip() == "–" else re.findall(r"`([^`]+)`", default)
         if re.fullmatch(r"(`[^`]+`(, )?)+", default.strip()) is None and default.strip() != "–":
             continue  # prose: "imported labels", "the model library's default", …
@@ -248,6 +249,25 @@ def test_the_settings_table_gives_the_defaults_hitl_config_prints():
             assert printed[env] == value, f"README's table: {env} defaults to {value}"
             checked += 1
     assert checked >= 25
+
+
+def test_the_settings_table_gives_each_numbers_range_as_the_setting_checks_it():
+    """Each number setting's row in the README's table gives, after its default, the range
+    its parser refuses a value outside of (``bot.config``: the bounds it says in its error)."""
+    from bot.config import SPECS
+
+    def shown(x: float) -> str:
+        return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+    table = readme_section("## Settings")
+    bounded = [spec for spec in SPECS if hasattr(spec.parse, "bounds")]
+    assert len(bounded) >= 14
+    for spec in bounded:
+        (row,) = re.findall(rf"^\| [^|]*`{spec.env}`[^|]* \| ([^|]+) \|", table, flags=re.M)
+        low, high = spec.parse.bounds
+        assert re.search(rf"\((port )?{re.escape(f'{shown(low)}–{shown(high)}')}\)$", row), (
+            f"README's table: {spec.env} says no range {shown(low)}–{shown(high)}: {row!r}"
+        )
 
 
 def test_the_readme_webhook_receiver_accepts_a_real_signature_and_refuses_others():
