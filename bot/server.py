@@ -1355,8 +1355,6 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
         stopped_by.append(sig)
         stop.set()
 
-    for sig in stop_signals():
-        loop.add_signal_handler(sig, stop_on, sig)
     app = init_app(settings)
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=5, keepalive_timeout=HEADER_SECONDS
@@ -1393,6 +1391,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = _log_info)
     accept_failures = AcceptFailuresOnce()
     logging.getLogger("asyncio").addFilter(accept_failures)
     try:
+        # Inside the try: whatever ends serve(), its handlers go with it; left on the caller's
+        # loop, they would take every later Ctrl-C into a stop nothing waits for.
+        for sig in stop_signals():
+            loop.add_signal_handler(sig, stop_on, sig)
         if await unless_stopped(start(), stop):
             await stop.wait()
         announce("shutting down")

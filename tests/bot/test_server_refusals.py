@@ -5,9 +5,11 @@ command no listener takes gets Bolt's 404, and an event nothing acts on a quiet 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import faulthandler
 import logging
+import signal
 import socket
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot import server
-from bot.errors import HitlError
+from bot.errors import ConfigError, HitlError
 from bot.sandbox import FakeSlack
 from tests import signing
 from tests.bot.harness import SECRET, Bot, Item, make_settings, seed, start_bot
@@ -46,6 +48,33 @@ async def test_serve_on_a_port_in_use_raises_one_line_saying_what_to_change(
         f"port {taken_port} on 127.0.0.1 is in use (another hitl serve?): "
         "stop it or set HITL_PORT / --port"
     )
+
+
+@pytest.mark.parametrize("refusal", ["no signing secret", "port in use"])
+async def test_a_refused_serve_hands_ctrl_c_sigterm_and_sighup_back_to_its_caller(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    taken_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: str,
+):
+    """A program that runs serve() on its own event loop and meets a refusal keeps its loop's
+    signals: no handler of the refused serve() is left to take a later Ctrl-C into a stop that
+    nothing waits for. (The refusal init_app makes, no SLACK_SIGNING_SECRET outside Socket
+    Mode, is said by `hitl serve` before it calls serve(); the port's is said from inside.)"""
+    monkeypatch.setattr(faulthandler, "enable", lambda **_: None)  # pytest's own stays
+    seed(tmp_path / "hitl.db", [Item("a", "refund please")])
+    if refusal == "no signing secret":
+        settings = make_settings(fake_slack, tmp_path, slack_signing_secret=None)
+        refused: type[Exception] = ConfigError
+    else:
+        settings = make_settings(fake_slack, tmp_path, host="127.0.0.1", port=taken_port)
+        refused = HitlError
+    with pytest.raises(refused):
+        await server.serve(settings, announce=lambda line: None)
+    loop = asyncio.get_running_loop()
+    left = [sig for sig in server.STOP_SIGNALS if loop.remove_signal_handler(sig)]
+    assert [signal.Signals(sig).name for sig in left] == []
 
 
 @pytest.mark.parametrize(
