@@ -19,7 +19,9 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -477,6 +479,7 @@ def init_app(
             decide_under_settings(settings, store)
             client = make_client(settings, session=session)
             rt = Runtime(settings=settings, store=store, client=client)
+            erasures = store.erasure_mark()  # what is erased from here on is scrubbed at stop
             rt.dispatcher = dispatcher = Dispatcher(rt, retry_base=retry_base)
             rt.redrawer = redrawer = Redrawer(rt, retry_base=retry_base)
             rt.champion_holder = ChampionHolder()
@@ -585,6 +588,7 @@ def init_app(
                 if worker is not None:
                     worker.close()  # after the tasks that score: none starts a new child
             await session.close()  # after the tasks that call Slack
+            scrub_at_stop(store, erasures, settings.db)
             store.close()
             held.close()  # another server may start on this database from here
 
@@ -598,6 +602,42 @@ def init_app(
     app.router.add_get("/healthz", healthz)
     routes.add_routes(app)  # /api/*, /metrics
     return app
+
+
+def scrub_at_stop(store: Store, mark: tuple[int, int], db: Path) -> None:
+    """Rebuild the database file as the server stops (``Store.scrub``: a VACUUM, its log
+    emptied) when an erasure was made while it ran (``Store.erased_since``): a DELETE
+    /api/items/{id}, or `hitl delete` or `hitl people anonymise` beside it, which could not
+    rebuild it then. ``secure_delete`` zeroed the rows they removed, not the old copies of
+    those rows that earlier writes left in the file's unused space (a page split), and the
+    log keeps older pages: until the rebuild, a look at the file finds the text. Not while
+    it ran: the VACUUM holds the write lock for as long as it takes (seconds at a million
+    items), and the clicks would wait. One log line either way."""
+    if store.path is None or store.lost is not None:  # no file, or one replaced: said already
+        return
+    erased, started = 0, time.monotonic()
+    try:
+        erased = store.erased_since(mark)
+        if not erased:
+            return
+        why = store.scrub()
+    except (sqlite3.Error, KeyboardInterrupt) as exc:
+        why = "stopped" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    if why is None:
+        logger.info(
+            "rebuilt the database file after %d erasure(s) made while the server ran, so it"
+            " keeps no old copy of what they removed (%.1f s)",
+            erased,
+            time.monotonic() - started,
+        )
+        return
+    logger.warning(
+        "the database file could not be rebuilt after the erasures made while the server ran"
+        " (%s): its unused space and its write-ahead log may keep old copies of what they"
+        " removed until `sqlite3 %s VACUUM` is run with nothing else on the database",
+        why,
+        db,
+    )
 
 
 # Seconds a shutdown waits for the retrain and refresh tasks once cancelled: a retrain's end

@@ -537,6 +537,28 @@ class ErasureMixin:
             return "another process reads it"
         return None
 
+    def erasure_mark(self) -> tuple[int, int]:
+        """Where the records of erasures stand now: the last deletion's and the last
+        anonymisation's row (0: none). A server takes it as it starts; ``erased_since`` then
+        says whether one was made while it ran (DELETE /api/items/{id}, or `hitl delete` or
+        `hitl people anonymise` beside it), which its ``scrub`` at stop leaves no copy of."""
+        (deleted,) = self.db.execute("SELECT coalesce(max(rowid), 0) FROM deleted_items").fetchone()
+        (anonymised,) = self.db.execute(
+            "SELECT coalesce(max(id), 0) FROM anonymised_people"
+        ).fetchone()
+        return int(deleted), int(anonymised)
+
+    def erased_since(self, mark: tuple[int, int]) -> int:
+        """How many erasures (deletions and anonymisations) were recorded after ``mark``
+        (``erasure_mark``)."""
+        (deleted,) = self.db.execute(
+            "SELECT count(*) FROM deleted_items WHERE rowid > ?", [mark[0]]
+        ).fetchone()
+        (anonymised,) = self.db.execute(
+            "SELECT count(*) FROM anonymised_people WHERE id > ?", [mark[1]]
+        ).fetchone()
+        return int(deleted) + int(anonymised)
+
     def has_deleted_items(self) -> bool:
         """Whether `hitl delete` ever deleted an item (an import then looks its ids up)."""
         return self.db.execute("SELECT 1 FROM deleted_items LIMIT 1").fetchone() is not None
