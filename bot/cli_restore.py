@@ -201,6 +201,14 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
         ):
             opened, again = _anonymise_again(state, done.kept)
             upgraded, erased = opened or upgraded, again or erased
+    else:  # no database was there: the record of the erasures made since went with it
+        click.echo(
+            f"Warning: no database was at {db}, so the items deleted (`hitl delete`, DELETE"
+            " /api/items/{id}) and the people anonymised (`hitl people anonymise`) after the"
+            " backup was made are not known, and none is deleted or anonymised again: the"
+            " restored database holds them as the backup does; run those erasures again.",
+            err=True,
+        )
     if erased:  # the backup's pages, copied as they are, may keep old copies of those rows
         try:
             with state.open_existing_store() as store:

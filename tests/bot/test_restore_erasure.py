@@ -293,3 +293,26 @@ def test_a_restore_over_a_database_too_damaged_to_read_its_erasures_says_so(tmp_
         " anonymise` for them again.\n"
     ) in done.stderr
     assert db.with_name("hitl.db.before-restore").exists()  # kept, for what it still holds
+
+
+def test_a_restore_where_no_database_was_says_the_erasures_since_are_not_redone(tmp_path: Path):
+    """The database lost (a dead disk) and the nightly backup restored in its place: the record of
+    what was deleted since went with it, so the deleted item comes back. The restore said
+    nothing of it; it now says, in one warning line, that those erasures are not known."""
+    db = tmp_path / "hitl.db"
+    imported(db, "t.csv", f'T-card,"{SECRET}"\nT-2,hello\n')
+    backup = backup_of(db)
+    deleted(db, "T-card", "erasure #4411")
+    for name in ("hitl.db", "hitl.db-wal", "hitl.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(tmp_path / name, tmp_path / f"lost-{name}")
+    done = run(db, "restore", str(backup))
+    assert done.exit_code == 0, done.output
+    assert [line for line in done.stderr.splitlines() if line.startswith("Warning")] == [
+        f"Warning: no database was at {db}, so the items deleted (`hitl delete`, DELETE"
+        " /api/items/{id}) and the people anonymised (`hitl people anonymise`) after the backup"
+        " was made are not known, and none is deleted or anonymised again: the restored database"
+        " holds them as the backup does; run those erasures again."
+    ]
+    with Store.open(db) as store:
+        assert store.get_item("T-card") is not None  # what the warning is about
