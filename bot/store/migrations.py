@@ -699,8 +699,9 @@ def m030_deleted_items(db: Database) -> None:
 
 # Who receives a webhook sent to the URL in column {url}, as ``claim_due_deliveries`` shares a
 # round among receivers: for an http(s) URL its host and port in lower case (what
-# ``urlsplit(url).netloc.lower()`` says: the text after "//" up to the first "/", "?" or "#",
-# without the tabs and line breaks urlsplit drops; SQLite's lower() folds ASCII only), for
+# ``urlsplit(url).netloc.rpartition("@")[2].lower()`` says: the text after "//" up to the first
+# "/", "?" or "#", without the tabs and line breaks urlsplit drops and without the user and
+# password before an "@"; SQLite's lower() folds ASCII only), for
 # anything else the URL itself. One expression, formatted with the column, for every INSERT INTO
 # deliveries and for m031 (tests/bot/test_delivery_receiver.py holds it to urlsplit).
 _URL_REST = "substr({url}, instr({url}, '//') + 2)"
@@ -708,9 +709,15 @@ _NETLOC = (
     f"substr({_URL_REST}, 1, min(instr({_URL_REST} || '/', '/'), instr({_URL_REST} || '?', '?'),"
     f" instr({_URL_REST} || '#', '#')) - 1)"
 )
+_CLEAN_NETLOC = f"replace(replace(replace({_NETLOC}, char(9), ''), char(10), ''), char(13), '')"
+# The netloc after its last "@" (``rpartition("@")[2]``): its user and password are no part of
+# who receives. ``rtrim`` takes off everything after the last "@", leaving the part to drop.
+_HOST_PORT = (
+    f"replace({_CLEAN_NETLOC}, rtrim({_CLEAN_NETLOC}, replace({_CLEAN_NETLOC}, '@', '')), '')"
+)
 RECEIVER_SQL = (
     "(CASE WHEN lower(substr({url}, 1, 7)) = 'http://' OR lower(substr({url}, 1, 8)) = 'https://'"
-    f" THEN lower(replace(replace(replace({_NETLOC}, char(9), ''), char(10), ''), char(13), ''))"
+    f" THEN lower({_HOST_PORT})"
     " ELSE {url} END)"
 )
 

@@ -628,10 +628,11 @@ def _one_per_item(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 def _receiver(url: str) -> str:
     """Who receives a webhook sent to ``url``, for ``per_receiver``: for an http(s) URL its host
-    and port, for any other the URL itself. What ``RECEIVER_SQL`` stores (for a host with
+    and port (not the user and password before an "@": two sets of them are one receiver), for
+    any other the URL itself. What ``RECEIVER_SQL`` stores (for a host with
     letters other than ASCII in upper case it folds only the ASCII ones)."""
     if url[:7].lower() == "http://" or url[:8].lower() == "https://":
-        return urlsplit(url).netloc.lower()
+        return urlsplit(url).netloc.rpartition("@")[2].lower()
     return url
 
 

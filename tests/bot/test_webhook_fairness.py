@@ -73,7 +73,7 @@ def expected_claim(store: Store, limit: int, per_receiver: int) -> list[int]:
     taken: list[int] = []
     per: dict[str, int] = {}
     for _, id_, url in due:
-        receiver = urlsplit(url).netloc.lower()
+        receiver = urlsplit(url).netloc.rpartition("@")[2].lower()
         if per.get(receiver, 0) < per_receiver and len(taken) < limit:
             per[receiver] = per.get(receiver, 0) + 1
             taken.append(id_)
@@ -127,3 +127,16 @@ def test_a_round_over_many_receivers_each_with_a_backlog(store: Store) -> None:
     claimed = store.claim_due_deliveries(NOW, LEASE, 151, 1)
     assert [c["id"] for c in claimed] == expected
     assert claimed[-1]["url"] == "https://late.example/hook"
+
+
+def test_urls_that_differ_only_in_their_user_and_password_are_one_receiver(store: Store) -> None:
+    """A producer that puts a tenant's credentials in each callback_url: one host and port is one
+    receiver, whose share is PER_RECEIVER, not that many for each set of credentials (one that
+    hangs would hold every slot, and everyone else's webhooks would wait)."""
+    urls = [f"https://tenant{n % 3}:token{n % 3}@hooks.example/cb" for n in range(12)]
+    add_deliveries(store, [(url, at(n), "pending") for n, url in enumerate(urls)])
+    add_deliveries(store, [("https://other.example/cb", at(100), "pending")])
+    claimed = store.claim_due_deliveries(NOW, LEASE, 50, 4)
+    hosts = [urlsplit(c["url"]).hostname for c in claimed]
+    assert {h: hosts.count(h) for h in set(hosts)} == {"hooks.example": 4, "other.example": 1}
+    assert [c["receiver"] for c in claimed] == ["hooks.example"] * 4 + ["other.example"]
