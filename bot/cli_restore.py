@@ -206,7 +206,8 @@ def restore_command(state: Any, backup: Path, undelete: bool) -> None:
             f"Warning: no database was at {db}, so the items deleted (`hitl delete`, DELETE"
             " /api/items/{id}) and the people anonymised (`hitl people anonymise`) after the"
             " backup was made are not known, and none is deleted or anonymised again: the"
-            " restored database holds them as the backup does; run those erasures again.",
+            " restored database holds them as the backup does; run those erasures again. Nor"
+            " are the webhooks sent after it: producers are not told what the restore changed.",
             err=True,
         )
     if erased:  # the backup's pages, copied as they are, may keep old copies of those rows

@@ -312,7 +312,8 @@ def test_a_restore_where_no_database_was_says_the_erasures_since_are_not_redone(
         f"Warning: no database was at {db}, so the items deleted (`hitl delete`, DELETE"
         " /api/items/{id}) and the people anonymised (`hitl people anonymise`) after the backup"
         " was made are not known, and none is deleted or anonymised again: the restored database"
-        " holds them as the backup does; run those erasures again."
+        " holds them as the backup does; run those erasures again. Nor are the webhooks sent"
+        " after it: producers are not told what the restore changed."
     ]
     with Store.open(db) as store:
         assert store.get_item("T-card") is not None  # what the warning is about
