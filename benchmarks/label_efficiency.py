@@ -123,11 +123,15 @@ ARMS = (
 # ``typi_embedding``. ``typicl150``, ``typicl75``: as ``typic150`` / ``typic75``, but each
 # cluster's pick is its most typical item among those at least as long (in words) as the
 # cluster's median: on trec the typical picks are short questions (see ``typiclust``).
+# Eleventh screen (issue 19): ``typicpc``: ``typic75``'s TypiClust while fewer than
+# TYPI_PER_CLASS labels a class of the label set (at most 150 labels: ``typi_until``), margin
+# from there. TypiClust is a low-budget method, and a budget is low against the classes: on
+# sms_spam (2 classes, 20 labels) it never runs, which is where ``typic75`` trails BreakingTies.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
     "badge", "typi150", "probcover150", "typic150", "typic75",
-    "typicl150", "typicl75",
+    "typicl150", "typicl75", "typicpc",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
@@ -135,9 +139,10 @@ RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
-TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75}
+TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150}
+TYPI_PER_CLASS = {"typicpc": 10}  # TypiClust below this many labels a class (TYPI_UNTIL: a cap)
 # (below this many labels; margin from it). The arms whose embedding is the classifier's features:
-TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75")
+TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc")
 TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
 PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
 TYPI_DIMS = 100  # the pool's TF-IDF rows reduced to this many (TruncatedSVD) for k-means
@@ -297,7 +302,7 @@ def pick(
         priorities = stochastic_priorities(proba, arm, rng)
     elif arm == "badge":
         priorities = badge_priorities(clf, proba, texts, n, rng)
-    elif arm in TYPI_UNTIL and len(labeled) < TYPI_UNTIL[arm]:
+    elif arm in TYPI_UNTIL and len(labeled) < typi_until(arm, n_classes):
         priorities = typi_priorities(
             proba, embedding, unlabeled, n, rng, cover=balls, lengths=lengths
         )
@@ -364,6 +369,14 @@ def badge_priorities(
         chosen.append(int(rng.choice(len(a), p=closest / total)))
     priorities[chosen] = 2.0 + np.linspace(1.0, 0.0, len(chosen))  # drawn order first
     return priorities
+
+
+def typi_until(arm: str, n_classes: int) -> int:
+    """The labels below which a low-budget arm asks its typical picks: TYPI_UNTIL's, or for
+    TYPI_PER_CLASS's arms that many a class of ``n_classes``, at most TYPI_UNTIL's."""
+    if arm in TYPI_PER_CLASS:
+        return min(TYPI_PER_CLASS[arm] * n_classes, TYPI_UNTIL[arm])
+    return TYPI_UNTIL[arm]
 
 
 def typi_embedding(

@@ -454,3 +454,21 @@ def test_typicl_takes_the_most_typical_item_no_shorter_than_its_clusters_median(
     # the arms: word_char embedding, and their loop passes the pool's word counts on
     assert {"typicl150", "typicl75"} <= set(le["TYPI_WORD_CHAR"]) & set(le["TYPI_LONG"])
     assert le["TYPI_UNTIL"]["typicl75"] == 75 and le["TYPI_UNTIL"]["typicl150"] == 150
+
+
+def test_typicpc_asks_typical_picks_below_ten_labels_a_class_at_most_150_then_margin(tmp_path):
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    assert [le["typi_until"]("typicpc", k) for k in (2, 6, 12, 77)] == [20, 60, 120, 150]
+    assert le["typi_until"]("typic75", 2) == 75  # the other arms' switch is theirs alone
+    embedding = le["typi_embedding"](pool[0], 0, word_char=True, n_classes=2)
+
+    def picks(arm: str, n_labels: int, n_classes: int) -> list[int]:
+        return le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                          np.random.default_rng([0, 1]), embedding=embedding,
+                          n_classes=n_classes)  # fmt: skip
+
+    # 6 classes: typical below 60 labels (typic75's picks there), margin from 60
+    assert picks("typicpc", 55, 6) == picks("typic75", 55, 6) != picks("default", 55, 6)
+    assert picks("typicpc", 60, 6) == picks("default", 60, 6)
+    # 2 classes: margin from the first model on, where typic75 is still typical
+    assert picks("typicpc", 25, 2) == picks("default", 25, 2) != picks("typic75", 25, 2)
