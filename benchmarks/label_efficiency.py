@@ -68,6 +68,13 @@ from model.selection import (
     select,
     warm_share,
 )
+from model.typical import (
+    TYPICAL_DIMS,
+    TYPICAL_KNN,
+    TYPICAL_MIN_CLUSTER,
+    typical_embedding,
+    typiclust,
+)
 
 DATASETS = ("ag_news_7600", "banking77", "sms_spam", "trec")
 ARMS = (
@@ -145,9 +152,8 @@ TYPI_PER_CLASS = {"typicpc": 10}  # TypiClust below this many labels a class (TY
 TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc")
 TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
 PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
-TYPI_DIMS = 100  # the pool's TF-IDF rows reduced to this many (TruncatedSVD) for k-means
-TYPI_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbours in the cluster
-TYPI_MIN_CLUSTER = 5  # clusters of at most this many items are never drawn from
+# TypiClust's dimensions, neighbours and smallest cluster: the product's (model/typical.py)
+TYPI_DIMS, TYPI_KNN, TYPI_MIN_CLUSTER = TYPICAL_DIMS, TYPICAL_KNN, TYPICAL_MIN_CLUSTER
 SPREAD_CANDIDATES = 100
 HYBRID_UNTIL = 150
 ALBL_EXPERTS = ("margin", "random")
@@ -382,69 +388,11 @@ def typi_until(arm: str, n_classes: int) -> int:
 def typi_embedding(
     texts: list[str], random_state: int, *, word_char: bool = False, n_classes: int | None = None
 ) -> np.ndarray:
-    """TypiClust's feature space here: the pool's word TF-IDF rows (``_tfidf_rows``, as the
-    medoids and spread arms use), or with ``word_char`` the product classifier's own features
-    (word 1-2-grams + char_wb 2-5-grams, each TF-IDF, as ``build_pipeline`` builds them for a
-    fit of the pool's size and ``n_classes`` classes), reduced to TYPI_DIMS by TruncatedSVD,
+    """TypiClust's feature space here (``model.typical.typical_embedding``, the product's):
+    the pool's word TF-IDF rows (``_tfidf_rows``, as the medoids and spread arms use), or with
+    ``word_char`` the product classifier's own features, reduced to TYPI_DIMS by TruncatedSVD,
     rows L2-normalised."""
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.preprocessing import normalize
-
-    if word_char:
-        from model.classifier import build_pipeline, prepare_texts
-
-        features = build_pipeline(n_samples=len(texts), n_classes=n_classes)[:-1]
-        rows = features.fit_transform(prepare_texts(texts)).astype(np.float64)
-    else:
-        rows = _tfidf_rows(texts)
-    dims = min(TYPI_DIMS, rows.shape[1] - 1, rows.shape[0] - 1)
-    if dims < 1:
-        return normalize(rows.toarray())
-    return normalize(TruncatedSVD(dims, random_state=random_state).fit_transform(rows))
-
-
-def typiclust(
-    embedding: np.ndarray,
-    labeled: np.ndarray,
-    budget: int,
-    random_state: int,
-    lengths: np.ndarray | None = None,
-) -> list[int]:
-    """TypiClust's ``budget`` picks (Hacohen, Dekel & Weinshall 2022, as their code does it):
-    k-means of the whole pool (``labeled``: a mask over it) into |L| + budget clusters;
-    clusters of more than TYPI_MIN_CLUSTER items, fewest labeled first, then largest, each in
-    turn gives its most typical unlabeled item: typicality = 1 / mean Euclidean distance to its
-    min(TYPI_KNN, m // 2) nearest neighbours among the cluster's m unlabeled items. Pool
-    positions, in that order (shorter than ``budget`` only if the clusters run dry). With
-    ``lengths`` (a word count per pool item) a cluster gives its most typical item among those
-    at least its unlabeled members' median length (typicality still over all of them)."""
-    from sklearn.cluster import KMeans
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(int(labeled.sum()) + budget, len(embedding))
-    clusters = KMeans(k, n_init=1, random_state=random_state).fit_predict(embedding)
-    sizes = np.bincount(clusters, minlength=k)
-    held = np.bincount(clusters[labeled], minlength=k)
-    ids = np.flatnonzero(sizes > TYPI_MIN_CLUSTER)
-    order = ids[np.lexsort((ids, -sizes[ids], held[ids]))]
-    free = ~labeled
-    picks: list[int] = []
-    for step in range(budget if len(order) else 0):
-        members = np.flatnonzero((clusters == order[step % len(order)]) & free)
-        if len(members) == 0:
-            continue
-        best = 0
-        if len(members) > 1:
-            nn = NearestNeighbors(n_neighbors=max(1, min(TYPI_KNN, len(members) // 2)))
-            distances, _ = nn.fit(embedding[members]).kneighbors()  # itself excluded
-            typicality = 1.0 / (distances.mean(axis=1) + 1e-5)
-            if lengths is not None:
-                short = lengths[members] < np.median(lengths[members])
-                typicality[short] = -np.inf
-            best = int(np.argmax(typicality))
-        picks.append(int(members[best]))
-        free[members[best]] = False
-    return picks
+    return typical_embedding(texts, random_state, word_char=word_char, n_classes=n_classes)
 
 
 def probcover_balls(embedding: np.ndarray, n_classes: int, random_state: int):
