@@ -81,6 +81,7 @@ class Settings:
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
     warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
+    typical_until: int = 0  # TypiClust's picks below it (bot.learning.typical); 0: off
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     connect_retry: float = 1.0  # bot.slack.connect.RETRY_BASE: first wait to reach Slack at start
     routes: Mapping[str, str] = field(default_factory=dict)
@@ -696,6 +697,15 @@ SPECS: tuple[Spec, ...] = (
         False,
         "labels a model needs before its uncertainty picks the questions; below, every"
         " question is a random pick (0: uncertainty from the first model)",
+    ),
+    Spec(
+        "typical_until",
+        "HITL_TYPICAL_UNTIL",
+        _integer(0, 1_000),
+        False,
+        "labels a model needs before its uncertainty picks the questions after the warm-up;"
+        " below, the questions are TypiClust's typical items of the clusters no label covers"
+        " (0: off)",
     ),
     Spec(
         "aggregation",

@@ -504,6 +504,8 @@ class Runtime:
     - ``background``: the listeners still at work after their ack;
     - ``homes``: ``bot.slack.commands.HomePublisher``, the App Home publishes a 429 holds
       (made on first use, ``HomePublisher.of(rt)``);
+    - ``typical``: ``bot.learning.typical.TypicalOrder``, TypiClust's order for a young
+      model (HITL_TYPICAL_UNTIL), made on first use;
     - ``label_change``: whether this server's own label-set change is writing (``LabelChange``);
     - ``typeahead_label_sets``: the label sets whose "Other…" is the type-ahead, learnt from
       Slack's refusals (``bot.slack.questions.smaller_after``), shared by posts and redraws.
@@ -524,6 +526,7 @@ class Runtime:
     trainer: Wakeable | None = None
     scorer: object | None = None
     homes: object | None = None
+    typical: object | None = None
     label_change: LabelChange = field(default_factory=LabelChange)
     # label sets whose questions Slack refused as too long with "Other…" inline: their
     # questions and redraws use the type-ahead (``bot.slack.questions.smaller_after``)

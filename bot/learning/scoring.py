@@ -924,6 +924,7 @@ def choose(
     n: int,
     rng: random.Random,
     audit_pool: list[dict[str, Any]] | None = None,
+    typical: list[dict[str, Any]] | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """Up to ``n`` items of ``pool`` to ask about, each with its reason, in posting order.
 
@@ -934,6 +935,11 @@ def choose(
     While the model was trained on fewer than HITL_WARM_UP labels its uncertainty is not
     worth following yet: every pick is a uniform random one, reason ``warm_up`` (not ``audit``:
     a refresh trains on these answers instead of holding them out to gate itself).
+
+    Past the warm-up, while it was trained on fewer than HITL_TYPICAL_UNTIL labels, the
+    non-audit picks are ``typical`` (TypiClust's picks still waiting, in their order:
+    ``bot.learning.typical``), reason ``typical``, when given; without them (the order not
+    computed yet, or all asked) they are the uncertain picks, as past HITL_TYPICAL_UNTIL.
 
     Then each position of the list is an audit with probability HITL_AUDIT_RATE, drawn for
     that position alone. The dispatcher posts only the first few (one a second per channel)
@@ -953,8 +959,12 @@ def choose(
     is_audit = [bool(a) for a in generator.random(n) < rt.settings.audit_rate]
     audits = _pick(rt, audit_pool, sum(is_audit), generator, reason="audit")
     taken = {it["id"] for it, _ in audits}
-    rest = [it for it in pool if it["id"] not in taken]
-    uncertain = _pick(rt, rest, is_audit.count(False), generator)
+    if typical and rt.model.n_train < rt.settings.typical_until:
+        wanted = is_audit.count(False)
+        uncertain = [(it, "typical") for it in typical if it["id"] not in taken][:wanted]
+    else:
+        rest = [it for it in pool if it["id"] not in taken]
+        uncertain = _pick(rt, rest, is_audit.count(False), generator)
     picks = {True: iter(audits), False: iter(uncertain)}
     chosen: list[tuple[dict[str, Any], str]] = []
     for audit in is_audit:

@@ -308,6 +308,7 @@ def _reason_text(reason: str, version: int | None) -> str:
         "audit": "random check of the model",
         "cold_start": "collecting first labels",
         "warm_up": "random pick while the model is young",
+        "typical": "typical of a group no label covers yet",
     }.get(reason, reason)
     if not version:
         model = "no model"

@@ -109,6 +109,12 @@ def picking_text(rt: Runtime) -> str:
             " (HITL_WARM_UP)"
         )
     audits = f", {settings.audit_rate:.0%} random audits" if settings.audit_rate else ""
+    if model.n_train < settings.typical_until:
+        return (
+            "*Picking:* the typical items of the groups no label covers yet (TypiClust) while"
+            f" the model is young: it has {model.n_train:,} of the {settings.typical_until:,}"
+            f" labels it needs before its doubts pick the questions (HITL_TYPICAL_UNTIL){audits}"
+        )
     return f"*Picking:* the model's closest calls first ({settings.strategy}){audits}"
 
 

@@ -66,6 +66,7 @@ from bot.learning.scoring import (
     score_pending,
     scorer_of,
 )
+from bot.learning.typical import typical_candidates
 from bot.runtime import NotSlackJson, Runtime, no_rate_waits, wait_until_woken
 from bot.slack import blocks
 from bot.slack.connect import retired_route_labels, socket_mode_of
@@ -537,6 +538,8 @@ class Dispatcher:
         free = [c for c in self.question_channels() if open_counts.get(c, 0) < rt.settings.max_open]
         pool, audit_pool = candidates(rt, self.rng, free)
         pool = await fresh_window(rt, pool, free)  # a new model ranks the window first
+        # a young model's TypiClust picks (HITL_TYPICAL_UNTIL); None: none, or not ready yet
+        typical = typical_candidates(rt)
         taken: set[str] = set()
         posted = 0
         routes = routes_in_force(rt.settings, rt.store)
@@ -548,6 +551,8 @@ class Dispatcher:
                     open_counts = rt.store.open_post_counts()
                     pool = [it for it in pool if it["id"] not in state.adopted]
                     audit_pool = [it for it in audit_pool if it["id"] not in state.adopted]
+                    if typical is not None:
+                        typical = [it for it in typical if it["id"] not in state.adopted]
                 elif state.broken:  # the token: nothing can be posted until it works
                     continue
                 elif loop.time() < state.history_retry_at and not state.missing_scope:
@@ -588,7 +593,8 @@ class Dispatcher:
             # by in case Slack refuses the first); choosing a batch for all the room, with its
             # duplicate checks, and posting one of it was most of a round's work.
             wanted = room if self.post_interval <= 0 else min(room, 2)
-            for item, reason in choose(rt, mine, wanted, self.rng, audit_pool=audits):
+            ours = None if typical is None else [it for it in typical if routed_here(it)]
+            for item, reason in choose(rt, mine, wanted, self.rng, audit_pool=audits, typical=ours):
                 if loop.time() < state.last_post + self.post_interval:
                     break  # at most one post per interval per channel; run() comes back
                 gold = await self._gold_instead(channel, taken | held)

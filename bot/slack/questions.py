@@ -56,21 +56,51 @@ def young_model(
     question it posted nearest to it (``warm_up`` or not: ``scoring.choose``'s own decision,
     stored with each post; ``_young_beside``), and only when it posted none there by the
     labels it read, -N, the one count it left."""
-    if version is None or settings.warm_up <= 0:
+    return _trained_below(store, settings.warm_up, "warm_up", version, model, post_id)
+
+
+def typical_model(
+    store: Store,
+    settings: Settings,
+    version: int | None,
+    model: Champion | None = None,
+    post_id: int | None = None,
+) -> bool:
+    """Whether the model ``version`` asked TypiClust's picks (``bot.learning.typical``): past
+    its warm-up (``young_model``) and trained on fewer than HITL_TYPICAL_UNTIL labels, its
+    count read as ``young_model`` reads it (a working model no longer noted: by the ordinary
+    question it posted nearest to ``post_id``, ``typical`` or not)."""
+    return not young_model(store, settings, version, model, post_id) and _trained_below(
+        store, settings.typical_until, "typical", version, model, post_id
+    )
+
+
+def _trained_below(
+    store: Store,
+    until: int,
+    reason: str,
+    version: int | None,
+    model: Champion | None,
+    post_id: int | None,
+) -> bool:
+    """Whether the model ``version`` was trained on fewer than ``until`` labels (0: never), as
+    ``young_model`` reads its count; ``reason``: what its ordinary questions were asked as
+    below it (``_young_beside``)."""
+    if version is None or until <= 0:
         return False
     if model is not None and model.version == version:
         if version < 0:
             _working_n_train.setdefault(store, {})[version] = model.n_train
-        return model.n_train < settings.warm_up
+        return model.n_train < until
     if version < 0:
         n_train = _working_n_train.get(store, {}).get(version)
         if n_train is None and post_id is not None:
-            beside = _young_beside(store, version, post_id)
+            beside = _young_beside(store, version, post_id, reason)
             if beside is not None:
                 return beside
-        return (-version if n_train is None else n_train) < settings.warm_up
+        return (-version if n_train is None else n_train) < until
     n_train = store.model_n_train(version)
-    return n_train is not None and n_train < settings.warm_up
+    return n_train is not None and n_train < until
 
 
 # The working models' training counts (version -N -> n_train), per store, as the models that
@@ -80,14 +110,15 @@ _working_n_train: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.Wea
 BESIDE = 200  # posts read at most on each side of a gold question's for its model's warm-up
 
 
-def _young_beside(store: Store, version: int, post_id: int) -> bool | None:
+def _young_beside(store: Store, version: int, post_id: int, reason: str = "warm_up") -> bool | None:
     """Whether the working model ``version`` asked its ordinary questions as warm-up picks,
     from the one it posted nearest to the post ``post_id`` (within BESIDE posts on either
     side: a read of the posts' key, bounded however many there are): ``posts.reason`` is
     ``warm_up`` for every pick of a young model and never for another's. None when it posted
-    none there (every question near it a gold one, say)."""
-    reason = store.pick_reason_nearest(version, post_id, BESIDE)
-    return None if reason is None else reason == "warm_up"
+    none there (every question near it a gold one, say). ``reason``: ``typical`` asks the
+    same of TypiClust's picks (``typical_model``)."""
+    nearest = store.pick_reason_nearest(version, post_id, BESIDE)
+    return None if nearest is None else nearest == reason
 
 
 def gold_passed_over(
@@ -138,7 +169,12 @@ def shown_reason(
         return "warm_up"
     if confidence is not None and confidence >= settings.threshold:
         return "audit"  # a marked item the model is sure of (``gold_passed_over``)
-    return "audit" if gold_draw(item_id) < settings.audit_rate else "uncertain"
+    if gold_draw(item_id) < settings.audit_rate:
+        return "audit"
+    # a model below HITL_TYPICAL_UNTIL asks TypiClust's picks beside its audits
+    return (
+        "typical" if typical_model(store, settings, model_version, model, post_id) else "uncertain"
+    )
 
 
 def build_question(

@@ -133,10 +133,13 @@ class ModelsMixin:
         return row[0] if alive or (alive is None and row[1] > now) else None
 
     def asked_as_uncertain(self) -> set[str]:
-        """Items ever posted because the model was unsure of them (reason ``uncertain``): their
-        labels are not a sample of the pool, so a learning curve is not tested on them. Reads
-        every such post: call it off the event loop."""
-        rows = self.db.execute("SELECT DISTINCT item_id FROM posts WHERE reason = 'uncertain'")
+        """Items ever posted because the model was unsure of them (reason ``uncertain``) or as
+        TypiClust's typical picks (``typical``): their labels are not a sample of the pool, so
+        a learning curve is not tested on them. Reads every such post: call it off the event
+        loop."""
+        rows = self.db.execute(
+            "SELECT DISTINCT item_id FROM posts WHERE reason IN ('uncertain', 'typical')"
+        )
         return {row[0] for row in rows}
 
     def drawn_uniformly(self, item_ids: Iterable[str]) -> list[bool]:

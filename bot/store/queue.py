@@ -173,6 +173,33 @@ class QueueMixin:
             list(ids),
         )
 
+    def unlabeled_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Of ``ids`` (a TypiClust order: at most a few hundred, one statement), the items still
+        unlabeled and not asked (new, queued or auto), in the order of ``ids``."""
+        if not ids:
+            return []
+        found = {
+            row["id"]: row
+            for row in self._pool_rows(
+                f"SELECT {self._POOL_COLUMNS} FROM items WHERE id IN ({','.join('?' * len(ids))})"
+                " AND +status IN ('new', 'queued', 'auto')",
+                list(ids),
+            )
+        }
+        return [found[item_id] for item_id in dict.fromkeys(ids) if item_id in found]
+
+    def covered_texts(self, limit: int) -> list[str]:
+        """The texts of at most ``limit`` items people answered or are asked (resolved or
+        posted), from the status index: the clusters TypiClust counts as covered."""
+        return [
+            text
+            for (text,) in self.db.execute(
+                "SELECT text FROM items INDEXED BY items_status_priority"
+                " WHERE status IN ('resolved', 'posted') LIMIT ?",
+                [int(limit)],
+            )
+        ]
+
     def sample_unlabeled(self, size: int, rng: random.Random) -> list[dict[str, Any]]:
         """A uniform random sample of the unlabeled items (new, queued or auto), without
         reading them all: random rowids, kept when they hit an unlabeled item (their rowids
@@ -765,13 +792,14 @@ class QueueMixin:
         return select_rows(self.db, "SELECT * FROM post_attempts ORDER BY attempted_at")
 
     def pick_reason_nearest(self, version: int, post_id: int, within: int) -> str | None:
-        """The reason (``warm_up``, ``uncertain``, ``audit``) of model ``version``'s ordinary
-        question posted nearest to the post ``post_id``, within ``within`` posts on either
-        side (a read of the posts' key, bounded however many there are); None if it posted
-        none there."""
+        """The reason (``warm_up``, ``typical``, ``uncertain``, ``audit``) of model
+        ``version``'s ordinary question posted nearest to the post ``post_id``, within
+        ``within`` posts on either side (a read of the posts' key, bounded however many there
+        are); None if it posted none there."""
         row = self.db.execute(
             "SELECT reason FROM posts WHERE id BETWEEN ? AND ? AND model_version = ?"
-            " AND reason IN ('warm_up', 'uncertain', 'audit') ORDER BY abs(id - ?) LIMIT 1",
+            " AND reason IN ('warm_up', 'typical', 'uncertain', 'audit')"
+            " ORDER BY abs(id - ?) LIMIT 1",
             [post_id - within, post_id + within, version, post_id],
         ).fetchone()
         return None if row is None else row[0]

@@ -1,0 +1,119 @@
+"""TypiClust's order for a young model (HITL_TYPICAL_UNTIL): what the dispatcher asks first.
+
+While the model that asks was trained on fewer than HITL_TYPICAL_UNTIL labels (and past
+HITL_WARM_UP's random picks), the non-audit questions are TypiClust's picks
+(``model.typical``): the most typical item of each cluster of the backlog no answered or
+asked item covers yet. The order is computed once per model version, for the questions the
+model asks before its refresh replaces it (HITL_REFRESH_EVERY, the benchmark's batch of 25
+per model, plus HITL_MAX_OPEN for the questions still open), over a uniform sample of
+TYPICAL_SAMPLE unlabeled items and the texts of up to TYPICAL_SAMPLE answered or asked ones.
+The sample and the texts are read on the event loop's thread (the SQLite connection belongs
+to it); the embedding and k-means (seconds at 10,000 items) run in a worker thread, never on
+the loop. Until the order is ready, and once its picks are all asked or gone, the dispatcher
+asks what it asks without it (the model's closest calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import eventloop
+from bot.labelset import current_labels
+from bot.runtime import Champion, Runtime
+from model.typical import typical_order
+
+logger = logging.getLogger(__name__)
+
+TYPICAL_SAMPLE = 10_000
+"""Unlabeled items TypiClust clusters (a uniform sample, ``Store.sample_unlabeled``), and the
+most answered or asked texts read beside them as covered: embedding and k-means take seconds
+on this many (``benchmarks/typical_order.py``); the backlog's size changes only the read."""
+TYPICAL_BATCH = 25  # picks per model version when refreshes are off (HITL_REFRESH_EVERY=0)
+
+
+@dataclass
+class TypicalOrder:
+    """The runtime's TypiClust order (``rt.typical``): the model version it is for, its task
+    while it is computed, then the item ids in the order to ask them."""
+
+    version: int | None = None
+    task: asyncio.Task[None] | None = None
+    ids: list[str] = field(default_factory=list)
+    n_computed: int = 0  # orders computed since start (one per model version)
+
+    @classmethod
+    def of(cls, rt: Runtime) -> TypicalOrder:
+        if rt.typical is None:
+            rt.typical = cls()
+        return rt.typical
+
+
+def is_typical(rt: Runtime, model: Champion | None = None) -> bool:
+    """Whether the model that asks (``model``, else ``rt.model``) asks TypiClust's picks: it
+    was trained on at least HITL_WARM_UP labels (warm-up's random picks come first) and on
+    fewer than HITL_TYPICAL_UNTIL (0: never)."""
+    model = model or rt.model
+    settings = rt.settings
+    return model is not None and settings.warm_up <= model.n_train < settings.typical_until
+
+
+def budget(rt: Runtime) -> int:
+    """How many picks one model version's order holds: the labels until its refresh
+    (HITL_REFRESH_EVERY, TYPICAL_BATCH without refreshes) plus the open questions' room."""
+    return (rt.settings.refresh_every or TYPICAL_BATCH) + rt.settings.max_open
+
+
+def typical_candidates(rt: Runtime) -> list[dict[str, Any]] | None:
+    """On the event loop: the model's TypiClust picks still unlabeled and not asked, in their
+    order, as the dispatcher's pool rows; None when the model does not ask them
+    (``is_typical``), while its order is being computed (started here, once per version) or
+    once they are all asked or gone: the dispatcher then asks as it does without them."""
+    model = rt.model
+    if model is None or not is_typical(rt, model):
+        return None
+    order = TypicalOrder.of(rt)
+    if order.version != model.version:
+        _start(rt, order, model)
+        return None
+    if order.task is not None and not order.task.done():
+        return None  # being computed: the model's closest calls meanwhile
+    return rt.store.unlabeled_of(order.ids) or None
+
+
+def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
+    """Read the pool on the loop's thread and compute its order in a worker thread."""
+    if order.task is not None and not order.task.done():
+        order.task.cancel()  # an older version's: its result is no use (the thread ends alone)
+    sample = rt.store.sample_unlabeled(TYPICAL_SAMPLE, random.Random(f"typical:{model.version}"))
+    covered = rt.store.covered_texts(TYPICAL_SAMPLE)
+    texts = [*covered, *(it["text"] for it in sample)]
+    labeled = [True] * len(covered) + [False] * len(sample)
+    ids = [it["id"] for it in sample]
+    n_classes = len(current_labels(rt.settings, rt.store)) or None
+    order.version, order.ids = model.version, []
+    seed, size = model.version % 2**31, budget(rt)
+
+    async def compute() -> None:
+        try:
+            picks = await eventloop.to_thread(
+                lambda: typical_order(texts, labeled, size, seed, n_classes=n_classes)
+            )
+        except Exception:
+            logger.exception(
+                "TypiClust's order for model %s failed: its questions are its closest calls",
+                model.version,
+            )
+            return
+        if order.version != model.version:
+            return  # another model asks now: its own order is on its way
+        order.ids = [ids[p - len(covered)] for p in picks]
+        order.n_computed += 1
+        logger.info("TypiClust's order for model %s: %d picks", model.version, len(order.ids))
+        rt.wake_dispatcher()
+
+    order.task = eventloop.background(compute(), name="hitl-typical")
+    rt.background.keep(order.task)

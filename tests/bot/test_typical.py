@@ -1,0 +1,185 @@
+"""HITL_TYPICAL_UNTIL: a young model asks TypiClust's typical picks, one per uncovered group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+import bot.learning.typical as typical_module
+from bot.learning.scoring import choose
+from bot.learning.typical import TypicalOrder, typical_candidates
+from bot.runtime import Champion
+from bot.sandbox import FakeSlack
+from bot.slack.commands import picking_text
+from bot.slack.questions import shown_reason
+from model.classifier import TextClassifier
+from tests.bot.harness import Item, make_settings, seed, start_bot
+
+GROUPS = {
+    "billing": "please refund the double charge on my credit card invoice",
+    "crash": "the mobile app crashes on start after the latest update",
+    "login": "cannot log in password reset email never arrives",
+    "shipping": "parcel delivery is late tracking number shows nothing",
+}
+OUTLIERS = [Item("out-0", "zebra quantum violin"), Item("out-1", "xylophone nebula marmalade")]
+# one billing text is labeled: its group is covered
+ITEMS = [
+    Item(
+        f"{name}-{n}",
+        f"{text} {'abcdefghij'[n]}",
+        label="billing" if (name, n) == ("billing", 0) else None,
+    )
+    for name, text in GROUPS.items()
+    for n in range(10)
+] + OUTLIERS
+
+
+def young(version: int = 1, n_train: int = 10) -> Champion:
+    classifier = TextClassifier(random_state=0).fit(
+        ["refund my money", "card charged twice", "app crashes", "screen is blank"],
+        ["billing", "billing", "bug", "bug"],
+    )
+    return Champion(version=version, classifier=classifier, n_train=n_train)
+
+
+async def typical_bot(fake: FakeSlack, tmp_path: Path, **changes):
+    """Groups of near-identical tickets, their order's picks the questions of a round: two
+    open questions (HITL_MAX_OPEN) and a refresh every label, so an order holds three picks
+    (``bot.learning.typical.budget``) and k-means four clusters: the four groups."""
+    seed(tmp_path / "hitl.db", ITEMS)
+    changes = {"audit_rate": 0.0, **changes}
+    settings = make_settings(fake, tmp_path, max_open=2, refresh_every=1, threshold=0.99, **changes)
+    return start_bot(fake, settings)
+
+
+def group(item_id: str) -> str:
+    return item_id.split("-")[0]
+
+
+async def ready(rt) -> TypicalOrder:  # noqa: ANN001
+    """The order the dispatcher started for the model that asks, once computed."""
+    order = TypicalOrder.of(rt)
+    assert order.task is not None
+    await asyncio.wait_for(order.task, 30)
+    return order
+
+
+async def test_a_young_model_asks_one_typical_item_per_uncovered_group_computed_off_the_loop(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With HITL_TYPICAL_UNTIL=75 and a model on 10 labels, the questions are TypiClust's
+    picks: one per group no label covers (never billing, whose ticket is labeled), never an
+    outlier; the order is computed in a worker thread, once per model version."""
+    threads: list[str] = []
+    real = typical_module.typical_order
+
+    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(typical_module, "typical_order", watched)
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+        bot.rt.champion = young()
+        assert typical_candidates(bot.rt) is None  # started: not ready on the loop's turn
+        order = await ready(bot.rt)
+        assert sorted(map(group, order.ids)) == ["crash", "login", "shipping"]
+        assert await bot.dispatcher.fill() == 2
+        posts = list(bot.store.db["posts"].rows)
+        assert [(p["item_id"], p["reason"]) for p in posts] == [
+            (item_id, "typical") for item_id in order.ids[:2]
+        ]
+        text = json.dumps(bot.posted()[0]["blocks"])
+        assert "typical of a group no label covers yet" in text
+        # a gold question beside them shows their line; /hitl stats says how they are chosen
+        assert shown_reason(bot.store, bot.rt.settings, "out-0", "gold", 1, bot.rt.model) == (
+            "typical"
+        )
+        assert "typical items of the groups no label covers yet" in picking_text(bot.rt)
+        # the first question answered: the next round asks the order's third pick
+        first = bot.posted()[0]
+        answered = await bot.action(bot.button_payload(first, "U0ANA", bot.first_label(first)))
+        assert answered.status == 200
+        assert await bot.dispatcher.fill() == 1
+        assert [p["item_id"] for p in bot.store.db["posts"].rows][2:] == order.ids[2:]
+        assert order.n_computed == 1 and threads and threading.main_thread().name not in threads
+        # a refresh (a new version, still young) gets an order of its own
+        bot.rt.champion = young(version=2, n_train=11)
+        assert typical_candidates(bot.rt) is None and (await ready(bot.rt)).n_computed == 2
+        assert len(threads) == 2
+
+
+async def test_without_the_setting_a_young_model_asks_its_closest_calls(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=0):
+        bot.rt.champion = young()
+        assert await bot.dispatcher.fill() == 2
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"uncertain"}
+        assert bot.rt.typical is None  # no order computed
+
+
+async def test_from_the_typical_labels_on_the_model_asks_its_closest_calls_again(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+        bot.rt.champion = young(n_train=75)
+        assert typical_candidates(bot.rt) is None and bot.rt.typical is None
+        assert await bot.dispatcher.fill() == 2
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {"uncertain"}
+        assert shown_reason(bot.store, bot.rt.settings, "out-0", "gold", 1, bot.rt.model) == (
+            "uncertain"
+        )
+        assert "closest calls" in picking_text(bot.rt)
+
+
+def pool_rows(prefix: str, count: int) -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}{n}",
+            "text": f"{prefix} ticket {n} " + "x" * n,
+            "status": "queued",
+            "model_version": 1,
+            "predicted_label": "billing",
+            "confidence": 0.5,
+            "priority": 1 - n / 100,
+        }
+        for n in range(count)
+    ]
+
+
+async def test_typical_picks_keep_the_audit_share_and_come_after_the_warm_up(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The audit positions and picks are the ones the model's closest calls get (the same
+    draws); only the other positions are TypiClust's, in its order. HITL_WARM_UP comes
+    first: below it every pick is random."""
+    async for bot in await typical_bot(
+        fake_slack, tmp_path, typical_until=75, warm_up=50, audit_rate=0.5
+    ):
+        pool, sample, typical = pool_rows("u", 20), pool_rows("s", 20), pool_rows("t", 20)
+        bot.rt.champion = young(n_train=60)
+        with_typical = choose(bot.rt, pool, 8, random.Random(3), sample, typical)
+        without = choose(bot.rt, pool, 8, random.Random(3), sample)
+        assert [r for _, r in with_typical] == [
+            "audit" if r == "audit" else "typical" for _, r in without
+        ]
+        assert "audit" in {r for _, r in without} and "uncertain" in {r for _, r in without}
+        assert [it["id"] for it, r in with_typical if r == "audit"] == [
+            it["id"] for it, r in without if r == "audit"
+        ]
+        assert [it["id"] for it, r in with_typical if r == "typical"] == [
+            f"t{n}" for n in range(sum(r == "typical" for _, r in with_typical))
+        ]
+        bot.rt.champion = young(n_train=49)  # warm-up first
+        assert {r for _, r in choose(bot.rt, pool, 8, random.Random(3), sample, typical)} == {
+            "warm_up"
+        }
+        bot.rt.champion = young(n_train=75)  # past it: the closest calls
+        assert "typical" not in {
+            r for _, r in choose(bot.rt, pool, 8, random.Random(3), sample, typical)
+        }
