@@ -219,7 +219,8 @@ class Simulator:
         """Whether another dispatcher round could post here: the channel has room and some
         unlabeled item is not posted yet (one only an audit could pick needs a model and an
         audit share: without a model, or with one younger than HITL_WARM_UP labels, every pick
-        is random)."""
+        is random; below HITL_TYPICAL_UNTIL, TypiClust's picks may be items the model is sure
+        of too)."""
         store, settings = self.rt.store, self.rt.settings
         if store.open_post_counts().get(self.channel, 0) >= settings.max_open:
             return False  # full of questions these teammates cannot answer (or already did)
@@ -229,7 +230,11 @@ class Simulator:
         if not counts.get("auto", 0):
             return False  # every item is labeled, posted or set aside
         model = self.rt.model
-        return model is None or settings.audit_rate > 0 or model.n_train < settings.warm_up
+        return (
+            model is None
+            or settings.audit_rate > 0
+            or model.n_train < max(settings.warm_up, settings.typical_until)
+        )
 
     def choose_label(self, item_id: str, teammate: Teammate | None = None) -> str:
         true = self.truth[item_id]

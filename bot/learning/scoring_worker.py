@@ -30,17 +30,19 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from bot.errors import HitlError
 from bot.learning.children import awaitable, child_context
 from model import selection
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +314,29 @@ class ScoringWorker:
             self.calls += 1
             return result
         raise ScoringProcessError(f"the scoring process died twice scoring with model v{version}")
+
+    async def call(self, version: int, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` in the child (a module-level function: it is sent by
+        name), after the calls already waiting there: work for the model ``version`` (named in
+        the log) whose C code holds the GIL for long stretches, so that a worker thread would
+        hold the event loop too (TypiClust's order, ``bot.learning.typical``: scipy's sparse
+        products, ~0.2 s each, 3 s once). A child that died is replaced, once."""
+        for attempt in (1, 2):
+            executor = self._start()
+            _start_feeder(executor)
+            try:
+                [result] = await self._gathered(
+                    executor, [awaitable(executor.submit(function, *args, **kwargs))], version
+                )
+            except BrokenProcessPool as exc:  # found dead when the call was submitted
+                result = exc
+            if isinstance(result, BrokenProcessPool):
+                self._replace(executor, version, attempt)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        raise ScoringProcessError(f"the scoring process died twice working for model v{version}")
 
     async def _gathered(
         self, executor: ProcessPoolExecutor, steps: list[asyncio.Future[Any]], version: int

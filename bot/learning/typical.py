@@ -8,9 +8,10 @@ model asks before its refresh replaces it (HITL_REFRESH_EVERY, the benchmark's b
 per model, plus HITL_MAX_OPEN for the questions still open), over a uniform sample of
 TYPICAL_SAMPLE unlabeled items and the texts of up to TYPICAL_SAMPLE answered or asked ones.
 The sample and the texts are read on the event loop's thread (the SQLite connection belongs
-to it); the embedding and k-means (seconds at 10,000 items) run in a worker thread, never on
-the loop. Until the order is ready, and once its picks are all asked or gone, the dispatcher
-asks what it asks without it (the model's closest calls).
+to it), a step at a time; the embedding and k-means (tens of seconds at 10,000 items on a
+slow machine) run in the walks' scoring child under `hitl serve` (in a worker thread where
+there is none: tests), never on the loop. Until the order is ready, and once its picks are
+all asked or gone, the dispatcher asks what it asks without it (the model's closest calls).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ TYPICAL_SAMPLE = 10_000
 most answered or asked texts read beside them as covered: embedding and k-means take seconds
 on this many (``benchmarks/typical_order.py``); the backlog's size changes only the read."""
 TYPICAL_BATCH = 25  # picks per model version when refreshes are off (HITL_REFRESH_EVERY=0)
+MAX_BATCH = 100  # picks per model version at most, however rare the refreshes
+READ_STEP = 500  # sample rows read on the loop at a time
 
 
 @dataclass
@@ -63,8 +66,9 @@ def is_typical(rt: Runtime, model: Champion | None = None) -> bool:
 
 def budget(rt: Runtime) -> int:
     """How many picks one model version's order holds: the labels until its refresh
-    (HITL_REFRESH_EVERY, TYPICAL_BATCH without refreshes) plus the open questions' room."""
-    return (rt.settings.refresh_every or TYPICAL_BATCH) + rt.settings.max_open
+    (HITL_REFRESH_EVERY, TYPICAL_BATCH without refreshes; at most MAX_BATCH, as k-means makes
+    a cluster per label and pick) plus the open questions' room (HITL_MAX_OPEN)."""
+    return min(rt.settings.refresh_every or TYPICAL_BATCH, MAX_BATCH) + rt.settings.max_open
 
 
 def typical_candidates(rt: Runtime) -> list[dict[str, Any]] | None:
@@ -85,35 +89,57 @@ def typical_candidates(rt: Runtime) -> list[dict[str, Any]] | None:
 
 
 def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
-    """Read the pool on the loop's thread and compute its order in a worker thread."""
+    """Compute model's order in a task of its own (``_compute``)."""
     if order.task is not None and not order.task.done():
-        order.task.cancel()  # an older version's: its result is no use (the thread ends alone)
-    sample = rt.store.sample_unlabeled(TYPICAL_SAMPLE, random.Random(f"typical:{model.version}"))
+        order.task.cancel()  # an older version's: its result is no use
+    order.version, order.ids = model.version, []
+    order.task = eventloop.background(_compute(rt, order, model), name="hitl-typical")
+    rt.background.keep(order.task)
+
+
+async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
+    """Read the pool on the loop's thread, a statement of READ_STEP rows (or twice as many
+    rowids) at a time with the loop's other work between (the sample in one go held it
+    0.15-0.26 s at 100,000 items), and compute its order
+    off it: in the walks' scoring child under `hitl serve` (scipy's sparse products hold the
+    GIL: in a worker thread they held the loop up to seconds), else in a worker thread."""
+    rng = random.Random(f"typical:{model.version}")
+    steps = rt.store.sample_unlabeled_steps(TYPICAL_SAMPLE, rng, 2 * READ_STEP)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            rowids: list[int] = done.value
+            break
+        await asyncio.sleep(0)  # the loop's other work first
+    sample: list[dict[str, Any]] = []
+    for start in range(0, len(rowids), READ_STEP):
+        await asyncio.sleep(0)  # the loop's other work first
+        sample += rt.store.unlabeled_at(rowids[start : start + READ_STEP])
     covered = rt.store.covered_texts(TYPICAL_SAMPLE)
     texts = [*covered, *(it["text"] for it in sample)]
     labeled = [True] * len(covered) + [False] * len(sample)
-    ids = [it["id"] for it in sample]
     n_classes = len(current_labels(rt.settings, rt.store)) or None
-    order.version, order.ids = model.version, []
     seed, size = model.version % 2**31, budget(rt)
-
-    async def compute() -> None:
-        try:
+    worker = getattr(rt.scorer, "walk_worker", None)
+    try:
+        if worker is not None:
+            picks = await worker.call(
+                model.version, typical_order, texts, labeled, size, seed, n_classes=n_classes
+            )
+        else:
             picks = await eventloop.to_thread(
                 lambda: typical_order(texts, labeled, size, seed, n_classes=n_classes)
             )
-        except Exception:
-            logger.exception(
-                "TypiClust's order for model %s failed: its questions are its closest calls",
-                model.version,
-            )
-            return
-        if order.version != model.version:
-            return  # another model asks now: its own order is on its way
-        order.ids = [ids[p - len(covered)] for p in picks]
-        order.n_computed += 1
-        logger.info("TypiClust's order for model %s: %d picks", model.version, len(order.ids))
-        rt.wake_dispatcher()
-
-    order.task = eventloop.background(compute(), name="hitl-typical")
-    rt.background.keep(order.task)
+    except Exception:
+        logger.exception(
+            "TypiClust's order for model %s failed: its questions are its closest calls",
+            model.version,
+        )
+        return
+    if order.version != model.version:
+        return  # another model asks now: its own order is on its way
+    order.ids = [sample[p - len(covered)]["id"] for p in picks]
+    order.n_computed += 1
+    logger.info("TypiClust's order for model %s: %d picks", model.version, len(order.ids))
+    rt.wake_dispatcher()

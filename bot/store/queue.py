@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -24,6 +24,7 @@ from bot.store.records import AnswerResult, Tally, insert_row, json_or_none, sel
 from bot.store.reviews import ReviewRules
 
 logger = logging.getLogger("bot.store")
+T = TypeVar("T")
 
 # An item taken back with answers waits to be asked again with one of these statuses
 # (``_take_back_all``); with ``posted``, the items whose answers ``decide_answered`` reads.
@@ -208,35 +209,11 @@ class QueueMixin:
         the unlabeled items' rowids, read from their partial index (no text, no JSON), and only
         the chosen rows are read. The dispatcher calls this on the event loop before every
         post."""
-        top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
-        picked: dict[int, str] = {}  # the unlabeled items hit, rowid: id, in the order found
-        drawn = 0
-        while top > 4 * size and len(picked) < size and drawn < 40 * size:
-            rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
-            drawn += len(rowids)
-            marks = ",".join("?" * len(rowids))
-            # the rowids alone: about twice the sample is hit, and only the rows kept are read
-            picked.update(
-                self.db.execute(
-                    f"SELECT rowid, id FROM items NOT INDEXED WHERE rowid IN ({marks})"
-                    " AND status IN ('new', 'queued', 'auto')",
-                    rowids,
-                )
-            )
-            if drawn >= 4 * size and len(picked) * 40 < drawn:
-                break  # under 1 in 40 unlabeled: the draws would run out before the sample
-        if len(picked) < size:
-            rowids = [
-                rowid
-                for (rowid,) in self.db.execute(
-                    f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
-                    f" AND ({UNLABELED}) = 1"
-                ).fetchall()
-            ]
-            chosen = rng.sample(rowids, min(size, len(rowids)))
+        rowids, ids = _run(self._sample_rowids(size, rng, 2 * size))  # one statement a draw
+        if ids is None:  # drawn from the index
             sample: list[dict[str, Any]] = []
-            for start in range(0, len(chosen), 500):
-                part = chosen[start : start + 500]
+            for start in range(0, len(rowids), 500):
+                part = rowids[start : start + 500]
                 sample += self._pool_rows(
                     f"SELECT {self._POOL_COLUMNS} FROM items"
                     f" WHERE rowid IN ({','.join('?' * len(part))})",
@@ -244,19 +221,81 @@ class QueueMixin:
                 )
             rng.shuffle(sample)
             return sample
-        kept = list(picked)
-        rng.shuffle(kept)
-        kept = kept[:size]
         found = {
             row["id"]: row
             for row in self._pool_rows(
                 f"SELECT {self._POOL_COLUMNS} FROM items"
-                f" WHERE rowid IN ({','.join('?' * len(kept))})",
-                kept,
+                f" WHERE rowid IN ({','.join('?' * len(rowids))})",
+                rowids,
             )
         }
         # one deleted or decided by another process between the two reads is left out
-        return [found[picked[rowid]] for rowid in kept if picked[rowid] in found]
+        return [found[item_id] for item_id in ids if item_id in found]
+
+    def sample_unlabeled_steps(
+        self, size: int, rng: random.Random, step: int
+    ) -> Generator[None, None, list[int]]:
+        """The rowids of ``sample_unlabeled``'s sample (the same draws), one statement of at
+        most ``step`` rowids at a time: a generator that yields between statements and returns
+        the rowids, for a caller that lets the loop's other work run between them and reads
+        the rows a step at a time too (``unlabeled_at``): TypiClust's 10,000
+        (``bot.learning.typical``)."""
+        rowids, _ = yield from self._sample_rowids(size, rng, step)
+        return rowids
+
+    def unlabeled_at(self, rowids: Sequence[int]) -> list[dict[str, Any]]:
+        """The items at ``rowids`` (at most a few hundred: one statement) still unlabeled, as
+        the dispatcher's pool rows."""
+        if not rowids:
+            return []
+        return self._pool_rows(
+            f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({','.join('?' * len(rowids))})"
+            " AND status IN ('new', 'queued', 'auto')",
+            list(rowids),
+        )
+
+    def _sample_rowids(
+        self, size: int, rng: random.Random, step: int
+    ) -> Generator[None, None, tuple[list[int], list[str] | None]]:
+        """``sample_unlabeled``'s draw: the rowids of the sample and, when drawn by random
+        rowids, their ids (in that order); None when drawn from the index (in draw order).
+        Yields before each statement after the first, of at most ``step`` rowids."""
+        top = self.db.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        picked: dict[int, str] = {}  # the unlabeled items hit, rowid: id, in the order found
+        drawn = 0
+        while top > 4 * size and len(picked) < size and drawn < 40 * size:
+            rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
+            drawn += len(rowids)
+            # the rowids alone: about twice the sample is hit, and only the rows kept are read
+            for start in range(0, len(rowids), step):
+                if start:
+                    yield
+                part = rowids[start : start + step]
+                picked.update(
+                    self.db.execute(
+                        "SELECT rowid, id FROM items NOT INDEXED"
+                        f" WHERE rowid IN ({','.join('?' * len(part))})"
+                        " AND status IN ('new', 'queued', 'auto')",
+                        part,
+                    )
+                )
+            if drawn >= 4 * size and len(picked) * 40 < drawn:
+                break  # under 1 in 40 unlabeled: the draws would run out before the sample
+        if len(picked) < size:
+            if drawn:
+                yield
+            rowids = [
+                rowid
+                for (rowid,) in self.db.execute(
+                    f"SELECT rowid FROM items INDEXED BY items_unlabeled WHERE {UNLABELED}"
+                    f" AND ({UNLABELED}) = 1"
+                ).fetchall()
+            ]
+            return rng.sample(rowids, min(size, len(rowids))), None
+        kept = list(picked)
+        rng.shuffle(kept)
+        kept = kept[:size]
+        return kept, [picked[rowid] for rowid in kept]
 
     def unscored_chunk(
         self, model_version: int, strategy: str, after: int, limit: int
@@ -1995,3 +2034,12 @@ class QueueMixin:
             "resolved_at": row[4],
             "decided_by": row[5],
         }
+
+
+def _run(steps: Generator[None, None, T]) -> T:
+    """What a generator of steps (``QueueMixin._sample_rowids``) returns, run in one go."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

@@ -183,3 +183,32 @@ async def test_typical_picks_keep_the_audit_share_and_come_after_the_warm_up(
         assert "typical" not in {
             r for _, r in choose(bot.rt, pool, 8, random.Random(3), sample, typical)
         }
+
+
+@pytest.mark.parametrize("size", [100, 2_000])  # random rowids; drawn from the index
+def test_the_order_reads_the_dispatchers_uniform_sample_a_step_at_a_time(memory_store, size):
+    """``Store.sample_unlabeled_steps`` draws what ``sample_unlabeled`` draws (the same seed,
+    the same items), one statement of at most ``step`` rowids between its yields, so the
+    order's read lets the loop's other work run between them."""
+    memory_store.add_items(
+        [Item(f"i{n}", f"text {n}", label="billing" if n % 3 == 0 else None) for n in range(6000)],
+        "import",
+    )
+    steps = memory_store.sample_unlabeled_steps(size, random.Random(5), 100)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as done:
+            rowids = done.value
+            break
+    rows = [
+        row
+        for n in range(0, len(rowids), 500)
+        for row in memory_store.unlabeled_at(rowids[n : n + 500])
+    ]
+    expected = memory_store.sample_unlabeled(size, random.Random(5))
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in expected)
+    # 200 random rowids, 100 a statement; 6,000 items hold under 4 × 2,000: the index, once
+    assert len(rows) == size and yields == (1 if size == 100 else 0)
