@@ -2,16 +2,17 @@
 
 One database grows through the sizes with ``_common.grow_backlog`` (synthetic texts scored as
 the champion leaves them, 20 labels), with ``--covered`` items answered or asked beside them.
-At each size a young model asks, and ``bot.learning.typical.typical_candidates`` starts its
-order as the dispatcher does: on the event loop it reads the uniform sample
-(``TYPICAL_SAMPLE`` waiting items, ``Store.sample_unlabeled_rowids``, then 500 rows at a
-time) and the covered texts; off it, it embeds them (the classifier's word + char features,
-SVD to 100) and runs k-means (``model.typical``). Timed, median of ``--repeat`` after one
-untimed order (a new model version each, so a new order): the loop thread's CPU time (the
-reads, and the 5 ms ticks), the time until the order is ready, and the loop's longest hold
-meanwhile (the longest gap between the ticks of a task on the loop), with the order computed
-in the walks' scoring child (as `hitl serve` does) and in a worker thread (the fallback where
-there is no child), whose sparse products hold the GIL.
+At each size a young model asks, and ``bot.learning.typical.typical_candidates`` starts
+its order as the dispatcher does: on the event loop it reads the uniform sample
+(``TYPICAL_SAMPLE`` waiting items, ``Store.sample_unlabeled_steps``: 1,000 rowids a
+statement, then 500 rows a statement) and the covered texts; off it, it embeds them (the
+classifier's word + char features, SVD to 100) and runs k-means (``model.typical``). Timed,
+median of ``--repeat`` after one untimed order (a new model version each, so a new order):
+the loop thread's CPU time (the reads, and the 5 ms ticks), the time until the order is
+ready, and the loop's longest hold meanwhile (the longest gap between the ticks of a task on
+the loop; beside it the longest gap in IDLE_S seconds of ticks with nothing else to do, the
+machine's), with the order computed in the walks' scoring child (as `hitl serve` does) and in
+a worker thread (the fallback where there is no child), whose sparse products hold the GIL.
 
     python benchmarks/typical_order.py            # 10k, 100k, 1M items
     python benchmarks/typical_order.py --quick    # 1k, 4k items, a sample of 300: for the tests
@@ -43,6 +44,7 @@ LABELS = [f"l{i}" for i in range(20)]
 WORDS = [f"w{i}" for i in range(5_000)]
 PATHS = ("child", "thread")  # `hitl serve`'s scoring child; a worker thread (no child: tests)
 TICK = 0.005  # seconds between the loop's ticks while the order is computed
+IDLE_S = 3.0  # seconds of ticks with nothing else on the loop, after each order
 
 
 async def one_order(
@@ -78,6 +80,18 @@ async def one_order(
     return {"loop_cpu": cpu, "ready": ready, "hold": max(gaps), "picks": len(order.ids)}
 
 
+async def idle_hold(seconds: float) -> float:
+    """The longest gap between the 5 ms ticks with nothing else on the loop: the machine's own
+    (other processes, this one's niceness), which the holds above include."""
+    loop = asyncio.get_running_loop()
+    last, end, longest = loop.time(), loop.time() + seconds, 0.0
+    while last < end:
+        await asyncio.sleep(TICK)
+        now = loop.time()
+        longest, last = max(longest, now - last - TICK), now
+    return longest
+
+
 def cover(store: Store, n: int) -> None:
     """The first ``n`` items answered (their texts are the covered clusters' TypiClust reads)."""
     store.db.execute(
@@ -101,6 +115,7 @@ def measure(db: Path, args: argparse.Namespace, first_version: int, path: str) -
             # the first order untimed: the child's start and imports, the thread's imports
             for r in range(args.repeat + 1):
                 run = asyncio.run(one_order(store, settings, first_version + r, worker))
+                run["idle"] = asyncio.run(idle_hold(IDLE_S))
                 runs += [run] if r else []
     finally:
         if worker is not None:
@@ -116,6 +131,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
         "loop thread's CPU, ms",
         "order ready, s",
         "loop's longest hold meanwhile, ms",
+        "idle loop's longest gap, ms",
         "picks",
     ]
     rows = [
@@ -126,6 +142,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
             f"{r['loop_cpu'] * 1e3:.0f}",
             f"{r['ready']:.2f}",
             f"{r['hold'] * 1e3:.0f}",
+            f"{r['idle'] * 1e3:.0f}",
             f"{r['picks']:.0f}",
         ]
         for r in results
@@ -150,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sizes = args.sizes or [1_000, 4_000]
         args.repeat = 1
+        global IDLE_S
+        IDLE_S = 0.1
     args.sizes = args.sizes or [10_000, 100_000, 1_000_000]
     sample = typical.TYPICAL_SAMPLE
     typical.TYPICAL_SAMPLE = 300 if args.quick else sample

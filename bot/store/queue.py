@@ -250,7 +250,7 @@ class QueueMixin:
             return []
         return self._pool_rows(
             f"SELECT {self._POOL_COLUMNS} FROM items WHERE rowid IN ({','.join('?' * len(rowids))})"
-            " AND status IN ('new', 'queued', 'auto')",
+            " AND +status IN ('new', 'queued', 'auto')",  # by rowid, not the status index
             list(rowids),
         )
 
@@ -264,7 +264,13 @@ class QueueMixin:
         picked: dict[int, str] = {}  # the unlabeled items hit, rowid: id, in the order found
         drawn = 0
         while top > 4 * size and len(picked) < size and drawn < 40 * size:
-            rowids = sorted({rng.randint(1, top) for _ in range(2 * size)})
+            hits: set[int] = set()
+            for start in range(0, 2 * size, step):  # the draws too, ``step`` at a time
+                if start:
+                    yield
+                hits.update(rng.randint(1, top) for _ in range(min(step, 2 * size - start)))
+            yield
+            rowids = sorted(hits)
             drawn += len(rowids)
             # the rowids alone: about twice the sample is hit, and only the rows kept are read
             for start in range(0, len(rowids), step):
