@@ -30,9 +30,10 @@ from model.typical import typical_order
 logger = logging.getLogger(__name__)
 
 TYPICAL_SAMPLE = 10_000
-"""Unlabeled items TypiClust clusters (a uniform sample, ``Store.sample_unlabeled``), and the
-most answered or asked texts read beside them as covered: embedding and k-means take seconds
-on this many (``benchmarks/typical_order.py``); the backlog's size changes only the read."""
+"""Unlabeled items TypiClust clusters (a uniform sample, ``Store.sample_unlabeled_steps``), and
+the most answered or asked texts read beside them as covered: embedding and k-means take ~25 s
+on this many on 2 shared cores (``benchmarks/typical_order.py``); the backlog's size changes
+only the read."""
 TYPICAL_BATCH = 25  # picks per model version when refreshes are off (HITL_REFRESH_EVERY=0)
 MAX_BATCH = 100  # picks per model version at most, however rare the refreshes
 READ_STEP = 500  # sample rows read on the loop at a time
@@ -98,11 +99,31 @@ def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
 
 
 async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
-    """Read the pool on the loop's thread, a statement of READ_STEP rows (or twice as many
-    rowids) at a time with the loop's other work between (the sample in one go held it
-    0.15-0.26 s at 100,000 items), and compute its order
-    off it: in the walks' scoring child under `hitl serve` (scipy's sparse products hold the
-    GIL: in a worker thread they held the loop up to seconds), else in a worker thread."""
+    """Compute model's order: a failure is said in the log, and its questions stay its
+    closest calls."""
+    try:
+        picks, sample, n_covered = await _picks(rt, model)
+    except Exception:
+        logger.exception(
+            "TypiClust's order for model %s failed: its questions are its closest calls",
+            model.version,
+        )
+        return
+    if order.version != model.version:
+        return  # another model asks now: its own order is on its way
+    order.ids = [sample[p - n_covered]["id"] for p in picks]
+    order.n_computed += 1
+    logger.info("TypiClust's order for model %s: %d picks", model.version, len(order.ids))
+    rt.wake_dispatcher()
+
+
+async def _picks(rt: Runtime, model: Champion) -> tuple[list[int], list[dict[str, Any]], int]:
+    """TypiClust's picks for ``model`` (positions among the covered texts, then the sample),
+    the sample and the count of covered texts. The pool is read on the loop's thread a
+    statement at a time, READ_STEP rows (or twice as many rowids), with the loop's other work
+    between (the sample in one go held it 0.16 s at 100,000 items); the order is computed off
+    it: in the walks' scoring child under `hitl serve` (scipy's sparse products hold the GIL:
+    in a worker thread they held the loop 3 s), else in a worker thread."""
     rng = random.Random(f"typical:{model.version}")
     steps = rt.store.sample_unlabeled_steps(TYPICAL_SAMPLE, rng, 2 * READ_STEP)
     while True:
@@ -122,24 +143,12 @@ async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
     n_classes = len(current_labels(rt.settings, rt.store)) or None
     seed, size = model.version % 2**31, budget(rt)
     worker = getattr(rt.scorer, "walk_worker", None)
-    try:
-        if worker is not None:
-            picks = await worker.call(
-                model.version, typical_order, texts, labeled, size, seed, n_classes=n_classes
-            )
-        else:
-            picks = await eventloop.to_thread(
-                lambda: typical_order(texts, labeled, size, seed, n_classes=n_classes)
-            )
-    except Exception:
-        logger.exception(
-            "TypiClust's order for model %s failed: its questions are its closest calls",
-            model.version,
+    if worker is not None:
+        picks = await worker.call(
+            model.version, typical_order, texts, labeled, size, seed, n_classes=n_classes
         )
-        return
-    if order.version != model.version:
-        return  # another model asks now: its own order is on its way
-    order.ids = [sample[p - len(covered)]["id"] for p in picks]
-    order.n_computed += 1
-    logger.info("TypiClust's order for model %s: %d picks", model.version, len(order.ids))
-    rt.wake_dispatcher()
+    else:
+        picks = await eventloop.to_thread(
+            lambda: typical_order(texts, labeled, size, seed, n_classes=n_classes)
+        )
+    return picks, sample, len(covered)
