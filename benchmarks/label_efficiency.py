@@ -72,6 +72,7 @@ from model.typical import (
     TYPICAL_DIMS,
     TYPICAL_KNN,
     TYPICAL_MIN_CLUSTER,
+    typical_budget,
     typical_embedding,
     typiclust,
 )
@@ -130,10 +131,11 @@ ARMS = (
 # ``typi_embedding``. ``typicl150``, ``typicl75``: as ``typic150`` / ``typic75``, but each
 # cluster's pick is its most typical item among those at least as long (in words) as the
 # cluster's median: on trec the typical picks are short questions (see ``typiclust``).
-# Eleventh screen (issue 19): ``typicpc``: ``typic75``'s TypiClust while fewer than
-# TYPI_PER_CLASS labels a class of the label set (at most 150 labels: ``typi_until``), margin
-# from there. TypiClust is a low-budget method, and a budget is low against the classes: on
-# sms_spam (2 classes, 20 labels) it never runs, which is where ``typic75`` trails BreakingTies.
+# Eleventh screen (issue 19): ``typicpc``: ``typic75``'s TypiClust while fewer than 10
+# labels a class of the label set (at most 150 labels: ``typi_until``, the product's
+# HITL_TYPICAL_UNTIL=auto), margin from there. TypiClust is a low-budget method, and a
+# budget is low against the classes: on sms_spam (2 classes, 20 labels) it never runs, which
+# is where ``typic75`` trails BreakingTies.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
@@ -147,7 +149,7 @@ ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arm
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
 TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150}
-TYPI_PER_CLASS = {"typicpc": 10}  # TypiClust below this many labels a class (TYPI_UNTIL: a cap)
+TYPI_BY_CLASSES = ("typicpc",)  # the product's HITL_TYPICAL_UNTIL=auto (``typi_until``)
 # (below this many labels; margin from it). The arms whose embedding is the classifier's features:
 TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc")
 TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
@@ -379,9 +381,10 @@ def badge_priorities(
 
 def typi_until(arm: str, n_classes: int) -> int:
     """The labels below which a low-budget arm asks its typical picks: TYPI_UNTIL's, or for
-    TYPI_PER_CLASS's arms that many a class of ``n_classes``, at most TYPI_UNTIL's."""
-    if arm in TYPI_PER_CLASS:
-        return min(TYPI_PER_CLASS[arm] * n_classes, TYPI_UNTIL[arm])
+    ``typicpc`` the product's HITL_TYPICAL_UNTIL=auto (``model.typical.typical_budget``: 10
+    a class of ``n_classes``, at most 150)."""
+    if arm in TYPI_BY_CLASSES:
+        return typical_budget(n_classes)
     return TYPI_UNTIL[arm]
 
 

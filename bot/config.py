@@ -81,7 +81,9 @@ class Settings:
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
     warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
-    typical_until: int = 0  # TypiClust's picks below it (bot.learning.typical); 0: off
+    # TypiClust's picks below it (bot.learning.typical); 0: off; TYPICAL_AUTO: a share of the
+    # label set (``bot.learning.typical.typical_until``)
+    typical_until: int | str = 0
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     connect_retry: float = 1.0  # bot.slack.connect.RETRY_BASE: first wait to reach Slack at start
     routes: Mapping[str, str] = field(default_factory=dict)
@@ -183,6 +185,25 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
         if not low <= number <= high:
             raise ValueError(f"is out of range; use a whole number from {low} to {high}")
         return number
+
+    parse.bounds = (low, high)  # type: ignore[attr-defined]
+    return parse
+
+
+TYPICAL_AUTO = "auto"  # HITL_TYPICAL_UNTIL's one word: labels in proportion to the label set
+
+
+def _integer_or_auto(low: int, high: int) -> Callable[[Any], int | str]:
+    """``_integer``'s whole number, or the word TYPICAL_AUTO (any case)."""
+    number = _integer(low, high)
+
+    def parse(value: Any) -> int | str:
+        if isinstance(value, str) and value.strip().lower() == TYPICAL_AUTO:
+            return TYPICAL_AUTO
+        try:
+            return number(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or {TYPICAL_AUTO}") from None
 
     parse.bounds = (low, high)  # type: ignore[attr-defined]
     return parse
@@ -701,11 +722,11 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "typical_until",
         "HITL_TYPICAL_UNTIL",
-        _integer(0, 1_000),
+        _integer_or_auto(0, 1_000),
         False,
         "labels a model needs before its uncertainty picks the questions after the warm-up;"
         " below, the questions are TypiClust's typical items of the clusters no label covers"
-        " (0: off)",
+        " (auto: 10 a label of the set, at most 150; 0: off)",
     ),
     Spec(
         "aggregation",

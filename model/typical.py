@@ -18,6 +18,17 @@ import numpy as np
 TYPICAL_DIMS = 100  # the pool's feature rows reduced to this many (TruncatedSVD) for k-means
 TYPICAL_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbours in the cluster
 TYPICAL_MIN_CLUSTER = 5  # clusters of at most this many items are never drawn from
+TYPICAL_PER_CLASS = 10  # ``typical_budget``: labels a class of the label set,
+TYPICAL_MOST = 150  # at most this many in all
+
+
+def typical_budget(n_classes: int) -> int:
+    """The labels below which a model asks TypiClust's picks when the rule follows the label
+    set (HITL_TYPICAL_UNTIL=auto; the benchmark arm ``typicpc``): TYPICAL_PER_CLASS a class,
+    at most TYPICAL_MOST. TypiClust is a low-budget method, and a budget is low against the
+    classes: with two classes 20 labels, fewer than a first model has, so never; with six 60;
+    with 77, 150."""
+    return min(TYPICAL_PER_CLASS * n_classes, TYPICAL_MOST)
 
 
 def typical_embedding(

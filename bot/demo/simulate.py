@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from bot.demo.data import DemoItem
 from bot.learning.jobs import run_retrain
+from bot.learning.typical import typical_until
 from bot.runtime import Runtime
 from bot.sandbox.workspace import Sandbox
 from bot.slack.blocks import SKIP_ACTION, decode_value, item_id_from_block
@@ -233,7 +234,7 @@ class Simulator:
         return (
             model is None
             or settings.audit_rate > 0
-            or model.n_train < max(settings.warm_up, settings.typical_until)
+            or model.n_train < max(settings.warm_up, typical_until(settings, store))
         )
 
     def choose_label(self, item_id: str, teammate: Teammate | None = None) -> str:

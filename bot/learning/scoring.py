@@ -54,6 +54,7 @@ from bot.learning.scoring_worker import (
     predict_texts,
     ran_out,
 )
+from bot.learning.typical import typical_until
 from bot.runtime import Champion, Runtime, wait_until_woken
 from bot.store import DatabaseError, Store, database_problem
 from bot.store.labelset import NotInForce, top_in_force, without
@@ -959,7 +960,7 @@ def choose(
     is_audit = [bool(a) for a in generator.random(n) < rt.settings.audit_rate]
     audits = _pick(rt, audit_pool, sum(is_audit), generator, reason="audit")
     taken = {it["id"] for it, _ in audits}
-    if typical and rt.model.n_train < rt.settings.typical_until:
+    if typical and rt.model.n_train < typical_until(rt.settings, rt.store):
         wanted = is_audit.count(False)
         uncertain = [(it, "typical") for it in typical if it["id"] not in taken][:wanted]
     else:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import eventloop
+from bot.config import TYPICAL_AUTO, Settings
 from bot.labelset import current_labels
 from bot.runtime import Champion, Runtime
-from model.typical import typical_order
+from bot.store import Store
+from model.typical import typical_budget, typical_order
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +58,25 @@ class TypicalOrder:
         return rt.typical
 
 
+def typical_until(settings: Settings, store: Store) -> int:
+    """HITL_TYPICAL_UNTIL in labels: as set, or with ``auto`` ``model.typical.typical_budget``
+    of the label set in force (10 labels a label, at most 150; the benchmark arm ``typicpc``,
+    benchmarks/RESULTS.md, "An eleventh screen"). Two small reads (the label set) when
+    ``auto``."""
+    if settings.typical_until != TYPICAL_AUTO:
+        return int(settings.typical_until)
+    return typical_budget(len(current_labels(settings, store)))
+
+
 def is_typical(rt: Runtime, model: Champion | None = None) -> bool:
     """Whether the model that asks (``model``, else ``rt.model``) asks TypiClust's picks: it
     was trained on at least HITL_WARM_UP labels (warm-up's random picks come first) and on
-    fewer than HITL_TYPICAL_UNTIL (0: never)."""
+    fewer than HITL_TYPICAL_UNTIL (``typical_until``; 0: never)."""
     model = model or rt.model
     settings = rt.settings
-    return model is not None and settings.warm_up <= model.n_train < settings.typical_until
+    return model is not None and settings.warm_up <= model.n_train < typical_until(
+        settings, rt.store
+    )
 
 
 def budget(rt: Runtime) -> int:

@@ -35,6 +35,7 @@ from bot.learning.retrain import BusyError
 from bot.learning.rollback import begin_rollback
 from bot.learning.scoring import scorer_of
 from bot.learning.stopping import stop_status
+from bot.learning.typical import typical_until
 from bot.runtime import (
     Runtime,
     answer_lost,
@@ -109,10 +110,11 @@ def picking_text(rt: Runtime) -> str:
             " (HITL_WARM_UP)"
         )
     audits = f", {settings.audit_rate:.0%} random audits" if settings.audit_rate else ""
-    if model.n_train < settings.typical_until:
+    until = typical_until(settings, rt.store)
+    if model.n_train < until:
         return (
             "*Picking:* the typical items of the groups no label covers yet (TypiClust) while"
-            f" the model is young: it has {model.n_train:,} of the {settings.typical_until:,}"
+            f" the model is young: it has {model.n_train:,} of the {until:,}"
             f" labels it needs before its doubts pick the questions (HITL_TYPICAL_UNTIL){audits}"
         )
     return f"*Picking:* the model's closest calls first ({settings.strategy}){audits}"

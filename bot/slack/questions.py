@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.labelset import current_labels, in_force, not_in_force
+from bot.learning.typical import typical_until
 from bot.slack.blocks import Question, has_inline_other
 from bot.slack.guidelines import meta_line
 from bot.store import Store
@@ -71,7 +72,7 @@ def typical_model(
     count read as ``young_model`` reads it (a working model no longer noted: by the ordinary
     question it posted nearest to ``post_id``, ``typical`` or not)."""
     return not young_model(store, settings, version, model, post_id) and _trained_below(
-        store, settings.typical_until, "typical", version, model, post_id
+        store, typical_until(settings, store), "typical", version, model, post_id
     )
 
 

@@ -213,3 +213,50 @@ def test_the_order_reads_the_dispatchers_uniform_sample_a_step_at_a_time(memory_
     # 200 random rowids drawn 100 at a time, then read 100 a statement: a yield between the
     # draws, before the reads and between them; 6,000 items hold under 4 × 2,000: the index
     assert len(rows) == size and yields == (3 if size == 100 else 0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "n_train", "reason"),
+    [
+        (("billing", "bug", "crash", "shipping"), 39, "typical"),  # 4 labels: below 40
+        (("billing", "bug", "crash", "shipping"), 40, "uncertain"),
+        (("billing", "bug"), 19, "typical"),  # 2 labels: 20
+        (("billing", "bug"), 20, "uncertain"),
+        (
+            ("billing", "bug", *(f"l{n}" for n in range(28))),
+            149,
+            "typical",
+        ),  # 30 labels: 150 at most
+        (("billing", "bug", *(f"l{n}" for n in range(28))), 150, "uncertain"),
+    ],
+)
+async def test_auto_asks_typical_picks_below_ten_labels_a_label_of_the_set_at_most_150(
+    fake_slack: FakeSlack, tmp_path: Path, labels: tuple[str, ...], n_train: int, reason: str
+):
+    """HITL_TYPICAL_UNTIL=auto: the benchmark's ``typicpc`` rule, read from the label set in
+    force."""
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until="auto", labels=labels):
+        until = min(10 * len(labels), 150)
+        assert typical_module.typical_until(bot.rt.settings, bot.store) == until
+        bot.rt.champion = young(n_train=n_train)
+        if reason == "typical":
+            assert typical_candidates(bot.rt) is None  # started
+            await ready(bot.rt)
+            assert f"it has {n_train:,} of the {until:,} labels" in picking_text(bot.rt)
+        else:
+            assert typical_candidates(bot.rt) is None and bot.rt.typical is None
+            assert "closest calls" in picking_text(bot.rt)
+        assert await bot.dispatcher.fill() == 2
+        assert {p["reason"] for p in bot.store.db["posts"].rows} == {reason}
+
+
+def test_the_setting_reads_a_whole_number_or_auto_and_says_both_when_refused():
+    from bot.config import SPECS
+
+    (spec,) = [s for s in SPECS if s.env == "HITL_TYPICAL_UNTIL"]
+    assert [spec.parse(v) for v in ("auto", " AUTO ", "0", "75", 1_000)] == [
+        "auto", "auto", 0, 75, 1_000,
+    ]  # fmt: skip
+    for bad, said in (("sometimes", "is not a whole number"), ("1001", "is out of range")):
+        with pytest.raises(ValueError, match=f"{said}; use .* from 0 to 1000, or auto"):
+            spec.parse(bad)
