@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 import weakref
@@ -621,7 +620,7 @@ def scrub_at_stop(store: Store, mark: tuple[int, int], db: Path) -> None:
         if not erased:
             return
         why = store.scrub()
-    except (sqlite3.Error, KeyboardInterrupt) as exc:
+    except (DatabaseError, KeyboardInterrupt) as exc:
         why = "stopped" if isinstance(exc, KeyboardInterrupt) else str(exc)
     if why is None:
         logger.info(

@@ -701,13 +701,19 @@ def m030_deleted_items(db: Database) -> None:
 # round among receivers: for an http(s) URL its host and port in lower case (what
 # ``urlsplit(url).netloc.rpartition("@")[2].lower()`` says: the text after "//" up to the first
 # "/", "?" or "#", without the tabs and line breaks urlsplit drops and without the user and
-# password before an "@"; SQLite's lower() folds ASCII only), for
-# anything else the URL itself. One expression, formatted with the column, for every INSERT INTO
-# deliveries and for m031 (tests/bot/test_delivery_receiver.py holds it to urlsplit).
+# password before an "@"; SQLite's lower() folds ASCII only), for anything else the URL
+# itself. One expression, formatted with the column, for every INSERT INTO deliveries and for
+# m050 (tests/bot/test_delivery_receiver.py holds it to urlsplit). ``RECEIVER_SQL`` is the
+# form m031 shipped with (the user and password kept): a database that ran m031 ran it.
 _URL_REST = "substr({url}, instr({url}, '//') + 2)"
 _NETLOC = (
     f"substr({_URL_REST}, 1, min(instr({_URL_REST} || '/', '/'), instr({_URL_REST} || '?', '?'),"
     f" instr({_URL_REST} || '#', '#')) - 1)"
+)
+RECEIVER_SQL = (
+    "(CASE WHEN lower(substr({url}, 1, 7)) = 'http://' OR lower(substr({url}, 1, 8)) = 'https://'"
+    f" THEN lower(replace(replace(replace({_NETLOC}, char(9), ''), char(10), ''), char(13), ''))"
+    " ELSE {url} END)"
 )
 _CLEAN_NETLOC = f"replace(replace(replace({_NETLOC}, char(9), ''), char(10), ''), char(13), '')"
 # The netloc after its last "@" (``rpartition("@")[2]``): its user and password are no part of
@@ -715,7 +721,7 @@ _CLEAN_NETLOC = f"replace(replace(replace({_NETLOC}, char(9), ''), char(10), '')
 _HOST_PORT = (
     f"replace({_CLEAN_NETLOC}, rtrim({_CLEAN_NETLOC}, replace({_CLEAN_NETLOC}, '@', '')), '')"
 )
-RECEIVER_SQL = (
+DELIVERY_RECEIVER_SQL = (
     "(CASE WHEN lower(substr({url}, 1, 7)) = 'http://' OR lower(substr({url}, 1, 8)) = 'https://'"
     f" THEN lower({_HOST_PORT})"
     " ELSE {url} END)"
@@ -1019,6 +1025,18 @@ def m049_items_status_label(db: Database) -> None:
     db.execute(
         "CREATE INDEX items_status_label ON items(status, predicted_label, priority DESC)"
         " WHERE predicted_label IS NOT NULL"
+    )
+
+
+@migrations(name="m050_delivery_receiver_hosts")
+def m050_delivery_receiver_hosts(db: Database) -> None:
+    # A webhook's receiver is its URL's host and port, not the user and password before them
+    # (``DELIVERY_RECEIVER_SQL``): m031 and the writes before this kept them, so URLs to one
+    # host with other credentials were each a receiver of their own, 4 sends at a time each.
+    # Only the pending rows are claimed by receiver, and only those with an "@" differ.
+    db.execute(
+        f"UPDATE deliveries SET receiver = {DELIVERY_RECEIVER_SQL.format(url='url')}"
+        " WHERE status = 'pending' AND instr(receiver, '@') > 0"
     )
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from bot.store.labelset import NotInForce, top_in_force
-from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
+from bot.store.migrations import DELIVERY_KEY_SQL, DELIVERY_RECEIVER_SQL
 from bot.store.records import count_new_items, same_text
 
 logger = logging.getLogger("bot.store")
@@ -278,7 +278,7 @@ class ProducerMixin:
         # A pending row written without its receiver (by a process older than m031) gets it
         # first: none, normally, found in the index at once.
         self.db.execute(
-            f"UPDATE deliveries SET receiver = {RECEIVER_SQL.format(url='url')}"
+            f"UPDATE deliveries SET receiver = {DELIVERY_RECEIVER_SQL.format(url='url')}"
             " WHERE status = 'pending' AND receiver IS NULL"
         )
 
@@ -481,7 +481,7 @@ class ProducerMixin:
             return
         self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" SELECT id, callback_url, ?, ?, {DELIVERY_RECEIVER_SQL.format(url='callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM items"
             " WHERE id = ? AND callback_url IS NOT NULL AND callback_url != ''",
             [now, now, item_id],
@@ -493,7 +493,7 @@ class ProducerMixin:
         to be sent: that one reads the item as it is when it goes)."""
         self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
-            f" SELECT id, callback_url, ?, ?, {RECEIVER_SQL.format(url='callback_url')},"
+            f" SELECT id, callback_url, ?, ?, {DELIVERY_RECEIVER_SQL.format(url='callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM items WHERE id = ?"
             " AND coalesce(callback_url, '') != ''"
             f" AND {_MAY_HAVE_TOLD.format(item='items.id')}"
@@ -513,7 +513,8 @@ class ProducerMixin:
         told = f" AND {_MAY_HAVE_TOLD.format(item='i.id')}" if taken_back else ""
         return self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver, key)"
-            f" SELECT i.id, i.callback_url, ?, ?, {RECEIVER_SQL.format(url='i.callback_url')},"
+            " SELECT i.id, i.callback_url, ?, ?,"
+            f" {DELIVERY_RECEIVER_SQL.format(url='i.callback_url')},"
             f" {DELIVERY_KEY_SQL} FROM labels l JOIN items i ON i.id = l.item_id"
             " WHERE l.label = ? AND coalesce(i.callback_url, '') != ''"
             f"{told}"
@@ -536,7 +537,7 @@ class ProducerMixin:
         return self.db.execute(  # a notice (m045): claimed after people's labels
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
             f" notice, key) SELECT id, callback_url, ?, ?,"
-            f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
+            f" {DELIVERY_RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
             f" FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
             " AND +status IN ('auto', 'skipped') AND coalesce(callback_url, '') != ''"
             f" AND NOT {_WAITS_UNSENT.format(item='items.id')}",
@@ -563,7 +564,7 @@ class ProducerMixin:
         self.db.execute(
             "INSERT INTO deliveries (item_id, url, next_attempt_at, created_at, receiver,"
             f" notice, key) SELECT id, callback_url, ?, ?,"
-            f" {RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
+            f" {DELIVERY_RECEIVER_SQL.format(url='callback_url')}, 1, {DELIVERY_KEY_SQL}"
             " FROM items WHERE rowid IN (SELECT value FROM json_each(?))"
             " AND +status = 'queued' AND coalesce(callback_url, '') != ''"
             f" AND {_MAY_HAVE_TOLD.format(item='items.id')}"
@@ -629,7 +630,7 @@ def _one_per_item(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 def _receiver(url: str) -> str:
     """Who receives a webhook sent to ``url``, for ``per_receiver``: for an http(s) URL its host
     and port (not the user and password before an "@": two sets of them are one receiver), for
-    any other the URL itself. What ``RECEIVER_SQL`` stores (for a host with
+    any other the URL itself. What ``DELIVERY_RECEIVER_SQL`` stores (for a host with
     letters other than ASCII in upper case it folds only the ASCII ones)."""
     if url[:7].lower() == "http://" or url[:8].lower() == "https://":
         return urlsplit(url).netloc.rpartition("@")[2].lower()

@@ -942,7 +942,7 @@ def _restate_sql(items: str, restates: str) -> tuple[str, str]:
     is told by that one, marked (a second delivery would tell the same under another key).
     Then an INSERT … SELECT for each other item: a delivery due at once, no attempt counted
     (its first send is attempt 1, as any delivery's)."""
-    from bot.store.migrations import DELIVERY_KEY_SQL, RECEIVER_SQL
+    from bot.store.migrations import DELIVERY_KEY_SQL, DELIVERY_RECEIVER_SQL
 
     waiting = (
         "SELECT 1 FROM main.deliveries w WHERE w.item_id = i.id"
@@ -956,7 +956,7 @@ def _restate_sql(items: str, restates: str) -> tuple[str, str]:
     insert = (
         "INSERT INTO main.deliveries (item_id, url, attempts, next_attempt_at, status,"
         " last_error, created_at, receiver, key, restates) SELECT i.id, i.callback_url, 0,"
-        f" :now, 'pending', :restated, :now, {RECEIVER_SQL.format(url='i.callback_url')},"
+        f" :now, 'pending', :restated, :now, {DELIVERY_RECEIVER_SQL.format(url='i.callback_url')},"
         f" {DELIVERY_KEY_SQL}, {restates} {items} AND coalesce(i.callback_url, '') != ''"
         f" AND NOT EXISTS ({waiting})"
     )

@@ -1,7 +1,7 @@
-"""The receiver of each webhook delivery is stored (m031, ``RECEIVER_SQL``) and indexed, so a
-delivery round reads each receiver's oldest few due instead of passing over one receiver's
-backlog: its cost does not grow with the backlog (it used to: 0.5 µs a row of it, on the event
-loop, every round)."""
+"""The receiver of each webhook delivery is stored (m031; ``DELIVERY_RECEIVER_SQL``, without a
+URL's user and password, since m050) and indexed, so a delivery round reads each receiver's
+oldest few due instead of passing over one receiver's backlog: its cost does not grow with the
+backlog (it used to: 0.5 µs a row of it, on the event loop, every round)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.bot.test_webhook_fairness import LEASE, NOW, add_deliveries, at, expe
 def receiver_in_sql(url: str) -> str:
     with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         return conn.execute(
-            f"SELECT {producer.RECEIVER_SQL.format(url='u')} FROM (SELECT ? AS u)", [url]
+            f"SELECT {producer.DELIVERY_RECEIVER_SQL.format(url='u')} FROM (SELECT ? AS u)", [url]
         ).fetchone()[0]
 
 
@@ -134,6 +134,40 @@ def test_the_upgrade_stores_the_receiver_of_each_pending_delivery(tmp_path: Path
             "slow.example",
             "fast.example:8443",
             "u@b.example",
+        ]
+
+
+def test_the_upgrade_takes_the_user_and_password_out_of_the_pending_receivers(
+    tmp_path: Path,
+) -> None:
+    """m050: a database whose pending deliveries were written with the user and password in
+    their receiver (m031's form, and the writes before m050) gets their host and port; the
+    rows already sent keep what they have (no round claims them)."""
+    db_path = tmp_path / "hitl.db"
+    old = Database(db_path)
+    migrations.apply(old, stop_before="m050_delivery_receiver_hosts")
+    old["items"].insert_all(
+        [{"id": f"i{n}", "text": "t", "source": "api", "status": "resolved",
+          "created_at": "t", "updated_at": "t"} for n in range(3)]
+    )  # fmt: skip
+    rows = [
+        ("https://t1:tok@Hooks.example/a", "t1:tok@hooks.example", "pending"),
+        ("https://hooks.example/b", "hooks.example", "pending"),
+        ("https://t2:tok@hooks.example/c", "t2:tok@hooks.example", "delivered"),
+    ]
+    old["deliveries"].insert_all(
+        [{"item_id": f"i{n}", "url": url, "receiver": receiver, "status": status,
+          "next_attempt_at": at(n), "created_at": "t"}
+         for n, (url, receiver, status) in enumerate(rows)]
+    )  # fmt: skip
+    old.conn.commit()
+    old.conn.close()
+    with Store.open(db_path) as store:
+        assert store.schema_version()[-1] == "m050_delivery_receiver_hosts"
+        assert [(d["url"], d["receiver"]) for d in store.deliveries()] == [
+            ("https://t1:tok@Hooks.example/a", "hooks.example"),
+            ("https://hooks.example/b", "hooks.example"),
+            ("https://t2:tok@hooks.example/c", "t2:tok@hooks.example"),
         ]
 
 
