@@ -21,6 +21,11 @@ trainer does (a refresh then lands some answers later).
     python benchmarks/refresh.py                               # four datasets, 1,025 labels
     python benchmarks/refresh.py --datasets trec --answers 300
     python benchmarks/refresh.py --quick                       # generated stand-in, for the tests
+    python benchmarks/refresh.py --datasets banking77 --answers 300 --compare --typical-until auto
+
+``--typical-until`` sets HITL_TYPICAL_UNTIL for every arm (TypiClust's picks for a young model;
+its rows' arms are named so, ``product-typical=auto``); with ``--pace 0`` the teammates wait
+for TypiClust's order as they wait for a refresh.
 
 The rows (``--out``, default benchmarks/results/refresh.csv; ``--quick`` writes none unless
 ``--out`` is given) are appended to the file, each with the commit measured (read once, at the
@@ -52,6 +57,7 @@ from bot.config import Settings  # noqa: E402
 from bot.demo.run import DemoOptions, running_demo  # noqa: E402
 from bot.learning.jobs import Trainer  # noqa: E402
 from bot.learning.retrain import FitWorker  # noqa: E402
+from bot.learning.typical import typical_candidates  # noqa: E402
 from model import DEFAULT_PIPELINE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "refresh.csv"
@@ -174,7 +180,9 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
         quiet = lambda line: None  # noqa: E731 - the demo's chatter is not the benchmark's
         async with running_demo(options, data, quiet, background=False) as demo:
             rt = demo.rt
-            rt.settings = rt.settings.with_changes(refresh_every=every)
+            rt.settings = rt.settings.with_changes(
+                refresh_every=every, typical_until=args.typical_until
+            )
             trainer = Trainer.of(rt)
             if not args.in_thread:  # as in `hitl serve`
                 trainer.worker = FitWorker()
@@ -198,6 +206,7 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
                             break
                         if not args.pace:
                             await trainer.settled(timeout=3600)
+                            await typical_ready(rt)
                     if simulator.n_answers < target:
                         break  # the pool ran out
                     seconds = time.perf_counter() - started
@@ -229,6 +238,16 @@ async def run_arm(name: str, arm: str, every: int, args: argparse.Namespace) -> 
     return rows
 
 
+async def typical_ready(rt) -> None:  # noqa: ANN001 - the demo's Runtime
+    """With ``--pace 0`` the teammates wait for TypiClust's order too (HITL_TYPICAL_UNTIL:
+    people slower than it, as they are slower than a refit): the order of the model that asks
+    now is started, if that model asks one, and computed before the next answer."""
+    typical_candidates(rt)  # starts it (once per model version); None while it is computed
+    order = rt.typical
+    if order is not None and order.task is not None and not order.task.done():
+        await order.task
+
+
 def at(rows: list[dict], labels: int) -> dict | None:
     """The first row at or past ``labels``."""
     return next((r for r in rows if r["labels"] >= labels), None)
@@ -241,7 +260,8 @@ def percent(value: float | None) -> str:
 def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -> list[str]:
     lines = []
     loop = next(arm for arm, every in arms(args) if every == args.fast)  # the run with its step
-    if loop != f"every{args.fast}":
+    renamed, loop = loop != f"every{args.fast}", arm_name(loop, args)
+    if renamed:
         lines.append(
             f"{name}: the {loop} refreshes every {args.fast} labels, as the loop does"
             f" (one run, named {loop})"
@@ -276,6 +296,24 @@ def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -
                 f" {percent(reached['accuracy'])} ({gap:+.1f} points behind: {verdict})"
             )
     return lines
+
+
+def arm_name(arm: str, args: argparse.Namespace) -> str:
+    """The arm's name in the rows: with a --typical-until other than the default, saying it."""
+    if getattr(args, "typical_until", Settings().typical_until) == Settings().typical_until:
+        return arm
+    return f"{arm}-typical={args.typical_until}"
+
+
+def typical_setting(value: str) -> int | str:
+    """--typical-until as HITL_TYPICAL_UNTIL reads it (a whole number, or auto)."""
+    from bot.config import SPECS
+
+    (spec,) = [s for s in SPECS if s.env == "HITL_TYPICAL_UNTIL"]
+    try:
+        return spec.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -332,6 +370,14 @@ def main(argv: list[str] | None = None) -> None:
         help=f"raw rows (CSV), appended (default: {RESULTS.relative_to(ROOT)}; --quick: none)",
     )
     parser.add_argument(
+        "--typical-until",
+        type=typical_setting,
+        default=Settings().typical_until,
+        help="HITL_TYPICAL_UNTIL of every arm: a number of labels, or auto (default: the"
+        " setting's); with a value other than the default each arm's name says it"
+        " (product-typical=auto)",
+    )
+    parser.add_argument(
         "--in-thread",
         action="store_true",
         help="fit in a worker thread, not a child process (faster here; --quick does)",
@@ -369,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets:
         by_arm = {}
         for arm, every in arms(args):
+            arm = arm_name(arm, args)
             by_arm[arm] = asyncio.run(run_arm(name, arm, every, args))
             every_row += by_arm[arm]
         for line in report(name, by_arm, args):

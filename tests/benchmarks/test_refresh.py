@@ -132,3 +132,36 @@ def test_a_step_is_run_once_and_a_product_with_the_loops_step_is_read_as_the_loo
         " (+5.0 points behind: MORE THAN 1 POINT behind)" in lines
     )
     assert not [line for line in lines if line.startswith("trec at") and ": product " in line]
+
+
+def test_a_typical_until_run_names_it_in_every_arm_and_refuses_a_value_the_setting_would(
+    standin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """--typical-until auto: every arm asks as HITL_TYPICAL_UNTIL=auto does, its rows named so
+    (the stand-in's labels make its models young: TypiClust's order is computed, waited for
+    with --pace 0); a value HITL_TYPICAL_UNTIL refuses is refused before anything runs."""
+    main = benchmark_main("refresh.py")
+    out_file = tmp_path / "rows.csv"
+    main([
+        "--data", str(standin), "--datasets", STANDIN, "--out", str(out_file),
+        "--answers", "10", "--every", "10", "--night", "20", "--product", "10", "--fast", "5",
+        "--compare", "--pool", "150", "--test", "100", "--pipeline", "word_lr", "--in-thread",
+        "--typical-until", "auto",
+    ])  # fmt: skip
+    with out_file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["arm"] for r in rows] == [
+        "nightly-typical=auto", "product-typical=auto", "every5-typical=auto",
+    ]  # fmt: skip
+    assert all(r["accuracy"] for r in rows[1:])  # the nightly arm has no model by 10 labels
+    with pytest.raises(SystemExit) as stopped:
+        main(["--datasets", STANDIN, "--typical-until", "sometimes"])
+    assert stopped.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            "argument --typical-until: 'sometimes' is not a whole number; use one from 0 to 1000,"
+            " or auto"
+        )
+    )
