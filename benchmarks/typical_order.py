@@ -159,10 +159,21 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")])
-    parser.add_argument("--covered", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="waiting items the database grows through, comma-separated (default:"
+        " 10000,100000,1000000; --quick: 1000,4000)",
+    )
+    parser.add_argument(
+        "--covered", type=int, default=50, help="items answered: the covered texts (default 50)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="orders timed per size and place (median; default 2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one order each: for the tests"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [1_000, 4_000]
