@@ -19,6 +19,7 @@ from bot.slack.commands import picking_text
 from bot.slack.questions import shown_reason
 from model.classifier import TextClassifier
 from tests.bot.harness import Item, make_settings, seed, start_bot
+from tests.bot.test_dispatch import scored_items
 
 GROUPS = {
     "billing": "please refund the double charge on my credit card invoice",
@@ -137,21 +138,6 @@ async def test_from_the_typical_labels_on_the_model_asks_its_closest_calls_again
         assert "closest calls" in picking_text(bot.rt)
 
 
-def pool_rows(prefix: str, count: int) -> list[dict]:
-    return [
-        {
-            "id": f"{prefix}{n}",
-            "text": f"{prefix} ticket {n} " + "x" * n,
-            "status": "queued",
-            "model_version": 1,
-            "predicted_label": "billing",
-            "confidence": 0.5,
-            "priority": 1 - n / 100,
-        }
-        for n in range(count)
-    ]
-
-
 async def test_typical_picks_keep_the_audit_share_and_come_after_the_warm_up(
     fake_slack: FakeSlack, tmp_path: Path
 ):
@@ -161,7 +147,7 @@ async def test_typical_picks_keep_the_audit_share_and_come_after_the_warm_up(
     async for bot in await typical_bot(
         fake_slack, tmp_path, typical_until=75, warm_up=50, audit_rate=0.5
     ):
-        pool, sample, typical = pool_rows("u", 20), pool_rows("s", 20), pool_rows("t", 20)
+        pool, sample, typical = scored_items("u", 20), scored_items("s", 20), scored_items("t", 20)
         bot.rt.champion = young(n_train=60)
         with_typical = choose(bot.rt, pool, 8, random.Random(3), sample, typical)
         without = choose(bot.rt, pool, 8, random.Random(3), sample)
