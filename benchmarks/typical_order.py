@@ -3,16 +3,18 @@
 One database grows through the sizes with ``_common.grow_backlog`` (synthetic texts scored as
 the champion leaves them, 20 labels), with ``--covered`` items answered or asked beside them.
 At each size a young model asks, and ``bot.learning.typical.typical_candidates`` starts
-its order as the dispatcher does: on the event loop it reads the uniform sample
-(``TYPICAL_SAMPLE`` waiting items, ``Store.sample_unlabeled_steps``: 1,000 rowids a
-statement, then 500 rows a statement) and the covered texts; off it, it embeds them (the
-classifier's word + char features, SVD to 100) and runs k-means (``model.typical``). Timed,
-median of ``--repeat`` after one untimed order (a new model version each, so a new order):
-the loop thread's CPU time (the reads, and the 5 ms ticks), the time until the order is
-ready, and the loop's longest hold meanwhile (the longest gap between the ticks of a task on
-the loop; beside it the longest gap in IDLE_S seconds of ticks with nothing else to do, the
-machine's), with the order computed in the walks' scoring child (as `hitl serve` does) and in
-a worker thread (the fallback where there is no child), whose sparse products hold the GIL.
+its order as the dispatcher does: in a worker thread on a connection of its own
+(``Store.apart``) it reads the uniform sample (``TYPICAL_SAMPLE`` waiting items,
+``Store.sample_unlabeled_steps``: 1,000 rowids a statement, then 500 rows a statement) and
+the covered texts; then it embeds them (the classifier's word + char features, SVD to 100)
+and runs k-means (``model.typical``). Timed, median of ``--repeat`` after one untimed order (a
+new model version each, so a new order): the loop thread's CPU time (the 5 ms ticks, and what
+else runs there), the SQLite VM steps run on the loop's own connection (counted in hundreds:
+none of the order's reads run there), the time until the order is ready, and the loop's
+longest hold meanwhile (the longest gap between the ticks of a task on the loop; beside it the
+longest gap in IDLE_S seconds of ticks with nothing else to do, the machine's), with the order
+computed in the walks' scoring child (as `hitl serve` does) and in a worker thread (the
+fallback where there is no child), whose sparse products hold the GIL.
 
     python benchmarks/typical_order.py            # 10k, 100k, 1M items
     python benchmarks/typical_order.py --quick    # 1k, 4k items, a sample of 300: for the tests
@@ -67,17 +69,31 @@ async def one_order(
             gaps.append(now - last - TICK)
             last = now
 
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 100
+        return 0
+
     ticks = asyncio.create_task(ticker())
-    await asyncio.sleep(TICK)  # the ticker is running: the read below holds it
+    await asyncio.sleep(TICK)  # the ticker is running
+    store.db.conn.set_progress_handler(count, 100)  # the loop's own connection
     t0, cpu0 = time.perf_counter(), time.thread_time()
     assert typical_candidates(rt) is None  # noqa: S101 - started, not ready
     order = TypicalOrder.of(rt)
     assert order.task is not None  # noqa: S101
     await order.task
     ready, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
+    store.db.conn.set_progress_handler(None, 100)
     done.set()
     await ticks
-    return {"loop_cpu": cpu, "ready": ready, "hold": max(gaps), "picks": len(order.ids)}
+    return {
+        "loop_cpu": cpu,
+        "loop_steps": steps[0],
+        "ready": ready,
+        "hold": max(gaps),
+        "picks": len(order.ids),
+    }
 
 
 async def idle_hold(seconds: float) -> float:
@@ -129,6 +145,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
         "order computed in",
         "seed s",
         "loop thread's CPU, ms",
+        "loop's VM steps",
         "order ready, s",
         "loop's longest hold meanwhile, ms",
         "idle loop's longest gap, ms",
@@ -140,6 +157,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
             r["path"],
             f"{r['seed_s']:.0f}",
             f"{r['loop_cpu'] * 1e3:.0f}",
+            f"{r['loop_steps']:,.0f}",
             f"{r['ready']:.2f}",
             f"{r['hold'] * 1e3:.0f}",
             f"{r['idle'] * 1e3:.0f}",

@@ -7,11 +7,12 @@ asked item covers yet. The order is computed once per model version, for the que
 model asks before its refresh replaces it (HITL_REFRESH_EVERY, the benchmark's batch of 25
 per model, plus HITL_MAX_OPEN for the questions still open), over a uniform sample of
 TYPICAL_SAMPLE unlabeled items and the texts of up to TYPICAL_SAMPLE answered or asked ones.
-The sample and the texts are read on the event loop's thread (the SQLite connection belongs
-to it), a step at a time; the embedding and k-means (tens of seconds at 10,000 items on a
-slow machine) run in the walks' scoring child under `hitl serve` (in a worker thread where
-there is none: tests), never on the loop. Until the order is ready, and once its picks are
-all asked or gone, the dispatcher asks what it asks without it (the model's closest calls).
+The sample and the texts are read in a worker thread on a connection of its own
+(``Store.apart``, as the commands read); the embedding and k-means (tens of seconds at 10,000
+items on a slow machine) run in the walks' scoring child under `hitl serve` (in a worker
+thread where there is none: tests), never on the loop. Until the order is ready, and once its
+picks are all asked or gone, the dispatcher asks what it asks without it (the model's closest
+calls).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ on this many on 2 shared cores (``benchmarks/typical_order.py``); the backlog's 
 only the read."""
 TYPICAL_BATCH = 25  # picks per model version when refreshes are off (HITL_REFRESH_EVERY=0)
 MAX_BATCH = 100  # picks per model version at most, however rare the refreshes
-READ_STEP = 500  # sample rows read on the loop at a time
+READ_STEP = 500  # sample rows read a statement
 
 
 @dataclass
@@ -133,28 +134,16 @@ async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
 
 async def _picks(rt: Runtime, model: Champion) -> tuple[list[int], list[dict[str, Any]], int]:
     """TypiClust's picks for ``model`` (positions among the covered texts, then the sample),
-    the sample and the count of covered texts. The pool is read on the loop's thread a
-    statement at a time, READ_STEP rows (or twice as many rowids), with the loop's other work
-    between (the sample in one go held it 0.16 s at 100,000 items); the order is computed off
-    it: in the walks' scoring child under `hitl serve` (scipy's sparse products hold the GIL:
-    in a worker thread they held the loop 3 s), else in a worker thread."""
+    the sample and the count of covered texts. The pool is read in a worker thread on a
+    connection of its own (``read_pool``: at a million items its 10,000-row sample held the
+    loop 1–8 ms a 500-row statement when read there); the order is computed off the loop too:
+    in the walks' scoring child under `hitl serve` (scipy's sparse products hold the GIL: in a
+    worker thread they held the loop 3 s), else in a worker thread."""
     rng = random.Random(f"typical:{model.version}")
-    steps = rt.store.sample_unlabeled_steps(TYPICAL_SAMPLE, rng, 2 * READ_STEP)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            rowids: list[int] = done.value
-            break
-        await asyncio.sleep(0)  # the loop's other work first
-    sample: list[dict[str, Any]] = []
-    for start in range(0, len(rowids), READ_STEP):
-        await asyncio.sleep(0)  # the loop's other work first
-        sample += rt.store.unlabeled_at(rowids[start : start + READ_STEP])
-    covered = rt.store.covered_texts(TYPICAL_SAMPLE)
+    sample, covered, labels = await eventloop.to_thread(read_pool, rt.store, rt.settings, rng)
     texts = [*covered, *(it["text"] for it in sample)]
     labeled = [True] * len(covered) + [False] * len(sample)
-    n_classes = len(current_labels(rt.settings, rt.store)) or None
+    n_classes = len(labels) or None
     seed, size = model.version % 2**31, budget(rt)
     worker = getattr(rt.scorer, "walk_worker", None)
     if worker is not None:
@@ -166,3 +155,24 @@ async def _picks(rt: Runtime, model: Champion) -> tuple[list[int], list[dict[str
             lambda: typical_order(texts, labeled, size, seed, n_classes=n_classes)
         )
     return picks, sample, len(covered)
+
+
+def read_pool(
+    served: Store, settings: Settings, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """In a worker thread, on a connection of its own (``Store.apart``): the uniform sample of
+    TYPICAL_SAMPLE unlabeled items (``Store.sample_unlabeled_steps``' draws, then READ_STEP
+    rows a statement), the texts of up to TYPICAL_SAMPLE answered or asked items, and the
+    label set in force."""
+    with served.apart() as store:
+        steps = store.sample_unlabeled_steps(TYPICAL_SAMPLE, rng, 2 * READ_STEP)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                rowids: list[int] = done.value
+                break
+        sample: list[dict[str, Any]] = []
+        for start in range(0, len(rowids), READ_STEP):
+            sample += store.unlabeled_at(rowids[start : start + READ_STEP])
+        return sample, store.covered_texts(TYPICAL_SAMPLE), current_labels(settings, store)

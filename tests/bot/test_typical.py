@@ -17,6 +17,7 @@ from bot.runtime import Champion
 from bot.sandbox import FakeSlack
 from bot.slack.commands import picking_text
 from bot.slack.questions import shown_reason
+from bot.store import Store
 from model.classifier import TextClassifier
 from tests.bot.harness import Item, make_settings, seed, start_bot
 from tests.bot.test_dispatch import scored_items
@@ -112,6 +113,42 @@ async def test_a_young_model_asks_one_typical_item_per_uncovered_group_computed_
         bot.rt.champion = young(version=2, n_train=11)
         assert typical_candidates(bot.rt) is None and (await ready(bot.rt)).n_computed == 2
         assert len(threads) == 2
+
+
+async def test_the_orders_pool_is_read_in_a_worker_thread_not_on_the_loops_connection(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The sample of the backlog and the covered texts grow with the data (at a million items
+    a 500-row statement held the loop up to 25 ms): each of their reads runs in a worker
+    thread, on a connection of its own (``Store.apart``), none on the loop's (``rt.store``)."""
+    reads: list[tuple[str, str, bool]] = []
+
+    def watched(name: str):  # noqa: ANN202
+        real = getattr(Store, name)
+
+        def read(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            reads.append((name, threading.current_thread().name, self is loops))
+            return real(self, *args, **kwargs)
+
+        return read
+
+    for name in ("sample_unlabeled_steps", "unlabeled_at", "covered_texts"):
+        monkeypatch.setattr(Store, name, watched(name))
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+        loops = bot.rt.store
+        bot.rt.champion = young()
+        assert typical_candidates(bot.rt) is None
+        order = await ready(bot.rt)
+        assert sorted(map(group, order.ids)) == ["crash", "login", "shipping"]
+    assert {name for name, _, _ in reads} == {
+        "sample_unlabeled_steps",
+        "unlabeled_at",
+        "covered_texts",
+    }
+    main = threading.main_thread().name
+    assert [
+        (name, on_loops) for name, thread, on_loops in reads if thread == main or on_loops
+    ] == []
 
 
 async def test_without_the_setting_a_young_model_asks_its_closest_calls(
