@@ -6,8 +6,9 @@ a champion leaves them (20 labels); 3 % of them decided by two of 20 people each
 one in seven answers a different label, a split), 0.5 % set aside, 0.2 % sent to review; 200
 gold questions (1 in 50 items below 10,000), half of them answered by five people; l18 renamed,
 l19 retired; a champion model beside it. The server's commands go through the real server's
-``/slack/events`` (its app served in this process, on its loop; the fake Slack in a thread of
-its own), signed as Slack signs them: each row is the seconds to the HTTP answer and until every
+``/slack/events`` (its app served in this process, on its loop, with the walks' scoring child
+started as `hitl serve` starts it beside a champion; the fake Slack in a thread of its own),
+signed as Slack signs them: each row is the seconds to the HTTP answer and until every
 reply was sent, and the longest the event loop was held meanwhile (a probe coroutine's lag:
 Python's own work on the request, from parsing to the ack, included), and the SQLite VM steps
 run on the loop's own connection (``rt.store``; a worker thread's ``Store.apart`` is not
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import random
 import re
 import shutil
@@ -42,6 +44,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot_load import ADMIN, CHANNELS, SECRET, FakeThread, clean_env
 
 from bot.config import Settings
+from bot.learning.scoring import scorer_of
+from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.server import RUNTIME, init_app
 from bot.store import Store
 from tests import signing
@@ -187,7 +191,13 @@ async def served(db: Path, ft: FakeThread, labels: list[str]):
     server = TestServer(app, host="127.0.0.1")
     client = TestClient(server)
     await client.start_server()
-    return client, app[RUNTIME]
+    rt = app[RUNTIME]
+    # as `hitl serve` with a champion: the walks' scoring child started (``jobs.warm_scoring``),
+    # where `/hitl stats` measures (``reports.stats_off_loop``)
+    walks = scorer_of(rt).walk_worker = ScoringWorker(niceness=WALK_NICENESS)
+    walks.warm()
+    await walks.call(None, os.getpid)  # up before the first timed command
+    return client, rt
 
 
 async def timed(
@@ -283,6 +293,7 @@ async def server_rows(
             found[name] = await timed(rt, ft, send)
     finally:
         await client.close()
+        scorer_of(rt).walk_worker.close()
     return found
 
 

@@ -9,8 +9,9 @@ agreed: the overall, pairwise and per-label figures are measured on each item's 
 answers (``first_two_votes``: the first two people to give it a label, by their latest
 answer), which every item with two or more has whatever they say, and say so when some item
 has more. Reading every vote grows with the data, so the server
-measures in a worker thread on a connection of its own (``reports.stats_off_loop``); the CLI
-calls ``measure``.
+measures on a connection of its own, in the walks' scoring child (its numpy work holds the
+GIL) or before the first model in a worker thread (``reports.stats_off_loop``); the CLI calls
+``measure``.
 
 It also says which labels training reads (``training_rows``, what a retrain and a refresh
 train on): the decided labels under the label set in force (a renamed label, gold labels

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from bot.learning.retrain import Outcome  # as a type: importing it brings aiohttp
+    from bot.learning.scoring_worker import ScoringWorker
     from model import ModelVersion
 
 
@@ -142,18 +143,48 @@ def _waiting(counts: dict[str, int], held: int = 0) -> str:
     return waiting
 
 
-async def stats_off_loop(
-    served: Store, settings: Settings, now: datetime, *, estimates: bool = True
-) -> tuple[str, quality.Quality]:
-    """``stats_text`` and ``quality.measure`` in a worker thread, on one connection of their
-    own (``Store.apart``): the counts of the day's and week's answers grow with them, and the
-    quality reads every vote. ``estimates=False``: without the Dawid–Skene estimates (seconds
-    of EM on a large team), for someone who is not shown them."""
+def stats_sections(
+    store: Store, settings: Settings, now: datetime, *, admin: bool
+) -> tuple[str, list[str]]:
+    """`/hitl stats`' counts (``stats_text``) and its quality sections (``quality.measure``,
+    ``quality.quality_sections``) read on ``store``: every vote. ``admin``: with each person's
+    accuracy on gold and the Dawid–Skene estimates, which are not computed for someone who is
+    not shown them (seconds of EM on a large team)."""
+    measured = quality.measure(store, settings, estimates=admin)
+    return stats_text(store, settings, now), quality.quality_sections(measured, gold=admin)
 
-    def run() -> tuple[str, quality.Quality]:
+
+def stats_apart(
+    path: Path, file_id: tuple[int, int] | None, settings: Settings, now: datetime, admin: bool
+) -> tuple[str, list[str]]:
+    """``stats_sections`` in another process, on the file ``Store.apart_file`` named
+    (``Store.open_apart``: refused once it is not that file)."""
+    with Store.open_apart(path, file_id) as store:
+        return stats_sections(store, settings, now, admin=admin)
+
+
+async def stats_off_loop(
+    served: Store,
+    settings: Settings,
+    now: datetime,
+    *,
+    admin: bool,
+    worker: ScoringWorker | None = None,
+) -> tuple[str, list[str]]:
+    """``stats_sections`` off the event loop, on a connection of its own: in ``worker`` (the
+    walks' scoring child under `hitl serve`) while it runs (it is warmed as a model arrives),
+    else in a worker thread (``Store.apart``). The counts of the day's and week's answers grow
+    with them, and the quality reads every vote: in a worker thread, its numpy and sorting
+    (people's agreement, Dawid–Skene's EM) held the GIL, and so the event loop, 80–177 ms at a
+    million items (benchmarks/RESULTS.md, "Commands at a million items"); from the child only
+    the sections' text crosses back."""
+    if worker is not None and worker.running:
+        path, file_id = served.apart_file()  # a lost or replaced file: refused here, in a line
+        return await worker.call(None, stats_apart, path, file_id, settings, now, admin)
+
+    def run() -> tuple[str, list[str]]:
         with served.apart() as store:
-            measured = quality.measure(store, settings, estimates=estimates)
-            return stats_text(store, settings, now), measured
+            return stats_sections(store, settings, now, admin=admin)
 
     return await asyncio.to_thread(run)
 

@@ -243,6 +243,11 @@ def _predict(key: ModelKey, texts: list[str], strategy: str) -> list[Any]:
     return predict_texts(_models[key], texts, strategy)
 
 
+def _work(version: int | None) -> str:
+    """What a call to the child is for, in the log: ``model v3``, or ``a report``."""
+    return "a report" if version is None else f"model v{version}"
+
+
 class ScoringWorker:
     """Owns the scoring child of one running bot: the process, which models it holds, and
     how often it was replaced. ``predict`` is safe to call from many tasks at once: the
@@ -270,6 +275,13 @@ class ScoringWorker:
             )
             self._sent.clear()
         return self._executor
+
+    @property
+    def running(self) -> bool:
+        """Whether the child was started (``warm``, a call) and not stopped since: a call then
+        starts nothing in the caller's thread (a first start waits for the fork server's
+        imports, seconds: never on the event loop once the server listens)."""
+        return self._executor is not None
 
     def warm(self) -> None:
         """Start the child now (the fork server imports for a second or more at its start),
@@ -315,12 +327,16 @@ class ScoringWorker:
             return result
         raise ScoringProcessError(f"the scoring process died twice scoring with model v{version}")
 
-    async def call(self, version: int, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(
+        self, version: int | None, function: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         """``function(*args, **kwargs)`` in the child (a module-level function: it is sent by
         name), after the calls already waiting there: work for the model ``version`` (named in
-        the log) whose C code holds the GIL for long stretches, so that a worker thread would
-        hold the event loop too (TypiClust's order, ``bot.learning.typical``: scipy's sparse
-        products, ~0.2 s each, 3 s once). A child that died is replaced, once."""
+        the log; None: a report, no model's) whose C code holds the GIL for long stretches, so
+        that a worker thread would hold the event loop too (TypiClust's order,
+        ``bot.learning.typical``: scipy's sparse products, ~0.2 s each, 3 s once; `/hitl
+        stats`' agreement and Dawid–Skene, ``reports.stats_off_loop``). A child that died is
+        replaced, once."""
         for attempt in (1, 2):
             executor = self._start()
             _start_feeder(executor)
@@ -336,10 +352,10 @@ class ScoringWorker:
             if isinstance(result, BaseException):
                 raise result
             return result
-        raise ScoringProcessError(f"the scoring process died twice working for model v{version}")
+        raise ScoringProcessError(f"the scoring process died twice working for {_work(version)}")
 
     async def _gathered(
-        self, executor: ProcessPoolExecutor, steps: list[asyncio.Future[Any]], version: int
+        self, executor: ProcessPoolExecutor, steps: list[asyncio.Future[Any]], version: int | None
     ) -> list[Any]:
         """The steps' results (or exceptions), in order. Meanwhile the pool's manager thread
         is looked at every MANAGER_CHECK seconds: it starts the queue's feeder thread at the
@@ -390,15 +406,15 @@ class ScoringWorker:
         steps.append(awaitable(executor.submit(_predict, key, list(texts), strategy)))
         return steps
 
-    def _replace(self, executor: ProcessPoolExecutor, version: int, attempt: int) -> None:
+    def _replace(self, executor: ProcessPoolExecutor, version: int | None, attempt: int) -> None:
         """The child died: say so in one line and start afresh at the next call (once per
         child: the calls that were waiting on it all find it dead)."""
         if executor is not self._executor:
             return  # another call replaced it already
         logger.warning(
-            "the scoring process (pid %s) died while scoring with model v%d; %s",
+            "the scoring process (pid %s) died while %s; %s",
             self.pid,
-            version,
+            "working on a report" if version is None else f"scoring with model v{version}",
             "starting a new one" if attempt == 1 else "giving up on this call",
         )
         self.restarts += 1

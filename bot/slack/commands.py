@@ -721,23 +721,25 @@ async def window_unanswered(call: Call, exc: BaseException, window: str, name: s
 
 async def stats(call: Call) -> None:
     """The answers of the day and week by person grow with them, and agreement (and gold
-    accuracy) read every vote: all are read in a worker thread, on one connection of its own,
-    and answered by the ``response_url`` when not read within ``ACK_WITHIN``. A non-admin is
-    not shown the Dawid–Skene estimates, so they are not computed for one (seconds of EM on
-    a large team, ``quality.SETTLE_WORK``)."""
+    accuracy) read every vote: all are read off the loop on one connection of their own, in
+    the walks' scoring child under `hitl serve` (their numpy work holds the GIL: in a worker
+    thread it held the loop), else in a worker thread (``reports.stats_off_loop``), and
+    answered by the ``response_url`` when not read within ``ACK_WITHIN``. A non-admin is not
+    shown the Dawid–Skene estimates, so they are not computed for one (seconds of EM on a
+    large team, ``quality.SETTLE_WORK``)."""
     rt = call.rt
     admin = rt.is_admin(call.user_id)  # each person sees their own in App Home
 
-    def answer(read: tuple[str, quality.Quality]) -> Answer:
-        counts, measured = read
-        sections = quality.quality_sections(measured, gold=admin)
+    def answer(read: tuple[str, list[str]]) -> Answer:
+        counts, sections = read
         # each line of the counts a block of its own: the day's and the week's answers of a
         # team of 40 or more each fill most of a block's 3,000 characters, and one cut of
         # the three would take the items line out of what Slack shows
         shown = [*counts.split("\n"), *sections]
         return Answer("\n\n".join([counts, *sections]), blocks.report_blocks(shown))
 
-    read = reports.stats_off_loop(rt.store, rt.settings, rt.clock(), estimates=admin)
+    worker = getattr(rt.scorer, "walk_worker", None)
+    read = reports.stats_off_loop(rt.store, rt.settings, rt.clock(), admin=admin, worker=worker)
     await answer_when_read(call, read, answer)
 
 

@@ -336,26 +336,40 @@ class Store(
         Refused (``StoreError``, one line that says what to do) once the file is not the one
         this store opened (``check_file``'s causes): opening the path again would create an
         empty database where the deleted file was, or read another one."""
+        path, file_id = self.apart_file()
+        return Store.open_apart(path, file_id, self.now)
+
+    def apart_file(self) -> tuple[Path, tuple[int, int] | None]:
+        """The path and file identity ``apart`` opens, for a connection in another process
+        (``open_apart`` there): refused as ``apart`` refuses a file known lost or replaced.
+        One ``stat``, nothing on this store's connection."""
         if self.path is None:
             raise StoreError("an in-memory store has no file to open on another connection")
         problem = self.lost or (_file_problem(self.path, self.file_id) if self.file_id else None)
         problem = problem or (self.watch.problem if self.watch is not None else None)
-        if problem is None:
-            try:  # never made again: deleted between the look above and this open
-                store = Store.open(self.path, self.now, create=False)
-            except StoreError:
-                problem = _file_problem(self.path, self.file_id) if self.file_id else None
-                if problem is None:
-                    raise
-            else:
-                if self.file_id is None or store.file_id == self.file_id:
-                    return store
-                store.close()
-                problem = _file_problem(self.path, self.file_id) or "the database was replaced"
-        raise StoreError(
-            f"{problem}: put the database back at {self.path} (or move what is left there"
-            " away to start afresh) and restart hitl serve"
-        )
+        if problem is not None:
+            raise _apart_refused(problem, self.path)
+        return self.path, self.file_id
+
+    @classmethod
+    def open_apart(
+        cls, path: Path, file_id: tuple[int, int] | None, clock: Callable[[], str] = utc_now
+    ) -> Store:
+        """The file at ``path`` on a connection of its own, only while it is still the file
+        ``file_id`` (``apart_file``): never made again where it was deleted, and refused where
+        another file took its place."""
+        try:  # never made again: deleted between the look above and this open
+            store = Store.open(path, clock, create=False)
+        except StoreError:
+            problem = _file_problem(path, file_id) if file_id else None
+            if problem is None:
+                raise
+        else:
+            if file_id is None or store.file_id == file_id:
+                return store
+            store.close()
+            problem = _file_problem(path, file_id) or "the database was replaced"
+        raise _apart_refused(problem, path)
 
     def check_file(self) -> str | None:
         """Whether the file at ``path`` is still the one this store opened.
@@ -1241,6 +1255,14 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return found.st_dev, found.st_ino
+
+
+def _apart_refused(problem: str, path: Path) -> StoreError:
+    """``Store.apart``'s refusal of a file lost or replaced, with what to do."""
+    return StoreError(
+        f"{problem}: put the database back at {path} (or move what is left there"
+        " away to start afresh) and restart hitl serve"
+    )
 
 
 def _file_problem(path: Path, opened: tuple[int, int]) -> str | None:

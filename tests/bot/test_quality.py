@@ -4,13 +4,18 @@ kappa, alpha, Fleiss, per-label and per-person agreement equal to a hand computa
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.learning import quality
+from bot.learning.scoring import scorer_of
+from bot.learning.scoring_worker import ScoringWorker
 from bot.sandbox import FakeSlack
+from bot.slack.commands import WORKING
 from bot.store import Store
 from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
 
@@ -119,3 +124,57 @@ async def test_signed_clicks_give_agreement_equal_to_the_hand_computation(
         body = json.loads(await (await bot.command("stats", "U0RAJ")).text())
         for line in IN_SLACK:
             assert line in body["text"], line
+
+
+async def stats_reply(bot: Bot, user: str) -> tuple[str, list[str]]:
+    """`/hitl stats`' reply to ``user``: the ack's, or the response_url's when it was read
+    after ``ACK_WITHIN`` (a child's first call imports the report's modules)."""
+    told = len(bot.fake.responses)
+    response = await bot.command("stats", user)
+    assert response.status == 200
+    if response.content_type != "application/json":  # Bolt acks a bare text as plain text
+        assert await response.text() == WORKING
+        await bot.rt.background.drain(timeout=30)
+        [body] = [r["payload"] for r in bot.fake.responses[told:]]
+    else:
+        body = json.loads(await response.text())
+    return body["text"], [b["text"]["text"] for b in body["blocks"]]
+
+
+async def test_under_hitl_serve_stats_are_measured_in_the_walks_child_with_the_same_reply(
+    fake_slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`/hitl stats`' agreement and Dawid–Skene are numpy work that holds the GIL (in a worker
+    thread it held the event loop 80–177 ms at a million items): where the server has the
+    walks' scoring child (`hitl serve`, once a model warmed it), the whole read runs there, and
+    this process measures nothing; the replies, a member's and an admin's, are those the
+    worker thread gives."""
+    seed(tmp_path / "hitl.db", [Item(f"i{n}", f"item {n}") for n in range(10)])
+    settings = make_settings(fake_slack, tmp_path, votes=2, aggregation="dawid_skene")
+    measured_here: list[str] = []
+    real = quality.measure
+
+    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        measured_here.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "measure", watched)
+    async for bot in start_bot(fake_slack, settings):
+        answer_all(bot.store)
+        in_a_thread = [await stats_reply(bot, user) for user in ("U0RAJ", "U0ADMIN")]
+        assert len(measured_here) == 2  # no child: in worker threads of this process
+        assert threading.main_thread().name not in measured_here
+        worker = scorer_of(bot.rt).walk_worker = ScoringWorker()
+        try:
+            assert await stats_reply(bot, "U0RAJ") == in_a_thread[0]  # not started: a thread
+            assert len(measured_here) == 3
+            worker.warm()  # as a model's arrival warms it (``jobs.warm_scoring``)
+            in_the_child = [await stats_reply(bot, user) for user in ("U0RAJ", "U0ADMIN")]
+        finally:
+            worker.close()
+        assert len(measured_here) == 3  # measured in the child alone
+    assert in_the_child == in_a_thread
+    member, admin = in_the_child
+    assert all(line in member[0] for line in IN_SLACK)
+    assert "*Estimated accuracy* (Dawid–Skene" in admin[0]
+    assert "Estimated accuracy" not in member[0]
