@@ -658,8 +658,9 @@ async def one_blas_thread(_app: web.Application) -> AsyncIterator[None]:
     loaded by its start: numpy's, and scipy's with a champion), as every fit's
     (``model.classifier.FIT_BLAS_THREADS``); the setting before it comes back at its stop.
 
-    A read in a worker thread multiplies matrices there (`/hitl stats`: the items each pair
-    of people share, a product of the items × people matrix, ``model.agreement``). numpy holds
+    A read in a worker thread multiplies matrices there (`/hitl stats` before the walks'
+    scoring child runs: the items each pair of people share, a product of the items × people
+    matrix, ``model.agreement``). numpy holds
     the GIL through a product, and OpenBLAS's threads, when the machine's cores are busy,
     wait for each other: on 2 busy cores, 2.4 s at a million items (30,000 decided by vote),
     and the event loop waited for the GIL all that time; on one thread the product takes
