@@ -7,11 +7,14 @@ the product does: cold-start picks (``model.selection.select`` with no model) un
 classifier (``model.classifier.TextClassifier``) on the labels so far, scores the test file, and
 asks the oracle for 25 more labels chosen by the arm:
 
-* ``default``: what ``hitl serve`` does (bot/learning/scoring.py ``choose``): ``select`` with the
-  default strategy (margin), the default 10 % audit share and near-duplicate filtering of the
-  batch (``threshold=None``: the bot's HITL_THRESHOLD would only shorten a batch); with a
-  warm-up (``model.selection.DEFAULT_WARM_UP``, HITL_WARM_UP; 0 by default) random picks below
-  it, drawn as the random arm draws them, as ``warm<K>`` does;
+* ``default``: what ``hitl serve`` does with its default settings (bot/learning/scoring.py
+  ``choose``): while the labels number fewer than 10 a class of the label set (at most 150;
+  HITL_TYPICAL_UNTIL=auto) the non-audit picks are TypiClust's (``model.typical``), then
+  ``select`` with the default strategy (margin); always the default 10 % audit share and
+  near-duplicate filtering of the batch (``threshold=None``: the bot's HITL_THRESHOLD would
+  only shorten a batch). It is the screened arm ``typicpc``, with its draws (``rule_of``);
+* ``margin``: the product with HITL_TYPICAL_UNTIL=0, margin from the first model (the default
+  before; its draws are those the rows stored as ``default`` before then had); run when named;
 * ``random``: 25 uniformly random unlabeled items;
 * ``least_confidence``, ``entropy``: ``select`` with the project's other strategies (same audit
   share and duplicate filter);
@@ -69,6 +72,8 @@ from model.selection import (
     warm_share,
 )
 from model.typical import (
+    DEFAULT_TYPICAL_UNTIL,
+    TYPICAL_AUTO,
     TYPICAL_DIMS,
     TYPICAL_KNN,
     TYPICAL_MIN_CLUSTER,
@@ -145,7 +150,9 @@ SCREENS = (
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
 RAMP = {"ramp300": 300}
-ALL_ARMS = ARMS + SCREENS  # an arm's RNG stream is its index here: existing arms keep theirs
+# ``margin``: the product's rule with HITL_TYPICAL_UNTIL=0, margin from the first model (the
+# default before TypiClust's: ``rule_of``)
+ALL_ARMS = ARMS + SCREENS + ("margin",)  # an arm's RNG stream is its index here (``STREAM``)
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
 TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150}
@@ -158,6 +165,21 @@ PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within on
 TYPI_DIMS, TYPI_KNN, TYPI_MIN_CLUSTER = TYPICAL_DIMS, TYPICAL_KNN, TYPICAL_MIN_CLUSTER
 SPREAD_CANDIDATES = 100
 HYBRID_UNTIL = 150
+# Whose RNG stream an arm draws from, when not its own: ``margin`` and ``warm50a`` draw what
+# ``default`` drew while the product's default was margin (so ``margin``'s rows are those
+# stored as ``default`` before HITL_TYPICAL_UNTIL=auto was the default, and ``warm50a``'s what
+# HITL_WARM_UP=50 was then). ``default`` draws as the rule it is (``rule_of``).
+STREAM = {"margin": "default", "warm50a": "default"}
+
+
+def rule_of(arm: str) -> str:
+    """The rule an arm picks by: ``default`` is how ``hitl serve`` picks with its default
+    settings, so ``typicpc`` (TypiClust while fewer than 10 labels a class, at most 150, then
+    margin: HITL_TYPICAL_UNTIL=auto, ``model.typical.DEFAULT_TYPICAL_UNTIL``), its rows
+    ``typicpc``'s; with a default of 0 it would be ``margin``. Any other arm is its own."""
+    if arm != "default":
+        return arm
+    return "typicpc" if DEFAULT_TYPICAL_UNTIL == TYPICAL_AUTO else "margin"
 ALBL_EXPERTS = ("margin", "random")
 ALBL_GAMMA = 0.15  # EXP3's exploration: sqrt(K ln K / ((e - 1) T)) for K = 2, T = 40 rounds
 ALBL_SCALE = 5.0  # reward = 0.5 + 5 × (accuracy gain on the audits), clipped to [0, 1]
@@ -278,6 +300,7 @@ def pick(
     ``typi_embedding``) serve the screened arms; ``model_round`` counts the
     rounds with a model (0 = the first model's). ``reasons`` (given) gets each pick's reason
     from ``select`` (``cold_start``, ``audit``, ``uncertain``; ``random`` for random picks)."""
+    arm = rule_of(arm)
     n = min(BATCH, len(unlabeled))
     texts = [pool_x[i] for i in unlabeled]
     if clf is None:  # cold start: the product's random picks, identical for every arm
@@ -316,7 +339,7 @@ def pick(
         )
     elif arm == "albl" and albl.choose(rng) == "random":
         priorities = rng.random(len(unlabeled))  # uniform non-audit picks, the same audit draw
-    strategy = DEFAULT_STRATEGY if arm == "default" or arm in SCREENS else arm
+    strategy = DEFAULT_STRATEGY if arm in ("default", "margin") or arm in SCREENS else arm
     audit_rate = DEFAULT_AUDIT_RATE
     if arm in RAMP:
         audit_rate = ramp_share(len(labeled), RAMP[arm])
@@ -490,7 +513,7 @@ def _is_warming(
     CLASSWARM_PER_CLASS labels per class of the ``n_classes``), or ``hybrid1`` (the first
     model's batch, ``model_round`` 0, while the labels have met fewer than half the classes:
     ``known``)."""
-    if arm == "default":  # the product's warm-up (bot.learning.scoring.choose, HITL_WARM_UP)
+    if arm in ("default", "margin"):  # the warm-up (bot.learning.scoring.choose, HITL_WARM_UP)
         return n_labels < DEFAULT_WARM_UP
     if arm == "classwarm":
         return n_labels < CLASSWARM_PER_CLASS * n_classes
@@ -514,8 +537,9 @@ def round_rng(
     its picks are random's; otherwise each arm has its own (its index in ALL_ARMS)."""
     if not has_model:
         return np.random.default_rng([seed, rnd])
+    arm = rule_of(arm)
     stream = "random" if _is_warming(arm, n_labels, n_classes, model_round, known) else arm
-    stream = "default" if stream == "warm50a" else stream  # the default's audit draws
+    stream = STREAM.get(stream, stream)
     return np.random.default_rng([seed, rnd, ALL_ARMS.index(stream)])
 
 
@@ -524,6 +548,7 @@ def arm_embedding(arm: str, pool_x: list[str], n_classes: int, seed: int):
     char features for TYPI_WORD_CHAR's arms, word TF-IDF for the others) and, for
     ``probcover150``, its ball graph; ``(None, None)`` for any other arm. Seeded by the arm's
     own stream, so an arm's pool embedding is the same in every run of a seed."""
+    arm = rule_of(arm)
     if arm not in TYPI_UNTIL:
         return None, None
     rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, add_data_options, load_jsonl, machine, markdown_table, resolve_data
-from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, pick, round_rng
+from label_efficiency import DATASETS, MAX_LABELS, _fit_ready, arm_embedding, pick, round_rng
 from sklearn.metrics import accuracy_score
 
 from bot.learning.stopping import CURVE_GROWTH
@@ -119,6 +119,8 @@ def run_default(
     # every pick a model asked: (its confidence, right?, the labels that model was trained on)
     calibration: list[tuple[float, bool, int]] = []
     forecast = sorted(set(curve_at))
+    n_classes = len(set(pool_y))  # the label set, for TypiClust's budget (HITL_TYPICAL_UNTIL)
+    embedding, _ = arm_embedding(ARM, pool_x, n_classes, seed)
     rnd = 0
     while True:
         if clf is not None:
@@ -159,9 +161,12 @@ def run_default(
                     )
         if len(labeled) >= max_labels or is_labeled.all():
             return
-        rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled))
+        rng = round_rng(ARM, seed, rnd, clf is not None, len(labeled), n_classes)
         unlabeled = np.flatnonzero(~is_labeled)
-        chosen = pick(ARM, clf, pool_x, unlabeled, labeled, None, rng, reasons=reasons)
+        chosen = pick(
+            ARM, clf, pool_x, unlabeled, labeled, None, rng,
+            reasons=reasons, n_classes=n_classes, embedding=embedding,
+        )  # fmt: skip
         if clf is not None:  # what the asking model said, before the answer came
             chosen_proba = clf.predict_proba([pool_x[i] for i in chosen])
             said = [clf.classes[j] for j in chosen_proba.argmax(axis=1)]

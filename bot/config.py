@@ -47,6 +47,9 @@ class Guideline:
     examples: tuple[str, ...] = ()
 
 
+TYPICAL_AUTO = "auto"  # HITL_TYPICAL_UNTIL's one word: labels in proportion to the label set
+
+
 @dataclass(frozen=True)
 class Settings:
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -81,9 +84,9 @@ class Settings:
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
     warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
-    # TypiClust's picks below it (bot.learning.typical); 0: off; TYPICAL_AUTO: a share of the
-    # label set (``bot.learning.typical.typical_until``)
-    typical_until: int | str = 0
+    # TypiClust's picks below it (bot.learning.typical); 0: off; TYPICAL_AUTO: 10 labels a
+    # label of the set, at most 150 (``bot.learning.typical.typical_until``)
+    typical_until: int | str = TYPICAL_AUTO
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
     connect_retry: float = 1.0  # bot.slack.connect.RETRY_BASE: first wait to reach Slack at start
     routes: Mapping[str, str] = field(default_factory=dict)
@@ -188,9 +191,6 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
 
     parse.bounds = (low, high)  # type: ignore[attr-defined]
     return parse
-
-
-TYPICAL_AUTO = "auto"  # HITL_TYPICAL_UNTIL's one word: labels in proportion to the label set
 
 
 def _integer_or_auto(low: int, high: int) -> Callable[[Any], int | str]:

@@ -20,6 +20,10 @@ TYPICAL_KNN = 20  # typicality: 1 / mean distance to this many nearest neighbour
 TYPICAL_MIN_CLUSTER = 5  # clusters of at most this many items are never drawn from
 TYPICAL_PER_CLASS = 10  # ``typical_budget``: labels a class of the label set,
 TYPICAL_MOST = 150  # at most this many in all
+TYPICAL_AUTO = "auto"  # the rule that follows the label set (``typical_budget``)
+# The product's rule by default (HITL_TYPICAL_UNTIL; bot.config.Settings.typical_until):
+# benchmarks/RESULTS.md, "An eleventh screen" and "Targets for the default arm"
+DEFAULT_TYPICAL_UNTIL = TYPICAL_AUTO
 
 
 def typical_budget(n_classes: int) -> int:

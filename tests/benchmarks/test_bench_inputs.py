@@ -33,14 +33,14 @@ def curve(arm: str, seed: int, accs: list[float]) -> list[dict]:
 
 
 def stored_rows(tmp_path: Path) -> Path:
-    """random, then ``zeta`` (an arm no longer known), ``warm50`` (known), ``margin`` (the
-    trec 20-seed rows' old name of the default), seeds 0 and 1."""
+    """random, then ``zeta`` (an arm no longer known), ``warm50`` (known), ``omega`` (not
+    known either), seeds 0 and 1."""
     rows = []
     for arm, accs in (
         ("random", ([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])),
         ("zeta", ([0.6, 0.6, 0.7], [0.6, 0.6, 0.7])),
         ("warm50", ([0.4, 0.7, 0.8], [0.5, 0.6, 0.8])),
-        ("margin", ([0.45, 0.6, 0.75], [0.45, 0.6, 0.75])),
+        ("omega", ([0.45, 0.6, 0.75], [0.45, 0.6, 0.75])),
     ):
         rows += curve(arm, 0, accs[0]) + curve(arm, 1, accs[1])
     path = tmp_path / "rows.jsonl"
@@ -58,7 +58,7 @@ def test_screens_report_arms_not_in_today_s_list_after_the_known_ones(tmp_path, 
         "| d | warm50 | 0, 1 | 1 of 3 (50; worst -5.0) | +10.0 | +0.0375 ± 0.0177 "
         "| 0.0471 / 0.0000 |",
         "| d | zeta | 0, 1 | 0 of 3 | +0.0 | +0.0250 ± 0.0000 | 0.0000 / 0.0000 |",
-        "| d | margin | 0, 1 | 1 of 3 (50; worst -5.0) | +5.0 | +0.0000 ± 0.0000 "
+        "| d | omega | 0, 1 | 1 of 3 (50; worst -5.0) | +5.0 | +0.0000 ± 0.0000 "
         "| 0.0000 / 0.0000 |",
     ]
 
@@ -66,20 +66,20 @@ def test_screens_report_arms_not_in_today_s_list_after_the_known_ones(tmp_path, 
 def test_screens_pair_with_a_base_the_rows_have_and_name_an_unknown_one(tmp_path, capsys):
     path = stored_rows(tmp_path)
     main = benchmark_main("label_efficiency.py")
-    code = main(["--report", str(path), "--screens", "--max-labels", "100", "--base", "margin"])
+    code = main(["--report", str(path), "--screens", "--max-labels", "100", "--base", "omega"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert [line.split(" | ")[1] for line in out.splitlines()[-3:]] == ["random", "warm50", "zeta"]
-    # random − margin: +5 points at 50, 0 at 75, −5 at 100; AUCs 0.600 both
+    # random − omega: +5 points at 50, 0 at 75, −5 at 100; AUCs 0.600 both
     assert out.splitlines()[-3] == (
         "| d | random | 0, 1 | 1 of 3 (100; worst -5.0) | -5.0 | +0.0000 ± 0.0000 "
         "| 0.0000 / 0.0000 |"
     )
 
-    code = main(["--report", str(path), "--screens", "--base", "margn"])
+    code = main(["--report", str(path), "--screens", "--base", "omeg"])
     assert (code, capsys.readouterr().err) == (
         2,
-        "error: --base margn: no such arm (the rows have random, warm50, zeta, margin)\n",
+        "error: --base omeg: no such arm (the rows have random, warm50, zeta, omega)\n",
     )
 
 
@@ -90,7 +90,7 @@ def test_report_tables_every_arm_the_rows_have(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     arms = [line.split(" ")[1] for line in out.splitlines() if line.startswith("| ")][1:]
-    assert arms == ["random", "warm50", "zeta", "margin"], out
+    assert arms == ["random", "warm50", "zeta", "omega"], out
     assert [p.name for p in plots.iterdir()] == ["label_efficiency_d.png"]
 
 

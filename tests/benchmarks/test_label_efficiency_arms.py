@@ -35,25 +35,23 @@ def test_warm_arm_is_random_below_its_label_count_and_margin_from_it(tmp_path):
         return le["pick"](arm, clf, pool[0], unlabeled, labeled, None, rng)
 
     assert picks("warm100", 99) == picks("random", 99)
-    # the product has no warm-up by default (HITL_WARM_UP=0): margin from the first model
-    assert picks("default", 25) != picks("random", 25)
-    assert picks("warm50", 49) == picks("random", 49) and picks("warm50", 50) == picks(
-        "default", 50
-    )
-    assert picks("warm100", 100) == picks("default", 100) != picks("random", 100)
-    # ramp300: the random share is down to the audit share at 270 labels: the default's batch
-    assert picks("ramp300", 270) == picks("default", 270)
-    assert picks("ramp300", 0) != picks("default", 0)
-    # warm50a: warm50's picks, its audits drawn from the default's stream from 50 labels on
+    # no warm-up (HITL_WARM_UP=0, the default): margin from the first model
+    assert picks("margin", 25) != picks("random", 25)
+    assert picks("warm50", 49) == picks("random", 49) and picks("warm50", 50) == picks("margin", 50)
+    assert picks("warm100", 100) == picks("margin", 100) != picks("random", 100)
+    # ramp300: the random share is down to the audit share at 270 labels: margin's batch
+    assert picks("ramp300", 270) == picks("margin", 270)
+    assert picks("ramp300", 0) != picks("margin", 0)
+    # warm50a: warm50's picks, its audits drawn from margin's stream from 50 labels on
     assert picks("warm50a", 49) == picks("random", 49) and picks("warm50a", 50) == picks(
-        "default", 50
+        "margin", 50
     )
 
     def draw(arm: str, n_labels: int) -> float:
         return le["round_rng"](arm, 0, 3, True, n_labels).random()
 
     assert draw("warm50a", 49) == draw("random", 49) == draw("warm50", 49)
-    assert draw("warm50a", 50) == draw("default", 50) != draw("warm50", 50)
+    assert draw("warm50a", 50) == draw("margin", 50) != draw("warm50", 50)
 
 
 def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tmp_path):
@@ -70,8 +68,8 @@ def test_classwarm_is_random_below_two_labels_per_class_and_margin_from_there(tm
         )
 
     assert picks("classwarm", 153, 77) == picks("random", 153, 77)
-    assert picks("classwarm", 154, 77) == picks("default", 154, 77) != picks("random", 154, 77)
-    assert picks("classwarm", 25, 6) == picks("default", 25, 6)
+    assert picks("classwarm", 154, 77) == picks("margin", 154, 77) != picks("random", 154, 77)
+    assert picks("classwarm", 25, 6) == picks("margin", 25, 6)
 
 
 def test_albl_rewards_the_expert_whose_batch_raised_accuracy_on_the_held_out_audits(tmp_path):
@@ -170,14 +168,14 @@ def test_spread1_spreads_the_first_models_batch_over_margins_closest_calls_and_i
 
     spread, reasons = picks("spread1", 0)
     uncertain = [i for i in spread if reasons[i] == "uncertain"]
-    default, default_reasons = picks("default", 0)
+    default, default_reasons = picks("margin", 0)
     closest = [i for i in default if default_reasons[i] == "uncertain"]  # margin's own
     # the first model's batch: its uncertain picks all among margin's 100 closest calls, not
     # margin's closest ones; the rest are audits (select's uniform share)
     assert len(spread) == 25 and uncertain and set(uncertain) <= top
     assert set(uncertain) != set(closest)
     assert {reasons[i] for i in spread} <= {"uncertain", "audit"}
-    assert picks("spread1", 1)[0] == picks("default", 1)[0]  # margin from the second model on
+    assert picks("spread1", 1)[0] == picks("margin", 1)[0]  # margin from the second model on
 
 
 def test_hybrid1_is_random_while_the_first_model_knows_under_half_the_classes_else_spread(
@@ -192,7 +190,7 @@ def test_hybrid1_is_random_while_the_first_model_knows_under_half_the_classes_el
 
     assert picks("hybrid1", 0, 77, 21) == picks("random", 0, 77, 21)  # 21 of 77 known
     assert picks("hybrid1", 0, 6, 5) == picks("spread1", 0, 6, 5) != picks("random", 0, 6, 5)
-    assert picks("hybrid1", 1, 77, 40) == picks("default", 1, 77, 40)  # margin after
+    assert picks("hybrid1", 1, 77, 40) == picks("margin", 1, 77, 40)  # margin after
     # and the loop draws a warming batch from random's stream, the others from its own
     assert le["_is_warming"]("hybrid1", 25, 77, 0, 21) and not le["_is_warming"](
         "hybrid1", 25, 77, 1, 21
@@ -228,7 +226,7 @@ def test_power_keeps_the_uniform_audit_share_and_differs_from_margins_top(tmp_pa
     for arm in ("power", "softrank"):
         chosen, reasons = picks(arm)
         assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
-        assert set(chosen) != set(picks("default")[0])
+        assert set(chosen) != set(picks("margin")[0])
         assert chosen == picks(arm)[0]  # deterministic per RNG stream
 
 
@@ -274,7 +272,7 @@ def test_badge_draws_k_means_plus_plus_seeds_over_the_explicit_gradient_embeddin
     picked = le["pick"]("badge", clf, pool[0], unlabeled, list(range(60)), None,
                         np.random.default_rng([0, 1]), reasons=reasons)  # fmt: skip
     assert len(picked) == 25 and {reasons[i] for i in picked} <= {"uncertain", "audit"}
-    assert picked != le["pick"]("default", clf, pool[0], unlabeled, list(range(60)), None,
+    assert picked != le["pick"]("margin", clf, pool[0], unlabeled, list(range(60)), None,
                                 np.random.default_rng([0, 1]))  # fmt: skip
 
 
@@ -327,8 +325,8 @@ def test_typi150_asks_typiclusts_picks_below_150_labels_with_the_audit_share_the
     assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
     assert 0 < len(uncertain) < 25 and set(uncertain) <= set(typical)
     assert uncertain == [i for i in typical if i in uncertain]  # TypiClust's order kept
-    assert set(uncertain) != {i for i, r in picks("default", 60)[1].items() if r == "uncertain"}
-    assert picks("typi150", 150)[0] == picks("default", 150)[0]  # margin from 150 labels
+    assert set(uncertain) != {i for i, r in picks("margin", 60)[1].items() if r == "uncertain"}
+    assert picks("typi150", 150)[0] == picks("margin", 150)[0]  # margin from 150 labels
 
 
 def test_probcover_takes_the_largest_radius_of_pure_balls_and_covers_greedily(tmp_path):
@@ -376,7 +374,7 @@ def test_probcover_takes_the_largest_radius_of_pure_balls_and_covers_greedily(tm
     assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
     assert len(covering) > 5 and covering[0] in uncertain
     assert uncertain[: len(covering)] == [i for i in covering if i in uncertain][: len(uncertain)]
-    assert picks("probcover150", 150)[0] == picks("default", 150)[0]
+    assert picks("probcover150", 150)[0] == picks("margin", 150)[0]
 
 
 def affix_pool(rng: np.random.Generator, per_group: int = 20) -> tuple[list[str], list[str]]:
@@ -432,9 +430,9 @@ def test_typic_arms_embed_the_pool_in_the_classifiers_word_and_char_features(tmp
         assert len(chosen) == 25 and {reasons[i] for i in chosen} <= {"uncertain", "audit"}
         assert 0 < len(uncertain) < 25 and uncertain == [i for i in typical if i in uncertain]
     assert set(typical) != set(le["typiclust"](old, labeled, le["BATCH"], seed))
-    assert picks("typic75", 75, embedding)[0] == picks("default", 75, embedding)[0]
-    assert picks("typic150", 75, embedding)[0] != picks("default", 75, embedding)[0]
-    assert picks("typic150", 150, embedding)[0] == picks("default", 150, embedding)[0]
+    assert picks("typic75", 75, embedding)[0] == picks("margin", 75, embedding)[0]
+    assert picks("typic150", 75, embedding)[0] != picks("margin", 75, embedding)[0]
+    assert picks("typic150", 150, embedding)[0] == picks("margin", 150, embedding)[0]
 
 
 def test_typicl_takes_the_most_typical_item_no_shorter_than_its_clusters_median():
@@ -468,7 +466,40 @@ def test_typicpc_asks_typical_picks_below_ten_labels_a_class_at_most_150_then_ma
                           n_classes=n_classes)  # fmt: skip
 
     # 6 classes: typical below 60 labels (typic75's picks there), margin from 60
-    assert picks("typicpc", 55, 6) == picks("typic75", 55, 6) != picks("default", 55, 6)
-    assert picks("typicpc", 60, 6) == picks("default", 60, 6)
+    assert picks("typicpc", 55, 6) == picks("typic75", 55, 6) != picks("margin", 55, 6)
+    assert picks("typicpc", 60, 6) == picks("margin", 60, 6)
     # 2 classes: margin from the first model on, where typic75 is still typical
-    assert picks("typicpc", 25, 2) == picks("default", 25, 2) != picks("typic75", 25, 2)
+    assert picks("typicpc", 25, 2) == picks("margin", 25, 2) != picks("typic75", 25, 2)
+
+
+def test_the_default_arm_is_the_product_s_default_typicpc_and_margin_draws_the_old_default_s(
+    tmp_path,
+):
+    """``default`` follows the product (HITL_TYPICAL_UNTIL=auto by default): it picks and draws
+    as ``typicpc``, so its rows are typicpc's; ``margin`` draws from the stream the default had
+    before (index 0, the name ``default``'s), so its rows are those stored as ``default`` then."""
+    from bot.config import Settings
+    from model.typical import DEFAULT_TYPICAL_UNTIL
+
+    assert Settings().typical_until == DEFAULT_TYPICAL_UNTIL == "auto"
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    assert le["rule_of"]("default") == "typicpc" and le["rule_of"]("margin") == "margin"
+    embedding = le["typi_embedding"](pool[0], 0, word_char=True, n_classes=6)
+
+    def picks(arm: str, n_labels: int) -> list[int]:
+        return le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                          np.random.default_rng([0, 1]), embedding=embedding,
+                          n_classes=6)  # fmt: skip
+
+    assert picks("default", 55) == picks("typicpc", 55) != picks("margin", 55)
+    assert picks("default", 60) == picks("margin", 60)  # 10 labels a class: margin from there
+
+    def draw(arm: str) -> float:
+        return le["round_rng"](arm, 0, 3, True, 60).random()
+
+    index = le["ALL_ARMS"].index
+    assert draw("default") == draw("typicpc") != draw("margin")
+    assert draw("margin") == np.random.default_rng([0, 3, index("default")]).random()
+    assert index("default") == 0 and index("margin") == len(le["ALL_ARMS"]) - 1
+    got = le["arm_embedding"]("default", pool[0], 6, 0)[0]
+    assert np.array_equal(got, le["arm_embedding"]("typicpc", pool[0], 6, 0)[0])

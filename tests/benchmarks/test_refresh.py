@@ -137,21 +137,21 @@ def test_a_step_is_run_once_and_a_product_with_the_loops_step_is_read_as_the_loo
 def test_a_typical_until_run_names_it_in_every_arm_and_refuses_a_value_the_setting_would(
     standin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    """--typical-until auto: every arm asks as HITL_TYPICAL_UNTIL=auto does, its rows named so
-    (the stand-in's labels make its models young: TypiClust's order is computed, waited for
-    with --pace 0); a value HITL_TYPICAL_UNTIL refuses is refused before anything runs."""
+    """--typical-until 0: every arm asks as HITL_TYPICAL_UNTIL=0 does (margin from the first
+    model, where the default, auto, asks TypiClust's picks of the stand-in's young models), its
+    rows named so; a value HITL_TYPICAL_UNTIL refuses is refused before anything runs."""
     main = benchmark_main("refresh.py")
     out_file = tmp_path / "rows.csv"
     main([
         "--data", str(standin), "--datasets", STANDIN, "--out", str(out_file),
         "--answers", "10", "--every", "10", "--night", "20", "--product", "10", "--fast", "5",
         "--compare", "--pool", "150", "--test", "100", "--pipeline", "word_lr", "--in-thread",
-        "--typical-until", "auto",
+        "--typical-until", "0",
     ])  # fmt: skip
     with out_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["arm"] for r in rows] == [
-        "nightly-typical=auto", "product-typical=auto", "every5-typical=auto",
+        "nightly-typical=0", "product-typical=0", "every5-typical=0",
     ]  # fmt: skip
     assert all(r["accuracy"] for r in rows[1:])  # the nightly arm has no model by 10 labels
     with pytest.raises(SystemExit) as stopped:
