@@ -180,6 +180,8 @@ def rule_of(arm: str) -> str:
     if arm != "default":
         return arm
     return "typicpc" if DEFAULT_TYPICAL_UNTIL == TYPICAL_AUTO else "margin"
+
+
 ALBL_EXPERTS = ("margin", "random")
 ALBL_GAMMA = 0.15  # EXP3's exploration: sqrt(K ln K / ((e - 1) T)) for K = 2, T = 40 rounds
 ALBL_SCALE = 5.0  # reward = 0.5 + 5 × (accuracy gain on the audits), clipped to [0, 1]

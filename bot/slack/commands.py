@@ -28,6 +28,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.config import Settings
 from bot.errors import StoreError, slack_said, without_folders
 from bot.learning import quality, reports
 from bot.learning.jobs import run_rollback, start_retrain
@@ -98,8 +99,10 @@ class Subcommand:
         return f"• {usage} — {self.summary}" + (f" ({notes})" if notes else "")
 
 
-def picking_text(rt: Runtime) -> str:
-    """How the next questions are chosen, so a team knows why they look random (or not)."""
+def picking_text(rt: Runtime, until: int) -> str:
+    """How the next questions are chosen, so a team knows why they look random (or not);
+    ``until``: HITL_TYPICAL_UNTIL in labels (``typical_until``: with ``auto`` it reads the
+    label set, so `/hitl queue` reads it with its counts, off the loop)."""
     model, settings = rt.model, rt.settings
     if model is None:
         return "*Picking:* at random: there is no model yet (`/hitl retrain` makes the first)"
@@ -110,7 +113,6 @@ def picking_text(rt: Runtime) -> str:
             " (HITL_WARM_UP)"
         )
     audits = f", {settings.audit_rate:.0%} random audits" if settings.audit_rate else ""
-    until = typical_until(settings, rt.store)
     if model.n_train < until:
         return (
             "*Picking:* the typical items of the groups no label covers yet (TypiClust) while"
@@ -123,16 +125,19 @@ def picking_text(rt: Runtime) -> str:
 @dataclass(frozen=True)
 class QueueCounts:
     """What `/hitl queue` reads from the database: the items waiting, the questions open by
-    channel, and those taken back unanswered in the last 7 days by channel."""
+    channel, those taken back unanswered in the last 7 days by channel, and the labels a
+    model needs before its closest calls pick the questions (``typical_until``)."""
 
     waiting: int
     open: dict[str, int]
     expired: dict[str, int]
+    typical_until: int
 
 
-def queue_counts(store: Store, question_ttl: float) -> QueueCounts:
-    expired = store.expired_counts(days=7) if question_ttl > 0 else {}
-    return QueueCounts(store.waiting_count(), store.open_post_counts(), expired)
+def queue_counts(store: Store, settings: Settings) -> QueueCounts:
+    expired = store.expired_counts(days=7) if settings.question_ttl > 0 else {}
+    until = typical_until(settings, store)
+    return QueueCounts(store.waiting_count(), store.open_post_counts(), expired, until)
 
 
 async def queue(call: Call) -> None:
@@ -143,7 +148,7 @@ async def queue(call: Call) -> None:
 
     def read() -> QueueCounts:
         with rt.store.apart() as store:
-            return queue_counts(store, rt.settings.question_ttl)
+            return queue_counts(store, rt.settings)
 
     await answer_when_read(
         call, asyncio.to_thread(read), lambda counts: Answer(queue_text(rt, counts))
@@ -151,10 +156,10 @@ async def queue(call: Call) -> None:
 
 
 def queue_text(rt: Runtime, counts: QueueCounts | None = None) -> str:
-    read = counts if counts is not None else queue_counts(rt.store, rt.settings.question_ttl)
+    read = counts if counts is not None else queue_counts(rt.store, rt.settings)
     waiting, open_counts, expired = read.waiting, read.open, read.expired
     dispatcher = Dispatcher.of(rt)
-    lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt)]
+    lines = [f"*Waiting:* {blocks.count(waiting, 'item')}", picking_text(rt, read.typical_until)]
     for channel in dispatcher.question_channels():
         state = dispatcher.channel_state(channel)
         line = f"<#{channel}>: {open_counts.get(channel, 0):,} of {rt.settings.max_open:,} open"

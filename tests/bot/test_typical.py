@@ -15,7 +15,7 @@ from bot.learning.scoring import choose
 from bot.learning.typical import TypicalOrder, typical_candidates
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
-from bot.slack.commands import picking_text
+from bot.slack.commands import queue_text
 from bot.slack.questions import shown_reason
 from bot.store import Store
 from model.classifier import TextClassifier
@@ -101,7 +101,7 @@ async def test_a_young_model_asks_one_typical_item_per_uncovered_group_computed_
         assert shown_reason(bot.store, bot.rt.settings, "out-0", "gold", 1, bot.rt.model) == (
             "typical"
         )
-        assert "typical items of the groups no label covers yet" in picking_text(bot.rt)
+        assert "typical items of the groups no label covers yet" in queue_text(bot.rt)
         # the first question answered: the next round asks the order's third pick
         first = bot.posted()[0]
         answered = await bot.action(bot.button_payload(first, "U0ANA", bot.first_label(first)))
@@ -172,7 +172,7 @@ async def test_from_the_typical_labels_on_the_model_asks_its_closest_calls_again
         assert shown_reason(bot.store, bot.rt.settings, "out-0", "gold", 1, bot.rt.model) == (
             "uncertain"
         )
-        assert "closest calls" in picking_text(bot.rt)
+        assert "closest calls" in queue_text(bot.rt)
 
 
 async def test_typical_picks_keep_the_audit_share_and_come_after_the_warm_up(
@@ -265,10 +265,10 @@ async def test_auto_asks_typical_picks_below_ten_labels_a_label_of_the_set_at_mo
         if reason == "typical":
             assert typical_candidates(bot.rt) is None  # started
             await ready(bot.rt)
-            assert f"it has {n_train:,} of the {until:,} labels" in picking_text(bot.rt)
+            assert f"it has {n_train:,} of the {until:,} labels" in queue_text(bot.rt)
         else:
             assert typical_candidates(bot.rt) is None and bot.rt.typical is None
-            assert "closest calls" in picking_text(bot.rt)
+            assert "closest calls" in queue_text(bot.rt)
         assert await bot.dispatcher.fill() == 2
         assert {p["reason"] for p in bot.store.db["posts"].rows} == {reason}
 
