@@ -593,7 +593,13 @@ class Dispatcher:
             # by in case Slack refuses the first); choosing a batch for all the room, with its
             # duplicate checks, and posting one of it was most of a round's work.
             wanted = room if self.post_interval <= 0 else min(room, 2)
-            ours = None if typical is None else [it for it in typical if routed_here(it)]
+            # a pick taken back unanswered lately rests too (as ``last`` does the pools'): the
+            # order's other picks come first, then the closest calls; it, a TTL on
+            ours = (
+                None
+                if typical is None
+                else [it for it in typical if routed_here(it) and it["id"] not in resting]
+            )
             for item, reason in choose(rt, mine, wanted, self.rng, audit_pool=audits, typical=ours):
                 if loop.time() < state.last_post + self.post_interval:
                     break  # at most one post per interval per channel; run() comes back

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,48 @@ def test_the_setting_reads_a_whole_number_or_auto_and_says_both_when_refused():
     for bad, said in (("sometimes", "is not a whole number"), ("1001", "is out of range")):
         with pytest.raises(ValueError, match=f"{said}; use .* from 0 to 1000, or auto"):
             spec.parse(bad)
+
+
+async def test_a_typical_question_taken_back_unanswered_does_not_take_its_freed_place_back(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """A pick of the order asked and ignored (HITL_QUESTION_TTL) goes back to the queue, ahead
+    of the order's other picks: the round that freed its place asked it again at once. It
+    rests for one TTL, as the closest calls do (``dispatch.last``): the order's other picks
+    come first, then the model's closest calls; it is asked again once it rests no more."""
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+        bot.rt.champion = young()
+        assert typical_candidates(bot.rt) is None
+        order = await ready(bot.rt)
+        assert await bot.dispatcher.fill() == 2
+        first = [p["item_id"] for p in bot.store.db["posts"].rows]
+        assert first == order.ids[:2]
+        age_questions(bot, "posted_at", "closed_at IS NULL")
+        # the order's pick nobody was asked (the round's list ends where its picks run out)
+        assert await bot.dispatcher.fill() == 1
+        # then a closest call, not a question taken back
+        assert await bot.dispatcher.fill() == 1
+        again = [
+            (p["item_id"], p["reason"])
+            for p in bot.store.db.query("SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
+        ]
+        assert again[0] == (order.ids[2], "typical")
+        assert again[1][1] == "uncertain" and again[1][0] not in first
+        # a TTL on, the first two rest no more (and the two asked since are taken back too)
+        age_questions(bot, "expired_at", "closed_at IS NOT NULL")
+        age_questions(bot, "posted_at", "closed_at IS NULL")
+        assert await bot.dispatcher.fill() == 2
+        assert [
+            (p["item_id"], p["reason"])
+            for p in bot.store.db.query("SELECT * FROM posts WHERE closed_at IS NULL ORDER BY id")
+        ] == [(item_id, "typical") for item_id in first]
+
+
+def age_questions(bot, column: str, where: str) -> None:  # noqa: ANN001
+    """The posts ``where`` selects had ``column`` set 73 hours ago (a TTL of 72 and one)."""
+    then = datetime.fromisoformat(bot.store.now()) - timedelta(hours=73)
+    with bot.store.db.conn:
+        bot.store.db.execute(
+            f"UPDATE posts SET {column} = ? WHERE {where}",
+            [then.isoformat(timespec="milliseconds")],
+        )
