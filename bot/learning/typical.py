@@ -25,7 +25,9 @@ from typing import Any
 
 from bot import eventloop
 from bot.config import TYPICAL_AUTO, Settings
+from bot.errors import HitlError
 from bot.labelset import current_labels
+from bot.learning.scoring_worker import ran_out
 from bot.runtime import Champion, Runtime
 from bot.store import Store
 from model.typical import typical_budget, typical_order
@@ -114,15 +116,25 @@ def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
 
 
 async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
-    """Compute model's order: a failure is said in the log, and its questions stay its
-    closest calls."""
+    """Compute model's order: a failure is said in the log (in one line when the bot knows
+    it: ``HitlError``, memory), and its questions stay its closest calls."""
     try:
         picks, sample, n_covered = await _picks(rt, model)
-    except Exception:
-        logger.exception(
-            "TypiClust's order for model %s failed: its questions are its closest calls",
-            model.version,
-        )
+    except Exception as exc:
+        # one the bot knows (the file lost, the scoring child out of memory or dead twice)
+        # says what to do in its own words; only an unexpected one brings its traceback
+        why = str(exc) if isinstance(exc, HitlError) else ran_out(exc)
+        if why is None:
+            logger.exception(
+                "TypiClust's order for model %s failed: its questions are its closest calls",
+                model.version,
+            )
+        else:
+            logger.warning(
+                "TypiClust's order for model %s failed: %s; its questions are its closest calls",
+                model.version,
+                why,
+            )
         return
     if order.version != model.version:
         return  # another model asks now: its own order is on its way

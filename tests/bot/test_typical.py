@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import threading
 from datetime import datetime, timedelta
@@ -329,3 +330,31 @@ def age_questions(bot, column: str, where: str) -> None:  # noqa: ANN001
             f"UPDATE posts SET {column} = ? WHERE {where}",
             [then.isoformat(timespec="milliseconds")],
         )
+
+
+async def test_an_order_that_cannot_be_read_is_said_in_one_line_without_a_traceback(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A failure the bot knows (the database file moved away under the server, so the pool's
+    connection of its own is refused; the scoring child out of memory or dead twice) is said
+    in one line that says what to do, as everywhere else, not with a traceback; the model asks
+    its closest calls, and the next version's order is computed."""
+    caplog.set_level(logging.INFO)
+    db = tmp_path / "hitl.db"
+    async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+        bot.rt.champion = young()
+        db.rename(tmp_path / "moved.db")
+        try:
+            assert typical_candidates(bot.rt) is None
+            order = await ready(bot.rt)
+        finally:
+            (tmp_path / "moved.db").rename(db)
+        assert order.ids == [] and order.n_computed == 0
+        [line] = [r for r in caplog.records if "TypiClust's order" in r.getMessage()]
+        assert line.exc_info is None, line.getMessage()
+        assert line.getMessage().startswith("TypiClust's order for model 1 failed: ")
+        assert f"put the database back at {db}" in line.getMessage()
+        assert line.getMessage().endswith("; its questions are its closest calls")
+        assert typical_candidates(bot.rt) is None  # its closest calls from here on
+        bot.rt.champion = young(version=2, n_train=11)
+        assert typical_candidates(bot.rt) is None and (await ready(bot.rt)).n_computed == 1
