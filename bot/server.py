@@ -63,6 +63,7 @@ from bot.learning.retrain import (
 )
 from bot.learning.scoring import Scorer
 from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
+from bot.learning.typical import stop as stop_typical
 from bot.runtime import Runtime, make_client, slack_session
 from bot.slack.acks import dispatch_until_acked
 from bot.slack.app import build_app
@@ -558,6 +559,7 @@ def init_app(
             yield
         finally:
             trainer.closing = True  # the clicks acked while the server stops start no refresh
+            stop_typical(rt)  # TypiClust's order being computed: not waited for by the drain
             drained_by = asyncio.get_running_loop().time() + DRAIN_SECONDS
             if socket is not None:
                 # No new envelope from here on; the clicks already taken finish and ack

@@ -53,6 +53,7 @@ class TypicalOrder:
     task: asyncio.Task[None] | None = None
     ids: list[str] = field(default_factory=list)
     n_computed: int = 0  # orders computed since start (one per model version)
+    stopped: bool = False  # the server stops: no order is computed from here on (``stop``)
 
     @classmethod
     def of(cls, rt: Runtime) -> TypicalOrder:
@@ -98,12 +99,24 @@ def typical_candidates(rt: Runtime) -> list[dict[str, Any]] | None:
     if model is None or not is_typical(rt, model):
         return None
     order = TypicalOrder.of(rt)
+    if order.stopped:
+        return None
     if order.version != model.version:
         _start(rt, order, model)
         return None
     if order.task is not None and not order.task.done():
         return None  # being computed: the model's closest calls meanwhile
     return rt.store.unlabeled_of(order.ids) or None
+
+
+def stop(rt: Runtime) -> None:
+    """The server stops: the order being computed is of no use any more (tens of seconds at
+    10,000 items), so it is cancelled, not waited for among the listeners' work
+    (``Background.drain``), and no round starts another."""
+    order = TypicalOrder.of(rt)
+    order.stopped = True
+    if order.task is not None and not order.task.done():
+        order.task.cancel()
 
 
 def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:

@@ -7,13 +7,16 @@ import json
 import logging
 import random
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import bot.learning.typical as typical_module
-from bot.learning.scoring import choose
+import bot.server as server_module
+from bot.learning.scoring import choose, scorer_of
+from bot.learning.scoring_worker import WALK_NICENESS, ScoringWorker
 from bot.learning.typical import TypicalOrder, typical_candidates
 from bot.runtime import Champion
 from bot.sandbox import FakeSlack
@@ -358,3 +361,31 @@ async def test_an_order_that_cannot_be_read_is_said_in_one_line_without_a_traceb
         assert typical_candidates(bot.rt) is None  # its closest calls from here on
         bot.rt.champion = young(version=2, n_train=11)
         assert typical_candidates(bot.rt) is None and (await ready(bot.rt)).n_computed == 1
+
+
+async def test_a_stop_while_the_order_is_computed_cancels_it_without_waiting_for_it(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """The order is of no use to a server that stops: the stop cancels it at once, in the
+    scoring child as `hitl serve` has it, not waited for among the acked listeners' work
+    (``server.DRAIN_SECONDS``: the whole 5 s while the order took tens of seconds). Here the
+    child is busy ahead of the order, and the drain would wait an hour."""
+    monkeypatch.setattr(server_module, "DRAIN_SECONDS", 3600.0)
+    worker = ScoringWorker(niceness=WALK_NICENESS)
+    await asyncio.to_thread(worker.warm)
+    busy = asyncio.ensure_future(worker.call(None, time.sleep, 3600))
+    try:
+        async with asyncio.timeout(60):  # only the old stop comes near it (the drain's hour)
+            async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+                scorer_of(bot.rt).walk_worker = worker
+                bot.rt.champion = young()
+                assert typical_candidates(bot.rt) is None
+                order = TypicalOrder.of(bot.rt)  # waits behind the child's hour, wherever it is
+        assert order.task.cancelled() and order.ids == [] and order.n_computed == 0
+        assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    finally:
+        busy.cancel()
+        worker.close()
