@@ -124,8 +124,10 @@ def _start(rt: Runtime, order: TypicalOrder, model: Champion) -> None:
     if order.task is not None and not order.task.done():
         order.task.cancel()  # an older version's: its result is no use
     order.version, order.ids = model.version, []
+    # Not among the listeners' work (``rt.background``) that a stop and the simulated
+    # teammates drain, with a timeout: the order takes tens of seconds, and nobody waits for
+    # it (the closest calls are asked meanwhile); a stop cancels it (``stop``).
     order.task = eventloop.background(_compute(rt, order, model), name="hitl-typical")
-    rt.background.keep(order.task)
 
 
 async def _compute(rt: Runtime, order: TypicalOrder, model: Champion) -> None:

@@ -389,3 +389,26 @@ async def test_a_stop_while_the_order_is_computed_cancels_it_without_waiting_for
     finally:
         busy.cancel()
         worker.close()
+
+
+async def test_the_listeners_drain_neither_waits_for_the_order_nor_cancels_it(
+    fake_slack: FakeSlack, tmp_path: Path
+):
+    """The order is not the acked listeners' work: ``Background.drain`` (which the simulated
+    teammates of `hitl demo --simulate` and refresh.py run before each dispatcher round, with
+    a 10 s timeout) returns while it is computed, and leaves it computing. Here the scoring
+    child is busy ahead of the order, as it is when the order takes longer than the drain."""
+    worker = ScoringWorker(niceness=WALK_NICENESS)
+    await asyncio.to_thread(worker.warm)
+    busy = asyncio.ensure_future(worker.call(None, time.sleep, 3600))
+    try:
+        async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
+            scorer_of(bot.rt).walk_worker = worker
+            bot.rt.champion = young()
+            assert typical_candidates(bot.rt) is None
+            order = TypicalOrder.of(bot.rt)
+            await bot.rt.background.drain(0.5)  # the old order: TimeoutError, the order cancelled
+            assert not order.task.done() and order.task not in bot.rt.background.tasks
+    finally:
+        busy.cancel()
+        worker.close()
