@@ -77,6 +77,8 @@ from model.typical import (
     TYPICAL_DIMS,
     TYPICAL_KNN,
     TYPICAL_MIN_CLUSTER,
+    TYPICAL_MOST,
+    TYPICAL_PER_CLASS,
     typical_budget,
     typical_embedding,
     typiclust,
@@ -141,11 +143,15 @@ ARMS = (
 # HITL_TYPICAL_UNTIL=auto), margin from there. TypiClust is a low-budget method, and a
 # budget is low against the classes: on sms_spam (2 classes, 20 labels) it never runs, which
 # is where ``typic75`` trails BreakingTies.
+# Twelfth screen (issue 19): ``typicpc8``: ``typicpc`` with 8 labels a class instead of 10,
+# drawing ``typicpc``'s stream (``STREAM``): on the four data sets only trec's rule changes
+# (6 classes: TypiClust for the 25-label model's batch only, margin from 48 labels), so its
+# rows elsewhere are ``typicpc``'s.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
     "badge", "typi150", "probcover150", "typic150", "typic75",
-    "typicl150", "typicl75", "typicpc",
+    "typicl150", "typicl75", "typicpc", "typicpc8",
 )  # fmt: skip
 CLASSWARM_PER_CLASS = 2
 WARM = {"warm50": 50, "warm100": 100, "warm150": 150, "warm200": 200, "warmsoft": 50, "warm50a": 50}
@@ -155,10 +161,11 @@ RAMP = {"ramp300": 300}
 ALL_ARMS = ARMS + SCREENS + ("margin",)  # an arm's RNG stream is its index here (``STREAM``)
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
-TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150}
-TYPI_BY_CLASSES = ("typicpc",)  # the product's HITL_TYPICAL_UNTIL=auto (``typi_until``)
+TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150, "typicpc8": 150}
+# labels a class (``typi_until``); ``typicpc``'s is the product's HITL_TYPICAL_UNTIL=auto
+TYPI_BY_CLASSES = {"typicpc": TYPICAL_PER_CLASS, "typicpc8": 8}
 # (below this many labels; margin from it). The arms whose embedding is the classifier's features:
-TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc")
+TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc", "typicpc8")
 TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
 PROBCOVER_PURITY = 0.95  # ProbCover's alpha: the share of delta-balls within one k-means cluster
 # TypiClust's dimensions, neighbours and smallest cluster: the product's (model/typical.py)
@@ -169,7 +176,7 @@ HYBRID_UNTIL = 150
 # ``default`` drew while the product's default was margin (so ``margin``'s rows are those
 # stored as ``default`` before HITL_TYPICAL_UNTIL=auto was the default, and ``warm50a``'s what
 # HITL_WARM_UP=50 was then). ``default`` draws as the rule it is (``rule_of``).
-STREAM = {"margin": "default", "warm50a": "default"}
+STREAM = {"margin": "default", "warm50a": "default", "typicpc8": "typicpc"}
 
 
 def rule_of(arm: str) -> str:
@@ -408,8 +415,10 @@ def typi_until(arm: str, n_classes: int) -> int:
     """The labels below which a low-budget arm asks its typical picks: TYPI_UNTIL's, or for
     ``typicpc`` the product's HITL_TYPICAL_UNTIL=auto (``model.typical.typical_budget``: 10
     a class of ``n_classes``, at most 150)."""
-    if arm in TYPI_BY_CLASSES:
+    if arm == "typicpc":
         return typical_budget(n_classes)
+    if arm in TYPI_BY_CLASSES:
+        return min(TYPI_BY_CLASSES[arm] * n_classes, TYPICAL_MOST)
     return TYPI_UNTIL[arm]
 
 
@@ -553,7 +562,7 @@ def arm_embedding(arm: str, pool_x: list[str], n_classes: int, seed: int):
     arm = rule_of(arm)
     if arm not in TYPI_UNTIL:
         return None, None
-    rng = np.random.default_rng([seed, ALL_ARMS.index(arm)])
+    rng = np.random.default_rng([seed, ALL_ARMS.index(STREAM.get(arm, arm))])
     embedding = typi_embedding(
         pool_x, int(rng.integers(2**31 - 1)), word_char=arm in TYPI_WORD_CHAR, n_classes=n_classes
     )

@@ -503,3 +503,27 @@ def test_the_default_arm_is_the_product_s_default_typicpc_and_margin_draws_the_o
     assert index("default") == 0 and index("margin") == len(le["ALL_ARMS"]) - 1
     got = le["arm_embedding"]("default", pool[0], 6, 0)[0]
     assert np.array_equal(got, le["arm_embedding"]("typicpc", pool[0], 6, 0)[0])
+
+
+def test_typicpc8_is_typicpc_with_8_labels_a_class_and_its_draws(tmp_path):
+    """The twelfth screen's arm changes the rule only: TypiClust while fewer than 8 labels a
+    class (6 classes: below 48 labels), margin from there, with ``typicpc``'s draws and pool
+    embedding, so where the two rules agree its rows are ``typicpc``'s."""
+    le, pool, clf, unlabeled = first_model(tmp_path)
+    embedding = le["typi_embedding"](pool[0], 0, word_char=True, n_classes=6)
+
+    def picks(arm: str, n_labels: int) -> list[int]:
+        return le["pick"](arm, clf, pool[0], unlabeled, list(range(n_labels)), None,
+                          np.random.default_rng([0, 1]), embedding=embedding,
+                          n_classes=6)  # fmt: skip
+
+    assert le["typi_until"]("typicpc8", 6) == 48 and le["typi_until"]("typicpc8", 77) == 150
+    assert picks("typicpc8", 47) == picks("typicpc", 47) != picks("margin", 47)
+    assert picks("typicpc8", 48) == picks("margin", 48) != picks("typicpc", 48)
+
+    def draw(arm: str) -> float:
+        return le["round_rng"](arm, 0, 3, True, 60).random()
+
+    assert draw("typicpc8") == draw("typicpc") != draw("margin")
+    got = le["arm_embedding"]("typicpc8", pool[0], 6, 0)[0]
+    assert np.array_equal(got, le["arm_embedding"]("typicpc", pool[0], 6, 0)[0])
