@@ -8,11 +8,11 @@ classifier (``model.classifier.TextClassifier``) on the labels so far, scores th
 asks the oracle for 25 more labels chosen by the arm:
 
 * ``default``: what ``hitl serve`` does with its default settings (bot/learning/scoring.py
-  ``choose``): while the labels number fewer than 10 a class of the label set (at most 150;
+  ``choose``): while the labels number fewer than 8 a class of the label set (at most 150;
   HITL_TYPICAL_UNTIL=auto) the non-audit picks are TypiClust's (``model.typical``), then
   ``select`` with the default strategy (margin); always the default 10 % audit share and
   near-duplicate filtering of the batch (``threshold=None``: the bot's HITL_THRESHOLD would
-  only shorten a batch). It is the screened arm ``typicpc``, with its draws (``rule_of``);
+  only shorten a batch). It is the screened arm ``typicpc8``, with its draws (``rule_of``);
 * ``margin``: the product with HITL_TYPICAL_UNTIL=0, margin from the first model (the default
   before; its draws are those the rows stored as ``default`` before then had); run when named;
 * ``random``: 25 uniformly random unlabeled items;
@@ -139,14 +139,15 @@ ARMS = (
 # cluster's pick is its most typical item among those at least as long (in words) as the
 # cluster's median: on trec the typical picks are short questions (see ``typiclust``).
 # Eleventh screen (issue 19): ``typicpc``: ``typic75``'s TypiClust while fewer than 10
-# labels a class of the label set (at most 150 labels: ``typi_until``, the product's
-# HITL_TYPICAL_UNTIL=auto), margin from there. TypiClust is a low-budget method, and a
-# budget is low against the classes: on sms_spam (2 classes, 20 labels) it never runs, which
-# is where ``typic75`` trails BreakingTies.
-# Twelfth screen (issue 19): ``typicpc8``: ``typicpc`` with 8 labels a class instead of 10,
-# drawing ``typicpc``'s stream (``STREAM``): on the four data sets only trec's rule changes
-# (6 classes: TypiClust for the 25-label model's batch only, margin from 48 labels), so its
-# rows elsewhere are ``typicpc``'s.
+# labels a class of the label set (at most 150 labels: ``typi_until``; the product's
+# HITL_TYPICAL_UNTIL=auto with 10 a class), margin from there. TypiClust is a low-budget
+# method, and a budget is low against the classes: on sms_spam (2 classes, 20 labels) it
+# never runs, which is where ``typic75`` trails BreakingTies.
+# Twelfth screen (issue 19): ``typicpc8``: ``typicpc`` with 8 labels a class instead of 10
+# (the product's HITL_TYPICAL_UNTIL=auto, ``model.typical.typical_budget``), drawing
+# ``typicpc``'s stream (``STREAM``): on the four data sets only trec's rule changes (6
+# classes: TypiClust for the 25-label model's batch only, margin from 48 labels), so its rows
+# elsewhere are ``typicpc``'s.
 SCREENS = (
     "density", "medoids", "density150", "warm150", "ramp300", "warm100", "warm200", "warm50",
     "classwarm", "albl", "spread1", "hybrid1", "power", "softrank", "warmsoft", "warm50a",
@@ -162,8 +163,8 @@ ALL_ARMS = ARMS + SCREENS + ("margin",)  # an arm's RNG stream is its index here
 MEDOID_CLUSTERS = 25
 TYPI_UNTIL = {"typi150": 150, "probcover150": 150, "typic150": 150, "typic75": 75}
 TYPI_UNTIL |= {"typicl150": 150, "typicl75": 75, "typicpc": 150, "typicpc8": 150}
-# labels a class (``typi_until``); ``typicpc``'s is the product's HITL_TYPICAL_UNTIL=auto
-TYPI_BY_CLASSES = {"typicpc": TYPICAL_PER_CLASS, "typicpc8": 8}
+# labels a class (``typi_until``); ``typicpc8``'s is the product's HITL_TYPICAL_UNTIL=auto
+TYPI_BY_CLASSES = {"typicpc": 10, "typicpc8": TYPICAL_PER_CLASS}
 # (below this many labels; margin from it). The arms whose embedding is the classifier's features:
 TYPI_WORD_CHAR = ("typic150", "typic75", "typicl150", "typicl75", "typicpc", "typicpc8")
 TYPI_LONG = ("typicl150", "typicl75")  # picks no shorter than their cluster's median text
@@ -181,12 +182,13 @@ STREAM = {"margin": "default", "warm50a": "default", "typicpc8": "typicpc"}
 
 def rule_of(arm: str) -> str:
     """The rule an arm picks by: ``default`` is how ``hitl serve`` picks with its default
-    settings, so ``typicpc`` (TypiClust while fewer than 10 labels a class, at most 150, then
+    settings, so ``typicpc8`` (TypiClust while fewer than 8 labels a class, at most 150, then
     margin: HITL_TYPICAL_UNTIL=auto, ``model.typical.DEFAULT_TYPICAL_UNTIL``), its rows
-    ``typicpc``'s; with a default of 0 it would be ``margin``. Any other arm is its own."""
+    ``typicpc8``'s (whose draws are ``typicpc``'s: ``STREAM``); with a default of 0 it would
+    be ``margin``. Any other arm is its own."""
     if arm != "default":
         return arm
-    return "typicpc" if DEFAULT_TYPICAL_UNTIL == TYPICAL_AUTO else "margin"
+    return "typicpc8" if DEFAULT_TYPICAL_UNTIL == TYPICAL_AUTO else "margin"
 
 
 ALBL_EXPERTS = ("margin", "random")
@@ -413,9 +415,10 @@ def badge_priorities(
 
 def typi_until(arm: str, n_classes: int) -> int:
     """The labels below which a low-budget arm asks its typical picks: TYPI_UNTIL's, or for
-    ``typicpc`` the product's HITL_TYPICAL_UNTIL=auto (``model.typical.typical_budget``: 10
-    a class of ``n_classes``, at most 150)."""
-    if arm == "typicpc":
+    TYPI_BY_CLASSES' arms so many a class of ``n_classes``, at most 150: for ``typicpc8`` the
+    product's HITL_TYPICAL_UNTIL=auto (``model.typical.typical_budget``: 8 a class), for
+    ``typicpc`` 10."""
+    if arm == "typicpc8":
         return typical_budget(n_classes)
     if arm in TYPI_BY_CLASSES:
         return min(TYPI_BY_CLASSES[arm] * n_classes, TYPICAL_MOST)

@@ -84,7 +84,7 @@ class Settings:
     keep_models: int = 5
     refresh_every: int = 25  # refit the working model after this many new labels; 0: off
     warm_up: int = 0  # model.selection.DEFAULT_WARM_UP: random picks below it; 0: off
-    # TypiClust's picks below it (bot.learning.typical); 0: off; TYPICAL_AUTO: 10 labels a
+    # TypiClust's picks below it (bot.learning.typical); 0: off; TYPICAL_AUTO: 8 labels a
     # label of the set, at most 150 (``bot.learning.typical.typical_until``)
     typical_until: int | str = TYPICAL_AUTO
     aggregation: str = "dawid_skene"  # how training reads multi-vote items (AGGREGATIONS)
@@ -726,7 +726,7 @@ SPECS: tuple[Spec, ...] = (
         False,
         "labels a model needs before its uncertainty picks the questions after the warm-up;"
         " below, the questions are TypiClust's typical items of the clusters no label covers"
-        " (auto: 10 a label of the set, at most 150; 0: off)",
+        " (auto: 8 a label of the set, at most 150; 0: off)",
     ),
     Spec(
         "aggregation",

@@ -64,8 +64,8 @@ class TypicalOrder:
 
 def typical_until(settings: Settings, store: Store) -> int:
     """HITL_TYPICAL_UNTIL in labels: as set, or with ``auto`` ``model.typical.typical_budget``
-    of the label set in force (10 labels a label, at most 150; the benchmark arm ``typicpc``,
-    benchmarks/RESULTS.md, "An eleventh screen"). Two small reads (the label set) when
+    of the label set in force (8 labels a label, at most 150; the benchmark arm ``typicpc8``,
+    benchmarks/RESULTS.md, "A twelfth screen"). Two small reads (the label set) when
     ``auto``."""
     if settings.typical_until != TYPICAL_AUTO:
         return int(settings.typical_until)

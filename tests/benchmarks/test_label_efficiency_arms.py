@@ -472,18 +472,20 @@ def test_typicpc_asks_typical_picks_below_ten_labels_a_class_at_most_150_then_ma
     assert picks("typicpc", 25, 2) == picks("margin", 25, 2) != picks("typic75", 25, 2)
 
 
-def test_the_default_arm_is_the_product_s_default_typicpc_and_margin_draws_the_old_default_s(
+def test_the_default_arm_is_the_product_s_default_typicpc8_and_margin_draws_the_old_default_s(
     tmp_path,
 ):
     """``default`` follows the product (HITL_TYPICAL_UNTIL=auto by default): it picks and draws
-    as ``typicpc``, so its rows are typicpc's; ``margin`` draws from the stream the default had
+    as ``typicpc8``, so its rows are typicpc8's; ``margin`` draws from the stream the default had
     before (index 0, the name ``default``'s), so its rows are those stored as ``default`` then."""
     from bot.config import Settings
-    from model.typical import DEFAULT_TYPICAL_UNTIL
+    from model.typical import DEFAULT_TYPICAL_UNTIL, typical_budget
 
     assert Settings().typical_until == DEFAULT_TYPICAL_UNTIL == "auto"
     le, pool, clf, unlabeled = first_model(tmp_path)
-    assert le["rule_of"]("default") == "typicpc" and le["rule_of"]("margin") == "margin"
+    assert le["rule_of"]("default") == "typicpc8" and le["rule_of"]("margin") == "margin"
+    for n_classes in (2, 4, 6, 12, 77):  # the arm's budget is the product's
+        assert le["typi_until"]("typicpc8", n_classes) == typical_budget(n_classes)
     embedding = le["typi_embedding"](pool[0], 0, word_char=True, n_classes=6)
 
     def picks(arm: str, n_labels: int) -> list[int]:
@@ -491,14 +493,14 @@ def test_the_default_arm_is_the_product_s_default_typicpc_and_margin_draws_the_o
                           np.random.default_rng([0, 1]), embedding=embedding,
                           n_classes=6)  # fmt: skip
 
-    assert picks("default", 55) == picks("typicpc", 55) != picks("margin", 55)
-    assert picks("default", 60) == picks("margin", 60)  # 10 labels a class: margin from there
+    assert picks("default", 47) == picks("typicpc8", 47) != picks("margin", 47)
+    assert picks("default", 48) == picks("margin", 48)  # 8 labels a class: margin from there
 
     def draw(arm: str) -> float:
         return le["round_rng"](arm, 0, 3, True, 60).random()
 
     index = le["ALL_ARMS"].index
-    assert draw("default") == draw("typicpc") != draw("margin")
+    assert draw("default") == draw("typicpc8") == draw("typicpc") != draw("margin")
     assert draw("margin") == np.random.default_rng([0, 3, index("default")]).random()
     assert index("default") == 0 and index("margin") == len(le["ALL_ARMS"]) - 1
     got = le["arm_embedding"]("default", pool[0], 6, 0)[0]

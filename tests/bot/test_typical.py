@@ -246,10 +246,10 @@ def test_the_order_reads_the_dispatchers_uniform_sample_a_step_at_a_time(memory_
 @pytest.mark.parametrize(
     ("labels", "n_train", "reason"),
     [
-        (("billing", "bug", "crash", "shipping"), 39, "typical"),  # 4 labels: below 40
-        (("billing", "bug", "crash", "shipping"), 40, "uncertain"),
-        (("billing", "bug"), 19, "typical"),  # 2 labels: 20
-        (("billing", "bug"), 20, "uncertain"),
+        (("billing", "bug", "crash", "shipping"), 31, "typical"),  # 4 labels: below 32
+        (("billing", "bug", "crash", "shipping"), 32, "uncertain"),
+        (("billing", "bug"), 15, "typical"),  # 2 labels: 16
+        (("billing", "bug"), 16, "uncertain"),
         (
             ("billing", "bug", *(f"l{n}" for n in range(28))),
             149,
@@ -258,13 +258,13 @@ def test_the_order_reads_the_dispatchers_uniform_sample_a_step_at_a_time(memory_
         (("billing", "bug", *(f"l{n}" for n in range(28))), 150, "uncertain"),
     ],
 )
-async def test_auto_asks_typical_picks_below_ten_labels_a_label_of_the_set_at_most_150(
+async def test_auto_asks_typical_picks_below_eight_labels_a_label_of_the_set_at_most_150(
     fake_slack: FakeSlack, tmp_path: Path, labels: tuple[str, ...], n_train: int, reason: str
 ):
-    """HITL_TYPICAL_UNTIL=auto: the benchmark's ``typicpc`` rule, read from the label set in
+    """HITL_TYPICAL_UNTIL=auto: the benchmark's ``typicpc8`` rule, read from the label set in
     force."""
     async for bot in await typical_bot(fake_slack, tmp_path, typical_until="auto", labels=labels):
-        until = min(10 * len(labels), 150)
+        until = min(8 * len(labels), 150)
         assert typical_module.typical_until(bot.rt.settings, bot.store) == until
         bot.rt.champion = young(n_train=n_train)
         if reason == "typical":
