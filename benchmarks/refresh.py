@@ -289,11 +289,16 @@ def report(name: str, by_arm: dict[str, list[dict]], args: argparse.Namespace) -
             if row is None or row["accuracy"] is None:
                 lines.append(f"{name} at {mark}: {arm} has no model")
                 continue
-            gap = (reached["accuracy"] - row["accuracy"]) * 100
-            verdict = "within 1 point" if gap <= 1.0 else "MORE THAN 1 POINT behind"
+            gap = (reached["accuracy"] - row["accuracy"]) * 100  # points behind the loop
+            if gap > 1.0:
+                verdict = f"{gap:.1f} points behind: MORE THAN 1 POINT behind"
+            elif gap > 0:
+                verdict = f"{gap:.1f} points behind: within 1 point"
+            else:
+                verdict = f"{-gap:.1f} points ahead"
             lines.append(
                 f"{name} at {mark} labels: {arm} {percent(row['accuracy'])} vs every{args.fast}"
-                f" {percent(reached['accuracy'])} ({gap:+.1f} points behind: {verdict})"
+                f" {percent(reached['accuracy'])} ({verdict})"
             )
     return lines
 

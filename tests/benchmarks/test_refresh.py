@@ -117,7 +117,11 @@ def test_a_step_is_run_once_and_a_product_with_the_loops_step_is_read_as_the_loo
         return [{"labels": n, "accuracy": a, "seconds": 1.0, "refreshes": 0}
                 for n, a in zip((275, 1025), accuracies, strict=True)]  # fmt: skip
 
-    by_arm = {"nightly": rows(0.60, 0.80), "product": rows(0.70, 0.85), "every50": rows(0.68, 0.86)}
+    by_arm = {
+        "nightly": rows(0.60, 0.845),
+        "product": rows(0.70, 0.85),
+        "every50": rows(0.68, 0.86),
+    }
     lines = refresh["report"]("trec", by_arm, args)
     assert (
         "trec: the product refreshes every 25 labels, as the loop does (one run, named product)"
@@ -125,12 +129,14 @@ def test_a_step_is_run_once_and_a_product_with_the_loops_step_is_read_as_the_loo
     )
     assert (
         "trec at 275 labels: every50 68.0% vs every25 70.0%"
-        " (+2.0 points behind: MORE THAN 1 POINT behind)" in lines
+        " (2.0 points behind: MORE THAN 1 POINT behind)" in lines
     )
     assert (
-        "trec at 1025 labels: nightly 80.0% vs every25 85.0%"
-        " (+5.0 points behind: MORE THAN 1 POINT behind)" in lines
+        "trec at 1025 labels: nightly 84.5% vs every25 85.0% (0.5 points behind: within 1 point)"
+        in lines
     )
+    # an arm ahead of the loop is said to be ahead, not "-1.0 points behind"
+    assert "trec at 1025 labels: every50 86.0% vs every25 85.0% (1.0 points ahead)" in lines
     assert not [line for line in lines if line.startswith("trec at") and ": product " in line]
 
 
