@@ -79,7 +79,6 @@ from model.typical import (
     TYPICAL_MIN_CLUSTER,
     TYPICAL_MOST,
     TYPICAL_PER_CLASS,
-    typical_budget,
     typical_embedding,
     typiclust,
 )
@@ -418,8 +417,6 @@ def typi_until(arm: str, n_classes: int) -> int:
     TYPI_BY_CLASSES' arms so many a class of ``n_classes``, at most 150: for ``typicpc8`` the
     product's HITL_TYPICAL_UNTIL=auto (``model.typical.typical_budget``: 8 a class), for
     ``typicpc`` 10."""
-    if arm == "typicpc8":
-        return typical_budget(n_classes)
     if arm in TYPI_BY_CLASSES:
         return min(TYPI_BY_CLASSES[arm] * n_classes, TYPICAL_MOST)
     return TYPI_UNTIL[arm]
