@@ -8,11 +8,13 @@ import contextlib
 import json
 import logging
 import random
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -499,3 +501,17 @@ async def one_posted(
     async for running in start_bot(fake, settings):
         assert await running.dispatcher.fill() == 1
         yield running
+
+
+def threads_calling(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[str]:
+    """Wrap ``module.name`` so each call records the name of the thread it ran in (the real
+    function still runs); the list fills as calls come."""
+    threads: list[str] = []
+    real = getattr(module, name)
+
+    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, watched)
+    return threads

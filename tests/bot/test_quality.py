@@ -17,7 +17,7 @@ from bot.learning.scoring_worker import ScoringWorker
 from bot.sandbox import FakeSlack
 from bot.slack.commands import WORKING
 from bot.store import Store
-from tests.bot.harness import Bot, Item, make_settings, seed, start_bot
+from tests.bot.harness import Bot, Item, make_settings, seed, start_bot, threads_calling
 
 # Ana and Raj answer ten items (HITL_VOTES=2): both "billing" on i0-i4, both "bug" on i7-i9;
 # on i5 Ana says billing and Raj bug, on i6 the reverse.
@@ -151,14 +151,7 @@ async def test_under_hitl_serve_stats_are_measured_in_the_walks_child_with_the_s
     worker thread gives."""
     seed(tmp_path / "hitl.db", [Item(f"i{n}", f"item {n}") for n in range(10)])
     settings = make_settings(fake_slack, tmp_path, votes=2, aggregation="dawid_skene")
-    measured_here: list[str] = []
-    real = quality.measure
-
-    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        measured_here.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(quality, "measure", watched)
+    measured_here = threads_calling(monkeypatch, quality, "measure")
     async for bot in start_bot(fake_slack, settings):
         answer_all(bot.store)
         in_a_thread = [await stats_reply(bot, user) for user in ("U0RAJ", "U0ADMIN")]

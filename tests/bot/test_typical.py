@@ -24,7 +24,7 @@ from bot.slack.commands import queue_text
 from bot.slack.questions import shown_reason
 from bot.store import Store
 from model.classifier import TextClassifier
-from tests.bot.harness import Item, make_settings, seed, start_bot
+from tests.bot.harness import Item, make_settings, seed, start_bot, threads_calling
 from tests.bot.test_dispatch import scored_items
 
 GROUPS = {
@@ -82,14 +82,7 @@ async def test_a_young_model_asks_one_typical_item_per_uncovered_group_computed_
     """With HITL_TYPICAL_UNTIL=75 and a model on 10 labels, the questions are TypiClust's
     picks: one per group no label covers (never billing, whose ticket is labeled), never an
     outlier; the order is computed in a worker thread, once per model version."""
-    threads: list[str] = []
-    real = typical_module.typical_order
-
-    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(typical_module, "typical_order", watched)
+    threads = threads_calling(monkeypatch, typical_module, "typical_order")
     async for bot in await typical_bot(fake_slack, tmp_path, typical_until=75):
         bot.rt.champion = young()
         assert typical_candidates(bot.rt) is None  # started: not ready on the loop's turn
